@@ -1,0 +1,203 @@
+"""Loading models and tokenizers, and building the embedded tiny Ministral-3 model.
+
+The study model, mistralai/Ministral-3-3B-Instruct-2512, is a vision-language checkpoint
+(``Mistral3ForConditionalGeneration`` around a ``ministral3`` text model): AutoModelForCausalLM
+refuses its config. Every stage of this pipeline is text-only, so :func:`load_causal_lm` loads such
+a checkpoint and returns the equivalent ``*ForCausalLM`` (text weights and lm_head; the vision
+tower is dropped). Plain causal-LM checkpoints load directly.
+
+The embedded default uses the real Tekken tokenizer shipped by the mistral-common package, so no
+hub access is ever needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TEKKEN_FILE = "tekken_240911.json"  # the Tekken version of the Ministral-3 / Mistral-Nemo family
+SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+VLM_MODEL_TYPES = {"mistral3"}
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def mistral_common_data_file(name: str = TEKKEN_FILE) -> Path:
+    import mistral_common
+
+    path = Path(mistral_common.__file__).parent / "data" / name
+    if not path.exists():
+        raise ModelLoadError(f"mistral-common ships no tokenizer file {name!r} ({path})")
+    return path
+
+
+def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKKEN_FILE):
+    """Write a loadable HF tokenizer folder from a Tekken file of the mistral-common package.
+
+    AutoTokenizer converts ``tekken.json`` offline but sets no special tokens and adds no BOS;
+    the real checkpoints prepend ``<s>``, so the saved tokenizer does too.
+    """
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(mistral_common_data_file(tekken_file), out / "tekken.json")
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    bos = SPECIAL_TOKENS["bos_token"]
+    tok.backend_tokenizer.post_processor = processors.Sequence(
+        [
+            tok.backend_tokenizer.post_processor,
+            processors.TemplateProcessing(
+                single=f"{bos} $A",
+                pair=f"{bos} $A $B",
+                special_tokens=[(bos, tok.convert_tokens_to_ids(bos))],
+            ),
+        ]
+    )
+    tok.padding_side = "right"
+    tok.save_pretrained(out)
+    (out / "tekken.json").unlink()  # tokenizer.json now holds everything; one source of truth
+    return load_tokenizer(out)
+
+
+def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), revision=revision)
+    except Exception as exc:  # transformers raises several types here
+        raise ModelLoadError(f"cannot load a tokenizer from {path}: {exc}") from exc
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
+    """A Ministral-3 text config of the real architecture, scaled down (defaults for CPU runs)."""
+    from transformers import Ministral3Config
+
+    params: dict[str, Any] = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=192,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=11,
+        rope_parameters={
+            "rope_type": "yarn",
+            "rope_theta": 1_000_000.0,
+            "factor": 1.0,
+            "original_max_position_embeddings": 2048,
+            "max_position_embeddings": 2048,
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
+            "mscale": 1.0,
+            "mscale_all_dim": 1.0,
+            "llama_4_scaling_beta": 0.1,
+        },
+    )
+    params.update(overrides)
+    return Ministral3Config(**params)
+
+
+def build_tiny_model(config, seed: int = 0):
+    from transformers import Ministral3ForCausalLM
+
+    torch.manual_seed(seed)
+    return Ministral3ForCausalLM(config)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    cfg = path / "config.json"
+    if not cfg.exists():
+        raise ModelLoadError(f"{path} has no config.json: not a model directory")
+    return json.loads(cfg.read_text())
+
+
+def _text_lm_from_vlm(path: str, revision, dtype, attn_implementation):
+    """Ministral-3 VLM checkpoint -> ``*ForCausalLM`` holding its text weights and lm_head."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    vlm = AutoModelForImageTextToText.from_pretrained(
+        path, revision=revision, dtype=dtype, attn_implementation=attn_implementation
+    )
+    text_config = vlm.config.get_text_config()
+    text_config.tie_word_embeddings = getattr(vlm.config, "tie_word_embeddings", False)
+    lm = AutoModelForCausalLM.from_config(
+        text_config, dtype=dtype, attn_implementation=attn_implementation
+    )
+    lm.model.load_state_dict(vlm.model.language_model.state_dict())
+    lm.lm_head.load_state_dict(vlm.lm_head.state_dict())
+    lm.generation_config = vlm.generation_config
+    del vlm
+    return lm
+
+
+def load_causal_lm(
+    path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    dtype: torch.dtype | str = "float32",
+    attn_implementation: str = "sdpa",
+    device: str | torch.device | None = None,
+    verify: bool = True,
+):
+    """Load a causal LM (or the text half of a Mistral3 VLM) from a local dir or hub id.
+
+    Local checkpoints written by this pipeline carry a hash manifest; ``verify`` checks it first
+    so a truncated or altered checkpoint fails here, not as garbage scores later.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    local = Path(path)
+    if local.exists():
+        _read_config(local)
+        if verify:
+            from maskablate import checkpoint
+
+            checkpoint.verify_if_manifest(local)
+    elif os.sep in str(path) and not _looks_like_hub_id(str(path)):
+        raise ModelLoadError(f"model path {path} does not exist")
+    try:
+        config = AutoConfig.from_pretrained(str(path), revision=revision)
+        if config.model_type in VLM_MODEL_TYPES:
+            model = _text_lm_from_vlm(str(path), revision, dtype, attn_implementation)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path),
+                revision=revision,
+                dtype=dtype,
+                attn_implementation=attn_implementation,
+            )
+    except ModelLoadError:
+        raise
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot load model {path!r}: {exc}. Offline? Set the model to a local path, or "
+            "pre-download it with `huggingface-cli download` on a machine with network."
+        ) from exc
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "/"))

@@ -1,0 +1,115 @@
+"""Instruction/response pairs: loading, Alpaca formatting, tokenization with prompt lengths.
+
+One format for the real data (yahma/alpaca-cleaned: ``instruction``, ``input``, ``output``) and
+the embedded set, which is written with the same columns. Training, the leakage probe and the
+planner all read pairs through here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+ALPACA_COLUMNS = ("instruction", "input", "output")
+PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
+
+
+class SFTDataError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TokenizedPair:
+    input_ids: list[int]
+    prompt_length: int  # tokens of input_ids that belong to the prompt (BOS included)
+
+    @property
+    def response_length(self) -> int:
+        return len(self.input_ids) - self.prompt_length
+
+
+def check_columns(rows: list[dict[str, Any]], source: str) -> None:
+    if not rows:
+        raise SFTDataError(f"SFT dataset {source} is empty")
+    missing = [c for c in ("instruction", "output") if c not in rows[0]]
+    if missing:
+        raise SFTDataError(
+            f"SFT dataset {source} lacks column(s) {', '.join(missing)} "
+            f"(has: {', '.join(sorted(rows[0]))}); expected Alpaca columns {ALPACA_COLUMNS}"
+        )
+    empty = [
+        i for i, r in enumerate(rows) if not str(r.get("output") or "").strip()
+    ]
+    if empty:
+        raise SFTDataError(
+            f"SFT dataset {source}: {len(empty)} row(s) have an empty 'output' response "
+            f"(first at row {empty[0]})"
+        )
+
+
+def format_prompt(row: dict[str, Any]) -> str:
+    if str(row.get("input") or "").strip():
+        return PROMPT_WITH_INPUT.format(instruction=row["instruction"], input=row["input"])
+    return PROMPT_NO_INPUT.format(instruction=row["instruction"])
+
+
+def load_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
+    """Rows from a local ``.jsonl`` file, or a datasets id (e.g. ``yahma/alpaca-cleaned``)."""
+    path = Path(source)
+    if path.suffix == ".jsonl" or path.exists():
+        if not path.exists():
+            raise SFTDataError(f"SFT data file {path} does not exist")
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    else:
+        import datasets
+
+        try:
+            rows = list(datasets.load_dataset(str(source), split=split))
+        except Exception as exc:
+            raise SFTDataError(f"cannot load SFT dataset {source!r}: {exc}") from exc
+    check_columns(rows, str(source))
+    return rows
+
+
+def split_rows(
+    rows: list[dict[str, Any]], eval_size: int, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Deterministic train/eval split (shuffle by ``seed``, hold out ``eval_size`` rows)."""
+    if eval_size >= len(rows):
+        raise SFTDataError(
+            f"eval_size {eval_size} leaves no training rows (dataset has {len(rows)})"
+        )
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:eval_size])
+    train = [r for i, r in enumerate(rows) if i not in held]
+    evals = [rows[i] for i in sorted(held)]
+    return train, evals
+
+
+def tokenize_pair(tokenizer, row: dict[str, Any], max_seq_len: int) -> TokenizedPair:
+    """BOS + prompt, then response + EOS; truncated at ``max_seq_len`` keeping >= 1 response token."""
+    prompt_ids = tokenizer(format_prompt(row), add_special_tokens=True)["input_ids"]
+    response_ids = tokenizer(str(row["output"]), add_special_tokens=False)["input_ids"]
+    response_ids = response_ids + [tokenizer.eos_token_id]
+    prompt_ids = prompt_ids[: max(1, max_seq_len - 1)]
+    ids = (prompt_ids + response_ids)[:max_seq_len]
+    return TokenizedPair(input_ids=ids, prompt_length=len(prompt_ids))
+
+
+def tokenize_rows(
+    tokenizer, rows: Iterable[dict[str, Any]], max_seq_len: int
+) -> list[TokenizedPair]:
+    return [tokenize_pair(tokenizer, r, max_seq_len) for r in rows]
