@@ -1,0 +1,40 @@
+"""Shared fixtures: the real Tekken tokenizer and tiny Ministral-3 checkpoints, built once per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Offline always: a test that reaches for the hub must fail, not hang.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture(scope="session")
+def tekken_dir(tmp_path_factory):
+    from maskablate.modeling import prepare_tekken_tokenizer
+
+    out = tmp_path_factory.mktemp("tekken")
+    prepare_tekken_tokenizer(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tekken_dir):
+    from maskablate.modeling import load_tokenizer
+
+    return load_tokenizer(tekken_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A random-init tiny Ministral-3 causal LM with the Tekken tokenizer, saved locally."""
+    from maskablate.modeling import build_tiny_model, tiny_ministral3_config
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    model = build_tiny_model(tiny_ministral3_config(), seed=0)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
