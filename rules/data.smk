@@ -1,0 +1,22 @@
+# The embedded synthetic world: pretraining corpus, multiple-choice tasks (jsonl + lm-eval YAML)
+# and SFT pairs in Alpaca columns. Real studies use lm-eval task names and a datasets id instead,
+# so this rule only exists for data.source: embedded.
+
+if EMBEDDED_DATA:
+
+    localrules:
+        make_data,
+
+    rule make_data:
+        output:
+            corpus="results/data/corpus.jsonl",
+            tasks=directory("results/data/tasks"),
+            sft="results/data/sft.jsonl",
+        log:
+            "logs/make_data/data.log",
+        conda:
+            "../environment.yml"
+        params:
+            data=data_params(),
+        script:
+            "../workflow/scripts/make_data.py"

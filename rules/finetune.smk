@@ -1,0 +1,28 @@
+# Stages 3 and 5: full-weight SFT of the base model under each variant's policy. Params are the
+# variant's resolved hyperparameters only, so editing one variant reruns that finetune and its
+# evaluations, nothing upstream. Trainer checkpoints (results/finetune/<v>/checkpoints/) are not
+# outputs: a rerun of the same configuration resumes from them.
+
+
+rule finetune:
+    input:
+        card="results/model/base.json",
+        probe=lambda wc: f"results/leakage/{VARIANTS[wc.variant]['policy']}.json",
+        sft=sft_input(),
+    output:
+        model=directory("results/finetune/{variant}/final"),
+        summary="results/finetune/{variant}/summary.json",
+    log:
+        "logs/finetune/{variant}.log",
+    benchmark:
+        "benchmarks/finetune/{variant}.tsv"
+    conda:
+        "../environment.yml"
+    threads: res("finetune", "threads")
+    resources:
+        **resources_of("finetune"),
+    params:
+        finetune=finetune_params,
+        sft=sft_params(),
+    script:
+        "../workflow/scripts/finetune.py"

@@ -1,0 +1,25 @@
+# The leakage probe, once per training policy: does the policy let response tokens see the
+# answer? Response loss under the policy vs causal on held-out pairs; a finetune under a leaking
+# policy is refused unless its variant sets allow_leakage.
+
+
+rule leakage_probe:
+    input:
+        card="results/model/base.json",
+        sft=sft_input(),
+    output:
+        "results/leakage/{policy}.json",
+    log:
+        "logs/leakage_probe/{policy}.log",
+    benchmark:
+        "benchmarks/leakage_probe/{policy}.tsv"
+    conda:
+        "../environment.yml"
+    threads: res("leakage", "threads")
+    resources:
+        **resources_of("leakage"),
+    params:
+        leakage=leakage_params(),
+        sft=sft_params(),
+    script:
+        "../workflow/scripts/leakage_probe.py"

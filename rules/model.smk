@@ -1,0 +1,44 @@
+# Stage 0: the base model. Embedded: a tiny Ministral-3 with the real Tekken tokenizer, pretrained
+# causally here. Pretrained: a hub id or local path, recorded (with its revision) in base.json.
+# Either way results/model/base.json is the model card every later stage reads.
+
+if EMBEDDED_MODEL:
+
+    rule prepare_model:
+        input:
+            corpus="results/data/corpus.jsonl",
+        output:
+            tokenizer=directory("results/model/tokenizer"),
+            model=directory("results/model/base/final"),
+            summary="results/model/base/summary.json",
+            card="results/model/base.json",
+        log:
+            "logs/prepare_model/base.log",
+        benchmark:
+            "benchmarks/prepare_model/base.tsv"
+        conda:
+            "../environment.yml"
+        threads: res("prepare_model", "threads")
+        resources:
+            **resources_of("prepare_model"),
+        params:
+            model=model_params(),
+        script:
+            "../workflow/scripts/prepare_model.py"
+
+else:
+
+    rule prepare_model:
+        output:
+            card="results/model/base.json",
+        log:
+            "logs/prepare_model/base.log",
+        conda:
+            "../environment.yml"
+        threads: res("prepare_model", "threads")
+        resources:
+            **resources_of("prepare_model"),
+        params:
+            model=model_params(),
+        script:
+            "../workflow/scripts/register_model.py"

@@ -1,0 +1,29 @@
+# The study's product: every evaluation in one long table with its stage-1/stage-2 comparisons.
+
+
+localrules:
+    recovery_table,
+
+
+rule recovery_table:
+    input:
+        metrics=eval_targets("metrics.json"),
+        summaries=expand(
+            "results/finetune/{variant}/summary.json", variant=sorted(VARIANTS)
+        ),
+    output:
+        csv=report(
+            "results/recovery.csv",
+            caption="../workflow/report/recovery.rst",
+            category="Recovery",
+            labels={"table": "recovery (long format)"},
+        ),
+        parquet="results/recovery.parquet",
+    log:
+        "logs/recovery_table/recovery.log",
+    conda:
+        "../environment.yml"
+    params:
+        recovery=recovery_params(),
+    script:
+        "../workflow/scripts/recovery_table.py"

@@ -1,0 +1,122 @@
+"""The base model card (``results/model/base.json``): what "the base model" is for every later stage.
+
+The embedded study builds and pretrains its model locally; a real study names a hub id or a local
+directory. Either way the evaluation, the leakage probe and the finetunes read the model through
+this card, so the revision that stage 1 scored is the one stage 3 finetunes, and it is recorded.
+
+Card: ``{"source", "path", "id", "revision", "tokenizer", "local", ..., "provenance"}`` where
+``path`` is what :func:`maskablate.modeling.load_causal_lm` is given (a local directory or a hub
+id) and ``revision`` the hub revision (resolved to a commit sha when the hub was reachable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from maskablate import provenance
+
+
+class ModelCardError(ValueError):
+    pass
+
+
+def _atomic_write(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def write(
+    out: str | os.PathLike,
+    *,
+    source: str,
+    model: str | os.PathLike,
+    revision: str | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    config_slice: Any = None,
+    extra: dict[str, Any] | None = None,
+    started: float | None = None,
+    fingerprint: bool = True,
+) -> dict[str, Any]:
+    """Write the card. Local model directories are fingerprinted when ``fingerprint`` (small models)."""
+    local = Path(model).exists()
+    inputs = {"model": model} if local and fingerprint else {}
+    card = {
+        "source": source,
+        "path": str(model),
+        "id": None if local else str(model),
+        "revision": revision,
+        "tokenizer": str(tokenizer or model),
+        "local": local,
+        **(extra or {}),
+        "provenance": provenance.collect(
+            config_slice=config_slice, inputs=inputs, started=started
+        ),
+    }
+    _atomic_write(Path(out), card)
+    return card
+
+
+def read(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ModelCardError(f"model card {p} does not exist (run the prepare_model rule)")
+    try:
+        card = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelCardError(f"model card {p} is not valid JSON: {exc}") from exc
+    for key in ("path", "revision", "tokenizer"):
+        if key not in card:
+            raise ModelCardError(f"model card {p} lacks the key {key!r}")
+    return card
+
+
+def register_pretrained(
+    out: str | os.PathLike,
+    *,
+    model: str,
+    revision: str | None = None,
+    download: bool = False,
+    config_slice: Any = None,
+) -> dict[str, Any]:
+    """Card for a hub id or local directory; with the hub reachable, the revision becomes a sha.
+
+    ``download`` fetches the snapshot into the Hugging Face cache now (one job, before any GPU
+    job), so every later job loads the same files without network.
+    """
+    started = time.time()
+    extra: dict[str, Any] = {"requested_revision": revision}
+    if Path(model).exists():
+        if not (Path(model) / "config.json").exists():
+            raise ModelCardError(f"model.path {model} exists but has no config.json")
+        extra["resolved"] = "local directory"
+        # A multi-GB checkpoint is not re-hashed here; its manifest (if any) is checked on load.
+        return write(out, source="pretrained", model=model, revision=revision,
+                     config_slice=config_slice, extra=extra, started=started, fingerprint=False)
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        extra["resolved"] = "offline: revision as configured (not resolved to a commit)"
+    else:
+        from huggingface_hub import model_info, snapshot_download
+
+        try:
+            info = model_info(model, revision=revision)
+        except Exception as exc:  # network errors, 401/404: all say the same to the user
+            raise ModelCardError(
+                f"cannot resolve model.path {model!r} (revision {revision!r}) on the hub: {exc}. "
+                "Offline? Set HF_HUB_OFFLINE=1 to record the revision as configured, or point "
+                "model.path to a local directory."
+            ) from exc
+        revision = info.sha
+        extra["resolved"] = "hub"
+        if download:
+            print(f"downloading {model}@{revision} into the Hugging Face cache", flush=True)
+            # Later jobs load this directory: exactly the recorded revision, no network needed.
+            extra["id"] = model
+            model = snapshot_download(model, revision=revision)
+    return write(out, source="pretrained", model=model, revision=revision,
+                 config_slice=config_slice, extra=extra, started=started, fingerprint=False)

@@ -1,0 +1,112 @@
+"""Figures for the Snakemake report: per-task scores by stage, and training loss curves.
+
+Both read only pipeline outputs (the recovery table, training ``summary.json`` files), so they can
+be redrawn from a finished results folder without any model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from maskablate.recovery import MACRO  # noqa: E402
+
+
+def evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
+    return f"S{stage} {variant} | eval {eval_policy}"
+
+
+def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Grouped bars: one group per task (macro last), one bar per evaluation in stage order."""
+    df = pd.read_csv(table) if not isinstance(table, pd.DataFrame) else table
+    if df.empty:
+        raise ValueError("the recovery table is empty: nothing to plot")
+    tasks = sorted(t for t in df["task"].unique() if t != MACRO) + [MACRO]
+    evals = (
+        df[["stage", "variant", "eval_policy"]]
+        .drop_duplicates()
+        .sort_values(["stage", "variant", "eval_policy"])
+        .itertuples(index=False)
+    )
+    evals = list(evals)
+    width = 0.8 / len(evals)
+    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(tasks) * max(1, len(evals) / 4)), 4.8))
+    cmap = plt.get_cmap("tab10")
+    for i, (stage, variant, policy) in enumerate(evals):
+        sel = df[(df.stage == stage) & (df.variant == variant) & (df.eval_policy == policy)]
+        scores = sel.set_index("task")["score"].reindex(tasks)
+        xs = [j + (i - (len(evals) - 1) / 2) * width for j in range(len(tasks))]
+        ax.bar(xs, scores.values, width, label=evaluation_label(stage, variant, policy),
+               color=cmap(i % 10), hatch="//" if policy != "causal" else None,
+               edgecolor="white", linewidth=0.5)
+    chance = df.drop_duplicates("task").set_index("task")["chance"].reindex(tasks)
+    for j, c in enumerate(chance.values):
+        if pd.notna(c):
+            ax.hlines(c, j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=1)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("headline score (dashed: chance)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Scores by task and stage (hatched: evaluated under the ablated mask)")
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_loss_curves(
+    summaries: Iterable[str | os.PathLike], out: str | os.PathLike
+) -> Path:
+    """Train loss (lines) and held-out loss (markers) per run, pretraining in its own panel.
+
+    Each summary is a training ``summary.json`` (``curves: {train: [{step, loss}], eval:
+    [{step, eval_loss}]}``); runs are labelled by their folder name and policy.
+    """
+    runs = []
+    for path in summaries:
+        data = json.loads(Path(path).read_text())
+        if "curves" not in data:
+            raise ValueError(f"{path} has no 'curves' (not a training summary.json)")
+        runs.append((Path(path).parent.name, data))
+    if not runs:
+        raise ValueError("no training summaries: nothing to plot")
+    panels = [("pretrain", [r for r in runs if r[1].get("kind") == "pretrain"]),
+              ("finetune", [r for r in runs if r[1].get("kind") != "pretrain"])]
+    panels = [p for p in panels if p[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (kind, group) in zip(axes[0], panels):
+        for i, (name, data) in enumerate(group):
+            color = cmap(i % 10)
+            label = f"{name} ({data.get('policy')})" if kind == "finetune" else name
+            train = data["curves"].get("train") or []
+            evals = data["curves"].get("eval") or []
+            if train:
+                ax.plot([e["step"] for e in train], [e["loss"] for e in train],
+                        color=color, label=f"{label} train")
+            if evals:
+                ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o--",
+                        color=color, markersize=4, label=f"{label} held-out")
+            stop = (data.get("stop") or {}).get("reason")
+            if stop and stop != "max_steps" and train:
+                ax.axvline(data.get("steps_done", train[-1]["step"]), color=color, linestyle=":")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss" + (" (response tokens)" if kind == "finetune" else ""))
+        ax.set_title("causal pretraining" if kind == "pretrain" else "finetunes (dotted: early stop)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _save(fig, out: str | os.PathLike) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,313 @@
+"""Fast batched log-likelihood scoring of (context, continuation) token pairs under a mask policy.
+
+Independent of lm-eval (the GPU benchmark needs only torch + transformers); lm-eval's
+``loglikelihood`` semantics are kept exactly: each request is left-truncated to
+``max_length + 1`` tokens and its last token dropped; the continuation's log-probability is the
+sum over its tokens, ``is_greedy`` says whether every continuation token is the argmax.
+Under ``prefix_bidir`` the context tokens in the input row are the bidirectional prefix; under
+``prefill_bidir`` the whole input row is bidirectional (so the continuation leaks, by design).
+
+Why it is fast, compared with one padded full forward + full-vocab log-softmax per batch:
+
+- length-sorted batches bounded by a token budget (little padding, large GEMMs);
+- the decoder body runs once per row and the lm_head + fp32 log-softmax run only on the hidden
+  states that predict continuation tokens (about a sixth of the positions of a typical
+  multiple-choice request, and the vocab-sized logits dominate memory traffic);
+- with ``share_contexts`` (causal and prefix_bidir only) a context shared by several
+  continuations is encoded once; its KV cache is expanded to the continuations, which then run
+  causally on top of it. Under prefix_bidir that is exact: context tokens never attend to the
+  continuation, and continuation tokens attend causally. Never under prefill_bidir, where the
+  context representations depend on the continuation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from maskablate.masks import check_policy, policy_forward_kwargs
+
+Request = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
+
+#: Rows of vocab-sized fp32 logits materialised at once (2048 x 131072 x 4 B = 1 GiB).
+LOGIT_CHUNK_ROWS = 2048
+
+
+@dataclass(frozen=True)
+class _Row:
+    index: int  # position in the caller's request list
+    inp: tuple[int, ...]  # model input: (context + continuation)[-(max_length+1):][:-1]
+    n_prompt: int  # context tokens inside ``inp`` (>= 1)
+    targets: tuple[int, ...]  # continuation tokens, predicted from inp[n_prompt-1:]
+
+
+def prepare(requests: Sequence[Request], max_length: int) -> list[_Row]:
+    """Apply lm-eval's truncation and split every request into input row and targets."""
+    rows = []
+    for i, (ctx, cont) in enumerate(requests):
+        ctx, cont = list(ctx), list(cont)
+        if not ctx or not cont:
+            raise ValueError(
+                f"request {i}: context and continuation must both be non-empty "
+                f"(got {len(ctx)} and {len(cont)} tokens)"
+            )
+        if len(cont) > max_length:
+            raise ValueError(
+                f"request {i}: continuation of {len(cont)} tokens exceeds max_length {max_length}"
+            )
+        inp = (ctx + cont)[-(max_length + 1) :][:-1]
+        rows.append(_Row(i, tuple(inp), len(inp) - len(cont) + 1, tuple(cont)))
+    return rows
+
+
+def _body_and_head(model):
+    try:
+        body = model.get_decoder()
+    except (AttributeError, ValueError, NotImplementedError) as exc:
+        raise TypeError(
+            f"{type(model).__name__} has no decoder body to score with: {exc}"
+        ) from exc
+    head = model.get_output_embeddings()
+    if body is None or head is None:
+        raise TypeError(
+            f"{type(model).__name__} is not a causal LM with a decoder body and an lm_head"
+        )
+    return body, head
+
+
+def _softcap(model) -> float | None:
+    config = model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(config, "final_logit_softcapping", None)
+
+
+def _token_scores(
+    head, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per scored position: log p(target) in fp32 and whether target is the argmax."""
+    logps, greedy = [], []
+    for s in range(0, hidden.shape[0], LOGIT_CHUNK_ROWS):
+        logits = head(hidden[s : s + LOGIT_CHUNK_ROWS]).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        tgt = targets[s : s + LOGIT_CHUNK_ROWS]
+        logps.append(
+            logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+        )
+        greedy.append(logits.argmax(dim=-1) == tgt)
+    return torch.cat(logps), torch.cat(greedy)
+
+
+class _Results:
+    """Accumulates per-token scores into per-request (sum log-prob, all greedy)."""
+
+    def __init__(self, n: int):
+        self.logp = [0.0] * n
+        self.greedy = [True] * n
+
+    def add(self, owners: list[int], logp: torch.Tensor, greedy: torch.Tensor):
+        for i, lp, g in zip(owners, logp.tolist(), greedy.tolist()):
+            self.logp[i] += lp
+            self.greedy[i] = self.greedy[i] and g
+
+    def out(self) -> list[tuple[float, bool]]:
+        return list(zip(self.logp, self.greedy))
+
+
+def _batches(items: list, cost: Callable[[list], int], budget: int, max_rows: int):
+    """Greedy consecutive batching of (already sorted) items under a token budget."""
+    batch: list = []
+    for item in items:
+        if batch and (len(batch) >= max_rows or cost(batch + [item]) > budget):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def _flat_batch(model, body, head, rows: list[_Row], policy, softcap, results, device):
+    """One padded forward of whole rows (any policy), scoring only continuation positions."""
+    T = max(len(r.inp) for r in rows)
+    ids = torch.zeros(len(rows), T, dtype=torch.long)
+    am = torch.zeros(len(rows), T, dtype=torch.long)
+    b_idx, t_idx, targets, owners = [], [], [], []
+    for b, r in enumerate(rows):
+        ids[b, : len(r.inp)] = torch.tensor(r.inp)
+        am[b, : len(r.inp)] = 1
+        for k, tok in enumerate(r.targets):
+            b_idx.append(b)
+            t_idx.append(r.n_prompt - 1 + k)
+            targets.append(tok)
+            owners.append(r.index)
+    ids, am = ids.to(device), am.to(device)
+    prompt_lengths = torch.tensor([r.n_prompt for r in rows], device=device)
+    kw = policy_forward_kwargs(body, ids, am, prompt_lengths, policy)
+    hidden = body(**kw, use_cache=False).last_hidden_state
+    sel = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
+    logp, greedy = _token_scores(
+        head, sel, torch.tensor(targets, device=device), softcap
+    )
+    results.add(owners, logp, greedy)
+
+
+def _shared_batch(model, body, head, groups, policy, softcap, results, device):
+    """Encode each distinct context once, then its continuations on the expanded KV cache.
+
+    ``groups`` is a list of (context tokens, [rows sharing it]). Contexts are left-padded so the
+    position predicting every continuation's first token is the last column.
+    """
+    Tc = max(len(ctx) for ctx, _ in groups)
+    G = len(groups)
+    ids = torch.zeros(G, Tc, dtype=torch.long)
+    am = torch.zeros(G, Tc, dtype=torch.long)
+    for g, (ctx, _) in enumerate(groups):
+        ids[g, Tc - len(ctx) :] = torch.tensor(ctx)
+        am[g, Tc - len(ctx) :] = 1
+    ids, am = ids.to(device), am.to(device)
+    ctx_lengths = torch.tensor([len(ctx) for ctx, _ in groups], device=device)
+    # The whole context row is the prompt: bidirectional under prefix_bidir, causal under causal.
+    kw = policy_forward_kwargs(body, ids, am, ctx_lengths, policy)
+    out = body(**kw, use_cache=True)
+    last = out.last_hidden_state[:, -1]  # [G, H]
+
+    first_g, first_t, first_owner = [], [], []
+    cont_rows: list[tuple[int, _Row]] = []
+    for g, (_, rows) in enumerate(groups):
+        for r in rows:
+            first_g.append(g)
+            first_t.append(r.targets[0])
+            first_owner.append(r.index)
+            if len(r.targets) > 1:
+                cont_rows.append((g, r))
+    logp, greedy = _token_scores(
+        head,
+        last[torch.tensor(first_g, device=device)],
+        torch.tensor(first_t, device=device),
+        softcap,
+    )
+    results.add(first_owner, logp, greedy)
+    if not cont_rows:
+        return
+
+    cache = out.past_key_values
+    cache.reorder_cache(torch.tensor([g for g, _ in cont_rows], device=device))
+    Tq = max(len(r.targets) - 1 for _, r in cont_rows)
+    q_ids = torch.zeros(len(cont_rows), Tq, dtype=torch.long)
+    q_am = torch.zeros(len(cont_rows), Tq, dtype=torch.long)
+    b_idx, t_idx, targets, owners = [], [], [], []
+    for b, (_, r) in enumerate(cont_rows):
+        n = len(r.targets) - 1
+        q_ids[b, :n] = torch.tensor(r.inp[r.n_prompt :])
+        q_am[b, :n] = 1
+        for k in range(n):
+            b_idx.append(b)
+            t_idx.append(k)
+            targets.append(r.targets[k + 1])
+            owners.append(r.index)
+    group_index = torch.tensor([g for g, _ in cont_rows], device=device)
+    full_am = torch.cat([am[group_index], q_am.to(device)], dim=1)
+    # Continuation tokens attend causally (to the whole context and earlier continuation
+    # tokens) under both policies that may share contexts.
+    kw = policy_forward_kwargs(
+        body, q_ids.to(device), full_am, None, "causal", past_key_values=cache
+    )
+    hidden = body(**kw, use_cache=True).last_hidden_state
+    sel = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
+    logp, greedy = _token_scores(
+        head, sel, torch.tensor(targets, device=device), softcap
+    )
+    results.add(owners, logp, greedy)
+
+
+def score_requests(
+    model,
+    requests: Sequence[Request],
+    policy: str = "causal",
+    *,
+    max_length: int | None = None,
+    max_batch_tokens: int = 16384,
+    max_batch_rows: int = 256,
+    share_contexts: bool = True,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> list[tuple[float, bool]]:
+    """Score ``requests`` (context tokens, continuation tokens) with ``model`` under ``policy``.
+
+    Returns per request ``(sum log-prob of the continuation, is_greedy)`` in request order.
+    ``max_length`` defaults to the model's ``max_position_embeddings``. A batch holds at most
+    ``max_batch_rows`` rows and about ``max_batch_tokens`` padded tokens.
+    """
+    from tqdm.auto import tqdm
+
+    check_policy(policy)
+    if max_length is None:
+        config = model.config
+        config = (
+            config.get_text_config() if hasattr(config, "get_text_config") else config
+        )
+        max_length = config.max_position_embeddings
+    rows = prepare(requests, max_length)
+    body, head = _body_and_head(model)
+    softcap = _softcap(model)
+    device = next(model.parameters()).device
+    results = _Results(len(rows))
+    bar = tqdm(total=len(rows), desc=desc, disable=not progress)
+    with torch.inference_mode():
+        if share_contexts and policy != "prefill_bidir":
+            by_ctx: dict[tuple[int, ...], list[_Row]] = {}
+            for r in rows:
+                by_ctx.setdefault(r.inp[: r.n_prompt], []).append(r)
+            groups = sorted(by_ctx.items(), key=lambda kv: -len(kv[0]))
+
+            def cost(batch):  # context tokens + continuation tokens, padded
+                n_rows = sum(len(rs) for _, rs in batch)
+                tq = max(len(r.targets) for _, rs in batch for r in rs)
+                return len(batch[0][0]) * (len(batch) + n_rows) + n_rows * tq
+
+            for batch in _batches(groups, cost, max_batch_tokens, max_batch_rows):
+                _shared_batch(model, body, head, batch, policy, softcap, results, device)
+                bar.update(sum(len(rs) for _, rs in batch))
+        else:
+            rows_sorted = sorted(rows, key=lambda r: -len(r.inp))
+            for batch in _batches(
+                rows_sorted,
+                lambda b: len(b) * len(b[0].inp),
+                max_batch_tokens,
+                max_batch_rows,
+            ):
+                _flat_batch(model, body, head, batch, policy, softcap, results, device)
+                bar.update(len(batch))
+    bar.close()
+    return results.out()
+
+
+def score_naive(
+    model, requests: Sequence[Request], policy: str = "causal", *, max_length: int
+) -> list[tuple[float, bool]]:
+    """Reference: one full-model forward per request and a full-vocab fp32 log-softmax.
+
+    The slow path the fast scorer must reproduce (tests, bench); also what the seed study did.
+    """
+    check_policy(policy)
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for r in prepare(requests, max_length):
+            ids = torch.tensor([r.inp], device=device)
+            am = torch.ones_like(ids)
+            kw = policy_forward_kwargs(
+                model, ids, am, torch.tensor([r.n_prompt], device=device), policy
+            )
+            logp = torch.log_softmax(model(**kw).logits[0].float(), dim=-1)
+            pos = torch.arange(r.n_prompt - 1, len(r.inp), device=device)
+            tgt = torch.tensor(r.targets, device=device)
+            out.append(
+                (
+                    float(logp[pos, tgt].sum()),
+                    bool((logp[pos].argmax(-1) == tgt).all()),
+                )
+            )
+    return out

@@ -1,0 +1,222 @@
+"""Vast.ai executor: snakemake-executor-plugin-vastai 0.1.4 with this project's workarounds.
+
+Registered as the Snakemake executor plugin ``maskablate-vast`` (the shim package
+``snakemake_executor_plugin_maskablate_vast`` next to this one), so ``profiles/vast`` selects it
+with the plain ``snakemake`` command and its settings are ``--maskablate-vast-<name>``. Offer
+search, renting (up to 5 offers tried), SSH transfer and teardown are the stock plugin's.
+
+The workarounds, all in this module and pinned to the plugin version they were written against
+(``PLUGIN_VERSION``; another version is refused when the executor starts):
+
+1. Lost instance. The stock SSH runner polls ``cat exit_code`` forever when the instance dies
+   mid-job. ``GuardedSSHJobRunner._execute`` asks the API whenever SSH fails: a destroyed or
+   exited instance fails the job at once, any other state after ``lost-after`` seconds without
+   SSH; ``retries`` then resubmits the job to a new instance.
+2. SIGTERM. Snakemake's scheduler replaces the plugin's SIGTERM handler with one that waits for
+   running jobs, so instances keep running (and billing) until their jobs end, or forever with
+   (1). At its first submission the executor installs a handler that destroys every rented
+   instance and raises KeyboardInterrupt, so Snakemake stops as on Ctrl-C.
+3. Failed job's log. The stock runner copies ``log:`` files back only after success; the guarded
+   runner also fetches them after a failure, before the instance is destroyed.
+
+Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
+project's pinned requirements (except torch when the image has one), so the instance runs this
+checkout's library. The API key is read from the environment only (``VAST_API_KEY``).
+"""
+
+# No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
+import importlib.metadata
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+
+import snakemake_executor_plugin_vastai as _stock
+from snakemake_executor_plugin_vastai.sshtransfer import REMOTE_WORKDIR, SSHJobRunner, TransferError
+from snakemake_interface_common.exceptions import WorkflowError
+
+PLUGIN_VERSION = "0.1.4"
+PLUGIN_NAME = "maskablate-vast"
+API_KEY_ENV = "VAST_API_KEY"
+# what Snakemake reads for the api_key setting of this plugin (the setting's env var)
+SETTING_KEY_ENV = "SNAKEMAKE_MASKABLATE_VAST_API_KEY"
+# API states after which the instance cannot come back
+GONE_STATES = {None, "exited", "stopped", "destroyed"}
+
+
+@dataclass
+class ExecutorSettings(_stock.ExecutorSettings):
+    lost_after: int = field(
+        default=300,
+        metadata={
+            "help": "Seconds a running job's instance may stay unreachable by SSH (while the API "
+            "does not report it destroyed or exited) before the job is failed and its instance "
+            "destroyed, so that --retries resubmits it elsewhere.",
+        },
+    )
+    poll_seconds: int = field(
+        default=15,
+        metadata={"help": "Seconds between two checks of a running job's exit code over SSH."},
+    )
+
+
+# The status loop only reads what the runner threads recorded (no API call in SSH mode), so
+# there is no reason to wait the stock 30 s before the first look.
+common_settings = replace(_stock.common_settings, init_seconds_before_status_checks=5)
+
+
+def plugin_version() -> str:
+    return importlib.metadata.version("snakemake-executor-plugin-vastai")
+
+
+def remote_project_setup(requirements: list[str]) -> str:
+    """Shell lines run on the instance in /snakemake-workdir before the job command."""
+    pins = [r for r in requirements if not r.replace(" ", "").startswith("torch")]
+    torch = [r for r in requirements if r.replace(" ", "").startswith("torch")]
+    quoted = " ".join(f'"{p}"' for p in pins)
+    lines = [
+        "# maskablate: the shipped library first, its pinned requirements installed",
+        'export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"',
+        f"echo '[maskablate-vast] ensuring {len(pins)} pinned requirement(s)'",
+        f"python -m pip install --quiet {quoted}" if pins else "",
+    ]
+    if torch:  # keep the image's CUDA build of torch; install the pin only where none exists
+        lines.append(f'python -c "import torch" 2>/dev/null || python -m pip install --quiet '
+                     f'"{torch[0]}"')
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def project_requirements() -> list[str]:
+    """The installed maskablate's runtime requirements (the pins of pyproject.toml)."""
+    reqs = importlib.metadata.requires("maskablate") or []
+    return [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
+
+
+class GuardedSSHJobRunner(SSHJobRunner):
+    """The stock SSH runner with workarounds (1) lost instance and (3) failed job's log."""
+
+    def _instance_status(self):
+        """actual_status; None when the API says the instance is gone; False on API error."""
+        try:
+            inst = self.vast.show_instance(self.instance_id)
+        except Exception:
+            return False
+        if isinstance(inst, list):
+            inst = inst[0] if inst else None
+        return inst.get("actual_status") if inst else None
+
+    def _execute(self) -> int:
+        # Start the job as the stock runner does (0.1.4 sshtransfer.SSHJobRunner._execute) ...
+        self._check_cancelled()
+        script = (f"cd {REMOTE_WORKDIR}\n{self.executor.job_setup_script()}"
+                  f"{self.exec_job}\necho $? > exit_code\n")
+        self._ssh(f"cat > {REMOTE_WORKDIR}/job.sh", input_text=script)
+        self._ssh(f"cd {REMOTE_WORKDIR} && nohup sh job.sh > job.log 2>&1 < /dev/null &")
+        # ... but poll with a bound: ssh exits 255 when the host is unreachable.
+        unreachable_since = None
+        while True:
+            self._check_cancelled()
+            res = self._ssh(f"cat {REMOTE_WORKDIR}/exit_code 2>/dev/null || true",
+                            check=False, timeout=60)
+            if res.returncode == 0:
+                unreachable_since = None
+                if res.stdout.strip():
+                    return int(res.stdout.strip())
+            else:
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                status = self._instance_status()
+                waited = now - unreachable_since
+                if status in GONE_STATES or waited > self.settings.lost_after:
+                    raise TransferError(
+                        f"instance lost mid-job (API status {status!r}, no SSH for {waited:.0f} s,"
+                        f" limit --maskablate-vast-lost-after {self.settings.lost_after} s): "
+                        f"{res.stderr.strip()}")
+                self.logger.warning(
+                    f"Vast.ai instance {self.instance_id}: no SSH for {waited:.0f} s "
+                    f"(API status {status!r}); failing the job after {self.settings.lost_after} s")
+            time.sleep(self.settings.poll_seconds)
+
+    def _finish(self, outcome):
+        if outcome[0] != "success" and self.host and self.port and self.job.log:
+            self._download_job_logs()
+        super()._finish(outcome)
+
+    def _download_job_logs(self) -> None:
+        """Fetch the rule's log: files with the stock packer, which sends output + log files."""
+        job = self.job
+        self.job = SimpleNamespace(output=[], log=job.log)
+        try:
+            self._download_outputs()
+            self.logger.info(f"Vast.ai instance {self.instance_id}: fetched the failed job's "
+                             f"log(s): {', '.join(map(str, job.log))}")
+        except Exception as e:  # the instance may be gone: the job's error is what matters
+            self.logger.warning(f"Vast.ai instance {self.instance_id}: could not fetch the "
+                                f"failed job's log(s): {e}")
+        finally:
+            self.job = job
+
+
+@contextmanager
+def _guarded_runner():
+    """The stock run_job builds its runner from the module global SSHJobRunner; swap it for the
+    duration of one run_job call (main thread only, so no other submission sees it)."""
+    _stock.SSHJobRunner = GuardedSSHJobRunner
+    try:
+        yield
+    finally:
+        _stock.SSHJobRunner = SSHJobRunner
+
+
+class Executor(_stock.Executor):
+    def __post_init__(self):
+        found = plugin_version()
+        if found != PLUGIN_VERSION:
+            raise WorkflowError(
+                f"executor {PLUGIN_NAME} patches snakemake-executor-plugin-vastai=={PLUGIN_VERSION}"
+                f" internals but {found} is installed: pin {PLUGIN_VERSION} or re-check the "
+                "workarounds in maskablate/vast_executor.py against the new version")
+        settings = self.workflow.executor_settings
+        if settings.api_key is not None and settings.api_key != os.environ.get(SETTING_KEY_ENV):
+            raise WorkflowError(
+                f"the Vast.ai API key came from a profile or the command line: remove "
+                f"{PLUGIN_NAME}-api-key there and export {API_KEY_ENV} instead")
+        key = settings.api_key or os.environ.get(API_KEY_ENV)
+        if not key:
+            raise WorkflowError(f"no Vast.ai API key: export {API_KEY_ENV}=<your key> "
+                                "(https://cloud.vast.ai/manage-keys/); it is never read from a file")
+        settings.api_key = key  # explicit, so the SDK does not fall back to its key files
+        self._sigterm_installed = False
+        super().__post_init__()
+
+    def job_setup_script(self) -> str:
+        return super().job_setup_script() + remote_project_setup(project_requirements())
+
+    def run_job(self, job):
+        self._install_sigterm_teardown()
+        with _guarded_runner():
+            super().run_job(job)
+
+    def _install_sigterm_teardown(self) -> None:
+        """Workaround (2). Runs at the first submission, i.e. after the scheduler installed its
+        own handler, which is what replaced the plugin's."""
+        if self._sigterm_installed or threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def teardown(signum, frame):
+            signal.signal(signal.SIGTERM, previous)  # a second SIGTERM gets Snakemake's handler
+            self.logger.warning("SIGTERM: destroying every rented Vast.ai instance, then "
+                                "stopping as on Ctrl-C")
+            for job_info in list(self.active_jobs):
+                event = job_info.aux.get("cancel_event")
+                if event is not None:
+                    event.set()
+            self._emergency_cleanup()
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, teardown)
+        self._sigterm_installed = True

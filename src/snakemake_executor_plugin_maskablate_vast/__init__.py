@@ -1,0 +1,43 @@
+"""Registers maskablate.vast_executor as the Snakemake executor plugin `maskablate-vast`.
+
+Snakemake finds executor plugins by the module name prefix `snakemake_executor_plugin_` and
+imports every one of them at start-up, whichever executor is used. So an import failure here
+(e.g. snakemake-executor-plugin-vastai missing) must not break local or SLURM runs: it registers
+a stand-in that reports the error only when `maskablate-vast` is actually selected.
+"""
+
+try:
+    from maskablate.vast_executor import Executor, ExecutorSettings, common_settings
+except Exception as _import_error:  # noqa: BLE001 - reported when the executor is used
+    import sys
+    from dataclasses import dataclass
+
+    from snakemake_interface_common.exceptions import WorkflowError
+    from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+    from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
+
+    _message = f"executor maskablate-vast unavailable: {_import_error!r}"
+    print(f"warning: {_message}", file=sys.stderr)
+
+    @dataclass
+    class ExecutorSettings(ExecutorSettingsBase):
+        pass
+
+    common_settings = CommonSettings(non_local_exec=True, implies_no_shared_fs=True,
+                                     job_deploy_sources=False)
+
+    class Executor(RemoteExecutor):
+        def __post_init__(self):
+            raise WorkflowError(_message)
+
+        def run_job(self, job):
+            raise WorkflowError(_message)
+
+        async def check_active_jobs(self, active_jobs):
+            raise WorkflowError(_message)
+            yield
+
+        def cancel_jobs(self, active_jobs):
+            pass
+
+__all__ = ["Executor", "ExecutorSettings", "common_settings"]

@@ -1,0 +1,352 @@
+"""Training under a mask policy: loss, collator, stop rules, finetune/pretrain end to end, gate, saving, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskablate import checkpoint, sft_data, training
+from maskablate.modeling import load_causal_lm
+
+torch.set_num_threads(2)
+
+# Small and fast: a few steps of the real tiny Ministral-3 (vocab 131072) on CPU.
+FAST = dict(
+    max_steps=6,
+    batch_size=4,
+    grad_accum=1,
+    learning_rate=1e-2,
+    lr_scheduler="constant",
+    optim="adamw_torch",
+    warmup_ratio=0.0,
+    max_seq_len=96,
+    eval_size=4,
+    eval_steps=3,
+    eval_batch_size=4,
+    save_steps=3,
+    logging_steps=1,
+    no_learning_steps=0,
+    plateau_patience=0,
+)
+NO_LEAK = {"policy": None, "leaks": False, "loss_causal": 2.0, "loss_policy": 2.0, "ratio": 1.0,
+           "threshold": 0.5, "n_examples": 4}
+
+
+def no_leak(policy):
+    return {**NO_LEAK, "policy": policy}
+
+
+def synthetic_rows(n: int = 40, seed: int = 0) -> list[dict]:
+    """Alpaca rows whose response is a deterministic function of the prompt (learnable in a few steps)."""
+    rng = random.Random(seed)
+    words = ["apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "comet"]
+    rows = []
+    for i in range(n):
+        w = rng.choice(words)
+        if i % 2:
+            rows.append({"instruction": f"Repeat the word {w} three times.", "input": "",
+                         "output": f"{w} {w} {w}"})
+        else:
+            rows.append({"instruction": "Name the colour of the object.", "input": f"a {w}",
+                         "output": f"The {w} is {'red' if len(w) == 5 else 'blue'}."})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sft_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sft") / "sft.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
+    return path
+
+
+def weights(path):
+    return {k: v.clone() for k, v in load_causal_lm(path).state_dict().items()}
+
+
+# ---------------------------------------------------------------- loss and collator
+
+
+def test_collator_labels_only_on_response_tokens():
+    batch = training.PolicyCollator(pad_token_id=11)(
+        [{"input_ids": [1, 5, 6, 7, 8], "prompt_length": 3}, {"input_ids": [1, 9, 10], "prompt_length": 2}]
+    )
+    assert batch["input_ids"].tolist() == [[1, 5, 6, 7, 8], [1, 9, 10, 11, 11]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, -100, -100, 7, 8], [-100, -100, 10, -100, -100]]
+    assert batch["prompt_lengths"].tolist() == [3, 2]
+
+
+@pytest.mark.parametrize("policy", ["causal", "prefix_bidir", "prefill_bidir"])
+def test_fast_head_loss_equals_model_loss(tiny_model_dir, tokenizer, policy):
+    model = load_causal_lm(tiny_model_dir)
+    pairs = sft_data.tokenize_rows(tokenizer, synthetic_rows(3), 64)
+    batch = training.PolicyCollator(tokenizer.pad_token_id)(
+        [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
+    )
+    fast_sum, n = training.policy_loss_sum(model, batch, policy, fast_head=True)
+    slow_sum, n2 = training.policy_loss_sum(model, batch, policy, fast_head=False)
+    assert int(n) == int(n2) == int((batch["labels"][:, 1:] != -100).sum()) > 0
+    torch.testing.assert_close(fast_sum, slow_sum, rtol=1e-5, atol=1e-4)
+    if policy == "causal":  # the model's own loss (its own shift and mean over labelled tokens)
+        own = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    labels=batch["labels"]).loss
+        torch.testing.assert_close(fast_sum / n, own, rtol=1e-5, atol=1e-5)
+    else:  # the policy changes the forward: a different loss than causal
+        causal_sum, _ = training.policy_loss_sum(model, batch, "causal")
+        assert not torch.allclose(fast_sum, causal_sum)
+
+
+# ---------------------------------------------------------------- stop rules (fake logs)
+
+
+def rules(**kw):
+    return training.StopRules(training.resolve_params(kw, training.FINETUNE_DEFAULTS))
+
+
+def test_no_learning_rule():
+    r = rules(no_learning_steps=20, no_learning_min_gain=0.1)
+    assert r.observe_train_loss(1, 2.0) is None
+    assert r.observe_train_loss(10, 1.95) is None  # before N steps: not judged
+    stop = r.observe_train_loss(20, 1.95)
+    assert stop["reason"] == "no_learning" and stop["step"] == 20
+    assert stop["detail"]["gain"] == pytest.approx(0.05)
+    r = rules(no_learning_steps=20, no_learning_min_gain=0.1)
+    r.observe_train_loss(1, 2.0)
+    assert r.observe_train_loss(20, 1.5) is None and r.stop is None
+    assert r.observe_train_loss(40, 2.5) is None  # judged once, at the first log after N
+
+
+def test_plateau_rule_patience_delta_min_steps():
+    r = rules(plateau_patience=2, plateau_min_delta=0.01, plateau_min_steps=500)
+    assert r.observe_eval_loss(100, 1.0) is None
+    assert r.observe_eval_loss(200, 0.995) is None  # within min_delta: no improvement (1 bad)
+    assert r.observe_eval_loss(300, 0.999) is None  # 2 bad, but step < min_steps
+    assert r.observe_eval_loss(400, 0.98) is None  # improved: counter reset
+    assert r.observe_eval_loss(500, 0.979) is None
+    stop = r.observe_eval_loss(600, 0.99)
+    assert stop["reason"] == "plateau" and stop["step"] == 600
+    assert stop["detail"]["best_step"] == 400 and stop["detail"]["evals_without_improvement"] == 2
+
+
+def test_nonfinite_rule_and_replay():
+    r = rules()
+    assert r.observe_train_loss(5, float("nan"))["reason"] == "nonfinite"
+    assert rules().observe_eval_loss(5, float("inf"))["reason"] == "nonfinite"
+    # a resumed run rebuilds the counters from its log history
+    r = rules(plateau_patience=2, plateau_min_delta=0.0, plateau_min_steps=0)
+    history = [{"step": 1, "loss": 3.0}, {"step": 10, "eval_loss": 1.0}, {"step": 20, "eval_loss": 1.1}]
+    assert r.replay(history) is None and r.bad_evals == 1 and r.first_loss == 3.0
+    assert r.observe_eval_loss(30, 1.2)["reason"] == "plateau"
+
+
+def test_unknown_param_is_named():
+    with pytest.raises(training.TrainingConfigError, match="learnin_rate"):
+        training.resolve_params({"learnin_rate": 1e-4}, training.FINETUNE_DEFAULTS)
+    with pytest.raises(training.TrainingConfigError, match="max_steps"):
+        training.resolve_params({"max_steps": 0}, training.FINETUNE_DEFAULTS)
+
+
+# ---------------------------------------------------------------- finetune end to end
+
+
+@pytest.mark.parametrize("policy", ["causal", "prefix_bidir"])
+def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy):
+    out = tmp_path / policy
+    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy=policy, params=FAST,
+                                out_dir=out, probe_result=no_leak(policy), config_slice={"v": policy})
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["steps_done"] == summary["steps_done"] == 6
+    assert on_disk["stop"]["reason"] == "max_steps" and on_disk["policy"] == policy
+    train = on_disk["curves"]["train"]
+    assert [e["step"] for e in train] == list(range(1, 7))
+    assert train[-1]["loss"] < train[0]["loss"] - 0.5  # it learns
+    assert [e["step"] for e in on_disk["curves"]["eval"]] == [3, 6]
+    assert on_disk["throughput"]["train_tokens_per_s"] > 0 and on_disk["throughput"]["train_steps_per_s"] > 0
+    assert on_disk["tokens_seen"] > 0 and on_disk["leakage_probe"]["policy"] == policy
+    assert on_disk["provenance"]["config"] == {"v": policy} and on_disk["provenance"]["run_id"]
+    assert on_disk["checkpoint"]["format"] == "save_pretrained"
+    # final: safetensors + tokenizer + manifest, loadable by the eval stage's loader, trained weights
+    final = out / "final"
+    assert (final / "model.safetensors").exists() and (final / "tokenizer.json").exists()
+    manifest = checkpoint.verify(final)
+    assert manifest["format"] == "save_pretrained" and manifest["policy"] == policy
+    before, after = weights(tiny_model_dir), weights(final)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert not (out / "final.tmp").exists() and not (out / "checkpoints").exists()
+
+
+def test_missing_column_is_named(tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"instruction": "hi", "response": "there"}) + "\n")
+    with pytest.raises(sft_data.SFTDataError, match="lacks column.*output"):
+        training.finetune(model_path=tiny_model_dir, data=bad, policy="causal", params=FAST,
+                          out_dir=tmp_path / "o", probe_result=no_leak("causal"))
+
+
+# ---------------------------------------------------------------- leakage gate
+
+
+def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tmp_path):
+    leaking = {"policy": "prefill_bidir", "leaks": True, "loss_causal": 1.023, "loss_policy": 0.070,
+               "ratio": 0.068, "threshold": 0.5, "n_examples": 4}
+    with pytest.raises(training.LeakageGateError) as err:
+        training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefill_bidir", params=FAST,
+                          out_dir=tmp_path / "refused", probe_result=leaking)
+    msg = str(err.value)
+    assert "prefill_bidir" in msg and "0.07" in msg and "1.023" in msg and "allow_leakage" in msg
+    assert not (tmp_path / "refused" / "final").exists()
+    # a probe result for another policy is not accepted as evidence
+    with pytest.raises(training.TrainingConfigError, match="probe result is for policy"):
+        training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefill_bidir", params=FAST,
+                          out_dir=tmp_path / "x", probe_result=no_leak("causal"))
+    # the seed's naive training, reproduced on purpose
+    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefill_bidir",
+                                params={**FAST, "max_steps": 2, "eval_size": 0}, out_dir=tmp_path / "allowed",
+                                probe_result=leaking, allow_leakage=True)
+    assert summary["leakage_probe"]["leaks"] and summary["leakage_probe"]["allowed"]
+    assert (tmp_path / "allowed" / "final" / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------- saving
+
+
+def test_save_pretrained_failure_falls_back(tiny_model_dir, sft_file, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    def broken(self, *a, **kw):
+        raise RuntimeError("conversion error (simulated)")
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", broken)
+    out = tmp_path / "fb"
+    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="causal",
+                                params={**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0},
+                                out_dir=out, probe_result=no_leak("causal"))
+    monkeypatch.undo()
+    assert summary["checkpoint"]["format"] == "state_dict_fallback"
+    assert checkpoint.verify(out / "final")["format"] == "state_dict_fallback"
+    model = load_causal_lm(out / "final")  # loads (and its manifest verifies) like any checkpoint
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # still tied
+    assert any(not torch.equal(v, weights(tiny_model_dir)[k]) for k, v in model.state_dict().items())
+
+
+def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp_path, monkeypatch):
+    real = training.MaskPolicyTrainer.compute_loss
+
+    def poisoned(self, model, inputs, **kw):
+        loss = real(self, model, inputs, **kw)
+        return loss * float("nan") if self.state.global_step >= 4 and model.training else loss
+
+    monkeypatch.setattr(training.MaskPolicyTrainer, "compute_loss", poisoned)
+    out = tmp_path / "nan"
+    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="causal",
+                                params={**FAST, "max_steps": 8, "save_steps": 2, "eval_size": 0,
+                                        "keep_checkpoints": True},
+                                out_dir=out, probe_result=no_leak("causal"))
+    assert summary["stop"]["reason"] == "nonfinite" and summary["stop"]["step"] == 5
+    assert summary["stop"]["detail"]["restored_from_step"] == 4
+    assert not (out / "checkpoints" / "checkpoint-5").exists()  # the poisoned step was never saved
+    final, good = weights(out / "final"), weights(out / "checkpoints" / "checkpoint-4")
+    assert all(torch.equal(final[k], good[k]) for k in good)
+    assert all(torch.isfinite(v).all() for v in final.values())
+
+
+# ---------------------------------------------------------------- resume after SIGKILL
+
+
+def _cli(out, sft_file, model_dir, params):
+    return [sys.executable, "-m", "maskablate.cli", "train", "finetune", "--model", str(model_dir),
+            "--data", str(sft_file), "--policy", "prefix_bidir", "--out", str(out),
+            "--params", json.dumps(params), "--probe-result", str(out.parent / "probe.json"), "--threads", "2"]
+
+
+def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
+    params = {**FAST, "max_steps": 10, "save_steps": 2, "eval_steps": 5, "keep_checkpoints": True}
+    (tmp_path / "probe.json").write_text(json.dumps(no_leak("prefix_bidir")))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ref = tmp_path / "ref"
+    subprocess.run(_cli(ref, sft_file, tiny_model_dir, params), check=True, env=env, capture_output=True)
+
+    out = tmp_path / "killed"
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen(_cli(out, sft_file, tiny_model_dir, params), stdout=log, stderr=subprocess.STDOUT,
+                            env=env)
+    marker = out / "checkpoints" / "checkpoint-4" / training.CHECKPOINT_MARKER
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint-4 within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    log.close()
+    steps_logged = [int(line.split("step ")[1].split("/")[0]) for line in open(tmp_path / "killed.log")
+                    if line.startswith("[finetune prefix_bidir] step ")]
+    reached = max(steps_logged)
+    assert reached < params["max_steps"] and not (out / "summary.json").exists()
+    done = training.complete_checkpoints(out / "checkpoints")
+    last_saved = int(done[-1].name.split("-")[-1])
+    # a save cut off by the kill looks like this: no marker, so it must be ignored and removed
+    half = out / "checkpoints" / f"checkpoint-{last_saved + 2}"
+    if not half.exists():
+        half.mkdir()
+        (half / "model.safetensors").write_bytes(b"truncated")
+
+    rerun = subprocess.run(_cli(out, sft_file, tiny_model_dir, params), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming from {out / 'checkpoints' / f'checkpoint-{last_saved}'}" in rerun.stdout
+    s, r = json.loads((out / "summary.json").read_text()), json.loads((ref / "summary.json").read_text())
+    assert s["resumed_from_step"] == last_saved >= 4
+    assert reached - s["resumed_from_step"] <= params["save_steps"]  # lost at most one save interval
+    assert s["steps_done"] == r["steps_done"] == 10
+    # the same run as without the kill: same losses step by step, same final weights
+    for a, b in zip(s["curves"]["train"], r["curves"]["train"], strict=True):
+        assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-4)
+    wa, wb = weights(out / "final"), weights(ref / "final")
+    for k in wb:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_cli_exit_codes(tiny_model_dir, sft_file, tmp_path):
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({**no_leak("prefill_bidir"), "leaks": True, "loss_policy": 0.1, "ratio": 0.05}))
+    args = ["finetune", "--model", str(tiny_model_dir), "--data", str(sft_file), "--policy", "prefill_bidir",
+            "--out", str(tmp_path / "o"), "--probe-result", str(probe), "--set", "eval_size=4", "--set", "max_steps=1"]
+    assert training.main(args) == 3
+    assert training.main([*args[:-1], "learnin_rate=1"]) == 2
+
+
+# ---------------------------------------------------------------- pretraining
+
+
+def test_pretrain_tiny_model(tekken_dir, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    rows = synthetic_rows(60, seed=1)
+    corpus.write_text("".join(json.dumps({"text": sft_data.format_prompt(r) + r["output"]}) + "\n" for r in rows))
+    out = tmp_path / "pre"
+    summary = training.pretrain(
+        corpus=corpus, tokenizer_dir=tekken_dir, arch={"num_hidden_layers": 1},
+        params={"max_steps": 5, "batch_size": 4, "max_seq_len": 64, "eval_size": 2, "eval_steps": 5,
+                "logging_steps": 1, "learning_rate": 3e-3},
+        out_dir=out,
+    )
+    assert summary["kind"] == "pretrain" and summary["steps_done"] == 5 and summary["policy"] == "causal"
+    assert summary["arch"]["num_hidden_layers"] == 1 and summary["n_train_blocks"] > 4
+    train = summary["curves"]["train"]
+    assert train[-1]["loss"] < train[0]["loss"] and math.isfinite(summary["final_eval_loss"])
+    model = load_causal_lm(out / "final")
+    assert model.config.num_hidden_layers == 1 and model.config.vocab_size == 131072
+    assert (out / "final" / "tokenizer.json").exists()
+    with pytest.raises(training.TrainingConfigError, match="lacks column 'text'"):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"body": "x"}) + "\n")
+        training.pretrain(corpus=bad, tokenizer_dir=tekken_dir, arch={}, params={}, out_dir=tmp_path / "b")

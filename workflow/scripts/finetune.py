@@ -1,0 +1,24 @@
+"""finetune (stages 3 and 5): full-weight SFT of the base model under the variant's policy."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import torch
+
+torch.set_num_threads(snakemake.threads)
+from maskablate import model_card, training
+
+cfg = snakemake.params.finetune
+training.finetune(
+    model_path=model_card.read(snakemake.input.card)["path"],
+    data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
+    policy=cfg["policy"],
+    params=cfg["params"],
+    out_dir=Path(snakemake.output.summary).parent,
+    probe_result=json.loads(Path(snakemake.input.probe).read_text()),
+    allow_leakage=cfg["allow_leakage"],
+    config_slice=cfg,
+)

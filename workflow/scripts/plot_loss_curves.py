@@ -1,0 +1,10 @@
+"""plot_loss_curves: pretraining and finetune loss curves from the training summaries."""
+
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from maskablate import report
+
+summaries = [*snakemake.input.pretrain, *snakemake.input.finetunes]
+print(report.plot_loss_curves(summaries, snakemake.output[0]))

@@ -1,0 +1,35 @@
+"""prepare_model (embedded): Tekken tokenizer, tiny Ministral-3 pretrained causally, model card."""
+
+import sys
+import time
+from pathlib import Path
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+started = time.time()
+
+import torch
+
+torch.set_num_threads(snakemake.threads)
+from maskablate import model_card, modeling, training
+
+cfg = snakemake.params.model
+emb = cfg["embedded"]
+out = snakemake.output
+modeling.prepare_tekken_tokenizer(out.tokenizer, emb["tokenizer_file"])
+summary = training.pretrain(
+    corpus=snakemake.input.corpus,
+    tokenizer_dir=out.tokenizer,
+    arch=emb["arch"],
+    params=emb["pretrain"],
+    out_dir=Path(out.summary).parent,
+    config_slice=cfg,
+)
+model_card.write(
+    out.card,
+    source="embedded",
+    model=out.model,
+    tokenizer=out.tokenizer,
+    config_slice=cfg,
+    extra={"pretrain_run_id": summary["provenance"]["run_id"]},
+    started=started,
+)
