@@ -12,6 +12,7 @@ COMMANDS = {
     "train": ("maskablate.training", "pretrain or finetune under a mask policy"),
     "data": ("maskablate.embedded", "write the embedded corpus, tasks and SFT data"),
     "recovery": ("maskablate.recovery", "build the recovery table from metrics.json files"),
+    "plan": ("maskablate.planner", "predict wall time and cost per stage and setup; compare after a run"),
 }
 
 

@@ -5,7 +5,8 @@ the three policies have exactly one definition:
 
 - ``causal``: the standard mask.
 - ``prefill_bidir``: any forward with more than one query token attends to every non-pad token;
-  single-token decode steps are unchanged (the seed study's ablation).
+  single-token decode steps are unchanged (the seed study's ablation). Leaks the labels in
+  teacher-forced training and scoring.
 - ``prefix_bidir``: prompt tokens attend to each other in both directions; later tokens attend
   causally (all prompt tokens plus earlier response tokens). Leakage-safe prefix-LM.
 
@@ -19,19 +20,30 @@ no-op as soon as a padded batch materialises a mask. Both traps are pinned by te
 - ``prefix_bidir`` uses ``block_sequence_ids`` (0 on prompt tokens, -1 elsewhere: the
   PaliGemma/Gemma3 prefix mechanism) in the matching ``create_*_mask`` function, which returns
   the backend's own format (additive float for eager, bool/None for sdpa, BlockMask for flex).
+  Sliding-window layers keep their window: see :func:`prefix_lm_mask`.
+- :data:`PREFIX_SDPA` is an extra attention implementation (registered with transformers'
+  ``AttentionInterface``) that equals ``sdpa`` except for ``prefix_bidir`` on right-padded batches:
+  there it runs one flash-eligible causal call over each row plus one non-causal call over each
+  prompt block, instead of a dense mask that disables the flash kernel. See docs/masks.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
-from transformers import masking_utils
+from transformers import AttentionInterface, masking_utils
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 POLICIES: tuple[str, ...] = ("causal", "prefill_bidir", "prefix_bidir")
 
 #: Policies under which a token's representation may depend on later response tokens.
 LEAKING_POLICIES: frozenset[str] = frozenset({"prefill_bidir"})
+
+#: attn_implementation name of the split-sdpa backend (``sdpa`` plus a fast prefix-LM path).
+PREFIX_SDPA = "sdpa_prefix_split"
+# Forward kwarg that carries per-row prompt lengths (python ints) to the PREFIX_SDPA attention.
+_PROMPT_LENGTHS_KWARG = "maskablate_prompt_lengths"
 
 
 class UnknownPolicyError(ValueError):
@@ -55,7 +67,7 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def prompt_token_mask(
-    attention_mask: torch.Tensor, prompt_lengths: torch.Tensor
+    attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int]
 ) -> torch.Tensor:
     """True on the first ``prompt_lengths[b]`` non-pad tokens of each row (left or right padding)."""
     pos = position_ids_from_mask(attention_mask)
@@ -68,56 +80,104 @@ def _text_config(model_or_config: Any):
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
-def _mask_fn_for(config, layer_type: str | None):
-    sliding = layer_type in ("sliding_attention", "sliding_window") or (
-        layer_type is None and getattr(config, "sliding_window", None)
-    )
-    if sliding:
-        return masking_utils.create_sliding_window_causal_mask
-    return masking_utils.create_causal_mask
+def _is_sliding(config, layer_type: str | None) -> bool:
+    if layer_type is not None:
+        return layer_type in ("sliding_attention", "sliding_window")
+    return bool(getattr(config, "sliding_window", None))
+
+
+def _has_sliding_layers(config) -> bool:
+    layer_types = getattr(config, "layer_types", None) or [None]
+    return any(_is_sliding(config, lt) for lt in layer_types)
+
+
+def _windowed_prompt_block(block_ids: torch.Tensor, window: int):
+    """Prompt-block overlay limited to the layer's window: the bidirectional twin of the causal
+    sliding window (HF's causal window is ``q - kv < window``; this adds ``kv - q < window``)."""
+    block = masking_utils.blockwise_overlay(block_ids)
+
+    def inner(batch_idx, head_idx, q_idx, kv_idx):
+        return block(batch_idx, head_idx, q_idx, kv_idx) & (kv_idx - q_idx < window)
+
+    return inner
 
 
 def prefix_lm_mask(
     model_or_config: Any,
     attention_mask: torch.Tensor,
-    prompt_lengths: torch.Tensor,
+    prompt_lengths: torch.Tensor | Sequence[int],
     *,
     dtype: torch.dtype,
+    query_length: int | None = None,
     position_ids: torch.Tensor | None = None,
     past_key_values=None,
 ):
     """The prefix-LM mask in the format the configured backend expects.
 
+    ``attention_mask`` is the 2D padding mask over all keys (cached ones included);
+    ``query_length`` is the number of new tokens (default: all of them, i.e. no cache).
     Returns a single mask, or a dict keyed by layer type for configs that alternate full and
     sliding-window layers (``config.layer_types``), which is what those models' forwards accept.
+
+    Sliding-window layers keep their window: HF's own ``block_sequence_ids`` overlay would let a
+    prompt token see the whole prompt through a windowed layer, so there the prompt block is
+    intersected with the window (``|q - kv| < window``), built as an ``or_mask_function`` of the
+    same ``create_sliding_window_causal_mask``.
     """
     config = _text_config(model_or_config)
     if position_ids is None:
         position_ids = position_ids_from_mask(attention_mask)
+    if query_length is None:
+        query_length = attention_mask.shape[1]
+    position_ids = position_ids[:, -query_length:]
     block_ids = torch.where(prompt_token_mask(attention_mask, prompt_lengths), 0, -1)
     # Only shape, dtype and device of inputs_embeds are read by the mask builders.
     dummy = torch.empty(
-        *attention_mask.shape, 0, dtype=dtype, device=attention_mask.device
+        attention_mask.shape[0], query_length, 0, dtype=dtype, device=attention_mask.device
     )
-    kwargs = dict(
+    common = dict(
         config=config,
         inputs_embeds=dummy,
         attention_mask=attention_mask,
         past_key_values=past_key_values,
         position_ids=position_ids,
-        block_sequence_ids=block_ids,
     )
-    layer_types = set(getattr(config, "layer_types", None) or [])
+
+    def build(layer_type: str | None):
+        if _is_sliding(config, layer_type):
+            window = config.sliding_window
+            return masking_utils.create_sliding_window_causal_mask(
+                **common, or_mask_function=_windowed_prompt_block(block_ids, window)
+            )
+        return masking_utils.create_causal_mask(**common, block_sequence_ids=block_ids)
+
+    layer_types = sorted(set(getattr(config, "layer_types", None) or []))
     if len(layer_types) > 1:
-        return {lt: _mask_fn_for(config, lt)(**kwargs) for lt in sorted(layer_types)}
-    return _mask_fn_for(config, next(iter(layer_types), None))(**kwargs)
+        return {lt: build(lt) for lt in layer_types}
+    return build(layer_types[0] if layer_types else None)
+
+
+def _right_padded(attention_mask: torch.Tensor) -> bool:
+    """Every row is its real tokens followed by pads (or no pads at all)."""
+    am = attention_mask.bool()
+    return bool(am[:, 0].all() and (am[:, 1:] <= am[:, :-1]).all())
+
+
+def _uses_prefix_split(model, past_key_values, attention_mask) -> bool:
+    config = _text_config(model)
+    return (
+        getattr(config, "_attn_implementation", None) == PREFIX_SDPA
+        and past_key_values is None
+        and not _has_sliding_layers(config)
+        and _right_padded(attention_mask)
+    )
 
 
 def policy_forward_kwargs(
     model: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    prompt_lengths: torch.Tensor | None,
+    prompt_lengths: torch.Tensor | Sequence[int] | None,
     policy: str,
     *,
     past_key_values=None,
@@ -131,6 +191,11 @@ def policy_forward_kwargs(
     mask; a single-token step is always left causal ("decode unchanged").
     """
     check_policy(policy)
+    if attention_mask.shape[0] != input_ids.shape[0] or attention_mask.shape[1] < input_ids.shape[1]:
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} does not cover input_ids "
+            f"shape {tuple(input_ids.shape)}"
+        )
     if position_ids is None:
         position_ids = position_ids_from_mask(attention_mask)[:, -input_ids.shape[1] :]
     kw: dict[str, Any] = dict(
@@ -145,13 +210,133 @@ def policy_forward_kwargs(
         return kw
     if prompt_lengths is None:
         raise ValueError("prefix_bidir needs prompt_lengths (prompt tokens per row)")
-    dtype = getattr(model, "dtype", torch.float32)
+    if len(prompt_lengths) != input_ids.shape[0]:
+        raise ValueError(
+            f"prompt_lengths has {len(prompt_lengths)} entries for a batch of {input_ids.shape[0]} rows"
+        )
+    if _uses_prefix_split(model, past_key_values, attention_mask):
+        # Right padding: real tokens never attend to the trailing pads under causal attention, so
+        # the flash path needs no mask at all (pad positions get finite, unused outputs). arange
+        # positions equal the mask's for real tokens and keep HF's packed-sequence detection off.
+        kw["attention_mask"] = None
+        kw["position_ids"] = None
+        kw[_PROMPT_LENGTHS_KWARG] = tuple(int(p) for p in prompt_lengths)
+        return kw
     kw["attention_mask"] = prefix_lm_mask(
         model,
         attention_mask,
         prompt_lengths,
-        dtype=dtype,
+        dtype=getattr(model, "dtype", torch.float32),
+        query_length=input_ids.shape[1],
         position_ids=position_ids,
         past_key_values=past_key_values,
     )
     return kw
+
+
+def prefix_split_sdpa_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Attention function of :data:`PREFIX_SDPA`: plain ``sdpa`` unless prompt lengths are given.
+
+    With prompt lengths (rows start at column 0): prefix-LM attention is causal attention for
+    response queries and full attention over the prompt block for prompt queries, so it is
+    computed exactly as one causal flash call over the whole batch plus one non-causal call per
+    row over its prompt block, whose result replaces the prompt rows. The prompt queries' causal
+    work is wasted (at most half of a causal row's keys), which is cheaper than a dense mask.
+    """
+    lengths = kwargs.pop(_PROMPT_LENGTHS_KWARG, None)
+    if lengths is None or query.shape[2] == 1:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    kwargs.pop("is_causal", None)
+    if len(lengths) != query.shape[0]:
+        raise ValueError(f"{len(lengths)} prompt lengths for a batch of {query.shape[0]} rows")
+    # (B, T, H, D); a mask here (if a builder materialised one) is causal + padding, still exact
+    # for response queries.
+    out, _ = sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+        is_causal=True, **kwargs,
+    )
+    rows = []
+    for b, p in enumerate(lengths):
+        if p <= 1:  # a one-token prompt has nothing to see bidirectionally
+            rows.append(out[b])
+            continue
+        block, _ = sdpa_attention_forward(
+            module, query[b : b + 1, :, :p], key[b : b + 1, :, :p], value[b : b + 1, :, :p],
+            None, dropout=dropout, scaling=scaling, is_causal=False, **kwargs,
+        )
+        rows.append(torch.cat([block[0], out[b, p:]], dim=0))
+    return torch.stack(rows), None
+
+
+AttentionInterface.register(PREFIX_SDPA, prefix_split_sdpa_attention)
+# Mask builders key on the implementation name: PREFIX_SDPA takes sdpa's mask format.
+masking_utils.AttentionMaskInterface.register(PREFIX_SDPA, masking_utils.sdpa_mask)
+
+
+@torch.no_grad()
+def incremental_logits(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_lengths: torch.Tensor | Sequence[int],
+    policy: str,
+) -> torch.Tensor:
+    """Logits computed the way generation runs under ``policy``: every prompt in one prefill
+    forward under the policy, then one cached single-token (causal) step per later token.
+
+    Same layout and result shape as a teacher-forced ``model(**policy_forward_kwargs(...)).logits``
+    (left or right padded rows, prompt first); pad positions are zero. Under ``causal`` and
+    ``prefix_bidir`` the two agree (generation under the policy is what training scores), under
+    ``prefill_bidir`` they do not.
+    """
+    from transformers import DynamicCache
+
+    check_policy(policy)
+    device = input_ids.device
+    am = attention_mask.bool()
+    lengths = [int(p) for p in prompt_lengths]
+    rows = [input_ids[b][am[b]] for b in range(input_ids.shape[0])]
+    n_prompt = max(lengths)
+    n_steps = max(len(r) - p for r, p in zip(rows, lengths))
+    # Prompts left-padded to a common end; continuations follow, right-padded with masked pads.
+    width = n_prompt + n_steps
+    ids = torch.zeros(len(rows), width, dtype=input_ids.dtype, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    for b, (r, p) in enumerate(zip(rows, lengths)):
+        ids[b, n_prompt - p : n_prompt - p + len(r)] = r
+        mask[b, n_prompt - p : n_prompt - p + len(r)] = 1
+    full_pos = position_ids_from_mask(mask)
+    cache = DynamicCache(config=_text_config(model))
+    out = model(
+        **policy_forward_kwargs(
+            model, ids[:, :n_prompt], mask[:, :n_prompt], lengths, policy,
+            past_key_values=cache,
+        ),
+        use_cache=True,
+    )
+    steps = [out.logits]
+    for t in range(n_prompt, width):
+        out = model(
+            **policy_forward_kwargs(
+                model, ids[:, t : t + 1], mask[:, : t + 1], lengths, policy,
+                past_key_values=out.past_key_values, position_ids=full_pos[:, t : t + 1],
+            ),
+            use_cache=True,
+        )
+        steps.append(out.logits)
+    logits = torch.cat(steps, dim=1)
+    result = torch.zeros(*input_ids.shape, logits.shape[-1], dtype=logits.dtype, device=device)
+    for b, (r, p) in enumerate(zip(rows, lengths)):
+        result[b][am[b]] = logits[b, n_prompt - p : n_prompt - p + len(r)]
+    return result

@@ -11,8 +11,8 @@ setup (GPU model x count, ``plan.setups``) the planner predicts
 and shows where every number came from (docs/planner.md):
 
 - ``tokens``: eval = tasks x docs x choices x tokens/request; train = max_steps x batch x
-  grad_accum x max_seq_len (or the measured mean tokens/step of an earlier run); the leakage probe
-  = 2 forwards x probe_size x max_seq_len.
+  grad_accum x tokens/pair (or the measured mean tokens/step of an earlier run); the leakage
+  probe = 2 forwards x n_pairs x tokens/pair.
 - ``tok_s_per_gpu``: measured on that GPU (this pipeline's summaries, metrics, Snakemake
   ``benchmark:`` files, then data/gpu_measurements.yaml), or measured on another GPU and scaled
   by peak BF16 FLOP/s, or, when nothing was measured for the model, the FLOP estimate
@@ -37,7 +37,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -46,12 +46,13 @@ KINDS = ("train", "eval", "probe")
 #: Matmul FLOPs per token per parameter: forward 2, forward + backward 6 (Kaplan et al. 2020).
 FLOPS_PER_PARAM_TOKEN = {"train": 6, "eval": 2, "probe": 2}
 CPU = "cpu"
+CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 PLAN_SCHEMA = "workflow/schemas/plan.schema.yaml"
 
 #: Column order of plan.csv (the contract with the report, the docs and the tests).
 COLUMNS = [
     "setup", "gpu", "gpus", "stage", "kind", "model", "policy",
-    "tokens", "tokens_source", "tok_s_per_gpu", "throughput_source", "speedup",
+    "tokens", "tokens_source", "tok_s_per_gpu", "throughput_source", "measured_run_id", "speedup",
     "compute_s", "job_overhead_s", "rental_overhead_s", "est_job_s", "est_s",
     "fits_memory", "price_per_hour", "price_source", "prices_captured_at", "est_cost_usd",
     "actual_s", "actual_source", "error_pct", "note",
@@ -84,7 +85,7 @@ class Stage:
     kind: str  # train | eval | probe
     model: str  # base | <variant>
     policy: str
-    tokens: float
+    tokens: float | None  # None: unknown (tokens_source says why)
     tokens_source: str
     output: str | None = None  # stage output JSON whose provenance has wall time + hardware
     benchmark: str | None = None  # Snakemake benchmark file of the stage
@@ -92,6 +93,8 @@ class Stage:
     ships_checkpoint: bool = False  # its input checkpoint is copied to a rented instance
     writes_checkpoint: bool = False  # saves (and ships back) a full checkpoint
     train_shape: dict[str, Any] | None = None  # batch_size, grad_accum, max_seq_len (train)
+    dtype: str = "float32"  # dtype the weights are held in (memory check)
+    optim: str | None = None  # optimizer (train): its states count in the memory check
 
 
 @dataclass
@@ -104,9 +107,8 @@ class Measurement:
     source: str
     origin: str  # "pipeline" (this project's outputs) or "table" (measurements file)
     run_id: str | None = None
-    peak_memory_gb: float | None = None
-    tokens_per_step: float | None = None
-    train_shape: dict[str, Any] | None = None
+    stage: str | None = None  # the stage id it was measured on (pipeline measurements)
+    optim: str | None = None  # training recipe: the optimizer it ran with
 
 
 @dataclass
@@ -144,8 +146,7 @@ class Reference:
                 Measurement(
                     kind=m["kind"], policy=m.get("policy"), gpu=m["gpu"], params=float(m["params"]),
                     tokens_per_s=float(m["tokens_per_s"]), source=f"{m['source']} [{p.name}]",
-                    origin="table", peak_memory_gb=m.get("peak_memory_gb"),
-                    tokens_per_step=m.get("tokens_per_step"),
+                    origin="table", optim=m.get("optim"),
                 )
             )
         return cls(
@@ -170,31 +171,62 @@ class Reference:
         return spec["tflops_bf16"] * 1e12, spec["source"]
 
 
-def load_config(path: str | os.PathLike, schemas: Iterable[str | os.PathLike] = ()) -> dict:
-    """Read a pipeline config and fill defaults from the JSON schemas (plan fragment included)."""
+def load_config(path: str | os.PathLike, schema: str | os.PathLike | None = CONFIG_SCHEMA,
+                plan_schema: str | os.PathLike = PLAN_SCHEMA) -> dict:
+    """Read a pipeline config; fill defaults from the pipeline's schema and the plan fragment.
+
+    The ``plan:`` block is validated on its own, so the pipeline schema need not know it.
+    """
+    from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     p = Path(path)
     if not p.exists():
         raise PlanError(f"config file {p} does not exist")
     config = yaml.safe_load(p.read_text()) or {}
-    for schema in schemas:
-        if Path(schema).exists():
-            validate(config, str(schema), set_default=True)
-    if "plan" not in config:
-        raise PlanError(f"config {p} has no 'plan' block after applying the schemas {list(schemas)}")
+    plan = config.pop("plan", None) or {}
+    if not Path(plan_schema).exists():
+        raise PlanError(f"plan schema {plan_schema} does not exist (run from the repository root)")
+    for data, sch, prefix in ((config, schema, ""), (plan, plan_schema, "plan.")):
+        if not sch or not Path(sch).exists():
+            continue
+        try:
+            validate(data, str(sch), set_default=True)
+        except WorkflowError as exc:
+            cause = exc.__context__
+            where = prefix + ".".join(str(x) for x in getattr(cause, "absolute_path", []))
+            raise PlanError(f"invalid config {p} at {where or '<top level>'}: "
+                            f"{getattr(cause, 'message', exc)}") from None
+    config["plan"] = plan
     return config
 
 
-def parse_setups(plan: dict[str, Any]) -> list[Setup]:
-    setups = []
+def local_hardware(ref: "Reference") -> tuple[str, int]:
+    """(gpu_name, count) of this machine: its visible CUDA GPUs, else ("cpu", 1)."""
+    import torch
+
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return ref.canonical_gpu(name) or name, torch.cuda.device_count()
+    return CPU, 1
+
+
+def parse_setups(plan: dict[str, Any], ref: "Reference") -> list[Setup]:
+    setups: list[Setup] = []
     for i, s in enumerate(plan.get("setups") or []):
         if "gpu" not in s:
-            raise PlanError(f"plan.setups[{i}] lacks 'gpu' (a Vast gpu_name such as 'H100 SXM', or 'cpu')")
-        count = int(s.get("count", 1))
+            raise PlanError(f"plan.setups[{i}] lacks 'gpu' (a Vast gpu_name such as 'H100 SXM', 'cpu' or 'local')")
+        gpu, count = str(s["gpu"]), int(s.get("count", 1))
         if count < 1:
             raise PlanError(f"plan.setups[{i}].count must be >= 1, got {count}")
-        setups.append(Setup(str(s["gpu"]), count, bool(s.get("local", False)), s.get("price_per_hour")))
+        if gpu == "local":
+            gpu, count = local_hardware(ref)
+            local = True
+        else:
+            local = bool(s.get("local", gpu == CPU))
+        setup = Setup(gpu, count, local, s.get("price_per_hour"))
+        if all((x.gpu, x.count) != (gpu, count) for x in setups):
+            setups.append(setup)
     if not setups:
         raise PlanError("plan.setups is empty: list at least one {gpu, count}")
     return setups
@@ -203,20 +235,29 @@ def parse_setups(plan: dict[str, Any]) -> list[Setup]:
 # ------------------------------------------------------------------- model size
 
 
+_PARAMS_CACHE: dict[str, int] = {}
+
+
 def count_params(text_config: Any) -> int:
-    """Parameters of a causal LM built on the meta device (no memory, tied weights counted once)."""
+    """Parameters of the causal LM of a config (dict with model_type, or PretrainedConfig).
+
+    Built on the meta device (no memory; tied weights counted once) and cached by the config's
+    JSON: the 3B shape takes ~2 s to build.
+    """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     if isinstance(text_config, dict):
         kw = dict(text_config)
         text_config = AutoConfig.for_model(kw.pop("model_type"), **kw)
-    assert isinstance(text_config, PretrainedConfig)
     if hasattr(text_config, "get_text_config"):
         text_config = text_config.get_text_config()
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(text_config)
-    return sum(p.numel() for p in model.parameters())
+    key = text_config.to_json_string(use_diff=False)
+    if key not in _PARAMS_CACHE:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(text_config)
+        _PARAMS_CACHE[key] = sum(p.numel() for p in model.parameters())
+    return _PARAMS_CACHE[key]
 
 
 # --------------------------------------------------------------------- throughput
@@ -266,23 +307,32 @@ def pick_throughput(
     """Best measured tokens/s for this stage on this GPU, else the FLOP estimate.
 
     A measurement only counts for the same kind of work on a model of the same size (within 5 %);
-    across GPUs it is scaled by peak BF16 FLOP/s, never between CPU and GPU. Preference: same GPU,
-    same policy, this pipeline's own outputs over the measurements table.
+    across GPUs it is scaled by peak BF16 FLOP/s, never between CPU and GPU. Preference: same kind,
+    same GPU, this pipeline's own outputs over the measurements table, same optimizer, same rule,
+    same policy.
     """
     target_peak, peak_src = ref.peak_flops(gpu, plan)
     best, best_key = None, None
+    kinds = ("probe", "eval") if stage.kind == "probe" else (stage.kind,)  # both forward-only
     for m in ms:
-        if m.kind != stage.kind or abs(m.params - params) > 0.05 * params:
+        if m.kind not in kinds or abs(m.params - params) > 0.05 * params:
             continue
         if (m.gpu == CPU) != (gpu == CPU):
             continue
         if m.gpu != gpu and (target_peak is None or ref.peak_flops(m.gpu, plan)[0] is None):
             continue
-        key = (m.gpu == gpu, m.policy == stage.policy, m.origin == "pipeline")
+        # the pipeline's own runs beat a bench table, a bench of the same recipe (optimizer) beats
+        # another; then the same rule (finetune, not pretraining), the same policy (it changes
+        # speed by ~2-8 % only), the same stage
+        group = (m.stage or "").split("/")[0] == stage.id.split("/")[0]
+        key = (m.kind == stage.kind, m.gpu == gpu, m.origin == "pipeline", m.optim == stage.optim,
+               group, m.policy == stage.policy, m.stage == stage.id)
         if best_key is None or key > best_key:
             best, best_key = m, key
     if best is not None:
         policy_note = "" if best.policy == stage.policy else f", policy {best.policy} (none for {stage.policy})"
+        if best.kind != stage.kind:
+            policy_note += f", {best.kind} rate for this forward-only {stage.kind}"
         if best.gpu == gpu:
             return Throughput(best.tokens_per_s, f"measured on {gpu}{policy_note}: {best.source}", best)
         src_peak = ref.peak_flops(best.gpu, plan)[0]
@@ -331,9 +381,9 @@ def load_snapshot(path: str | os.PathLike) -> dict[str, Any] | None:
     return data
 
 
-def snapshot_price(setup: Setup, snap: dict[str, Any] | None) -> Price:
+def snapshot_price(setup: Setup, snap: dict[str, Any] | None, path: str = "") -> Price:
     if snap is None:
-        return Price(None, "no price: no VAST_API_KEY for live offers and no offers snapshot file", None)
+        return Price(None, f"no price: no offers snapshot file {path}".rstrip(), None)
     where = f"snapshot {snap['path']} ({snap['captured_at']}; {snap.get('source', 'source not stated')})"
     offers = [o for o in snap["offers"] if o["gpu_name"] == setup.gpu]
     exact = [o for o in offers if int(o["num_gpus"]) == setup.count]
@@ -370,7 +420,7 @@ def live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setu
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
     out: dict[Setup, Price] = {}
     for s in setups:
-        if s.gpu == CPU:
+        if s.local:
             continue
         query = build_offer_query(settings, {"gpu": s.count, "gpu_model": s.gpu}, 0)
         try:
@@ -398,23 +448,25 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
     if mode == "vast" or (mode == "auto" and os.environ.get("VAST_API_KEY")):
         if not os.environ.get("VAST_API_KEY"):
             raise PlanError("plan.prices is 'vast' but VAST_API_KEY is not set")
-        live = live_prices([s for s in setups if s.price_per_hour is None], plan["vast"])
+        live = live_prices([s for s in setups if s.price_per_hour is None and not s.local], plan["vast"])
     out = {}
     for s in setups:
         if s.price_per_hour is not None:
             out[s] = Price(float(s.price_per_hour), "config: plan.setups price_per_hour", None)
-        elif s.gpu == CPU:
-            out[s] = Price(None, "no price: a cpu setup has no rental price (set price_per_hour)", None)
+        elif s.local:
+            out[s] = Price(None, f"no price: {s.label} is a local setup, not rented (set price_per_hour)", None)
         elif s in live and live[s].per_hour is not None:
             out[s] = live[s]
         elif s in live and mode == "auto":
-            fallback = snapshot_price(s, snap)
+            fallback = snapshot_price(s, snap, plan["offers_snapshot"])
             fallback.source = f"{live[s].source}; fell back to {fallback.source}"
             out[s] = fallback
         elif s in live:
             out[s] = live[s]
         else:
-            out[s] = snapshot_price(s, snap)
+            out[s] = snapshot_price(s, snap, plan["offers_snapshot"])
+            if snap is None and mode == "auto":
+                out[s].source += " and VAST_API_KEY is not set (live offers)"
     return out
 
 
@@ -443,71 +495,85 @@ def capture_offers(setups: list[Setup], plan: dict[str, Any], path: str | os.Pat
 
 
 def _model_params_from_dir(path: str | os.PathLike | None, cache: dict) -> float | None:
-    if not path:
-        return None
-    cfg = Path(path) / "config.json"
-    if not cfg.exists():
+    cfg = Path(path) / "config.json" if path else None
+    if cfg is None or not cfg.exists():
         return None
     key = cfg.read_text()
     if key not in cache:
         from transformers import AutoConfig
 
-        cache[key] = float(count_params(AutoConfig.from_pretrained(str(path))))
+        cache[key] = float(count_params(AutoConfig.from_pretrained(str(cfg.parent))))
     return cache[key]
 
 
-def pipeline_measurements(
-    stages: list[Stage], ref: Reference, plan: dict, study: "Study"
-) -> list[Measurement]:
-    """Throughput this pipeline measured in earlier runs: summaries, metrics, benchmark files.
+@dataclass
+class Run:
+    """A finished stage: its output JSON, where it ran and how long it took."""
 
-    The model size of each run is read from the checkpoint it wrote or evaluated (config.json), so a
-    results/ folder left by another config (the embedded tiny model) cannot pose as the 3B model.
-    Wall times include model loading: the modelled job overhead is subtracted (at most half).
+    data: dict[str, Any]
+    gpu: str
+    count: int
+    run_id: str | None
+    wall_s: float | None  # provenance wall_time_s (inside the script)
+    bench_s: float | None  # Snakemake benchmark file (the whole job)
+
+
+def finished_run(stage: Stage, root: Path, ref: Reference) -> Run | None:
+    if not stage.output or not (root / stage.output).exists():
+        return None
+    data = _read_json(root / stage.output) or {}
+    prov = data.get("provenance") or {}
+    hw = hardware_setup(prov, ref)
+    if hw is None:
+        return None
+    bench = benchmark_seconds(root / stage.benchmark) if stage.benchmark else None
+    return Run(data, hw[0], hw[1], prov.get("run_id") or data.get("run_id"), prov.get("wall_time_s"), bench)
+
+
+def pipeline_measurements(study: "Study") -> list[Measurement]:
+    """Throughput this pipeline measured in earlier runs: finetune summaries, eval/probe timings.
+
+    The model size of each run is read from the checkpoint it wrote or evaluated (config.json), so
+    results left by another config (the embedded tiny model) cannot pose as the 3B model. Train
+    rates are the Trainer's pure step time (summary ``throughput``); eval and probe rates come from
+    the provenance wall time (else the benchmark file) minus the modelled start-up and load time
+    (at most half of it is taken off).
     """
     out: list[Measurement] = []
-    cache: dict = {}
-    for st in stages:
-        if not st.output or not Path(st.output).exists():
+    for st in study.stages:
+        run = finished_run(st, study.root, study.ref)
+        if run is None:
             continue
-        data = _read_json(Path(st.output)) or {}
-        prov = data.get("provenance") or {}
-        hw = hardware_setup(prov, ref)
-        if hw is None:
+        params = study.params_of_run(st, run.data)
+        if params is None:
             continue
-        gpu, n = hw
-        run_id = prov.get("run_id") or data.get("run_id")
+        where = f"{st.output} (run {run.run_id} on {run.count}x {run.gpu})"
         if st.kind == "train":
-            tp = data.get("throughput") or {}
-            params = _model_params_from_dir(Path(st.output).parent / "final", cache) or study.model_dir_params(
-                Path(st.output).parent, cache)
-            tok_s = tp.get("train_tokens_per_s")
-            if params is None or not tok_s:
+            tp = run.data.get("throughput") or {}
+            if not tp.get("train_tokens_per_s"):
                 continue
-            steps = data.get("steps_done") or 0
-            per_step = data.get("tokens_seen") / steps if steps and data.get("tokens_seen") else None
             out.append(Measurement(
-                kind="train", policy=data.get("policy") or st.policy, gpu=gpu, params=params,
-                tokens_per_s=float(tok_s) / n, origin="pipeline", run_id=run_id,
-                tokens_per_step=per_step, train_shape={k: (data.get("params") or {}).get(k)
-                                                       for k in ("batch_size", "grad_accum", "max_seq_len")},
-                source=f"{st.output} (train_tokens_per_s {float(tok_s):.4g} on {n}x {gpu}, run {run_id})",
+                kind="train", policy=run.data.get("policy") or st.policy, gpu=run.gpu, params=params,
+                optim=(run.data.get("params") or {}).get("optim"),
+                tokens_per_s=float(tp["train_tokens_per_s"]) / run.count, origin="pipeline",
+                run_id=run.run_id, stage=st.id,
+                source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
             ))
             continue
-        params = study.params_for_output(data, st, cache)
-        wall = prov.get("wall_time_s")
-        bench = benchmark_seconds(st.benchmark) if st.benchmark else None
-        secs, what = (wall, "provenance wall_time_s") if wall else (bench, f"benchmark {st.benchmark}")
-        if not secs or params is None:
+        secs, what = (run.wall_s, "wall_time_s") if run.wall_s else (run.bench_s, "benchmark s")
+        if st.kind == "eval":
+            n_docs = {t: r.get("n") for t, r in (run.data.get("tasks") or {}).items() if r.get("n")}
+            tokens = study.eval_tokens(n_docs)[0]
+        else:
+            tokens = st.tokens
+        if not secs or not tokens:
             continue
-        tokens, _ = study.tokens_of_output(st, data)
-        overhead = job_overhead(st, Setup(gpu, n, local=True), params, plan)[0]
-        compute = max(secs - overhead, 0.5 * secs)
+        load = job_overhead(st, Setup(run.gpu, run.count, local=True), params, study.plan)[0]
+        compute = max(secs - load, 0.5 * secs)
         out.append(Measurement(
-            kind=st.kind, policy=st.policy, gpu=gpu, params=params, tokens_per_s=tokens / compute / n,
-            origin="pipeline", run_id=run_id,
-            source=f"{st.output} ({what} {secs:.4g} s - modelled load {secs - compute:.3g} s for "
-                   f"{tokens:.4g} tokens on {n}x {gpu}, run {run_id})",
+            kind=st.kind, policy=st.policy, gpu=run.gpu, params=params,
+            tokens_per_s=tokens / compute / run.count, origin="pipeline", run_id=run.run_id, stage=st.id,
+            source=f"{tokens:.4g} tokens in {what} {secs:.4g} s - modelled load {secs - compute:.3g} s, {where}",
         ))
     return out
 
@@ -548,12 +614,27 @@ def rental_overhead(stage: Stage, setup: Setup, params: float, plan: dict) -> tu
     return sum(v for _, v in parts), " + ".join(f"{k} {v:.0f}" for k, v in parts)
 
 
-def memory_need_gb(stage: Stage, params: float, tp: Throughput, plan: dict) -> tuple[float, str]:
-    m = tp.measurement
-    if m is not None and m.peak_memory_gb and abs(m.params - params) <= 0.05 * params:
-        return float(m.peak_memory_gb), f"measured peak {m.peak_memory_gb:g} GB"
-    per = plan["memory_bytes_per_param"][stage.kind]
-    return params * per / 1e9, f"{per:g} B/param (plan.memory_bytes_per_param.{stage.kind})"
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+#: Optimizer states per parameter, in the weights' dtype (torch allocates them like the weights;
+#: adafactor's are factored into row/column vectors: ~0).
+OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd": 0}
+
+
+def memory_need_gb(stage: Stage, params: float, plan: dict) -> tuple[float, str]:
+    """GPU memory per GPU: weights (+ grads + optimizer states when training) x (1 + margin).
+
+    Activations are only covered by the margin. For scale: the H200 bench (bf16 weights + AdamW =
+    8 B/param = 27 GB for the 3.43 B model) peaked at 40.6 GB with B=4 x T=1024 (shared findings,
+    section 3); the pipeline's finetunes run B=1.
+    """
+    b = DTYPE_BYTES.get(stage.dtype, 4)
+    if stage.kind == "train":
+        states = OPTIM_STATES.get(stage.optim or "", 2)
+        per, what = b * (2 + states), f"{stage.dtype} weights + grads + {stage.optim} states"
+    else:
+        per, what = b, f"{stage.dtype} weights"
+    margin = plan["memory_margin"]
+    return params * per * (1 + margin) / 1e9, f"{per:g} B/param ({what}) + {margin:.0%} margin"
 
 
 # ------------------------------------------------------------------------- table
@@ -577,14 +658,14 @@ def estimate(study: "Study", setups: list[Setup], prices: dict[Setup, Price], re
             speedup = 1 + (s.count - 1) * eff
             job_s, job_what = job_overhead(st, s, study.params, plan)
             rent_s, rent_what = rental_overhead(st, s, study.params, plan)
-            need, need_what = memory_need_gb(st, study.params, tp, plan)
+            need, need_what = memory_need_gb(st, study.params, plan)
             mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
             fits = "n/a" if mem is None else ("yes" if need <= mem else "no")
             notes = [f"job overhead: {job_what}", f"rental overhead: {rent_what}",
                      f"memory: {need:.3g} GB needed ({need_what})" + (f" vs {mem} GB" if mem else "")]
             if s.count > 1:
                 notes.append(f"speedup 1 + ({s.count}-1) x {eff:g} (plan.scaling.{st.kind})")
-            compute = st.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu else None
+            compute = st.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and st.tokens else None
             if fits == "no":
                 notes.insert(0, f"does not fit: needs {need:.3g} GB per GPU, {s.gpu} has {mem} GB")
                 compute = None
@@ -594,13 +675,14 @@ def estimate(study: "Study", setups: list[Setup], prices: dict[Setup, Price], re
             stage_rows.append(dict(
                 setup=s.label, gpu=s.gpu, gpus=s.count, stage=st.id, kind=st.kind, model=st.model,
                 policy=st.policy, tokens=_r(st.tokens, 0), tokens_source=st.tokens_source,
-                tok_s_per_gpu=_r(tp.tok_s_per_gpu), throughput_source=tp.source, speedup=_r(speedup, 3),
+                tok_s_per_gpu=None if tp.tok_s_per_gpu is None else float(f"{tp.tok_s_per_gpu:.6g}"),
+                throughput_source=tp.source, speedup=_r(speedup, 3),
                 compute_s=_r(compute), job_overhead_s=_r(job_s), rental_overhead_s=_r(rent_s),
                 est_job_s=_r(est_job), est_s=_r(est), fits_memory=fits,
                 price_per_hour=price.per_hour, price_source=price.source,
                 prices_captured_at=price.captured_at, est_cost_usd=_r(cost, 2),
                 note="; ".join(notes),
-                _measured_run_id=tp.measurement.run_id if tp.measurement else None,
+                measured_run_id=tp.measurement.run_id if tp.measurement else None,
             ))
         rows += stage_rows
         missing = [r["stage"] for r in stage_rows if r["est_s"] is None]
@@ -608,7 +690,8 @@ def estimate(study: "Study", setups: list[Setup], prices: dict[Setup, Price], re
         total_s = None if missing else sum(r["est_s"] for r in stage_rows)
         rows.append(dict(
             setup=s.label, gpu=s.gpu, gpus=s.count, stage=TOTAL, kind="", model="", policy="",
-            tokens=_r(sum(st.tokens for st in study.stages), 0), tokens_source="sum of the stages",
+            tokens=_r(None if missing else sum(st.tokens for st in study.stages), 0),
+            tokens_source="sum of the stages",
             est_s=_r(total_s), est_job_s=_r(None if missing else sum(r["est_job_s"] for r in stage_rows)),
             compute_s=_r(None if missing else sum(r["compute_s"] for r in stage_rows)),
             price_per_hour=price.per_hour, price_source=price.source,
@@ -622,116 +705,144 @@ def estimate(study: "Study", setups: list[Setup], prices: dict[Setup, Price], re
     for c in COLUMNS:
         if c not in df:
             df[c] = None
-    return df[COLUMNS + ["_measured_run_id"]]
+    return df[COLUMNS]
 
 
 @dataclass
 class Actual:
     seconds: float
     source: str
-    setup: Setup
+    gpu: str
+    count: int
     run_id: str | None
 
 
-def collect_actuals(study: "Study", ref: Reference) -> dict[str, Actual]:
-    """Per stage that ran: job seconds (benchmark file, else provenance wall time) and its hardware."""
+def collect_actuals(study: "Study") -> dict[str, Actual]:
+    """Per finished stage: job seconds (benchmark file, else provenance wall time) and hardware."""
     out = {}
     for st in study.stages:
-        if not st.output or not Path(st.output).exists():
+        run = finished_run(st, study.root, study.ref)
+        if run is None:
             continue
-        data = _read_json(Path(st.output)) or {}
-        prov = data.get("provenance") or {}
-        hw = hardware_setup(prov, ref)
-        if hw is None:
-            continue
-        bench = benchmark_seconds(st.benchmark) if st.benchmark else None
-        if bench is not None:
-            secs, src = bench, f"benchmark {st.benchmark}"
-        elif prov.get("wall_time_s"):
-            secs, src = float(prov["wall_time_s"]), f"provenance wall_time_s of {st.output}"
-        else:
-            continue
-        # Snakemake runs it where it is: a cpu run or a GPU of this machine is "local".
-        out[st.id] = Actual(secs, src, Setup(hw[0], hw[1], local=True), prov.get("run_id"))
+        if run.bench_s is not None:
+            out[st.id] = Actual(run.bench_s, f"benchmark {st.benchmark}", run.gpu, run.count, run.run_id)
+        elif run.wall_s:
+            out[st.id] = Actual(float(run.wall_s), f"wall_time_s of {st.output}", run.gpu, run.count, run.run_id)
     return out
 
 
 def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
     """Fill actual_s / actual_source / error_pct on the row of the setup each stage ran on.
 
-    ``error_pct = 100 * (est_job_s - actual_s) / actual_s`` (positive: over-estimate). The job
-    time excludes instance boot and shipping, which no benchmark file measures.
+    ``error_pct = 100 * (est_job_s - actual_s) / actual_s`` (positive: over-estimate): the job
+    time, since no benchmark file sees instance boot or shipping. A stage that ran on hardware the
+    plan has no setup for gets a row of its own (actual only).
     """
     df = df.copy()
     for col in ("actual_s", "error_pct"):
-        df[col] = df[col].astype("float64")
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["actual_source"] = df["actual_source"].astype("object")
-    gpu_of = {sid: a.setup for sid, a in actuals.items()}
+    df["note"] = df["note"].astype("object")
+    extra = []
     for sid, a in actuals.items():
-        hit = (df["stage"] == sid) & (df["gpu"] == a.setup.gpu) & (df["gpus"] == a.setup.count)
-        if not hit.any():
+        hit = df.index[(df["stage"] == sid) & (df["gpu"] == a.gpu) & (df["gpus"] == a.count)]
+        if not len(hit):
+            extra.append(dict(setup=f"{a.count}x {a.gpu}", gpu=a.gpu, gpus=a.count, stage=sid,
+                              actual_s=round(a.seconds, 1), actual_source=a.source,
+                              note="ran on hardware that is not a setup of this plan: no estimate"))
             continue
-        i = df.index[hit][0]
+        i = hit[0]
         df.loc[i, "actual_s"] = round(a.seconds, 1)
         df.loc[i, "actual_source"] = a.source
         est = df.loc[i, "est_job_s"]
-        if est is not None and not pd.isna(est):
+        if not pd.isna(est):
             df.loc[i, "error_pct"] = round(100 * (est - a.seconds) / a.seconds, 1)
-        if a.run_id and df.loc[i, "_measured_run_id"] == a.run_id:
-            df.loc[i, "note"] = "estimate used this run's own measurement (not a forecast); " + str(df.loc[i, "note"])
+        if a.run_id and df.loc[i, "measured_run_id"] == a.run_id:
+            df.loc[i, "note"] = f"estimate used this run's own measurement, not a forecast; {df.loc[i, 'note']}"
     for label in df["setup"].unique():
-        stage_rows = (df["setup"] == label) & (df["stage"] != TOTAL)
-        done = df[stage_rows & df["actual_s"].notna()]
-        if len(done) and len(done) == stage_rows.sum():
-            i = df.index[(df["setup"] == label) & (df["stage"] == TOTAL)][0]
-            df.loc[i, "actual_s"] = round(done["actual_s"].sum(), 1)
+        rows = df[(df["setup"] == label) & (df["stage"] != TOTAL)]
+        total = df.index[(df["setup"] == label) & (df["stage"] == TOTAL)]
+        if len(total) and len(rows) and rows["actual_s"].notna().all():
+            i = total[0]
+            df.loc[i, "actual_s"] = round(rows["actual_s"].sum(), 1)
             df.loc[i, "actual_source"] = "sum of the stages"
-            if done["est_job_s"].notna().all():
-                est = done["est_job_s"].sum()
+            if rows["est_job_s"].notna().all():
+                est = rows["est_job_s"].sum()
                 df.loc[i, "error_pct"] = round(100 * (est - df.loc[i, "actual_s"]) / df.loc[i, "actual_s"], 1)
-    del gpu_of
+    if extra:
+        df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
     return df
 
 
 # ------------------------------------------------------------------- the study
 
-
-#: Where the pipeline writes each stage's output and Snakemake benchmark (docs/design.md).
+#: Where the rules write each stage's output and Snakemake benchmark (rules/*.smk; rules/plan.smk
+#: passes the rules' own patterns, these are the defaults of the CLI).
 OUTPUTS = {
-    "eval": "eval/{model}/{policy}/metrics.json",
-    "finetune": "finetune/{variant}/summary.json",
-    "leakage": "leakage/{variant}.json",
-    "prepare_model": "model/base/summary.json",
+    "prepare_model": "results/model/base/summary.json",
+    "leakage": "results/leakage/{policy}.json",
+    "finetune": "results/finetune/{variant}/summary.json",
+    "eval": "results/eval/{model}/{policy}/metrics.json",
 }
 BENCHMARKS = {
-    "eval": "eval/{model}/{policy}.tsv",
-    "finetune": "finetune/{variant}.tsv",
-    "leakage": "leakage/{variant}.tsv",
-    "prepare_model": "prepare_model.tsv",
+    "prepare_model": "benchmarks/prepare_model/base.tsv",
+    "leakage": "benchmarks/leakage_probe/{policy}.tsv",
+    "finetune": "benchmarks/finetune/{variant}.tsv",
+    "eval": "benchmarks/eval_model/{model}.{policy}.tsv",
 }
+VARIANT_META = ("stage", "policy", "extends", "allow_leakage")
+
+
+def resolve_variants(finetune: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """name -> {stage, policy, params}: defaults + the stage-3 parent's overrides + its own.
+
+    Same rule as rules/common.smk (which hands its resolved VARIANTS to rules/plan.smk); this is
+    for the CLI, which runs without Snakemake.
+    """
+    variants, out = finetune["variants"], {}
+    for name, v in variants.items():
+        parent = variants.get(v.get("extends"), {}) if v.get("stage") == 5 else {}
+        own = {k: x for k, x in {**parent, **v}.items() if k not in VARIANT_META}
+        out[name] = dict(stage=v["stage"], policy=v.get("policy", parent.get("policy")),
+                         params={**finetune.get("defaults", {}), **own})
+    return out
+
+
+def _words(text: str) -> int:
+    return len(str(text).split())
 
 
 class Study:
-    """The stages of one config, with the tokens each processes and the model size behind them."""
+    """The GPU stages of one config: tokens each processes, output/benchmark files, model size.
 
-    def __init__(self, config: dict[str, Any], ref: Reference, *, results: str | None = None,
-                 benchmarks: str | None = None, benchmark_patterns: dict[str, str] | None = None):
-        self.config, self.plan, self.ref = config, config["plan"], ref
-        self.results = Path(results or self.plan["results"])
-        bdir = Path(benchmarks or self.plan["benchmarks"])
-        self.benchmark_patterns = {k: str(bdir / v) for k, v in BENCHMARKS.items()}
-        self.benchmark_patterns.update(benchmark_patterns or {})
+    Stages follow the rules: prepare_model (embedded: the tiny model's pretraining), a leakage
+    probe per training policy, a finetune per variant, and an eval per (base or variant) x
+    (causal, ablated policy). A pretrained model's prepare_model only records (or downloads) the
+    model on the submit host and is not planned.
+    """
+
+    def __init__(self, config: dict[str, Any], ref: Reference, *, root: str | os.PathLike = ".",
+                 variants: dict[str, dict[str, Any]] | None = None,
+                 outputs: dict[str, str] | None = None, benchmarks: dict[str, str] | None = None):
+        self.config, self.plan, self.ref, self.root = config, config["plan"], ref, Path(root)
+        self.embedded_model = config["model"]["source"] == "embedded"
+        self.embedded_data = config["data"]["source"] == "embedded"
+        self.variants = variants or resolve_variants(config["finetune"])
+        self.outputs = {**OUTPUTS, **(outputs or {})}
+        self.benchmarks = {**BENCHMARKS, **(benchmarks or {})}
         self.params, self.params_source = self._base_params()
+        self._cache: dict = {}
         self.stages = self._stages()
 
     # -- model size
     def _base_params(self) -> tuple[float, str]:
         m = self.config["model"]
-        if m.get("source", "embedded") == "embedded":
+        if self.embedded_model:
             from maskablate.modeling import tiny_ministral3_config
 
-            arch = {**self._embedded_defaults("arch"), **((m.get("embedded") or {}).get("arch") or {})}
-            return float(count_params(tiny_ministral3_config(**arch))), "embedded tiny Ministral-3 (config arch)"
+            arch = (m.get("embedded") or {}).get("arch") or {}
+            params = count_params(tiny_ministral3_config(**arch))
+            return float(params), "embedded tiny Ministral-3 (model.embedded.arch)"
         path = m["path"]
         if (Path(path) / "config.json").exists():
             return _model_params_from_dir(path, {}), f"{path}/config.json"
@@ -750,27 +861,281 @@ class Study:
             f"no entry under 'models:' in {self.ref.path}"
         )
 
-    def model_dir_params(self, directory: Path, cache: dict) -> float | None:
-        return _model_params_from_dir(directory, cache)
-
-    def params_for_output(self, data: dict, stage: Stage, cache: dict) -> float | None:
-        """Model size behind an eval/probe output: its model dir, else the config's base model."""
+    def params_of_run(self, stage: Stage, data: dict[str, Any]) -> float | None:
+        """Size of the model a finished stage ran: its checkpoint's config.json, else the config's."""
+        if stage.kind == "train":
+            return _model_params_from_dir(self.root / Path(stage.output).parent / "final", self._cache)
         path = (data.get("model") or {}).get("path")
-        found = _model_params_from_dir(path, cache) if path else None
-        if found:
-            return found
-        if stage.model == "base" and self.config["model"].get("source") != "embedded":
-            return self.params  # a hub id: the config names the model
+        if path and (self.root / path / "config.json").exists():
+            return _model_params_from_dir(self.root / path, self._cache)
+        if path and Path(path).is_absolute() and (Path(path) / "config.json").exists():
+            return _model_params_from_dir(path, self._cache)
+        if stage.model == "base" and not self.embedded_model:
+            return self.params  # evaluated by hub id: the config names the model
         return None
 
-    @staticmethod
-    def _embedded_defaults(section: str) -> dict[str, Any]:
-        try:
-            from maskablate import embedded
-        except ImportError:
-            return {}
-        return dict((getattr(embedded, "DEFAULTS", {}) or {}).get(section) or {})
+    # -- tokens
+    def _sft_rows(self) -> list[dict[str, Any]] | None:
+        if not self.embedded_data:
+            return None
+        from maskablate import embedded
+
+        d = {**embedded.DEFAULTS, **(self.config["data"].get("embedded") or {})}
+        return embedded.sft_pairs(self.config["data"]["seed"], d["sft_pairs"])
+
+    def _pair_tokens(self, max_seq_len: int) -> tuple[float, str]:
+        rows = self._sft_rows()
+        if rows is None:
+            return float(max_seq_len), f"upper bound: every pair {max_seq_len} tokens (max_seq_len)"
+        from maskablate.sft_data import format_prompt
+
+        lens = [min(max_seq_len, _words(format_prompt(r)) + _words(r["output"]) + 2) for r in rows]
+        return sum(lens) / len(lens), "mean words+2 of the generated SFT pairs"
+
+    def eval_tokens(self, n_docs: dict[str, int] | None = None) -> tuple[float | None, str]:
+        """Tokens of one evaluation: sum over tasks of docs x choices x tokens/request.
+
+        ``n_docs`` (task -> documents actually scored, from a metrics.json) replaces the limits.
+        """
+        total, parts, unknown = 0.0, [], []
+        tpr_default = self.ref.tokens_per_request
+        for t in self.config["eval"]["tasks"]:
+            name, limit = t["name"], t.get("limit")
+            if self.embedded_data:
+                from maskablate import embedded
+
+                d = {**embedded.DEFAULTS, **(self.config["data"].get("embedded") or {})}
+                docs = embedded.task_docs(name, self.config["data"]["seed"], d["task_docs"])
+                docs = docs[: (n_docs or {}).get(name) or limit or len(docs)]
+                if name == "emb_animals":
+                    toks = sum(_words(o) + _words(doc["continuation"]) + 1 for doc in docs for o in doc["options"])
+                else:
+                    toks = sum(_words(doc["context"]) + _words(c) + 1 for doc in docs for c in doc["choices"])
+                total += toks
+                parts.append(f"{name} {len(docs)} docs")
+                continue
+            spec = {**self.ref.tasks.get(name, {}), **(self.plan["tasks"].get(name) or {})}
+            n = (n_docs or {}).get(name) or (
+                min(limit, spec["docs"]) if limit and "docs" in spec else limit or spec.get("docs"))
+            tpr = spec.get("tokens_per_request") or tpr_default.get("value")
+            if not n or "choices" not in spec or not tpr:
+                unknown.append(name)
+                continue
+            total += n * spec["choices"] * tpr
+            parts.append(f"{name} {n}x{spec['choices']}")
+        if unknown:
+            return None, (f"unknown size of task(s) {', '.join(unknown)}: add plan.tasks.<task> "
+                          "{choices, docs, tokens_per_request}")
+        if self.embedded_data:
+            return total, "generated task docs, words+1 per (context, choice) request: " + ", ".join(parts)
+        return total, (f"docs x choices x {tpr_default.get('value')} tokens/request "
+                       f"({tpr_default.get('source', 'measurements file')}): " + ", ".join(parts))
+
+    def _measured_tokens_per_step(self, shape: dict[str, Any]) -> tuple[float, str] | None:
+        """Mean non-pad tokens/step of an earlier finetune with the same batch shape and data."""
+        for name in sorted(self.variants):
+            path = self.root / self.outputs["finetune"].format(variant=name)
+            data = _read_json(path) or {}
+            p = data.get("params") or {}
+            if data.get("steps_done") and data.get("tokens_seen") and all(
+                p.get(k) == shape[k] for k in ("batch_size", "grad_accum", "max_seq_len")
+            ):
+                return data["tokens_seen"] / data["steps_done"], f"measured mean tokens/step of {path}"
+        return None
 
     # -- stages
-    def _out(self, group: str, **wc: str) -> tuple[str, str]:
-        return str(self.results / OUTPUTS[group].format(**wc)), self.benchmark_patterns[group].format(**wc)
+    def _files(self, group: str, **wc: str) -> tuple[str, str]:
+        return self.outputs[group].format(**wc), self.benchmarks[group].format(**wc)
+
+    def _stages(self) -> list[Stage]:
+        cfg, stages = self.config, []
+        hub = not self.embedded_model
+        if self.embedded_model:
+            from maskablate import training
+
+            p = training.resolve_params((cfg["model"].get("embedded") or {}).get("pretrain"),
+                                        training.PRETRAIN_DEFAULTS)
+            out, bench = self._files("prepare_model")
+            shape = {k: p[k] for k in ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")}
+            stages.append(Stage(
+                "prepare_model", "train", "base", "causal",
+                p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"],
+                "max_steps x batch x grad_accum x max_seq_len (packed corpus blocks)",
+                out, bench, writes_checkpoint=True, train_shape=shape, dtype=p["model_dtype"], optim=p["optim"],
+            ))
+        leak = cfg["leakage"]
+        per_pair, per_pair_src = self._pair_tokens(leak["max_seq_len"])
+        for policy in sorted({v["policy"] for v in self.variants.values()}):
+            out, bench = self._files("leakage", policy=policy)
+            stages.append(Stage(
+                f"leakage/{policy}", "probe", "base", policy, 2 * leak["n_pairs"] * per_pair,
+                f"2 forwards (causal + {policy}) x {leak['n_pairs']} pairs x {per_pair:.4g} tokens ({per_pair_src})",
+                out, bench, loads_hub_model=hub, ships_checkpoint=not hub,
+            ))
+        for name, v in sorted(self.variants.items()):
+            p = v["params"]
+            shape = {k: p.get(k) for k in ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")}
+            measured = self._measured_tokens_per_step(shape)
+            if measured:
+                per_step, src = measured
+            else:
+                pair, pair_src = self._pair_tokens(p["max_seq_len"])
+                per_step, src = p["batch_size"] * p["grad_accum"] * pair, f"batch x grad_accum x ({pair_src})"
+            stops = p.get("plateau_patience") or p.get("no_learning_steps")
+            stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
+            out, bench = self._files("finetune", variant=name)
+            stages.append(Stage(
+                f"finetune/{name}", "train", name, v["policy"], p["max_steps"] * per_step,
+                f"max_steps {p['max_steps']} x {per_step:.4g} tokens/step ({src}){stop}",
+                out, bench, loads_hub_model=hub, ships_checkpoint=not hub, writes_checkpoint=True,
+                train_shape=shape, dtype=p.get("model_dtype", "float32"), optim=p.get("optim"),
+            ))
+        tokens, tokens_src = self.eval_tokens()
+        for model in ["base", *sorted(self.variants)]:
+            for policy in dict.fromkeys(["causal", cfg["eval"]["ablated_policy"]]):
+                out, bench = self._files("eval", model=model, policy=policy)
+                stages.append(Stage(
+                    f"eval/{model}/{policy}", "eval", model, policy, tokens, tokens_src, out, bench,
+                    loads_hub_model=hub and model == "base", ships_checkpoint=not (hub and model == "base"),
+                    dtype=cfg["eval"].get("dtype", "float32"),
+                ))
+        return stages
+
+
+# ------------------------------------------------------------------- plan + output
+
+
+@dataclass
+class Plan:
+    table: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def make_plan(config: dict[str, Any], *, root: str | os.PathLike = ".", actuals: bool = True,
+              frozen: pd.DataFrame | None = None, **study_kw: Any) -> Plan:
+    """The plan of one config: estimate every (setup, stage); with ``actuals`` add finished stages.
+
+    ``frozen``: an estimate written before the run (rule ``plan_estimate``); the actuals are added
+    to it instead of to a fresh estimate, which would already have learnt from the run itself.
+    """
+    plan = config["plan"]
+    ref = Reference.load(plan["measurements"])
+    study = Study(config, ref, root=root, **study_kw)
+    info = {
+        "model": config["model"].get("path") or "embedded tiny Ministral-3",
+        "params": study.params,
+        "params_source": study.params_source,
+        "measurements_file": ref.path,
+    }
+    if frozen is None:
+        setups = parse_setups(plan, ref)
+        ms = pipeline_measurements(study) + ref.measurements
+        prices = resolve_prices(setups, plan)
+        table = estimate(study, setups, prices, ref, ms)
+    else:
+        missing = [c for c in COLUMNS if c not in frozen.columns]
+        if missing:
+            raise PlanError(f"the frozen estimate lacks the column(s) {', '.join(missing)}")
+        table = frozen[COLUMNS].copy()
+    if actuals:
+        table = add_actuals(table, collect_actuals(study))
+    info["prices"] = sorted({str(x) for x in table["price_source"].dropna()})
+    info["captured_at"] = sorted({str(x) for x in table["prices_captured_at"].dropna()})
+    return Plan(table, info)
+
+
+def _hms(s: float | None) -> str:
+    if s is None or pd.isna(s):
+        return "-"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def summary_lines(p: Plan) -> list[str]:
+    """Human-readable plan: model, price provenance, one line per setup, measured vs estimated."""
+    t, info = p.table, p.info
+    lines = [f"model: {info['model']}, {info['params'] / 1e9:.4g} B parameters ({info['params_source']})"]
+    dates = ", ".join(info["captured_at"]) or "none"
+    lines.append(f"prices captured at: {dates}")
+    stages = t[t["stage"] != TOTAL]
+    n_meas = stages["throughput_source"].fillna("").str.startswith("measured").sum()
+    n_flop = stages["throughput_source"].fillna("").str.startswith("flop-estimate").sum()
+    lines.append(f"throughput: {n_meas} (setup, stage) rows from measurements, {n_flop} from the FLOP estimate")
+    for _, r in t[t["stage"] == TOTAL].iterrows():
+        if pd.isna(r["est_s"]):
+            cost = "incomplete: " + str(r["note"]).split("; ", 1)[-1]
+        else:
+            cost = "no price" if pd.isna(r["est_cost_usd"]) else f"${r['est_cost_usd']:.2f}"
+        act = ""
+        if not pd.isna(r.get("actual_s")):
+            act = f", actual job time {_hms(r['actual_s'])}"
+            if not pd.isna(r.get("error_pct")):
+                act += f" (estimate {r['error_pct']:+.0f} %)"
+        lines.append(f"  {r['setup']:>14}: {_hms(r['est_s'])} total, {cost}{act}")
+    for src in info["prices"]:
+        if src.startswith("no price"):
+            lines.append(f"  missing price: {src}")
+    return lines
+
+
+def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None = None) -> None:
+    Path(csv).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(csv) + ".tmp")
+    p.table.to_csv(tmp, index=False)
+    tmp.replace(csv)
+    if html:
+        totals = p.table[p.table["stage"] == TOTAL][
+            ["setup", "est_s", "est_cost_usd", "price_per_hour", "actual_s", "error_pct", "note"]]
+        stages = p.table[p.table["stage"] != TOTAL][
+            ["setup", "stage", "tokens", "tok_s_per_gpu", "throughput_source", "compute_s",
+             "job_overhead_s", "rental_overhead_s", "est_s", "fits_memory", "est_cost_usd",
+             "actual_s", "error_pct", "price_source"]]
+        head = "".join(f"<li>{line.strip()}</li>" for line in summary_lines(p))
+        Path(html).write_text(
+            "<html><head><meta charset='utf-8'><title>Runtime and cost plan</title>"
+            "<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 5px;vertical-align:top}</style></head><body>"
+            f"<h2>Runtime and cost plan</h2><ul>{head}</ul>"
+            "<p>est_s = rental overhead (boot, shipping) + job overhead (start-up, load, saves) + "
+            "tokens / (tok_s_per_gpu x speedup); error_pct compares the job time (est_job_s) with the "
+            "actual one. Model and assumptions: docs/planner.md; every column: results/plan.csv.</p>"
+            f"<h3>Per setup (stages in sequence)</h3>{totals.to_html(index=False, na_rep='-')}"
+            f"<h3>Per stage</h3>{stages.to_html(index=False, na_rep='-')}</body></html>\n"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="maskablate plan",
+        description="Predict wall time and cost of every stage on every setup (plan.setups); after a "
+                    "run, add the actual time and the error of the estimate. See docs/planner.md.",
+    )
+    ap.add_argument("--config", required=True, help="pipeline config (config/config.yaml, config/ministral3b.yaml)")
+    ap.add_argument("--out", default="results/plan.csv", help="plan table (CSV)")
+    ap.add_argument("--html", help="also write the table as HTML (the report's view)")
+    ap.add_argument("--root", default=".", help="folder holding results/ and benchmarks/ of runs")
+    ap.add_argument("--schema", default=CONFIG_SCHEMA, help="pipeline config schema (fills defaults)")
+    ap.add_argument("--plan-schema", default=PLAN_SCHEMA, help="schema of the plan: block")
+    ap.add_argument("--frozen", help="add actuals to this estimate (written before the run) instead of a fresh one")
+    ap.add_argument("--no-actuals", action="store_true", help="estimate only")
+    ap.add_argument("--capture-offers", metavar="PATH",
+                    help="write the cheapest live Vast offer per setup as a snapshot (needs VAST_API_KEY) and exit")
+    args = ap.parse_args(argv)
+    try:
+        config = load_config(args.config, args.schema, args.plan_schema)
+        if args.capture_offers:
+            snap = capture_offers(parse_setups(config["plan"], Reference.load(config["plan"]["measurements"])),
+                                  config["plan"], args.capture_offers)
+            print(f"wrote {len(snap['offers'])} offers to {args.capture_offers} ({snap['captured_at']})")
+            for m in snap["missing"]:
+                print(f"  missing: {m}")
+            return 0
+        frozen = pd.read_csv(args.frozen) if args.frozen else None
+        p = make_plan(config, root=args.root, actuals=not args.no_actuals, frozen=frozen)
+    except (PlanError, OSError) as exc:
+        print(f"maskablate plan: {exc}", file=sys.stderr)
+        return 2
+    write_plan(p, args.out, args.html)
+    print("\n".join(summary_lines(p)))
+    print(f"wrote {args.out}" + (f" and {args.html}" if args.html else ""))
+    return 0

@@ -50,9 +50,10 @@ FINETUNE_DEFAULTS: dict[str, Any] = dict(
     lr_scheduler="cosine",
     optim="adafactor",
     max_grad_norm=1.0,
-    bf16="auto",  # mixed precision (fp32 master weights): True on a bf16-capable GPU, else False
-    model_dtype="float32",  # dtype the weights are loaded and trained in
-    save_dtype="auto",  # final checkpoint dtype: bfloat16 when bf16 is on, else model_dtype
+    bf16="auto",  # bf16 compute: True on a bf16-capable GPU, else False
+    model_dtype="auto",  # dtype of the model's weights: bfloat16 when bf16 is on, else float32
+    master_weights="auto",  # fp32 master weights + fp32 grad accumulation in the optimizer for 16-bit weights
+    save_dtype="auto",  # final checkpoint dtype: bfloat16 when bf16 is on, else float32
     attn_implementation="sdpa",
     max_seq_len=1024,
     batch_size=1,
@@ -142,11 +143,29 @@ def _bf16_enabled(setting: Any) -> bool:
     return bool(setting)
 
 
+def _dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise TrainingConfigError(f"{name!r} is not a torch dtype (e.g. float32, bfloat16)")
+    return dtype
+
+
+def _model_dtype(p: dict[str, Any]) -> torch.dtype:
+    if p["model_dtype"] == "auto":
+        return torch.bfloat16 if _bf16_enabled(p["bf16"]) else torch.float32
+    return _dtype(p["model_dtype"])
+
+
+def _master_weights(p: dict[str, Any]) -> bool:
+    if p["master_weights"] == "auto":
+        return _model_dtype(p).itemsize < 4
+    return bool(p["master_weights"])
+
+
 def _save_dtype(p: dict[str, Any]) -> torch.dtype:
-    name = p["save_dtype"]
-    if name == "auto":
-        name = "bfloat16" if _bf16_enabled(p["bf16"]) else p["model_dtype"]
-    return getattr(torch, name)
+    if p["save_dtype"] == "auto":
+        return torch.bfloat16 if _bf16_enabled(p["bf16"]) else torch.float32
+    return _dtype(p["save_dtype"])
 
 
 # ---------------------------------------------------------------- data
@@ -480,6 +499,89 @@ class Progress(TrainerCallback):
         self._print(", ".join(parts))
 
 
+# ---------------------------------------------------------------- optimizer
+
+
+class MasterWeightsOptimizer(torch.optim.Optimizer):
+    """Any torch optimizer run on fp32 master copies of 16-bit model weights.
+
+    bf16 weights make the forward/backward 2.2x faster than bf16 autocast over fp32 weights on an
+    H200 (docs/benchmarks.md), but a bf16 weight cannot take a 2e-5 x O(1) update (its spacing near
+    0.02 is ~1e-4): the update rounds away. So the optimizer keeps fp32 masters, the backward
+    accumulates each gradient into the master's fp32 ``.grad`` (a post-accumulate hook, which also
+    frees the 16-bit grad), the inner optimizer steps the masters, and the weights are copied back.
+    Numerically this is fp32-master mixed precision; the 16-bit weights are only a cache.
+    Its state_dict carries the masters, so a resumed run continues bit-for-bit.
+    """
+
+    def __init__(self, param_groups: list[dict], inner_cls, inner_kwargs: dict):
+        self.model_params: list[torch.nn.Parameter] = []
+        self.master_params: list[torch.Tensor] = []
+        master_groups = []
+        for group in param_groups:
+            masters = []
+            for p in group["params"]:
+                m = p.detach().float().clone()
+                self.model_params.append(p)
+                self.master_params.append(m)
+                masters.append(m)
+                p.register_post_accumulate_grad_hook(self._hook(m))
+            master_groups.append({**group, "params": masters})
+        self.inner = inner_cls(master_groups, **inner_kwargs)
+        # the attributes torch's Optimizer API (LR schedulers, accelerate) reads
+        self.defaults = self.inner.defaults
+        self._optimizer_step_pre_hooks = {}
+        self._optimizer_step_post_hooks = {}
+        self._optimizer_state_dict_pre_hooks = {}
+        self._optimizer_state_dict_post_hooks = {}
+        self._optimizer_load_state_dict_pre_hooks = {}
+        self._optimizer_load_state_dict_post_hooks = {}
+
+    @staticmethod
+    def _hook(master: torch.Tensor):
+        def accumulate(p: torch.Tensor) -> None:
+            g = p.grad.to(torch.float32)
+            if master.grad is None:
+                master.grad = g
+            else:
+                master.grad.add_(g)
+            p.grad = None
+
+        return accumulate
+
+    @property
+    def param_groups(self):
+        return self.inner.param_groups
+
+    @property
+    def state(self):
+        return self.inner.state
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = self.inner.step(closure)
+        torch._foreach_copy_(self.model_params, self.master_params)
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for t in (*self.master_params, *self.model_params):
+            t.grad = None
+
+    @torch.no_grad()
+    def sync_master_from_model(self) -> None:
+        torch._foreach_copy_(self.master_params, self.model_params)
+
+    def state_dict(self) -> dict:
+        return {"inner": self.inner.state_dict(), "master": list(self.master_params)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.inner.load_state_dict(state_dict["inner"])
+        torch._foreach_copy_(self.master_params, [t.to(m.device) for t, m in
+                                                  zip(state_dict["master"], self.master_params, strict=True)])
+        torch._foreach_copy_(self.model_params, self.master_params)
+
+
 # ---------------------------------------------------------------- trainer
 
 
@@ -487,12 +589,49 @@ class MaskPolicyTrainer(Trainer):
     """HF Trainer whose forward obeys a mask policy; adds fallback saving and complete-marked checkpoints."""
 
     def __init__(self, *args, policy: str, stop_rules: StopRules | None = None,
-                 fast_head: bool = True, **kwargs):
+                 fast_head: bool = True, master_weights: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.policy = masks.check_policy(policy)
         self.stop_rules = stop_rules
         self.fast_head = fast_head
+        self.master_weights = master_weights
         self.last_save_format: str | None = None
+
+    @property
+    def master_optimizer(self) -> MasterWeightsOptimizer | None:
+        opt = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps it
+        return opt if isinstance(opt, MasterWeightsOptimizer) else None
+
+    def create_optimizer(self, model=None):
+        if not self.master_weights or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        decay = set(self.get_decay_parameter_names(model))
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in named if n in decay], "weight_decay": self.args.weight_decay},
+            {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
+        ]
+        self.optimizer = MasterWeightsOptimizer([g for g in groups if g["params"]], cls, kwargs)
+        return self.optimizer
+
+    def _clip_grad_norm(self, model):
+        master = self.master_optimizer
+        if master is None:
+            return super()._clip_grad_norm(model)
+        # the gradients live on the fp32 masters (the 16-bit ones are freed by the hooks)
+        grads = [m for m in master.master_params if m.grad is not None]
+        return torch.nn.utils.clip_grad_norm_(grads, self.args.max_grad_norm)
+
+    def export_weights(self, dtype: torch.dtype) -> None:
+        """Cast the model to ``dtype`` for saving; with master weights, take the fp32 values from them."""
+        model = self.accelerator.unwrap_model(self.model)
+        if model.dtype != dtype:
+            model.to(dtype)
+        if self.master_optimizer is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(self.master_optimizer.model_params, self.master_optimizer.master_params)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
@@ -549,9 +688,17 @@ def build_trainer(
     output_dir: str | os.PathLike,
     label: str,
     extra_callbacks: list[TrainerCallback] | None = None,
+    pad_token_id: int | None = None,
+    save: bool = True,
 ) -> tuple[MaskPolicyTrainer, StopRules, Throughput]:
-    """The Trainer every entry point (and bench/bench_finetune.py) uses; ``params`` are resolved params."""
+    """The Trainer every entry point (and bench/bench_finetune.py) uses; ``params`` are resolved params.
+
+    ``tokenizer`` may be None when ``pad_token_id`` is given (the benchmark); ``save=False`` turns
+    intermediate checkpoints off.
+    """
     p = params
+    if pad_token_id is None:
+        pad_token_id = tokenizer.pad_token_id
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
     save_steps = p["save_steps"] or p["max_steps"]
     args = TrainingArguments(
@@ -571,7 +718,7 @@ def build_trainer(
         activation_checkpointing_kwargs={"use_reentrant": False} if p["gradient_checkpointing"] else None,
         eval_strategy="steps" if do_eval else "no",
         eval_steps=p["eval_steps"] if do_eval else None,
-        save_strategy="steps",
+        save_strategy="steps" if save else "no",
         save_steps=save_steps,
         save_total_limit=p["save_total_limit"],
         logging_strategy="steps",
@@ -594,11 +741,12 @@ def build_trainer(
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset if do_eval else None,
-        data_collator=PolicyCollator(tokenizer.pad_token_id),
+        data_collator=PolicyCollator(pad_token_id),
         processing_class=tokenizer,
         callbacks=callbacks,
         policy=policy,
         stop_rules=stop_rules,
+        master_weights=_master_weights(p),
     )
     trainer.remove_callback(PrinterCallback)  # Progress already prints each log, readably
     return trainer, stop_rules, throughput
@@ -652,8 +800,7 @@ def save_final(trainer: MaskPolicyTrainer, out_dir: Path, *, dtype: torch.dtype,
     if tmp.exists():
         shutil.rmtree(tmp)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if model.dtype != dtype:
-        model.to(dtype)
+    trainer.export_weights(dtype)
     trainer.save_model(str(tmp))
     fmt = trainer.last_save_format
     if fmt == FORMAT_FALLBACK:
@@ -769,6 +916,8 @@ def _run(
                 f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
             )
         trainer._load_from_checkpoint(str(good[-1]))
+        if trainer.master_optimizer is not None:
+            trainer.master_optimizer.sync_master_from_model()
         stop["detail"]["restored_from_step"] = int(good[-1].name.split("-")[-1])
         print(f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
               flush=True)
@@ -885,7 +1034,7 @@ def finetune(
     eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"])
     print(f"[finetune {policy}] {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data}; "
           f"loading {model_path}", flush=True)
-    model = load_causal_lm(model_path, dtype=p["model_dtype"], attn_implementation=p["attn_implementation"])
+    model = load_causal_lm(model_path, dtype=_model_dtype(p), attn_implementation=p["attn_implementation"])
     if torch.cuda.is_available():
         model.to("cuda")
     gate = _leakage_gate(model, eval_pairs or train_pairs, policy, p, probe_result, allow_leakage)
@@ -933,7 +1082,7 @@ def pretrain(
         arch.setdefault(key, tok_id)
     config = tiny_ministral3_config(**arch)
     config._attn_implementation = p["attn_implementation"]
-    model = build_tiny_model(config, seed=p["seed"]).to(getattr(torch, p["model_dtype"]))
+    model = build_tiny_model(config, seed=p["seed"]).to(_model_dtype(p))
     model.config.use_cache = False
     print(f"[pretrain] {len(docs)} documents -> {len(train_blocks)} train / {len(eval_blocks)} eval blocks "
           f"of {p['max_seq_len']} tokens; model {sum(t.numel() for t in model.parameters()) / 1e6:.1f} M params",

@@ -185,7 +185,7 @@ SetEnv PATH={self.remote_path}
             inst = {"id": iid, "ask_id": offer, "machine_id": 77, "actual_status": "loading",
                     "intended_status": "running", "status_msg": "pulling image",
                     "ssh_host": "127.0.0.1", "ssh_port": None, "public_ipaddr": "127.0.0.1",
-                    "label": body.get("label"), "image_uuid": body.get("image"),
+                    "start_date": time.time(), "label": body.get("label"), "image_uuid": body.get("image"),
                     "onstart": body.get("onstart"), "runtype": body.get("runtype"),
                     "disk": body.get("disk"), "env": body.get("env"),
                     "num_gpus": 1, "gpu_name": "RTX 4090", "dph_total": 0.30}

@@ -1,2 +1,36 @@
 """eval_model (stages 1, 2, 4, 5): lm-eval tasks under a mask policy -> metrics.json + samples."""
-# placeholder until maskablate.evaluation lands
+
+import sys
+from pathlib import Path
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import torch
+
+torch.set_num_threads(snakemake.threads)
+from maskablate import evaluation, model_card
+
+cfg = snakemake.params.eval
+wc = snakemake.wildcards
+if wc.model == "base":
+    card = model_card.read(snakemake.input.card)
+    model, model_id, revision = card["path"], card["id"] or wc.model, card["revision"]
+else:
+    model, model_id, revision = snakemake.input.checkpoint, wc.model, None
+evaluation.evaluate(
+    model,
+    [t["name"] for t in cfg["tasks"]],
+    wc.policy,
+    Path(snakemake.output.metrics).parent,
+    task_dirs=snakemake.input.tasks,
+    limit={t["name"]: t["limit"] for t in cfg["tasks"]},
+    headline={t["name"]: t["metric"] for t in cfg["tasks"]},
+    model_id=model_id,
+    revision=revision,
+    dtype=cfg["dtype"],
+    max_batch_tokens=cfg["max_batch_tokens"],
+    share_contexts=cfg["share_contexts"],
+    bootstrap_iters=cfg["bootstrap_iters"],
+    seed=cfg["seed"],
+    config_slice={"eval": cfg, "model": wc.model, "policy": wc.policy},
+)

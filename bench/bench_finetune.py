@@ -1,0 +1,191 @@
+"""Finetuning step benchmark: the real training path (maskablate.training.build_trainer -> MaskPolicyTrainer,
+HF Trainer loop, policy forward, response-only fast head, optimizer) on the Ministral-3-3B text shape with
+random weights, causal vs prefix_bidir. Prints a markdown table.
+
+    PYTHONPATH=src python bench/bench_finetune.py [--quick] [--only NAME ...] [--json OUT.json]
+
+Rows (all T=1024, prompt 1/8-1/2 of each row, no padding, no checkpoint saves, no eval):
+  B4-adamw      B=4 x grad_accum 1, fused AdamW, bf16 autocast over fp32 master weights
+  B4-adafactor  same with Adafactor (the seed's optimizer)
+  seed-GA16     B=1 x grad_accum 16, Adafactor: the seed's real configuration (= FINETUNE_DEFAULTS)
+  B4-adamw-bf16w  B=4, fused AdamW, bf16 weights (like the docs/findings baseline, no fp32 master)
+  B4-adamw-flex   B4-adamw with attn_implementation=flex_attention
+MFU = 6 x N_params x tokens/s / 989 TFLOP/s (dense bf16 H100/H200 peak), N = 3.43 B incl. the tied
+embedding: the usual model-FLOPs convention. Attention FLOPs are not counted, and the fast head computes
+lm_head only on response tokens, so the hardware does somewhat less than 6N per token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+
+import torch
+
+from maskablate import training
+from maskablate.modeling import tiny_ministral3_config
+
+PEAK_TFLOPS = 989.0
+SHAPE = dict(
+    vocab_size=131072, hidden_size=3072, intermediate_size=9216, num_hidden_layers=26,
+    num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
+)
+# --smoke: the same code on a tiny shape on CPU, to check the script runs (numbers meaningless)
+SMOKE_SHAPE = dict(SHAPE, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=16)
+DEVICE = "cuda"
+T = 1024
+
+ROWS = {
+    "B4-adamw": dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused"),
+    "B4-adafactor": dict(batch_size=4, grad_accum=1, optim="adafactor"),
+    "seed-GA16": dict(batch_size=1, grad_accum=16, optim="adafactor"),
+    "B4-adamw-bf16w": dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", model_dtype="bfloat16"),
+    "B4-adamw-flex": dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation="flex_attention"),
+}
+
+
+def make_examples(n: int, seed: int) -> training.ExampleDataset:
+    g = torch.Generator().manual_seed(seed)
+    ex = []
+    for _ in range(n):
+        ids = torch.randint(1000, SHAPE["vocab_size"], (T,), generator=g).tolist()
+        prompt = int(torch.randint(T // 8, T // 2 + 1, (1,), generator=g))
+        ex.append({"input_ids": ids, "prompt_length": prompt})
+    return training.ExampleDataset(ex)
+
+
+def build_model(dtype: torch.dtype, attn: str):
+    from transformers import Ministral3ForCausalLM
+
+    config = tiny_ministral3_config(**SHAPE)
+    config._attn_implementation = attn
+    torch.manual_seed(0)
+    with torch.device(DEVICE):
+        model = Ministral3ForCausalLM(config).to(dtype)
+    model.config.use_cache = False
+    return model
+
+
+def run_row(name: str, policy: str, overrides: dict, warmup: int, timed: int) -> dict:
+    p = training.resolve_params(
+        {**overrides, "max_steps": warmup + timed, "eval_size": 0, "logging_steps": 1000,
+         "no_learning_steps": 0, "plateau_patience": 0, "warmup_ratio": 0.0, "max_seq_len": T},
+        training.FINETUNE_DEFAULTS,
+    )
+    model = build_model(getattr(torch, p["model_dtype"]), p["attn_implementation"])
+    n_params = sum(t.numel() for t in model.parameters())
+    data = make_examples((warmup + timed) * p["batch_size"] * p["grad_accum"], seed=1)
+    trainer, _, tp = training.build_trainer(
+        model=model, tokenizer=None, pad_token_id=11, train_dataset=data, eval_dataset=None,
+        policy=policy, params=p, output_dir="/tmp/bench_finetune", label=f"{name} {policy}", save=False,
+    )
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    times = tp.step_times[warmup:]
+    s_step = sum(times) / len(times)
+    tokens_step = p["batch_size"] * p["grad_accum"] * T
+    tok_s = tokens_step / s_step
+    out = dict(
+        row=name, policy=policy, attn=p["attn_implementation"], optim=p["optim"],
+        weights=p["model_dtype"], batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
+        s_per_step=s_step, s_per_step_min=min(times), tokens_per_s=tok_s,
+        mfu=6 * n_params * tok_s / (PEAK_TFLOPS * 1e12),
+        peak_gb=torch.cuda.max_memory_allocated() / 1e9 if DEVICE == "cuda" else float("nan"),
+        n_params=n_params, timed_steps=len(times),
+    )
+    del trainer, model, data
+    gc.collect()
+    torch.cuda.empty_cache()
+    return out
+
+
+def check_flex_matches_sdpa() -> float:
+    """Relative difference of the prefix_bidir loss, flex vs sdpa, same weights and batch (the flex path
+    must be proven on the GPU: a naive BlockMask was 58 % off there)."""
+    model = build_model(torch.bfloat16, "sdpa")
+    batch = training.PolicyCollator(11)([make_examples(2, seed=2)[i] for i in range(2)])
+    batch = {k: v.to(DEVICE) for k, v in batch.items()}
+    with torch.no_grad():
+        a, n = training.policy_loss_sum(model, batch, "prefix_bidir")
+        model.set_attn_implementation("flex_attention")
+        b, _ = training.policy_loss_sum(model, batch, "prefix_bidir")
+    del model
+    gc.collect()
+    torch.cuda.empty_cache()
+    return float((a - b).abs() / a.abs())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", choices=list(ROWS), help="rows to run (default: all)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--timed", type=int, default=10)
+    ap.add_argument("--json", help="also write the rows as JSON")
+    ap.add_argument("--smoke", action="store_true", help="tiny shape on CPU: checks the script, not speed")
+    args = ap.parse_args(argv)
+    global DEVICE, T
+    if args.smoke:
+        DEVICE, T = "cpu", 128
+        SHAPE.update(SMOKE_SHAPE)
+        args.warmup, args.timed = 1, 2
+        # flex_attention has no CPU backward
+        args.only = [r for r in (args.only or ROWS) if "flex" not in r]
+    elif not torch.cuda.is_available():
+        print("bench_finetune needs a CUDA GPU (or --smoke)", file=sys.stderr)
+        return 2
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    device_name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu (smoke)"
+    print(f"# {device_name}, torch {torch.__version__}, "
+          f"transformers {__import__('transformers').__version__}", flush=True)
+    results = []
+    flex_diff = None
+    for name in args.only or list(ROWS):
+        over = ROWS[name]
+        warmup, timed = args.warmup, args.timed
+        if over["grad_accum"] > 1:  # one step = grad_accum micro-batches
+            warmup, timed = 1, max(3, args.timed // 3)
+        if over.get("attn_implementation") == "flex_attention" and flex_diff is None:
+            flex_diff = check_flex_matches_sdpa()
+            print(f"flex vs sdpa prefix_bidir loss, relative difference: {flex_diff:.2e}", flush=True)
+        pair = []
+        for policy in ("causal", "prefix_bidir"):
+            t0 = time.time()
+            try:
+                r = run_row(name, policy, over, warmup, timed)
+            except torch.OutOfMemoryError as exc:  # report the row, keep the rest
+                print(f"{name} {policy}: out of memory ({str(exc)[:120]})", flush=True)
+                gc.collect()
+                torch.cuda.empty_cache()
+                continue
+            r["wall_s"] = time.time() - t0
+            pair.append(r)
+            print(json.dumps(r), flush=True)
+        if len(pair) == 2:
+            pair[1]["ratio"] = pair[1]["s_per_step"] / pair[0]["s_per_step"]
+            pair[0]["ratio"] = 1.0
+        results += pair
+    print("\n| row | policy | attn | optimizer | weights | B x GA x T | s/step | tokens/s | MFU | peak GB | x causal |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        ratio = f"{r['ratio']:.3f}" if "ratio" in r else "-"
+        print(f"| {r['row']} | {r['policy']} | {r['attn']} | {r['optim']} | {r['weights']} | {r['batch']} | "
+              f"{r['s_per_step']:.3f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {r['peak_gb']:.1f} | {ratio} |")
+    if flex_diff is not None:
+        print(f"\nflex vs sdpa prefix_bidir loss relative difference: {flex_diff:.2e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": results, "flex_vs_sdpa_rel_diff": flex_diff, "device": device_name}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""The runtime/cost planner: plans for both configs from fixture runs, actuals, prices, live offers.
+
+Fixture runs (tests/fixtures/planner/, synthetic numbers in the real file formats):
+embedded_cpu = a complete cpu run of config/config.yaml; ministral_h200 = finetune 3B and
+eval base/causal of config/ministral3b.yaml on one H200.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from maskablate import planner
+from maskablate.modeling import tiny_ministral3_config
+
+REPO = Path(__file__).resolve().parents[1]
+FIX = REPO / "tests" / "fixtures" / "planner"
+EMBEDDED_RUN = FIX / "embedded_cpu"
+MINISTRAL_RUN = FIX / "ministral_h200"
+SETUPS = [{"gpu": "cpu"}, {"gpu": "H200"}, {"gpu": "H100 SXM"}, {"gpu": "H100 SXM", "count": 8},
+          {"gpu": "RTX 4090"}]
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    # config defaults (data/..., config/offers_snapshot.json) are relative to the repository root
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("VAST_API_KEY", raising=False)
+
+
+def load(name: str, **plan) -> dict:
+    config = planner.load_config(REPO / "config" / name)
+    config["plan"].update({"setups": SETUPS, **plan})
+    return config
+
+
+def row(t: pd.DataFrame, setup: str, stage: str) -> pd.Series:
+    hit = t[(t["setup"] == setup) & (t["stage"] == stage)]
+    assert len(hit) == 1, (setup, stage)
+    return hit.iloc[0]
+
+
+def check_arithmetic(t: pd.DataFrame) -> None:
+    """Every stage row obeys the model: est_s = rental + job + tokens / (rate x speedup)."""
+    for _, r in t[(t["stage"] != planner.TOTAL) & t["est_s"].notna()].iterrows():
+        compute = r["tokens"] / (r["tok_s_per_gpu"] * r["speedup"])
+        assert r["compute_s"] == pytest.approx(compute, rel=1e-4, abs=0.1)
+        assert r["est_s"] == pytest.approx(r["compute_s"] + r["job_overhead_s"] + r["rental_overhead_s"], abs=0.2)
+        if not pd.isna(r["price_per_hour"]):
+            assert r["est_cost_usd"] == pytest.approx(r["est_s"] / 3600 * r["price_per_hour"], abs=0.01)
+
+
+def test_embedded_default_plan_from_fixture_run():
+    p = planner.make_plan(load("config.yaml"), root=EMBEDDED_RUN, actuals=False)
+    t = p.table
+    assert list(t.columns) == planner.COLUMNS
+    evals = [f"eval/{m}/{q}" for m in ("base", "3A", "3B", "5B") for q in ("causal", "prefill_bidir")]
+    stages = ["prepare_model", "leakage/causal", "leakage/prefix_bidir", "finetune/3A", "finetune/3B",
+              "finetune/5B", *evals]
+    for setup in ("1x cpu", "1x H200", "8x H100 SXM"):
+        assert t[t["setup"] == setup]["stage"].tolist() == stages + [planner.TOTAL]
+    check_arithmetic(t)
+    # cpu rows use what the fixture run measured; GPU rows cannot (no cpu->GPU transfer)
+    ft = row(t, "1x cpu", "finetune/3B")
+    assert ft["tok_s_per_gpu"] == 1800.0 and "results/finetune/3B/summary.json" in ft["throughput_source"]
+    assert ft["tokens"] == 60 * 8 * 40  # max_steps x measured mean tokens/step
+    assert "summary.json" in row(t, "1x cpu", "finetune/3A")["throughput_source"]
+    assert "model/base" not in row(t, "1x cpu", "finetune/3A")["throughput_source"]  # finetune, not pretraining
+    gpu = row(t, "1x H200", "finetune/3B")
+    assert gpu["throughput_source"].startswith("flop-estimate")
+    # FLOP estimate: mfu x peak / (6 x params) for training
+    assert gpu["tok_s_per_gpu"] == pytest.approx(0.35 * 989e12 / (6 * p.info["params"]), rel=1e-3)
+    assert p.info["params"] == planner.count_params(tiny_ministral3_config())
+    # without GPU scaling configured an 8-GPU instance is no faster, only dearer
+    one, eight = row(t, "1x H100 SXM", planner.TOTAL), row(t, "8x H100 SXM", planner.TOTAL)
+    assert eight["est_s"] == one["est_s"] and eight["est_cost_usd"] > 7 * one["est_cost_usd"]
+    assert row(t, "1x H200", "eval/base/causal")["prices_captured_at"] == "2026-05"
+
+
+def test_real_config_plan_from_fixture_measurements():
+    p = planner.make_plan(load("ministral3b.yaml"), root=MINISTRAL_RUN, actuals=False)
+    t = p.table
+    check_arithmetic(t)
+    assert p.info["params"] == pytest.approx(3.429e9, rel=1e-3)
+    # the pipeline's own H200 summary beats the bench table, for both policies
+    for stage in ("finetune/3A", "finetune/3B", "finetune/5B"):
+        r = row(t, "1x H200", stage)
+        assert r["tok_s_per_gpu"] == 11000.0 and "m-ft-3B" in r["throughput_source"]
+        assert r["measured_run_id"] == "m-ft-3B"
+    assert row(t, "1x H200", "finetune/5B")["tokens"] == 6000 * 16 * 260
+    # eval: 8000 requests x 100 tokens in 95 s minus the modelled start-up + load
+    ev = row(t, "1x H200", "eval/base/prefill_bidir")
+    startup_and_load = 20 + 3.429006336e9 * 2 / 1e6 / 1000
+    assert ev["tokens"] == 800_000
+    assert ev["tok_s_per_gpu"] == pytest.approx(800_000 / (95 - startup_and_load), rel=1e-3)
+    # another GPU: scaled by peak FLOP/s (the H100 SXM has the H200's 989 TFLOP/s)
+    h100 = row(t, "1x H100 SXM", "finetune/3B")
+    assert h100["tok_s_per_gpu"] == 11000.0 and "scaled by peak FLOP/s 989->989" in h100["throughput_source"]
+    # memory: fp32 weights + grads + adafactor do not fit a 24 GB card; eval in bf16 does
+    r4090 = row(t, "1x RTX 4090", "finetune/3A")
+    assert r4090["fits_memory"] == "no" and pd.isna(r4090["est_s"]) and pd.isna(r4090["est_cost_usd"])
+    assert "does not fit" in r4090["note"]
+    assert row(t, "1x RTX 4090", "eval/base/causal")["fits_memory"] == "yes"
+    tot = row(t, "1x RTX 4090", planner.TOTAL)
+    assert pd.isna(tot["est_s"]) and "no estimate for finetune/3A" in tot["note"]
+    # snapshot prices: per-GPU rate x 8 for the 8-GPU setup, with the source saying so
+    eight = row(t, "8x H100 SXM", "finetune/3A")
+    assert eight["price_per_hour"] == pytest.approx(8 * 1.85)
+    assert "x 8 (no 8-GPU offer" in eight["price_source"]
+    lines = "\n".join(planner.summary_lines(p))
+    assert "prices captured at: 2026-05" in lines and "3.429 B parameters" in lines
+
+
+def test_estimate_vs_actual_after_a_run(tmp_path):
+    config = load("config.yaml")
+    # forecast before the run: nothing measured yet (an empty root)
+    before = planner.make_plan(config, root=tmp_path, actuals=False).table
+    assert before["actual_s"].isna().all() and before["error_pct"].isna().all()
+    assert row(before, "1x cpu", "finetune/3A")["throughput_source"].startswith("flop-estimate")
+    frozen_csv = tmp_path / "estimate.csv"
+    planner.write_plan(planner.Plan(before, {}), frozen_csv)
+    after = planner.make_plan(config, root=EMBEDDED_RUN, frozen=pd.read_csv(frozen_csv)).table
+    cpu = after[(after["setup"] == "1x cpu") & (after["stage"] != planner.TOTAL)]
+    assert cpu["actual_s"].notna().all()  # every stage ran on the cpu
+    r = row(after, "1x cpu", "finetune/5B")
+    assert r["actual_s"] == 96.0 and r["actual_source"] == "benchmark benchmarks/finetune/5B.tsv"
+    assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - 96.0) / 96.0, abs=0.1)
+    assert r["est_job_s"] == row(before, "1x cpu", "finetune/5B")["est_job_s"]  # the frozen forecast
+    total = row(after, "1x cpu", planner.TOTAL)
+    assert total["actual_s"] == pytest.approx(cpu["actual_s"].sum(), abs=0.1)
+    assert total["error_pct"] == pytest.approx(
+        100 * (cpu["est_job_s"].sum() - total["actual_s"]) / total["actual_s"], abs=0.1)
+    # nothing ran on the GPU setups
+    assert after[after["gpu"] != "cpu"]["actual_s"].isna().all()
+
+
+def test_actuals_of_a_stage_on_unplanned_hardware_get_their_own_row(tmp_path):
+    config = load("ministral3b.yaml", setups=[{"gpu": "H100 SXM"}])
+    p = planner.make_plan(config, root=MINISTRAL_RUN)
+    extra = p.table[p.table["setup"] == "1x H200"]
+    assert sorted(extra["stage"]) == ["eval/base/causal", "finetune/3B"]
+    assert sorted(extra["actual_s"]) == [131.0, 702.0]
+    assert (extra["note"].str.contains("not a setup of this plan")).all()
+
+
+def test_fresh_estimate_with_actuals_flags_own_run(tmp_path):
+    p = planner.make_plan(load("ministral3b.yaml"), root=MINISTRAL_RUN)
+    r = row(p.table, "1x H200", "finetune/3B")
+    assert r["actual_s"] == 702.0 and r["note"].startswith("estimate used this run's own measurement")
+
+
+def test_missing_prices_are_reported_not_invented(tmp_path):
+    snap = tmp_path / "offers.json"
+    snap.write_text(json.dumps({"captured_at": "2026-01-02", "source": "test",
+                                "offers": [{"gpu_name": "H200", "num_gpus": 1, "dph_total": 3.0}]}))
+    config = load("config.yaml", offers_snapshot=str(snap),
+                  setups=[{"gpu": "H200"}, {"gpu": "L40S"}, {"gpu": "cpu"},
+                          {"gpu": "RTX 4090", "price_per_hour": 0.5}])
+    p = planner.make_plan(config, root=tmp_path, actuals=False)
+    t = p.table
+    l40s = t[t["setup"] == "1x L40S"]
+    assert l40s["est_cost_usd"].isna().all() and l40s["price_per_hour"].isna().all()
+    assert l40s["est_s"].notna().all()  # the time is still planned
+    assert (l40s["price_source"].str.contains(f"no price: snapshot {snap}")).all()
+    assert (l40s["price_source"].str.contains("has no offer for L40S")).all()
+    assert row(t, "1x cpu", planner.TOTAL)["price_source"].startswith("no price: 1x cpu is a local setup")
+    assert row(t, "1x H200", "finetune/3A")["price_per_hour"] == 3.0
+    own = row(t, "1x RTX 4090", planner.TOTAL)
+    assert own["price_source"] == "config: plan.setups price_per_hour"
+    assert own["est_cost_usd"] == pytest.approx(own["est_s"] / 3600 * 0.5, abs=0.01)
+    assert "missing price: no price: snapshot" in "\n".join(planner.summary_lines(p))
+    # no snapshot file at all
+    config["plan"]["offers_snapshot"] = str(tmp_path / "absent.json")
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    assert row(t, "1x H200", planner.TOTAL)["price_source"] == (
+        f"no price: no offers snapshot file {tmp_path / 'absent.json'} and VAST_API_KEY is not set (live offers)")
+    assert pd.isna(row(t, "1x H200", planner.TOTAL)["est_cost_usd"])
+
+
+class FakeVast(BaseHTTPRequestHandler):
+    """POST /api/v0/bundles/ (search offers): offers by (gpu_name, num_gpus) from the query."""
+
+    offers = {("H200", 1): [3.1, 2.9], ("H100 SXM", 8): [19.5]}
+    calls: list = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeVast.calls.append((self.path, self.headers.get("Authorization"), body))
+        if self.headers.get("Authorization") != "Bearer test-key":
+            self.send_response(401)
+            self.end_headers()
+            return
+        key = (body["gpu_name"]["eq"], int(body["num_gpus"]["eq"]))
+        offers = [{"id": 500 + i, "gpu_name": key[0], "num_gpus": key[1], "dph_total": d}
+                  for i, d in enumerate(self.offers.get(key, []))]
+        data = json.dumps({"offers": offers}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def fake_vast(monkeypatch):
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), FakeVast)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    FakeVast.calls = []
+    monkeypatch.setenv("VAST_URL", f"http://127.0.0.1:{srv.server_address[1]}")
+    monkeypatch.setenv("VAST_API_KEY", "test-key")
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_live_offers_through_the_vastai_sdk(fake_vast, tmp_path):
+    config = load("config.yaml", prices="vast",
+                  setups=[{"gpu": "H200"}, {"gpu": "H100 SXM", "count": 8}, {"gpu": "RTX 4090"}])
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    h200 = row(t, "1x H200", planner.TOTAL)
+    assert h200["price_per_hour"] == 2.9  # the cheapest offer
+    assert h200["price_source"].startswith("vast live") and "offer 501" in h200["price_source"]
+    assert row(t, "8x H100 SXM", "finetune/3A")["price_per_hour"] == 19.5
+    r4090 = row(t, "1x RTX 4090", planner.TOTAL)
+    assert pd.isna(r4090["est_cost_usd"]) and r4090["price_source"].startswith("no price: no live Vast offer")
+    # the query is the executor plugin's: verified datacenter hosts with reliability > 0.98
+    path, auth, body = FakeVast.calls[0]
+    assert path == "/api/v0/bundles/" and auth == "Bearer test-key"
+    assert body["reliability"] == {"gt": "0.98"} and body["datacenter"] == {"eq": True}
+    assert body["type"] == "on-demand" and body["order"] == [["dph_total", "asc"]]
+
+
+def test_live_search_failure_falls_back_to_the_snapshot_and_says_so(fake_vast, tmp_path, monkeypatch):
+    monkeypatch.setenv("VAST_API_KEY", "wrong-key")
+    config = load("config.yaml", setups=[{"gpu": "H200"}])  # prices: auto
+    r = row(planner.make_plan(config, root=tmp_path, actuals=False).table, "1x H200", planner.TOTAL)
+    assert r["price_per_hour"] == 3.5 and r["prices_captured_at"] == "2026-05"
+    assert "live Vast search failed" in r["price_source"] and "fell back to snapshot" in r["price_source"]
+
+
+def test_capture_offers_writes_a_loadable_snapshot(fake_vast, tmp_path):
+    config = load("config.yaml")
+    ref = planner.Reference.load(config["plan"]["measurements"])
+    out = tmp_path / "snap.json"
+    snap = planner.capture_offers(planner.parse_setups(config["plan"], ref), config["plan"], out)
+    loaded = planner.load_snapshot(out)
+    assert {(o["gpu_name"], o["num_gpus"], o["dph_total"]) for o in loaded["offers"]} == {
+        ("H200", 1, 2.9), ("H100 SXM", 8, 19.5)}
+    assert any(m.startswith("1x H100 SXM") for m in snap["missing"])
+    price = planner.snapshot_price(planner.Setup("H200"), loaded)
+    assert price.per_hour == 2.9 and price.captured_at == snap["captured_at"]
+
+
+def test_cli_writes_csv_and_html(tmp_path, capsys):
+    out, html = tmp_path / "plan.csv", tmp_path / "plan.html"
+    rc = planner.main(["--config", "config/ministral3b.yaml", "--root", str(MINISTRAL_RUN),
+                       "--out", str(out), "--html", str(html)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "prices captured at: 2026-05" in printed and "1x H200:" in printed
+    t = pd.read_csv(out)
+    assert list(t.columns) == planner.COLUMNS and (t["stage"] == planner.TOTAL).any()
+    assert "Runtime and cost plan" in html.read_text() and "finetune/5B" in html.read_text()
+
+
+def test_bad_inputs_name_the_key(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text((REPO / "config" / "config.yaml").read_text() + "\nplan: {setups: [{count: 2}]}\n")
+    with pytest.raises(planner.PlanError, match="plan.setups.0"):
+        planner.load_config(bad)
+    m = tmp_path / "m.yaml"
+    m.write_text("gpus: {}\nmeasurements: [{kind: train, gpu: H200, params: 1}]\n")
+    with pytest.raises(planner.PlanError, match=r"measurements\[0\] lacks tokens_per_s, source"):
+        planner.Reference.load(m)
+    snap = tmp_path / "s.json"
+    snap.write_text(json.dumps({"captured_at": "x", "offers": [{"gpu_name": "H200", "num_gpus": 1}]}))
+    with pytest.raises(planner.PlanError, match=r"offers\[0\] lacks 'dph_total'"):
+        planner.load_snapshot(snap)
+    config = load("config.yaml")
+    config["eval"]["tasks"] = [{"name": "mystery", "limit": 10}]
+    config["data"]["source"] = "hub"
+    st = planner.Study(config, planner.Reference.load(config["plan"]["measurements"]), root=tmp_path)
+    ev = [s for s in st.stages if s.kind == "eval"][0]
+    assert ev.tokens is None and "plan.tasks.<task>" in ev.tokens_source
+
+
+def test_benchmark_file_mean_of_repeats(tmp_path):
+    f = tmp_path / "b.tsv"
+    f.write_text("s\th:m:s\tmax_rss\n10.0\t0:00:10\t1\n20.0\t0:00:20\t1\n")
+    assert planner.benchmark_seconds(f) == 15.0
+    assert planner.benchmark_seconds(tmp_path / "none.tsv") is None
+    assert math.isclose(planner.benchmark_seconds(EMBEDDED_RUN / "benchmarks/finetune/5B.tsv"), 96.0)
