@@ -2,14 +2,17 @@
 HF Trainer loop, policy forward, response-only fast head, optimizer) on the Ministral-3-3B text shape with
 random weights, causal vs prefix_bidir. Prints a markdown table.
 
-    PYTHONPATH=src python bench/bench_finetune.py [--quick] [--only NAME ...] [--json OUT.json]
+    PYTHONPATH=src python bench/bench_finetune.py [--only NAME ...] [--json OUT.json] [--smoke]
 
-Rows (all T=1024, prompt 1/8-1/2 of each row, no padding, no checkpoint saves, no eval):
-  B4-adamw      B=4 x grad_accum 1, fused AdamW, bf16 autocast over fp32 master weights
-  B4-adafactor  same with Adafactor (the seed's optimizer)
-  seed-GA16     B=1 x grad_accum 16, Adafactor: the seed's real configuration (= FINETUNE_DEFAULTS)
-  B4-adamw-bf16w  B=4, fused AdamW, bf16 weights (like the docs/findings baseline, no fp32 master)
-  B4-adamw-flex   B4-adamw with attn_implementation=flex_attention
+Rows (all T=1024, prompt 1/8-1/2 of each row, no padding, no checkpoint saves, no eval; each row runs
+causal and prefix_bidir; weights are the GPU default, bf16 + fp32 masters in the optimizer, unless named):
+  B4-adamw                B=4 x grad_accum 1, fused AdamW, attn sdpa (prefix_bidir: dense mask)
+  B4-adamw-split          same, attn masks.PREFIX_SDPA (causal flash + non-causal prompt blocks)
+  B4-adamw-flex           same, attn flex_attention (BlockMask)
+  B4-adafactor-split      B=4, Adafactor (the seed's optimizer), split attention
+  seed-GA16-split         B=1 x grad_accum 16, Adafactor, split: the seed's configuration (FINETUNE_DEFAULTS)
+  B4-adamw-autocast-split fp32 weights + bf16 autocast (HF's usual mixed precision), split
+  B4-adamw-bf16-nomaster  bf16 weights without masters (like docs/findings' baseline; loses small updates)
 MFU = 6 x N_params x tokens/s / 989 TFLOP/s (dense bf16 H100/H200 peak), N = 3.43 B incl. the tied
 embedding: the usual model-FLOPs convention. Attention FLOPs are not counted, and the fast head computes
 lm_head only on response tokens, so the hardware does somewhat less than 6N per token.
@@ -25,7 +28,7 @@ import time
 
 import torch
 
-from maskablate import training
+from maskablate import masks, training
 from maskablate.modeling import tiny_ministral3_config
 
 PEAK_TFLOPS = 989.0
@@ -39,13 +42,28 @@ SMOKE_SHAPE = dict(SHAPE, hidden_size=64, intermediate_size=128, num_hidden_laye
 DEVICE = "cuda"
 T = 1024
 
+# name -> (params, reference row whose causal time the "x causal sdpa" column divides by)
+SPLIT = masks.PREFIX_SDPA
 ROWS = {
-    "B4-adamw": dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused"),
-    "B4-adafactor": dict(batch_size=4, grad_accum=1, optim="adafactor"),
-    "seed-GA16": dict(batch_size=1, grad_accum=16, optim="adafactor"),
-    "B4-adamw-bf16w": dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", model_dtype="bfloat16"),
-    "B4-adamw-flex": dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation="flex_attention"),
+    "B4-adamw": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused"), None),
+    "B4-adamw-split": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation=SPLIT),
+                       "B4-adamw"),
+    "B4-adamw-flex": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused",
+                           attn_implementation="flex_attention"), "B4-adamw"),
+    "B4-adafactor-split": (dict(batch_size=4, grad_accum=1, optim="adafactor", attn_implementation=SPLIT), None),
+    "seed-GA16-split": (dict(batch_size=1, grad_accum=16, optim="adafactor", attn_implementation=SPLIT), None),
+    "B4-adamw-autocast-split": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", model_dtype="float32",
+                                     attn_implementation=SPLIT), None),
+    "B4-adamw-bf16-nomaster": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", master_weights=False),
+                               None),
 }
+
+
+def _weights_label(p: dict) -> str:
+    dtype = training._model_dtype(p)
+    if dtype == torch.float32:
+        return "fp32 + bf16 autocast" if training._bf16_enabled(p["bf16"]) else "fp32"
+    return "bf16 + fp32 master" if training._master_weights(p) else "bf16 only"
 
 
 def make_examples(n: int, seed: int) -> training.ExampleDataset:
@@ -76,7 +94,7 @@ def run_row(name: str, policy: str, overrides: dict, warmup: int, timed: int) ->
          "no_learning_steps": 0, "plateau_patience": 0, "warmup_ratio": 0.0, "max_seq_len": T},
         training.FINETUNE_DEFAULTS,
     )
-    model = build_model(getattr(torch, p["model_dtype"]), p["attn_implementation"])
+    model = build_model(training._model_dtype(p), p["attn_implementation"])
     n_params = sum(t.numel() for t in model.parameters())
     data = make_examples((warmup + timed) * p["batch_size"] * p["grad_accum"], seed=1)
     trainer, _, tp = training.build_trainer(
@@ -95,7 +113,7 @@ def run_row(name: str, policy: str, overrides: dict, warmup: int, timed: int) ->
     tok_s = tokens_step / s_step
     out = dict(
         row=name, policy=policy, attn=p["attn_implementation"], optim=p["optim"],
-        weights=p["model_dtype"], batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
+        weights=_weights_label(p), batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
         s_per_step=s_step, s_per_step_min=min(times), tokens_per_s=tok_s,
         mfu=6 * n_params * tok_s / (PEAK_TFLOPS * 1e12),
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if DEVICE == "cuda" else float("nan"),
@@ -149,7 +167,7 @@ def main(argv=None) -> int:
     results = []
     flex_diff = None
     for name in args.only or list(ROWS):
-        over = ROWS[name]
+        over, ref = ROWS[name]
         warmup, timed = args.warmup, args.timed
         if over["grad_accum"] > 1:  # one step = grad_accum micro-batches
             warmup, timed = 1, max(3, args.timed // 3)
@@ -172,13 +190,20 @@ def main(argv=None) -> int:
         if len(pair) == 2:
             pair[1]["ratio"] = pair[1]["s_per_step"] / pair[0]["s_per_step"]
             pair[0]["ratio"] = 1.0
+        ref_causal = [r for r in results + pair if r["row"] == (ref or name) and r["policy"] == "causal"]
+        for r in pair:
+            if ref_causal:
+                r["ratio_ref"] = r["s_per_step"] / ref_causal[0]["s_per_step"]
         results += pair
-    print("\n| row | policy | attn | optimizer | weights | B x GA x T | s/step | tokens/s | MFU | peak GB | x causal |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| row | policy | attn | optimizer | weights | B x GA x T | s/step | tokens/s | MFU | peak GB "
+          "| x causal (same row) | x causal sdpa |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ratio = f"{r['ratio']:.3f}" if "ratio" in r else "-"
+        ratio_ref = f"{r['ratio_ref']:.3f}" if "ratio_ref" in r else "-"
         print(f"| {r['row']} | {r['policy']} | {r['attn']} | {r['optim']} | {r['weights']} | {r['batch']} | "
-              f"{r['s_per_step']:.3f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {r['peak_gb']:.1f} | {ratio} |")
+              f"{r['s_per_step']:.3f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {r['peak_gb']:.1f} | "
+              f"{ratio} | {ratio_ref} |")
     if flex_diff is not None:
         print(f"\nflex vs sdpa prefix_bidir loss relative difference: {flex_diff:.2e}")
     if args.json:

@@ -7,8 +7,12 @@ eval base/causal of config/ministral3b.yaml on one H200.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import shutil
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,6 +76,10 @@ def test_embedded_default_plan_from_fixture_run():
     assert ft["tokens"] == 60 * 8 * 40  # max_steps x measured mean tokens/step
     assert "summary.json" in row(t, "1x cpu", "finetune/3A")["throughput_source"]
     assert "model/base" not in row(t, "1x cpu", "finetune/3A")["throughput_source"]  # finetune, not pretraining
+    # a variant's eval: model size from the checkpoint in this results folder (the metrics name
+    # the absolute path where the run happened)
+    ev = row(t, "1x cpu", "eval/3A/causal")
+    assert ev["throughput_source"].startswith("measured on cpu") and "emb-eval-3A-causal" in ev["throughput_source"]
     gpu = row(t, "1x H200", "finetune/3B")
     assert gpu["throughput_source"].startswith("flop-estimate")
     # FLOP estimate: mfu x peak / (6 x params) for training
@@ -299,3 +307,37 @@ def test_benchmark_file_mean_of_repeats(tmp_path):
     assert planner.benchmark_seconds(f) == 15.0
     assert planner.benchmark_seconds(tmp_path / "none.tsv") is None
     assert math.isclose(planner.benchmark_seconds(EMBEDDED_RUN / "benchmarks/finetune/5B.tsv"), 96.0)
+
+
+def _snakefile_with_plan(tmp_path: Path) -> Path:
+    """The workflow with rules/plan.smk included (the real Snakefile once it includes it)."""
+    main = (REPO / "Snakefile").read_text()
+    if 'include: "rules/plan.smk"' in main:
+        return REPO / "Snakefile"
+    text = main.replace('include: "rules/', f'include: "{REPO}/rules/')
+    text = text.replace('report: "workflow/', f'report: "{REPO}/workflow/')
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(text + f'\n\ninclude: "{REPO}/rules/plan.smk"\n')
+    return snakefile
+
+
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/ministral3b.yaml"])
+def test_rules_estimate_first_then_compare_after_every_stage(tmp_path, configfile):
+    wd = tmp_path / "wd"
+    for d in ("config", "data"):
+        shutil.copytree(REPO / d, wd / d)
+    snakefile = _snakefile_with_plan(tmp_path)
+
+    def jobs(target):
+        r = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(wd), target, "-n",
+             "--quiet", "rules", "--configfile", configfile],
+            capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        table = r.stdout.split("Job stats:")[1].splitlines()[3:]  # after the header and dashes
+        return {line.split()[0] for line in itertools.takewhile(lambda x: not x.startswith("total"), table)}
+
+    # the forecast needs nothing of the run, so it can be made before renting anything
+    assert jobs("results/plan/estimate.csv") == {"plan_estimate"}
+    # the comparison waits for every stage
+    assert {"plan_estimate", "plan", "finetune", "eval_model", "leakage_probe"} <= jobs("results/plan.csv")

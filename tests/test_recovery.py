@@ -118,3 +118,24 @@ def test_cli_writes_csv_and_parquet(tmp_path, entries, capsys):
     assert len(a) == len(b) == 9
     assert a.metrics_file.str.endswith(".json").all()
     assert "stage 4" in capsys.readouterr().out
+
+
+def test_entries_from_results_derive_stages(tmp_path, entries):
+    variants = {"3B": {"stage": 3, "policy": "prefix_bidir"}, "5B": {"stage": 5, "policy": "prefix_bidir"}}
+    files = []
+    for model, policy, e in [("base", "causal", entries[0]), ("base", "prefill_bidir", entries[1]),
+                             ("3B", "prefill_bidir", entries[2]), ("5B", "causal", entries[2])]:
+        p = tmp_path / "eval" / model / policy / "metrics.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(e["metrics"]))
+        files.append(p)
+    summary = tmp_path / "finetune" / "3B" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text(json.dumps({"provenance": {"run_id": "train-3b"}}))
+    got = recovery.entries_from_results(files, variants, [summary])
+    assert [(e["stage"], e["variant"], e["train_policy"]) for e in got] == [
+        (1, "base", None), (2, "base", None), (4, "3B", "prefix_bidir"), (5, "5B", "prefix_bidir")
+    ]
+    assert got[2]["train_run_id"] == "train-3b" and got[3]["train_run_id"] is None
+    with pytest.raises(recovery.RecoveryError, match="neither 'base' nor a finetune variant"):
+        recovery.stage_of("9Z", "causal", variants)

@@ -11,7 +11,15 @@ from maskablate.masks import POLICIES
 from maskablate.modeling import build_tiny_model, tiny_ministral3_config
 from maskablate.scoring import prepare, score_naive, score_requests
 
-torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny matrices: a second OpenMP thread only adds barrier waits (20x slower on a busy box).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

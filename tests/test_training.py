@@ -106,6 +106,98 @@ def test_fast_head_loss_equals_model_loss(tiny_model_dir, tokenizer, policy):
         assert not torch.allclose(fast_sum, causal_sum)
 
 
+def test_prefix_split_attention_equals_sdpa_in_training_loss(tiny_model_dir, tokenizer):
+    """The split-sdpa backend (masks.PREFIX_SDPA) through the fast head: same loss and gradients."""
+    from maskablate import masks
+
+    pairs = sft_data.tokenize_rows(tokenizer, synthetic_rows(3), 64)
+    batch = training.PolicyCollator(tokenizer.pad_token_id)(
+        [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
+    )
+    results = []
+    for attn in ("sdpa", masks.PREFIX_SDPA):
+        model = load_causal_lm(tiny_model_dir, attn_implementation=attn)
+        loss, n = training.policy_loss_sum(model, batch, "prefix_bidir")
+        (loss / n).backward()
+        results.append((loss.detach(), model.model.layers[0].self_attn.q_proj.weight.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- master weights
+
+
+def test_master_weights_keep_updates_that_bf16_rounds_away():
+    def train(master: bool):
+        lin = torch.nn.Linear(4, 1, bias=False).to(torch.bfloat16)
+        torch.nn.init.ones_(lin.weight)
+        groups = [{"params": [lin.weight], "weight_decay": 0.0}]
+        opt = (training.MasterWeightsOptimizer(groups, torch.optim.SGD, {"lr": 1e-4}) if master
+               else torch.optim.SGD(lin.parameters(), lr=1e-4))
+        for _ in range(50):
+            lin(torch.ones(1, 4, dtype=torch.bfloat16)).sum().backward()  # d/dw = 1
+            opt.step()
+            opt.zero_grad()
+        return lin.weight, opt
+
+    w_plain, _ = train(False)
+    assert torch.all(w_plain == 1.0)  # 1 - 1e-4 rounds back to 1 in bf16: every update lost
+    w, opt = train(True)
+    torch.testing.assert_close(opt.master_params[0], torch.full((1, 4), 0.995), rtol=0, atol=1e-6)
+    assert torch.all(w == torch.tensor(0.995).to(torch.bfloat16))
+
+
+def test_master_weights_accumulate_fp32_grads_and_round_trip_state():
+    lin = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    groups = [{"params": list(lin.parameters()), "weight_decay": 0.0}]
+    opt = training.MasterWeightsOptimizer(groups, torch.optim.AdamW, {"lr": 1e-3})
+    x = torch.randn(5, 3).to(torch.bfloat16)
+    for _ in range(2):  # two micro-batches
+        lin(x).sum().backward()
+    assert lin.weight.grad is None  # moved to the master by the hook
+    g = opt.master_params[0].grad
+    assert g.dtype == torch.float32
+    torch.testing.assert_close(g, 2 * x.float().sum(0).expand(2, 3), rtol=1e-2, atol=1e-2)
+    opt.step()
+    assert all(m.grad is None for m in opt.master_params)  # the Trainer's model.zero_grad() cannot clear them
+    state = opt.state_dict()
+    lin2 = torch.nn.Linear(3, 2).to(torch.bfloat16)
+    opt2 = training.MasterWeightsOptimizer([{"params": list(lin2.parameters()), "weight_decay": 0.0}],
+                                           torch.optim.AdamW, {"lr": 1e-3})
+    opt2.load_state_dict(state)
+    for a, b in zip(opt.master_params, opt2.master_params):
+        assert torch.equal(a, b)
+    assert torch.equal(lin.weight, lin2.weight)
+    assert torch.equal(opt.inner.state_dict()["state"][0]["exp_avg"], opt2.inner.state_dict()["state"][0]["exp_avg"])
+
+
+def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, tmp_path):
+    """bf16 weights + fp32 masters (the GPU default) on CPU, and an in-process resume from step 2."""
+    params = {**FAST, "max_steps": 4, "save_steps": 2, "eval_size": 0, "bf16": True, "grad_accum": 2,
+              "batch_size": 2, "keep_checkpoints": True}
+    out = tmp_path / "bf16"
+    s1 = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefix_bidir", params=params,
+                           out_dir=out, probe_result=no_leak("prefix_bidir"))
+    assert s1["checkpoint"]["dtype"] == "bfloat16" and s1["params"]["master_weights"] == "auto"
+    opt_state = torch.load(out / "checkpoints" / "checkpoint-2" / "optimizer.pt", weights_only=True)
+    assert opt_state["master"][0].dtype == torch.float32
+    from safetensors.torch import load_file
+
+    assert all(v.dtype == torch.bfloat16 for v in load_file(out / "final" / "model.safetensors").values())
+    first = weights(out / "final")
+    # rerun after losing step 4 (as if killed after saving step 2): same result
+    import shutil
+
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(out / "final")
+    s2 = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefix_bidir", params=params,
+                           out_dir=out, probe_result=no_leak("prefix_bidir"))
+    assert s2["resumed_from_step"] == 2
+    assert [e["loss"] for e in s2["curves"]["train"]] == [e["loss"] for e in s1["curves"]["train"]]
+    second = weights(out / "final")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
 # ---------------------------------------------------------------- stop rules (fake logs)
 
 

@@ -81,17 +81,22 @@ class MaskPolicyLM(HFLM):
         self.max_batch_tokens = int(max_batch_tokens)
         self.share_contexts = share_contexts not in (False, "False", "false", "0", 0)
         if isinstance(pretrained, (str, os.PathLike)):
-            if tokenizer is None:  # before the (slow) model load, so a bad dir fails fast
-                tokenizer = load_tokenizer(pretrained, revision=revision)
+            source = pretrained
             if device is None:
                 device = "cuda" if torch.cuda.is_available() else "cpu"
-            pretrained = load_causal_lm(
-                pretrained,
+            load = lambda: load_causal_lm(  # noqa: E731
+                source,
                 revision=revision,
                 dtype=dtype,
                 attn_implementation=attn_implementation,
                 device=device,
             )
+            # A local dir: tokenizer first, so a dir without one fails before the slow load.
+            # Anything else: the model loader says best what is wrong with the path or id.
+            pretrained = None if os.path.isdir(source) else load()
+            if tokenizer is None:
+                tokenizer = load_tokenizer(source, revision=revision)
+            pretrained = pretrained or load()
         elif tokenizer is None:
             raise ValueError("MaskPolicyLM needs a tokenizer when given a model object")
         kwargs.pop("batch_size", None)  # batches are bounded by max_batch_tokens instead

@@ -29,6 +29,7 @@ stage ran on. CLI: ``maskablate plan --config ... --out results/plan.csv``.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import math
@@ -250,8 +251,11 @@ def count_params(text_config: Any) -> int:
     if isinstance(text_config, dict):
         kw = dict(text_config)
         text_config = AutoConfig.for_model(kw.pop("model_type"), **kw)
-    if hasattr(text_config, "get_text_config"):
-        text_config = text_config.get_text_config()
+    text = text_config.get_text_config()
+    if text is not text_config:  # a VLM: its text model keeps the top-level tying (modeling.py)
+        text = copy.deepcopy(text)
+        text.tie_word_embeddings = getattr(text_config, "tie_word_embeddings", text.tie_word_embeddings)
+    text_config = text
     key = text_config.to_json_string(use_diff=False)
     if key not in _PARAMS_CACHE:
         with torch.device("meta"):
@@ -405,12 +409,41 @@ def snapshot_price(setup: Setup, snap: dict[str, Any] | None, path: str = "") ->
     return Price(None, f"no price: {where} has no offer for {setup.gpu}", snap["captured_at"])
 
 
+VAST_PROFILE_PREFIXES = ("maskablate-vast-", "vastai-")
+
+
+def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
+    """The vast profile's executor settings and groups, overlaid with ``plan.vast``.
+
+    Returns ``{"settings": {...ExecutorSettings fields}, "groups": {...}, "source": ...}``: the
+    planner prices the instance that profile would rent (same filters, max_price) and knows which
+    rules share an instance.
+    """
+    from snakemake_executor_plugin_vastai import ExecutorSettings
+
+    fields = set(ExecutorSettings.__dataclass_fields__)
+    path = Path(plan["vast_profile"]) if plan.get("vast_profile") else None
+    settings, groups, source = {}, {}, "plan.vast"
+    if path is not None and path.exists():
+        prof = yaml.safe_load(path.read_text()) or {}
+        for key, value in prof.items():
+            for prefix in VAST_PROFILE_PREFIXES:
+                name = key[len(prefix):].replace("-", "_") if key.startswith(prefix) else None
+                if name in fields and name != "api_key":
+                    settings[name] = value
+        groups = prof.get("groups") or {}
+        source = f"{path} + plan.vast"
+    settings.update(plan.get("vast") or {})
+    return {"settings": settings, "groups": groups, "source": source}
+
+
 def live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setup, Price]:
     """Cheapest on-demand Vast offer per setup, searched with the executor plugin's own query.
 
-    The query is built by snakemake-executor-plugin-vastai (``build_offer_query``) from the same
-    settings (``plan.vast``: reliability, datacenter, search_query, ...), so the price is that of
-    the instance the pipeline would rent. ``VAST_URL`` selects the API server (tests use a fake).
+    The query is built by snakemake-executor-plugin-vastai (``build_offer_query``) from the vast
+    profile's settings (:func:`vast_profile`: reliability, datacenter, max_price, ...), so the price
+    is that of the instance the pipeline would rent. ``VAST_URL`` selects the API server (tests use
+    a fake).
     """
     from snakemake_executor_plugin_vastai import ExecutorSettings, build_offer_query
     from vastai import VastAI
@@ -444,11 +477,12 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
     """Per setup: the user's own price, else live offers (if a key is set), else the snapshot."""
     mode = plan["prices"]
     snap = load_snapshot(plan["offers_snapshot"]) if mode in ("auto", "snapshot") else None
+    vast = vast_profile(plan)
     live: dict[Setup, Price] = {}
     if mode == "vast" or (mode == "auto" and os.environ.get("VAST_API_KEY")):
         if not os.environ.get("VAST_API_KEY"):
             raise PlanError("plan.prices is 'vast' but VAST_API_KEY is not set")
-        live = live_prices([s for s in setups if s.price_per_hour is None and not s.local], plan["vast"])
+        live = live_prices([s for s in setups if s.price_per_hour is None and not s.local], vast["settings"])
     out = {}
     for s in setups:
         if s.price_per_hour is not None:
@@ -467,6 +501,9 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
             out[s] = snapshot_price(s, snap, plan["offers_snapshot"])
             if snap is None and mode == "auto":
                 out[s].source += " and VAST_API_KEY is not set (live offers)"
+        cap = vast["settings"].get("max_price")
+        if not s.local and cap is not None and out[s].per_hour is not None and out[s].per_hour > cap:
+            out[s].source += f"; above max_price {cap:g} $/h ({vast['source']}): the executor would not rent it"
     return out
 
 
@@ -474,7 +511,7 @@ def capture_offers(setups: list[Setup], plan: dict[str, Any], path: str | os.Pat
     """Write a fresh offers snapshot (the cheapest live offer of every setup) for offline planning."""
     if not os.environ.get("VAST_API_KEY"):
         raise PlanError("--capture-offers needs VAST_API_KEY (live Vast offers)")
-    prices = live_prices(setups, plan["vast"])
+    prices = live_prices(setups, vast_profile(plan)["settings"])
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
     snap = {
         "captured_at": now,
@@ -697,7 +734,7 @@ def estimate(study: "Study", setups: list[Setup], prices: dict[Setup, Price], re
             price_per_hour=price.per_hour, price_source=price.source,
             prices_captured_at=price.captured_at,
             est_cost_usd=_r(None if total_s is None or unpriced else total_s / 3600 * price.per_hour, 2),
-            note=("stages run one after another, each on its own instance"
+            note=("stages run one after another" + (" here" if s.local else ", each on its own instance")
                   + (f"; no estimate for {', '.join(missing)}" if missing else "")
                   + ("; no price" if unpriced else "")),
         ))
@@ -862,17 +899,21 @@ class Study:
         )
 
     def params_of_run(self, stage: Stage, data: dict[str, Any]) -> float | None:
-        """Size of the model a finished stage ran: its checkpoint's config.json, else the config's."""
+        """Size of the model a finished stage ran, from the config.json of the checkpoint it wrote
+        or evaluated: the path in its metrics (absolute, where it ran), else the checkpoint this
+        results folder holds for that model; a hub model evaluated by id is the config's model."""
         if stage.kind == "train":
             return _model_params_from_dir(self.root / Path(stage.output).parent / "final", self._cache)
         path = (data.get("model") or {}).get("path")
-        if path and (self.root / path / "config.json").exists():
-            return _model_params_from_dir(self.root / path, self._cache)
-        if path and Path(path).is_absolute() and (Path(path) / "config.json").exists():
+        if path and (Path(path) / "config.json").exists():
             return _model_params_from_dir(path, self._cache)
-        if stage.model == "base" and not self.embedded_model:
-            return self.params  # evaluated by hub id: the config names the model
-        return None
+        if stage.model != "base":
+            ckpt = Path(self.outputs["finetune"].format(variant=stage.model)).parent / "final"
+        elif self.embedded_model:
+            ckpt = Path(self.outputs["prepare_model"]).parent / "final"
+        else:
+            return self.params
+        return _model_params_from_dir(self.root / ckpt, self._cache)
 
     # -- tokens
     def _sft_rows(self) -> list[dict[str, Any]] | None:
@@ -1085,7 +1126,8 @@ def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None =
     tmp.replace(csv)
     if html:
         totals = p.table[p.table["stage"] == TOTAL][
-            ["setup", "est_s", "est_cost_usd", "price_per_hour", "actual_s", "error_pct", "note"]]
+            ["setup", "est_s", "est_cost_usd", "price_per_hour", "actual_s", "error_pct", "note"]].copy()
+        totals.insert(2, "est_h:m:s", totals["est_s"].map(_hms))
         stages = p.table[p.table["stage"] != TOTAL][
             ["setup", "stage", "tokens", "tok_s_per_gpu", "throughput_source", "compute_s",
              "job_overhead_s", "rental_overhead_s", "est_s", "fits_memory", "est_cost_usd",
@@ -1099,8 +1141,8 @@ def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None =
             "<p>est_s = rental overhead (boot, shipping) + job overhead (start-up, load, saves) + "
             "tokens / (tok_s_per_gpu x speedup); error_pct compares the job time (est_job_s) with the "
             "actual one. Model and assumptions: docs/planner.md; every column: results/plan.csv.</p>"
-            f"<h3>Per setup (stages in sequence)</h3>{totals.to_html(index=False, na_rep='-')}"
-            f"<h3>Per stage</h3>{stages.to_html(index=False, na_rep='-')}</body></html>\n"
+            f"<h3>Per setup (stages in sequence)</h3>{totals.fillna('-').to_html(index=False)}"
+            f"<h3>Per stage</h3>{stages.fillna('-').to_html(index=False)}</body></html>\n"
         )
 
 

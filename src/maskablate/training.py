@@ -561,6 +561,9 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
     def step(self, closure=None):
         loss = self.inner.step(closure)
         torch._foreach_copy_(self.model_params, self.master_params)
+        # the Trainer only calls model.zero_grad(), which cannot see the masters' grads
+        for m in self.master_params:
+            m.grad = None
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

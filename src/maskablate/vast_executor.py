@@ -18,6 +18,12 @@ The workarounds, all in this module and pinned to the plugin version they were w
    instance and raises KeyboardInterrupt, so Snakemake stops as on Ctrl-C.
 3. Failed job's log. The stock runner copies ``log:`` files back only after success; the guarded
    runner also fetches them after a failure, before the instance is destroyed.
+4. Group jobs. The stock download fetches ``job.output``, which for a group job leaves out the
+   outputs consumed inside the group (a finetune's checkpoint read by its grouped evaluations):
+   Snakemake then fails the group for missing files. The guarded runner fetches every product
+   of every job in the group (benchmark files included).
+5. Cores. The submit host's ``--cores`` (``cores: all`` of the workflow profile) is passed to
+   every job and caps its threads on a larger instance; jobs get ``--cores all`` instead.
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
 project's pinned requirements (except torch when the image has one), so the instance runs this
@@ -26,7 +32,9 @@ checkout's library. The API key is read from the environment only (``VAST_API_KE
 
 # No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
 import importlib.metadata
+import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -72,21 +80,40 @@ def plugin_version() -> str:
     return importlib.metadata.version("snakemake-executor-plugin-vastai")
 
 
+# Run on the instance: exit 1 unless every requirement is installed (== pins at that version).
+_CHECK_REQUIREMENTS = """\
+import importlib.metadata as md, json, re, sys
+for req in json.loads(sys.argv[1]):
+    name, op, version = re.fullmatch(r"([A-Za-z0-9_.-]+)\\s*(==|>=|)\\s*(.*)", req).groups()
+    try:
+        found = md.version(name)
+    except md.PackageNotFoundError:
+        sys.exit(f"missing {name}")
+    if op == "==" and found != version:
+        sys.exit(f"{name} {found} != {version}")
+"""
+
+
 def remote_project_setup(requirements: list[str]) -> str:
-    """Shell lines run on the instance in /snakemake-workdir before the job command."""
-    pins = [r for r in requirements if not r.replace(" ", "").startswith("torch")]
-    torch = [r for r in requirements if r.replace(" ", "").startswith("torch")]
-    quoted = " ".join(f'"{p}"' for p in pins)
+    """Shell lines run on the instance in /snakemake-workdir before the job command: the shipped
+    src/ first on PYTHONPATH; pip only when a pinned requirement is missing (seconds saved per
+    job on a prepared image). torch is left to the image (its CUDA build matches the host's
+    driver) and installed at the pin only where the image has none."""
+    is_torch = [r.replace(" ", "").startswith("torch") for r in requirements]
+    pins = [r for r, t in zip(requirements, is_torch) if not t]
+    torch = [r for r, t in zip(requirements, is_torch) if t]
+    quoted = " ".join(shlex.quote(p) for p in pins)
     lines = [
-        "# maskablate: the shipped library first, its pinned requirements installed",
         'export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"',
-        f"echo '[maskablate-vast] ensuring {len(pins)} pinned requirement(s)'",
-        f"python -m pip install --quiet {quoted}" if pins else "",
+        f"python -c {shlex.quote(_CHECK_REQUIREMENTS)} {shlex.quote(json.dumps(pins))} || {{",
+        f"  echo '[maskablate-vast] installing {len(pins)} pinned requirement(s)'",
+        f"  python -m pip install --quiet {quoted}",
+        "}",
     ]
-    if torch:  # keep the image's CUDA build of torch; install the pin only where none exists
-        lines.append(f'python -c "import torch" 2>/dev/null || python -m pip install --quiet '
-                     f'"{torch[0]}"')
-    return "\n".join(line for line in lines if line) + "\n"
+    if torch:
+        lines.append("python -c 'import importlib.util as u, sys; sys.exit(not u.find_spec(\"torch\"))'"
+                     f" || python -m pip install --quiet {shlex.quote(torch[0])}")
+    return "\n".join(lines) + "\n"
 
 
 def project_requirements() -> list[str]:
@@ -140,6 +167,19 @@ class GuardedSSHJobRunner(SSHJobRunner):
                     f"(API status {status!r}); failing the job after {self.settings.lost_after} s")
             time.sleep(self.settings.poll_seconds)
 
+    def _download_outputs(self):
+        """Workaround (4): the stock download packs job.output + job.log only. For a group job
+        that is the group's final outputs, so an intermediate one (a finetune's checkpoint read
+        by the evaluations grouped with it) never comes back and Snakemake fails the group;
+        benchmark files are missing too. Fetch every product of every job of the group."""
+        job = self.job
+        files = list(dict.fromkeys(f for j in getattr(job, "jobs", [job]) for f in j.products()))
+        self.job = SimpleNamespace(output=files, log=[])
+        try:
+            super()._download_outputs()
+        finally:
+            self.job = job
+
     def _finish(self, outcome):
         if outcome[0] != "success" and self.host and self.port and self.job.log:
             self._download_job_logs()
@@ -150,7 +190,7 @@ class GuardedSSHJobRunner(SSHJobRunner):
         job = self.job
         self.job = SimpleNamespace(output=[], log=job.log)
         try:
-            self._download_outputs()
+            SSHJobRunner._download_outputs(self)
             self.logger.info(f"Vast.ai instance {self.instance_id}: fetched the failed job's "
                              f"log(s): {', '.join(map(str, job.log))}")
         except Exception as e:  # the instance may be gone: the job's error is what matters
@@ -191,6 +231,13 @@ class Executor(_stock.Executor):
         settings.api_key = key  # explicit, so the SDK does not fall back to its key files
         self._sigterm_installed = False
         super().__post_init__()
+
+    @property
+    def cores(self):
+        """Workaround (5): the base class passes the submit host's --cores (the workflow
+        profile's `cores: all` = this machine's CPU count) to every job, capping the threads of
+        a job on a many-core instance at the laptop's count. The instance decides instead."""
+        return "all"
 
     def job_setup_script(self) -> str:
         return super().job_setup_script() + remote_project_setup(project_requirements())

@@ -187,7 +187,8 @@ SetEnv PATH={self.remote_path}
                     "ssh_host": "127.0.0.1", "ssh_port": None, "public_ipaddr": "127.0.0.1",
                     "start_date": time.time(), "label": body.get("label"), "image_uuid": body.get("image"),
                     "onstart": body.get("onstart"), "runtype": body.get("runtype"),
-                    "disk": body.get("disk"), "env": body.get("env"),
+                    "disk": body.get("disk"),  # env as the real API lists it
+                    "extra_env": [[k, v] for k, v in (body.get("env") or {}).items()],
                     "num_gpus": 1, "gpu_name": "RTX 4090", "dph_total": 0.30}
             self.instances[iid] = inst
         if self.boot_seconds <= 0:

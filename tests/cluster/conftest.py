@@ -1,0 +1,163 @@
+"""Fixtures for the executor-profile tests: a real one-node SLURM cluster, a fake Vast.ai API with
+sshd "instances", temporary copies of the workflow, and one local run of the embedded default
+that the SLURM and Vast runs are compared with.
+
+Everything here needs root (daemons, mknod, mount namespaces, /etc/slurm). Without root the tests
+are skipped with that reason; with root a failure to start is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import fake_vast  # noqa: E402
+import slurm_local  # noqa: E402
+
+# What a user's checkout holds that a run needs: the workflow, the library (shipped to Vast
+# instances) and the profile links at the repository root.
+CHECKOUT = ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml", "src",
+            "pyproject.toml", "slurm", "vast")
+# Snakemake must not see the tester's own settings.
+CLEAN_ENV = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SNAKEMAKE_", "SBATCH_", "SLURM_", "VAST_"))}
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: starts munged/slurmctld/slurmd, mknod fake GPUs, writes "
+                    "/etc/slurm/slurm.conf, runs sshd in mount+PID namespaces")
+
+
+def copy_checkout(dst: Path, git: bool = False) -> Path:
+    """A user's checkout in dst. git=True: a repository with everything added, since the Vast
+    executor ships the git-tracked files (the index is enough, no commit)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in CHECKOUT:
+        src = ROOT / name
+        if src.is_symlink():
+            (dst / name).symlink_to(os.readlink(src))
+        elif src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dst / name)
+    if git:
+        git_add_all(dst)
+    return dst
+
+
+def git_add_all(wd: Path) -> None:
+    subprocess.run(["git", "init", "-q"], cwd=wd, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=wd, check=True)
+
+
+def run_snakemake(wd: Path, *args: str, env: dict | None = None, timeout: float = 900,
+                  log_name: str = "snakemake.log") -> subprocess.CompletedProcess:
+    """`snakemake ARGS` as a user types it (the console script, not `python -m`), in wd.
+
+    On timeout: SIGINT (Snakemake cancels its jobs), then SIGKILL, and the test fails."""
+    log = wd / log_name
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["snakemake", *args], cwd=wd, env={**CLEAN_ENV, **(env or {})},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_process(proc)
+            pytest.fail(f"snakemake {' '.join(args)} ran over {timeout} s; tail of {log}:\n"
+                        + log.read_text()[-4000:])
+    return subprocess.CompletedProcess(proc.args, proc.returncode, log.read_text(), "")
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGINT, then SIGKILL of its process group after `grace` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(check, what: str, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+# ----------------------------------------------------------------------------- SLURM
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    need_root()
+    root = tmp_path_factory.mktemp("slurm")
+    try:
+        state = slurm_local.start(root)
+    except RuntimeError as e:  # a real SLURM install that is not ours: not ours to touch
+        if "not ours" in str(e):
+            pytest.skip(str(e))
+        raise
+    yield state
+    slurm_local.stop(root)
+
+
+# ----------------------------------------------------------------------------- Vast
+
+
+@pytest.fixture(scope="session")
+def remote_python(tmp_path_factory) -> Path:
+    """The instances' Python: a venv over this interpreter's packages (snakemake, the project's
+    requirements), as a prepared image would have; no network needed on the 'instance'."""
+    need_root()
+    if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        "openssh-server"], check=True, env={**os.environ,
+                                                            "DEBIAN_FRONTEND": "noninteractive"})
+    venv = tmp_path_factory.mktemp("remote") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    return venv / "bin"
+
+
+@pytest.fixture
+def vast(tmp_path, remote_python):
+    """A fresh fake Vast API; on teardown every instance still alive is killed (and reported)."""
+    fake = fake_vast.FakeVast(tmp_path / "vast-state",
+                              remote_path=f"{remote_python}:/usr/local/bin:/usr/bin:/bin").start()
+    fake.env = {"VAST_URL": fake.url, "VAST_API_KEY": fake_vast.API_KEY}
+    yield fake
+    leaked = fake.alive()
+    fake.stop()
+    assert not leaked, f"instances still alive after the test: {leaked}"
+
+
+# ----------------------------------------------------------------------------- the embedded run
+
+
+@pytest.fixture(scope="session")
+def embedded_local(tmp_path_factory) -> Path:
+    """The embedded default run once here, locally (the reference for executor runs)."""
+    need_root()
+    wd = copy_checkout(tmp_path_factory.mktemp("embedded-local"))
+    started = time.time()
+    r = run_snakemake(wd, "-c2", "results/recovery.csv", timeout=1800)
+    assert r.returncode == 0, r.stdout[-6000:]
+    print(f"\nembedded default, local: {time.time() - started:.0f} s")
+    return wd

@@ -1,0 +1,258 @@
+"""End to end: the embedded default through Snakemake, once, then what a finished run must do.
+
+One full run (module fixture) in a temporary copy of the workflow; every test reads it or asks
+Snakemake about it:
+
+- the table: columns, one row per (task incl. macro, stage, variant, eval policy), run_id ->
+  the metrics.json provenance, the acceptance targets (stage 1 >= chance + 15 points, stage 2 below);
+- staleness: a no-op rerun is fast and does nothing; editing a stage-3 hyperparameter plans exactly
+  that finetune and what depends on it; editing an eval setting plans the evaluations and the
+  table, never a finetune (dry runs, so the finished run stays as it is);
+- reproducing one stage from cached upstream outputs (one command) reruns it alone, same numbers;
+- the Snakemake report builds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml")
+VARIANTS = {"3A": ("causal", 4), "3B": ("prefix_bidir", 4), "5B": ("prefix_bidir", 5)}
+TASKS = ["emb_animals", "emb_count", "emb_opposites", "emb_sums", "emb_tools", "macro"]
+EVAL_POLICIES = ("causal", "prefill_bidir")
+#: aggregate rules that follow any change of what they collect (not stages)
+AGGREGATES = {"all", "plan", "plan_estimate"}
+
+
+def copy_workflow(dst: Path) -> Path:
+    for name in WORKFLOW:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
+    return dst
+
+
+def snakemake(wd: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=wd, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def planned_jobs(out: str) -> set[tuple[str, str | None]]:
+    """(rule, first output) of every job a dry run lists."""
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            if rule is not None:
+                jobs.add((rule, None))
+            rule = m.group(1)
+        elif rule is not None and line.strip().startswith("output:"):
+            jobs.add((rule, line.split(":", 1)[1].split(",")[0].strip()))
+            rule = None
+    if rule is not None:
+        jobs.add((rule, None))
+    return {j for j in jobs if j[0] not in AGGREGATES}
+
+
+def eval_jobs(models) -> set[tuple[str, str]]:
+    return {("eval_model", f"results/eval/{m}/{p}/metrics.json") for m in models for p in EVAL_POLICIES}
+
+
+def finetune_jobs(variants) -> set[tuple[str, str]]:
+    return {("finetune", f"results/finetune/{v}/final") for v in variants}
+
+
+TABLE_JOBS = {
+    ("recovery_table", "results/recovery.csv"),
+    ("plot_scores", "results/plots/scores.png"),
+}
+LOSS_PLOT = {("plot_loss_curves", "results/plots/loss_curves.png")}
+
+
+def dry_run_edited(wd: Path, change) -> set[tuple[str, str | None]]:
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    change(cfg)
+    edited = wd / "config" / "edited.yaml"
+    edited.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake(wd, "-n", "--configfile", str(edited))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return planned_jobs(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("pipeline"))
+    started = time.time()
+    r = snakemake(wd, "-c2")
+    wall = time.time() - started
+    assert r.returncode == 0, (r.stdout + r.stderr)[-8000:]
+    bench = sorted((wd / "benchmarks").rglob("*.tsv"))
+    print(f"\npipeline wall time {wall:.0f} s; per job (s):")
+    for b in bench:
+        print(f"  {b.relative_to(wd / 'benchmarks')}: {pd.read_csv(b, sep=chr(9))['s'].iloc[0]:.1f}")
+    (wd / "run.log").write_text(r.stdout + r.stderr)
+    return wd
+
+
+@pytest.fixture(scope="module")
+def table(finished) -> pd.DataFrame:
+    return pd.read_csv(finished / "results" / "recovery.csv")
+
+
+# --------------------------------------------------------------- the product
+
+
+def test_cpu_rules_ran_locally(finished):
+    """localrules run inside the Snakemake process (on a cluster: the submit host, no GPU job)."""
+    log = (finished / "run.log").read_text()
+    for rule in ("make_data", "recovery_table", "plot_scores", "plot_loss_curves"):
+        assert f"localrule {rule}:" in log, rule
+    for rule in ("prepare_model", "leakage_probe", "finetune", "eval_model"):
+        assert f"\nrule {rule}:" in log, rule
+
+
+def test_recovery_table_rows_and_columns(finished, table):
+    required = ["task", "stage", "variant", "train_policy", "eval_policy", "metric", "score", "n",
+                "chance", "delta_vs_stage1", "retention_vs_stage1", "gain_vs_stage2",
+                "recovered_fraction", "run_id"]
+    assert set(required) <= set(table.columns)
+    expected = {(t, 1, "base", "causal") for t in TASKS} | {(t, 2, "base", "prefill_bidir") for t in TASKS}
+    for v, (_, stage) in VARIANTS.items():
+        expected |= {(t, stage, v, p) for t in TASKS for p in EVAL_POLICIES}
+    got = list(zip(table.task, table.stage, table.variant, table.eval_policy))
+    assert len(got) == len(set(got)) == len(expected)
+    assert set(got) == expected
+    for v, (policy, _) in VARIANTS.items():
+        assert set(table[table.variant == v].train_policy) == {policy}
+    parquet = pd.read_parquet(finished / "results" / "recovery.parquet")
+    pd.testing.assert_frame_equal(parquet.reset_index(drop=True), table, check_dtype=False)
+
+
+def test_every_row_traces_to_its_metrics_provenance(finished, table):
+    for row in table.itertuples():
+        metrics = json.loads((finished / row.metrics_file).read_text())
+        assert metrics["run_id"] == metrics["provenance"]["run_id"] == row.run_id
+        assert metrics["policy"] == row.eval_policy
+        source = metrics["macro"] if row.task == "macro" else metrics["tasks"][row.task]
+        assert source["score"] == pytest.approx(row.score)
+        assert Path(row.metrics_file).parts[-3] == row.variant
+    for v in VARIANTS:
+        summary = json.loads((finished / f"results/finetune/{v}/summary.json").read_text())
+        assert set(table[table.variant == v].train_run_id) == {summary["provenance"]["run_id"]}
+
+
+def test_study_targets_on_the_embedded_default(table):
+    """Stage 1 clearly above chance (macro >= chance + 15 points); stage 2 measurably below it."""
+    macro = table[table.task == "macro"].set_index(["stage", "variant", "eval_policy"])
+    s1 = macro.loc[(1, "base", "causal")]
+    s2 = macro.loc[(2, "base", "prefill_bidir")]
+    assert s1.score >= s1.chance + 0.15, (s1.score, s1.chance)
+    assert s2.score < s1.score - 0.02, (s2.score, s1.score)
+
+
+def test_stage5_ran_with_its_own_stop_rules(finished):
+    s5 = json.loads((finished / "results/finetune/5B/summary.json").read_text())
+    s3 = json.loads((finished / "results/finetune/3B/summary.json").read_text())
+    assert s5["policy"] == s3["policy"] == "prefix_bidir"  # 5B extends 3B
+    assert s5["params"]["plateau_patience"] > 0 and s3["params"]["plateau_patience"] == 0
+    assert s5["params"]["max_steps"] > s3["params"]["max_steps"]
+    assert s5["stop"]["reason"] in ("plateau", "max_steps")
+
+
+# --------------------------------------------------------------- staleness
+
+
+def test_noop_rerun_is_fast_and_does_nothing(finished):
+    started = time.time()
+    r = snakemake(finished, "-c2", "results/recovery.csv")
+    elapsed = time.time() - started
+    assert r.returncode == 0, r.stderr
+    assert "Nothing to be done" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert elapsed <= 5.0, f"no-op rerun took {elapsed:.1f} s"
+    full = snakemake(finished, "-n")
+    assert planned_jobs(full.stdout) == set(), full.stdout
+
+
+def test_stage3_edit_reruns_that_finetune_and_its_dependents_only(finished):
+    def change(cfg):
+        cfg["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
+
+    assert dry_run_edited(finished, change) == (
+        finetune_jobs(["3A"]) | eval_jobs(["3A"]) | TABLE_JOBS | LOSS_PLOT
+    )
+
+
+def test_stage3_edit_inherited_by_stage5(finished):
+    """5B extends 3B: a 3B hyperparameter is 5B's too; 3A, base and the probes stay."""
+
+    def change(cfg):
+        cfg["finetune"]["variants"]["3B"]["weight_decay"] = 0.01
+
+    assert dry_run_edited(finished, change) == (
+        finetune_jobs(["3B", "5B"]) | eval_jobs(["3B", "5B"]) | TABLE_JOBS | LOSS_PLOT
+    )
+
+
+def test_shared_finetune_default_edit_never_touches_stages_1_2(finished):
+    def change(cfg):
+        cfg["finetune"]["defaults"]["warmup_ratio"] = 0.1
+
+    assert dry_run_edited(finished, change) == (
+        finetune_jobs(VARIANTS) | eval_jobs(VARIANTS) | TABLE_JOBS | LOSS_PLOT
+    )
+
+
+def test_eval_edit_reruns_evals_and_table_never_finetunes(finished):
+    def change(cfg):
+        cfg["eval"]["tasks"][0]["limit"] = 100
+
+    assert dry_run_edited(finished, change) == eval_jobs(["base", *VARIANTS]) | TABLE_JOBS
+
+
+# --------------------------------------------------------------- one stage, the report
+
+
+def test_rerun_one_stage_from_cache_gives_the_same_numbers(finished, tmp_path):
+    """README: `snakemake -c2 --force <stage output>` reruns that stage alone."""
+    wd = tmp_path / "copy"
+    shutil.copytree(finished, wd, symlinks=True)  # keeps mtimes: a finished run, as is
+    target = "results/eval/base/prefill_bidir/metrics.json"
+    before = json.loads((wd / target).read_text())
+    samples_before = pd.read_parquet(wd / "results/eval/base/prefill_bidir/samples.parquet")
+    r = snakemake(wd, "-c2", "--force", target)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = r.stdout + r.stderr
+    assert "1 of 1 steps (100%) done" in log, log
+    assert re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M) == ["eval_model"], log
+    after = json.loads((wd / target).read_text())
+    assert after["run_id"] != before["run_id"]
+    for task, res in before["tasks"].items():
+        assert after["tasks"][task]["score"] == res["score"], task
+    samples_after = pd.read_parquet(wd / "results/eval/base/prefill_bidir/samples.parquet")
+    pd.testing.assert_series_equal(samples_after.loglikelihood, samples_before.loglikelihood,
+                                   rtol=1e-6)
+    # the table is now older than one of its inputs: only it (and its figure) is stale
+    assert planned_jobs(snakemake(wd, "-n").stdout) == TABLE_JOBS
+
+
+def test_snakemake_report(finished, tmp_path):
+    out = tmp_path / "report.html"
+    r = snakemake(finished, "--report", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    html = out.read_text()
+    for name in ("recovery.csv", "scores.png", "loss_curves.png"):
+        assert name in html, name

@@ -1,0 +1,102 @@
+"""The workflow without running it: lint, formatting, the planned jobs, the rule graph (seconds)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=180)
+
+
+def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return run(sys.executable, "-m", "snakemake", *args, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """A copy without results: the full plan of a first run."""
+    wd = tmp_path_factory.mktemp("wf_dag")
+    for name in ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / name)
+    return wd
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    counts, table = {}, False
+    for line in stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            table = True
+            continue
+        if table:
+            parts = line.split()
+            if parts and parts[0] == "total":
+                break
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint_clean(fresh):
+    r = snakemake("--lint", cwd=fresh)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr, r.stdout
+
+
+def test_snakefmt_clean():
+    r = run(sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_first_run_plan(fresh):
+    r = snakemake("-n", cwd=fresh)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    # 1 model, 1 data, 2 probes (one per training policy), 3 finetunes, (1 + 3) models x 2 policies
+    assert {k: v for k, v in counts.items() if not k.startswith("plan")} == {
+        "make_data": 1, "prepare_model": 1, "leakage_probe": 2, "finetune": 3,
+        "eval_model": 8, "recovery_table": 1, "plot_scores": 1, "plot_loss_curves": 1, "all": 1,
+    }
+
+
+def test_gpu_rules_declare_resources(fresh):
+    """(That CPU rules are local shows in a real run's log: tests/test_pipeline.py.)"""
+    text = snakemake("-n", cwd=fresh).stdout
+    for rule in ("prepare_model", "leakage_probe", "finetune", "eval_model"):
+        assert f"\nrule {rule}:" in text, rule
+        block = text.split(f"\nrule {rule}:", 1)[1].split("\n[", 1)[0]
+        for key in ("gpu=", "mem_mb=", "disk_mb=", "runtime="):
+            assert key in block, (rule, key, block)
+
+
+def test_rulegraph_names_every_stage(fresh):
+    r = snakemake("--rulegraph", cwd=fresh)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("digraph")
+    for rule in ("make_data", "prepare_model", "leakage_probe", "finetune", "eval_model",
+                 "recovery_table", "plot_scores", "plot_loss_curves"):
+        assert f'label = "{rule}"' in r.stdout, rule
+
+
+def test_readme_commands_and_ci_agree():
+    """The README's two quick-start commands; .ci/run runs exactly the second one."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.+?)\n```", quick, flags=re.S)
+    assert len(commands) == 2 and all("\n" not in c for c in commands), commands
+    run_cmd, test_cmd = commands
+    assert run_cmd.endswith("snakemake -c2 results/recovery.csv")
+    assert test_cmd.endswith("python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"{test_cmd} || status=$?" in ci
+    assert "set -euo pipefail" in ci and '"$status" -eq 5' in ci
