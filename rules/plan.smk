@@ -54,6 +54,10 @@ rule plan_estimate:
         measurements=config["plan"]["measurements"],
         # a missing snapshot is allowed: the plan then says so in price_source
         offers=[f for f in [config["plan"]["offers_snapshot"]] if os.path.exists(f)],
+        # the vast profile's offer filters and groups shape prices and overheads
+        vast_profile=[
+            f for f in [config["plan"]["vast_profile"]] if f and os.path.exists(f)
+        ],
     output:
         csv="results/plan/estimate.csv",
         html="results/plan/estimate.html",

@@ -245,6 +245,29 @@ def test_live_offers_through_the_vastai_sdk(fake_vast, tmp_path):
     assert path == "/api/v0/bundles/" and auth == "Bearer test-key"
     assert body["reliability"] == {"gt": "0.98"} and body["datacenter"] == {"eq": True}
     assert body["type"] == "on-demand" and body["order"] == [["dph_total", "asc"]]
+    # ... with the vast profile's settings (profiles/vast/config.yaml: max_price 3.0, disk 80)
+    assert body["dph_total"] == {"lte": "3"} and body["disk_space"] == {"gte": "80"}
+
+
+def test_vast_profile_price_cap_and_instance_groups(tmp_path):
+    profile = tmp_path / "vast.yaml"
+    profile.write_text("groups: {finetune: te, eval_model: te}\nmaskablate-vast-max-price: 2.0\n"
+                       "maskablate-vast-api-key: never-read\n")
+    config = load("ministral3b.yaml", vast_profile=str(profile), setups=[{"gpu": "H200"}, {"gpu": "H100 SXM"}])
+    vast = planner.vast_profile(config["plan"])
+    assert vast["settings"] == {"max_price": 2.0} and vast["groups"]["finetune"] == "te"
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    # H200 at 3.50 $/h is above the profile's cap: still priced, and the source says it
+    assert "above max_price 2 $/h" in row(t, "1x H200", "finetune/3A")["price_source"]
+    assert "above max_price" not in row(t, "1x H100 SXM", "finetune/3A")["price_source"]
+    # a variant's evaluations run on its finetune's instance: no boot, no checkpoint upload
+    ev, base = row(t, "1x H200", "eval/3A/causal"), row(t, "1x H200", "eval/base/causal")
+    assert ev["rental_overhead_s"] == 0 and "instance of finetune/3A" in ev["note"]
+    assert base["rental_overhead_s"] == 240 + 90  # boot + setup; the hub model downloads in the job
+    config["plan"]["vast_profile"] = None
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    ckpt_in = 3.429006336e9 * 2 / 1e6 / 50
+    assert row(t, "1x H200", "eval/3A/causal")["rental_overhead_s"] == pytest.approx(240 + 90 + ckpt_in, abs=0.1)
 
 
 def test_live_search_failure_falls_back_to_the_snapshot_and_says_so(fake_vast, tmp_path, monkeypatch):

@@ -95,6 +95,7 @@ class Stage:
     writes_checkpoint: bool = False  # saves (and ships back) a full checkpoint
     train_shape: dict[str, Any] | None = None  # batch_size, grad_accum, max_seq_len (train)
     dtype: str = "float32"  # dtype the weights are held in (memory check)
+    shares_instance: str | None = None  # runs on the instance of this stage (a Snakemake group)
     optim: str | None = None  # optimizer (train): its states count in the memory check
 
 
@@ -641,6 +642,8 @@ def rental_overhead(stage: Stage, setup: Setup, params: float, plan: dict) -> tu
     """Seconds a rented instance is billed outside the job: boot, shipping, checkpoint transfers."""
     if setup.local:
         return 0.0, "local"
+    if stage.shares_instance:
+        return 0.0, f"none: runs on the instance of {stage.shares_instance} (a group job of the vast profile)"
     o = plan["overheads"]
     weights_mb = params * plan["bytes_per_param"] / 1e6
     parts = [("boot", o["boot_s"]), ("setup", o["setup_s"])]
@@ -868,6 +871,9 @@ class Study:
         self.outputs = {**OUTPUTS, **(outputs or {})}
         self.benchmarks = {**BENCHMARKS, **(benchmarks or {})}
         self.params, self.params_source = self._base_params()
+        groups = vast_profile(self.plan)["groups"]
+        # the vast profile puts a finetune and the evaluations of its checkpoint on one instance
+        self.grouped = groups.get("finetune") is not None and groups.get("finetune") == groups.get("eval_model")
         self._cache: dict = {}
         self.stages = self._stages()
 
@@ -1039,6 +1045,7 @@ class Study:
                     f"eval/{model}/{policy}", "eval", model, policy, tokens, tokens_src, out, bench,
                     loads_hub_model=hub and model == "base", ships_checkpoint=not (hub and model == "base"),
                     dtype=cfg["eval"].get("dtype", "float32"),
+                    shares_instance=f"finetune/{model}" if self.grouped and model != "base" else None,
                 ))
         return stages
 

@@ -1,0 +1,183 @@
+"""`--profile vast` against a local stand-in of the Vast.ai API whose instances are real sshd
+processes in their own namespaces (fake_vast.py): jobs ship, run on the instance, come back, and
+the instance is destroyed; failures, lost instances and interrupts are handled.
+
+The tests of the workarounds fail with the stock plugin: MASKABLATE_TEST_VAST_EXECUTOR=vastai
+runs them on snakemake-executor-plugin-vastai itself (expect the lost-instance, SIGTERM and
+failed-log tests to fail, and the pipeline test for its benchmark file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import (CLEAN_ENV, HERE, ROOT, copy_checkout, git_add_all, run_snakemake,
+                      stop_process, wait_for)
+
+pytestmark = pytest.mark.cluster
+
+# Test pace: look at running jobs every second instead of the profile's 10/15 s.
+FAST = ("--maskablate-vast-poll-seconds", "1", "--seconds-between-status-checks", "1")
+STOCK = os.environ.get("MASKABLATE_TEST_VAST_EXECUTOR")
+EXECUTOR = ("--executor", STOCK) if STOCK else ()
+LOST_AFTER = 5
+
+
+def minimal_checkout(tmp_path: Path) -> Path:
+    """The minimal workflow as a git checkout, with `vast` -> the repository's vast profile."""
+    wd = tmp_path / "wf"
+    shutil.copytree(HERE / "minimal", wd)
+    (wd / "vast").symlink_to(ROOT / "profiles" / "vast")
+    git_add_all(wd)
+    return wd
+
+
+def start_snakemake(wd: Path, vast, *args: str) -> subprocess.Popen:
+    log = open(wd / "snakemake.log", "w")
+    return subprocess.Popen(["snakemake", "--profile", "vast", *FAST, *EXECUTOR, *args], cwd=wd,
+                            env={**CLEAN_ENV, **vast.env}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def api_calls(vast, method: str, fragment: str) -> list[dict]:
+    return [c for c in vast.calls if c["method"] == method and fragment in c["path"]]
+
+
+def destroyed(vast) -> set[int]:
+    return {int(c["path"].rstrip("/").rsplit("/", 1)[1])
+            for c in api_calls(vast, "DELETE", "/instances/")}
+
+
+def job_started(vast, marker: str):
+    """The id of an instance whose job log shows `marker` (the job is running there)."""
+    for iid in list(vast.instances):
+        log = vast.workdir(iid) / "logs" / "gpu_step" / "1.log"
+        if log.exists() and marker in log.read_text():
+            return iid
+    return None
+
+
+# ----------------------------------------------------------------------- the minimal workflow
+
+
+def test_jobs_ship_run_on_instance_come_back_and_instances_are_destroyed(vast, tmp_path):
+    wd = minimal_checkout(tmp_path)
+    vast.fail_next_creates(2)  # the two cheapest offers were taken meanwhile
+    r = run_snakemake(wd, "--profile", "vast", *FAST, *EXECUTOR, env=vast.env, timeout=300)
+    assert r.returncode == 0, r.stdout[-5000:]
+
+    # the next offer is tried when creation fails: 500, 501 refused, 502 rented, then 500 again
+    asks = [c["path"] for c in api_calls(vast, "PUT", "/asks/")]
+    assert asks == [f"/api/v0/asks/{o}/" for o in (500, 501, 502, 500)], asks
+    assert len(vast.instances) == 2
+    # the profile's settings and the key from the environment reached the API
+    if not STOCK:
+        query = api_calls(vast, "POST", "/bundles/")[0]["body"]
+        assert float(query["dph_total"]["lte"]) == 3.0, query  # price cap
+        assert query["gpu_name"] == {"eq": "H100 SXM"}, query
+        assert float(query["disk_space"]["gte"]) == 80.0, query
+        assert float(query["reliability"]["gt"]) == 0.98, query
+        create = api_calls(vast, "PUT", "/asks/")[-1]["body"]
+        assert create["image"] == "vastai/pytorch:@vastai-automatic-tag" and create["disk"] == 80
+    assert {c["auth"] for c in vast.calls} == {"Bearer test-key"}
+
+    for iid in vast.instances:
+        remote = vast.workdir(iid)
+        assert (remote / "Snakefile").exists()  # code shipped
+        assert (remote / "data" / "input.txt").read_text() == "local prep\n"  # input shipped
+        assert (remote / "exit_code").read_text().strip() == "0"  # the job ran there
+    for i in (1, 2):  # outputs came back, written on the instance
+        out = (wd / "results" / "gpu" / f"{i}.txt").read_text()
+        assert out.startswith("local prep\n") and "cwd=/snakemake-workdir" in out, out
+        assert "start delay=0" in (wd / "logs" / "gpu_step" / f"{i}.log").read_text()
+    assert "localrule summarize:" in r.stdout  # the CPU rule stayed here
+    assert destroyed(vast) == set(vast.instances) and vast.alive() == []
+
+
+def test_failed_job_is_reported_its_log_fetched_and_instance_destroyed(vast, tmp_path):
+    wd = minimal_checkout(tmp_path)
+    r = run_snakemake(wd, "--profile", "vast", *FAST, *EXECUTOR, "--retries", "0",
+                      "results/fail.txt", env=vast.env, timeout=300)
+    assert r.returncode != 0
+    # the instance's snakemake exits 1 for a failed job (the shell's 3 is in the log)
+    assert "Error in rule will_fail" in r.stdout, r.stdout[-3000:]
+    assert "Job finished with exit code 1" in r.stdout, r.stdout[-3000:]
+    log = wd / "logs" / "will_fail.log"
+    assert log.exists(), "the failed job's log: file was not copied back"
+    assert "marker-7f3a" in log.read_text()
+    assert len(vast.instances) == 1 and destroyed(vast) == set(vast.instances)
+    assert vast.alive() == []
+
+
+def test_instance_lost_mid_job_fails_within_bound_and_job_is_retried(vast, tmp_path):
+    wd = minimal_checkout(tmp_path)
+    proc = start_snakemake(wd, vast, "--config", "first_attempt_delay=600",
+                           "--maskablate-vast-lost-after", str(LOST_AFTER), "--retries", "1",
+                           "results/gpu/1.txt")
+    try:
+        first = wait_for(lambda: job_started(vast, "start delay=600"), "the job to start", 180)
+        preempted = time.monotonic()
+        vast.preempt(first)  # host gone mid-job; the API says 'offline'
+        # failed and resubmitted to a new instance within lost-after + a poll + SSH/API slack
+        wait_for(lambda: len(vast.instances) >= 2, "the retry on a new instance", LOST_AFTER + 60)
+        took = time.monotonic() - preempted
+        assert took < LOST_AFTER + 30, f"lost instance noticed after {took:.0f} s"
+        assert proc.wait(timeout=240) == 0, (wd / "snakemake.log").read_text()[-4000:]
+    finally:
+        stop_process(proc)
+    out = (wd / "snakemake.log").read_text()
+    assert "instance lost mid-job" in out, out[-3000:]
+    assert "start delay=0" in (wd / "logs" / "gpu_step" / "1.log").read_text()  # attempt 2
+    assert "cwd=/snakemake-workdir" in (wd / "results" / "gpu" / "1.txt").read_text()
+    assert first in destroyed(vast) and vast.alive() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_run_leaves_no_instance_alive(vast, tmp_path, sig):
+    wd = minimal_checkout(tmp_path)
+    proc = start_snakemake(wd, vast, "--config", "first_attempt_delay=600", "results/gpu/1.txt")
+    try:
+        iid = wait_for(lambda: job_started(vast, "start delay=600"), "the job to start", 180)
+        proc.send_signal(sig)
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"snakemake still running 60 s after {sig.name}; instances alive: "
+                        f"{vast.alive()}")
+    finally:
+        stop_process(proc)
+    assert rc != 0
+    assert iid in destroyed(vast) and vast.alive() == [], (wd / "snakemake.log").read_text()[-3000:]
+
+
+def test_group_job_runs_on_one_instance_and_brings_back_its_checkpoint(vast, tmp_path):
+    """The profile's `groups:` (finetune + the evaluations of its checkpoint) on the pipeline's
+    shape: one instance for the three jobs, the checkpoint written and read there and downloaded
+    once, with the benchmark files."""
+    wd = minimal_checkout(tmp_path)
+    r = run_snakemake(wd, "--profile", "vast", *FAST, *EXECUTOR, "results/eval/causal.txt",
+                      "results/eval/prefill_bidir.txt", env=vast.env, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert len(vast.instances) == 1, f"{len(vast.instances)} instances for one group"
+    (iid,) = vast.instances
+    job_sh = (vast.workdir(iid) / "job.sh").read_text()
+    assert "'finetune:'" in job_sh and "'eval_model:policy=causal'" in job_sh, job_sh
+    if not STOCK:
+        assert "num_gpus" in (q := api_calls(vast, "POST", "/bundles/")[0]["body"]), q
+        assert int(q["num_gpus"]["eq"]) == 1, q  # evaluations one after the other on one GPU
+    local_ckpt = wd / "results" / "ckpt" / "weights.bin"
+    assert local_ckpt.stat().st_size == 2_000_000
+    assert local_ckpt.read_bytes() == (vast.workdir(iid) / "results/ckpt/weights.bin").read_bytes()
+    for p in ("causal", "prefill_bidir"):
+        out = (wd / "results" / "eval" / f"{p}.txt").read_text()
+        assert out.startswith("2000000\n") and "cwd=/snakemake-workdir" in out, out
+        assert (wd / "benchmarks" / "eval_model" / f"{p}.tsv").exists()
+    assert destroyed(vast) == {iid} and vast.alive() == []

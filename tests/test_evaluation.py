@@ -1,0 +1,231 @@
+"""Evaluation through lm-eval under a mask policy: stock equality, outputs, errors, the VLM path."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from maskablate import embedded
+from maskablate.masks import POLICIES
+from maskablate.modeling import ModelLoadError, load_causal_lm
+
+TASKS = list(embedded.TASK_NAMES)
+N_DOCS = 8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny matrices: a second OpenMP thread only adds barrier waits on a busy machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tasks")
+    embedded.write_tasks(out, seed=0, n_docs=N_DOCS)
+    return out
+
+
+def _samples_by_task(res):
+    return {
+        t: {s["doc_id"]: s["filtered_resps"] for s in res["samples"][t]} for t in TASKS
+    }
+
+
+def test_causal_equals_stock_lm_eval(tiny_model_dir, tokenizer, task_dir):
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    from maskablate.evaluation import MaskPolicyLM, load_tasks
+
+    model = load_causal_lm(tiny_model_dir)
+    runs = {}
+    for label, lm in [
+        ("stock", HFLM(pretrained=model, tokenizer=tokenizer, batch_size=8)),
+        ("ours", MaskPolicyLM(model, "causal", tokenizer=tokenizer, max_batch_tokens=256)),
+    ]:
+        tasks, _ = load_tasks(TASKS, [task_dir])
+        runs[label] = simple_evaluate(
+            model=lm, tasks=list(tasks.values()), log_samples=True, bootstrap_iters=0
+        )
+    stock, ours = _samples_by_task(runs["stock"]), _samples_by_task(runs["ours"])
+    n = 0
+    for t in TASKS:
+        assert stock[t].keys() == ours[t].keys()
+        for doc_id, resps in stock[t].items():
+            for (ll_s, g_s), (ll_o, g_o) in zip(resps, ours[t][doc_id], strict=True):
+                assert abs(ll_s - ll_o) < 1e-4, (t, doc_id, ll_s, ll_o)
+                assert g_s == g_o
+                n += 1
+        for m in ("acc,none", "acc_norm,none"):
+            assert runs["stock"]["results"][t][m] == runs["ours"]["results"][t][m]
+    assert n > 100
+
+
+@pytest.fixture(scope="module")
+def policy_runs(tiny_model_dir, task_dir, tmp_path_factory):
+    from maskablate.evaluation import evaluate
+
+    out = {}
+    for policy in POLICIES:
+        d = tmp_path_factory.mktemp(f"eval_{policy}")
+        metrics = evaluate(
+            tiny_model_dir,
+            TASKS,
+            policy,
+            d,
+            task_dirs=[task_dir],
+            limit={t: 6 for t in TASKS},
+            headline={"emb_animals": "acc"},
+            model_id="base",
+            config_slice={"policy": policy, "tasks": TASKS},
+        )
+        out[policy] = (d, metrics)
+    return out
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
+    d, returned = policy_runs[policy]
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["policy"] == policy and metrics["run_id"] == returned["run_id"]
+    assert metrics["model"]["id"] == "base" and metrics["model"]["path"]
+    assert "revision" in metrics["model"]
+    chance = {"emb_tools": 0.5, "emb_animals": 0.5}
+    for t in TASKS:
+        entry = metrics["tasks"][t]
+        for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "score"):
+            assert isinstance(entry[key], float), (t, key)
+        assert entry["n"] == 6 and entry["chance"] == chance.get(t, 0.25)
+        assert entry["headline_metric"] == ("acc" if t == "emb_animals" else "acc_norm")
+        assert entry["score"] == entry[entry["headline_metric"]]
+    macro = metrics["macro"]
+    assert macro["n_tasks"] == 5
+    assert macro["score"] == pytest.approx(
+        sum(metrics["tasks"][t]["score"] for t in TASKS) / 5
+    )
+    prov = metrics["provenance"]
+    assert prov["git"]["commit"] and isinstance(prov["git"]["dirty"], bool)
+    assert prov["config_hash"] and prov["wall_time_s"] > 0
+    assert prov["packages"]["lm_eval"] and prov["hardware"]["cpu_count"]
+    assert set(prov["task_fingerprints"]) == set(TASKS)
+    assert {f"task:{t}" for t in TASKS} <= set(prov["inputs"])
+
+    samples = pd.read_parquet(d / "samples.parquet")
+    assert list(samples.columns) == [
+        "task", "doc_id", "choice", "choice_text", "loglikelihood", "is_greedy",
+        "length", "predicted", "predicted_norm", "gold", "acc", "acc_norm",
+    ]  # fmt: skip
+    # Every number can be recomputed from the per-sample table.
+    for t in TASKS:
+        s = samples[samples.task == t]
+        assert s.doc_id.nunique() == 6
+        per_doc = s.groupby("doc_id")
+        argmax = per_doc.apply(lambda g: int(g.loglikelihood.values.argmax()))
+        norm = per_doc.apply(lambda g: int((g.loglikelihood / g.length).values.argmax()))
+        gold = per_doc.gold.first()
+        assert (argmax == gold).mean() == pytest.approx(metrics["tasks"][t]["acc"])
+        assert (norm == gold).mean() == pytest.approx(metrics["tasks"][t]["acc_norm"])
+        assert 1 / per_doc.size().mean() == pytest.approx(metrics["tasks"][t]["chance"])
+
+
+def test_policies_change_the_scores(policy_runs):
+    ll = {
+        p: pd.read_parquet(d / "samples.parquet").loglikelihood.to_numpy()
+        for p, (d, _) in policy_runs.items()
+    }
+    assert abs(ll["causal"] - ll["prefill_bidir"]).max() > 1e-3
+    assert abs(ll["causal"] - ll["prefix_bidir"]).max() > 1e-3
+    assert abs(ll["prefix_bidir"] - ll["prefill_bidir"]).max() > 1e-3
+
+
+def test_unknown_task(tiny_model_dir, task_dir, tmp_path):
+    from maskablate.evaluation import TaskNotFoundError, evaluate
+
+    with pytest.raises(TaskNotFoundError, match=r"'emb_sum'.*did you mean emb_sums"):
+        evaluate(tiny_model_dir, ["emb_sum"], "causal", tmp_path, task_dirs=[task_dir])
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_missing_model(task_dir, tmp_path):
+    from maskablate.evaluation import evaluate
+
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        evaluate(tmp_path / "no_model", ["emb_sums"], "causal", tmp_path, task_dirs=[task_dir])
+
+
+def test_model_without_tokenizer(tiny_model_dir, task_dir, tmp_path):
+    from maskablate.evaluation import evaluate
+
+    model_only = tmp_path / "model_only"
+    load_causal_lm(tiny_model_dir).save_pretrained(model_only)
+    with pytest.raises(ModelLoadError, match="tokenizer"):
+        evaluate(model_only, ["emb_sums"], "causal", tmp_path / "out", task_dirs=[task_dir])
+
+
+def test_cli(tiny_model_dir, task_dir, tmp_path):
+    from maskablate.cli import main
+
+    rc = main(
+        [
+            "eval", "--model", str(tiny_model_dir), "--tasks", "emb_sums,emb_tools",
+            "--policy", "prefix_bidir", "--out", str(tmp_path), "--task-dir", str(task_dir),
+            "--limit", "3", "--headline", "emb_tools=acc",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["tasks"]["emb_tools"]["headline_metric"] == "acc"
+    assert metrics["tasks"]["emb_sums"]["n"] == 3
+
+
+def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
+    """The real model's class: a tiny Mistral3ForConditionalGeneration, saved with Tekken."""
+    from transformers import (
+        Mistral3Config,
+        Mistral3ForConditionalGeneration,
+        PixtralVisionConfig,
+    )
+
+    from maskablate.evaluation import MaskPolicyLM
+    from maskablate.modeling import tiny_ministral3_config
+    from maskablate.scoring import score_naive
+
+    vision = PixtralVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        head_dim=16, image_size=64, patch_size=16,
+    )  # fmt: skip
+    cfg = Mistral3Config(text_config=tiny_ministral3_config(), vision_config=vision)
+    torch.manual_seed(0)
+    vlm = Mistral3ForConditionalGeneration(cfg).eval()
+    vlm.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    text = "question : what is two plus three ? answer : five"
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    ctx = tokenizer("question : what is two plus three ? answer :")["input_ids"]
+    requests = [(ctx, ids[0, len(ctx) :].tolist()), (ctx[:4], ids[0, 4:].tolist())]
+
+    lm = MaskPolicyLM(str(tmp_path), "causal")  # loads through load_causal_lm
+    assert type(lm.model).__name__ == "Ministral3ForCausalLM"
+    with torch.no_grad():
+        ref = torch.log_softmax(vlm(input_ids=ids).logits[0].float(), -1)
+        torch.testing.assert_close(lm.model(input_ids=ids).logits, vlm(input_ids=ids).logits)
+    for (ctx_, cont), (ll, _) in zip(requests, lm._loglikelihood_tokens([(None, *r) for r in requests])):
+        pos = torch.arange(len(ctx_) - 1, len(ctx_) + len(cont) - 1)
+        assert ll == pytest.approx(float(ref[pos, torch.tensor(cont)].sum()), abs=1e-4)
+
+    got = {}
+    for policy in POLICIES:
+        plm = MaskPolicyLM(lm.model, policy, tokenizer=lm.tokenizer)
+        got[policy] = plm._loglikelihood_tokens([(None, *r) for r in requests])
+        expected = score_naive(lm.model, requests, policy, max_length=plm.max_length)
+        for (a, _), (b, _) in zip(got[policy], expected):
+            assert a == pytest.approx(b, abs=1e-4)
+    assert abs(got["causal"][0][0] - got["prefix_bidir"][0][0]) > 1e-4
