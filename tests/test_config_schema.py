@@ -150,6 +150,7 @@ def edit(path: str, value, *, delete: bool = False) -> dict:
         ("finetune.variants.5B.policy", "causal", "finetune.variants.5B", "should not be valid"),
         ("finetune.defaults.max_steps", 0, "finetune.defaults.max_steps", "0 is less than"),
         ("model.source", "hub", "model.source", "'hub' is not one of"),
+        ("data.source", "hub", "data.source", "'embedded' was expected"),
         ("model.source", "pretrained", "model.path", "None is not of type 'string'"),
         ("resources.eval.gpu", -1, "resources.eval.gpu", "-1 is less than"),
         ("eval.tasks", [], "eval.tasks", "should be non-empty"),

@@ -89,7 +89,7 @@ def test_tasks_load_in_lm_eval_from_anywhere(tmp_path, monkeypatch):
     moved = tmp_path / "moved"
     (tmp_path / "orig").rename(moved)  # the results folder moved after `maskablate data`
     monkeypatch.chdir(tmp_path)  # and the job runs from somewhere else
-    tasks, local = load_tasks(list(embedded.TASK_NAMES), [moved])
+    tasks, local, _ = load_tasks(list(embedded.TASK_NAMES), [moved])
     assert set(tasks) == set(embedded.TASK_NAMES)
     for name, task in tasks.items():
         assert len(task.eval_docs) == 12

@@ -50,9 +50,13 @@ def test_causal_equals_stock_lm_eval(tiny_model_dir, tokenizer, task_dir):
         ("stock", HFLM(pretrained=model, tokenizer=tokenizer, batch_size=8)),
         ("ours", MaskPolicyLM(model, "causal", tokenizer=tokenizer, max_batch_tokens=256)),
     ]:
-        tasks, _ = load_tasks(TASKS, [task_dir])
+        tasks, _, tm = load_tasks(TASKS, [task_dir])
         runs[label] = simple_evaluate(
-            model=lm, tasks=list(tasks.values()), log_samples=True, bootstrap_iters=0
+            model=lm,
+            tasks=list(tasks.values()),
+            task_manager=tm,
+            log_samples=True,
+            bootstrap_iters=0,
         )
     stock, ours = _samples_by_task(runs["stock"]), _samples_by_task(runs["ours"])
     n = 0
@@ -127,8 +131,10 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
         s = samples[samples.task == t]
         assert s.doc_id.nunique() == 6
         per_doc = s.groupby("doc_id")
-        argmax = per_doc.apply(lambda g: int(g.loglikelihood.values.argmax()))
-        norm = per_doc.apply(lambda g: int((g.loglikelihood / g.length).values.argmax()))
+        argmax = per_doc.loglikelihood.apply(lambda x: int(x.values.argmax()))
+        norm = (s.loglikelihood / s.length).groupby(s.doc_id).apply(
+            lambda x: int(x.values.argmax())
+        )
         gold = per_doc.gold.first()
         assert (argmax == gold).mean() == pytest.approx(metrics["tasks"][t]["acc"])
         assert (norm == gold).mean() == pytest.approx(metrics["tasks"][t]["acc_norm"])

@@ -1,7 +1,7 @@
 """The leakage probe on a tiny Ministral-3 trained in the test (small vocab, synthetic pairs).
 
 Trained causally, the probe must flag prefill_bidir (its predictions read later tokens) and pass
-prefix_bidir; after a few dozen steps of prefill_bidir training the loss ratio itself collapses
+prefix_bidir; after ~200 steps of prefill_bidir training the loss ratio itself collapses
 below the threshold (the label leak the seed study measured as 1.023 vs 0.070).
 """
 
@@ -43,6 +43,15 @@ def train(model, pairs, policy: str, steps: int, seed: int) -> None:
         opt.step()
         opt.zero_grad()
     model.eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny matrices: threads only add contention on the shared 2-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +105,7 @@ def test_prefix_split_backend_gives_same_probe(causal_model, data):
 
 def test_loss_ratio_collapses_after_prefill_bidir_training(causal_model, data):
     leaked = copy.deepcopy(causal_model)
-    train(leaked, data[0], "prefill_bidir", steps=60, seed=1)
+    train(leaked, data[0], "prefill_bidir", steps=200, seed=1)
     res = leakage.probe(leaked, data[1], "prefill_bidir")
     assert res["ratio"] < leakage.DEFAULT_THRESHOLD, res
     assert res["leaks_by_loss"] and res["leaks"]

@@ -160,8 +160,9 @@ def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
     return configs
 
 
-def load_tasks(tasks: list[str], task_dirs=()) -> tuple[dict[str, Any], dict[str, dict]]:
-    """lm-eval Task objects by name (local configs first), and the local configs used.
+def load_tasks(tasks: list[str], task_dirs=()) -> tuple[dict[str, Any], dict[str, dict], Any]:
+    """lm-eval Task objects by name (local configs first), the local configs used, and the
+    TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index again).
 
     Raises :class:`TaskNotFoundError` naming unknown tasks (with close matches).
     """
@@ -186,7 +187,7 @@ def load_tasks(tasks: list[str], task_dirs=()) -> tuple[dict[str, Any], dict[str
         )
     loaded = tm.load([local[t] if t in local else t for t in tasks])
     used_local = {t: local[t] for t in tasks if t in local}
-    return loaded["tasks"], used_local
+    return loaded["tasks"], used_local, tm
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -287,7 +288,7 @@ def evaluate(
         raise ValueError("no tasks to evaluate")
     out = Path(out_dir)
     print(f"[eval] tasks {', '.join(tasks)} under {policy}", flush=True)
-    task_objs, local = load_tasks(list(tasks), task_dirs)
+    task_objs, local, task_manager = load_tasks(list(tasks), task_dirs)
     limits = limit if isinstance(limit, dict) else {t: limit for t in tasks}
     bad = set(limits) - set(tasks)
     if bad:
@@ -312,6 +313,7 @@ def evaluate(
     res = simple_evaluate(
         model=lm,
         tasks=[task_objs[t] for t in tasks],
+        task_manager=task_manager,
         samples=samples_idx,
         log_samples=True,
         bootstrap_iters=bootstrap_iters,

@@ -93,11 +93,12 @@ def _has_sliding_layers(config) -> bool:
 
 def _windowed_prompt_block(block_ids: torch.Tensor, window: int):
     """Prompt-block overlay limited to the layer's window: the bidirectional twin of the causal
-    sliding window (HF's causal window is ``q - kv < window``; this adds ``kv - q < window``)."""
+    sliding window (HF's causal window is ``q - kv < window``; inside the prompt ``|q - kv| < window``)."""
     block = masking_utils.blockwise_overlay(block_ids)
 
     def inner(batch_idx, head_idx, q_idx, kv_idx):
-        return block(batch_idx, head_idx, q_idx, kv_idx) & (kv_idx - q_idx < window)
+        near = (kv_idx - q_idx < window) & (q_idx - kv_idx < window)
+        return block(batch_idx, head_idx, q_idx, kv_idx) & near
 
     return inner
 
@@ -275,7 +276,7 @@ def prefix_split_sdpa_attention(
             module, query[b : b + 1, :, :p], key[b : b + 1, :, :p], value[b : b + 1, :, :p],
             None, dropout=dropout, scaling=scaling, is_causal=False, **kwargs,
         )
-        rows.append(torch.cat([block[0], out[b, p:]], dim=0))
+        rows.append(out[b])
     return torch.stack(rows), None
 
 

@@ -517,6 +517,7 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
     def __init__(self, param_groups: list[dict], inner_cls, inner_kwargs: dict):
         self.model_params: list[torch.nn.Parameter] = []
         self.master_params: list[torch.Tensor] = []
+        self._hooks = []
         master_groups = []
         for group in param_groups:
             masters = []
@@ -525,7 +526,7 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
                 self.model_params.append(p)
                 self.master_params.append(m)
                 masters.append(m)
-                p.register_post_accumulate_grad_hook(self._hook(m))
+                self._hooks.append(p.register_post_accumulate_grad_hook(self._hook(m)))
             master_groups.append({**group, "params": masters})
         self.inner = inner_cls(master_groups, **inner_kwargs)
         # the attributes torch's Optimizer API (LR schedulers, accelerate) reads
@@ -569,6 +570,12 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         for t in (*self.master_params, *self.model_params):
             t.grad = None
+
+    def remove_hooks(self) -> None:
+        """Detach from the model (before another optimizer is built on the same parameters)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
 
     @torch.no_grad()
     def sync_master_from_model(self) -> None:

@@ -92,12 +92,17 @@ def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
             proc.wait()
 
 
-def wait_for(check, what: str, timeout: float, interval: float = 0.5):
+def wait_for(check, what: str, timeout: float, proc: subprocess.Popen | None = None,
+             log: Path | None = None, interval: float = 0.5):
+    """Poll check() until truthy; fail at the timeout or when proc exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-4000:] if log else ""
+            pytest.fail(f"snakemake exited ({proc.returncode}) while waiting for {what}:\n{tail}")
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 

@@ -119,15 +119,17 @@ def test_failed_job_is_reported_its_log_fetched_and_instance_destroyed(vast, tmp
 
 def test_instance_lost_mid_job_fails_within_bound_and_job_is_retried(vast, tmp_path):
     wd = minimal_checkout(tmp_path)
-    proc = start_snakemake(wd, vast, "--config", "first_attempt_delay=600",
-                           "--maskablate-vast-lost-after", str(LOST_AFTER), "--retries", "1",
-                           "results/gpu/1.txt")
+    proc = start_snakemake(wd, vast, "results/gpu/1.txt", "--maskablate-vast-lost-after",
+                           str(LOST_AFTER), "--retries", "1", "--config", "first_attempt_delay=600")
+    log = wd / "snakemake.log"
     try:
-        first = wait_for(lambda: job_started(vast, "start delay=600"), "the job to start", 180)
+        first = wait_for(lambda: job_started(vast, "start delay=600"), "the job to start", 180,
+                         proc, log)
         preempted = time.monotonic()
         vast.preempt(first)  # host gone mid-job; the API says 'offline'
         # failed and resubmitted to a new instance within lost-after + a poll + SSH/API slack
-        wait_for(lambda: len(vast.instances) >= 2, "the retry on a new instance", LOST_AFTER + 60)
+        wait_for(lambda: len(vast.instances) >= 2, "the retry on a new instance", LOST_AFTER + 60,
+                 proc, log)
         took = time.monotonic() - preempted
         assert took < LOST_AFTER + 30, f"lost instance noticed after {took:.0f} s"
         assert proc.wait(timeout=240) == 0, (wd / "snakemake.log").read_text()[-4000:]
@@ -143,9 +145,10 @@ def test_instance_lost_mid_job_fails_within_bound_and_job_is_retried(vast, tmp_p
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_interrupted_run_leaves_no_instance_alive(vast, tmp_path, sig):
     wd = minimal_checkout(tmp_path)
-    proc = start_snakemake(wd, vast, "--config", "first_attempt_delay=600", "results/gpu/1.txt")
+    proc = start_snakemake(wd, vast, "results/gpu/1.txt", "--config", "first_attempt_delay=600")
     try:
-        iid = wait_for(lambda: job_started(vast, "start delay=600"), "the job to start", 180)
+        iid = wait_for(lambda: job_started(vast, "start delay=600"), "the job to start", 180,
+                       proc, wd / "snakemake.log")
         proc.send_signal(sig)
         try:
             rc = proc.wait(timeout=60)
