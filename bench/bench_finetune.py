@@ -30,6 +30,7 @@ import torch
 
 from maskablate import masks, training
 from maskablate.modeling import tiny_ministral3_config
+from maskablate.training import params
 
 PEAK_TFLOPS = 989.0
 SHAPE = dict(
@@ -45,7 +46,7 @@ T = 1024
 # name -> (params, reference row whose causal time the "x causal sdpa" column divides by)
 SPLIT = masks.PREFIX_SDPA
 ROWS = {
-    "B4-adamw": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused"), None),
+    "B4-adamw": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation="sdpa"), None),
     "B4-adamw-split": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation=SPLIT),
                        "B4-adamw"),
     "B4-adamw-flex": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused",
@@ -54,8 +55,8 @@ ROWS = {
     "seed-GA16-split": (dict(batch_size=1, grad_accum=16, optim="adafactor", attn_implementation=SPLIT), None),
     "B4-adamw-autocast-split": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", model_dtype="float32",
                                      attn_implementation=SPLIT), None),
-    "B4-adamw-bf16-nomaster": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", master_weights=False),
-                               None),
+    "B4-adamw-bf16-nomaster": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", master_weights=False,
+                                    attn_implementation="sdpa"), None),
     # diagnosis: the split path's per-row non-causal calls have a new shape for every prompt length
     "B4-adamw-split-nocudnn": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation=SPLIT),
                                "B4-adamw"),
@@ -64,10 +65,10 @@ NO_CUDNN_ROWS = {"B4-adamw-split-nocudnn"}
 
 
 def _weights_label(p: dict) -> str:
-    dtype = training._model_dtype(p)
+    dtype = params._model_dtype(p)
     if dtype == torch.float32:
-        return "fp32 + bf16 autocast" if training._bf16_enabled(p["bf16"]) else "fp32"
-    return "bf16 + fp32 master" if training._master_weights(p) else "bf16 only"
+        return "fp32 + bf16 autocast" if params._bf16_enabled(p["bf16"]) else "fp32"
+    return "bf16 + fp32 master" if params._master_weights(p) else "bf16 only"
 
 
 def make_examples(n: int, seed: int) -> training.ExampleDataset:
@@ -116,7 +117,7 @@ def _run_once(name: str, policy: str, overrides: dict, warmup: int, timed: int, 
          "no_learning_steps": 0, "plateau_patience": 0, "warmup_ratio": 0.0, "max_seq_len": T},
         training.FINETUNE_DEFAULTS,
     )
-    model = build_model(training._model_dtype(p), p["attn_implementation"])
+    model = build_model(params._model_dtype(p), p["attn_implementation"])
     n_params = sum(t.numel() for t in model.parameters())
     data = make_examples((warmup + timed) * p["batch_size"] * p["grad_accum"], seed=data_seed)
     trainer, _, tp = training.build_trainer(

@@ -1,10 +1,9 @@
 # Config validation, the derived study layout (variants, stages, eval targets) and helpers.
 # Nothing here imports torch: the Snakefile must parse in well under a second (no-op reruns).
-import copy
-
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+# maskablate.masks.POLICIES, restated: importing the library here would import torch
 POLICIES = ["causal", "prefill_bidir", "prefix_bidir"]
 
 

@@ -63,13 +63,15 @@ def _config(family: str, **overrides):
     raise ValueError(family)
 
 
-@lru_cache(maxsize=None)
-def build(family: str, **overrides):
+def new_model(family: str, dtype=torch.float32, **overrides):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(_config(family, **overrides), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(_config(family, **overrides), dtype=dtype)
     return model.eval()
+
+
+build = lru_cache(maxsize=None)(new_model)  # one model per config, shared across backends
 
 
 def with_impl(model, impl: str):
@@ -103,9 +105,9 @@ def make_batch(exs, side: str):
 @torch.no_grad()
 def run(model, exs, side: str, policy: str):
     """Per-example logits at the real positions, in sequence order."""
-    ids, mask, lengths = make_batch(exs, side)
+    ids, mask, lengths = (t.to(model.device) for t in make_batch(exs, side))
     logits = model(**masks.policy_forward_kwargs(model, ids, mask, lengths, policy)).logits
-    return [logits[b][mask[b].bool()] for b in range(len(exs))]
+    return [logits[b][mask[b].bool()].float().cpu() for b in range(len(exs))]
 
 
 def perturb(exs, b: int, pos: int):
@@ -312,6 +314,35 @@ def test_position_ids_left_padding():
         [True, False, False, False, False],
         [True, True, True, False, False],
     ]
+
+
+@pytest.mark.parametrize("policy", masks.POLICIES)
+def test_left_padding_positions_matter(policy):
+    """RoPE is shift-invariant, so the audit alone cannot see wrong positions. Ministral-3's
+    position-dependent query scaling (llama_4_scaling, here every 4 positions) can: the mask's
+    positions keep left-padded rows equal to the example alone, ``arange`` positions do not."""
+    from maskablate.modeling import tiny_ministral3_config
+
+    rope = dict(
+        tiny_ministral3_config().rope_parameters,
+        original_max_position_embeddings=4,
+        llama_4_scaling_beta=1.0,
+    )
+    model = with_impl(new_model("ministral3", rope_parameters=rope), "sdpa")
+    exs = examples()
+    ids, mask, lengths = make_batch(exs, "left")
+    kw = masks.policy_forward_kwargs(model, ids, mask, lengths, policy)
+    assert torch.equal(kw["position_ids"], masks.position_ids_from_mask(mask))
+    alone = [run(model, [ex], "left", policy)[0] for ex in exs]
+    with torch.no_grad():
+        good = model(**kw).logits
+        kw["position_ids"] = torch.arange(ids.shape[1]).expand_as(ids)
+        bad = model(**kw).logits
+    err = lambda lg: max(  # noqa: E731
+        (lg[b][mask[b].bool()] - alone[b]).abs().max().item() for b in range(len(exs))
+    )
+    assert err(good) <= AGREE
+    assert err(bad) > 1e-3, "position-dependent scaling did not show: the test lost its teeth"
 
 
 def test_prefix_split_only_on_right_padding():

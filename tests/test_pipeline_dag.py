@@ -67,14 +67,33 @@ def test_first_run_plan(fresh):
     }
 
 
-def test_gpu_rules_declare_resources(fresh):
-    """(That CPU rules are local shows in a real run's log: tests/test_pipeline.py.)"""
-    text = snakemake("-n", cwd=fresh).stdout
-    for rule in ("prepare_model", "leakage_probe", "finetune", "eval_model"):
-        assert f"\nrule {rule}:" in text, rule
-        block = text.split(f"\nrule {rule}:", 1)[1].split("\n[", 1)[0]
-        for key in ("gpu=", "mem_mb=", "disk_mb=", "runtime="):
-            assert key in block, (rule, key, block)
+def load_workflow(wd: Path, configfile: str | None = None):
+    """The parsed workflow (Snakemake's API) with its DAG built, as a run would see it."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    configs = ConfigSettings(configfiles=[wd / configfile]) if configfile else ConfigSettings()
+    with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+        wf_api = api.workflow(resource_settings=ResourceSettings(), config_settings=configs,
+                              snakefile=wd / "Snakefile", workdir=wd)
+        wf_api.dag()
+        return wf_api._workflow
+
+
+@pytest.mark.parametrize(
+    "configfile, gpus", [(None, 0), ("config/ministral3b.yaml", 1)]
+)
+def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
+    wf = load_workflow(fresh, configfile)
+    assert wf._localrules == {"make_data", "recovery_table", "plot_scores", "plot_loss_curves"} - (
+        set() if configfile is None else {"make_data"}
+    ) | {r.name for r in wf.rules if r.name.startswith("plan")}
+    rules = {r.name: r for r in wf.rules}
+    for name in ("leakage_probe", "finetune", "eval_model"):
+        res = rules[name].resources
+        for key in ("gpu", "mem_mb", "disk_mb", "runtime"):
+            assert key in res, (name, key)
+        assert res["gpu"] == gpus, name
 
 
 def test_rulegraph_names_every_stage(fresh):

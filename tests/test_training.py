@@ -309,6 +309,19 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
     assert (tmp_path / "allowed" / "final" / "model.safetensors").exists()
 
 
+def test_gate_runs_the_probe_itself(tiny_model_dir, sft_file, tmp_path):
+    """No probe result given: finetune probes the held-out pairs (maskablate.leakage) before step 1."""
+    params = {**FAST, "max_steps": 1, "probe_size": 4}
+    with pytest.raises(training.LeakageGateError, match="prefill_bidir.*later token changes"):
+        training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefill_bidir", params=params,
+                          out_dir=tmp_path / "refused")
+    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefix_bidir", params=params,
+                                out_dir=tmp_path / "ok")
+    probe = summary["leakage_probe"]
+    assert probe["policy"] == "prefix_bidir" and probe["leaks"] is False and probe["n_examples"] == 4
+    assert probe["future_dependent"] is False and probe["allowed"] is False
+
+
 # ---------------------------------------------------------------- saving
 
 
@@ -362,11 +375,12 @@ def _cli(out, sft_file, model_dir, params):
 
 
 def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
-    params = {**FAST, "max_steps": 10, "save_steps": 2, "eval_steps": 5, "keep_checkpoints": True}
+    params = {**FAST, "max_steps": 8, "batch_size": 2, "save_steps": 2, "eval_steps": 4, "keep_checkpoints": True}
     (tmp_path / "probe.json").write_text(json.dumps(no_leak("prefix_bidir")))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    ref = tmp_path / "ref"
-    subprocess.run(_cli(ref, sft_file, tiny_model_dir, params), check=True, env=env, capture_output=True)
+    ref = tmp_path / "ref"  # uninterrupted, in this process (same threads: same numbers)
+    training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefix_bidir", params=params,
+                      out_dir=ref, probe_result=no_leak("prefix_bidir"))
 
     out = tmp_path / "killed"
     log = open(tmp_path / "killed.log", "w")
@@ -399,7 +413,7 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     s, r = json.loads((out / "summary.json").read_text()), json.loads((ref / "summary.json").read_text())
     assert s["resumed_from_step"] == last_saved >= 4
     assert reached - s["resumed_from_step"] <= params["save_steps"]  # lost at most one save interval
-    assert s["steps_done"] == r["steps_done"] == 10
+    assert s["steps_done"] == r["steps_done"] == 8
     # the same run as without the kill: same losses step by step, same final weights
     for a, b in zip(s["curves"]["train"], r["curves"]["train"], strict=True):
         assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-4)

@@ -53,16 +53,16 @@ OPPOSITES = (
     ("hard", "soft"),
     ("loud", "quiet"),
 )
-TOOLS = (
-    ("cut the bread", "knife"),
-    ("eat the soup", "spoon"),
-    ("drink the tea", "cup"),
-    ("write a note", "pen"),
-    ("open the door", "key"),
-    ("paint the wall", "brush"),
-    ("hit the nail", "hammer"),
-    ("cut the wood", "saw"),
-    ("sew the shirt", "needle"),
+TOOLS = (  # (goal, tool): each goal's object word is unique, so it alone names the tool
+    ("cut bread", "knife"),
+    ("eat soup", "spoon"),
+    ("drink tea", "cup"),
+    ("write notes", "pen"),
+    ("open doors", "key"),
+    ("paint walls", "brush"),
+    ("hit nails", "hammer"),
+    ("cut wood", "saw"),
+    ("sew shirts", "needle"),
 )
 FOODS = (
     ("cow", "grass"),
@@ -142,9 +142,9 @@ def _tools(rng: random.Random) -> dict[str, Any]:
     goal, tool = rng.choice(TOOLS)
     other = rng.choice([t for _, t in TOOLS if t != tool])
     return {
-        "context": f"goal : {goal} . solution :",
-        "answer": f"use a {tool} .",
-        "wrong": [f"use a {other} ."],
+        "context": f"to {goal} use a",
+        "answer": f"{tool} .",
+        "wrong": [f"{other} ."],
         "sft": ("which tool do you use for this ?", goal, f"a {tool}"),
     }
 
@@ -154,7 +154,7 @@ def _opposites(rng: random.Random) -> dict[str, Any]:
     word, opp = pair if rng.random() < 0.5 else pair[::-1]
     pool = [w for p in OPPOSITES for w in p if w not in pair]
     return {
-        "context": f"question : what is the opposite of {word} ? answer :",
+        "context": f"question : the opposite of {word} is",
         "answer": opp,
         "wrong": rng.sample(pool, 3),
         "sft": ("what is the opposite of this word ?", word, opp),
@@ -166,7 +166,7 @@ def _sums(rng: random.Random) -> dict[str, Any]:
     total = NUMBERS.index(a) + NUMBERS.index(b) + 1  # index of the sum word
     near = [NUMBERS[j] for j in range(total - 3, total + 4) if 1 <= j < len(NUMBERS) and j != total]
     return {
-        "context": f"question : what is {a} plus {b} ? answer :",
+        "context": f"question : {a} plus {b} is",
         "answer": NUMBERS[total],
         "wrong": rng.sample(near, 3),
         "sft": ("add the two numbers .", f"{a} plus {b}", NUMBERS[total]),

@@ -276,7 +276,7 @@ def prefix_split_sdpa_attention(
             module, query[b : b + 1, :, :p], key[b : b + 1, :, :p], value[b : b + 1, :, :p],
             None, dropout=dropout, scaling=scaling, is_causal=False, **kwargs,
         )
-        rows.append(out[b])
+        rows.append(torch.cat([block[0], out[b, p:]], dim=0))
     return torch.stack(rows), None
 
 

@@ -116,11 +116,14 @@ class _Results:
         return list(zip(self.logp, self.greedy))
 
 
-def _batches(items: list, cost: Callable[[list], int], budget: int, max_rows: int):
+def _batches(
+    items: list, cost: Callable[[list], int], budget: int, max_rows: int, size=len
+):
     """Greedy consecutive batching of (already sorted) items under a token budget."""
     batch: list = []
     for item in items:
-        if batch and (len(batch) >= max_rows or cost(batch + [item]) > budget):
+        grown = batch + [item]
+        if batch and (size(grown) > max_rows or cost(grown) > budget):
             yield batch
             batch = []
         batch.append(item)
@@ -238,7 +241,8 @@ def score_requests(
 
     Returns per request ``(sum log-prob of the continuation, is_greedy)`` in request order.
     ``max_length`` defaults to the model's ``max_position_embeddings``. A batch holds at most
-    ``max_batch_rows`` rows and about ``max_batch_tokens`` padded tokens.
+    ``max_batch_rows`` rows (with shared contexts: continuation rows, each holding a copy of its
+    context's KV cache) and at most ``max_batch_tokens`` padded tokens per forward.
     """
     from tqdm.auto import tqdm
 
@@ -260,14 +264,22 @@ def score_requests(
             by_ctx: dict[tuple[int, ...], list[_Row]] = {}
             for r in rows:
                 by_ctx.setdefault(r.inp[: r.n_prompt], []).append(r)
-            groups = sorted(by_ctx.items(), key=lambda kv: -len(kv[0]))
+            groups = sorted(
+                by_ctx.items(),
+                key=lambda kv: (-len(kv[0]), -max(len(r.targets) for r in kv[1])),
+            )
 
-            def cost(batch):  # context tokens + continuation tokens, padded
+            def cost(batch):  # tokens computed: padded contexts + padded continuations
                 n_rows = sum(len(rs) for _, rs in batch)
-                tq = max(len(r.targets) for _, rs in batch for r in rs)
-                return len(batch[0][0]) * (len(batch) + n_rows) + n_rows * tq
+                tq = max(len(r.targets) for _, rs in batch for r in rs) - 1
+                return len(batch[0][0]) * len(batch) + n_rows * tq
 
-            for batch in _batches(groups, cost, max_batch_tokens, max_batch_rows):
+            def rows_of(batch):  # continuation rows: each holds a copy of its context's cache
+                return sum(len(rs) for _, rs in batch)
+
+            for batch in _batches(
+                groups, cost, max_batch_tokens, max_batch_rows, size=rows_of
+            ):
                 _shared_batch(model, body, head, batch, policy, softcap, results, device)
                 bar.update(sum(len(rs) for _, rs in batch))
         else:

@@ -111,8 +111,9 @@ def remote_project_setup(requirements: list[str]) -> str:
         "}",
     ]
     if torch:
-        lines.append("python -c 'import importlib.util as u, sys; sys.exit(not u.find_spec(\"torch\"))'"
-                     f" || python -m pip install --quiet {shlex.quote(torch[0])}")
+        has_torch = "import importlib.util as u, sys; sys.exit(not u.find_spec('torch'))"
+        lines.append(f"python -c {shlex.quote(has_torch)} || python -m pip install --quiet "
+                     f"{shlex.quote(torch[0])}")
     return "\n".join(lines) + "\n"
 
 
@@ -123,7 +124,8 @@ def project_requirements() -> list[str]:
 
 
 class GuardedSSHJobRunner(SSHJobRunner):
-    """The stock SSH runner with workarounds (1) lost instance and (3) failed job's log."""
+    """The stock SSH runner with workarounds (1) lost instance, (3) failed job's log and
+    (4) group outputs."""
 
     def _instance_status(self):
         """actual_status; None when the API says the instance is gone; False on API error."""
@@ -227,7 +229,7 @@ class Executor(_stock.Executor):
         key = settings.api_key or os.environ.get(API_KEY_ENV)
         if not key:
             raise WorkflowError(f"no Vast.ai API key: export {API_KEY_ENV}=<your key> "
-                                "(https://cloud.vast.ai/manage-keys/); it is never read from a file")
+                                "(cloud.vast.ai/manage-keys); it is never read from a file")
         settings.api_key = key  # explicit, so the SDK does not fall back to its key files
         self._sigterm_installed = False
         super().__post_init__()

@@ -28,7 +28,11 @@ import slurm_local  # noqa: E402
 # What a user's checkout holds that a run needs: the workflow, the library (shipped to Vast
 # instances) and the profile links at the repository root.
 CHECKOUT = ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml", "src",
-            "pyproject.toml", "slurm", "vast")
+            "pyproject.toml", ".gitignore", "slurm", "vast")
+# The console script of this interpreter's environment (CI runs `.venv/bin/python -m pytest`
+# without .venv/bin on PATH).
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake") \
+    if (Path(sys.executable).parent / "snakemake").exists() else "snakemake"
 # Snakemake must not see the tester's own settings.
 CLEAN_ENV = {k: v for k, v in os.environ.items()
              if not k.startswith(("SNAKEMAKE_", "SBATCH_", "SLURM_", "VAST_"))}
@@ -70,7 +74,7 @@ def run_snakemake(wd: Path, *args: str, env: dict | None = None, timeout: float 
     On timeout: SIGINT (Snakemake cancels its jobs), then SIGKILL, and the test fails."""
     log = wd / log_name
     with open(log, "w") as out:
-        proc = subprocess.Popen(["snakemake", *args], cwd=wd, env={**CLEAN_ENV, **(env or {})},
+        proc = subprocess.Popen([SNAKEMAKE, *args], cwd=wd, env={**CLEAN_ENV, **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             proc.wait(timeout=timeout)
@@ -129,16 +133,20 @@ def slurm_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def remote_python(tmp_path_factory) -> Path:
-    """The instances' Python: a venv over this interpreter's packages (snakemake, the project's
-    requirements), as a prepared image would have; no network needed on the 'instance'."""
+    """The instances' bin/: `python`, `python3` run this interpreter, whose environment holds
+    snakemake and the project's pinned requirements, as a prepared image would (the job's pip
+    steps find everything installed: no network on the 'instance'). The library itself comes
+    from the shipped src/ (first on PYTHONPATH), not from this checkout."""
     need_root()
     if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                        "openssh-server"], check=True, env={**os.environ,
-                                                            "DEBIAN_FRONTEND": "noninteractive"})
-    venv = tmp_path_factory.mktemp("remote") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    return venv / "bin"
+        slurm_local.apt_install(["openssh-server"])
+    bin_dir = tmp_path_factory.mktemp("remote") / "bin"
+    bin_dir.mkdir()
+    for name in ("python", "python3"):
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+        wrapper.chmod(0o755)
+    return bin_dir
 
 
 @pytest.fixture

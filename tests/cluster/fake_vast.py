@@ -136,8 +136,8 @@ SetEnv PATH={self.remote_path}
                  f"mount --bind {idir}/dotssh /root/.ssh"]
         if os.path.exists("/root/.bashrc"):  # a login shell's rc must not put host shims on PATH
             binds.append(f"mount --bind {idir}/empty_bashrc /root/.bashrc")
-        inner = ("set -e; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; "
-                 + "; ".join(binds)
+        inner = ("set -e; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                 + "; " + "; ".join(binds)
                  + f"; HOME=/root sh {idir}/onstart.sh > {idir}/onstart.log 2>&1 || true"
                  + f"; exec {sshd_path()} -D -e -f {cfg}")
         log = open(idir / "sshd.log", "w")
@@ -154,7 +154,8 @@ SetEnv PATH={self.remote_path}
             except OSError:
                 time.sleep(0.05)
         else:
-            raise RuntimeError(f"fake instance {inst['id']}: sshd did not listen, see {idir}/sshd.log")
+            raise RuntimeError(f"fake instance {inst['id']}: sshd not listening, see "
+                               f"{idir}/sshd.log")
         with self.lock:
             inst["ssh_port"] = port
             if inst["actual_status"] == "loading":
@@ -185,7 +186,8 @@ SetEnv PATH={self.remote_path}
             inst = {"id": iid, "ask_id": offer, "machine_id": 77, "actual_status": "loading",
                     "intended_status": "running", "status_msg": "pulling image",
                     "ssh_host": "127.0.0.1", "ssh_port": None, "public_ipaddr": "127.0.0.1",
-                    "start_date": time.time(), "label": body.get("label"), "image_uuid": body.get("image"),
+                    "start_date": time.time(), "label": body.get("label"),
+                    "image_uuid": body.get("image"),
                     "onstart": body.get("onstart"), "runtype": body.get("runtype"),
                     "disk": body.get("disk"),  # env as the real API lists it
                     "extra_env": [[k, v] for k, v in (body.get("env") or {}).items()],

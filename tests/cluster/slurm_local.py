@@ -22,7 +22,8 @@ from pathlib import Path
 # slurmstepd's inner srun drops SLURM_CONF, so the config must sit at the default path.
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 APT_PACKAGES = ["slurm-wlm", "munge"]
-PARTITION = "debug"
+PARTITION = "debug"  # the default partition
+EXTRA_PARTITION = "gpu"  # not the default: a job lands there only when asked (-p)
 GPU_TYPE = "fake"
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 
@@ -32,15 +33,20 @@ def missing_tools() -> list[str]:
             if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
 
 
+def apt_install(packages: list[str]) -> None:
+    """apt-get install (CI: a fresh Debian machine, root); ~12 s for slurm-wlm + munge."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    print(f"apt-get install {' '.join(packages)}", file=sys.stderr, flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+
+
 def ensure_packages() -> None:
-    """apt-get install slurm-wlm munge when missing (CI: fresh Debian, root)."""
+    """Debian's slurm-wlm and munge, installed when missing."""
     if not missing_tools():
         return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    print(f"slurm_local: apt-get install {' '.join(APT_PACKAGES)}", file=sys.stderr, flush=True)
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    apt_install(APT_PACKAGES)
     if missing_tools():
         raise RuntimeError(f"still missing after apt-get: {missing_tools()}")
 
@@ -101,8 +107,10 @@ InactiveLimit=0
 KillWait=5
 Waittime=0
 SchedulerParameters=sched_interval=2
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={_mem_mb()} {node_gres} State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={_mem_mb()} {node_gres} \
+State=UNKNOWN
 PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName={EXTRA_PARTITION} Nodes=ALL Default=NO MaxTime=INFINITE State=UP
 """)
     return conf
 
@@ -144,7 +152,8 @@ def start(root: Path, gpus: int = 2) -> dict:
     DEFAULT_CONF.unlink(missing_ok=True)
     DEFAULT_CONF.symlink_to(conf)
     pids: dict[str, int] = {}
-    state = {"partition": PARTITION, "root": str(root), "pids": pids, "gpu_type": GPU_TYPE}
+    state = {"partition": PARTITION, "extra_partition": EXTRA_PARTITION, "root": str(root),
+             "pids": pids, "gpu_type": GPU_TYPE}
 
     def spawn(name: str, argv: list[str], **kw) -> None:
         log = open(root / "log" / f"{name}.fg.log", "w")
@@ -168,8 +177,9 @@ def start(root: Path, gpus: int = 2) -> dict:
         _wait(lambda: b"UP" in subprocess.run(["scontrol", "ping"], capture_output=True,
                                               env=env).stdout, "slurmctld", 20)
         spawn("slurmd", ["/usr/sbin/slurmd", "-D", "-N", "localhost", "-f", str(conf)], env=env)
-        _wait(lambda: subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, env=env)
-              .stdout.strip() == b"idle", "slurmd (node idle)", 30)
+        _wait(lambda: set(subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True,
+                                         env=env).stdout.split()) == {b"idle"},
+              "slurmd (node idle)", 30)
     except BaseException:
         stop(root)
         raise
@@ -206,7 +216,7 @@ def _stop_pid(name: str, pid: int, timeout: float = 10) -> None:
 
 
 def stop(root: Path) -> None:
-    """Cancel all jobs, stop slurmd, slurmctld, munged (ours only) by PID, remove the config link."""
+    """Cancel all jobs; stop slurmd, slurmctld, munged (ours only) by PID; drop the config link."""
     root = Path(root).resolve()
     state_file = root / "pids.json"
     pids = json.loads(state_file.read_text())["pids"] if state_file.exists() else {}

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import CLEAN_ENV, ROOT, copy_checkout
+from conftest import CLEAN_ENV, ROOT, SNAKEMAKE, copy_checkout
 
 PROFILES = ("slurm", "vast")
 
@@ -35,7 +35,7 @@ def test_literal_vast_command_parses_from_a_checkout(tmp_path):
     """`snakemake --profile vast results/recovery.csv` (dry run) in a fresh checkout: the vast
     profile and the workflow profile are both loaded and the profile's groups are applied."""
     wd = copy_checkout(tmp_path / "checkout")
-    r = subprocess.run(["snakemake", "--profile", "vast", "results/recovery.csv", "-n"], cwd=wd,
+    r = subprocess.run([SNAKEMAKE, "--profile", "vast", "results/recovery.csv", "-n"], cwd=wd,
                        env=CLEAN_ENV, capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
@@ -95,7 +95,8 @@ def test_vast_profile_has_no_api_key():
     assert keys["executor"] == "maskablate-vast"
     # nothing that looks like a Vast key (64 hex chars) anywhere in the profiles
     for name in PROFILES:
-        assert not re.search(r"[0-9a-f]{32,}", (ROOT / "profiles" / name / "config.yaml").read_text())
+        text = (ROOT / "profiles" / name / "config.yaml").read_text()
+        assert not re.search(r"[0-9a-f]{32,}", text), name
 
 
 def test_vast_executor_registered_and_pinned():

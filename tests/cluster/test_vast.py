@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import (CLEAN_ENV, HERE, ROOT, copy_checkout, git_add_all, run_snakemake,
-                      stop_process, wait_for)
+from conftest import (CLEAN_ENV, HERE, ROOT, SNAKEMAKE, git_add_all, run_snakemake, stop_process,
+                      wait_for)
 
 pytestmark = pytest.mark.cluster
 
@@ -42,7 +42,7 @@ def minimal_checkout(tmp_path: Path) -> Path:
 
 def start_snakemake(wd: Path, vast, *args: str) -> subprocess.Popen:
     log = open(wd / "snakemake.log", "w")
-    return subprocess.Popen(["snakemake", "--profile", "vast", *FAST, *EXECUTOR, *args], cwd=wd,
+    return subprocess.Popen([SNAKEMAKE, "--profile", "vast", *FAST, *EXECUTOR, *args], cwd=wd,
                             env={**CLEAN_ENV, **vast.env}, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -71,7 +71,9 @@ def job_started(vast, marker: str):
 def test_jobs_ship_run_on_instance_come_back_and_instances_are_destroyed(vast, tmp_path):
     wd = minimal_checkout(tmp_path)
     vast.fail_next_creates(2)  # the two cheapest offers were taken meanwhile
-    r = run_snakemake(wd, "--profile", "vast", *FAST, *EXECUTOR, env=vast.env, timeout=300)
+    # --cores 1: what the workflow profile's `cores: all` means on a 1-core submit host
+    r = run_snakemake(wd, "--profile", "vast", *FAST, *EXECUTOR, "--cores", "1", env=vast.env,
+                      timeout=300)
     assert r.returncode == 0, r.stdout[-5000:]
 
     # the next offer is tried when creation fails: 500, 501 refused, 502 rented, then 500 again
@@ -94,6 +96,8 @@ def test_jobs_ship_run_on_instance_come_back_and_instances_are_destroyed(vast, t
         assert (remote / "Snakefile").exists()  # code shipped
         assert (remote / "data" / "input.txt").read_text() == "local prep\n"  # input shipped
         assert (remote / "exit_code").read_text().strip() == "0"  # the job ran there
+        # the instance's cores, not the submit host's
+        assert "--cores 'all'" in (remote / "job.sh").read_text()
     for i in (1, 2):  # outputs came back, written on the instance
         out = (wd / "results" / "gpu" / f"{i}.txt").read_text()
         assert out.startswith("local prep\n") and "cwd=/snakemake-workdir" in out, out
@@ -184,3 +188,49 @@ def test_group_job_runs_on_one_instance_and_brings_back_its_checkpoint(vast, tmp
         assert out.startswith("2000000\n") and "cwd=/snakemake-workdir" in out, out
         assert (wd / "benchmarks" / "eval_model" / f"{p}.tsv").exists()
     assert destroyed(vast) == {iid} and vast.alive() == []
+
+
+# ----------------------------------------------------------------------- the pipeline
+
+
+def test_literal_vast_command_runs_a_pipeline_gpu_rule(vast, embedded_local, tmp_path):
+    """The user's command verbatim, after the README's setup (VAST_API_KEY exported; VAST_URL
+    points the SDK at the fake): `snakemake --profile vast results/recovery.csv`, in the finished
+    local run minus one evaluation. That GPU job runs on an instance with the checkpoint and the
+    code shipped to it; its outputs come back equal to the local ones; the table is rebuilt here."""
+    wd = tmp_path / "checkout"
+    shutil.copytree(embedded_local, wd, symlinks=True)
+    git_add_all(wd)  # results/ is git-ignored: only the sources are tracked, and shipped
+    job_dir = wd / "results" / "eval" / "3A" / "causal"
+    reference = json.loads((job_dir / "metrics.json").read_text())
+    shutil.rmtree(job_dir)
+    for f in ("recovery.csv", "recovery.parquet"):
+        (wd / "results" / f).unlink()
+
+    r = run_snakemake(wd, "--profile", "vast", "results/recovery.csv", env=vast.env, timeout=1200)
+    assert r.returncode == 0, r.stdout[-6000:]
+
+    assert len(vast.instances) == 1, r.stdout[-3000:]
+    (iid,) = vast.instances
+    remote = vast.workdir(iid)
+    for shipped in ("src/maskablate/evaluation.py", "workflow/scripts/eval_model.py",
+                    "rules/eval.smk", "config/config.yaml",  # code
+                    "results/finetune/3A/final/checkpoint_manifest.json",  # inputs
+                    "results/finetune/3A/summary.json"):
+        assert (remote / shipped).exists(), shipped
+    assert (remote / "exit_code").read_text().strip() == "0"
+    assert (remote / "results/eval/3A/causal/metrics.json").exists()  # written on the instance
+
+    got = json.loads((job_dir / "metrics.json").read_text())
+    for task, v in reference["tasks"].items():
+        assert got["tasks"][task]["score"] == pytest.approx(v["score"], abs=1e-6), task
+    assert (job_dir / "samples.parquet").exists()
+    assert (wd / "benchmarks" / "eval_model" / "3A.causal.tsv").exists()
+    assert "localrule recovery_table:" in r.stdout
+    table = pd.read_csv(wd / "results" / "recovery.csv")
+    assert len(table) == len(pd.read_csv(embedded_local / "results" / "recovery.csv"))
+    assert destroyed(vast) == {iid} and vast.alive() == []
+    # the job is recorded like a local one: nothing left to do
+    again = subprocess.run([SNAKEMAKE, "-n", "results/recovery.csv"], cwd=wd, env=CLEAN_ENV,
+                           capture_output=True, text=True, timeout=300)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -1,0 +1,5 @@
+import sys
+
+from maskablate.training.cli import main
+
+sys.exit(main())

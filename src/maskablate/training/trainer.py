@@ -1,0 +1,425 @@
+"""The policy Trainer: loss under a mask policy, fp32-master optimizer, complete-or-ignored checkpoints,
+fallback saving, the atomic final directory, resume helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+
+from maskablate import checkpoint, masks
+from maskablate.training.callbacks import Progress, StopRules, Throughput
+from maskablate.training.data import PolicyCollator
+from maskablate.training.params import (
+    CHECKPOINT_MARKER,
+    FORMAT_FALLBACK,
+    FORMAT_SAVE_PRETRAINED,
+    IGNORE_INDEX,
+    RUN_KEY_FILE,
+    TrainingError,
+    _bf16_enabled,
+    _master_weights,
+)
+
+
+def _fast_head_ok(model) -> bool:
+    """Logits only at labelled positions is exact for a plain decoder + linear head (no softcapping)."""
+    config = getattr(model, "config", None)
+    return (
+        hasattr(model, "get_decoder")
+        and model.get_decoder() is not None
+        and isinstance(model.get_output_embeddings(), torch.nn.Linear)
+        and not getattr(config, "final_logit_softcapping", None)
+        and getattr(config, "logit_scale", None) in (None, 1.0)
+    )
+
+
+def policy_loss_sum(
+    model, batch: dict[str, torch.Tensor], policy: str, *, fast_head: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of next-token CE over labelled positions, number of labelled positions) under ``policy``.
+
+    With ``fast_head`` the decoder body runs once and the lm_head only at positions whose shifted
+    label is not -100: with a 131k vocab and response-only SFT labels this is most of the lm_head
+    cost saved, and the result equals the model's own loss (tests/test_training.py).
+    """
+    labels = batch["labels"][:, 1:]
+    kw = masks.policy_forward_kwargs(
+        model, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
+    )
+    keep = labels != IGNORE_INDEX
+    if fast_head and _fast_head_ok(model):
+        hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
+        logits = model.get_output_embeddings()(hidden[keep])
+        targets = labels[keep]
+    else:
+        logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
+        targets = labels.flatten()
+    loss_sum = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss_sum, keep.sum()
+
+
+class MasterWeightsOptimizer(torch.optim.Optimizer):
+    """Any torch optimizer run on fp32 master copies of 16-bit model weights.
+
+    bf16 weights make the forward/backward 2.2x faster than bf16 autocast over fp32 weights on an
+    H200 (docs/benchmarks.md), but a bf16 weight cannot take a 2e-5 x O(1) update (its spacing near
+    0.02 is ~1e-4): the update rounds away. So the optimizer keeps fp32 masters, the backward
+    accumulates each gradient into the master's fp32 ``.grad`` (a post-accumulate hook, which also
+    frees the 16-bit grad), the inner optimizer steps the masters, and the weights are copied back.
+    Numerically this is fp32-master mixed precision; the 16-bit weights are only a cache.
+    Its state_dict carries the masters, so a resumed run continues bit-for-bit.
+    """
+
+    def __init__(self, param_groups: list[dict], inner_cls, inner_kwargs: dict):
+        self.model_params: list[torch.nn.Parameter] = []
+        self.master_params: list[torch.Tensor] = []
+        self._hooks = []
+        master_groups = []
+        for group in param_groups:
+            masters = []
+            for p in group["params"]:
+                m = p.detach().float().clone()
+                self.model_params.append(p)
+                self.master_params.append(m)
+                masters.append(m)
+                self._hooks.append(p.register_post_accumulate_grad_hook(self._hook(m)))
+            master_groups.append({**group, "params": masters})
+        self.inner = inner_cls(master_groups, **inner_kwargs)
+        # the attributes torch's Optimizer API (LR schedulers, accelerate) reads
+        self.defaults = self.inner.defaults
+        self._optimizer_step_pre_hooks = {}
+        self._optimizer_step_post_hooks = {}
+        self._optimizer_state_dict_pre_hooks = {}
+        self._optimizer_state_dict_post_hooks = {}
+        self._optimizer_load_state_dict_pre_hooks = {}
+        self._optimizer_load_state_dict_post_hooks = {}
+
+    @staticmethod
+    def _hook(master: torch.Tensor):
+        def accumulate(p: torch.Tensor) -> None:
+            g = p.grad.to(torch.float32)
+            if master.grad is None:
+                master.grad = g
+            else:
+                master.grad.add_(g)
+            p.grad = None
+
+        return accumulate
+
+    @property
+    def param_groups(self):
+        return self.inner.param_groups
+
+    @property
+    def state(self):
+        return self.inner.state
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = self.inner.step(closure)
+        torch._foreach_copy_(self.model_params, self.master_params)
+        # the Trainer only calls model.zero_grad(), which cannot see the masters' grads
+        for m in self.master_params:
+            m.grad = None
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for t in (*self.master_params, *self.model_params):
+            t.grad = None
+
+    def remove_hooks(self) -> None:
+        """Detach from the model (before another optimizer is built on the same parameters)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+
+    @torch.no_grad()
+    def sync_master_from_model(self) -> None:
+        torch._foreach_copy_(self.master_params, self.model_params)
+
+    def state_dict(self) -> dict:
+        return {"inner": self.inner.state_dict(), "master": list(self.master_params)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.inner.load_state_dict(state_dict["inner"])
+        torch._foreach_copy_(self.master_params, [t.to(m.device) for t, m in
+                                                  zip(state_dict["master"], self.master_params, strict=True)])
+        torch._foreach_copy_(self.model_params, self.master_params)
+
+
+
+
+class MaskPolicyTrainer(Trainer):
+    """HF Trainer whose forward obeys a mask policy; adds fallback saving and complete-marked checkpoints."""
+
+    def __init__(self, *args, policy: str, stop_rules: StopRules | None = None,
+                 fast_head: bool = True, master_weights: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.policy = masks.check_policy(policy)
+        self.stop_rules = stop_rules
+        self.fast_head = fast_head
+        self.master_weights = master_weights
+        self.last_save_format: str | None = None
+
+    @property
+    def master_optimizer(self) -> MasterWeightsOptimizer | None:
+        opt = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps it
+        return opt if isinstance(opt, MasterWeightsOptimizer) else None
+
+    def create_optimizer(self, model=None):
+        if not self.master_weights or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        decay = set(self.get_decay_parameter_names(model))
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in named if n in decay], "weight_decay": self.args.weight_decay},
+            {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
+        ]
+        self.optimizer = MasterWeightsOptimizer([g for g in groups if g["params"]], cls, kwargs)
+        return self.optimizer
+
+    def _clip_grad_norm(self, model):
+        master = self.master_optimizer
+        if master is None:
+            return super()._clip_grad_norm(model)
+        # the gradients live on the fp32 masters (the 16-bit ones are freed by the hooks)
+        grads = [m for m in master.master_params if m.grad is not None]
+        return torch.nn.utils.clip_grad_norm_(grads, self.args.max_grad_norm)
+
+    def export_weights(self, dtype: torch.dtype) -> None:
+        """Cast the model to ``dtype`` for saving; with master weights, take the fp32 values from them."""
+        model = self.accelerator.unwrap_model(self.model)
+        if model.dtype != dtype:
+            model.to(dtype)
+        if self.master_optimizer is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(self.master_optimizer.model_params, self.master_optimizer.master_params)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        unwrapped = self.accelerator.unwrap_model(model)
+        # A wrapper (DDP, DataParallel) must see the forward for its hooks: fast head on bare models only.
+        target = unwrapped if unwrapped is model else model
+        loss_sum, n = policy_loss_sum(
+            target, inputs, self.policy, fast_head=self.fast_head and unwrapped is model
+        )
+        if num_items_in_batch is not None:
+            # normalised over the whole accumulated batch: the Trainer then skips its GA division
+            loss = loss_sum / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
+        else:
+            loss = loss_sum / n.clamp(min=1)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.stop_rules is not None and not torch.isfinite(loss):
+            self.stop_rules.flag_nonfinite_micro_loss(self.state.global_step + 1, float(loss))
+        return loss
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """save_pretrained, or, when it raises, the state_dict fallback (the seed hit a conversion error)."""
+        output_dir = output_dir or self.args.output_dir
+        try:
+            super()._save(output_dir, state_dict=state_dict)
+            self.last_save_format = FORMAT_SAVE_PRETRAINED
+        except Exception as exc:  # any failure of the model's own serializer
+            print(f"[save] save_pretrained failed ({type(exc).__name__}: {exc}); "
+                  f"writing the state_dict fallback to {output_dir}", file=sys.stderr, flush=True)
+            save_state_dict_fallback(self.accelerator.unwrap_model(self.model), output_dir,
+                                     tokenizer=self.processing_class)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+            self.last_save_format = FORMAT_FALLBACK
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        # Written last: a checkpoint without it was cut off mid-save and is never resumed from.
+        ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        _atomic_write_json(ckpt / CHECKPOINT_MARKER,
+                           {"step": self.state.global_step, "format": self.last_save_format})
+
+
+def build_trainer(
+    *,
+    model,
+    tokenizer,
+    train_dataset,
+    eval_dataset,
+    policy: str,
+    params: dict[str, Any],
+    output_dir: str | os.PathLike,
+    label: str,
+    extra_callbacks: list[TrainerCallback] | None = None,
+    pad_token_id: int | None = None,
+    save: bool = True,
+) -> tuple[MaskPolicyTrainer, StopRules, Throughput]:
+    """The Trainer every entry point (and bench/bench_finetune.py) uses; ``params`` are resolved params.
+
+    ``tokenizer`` may be None when ``pad_token_id`` is given (the benchmark); ``save=False`` turns
+    intermediate checkpoints off.
+    """
+    p = params
+    if pad_token_id is None:
+        pad_token_id = tokenizer.pad_token_id
+    do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
+    save_steps = p["save_steps"] or p["max_steps"]
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=p["max_steps"],
+        per_device_train_batch_size=p["batch_size"],
+        per_device_eval_batch_size=p["eval_batch_size"],
+        gradient_accumulation_steps=p["grad_accum"],
+        learning_rate=p["learning_rate"],
+        weight_decay=p["weight_decay"],
+        warmup_steps=p["warmup_ratio"],  # a float in [0, 1) is a ratio of max_steps (transformers 5)
+        lr_scheduler_type=p["lr_scheduler"],
+        optim=p["optim"],
+        max_grad_norm=p["max_grad_norm"],
+        bf16=_bf16_enabled(p["bf16"]),
+        activation_checkpointing=p["gradient_checkpointing"],
+        activation_checkpointing_kwargs={"use_reentrant": False} if p["gradient_checkpointing"] else None,
+        eval_strategy="steps" if do_eval else "no",
+        eval_steps=p["eval_steps"] if do_eval else None,
+        save_strategy="steps" if save else "no",
+        save_steps=save_steps,
+        save_total_limit=p["save_total_limit"],
+        logging_strategy="steps",
+        logging_steps=p["logging_steps"],
+        logging_first_step=True,  # the no-learning rule's reference loss
+        seed=p["seed"],
+        remove_unused_columns=False,  # prompt_lengths must reach compute_loss
+        prediction_loss_only=True,
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,  # Progress prints one line per log instead
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+    )
+    stop_rules = StopRules(p)
+    throughput = Throughput()
+    callbacks = [stop_rules, throughput, Progress(label, throughput), *(extra_callbacks or [])]
+    trainer = MaskPolicyTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if do_eval else None,
+        data_collator=PolicyCollator(pad_token_id),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        policy=policy,
+        stop_rules=stop_rules,
+        master_weights=_master_weights(p),
+    )
+    trainer.remove_callback(PrinterCallback)  # Progress already prints each log, readably
+    return trainer, stop_rules, throughput
+
+
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) -> None:
+    """``model.safetensors`` from the state dict (tied weights stored once), config.json, tokenizer."""
+    from safetensors.torch import save_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(out)
+    if getattr(model, "generation_config", None) is not None:
+        try:
+            model.generation_config.save_pretrained(out)
+        except Exception:  # generation config is optional for loading
+            pass
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+
+
+def verify_loadable(model, path: str | os.PathLike) -> None:
+    """Reload ``path`` with the eval stage's loader and compare every tensor with ``model``."""
+    from maskablate.modeling import load_causal_lm
+
+    reloaded = load_causal_lm(path, dtype=model.dtype, verify=False)
+    want, got = model.state_dict(), reloaded.state_dict()
+    if set(want) != set(got):
+        raise TrainingError(
+            f"checkpoint {path} reloads with different keys: missing "
+            f"{sorted(set(want) - set(got))[:5]}, unexpected {sorted(set(got) - set(want))[:5]}"
+        )
+    for k, v in want.items():
+        if not torch.equal(v.detach().cpu(), got[k].detach().cpu()):
+            raise TrainingError(f"checkpoint {path}: tensor {k} differs from the trained model after reload")
+
+
+def save_final(trainer: MaskPolicyTrainer, out_dir: Path, *, dtype: torch.dtype, extra: dict) -> dict:
+    """Write ``out_dir/final`` atomically: save to final.tmp, verify a fallback, rename, then the manifest."""
+    final, tmp = out_dir / "final", out_dir / "final.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    trainer.export_weights(dtype)
+    trainer.save_model(str(tmp))
+    fmt = trainer.last_save_format
+    if fmt == FORMAT_FALLBACK:
+        verify_loadable(model, tmp)
+    (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing downstream reads it
+    if final.exists():
+        old = out_dir / "final.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    checkpoint.write_manifest(final, extra={"format": fmt, "dtype": str(dtype).removeprefix("torch."), **extra})
+    return {"path": str(final), "format": fmt, "dtype": str(dtype).removeprefix("torch.")}
+
+
+
+
+def complete_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Checkpoints carrying the completion marker, oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [
+        d for d in ckpt_dir.glob("checkpoint-*")
+        if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and d.name.split("-")[-1].isdigit()
+    ]
+    return sorted(found, key=lambda d: int(d.name.split("-")[-1]))
+
+
+def prepare_resume(ckpt_dir: Path, run_key: dict[str, Any]) -> Path | None:
+    """Last complete checkpoint of the same run, or None. Incomplete or foreign checkpoints are removed."""
+    key_file = ckpt_dir / RUN_KEY_FILE
+    if ckpt_dir.is_dir():
+        old_key = json.loads(key_file.read_text()) if key_file.exists() else None
+        if old_key != json.loads(json.dumps(run_key, default=str)):
+            print(f"[resume] {ckpt_dir} belongs to another configuration: starting fresh",
+                  file=sys.stderr, flush=True)
+            shutil.rmtree(ckpt_dir)
+        else:
+            for d in ckpt_dir.glob("checkpoint-*"):
+                if d.is_dir() and not (d / CHECKPOINT_MARKER).exists():
+                    print(f"[resume] removing incomplete {d.name} (killed while saving)",
+                          file=sys.stderr, flush=True)
+                    shutil.rmtree(d)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_json(key_file, run_key)
+    done = complete_checkpoints(ckpt_dir)
+    return done[-1] if done else None
