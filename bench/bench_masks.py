@@ -51,6 +51,87 @@ VARIANTS = [
 ]
 
 
+# ---------------------------------------------------------------- split-attention experiments
+# Alternatives to masks.prefix_split_sdpa_attention, swapped in under the PREFIX_SDPA name with
+# --experiments (the attention interface is looked up by name at every forward).
+
+
+def _split_rowslice(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
+    """First version: per-row slices of the full tensors, torch.cat + torch.stack."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward as sdpa
+
+    lengths = kw.pop(masks._PROMPT_LENGTHS_KWARG, None)
+    if lengths is None or query.shape[2] == 1:
+        return sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw)
+    kw.pop("is_causal", None)
+    out, _ = sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                  is_causal=True, **kw)
+    rows = []
+    for b, p in enumerate(lengths):
+        block, _ = sdpa(module, query[b : b + 1, :, :p], key[b : b + 1, :, :p],
+                        value[b : b + 1, :, :p], None, dropout=dropout, scaling=scaling,
+                        is_causal=False, **kw)
+        rows.append(torch.cat([block[0], out[b, p:]], dim=0))
+    return torch.stack(rows), None
+
+
+def _split_varlen(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
+    """Packed prompt blocks in one torch.nn.attention.varlen.varlen_attn (flash varlen) call."""
+    import inspect
+
+    from torch.nn.attention.varlen import varlen_attn
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward as sdpa
+
+    lengths = kw.pop(masks._PROMPT_LENGTHS_KWARG, None)
+    if lengths is None or query.shape[2] == 1:
+        return sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw)
+    kw.pop("is_causal", None)
+    out, _ = sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                  is_causal=True, **kw)
+    batch, heads, width, dim = query.shape
+    idx = masks._prompt_token_index(tuple(lengths), width, query.device)
+
+    def packed(x):
+        return x.transpose(1, 2).reshape(batch * width, x.shape[1], dim)[idx]
+
+    q, k, v = packed(query), packed(key), packed(value)
+    extra = {}
+    if "enable_gqa" in inspect.signature(varlen_attn).parameters:
+        extra["enable_gqa"] = True
+    elif k.shape[1] != heads:
+        k = k.repeat_interleave(heads // k.shape[1], dim=1)
+        v = v.repeat_interleave(heads // v.shape[1], dim=1)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
+                      device=query.device)
+    o = varlen_attn(q, k, v, cu, cu, max(lengths), max(lengths), scale=scaling, **extra)
+    flat = out.reshape(batch * width, heads, dim)
+    return flat.index_copy(0, idx, o).view(out.shape), None
+
+
+EXPERIMENTS = {
+    "prefix_bidir, split v1 (per-row slices)": _split_rowslice,
+    "prefix_bidir, split varlen (one flash varlen call)": _split_varlen,
+}
+
+
+class use_split:
+    """Temporarily serve PREFIX_SDPA with another attention function (None: the library's)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __enter__(self):
+        from transformers import AttentionInterface
+
+        if self.fn is not None:
+            AttentionInterface.register(masks.PREFIX_SDPA, self.fn)
+
+    def __exit__(self, *exc):
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(masks.PREFIX_SDPA, masks.prefix_split_sdpa_attention)
+
+
 def log(msg: str) -> None:
     print(f"[bench_masks {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -89,7 +170,12 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def time_variant(model, opt, batch, policy, impl, steps, warmup, device) -> dict:
+def time_variant(model, opt, batch, policy, impl, steps, warmup, device, split_fn=None) -> dict:
+    with use_split(split_fn):
+        return _time_variant(model, opt, batch, policy, impl, steps, warmup, device)
+
+
+def _time_variant(model, opt, batch, policy, impl, steps, warmup, device) -> dict:
     model.set_attn_implementation(impl)
     model.train()
     cuda = torch.device(device).type == "cuda"
@@ -123,13 +209,25 @@ def run_timing(args, model, device) -> list[dict]:
     batch = train_batch(args.batch, args.seq, model.config.vocab_size, device)
     log(f"{n_params / 1e9:.3f} B params; batch {args.batch} x {args.seq}; prompt lengths {batch[3]}")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=torch.device(device).type == "cuda")
-    variants = [v for v in VARIANTS if not (args.skip_flex and v[2] == FLEX)]
+    variants = [(*v, None) for v in VARIANTS if not (args.skip_flex and v[2] == FLEX)]
+    if args.experiments:
+        variants += [(label, "prefix_bidir", masks.PREFIX_SDPA, fn)
+                     for label, fn in EXPERIMENTS.items()]
     rows = {v[0]: dict(label=v[0], policy=v[1], impl=v[2], times=[], rounds=[], peak_gb=0.0)
             for v in variants}
     # Rounds in alternating order, so a drift of clocks or temperature does not favour one variant.
     for r in range(args.rounds):
-        for label, policy, impl in variants if r % 2 == 0 else variants[::-1]:
-            res = time_variant(model, opt, batch, policy, impl, args.steps, args.warmup, device)
+        for label, policy, impl, fn in variants if r % 2 == 0 else variants[::-1]:
+            try:
+                res = time_variant(model, opt, batch, policy, impl, args.steps, args.warmup,
+                                   device, fn)
+            except Exception as exc:  # an experiment may not run on this torch; say so
+                if fn is None:
+                    raise
+                log(f"{label} failed: {type(exc).__name__}: {exc}")
+                rows.pop(label, None)
+                variants = [v for v in variants if v[0] != label]
+                continue
             row = rows[label]
             row["times"] += res["times"]
             row["rounds"].append(statistics.median(res["times"]))
@@ -139,6 +237,8 @@ def run_timing(args, model, device) -> list[dict]:
     causal = statistics.median(rows[VARIANTS[0][0]]["times"])
     out = []
     for row in rows.values():
+        if not row["times"]:
+            continue
         s = statistics.median(row["times"])
         out.append(dict(
             row, s_per_step=s, tokens_per_s=tokens / s,
@@ -146,8 +246,42 @@ def run_timing(args, model, device) -> list[dict]:
             ratio=s / causal,
             spread=(max(row["rounds"]) - min(row["rounds"])) / s,
         ))
+    if args.profile and torch.device(device).type == "cuda":
+        for label, policy, impl in [VARIANTS[0], VARIANTS[4]]:
+            out_row = next(r for r in out if r["label"] == label)
+            out_row["profile"] = profile_step(model, opt, batch, policy, impl)
+            print(f"\n### profile: {label}\n```\n{out_row['profile']}\n```", flush=True)
+        out[0]["flash_only_split"] = flash_only_check(model, opt, batch)
+        log(f"split backend under flash-only sdpa_kernel: {out[0]['flash_only_split']}")
     del opt
     return out
+
+
+def profile_step(model, opt, batch, policy, impl) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    model.set_attn_implementation(impl)
+    train_step(model, opt, batch, policy)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            train_step(model, opt, batch, policy)
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60)
+
+
+def flash_only_check(model, opt, batch) -> str:
+    """Does every sdpa call of the split backend run on the flash kernel (fwd + bwd)?"""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model.set_attn_implementation(masks.PREFIX_SDPA)
+    try:
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            train_step(model, opt, batch, "prefix_bidir")
+        torch.cuda.synchronize()
+        return "ok"
+    except RuntimeError as exc:
+        return f"not flash: {str(exc).splitlines()[0][:200]}"
 
 
 def table(rows: list[dict]) -> str:
@@ -192,14 +326,23 @@ def logits_check(model, args, device, dtype_label: str, ref_fp32: dict | None) -
                 model.set_attn_implementation(impl)
                 kw = masks.policy_forward_kwargs(model, ids, mask, prompts, policy)
                 out[impl] = model(**kw).logits[real].float()
+            if args.experiments and policy == "prefix_bidir":
+                model.set_attn_implementation(masks.PREFIX_SDPA)
+                kw = masks.policy_forward_kwargs(model, ids, mask, prompts, policy)
+                for name, fn in EXPERIMENTS.items():
+                    try:
+                        with use_split(fn):
+                            out[name] = model(**kw).logits[real].float()
+                    except Exception as exc:
+                        log(f"logits {dtype_label} {name} failed: {type(exc).__name__}: {exc}")
             ref = out["sdpa"]
-            keep[(side, policy)] = ref.cpu() if dtype_label == "fp32" else None
-            for impl in impls:
+            keep[(side, policy)] = ref if dtype_label == "fp32" else None
+            for impl in out:
                 d = out[impl] - ref
                 row = dict(dtype=dtype_label, side=side, policy=policy, impl=impl,
                            max_abs=d.abs().max().item(), rel=(d.norm() / ref.norm()).item())
                 if ref_fp32 is not None:  # distance to the fp32 sdpa logits: bf16's own noise
-                    f = ref_fp32[(side, policy)].to(device)
+                    f = ref_fp32[(side, policy)]
                     row["rel_vs_fp32"] = ((out[impl] - f).norm() / f.norm()).item()
                 rows.append(row)
                 log(f"logits {dtype_label} {side} {policy} {impl}: max|d| {row['max_abs']:.2e} "
@@ -248,6 +391,10 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny shape on CPU (checks the script)")
     p.add_argument("--skip-flex", action="store_true")
     p.add_argument("--skip-checks", action="store_true")
+    p.add_argument("--experiments", action="store_true",
+                   help="also time the alternative split implementations (EXPERIMENTS)")
+    p.add_argument("--profile", action="store_true",
+                   help="CUDA kernel profile of causal and split steps; flash-only check")
     args = p.parse_args(argv)
     if args.smoke:
         args.batch, args.seq, args.steps, args.warmup, args.rounds = 2, 64, 2, 1, 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -123,15 +124,26 @@ def _dtype(name: str) -> torch.dtype:
     return dtype
 
 
+def _distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def _model_dtype(p: dict[str, Any]) -> torch.dtype:
     if p["model_dtype"] == "auto":
-        return torch.bfloat16 if _bf16_enabled(p["bf16"]) else torch.float32
+        # the fp32-master optimizer frees each .grad in a hook, which DDP's reducer cannot follow:
+        # multi-process runs keep fp32 weights under bf16 autocast instead
+        return torch.bfloat16 if _bf16_enabled(p["bf16"]) and not _distributed() else torch.float32
     return _dtype(p["model_dtype"])
 
 
 def _master_weights(p: dict[str, Any]) -> bool:
     if p["master_weights"] == "auto":
         return _model_dtype(p).itemsize < 4
+    if p["master_weights"] and _distributed():
+        raise TrainingConfigError(
+            "master_weights: true is single-process only (WORLD_SIZE > 1 here); "
+            "use model_dtype: float32 with bf16 for multi-GPU runs"
+        )
     return bool(p["master_weights"])
 
 
