@@ -25,6 +25,7 @@ include: "rules/finetune.smk"
 include: "rules/eval.smk"
 include: "rules/recovery.smk"
 include: "rules/report.smk"
+include: "rules/plan.smk"
 
 
 rule all:

@@ -40,14 +40,16 @@ SHAPE_SMOKE = dict(
     num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
 )
 FLEX = "flex_attention"
-#: (label, policy, attn_implementation)
+#: (label, policy, attn_implementation, extra policy_forward_kwargs)
 VARIANTS = [
-    ("causal, sdpa (flash)", "causal", "sdpa"),
-    ("prefill_bidir, sdpa is_causal=False", "prefill_bidir", "sdpa"),
-    ("prefix_bidir, sdpa dense mask", "prefix_bidir", "sdpa"),
-    ("prefix_bidir, flex BlockMask", "prefix_bidir", FLEX),
-    ("prefix_bidir, split sdpa (masks.PREFIX_SDPA)", "prefix_bidir", masks.PREFIX_SDPA),
-    ("causal, flex BlockMask", "causal", FLEX),
+    ("causal, sdpa (flash)", "causal", "sdpa", {}),
+    ("prefill_bidir, sdpa is_causal=False", "prefill_bidir", "sdpa", {}),
+    ("prefix_bidir, sdpa dense mask", "prefix_bidir", "sdpa", {}),
+    ("prefix_bidir, flex BlockMask", "prefix_bidir", FLEX, {}),
+    ("prefix_bidir, split sdpa (masks.PREFIX_SDPA)", "prefix_bidir", masks.PREFIX_SDPA, {}),
+    ("prefix_bidir, split sdpa, right_padded=True", "prefix_bidir", masks.PREFIX_SDPA,
+     {"right_padded": True}),
+    ("causal, flex BlockMask", "causal", FLEX, {}),
 ]
 
 
@@ -75,11 +77,10 @@ def _split_rowslice(module, query, key, value, attention_mask, dropout=0.0, scal
     return torch.stack(rows), None
 
 
-def _split_varlen(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
-    """Packed prompt blocks in one torch.nn.attention.varlen.varlen_attn (flash varlen) call."""
-    import inspect
-
-    from torch.nn.attention.varlen import varlen_attn
+def _split_packed_gather(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                         **kw):
+    """Second version: prompt tokens gathered into a packed copy (reshape of the transposed
+    (B, H, T, D) inputs, then indexing), per-row sdpa on its slices, one index_copy back."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward as sdpa
 
     lengths = kw.pop(masks._PROMPT_LENGTHS_KWARG, None)
@@ -88,29 +89,28 @@ def _split_varlen(module, query, key, value, attention_mask, dropout=0.0, scalin
     kw.pop("is_causal", None)
     out, _ = sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                   is_causal=True, **kw)
-    batch, heads, width, dim = query.shape
+    batch, _, width, _ = query.shape
     idx = masks._prompt_token_index(tuple(lengths), width, query.device)
 
     def packed(x):
-        return x.transpose(1, 2).reshape(batch * width, x.shape[1], dim)[idx]
+        return x.transpose(1, 2).reshape(batch * width, x.shape[1], x.shape[3])[idx]
 
     q, k, v = packed(query), packed(key), packed(value)
-    extra = {}
-    if "enable_gqa" in inspect.signature(varlen_attn).parameters:
-        extra["enable_gqa"] = True
-    elif k.shape[1] != heads:
-        k = k.repeat_interleave(heads // k.shape[1], dim=1)
-        v = v.repeat_interleave(heads // v.shape[1], dim=1)
-    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32,
-                      device=query.device)
-    o = varlen_attn(q, k, v, cu, cu, max(lengths), max(lengths), scale=scaling, **extra)
-    flat = out.reshape(batch * width, heads, dim)
-    return flat.index_copy(0, idx, o).view(out.shape), None
+    blocks, start = [], 0
+    for p in lengths:
+        rows = slice(start, start + p)
+        block, _ = sdpa(module, q[rows].transpose(0, 1)[None], k[rows].transpose(0, 1)[None],
+                        v[rows].transpose(0, 1)[None], None, dropout=dropout, scaling=scaling,
+                        is_causal=False, **kw)
+        blocks.append(block[0])
+        start += p
+    flat = out.reshape(batch * width, *out.shape[2:])
+    return flat.index_copy(0, idx, torch.cat(blocks)).view(out.shape), None
 
 
 EXPERIMENTS = {
     "prefix_bidir, split v1 (per-row slices)": _split_rowslice,
-    "prefix_bidir, split varlen (one flash varlen call)": _split_varlen,
+    "prefix_bidir, split v2 (packed gather copies)": _split_packed_gather,
 }
 
 
@@ -157,9 +157,9 @@ def train_batch(batch: int, seq: int, vocab: int, device, seed: int = 0):
     return ids.to(device), mask.to(device), labels.to(device), lengths
 
 
-def train_step(model, opt, batch, policy: str) -> None:
+def train_step(model, opt, batch, policy: str, extra: dict | None = None) -> None:
     ids, mask, labels, lengths = batch
-    kw = masks.policy_forward_kwargs(model, ids, mask, lengths, policy)
+    kw = masks.policy_forward_kwargs(model, ids, mask, lengths, policy, **(extra or {}))
     model(**kw, labels=labels).loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -170,18 +170,18 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def time_variant(model, opt, batch, policy, impl, steps, warmup, device, split_fn=None) -> dict:
+def time_variant(model, opt, batch, policy, impl, extra, steps, warmup, device, split_fn=None):
     with use_split(split_fn):
-        return _time_variant(model, opt, batch, policy, impl, steps, warmup, device)
+        return _time_variant(model, opt, batch, policy, impl, extra, steps, warmup, device)
 
 
-def _time_variant(model, opt, batch, policy, impl, steps, warmup, device) -> dict:
+def _time_variant(model, opt, batch, policy, impl, extra, steps, warmup, device) -> dict:
     model.set_attn_implementation(impl)
     model.train()
     cuda = torch.device(device).type == "cuda"
     t0 = time.time()
     for _ in range(warmup):
-        train_step(model, opt, batch, policy)
+        train_step(model, opt, batch, policy, extra)
     sync(device)
     warm_s = time.time() - t0
     if cuda:
@@ -191,13 +191,13 @@ def _time_variant(model, opt, batch, policy, impl, steps, warmup, device) -> dic
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            train_step(model, opt, batch, policy)
+            train_step(model, opt, batch, policy, extra)
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end) / 1000)
         else:
             t = time.perf_counter()
-            train_step(model, opt, batch, policy)
+            train_step(model, opt, batch, policy, extra)
             times.append(time.perf_counter() - t)
     peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan")
     return dict(times=times, warmup_s=warm_s, peak_gb=peak)
@@ -211,16 +211,16 @@ def run_timing(args, model, device) -> list[dict]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=torch.device(device).type == "cuda")
     variants = [(*v, None) for v in VARIANTS if not (args.skip_flex and v[2] == FLEX)]
     if args.experiments:
-        variants += [(label, "prefix_bidir", masks.PREFIX_SDPA, fn)
+        variants += [(label, "prefix_bidir", masks.PREFIX_SDPA, {}, fn)
                      for label, fn in EXPERIMENTS.items()]
     rows = {v[0]: dict(label=v[0], policy=v[1], impl=v[2], times=[], rounds=[], peak_gb=0.0)
             for v in variants}
     # Rounds in alternating order, so a drift of clocks or temperature does not favour one variant.
     for r in range(args.rounds):
-        for label, policy, impl, fn in variants if r % 2 == 0 else variants[::-1]:
+        for label, policy, impl, extra, fn in variants if r % 2 == 0 else variants[::-1]:
             try:
-                res = time_variant(model, opt, batch, policy, impl, args.steps, args.warmup,
-                                   device, fn)
+                res = time_variant(model, opt, batch, policy, impl, extra, args.steps,
+                                   args.warmup, device, fn)
             except Exception as exc:  # an experiment may not run on this torch; say so
                 if fn is None:
                     raise
@@ -247,9 +247,9 @@ def run_timing(args, model, device) -> list[dict]:
             spread=(max(row["rounds"]) - min(row["rounds"])) / s,
         ))
     if args.profile and torch.device(device).type == "cuda":
-        for label, policy, impl in [VARIANTS[0], VARIANTS[4]]:
+        for label, policy, impl, extra in [VARIANTS[0], VARIANTS[5]]:
             out_row = next(r for r in out if r["label"] == label)
-            out_row["profile"] = profile_step(model, opt, batch, policy, impl)
+            out_row["profile"] = profile_step(model, opt, batch, policy, impl, extra)
             print(f"\n### profile: {label}\n```\n{out_row['profile']}\n```", flush=True)
         out[0]["flash_only_split"] = flash_only_check(model, opt, batch)
         log(f"split backend under flash-only sdpa_kernel: {out[0]['flash_only_split']}")
@@ -257,15 +257,15 @@ def run_timing(args, model, device) -> list[dict]:
     return out
 
 
-def profile_step(model, opt, batch, policy, impl) -> str:
+def profile_step(model, opt, batch, policy, impl, extra) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     model.set_attn_implementation(impl)
-    train_step(model, opt, batch, policy)
+    train_step(model, opt, batch, policy, extra)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(2):
-            train_step(model, opt, batch, policy)
+            train_step(model, opt, batch, policy, extra)
         torch.cuda.synchronize()
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60)
 

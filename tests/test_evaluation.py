@@ -191,6 +191,21 @@ def test_cli(tiny_model_dir, task_dir, tmp_path):
     assert metrics["tasks"]["emb_sums"]["n"] == 3
 
 
+def test_registered_in_lm_eval(tiny_model_dir):
+    from lm_eval.api.registry import get_model
+
+    import maskablate.evaluation  # noqa: F401  (registers the model)
+
+    lm = get_model("maskpolicy-hf").create_from_arg_string(
+        f"pretrained={tiny_model_dir},mask_policy=prefix_bidir,max_batch_tokens=512,"
+        "share_contexts=False",
+        {"batch_size": 4, "max_batch_size": None, "device": "cpu"},
+    )
+    assert (lm.mask_policy, lm.max_batch_tokens, lm.share_contexts) == ("prefix_bidir", 512, False)
+    ((ll, _),) = lm._loglikelihood_tokens([(None, [1, 5, 6], [7, 8])])
+    assert ll < 0
+
+
 def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
     """The real model's class: a tiny Mistral3ForConditionalGeneration, saved with Tekken."""
     from transformers import (

@@ -76,7 +76,7 @@ FOODS = (
     ("owl", "mice"),
     ("frog", "flies"),
 )
-SUM_OPERANDS = NUMBERS[:6]  # one..six: sums two..twelve stay inside NUMBERS
+SUM_OPERANDS = NUMBERS[:5]  # one..five: sums two..ten, near distractors stay inside NUMBERS
 
 #: Defaults of the embedded study: world sizes, the tiny model, pretraining, headline metrics.
 #: The pipeline's config/config.yaml copies these.
@@ -154,7 +154,7 @@ def _opposites(rng: random.Random) -> dict[str, Any]:
     word, opp = pair if rng.random() < 0.5 else pair[::-1]
     pool = [w for p in OPPOSITES for w in p if w not in pair]
     return {
-        "context": f"question : the opposite of {word} is",
+        "context": f"the opposite of {word} is",
         "answer": opp,
         "wrong": rng.sample(pool, 3),
         "sft": ("what is the opposite of this word ?", word, opp),
@@ -166,7 +166,7 @@ def _sums(rng: random.Random) -> dict[str, Any]:
     total = NUMBERS.index(a) + NUMBERS.index(b) + 1  # index of the sum word
     near = [NUMBERS[j] for j in range(total - 3, total + 4) if 1 <= j < len(NUMBERS) and j != total]
     return {
-        "context": f"question : {a} plus {b} is",
+        "context": f"{a} plus {b} is",
         "answer": NUMBERS[total],
         "wrong": rng.sample(near, 3),
         "sft": ("add the two numbers .", f"{a} plus {b}", NUMBERS[total]),

@@ -33,6 +33,7 @@ from functools import lru_cache
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from transformers import AttentionInterface, masking_utils
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -159,19 +160,32 @@ def prefix_lm_mask(
     return build(layer_types[0] if layer_types else None)
 
 
-def _right_padded(attention_mask: torch.Tensor) -> bool:
-    """Every row is its real tokens followed by pads (or no pads at all)."""
+def _right_padded(attention_mask: torch.Tensor, hint: bool | None) -> bool:
+    """Every row is its real tokens followed by pads (or no pads at all).
+
+    Reading the answer off a GPU tensor syncs the host with the device once per step; a caller
+    that guarantees right padding passes ``hint=True`` and only an asynchronous device-side
+    assert checks it (a violated promise then fails loudly instead of attending wrongly).
+    """
+    if hint is False:
+        return False
     am = attention_mask.bool()
-    return bool(am[:, 0].all() and (am[:, 1:] <= am[:, :-1]).all())
+    ok = am[:, 0].all() & (am[:, 1:] <= am[:, :-1]).all()
+    if hint is None or am.device.type == "cpu":
+        if hint and not bool(ok):
+            raise ValueError("right_padded=True but attention_mask has left or inner padding")
+        return bool(ok)
+    torch._assert_async(ok, "right_padded=True but attention_mask is not right padded")
+    return True
 
 
-def _uses_prefix_split(model, past_key_values, attention_mask) -> bool:
+def _uses_prefix_split(model, past_key_values, attention_mask, right_padded) -> bool:
     config = _text_config(model)
     return (
         getattr(config, "_attn_implementation", None) == PREFIX_SDPA
         and past_key_values is None
         and not _has_sliding_layers(config)
-        and _right_padded(attention_mask)
+        and _right_padded(attention_mask, right_padded)
     )
 
 
@@ -184,6 +198,7 @@ def policy_forward_kwargs(
     *,
     past_key_values=None,
     position_ids: torch.Tensor | None = None,
+    right_padded: bool | None = None,
 ) -> dict[str, Any]:
     """kwargs for ``model(**kw)`` that run one forward under ``policy``.
 
@@ -191,6 +206,9 @@ def policy_forward_kwargs(
     ``prompt_lengths[b]`` is the number of non-pad prompt (context) tokens of row ``b``; it is
     only read by ``prefix_bidir``. With a cache, pass ``past_key_values`` and the full-length 2D
     mask; a single-token step is always left causal ("decode unchanged").
+    ``right_padded`` only matters for ``prefix_bidir`` on a :data:`PREFIX_SDPA` model: ``None``
+    checks the mask (one host-device sync), ``True`` promises right padding (checked by an
+    asynchronous device assert), ``False`` forces the mask path.
     """
     check_policy(policy)
     if attention_mask.shape[0] != input_ids.shape[0] or attention_mask.shape[1] < input_ids.shape[1]:
@@ -216,12 +234,14 @@ def policy_forward_kwargs(
         raise ValueError(
             f"prompt_lengths has {len(prompt_lengths)} entries for a batch of {input_ids.shape[0]} rows"
         )
-    if _uses_prefix_split(model, past_key_values, attention_mask):
+    if _uses_prefix_split(model, past_key_values, attention_mask, right_padded):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
         # the flash path needs no mask at all (pad positions get finite, unused outputs). arange
         # positions equal the mask's for real tokens and keep HF's packed-sequence detection off.
         kw["attention_mask"] = None
         kw["position_ids"] = None
+        if isinstance(prompt_lengths, torch.Tensor):
+            prompt_lengths = prompt_lengths.tolist()  # one transfer, not one per row
         kw[_PROMPT_LENGTHS_KWARG] = tuple(int(p) for p in prompt_lengths)
         return kw
     kw["attention_mask"] = prefix_lm_mask(
@@ -238,10 +258,57 @@ def policy_forward_kwargs(
 
 @lru_cache(maxsize=64)
 def _prompt_token_index(lengths: tuple[int, ...], width: int, device: torch.device) -> torch.Tensor:
-    """Flat (row * width + position) index of every prompt token; one per batch, reused by all
-    layers (lengths change per step, so the cache stays small)."""
+    """Flat (row * width + position) index of every prompt token; built once per batch and
+    reused by all layers (lengths change per step, so the cache stays small)."""
     idx = [b * width + t for b, p in enumerate(lengths) for t in range(p)]
     return torch.tensor(idx, dtype=torch.long, device=device)
+
+
+def _prompt_blocks(query, key, value, lengths, scaling, enable_gqa, track: bool):
+    """Per row b, non-causal attention of queries [0, p_b) over keys [0, p_b).
+
+    Returns the per-row (1, H, p, D) outputs and, with ``track``, their detached leaf inputs."""
+    leaves, outs = [], []
+    with torch.set_grad_enabled(track):
+        for b, p in enumerate(lengths):
+            qkv = [x[b : b + 1, :, :p] for x in (query, key, value)]
+            if track:
+                qkv = [x.detach().requires_grad_() for x in qkv]
+            outs.append(F.scaled_dot_product_attention(*qkv, scale=scaling, enable_gqa=enable_gqa))
+            leaves.append(qkv)
+    return outs, leaves
+
+
+def _pack(outs) -> torch.Tensor:
+    """(1, H, p, D) per row -> (sum p, H, D) in row order."""
+    return torch.cat([o[0].transpose(0, 1) for o in outs])
+
+
+class _PromptBlockAttention(torch.autograd.Function):
+    """:func:`_prompt_blocks` packed as (sum p, H, D), with a lean backward.
+
+    Plain autograd over per-row slices of the (B, H, T, D) inputs makes the backward allocate a
+    full-size zero gradient per row and add them up; here each input gets one zero gradient
+    that the rows' gradients are written into. The per-row graphs are built once in forward
+    (no recomputation) and differentiated in backward.
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, lengths, scaling, enable_gqa):
+        outs, leaves = _prompt_blocks(query, key, value, lengths, scaling, enable_gqa, True)
+        ctx.leaves, ctx.outs, ctx.lengths = leaves, outs, lengths
+        ctx.inputs = (query, key, value)
+        return _pack(outs).detach()
+
+    @staticmethod
+    def backward(ctx, grad):
+        grads = [torch.zeros_like(x) for x in ctx.inputs]
+        for b, (p, g) in enumerate(zip(ctx.lengths, grad.split(list(ctx.lengths)))):
+            parts = torch.autograd.grad(ctx.outs[b], ctx.leaves[b], g.transpose(0, 1)[None])
+            for full, part in zip(grads, parts):
+                full[b : b + 1, :, :p] = part
+        ctx.leaves = ctx.outs = ctx.inputs = None
+        return (*grads, None, None, None)
 
 
 def prefix_split_sdpa_attention(
@@ -258,13 +325,10 @@ def prefix_split_sdpa_attention(
 
     With prompt lengths (rows start at column 0), prefix-LM attention is causal attention for
     response queries and full attention over the prompt block for prompt queries. So it is
-    computed exactly as one causal flash call over the whole batch, plus one non-causal flash
-    call per row over that row's prompt block, whose outputs overwrite the prompt rows. The
-    prompt tokens are gathered into one small packed tensor first and written back with one
-    ``index_copy``: per-row slicing of the full (B, H, T, D) tensors made the backward
-    zero-fill a full-size gradient per row (measured 1.078x causal on an H200, vs 1.0x here
-    plus the prompt blocks' FLOPs). The prompt queries' causal work is wasted, which is far
-    cheaper than a dense mask (no flash).
+    computed exactly as one causal flash call over the whole batch plus one non-causal flash
+    call per row over that row's prompt block, whose outputs overwrite the prompt rows with one
+    ``index_copy``. The prompt queries' causal work is wasted, which is far cheaper than a dense
+    mask (which rules out the flash kernel). Dropout is not supported on this path.
     """
     lengths = kwargs.pop(_PROMPT_LENGTHS_KWARG, None)
     if lengths is None or query.shape[2] == 1:
@@ -272,33 +336,24 @@ def prefix_split_sdpa_attention(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     kwargs.pop("is_causal", None)
-    batch, _, width, _ = query.shape
+    batch, heads, width, dim = query.shape
     if len(lengths) != batch:
         raise ValueError(f"{len(lengths)} prompt lengths for a batch of {batch} rows")
+    if dropout:
+        raise ValueError(f"{PREFIX_SDPA} does not support attention dropout ({dropout})")
     # (B, T, H, D); a mask here (if a builder materialised one) is causal + padding, still exact
     # for response queries.
     out, _ = sdpa_attention_forward(
-        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-        is_causal=True, **kwargs,
+        module, query, key, value, attention_mask, scaling=scaling, is_causal=True, **kwargs
     )
+    gqa = key.shape[1] != heads
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (query, key, value)):
+        blocks = _PromptBlockAttention.apply(query, key, value, tuple(lengths), scaling, gqa)
+    else:
+        blocks = _pack(_prompt_blocks(query, key, value, lengths, scaling, gqa, False)[0])
     idx = _prompt_token_index(tuple(lengths), width, query.device)
-
-    def packed(x):  # (B, H, T, D) -> (prompt tokens, H, D)
-        return x.transpose(1, 2).reshape(batch * width, x.shape[1], x.shape[3])[idx]
-
-    q, k, v = packed(query), packed(key), packed(value)
-    blocks, start = [], 0
-    for p in lengths:
-        rows = slice(start, start + p)
-        block, _ = sdpa_attention_forward(
-            module, q[rows].transpose(0, 1)[None], k[rows].transpose(0, 1)[None],
-            v[rows].transpose(0, 1)[None], None, dropout=dropout, scaling=scaling,
-            is_causal=False, **kwargs,
-        )
-        blocks.append(block[0])
-        start += p
-    flat = out.reshape(batch * width, *out.shape[2:])
-    return flat.index_copy(0, idx, torch.cat(blocks)).view(out.shape), None
+    flat = out.reshape(batch * width, heads, out.shape[-1])
+    return flat.index_copy(0, idx, blocks.to(flat.dtype)).view(out.shape), None
 
 
 AttentionInterface.register(PREFIX_SDPA, prefix_split_sdpa_attention)

@@ -84,15 +84,16 @@ def plot_loss_curves(
     for ax, (kind, group) in zip(axes[0], panels):
         for i, (name, data) in enumerate(group):
             color = cmap(i % 10)
+            width = max(1.0, 3.5 - 1.0 * i)  # earlier runs drawn wider: identical curves stay visible
             label = f"{name} ({data.get('policy')})" if kind == "finetune" else name
             train = data["curves"].get("train") or []
             evals = data["curves"].get("eval") or []
             if train:
                 ax.plot([e["step"] for e in train], [e["loss"] for e in train],
-                        color=color, label=f"{label} train")
+                        color=color, linewidth=width, alpha=0.8, label=f"{label} train")
             if evals:
                 ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o--",
-                        color=color, markersize=4, label=f"{label} held-out")
+                        color=color, markersize=2 + width, alpha=0.8, label=f"{label} held-out")
             stop = (data.get("stop") or {}).get("reason")
             if stop and stop != "max_steps" and train:
                 ax.axvline(data.get("steps_done", train[-1]["step"]), color=color, linestyle=":")
