@@ -25,6 +25,7 @@ include: "rules/finetune.smk"
 include: "rules/eval.smk"
 include: "rules/recovery.smk"
 include: "rules/report.smk"
+# runtime/cost planner: `snakemake results/plan.csv` (docs/planner.md); not part of `all`
 include: "rules/plan.smk"
 
 

@@ -252,7 +252,7 @@ def run_timing(args, model, device) -> list[dict]:
             out_row["profile"] = profile_step(model, opt, batch, policy, impl, extra)
             print(f"\n### profile: {label}\n```\n{out_row['profile']}\n```", flush=True)
         out[0]["flash_only_split"] = flash_only_check(model, opt, batch)
-        log(f"split backend under flash-only sdpa_kernel: {out[0]['flash_only_split']}")
+        log(f"split backend (fwd+bwd) under a flash-only sdpa_kernel context: {out[0]['flash_only_split']}")
     del opt
     return out
 
@@ -277,7 +277,7 @@ def flash_only_check(model, opt, batch) -> str:
     model.set_attn_implementation(masks.PREFIX_SDPA)
     try:
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-            train_step(model, opt, batch, "prefix_bidir")
+            train_step(model, opt, batch, "prefix_bidir", {"right_padded": True})
         torch.cuda.synchronize()
         return "ok"
     except RuntimeError as exc:

@@ -49,12 +49,16 @@ def test_task_docs_well_formed(name):
 
 def test_facts_are_right():
     for d in embedded.task_docs("emb_sums", 0, 50):
-        a, b = d["context"].split()[4], d["context"].split()[6]
+        a, _, b, _ = d["context"].split()
         total = embedded.NUMBERS.index(a) + embedded.NUMBERS.index(b) + 2
         assert d["choices"][d["label"]] == embedded.NUMBERS[total - 1]
     opposite = {w: o for p in embedded.OPPOSITES for w, o in (p, p[::-1])}
     for d in embedded.task_docs("emb_opposites", 0, 50):
-        assert d["choices"][d["label"]] == opposite[d["context"].split()[7]]
+        assert d["choices"][d["label"]] == opposite[d["context"].split()[3]]
+    tool_for = dict(embedded.TOOLS)
+    for d in embedded.task_docs("emb_tools", 0, 50):
+        goal = d["context"].removeprefix("to ").removesuffix(" use a")
+        assert d["choices"][d["label"]] == f"{tool_for[goal]} ."
     for d in embedded.task_docs("emb_count", 0, 50):
         words = d["context"].split()
         seq = list(embedded.NUMBERS)[:: 1 if words[1] == "up" else -1]
@@ -66,8 +70,8 @@ def test_corpus_states_task_facts(tmp_path):
     paths = embedded.write_all(tmp_path, corpus_docs=200, task_docs=10, sft_pairs=10)
     text = " ".join(json.loads(line)["text"] for line in paths["corpus"].open())
     # every task template occurs, with its answer, in the pretraining text
-    assert "question : what is the opposite of" in text
-    assert "goal : " in text and "solution : use a" in text
+    assert "the opposite of" in text
+    assert all(f"to {goal} use a {tool} ." in text for goal, tool in embedded.TOOLS)
     assert "count up :" in text and "count down :" in text
     assert " likes " in text and " plus " in text
     rows = [json.loads(line) for line in paths["sft"].open()]

@@ -35,7 +35,16 @@ def test_read_errors(tmp_path):
 
 
 def test_register_hub_id_offline_keeps_the_configured_revision(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # a cached snapshot of org/model at v1 (an uncached id offline is refused: test_reliability.py)
+    repo = tmp_path / "hub" / "models--org--model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "v1").write_text("a" * 40)
+    (repo / "snapshots" / ("a" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("a" * 40) / "config.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     card = model_card.register_pretrained(tmp_path / "c.json", model="org/model", revision="v1")
     assert (card["path"], card["id"], card["revision"]) == ("org/model", "org/model", "v1")
     assert card["resolved"].startswith("offline")

@@ -53,6 +53,10 @@ class TaskNotFoundError(ValueError):
     pass
 
 
+class TaskFileError(ValueError):
+    """A local task's YAML or data file is malformed; the message names the file (and row)."""
+
+
 @register_model("maskpolicy-hf")
 class MaskPolicyLM(HFLM):
     """HFLM whose log-likelihoods are computed under ``mask_policy`` by the fast scorer.
@@ -148,9 +152,12 @@ def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
         raise FileNotFoundError(f"task folder {d} does not exist")
     configs = {}
     for path in sorted(d.glob("*.yaml")):
-        cfg = yaml.safe_load(path.read_text())
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:  # its own message names "<unicode string>", not the file
+            raise TaskFileError(f"task config {path} is not valid YAML: {exc}") from exc
         if not isinstance(cfg, dict) or "task" not in cfg:
-            raise ValueError(f"{path} is not an lm-eval task config (no 'task' key)")
+            raise TaskFileError(f"{path} is not an lm-eval task config (no 'task' key)")
         files = (cfg.get("dataset_kwargs") or {}).get("data_files")
         if files is not None:
             cfg["dataset_kwargs"]["data_files"] = _resolve_data_files(
@@ -185,9 +192,35 @@ def load_tasks(tasks: list[str], task_dirs=()) -> tuple[dict[str, Any], dict[str
             )
             + (f". Local tasks: {', '.join(sorted(local))}" if local else "")
         )
-    loaded = tm.load([local[t] if t in local else t for t in tasks])
+    try:
+        loaded = tm.load([local[t] if t in local else t for t in tasks])
+    except Exception as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)
+        files = [f for t in tasks if t in local for f in _data_file_list(local[t])]
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise TaskFileError(
+            f"cannot load task(s) {', '.join(tasks)}: {type(exc).__name__}: {exc}{cause}"
+            + (f"; local data files: {', '.join(files)}" if files else "")
+        ) from exc
     used_local = {t: local[t] for t in tasks if t in local}
+    for t in used_local:  # a doc without a valid gold answer would be scored silently wrong
+        _check_local_docs(t, loaded["tasks"][t], used_local[t])
     return loaded["tasks"], used_local, tm
+
+
+def _check_local_docs(name: str, task, cfg: dict) -> None:
+    for i, doc in enumerate(task.eval_docs):
+        try:
+            choices = task.doc_to_choice(doc)
+            if isinstance(task.doc_to_target(doc), list):
+                continue  # several gold answers: lm-eval checks those itself
+            gold = _gold_index(task, doc, choices)
+        except Exception as exc:
+            gold, choices = exc, []
+        if isinstance(gold, Exception) or not 0 <= gold < len(choices):
+            raise TaskFileError(
+                f"task {name} ({', '.join(_data_file_list(cfg))}): doc {i} has no valid gold answer "
+                f"among its choices ({gold!r}); doc keys: {', '.join(sorted(doc))}"
+            )
 
 
 # --- results ------------------------------------------------------------------------------------

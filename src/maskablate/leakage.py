@@ -7,8 +7,9 @@ Same weights, same prompt/response examples, response-token loss (token-weighted
   ``DEFAULT_THRESHOLD = 0.5``: a leak-free policy changes a causally trained model's response
   loss by tens of percent at most and mostly upwards (measured on tiny causally trained models:
   prefix_bidir 1.0-9x, after 400 steps of prefix training 0.87x), while exploited leakage drives
-  it towards zero (seed study 1.023 -> 0.070 = 0.07x; tiny model after 50 steps of prefill_bidir
-  training 0.25x, after 100 steps 0.006x). 0.5 sits between the two with a margin both ways.
+  it towards zero (seed study 1.023 -> 0.070 = 0.07x; tiny causally trained model after 200 steps
+  of prefill_bidir training 0.115x; from scratch 0.27x after 50 steps). 0.5 sits between the two
+  with a margin both ways.
 - **future dependence**: the last token of every row is replaced and the response losses at the
   positions whose inputs and label are unchanged are recomputed; under a leak-free policy they
   are identical, under a leaking one they move. This needs no trained weights: a small causally
@@ -172,8 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="Alpaca-style .jsonl (instruction, input, output)")
     p.add_argument("--policy", required=True, choices=masks.POLICIES)
     p.add_argument("--n", type=int, default=64, help="first N rows of --data (default 64)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"flag when loss_policy/loss_causal is below this (default {DEFAULT_THRESHOLD})")
+    p.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD,
+        help=f"flag when loss_policy/loss_causal is below this (default {DEFAULT_THRESHOLD})",
+    )
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
     p.add_argument("--max-seq-len", type=int, default=512)

@@ -22,9 +22,10 @@ no-op as soon as a padded batch materialises a mask. Both traps are pinned by te
   the backend's own format (additive float for eager, bool/None for sdpa, BlockMask for flex).
   Sliding-window layers keep their window: see :func:`prefix_lm_mask`.
 - :data:`PREFIX_SDPA` is an extra attention implementation (registered with transformers'
-  ``AttentionInterface``) that equals ``sdpa`` except for ``prefix_bidir`` on right-padded batches:
-  there it runs one flash-eligible causal call over each row plus one non-causal call over each
-  prompt block, instead of a dense mask that disables the flash kernel. See docs/masks.md.
+  ``AttentionInterface``) that equals ``sdpa`` except for ``prefix_bidir`` on right-padded batches
+  without a cache: there it runs one mask-free (flash-eligible) causal call over the batch plus
+  one non-causal call per row over its prompt block, instead of a dense mask that rules out the
+  flash kernels. Same audit, same numbers; see docs/masks.md for when it pays.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface, masking_utils
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -71,7 +73,8 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 def prompt_token_mask(
     attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int]
 ) -> torch.Tensor:
-    """True on the first ``prompt_lengths[b]`` non-pad tokens of each row (left or right padding)."""
+    """True on the first ``prompt_lengths[b]`` non-pad tokens of each row (left or right
+    padding)."""
     pos = position_ids_from_mask(attention_mask)
     lengths = torch.as_tensor(prompt_lengths, device=attention_mask.device).view(-1, 1)
     return attention_mask.bool() & (pos < lengths)
@@ -95,7 +98,8 @@ def _has_sliding_layers(config) -> bool:
 
 def _windowed_prompt_block(block_ids: torch.Tensor, window: int):
     """Prompt-block overlay limited to the layer's window: the bidirectional twin of the causal
-    sliding window (HF's causal window is ``q - kv < window``; inside the prompt ``|q - kv| < window``)."""
+    sliding window (HF's causal window is ``q - kv < window``; in the prompt ``|q - kv| < window``).
+    """
     block = masking_utils.blockwise_overlay(block_ids)
 
     def inner(batch_idx, head_idx, q_idx, kv_idx):
@@ -211,7 +215,10 @@ def policy_forward_kwargs(
     asynchronous device assert), ``False`` forces the mask path.
     """
     check_policy(policy)
-    if attention_mask.shape[0] != input_ids.shape[0] or attention_mask.shape[1] < input_ids.shape[1]:
+    if (
+        attention_mask.shape[0] != input_ids.shape[0]
+        or attention_mask.shape[1] < input_ids.shape[1]
+    ):
         raise ValueError(
             f"attention_mask shape {tuple(attention_mask.shape)} does not cover input_ids "
             f"shape {tuple(input_ids.shape)}"
@@ -232,7 +239,8 @@ def policy_forward_kwargs(
         raise ValueError("prefix_bidir needs prompt_lengths (prompt tokens per row)")
     if len(prompt_lengths) != input_ids.shape[0]:
         raise ValueError(
-            f"prompt_lengths has {len(prompt_lengths)} entries for a batch of {input_ids.shape[0]} rows"
+            f"prompt_lengths has {len(prompt_lengths)} entries for a batch of "
+            f"{input_ids.shape[0]} rows"
         )
     if _uses_prefix_split(model, past_key_values, attention_mask, right_padded):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
@@ -264,12 +272,17 @@ def _prompt_token_index(lengths: tuple[int, ...], width: int, device: torch.devi
     return torch.tensor(idx, dtype=torch.long, device=device)
 
 
+_BLOCK_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
 def _prompt_blocks(query, key, value, lengths, scaling, enable_gqa, track: bool):
     """Per row b, non-causal attention of queries [0, p_b) over keys [0, p_b).
 
     Returns the per-row (1, H, p, D) outputs and, with ``track``, their detached leaf inputs."""
     leaves, outs = [], []
-    with torch.set_grad_enabled(track):
+    # Not cuDNN: it builds an execution plan per new shape (~65 ms each on an H200, and every
+    # prompt length is a new shape); flash needs none. The full causal call keeps cuDNN.
+    with torch.set_grad_enabled(track), sdpa_kernel(_BLOCK_BACKENDS):
         for b, p in enumerate(lengths):
             qkv = [x[b : b + 1, :, :p] for x in (query, key, value)]
             if track:

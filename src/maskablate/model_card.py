@@ -98,7 +98,18 @@ def register_pretrained(
         # A multi-GB checkpoint is not re-hashed here; its manifest (if any) is checked on load.
         return write(out, source="pretrained", model=model, revision=revision,
                      config_slice=config_slice, extra=extra, started=started, fingerprint=False)
+    if model.startswith((os.sep, ".", "~")) or model.count("/") > 1:
+        raise ModelCardError(f"model.path {model} does not exist (and is not a hub id org/name)")
     if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        # Fail here, before any GPU job, not in the first job that loads the model.
+        if not isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str):
+            raise ModelCardError(
+                f"model.path {model!r} (revision {revision!r}) is not in the local Hugging Face "
+                f"cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: download it on a "
+                "machine with network (`hf download`), or point model.path to a local directory."
+            )
         extra["resolved"] = "offline: revision as configured (not resolved to a commit)"
     else:
         from huggingface_hub import model_info, snapshot_download

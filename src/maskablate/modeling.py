@@ -75,6 +75,10 @@ def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
     try:
         tok = AutoTokenizer.from_pretrained(str(path), revision=revision)
     except Exception as exc:  # transformers raises several types here
+        if Path(path).is_dir():  # a damaged pipeline checkpoint: name the missing/altered file
+            from maskablate import checkpoint
+
+            checkpoint.verify_if_manifest(path)
         raise ModelLoadError(f"cannot load a tokenizer from {path}: {exc}") from exc
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
