@@ -78,6 +78,9 @@ def test_embedded_config_copies_the_embedded_defaults():
         assert embedded.DEFAULTS[key] == value, key
     for key, value in cfg["model"]["embedded"]["arch"].items():
         assert embedded.DEFAULTS["model"][key] == value, key
+    pretrain = cfg["model"]["embedded"]["pretrain"]
+    for key, value in embedded.DEFAULTS["pretrain"].items():
+        assert pretrain.get(key) == value, key
     tasks = {t["name"]: t["metric"] for t in cfg["eval"]["tasks"]}
     assert tasks == embedded.DEFAULTS["headline"]
 

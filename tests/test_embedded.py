@@ -57,7 +57,7 @@ def test_facts_are_right():
         assert d["choices"][d["label"]] == opposite[d["context"].split()[3]]
     tool_for = dict(embedded.TOOLS)
     for d in embedded.task_docs("emb_tools", 0, 50):
-        goal = d["context"].removeprefix("to ").removesuffix(" use a")
+        goal = d["context"].removeprefix("to ").removesuffix(" use")
         assert d["choices"][d["label"]] == f"{tool_for[goal]} ."
     for d in embedded.task_docs("emb_count", 0, 50):
         words = d["context"].split()
@@ -71,7 +71,7 @@ def test_corpus_states_task_facts(tmp_path):
     text = " ".join(json.loads(line)["text"] for line in paths["corpus"].open())
     # every task template occurs, with its answer, in the pretraining text
     assert "the opposite of" in text
-    assert all(f"to {goal} use a {tool} ." in text for goal, tool in embedded.TOOLS)
+    assert all(f"to {goal} use {tool} ." in text for goal, tool in embedded.TOOLS)
     assert "count up :" in text and "count down :" in text
     assert " likes " in text and " plus " in text
     rows = [json.loads(line) for line in paths["sft"].open()]

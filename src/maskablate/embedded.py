@@ -11,7 +11,7 @@ The five tasks mirror the study's real ones in shape:
 ====================  ===============  =========================================================
 embedded task         mirrors          shape
 ====================  ===============  =========================================================
-``emb_count``         hellaswag        4 endings of a counting sentence (up or down), 3 tokens
+``emb_count``         hellaswag        4 endings of a counting sentence (up or down), 4 tokens
 ``emb_tools``         piqa             goal -> 2 candidate solutions
 ``emb_opposites``     arc_easy         4-choice question: the opposite of a word
 ``emb_sums``          arc_challenge    4-choice question: a sum in words (harder)
@@ -40,18 +40,12 @@ NUMBERS = (
 OPPOSITES = (
     ("hot", "cold"),
     ("big", "small"),
-    ("tall", "short"),
     ("fast", "slow"),
     ("up", "down"),
-    ("day", "night"),
     ("happy", "sad"),
     ("old", "young"),
     ("wet", "dry"),
-    ("light", "dark"),
-    ("open", "closed"),
     ("full", "empty"),
-    ("hard", "soft"),
-    ("loud", "quiet"),
 )
 TOOLS = (  # (goal, tool): each goal's object word is unique, so it alone names the tool
     ("cut bread", "knife"),
@@ -129,10 +123,7 @@ def _count(rng: random.Random) -> dict[str, Any]:
     seq = list(NUMBERS) if direction == "up" else list(reversed(NUMBERS))
     start = rng.randrange(0, len(seq) - 5)
     ctx, end = seq[start : start + 3], seq[start + 3 : start + 6]
-    # Hard negative: the other direction from the same last number, where it exists.
-    back = list(reversed(seq))
-    i = back.index(ctx[-1])
-    wrong = [back[i + 1 : i + 4]] if i + 4 <= len(back) else []
+    wrong: list[list[str]] = []
     while len(wrong) < 3:
         cand = rng.sample(NUMBERS, 3)
         if cand != end and cand not in wrong:
@@ -149,7 +140,7 @@ def _tools(rng: random.Random) -> dict[str, Any]:
     goal, tool = rng.choice(TOOLS)
     other = rng.choice([t for _, t in TOOLS if t != tool])
     return {
-        "context": f"to {goal} use a",
+        "context": f"to {goal} use",
         "answer": f"{tool} .",
         "wrong": [f"{other} ."],
         "sft": ("which tool do you use for this ?", goal, f"a {tool}"),

@@ -31,8 +31,8 @@ from maskablate.masks import check_policy, policy_forward_kwargs
 
 Request = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
 
-#: Rows of vocab-sized fp32 logits materialised at once (2048 x 131072 x 4 B = 1 GiB).
-LOGIT_CHUNK_ROWS = 2048
+#: Rows of vocab-sized fp32 logits materialised at once (1024 x 131072 x 4 B = 0.5 GiB).
+LOGIT_CHUNK_ROWS = 1024
 
 
 @dataclass(frozen=True)

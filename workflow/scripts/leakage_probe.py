@@ -19,7 +19,7 @@ argv = [
     "--batch-size", str(cfg["batch_size"]),
     "--dtype", cfg["dtype"],
     "--out", snakemake.output[0],
-]  # fmt: skip
+]
 if cfg["threshold"] is not None:
     argv += ["--threshold", str(cfg["threshold"])]
 sys.exit(leakage.main(argv))
