@@ -1,5 +1,7 @@
 # Config validation, the derived study layout (variants, stages, eval targets) and helpers.
 # Nothing here imports torch: the Snakefile must parse in well under a second (no-op reruns).
+import os
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -33,6 +35,11 @@ def sorted_tree(obj):
 
 EMBEDDED_MODEL = config["model"]["source"] == "embedded"
 EMBEDDED_DATA = config["data"]["source"] == "embedded"
+if EMBEDDED_MODEL and EMBEDDED_DATA:
+    # Nothing of the embedded study is on the hub: an accidental hub call fails at once instead
+    # of waiting on a network that may not be there. Jobs inherit the environment.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 ABLATED = config["eval"]["ablated_policy"]
 VARIANT_META = ("stage", "policy", "extends", "allow_leakage")
 

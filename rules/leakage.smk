@@ -1,6 +1,7 @@
 # The leakage probe, once per training policy: does the policy let response tokens see the
-# answer? Response loss under the policy vs causal on held-out pairs; a finetune under a leaking
-# policy is refused unless its variant sets allow_leakage.
+# answer? Response loss under the policy vs causal on the first SFT pairs, and whether a loss
+# moves when only a later token changes; a finetune under a leaking policy is refused unless its
+# variant sets allow_leakage.
 
 
 rule leakage_probe:

@@ -252,3 +252,19 @@ def test_snakemake_report(finished, tmp_path):
     html = out.read_text()
     for name in ("recovery.csv", "scores.png", "loss_curves.png"):
         assert name in html, name
+
+
+def test_leaking_variant_is_refused_by_the_probe(finished, tmp_path):
+    """A prefill_bidir finetune without allow_leakage: probe runs, the finetune refuses, named."""
+    wd = tmp_path / "copy"
+    shutil.copytree(finished, wd, symlinks=True)
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg["finetune"]["variants"]["3C"] = {"stage": 3, "policy": "prefill_bidir"}
+    (wd / "config" / "leaky.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake(wd, "-c2", "results/finetune/3C/summary.json", "--configfile", "config/leaky.yaml")
+    log = r.stdout + r.stderr
+    assert r.returncode != 0, log
+    probe = json.loads((wd / "results/leakage/prefill_bidir.json").read_text())
+    assert probe["policy"] == "prefill_bidir" and probe["leaks"] is True
+    assert "leakage gate" in log and "allow_leakage: true" in log, log
+    assert not (wd / "results/finetune/3C/summary.json").exists()

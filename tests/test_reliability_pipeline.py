@@ -16,6 +16,7 @@ afterwards fails before any job and leaves every output as it was.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -60,6 +61,7 @@ def start(wd: Path, env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "snakemake", "-c1", "--configfile", "small.yaml", *args],
         cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, as in a terminal (Ctrl-C reaches the jobs too)
     )
 
 
@@ -80,6 +82,12 @@ def job_process(proc: subprocess.Popen, script: str) -> psutil.Process:
         except psutil.NoSuchProcess:
             continue
     raise AssertionError(f"no running job for {script}")
+
+
+def incomplete_marks(wd: Path) -> set[str]:
+    """Outputs Snakemake has marked incomplete (file names are the base64 of the output path)."""
+    d = wd / ".snakemake/incomplete"
+    return {base64.b64decode(p.name).decode() for p in d.iterdir() if p.is_file()} if d.is_dir() else set()
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +124,14 @@ def runs(tmp_path_factory, tiny_model_dir):
     log = found[0]
     model, policy = log.stem.split(".")
     time.sleep(0.5)  # into the model load / scoring
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
     info["finished_before_interrupt"] = "[eval] macro" in log.read_text()
     out = proc.communicate(timeout=600)[0]
     info["logs"].append(out)
     target = wd / f"results/eval/{model}/{policy}"
     info["interrupt"] = {"rc": proc.returncode, "log": out, "target": target, "at": time.time(),
                          "left": sorted(p.name for p in target.glob("*")) if target.exists() else [],
+                         "incomplete": incomplete_marks(wd),
                          "planned": planned_jobs(subprocess.run(
                              [sys.executable, "-m", "snakemake", "-n", "--configfile", "small.yaml"],
                              cwd=wd, env=env, capture_output=True, text=True).stdout)}
@@ -183,9 +192,12 @@ def test_rerun_resumes_and_equals_an_uninterrupted_run(runs, tmp_path):
 def test_interrupted_eval_leaves_no_partial_output_and_reruns(runs):
     i = runs["interrupt"]
     assert i["rc"] != 0 and not runs["finished_before_interrupt"], i["log"][-4000:]
-    # Snakemake removed the outputs of the job it interrupted; the eval writes via .tmp + rename
-    assert "metrics.json" not in i["left"] and "samples.parquet" not in i["left"], (i["left"], i["log"][-3000:])
+    # Snakemake removed the outputs of the job it interrupted (the eval writes via .tmp + rename);
+    # anything it could not remove would be marked incomplete and redone
     model, policy = i["target"].parts[-2:]
+    for name in ("metrics.json", "samples.parquet"):
+        assert name not in i["left"] or f"results/eval/{model}/{policy}/{name}" in i["incomplete"], i
+    assert "Terminating processes on user request" in i["log"], i["log"][-3000:]
     assert ("eval_model", f"results/eval/{model}/{policy}/metrics.json") in i["planned"]
     metrics = i["target"] / "metrics.json"
     assert metrics.stat().st_mtime > i["at"]  # written by the finishing run, after the interruption
@@ -193,7 +205,7 @@ def test_interrupted_eval_leaves_no_partial_output_and_reruns(runs):
     pd.read_parquet(i["target"] / "samples.parquet")
     wd = runs["wd"]
     assert not [p for p in (wd / "results").rglob("*.tmp")]
-    assert not any((wd / ".snakemake/incomplete").rglob("*")) if (wd / ".snakemake/incomplete").exists() else True
+    assert incomplete_marks(wd) == set()
     r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "small.yaml"],
                        cwd=wd, capture_output=True, text=True)
     assert planned_jobs(r.stdout) == set(), r.stdout

@@ -44,12 +44,12 @@ def need_root() -> None:
                     "/etc/slurm/slurm.conf, runs sshd in mount+PID namespaces")
 
 
-def copy_checkout(dst: Path, git: bool = False) -> Path:
+def copy_checkout(dst: Path, source: Path = ROOT, git: bool = False) -> Path:
     """A user's checkout in dst. git=True: a repository with everything added, since the Vast
     executor ships the git-tracked files (the index is enough, no commit)."""
     dst.mkdir(parents=True, exist_ok=True)
     for name in CHECKOUT:
-        src = ROOT / name
+        src = source / name
         if src.is_symlink():
             (dst / name).symlink_to(os.readlink(src))
         elif src.is_dir():
@@ -69,12 +69,15 @@ def git_add_all(wd: Path) -> None:
 
 def run_snakemake(wd: Path, *args: str, env: dict | None = None, timeout: float = 900,
                   log_name: str = "snakemake.log") -> subprocess.CompletedProcess:
-    """`snakemake ARGS` as a user types it (the console script, not `python -m`), in wd.
+    """`snakemake ARGS` as a user types it (the console script, not `python -m`), in wd. A
+    checkout's own src/ comes first on PYTHONPATH: the run uses that copy of the library.
 
     On timeout: SIGINT (Snakemake cancels its jobs), then SIGKILL, and the test fails."""
     log = wd / log_name
+    own = {"PYTHONPATH": str(wd / "src")} if (wd / "src").is_dir() else {}
     with open(log, "w") as out:
-        proc = subprocess.Popen([SNAKEMAKE, *args], cwd=wd, env={**CLEAN_ENV, **(env or {})},
+        proc = subprocess.Popen([SNAKEMAKE, *args], cwd=wd,
+                                env={**CLEAN_ENV, **own, **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             proc.wait(timeout=timeout)
@@ -126,6 +129,8 @@ def slurm_cluster(tmp_path_factory):
         raise
     yield state
     slurm_local.stop(root)
+    running = {n: p for n, p in state["pids"].items() if slurm_local.alive(p)}
+    assert not running, f"daemons still running after stop: {running}"
 
 
 # ----------------------------------------------------------------------------- Vast
@@ -165,10 +170,17 @@ def vast(tmp_path, remote_python):
 
 
 @pytest.fixture(scope="session")
-def embedded_local(tmp_path_factory) -> Path:
+def snapshot(tmp_path_factory) -> Path:
+    """The working tree as the session starts. Runs that are compared copy this one, so they run
+    the same code and config even if the tree changes meanwhile."""
+    return copy_checkout(tmp_path_factory.mktemp("snapshot"))
+
+
+@pytest.fixture(scope="session")
+def embedded_local(tmp_path_factory, snapshot) -> Path:
     """The embedded default run once here, locally (the reference for executor runs)."""
     need_root()
-    wd = copy_checkout(tmp_path_factory.mktemp("embedded-local"))
+    wd = copy_checkout(tmp_path_factory.mktemp("embedded-local"), source=snapshot)
     started = time.time()
     r = run_snakemake(wd, "-c2", "results/recovery.csv", timeout=1800)
     assert r.returncode == 0, r.stdout[-6000:]

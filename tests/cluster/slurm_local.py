@@ -186,7 +186,7 @@ def start(root: Path, gpus: int = 2) -> dict:
     return state
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """True while pid runs; a zombie (exited, parent gone or not reaping) counts as stopped."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -208,7 +208,7 @@ def _stop_pid(name: str, pid: int, timeout: float = 10) -> None:
             if done:
                 return
         except ChildProcessError:
-            if not _alive(pid):
+            if not alive(pid):
                 return
         time.sleep(0.1)
     print(f"slurm_local: {name} ({pid}) ignored SIGTERM, sending SIGKILL", file=sys.stderr)

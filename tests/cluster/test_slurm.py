@@ -61,8 +61,8 @@ def metrics_scores(wd: Path) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def slurm_run(slurm_cluster, tmp_path_factory):
-    wd = copy_checkout(tmp_path_factory.mktemp("slurm-checkout"))
+def slurm_run(slurm_cluster, tmp_path_factory, snapshot):
+    wd = copy_checkout(tmp_path_factory.mktemp("slurm-checkout"), source=snapshot)
     config = gpu_config(wd, slurm_cluster["gpu_type"])
     before = set(slurm_jobs())
     r = run_snakemake(wd, "--profile", "slurm", "results/recovery.csv", "--configfile", config,
