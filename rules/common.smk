@@ -5,8 +5,8 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# maskablate.masks.POLICIES, restated: importing the library here would import torch
-POLICIES = ["causal", "prefill_bidir", "prefix_bidir"]
+# maskablate.study imports no torch: the Snakefile must parse fast
+from maskablate.study import POLICIES, ConfigError, resolve_variants, sorted_tree
 
 
 def _config_error(exc):
@@ -24,15 +24,6 @@ except WorkflowError as exc:
     raise _config_error(exc) from None
 
 
-def sorted_tree(obj):
-    """A copy with every mapping's keys sorted: params compare by repr, so order must not vary."""
-    if isinstance(obj, dict):
-        return {k: sorted_tree(obj[k]) for k in sorted(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [sorted_tree(v) for v in obj]
-    return obj
-
-
 EMBEDDED_MODEL = config["model"]["source"] == "embedded"
 EMBEDDED_DATA = config["data"]["source"] == "embedded"
 if EMBEDDED_MODEL and EMBEDDED_DATA:
@@ -41,51 +32,12 @@ if EMBEDDED_MODEL and EMBEDDED_DATA:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 ABLATED = config["eval"]["ablated_policy"]
-VARIANT_META = ("stage", "policy", "extends", "allow_leakage")
-
-
-def _resolve_variants(variants, defaults):
-    """name -> {stage, policy, allow_leakage, extends, params}; params = defaults + overrides.
-
-    A stage-5 variant inherits policy, allow_leakage and overrides of the stage-3 variant it
-    extends, then applies its own.
-    """
-    out = {}
-    for name, v in variants.items():
-        key = f"finetune.variants.{name}"
-        parent = {}
-        if v["stage"] == 5:
-            base = v["extends"]
-            if base not in variants:
-                raise WorkflowError(
-                    f"invalid config at {key}.extends: variant {base!r} does not exist "
-                    f"(finetune.variants has: {', '.join(sorted(variants))})"
-                )
-            if variants[base]["stage"] != 3:
-                raise WorkflowError(
-                    f"invalid config at {key}.extends: {base!r} is a stage-{variants[base]['stage']} "
-                    "variant; a stage-5 variant extends a stage-3 one"
-                )
-            parent = variants[base]
-        overrides = {
-            **{k: x for k, x in parent.items() if k not in VARIANT_META},
-            **{k: x for k, x in v.items() if k not in VARIANT_META},
-        }
-        out[name] = dict(
-            stage=v["stage"],
-            policy=v.get("policy", parent.get("policy")),
-            extends=v.get("extends"),
-            allow_leakage=bool(
-                v.get("allow_leakage", parent.get("allow_leakage", False))
-            ),
-            params=sorted_tree({**defaults, **overrides}),
-        )
-    return out
-
-
-VARIANTS = _resolve_variants(
-    config["finetune"]["variants"], config["finetune"]["defaults"]
-)
+try:
+    VARIANTS = resolve_variants(
+        config["finetune"]["variants"], config["finetune"]["defaults"]
+    )
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 TRAIN_POLICIES = sorted({v["policy"] for v in VARIANTS.values()})
 MODELS = ["base", *sorted(VARIANTS)]
 

@@ -39,7 +39,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface, masking_utils
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-POLICIES: tuple[str, ...] = ("causal", "prefill_bidir", "prefix_bidir")
+from maskablate.study import POLICIES  # noqa: E402  (one list, importable without torch)
 
 #: Policies under which a token's representation may depend on later response tokens.
 LEAKING_POLICIES: frozenset[str] = frozenset({"prefill_bidir"})

@@ -43,6 +43,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from maskablate import study
+
 KINDS = ("train", "eval", "probe")
 #: Matmul FLOPs per token per parameter: forward 2, forward + backward 6 (Kaplan et al. 2020).
 FLOPS_PER_PARAM_TOKEN = {"train": 6, "eval": 2, "probe": 2}
@@ -830,22 +832,9 @@ BENCHMARKS = {
     "finetune": "benchmarks/finetune/{variant}.tsv",
     "eval": "benchmarks/eval_model/{model}.{policy}.tsv",
 }
-VARIANT_META = ("stage", "policy", "extends", "allow_leakage")
-
-
 def resolve_variants(finetune: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """name -> {stage, policy, params}: defaults + the stage-3 parent's overrides + its own.
-
-    Same rule as rules/common.smk (which hands its resolved VARIANTS to rules/plan.smk); this is
-    for the CLI, which runs without Snakemake.
-    """
-    variants, out = finetune["variants"], {}
-    for name, v in variants.items():
-        parent = variants.get(v.get("extends"), {}) if v.get("stage") == 5 else {}
-        own = {k: x for k, x in {**parent, **v}.items() if k not in VARIANT_META}
-        out[name] = dict(stage=v["stage"], policy=v.get("policy", parent.get("policy")),
-                         params={**finetune.get("defaults", {}), **own})
-    return out
+    """name -> {stage, policy, params, ...}, by the same rule as the pipeline (maskablate.study)."""
+    return study.resolve_variants(finetune["variants"], finetune.get("defaults", {}))
 
 
 def _words(text: str) -> int:

@@ -1,0 +1,64 @@
+"""The study layout derived from a config: policies and resolved finetune variants.
+
+Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
+Shared by rules/common.smk and the planner so the variant rules have one definition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+POLICIES: tuple[str, ...] = ("causal", "prefill_bidir", "prefix_bidir")
+VARIANT_META = ("stage", "policy", "extends", "allow_leakage")
+
+
+class ConfigError(ValueError):
+    """A config value that the schema cannot express; the message names the key path."""
+
+
+def sorted_tree(obj: Any) -> Any:
+    """A copy with every mapping's keys sorted: params compare by repr, so order must not vary."""
+    if isinstance(obj, dict):
+        return {k: sorted_tree(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [sorted_tree(v) for v in obj]
+    return obj
+
+
+def resolve_variants(
+    variants: dict[str, dict[str, Any]], defaults: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """name -> {stage, policy, extends, allow_leakage, params}; params = defaults + overrides.
+
+    A stage-5 variant inherits policy, allow_leakage and overrides of the stage-3 variant it
+    extends, then applies its own.
+    """
+    out = {}
+    for name, v in variants.items():
+        key = f"finetune.variants.{name}"
+        parent: dict[str, Any] = {}
+        if v["stage"] == 5:
+            base = v.get("extends")
+            if base not in variants:
+                raise ConfigError(
+                    f"invalid config at {key}.extends: variant {base!r} does not exist "
+                    f"(finetune.variants has: {', '.join(sorted(variants))})"
+                )
+            if variants[base]["stage"] != 3:
+                raise ConfigError(
+                    f"invalid config at {key}.extends: {base!r} is a stage-{variants[base]['stage']} "
+                    "variant; a stage-5 variant extends a stage-3 one"
+                )
+            parent = variants[base]
+        overrides = {
+            **{k: x for k, x in parent.items() if k not in VARIANT_META},
+            **{k: x for k, x in v.items() if k not in VARIANT_META},
+        }
+        out[name] = dict(
+            stage=v["stage"],
+            policy=v.get("policy", parent.get("policy")),
+            extends=v.get("extends"),
+            allow_leakage=bool(v.get("allow_leakage", parent.get("allow_leakage", False))),
+            params=sorted_tree({**defaults, **overrides}),
+        )
+    return out
