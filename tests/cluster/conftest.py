@@ -2,8 +2,8 @@
 sshd "instances", temporary copies of the workflow, and one local run of the embedded default
 that the SLURM and Vast runs are compared with.
 
-Everything here needs root (daemons, mknod, mount namespaces, /etc/slurm). Without root the tests
-are skipped with that reason; with root a failure to start is an error, never a skip.
+These fixtures need root (daemons, mknod, mount namespaces, /etc/slurm). Without root the tests
+using them are skipped with that reason; with root a failure to start is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -44,9 +44,8 @@ def need_root() -> None:
                     "/etc/slurm/slurm.conf, runs sshd in mount+PID namespaces")
 
 
-def copy_checkout(dst: Path, source: Path = ROOT, git: bool = False) -> Path:
-    """A user's checkout in dst. git=True: a repository with everything added, since the Vast
-    executor ships the git-tracked files (the index is enough, no commit)."""
+def copy_checkout(dst: Path, source: Path = ROOT) -> Path:
+    """A user's checkout (the files a run needs) of `source` in dst."""
     dst.mkdir(parents=True, exist_ok=True)
     for name in CHECKOUT:
         src = source / name
@@ -57,12 +56,12 @@ def copy_checkout(dst: Path, source: Path = ROOT, git: bool = False) -> Path:
                 "__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, dst / name)
-    if git:
-        git_add_all(dst)
     return dst
 
 
 def git_add_all(wd: Path) -> None:
+    """A git repository with everything added: the Vast executor ships the git-tracked files
+    (the index is enough, no commit)."""
     subprocess.run(["git", "init", "-q"], cwd=wd, check=True)
     subprocess.run(["git", "add", "-A"], cwd=wd, check=True)
 

@@ -140,11 +140,11 @@ SetEnv PATH={self.remote_path}
                  + "; " + "; ".join(binds)
                  + f"; HOME=/root sh {idir}/onstart.sh > {idir}/onstart.log 2>&1 || true"
                  + f"; exec {sshd_path()} -D -e -f {cfg}")
-        log = open(idir / "sshd.log", "w")
-        proc = subprocess.Popen(
-            ["unshare", "-m", "-p", "-f", "--kill-child", "--mount-proc", "--propagation",
-             "private", "sh", "-c", inner],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(idir / "sshd.log", "w") as log:
+            proc = subprocess.Popen(
+                ["unshare", "-m", "-p", "-f", "--kill-child", "--mount-proc", "--propagation",
+                 "private", "sh", "-c", inner],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         inst["_proc"], inst["_dir"] = proc, idir
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

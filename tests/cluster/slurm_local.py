@@ -4,7 +4,7 @@ Every daemon runs in the foreground (-F/-D) as a child of this process and is st
 recorded at start; nothing is left behind. Fake GPUs (char devices made with mknod, as 22.05
 drops file-less GPUs) let `--gpus=N` jobs schedule. Usable by hand:
 
-    python tests/cluster/slurm_local.py start /tmp/slurm-local   # prints the partition name
+    python tests/cluster/slurm_local.py start /tmp/slurm-local   # prints partitions, PIDs
     python tests/cluster/slurm_local.py stop /tmp/slurm-local
 """
 
@@ -124,10 +124,6 @@ def _wait(check, what: str, timeout: float) -> None:
     raise RuntimeError(f"slurm_local: {what} not ready after {timeout:.0f} s")
 
 
-def _ok(cmd: list[str]) -> bool:
-    return subprocess.run(cmd, capture_output=True).returncode == 0
-
-
 def _munge_works() -> bool:
     if not MUNGE_SOCKET.exists():
         return False
@@ -156,9 +152,9 @@ def start(root: Path, gpus: int = 2) -> dict:
              "pids": pids, "gpu_type": GPU_TYPE}
 
     def spawn(name: str, argv: list[str], **kw) -> None:
-        log = open(root / "log" / f"{name}.fg.log", "w")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, **kw)
+        with open(root / "log" / f"{name}.fg.log", "w") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, **kw)
         pids[name] = proc.pid
         (root / "pids.json").write_text(json.dumps(state))
 
@@ -213,6 +209,10 @@ def _stop_pid(name: str, pid: int, timeout: float = 10) -> None:
         time.sleep(0.1)
     print(f"slurm_local: {name} ({pid}) ignored SIGTERM, sending SIGKILL", file=sys.stderr)
     os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def stop(root: Path) -> None:
