@@ -8,7 +8,7 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import torch
 
 torch.set_num_threads(snakemake.threads)
-from maskablate import evaluation, model_card
+from maskablate import checkpoint, evaluation, model_card
 
 cfg = snakemake.params.eval
 wc = snakemake.wildcards
@@ -16,6 +16,8 @@ if wc.model == "base":
     card = model_card.read(snakemake.input.card)
     model, model_id, revision = card["path"], card["id"] or wc.model, card["revision"]
 else:
+    # a pipeline checkpoint is trusted only with its complete hash manifest (written last)
+    checkpoint.verify(snakemake.input.checkpoint)
     model, model_id, revision = snakemake.input.checkpoint, wc.model, None
 evaluation.evaluate(
     model,
