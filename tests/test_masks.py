@@ -220,12 +220,7 @@ def check(result: dict, reference: dict | None, label: str) -> None:
 # ----------------------------------------------------------------------------- tests
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices; the machine's 2 cores are shared
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("side", SIDES)

@@ -40,12 +40,7 @@ NO_LEAK = {"policy": "causal", "leaks": False, "loss_causal": 2.0, "loss_policy"
            "threshold": 0.5, "n_examples": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
