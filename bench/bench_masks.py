@@ -58,16 +58,29 @@ VARIANTS = [
 # --experiments (the attention interface is looked up by name at every forward).
 
 
-def _split_rowslice(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
-    """First version: per-row slices of the full tensors, torch.cat + torch.stack."""
+def _causal_pass(module, query, key, value, attention_mask, dropout, scaling, kw):
+    """What both experiments share. Without prompt lengths or when decoding: (None, plain sdpa's
+    (output, weights), to return as is); else (lengths, the full causal pass's output, which the
+    prompt blocks then overwrite)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward as sdpa
 
     lengths = kw.pop(masks._PROMPT_LENGTHS_KWARG, None)
     if lengths is None or query.shape[2] == 1:
-        return sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw)
+        return None, sdpa(module, query, key, value, attention_mask, dropout=dropout,
+                          scaling=scaling, **kw)
     kw.pop("is_causal", None)
     out, _ = sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                   is_causal=True, **kw)
+    return lengths, out
+
+
+def _split_rowslice(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
+    """First version: per-row slices of the full tensors, torch.cat + torch.stack."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward as sdpa
+
+    lengths, out = _causal_pass(module, query, key, value, attention_mask, dropout, scaling, kw)
+    if lengths is None:
+        return out
     rows = []
     for b, p in enumerate(lengths):
         block, _ = sdpa(module, query[b : b + 1, :, :p], key[b : b + 1, :, :p],
@@ -83,12 +96,9 @@ def _split_packed_gather(module, query, key, value, attention_mask, dropout=0.0,
     (B, H, T, D) inputs, then indexing), per-row sdpa on its slices, one index_copy back."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward as sdpa
 
-    lengths = kw.pop(masks._PROMPT_LENGTHS_KWARG, None)
-    if lengths is None or query.shape[2] == 1:
-        return sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw)
-    kw.pop("is_causal", None)
-    out, _ = sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                  is_causal=True, **kw)
+    lengths, out = _causal_pass(module, query, key, value, attention_mask, dropout, scaling, kw)
+    if lengths is None:
+        return out
     batch, _, width, _ = query.shape
     idx = masks._prompt_token_index(tuple(lengths), width, query.device)
 

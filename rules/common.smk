@@ -31,6 +31,18 @@ if EMBEDDED_MODEL and EMBEDDED_DATA:
     # of waiting on a network that may not be there. Jobs inherit the environment.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+if EMBEDDED_DATA:
+    # the embedded world's tasks are known without lm-eval's task index (seconds to build)
+    from maskablate.embedded import TASK_NAMES
+
+    _unknown = [
+        t["name"] for t in config["eval"]["tasks"] if t["name"] not in TASK_NAMES
+    ]
+    if _unknown:
+        raise WorkflowError(
+            f"invalid config at eval.tasks: {', '.join(_unknown)} is not an embedded task "
+            f"(data.source: embedded has {', '.join(sorted(TASK_NAMES))})"
+        )
 ABLATED = config["eval"]["ablated_policy"]
 try:
     VARIANTS = resolve_variants(
@@ -121,14 +133,34 @@ def task_inputs():
     return ["results/data/tasks"] if EMBEDDED_DATA else []
 
 
+def base_model_inputs():
+    """The base model's files, declared by every job that loads the model, because an executor
+    without a shared filesystem (Vast) ships declared inputs only. The embedded model is the
+    workflow's own; a local model directory is the user's. A hub id is no file; each job loads
+    the card's pinned revision itself (model_card.locate)."""
+    if EMBEDDED_MODEL:
+        return {"card": "results/model/base.json", "base": "results/model/base/final"}
+    path = config["model"]["path"]
+    local = os.path.isdir(path)
+    return {"card": "results/model/base.json", **({"base": path} if local else {})}
+
+
 def model_inputs(wildcards):
-    """The evaluated model: the base model card, or a finetune's final checkpoint + summary."""
+    """The evaluated model: the base model, or a finetune's final checkpoint + summary."""
     if wildcards.model == "base":
-        return {"card": "results/model/base.json"}
+        return base_model_inputs()
     return {
         "checkpoint": f"results/finetune/{wildcards.model}/final",
         "summary": f"results/finetune/{wildcards.model}/summary.json",
     }
+
+
+def only_targets(names):
+    """Whether this invocation asks for these targets (paths or rule names) and nothing else;
+    false for the default target (rule all) and --report. Read at DAG time, not parse time.
+    """
+    targets = workflow.dag_settings.targets
+    return bool(targets) and {os.path.relpath(t) for t in targets} <= set(names)
 
 
 def res(group, key):

@@ -6,7 +6,7 @@
 
 rule finetune:
     input:
-        card="results/model/base.json",
+        **base_model_inputs(),
         probe=lambda wc: f"results/leakage/{VARIANTS[wc.variant]['policy']}.json",
         sft=sft_input(),
     output:

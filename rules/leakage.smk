@@ -6,7 +6,7 @@
 
 rule leakage_probe:
     input:
-        card="results/model/base.json",
+        **base_model_inputs(),
         sft=sft_input(),
     output:
         "results/leakage/{policy}.json",

@@ -1,6 +1,7 @@
 # Runtime and cost plan (docs/planner.md): every GPU stage x every setup of `plan.setups`.
 # plan_estimate runs first (top priority, nothing of the run as input) and freezes the forecast;
-# plan adds what the finished stages took (benchmark files, provenance wall times) and the error.
+# plan adds what the finished stages took (benchmark files, provenance wall times) and the error,
+# or says per row that a stage has not run yet.
 # Included after the stage rules: it reads their output and benchmark patterns.
 
 
@@ -40,13 +41,26 @@ PLAN_PARAMS = sorted_tree(
         benchmarks=PLAN_BENCHMARKS,
     )
 )
-# every planned stage's output: the actuals are read once all of them exist
+# every planned stage's output: what the plan of a full run waits for
 PLAN_STAGE_OUTPUTS = [
     *([PLAN_OUTPUTS["prepare_model"]] if EMBEDDED_MODEL else []),
     *expand(PLAN_OUTPUTS["leakage"], policy=TRAIN_POLICIES),
     *expand(PLAN_OUTPUTS["finetune"], variant=sorted(VARIANTS)),
     *eval_targets("metrics.json"),
 ]
+# Asked for on its own (`snakemake results/plan.csv`, before renting anything), the plan must start
+# no stage that has not run: it takes the stage outputs that exist (none in a fresh checkout) and
+# says which stages have not run. Any other invocation (rule all: no targets; --report; other
+# targets) waits for every stage, so a full run writes the plan last, with every actual. The input
+# list differs between the two, so Snakemake reruns a partial plan once the stages have finished.
+PLAN_PRODUCTS = {
+    "plan",
+    "plan_estimate",
+    "results/plan.csv",
+    "results/plan.html",
+    "results/plan/estimate.csv",
+    "results/plan/estimate.html",
+}
 
 
 rule plan_estimate:
@@ -75,7 +89,11 @@ rule plan_estimate:
 rule plan:
     input:
         estimate="results/plan/estimate.csv",
-        stages=PLAN_STAGE_OUTPUTS,
+        stages=lambda wc: (
+            [f for f in PLAN_STAGE_OUTPUTS if os.path.exists(f)]
+            if only_targets(PLAN_PRODUCTS)
+            else PLAN_STAGE_OUTPUTS
+        ),
     output:
         csv="results/plan.csv",
         html=report(

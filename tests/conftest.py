@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def embedded_run(tmp_path_factory) -> Path:
+    """The embedded default run once per session (`snakemake -c2`, every default target) in a
+    checkout copy. Tests may read it and ask Snakemake about it (dry runs, no-op reruns); a test
+    that changes files works on its own copy (shutil.copytree(..., symlinks=True) keeps mtimes).
+    MASKABLATE_FINISHED_RUN=<folder> reuses a finished run instead (development)."""
+    from checkout import run_embedded_default
+
+    reuse = os.environ.get("MASKABLATE_FINISHED_RUN")
+    if reuse:
+        return Path(reuse)
+    return run_embedded_default(tmp_path_factory.mktemp("embedded"))

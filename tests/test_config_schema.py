@@ -181,6 +181,9 @@ def test_schema_names_the_bad_key(path, value, where, message):
          "invalid config at finetune.variants.5B.extends: variant '3C' does not exist"),
         ("finetune.variants.5B.extends", "5B",
          "invalid config at finetune.variants.5B.extends: '5B' is a stage-5 variant"),
+        ("eval.tasks", [{"name": "hellaswag"}],
+         "invalid config at eval.tasks: hellaswag is not an embedded task (data.source: embedded "
+         "has emb_animals, emb_count"),
     ],
 )
 def test_bad_config_fails_before_any_job(workflow_copy, path, value, expected):

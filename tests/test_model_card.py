@@ -34,6 +34,24 @@ def test_read_errors(tmp_path):
         model_card.read(tmp_path / "bad.json")
 
 
+def test_locate_on_another_machine(tmp_path, tiny_model_dir, capsys):
+    """A job loads what the card names where the card was written; elsewhere (a Vast instance
+    without that disk) a downloaded snapshot becomes the hub id at the pinned revision, and a
+    missing local model is an error that says why, never a silent other model."""
+    local = model_card.write(tmp_path / "a.json", source="embedded", model=tiny_model_dir)
+    assert model_card.locate(local) == (str(tiny_model_dir), None)
+    hub = dict(source="pretrained", path="org/model", id="org/model", revision="abc123")
+    assert model_card.locate(hub) == ("org/model", "abc123")
+    snapshot = {**hub, "path": str(tmp_path / "other-host-cache" / "snapshots" / "abc123")}
+    assert model_card.locate(snapshot) == ("org/model", "abc123")
+    assert "not on this machine" in capsys.readouterr().out
+    snapshot["path"] = str(tiny_model_dir)  # the snapshot is here: its files, no revision
+    assert model_card.locate(snapshot) == (str(tiny_model_dir), None)
+    gone = {**local, "path": str(tmp_path / "gone")}
+    with pytest.raises(model_card.ModelCardError, match="declared input"):
+        model_card.locate(gone)
+
+
 def test_register_hub_id_offline_keeps_the_configured_revision(tmp_path, monkeypatch):
     from huggingface_hub import constants
 

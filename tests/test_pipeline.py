@@ -1,6 +1,7 @@
 """End to end: the embedded default through Snakemake, once, then what a finished run must do.
 
-One full run (module fixture) in a temporary copy of the workflow; every test reads it or asks
+One full run (the session fixture `embedded_run`, tests/conftest.py, shared with the planner and
+cluster tests) in a temporary checkout; every test reads it or asks
 Snakemake about it:
 
 - the table: columns, one row per (task incl. macro, stage, variant, eval policy), run_id ->
@@ -15,41 +16,24 @@ Snakemake about it:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from checkout import snakemake
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW = ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml")
 VARIANTS = {"3A": ("causal", 4), "3B": ("prefix_bidir", 4), "5B": ("prefix_bidir", 5)}
 TASKS = ["emb_animals", "emb_count", "emb_opposites", "emb_sums", "emb_tools", "macro"]
 EVAL_POLICIES = ("causal", "prefill_bidir")
 #: aggregate rules that follow any change of what they collect (not stages)
 AGGREGATES = {"all", "plan", "plan_estimate"}
-
-
-def copy_workflow(dst: Path) -> Path:
-    for name in WORKFLOW:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
-    return dst
-
-
-def snakemake(wd: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=wd, capture_output=True, text=True, timeout=timeout,
-    )
 
 
 def planned_jobs(out: str) -> set[tuple[str, str | None]]:
@@ -95,21 +79,8 @@ def dry_run_edited(wd: Path, change) -> set[tuple[str, str | None]]:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    reuse = os.environ.get("MASKABLATE_FINISHED_RUN")
-    if reuse:  # development: check an existing finished run (a workflow copy) instead of making one
-        return Path(reuse)
-    wd = copy_workflow(tmp_path_factory.mktemp("pipeline"))
-    started = time.time()
-    r = snakemake(wd, "-c2")
-    wall = time.time() - started
-    assert r.returncode == 0, (r.stdout + r.stderr)[-8000:]
-    bench = sorted((wd / "benchmarks").rglob("*.tsv"))
-    print(f"\npipeline wall time {wall:.0f} s; per job (s):")
-    for b in bench:
-        print(f"  {b.relative_to(wd / 'benchmarks')}: {pd.read_csv(b, sep=chr(9))['s'].iloc[0]:.1f}")
-    (wd / "run.log").write_text(r.stdout + r.stderr)
-    return wd
+def finished(embedded_run):
+    return embedded_run
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +221,7 @@ def test_snakemake_report(finished, tmp_path):
     r = snakemake(finished, "--report", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     html = out.read_text()
-    for name in ("recovery.csv", "scores.png", "loss_curves.png"):
+    for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html"):
         assert name in html, name
 
 

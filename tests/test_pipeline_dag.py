@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from checkout import copy_checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,11 +24,7 @@ def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     """A copy without results: the full plan of a first run."""
-    wd = tmp_path_factory.mktemp("wf_dag")
-    for name in ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / name)
-    return wd
+    return copy_checkout(tmp_path_factory.mktemp("wf_dag"))
 
 
 def job_counts(stdout: str) -> dict[str, int]:
@@ -65,6 +62,40 @@ def test_first_run_plan(fresh):
         "make_data": 1, "prepare_model": 1, "leakage_probe": 2, "finetune": 3,
         "eval_model": 8, "recovery_table": 1, "plot_scores": 1, "plot_loss_curves": 1, "all": 1,
     }
+
+
+def job_inputs(stdout: str) -> list[tuple[str, list[str]]]:
+    """(rule, inputs) of every job a dry run lists."""
+    jobs, rule = [], None
+    for line in stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif rule and line.strip().startswith("input:"):
+            jobs.append((rule, [f.strip() for f in line.split(":", 1)[1].split(",")]))
+            rule = None
+    return jobs
+
+
+@pytest.mark.parametrize("model", ["embedded", "hub", "local"])
+def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_model_dir, model):
+    """A Vast job gets its declared inputs only: every job that loads the base model declares
+    the model's files when they are files (embedded or a local directory), not for a hub id."""
+    configfile = []
+    if model != "embedded":
+        cfg = yaml.safe_load((fresh / "config" / "ministral3b.yaml").read_text())
+        if model == "local":
+            cfg["model"]["path"] = str(tiny_model_dir)
+        (fresh / "config" / f"{model}.yaml").write_text(yaml.safe_dump(cfg))
+        configfile = ["--configfile", f"config/{model}.yaml"]
+    r = snakemake("-n", *configfile, cwd=fresh)
+    assert r.returncode == 0, r.stdout + r.stderr
+    base = {"embedded": "results/model/base/final", "local": str(tiny_model_dir)}.get(model)
+    loaders = [(rule, inputs) for rule, inputs in job_inputs(r.stdout)
+               if "results/model/base.json" in inputs and rule != "plan"]
+    assert {rule for rule, _ in loaders} == {"leakage_probe", "finetune", "eval_model"}, loaders
+    for rule, inputs in loaders:
+        assert (base in inputs) if base else not any("model/base/" in f for f in inputs), (
+            rule, inputs)
 
 
 def load_workflow(wd: Path, configfile: str | None = None):

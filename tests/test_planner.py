@@ -1,8 +1,10 @@
-"""The runtime/cost planner: plans for both configs from fixture runs, actuals, prices, live offers.
+"""The runtime/cost planner: plans for both configs from fixture runs, actuals, prices, live offers,
+and the pipeline's rules: the forecast before any stage ran, every actual after a full run.
 
 Fixture runs (tests/fixtures/planner/, synthetic numbers in the real file formats):
 embedded_cpu = a complete cpu run of config/config.yaml; ministral_h200 = finetune 3B and
-eval base/causal of config/ministral3b.yaml on one H200.
+eval base/causal of config/ministral3b.yaml on one H200. The pipeline tests run Snakemake in a
+checkout copy (tests/checkout.py) and read the session's finished embedded run (`embedded_run`).
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import shutil
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from checkout import copy_checkout, snakemake
 
 from maskablate import planner
 from maskablate.modeling import tiny_ministral3_config
@@ -33,7 +35,8 @@ SETUPS = [{"gpu": "cpu"}, {"gpu": "H200"}, {"gpu": "H100 SXM"}, {"gpu": "H100 SX
 
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch):
-    # config defaults (data/..., config/offers_snapshot.json) are relative to the repository root
+    # config defaults (config/gpu_measurements.yaml, config/offers_snapshot.json) are relative
+    # to the repository root
     monkeypatch.chdir(REPO)
     monkeypatch.delenv("VAST_API_KEY", raising=False)
 
@@ -144,8 +147,12 @@ def test_estimate_vs_actual_after_a_run(tmp_path):
     assert total["actual_s"] == pytest.approx(cpu["actual_s"].sum(), abs=0.1)
     assert total["error_pct"] == pytest.approx(
         100 * (cpu["est_job_s"].sum() - total["actual_s"]) / total["actual_s"], abs=0.1)
-    # nothing ran on the GPU setups
-    assert after[after["gpu"] != "cpu"]["actual_s"].isna().all()
+    # nothing ran on the GPU setups, and their rows say where each stage did run
+    gpu = after[after["gpu"] != "cpu"]
+    assert gpu["actual_s"].isna().all() and gpu["error_pct"].isna().all()
+    assert (gpu[gpu["stage"] != planner.TOTAL]["status"] == "ran on 1x cpu").all()
+    assert (cpu["status"] == "ran on this setup").all()
+    assert total["status"] == "14 of 14 stages ran, 14 with an actual time on this setup"
 
 
 def test_actuals_of_a_stage_on_unplanned_hardware_get_their_own_row(tmp_path):
@@ -332,35 +339,158 @@ def test_benchmark_file_mean_of_repeats(tmp_path):
     assert math.isclose(planner.benchmark_seconds(EMBEDDED_RUN / "benchmarks/finetune/5B.tsv"), 96.0)
 
 
-def _snakefile_with_plan(tmp_path: Path) -> Path:
-    """The workflow with rules/plan.smk included (the real Snakefile once it includes it)."""
-    main = (REPO / "Snakefile").read_text()
-    if 'include: "rules/plan.smk"' in main:
-        return REPO / "Snakefile"
-    text = main.replace('include: "rules/', f'include: "{REPO}/rules/')
-    text = text.replace('report: "workflow/', f'report: "{REPO}/workflow/')
-    snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(text + f'\n\ninclude: "{REPO}/rules/plan.smk"\n')
-    return snakefile
+def test_partial_run_says_which_stages_ran(tmp_path):
+    """Some stages finished: their actuals fill in, every other row says it has not run yet."""
+    config = load("config.yaml", setups=[{"gpu": "cpu"}, {"gpu": "H200"}])
+    frozen = planner.make_plan(config, root=tmp_path, actuals=False).table
+    assert frozen["status"].isna().all()  # an estimate only: actuals were not looked for
+    none = planner.make_plan(config, root=tmp_path, frozen=frozen)
+    t = none.table
+    assert (t["status"] == planner.NOT_RUN).all() and t[planner.ACTUAL_COLUMNS[:-1]].isna().all().all()
+    assert "stages run: 0 of 14 (actual_s and error_pct fill in" in "\n".join(planner.summary_lines(none))
+    for f in ("results/finetune/3A/summary.json", "benchmarks/finetune/3A.tsv",
+              "results/eval/base/causal/metrics.json"):  # this one without its benchmark file
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(EMBEDDED_RUN / f, tmp_path / f)
+    (tmp_path / "results/leakage").mkdir(parents=True)
+    (tmp_path / "results/leakage/causal.json").write_text("{}")  # no provenance: no hardware
+    part = planner.make_plan(config, root=tmp_path, frozen=frozen)
+    t = part.table
+    ft = row(t, "1x cpu", "finetune/3A")
+    assert ft["actual_s"] == 41.0 and ft["status"] == "ran on this setup"
+    assert ft["error_pct"] == pytest.approx(100 * (ft["est_job_s"] - 41.0) / 41.0, abs=0.1)
+    ev = row(t, "1x cpu", "eval/base/causal")  # the provenance wall time stands in
+    assert ev["actual_source"] == "wall_time_s of results/eval/base/causal/metrics.json"
+    assert row(t, "1x H200", "finetune/3A")["status"] == "ran on 1x cpu"
+    assert row(t, "1x cpu", "leakage/causal")["status"].startswith("ran, but no actual:")
+    assert pd.isna(row(t, "1x cpu", "leakage/causal")["actual_s"])
+    assert row(t, "1x cpu", "finetune/5B")["status"] == planner.NOT_RUN
+    tot = row(t, "1x cpu", planner.TOTAL)
+    assert pd.isna(tot["actual_s"]) and tot["status"] == "3 of 14 stages ran, 2 with an actual time on this setup"
+    assert "stages run: 3 of 14" in "\n".join(planner.summary_lines(part))
+    # a plan.csv passed as the frozen estimate: its actuals are not carried over
+    again = planner.make_plan(config, root=tmp_path / "empty", frozen=t)
+    assert again.table["actual_s"].isna().all() and (again.table["status"] == planner.NOT_RUN).all()
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/ministral3b.yaml"])
-def test_rules_estimate_first_then_compare_after_every_stage(tmp_path, configfile):
-    wd = tmp_path / "wd"
-    for d in ("config", "data"):
-        shutil.copytree(REPO / d, wd / d)
-    snakefile = _snakefile_with_plan(tmp_path)
+# ------------------------------------------------------------- the pipeline's rules
 
-    def jobs(target):
-        r = subprocess.run(
-            [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(wd), target, "-n",
-             "--quiet", "rules", "--configfile", configfile],
-            capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
-        table = r.stdout.split("Job stats:")[1].splitlines()[3:]  # after the header and dashes
-        return {line.split()[0] for line in itertools.takewhile(lambda x: not x.startswith("total"), table)}
+PLAN_FILES = {"results/plan.csv", "results/plan.html", "results/plan/estimate.csv", "results/plan/estimate.html"}
+CONFIGS = [pytest.param((), id="embedded"),
+           pytest.param(("--configfile", "config/ministral3b.yaml"), id="ministral3b")]
 
-    # the forecast needs nothing of the run, so it can be made before renting anything
-    assert jobs("results/plan/estimate.csv") == {"plan_estimate"}
-    # the comparison waits for every stage
-    assert {"plan_estimate", "plan", "finetune", "eval_model", "leakage_probe"} <= jobs("results/plan.csv")
+
+def job_stats(r) -> set[str]:
+    """Rules in the first "Job stats" table Snakemake printed (a dry or a real run)."""
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    out = r.stdout + r.stderr
+    if "Job stats:" not in out:
+        assert "Nothing to be done" in out, out[-3000:]
+        return set()
+    table = out.split("Job stats:")[1].splitlines()[3:]  # after the header and dashes
+    return {line.split()[0] for line in itertools.takewhile(lambda x: not x.startswith("total"), table)}
+
+
+def files_under(wd: Path, *dirs: str) -> set[str]:
+    return {str(f.relative_to(wd)) for d in dirs if (wd / d).exists() for f in (wd / d).rglob("*") if f.is_file()}
+
+
+@pytest.mark.parametrize("config_args", CONFIGS)
+def test_plan_targets_alone_pull_in_no_stage(tmp_path, config_args):
+    wd = copy_checkout(tmp_path / "wd")
+
+    def jobs(*targets):
+        return job_stats(snakemake(wd, *targets, "-n", "--quiet", "rules", *config_args, timeout=300))
+
+    # the forecast (and the plan around it) before renting anything: no stage joins the DAG
+    assert jobs("results/plan.csv") == {"plan_estimate", "plan"}
+    assert jobs("./results/plan.csv", "plan_estimate") == {"plan_estimate", "plan"}
+    # with any other target (rule all: none) the plan waits for every stage, so it is written last
+    stages = {"leakage_probe", "finetune", "eval_model"}
+    assert stages | {"plan_estimate", "plan", "all"} <= jobs()
+    assert stages | {"plan"} <= jobs("results/plan.csv", "results/leakage/causal.json")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_args", CONFIGS)
+def test_pipeline_writes_the_plan_before_any_stage_ran(tmp_path, config_args):
+    wd = copy_checkout(tmp_path / "wd")
+    # offline: the real config's model size comes from the measurements file, not the hub
+    env = {"HF_HUB_OFFLINE": "1", "VAST_API_KEY": ""}
+    r = snakemake(wd, "-c1", "results/plan.csv", *config_args, timeout=600, env=env)
+    assert job_stats(r) == {"plan_estimate", "plan"}
+    assert files_under(wd, "results", "benchmarks") == PLAN_FILES  # no stage ran
+    t = pd.read_csv(wd / "results/plan.csv")
+    assert list(t.columns) == planner.COLUMNS
+    assert t[["actual_s", "actual_source", "error_pct"]].isna().all().all()
+    assert (t["status"] == planner.NOT_RUN).all()
+    assert t["est_s"].notna().any()
+    # the estimate is the frozen forecast, unchanged
+    est = pd.read_csv(wd / "results/plan/estimate.csv")
+    pd.testing.assert_frame_equal(t.drop(columns=planner.ACTUAL_COLUMNS), est.drop(columns=planner.ACTUAL_COLUMNS))
+    # rented setups are priced from the snapshot, with its date; the local one is reported unpriced
+    captured = json.loads((REPO / "config/offers_snapshot.json").read_text())["captured_at"]
+    local = t["price_source"].str.startswith("no price: 1x ") & t["price_source"].str.contains("is a local setup")
+    assert local.any() and t[local]["price_per_hour"].isna().all() and t[local]["est_cost_usd"].isna().all()
+    rented = t[~local]
+    assert (rented["prices_captured_at"] == captured).all() and rented["price_per_hour"].notna().all()
+    html = (wd / "results/plan.html").read_text()
+    assert f"prices captured at: {captured}" in html and "stages run: 0 of" in html
+    # asked again, the plan is up to date: still no stage
+    assert job_stats(snakemake(wd, "-n", "results/plan.csv", *config_args, env=env)) == set()
+
+
+@pytest.mark.slow
+def test_full_run_writes_the_plan_last_with_every_actual(embedded_run):
+    wd = embedded_run
+    t = pd.read_csv(wd / "results/plan.csv")
+    stages = t[t["stage"] != planner.TOTAL]
+    ran = stages[stages["status"] == "ran on this setup"]
+    # every stage ran here (the local setup) and has its actual job time and the error
+    assert sorted(ran["stage"]) == sorted(stages["stage"].unique())
+    assert ran["actual_s"].notna().all() and ran["error_pct"].notna().all()
+    for _, r in ran.iterrows():
+        bench = r["actual_source"].removeprefix("benchmark ")
+        secs = planner.benchmark_seconds(wd / bench)
+        assert r["actual_s"] == pytest.approx(secs, abs=0.05)
+        assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - secs) / secs, abs=0.1)
+    local = ran["setup"].iloc[0]
+    assert (ran["setup"] == local).all()
+    tot = row(t, local, planner.TOTAL)
+    assert tot["actual_s"] == pytest.approx(ran["actual_s"].sum(), abs=0.1) and not pd.isna(tot["error_pct"])
+    others = stages[stages["setup"] != local]
+    assert (others["status"] == f"ran on {local}").all() and others["actual_s"].isna().all()
+    # compared against the forecast frozen before the stages ran
+    est = pd.read_csv(wd / "results/plan/estimate.csv")
+    assert t["est_job_s"].equals(est["est_job_s"])
+    # written last: after every stage's output
+    outputs = [f for f in (wd / "results").rglob("*.json")]
+    assert outputs and max(f.stat().st_mtime for f in outputs) <= (wd / "results/plan.csv").stat().st_mtime
+    # up to date for the default target and for the plan alone
+    assert job_stats(snakemake(wd, "-n")) == set()
+    assert job_stats(snakemake(wd, "-n", "results/plan.csv")) == set()
+
+
+@pytest.mark.slow
+def test_partial_plan_becomes_full_after_the_stages(embedded_run, tmp_path):
+    wd = tmp_path / "copy"
+    shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the run stays up to date
+    metrics = wd / "results/eval/5B/prefill_bidir/metrics.json"
+    aside = tmp_path / "metrics.json"
+    os.replace(metrics, aside)  # as if that evaluation had not run yet
+    # the plan alone: takes the finished stages, runs no stage (the evaluation stays missing)
+    assert job_stats(snakemake(wd, "-c1", "results/plan.csv")) == {"plan"}
+    assert not metrics.exists()
+    t = pd.read_csv(wd / "results/plan.csv")
+    gone = t[t["stage"] == "eval/5B/prefill_bidir"]
+    assert (gone["status"] == planner.NOT_RUN).all() and gone["actual_s"].isna().all()
+    local = t[t["status"] == "ran on this setup"]["setup"].iloc[0]
+    tot = row(t, local, planner.TOTAL)
+    assert pd.isna(tot["actual_s"]) and tot["status"].startswith("13 of 14 stages ran")
+    # the stage finishes (its output is back, mtime kept): the default target reruns the plan only
+    os.replace(aside, metrics)
+    assert job_stats(snakemake(wd, "-n", "--quiet", "rules")) == {"plan", "all"}
+    assert job_stats(snakemake(wd, "-c1")) == {"plan", "all"}
+    t = pd.read_csv(wd / "results/plan.csv")
+    assert row(t, local, "eval/5B/prefill_bidir")["status"] == "ran on this setup"
+    assert not pd.isna(row(t, local, planner.TOTAL)["actual_s"])

@@ -35,7 +35,8 @@ import yaml
 from maskablate import evaluation, training
 from maskablate.modeling import load_causal_lm
 
-from test_pipeline import copy_workflow, planned_jobs
+from checkout import copy_checkout
+from test_pipeline import planned_jobs
 from test_reliability import SECRETS
 
 pytestmark = pytest.mark.slow
@@ -92,7 +93,7 @@ def incomplete_marks(wd: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dir):
-    wd = copy_workflow(tmp_path_factory.mktemp("faults"))
+    wd = copy_checkout(tmp_path_factory.mktemp("faults"))
     (wd / "small.yaml").write_text(yaml.safe_dump(small_config(tiny_model_dir), sort_keys=False))
     env = {**os.environ, **SECRETS, "PYTHONUNBUFFERED": "1"}
     ckpts = wd / "results/finetune/3A/checkpoints"

@@ -178,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"flag when loss_policy/loss_causal is below this (default {DEFAULT_THRESHOLD})",
     )
     p.add_argument("--out", required=True, help="output JSON")
+    p.add_argument("--revision", help="hub revision of a hub id --model (default: the newest)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
     p.add_argument("--max-seq-len", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
@@ -196,11 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--n must be >= 1 (got {args.n})")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows = sft_data.load_rows(args.data)[: args.n]
-    tokenizer = modeling.load_tokenizer(args.tokenizer or args.model)
+    tokenizer = modeling.load_tokenizer(args.tokenizer or args.model,
+                                        revision=None if args.tokenizer else args.revision)
     pairs = sft_data.tokenize_rows(tokenizer, rows, args.max_seq_len)
     print(f"[probe] {len(pairs)} pairs from {args.data}; loading {args.model}", file=sys.stderr)
     model = modeling.load_causal_lm(
-        args.model, dtype=args.dtype, attn_implementation=args.attn_implementation, device=device
+        args.model, revision=args.revision, dtype=args.dtype,
+        attn_implementation=args.attn_implementation, device=device,
     )
     result = probe(model, pairs, args.policy, threshold=args.threshold, batch_size=args.batch_size)
     config_slice = {
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.model).exists():
         inputs["model"] = args.model
     result["model"] = str(args.model)
+    result["revision"] = args.revision
     result["data"] = str(args.data)
     result["provenance"] = provenance.collect(
         config_slice=config_slice, inputs=inputs, started=started

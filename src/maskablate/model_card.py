@@ -76,6 +76,28 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     return card
 
 
+def locate(card: dict[str, Any]) -> tuple[str, str | None]:
+    """(path, revision) to load the card's model from on *this* machine.
+
+    The card was written where prepare_model ran. A job on another machine (a Vast instance, a
+    SLURM node without that disk) finds the embedded model through its declared inputs, which the
+    executor ships; a downloaded hub snapshot is not shipped (GBs): the job fetches the same
+    pinned revision from the hub itself.
+    """
+    if Path(card["path"]).exists():
+        return card["path"], None  # a directory: its files are the recorded revision
+    if card.get("id") and card.get("source") == "pretrained":
+        if card["path"] != card["id"]:
+            print(f"{card['path']} (the snapshot prepare_model downloaded) is not on this machine: "
+                  f"loading {card['id']} at the pinned revision {card['revision']}", flush=True)
+        return card["id"], card["revision"]
+    raise ModelCardError(
+        f"the model directory {card['path']} named by the model card is not on this machine: "
+        "a job on a remote executor gets it only as a declared input of its rule "
+        "(rules/common.smk: base_model_inputs)"
+    )
+
+
 def register_pretrained(
     out: str | os.PathLike,
     *,

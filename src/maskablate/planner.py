@@ -14,16 +14,17 @@ and shows where every number came from (docs/planner.md):
   grad_accum x tokens/pair (or the measured mean tokens/step of an earlier run); the leakage
   probe = 2 forwards x n_pairs x tokens/pair.
 - ``tok_s_per_gpu``: measured on that GPU (this pipeline's summaries, metrics, Snakemake
-  ``benchmark:`` files, then data/gpu_measurements.yaml), or measured on another GPU and scaled
+  ``benchmark:`` files, then config/gpu_measurements.yaml), or measured on another GPU and scaled
   by peak BF16 FLOP/s, or, when nothing was measured for the model, the FLOP estimate
   ``mfu * peak / (6 * params)`` (train) or ``/(2 * params)`` (eval, probe).
 - prices: live Vast offers through the vastai SDK when ``VAST_API_KEY`` is set, else the offers
   snapshot (its capture date in every row), else a price set on the setup; a setup without any
   gets an empty cost and a ``price_source`` saying why, never a made-up number.
 
-After a run, :func:`add_actuals` fills ``actual_s`` (the Snakemake benchmark file of the stage, or
-the wall time in its output's provenance block) and ``error_pct`` on the row of the setup the
-stage ran on. CLI: ``maskablate plan --config ... --out results/plan.csv``.
+After a run, or part of one, :func:`add_actuals` fills ``actual_s`` (the Snakemake benchmark file
+of the stage, or the wall time in its output's provenance block) and ``error_pct`` on the row of
+the setup the stage ran on, and ``status`` on every row says whether (and where) its stage ran.
+CLI: ``maskablate plan --config ... --out results/plan.csv``.
 """
 
 from __future__ import annotations
@@ -58,8 +59,12 @@ COLUMNS = [
     "tokens", "tokens_source", "tok_s_per_gpu", "throughput_source", "measured_run_id", "speedup",
     "compute_s", "job_overhead_s", "rental_overhead_s", "est_job_s", "est_s",
     "fits_memory", "price_per_hour", "price_source", "prices_captured_at", "est_cost_usd",
-    "actual_s", "actual_source", "error_pct", "note",
+    "actual_s", "actual_source", "error_pct", "status", "note",
 ]
+#: Filled by add_actuals only: a frozen estimate needs none of them (and any it has are replaced).
+ACTUAL_COLUMNS = ["actual_s", "actual_source", "error_pct", "status"]
+NOT_RUN = "not run yet"
+UNPLANNED = "ran on hardware that is not a setup of this plan: no estimate"
 TOTAL = "TOTAL"
 
 
@@ -117,7 +122,7 @@ class Measurement:
 
 @dataclass
 class Reference:
-    """data/gpu_measurements.yaml: GPU specs, model shapes, task sizes, measured throughput."""
+    """config/gpu_measurements.yaml: GPU specs, model shapes, task sizes, measured throughput."""
 
     gpus: dict[str, dict[str, Any]]
     models: dict[str, dict[str, Any]]
@@ -752,29 +757,38 @@ def estimate(study: "Study", setups: list[Setup], prices: dict[Setup, Price], re
 
 @dataclass
 class Actual:
-    seconds: float
+    seconds: float | None  # None: finished, but neither a benchmark file nor a wall time
     source: str
-    gpu: str
-    count: int
+    gpu: str | None  # None: its output names no hardware, so no setup row can take the time
+    count: int | None
     run_id: str | None
 
 
 def collect_actuals(study: "Study") -> dict[str, Actual]:
-    """Per finished stage: job seconds (benchmark file, else provenance wall time) and hardware."""
+    """Per finished stage (its output exists): job seconds (benchmark file, else provenance wall
+    time) and hardware; either may be missing, and the stage still counts as run."""
     out = {}
     for st in study.stages:
+        if not st.output or not (study.root / st.output).exists():
+            continue
         run = finished_run(st, study.root, study.ref)
         if run is None:
-            continue
-        if run.bench_s is not None:
+            out[st.id] = Actual(None, f"{st.output} names no hardware (no provenance)", None, None, None)
+        elif run.bench_s is not None:
             out[st.id] = Actual(run.bench_s, f"benchmark {st.benchmark}", run.gpu, run.count, run.run_id)
         elif run.wall_s:
             out[st.id] = Actual(float(run.wall_s), f"wall_time_s of {st.output}", run.gpu, run.count, run.run_id)
+        else:
+            out[st.id] = Actual(None, f"no benchmark file and no wall_time_s in {st.output}",
+                                run.gpu, run.count, run.run_id)
     return out
 
 
 def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
-    """Fill actual_s / actual_source / error_pct on the row of the setup each stage ran on.
+    """Fill actual_s / actual_source / error_pct on the row of the setup each stage ran on, and
+    ``status`` on every row: ``not run yet``, ``ran on this setup`` or ``ran on <setup>``; a TOTAL
+    row counts its setup's finished stages. Any number of stages may have finished (none: the
+    forecast with every row ``not run yet``).
 
     ``error_pct = 100 * (est_job_s - actual_s) / actual_s`` (positive: over-estimate): the job
     time, since no benchmark file sees instance boot or shipping. A stage that ran on hardware the
@@ -783,29 +797,47 @@ def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
     df = df.copy()
     for col in ("actual_s", "error_pct"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    df["actual_source"] = df["actual_source"].astype("object")
-    df["note"] = df["note"].astype("object")
+    for col in ("actual_source", "status", "note"):
+        df[col] = df[col].astype("object")
+    stage_rows = df["stage"] != TOTAL
+    df.loc[stage_rows, "status"] = NOT_RUN
     extra = []
     for sid, a in actuals.items():
-        hit = df.index[(df["stage"] == sid) & (df["gpu"] == a.gpu) & (df["gpus"] == a.count)]
+        ran = (df["stage"] == sid) & stage_rows
+        if a.gpu is None:
+            df.loc[ran, "status"] = f"ran, but no actual: {a.source}"
+            continue
+        label = f"{a.count}x {a.gpu}"
+        df.loc[ran, "status"] = f"ran on {label}"
+        hit = df.index[ran & (df["gpu"] == a.gpu) & (df["gpus"] == a.count)]
+        seconds = None if a.seconds is None else round(a.seconds, 1)
         if not len(hit):
-            extra.append(dict(setup=f"{a.count}x {a.gpu}", gpu=a.gpu, gpus=a.count, stage=sid,
-                              actual_s=round(a.seconds, 1), actual_source=a.source,
-                              note="ran on hardware that is not a setup of this plan: no estimate"))
+            extra.append(dict(setup=label, gpu=a.gpu, gpus=a.count, stage=sid, actual_s=seconds,
+                              actual_source=a.source, status="ran on this setup",
+                              note=UNPLANNED))
             continue
         i = hit[0]
-        df.loc[i, "actual_s"] = round(a.seconds, 1)
+        df.loc[i, "status"] = "ran on this setup"
         df.loc[i, "actual_source"] = a.source
+        if seconds is None:
+            df.loc[i, "status"] += f", but no actual: {a.source}"
+            continue
+        df.loc[i, "actual_s"] = seconds
         est = df.loc[i, "est_job_s"]
         if not pd.isna(est):
             df.loc[i, "error_pct"] = round(100 * (est - a.seconds) / a.seconds, 1)
         if a.run_id and df.loc[i, "measured_run_id"] == a.run_id:
             df.loc[i, "note"] = f"estimate used this run's own measurement, not a forecast; {df.loc[i, 'note']}"
     for label in df["setup"].unique():
-        rows = df[(df["setup"] == label) & (df["stage"] != TOTAL)]
-        total = df.index[(df["setup"] == label) & (df["stage"] == TOTAL)]
-        if len(total) and len(rows) and rows["actual_s"].notna().all():
-            i = total[0]
+        rows = df[(df["setup"] == label) & stage_rows]
+        total = df.index[(df["setup"] == label) & ~stage_rows]
+        if not len(total):
+            continue
+        i = total[0]
+        n_ran, n_here = rows["stage"].isin(list(actuals)).sum(), rows["actual_s"].notna().sum()
+        df.loc[i, "status"] = NOT_RUN if not n_ran else (
+            f"{n_ran} of {len(rows)} stages ran, {n_here} with an actual time on this setup")
+        if len(rows) and n_here == len(rows):
             df.loc[i, "actual_s"] = round(rows["actual_s"].sum(), 1)
             df.loc[i, "actual_source"] = "sum of the stages"
             if rows["est_job_s"].notna().all():
@@ -1070,10 +1102,12 @@ def make_plan(config: dict[str, Any], *, root: str | os.PathLike = ".", actuals:
         prices = resolve_prices(setups, plan)
         table = estimate(study, setups, prices, ref, ms)
     else:
-        missing = [c for c in COLUMNS if c not in frozen.columns]
+        missing = [c for c in COLUMNS if c not in frozen.columns and c not in ACTUAL_COLUMNS]
         if missing:
             raise PlanError(f"the frozen estimate lacks the column(s) {', '.join(missing)}")
-        table = frozen[COLUMNS].copy()
+        # only its forecast counts: actuals of another run (a plan.csv passed as --frozen) go
+        table = frozen[frozen["note"] != UNPLANNED].reindex(columns=COLUMNS).reset_index(drop=True)
+        table[ACTUAL_COLUMNS] = None
     if actuals:
         table = add_actuals(table, collect_actuals(study))
     info["prices"] = sorted({str(x) for x in table["price_source"].dropna()})
@@ -1098,6 +1132,12 @@ def summary_lines(p: Plan) -> list[str]:
     n_meas = stages["throughput_source"].fillna("").str.startswith("measured").sum()
     n_flop = stages["throughput_source"].fillna("").str.startswith("flop-estimate").sum()
     lines.append(f"throughput: {n_meas} (setup, stage) rows from measurements, {n_flop} from the FLOP estimate")
+    if stages["status"].notna().any():  # actuals were looked for (not an estimate only)
+        planned = stages[stages["note"] != UNPLANNED]
+        ran = planned[planned["status"] != NOT_RUN]["stage"].nunique()
+        n = planned["stage"].nunique()
+        lines.append(f"stages run: {ran} of {n}" + (
+            " (actual_s and error_pct fill in as the stages finish)" if ran < n else ""))
     for _, r in t[t["stage"] == TOTAL].iterrows():
         if pd.isna(r["est_s"]):
             cost = "incomplete: " + str(r["note"]).split("; ", 1)[-1]
@@ -1122,12 +1162,12 @@ def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None =
     tmp.replace(csv)
     if html:
         totals = p.table[p.table["stage"] == TOTAL][
-            ["setup", "est_s", "est_cost_usd", "price_per_hour", "actual_s", "error_pct", "note"]].copy()
+            ["setup", "est_s", "est_cost_usd", "price_per_hour", "actual_s", "error_pct", "status", "note"]].copy()
         totals.insert(2, "est_h:m:s", totals["est_s"].map(_hms))
         stages = p.table[p.table["stage"] != TOTAL][
             ["setup", "stage", "tokens", "tok_s_per_gpu", "throughput_source", "compute_s",
              "job_overhead_s", "rental_overhead_s", "est_s", "fits_memory", "est_cost_usd",
-             "actual_s", "error_pct", "price_source"]]
+             "actual_s", "error_pct", "status", "price_source"]]
         head = "".join(f"<li>{line.strip()}</li>" for line in summary_lines(p))
         Path(html).write_text(
             "<html><head><meta charset='utf-8'><title>Runtime and cost plan</title>"

@@ -22,8 +22,8 @@ The workarounds, all in this module and pinned to the plugin version they were w
    outputs consumed inside the group (a finetune's checkpoint read by its grouped evaluations):
    Snakemake then fails the group for missing files. The guarded runner fetches every product
    of every job in the group (benchmark files included).
-5. Cores. The submit host's ``--cores`` (``cores: all`` of the workflow profile) is passed to
-   every job and caps its threads on a larger instance; jobs get ``--cores all`` instead.
+5. Cores. The submit host's ``--cores`` (when the command line gives one) is passed to every
+   job and caps its threads on a larger instance; jobs get ``--cores all`` instead.
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
 project's pinned requirements (except torch when the image has one), so the instance runs this
@@ -236,9 +236,9 @@ class Executor(_stock.Executor):
 
     @property
     def cores(self):
-        """Workaround (5): the base class passes the submit host's --cores (the workflow
-        profile's `cores: all` = this machine's CPU count) to every job, capping the threads of
-        a job on a many-core instance at the laptop's count. The instance decides instead."""
+        """Workaround (5): the base class passes the submit host's --cores (when given, e.g.
+        `--cores all` = this machine's CPU count) to every job, capping the threads of a job on
+        a many-core instance at the laptop's count. The instance decides instead."""
         return "all"
 
     def job_setup_script(self) -> str:

@@ -1,6 +1,6 @@
 """Fixtures for the executor-profile tests: a real one-node SLURM cluster, a fake Vast.ai API with
-sshd "instances", temporary copies of the workflow, and one local run of the embedded default
-that the SLURM and Vast runs are compared with.
+sshd "instances", temporary copies of the workflow, and the local run of the embedded default
+(the session's shared one) that the SLURM and Vast runs are compared with.
 
 These fixtures need root (daemons, mknod, mount namespaces, /etc/slurm). Without root the tests
 using them are skipped with that reason; with root a failure to start is an error, never a skip.
@@ -19,16 +19,12 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import fake_vast  # noqa: E402
 import slurm_local  # noqa: E402
+from checkout import ROOT, copy_checkout  # noqa: E402,F401  (tests/checkout.py, shared)
 
-# What a user's checkout holds that a run needs: the workflow, the library (shipped to Vast
-# instances) and the profile links at the repository root.
-CHECKOUT = ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml", "src",
-            "pyproject.toml", ".gitignore", "slurm", "vast")
 # The console script of this interpreter's environment (CI runs `.venv/bin/python -m pytest`
 # without .venv/bin on PATH).
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake") \
@@ -42,21 +38,6 @@ def need_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: starts munged/slurmctld/slurmd, mknod fake GPUs, writes "
                     "/etc/slurm/slurm.conf, runs sshd in mount+PID namespaces")
-
-
-def copy_checkout(dst: Path, source: Path = ROOT) -> Path:
-    """A user's checkout (the files a run needs) of `source` in dst."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in CHECKOUT:
-        src = source / name
-        if src.is_symlink():
-            (dst / name).symlink_to(os.readlink(src))
-        elif src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns(
-                "__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dst / name)
-    return dst
 
 
 def git_add_all(wd: Path) -> None:
@@ -176,12 +157,7 @@ def snapshot(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedded_local(tmp_path_factory, snapshot) -> Path:
-    """The embedded default run once here, locally (the reference for executor runs)."""
-    need_root()
-    wd = copy_checkout(tmp_path_factory.mktemp("embedded-local"), source=snapshot)
-    started = time.time()
-    r = run_snakemake(wd, "-c2", "results/recovery.csv", timeout=1800)
-    assert r.returncode == 0, r.stdout[-6000:]
-    print(f"\nembedded default, local: {time.time() - started:.0f} s")
-    return wd
+def embedded_local(embedded_run) -> Path:
+    """The embedded default run locally (the reference for executor runs): the session's one
+    finished run (tests/conftest.py), shared with the pipeline and planner tests."""
+    return embedded_run

@@ -292,10 +292,12 @@ class _Handler(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: fake_vast.py STATE_DIR")
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait, not fatal
     fake = FakeVast(Path(sys.argv[1]), os.environ.get("FAKE_VAST_REMOTE_PATH",
                                                       os.environ["PATH"])).start()
     print(fake.url, flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
-        fake.stop()
+        fake.stop()  # kills every instance still alive

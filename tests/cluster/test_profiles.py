@@ -31,6 +31,19 @@ def test_profile_name_resolves_from_repo_root_to_profiles_dir(name, monkeypatch)
     assert (ROOT / name).is_symlink() and os.readlink(ROOT / name) == f"profiles/{name}"
 
 
+@pytest.mark.parametrize("name", PROFILES)
+def test_scheduler_runs_leave_cores_unset(name, monkeypatch):
+    """Snakemake caps every job's threads at --cores, remote jobs included: a `cores` from the
+    executor profile or from the workflow profile (loaded with it) would hold an 8-thread
+    finetune on its SLURM node or Vast instance to the submit host's CPU count."""
+    from snakemake.cli import parse_args
+
+    monkeypatch.chdir(ROOT)
+    _, args = parse_args(["--profile", name, "results/recovery.csv"])
+    assert args.executor != "local" and args.jobs
+    assert args.cores is None, f"--profile {name} sets cores={args.cores}"
+
+
 def test_literal_vast_command_parses_from_a_checkout(tmp_path):
     """`snakemake --profile vast results/recovery.csv` (dry run) in a fresh checkout: the vast
     profile and the workflow profile are both loaded and the profile's groups are applied."""

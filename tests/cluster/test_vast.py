@@ -3,8 +3,8 @@ processes in their own namespaces (fake_vast.py): jobs ship, run on the instance
 the instance is destroyed; failures, lost instances and interrupts are handled.
 
 The tests of the workarounds fail with the stock plugin: MASKABLATE_TEST_VAST_EXECUTOR=vastai
-runs them on snakemake-executor-plugin-vastai itself (expect the lost-instance, SIGTERM and
-failed-log tests to fail, and the pipeline test for its benchmark file).
+runs them on snakemake-executor-plugin-vastai 0.1.4 itself; the lost-instance, SIGTERM,
+failed-log and group tests then fail (SIGINT passes: the stock plugin handles Ctrl-C).
 """
 
 from __future__ import annotations
@@ -193,43 +193,64 @@ def test_group_job_runs_on_one_instance_and_brings_back_its_checkpoint(vast, tmp
 # ----------------------------------------------------------------------- the pipeline
 
 
-def test_literal_vast_command_runs_a_pipeline_gpu_rule(vast, embedded_local, tmp_path):
+def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_path):
     """The user's command verbatim, after the README's setup (VAST_API_KEY exported; VAST_URL
     points the SDK at the fake): `snakemake --profile vast results/recovery.csv`, in the finished
-    local run minus one evaluation. That GPU job runs on an instance with the checkpoint and the
-    code shipped to it; its outputs come back equal to the local ones; the table is rebuilt here."""
+    local run minus variant 3A's finetune and evaluations and the stage-2 evaluation. Two
+    instances: the 3A group (finetune + its two evaluations: the base model shipped as a declared
+    input, the checkpoint written and read on the instance, downloaded once) and the base model's
+    evaluation (the base model shipped). Outputs come back equal to the local run's; the table is
+    rebuilt here."""
     wd = tmp_path / "checkout"
     shutil.copytree(embedded_local, wd, symlinks=True)
     git_add_all(wd)  # results/ is git-ignored: only the sources are tracked, and shipped
-    job_dir = wd / "results" / "eval" / "3A" / "causal"
-    reference = json.loads((job_dir / "metrics.json").read_text())
-    shutil.rmtree(job_dir)
+    evals = ["3A/causal", "3A/prefill_bidir", "base/prefill_bidir"]
+    reference = {e: json.loads((wd / "results/eval" / e / "metrics.json").read_text())
+                 for e in evals}
+    final_ref = json.loads((wd / "results/finetune/3A/summary.json").read_text())
+    for e in evals:
+        shutil.rmtree(wd / "results/eval" / e)
+    shutil.rmtree(wd / "results/finetune/3A")  # its Trainer checkpoints too: a run from scratch
     for f in ("recovery.csv", "recovery.parquet"):
         (wd / "results" / f).unlink()
 
     r = run_snakemake(wd, "--profile", "vast", "results/recovery.csv", env=vast.env, timeout=1200)
     assert r.returncode == 0, r.stdout[-6000:]
 
-    assert len(vast.instances) == 1, r.stdout[-3000:]
-    (iid,) = vast.instances
-    remote = vast.workdir(iid)
-    for shipped in ("src/maskablate/evaluation.py", "workflow/scripts/eval_model.py",
-                    "rules/eval.smk", "config/config.yaml",  # code
-                    "results/finetune/3A/final/checkpoint_manifest.json",  # inputs
-                    "results/finetune/3A/summary.json"):
-        assert (remote / shipped).exists(), shipped
-    assert (remote / "exit_code").read_text().strip() == "0"
-    assert (remote / "results/eval/3A/causal/metrics.json").exists()  # written on the instance
-
-    got = json.loads((job_dir / "metrics.json").read_text())
-    for task, v in reference["tasks"].items():
-        assert got["tasks"][task]["score"] == pytest.approx(v["score"], abs=1e-6), task
-    assert (job_dir / "samples.parquet").exists()
-    assert (wd / "benchmarks" / "eval_model" / "3A.causal.tsv").exists()
+    assert len(vast.instances) == 2, r.stdout[-3000:]
+    ran_on = {e: [i for i in vast.instances
+                  if (vast.workdir(i) / "results/eval" / e / "metrics.json").exists()]
+              for e in evals}
+    assert ran_on["3A/causal"] == ran_on["3A/prefill_bidir"] != ran_on["base/prefill_bidir"]
+    shipped = {  # besides the code: the inputs each instance got from here
+        ran_on["3A/causal"][0]: ("results/model/base/final/model.safetensors",
+                                 "results/leakage/causal.json", "results/data/sft.jsonl"),
+        ran_on["base/prefill_bidir"][0]: ("results/model/base.json",
+                                          "results/model/base/final/model.safetensors",
+                                          "results/data/tasks"),
+    }
+    for iid, inputs in shipped.items():
+        remote = vast.workdir(iid)
+        for f in ("src/maskablate/evaluation.py", "workflow/scripts/eval_model.py",
+                  "rules/eval.smk", "config/config.yaml", *inputs):
+            assert (remote / f).exists(), (iid, f)
+        assert (remote / "exit_code").read_text().strip() == "0"
+    # the checkpoint was made on the group's instance and came back once
+    ckpt = "results/finetune/3A/final/model.safetensors"
+    assert (vast.workdir(ran_on["3A/causal"][0]) / ckpt).read_bytes() == (wd / ckpt).read_bytes()
+    summary = json.loads((wd / "results/finetune/3A/summary.json").read_text())
+    assert summary["final_eval_loss"] == pytest.approx(final_ref["final_eval_loss"], rel=1e-5)
+    for e in evals:
+        got = json.loads((wd / "results/eval" / e / "metrics.json").read_text())
+        for task, v in reference[e]["tasks"].items():
+            assert got["tasks"][task]["score"] == pytest.approx(v["score"], abs=1e-6), (e, task)
+        assert (wd / "results/eval" / e / "samples.parquet").exists()
+        assert (wd / "benchmarks/eval_model" / "{}.{}.tsv".format(*e.split("/"))).exists()
+    assert (wd / "benchmarks/finetune/3A.tsv").exists()
     assert "localrule recovery_table:" in r.stdout
     table = pd.read_csv(wd / "results" / "recovery.csv")
     assert len(table) == len(pd.read_csv(embedded_local / "results" / "recovery.csv"))
-    assert destroyed(vast) == {iid} and vast.alive() == []
+    assert destroyed(vast) == set(vast.instances) and vast.alive() == []
     # the job is recorded like a local one: nothing left to do
     again = subprocess.run([SNAKEMAKE, "-n", "results/recovery.csv"], cwd=wd, env=CLEAN_ENV,
                            capture_output=True, text=True, timeout=300)

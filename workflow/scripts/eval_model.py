@@ -14,7 +14,8 @@ cfg = snakemake.params.eval
 wc = snakemake.wildcards
 if wc.model == "base":
     card = model_card.read(snakemake.input.card)
-    model, model_id, revision = card["path"], card["id"] or wc.model, card["revision"]
+    model, revision = model_card.locate(card)
+    model_id = card["id"] or wc.model
 else:
     # a pipeline checkpoint is trusted only with its complete hash manifest (written last)
     checkpoint.verify(snakemake.input.checkpoint)

@@ -12,8 +12,10 @@ torch.set_num_threads(snakemake.threads)
 from maskablate import model_card, training
 
 cfg = snakemake.params.finetune
+model, revision = model_card.locate(model_card.read(snakemake.input.card))
 training.finetune(
-    model_path=model_card.read(snakemake.input.card)["path"],
+    model_path=model,
+    revision=revision,
     data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
     policy=cfg["policy"],
     params=cfg["params"],

@@ -10,8 +10,9 @@ torch.set_num_threads(snakemake.threads)
 from maskablate import leakage, model_card
 
 cfg = snakemake.params.leakage
+model, revision = model_card.locate(model_card.read(snakemake.input.card))
 argv = [
-    "--model", model_card.read(snakemake.input.card)["path"],
+    "--model", model,
     "--data", snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
     "--policy", snakemake.wildcards.policy,
     "--n", str(cfg["n_pairs"]),
@@ -20,6 +21,8 @@ argv = [
     "--dtype", cfg["dtype"],
     "--out", snakemake.output[0],
 ]
+if revision is not None:
+    argv += ["--revision", revision]
 if cfg["threshold"] is not None:
     argv += ["--threshold", str(cfg["threshold"])]
 sys.exit(leakage.main(argv))

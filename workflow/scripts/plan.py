@@ -1,7 +1,8 @@
 """plan_estimate / plan: the runtime and cost table (maskablate.planner, docs/planner.md).
 
-With an ``estimate`` input (rule plan) the frozen forecast gains the actual times of the finished
-stages; without one (rule plan_estimate) it is the forecast itself.
+With an ``estimate`` input (rule plan) the frozen forecast gains the actual times of the stages
+that have finished (every stage in a full run, any number when the plan is asked for alone) and a
+status per row; without one (rule plan_estimate) it is the forecast itself.
 """
 
 import sys

@@ -186,12 +186,14 @@ def finetune(
     policy: str,
     params: dict | None,
     out_dir: str | os.PathLike,
+    revision: str | None = None,
     probe_result: dict | None = None,
     allow_leakage: bool = False,
     config_slice: Any = None,
 ) -> dict[str, Any]:
     """Full-weight SFT of ``model_path`` on Alpaca rows from ``data`` under ``policy``.
 
+    ``revision`` pins a hub id ``model_path`` (ignored for a directory).
     Writes ``out_dir/final/`` (safetensors + tokenizer + manifest) and ``out_dir/summary.json``;
     Trainer checkpoints go to ``out_dir/checkpoints/`` and a rerun resumes from the last complete
     one. Raises :class:`LeakageGateError` before training when the policy leaks and
@@ -207,17 +209,19 @@ def finetune(
         train_rows, eval_rows = sft_data.split_rows(rows, p["eval_size"], p["seed"])
     else:
         train_rows, eval_rows = rows, []
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path, revision=revision)
     train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"])
     eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"])
     print(f"[finetune {policy}] {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data}; "
           f"loading {model_path}", flush=True)
-    model = load_causal_lm(model_path, dtype=_model_dtype(p), attn_implementation=p["attn_implementation"])
+    model = load_causal_lm(model_path, revision=revision, dtype=_model_dtype(p),
+                           attn_implementation=p["attn_implementation"])
     if torch.cuda.is_available():
         model.to("cuda")
     gate = _leakage_gate(model, eval_pairs or train_pairs, policy, p, probe_result, allow_leakage)
     model.config.use_cache = False
-    run_key = {"kind": "finetune", "model_path": str(model_path), "data": str(data), "policy": policy,
+    run_key = {"kind": "finetune", "model_path": str(model_path), "revision": revision,
+               "data": str(data), "policy": policy,
                "params": p, "allow_leakage": bool(allow_leakage)}
     inputs = {"model": model_path}
     if Path(data).exists():
@@ -226,7 +230,7 @@ def finetune(
         kind="finetune", model=model, tokenizer=tokenizer,
         train_dataset=sft_examples(train_pairs), eval_dataset=sft_examples(eval_pairs),
         policy=policy, params=p, out_dir=Path(out_dir), run_key=run_key,
-        summary_extra={"model_path": str(model_path), "data": str(data),
+        summary_extra={"model_path": str(model_path), "revision": revision, "data": str(data),
                        "n_train": len(train_pairs), "n_eval": len(eval_pairs), "leakage_probe": gate},
         config_slice=config_slice, inputs=inputs, started=started,
     )

@@ -1,0 +1,60 @@
+"""A user's checkout of this repository in a temporary folder, and the embedded default run in
+one: the end-to-end tests (pipeline, planner, SLURM, Vast) share one finished run per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a checkout holds that a run needs: the workflow, the library (shipped to Vast instances;
+# first on PYTHONPATH, so a run uses the copy's code) and the profile links at the root.
+CHECKOUT = ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml", "src",
+            "pyproject.toml", ".gitignore", "slurm", "vast")
+
+
+def copy_checkout(dst: Path, source: Path = ROOT) -> Path:
+    """A user's checkout (the files a run needs) of `source` in dst."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in CHECKOUT:
+        src = source / name
+        if src.is_symlink():
+            (dst / name).symlink_to(os.readlink(src))
+        elif src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dst / name)
+    return dst
+
+
+def snakemake(wd: Path, *args: str, timeout: int = 1500, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
+    """`python -m snakemake ARGS` in wd, with wd's own src/ first on PYTHONPATH when it has one."""
+    own = {"PYTHONPATH": str(wd / "src")} if (wd / "src").is_dir() else {}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=wd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **own, **(env or {})},
+    )
+
+
+def run_embedded_default(wd: Path) -> Path:
+    """`snakemake -c2` (every default target) in a fresh checkout at wd; asserts success."""
+    import pandas as pd
+
+    copy_checkout(wd)
+    started = time.time()
+    r = snakemake(wd, "-c2", timeout=2400)
+    wall = time.time() - started
+    (wd / "run.log").write_text(r.stdout + r.stderr)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-8000:]
+    print(f"\nembedded default: pipeline wall time {wall:.0f} s; per job (s):")
+    for b in sorted((wd / "benchmarks").rglob("*.tsv")):
+        s = pd.read_csv(b, sep="\t")["s"].iloc[0]
+        print(f"  {b.relative_to(wd / 'benchmarks')}: {s:.1f}")
+    return wd
