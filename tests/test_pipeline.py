@@ -239,3 +239,17 @@ def test_leaking_variant_is_refused_by_the_probe(finished, tmp_path):
     assert probe["policy"] == "prefill_bidir" and probe["leaks"] is True
     assert "leakage gate" in log and "allow_leakage: true" in log, log
     assert not (wd / "results/finetune/3C/summary.json").exists()
+
+
+def test_checkpoint_without_manifest_is_refused_by_its_evaluation(finished, tmp_path):
+    """A finetune's final/ whose manifest is gone (a copy cut short, a hand-made folder) is not
+    scored: the evaluation fails before loading it, names the reason, and writes nothing."""
+    wd = tmp_path / "copy"
+    shutil.copytree(finished, wd, symlinks=True)
+    (wd / "results/finetune/3A/final/checkpoint_manifest.json").unlink()
+    target = "results/eval/3A/causal/metrics.json"
+    r = snakemake(wd, "-c1", "--force", target)
+    log = r.stdout + r.stderr + (wd / "logs/eval_model/3A.causal.log").read_text()
+    assert r.returncode != 0, log
+    assert "has no checkpoint_manifest.json: the checkpoint was never completed" in log, log
+    assert not (wd / target).exists()
