@@ -28,6 +28,12 @@ if EMBEDDED_MODEL:
 
 else:
 
+    # Registering is a hub query (and with download: true one snapshot download), not GPU work:
+    # on the submit host, which has network where cluster nodes often have none, and which
+    # shares its Hugging Face cache with SLURM jobs; never a rented Vast instance.
+    localrules:
+        prepare_model,
+
     rule prepare_model:
         output:
             card="results/model/base.json",

@@ -116,9 +116,11 @@ def load_workflow(wd: Path, configfile: str | None = None):
 )
 def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
     wf = load_workflow(fresh, configfile)
+    # hub data: no make_data; a pretrained model is registered on the submit host
     assert wf._localrules == {"make_data", "recovery_table", "plot_scores", "plot_loss_curves"} - (
         set() if configfile is None else {"make_data"}
-    ) | {r.name for r in wf.rules if r.name.startswith("plan")}
+    ) | (set() if configfile is None else {"prepare_model"}) | {
+        r.name for r in wf.rules if r.name.startswith("plan")}
     rules = {r.name: r for r in wf.rules}
     for name in ("leakage_probe", "finetune", "eval_model"):
         res = rules[name].resources
