@@ -48,11 +48,12 @@ PLAN_STAGE_OUTPUTS = [
     *expand(PLAN_OUTPUTS["finetune"], variant=sorted(VARIANTS)),
     *eval_targets("metrics.json"),
 ]
-# Asked for on its own (`snakemake results/plan.csv`, before renting anything), the plan must start
-# no stage that has not run: it takes the stage outputs that exist (none in a fresh checkout) and
-# says which stages have not run. Any other invocation (rule all: no targets; --report; other
-# targets) waits for every stage, so a full run writes the plan last, with every actual. The input
-# list differs between the two, so Snakemake reruns a partial plan once the stages have finished.
+# Asked for on its own (`snakemake results/plan.csv`, before renting anything), the plan must run
+# no stage, not even one whose output is out of date: it reads the stage outputs that exist (none
+# in a fresh checkout) without making them inputs, and says which stages have not run; their
+# modification times are a param, so a newer result reruns the plan. Any other invocation (rule
+# all: no targets; --report; other targets) waits for every stage, so a full run writes the plan
+# last, with every actual.
 PLAN_PRODUCTS = {
     "plan",
     "plan_estimate",
@@ -89,11 +90,7 @@ rule plan_estimate:
 rule plan:
     input:
         estimate="results/plan/estimate.csv",
-        stages=lambda wc: (
-            [f for f in PLAN_STAGE_OUTPUTS if os.path.exists(f)]
-            if only_targets(PLAN_PRODUCTS)
-            else PLAN_STAGE_OUTPUTS
-        ),
+        stages=lambda wc: [] if only_targets(PLAN_PRODUCTS) else PLAN_STAGE_OUTPUTS,
     output:
         csv="results/plan.csv",
         html=report(
@@ -108,5 +105,10 @@ rule plan:
         "../environment.yml"
     params:
         plan=PLAN_PARAMS,
+        finished=lambda wc: (
+            {f: os.path.getmtime(f) for f in PLAN_STAGE_OUTPUTS if os.path.exists(f)}
+            if only_targets(PLAN_PRODUCTS)
+            else {}
+        ),
     script:
         "../workflow/scripts/plan.py"
