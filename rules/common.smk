@@ -138,11 +138,9 @@ def base_model_inputs():
     without a shared filesystem (Vast) ships declared inputs only. The embedded model is the
     workflow's own; a local model directory is the user's. A hub id is no file; each job loads
     the card's pinned revision itself (model_card.locate)."""
-    if EMBEDDED_MODEL:
-        return {"card": "results/model/base.json", "base": "results/model/base/final"}
-    path = config["model"]["path"]
-    local = os.path.isdir(path)
-    return {"card": "results/model/base.json", **({"base": path} if local else {})}
+    base = "results/model/base/final" if EMBEDDED_MODEL else config["model"]["path"]
+    local = EMBEDDED_MODEL or os.path.isdir(base)
+    return {"card": "results/model/base.json", **({"base": base} if local else {})}
 
 
 def model_inputs(wildcards):

@@ -8,17 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from checkout import copy_checkout
+from checkout import copy_checkout, snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=180)
-
-
-def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return run(sys.executable, "-m", "snakemake", *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +37,19 @@ def job_counts(stdout: str) -> dict[str, int]:
 
 
 def test_lint_clean(fresh):
-    r = snakemake("--lint", cwd=fresh)
+    r = snakemake(fresh, "--lint", timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr, r.stdout
 
 
 def test_snakefmt_clean():
-    r = run(sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules")
+    r = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_first_run_plan(fresh):
-    r = snakemake("-n", cwd=fresh)
+    r = snakemake(fresh, "-n", timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     # 1 model, 1 data, 2 probes (one per training policy), 3 finetunes, (1 + 3) models x 2 policies
@@ -87,7 +82,7 @@ def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_m
             cfg["model"]["path"] = str(tiny_model_dir)
         (fresh / "config" / f"{model}.yaml").write_text(yaml.safe_dump(cfg))
         configfile = ["--configfile", f"config/{model}.yaml"]
-    r = snakemake("-n", *configfile, cwd=fresh)
+    r = snakemake(fresh, "-n", *configfile, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     base = {"embedded": "results/model/base/final", "local": str(tiny_model_dir)}.get(model)
     loaders = [(rule, inputs) for rule, inputs in job_inputs(r.stdout)
@@ -130,7 +125,7 @@ def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus
 
 
 def test_rulegraph_names_every_stage(fresh):
-    r = snakemake("--rulegraph", cwd=fresh)
+    r = snakemake(fresh, "--rulegraph", timeout=180)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("digraph")
     for rule in ("make_data", "prepare_model", "leakage_probe", "finetune", "eval_model",

@@ -121,7 +121,12 @@ def runs(tmp_path_factory, tiny_model_dir):
                 and "[eval] loading model" in (t := p.read_text()) and "[eval] macro" not in t]
 
     found: list[Path] = []
-    wait_for(proc, lambda: logs.is_dir() and bool(found or found.extend(running_evals()) or found), "evaluation")
+
+    def evaluating() -> bool:
+        found[:] = found or running_evals()  # the first evaluation seen running is the one
+        return bool(found)
+
+    wait_for(proc, evaluating, "evaluation")
     log = found[0]
     model, policy = log.stem.split(".")
     time.sleep(0.5)  # into the model load / scoring
