@@ -9,7 +9,7 @@ Paths compared (same requests):
                extrapolated); also the reference for the score differences
   naive-b64    stock-lm-eval style: length-sorted right-padded batches of 64, no mask, full
                logits, full-vocab fp32 log-softmax (causal only)
-  scorer       maskablate.scoring.score_requests, per policy, with and without shared contexts
+  scorer       ablate.mask.scoring.score_requests, per policy, with and without shared contexts
 
 usage: python bench/bench_eval.py [--docs 500] [--subset-docs 80] [--tiny]
 Prints a markdown table; --tiny runs a small shape on CPU to check the script.
@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from maskablate.masks import POLICIES
-from maskablate.scoring import prepare, score_naive, score_requests
+from ablate.mask.masks import POLICIES
+from ablate.mask.scoring import prepare, score_naive, score_requests
 
 # Ministral-3-3B text model (findings §3): 3.43 B parameters with tied embeddings.
 SHAPE_3B = dict(
@@ -38,8 +38,16 @@ SHAPE_3B = dict(
     max_position_embeddings=4096,
     tie_word_embeddings=True,
 )
-SHAPE_TINY = dict(SHAPE_3B, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=4096)
+SHAPE_TINY = dict(
+    SHAPE_3B,
+    hidden_size=64,
+    intermediate_size=192,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=4096,
+)
 
 # task: (choices, context length range, continuation length range, contexts shared?)
 TASK_SHAPES = {
@@ -74,9 +82,7 @@ def build_model(shape: dict, device: str, dtype: torch.dtype):
     config = Ministral3Config(**shape)
     torch.manual_seed(0)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(
-            config, dtype=dtype, attn_implementation="sdpa"
-        )
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
     return model.eval()
 
 
@@ -97,8 +103,10 @@ def naive_batched(model, requests, max_length: int, batch: int = 64):
                 pos = torch.arange(r.n_prompt - 1, len(r.inp), device=device)
                 tgt = torch.tensor(r.targets, device=device)
                 lp = logp[b, pos]
-                out[r.index] = (float(lp.gather(1, tgt[:, None]).sum()),
-                                bool((lp.argmax(-1) == tgt).all()))
+                out[r.index] = (
+                    float(lp.gather(1, tgt[:, None]).sum()),
+                    bool((lp.argmax(-1) == tgt).all()),
+                )
     return out
 
 
@@ -143,13 +151,19 @@ def main(argv=None) -> int:
     model = build_model(shape, device, dtype)
     n_params = sum(p.numel() for p in model.parameters())
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-    print(f"model: {n_params / 1e9:.2f} B params, {dtype}, {gpu}, "
-          f"built in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(
+        f"model: {n_params / 1e9:.2f} B params, {dtype}, {gpu}, "
+        f"built in {time.perf_counter() - t0:.1f}s",
+        flush=True,
+    )
     reqs, docs = workload(a.docs, shape["vocab_size"])
     max_length = shape["max_position_embeddings"]
     n_tok = sum(len(c) + len(k) - 1 for c, k in reqs)
-    print(f"workload: {len(reqs)} requests in {len(docs)} docs, {n_tok} input tokens "
-          f"({n_tok / len(reqs):.1f}/request)", flush=True)
+    print(
+        f"workload: {len(reqs)} requests in {len(docs)} docs, {n_tok} input tokens "
+        f"({n_tok / len(reqs):.1f}/request)",
+        flush=True,
+    )
     sub_docs = random.Random(1).sample(docs, min(a.subset_docs, len(docs)))
     sub_idx = [i for d in sub_docs for i in d]
     subset = [reqs[i] for i in sub_idx]
@@ -170,31 +184,60 @@ def main(argv=None) -> int:
             flips = choice_flips(local, full_ref, [d for d in sub_docs], reqs)
         est = secs * len(reqs) / n
         rows.append((path, policy, budget, n, secs, est, diff, flips))
-        print(f"  {path:<22} {policy:<14} {budget!s:<6} n={n:<5} {secs:8.2f}s  "
-              f"all {est:8.2f}s" + (f"  max|dlogp| {diff:.2e} choice flips {flips}"
-                                    if diff is not None else ""), flush=True)
+        print(
+            f"  {path:<22} {policy:<14} {budget!s:<6} n={n:<5} {secs:8.2f}s  "
+            f"all {est:8.2f}s"
+            + (f"  max|dlogp| {diff:.2e} choice flips {flips}" if diff is not None else ""),
+            flush=True,
+        )
 
     refs = {}
     for policy in POLICIES:
         refs[policy], secs = timed(
-            lambda: score_naive(model, subset, policy, max_length=max_length), device)
+            lambda policy=policy: score_naive(model, subset, policy, max_length=max_length), device
+        )
         record("seed (1 seq/forward)", policy, "", len(subset), secs)
     scores, secs = timed(lambda: naive_batched(model, reqs, max_length), device)
     record("naive-b64 fp32 lsm", "causal", 64, len(reqs), secs, scores, refs["causal"])
     for policy in POLICIES:
-        for share in ((False, True) if policy != "prefill_bidir" else (False,)):
-            scores, secs = timed(lambda: score_requests(
-                model, reqs, policy, share_contexts=share,
-                max_batch_tokens=a.max_batch_tokens, **kw), device)
-            record("scorer" + (" shared ctx" if share else ""), policy,
-                   a.max_batch_tokens, len(reqs), secs, scores, refs[policy])
+        for share in (False, True) if policy != "prefill_bidir" else (False,):
+            scores, secs = timed(
+                lambda policy=policy, share=share: score_requests(
+                    model,
+                    reqs,
+                    policy,
+                    share_contexts=share,
+                    max_batch_tokens=a.max_batch_tokens,
+                    **kw,
+                ),
+                device,
+            )
+            record(
+                "scorer" + (" shared ctx" if share else ""),
+                policy,
+                a.max_batch_tokens,
+                len(reqs),
+                secs,
+                scores,
+                refs[policy],
+            )
     for budget in [int(b) for b in a.sweep.split(",") if b]:
         for policy, share in (("causal", True), ("prefill_bidir", False)):
-            scores, secs = timed(lambda: score_requests(
-                model, reqs, policy, share_contexts=share, max_batch_tokens=budget, **kw),
-                device)
-            record("scorer" + (" shared ctx" if share else ""), policy, budget, len(reqs),
-                   secs, scores, refs[policy])
+            scores, secs = timed(
+                lambda policy=policy, share=share, budget=budget: score_requests(
+                    model, reqs, policy, share_contexts=share, max_batch_tokens=budget, **kw
+                ),
+                device,
+            )
+            record(
+                "scorer" + (" shared ctx" if share else ""),
+                policy,
+                budget,
+                len(reqs),
+                secs,
+                scores,
+                refs[policy],
+            )
     if device == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
@@ -209,27 +252,50 @@ def main(argv=None) -> int:
         f_reqs = [reqs[i] for i in f_idx]
         for policy in POLICIES:
             ref = score_naive(model32, f_reqs, policy, max_length=max_length)
-            for share in ((False, True) if policy != "prefill_bidir" else (False,)):
-                got = score_requests(model32, f_reqs, policy, share_contexts=share,
-                                     max_batch_tokens=a.max_batch_tokens, **kw)
-                fp32.append((policy, share, len(f_reqs),
-                             max(abs(x[0] - y[0]) for x, y in zip(got, ref)),
-                             sum(x[1] != y[1] for x, y in zip(got, ref))))
-                print(f"  fp32 {policy:<14} shared={share!s:<5} n={len(f_reqs)} "
-                      f"max|dlogp| {fp32[-1][3]:.2e} greedy flips {fp32[-1][4]}", flush=True)
+            for share in (False, True) if policy != "prefill_bidir" else (False,):
+                got = score_requests(
+                    model32,
+                    f_reqs,
+                    policy,
+                    share_contexts=share,
+                    max_batch_tokens=a.max_batch_tokens,
+                    **kw,
+                )
+                fp32.append(
+                    (
+                        policy,
+                        share,
+                        len(f_reqs),
+                        max(abs(x[0] - y[0]) for x, y in zip(got, ref)),
+                        sum(x[1] != y[1] for x, y in zip(got, ref)),
+                    )
+                )
+                print(
+                    f"  fp32 {policy:<14} shared={share!s:<5} n={len(f_reqs)} "
+                    f"max|dlogp| {fp32[-1][3]:.2e} greedy flips {fp32[-1][4]}",
+                    flush=True,
+                )
 
-    print(f"\n{len(reqs)} requests / {len(docs)} docs ({n_tok} tokens), {gpu}, {dtype}; "
-          f"seed path timed on {len(subset)} requests ({len(sub_docs)} docs), extrapolated\n")
-    print("| path | policy | token budget | requests timed | wall s | s for all 8000 | "
-          "max abs diff vs seed path | choice flips (acc, acc_norm) |")
+    print(
+        f"\n{len(reqs)} requests / {len(docs)} docs ({n_tok} tokens), {gpu}, {dtype}; "
+        f"seed path timed on {len(subset)} requests ({len(sub_docs)} docs), extrapolated\n"
+    )
+    print(
+        "| path | policy | token budget | requests timed | wall s | s for all 8000 | "
+        "max abs diff vs seed path | choice flips (acc, acc_norm) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for path, policy, budget, n, secs, est, diff, flips in rows:
-        print(f"| {path} | {policy} | {budget} | {n} | {secs:.2f} | {est:.2f} | "
-              f"{'' if diff is None else f'{diff:.2e}'} | "
-              f"{'' if flips is None else f'{flips[0]}, {flips[1]} of {len(sub_docs)}'} |")
+        print(
+            f"| {path} | {policy} | {budget} | {n} | {secs:.2f} | {est:.2f} | "
+            f"{'' if diff is None else f'{diff:.2e}'} | "
+            f"{'' if flips is None else f'{flips[0]}, {flips[1]} of {len(sub_docs)}'} |"
+        )
     if fp32:
-        print("\n| fp32 check: policy | shared ctx | requests | max abs diff vs seed path | "
-              "greedy flips |")
+        print(
+            "\n| fp32 check: policy | shared ctx | requests | max abs diff vs seed path | "
+            "greedy flips |"
+        )
         print("|---|---|---|---|---|")
         for policy, share, n, diff, g in fp32:
             print(f"| {policy} | {share} | {n} | {diff:.2e} | {g} |")

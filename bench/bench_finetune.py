@@ -1,4 +1,4 @@
-"""Finetuning step benchmark: the real training path (maskablate.training.build_trainer -> MaskPolicyTrainer,
+"""Finetuning step benchmark: the real training path (ablate.mask.training.build_trainer -> MaskPolicyTrainer,
 HF Trainer loop, policy forward, response-only fast head, optimizer) on the Ministral-3-3B text shape with
 random weights, causal vs prefix_bidir. Prints a markdown table.
 
@@ -28,38 +28,87 @@ import time
 
 import torch
 
-from maskablate import masks, training
-from maskablate.modeling import tiny_ministral3_config
-from maskablate.training import params
+from ablate.core.modeling import tiny_ministral3_config
+from ablate.mask import masks, training
+from ablate.mask.training import params
 
 PEAK_TFLOPS = 989.0
 SHAPE = dict(
-    vocab_size=131072, hidden_size=3072, intermediate_size=9216, num_hidden_layers=26,
-    num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
+    vocab_size=131072,
+    hidden_size=3072,
+    intermediate_size=9216,
+    num_hidden_layers=26,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    tie_word_embeddings=True,
 )
 # --smoke: the same code on a tiny shape on CPU, to check the script runs (numbers meaningless)
-SMOKE_SHAPE = dict(SHAPE, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                   num_key_value_heads=2, head_dim=16)
+SMOKE_SHAPE = dict(
+    SHAPE,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+)
 DEVICE = "cuda"
 T = 1024
 
 # name -> (params, reference row whose causal time the "x causal sdpa" column divides by)
 SPLIT = masks.PREFIX_SDPA
 ROWS = {
-    "B4-adamw": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation="sdpa"), None),
-    "B4-adamw-split": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation=SPLIT),
-                       "B4-adamw"),
-    "B4-adamw-flex": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused",
-                           attn_implementation="flex_attention"), "B4-adamw"),
-    "B4-adafactor-split": (dict(batch_size=4, grad_accum=1, optim="adafactor", attn_implementation=SPLIT), None),
-    "seed-GA16-split": (dict(batch_size=1, grad_accum=16, optim="adafactor", attn_implementation=SPLIT), None),
-    "B4-adamw-autocast-split": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", model_dtype="float32",
-                                     attn_implementation=SPLIT), None),
-    "B4-adamw-bf16-nomaster": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", master_weights=False,
-                                    attn_implementation="sdpa"), None),
+    "B4-adamw": (
+        dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation="sdpa"),
+        None,
+    ),
+    "B4-adamw-split": (
+        dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation=SPLIT),
+        "B4-adamw",
+    ),
+    "B4-adamw-flex": (
+        dict(
+            batch_size=4,
+            grad_accum=1,
+            optim="adamw_torch_fused",
+            attn_implementation="flex_attention",
+        ),
+        "B4-adamw",
+    ),
+    "B4-adafactor-split": (
+        dict(batch_size=4, grad_accum=1, optim="adafactor", attn_implementation=SPLIT),
+        None,
+    ),
+    "seed-GA16-split": (
+        dict(batch_size=1, grad_accum=16, optim="adafactor", attn_implementation=SPLIT),
+        None,
+    ),
+    "B4-adamw-autocast-split": (
+        dict(
+            batch_size=4,
+            grad_accum=1,
+            optim="adamw_torch_fused",
+            model_dtype="float32",
+            attn_implementation=SPLIT,
+        ),
+        None,
+    ),
+    "B4-adamw-bf16-nomaster": (
+        dict(
+            batch_size=4,
+            grad_accum=1,
+            optim="adamw_torch_fused",
+            master_weights=False,
+            attn_implementation="sdpa",
+        ),
+        None,
+    ),
     # diagnosis: the split path's per-row non-causal calls have a new shape for every prompt length
-    "B4-adamw-split-nocudnn": (dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation=SPLIT),
-                               "B4-adamw"),
+    "B4-adamw-split-nocudnn": (
+        dict(batch_size=4, grad_accum=1, optim="adamw_torch_fused", attn_implementation=SPLIT),
+        "B4-adamw",
+    ),
 }
 NO_CUDNN_ROWS = {"B4-adamw-split-nocudnn"}
 
@@ -93,8 +142,9 @@ def build_model(dtype: torch.dtype, attn: str):
     return model
 
 
-def run_row(name: str, policy: str, overrides: dict, warmup: int, timed: int, data_seed: int,
-            passes: int) -> dict:
+def run_row(
+    name: str, policy: str, overrides: dict, warmup: int, timed: int, data_seed: int, passes: int
+) -> dict:
     """Train ``passes`` times on the same data (fresh model and optimizer each time) and report the last.
 
     Real SFT data has many distinct prompt lengths; shape-keyed caches (cuDNN attention plans,
@@ -102,7 +152,7 @@ def run_row(name: str, policy: str, overrides: dict, warmup: int, timed: int, da
     measures that steady state; the first pass's time is reported too (``first_pass_s_per_step``).
     """
     first = None
-    for i in range(passes):
+    for _ in range(passes):
         r = _run_once(name, policy, overrides, warmup, timed, data_seed)
         if first is None:
             first = r["s_per_step"]
@@ -111,18 +161,36 @@ def run_row(name: str, policy: str, overrides: dict, warmup: int, timed: int, da
     return r
 
 
-def _run_once(name: str, policy: str, overrides: dict, warmup: int, timed: int, data_seed: int) -> dict:
+def _run_once(
+    name: str, policy: str, overrides: dict, warmup: int, timed: int, data_seed: int
+) -> dict:
     p = training.resolve_params(
-        {**overrides, "max_steps": warmup + timed, "eval_size": 0, "logging_steps": 1000,
-         "no_learning_steps": 0, "plateau_patience": 0, "warmup_ratio": 0.0, "max_seq_len": T},
+        {
+            **overrides,
+            "max_steps": warmup + timed,
+            "eval_size": 0,
+            "logging_steps": 1000,
+            "no_learning_steps": 0,
+            "plateau_patience": 0,
+            "warmup_ratio": 0.0,
+            "max_seq_len": T,
+        },
         training.FINETUNE_DEFAULTS,
     )
     model = build_model(params._model_dtype(p), p["attn_implementation"])
     n_params = sum(t.numel() for t in model.parameters())
     data = make_examples((warmup + timed) * p["batch_size"] * p["grad_accum"], seed=data_seed)
     trainer, _, tp = training.build_trainer(
-        model=model, tokenizer=None, pad_token_id=11, train_dataset=data, eval_dataset=None,
-        policy=policy, params=p, output_dir="/tmp/bench_finetune", label=f"{name} {policy}", save=False,
+        model=model,
+        tokenizer=None,
+        pad_token_id=11,
+        train_dataset=data,
+        eval_dataset=None,
+        policy=policy,
+        params=p,
+        output_dir="/tmp/bench_finetune",
+        label=f"{name} {policy}",
+        save=False,
     )
     if DEVICE == "cuda":
         torch.cuda.synchronize()
@@ -135,12 +203,19 @@ def _run_once(name: str, policy: str, overrides: dict, warmup: int, timed: int, 
     tokens_step = p["batch_size"] * p["grad_accum"] * T
     tok_s = tokens_step / s_step
     out = dict(
-        row=name, policy=policy, attn=p["attn_implementation"], optim=p["optim"],
-        weights=_weights_label(p), batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
-        s_per_step=s_step, s_per_step_min=min(times), tokens_per_s=tok_s,
+        row=name,
+        policy=policy,
+        attn=p["attn_implementation"],
+        optim=p["optim"],
+        weights=_weights_label(p),
+        batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
+        s_per_step=s_step,
+        s_per_step_min=min(times),
+        tokens_per_s=tok_s,
         mfu=6 * n_params * tok_s / (PEAK_TFLOPS * 1e12),
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if DEVICE == "cuda" else float("nan"),
-        n_params=n_params, timed_steps=len(times),
+        n_params=n_params,
+        timed_steps=len(times),
     )
     if trainer.master_optimizer is not None:
         trainer.master_optimizer.remove_hooks()
@@ -171,9 +246,13 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", choices=list(ROWS), help="rows to run (default: all)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--timed", type=int, default=10)
-    ap.add_argument("--passes", type=int, default=2, help="passes over the same rows; the last is reported")
+    ap.add_argument(
+        "--passes", type=int, default=2, help="passes over the same rows; the last is reported"
+    )
     ap.add_argument("--json", help="also write the rows as JSON")
-    ap.add_argument("--smoke", action="store_true", help="tiny shape on CPU: checks the script, not speed")
+    ap.add_argument(
+        "--smoke", action="store_true", help="tiny shape on CPU: checks the script, not speed"
+    )
     args = ap.parse_args(argv)
     global DEVICE, T
     if args.smoke:
@@ -188,12 +267,18 @@ def main(argv=None) -> int:
     else:
         torch.backends.cuda.matmul.allow_tf32 = True
     device_name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu (smoke)"
-    print(f"# {device_name}, torch {torch.__version__}, "
-          f"transformers {__import__('transformers').__version__}", flush=True)
+    print(
+        f"# {device_name}, torch {torch.__version__}, "
+        f"transformers {__import__('transformers').__version__}",
+        flush=True,
+    )
     if DEVICE == "cuda":
         order = getattr(torch._C, "_get_sdp_priority_order", lambda: None)()
-        print(f"# sdpa priority order {order}; cudnn sdp enabled {torch.backends.cuda.cudnn_sdp_enabled()}, "
-              f"flash {torch.backends.cuda.flash_sdp_enabled()}", flush=True)
+        print(
+            f"# sdpa priority order {order}; cudnn sdp enabled {torch.backends.cuda.cudnn_sdp_enabled()}, "
+            f"flash {torch.backends.cuda.flash_sdp_enabled()}",
+            flush=True,
+        )
     results = []
     flex_diff = None
     for name in args.only or list(ROWS):
@@ -203,7 +288,9 @@ def main(argv=None) -> int:
             warmup, timed = 1, max(3, args.timed // 3)
         if over.get("attn_implementation") == "flex_attention" and flex_diff is None:
             flex_diff = check_flex_matches_sdpa()
-            print(f"flex vs sdpa prefix_bidir loss, relative difference: {flex_diff:.2e}", flush=True)
+            print(
+                f"flex vs sdpa prefix_bidir loss, relative difference: {flex_diff:.2e}", flush=True
+            )
         pair = []
         cudnn_before = torch.backends.cuda.cudnn_sdp_enabled()
         if name in NO_CUDNN_ROWS:
@@ -211,7 +298,15 @@ def main(argv=None) -> int:
         for policy in ("causal", "prefix_bidir"):
             t0 = time.time()
             try:
-                r = run_row(name, policy, over, warmup, timed, data_seed=100 + len(results), passes=args.passes)
+                r = run_row(
+                    name,
+                    policy,
+                    over,
+                    warmup,
+                    timed,
+                    data_seed=100 + len(results),
+                    passes=args.passes,
+                )
             except torch.OutOfMemoryError as exc:  # report the row, keep the rest
                 print(f"{name} {policy}: out of memory ({str(exc)[:120]})", flush=True)
                 gc.collect()
@@ -224,25 +319,36 @@ def main(argv=None) -> int:
         if len(pair) == 2:
             pair[1]["ratio"] = pair[1]["s_per_step"] / pair[0]["s_per_step"]
             pair[0]["ratio"] = 1.0
-        ref_causal = [r for r in results + pair if r["row"] == (ref or name) and r["policy"] == "causal"]
+        ref_causal = [
+            r for r in results + pair if r["row"] == (ref or name) and r["policy"] == "causal"
+        ]
         for r in pair:
             if ref_causal:
                 r["ratio_ref"] = r["s_per_step"] / ref_causal[0]["s_per_step"]
         results += pair
-    print("\n| row | policy | attn | optimizer | weights | B x GA x T | s/step | first pass s/step | tokens/s | MFU "
-          "| peak GB | x causal (same row) | x causal sdpa |")
+    print(
+        "\n| row | policy | attn | optimizer | weights | B x GA x T | s/step | first pass s/step | tokens/s | MFU "
+        "| peak GB | x causal (same row) | x causal sdpa |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ratio = f"{r['ratio']:.3f}" if "ratio" in r else "-"
         ratio_ref = f"{r['ratio_ref']:.3f}" if "ratio_ref" in r else "-"
-        print(f"| {r['row']} | {r['policy']} | {r['attn']} | {r['optim']} | {r['weights']} | {r['batch']} | "
-              f"{r['s_per_step']:.3f} | {r['first_pass_s_per_step']:.3f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {r['peak_gb']:.1f} | "
-              f"{ratio} | {ratio_ref} |")
+        print(
+            f"| {r['row']} | {r['policy']} | {r['attn']} | {r['optim']} | {r['weights']} | "
+            f"{r['batch']} | {r['s_per_step']:.3f} | {r['first_pass_s_per_step']:.3f} | "
+            f"{r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {r['peak_gb']:.1f} | "
+            f"{ratio} | {ratio_ref} |"
+        )
     if flex_diff is not None:
         print(f"\nflex vs sdpa prefix_bidir loss relative difference: {flex_diff:.2e}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": results, "flex_vs_sdpa_rel_diff": flex_diff, "device": device_name}, f, indent=1)
+            json.dump(
+                {"rows": results, "flex_vs_sdpa_rel_diff": flex_diff, "device": device_name},
+                f,
+                indent=1,
+            )
     return 0
 
 

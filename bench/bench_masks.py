@@ -27,17 +27,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from maskablate import masks  # noqa: E402
-from maskablate.modeling import tiny_ministral3_config  # noqa: E402
+from ablate.core.modeling import tiny_ministral3_config  # noqa: E402
+from ablate.mask import masks  # noqa: E402
 
 PEAK_TFLOPS = 989.0
 SHAPE_3B = dict(
-    vocab_size=131072, hidden_size=3072, intermediate_size=9216, num_hidden_layers=26,
-    num_attention_heads=32, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
+    vocab_size=131072,
+    hidden_size=3072,
+    intermediate_size=9216,
+    num_hidden_layers=26,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    tie_word_embeddings=True,
 )
 SHAPE_SMOKE = dict(
-    vocab_size=1024, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-    num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
+    vocab_size=1024,
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+    tie_word_embeddings=True,
 )
 FLEX = "flex_attention"
 #: (label, policy, attn_implementation, extra policy_forward_kwargs)
@@ -47,8 +59,12 @@ VARIANTS = [
     ("prefix_bidir, sdpa dense mask", "prefix_bidir", "sdpa", {}),
     ("prefix_bidir, flex BlockMask", "prefix_bidir", FLEX, {}),
     ("prefix_bidir, split sdpa (masks.PREFIX_SDPA)", "prefix_bidir", masks.PREFIX_SDPA, {}),
-    ("prefix_bidir, split sdpa, right_padded=True", "prefix_bidir", masks.PREFIX_SDPA,
-     {"right_padded": True}),
+    (
+        "prefix_bidir, split sdpa, right_padded=True",
+        "prefix_bidir",
+        masks.PREFIX_SDPA,
+        {"right_padded": True},
+    ),
     ("causal, flex BlockMask", "causal", FLEX, {}),
 ]
 
@@ -66,11 +82,21 @@ def _causal_pass(module, query, key, value, attention_mask, dropout, scaling, kw
 
     lengths = kw.pop(masks._PROMPT_LENGTHS_KWARG, None)
     if lengths is None or query.shape[2] == 1:
-        return None, sdpa(module, query, key, value, attention_mask, dropout=dropout,
-                          scaling=scaling, **kw)
+        return None, sdpa(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw
+        )
     kw.pop("is_causal", None)
-    out, _ = sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                  is_causal=True, **kw)
+    out, _ = sdpa(
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        dropout=dropout,
+        scaling=scaling,
+        is_causal=True,
+        **kw,
+    )
     return lengths, out
 
 
@@ -83,15 +109,24 @@ def _split_rowslice(module, query, key, value, attention_mask, dropout=0.0, scal
         return out
     rows = []
     for b, p in enumerate(lengths):
-        block, _ = sdpa(module, query[b : b + 1, :, :p], key[b : b + 1, :, :p],
-                        value[b : b + 1, :, :p], None, dropout=dropout, scaling=scaling,
-                        is_causal=False, **kw)
+        block, _ = sdpa(
+            module,
+            query[b : b + 1, :, :p],
+            key[b : b + 1, :, :p],
+            value[b : b + 1, :, :p],
+            None,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=False,
+            **kw,
+        )
         rows.append(torch.cat([block[0], out[b, p:]], dim=0))
     return torch.stack(rows), None
 
 
-def _split_packed_gather(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
-                         **kw):
+def _split_packed_gather(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw
+):
     """Second version: prompt tokens gathered into a packed copy (reshape of the transposed
     (B, H, T, D) inputs, then indexing), per-row sdpa on its slices, one index_copy back."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward as sdpa
@@ -109,9 +144,17 @@ def _split_packed_gather(module, query, key, value, attention_mask, dropout=0.0,
     blocks, start = [], 0
     for p in lengths:
         rows = slice(start, start + p)
-        block, _ = sdpa(module, q[rows].transpose(0, 1)[None], k[rows].transpose(0, 1)[None],
-                        v[rows].transpose(0, 1)[None], None, dropout=dropout, scaling=scaling,
-                        is_causal=False, **kw)
+        block, _ = sdpa(
+            module,
+            q[rows].transpose(0, 1)[None],
+            k[rows].transpose(0, 1)[None],
+            v[rows].transpose(0, 1)[None],
+            None,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=False,
+            **kw,
+        )
         blocks.append(block[0])
         start += p
     flat = out.reshape(batch * width, *out.shape[2:])
@@ -217,20 +260,26 @@ def run_timing(args, model, device) -> list[dict]:
     n_params = sum(p.numel() for p in model.parameters())
     tokens = args.batch * args.seq
     batch = train_batch(args.batch, args.seq, model.config.vocab_size, device)
-    log(f"{n_params / 1e9:.3f} B params; batch {args.batch} x {args.seq}; prompt lengths {batch[3]}")
+    log(
+        f"{n_params / 1e9:.3f} B params; batch {args.batch} x {args.seq}; prompt lengths {batch[3]}"
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=torch.device(device).type == "cuda")
     variants = [(*v, None) for v in VARIANTS if not (args.skip_flex and v[2] == FLEX)]
     if args.experiments:
-        variants += [(label, "prefix_bidir", masks.PREFIX_SDPA, {}, fn)
-                     for label, fn in EXPERIMENTS.items()]
-    rows = {v[0]: dict(label=v[0], policy=v[1], impl=v[2], times=[], rounds=[], peak_gb=0.0)
-            for v in variants}
+        variants += [
+            (label, "prefix_bidir", masks.PREFIX_SDPA, {}, fn) for label, fn in EXPERIMENTS.items()
+        ]
+    rows = {
+        v[0]: dict(label=v[0], policy=v[1], impl=v[2], times=[], rounds=[], peak_gb=0.0)
+        for v in variants
+    }
     # Rounds in alternating order, so a drift of clocks or temperature does not favour one variant.
     for r in range(args.rounds):
         for label, policy, impl, extra, fn in variants if r % 2 == 0 else variants[::-1]:
             try:
-                res = time_variant(model, opt, batch, policy, impl, extra, args.steps,
-                                   args.warmup, device, fn)
+                res = time_variant(
+                    model, opt, batch, policy, impl, extra, args.steps, args.warmup, device, fn
+                )
             except Exception as exc:  # an experiment may not run on this torch; say so
                 if fn is None:
                     raise
@@ -242,27 +291,35 @@ def run_timing(args, model, device) -> list[dict]:
             row["times"] += res["times"]
             row["rounds"].append(statistics.median(res["times"]))
             row["peak_gb"] = max(row["peak_gb"], res["peak_gb"])
-            log(f"round {r + 1} {label}: median {row['rounds'][-1]:.4f} s/step "
-                f"(warmup {res['warmup_s']:.1f}s, peak {res['peak_gb']:.1f} GB)")
+            log(
+                f"round {r + 1} {label}: median {row['rounds'][-1]:.4f} s/step "
+                f"(warmup {res['warmup_s']:.1f}s, peak {res['peak_gb']:.1f} GB)"
+            )
     causal = statistics.median(rows[VARIANTS[0][0]]["times"])
     out = []
     for row in rows.values():
         if not row["times"]:
             continue
         s = statistics.median(row["times"])
-        out.append(dict(
-            row, s_per_step=s, tokens_per_s=tokens / s,
-            mfu=6 * n_params * tokens / s / (PEAK_TFLOPS * 1e12),
-            ratio=s / causal,
-            spread=(max(row["rounds"]) - min(row["rounds"])) / s,
-        ))
+        out.append(
+            dict(
+                row,
+                s_per_step=s,
+                tokens_per_s=tokens / s,
+                mfu=6 * n_params * tokens / s / (PEAK_TFLOPS * 1e12),
+                ratio=s / causal,
+                spread=(max(row["rounds"]) - min(row["rounds"])) / s,
+            )
+        )
     if args.profile and torch.device(device).type == "cuda":
         for label, policy, impl, extra in [VARIANTS[0], VARIANTS[5]]:
             out_row = next(r for r in out if r["label"] == label)
             out_row["profile"] = profile_step(model, opt, batch, policy, impl, extra)
             print(f"\n### profile: {label}\n```\n{out_row['profile']}\n```", flush=True)
         out[0]["flash_only_split"] = flash_only_check(model, opt, batch)
-        log(f"split backend (fwd+bwd) under a flash-only sdpa_kernel context: {out[0]['flash_only_split']}")
+        log(
+            f"split backend (fwd+bwd) under a flash-only sdpa_kernel context: {out[0]['flash_only_split']}"
+        )
     del opt
     return out
 
@@ -277,7 +334,9 @@ def profile_step(model, opt, batch, policy, impl, extra) -> str:
         for _ in range(2):
             train_step(model, opt, batch, policy, extra)
         torch.cuda.synchronize()
-    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60)
+    return prof.key_averages().table(
+        sort_by="cuda_time_total", row_limit=14, max_name_column_width=60
+    )
 
 
 def flash_only_check(model, opt, batch) -> str:
@@ -349,14 +408,22 @@ def logits_check(model, args, device, dtype_label: str, ref_fp32: dict | None) -
             keep[(side, policy)] = ref if dtype_label == "fp32" else None
             for impl in out:
                 d = out[impl] - ref
-                row = dict(dtype=dtype_label, side=side, policy=policy, impl=impl,
-                           max_abs=d.abs().max().item(), rel=(d.norm() / ref.norm()).item())
+                row = dict(
+                    dtype=dtype_label,
+                    side=side,
+                    policy=policy,
+                    impl=impl,
+                    max_abs=d.abs().max().item(),
+                    rel=(d.norm() / ref.norm()).item(),
+                )
                 if ref_fp32 is not None:  # distance to the fp32 sdpa logits: bf16's own noise
                     f = ref_fp32[(side, policy)]
                     row["rel_vs_fp32"] = ((out[impl] - f).norm() / f.norm()).item()
                 rows.append(row)
-                log(f"logits {dtype_label} {side} {policy} {impl}: max|d| {row['max_abs']:.2e} "
-                    f"rel {row['rel']:.2e}")
+                log(
+                    f"logits {dtype_label} {side} {policy} {impl}: max|d| {row['max_abs']:.2e} "
+                    f"rel {row['rel']:.2e}"
+                )
             del out
     return rows, keep
 
@@ -379,14 +446,26 @@ def gpu_audit(device, dtype, skip_flex: bool) -> list[dict]:
                     (torch.tensor(a) - torch.tensor(e)).abs().max().item()
                     for a, e in zip(res["logits"], ref["logits"])
                 )
-                out.append(dict(policy=policy, side=side, impl=impl, dtype=str(dtype),
-                                mismatches=len(res["mismatches"]), first=res["mismatches"][:2],
-                                pad_diff=res["pad_diff"], vs_eager=vs_eager,
-                                dep_min=res["dep_min"], indep_max=res["indep_max"],
-                                cross_row=res["cross_row"]))
-                log(f"audit {dtype} {policy}/{side}/{impl}: {len(res['mismatches'])} mismatches, "
+                out.append(
+                    dict(
+                        policy=policy,
+                        side=side,
+                        impl=impl,
+                        dtype=str(dtype),
+                        mismatches=len(res["mismatches"]),
+                        first=res["mismatches"][:2],
+                        pad_diff=res["pad_diff"],
+                        vs_eager=vs_eager,
+                        dep_min=res["dep_min"],
+                        indep_max=res["indep_max"],
+                        cross_row=res["cross_row"],
+                    )
+                )
+                log(
+                    f"audit {dtype} {policy}/{side}/{impl}: {len(res['mismatches'])} mismatches, "
                     f"pad {res['pad_diff']:.1e}, vs eager {vs_eager:.1e}, "
-                    f"dep_min {res['dep_min']:.1e}, indep_max {res['indep_max']:.1e}")
+                    f"dep_min {res['dep_min']:.1e}, indep_max {res['indep_max']:.1e}"
+                )
     return out
 
 
@@ -401,10 +480,16 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny shape on CPU (checks the script)")
     p.add_argument("--skip-flex", action="store_true")
     p.add_argument("--skip-checks", action="store_true")
-    p.add_argument("--experiments", action="store_true",
-                   help="also time the alternative split implementations (EXPERIMENTS)")
-    p.add_argument("--profile", action="store_true",
-                   help="CUDA kernel profile of causal and split steps; flash-only check")
+    p.add_argument(
+        "--experiments",
+        action="store_true",
+        help="also time the alternative split implementations (EXPERIMENTS)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="CUDA kernel profile of causal and split steps; flash-only check",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.batch, args.seq, args.steps, args.warmup, args.rounds = 2, 64, 2, 1, 1
@@ -417,11 +502,15 @@ def main(argv=None) -> int:
 
     result = dict(
         device=torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        torch=torch.__version__, transformers=transformers.__version__,
-        args=vars(args), shape=shape,
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        args=vars(args),
+        shape=shape,
     )
-    log(f"device {result['device']}, torch {torch.__version__}, transformers "
-        f"{transformers.__version__}")
+    log(
+        f"device {result['device']}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}"
+    )
 
     def save():
         if args.out:
@@ -432,8 +521,10 @@ def main(argv=None) -> int:
     rows = run_timing(args, model, device)
     result["timing"] = [{k: v for k, v in r.items()} for r in rows]
     save()
-    print(f"\n## Training step: {result['device']}, B={args.batch} x T={args.seq}, "
-          f"{args.steps * args.rounds} timed steps per variant\n")
+    print(
+        f"\n## Training step: {result['device']}, B={args.batch} x T={args.seq}, "
+        f"{args.steps * args.rounds} timed steps per variant\n"
+    )
     print(table(rows), flush=True)
     if args.skip_checks:
         return 0
@@ -460,18 +551,24 @@ def main(argv=None) -> int:
     for r in result["logits"]:
         if r["impl"] == "sdpa" and r["dtype"] == "fp32":
             continue
-        print(f"| {r['dtype']} | {r['side']} | {r['policy']} | {r['impl']} | {r['max_abs']:.2e} | "
-              f"{r['rel']:.2e} | {r.get('rel_vs_fp32', float('nan')):.2e} |")
+        print(
+            f"| {r['dtype']} | {r['side']} | {r['policy']} | {r['impl']} | {r['max_abs']:.2e} | "
+            f"{r['rel']:.2e} | {r.get('rel_vs_fp32', float('nan')):.2e} |"
+        )
     print("\n## Perturbation audit on the GPU (tests/test_masks.py, tiny Ministral-3)\n")
-    print("| dtype | backend | mismatches (6 policy x side) | max pad diff | max vs eager | "
-          "min dependent |d| | max independent |d| |")
+    print(
+        "| dtype | backend | mismatches (6 policy x side) | max pad diff | max vs eager | "
+        "min dependent |d| | max independent |d| |"
+    )
     print("|---|---|---|---|---|---|---|")
     for dt in sorted({a["dtype"] for a in result["audit"]}):
         for impl in dict.fromkeys(a["impl"] for a in result["audit"]):
             sel = [a for a in result["audit"] if a["dtype"] == dt and a["impl"] == impl]
-            print(f"| {dt} | {impl} | {sum(a['mismatches'] for a in sel)} | "
-                  f"{max(a['pad_diff'] for a in sel):.1e} | {max(a['vs_eager'] for a in sel):.1e} | "
-                  f"{min(a['dep_min'] for a in sel):.1e} | {max(a['indep_max'] for a in sel):.1e} |")
+            print(
+                f"| {dt} | {impl} | {sum(a['mismatches'] for a in sel)} | "
+                f"{max(a['pad_diff'] for a in sel):.1e} | {max(a['vs_eager'] for a in sel):.1e} | "
+                f"{min(a['dep_min'] for a in sel):.1e} | {max(a['indep_max'] for a in sel):.1e} |"
+            )
     print(f"\n## Training step (repeated)\n\n{table(rows)}")
     return 0
 

@@ -5,8 +5,8 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# maskablate.study imports no torch: the Snakefile must parse fast
-from maskablate.study import POLICIES, ConfigError, resolve_variants, sorted_tree
+# ablate.mask.study imports no torch: the Snakefile must parse fast
+from ablate.mask.study import POLICIES, ConfigError, resolve_variants, sorted_tree
 
 
 def _config_error(exc):
@@ -33,7 +33,7 @@ if EMBEDDED_MODEL and EMBEDDED_DATA:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 if EMBEDDED_DATA:
     # the embedded world's tasks are known without lm-eval's task index (seconds to build)
-    from maskablate.embedded import TASK_NAMES
+    from ablate.mask.embedded import TASK_NAMES
 
     _unknown = [
         t["name"] for t in config["eval"]["tasks"] if t["name"] not in TASK_NAMES

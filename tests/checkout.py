@@ -13,8 +13,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # What a checkout holds that a run needs: the workflow, the library (shipped to Vast instances;
 # first on PYTHONPATH, so a run uses the copy's code) and the profile links at the root.
-CHECKOUT = ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml", "src",
-            "pyproject.toml", ".gitignore", "slurm", "vast")
+CHECKOUT = (
+    "Snakefile",
+    "rules",
+    "workflow",
+    "config",
+    "profiles",
+    "environment.yml",
+    "src",
+    "pyproject.toml",
+    ".gitignore",
+    "slurm",
+    "vast",
+)
 
 
 def copy_checkout(dst: Path, source: Path = ROOT) -> Path:
@@ -25,20 +36,25 @@ def copy_checkout(dst: Path, source: Path = ROOT) -> Path:
         if src.is_symlink():
             (dst / name).symlink_to(os.readlink(src))
         elif src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns(
-                "__pycache__", "*.egg-info"))
+            shutil.copytree(
+                src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy2(src, dst / name)
     return dst
 
 
-def snakemake(wd: Path, *args: str, timeout: int = 1500, env: dict | None = None
-              ) -> subprocess.CompletedProcess:
+def snakemake(
+    wd: Path, *args: str, timeout: int = 1500, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """`python -m snakemake ARGS` in wd, with wd's own src/ first on PYTHONPATH when it has one."""
     own = {"PYTHONPATH": str(wd / "src")} if (wd / "src").is_dir() else {}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
-        cwd=wd, capture_output=True, text=True, timeout=timeout,
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **own, **(env or {})},
     )
 

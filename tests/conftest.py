@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 @pytest.fixture(scope="session")
 def tekken_dir(tmp_path_factory):
-    from maskablate.modeling import prepare_tekken_tokenizer
+    from ablate.core.modeling import prepare_tekken_tokenizer
 
     out = tmp_path_factory.mktemp("tekken")
     prepare_tekken_tokenizer(out)
@@ -24,7 +24,7 @@ def tekken_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tokenizer(tekken_dir):
-    from maskablate.modeling import load_tokenizer
+    from ablate.core.modeling import load_tokenizer
 
     return load_tokenizer(tekken_dir)
 
@@ -32,7 +32,7 @@ def tokenizer(tekken_dir):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer):
     """A random-init tiny Ministral-3 causal LM with the Tekken tokenizer, saved locally."""
-    from maskablate.modeling import build_tiny_model, tiny_ministral3_config
+    from ablate.core.modeling import build_tiny_model, tiny_ministral3_config
 
     out = tmp_path_factory.mktemp("tiny_model")
     model = build_tiny_model(tiny_ministral3_config(), seed=0)
@@ -57,10 +57,10 @@ def embedded_run(tmp_path_factory) -> Path:
     """The embedded default run once per session (`snakemake -c2`, every default target) in a
     checkout copy. Tests may read it and ask Snakemake about it (dry runs, no-op reruns); a test
     that changes files works on its own copy (shutil.copytree(..., symlinks=True) keeps mtimes).
-    MASKABLATE_FINISHED_RUN=<folder> reuses a finished run instead (development)."""
+    ABLATE_FINISHED_RUN=<folder> reuses a finished run instead (development)."""
     from checkout import run_embedded_default
 
-    reuse = os.environ.get("MASKABLATE_FINISHED_RUN")
+    reuse = os.environ.get("ABLATE_FINISHED_RUN")
     if reuse:
         return Path(reuse)
     return run_embedded_default(tmp_path_factory.mktemp("embedded"))

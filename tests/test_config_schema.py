@@ -52,7 +52,7 @@ def test_variant_overrides_get_no_defaults():
 
 def test_finetune_defaults_equal_the_library():
     """The schema states the training defaults; they must be the library's (probe_* aside)."""
-    from maskablate.training import FINETUNE_DEFAULTS
+    from ablate.mask.training import FINETUNE_DEFAULTS
 
     props = schema_defs()["finetune_params"]["properties"]
     library = {k: v for k, v in FINETUNE_DEFAULTS.items() if not k.startswith("probe_")}
@@ -63,15 +63,15 @@ def test_finetune_defaults_equal_the_library():
 
 
 def test_pretrain_keys_are_training_keys():
-    from maskablate.training import PRETRAIN_DEFAULTS
+    from ablate.mask.training import PRETRAIN_DEFAULTS
 
     pretrain = load("config.yaml")["model"]["embedded"]["pretrain"]
     assert set(pretrain) <= set(PRETRAIN_DEFAULTS)
 
 
 def test_embedded_config_copies_the_embedded_defaults():
-    """config/config.yaml states the embedded world and model sizes of maskablate.embedded."""
-    from maskablate import embedded
+    """config/config.yaml states the embedded world and model sizes of ablate.mask.embedded."""
+    from ablate.mask import embedded
 
     cfg = load("config.yaml")
     for key, value in cfg["data"]["embedded"].items():
@@ -124,7 +124,10 @@ def dry_run_with(wd: Path, cfg: dict) -> subprocess.CompletedProcess:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
-        cwd=wd, capture_output=True, text=True, timeout=120,
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -144,12 +147,20 @@ def edit(path: str, value, *, delete: bool = False) -> dict:
 @pytest.mark.parametrize(
     "path, value, where, message",
     [
-        ("finetune.defaults.learning_rat", 1e-3, "finetune.defaults",
-         "Additional properties are not allowed ('learning_rat'"),
+        (
+            "finetune.defaults.learning_rat",
+            1e-3,
+            "finetune.defaults",
+            "Additional properties are not allowed ('learning_rat'",
+        ),
         ("eval.ablated_policy", "bidir", "eval.ablated_policy", "'bidir' is not one of"),
         ("finetune.variants.3A.policy", "sideways", "finetune.variants.3A.policy", "'sideways'"),
-        ("finetune.variants.3A.lr", 0.1, "finetune.variants.3A",
-         "Unevaluated properties are not allowed ('lr'"),
+        (
+            "finetune.variants.3A.lr",
+            0.1,
+            "finetune.variants.3A",
+            "Unevaluated properties are not allowed ('lr'",
+        ),
         ("finetune.variants.5B.policy", "causal", "finetune.variants.5B", "should not be valid"),
         ("finetune.defaults.max_steps", 0, "finetune.defaults.max_steps", "0 is less than"),
         ("model.source", "hub", "model.source", "'hub' is not one of"),
@@ -174,16 +185,32 @@ def test_schema_names_the_bad_key(path, value, where, message):
 @pytest.mark.parametrize(
     "path, value, expected",
     [
-        ("finetune.defaults.learning_rat", 1e-3,
-         "invalid config at finetune.defaults: Additional properties are not allowed ('learning_rat'"),
-        ("eval.ablated_policy", "bidir", "invalid config at eval.ablated_policy: 'bidir' is not one of"),
-        ("finetune.variants.5B.extends", "3C",
-         "invalid config at finetune.variants.5B.extends: variant '3C' does not exist"),
-        ("finetune.variants.5B.extends", "5B",
-         "invalid config at finetune.variants.5B.extends: '5B' is a stage-5 variant"),
-        ("eval.tasks", [{"name": "hellaswag"}],
-         "invalid config at eval.tasks: hellaswag is not an embedded task (data.source: embedded "
-         "has emb_animals, emb_count"),
+        (
+            "finetune.defaults.learning_rat",
+            1e-3,
+            "invalid config at finetune.defaults: Additional properties are not allowed ('learning_rat'",
+        ),
+        (
+            "eval.ablated_policy",
+            "bidir",
+            "invalid config at eval.ablated_policy: 'bidir' is not one of",
+        ),
+        (
+            "finetune.variants.5B.extends",
+            "3C",
+            "invalid config at finetune.variants.5B.extends: variant '3C' does not exist",
+        ),
+        (
+            "finetune.variants.5B.extends",
+            "5B",
+            "invalid config at finetune.variants.5B.extends: '5B' is a stage-5 variant",
+        ),
+        (
+            "eval.tasks",
+            [{"name": "hellaswag"}],
+            "invalid config at eval.tasks: hellaswag is not an embedded task (data.source: embedded "
+            "has emb_animals, emb_count",
+        ),
     ],
 )
 def test_bad_config_fails_before_any_job(workflow_copy, path, value, expected):
@@ -198,12 +225,18 @@ def test_seed_study_dag_builds_offline(workflow_copy):
     """The real config plans the same stages; nothing is fetched by a dry run."""
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/ministral3b.yaml"],
-        cwd=workflow_copy, capture_output=True, text=True, timeout=120,
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "make_data" not in r.stdout  # hub data: no embedded world
     for rule, n in [("prepare_model", 1), ("eval_model", 8), ("finetune", 3), ("leakage_probe", 2)]:
-        assert any(line.split() == [rule, str(n)] for line in r.stdout.splitlines()), (rule, r.stdout)
+        assert any(line.split() == [rule, str(n)] for line in r.stdout.splitlines()), (
+            rule,
+            r.stdout,
+        )
 
 
 def test_config_readme_documents_every_schema_key():
@@ -217,7 +250,11 @@ def test_config_readme_documents_every_schema_key():
         for k, v in (node.get("properties") or {}).items():
             keys.add(k)
             walk(v)
-        for sub in [node.get("items"), node.get("additionalProperties"), *(node.get("$defs") or {}).values()]:
+        for sub in [
+            node.get("items"),
+            node.get("additionalProperties"),
+            *(node.get("$defs") or {}).values(),
+        ]:
             walk(sub)
 
     walk(schema)
@@ -229,7 +266,7 @@ def test_config_readme_documents_every_schema_key():
 
 
 def test_policies_restated_in_the_schema_match_the_library():
-    """The schema lists the policies as an enum; the rules import them from maskablate.study."""
-    from maskablate.masks import POLICIES
+    """The schema lists the policies as an enum; the rules import them from ablate.mask.study."""
+    from ablate.mask.masks import POLICIES
 
     assert schema_defs()["policy"]["enum"] == list(POLICIES)

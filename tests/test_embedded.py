@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from maskablate import embedded
+from ablate.mask import embedded
 
 
 def _read(path):
@@ -79,7 +79,7 @@ def test_corpus_states_task_facts(tmp_path):
 
 
 def test_sft_rows_pass_the_sft_loader(tmp_path):
-    from maskablate import sft_data
+    from ablate.mask import sft_data
 
     path = embedded.write_sft(tmp_path / "sft.jsonl", seed=0, n=20)
     rows = [json.loads(line) for line in path.open()]
@@ -87,11 +87,11 @@ def test_sft_rows_pass_the_sft_loader(tmp_path):
 
 
 def test_tasks_load_in_lm_eval_from_anywhere(tmp_path, monkeypatch):
-    from maskablate.evaluation import load_tasks
+    from ablate.mask.evaluation import load_tasks
 
     embedded.write_tasks(tmp_path / "orig", seed=0, n_docs=12)
     moved = tmp_path / "moved"
-    (tmp_path / "orig").rename(moved)  # the results folder moved after `maskablate data`
+    (tmp_path / "orig").rename(moved)  # the results folder moved after `ablate data`
     monkeypatch.chdir(tmp_path)  # and the job runs from somewhere else
     tasks, local, _ = load_tasks(list(embedded.TASK_NAMES), [moved])
     assert set(tasks) == set(embedded.TASK_NAMES)

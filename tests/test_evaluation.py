@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from maskablate import embedded
-from maskablate.masks import POLICIES
-from maskablate.modeling import ModelLoadError, load_causal_lm
+from ablate.core.modeling import ModelLoadError, load_causal_lm
+from ablate.mask import embedded
+from ablate.mask.masks import POLICIES
 
 TASKS = list(embedded.TASK_NAMES)
 N_DOCS = 8
@@ -27,16 +27,14 @@ def task_dir(tmp_path_factory):
 
 
 def _samples_by_task(res):
-    return {
-        t: {s["doc_id"]: s["filtered_resps"] for s in res["samples"][t]} for t in TASKS
-    }
+    return {t: {s["doc_id"]: s["filtered_resps"] for s in res["samples"][t]} for t in TASKS}
 
 
 def test_causal_equals_stock_lm_eval(tiny_model_dir, tokenizer, task_dir):
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    from maskablate.evaluation import MaskPolicyLM, load_tasks
+    from ablate.mask.evaluation import MaskPolicyLM, load_tasks
 
     model = load_causal_lm(tiny_model_dir)
     runs = {}
@@ -68,7 +66,7 @@ def test_causal_equals_stock_lm_eval(tiny_model_dir, tokenizer, task_dir):
 
 @pytest.fixture(scope="module")
 def policy_runs(tiny_model_dir, task_dir, tmp_path_factory):
-    from maskablate.evaluation import evaluate
+    from ablate.mask.evaluation import evaluate
 
     out = {}
     for policy in POLICIES:
@@ -105,9 +103,7 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
         assert entry["score"] == entry[entry["headline_metric"]]
     macro = metrics["macro"]
     assert macro["n_tasks"] == 5
-    assert macro["score"] == pytest.approx(
-        sum(metrics["tasks"][t]["score"] for t in TASKS) / 5
-    )
+    assert macro["score"] == pytest.approx(sum(metrics["tasks"][t]["score"] for t in TASKS) / 5)
     prov = metrics["provenance"]
     assert prov["git"]["commit"] and isinstance(prov["git"]["dirty"], bool)
     assert prov["config_hash"] and prov["wall_time_s"] > 0
@@ -126,8 +122,8 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
         assert s.doc_id.nunique() == 6
         per_doc = s.groupby("doc_id")
         argmax = per_doc.loglikelihood.apply(lambda x: int(x.values.argmax()))
-        norm = (s.loglikelihood / s.length).groupby(s.doc_id).apply(
-            lambda x: int(x.values.argmax())
+        norm = (
+            (s.loglikelihood / s.length).groupby(s.doc_id).apply(lambda x: int(x.values.argmax()))
         )
         gold = per_doc.gold.first()
         assert (argmax == gold).mean() == pytest.approx(metrics["tasks"][t]["acc"])
@@ -146,7 +142,7 @@ def test_policies_change_the_scores(policy_runs):
 
 
 def test_unknown_task(tiny_model_dir, task_dir, tmp_path):
-    from maskablate.evaluation import TaskNotFoundError, evaluate
+    from ablate.mask.evaluation import TaskNotFoundError, evaluate
 
     with pytest.raises(TaskNotFoundError, match=r"'emb_sum'.*did you mean emb_sums"):
         evaluate(tiny_model_dir, ["emb_sum"], "causal", tmp_path, task_dirs=[task_dir])
@@ -154,14 +150,14 @@ def test_unknown_task(tiny_model_dir, task_dir, tmp_path):
 
 
 def test_missing_model(task_dir, tmp_path):
-    from maskablate.evaluation import evaluate
+    from ablate.mask.evaluation import evaluate
 
     with pytest.raises(ModelLoadError, match="does not exist"):
         evaluate(tmp_path / "no_model", ["emb_sums"], "causal", tmp_path, task_dirs=[task_dir])
 
 
 def test_model_without_tokenizer(tiny_model_dir, task_dir, tmp_path):
-    from maskablate.evaluation import evaluate
+    from ablate.mask.evaluation import evaluate
 
     model_only = tmp_path / "model_only"
     load_causal_lm(tiny_model_dir).save_pretrained(model_only)
@@ -170,7 +166,7 @@ def test_model_without_tokenizer(tiny_model_dir, task_dir, tmp_path):
 
 
 def test_cli(tiny_model_dir, task_dir, tmp_path):
-    from maskablate.cli import main
+    from ablate.cli import main
 
     rc = main(
         [
@@ -188,7 +184,7 @@ def test_cli(tiny_model_dir, task_dir, tmp_path):
 def test_registered_in_lm_eval(tiny_model_dir):
     from lm_eval.api.registry import get_model
 
-    import maskablate.evaluation  # noqa: F401  (registers the model)
+    import ablate.mask.evaluation  # noqa: F401  (registers the model)
 
     lm = get_model("maskpolicy-hf").create_from_arg_string(
         f"pretrained={tiny_model_dir},mask_policy=prefix_bidir,max_batch_tokens=512,"
@@ -208,9 +204,9 @@ def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
         PixtralVisionConfig,
     )
 
-    from maskablate.evaluation import MaskPolicyLM
-    from maskablate.modeling import tiny_ministral3_config
-    from maskablate.scoring import score_naive
+    from ablate.core.modeling import tiny_ministral3_config
+    from ablate.mask.evaluation import MaskPolicyLM
+    from ablate.mask.scoring import score_naive
 
     vision = PixtralVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
@@ -232,7 +228,9 @@ def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
     with torch.no_grad():
         ref = torch.log_softmax(vlm(input_ids=ids).logits[0].float(), -1)
         torch.testing.assert_close(lm.model(input_ids=ids).logits, vlm(input_ids=ids).logits)
-    for (ctx_, cont), (ll, _) in zip(requests, lm._loglikelihood_tokens([(None, *r) for r in requests])):
+    for (ctx_, cont), (ll, _) in zip(
+        requests, lm._loglikelihood_tokens([(None, *r) for r in requests])
+    ):
         pos = torch.arange(len(ctx_) - 1, len(ctx_) + len(cont) - 1)
         assert ll == pytest.approx(float(ref[pos, torch.tensor(cont)].sum()), abs=1e-4)
 

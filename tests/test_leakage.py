@@ -14,9 +14,9 @@ import random
 import pytest
 import torch
 
-from maskablate import leakage, masks
-from maskablate.modeling import build_tiny_model, tiny_ministral3_config
-from maskablate.sft_data import TokenizedPair
+from ablate.core.modeling import build_tiny_model, tiny_ministral3_config
+from ablate.mask import leakage, masks
+from ablate.mask.sft_data import TokenizedPair
 
 VOCAB = 64
 
@@ -71,8 +71,16 @@ def test_causal_ratio_is_one(causal_model, data):
     assert res["future_sensitivity"] == 0.0
     assert res["n_examples"] == 48
     assert res["n_response_tokens"] == 48 * 7
-    assert set(res) >= {"policy", "loss_causal", "loss_policy", "ratio", "threshold", "leaks",
-                        "n_examples", "n_response_tokens"}
+    assert set(res) >= {
+        "policy",
+        "loss_causal",
+        "loss_policy",
+        "ratio",
+        "threshold",
+        "leaks",
+        "n_examples",
+        "n_response_tokens",
+    }
 
 
 def test_prefill_bidir_flagged_prefix_bidir_not(causal_model, data):
@@ -125,10 +133,24 @@ def test_cli_writes_json_with_provenance(tmp_path, tiny_model_dir):
     data_file = tmp_path / "sft.jsonl"
     data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "probe" / "prefill_bidir.json"
-    rc = leakage.main([
-        "--model", str(tiny_model_dir), "--data", str(data_file), "--policy", "prefill_bidir",
-        "--n", "4", "--threshold", "0.3", "--out", str(out), "--batch-size", "2",
-    ])
+    rc = leakage.main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(data_file),
+            "--policy",
+            "prefill_bidir",
+            "--n",
+            "4",
+            "--threshold",
+            "0.3",
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["policy"] == "prefill_bidir" and res["n_examples"] == 4

@@ -16,8 +16,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskablate import masks
-from maskablate.modeling import build_tiny_model, tiny_ministral3_config
+from ablate.core.modeling import build_tiny_model, tiny_ministral3_config
+from ablate.mask import masks
 
 VOCAB = 300
 T, J = 10, 7  # sequence length; the token that gets changed
@@ -79,7 +79,9 @@ def test_module_is_causal_patch_only_works_for_unpadded_sdpa():
     patch_is_causal(sdpa)
     patch_is_causal(eager)
     got_sdpa, got_eager = leak(sdpa, x, x2), leak(eager, x, x2)
-    assert got_sdpa > 1e-3, f"TRAP CHANGED: patched sdpa no longer leaks on one row ({got_sdpa:.2e})"
+    assert got_sdpa > 1e-3, (
+        f"TRAP CHANGED: patched sdpa no longer leaks on one row ({got_sdpa:.2e})"
+    )
     assert got_eager == 0.0, f"TRAP CHANGED: patched eager now leaks on one row ({got_eager:.2e})"
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # for the subprocess run (the package is installed editable)
 
-from maskablate import masks  # noqa: E402
+from ablate.mask import masks  # noqa: E402
 
 VOCAB = 300
 PAD = 0
@@ -42,12 +42,19 @@ IN_PROCESS_IMPLS = ("eager", "sdpa", masks.PREFIX_SDPA)
 def _config(family: str, **overrides):
     from transformers import LlamaConfig, MinistralConfig, MistralConfig
 
-    from maskablate.modeling import tiny_ministral3_config
+    from ablate.core.modeling import tiny_ministral3_config
 
     common = dict(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-        pad_token_id=PAD, bos_token_id=1, eos_token_id=2,
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        pad_token_id=PAD,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     common.update(overrides)
     if "layer_types" in common:
@@ -154,9 +161,7 @@ def layer_windows(model) -> list[int | None]:
     cfg = model.config
     types = getattr(cfg, "layer_types", None) or [None] * cfg.num_hidden_layers
     win = getattr(cfg, "sliding_window", None)
-    return [
-        win if (t == "sliding_attention" or (t is None and win)) else None for t in types
-    ]
+    return [win if (t == "sliding_attention" or (t is None and win)) else None for t in types]
 
 
 # ----------------------------------------------------------------------------- the audit
@@ -195,12 +200,16 @@ def audit(model, policy: str, side: str) -> dict:
                 max((out[o] - base[o]).abs().max().item() for o in range(len(exs)) if o != b),
             )
     return dict(
-        mismatches=mismatches, pad_diff=pad_diff, cross_row=cross_row,
-        dep_min=dep_min, indep_max=indep_max, logits=[x.tolist() for x in base],
+        mismatches=mismatches,
+        pad_diff=pad_diff,
+        cross_row=cross_row,
+        dep_min=dep_min,
+        indep_max=indep_max,
+        logits=[x.tolist() for x in base],
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def cached_audit(family: str, impl: str, policy: str, side: str, **overrides) -> dict:
     return audit(with_impl(build(family, **overrides), impl), policy, side)
 
@@ -237,7 +246,9 @@ def test_dependency_margin():
     """The 'changed' threshold sits far from both observed populations (not a tuned knife-edge)."""
     results = [
         cached_audit("ministral3", impl, pol, side, **window)
-        for impl in IN_PROCESS_IMPLS for pol in masks.POLICIES for side in SIDES
+        for impl in IN_PROCESS_IMPLS
+        for pol in masks.POLICIES
+        for side in SIDES
         for window in ({}, {"sliding_window": 3})
     ]
     assert min(r["dep_min"] for r in results) > 30 * CHANGED
@@ -247,7 +258,10 @@ def test_dependency_margin():
 @pytest.fixture(scope="module")
 def flex_results():
     proc = subprocess.run(
-        [sys.executable, __file__, "--flex"], capture_output=True, text=True, timeout=900,
+        [sys.executable, __file__, "--flex"],
+        capture_output=True,
+        text=True,
+        timeout=900,
         cwd=ROOT,
     )
     assert proc.returncode == 0, (
@@ -316,7 +330,7 @@ def test_left_padding_positions_matter(policy):
     """RoPE is shift-invariant, so the audit alone cannot see wrong positions. Ministral-3's
     position-dependent query scaling (llama_4_scaling, here every 4 positions) can: the mask's
     positions keep left-padded rows equal to the example alone, ``arange`` positions do not."""
-    from maskablate.modeling import tiny_ministral3_config
+    from ablate.core.modeling import tiny_ministral3_config
 
     rope = dict(
         tiny_ministral3_config().rope_parameters,
@@ -345,12 +359,12 @@ def test_prefix_split_only_on_right_padding():
     model = with_impl(build("ministral3"), masks.PREFIX_SDPA)
     ids, mask, lengths = make_batch(examples(), "right")
     kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
-    assert kw["attention_mask"] is None and kw["maskablate_prompt_lengths"] == (7, 4, 9)
+    assert kw["attention_mask"] is None and kw["ablate_prompt_lengths"] == (7, 4, 9)
     kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir", right_padded=False)
     assert kw["attention_mask"].dim() == 4, "right_padded=False must force the mask path"
     ids, mask, lengths = make_batch(examples(), "left")
     kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
-    assert kw["attention_mask"].dim() == 4 and "maskablate_prompt_lengths" not in kw
+    assert kw["attention_mask"].dim() == 4 and "ablate_prompt_lengths" not in kw
     with pytest.raises(ValueError, match="right_padded=True"):
         masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir", right_padded=True)
     model.set_attn_implementation("sdpa")

@@ -11,14 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maskablate import model_card
+from ablate.core import model_card
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_write_and_read(tmp_path, tiny_model_dir):
-    card = model_card.write(tmp_path / "base.json", source="embedded", model=tiny_model_dir,
-                            config_slice={"a": 1}, extra={"pretrain_run_id": "x"})
+    card = model_card.write(
+        tmp_path / "base.json",
+        source="embedded",
+        model=tiny_model_dir,
+        config_slice={"a": 1},
+        extra={"pretrain_run_id": "x"},
+    )
     back = model_card.read(tmp_path / "base.json")
     assert back == json.loads(json.dumps(card, default=str))
     assert back["path"] == str(tiny_model_dir) and back["id"] is None and back["local"]
@@ -83,8 +88,19 @@ def test_pretrained_source_through_the_workflow(tmp_path, tiny_model_dir):
     cfg["data"]["sft"] = "sft.jsonl"
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(cfg))
     r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-c1", "results/model/base.json", "--configfile", "local.yaml"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-c1",
+            "results/model/base.json",
+            "--configfile",
+            "local.yaml",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     card = model_card.read(tmp_path / "results/model/base.json")

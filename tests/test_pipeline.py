@@ -54,7 +54,9 @@ def planned_jobs(out: str) -> set[tuple[str, str | None]]:
 
 
 def eval_jobs(models) -> set[tuple[str, str]]:
-    return {("eval_model", f"results/eval/{m}/{p}/metrics.json") for m in models for p in EVAL_POLICIES}
+    return {
+        ("eval_model", f"results/eval/{m}/{p}/metrics.json") for m in models for p in EVAL_POLICIES
+    }
 
 
 def finetune_jobs(variants) -> set[tuple[str, str]]:
@@ -92,11 +94,26 @@ def table(finished) -> pd.DataFrame:
 
 
 def test_recovery_table_rows_and_columns(finished, table):
-    required = ["task", "stage", "variant", "train_policy", "eval_policy", "metric", "score", "n",
-                "chance", "delta_vs_stage1", "retention_vs_stage1", "gain_vs_stage2",
-                "recovered_fraction", "run_id"]
+    required = [
+        "task",
+        "stage",
+        "variant",
+        "train_policy",
+        "eval_policy",
+        "metric",
+        "score",
+        "n",
+        "chance",
+        "delta_vs_stage1",
+        "retention_vs_stage1",
+        "gain_vs_stage2",
+        "recovered_fraction",
+        "run_id",
+    ]
     assert set(required) <= set(table.columns)
-    expected = {(t, 1, "base", "causal") for t in TASKS} | {(t, 2, "base", "prefill_bidir") for t in TASKS}
+    expected = {(t, 1, "base", "causal") for t in TASKS} | {
+        (t, 2, "base", "prefill_bidir") for t in TASKS
+    }
     for v, (_, stage) in VARIANTS.items():
         expected |= {(t, stage, v, p) for t in TASKS for p in EVAL_POLICIES}
     got = list(zip(table.task, table.stage, table.variant, table.eval_policy))
@@ -210,8 +227,9 @@ def test_rerun_one_stage_from_cache_gives_the_same_numbers(finished, tmp_path):
     for task, res in before["tasks"].items():
         assert after["tasks"][task]["score"] == res["score"], task
     samples_after = pd.read_parquet(wd / "results/eval/base/prefill_bidir/samples.parquet")
-    pd.testing.assert_series_equal(samples_after.loglikelihood, samples_before.loglikelihood,
-                                   rtol=1e-6)
+    pd.testing.assert_series_equal(
+        samples_after.loglikelihood, samples_before.loglikelihood, rtol=1e-6
+    )
     # the table is now older than one of its inputs: only it (and its figure) is stale
     assert planned_jobs(snakemake(wd, "-n").stdout) == TABLE_JOBS
 
@@ -232,7 +250,9 @@ def test_leaking_variant_is_refused_by_the_probe(finished, tmp_path):
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
     cfg["finetune"]["variants"]["3C"] = {"stage": 3, "policy": "prefill_bidir"}
     (wd / "config" / "leaky.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    r = snakemake(wd, "-c2", "results/finetune/3C/summary.json", "--configfile", "config/leaky.yaml")
+    r = snakemake(
+        wd, "-c2", "results/finetune/3C/summary.json", "--configfile", "config/leaky.yaml"
+    )
     log = r.stdout + r.stderr
     assert r.returncode != 0, log
     probe = json.loads((wd / "results/leakage/prefill_bidir.json").read_text())

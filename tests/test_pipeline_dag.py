@@ -13,8 +13,6 @@ from checkout import copy_checkout, snakemake
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
-
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     """A copy without results: the full plan of a first run."""
@@ -43,9 +41,27 @@ def test_lint_clean(fresh):
 
 
 def test_snakefmt_clean():
-    r = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_clean():
+    """The Python code passes ruff's lint and format checks (settings in pyproject.toml)."""
+    for args in (["check", "."], ["format", "--check", "."]):
+        r = subprocess.run(
+            [sys.executable, "-m", "ruff", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_first_run_plan(fresh):
@@ -54,8 +70,15 @@ def test_first_run_plan(fresh):
     counts = job_counts(r.stdout)
     # 1 model, 1 data, 2 probes (one per training policy), 3 finetunes, (1 + 3) models x 2 policies
     assert {k: v for k, v in counts.items() if not k.startswith("plan")} == {
-        "make_data": 1, "prepare_model": 1, "leakage_probe": 2, "finetune": 3,
-        "eval_model": 8, "recovery_table": 1, "plot_scores": 1, "plot_loss_curves": 1, "all": 1,
+        "make_data": 1,
+        "prepare_model": 1,
+        "leakage_probe": 2,
+        "finetune": 3,
+        "eval_model": 8,
+        "recovery_table": 1,
+        "plot_scores": 1,
+        "plot_loss_curves": 1,
+        "all": 1,
     }
 
 
@@ -85,12 +108,17 @@ def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_m
     r = snakemake(fresh, "-n", *configfile, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     base = {"embedded": "results/model/base/final", "local": str(tiny_model_dir)}.get(model)
-    loaders = [(rule, inputs) for rule, inputs in job_inputs(r.stdout)
-               if "results/model/base.json" in inputs and rule != "plan"]
+    loaders = [
+        (rule, inputs)
+        for rule, inputs in job_inputs(r.stdout)
+        if "results/model/base.json" in inputs and rule != "plan"
+    ]
     assert {rule for rule, _ in loaders} == {"leakage_probe", "finetune", "eval_model"}, loaders
     for rule, inputs in loaders:
         assert (base in inputs) if base else not any("model/base/" in f for f in inputs), (
-            rule, inputs)
+            rule,
+            inputs,
+        )
 
 
 def load_workflow(wd: Path, configfile: str | None = None):
@@ -100,22 +128,25 @@ def load_workflow(wd: Path, configfile: str | None = None):
 
     configs = ConfigSettings(configfiles=[wd / configfile]) if configfile else ConfigSettings()
     with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
-        wf_api = api.workflow(resource_settings=ResourceSettings(), config_settings=configs,
-                              snakefile=wd / "Snakefile", workdir=wd)
+        wf_api = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=configs,
+            snakefile=wd / "Snakefile",
+            workdir=wd,
+        )
         wf_api.dag()
         return wf_api._workflow
 
 
-@pytest.mark.parametrize(
-    "configfile, gpus", [(None, 0), ("config/ministral3b.yaml", 1)]
-)
+@pytest.mark.parametrize("configfile, gpus", [(None, 0), ("config/ministral3b.yaml", 1)])
 def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
     wf = load_workflow(fresh, configfile)
     # hub data: no make_data; a pretrained model is registered on the submit host
     assert wf._localrules == {"make_data", "recovery_table", "plot_scores", "plot_loss_curves"} - (
         set() if configfile is None else {"make_data"}
     ) | (set() if configfile is None else {"prepare_model"}) | {
-        r.name for r in wf.rules if r.name.startswith("plan")}
+        r.name for r in wf.rules if r.name.startswith("plan")
+    }
     rules = {r.name: r for r in wf.rules}
     for name in ("leakage_probe", "finetune", "eval_model"):
         res = rules[name].resources
@@ -128,8 +159,16 @@ def test_rulegraph_names_every_stage(fresh):
     r = snakemake(fresh, "--rulegraph", timeout=180)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("digraph")
-    for rule in ("make_data", "prepare_model", "leakage_probe", "finetune", "eval_model",
-                 "recovery_table", "plot_scores", "plot_loss_curves"):
+    for rule in (
+        "make_data",
+        "prepare_model",
+        "leakage_probe",
+        "finetune",
+        "eval_model",
+        "recovery_table",
+        "plot_scores",
+        "plot_loss_curves",
+    ):
         assert f'label = "{rule}"' in r.stdout, rule
 
 

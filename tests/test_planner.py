@@ -23,15 +23,20 @@ import pytest
 import yaml
 from checkout import copy_checkout, snakemake
 
-from maskablate import planner
-from maskablate.modeling import tiny_ministral3_config
+from ablate.core import planner
+from ablate.core.modeling import tiny_ministral3_config
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "planner"
 EMBEDDED_RUN = FIX / "embedded_cpu"
 MINISTRAL_RUN = FIX / "ministral_h200"
-SETUPS = [{"gpu": "cpu"}, {"gpu": "H200"}, {"gpu": "H100 SXM"}, {"gpu": "H100 SXM", "count": 8},
-          {"gpu": "RTX 4090"}]
+SETUPS = [
+    {"gpu": "cpu"},
+    {"gpu": "H200"},
+    {"gpu": "H100 SXM"},
+    {"gpu": "H100 SXM", "count": 8},
+    {"gpu": "RTX 4090"},
+]
 
 
 @pytest.fixture(autouse=True)
@@ -59,31 +64,52 @@ def check_arithmetic(t: pd.DataFrame) -> None:
     for _, r in t[(t["stage"] != planner.TOTAL) & t["est_s"].notna()].iterrows():
         compute = r["tokens"] / (r["tok_s_per_gpu"] * r["speedup"])
         assert r["compute_s"] == pytest.approx(compute, rel=1e-4, abs=0.1)
-        assert r["est_s"] == pytest.approx(r["compute_s"] + r["job_overhead_s"] + r["rental_overhead_s"], abs=0.2)
+        assert r["est_s"] == pytest.approx(
+            r["compute_s"] + r["job_overhead_s"] + r["rental_overhead_s"], abs=0.2
+        )
         if not pd.isna(r["price_per_hour"]):
-            assert r["est_cost_usd"] == pytest.approx(r["est_s"] / 3600 * r["price_per_hour"], abs=0.01)
+            assert r["est_cost_usd"] == pytest.approx(
+                r["est_s"] / 3600 * r["price_per_hour"], abs=0.01
+            )
 
 
 def test_embedded_default_plan_from_fixture_run():
     p = planner.make_plan(load("config.yaml"), root=EMBEDDED_RUN, actuals=False)
     t = p.table
     assert list(t.columns) == planner.COLUMNS
-    evals = [f"eval/{m}/{q}" for m in ("base", "3A", "3B", "5B") for q in ("causal", "prefill_bidir")]
-    stages = ["prepare_model", "leakage/causal", "leakage/prefix_bidir", "finetune/3A", "finetune/3B",
-              "finetune/5B", *evals]
+    evals = [
+        f"eval/{m}/{q}" for m in ("base", "3A", "3B", "5B") for q in ("causal", "prefill_bidir")
+    ]
+    stages = [
+        "prepare_model",
+        "leakage/causal",
+        "leakage/prefix_bidir",
+        "finetune/3A",
+        "finetune/3B",
+        "finetune/5B",
+        *evals,
+    ]
     for setup in ("1x cpu", "1x H200", "8x H100 SXM"):
         assert t[t["setup"] == setup]["stage"].tolist() == stages + [planner.TOTAL]
     check_arithmetic(t)
     # cpu rows use what the fixture run measured; GPU rows cannot (no cpu->GPU transfer)
     ft = row(t, "1x cpu", "finetune/3B")
-    assert ft["tok_s_per_gpu"] == 1800.0 and "results/finetune/3B/summary.json" in ft["throughput_source"]
+    assert (
+        ft["tok_s_per_gpu"] == 1800.0
+        and "results/finetune/3B/summary.json" in ft["throughput_source"]
+    )
     assert ft["tokens"] == 60 * 8 * 40  # max_steps x measured mean tokens/step
     assert "summary.json" in row(t, "1x cpu", "finetune/3A")["throughput_source"]
-    assert "model/base" not in row(t, "1x cpu", "finetune/3A")["throughput_source"]  # finetune, not pretraining
+    assert (
+        "model/base" not in row(t, "1x cpu", "finetune/3A")["throughput_source"]
+    )  # finetune, not pretraining
     # a variant's eval: model size from the checkpoint in this results folder (the metrics name
     # the absolute path where the run happened)
     ev = row(t, "1x cpu", "eval/3A/causal")
-    assert ev["throughput_source"].startswith("measured on cpu") and "emb-eval-3A-causal" in ev["throughput_source"]
+    assert (
+        ev["throughput_source"].startswith("measured on cpu")
+        and "emb-eval-3A-causal" in ev["throughput_source"]
+    )
     gpu = row(t, "1x H200", "finetune/3B")
     assert gpu["throughput_source"].startswith("flop-estimate")
     # FLOP estimate: mfu x peak / (6 x params) for training
@@ -113,10 +139,15 @@ def test_real_config_plan_from_fixture_measurements():
     assert ev["tok_s_per_gpu"] == pytest.approx(800_000 / (95 - startup_and_load), rel=1e-3)
     # another GPU: scaled by peak FLOP/s (the H100 SXM has the H200's 989 TFLOP/s)
     h100 = row(t, "1x H100 SXM", "finetune/3B")
-    assert h100["tok_s_per_gpu"] == 11000.0 and "scaled by peak FLOP/s 989->989" in h100["throughput_source"]
+    assert (
+        h100["tok_s_per_gpu"] == 11000.0
+        and "scaled by peak FLOP/s 989->989" in h100["throughput_source"]
+    )
     # memory: fp32 weights + grads + adafactor do not fit a 24 GB card; eval in bf16 does
     r4090 = row(t, "1x RTX 4090", "finetune/3A")
-    assert r4090["fits_memory"] == "no" and pd.isna(r4090["est_s"]) and pd.isna(r4090["est_cost_usd"])
+    assert (
+        r4090["fits_memory"] == "no" and pd.isna(r4090["est_s"]) and pd.isna(r4090["est_cost_usd"])
+    )
     assert "does not fit" in r4090["note"]
     assert row(t, "1x RTX 4090", "eval/base/causal")["fits_memory"] == "yes"
     tot = row(t, "1x RTX 4090", planner.TOTAL)
@@ -143,11 +174,14 @@ def test_estimate_vs_actual_after_a_run(tmp_path):
     r = row(after, "1x cpu", "finetune/5B")
     assert r["actual_s"] == 96.0 and r["actual_source"] == "benchmark benchmarks/finetune/5B.tsv"
     assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - 96.0) / 96.0, abs=0.1)
-    assert r["est_job_s"] == row(before, "1x cpu", "finetune/5B")["est_job_s"]  # the frozen forecast
+    assert (
+        r["est_job_s"] == row(before, "1x cpu", "finetune/5B")["est_job_s"]
+    )  # the frozen forecast
     total = row(after, "1x cpu", planner.TOTAL)
     assert total["actual_s"] == pytest.approx(cpu["actual_s"].sum(), abs=0.1)
     assert total["error_pct"] == pytest.approx(
-        100 * (cpu["est_job_s"].sum() - total["actual_s"]) / total["actual_s"], abs=0.1)
+        100 * (cpu["est_job_s"].sum() - total["actual_s"]) / total["actual_s"], abs=0.1
+    )
     # nothing ran on the GPU setups, and their rows say where each stage did run
     gpu = after[after["gpu"] != "cpu"]
     assert gpu["actual_s"].isna().all() and gpu["error_pct"].isna().all()
@@ -168,16 +202,32 @@ def test_actuals_of_a_stage_on_unplanned_hardware_get_their_own_row(tmp_path):
 def test_fresh_estimate_with_actuals_flags_own_run(tmp_path):
     p = planner.make_plan(load("ministral3b.yaml"), root=MINISTRAL_RUN)
     r = row(p.table, "1x H200", "finetune/3B")
-    assert r["actual_s"] == 702.0 and r["note"].startswith("estimate used this run's own measurement")
+    assert r["actual_s"] == 702.0 and r["note"].startswith(
+        "estimate used this run's own measurement"
+    )
 
 
 def test_missing_prices_are_reported_not_invented(tmp_path):
     snap = tmp_path / "offers.json"
-    snap.write_text(json.dumps({"captured_at": "2026-01-02", "source": "test",
-                                "offers": [{"gpu_name": "H200", "num_gpus": 1, "dph_total": 3.0}]}))
-    config = load("config.yaml", offers_snapshot=str(snap),
-                  setups=[{"gpu": "H200"}, {"gpu": "L40S"}, {"gpu": "cpu"},
-                          {"gpu": "RTX 4090", "price_per_hour": 0.5}])
+    snap.write_text(
+        json.dumps(
+            {
+                "captured_at": "2026-01-02",
+                "source": "test",
+                "offers": [{"gpu_name": "H200", "num_gpus": 1, "dph_total": 3.0}],
+            }
+        )
+    )
+    config = load(
+        "config.yaml",
+        offers_snapshot=str(snap),
+        setups=[
+            {"gpu": "H200"},
+            {"gpu": "L40S"},
+            {"gpu": "cpu"},
+            {"gpu": "RTX 4090", "price_per_hour": 0.5},
+        ],
+    )
     p = planner.make_plan(config, root=tmp_path, actuals=False)
     t = p.table
     l40s = t[t["setup"] == "1x L40S"]
@@ -185,7 +235,9 @@ def test_missing_prices_are_reported_not_invented(tmp_path):
     assert l40s["est_s"].notna().all()  # the time is still planned
     assert (l40s["price_source"].str.contains(f"no price: snapshot {snap}")).all()
     assert (l40s["price_source"].str.contains("has no offer for L40S")).all()
-    assert row(t, "1x cpu", planner.TOTAL)["price_source"].startswith("no price: 1x cpu is a local setup")
+    assert row(t, "1x cpu", planner.TOTAL)["price_source"].startswith(
+        "no price: 1x cpu is a local setup"
+    )
     assert row(t, "1x H200", "finetune/3A")["price_per_hour"] == 3.0
     own = row(t, "1x RTX 4090", planner.TOTAL)
     assert own["price_source"] == "config: plan.setups price_per_hour"
@@ -195,7 +247,8 @@ def test_missing_prices_are_reported_not_invented(tmp_path):
     config["plan"]["offers_snapshot"] = str(tmp_path / "absent.json")
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     assert row(t, "1x H200", planner.TOTAL)["price_source"] == (
-        f"no price: no offers snapshot file {tmp_path / 'absent.json'} and VAST_API_KEY is not set (live offers)")
+        f"no price: no offers snapshot file {tmp_path / 'absent.json'} and VAST_API_KEY is not set (live offers)"
+    )
     assert pd.isna(row(t, "1x H200", planner.TOTAL)["est_cost_usd"])
 
 
@@ -216,8 +269,10 @@ class FakeVast(BaseHTTPRequestHandler):
             self.end_headers()
             return
         key = (body["gpu_name"]["eq"], int(body["num_gpus"]["eq"]))
-        offers = [{"id": 500 + i, "gpu_name": key[0], "num_gpus": key[1], "dph_total": d}
-                  for i, d in enumerate(self.offers.get(key, []))]
+        offers = [
+            {"id": 500 + i, "gpu_name": key[0], "num_gpus": key[1], "dph_total": d}
+            for i, d in enumerate(self.offers.get(key, []))
+        ]
         data = json.dumps({"offers": offers}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -239,15 +294,20 @@ def fake_vast(monkeypatch):
 
 
 def test_live_offers_through_the_vastai_sdk(fake_vast, tmp_path):
-    config = load("config.yaml", prices="vast",
-                  setups=[{"gpu": "H200"}, {"gpu": "H100 SXM", "count": 8}, {"gpu": "RTX 4090"}])
+    config = load(
+        "config.yaml",
+        prices="vast",
+        setups=[{"gpu": "H200"}, {"gpu": "H100 SXM", "count": 8}, {"gpu": "RTX 4090"}],
+    )
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     h200 = row(t, "1x H200", planner.TOTAL)
     assert h200["price_per_hour"] == 2.9  # the cheapest offer
     assert h200["price_source"].startswith("vast live") and "offer 501" in h200["price_source"]
     assert row(t, "8x H100 SXM", "finetune/3A")["price_per_hour"] == 19.5
     r4090 = row(t, "1x RTX 4090", planner.TOTAL)
-    assert pd.isna(r4090["est_cost_usd"]) and r4090["price_source"].startswith("no price: no live Vast offer")
+    assert pd.isna(r4090["est_cost_usd"]) and r4090["price_source"].startswith(
+        "no price: no live Vast offer"
+    )
     # the query is the executor plugin's: verified datacenter hosts with reliability > 0.98
     path, auth, body = FakeVast.calls[0]
     assert path == "/api/v0/bundles/" and auth == "Bearer test-key"
@@ -259,9 +319,13 @@ def test_live_offers_through_the_vastai_sdk(fake_vast, tmp_path):
 
 def test_vast_profile_price_cap_and_instance_groups(tmp_path):
     profile = tmp_path / "vast.yaml"
-    profile.write_text("groups: {finetune: te, eval_model: te}\nmaskablate-vast-max-price: 2.0\n"
-                       "maskablate-vast-api-key: never-read\n")
-    config = load("ministral3b.yaml", vast_profile=str(profile), setups=[{"gpu": "H200"}, {"gpu": "H100 SXM"}])
+    profile.write_text(
+        "groups: {finetune: te, eval_model: te}\nablate-vast-max-price: 2.0\n"
+        "ablate-vast-api-key: never-read\n"
+    )
+    config = load(
+        "ministral3b.yaml", vast_profile=str(profile), setups=[{"gpu": "H200"}, {"gpu": "H100 SXM"}]
+    )
     vast = planner.vast_profile(config["plan"])
     assert vast["settings"] == {"max_price": 2.0} and vast["groups"]["finetune"] == "te"
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
@@ -275,15 +339,22 @@ def test_vast_profile_price_cap_and_instance_groups(tmp_path):
     config["plan"]["vast_profile"] = None
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     ckpt_in = 3.429006336e9 * 2 / 1e6 / 50
-    assert row(t, "1x H200", "eval/3A/causal")["rental_overhead_s"] == pytest.approx(240 + 90 + ckpt_in, abs=0.1)
+    assert row(t, "1x H200", "eval/3A/causal")["rental_overhead_s"] == pytest.approx(
+        240 + 90 + ckpt_in, abs=0.1
+    )
 
 
-def test_live_search_failure_falls_back_to_the_snapshot_and_says_so(fake_vast, tmp_path, monkeypatch):
+def test_live_search_failure_falls_back_to_the_snapshot_and_says_so(
+    fake_vast, tmp_path, monkeypatch
+):
     monkeypatch.setenv("VAST_API_KEY", "wrong-key")
     config = load("config.yaml", setups=[{"gpu": "H200"}])  # prices: auto
     r = row(planner.make_plan(config, root=tmp_path, actuals=False).table, "1x H200", planner.TOTAL)
     assert r["price_per_hour"] == 3.5 and r["prices_captured_at"] == "2026-05"
-    assert "live Vast search failed" in r["price_source"] and "fell back to snapshot" in r["price_source"]
+    assert (
+        "live Vast search failed" in r["price_source"]
+        and "fell back to snapshot" in r["price_source"]
+    )
 
 
 def test_capture_offers_writes_a_loadable_snapshot(fake_vast, tmp_path):
@@ -293,7 +364,9 @@ def test_capture_offers_writes_a_loadable_snapshot(fake_vast, tmp_path):
     snap = planner.capture_offers(planner.parse_setups(config["plan"], ref), config["plan"], out)
     loaded = planner.load_snapshot(out)
     assert {(o["gpu_name"], o["num_gpus"], o["dph_total"]) for o in loaded["offers"]} == {
-        ("H200", 1, 2.9), ("H100 SXM", 8, 19.5)}
+        ("H200", 1, 2.9),
+        ("H100 SXM", 8, 19.5),
+    }
     assert any(m.startswith("1x H100 SXM") for m in snap["missing"])
     price = planner.snapshot_price(planner.Setup("H200"), loaded)
     assert price.per_hour == 2.9 and price.captured_at == snap["captured_at"]
@@ -301,8 +374,18 @@ def test_capture_offers_writes_a_loadable_snapshot(fake_vast, tmp_path):
 
 def test_cli_writes_csv_and_html(tmp_path, capsys):
     out, html = tmp_path / "plan.csv", tmp_path / "plan.html"
-    rc = planner.main(["--config", "config/ministral3b.yaml", "--root", str(MINISTRAL_RUN),
-                       "--out", str(out), "--html", str(html)])
+    rc = planner.main(
+        [
+            "--config",
+            "config/ministral3b.yaml",
+            "--root",
+            str(MINISTRAL_RUN),
+            "--out",
+            str(out),
+            "--html",
+            str(html),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "prices captured at: 2026-05" in printed and "1x H200:" in printed
@@ -313,7 +396,9 @@ def test_cli_writes_csv_and_html(tmp_path, capsys):
 
 def test_bad_inputs_name_the_key(tmp_path):
     bad = tmp_path / "c.yaml"
-    bad.write_text((REPO / "config" / "config.yaml").read_text() + "\nplan: {setups: [{count: 2}]}\n")
+    bad.write_text(
+        (REPO / "config" / "config.yaml").read_text() + "\nplan: {setups: [{count: 2}]}\n"
+    )
     with pytest.raises(planner.PlanError, match="plan.setups.0"):
         planner.load_config(bad)
     m = tmp_path / "m.yaml"
@@ -321,13 +406,17 @@ def test_bad_inputs_name_the_key(tmp_path):
     with pytest.raises(planner.PlanError, match=r"measurements\[0\] lacks tokens_per_s, source"):
         planner.Reference.load(m)
     snap = tmp_path / "s.json"
-    snap.write_text(json.dumps({"captured_at": "x", "offers": [{"gpu_name": "H200", "num_gpus": 1}]}))
+    snap.write_text(
+        json.dumps({"captured_at": "x", "offers": [{"gpu_name": "H200", "num_gpus": 1}]})
+    )
     with pytest.raises(planner.PlanError, match=r"offers\[0\] lacks 'dph_total'"):
         planner.load_snapshot(snap)
     config = load("config.yaml")
     config["eval"]["tasks"] = [{"name": "mystery", "limit": 10}]
     config["data"]["source"] = "hub"
-    st = planner.Study(config, planner.Reference.load(config["plan"]["measurements"]), root=tmp_path)
+    st = planner.Study(
+        config, planner.Reference.load(config["plan"]["measurements"]), root=tmp_path
+    )
     ev = [s for s in st.stages if s.kind == "eval"][0]
     assert ev.tokens is None and "plan.tasks.<task>" in ev.tokens_source
 
@@ -337,7 +426,9 @@ def test_benchmark_file_mean_of_repeats(tmp_path):
     f.write_text("s\th:m:s\tmax_rss\n10.0\t0:00:10\t1\n20.0\t0:00:20\t1\n")
     assert planner.benchmark_seconds(f) == 15.0
     assert planner.benchmark_seconds(tmp_path / "none.tsv") is None
-    assert math.isclose(planner.benchmark_seconds(EMBEDDED_RUN / "benchmarks/finetune/5B.tsv"), 96.0)
+    assert math.isclose(
+        planner.benchmark_seconds(EMBEDDED_RUN / "benchmarks/finetune/5B.tsv"), 96.0
+    )
 
 
 def test_partial_run_says_which_stages_ran(tmp_path):
@@ -347,10 +438,17 @@ def test_partial_run_says_which_stages_ran(tmp_path):
     assert frozen["status"].isna().all()  # an estimate only: actuals were not looked for
     none = planner.make_plan(config, root=tmp_path, frozen=frozen)
     t = none.table
-    assert (t["status"] == planner.NOT_RUN).all() and t[planner.ACTUAL_COLUMNS[:-1]].isna().all().all()
-    assert "stages run: 0 of 14 (actual_s and error_pct fill in" in "\n".join(planner.summary_lines(none))
-    for f in ("results/finetune/3A/summary.json", "benchmarks/finetune/3A.tsv",
-              "results/eval/base/causal/metrics.json"):  # this one without its benchmark file
+    assert (t["status"] == planner.NOT_RUN).all() and t[
+        planner.ACTUAL_COLUMNS[:-1]
+    ].isna().all().all()
+    assert "stages run: 0 of 14 (actual_s and error_pct fill in" in "\n".join(
+        planner.summary_lines(none)
+    )
+    for f in (
+        "results/finetune/3A/summary.json",
+        "benchmarks/finetune/3A.tsv",
+        "results/eval/base/causal/metrics.json",
+    ):  # this one without its benchmark file
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(EMBEDDED_RUN / f, tmp_path / f)
     (tmp_path / "results/leakage").mkdir(parents=True)
@@ -367,7 +465,10 @@ def test_partial_run_says_which_stages_ran(tmp_path):
     assert pd.isna(row(t, "1x cpu", "leakage/causal")["actual_s"])
     assert row(t, "1x cpu", "finetune/5B")["status"] == planner.NOT_RUN
     tot = row(t, "1x cpu", planner.TOTAL)
-    assert pd.isna(tot["actual_s"]) and tot["status"] == "3 of 14 stages ran, 2 with an actual time on this setup"
+    assert (
+        pd.isna(tot["actual_s"])
+        and tot["status"] == "3 of 14 stages ran, 2 with an actual time on this setup"
+    )
     assert "stages run: 3 of 14" in "\n".join(planner.summary_lines(part))
     # a plan.csv passed as the frozen estimate: its actuals are not carried over
     again = planner.make_plan(config, root=tmp_path / "empty", frozen=t)
@@ -376,9 +477,16 @@ def test_partial_run_says_which_stages_ran(tmp_path):
 
 # ------------------------------------------------------------- the pipeline's rules
 
-PLAN_FILES = {"results/plan.csv", "results/plan.html", "results/plan/estimate.csv", "results/plan/estimate.html"}
-CONFIGS = [pytest.param((), id="embedded"),
-           pytest.param(("--configfile", "config/ministral3b.yaml"), id="ministral3b")]
+PLAN_FILES = {
+    "results/plan.csv",
+    "results/plan.html",
+    "results/plan/estimate.csv",
+    "results/plan/estimate.html",
+}
+CONFIGS = [
+    pytest.param((), id="embedded"),
+    pytest.param(("--configfile", "config/ministral3b.yaml"), id="ministral3b"),
+]
 
 
 def job_stats(r) -> set[str]:
@@ -389,11 +497,19 @@ def job_stats(r) -> set[str]:
         assert "Nothing to be done" in out, out[-3000:]
         return set()
     table = out.split("Job stats:")[1].splitlines()[3:]  # after the header and dashes
-    return {line.split()[0] for line in itertools.takewhile(lambda x: not x.startswith("total"), table)}
+    return {
+        line.split()[0] for line in itertools.takewhile(lambda x: not x.startswith("total"), table)
+    }
 
 
 def files_under(wd: Path, *dirs: str) -> set[str]:
-    return {str(f.relative_to(wd)) for d in dirs if (wd / d).exists() for f in (wd / d).rglob("*") if f.is_file()}
+    return {
+        str(f.relative_to(wd))
+        for d in dirs
+        if (wd / d).exists()
+        for f in (wd / d).rglob("*")
+        if f.is_file()
+    }
 
 
 @pytest.mark.parametrize("config_args", CONFIGS)
@@ -401,7 +517,9 @@ def test_plan_targets_alone_pull_in_no_stage(tmp_path, config_args):
     wd = copy_checkout(tmp_path / "wd")
 
     def jobs(*targets):
-        return job_stats(snakemake(wd, *targets, "-n", "--quiet", "rules", *config_args, timeout=300))
+        return job_stats(
+            snakemake(wd, *targets, "-n", "--quiet", "rules", *config_args, timeout=300)
+        )
 
     # the forecast (and the plan around it) before renting anything: no stage joins the DAG
     assert jobs("results/plan.csv") == {"plan_estimate", "plan"}
@@ -428,13 +546,23 @@ def test_pipeline_writes_the_plan_before_any_stage_ran(tmp_path, config_args):
     assert t["est_s"].notna().any()
     # the estimate is the frozen forecast, unchanged
     est = pd.read_csv(wd / "results/plan/estimate.csv")
-    pd.testing.assert_frame_equal(t.drop(columns=planner.ACTUAL_COLUMNS), est.drop(columns=planner.ACTUAL_COLUMNS))
+    pd.testing.assert_frame_equal(
+        t.drop(columns=planner.ACTUAL_COLUMNS), est.drop(columns=planner.ACTUAL_COLUMNS)
+    )
     # rented setups are priced from the snapshot, with its date; the local one is reported unpriced
     captured = json.loads((REPO / "config/offers_snapshot.json").read_text())["captured_at"]
-    local = t["price_source"].str.startswith("no price: 1x ") & t["price_source"].str.contains("is a local setup")
-    assert local.any() and t[local]["price_per_hour"].isna().all() and t[local]["est_cost_usd"].isna().all()
+    local = t["price_source"].str.startswith("no price: 1x ") & t["price_source"].str.contains(
+        "is a local setup"
+    )
+    assert (
+        local.any()
+        and t[local]["price_per_hour"].isna().all()
+        and t[local]["est_cost_usd"].isna().all()
+    )
     rented = t[~local]
-    assert (rented["prices_captured_at"] == captured).all() and rented["price_per_hour"].notna().all()
+    assert (rented["prices_captured_at"] == captured).all() and rented[
+        "price_per_hour"
+    ].notna().all()
     html = (wd / "results/plan.html").read_text()
     assert f"prices captured at: {captured}" in html and "stages run: 0 of" in html
     # asked again, the plan is up to date: still no stage
@@ -458,7 +586,9 @@ def test_full_run_writes_the_plan_last_with_every_actual(embedded_run):
     local = ran["setup"].iloc[0]
     assert (ran["setup"] == local).all()
     tot = row(t, local, planner.TOTAL)
-    assert tot["actual_s"] == pytest.approx(ran["actual_s"].sum(), abs=0.1) and not pd.isna(tot["error_pct"])
+    assert tot["actual_s"] == pytest.approx(ran["actual_s"].sum(), abs=0.1) and not pd.isna(
+        tot["error_pct"]
+    )
     others = stages[stages["setup"] != local]
     assert (others["status"] == f"ran on {local}").all() and others["actual_s"].isna().all()
     # compared against the forecast frozen before the stages ran
@@ -466,7 +596,10 @@ def test_full_run_writes_the_plan_last_with_every_actual(embedded_run):
     assert t["est_job_s"].equals(est["est_job_s"])
     # written last: after every stage's output
     outputs = [f for f in (wd / "results").rglob("*.json")]
-    assert outputs and max(f.stat().st_mtime for f in outputs) <= (wd / "results/plan.csv").stat().st_mtime
+    assert (
+        outputs
+        and max(f.stat().st_mtime for f in outputs) <= (wd / "results/plan.csv").stat().st_mtime
+    )
     # up to date for the default target; asked for alone it reads the stages instead of
     # depending on them, a different input list: Snakemake rewrites the plan, and only the plan
     assert job_stats(snakemake(wd, "-n")) == set()

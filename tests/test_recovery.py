@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from maskablate import recovery
+from ablate.mask import recovery
 
 
 def metrics(run_id, policy, scores, chance=0.25, n=100):
@@ -36,12 +36,25 @@ def metrics(run_id, policy, scores, chance=0.25, n=100):
 @pytest.fixture
 def entries():
     return [
-        dict(stage=1, variant="base", train_policy=None,
-             metrics=metrics("r1", "causal", {"a": 0.8, "b": 0.6})),
-        dict(stage=2, variant="base", train_policy=None,
-             metrics=metrics("r2", "prefill_bidir", {"a": 0.4, "b": 0.6})),
-        dict(stage=4, variant="3B", train_policy="prefix_bidir", train_run_id="t3b",
-             metrics=metrics("r3", "prefill_bidir", {"a": 0.7, "b": 0.5})),
+        dict(
+            stage=1,
+            variant="base",
+            train_policy=None,
+            metrics=metrics("r1", "causal", {"a": 0.8, "b": 0.6}),
+        ),
+        dict(
+            stage=2,
+            variant="base",
+            train_policy=None,
+            metrics=metrics("r2", "prefill_bidir", {"a": 0.4, "b": 0.6}),
+        ),
+        dict(
+            stage=4,
+            variant="3B",
+            train_policy="prefix_bidir",
+            train_run_id="t3b",
+            metrics=metrics("r3", "prefill_bidir", {"a": 0.7, "b": 0.5}),
+        ),
     ]
 
 
@@ -121,10 +134,17 @@ def test_cli_writes_csv_and_parquet(tmp_path, entries, capsys):
 
 
 def test_entries_from_results_derive_stages(tmp_path, entries):
-    variants = {"3B": {"stage": 3, "policy": "prefix_bidir"}, "5B": {"stage": 5, "policy": "prefix_bidir"}}
+    variants = {
+        "3B": {"stage": 3, "policy": "prefix_bidir"},
+        "5B": {"stage": 5, "policy": "prefix_bidir"},
+    }
     files = []
-    for model, policy, e in [("base", "causal", entries[0]), ("base", "prefill_bidir", entries[1]),
-                             ("3B", "prefill_bidir", entries[2]), ("5B", "causal", entries[2])]:
+    for model, policy, e in [
+        ("base", "causal", entries[0]),
+        ("base", "prefill_bidir", entries[1]),
+        ("3B", "prefill_bidir", entries[2]),
+        ("5B", "causal", entries[2]),
+    ]:
         p = tmp_path / "eval" / model / policy / "metrics.json"
         p.parent.mkdir(parents=True)
         p.write_text(json.dumps(e["metrics"]))
@@ -134,7 +154,10 @@ def test_entries_from_results_derive_stages(tmp_path, entries):
     summary.write_text(json.dumps({"provenance": {"run_id": "train-3b"}}))
     got = recovery.entries_from_results(files, variants, [summary])
     assert [(e["stage"], e["variant"], e["train_policy"]) for e in got] == [
-        (1, "base", None), (2, "base", None), (4, "3B", "prefix_bidir"), (5, "5B", "prefix_bidir")
+        (1, "base", None),
+        (2, "base", None),
+        (4, "3B", "prefix_bidir"),
+        (5, "5B", "prefix_bidir"),
     ]
     assert got[2]["train_run_id"] == "train-3b" and got[3]["train_run_id"] is None
     with pytest.raises(recovery.RecoveryError, match="neither 'base' nor a finetune variant"):

@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from maskablate import checkpoint, embedded, evaluation, model_card, provenance, sft_data, training
-from maskablate.checkpoint import CheckpointError
-from maskablate.evaluation import TaskFileError, TaskNotFoundError
-from maskablate.modeling import ModelLoadError, load_causal_lm
-from maskablate.training import run as run_module
+from ablate.core import checkpoint, model_card, provenance
+from ablate.core.checkpoint import CheckpointError
+from ablate.core.modeling import ModelLoadError, load_causal_lm
+from ablate.mask import embedded, evaluation, sft_data, training
+from ablate.mask.evaluation import TaskFileError, TaskNotFoundError
+from ablate.mask.training import run as run_module
 
 # Fake secrets: long and unique, so a hit in any file can only be a leak.
 SECRETS = {
@@ -33,11 +33,31 @@ SECRETS = {
     "AWS_ACCESS_KEY_ID": "AKIAFAKESECRET0123XY",
 }
 
-FAST = dict(max_steps=2, batch_size=4, grad_accum=1, learning_rate=1e-3, lr_scheduler="constant",
-            optim="adamw_torch", warmup_ratio=0.0, max_seq_len=64, eval_size=0, eval_steps=0,
-            save_steps=1, logging_steps=1, no_learning_steps=0, plateau_patience=0)
-NO_LEAK = {"policy": "causal", "leaks": False, "loss_causal": 2.0, "loss_policy": 2.0, "ratio": 1.0,
-           "threshold": 0.5, "n_examples": 4}
+FAST = dict(
+    max_steps=2,
+    batch_size=4,
+    grad_accum=1,
+    learning_rate=1e-3,
+    lr_scheduler="constant",
+    optim="adamw_torch",
+    warmup_ratio=0.0,
+    max_seq_len=64,
+    eval_size=0,
+    eval_steps=0,
+    save_steps=1,
+    logging_steps=1,
+    no_learning_steps=0,
+    plateau_patience=0,
+)
+NO_LEAK = {
+    "policy": "causal",
+    "leaks": False,
+    "loss_causal": 2.0,
+    "loss_policy": 2.0,
+    "ratio": 1.0,
+    "threshold": 0.5,
+    "n_examples": 4,
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -91,7 +111,9 @@ def test_malformed_local_task_file_is_named(tasks_copy, tiny_model_dir, tmp_path
         data.write_text(data.read_text() + "{not json\n")
     else:  # rows without their answer: would be scored against a wrong gold, silently
         rows = [json.loads(line) for line in data.read_text().splitlines()]
-        data.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "label"}) + "\n" for r in rows))
+        data.write_text(
+            "".join(json.dumps({k: v for k, v in r.items() if k != "label"}) + "\n" for r in rows)
+        )
     out = tmp_path / "out"
     with pytest.raises((TaskFileError, FileNotFoundError), match=expected):
         evaluation.evaluate(tiny_model_dir, ["emb_sums"], "causal", out, task_dirs=[tasks_copy])
@@ -104,8 +126,12 @@ def test_malformed_local_task_file_is_named(tasks_copy, tiny_model_dir, tmp_path
 def test_model_path_errors(tmp_path):
     with pytest.raises(ModelLoadError, match=r"model path .*nowhere/model does not exist"):
         load_causal_lm(tmp_path / "nowhere" / "model")
-    with pytest.raises(model_card.ModelCardError, match=r"model.path .*nowhere/model does not exist"):
-        model_card.register_pretrained(tmp_path / "card.json", model=str(tmp_path / "nowhere" / "model"))
+    with pytest.raises(
+        model_card.ModelCardError, match=r"model.path .*nowhere/model does not exist"
+    ):
+        model_card.register_pretrained(
+            tmp_path / "card.json", model=str(tmp_path / "nowhere" / "model")
+        )
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match=r"empty has no config.json"):
         load_causal_lm(tmp_path / "empty")
@@ -117,25 +143,40 @@ def test_model_path_errors(tmp_path):
 def test_hub_id_offline_fails_at_the_model_card(tmp_path, monkeypatch):
     """HF_HUB_OFFLINE and the id not cached: prepare_model (before any GPU job) refuses it."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(model_card.ModelCardError,
-                       match=r"'mistralai/Nope-1B' \(revision 'main'\) is not in the local Hugging Face cache"):
-        model_card.register_pretrained(tmp_path / "card.json", model="mistralai/Nope-1B", revision="main")
+    with pytest.raises(
+        model_card.ModelCardError,
+        match=r"'mistralai/Nope-1B' \(revision 'main'\) is not in the local Hugging Face cache",
+    ):
+        model_card.register_pretrained(
+            tmp_path / "card.json", model="mistralai/Nope-1B", revision="main"
+        )
     assert not (tmp_path / "card.json").exists()
-    with pytest.raises(ModelLoadError, match=r"(?s)cannot load model 'mistralai/Nope-1B'.*Offline\?"):
+    with pytest.raises(
+        ModelLoadError, match=r"(?s)cannot load model 'mistralai/Nope-1B'.*Offline\?"
+    ):
         load_causal_lm("mistralai/Nope-1B")
 
 
 def test_hub_id_without_network_fails_at_the_model_card(tmp_path):
     """Not marked offline, but no route to the hub (a closed local port stands for it)."""
     code = (
-        "from maskablate import model_card\n"
+        "from ablate.core import model_card\n"
         f"model_card.register_pretrained({str(tmp_path / 'card.json')!r}, model='mistralai/Nope-1B')\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9",
-           "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_ETAG_TIMEOUT": "2",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "2",
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode != 0
-    assert "ModelCardError: cannot resolve model.path 'mistralai/Nope-1B'" in r.stderr, r.stderr[-2000:]
+    assert "ModelCardError: cannot resolve model.path 'mistralai/Nope-1B'" in r.stderr, r.stderr[
+        -2000:
+    ]
     assert "Offline?" in r.stderr
     assert not (tmp_path / "card.json").exists()
 
@@ -145,8 +186,14 @@ def test_model_without_tokenizer_fails_before_training(tiny_model_dir, sft_file,
     model_only = tmp_path / "model_only"
     load_causal_lm(tiny_model_dir).save_pretrained(model_only)
     with pytest.raises(ModelLoadError, match=r"cannot load a tokenizer from .*model_only"):
-        training.finetune(model_path=model_only, data=sft_file, policy="causal", params=FAST,
-                          out_dir=tmp_path / "o", probe_result=NO_LEAK)
+        training.finetune(
+            model_path=model_only,
+            data=sft_file,
+            policy="causal",
+            params=FAST,
+            out_dir=tmp_path / "o",
+            probe_result=NO_LEAK,
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -160,12 +207,20 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 def test_sft_dataset_without_alpaca_columns(tiny_model_dir, tmp_path):
     bad = _jsonl(tmp_path / "chat.jsonl", [{"prompt": "hi", "response": "there"}] * 3)
-    with pytest.raises(sft_data.SFTDataError,
-                       match=r"chat\.jsonl lacks column\(s\) instruction, output \(has: prompt, response\)"):
+    with pytest.raises(
+        sft_data.SFTDataError,
+        match=r"chat\.jsonl lacks column\(s\) instruction, output \(has: prompt, response\)",
+    ):
         sft_data.load_rows(bad)
     with pytest.raises(sft_data.SFTDataError, match="lacks column"):
-        training.finetune(model_path=tiny_model_dir, data=bad, policy="causal", params=FAST,
-                          out_dir=tmp_path / "o", probe_result=NO_LEAK)
+        training.finetune(
+            model_path=tiny_model_dir,
+            data=bad,
+            policy="causal",
+            params=FAST,
+            out_dir=tmp_path / "o",
+            probe_result=NO_LEAK,
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -173,10 +228,18 @@ def test_sft_dataset_with_empty_responses(tiny_model_dir, tmp_path):
     rows = [{"instruction": f"q{i}", "input": "", "output": "a"} for i in range(5)]
     rows[2]["output"], rows[4]["output"] = "   ", None
     bad = _jsonl(tmp_path / "empty.jsonl", rows)
-    with pytest.raises(sft_data.SFTDataError,
-                       match=r"empty\.jsonl: 2 row\(s\) have an empty 'output' response \(first at row 2\)"):
-        training.finetune(model_path=tiny_model_dir, data=bad, policy="causal", params=FAST,
-                          out_dir=tmp_path / "o", probe_result=NO_LEAK)
+    with pytest.raises(
+        sft_data.SFTDataError,
+        match=r"empty\.jsonl: 2 row\(s\) have an empty 'output' response \(first at row 2\)",
+    ):
+        training.finetune(
+            model_path=tiny_model_dir,
+            data=bad,
+            policy="causal",
+            params=FAST,
+            out_dir=tmp_path / "o",
+            probe_result=NO_LEAK,
+        )
     assert not (tmp_path / "o").exists()
     with pytest.raises(sft_data.SFTDataError, match=r"empty\.jsonl is empty"):
         sft_data.load_rows(_jsonl(tmp_path / "empty.jsonl", []))
@@ -202,7 +265,9 @@ def pipeline_checkpoint(tiny_model_dir, tmp_path):
         ("no_manifest", r"has no checkpoint_manifest\.json: the checkpoint was never completed"),
     ],
 )
-def test_damaged_checkpoint_is_refused_by_eval(pipeline_checkpoint, task_dir, tmp_path, damage, expected):
+def test_damaged_checkpoint_is_refused_by_eval(
+    pipeline_checkpoint, task_dir, tmp_path, damage, expected
+):
     weights = pipeline_checkpoint / "model.safetensors"
     if damage == "truncate":
         with open(weights, "r+b") as f:
@@ -237,7 +302,9 @@ def _enospc(monkeypatch):
     from transformers import PreTrainedModel
 
     def full(*args, **kwargs):
-        target = next((a for a in args if isinstance(a, (str, os.PathLike))), None) or kwargs.get("save_directory")
+        target = next((a for a in args if isinstance(a, (str, os.PathLike))), None) or kwargs.get(
+            "save_directory"
+        )
         if target is not None:
             p = Path(target)
             p = p / "model.safetensors" if p.suffix != ".safetensors" else p
@@ -246,26 +313,44 @@ def _enospc(monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", lambda self, *a, **k: full(*a, **k))
-    monkeypatch.setattr(safetensors.torch, "save_model", lambda model, filename, **k: full(filename))
+    monkeypatch.setattr(
+        safetensors.torch, "save_model", lambda model, filename, **k: full(filename)
+    )
 
 
-def test_disk_full_at_save_leaves_no_checkpoint_to_trust(tiny_model_dir, sft_file, tmp_path, monkeypatch):
+def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
+    tiny_model_dir, sft_file, tmp_path, monkeypatch
+):
     out = tmp_path / "ft"
     _enospc(monkeypatch)
     with pytest.raises(OSError, match="No space left on device"):
-        training.finetune(model_path=tiny_model_dir, data=sft_file, policy="causal", params=FAST,
-                          out_dir=out, probe_result=NO_LEAK)
+        training.finetune(
+            model_path=tiny_model_dir,
+            data=sft_file,
+            policy="causal",
+            params=FAST,
+            out_dir=out,
+            probe_result=NO_LEAK,
+        )
     monkeypatch.undo()
     assert not (out / "final").exists() and not (out / "summary.json").exists()
     # the half-written Trainer checkpoint has no completion marker: a rerun never resumes from it
     assert training.complete_checkpoints(out / "checkpoints") == []
 
 
-def test_disk_full_keeps_the_previous_final_checkpoint(tiny_model_dir, sft_file, tmp_path, monkeypatch):
+def test_disk_full_keeps_the_previous_final_checkpoint(
+    tiny_model_dir, sft_file, tmp_path, monkeypatch
+):
     """A rerun (other params) whose final save fails: the previous final stays whole and verified."""
     out = tmp_path / "ft"
-    training.finetune(model_path=tiny_model_dir, data=sft_file, policy="causal",
-                      params={**FAST, "max_steps": 1}, out_dir=out, probe_result=NO_LEAK)
+    training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="causal",
+        params={**FAST, "max_steps": 1},
+        out_dir=out,
+        probe_result=NO_LEAK,
+    )
     before = checkpoint.verify(out / "final")
     summary_before = (out / "summary.json").read_text()
 
@@ -277,8 +362,14 @@ def test_disk_full_keeps_the_previous_final_checkpoint(tiny_model_dir, sft_file,
 
     monkeypatch.setattr(run_module, "save_final", save_final_on_full_disk)
     with pytest.raises(OSError, match="No space left on device"):
-        training.finetune(model_path=tiny_model_dir, data=sft_file, policy="causal",
-                          params={**FAST, "save_steps": 0}, out_dir=out, probe_result=NO_LEAK)
+        training.finetune(
+            model_path=tiny_model_dir,
+            data=sft_file,
+            policy="causal",
+            params={**FAST, "save_steps": 0},
+            out_dir=out,
+            probe_result=NO_LEAK,
+        )
     monkeypatch.undo()
     assert checkpoint.verify(out / "final") == before
     assert (out / "summary.json").read_text() == summary_before
@@ -287,23 +378,44 @@ def test_disk_full_keeps_the_previous_final_checkpoint(tiny_model_dir, sft_file,
 # ---------------------------------------------------------------- secrets
 
 
-def test_secrets_never_reach_outputs_or_logs(tiny_model_dir, task_dir, sft_file, tmp_path, monkeypatch, capfd):
+def test_secrets_never_reach_outputs_or_logs(
+    tiny_model_dir, task_dir, sft_file, tmp_path, monkeypatch, capfd
+):
     """Fake keys in the environment; finetune, evaluate and write a model card; grep everything."""
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)
     out = tmp_path / "run"
-    training.finetune(model_path=tiny_model_dir, data=sft_file, policy="causal",
-                      params={**FAST, "keep_checkpoints": True}, out_dir=out / "ft", probe_result=NO_LEAK,
-                      config_slice={"variant": "x"})
-    evaluation.evaluate(out / "ft" / "final", ["emb_sums"], "prefix_bidir", out / "eval", task_dirs=[task_dir],
-                        limit=2)
-    model_card.write(out / "card.json", source="embedded", model=tiny_model_dir, config_slice={"a": 1})
+    training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="causal",
+        params={**FAST, "keep_checkpoints": True},
+        out_dir=out / "ft",
+        probe_result=NO_LEAK,
+        config_slice={"variant": "x"},
+    )
+    evaluation.evaluate(
+        out / "ft" / "final",
+        ["emb_sums"],
+        "prefix_bidir",
+        out / "eval",
+        task_dirs=[task_dir],
+        limit=2,
+    )
+    model_card.write(
+        out / "card.json", source="embedded", model=tiny_model_dir, config_slice={"a": 1}
+    )
     block = provenance.collect(config_slice={"a": 1}, inputs={"sft": sft_file})
     captured = capfd.readouterr()
-    blobs = {"stdout": captured.out.encode(), "stderr": captured.err.encode(),
-             "provenance": json.dumps(block).encode()}
+    blobs = {
+        "stdout": captured.out.encode(),
+        "stderr": captured.err.encode(),
+        "provenance": json.dumps(block).encode(),
+    }
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) > 10 and any(p.name == "training_args.bin" for p in files)  # pickles too
     blobs.update({str(p): p.read_bytes() for p in files})
-    leaks = [(name, k) for name, data in blobs.items() for k, v in SECRETS.items() if v.encode() in data]
+    leaks = [
+        (name, k) for name, data in blobs.items() for k, v in SECRETS.items() if v.encode() in data
+    ]
     assert not leaks, leaks

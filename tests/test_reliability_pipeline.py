@@ -31,13 +31,12 @@ import psutil
 import pytest
 import torch
 import yaml
-
-from maskablate import evaluation, training
-from maskablate.modeling import load_causal_lm
-
 from checkout import copy_checkout
 from test_pipeline import planned_jobs
 from test_reliability import SECRETS
+
+from ablate.core.modeling import load_causal_lm
+from ablate.mask import evaluation, training
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +51,15 @@ def small_config(model_dir: Path) -> dict:
     cfg["data"]["embedded"].update(corpus_docs=20, task_docs=8, sft_pairs=48)
     cfg["eval"]["tasks"] = [{"name": t, "metric": "acc_norm"} for t in TASKS]
     cfg["leakage"]["n_pairs"] = 8
-    cfg["finetune"]["defaults"].update(max_steps=MAX_STEPS, save_steps=SAVE_STEPS, batch_size=4,
-                                       eval_size=8, eval_steps=6, eval_batch_size=8, logging_steps=1)
+    cfg["finetune"]["defaults"].update(
+        max_steps=MAX_STEPS,
+        save_steps=SAVE_STEPS,
+        batch_size=4,
+        eval_size=8,
+        eval_steps=6,
+        eval_batch_size=8,
+        logging_steps=1,
+    )
     cfg["finetune"]["variants"] = {"3A": {"stage": 3, "policy": "causal"}}
     return cfg
 
@@ -61,7 +67,11 @@ def small_config(model_dir: Path) -> dict:
 def start(wd: Path, env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "snakemake", "-c1", "--configfile", "small.yaml", *args],
-        cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=wd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its own process group, as in a terminal (Ctrl-C reaches the jobs too)
     )
 
@@ -88,7 +98,11 @@ def job_process(proc: subprocess.Popen, script: str) -> psutil.Process:
 def incomplete_marks(wd: Path) -> set[str]:
     """Outputs Snakemake has marked incomplete (file names are the base64 of the output path)."""
     d = wd / ".snakemake/incomplete"
-    return {base64.b64decode(p.name).decode() for p in d.iterdir() if p.is_file()} if d.is_dir() else set()
+    return (
+        {base64.b64decode(p.name).decode() for p in d.iterdir() if p.is_file()}
+        if d.is_dir()
+        else set()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +115,20 @@ def runs(tmp_path_factory, tiny_model_dir):
 
     # 1. SIGKILL the training job once it has saved checkpoint-KILL_AT
     proc = start(wd, env)
-    wait_for(proc, (ckpts / f"checkpoint-{KILL_AT}" / training.CHECKPOINT_MARKER).exists, "checkpoint")
+    wait_for(
+        proc, (ckpts / f"checkpoint-{KILL_AT}" / training.CHECKPOINT_MARKER).exists, "checkpoint"
+    )
     job_process(proc, "finetune.py").send_signal(signal.SIGKILL)
     out = proc.communicate(timeout=600)[0]
     info["logs"].append(out)
-    info["kill"] = {"rc": proc.returncode, "log": out,
-                    "killed_log": (wd / "logs/finetune/3A.log").read_text(),
-                    "final_exists": (wd / "results/finetune/3A/final").exists(),
-                    "summary_exists": (wd / "results/finetune/3A/summary.json").exists(),
-                    "complete": [c.name for c in training.complete_checkpoints(ckpts)]}
+    info["kill"] = {
+        "rc": proc.returncode,
+        "log": out,
+        "killed_log": (wd / "logs/finetune/3A.log").read_text(),
+        "final_exists": (wd / "results/finetune/3A/final").exists(),
+        "summary_exists": (wd / "results/finetune/3A/summary.json").exists(),
+        "complete": [c.name for c in training.complete_checkpoints(ckpts)],
+    }
 
     # 2. Ctrl-C while an evaluation runs (one this run started: run 1 may have finished some)
     started = time.time()
@@ -117,8 +136,13 @@ def runs(tmp_path_factory, tiny_model_dir):
     logs = wd / "logs/eval_model"
 
     def running_evals():
-        return [p for p in logs.glob("*.log") if p.stat().st_mtime >= started
-                and "[eval] loading model" in (t := p.read_text()) and "[eval] macro" not in t]
+        return [
+            p
+            for p in logs.glob("*.log")
+            if p.stat().st_mtime >= started
+            and "[eval] loading model" in (t := p.read_text())
+            and "[eval] macro" not in t
+        ]
 
     found: list[Path] = []
 
@@ -135,12 +159,23 @@ def runs(tmp_path_factory, tiny_model_dir):
     out = proc.communicate(timeout=600)[0]
     info["logs"].append(out)
     target = wd / f"results/eval/{model}/{policy}"
-    info["interrupt"] = {"rc": proc.returncode, "log": out, "target": target, "at": time.time(),
-                         "left": sorted(p.name for p in target.glob("*")) if target.exists() else [],
-                         "incomplete": incomplete_marks(wd),
-                         "planned": planned_jobs(subprocess.run(
-                             [sys.executable, "-m", "snakemake", "-n", "--configfile", "small.yaml"],
-                             cwd=wd, env=env, capture_output=True, text=True).stdout)}
+    info["interrupt"] = {
+        "rc": proc.returncode,
+        "log": out,
+        "target": target,
+        "at": time.time(),
+        "left": sorted(p.name for p in target.glob("*")) if target.exists() else [],
+        "incomplete": incomplete_marks(wd),
+        "planned": planned_jobs(
+            subprocess.run(
+                [sys.executable, "-m", "snakemake", "-n", "--configfile", "small.yaml"],
+                cwd=wd,
+                env=env,
+                capture_output=True,
+                text=True,
+            ).stdout
+        ),
+    }
 
     # 3. finish
     proc = start(wd, env)
@@ -163,8 +198,11 @@ def test_rerun_resumes_and_equals_an_uninterrupted_run(runs, tmp_path):
     summary = json.loads((wd / "results/finetune/3A/summary.json").read_text())
     resumed = summary["resumed_from_step"]
     assert f"resuming from results/finetune/3A/checkpoints/checkpoint-{resumed}" in log
-    reached = max(int(line.split("step ")[1].split("/")[0]) for line in runs["kill"]["killed_log"].splitlines()
-                  if line.startswith("[finetune causal] step "))
+    reached = max(
+        int(line.split("step ")[1].split("/")[0])
+        for line in runs["kill"]["killed_log"].splitlines()
+        if line.startswith("[finetune causal] step ")
+    )
     assert resumed >= KILL_AT and reached - resumed <= SAVE_STEPS  # lost at most one save interval
     assert summary["steps_done"] == MAX_STEPS
 
@@ -174,17 +212,30 @@ def test_rerun_resumes_and_equals_an_uninterrupted_run(runs, tmp_path):
     try:
         ref = training.finetune(
             model_path=json.loads((wd / "results/model/base.json").read_text())["path"],
-            data=wd / "results/data/sft.jsonl", policy="causal", params=summary["params"],
-            out_dir=tmp_path / "ref", probe_result=json.loads((wd / "results/leakage/causal.json").read_text()),
+            data=wd / "results/data/sft.jsonl",
+            policy="causal",
+            params=summary["params"],
+            out_dir=tmp_path / "ref",
+            probe_result=json.loads((wd / "results/leakage/causal.json").read_text()),
         )
         for a, b in zip(summary["curves"]["train"], ref["curves"]["train"], strict=True):
-            assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-4)
-        got, want = (load_causal_lm(p).state_dict() for p in (wd / "results/finetune/3A/final", tmp_path / "ref/final"))
+            assert a["step"] == b["step"] and a["loss"] == pytest.approx(
+                b["loss"], rel=1e-4, abs=1e-4
+            )
+        got, want = (
+            load_causal_lm(p).state_dict()
+            for p in (wd / "results/finetune/3A/final", tmp_path / "ref/final")
+        )
         for k in want:
             torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5)
         # and the stage-4 scores of the resumed model equal those of the uninterrupted one
-        metrics = evaluation.evaluate(tmp_path / "ref/final", TASKS, "causal", tmp_path / "ref_eval",
-                                      task_dirs=[wd / "results/data/tasks"])
+        metrics = evaluation.evaluate(
+            tmp_path / "ref/final",
+            TASKS,
+            "causal",
+            tmp_path / "ref_eval",
+            task_dirs=[wd / "results/data/tasks"],
+        )
     finally:
         torch.set_num_threads(threads)
     ours = pd.read_parquet(wd / "results/eval/3A/causal/samples.parquet")
@@ -192,7 +243,9 @@ def test_rerun_resumes_and_equals_an_uninterrupted_run(runs, tmp_path):
     pd.testing.assert_series_equal(ours.loglikelihood, theirs.loglikelihood, rtol=1e-3, atol=1e-4)
     stored = json.loads((wd / "results/eval/3A/causal/metrics.json").read_text())
     for t in TASKS:
-        assert stored["tasks"][t]["score"] == pytest.approx(metrics["tasks"][t]["score"], abs=1e-9), t
+        assert stored["tasks"][t]["score"] == pytest.approx(
+            metrics["tasks"][t]["score"], abs=1e-9
+        ), t
 
 
 def test_interrupted_eval_leaves_no_partial_output_and_reruns(runs):
@@ -202,7 +255,9 @@ def test_interrupted_eval_leaves_no_partial_output_and_reruns(runs):
     # anything it could not remove would be marked incomplete and redone
     model, policy = i["target"].parts[-2:]
     for name in ("metrics.json", "samples.parquet"):
-        assert name not in i["left"] or f"results/eval/{model}/{policy}/{name}" in i["incomplete"], i
+        assert (
+            name not in i["left"] or f"results/eval/{model}/{policy}/{name}" in i["incomplete"]
+        ), i
     assert "Terminating processes on user request" in i["log"], i["log"][-3000:]
     assert ("eval_model", f"results/eval/{model}/{policy}/metrics.json") in i["planned"]
     metrics = i["target"] / "metrics.json"
@@ -212,19 +267,29 @@ def test_interrupted_eval_leaves_no_partial_output_and_reruns(runs):
     wd = runs["wd"]
     assert not [p for p in (wd / "results").rglob("*.tmp")]
     assert incomplete_marks(wd) == set()
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "small.yaml"],
-                       cwd=wd, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", "small.yaml"],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+    )
     assert planned_jobs(r.stdout) == set(), r.stdout
 
 
 def test_no_secret_in_any_output_log_or_metadata(runs):
     wd = runs["wd"]
-    files = [p for d in ("results", "logs", ".snakemake", "benchmarks") for p in (wd / d).rglob("*")
-             if p.is_file()]
+    files = [
+        p
+        for d in ("results", "logs", ".snakemake", "benchmarks")
+        for p in (wd / d).rglob("*")
+        if p.is_file()
+    ]
     assert len(files) > 30
     blobs = {str(p.relative_to(wd)): p.read_bytes() for p in files}
     blobs.update({f"snakemake run {n}": log.encode() for n, log in enumerate(runs["logs"], 1)})
-    leaks = [(name, k) for name, data in blobs.items() for k, v in SECRETS.items() if v.encode() in data]
+    leaks = [
+        (name, k) for name, data in blobs.items() for k, v in SECRETS.items() if v.encode() in data
+    ]
     assert not leaks, leaks
 
 
@@ -232,17 +297,27 @@ def test_bad_config_fails_before_any_job_and_keeps_outputs(runs):
     wd = runs["wd"]
 
     def state():
-        return {str(p): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-                for p in (wd / "results").rglob("*") if p.is_file()}
+        return {
+            str(p): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in (wd / "results").rglob("*")
+            if p.is_file()
+        }
 
     before = state()
     cfg = yaml.safe_load((wd / "small.yaml").read_text())
     cfg["finetune"]["defaults"]["learning_rate"] = "fast"
     (wd / "bad.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([sys.executable, "-m", "snakemake", "-c1", "--configfile", "bad.yaml"],
-                       cwd=wd, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-c1", "--configfile", "bad.yaml"],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    assert "invalid config at finetune.defaults.learning_rate: 'fast' is not of type 'number'" in out, out
+    assert (
+        "invalid config at finetune.defaults.learning_rate: 'fast' is not of type 'number'" in out
+    ), out
     assert "Job stats" not in out
     assert state() == before

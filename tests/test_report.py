@@ -6,25 +6,42 @@ import json
 
 import pytest
 
-from maskablate import recovery, report
+from ablate.mask import recovery, report
 
 
 def _metrics(run_id, policy, scores):
     return {
-        "run_id": run_id, "policy": policy,
-        "tasks": {t: {"headline_metric": "acc", "score": s, "acc_stderr": 0.01, "n": 10, "chance": 0.25}
-                  for t, s in scores.items()},
-        "macro": {"score": sum(scores.values()) / len(scores), "chance": 0.25, "n_tasks": len(scores)},
+        "run_id": run_id,
+        "policy": policy,
+        "tasks": {
+            t: {"headline_metric": "acc", "score": s, "acc_stderr": 0.01, "n": 10, "chance": 0.25}
+            for t, s in scores.items()
+        },
+        "macro": {
+            "score": sum(scores.values()) / len(scores),
+            "chance": 0.25,
+            "n_tasks": len(scores),
+        },
     }
 
 
 def test_plot_scores_png(tmp_path):
-    df = recovery.build_recovery([
-        dict(stage=1, variant="base", metrics=_metrics("a", "causal", {"x": 0.8, "y": 0.7})),
-        dict(stage=2, variant="base", metrics=_metrics("b", "prefill_bidir", {"x": 0.4, "y": 0.5})),
-        dict(stage=4, variant="3B", train_policy="prefix_bidir",
-             metrics=_metrics("c", "prefill_bidir", {"x": 0.6, "y": 0.6})),
-    ])
+    df = recovery.build_recovery(
+        [
+            dict(stage=1, variant="base", metrics=_metrics("a", "causal", {"x": 0.8, "y": 0.7})),
+            dict(
+                stage=2,
+                variant="base",
+                metrics=_metrics("b", "prefill_bidir", {"x": 0.4, "y": 0.5}),
+            ),
+            dict(
+                stage=4,
+                variant="3B",
+                train_policy="prefix_bidir",
+                metrics=_metrics("c", "prefill_bidir", {"x": 0.6, "y": 0.6}),
+            ),
+        ]
+    )
     csv = tmp_path / "r.csv"
     df.to_csv(csv, index=False)
     out = report.plot_scores(csv, tmp_path / "plots" / "scores.png")
@@ -36,11 +53,20 @@ def test_plot_loss_curves_png(tmp_path):
     for name, kind, stop in [("base", "pretrain", "max_steps"), ("3B", "finetune", "plateau")]:
         p = tmp_path / name / "summary.json"
         p.parent.mkdir()
-        p.write_text(json.dumps({
-            "kind": kind, "policy": "causal", "steps_done": 30, "stop": {"reason": stop},
-            "curves": {"train": [{"step": s, "loss": 3 / s} for s in range(1, 31)],
-                       "eval": [{"step": s, "eval_loss": 3.5 / s} for s in (10, 20, 30)]},
-        }))
+        p.write_text(
+            json.dumps(
+                {
+                    "kind": kind,
+                    "policy": "causal",
+                    "steps_done": 30,
+                    "stop": {"reason": stop},
+                    "curves": {
+                        "train": [{"step": s, "loss": 3 / s} for s in range(1, 31)],
+                        "eval": [{"step": s, "eval_loss": 3.5 / s} for s in (10, 20, 30)],
+                    },
+                }
+            )
+        )
         paths.append(p)
     out = report.plot_loss_curves(paths, tmp_path / "loss.png")
     assert out.read_bytes()[:4] == b"\x89PNG"

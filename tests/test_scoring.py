@@ -5,13 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
 
-from maskablate.masks import POLICIES
-from maskablate.modeling import build_tiny_model, tiny_ministral3_config
-from maskablate.scoring import prepare, score_naive, score_requests
-
-
+from ablate.core.modeling import build_tiny_model, tiny_ministral3_config
+from ablate.mask.masks import POLICIES
+from ablate.mask.scoring import prepare, score_naive, score_requests
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -66,14 +63,14 @@ def test_policies_are_applied(model, requests_):
         assert max(abs(scores[a][i][0] - scores[b][i][0]) for i in multi_ctx) > 1e-3
     # One-token continuation: the whole input row is the context, so prefix == prefill;
     # longer continuations see their own future tokens only under prefill_bidir.
-    for i, (ctx, cont) in enumerate(requests_):
+    for i, (_ctx, cont) in enumerate(requests_):
         d = abs(scores["prefix_bidir"][i][0] - scores["prefill_bidir"][i][0])
         if len(cont) == 1:
             assert d < 1e-4
     long = [i for i, (c, k) in enumerate(requests_) if len(k) > 2 and len(c) > 1]
-    assert max(
-        abs(scores["prefix_bidir"][i][0] - scores["prefill_bidir"][i][0]) for i in long
-    ) > 1e-3
+    assert (
+        max(abs(scores["prefix_bidir"][i][0] - scores["prefill_bidir"][i][0]) for i in long) > 1e-3
+    )
 
 
 def test_truncation_matches_lm_eval():

@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from maskablate import checkpoint, sft_data, training
-from maskablate.modeling import load_causal_lm
+from ablate.core import checkpoint
+from ablate.core.modeling import load_causal_lm
+from ablate.mask import sft_data, training
 
 torch.set_num_threads(2)
 
@@ -38,8 +38,15 @@ FAST = dict(
     no_learning_steps=0,
     plateau_patience=0,
 )
-NO_LEAK = {"policy": None, "leaks": False, "loss_causal": 2.0, "loss_policy": 2.0, "ratio": 1.0,
-           "threshold": 0.5, "n_examples": 4}
+NO_LEAK = {
+    "policy": None,
+    "leaks": False,
+    "loss_causal": 2.0,
+    "loss_policy": 2.0,
+    "ratio": 1.0,
+    "threshold": 0.5,
+    "n_examples": 4,
+}
 
 
 def no_leak(policy):
@@ -54,11 +61,21 @@ def synthetic_rows(n: int = 40, seed: int = 0) -> list[dict]:
     for i in range(n):
         w = rng.choice(words)
         if i % 2:
-            rows.append({"instruction": f"Repeat the word {w} three times.", "input": "",
-                         "output": f"{w} {w} {w}"})
+            rows.append(
+                {
+                    "instruction": f"Repeat the word {w} three times.",
+                    "input": "",
+                    "output": f"{w} {w} {w}",
+                }
+            )
         else:
-            rows.append({"instruction": "Name the colour of the object.", "input": f"a {w}",
-                         "output": f"The {w} is {'red' if len(w) == 5 else 'blue'}."})
+            rows.append(
+                {
+                    "instruction": "Name the colour of the object.",
+                    "input": f"a {w}",
+                    "output": f"The {w} is {'red' if len(w) == 5 else 'blue'}.",
+                }
+            )
     return rows
 
 
@@ -78,7 +95,10 @@ def weights(path):
 
 def test_collator_labels_only_on_response_tokens():
     batch = training.PolicyCollator(pad_token_id=11)(
-        [{"input_ids": [1, 5, 6, 7, 8], "prompt_length": 3}, {"input_ids": [1, 9, 10], "prompt_length": 2}]
+        [
+            {"input_ids": [1, 5, 6, 7, 8], "prompt_length": 3},
+            {"input_ids": [1, 9, 10], "prompt_length": 2},
+        ]
     )
     assert batch["input_ids"].tolist() == [[1, 5, 6, 7, 8], [1, 9, 10, 11, 11]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
@@ -98,8 +118,11 @@ def test_fast_head_loss_equals_model_loss(tiny_model_dir, tokenizer, policy):
     assert int(n) == int(n2) == int((batch["labels"][:, 1:] != -100).sum()) > 0
     torch.testing.assert_close(fast_sum, slow_sum, rtol=1e-5, atol=1e-4)
     if policy == "causal":  # the model's own loss (its own shift and mean over labelled tokens)
-        own = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    labels=batch["labels"]).loss
+        own = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        ).loss
         torch.testing.assert_close(fast_sum / n, own, rtol=1e-5, atol=1e-5)
     else:  # the policy changes the forward: a different loss than causal
         causal_sum, _ = training.policy_loss_sum(model, batch, "causal")
@@ -108,7 +131,7 @@ def test_fast_head_loss_equals_model_loss(tiny_model_dir, tokenizer, policy):
 
 def test_prefix_split_attention_equals_sdpa_in_training_loss(tiny_model_dir, tokenizer):
     """The split-sdpa backend (masks.PREFIX_SDPA) through the fast head: same loss and gradients."""
-    from maskablate import masks
+    from ablate.mask import masks
 
     pairs = sft_data.tokenize_rows(tokenizer, synthetic_rows(3), 64)
     batch = training.PolicyCollator(tokenizer.pad_token_id)(
@@ -132,8 +155,11 @@ def test_master_weights_keep_updates_that_bf16_rounds_away():
         lin = torch.nn.Linear(4, 1, bias=False).to(torch.bfloat16)
         torch.nn.init.ones_(lin.weight)
         groups = [{"params": [lin.weight], "weight_decay": 0.0}]
-        opt = (training.MasterWeightsOptimizer(groups, torch.optim.SGD, {"lr": 1e-4}) if master
-               else torch.optim.SGD(lin.parameters(), lr=1e-4))
+        opt = (
+            training.MasterWeightsOptimizer(groups, torch.optim.SGD, {"lr": 1e-4})
+            if master
+            else torch.optim.SGD(lin.parameters(), lr=1e-4)
+        )
         for _ in range(50):
             lin(torch.ones(1, 4, dtype=torch.bfloat16)).sum().backward()  # d/dw = 1
             opt.step()
@@ -159,39 +185,67 @@ def test_master_weights_accumulate_fp32_grads_and_round_trip_state():
     assert g.dtype == torch.float32
     torch.testing.assert_close(g, 2 * x.float().sum(0).expand(2, 3), rtol=1e-2, atol=1e-2)
     opt.step()
-    assert all(m.grad is None for m in opt.master_params)  # the Trainer's model.zero_grad() cannot clear them
+    assert all(
+        m.grad is None for m in opt.master_params
+    )  # the Trainer's model.zero_grad() cannot clear them
     state = opt.state_dict()
     lin2 = torch.nn.Linear(3, 2).to(torch.bfloat16)
-    opt2 = training.MasterWeightsOptimizer([{"params": list(lin2.parameters()), "weight_decay": 0.0}],
-                                           torch.optim.AdamW, {"lr": 1e-3})
+    opt2 = training.MasterWeightsOptimizer(
+        [{"params": list(lin2.parameters()), "weight_decay": 0.0}], torch.optim.AdamW, {"lr": 1e-3}
+    )
     opt2.load_state_dict(state)
     for a, b in zip(opt.master_params, opt2.master_params):
         assert torch.equal(a, b)
     assert torch.equal(lin.weight, lin2.weight)
-    assert torch.equal(opt.inner.state_dict()["state"][0]["exp_avg"], opt2.inner.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        opt.inner.state_dict()["state"][0]["exp_avg"],
+        opt2.inner.state_dict()["state"][0]["exp_avg"],
+    )
 
 
 def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, tmp_path):
     """bf16 weights + fp32 masters (the GPU default) on CPU, and an in-process resume from step 2."""
-    params = {**FAST, "max_steps": 4, "save_steps": 2, "eval_size": 0, "bf16": True, "grad_accum": 2,
-              "batch_size": 2, "keep_checkpoints": True}
+    params = {
+        **FAST,
+        "max_steps": 4,
+        "save_steps": 2,
+        "eval_size": 0,
+        "bf16": True,
+        "grad_accum": 2,
+        "batch_size": 2,
+        "keep_checkpoints": True,
+    }
     out = tmp_path / "bf16"
-    s1 = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefix_bidir", params=params,
-                           out_dir=out, probe_result=no_leak("prefix_bidir"))
+    s1 = training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="prefix_bidir",
+        params=params,
+        out_dir=out,
+        probe_result=no_leak("prefix_bidir"),
+    )
     assert s1["checkpoint"]["dtype"] == "bfloat16" and s1["params"]["master_weights"] == "auto"
     opt_state = torch.load(out / "checkpoints" / "checkpoint-2" / "optimizer.pt", weights_only=True)
     assert opt_state["master"][0].dtype == torch.float32
     from safetensors.torch import load_file
 
-    assert all(v.dtype == torch.bfloat16 for v in load_file(out / "final" / "model.safetensors").values())
+    assert all(
+        v.dtype == torch.bfloat16 for v in load_file(out / "final" / "model.safetensors").values()
+    )
     first = weights(out / "final")
     # rerun after losing step 4 (as if killed after saving step 2): same result
     import shutil
 
     shutil.rmtree(out / "checkpoints" / "checkpoint-4")
     shutil.rmtree(out / "final")
-    s2 = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefix_bidir", params=params,
-                           out_dir=out, probe_result=no_leak("prefix_bidir"))
+    s2 = training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="prefix_bidir",
+        params=params,
+        out_dir=out,
+        probe_result=no_leak("prefix_bidir"),
+    )
     assert s2["resumed_from_step"] == 2
     assert [e["loss"] for e in s2["curves"]["train"]] == [e["loss"] for e in s1["curves"]["train"]]
     second = weights(out / "final")
@@ -236,7 +290,11 @@ def test_nonfinite_rule_and_replay():
     assert rules().observe_eval_loss(5, float("inf"))["reason"] == "nonfinite"
     # a resumed run rebuilds the counters from its log history
     r = rules(plateau_patience=2, plateau_min_delta=0.0, plateau_min_steps=0)
-    history = [{"step": 1, "loss": 3.0}, {"step": 10, "eval_loss": 1.0}, {"step": 20, "eval_loss": 1.1}]
+    history = [
+        {"step": 1, "loss": 3.0},
+        {"step": 10, "eval_loss": 1.0},
+        {"step": 20, "eval_loss": 1.1},
+    ]
     assert r.replay(history) is None and r.bad_evals == 1 and r.first_loss == 3.0
     assert r.observe_eval_loss(30, 1.2)["reason"] == "plateau"
 
@@ -254,8 +312,15 @@ def test_unknown_param_is_named():
 @pytest.mark.parametrize("policy", ["causal", "prefix_bidir"])
 def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy):
     out = tmp_path / policy
-    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy=policy, params=FAST,
-                                out_dir=out, probe_result=no_leak(policy), config_slice={"v": policy})
+    summary = training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy=policy,
+        params=FAST,
+        out_dir=out,
+        probe_result=no_leak(policy),
+        config_slice={"v": policy},
+    )
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["steps_done"] == summary["steps_done"] == 6
     assert on_disk["stop"]["reason"] == "max_steps" and on_disk["policy"] == policy
@@ -263,7 +328,10 @@ def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy):
     assert [e["step"] for e in train] == list(range(1, 7))
     assert train[-1]["loss"] < train[0]["loss"] - 0.5  # it learns
     assert [e["step"] for e in on_disk["curves"]["eval"]] == [3, 6]
-    assert on_disk["throughput"]["train_tokens_per_s"] > 0 and on_disk["throughput"]["train_steps_per_s"] > 0
+    assert (
+        on_disk["throughput"]["train_tokens_per_s"] > 0
+        and on_disk["throughput"]["train_steps_per_s"] > 0
+    )
     assert on_disk["tokens_seen"] > 0 and on_disk["leakage_probe"]["policy"] == policy
     assert on_disk["provenance"]["config"] == {"v": policy} and on_disk["provenance"]["run_id"]
     assert on_disk["checkpoint"]["format"] == "save_pretrained"
@@ -281,44 +349,87 @@ def test_missing_column_is_named(tiny_model_dir, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"instruction": "hi", "response": "there"}) + "\n")
     with pytest.raises(sft_data.SFTDataError, match="lacks column.*output"):
-        training.finetune(model_path=tiny_model_dir, data=bad, policy="causal", params=FAST,
-                          out_dir=tmp_path / "o", probe_result=no_leak("causal"))
+        training.finetune(
+            model_path=tiny_model_dir,
+            data=bad,
+            policy="causal",
+            params=FAST,
+            out_dir=tmp_path / "o",
+            probe_result=no_leak("causal"),
+        )
 
 
 # ---------------------------------------------------------------- leakage gate
 
 
 def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tmp_path):
-    leaking = {"policy": "prefill_bidir", "leaks": True, "loss_causal": 1.023, "loss_policy": 0.070,
-               "ratio": 0.068, "threshold": 0.5, "n_examples": 4}
+    leaking = {
+        "policy": "prefill_bidir",
+        "leaks": True,
+        "loss_causal": 1.023,
+        "loss_policy": 0.070,
+        "ratio": 0.068,
+        "threshold": 0.5,
+        "n_examples": 4,
+    }
     with pytest.raises(training.LeakageGateError) as err:
-        training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefill_bidir", params=FAST,
-                          out_dir=tmp_path / "refused", probe_result=leaking)
+        training.finetune(
+            model_path=tiny_model_dir,
+            data=sft_file,
+            policy="prefill_bidir",
+            params=FAST,
+            out_dir=tmp_path / "refused",
+            probe_result=leaking,
+        )
     msg = str(err.value)
     assert "prefill_bidir" in msg and "0.07" in msg and "1.023" in msg and "allow_leakage" in msg
     assert not (tmp_path / "refused" / "final").exists()
     # a probe result for another policy is not accepted as evidence
     with pytest.raises(training.TrainingConfigError, match="probe result is for policy"):
-        training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefill_bidir", params=FAST,
-                          out_dir=tmp_path / "x", probe_result=no_leak("causal"))
+        training.finetune(
+            model_path=tiny_model_dir,
+            data=sft_file,
+            policy="prefill_bidir",
+            params=FAST,
+            out_dir=tmp_path / "x",
+            probe_result=no_leak("causal"),
+        )
     # the seed's naive training, reproduced on purpose
-    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefill_bidir",
-                                params={**FAST, "max_steps": 2, "eval_size": 0}, out_dir=tmp_path / "allowed",
-                                probe_result=leaking, allow_leakage=True)
+    summary = training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="prefill_bidir",
+        params={**FAST, "max_steps": 2, "eval_size": 0},
+        out_dir=tmp_path / "allowed",
+        probe_result=leaking,
+        allow_leakage=True,
+    )
     assert summary["leakage_probe"]["leaks"] and summary["leakage_probe"]["allowed"]
     assert (tmp_path / "allowed" / "final" / "model.safetensors").exists()
 
 
 def test_gate_runs_the_probe_itself(tiny_model_dir, sft_file, tmp_path):
-    """No probe result given: finetune probes the held-out pairs (maskablate.leakage) before step 1."""
+    """No probe result given: finetune probes the held-out pairs (ablate.mask.leakage) before step 1."""
     params = {**FAST, "max_steps": 1, "probe_size": 4}
     with pytest.raises(training.LeakageGateError, match="prefill_bidir.*later token changes"):
-        training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefill_bidir", params=params,
-                          out_dir=tmp_path / "refused")
-    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefix_bidir", params=params,
-                                out_dir=tmp_path / "ok")
+        training.finetune(
+            model_path=tiny_model_dir,
+            data=sft_file,
+            policy="prefill_bidir",
+            params=params,
+            out_dir=tmp_path / "refused",
+        )
+    summary = training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="prefix_bidir",
+        params=params,
+        out_dir=tmp_path / "ok",
+    )
     probe = summary["leakage_probe"]
-    assert probe["policy"] == "prefix_bidir" and probe["leaks"] is False and probe["n_examples"] == 4
+    assert (
+        probe["policy"] == "prefix_bidir" and probe["leaks"] is False and probe["n_examples"] == 4
+    )
     assert probe["future_dependent"] is False and probe["allowed"] is False
 
 
@@ -333,15 +444,24 @@ def test_save_pretrained_failure_falls_back(tiny_model_dir, sft_file, tmp_path, 
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", broken)
     out = tmp_path / "fb"
-    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="causal",
-                                params={**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0},
-                                out_dir=out, probe_result=no_leak("causal"))
+    summary = training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="causal",
+        params={**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0},
+        out_dir=out,
+        probe_result=no_leak("causal"),
+    )
     monkeypatch.undo()
     assert summary["checkpoint"]["format"] == "state_dict_fallback"
     assert checkpoint.verify(out / "final")["format"] == "state_dict_fallback"
     model = load_causal_lm(out / "final")  # loads (and its manifest verifies) like any checkpoint
-    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # still tied
-    assert any(not torch.equal(v, weights(tiny_model_dir)[k]) for k, v in model.state_dict().items())
+    assert (
+        model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    )  # still tied
+    assert any(
+        not torch.equal(v, weights(tiny_model_dir)[k]) for k, v in model.state_dict().items()
+    )
 
 
 def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp_path, monkeypatch):
@@ -353,10 +473,14 @@ def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp
 
     monkeypatch.setattr(training.MaskPolicyTrainer, "compute_loss", poisoned)
     out = tmp_path / "nan"
-    summary = training.finetune(model_path=tiny_model_dir, data=sft_file, policy="causal",
-                                params={**FAST, "max_steps": 8, "save_steps": 2, "eval_size": 0,
-                                        "keep_checkpoints": True},
-                                out_dir=out, probe_result=no_leak("causal"))
+    summary = training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="causal",
+        params={**FAST, "max_steps": 8, "save_steps": 2, "eval_size": 0, "keep_checkpoints": True},
+        out_dir=out,
+        probe_result=no_leak("causal"),
+    )
     assert summary["stop"]["reason"] == "nonfinite" and summary["stop"]["step"] == 5
     assert summary["stop"]["detail"]["restored_from_step"] == 4
     assert not (out / "checkpoints" / "checkpoint-5").exists()  # the poisoned step was never saved
@@ -369,23 +493,55 @@ def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp
 
 
 def _cli(out, sft_file, model_dir, params):
-    return [sys.executable, "-m", "maskablate.cli", "train", "finetune", "--model", str(model_dir),
-            "--data", str(sft_file), "--policy", "prefix_bidir", "--out", str(out),
-            "--params", json.dumps(params), "--probe-result", str(out.parent / "probe.json"), "--threads", "2"]
+    return [
+        sys.executable,
+        "-m",
+        "ablate.cli",
+        "train",
+        "finetune",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(sft_file),
+        "--policy",
+        "prefix_bidir",
+        "--out",
+        str(out),
+        "--params",
+        json.dumps(params),
+        "--probe-result",
+        str(out.parent / "probe.json"),
+        "--threads",
+        "2",
+    ]
 
 
 def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
-    params = {**FAST, "max_steps": 8, "batch_size": 2, "save_steps": 2, "eval_steps": 4, "keep_checkpoints": True}
+    params = {
+        **FAST,
+        "max_steps": 8,
+        "batch_size": 2,
+        "save_steps": 2,
+        "eval_steps": 4,
+        "keep_checkpoints": True,
+    }
     (tmp_path / "probe.json").write_text(json.dumps(no_leak("prefix_bidir")))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ref = tmp_path / "ref"  # uninterrupted, in this process (same threads: same numbers)
-    training.finetune(model_path=tiny_model_dir, data=sft_file, policy="prefix_bidir", params=params,
-                      out_dir=ref, probe_result=no_leak("prefix_bidir"))
+    training.finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="prefix_bidir",
+        params=params,
+        out_dir=ref,
+        probe_result=no_leak("prefix_bidir"),
+    )
 
     out = tmp_path / "killed"
     log = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen(_cli(out, sft_file, tiny_model_dir, params), stdout=log, stderr=subprocess.STDOUT,
-                            env=env)
+    proc = subprocess.Popen(
+        _cli(out, sft_file, tiny_model_dir, params), stdout=log, stderr=subprocess.STDOUT, env=env
+    )
     marker = out / "checkpoints" / "checkpoint-4" / training.CHECKPOINT_MARKER
     deadline = time.time() + 120
     while not marker.exists():
@@ -395,8 +551,11 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     log.close()
-    steps_logged = [int(line.split("step ")[1].split("/")[0]) for line in open(tmp_path / "killed.log")
-                    if line.startswith("[finetune prefix_bidir] step ")]
+    steps_logged = [
+        int(line.split("step ")[1].split("/")[0])
+        for line in open(tmp_path / "killed.log")
+        if line.startswith("[finetune prefix_bidir] step ")
+    ]
     reached = max(steps_logged)
     assert reached < params["max_steps"] and not (out / "summary.json").exists()
     done = training.complete_checkpoints(out / "checkpoints")
@@ -407,12 +566,19 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
         half.mkdir()
         (half / "model.safetensors").write_bytes(b"truncated")
 
-    rerun = subprocess.run(_cli(out, sft_file, tiny_model_dir, params), env=env, capture_output=True, text=True)
+    rerun = subprocess.run(
+        _cli(out, sft_file, tiny_model_dir, params), env=env, capture_output=True, text=True
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming from {out / 'checkpoints' / f'checkpoint-{last_saved}'}" in rerun.stdout
-    s, r = json.loads((out / "summary.json").read_text()), json.loads((ref / "summary.json").read_text())
+    s, r = (
+        json.loads((out / "summary.json").read_text()),
+        json.loads((ref / "summary.json").read_text()),
+    )
     assert s["resumed_from_step"] == last_saved >= 4
-    assert reached - s["resumed_from_step"] <= params["save_steps"]  # lost at most one save interval
+    assert (
+        reached - s["resumed_from_step"] <= params["save_steps"]
+    )  # lost at most one save interval
     assert s["steps_done"] == r["steps_done"] == 8
     # the same run as without the kill: same losses step by step, same final weights
     for a, b in zip(s["curves"]["train"], r["curves"]["train"], strict=True):
@@ -424,9 +590,26 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
 
 def test_cli_exit_codes(tiny_model_dir, sft_file, tmp_path):
     probe = tmp_path / "probe.json"
-    probe.write_text(json.dumps({**no_leak("prefill_bidir"), "leaks": True, "loss_policy": 0.1, "ratio": 0.05}))
-    args = ["finetune", "--model", str(tiny_model_dir), "--data", str(sft_file), "--policy", "prefill_bidir",
-            "--out", str(tmp_path / "o"), "--probe-result", str(probe), "--set", "eval_size=4", "--set", "max_steps=1"]
+    probe.write_text(
+        json.dumps({**no_leak("prefill_bidir"), "leaks": True, "loss_policy": 0.1, "ratio": 0.05})
+    )
+    args = [
+        "finetune",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(sft_file),
+        "--policy",
+        "prefill_bidir",
+        "--out",
+        str(tmp_path / "o"),
+        "--probe-result",
+        str(probe),
+        "--set",
+        "eval_size=4",
+        "--set",
+        "max_steps=1",
+    ]
     assert training.main(args) == 3
     assert training.main([*args[:-1], "learnin_rate=1"]) == 2
 
@@ -437,15 +620,30 @@ def test_cli_exit_codes(tiny_model_dir, sft_file, tmp_path):
 def test_pretrain_tiny_model(tekken_dir, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     rows = synthetic_rows(60, seed=1)
-    corpus.write_text("".join(json.dumps({"text": sft_data.format_prompt(r) + r["output"]}) + "\n" for r in rows))
+    corpus.write_text(
+        "".join(json.dumps({"text": sft_data.format_prompt(r) + r["output"]}) + "\n" for r in rows)
+    )
     out = tmp_path / "pre"
     summary = training.pretrain(
-        corpus=corpus, tokenizer_dir=tekken_dir, arch={"num_hidden_layers": 1},
-        params={"max_steps": 5, "batch_size": 4, "max_seq_len": 64, "eval_size": 2, "eval_steps": 5,
-                "logging_steps": 1, "learning_rate": 3e-3},
+        corpus=corpus,
+        tokenizer_dir=tekken_dir,
+        arch={"num_hidden_layers": 1},
+        params={
+            "max_steps": 5,
+            "batch_size": 4,
+            "max_seq_len": 64,
+            "eval_size": 2,
+            "eval_steps": 5,
+            "logging_steps": 1,
+            "learning_rate": 3e-3,
+        },
         out_dir=out,
     )
-    assert summary["kind"] == "pretrain" and summary["steps_done"] == 5 and summary["policy"] == "causal"
+    assert (
+        summary["kind"] == "pretrain"
+        and summary["steps_done"] == 5
+        and summary["policy"] == "causal"
+    )
     assert summary["arch"]["num_hidden_layers"] == 1 and summary["n_train_blocks"] > 4
     train = summary["curves"]["train"]
     assert train[-1]["loss"] < train[0]["loss"] and math.isfinite(summary["final_eval_loss"])
@@ -455,4 +653,6 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
     with pytest.raises(training.TrainingConfigError, match="lacks column 'text'"):
         bad = tmp_path / "bad.jsonl"
         bad.write_text(json.dumps({"body": "x"}) + "\n")
-        training.pretrain(corpus=bad, tokenizer_dir=tekken_dir, arch={}, params={}, out_dir=tmp_path / "b")
+        training.pretrain(
+            corpus=bad, tokenizer_dir=tekken_dir, arch={}, params={}, out_dir=tmp_path / "b"
+        )

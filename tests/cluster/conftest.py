@@ -27,17 +27,25 @@ from checkout import ROOT, copy_checkout  # noqa: E402,F401  (tests/checkout.py,
 
 # The console script of this interpreter's environment (CI runs `.venv/bin/python -m pytest`
 # without .venv/bin on PATH).
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake") \
-    if (Path(sys.executable).parent / "snakemake").exists() else "snakemake"
+SNAKEMAKE = (
+    str(Path(sys.executable).parent / "snakemake")
+    if (Path(sys.executable).parent / "snakemake").exists()
+    else "snakemake"
+)
 # Snakemake must not see the tester's own settings.
-CLEAN_ENV = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SNAKEMAKE_", "SBATCH_", "SLURM_", "VAST_"))}
+CLEAN_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith(("SNAKEMAKE_", "SBATCH_", "SLURM_", "VAST_"))
+}
 
 
 def need_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root: starts munged/slurmctld/slurmd, mknod fake GPUs, writes "
-                    "/etc/slurm/slurm.conf, runs sshd in mount+PID namespaces")
+        pytest.skip(
+            "needs root: starts munged/slurmctld/slurmd, mknod fake GPUs, writes "
+            "/etc/slurm/slurm.conf, runs sshd in mount+PID namespaces"
+        )
 
 
 def git_add_all(wd: Path) -> None:
@@ -47,8 +55,13 @@ def git_add_all(wd: Path) -> None:
     subprocess.run(["git", "add", "-A"], cwd=wd, check=True)
 
 
-def run_snakemake(wd: Path, *args: str, env: dict | None = None, timeout: float = 900,
-                  log_name: str = "snakemake.log") -> subprocess.CompletedProcess:
+def run_snakemake(
+    wd: Path,
+    *args: str,
+    env: dict | None = None,
+    timeout: float = 900,
+    log_name: str = "snakemake.log",
+) -> subprocess.CompletedProcess:
     """`snakemake ARGS` as a user types it (the console script, not `python -m`), in wd. A
     checkout's own src/ comes first on PYTHONPATH: the run uses that copy of the library.
 
@@ -56,15 +69,22 @@ def run_snakemake(wd: Path, *args: str, env: dict | None = None, timeout: float 
     log = wd / log_name
     own = {"PYTHONPATH": str(wd / "src")} if (wd / "src").is_dir() else {}
     with open(log, "w") as out:
-        proc = subprocess.Popen([SNAKEMAKE, *args], cwd=wd,
-                                env={**CLEAN_ENV, **own, **(env or {})},
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [SNAKEMAKE, *args],
+            cwd=wd,
+            env={**CLEAN_ENV, **own, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             stop_process(proc)
-            pytest.fail(f"snakemake {' '.join(args)} ran over {timeout} s; tail of {log}:\n"
-                        + log.read_text()[-4000:])
+            pytest.fail(
+                f"snakemake {' '.join(args)} ran over {timeout} s; tail of {log}:\n"
+                + log.read_text()[-4000:]
+            )
     return subprocess.CompletedProcess(proc.args, proc.returncode, log.read_text(), "")
 
 
@@ -79,8 +99,14 @@ def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
             proc.wait()
 
 
-def wait_for(check, what: str, timeout: float, proc: subprocess.Popen | None = None,
-             log: Path | None = None, interval: float = 0.5):
+def wait_for(
+    check,
+    what: str,
+    timeout: float,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+    interval: float = 0.5,
+):
     """Poll check() until truthy; fail at the timeout or when proc exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,8 +163,9 @@ def remote_python(tmp_path_factory) -> Path:
 @pytest.fixture
 def vast(tmp_path, remote_python):
     """A fresh fake Vast API; on teardown every instance still alive is killed (and reported)."""
-    fake = fake_vast.FakeVast(tmp_path / "vast-state",
-                              remote_path=f"{remote_python}:/usr/local/bin:/usr/bin:/bin").start()
+    fake = fake_vast.FakeVast(
+        tmp_path / "vast-state", remote_path=f"{remote_python}:/usr/local/bin:/usr/bin:/bin"
+    ).start()
     fake.env = {"VAST_URL": fake.url, "VAST_API_KEY": fake_vast.API_KEY}
     yield fake
     leaked = fake.alive()

@@ -63,8 +63,10 @@ class FakeVast:
         self._create_failures = 0
         self.host_key = self.state / "ssh_host_ed25519_key"
         if not self.host_key.exists():
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                            str(self.host_key)], check=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)],
+                check=True,
+            )
         handler = type("Handler", (_Handler,), {"fake": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.server.server_address[1]
@@ -72,7 +74,7 @@ class FakeVast:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "FakeVast":
+    def start(self) -> FakeVast:
         self._thread.start()
         return self
 
@@ -99,8 +101,11 @@ class FakeVast:
 
     def alive(self) -> list[int]:
         """Instances whose namespace still runs (billing, on the real service)."""
-        return [i for i, inst in self.instances.items()
-                if inst.get("_proc") is not None and inst["_proc"].poll() is None]
+        return [
+            i
+            for i, inst in self.instances.items()
+            if inst.get("_proc") is not None and inst["_proc"].poll() is None
+        ]
 
     def workdir(self, iid: int) -> Path:
         return self.state / f"inst{iid}" / "workdir"
@@ -132,19 +137,38 @@ SetEnv PATH={self.remote_path}
         os.makedirs(MOUNTPOINT, exist_ok=True)  # empty mount points on the host
         os.makedirs("/root/.ssh", mode=0o700, exist_ok=True)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-        binds = [f"mount --bind {idir}/workdir {MOUNTPOINT}",
-                 f"mount --bind {idir}/dotssh /root/.ssh"]
+        binds = [
+            f"mount --bind {idir}/workdir {MOUNTPOINT}",
+            f"mount --bind {idir}/dotssh /root/.ssh",
+        ]
         if os.path.exists("/root/.bashrc"):  # a login shell's rc must not put host shims on PATH
             binds.append(f"mount --bind {idir}/empty_bashrc /root/.bashrc")
-        inner = ("set -e; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-                 + "; " + "; ".join(binds)
-                 + f"; HOME=/root sh {idir}/onstart.sh > {idir}/onstart.log 2>&1 || true"
-                 + f"; exec {sshd_path()} -D -e -f {cfg}")
+        inner = (
+            "set -e; export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            + "; "
+            + "; ".join(binds)
+            + f"; HOME=/root sh {idir}/onstart.sh > {idir}/onstart.log 2>&1 || true"
+            + f"; exec {sshd_path()} -D -e -f {cfg}"
+        )
         with open(idir / "sshd.log", "w") as log:
             proc = subprocess.Popen(
-                ["unshare", "-m", "-p", "-f", "--kill-child", "--mount-proc", "--propagation",
-                 "private", "sh", "-c", inner],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    "unshare",
+                    "-m",
+                    "-p",
+                    "-f",
+                    "--kill-child",
+                    "--mount-proc",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    inner,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         inst["_proc"], inst["_dir"] = proc, idir
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -154,8 +178,9 @@ SetEnv PATH={self.remote_path}
             except OSError:
                 time.sleep(0.05)
         else:
-            raise RuntimeError(f"fake instance {inst['id']}: sshd not listening, see "
-                               f"{idir}/sshd.log")
+            raise RuntimeError(
+                f"fake instance {inst['id']}: sshd not listening, see {idir}/sshd.log"
+            )
         with self.lock:
             inst["ssh_port"] = port
             if inst["actual_status"] == "loading":
@@ -179,19 +204,34 @@ SetEnv PATH={self.remote_path}
         with self.lock:
             if self._create_failures > 0:
                 self._create_failures -= 1
-                return 400, {"success": False, "error": "no_such_ask",
-                             "msg": "Instance type no longer available."}
+                return 400, {
+                    "success": False,
+                    "error": "no_such_ask",
+                    "msg": "Instance type no longer available.",
+                }
             iid = self._next_id
             self._next_id += 1
-            inst = {"id": iid, "ask_id": offer, "machine_id": 77, "actual_status": "loading",
-                    "intended_status": "running", "status_msg": "pulling image",
-                    "ssh_host": "127.0.0.1", "ssh_port": None, "public_ipaddr": "127.0.0.1",
-                    "start_date": time.time(), "label": body.get("label"),
-                    "image_uuid": body.get("image"),
-                    "onstart": body.get("onstart"), "runtype": body.get("runtype"),
-                    "disk": body.get("disk"),  # env as the real API lists it
-                    "extra_env": [[k, v] for k, v in (body.get("env") or {}).items()],
-                    "num_gpus": 1, "gpu_name": "RTX 4090", "dph_total": 0.30}
+            inst = {
+                "id": iid,
+                "ask_id": offer,
+                "machine_id": 77,
+                "actual_status": "loading",
+                "intended_status": "running",
+                "status_msg": "pulling image",
+                "ssh_host": "127.0.0.1",
+                "ssh_port": None,
+                "public_ipaddr": "127.0.0.1",
+                "start_date": time.time(),
+                "label": body.get("label"),
+                "image_uuid": body.get("image"),
+                "onstart": body.get("onstart"),
+                "runtype": body.get("runtype"),
+                "disk": body.get("disk"),  # env as the real API lists it
+                "extra_env": [[k, v] for k, v in (body.get("env") or {}).items()],
+                "num_gpus": 1,
+                "gpu_name": "RTX 4090",
+                "dph_total": 0.30,
+            }
             self.instances[iid] = inst
         if self.boot_seconds <= 0:
             self._boot(inst)  # running before the create call returns: no boot-poll wait
@@ -238,18 +278,38 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_logs/"):
             return self._send(200, "fake container log\n", "text/plain")
         with fake.lock:
-            fake.calls.append({"t": time.time(), "method": method, "path": path,
-                               "query": {k: v[0] for k, v in parse_qs(url.query).items()},
-                               "body": body, "auth": self.headers.get("Authorization")})
+            fake.calls.append(
+                {
+                    "t": time.time(),
+                    "method": method,
+                    "path": path,
+                    "query": {k: v[0] for k, v in parse_qs(url.query).items()},
+                    "body": body,
+                    "auth": self.headers.get("Authorization"),
+                }
+            )
         if self.headers.get("Authorization") != f"Bearer {API_KEY}":
             return self._send(401, {"success": False, "error": "invalid_key"})
         m = re.fullmatch
         if method == "POST" and path == "/api/v0/bundles/":
-            offers = [{"id": 500 + i, "ask_contract_id": 500 + i, "machine_id": 77 + i,
-                       "num_gpus": 1, "gpu_name": "RTX 4090", "gpu_ram": 24564,
-                       "dph_total": 0.30 + 0.01 * i, "reliability2": 0.995, "rentable": True,
-                       "cpu_cores_effective": 16, "cpu_ram": 64000, "disk_space": 200,
-                       "verified": True} for i in range(int(body.get("limit") or 5))]
+            offers = [
+                {
+                    "id": 500 + i,
+                    "ask_contract_id": 500 + i,
+                    "machine_id": 77 + i,
+                    "num_gpus": 1,
+                    "gpu_name": "RTX 4090",
+                    "gpu_ram": 24564,
+                    "dph_total": 0.30 + 0.01 * i,
+                    "reliability2": 0.995,
+                    "rentable": True,
+                    "cpu_cores_effective": 16,
+                    "cpu_ram": 64000,
+                    "disk_space": 200,
+                    "verified": True,
+                }
+                for i in range(int(body.get("limit") or 5))
+            ]
             return self._send(200, {"offers": offers})
         if method == "PUT" and (mm := m(r"/api/v0/asks/(\d+)/", path)):
             return self._send(*fake.create(int(mm.group(1)), body))
@@ -257,8 +317,9 @@ class _Handler(BaseHTTPRequestHandler):
             inst = fake.instances.get(int(mm.group(1)))
             if inst is None or inst.get("destroyed"):
                 return self._send(200, {"instances": None})
-            return self._send(200, {"instances": {k: v for k, v in inst.items()
-                                                  if not k.startswith("_")}})
+            return self._send(
+                200, {"instances": {k: v for k, v in inst.items() if not k.startswith("_")}}
+            )
         if method == "POST" and (mm := m(r"/api/v0/instances/(\d+)/ssh/", path)):
             inst = fake.instances.get(int(mm.group(1)))
             if inst is None:
@@ -272,8 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "PUT" and m(r"/api/v0/instances/reboot/(\d+)/", path):
             return self._send(200, {"success": True})
         if method == "PUT" and (mm := m(r"/api/v0/instances/request_logs/(\d+)/", path)):
-            return self._send(200, {"success": True,
-                                    "result_url": f"{fake.url}/_logs/{mm.group(1)}"})
+            return self._send(
+                200, {"success": True, "result_url": f"{fake.url}/_logs/{mm.group(1)}"}
+            )
         return self._send(404, {"success": False, "error": f"fake: no route {method} {path}"})
 
     def do_GET(self):
@@ -294,8 +356,9 @@ if __name__ == "__main__":
         sys.exit("usage: fake_vast.py STATE_DIR")
     stop_signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait, not fatal
-    fake = FakeVast(Path(sys.argv[1]), os.environ.get("FAKE_VAST_REMOTE_PATH",
-                                                      os.environ["PATH"])).start()
+    fake = FakeVast(
+        Path(sys.argv[1]), os.environ.get("FAKE_VAST_REMOTE_PATH", os.environ["PATH"])
+    ).start()
     print(fake.url, flush=True)
     try:
         signal.sigwait(stop_signals)

@@ -29,8 +29,11 @@ MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 
 
 def missing_tools() -> list[str]:
-    return [t for t in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
-            if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+    return [
+        t
+        for t in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
+        if shutil.which(t) is None and not Path("/usr/sbin", t).exists()
+    ]
 
 
 def apt_install(packages: list[str]) -> None:
@@ -38,8 +41,12 @@ def apt_install(packages: list[str]) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     print(f"apt-get install {' '.join(packages)}", file=sys.stderr, flush=True)
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def ensure_packages() -> None:
@@ -69,11 +76,12 @@ def write_config(root: Path, gpus: int) -> Path:
         devs.append(dev)
     if gpus:
         (etc / "gres.conf").write_text(
-            f"Name=gpu Type={GPU_TYPE} File={etc}/fakegpu[0-{gpus - 1}]\n")
+            f"Name=gpu Type={GPU_TYPE} File={etc}/fakegpu[0-{gpus - 1}]\n"
+        )
     node_gres = f"Gres=gpu:{GPU_TYPE}:{gpus}" if gpus else ""
     conf = etc / "slurm.conf"
     conf.write_text(f"""\
-ClusterName=maskablate-test
+ClusterName=ablate-test
 SlurmctldHost=localhost
 SlurmUser=root
 SlurmdUser=root
@@ -138,23 +146,31 @@ def _ok_input(cmd: list[str], data: bytes) -> bool:
 def start(root: Path, gpus: int = 2) -> dict:
     """Start the cluster; returns {"partition", "root", "pids"} (also written to root/pids.json)."""
     root = Path(root).resolve()
-    if DEFAULT_CONF.exists() and not (DEFAULT_CONF.is_symlink()
-                                      and Path(os.readlink(DEFAULT_CONF)).is_relative_to(root)):
-        raise RuntimeError(f"{DEFAULT_CONF} exists and is not ours: refusing to replace a real "
-                           "SLURM configuration")
+    if DEFAULT_CONF.exists() and not (
+        DEFAULT_CONF.is_symlink() and Path(os.readlink(DEFAULT_CONF)).is_relative_to(root)
+    ):
+        raise RuntimeError(
+            f"{DEFAULT_CONF} exists and is not ours: refusing to replace a real SLURM configuration"
+        )
     ensure_packages()
     conf = write_config(root, gpus)
     DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
     DEFAULT_CONF.unlink(missing_ok=True)
     DEFAULT_CONF.symlink_to(conf)
     pids: dict[str, int] = {}
-    state = {"partition": PARTITION, "extra_partition": EXTRA_PARTITION, "root": str(root),
-             "pids": pids, "gpu_type": GPU_TYPE}
+    state = {
+        "partition": PARTITION,
+        "extra_partition": EXTRA_PARTITION,
+        "root": str(root),
+        "pids": pids,
+        "gpu_type": GPU_TYPE,
+    }
 
     def spawn(name: str, argv: list[str], **kw) -> None:
         with open(root / "log" / f"{name}.fg.log", "w") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, **kw)
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kw
+            )
         pids[name] = proc.pid
         (root / "pids.json").write_text(json.dumps(state))
 
@@ -170,12 +186,26 @@ def start(root: Path, gpus: int = 2) -> dict:
             _wait(_munge_works, "munged", 10)
         env = dict(os.environ, SLURM_CONF=str(conf))
         spawn("slurmctld", ["/usr/sbin/slurmctld", "-D", "-f", str(conf)], env=env)
-        _wait(lambda: b"UP" in subprocess.run(["scontrol", "ping"], capture_output=True,
-                                              env=env).stdout, "slurmctld", 20)
+        _wait(
+            lambda: (
+                b"UP" in subprocess.run(["scontrol", "ping"], capture_output=True, env=env).stdout
+            ),
+            "slurmctld",
+            20,
+        )
         spawn("slurmd", ["/usr/sbin/slurmd", "-D", "-N", "localhost", "-f", str(conf)], env=env)
-        _wait(lambda: set(subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True,
-                                         env=env).stdout.split()) == {b"idle"},
-              "slurmd (node idle)", 30)
+        _wait(
+            lambda: (
+                set(
+                    subprocess.run(
+                        ["sinfo", "-h", "-o", "%T"], capture_output=True, env=env
+                    ).stdout.split()
+                )
+                == {b"idle"}
+            ),
+            "slurmd (node idle)",
+            30,
+        )
     except BaseException:
         stop(root)
         raise
@@ -224,8 +254,10 @@ def stop(root: Path) -> None:
         subprocess.run(["scancel", "--full", "--user", "root"], capture_output=True, timeout=30)
         # give slurmd a moment to reap the job steps it started before it goes down
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and subprocess.run(
-                ["squeue", "-h"], capture_output=True).stdout.strip():
+        while (
+            time.monotonic() < deadline
+            and subprocess.run(["squeue", "-h"], capture_output=True).stdout.strip()
+        ):
             time.sleep(0.2)
     for name in ("slurmd", "slurmctld", "munged"):
         if name in pids:

@@ -48,14 +48,24 @@ def test_literal_vast_command_parses_from_a_checkout(tmp_path):
     """`snakemake --profile vast results/recovery.csv` (dry run) in a fresh checkout: the vast
     profile and the workflow profile are both loaded and the profile's groups are applied."""
     wd = copy_checkout(tmp_path / "checkout")
-    r = subprocess.run([SNAKEMAKE, "--profile", "vast", "results/recovery.csv", "-n"], cwd=wd,
-                       env=CLEAN_ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [SNAKEMAKE, "--profile", "vast", "results/recovery.csv", "-n"],
+        cwd=wd,
+        env=CLEAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
-    assert ("Using profiles vast and workflow specific profile profiles/default" in out), out[:2000]
+    assert "Using profiles vast and workflow specific profile profiles/default" in out, out[:2000]
     groups = out.split("Group job train_eval")[1:]
-    joint = [g for g in groups if "rule finetune:" in g.split("Group job")[0]
-             and "rule eval_model:" in g.split("Group job")[0]]
+    joint = [
+        g
+        for g in groups
+        if "rule finetune:" in g.split("Group job")[0]
+        and "rule eval_model:" in g.split("Group job")[0]
+    ]
     assert joint, "no group job holds a finetune with its evaluations: profile groups not applied"
 
 
@@ -70,8 +80,11 @@ def _key_lines(text: str):
 @pytest.mark.parametrize("name", PROFILES)
 def test_every_profile_key_is_commented(name):
     text = (ROOT / "profiles" / name / "config.yaml").read_text()
-    bare = [f"{n}: {line.strip()}" for n, line, prev in _key_lines(text)
-            if "#" not in line and not prev.strip().startswith("#")]
+    bare = [
+        f"{n}: {line.strip()}"
+        for n, line, prev in _key_lines(text)
+        if "#" not in line and not prev.strip().startswith("#")
+    ]
     assert not bare, f"profiles/{name}/config.yaml keys without a comment:\n" + "\n".join(bare)
 
 
@@ -93,8 +106,9 @@ def _parse_profile(name: str, env: dict) -> dict:
 
 def test_slurm_partition_and_account_come_from_the_environment():
     none = _parse_profile("slurm", {})
-    assert not any(r.startswith(("slurm_partition=", "slurm_account="))
-                   for r in none["default-resources"]), none["default-resources"]
+    assert not any(
+        r.startswith(("slurm_partition=", "slurm_account=")) for r in none["default-resources"]
+    ), none["default-resources"]
     both = _parse_profile("slurm", {"SBATCH_PARTITION": "gpu-h100", "SBATCH_ACCOUNT": "proj42"})
     assert "slurm_partition=gpu-h100" in both["default-resources"]
     assert "slurm_account=proj42" in both["default-resources"]
@@ -105,7 +119,7 @@ def test_vast_profile_has_no_api_key():
     text = (ROOT / "profiles" / "vast" / "config.yaml").read_text()
     keys = yaml.safe_load(text)
     assert not [k for k in keys if "key" in k.lower()], keys
-    assert keys["executor"] == "maskablate-vast"
+    assert keys["executor"] == "ablate-vast"
     # nothing that looks like a Vast key (64 hex chars) anywhere in the profiles
     for name in PROFILES:
         text = (ROOT / "profiles" / name / "config.yaml").read_text()
@@ -115,32 +129,41 @@ def test_vast_profile_has_no_api_key():
 def test_vast_executor_registered_and_pinned():
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
-    from maskablate import vast_executor
+    from snakemake_executor_plugin_ablate_vast import executor
 
-    plugin = ExecutorPluginRegistry().get_plugin("maskablate-vast")
-    assert plugin.executor is vast_executor.Executor  # not the import-error stand-in
-    assert vast_executor.plugin_version() == vast_executor.PLUGIN_VERSION
+    plugin = ExecutorPluginRegistry().get_plugin("ablate-vast")
+    assert plugin.executor is executor.Executor  # not the import-error stand-in
+    assert executor.plugin_version() == executor.PLUGIN_VERSION
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert f'"snakemake-executor-plugin-vastai=={vast_executor.PLUGIN_VERSION}"' in pyproject
+    assert f'"snakemake-executor-plugin-vastai=={executor.PLUGIN_VERSION}"' in pyproject
 
 
 def test_remote_requirement_check_runs_pip_only_when_needed(tmp_path):
     """The instance-side check passes on an environment holding the pins (no pip at all) and
     fails on a missing or mismatched pin (then pip runs)."""
-    from maskablate.vast_executor import _CHECK_REQUIREMENTS, project_requirements
+    from snakemake_executor_plugin_ablate_vast.executor import (
+        _CHECK_REQUIREMENTS,
+        project_requirements,
+    )
 
     pins = [r for r in project_requirements() if not r.startswith("torch")]
-    ok = subprocess.run([sys.executable, "-c", _CHECK_REQUIREMENTS, json.dumps(pins)],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-c", _CHECK_REQUIREMENTS, json.dumps(pins)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     for bad in (["no-such-package-xyz==1.0"], ["pyyaml==0.0.1"]):
-        r = subprocess.run([sys.executable, "-c", _CHECK_REQUIREMENTS, json.dumps(bad)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-c", _CHECK_REQUIREMENTS, json.dumps(bad)],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode != 0, bad
 
 
 def test_vast_setup_script_puts_shipped_src_first():
-    from maskablate.vast_executor import remote_project_setup
+    from snakemake_executor_plugin_ablate_vast.executor import remote_project_setup
 
     script = remote_project_setup(["torch==2.13.0", "pandas==2.3.3"])
     assert script.startswith('export PYTHONPATH="$PWD/src')
@@ -150,5 +173,7 @@ def test_vast_setup_script_puts_shipped_src_first():
 
 def test_profiles_yaml_is_valid():
     for name in PROFILES:
-        assert isinstance(yaml.safe_load(io.StringIO((ROOT / "profiles" / name / "config.yaml")
-                                                     .read_text())), dict)
+        assert isinstance(
+            yaml.safe_load(io.StringIO((ROOT / "profiles" / name / "config.yaml").read_text())),
+            dict,
+        )

@@ -20,8 +20,16 @@ pytestmark = pytest.mark.cluster
 
 # Test pace and the test cluster: it has no slurmdbd, so jobs are followed with squeue (a real
 # cluster's sacct is the plugin's default and what the profile leaves on).
-FAST = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-        "--seconds-between-status-checks", "2", "--latency-wait", "5")
+FAST = (
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "2",
+    "--latency-wait",
+    "5",
+)
 GPU_RULES = ("prepare_model", "leakage_probe", "finetune", "eval_model")
 LOCAL_RULES = ("make_data", "recovery_table")
 SCORE_TOL = 1e-6
@@ -65,9 +73,17 @@ def slurm_run(slurm_cluster, tmp_path_factory, snapshot):
     wd = copy_checkout(tmp_path_factory.mktemp("slurm-checkout"), source=snapshot)
     config = gpu_config(wd, slurm_cluster["gpu_type"])
     before = set(slurm_jobs())
-    r = run_snakemake(wd, "--profile", "slurm", "results/recovery.csv", "--configfile", config,
-                      *FAST, env={"SBATCH_PARTITION": slurm_cluster["extra_partition"]},
-                      timeout=2400)
+    r = run_snakemake(
+        wd,
+        "--profile",
+        "slurm",
+        "results/recovery.csv",
+        "--configfile",
+        config,
+        *FAST,
+        env={"SBATCH_PARTITION": slurm_cluster["extra_partition"]},
+        timeout=2400,
+    )
     assert r.returncode == 0, r.stdout[-6000:]
     jobs = {k: v for k, v in slurm_jobs().items() if k not in before}
     return wd, r.stdout, jobs
@@ -83,8 +99,9 @@ def test_gpu_rules_went_through_sbatch_cpu_rules_stayed_local(slurm_run, slurm_c
         assert f"localrule {rule}:" in log, rule
         assert not (wd / ".snakemake" / "slurm_logs" / f"rule_{rule}").exists(), rule
     # the plugin's --comment: rule_<rule>[_wildcards_<values>]
-    rules = {re.fullmatch(r"rule_(.+?)(_wildcards_.*)?", j["Comment"]).group(1)
-             for j in jobs.values()}
+    rules = {
+        re.fullmatch(r"rule_(.+?)(_wildcards_.*)?", j["Comment"]).group(1) for j in jobs.values()
+    }
     assert rules == set(GPU_RULES), rules
     for j in jobs.values():
         assert j["JobState"] == "COMPLETED", j
@@ -116,9 +133,20 @@ def test_failing_slurm_job_is_reported_as_failed(slurm_run, slurm_cluster):
     with open(weights, "ab") as f:
         f.write(b"corrupted")
     target = "results/eval/3A/causal/metrics.json"
-    r = run_snakemake(wd, "--profile", "slurm", "--force", target, "--configfile",
-                      "config/slurm-test.yaml", "--retries", "0", *FAST, log_name="fail.log",
-                      timeout=900)
+    r = run_snakemake(
+        wd,
+        "--profile",
+        "slurm",
+        "--force",
+        target,
+        "--configfile",
+        "config/slurm-test.yaml",
+        "--retries",
+        "0",
+        *FAST,
+        log_name="fail.log",
+        timeout=900,
+    )
     assert r.returncode != 0
     m = re.search(r"SLURM-job '(\d+)' failed, SLURM status is: 'FAILED'", r.stdout)
     assert m and "Error in rule eval_model" in r.stdout, r.stdout[-4000:]

@@ -2,7 +2,7 @@
 processes in their own namespaces (fake_vast.py): jobs ship, run on the instance, come back, and
 the instance is destroyed; failures, lost instances and interrupts are handled.
 
-The tests of the workarounds fail with the stock plugin: MASKABLATE_TEST_VAST_EXECUTOR=vastai
+The tests of the workarounds fail with the stock plugin: ABLATE_TEST_VAST_EXECUTOR=vastai
 runs them on snakemake-executor-plugin-vastai 0.1.4 itself; the lost-instance, SIGTERM,
 failed-log and group tests then fail (SIGINT passes: the stock plugin handles Ctrl-C).
 """
@@ -19,14 +19,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import (CLEAN_ENV, HERE, ROOT, SNAKEMAKE, git_add_all, run_snakemake, stop_process,
-                      wait_for)
+from conftest import (
+    CLEAN_ENV,
+    HERE,
+    ROOT,
+    SNAKEMAKE,
+    git_add_all,
+    run_snakemake,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
 # Test pace: look at running jobs every second instead of the profile's 10/15 s.
-FAST = ("--maskablate-vast-poll-seconds", "1", "--seconds-between-status-checks", "1")
-STOCK = os.environ.get("MASKABLATE_TEST_VAST_EXECUTOR")
+FAST = ("--ablate-vast-poll-seconds", "1", "--seconds-between-status-checks", "1")
+STOCK = os.environ.get("ABLATE_TEST_VAST_EXECUTOR")
 EXECUTOR = ("--executor", STOCK) if STOCK else ()
 LOST_AFTER = 5
 
@@ -42,9 +50,14 @@ def minimal_checkout(tmp_path: Path) -> Path:
 
 def start_snakemake(wd: Path, vast, *args: str) -> subprocess.Popen:
     log = open(wd / "snakemake.log", "w")
-    return subprocess.Popen([SNAKEMAKE, "--profile", "vast", *FAST, *EXECUTOR, *args], cwd=wd,
-                            env={**CLEAN_ENV, **vast.env}, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [SNAKEMAKE, "--profile", "vast", *FAST, *EXECUTOR, *args],
+        cwd=wd,
+        env={**CLEAN_ENV, **vast.env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def api_calls(vast, method: str, fragment: str) -> list[dict]:
@@ -52,8 +65,10 @@ def api_calls(vast, method: str, fragment: str) -> list[dict]:
 
 
 def destroyed(vast) -> set[int]:
-    return {int(c["path"].rstrip("/").rsplit("/", 1)[1])
-            for c in api_calls(vast, "DELETE", "/instances/")}
+    return {
+        int(c["path"].rstrip("/").rsplit("/", 1)[1])
+        for c in api_calls(vast, "DELETE", "/instances/")
+    }
 
 
 def job_started(vast, marker: str):
@@ -72,8 +87,9 @@ def test_jobs_ship_run_on_instance_come_back_and_instances_are_destroyed(vast, t
     wd = minimal_checkout(tmp_path)
     vast.fail_next_creates(2)  # the two cheapest offers were taken meanwhile
     # --cores 1: what the workflow profile's `cores: all` means on a 1-core submit host
-    r = run_snakemake(wd, "--profile", "vast", *FAST, *EXECUTOR, "--cores", "1", env=vast.env,
-                      timeout=300)
+    r = run_snakemake(
+        wd, "--profile", "vast", *FAST, *EXECUTOR, "--cores", "1", env=vast.env, timeout=300
+    )
     assert r.returncode == 0, r.stdout[-5000:]
 
     # the next offer is tried when creation fails: 500, 501 refused, 502 rented, then 500 again
@@ -108,8 +124,18 @@ def test_jobs_ship_run_on_instance_come_back_and_instances_are_destroyed(vast, t
 
 def test_failed_job_is_reported_its_log_fetched_and_instance_destroyed(vast, tmp_path):
     wd = minimal_checkout(tmp_path)
-    r = run_snakemake(wd, "--profile", "vast", *FAST, *EXECUTOR, "--retries", "0",
-                      "results/fail.txt", env=vast.env, timeout=300)
+    r = run_snakemake(
+        wd,
+        "--profile",
+        "vast",
+        *FAST,
+        *EXECUTOR,
+        "--retries",
+        "0",
+        "results/fail.txt",
+        env=vast.env,
+        timeout=300,
+    )
     assert r.returncode != 0
     # the instance's snakemake exits 1 for a failed job (the shell's 3 is in the log)
     assert "Error in rule will_fail" in r.stdout, r.stdout[-3000:]
@@ -123,17 +149,32 @@ def test_failed_job_is_reported_its_log_fetched_and_instance_destroyed(vast, tmp
 
 def test_instance_lost_mid_job_fails_within_bound_and_job_is_retried(vast, tmp_path):
     wd = minimal_checkout(tmp_path)
-    proc = start_snakemake(wd, vast, "results/gpu/1.txt", "--maskablate-vast-lost-after",
-                           str(LOST_AFTER), "--retries", "1", "--config", "first_attempt_delay=600")
+    proc = start_snakemake(
+        wd,
+        vast,
+        "results/gpu/1.txt",
+        "--ablate-vast-lost-after",
+        str(LOST_AFTER),
+        "--retries",
+        "1",
+        "--config",
+        "first_attempt_delay=600",
+    )
     log = wd / "snakemake.log"
     try:
-        first = wait_for(lambda: job_started(vast, "start delay=600"), "the job to start", 180,
-                         proc, log)
+        first = wait_for(
+            lambda: job_started(vast, "start delay=600"), "the job to start", 180, proc, log
+        )
         preempted = time.monotonic()
         vast.preempt(first)  # host gone mid-job; the API says 'offline'
         # failed and resubmitted to a new instance within lost-after + a poll + SSH/API slack
-        wait_for(lambda: len(vast.instances) >= 2, "the retry on a new instance", LOST_AFTER + 60,
-                 proc, log)
+        wait_for(
+            lambda: len(vast.instances) >= 2,
+            "the retry on a new instance",
+            LOST_AFTER + 60,
+            proc,
+            log,
+        )
         took = time.monotonic() - preempted
         assert took < LOST_AFTER + 30, f"lost instance noticed after {took:.0f} s"
         assert proc.wait(timeout=240) == 0, (wd / "snakemake.log").read_text()[-4000:]
@@ -151,14 +192,20 @@ def test_interrupted_run_leaves_no_instance_alive(vast, tmp_path, sig):
     wd = minimal_checkout(tmp_path)
     proc = start_snakemake(wd, vast, "results/gpu/1.txt", "--config", "first_attempt_delay=600")
     try:
-        iid = wait_for(lambda: job_started(vast, "start delay=600"), "the job to start", 180,
-                       proc, wd / "snakemake.log")
+        iid = wait_for(
+            lambda: job_started(vast, "start delay=600"),
+            "the job to start",
+            180,
+            proc,
+            wd / "snakemake.log",
+        )
         proc.send_signal(sig)
         try:
             rc = proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"snakemake still running 60 s after {sig.name}; instances alive: "
-                        f"{vast.alive()}")
+            pytest.fail(
+                f"snakemake still running 60 s after {sig.name}; instances alive: {vast.alive()}"
+            )
     finally:
         stop_process(proc)
     assert rc != 0
@@ -170,8 +217,17 @@ def test_group_job_runs_on_one_instance_and_brings_back_its_checkpoint(vast, tmp
     shape: one instance for the three jobs, the checkpoint written and read there and downloaded
     once, with the benchmark files."""
     wd = minimal_checkout(tmp_path)
-    r = run_snakemake(wd, "--profile", "vast", *FAST, *EXECUTOR, "results/eval/causal.txt",
-                      "results/eval/prefill_bidir.txt", env=vast.env, timeout=300)
+    r = run_snakemake(
+        wd,
+        "--profile",
+        "vast",
+        *FAST,
+        *EXECUTOR,
+        "results/eval/causal.txt",
+        "results/eval/prefill_bidir.txt",
+        env=vast.env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-4000:]
     assert len(vast.instances) == 1, f"{len(vast.instances)} instances for one group"
     (iid,) = vast.instances
@@ -205,8 +261,9 @@ def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_
     shutil.copytree(embedded_local, wd, symlinks=True)
     git_add_all(wd)  # results/ is git-ignored: only the sources are tracked, and shipped
     evals = ["3A/causal", "3A/prefill_bidir", "base/prefill_bidir"]
-    reference = {e: json.loads((wd / "results/eval" / e / "metrics.json").read_text())
-                 for e in evals}
+    reference = {
+        e: json.loads((wd / "results/eval" / e / "metrics.json").read_text()) for e in evals
+    }
     final_ref = json.loads((wd / "results/finetune/3A/summary.json").read_text())
     for e in evals:
         shutil.rmtree(wd / "results/eval" / e)
@@ -218,21 +275,36 @@ def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_
     assert r.returncode == 0, r.stdout[-6000:]
 
     assert len(vast.instances) == 2, r.stdout[-3000:]
-    ran_on = {e: [i for i in vast.instances
-                  if (vast.workdir(i) / "results/eval" / e / "metrics.json").exists()]
-              for e in evals}
+    ran_on = {
+        e: [
+            i
+            for i in vast.instances
+            if (vast.workdir(i) / "results/eval" / e / "metrics.json").exists()
+        ]
+        for e in evals
+    }
     assert ran_on["3A/causal"] == ran_on["3A/prefill_bidir"] != ran_on["base/prefill_bidir"]
     shipped = {  # besides the code: the inputs each instance got from here
-        ran_on["3A/causal"][0]: ("results/model/base/final/model.safetensors",
-                                 "results/leakage/causal.json", "results/data/sft.jsonl"),
-        ran_on["base/prefill_bidir"][0]: ("results/model/base.json",
-                                          "results/model/base/final/model.safetensors",
-                                          "results/data/tasks"),
+        ran_on["3A/causal"][0]: (
+            "results/model/base/final/model.safetensors",
+            "results/leakage/causal.json",
+            "results/data/sft.jsonl",
+        ),
+        ran_on["base/prefill_bidir"][0]: (
+            "results/model/base.json",
+            "results/model/base/final/model.safetensors",
+            "results/data/tasks",
+        ),
     }
     for iid, inputs in shipped.items():
         remote = vast.workdir(iid)
-        for f in ("src/maskablate/evaluation.py", "workflow/scripts/eval_model.py",
-                  "rules/eval.smk", "config/config.yaml", *inputs):
+        for f in (
+            "src/ablate/evaluation.py",
+            "workflow/scripts/eval_model.py",
+            "rules/eval.smk",
+            "config/config.yaml",
+            *inputs,
+        ):
             assert (remote / f).exists(), (iid, f)
         assert (remote / "exit_code").read_text().strip() == "0"
     # the checkpoint was made on the group's instance and came back once
@@ -252,6 +324,12 @@ def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_
     assert len(table) == len(pd.read_csv(embedded_local / "results" / "recovery.csv"))
     assert destroyed(vast) == set(vast.instances) and vast.alive() == []
     # the job is recorded like a local one: nothing left to do
-    again = subprocess.run([SNAKEMAKE, "-n", "results/recovery.csv"], cwd=wd, env=CLEAN_ENV,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [SNAKEMAKE, "-n", "results/recovery.csv"],
+        cwd=wd,
+        env=CLEAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -8,7 +8,8 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import torch
 
 torch.set_num_threads(snakemake.threads)
-from maskablate import checkpoint, evaluation, model_card
+from ablate.core import checkpoint, model_card
+from ablate.mask import evaluation
 
 cfg = snakemake.params.eval
 wc = snakemake.wildcards

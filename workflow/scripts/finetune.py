@@ -9,7 +9,8 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import torch
 
 torch.set_num_threads(snakemake.threads)
-from maskablate import model_card, training
+from ablate.core import model_card
+from ablate.mask import training
 
 cfg = snakemake.params.finetune
 model, revision = model_card.locate(model_card.read(snakemake.input.card))

@@ -5,10 +5,8 @@ from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from maskablate import embedded
+from ablate.mask import embedded
 
 cfg = snakemake.params.data
-out = embedded.write_all(
-    Path(snakemake.output.corpus).parent, seed=cfg["seed"], **cfg["embedded"]
-)
+out = embedded.write_all(Path(snakemake.output.corpus).parent, seed=cfg["seed"], **cfg["embedded"])
 print({k: str(v) for k, v in out.items()})

@@ -1,4 +1,4 @@
-"""plan_estimate / plan: the runtime and cost table (maskablate.planner, docs/planner.md).
+"""plan_estimate / plan: the runtime and cost table (ablate.core.planner, docs/planner.md).
 
 With an ``estimate`` input (rule plan) the frozen forecast gains the actual times of the stages
 that have finished (every stage in a full run, any number when the plan is asked for alone) and a
@@ -11,7 +11,7 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import pandas as pd
 
-from maskablate import planner
+from ablate.core import planner
 
 p = snakemake.params.plan
 frozen = pd.read_csv(snakemake.input.estimate) if "estimate" in snakemake.input.keys() else None

@@ -4,7 +4,7 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from maskablate import report
+from ablate.mask import report
 
 summaries = [*snakemake.input.pretrain, *snakemake.input.finetunes]
 print(report.plot_loss_curves(summaries, snakemake.output[0]))

@@ -4,6 +4,6 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from maskablate import report
+from ablate.mask import report
 
 print(report.plot_scores(snakemake.input[0], snakemake.output[0]))

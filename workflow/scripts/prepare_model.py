@@ -10,7 +10,8 @@ started = time.time()
 import torch
 
 torch.set_num_threads(snakemake.threads)
-from maskablate import model_card, modeling, training
+from ablate.core import model_card, modeling
+from ablate.mask import training
 
 cfg = snakemake.params.model
 emb = cfg["embedded"]

@@ -4,7 +4,7 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from maskablate import recovery
+from ablate.mask import recovery
 
 entries = recovery.entries_from_results(
     snakemake.input.metrics,

@@ -4,7 +4,7 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from maskablate import model_card
+from ablate.core import model_card
 
 cfg = snakemake.params.model
 model_card.register_pretrained(

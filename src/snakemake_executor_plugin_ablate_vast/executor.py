@@ -1,8 +1,8 @@
 """Vast.ai executor: snakemake-executor-plugin-vastai 0.1.4 with this project's workarounds.
 
-Registered as the Snakemake executor plugin ``maskablate-vast`` (the shim package
-``snakemake_executor_plugin_maskablate_vast`` next to this one), so ``profiles/vast`` selects it
-with the plain ``snakemake`` command and its settings are ``--maskablate-vast-<name>``. Offer
+Registered as the Snakemake executor plugin ``ablate-vast`` (the shim package
+``snakemake_executor_plugin_ablate_vast/__init__.py``), so ``profiles/vast`` selects it
+with the plain ``snakemake`` command and its settings are ``--ablate-vast-<name>``. Offer
 search, renting (up to 5 offers tried), SSH transfer and teardown are the stock plugin's.
 
 The workarounds, all in this module and pinned to the plugin version they were written against
@@ -47,10 +47,10 @@ from snakemake_executor_plugin_vastai.sshtransfer import REMOTE_WORKDIR, SSHJobR
 from snakemake_interface_common.exceptions import WorkflowError
 
 PLUGIN_VERSION = "0.1.4"
-PLUGIN_NAME = "maskablate-vast"
+PLUGIN_NAME = "ablate-vast"
 API_KEY_ENV = "VAST_API_KEY"
 # what Snakemake reads for the api_key setting of this plugin (the setting's env var)
-SETTING_KEY_ENV = "SNAKEMAKE_MASKABLATE_VAST_API_KEY"
+SETTING_KEY_ENV = "SNAKEMAKE_ABLATE_VAST_API_KEY"
 # API states after which the instance cannot come back
 GONE_STATES = {None, "exited", "stopped", "destroyed"}
 
@@ -106,20 +106,22 @@ def remote_project_setup(requirements: list[str]) -> str:
     lines = [
         'export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"',
         f"python -c {shlex.quote(_CHECK_REQUIREMENTS)} {shlex.quote(json.dumps(pins))} || {{",
-        f"  echo '[maskablate-vast] installing {len(pins)} pinned requirement(s)'",
+        f"  echo '[ablate-vast] installing {len(pins)} pinned requirement(s)'",
         f"  python -m pip install --quiet {quoted}",
         "}",
     ]
     if torch:
         has_torch = "import importlib.util as u, sys; sys.exit(not u.find_spec('torch'))"
-        lines.append(f"python -c {shlex.quote(has_torch)} || python -m pip install --quiet "
-                     f"{shlex.quote(torch[0])}")
+        lines.append(
+            f"python -c {shlex.quote(has_torch)} || python -m pip install --quiet "
+            f"{shlex.quote(torch[0])}"
+        )
     return "\n".join(lines) + "\n"
 
 
 def project_requirements() -> list[str]:
-    """The installed maskablate's runtime requirements (the pins of pyproject.toml)."""
-    reqs = importlib.metadata.requires("maskablate") or []
+    """The installed ablate's runtime requirements (the pins of pyproject.toml)."""
+    reqs = importlib.metadata.requires("ablate") or []
     return [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
 
 
@@ -140,16 +142,19 @@ class GuardedSSHJobRunner(SSHJobRunner):
     def _execute(self) -> int:
         # Start the job as the stock runner does (0.1.4 sshtransfer.SSHJobRunner._execute) ...
         self._check_cancelled()
-        script = (f"cd {REMOTE_WORKDIR}\n{self.executor.job_setup_script()}"
-                  f"{self.exec_job}\necho $? > exit_code\n")
+        script = (
+            f"cd {REMOTE_WORKDIR}\n{self.executor.job_setup_script()}"
+            f"{self.exec_job}\necho $? > exit_code\n"
+        )
         self._ssh(f"cat > {REMOTE_WORKDIR}/job.sh", input_text=script)
         self._ssh(f"cd {REMOTE_WORKDIR} && nohup sh job.sh > job.log 2>&1 < /dev/null &")
         # ... but poll with a bound: ssh exits 255 when the host is unreachable.
         unreachable_since = None
         while True:
             self._check_cancelled()
-            res = self._ssh(f"cat {REMOTE_WORKDIR}/exit_code 2>/dev/null || true",
-                            check=False, timeout=60)
+            res = self._ssh(
+                f"cat {REMOTE_WORKDIR}/exit_code 2>/dev/null || true", check=False, timeout=60
+            )
             if res.returncode == 0:
                 unreachable_since = None
                 if res.stdout.strip():
@@ -162,11 +167,13 @@ class GuardedSSHJobRunner(SSHJobRunner):
                 if status in GONE_STATES or waited > self.settings.lost_after:
                     raise TransferError(
                         f"instance lost mid-job (API status {status!r}, no SSH for {waited:.0f} s,"
-                        f" limit --maskablate-vast-lost-after {self.settings.lost_after} s): "
-                        f"{res.stderr.strip()}")
+                        f" limit --ablate-vast-lost-after {self.settings.lost_after} s): "
+                        f"{res.stderr.strip()}"
+                    )
                 self.logger.warning(
                     f"Vast.ai instance {self.instance_id}: no SSH for {waited:.0f} s "
-                    f"(API status {status!r}); failing the job after {self.settings.lost_after} s")
+                    f"(API status {status!r}); failing the job after {self.settings.lost_after} s"
+                )
             time.sleep(self.settings.poll_seconds)
 
     def _download_outputs(self):
@@ -193,11 +200,14 @@ class GuardedSSHJobRunner(SSHJobRunner):
         self.job = SimpleNamespace(output=[], log=job.log)
         try:
             SSHJobRunner._download_outputs(self)
-            self.logger.info(f"Vast.ai instance {self.instance_id}: fetched the failed job's "
-                             f"log(s): {', '.join(map(str, job.log))}")
+            self.logger.info(
+                f"Vast.ai instance {self.instance_id}: fetched the failed job's "
+                f"log(s): {', '.join(map(str, job.log))}"
+            )
         except Exception as e:  # the instance may be gone: the job's error is what matters
-            self.logger.warning(f"Vast.ai instance {self.instance_id}: could not fetch the "
-                                f"failed job's log(s): {e}")
+            self.logger.warning(
+                f"Vast.ai instance {self.instance_id}: could not fetch the failed job's log(s): {e}"
+            )
         finally:
             self.job = job
 
@@ -220,16 +230,20 @@ class Executor(_stock.Executor):
             raise WorkflowError(
                 f"executor {PLUGIN_NAME} patches snakemake-executor-plugin-vastai=={PLUGIN_VERSION}"
                 f" internals but {found} is installed: pin {PLUGIN_VERSION} or re-check the "
-                "workarounds in maskablate/vast_executor.py against the new version")
+                "workarounds in snakemake_executor_plugin_ablate_vast/executor.py against the new version"
+            )
         settings = self.workflow.executor_settings
         if settings.api_key is not None and settings.api_key != os.environ.get(SETTING_KEY_ENV):
             raise WorkflowError(
                 f"the Vast.ai API key came from a profile or the command line: remove "
-                f"{PLUGIN_NAME}-api-key there and export {API_KEY_ENV} instead")
+                f"{PLUGIN_NAME}-api-key there and export {API_KEY_ENV} instead"
+            )
         key = settings.api_key or os.environ.get(API_KEY_ENV)
         if not key:
-            raise WorkflowError(f"no Vast.ai API key: export {API_KEY_ENV}=<your key> "
-                                "(cloud.vast.ai/manage-keys); it is never read from a file")
+            raise WorkflowError(
+                f"no Vast.ai API key: export {API_KEY_ENV}=<your key> "
+                "(cloud.vast.ai/manage-keys); it is never read from a file"
+            )
         settings.api_key = key  # explicit, so the SDK does not fall back to its key files
         self._sigterm_installed = False
         super().__post_init__()
@@ -258,8 +272,9 @@ class Executor(_stock.Executor):
 
         def teardown(signum, frame):
             signal.signal(signal.SIGTERM, previous)  # a second SIGTERM gets Snakemake's handler
-            self.logger.warning("SIGTERM: destroying every rented Vast.ai instance, then "
-                                "stopping as on Ctrl-C")
+            self.logger.warning(
+                "SIGTERM: destroying every rented Vast.ai instance, then stopping as on Ctrl-C"
+            )
             for job_info in list(self.active_jobs):
                 event = job_info.aux.get("cancel_event")
                 if event is not None:

@@ -21,7 +21,7 @@ embedded task         mirrors          shape
 
 Task files are lm-eval YAMLs (``output_type: multiple_choice``, ``dataset_path: json``) next to
 their jsonl data; ``data_files`` in the YAML is relative to the YAML's own folder, and
-:func:`maskablate.evaluation.local_task_configs` resolves it, so a moved results folder or another
+:func:`ablate.mask.evaluation.local_task_configs` resolves it, so a moved results folder or another
 working directory still works.
 """
 
@@ -89,7 +89,7 @@ DEFAULTS: dict[str, Any] = {
         "num_key_value_heads": 2,
         "head_dim": 16,
     },
-    # maskablate.training.pretrain parameters (PRETRAIN_DEFAULTS keys)
+    # ablate.mask.training.pretrain parameters (PRETRAIN_DEFAULTS keys)
     "pretrain": {
         "learning_rate": 2e-2,
         "weight_decay": 0.0,
@@ -248,7 +248,11 @@ def task_docs(name: str, seed: int, n_docs: int) -> list[dict[str, Any]]:
 def task_yaml(name: str) -> dict[str, Any]:
     """lm-eval task config; ``data_files`` is relative to the YAML's folder."""
     if name == "emb_animals":  # winogrande style: the choices are contexts
-        fields = {"doc_to_text": "label", "doc_to_choice": "options", "doc_to_target": "continuation"}
+        fields = {
+            "doc_to_text": "label",
+            "doc_to_choice": "options",
+            "doc_to_target": "continuation",
+        }
     else:
         fields = {"doc_to_text": "context", "doc_to_choice": "choices", "doc_to_target": "label"}
     return {
@@ -335,7 +339,7 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="maskablate data",
+        prog="ablate data",
         description="Write the embedded world: corpus.jsonl, tasks/ (lm-eval YAML + jsonl), sft.jsonl.",
     )
     ap.add_argument("--out", required=True, help="output folder (e.g. results/data)")

@@ -8,21 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ablate.core.config import ConfigError, sorted_tree
+
 POLICIES: tuple[str, ...] = ("causal", "prefill_bidir", "prefix_bidir")
 VARIANT_META = ("stage", "policy", "extends", "allow_leakage")
-
-
-class ConfigError(ValueError):
-    """A config value that the schema cannot express; the message names the key path."""
-
-
-def sorted_tree(obj: Any) -> Any:
-    """A copy with every mapping's keys sorted: params compare by repr, so order must not vary."""
-    if isinstance(obj, dict):
-        return {k: sorted_tree(obj[k]) for k in sorted(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [sorted_tree(v) for v in obj]
-    return obj
 
 
 def resolve_variants(

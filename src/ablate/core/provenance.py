@@ -13,12 +13,13 @@ import platform
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 PACKAGES = (
-    "maskablate",
+    "ablate",
     "torch",
     "transformers",
     "lm_eval",
@@ -43,7 +44,7 @@ def config_hash(config_slice: Any) -> str:
 
 def fingerprint_path(path: str | os.PathLike) -> str:
     """sha256 of a file, or of the sorted (relative name, sha256) list of a directory's files."""
-    from maskablate.checkpoint import sha256_file
+    from ablate.core.checkpoint import sha256_file
 
     p = Path(path)
     if p.is_file():
@@ -103,9 +104,7 @@ def hardware() -> dict[str, Any]:
 
         info["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
-            info["gpus"] = [
-                torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-            ]
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
             info["cuda"] = torch.version.cuda
     except ImportError:
         pass

@@ -76,7 +76,7 @@ def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
         tok = AutoTokenizer.from_pretrained(str(path), revision=revision)
     except Exception as exc:  # transformers raises several types here
         if Path(path).is_dir():  # a damaged pipeline checkpoint: name the missing/altered file
-            from maskablate import checkpoint
+            from ablate.core import checkpoint
 
             checkpoint.verify_if_manifest(path)
         raise ModelLoadError(f"cannot load a tokenizer from {path}: {exc}") from exc
@@ -174,7 +174,7 @@ def load_causal_lm(
     if local.exists():
         _read_config(local)
         if verify:
-            from maskablate import checkpoint
+            from ablate.core import checkpoint
 
             checkpoint.verify_if_manifest(local)
     elif os.sep in str(path) and not _looks_like_hub_id(str(path)):

@@ -54,8 +54,13 @@ class StopRules(TrainerCallback):
                 return self._set(
                     "no_learning",
                     step,
-                    dict(first_loss=self.first_loss, loss=loss, gain=gain,
-                         min_gain=self.p["no_learning_min_gain"], after_steps=n),
+                    dict(
+                        first_loss=self.first_loss,
+                        loss=loss,
+                        gain=gain,
+                        min_gain=self.p["no_learning_min_gain"],
+                        after_steps=n,
+                    ),
                 )
         return None
 
@@ -68,13 +73,23 @@ class StopRules(TrainerCallback):
             return None
         self.bad_evals += 1
         patience = self.p.get("plateau_patience") or 0
-        if patience and self.bad_evals >= patience and step >= (self.p.get("plateau_min_steps") or 0):
+        if (
+            patience
+            and self.bad_evals >= patience
+            and step >= (self.p.get("plateau_min_steps") or 0)
+        ):
             return self._set(
                 "plateau",
                 step,
-                dict(best_eval_loss=self.best_eval, best_step=self.best_step, eval_loss=loss,
-                     evals_without_improvement=self.bad_evals, patience=patience, min_delta=delta,
-                     min_steps=self.p.get("plateau_min_steps") or 0),
+                dict(
+                    best_eval_loss=self.best_eval,
+                    best_step=self.best_step,
+                    eval_loss=loss,
+                    evals_without_improvement=self.bad_evals,
+                    patience=patience,
+                    min_delta=delta,
+                    min_steps=self.p.get("plateau_min_steps") or 0,
+                ),
             )
         return None
 
@@ -107,7 +122,9 @@ class StopRules(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         if self._pending_nonfinite is not None:
-            self._set("nonfinite", state.global_step, {"what": "train_loss", **self._pending_nonfinite})
+            self._set(
+                "nonfinite", state.global_step, {"what": "train_loss", **self._pending_nonfinite}
+            )
             # never save or evaluate weights that took a non-finite update
             control.should_save = control.should_evaluate = control.should_log = False
             control.should_training_stop = True
@@ -144,7 +161,9 @@ class Throughput(TrainerCallback):
 
     def summary(self, skip_first: int = 1) -> dict[str, Any]:
         """Rates over the timed steps, skipping the first (allocator warm-up, kernel selection)."""
-        times = self.step_times[skip_first:] if len(self.step_times) > skip_first else self.step_times
+        times = (
+            self.step_times[skip_first:] if len(self.step_times) > skip_first else self.step_times
+        )
         total = sum(times)
         frac = total / sum(self.step_times) if self.step_times else 0.0
         return dict(
@@ -177,8 +196,10 @@ class Progress(TrainerCallback):
     def on_train_begin(self, args, state, control, **kw):
         self.t_start, self.step_start = time.perf_counter(), state.global_step
         where = f"resumed at step {state.global_step}" if state.global_step else "starting"
-        self._print(f"{where}: max_steps {state.max_steps}, batch {args.per_device_train_batch_size} "
-                    f"x grad_accum {args.gradient_accumulation_steps}, device {args.device}")
+        self._print(
+            f"{where}: max_steps {state.max_steps}, batch {args.per_device_train_batch_size} "
+            f"x grad_accum {args.gradient_accumulation_steps}, device {args.device}"
+        )
 
     def on_step_end(self, args, state, control, **kw):
         if state.global_step >= state.max_steps:

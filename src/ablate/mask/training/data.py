@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from maskablate import sft_data
-from maskablate.training.params import IGNORE_INDEX, TrainingConfigError
+from ablate.mask import sft_data
+from ablate.mask.training.params import IGNORE_INDEX, TrainingConfigError
 
 
 class ExampleDataset(torch.utils.data.Dataset):

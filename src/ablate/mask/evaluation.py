@@ -5,7 +5,7 @@ ones from local YAMLs) with a model running under ``causal``, ``prefill_bidir`` 
 ``prefix_bidir``, and write ``metrics.json`` + ``samples.parquet`` (docs/evaluation.md).
 
 :class:`MaskPolicyLM` is lm-eval's HF model with one change: ``_loglikelihood_tokens`` goes
-through :func:`maskablate.scoring.score_requests`, which knows every request's
+through :func:`ablate.mask.scoring.score_requests`, which knows every request's
 context/continuation boundary, builds the padding mask and position ids itself (stock lm-eval
 right-pads with token 0 and passes no mask) and applies the policy. Under ``causal`` it returns
 what stock lm-eval returns on the same model (tests/test_evaluation.py).
@@ -26,10 +26,10 @@ import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from maskablate import provenance
-from maskablate.masks import POLICIES, check_policy
-from maskablate.modeling import load_causal_lm, load_tokenizer
-from maskablate.scoring import score_requests
+from ablate.core import provenance
+from ablate.core.modeling import load_causal_lm, load_tokenizer
+from ablate.mask.masks import POLICIES, check_policy
+from ablate.mask.scoring import score_requests
 
 METRICS = ("acc", "acc_norm")
 DEFAULT_HEADLINE = "acc_norm"  # the seed scored length-normalised log-likelihood
@@ -62,7 +62,7 @@ class MaskPolicyLM(HFLM):
     """HFLM whose log-likelihoods are computed under ``mask_policy`` by the fast scorer.
 
     ``pretrained`` is a model object or a path / hub id, loaded through
-    :func:`maskablate.modeling.load_causal_lm` (which handles the Mistral3 VLM checkpoint).
+    :func:`ablate.core.modeling.load_causal_lm` (which handles the Mistral3 VLM checkpoint).
     ``max_batch_tokens`` bounds a scoring batch (padded tokens); ``share_contexts`` encodes a
     context shared by several choices once (causal and prefix_bidir only).
     """
@@ -160,9 +160,7 @@ def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
             raise TaskFileError(f"{path} is not an lm-eval task config (no 'task' key)")
         files = (cfg.get("dataset_kwargs") or {}).get("data_files")
         if files is not None:
-            cfg["dataset_kwargs"]["data_files"] = _resolve_data_files(
-                files, path.parent, path
-            )
+            cfg["dataset_kwargs"]["data_files"] = _resolve_data_files(files, path.parent, path)
         configs[cfg["task"]] = cfg
     return configs
 
@@ -194,7 +192,9 @@ def load_tasks(tasks: list[str], task_dirs=()) -> tuple[dict[str, Any], dict[str
         )
     try:
         loaded = tm.load([local[t] if t in local else t for t in tasks])
-    except Exception as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)
+    except (
+        Exception
+    ) as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)
         files = [f for t in tasks if t in local for f in _data_file_list(local[t])]
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""
         raise TaskFileError(
@@ -327,8 +327,13 @@ def evaluate(
     if bad:
         raise TaskNotFoundError(f"limit given for task(s) not evaluated: {', '.join(sorted(bad))}")
     samples_idx = {
-        t: list(range(len(task_objs[t].eval_docs) if limits.get(t) is None
-                      else min(int(limits[t]), len(task_objs[t].eval_docs))))
+        t: list(
+            range(
+                len(task_objs[t].eval_docs)
+                if limits.get(t) is None
+                else min(int(limits[t]), len(task_objs[t].eval_docs))
+            )
+        )
         for t in tasks
     }
     print(f"[eval] loading model {model}", flush=True)
@@ -396,17 +401,24 @@ def evaluate(
         "id": model_id or str(model),
         "revision": revision,
     }
-    inputs = {f"task:{t}": f for t, cfg in local.items()
-              for f in _data_file_list(cfg)}
+    inputs = {f"task:{t}": f for t, cfg in local.items() for f in _data_file_list(cfg)}
     manifest = local_path / "checkpoint_manifest.json"
     if manifest.exists():
         inputs["model_manifest"] = manifest
     elif (local_path / "config.json").exists():
         inputs["model_config"] = local_path / "config.json"
-    run_config = config_slice if config_slice is not None else {
-        "policy": policy, "tasks": list(tasks), "limit": limits, "headline": headline,
-        "model": model_block, "dtype": dtype,
-    }
+    run_config = (
+        config_slice
+        if config_slice is not None
+        else {
+            "policy": policy,
+            "tasks": list(tasks),
+            "limit": limits,
+            "headline": headline,
+            "model": model_block,
+            "dtype": dtype,
+        }
+    )
     metrics = {
         "policy": policy,
         "model": model_block,
@@ -422,9 +434,12 @@ def evaluate(
             started=started,
             extra={
                 "task_fingerprints": {t: v["fingerprint"] for t, v in per_task.items()},
-                "scorer": {"max_batch_tokens": max_batch_tokens,
-                           "share_contexts": share_contexts, "dtype": dtype,
-                           "device": str(lm.device)},
+                "scorer": {
+                    "max_batch_tokens": max_batch_tokens,
+                    "share_contexts": share_contexts,
+                    "dtype": dtype,
+                    "device": str(lm.device),
+                },
             },
         ),
     }
@@ -466,7 +481,7 @@ def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="maskablate eval",
+        prog="ablate eval",
         description="Score lm-eval multiple-choice tasks under a mask policy; "
         "write metrics.json and samples.parquet.",
     )

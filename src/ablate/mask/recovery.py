@@ -11,7 +11,7 @@ so ``retention_vs_stage1 = score / stage1``, ``gain_vs_stage2 = score - stage2``
 nothing was lost, so nothing can be recovered). Each row carries the ``run_id`` of the
 metrics.json it came from, the join key back to that file's provenance block.
 
-CLI: ``maskablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``
+CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``
 where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics}`` objects.
 """
 
@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -67,9 +68,7 @@ def _load_metrics(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             raise RecoveryError(f"metrics file {path} is not valid JSON: {exc}") from exc
     if isinstance(metrics, dict):
         return metrics, entry.get("metrics_file")
-    raise RecoveryError(
-        f"entry {entry!r} needs 'metrics': a metrics.json path or its loaded dict"
-    )
+    raise RecoveryError(f"entry {entry!r} needs 'metrics': a metrics.json path or its loaded dict")
 
 
 def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,9 +93,7 @@ def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     for task, result in sorted(metrics["tasks"].items()):
         metric = result.get("headline_metric")
         if metric is None or "score" not in result:
-            raise RecoveryError(
-                f"{where}: task {task!r} lacks 'headline_metric' or 'score'"
-            )
+            raise RecoveryError(f"{where}: task {task!r} lacks 'headline_metric' or 'score'")
         rows.append(
             dict(
                 common,
@@ -209,9 +206,7 @@ def entries_from_results(
     return entries
 
 
-def write_recovery(
-    df: pd.DataFrame, csv: str | Path, parquet: str | Path | None = None
-) -> None:
+def write_recovery(df: pd.DataFrame, csv: str | Path, parquet: str | Path | None = None) -> None:
     Path(csv).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv, index=False)
     if parquet is not None:
@@ -232,7 +227,7 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="maskablate recovery", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="ablate recovery", description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--entries",
         required=True,

@@ -24,7 +24,7 @@ and shows where every number came from (docs/planner.md):
 After a run, or part of one, :func:`add_actuals` fills ``actual_s`` (the Snakemake benchmark file
 of the stage, or the wall time in its output's provenance block) and ``error_pct`` on the row of
 the setup the stage ran on, and ``status`` on every row says whether (and where) its stage ran.
-CLI: ``maskablate plan --config ... --out results/plan.csv``.
+CLI: ``ablate plan --config ... --out results/plan.csv``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from maskablate import study
+from ablate.mask import study
 
 KINDS = ("train", "eval", "probe")
 #: Matmul FLOPs per token per parameter: forward 2, forward + backward 6 (Kaplan et al. 2020).
@@ -55,11 +55,34 @@ PLAN_SCHEMA = "workflow/schemas/plan.schema.yaml"
 
 #: Column order of plan.csv (the contract with the report, the docs and the tests).
 COLUMNS = [
-    "setup", "gpu", "gpus", "stage", "kind", "model", "policy",
-    "tokens", "tokens_source", "tok_s_per_gpu", "throughput_source", "measured_run_id", "speedup",
-    "compute_s", "job_overhead_s", "rental_overhead_s", "est_job_s", "est_s",
-    "fits_memory", "price_per_hour", "price_source", "prices_captured_at", "est_cost_usd",
-    "actual_s", "actual_source", "error_pct", "status", "note",
+    "setup",
+    "gpu",
+    "gpus",
+    "stage",
+    "kind",
+    "model",
+    "policy",
+    "tokens",
+    "tokens_source",
+    "tok_s_per_gpu",
+    "throughput_source",
+    "measured_run_id",
+    "speedup",
+    "compute_s",
+    "job_overhead_s",
+    "rental_overhead_s",
+    "est_job_s",
+    "est_s",
+    "fits_memory",
+    "price_per_hour",
+    "price_source",
+    "prices_captured_at",
+    "est_cost_usd",
+    "actual_s",
+    "actual_source",
+    "error_pct",
+    "status",
+    "note",
 ]
 #: Filled by add_actuals only: a frozen estimate needs none of them (and any it has are replaced).
 ACTUAL_COLUMNS = ["actual_s", "actual_source", "error_pct", "status"]
@@ -132,7 +155,7 @@ class Reference:
     path: str
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Reference":
+    def load(cls, path: str | os.PathLike) -> Reference:
         p = Path(path)
         if not p.exists():
             raise PlanError(f"measurements file {p} does not exist (config key plan.measurements)")
@@ -153,14 +176,23 @@ class Reference:
                 raise PlanError(f"{p}: measurements[{i}].kind {m['kind']!r} is not one of {KINDS}")
             ms.append(
                 Measurement(
-                    kind=m["kind"], policy=m.get("policy"), gpu=m["gpu"], params=float(m["params"]),
-                    tokens_per_s=float(m["tokens_per_s"]), source=f"{m['source']} [{p.name}]",
-                    origin="table", optim=m.get("optim"),
+                    kind=m["kind"],
+                    policy=m.get("policy"),
+                    gpu=m["gpu"],
+                    params=float(m["params"]),
+                    tokens_per_s=float(m["tokens_per_s"]),
+                    source=f"{m['source']} [{p.name}]",
+                    origin="table",
+                    optim=m.get("optim"),
                 )
             )
         return cls(
-            gpus=data["gpus"], models=data.get("models") or {}, tasks=data.get("tasks") or {},
-            tokens_per_request=data.get("tokens_per_request") or {}, measurements=ms, path=str(p),
+            gpus=data["gpus"],
+            models=data.get("models") or {},
+            tasks=data.get("tasks") or {},
+            tokens_per_request=data.get("tokens_per_request") or {},
+            measurements=ms,
+            path=str(p),
         )
 
     def canonical_gpu(self, device_name: str) -> str | None:
@@ -180,8 +212,11 @@ class Reference:
         return spec["tflops_bf16"] * 1e12, spec["source"]
 
 
-def load_config(path: str | os.PathLike, schema: str | os.PathLike | None = CONFIG_SCHEMA,
-                plan_schema: str | os.PathLike = PLAN_SCHEMA) -> dict:
+def load_config(
+    path: str | os.PathLike,
+    schema: str | os.PathLike | None = CONFIG_SCHEMA,
+    plan_schema: str | os.PathLike = PLAN_SCHEMA,
+) -> dict:
     """Read a pipeline config; fill defaults from the pipeline's schema and the plan fragment.
 
     The ``plan:`` block is validated on its own, so the pipeline schema need not know it.
@@ -204,13 +239,14 @@ def load_config(path: str | os.PathLike, schema: str | os.PathLike | None = CONF
         except WorkflowError as exc:
             cause = exc.__context__
             where = prefix + ".".join(str(x) for x in getattr(cause, "absolute_path", []))
-            raise PlanError(f"invalid config {p} at {where or '<top level>'}: "
-                            f"{getattr(cause, 'message', exc)}") from None
+            raise PlanError(
+                f"invalid config {p} at {where or '<top level>'}: {getattr(cause, 'message', exc)}"
+            ) from None
     config["plan"] = plan
     return config
 
 
-def local_hardware(ref: "Reference") -> tuple[str, int]:
+def local_hardware(ref: Reference) -> tuple[str, int]:
     """(gpu_name, count) of this machine: its visible CUDA GPUs, else ("cpu", 1)."""
     import torch
 
@@ -220,11 +256,13 @@ def local_hardware(ref: "Reference") -> tuple[str, int]:
     return CPU, 1
 
 
-def parse_setups(plan: dict[str, Any], ref: "Reference") -> list[Setup]:
+def parse_setups(plan: dict[str, Any], ref: Reference) -> list[Setup]:
     setups: list[Setup] = []
     for i, s in enumerate(plan.get("setups") or []):
         if "gpu" not in s:
-            raise PlanError(f"plan.setups[{i}] lacks 'gpu' (a Vast gpu_name such as 'H100 SXM', 'cpu' or 'local')")
+            raise PlanError(
+                f"plan.setups[{i}] lacks 'gpu' (a Vast gpu_name such as 'H100 SXM', 'cpu' or 'local')"
+            )
         gpu, count = str(s["gpu"]), int(s.get("count", 1))
         if count < 1:
             raise PlanError(f"plan.setups[{i}].count must be >= 1, got {count}")
@@ -262,7 +300,9 @@ def count_params(text_config: Any) -> int:
     text = text_config.get_text_config()
     if text is not text_config:  # a VLM: its text model keeps the top-level tying (modeling.py)
         text = copy.deepcopy(text)
-        text.tie_word_embeddings = getattr(text_config, "tie_word_embeddings", text.tie_word_embeddings)
+        text.tie_word_embeddings = getattr(
+            text_config, "tie_word_embeddings", text.tie_word_embeddings
+        )
     text_config = text
     key = text_config.to_json_string(use_diff=False)
     if key not in _PARAMS_CACHE:
@@ -337,16 +377,29 @@ def pick_throughput(
         # another; then the same rule (finetune, not pretraining), the same policy (it changes
         # speed by ~2-8 % only), the same stage
         group = (m.stage or "").split("/")[0] == stage.id.split("/")[0]
-        key = (m.kind == stage.kind, m.gpu == gpu, m.origin == "pipeline", m.optim == stage.optim,
-               group, m.policy == stage.policy, m.stage == stage.id)
+        key = (
+            m.kind == stage.kind,
+            m.gpu == gpu,
+            m.origin == "pipeline",
+            m.optim == stage.optim,
+            group,
+            m.policy == stage.policy,
+            m.stage == stage.id,
+        )
         if best_key is None or key > best_key:
             best, best_key = m, key
     if best is not None:
-        policy_note = "" if best.policy == stage.policy else f", policy {best.policy} (none for {stage.policy})"
+        policy_note = (
+            ""
+            if best.policy == stage.policy
+            else f", policy {best.policy} (none for {stage.policy})"
+        )
         if best.kind != stage.kind:
             policy_note += f", {best.kind} rate for this forward-only {stage.kind}"
         if best.gpu == gpu:
-            return Throughput(best.tokens_per_s, f"measured on {gpu}{policy_note}: {best.source}", best)
+            return Throughput(
+                best.tokens_per_s, f"measured on {gpu}{policy_note}: {best.source}", best
+            )
         src_peak = ref.peak_flops(best.gpu, plan)[0]
         tok_s = best.tokens_per_s * target_peak / src_peak
         return Throughput(
@@ -402,7 +455,9 @@ def snapshot_price(setup: Setup, snap: dict[str, Any] | None, path: str = "") ->
     if exact:
         o = min(exact, key=lambda o: o["dph_total"])
         note = f"; {o['note']}" if o.get("note") else ""
-        return Price(float(o["dph_total"]), f"{where}: {setup.label} offer{note}", snap["captured_at"])
+        return Price(
+            float(o["dph_total"]), f"{where}: {setup.label} offer{note}", snap["captured_at"]
+        )
     if offers:
         # A per-GPU rate times the count: Vast bundles price roughly linearly in GPUs.
         o = min(offers, key=lambda o: o["dph_total"] / int(o["num_gpus"]))
@@ -417,7 +472,7 @@ def snapshot_price(setup: Setup, snap: dict[str, Any] | None, path: str = "") ->
     return Price(None, f"no price: {where} has no offer for {setup.gpu}", snap["captured_at"])
 
 
-VAST_PROFILE_PREFIXES = ("maskablate-vast-", "vastai-")
+VAST_PROFILE_PREFIXES = ("ablate-vast-", "vastai-")
 
 
 def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
@@ -436,7 +491,7 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
         prof = yaml.safe_load(path.read_text()) or {}
         for key, value in prof.items():
             for prefix in VAST_PROFILE_PREFIXES:
-                name = key[len(prefix):].replace("-", "_") if key.startswith(prefix) else None
+                name = key[len(prefix) :].replace("-", "_") if key.startswith(prefix) else None
                 if name in fields and name != "api_key":
                     settings[name] = value
         groups = prof.get("groups") or {}
@@ -457,27 +512,34 @@ def live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setu
     from vastai import VastAI
 
     settings = ExecutorSettings(**vast_settings)
-    client = VastAI(api_key=os.environ["VAST_API_KEY"], server_url=os.environ.get("VAST_URL"), retry=1)
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    client = VastAI(
+        api_key=os.environ["VAST_API_KEY"], server_url=os.environ.get("VAST_URL"), retry=1
+    )
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
     out: dict[Setup, Price] = {}
     for s in setups:
         if s.local:
             continue
         query = build_offer_query(settings, {"gpu": s.count, "gpu_model": s.gpu}, 0)
         try:
-            offers = client.search_offers(query=query, type="on-demand", order=settings.order,
-                                          limit=20, storage=settings.disk)
+            offers = client.search_offers(
+                query=query, type="on-demand", order=settings.order, limit=20, storage=settings.disk
+            )
         except Exception as exc:  # network, auth, API errors: say so in price_source
-            out[s] = Price(None, f"no price: live Vast search failed ({type(exc).__name__}: {exc})", now)
+            out[s] = Price(
+                None, f"no price: live Vast search failed ({type(exc).__name__}: {exc})", now
+            )
             continue
         offers = [o for o in offers or [] if o.get("dph_total") is not None]
         if not offers:
             out[s] = Price(None, f"no price: no live Vast offer matches '{query}'", now)
             continue
         o = min(offers, key=lambda o: o["dph_total"])
-        out[s] = Price(float(o["dph_total"]),
-                       f"vast live {now}: cheapest of {len(offers)} offers for '{query}' (offer {o.get('id')})",
-                       now)
+        out[s] = Price(
+            float(o["dph_total"]),
+            f"vast live {now}: cheapest of {len(offers)} offers for '{query}' (offer {o.get('id')})",
+            now,
+        )
     return out
 
 
@@ -490,13 +552,17 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
     if mode == "vast" or (mode == "auto" and os.environ.get("VAST_API_KEY")):
         if not os.environ.get("VAST_API_KEY"):
             raise PlanError("plan.prices is 'vast' but VAST_API_KEY is not set")
-        live = live_prices([s for s in setups if s.price_per_hour is None and not s.local], vast["settings"])
+        live = live_prices(
+            [s for s in setups if s.price_per_hour is None and not s.local], vast["settings"]
+        )
     out = {}
     for s in setups:
         if s.price_per_hour is not None:
             out[s] = Price(float(s.price_per_hour), "config: plan.setups price_per_hour", None)
         elif s.local:
-            out[s] = Price(None, f"no price: {s.label} is a local setup, not rented (set price_per_hour)", None)
+            out[s] = Price(
+                None, f"no price: {s.label} is a local setup, not rented (set price_per_hour)", None
+            )
         elif s in live and live[s].per_hour is not None:
             out[s] = live[s]
         elif s in live and mode == "auto":
@@ -510,8 +576,17 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
             if snap is None and mode == "auto":
                 out[s].source += " and VAST_API_KEY is not set (live offers)"
         cap = vast["settings"].get("max_price")
-        if not s.local and cap is not None and out[s].per_hour is not None and out[s].per_hour > cap:
-            out[s].source += f"; above max_price {cap:g} $/h ({vast['source']}): the executor would not rent it"
+        if (
+            not s.local
+            and cap is not None
+            and out[s].per_hour is not None
+            and out[s].per_hour > cap
+        ):
+            out[
+                s
+            ].source += (
+                f"; above max_price {cap:g} $/h ({vast['source']}): the executor would not rent it"
+            )
     return out
 
 
@@ -520,14 +595,15 @@ def capture_offers(setups: list[Setup], plan: dict[str, Any], path: str | os.Pat
     if not os.environ.get("VAST_API_KEY"):
         raise PlanError("--capture-offers needs VAST_API_KEY (live Vast offers)")
     prices = live_prices(setups, vast_profile(plan)["settings"])
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
     snap = {
         "captured_at": now,
-        "method": "maskablate plan --capture-offers: cheapest on-demand offer per setup",
+        "method": "ablate plan --capture-offers: cheapest on-demand offer per setup",
         "source": os.environ.get("VAST_URL") or "https://console.vast.ai",
         "offers": [
             {"gpu_name": s.gpu, "num_gpus": s.count, "dph_total": p.per_hour, "note": p.source}
-            for s, p in prices.items() if p.per_hour is not None
+            for s, p in prices.items()
+            if p.per_hour is not None
         ],
         "missing": [f"{s.label}: {p.source}" for s, p in prices.items() if p.per_hour is None],
     }
@@ -572,10 +648,12 @@ def finished_run(stage: Stage, root: Path, ref: Reference) -> Run | None:
     if hw is None:
         return None
     bench = benchmark_seconds(root / stage.benchmark) if stage.benchmark else None
-    return Run(data, hw[0], hw[1], prov.get("run_id") or data.get("run_id"), prov.get("wall_time_s"), bench)
+    return Run(
+        data, hw[0], hw[1], prov.get("run_id") or data.get("run_id"), prov.get("wall_time_s"), bench
+    )
 
 
-def pipeline_measurements(study: "Study") -> list[Measurement]:
+def pipeline_measurements(study: Study) -> list[Measurement]:
     """Throughput this pipeline measured in earlier runs: finetune summaries, eval/probe timings.
 
     The model size of each run is read from the checkpoint it wrote or evaluated (config.json), so
@@ -597,13 +675,20 @@ def pipeline_measurements(study: "Study") -> list[Measurement]:
             tp = run.data.get("throughput") or {}
             if not tp.get("train_tokens_per_s"):
                 continue
-            out.append(Measurement(
-                kind="train", policy=run.data.get("policy") or st.policy, gpu=run.gpu, params=params,
-                optim=(run.data.get("params") or {}).get("optim"),
-                tokens_per_s=float(tp["train_tokens_per_s"]) / run.count, origin="pipeline",
-                run_id=run.run_id, stage=st.id,
-                source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
-            ))
+            out.append(
+                Measurement(
+                    kind="train",
+                    policy=run.data.get("policy") or st.policy,
+                    gpu=run.gpu,
+                    params=params,
+                    optim=(run.data.get("params") or {}).get("optim"),
+                    tokens_per_s=float(tp["train_tokens_per_s"]) / run.count,
+                    origin="pipeline",
+                    run_id=run.run_id,
+                    stage=st.id,
+                    source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
+                )
+            )
             continue
         secs, what = (run.wall_s, "wall_time_s") if run.wall_s else (run.bench_s, "benchmark s")
         if st.kind == "eval":
@@ -615,11 +700,19 @@ def pipeline_measurements(study: "Study") -> list[Measurement]:
             continue
         load = job_overhead(st, Setup(run.gpu, run.count, local=True), params, study.plan)[0]
         compute = max(secs - load, 0.5 * secs)
-        out.append(Measurement(
-            kind=st.kind, policy=st.policy, gpu=run.gpu, params=params,
-            tokens_per_s=tokens / compute / run.count, origin="pipeline", run_id=run.run_id, stage=st.id,
-            source=f"{tokens:.4g} tokens in {what} {secs:.4g} s - modelled load {secs - compute:.3g} s, {where}",
-        ))
+        out.append(
+            Measurement(
+                kind=st.kind,
+                policy=st.policy,
+                gpu=run.gpu,
+                params=params,
+                tokens_per_s=tokens / compute / run.count,
+                origin="pipeline",
+                run_id=run.run_id,
+                stage=st.id,
+                source=f"{tokens:.4g} tokens in {what} {secs:.4g} s - modelled load {secs - compute:.3g} s, {where}",
+            )
+        )
     return out
 
 
@@ -640,7 +733,12 @@ def job_overhead(stage: Stage, setup: Setup, params: float, plan: dict) -> tuple
         if shape.get("save_steps") and shape.get("max_steps"):
             saves += shape["max_steps"] // shape["save_steps"]
         state_mb = params * plan["train_state_bytes_per_param"] / 1e6
-        parts.append((f"{saves} save(s)", weights_mb / o["disk_mb_s"] + (saves - 1) * state_mb / o["disk_mb_s"]))
+        parts.append(
+            (
+                f"{saves} save(s)",
+                weights_mb / o["disk_mb_s"] + (saves - 1) * state_mb / o["disk_mb_s"],
+            )
+        )
     total = sum(v for _, v in parts)
     return total, " + ".join(f"{k} {v:.0f}" for k, v in parts)
 
@@ -650,7 +748,10 @@ def rental_overhead(stage: Stage, setup: Setup, params: float, plan: dict) -> tu
     if setup.local:
         return 0.0, "local"
     if stage.shares_instance:
-        return 0.0, f"none: runs on the instance of {stage.shares_instance} (a group job of the vast profile)"
+        return (
+            0.0,
+            f"none: runs on the instance of {stage.shares_instance} (a group job of the vast profile)",
+        )
     o = plan["overheads"]
     weights_mb = params * plan["bytes_per_param"] / 1e6
     parts = [("boot", o["boot_s"]), ("setup", o["setup_s"])]
@@ -691,8 +792,13 @@ def _r(x: float | None, nd: int = 1) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
 
 
-def estimate(study: "Study", setups: list[Setup], prices: dict[Setup, Price], ref: Reference,
-             measurements: list[Measurement]) -> pd.DataFrame:
+def estimate(
+    study: Study,
+    setups: list[Setup],
+    prices: dict[Setup, Price],
+    ref: Reference,
+    measurements: list[Measurement],
+) -> pd.DataFrame:
     """One row per (setup, stage) plus a TOTAL row per setup (stages in sequence, summed cost)."""
     plan = study.plan
     rows = []
@@ -708,46 +814,84 @@ def estimate(study: "Study", setups: list[Setup], prices: dict[Setup, Price], re
             need, need_what = memory_need_gb(st, study.params, plan)
             mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
             fits = "n/a" if mem is None else ("yes" if need <= mem else "no")
-            notes = [f"job overhead: {job_what}", f"rental overhead: {rent_what}",
-                     f"memory: {need:.3g} GB needed ({need_what})" + (f" vs {mem} GB" if mem else "")]
+            notes = [
+                f"job overhead: {job_what}",
+                f"rental overhead: {rent_what}",
+                f"memory: {need:.3g} GB needed ({need_what})" + (f" vs {mem} GB" if mem else ""),
+            ]
             if s.count > 1:
                 notes.append(f"speedup 1 + ({s.count}-1) x {eff:g} (plan.scaling.{st.kind})")
-            compute = st.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and st.tokens else None
+            compute = (
+                st.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and st.tokens else None
+            )
             if fits == "no":
                 notes.insert(0, f"does not fit: needs {need:.3g} GB per GPU, {s.gpu} has {mem} GB")
                 compute = None
             est_job = None if compute is None else compute + job_s
             est = None if est_job is None else est_job + rent_s
             cost = None if est is None or price.per_hour is None else est / 3600 * price.per_hour
-            stage_rows.append(dict(
-                setup=s.label, gpu=s.gpu, gpus=s.count, stage=st.id, kind=st.kind, model=st.model,
-                policy=st.policy, tokens=_r(st.tokens, 0), tokens_source=st.tokens_source,
-                tok_s_per_gpu=None if tp.tok_s_per_gpu is None else float(f"{tp.tok_s_per_gpu:.6g}"),
-                throughput_source=tp.source, speedup=_r(speedup, 3),
-                compute_s=_r(compute), job_overhead_s=_r(job_s), rental_overhead_s=_r(rent_s),
-                est_job_s=_r(est_job), est_s=_r(est), fits_memory=fits,
-                price_per_hour=price.per_hour, price_source=price.source,
-                prices_captured_at=price.captured_at, est_cost_usd=_r(cost, 2),
-                note="; ".join(notes),
-                measured_run_id=tp.measurement.run_id if tp.measurement else None,
-            ))
+            stage_rows.append(
+                dict(
+                    setup=s.label,
+                    gpu=s.gpu,
+                    gpus=s.count,
+                    stage=st.id,
+                    kind=st.kind,
+                    model=st.model,
+                    policy=st.policy,
+                    tokens=_r(st.tokens, 0),
+                    tokens_source=st.tokens_source,
+                    tok_s_per_gpu=None
+                    if tp.tok_s_per_gpu is None
+                    else float(f"{tp.tok_s_per_gpu:.6g}"),
+                    throughput_source=tp.source,
+                    speedup=_r(speedup, 3),
+                    compute_s=_r(compute),
+                    job_overhead_s=_r(job_s),
+                    rental_overhead_s=_r(rent_s),
+                    est_job_s=_r(est_job),
+                    est_s=_r(est),
+                    fits_memory=fits,
+                    price_per_hour=price.per_hour,
+                    price_source=price.source,
+                    prices_captured_at=price.captured_at,
+                    est_cost_usd=_r(cost, 2),
+                    note="; ".join(notes),
+                    measured_run_id=tp.measurement.run_id if tp.measurement else None,
+                )
+            )
         rows += stage_rows
         missing = [r["stage"] for r in stage_rows if r["est_s"] is None]
         unpriced = price.per_hour is None
         total_s = None if missing else sum(r["est_s"] for r in stage_rows)
-        rows.append(dict(
-            setup=s.label, gpu=s.gpu, gpus=s.count, stage=TOTAL, kind="", model="", policy="",
-            tokens=_r(None if missing else sum(st.tokens for st in study.stages), 0),
-            tokens_source="sum of the stages",
-            est_s=_r(total_s), est_job_s=_r(None if missing else sum(r["est_job_s"] for r in stage_rows)),
-            compute_s=_r(None if missing else sum(r["compute_s"] for r in stage_rows)),
-            price_per_hour=price.per_hour, price_source=price.source,
-            prices_captured_at=price.captured_at,
-            est_cost_usd=_r(None if total_s is None or unpriced else total_s / 3600 * price.per_hour, 2),
-            note=("stages run one after another" + (" here" if s.local else ", each on its own instance")
-                  + (f"; no estimate for {', '.join(missing)}" if missing else "")
-                  + ("; no price" if unpriced else "")),
-        ))
+        rows.append(
+            dict(
+                setup=s.label,
+                gpu=s.gpu,
+                gpus=s.count,
+                stage=TOTAL,
+                kind="",
+                model="",
+                policy="",
+                tokens=_r(None if missing else sum(st.tokens for st in study.stages), 0),
+                tokens_source="sum of the stages",
+                est_s=_r(total_s),
+                est_job_s=_r(None if missing else sum(r["est_job_s"] for r in stage_rows)),
+                compute_s=_r(None if missing else sum(r["compute_s"] for r in stage_rows)),
+                price_per_hour=price.per_hour,
+                price_source=price.source,
+                prices_captured_at=price.captured_at,
+                est_cost_usd=_r(
+                    None if total_s is None or unpriced else total_s / 3600 * price.per_hour, 2
+                ),
+                note=(
+                    "stages run one after another"
+                    + (" here" if s.local else ", each on its own instance")
+                    + (f"; no estimate for {', '.join(missing)}" if missing else "")
+                    + ("; no price" if unpriced else "")
+                ),
+            )
+        )
     df = pd.DataFrame(rows)
     for c in COLUMNS:
         if c not in df:
@@ -764,7 +908,7 @@ class Actual:
     run_id: str | None
 
 
-def collect_actuals(study: "Study") -> dict[str, Actual]:
+def collect_actuals(study: Study) -> dict[str, Actual]:
     """Per finished stage (its output exists): job seconds (benchmark file, else provenance wall
     time) and hardware; either may be missing, and the stage still counts as run."""
     out = {}
@@ -773,14 +917,25 @@ def collect_actuals(study: "Study") -> dict[str, Actual]:
             continue
         run = finished_run(st, study.root, study.ref)
         if run is None:
-            out[st.id] = Actual(None, f"{st.output} names no hardware (no provenance)", None, None, None)
+            out[st.id] = Actual(
+                None, f"{st.output} names no hardware (no provenance)", None, None, None
+            )
         elif run.bench_s is not None:
-            out[st.id] = Actual(run.bench_s, f"benchmark {st.benchmark}", run.gpu, run.count, run.run_id)
+            out[st.id] = Actual(
+                run.bench_s, f"benchmark {st.benchmark}", run.gpu, run.count, run.run_id
+            )
         elif run.wall_s:
-            out[st.id] = Actual(float(run.wall_s), f"wall_time_s of {st.output}", run.gpu, run.count, run.run_id)
+            out[st.id] = Actual(
+                float(run.wall_s), f"wall_time_s of {st.output}", run.gpu, run.count, run.run_id
+            )
         else:
-            out[st.id] = Actual(None, f"no benchmark file and no wall_time_s in {st.output}",
-                                run.gpu, run.count, run.run_id)
+            out[st.id] = Actual(
+                None,
+                f"no benchmark file and no wall_time_s in {st.output}",
+                run.gpu,
+                run.count,
+                run.run_id,
+            )
     return out
 
 
@@ -812,9 +967,18 @@ def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
         hit = df.index[ran & (df["gpu"] == a.gpu) & (df["gpus"] == a.count)]
         seconds = None if a.seconds is None else round(a.seconds, 1)
         if not len(hit):
-            extra.append(dict(setup=label, gpu=a.gpu, gpus=a.count, stage=sid, actual_s=seconds,
-                              actual_source=a.source, status="ran on this setup",
-                              note=UNPLANNED))
+            extra.append(
+                dict(
+                    setup=label,
+                    gpu=a.gpu,
+                    gpus=a.count,
+                    stage=sid,
+                    actual_s=seconds,
+                    actual_source=a.source,
+                    status="ran on this setup",
+                    note=UNPLANNED,
+                )
+            )
             continue
         i = hit[0]
         df.loc[i, "status"] = "ran on this setup"
@@ -827,7 +991,9 @@ def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
         if not pd.isna(est):
             df.loc[i, "error_pct"] = round(100 * (est - a.seconds) / a.seconds, 1)
         if a.run_id and df.loc[i, "measured_run_id"] == a.run_id:
-            df.loc[i, "note"] = f"estimate used this run's own measurement, not a forecast; {df.loc[i, 'note']}"
+            df.loc[i, "note"] = (
+                f"estimate used this run's own measurement, not a forecast; {df.loc[i, 'note']}"
+            )
     for label in df["setup"].unique():
         rows = df[(df["setup"] == label) & stage_rows]
         total = df.index[(df["setup"] == label) & ~stage_rows]
@@ -835,14 +1001,19 @@ def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
             continue
         i = total[0]
         n_ran, n_here = rows["stage"].isin(list(actuals)).sum(), rows["actual_s"].notna().sum()
-        df.loc[i, "status"] = NOT_RUN if not n_ran else (
-            f"{n_ran} of {len(rows)} stages ran, {n_here} with an actual time on this setup")
+        df.loc[i, "status"] = (
+            NOT_RUN
+            if not n_ran
+            else (f"{n_ran} of {len(rows)} stages ran, {n_here} with an actual time on this setup")
+        )
         if len(rows) and n_here == len(rows):
             df.loc[i, "actual_s"] = round(rows["actual_s"].sum(), 1)
             df.loc[i, "actual_source"] = "sum of the stages"
             if rows["est_job_s"].notna().all():
                 est = rows["est_job_s"].sum()
-                df.loc[i, "error_pct"] = round(100 * (est - df.loc[i, "actual_s"]) / df.loc[i, "actual_s"], 1)
+                df.loc[i, "error_pct"] = round(
+                    100 * (est - df.loc[i, "actual_s"]) / df.loc[i, "actual_s"], 1
+                )
     if extra:
         df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
     return df
@@ -864,8 +1035,10 @@ BENCHMARKS = {
     "finetune": "benchmarks/finetune/{variant}.tsv",
     "eval": "benchmarks/eval_model/{model}.{policy}.tsv",
 }
+
+
 def resolve_variants(finetune: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """name -> {stage, policy, params, ...}, by the same rule as the pipeline (maskablate.study)."""
+    """name -> {stage, policy, params, ...}, by the same rule as the pipeline (ablate.mask.study)."""
     return study.resolve_variants(finetune["variants"], finetune.get("defaults", {}))
 
 
@@ -882,9 +1055,16 @@ class Study:
     model on the submit host and is not planned.
     """
 
-    def __init__(self, config: dict[str, Any], ref: Reference, *, root: str | os.PathLike = ".",
-                 variants: dict[str, dict[str, Any]] | None = None,
-                 outputs: dict[str, str] | None = None, benchmarks: dict[str, str] | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        ref: Reference,
+        *,
+        root: str | os.PathLike = ".",
+        variants: dict[str, dict[str, Any]] | None = None,
+        outputs: dict[str, str] | None = None,
+        benchmarks: dict[str, str] | None = None,
+    ):
         self.config, self.plan, self.ref, self.root = config, config["plan"], ref, Path(root)
         self.embedded_model = config["model"]["source"] == "embedded"
         self.embedded_data = config["data"]["source"] == "embedded"
@@ -894,7 +1074,9 @@ class Study:
         self.params, self.params_source = self._base_params()
         groups = vast_profile(self.plan)["groups"]
         # the vast profile puts a finetune and the evaluations of its checkpoint on one instance
-        self.grouped = groups.get("finetune") is not None and groups.get("finetune") == groups.get("eval_model")
+        self.grouped = groups.get("finetune") is not None and groups.get("finetune") == groups.get(
+            "eval_model"
+        )
         self._cache: dict = {}
         self.stages = self._stages()
 
@@ -902,7 +1084,7 @@ class Study:
     def _base_params(self) -> tuple[float, str]:
         m = self.config["model"]
         if self.embedded_model:
-            from maskablate.modeling import tiny_ministral3_config
+            from ablate.core.modeling import tiny_ministral3_config
 
             arch = (m.get("embedded") or {}).get("arch") or {}
             params = count_params(tiny_ministral3_config(**arch))
@@ -913,13 +1095,17 @@ class Study:
         try:  # a hub id already in the local HF cache
             from transformers import AutoConfig
 
-            cfg = AutoConfig.from_pretrained(path, revision=m.get("revision"), local_files_only=True)
+            cfg = AutoConfig.from_pretrained(
+                path, revision=m.get("revision"), local_files_only=True
+            )
             return float(count_params(cfg)), f"{path} config.json (local HF cache)"
         except (OSError, ValueError):
             pass
         if path in self.ref.models:
             spec = self.ref.models[path]
-            return float(count_params(spec["text_config"])), f"{spec['source']} [{Path(self.ref.path).name}]"
+            return float(
+                count_params(spec["text_config"])
+            ), f"{spec['source']} [{Path(self.ref.path).name}]"
         raise PlanError(
             f"model size of {path!r} unknown offline: no config.json there, none in the HF cache, and "
             f"no entry under 'models:' in {self.ref.path}"
@@ -930,7 +1116,9 @@ class Study:
         or evaluated: the path in its metrics (absolute, where it ran), else the checkpoint this
         results folder holds for that model; a hub model evaluated by id is the config's model."""
         if stage.kind == "train":
-            return _model_params_from_dir(self.root / Path(stage.output).parent / "final", self._cache)
+            return _model_params_from_dir(
+                self.root / Path(stage.output).parent / "final", self._cache
+            )
         path = (data.get("model") or {}).get("path")
         if path and (Path(path) / "config.json").exists():
             return _model_params_from_dir(path, self._cache)
@@ -946,7 +1134,7 @@ class Study:
     def _sft_rows(self) -> list[dict[str, Any]] | None:
         if not self.embedded_data:
             return None
-        from maskablate import embedded
+        from ablate.mask import embedded
 
         d = {**embedded.DEFAULTS, **(self.config["data"].get("embedded") or {})}
         return embedded.sft_pairs(self.config["data"]["seed"], d["sft_pairs"])
@@ -955,7 +1143,7 @@ class Study:
         rows = self._sft_rows()
         if rows is None:
             return float(max_seq_len), f"upper bound: every pair {max_seq_len} tokens (max_seq_len)"
-        from maskablate.sft_data import format_prompt
+        from ablate.mask.sft_data import format_prompt
 
         lens = [min(max_seq_len, _words(format_prompt(r)) + _words(r["output"]) + 2) for r in rows]
         return sum(lens) / len(lens), "mean words+2 of the generated SFT pairs"
@@ -970,21 +1158,30 @@ class Study:
         for t in self.config["eval"]["tasks"]:
             name, limit = t["name"], t.get("limit")
             if self.embedded_data:
-                from maskablate import embedded
+                from ablate.mask import embedded
 
                 d = {**embedded.DEFAULTS, **(self.config["data"].get("embedded") or {})}
                 docs = embedded.task_docs(name, self.config["data"]["seed"], d["task_docs"])
                 docs = docs[: (n_docs or {}).get(name) or limit or len(docs)]
                 if name == "emb_animals":
-                    toks = sum(_words(o) + _words(doc["continuation"]) + 1 for doc in docs for o in doc["options"])
+                    toks = sum(
+                        _words(o) + _words(doc["continuation"]) + 1
+                        for doc in docs
+                        for o in doc["options"]
+                    )
                 else:
-                    toks = sum(_words(doc["context"]) + _words(c) + 1 for doc in docs for c in doc["choices"])
+                    toks = sum(
+                        _words(doc["context"]) + _words(c) + 1
+                        for doc in docs
+                        for c in doc["choices"]
+                    )
                 total += toks
                 parts.append(f"{name} {len(docs)} docs")
                 continue
             spec = {**self.ref.tasks.get(name, {}), **(self.plan["tasks"].get(name) or {})}
             n = (n_docs or {}).get(name) or (
-                min(limit, spec["docs"]) if limit and "docs" in spec else limit or spec.get("docs"))
+                min(limit, spec["docs"]) if limit and "docs" in spec else limit or spec.get("docs")
+            )
             tpr = spec.get("tokens_per_request") or tpr_default.get("value")
             if not n or "choices" not in spec or not tpr:
                 unknown.append(name)
@@ -992,12 +1189,19 @@ class Study:
             total += n * spec["choices"] * tpr
             parts.append(f"{name} {n}x{spec['choices']}")
         if unknown:
-            return None, (f"unknown size of task(s) {', '.join(unknown)}: add plan.tasks.<task> "
-                          "{choices, docs, tokens_per_request}")
+            return None, (
+                f"unknown size of task(s) {', '.join(unknown)}: add plan.tasks.<task> "
+                "{choices, docs, tokens_per_request}"
+            )
         if self.embedded_data:
-            return total, "generated task docs, words+1 per (context, choice) request: " + ", ".join(parts)
-        return total, (f"docs x choices x {tpr_default.get('value')} tokens/request "
-                       f"({tpr_default.get('source', 'measurements file')}): " + ", ".join(parts))
+            return (
+                total,
+                "generated task docs, words+1 per (context, choice) request: " + ", ".join(parts),
+            )
+        return total, (
+            f"docs x choices x {tpr_default.get('value')} tokens/request "
+            f"({tpr_default.get('source', 'measurements file')}): " + ", ".join(parts)
+        )
 
     def _measured_tokens_per_step(self, shape: dict[str, Any]) -> tuple[float, str] | None:
         """Mean non-pad tokens/step of an earlier finetune with the same batch shape and data."""
@@ -1005,10 +1209,14 @@ class Study:
             path = self.root / self.outputs["finetune"].format(variant=name)
             data = _read_json(path) or {}
             p = data.get("params") or {}
-            if data.get("steps_done") and data.get("tokens_seen") and all(
-                p.get(k) == shape[k] for k in ("batch_size", "grad_accum", "max_seq_len")
+            if (
+                data.get("steps_done")
+                and data.get("tokens_seen")
+                and all(p.get(k) == shape[k] for k in ("batch_size", "grad_accum", "max_seq_len"))
             ):
-                return data["tokens_seen"] / data["steps_done"], f"measured mean tokens/step of {path}"
+                return data["tokens_seen"] / data[
+                    "steps_done"
+                ], f"measured mean tokens/step of {path}"
         return None
 
     # -- stages
@@ -1019,55 +1227,109 @@ class Study:
         cfg, stages = self.config, []
         hub = not self.embedded_model
         if self.embedded_model:
-            from maskablate import training
+            from ablate.mask import training
 
-            p = training.resolve_params((cfg["model"].get("embedded") or {}).get("pretrain"),
-                                        training.PRETRAIN_DEFAULTS)
+            p = training.resolve_params(
+                (cfg["model"].get("embedded") or {}).get("pretrain"), training.PRETRAIN_DEFAULTS
+            )
             out, bench = self._files("prepare_model")
-            shape = {k: p[k] for k in ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")}
-            stages.append(Stage(
-                "prepare_model", "train", "base", "causal",
-                p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"],
-                "max_steps x batch x grad_accum x max_seq_len (packed corpus blocks)",
-                out, bench, writes_checkpoint=True, train_shape=shape, dtype=p["model_dtype"], optim=p["optim"],
-            ))
+            shape = {
+                k: p[k]
+                for k in ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
+            }
+            stages.append(
+                Stage(
+                    "prepare_model",
+                    "train",
+                    "base",
+                    "causal",
+                    p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"],
+                    "max_steps x batch x grad_accum x max_seq_len (packed corpus blocks)",
+                    out,
+                    bench,
+                    writes_checkpoint=True,
+                    train_shape=shape,
+                    dtype=p["model_dtype"],
+                    optim=p["optim"],
+                )
+            )
         leak = cfg["leakage"]
         per_pair, per_pair_src = self._pair_tokens(leak["max_seq_len"])
         for policy in sorted({v["policy"] for v in self.variants.values()}):
             out, bench = self._files("leakage", policy=policy)
-            stages.append(Stage(
-                f"leakage/{policy}", "probe", "base", policy, 2 * leak["n_pairs"] * per_pair,
-                f"2 forwards (causal + {policy}) x {leak['n_pairs']} pairs x {per_pair:.4g} tokens ({per_pair_src})",
-                out, bench, loads_hub_model=hub, ships_checkpoint=not hub,
-            ))
+            stages.append(
+                Stage(
+                    f"leakage/{policy}",
+                    "probe",
+                    "base",
+                    policy,
+                    2 * leak["n_pairs"] * per_pair,
+                    f"2 forwards (causal + {policy}) x {leak['n_pairs']} pairs x "
+                    f"{per_pair:.4g} tokens ({per_pair_src})",
+                    out,
+                    bench,
+                    loads_hub_model=hub,
+                    ships_checkpoint=not hub,
+                )
+            )
         for name, v in sorted(self.variants.items()):
             p = v["params"]
-            shape = {k: p.get(k) for k in ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")}
+            shape = {
+                k: p.get(k)
+                for k in ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
+            }
             measured = self._measured_tokens_per_step(shape)
             if measured:
                 per_step, src = measured
             else:
                 pair, pair_src = self._pair_tokens(p["max_seq_len"])
-                per_step, src = p["batch_size"] * p["grad_accum"] * pair, f"batch x grad_accum x ({pair_src})"
+                per_step, src = (
+                    p["batch_size"] * p["grad_accum"] * pair,
+                    f"batch x grad_accum x ({pair_src})",
+                )
             stops = p.get("plateau_patience") or p.get("no_learning_steps")
             stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
             out, bench = self._files("finetune", variant=name)
-            stages.append(Stage(
-                f"finetune/{name}", "train", name, v["policy"], p["max_steps"] * per_step,
-                f"max_steps {p['max_steps']} x {per_step:.4g} tokens/step ({src}){stop}",
-                out, bench, loads_hub_model=hub, ships_checkpoint=not hub, writes_checkpoint=True,
-                train_shape=shape, dtype=p.get("model_dtype", "float32"), optim=p.get("optim"),
-            ))
+            stages.append(
+                Stage(
+                    f"finetune/{name}",
+                    "train",
+                    name,
+                    v["policy"],
+                    p["max_steps"] * per_step,
+                    f"max_steps {p['max_steps']} x {per_step:.4g} tokens/step ({src}){stop}",
+                    out,
+                    bench,
+                    loads_hub_model=hub,
+                    ships_checkpoint=not hub,
+                    writes_checkpoint=True,
+                    train_shape=shape,
+                    dtype=p.get("model_dtype", "float32"),
+                    optim=p.get("optim"),
+                )
+            )
         tokens, tokens_src = self.eval_tokens()
         for model in ["base", *sorted(self.variants)]:
             for policy in dict.fromkeys(["causal", cfg["eval"]["ablated_policy"]]):
                 out, bench = self._files("eval", model=model, policy=policy)
-                stages.append(Stage(
-                    f"eval/{model}/{policy}", "eval", model, policy, tokens, tokens_src, out, bench,
-                    loads_hub_model=hub and model == "base", ships_checkpoint=not (hub and model == "base"),
-                    dtype=cfg["eval"].get("dtype", "float32"),
-                    shares_instance=f"finetune/{model}" if self.grouped and model != "base" else None,
-                ))
+                stages.append(
+                    Stage(
+                        f"eval/{model}/{policy}",
+                        "eval",
+                        model,
+                        policy,
+                        tokens,
+                        tokens_src,
+                        out,
+                        bench,
+                        loads_hub_model=hub and model == "base",
+                        ships_checkpoint=not (hub and model == "base"),
+                        dtype=cfg["eval"].get("dtype", "float32"),
+                        shares_instance=f"finetune/{model}"
+                        if self.grouped and model != "base"
+                        else None,
+                    )
+                )
         return stages
 
 
@@ -1080,8 +1342,14 @@ class Plan:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def make_plan(config: dict[str, Any], *, root: str | os.PathLike = ".", actuals: bool = True,
-              frozen: pd.DataFrame | None = None, **study_kw: Any) -> Plan:
+def make_plan(
+    config: dict[str, Any],
+    *,
+    root: str | os.PathLike = ".",
+    actuals: bool = True,
+    frozen: pd.DataFrame | None = None,
+    **study_kw: Any,
+) -> Plan:
     """The plan of one config: estimate every (setup, stage); with ``actuals`` add finished stages.
 
     ``frozen``: an estimate written before the run (rule ``plan_estimate``); the actuals are added
@@ -1125,19 +1393,25 @@ def _hms(s: float | None) -> str:
 def summary_lines(p: Plan) -> list[str]:
     """Human-readable plan: model, price provenance, one line per setup, measured vs estimated."""
     t, info = p.table, p.info
-    lines = [f"model: {info['model']}, {info['params'] / 1e9:.4g} B parameters ({info['params_source']})"]
+    lines = [
+        f"model: {info['model']}, {info['params'] / 1e9:.4g} B parameters ({info['params_source']})"
+    ]
     dates = ", ".join(info["captured_at"]) or "none"
     lines.append(f"prices captured at: {dates}")
     stages = t[t["stage"] != TOTAL]
     n_meas = stages["throughput_source"].fillna("").str.startswith("measured").sum()
     n_flop = stages["throughput_source"].fillna("").str.startswith("flop-estimate").sum()
-    lines.append(f"throughput: {n_meas} (setup, stage) rows from measurements, {n_flop} from the FLOP estimate")
+    lines.append(
+        f"throughput: {n_meas} (setup, stage) rows from measurements, {n_flop} from the FLOP estimate"
+    )
     if stages["status"].notna().any():  # actuals were looked for (not an estimate only)
         planned = stages[stages["note"] != UNPLANNED]
         ran = planned[planned["status"] != NOT_RUN]["stage"].nunique()
         n = planned["stage"].nunique()
-        lines.append(f"stages run: {ran} of {n}" + (
-            " (actual_s and error_pct fill in as the stages finish)" if ran < n else ""))
+        lines.append(
+            f"stages run: {ran} of {n}"
+            + (" (actual_s and error_pct fill in as the stages finish)" if ran < n else "")
+        )
     for _, r in t[t["stage"] == TOTAL].iterrows():
         if pd.isna(r["est_s"]):
             cost = "incomplete: " + str(r["note"]).split("; ", 1)[-1]
@@ -1162,12 +1436,37 @@ def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None =
     tmp.replace(csv)
     if html:
         totals = p.table[p.table["stage"] == TOTAL][
-            ["setup", "est_s", "est_cost_usd", "price_per_hour", "actual_s", "error_pct", "status", "note"]].copy()
+            [
+                "setup",
+                "est_s",
+                "est_cost_usd",
+                "price_per_hour",
+                "actual_s",
+                "error_pct",
+                "status",
+                "note",
+            ]
+        ].copy()
         totals.insert(2, "est_h:m:s", totals["est_s"].map(_hms))
         stages = p.table[p.table["stage"] != TOTAL][
-            ["setup", "stage", "tokens", "tok_s_per_gpu", "throughput_source", "compute_s",
-             "job_overhead_s", "rental_overhead_s", "est_s", "fits_memory", "est_cost_usd",
-             "actual_s", "error_pct", "status", "price_source"]]
+            [
+                "setup",
+                "stage",
+                "tokens",
+                "tok_s_per_gpu",
+                "throughput_source",
+                "compute_s",
+                "job_overhead_s",
+                "rental_overhead_s",
+                "est_s",
+                "fits_memory",
+                "est_cost_usd",
+                "actual_s",
+                "error_pct",
+                "status",
+                "price_source",
+            ]
+        ]
         head = "".join(f"<li>{line.strip()}</li>" for line in summary_lines(p))
         Path(html).write_text(
             "<html><head><meta charset='utf-8'><title>Runtime and cost plan</title>"
@@ -1184,34 +1483,51 @@ def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None =
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="maskablate plan",
+        prog="ablate plan",
         description="Predict wall time and cost of every stage on every setup (plan.setups); after a "
-                    "run, add the actual time and the error of the estimate. See docs/planner.md.",
+        "run, add the actual time and the error of the estimate. See docs/planner.md.",
     )
-    ap.add_argument("--config", required=True, help="pipeline config (config/config.yaml, config/ministral3b.yaml)")
+    ap.add_argument(
+        "--config",
+        required=True,
+        help="pipeline config (config/config.yaml, config/ministral3b.yaml)",
+    )
     ap.add_argument("--out", default="results/plan.csv", help="plan table (CSV)")
     ap.add_argument("--html", help="also write the table as HTML (the report's view)")
     ap.add_argument("--root", default=".", help="folder holding results/ and benchmarks/ of runs")
-    ap.add_argument("--schema", default=CONFIG_SCHEMA, help="pipeline config schema (fills defaults)")
+    ap.add_argument(
+        "--schema", default=CONFIG_SCHEMA, help="pipeline config schema (fills defaults)"
+    )
     ap.add_argument("--plan-schema", default=PLAN_SCHEMA, help="schema of the plan: block")
-    ap.add_argument("--frozen", help="add actuals to this estimate (written before the run) instead of a fresh one")
+    ap.add_argument(
+        "--frozen",
+        help="add actuals to this estimate (written before the run) instead of a fresh one",
+    )
     ap.add_argument("--no-actuals", action="store_true", help="estimate only")
-    ap.add_argument("--capture-offers", metavar="PATH",
-                    help="write the cheapest live Vast offer per setup as a snapshot (needs VAST_API_KEY) and exit")
+    ap.add_argument(
+        "--capture-offers",
+        metavar="PATH",
+        help="write the cheapest live Vast offer per setup as a snapshot (needs VAST_API_KEY) and exit",
+    )
     args = ap.parse_args(argv)
     try:
         config = load_config(args.config, args.schema, args.plan_schema)
         if args.capture_offers:
-            snap = capture_offers(parse_setups(config["plan"], Reference.load(config["plan"]["measurements"])),
-                                  config["plan"], args.capture_offers)
-            print(f"wrote {len(snap['offers'])} offers to {args.capture_offers} ({snap['captured_at']})")
+            snap = capture_offers(
+                parse_setups(config["plan"], Reference.load(config["plan"]["measurements"])),
+                config["plan"],
+                args.capture_offers,
+            )
+            print(
+                f"wrote {len(snap['offers'])} offers to {args.capture_offers} ({snap['captured_at']})"
+            )
             for m in snap["missing"]:
                 print(f"  missing: {m}")
             return 0
         frozen = pd.read_csv(args.frozen) if args.frozen else None
         p = make_plan(config, root=args.root, actuals=not args.no_actuals, frozen=frozen)
     except (PlanError, OSError) as exc:
-        print(f"maskablate plan: {exc}", file=sys.stderr)
+        print(f"ablate plan: {exc}", file=sys.stderr)
         return 2
     write_plan(p, args.out, args.html)
     print("\n".join(summary_lines(p)))

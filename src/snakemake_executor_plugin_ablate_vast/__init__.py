@@ -1,13 +1,17 @@
-"""Registers maskablate.vast_executor as the Snakemake executor plugin `maskablate-vast`.
+"""Registers snakemake_executor_plugin_ablate_vast.executor as the Snakemake executor plugin `ablate-vast`.
 
 Snakemake finds executor plugins by the module name prefix `snakemake_executor_plugin_` and
 imports every one of them at start-up, whichever executor is used. So an import failure here
 (e.g. snakemake-executor-plugin-vastai missing) must not break local or SLURM runs: it registers
-a stand-in that reports the error only when `maskablate-vast` is actually selected.
+a stand-in that reports the error only when `ablate-vast` is actually selected.
 """
 
 try:
-    from maskablate.vast_executor import Executor, ExecutorSettings, common_settings
+    from snakemake_executor_plugin_ablate_vast.executor import (
+        Executor,
+        ExecutorSettings,
+        common_settings,
+    )
 except Exception as _import_error:  # noqa: BLE001 - reported when the executor is used
     import sys
     from dataclasses import dataclass
@@ -16,15 +20,16 @@ except Exception as _import_error:  # noqa: BLE001 - reported when the executor 
     from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
     from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
-    _message = f"executor maskablate-vast unavailable: {_import_error!r}"
+    _message = f"executor ablate-vast unavailable: {_import_error!r}"
     print(f"warning: {_message}", file=sys.stderr)
 
     @dataclass
     class ExecutorSettings(ExecutorSettingsBase):
         pass
 
-    common_settings = CommonSettings(non_local_exec=True, implies_no_shared_fs=True,
-                                     job_deploy_sources=False)
+    common_settings = CommonSettings(
+        non_local_exec=True, implies_no_shared_fs=True, job_deploy_sources=False
+    )
 
     class Executor(RemoteExecutor):
         def __post_init__(self):
@@ -39,5 +44,6 @@ except Exception as _import_error:  # noqa: BLE001 - reported when the executor 
 
         def cancel_jobs(self, active_jobs):
             pass
+
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]

@@ -1,4 +1,4 @@
-"""``maskablate train finetune|pretrain``: the CLI over :mod:`maskablate.training.run`."""
+"""``ablate train finetune|pretrain``: the CLI over :mod:`ablate.mask.training.run`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from maskablate import masks, sft_data
-from maskablate.training.params import LeakageGateError, TrainingConfigError, TrainingError
-from maskablate.training.run import finetune, pretrain
+from ablate.mask import masks, sft_data
+from ablate.mask.training.params import LeakageGateError, TrainingConfigError, TrainingError
+from ablate.mask.training.run import finetune, pretrain
 
 
 def _load_mapping(text: str | None, what: str) -> dict:
@@ -22,12 +22,18 @@ def _load_mapping(text: str | None, what: str) -> dict:
     if not text.lstrip().startswith("{") and path.exists():
         import yaml
 
-        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+        data = (
+            yaml.safe_load(path.read_text())
+            if path.suffix in (".yaml", ".yml")
+            else json.loads(path.read_text())
+        )
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise TrainingConfigError(f"{what}: {text!r} is neither a file nor a JSON object ({exc})") from exc
+            raise TrainingConfigError(
+                f"{what}: {text!r} is neither a file nor a JSON object ({exc})"
+            ) from exc
     if not isinstance(data, dict):
         raise TrainingConfigError(f"{what}: expected a mapping, got {type(data).__name__}")
     return data
@@ -46,23 +52,32 @@ def _apply_sets(params: dict, sets: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="maskablate train", description="Pretrain or finetune under a mask policy (docs/training.md)."
+        prog="ablate train",
+        description="Pretrain or finetune under a mask policy (docs/training.md).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     ft = sub.add_parser("finetune", help="SFT under a mask policy (response-only loss)")
     ft.add_argument("--model", required=True, help="model directory or hub id")
     ft.add_argument("--data", required=True, help="Alpaca .jsonl or datasets id")
     ft.add_argument("--policy", required=True, choices=masks.POLICIES)
-    ft.add_argument("--probe-result", help="JSON written by `maskablate probe` (else the probe runs here)")
-    ft.add_argument("--allow-leakage", action="store_true", help="train under a leaking policy on purpose")
+    ft.add_argument(
+        "--probe-result", help="JSON written by `ablate probe` (else the probe runs here)"
+    )
+    ft.add_argument(
+        "--allow-leakage", action="store_true", help="train under a leaking policy on purpose"
+    )
     pt = sub.add_parser("pretrain", help="causal pretraining of a fresh tiny Ministral-3")
     pt.add_argument("--corpus", required=True, help=".jsonl with a 'text' field, or text lines")
     pt.add_argument("--tokenizer", required=True, help="tokenizer directory")
     pt.add_argument("--arch", help="tiny architecture overrides: JSON/YAML file or inline JSON")
     for p in (ft, pt):
-        p.add_argument("--out", required=True, help="output directory (final/, summary.json, checkpoints/)")
+        p.add_argument(
+            "--out", required=True, help="output directory (final/, summary.json, checkpoints/)"
+        )
         p.add_argument("--params", help="hyperparameters: JSON/YAML file or inline JSON")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter"
+        )
         p.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.threads:
@@ -71,11 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         params = _apply_sets(_load_mapping(args.params, "--params"), args.set)
         if args.command == "finetune":
             probe_result = _load_mapping(args.probe_result, "--probe-result") or None
-            finetune(model_path=args.model, data=args.data, policy=args.policy, params=params,
-                     out_dir=args.out, probe_result=probe_result, allow_leakage=args.allow_leakage)
+            finetune(
+                model_path=args.model,
+                data=args.data,
+                policy=args.policy,
+                params=params,
+                out_dir=args.out,
+                probe_result=probe_result,
+                allow_leakage=args.allow_leakage,
+            )
         else:
-            pretrain(corpus=args.corpus, tokenizer_dir=args.tokenizer,
-                     arch=_load_mapping(args.arch, "--arch"), params=params, out_dir=args.out)
+            pretrain(
+                corpus=args.corpus,
+                tokenizer_dir=args.tokenizer,
+                arch=_load_mapping(args.arch, "--arch"),
+                params=params,
+                out_dir=args.out,
+            )
     except LeakageGateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3

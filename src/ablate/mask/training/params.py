@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from maskablate import masks
+from ablate.mask import masks
 
 IGNORE_INDEX = -100
 CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every Trainer checkpoint
@@ -49,18 +49,14 @@ FINETUNE_DEFAULTS: dict[str, Any] = dict(
     plateau_min_steps=3000,
     # leakage gate
     probe_size=64,
-    probe_threshold=None,  # None: maskablate.leakage.DEFAULT_THRESHOLD
+    probe_threshold=None,  # None: ablate.mask.leakage.DEFAULT_THRESHOLD
     probe_batch_size=8,
     keep_checkpoints=False,  # keep out_dir/checkpoints after the final save
 )
 
 #: Causal pretraining of the embedded tiny model (the embedded config overrides these).
 PRETRAIN_DEFAULTS: dict[str, Any] = {
-    **{
-        k: v
-        for k, v in FINETUNE_DEFAULTS.items()
-        if not k.startswith("probe_")
-    },
+    **{k: v for k, v in FINETUNE_DEFAULTS.items() if not k.startswith("probe_")},
     **dict(
         attn_implementation="sdpa",  # causal only
         learning_rate=1e-3,
@@ -90,8 +86,6 @@ class LeakageGateError(TrainingError):
     pass
 
 
-
-
 def resolve_params(params: dict | None, defaults: dict[str, Any]) -> dict[str, Any]:
     """Defaults overlaid with ``params``; an unknown key is an error (a typo must not be ignored)."""
     params = dict(params or {})
@@ -104,10 +98,14 @@ def resolve_params(params: dict | None, defaults: dict[str, Any]) -> dict[str, A
     out = {**defaults, **params}
     for key in ("max_steps", "batch_size", "grad_accum", "max_seq_len", "logging_steps"):
         if not isinstance(out[key], int) or out[key] < 1:
-            raise TrainingConfigError(f"training parameter {key} must be an integer >= 1, got {out[key]!r}")
+            raise TrainingConfigError(
+                f"training parameter {key} must be an integer >= 1, got {out[key]!r}"
+            )
     for key in ("eval_size", "eval_steps", "save_steps", "no_learning_steps", "plateau_patience"):
         if out.get(key) is not None and (not isinstance(out[key], int) or out[key] < 0):
-            raise TrainingConfigError(f"training parameter {key} must be an integer >= 0, got {out[key]!r}")
+            raise TrainingConfigError(
+                f"training parameter {key} must be an integer >= 0, got {out[key]!r}"
+            )
     return out
 
 

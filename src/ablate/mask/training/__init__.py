@@ -20,16 +20,16 @@ Modules: ``params`` (defaults, resolution, errors), ``data`` (examples, collator
 ``MaskPolicyTrainer``, saving, resume), ``run`` (``finetune``, ``pretrain``), ``cli`` (``main``).
 """
 
-from maskablate.training.callbacks import Progress, StopRules, Throughput
-from maskablate.training.cli import main
-from maskablate.training.data import (
+from ablate.mask.training.callbacks import Progress, StopRules, Throughput
+from ablate.mask.training.cli import main
+from ablate.mask.training.data import (
     ExampleDataset,
     PolicyCollator,
     load_corpus,
     pack_corpus,
     sft_examples,
 )
-from maskablate.training.params import (
+from ablate.mask.training.params import (
     CHECKPOINT_MARKER,
     FINETUNE_DEFAULTS,
     FORMAT_FALLBACK,
@@ -41,8 +41,8 @@ from maskablate.training.params import (
     TrainingError,
     resolve_params,
 )
-from maskablate.training.run import finetune, pretrain
-from maskablate.training.trainer import (
+from ablate.mask.training.run import finetune, pretrain
+from ablate.mask.training.trainer import (
     MaskPolicyTrainer,
     MasterWeightsOptimizer,
     build_trainer,
@@ -54,10 +54,33 @@ from maskablate.training.trainer import (
 )
 
 __all__ = [
-    "CHECKPOINT_MARKER", "FINETUNE_DEFAULTS", "FORMAT_FALLBACK", "FORMAT_SAVE_PRETRAINED", "IGNORE_INDEX",
-    "PRETRAIN_DEFAULTS", "ExampleDataset", "LeakageGateError", "MaskPolicyTrainer", "MasterWeightsOptimizer",
-    "PolicyCollator", "Progress", "StopRules", "Throughput", "TrainingConfigError", "TrainingError",
-    "build_trainer", "complete_checkpoints", "finetune", "load_corpus", "main", "pack_corpus",
-    "policy_loss_sum", "pretrain", "resolve_params", "save_final", "save_state_dict_fallback",
-    "sft_examples", "verify_loadable",
+    "CHECKPOINT_MARKER",
+    "FINETUNE_DEFAULTS",
+    "FORMAT_FALLBACK",
+    "FORMAT_SAVE_PRETRAINED",
+    "IGNORE_INDEX",
+    "PRETRAIN_DEFAULTS",
+    "ExampleDataset",
+    "LeakageGateError",
+    "MaskPolicyTrainer",
+    "MasterWeightsOptimizer",
+    "PolicyCollator",
+    "Progress",
+    "StopRules",
+    "Throughput",
+    "TrainingConfigError",
+    "TrainingError",
+    "build_trainer",
+    "complete_checkpoints",
+    "finetune",
+    "load_corpus",
+    "main",
+    "pack_corpus",
+    "policy_loss_sum",
+    "pretrain",
+    "resolve_params",
+    "save_final",
+    "save_state_dict_fallback",
+    "sft_examples",
+    "verify_loadable",
 ]

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from maskablate import checkpoint, masks
-from maskablate.training.callbacks import Progress, StopRules, Throughput
-from maskablate.training.data import PolicyCollator
-from maskablate.training.params import (
+from ablate.core import checkpoint
+from ablate.mask import masks
+from ablate.mask.training.callbacks import Progress, StopRules, Throughput
+from ablate.mask.training.data import PolicyCollator
+from ablate.mask.training.params import (
     CHECKPOINT_MARKER,
     FORMAT_FALLBACK,
     FORMAT_SAVE_PRETRAINED,
@@ -152,18 +153,25 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def load_state_dict(self, state_dict: dict) -> None:
         self.inner.load_state_dict(state_dict["inner"])
-        torch._foreach_copy_(self.master_params, [t.to(m.device) for t, m in
-                                                  zip(state_dict["master"], self.master_params, strict=True)])
+        torch._foreach_copy_(
+            self.master_params,
+            [t.to(m.device) for t, m in zip(state_dict["master"], self.master_params, strict=True)],
+        )
         torch._foreach_copy_(self.model_params, self.master_params)
-
-
 
 
 class MaskPolicyTrainer(Trainer):
     """HF Trainer whose forward obeys a mask policy; adds fallback saving and complete-marked checkpoints."""
 
-    def __init__(self, *args, policy: str, stop_rules: StopRules | None = None,
-                 fast_head: bool = True, master_weights: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        policy: str,
+        stop_rules: StopRules | None = None,
+        fast_head: bool = True,
+        master_weights: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.policy = masks.check_policy(policy)
         self.stop_rules = stop_rules
@@ -205,7 +213,9 @@ class MaskPolicyTrainer(Trainer):
             model.to(dtype)
         if self.master_optimizer is not None:
             with torch.no_grad():
-                torch._foreach_copy_(self.master_optimizer.model_params, self.master_optimizer.master_params)
+                torch._foreach_copy_(
+                    self.master_optimizer.model_params, self.master_optimizer.master_params
+                )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
@@ -236,10 +246,17 @@ class MaskPolicyTrainer(Trainer):
             super()._save(output_dir, state_dict=state_dict)
             self.last_save_format = FORMAT_SAVE_PRETRAINED
         except Exception as exc:  # any failure of the model's own serializer
-            print(f"[save] save_pretrained failed ({type(exc).__name__}: {exc}); "
-                  f"writing the state_dict fallback to {output_dir}", file=sys.stderr, flush=True)
-            save_state_dict_fallback(self.accelerator.unwrap_model(self.model), output_dir,
-                                     tokenizer=self.processing_class)
+            print(
+                f"[save] save_pretrained failed ({type(exc).__name__}: {exc}); "
+                f"writing the state_dict fallback to {output_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
+            save_state_dict_fallback(
+                self.accelerator.unwrap_model(self.model),
+                output_dir,
+                tokenizer=self.processing_class,
+            )
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
             self.last_save_format = FORMAT_FALLBACK
 
@@ -247,8 +264,10 @@ class MaskPolicyTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         # Written last: a checkpoint without it was cut off mid-save and is never resumed from.
         ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        _atomic_write_json(ckpt / CHECKPOINT_MARKER,
-                           {"step": self.state.global_step, "format": self.last_save_format})
+        _atomic_write_json(
+            ckpt / CHECKPOINT_MARKER,
+            {"step": self.state.global_step, "format": self.last_save_format},
+        )
 
 
 def build_trainer(
@@ -283,13 +302,17 @@ def build_trainer(
         gradient_accumulation_steps=p["grad_accum"],
         learning_rate=p["learning_rate"],
         weight_decay=p["weight_decay"],
-        warmup_steps=p["warmup_ratio"],  # a float in [0, 1) is a ratio of max_steps (transformers 5)
+        warmup_steps=p[
+            "warmup_ratio"
+        ],  # a float in [0, 1) is a ratio of max_steps (transformers 5)
         lr_scheduler_type=p["lr_scheduler"],
         optim=p["optim"],
         max_grad_norm=p["max_grad_norm"],
         bf16=_bf16_enabled(p["bf16"]),
         activation_checkpointing=p["gradient_checkpointing"],
-        activation_checkpointing_kwargs={"use_reentrant": False} if p["gradient_checkpointing"] else None,
+        activation_checkpointing_kwargs={"use_reentrant": False}
+        if p["gradient_checkpointing"]
+        else None,
         eval_strategy="steps" if do_eval else "no",
         eval_steps=p["eval_steps"] if do_eval else None,
         save_strategy="steps" if save else "no",
@@ -326,8 +349,6 @@ def build_trainer(
     return trainer, stop_rules, throughput
 
 
-
-
 def _atomic_write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=str))
@@ -353,7 +374,7 @@ def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) 
 
 def verify_loadable(model, path: str | os.PathLike) -> None:
     """Reload ``path`` with the eval stage's loader and compare every tensor with ``model``."""
-    from maskablate.modeling import load_causal_lm
+    from ablate.core.modeling import load_causal_lm
 
     reloaded = load_causal_lm(path, dtype=model.dtype, verify=False)
     want, got = model.state_dict(), reloaded.state_dict()
@@ -364,10 +385,14 @@ def verify_loadable(model, path: str | os.PathLike) -> None:
         )
     for k, v in want.items():
         if not torch.equal(v.detach().cpu(), got[k].detach().cpu()):
-            raise TrainingError(f"checkpoint {path}: tensor {k} differs from the trained model after reload")
+            raise TrainingError(
+                f"checkpoint {path}: tensor {k} differs from the trained model after reload"
+            )
 
 
-def save_final(trainer: MaskPolicyTrainer, out_dir: Path, *, dtype: torch.dtype, extra: dict) -> dict:
+def save_final(
+    trainer: MaskPolicyTrainer, out_dir: Path, *, dtype: torch.dtype, extra: dict
+) -> dict:
     """Write ``out_dir/final`` atomically: save to final.tmp, verify a fallback, rename, then the manifest."""
     final, tmp = out_dir / "final", out_dir / "final.tmp"
     if tmp.exists():
@@ -387,10 +412,10 @@ def save_final(trainer: MaskPolicyTrainer, out_dir: Path, *, dtype: torch.dtype,
         shutil.rmtree(old)
     else:
         os.replace(tmp, final)
-    checkpoint.write_manifest(final, extra={"format": fmt, "dtype": str(dtype).removeprefix("torch."), **extra})
+    checkpoint.write_manifest(
+        final, extra={"format": fmt, "dtype": str(dtype).removeprefix("torch."), **extra}
+    )
     return {"path": str(final), "format": fmt, "dtype": str(dtype).removeprefix("torch.")}
-
-
 
 
 def complete_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -398,7 +423,8 @@ def complete_checkpoints(ckpt_dir: Path) -> list[Path]:
     if not ckpt_dir.is_dir():
         return []
     found = [
-        d for d in ckpt_dir.glob("checkpoint-*")
+        d
+        for d in ckpt_dir.glob("checkpoint-*")
         if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and d.name.split("-")[-1].isdigit()
     ]
     return sorted(found, key=lambda d: int(d.name.split("-")[-1]))
@@ -410,14 +436,20 @@ def prepare_resume(ckpt_dir: Path, run_key: dict[str, Any]) -> Path | None:
     if ckpt_dir.is_dir():
         old_key = json.loads(key_file.read_text()) if key_file.exists() else None
         if old_key != json.loads(json.dumps(run_key, default=str)):
-            print(f"[resume] {ckpt_dir} belongs to another configuration: starting fresh",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[resume] {ckpt_dir} belongs to another configuration: starting fresh",
+                file=sys.stderr,
+                flush=True,
+            )
             shutil.rmtree(ckpt_dir)
         else:
             for d in ckpt_dir.glob("checkpoint-*"):
                 if d.is_dir() and not (d / CHECKPOINT_MARKER).exists():
-                    print(f"[resume] removing incomplete {d.name} (killed while saving)",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"[resume] removing incomplete {d.name} (killed while saving)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     shutil.rmtree(d)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write_json(key_file, run_key)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 ALPACA_COLUMNS = ("instruction", "input", "output")
 PROMPT_WITH_INPUT = (
@@ -48,9 +49,7 @@ def check_columns(rows: list[dict[str, Any]], source: str) -> None:
             f"SFT dataset {source} lacks column(s) {', '.join(missing)} "
             f"(has: {', '.join(sorted(rows[0]))}); expected Alpaca columns {ALPACA_COLUMNS}"
         )
-    empty = [
-        i for i, r in enumerate(rows) if not str(r.get("output") or "").strip()
-    ]
+    empty = [i for i, r in enumerate(rows) if not str(r.get("output") or "").strip()]
     if empty:
         raise SFTDataError(
             f"SFT dataset {source}: {len(empty)} row(s) have an empty 'output' response "

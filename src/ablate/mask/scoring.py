@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from maskablate.masks import check_policy, policy_forward_kwargs
+from ablate.mask.masks import check_policy, policy_forward_kwargs
 
 Request = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
 
@@ -66,9 +66,7 @@ def _body_and_head(model):
     try:
         body = model.get_decoder()
     except (AttributeError, ValueError, NotImplementedError) as exc:
-        raise TypeError(
-            f"{type(model).__name__} has no decoder body to score with: {exc}"
-        ) from exc
+        raise TypeError(f"{type(model).__name__} has no decoder body to score with: {exc}") from exc
     head = model.get_output_embeddings()
     if body is None or head is None:
         raise TypeError(
@@ -93,9 +91,7 @@ def _token_scores(
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         tgt = targets[s : s + LOGIT_CHUNK_ROWS]
-        logps.append(
-            logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
-        )
+        logps.append(logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
         greedy.append(logits.argmax(dim=-1) == tgt)
     return torch.cat(logps), torch.cat(greedy)
 
@@ -116,9 +112,7 @@ class _Results:
         return list(zip(self.logp, self.greedy))
 
 
-def _batches(
-    items: list, cost: Callable[[list], int], budget: int, max_rows: int, size=len
-):
+def _batches(items: list, cost: Callable[[list], int], budget: int, max_rows: int, size=len):
     """Greedy consecutive batching of (already sorted) items under a token budget."""
     batch: list = []
     for item in items:
@@ -150,9 +144,7 @@ def _flat_batch(model, body, head, rows: list[_Row], policy, softcap, results, d
     kw = policy_forward_kwargs(body, ids, am, prompt_lengths, policy)
     hidden = body(**kw, use_cache=False).last_hidden_state
     sel = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
-    logp, greedy = _token_scores(
-        head, sel, torch.tensor(targets, device=device), softcap
-    )
+    logp, greedy = _token_scores(head, sel, torch.tensor(targets, device=device), softcap)
     results.add(owners, logp, greedy)
 
 
@@ -219,9 +211,7 @@ def _shared_batch(model, body, head, groups, policy, softcap, results, device):
     )
     hidden = body(**kw, use_cache=True).last_hidden_state
     sel = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
-    logp, greedy = _token_scores(
-        head, sel, torch.tensor(targets, device=device), softcap
-    )
+    logp, greedy = _token_scores(head, sel, torch.tensor(targets, device=device), softcap)
     results.add(owners, logp, greedy)
 
 
@@ -249,9 +239,7 @@ def score_requests(
     check_policy(policy)
     if max_length is None:
         config = model.config
-        config = (
-            config.get_text_config() if hasattr(config, "get_text_config") else config
-        )
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
         max_length = config.max_position_embeddings
     rows = prepare(requests, max_length)
     body, head = _body_and_head(model)
@@ -277,9 +265,7 @@ def score_requests(
             def rows_of(batch):  # continuation rows: each holds a copy of its context's cache
                 return sum(len(rs) for _, rs in batch)
 
-            for batch in _batches(
-                groups, cost, max_batch_tokens, max_batch_rows, size=rows_of
-            ):
+            for batch in _batches(groups, cost, max_batch_tokens, max_batch_rows, size=rows_of):
                 _shared_batch(model, body, head, batch, policy, softcap, results, device)
                 bar.update(sum(len(rs) for _, rs in batch))
         else:

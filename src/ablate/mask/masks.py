@@ -30,8 +30,9 @@ no-op as soon as a padded batch materialises a mask. Both traps are pinned by te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface, masking_utils
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from maskablate.study import POLICIES  # noqa: E402  (one list, importable without torch)
+from ablate.mask.study import POLICIES  # noqa: E402  (one list, importable without torch)
 
 #: Policies under which a token's representation may depend on later response tokens.
 LEAKING_POLICIES: frozenset[str] = frozenset({"prefill_bidir"})
@@ -47,7 +48,7 @@ LEAKING_POLICIES: frozenset[str] = frozenset({"prefill_bidir"})
 #: attn_implementation name of the split-sdpa backend (``sdpa`` plus a fast prefix-LM path).
 PREFIX_SDPA = "sdpa_prefix_split"
 # Forward kwarg that carries per-row prompt lengths (python ints) to the PREFIX_SDPA attention.
-_PROMPT_LENGTHS_KWARG = "maskablate_prompt_lengths"
+_PROMPT_LENGTHS_KWARG = "ablate_prompt_lengths"
 
 
 class UnknownPolicyError(ValueError):
@@ -410,7 +411,11 @@ def incremental_logits(
     cache = DynamicCache(config=_text_config(model))
     out = model(
         **policy_forward_kwargs(
-            model, ids[:, :n_prompt], mask[:, :n_prompt], lengths, policy,
+            model,
+            ids[:, :n_prompt],
+            mask[:, :n_prompt],
+            lengths,
+            policy,
             past_key_values=cache,
         ),
         use_cache=True,
@@ -419,8 +424,13 @@ def incremental_logits(
     for t in range(n_prompt, width):
         out = model(
             **policy_forward_kwargs(
-                model, ids[:, t : t + 1], mask[:, : t + 1], lengths, policy,
-                past_key_values=out.past_key_values, position_ids=full_pos[:, t : t + 1],
+                model,
+                ids[:, t : t + 1],
+                mask[:, : t + 1],
+                lengths,
+                policy,
+                past_key_values=out.past_key_values,
+                position_ids=full_pos[:, t : t + 1],
             ),
             use_cache=True,
         )

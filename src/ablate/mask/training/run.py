@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from transformers import TrainerState
 
-from maskablate import masks, provenance, sft_data
-from maskablate.training.callbacks import StopRules
-from maskablate.training.data import ExampleDataset, load_corpus, pack_corpus, sft_examples
-from maskablate.training.params import (
+from ablate.core import provenance
+from ablate.mask import masks, sft_data
+from ablate.mask.training.callbacks import StopRules
+from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus, sft_examples
+from ablate.mask.training.params import (
     FINETUNE_DEFAULTS,
     PRETRAIN_DEFAULTS,
     LeakageGateError,
@@ -24,7 +25,7 @@ from maskablate.training.params import (
     _save_dtype,
     resolve_params,
 )
-from maskablate.training.trainer import (
+from ablate.mask.training.trainer import (
     _atomic_write_json,
     build_trainer,
     complete_checkpoints,
@@ -36,9 +37,12 @@ from maskablate.training.trainer import (
 def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
     train = [
         {k: e[k] for k in ("step", "loss", "learning_rate", "grad_norm") if k in e}
-        for e in log_history if "loss" in e
+        for e in log_history
+        if "loss" in e
     ]
-    evals = [{"step": e["step"], "eval_loss": e["eval_loss"]} for e in log_history if "eval_loss" in e]
+    evals = [
+        {"step": e["step"], "eval_loss": e["eval_loss"]} for e in log_history if "eval_loss" in e
+    ]
     return {"train": train, "eval": evals}
 
 
@@ -64,8 +68,14 @@ def _run(
     resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
     label = f"{kind} {policy}" if kind == "finetune" else kind
     trainer, stop_rules, throughput = build_trainer(
-        model=model, tokenizer=tokenizer, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        policy=policy, params=params, output_dir=ckpt_dir, label=label,
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        policy=policy,
+        params=params,
+        output_dir=ckpt_dir,
+        label=label,
     )
     prior_stop = None
     if resume_from:
@@ -80,13 +90,31 @@ def _run(
     else:
         train_out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     state = trainer.state
-    stop = stop_rules.stop or {"reason": "max_steps", "step": state.global_step,
-                               "detail": {"max_steps": params["max_steps"]}}
+    stop = stop_rules.stop or {
+        "reason": "max_steps",
+        "step": state.global_step,
+        "detail": {"max_steps": params["max_steps"]},
+    }
     if stop["reason"] == "nonfinite":
-        good = [c for c in complete_checkpoints(ckpt_dir) if int(c.name.split("-")[-1]) < stop["step"]]
+        good = [
+            c for c in complete_checkpoints(ckpt_dir) if int(c.name.split("-")[-1]) < stop["step"]
+        ]
         if not good:
-            summary = _summary(kind, policy, params, state, stop, throughput, train_out, resumed_from_step,
-                               None, summary_extra, config_slice, inputs, started)
+            summary = _summary(
+                kind,
+                policy,
+                params,
+                state,
+                stop,
+                throughput,
+                train_out,
+                resumed_from_step,
+                None,
+                summary_extra,
+                config_slice,
+                inputs,
+                started,
+            )
             _atomic_write_json(out_dir / "summary.json", summary)
             raise TrainingError(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
@@ -96,30 +124,67 @@ def _run(
         if trainer.master_optimizer is not None:
             trainer.master_optimizer.sync_master_from_model()
         stop["detail"]["restored_from_step"] = int(good[-1].name.split("-")[-1])
-        print(f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
-              flush=True)
+        print(
+            f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
+            flush=True,
+        )
     elif trainer.args.eval_strategy != "no" and not any(
         e.get("step") == state.global_step and "eval_loss" in e for e in state.log_history
     ):
         trainer.evaluate()  # so the summary's last eval loss belongs to the final weights
-    ckpt_info = save_final(trainer, out_dir, dtype=_save_dtype(params),
-                           extra={"kind": kind, "policy": policy, "step": state.global_step})
-    summary = _summary(kind, policy, params, state, stop, throughput, train_out, resumed_from_step,
-                       ckpt_info, summary_extra, config_slice, inputs, started)
+    ckpt_info = save_final(
+        trainer,
+        out_dir,
+        dtype=_save_dtype(params),
+        extra={"kind": kind, "policy": policy, "step": state.global_step},
+    )
+    summary = _summary(
+        kind,
+        policy,
+        params,
+        state,
+        stop,
+        throughput,
+        train_out,
+        resumed_from_step,
+        ckpt_info,
+        summary_extra,
+        config_slice,
+        inputs,
+        started,
+    )
     _atomic_write_json(out_dir / "summary.json", summary)
     if not params["keep_checkpoints"]:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    print(f"[{label}] done: {state.global_step} steps, stop reason {stop['reason']}, "
-          f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})", flush=True)
+    print(
+        f"[{label}] done: {state.global_step} steps, stop reason {stop['reason']}, "
+        f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
+        flush=True,
+    )
     return summary
 
 
-def _summary(kind, policy, params, state, stop, throughput, train_out, resumed_from_step, ckpt_info,
-             extra, config_slice, inputs, started) -> dict[str, Any]:
+def _summary(
+    kind,
+    policy,
+    params,
+    state,
+    stop,
+    throughput,
+    train_out,
+    resumed_from_step,
+    ckpt_info,
+    extra,
+    config_slice,
+    inputs,
+    started,
+) -> dict[str, Any]:
     curves = _curves(state.log_history)
     evals = [e["eval_loss"] for e in curves["eval"]]
     tp = throughput.summary()
-    tp["train_runtime_s"] = train_out.metrics.get("train_runtime") if train_out is not None else None
+    tp["train_runtime_s"] = (
+        train_out.metrics.get("train_runtime") if train_out is not None else None
+    )
     return {
         "kind": kind,
         "policy": policy,
@@ -137,7 +202,9 @@ def _summary(kind, policy, params, state, stop, throughput, train_out, resumed_f
         "params": params,
         **extra,
         "provenance": provenance.collect(
-            config_slice=config_slice if config_slice is not None else {"policy": policy, "params": params},
+            config_slice=config_slice
+            if config_slice is not None
+            else {"policy": policy, "params": params},
             inputs=inputs,
             started=started,
         ),
@@ -147,7 +214,7 @@ def _summary(kind, policy, params, state, stop, throughput, train_out, resumed_f
 def _leakage_gate(model, pairs, policy, params, probe_result, allow_leakage) -> dict:
     """Run (or take) the leakage probe for the training policy; refuse a leaking policy unless allowed."""
     if probe_result is None:
-        from maskablate import leakage
+        from ablate.mask import leakage
 
         kw = {"batch_size": params["probe_batch_size"]}
         if params["probe_threshold"] is not None:
@@ -161,16 +228,21 @@ def _leakage_gate(model, pairs, policy, params, probe_result, allow_leakage) -> 
             f"but training uses {policy!r}"
         )
     if probe_result.get("leaks") and not allow_leakage:
+
         def g(key):
             value = probe_result.get(key)
             return f"{value:.4g}" if isinstance(value, (int, float)) else "?"
 
         evidence = []
         if probe_result.get("future_dependent"):
-            evidence.append(f"response losses move by up to {g('future_sensitivity')} nats when only a later "
-                            f"token changes")
-        evidence.append(f"response loss {g('loss_policy')} under {policy} vs {g('loss_causal')} causal "
-                        f"(ratio {g('ratio')}, leak threshold < {g('threshold')})")
+            evidence.append(
+                f"response losses move by up to {g('future_sensitivity')} nats when only a later "
+                f"token changes"
+            )
+        evidence.append(
+            f"response loss {g('loss_policy')} under {policy} vs {g('loss_causal')} causal "
+            f"(ratio {g('ratio')}, leak threshold < {g('threshold')})"
+        )
         raise LeakageGateError(
             f"leakage gate: training under policy {policy!r} leaks labels: {'; '.join(evidence)}. "
             f"The model would learn to read the answer. To reproduce this on purpose set "
@@ -199,7 +271,7 @@ def finetune(
     one. Raises :class:`LeakageGateError` before training when the policy leaks and
     ``allow_leakage`` is false.
     """
-    from maskablate.modeling import load_causal_lm, load_tokenizer
+    from ablate.core.modeling import load_causal_lm, load_tokenizer
 
     started = time.time()
     masks.check_policy(policy)
@@ -212,27 +284,54 @@ def finetune(
     tokenizer = load_tokenizer(model_path, revision=revision)
     train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"])
     eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"])
-    print(f"[finetune {policy}] {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data}; "
-          f"loading {model_path}", flush=True)
-    model = load_causal_lm(model_path, revision=revision, dtype=_model_dtype(p),
-                           attn_implementation=p["attn_implementation"])
+    print(
+        f"[finetune {policy}] {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data}; "
+        f"loading {model_path}",
+        flush=True,
+    )
+    model = load_causal_lm(
+        model_path,
+        revision=revision,
+        dtype=_model_dtype(p),
+        attn_implementation=p["attn_implementation"],
+    )
     if torch.cuda.is_available():
         model.to("cuda")
     gate = _leakage_gate(model, eval_pairs or train_pairs, policy, p, probe_result, allow_leakage)
     model.config.use_cache = False
-    run_key = {"kind": "finetune", "model_path": str(model_path), "revision": revision,
-               "data": str(data), "policy": policy,
-               "params": p, "allow_leakage": bool(allow_leakage)}
+    run_key = {
+        "kind": "finetune",
+        "model_path": str(model_path),
+        "revision": revision,
+        "data": str(data),
+        "policy": policy,
+        "params": p,
+        "allow_leakage": bool(allow_leakage),
+    }
     inputs = {"model": model_path}
     if Path(data).exists():
         inputs["data"] = data
     return _run(
-        kind="finetune", model=model, tokenizer=tokenizer,
-        train_dataset=sft_examples(train_pairs), eval_dataset=sft_examples(eval_pairs),
-        policy=policy, params=p, out_dir=Path(out_dir), run_key=run_key,
-        summary_extra={"model_path": str(model_path), "revision": revision, "data": str(data),
-                       "n_train": len(train_pairs), "n_eval": len(eval_pairs), "leakage_probe": gate},
-        config_slice=config_slice, inputs=inputs, started=started,
+        kind="finetune",
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=sft_examples(train_pairs),
+        eval_dataset=sft_examples(eval_pairs),
+        policy=policy,
+        params=p,
+        out_dir=Path(out_dir),
+        run_key=run_key,
+        summary_extra={
+            "model_path": str(model_path),
+            "revision": revision,
+            "data": str(data),
+            "n_train": len(train_pairs),
+            "n_eval": len(eval_pairs),
+            "leakage_probe": gate,
+        },
+        config_slice=config_slice,
+        inputs=inputs,
+        started=started,
     )
 
 
@@ -246,7 +345,7 @@ def pretrain(
     config_slice: Any = None,
 ) -> dict[str, Any]:
     """Causal pretraining of a fresh tiny Ministral-3 (``tiny_ministral3_config(**arch)``) on ``corpus``."""
-    from maskablate.modeling import build_tiny_model, load_tokenizer, tiny_ministral3_config
+    from ablate.core.modeling import build_tiny_model, load_tokenizer, tiny_ministral3_config
 
     started = time.time()
     p = resolve_params(params, PRETRAIN_DEFAULTS)
@@ -259,23 +358,47 @@ def pretrain(
     train_blocks = [blocks[i] for i in sorted(order[n_eval:])]
     arch = dict(arch or {})
     arch.setdefault("vocab_size", len(tokenizer))
-    for key, tok_id in (("bos_token_id", tokenizer.bos_token_id), ("eos_token_id", tokenizer.eos_token_id),
-                        ("pad_token_id", tokenizer.pad_token_id)):
+    for key, tok_id in (
+        ("bos_token_id", tokenizer.bos_token_id),
+        ("eos_token_id", tokenizer.eos_token_id),
+        ("pad_token_id", tokenizer.pad_token_id),
+    ):
         arch.setdefault(key, tok_id)
     config = tiny_ministral3_config(**arch)
     config._attn_implementation = p["attn_implementation"]
     model = build_tiny_model(config, seed=p["seed"]).to(_model_dtype(p))
     model.config.use_cache = False
-    print(f"[pretrain] {len(docs)} documents -> {len(train_blocks)} train / {len(eval_blocks)} eval blocks "
-          f"of {p['max_seq_len']} tokens; model {sum(t.numel() for t in model.parameters()) / 1e6:.1f} M params",
-          flush=True)
+    print(
+        f"[pretrain] {len(docs)} documents -> {len(train_blocks)} train / {len(eval_blocks)} eval blocks "
+        f"of {p['max_seq_len']} tokens; model {sum(t.numel() for t in model.parameters()) / 1e6:.1f} M params",
+        flush=True,
+    )
     as_examples = lambda bl: ExampleDataset([{"input_ids": b, "prompt_length": 0} for b in bl])  # noqa: E731
-    run_key = {"kind": "pretrain", "corpus": str(corpus), "tokenizer": str(tokenizer_dir), "arch": arch, "params": p}
+    run_key = {
+        "kind": "pretrain",
+        "corpus": str(corpus),
+        "tokenizer": str(tokenizer_dir),
+        "arch": arch,
+        "params": p,
+    }
     return _run(
-        kind="pretrain", model=model, tokenizer=tokenizer,
-        train_dataset=as_examples(train_blocks), eval_dataset=as_examples(eval_blocks),
-        policy="causal", params=p, out_dir=Path(out_dir), run_key=run_key,
-        summary_extra={"corpus": str(corpus), "arch": arch, "n_train_blocks": len(train_blocks),
-                       "n_eval_blocks": len(eval_blocks), "leakage_probe": None},
-        config_slice=config_slice, inputs={"corpus": corpus, "tokenizer": tokenizer_dir}, started=started,
+        kind="pretrain",
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=as_examples(train_blocks),
+        eval_dataset=as_examples(eval_blocks),
+        policy="causal",
+        params=p,
+        out_dir=Path(out_dir),
+        run_key=run_key,
+        summary_extra={
+            "corpus": str(corpus),
+            "arch": arch,
+            "n_train_blocks": len(train_blocks),
+            "n_eval_blocks": len(eval_blocks),
+            "leakage_probe": None,
+        },
+        config_slice=config_slice,
+        inputs={"corpus": corpus, "tokenizer": tokenizer_dir},
+        started=started,
     )

@@ -5,7 +5,7 @@ directory. Either way the evaluation, the leakage probe and the finetunes read t
 this card, so the revision that stage 1 scored is the one stage 3 finetunes, and it is recorded.
 
 Card: ``{"source", "path", "id", "revision", "tokenizer", "local", ..., "provenance"}`` where
-``path`` is what :func:`maskablate.modeling.load_causal_lm` is given (a local directory or a hub
+``path`` is what :func:`ablate.core.modeling.load_causal_lm` is given (a local directory or a hub
 id) and ``revision`` the hub revision (resolved to a commit sha when the hub was reachable).
 """
 
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maskablate import provenance
+from ablate.core import provenance
 
 
 class ModelCardError(ValueError):
@@ -54,9 +54,7 @@ def write(
         "tokenizer": str(tokenizer or model),
         "local": local,
         **(extra or {}),
-        "provenance": provenance.collect(
-            config_slice=config_slice, inputs=inputs, started=started
-        ),
+        "provenance": provenance.collect(config_slice=config_slice, inputs=inputs, started=started),
     }
     _atomic_write(Path(out), card)
     return card
@@ -88,8 +86,11 @@ def locate(card: dict[str, Any]) -> tuple[str, str | None]:
         return card["path"], None  # a directory: its files are the recorded revision
     if card.get("id") and card.get("source") == "pretrained":
         if card["path"] != card["id"]:
-            print(f"{card['path']} (the snapshot prepare_model downloaded) is not on this machine: "
-                  f"loading {card['id']} at the pinned revision {card['revision']}", flush=True)
+            print(
+                f"{card['path']} (the snapshot prepare_model downloaded) is not on this machine: "
+                f"loading {card['id']} at the pinned revision {card['revision']}",
+                flush=True,
+            )
         return card["id"], card["revision"]
     raise ModelCardError(
         f"the model directory {card['path']} named by the model card is not on this machine: "
@@ -118,8 +119,16 @@ def register_pretrained(
             raise ModelCardError(f"model.path {model} exists but has no config.json")
         extra["resolved"] = "local directory"
         # A multi-GB checkpoint is not re-hashed here; its manifest (if any) is checked on load.
-        return write(out, source="pretrained", model=model, revision=revision,
-                     config_slice=config_slice, extra=extra, started=started, fingerprint=False)
+        return write(
+            out,
+            source="pretrained",
+            model=model,
+            revision=revision,
+            config_slice=config_slice,
+            extra=extra,
+            started=started,
+            fingerprint=False,
+        )
     if model.startswith((os.sep, ".", "~")) or model.count("/") > 1:
         raise ModelCardError(f"model.path {model} does not exist (and is not a hub id org/name)")
     if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
@@ -151,5 +160,13 @@ def register_pretrained(
             # Later jobs load this directory: exactly the recorded revision, no network needed.
             extra["id"] = model
             model = snapshot_download(model, revision=revision)
-    return write(out, source="pretrained", model=model, revision=revision,
-                 config_slice=config_slice, extra=extra, started=started, fingerprint=False)
+    return write(
+        out,
+        source="pretrained",
+        model=model,
+        revision=revision,
+        config_slice=config_slice,
+        extra=extra,
+        started=started,
+        fingerprint=False,
+    )

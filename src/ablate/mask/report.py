@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import matplotlib
 
@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from maskablate.recovery import MACRO  # noqa: E402
+from ablate.mask.recovery import MACRO  # noqa: E402
 
 
 def evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
@@ -44,9 +44,16 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
         sel = df[(df.stage == stage) & (df.variant == variant) & (df.eval_policy == policy)]
         scores = sel.set_index("task")["score"].reindex(tasks)
         xs = [j + (i - (len(evals) - 1) / 2) * width for j in range(len(tasks))]
-        ax.bar(xs, scores.values, width, label=evaluation_label(stage, variant, policy),
-               color=cmap(i % 10), hatch="//" if policy != "causal" else None,
-               edgecolor="white", linewidth=0.5)
+        ax.bar(
+            xs,
+            scores.values,
+            width,
+            label=evaluation_label(stage, variant, policy),
+            color=cmap(i % 10),
+            hatch="//" if policy != "causal" else None,
+            edgecolor="white",
+            linewidth=0.5,
+        )
     chance = df.drop_duplicates("task").set_index("task")["chance"].reindex(tasks)
     for j, c in enumerate(chance.values):
         if pd.notna(c):
@@ -60,9 +67,7 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     return _save(fig, out)
 
 
-def plot_loss_curves(
-    summaries: Iterable[str | os.PathLike], out: str | os.PathLike
-) -> Path:
+def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Train loss (lines) and held-out loss (markers) per run, pretraining in its own panel.
 
     Each summary is a training ``summary.json`` (``curves: {train: [{step, loss}], eval:
@@ -76,30 +81,49 @@ def plot_loss_curves(
         runs.append((Path(path).parent.name, data))
     if not runs:
         raise ValueError("no training summaries: nothing to plot")
-    panels = [("pretrain", [r for r in runs if r[1].get("kind") == "pretrain"]),
-              ("finetune", [r for r in runs if r[1].get("kind") != "pretrain"])]
+    panels = [
+        ("pretrain", [r for r in runs if r[1].get("kind") == "pretrain"]),
+        ("finetune", [r for r in runs if r[1].get("kind") != "pretrain"]),
+    ]
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
     cmap = plt.get_cmap("tab10")
     for ax, (kind, group) in zip(axes[0], panels):
         for i, (name, data) in enumerate(group):
             color = cmap(i % 10)
-            width = max(1.0, 3.5 - 1.0 * i)  # earlier runs drawn wider: identical curves stay visible
+            width = max(
+                1.0, 3.5 - 1.0 * i
+            )  # earlier runs drawn wider: identical curves stay visible
             label = f"{name} ({data.get('policy')})" if kind == "finetune" else name
             train = data["curves"].get("train") or []
             evals = data["curves"].get("eval") or []
             if train:
-                ax.plot([e["step"] for e in train], [e["loss"] for e in train],
-                        color=color, linewidth=width, alpha=0.8, label=f"{label} train")
+                ax.plot(
+                    [e["step"] for e in train],
+                    [e["loss"] for e in train],
+                    color=color,
+                    linewidth=width,
+                    alpha=0.8,
+                    label=f"{label} train",
+                )
             if evals:
-                ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o--",
-                        color=color, markersize=2 + width, alpha=0.8, label=f"{label} held-out")
+                ax.plot(
+                    [e["step"] for e in evals],
+                    [e["eval_loss"] for e in evals],
+                    "o--",
+                    color=color,
+                    markersize=2 + width,
+                    alpha=0.8,
+                    label=f"{label} held-out",
+                )
             stop = (data.get("stop") or {}).get("reason")
             if stop and stop != "max_steps" and train:
                 ax.axvline(data.get("steps_done", train[-1]["step"]), color=color, linestyle=":")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("loss" + (" (response tokens)" if kind == "finetune" else ""))
-        ax.set_title("causal pretraining" if kind == "pretrain" else "finetunes (dotted: early stop)")
+        ax.set_title(
+            "causal pretraining" if kind == "pretrain" else "finetunes (dotted: early stop)"
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out)

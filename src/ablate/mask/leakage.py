@@ -16,7 +16,7 @@ Same weights, same prompt/response examples, response-token loss (token-weighted
   trained model does not (yet) exploit a bidirectional view, its loss under ``prefill_bidir``
   goes *up* (measured 1.03-12x), so the ratio alone would pass the policy that leaks in training.
 
-``main(argv)`` is the ``maskablate probe`` CLI; it writes the result with a provenance block and
+``main(argv)`` is the ``ablate probe`` CLI; it writes the result with a provenance block and
 exits 0 whenever it ran (the training gate reads ``leaks``).
 """
 
@@ -32,8 +32,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from maskablate import masks
-from maskablate.sft_data import TokenizedPair
+from ablate.mask import masks
+from ablate.mask.sft_data import TokenizedPair
 
 DEFAULT_THRESHOLD = 0.5
 #: |change| in nats of a response-token loss, above which the policy reads later tokens.
@@ -116,8 +116,10 @@ def probe(
             chunk = pairs[k * batch_size : (k + 1) * batch_size]
             ids, mask, labels, lengths = _batch(chunk, device)
             nll_c = _token_nll(model, ids, mask, labels, lengths, "causal")
-            nll_p = nll_c if policy == "causal" else _token_nll(
-                model, ids, mask, labels, lengths, policy
+            nll_p = (
+                nll_c
+                if policy == "causal"
+                else _token_nll(model, ids, mask, labels, lengths, policy)
             )
             sums["causal"] += nll_c.double().sum().item()
             sums["policy"] += nll_p.double().sum().item()
@@ -166,7 +168,7 @@ def probe(
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="maskablate probe",
+        prog="ablate probe",
         description="Label-leakage probe: response-token loss under causal vs a mask policy.",
     )
     p.add_argument("--model", required=True, help="model directory (or hub id)")
@@ -174,7 +176,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", required=True, choices=masks.POLICIES)
     p.add_argument("--n", type=int, default=64, help="first N rows of --data (default 64)")
     p.add_argument(
-        "--threshold", type=float, default=DEFAULT_THRESHOLD,
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
         help=f"flag when loss_policy/loss_causal is below this (default {DEFAULT_THRESHOLD})",
     )
     p.add_argument("--out", required=True, help="output JSON")
@@ -189,7 +193,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from maskablate import modeling, provenance, sft_data
+    from ablate.core import modeling, provenance
+    from ablate.mask import sft_data
 
     args = _parser().parse_args(argv)
     started = time.time()
@@ -197,19 +202,30 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--n must be >= 1 (got {args.n})")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows = sft_data.load_rows(args.data)[: args.n]
-    tokenizer = modeling.load_tokenizer(args.tokenizer or args.model,
-                                        revision=None if args.tokenizer else args.revision)
+    tokenizer = modeling.load_tokenizer(
+        args.tokenizer or args.model, revision=None if args.tokenizer else args.revision
+    )
     pairs = sft_data.tokenize_rows(tokenizer, rows, args.max_seq_len)
     print(f"[probe] {len(pairs)} pairs from {args.data}; loading {args.model}", file=sys.stderr)
     model = modeling.load_causal_lm(
-        args.model, revision=args.revision, dtype=args.dtype,
-        attn_implementation=args.attn_implementation, device=device,
+        args.model,
+        revision=args.revision,
+        dtype=args.dtype,
+        attn_implementation=args.attn_implementation,
+        device=device,
     )
     result = probe(model, pairs, args.policy, threshold=args.threshold, batch_size=args.batch_size)
     config_slice = {
         k: getattr(args, k)
-        for k in ("policy", "n", "threshold", "max_seq_len", "batch_size", "dtype",
-                  "attn_implementation")
+        for k in (
+            "policy",
+            "n",
+            "threshold",
+            "max_seq_len",
+            "batch_size",
+            "dtype",
+            "attn_implementation",
+        )
     }
     inputs = {"data": args.data}
     if Path(args.model).exists():

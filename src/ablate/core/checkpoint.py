@@ -28,9 +28,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_manifest(
-    directory: str | os.PathLike, extra: dict[str, Any] | None = None
-) -> dict:
+def write_manifest(directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> dict:
     """Hash every file under ``directory`` (except the manifest) and write the manifest."""
     d = Path(directory)
     files = {}
@@ -52,9 +50,7 @@ def verify(directory: str | os.PathLike) -> dict:
     d = Path(directory)
     mpath = d / MANIFEST_NAME
     if not mpath.exists():
-        raise CheckpointError(
-            f"{d} has no {MANIFEST_NAME}: the checkpoint was never completed"
-        )
+        raise CheckpointError(f"{d} has no {MANIFEST_NAME}: the checkpoint was never completed")
     manifest = json.loads(mpath.read_text())
     for rel, meta in manifest["files"].items():
         p = d / rel

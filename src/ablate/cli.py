@@ -1,0 +1,34 @@
+"""``ablate <command> ...``: one entry point; each command lives in the module named for it."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module, one-line help). Each module exposes ``main(argv: list[str] | None) -> int``.
+COMMANDS = {
+    "probe": ("ablate.mask.leakage", "label-leakage probe: causal vs policy loss"),
+    "eval": ("ablate.mask.evaluation", "score lm-eval tasks under a mask policy"),
+    "train": ("ablate.mask.training", "pretrain or finetune under a mask policy"),
+    "data": ("ablate.mask.embedded", "write the embedded corpus, tasks and SFT data"),
+    "recovery": ("ablate.mask.recovery", "build the recovery table from metrics.json files"),
+    "plan": (
+        "ablate.core.planner",
+        "predict wall time and cost per stage and setup; compare after a run",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {c:<{width}}  {h}" for c, (_, h) in COMMANDS.items()]
+        print("usage: ablate <command> [args]\n\ncommands:\n" + "\n".join(lines))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What both studies share: provenance, checkpoints, atomic I/O, model loading, planner."""

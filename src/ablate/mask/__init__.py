@@ -1,0 +1,1 @@
+"""The attention-mask ablation study: mask policies, evaluation, finetuning, recovery."""

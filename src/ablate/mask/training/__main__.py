@@ -1,0 +1,5 @@
+import sys
+
+from ablate.mask.training.cli import main
+
+sys.exit(main())

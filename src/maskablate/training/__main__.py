@@ -1,5 +1,0 @@
-import sys
-
-from maskablate.training.cli import main
-
-sys.exit(main())
