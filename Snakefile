@@ -1,6 +1,7 @@
-# Attention-mask ablation study: does removing the causal mask at prefill hurt a causal LM, and
-# can full-weight finetuning recover it? Stages: 1 base x causal, 2 base x ablated, 3 finetunes,
-# 4 their evaluations, 5 a long-run finetune; all of them meet in results/recovery.csv.
+# Ablation studies of language models over one shared core (provenance, checkpoints, planner).
+# mask: does removing the causal mask at prefill hurt a causal LM, and can finetuning recover it?
+# Stages 1 base x causal, 2 base x ablated, 3 finetunes, 4 their evaluations, 5 a long run; all
+# meet in <results>/recovery.csv. The config key `studies` picks the studies a run includes.
 # README.md: how to run; docs/design.md: output layout; config/README.md: every config key.
 from snakemake.utils import min_version
 
@@ -18,23 +19,38 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/model.smk"
-include: "rules/data.smk"
-include: "rules/leakage.smk"
-include: "rules/finetune.smk"
-include: "rules/eval.smk"
-include: "rules/recovery.smk"
-include: "rules/report.smk"
-# runtime/cost planner (docs/planner.md): `snakemake results/plan.csv` alone forecasts before
-# a run; in `all` it is written last, with the actual time of every stage
-include: "rules/plan.smk"
+
+
+# Each study's rules, for the studies this configuration runs (config key `studies`).
+if "mask" in STUDIES:
+
+    include: "rules/mask/common.smk"
+    include: "rules/mask/model.smk"
+    include: "rules/mask/data.smk"
+    include: "rules/mask/leakage.smk"
+    include: "rules/mask/finetune.smk"
+    include: "rules/mask/eval.smk"
+    include: "rules/mask/recovery.smk"
+    include: "rules/mask/report.smk"
+    # runtime/cost planner (docs/planner.md): `snakemake results/plan.csv` alone forecasts
+    # before a run; in `all` it is written last, with the actual time of every stage
+    include: "rules/plan.smk"
+
+
+MASK_TARGETS = (
+    [
+        out("recovery.csv"),
+        out("recovery.parquet"),
+        out("plots/scores.png"),
+        out("plots/loss_curves.png"),
+        out("plan.csv"),
+    ]
+    if "mask" in STUDIES
+    else []
+)
 
 
 rule all:
     default_target: True
     input:
-        "results/recovery.csv",
-        "results/recovery.parquet",
-        "results/plots/scores.png",
-        "results/plots/loss_curves.png",
-        "results/plan.csv",
+        MASK_TARGETS,

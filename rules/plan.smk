@@ -57,10 +57,10 @@ PLAN_STAGE_OUTPUTS = [
 PLAN_PRODUCTS = {
     "plan",
     "plan_estimate",
-    "results/plan.csv",
-    "results/plan.html",
-    "results/plan/estimate.csv",
-    "results/plan/estimate.html",
+    out("plan.csv"),
+    out("plan.html"),
+    out("plan/estimate.csv"),
+    out("plan/estimate.html"),
 }
 
 
@@ -74,10 +74,10 @@ rule plan_estimate:
             f for f in [config["plan"]["vast_profile"]] if f and os.path.exists(f)
         ],
     output:
-        csv="results/plan/estimate.csv",
-        html="results/plan/estimate.html",
+        csv=out("plan/estimate.csv"),
+        html=out("plan/estimate.html"),
     log:
-        "logs/plan/estimate.log",
+        out("logs/plan/estimate.log"),
     priority: 100
     conda:
         "../environment.yml"
@@ -89,18 +89,18 @@ rule plan_estimate:
 
 rule plan:
     input:
-        estimate="results/plan/estimate.csv",
+        estimate=out("plan/estimate.csv"),
         stages=lambda wc: [] if only_targets(PLAN_PRODUCTS) else PLAN_STAGE_OUTPUTS,
     output:
-        csv="results/plan.csv",
+        csv=out("plan.csv"),
         html=report(
-            "results/plan.html",
+            out("plan.html"),
             caption="../workflow/report/plan.rst",
             category="Plan",
             labels={"table": "runtime and cost: estimate vs actual"},
         ),
     log:
-        "logs/plan/plan.log",
+        out("logs/plan/plan.log"),
     conda:
         "../environment.yml"
     params:

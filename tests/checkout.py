@@ -70,7 +70,7 @@ def run_embedded_default(wd: Path) -> Path:
     (wd / "run.log").write_text(r.stdout + r.stderr)
     assert r.returncode == 0, (r.stdout + r.stderr)[-8000:]
     print(f"\nembedded default: pipeline wall time {wall:.0f} s; per job (s):")
-    for b in sorted((wd / "benchmarks").rglob("*.tsv")):
+    for b in sorted((wd / "results/benchmarks").rglob("*.tsv")):
         s = pd.read_csv(b, sep="\t")["s"].iloc[0]
-        print(f"  {b.relative_to(wd / 'benchmarks')}: {s:.1f}")
+        print(f"  {b.relative_to(wd / 'results/benchmarks')}: {s:.1f}")
     return wd

@@ -269,7 +269,7 @@ def test_checkpoint_without_manifest_is_refused_by_its_evaluation(finished, tmp_
     (wd / "results/finetune/3A/final/checkpoint_manifest.json").unlink()
     target = "results/eval/3A/causal/metrics.json"
     r = snakemake(wd, "-c1", "--force", target)
-    log = r.stdout + r.stderr + (wd / "logs/eval_model/3A.causal.log").read_text()
+    log = r.stdout + r.stderr + (wd / "results/logs/eval_model/3A.causal.log").read_text()
     assert r.returncode != 0, log
     assert "has no checkpoint_manifest.json: the checkpoint was never completed" in log, log
     assert not (wd / target).exists()

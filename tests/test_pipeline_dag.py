@@ -98,20 +98,20 @@ def job_inputs(stdout: str) -> list[tuple[str, list[str]]]:
 def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_model_dir, model):
     """A Vast job gets its declared inputs only: every job that loads the base model declares
     the model's files when they are files (embedded or a local directory), not for a hub id."""
-    configfile = []
+    configfile, res = [], "results"
     if model != "embedded":
         cfg = yaml.safe_load((fresh / "config" / "ministral3b.yaml").read_text())
         if model == "local":
             cfg["model"]["path"] = str(tiny_model_dir)
         (fresh / "config" / f"{model}.yaml").write_text(yaml.safe_dump(cfg))
-        configfile = ["--configfile", f"config/{model}.yaml"]
+        configfile, res = ["--configfile", f"config/{model}.yaml"], cfg["results"]
     r = snakemake(fresh, "-n", *configfile, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     base = {"embedded": "results/model/base/final", "local": str(tiny_model_dir)}.get(model)
     loaders = [
         (rule, inputs)
         for rule, inputs in job_inputs(r.stdout)
-        if "results/model/base.json" in inputs and rule != "plan"
+        if f"{res}/model/base.json" in inputs and rule != "plan"
     ]
     assert {rule for rule, _ in loaders} == {"leakage_probe", "finetune", "eval_model"}, loaders
     for rule, inputs in loaders:

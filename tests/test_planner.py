@@ -172,7 +172,10 @@ def test_estimate_vs_actual_after_a_run(tmp_path):
     cpu = after[(after["setup"] == "1x cpu") & (after["stage"] != planner.TOTAL)]
     assert cpu["actual_s"].notna().all()  # every stage ran on the cpu
     r = row(after, "1x cpu", "finetune/5B")
-    assert r["actual_s"] == 96.0 and r["actual_source"] == "benchmark benchmarks/finetune/5B.tsv"
+    assert (
+        r["actual_s"] == 96.0
+        and r["actual_source"] == "benchmark results/benchmarks/finetune/5B.tsv"
+    )
     assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - 96.0) / 96.0, abs=0.1)
     assert (
         r["est_job_s"] == row(before, "1x cpu", "finetune/5B")["est_job_s"]
@@ -427,7 +430,7 @@ def test_benchmark_file_mean_of_repeats(tmp_path):
     assert planner.benchmark_seconds(f) == 15.0
     assert planner.benchmark_seconds(tmp_path / "none.tsv") is None
     assert math.isclose(
-        planner.benchmark_seconds(EMBEDDED_RUN / "benchmarks/finetune/5B.tsv"), 96.0
+        planner.benchmark_seconds(EMBEDDED_RUN / "results/benchmarks/finetune/5B.tsv"), 96.0
     )
 
 
@@ -446,7 +449,7 @@ def test_partial_run_says_which_stages_ran(tmp_path):
     )
     for f in (
         "results/finetune/3A/summary.json",
-        "benchmarks/finetune/3A.tsv",
+        "results/benchmarks/finetune/3A.tsv",
         "results/eval/base/causal/metrics.json",
     ):  # this one without its benchmark file
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
@@ -478,14 +481,19 @@ def test_partial_run_says_which_stages_ran(tmp_path):
 # ------------------------------------------------------------- the pipeline's rules
 
 PLAN_FILES = {
-    "results/plan.csv",
-    "results/plan.html",
-    "results/plan/estimate.csv",
-    "results/plan/estimate.html",
+    "plan.csv",
+    "plan.html",
+    "plan/estimate.csv",
+    "plan/estimate.html",
+    "logs/plan/estimate.log",
+    "logs/plan/plan.log",
 }
+# (snakemake arguments, the config's results folder)
 CONFIGS = [
-    pytest.param((), id="embedded"),
-    pytest.param(("--configfile", "config/ministral3b.yaml"), id="ministral3b"),
+    pytest.param(((), "results"), id="embedded"),
+    pytest.param(
+        (("--configfile", "config/ministral3b.yaml"), "results/ministral3b"), id="ministral3b"
+    ),
 ]
 
 
@@ -514,6 +522,7 @@ def files_under(wd: Path, *dirs: str) -> set[str]:
 
 @pytest.mark.parametrize("config_args", CONFIGS)
 def test_plan_targets_alone_pull_in_no_stage(tmp_path, config_args):
+    config_args, res = config_args
     wd = copy_checkout(tmp_path / "wd")
 
     def jobs(*targets):
@@ -522,30 +531,31 @@ def test_plan_targets_alone_pull_in_no_stage(tmp_path, config_args):
         )
 
     # the forecast (and the plan around it) before renting anything: no stage joins the DAG
-    assert jobs("results/plan.csv") == {"plan_estimate", "plan"}
-    assert jobs("./results/plan.csv", "plan_estimate") == {"plan_estimate", "plan"}
+    assert jobs(f"{res}/plan.csv") == {"plan_estimate", "plan"}
+    assert jobs(f"./{res}/plan.csv", "plan_estimate") == {"plan_estimate", "plan"}
     # with any other target (rule all: none) the plan waits for every stage, so it is written last
     stages = {"leakage_probe", "finetune", "eval_model"}
     assert stages | {"plan_estimate", "plan", "all"} <= jobs()
-    assert stages | {"plan"} <= jobs("results/plan.csv", "results/leakage/causal.json")
+    assert stages | {"plan"} <= jobs(f"{res}/plan.csv", f"{res}/leakage/causal.json")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config_args", CONFIGS)
 def test_pipeline_writes_the_plan_before_any_stage_ran(tmp_path, config_args):
+    config_args, res = config_args
     wd = copy_checkout(tmp_path / "wd")
     # offline: the real config's model size comes from the measurements file, not the hub
     env = {"HF_HUB_OFFLINE": "1", "VAST_API_KEY": ""}
-    r = snakemake(wd, "-c1", "results/plan.csv", *config_args, timeout=600, env=env)
+    r = snakemake(wd, "-c1", f"{res}/plan.csv", *config_args, timeout=600, env=env)
     assert job_stats(r) == {"plan_estimate", "plan"}
-    assert files_under(wd, "results", "benchmarks") == PLAN_FILES  # no stage ran
-    t = pd.read_csv(wd / "results/plan.csv")
+    assert files_under(wd, "results") == {f"{res}/{f}" for f in PLAN_FILES}  # no stage ran
+    t = pd.read_csv(wd / res / "plan.csv")
     assert list(t.columns) == planner.COLUMNS
     assert t[["actual_s", "actual_source", "error_pct"]].isna().all().all()
     assert (t["status"] == planner.NOT_RUN).all()
     assert t["est_s"].notna().any()
     # the estimate is the frozen forecast, unchanged
-    est = pd.read_csv(wd / "results/plan/estimate.csv")
+    est = pd.read_csv(wd / res / "plan/estimate.csv")
     pd.testing.assert_frame_equal(
         t.drop(columns=planner.ACTUAL_COLUMNS), est.drop(columns=planner.ACTUAL_COLUMNS)
     )
@@ -563,10 +573,10 @@ def test_pipeline_writes_the_plan_before_any_stage_ran(tmp_path, config_args):
     assert (rented["prices_captured_at"] == captured).all() and rented[
         "price_per_hour"
     ].notna().all()
-    html = (wd / "results/plan.html").read_text()
+    html = (wd / res / "plan.html").read_text()
     assert f"prices captured at: {captured}" in html and "stages run: 0 of" in html
     # asked again, the plan is up to date: still no stage
-    assert job_stats(snakemake(wd, "-n", "results/plan.csv", *config_args, env=env)) == set()
+    assert job_stats(snakemake(wd, "-n", f"{res}/plan.csv", *config_args, env=env)) == set()
 
 
 @pytest.mark.slow

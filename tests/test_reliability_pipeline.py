@@ -124,7 +124,7 @@ def runs(tmp_path_factory, tiny_model_dir):
     info["kill"] = {
         "rc": proc.returncode,
         "log": out,
-        "killed_log": (wd / "logs/finetune/3A.log").read_text(),
+        "killed_log": (wd / "results/logs/finetune/3A.log").read_text(),
         "final_exists": (wd / "results/finetune/3A/final").exists(),
         "summary_exists": (wd / "results/finetune/3A/summary.json").exists(),
         "complete": [c.name for c in training.complete_checkpoints(ckpts)],
@@ -133,7 +133,7 @@ def runs(tmp_path_factory, tiny_model_dir):
     # 2. Ctrl-C while an evaluation runs (one this run started: run 1 may have finished some)
     started = time.time()
     proc = start(wd, env)
-    logs = wd / "logs/eval_model"
+    logs = wd / "results/logs/eval_model"
 
     def running_evals():
         return [
@@ -194,7 +194,7 @@ def test_sigkill_mid_training_fails_the_job_and_keeps_its_saves(runs):
 
 def test_rerun_resumes_and_equals_an_uninterrupted_run(runs, tmp_path):
     wd = runs["wd"]
-    log = (wd / "logs/finetune/3A.log").read_text()
+    log = (wd / "results/logs/finetune/3A.log").read_text()
     summary = json.loads((wd / "results/finetune/3A/summary.json").read_text())
     resumed = summary["resumed_from_step"]
     assert f"resuming from results/finetune/3A/checkpoints/checkpoint-{resumed}" in log

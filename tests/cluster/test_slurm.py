@@ -151,6 +151,6 @@ def test_failing_slurm_job_is_reported_as_failed(slurm_run, slurm_cluster):
     m = re.search(r"SLURM-job '(\d+)' failed, SLURM status is: 'FAILED'", r.stdout)
     assert m and "Error in rule eval_model" in r.stdout, r.stdout[-4000:]
     assert slurm_jobs()[m.group(1)]["JobState"] == "FAILED"
-    rule_log = (wd / "logs" / "eval_model" / "3A.causal.log").read_text()
+    rule_log = (wd / "results/logs" / "eval_model" / "3A.causal.log").read_text()
     assert "CheckpointError" in rule_log, rule_log[-2000:]
     assert not (wd / target).exists()  # Snakemake removed the failed job's output

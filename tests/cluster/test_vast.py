@@ -317,8 +317,8 @@ def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_
         for task, v in reference[e]["tasks"].items():
             assert got["tasks"][task]["score"] == pytest.approx(v["score"], abs=1e-6), (e, task)
         assert (wd / "results/eval" / e / "samples.parquet").exists()
-        assert (wd / "benchmarks/eval_model" / "{}.{}.tsv".format(*e.split("/"))).exists()
-    assert (wd / "benchmarks/finetune/3A.tsv").exists()
+        assert (wd / "results/benchmarks/eval_model" / "{}.{}.tsv".format(*e.split("/"))).exists()
+    assert (wd / "results/benchmarks/finetune/3A.tsv").exists()
     assert "localrule recovery_table:" in r.stdout
     table = pd.read_csv(wd / "results" / "recovery.csv")
     assert len(table) == len(pd.read_csv(embedded_local / "results" / "recovery.csv"))

@@ -1030,10 +1030,10 @@ OUTPUTS = {
     "eval": "results/eval/{model}/{policy}/metrics.json",
 }
 BENCHMARKS = {
-    "prepare_model": "benchmarks/prepare_model/base.tsv",
-    "leakage": "benchmarks/leakage_probe/{policy}.tsv",
-    "finetune": "benchmarks/finetune/{variant}.tsv",
-    "eval": "benchmarks/eval_model/{model}.{policy}.tsv",
+    "prepare_model": "results/benchmarks/prepare_model/base.tsv",
+    "leakage": "results/benchmarks/leakage_probe/{policy}.tsv",
+    "finetune": "results/benchmarks/finetune/{variant}.tsv",
+    "eval": "results/benchmarks/eval_model/{model}.{policy}.tsv",
 }
 
 

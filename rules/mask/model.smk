@@ -6,25 +6,25 @@ if EMBEDDED_MODEL:
 
     rule prepare_model:
         input:
-            corpus="results/data/corpus.jsonl",
+            corpus=out("data/corpus.jsonl"),
         output:
-            tokenizer=directory("results/model/tokenizer"),
-            model=directory("results/model/base/final"),
-            summary="results/model/base/summary.json",
-            card="results/model/base.json",
+            tokenizer=directory(out("model/tokenizer")),
+            model=directory(out("model/base/final")),
+            summary=out("model/base/summary.json"),
+            card=out("model/base.json"),
         log:
-            "logs/prepare_model/base.log",
+            out("logs/prepare_model/base.log"),
         benchmark:
-            "benchmarks/prepare_model/base.tsv"
+            out("benchmarks/prepare_model/base.tsv")
         conda:
-            "../environment.yml"
+            "../../environment.yml"
         threads: res("prepare_model", "threads")
         resources:
             **resources_of("prepare_model"),
         params:
             model=model_params(),
         script:
-            "../workflow/scripts/prepare_model.py"
+            "../../workflow/scripts/prepare_model.py"
 
 else:
 
@@ -36,15 +36,15 @@ else:
 
     rule prepare_model:
         output:
-            card="results/model/base.json",
+            card=out("model/base.json"),
         log:
-            "logs/prepare_model/base.log",
+            out("logs/prepare_model/base.log"),
         conda:
-            "../environment.yml"
+            "../../environment.yml"
         threads: res("prepare_model", "threads")
         resources:
             **resources_of("prepare_model"),
         params:
             model=model_params(),
         script:
-            "../workflow/scripts/register_model.py"
+            "../../workflow/scripts/register_model.py"

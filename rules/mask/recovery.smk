@@ -9,21 +9,21 @@ rule recovery_table:
     input:
         metrics=eval_targets("metrics.json"),
         summaries=expand(
-            "results/finetune/{variant}/summary.json", variant=sorted(VARIANTS)
+            out("finetune/{variant}/summary.json"), variant=sorted(VARIANTS)
         ),
     output:
         csv=report(
-            "results/recovery.csv",
-            caption="../workflow/report/recovery.rst",
+            out("recovery.csv"),
+            caption="../../workflow/report/recovery.rst",
             category="Recovery",
             labels={"table": "recovery (long format)"},
         ),
-        parquet="results/recovery.parquet",
+        parquet=out("recovery.parquet"),
     log:
-        "logs/recovery_table/recovery.log",
+        out("logs/recovery_table/recovery.log"),
     conda:
-        "../environment.yml"
+        "../../environment.yml"
     params:
         recovery=recovery_params(),
     script:
-        "../workflow/scripts/recovery_table.py"
+        "../../workflow/scripts/recovery_table.py"

@@ -9,14 +9,14 @@ if EMBEDDED_DATA:
 
     rule make_data:
         output:
-            corpus="results/data/corpus.jsonl",
-            tasks=directory("results/data/tasks"),
-            sft="results/data/sft.jsonl",
+            corpus=out("data/corpus.jsonl"),
+            tasks=directory(out("data/tasks")),
+            sft=out("data/sft.jsonl"),
         log:
-            "logs/make_data/data.log",
+            out("logs/make_data/data.log"),
         conda:
-            "../environment.yml"
+            "../../environment.yml"
         params:
             data=data_params(),
         script:
-            "../workflow/scripts/make_data.py"
+            "../../workflow/scripts/make_data.py"

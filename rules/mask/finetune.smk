@@ -7,17 +7,17 @@
 rule finetune:
     input:
         **base_model_inputs(),
-        probe=lambda wc: f"results/leakage/{VARIANTS[wc.variant]['policy']}.json",
+        probe=lambda wc: out(f"leakage/{VARIANTS[wc.variant]['policy']}.json"),
         sft=sft_input(),
     output:
-        model=directory("results/finetune/{variant}/final"),
-        summary="results/finetune/{variant}/summary.json",
+        model=directory(out("finetune/{variant}/final")),
+        summary=out("finetune/{variant}/summary.json"),
     log:
-        "logs/finetune/{variant}.log",
+        out("logs/finetune/{variant}.log"),
     benchmark:
-        "benchmarks/finetune/{variant}.tsv"
+        out("benchmarks/finetune/{variant}.tsv")
     conda:
-        "../environment.yml"
+        "../../environment.yml"
     threads: res("finetune", "threads")
     resources:
         **resources_of("finetune"),
@@ -25,4 +25,4 @@ rule finetune:
         finetune=finetune_params,
         sft=sft_params(),
     script:
-        "../workflow/scripts/finetune.py"
+        "../../workflow/scripts/finetune.py"

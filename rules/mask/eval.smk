@@ -8,18 +8,18 @@ rule eval_model:
         unpack(model_inputs),
         tasks=task_inputs(),
     output:
-        metrics="results/eval/{model}/{policy}/metrics.json",
-        samples="results/eval/{model}/{policy}/samples.parquet",
+        metrics=out("eval/{model}/{policy}/metrics.json"),
+        samples=out("eval/{model}/{policy}/samples.parquet"),
     log:
-        "logs/eval_model/{model}.{policy}.log",
+        out("logs/eval_model/{model}.{policy}.log"),
     benchmark:
-        "benchmarks/eval_model/{model}.{policy}.tsv"
+        out("benchmarks/eval_model/{model}.{policy}.tsv")
     conda:
-        "../environment.yml"
+        "../../environment.yml"
     threads: res("eval", "threads")
     resources:
         **resources_of("eval"),
     params:
         eval=eval_params(),
     script:
-        "../workflow/scripts/eval_model.py"
+        "../../workflow/scripts/eval_model.py"

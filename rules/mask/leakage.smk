@@ -9,13 +9,13 @@ rule leakage_probe:
         **base_model_inputs(),
         sft=sft_input(),
     output:
-        "results/leakage/{policy}.json",
+        out("leakage/{policy}.json"),
     log:
-        "logs/leakage_probe/{policy}.log",
+        out("logs/leakage_probe/{policy}.log"),
     benchmark:
-        "benchmarks/leakage_probe/{policy}.tsv"
+        out("benchmarks/leakage_probe/{policy}.tsv")
     conda:
-        "../environment.yml"
+        "../../environment.yml"
     threads: res("leakage", "threads")
     resources:
         **resources_of("leakage"),
@@ -23,4 +23,4 @@ rule leakage_probe:
         leakage=leakage_params(),
         sft=sft_params(),
     script:
-        "../workflow/scripts/leakage_probe.py"
+        "../../workflow/scripts/leakage_probe.py"
