@@ -17,7 +17,16 @@ validate(config.setdefault("plan", {}), schema="../workflow/schemas/plan.schema.
 PLAN_PARAMS = sorted_tree(
     {
         k: config[k]
-        for k in ("studies", "results", "model", "data", "eval", "leakage", "finetune", "plan")
+        for k in (
+            "studies",
+            "results",
+            "model",
+            "data",
+            "eval",
+            "leakage",
+            "finetune",
+            "plan",
+        )
         if k in config
     }
 )
@@ -32,7 +41,10 @@ PLANNED_RECORDS = [j.record for j in JOBS if j.kind]
 PLAN_PRODUCTS = {
     "plan",
     "plan_estimate",
-    *(out(PLAN_FILES[k]) for k in ("plan_csv", "plan_html", "estimate_csv", "estimate_html")),
+    *(
+        out(PLAN_FILES[k])
+        for k in ("plan_csv", "plan_html", "estimate_csv", "estimate_html")
+    ),
 }
 
 

@@ -25,6 +25,11 @@ from checkout import copy_checkout, snakemake
 
 from ablate.core import planner
 from ablate.core.modeling import tiny_ministral3_config
+from ablate.core.planner.history import benchmark_seconds
+from ablate.core.planner.inputs import Reference, Setup, parse_setups
+from ablate.core.planner.params import count_params
+from ablate.core.planner.prices import capture_offers, load_snapshot, snapshot_price, vast_profile
+from ablate.mask import plan as mask_plan
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "planner"
@@ -53,15 +58,15 @@ def load(name: str, **plan) -> dict:
     return config
 
 
-def row(t: pd.DataFrame, setup: str, stage: str) -> pd.Series:
-    hit = t[(t["setup"] == setup) & (t["stage"] == stage)]
-    assert len(hit) == 1, (setup, stage)
+def row(t: pd.DataFrame, setup: str, job: str) -> pd.Series:
+    hit = t[(t["setup"] == setup) & (t["job"] == job)]
+    assert len(hit) == 1, (setup, job)
     return hit.iloc[0]
 
 
 def check_arithmetic(t: pd.DataFrame) -> None:
-    """Every stage row obeys the model: est_s = rental + job + tokens / (rate x speedup)."""
-    for _, r in t[(t["stage"] != planner.TOTAL) & t["est_s"].notna()].iterrows():
+    """Every job row obeys the model: est_s = rental + job + tokens / (rate x speedup)."""
+    for _, r in t[(t["job"] != planner.TOTAL) & t["est_s"].notna()].iterrows():
         compute = r["tokens"] / (r["tok_s_per_gpu"] * r["speedup"])
         assert r["compute_s"] == pytest.approx(compute, rel=1e-4, abs=0.1)
         assert r["est_s"] == pytest.approx(
@@ -80,7 +85,7 @@ def test_embedded_default_plan_from_fixture_run():
     evals = [
         f"eval/{m}/{q}" for m in ("base", "3A", "3B", "5B") for q in ("causal", "prefill_bidir")
     ]
-    stages = [
+    jobs = [
         "prepare_model",
         "leakage/causal",
         "leakage/prefix_bidir",
@@ -90,7 +95,7 @@ def test_embedded_default_plan_from_fixture_run():
         *evals,
     ]
     for setup in ("1x cpu", "1x H200", "8x H100 SXM"):
-        assert t[t["setup"] == setup]["stage"].tolist() == stages + [planner.TOTAL]
+        assert t[t["setup"] == setup]["job"].tolist() == jobs + [planner.TOTAL]
     check_arithmetic(t)
     # cpu rows use what the fixture run measured; GPU rows cannot (no cpu->GPU transfer)
     ft = row(t, "1x cpu", "finetune/3B")
@@ -114,7 +119,7 @@ def test_embedded_default_plan_from_fixture_run():
     assert gpu["throughput_source"].startswith("flop-estimate")
     # FLOP estimate: mfu x peak / (6 x params) for training
     assert gpu["tok_s_per_gpu"] == pytest.approx(0.35 * 989e12 / (6 * p.info["params"]), rel=1e-3)
-    assert p.info["params"] == planner.count_params(tiny_ministral3_config())
+    assert p.info["params"] == count_params(tiny_ministral3_config())
     # without GPU scaling configured an 8-GPU instance is no faster, only dearer
     one, eight = row(t, "1x H100 SXM", planner.TOTAL), row(t, "8x H100 SXM", planner.TOTAL)
     assert eight["est_s"] == one["est_s"] and eight["est_cost_usd"] > 7 * one["est_cost_usd"]
@@ -127,8 +132,8 @@ def test_real_config_plan_from_fixture_measurements():
     check_arithmetic(t)
     assert p.info["params"] == pytest.approx(3.429e9, rel=1e-3)
     # the pipeline's own H200 summary beats the bench table, for both policies
-    for stage in ("finetune/3A", "finetune/3B", "finetune/5B"):
-        r = row(t, "1x H200", stage)
+    for job in ("finetune/3A", "finetune/3B", "finetune/5B"):
+        r = row(t, "1x H200", job)
         assert r["tok_s_per_gpu"] == 11000.0 and "m-ft-3B" in r["throughput_source"]
         assert r["measured_run_id"] == "m-ft-3B"
     assert row(t, "1x H200", "finetune/5B")["tokens"] == 6000 * 16 * 260
@@ -169,8 +174,8 @@ def test_estimate_vs_actual_after_a_run(tmp_path):
     frozen_csv = tmp_path / "estimate.csv"
     planner.write_plan(planner.Plan(before, {}), frozen_csv)
     after = planner.make_plan(config, root=EMBEDDED_RUN, frozen=pd.read_csv(frozen_csv)).table
-    cpu = after[(after["setup"] == "1x cpu") & (after["stage"] != planner.TOTAL)]
-    assert cpu["actual_s"].notna().all()  # every stage ran on the cpu
+    cpu = after[(after["setup"] == "1x cpu") & (after["job"] != planner.TOTAL)]
+    assert cpu["actual_s"].notna().all()  # every job ran on the cpu
     r = row(after, "1x cpu", "finetune/5B")
     assert (
         r["actual_s"] == 96.0
@@ -185,19 +190,19 @@ def test_estimate_vs_actual_after_a_run(tmp_path):
     assert total["error_pct"] == pytest.approx(
         100 * (cpu["est_job_s"].sum() - total["actual_s"]) / total["actual_s"], abs=0.1
     )
-    # nothing ran on the GPU setups, and their rows say where each stage did run
+    # nothing ran on the GPU setups, and their rows say where each job did run
     gpu = after[after["gpu"] != "cpu"]
     assert gpu["actual_s"].isna().all() and gpu["error_pct"].isna().all()
-    assert (gpu[gpu["stage"] != planner.TOTAL]["status"] == "ran on 1x cpu").all()
+    assert (gpu[gpu["job"] != planner.TOTAL]["status"] == "ran on 1x cpu").all()
     assert (cpu["status"] == "ran on this setup").all()
-    assert total["status"] == "14 of 14 stages ran, 14 with an actual time on this setup"
+    assert total["status"] == "14 of 14 jobs ran, 14 with an actual time on this setup"
 
 
-def test_actuals_of_a_stage_on_unplanned_hardware_get_their_own_row(tmp_path):
+def test_actuals_of_a_job_on_unplanned_hardware_get_their_own_row(tmp_path):
     config = load("ministral3b.yaml", setups=[{"gpu": "H100 SXM"}])
     p = planner.make_plan(config, root=MINISTRAL_RUN)
     extra = p.table[p.table["setup"] == "1x H200"]
-    assert sorted(extra["stage"]) == ["eval/base/causal", "finetune/3B"]
+    assert sorted(extra["job"]) == ["eval/base/causal", "finetune/3B"]
     assert sorted(extra["actual_s"]) == [131.0, 702.0]
     assert (extra["note"].str.contains("not a setup of this plan")).all()
 
@@ -329,7 +334,7 @@ def test_vast_profile_price_cap_and_instance_groups(tmp_path):
     config = load(
         "ministral3b.yaml", vast_profile=str(profile), setups=[{"gpu": "H200"}, {"gpu": "H100 SXM"}]
     )
-    vast = planner.vast_profile(config["plan"])
+    vast = vast_profile(config["plan"])
     assert vast["settings"] == {"max_price": 2.0} and vast["groups"]["finetune"] == "te"
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     # H200 at 3.50 $/h is above the profile's cap: still priced, and the source says it
@@ -362,16 +367,16 @@ def test_live_search_failure_falls_back_to_the_snapshot_and_says_so(
 
 def test_capture_offers_writes_a_loadable_snapshot(fake_vast, tmp_path):
     config = load("config.yaml")
-    ref = planner.Reference.load(config["plan"]["measurements"])
+    ref = Reference.load(config["plan"]["measurements"])
     out = tmp_path / "snap.json"
-    snap = planner.capture_offers(planner.parse_setups(config["plan"], ref), config["plan"], out)
-    loaded = planner.load_snapshot(out)
+    snap = capture_offers(parse_setups(config["plan"], ref), config["plan"], out)
+    loaded = load_snapshot(out)
     assert {(o["gpu_name"], o["num_gpus"], o["dph_total"]) for o in loaded["offers"]} == {
         ("H200", 1, 2.9),
         ("H100 SXM", 8, 19.5),
     }
     assert any(m.startswith("1x H100 SXM") for m in snap["missing"])
-    price = planner.snapshot_price(planner.Setup("H200"), loaded)
+    price = snapshot_price(Setup("H200"), loaded)
     assert price.per_hour == 2.9 and price.captured_at == snap["captured_at"]
 
 
@@ -393,7 +398,7 @@ def test_cli_writes_csv_and_html(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "prices captured at: 2026-05" in printed and "1x H200:" in printed
     t = pd.read_csv(out)
-    assert list(t.columns) == planner.COLUMNS and (t["stage"] == planner.TOTAL).any()
+    assert list(t.columns) == planner.COLUMNS and (t["job"] == planner.TOTAL).any()
     assert "Runtime and cost plan" in html.read_text() and "finetune/5B" in html.read_text()
 
 
@@ -407,35 +412,33 @@ def test_bad_inputs_name_the_key(tmp_path):
     m = tmp_path / "m.yaml"
     m.write_text("gpus: {}\nmeasurements: [{kind: train, gpu: H200, params: 1}]\n")
     with pytest.raises(planner.PlanError, match=r"measurements\[0\] lacks tokens_per_s, source"):
-        planner.Reference.load(m)
+        Reference.load(m)
     snap = tmp_path / "s.json"
     snap.write_text(
         json.dumps({"captured_at": "x", "offers": [{"gpu_name": "H200", "num_gpus": 1}]})
     )
     with pytest.raises(planner.PlanError, match=r"offers\[0\] lacks 'dph_total'"):
-        planner.load_snapshot(snap)
+        load_snapshot(snap)
     config = load("config.yaml")
     config["eval"]["tasks"] = [{"name": "mystery", "limit": 10}]
     config["data"]["source"] = "hub"
-    st = planner.Study(
-        config, planner.Reference.load(config["plan"]["measurements"]), root=tmp_path
-    )
-    ev = [s for s in st.stages if s.kind == "eval"][0]
+    sp = mask_plan.study_plan(config, Reference.load(config["plan"]["measurements"]), tmp_path)
+    ev = [j for j in sp.jobs if j.kind == "eval"][0]
     assert ev.tokens is None and "plan.tasks.<task>" in ev.tokens_source
 
 
 def test_benchmark_file_mean_of_repeats(tmp_path):
     f = tmp_path / "b.tsv"
     f.write_text("s\th:m:s\tmax_rss\n10.0\t0:00:10\t1\n20.0\t0:00:20\t1\n")
-    assert planner.benchmark_seconds(f) == 15.0
-    assert planner.benchmark_seconds(tmp_path / "none.tsv") is None
+    assert benchmark_seconds(f) == 15.0
+    assert benchmark_seconds(tmp_path / "none.tsv") is None
     assert math.isclose(
-        planner.benchmark_seconds(EMBEDDED_RUN / "results/benchmarks/finetune/5B.tsv"), 96.0
+        benchmark_seconds(EMBEDDED_RUN / "results/benchmarks/finetune/5B.tsv"), 96.0
     )
 
 
-def test_partial_run_says_which_stages_ran(tmp_path):
-    """Some stages finished: their actuals fill in, every other row says it has not run yet."""
+def test_partial_run_says_which_jobs_ran(tmp_path):
+    """Some jobs finished: their actuals fill in, every other row says it has not run yet."""
     config = load("config.yaml", setups=[{"gpu": "cpu"}, {"gpu": "H200"}])
     frozen = planner.make_plan(config, root=tmp_path, actuals=False).table
     assert frozen["status"].isna().all()  # an estimate only: actuals were not looked for
@@ -444,7 +447,7 @@ def test_partial_run_says_which_stages_ran(tmp_path):
     assert (t["status"] == planner.NOT_RUN).all() and t[
         planner.ACTUAL_COLUMNS[:-1]
     ].isna().all().all()
-    assert "stages run: 0 of 14 (actual_s and error_pct fill in" in "\n".join(
+    assert "jobs run: 0 of 14 (actual_s and error_pct fill in" in "\n".join(
         planner.summary_lines(none)
     )
     for f in (
@@ -470,9 +473,9 @@ def test_partial_run_says_which_stages_ran(tmp_path):
     tot = row(t, "1x cpu", planner.TOTAL)
     assert (
         pd.isna(tot["actual_s"])
-        and tot["status"] == "3 of 14 stages ran, 2 with an actual time on this setup"
+        and tot["status"] == "3 of 14 jobs ran, 2 with an actual time on this setup"
     )
-    assert "stages run: 3 of 14" in "\n".join(planner.summary_lines(part))
+    assert "jobs run: 3 of 14" in "\n".join(planner.summary_lines(part))
     # a plan.csv passed as the frozen estimate: its actuals are not carried over
     again = planner.make_plan(config, root=tmp_path / "empty", frozen=t)
     assert again.table["actual_s"].isna().all() and (again.table["status"] == planner.NOT_RUN).all()
@@ -574,7 +577,7 @@ def test_pipeline_writes_the_plan_before_any_stage_ran(tmp_path, config_args):
         "price_per_hour"
     ].notna().all()
     html = (wd / res / "plan.html").read_text()
-    assert f"prices captured at: {captured}" in html and "stages run: 0 of" in html
+    assert f"prices captured at: {captured}" in html and "jobs run: 0 of" in html
     # asked again, the plan is up to date: still no stage
     assert job_stats(snakemake(wd, "-n", f"{res}/plan.csv", *config_args, env=env)) == set()
 
@@ -583,10 +586,10 @@ def test_pipeline_writes_the_plan_before_any_stage_ran(tmp_path, config_args):
 def test_full_run_writes_the_plan_last_with_every_actual(embedded_run):
     wd = embedded_run
     t = pd.read_csv(wd / "results/plan.csv")
-    stages = t[t["stage"] != planner.TOTAL]
-    ran = stages[stages["status"] == "ran on this setup"]
-    # every stage ran here (the local setup) and has its actual job time and the error
-    assert sorted(ran["stage"]) == sorted(stages["stage"].unique())
+    jobs = t[t["job"] != planner.TOTAL]
+    ran = jobs[jobs["status"] == "ran on this setup"]
+    # every job ran here (the local setup) and has its actual job time and the error
+    assert sorted(ran["job"]) == sorted(jobs["job"].unique())
     assert ran["actual_s"].notna().all() and ran["error_pct"].notna().all()
     for _, r in ran.iterrows():
         bench = r["actual_source"].removeprefix("benchmark ")
@@ -599,7 +602,7 @@ def test_full_run_writes_the_plan_last_with_every_actual(embedded_run):
     assert tot["actual_s"] == pytest.approx(ran["actual_s"].sum(), abs=0.1) and not pd.isna(
         tot["error_pct"]
     )
-    others = stages[stages["setup"] != local]
+    others = jobs[jobs["setup"] != local]
     assert (others["status"] == f"ran on {local}").all() and others["actual_s"].isna().all()
     # compared against the forecast frozen before the stages ran
     est = pd.read_csv(wd / "results/plan/estimate.csv")
@@ -627,11 +630,11 @@ def test_partial_plan_becomes_full_after_the_stages(embedded_run, tmp_path):
     assert job_stats(snakemake(wd, "-c1", "results/plan.csv")) == {"plan"}
     assert not metrics.exists()
     t = pd.read_csv(wd / "results/plan.csv")
-    gone = t[t["stage"] == "eval/5B/prefill_bidir"]
+    gone = t[t["job"] == "eval/5B/prefill_bidir"]
     assert (gone["status"] == planner.NOT_RUN).all() and gone["actual_s"].isna().all()
     local = t[t["status"] == "ran on this setup"]["setup"].iloc[0]
     tot = row(t, local, planner.TOTAL)
-    assert pd.isna(tot["actual_s"]) and tot["status"].startswith("13 of 14 stages ran")
+    assert pd.isna(tot["actual_s"]) and tot["status"].startswith("13 of 14 jobs ran")
     assert job_stats(snakemake(wd, "-n", "results/plan.csv")) == set()  # up to date as it is
     # a stale stage (its config changed) is not rebuilt for a forecast: no GPU job starts
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
@@ -653,3 +656,117 @@ def test_partial_plan_becomes_full_after_the_stages(embedded_run, tmp_path):
     t = pd.read_csv(wd / "results/plan.csv")
     assert row(t, local, "eval/5B/prefill_bidir")["status"] == "ran on this setup"
     assert not pd.isna(row(t, local, planner.TOTAL)["actual_s"])
+
+
+# ------------------------------------------------------- a forecast never stops a study
+
+
+def test_leakage_records_name_their_model_as_a_string(tmp_path):
+    """Issue 12: a finished leakage probe's JSON has "model" as a path string (ablate.mask.leakage),
+    a metrics.json has {"path": ...}; both are read, the probe's run becomes a measurement."""
+    root = tmp_path / "embedded"
+    shutil.copytree(EMBEDDED_RUN, root)
+    probe = json.loads((root / "results/leakage/causal.json").read_text())
+    assert isinstance(probe["model"], str)  # as the pipeline writes it
+    t = planner.make_plan(load("config.yaml"), root=root).table
+    r = row(t, "1x cpu", "leakage/causal")
+    assert "results/leakage/causal.json" in r["throughput_source"] and r["status"] == (
+        "ran on this setup"
+    )
+    # the real study: the probe loaded the hub model by id (no config.json): the config's model
+    mroot = tmp_path / "ministral"
+    shutil.copytree(MINISTRAL_RUN, mroot)
+    leak = mroot / "results/ministral3b/leakage/causal.json"
+    leak.parent.mkdir(parents=True)
+    prov = json.loads((mroot / "results/ministral3b/eval/base/causal/metrics.json").read_text())
+    leak.write_text(
+        json.dumps(
+            {
+                "policy": "causal",
+                "leaks": False,
+                "model": "mistralai/Ministral-3-3B-Instruct-2512",
+                "revision": None,
+                "data": "yahma/alpaca-cleaned",
+                "provenance": {**prov["provenance"], "run_id": "m-leak-causal"},
+            }
+        )
+    )
+    t = planner.make_plan(load("ministral3b.yaml"), root=mroot).table
+    r = row(t, "1x H200", "leakage/causal")
+    assert "m-leak-causal" in r["throughput_source"] and r["status"] == "ran on this setup"
+
+
+def test_unknown_hub_model_gives_rows_that_say_so(tmp_path):
+    """Issue 13: a hub model the measurements file does not know (and offline) is no exception:
+    every row of the plan says the model size is missing, the totals say which jobs lack one."""
+    config = load("ministral3b.yaml")
+    config["model"]["path"] = "someorg/unknown-model-7b"
+    p = planner.make_plan(config, root=tmp_path)
+    t = p.table
+    jobs = t[t["job"] != planner.TOTAL]
+    assert len(jobs) == 13 * len(SETUPS) and jobs["est_s"].isna().all()
+    assert (
+        jobs["note"].str.contains("model size of 'someorg/unknown-model-7b' unknown offline").all()
+    )
+    assert (jobs["status"] == planner.NOT_RUN).all()
+    tot = row(t, "1x H200", planner.TOTAL)
+    assert pd.isna(tot["est_s"]) and "no estimate for leakage/causal" in tot["note"]
+    lines = "\n".join(planner.summary_lines(p))
+    assert "size unknown" in lines and "no estimate for: eval/3A/causal" in lines
+
+
+def test_unusable_inputs_are_row_notes(tmp_path, monkeypatch):
+    """A missing measurements file, a malformed snapshot, prices: vast without a key, an old frozen
+    estimate: the plan is still made, and says what it lacked."""
+    snap = tmp_path / "offers.json"
+    snap.write_text("{not json")
+    config = load(
+        "config.yaml",
+        measurements=str(tmp_path / "absent.yaml"),
+        offers_snapshot=str(snap),
+        setups=[{"gpu": "cpu"}, {"gpu": "H200"}],
+    )
+    p = planner.make_plan(config, root=EMBEDDED_RUN, actuals=False)
+    t = p.table
+    assert t[t["job"] != planner.TOTAL]["note"].str.contains("measurements file unusable").all()
+    assert row(t, "1x cpu", "finetune/3A")["est_s"] > 0  # measured on the cpu by the fixture run
+    h200 = row(t, "1x H200", "finetune/3A")
+    assert pd.isna(h200["est_s"]) and "no spec for GPU 'H200'" in h200["throughput_source"]
+    assert h200["price_source"].startswith(f"no price: offers snapshot {snap} unreadable")
+    assert "warning: measurements file" in "\n".join(planner.summary_lines(p))
+    config = load("config.yaml", prices="vast", setups=[{"gpu": "H200"}])
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    assert row(t, "1x H200", planner.TOTAL)["price_source"] == (
+        "no price: plan.prices is 'vast' but VAST_API_KEY is not set"
+    )
+    old = t.rename(columns={"job": "stage"})  # an estimate written by an older planner
+    again = planner.make_plan(config, root=tmp_path, frozen=old)
+    assert list(again.table.columns) == planner.COLUMNS
+    assert any("estimated afresh" in x for x in again.info["problems"])
+
+
+def test_plan_rule_finishes_with_an_unknown_hub_model_and_with_finished_probes(tmp_path):
+    """The plan rules run to the end (they are part of `all`) where the planner used to raise:
+    a hub model unknown offline, and a results folder with finished leakage probes."""
+    wd = copy_checkout(tmp_path / "wd")
+    cfg = yaml.safe_load((wd / "config/ministral3b.yaml").read_text())
+    cfg["model"]["path"] = "someorg/unknown-model-7b"
+    cfg["results"] = "results/unknown"
+    (wd / "config/unknown.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    shutil.copytree(EMBEDDED_RUN / "results", wd / "results")  # the embedded run's outputs
+    env = {"HF_HUB_OFFLINE": "1", "VAST_API_KEY": "", "OMP_NUM_THREADS": "1"}
+    for target, args in (
+        ("results/unknown/plan.csv", ("--configfile", "config/unknown.yaml")),
+        ("results/plan.csv", ()),
+    ):
+        r = snakemake(wd, "-c1", target, *args, timeout=600, env=env)
+        assert job_stats(r) == {"plan_estimate", "plan"}, target
+        t = pd.read_csv(wd / target)
+        assert list(t.columns) == planner.COLUMNS and len(t) > len(SETUPS)
+    jobs = pd.read_csv(wd / "results/unknown/plan.csv")
+    jobs = jobs[jobs["job"] != planner.TOTAL]
+    assert jobs["note"].str.contains("model size of 'someorg/unknown-model-7b' unknown").all()
+    log = (wd / "results/unknown/logs/plan/estimate.log").read_text()
+    assert "size unknown" in log
+    t = pd.read_csv(wd / "results/plan.csv")
+    assert (t[t["job"] == "leakage/causal"]["status"] != planner.NOT_RUN).all()

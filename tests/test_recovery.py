@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from ablate.mask import recovery
+from ablate.mask import recovery, study
 
 
 def metrics(run_id, policy, scores, chance=0.25, n=100):
@@ -134,10 +134,21 @@ def test_cli_writes_csv_and_parquet(tmp_path, entries, capsys):
 
 
 def test_entries_from_results_derive_stages(tmp_path, entries):
-    variants = {
-        "3B": {"stage": 3, "policy": "prefix_bidir"},
-        "5B": {"stage": 5, "policy": "prefix_bidir"},
+    # the stages come from the study's job list, as the recovery rule's params pass them
+    config = {
+        "results": str(tmp_path),
+        "model": {"source": "pretrained"},
+        "data": {"source": "hub"},
+        "eval": {"ablated_policy": "prefill_bidir"},
+        "finetune": {
+            "defaults": {},
+            "variants": {
+                "3B": {"stage": 3, "policy": "prefix_bidir"},
+                "5B": {"stage": 5, "extends": "3B"},
+            },
+        },
     }
+    labels = study.recovery_labels(study.jobs(config))
     files = []
     for model, policy, e in [
         ("base", "causal", entries[0]),
@@ -152,7 +163,7 @@ def test_entries_from_results_derive_stages(tmp_path, entries):
     summary = tmp_path / "finetune" / "3B" / "summary.json"
     summary.parent.mkdir(parents=True)
     summary.write_text(json.dumps({"provenance": {"run_id": "train-3b"}}))
-    got = recovery.entries_from_results(files, variants, [summary])
+    got = recovery.entries_from_results(files, labels, [summary])
     assert [(e["stage"], e["variant"], e["train_policy"]) for e in got] == [
         (1, "base", None),
         (2, "base", None),
@@ -160,5 +171,7 @@ def test_entries_from_results_derive_stages(tmp_path, entries):
         (5, "5B", "prefix_bidir"),
     ]
     assert got[2]["train_run_id"] == "train-3b" and got[3]["train_run_id"] is None
-    with pytest.raises(recovery.RecoveryError, match="neither 'base' nor a finetune variant"):
-        recovery.stage_of("9Z", "causal", variants)
+    with pytest.raises(recovery.RecoveryError, match="no evaluation of the study's job list"):
+        recovery.entries_from_results(
+            [tmp_path / "eval" / "9Z" / "causal" / "metrics.json"], labels
+        )
