@@ -14,7 +14,7 @@ COMMANDS = {
     "recovery": ("ablate.mask.recovery", "build the recovery table from metrics.json files"),
     "plan": (
         "ablate.core.planner",
-        "predict wall time and cost per stage and setup; compare after a run",
+        "predict wall time and cost per job and setup; compare after a run",
     ),
 }
 

@@ -193,19 +193,19 @@ class MaskPlanner:
             job.tokens, job.tokens_source = None, f"unknown: {type(exc).__name__}: {exc}"
         return job
 
-    def _train_tokens(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
-        """The train shape of ``p``; the keys it lacks (none once the schema fills them)."""
+    def _train_shape(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
+        """Set a training job's shape, dtype and optimizer from its parameters ``p`` (config key
+        ``where``); return the size keys ``p`` lacks (none once the schema fills them)."""
         job.train_shape = {k: p.get(k) for k in TRAIN_SHAPE}
-        job.dtype, job.optim, job.writes_checkpoint = (
-            p.get("model_dtype", "auto"),
-            p.get("optim"),
-            True,
-        )
+        # "auto" (bf16 only on a bf16-capable GPU) is counted as float32: the safe memory bound
+        job.dtype = p.get("model_dtype", "auto")
+        job.optim = p.get("optim")
+        job.writes_checkpoint = True
         return [f"{where}.{k}" for k in TRAIN_SHAPE[:4] if not p.get(k)]
 
     def _plan_prepare_model(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
         p = (self.config["model"].get("embedded") or {}).get("pretrain") or {}
-        missing = self._train_tokens(job, p, "model.embedded.pretrain")
+        missing = self._train_shape(job, p, "model.embedded.pretrain")
         if missing:
             job.tokens_source = f"unknown: {', '.join(missing)} not set"
             return
@@ -224,8 +224,7 @@ class MaskPlanner:
 
     def _plan_finetune(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
         p = sj.variant["params"]
-        self._train_tokens(job, p, f"finetune.variants.{sj.model}")
-        job.dtype = p.get("model_dtype", "float32")
+        self._train_shape(job, p, f"finetune.variants.{sj.model}")
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
         measured = self._measured_tokens_per_step(job.train_shape)
         if measured:

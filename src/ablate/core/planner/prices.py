@@ -84,8 +84,13 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
     fields = set(ExecutorSettings.__dataclass_fields__)
     path = Path(plan["vast_profile"]) if plan.get("vast_profile") else None
     settings, groups, source = {}, {}, "plan.vast"
+    prof = None
     if path is not None and path.exists():
-        prof = yaml.safe_load(path.read_text()) or {}
+        try:
+            prof = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:  # priced without the profile's filters
+            log.warning("planner: vast profile %s unreadable: %s", path, exc)
+    if isinstance(prof, dict):
         for key, value in prof.items():
             for prefix in VAST_PROFILE_PREFIXES:
                 name = key[len(prefix) :].replace("-", "_") if key.startswith(prefix) else None
