@@ -402,6 +402,16 @@ def test_cli_writes_csv_and_html(tmp_path, capsys):
     assert "Runtime and cost plan" in html.read_text() and "finetune/5B" in html.read_text()
 
 
+def test_cli_writes_the_plan_into_the_configs_results_folder(tmp_path, capsys):
+    root = tmp_path / "run"
+    shutil.copytree(MINISTRAL_RUN, root)
+    args = ["--config", "config/ministral3b.yaml", "--root", str(root), "--no-actuals"]
+    assert planner.main(args) == 0
+    out = root / "results/ministral3b/plan.csv"  # config key results: results/ministral3b
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert list(pd.read_csv(out).columns) == planner.COLUMNS
+
+
 def test_bad_inputs_name_the_key(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         help="pipeline config (config/config.yaml, config/ministral3b.yaml)",
     )
     ap.add_argument(
-        "--out", help=f"plan table (CSV); default <results>/{PLAN_FILES['plan_csv']} of the config"
+        "--out",
+        help=f"plan table (CSV); default <root>/<results>/{PLAN_FILES['plan_csv']}, "
+        "<results> being the config's results folder",
     )
     ap.add_argument("--html", help="also write the table as HTML (the report's view)")
     ap.add_argument(
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     except (PlanError, OSError) as exc:
         print(f"ablate plan: {exc}", file=sys.stderr)
         return 2
-    out = args.out or f"{config['results']}/{PLAN_FILES['plan_csv']}"
+    # beside the runs it read, where the rule writes it: <root>/<results>/plan.csv
+    out = args.out or str(Path(args.root) / config["results"] / PLAN_FILES["plan_csv"])
     write_plan(p, out, args.html)
     print("\n".join(summary_lines(p)))
     print(f"wrote {out}" + (f" and {args.html}" if args.html else ""))
