@@ -25,6 +25,7 @@ include: "rules/finetune.smk"
 include: "rules/eval.smk"
 include: "rules/recovery.smk"
 include: "rules/report.smk"
+include: "rules/claims.smk"
 # runtime/cost planner (docs/planner.md): `snakemake results/plan.csv` alone forecasts before
 # a run; in `all` it is written last, with the actual time of every stage
 include: "rules/plan.smk"
@@ -37,4 +38,5 @@ rule all:
         "results/recovery.parquet",
         "results/plots/scores.png",
         "results/plots/loss_curves.png",
+        "results/claims/mask.csv",
         "results/plan.csv",
