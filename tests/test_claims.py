@@ -41,7 +41,7 @@ def verdict(rule, ev):
 def test_beats_verdicts(ev):
     row = verdict(C.beats("much_better", "base"), ev)
     assert row.verdict == "supported" and row.test == "exact McNemar" and row.n == 200
-    assert row.p_value < 1e-6 and "much_better 0.700 vs base 0.500" in row.evidence
+    assert row.p_value < 1e-6 and "much_better 0.700 - base 0.500: diff +0.200" in row.evidence
     assert row.inputs == "base.parquet; much_better.parquet"
     # points the right way, test does not clear alpha: inconclusive
     assert verdict(C.beats("bit_better", "base"), ev).verdict == "inconclusive"

@@ -194,7 +194,7 @@ def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = MIN_N) -
     def rule(ev: Evidence) -> ClaimResult:
         sl, sw, kw = _pair(ev, loser, winner)
         r = stats.paired(sl.values, sw.values, alpha=alpha, **kw)
-        evidence = f"{sw.label} {r.mean_b:.3f} vs {sl.label} {r.mean_a:.3f}: {r.line()}"
+        evidence = f"{sw.label} {r.mean_b:.3f} - {sl.label} {r.mean_a:.3f}: {r.line()}"
         return _result(_direction_verdict(r, +1, min_n), evidence, r)
 
     return rule
@@ -209,7 +209,7 @@ def within_margin(
         sr, ss, kw = _pair(ev, reference, subject)
         r = stats.noninferior(sr.values, ss.values, margin, alpha=alpha, **kw)
         evidence = (
-            f"{ss.label} {r.mean_b:.3f} vs {sr.label} {r.mean_a:.3f} (margin -{margin:g}): "
+            f"{ss.label} {r.mean_b:.3f} - {sr.label} {r.mean_a:.3f} (margin -{margin:g}): "
             f"{r.line()}"
         )
         if r.n == 0 or r.diff < -margin:

@@ -50,8 +50,8 @@ class Paired:
 
     def line(self, digits: int = 3) -> str:
         """``diff +0.050 [95% CI +0.010, +0.090], p=0.012 (exact McNemar, n=200)``"""
-        if self.n == 0:
-            return f"no items ({self.test})"
+        if math.isnan(self.diff):
+            return f"no comparison ({self.test})"
         level = round(100 * (1 - self.alpha))
         return (
             f"diff {self.diff:+.{digits}f} [{level}% CI {self.ci_low:+.{digits}f}, "
@@ -78,7 +78,7 @@ def clean(d: float) -> float:
     return 0.0 if abs(d) <= TOL else float(d)
 
 
-def _align(a, b, ids_a, ids_b) -> tuple[np.ndarray, np.ndarray, list | None]:
+def _align(a, b, ids_a, ids_b) -> tuple[np.ndarray, np.ndarray]:
     """Arrays of b and a in the same item order; with ids, matched by id (same id sets required,
     so a comparison never silently drops items one side lacks)."""
     a = np.asarray(a, dtype=float).ravel()
@@ -88,7 +88,7 @@ def _align(a, b, ids_a, ids_b) -> tuple[np.ndarray, np.ndarray, list | None]:
     if ids_a is None:
         if len(a) != len(b):
             raise ValueError(f"unpaired lengths: {len(a)} vs {len(b)} items (pass ids to align)")
-        return a, b, None
+        return a, b
     ids_a, ids_b = list(ids_a), list(ids_b)
     if len(ids_a) != len(a) or len(ids_b) != len(b):
         raise ValueError("ids and values differ in length")
@@ -103,8 +103,7 @@ def _align(a, b, ids_a, ids_b) -> tuple[np.ndarray, np.ndarray, list | None]:
             f"the two evaluations cover different items ({len(only_a)} only in a, "
             f"{len(only_b)} only in b, e.g. {sorted(map(str, only_a | only_b))[:3]})"
         )
-    order = ids_a
-    return a, b[[pos_b[k] for k in order]], order
+    return a, b[[pos_b[k] for k in ids_a]]
 
 
 def _binom_two_sided(k: int, n: int) -> float:
@@ -167,18 +166,20 @@ def _bootstrap(a, b, groups, alpha, n_boot, seed) -> Paired:
     as far from zero as the observed difference (two-sided)."""
     d = b - a
     rng = np.random.default_rng(seed)
-    stats = np.zeros(n_boot)
+    boot = np.zeros(n_boot)
     for idx in groups:
-        pick = rng.integers(0, len(idx), size=(n_boot, len(idx)))
-        stats += d[idx][pick].mean(axis=1)
-    stats /= len(groups)
+        for start in range(0, n_boot, 1000):  # blocks of resamples: bounded memory
+            rows = min(1000, n_boot - start)
+            pick = rng.integers(0, len(idx), size=(rows, len(idx)))
+            boot[start : start + rows] += d[idx][pick].mean(axis=1)
+    boot /= len(groups)
     obs = clean(float(np.mean([d[i].mean() for i in groups])))
-    if np.ptp(stats) <= TOL:  # every pair equal (or constant difference): no spread to test
+    if np.ptp(boot) <= TOL:  # every pair equal (or constant difference): no spread to test
         p = 1.0 if obs == 0 else 0.0
         lo = hi = obs
     else:
-        lo, hi = (float(v) for v in np.quantile(stats, [alpha / 2, 1 - alpha / 2]))
-        p = float((1 + np.sum(np.abs(stats - obs) >= abs(obs) - TOL)) / (n_boot + 1))
+        lo, hi = (float(v) for v in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
+        p = float((1 + np.sum(np.abs(boot - obs) >= abs(obs) - TOL)) / (n_boot + 1))
     mean_a = float(np.mean([a[i].mean() for i in groups]))
     mean_b = float(np.mean([b[i].mean() for i in groups]))
     name = "paired bootstrap" if len(groups) == 1 else "stratified paired bootstrap"
@@ -208,7 +209,7 @@ def paired(
     the per-stratum means (a macro over tasks): with 0/1 values and equal-sized strata that is the
     pooled mean and McNemar applies as is; otherwise a bootstrap within strata.
     """
-    a, b, order = _align(a, b, ids_a, ids_b)
+    a, b = _align(a, b, ids_a, ids_b)
     if len(a) == 0:
         return _empty(alpha)
     groups = [np.arange(len(a))] if strata is None else _stratum_index(strata, len(a))
@@ -234,7 +235,7 @@ def noninferior(
     base = paired(a, b, ids_a=ids_a, ids_b=ids_b, alpha=alpha, strata=strata)
     if base.n == 0:
         return base
-    a, b, _ = _align(a, b, ids_a, ids_b)
+    a, b = _align(a, b, ids_a, ids_b)
     d = b - a
     groups = [np.arange(len(d))] if strata is None else _stratum_index(strata, len(d))
     var = sum(d[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
@@ -243,7 +244,7 @@ def noninferior(
     if se <= TOL:
         p = 0.0 if gap > TOL else 1.0
     else:
-        p = 1 - NormalDist().cdf(gap / se)
+        p = NormalDist().cdf(-gap / se)  # the upper tail, without 1 - cdf's cancellation
     test = f"non-inferiority z (margin {margin:g}, one-sided)"
     return Paired(**{**base.as_dict(), "p_value": p, "test": test, "significant": p < alpha})
 
@@ -260,7 +261,7 @@ def from_stderr(
     if se <= TOL:
         p = 1.0 if diff == 0 else 0.0
     else:
-        p = 2 * (1 - NormalDist().cdf(abs(diff) / se))
+        p = 2 * NormalDist().cdf(-abs(diff) / se)
     z = _z(alpha)
     test = "unpaired z from stderrs"
     return Paired(n, mean_a, mean_b, diff, diff - z * se, diff + z * se, p, test, p < alpha, alpha)

@@ -98,7 +98,9 @@ def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | P
         source = f"{m.parent} (run {metrics.get('run_id')})"
         inputs[key(model, policy)] = Samples(correct, source, f"{model} under {policy}")
         for task, values in correct.groupby(level=0):
-            inputs[key(model, policy, task)] = Samples(values, source, f"{model} on {task}")
+            inputs[key(model, policy, task)] = Samples(
+                values, source, f"{model} under {policy} on {task}"
+            )
     return Evidence(inputs)
 
 

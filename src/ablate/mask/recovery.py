@@ -96,10 +96,9 @@ def _items(entry: dict[str, Any], metrics: dict[str, Any], where: str) -> pd.Ser
     samples = entry.get("samples")
     if samples is None:
         return None
+    name = str(samples) if isinstance(samples, (str, Path)) else f"the samples of {where}"
     try:
-        return items.correctness(
-            metrics, items.load(samples), str(entry.get("samples_file", where))
-        )
+        return items.correctness(metrics, items.load(samples), name)
     except items.ItemsError as exc:
         raise RecoveryError(str(exc)) from exc
 
