@@ -8,6 +8,7 @@ localrules:
 rule recovery_table:
     input:
         metrics=outputs_of("eval_model", "metrics"),
+        samples=outputs_of("eval_model", "samples"),
         summaries=outputs_of("finetune", "summary"),
     output:
         csv=report(
@@ -23,5 +24,7 @@ rule recovery_table:
         "../../environment.yml"
     params:
         recovery=recovery_params(),
+        # the study's one significance level (config claims.alpha) for the table's tests
+        alpha=config["claims"]["alpha"],
     script:
         "../../workflow/scripts/recovery_table.py"

@@ -57,6 +57,38 @@ def resolve_variants(
     return out
 
 
+#: The variant roles of the mask study's claims (config ``claims:``; src/ablate/mask/claims.py).
+CLAIM_ROLES = ("prefix_variant", "causal_variant", "long_variant")
+
+
+def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``claims:`` block with each role checked against the finetune variants; a role set to
+    null is left out (its claims are not made). Returns the block plus each named variant's stage
+    and policy, the params of the claims rule."""
+    out = dict(claims)
+    for role in CLAIM_ROLES:
+        name = claims.get(role)
+        if name is None:
+            continue
+        if name not in variants:
+            raise ConfigError(
+                f"invalid config at claims.{role}: variant {name!r} does not exist "
+                f"(finetune.variants has: {', '.join(sorted(variants))}; null leaves its claims out)"
+            )
+    named = sorted({claims[r] for r in CLAIM_ROLES if claims.get(r) is not None})
+    out["variants"] = {
+        n: dict(stage=variants[n]["stage"], policy=variants[n]["policy"]) for n in named
+    }
+    return sorted_tree(out)
+
+
+def claims_evaluations(claims: dict[str, Any], ablated: str) -> list[tuple[str, str]]:
+    """(model, policy) of every evaluation the claims read: the base model and each variant a
+    role names (:func:`resolve_claims`'s ``variants``), under causal and the ablated policy."""
+    models = ["base", *sorted(claims["variants"])]
+    return [(m, p) for m in models for p in ("causal", ablated)]
+
+
 # ------------------------------------------------------------------ files and the job list
 
 #: Every file the mask study's rules write, relative to the results folder (config key
@@ -97,6 +129,10 @@ PATTERNS: dict[str, str] = {
     "plot_scores_log": "logs/plot_scores/scores.log",
     "plot_loss_curves": "plots/loss_curves.png",
     "plot_loss_curves_log": "logs/plot_loss_curves/loss_curves.log",
+    # mask_claims: the claims table (config claims:)
+    "claims_csv": "claims/mask.csv",
+    "claims_md": "claims/mask.md",
+    "claims_log": "logs/mask_claims/mask.log",
 }
 BASE = "base"  # the evaluated model name of the base model (the others are variants)
 #: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).
@@ -115,6 +151,7 @@ RULE_OUTPUTS: dict[str, dict[str, str]] = {
     "recovery_table": {"csv": "recovery_csv", "parquet": "recovery_parquet"},
     "plot_scores": {"png": "plot_scores"},
     "plot_loss_curves": {"png": "plot_loss_curves"},
+    "mask_claims": {"csv": "claims_csv", "md": "claims_md"},
 }
 
 
@@ -298,6 +335,7 @@ def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list
             "plot_loss_curves_log",
         )
     )
+    out.append(make("mask_claims", "mask_claims", None, None, "mask_claims", "claims_log"))
     return out
 
 

@@ -1,0 +1,44 @@
+# The mask study's claims table: each claim of the study (config `claims:`, docs/claims.md)
+# computed from the evaluations' per-item results as supported / not supported / inconclusive /
+# not run, with the numbers, the paired test and its p-value.
+from ablate.mask.study import claims_evaluations, resolve_claims
+
+try:
+    MASK_CLAIMS = resolve_claims(config["claims"], VARIANTS)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+# the evaluations the claims read (jobs of the job list): the base model and each variant a
+# role names
+_CLAIMED = claims_evaluations(MASK_CLAIMS, config["eval"]["ablated_policy"])
+MASK_CLAIMS_EVALS = [
+    j for j in MASK_JOBS if j.rule == "eval_model" and (j.model, j.policy) in _CLAIMED
+]
+
+
+localrules:
+    mask_claims,
+
+
+rule mask_claims:
+    input:
+        metrics=[j.outputs["metrics"] for j in MASK_CLAIMS_EVALS],
+        samples=[j.outputs["samples"] for j in MASK_CLAIMS_EVALS],
+    output:
+        csv=report(
+            out(P["claims_csv"]),
+            caption="../../workflow/report/claims.rst",
+            category="Claims",
+            labels={"table": "mask study claims"},
+        ),
+        md=out(P["claims_md"]),
+    log:
+        out(P["claims_log"]),
+    conda:
+        "../../environment.yml"
+    params:
+        claims=MASK_CLAIMS,
+        ablated_policy=config["eval"]["ablated_policy"],
+        tasks=[t["name"] for t in config["eval"]["tasks"]],
+    script:
+        "../../workflow/scripts/mask_claims.py"
