@@ -780,3 +780,13 @@ def test_plan_rule_finishes_with_an_unknown_hub_model_and_with_finished_probes(t
     assert "size unknown" in log
     t = pd.read_csv(wd / "results/plan.csv")
     assert (t[t["job"] == "leakage/causal"]["status"] != planner.NOT_RUN).all()
+
+
+def test_a_failed_planner_still_writes_a_plan(tmp_path):
+    """The rule's last resort (workflow/scripts/plan.py): a plan of one row that says why."""
+    p = planner.failed_plan("the planner failed: KeyError: 'x' (see the log)")
+    planner.write_plan(p, tmp_path / "plan.csv", tmp_path / "plan.html")
+    t = pd.read_csv(tmp_path / "plan.csv")
+    assert list(t.columns) == planner.COLUMNS and t["note"].tolist() == [p.info["failed"]]
+    assert planner.summary_lines(p) == [f"no plan: {p.info['failed']}"]
+    assert "KeyError" in (tmp_path / "plan.html").read_text()
