@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", required=True, choices=masks.POLICIES)
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument(
-        "--n", type=int, default=d["n_pairs"], help="first N rows of --data (%(default)s)"
+        "--n", type=int, default=d["n_pairs"], help="first N rows of --data (default %(default)s)"
     )
     p.add_argument(
         "--threshold",
@@ -261,13 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--revision", help="hub revision of a hub id --model (default: the newest)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
-    p.add_argument("--max-seq-len", type=int, default=d["max_seq_len"], help="%(default)s")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="%(default)s")
+    p.add_argument("--max-seq-len", type=int, default=d["max_seq_len"], help="default %(default)s")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
     p.add_argument(
         "--dtype",
         default=d["dtype"],
         choices=("float32", "bfloat16", "float16"),
-        help="%(default)s",
+        help="default %(default)s",
     )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--attn-implementation", default="sdpa")
