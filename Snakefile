@@ -32,6 +32,7 @@ if "mask" in STUDIES:
     include: "rules/mask/eval.smk"
     include: "rules/mask/recovery.smk"
     include: "rules/mask/report.smk"
+    include: "rules/mask/claims.smk"
     # runtime/cost planner (docs/planner.md): `snakemake results/plan.csv` alone forecasts
     # before a run; in `all` it is written last, with the actual time of every stage
     include: "rules/plan.smk"
@@ -43,6 +44,7 @@ MASK_TARGETS = (
         out("recovery.parquet"),
         out("plots/scores.png"),
         out("plots/loss_curves.png"),
+        out("claims/mask.csv"),
         out("plan.csv"),
     ]
     if "mask" in STUDIES

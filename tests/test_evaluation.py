@@ -131,6 +131,36 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
         assert 1 / per_doc.size().mean() == pytest.approx(metrics["tasks"][t]["chance"])
 
 
+def test_samples_give_the_items_of_the_recovery_table_and_claims(policy_runs, tmp_path):
+    """What the paired tests read: per-item correctness of the headline metric, from the real
+    samples.parquet, matching the metrics; the recovery table and a claim build from it."""
+    import shutil
+
+    from ablate.core.claims import Claim, beats, evaluate_claims
+    from ablate.mask import claims, items, recovery
+
+    for d, metrics in policy_runs.values():
+        correct = items.correctness(metrics, pd.read_parquet(d / "samples.parquet"))
+        assert len(correct) == 6 * len(TASKS) and set(correct.unique()) <= {0.0, 1.0}
+        for t in TASKS:
+            assert correct.loc[t].mean() == pytest.approx(metrics["tasks"][t]["score"])
+    folders = []
+    for policy in ("causal", "prefill_bidir"):  # the pipeline's layout: eval/<model>/<policy>/
+        folders.append(tmp_path / "eval" / "base" / policy)
+        shutil.copytree(policy_runs[policy][0], folders[-1])
+    metrics_files = [f / "metrics.json" for f in folders]
+    samples_files = [f / "samples.parquet" for f in folders]
+    entries = recovery.entries_from_results(metrics_files, {}, (), samples_files)
+    df = recovery.build_recovery(entries)
+    assert (df.test == "exact McNemar").all()
+    assert df.p_vs_stage1.notna().sum() == len(TASKS) + 1  # the stage-2 rows
+    ev = claims.context(metrics_files, samples_files)
+    rule = beats(claims.key("base", "causal"), claims.key("base", "prefill_bidir"))
+    row = evaluate_claims([Claim("hurts", "s", rule)], ev).iloc[0]
+    assert row.n == 6 * len(TASKS) and row.verdict != "not run"
+    assert policy_runs["causal"][1]["run_id"] in row.inputs
+
+
 def test_policies_change_the_scores(policy_runs):
     ll = {
         p: pd.read_parquet(d / "samples.parquet").loglikelihood.to_numpy()

@@ -66,6 +66,7 @@ def finetune_jobs(variants) -> set[tuple[str, str]]:
 TABLE_JOBS = {
     ("recovery_table", "results/recovery.csv"),
     ("plot_scores", "results/plots/scores.png"),
+    ("mask_claims", "results/claims/mask.csv"),
 }
 LOSS_PLOT = {("plot_loss_curves", "results/plots/loss_curves.png")}
 
@@ -239,7 +240,7 @@ def test_snakemake_report(finished, tmp_path):
     r = snakemake(finished, "--report", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     html = out.read_text()
-    for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html"):
+    for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html", "mask.csv"):
         assert name in html, name
 
 

@@ -78,6 +78,7 @@ def test_first_run_plan(fresh):
         "recovery_table": 1,
         "plot_scores": 1,
         "plot_loss_curves": 1,
+        "mask_claims": 1,
         "all": 1,
     }
 
@@ -142,11 +143,15 @@ def load_workflow(wd: Path, configfile: str | None = None):
 def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
     wf = load_workflow(fresh, configfile)
     # hub data: no make_data; a pretrained model is registered on the submit host
-    assert wf._localrules == {"make_data", "recovery_table", "plot_scores", "plot_loss_curves"} - (
-        set() if configfile is None else {"make_data"}
-    ) | (set() if configfile is None else {"prepare_model"}) | {
-        r.name for r in wf.rules if r.name.startswith("plan")
-    }
+    assert wf._localrules == {
+        "make_data",
+        "recovery_table",
+        "plot_scores",
+        "plot_loss_curves",
+        "mask_claims",
+    } - (set() if configfile is None else {"make_data"}) | (
+        set() if configfile is None else {"prepare_model"}
+    ) | {r.name for r in wf.rules if r.name.startswith("plan")}
     rules = {r.name: r for r in wf.rules}
     for name in ("leakage_probe", "finetune", "eval_model"):
         res = rules[name].resources
@@ -168,6 +173,7 @@ def test_rulegraph_names_every_stage(fresh):
         "recovery_table",
         "plot_scores",
         "plot_loss_curves",
+        "mask_claims",
     ):
         assert f'label = "{rule}"' in r.stdout, rule
 

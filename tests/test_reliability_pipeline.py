@@ -64,6 +64,8 @@ def small_config(model_dir: Path) -> dict:
         logging_steps=1,
     )
     cfg["finetune"]["variants"] = {"3A": {"stage": 3, "policy": "causal"}}
+    # no prefix-LM or long-run variant here: their claims are left out (claims roles 3B, 5B)
+    cfg["claims"] = {"prefix_variant": None, "long_variant": None}
     return cfg
 
 

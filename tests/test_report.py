@@ -74,3 +74,32 @@ def test_plot_loss_curves_png(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="has no 'curves'"):
         report.plot_loss_curves([bad], tmp_path / "x.png")
+
+
+def test_plot_scores_shows_drop_and_recovery(tmp_path):
+    """The second panel draws the drop and the recovery with their intervals (from the CSV,
+    where within_noise comes back as text)."""
+    from fake_evals import correct_items, evaluation, shift
+
+    s1 = {"x": correct_items(100, 80, 0)}
+    s2 = {"x": shift(s1["x"], -30, 1)}
+    entries = [
+        (1, "base", "causal", s1),
+        (2, "base", "prefill_bidir", s2),
+        (4, "3B", "prefill_bidir", {"x": shift(s2["x"], 10, 2)}),
+        (5, "5B", "prefill_bidir", {"x": shift(s2["x"], 1, 3)}),
+    ]
+    df = recovery.build_recovery(
+        [
+            dict(stage=st, variant=v, metrics=m, samples=s)
+            for st, v, p, items in entries
+            for m, s in [evaluation(f"{v}-{p}", p, items)]
+        ]
+    )
+    csv = tmp_path / "r.csv"
+    df.to_csv(csv, index=False)
+    out = report.plot_scores(csv, tmp_path / "scores.png")
+    import matplotlib.image
+
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] > img.shape[1] * 0.6  # two panels stacked

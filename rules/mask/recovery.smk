@@ -8,6 +8,7 @@ localrules:
 rule recovery_table:
     input:
         metrics=eval_targets("metrics.json"),
+        samples=eval_targets("samples.parquet"),
         summaries=expand(
             out("finetune/{variant}/summary.json"), variant=sorted(VARIANTS)
         ),
@@ -25,5 +26,7 @@ rule recovery_table:
         "../../environment.yml"
     params:
         recovery=recovery_params(),
+        # the study's one significance level (config claims.alpha) for the table's tests
+        alpha=config["claims"]["alpha"],
     script:
         "../../workflow/scripts/recovery_table.py"

@@ -1,4 +1,5 @@
-"""recovery_table: results/recovery.csv (+ parquet) from every evaluation's metrics.json."""
+"""recovery_table: results/recovery.csv (+ parquet) from every evaluation's metrics.json and
+samples.parquet (paired per-item tests)."""
 
 import sys
 
@@ -10,7 +11,8 @@ entries = recovery.entries_from_results(
     snakemake.input.metrics,
     snakemake.params.recovery["variants"],
     snakemake.input.summaries,
+    snakemake.input.samples,
 )
-df = recovery.build_recovery(entries)
+df = recovery.build_recovery(entries, alpha=snakemake.params.alpha)
 recovery.write_recovery(df, snakemake.output.csv, snakemake.output.parquet)
 print("\n".join(recovery.summary_lines(df)))

@@ -6,13 +6,20 @@ two reference evaluations of the base model, matched per task:
 - stage 1: base model under ``causal`` (what the model can do),
 - stage 2: base model under the ablated policy (what the ablation costs),
 
-so ``retention_vs_stage1 = score / stage1``, ``gain_vs_stage2 = score - stage2`` and
-``recovered_fraction = (score - stage2) / (stage1 - stage2)`` (NaN where stage 1 equals stage 2:
-nothing was lost, so nothing can be recovered). Each row carries the ``run_id`` of the
-metrics.json it came from, the join key back to that file's provenance block.
+so ``delta_vs_stage1 = score - stage1``, ``retention_vs_stage1 = score / stage1``,
+``gain_vs_stage2 = score - stage2`` and ``recovered_fraction = (score - stage2) / (stage1 -
+stage2)``. Each difference comes with a confidence interval and p-value from a paired test on the
+per-item results (samples.parquet; :mod:`ablate.core.stats`), or, without them, an unpaired z test
+on the stderrs. A derived number is given only where it means something (``note`` says why one is
+empty): ``gain_vs_stage2`` on rows under the ablated policy (and stage 1: the drop), never on a
+finetune evaluated under causal; ``recovered_fraction`` on those rows only where the stage-1 to
+stage-2 drop of that task is itself significant (stage 1 and 2 carry its anchors 1 and 0).
+``within_noise`` says whether the row's own comparison is not significant: the recovery (vs stage
+2) for a finetune under the ablated policy, the drop or side effect (vs stage 1) otherwise. Each
+row carries the ``run_id`` of the metrics.json it came from, the join key back to its provenance.
 
 CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``
-where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics}`` objects.
+where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics[, samples]}`` objects.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from typing import Any
 
 import pandas as pd
 
-#: Column order of the table (the contract with the report and the tests).
+from ablate.core import io, stats
+from ablate.mask import items
+
+#: Column order of the table (the contract with the report and the tests; README.md).
 COLUMNS = [
     "task",
     "stage",
@@ -39,12 +49,22 @@ COLUMNS = [
     "n",
     "chance",
     "delta_vs_stage1",
+    "delta_vs_stage1_ci_low",
+    "delta_vs_stage1_ci_high",
+    "p_vs_stage1",
     "retention_vs_stage1",
     "gain_vs_stage2",
+    "gain_vs_stage2_ci_low",
+    "gain_vs_stage2_ci_high",
+    "p_vs_stage2",
     "recovered_fraction",
+    "within_noise",
+    "test",
+    "note",
     "run_id",
     "train_run_id",
     "metrics_file",
+    "samples_file",
 ]
 MACRO = "macro"
 #: ``train_policy`` of the base model rows: it was not finetuned by the study.
@@ -71,7 +91,19 @@ def _load_metrics(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     raise RecoveryError(f"entry {entry!r} needs 'metrics': a metrics.json path or its loaded dict")
 
 
-def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+def _items(entry: dict[str, Any], metrics: dict[str, Any], where: str) -> pd.Series | None:
+    """Per-item correctness when the entry names its samples (path or frame), else None."""
+    samples = entry.get("samples")
+    if samples is None:
+        return None
+    name = str(samples) if isinstance(samples, (str, Path)) else f"the samples of {where}"
+    try:
+        return items.correctness(metrics, items.load(samples), name)
+    except items.ItemsError as exc:
+        raise RecoveryError(str(exc)) from exc
+
+
+def _rows(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.Series | None]:
     for key in ("stage", "variant"):
         if key not in entry:
             raise RecoveryError(f"recovery entry {entry!r} lacks the key {key!r}")
@@ -80,6 +112,7 @@ def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     for key in ("run_id", "policy", "tasks", "macro"):
         if key not in metrics:
             raise RecoveryError(f"{where} lacks the key {key!r} (see docs/design.md)")
+    samples = entry.get("samples")
     common = dict(
         stage=int(entry["stage"]),
         variant=str(entry["variant"]),
@@ -88,6 +121,7 @@ def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
         run_id=str(metrics["run_id"]),
         train_run_id=entry.get("train_run_id"),
         metrics_file=source,
+        samples_file=str(samples) if isinstance(samples, (str, Path)) else None,
     )
     rows = []
     for task, result in sorted(metrics["tasks"].items()):
@@ -105,6 +139,7 @@ def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
                 chance=result.get("chance"),
             )
         )
+    correct = _items(entry, metrics, where)
     macro = metrics["macro"]
     ns = [r["n"] for r in rows]
     rows.append(
@@ -113,28 +148,73 @@ def _rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
             task=MACRO,
             metric="mean_headline",
             score=float(macro["score"]),
-            stderr=None,
+            stderr=_macro_stderr(rows, correct),
             n=sum(ns) if all(n is not None for n in ns) else None,
             chance=macro.get("chance"),
         )
     )
-    return rows
+    return rows, correct
 
 
-def build_recovery(entries: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def _macro_stderr(task_rows: list[dict[str, Any]], correct: pd.Series | None) -> float | None:
+    """Stderr of the mean over tasks (tasks hold different items: independent errors)."""
+    ses = [r["stderr"] for r in task_rows]
+    if correct is not None and any(se is None for se in ses):
+        by_task = correct.groupby(level=0)
+        ses = list((by_task.std(ddof=1) / by_task.count() ** 0.5).fillna(0.0))
+    if not ses or any(se is None for se in ses):
+        return None
+    return math.sqrt(sum(float(se) ** 2 for se in ses)) / len(ses)
+
+
+def _compare(task: str, ref, row, ref_items, row_items, alpha: float) -> stats.Paired:
+    """``row``'s score against ``ref``'s on ``task`` (rows of the table): paired per item when
+    both evaluations have their items (macro: every item, a macro over tasks), else an unpaired
+    z test on the stderrs."""
+    if ref_items is not None and row_items is not None:
+        sel = (lambda s: s) if task == MACRO else (lambda s: s.loc[[task]])
+        a, b = sel(ref_items), sel(row_items)
+        try:
+            return stats.paired(
+                a.to_numpy(),
+                b.to_numpy(),
+                ids_a=list(a.index),
+                ids_b=list(b.index),
+                strata=list(a.index.get_level_values(0)),
+                alpha=alpha,
+            )
+        except ValueError as exc:
+            raise RecoveryError(
+                f"{row['variant']} under {row['eval_policy']}, task {task}: {exc}"
+            ) from exc
+
+    def se(r):
+        return None if pd.isna(r["stderr"]) else float(r["stderr"])
+
+    n = None if pd.isna(row["n"]) else int(row["n"])
+    return stats.from_stderr(ref["score"], se(ref), row["score"], se(row), n=n or 0, alpha=alpha)
+
+
+def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) -> pd.DataFrame:
     """The long-format recovery table from evaluation entries.
 
     Each entry: ``stage`` (1 = base causal, 2 = base ablated, 4 = a stage-3 finetune, 5 = a
     stage-5 finetune), ``variant`` (``base`` or the finetune variant), ``train_policy`` (None for
-    the base model), ``metrics`` (a metrics.json path or its loaded dict) and optionally
-    ``train_run_id`` (the run_id of the finetune that produced the evaluated checkpoint).
-    Exactly one stage-1 and one stage-2 entry are required: every other row is compared to them.
+    the base model), ``metrics`` (a metrics.json path or its loaded dict), optionally ``samples``
+    (its samples.parquet path or frame: paired tests) and ``train_run_id`` (the run_id of the
+    finetune that produced the evaluated checkpoint). Exactly one stage-1 and one stage-2 entry
+    are required: every other row is compared to them. ``alpha``: the tests' significance level.
     """
-    rows = [row for entry in entries for row in _rows(entry)]
+    rows, correct = [], {}
+    for entry in entries:
+        entry_rows, entry_items = _rows(entry)
+        rows += entry_rows
+        key = (entry_rows[0]["stage"], entry_rows[0]["variant"], entry_rows[0]["eval_policy"])
+        correct[key] = entry_items
     if not rows:
         raise RecoveryError("no evaluation entries: nothing to tabulate")
     df = pd.DataFrame(rows)
-    refs = {}
+    refs, ref_keys = {}, {}
     for stage in REFERENCE_STAGES:
         ref = df[df["stage"] == stage]
         variants = ref[["variant", "eval_policy"]].drop_duplicates()
@@ -143,26 +223,76 @@ def build_recovery(entries: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 f"the table needs exactly one stage-{stage} evaluation (base model under "
                 f"{'causal' if stage == 1 else 'the ablated policy'}); got {len(variants)}"
             )
-        refs[stage] = ref.set_index("task")["score"]
-    stage1 = df["task"].map(refs[1])
-    stage2 = df["task"].map(refs[2])
-    missing = df.loc[stage1.isna() | stage2.isna(), "task"].unique()
+        refs[stage] = ref.set_index("task")
+        ref_keys[stage] = (stage, *variants.iloc[0])
+    missing = df.loc[~df["task"].isin(refs[1].index) | ~df["task"].isin(refs[2].index), "task"]
     if len(missing):
         raise RecoveryError(
-            f"task(s) {', '.join(map(str, missing))} have no stage-1/stage-2 reference score"
+            f"task(s) {', '.join(map(str, missing.unique()))} have no stage-1/stage-2 reference score"
         )
-    df["delta_vs_stage1"] = df["score"] - stage1
-    df["retention_vs_stage1"] = (df["score"] / stage1).where(stage1 != 0)
-    df["gain_vs_stage2"] = df["score"] - stage2
-    lost = stage1 - stage2
-    df["recovered_fraction"] = ((df["score"] - stage2) / lost).where(lost != 0)
+    items1, items2 = correct[ref_keys[1]], correct[ref_keys[2]]
+    drops = {  # stage 2 vs stage 1 per task: whether there is anything to recover
+        t: _compare(t, refs[1].loc[t], refs[2].loc[t], items1, items2, alpha) for t in refs[2].index
+    }
+    derived = [
+        _derived(r, refs, ref_keys, correct, drops[r["task"]], alpha) for _, r in df.iterrows()
+    ]
+    df = pd.concat([df, pd.DataFrame(derived, index=df.index)], axis=1)
     df["n"] = df["n"].astype("Int64")
-    df["stderr"] = df["stderr"].astype("float64")
-    df["chance"] = df["chance"].astype("float64")
+    for col in ("stderr", "chance"):
+        df[col] = df[col].astype("float64")
+    df["within_noise"] = df["within_noise"].astype("boolean")
     # Macro last within each evaluation, evaluations in stage order: stable output for diffs.
     df["_macro"] = df["task"] == MACRO
     df = df.sort_values(["stage", "variant", "eval_policy", "_macro", "task"])
     return df[COLUMNS].reset_index(drop=True)
+
+
+def _derived(row, refs, ref_keys, correct, drop: stats.Paired, alpha: float) -> dict[str, Any]:
+    """The comparisons of one row with stage 1 and stage 2 of its task (see the module doc)."""
+    nan = math.nan
+    ablated = ref_keys[2][2]
+    task, key = row["task"], (row["stage"], row["variant"], row["eval_policy"])
+    s1, s2 = refs[1].loc[task], refs[2].loc[task]
+    items1, items2, mine = correct[ref_keys[1]], correct[ref_keys[2]], correct[key]
+    is_ref1, is_ref2 = key == ref_keys[1], key == ref_keys[2]
+    under_ablation = row["eval_policy"] == ablated
+    out: dict[str, Any] = dict(test=None, note=None, within_noise=None)
+
+    v1 = None if is_ref1 else _compare(task, s1, row, items1, mine, alpha)
+    with_v2 = (under_ablation or is_ref1) and not is_ref2
+    v2 = _compare(task, s2, row, items2, mine, alpha) if with_v2 else None
+    # a reference row's difference from itself is 0 by definition, with no test
+    for name, p, v, ref, itself in (
+        ("delta_vs_stage1", "p_vs_stage1", v1, s1, is_ref1),
+        ("gain_vs_stage2", "p_vs_stage2", v2, s2, is_ref2),
+    ):
+        defined = itself or v is not None
+        out[name] = stats.clean(row["score"] - ref["score"]) if defined else nan
+        out[f"{name}_ci_low"] = v.ci_low if v else nan
+        out[f"{name}_ci_high"] = v.ci_high if v else nan
+        out[p] = v.p_value if v else nan
+        out["test"] = out["test"] or (v.test if v else None)
+    out["retention_vs_stage1"] = row["score"] / s1["score"] if s1["score"] != 0 else nan
+
+    # the row's own comparison: recovery for a finetune under the ablation, else drop/side effect
+    own = v2 if under_ablation and not (is_ref1 or is_ref2) else v1
+    if own is not None and not math.isnan(own.p_value):
+        out["within_noise"] = not own.significant
+
+    lost = stats.clean(s1["score"] - s2["score"])
+    frac = nan
+    if not under_ablation and not is_ref1:
+        out["note"] = f"evaluated under causal: recovery is measured under {ablated}"
+    elif lost <= 0 or not drop.significant:
+        what = "did not lower" if lost <= 0 else "lowered, within noise,"
+        out["note"] = f"the ablation {what} this task ({drop.line()}): nothing to recover"
+    elif is_ref1 or is_ref2:
+        frac = 1.0 if is_ref1 else 0.0
+    else:
+        frac = stats.clean(row["score"] - s2["score"]) / lost
+    out["recovered_fraction"] = frac
+    return out
 
 
 def stage_of(model: str, policy: str, variants: dict[str, dict[str, Any]]) -> int:
@@ -179,17 +309,20 @@ def entries_from_results(
     metrics_files: Iterable[str | Path],
     variants: dict[str, dict[str, Any]],
     summaries: Iterable[str | Path] = (),
+    samples_files: Iterable[str | Path] = (),
 ) -> list[dict[str, Any]]:
     """Entries for :func:`build_recovery` from the pipeline's layout.
 
-    ``metrics_files`` are ``.../eval/<model>/<policy>/metrics.json``; ``variants`` maps a variant
-    to its ``stage`` and ``policy``; ``summaries`` are ``.../finetune/<variant>/summary.json``,
-    whose run_id becomes ``train_run_id``.
+    ``metrics_files`` are ``.../eval/<model>/<policy>/metrics.json``; ``samples_files`` their
+    ``samples.parquet`` siblings (matched by folder; an evaluation without one is compared through
+    its stderrs); ``variants`` maps a variant to its ``stage`` and ``policy``; ``summaries`` are
+    ``.../finetune/<variant>/summary.json``, whose run_id becomes ``train_run_id``.
     """
     train_run_ids = {}
     for s in summaries:
         data = json.loads(Path(s).read_text())
         train_run_ids[Path(s).parent.name] = (data.get("provenance") or {}).get("run_id")
+    samples = {Path(f).parent: str(f) for f in samples_files}
     entries = []
     for path in metrics_files:
         model, policy = Path(path).parts[-3:-1]
@@ -201,16 +334,16 @@ def entries_from_results(
                 train_policy=v.get("policy"),
                 train_run_id=train_run_ids.get(model),
                 metrics=str(path),
+                samples=samples.get(Path(path).parent),
             )
         )
     return entries
 
 
 def write_recovery(df: pd.DataFrame, csv: str | Path, parquet: str | Path | None = None) -> None:
-    Path(csv).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(csv, index=False)
+    io.write_frame(csv, df)
     if parquet is not None:
-        df.to_parquet(parquet, index=False)
+        io.write_frame(parquet, df)
 
 
 def summary_lines(df: pd.DataFrame) -> list[str]:
@@ -219,9 +352,14 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
     for _, r in df[df["task"] == MACRO].iterrows():
         frac = r["recovered_fraction"]
         frac_s = "n/a" if frac is None or math.isnan(frac) else f"{frac:+.2f}"
+        noise = (
+            "" if pd.isna(r["within_noise"]) else (" (within noise)" if r["within_noise"] else "")
+        )
         lines.append(
             f"stage {r['stage']} {r['variant']:>8} eval={r['eval_policy']:<13} "
-            f"macro={r['score']:.4f} (chance {r['chance']:.3f}) recovered={frac_s}"
+            f"macro={r['score']:.4f} (chance {r['chance']:.3f}) "
+            f"vs S1 {r['delta_vs_stage1']:+.4f} p={stats.fmt_p(r['p_vs_stage1'])} "
+            f"recovered={frac_s}{noise}"
         )
     return lines
 
@@ -231,13 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--entries",
         required=True,
-        help="JSON list of {stage, variant, train_policy, metrics[, train_run_id]}",
+        help="JSON list of {stage, variant, train_policy, metrics[, samples, train_run_id]}",
     )
+    ap.add_argument("--alpha", type=float, default=0.05, help="significance level of the tests")
     ap.add_argument("--csv", required=True, help="output CSV")
     ap.add_argument("--parquet", help="optional parquet copy")
     args = ap.parse_args(argv)
     entries = json.loads(Path(args.entries).read_text())
-    df = build_recovery(entries)
+    df = build_recovery(entries, alpha=args.alpha)
     write_recovery(df, args.csv, args.parquet)
     print("\n".join(summary_lines(df)))
     return 0

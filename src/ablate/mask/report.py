@@ -1,4 +1,5 @@
-"""Figures for the Snakemake report: per-task scores by stage, and training loss curves.
+"""Figures for the Snakemake report: per-task scores by stage with the drop and the recovery, and
+training loss curves.
 
 Both read only pipeline outputs (the recovery table, training ``summary.json`` files), so they can
 be redrawn from a finished results folder without any model.
@@ -25,7 +26,10 @@ def evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
 
 
 def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Grouped bars: one group per task (macro last), one bar per evaluation in stage order."""
+    """Two panels. Top: grouped bars, one group per task (macro last), one bar per evaluation
+    in stage order. Bottom: the differences that carry the finding, with their confidence
+    intervals: the drop (stage 2 - stage 1) and each finetune's recovery under the ablated policy
+    (score - stage 2); hollow markers are within noise."""
     df = pd.read_csv(table) if not isinstance(table, pd.DataFrame) else table
     if df.empty:
         raise ValueError("the recovery table is empty: nothing to plot")
@@ -38,12 +42,19 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     )
     evals = list(evals)
     width = 0.8 / len(evals)
-    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(tasks) * max(1, len(evals) / 4)), 4.8))
+    fig, (ax, dax) = plt.subplots(
+        2,
+        1,
+        figsize=(max(10, 1.6 * len(tasks) * max(1, len(evals) / 4)), 8.4),
+        height_ratios=(1.2, 1),
+    )
     cmap = plt.get_cmap("tab10")
+    colors = {}
     for i, (stage, variant, policy) in enumerate(evals):
         sel = df[(df.stage == stage) & (df.variant == variant) & (df.eval_policy == policy)]
         scores = sel.set_index("task")["score"].reindex(tasks)
         xs = [j + (i - (len(evals) - 1) / 2) * width for j in range(len(tasks))]
+        colors[(stage, variant, policy)] = cmap(i % 10)
         ax.bar(
             xs,
             scores.values,
@@ -63,8 +74,43 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     ax.set_ylim(0, 1)
     ax.set_title("Scores by task and stage (hatched: evaluated under the ablated mask)")
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _plot_differences(dax, df, tasks, colors)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> None:
+    """Drop (stage-2 rows vs stage 1) and recovery (finetunes under the ablated policy vs stage
+    2) per task, with the table's confidence intervals."""
+    ablated = df.loc[df.stage == 2, "eval_policy"].iloc[0] if (df.stage == 2).any() else None
+    series = [("drop: S2 - S1", df[df.stage == 2], "delta_vs_stage1", (2, "base", ablated))]
+    finetuned = df[(df.stage > 2) & (df.eval_policy == ablated)]
+    for (stage, variant), sel in finetuned.groupby(["stage", "variant"], sort=True):
+        label = f"recovery: S{stage} {variant} - S2"
+        series.append((label, sel, "gain_vs_stage2", (stage, variant, ablated)))
+    width = 0.8 / max(1, len(series))
+    for i, (label, sel, col, key) in enumerate(series):
+        sel = sel.set_index("task").reindex(tasks)
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(tasks))]
+        lo = (sel[col] - sel[f"{col}_ci_low"]).clip(lower=0)
+        hi = (sel[f"{col}_ci_high"] - sel[col]).clip(lower=0)
+        color = colors.get(key, "gray")
+        ax.errorbar(xs, sel[col], yerr=[lo, hi], fmt="none", ecolor=color, capsize=3, linewidth=1.2)
+        noise = sel["within_noise"].astype("boolean").fillna(False).astype(bool)
+        for filled, mask in ((True, ~noise), (False, noise)):
+            ax.scatter(
+                [x for x, m in zip(xs, mask) if m],
+                sel[col][mask.values],
+                color=color if filled else "white",
+                edgecolors=color,
+                zorder=3,
+                label=label if filled or noise.all() else None,
+            )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("score difference (95% CI)")
+    ax.set_title("Drop under the ablation and recovery by finetuning (hollow: within noise)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
@@ -132,6 +178,6 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
 def _save(fig, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")  # legends sit outside the axes
     plt.close(fig)
     return out

@@ -51,3 +51,35 @@ def resolve_variants(
             params=sorted_tree({**defaults, **overrides}),
         )
     return out
+
+
+#: The variant roles of the mask study's claims (config ``claims:``; src/ablate/mask/claims.py).
+CLAIM_ROLES = ("prefix_variant", "causal_variant", "long_variant")
+
+
+def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``claims:`` block with each role checked against the finetune variants; a role set to
+    null is left out (its claims are not made). Returns the block plus each named variant's stage
+    and policy, the params of the claims rule."""
+    out = dict(claims)
+    for role in CLAIM_ROLES:
+        name = claims.get(role)
+        if name is None:
+            continue
+        if name not in variants:
+            raise ConfigError(
+                f"invalid config at claims.{role}: variant {name!r} does not exist "
+                f"(finetune.variants has: {', '.join(sorted(variants))}; null leaves its claims out)"
+            )
+    named = sorted({claims[r] for r in CLAIM_ROLES if claims.get(r) is not None})
+    out["variants"] = {
+        n: dict(stage=variants[n]["stage"], policy=variants[n]["policy"]) for n in named
+    }
+    return sorted_tree(out)
+
+
+def claims_evaluations(claims: dict[str, Any], ablated: str) -> list[tuple[str, str]]:
+    """(model, policy) of every evaluation the claims read: the base model and each variant a
+    role names (:func:`resolve_claims`'s ``variants``), under causal and the ablated policy."""
+    models = ["base", *sorted(claims["variants"])]
+    return [(m, p) for m in models for p in ("causal", ablated)]

@@ -1,0 +1,136 @@
+"""ablate.core.stats: paired tests, intervals, edge cases (synthetic data, no model)."""
+
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+import pytest
+
+from ablate.core import stats
+
+
+def table(both, only_b, only_a, neither):
+    """Paired 0/1 vectors with these cell counts (b right & a wrong = only_b, ...)."""
+    a = [1] * both + [0] * only_b + [1] * only_a + [0] * neither
+    b = [1] * both + [1] * only_b + [0] * only_a + [0] * neither
+    return np.array(a, float), np.array(b, float)
+
+
+def test_mcnemar_exact_p_and_newcombe_interval():
+    # Newcombe (1998), Stat Med 17:2635, example (a): 36 / 12 / 2 / 0, method 10
+    a, b = table(36, 12, 2, 0)
+    r = stats.paired(a, b)
+    assert r.test == "exact McNemar" and r.n == 50
+    assert r.mean_a == pytest.approx(0.76) and r.mean_b == pytest.approx(0.96)
+    assert r.diff == pytest.approx(0.2)
+    assert (r.ci_low, r.ci_high) == pytest.approx((0.0569, 0.3404), abs=1e-4)
+    # two-sided binomial on the 14 discordant pairs, 2 of them one way
+    assert r.p_value == pytest.approx(2 * sum(math.comb(14, i) for i in range(3)) / 2**14)
+    assert r.significant
+    assert "exact McNemar, n=50" in r.line()
+
+
+def test_mcnemar_without_scipy_gives_the_same_p(monkeypatch):
+    a, b = table(30, 9, 3, 8)
+    with_scipy = stats.paired(a, b).p_value
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    assert stats.paired(a, b).p_value == pytest.approx(with_scipy, rel=1e-12)
+
+
+def test_direction_is_b_minus_a():
+    a, b = table(10, 0, 15, 5)
+    r = stats.paired(a, b)
+    assert r.diff == pytest.approx(-0.5) and r.ci_high < 0 and r.significant
+
+
+def test_alignment_by_ids():
+    a, b = table(20, 8, 1, 11)
+    ids = list(range(len(a)))
+    perm = np.random.default_rng(1).permutation(len(a))
+    shuffled = stats.paired(a, b[perm], ids_a=ids, ids_b=[ids[i] for i in perm])
+    assert shuffled == stats.paired(a, b)
+    # misaligned without ids: not the same comparison
+    assert stats.paired(a, b[perm]).p_value != shuffled.p_value
+    with pytest.raises(ValueError, match="different items"):
+        stats.paired(a, b, ids_a=ids, ids_b=[i + 1 for i in ids])
+    with pytest.raises(ValueError, match="duplicate item ids"):
+        stats.paired(a, b, ids_a=[0] * len(a), ids_b=ids)
+    with pytest.raises(ValueError, match="unpaired lengths"):
+        stats.paired(a, b[:-1])
+
+
+def test_no_items_and_all_equal_pairs():
+    r = stats.paired([], [])
+    assert r.n == 0 and math.isnan(r.diff) and math.isnan(r.p_value) and not r.significant
+    assert stats.mean_ci([]) == (pytest.approx(math.nan, nan_ok=True),) * 3
+    x = np.array([1, 0, 1, 1, 0] * 8, float)
+    same = stats.paired(x, x)
+    assert same.diff == 0 and same.p_value == 1.0 and not same.significant
+    assert same.ci_low < 0 < same.ci_high  # 40 items say little: the interval is not a point
+    scores = np.linspace(0.1, 0.9, 40)
+    same = stats.paired(scores, scores)
+    assert (same.diff, same.p_value, same.ci_low, same.ci_high) == (0, 1.0, 0, 0)
+
+
+def test_float_rounding_is_no_difference():
+    # the issue's macros: 0.20000000000000004 vs 0.19999999999999998
+    r = stats.from_stderr(0.1 + 0.1 + 0.1 - 0.1, 0.03, 0.2 - 1e-17 * 2, 0.03)
+    assert r.diff == 0.0 and r.p_value == 1.0 and not r.significant
+    a = np.array([0.1 + 0.2, 0.7, 0.4] * 10)
+    b = np.array([0.3, 0.7, 0.4] * 10)  # 0.1 + 0.2 = 0.30000000000000004
+    r = stats.paired(a, b)
+    assert r.diff == 0.0 and r.p_value == 1.0 and not r.significant
+
+
+def test_bootstrap_for_scores_is_seeded():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.5, 0.1, 300)
+    b = a + 0.02 + rng.normal(0, 0.05, 300)
+    r = stats.paired(a, b)
+    assert r.test.startswith("paired bootstrap") and r.significant
+    assert r.ci_low < r.diff < r.ci_high and r.diff == pytest.approx(np.mean(b - a))
+    assert stats.paired(a, b) == r  # same seed, same numbers
+    noise = stats.paired(a, a + rng.normal(0, 0.05, 300))
+    assert not noise.significant and noise.ci_low < 0 < noise.ci_high
+
+
+def test_strata_make_a_macro():
+    # equal-sized strata of 0/1 items: the macro is the pooled mean, McNemar as is
+    a1, b1 = table(20, 15, 0, 5)
+    a2, b2 = table(10, 0, 0, 30)
+    strata = ["t1"] * 40 + ["t2"] * 40
+    r = stats.paired(np.r_[a1, a2], np.r_[b1, b2], strata=strata)
+    assert r.test == "exact McNemar" and r.diff == pytest.approx((15 / 40 + 0) / 2)
+    # unequal sizes: the unweighted mean over strata, by a stratified bootstrap
+    a3, b3 = table(5, 0, 0, 5)
+    r = stats.paired(np.r_[a1, a3], np.r_[b1, b3], strata=["t1"] * 40 + ["t3"] * 10)
+    assert r.test.startswith("stratified paired bootstrap")
+    assert r.diff == pytest.approx((15 / 40 + 0) / 2)
+    assert r.mean_a == pytest.approx((20 / 40 + 5 / 10) / 2)
+    assert r.significant
+
+
+def test_noninferiority():
+    a, b = table(150, 5, 8, 37)  # b 0.015 below a on 200 items
+    assert stats.noninferior(a, b, 0.05).significant  # within 0.05: yes
+    r = stats.noninferior(a, b, 0.0)
+    assert not r.significant and "margin 0" in r.test  # within 0: no
+    a, b = table(100, 0, 40, 60)  # b 0.2 below
+    assert not stats.noninferior(a, b, 0.05).significant
+
+
+def test_mean_ci():
+    m, lo, hi = stats.mean_ci([1] * 8 + [0] * 2)
+    assert m == 0.8 and (lo, hi) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # Wilson
+    m, lo, hi = stats.mean_ci([0.2, 0.4, 0.6])
+    assert m == pytest.approx(0.4) and lo < 0.4 < hi
+    assert stats.mean_ci([0] * 5)[1] == 0.0  # Wilson stays inside [0, 1]
