@@ -1,4 +1,4 @@
-"""Finetuning step benchmark: the real training path (ablate.mask.training.build_trainer -> MaskPolicyTrainer,
+"""Finetuning step benchmark: the real training path (ablate.mask.training.trainer.build_trainer -> MaskPolicyTrainer,
 HF Trainer loop, policy forward, response-only fast head, optimizer) on the Ministral-3-3B text shape with
 random weights, causal vs prefix_bidir. Prints a markdown table.
 
@@ -10,7 +10,7 @@ causal and prefix_bidir; weights are the GPU default, bf16 + fp32 masters in the
   B4-adamw-split          same, attn masks.PREFIX_SDPA (causal flash + non-causal prompt blocks)
   B4-adamw-flex           same, attn flex_attention (BlockMask)
   B4-adafactor-split      B=4, Adafactor (the seed's optimizer), split attention
-  seed-GA16-split         B=1 x grad_accum 16, Adafactor, split: the seed's configuration (FINETUNE_DEFAULTS)
+  seed-GA16-split         B=1 x grad_accum 16, Adafactor, split: the seed's configuration (finetune_params defaults)
   B4-adamw-autocast-split fp32 weights + bf16 autocast (HF's usual mixed precision), split
   B4-adamw-bf16-nomaster  bf16 weights without masters (like docs/findings' baseline; loses small updates)
 MFU = 6 x N_params x tokens/s / 989 TFLOP/s (dense bf16 H100/H200 peak), N = 3.43 B incl. the tied
@@ -29,8 +29,10 @@ import time
 import torch
 
 from ablate.core.modeling import tiny_ministral3_config
-from ablate.mask import masks, training
+from ablate.mask import masks
 from ablate.mask.training import params
+from ablate.mask.training.data import ExampleDataset, PolicyCollator
+from ablate.mask.training.trainer import build_trainer, policy_loss_sum
 
 PEAK_TFLOPS = 989.0
 SHAPE = dict(
@@ -114,20 +116,20 @@ NO_CUDNN_ROWS = {"B4-adamw-split-nocudnn"}
 
 
 def _weights_label(p: dict) -> str:
-    dtype = params._model_dtype(p)
+    dtype = params.model_dtype(p)
     if dtype == torch.float32:
-        return "fp32 + bf16 autocast" if params._bf16_enabled(p["bf16"]) else "fp32"
-    return "bf16 + fp32 master" if params._master_weights(p) else "bf16 only"
+        return "fp32 + bf16 autocast" if params.bf16_enabled(p["bf16"]) else "fp32"
+    return "bf16 + fp32 master" if params.master_weights_enabled(p) else "bf16 only"
 
 
-def make_examples(n: int, seed: int) -> training.ExampleDataset:
+def make_examples(n: int, seed: int) -> ExampleDataset:
     g = torch.Generator().manual_seed(seed)
     ex = []
     for _ in range(n):
         ids = torch.randint(1000, SHAPE["vocab_size"], (T,), generator=g).tolist()
         prompt = int(torch.randint(T // 8, T // 2 + 1, (1,), generator=g))
         ex.append({"input_ids": ids, "prompt_length": prompt})
-    return training.ExampleDataset(ex)
+    return ExampleDataset(ex)
 
 
 def build_model(dtype: torch.dtype, attn: str):
@@ -164,7 +166,7 @@ def run_row(
 def _run_once(
     name: str, policy: str, overrides: dict, warmup: int, timed: int, data_seed: int
 ) -> dict:
-    p = training.resolve_params(
+    p = params.resolve_params(
         {
             **overrides,
             "max_steps": warmup + timed,
@@ -175,12 +177,12 @@ def _run_once(
             "warmup_ratio": 0.0,
             "max_seq_len": T,
         },
-        training.FINETUNE_DEFAULTS,
+        "finetune",
     )
-    model = build_model(params._model_dtype(p), p["attn_implementation"])
+    model = build_model(params.model_dtype(p), p["attn_implementation"])
     n_params = sum(t.numel() for t in model.parameters())
     data = make_examples((warmup + timed) * p["batch_size"] * p["grad_accum"], seed=data_seed)
-    trainer, _, tp = training.build_trainer(
+    trainer, _, tp = build_trainer(
         model=model,
         tokenizer=None,
         pad_token_id=11,
@@ -229,12 +231,12 @@ def check_flex_matches_sdpa() -> float:
     """Relative difference of the prefix_bidir loss, flex vs sdpa, same weights and batch (the flex path
     must be proven on the GPU: a naive BlockMask was 58 % off there)."""
     model = build_model(torch.bfloat16, "sdpa")
-    batch = training.PolicyCollator(11)([make_examples(2, seed=2)[i] for i in range(2)])
+    batch = PolicyCollator(11)([make_examples(2, seed=2)[i] for i in range(2)])
     batch = {k: v.to(DEVICE) for k, v in batch.items()}
     with torch.no_grad():
-        a, n = training.policy_loss_sum(model, batch, "prefix_bidir")
+        a, n = policy_loss_sum(model, batch, "prefix_bidir")
         model.set_attn_implementation("flex_attention")
-        b, _ = training.policy_loss_sum(model, batch, "prefix_bidir")
+        b, _ = policy_loss_sum(model, batch, "prefix_bidir")
     del model
     gc.collect()
     torch.cuda.empty_cache()

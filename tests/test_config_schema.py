@@ -1,4 +1,4 @@
-"""The config schema: both shipped configs validate, defaults match the library, bad input is named.
+"""The config schema: both shipped configs validate, the library reads its defaults, bad input is named.
 
 The bad-config cases run `snakemake -n` on a copy of the workflow: the error must come before any
 job is scheduled and name the key (and the bad value or key).
@@ -50,39 +50,65 @@ def test_variant_overrides_get_no_defaults():
     assert cfg["finetune"]["variants"]["3A"] == {"stage": 3, "policy": "causal"}
 
 
-def test_finetune_defaults_equal_the_library():
-    """The schema states the training defaults; they must be the library's (probe_* aside)."""
-    from ablate.mask.training import FINETUNE_DEFAULTS
+def test_library_reads_the_training_defaults_of_the_schema():
+    """The schema states the training defaults once; the library's are the schema's (probe_* come
+    from the schema's leakage section), so there is no copy to keep equal."""
+    from ablate.mask.training.params import PROBE_PARAMS, defaults
 
-    props = schema_defs()["finetune_params"]["properties"]
-    library = {k: v for k, v in FINETUNE_DEFAULTS.items() if not k.startswith("probe_")}
-    assert set(props) == set(library)
-    assert {k: p["default"] for k, p in props.items()} == library
-    override = schema_defs()["finetune_params_override"]["properties"]
-    assert set(override) == set(library)
+    defs = schema_defs()
+    props = defs["finetune_params"]["properties"]
+    library = defaults("finetune")
+    assert {k: v for k, v in library.items() if k not in PROBE_PARAMS} == {
+        k: p["default"] for k, p in props.items()
+    }
+    leakage = yaml.safe_load(SCHEMA.read_text())["properties"]["leakage"]["properties"]
+    assert {k: library[k] for k in PROBE_PARAMS} == {
+        k: leakage[v]["default"] for k, v in PROBE_PARAMS.items()
+    }
+    pretrain = defs["pretrain_params"]["properties"]
+    assert defaults("pretrain") == {k: p["default"] for k, p in pretrain.items()}
+    # every training key can be overridden per variant and set for pretraining, and nothing else
+    assert set(defs["finetune_params_override"]["properties"]) == set(props) == set(pretrain)
 
 
-def test_pretrain_keys_are_training_keys():
-    from ablate.mask.training import PRETRAIN_DEFAULTS
+def test_pipeline_and_library_resolve_the_same_training_params():
+    """What the pipeline validates (config defaults filled in) is what the library would resolve."""
+    from ablate.mask.training.params import resolve_params
 
-    pretrain = load("config.yaml")["model"]["embedded"]["pretrain"]
-    assert set(pretrain) <= set(PRETRAIN_DEFAULTS)
+    cfg = validated(load("config.yaml"))
+    pretrain = cfg["model"]["embedded"]["pretrain"]
+    assert resolve_params(pretrain, "pretrain") == pretrain
+    finetune = cfg["finetune"]["defaults"]
+    assert {k: resolve_params(finetune, "finetune")[k] for k in finetune} == finetune
 
 
-def test_embedded_config_copies_the_embedded_defaults():
-    """config/config.yaml states the embedded world and model sizes of ablate.mask.embedded."""
+def test_library_reads_the_embedded_defaults_of_the_schema():
+    """The embedded world's sizes and the tiny architecture: the schema's defaults, read by
+    `ablate data` and tiny_ministral3_config."""
+    from ablate.core.modeling import tiny_ministral3_config
     from ablate.mask import embedded
 
+    defs = schema_defs()
+    data = yaml.safe_load(SCHEMA.read_text())["properties"]["data"]["properties"]
+    sizes = {k: p["default"] for k, p in data["embedded"]["properties"].items()}
+    assert embedded.options() == {"seed": data["seed"]["default"], **sizes}
+    arch = defs["embedded_model"]["properties"]["arch"]["properties"]
+    tiny = tiny_ministral3_config()
+    for key, p in arch.items():
+        if "default" in p:
+            assert getattr(tiny, key) == p["default"], key
+
+
+def test_pretrained_model_settings_carry_no_embedded_block():
+    """model.embedded is filled in for an embedded model only: a hub model's params stay its own."""
+    assert "embedded" not in validated(load("ministral3b.yaml"))["model"]
     cfg = load("config.yaml")
-    for key, value in cfg["data"]["embedded"].items():
-        assert embedded.DEFAULTS[key] == value, key
-    for key, value in cfg["model"]["embedded"]["arch"].items():
-        assert embedded.DEFAULTS["model"][key] == value, key
-    pretrain = cfg["model"]["embedded"]["pretrain"]
-    for key, value in embedded.DEFAULTS["pretrain"].items():
-        assert pretrain.get(key) == value, key
-    tasks = {t["name"]: t["metric"] for t in cfg["eval"]["tasks"]}
-    assert tasks == embedded.DEFAULTS["headline"]
+    del cfg["model"]["embedded"]
+    filled = validated(cfg)["model"]["embedded"]
+    assert (
+        filled["pretrain"]["max_steps"]
+        == schema_defs()["pretrain_params"]["properties"]["max_steps"]["default"]
+    )
 
 
 def test_seed_study_settings():

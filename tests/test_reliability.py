@@ -21,9 +21,11 @@ import pytest
 from ablate.core import checkpoint, model_card, provenance
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
-from ablate.mask import embedded, evaluation, sft_data, training
+from ablate.mask import embedded, evaluation, sft_data
 from ablate.mask.evaluation import TaskFileError, TaskNotFoundError
 from ablate.mask.training import run as run_module
+from ablate.mask.training.run import finetune
+from ablate.mask.training.trainer import complete_checkpoints
 
 # Fake secrets: long and unique, so a hit in any file can only be a leak.
 SECRETS = {
@@ -186,7 +188,7 @@ def test_model_without_tokenizer_fails_before_training(tiny_model_dir, sft_file,
     model_only = tmp_path / "model_only"
     load_causal_lm(tiny_model_dir).save_pretrained(model_only)
     with pytest.raises(ModelLoadError, match=r"cannot load a tokenizer from .*model_only"):
-        training.finetune(
+        finetune(
             model_path=model_only,
             data=sft_file,
             policy="causal",
@@ -213,7 +215,7 @@ def test_sft_dataset_without_alpaca_columns(tiny_model_dir, tmp_path):
     ):
         sft_data.load_rows(bad)
     with pytest.raises(sft_data.SFTDataError, match="lacks column"):
-        training.finetune(
+        finetune(
             model_path=tiny_model_dir,
             data=bad,
             policy="causal",
@@ -232,7 +234,7 @@ def test_sft_dataset_with_empty_responses(tiny_model_dir, tmp_path):
         sft_data.SFTDataError,
         match=r"empty\.jsonl: 2 row\(s\) have an empty 'output' response \(first at row 2\)",
     ):
-        training.finetune(
+        finetune(
             model_path=tiny_model_dir,
             data=bad,
             policy="causal",
@@ -324,7 +326,7 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
     out = tmp_path / "ft"
     _enospc(monkeypatch)
     with pytest.raises(OSError, match="No space left on device"):
-        training.finetune(
+        finetune(
             model_path=tiny_model_dir,
             data=sft_file,
             policy="causal",
@@ -335,7 +337,7 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
     monkeypatch.undo()
     assert not (out / "final").exists() and not (out / "summary.json").exists()
     # the half-written Trainer checkpoint has no completion marker: a rerun never resumes from it
-    assert training.complete_checkpoints(out / "checkpoints") == []
+    assert complete_checkpoints(out / "checkpoints") == []
 
 
 def test_disk_full_keeps_the_previous_final_checkpoint(
@@ -343,7 +345,7 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
 ):
     """A rerun (other params) whose final save fails: the previous final stays whole and verified."""
     out = tmp_path / "ft"
-    training.finetune(
+    finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="causal",
@@ -362,7 +364,7 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
 
     monkeypatch.setattr(run_module, "save_final", save_final_on_full_disk)
     with pytest.raises(OSError, match="No space left on device"):
-        training.finetune(
+        finetune(
             model_path=tiny_model_dir,
             data=sft_file,
             policy="causal",
@@ -385,7 +387,7 @@ def test_secrets_never_reach_outputs_or_logs(
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)
     out = tmp_path / "run"
-    training.finetune(
+    finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="causal",

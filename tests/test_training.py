@@ -16,7 +16,23 @@ import torch
 
 from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
-from ablate.mask import sft_data, training
+from ablate.mask import sft_data
+from ablate.mask.training import cli
+from ablate.mask.training.callbacks import StopRules
+from ablate.mask.training.data import PolicyCollator
+from ablate.mask.training.params import (
+    CHECKPOINT_MARKER,
+    LeakageGateError,
+    TrainingConfigError,
+    resolve_params,
+)
+from ablate.mask.training.run import finetune, pretrain
+from ablate.mask.training.trainer import (
+    MaskPolicyTrainer,
+    MasterWeightsOptimizer,
+    complete_checkpoints,
+    policy_loss_sum,
+)
 
 torch.set_num_threads(2)
 
@@ -94,7 +110,7 @@ def weights(path):
 
 
 def test_collator_labels_only_on_response_tokens():
-    batch = training.PolicyCollator(pad_token_id=11)(
+    batch = PolicyCollator(pad_token_id=11)(
         [
             {"input_ids": [1, 5, 6, 7, 8], "prompt_length": 3},
             {"input_ids": [1, 9, 10], "prompt_length": 2},
@@ -110,11 +126,11 @@ def test_collator_labels_only_on_response_tokens():
 def test_fast_head_loss_equals_model_loss(tiny_model_dir, tokenizer, policy):
     model = load_causal_lm(tiny_model_dir)
     pairs = sft_data.tokenize_rows(tokenizer, synthetic_rows(3), 64)
-    batch = training.PolicyCollator(tokenizer.pad_token_id)(
+    batch = PolicyCollator(tokenizer.pad_token_id)(
         [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
     )
-    fast_sum, n = training.policy_loss_sum(model, batch, policy, fast_head=True)
-    slow_sum, n2 = training.policy_loss_sum(model, batch, policy, fast_head=False)
+    fast_sum, n = policy_loss_sum(model, batch, policy, fast_head=True)
+    slow_sum, n2 = policy_loss_sum(model, batch, policy, fast_head=False)
     assert int(n) == int(n2) == int((batch["labels"][:, 1:] != -100).sum()) > 0
     torch.testing.assert_close(fast_sum, slow_sum, rtol=1e-5, atol=1e-4)
     if policy == "causal":  # the model's own loss (its own shift and mean over labelled tokens)
@@ -125,7 +141,7 @@ def test_fast_head_loss_equals_model_loss(tiny_model_dir, tokenizer, policy):
         ).loss
         torch.testing.assert_close(fast_sum / n, own, rtol=1e-5, atol=1e-5)
     else:  # the policy changes the forward: a different loss than causal
-        causal_sum, _ = training.policy_loss_sum(model, batch, "causal")
+        causal_sum, _ = policy_loss_sum(model, batch, "causal")
         assert not torch.allclose(fast_sum, causal_sum)
 
 
@@ -134,13 +150,13 @@ def test_prefix_split_attention_equals_sdpa_in_training_loss(tiny_model_dir, tok
     from ablate.mask import masks
 
     pairs = sft_data.tokenize_rows(tokenizer, synthetic_rows(3), 64)
-    batch = training.PolicyCollator(tokenizer.pad_token_id)(
+    batch = PolicyCollator(tokenizer.pad_token_id)(
         [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
     )
     results = []
     for attn in ("sdpa", masks.PREFIX_SDPA):
         model = load_causal_lm(tiny_model_dir, attn_implementation=attn)
-        loss, n = training.policy_loss_sum(model, batch, "prefix_bidir")
+        loss, n = policy_loss_sum(model, batch, "prefix_bidir")
         (loss / n).backward()
         results.append((loss.detach(), model.model.layers[0].self_attn.q_proj.weight.grad))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-4)
@@ -156,7 +172,7 @@ def test_master_weights_keep_updates_that_bf16_rounds_away():
         torch.nn.init.ones_(lin.weight)
         groups = [{"params": [lin.weight], "weight_decay": 0.0}]
         opt = (
-            training.MasterWeightsOptimizer(groups, torch.optim.SGD, {"lr": 1e-4})
+            MasterWeightsOptimizer(groups, torch.optim.SGD, {"lr": 1e-4})
             if master
             else torch.optim.SGD(lin.parameters(), lr=1e-4)
         )
@@ -176,7 +192,7 @@ def test_master_weights_keep_updates_that_bf16_rounds_away():
 def test_master_weights_accumulate_fp32_grads_and_round_trip_state():
     lin = torch.nn.Linear(3, 2).to(torch.bfloat16)
     groups = [{"params": list(lin.parameters()), "weight_decay": 0.0}]
-    opt = training.MasterWeightsOptimizer(groups, torch.optim.AdamW, {"lr": 1e-3})
+    opt = MasterWeightsOptimizer(groups, torch.optim.AdamW, {"lr": 1e-3})
     x = torch.randn(5, 3).to(torch.bfloat16)
     for _ in range(2):  # two micro-batches
         lin(x).sum().backward()
@@ -190,7 +206,7 @@ def test_master_weights_accumulate_fp32_grads_and_round_trip_state():
     )  # the Trainer's model.zero_grad() cannot clear them
     state = opt.state_dict()
     lin2 = torch.nn.Linear(3, 2).to(torch.bfloat16)
-    opt2 = training.MasterWeightsOptimizer(
+    opt2 = MasterWeightsOptimizer(
         [{"params": list(lin2.parameters()), "weight_decay": 0.0}], torch.optim.AdamW, {"lr": 1e-3}
     )
     opt2.load_state_dict(state)
@@ -216,7 +232,7 @@ def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, 
         "keep_checkpoints": True,
     }
     out = tmp_path / "bf16"
-    s1 = training.finetune(
+    s1 = finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="prefix_bidir",
@@ -238,7 +254,7 @@ def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, 
 
     shutil.rmtree(out / "checkpoints" / "checkpoint-4")
     shutil.rmtree(out / "final")
-    s2 = training.finetune(
+    s2 = finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="prefix_bidir",
@@ -256,7 +272,7 @@ def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, 
 
 
 def rules(**kw):
-    return training.StopRules(training.resolve_params(kw, training.FINETUNE_DEFAULTS))
+    return StopRules(resolve_params(kw, "finetune"))
 
 
 def test_no_learning_rule():
@@ -300,10 +316,10 @@ def test_nonfinite_rule_and_replay():
 
 
 def test_unknown_param_is_named():
-    with pytest.raises(training.TrainingConfigError, match="learnin_rate"):
-        training.resolve_params({"learnin_rate": 1e-4}, training.FINETUNE_DEFAULTS)
-    with pytest.raises(training.TrainingConfigError, match="max_steps"):
-        training.resolve_params({"max_steps": 0}, training.FINETUNE_DEFAULTS)
+    with pytest.raises(TrainingConfigError, match="learnin_rate"):
+        resolve_params({"learnin_rate": 1e-4}, "finetune")
+    with pytest.raises(TrainingConfigError, match="max_steps"):
+        resolve_params({"max_steps": 0}, "finetune")
 
 
 # ---------------------------------------------------------------- finetune end to end
@@ -312,7 +328,7 @@ def test_unknown_param_is_named():
 @pytest.mark.parametrize("policy", ["causal", "prefix_bidir"])
 def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy):
     out = tmp_path / policy
-    summary = training.finetune(
+    summary = finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy=policy,
@@ -349,7 +365,7 @@ def test_missing_column_is_named(tiny_model_dir, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"instruction": "hi", "response": "there"}) + "\n")
     with pytest.raises(sft_data.SFTDataError, match="lacks column.*output"):
-        training.finetune(
+        finetune(
             model_path=tiny_model_dir,
             data=bad,
             policy="causal",
@@ -372,8 +388,8 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
         "threshold": 0.5,
         "n_examples": 4,
     }
-    with pytest.raises(training.LeakageGateError) as err:
-        training.finetune(
+    with pytest.raises(LeakageGateError) as err:
+        finetune(
             model_path=tiny_model_dir,
             data=sft_file,
             policy="prefill_bidir",
@@ -385,8 +401,8 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
     assert "prefill_bidir" in msg and "0.07" in msg and "1.023" in msg and "allow_leakage" in msg
     assert not (tmp_path / "refused" / "final").exists()
     # a probe result for another policy is not accepted as evidence
-    with pytest.raises(training.TrainingConfigError, match="probe result is for policy"):
-        training.finetune(
+    with pytest.raises(TrainingConfigError, match="probe result is for policy"):
+        finetune(
             model_path=tiny_model_dir,
             data=sft_file,
             policy="prefill_bidir",
@@ -395,7 +411,7 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
             probe_result=no_leak("causal"),
         )
     # the seed's naive training, reproduced on purpose
-    summary = training.finetune(
+    summary = finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="prefill_bidir",
@@ -411,15 +427,15 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
 def test_gate_runs_the_probe_itself(tiny_model_dir, sft_file, tmp_path):
     """No probe result given: finetune probes the held-out pairs (ablate.mask.leakage) before step 1."""
     params = {**FAST, "max_steps": 1, "probe_size": 4}
-    with pytest.raises(training.LeakageGateError, match="prefill_bidir.*later token changes"):
-        training.finetune(
+    with pytest.raises(LeakageGateError, match="prefill_bidir.*later token changes"):
+        finetune(
             model_path=tiny_model_dir,
             data=sft_file,
             policy="prefill_bidir",
             params=params,
             out_dir=tmp_path / "refused",
         )
-    summary = training.finetune(
+    summary = finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="prefix_bidir",
@@ -444,7 +460,7 @@ def test_save_pretrained_failure_falls_back(tiny_model_dir, sft_file, tmp_path, 
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", broken)
     out = tmp_path / "fb"
-    summary = training.finetune(
+    summary = finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="causal",
@@ -465,15 +481,15 @@ def test_save_pretrained_failure_falls_back(tiny_model_dir, sft_file, tmp_path, 
 
 
 def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp_path, monkeypatch):
-    real = training.MaskPolicyTrainer.compute_loss
+    real = MaskPolicyTrainer.compute_loss
 
     def poisoned(self, model, inputs, **kw):
         loss = real(self, model, inputs, **kw)
         return loss * float("nan") if self.state.global_step >= 4 and model.training else loss
 
-    monkeypatch.setattr(training.MaskPolicyTrainer, "compute_loss", poisoned)
+    monkeypatch.setattr(MaskPolicyTrainer, "compute_loss", poisoned)
     out = tmp_path / "nan"
-    summary = training.finetune(
+    summary = finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="causal",
@@ -528,7 +544,7 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     (tmp_path / "probe.json").write_text(json.dumps(no_leak("prefix_bidir")))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ref = tmp_path / "ref"  # uninterrupted, in this process (same threads: same numbers)
-    training.finetune(
+    finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy="prefix_bidir",
@@ -542,7 +558,7 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     proc = subprocess.Popen(
         _cli(out, sft_file, tiny_model_dir, params), stdout=log, stderr=subprocess.STDOUT, env=env
     )
-    marker = out / "checkpoints" / "checkpoint-4" / training.CHECKPOINT_MARKER
+    marker = out / "checkpoints" / "checkpoint-4" / CHECKPOINT_MARKER
     deadline = time.time() + 120
     while not marker.exists():
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -558,7 +574,7 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     ]
     reached = max(steps_logged)
     assert reached < params["max_steps"] and not (out / "summary.json").exists()
-    done = training.complete_checkpoints(out / "checkpoints")
+    done = complete_checkpoints(out / "checkpoints")
     last_saved = int(done[-1].name.split("-")[-1])
     # a save cut off by the kill looks like this: no marker, so it must be ignored and removed
     half = out / "checkpoints" / f"checkpoint-{last_saved + 2}"
@@ -610,8 +626,8 @@ def test_cli_exit_codes(tiny_model_dir, sft_file, tmp_path):
         "--set",
         "max_steps=1",
     ]
-    assert training.main(args) == 3
-    assert training.main([*args[:-1], "learnin_rate=1"]) == 2
+    assert cli.main(args) == 3
+    assert cli.main([*args[:-1], "learnin_rate=1"]) == 2
 
 
 # ---------------------------------------------------------------- pretraining
@@ -624,7 +640,7 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
         "".join(json.dumps({"text": sft_data.format_prompt(r) + r["output"]}) + "\n" for r in rows)
     )
     out = tmp_path / "pre"
-    summary = training.pretrain(
+    summary = pretrain(
         corpus=corpus,
         tokenizer_dir=tekken_dir,
         arch={"num_hidden_layers": 1},
@@ -650,9 +666,7 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
     model = load_causal_lm(out / "final")
     assert model.config.num_hidden_layers == 1 and model.config.vocab_size == 131072
     assert (out / "final" / "tokenizer.json").exists()
-    with pytest.raises(training.TrainingConfigError, match="lacks column 'text'"):
+    with pytest.raises(TrainingConfigError, match="lacks column 'text'"):
         bad = tmp_path / "bad.jsonl"
         bad.write_text(json.dumps({"body": "x"}) + "\n")
-        training.pretrain(
-            corpus=bad, tokenizer_dir=tekken_dir, arch={}, params={}, out_dir=tmp_path / "b"
-        )
+        pretrain(corpus=bad, tokenizer_dir=tekken_dir, arch={}, params={}, out_dir=tmp_path / "b")

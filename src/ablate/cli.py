@@ -9,7 +9,7 @@ import sys
 COMMANDS = {
     "probe": ("ablate.mask.leakage", "label-leakage probe: causal vs policy loss"),
     "eval": ("ablate.mask.evaluation", "score lm-eval tasks under a mask policy"),
-    "train": ("ablate.mask.training", "pretrain or finetune under a mask policy"),
+    "train": ("ablate.mask.training.cli", "pretrain or finetune under a mask policy"),
     "data": ("ablate.mask.embedded", "write the embedded corpus, tasks and SFT data"),
     "recovery": ("ablate.mask.recovery", "build the recovery table from metrics.json files"),
     "plan": (

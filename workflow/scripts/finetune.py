@@ -10,11 +10,11 @@ import torch
 
 torch.set_num_threads(snakemake.threads)
 from ablate.core import model_card
-from ablate.mask import training
+from ablate.mask.training.run import finetune
 
 cfg = snakemake.params.finetune
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
-training.finetune(
+finetune(
     model_path=model,
     revision=revision,
     data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],

@@ -11,27 +11,18 @@ from ablate.core import model_card
 from ablate.mask import leakage
 
 cfg = snakemake.params.leakage
+policy = snakemake.wildcards.policy
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
-argv = [
-    "--model",
-    model,
-    "--data",
-    snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
-    "--policy",
-    snakemake.wildcards.policy,
-    "--n",
-    str(cfg["n_pairs"]),
-    "--max-seq-len",
-    str(cfg["max_seq_len"]),
-    "--batch-size",
-    str(cfg["batch_size"]),
-    "--dtype",
-    cfg["dtype"],
-    "--out",
-    snakemake.output[0],
-]
-if revision is not None:
-    argv += ["--revision", revision]
-if cfg["threshold"] is not None:
-    argv += ["--threshold", str(cfg["threshold"])]
-sys.exit(leakage.main(argv))
+leakage.run_probe(
+    model=model,
+    revision=revision,
+    data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
+    policy=policy,
+    n=cfg["n_pairs"],
+    max_seq_len=cfg["max_seq_len"],
+    batch_size=cfg["batch_size"],
+    dtype=cfg["dtype"],
+    threshold=cfg["threshold"],
+    out=snakemake.output[0],
+    config_slice={**cfg, "policy": policy},
+)

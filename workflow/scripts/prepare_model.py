@@ -11,13 +11,13 @@ import torch
 
 torch.set_num_threads(snakemake.threads)
 from ablate.core import model_card, modeling
-from ablate.mask import training
+from ablate.mask.training.run import pretrain
 
 cfg = snakemake.params.model
 emb = cfg["embedded"]
 out = snakemake.output
 modeling.prepare_tekken_tokenizer(out.tokenizer, emb["tokenizer_file"])
-summary = training.pretrain(
+summary = pretrain(
     corpus=snakemake.input.corpus,
     tokenizer_dir=out.tokenizer,
     arch=emb["arch"],

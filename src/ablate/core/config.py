@@ -1,11 +1,19 @@
-"""Config helpers shared by both studies: stable parameter trees and the config error type.
+"""Config helpers shared by both studies: stable parameter trees, the config error type, and the
+pipeline schema's defaults for the library's own command lines.
 
 Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+from pathlib import Path
 from typing import Any
+
+#: The pipeline's config schema: the one place its defaults are stated. The library reads the
+#: defaults of a section here when it runs without the pipeline (``ablate train``, ``ablate data``).
+CONFIG_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -19,3 +27,51 @@ def sorted_tree(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [sorted_tree(v) for v in obj]
     return obj
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    import yaml
+
+    if not CONFIG_SCHEMA.is_file():
+        raise ConfigError(
+            f"the config schema {CONFIG_SCHEMA} is missing: the library reads its defaults there "
+            "(run from a checkout of the repository, or an editable install)"
+        )
+    return yaml.safe_load(CONFIG_SCHEMA.read_text())
+
+
+def subschema(pointer: str) -> dict[str, Any]:
+    """A copy of the schema node at ``pointer`` ("$defs/finetune_params", "properties/leakage"),
+    carrying the schema's ``$defs`` so that its ``$ref``s resolve on their own."""
+    node: Any = _schema()
+    for part in pointer.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"{CONFIG_SCHEMA.name} has no node {pointer!r}")
+        node = node[part]
+    return {"$defs": copy.deepcopy(_schema()["$defs"]), **copy.deepcopy(node)}
+
+
+def defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """``{key: default}`` of an object schema's properties (keys without a default left out)."""
+    return {
+        k: copy.deepcopy(p["default"])
+        for k, p in schema.get("properties", {}).items()
+        if "default" in p
+    }
+
+
+def schema_defaults(pointer: str) -> dict[str, Any]:
+    """The defaults of the object section at ``pointer`` of the config schema."""
+    return defaults_of(subschema(pointer))
+
+
+def check(obj: Any, schema: dict[str, Any], what: str) -> None:
+    """Validate ``obj`` against a :func:`subschema`; the error names ``what`` and the bad key."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(_schema())(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is not None:
+        key = ".".join(map(str, error.absolute_path))
+        raise ConfigError(f"invalid {what}{' ' + key if key else ''}: {error.message}")

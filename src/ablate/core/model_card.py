@@ -17,18 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ablate.core import provenance
+from ablate.core import io, provenance
 
 
 class ModelCardError(ValueError):
     pass
-
-
-def _atomic_write(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def write(
@@ -56,7 +49,7 @@ def write(
         **(extra or {}),
         "provenance": provenance.collect(config_slice=config_slice, inputs=inputs, started=started),
     }
-    _atomic_write(Path(out), card)
+    io.write_json(out, card)
     return card
 
 

@@ -86,19 +86,16 @@ def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
 
 
 def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
-    """A Ministral-3 text config of the real architecture, scaled down (defaults for CPU runs)."""
+    """A Ministral-3 text config of the real architecture, scaled down: the sizes of the config
+    schema's ``model.embedded.arch`` defaults, then ``overrides``. ``vocab_size`` defaults to
+    Tekken's (the pipeline passes its tokenizer's)."""
     from transformers import Ministral3Config
 
+    from ablate.core.config import schema_defaults
+
     params: dict[str, Any] = dict(
+        **schema_defaults("$defs/embedded_model/properties/arch"),
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=192,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=11,

@@ -28,11 +28,12 @@ working directory still works.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ablate.core import config, io
 
 NUMBERS = (
     "one two three four five six seven eight nine ten eleven twelve".split()
@@ -71,49 +72,6 @@ FOODS = (
     ("frog", "flies"),
 )
 SUM_OPERANDS = NUMBERS[:5]  # one..five: sums two..ten, near distractors stay inside NUMBERS
-
-#: Defaults of the embedded study: world sizes, the tiny model, pretraining, headline metrics.
-#: The pipeline's config/config.yaml copies these.
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "corpus_docs": 1200,
-    "sentences_per_doc": 5,
-    "task_docs": 200,
-    "sft_pairs": 400,
-    "model": {
-        "vocab_size": 131072,
-        "hidden_size": 64,
-        "intermediate_size": 192,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 16,
-    },
-    # ablate.mask.training.pretrain parameters (PRETRAIN_DEFAULTS keys)
-    "pretrain": {
-        "learning_rate": 2e-2,
-        "weight_decay": 0.0,
-        "warmup_ratio": 0.1,
-        "lr_scheduler": "cosine",
-        "optim": "adamw_torch",
-        "max_seq_len": 64,
-        "batch_size": 8,
-        "grad_accum": 1,
-        "max_steps": 160,
-        "eval_size": 8,
-        "eval_steps": 80,
-        "save_steps": 0,
-        "logging_steps": 10,
-    },
-    "headline": {
-        "emb_count": "acc_norm",
-        "emb_tools": "acc_norm",
-        "emb_opposites": "acc_norm",
-        "emb_sums": "acc_norm",
-        "emb_animals": "acc",
-    },
-}
-
 
 # --- facts: one template per task, shared by the corpus, the tasks and the SFT pairs -----------
 
@@ -284,19 +242,8 @@ def sft_pairs(seed: int, n: int) -> list[dict[str, str]]:
 # --- writing ------------------------------------------------------------------------------------
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
 def write_corpus(path, seed: int, n_docs: int, sentences_per_doc: int) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(path, corpus(seed, n_docs, sentences_per_doc))
-    return path
+    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc))
 
 
 def write_tasks(out_dir, seed: int, n_docs: int, names=TASK_NAMES) -> dict[str, Path]:
@@ -304,28 +251,35 @@ def write_tasks(out_dir, seed: int, n_docs: int, names=TASK_NAMES) -> dict[str, 
     import yaml
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name in names:
-        _write_jsonl(out / f"{name}.jsonl", task_docs(name, seed, n_docs))
-        (out / f"{name}.yaml").write_text(yaml.safe_dump(task_yaml(name), sort_keys=False))
-        written[name] = out / f"{name}.yaml"
+        io.write_jsonl(out / f"{name}.jsonl", task_docs(name, seed, n_docs))
+        written[name] = io.write_text(
+            out / f"{name}.yaml", yaml.safe_dump(task_yaml(name), sort_keys=False)
+        )
     return written
 
 
 def write_sft(path, seed: int, n: int) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(path, sft_pairs(seed, n))
-    return path
+    return io.write_jsonl(path, sft_pairs(seed, n))
+
+
+def options() -> dict[str, Any]:
+    """The world's options and their defaults: the config schema's ``data.seed`` and
+    ``data.embedded`` (the pipeline passes its validated config; ``ablate data`` these)."""
+    return {
+        "seed": config.schema_defaults("properties/data")["seed"],
+        **config.schema_defaults("properties/data/properties/embedded"),
+    }
 
 
 def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     """corpus.jsonl, tasks/, sft.jsonl under ``out_dir`` (the layout of results/data/)."""
-    unknown = set(overrides) - set(DEFAULTS)
+    defaults = options()
+    unknown = set(overrides) - set(defaults)
     if unknown:
         raise KeyError(f"unknown embedded data option(s): {', '.join(sorted(unknown))}")
-    p = {**DEFAULTS, **overrides}
+    p = {**defaults, **overrides}
     out = Path(out_dir)
     write_tasks(out / "tasks", p["seed"], p["task_docs"])
     return {
@@ -343,20 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Write the embedded world: corpus.jsonl, tasks/ (lm-eval YAML + jsonl), sft.jsonl.",
     )
     ap.add_argument("--out", required=True, help="output folder (e.g. results/data)")
-    ap.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    ap.add_argument("--corpus-docs", type=int, default=DEFAULTS["corpus_docs"])
-    ap.add_argument("--sentences-per-doc", type=int, default=DEFAULTS["sentences_per_doc"])
-    ap.add_argument("--task-docs", type=int, default=DEFAULTS["task_docs"])
-    ap.add_argument("--sft-pairs", type=int, default=DEFAULTS["sft_pairs"])
+    defaults = options()
+    for key, value in defaults.items():
+        ap.add_argument(
+            f"--{key.replace('_', '-')}", type=int, default=value, help=f"default {value}"
+        )
     a = ap.parse_args(argv)
-    paths = write_all(
-        a.out,
-        seed=a.seed,
-        corpus_docs=a.corpus_docs,
-        sentences_per_doc=a.sentences_per_doc,
-        task_docs=a.task_docs,
-        sft_pairs=a.sft_pairs,
-    )
+    paths = write_all(a.out, **{key: getattr(a, key) for key in defaults})
     for label, path in paths.items():
         print(f"wrote {label}: {path}")
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from ablate.core import provenance
+from ablate.core import io, provenance
 from ablate.core.modeling import load_causal_lm, load_tokenizer
 from ablate.mask.masks import POLICIES, check_policy
 from ablate.mask.scoring import score_requests
@@ -282,12 +281,6 @@ def _metric(res: dict, name: str) -> tuple[float | None, float | None]:
     return as_float(value), as_float(stderr)
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def evaluate(
     model: str | os.PathLike,
     tasks: list[str],
@@ -446,11 +439,8 @@ def evaluate(
     metrics["run_id"] = metrics["provenance"]["run_id"]
     out.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
-    _atomic_write(out / "samples.parquet", lambda p: frame.to_parquet(p, index=False))
-    _atomic_write(
-        out / "metrics.json",
-        lambda p: p.write_text(json.dumps(metrics, indent=1, default=str)),
-    )
+    io.write_frame(out / "samples.parquet", frame)
+    io.write_json(out / "metrics.json", metrics)
     print(
         f"[eval] macro {metrics['macro']['score']:.4f} (chance {metrics['macro']['chance']:.3f}) "
         f"-> {out / 'metrics.json'} in {time.time() - started:.1f}s",

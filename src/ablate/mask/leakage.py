@@ -16,14 +16,15 @@ Same weights, same prompt/response examples, response-token loss (token-weighted
   trained model does not (yet) exploit a bidirectional view, its loss under ``prefill_bidir``
   goes *up* (measured 1.03-12x), so the ratio alone would pass the policy that leaks in training.
 
-``main(argv)`` is the ``ablate probe`` CLI; it writes the result with a provenance block and
-exits 0 whenever it ran (the training gate reads ``leaks``).
+:func:`run_probe` loads the model and pairs, probes and writes the result with a provenance block
+(the pipeline's leakage_probe rule calls it); ``main(argv)`` is the ``ablate probe`` CLI over it,
+which exits 0 whenever it ran (the training gate reads ``leaks``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,8 +33,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ablate.core import config, io
 from ablate.mask import masks
 from ablate.mask.sft_data import TokenizedPair
+from ablate.mask.training.data import PolicyCollator
+from ablate.mask.training.params import IGNORE_INDEX
 
 DEFAULT_THRESHOLD = 0.5
 #: |change| in nats of a response-token loss, above which the policy reads later tokens.
@@ -47,18 +51,14 @@ class LeakageProbeError(ValueError):
 
 
 def _batch(pairs: list[TokenizedPair], device) -> tuple[torch.Tensor, ...]:
-    """Right-padded ids, padding mask, labels (response tokens only) and prompt lengths."""
-    width = max(len(p.input_ids) for p in pairs)
-    ids = torch.zeros(len(pairs), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    for b, p in enumerate(pairs):
-        n = len(p.input_ids)
-        ids[b, :n] = torch.tensor(p.input_ids)
-        mask[b, :n] = 1
-        labels[b, p.prompt_length : n] = ids[b, p.prompt_length : n]
-    lengths = torch.tensor([p.prompt_length for p in pairs])
-    return ids.to(device), mask.to(device), labels.to(device), lengths.to(device)
+    """The training collator's batch (right-padded, labels on response tokens only) on ``device``:
+    ids, padding mask, labels, prompt lengths. Padding is masked out: any pad id gives the same
+    losses."""
+    b = PolicyCollator(pad_token_id=0)(
+        [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
+    )
+    keys = ("input_ids", "attention_mask", "labels", "prompt_lengths")
+    return tuple(b[k].to(device) for k in keys)
 
 
 def _token_nll(model, ids, mask, labels, lengths, policy) -> torch.Tensor:
@@ -66,9 +66,9 @@ def _token_nll(model, ids, mask, labels, lengths, policy) -> torch.Tensor:
     logits = model(**masks.policy_forward_kwargs(model, ids, mask, lengths, policy)).logits
     target = labels[:, 1:]
     nll = F.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), target, ignore_index=-100, reduction="none"
+        logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none"
     )
-    return nll * (target != -100)
+    return nll * (target != IGNORE_INDEX)
 
 
 def _check_pairs(pairs: list[TokenizedPair]) -> None:
@@ -123,7 +123,7 @@ def probe(
             )
             sums["causal"] += nll_c.double().sum().item()
             sums["policy"] += nll_p.double().sum().item()
-            n_tokens += int((labels[:, 1:] != -100).sum())
+            n_tokens += int((labels[:, 1:] != IGNORE_INDEX).sum())
             # Future dependence: change each row's last token; the loss of a label at index
             # t <= last-1 is predicted from inputs < t, all unchanged, so it must not move.
             last = mask.sum(1) - 1
@@ -132,7 +132,7 @@ def probe(
             perturbed[rows, last] = (ids[rows, last] + 1) % vocab
             nll_x = _token_nll(model, perturbed, mask, labels, lengths, policy)
             label_idx = torch.arange(1, ids.shape[1], device=device)[None]
-            keep = (labels[:, 1:] != -100) & (label_idx < last[:, None])
+            keep = (labels[:, 1:] != IGNORE_INDEX) & (label_idx < last[:, None])
             n_dep += int(keep.sum())
             if keep.any():
                 sensitivity = max(sensitivity, (nll_x - nll_p)[keep].abs().max().item())
@@ -166,7 +166,82 @@ def probe(
     }
 
 
-def _parser() -> argparse.ArgumentParser:
+def run_probe(
+    *,
+    model: str,
+    data: str | os.PathLike,
+    policy: str,
+    out: str | os.PathLike,
+    n: int,
+    max_seq_len: int,
+    batch_size: int,
+    dtype: str,
+    threshold: float | None = None,
+    revision: str | None = None,
+    tokenizer: str | None = None,
+    device: str | None = None,
+    attn_implementation: str = "sdpa",
+    config_slice: Any = None,
+) -> dict[str, Any]:
+    """Probe ``model`` (a directory or hub id at ``revision``) on the first ``n`` Alpaca rows of
+    ``data`` and write the result with a provenance block to ``out`` (JSON); returns it.
+
+    ``threshold`` None is :data:`DEFAULT_THRESHOLD`; ``tokenizer`` None is the model's;
+    ``config_slice`` (default: these settings) is what the provenance records as the config.
+    """
+    from ablate.core import modeling, provenance
+    from ablate.mask import sft_data
+
+    started = time.time()
+    if n < 1:
+        raise LeakageProbeError(f"the probe needs n >= 1 pairs (got {n})")
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = sft_data.load_rows(data)[:n]
+    tok = modeling.load_tokenizer(tokenizer or model, revision=None if tokenizer else revision)
+    pairs = sft_data.tokenize_rows(tok, rows, max_seq_len)
+    print(f"[probe] {len(pairs)} pairs from {data}; loading {model}", file=sys.stderr)
+    lm = modeling.load_causal_lm(
+        model,
+        revision=revision,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        device=device,
+    )
+    result = probe(lm, pairs, policy, threshold=threshold, batch_size=batch_size)
+    if config_slice is None:
+        config_slice = dict(
+            policy=policy,
+            n=n,
+            threshold=threshold,
+            max_seq_len=max_seq_len,
+            batch_size=batch_size,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+        )
+    inputs = {"data": data}
+    if Path(model).exists():
+        inputs["model"] = model
+    result["model"] = str(model)
+    result["revision"] = revision
+    result["data"] = str(data)
+    result["provenance"] = provenance.collect(
+        config_slice=config_slice, inputs=inputs, started=started
+    )
+    io.write_json(out, result, indent=2)
+    print(
+        f"[probe] {policy}: loss causal {result['loss_causal']:.4f}, policy "
+        f"{result['loss_policy']:.4f}, ratio {result['ratio']:.3f} (threshold {threshold}), "
+        f"future-dependent {result['future_dependent']} -> leaks={result['leaks']}; wrote {out}",
+        file=sys.stderr,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ablate probe``: :func:`run_probe` from a command line (defaults: the config schema's
+    ``leakage`` section)."""
+    d = config.schema_defaults("properties/leakage")
     p = argparse.ArgumentParser(
         prog="ablate probe",
         description="Label-leakage probe: response-token loss under causal vs a mask policy.",
@@ -174,79 +249,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory (or hub id)")
     p.add_argument("--data", required=True, help="Alpaca-style .jsonl (instruction, input, output)")
     p.add_argument("--policy", required=True, choices=masks.POLICIES)
-    p.add_argument("--n", type=int, default=64, help="first N rows of --data (default 64)")
+    p.add_argument("--out", required=True, help="output JSON")
+    p.add_argument(
+        "--n", type=int, default=d["n_pairs"], help="first N rows of --data (default %(default)s)"
+    )
     p.add_argument(
         "--threshold",
         type=float,
-        default=DEFAULT_THRESHOLD,
+        default=d["threshold"],
         help=f"flag when loss_policy/loss_causal is below this (default {DEFAULT_THRESHOLD})",
     )
-    p.add_argument("--out", required=True, help="output JSON")
     p.add_argument("--revision", help="hub revision of a hub id --model (default: the newest)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
-    p.add_argument("--max-seq-len", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--max-seq-len", type=int, default=d["max_seq_len"], help="default %(default)s")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
+    p.add_argument(
+        "--dtype",
+        default=d["dtype"],
+        choices=("float32", "bfloat16", "float16"),
+        help="default %(default)s",
+    )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--attn-implementation", default="sdpa")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ablate.core import modeling, provenance
-    from ablate.mask import sft_data
-
-    args = _parser().parse_args(argv)
-    started = time.time()
-    if args.n < 1:
-        raise SystemExit(f"--n must be >= 1 (got {args.n})")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rows = sft_data.load_rows(args.data)[: args.n]
-    tokenizer = modeling.load_tokenizer(
-        args.tokenizer or args.model, revision=None if args.tokenizer else args.revision
-    )
-    pairs = sft_data.tokenize_rows(tokenizer, rows, args.max_seq_len)
-    print(f"[probe] {len(pairs)} pairs from {args.data}; loading {args.model}", file=sys.stderr)
-    model = modeling.load_causal_lm(
-        args.model,
-        revision=args.revision,
-        dtype=args.dtype,
-        attn_implementation=args.attn_implementation,
-        device=device,
-    )
-    result = probe(model, pairs, args.policy, threshold=args.threshold, batch_size=args.batch_size)
-    config_slice = {
-        k: getattr(args, k)
-        for k in (
-            "policy",
-            "n",
-            "threshold",
-            "max_seq_len",
-            "batch_size",
-            "dtype",
-            "attn_implementation",
+    args = p.parse_args(argv)
+    try:
+        run_probe(
+            model=args.model,
+            data=args.data,
+            policy=args.policy,
+            out=args.out,
+            n=args.n,
+            max_seq_len=args.max_seq_len,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            threshold=args.threshold,
+            revision=args.revision,
+            tokenizer=args.tokenizer,
+            device=args.device,
+            attn_implementation=args.attn_implementation,
         )
-    }
-    inputs = {"data": args.data}
-    if Path(args.model).exists():
-        inputs["model"] = args.model
-    result["model"] = str(args.model)
-    result["revision"] = args.revision
-    result["data"] = str(args.data)
-    result["provenance"] = provenance.collect(
-        config_slice=config_slice, inputs=inputs, started=started
-    )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out)
-    print(
-        f"[probe] {args.policy}: loss causal {result['loss_causal']:.4f}, policy "
-        f"{result['loss_policy']:.4f}, ratio {result['ratio']:.3f} (threshold {args.threshold}), "
-        f"future-dependent {result['future_dependent']} -> leaks={result['leaks']}; wrote {out}",
-        file=sys.stderr,
-    )
+    except LeakageProbeError as exc:
+        p.error(str(exc))
     return 0
 
 

@@ -125,7 +125,7 @@ def _batches(items: list, cost: Callable[[list], int], budget: int, max_rows: in
         yield batch
 
 
-def _flat_batch(model, body, head, rows: list[_Row], policy, softcap, results, device):
+def _flat_batch(body, head, rows: list[_Row], policy, softcap, results, device):
     """One padded forward of whole rows (any policy), scoring only continuation positions."""
     T = max(len(r.inp) for r in rows)
     ids = torch.zeros(len(rows), T, dtype=torch.long)
@@ -148,7 +148,7 @@ def _flat_batch(model, body, head, rows: list[_Row], policy, softcap, results, d
     results.add(owners, logp, greedy)
 
 
-def _shared_batch(model, body, head, groups, policy, softcap, results, device):
+def _shared_batch(body, head, groups, policy, softcap, results, device):
     """Encode each distinct context once, then its continuations on the expanded KV cache.
 
     ``groups`` is a list of (context tokens, [rows sharing it]). Contexts are left-padded so the
@@ -266,7 +266,7 @@ def score_requests(
                 return sum(len(rs) for _, rs in batch)
 
             for batch in _batches(groups, cost, max_batch_tokens, max_batch_rows, size=rows_of):
-                _shared_batch(model, body, head, batch, policy, softcap, results, device)
+                _shared_batch(body, head, batch, policy, softcap, results, device)
                 bar.update(sum(len(rs) for _, rs in batch))
         else:
             rows_sorted = sorted(rows, key=lambda r: -len(r.inp))
@@ -276,7 +276,7 @@ def score_requests(
                 max_batch_tokens,
                 max_batch_rows,
             ):
-                _flat_batch(model, body, head, batch, policy, softcap, results, device)
+                _flat_batch(body, head, batch, policy, softcap, results, device)
                 bar.update(len(batch))
     bar.close()
     return results.out()

@@ -35,10 +35,6 @@ class TokenizedPair:
     input_ids: list[int]
     prompt_length: int  # tokens of input_ids that belong to the prompt (BOS included)
 
-    @property
-    def response_length(self) -> int:
-        return len(self.input_ids) - self.prompt_length
-
 
 def check_columns(rows: list[dict[str, Any]], source: str) -> None:
     if not rows:

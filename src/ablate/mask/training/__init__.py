@@ -13,74 +13,11 @@ eval, save/resume and RNG restore; this package adds only what it lacks: the pol
 logits computed at labelled positions only, stop rules (:class:`StopRules`), checkpoints that are
 complete-or-ignored (a marker written last) plus a ``state_dict`` fallback when
 ``save_pretrained`` fails, an atomic final directory with a hash manifest, and ``summary.json``.
-Parameters and their defaults: :data:`FINETUNE_DEFAULTS`, :data:`PRETRAIN_DEFAULTS` (docs/training.md).
+Parameters, their bounds and defaults are the config schema's ``finetune_params`` and
+``pretrain_params`` (workflow/schemas/config.schema.yaml; docs/training.md).
 
-Modules: ``params`` (defaults, resolution, errors), ``data`` (examples, collator, corpus packing),
-``callbacks`` (stop rules, throughput, progress), ``trainer`` (policy loss, fp32-master optimizer,
-``MaskPolicyTrainer``, saving, resume), ``run`` (``finetune``, ``pretrain``), ``cli`` (``main``).
+Modules (import from the one that defines a name): ``params`` (parameters from the schema,
+resolution, errors), ``data`` (examples, collator, corpus packing), ``callbacks`` (stop rules,
+throughput, progress), ``trainer`` (policy loss, fp32-master optimizer, ``MaskPolicyTrainer``,
+saving, resume), ``run`` (``finetune``, ``pretrain``), ``cli`` (``main``, ``ablate train``).
 """
-
-from ablate.mask.training.callbacks import Progress, StopRules, Throughput
-from ablate.mask.training.cli import main
-from ablate.mask.training.data import (
-    ExampleDataset,
-    PolicyCollator,
-    load_corpus,
-    pack_corpus,
-    sft_examples,
-)
-from ablate.mask.training.params import (
-    CHECKPOINT_MARKER,
-    FINETUNE_DEFAULTS,
-    FORMAT_FALLBACK,
-    FORMAT_SAVE_PRETRAINED,
-    IGNORE_INDEX,
-    PRETRAIN_DEFAULTS,
-    LeakageGateError,
-    TrainingConfigError,
-    TrainingError,
-    resolve_params,
-)
-from ablate.mask.training.run import finetune, pretrain
-from ablate.mask.training.trainer import (
-    MaskPolicyTrainer,
-    MasterWeightsOptimizer,
-    build_trainer,
-    complete_checkpoints,
-    policy_loss_sum,
-    save_final,
-    save_state_dict_fallback,
-    verify_loadable,
-)
-
-__all__ = [
-    "CHECKPOINT_MARKER",
-    "FINETUNE_DEFAULTS",
-    "FORMAT_FALLBACK",
-    "FORMAT_SAVE_PRETRAINED",
-    "IGNORE_INDEX",
-    "PRETRAIN_DEFAULTS",
-    "ExampleDataset",
-    "LeakageGateError",
-    "MaskPolicyTrainer",
-    "MasterWeightsOptimizer",
-    "PolicyCollator",
-    "Progress",
-    "StopRules",
-    "Throughput",
-    "TrainingConfigError",
-    "TrainingError",
-    "build_trainer",
-    "complete_checkpoints",
-    "finetune",
-    "load_corpus",
-    "main",
-    "pack_corpus",
-    "policy_loss_sum",
-    "pretrain",
-    "resolve_params",
-    "save_final",
-    "save_state_dict_fallback",
-    "sft_examples",
-    "verify_loadable",
-]

@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--out", required=True, help="output directory (final/, summary.json, checkpoints/)"
         )
-        p.add_argument("--params", help="hyperparameters: JSON/YAML file or inline JSON")
+        p.add_argument(
+            "--params",
+            help="hyperparameters: JSON/YAML file or inline JSON (unset: the config schema's defaults)",
+        )
         p.add_argument(
             "--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter"
         )

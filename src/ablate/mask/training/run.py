@@ -11,22 +11,19 @@ from typing import Any
 import torch
 from transformers import TrainerState
 
-from ablate.core import provenance
+from ablate.core import io, provenance
 from ablate.mask import masks, sft_data
 from ablate.mask.training.callbacks import StopRules
 from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus, sft_examples
 from ablate.mask.training.params import (
-    FINETUNE_DEFAULTS,
-    PRETRAIN_DEFAULTS,
     LeakageGateError,
     TrainingConfigError,
     TrainingError,
-    _model_dtype,
-    _save_dtype,
+    model_dtype,
     resolve_params,
+    save_dtype,
 )
 from ablate.mask.training.trainer import (
-    _atomic_write_json,
     build_trainer,
     complete_checkpoints,
     prepare_resume,
@@ -115,7 +112,7 @@ def _run(
                 inputs,
                 started,
             )
-            _atomic_write_json(out_dir / "summary.json", summary)
+            io.write_json(out_dir / "summary.json", summary)
             raise TrainingError(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
                 f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
@@ -135,7 +132,7 @@ def _run(
     ckpt_info = save_final(
         trainer,
         out_dir,
-        dtype=_save_dtype(params),
+        dtype=save_dtype(params),
         extra={"kind": kind, "policy": policy, "step": state.global_step},
     )
     summary = _summary(
@@ -153,7 +150,7 @@ def _run(
         inputs,
         started,
     )
-    _atomic_write_json(out_dir / "summary.json", summary)
+    io.write_json(out_dir / "summary.json", summary)
     if not params["keep_checkpoints"]:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     print(
@@ -275,7 +272,7 @@ def finetune(
 
     started = time.time()
     masks.check_policy(policy)
-    p = resolve_params(params, FINETUNE_DEFAULTS)
+    p = resolve_params(params, "finetune")
     rows = sft_data.load_rows(data)
     if p["eval_size"]:
         train_rows, eval_rows = sft_data.split_rows(rows, p["eval_size"], p["seed"])
@@ -292,7 +289,7 @@ def finetune(
     model = load_causal_lm(
         model_path,
         revision=revision,
-        dtype=_model_dtype(p),
+        dtype=model_dtype(p),
         attn_implementation=p["attn_implementation"],
     )
     if torch.cuda.is_available():
@@ -348,7 +345,7 @@ def pretrain(
     from ablate.core.modeling import build_tiny_model, load_tokenizer, tiny_ministral3_config
 
     started = time.time()
-    p = resolve_params(params, PRETRAIN_DEFAULTS)
+    p = resolve_params(params, "pretrain")
     tokenizer = load_tokenizer(tokenizer_dir)
     docs = load_corpus(corpus)
     blocks = pack_corpus(tokenizer, docs, p["max_seq_len"])
@@ -366,7 +363,7 @@ def pretrain(
         arch.setdefault(key, tok_id)
     config = tiny_ministral3_config(**arch)
     config._attn_implementation = p["attn_implementation"]
-    model = build_tiny_model(config, seed=p["seed"]).to(_model_dtype(p))
+    model = build_tiny_model(config, seed=p["seed"]).to(model_dtype(p))
     model.config.use_cache = False
     print(
         f"[pretrain] {len(docs)} documents -> {len(train_blocks)} train / {len(eval_blocks)} eval blocks "

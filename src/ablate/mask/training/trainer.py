@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint, io
 from ablate.mask import masks
 from ablate.mask.training.callbacks import Progress, StopRules, Throughput
 from ablate.mask.training.data import PolicyCollator
@@ -26,8 +26,8 @@ from ablate.mask.training.params import (
     IGNORE_INDEX,
     RUN_KEY_FILE,
     TrainingError,
-    _bf16_enabled,
-    _master_weights,
+    bf16_enabled,
+    master_weights_enabled,
 )
 
 
@@ -264,7 +264,7 @@ class MaskPolicyTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         # Written last: a checkpoint without it was cut off mid-save and is never resumed from.
         ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        _atomic_write_json(
+        io.write_json(
             ckpt / CHECKPOINT_MARKER,
             {"step": self.state.global_step, "format": self.last_save_format},
         )
@@ -308,7 +308,7 @@ def build_trainer(
         lr_scheduler_type=p["lr_scheduler"],
         optim=p["optim"],
         max_grad_norm=p["max_grad_norm"],
-        bf16=_bf16_enabled(p["bf16"]),
+        bf16=bf16_enabled(p["bf16"]),
         activation_checkpointing=p["gradient_checkpointing"],
         activation_checkpointing_kwargs={"use_reentrant": False}
         if p["gradient_checkpointing"]
@@ -343,16 +343,10 @@ def build_trainer(
         callbacks=callbacks,
         policy=policy,
         stop_rules=stop_rules,
-        master_weights=_master_weights(p),
+        master_weights=master_weights_enabled(p),
     )
     trainer.remove_callback(PrinterCallback)  # Progress already prints each log, readably
     return trainer, stop_rules, throughput
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) -> None:
@@ -452,6 +446,6 @@ def prepare_resume(ckpt_dir: Path, run_key: dict[str, Any]) -> Path | None:
                     )
                     shutil.rmtree(d)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(key_file, run_key)
+    io.write_json(key_file, run_key)
     done = complete_checkpoints(ckpt_dir)
     return done[-1] if done else None
