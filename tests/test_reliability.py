@@ -335,7 +335,7 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
     monkeypatch.undo()
     assert not (out / "final").exists() and not (out / "summary.json").exists()
     # the half-written Trainer checkpoint has no completion marker: a rerun never resumes from it
-    assert training.complete_checkpoints(out / "checkpoints") == []
+    assert checkpoint.complete_checkpoints(out / "checkpoints") == []
 
 
 def test_disk_full_keeps_the_previous_final_checkpoint(

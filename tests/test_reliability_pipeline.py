@@ -35,6 +35,7 @@ from checkout import copy_checkout
 from test_pipeline import planned_jobs
 from test_reliability import SECRETS
 
+from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
 from ablate.mask import evaluation, training
 
@@ -116,7 +117,7 @@ def runs(tmp_path_factory, tiny_model_dir):
     # 1. SIGKILL the training job once it has saved checkpoint-KILL_AT
     proc = start(wd, env)
     wait_for(
-        proc, (ckpts / f"checkpoint-{KILL_AT}" / training.CHECKPOINT_MARKER).exists, "checkpoint"
+        proc, (ckpts / f"checkpoint-{KILL_AT}" / checkpoint.CHECKPOINT_MARKER).exists, "checkpoint"
     )
     job_process(proc, "finetune.py").send_signal(signal.SIGKILL)
     out = proc.communicate(timeout=600)[0]
@@ -127,7 +128,7 @@ def runs(tmp_path_factory, tiny_model_dir):
         "killed_log": (wd / "logs/finetune/3A.log").read_text(),
         "final_exists": (wd / "results/finetune/3A/final").exists(),
         "summary_exists": (wd / "results/finetune/3A/summary.json").exists(),
-        "complete": [c.name for c in training.complete_checkpoints(ckpts)],
+        "complete": [c.name for c in checkpoint.complete_checkpoints(ckpts)],
     }
 
     # 2. Ctrl-C while an evaluation runs (one this run started: run 1 may have finished some)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ablate.mask import masks
+from ablate.mask import masks, study
 from ablate.mask.sft_data import TokenizedPair
 
 DEFAULT_THRESHOLD = 0.5
@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="model directory (or hub id)")
     p.add_argument("--data", required=True, help="Alpaca-style .jsonl (instruction, input, output)")
-    p.add_argument("--policy", required=True, choices=masks.POLICIES)
+    p.add_argument("--policy", required=True, choices=masks.POLICIES, help=study.policy_help())
     p.add_argument("--n", type=int, default=64, help="first N rows of --data (default 64)")
     p.add_argument(
         "--threshold",

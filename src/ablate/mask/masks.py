@@ -4,11 +4,14 @@ Every stage (evaluation, finetuning, the leakage probe) turns a batch into forwa
 the three policies have exactly one definition:
 
 - ``causal``: the standard mask.
-- ``prefill_bidir``: any forward with more than one query token attends to every non-pad token;
-  single-token decode steps are unchanged (the seed study's ablation). Leaks the labels in
-  teacher-forced training and scoring.
+- ``prefill_bidir``: any forward with more than one query token attends to every non-pad token,
+  answer tokens included; single-token decode steps are unchanged (the seed study's ablation).
+  Leaks the labels in teacher-forced training and scoring: each token of a multi-token answer
+  sees the later answer tokens.
 - ``prefix_bidir``: prompt tokens attend to each other in both directions; later tokens attend
   causally (all prompt tokens plus earlier response tokens). Leakage-safe prefix-LM.
+
+(One-line wording of each: :data:`ablate.mask.study.POLICY_DESCRIPTIONS`.)
 
 Why not hand-made masks: a boolean 4D mask is *added* to the scores under ``eager`` (True/False
 become +1/0), so it is silently ignored; and the seed's ``module.is_causal = False`` patch is a
@@ -26,6 +29,11 @@ no-op as soon as a padded batch materialises a mask. Both traps are pinned by te
   without a cache: there it runs one mask-free (flash-eligible) causal call over the batch plus
   one non-causal call per row over its prompt block, instead of a dense mask that rules out the
   flash kernels. Same audit, same numbers; see docs/masks.md for when it pays.
+
+kwargs whose content depends on the backend (every multi-token ``prefix_bidir`` forward: a mask
+in the backend's format, or the split path's prompt lengths) carry the implementation they were
+built for; a forward pre-hook on the model refuses them under another one, so a
+``set_attn_implementation`` between building and running cannot silently drop the policy.
 """
 
 from __future__ import annotations
@@ -40,19 +48,23 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface, masking_utils
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from ablate.core.modeling import PREFIX_SDPA  # the loader registers it by importing this module
 from ablate.mask.study import POLICIES  # noqa: E402  (one list, importable without torch)
 
 #: Policies under which a token's representation may depend on later response tokens.
 LEAKING_POLICIES: frozenset[str] = frozenset({"prefill_bidir"})
-
-#: attn_implementation name of the split-sdpa backend (``sdpa`` plus a fast prefix-LM path).
-PREFIX_SDPA = "sdpa_prefix_split"
 # Forward kwarg that carries per-row prompt lengths (python ints) to the PREFIX_SDPA attention.
 _PROMPT_LENGTHS_KWARG = "ablate_prompt_lengths"
+# Forward kwarg naming the attention implementation backend-specific kwargs were built for.
+_BUILT_FOR_KWARG = "ablate_built_for_attn"
 
 
 class UnknownPolicyError(ValueError):
     pass
+
+
+class BackendMismatchError(RuntimeError):
+    """Policy kwargs built for one attention implementation reached a model running another."""
 
 
 def check_policy(policy: str) -> str:
@@ -194,6 +206,62 @@ def _uses_prefix_split(model, past_key_values, attention_mask, right_padded) -> 
     )
 
 
+def _check_prompt_lengths(
+    attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int], sync: bool
+) -> None:
+    """Each row's prompt fits in its real tokens: a longer one would make the prompt block of
+    the split backend (which trusts it) cover pad positions, so real tokens attend to pads.
+
+    ``sync=False`` (the caller promised right padding to avoid host syncs) checks with an
+    asynchronous device assert, which cannot name the row; otherwise the error names it.
+    """
+    real = attention_mask.sum(-1)
+    lengths = torch.as_tensor(prompt_lengths, device=attention_mask.device).view(-1)
+    bad = (lengths > real) | (lengths < 0)
+    if not sync and attention_mask.device.type != "cpu":
+        torch._assert_async(
+            ~bad.any(), "a prompt length exceeds its row's real tokens (run with right_padded=None)"
+        )
+        return
+    rows = torch.nonzero(bad).flatten().tolist()
+    if rows:
+        b = rows[0]
+        raise ValueError(
+            f"prompt_lengths[{b}] = {int(lengths[b])} but row {b} has {int(real[b])} real "
+            f"(non-pad) tokens; a prompt length counts real tokens of its row "
+            f"({len(rows)} row(s) wrong: {rows[:8]})"
+        )
+
+
+def _check_built_for(module: torch.nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook: refuse kwargs built for another attention implementation."""
+    built_for = kwargs.pop(_BUILT_FOR_KWARG, None)
+    if built_for is None:
+        return None
+    now = getattr(_text_config(module), "_attn_implementation", None)
+    if now != built_for:
+        raise BackendMismatchError(
+            f"these forward kwargs were built by masks.policy_forward_kwargs for attention "
+            f"implementation {built_for!r}, but the model now runs {now!r} (changed by "
+            f"set_attn_implementation?); under {now!r} the policy's mask would be ignored or "
+            f"misread. Build the kwargs again after switching."
+        )
+    return args, kwargs
+
+
+def _install_backend_check(model: Any) -> None:
+    """Hook :func:`_check_built_for` once onto ``model`` and its decoder (the fast paths call the
+    decoder with the same kwargs)."""
+    targets = [model]
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    if isinstance(decoder, torch.nn.Module) and decoder is not model:
+        targets.append(decoder)
+    for m in targets:
+        if isinstance(m, torch.nn.Module) and not getattr(m, "_ablate_backend_check", False):
+            m.register_forward_pre_hook(_check_built_for, with_kwargs=True)
+            m._ablate_backend_check = True
+
+
 def policy_forward_kwargs(
     model: Any,
     input_ids: torch.Tensor,
@@ -211,9 +279,13 @@ def policy_forward_kwargs(
     ``prompt_lengths[b]`` is the number of non-pad prompt (context) tokens of row ``b``; it is
     only read by ``prefix_bidir``. With a cache, pass ``past_key_values`` and the full-length 2D
     mask; a single-token step is always left causal ("decode unchanged").
-    ``right_padded`` only matters for ``prefix_bidir`` on a :data:`PREFIX_SDPA` model: ``None``
-    checks the mask (one host-device sync), ``True`` promises right padding (checked by an
-    asynchronous device assert), ``False`` forces the mask path.
+    ``right_padded`` only matters for ``prefix_bidir``: ``None`` checks the mask (one host-device
+    sync), ``True`` promises right padding (checked by an asynchronous device assert, and so are
+    the prompt lengths), ``False`` forces the mask path.
+    A prompt length above its row's real tokens is refused (the error names the row). Under
+    ``prefix_bidir`` the kwargs are only valid for the model's current attention implementation:
+    running them after ``set_attn_implementation`` to another raises
+    :class:`BackendMismatchError`.
     """
     check_policy(policy)
     if (
@@ -243,6 +315,11 @@ def policy_forward_kwargs(
             f"prompt_lengths has {len(prompt_lengths)} entries for a batch of "
             f"{input_ids.shape[0]} rows"
         )
+    _check_prompt_lengths(attention_mask, prompt_lengths, sync=right_padded is not True)
+    impl = getattr(_text_config(model), "_attn_implementation", None)
+    if impl is not None:
+        _install_backend_check(model)
+        kw[_BUILT_FOR_KWARG] = impl
     if _uses_prefix_split(model, past_key_values, attention_mask, right_padded):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
         # the flash path needs no mask at all (pad positions get finite, unused outputs). arange
@@ -345,6 +422,11 @@ def prefix_split_sdpa_attention(
     mask (which rules out the flash kernel). Dropout is not supported on this path.
     """
     lengths = kwargs.pop(_PROMPT_LENGTHS_KWARG, None)
+    built_for = kwargs.pop(_BUILT_FOR_KWARG, PREFIX_SDPA)  # set when no module hook consumed it
+    if built_for != PREFIX_SDPA:
+        raise BackendMismatchError(
+            f"kwargs built for attention implementation {built_for!r} reached {PREFIX_SDPA}"
+        )
     if lengths is None or query.shape[2] == 1:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs

@@ -12,12 +12,13 @@ The Trainer already does grad accumulation, schedules, adafactor, bf16, gradient
 eval, save/resume and RNG restore; this package adds only what it lacks: the policy forward with
 logits computed at labelled positions only, stop rules (:class:`StopRules`), checkpoints that are
 complete-or-ignored (a marker written last) plus a ``state_dict`` fallback when
-``save_pretrained`` fails, an atomic final directory with a hash manifest, and ``summary.json``.
+``save_pretrained`` fails, an atomic final directory with a hash manifest (all checkpoint I/O:
+:mod:`ablate.core.checkpoint`), and ``summary.json``.
 Parameters and their defaults: :data:`FINETUNE_DEFAULTS`, :data:`PRETRAIN_DEFAULTS` (docs/training.md).
 
 Modules: ``params`` (defaults, resolution, errors), ``data`` (examples, collator, corpus packing),
 ``callbacks`` (stop rules, throughput, progress), ``trainer`` (policy loss, fp32-master optimizer,
-``MaskPolicyTrainer``, saving, resume), ``run`` (``finetune``, ``pretrain``), ``cli`` (``main``).
+``MaskPolicyTrainer``, the final save), ``run`` (``finetune``, ``pretrain``), ``cli`` (``main``).
 """
 
 from ablate.mask.training.callbacks import Progress, StopRules, Throughput
@@ -30,10 +31,7 @@ from ablate.mask.training.data import (
     sft_examples,
 )
 from ablate.mask.training.params import (
-    CHECKPOINT_MARKER,
     FINETUNE_DEFAULTS,
-    FORMAT_FALLBACK,
-    FORMAT_SAVE_PRETRAINED,
     IGNORE_INDEX,
     PRETRAIN_DEFAULTS,
     LeakageGateError,
@@ -46,18 +44,12 @@ from ablate.mask.training.trainer import (
     MaskPolicyTrainer,
     MasterWeightsOptimizer,
     build_trainer,
-    complete_checkpoints,
     policy_loss_sum,
     save_final,
-    save_state_dict_fallback,
-    verify_loadable,
 )
 
 __all__ = [
-    "CHECKPOINT_MARKER",
     "FINETUNE_DEFAULTS",
-    "FORMAT_FALLBACK",
-    "FORMAT_SAVE_PRETRAINED",
     "IGNORE_INDEX",
     "PRETRAIN_DEFAULTS",
     "ExampleDataset",
@@ -71,7 +63,6 @@ __all__ = [
     "TrainingConfigError",
     "TrainingError",
     "build_trainer",
-    "complete_checkpoints",
     "finetune",
     "load_corpus",
     "main",
@@ -80,7 +71,5 @@ __all__ = [
     "pretrain",
     "resolve_params",
     "save_final",
-    "save_state_dict_fallback",
     "sft_examples",
-    "verify_loadable",
 ]

@@ -10,10 +10,6 @@ import torch
 from ablate.mask import masks
 
 IGNORE_INDEX = -100
-CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every Trainer checkpoint
-RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
-FORMAT_SAVE_PRETRAINED = "save_pretrained"
-FORMAT_FALLBACK = "state_dict_fallback"
 
 #: SFT hyperparameters; defaults are the seed study's (stage 3), plateau defaults its stage 5.
 FINETUNE_DEFAULTS: dict[str, Any] = dict(
