@@ -469,7 +469,9 @@ def test_split_backend_refuses_kwargs_built_for_another():
 
     fn = AttentionInterface()[masks.PREFIX_SDPA]
     q = torch.zeros(1, 2, 3, 4)
-    with pytest.raises(masks.BackendMismatchError, match="built for attention implementation 'sdpa'"):
+    with pytest.raises(
+        masks.BackendMismatchError, match="built for attention implementation 'sdpa'"
+    ):
         fn(torch.nn.Module(), q, q, q, None, ablate_built_for_attn="sdpa")
 
 

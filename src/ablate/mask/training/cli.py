@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ablate.core.checkpoint import CheckpointError
 from ablate.mask import masks, sft_data, study
 from ablate.mask.training.params import LeakageGateError, TrainingConfigError, TrainingError
 from ablate.mask.training.run import finetune, pretrain
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except LeakageGateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except (TrainingError, sft_data.SFTDataError) as exc:
+    except (TrainingError, CheckpointError, sft_data.SFTDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
