@@ -6,8 +6,8 @@ the three policies have exactly one definition:
 - ``causal``: the standard mask.
 - ``prefill_bidir``: any forward with more than one query token attends to every non-pad token,
   answer tokens included; single-token decode steps are unchanged (the seed study's ablation).
-  Leaks the labels in teacher-forced training and scoring: each token of a multi-token answer
-  sees the later answer tokens.
+  Leaks the labels in teacher-forced training and scoring: the prediction of an answer token
+  sees that token and the later ones (in scoring all but the last: multi-token answers only).
 - ``prefix_bidir``: prompt tokens attend to each other in both directions; later tokens attend
   causally (all prompt tokens plus earlier response tokens). Leakage-safe prefix-LM.
 
