@@ -28,7 +28,7 @@ VLM_MODEL_TYPES = {"mistral3"}
 PREFIX_SDPA = "sdpa_prefix_split"
 #: attn_implementations this package adds to transformers -> the module whose import registers
 #: each. The loader imports it, so a fresh process loads with them without knowing where they live.
-CUSTOM_ATTENTION = {PREFIX_SDPA: "ablate.mask.masks"}
+CUSTOM_ATTENTION = {PREFIX_SDPA: "ablate.mask.split_sdpa"}
 
 
 class ModelLoadError(RuntimeError):
