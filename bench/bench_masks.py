@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from ablate.core.modeling import tiny_ministral3_config  # noqa: E402
-from ablate.mask import masks  # noqa: E402
+from ablate.mask import masks, split_sdpa  # noqa: E402
 
 PEAK_TFLOPS = 989.0
 SHAPE_3B = dict(
@@ -70,7 +70,7 @@ VARIANTS = [
 
 
 # ---------------------------------------------------------------- split-attention experiments
-# Alternatives to masks.prefix_split_sdpa_attention, swapped in under the PREFIX_SDPA name with
+# Alternatives to split_sdpa.prefix_split_sdpa_attention, swapped in under the PREFIX_SDPA name with
 # --experiments (the attention interface is looked up by name at every forward).
 
 
@@ -80,7 +80,7 @@ def _causal_pass(module, query, key, value, attention_mask, dropout, scaling, kw
     prompt blocks then overwrite)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward as sdpa
 
-    lengths = kw.pop(masks._PROMPT_LENGTHS_KWARG, None)
+    lengths = kw.pop(split_sdpa.PROMPT_LENGTHS_KWARG, None)
     if lengths is None or query.shape[2] == 1:
         return None, sdpa(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw
@@ -135,7 +135,7 @@ def _split_packed_gather(
     if lengths is None:
         return out
     batch, _, width, _ = query.shape
-    idx = masks._prompt_token_index(tuple(lengths), width, query.device)
+    idx = split_sdpa._prompt_token_index(tuple(lengths), width, query.device)
 
     def packed(x):
         return x.transpose(1, 2).reshape(batch * width, x.shape[1], x.shape[3])[idx]
@@ -182,7 +182,7 @@ class use_split:
     def __exit__(self, *exc):
         from transformers import AttentionInterface
 
-        AttentionInterface.register(masks.PREFIX_SDPA, masks.prefix_split_sdpa_attention)
+        AttentionInterface.register(masks.PREFIX_SDPA, split_sdpa.prefix_split_sdpa_attention)
 
 
 def log(msg: str) -> None:

@@ -406,6 +406,91 @@ def test_bad_arguments():
         masks.policy_forward_kwargs(model, ids, mask[:, :4], lengths, "causal")
 
 
+def _right_padded_rows(real: list[int]):
+    g = torch.Generator().manual_seed(3)
+    width = max(real)
+    ids = torch.full((len(real), width), PAD)
+    mask = torch.zeros(len(real), width, dtype=torch.long)
+    for b, n in enumerate(real):
+        ids[b, :n] = torch.randint(4, VOCAB, (n,), generator=g)
+        mask[b, :n] = 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("impl", IN_PROCESS_IMPLS)
+def test_prompt_longer_than_its_row_is_refused(impl):
+    """Row 1 has 6 real tokens but a prompt length of 8: the split backend would take pads 6, 7
+    into its prompt block (real tokens attending to pads, logits off by ~1), the others would
+    quietly clip it. Every backend refuses it, naming the row."""
+    model = with_impl(build("ministral3"), impl)
+    ids, mask = _right_padded_rows([9, 6, 11])
+    for lengths in ([9, 8, 11], torch.tensor([9, 8, 11])):
+        with pytest.raises(ValueError, match=r"prompt_lengths\[1\] = 8 but row 1 has 6 real"):
+            masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
+    with pytest.raises(ValueError, match=r"row 0 has 9 real"):
+        masks.policy_forward_kwargs(model, ids, mask, [-1, 6, 11], "prefix_bidir")
+    # the same rows with valid prompt lengths pass (a prompt may be the whole row)
+    masks.policy_forward_kwargs(model, ids, mask, [9, 6, 11], "prefix_bidir")
+
+
+@pytest.mark.parametrize(
+    "built_for, runs",
+    [(masks.PREFIX_SDPA, "sdpa"), (masks.PREFIX_SDPA, "eager"), ("sdpa", "eager")],
+)
+def test_kwargs_refused_under_another_backend(built_for, runs):
+    """prefix_bidir kwargs are backend-specific (the split path's prompt lengths, a mask in the
+    backend's format). Built for one implementation and run after set_attn_implementation to
+    another they would run plain causal attention (or misread the mask): refused at forward time,
+    through the model and through its decoder (the fast paths), and fine again once rebuilt."""
+    model = new_model("ministral3")
+    ids, mask, lengths = make_batch(examples(), "right")
+    model.set_attn_implementation(built_for)
+    kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
+    with torch.no_grad():
+        want = model(**dict(kw)).logits
+        model.set_attn_implementation(runs)
+        for module in (model, model.get_decoder()):
+            with pytest.raises(
+                masks.BackendMismatchError,
+                match=rf"built .* for attention implementation '{built_for}', but the model now "
+                rf"runs '{runs}'",
+            ):
+                module(**dict(kw))
+        again = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
+        got = model(**again).logits
+    real = mask.bool()
+    assert (got[real] - want[real]).abs().max().item() <= AGREE
+
+
+def test_split_backend_refuses_kwargs_built_for_another():
+    """Without the module hook (kwargs handed to another module), the split backend's attention
+    function still checks what the kwargs were built for."""
+    from transformers import AttentionInterface
+
+    fn = AttentionInterface()[masks.PREFIX_SDPA]
+    q = torch.zeros(1, 2, 3, 4)
+    with pytest.raises(
+        masks.BackendMismatchError, match="built for attention implementation 'sdpa'"
+    ):
+        fn(torch.nn.Module(), q, q, q, None, ablate_built_for_attn="sdpa")
+
+
+def test_causal_and_prefill_kwargs_are_backend_free():
+    """Only prefix_bidir kwargs depend on the backend: causal and prefill_bidir kwargs carry no
+    tag and keep working after a switch."""
+    model = new_model("ministral3")
+    ids, mask, lengths = make_batch(examples(), "right")
+    for policy in ("causal", "prefill_bidir"):
+        model.set_attn_implementation("sdpa")
+        kw = masks.policy_forward_kwargs(model, ids, mask, lengths, policy)
+        assert "ablate_built_for_attn" not in kw
+        with torch.no_grad():
+            a = model(**kw).logits
+            model.set_attn_implementation("eager")
+            b = model(**kw).logits
+        assert (a - b)[mask.bool()].abs().max().item() <= AGREE
+
+
 # ----------------------------------------------------------------------------- subprocess
 
 

@@ -25,7 +25,6 @@ from ablate.mask import embedded, evaluation, sft_data
 from ablate.mask.evaluation import TaskFileError, TaskNotFoundError
 from ablate.mask.training import run as run_module
 from ablate.mask.training.run import finetune
-from ablate.mask.training.trainer import complete_checkpoints
 
 # Fake secrets: long and unique, so a hit in any file can only be a leak.
 SECRETS = {
@@ -252,10 +251,14 @@ def test_sft_dataset_with_empty_responses(tiny_model_dir, tmp_path):
 
 @pytest.fixture()
 def pipeline_checkpoint(tiny_model_dir, tmp_path):
-    """A checkpoint as the pipeline writes one: files, then the hash manifest last."""
-    ckpt = Path(shutil.copytree(tiny_model_dir, tmp_path / "final"))
-    checkpoint.write_manifest(ckpt, extra={"format": "save_pretrained"})
-    return ckpt
+    """A checkpoint as the pipeline writes one: writer marker, files, rename, hash manifest last."""
+
+    def save(tmp: Path) -> str:
+        for f in tiny_model_dir.iterdir():
+            shutil.copy(f, tmp / f.name)
+        return "save_pretrained"
+
+    return Path(checkpoint.write_final(tmp_path / "ft", save)["path"])
 
 
 @pytest.mark.parametrize(
@@ -284,12 +287,11 @@ def test_damaged_checkpoint_is_refused_by_eval(
         (pipeline_checkpoint / "tokenizer.json").unlink()
     out = tmp_path / "out"
     if damage == "no_manifest":
-        # a checkpoint cut off before its manifest: the loader lets foreign (manifest-less) model
-        # dirs through, so stages that must only read pipeline checkpoints verify explicitly
+        # a checkpoint cut off before its manifest: foreign (manifest-less) model dirs load, but
+        # one this pipeline wrote (its writer marker) does not, so the eval refuses it too
         (pipeline_checkpoint / checkpoint.MANIFEST_NAME).unlink()
         with pytest.raises(CheckpointError, match=expected):
             checkpoint.verify(pipeline_checkpoint)
-        return
     with pytest.raises(CheckpointError, match=expected):
         evaluation.evaluate(pipeline_checkpoint, ["emb_sums"], "causal", out, task_dirs=[task_dir])
     assert not out.exists()
@@ -337,7 +339,7 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
     monkeypatch.undo()
     assert not (out / "final").exists() and not (out / "summary.json").exists()
     # the half-written Trainer checkpoint has no completion marker: a rerun never resumes from it
-    assert complete_checkpoints(out / "checkpoints") == []
+    assert checkpoint.complete_checkpoints(out / "checkpoints") == []
 
 
 def test_disk_full_keeps_the_previous_final_checkpoint(

@@ -35,11 +35,10 @@ from checkout import copy_checkout
 from test_pipeline import planned_jobs
 from test_reliability import SECRETS
 
+from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
 from ablate.mask import evaluation
-from ablate.mask.training.params import CHECKPOINT_MARKER
 from ablate.mask.training.run import finetune
-from ablate.mask.training.trainer import complete_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +119,9 @@ def runs(tmp_path_factory, tiny_model_dir):
 
     # 1. SIGKILL the training job once it has saved checkpoint-KILL_AT
     proc = start(wd, env)
-    wait_for(proc, (ckpts / f"checkpoint-{KILL_AT}" / CHECKPOINT_MARKER).exists, "checkpoint")
+    wait_for(
+        proc, (ckpts / f"checkpoint-{KILL_AT}" / checkpoint.CHECKPOINT_MARKER).exists, "checkpoint"
+    )
     job_process(proc, "finetune.py").send_signal(signal.SIGKILL)
     out = proc.communicate(timeout=600)[0]
     info["logs"].append(out)
@@ -130,7 +131,7 @@ def runs(tmp_path_factory, tiny_model_dir):
         "killed_log": (wd / "results/logs/finetune/3A.log").read_text(),
         "final_exists": (wd / "results/finetune/3A/final").exists(),
         "summary_exists": (wd / "results/finetune/3A/summary.json").exists(),
-        "complete": [c.name for c in complete_checkpoints(ckpts)],
+        "complete": [c.name for c in checkpoint.complete_checkpoints(ckpts)],
     }
 
     # 2. Ctrl-C while an evaluation runs (one this run started: run 1 may have finished some)

@@ -21,7 +21,6 @@ from ablate.mask.training import cli
 from ablate.mask.training.callbacks import StopRules
 from ablate.mask.training.data import PolicyCollator
 from ablate.mask.training.params import (
-    CHECKPOINT_MARKER,
     LeakageGateError,
     TrainingConfigError,
     resolve_params,
@@ -30,7 +29,6 @@ from ablate.mask.training.run import finetune, pretrain
 from ablate.mask.training.trainer import (
     MaskPolicyTrainer,
     MasterWeightsOptimizer,
-    complete_checkpoints,
     policy_loss_sum,
 )
 
@@ -558,7 +556,7 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     proc = subprocess.Popen(
         _cli(out, sft_file, tiny_model_dir, params), stdout=log, stderr=subprocess.STDOUT, env=env
     )
-    marker = out / "checkpoints" / "checkpoint-4" / CHECKPOINT_MARKER
+    marker = out / "checkpoints" / "checkpoint-4" / checkpoint.CHECKPOINT_MARKER
     deadline = time.time() + 120
     while not marker.exists():
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -574,7 +572,7 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     ]
     reached = max(steps_logged)
     assert reached < params["max_steps"] and not (out / "summary.json").exists()
-    done = complete_checkpoints(out / "checkpoints")
+    done = checkpoint.complete_checkpoints(out / "checkpoints")
     last_saved = int(done[-1].name.split("-")[-1])
     # a save cut off by the kill looks like this: no marker, so it must be ignored and removed
     half = out / "checkpoints" / f"checkpoint-{last_saved + 2}"

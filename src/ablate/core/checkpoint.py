@@ -1,8 +1,18 @@
-"""Checkpoint integrity: a hash manifest written last, verified before any stage trusts the files.
+"""Checkpoint I/O, all of it: writing, integrity, the loading check, Trainer saves and resume.
 
-A checkpoint directory is complete only if ``MANIFEST_NAME`` exists and every file it lists has
-the recorded size and sha256. Writers create the manifest as their final act (after an atomic
-rename of the directory), so a half-written or altered checkpoint is always detected.
+A final checkpoint (``<out>/final``) is written by :func:`write_final`: into ``final.tmp``, which
+first gets :data:`WRITER_MARKER` (this pipeline wrote it), then the weights, then it is renamed
+over ``final``, and completed by the hash manifest :data:`MANIFEST_NAME`, written last. So:
+
+- a checkpoint is complete only if its manifest exists and every file it lists has the recorded
+  size and sha256, and no file was added after it (:func:`verify`);
+- a directory this pipeline wrote (its marker inside, or a ``summary.json`` of ours beside it)
+  never loads without its manifest (:func:`check_before_load`, which the loaders call); a foreign
+  model directory (neither) loads as it is.
+
+Trainer checkpoints (``<out>/checkpoints/checkpoint-N``) are complete-or-ignored instead: they get
+:data:`CHECKPOINT_MARKER` written last, and a rerun resumes only from a complete one of the same
+run (:func:`prepare_resume`).
 """
 
 from __future__ import annotations
@@ -10,14 +20,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ablate.core import io
+
 MANIFEST_NAME = "checkpoint_manifest.json"
+#: Written into a final checkpoint before anything else: the directory is this pipeline's.
+WRITER_MARKER = "ablate_checkpoint.json"
+CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every Trainer checkpoint
+RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
+FORMAT_SAVE_PRETRAINED = "save_pretrained"
+FORMAT_FALLBACK = "state_dict_fallback"
+SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``
+# Not part of a checkpoint: the manifest itself, and the mtime file Snakemake puts into every
+# directory() output after its job.
+_UNHASHED = frozenset({MANIFEST_NAME, ".snakemake_timestamp"})
 
 
 class CheckpointError(RuntimeError):
     pass
+
+
+# ------------------------------------------------------------------------------------ integrity
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -28,25 +56,24 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _files(d: Path) -> list[Path]:
+    return [p for p in sorted(d.rglob("*")) if p.is_file() and p.name not in _UNHASHED]
+
+
 def write_manifest(directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> dict:
-    """Hash every file under ``directory`` (except the manifest) and write the manifest."""
+    """Hash every file under ``directory`` and write the manifest."""
     d = Path(directory)
-    files = {}
-    for p in sorted(d.rglob("*")):
-        if p.is_file() and p.name != MANIFEST_NAME:
-            files[str(p.relative_to(d))] = {
-                "bytes": p.stat().st_size,
-                "sha256": sha256_file(p),
-            }
+    files = {
+        str(p.relative_to(d)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in _files(d)
+    }
     manifest = {"files": files, **(extra or {})}
-    tmp = d / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, d / MANIFEST_NAME)
+    io.write_json(d / MANIFEST_NAME, manifest)
     return manifest
 
 
 def verify(directory: str | os.PathLike) -> dict:
-    """Raise :class:`CheckpointError` naming the first missing, truncated or altered file."""
+    """Raise :class:`CheckpointError` naming the first missing, truncated, altered or added file."""
     d = Path(directory)
     mpath = d / MANIFEST_NAME
     if not mpath.exists():
@@ -59,17 +86,166 @@ def verify(directory: str | os.PathLike) -> dict:
         size = p.stat().st_size
         if size != meta["bytes"]:
             raise CheckpointError(
-                f"checkpoint {d}: file {rel} has {size} bytes, manifest says {meta['bytes']} (truncated?)"
+                f"checkpoint {d}: file {rel} has {size} bytes, manifest says {meta['bytes']} "
+                "(truncated?)"
             )
         if sha256_file(p) != meta["sha256"]:
             raise CheckpointError(
                 f"checkpoint {d}: file {rel} does not match its recorded sha256 (altered)"
             )
+    added = [r for r in (str(p.relative_to(d)) for p in _files(d)) if r not in manifest["files"]]
+    if added:
+        # a loader may read them (another weights shard, an adapter config): not the checkpoint
+        raise CheckpointError(
+            f"checkpoint {d}: file(s) {', '.join(added[:5])} are not in its manifest "
+            "(added after the checkpoint was completed)"
+        )
     return manifest
 
 
-def verify_if_manifest(directory: str | os.PathLike) -> dict | None:
-    """Verify checkpoints that carry a manifest; foreign model dirs (no manifest) pass through."""
-    if (Path(directory) / MANIFEST_NAME).exists():
-        return verify(directory)
+def written_here(directory: str | os.PathLike) -> bool:
+    """This pipeline wrote ``directory``: its marker inside, or our training summary beside it
+    naming it as its checkpoint (checkpoints from before the marker existed)."""
+    d = Path(directory)
+    if (d / WRITER_MARKER).exists():
+        return True
+    summary = d.parent / SUMMARY_NAME
+    if not summary.is_file():
+        return False
+    try:
+        ckpt = json.loads(summary.read_text()).get("checkpoint")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(ckpt, dict) and Path(str(ckpt.get("path", ""))).name == d.name
+
+
+def check_before_load(directory: str | os.PathLike) -> dict | None:
+    """What the loaders call: verify a checkpoint with a manifest; refuse one this pipeline wrote
+    whose manifest is gone; let a foreign model directory (neither) through (returns None)."""
+    d = Path(directory)
+    if (d / MANIFEST_NAME).exists() or written_here(d):
+        return verify(d)
     return None
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def write_final(
+    out_dir: str | os.PathLike,
+    save: Callable[[Path], str],
+    *,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``out_dir/final`` atomically: ``save(final.tmp)`` (returns the format it wrote), then
+    rename over ``final`` (a previous one is replaced only now), then the manifest, last.
+
+    A crash leaves either the previous ``final`` whole, ``final.tmp`` (never read), or a marked
+    ``final`` without manifest, which :func:`check_before_load` refuses.
+    """
+    out = Path(out_dir)
+    final, tmp = out / "final", out / "final.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    io.write_json(tmp / WRITER_MARKER, {"written_by": "ablate", "kind": "final checkpoint"})
+    fmt = save(tmp)
+    if final.exists():
+        old = out / "final.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    write_manifest(final, extra={"format": fmt, **(extra or {})})
+    return {"path": str(final), "format": fmt, **(extra or {})}
+
+
+def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) -> None:
+    """``model.safetensors`` from the state dict (tied weights stored once), config.json, tokenizer.
+
+    Used when ``save_pretrained`` raises (the seed hit a conversion error there)."""
+    from safetensors.torch import save_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(out)
+    if getattr(model, "generation_config", None) is not None:
+        try:
+            model.generation_config.save_pretrained(out)
+        except Exception:  # generation config is optional for loading
+            pass
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+
+
+def verify_loadable(model, path: str | os.PathLike) -> None:
+    """Reload ``path`` with the eval stage's loader and compare every tensor with ``model``."""
+    import torch
+
+    from ablate.core.modeling import load_causal_lm
+
+    reloaded = load_causal_lm(path, dtype=model.dtype, verify=False)
+    want, got = model.state_dict(), reloaded.state_dict()
+    if set(want) != set(got):
+        raise CheckpointError(
+            f"checkpoint {path} reloads with different keys: missing "
+            f"{sorted(set(want) - set(got))[:5]}, unexpected {sorted(set(got) - set(want))[:5]}"
+        )
+    for k, v in want.items():
+        if not torch.equal(v.detach().cpu(), got[k].detach().cpu()):
+            raise CheckpointError(
+                f"checkpoint {path}: tensor {k} differs from the trained model after reload"
+            )
+
+
+# ------------------------------------------------------------------------------------ Trainer saves
+
+
+def mark_complete(ckpt: str | os.PathLike, step: int, fmt: str | None) -> None:
+    """The Trainer checkpoint's last write: without it, it was cut off mid-save."""
+    io.write_json(Path(ckpt) / CHECKPOINT_MARKER, {"step": step, "format": fmt})
+
+
+def complete_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
+    """Trainer checkpoints carrying the completion marker, oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [
+        d
+        for d in ckpt_dir.glob("checkpoint-*")
+        if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and d.name.split("-")[-1].isdigit()
+    ]
+    return sorted(found, key=lambda d: int(d.name.split("-")[-1]))
+
+
+def prepare_resume(ckpt_dir: str | os.PathLike, run_key: dict[str, Any]) -> Path | None:
+    """Last complete checkpoint of the same run, or None. Incomplete or foreign checkpoints are
+    removed."""
+    ckpt_dir = Path(ckpt_dir)
+    key_file = ckpt_dir / RUN_KEY_FILE
+    if ckpt_dir.is_dir():
+        old_key = json.loads(key_file.read_text()) if key_file.exists() else None
+        if old_key != json.loads(json.dumps(run_key, default=str)):
+            print(
+                f"[resume] {ckpt_dir} belongs to another configuration: starting fresh",
+                file=sys.stderr,
+                flush=True,
+            )
+            shutil.rmtree(ckpt_dir)
+        else:
+            for d in ckpt_dir.glob("checkpoint-*"):
+                if d.is_dir() and not (d / CHECKPOINT_MARKER).exists():
+                    print(
+                        f"[resume] removing incomplete {d.name} (killed while saving)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    shutil.rmtree(d)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    io.write_json(key_file, run_key)
+    done = complete_checkpoints(ckpt_dir)
+    return done[-1] if done else None

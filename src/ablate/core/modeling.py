@@ -12,6 +12,7 @@ hub access is ever needed.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -23,10 +24,38 @@ import torch
 TEKKEN_FILE = "tekken_240911.json"  # the Tekken version of the Ministral-3 / Mistral-Nemo family
 SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
 VLM_MODEL_TYPES = {"mistral3"}
+#: attn_implementation of the split-sdpa backend (``sdpa`` plus a fast prefix-LM path).
+PREFIX_SDPA = "sdpa_prefix_split"
+#: attn_implementations this package adds to transformers -> the module whose import registers
+#: each. The loader imports it, so a fresh process loads with them without knowing where they live.
+CUSTOM_ATTENTION = {PREFIX_SDPA: "ablate.mask.split_sdpa"}
 
 
 class ModelLoadError(RuntimeError):
     pass
+
+
+def register_attention(attn_implementation: str) -> None:
+    """Make one of :data:`CUSTOM_ATTENTION` known to transformers (no-op for its own backends)."""
+    if attn_implementation in CUSTOM_ATTENTION:
+        importlib.import_module(CUSTOM_ATTENTION[attn_implementation])
+
+
+def check_attention_device(attn_implementation: str, device: str | torch.device) -> None:
+    """Refuse an attention implementation on a device where torch runs it wrong.
+
+    The one place of the CPU ``flex_attention`` workaround: torch's CPU flex_attention has no
+    backward, and gave wrong logits at some sequence lengths (issue 18). The torch behaviour
+    behind the guard is pinned by tests/test_upstream_torch.py, which fails once torch changes
+    it: then this guard can go.
+    """
+    if attn_implementation == "flex_attention" and torch.device(device).type == "cpu":
+        raise ModelLoadError(
+            "attn_implementation: flex_attention is refused on CPU: torch's CPU flex_attention "
+            "has no backward pass (training fails) and has given wrong logits at some sequence "
+            "lengths (length 8 off by 2.4 or NaN vs eager). Use sdpa or sdpa_prefix_split on "
+            "CPU; flex_attention on a GPU."
+        )
 
 
 def mistral_common_data_file(name: str = TEKKEN_FILE) -> Path:
@@ -78,7 +107,7 @@ def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
         if Path(path).is_dir():  # a damaged pipeline checkpoint: name the missing/altered file
             from ablate.core import checkpoint
 
-            checkpoint.verify_if_manifest(path)
+            checkpoint.check_before_load(path)
         raise ModelLoadError(f"cannot load a tokenizer from {path}: {exc}") from exc
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -161,19 +190,25 @@ def load_causal_lm(
     """Load a causal LM (or the text half of a Mistral3 VLM) from a local dir or hub id.
 
     Local checkpoints written by this pipeline carry a hash manifest; ``verify`` checks it first
-    so a truncated or altered checkpoint fails here, not as garbage scores later.
+    (``checkpoint.check_before_load``) so a truncated, altered or uncompleted checkpoint fails
+    here, not as garbage scores later. ``attn_implementation`` may be one of this package's
+    (:data:`CUSTOM_ATTENTION`); one known wrong on the target device (``device``, else CUDA when
+    available) is refused before loading.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
+    target = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    check_attention_device(attn_implementation, target)
+    register_attention(attn_implementation)
     local = Path(path)
     if local.exists():
         _read_config(local)
         if verify:
             from ablate.core import checkpoint
 
-            checkpoint.verify_if_manifest(local)
+            checkpoint.check_before_load(local)
     elif os.sep in str(path) and not _looks_like_hub_id(str(path)):
         raise ModelLoadError(f"model path {path} does not exist")
     try:

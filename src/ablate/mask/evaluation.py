@@ -27,6 +27,7 @@ from lm_eval.models.huggingface import HFLM
 
 from ablate.core import io, provenance
 from ablate.core.modeling import load_causal_lm, load_tokenizer
+from ablate.mask import study
 from ablate.mask.masks import POLICIES, check_policy
 from ablate.mask.scoring import score_requests
 
@@ -313,7 +314,10 @@ def evaluate(
     if not tasks:
         raise ValueError("no tasks to evaluate")
     out = Path(out_dir)
-    print(f"[eval] tasks {', '.join(tasks)} under {policy}", flush=True)
+    print(
+        f"[eval] tasks {', '.join(tasks)} under {policy} ({study.POLICY_DESCRIPTIONS[policy]})",
+        flush=True,
+    )
     task_objs, local, task_manager = load_tasks(list(tasks), task_dirs)
     limits = limit if isinstance(limit, dict) else {t: limit for t in tasks}
     bad = set(limits) - set(tasks)
@@ -477,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--model", required=True, help="model dir or hub id")
     ap.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
-    ap.add_argument("--policy", required=True, choices=POLICIES)
+    ap.add_argument("--policy", required=True, choices=POLICIES, help=study.policy_help())
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--task-dir", action="append", default=[], help="folder of local task YAMLs")
     ap.add_argument("--limit", type=int, default=None, help="docs per task")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.core import config, io
-from ablate.mask import masks
+from ablate.mask import masks, study
 from ablate.mask.sft_data import TokenizedPair
 from ablate.mask.training.data import PolicyCollator
 from ablate.mask.training.params import IGNORE_INDEX
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--model", required=True, help="model directory (or hub id)")
     p.add_argument("--data", required=True, help="Alpaca-style .jsonl (instruction, input, output)")
-    p.add_argument("--policy", required=True, choices=masks.POLICIES)
+    p.add_argument("--policy", required=True, choices=masks.POLICIES, help=study.policy_help())
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument(
         "--n", type=int, default=d["n_pairs"], help="first N rows of --data (default %(default)s)"

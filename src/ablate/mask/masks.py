@@ -4,11 +4,14 @@ Every stage (evaluation, finetuning, the leakage probe) turns a batch into forwa
 the three policies have exactly one definition:
 
 - ``causal``: the standard mask.
-- ``prefill_bidir``: any forward with more than one query token attends to every non-pad token;
-  single-token decode steps are unchanged (the seed study's ablation). Leaks the labels in
-  teacher-forced training and scoring.
+- ``prefill_bidir``: any forward with more than one query token attends to every non-pad token,
+  answer tokens included; single-token decode steps are unchanged (the seed study's ablation).
+  Leaks the labels in teacher-forced training and scoring: the prediction of an answer token
+  sees that token and the later ones (in scoring all but the last: multi-token answers only).
 - ``prefix_bidir``: prompt tokens attend to each other in both directions; later tokens attend
   causally (all prompt tokens plus earlier response tokens). Leakage-safe prefix-LM.
+
+(One-line wording of each: :data:`ablate.mask.study.POLICY_DESCRIPTIONS`.)
 
 Why not hand-made masks: a boolean 4D mask is *added* to the scores under ``eager`` (True/False
 become +1/0), so it is silently ignored; and the seed's ``module.is_causal = False`` patch is a
@@ -21,34 +24,37 @@ no-op as soon as a padded batch materialises a mask. Both traps are pinned by te
   PaliGemma/Gemma3 prefix mechanism) in the matching ``create_*_mask`` function, which returns
   the backend's own format (additive float for eager, bool/None for sdpa, BlockMask for flex).
   Sliding-window layers keep their window: see :func:`prefix_lm_mask`.
-- :data:`PREFIX_SDPA` is an extra attention implementation (registered with transformers'
-  ``AttentionInterface``) that equals ``sdpa`` except for ``prefix_bidir`` on right-padded batches
-  without a cache: there it runs one mask-free (flash-eligible) causal call over the batch plus
-  one non-causal call per row over its prompt block, instead of a dense mask that rules out the
-  flash kernels. Same audit, same numbers; see docs/masks.md for when it pays.
+- :data:`PREFIX_SDPA` is an extra attention implementation (:mod:`ablate.mask.split_sdpa`,
+  registered with transformers' ``AttentionInterface`` on import) that equals ``sdpa`` except
+  for ``prefix_bidir`` on right-padded batches without a cache: there it runs one mask-free
+  (flash-eligible) causal call over the batch plus one non-causal call per row over its prompt
+  block, instead of a dense mask that rules out the flash kernels. Same audit, same numbers; see
+  docs/masks.md for when it pays.
+
+kwargs whose content depends on the backend (every multi-token ``prefix_bidir`` forward: a mask
+in the backend's format, or the split path's prompt lengths) carry the implementation they were
+built for; a forward pre-hook on the model refuses them under another one, so a
+``set_attn_implementation`` between building and running cannot silently drop the policy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import AttentionInterface, masking_utils
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers import masking_utils
 
+from ablate.core.modeling import PREFIX_SDPA
+from ablate.mask.split_sdpa import (  # importing it registers PREFIX_SDPA with transformers
+    BUILT_FOR_KWARG,
+    PROMPT_LENGTHS_KWARG,
+    BackendMismatchError,
+)
 from ablate.mask.study import POLICIES  # noqa: E402  (one list, importable without torch)
 
 #: Policies under which a token's representation may depend on later response tokens.
 LEAKING_POLICIES: frozenset[str] = frozenset({"prefill_bidir"})
-
-#: attn_implementation name of the split-sdpa backend (``sdpa`` plus a fast prefix-LM path).
-PREFIX_SDPA = "sdpa_prefix_split"
-# Forward kwarg that carries per-row prompt lengths (python ints) to the PREFIX_SDPA attention.
-_PROMPT_LENGTHS_KWARG = "ablate_prompt_lengths"
 
 
 class UnknownPolicyError(ValueError):
@@ -194,6 +200,62 @@ def _uses_prefix_split(model, past_key_values, attention_mask, right_padded) -> 
     )
 
 
+def _check_prompt_lengths(
+    attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int], sync: bool
+) -> None:
+    """Each row's prompt fits in its real tokens: a longer one would make the prompt block of
+    the split backend (which trusts it) cover pad positions, so real tokens attend to pads.
+
+    ``sync=False`` (the caller promised right padding to avoid host syncs) checks with an
+    asynchronous device assert, which cannot name the row; otherwise the error names it.
+    """
+    real = attention_mask.sum(-1)
+    lengths = torch.as_tensor(prompt_lengths, device=attention_mask.device).view(-1)
+    bad = (lengths > real) | (lengths < 0)
+    if not sync and attention_mask.device.type != "cpu":
+        torch._assert_async(
+            ~bad.any(), "a prompt length exceeds its row's real tokens (run with right_padded=None)"
+        )
+        return
+    rows = torch.nonzero(bad).flatten().tolist()
+    if rows:
+        b = rows[0]
+        raise ValueError(
+            f"prompt_lengths[{b}] = {int(lengths[b])} but row {b} has {int(real[b])} real "
+            f"(non-pad) tokens; a prompt length counts real tokens of its row "
+            f"({len(rows)} row(s) wrong: {rows[:8]})"
+        )
+
+
+def _check_built_for(module: torch.nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook: refuse kwargs built for another attention implementation."""
+    built_for = kwargs.pop(BUILT_FOR_KWARG, None)
+    if built_for is None:
+        return None
+    now = getattr(_text_config(module), "_attn_implementation", None)
+    if now != built_for:
+        raise BackendMismatchError(
+            f"these forward kwargs were built by masks.policy_forward_kwargs for attention "
+            f"implementation {built_for!r}, but the model now runs {now!r} (changed by "
+            f"set_attn_implementation?); under {now!r} the policy's mask would be ignored or "
+            f"misread. Build the kwargs again after switching."
+        )
+    return args, kwargs
+
+
+def _install_backend_check(model: Any) -> None:
+    """Hook :func:`_check_built_for` once onto ``model`` and its decoder (the fast paths call the
+    decoder with the same kwargs)."""
+    targets = [model]
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    if isinstance(decoder, torch.nn.Module) and decoder is not model:
+        targets.append(decoder)
+    for m in targets:
+        if isinstance(m, torch.nn.Module) and not getattr(m, "_ablate_backend_check", False):
+            m.register_forward_pre_hook(_check_built_for, with_kwargs=True)
+            m._ablate_backend_check = True
+
+
 def policy_forward_kwargs(
     model: Any,
     input_ids: torch.Tensor,
@@ -211,9 +273,13 @@ def policy_forward_kwargs(
     ``prompt_lengths[b]`` is the number of non-pad prompt (context) tokens of row ``b``; it is
     only read by ``prefix_bidir``. With a cache, pass ``past_key_values`` and the full-length 2D
     mask; a single-token step is always left causal ("decode unchanged").
-    ``right_padded`` only matters for ``prefix_bidir`` on a :data:`PREFIX_SDPA` model: ``None``
-    checks the mask (one host-device sync), ``True`` promises right padding (checked by an
-    asynchronous device assert), ``False`` forces the mask path.
+    ``right_padded`` only matters for ``prefix_bidir``: ``None`` checks the mask (one host-device
+    sync), ``True`` promises right padding (checked by an asynchronous device assert, and so are
+    the prompt lengths), ``False`` forces the mask path.
+    A prompt length above its row's real tokens is refused (the error names the row). Under
+    ``prefix_bidir`` the kwargs are only valid for the model's current attention implementation:
+    running them after ``set_attn_implementation`` to another raises
+    :class:`BackendMismatchError`.
     """
     check_policy(policy)
     if (
@@ -243,6 +309,11 @@ def policy_forward_kwargs(
             f"prompt_lengths has {len(prompt_lengths)} entries for a batch of "
             f"{input_ids.shape[0]} rows"
         )
+    _check_prompt_lengths(attention_mask, prompt_lengths, sync=right_padded is not True)
+    impl = getattr(_text_config(model), "_attn_implementation", None)
+    if impl is not None:
+        _install_backend_check(model)
+        kw[BUILT_FOR_KWARG] = impl
     if _uses_prefix_split(model, past_key_values, attention_mask, right_padded):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
         # the flash path needs no mask at all (pad positions get finite, unused outputs). arange
@@ -251,7 +322,7 @@ def policy_forward_kwargs(
         kw["position_ids"] = None
         if isinstance(prompt_lengths, torch.Tensor):
             prompt_lengths = prompt_lengths.tolist()  # one transfer, not one per row
-        kw[_PROMPT_LENGTHS_KWARG] = tuple(int(p) for p in prompt_lengths)
+        kw[PROMPT_LENGTHS_KWARG] = tuple(int(p) for p in prompt_lengths)
         return kw
     kw["attention_mask"] = prefix_lm_mask(
         model,
@@ -263,116 +334,6 @@ def policy_forward_kwargs(
         past_key_values=past_key_values,
     )
     return kw
-
-
-@lru_cache(maxsize=64)
-def _prompt_token_index(lengths: tuple[int, ...], width: int, device: torch.device) -> torch.Tensor:
-    """Flat (row * width + position) index of every prompt token; built once per batch and
-    reused by all layers (lengths change per step, so the cache stays small)."""
-    idx = [b * width + t for b, p in enumerate(lengths) for t in range(p)]
-    return torch.tensor(idx, dtype=torch.long, device=device)
-
-
-_BLOCK_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-
-
-def _prompt_blocks(query, key, value, lengths, scaling, enable_gqa, track: bool):
-    """Per row b, non-causal attention of queries [0, p_b) over keys [0, p_b).
-
-    Returns the per-row (1, H, p, D) outputs and, with ``track``, their detached leaf inputs."""
-    leaves, outs = [], []
-    # Not cuDNN: it builds an execution plan per new shape (~65 ms each on an H200, and every
-    # prompt length is a new shape); flash needs none. The full causal call keeps cuDNN.
-    with torch.set_grad_enabled(track), sdpa_kernel(_BLOCK_BACKENDS):
-        for b, p in enumerate(lengths):
-            qkv = [x[b : b + 1, :, :p] for x in (query, key, value)]
-            if track:
-                qkv = [x.detach().requires_grad_() for x in qkv]
-            outs.append(F.scaled_dot_product_attention(*qkv, scale=scaling, enable_gqa=enable_gqa))
-            leaves.append(qkv)
-    return outs, leaves
-
-
-def _pack(outs) -> torch.Tensor:
-    """(1, H, p, D) per row -> (sum p, H, D) in row order."""
-    return torch.cat([o[0].transpose(0, 1) for o in outs])
-
-
-class _PromptBlockAttention(torch.autograd.Function):
-    """:func:`_prompt_blocks` packed as (sum p, H, D), with a lean backward.
-
-    Plain autograd over per-row slices of the (B, H, T, D) inputs makes the backward allocate a
-    full-size zero gradient per row and add them up; here each input gets one zero gradient
-    that the rows' gradients are written into. The per-row graphs are built once in forward
-    (no recomputation) and differentiated in backward.
-    """
-
-    @staticmethod
-    def forward(ctx, query, key, value, lengths, scaling, enable_gqa):
-        outs, leaves = _prompt_blocks(query, key, value, lengths, scaling, enable_gqa, True)
-        ctx.leaves, ctx.outs, ctx.lengths = leaves, outs, lengths
-        ctx.inputs = (query, key, value)
-        return _pack(outs).detach()
-
-    @staticmethod
-    def backward(ctx, grad):
-        grads = [torch.zeros_like(x) for x in ctx.inputs]
-        for b, (p, g) in enumerate(zip(ctx.lengths, grad.split(list(ctx.lengths)))):
-            parts = torch.autograd.grad(ctx.outs[b], ctx.leaves[b], g.transpose(0, 1)[None])
-            for full, part in zip(grads, parts):
-                full[b : b + 1, :, :p] = part
-        ctx.leaves = ctx.outs = ctx.inputs = None
-        return (*grads, None, None, None)
-
-
-def prefix_split_sdpa_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    **kwargs,
-) -> tuple[torch.Tensor, None]:
-    """Attention function of :data:`PREFIX_SDPA`: plain ``sdpa`` unless prompt lengths are given.
-
-    With prompt lengths (rows start at column 0), prefix-LM attention is causal attention for
-    response queries and full attention over the prompt block for prompt queries. So it is
-    computed exactly as one causal flash call over the whole batch plus one non-causal flash
-    call per row over that row's prompt block, whose outputs overwrite the prompt rows with one
-    ``index_copy``. The prompt queries' causal work is wasted, which is far cheaper than a dense
-    mask (which rules out the flash kernel). Dropout is not supported on this path.
-    """
-    lengths = kwargs.pop(_PROMPT_LENGTHS_KWARG, None)
-    if lengths is None or query.shape[2] == 1:
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-        )
-    kwargs.pop("is_causal", None)
-    batch, heads, width, dim = query.shape
-    if len(lengths) != batch:
-        raise ValueError(f"{len(lengths)} prompt lengths for a batch of {batch} rows")
-    if dropout:
-        raise ValueError(f"{PREFIX_SDPA} does not support attention dropout ({dropout})")
-    # (B, T, H, D); a mask here (if a builder materialised one) is causal + padding, still exact
-    # for response queries.
-    out, _ = sdpa_attention_forward(
-        module, query, key, value, attention_mask, scaling=scaling, is_causal=True, **kwargs
-    )
-    gqa = key.shape[1] != heads
-    if torch.is_grad_enabled() and any(x.requires_grad for x in (query, key, value)):
-        blocks = _PromptBlockAttention.apply(query, key, value, tuple(lengths), scaling, gqa)
-    else:
-        blocks = _pack(_prompt_blocks(query, key, value, lengths, scaling, gqa, False)[0])
-    idx = _prompt_token_index(tuple(lengths), width, query.device)
-    flat = out.reshape(batch * width, heads, out.shape[-1])
-    return flat.index_copy(0, idx, blocks.to(flat.dtype)).view(out.shape), None
-
-
-AttentionInterface.register(PREFIX_SDPA, prefix_split_sdpa_attention)
-# Mask builders key on the implementation name: PREFIX_SDPA takes sdpa's mask format.
-masking_utils.AttentionMaskInterface.register(PREFIX_SDPA, masking_utils.sdpa_mask)
 
 
 @torch.no_grad()

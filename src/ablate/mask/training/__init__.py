@@ -12,12 +12,13 @@ The Trainer already does grad accumulation, schedules, adafactor, bf16, gradient
 eval, save/resume and RNG restore; this package adds only what it lacks: the policy forward with
 logits computed at labelled positions only, stop rules (:class:`StopRules`), checkpoints that are
 complete-or-ignored (a marker written last) plus a ``state_dict`` fallback when
-``save_pretrained`` fails, an atomic final directory with a hash manifest, and ``summary.json``.
+``save_pretrained`` fails, an atomic final directory with a hash manifest (all checkpoint I/O:
+:mod:`ablate.core.checkpoint`), and ``summary.json``.
 Parameters, their bounds and defaults are the config schema's ``finetune_params`` and
 ``pretrain_params`` (workflow/schemas/config.schema.yaml; docs/training.md).
 
 Modules (import from the one that defines a name): ``params`` (parameters from the schema,
 resolution, errors), ``data`` (examples, collator, corpus packing), ``callbacks`` (stop rules,
 throughput, progress), ``trainer`` (policy loss, fp32-master optimizer, ``MaskPolicyTrainer``,
-saving, resume), ``run`` (``finetune``, ``pretrain``), ``cli`` (``main``, ``ablate train``).
+the final save), ``run`` (``finetune``, ``pretrain``), ``cli`` (``main``, ``ablate train``).
 """

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ablate.mask import masks, sft_data
+from ablate.core.checkpoint import CheckpointError
+from ablate.mask import masks, sft_data, study
 from ablate.mask.training.params import LeakageGateError, TrainingConfigError, TrainingError
 from ablate.mask.training.run import finetune, pretrain
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ft = sub.add_parser("finetune", help="SFT under a mask policy (response-only loss)")
     ft.add_argument("--model", required=True, help="model directory or hub id")
     ft.add_argument("--data", required=True, help="Alpaca .jsonl or datasets id")
-    ft.add_argument("--policy", required=True, choices=masks.POLICIES)
+    ft.add_argument("--policy", required=True, choices=masks.POLICIES, help=study.policy_help())
     ft.add_argument(
         "--probe-result", help="JSON written by `ablate probe` (else the probe runs here)"
     )
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except LeakageGateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except (TrainingError, sft_data.SFTDataError) as exc:
+    except (TrainingError, CheckpointError, sft_data.SFTDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

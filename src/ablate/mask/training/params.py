@@ -11,10 +11,6 @@ import torch
 from ablate.core import config
 
 IGNORE_INDEX = -100
-CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every Trainer checkpoint
-RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
-FORMAT_SAVE_PRETRAINED = "save_pretrained"
-FORMAT_FALLBACK = "state_dict_fallback"
 
 #: The leakage gate's parameters when :func:`finetune` runs the probe itself (``ablate train``
 #: without ``--probe-result``; the pipeline runs the probe as its own rule): training key -> the

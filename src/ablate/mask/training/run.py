@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import TrainerState
 
-from ablate.core import io, provenance
+from ablate.core import checkpoint, io, provenance
 from ablate.mask import masks, sft_data
 from ablate.mask.training.callbacks import StopRules
 from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus, sft_examples
@@ -23,12 +23,7 @@ from ablate.mask.training.params import (
     resolve_params,
     save_dtype,
 )
-from ablate.mask.training.trainer import (
-    build_trainer,
-    complete_checkpoints,
-    prepare_resume,
-    save_final,
-)
+from ablate.mask.training.trainer import build_trainer, save_final
 
 
 def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
@@ -61,7 +56,7 @@ def _run(
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
-    resume_from = prepare_resume(ckpt_dir, run_key)
+    resume_from = checkpoint.prepare_resume(ckpt_dir, run_key)
     resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
     label = f"{kind} {policy}" if kind == "finetune" else kind
     trainer, stop_rules, throughput = build_trainer(
@@ -94,7 +89,9 @@ def _run(
     }
     if stop["reason"] == "nonfinite":
         good = [
-            c for c in complete_checkpoints(ckpt_dir) if int(c.name.split("-")[-1]) < stop["step"]
+            c
+            for c in checkpoint.complete_checkpoints(ckpt_dir)
+            if int(c.name.split("-")[-1]) < stop["step"]
         ]
         if not good:
             summary = _summary(
@@ -112,7 +109,7 @@ def _run(
                 inputs,
                 started,
             )
-            io.write_json(out_dir / "summary.json", summary)
+            io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
             raise TrainingError(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
                 f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
@@ -150,7 +147,7 @@ def _run(
         inputs,
         started,
     )
-    io.write_json(out_dir / "summary.json", summary)
+    io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
     if not params["keep_checkpoints"]:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     print(
@@ -342,11 +339,16 @@ def pretrain(
     config_slice: Any = None,
 ) -> dict[str, Any]:
     """Causal pretraining of a fresh tiny Ministral-3 (``tiny_ministral3_config(**arch)``) on ``corpus``."""
-    from ablate.core.modeling import build_tiny_model, load_tokenizer, tiny_ministral3_config
+    from ablate.core import modeling
 
     started = time.time()
     p = resolve_params(params, "pretrain")
-    tokenizer = load_tokenizer(tokenizer_dir)
+    # built here, not loaded: the loader's backend checks, applied to the device it trains on
+    modeling.check_attention_device(
+        p["attn_implementation"], "cuda" if torch.cuda.is_available() else "cpu"
+    )
+    modeling.register_attention(p["attn_implementation"])
+    tokenizer = modeling.load_tokenizer(tokenizer_dir)
     docs = load_corpus(corpus)
     blocks = pack_corpus(tokenizer, docs, p["max_seq_len"])
     n_eval = min(p["eval_size"], len(blocks) - 1)
@@ -361,9 +363,9 @@ def pretrain(
         ("pad_token_id", tokenizer.pad_token_id),
     ):
         arch.setdefault(key, tok_id)
-    config = tiny_ministral3_config(**arch)
+    config = modeling.tiny_ministral3_config(**arch)
     config._attn_implementation = p["attn_implementation"]
-    model = build_tiny_model(config, seed=p["seed"]).to(model_dtype(p))
+    model = modeling.build_tiny_model(config, seed=p["seed"]).to(model_dtype(p))
     model.config.use_cache = False
     print(
         f"[pretrain] {len(docs)} documents -> {len(train_blocks)} train / {len(eval_blocks)} eval blocks "

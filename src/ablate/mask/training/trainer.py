@@ -1,11 +1,9 @@
-"""The policy Trainer: loss under a mask policy, fp32-master optimizer, complete-or-ignored checkpoints,
-fallback saving, the atomic final directory, resume helpers."""
+"""The policy Trainer: loss under a mask policy, fp32-master optimizer, complete-or-ignored
+checkpoints and fallback saving (the checkpoint I/O itself lives in :mod:`ablate.core.checkpoint`)."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,20 +13,11 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from ablate.core import checkpoint, io
+from ablate.core import checkpoint
 from ablate.mask import masks
 from ablate.mask.training.callbacks import Progress, StopRules, Throughput
 from ablate.mask.training.data import PolicyCollator
-from ablate.mask.training.params import (
-    CHECKPOINT_MARKER,
-    FORMAT_FALLBACK,
-    FORMAT_SAVE_PRETRAINED,
-    IGNORE_INDEX,
-    RUN_KEY_FILE,
-    TrainingError,
-    bf16_enabled,
-    master_weights_enabled,
-)
+from ablate.mask.training.params import IGNORE_INDEX, bf16_enabled, master_weights_enabled
 
 
 def _fast_head_ok(model) -> bool:
@@ -244,7 +233,7 @@ class MaskPolicyTrainer(Trainer):
         output_dir = output_dir or self.args.output_dir
         try:
             super()._save(output_dir, state_dict=state_dict)
-            self.last_save_format = FORMAT_SAVE_PRETRAINED
+            self.last_save_format = checkpoint.FORMAT_SAVE_PRETRAINED
         except Exception as exc:  # any failure of the model's own serializer
             print(
                 f"[save] save_pretrained failed ({type(exc).__name__}: {exc}); "
@@ -252,22 +241,19 @@ class MaskPolicyTrainer(Trainer):
                 file=sys.stderr,
                 flush=True,
             )
-            save_state_dict_fallback(
+            checkpoint.save_state_dict_fallback(
                 self.accelerator.unwrap_model(self.model),
                 output_dir,
                 tokenizer=self.processing_class,
             )
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-            self.last_save_format = FORMAT_FALLBACK
+            self.last_save_format = checkpoint.FORMAT_FALLBACK
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
         # Written last: a checkpoint without it was cut off mid-save and is never resumed from.
         ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        io.write_json(
-            ckpt / CHECKPOINT_MARKER,
-            {"step": self.state.global_step, "format": self.last_save_format},
-        )
+        checkpoint.mark_complete(ckpt, self.state.global_step, self.last_save_format)
 
 
 def build_trainer(
@@ -349,103 +335,21 @@ def build_trainer(
     return trainer, stop_rules, throughput
 
 
-def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) -> None:
-    """``model.safetensors`` from the state dict (tied weights stored once), config.json, tokenizer."""
-    from safetensors.torch import save_model
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
-    model.config.save_pretrained(out)
-    if getattr(model, "generation_config", None) is not None:
-        try:
-            model.generation_config.save_pretrained(out)
-        except Exception:  # generation config is optional for loading
-            pass
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
-
-
-def verify_loadable(model, path: str | os.PathLike) -> None:
-    """Reload ``path`` with the eval stage's loader and compare every tensor with ``model``."""
-    from ablate.core.modeling import load_causal_lm
-
-    reloaded = load_causal_lm(path, dtype=model.dtype, verify=False)
-    want, got = model.state_dict(), reloaded.state_dict()
-    if set(want) != set(got):
-        raise TrainingError(
-            f"checkpoint {path} reloads with different keys: missing "
-            f"{sorted(set(want) - set(got))[:5]}, unexpected {sorted(set(got) - set(want))[:5]}"
-        )
-    for k, v in want.items():
-        if not torch.equal(v.detach().cpu(), got[k].detach().cpu()):
-            raise TrainingError(
-                f"checkpoint {path}: tensor {k} differs from the trained model after reload"
-            )
-
-
 def save_final(
     trainer: MaskPolicyTrainer, out_dir: Path, *, dtype: torch.dtype, extra: dict
 ) -> dict:
-    """Write ``out_dir/final`` atomically: save to final.tmp, verify a fallback, rename, then the manifest."""
-    final, tmp = out_dir / "final", out_dir / "final.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    """Write ``out_dir/final`` through :func:`ablate.core.checkpoint.write_final`: the weights in
+    ``dtype``; a state_dict fallback is reloaded and compared before it is kept."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     trainer.export_weights(dtype)
-    trainer.save_model(str(tmp))
-    fmt = trainer.last_save_format
-    if fmt == FORMAT_FALLBACK:
-        verify_loadable(model, tmp)
-    (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing downstream reads it
-    if final.exists():
-        old = out_dir / "final.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
-    checkpoint.write_manifest(
-        final, extra={"format": fmt, "dtype": str(dtype).removeprefix("torch."), **extra}
-    )
-    return {"path": str(final), "format": fmt, "dtype": str(dtype).removeprefix("torch.")}
 
+    def save(tmp: Path) -> str:
+        trainer.save_model(str(tmp))
+        if trainer.last_save_format == checkpoint.FORMAT_FALLBACK:
+            checkpoint.verify_loadable(model, tmp)
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
+        return trainer.last_save_format
 
-def complete_checkpoints(ckpt_dir: Path) -> list[Path]:
-    """Checkpoints carrying the completion marker, oldest first."""
-    if not ckpt_dir.is_dir():
-        return []
-    found = [
-        d
-        for d in ckpt_dir.glob("checkpoint-*")
-        if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and d.name.split("-")[-1].isdigit()
-    ]
-    return sorted(found, key=lambda d: int(d.name.split("-")[-1]))
-
-
-def prepare_resume(ckpt_dir: Path, run_key: dict[str, Any]) -> Path | None:
-    """Last complete checkpoint of the same run, or None. Incomplete or foreign checkpoints are removed."""
-    key_file = ckpt_dir / RUN_KEY_FILE
-    if ckpt_dir.is_dir():
-        old_key = json.loads(key_file.read_text()) if key_file.exists() else None
-        if old_key != json.loads(json.dumps(run_key, default=str)):
-            print(
-                f"[resume] {ckpt_dir} belongs to another configuration: starting fresh",
-                file=sys.stderr,
-                flush=True,
-            )
-            shutil.rmtree(ckpt_dir)
-        else:
-            for d in ckpt_dir.glob("checkpoint-*"):
-                if d.is_dir() and not (d / CHECKPOINT_MARKER).exists():
-                    print(
-                        f"[resume] removing incomplete {d.name} (killed while saving)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    shutil.rmtree(d)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    io.write_json(key_file, run_key)
-    done = complete_checkpoints(ckpt_dir)
-    return done[-1] if done else None
+    dtype_name = str(dtype).removeprefix("torch.")
+    info = checkpoint.write_final(out_dir, save, extra={"dtype": dtype_name, **extra})
+    return {"path": info["path"], "format": info["format"], "dtype": dtype_name}
