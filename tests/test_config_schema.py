@@ -36,7 +36,7 @@ def schema_defs() -> dict:
     return yaml.safe_load(SCHEMA.read_text())["$defs"]
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "ministral3b.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "ministral3b.yaml", "ministral3b-smoke.yaml"])
 def test_shipped_configs_validate_and_get_defaults(name):
     cfg = validated(load(name))
     defaults = cfg["finetune"]["defaults"]
