@@ -2,6 +2,7 @@
 # models, and the input helpers of its rules. Shared helpers (validation, out(), resources) are
 # in rules/common.smk.
 from ablate.mask.study import POLICIES, resolve_variants
+from ablate.mask.tasks import check_task_names
 
 EMBEDDED_MODEL = config["model"]["source"] == "embedded"
 EMBEDDED_DATA = config["data"]["source"] == "embedded"
@@ -10,18 +11,15 @@ if EMBEDDED_MODEL and EMBEDDED_DATA:
     # of waiting on a network that may not be there. Jobs inherit the environment.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-if EMBEDDED_DATA:
-    # the embedded world's tasks are known without lm-eval's task index (seconds to build)
-    from ablate.mask.embedded import TASK_NAMES
-
-    _unknown = [
-        t["name"] for t in config["eval"]["tasks"] if t["name"] not in TASK_NAMES
-    ]
-    if _unknown:
-        raise WorkflowError(
-            f"invalid config at eval.tasks: {', '.join(_unknown)} is not an embedded task "
-            f"(data.source: embedded has {', '.join(sorted(TASK_NAMES))})"
+# A misspelled task fails here, at parse time (a dry run), not on the first GPU job; not again in
+# each spawned job (a fresh cluster node would rebuild lm-eval's task index).
+if workflow.is_main_process:
+    try:
+        check_task_names(
+            [t["name"] for t in config["eval"]["tasks"]], embedded=EMBEDDED_DATA
         )
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
 ABLATED = config["eval"]["ablated_policy"]
 try:
     VARIANTS = resolve_variants(
