@@ -41,11 +41,11 @@ if "mask" in STUDIES:
 
 MASK_TARGETS = (
     [
-        out("recovery.csv"),
-        out("recovery.parquet"),
-        out("plots/scores.png"),
-        out("plots/loss_curves.png"),
-        out("plan.csv"),
+        out(P["recovery_csv"]),
+        out(P["recovery_parquet"]),
+        out(P["plot_scores"]),
+        out(P["plot_loss_curves"]),
+        out(PLAN_FILES["plan_csv"]),
     ]
     if "mask" in STUDIES
     else []

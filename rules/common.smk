@@ -33,6 +33,11 @@ STUDIES = config["studies"]
 RESULTS = config["results"]
 
 
+# Every job of the studies this configuration runs (each study's common.smk adds its own, from
+# its job list: ablate.<study>.study.jobs); the plan rules forecast the ones with a kind.
+JOBS = []
+
+
 def out(path):
     """A path under this configuration's results folder (outputs, logs, benchmarks)."""
     return f"{RESULTS}/{path}"

@@ -1,7 +1,9 @@
 # The mask study's layout, derived from the config: variants, training policies, evaluated
 # models, and the input helpers of its rules. Shared helpers (validation, out(), resources) are
-# in rules/common.smk.
-from ablate.mask.study import POLICIES, resolve_variants
+# in rules/common.smk. The job list and every file pattern come from ablate.mask.study, which
+# the planner and the recovery table read too.
+from ablate.mask import study as mask_study
+from ablate.mask.study import PATTERNS as P
 from ablate.mask.tasks import check_task_names
 
 EMBEDDED_MODEL = config["model"]["source"] == "embedded"
@@ -20,30 +22,26 @@ if workflow.is_main_process:
         )
     except ConfigError as exc:
         raise WorkflowError(str(exc)) from None
-ABLATED = config["eval"]["ablated_policy"]
 try:
-    VARIANTS = resolve_variants(
-        config["finetune"]["variants"], config["finetune"]["defaults"]
-    )
+    VARIANTS = mask_study.variants_of(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-TRAIN_POLICIES = sorted({v["policy"] for v in VARIANTS.values()})
-MODELS = ["base", *sorted(VARIANTS)]
+MODELS = mask_study.models(VARIANTS)
+# Every job of the study (ablate.mask.study.jobs): the plan rules forecast them, the recovery
+# table labels its rows with their stages.
+MASK_JOBS = mask_study.jobs(config, VARIANTS)
+JOBS.extend(MASK_JOBS)
 
 
-# Base: stage 1 (causal) and stage 2 (ablated); each finetune: under the ablated policy (does it
-# recover?) and under causal (what the finetune did to normal use).
-EVAL_POLICIES = ["causal", ABLATED]
-
-
-def eval_targets(name):
-    return [out(f"eval/{m}/{p}/{name}") for m in MODELS for p in EVAL_POLICIES]
+def outputs_of(rule, name):
+    """The output `name` of every job of `rule`, in job-list order."""
+    return [j.outputs[name] for j in MASK_JOBS if j.rule == rule]
 
 
 wildcard_constraints:
     variant="|".join(sorted(VARIANTS)),
     model="|".join(MODELS),
-    policy="|".join(POLICIES),
+    policy="|".join(mask_study.POLICIES),
 
 
 # ---------------------------------------------------------------- params (sorted sub-trees)
@@ -79,16 +77,8 @@ def finetune_params(wildcards):
 
 
 def recovery_params():
-    """What the table needs to label rows: each variant's stage and training policy."""
-    return sorted_tree(
-        dict(
-            ablated_policy=ABLATED,
-            variants={
-                n: dict(stage=v["stage"], policy=v["policy"])
-                for n, v in VARIANTS.items()
-            },
-        )
-    )
+    """What the table needs to label rows: per metrics.json, its stage, variant, training policy."""
+    return sorted_tree(mask_study.recovery_labels(MASK_JOBS))
 
 
 # ---------------------------------------------------------------- inputs and resources
@@ -103,11 +93,11 @@ def sft_params():
 
 def sft_input():
     """The generated SFT file as an input (embedded); a hub dataset is no file of this workflow."""
-    return [out("data/sft.jsonl")] if EMBEDDED_DATA else []
+    return [out(P["sft"])] if EMBEDDED_DATA else []
 
 
 def task_inputs():
-    return [out("data/tasks")] if EMBEDDED_DATA else []
+    return [out(P["tasks"])] if EMBEDDED_DATA else []
 
 
 def base_model_inputs():
@@ -115,9 +105,9 @@ def base_model_inputs():
     without a shared filesystem (Vast) ships declared inputs only. The embedded model is the
     workflow's own; a local model directory is the user's. A hub id is no file; each job loads
     the card's pinned revision itself (model_card.locate)."""
-    base = out("model/base/final") if EMBEDDED_MODEL else config["model"]["path"]
+    base = out(P["base_model"]) if EMBEDDED_MODEL else config["model"]["path"]
     local = EMBEDDED_MODEL or os.path.isdir(base)
-    return {"card": out("model/base.json"), **({"base": base} if local else {})}
+    return {"card": out(P["model_card"]), **({"base": base} if local else {})}
 
 
 def model_inputs(wildcards):
@@ -125,6 +115,6 @@ def model_inputs(wildcards):
     if wildcards.model == "base":
         return base_model_inputs()
     return {
-        "checkpoint": out(f"finetune/{wildcards.model}/final"),
-        "summary": out(f"finetune/{wildcards.model}/summary.json"),
+        "checkpoint": out(P["finetune_model"].format(variant=wildcards.model)),
+        "summary": out(P["finetune_summary"].format(variant=wildcards.model)),
     }

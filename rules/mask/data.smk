@@ -9,11 +9,11 @@ if EMBEDDED_DATA:
 
     rule make_data:
         output:
-            corpus=out("data/corpus.jsonl"),
-            tasks=directory(out("data/tasks")),
-            sft=out("data/sft.jsonl"),
+            corpus=out(P["corpus"]),
+            tasks=directory(out(P["tasks"])),
+            sft=out(P["sft"]),
         log:
-            out("logs/make_data/data.log"),
+            out(P["make_data_log"]),
         conda:
             "../../environment.yml"
         params:

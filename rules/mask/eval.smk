@@ -8,12 +8,12 @@ rule eval_model:
         unpack(model_inputs),
         tasks=task_inputs(),
     output:
-        metrics=out("eval/{model}/{policy}/metrics.json"),
-        samples=out("eval/{model}/{policy}/samples.parquet"),
+        metrics=out(P["eval_metrics"]),
+        samples=out(P["eval_samples"]),
     log:
-        out("logs/eval_model/{model}.{policy}.log"),
+        out(P["eval_log"]),
     benchmark:
-        out("benchmarks/eval_model/{model}.{policy}.tsv")
+        out(P["eval_benchmark"])
     conda:
         "../../environment.yml"
     threads: res("eval", "threads")

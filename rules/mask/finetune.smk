@@ -7,15 +7,15 @@
 rule finetune:
     input:
         **base_model_inputs(),
-        probe=lambda wc: out(f"leakage/{VARIANTS[wc.variant]['policy']}.json"),
+        probe=lambda wc: out(P["leakage"].format(policy=VARIANTS[wc.variant]["policy"])),
         sft=sft_input(),
     output:
-        model=directory(out("finetune/{variant}/final")),
-        summary=out("finetune/{variant}/summary.json"),
+        model=directory(out(P["finetune_model"])),
+        summary=out(P["finetune_summary"]),
     log:
-        out("logs/finetune/{variant}.log"),
+        out(P["finetune_log"]),
     benchmark:
-        out("benchmarks/finetune/{variant}.tsv")
+        out(P["finetune_benchmark"])
     conda:
         "../../environment.yml"
     threads: res("finetune", "threads")

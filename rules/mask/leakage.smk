@@ -9,11 +9,11 @@ rule leakage_probe:
         **base_model_inputs(),
         sft=sft_input(),
     output:
-        out("leakage/{policy}.json"),
+        probe=out(P["leakage"]),
     log:
-        out("logs/leakage_probe/{policy}.log"),
+        out(P["leakage_log"]),
     benchmark:
-        out("benchmarks/leakage_probe/{policy}.tsv")
+        out(P["leakage_benchmark"])
     conda:
         "../../environment.yml"
     threads: res("leakage", "threads")

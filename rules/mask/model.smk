@@ -6,16 +6,16 @@ if EMBEDDED_MODEL:
 
     rule prepare_model:
         input:
-            corpus=out("data/corpus.jsonl"),
+            corpus=out(P["corpus"]),
         output:
-            tokenizer=directory(out("model/tokenizer")),
-            model=directory(out("model/base/final")),
-            summary=out("model/base/summary.json"),
-            card=out("model/base.json"),
+            tokenizer=directory(out(P["tokenizer"])),
+            model=directory(out(P["base_model"])),
+            summary=out(P["base_summary"]),
+            card=out(P["model_card"]),
         log:
-            out("logs/prepare_model/base.log"),
+            out(P["prepare_model_log"]),
         benchmark:
-            out("benchmarks/prepare_model/base.tsv")
+            out(P["prepare_model_benchmark"])
         conda:
             "../../environment.yml"
         threads: res("prepare_model", "threads")
@@ -36,9 +36,9 @@ else:
 
     rule prepare_model:
         output:
-            card=out("model/base.json"),
+            card=out(P["model_card"]),
         log:
-            out("logs/prepare_model/base.log"),
+            out(P["prepare_model_log"]),
         conda:
             "../../environment.yml"
         threads: res("prepare_model", "threads")

@@ -7,20 +7,18 @@ localrules:
 
 rule recovery_table:
     input:
-        metrics=eval_targets("metrics.json"),
-        summaries=expand(
-            out("finetune/{variant}/summary.json"), variant=sorted(VARIANTS)
-        ),
+        metrics=outputs_of("eval_model", "metrics"),
+        summaries=outputs_of("finetune", "summary"),
     output:
         csv=report(
-            out("recovery.csv"),
+            out(P["recovery_csv"]),
             caption="../../workflow/report/recovery.rst",
             category="Recovery",
             labels={"table": "recovery (long format)"},
         ),
-        parquet=out("recovery.parquet"),
+        parquet=out(P["recovery_parquet"]),
     log:
-        out("logs/recovery_table/recovery.log"),
+        out(P["recovery_log"]),
     conda:
         "../../environment.yml"
     params:

@@ -8,16 +8,16 @@ localrules:
 
 rule plot_scores:
     input:
-        out("recovery.csv"),
+        out(P["recovery_csv"]),
     output:
         report(
-            out("plots/scores.png"),
+            out(P["plot_scores"]),
             caption="../../workflow/report/scores.rst",
             category="Plots",
             labels={"figure": "scores by stage"},
         ),
     log:
-        out("logs/plot_scores/scores.log"),
+        out(P["plot_scores_log"]),
     conda:
         "../../environment.yml"
     script:
@@ -26,19 +26,17 @@ rule plot_scores:
 
 rule plot_loss_curves:
     input:
-        pretrain=[out("model/base/summary.json")] if EMBEDDED_MODEL else [],
-        finetunes=expand(
-            out("finetune/{variant}/summary.json"), variant=sorted(VARIANTS)
-        ),
+        pretrain=[out(P["base_summary"])] if EMBEDDED_MODEL else [],
+        finetunes=outputs_of("finetune", "summary"),
     output:
         report(
-            out("plots/loss_curves.png"),
+            out(P["plot_loss_curves"]),
             caption="../../workflow/report/loss_curves.rst",
             category="Plots",
             labels={"figure": "loss curves"},
         ),
     log:
-        out("logs/plot_loss_curves/loss_curves.log"),
+        out(P["plot_loss_curves_log"]),
     conda:
         "../../environment.yml"
     script:

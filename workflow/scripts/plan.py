@@ -1,27 +1,28 @@
 """plan_estimate / plan: the runtime and cost table (ablate.core.planner, docs/planner.md).
 
-With an ``estimate`` input (rule plan) the frozen forecast gains the actual times of the stages
-that have finished (every stage in a full run, any number when the plan is asked for alone) and a
-status per row; without one (rule plan_estimate) it is the forecast itself.
+With an ``estimate`` input (rule plan) the frozen forecast gains the actual times of the jobs
+that have finished (every job in a full run, any number when the plan is asked for alone) and a
+status per row; without one (rule plan_estimate) it is the forecast itself. A forecast never
+stops a study: whatever fails is a note in the table and a warning in this log.
 """
 
 import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
+import logging
+import traceback
+
 import pandas as pd
 
 from ablate.core import planner
 
-p = snakemake.params.plan
-frozen = pd.read_csv(snakemake.input.estimate) if "estimate" in snakemake.input.keys() else None
-plan = planner.make_plan(
-    p["config"],
-    actuals=frozen is not None,
-    frozen=frozen,
-    variants=p["variants"],
-    outputs=p["outputs"],
-    benchmarks=p["benchmarks"],
-)
+logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
+try:
+    frozen = pd.read_csv(snakemake.input.estimate) if "estimate" in snakemake.input.keys() else None
+    plan = planner.make_plan(snakemake.params.plan, actuals=frozen is not None, frozen=frozen)
+except Exception as exc:  # the planner itself failed: the table says so, the study goes on
+    traceback.print_exc()
+    plan = planner.failed_plan(f"the planner failed: {type(exc).__name__}: {exc} (see the log)")
 planner.write_plan(plan, snakemake.output.csv, snakemake.output.html)
 print("\n".join(planner.summary_lines(plan)))

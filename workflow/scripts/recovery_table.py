@@ -8,7 +8,7 @@ from ablate.mask import recovery
 
 entries = recovery.entries_from_results(
     snakemake.input.metrics,
-    snakemake.params.recovery["variants"],
+    snakemake.params.recovery,
     snakemake.input.summaries,
 )
 df = recovery.build_recovery(entries)

@@ -165,26 +165,17 @@ def build_recovery(entries: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return df[COLUMNS].reset_index(drop=True)
 
 
-def stage_of(model: str, policy: str, variants: dict[str, dict[str, Any]]) -> int:
-    """Stages are derived, not configured: base x causal = 1, base x ablated = 2, an evaluation of a
-    stage-3 finetune = 4, of a stage-5 finetune = 5."""
-    if model == "base":
-        return 1 if policy == "causal" else 2
-    if model not in variants:
-        raise RecoveryError(f"evaluated model {model!r} is neither 'base' nor a finetune variant")
-    return {3: 4, 5: 5}[int(variants[model]["stage"])]
-
-
 def entries_from_results(
     metrics_files: Iterable[str | Path],
-    variants: dict[str, dict[str, Any]],
+    labels: dict[str, dict[str, Any]],
     summaries: Iterable[str | Path] = (),
 ) -> list[dict[str, Any]]:
     """Entries for :func:`build_recovery` from the pipeline's layout.
 
-    ``metrics_files`` are ``.../eval/<model>/<policy>/metrics.json``; ``variants`` maps a variant
-    to its ``stage`` and ``policy``; ``summaries`` are ``.../finetune/<variant>/summary.json``,
-    whose run_id becomes ``train_run_id``.
+    ``metrics_files`` are the evaluations' metrics.json; ``labels`` maps each to its ``stage``,
+    ``variant`` and ``train_policy`` (the study's job list: ``ablate.mask.study.recovery_labels``);
+    ``summaries`` are ``.../finetune/<variant>/summary.json``, whose run_id becomes
+    ``train_run_id``.
     """
     train_run_ids = {}
     for s in summaries:
@@ -192,14 +183,15 @@ def entries_from_results(
         train_run_ids[Path(s).parent.name] = (data.get("provenance") or {}).get("run_id")
     entries = []
     for path in metrics_files:
-        model, policy = Path(path).parts[-3:-1]
-        v = variants.get(model, {})
+        label = labels.get(str(path))
+        if label is None:
+            raise RecoveryError(f"{path} is no evaluation of the study's job list")
         entries.append(
             dict(
-                stage=stage_of(model, policy, variants),
-                variant=model,
-                train_policy=v.get("policy"),
-                train_run_id=train_run_ids.get(model),
+                stage=label["stage"],
+                variant=label["variant"],
+                train_policy=label["train_policy"],
+                train_run_id=train_run_ids.get(label["variant"]),
                 metrics=str(path),
             )
         )

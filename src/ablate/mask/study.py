@@ -1,11 +1,15 @@
-"""The study layout derived from a config: policies and resolved finetune variants.
+"""The mask study's shape, derived from a config: policies, resolved variants, files, jobs.
+
+:func:`jobs` is the one job list: which jobs exist, the files each writes (:data:`PATTERNS`), the
+stage each belongs to. The rules (rules/mask/*.smk), the planner (ablate.mask.plan) and the
+recovery table (its rule's params) all take it from here.
 
 Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
-Shared by rules/common.smk and the planner so the variant rules have one definition.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.core.config import ConfigError, sorted_tree
@@ -51,3 +55,260 @@ def resolve_variants(
             params=sorted_tree({**defaults, **overrides}),
         )
     return out
+
+
+# ------------------------------------------------------------------ files and the job list
+
+#: Every file the mask study's rules write, relative to the results folder (config key
+#: `results`): outputs, logs and benchmarks. The rules (rules/mask/*.smk), the planner
+#: (ablate.mask.plan) and the recovery table take their paths from here.
+PATTERNS: dict[str, str] = {
+    # make_data (data.source: embedded)
+    "corpus": "data/corpus.jsonl",
+    "tasks": "data/tasks",
+    "sft": "data/sft.jsonl",
+    "make_data_log": "logs/make_data/data.log",
+    # prepare_model: the embedded model's pretraining, or a pretrained model's card
+    "tokenizer": "model/tokenizer",
+    "base_model": "model/base/final",
+    "base_summary": "model/base/summary.json",
+    "model_card": "model/base.json",
+    "prepare_model_log": "logs/prepare_model/base.log",
+    "prepare_model_benchmark": "benchmarks/prepare_model/base.tsv",
+    # leakage_probe, one per training policy
+    "leakage": "leakage/{policy}.json",
+    "leakage_log": "logs/leakage_probe/{policy}.log",
+    "leakage_benchmark": "benchmarks/leakage_probe/{policy}.tsv",
+    # finetune, one per variant
+    "finetune_model": "finetune/{variant}/final",
+    "finetune_summary": "finetune/{variant}/summary.json",
+    "finetune_log": "logs/finetune/{variant}.log",
+    "finetune_benchmark": "benchmarks/finetune/{variant}.tsv",
+    # eval_model, one per (model, policy)
+    "eval_metrics": "eval/{model}/{policy}/metrics.json",
+    "eval_samples": "eval/{model}/{policy}/samples.parquet",
+    "eval_log": "logs/eval_model/{model}.{policy}.log",
+    "eval_benchmark": "benchmarks/eval_model/{model}.{policy}.tsv",
+    # recovery_table and the report's plots
+    "recovery_csv": "recovery.csv",
+    "recovery_parquet": "recovery.parquet",
+    "recovery_log": "logs/recovery_table/recovery.log",
+    "plot_scores": "plots/scores.png",
+    "plot_scores_log": "logs/plot_scores/scores.log",
+    "plot_loss_curves": "plots/loss_curves.png",
+    "plot_loss_curves_log": "logs/plot_loss_curves/loss_curves.log",
+}
+BASE = "base"  # the evaluated model name of the base model (the others are variants)
+#: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).
+RULE_OUTPUTS: dict[str, dict[str, str]] = {
+    "make_data": {"corpus": "corpus", "tasks": "tasks", "sft": "sft"},
+    "prepare_model": {
+        "tokenizer": "tokenizer",
+        "model": "base_model",
+        "summary": "base_summary",
+        "card": "model_card",
+    },
+    "register_model": {"card": "model_card"},  # prepare_model of a pretrained model
+    "leakage_probe": {"probe": "leakage"},
+    "finetune": {"model": "finetune_model", "summary": "finetune_summary"},
+    "eval_model": {"metrics": "eval_metrics", "samples": "eval_samples"},
+    "recovery_table": {"csv": "recovery_csv", "parquet": "recovery_parquet"},
+    "plot_scores": {"png": "plot_scores"},
+    "plot_loss_curves": {"png": "plot_loss_curves"},
+}
+
+
+@dataclass
+class Job:
+    """One job of the study, as the rules run it.
+
+    ``stage`` is the study's numbered stage (the one meaning of "stage"): 0 the base model,
+    1 base x causal, 2 base x the ablated policy, 3 a stage-3 finetune, 4 an evaluation of one,
+    5 a stage-5 finetune and its evaluations (the recovery table's ``stage`` column); None for
+    the jobs outside the numbered stages (data, the leakage probe, the table, the plots).
+    ``kind`` is what the planner forecasts (train, eval, probe); None: not planned (cheap, local).
+    """
+
+    rule: str
+    name: str  # unique: "eval/base/causal", "finetune/3A", "leakage/causal", "prepare_model", ...
+    wildcards: dict[str, str]
+    stage: int | None
+    kind: str | None
+    outputs: dict[str, str]  # output name (the rule's) -> path under the results folder
+    log: str
+    benchmark: str | None = None
+    model: str | None = None  # the model it trains, probes or evaluates: base or a variant
+    policy: str | None = None  # the mask policy it trains, probes or evaluates under
+    #: the output JSON whose provenance block records where the job ran and its wall time
+    record: str | None = None
+    #: the job whose checkpoint it loads (an evaluation of a finetune), for instance sharing
+    upstream: str | None = None
+    #: the finetune variant it trains or evaluates (resolved: stage, policy, params)
+    variant: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def path(config: dict[str, Any], key: str, **wildcards: str) -> str:
+    """A file of PATTERNS under this configuration's results folder, wildcards filled."""
+    return f"{config['results']}/{PATTERNS[key]}".format(**wildcards)
+
+
+def models(variants: dict[str, Any]) -> list[str]:
+    """The evaluated models: the base model, then every finetune variant."""
+    return [BASE, *sorted(variants)]
+
+
+def eval_policies(config: dict[str, Any]) -> list[str]:
+    """Every model is evaluated under causal and under the ablated policy."""
+    return list(dict.fromkeys(["causal", config["eval"]["ablated_policy"]]))
+
+
+def train_policies(variants: dict[str, Any]) -> list[str]:
+    return sorted({v["policy"] for v in variants.values()})
+
+
+def eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
+    """base x causal = 1, base x ablated = 2, a stage-3 finetune's evaluation = 4, a stage-5 one's 5."""
+    if model == BASE:
+        return 1 if policy == "causal" else 2
+    return {3: 4, 5: 5}[int(variants[model]["stage"])]
+
+
+def variants_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return resolve_variants(config["finetune"]["variants"], config["finetune"]["defaults"])
+
+
+def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list[Job]:
+    """Every job of the mask study for a schema-validated config, in run order.
+
+    ``variants``: the resolved finetune variants, when the caller already has them.
+    """
+    variants = variants_of(config) if variants is None else variants
+    embedded_model = config["model"]["source"] == "embedded"
+    embedded_data = config["data"]["source"] == "embedded"
+
+    def make(rule, name, stage, kind, files, log, bench=None, record=None, **kw):
+        wc = kw.pop("wildcards", {})
+        outputs = {n: path(config, key, **wc) for n, key in RULE_OUTPUTS[files].items()}
+        return Job(
+            rule=rule,
+            name=name,
+            wildcards=wc,
+            stage=stage,
+            kind=kind,
+            outputs=outputs,
+            log=path(config, log, **wc),
+            benchmark=path(config, bench, **wc) if bench else None,
+            record=outputs[record] if record else None,
+            **kw,
+        )
+
+    out = []
+    if embedded_data:
+        out.append(make("make_data", "make_data", None, None, "make_data", "make_data_log"))
+    if embedded_model:
+        out.append(
+            make(
+                "prepare_model",
+                "prepare_model",
+                0,
+                "train",
+                "prepare_model",
+                "prepare_model_log",
+                "prepare_model_benchmark",
+                "summary",
+                model=BASE,
+                policy="causal",
+            )
+        )
+    else:  # recorded (or downloaded) on the submit host: not GPU work, not planned
+        out.append(
+            make(
+                "prepare_model",
+                "prepare_model",
+                0,
+                None,
+                "register_model",
+                "prepare_model_log",
+                model=BASE,
+            )
+        )
+    for policy in train_policies(variants):
+        out.append(
+            make(
+                "leakage_probe",
+                f"leakage/{policy}",
+                None,
+                "probe",
+                "leakage_probe",
+                "leakage_log",
+                "leakage_benchmark",
+                "probe",
+                wildcards={"policy": policy},
+                model=BASE,
+                policy=policy,
+            )
+        )
+    for name, v in sorted(variants.items()):
+        out.append(
+            make(
+                "finetune",
+                f"finetune/{name}",
+                int(v["stage"]),
+                "train",
+                "finetune",
+                "finetune_log",
+                "finetune_benchmark",
+                "summary",
+                wildcards={"variant": name},
+                model=name,
+                policy=v["policy"],
+                variant=v,
+            )
+        )
+    for model in models(variants):
+        for policy in eval_policies(config):
+            out.append(
+                make(
+                    "eval_model",
+                    f"eval/{model}/{policy}",
+                    eval_stage(model, policy, variants),
+                    "eval",
+                    "eval_model",
+                    "eval_log",
+                    "eval_benchmark",
+                    "metrics",
+                    wildcards={"model": model, "policy": policy},
+                    model=model,
+                    policy=policy,
+                    upstream=None if model == BASE else f"finetune/{model}",
+                    variant=variants.get(model),
+                )
+            )
+    out.append(
+        make("recovery_table", "recovery_table", None, None, "recovery_table", "recovery_log")
+    )
+    out.append(make("plot_scores", "plot_scores", None, None, "plot_scores", "plot_scores_log"))
+    out.append(
+        make(
+            "plot_loss_curves",
+            "plot_loss_curves",
+            None,
+            None,
+            "plot_loss_curves",
+            "plot_loss_curves_log",
+        )
+    )
+    return out
+
+
+def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
+    """metrics.json path -> {stage, variant, train_policy}: how the recovery table labels a row."""
+    return {
+        j.outputs["metrics"]: dict(
+            stage=j.stage,
+            variant=j.model,
+            train_policy=j.variant["policy"] if j.variant else None,
+        )
+        for j in job_list
+        if j.rule == "eval_model"
+    }

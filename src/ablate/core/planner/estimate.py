@@ -1,0 +1,195 @@
+"""The forecast: one row per (setup, planned job) and a TOTAL row per setup.
+
+    est_s      = rental_overhead_s + job_overhead_s + compute_s
+    compute_s  = tokens / (tok_s_per_gpu * speedup(count))
+    speedup(n) = 1 + (n - 1) * plan.scaling[kind]
+    est_cost   = est_s / 3600 * price_per_hour (the whole instance)
+
+A row whose numbers cannot be worked out (unknown tokens or model size, no GPU spec, an error)
+keeps its place with empty numbers and a note that says what is missing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
+from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.overheads import job_overhead, memory_need_gb, rental_overhead
+from ablate.core.planner.prices import Price
+from ablate.core.planner.throughput import pick_throughput
+
+#: Column order of plan.csv (the contract with the report, the docs and the tests).
+COLUMNS = [
+    "setup",
+    "gpu",
+    "gpus",
+    "job",
+    "kind",
+    "model",
+    "policy",
+    "tokens",
+    "tokens_source",
+    "tok_s_per_gpu",
+    "throughput_source",
+    "measured_run_id",
+    "speedup",
+    "compute_s",
+    "job_overhead_s",
+    "rental_overhead_s",
+    "est_job_s",
+    "est_s",
+    "fits_memory",
+    "price_per_hour",
+    "price_source",
+    "prices_captured_at",
+    "est_cost_usd",
+    "actual_s",
+    "actual_source",
+    "error_pct",
+    "status",
+    "note",
+]
+TOTAL = "TOTAL"  # the `job` of a setup's sum row
+
+
+def _r(x: float | None, nd: int = 1) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
+
+
+def job_row(
+    job: PlannedJob, s: Setup, price: Price, ref: Reference, ms: list[Measurement], plan: dict
+) -> dict[str, Any]:
+    """The estimate of one job on one setup."""
+    row = dict(
+        setup=s.label,
+        gpu=s.gpu,
+        gpus=s.count,
+        job=job.id,
+        kind=job.kind,
+        model=job.model,
+        policy=job.policy,
+        tokens=_r(job.tokens, 0),
+        tokens_source=job.tokens_source,
+        price_per_hour=price.per_hour,
+        price_source=price.source,
+        prices_captured_at=price.captured_at,
+    )
+    notes = list(job.notes)
+    if ref.problem:
+        notes.append(f"measurements file unusable: {ref.problem}")
+    if job.params is None:
+        notes.insert(0, f"no estimate: {job.params_source}")
+        return dict(row, note="; ".join(notes))
+    params = job.params
+    tp = pick_throughput(job, s.gpu, ms, ref, plan)
+    eff = plan["scaling"][job.kind]
+    speedup = 1 + (s.count - 1) * eff
+    job_s, job_what = job_overhead(job, s, params, plan)
+    rent_s, rent_what = rental_overhead(job, s, params, plan)
+    need, need_what = memory_need_gb(job, params, plan)
+    mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
+    fits = "n/a" if mem is None else ("yes" if need <= mem else "no")
+    notes += [
+        f"job overhead: {job_what}",
+        f"rental overhead: {rent_what}",
+        f"memory: {need:.3g} GB needed ({need_what})" + (f" vs {mem} GB" if mem else ""),
+    ]
+    if s.count > 1:
+        notes.append(f"speedup 1 + ({s.count}-1) x {eff:g} (plan.scaling.{job.kind})")
+    compute = job.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and job.tokens else None
+    if fits == "no":
+        notes.insert(0, f"does not fit: needs {need:.3g} GB per GPU, {s.gpu} has {mem} GB")
+        compute = None
+    est_job = None if compute is None else compute + job_s
+    est = None if est_job is None else est_job + rent_s
+    cost = None if est is None or price.per_hour is None else est / 3600 * price.per_hour
+    return dict(
+        row,
+        tok_s_per_gpu=None if tp.tok_s_per_gpu is None else float(f"{tp.tok_s_per_gpu:.6g}"),
+        throughput_source=tp.source,
+        speedup=_r(speedup, 3),
+        compute_s=_r(compute),
+        job_overhead_s=_r(job_s),
+        rental_overhead_s=_r(rent_s),
+        est_job_s=_r(est_job),
+        est_s=_r(est),
+        fits_memory=fits,
+        est_cost_usd=_r(cost, 2),
+        note="; ".join(notes),
+        measured_run_id=tp.measurement.run_id if tp.measurement else None,
+    )
+
+
+def total_row(s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict]) -> dict[str, Any]:
+    """A setup's jobs in sequence: summed time and cost, or empty with the jobs that lack one."""
+    missing = [r["job"] for r in rows if r.get("est_s") is None]
+    unpriced = price.per_hour is None
+    total_s = None if missing else sum(r["est_s"] for r in rows)
+    return dict(
+        setup=s.label,
+        gpu=s.gpu,
+        gpus=s.count,
+        job=TOTAL,
+        kind="",
+        model="",
+        policy="",
+        tokens=_r(None if missing else sum(j.tokens for j in jobs), 0),
+        tokens_source="sum of the jobs",
+        est_s=_r(total_s),
+        est_job_s=_r(None if missing else sum(r["est_job_s"] for r in rows)),
+        compute_s=_r(None if missing else sum(r["compute_s"] for r in rows)),
+        price_per_hour=price.per_hour,
+        price_source=price.source,
+        prices_captured_at=price.captured_at,
+        est_cost_usd=_r(
+            None if total_s is None or unpriced else total_s / 3600 * price.per_hour, 2
+        ),
+        note=(
+            "jobs run one after another"
+            + (" here" if s.local else ", each on its own instance")
+            + (f"; no estimate for {', '.join(missing)}" if missing else "")
+            + ("; no price" if unpriced else "")
+        ),
+    )
+
+
+def estimate(
+    jobs: list[PlannedJob],
+    setups: list[Setup],
+    prices: dict[Setup, Price],
+    ref: Reference,
+    measurements: list[Measurement],
+    plan: dict,
+) -> pd.DataFrame:
+    """One row per (setup, job) plus a TOTAL row per setup (jobs in sequence, summed cost)."""
+    rows = []
+    for s in setups:
+        job_rows = []
+        for job in jobs:
+            try:
+                job_rows.append(job_row(job, s, prices[s], ref, measurements, plan))
+            except Exception as exc:  # a forecast never stops a study: the row says what failed
+                log.warning("planner: no estimate for %s on %s: %r", job.id, s.label, exc)
+                job_rows.append(
+                    dict(
+                        setup=s.label,
+                        gpu=s.gpu,
+                        gpus=s.count,
+                        job=job.id,
+                        kind=job.kind,
+                        model=job.model,
+                        policy=job.policy,
+                        note=f"no estimate: {type(exc).__name__}: {exc}",
+                    )
+                )
+        rows += job_rows
+        rows.append(total_row(s, prices[s], jobs, job_rows))
+    df = pd.DataFrame(rows)
+    for c in COLUMNS:
+        if c not in df:
+            df[c] = None
+    return df[COLUMNS]

@@ -1,0 +1,148 @@
+"""Past runs: what a finished job's record (provenance) and benchmark file say, and the
+throughput this pipeline measured in them.
+
+A record that cannot be read, or names no hardware, is skipped with a warning: it never stops
+the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
+from ablate.core.planner.jobs import PlannedJob, StudyPlan
+from ablate.core.planner.overheads import job_overhead
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object, or None when absent, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:
+    """(gpu_name, count) a provenance block says a job ran on; ("cpu", 1) without GPUs."""
+    hw = (prov or {}).get("hardware") if isinstance(prov, dict) else None
+    if not isinstance(hw, dict) or not hw:
+        return None
+    gpus = hw.get("gpus") or []
+    if not gpus:
+        return CPU, 1
+    name = ref.canonical_gpu(gpus[0])
+    return (name or gpus[0]), len(gpus)
+
+
+def benchmark_seconds(path: str | os.PathLike) -> float | None:
+    """Mean ``s`` of a Snakemake benchmark file (TSV, or JSONL); None if absent or unreadable."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        df = pd.read_json(p, lines=True) if p.suffix == ".jsonl" else pd.read_csv(p, sep="\t")
+        return float(df["s"].mean())
+    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+
+
+@dataclass
+class Run:
+    """A finished job: its record, where it ran and how long it took."""
+
+    data: dict[str, Any]
+    gpu: str
+    count: int
+    run_id: str | None
+    wall_s: float | None  # provenance wall_time_s (inside the script)
+    bench_s: float | None  # Snakemake benchmark file (the whole job)
+
+
+def finished_run(job: PlannedJob, root: Path, ref: Reference) -> Run | None:
+    """The job's finished run, or None: not run, or its record names no hardware."""
+    if not job.record or not (root / job.record).exists():
+        return None
+    data = read_json(root / job.record) or {}
+    prov = data.get("provenance") or {}
+    hw = hardware_setup(prov, ref)
+    if hw is None:
+        return None
+    bench = benchmark_seconds(root / job.benchmark) if job.benchmark else None
+    return Run(
+        data, hw[0], hw[1], prov.get("run_id") or data.get("run_id"), prov.get("wall_time_s"), bench
+    )
+
+
+def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, plan: dict) -> list:
+    """Throughput this pipeline measured in earlier runs: train summaries, eval/probe timings.
+
+    The model size of each run comes from its study (the checkpoint it wrote or evaluated), so
+    results left by another config (the embedded tiny model) cannot pose as the 3B model. Train
+    rates are the Trainer's pure step time (summary ``throughput``); eval and probe rates come from
+    the provenance wall time (else the benchmark file) minus the modelled start-up and load time
+    (at most half of it is taken off).
+    """
+    out: list[Measurement] = []
+    for sp in plans:
+        for job in sp.jobs:
+            try:
+                m = _measurement(sp, job, root, ref, plan)
+            except Exception as exc:  # a record of an unexpected shape: skip it, say so
+                log.warning("planner: cannot read a measurement from %s: %r", job.record, exc)
+                continue
+            if m is not None:
+                out.append(m)
+    return out
+
+
+def _measurement(
+    sp: StudyPlan, job: PlannedJob, root: Path, ref: Reference, plan: dict
+) -> Measurement | None:
+    run = finished_run(job, root, ref)
+    if run is None:
+        return None
+    params = sp.params_of_run(job, run.data)
+    if params is None:
+        return None
+    where = f"{job.record} (run {run.run_id} on {run.count}x {run.gpu})"
+    if job.kind == "train":
+        tp = run.data.get("throughput") or {}
+        if not tp.get("train_tokens_per_s"):
+            return None
+        return Measurement(
+            kind="train",
+            policy=run.data.get("policy") or job.policy,
+            gpu=run.gpu,
+            params=params,
+            optim=(run.data.get("params") or {}).get("optim"),
+            tokens_per_s=float(tp["train_tokens_per_s"]) / run.count,
+            origin="pipeline",
+            run_id=run.run_id,
+            job=job.id,
+            source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
+        )
+    secs, what = (run.wall_s, "wall_time_s") if run.wall_s else (run.bench_s, "benchmark s")
+    tokens = sp.tokens_of_run(job, run.data) or job.tokens
+    if not secs or not tokens:
+        return None
+    load = job_overhead(job, Setup(run.gpu, run.count, local=True), params, plan)[0]
+    compute = max(secs - load, 0.5 * secs)
+    return Measurement(
+        kind=job.kind,
+        policy=job.policy,
+        gpu=run.gpu,
+        params=params,
+        tokens_per_s=tokens / compute / run.count,
+        origin="pipeline",
+        run_id=run.run_id,
+        job=job.id,
+        source=f"{tokens:.4g} tokens in {what} {secs:.4g} s - modelled load "
+        f"{secs - compute:.3g} s, {where}",
+    )

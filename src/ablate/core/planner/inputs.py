@@ -1,0 +1,204 @@
+"""The planner's inputs: the config (schema defaults filled), the setups and the measurements file.
+
+A problem with an input the forecast can do without (a missing or malformed measurements file) is
+no exception in the pipeline: :func:`load_reference` returns an empty reference that names the
+problem, and every row it touches says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger("ablate.planner")
+
+KINDS = ("train", "eval", "probe")
+CPU = "cpu"
+CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
+PLAN_SCHEMA = "workflow/schemas/plan.schema.yaml"
+
+
+class PlanError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Setup:
+    gpu: str  # Vast gpu_name (e.g. "H100 SXM") or "cpu"
+    count: int = 1
+    local: bool = False  # runs where Snakemake runs: no instance to boot, nothing to ship
+    price_per_hour: float | None = None  # a price the user set for this setup
+
+    @property
+    def label(self) -> str:
+        return f"{self.count}x {self.gpu}"
+
+
+@dataclass
+class Measurement:
+    kind: str
+    policy: str | None
+    gpu: str
+    params: float
+    tokens_per_s: float  # per GPU
+    source: str
+    origin: str  # "pipeline" (this project's outputs) or "table" (measurements file)
+    run_id: str | None = None
+    job: str | None = None  # the job id it was measured on (pipeline measurements)
+    optim: str | None = None  # training recipe: the optimizer it ran with
+
+
+@dataclass
+class Reference:
+    """config/gpu_measurements.yaml: GPU specs, model shapes, task sizes, measured throughput."""
+
+    gpus: dict[str, dict[str, Any]]
+    models: dict[str, dict[str, Any]]
+    tasks: dict[str, dict[str, Any]]
+    tokens_per_request: dict[str, Any]
+    measurements: list[Measurement]
+    path: str
+    problem: str | None = field(default=None)  # why it is empty (the file is missing or malformed)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Reference:
+        p = Path(path)
+        if not p.exists():
+            raise PlanError(f"measurements file {p} does not exist (config key plan.measurements)")
+        data = yaml.safe_load(p.read_text()) or {}
+        for key in ("gpus", "measurements"):
+            if key not in data:
+                raise PlanError(f"measurements file {p} lacks the section {key!r}")
+        for name, spec in data["gpus"].items():
+            for key in ("tflops_bf16", "memory_gb", "torch_names", "source"):
+                if key not in spec:
+                    raise PlanError(f"{p}: gpus.{name} lacks {key!r}")
+        ms = []
+        for i, m in enumerate(data["measurements"]):
+            missing = [k for k in ("kind", "gpu", "params", "tokens_per_s", "source") if k not in m]
+            if missing:
+                raise PlanError(f"{p}: measurements[{i}] lacks {', '.join(missing)}")
+            if m["kind"] not in KINDS:
+                raise PlanError(f"{p}: measurements[{i}].kind {m['kind']!r} is not one of {KINDS}")
+            ms.append(
+                Measurement(
+                    kind=m["kind"],
+                    policy=m.get("policy"),
+                    gpu=m["gpu"],
+                    params=float(m["params"]),
+                    tokens_per_s=float(m["tokens_per_s"]),
+                    source=f"{m['source']} [{p.name}]",
+                    origin="table",
+                    optim=m.get("optim"),
+                )
+            )
+        return cls(
+            gpus=data["gpus"],
+            models=data.get("models") or {},
+            tasks=data.get("tasks") or {},
+            tokens_per_request=data.get("tokens_per_request") or {},
+            measurements=ms,
+            path=str(p),
+        )
+
+    def canonical_gpu(self, device_name: str) -> str | None:
+        """torch device name ("NVIDIA H100 80GB HBM3") -> Vast gpu_name ("H100 SXM")."""
+        for name, spec in self.gpus.items():  # file order: specific patterns first
+            if any(re.search(pat, device_name, re.I) for pat in spec["torch_names"]):
+                return name
+        return None
+
+    def peak_flops(self, gpu: str, plan: dict[str, Any]) -> tuple[float | None, str]:
+        if gpu == CPU:
+            gf = plan["cpu_gflops"]
+            return gf * 1e9, f"cpu peak {gf:g} GFLOP/s (assumption, plan.cpu_gflops)"
+        spec = self.gpus.get(gpu)
+        if spec is None:
+            return None, f"no spec for GPU {gpu!r} in {self.path}" + (
+                f" ({self.problem})" if self.problem else ""
+            )
+        return spec["tflops_bf16"] * 1e12, spec["source"]
+
+
+def load_reference(path: str | os.PathLike) -> Reference:
+    """The measurements file, or an empty reference naming the problem (a warning in the log)."""
+    try:
+        return Reference.load(path)
+    except (PlanError, OSError, yaml.YAMLError, TypeError, ValueError, AttributeError) as exc:
+        log.warning("planner: %s; planning without it", exc)
+        return Reference({}, {}, {}, {}, [], str(path), problem=str(exc))
+
+
+def load_config(
+    path: str | os.PathLike,
+    schema: str | os.PathLike | None = CONFIG_SCHEMA,
+    plan_schema: str | os.PathLike = PLAN_SCHEMA,
+) -> dict:
+    """Read a pipeline config; fill defaults from the pipeline's schema and the plan fragment,
+    so the planner sees the config the rules see.
+
+    The ``plan:`` block is validated on its own, so the pipeline schema need not know it.
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    p = Path(path)
+    if not p.exists():
+        raise PlanError(f"config file {p} does not exist")
+    config = yaml.safe_load(p.read_text()) or {}
+    plan = config.pop("plan", None) or {}
+    if not Path(plan_schema).exists():
+        raise PlanError(f"plan schema {plan_schema} does not exist (run from the repository root)")
+    for data, sch, prefix in ((config, schema, ""), (plan, plan_schema, "plan.")):
+        if not sch or not Path(sch).exists():
+            continue
+        try:
+            validate(data, str(sch), set_default=True)
+        except WorkflowError as exc:
+            cause = exc.__context__
+            where = prefix + ".".join(str(x) for x in getattr(cause, "absolute_path", []))
+            raise PlanError(
+                f"invalid config {p} at {where or '<top level>'}: {getattr(cause, 'message', exc)}"
+            ) from None
+    config["plan"] = plan
+    return config
+
+
+def local_hardware(ref: Reference) -> tuple[str, int]:
+    """(gpu_name, count) of this machine: its visible CUDA GPUs, else ("cpu", 1)."""
+    import torch
+
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return ref.canonical_gpu(name) or name, torch.cuda.device_count()
+    return CPU, 1
+
+
+def parse_setups(plan: dict[str, Any], ref: Reference) -> list[Setup]:
+    """The setups of ``plan.setups`` (the plan schema has checked them in the pipeline)."""
+    setups: list[Setup] = []
+    for i, s in enumerate(plan.get("setups") or []):
+        if "gpu" not in s:
+            raise PlanError(
+                f"plan.setups[{i}] lacks 'gpu' (a Vast gpu_name such as 'H100 SXM', 'cpu' or 'local')"
+            )
+        gpu, count = str(s["gpu"]), int(s.get("count", 1))
+        if count < 1:
+            raise PlanError(f"plan.setups[{i}].count must be >= 1, got {count}")
+        if gpu == "local":
+            gpu, count = local_hardware(ref)
+            local = True
+        else:
+            local = bool(s.get("local", gpu == CPU))
+        setup = Setup(gpu, count, local, s.get("price_per_hour"))
+        if all((x.gpu, x.count) != (gpu, count) for x in setups):
+            setups.append(setup)
+    if not setups:
+        raise PlanError("plan.setups is empty: list at least one {gpu, count}")
+    return setups

@@ -1,0 +1,89 @@
+"""What the planner forecasts: planned jobs, handed over by each study's job list.
+
+The planner knows no study. Each study turns its job list into :class:`PlannedJob` rows (the
+tokens each job processes, the size of the model it runs, what it loads and writes) in a module
+named in :data:`STUDY_PLANNERS`, whose ``study_plan(config, ref, root)`` returns a
+:class:`StudyPlan`. A job whose size cannot be worked out still gets a row: ``tokens`` or
+``params`` is None and ``notes`` says what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablate.core.planner.inputs import Reference
+
+log = logging.getLogger("ablate.planner")
+
+#: study (config key `studies`) -> the module that plans its jobs
+STUDY_PLANNERS = {"mask": "ablate.mask.plan"}
+
+
+@dataclass
+class PlannedJob:
+    id: str  # the job's name in its study's job list, e.g. "eval/base/causal", "finetune/3A"
+    rule: str  # the Snakemake rule that runs it (the vast profile groups rules)
+    kind: str  # train | eval | probe
+    model: str  # the model it runs (base | a variant)
+    policy: str | None
+    tokens: float | None  # None: unknown (tokens_source says why)
+    tokens_source: str
+    params: float | None  # parameters of the model it runs; None: unknown (params_source: why)
+    params_source: str
+    record: str | None = None  # output JSON whose provenance has wall time + hardware
+    benchmark: str | None = None  # Snakemake benchmark file of the job
+    loads_hub_model: bool = False  # downloads the base weights from the hub
+    ships_checkpoint: bool = False  # its input checkpoint is copied to a rented instance
+    writes_checkpoint: bool = False  # saves (and ships back) a full checkpoint
+    train_shape: dict[str, Any] | None = None  # batch_size, grad_accum, max_seq_len (train)
+    dtype: str = "float32"  # dtype the weights are held in (memory check)
+    optim: str | None = None  # optimizer (train): its states count in the memory check
+    upstream: str | None = None  # the job whose checkpoint it loads
+    shares_instance: str | None = None  # runs on the instance of this job (a vast group job)
+    notes: list[str] = field(default_factory=list)  # missing inputs, said on every row
+
+
+@dataclass
+class StudyPlan:
+    """One study's planned jobs and how to read its finished runs."""
+
+    study: str
+    model: str  # the model in words (the summary's first line)
+    params: float | None  # the study's base model size
+    params_source: str
+    jobs: list[PlannedJob]
+    #: size of the model a finished job ran, from its record (None: unknown)
+    params_of_run: Callable[[PlannedJob, dict[str, Any]], float | None]
+    #: tokens a finished job processed, from its record (None: the planned tokens)
+    tokens_of_run: Callable[[PlannedJob, dict[str, Any]], float | None]
+
+
+def study_plans(config: dict[str, Any], ref: Reference, root: str | os.PathLike) -> list[StudyPlan]:
+    """The planned jobs of every study the config runs (config key `studies`), grouped by the
+    vast profile: a job whose rule shares an instance group with its upstream job's rule runs on
+    that job's instance."""
+    from ablate.core.planner.prices import vast_profile
+
+    groups = vast_profile(config["plan"])["groups"]
+    plans = []
+    for name in config.get("studies", ["mask"]):
+        if name not in STUDY_PLANNERS:
+            log.warning(
+                "planner: study %r has no planner (known: %s)", name, sorted(STUDY_PLANNERS)
+            )
+            continue
+        module = importlib.import_module(STUDY_PLANNERS[name])
+        sp = module.study_plan(config, ref, Path(root))
+        rules = {j.id: j.rule for j in sp.jobs}
+        for j in sp.jobs:
+            up = rules.get(j.upstream or "")
+            if up and groups.get(j.rule) is not None and groups.get(j.rule) == groups.get(up):
+                j.shares_instance = j.upstream
+        plans.append(sp)
+    return plans

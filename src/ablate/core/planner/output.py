@@ -1,0 +1,111 @@
+"""The plan as the user reads it: summary lines (log, CLI), plan.csv and its HTML view."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from ablate.core import io
+from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
+from ablate.core.planner.estimate import COLUMNS, TOTAL
+from ablate.core.planner.plan import Plan
+
+
+def _hms(s: float | None) -> str:
+    if s is None or pd.isna(s):
+        return "-"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def failed_plan(message: str) -> Plan:
+    """A plan of one row that says why there is no forecast (the planner itself failed)."""
+    table = pd.DataFrame([{c: None for c in COLUMNS} | {"job": TOTAL, "note": message}])
+    return Plan(table[COLUMNS], {"failed": message})
+
+
+def summary_lines(p: Plan) -> list[str]:
+    """Human-readable plan: model, price provenance, one line per setup, measured vs estimated."""
+    t, info = p.table, p.info
+    if "failed" in info:
+        return [f"no plan: {info['failed']}"]
+    size = f"{info['params'] / 1e9:.4g} B parameters" if info.get("params") else "size unknown"
+    lines = [f"model: {info['model']}, {size} ({info['params_source']})"]
+    lines += [f"warning: {x}" for x in info.get("problems", [])]
+    dates = ", ".join(info["captured_at"]) or "none"
+    lines.append(f"prices captured at: {dates}")
+    jobs = t[t["job"] != TOTAL]
+    n_meas = jobs["throughput_source"].fillna("").str.startswith("measured").sum()
+    n_flop = jobs["throughput_source"].fillna("").str.startswith("flop-estimate").sum()
+    lines.append(
+        f"throughput: {n_meas} (setup, job) rows from measurements, {n_flop} from the FLOP estimate"
+    )
+    no_est = sorted(set(jobs[jobs["note"].fillna("").str.startswith("no estimate")]["job"]))
+    if no_est:
+        lines.append(f"no estimate for: {', '.join(no_est)} (the note column says why)")
+    if jobs["status"].notna().any():  # actuals were looked for (not an estimate only)
+        planned = jobs[jobs["note"] != UNPLANNED]
+        ran = planned[planned["status"] != NOT_RUN]["job"].nunique()
+        n = planned["job"].nunique()
+        lines.append(
+            f"jobs run: {ran} of {n}"
+            + (" (actual_s and error_pct fill in as the jobs finish)" if ran < n else "")
+        )
+    for _, r in t[t["job"] == TOTAL].iterrows():
+        if pd.isna(r["est_s"]):
+            cost = "incomplete: " + str(r["note"]).split("; ", 1)[-1]
+        else:
+            cost = "no price" if pd.isna(r["est_cost_usd"]) else f"${r['est_cost_usd']:.2f}"
+        act = ""
+        if not pd.isna(r.get("actual_s")):
+            act = f", actual job time {_hms(r['actual_s'])}"
+            if not pd.isna(r.get("error_pct")):
+                act += f" (estimate {r['error_pct']:+.0f} %)"
+        lines.append(f"  {r['setup']:>14}: {_hms(r['est_s'])} total, {cost}{act}")
+    for src in info["prices"]:
+        if src.startswith("no price"):
+            lines.append(f"  missing price: {src}")
+    return lines
+
+
+TOTAL_VIEW = ["setup", "est_s", "est_cost_usd", "price_per_hour", "actual_s", "error_pct"]
+JOB_VIEW = [
+    "setup",
+    "job",
+    "tokens",
+    "tok_s_per_gpu",
+    "throughput_source",
+    "compute_s",
+    "job_overhead_s",
+    "rental_overhead_s",
+    "est_s",
+    "fits_memory",
+    "est_cost_usd",
+    "actual_s",
+    "error_pct",
+    "status",
+    "price_source",
+]
+
+
+def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None = None) -> None:
+    io.write_frame(csv, p.table)
+    if not html:
+        return
+    totals = p.table[p.table["job"] == TOTAL][[*TOTAL_VIEW, "status", "note"]].copy()
+    totals.insert(2, "est_h:m:s", totals["est_s"].map(_hms))
+    jobs = p.table[p.table["job"] != TOTAL][JOB_VIEW]
+    head = "".join(f"<li>{line.strip()}</li>" for line in summary_lines(p))
+    io.write_text(
+        html,
+        "<html><head><meta charset='utf-8'><title>Runtime and cost plan</title>"
+        "<style>body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 5px;vertical-align:top}</style></head><body>"
+        f"<h2>Runtime and cost plan</h2><ul>{head}</ul>"
+        "<p>est_s = rental overhead (boot, shipping) + job overhead (start-up, load, saves) + "
+        "tokens / (tok_s_per_gpu x speedup); error_pct compares the job time (est_job_s) with the "
+        "actual one. Model and assumptions: docs/planner.md; every column: plan.csv.</p>"
+        f"<h3>Per setup (jobs in sequence)</h3>{totals.fillna('-').to_html(index=False)}"
+        f"<h3>Per job</h3>{jobs.fillna('-').to_html(index=False)}</body></html>\n",
+    )

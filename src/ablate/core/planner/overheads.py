@@ -1,0 +1,73 @@
+"""Time besides the compute (start-up, load, saves; boot and shipping of a rented instance) and
+the memory a job needs per GPU. Assumptions with defaults in ``plan.overheads`` (docs/planner.md).
+"""
+
+from __future__ import annotations
+
+from ablate.core.planner.inputs import Setup
+from ablate.core.planner.jobs import PlannedJob
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+#: Optimizer states per parameter, in the weights' dtype (torch allocates them like the weights;
+#: adafactor's are factored into row/column vectors: ~0).
+OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd": 0}
+
+
+def job_overhead(job: PlannedJob, setup: Setup, params: float, plan: dict) -> tuple[float, str]:
+    """Seconds inside the job besides the compute: start-up, weight download/load, saves."""
+    o = plan["overheads"]
+    weights_mb = params * plan["bytes_per_param"] / 1e6
+    parts = [("startup", o["startup_s"])]
+    if job.loads_hub_model and not setup.local:
+        parts.append(("download", weights_mb / o["download_mb_s"]))
+    parts.append(("load", weights_mb / o["disk_mb_s"]))
+    if job.writes_checkpoint:
+        saves = 1
+        shape = job.train_shape or {}
+        if shape.get("save_steps") and shape.get("max_steps"):
+            saves += shape["max_steps"] // shape["save_steps"]
+        state_mb = params * plan["train_state_bytes_per_param"] / 1e6
+        parts.append(
+            (
+                f"{saves} save(s)",
+                weights_mb / o["disk_mb_s"] + (saves - 1) * state_mb / o["disk_mb_s"],
+            )
+        )
+    total = sum(v for _, v in parts)
+    return total, " + ".join(f"{k} {v:.0f}" for k, v in parts)
+
+
+def rental_overhead(job: PlannedJob, setup: Setup, params: float, plan: dict) -> tuple[float, str]:
+    """Seconds a rented instance is billed outside the job: boot, shipping, checkpoint transfers."""
+    if setup.local:
+        return 0.0, "local"
+    if job.shares_instance:
+        return (
+            0.0,
+            f"none: runs on the instance of {job.shares_instance} (a group job of the vast profile)",
+        )
+    o = plan["overheads"]
+    weights_mb = params * plan["bytes_per_param"] / 1e6
+    parts = [("boot", o["boot_s"]), ("setup", o["setup_s"])]
+    if job.ships_checkpoint:
+        parts.append(("ckpt in", weights_mb / o["transfer_mb_s"]))
+    if job.writes_checkpoint:
+        parts.append(("ckpt out", weights_mb / o["transfer_mb_s"]))
+    return sum(v for _, v in parts), " + ".join(f"{k} {v:.0f}" for k, v in parts)
+
+
+def memory_need_gb(job: PlannedJob, params: float, plan: dict) -> tuple[float, str]:
+    """GPU memory per GPU: weights (+ grads + optimizer states when training) x (1 + margin).
+
+    Activations are only covered by the margin. For scale: the H200 bench (bf16 weights + AdamW =
+    8 B/param = 27 GB for the 3.43 B model) peaked at 40.6 GB with B=4 x T=1024 (shared findings,
+    section 3); the pipeline's finetunes run B=1.
+    """
+    b = DTYPE_BYTES.get(job.dtype, 4)
+    if job.kind == "train":
+        states = OPTIM_STATES.get(job.optim or "", 2)
+        per, what = b * (2 + states), f"{job.dtype} weights + grads + {job.optim} states"
+    else:
+        per, what = b, f"{job.dtype} weights"
+    margin = plan["memory_margin"]
+    return params * per * (1 + margin) / 1e9, f"{per:g} B/param ({what}) + {margin:.0%} margin"

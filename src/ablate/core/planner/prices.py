@@ -1,0 +1,219 @@
+"""Prices per setup: the user's own, live Vast offers (the executor plugin's query), the snapshot.
+
+A setup without a price gets an empty cost and a ``price_source`` starting ``no price:`` that says
+why; a missing key, an unreadable snapshot or a failed search is such a note, never an exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ablate.core import io
+from ablate.core.planner.inputs import PlanError, Setup, log
+
+
+@dataclass
+class Price:
+    per_hour: float | None
+    source: str
+    captured_at: str | None
+
+
+def load_snapshot(path: str | os.PathLike) -> dict[str, Any] | None:
+    p = Path(path)
+    if not p.exists():
+        return None
+    data = json.loads(p.read_text())
+    for key in ("captured_at", "offers"):
+        if key not in data:
+            raise PlanError(f"offers snapshot {p} lacks {key!r}")
+    for i, o in enumerate(data["offers"]):
+        for key in ("gpu_name", "num_gpus", "dph_total"):
+            if key not in o:
+                raise PlanError(f"offers snapshot {p}: offers[{i}] lacks {key!r}")
+    data["path"] = str(p)
+    return data
+
+
+def snapshot_price(setup: Setup, snap: dict[str, Any] | None, missing: str = "") -> Price:
+    """The setup's price in the snapshot; ``missing`` says why there is none when ``snap`` is None."""
+    if snap is None:
+        return Price(None, missing or "no price: no offers snapshot", None)
+    where = f"snapshot {snap['path']} ({snap['captured_at']}; {snap.get('source', 'source not stated')})"
+    offers = [o for o in snap["offers"] if o["gpu_name"] == setup.gpu]
+    exact = [o for o in offers if int(o["num_gpus"]) == setup.count]
+    if exact:
+        o = min(exact, key=lambda o: o["dph_total"])
+        note = f"; {o['note']}" if o.get("note") else ""
+        return Price(
+            float(o["dph_total"]), f"{where}: {setup.label} offer{note}", snap["captured_at"]
+        )
+    if offers:
+        # A per-GPU rate times the count: Vast bundles price roughly linearly in GPUs.
+        o = min(offers, key=lambda o: o["dph_total"] / int(o["num_gpus"]))
+        per_gpu = o["dph_total"] / int(o["num_gpus"])
+        note = f"; {o['note']}" if o.get("note") else ""
+        return Price(
+            per_gpu * setup.count,
+            f"{where}: per-GPU rate {per_gpu:g} $/h x {setup.count} (no {setup.count}-GPU offer in "
+            f"the snapshot){note}",
+            snap["captured_at"],
+        )
+    return Price(None, f"no price: {where} has no offer for {setup.gpu}", snap["captured_at"])
+
+
+VAST_PROFILE_PREFIXES = ("ablate-vast-", "vastai-")
+
+
+def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
+    """The vast profile's executor settings and groups, overlaid with ``plan.vast``.
+
+    Returns ``{"settings": {...ExecutorSettings fields}, "groups": {...}, "source": ...}``: the
+    planner prices the instance that profile would rent (same filters, max_price) and knows which
+    rules share an instance.
+    """
+    from snakemake_executor_plugin_vastai import ExecutorSettings
+
+    fields = set(ExecutorSettings.__dataclass_fields__)
+    path = Path(plan["vast_profile"]) if plan.get("vast_profile") else None
+    settings, groups, source = {}, {}, "plan.vast"
+    if path is not None and path.exists():
+        prof = yaml.safe_load(path.read_text()) or {}
+        for key, value in prof.items():
+            for prefix in VAST_PROFILE_PREFIXES:
+                name = key[len(prefix) :].replace("-", "_") if key.startswith(prefix) else None
+                if name in fields and name != "api_key":
+                    settings[name] = value
+        groups = prof.get("groups") or {}
+        source = f"{path} + plan.vast"
+    settings.update(plan.get("vast") or {})
+    return {"settings": settings, "groups": groups, "source": source}
+
+
+def live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setup, Price]:
+    """Cheapest on-demand Vast offer per setup, searched with the executor plugin's own query.
+
+    The query is built by snakemake-executor-plugin-vastai (``build_offer_query``) from the vast
+    profile's settings (:func:`vast_profile`: reliability, datacenter, max_price, ...), so the price
+    is that of the instance the pipeline would rent. ``VAST_URL`` selects the API server (tests use
+    a fake).
+    """
+    from snakemake_executor_plugin_vastai import ExecutorSettings, build_offer_query
+    from vastai import VastAI
+
+    settings = ExecutorSettings(**vast_settings)
+    client = VastAI(
+        api_key=os.environ["VAST_API_KEY"], server_url=os.environ.get("VAST_URL"), retry=1
+    )
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+    out: dict[Setup, Price] = {}
+    for s in setups:
+        if s.local:
+            continue
+        query = build_offer_query(settings, {"gpu": s.count, "gpu_model": s.gpu}, 0)
+        try:
+            offers = client.search_offers(
+                query=query, type="on-demand", order=settings.order, limit=20, storage=settings.disk
+            )
+        except Exception as exc:  # network, auth, API errors: say so in price_source
+            out[s] = Price(
+                None, f"no price: live Vast search failed ({type(exc).__name__}: {exc})", now
+            )
+            continue
+        offers = [o for o in offers or [] if o.get("dph_total") is not None]
+        if not offers:
+            out[s] = Price(None, f"no price: no live Vast offer matches '{query}'", now)
+            continue
+        o = min(offers, key=lambda o: o["dph_total"])
+        out[s] = Price(
+            float(o["dph_total"]),
+            f"vast live {now}: cheapest of {len(offers)} offers for '{query}' (offer {o.get('id')})",
+            now,
+        )
+    return out
+
+
+def _snapshot(plan: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The offers snapshot, or None and why not (absent, or unreadable: a warning in the log)."""
+    path = plan["offers_snapshot"]
+    try:
+        return load_snapshot(path), f"no price: no offers snapshot file {path}"
+    except (PlanError, OSError, ValueError, TypeError, AttributeError) as exc:
+        log.warning("planner: offers snapshot unreadable: %s", exc)
+        return None, f"no price: offers snapshot {path} unreadable ({exc})"
+
+
+def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Price]:
+    """Per setup: the user's own price, else live offers (if a key is set), else the snapshot."""
+    mode = plan["prices"]
+    snap, no_snap = _snapshot(plan) if mode in ("auto", "snapshot") else (None, "")
+    vast = vast_profile(plan)
+    live: dict[Setup, Price] = {}
+    rented = [s for s in setups if s.price_per_hour is None and not s.local]
+    if mode == "vast" and not os.environ.get("VAST_API_KEY"):
+        why = "no price: plan.prices is 'vast' but VAST_API_KEY is not set"
+        log.warning("planner: %s", why)
+        live = {s: Price(None, why, None) for s in rented}
+    elif mode == "vast" or (mode == "auto" and os.environ.get("VAST_API_KEY")):
+        live = live_prices(rented, vast["settings"])
+    out = {}
+    for s in setups:
+        if s.price_per_hour is not None:
+            out[s] = Price(float(s.price_per_hour), "config: plan.setups price_per_hour", None)
+        elif s.local:
+            out[s] = Price(
+                None, f"no price: {s.label} is a local setup, not rented (set price_per_hour)", None
+            )
+        elif s in live and live[s].per_hour is not None:
+            out[s] = live[s]
+        elif s in live and mode == "auto":
+            fallback = snapshot_price(s, snap, no_snap)
+            fallback.source = f"{live[s].source}; fell back to {fallback.source}"
+            out[s] = fallback
+        elif s in live:
+            out[s] = live[s]
+        else:
+            out[s] = snapshot_price(s, snap, no_snap)
+            if snap is None and mode == "auto":
+                out[s].source += " and VAST_API_KEY is not set (live offers)"
+        cap = vast["settings"].get("max_price")
+        if (
+            not s.local
+            and cap is not None
+            and out[s].per_hour is not None
+            and out[s].per_hour > cap
+        ):
+            out[
+                s
+            ].source += (
+                f"; above max_price {cap:g} $/h ({vast['source']}): the executor would not rent it"
+            )
+    return out
+
+
+def capture_offers(setups: list[Setup], plan: dict[str, Any], path: str | os.PathLike) -> dict:
+    """Write a fresh offers snapshot (the cheapest live offer of every setup) for offline planning."""
+    if not os.environ.get("VAST_API_KEY"):
+        raise PlanError("--capture-offers needs VAST_API_KEY (live Vast offers)")
+    prices = live_prices(setups, vast_profile(plan)["settings"])
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+    snap = {
+        "captured_at": now,
+        "method": "ablate plan --capture-offers: cheapest on-demand offer per setup",
+        "source": os.environ.get("VAST_URL") or "https://console.vast.ai",
+        "offers": [
+            {"gpu_name": s.gpu, "num_gpus": s.count, "dph_total": p.per_hour, "note": p.source}
+            for s, p in prices.items()
+            if p.per_hour is not None
+        ],
+        "missing": [f"{s.label}: {p.source}" for s, p in prices.items() if p.per_hour is None],
+    }
+    io.write_json(path, snap)
+    return snap

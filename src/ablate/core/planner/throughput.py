@@ -1,0 +1,86 @@
+"""Tokens per second per GPU for a planned job on a setup: measured, scaled, or the FLOP estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ablate.core.planner.inputs import CPU, Measurement, Reference
+from ablate.core.planner.jobs import PlannedJob
+
+#: Matmul FLOPs per token per parameter: forward 2, forward + backward 6 (Kaplan et al. 2020).
+FLOPS_PER_PARAM_TOKEN = {"train": 6, "eval": 2, "probe": 2}
+
+
+@dataclass
+class Throughput:
+    tok_s_per_gpu: float | None
+    source: str
+    measurement: Measurement | None = None
+
+
+def pick_throughput(
+    job: PlannedJob, gpu: str, ms: list[Measurement], ref: Reference, plan: dict
+) -> Throughput:
+    """Best measured tokens/s for this job on this GPU, else the FLOP estimate.
+
+    A measurement only counts for the same kind of work on a model of the same size (within 5 %);
+    across GPUs it is scaled by peak BF16 FLOP/s, never between CPU and GPU. Preference: same kind,
+    same GPU, this pipeline's own outputs over the measurements table, same optimizer, same rule,
+    same policy, same job.
+    """
+    params = job.params
+    if params is None:
+        return Throughput(None, f"no throughput: {job.params_source}")
+    target_peak, peak_src = ref.peak_flops(gpu, plan)
+    best, best_key = None, None
+    kinds = ("probe", "eval") if job.kind == "probe" else (job.kind,)  # both forward-only
+    for m in ms:
+        if m.kind not in kinds or abs(m.params - params) > 0.05 * params:
+            continue
+        if (m.gpu == CPU) != (gpu == CPU):
+            continue
+        if m.gpu != gpu and (target_peak is None or ref.peak_flops(m.gpu, plan)[0] is None):
+            continue
+        # the pipeline's own runs beat a bench table, a bench of the same recipe (optimizer) beats
+        # another; then the same rule (finetune, not pretraining), the same policy (it changes
+        # speed by ~2-8 % only), the same job
+        group = (m.job or "").split("/")[0] == job.id.split("/")[0]
+        key = (
+            m.kind == job.kind,
+            m.gpu == gpu,
+            m.origin == "pipeline",
+            m.optim == job.optim,
+            group,
+            m.policy == job.policy,
+            m.job == job.id,
+        )
+        if best_key is None or key > best_key:
+            best, best_key = m, key
+    if best is not None:
+        policy_note = (
+            "" if best.policy == job.policy else f", policy {best.policy} (none for {job.policy})"
+        )
+        if best.kind != job.kind:
+            policy_note += f", {best.kind} rate for this forward-only {job.kind}"
+        if best.gpu == gpu:
+            return Throughput(
+                best.tokens_per_s, f"measured on {gpu}{policy_note}: {best.source}", best
+            )
+        src_peak = ref.peak_flops(best.gpu, plan)[0]
+        tok_s = best.tokens_per_s * target_peak / src_peak
+        return Throughput(
+            tok_s,
+            f"measured on {best.gpu}{policy_note}, scaled by peak FLOP/s {src_peak / 1e12:g}->"
+            f"{target_peak / 1e12:g} T: {best.source}",
+            best,
+        )
+    if target_peak is None:
+        return Throughput(None, f"no measurement and {peak_src}")
+    mfu = plan["mfu"][job.kind]
+    k = FLOPS_PER_PARAM_TOKEN[job.kind]
+    tok_s = mfu * target_peak / (k * params)
+    return Throughput(
+        tok_s,
+        f"flop-estimate: nothing measured for {job.kind} of a {params / 1e9:.3g} B model; "
+        f"{mfu:g} MFU x {target_peak / 1e12:g} TFLOP/s / ({k} x params) [peak: {peak_src}]",
+    )

@@ -1,0 +1,263 @@
+"""The mask study's jobs as the planner sees them: tokens, model size, what each loads and writes.
+
+Built from the study's job list (:func:`ablate.mask.study.jobs`) and the schema-validated config
+(defaults filled, as the rules get it). A size that cannot be worked out (an unknown hub task, a
+model size unknown offline, a key the config leaves unset) leaves ``tokens`` or ``params`` empty
+with the reason; it never raises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ablate.core.planner.inputs import Reference, log
+from ablate.core.planner.jobs import PlannedJob, StudyPlan
+from ablate.core.planner.params import count_params, params_from_dir, params_of_hub_model
+from ablate.mask import study
+
+TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
+
+
+def _words(text: str) -> int:
+    return len(str(text).split())
+
+
+class MaskPlanner:
+    """Token counts and model sizes of the mask study's GPU jobs for one config."""
+
+    def __init__(self, config: dict[str, Any], ref: Reference, root: Path):
+        self.config, self.ref, self.root = config, ref, root
+        self.plan = config["plan"]
+        self.embedded_model = config["model"]["source"] == "embedded"
+        self.embedded_data = config["data"]["source"] == "embedded"
+        self.variants = study.variants_of(config)
+        self.jobs = {j.name: j for j in study.jobs(config, self.variants)}
+        self.params, self.params_source = self._base_params()
+
+    # -- model size
+    def _base_params(self) -> tuple[float | None, str]:
+        m = self.config["model"]
+        try:
+            if self.embedded_model:
+                from ablate.core.modeling import tiny_ministral3_config
+
+                arch = (m.get("embedded") or {}).get("arch") or {}
+                return (
+                    float(count_params(tiny_ministral3_config(**arch))),
+                    "embedded tiny Ministral-3 (model.embedded.arch)",
+                )
+            return params_of_hub_model(m["path"], m.get("revision"), self.ref.models, self.ref.path)
+        except Exception as exc:  # an unbuildable shape: no size, every row says why
+            log.warning("planner: model size unknown: %r", exc)
+            return None, f"model size unknown: {type(exc).__name__}: {exc}"
+
+    def params_of_run(self, job: PlannedJob, data: dict[str, Any]) -> float | None:
+        """Size of the model a finished job ran, from the config.json of the checkpoint it wrote
+        or loaded: the model its record names (a metrics.json's {"path": ...} or a leakage
+        probe's path string; absolute, where it ran), else the checkpoint this results folder
+        holds for that model; a hub model run by id is the config's model."""
+        sj = self.jobs[job.id]
+        if job.kind == "train":
+            return params_from_dir(self.root / sj.outputs["model"])
+        named = data.get("model")
+        path = named.get("path") if isinstance(named, dict) else named
+        if isinstance(path, str) and path and (Path(path) / "config.json").is_file():
+            return params_from_dir(path)
+        if job.model != study.BASE:
+            return params_from_dir(
+                self.root / study.path(self.config, "finetune_model", variant=job.model)
+            )
+        if self.embedded_model:
+            return params_from_dir(self.root / study.path(self.config, "base_model"))
+        return self.params
+
+    def tokens_of_run(self, job: PlannedJob, data: dict[str, Any]) -> float | None:
+        """An evaluation's tokens with the documents it actually scored (metrics.json ``n``)."""
+        if job.kind != "eval":
+            return None
+        tasks = data.get("tasks") or {}
+        n_docs = {t: r.get("n") for t, r in tasks.items() if isinstance(r, dict) and r.get("n")}
+        return self.eval_tokens(n_docs)[0]
+
+    # -- tokens
+    def _pair_tokens(self, max_seq_len: int) -> tuple[float, str]:
+        """Tokens of one SFT pair: the generated pairs' mean words + 2, or max_seq_len (hub)."""
+        sizes = self.config["data"].get("embedded") or {}
+        if not self.embedded_data or "sft_pairs" not in sizes:
+            why = "" if not self.embedded_data else " (data.embedded.sft_pairs is not set)"
+            return float(max_seq_len), f"upper bound: every pair {max_seq_len} tokens{why}"
+        from ablate.mask import embedded
+        from ablate.mask.sft_data import format_prompt
+
+        rows = embedded.sft_pairs(self.config["data"]["seed"], sizes["sft_pairs"])
+        lens = [min(max_seq_len, _words(format_prompt(r)) + _words(r["output"]) + 2) for r in rows]
+        return sum(lens) / len(lens), "mean words+2 of the generated SFT pairs"
+
+    def _embedded_task_tokens(self, name: str, n: int | None) -> tuple[float, str]:
+        """Words + 1 of every (context, choice) request of the generated task documents: one
+        request per entry of the task's choice field, each with the document's text fields."""
+        from ablate.mask import embedded
+
+        docs = embedded.task_docs(
+            name, self.config["data"]["seed"], self.config["data"]["embedded"]["task_docs"]
+        )
+        docs = docs[: n or len(docs)]
+        choices = embedded.task_yaml(name)["doc_to_choice"]
+        toks = 0
+        for doc in docs:
+            text = sum(_words(v) for v in doc.values() if isinstance(v, str))
+            toks += sum(_words(c) + text + 1 for c in doc[choices])
+        return toks, f"{name} {len(docs)} docs"
+
+    def eval_tokens(self, n_docs: dict[str, int] | None = None) -> tuple[float | None, str]:
+        """Tokens of one evaluation: sum over tasks of docs x choices x tokens/request.
+
+        ``n_docs`` (task -> documents actually scored, from a metrics.json) replaces the limits.
+        """
+        total, parts, unknown = 0.0, [], []
+        tpr_default = self.ref.tokens_per_request
+        for t in self.config["eval"]["tasks"]:
+            name, limit = t["name"], t.get("limit")
+            if self.embedded_data:
+                if "task_docs" not in (self.config["data"].get("embedded") or {}):
+                    return None, "unknown task sizes: data.embedded.task_docs is not set"
+                toks, part = self._embedded_task_tokens(name, (n_docs or {}).get(name) or limit)
+                total += toks
+                parts.append(part)
+                continue
+            spec = {**self.ref.tasks.get(name, {}), **(self.plan["tasks"].get(name) or {})}
+            n = (n_docs or {}).get(name) or (
+                min(limit, spec["docs"]) if limit and "docs" in spec else limit or spec.get("docs")
+            )
+            tpr = spec.get("tokens_per_request") or tpr_default.get("value")
+            if not n or "choices" not in spec or not tpr:
+                unknown.append(name)
+                continue
+            total += n * spec["choices"] * tpr
+            parts.append(f"{name} {n}x{spec['choices']}")
+        if unknown:
+            return None, (
+                f"unknown size of task(s) {', '.join(unknown)}: add plan.tasks.<task> "
+                "{choices, docs, tokens_per_request}"
+            )
+        if self.embedded_data:
+            return (
+                total,
+                "generated task docs, words+1 per (context, choice) request: " + ", ".join(parts),
+            )
+        return total, (
+            f"docs x choices x {tpr_default.get('value')} tokens/request "
+            f"({tpr_default.get('source', 'measurements file')}): " + ", ".join(parts)
+        )
+
+    def _measured_tokens_per_step(self, shape: dict[str, Any]) -> tuple[float, str] | None:
+        """Mean non-pad tokens/step of an earlier finetune with the same batch shape and data."""
+        from ablate.core.planner.history import read_json
+
+        for j in self.jobs.values():
+            if j.rule != "finetune":
+                continue
+            data = read_json(self.root / j.record) or {}
+            p = data.get("params") or {}
+            if (
+                data.get("steps_done")
+                and data.get("tokens_seen")
+                and all(p.get(k) == shape[k] for k in ("batch_size", "grad_accum", "max_seq_len"))
+            ):
+                per_step = data["tokens_seen"] / data["steps_done"]
+                return per_step, f"measured mean tokens/step of {j.record}"
+        return None
+
+    # -- planned jobs
+    def planned(self, sj: study.Job) -> PlannedJob:
+        hub = not self.embedded_model
+        job = PlannedJob(
+            id=sj.name,
+            rule=sj.rule,
+            kind=sj.kind,
+            model=sj.model,
+            policy=sj.policy,
+            tokens=None,
+            tokens_source="",
+            params=self.params,
+            params_source=self.params_source,
+            record=sj.record,
+            benchmark=sj.benchmark,
+            upstream=sj.upstream,
+        )
+        try:
+            getattr(self, f"_plan_{sj.rule}")(sj, job, hub)
+        except Exception as exc:  # a forecast never stops a study: the row says what failed
+            log.warning("planner: cannot size %s: %r", sj.name, exc)
+            job.tokens, job.tokens_source = None, f"unknown: {type(exc).__name__}: {exc}"
+        return job
+
+    def _train_tokens(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
+        """The train shape of ``p``; the keys it lacks (none once the schema fills them)."""
+        job.train_shape = {k: p.get(k) for k in TRAIN_SHAPE}
+        job.dtype, job.optim, job.writes_checkpoint = (
+            p.get("model_dtype", "auto"),
+            p.get("optim"),
+            True,
+        )
+        return [f"{where}.{k}" for k in TRAIN_SHAPE[:4] if not p.get(k)]
+
+    def _plan_prepare_model(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
+        p = (self.config["model"].get("embedded") or {}).get("pretrain") or {}
+        missing = self._train_tokens(job, p, "model.embedded.pretrain")
+        if missing:
+            job.tokens_source = f"unknown: {', '.join(missing)} not set"
+            return
+        job.tokens = p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"]
+        job.tokens_source = "max_steps x batch x grad_accum x max_seq_len (packed corpus blocks)"
+
+    def _plan_leakage_probe(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
+        leak = self.config["leakage"]
+        per_pair, src = self._pair_tokens(leak["max_seq_len"])
+        job.tokens = 2 * leak["n_pairs"] * per_pair
+        job.tokens_source = (
+            f"2 forwards (causal + {sj.policy}) x {leak['n_pairs']} pairs x {per_pair:.4g} tokens "
+            f"({src})"
+        )
+        job.loads_hub_model, job.ships_checkpoint = hub, not hub
+
+    def _plan_finetune(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
+        p = sj.variant["params"]
+        self._train_tokens(job, p, f"finetune.variants.{sj.model}")
+        job.dtype = p.get("model_dtype", "float32")
+        job.loads_hub_model, job.ships_checkpoint = hub, not hub
+        measured = self._measured_tokens_per_step(job.train_shape)
+        if measured:
+            per_step, src = measured
+        else:
+            pair, pair_src = self._pair_tokens(p["max_seq_len"])
+            per_step, src = (
+                p["batch_size"] * p["grad_accum"] * pair,
+                f"batch x grad_accum x ({pair_src})",
+            )
+        stops = p.get("plateau_patience") or p.get("no_learning_steps")
+        stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
+        job.tokens = p["max_steps"] * per_step
+        job.tokens_source = f"max_steps {p['max_steps']} x {per_step:.4g} tokens/step ({src}){stop}"
+
+    def _plan_eval_model(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
+        job.tokens, job.tokens_source = self.eval_tokens()
+        base_from_hub = hub and sj.model == study.BASE
+        job.loads_hub_model, job.ships_checkpoint = base_from_hub, not base_from_hub
+        job.dtype = self.config["eval"].get("dtype", "float32")
+
+
+def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
+    """The mask study's planned jobs (those with a kind: the GPU-capable ones) for the planner."""
+    mp = MaskPlanner(config, ref, Path(root))
+    m = config["model"]
+    return StudyPlan(
+        study="mask",
+        model=m.get("path") or "embedded tiny Ministral-3",
+        params=mp.params,
+        params_source=mp.params_source,
+        jobs=[mp.planned(j) for j in mp.jobs.values() if j.kind],
+        params_of_run=mp.params_of_run,
+        tokens_of_run=mp.tokens_of_run,
+    )
