@@ -125,7 +125,8 @@ def test_stale_lines_name_each_job_and_key(tmp_path):
         "finetune/3B.json": {k: v3b[k] for k in ("stage", "policy", "allow_leakage", "params")}
         | {"variant": "3B"},
         "eval.json": {"eval": cfg["eval"], "model": "3B", "policy": "causal"},
-        "leak.json": {"policy": "causal", "n": 16, "max_seq_len": 64, "batch_size": 16},
+        # threshold null in the config: the probe records the default it resolved to
+        "leak.json": {"policy": "causal", "n": 16, "max_seq_len": 64, "threshold": 0.5},
         "model.json": cfg["model"],
     }
     for name, slice_ in record.items():

@@ -75,7 +75,12 @@ def job_changes(
         return changed_keys(old.get("eval"), sorted_tree(config["eval"]), "eval")
     if rule == "leakage_probe":
         leak = config["leakage"]
-        before = {LEAKAGE_KEYS[k]: old[k] for k in LEAKAGE_KEYS if k in old}
+        # a null key (threshold) is the probe's default: it records the value it resolved to
+        before = {
+            LEAKAGE_KEYS[k]: old[k]
+            for k in LEAKAGE_KEYS
+            if k in old and leak.get(LEAKAGE_KEYS[k]) is not None
+        }
         now = {k: leak.get(k) for k in before}
         return changed_keys(before, now, "leakage")
     if rule == "finetune" and wildcards.get("variant") in variants:
