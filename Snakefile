@@ -36,6 +36,8 @@ if "mask" in STUDIES:
     # runtime/cost planner (docs/planner.md): `snakemake results/plan.csv` alone forecasts
     # before a run; in `all` it is written last, with the actual time of every stage
     include: "rules/plan.smk"
+    # which finished jobs a config edit made stale, by the keys that changed
+    include: "rules/mask/stale.smk"
 
 
 MASK_TARGETS = (

@@ -5,22 +5,26 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from ablate.core.config import ConfigError, sorted_tree
+from ablate.core.config import ConfigError, schema_error, sorted_tree
+from ablate.core.provenance import WORKFLOW_DIR_ENV
+
+# Provenance records the git state of this checkout (the Snakefile's folder), not of the folder
+# the library is installed from; every job inherits the variable.
+os.environ[WORKFLOW_DIR_ENV] = workflow.basedir
 
 
-def _config_error(exc):
-    """A schema violation as one line naming the key path and the offending key or value."""
-    cause = exc.__context__  # the jsonschema ValidationError snakemake wrapped
-    if not hasattr(cause, "absolute_path"):
-        return exc
-    where = ".".join(str(p) for p in cause.absolute_path) or "<top level>"
-    return WorkflowError(f"invalid config at {where}: {cause.message}")
+def validate_config(cfg, schema):
+    """validate(), with a violation as one line naming the key path and the bad key or value."""
+    try:
+        validate(cfg, schema=schema)
+    except WorkflowError as exc:
+        cause = exc.__context__  # the jsonschema ValidationError snakemake wrapped
+        if not hasattr(cause, "absolute_path"):
+            raise
+        raise WorkflowError(schema_error(cause)) from None
 
 
-try:
-    validate(config, schema="../workflow/schemas/config.schema.yaml")
-except WorkflowError as exc:
-    raise _config_error(exc) from None
+validate_config(config, "../workflow/schemas/config.schema.yaml")
 
 
 STUDIES = config["studies"]

@@ -7,6 +7,7 @@ job is scheduled and name the key (and the bad value or key).
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -296,3 +297,122 @@ def test_policies_restated_in_the_schema_match_the_library():
     from ablate.mask.masks import POLICIES
 
     assert schema_defs()["policy"]["enum"] == list(POLICIES)
+
+
+# --------------------------------------------------------------- numbers YAML reads as text
+
+
+@pytest.mark.parametrize(
+    "value, wanted, hint",
+    [
+        ("1e-3", "number", "write 1.0e-3 (YAML reads 1e-3 without a dot as text)"),
+        (
+            "5E-5",
+            "number",
+            "write 5.0e-5 (YAML reads 5E-5 without a dot as text)",
+        ),
+        (
+            "1.0e3",
+            "number",
+            "write 1.0e+3 (YAML reads 1.0e3 without a sign in the exponent as text)",
+        ),
+        (
+            "2e3",
+            "number",
+            "write 2.0e+3 (YAML reads 2e3 without a dot and a sign in the exponent as text)",
+        ),
+        ("0.5", ["number", "null"], "write 0.5 without quotes (quoted, it is text)"),
+        ("1e3", "integer", "write 1000 (a whole number, without quotes or exponent)"),
+        ("1.5e0", "integer", None),
+        ("fast", "number", None),
+        ("inf", "number", None),
+        ("1e-3", "string", None),
+    ],
+)
+def test_number_hint(value, wanted, hint):
+    from ablate.core.config import number_hint
+
+    assert number_hint(value, wanted) == hint
+    if hint and hint.startswith("write ") and wanted == "number":
+        written = hint.split()[1]
+        assert isinstance(yaml.safe_load(f"x: {written}")["x"], float)  # the advice works
+
+
+def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
+    """The YAML as a user types it: 1e-3 (PyYAML, YAML 1.1, reads it as the string '1e-3')."""
+    text = (ROOT / "config" / "config.yaml").read_text()
+    assert "learning_rate: 1.0e-3" in text
+    path = workflow_copy / "config" / "typed.yaml"
+    path.write_text(text.replace("learning_rate: 1.0e-3", "learning_rate: 1e-3"))
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "invalid config at finetune.defaults.learning_rate: '1e-3' is not of type 'number': "
+        "write 1.0e-3 (YAML reads 1e-3 without a dot as text)"
+    ) in out, out
+
+
+# --------------------------------------------------------------- task names, checked offline
+
+
+def test_task_index_is_cached_per_lm_eval_version(tmp_path, monkeypatch):
+    import lm_eval.tasks
+
+    from ablate.mask import tasks
+
+    built = []
+
+    class FakeTaskManager:
+        def __init__(self):
+            built.append(1)
+            self.all_tasks = ["hellaswag", "piqa", "arc_easy"]
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", FakeTaskManager)
+    tasks.check_task_names(["piqa"], cache=tmp_path)
+    tasks.check_task_names(["hellaswag", "arc_easy"], cache=tmp_path)
+    assert built == [1]  # the second check read the cache
+    (cached,) = tmp_path.glob("lm_eval-*-tasks.json")
+    assert json.loads(cached.read_text()) == ["arc_easy", "hellaswag", "piqa"]
+    with pytest.raises(tasks.ConfigError) as info:
+        tasks.check_task_names(["hellaswg", "piqa", "zzz_nothing"], cache=tmp_path)
+    assert str(info.value) == (
+        "invalid config at eval.tasks: 'hellaswg' is not an lm-eval task (did you mean "
+        "'hellaswag'?); 'zzz_nothing' is not an lm-eval task"
+    )
+
+
+def test_embedded_task_names_need_no_lm_eval_index(tmp_path):
+    from ablate.mask import tasks
+
+    tasks.check_task_names(["emb_count"], embedded=True, cache=tmp_path)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(tasks.ConfigError, match="hellaswag is not an embedded task"):
+        tasks.check_task_names(["hellaswag"], embedded=True, cache=tmp_path)
+
+
+def test_misspelled_hub_task_fails_the_dry_run(workflow_copy):
+    """Against lm-eval's real task index (built once, then cached in ~/.cache/ablate)."""
+    text = (ROOT / "config" / "ministral3b.yaml").read_text()
+    path = workflow_copy / "config" / "typo.yaml"
+    path.write_text(text.replace("{name: hellaswag,", "{name: hellaswg,"))
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "invalid config at eval.tasks: 'hellaswg' is not an lm-eval task "
+        "(did you mean 'hellaswag'?)"
+    ) in out, out
+    assert "Building DAG" not in out, out

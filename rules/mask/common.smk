@@ -4,6 +4,7 @@
 # the planner and the recovery table read too.
 from ablate.mask import study as mask_study
 from ablate.mask.study import PATTERNS as P
+from ablate.mask.tasks import check_task_names
 
 EMBEDDED_MODEL = config["model"]["source"] == "embedded"
 EMBEDDED_DATA = config["data"]["source"] == "embedded"
@@ -12,18 +13,15 @@ if EMBEDDED_MODEL and EMBEDDED_DATA:
     # of waiting on a network that may not be there. Jobs inherit the environment.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-if EMBEDDED_DATA:
-    # the embedded world's tasks are known without lm-eval's task index (seconds to build)
-    from ablate.mask.embedded import TASK_NAMES
-
-    _unknown = [
-        t["name"] for t in config["eval"]["tasks"] if t["name"] not in TASK_NAMES
-    ]
-    if _unknown:
-        raise WorkflowError(
-            f"invalid config at eval.tasks: {', '.join(_unknown)} is not an embedded task "
-            f"(data.source: embedded has {', '.join(sorted(TASK_NAMES))})"
+# A misspelled task fails here, at parse time (a dry run), not on the first GPU job; not again in
+# each spawned job (a fresh cluster node would rebuild lm-eval's task index).
+if workflow.is_main_process:
+    try:
+        check_task_names(
+            [t["name"] for t in config["eval"]["tasks"]], embedded=EMBEDDED_DATA
         )
+    except ConfigError as exc:
+        raise WorkflowError(str(exc)) from None
 try:
     VARIANTS = mask_study.variants_of(config)
 except ConfigError as exc:

@@ -2,6 +2,11 @@
 
 Never records environment variables or command lines, so secrets (API keys, tokens) cannot leak
 into outputs through it.
+
+The code is the workflow's checkout (the folder of the Snakefile), not the folder the library is
+installed from: a non-editable install has no git state, and an edit of a rule or a config in the
+checkout must show as ``dirty``. The rules name that folder in ``$ABLATE_WORKFLOW_DIR``
+(rules/common.smk); outside Snakemake it is the current directory.
 """
 
 from __future__ import annotations
@@ -56,7 +61,19 @@ def fingerprint_path(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+# Set by rules/common.smk to the Snakefile's folder; every job inherits it.
+WORKFLOW_DIR_ENV = "ABLATE_WORKFLOW_DIR"
+
+
+def checkout_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The checkout whose code ran: the argument, else $ABLATE_WORKFLOW_DIR, else the cwd."""
+    return Path(explicit or os.environ.get(WORKFLOW_DIR_ENV) or os.getcwd()).resolve()
+
+
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Commit and dirty flag (tracked files only) of the git checkout holding ``cwd``; None
+    where it is no checkout or git is missing."""
+
     def run(*args: str) -> str | None:
         try:
             return subprocess.run(
@@ -91,10 +108,38 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
     return out
 
 
+# Instruction-set extensions that change which float kernels run (and so the low bits of results).
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+
+
+def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU model and which of CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere the model
+    from platform and flags None: unknown, not absent)."""
+    model, flags = None, None
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "cpu model") and model is None:
+            model = value.strip() or None
+        elif key in ("flags", "Features") and flags is None:
+            flags = set(value.split())
+        if model is not None and flags is not None:
+            break
+    return {
+        "cpu_model": model or platform.processor() or None,
+        "cpu_flags": None if flags is None else {f: f in flags for f in CPU_FLAGS},
+    }
+
+
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "machine": platform.machine(),
         "processor": platform.processor() or None,
+        **cpu_info(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "hostname": platform.node(),
@@ -103,6 +148,8 @@ def hardware() -> dict[str, Any]:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        # the kernels torch dispatches to on this CPU (DEFAULT, AVX2, AVX512, ...)
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if torch.cuda.is_available():
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
             info["cuda"] = torch.version.cuda
@@ -122,11 +169,13 @@ def collect(
     started: float | None = None,
     run_id: str | None = None,
     extra: dict[str, Any] | None = None,
+    workflow_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint."""
+    """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint;
+    ``workflow_dir`` is the checkout whose git state is recorded (default: see module doc)."""
     block = {
         "run_id": run_id or new_run_id(),
-        "git": git_state(Path(__file__).resolve().parent),
+        "git": git_state(checkout_dir(workflow_dir)),
         "config_hash": config_hash(config_slice),
         "config": config_slice,
         "inputs": {k: fingerprint_path(v) for k, v in sorted((inputs or {}).items())},
@@ -139,3 +188,29 @@ def collect(
     if extra:
         block.update(extra)
     return block
+
+
+ABSENT = "<absent>"
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Where two config slices differ, one ``"dotted.key old -> new"`` per changed leaf (list
+    items by index when both lists have the same length, else the whole list), in key order."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            out += changed_keys(old.get(k, ABSENT), new.get(k, ABSENT), key)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            c for i, (o, n) in enumerate(zip(old, new)) for c in changed_keys(o, n, f"{prefix}.{i}")
+        ]
+    if old == new and type(old) is type(new):
+        return []
+    return [f"{prefix or '<root>'} {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if value is ABSENT else canonical_json(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
