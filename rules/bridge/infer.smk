@@ -1,0 +1,56 @@
+# Bridge stage 3 (the seed's ablation 4): the inference benchmark of a trained entry's translator
+# against the five baselines (source alone, target alone, latent, token budget of K tokens,
+# cascade), batch 1, per-sample rows and an aggregate table. bridge.infer names the entries.
+
+
+def bridge_infer_params(wildcards):
+    e = bridge_entry_of_run(wildcards.run_id)
+    return sorted_tree(
+        dict(
+            run_id=e.run_id,
+            identity=bridge_grid.infer_identity(BRIDGE, e),
+            params=bridge_grid.infer_params(BRIDGE, e),
+            source_role=e.source_role,
+            target_role=e.target_role,
+            kind=e.kind,
+            where=f"bridge.grid.{e.name}",
+        )
+    )
+
+
+def bridge_infer_inputs(wildcards):
+    inputs = {k: v for k, v in bridge_run_inputs(wildcards).items() if k != "train"}
+    return {
+        **inputs,
+        "translator": bout("translator", run_id=wildcards.run_id),
+    }
+
+
+rule bridge_infer:
+    input:
+        unpack(bridge_infer_inputs),
+    output:
+        samples=bout("infer_samples"),
+        summary=report(
+            bout("infer_summary"),
+            caption="../../workflow/report/bridge_infer.rst",
+            category="Bridge",
+            subcategory="Inference benchmark",
+            labels={"run": "{run_id}"},
+        ),
+        provenance=bout("infer_provenance"),
+    wildcard_constraints:
+        run_id="|".join(BRIDGE_INFER_IDS) or "(?!x)x",
+    log:
+        bout("log", rule="infer", name="{run_id}"),
+    benchmark:
+        bout("benchmark", rule="infer", name="{run_id}")
+    conda:
+        "../../environment.yml"
+    threads: bridge_res("infer", "threads")
+    resources:
+        **bridge_resources_of("infer"),
+    params:
+        run=bridge_infer_params,
+    script:
+        "../../workflow/scripts/bridge_infer.py"

@@ -1,0 +1,40 @@
+# Bridge stage 2: one training run per distinct resolved configuration (run id), not per entry
+# name: an entry declared `same_as` another (2c = 1a) has no job of its own. The run id is in
+# every path, so a new configuration never overwrites another's files.
+
+
+def bridge_train_params(wildcards):
+    e = bridge_entry_of_run(wildcards.run_id)
+    return sorted_tree(
+        dict(
+            run_id=e.run_id,
+            identity=e.identity,
+            params=e.params,
+            source_role=e.source_role,
+            target_role=e.target_role,
+            kind=e.kind,
+            where=f"bridge.grid.{e.name}",
+        )
+    )
+
+
+rule bridge_train:
+    input:
+        unpack(bridge_run_inputs),
+    output:
+        summary=bout("run_summary"),
+        samples=bout("run_samples"),
+        translator=directory(bout("translator")),
+    log:
+        bout("log", rule="train", name="{run_id}"),
+    benchmark:
+        bout("benchmark", rule="train", name="{run_id}")
+    conda:
+        "../../environment.yml"
+    threads: bridge_res("train", "threads")
+    resources:
+        **bridge_resources_of("train"),
+    params:
+        run=bridge_train_params,
+    script:
+        "../../workflow/scripts/bridge_train.py"

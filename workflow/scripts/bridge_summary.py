@@ -1,0 +1,16 @@
+"""bridge_summary: one row per grid entry (peak, final, degradation, compression, time, GPU hours)."""
+
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from ablate.bridge import tables
+
+df = tables.write_summary(
+    snakemake.params.entries,
+    snakemake.params.results,
+    snakemake.params.gpus,
+    snakemake.output.csv,
+    snakemake.output.curves,
+)
+print(df.to_string(index=False))
