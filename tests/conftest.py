@@ -64,3 +64,16 @@ def embedded_run(tmp_path_factory) -> Path:
     if reuse:
         return Path(reuse)
     return run_embedded_default(tmp_path_factory.mktemp("embedded"))
+
+
+@pytest.fixture(scope="session")
+def bridge_run(tmp_path_factory) -> Path:
+    """The embedded bridge study run once per session (`snakemake -c2 --config studies=[bridge]`)
+    in a checkout copy; same rules as embedded_run. ABLATE_FINISHED_BRIDGE_RUN=<folder> reuses a
+    finished run instead (development)."""
+    from checkout import run_bridge_default
+
+    reuse = os.environ.get("ABLATE_FINISHED_BRIDGE_RUN")
+    if reuse:
+        return Path(reuse)
+    return run_bridge_default(tmp_path_factory.mktemp("bridge"))
