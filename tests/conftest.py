@@ -77,3 +77,7 @@ def bridge_run(tmp_path_factory) -> Path:
     if reuse:
         return Path(reuse)
     return run_bridge_default(tmp_path_factory.mktemp("bridge"))
+
+
+# The bridge study's session fixtures (tiny model pair, generated world, one trained entry).
+from bridge_fixtures import bridge_cards, bridge_entry, bridge_world  # noqa: E402, F401
