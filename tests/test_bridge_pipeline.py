@@ -103,7 +103,10 @@ def _grid_edit(**entries) -> dict:
         (
             {
                 **_grid_edit(),
-                "bridge": {**load()["bridge"], "target": {"source": "embedded", "family": "mistral"}},
+                "bridge": {
+                    **load()["bridge"],
+                    "target": {"source": "embedded", "family": "mistral"},
+                },
             },
             "bridge.target.family: 'mistral' is also bridge.source.family",
         ),

@@ -39,12 +39,12 @@ rule bridge_infer:
             labels={"run": "{run_id}"},
         ),
         provenance=bout("infer_provenance"),
-    wildcard_constraints:
-        run_id="|".join(BRIDGE_INFER_IDS) or "(?!x)x",
     log:
         bout("log", rule="infer", name="{run_id}"),
     benchmark:
         bout("benchmark", rule="infer", name="{run_id}")
+    wildcard_constraints:
+        run_id="|".join(BRIDGE_INFER_IDS) or "(?!x)x",
     conda:
         "../../environment.yml"
     threads: bridge_res("infer", "threads")

@@ -2,7 +2,9 @@
 # tokenizer, pretrained here on the world's corpus. Pretrained: the hub id and its revision in a
 # model card, registered on the submit host (never a rented instance). Either way
 # <results>/bridge/models/<role>/card.json is what every later job loads the model through.
-BRIDGE_EMBEDDED_ROLES = [r for r in bridge_grid.ROLES if BRIDGE_CFG[r]["source"] == "embedded"]
+BRIDGE_EMBEDDED_ROLES = [
+    r for r in bridge_grid.ROLES if BRIDGE_CFG[r]["source"] == "embedded"
+]
 BRIDGE_HUB_ROLES = [r for r in bridge_grid.ROLES if r not in BRIDGE_EMBEDDED_ROLES]
 
 if BRIDGE_EMBEDDED_ROLES:
@@ -14,12 +16,12 @@ if BRIDGE_EMBEDDED_ROLES:
             model=directory(bout("model_final")),
             summary=bout("model_summary"),
             card=bout("card"),
-        wildcard_constraints:
-            role="|".join(BRIDGE_EMBEDDED_ROLES),
         log:
             bout("log", rule="model", name="{role}"),
         benchmark:
             bout("benchmark", rule="model", name="{role}")
+        wildcard_constraints:
+            role="|".join(BRIDGE_EMBEDDED_ROLES),
         conda:
             "../../environment.yml"
         threads: bridge_res("prepare_model", "threads")
@@ -39,10 +41,10 @@ if BRIDGE_HUB_ROLES:
     rule bridge_register:
         output:
             card=bout("card"),
-        wildcard_constraints:
-            role="|".join(BRIDGE_HUB_ROLES),
         log:
             bout("log", rule="model", name="{role}"),
+        wildcard_constraints:
+            role="|".join(BRIDGE_HUB_ROLES),
         conda:
             "../../environment.yml"
         params:

@@ -7,5 +7,8 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 from ablate.bridge import tables
 
 tables.write_plan(
-    snakemake.params.jobs, snakemake.params.results, snakemake.params.resources, snakemake.output.csv
+    snakemake.params.jobs,
+    snakemake.params.results,
+    snakemake.params.resources,
+    snakemake.output.csv,
 )

@@ -48,7 +48,9 @@ def evidence(entries: dict[str, dict[str, Any]], infer: dict[str, str], results:
     for name, e in entries.items():
         path = f"{results}/{PATTERNS['run_samples'].format(run_id=e['run_id'])}"
         if Path(path).exists():
-            inputs[f"final:{name}"] = _samples(pd.read_parquet(path), "correct", path, f"{name} final")
+            inputs[f"final:{name}"] = _samples(
+                pd.read_parquet(path), "correct", path, f"{name} final"
+            )
     for role, prefix in (("entry", "main"), ("qa_entry", "qa")):
         run_id = infer.get(role)
         path = f"{results}/{PATTERNS['infer_samples'].format(run_id=run_id)}"
@@ -76,7 +78,7 @@ def both(first, second):
             {"first": a.numbers, "second": b.numbers},
             worst.test,
             worst.p_value,
-            min(x for x in (a.n, b.n) if x is not None) if a.n is not None or b.n is not None else None,
+            min((x for x in (a.n, b.n) if x is not None), default=None),
         )
 
     return rule
@@ -115,7 +117,9 @@ def study_claims() -> list[Claim]:
         Claim(
             "latent_beats_both",
             "The bridged pair (latent) beats both the source alone and the target alone.",
-            both(beats("main:latent", "main:source_alone"), beats("main:latent", "main:target_alone")),
+            both(
+                beats("main:latent", "main:source_alone"), beats("main:latent", "main:target_alone")
+            ),
         ),
         Claim(
             "stability_fixes_work",

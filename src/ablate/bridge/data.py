@@ -43,7 +43,10 @@ def fetch_hub(dataset: str, spec: dict[str, Any], out_dir: str | os.PathLike) ->
     files = []
     for split in SPLITS:
         ds = datasets.load_dataset(
-            spec["path"], spec.get("name"), split=spec[f"{split}_split"], revision=spec.get("revision")
+            spec["path"],
+            spec.get("name"),
+            split=spec[f"{split}_split"],
+            revision=spec.get("revision"),
         )
         if split == "train" and spec.get("n_train"):
             ds = ds.select(range(min(spec["n_train"], len(ds))))
@@ -82,7 +85,9 @@ def write(
     for name, path in files.items():
         if name != "corpus":
             world.check_dataset(path, name.rsplit("_", 1)[0])
-    block = provenance.collect(config_slice=data, inputs={k: str(v) for k, v in files.items()}, started=started)
+    block = provenance.collect(
+        config_slice=data, inputs={k: str(v) for k, v in files.items()}, started=started
+    )
     io.write_json(record, block)
     print(f"[bridge data] {data['source']}: {', '.join(sorted(files))}", flush=True)
     return block

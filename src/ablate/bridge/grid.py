@@ -203,7 +203,12 @@ def resolve(bridge: dict[str, Any]) -> Study:
                 f"same_as (bridge.grid has: {', '.join(sorted(entries))})"
             )
         entries[name] = Entry(
-            name, base.run_id, base.params, base.identity, base.source_role, base.target_role,
+            name,
+            base.run_id,
+            base.params,
+            base.identity,
+            base.source_role,
+            base.target_role,
             same_as=base.name,
         )
     entries = {n: entries[n] for n in grid}  # the config's order
@@ -251,7 +256,10 @@ def data_files(study: Study) -> list[str]:
 def model_slice(study: Study, role: str) -> dict[str, Any]:
     """What the model rule of ``role`` records and reruns on."""
     return sorted_tree(
-        dict(model=study.config[role], identity=model_identity(study.config[role], study.config["data"]))
+        dict(
+            model=study.config[role],
+            identity=model_identity(study.config[role], study.config["data"]),
+        )
     )
 
 

@@ -73,7 +73,9 @@ def build_summary(
     rows, curves = [], []
     for name, e in entries.items():
         run_id = e["run_id"]
-        s = json.loads(Path(f"{results}/{PATTERNS['run_summary'].format(run_id=run_id)}").read_text())
+        s = json.loads(
+            Path(f"{results}/{PATTERNS['run_summary'].format(run_id=run_id)}").read_text()
+        )
         if s["run_id"] != run_id:  # the file must be the run it is named after
             raise ValueError(f"{name}: summary.json of {run_id} records run {s['run_id']}")
         bench = benchmark_seconds(_bench_path(results, "train", run_id))
