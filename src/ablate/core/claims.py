@@ -1,0 +1,266 @@
+"""A study's claims, computed from its results: one module, both studies.
+
+A :class:`Claim` is an id, a statement and an evidence rule: a function of an :class:`Evidence`
+(the study's named inputs) that returns a :class:`ClaimResult`. :func:`evaluate_claims` runs every
+rule and tabulates the verdicts (:data:`COLUMNS`); an input that does not exist yet makes the
+claim "not run", never a crash. Verdicts (:data:`VERDICTS`):
+
+- ``supported``: the test clears alpha in the claimed direction;
+- ``not supported``: the data point the other way (significantly or not);
+- ``inconclusive``: the data point the claimed way but the test does not clear alpha, or there
+  are fewer than ``min_n`` items;
+- ``not run``: an input the rule needs does not exist (yet).
+
+Helpers for the common forms: :func:`beats` ("A beats B": paired test on per-item correctness),
+:func:`within_margin` ("A is at most m below B") and :func:`monotone` (a score monotone in a knob
+such as K, for a compression trade-off). Their inputs are :class:`Samples`: per-item values
+indexed by item id; a two-level index (task, item) makes the statistic a macro over tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.core import io, stats
+
+VERDICTS = ("supported", "not supported", "inconclusive", "not run")
+#: Column order of a claims table (results/claims/<study>.csv): the contract with the report.
+COLUMNS = [
+    "study",
+    "claim",
+    "statement",
+    "verdict",
+    "evidence",
+    "test",
+    "p_value",
+    "n",
+    "inputs",
+]
+#: Below this many paired items a verdict is inconclusive whatever the test says.
+MIN_N = 20
+
+
+class MissingInput(LookupError):
+    """An input a claim needs does not exist (yet): the claim is "not run"."""
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Per-item values of one evaluation (0/1 correctness or a per-item score).
+
+    ``values``: a Series indexed by item id (a (task, item) MultiIndex for a macro over tasks);
+    ``source``: where it came from (a file or run_id) for the ``inputs`` column; ``label``: its
+    name in evidence lines.
+    """
+
+    values: pd.Series
+    source: str
+    label: str
+
+    @property
+    def strata(self) -> list | None:
+        idx = self.values.index
+        return list(idx.get_level_values(0)) if isinstance(idx, pd.MultiIndex) else None
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    verdict: str
+    evidence: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    test: str = ""
+    p_value: float | None = None
+    n: int | None = None
+    inputs: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+
+
+class Evidence:
+    """The named inputs of a study's claims. A name that is absent or None raises
+    :class:`MissingInput`; every input read is remembered (its ``source``) for the table."""
+
+    def __init__(self, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None):
+        self._inputs = dict(inputs)
+        self.params = dict(params or {})
+        self.used: list[str] = []
+
+    def __getitem__(self, name: str) -> Any:
+        value = self._inputs.get(name)
+        if value is None:
+            raise MissingInput(name)
+        source = getattr(value, "source", None)
+        if source is not None and source not in self.used:
+            self.used.append(str(source))
+        return value
+
+    def __contains__(self, name: str) -> bool:
+        return self._inputs.get(name) is not None
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str
+    evaluate: Callable[[Evidence], ClaimResult]
+
+
+def evaluate_claims(
+    claims: Iterable[Claim], context: Evidence | Mapping[str, Any], study: str = ""
+) -> pd.DataFrame:
+    """One row per claim (:data:`COLUMNS`). ``context``: an :class:`Evidence` or its mapping."""
+    rows = []
+    for claim in claims:
+        ev = context if isinstance(context, Evidence) else Evidence(context)
+        ev.used = []
+        try:
+            r = claim.evaluate(ev)
+        except MissingInput as exc:
+            r = ClaimResult("not run", f"missing input: {exc.args[0]}", inputs=tuple(ev.used))
+        rows.append(
+            dict(
+                study=study,
+                claim=claim.id,
+                statement=claim.statement,
+                verdict=r.verdict,
+                evidence=r.evidence,
+                test=r.test,
+                p_value=r.p_value,
+                n=r.n,
+                inputs="; ".join(r.inputs or ev.used),
+            )
+        )
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["p_value"] = df["p_value"].astype("float64")
+    df["n"] = df["n"].astype("Int64")
+    return df
+
+
+def write_claims(df: pd.DataFrame, csv: str | Path, md: str | Path | None = None) -> None:
+    """The table as CSV and, optionally, as a Markdown table (for the report and the README)."""
+    io.write_frame(csv, df)
+    if md is not None:
+        io.write_text(md, to_markdown(df))
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            return ""
+        if isinstance(v, float):
+            return stats.fmt_p(v)
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    cols = [c for c in COLUMNS if c != "study"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
+    title = f"# Claims: {df['study'].iloc[0]}\n\n" if len(df) and df["study"].iloc[0] else ""
+    return title + "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- common forms
+
+
+def _pair(ev: Evidence, a: str, b: str) -> tuple[Samples, Samples, dict[str, Any]]:
+    sa, sb = ev[a], ev[b]
+    kw = dict(ids_a=list(sa.values.index), ids_b=list(sb.values.index), strata=sa.strata)
+    return sa, sb, kw
+
+
+def _result(verdict: str, evidence: str, r: stats.Paired) -> ClaimResult:
+    return ClaimResult(verdict, evidence, r.as_dict(), r.test, r.p_value, r.n)
+
+
+def _direction_verdict(r: stats.Paired, sign: int, min_n: int) -> str:
+    """supported / not supported / inconclusive for "diff has this sign"."""
+    if r.n == 0 or sign * r.diff <= 0:
+        return "not supported" if r.n else "inconclusive"
+    if r.n < min_n or not r.significant:
+        return "inconclusive"
+    return "supported"
+
+
+def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = MIN_N) -> Callable:
+    """Rule for "``winner`` scores higher than ``loser`` on the same items" (paired test)."""
+
+    def rule(ev: Evidence) -> ClaimResult:
+        sl, sw, kw = _pair(ev, loser, winner)
+        r = stats.paired(sl.values, sw.values, alpha=alpha, **kw)
+        evidence = f"{sw.label} {r.mean_b:.3f} - {sl.label} {r.mean_a:.3f}: {r.line()}"
+        return _result(_direction_verdict(r, +1, min_n), evidence, r)
+
+    return rule
+
+
+def within_margin(
+    subject: str, reference: str, margin: float, *, alpha: float = 0.05, min_n: int = MIN_N
+) -> Callable:
+    """Rule for "``subject`` is at most ``margin`` below ``reference``" (non-inferiority)."""
+
+    def rule(ev: Evidence) -> ClaimResult:
+        sr, ss, kw = _pair(ev, reference, subject)
+        r = stats.noninferior(sr.values, ss.values, margin, alpha=alpha, **kw)
+        evidence = (
+            f"{ss.label} {r.mean_b:.3f} - {sr.label} {r.mean_a:.3f} (margin -{margin:g}): "
+            f"{r.line()}"
+        )
+        if r.n == 0 or r.diff < -margin:
+            verdict = "not supported" if r.n else "inconclusive"
+        elif r.n < min_n or not r.significant:
+            verdict = "inconclusive"
+        else:
+            verdict = "supported"
+        return _result(verdict, evidence, r)
+
+    return rule
+
+
+def monotone(
+    points: Sequence[tuple[float, str]],
+    *,
+    increasing: bool = True,
+    alpha: float = 0.05,
+    min_n: int = MIN_N,
+) -> Callable:
+    """Rule for "the score rises (or falls) with the knob": ``points`` = [(knob, input name)].
+
+    Supported: no adjacent step goes the wrong way and the two ends differ significantly the
+    claimed way. Not supported: the ends, or a step significantly, go the wrong way.
+    Inconclusive otherwise (the ends within noise, or a step the wrong way within noise).
+    """
+    pts = sorted(points)
+    if len(pts) < 2:
+        raise ValueError("a monotone claim needs at least two points")
+    sign = 1 if increasing else -1
+
+    def rule(ev: Evidence) -> ClaimResult:
+        samples = [(k, ev[name]) for k, name in pts]  # all first: any missing -> not run
+        steps = []
+        for (_, s0), (_, s1) in zip(samples, samples[1:]):
+            kw = dict(ids_a=list(s0.values.index), ids_b=list(s1.values.index), strata=s0.strata)
+            steps.append(stats.paired(s0.values, s1.values, alpha=alpha, **kw))
+        (_, first), (_, last) = samples[0], samples[-1]
+        kw = dict(ids_a=list(first.values.index), ids_b=list(last.values.index))
+        ends = stats.paired(first.values, last.values, alpha=alpha, strata=first.strata, **kw)
+        wrong = [s for s in steps if sign * s.diff < 0]
+        means = ", ".join(f"{k:g}: {s.mean_a:.3f}" for (k, _), s in zip(samples, steps))
+        means += f", {samples[-1][0]:g}: {steps[-1].mean_b:.3f}"
+        evidence = f"scores by knob {means}; ends {ends.line()}; steps the wrong way: {len(wrong)}"
+        if sign * ends.diff < 0 or any(s.significant for s in wrong):
+            verdict = "not supported"
+        elif wrong or ends.n < min_n or not ends.significant or ends.diff == 0:
+            verdict = "inconclusive"
+        else:
+            verdict = "supported"
+        numbers = dict(ends=ends.as_dict(), steps=[s.as_dict() for s in steps])
+        return ClaimResult(verdict, evidence, numbers, ends.test, ends.p_value, ends.n)
+
+    return rule
