@@ -24,7 +24,7 @@ def bout(key, **wildcards):
     given are filled in, the others stay {wildcards} of the rule."""
     pattern = bridge_grid.PATTERNS[key]
     for k, v in wildcards.items():
-        pattern = pattern.replace("{" + k + "}", str(v))
+        pattern = pattern.replace(f"{{{k}}}", str(v))
     return out(pattern)
 
 
@@ -74,9 +74,66 @@ def bridge_run_inputs(wildcards):
     }
 
 
-def bridge_job(rule, **wildcards):
-    """The job of ablate.bridge.grid.jobs for this rule and wildcards (its config slice etc.)."""
+def bridge_job(rule_name, **wildcards):
+    """The job of ablate.bridge.grid.jobs of that rule and wildcards (its config slice etc.)."""
     for j in BRIDGE_JOBS:
-        if j["rule"] == rule and j["wildcards"] == wildcards:
+        if j["rule"] == rule_name and j["wildcards"] == wildcards:
             return j
-    raise WorkflowError(f"no bridge job {rule} {wildcards}")
+    raise WorkflowError(f"no bridge job {rule_name} {wildcards}")
+
+
+# ---------------------------------------------------------------- params of the rules
+
+
+def bridge_train_params(wildcards):
+    e = bridge_entry_of_run(wildcards.run_id)
+    return sorted_tree(
+        dict(
+            run_id=e.run_id,
+            identity=e.identity,
+            params=e.params,
+            source_role=e.source_role,
+            target_role=e.target_role,
+            kind=e.kind,
+            where=f"bridge.grid.{e.name}",
+        )
+    )
+
+
+def bridge_infer_params(wildcards):
+    e = bridge_entry_of_run(wildcards.run_id)
+    return sorted_tree(
+        dict(
+            run_id=e.run_id,
+            identity=bridge_grid.infer_identity(BRIDGE, e),
+            params=bridge_grid.infer_params(BRIDGE, e),
+            source_role=e.source_role,
+            target_role=e.target_role,
+            kind=e.kind,
+            where=f"bridge.grid.{e.name}",
+        )
+    )
+
+
+def bridge_infer_inputs(wildcards):
+    inputs = {k: v for k, v in bridge_run_inputs(wildcards).items() if k != "train"}
+    return {
+        **inputs,
+        "translator": bout("translator", run_id=wildcards.run_id),
+    }
+
+
+def bridge_entries_table():
+    """Per entry what the tables label rows with (name -> run id, twin, dataset, K, direction)."""
+    return sorted_tree(
+        {
+            n: dict(
+                run_id=e.run_id,
+                same_as=e.same_as,
+                dataset=e.dataset,
+                K=e.params["K"],
+                direction=f"{e.source_role}->{e.target_role}",
+            )
+            for n, e in BRIDGE.entries.items()
+        }
+    )

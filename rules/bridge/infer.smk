@@ -3,29 +3,6 @@
 # cascade), batch 1, per-sample rows and an aggregate table. bridge.infer names the entries.
 
 
-def bridge_infer_params(wildcards):
-    e = bridge_entry_of_run(wildcards.run_id)
-    return sorted_tree(
-        dict(
-            run_id=e.run_id,
-            identity=bridge_grid.infer_identity(BRIDGE, e),
-            params=bridge_grid.infer_params(BRIDGE, e),
-            source_role=e.source_role,
-            target_role=e.target_role,
-            kind=e.kind,
-            where=f"bridge.grid.{e.name}",
-        )
-    )
-
-
-def bridge_infer_inputs(wildcards):
-    inputs = {k: v for k, v in bridge_run_inputs(wildcards).items() if k != "train"}
-    return {
-        **inputs,
-        "translator": bout("translator", run_id=wildcards.run_id),
-    }
-
-
 rule bridge_infer:
     input:
         unpack(bridge_infer_inputs),

@@ -10,22 +10,6 @@ localrules:
     bridge_plan,
 
 
-def bridge_entries_table():
-    """Per entry what the tables label rows with (name -> run id, twin, dataset, K, direction)."""
-    return sorted_tree(
-        {
-            n: dict(
-                run_id=e.run_id,
-                same_as=e.same_as,
-                dataset=e.dataset,
-                K=e.params["K"],
-                direction=f"{e.source_role}->{e.target_role}",
-            )
-            for n, e in BRIDGE.entries.items()
-        }
-    )
-
-
 BRIDGE_RUN_SUMMARIES = [bout("run_summary", run_id=r) for r in BRIDGE_RUN_IDS]
 BRIDGE_RUN_SAMPLES = [bout("run_samples", run_id=r) for r in BRIDGE_RUN_IDS]
 BRIDGE_INFER_SAMPLES = [bout("infer_samples", run_id=r) for r in BRIDGE_INFER_IDS]
@@ -49,7 +33,8 @@ rule bridge_summary:
         "../../environment.yml"
     params:
         entries=bridge_entries_table(),
-        results=RESULTS,
+        run_ids=BRIDGE_RUN_IDS,  # the order of input.summaries
+        benchmarks={r: bout("benchmark", rule="train", name=r) for r in BRIDGE_RUN_IDS},
         # GPU hours = benchmark wall time x the GPUs a training job holds
         gpus=bridge_res("train", "gpu"),
     script:
@@ -75,8 +60,8 @@ rule bridge_claims:
         "../../environment.yml"
     params:
         entries=bridge_entries_table(),
-        infer={role: e.run_id for role, e in BRIDGE.infer},
-        results=RESULTS,
+        run_ids=BRIDGE_RUN_IDS,  # the order of input.run_samples
+        infer_roles=[role for role, _ in BRIDGE.infer],  # the order of input.infer_samples
     script:
         "../../workflow/scripts/bridge_claims.py"
 
@@ -134,8 +119,18 @@ rule bridge_plan:
     conda:
         "../../environment.yml"
     params:
-        jobs=sorted_tree(BRIDGE_JOBS),
-        results=RESULTS,
+        # the jobs with their paths under this results folder
+        jobs=sorted_tree(
+            [
+                {
+                    **j,
+                    "outputs": [out(o) for o in j["outputs"]],
+                    "record": out(j["record"]),
+                    "benchmark": j["benchmark"] and out(j["benchmark"]),
+                }
+                for j in BRIDGE_JOBS
+            ]
+        ),
         resources=sorted_tree(BRIDGE_CFG["resources"]),
         # a newer record reruns a plan asked for alone
         finished=lambda wc: (

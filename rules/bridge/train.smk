@@ -3,21 +3,6 @@
 # every path, so a new configuration never overwrites another's files.
 
 
-def bridge_train_params(wildcards):
-    e = bridge_entry_of_run(wildcards.run_id)
-    return sorted_tree(
-        dict(
-            run_id=e.run_id,
-            identity=e.identity,
-            params=e.params,
-            source_role=e.source_role,
-            target_role=e.target_role,
-            kind=e.kind,
-            where=f"bridge.grid.{e.name}",
-        )
-    )
-
-
 rule bridge_train:
     input:
         unpack(bridge_run_inputs),

@@ -8,8 +8,8 @@ from ablate.bridge import claims
 
 claims.write(
     snakemake.params.entries,
-    snakemake.params.infer,
-    snakemake.params.results,
+    dict(zip(snakemake.params.run_ids, snakemake.input.run_samples, strict=True)),
+    dict(zip(snakemake.params.infer_roles, snakemake.input.infer_samples, strict=True)),
     snakemake.output.csv,
     snakemake.output.md,
 )

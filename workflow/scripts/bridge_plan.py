@@ -8,7 +8,6 @@ from ablate.bridge import tables
 
 tables.write_plan(
     snakemake.params.jobs,
-    snakemake.params.results,
     snakemake.params.resources,
     snakemake.output.csv,
 )

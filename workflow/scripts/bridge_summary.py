@@ -8,7 +8,8 @@ from ablate.bridge import tables
 
 df = tables.write_summary(
     snakemake.params.entries,
-    snakemake.params.results,
+    dict(zip(snakemake.params.run_ids, snakemake.input.summaries, strict=True)),
+    snakemake.params.benchmarks,
     snakemake.params.gpus,
     snakemake.output.csv,
     snakemake.output.curves,

@@ -22,12 +22,12 @@ that has not run, makes the claim "not run".
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ablate.bridge.grid import PATTERNS
 from ablate.core import claims as core_claims
 from ablate.core.claims import Claim, ClaimResult, Evidence, Samples, beats, monotone
 
@@ -41,20 +41,25 @@ def _samples(df: pd.DataFrame, column: str, source: str, label: str) -> Samples:
     return Samples(values=values, source=source, label=label)
 
 
-def evidence(entries: dict[str, dict[str, Any]], infer: dict[str, str], results: str) -> Evidence:
-    """The named inputs: ``final:<entry>`` (correctness of each entry's final evaluation),
-    ``main:<baseline>`` / ``qa:<baseline>`` (benchmark correctness) and ``kv:<baseline>``."""
+def evidence(
+    entries: dict[str, dict[str, Any]],
+    run_samples: dict[str, str | os.PathLike],
+    infer_samples: dict[str, str | os.PathLike],
+) -> Evidence:
+    """The named inputs: ``final:<entry>`` (correctness of each entry's final evaluation; from
+    ``run_samples``: run id -> samples.parquet), ``main:<baseline>`` / ``qa:<baseline>``
+    (benchmark correctness; ``infer_samples``: ``entry`` / ``qa_entry`` -> samples.parquet) and
+    ``kv:<baseline>`` (KV-cache MB per request of the main benchmark)."""
     inputs: dict[str, Any] = {}
     for name, e in entries.items():
-        path = f"{results}/{PATTERNS['run_samples'].format(run_id=e['run_id'])}"
-        if Path(path).exists():
+        path = run_samples.get(e["run_id"])
+        if path is not None and Path(path).exists():
             inputs[f"final:{name}"] = _samples(
                 pd.read_parquet(path), "correct", path, f"{name} final"
             )
     for role, prefix in (("entry", "main"), ("qa_entry", "qa")):
-        run_id = infer.get(role)
-        path = f"{results}/{PATTERNS['infer_samples'].format(run_id=run_id)}"
-        if run_id is None or not Path(path).exists():
+        path = infer_samples.get(role)
+        if path is None or not Path(path).exists():
             continue
         df = pd.read_parquet(path)
         for baseline, rows in df.groupby("baseline"):
@@ -151,8 +156,9 @@ def study_claims() -> list[Claim]:
     ]
 
 
-def write(entries, infer, results, csv, md) -> pd.DataFrame:
-    df = core_claims.evaluate_claims(study_claims(), evidence(entries, infer, results), study=STUDY)
+def write(entries, run_samples, infer_samples, csv, md) -> pd.DataFrame:
+    ev = evidence(entries, run_samples, infer_samples)
+    df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
     core_claims.write_claims(df, csv, md)
     print(df[["claim", "verdict", "p_value", "n"]].to_string(index=False), flush=True)
     return df

@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.bridge.grid import PATTERNS
 from ablate.core import io
 from ablate.core.provenance import config_hash
 
@@ -62,23 +61,21 @@ def benchmark_seconds(path: str | os.PathLike) -> float | None:
     return float(pd.read_csv(p, sep="\t")["s"].mean())
 
 
-def _bench_path(results: str, rule: str, name: str) -> str:
-    return f"{results}/{PATTERNS['benchmark'].format(rule=rule, name=name)}"
-
-
 def build_summary(
-    entries: dict[str, dict[str, Any]], results: str, gpus: int
+    entries: dict[str, dict[str, Any]],
+    summaries: dict[str, str | os.PathLike],
+    benchmarks: dict[str, str | os.PathLike],
+    gpus: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(summary, curves) from each entry's run summary.json and its training benchmark file."""
+    """(summary, curves) from each entry's run summary.json and its training benchmark file
+    (``summaries`` / ``benchmarks``: run id -> path)."""
     rows, curves = [], []
     for name, e in entries.items():
         run_id = e["run_id"]
-        s = json.loads(
-            Path(f"{results}/{PATTERNS['run_summary'].format(run_id=run_id)}").read_text()
-        )
+        s = json.loads(Path(summaries[run_id]).read_text())
         if s["run_id"] != run_id:  # the file must be the run it is named after
-            raise ValueError(f"{name}: summary.json of {run_id} records run {s['run_id']}")
-        bench = benchmark_seconds(_bench_path(results, "train", run_id))
+            raise ValueError(f"{name}: {summaries[run_id]} records run {s['run_id']}, not {run_id}")
+        bench = benchmark_seconds(benchmarks[run_id])
         rows.append(
             dict(
                 entry=name,
@@ -107,8 +104,8 @@ def build_summary(
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), pd.DataFrame(curves)
 
 
-def write_summary(entries, results, gpus, csv, curves_csv) -> pd.DataFrame:
-    summary, curves = build_summary(entries, results, gpus)
+def write_summary(entries, summaries, benchmarks, gpus, csv, curves_csv) -> pd.DataFrame:
+    summary, curves = build_summary(entries, summaries, benchmarks, gpus)
     io.write_frame(csv, summary)
     io.write_frame(curves_csv, curves)
     return summary
@@ -129,19 +126,20 @@ def _group(job: dict[str, Any]) -> str:
     )
 
 
-def job_status(job: dict[str, Any], results: str) -> tuple[str, str]:
-    missing = [o for o in job["outputs"] if not Path(f"{results}/{o}").exists()]
+def job_status(job: dict[str, Any]) -> tuple[str, str]:
+    missing = [o for o in job["outputs"] if not Path(o).exists()]
     if missing:
         return "to run", f"missing {missing[0]}"
-    recorded = _recorded_hash(Path(f"{results}/{job['record']}"))
+    recorded = _recorded_hash(Path(job["record"]))
     current = config_hash(job["config"])
     if recorded != current:
         return "stale", f"{job['record']} records config {recorded}, the config is now {current}"
     return "done", f"{job['record']} records the current config {current}"
 
 
-def build_plan(jobs: list[dict[str, Any]], results: str, resources: dict[str, Any]) -> pd.DataFrame:
-    """One row per job of :func:`ablate.bridge.grid.jobs`: status, hours spent and forecast.
+def build_plan(jobs: list[dict[str, Any]], resources: dict[str, Any]) -> pd.DataFrame:
+    """One row per job of :func:`ablate.bridge.grid.jobs` (paths under the results folder):
+    status, hours spent and forecast.
 
     Spent: the job's benchmark file (when it ran under this results folder). Forecast for a job
     still to run: the mean measured seconds per step of the finished jobs of its rule scaled by its
@@ -151,8 +149,8 @@ def build_plan(jobs: list[dict[str, Any]], results: str, resources: dict[str, An
     measured: dict[str, list[tuple[float, int]]] = {}
     rows = []
     for job in jobs:
-        status, why = job_status(job, results)
-        spent = benchmark_seconds(f"{results}/{job['benchmark']}") if job["benchmark"] else None
+        status, why = job_status(job)
+        spent = benchmark_seconds(job["benchmark"]) if job["benchmark"] else None
         steps = (job["config"].get("params") or {}).get("steps", 1)
         if status == "done" and spent is not None:
             measured.setdefault(job["rule"], []).append((spent, steps))
@@ -201,8 +199,8 @@ def plan_lines(plan: pd.DataFrame) -> list[str]:
     ]
 
 
-def write_plan(jobs, results, resources, csv) -> pd.DataFrame:
-    plan = build_plan(jobs, results, resources)
+def write_plan(jobs, resources, csv) -> pd.DataFrame:
+    plan = build_plan(jobs, resources)
     io.write_frame(csv, plan)
     print("\n".join(plan_lines(plan)), flush=True)
     return plan
