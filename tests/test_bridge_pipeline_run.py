@@ -110,7 +110,7 @@ def test_editing_one_entry_reruns_only_it(bridge_run, tmp_path):
     }, r.stdout
     assert "wildcards: run_id=gsm8k-k5-" in r.stdout
     # the plan alone runs nothing else and names the one run to do
-    r = snakemake(wd, "-c1", "--configfile", "config/edited.yaml", "results/bridge/plan.csv")
+    r = snakemake(wd, "-c1", "results/bridge/plan.csv", "--configfile", "config/edited.yaml")
     assert r.returncode == 0, r.stdout + r.stderr
     plan = pd.read_csv(wd / B / "plan.csv")
     todo = plan[plan["status"] != "done"]
