@@ -96,6 +96,13 @@ def test_an_override_equal_to_the_defaults_is_a_duplicate(bridge):
         ({"grid": {"2c": {"same_as": "1a", "K": 4}}}, "bridge.grid.2c: an entry with same_as"),
         ({"infer": {"entry": "4"}}, "bridge.infer.entry: '4' is not a grid entry"),
         ({"target": {"family": "mistral"}}, "bridge.target.family: 'mistral' is also"),
+        (
+            {
+                "source": {"arch": {"tokenizer": {"type": "byte_bpe"}}},
+                "target": {"arch": {"tokenizer": {"type": "byte_bpe"}}},
+            },
+            "bridge.target.arch.tokenizer.type: 'byte_bpe' is also",
+        ),
     ],
 )
 def test_bad_entries_name_the_key(bridge, edit, message):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from checkout import BRIDGE_ARGS, copy_checkout, snakemake
-from test_pipeline_dag import job_counts
+from test_pipeline_dag import job_counts, load_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 BRIDGE_RULES = {
@@ -142,3 +142,18 @@ def test_same_as_entry_has_no_job(fresh):
     }
     assert planned == set(study.runs)
     assert run_1a in planned and len(planned) == len(study.entries) - 1
+
+
+@pytest.mark.parametrize("configfile, gpus", [(None, 0), ("config/latentwire.yaml", 4)])
+def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
+    """Data, registration and the tables run in the snakemake process; model, train and infer
+    jobs carry the config's requests (latentwire: 4 GPUs per training job)."""
+    wf = load_workflow(fresh, configfile)
+    local = {r for r in wf._localrules if r.startswith("bridge_")}
+    expected = {"bridge_data", "bridge_summary", "bridge_claims", "bridge_plots", "bridge_plan"}
+    assert local == expected | ({"bridge_register"} if configfile else set())
+    rules = {r.name: r for r in wf.rules}
+    for name in ("bridge_train", "bridge_infer", *(() if configfile else ("bridge_model",))):
+        res = rules[name].resources
+        assert all(k in res for k in ("gpu", "mem_mb", "disk_mb", "runtime")), name
+    assert rules["bridge_train"].resources["gpu"] == gpus

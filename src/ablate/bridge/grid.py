@@ -127,13 +127,19 @@ def check_models(bridge: dict[str, Any]) -> None:
             f"bridge.target.path: {t['path']!r} is also bridge.source.path; the study needs two "
             "models with different tokenizers"
         )
-    if s["source"] == "embedded" and s["family"] == t["family"]:
-        tok_s = (s.get("arch") or {}).get("tokenizer")
-        tok_t = (t.get("arch") or {}).get("tokenizer")
-        if tok_s == tok_t:
+    if s["source"] == "embedded":
+        tok_s = (s.get("arch") or {}).get("tokenizer") or {}
+        tok_t = (t.get("arch") or {}).get("tokenizer") or {}
+        if s["family"] == t["family"] and tok_s == tok_t:
             raise _err(
                 f"bridge.target.family: {t['family']!r} is also bridge.source.family with the "
                 "same tokenizer; the study needs two models with different tokenizers"
+            )
+        # a family's tokenizer algorithm can be overridden: the two must still differ
+        if tok_s.get("type") and tok_s.get("type") == tok_t.get("type"):
+            raise _err(
+                f"bridge.target.arch.tokenizer.type: {tok_t['type']!r} is also "
+                "bridge.source.arch.tokenizer.type; the study needs two different tokenizers"
             )
 
 
