@@ -176,3 +176,13 @@ def test_benchmark_writes_five_baselines_per_sample(
     assert list(agg["baseline"]) == list(infer.BASELINES) and (agg["n"] == 2).all()
     assert pd.read_csv(tmp_path / "summary.csv").shape[0] == 5
     assert (tmp_path / "summary.csv.provenance.json").exists()
+
+
+def test_same_tokenizer_on_both_sides_is_refused(bridge_cards):
+    from ablate.bridge import models
+
+    _, src_tok = models.load(bridge_cards["source"])
+    _, tgt_tok = models.load(bridge_cards["target"])
+    models.check_distinct_tokenizers(src_tok, tgt_tok)  # the embedded pair: two tokenizers
+    with pytest.raises(models.ModelSetupError, match="same tokenizer"):
+        models.check_distinct_tokenizers(src_tok, src_tok)

@@ -49,27 +49,27 @@ FAMILIES: dict[str, dict[str, Any]] = {
     },
     "llama": {
         "tokenizer": {"type": "byte_bpe", "vocab_size": 900},
-        "hidden_size": 96,
-        "intermediate_size": 256,
+        "hidden_size": 80,
+        "intermediate_size": 224,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
-        "head_dim": 24,
+        "head_dim": 20,
     },
 }
 
 #: Pretraining parameters (keys of ablate.mask.training.PRETRAIN_DEFAULTS) the bridge models use
 #: unless the config's ``pretrain`` overrides them; sized for <= ~60 s on one CPU thread.
 PRETRAIN: dict[str, Any] = {
-    "learning_rate": 3e-3,
+    "learning_rate": 5e-3,
     "weight_decay": 0.0,
     "warmup_ratio": 0.05,
     "lr_scheduler": "cosine",
     "max_seq_len": 128,
     "batch_size": 16,
-    "max_steps": 400,
+    "max_steps": 700,
     "eval_size": 8,
-    "eval_steps": 200,
+    "eval_steps": 350,
     "save_steps": 0,
     "logging_steps": 50,
     "seed": 0,

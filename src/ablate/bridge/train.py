@@ -102,15 +102,16 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
         step += 1
         items = [train_items[i] for i in next(batches)]
         loss, parts, n_tok = pair.loss(translator, items, step)
+        if not torch.isfinite(loss):  # before the update: the weights stay the last good ones
+            stop_reason = "nonfinite_loss"
+            step -= 1
+            break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(translator.parameters(), p["grad_clip"])
         opt.step()
         sched.step()
         tokens += n_tok
-        if not torch.isfinite(loss):
-            stop_reason = "nonfinite_loss"
-            break
         if step % p["log_every"] == 0 or step == p["steps"]:
             rate = step / (time.time() - t0)
             losses.append({"step": step, "loss": float(loss), **parts})
