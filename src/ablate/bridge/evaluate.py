@@ -88,7 +88,8 @@ def pad(id_lists: list[list[int]], pad_id: int, side: str = "right"):
 
 
 def generation_kwargs(params: dict[str, Any], tokenizer) -> dict[str, Any]:
-    """Greedy decoding; 'generation hygiene' adds repetition_penalty 1.1, no_repeat_ngram_size 3."""
+    """Greedy decoding; 'generation hygiene' adds repetition_penalty 1.1, no_repeat_ngram_size 3
+    (over the generated tokens: every mode generates from embeddings)."""
     kw: dict[str, Any] = dict(
         max_new_tokens=params["max_new_tokens"],
         do_sample=False,
@@ -106,13 +107,17 @@ def _decode_new(tokenizer, out: torch.Tensor) -> list[str]:
 
 @torch.no_grad()
 def generate_from_ids(model, tokenizer, id_lists, params) -> tuple[list[str], list[int]]:
-    """Greedy continuations of left-padded prompts: (texts, number of new tokens each)."""
+    """Greedy continuations of left-padded prompts: (texts, number of new tokens each).
+
+    The prompt goes in as its embeddings, exactly like the latent input, so generation hygiene
+    (repetition penalty, n-gram ban) sees only the generated tokens in every mode. Given as
+    ``input_ids``, HF would also penalise every prompt token: the QA context's countries and
+    the question's numbers, i.e. the answer, in the text baselines only.
+    """
     ids, mask = pad(id_lists, tokenizer.pad_token_id, side="left")
     dev = model.device
-    out = model.generate(
-        input_ids=ids.to(dev), attention_mask=mask.to(dev), **generation_kwargs(params, tokenizer)
-    )[:, ids.shape[1] :]
-    return _decode_new(tokenizer, out), _lengths(out, tokenizer)
+    embeds = model.get_input_embeddings()(ids.to(dev))
+    return generate_from_embeds(model, tokenizer, embeds, mask.to(dev), params)
 
 
 @torch.no_grad()

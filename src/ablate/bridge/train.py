@@ -123,7 +123,7 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
                 flush=True,
             )
         if step % p["eval_every"] == 0 or step == p["steps"]:
-            if evaluation(step):
+            if evaluation(step) and step < p["steps"]:
                 stop_reason = "early_stopping"
                 break
     if curve[-1]["step"] != step:  # ended between evaluations (non-finite loss): evaluate the end

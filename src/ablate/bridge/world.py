@@ -7,11 +7,14 @@ regular on purpose so that a tiny model learns it from a minute of CPU pretraini
   Rows carry GSM8K's fields: ``question`` and ``answer`` = worked steps + ``\\n#### <number>``.
 - HotpotQA slot: two-hop questions ("In which country does Anna live?") over a short ``context``
   list, as in HotpotQA's distractor setting: the bridging fact (Anna lives in Oslo), the second hop
-  (Oslo is in Norway) and the same two facts for a distractor person; ``answer`` is the country.
-  Homes are drawn per item, so the answer must be read from the context (two hops: the person's
-  city, then that city's country); a model that copies some country of the context scores 0.5.
+  (Oslo is in Norway) and the same facts for two distractor people; ``answer`` is the country.
+  The facts are world knowledge fixed by the seed (each person has one home), so the corpus
+  teaches them and a model can answer closed-book, as an LLM answers from what it was trained
+  on; the bridged target must still learn *whom* the question is about from the soft tokens.
+  Chance is 1/8 (eight countries).
 - corpus: ``{"text": prompt + answer}`` documents in exactly the evaluation format, from an
-  independent stream, with every test question removed (no test item is seen in pretraining).
+  independent stream, with every test prompt removed (no test item is seen in pretraining;
+  the QA world facts are, by design).
 
 The prompt format (one place: :func:`prompt` / :func:`answer_text`) is shared by the corpus, the
 bridge training and every evaluation.
@@ -75,21 +78,29 @@ def gsm8k_item(rng: random.Random) -> dict[str, str]:
     return {"question": q, "answer": "\n".join(steps) + f"\n#### {result}"}
 
 
-def qa_item(rng: random.Random) -> dict[str, Any]:
-    people = rng.sample(NAMES, 2)
-    cities = rng.sample(sorted(CITIES), 2)
-    facts = []  # per person: the bridging fact, then its city's country (the second hop)
-    for p, c in zip(people, cities, strict=True):
-        facts.append([f"{p} lives in {c}.", f"{c} is in {CITIES[c]}."])
+def homes(seed: int) -> dict[str, str]:
+    """Each person's city: world facts fixed by the seed (every city is someone's home)."""
+    cities = sorted(CITIES) * (len(NAMES) // len(CITIES) + 1)
+    _rng(seed, "homes").shuffle(cities)
+    return dict(zip(NAMES, cities, strict=False))
+
+
+def qa_item(rng: random.Random, home: dict[str, str]) -> dict[str, Any]:
+    people = rng.sample(NAMES, 3)
+    facts = [f"{p} lives in {home[p]}." for p in people]
+    facts += [f"{home[p]} is in {CITIES[home[p]]}." for p in people]
+    facts = list(dict.fromkeys(facts))  # two of them may share a city
     rng.shuffle(facts)
     return {
         "question": f"In which country does {people[0]} live?",
-        "context": [f for pair in facts for f in pair],
-        "answer": CITIES[cities[0]],
+        "context": facts,
+        "answer": CITIES[home[people[0]]],
     }
 
 
-GENERATORS = {"gsm8k": gsm8k_item, "qa": qa_item}
+def generators(seed: int) -> dict[str, Any]:
+    home = homes(seed)
+    return {"gsm8k": gsm8k_item, "qa": lambda rng: qa_item(rng, home)}
 
 
 def prompt(kind: str, item: dict[str, Any]) -> str:
@@ -107,13 +118,13 @@ def answer_text(kind: str, item: dict[str, Any]) -> str:
 
 
 def generate(kind: str, seed: int, part: str, n: int) -> list[dict[str, Any]]:
-    rng = _rng(seed, f"{kind}:{part}")
-    return [{"id": f"{kind}-{part}-{i:05d}", **GENERATORS[kind](rng)} for i in range(n)]
+    rng, make = _rng(seed, f"{kind}:{part}"), generators(seed)[kind]
+    return [{"id": f"{kind}-{part}-{i:05d}", **make(rng)} for i in range(n)]
 
 
 def corpus(seed: int, n: int, exclude: set[str]) -> list[dict[str, str]]:
     """``n`` documents, half GSM8K, half QA, none with a question in ``exclude`` (the test sets)."""
-    rng = _rng(seed, "corpus")
+    rng, makers = _rng(seed, "corpus"), generators(seed)
     docs: list[dict[str, str]] = []
     tries = 0
     while len(docs) < n:
@@ -123,7 +134,7 @@ def corpus(seed: int, n: int, exclude: set[str]) -> list[dict[str, str]]:
                 f"cannot draw {n} corpus documents outside the test sets: the world is too small"
             )
         kind = "gsm8k" if len(docs) % 2 == 0 else "qa"
-        item = GENERATORS[kind](rng)
+        item = makers[kind](rng)
         if prompt(kind, item) in exclude:
             continue
         docs.append({"text": prompt(kind, item) + answer_text(kind, item)})
