@@ -17,27 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+# the shape rules live in params (torch-free: the Snakefile checks every grid entry at parse time)
+from ablate.bridge.params import TranslatorConfigError, validate_arch  # noqa: F401
+
 ARCH_KEYS = ("K", "depth", "bottleneck", "heads", "dropout", "rope_projection")
 SCALE_CLAMP = (0.25, 4.0)
-
-
-class TranslatorConfigError(ValueError):
-    pass
-
-
-def validate_arch(arch: dict[str, Any], where: str = "bridge") -> None:
-    """Clear errors naming the config key (``where`` is the key path of the param block)."""
-    for key in ("K", "depth", "bottleneck", "heads"):
-        value = arch.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise TranslatorConfigError(f"{where}.{key} must be an integer >= 1, got {value!r}")
-    if arch["bottleneck"] % arch["heads"]:
-        raise TranslatorConfigError(
-            f"{where}.bottleneck = {arch['bottleneck']} is not divisible by {where}.heads = "
-            f"{arch['heads']}: attention splits the bottleneck width evenly over the heads"
-        )
-    if not 0.0 <= float(arch.get("dropout", 0.0)) < 1.0:
-        raise TranslatorConfigError(f"{where}.dropout must be in [0, 1), got {arch['dropout']!r}")
 
 
 class GatedBlock(nn.Module):
