@@ -1,7 +1,10 @@
 # Ablation studies of language models over one shared core (provenance, checkpoints, planner).
 # mask: does removing the causal mask at prefill hurt a causal LM, and can finetuning recover it?
 # Stages 1 base x causal, 2 base x ablated, 3 finetunes, 4 their evaluations, 5 a long run; all
-# meet in <results>/recovery.csv. The config key `studies` picks the studies a run includes.
+# meet in <results>/recovery.csv. bridge (seed 004): does a translator of one LM's hidden states
+# into K soft tokens let another LM answer better than either alone? One training run per distinct
+# resolved grid entry; <results>/bridge/{summary,claims,plan}.csv. The config key `studies` picks
+# the studies a run includes.
 # README.md: how to run; docs/design.md: output layout; config/README.md: every config key.
 from snakemake.utils import min_version
 
@@ -40,6 +43,16 @@ if "mask" in STUDIES:
     include: "rules/mask/stale.smk"
 
 
+if "bridge" in STUDIES:
+
+    include: "rules/bridge/common.smk"
+    include: "rules/bridge/data.smk"
+    include: "rules/bridge/models.smk"
+    include: "rules/bridge/train.smk"
+    include: "rules/bridge/infer.smk"
+    include: "rules/bridge/tables.smk"
+
+
 MASK_TARGETS = (
     [
         out(P["recovery_csv"]),
@@ -54,7 +67,26 @@ MASK_TARGETS = (
 )
 
 
+BRIDGE_TARGETS = (
+    [
+        bout(k)
+        for k in (
+            "summary",
+            "claims",
+            "plot_curves",
+            "plot_k",
+            "plot_baselines",
+            "plan",
+        )
+    ]
+    + BRIDGE_INFER_SUMMARIES
+    if "bridge" in STUDIES
+    else []
+)
+
+
 rule all:
     default_target: True
     input:
         MASK_TARGETS,
+        BRIDGE_TARGETS,

@@ -64,3 +64,20 @@ def embedded_run(tmp_path_factory) -> Path:
     if reuse:
         return Path(reuse)
     return run_embedded_default(tmp_path_factory.mktemp("embedded"))
+
+
+@pytest.fixture(scope="session")
+def bridge_run(tmp_path_factory) -> Path:
+    """The embedded bridge study run once per session (`snakemake -c2 --config studies=[bridge]`)
+    in a checkout copy; same rules as embedded_run. ABLATE_FINISHED_BRIDGE_RUN=<folder> reuses a
+    finished run instead (development)."""
+    from checkout import run_bridge_default
+
+    reuse = os.environ.get("ABLATE_FINISHED_BRIDGE_RUN")
+    if reuse:
+        return Path(reuse)
+    return run_bridge_default(tmp_path_factory.mktemp("bridge"))
+
+
+# The bridge study's session fixtures (tiny model pair, generated world, one trained entry).
+from bridge_fixtures import bridge_cards, bridge_entry, bridge_world  # noqa: E402, F401

@@ -1,0 +1,139 @@
+# The bridge study's layout, derived from the config by ablate.bridge.grid (one resolution shared
+# by these rules, the tables and the plan): entries, run ids, jobs, file patterns. Any bad entry
+# (unknown key, a K the translator cannot build, two identical entries without same_as, a model
+# pair with one tokenizer) stops here, before any job, with the key named.
+from ablate.bridge import grid as bridge_grid
+
+try:
+    BRIDGE = bridge_grid.resolve(config["bridge"])
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+BRIDGE_JOBS = bridge_grid.jobs(config, BRIDGE)
+BRIDGE_CFG = config["bridge"]
+BRIDGE_EMBEDDED_DATA = BRIDGE_CFG["data"]["source"] == "embedded"
+if BRIDGE_EMBEDDED_DATA and all(
+    BRIDGE_CFG[r]["source"] == "embedded" for r in bridge_grid.ROLES
+):
+    # nothing of the embedded bridge study is on the hub: a stray hub call fails at once
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def bout(key, **wildcards):
+    """A bridge file pattern (ablate.bridge.grid.PATTERNS) under the results folder; wildcards
+    given are filled in, the others stay {wildcards} of the rule."""
+    pattern = bridge_grid.PATTERNS[key]
+    for k, v in wildcards.items():
+        pattern = pattern.replace(f"{{{k}}}", str(v))
+    return out(pattern)
+
+
+def bridge_res(group, key):
+    return BRIDGE_CFG["resources"][group][key]
+
+
+def bridge_resources_of(group):
+    """A bridge rule group's resources; a null gpu_model is left out (any GPU)."""
+    r = {k: v for k, v in BRIDGE_CFG["resources"][group].items() if k != "threads"}
+    if r.get("gpu_model") is None:
+        r.pop("gpu_model", None)
+    return r
+
+
+BRIDGE_RUN_IDS = sorted(BRIDGE.runs)
+BRIDGE_INFER_IDS = [e.run_id for _, e in BRIDGE.infer]
+
+
+wildcard_constraints:
+    role="|".join(bridge_grid.ROLES),
+    run_id="|".join(BRIDGE_RUN_IDS),
+
+
+def bridge_entry_of_run(run_id):
+    return BRIDGE.runs[run_id]
+
+
+def bridge_model_inputs(roles):
+    """The cards (and, embedded, the weights: an executor without a shared filesystem ships only
+    declared inputs) of the models a job loads."""
+    files = {}
+    for role in roles:
+        files[f"{role}_card"] = bout("card", role=role)
+        if BRIDGE_CFG[role]["source"] == "embedded":
+            files[f"{role}_model"] = bout("model_final", role=role)
+    return files
+
+
+def bridge_run_inputs(wildcards):
+    """A training run's models (by the entry's direction) and its train / eval files."""
+    e = bridge_entry_of_run(wildcards.run_id)
+    return {
+        **bridge_model_inputs(sorted({e.source_role, e.target_role})),
+        "train": out(bridge_grid.dataset_file(e.kind, "train")),
+        "eval": out(bridge_grid.dataset_file(e.kind, "test")),
+    }
+
+
+def bridge_job(rule_name, **wildcards):
+    """The job of ablate.bridge.grid.jobs of that rule and wildcards (its config slice etc.)."""
+    for j in BRIDGE_JOBS:
+        if j["rule"] == rule_name and j["wildcards"] == wildcards:
+            return j
+    raise WorkflowError(f"no bridge job {rule_name} {wildcards}")
+
+
+# ---------------------------------------------------------------- params of the rules
+
+
+def bridge_train_params(wildcards):
+    e = bridge_entry_of_run(wildcards.run_id)
+    return sorted_tree(
+        dict(
+            run_id=e.run_id,
+            identity=e.identity,
+            params=e.params,
+            source_role=e.source_role,
+            target_role=e.target_role,
+            kind=e.kind,
+            where=f"bridge.grid.{e.name}",
+        )
+    )
+
+
+def bridge_infer_params(wildcards):
+    e = bridge_entry_of_run(wildcards.run_id)
+    return sorted_tree(
+        dict(
+            run_id=e.run_id,
+            identity=bridge_grid.infer_identity(BRIDGE, e),
+            params=bridge_grid.infer_params(BRIDGE, e),
+            source_role=e.source_role,
+            target_role=e.target_role,
+            kind=e.kind,
+            where=f"bridge.grid.{e.name}",
+        )
+    )
+
+
+def bridge_infer_inputs(wildcards):
+    inputs = {k: v for k, v in bridge_run_inputs(wildcards).items() if k != "train"}
+    return {
+        **inputs,
+        "translator": bout("translator", run_id=wildcards.run_id),
+    }
+
+
+def bridge_entries_table():
+    """Per entry what the tables label rows with (name -> run id, twin, dataset, K, direction)."""
+    return sorted_tree(
+        {
+            n: dict(
+                run_id=e.run_id,
+                same_as=e.same_as,
+                dataset=e.dataset,
+                K=e.params["K"],
+                direction=f"{e.source_role}->{e.target_role}",
+            )
+            for n, e in BRIDGE.entries.items()
+        }
+    )

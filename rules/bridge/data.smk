@@ -1,0 +1,23 @@
+# Bridge stage 0: the data. Embedded: the generated world (GSM8K-format word problems, a two-hop
+# QA set, the pretraining corpus). Hub: gsm8k / hotpot_qa rows as jsonl, fields checked. Either
+# way a local job (a hub download needs the submit host's network; the world takes a second).
+
+
+localrules:
+    bridge_data,
+
+
+rule bridge_data:
+    output:
+        files=[out(f) for f in bridge_grid.data_files(BRIDGE)],
+        provenance=bout("data_provenance"),
+    log:
+        bout("log", rule="data", name="data"),
+    conda:
+        "../../environment.yml"
+    params:
+        data=bridge_job("bridge_data")["config"],
+        # hub: the datasets the grid uses (the embedded world always holds both)
+        datasets=[] if BRIDGE_EMBEDDED_DATA else bridge_grid.datasets_used(BRIDGE),
+    script:
+        "../../workflow/scripts/bridge_data.py"

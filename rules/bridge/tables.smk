@@ -1,0 +1,142 @@
+# Bridge tables, claims, plots and plan: what the study found, computed from its runs.
+# summary.csv: one row per grid entry (an entry declared same_as points at its twin's run id);
+# claims.csv: seed 004's claims with a paired test each; plan.csv: per job done / stale / to run.
+
+
+localrules:
+    bridge_summary,
+    bridge_claims,
+    bridge_plots,
+    bridge_plan,
+
+
+BRIDGE_RUN_SUMMARIES = [bout("run_summary", run_id=r) for r in BRIDGE_RUN_IDS]
+BRIDGE_RUN_SAMPLES = [bout("run_samples", run_id=r) for r in BRIDGE_RUN_IDS]
+BRIDGE_INFER_SAMPLES = [bout("infer_samples", run_id=r) for r in BRIDGE_INFER_IDS]
+BRIDGE_INFER_SUMMARIES = [bout("infer_summary", run_id=r) for r in BRIDGE_INFER_IDS]
+
+
+rule bridge_summary:
+    input:
+        summaries=BRIDGE_RUN_SUMMARIES,
+    output:
+        csv=report(
+            bout("summary"),
+            caption="../../workflow/report/bridge_summary.rst",
+            category="Bridge",
+            labels={"table": "per-entry summary"},
+        ),
+        curves=bout("curves"),
+    log:
+        bout("log", rule="tables", name="summary"),
+    conda:
+        "../../environment.yml"
+    params:
+        entries=bridge_entries_table(),
+        run_ids=BRIDGE_RUN_IDS,  # the order of input.summaries
+        benchmarks={r: bout("benchmark", rule="train", name=r) for r in BRIDGE_RUN_IDS},
+        # GPU hours = benchmark wall time x the GPUs a training job holds
+        gpus=bridge_res("train", "gpu"),
+    script:
+        "../../workflow/scripts/bridge_summary.py"
+
+
+rule bridge_claims:
+    input:
+        summary=bout("summary"),
+        run_samples=BRIDGE_RUN_SAMPLES,
+        infer_samples=BRIDGE_INFER_SAMPLES,
+    output:
+        csv=bout("claims"),
+        md=report(
+            bout("claims_md"),
+            caption="../../workflow/report/bridge_claims.rst",
+            category="Bridge",
+            labels={"table": "claims"},
+        ),
+    log:
+        bout("log", rule="tables", name="claims"),
+    conda:
+        "../../environment.yml"
+    params:
+        entries=bridge_entries_table(),
+        run_ids=BRIDGE_RUN_IDS,  # the order of input.run_samples
+        infer_roles=[role for role, _ in BRIDGE.infer],  # the order of input.infer_samples
+    script:
+        "../../workflow/scripts/bridge_claims.py"
+
+
+rule bridge_plots:
+    input:
+        summary=bout("summary"),
+        curves=bout("curves"),
+        infer=BRIDGE_INFER_SUMMARIES,
+    output:
+        curves=report(
+            bout("plot_curves"),
+            caption="../../workflow/report/bridge_plots.rst",
+            category="Bridge",
+            labels={"figure": "accuracy over steps"},
+        ),
+        k=report(
+            bout("plot_k"),
+            caption="../../workflow/report/bridge_plots.rst",
+            category="Bridge",
+            labels={"figure": "accuracy against K"},
+        ),
+        baselines=report(
+            bout("plot_baselines"),
+            caption="../../workflow/report/bridge_plots.rst",
+            category="Bridge",
+            labels={"figure": "baselines"},
+        ),
+    log:
+        bout("log", rule="tables", name="plots"),
+    conda:
+        "../../environment.yml"
+    script:
+        "../../workflow/scripts/bridge_plots.py"
+
+
+# The plan reads what exists: asked for alone (`snakemake <results>/bridge/plan.csv`) it runs no
+# job and says per job done / stale / to run; in a full run it waits for every job and is last.
+BRIDGE_RECORDS = [out(j["record"]) for j in BRIDGE_JOBS]
+BRIDGE_PLAN_PRODUCTS = {"bridge_plan", bout("plan")}
+
+
+rule bridge_plan:
+    input:
+        records=lambda wc: [] if only_targets(BRIDGE_PLAN_PRODUCTS) else BRIDGE_RECORDS,
+    output:
+        csv=report(
+            bout("plan"),
+            caption="../../workflow/report/bridge_plan.rst",
+            category="Bridge",
+            labels={"table": "execution plan"},
+        ),
+    log:
+        bout("log", rule="tables", name="plan"),
+    conda:
+        "../../environment.yml"
+    params:
+        # the jobs with their paths under this results folder
+        jobs=sorted_tree(
+            [
+                {
+                    **j,
+                    "outputs": [out(o) for o in j["outputs"]],
+                    "record": out(j["record"]),
+                    "benchmark": j["benchmark"] and out(j["benchmark"]),
+                }
+                for j in BRIDGE_JOBS
+            ]
+        ),
+        resources=sorted_tree(BRIDGE_CFG["resources"]),
+        # a newer record reruns a plan asked for alone
+        finished=lambda wc: (
+            {f: os.path.getmtime(f) for f in BRIDGE_RECORDS if os.path.exists(f)}
+            if only_targets(BRIDGE_PLAN_PRODUCTS)
+            else {}
+        ),
+    script:
+        "../../workflow/scripts/bridge_plan.py"

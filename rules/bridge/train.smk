@@ -1,0 +1,25 @@
+# Bridge stage 2: one training run per distinct resolved configuration (run id), not per entry
+# name: an entry declared `same_as` another (2c = 1a) has no job of its own. The run id is in
+# every path, so a new configuration never overwrites another's files.
+
+
+rule bridge_train:
+    input:
+        unpack(bridge_run_inputs),
+    output:
+        summary=bout("run_summary"),
+        samples=bout("run_samples"),
+        translator=directory(bout("translator")),
+    log:
+        bout("log", rule="train", name="{run_id}"),
+    benchmark:
+        bout("benchmark", rule="train", name="{run_id}")
+    conda:
+        "../../environment.yml"
+    threads: bridge_res("train", "threads")
+    resources:
+        **bridge_resources_of("train"),
+    params:
+        run=bridge_train_params,
+    script:
+        "../../workflow/scripts/bridge_train.py"

@@ -1,0 +1,23 @@
+"""The cross-model latent bridge study (seed 004, LatentWire), as library functions.
+
+A frozen *source* LM reads a question; a trained translator turns its last-layer hidden states into
+K soft tokens; a frozen *target* LM of another family answers from them. docs/bridge.md describes
+the method, every parameter and how each of the seed's faults is made impossible.
+
+Module map:
+
+- :mod:`~ablate.bridge.world`: generated GSM8K-format problems, multi-hop QA, pretraining corpus;
+  the prompt format; dataset loading with field checks (``DatasetError``).
+- :mod:`~ablate.bridge.models`: the two tiny embedded LMs (Mistral / Llama families, tokenizers
+  trained here), ``prepare_model``, loading through model cards, ``kv_cache_mb_per_token``.
+- :mod:`~ablate.bridge.params`: every grid-entry parameter, defaults from
+  ``workflow/schemas/bridge.schema.yaml``; validation naming the config key.
+- :mod:`~ablate.bridge.translator`: ``BottleneckedGatedTranslator``, save/load with a manifest.
+- :mod:`~ablate.bridge.pair`: the frozen model pair: what each model is fed, the losses,
+  bridged generation.
+- :mod:`~ablate.bridge.evaluate`: inputs, the gold-leak guard (``GoldLeakError``), generation.
+- :mod:`~ablate.bridge.scoring`: GSM8K extraction (``[invalid]`` never correct), EM/F1.
+- :mod:`~ablate.bridge.train`: ``train_entry`` (one grid entry: training, early stopping,
+  restore-best, summary, per-sample rows).
+- :mod:`~ablate.bridge.infer`: ``benchmark`` (ablation 4: five baselines, batch 1).
+"""

@@ -1,0 +1,164 @@
+"""Seed 004's claims, computed from the bridge study's results (ablate.core.claims machinery).
+
+Each claim compares per-item values of the same evaluation items with a paired test
+(:func:`ablate.core.stats.paired`: exact McNemar on 0/1 correctness, a paired bootstrap on sizes):
+
+========================  =====================================================================
+claim                     evidence
+========================  =====================================================================
+latent_beats_both         benchmark of ``bridge.infer.entry``: latent vs source alone and vs
+                          target alone (both must hold)
+stability_fixes_work      final (restored best, re-evaluated) of 1a vs 1b
+compression_tradeoff      final of 2a, 2b, 1a rises with K (:func:`ablate.core.claims.monotone`)
+generalises_beyond_math   benchmark of ``bridge.infer.qa_entry`` (3a, QA): latent vs target alone
+soft_beats_text           benchmark of ``bridge.infer.entry``: latent vs cascade (text transfer)
+kv_savings                benchmark of ``bridge.infer.entry``: KV-cache MB per request of latent
+                          vs target alone, from each model's config (not a constant)
+========================  =====================================================================
+
+The entry names are the seed's (:data:`ENTRIES`); a grid without one of them, or a benchmark
+that has not run, makes the claim "not run".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.core import claims as core_claims
+from ablate.core.claims import Claim, ClaimResult, Evidence, Samples, beats, monotone
+
+STUDY = "bridge"
+#: The seed's grid entries each claim reads.
+ENTRIES = {"stable": "1a", "unstable": "1b", "compression": ("2a", "2b", "1a"), "qa": "3a"}
+
+
+def _samples(df: pd.DataFrame, column: str, source: str, label: str) -> Samples:
+    values = df.set_index("id")[column].astype(float)
+    return Samples(values=values, source=source, label=label)
+
+
+def evidence(
+    entries: dict[str, dict[str, Any]],
+    run_samples: dict[str, str | os.PathLike],
+    infer_samples: dict[str, str | os.PathLike],
+) -> Evidence:
+    """The named inputs: ``final:<entry>`` (correctness of each entry's final evaluation; from
+    ``run_samples``: run id -> samples.parquet), ``main:<baseline>`` / ``qa:<baseline>``
+    (benchmark correctness; ``infer_samples``: ``entry`` / ``qa_entry`` -> samples.parquet) and
+    ``kv:<baseline>`` (KV-cache MB per request of the main benchmark)."""
+    inputs: dict[str, Any] = {}
+    for name, e in entries.items():
+        path = run_samples.get(e["run_id"])
+        if path is not None and Path(path).exists():
+            inputs[f"final:{name}"] = _samples(
+                pd.read_parquet(path), "correct", path, f"{name} final"
+            )
+    for role, prefix in (("entry", "main"), ("qa_entry", "qa")):
+        path = infer_samples.get(role)
+        if path is None or not Path(path).exists():
+            continue
+        df = pd.read_parquet(path)
+        for baseline, rows in df.groupby("baseline"):
+            inputs[f"{prefix}:{baseline}"] = _samples(rows, "correct", path, baseline)
+            if prefix == "main":
+                inputs[f"kv:{baseline}"] = _samples(rows, "kv_cache_mb", path, f"{baseline} KV MB")
+    return Evidence(inputs, params={"entries": entries})
+
+
+def both(first, second):
+    """Both rules must hold: supported only if both are; not supported if either is not."""
+
+    def rule(ev: Evidence) -> ClaimResult:
+        a, b = first(ev), second(ev)
+        order = ("not supported", "inconclusive", "supported")
+        verdict = min(a.verdict, b.verdict, key=order.index)
+        worst = max((a, b), key=lambda r: -1 if r.p_value is None else r.p_value)
+        return ClaimResult(
+            verdict,
+            f"{a.evidence}; {b.evidence}",
+            {"first": a.numbers, "second": b.numbers},
+            worst.test,
+            worst.p_value,
+            min((x for x in (a.n, b.n) if x is not None), default=None),
+        )
+
+    return rule
+
+
+def kv_savings(ev: Evidence) -> ClaimResult:
+    """Latent holds less KV cache per request than the target fed the full prompt."""
+    r = beats("kv:target_alone", "kv:latent")(ev)
+    n = r.numbers
+    saved = n["mean_b"] - n["mean_a"] if n else float("nan")
+    return ClaimResult(
+        r.verdict,
+        f"KV cache per request (MB, from the model configs): target alone {n['mean_b']:.4f}, "
+        f"latent {n['mean_a']:.4f}, saved {saved:.4f}; {r.evidence.split(': ', 1)[-1]}",
+        n,
+        r.test,
+        r.p_value,
+        r.n,
+    )
+
+
+def compression(ev: Evidence) -> ClaimResult:
+    entries = ev.params["entries"]
+    names = [n for n in ENTRIES["compression"] if n in entries]
+    ks = [entries[n]["K"] for n in names]
+    if len(names) < len(ENTRIES["compression"]) or len(set(ks)) < len(ks):
+        missing = [n for n in ENTRIES["compression"] if n not in entries]
+        why = f"grid lacks {', '.join(missing)}" if missing else f"K not distinct: {ks}"
+        return ClaimResult("not run", why)
+    return monotone([(entries[n]["K"], f"final:{n}") for n in names], increasing=True)(ev)
+
+
+def study_claims() -> list[Claim]:
+    s, u, qa = ENTRIES["stable"], ENTRIES["unstable"], ENTRIES["qa"]
+    return [
+        Claim(
+            "latent_beats_both",
+            "The bridged pair (latent) beats both the source alone and the target alone.",
+            both(
+                beats("main:latent", "main:source_alone"), beats("main:latent", "main:target_alone")
+            ),
+        ),
+        Claim(
+            "stability_fixes_work",
+            f"With the stability fixes ({s}) the final accuracy beats the run without them ({u}).",
+            beats(f"final:{s}", f"final:{u}"),
+        ),
+        Claim(
+            "compression_tradeoff",
+            "Fewer soft tokens cost accuracy: final accuracy rises with K ("
+            + " < ".join(ENTRIES["compression"])
+            + ").",
+            compression,
+        ),
+        Claim(
+            "generalises_beyond_math",
+            f"On multi-hop QA ({qa}) the latent bridge beats the target fed the text prompt.",
+            beats("qa:latent", "qa:target_alone"),
+        ),
+        Claim(
+            "soft_beats_text",
+            "Soft tokens beat text transfer: latent beats the cascade (source's answer as text).",
+            beats("main:latent", "main:cascade"),
+        ),
+        Claim(
+            "kv_savings",
+            "Latent needs a smaller KV cache per request than the target fed the full prompt.",
+            kv_savings,
+        ),
+    ]
+
+
+def write(entries, run_samples, infer_samples, csv, md) -> pd.DataFrame:
+    ev = evidence(entries, run_samples, infer_samples)
+    df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
+    core_claims.write_claims(df, csv, md)
+    print(df[["claim", "verdict", "p_value", "n"]].to_string(index=False), flush=True)
+    return df

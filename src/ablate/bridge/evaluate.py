@@ -1,0 +1,168 @@
+"""What each model is fed, the gold-leak guard, greedy generation, scoring of a set of items.
+
+One place builds every input of the study, so the seed's evaluation faults cannot come back:
+
+- the **gold-leak guard**: before any generation, :func:`check_no_gold` decodes the token ids each
+  model is actually about to read (the source's input, the target's text input) and refuses with
+  :class:`GoldLeakError`, naming the item, when the gold answer is in them (the worked solution,
+  one of its steps, ``#### <gold>``, or ``Answer: <gold>``);
+- **latent inputs** are ``<s>`` + K soft tokens + ``Answer:`` and nothing else
+  (:func:`latent_target_ids`): the question reaches the target only through the soft tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from ablate.bridge import scoring, world
+
+
+class GoldLeakError(RuntimeError):
+    pass
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.split()).lower()
+
+
+def gold_strings(kind: str, item: dict[str, Any]) -> list[str]:
+    """Strings whose presence in a model's input gives the answer away."""
+    gold = scoring.gold_answer(kind, item)
+    if kind == "gsm8k":
+        solution = str(item["answer"]).strip()
+        steps = [ln.strip() for ln in solution.splitlines() if "=" in ln]
+        return [solution, *steps, f"#### {gold}", f"{world.ANSWER_CUE} {gold}"]
+    return [f"{world.ANSWER_CUE} {gold}"]
+
+
+def check_no_gold(kind: str, item: dict[str, Any], fed: dict[str, str]) -> None:
+    """Raise :class:`GoldLeakError` if a gold string occurs in any input text of ``fed``."""
+    for where, text in fed.items():
+        hay = _norm(text)
+        for g in gold_strings(kind, item):
+            ng = _norm(g)
+            # word-bounded, so "#### 5" does not match inside "#### 56"
+            if ng and re.search(rf"(?<!\w){re.escape(ng)}(?!\w)", hay):
+                raise GoldLeakError(
+                    f"gold leak: item {item.get('id')!r}: its gold answer ({g!r}) appears in the "
+                    f"{where} ({text[:120]!r}...); evaluation refuses to score an answer the "
+                    "model was given"
+                )
+
+
+def text_ids(tokenizer, text: str, max_len: int) -> list[int]:
+    """BOS + text, cut from the left to ``max_len`` tokens (the cue at the end must survive)."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    if len(ids) > max_len:
+        ids = ids[:1] + ids[len(ids) - max_len + 1 :]
+    return ids
+
+
+def cue_ids(tokenizer) -> list[int]:
+    return tokenizer(world.ANSWER_CUE, add_special_tokens=False)["input_ids"]
+
+
+def latent_target_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """(before, after) the K soft tokens in the target's latent input: [BOS] and the cue."""
+    return [tokenizer.bos_token_id], cue_ids(tokenizer)
+
+
+def answer_ids(tokenizer, kind: str, item: dict[str, Any]) -> list[int]:
+    ids = tokenizer(world.answer_text(kind, item), add_special_tokens=False)["input_ids"]
+    return ids + [tokenizer.eos_token_id]
+
+
+def pad(id_lists: list[list[int]], pad_id: int, side: str = "right"):
+    """(ids [B, T], mask [B, T]) padded on ``side``."""
+    width = max(len(x) for x in id_lists)
+    ids = torch.full((len(id_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(id_lists), width), dtype=torch.long)
+    for i, x in enumerate(id_lists):
+        sl = slice(0, len(x)) if side == "right" else slice(width - len(x), width)
+        ids[i, sl] = torch.as_tensor(x, dtype=torch.long)
+        mask[i, sl] = 1
+    return ids, mask
+
+
+def generation_kwargs(params: dict[str, Any], tokenizer) -> dict[str, Any]:
+    """Greedy decoding; 'generation hygiene' adds repetition_penalty 1.1, no_repeat_ngram_size 3
+    (over the generated tokens: every mode generates from embeddings)."""
+    kw: dict[str, Any] = dict(
+        max_new_tokens=params["max_new_tokens"],
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    if params["hygiene"]:
+        kw.update(repetition_penalty=1.1, no_repeat_ngram_size=3)
+    return kw
+
+
+def _decode_new(tokenizer, out: torch.Tensor) -> list[str]:
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in out]
+
+
+@torch.no_grad()
+def generate_from_ids(model, tokenizer, id_lists, params) -> tuple[list[str], list[int]]:
+    """Greedy continuations of left-padded prompts: (texts, number of new tokens each).
+
+    The prompt goes in as its embeddings, exactly like the latent input, so generation hygiene
+    (repetition penalty, n-gram ban) sees only the generated tokens in every mode. Given as
+    ``input_ids``, HF would also penalise every prompt token: the QA context's countries and
+    the question's numbers, i.e. the answer, in the text baselines only.
+    """
+    ids, mask = pad(id_lists, tokenizer.pad_token_id, side="left")
+    dev = model.device
+    embeds = model.get_input_embeddings()(ids.to(dev))
+    return generate_from_embeds(model, tokenizer, embeds, mask.to(dev), params)
+
+
+@torch.no_grad()
+def generate_from_embeds(model, tokenizer, embeds, mask, params) -> tuple[list[str], list[int]]:
+    """Greedy continuations of input embeddings (generate returns only the new tokens)."""
+    out = model.generate(
+        inputs_embeds=embeds, attention_mask=mask, **generation_kwargs(params, tokenizer)
+    )
+    return _decode_new(tokenizer, out), _lengths(out, tokenizer)
+
+
+def _lengths(out: torch.Tensor, tokenizer) -> list[int]:
+    """New tokens per row, up to and including the first EOS (padding after it excluded)."""
+    lengths = []
+    for row in out.tolist():
+        n = len(row)
+        if tokenizer.eos_token_id in row:
+            n = row.index(tokenizer.eos_token_id) + 1
+        lengths.append(n)
+    return lengths
+
+
+def score_rows(kind: str, items: list[dict], predictions: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for item, pred in zip(items, predictions, strict=True):
+        gold = scoring.gold_answer(kind, item)
+        s = scoring.score(kind, pred, gold)
+        rows.append(
+            {
+                "id": item["id"],
+                "prediction": pred,
+                "extracted": s["extracted"],
+                "gold": gold,
+                "correct": bool(s["correct"]),
+                "em": s["em"],
+                "f1": s["f1"],
+            }
+        )
+    return rows
+
+
+def accuracy(rows: list[dict[str, Any]]) -> dict[str, float]:
+    n = max(len(rows), 1)
+    return {
+        "accuracy": sum(r["correct"] for r in rows) / n,
+        "em": sum(r["em"] for r in rows) / n,
+        "f1": sum(r["f1"] for r in rows) / n,
+    }

@@ -1,0 +1,341 @@
+"""The bridge study's grid, resolved at parse time: entries, run ids, jobs and file patterns.
+
+Pure Python (no torch): the Snakefile imports it, and a no-op rerun must stay fast. One list of
+jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
+
+- An entry = ``bridge.defaults`` + its overrides, checked by :func:`ablate.bridge.params.resolve`
+  (unknown key, bad value, a K / bottleneck / heads the translator cannot build: an error naming
+  ``bridge.grid.<entry>.<key>``).
+- ``same_as: <entry>`` declares an entry identical to another (the seed's 2c = 1a): it reuses that
+  entry's run, nothing runs for it.
+- ``swap: true`` swaps the direction: ``bridge.target`` reads, ``bridge.source`` answers.
+- The run id is derived from the entry's identity (resolved params, both models' settings, the
+  data), so a run id never names two configurations. Two entries with the same identity and no
+  ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
+from ablate.core.config import ConfigError, sorted_tree
+from ablate.core.provenance import config_hash
+
+#: Grid-entry keys that are not translator/training params.
+META_KEYS = ("same_as", "swap")
+#: The two model roles (config keys bridge.source / bridge.target).
+ROLES = ("source", "target")
+#: World sizes (ablate.bridge.world.write_world keyword arguments).
+WORLD_KEYS = ("n_train", "n_test", "n_qa_train", "n_qa_test", "n_corpus")
+
+#: Every file of the bridge study, relative to the results folder (rules use out(PATTERNS[...])).
+PATTERNS = {
+    "world_dir": "bridge/data",
+    "dataset": "bridge/data/{kind}_{split}.jsonl",
+    "corpus": "bridge/data/corpus.jsonl",
+    "data_provenance": "bridge/data/provenance.json",
+    "model_dir": "bridge/models/{role}",
+    "model_final": "bridge/models/{role}/final",
+    "model_summary": "bridge/models/{role}/summary.json",
+    "card": "bridge/models/{role}/card.json",
+    "run_dir": "bridge/runs/{run_id}",
+    "translator": "bridge/runs/{run_id}/translator",
+    "run_summary": "bridge/runs/{run_id}/summary.json",
+    "run_samples": "bridge/runs/{run_id}/samples.parquet",
+    "infer_samples": "bridge/infer/{run_id}/samples.parquet",
+    "infer_summary": "bridge/infer/{run_id}/summary.csv",
+    # written by ablate.bridge.infer.benchmark beside the aggregate table
+    "infer_provenance": "bridge/infer/{run_id}/summary.csv.provenance.json",
+    "summary": "bridge/summary.csv",
+    "curves": "bridge/curves.csv",
+    "plan": "bridge/plan.csv",
+    "claims": "bridge/claims.csv",
+    "claims_md": "bridge/claims.md",
+    "plot_curves": "bridge/plots/accuracy_over_steps.png",
+    "plot_k": "bridge/plots/accuracy_vs_k.png",
+    "plot_baselines": "bridge/plots/baselines.png",
+    "log": "logs/bridge/{rule}/{name}.log",
+    "benchmark": "benchmarks/bridge/{rule}/{name}.tsv",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One named grid entry, resolved."""
+
+    name: str
+    run_id: str
+    params: dict[str, Any]  # complete (schema defaults filled), what train_entry receives
+    identity: dict[str, Any]  # what the run id hashes; the provenance config slice
+    source_role: str  # which config model reads (bridge.source, or bridge.target when swapped)
+    target_role: str
+    same_as: str | None = None  # the entry whose run this one reuses
+
+    @property
+    def dataset(self) -> str:
+        return self.params["dataset"]
+
+    @property
+    def kind(self) -> str:
+        return DATASET_KIND[self.dataset]
+
+
+@dataclass
+class Study:
+    entries: dict[str, Entry]
+    runs: dict[str, Entry]  # run id -> the entry that owns the run (never a same_as entry)
+    infer: list[tuple[str, Entry]] = field(default_factory=list)  # (role, entry) benchmarked
+    config: dict[str, Any] = field(default_factory=dict)  # the bridge section
+
+
+def _err(msg: str) -> ConfigError:
+    return ConfigError(f"invalid config at {msg}")
+
+
+def model_identity(m: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """What makes a model what it is: the embedded recipe (and its corpus) or the hub id+revision."""
+    if m["source"] == "embedded":
+        keep = ("source", "family", "arch", "pretrain")
+        return sorted_tree({**{k: m.get(k) for k in keep}, "corpus": data_identity(data, None)})
+    return sorted_tree({k: m.get(k) for k in ("source", "path", "revision")})
+
+
+def data_identity(data: dict[str, Any], dataset: str | None) -> dict[str, Any]:
+    """The data an entry trains and evaluates on (embedded: the whole world; hub: its dataset)."""
+    if data["source"] == "embedded":
+        return sorted_tree({k: data[k] for k in ("source", "seed", "embedded")})
+    if dataset is None:  # a pretrained model's identity does not depend on the study's data
+        return {"source": "hub"}
+    return sorted_tree({"source": "hub", dataset: data[dataset]})
+
+
+def run_id_of(identity: dict[str, Any]) -> str:
+    """A readable prefix and the hash of the identity: distinct configurations, distinct ids."""
+    p = identity["params"]
+    return f"{p['dataset']}-k{p['K']}-{config_hash(identity)[:12]}"
+
+
+def check_models(bridge: dict[str, Any]) -> None:
+    """The study bridges two tokenizers: a pair that shares one is an error before any job."""
+    s, t = bridge["source"], bridge["target"]
+    if s["source"] != t["source"]:
+        return
+    if s["source"] == "pretrained" and s["path"] == t["path"]:
+        raise _err(
+            f"bridge.target.path: {t['path']!r} is also bridge.source.path; the study needs two "
+            "models with different tokenizers"
+        )
+    if s["source"] == "embedded":
+        tok_s = (s.get("arch") or {}).get("tokenizer") or {}
+        tok_t = (t.get("arch") or {}).get("tokenizer") or {}
+        if s["family"] == t["family"] and tok_s == tok_t:
+            raise _err(
+                f"bridge.target.family: {t['family']!r} is also bridge.source.family with the "
+                "same tokenizer; the study needs two models with different tokenizers"
+            )
+        # a family's tokenizer algorithm can be overridden: the two must still differ
+        if tok_s.get("type") and tok_s.get("type") == tok_t.get("type"):
+            raise _err(
+                f"bridge.target.arch.tokenizer.type: {tok_t['type']!r} is also "
+                "bridge.source.arch.tokenizer.type; the study needs two different tokenizers"
+            )
+
+
+def _resolve_params(bridge: dict[str, Any]):
+    # imported here: ablate.bridge.params reads the schema (yaml, jsonschema), not torch
+    from ablate.bridge import params as bridge_params
+
+    def resolve(p: dict[str, Any], where: str) -> dict[str, Any]:
+        try:
+            return bridge_params.resolve(p, where)
+        except bridge_params.BridgeConfigError as exc:
+            raise _err(str(exc)) from None
+
+    resolve(bridge.get("defaults") or {}, "bridge.defaults")
+    return resolve
+
+
+def resolve(bridge: dict[str, Any]) -> Study:
+    """The bridge section -> a Study; raises ConfigError naming the key for any bad entry."""
+    check_models(bridge)
+    resolve_params = _resolve_params(bridge)
+    defaults = dict(bridge.get("defaults") or {})
+    grid = bridge["grid"]
+    data = bridge["data"]
+    entries: dict[str, Entry] = {}
+    for name, spec in grid.items():
+        spec = dict(spec or {})
+        if "same_as" in spec:
+            continue
+        swap = bool(spec.pop("swap", False))
+        p = resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
+        if data["source"] == "hub" and p["dataset"] not in data:
+            raise _err(f"bridge.grid.{name}.dataset: {p['dataset']!r} has no bridge.data entry")
+        src, tgt = ROLES[::-1] if swap else ROLES
+        identity = sorted_tree(
+            dict(
+                params=p,
+                source=model_identity(bridge[src], data),
+                target=model_identity(bridge[tgt], data),
+                data=data_identity(data, p["dataset"]),
+            )
+        )
+        entries[name] = Entry(name, run_id_of(identity), p, identity, src, tgt)
+    runs: dict[str, Entry] = {}
+    for name, e in entries.items():
+        other = runs.get(e.run_id)
+        if other is not None:
+            raise _err(
+                f"bridge.grid: entries {other.name!r} and {name!r} resolve to the same "
+                f"configuration (run {e.run_id}); declare `same_as: {other.name}` in "
+                f"{name!r} if it is meant to reuse that run, or make them differ"
+            )
+        runs[e.run_id] = e
+    for name, spec in grid.items():
+        if "same_as" not in (spec or {}):
+            continue
+        extra = sorted(set(spec) - {"same_as"})
+        if extra:
+            raise _err(
+                f"bridge.grid.{name}: an entry with same_as takes no other key (has "
+                f"{', '.join(extra)}); it reuses {spec['same_as']!r} as it is"
+            )
+        base = entries.get(spec["same_as"])
+        if base is None:
+            raise _err(
+                f"bridge.grid.{name}.same_as: {spec['same_as']!r} is not an entry without "
+                f"same_as (bridge.grid has: {', '.join(sorted(entries))})"
+            )
+        entries[name] = Entry(
+            name,
+            base.run_id,
+            base.params,
+            base.identity,
+            base.source_role,
+            base.target_role,
+            same_as=base.name,
+        )
+    entries = {n: entries[n] for n in grid}  # the config's order
+    infer: list[tuple[str, Entry]] = []
+    for role in ("entry", "qa_entry"):
+        name = bridge["infer"].get(role)
+        if name is None:
+            continue
+        if name not in entries:
+            raise _err(
+                f"bridge.infer.{role}: {name!r} is not a grid entry "
+                f"(bridge.grid has: {', '.join(entries)})"
+            )
+        if all(e.run_id != entries[name].run_id for _, e in infer):  # one benchmark per run
+            infer.append((role, entries[name]))
+    return Study(entries, runs, infer, bridge)
+
+
+def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
+    """The benchmark's params: the entry's, evaluated on bridge.infer.n_samples items."""
+    return {**entry.params, "eval_size": study.config["infer"]["n_samples"]}
+
+
+def infer_identity(study: Study, entry: Entry) -> dict[str, Any]:
+    return sorted_tree({**entry.identity, "params": infer_params(study, entry)})
+
+
+def datasets_used(study: Study) -> list[str]:
+    return sorted({e.dataset for e in study.entries.values()})
+
+
+def dataset_file(kind: str, split: str) -> str:
+    return PATTERNS["dataset"].format(kind=kind, split=split)
+
+
+def data_files(study: Study) -> list[str]:
+    """The data rule's jsonl outputs (embedded: the whole world; hub: the datasets the grid uses)."""
+    if study.config["data"]["source"] == "embedded":
+        kinds = sorted(set(DATASET_KIND.values()))
+        return [dataset_file(k, s) for k in kinds for s in ("train", "test")] + [PATTERNS["corpus"]]
+    kinds = sorted({DATASET_KIND[d] for d in datasets_used(study)})
+    return [dataset_file(k, s) for k in kinds for s in ("train", "test")]
+
+
+def model_slice(study: Study, role: str) -> dict[str, Any]:
+    """What the model rule of ``role`` records and reruns on."""
+    return sorted_tree(
+        dict(
+            model=study.config[role],
+            identity=model_identity(study.config[role], study.config["data"]),
+        )
+    )
+
+
+def jobs(config: dict[str, Any], study: Study | None = None) -> list[dict[str, Any]]:
+    """Every job of the bridge study: rule, wildcards, outputs (relative to the results folder),
+    the config slice its provenance records (``config``), the file holding that provenance
+    (``record``), its benchmark file, and the grid entries it serves."""
+    study = study or resolve(config["bridge"])
+    out: list[dict[str, Any]] = []
+
+    def bench(rule: str, name: str) -> str:
+        return PATTERNS["benchmark"].format(rule=rule, name=name)
+
+    data_slice = sorted_tree(study.config["data"])
+    out.append(
+        dict(
+            rule="bridge_data",
+            wildcards={},
+            outputs=data_files(study) + [PATTERNS["data_provenance"]],
+            config=data_slice,
+            record=PATTERNS["data_provenance"],
+            benchmark=None,
+            entries=sorted(study.entries),
+        )
+    )
+    for role in ROLES:
+        embedded = study.config[role]["source"] == "embedded"
+        record = (PATTERNS["model_summary"] if embedded else PATTERNS["card"]).format(role=role)
+        out.append(
+            dict(
+                rule="bridge_model" if embedded else "bridge_register",
+                wildcards={"role": role},
+                outputs=[PATTERNS["card"].format(role=role)]
+                + ([record, PATTERNS["model_final"].format(role=role)] if embedded else []),
+                config=model_slice(study, role),
+                record=record,
+                benchmark=bench("model", role) if embedded else None,
+                entries=sorted(
+                    n for n, e in study.entries.items() if role in (e.source_role, e.target_role)
+                ),
+            )
+        )
+    for run_id, e in study.runs.items():
+        out.append(
+            dict(
+                rule="bridge_train",
+                wildcards={"run_id": run_id},
+                outputs=[
+                    PATTERNS[k].format(run_id=run_id)
+                    for k in ("run_summary", "run_samples", "translator")
+                ],
+                config=e.identity,
+                record=PATTERNS["run_summary"].format(run_id=run_id),
+                benchmark=bench("train", run_id),
+                entries=sorted(n for n, x in study.entries.items() if x.run_id == run_id),
+            )
+        )
+    for role, e in study.infer:
+        out.append(
+            dict(
+                rule="bridge_infer",
+                wildcards={"run_id": e.run_id},
+                outputs=[
+                    PATTERNS[k].format(run_id=e.run_id)
+                    for k in ("infer_samples", "infer_summary", "infer_provenance")
+                ],
+                config=infer_identity(study, e),
+                record=PATTERNS["infer_provenance"].format(run_id=e.run_id),
+                benchmark=bench("infer", e.run_id),
+                entries=[f"infer:{role}:{e.name}"],
+            )
+        )
+    return out

@@ -1,0 +1,277 @@
+"""The two tiny causal LMs of the embedded bridge study, their tokenizers, and KV-cache sizes.
+
+The study needs a source and a target of different families, hidden sizes and tokenizers. The
+embedded default builds:
+
+==========  ==================  =========================================  ===========
+family      transformers class  tokenizer (trained here on the corpus)     mirrors
+==========  ==================  =========================================  ===========
+``mistral``  MistralForCausalLM  SentencePiece-style BPE (Metaspace, digits   Mistral-7B
+                                 split one by one), ~600 pieces              (SPM v3)
+``llama``    LlamaForCausalLM    byte-level BPE (GPT/tiktoken style), ~900    Llama-3.1
+==========  ==================  =========================================  ===========
+
+Why tokenizers trained here and not the real ones shipped by mistral-common: the SentencePiece
+files (``tokenizer.model.v*``) need the ``sentencepiece`` package, which the environment lacks, and
+the 131k-piece Tekken vocabulary makes a tiny model's softmax dominate everything (measured on one
+core: 5.4 s per pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens for 64 items, vs
+0.06 s and 0.13 s at 2k pieces), so the 5-minute embedded study would not fit. A trimmed real
+vocabulary would no longer be the real tokenizer, so the two tokenizers are trained here instead,
+with the two families' different algorithms (different pieces, ids and boundaries).
+
+Pretraining reuses the mask study's Trainer machinery (:mod:`ablate.mask.training.run`): packed
+causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.core import model_card, provenance
+
+SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+
+#: Default architecture per family; a config's ``arch`` overrides keys of these.
+FAMILIES: dict[str, dict[str, Any]] = {
+    "mistral": {
+        "tokenizer": {"type": "sentencepiece_bpe", "vocab_size": 600},
+        "hidden_size": 64,
+        "intermediate_size": 192,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+    },
+    "llama": {
+        "tokenizer": {"type": "byte_bpe", "vocab_size": 900},
+        "hidden_size": 80,
+        "intermediate_size": 224,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 20,
+    },
+}
+
+#: Pretraining parameters (keys of ablate.mask.training.PRETRAIN_DEFAULTS) the bridge models use
+#: unless the config's ``pretrain`` overrides them; sized for <= ~60 s on one CPU thread.
+PRETRAIN: dict[str, Any] = {
+    "learning_rate": 5e-3,
+    "weight_decay": 0.0,
+    "warmup_ratio": 0.05,
+    "lr_scheduler": "cosine",
+    "max_seq_len": 128,
+    "batch_size": 16,
+    "max_steps": 700,
+    "eval_size": 8,
+    "eval_steps": 350,
+    "save_steps": 0,
+    "logging_steps": 50,
+    "seed": 0,
+}
+
+
+class ModelSetupError(ValueError):
+    pass
+
+
+def _arch(family: str, arch: dict | None) -> dict[str, Any]:
+    if family not in FAMILIES:
+        raise ModelSetupError(
+            f"unknown model family {family!r}; the embedded bridge knows {', '.join(FAMILIES)}"
+        )
+    merged = {**FAMILIES[family], **(arch or {})}
+    merged["tokenizer"] = {**FAMILIES[family]["tokenizer"], **(arch or {}).get("tokenizer", {})}
+    return merged
+
+
+def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.PathLike):
+    """Train a BPE tokenizer (``spec``: type, vocab_size) on ``texts``; save an HF folder; load it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ablate.core.modeling import load_tokenizer
+
+    kind = spec["type"]
+    if kind == "sentencepiece_bpe":
+        tk = Tokenizer(models.BPE(unk_token="<unk>"))
+        tk.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Metaspace(), pre_tokenizers.Digits(individual_digits=True)]
+        )
+        tk.decoder = decoders.Metaspace()
+        alphabet: list[str] = []
+    elif kind == "byte_bpe":
+        tk = Tokenizer(models.BPE())
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tk.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    else:
+        raise ModelSetupError(
+            f"unknown tokenizer type {kind!r}; choose sentencepiece_bpe or byte_bpe"
+        )
+    trainer = trainers.BpeTrainer(
+        vocab_size=int(spec["vocab_size"]),
+        special_tokens=SPECIALS,
+        initial_alphabet=alphabet,
+        show_progress=False,
+    )
+    tk.train_from_iterator(texts, trainer=trainer)
+    bos = tk.token_to_id("<s>")
+    tk.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    tok.padding_side = "right"
+    tok.save_pretrained(str(out_dir))
+    return load_tokenizer(out_dir)
+
+
+def build_config(family: str, arch: dict[str, Any], tokenizer):
+    from transformers import LlamaConfig, MistralConfig
+
+    fields = {k: v for k, v in arch.items() if k != "tokenizer"}
+    common = dict(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **fields,
+    )
+    if family == "mistral":
+        return MistralConfig(sliding_window=None, **common)
+    return LlamaConfig(**common)
+
+
+def prepare_model(
+    *,
+    family: str,
+    arch: dict | None,
+    pretrain: dict | None,
+    corpus: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config_slice: Any = None,
+) -> dict[str, Any]:
+    """Train the family's tokenizer, build the tiny model, pretrain it causally on ``corpus``.
+
+    Writes ``out_dir/tokenizer/``, ``out_dir/final/`` (weights + tokenizer + hash manifest),
+    ``out_dir/summary.json`` (the pretraining summary) and ``out_dir/card.json`` (the model card
+    every later stage loads the model through). Returns the summary.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus
+    from ablate.mask.training.params import PRETRAIN_DEFAULTS, resolve_params
+
+    # _run is the mask study's training entry core (resume, Trainer, atomic final, summary);
+    # its public pretrain() builds only Ministral-3, so the bridge builds its own model.
+    from ablate.mask.training.run import _run
+
+    started = time.time()
+    out = Path(out_dir)
+    a = _arch(family, arch)
+    p = resolve_params({**PRETRAIN, **(pretrain or {})}, PRETRAIN_DEFAULTS)
+    docs = load_corpus(corpus)
+    tokenizer = train_tokenizer(docs, a["tokenizer"], out / "tokenizer")
+    blocks = pack_corpus(tokenizer, docs, p["max_seq_len"])
+    order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(p["seed"])).tolist()
+    n_eval = min(p["eval_size"], len(blocks) - 1)
+    config = build_config(family, a, tokenizer)
+    torch.manual_seed(p["seed"])
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=p["attn_implementation"])
+    model.config.use_cache = False
+    n_params = sum(t.numel() for t in model.parameters())
+    print(
+        f"[prepare_model {family}] tokenizer {a['tokenizer']['type']} ({len(tokenizer)} pieces); "
+        f"{len(blocks)} blocks of {p['max_seq_len']} tokens; {n_params / 1e6:.2f} M params",
+        flush=True,
+    )
+
+    def examples(idx):
+        return ExampleDataset([{"input_ids": blocks[i], "prompt_length": 0} for i in sorted(idx)])
+
+    summary = _run(
+        kind="pretrain",
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=examples(order[n_eval:]),
+        eval_dataset=examples(order[:n_eval]),
+        policy="causal",
+        params=p,
+        out_dir=out,
+        run_key={"kind": "bridge_pretrain", "family": family, "arch": a, "params": p},
+        summary_extra={"family": family, "arch": a, "corpus": str(corpus), "n_params": n_params},
+        config_slice=config_slice,
+        inputs={"corpus": corpus},
+        started=started,
+    )
+    model_card.write(
+        out / "card.json",
+        source="embedded",
+        model=out / "final",
+        tokenizer=out / "final",
+        config_slice=config_slice,
+        extra={"family": family, "pretrain_run_id": summary["provenance"]["run_id"]},
+        started=started,
+    )
+    return summary
+
+
+def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32", device=None):
+    """(model, tokenizer) of a model card (a card dict or its path); frozen, eval mode."""
+    from ablate.core.modeling import load_causal_lm, load_tokenizer
+
+    if not isinstance(card, dict):
+        card = model_card.read(card)
+    path, revision = model_card.locate(card)
+    tok_path = card["tokenizer"] if Path(card["tokenizer"]).exists() else path
+    tokenizer = load_tokenizer(tok_path, revision=revision)
+    model = load_causal_lm(path, revision=revision, dtype=dtype, device=device)
+    model.eval()
+    model.requires_grad_(False)
+    return model, tokenizer
+
+
+def check_distinct_tokenizers(source_tok, target_tok) -> None:
+    """The study bridges two tokenizers: the same vocabulary on both sides is a config error."""
+    if source_tok.get_vocab() == target_tok.get_vocab():
+        raise ModelSetupError(
+            "bridge.source and bridge.target use the same tokenizer (identical vocabularies): "
+            "the study needs a model pair with two different tokenizers"
+        )
+
+
+def kv_cache_mb_per_token(config, dtype: str | torch.dtype = "bfloat16") -> float:
+    """KV-cache MiB per token: 2 (K, V) x layers x kv_heads x head_dim x bytes, from the config."""
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    nbytes = torch.empty((), dtype=dtype).element_size()
+    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * nbytes / 2**20
+
+
+def n_params(model) -> int:
+    return sum(t.numel() for t in model.parameters())
+
+
+__all__ = [
+    "FAMILIES",
+    "PRETRAIN",
+    "ModelSetupError",
+    "check_distinct_tokenizers",
+    "kv_cache_mb_per_token",
+    "load",
+    "prepare_model",
+    "provenance",
+]

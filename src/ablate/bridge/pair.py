@@ -1,0 +1,188 @@
+"""A frozen (source, target) model pair and the translator between them: inputs, losses, generation.
+
+The models are loaded through their model cards (embedded or hub), set to eval mode with
+``requires_grad`` off: only the translator learns. Every tensor the bridge builds is built here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ablate.bridge import evaluate, models, world
+from ablate.mask.training.params import IGNORE_INDEX
+
+
+def model_dtype(p: dict[str, Any]) -> str:
+    if p["model_dtype"] == "auto":
+        return "bfloat16" if torch.cuda.is_available() else "float32"
+    return p["model_dtype"]
+
+
+@dataclass
+class Pair:
+    source: Any
+    src_tok: Any
+    target: Any
+    tgt_tok: Any
+    kind: str
+    p: dict[str, Any]
+
+    @property
+    def device(self) -> torch.device:
+        return self.target.device
+
+    # --- what each model is fed ------------------------------------------------------------
+    def source_ids(self, item) -> list[int]:
+        return evaluate.text_ids(
+            self.src_tok, world.prompt(self.kind, item), self.p["max_source_len"]
+        )
+
+    def prompt_ids(self, item, tok=None) -> list[int]:
+        tok = tok or self.tgt_tok
+        return evaluate.text_ids(tok, world.prompt(self.kind, item), self.p["max_prompt_len"])
+
+    def fed_latent(self, item) -> dict[str, str]:
+        """The texts the latent mode feeds: the source's input, the target's token input."""
+        before, after = evaluate.latent_target_ids(self.tgt_tok)
+        return {
+            "source input": self.src_tok.decode(self.source_ids(item), skip_special_tokens=True),
+            "target input (around the soft tokens)": self.tgt_tok.decode(
+                before + after, skip_special_tokens=True
+            ),
+        }
+
+    # --- tensors ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def source_states(self, items):
+        ids, mask = evaluate.pad([self.source_ids(i) for i in items], self.src_tok.pad_token_id)
+        ids, mask = ids.to(self.source.device), mask.to(self.source.device)
+        h = self.source.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return h, mask
+
+    def soft(self, translator, items) -> torch.Tensor:
+        h, mask = self.source_states(items)
+        return translator(h.to(self.device), mask.to(self.device))
+
+    def latent_embeds(self, soft: torch.Tensor, tails: list[list[int]] | None = None):
+        """[BOS] + soft + cue (+ per-row ``tails``, right-padded): (embeds, mask, prefix length)."""
+        before, after = evaluate.latent_target_ids(self.tgt_tok)
+        b = soft.shape[0]
+        tails = tails or [[] for _ in range(b)]
+        ids, mask = evaluate.pad([after + t for t in tails], self.tgt_tok.pad_token_id)
+        emb = self.target.get_input_embeddings()
+        dt = emb.weight.dtype
+        head = emb(torch.tensor(before, device=self.device)).expand(b, -1, -1)
+        embeds = torch.cat([head, soft.to(dt), emb(ids.to(self.device))], dim=1)
+        ones = torch.ones(b, len(before) + soft.shape[1], dtype=torch.long)
+        full_mask = torch.cat([ones, mask], dim=1).to(self.device)
+        return embeds, full_mask, len(before) + soft.shape[1] + len(after)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.target.get_output_embeddings()(hidden).float()
+
+    # --- training loss ---------------------------------------------------------------------
+    def loss(self, translator, items, step: int) -> tuple[torch.Tensor, dict[str, float], int]:
+        """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE + MSE."""
+        p = self.p
+        soft = self.soft(translator, items)
+        answers = [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items]
+        embeds, mask, prefix = self.latent_embeds(soft, answers)
+        h = self.target.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        width = max(len(a) for a in answers)
+        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        for r, a in enumerate(answers):
+            labels[r, : len(a)] = torch.as_tensor(a)
+        labels = labels.to(self.device)
+        # position prefix-1+j predicts answer token j; soft tokens and the prompt carry no label
+        student = self._logits(h[:, prefix - 1 : prefix - 1 + width])
+        nll = F.cross_entropy(student.transpose(1, 2), labels, ignore_index=IGNORE_INDEX)
+        parts = {"nll": float(nll.detach())}
+        total = nll
+        prompts = [self.prompt_ids(i) for i in items]
+        kl_on = p["kl_weight"] > 0 and (not p["kl_after_warmup"] or step > p["warmup_steps"])
+        if kl_on:
+            kl = self._kl(student, labels, prompts, answers)
+            total = total + p["kl_weight"] * kl
+            parts["kl"] = float(kl.detach())
+        if p["infonce_weight"] > 0 or p["prompt_align_weight"] > 0:
+            pooled_soft = soft.float().mean(1)
+            pooled_prompt = self._pooled_prompt(prompts)
+            if p["infonce_weight"] > 0:
+                a, b = F.normalize(pooled_soft, dim=-1), F.normalize(pooled_prompt, dim=-1)
+                logits = a @ b.T / p["infonce_temperature"]
+                nce = F.cross_entropy(logits, torch.arange(len(items), device=self.device))
+                total = total + p["infonce_weight"] * nce
+                parts["infonce"] = float(nce.detach())
+            if p["prompt_align_weight"] > 0:
+                mse = F.mse_loss(pooled_soft, pooled_prompt)
+                total = total + p["prompt_align_weight"] * mse
+                parts["align"] = float(mse.detach())
+        tokens = int(mask.sum()) + sum(len(self.source_ids(i)) for i in items)
+        return total, parts, tokens
+
+    @torch.no_grad()
+    def _teacher_logits(self, prompts, answers, n: int) -> torch.Tensor:
+        seqs = [pr + a for pr, a in zip(prompts, answers, strict=True)]
+        ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id)
+        h = self.target.base_model(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+        ).last_hidden_state
+        pos = torch.tensor(
+            [[min(len(pr) - 1 + j, ids.shape[1] - 1) for j in range(n)] for pr in prompts],
+            device=self.device,
+        )
+        rows = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        return self._logits(rows)
+
+    def _kl(self, student, labels, prompts, answers) -> torch.Tensor:
+        """KL(p_text || p_bridged) over the first ``kl_positions`` answer positions."""
+        n = min(self.p["kl_positions"], student.shape[1])
+        teacher = self._teacher_logits(prompts, answers, n)
+        valid = (labels[:, :n] != IGNORE_INDEX).float()
+        log_t = teacher.log_softmax(-1)
+        log_s = student[:, :n].log_softmax(-1)
+        kl = (log_t.exp() * (log_t - log_s)).sum(-1)
+        return (kl * valid).sum() / valid.sum().clamp_min(1)
+
+    @torch.no_grad()
+    def _pooled_prompt(self, prompts) -> torch.Tensor:
+        ids, mask = evaluate.pad(prompts, self.tgt_tok.pad_token_id)
+        e = self.target.get_input_embeddings()(ids.to(self.device)).float()
+        m = mask.to(self.device).unsqueeze(-1).float()
+        return (e * m).sum(1) / m.sum(1)
+
+    # --- evaluation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate_latent(self, translator, items) -> list[dict[str, Any]]:
+        """Bridged generation on ``items`` (gold-leak guard first), scored rows."""
+        for item in items:
+            evaluate.check_no_gold(self.kind, item, self.fed_latent(item))
+        preds: list[str] = []
+        bs = self.p["eval_batch_size"]
+        for i in range(0, len(items), bs):
+            chunk = items[i : i + bs]
+            embeds, mask, _ = self.latent_embeds(self.soft(translator, chunk))
+            texts, _ = evaluate.generate_from_embeds(
+                self.target, self.tgt_tok, embeds, mask, self.p
+            )
+            preds.extend(texts)
+        return evaluate.score_rows(self.kind, items, preds)
+
+
+def load_pair(source_card, target_card, kind: str, p: dict[str, Any]) -> Pair:
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = model_dtype(p)
+    source, src_tok = models.load(source_card, dtype=dtype, device=dev)
+    target, tgt_tok = models.load(target_card, dtype=dtype, device=dev)
+    models.check_distinct_tokenizers(src_tok, tgt_tok)
+    return Pair(source, src_tok, target, tgt_tok, kind, p)
+
+
+def card_inputs(**cards) -> dict[str, str]:
+    """Provenance inputs: model cards given as paths (a card dict is recorded in the config)."""
+    return {k: v for k, v in cards.items() if isinstance(v, (str, os.PathLike))}

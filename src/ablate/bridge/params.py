@@ -1,0 +1,74 @@
+"""Bridge grid-entry parameters: defaults from workflow/schemas/bridge.schema.yaml (the one place).
+
+Torch-free: the Snakefile resolves every grid entry through :func:`resolve` at parse time.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "bridge.schema.yaml"
+
+
+class BridgeConfigError(ValueError):
+    pass
+
+
+class TranslatorConfigError(ValueError):
+    pass
+
+
+def validate_arch(arch: dict[str, Any], where: str = "bridge") -> None:
+    """Clear errors naming the config key (``where`` is the key path of the param block)."""
+    for key in ("K", "depth", "bottleneck", "heads"):
+        value = arch.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise TranslatorConfigError(f"{where}.{key} must be an integer >= 1, got {value!r}")
+    if arch["bottleneck"] % arch["heads"]:
+        raise TranslatorConfigError(
+            f"{where}.bottleneck = {arch['bottleneck']} is not divisible by {where}.heads = "
+            f"{arch['heads']}: attention splits the bottleneck width evenly over the heads"
+        )
+    if not 0.0 <= float(arch.get("dropout", 0.0)) < 1.0:
+        raise TranslatorConfigError(f"{where}.dropout must be in [0, 1), got {arch['dropout']!r}")
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    import yaml
+
+    if not SCHEMA.exists():
+        raise BridgeConfigError(f"the bridge parameter schema {SCHEMA} is missing")
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def defaults() -> dict[str, Any]:
+    return {k: v["default"] for k, v in schema()["properties"].items()}
+
+
+def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, Any]:
+    """Defaults overlaid with ``params``, validated by the schema; errors name ``where.<key>``."""
+    import jsonschema
+
+    p = dict(params or {})
+    unknown = sorted(set(p) - set(schema()["properties"]))
+    if unknown:
+        raise BridgeConfigError(
+            f"unknown bridge parameter(s) {', '.join(f'{where}.{k}' for k in unknown)}; "
+            f"known: {', '.join(sorted(schema()['properties']))}"
+        )
+    out = {**defaults(), **p}
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema()).iter_errors(out), key=lambda e: list(e.path)
+    )
+    if errors:
+        e = errors[0]
+        key = ".".join(str(x) for x in e.path)
+        raise BridgeConfigError(f"{where}.{key}: {e.message}")
+    try:
+        validate_arch(out, where)
+    except TranslatorConfigError as exc:
+        raise BridgeConfigError(str(exc)) from exc
+    return out

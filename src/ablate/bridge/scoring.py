@@ -1,0 +1,98 @@
+"""Scoring: the GSM8K answer extractor, SQuAD-style EM/F1, and the dataset kind -> scorer choice.
+
+Two faults of the seed are impossible here by construction:
+- ``[invalid]`` (no ``#### <number>`` in a generation) is never correct, not even against an
+  unparseable gold answer;
+- the dataset kind decides the scorer: QA is scored by EM/F1 of normalised text, never by the
+  GSM8K extractor (which turned every QA pair into ``[invalid] == [invalid]``).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+
+INVALID = "[invalid]"
+GSM8K_ANSWER = re.compile(r"#### (-?[0-9.,]+)")
+KINDS = ("gsm8k", "qa")
+
+
+class ScoringError(ValueError):
+    pass
+
+
+def extract_gsm8k(text: str) -> str:
+    """The number after the first ``#### `` (commas removed, trailing '.' dropped), else ``[invalid]``."""
+    m = GSM8K_ANSWER.search(text or "")
+    if not m:
+        return INVALID
+    value = m.group(1).replace(",", "").rstrip(".")
+    return value if value not in ("", "-") else INVALID
+
+
+def qa_prediction(text: str) -> str:
+    """A QA generation's answer: its first non-empty line."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def f1(prediction: str, gold: str) -> float:
+    """Token-multiset F1 of the normalised strings (SQuAD)."""
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = collections.Counter(pred) & collections.Counter(ref)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
+def gold_answer(kind: str, item: dict) -> str:
+    """The short gold answer of a dataset row: the ``####`` number (GSM8K) or ``answer`` (QA)."""
+    check_kind(kind)
+    return extract_gsm8k(item["answer"]) if kind == "gsm8k" else str(item["answer"])
+
+
+def score(kind: str, prediction: str, gold: str) -> dict:
+    """``{correct, em, f1, extracted}`` for one generation against one short gold answer.
+
+    GSM8K: ``prediction`` is the raw generation; its extracted number must equal ``gold`` and be
+    valid. QA: the generation's first line is compared by EM (``correct`` = EM) and F1.
+    """
+    check_kind(kind)
+    if kind == "gsm8k":
+        extracted = extract_gsm8k(prediction)
+        ok = extracted != INVALID and gold != INVALID and _same_number(extracted, gold)
+        return {"correct": ok, "em": float(ok), "f1": float(ok), "extracted": extracted}
+    extracted = qa_prediction(prediction)
+    em = exact_match(extracted, gold)
+    return {"correct": bool(em), "em": em, "f1": f1(extracted, gold), "extracted": extracted}
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ScoringError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")

@@ -1,0 +1,239 @@
+"""Training of one grid entry: a translator between a frozen source and a frozen target.
+
+Evaluated (bridged accuracy, greedy) at step 0, every ``eval_every`` steps and at the end; early
+stopping on bridged accuracy with ``patience``; ``restore_best`` makes the final state the best
+evaluated one, *re-evaluated* (final is measured, not copied). Writes ``out_dir/translator/``
+(safetensors + config + hash manifest), ``out_dir/samples.parquet`` (per-sample rows of the final
+evaluation, for paired tests) and, last, ``out_dir/summary.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ablate.bridge import params as bridge_params
+from ablate.bridge import translator as tr
+from ablate.bridge import world
+from ablate.bridge.pair import Pair, card_inputs, load_pair
+from ablate.core import io, provenance
+
+#: Every parameter key with its default (read from workflow/schemas/bridge.schema.yaml).
+DEFAULTS: dict[str, Any] = bridge_params.defaults()
+
+
+def _optimizer(translator: tr.BottleneckedGatedTranslator, p: dict[str, Any]):
+    from transformers import get_linear_schedule_with_warmup
+
+    gates = {id(g) for g in translator.gate_parameters()}
+    rest = [q for q in translator.parameters() if id(q) not in gates]
+    opt = torch.optim.AdamW(
+        [
+            {"params": rest, "lr": p["lr"], "weight_decay": p["weight_decay"]},
+            {
+                "params": translator.gate_parameters(),
+                "lr": p["lr"] * p["gate_lr_multiplier"],
+                "weight_decay": 0.0,
+            },
+        ],
+        betas=(0.9, 0.98),
+    )
+    return opt, get_linear_schedule_with_warmup(opt, p["warmup_steps"], p["steps"])
+
+
+def _evaluate(pair: Pair, translator, items) -> list[dict[str, Any]]:
+    """Bridged evaluation of the translator's current state (eval mode, then back)."""
+    was_training = translator.training
+    translator.eval()
+    try:
+        return pair.evaluate_latent(translator, items)
+    finally:
+        translator.train(was_training)
+
+
+def _batches(n: int, batch_size: int, seed: int):
+    rng = random.Random(seed)
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield order[i : i + batch_size]
+
+
+def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[str, Any]:
+    """The training loop; returns the curve, the final rows and the stop facts."""
+    from ablate.bridge.evaluate import accuracy
+
+    opt, sched = _optimizer(translator, p)
+    curve, losses = [], []
+    best: dict[str, Any] = {"accuracy": -1.0}
+    bad_evals, stop_reason, step = 0, "max_steps", 0
+    tokens, t0 = 0, time.time()
+    last_rows: list[dict] = []
+
+    def evaluation(at: int) -> bool:
+        nonlocal bad_evals, last_rows
+        last_rows = _evaluate(pair, translator, eval_items)
+        acc = accuracy(last_rows)
+        curve.append({"step": at, **acc})
+        if acc["accuracy"] > best["accuracy"]:
+            state = {k: v.detach().clone() for k, v in translator.state_dict().items()}
+            best.update(accuracy=acc["accuracy"], step=at, state=state)
+            bad_evals = 0
+        else:
+            bad_evals += 1
+        print(
+            f"[{label}] eval step {at}: bridged accuracy {acc['accuracy']:.3f} (F1 {acc['f1']:.3f});"
+            f" best {best['accuracy']:.3f} at step {best['step']}",
+            flush=True,
+        )
+        return p["early_stopping"] and bad_evals >= p["patience"]
+
+    stop = evaluation(0)
+    translator.train()
+    batches = _batches(len(train_items), min(p["batch_size"], len(train_items)), p["seed"])
+    while not stop and step < p["steps"]:
+        step += 1
+        items = [train_items[i] for i in next(batches)]
+        loss, parts, n_tok = pair.loss(translator, items, step)
+        if not torch.isfinite(loss):  # before the update: the weights stay the last good ones
+            stop_reason = "nonfinite_loss"
+            step -= 1
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(translator.parameters(), p["grad_clip"])
+        opt.step()
+        sched.step()
+        tokens += n_tok
+        if step % p["log_every"] == 0 or step == p["steps"]:
+            rate = step / (time.time() - t0)
+            losses.append({"step": step, "loss": float(loss), **parts})
+            print(
+                f"[{label}] step {step}/{p['steps']} loss {float(loss):.4f} "
+                + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+                + f" grad_norm {float(grad_norm):.3f} lr {sched.get_last_lr()[0]:.2e}"
+                f" {rate:.1f} steps/s ETA {(p['steps'] - step) / rate:.0f} s",
+                flush=True,
+            )
+        if step % p["eval_every"] == 0 or step == p["steps"]:
+            if evaluation(step) and step < p["steps"]:
+                stop_reason = "early_stopping"
+                break
+    if curve[-1]["step"] != step:  # ended between evaluations (non-finite loss): evaluate the end
+        evaluation(step)
+    train_s = time.time() - t0
+    restored_from = None
+    if p["restore_best"] and best.get("state") is not None:
+        translator.load_state_dict(best["state"])
+        restored_from = best["step"]
+        final_rows = _evaluate(pair, translator, eval_items)  # re-evaluated, not copied
+    else:
+        final_rows = last_rows
+    return {
+        "curve": curve,
+        "losses": losses,
+        "final_rows": final_rows,
+        "steps_done": step,
+        "stop_reason": stop_reason,
+        "restored_from_step": restored_from,
+        "train_tokens": tokens,
+        "train_s": train_s,
+    }
+
+
+def train_entry(
+    *,
+    source_card,
+    target_card,
+    train_file: str | os.PathLike,
+    eval_file: str | os.PathLike,
+    dataset_kind: str,
+    params: dict[str, Any],
+    out_dir: str | os.PathLike,
+    run_id: str,
+    config_slice: Any = None,
+    where: str = "bridge",
+) -> dict[str, Any]:
+    """Train and evaluate one grid entry; write translator/, samples.parquet, summary.json."""
+    from ablate.bridge.evaluate import accuracy
+
+    started = time.time()
+    p = bridge_params.resolve(params, where)
+    out = Path(out_dir)
+    label = f"bridge {run_id}"
+    train_items = world.load_dataset(train_file, dataset_kind)
+    eval_items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
+    torch.manual_seed(p["seed"])
+    pair = load_pair(source_card, target_card, dataset_kind, p)
+    translator = tr.build(p, pair.source, pair.target, where).to(pair.device)
+    n_params = sum(t.numel() for t in translator.parameters())
+    print(
+        f"[{label}] {len(train_items)} train / {len(eval_items)} eval items ({dataset_kind}); "
+        f"translator {n_params / 1e6:.3f} M params, K={p['K']}",
+        flush=True,
+    )
+    res = fit(pair, translator, train_items, eval_items, p, label)
+    tr.save(
+        translator, out / "translator", extra={"run_id": run_id, "step": res["restored_from_step"]}
+    )
+    final = accuracy(res["final_rows"])
+    samples = pd.DataFrame(res["final_rows"]).assign(run_id=run_id)
+    io.write_frame(out / "samples.parquet", samples)
+    peak = max(res["curve"], key=lambda c: c["accuracy"])
+    prompt_tokens = [len(pair.prompt_ids(i)) for i in eval_items]
+    mean_prompt = sum(prompt_tokens) / len(prompt_tokens)
+    summary = {
+        "run_id": run_id,
+        "dataset": p["dataset"],
+        "dataset_kind": dataset_kind,
+        "curve": res["curve"],
+        "losses": res["losses"],
+        "peak": peak["accuracy"],
+        "peak_step": peak["step"],
+        "final": final["accuracy"],
+        "final_em": final["em"],
+        "final_f1": final["f1"],
+        "degradation": peak["accuracy"] - final["accuracy"],
+        "steps_done": res["steps_done"],
+        "stop_reason": res["stop_reason"],
+        "restored_from_step": res["restored_from_step"],
+        "n_eval": len(eval_items),
+        "n_train": len(train_items),
+        "K": p["K"],
+        "mean_prompt_tokens": mean_prompt,
+        "compression_ratio": mean_prompt / p["K"],
+        "translator_params": n_params,
+        "wall_s": time.time() - started,
+        "train_s": res["train_s"],
+        "train_tokens": res["train_tokens"],
+        "throughput": {
+            "steps_per_s": res["steps_done"] / max(res["train_s"], 1e-9),
+            "tokens_per_s": res["train_tokens"] / max(res["train_s"], 1e-9),
+        },
+        "params": p,
+        "provenance": provenance.collect(
+            config_slice=config_slice if config_slice is not None else p,
+            inputs={
+                "train_file": train_file,
+                "eval_file": eval_file,
+                **card_inputs(source_card=source_card, target_card=target_card),
+            },
+            started=started,
+            run_id=run_id,
+        ),
+    }
+    io.write_json(out / "summary.json", summary)
+    print(
+        f"[{label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
+        f"{summary['final']:.3f}, {res['steps_done']} steps ({res['stop_reason']}), "
+        f"{summary['wall_s']:.1f} s",
+        flush=True,
+    )
+    return summary

@@ -1,0 +1,114 @@
+"""Session fixtures of the bridge tests: a small generated world and two micro model pairs.
+
+Imported by conftest.py. The models are prepared by the real ``prepare_model`` (tokenizer trained
+here, Trainer pretraining, manifest, card) with micro sizes and a few steps: seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+MICRO_ARCH = {
+    "mistral": {
+        "tokenizer": {"vocab_size": 300},
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+    },
+    "llama": {
+        "tokenizer": {"vocab_size": 350},
+        "hidden_size": 48,
+        "intermediate_size": 96,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 24,
+    },
+}
+MICRO_PRETRAIN = {
+    "max_steps": 3,
+    "batch_size": 4,
+    "max_seq_len": 64,
+    "eval_steps": 0,
+    "logging_steps": 1,
+    "eval_size": 2,
+}
+#: Bridge params small enough for a test: a few steps, four eval items, four new tokens.
+MICRO_PARAMS = {
+    "K": 2,
+    "depth": 1,
+    "bottleneck": 16,
+    "heads": 2,
+    "steps": 4,
+    "warmup_steps": 1,
+    "batch_size": 2,
+    "eval_every": 2,
+    "eval_size": 4,
+    "eval_batch_size": 4,
+    "max_new_tokens": 4,
+    "log_every": 2,
+    "kl_positions": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def bridge_world(tmp_path_factory):
+    from ablate.bridge import world
+
+    return world.write_world(
+        tmp_path_factory.mktemp("bridge_world"),
+        seed=0,
+        n_train=16,
+        n_test=8,
+        n_qa_train=16,
+        n_qa_test=8,
+        n_corpus=200,
+    )
+
+
+@pytest.fixture(scope="session")
+def bridge_cards(bridge_world, tmp_path_factory):
+    """{"source": card path (tiny Mistral), "target": card path (tiny Llama)}."""
+    import torch
+
+    from ablate.bridge import models
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("bridge_models")
+    cards = {}
+    try:
+        for role, family in (("source", "mistral"), ("target", "llama")):
+            models.prepare_model(
+                family=family,
+                arch=MICRO_ARCH[family],
+                pretrain=MICRO_PRETRAIN,
+                corpus=bridge_world["corpus"],
+                out_dir=root / family,
+                config_slice={"family": family},
+            )
+            cards[role] = root / family / "card.json"
+    finally:
+        torch.set_num_threads(before)
+    return cards
+
+
+@pytest.fixture(scope="session")
+def bridge_entry(bridge_world, bridge_cards, tmp_path_factory):
+    """One micro grid entry trained by train_entry: (out_dir, summary)."""
+    from ablate.bridge import train
+
+    out = tmp_path_factory.mktemp("bridge_entry")
+    summary = train.train_entry(
+        source_card=bridge_cards["source"],
+        target_card=bridge_cards["target"],
+        train_file=bridge_world["gsm8k_train"],
+        eval_file=bridge_world["gsm8k_test"],
+        dataset_kind="gsm8k",
+        params=MICRO_PARAMS,
+        out_dir=out,
+        run_id="micro-0001",
+        config_slice={"entry": "micro"},
+    )
+    return out, summary

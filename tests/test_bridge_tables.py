@@ -1,0 +1,216 @@
+"""The bridge study's tables, plan, claims and hub data on small fabricated inputs (fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ablate.bridge import claims, tables
+from ablate.core import io
+from ablate.core.provenance import config_hash
+
+ENTRIES = {
+    "1a": dict(run_id="r1a", same_as=None, dataset="gsm8k", K=8, direction="source->target"),
+    "1b": dict(run_id="r1b", same_as=None, dataset="gsm8k", K=8, direction="source->target"),
+    "2a": dict(run_id="r2a", same_as=None, dataset="gsm8k", K=4, direction="source->target"),
+    "2b": dict(run_id="r2b", same_as=None, dataset="gsm8k", K=6, direction="source->target"),
+    "2c": dict(run_id="r1a", same_as="1a", dataset="gsm8k", K=8, direction="source->target"),
+}
+
+
+def run_summary(run_id: str, peak: float, final: float, K: int) -> dict:
+    return dict(
+        run_id=run_id,
+        K=K,
+        peak=peak,
+        peak_step=40,
+        final=final,
+        degradation=peak - final,
+        mean_prompt_tokens=24.0,
+        compression_ratio=24.0 / K,
+        steps_done=80,
+        stop_reason="max_steps",
+        wall_s=10.0,
+        curve=[{"step": 0, "accuracy": 0.0}, {"step": 40, "accuracy": peak}],
+    )
+
+
+@pytest.fixture
+def runs(tmp_path):
+    finals = {"r1a": 0.8, "r1b": 0.3, "r2a": 0.4, "r2b": 0.6}
+    ks = {"r1a": 8, "r1b": 8, "r2a": 4, "r2b": 6}
+    summaries, benches, samples = {}, {}, {}
+    rng = np.random.default_rng(0)
+    for run_id, final in finals.items():
+        d = tmp_path / run_id
+        summaries[run_id] = io.write_json(
+            d / "summary.json", run_summary(run_id, 0.9, final, ks[run_id])
+        )
+        benches[run_id] = d / "bench.tsv"
+        benches[run_id].write_text("s\th:m:s\n36.0\t0:00:36\n")
+        correct = rng.random(200) < final
+        samples[run_id] = io.write_frame(
+            d / "samples.parquet",
+            pd.DataFrame({"id": [f"q{i}" for i in range(200)], "correct": correct}),
+        )
+    return summaries, benches, samples
+
+
+def test_summary_maps_same_as_to_its_twin(runs, tmp_path):
+    summaries, benches, _ = runs
+    summary, curves = tables.build_summary(ENTRIES, summaries, benches, gpus=4)
+    s = summary.set_index("entry")
+    assert s.loc["2c", "run_id"] == "r1a" and s.loc["2c", "reuses"] == "1a"
+    assert s.loc["2c", "final"] == s.loc["1a", "final"] == 0.8
+    assert s.loc["1b", "degradation"] == pytest.approx(0.6)
+    assert s.loc["2a", "compression_ratio"] == 6.0
+    assert s.loc["1a", "gpu_hours"] == pytest.approx(36.0 * 4 / 3600)
+    assert set(curves["entry"]) == set(ENTRIES)
+
+
+def test_summary_refuses_a_file_of_another_run(runs):
+    summaries, benches, _ = runs
+    summaries = {**summaries, "r1b": summaries["r1a"]}
+    with pytest.raises(ValueError, match="records run r1a, not r1b"):
+        tables.build_summary(ENTRIES, summaries, benches, gpus=0)
+
+
+def test_plan_done_stale_to_run(tmp_path):
+    cfg = {"params": {"steps": 100}}
+    bench = tmp_path / "bench.tsv"
+    bench.write_text("s\n50.0\n")
+
+    def job(name: str, record_cfg: dict | None) -> dict:
+        record = tmp_path / name / "summary.json"
+        if record_cfg is not None:
+            io.write_json(record, {"provenance": {"config_hash": config_hash(record_cfg)}})
+        return dict(
+            rule="bridge_train",
+            wildcards={"run_id": name},
+            entries=[name],
+            outputs=[str(record)],
+            record=str(record),
+            config=cfg,
+            benchmark=str(bench) if record_cfg is not None else None,
+        )
+
+    jobs = [job("done", cfg), job("stale", {"params": {"steps": 7}}), job("todo", None)]
+    plan = tables.build_plan(jobs, {"train": {"gpu": 2, "runtime": 30}}).set_index("entries")
+    assert plan.loc["done", "status"] == "done" and plan.loc["done", "spent_h"] > 0
+    assert plan.loc["stale", "status"] == "stale" and "records config" in plan.loc["stale", "why"]
+    assert plan.loc["todo", "status"] == "to run"
+    # forecast = measured seconds per step of the done run x the steps of the one to run
+    assert plan.loc["todo", "forecast_h"] == pytest.approx(round(50.0 / 3600, 4))
+    assert plan.loc["todo", "gpu_hours_forecast"] == pytest.approx(round(100.0 / 3600, 4))
+    assert pd.isna(plan.loc["done", "forecast_h"])
+
+
+def infer_samples(path: Path, acc: dict[str, float], kv: dict[str, float]) -> Path:
+    rng = np.random.default_rng(1)
+    rows = []
+    for b, a in acc.items():
+        correct = rng.random(100) < a
+        rows += [
+            dict(baseline=b, id=f"q{i}", correct=bool(c), kv_cache_mb=kv[b] + 0.001 * (i % 3))
+            for i, c in enumerate(correct)
+        ]
+    return io.write_frame(path, pd.DataFrame(rows))
+
+
+def test_claims_from_fabricated_results(runs, tmp_path):
+    _, _, samples = runs
+    kv = dict(source_alone=1.0, target_alone=2.0, latent=0.5, token_budget=0.5, cascade=3.0)
+    main = infer_samples(
+        tmp_path / "main.parquet",
+        dict(source_alone=0.2, target_alone=0.3, latent=0.9, token_budget=0.1, cascade=0.85),
+        kv,
+    )
+    df = claims.write(
+        ENTRIES, samples, {"entry": main}, tmp_path / "claims.csv", tmp_path / "claims.md"
+    ).set_index("claim")
+    assert df.loc["latent_beats_both", "verdict"] == "supported"
+    assert df.loc["stability_fixes_work", "verdict"] == "supported"
+    assert df.loc["compression_tradeoff", "verdict"] == "supported"  # 0.4 < 0.6 < 0.8 in K
+    assert df.loc["soft_beats_text", "verdict"] == "inconclusive"  # 0.9 vs 0.85: noise
+    assert df.loc["kv_savings", "verdict"] == "supported"
+    assert "saved" in df.loc["kv_savings", "evidence"]
+    # no QA entry benchmarked: that claim did not run, and says why
+    assert df.loc["generalises_beyond_math", "verdict"] == "not run"
+    assert (df["test"].str.len() > 0).sum() == 5
+    assert (tmp_path / "claims.md").read_text().startswith("# Claims: bridge")
+
+
+def test_claims_the_wrong_way_are_not_supported(runs, tmp_path):
+    _, _, samples = runs
+    swapped = {**samples, "r1a": samples["r1b"], "r1b": samples["r1a"]}
+    df = claims.write(ENTRIES, swapped, {}, tmp_path / "c.csv", None).set_index("claim")
+    assert df.loc["stability_fixes_work", "verdict"] == "not supported"
+    assert df.loc["compression_tradeoff", "verdict"] == "not supported"
+    assert df.loc["latent_beats_both", "verdict"] == "not run"
+
+
+# ------------------------------------------------------------------ hub data (no network)
+
+
+def fake_hub(monkeypatch, splits: dict[str, list[dict]]):
+    import datasets
+
+    calls = []
+
+    def load_dataset(path, name=None, split=None, revision=None):
+        calls.append((path, name, split, revision))
+        return datasets.Dataset.from_list(splits[split])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_hotpot_rows_become_the_world_fields(monkeypatch, tmp_path):
+    from ablate.bridge import data, world
+
+    row = {
+        "id": "h1",
+        "question": "Which country?",
+        "answer": "Norway",
+        "context": {
+            "title": ["Anna", "Oslo"],
+            "sentences": [["Anna lives ", "in Oslo."], ["Oslo is in Norway."]],
+        },
+    }
+    calls = fake_hub(monkeypatch, {"train": [row], "validation": [row]})
+    spec = dict(path="hot_pot_qa", name="distractor", train_split="train", test_split="validation")
+    files = data.fetch_hub("hotpotqa", spec, tmp_path)
+    assert [f.name for f in files] == ["qa_train.jsonl", "qa_test.jsonl"]
+    assert calls[1] == ("hot_pot_qa", "distractor", "validation", None)
+    (item,) = world.load_dataset(files[1], "qa")
+    assert item["context"] == ["Anna: Anna lives in Oslo.", "Oslo: Oslo is in Norway."]
+    assert item["answer"] == "Norway"
+
+
+def test_hub_dataset_without_a_field_is_named(monkeypatch, tmp_path):
+    from ablate.bridge import data
+    from ablate.bridge.world import DatasetError
+
+    fake_hub(monkeypatch, {"train": [{"question": "1+1?", "solution": "2"}]})
+    spec = dict(path="gsm8k", name="main", train_split="train", test_split="test")
+    with pytest.raises(
+        DatasetError, match=r"bridge.data.gsm8k: gsm8k .* lacks the field\(s\) answer"
+    ):
+        data.fetch_hub("gsm8k", spec, tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_gsm8k_hub_rows_pass_the_world_check(monkeypatch, tmp_path):
+    from ablate.bridge import data
+
+    rows = [{"question": "2+3?", "answer": "2+3=5\n#### 5"}]
+    fake_hub(monkeypatch, {"train": rows, "test": rows})
+    spec = dict(path="gsm8k", name="main", train_split="train", test_split="test")
+    record = tmp_path / "provenance.json"
+    block = data.write({"source": "hub", "gsm8k": spec}, ["gsm8k"], tmp_path, record)
+    assert json.loads(record.read_text())["config_hash"] == block["config_hash"]
+    assert (tmp_path / "gsm8k_test.jsonl").exists()

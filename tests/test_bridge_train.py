@@ -1,0 +1,188 @@
+"""Bridge study: one grid entry's training, restore-best, the gold-leak guard, latent inputs, ablation 4."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from bridge_fixtures import MICRO_PARAMS
+
+from ablate.bridge import evaluate, infer, train, world
+from ablate.bridge import params as bridge_params
+from ablate.bridge.pair import load_pair
+from ablate.core import checkpoint
+
+
+def test_train_entry_writes_every_output(bridge_entry):
+    out, summary = bridge_entry
+    checkpoint.verify(out / "translator")
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["run_id"] == "micro-0001" == summary["run_id"]
+    steps = [c["step"] for c in on_disk["curve"]]
+    assert steps[0] == 0 and steps[-1] == on_disk["steps_done"]  # step 0, every N, the end
+    assert on_disk["peak"] == max(c["accuracy"] for c in on_disk["curve"])
+    assert on_disk["degradation"] == pytest.approx(on_disk["peak"] - on_disk["final"])
+    for key in ("peak_step", "stop_reason", "wall_s", "train_tokens", "throughput", "params",
+                "compression_ratio", "provenance"):  # fmt: skip
+        assert key in on_disk, key
+    assert on_disk["provenance"]["run_id"] == "micro-0001"
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples) == MICRO_PARAMS["eval_size"]
+    assert {"id", "prediction", "gold", "correct", "em", "f1"} <= set(samples.columns)
+    assert samples["correct"].mean() == pytest.approx(on_disk["final"])
+
+
+def test_frozen_models_only_translator_learns(bridge_cards):
+    p = bridge_params.resolve(MICRO_PARAMS)
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    for m in (pair.source, pair.target):
+        assert not m.training and not any(t.requires_grad for t in m.parameters())
+
+
+def test_restore_best_reevaluates_the_best_state(bridge_world, bridge_cards, tmp_path, monkeypatch):
+    """Scripted evaluations peak at step 2 and fall after: final must be step 2's weights."""
+    scripted = iter([0.25, 0.75, 0.25, 0.0])  # steps 0, 2, 4, then the final re-evaluation
+    seen = []
+
+    def fake_evaluate(pair, translator, items):
+        seen.append({k: v.clone() for k, v in translator.state_dict().items()})
+        acc = next(scripted)
+        n = len(items)
+        return [
+            {"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
+             "correct": i < acc * n, "em": float(i < acc * n), "f1": float(i < acc * n)}
+            for i, it in enumerate(items)
+        ]  # fmt: skip
+
+    monkeypatch.setattr(train, "_evaluate", fake_evaluate)
+    params = {**MICRO_PARAMS, "early_stopping": False, "lr": 0.05}
+    s = train.train_entry(
+        source_card=bridge_cards["source"],
+        target_card=bridge_cards["target"],
+        train_file=bridge_world["gsm8k_train"],
+        eval_file=bridge_world["gsm8k_test"],
+        dataset_kind="gsm8k",
+        params=params,
+        out_dir=tmp_path,
+        run_id="restore",
+    )
+    assert [c["accuracy"] for c in s["curve"]] == [0.25, 0.75, 0.25]
+    assert s["peak"] == 0.75 and s["peak_step"] == 2 and s["restored_from_step"] == 2
+    assert len(seen) == 4
+    at_peak, at_end, final = seen[1], seen[2], seen[3]
+    assert any(not torch.equal(at_peak[k], at_end[k]) for k in at_peak)  # training moved on
+    assert all(torch.equal(at_peak[k], final[k]) for k in at_peak)  # the final is the best
+    assert s["final"] == 0.0 and s["degradation"] == 0.75  # final is measured, not copied
+    from ablate.bridge import translator
+
+    saved = translator.load(tmp_path / "translator").state_dict()
+    assert all(torch.equal(at_peak[k], saved[k]) for k in at_peak)
+
+
+def test_early_stopping_with_patience(bridge_world, bridge_cards, tmp_path, monkeypatch):
+    def flat(pair, translator, items):
+        return [{"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
+                 "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
+
+    monkeypatch.setattr(train, "_evaluate", flat)
+    s = train.train_entry(
+        source_card=bridge_cards["source"],
+        target_card=bridge_cards["target"],
+        train_file=bridge_world["gsm8k_train"],
+        eval_file=bridge_world["gsm8k_test"],
+        dataset_kind="gsm8k",
+        params={**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2},
+        out_dir=tmp_path,
+        run_id="stop",
+    )
+    assert s["stop_reason"] == "early_stopping" and s["steps_done"] == 4
+    assert [c["step"] for c in s["curve"]] == [0, 2, 4]
+
+
+def test_gold_leak_is_refused(bridge_cards, bridge_world, monkeypatch):
+    p = bridge_params.resolve(MICRO_PARAMS)
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
+    gold = item["answer"].split("#### ")[-1]
+    # the seed's 1b fault: the evaluation prompt carried the answer
+    real_prompt = world.prompt
+    monkeypatch.setattr(
+        world, "prompt", lambda kind, it: real_prompt(kind, it) + world.answer_text(kind, it)
+    )
+    with pytest.raises(evaluate.GoldLeakError, match=item["id"]):
+        pair.evaluate_latent(None, [item])  # refused before the translator is ever called
+    with pytest.raises(evaluate.GoldLeakError, match=item["id"]):
+        bench = infer.Bench(pair, translator=None)
+        bench.run("target_alone", item)
+    monkeypatch.setattr(world, "prompt", real_prompt)
+    leaked = {**item, "question": item["question"] + f" (#### {gold})"}
+    with pytest.raises(evaluate.GoldLeakError, match="gold answer"):
+        evaluate.check_no_gold("gsm8k", leaked, pair.fed_latent(leaked))
+    evaluate.check_no_gold("gsm8k", item, pair.fed_latent(item))  # the clean item passes
+    qa = world.load_dataset(bridge_world["qa_test"], "qa")[0]
+    evaluate.check_no_gold("qa", qa, {"prompt": world.prompt("qa", qa)})  # context may name it
+    with pytest.raises(evaluate.GoldLeakError):
+        evaluate.check_no_gold("qa", qa, {"prompt": world.prompt("qa", qa) + " " + qa["answer"]})
+
+
+def test_latent_mode_feeds_no_question_text(bridge_cards, bridge_world):
+    p = bridge_params.resolve(MICRO_PARAMS)
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
+    before, after = evaluate.latent_target_ids(pair.tgt_tok)
+    assert before == [pair.tgt_tok.bos_token_id]
+    assert pair.tgt_tok.decode(after).strip() == world.ANSWER_CUE
+    soft = torch.zeros(1, p["K"], pair.target.config.hidden_size)
+    embeds, mask, n = pair.latent_embeds(soft)
+    assert embeds.shape[1] == n == 1 + p["K"] + len(after)  # nothing but BOS, K soft, the cue
+    emb = pair.target.get_input_embeddings()
+    expect = emb(torch.tensor(after))
+    assert torch.equal(embeds[0, 1 + p["K"] :], expect)
+    fed = pair.fed_latent(item)["target input (around the soft tokens)"]
+    assert item["question"] not in fed and fed.strip() == world.ANSWER_CUE
+
+
+def test_benchmark_writes_five_baselines_per_sample(
+    bridge_entry, bridge_cards, bridge_world, tmp_path
+):
+    out, _ = bridge_entry
+    agg = infer.benchmark(
+        source_card=bridge_cards["source"],
+        target_card=bridge_cards["target"],
+        translator_dir=out / "translator",
+        eval_file=bridge_world["gsm8k_test"],
+        dataset_kind="gsm8k",
+        params={**MICRO_PARAMS, "eval_size": 2},
+        out_samples=tmp_path / "samples.parquet",
+        out_summary=tmp_path / "summary.csv",
+    )
+    s = pd.read_parquet(tmp_path / "samples.parquet")
+    assert len(s) == 2 * 5
+    for _, rows in s.groupby("id"):
+        assert sorted(rows["baseline"]) == sorted(infer.BASELINES)
+    for col in ("input_tokens", "output_tokens", "kv_cache_mb", "latency_s", "peak_mem_mb",
+                "peak_mem_kind", "em", "f1", "correct"):  # fmt: skip
+        assert col in s.columns, col
+    lat = s[s.baseline == "latent"].iloc[0]
+    assert lat.input_tokens == 1 + MICRO_PARAMS["K"] + len(
+        evaluate.cue_ids(load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k",
+                                   bridge_params.resolve(MICRO_PARAMS)).tgt_tok)
+    )  # fmt: skip
+    budget = s[s.baseline == "token_budget"].iloc[0]
+    assert budget.input_tokens == lat.input_tokens  # the same input length: a fair comparison
+    assert (s.kv_cache_mb > 0).all()
+    assert list(agg["baseline"]) == list(infer.BASELINES) and (agg["n"] == 2).all()
+    assert pd.read_csv(tmp_path / "summary.csv").shape[0] == 5
+    assert (tmp_path / "summary.csv.provenance.json").exists()
+
+
+def test_same_tokenizer_on_both_sides_is_refused(bridge_cards):
+    from ablate.bridge import models
+
+    _, src_tok = models.load(bridge_cards["source"])
+    _, tgt_tok = models.load(bridge_cards["target"])
+    models.check_distinct_tokenizers(src_tok, tgt_tok)  # the embedded pair: two tokenizers
+    with pytest.raises(models.ModelSetupError, match="same tokenizer"):
+        models.check_distinct_tokenizers(src_tok, src_tok)

@@ -1,0 +1,24 @@
+"""bridge_infer: the five baselines on one run's translator, per sample and aggregated."""
+
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import torch
+
+torch.set_num_threads(snakemake.threads)
+from ablate.bridge import infer
+
+r = snakemake.params.run
+infer.benchmark(
+    source_card=snakemake.input[f"{r['source_role']}_card"],
+    target_card=snakemake.input[f"{r['target_role']}_card"],
+    translator_dir=snakemake.input.translator,
+    eval_file=snakemake.input.eval,
+    dataset_kind=r["kind"],
+    params=r["params"],
+    out_samples=snakemake.output.samples,
+    out_summary=snakemake.output.summary,
+    config_slice=r["identity"],
+    where=r["where"],
+)

@@ -1,0 +1,21 @@
+"""bridge_model (embedded): the role's tiny LM with its own tokenizer, pretrained on the corpus."""
+
+import sys
+from pathlib import Path
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import torch
+
+torch.set_num_threads(snakemake.threads)
+from ablate.bridge import models
+
+m = snakemake.params.model["model"]
+models.prepare_model(
+    family=m["family"],
+    arch=m["arch"],
+    pretrain=m["pretrain"],
+    corpus=snakemake.input.corpus,
+    out_dir=Path(snakemake.output.card).parent,
+    config_slice=snakemake.params.model,
+)

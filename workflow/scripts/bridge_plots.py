@@ -1,0 +1,16 @@
+"""bridge_plots: accuracy over steps, accuracy against K, the baselines side by side."""
+
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from ablate.bridge import plots
+
+plots.plot_all(
+    snakemake.input.summary,
+    snakemake.input.curves,
+    snakemake.input.infer,
+    snakemake.output.curves,
+    snakemake.output.k,
+    snakemake.output.baselines,
+)

@@ -1,0 +1,16 @@
+"""bridge_register (pretrained): the hub id or local path and its revision in the role's model card."""
+
+import sys
+
+sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from ablate.core import model_card
+
+m = snakemake.params.model["model"]
+model_card.register_pretrained(
+    snakemake.output.card,
+    model=m["path"],
+    revision=m["revision"],
+    download=m["download"],
+    config_slice=snakemake.params.model,
+)
