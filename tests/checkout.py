@@ -76,24 +76,5 @@ def run_embedded_default(wd: Path) -> Path:
     return wd
 
 
-#: The bridge study's command: the default config, only the bridge study's targets.
+#: The bridge study alone: the default config with only the bridge study's targets.
 BRIDGE_ARGS = ("--config", "studies=[bridge]")
-
-
-def run_bridge_default(wd: Path) -> Path:
-    """`snakemake -c2 --config studies=[bridge]` (the embedded bridge study to its outputs) in a
-    fresh checkout at wd; asserts success and prints the wall time and the time of every job."""
-    import pandas as pd
-
-    copy_checkout(wd)
-    started = time.time()
-    r = snakemake(wd, "-c2", *BRIDGE_ARGS, timeout=1500, env={"OMP_NUM_THREADS": "1"})
-    wall = time.time() - started
-    (wd / "run.log").write_text(r.stdout + r.stderr)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-8000:]
-    (wd / "wall_s.txt").write_text(f"{wall:.1f}\n")
-    print(f"\nembedded bridge study: pipeline wall time {wall:.0f} s; per job (s):")
-    for b in sorted((wd / "results/benchmarks/bridge").rglob("*.tsv")):
-        s = pd.read_csv(b, sep="\t")["s"].iloc[0]
-        print(f"  {b.relative_to(wd / 'results/benchmarks/bridge')}: {s:.1f}")
-    return wd

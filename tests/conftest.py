@@ -67,16 +67,10 @@ def embedded_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bridge_run(tmp_path_factory) -> Path:
-    """The embedded bridge study run once per session (`snakemake -c2 --config studies=[bridge]`)
-    in a checkout copy; same rules as embedded_run. ABLATE_FINISHED_BRIDGE_RUN=<folder> reuses a
-    finished run instead (development)."""
-    from checkout import run_bridge_default
-
-    reuse = os.environ.get("ABLATE_FINISHED_BRIDGE_RUN")
-    if reuse:
-        return Path(reuse)
-    return run_bridge_default(tmp_path_factory.mktemp("bridge"))
+def bridge_run(embedded_run) -> Path:
+    """The embedded bridge study, finished: the default config runs both studies, so this is the
+    session's one embedded run (`embedded_run`), read for the bridge study's outputs."""
+    return embedded_run
 
 
 # The bridge study's session fixtures (tiny model pair, generated world, one trained entry).

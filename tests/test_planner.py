@@ -325,6 +325,20 @@ def test_live_offers_through_the_vastai_sdk(fake_vast, tmp_path):
     assert body["dph_total"] == {"lte": "3"} and body["disk_space"] == {"gte": "80"}
 
 
+def test_plans_on_a_host_without_the_vast_plugin(tmp_path, monkeypatch):
+    """Found on the GPU smoke run: a host without snakemake-executor-plugin-vastai (a GPU box
+    running the study locally) failed the whole plan; it plans, reading the profile unchecked."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "snakemake_executor_plugin_vastai", None)  # ImportError
+    profile = tmp_path / "vast.yaml"
+    profile.write_text("ablate-vast-max-price: 2.0\nablate-vast-api-key: never-read\n")
+    config = load("ministral3b.yaml", vast_profile=str(profile), setups=[{"gpu": "H200"}])
+    assert vast_profile(config["plan"])["settings"] == {"max_price": 2.0}
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    assert "above max_price 2 $/h" in row(t, "1x H200", "finetune/3A")["price_source"]
+
+
 def test_vast_profile_price_cap_and_instance_groups(tmp_path):
     profile = tmp_path / "vast.yaml"
     profile.write_text(

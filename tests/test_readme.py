@@ -105,6 +105,20 @@ STEPS = [
         how=SKIP,
         why="a placeholder",
     ),
+    # The bridge study: finished by the quick start (the default config runs both studies)
+    Step("snakemake -c2 --config 'studies=[bridge]'", rules=NOTHING),
+    Step("snakemake -c2", rules=NOTHING),
+    Step(
+        "snakemake -c1 results/bridge/plan.csv",
+        files=("results/bridge/plan.csv",),
+        check=lambda wd, out: set(jobs_of(out)) <= {"bridge_plan"},
+    ),
+    Step(
+        "snakemake results/latentwire/bridge/summary.csv --configfile config/latentwire.yaml "
+        "--profile <profile>",
+        how=SKIP,
+        why="a placeholder (the dry run of config/latentwire.yaml: tests/test_bridge_pipeline.py)",
+    ),
     # Cluster profiles
     Step("snakemake -c2 results/recovery.csv", rules=NOTHING),
     Step(
@@ -127,6 +141,9 @@ STEPS = [
             "python -m pytest -m slow",
             "python -m pytest -m cluster",
             "ABLATE_FINISHED_RUN=<finished checkout> python -m pytest -m slow",
+            "python -m pytest tests/test_bridge_grid.py tests/test_bridge_tables.py "
+            "tests/test_bridge_pipeline.py",
+            "python -m pytest -m slow tests/test_bridge_pipeline_run.py",
         )
     ),
     Step("snakemake --lint && snakefmt --check Snakefile rules"),

@@ -53,9 +53,6 @@ from ablate.mask.split_sdpa import (  # importing it registers PREFIX_SDPA with 
 )
 from ablate.mask.study import POLICIES  # noqa: E402  (one list, importable without torch)
 
-#: Policies under which a token's representation may depend on later response tokens.
-LEAKING_POLICIES: frozenset[str] = frozenset({"prefill_bidir"})
-
 
 class UnknownPolicyError(ValueError):
     pass

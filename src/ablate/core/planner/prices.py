@@ -79,9 +79,13 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
     planner prices the instance that profile would rent (same filters, max_price) and knows which
     rules share an instance.
     """
-    from snakemake_executor_plugin_vastai import ExecutorSettings
+    try:
+        from snakemake_executor_plugin_vastai import ExecutorSettings
 
-    fields = set(ExecutorSettings.__dataclass_fields__)
+        fields = set(ExecutorSettings.__dataclass_fields__)
+    except ImportError:  # a GPU host without the Vast plugin still plans (profile keys unchecked)
+        log.warning("planner: snakemake-executor-plugin-vastai is not installed")
+        fields = None
     path = Path(plan["vast_profile"]) if plan.get("vast_profile") else None
     settings, groups, source = {}, {}, "plan.vast"
     prof = None
@@ -94,7 +98,7 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
         for key, value in prof.items():
             for prefix in VAST_PROFILE_PREFIXES:
                 name = key[len(prefix) :].replace("-", "_") if key.startswith(prefix) else None
-                if name in fields and name != "api_key":
+                if name and (fields is None or name in fields) and name != "api_key":
                     settings[name] = value
         groups = prof.get("groups") or {}
         source = f"{path} + plan.vast"
