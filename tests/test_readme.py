@@ -105,6 +105,12 @@ STEPS = [
         how=SKIP,
         why="a placeholder",
     ),
+    Step(
+        "snakemake -c8 results/smoke/recovery.csv --resources gpu=1 "
+        "--configfile config/ministral3b-smoke.yaml",
+        how=DRY,
+        why="a GPU (3.4 B parameters)",
+    ),
     # The bridge study: finished by the quick start (the default config runs both studies)
     Step("snakemake -c2 --config 'studies=[bridge]'", rules=NOTHING),
     Step("snakemake -c2", rules=NOTHING),
