@@ -58,7 +58,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Pretraining parameters (keys of ablate.mask.training.PRETRAIN_DEFAULTS) the bridge models use
+#: Pretraining parameters (keys of the schema's pretrain_params) the bridge models use
 #: unless the config's ``pretrain`` overrides them; sized for <= ~60 s on one CPU thread.
 PRETRAIN: dict[str, Any] = {
     "learning_rate": 5e-3,
@@ -169,7 +169,7 @@ def prepare_model(
     from transformers import AutoModelForCausalLM
 
     from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus
-    from ablate.mask.training.params import PRETRAIN_DEFAULTS, resolve_params
+    from ablate.mask.training.params import resolve_params
 
     # _run is the mask study's training entry core (resume, Trainer, atomic final, summary);
     # its public pretrain() builds only Ministral-3, so the bridge builds its own model.
@@ -178,7 +178,7 @@ def prepare_model(
     started = time.time()
     out = Path(out_dir)
     a = _arch(family, arch)
-    p = resolve_params({**PRETRAIN, **(pretrain or {})}, PRETRAIN_DEFAULTS)
+    p = resolve_params({**PRETRAIN, **(pretrain or {})}, "pretrain")
     docs = load_corpus(corpus)
     tokenizer = train_tokenizer(docs, a["tokenizer"], out / "tokenizer")
     blocks = pack_corpus(tokenizer, docs, p["max_seq_len"])
