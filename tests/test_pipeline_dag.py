@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,20 +125,29 @@ def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_m
 
 
 def load_workflow(wd: Path, configfile: str | None = None):
-    """The parsed workflow (Snakemake's API) with its DAG built, as a run would see it."""
+    """The parsed workflow (Snakemake's API) with its DAG built, as a run would see it.
+
+    In this process: the Snakefile's parse-time settings (rules/common.smk exports the workflow
+    folder for provenance) are undone afterwards, so later tests see the environment they had."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
+    environ, cwd = dict(os.environ), os.getcwd()
     configs = ConfigSettings(configfiles=[wd / configfile]) if configfile else ConfigSettings()
-    with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
-        wf_api = api.workflow(
-            resource_settings=ResourceSettings(),
-            config_settings=configs,
-            snakefile=wd / "Snakefile",
-            workdir=wd,
-        )
-        wf_api.dag()
-        return wf_api._workflow
+    try:
+        with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+            wf_api = api.workflow(
+                resource_settings=ResourceSettings(),
+                config_settings=configs,
+                snakefile=wd / "Snakefile",
+                workdir=wd,
+            )
+            wf_api.dag()
+            return wf_api._workflow
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
 
 
 @pytest.mark.parametrize("configfile, gpus", [(None, 0), ("config/ministral3b.yaml", 1)])
