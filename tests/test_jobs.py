@@ -49,7 +49,12 @@ def test_the_rules_run_exactly_the_job_list(fresh, name):
     config = config_of(name)
     r = snakemake(fresh, "-n", "--configfile", name, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    ran = [j for j in dry_run_jobs(r.stdout) if j[0] not in NOT_STUDY_RULES]
+    # the mask study's jobs (the bridge study's own list: tests/test_bridge_pipeline.py)
+    ran = [
+        j
+        for j in dry_run_jobs(r.stdout)
+        if j[0] not in NOT_STUDY_RULES and not j[0].startswith("bridge_")
+    ]
     listed = [(j.rule, frozenset(j.outputs.values()), j.log) for j in study.jobs(config)]
     # the same jobs (counts per rule included), each with the job list's outputs and log
     assert collections.Counter(ran) == collections.Counter(listed)
