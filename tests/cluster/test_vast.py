@@ -299,9 +299,9 @@ def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_
     for iid, inputs in shipped.items():
         remote = vast.workdir(iid)
         for f in (
-            "src/ablate/evaluation.py",
+            "src/ablate/mask/evaluation.py",
             "workflow/scripts/eval_model.py",
-            "rules/eval.smk",
+            "rules/mask/eval.smk",
             "config/config.yaml",
             *inputs,
         ):
