@@ -47,6 +47,7 @@ EDITED_3A = {
     "recovery_table": 1,
     "plot_scores": 1,
     "plot_loss_curves": 1,
+    "mask_claims": 1,
     "plan_estimate": 1,
     "plan": 1,
 }
@@ -84,7 +85,10 @@ STEPS = [
         "snakemake -c2 --force results/eval/base/prefill_bidir/metrics.json",
         rules={"eval_model": 1},
     ),
-    Step("snakemake -c2", rules={"recovery_table": 1, "plot_scores": 1, "plan": 1}),
+    Step(
+        "snakemake -c2",
+        rules={"recovery_table": 1, "plot_scores": 1, "mask_claims": 1, "plan": 1},
+    ),
     # What reruns when: an edit of 3A and its rerun
     Step(
         "sed -i 's/3A: {stage: 3, policy: causal}/3A: {stage: 3, policy: causal, max_steps: 40}/' "
