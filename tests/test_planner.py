@@ -617,7 +617,7 @@ def test_full_run_writes_the_plan_last_with_every_actual(embedded_run):
     assert ran["actual_s"].notna().all() and ran["error_pct"].notna().all()
     for _, r in ran.iterrows():
         bench = r["actual_source"].removeprefix("benchmark ")
-        secs = planner.benchmark_seconds(wd / bench)
+        secs = benchmark_seconds(wd / bench)
         assert r["actual_s"] == pytest.approx(round(secs, 1), abs=1e-6)  # the CSV keeps 0.1 s
         assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - secs) / secs, abs=0.1)
     local = ran["setup"].iloc[0]
