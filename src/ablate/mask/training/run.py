@@ -87,6 +87,26 @@ def _run(
         "step": state.global_step,
         "detail": {"max_steps": params["max_steps"]},
     }
+
+    def write_summary(ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
+        summary = _summary(
+            kind,
+            policy,
+            params,
+            state,
+            stop,
+            throughput,
+            train_out,
+            resumed_from_step,
+            ckpt_info,
+            summary_extra,
+            config_slice,
+            inputs,
+            started,
+        )
+        io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
+        return summary
+
     if stop["reason"] == "nonfinite":
         good = [
             c
@@ -94,22 +114,7 @@ def _run(
             if int(c.name.split("-")[-1]) < stop["step"]
         ]
         if not good:
-            summary = _summary(
-                kind,
-                policy,
-                params,
-                state,
-                stop,
-                throughput,
-                train_out,
-                resumed_from_step,
-                None,
-                summary_extra,
-                config_slice,
-                inputs,
-                started,
-            )
-            io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
+            write_summary(None)
             raise TrainingError(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
                 f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
@@ -132,22 +137,7 @@ def _run(
         dtype=save_dtype(params),
         extra={"kind": kind, "policy": policy, "step": state.global_step},
     )
-    summary = _summary(
-        kind,
-        policy,
-        params,
-        state,
-        stop,
-        throughput,
-        train_out,
-        resumed_from_step,
-        ckpt_info,
-        summary_extra,
-        config_slice,
-        inputs,
-        started,
-    )
-    io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
+    summary = write_summary(ckpt_info)
     if not params["keep_checkpoints"]:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     print(
