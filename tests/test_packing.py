@@ -214,3 +214,28 @@ def test_packed_needs_a_mask_backend():
     batch = packing.PackedCollator(11, 256)(examples(3))
     with pytest.raises(TrainingConfigError, match="attn_implementation"):
         packing.packed_mask(model, batch, "causal", torch.float32)
+
+
+def test_bench_packing_tiny_shape(tmp_path, monkeypatch):
+    """bench/bench_packing.py at --shape tiny on CPU (seconds): runs, writes its JSON, and the
+    packed row's per-step losses equal the default row's (fp32 here; the GPU run checks bf16)."""
+    import json
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    import bench_finetune
+    import bench_packing
+
+    # main() resizes the shape and moves the device: keep both for other tests
+    monkeypatch.setattr(bench_finetune, "SHAPE", dict(bench_finetune.SHAPE))
+    monkeypatch.setattr(bench_finetune, "DEVICE", bench_finetune.DEVICE)
+    out = tmp_path / "packing.json"
+    only = ["--only", "seed-default", "seed-packed-sdpa"]
+    assert bench_packing.main(["--shape", "tiny", "--steps", "2", *only, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["row"], r["policy"]) for r in rows} == {
+        (n, p) for n in only[1:] for p in ("causal", "prefix_bidir")
+    }
+    for r in rows:
+        assert r["loss_rel_diff_vs_default"] < 1e-5, r
+        assert r["tokens_per_step"] > 0 and r["s_per_step"] > 0

@@ -68,10 +68,11 @@ def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
 
 class PackedCollator:
     """A step's examples as packed rows (see the module docstring); rows are right-padded to a
-    common width, a multiple of ``pad_to_multiple_of``. Pads form their own "example" (seq id -1)
-    so every query has a key to attend to (a fully masked row would give NaN gradients)."""
+    common width, a multiple of ``pad_to_multiple_of`` (flex_attention's block size). Pads form
+    their own "example" (seq id -1) so every query has a key to attend to (a fully masked query
+    would give NaN gradients)."""
 
-    def __init__(self, pad_token_id: int, row_tokens: int, pad_to_multiple_of: int = 64):
+    def __init__(self, pad_token_id: int, row_tokens: int, pad_to_multiple_of: int = 128):
         self.pad_token_id = pad_token_id
         self.row_tokens = row_tokens
         self.pad_to_multiple_of = pad_to_multiple_of

@@ -38,8 +38,19 @@ def _fast_head_ok(model) -> bool:
     )
 
 
+def head_loss_sum(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch.Tensor):
+    """Summed CE of ``lm_head(hidden)`` against ``targets`` (the fast head's loss; a fused
+    linear-CE kernel with the same signature can replace it: ``MaskPolicyTrainer.head_loss``)."""
+    return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
+
+
 def policy_loss_sum(
-    model, batch: dict[str, torch.Tensor], policy: str, *, fast_head: bool = True
+    model,
+    batch: dict[str, torch.Tensor],
+    policy: str,
+    *,
+    fast_head: bool = True,
+    head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of next-token CE over labelled positions, number of labelled positions) under ``policy``.
 
@@ -58,11 +69,9 @@ def policy_loss_sum(
     keep = labels != IGNORE_INDEX
     if fast_head and _fast_head_ok(model):
         hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
-        logits = model.get_output_embeddings()(hidden[keep])
-        targets = labels[keep]
-    else:
-        logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
-        targets = labels.flatten()
+        return head_loss(model.get_output_embeddings(), hidden[keep], labels[keep]), keep.sum()
+    logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
+    targets = labels.flatten()
     loss_sum = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
     return loss_sum, keep.sum()
 
@@ -176,6 +185,7 @@ class MaskPolicyTrainer(Trainer):
         self.stop_rules = stop_rules
         self.fast_head = fast_head
         self.master_weights = master_weights
+        self.head_loss = head_loss_sum  # bench/bench_packing.py --liger puts a fused kernel here
         self.last_save_format: str | None = None
 
     @property
@@ -221,7 +231,11 @@ class MaskPolicyTrainer(Trainer):
         # A wrapper (DDP, DataParallel) must see the forward for its hooks: fast head on bare models only.
         target = unwrapped if unwrapped is model else model
         loss_sum, n = policy_loss_sum(
-            target, inputs, self.policy, fast_head=self.fast_head and unwrapped is model
+            target,
+            inputs,
+            self.policy,
+            fast_head=self.fast_head and unwrapped is model,
+            head_loss=self.head_loss,
         )
         if num_items_in_batch is not None:
             # normalised over the whole accumulated batch: the Trainer then skips its GA division
