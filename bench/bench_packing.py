@@ -42,10 +42,10 @@ import sys
 import time
 from pathlib import Path
 
+import bench_finetune as bf  # the same model shape, builder and MFU convention
 import torch
 from transformers import TrainerCallback
 
-import bench_finetune as bf  # the same model shape, builder and MFU convention
 from ablate.mask import masks
 from ablate.mask.training import params
 from ablate.mask.training.data import ExampleDataset
