@@ -8,12 +8,13 @@ shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own Traine
 Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
   seed-default       the seed configuration today: 16 alpaca-like examples per optimizer step,
                      batch 1 x grad_accum 16, Adafactor, attn sdpa_prefix_split, packing off
-  seed-packed-sdpa   the same 16 examples per step, packing: true (one row), attn sdpa: a dense
-                     per-example mask (the memory-efficient kernel, no flash)
-  seed-packed-flex   the same, attn flex_attention (BlockMask: blocks between examples skipped)
+  seed-packed-flex   the same 16 examples per step, packing: true (one row), attn flex_attention
+                     (BlockMask: the blocks between examples are skipped)
   full-default       full rows: 8 examples of 1024 tokens each (prompt 1/8-1/2), batch 8 x 1,
                      no padding, Adafactor, sdpa_prefix_split, packing off
   full-packed-flex   the same 8 examples packed into one 8192-token row, flex_attention
+  seed-packed-sdpa   as seed-packed-flex with attn sdpa: a dense per-example mask (the
+                     memory-efficient kernel, no flash)
   (+ seed-packed-flex-liger with --liger: liger-kernel's fused linear cross-entropy as the fast
    head's loss; + seed-packed-flex-compile with --compile: every decoder layer torch.compile'd)
 Every row starts from the same weights (seed 0) and trains on the same examples in the same order,
@@ -67,12 +68,13 @@ FULL_T, FULL_EXAMPLES = 1024, 8
 
 SEED = dict(batch_size=1, grad_accum=16, optim="adafactor")
 FULL = dict(batch_size=FULL_EXAMPLES, grad_accum=1, optim="adafactor")
+# the targets' rows first: a run cut off by a time limit keeps them (--out is rewritten per row)
 ROWS = {
     "seed-default": ("seed", dict(SEED, attn_implementation=masks.PREFIX_SDPA)),
-    "seed-packed-sdpa": ("seed", dict(SEED, attn_implementation="sdpa", packing=True)),
     "seed-packed-flex": ("seed", dict(SEED, attn_implementation="flex_attention", packing=True)),
     "full-default": ("full", dict(FULL, attn_implementation=masks.PREFIX_SDPA)),
     "full-packed-flex": ("full", dict(FULL, attn_implementation="flex_attention", packing=True)),
+    "seed-packed-sdpa": ("seed", dict(SEED, attn_implementation="sdpa", packing=True)),
 }
 OPTIONAL_ROWS = {
     "seed-packed-flex-liger": ("seed", dict(ROWS["seed-packed-flex"][1]), "liger"),
@@ -223,6 +225,54 @@ def fmt(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def compare(results: list[dict]) -> None:
+    """Speed-up and step-loss difference against the default row of the same group and policy;
+    the time ratio against the same row's causal run."""
+    for r in results:
+        base = [
+            b
+            for b in results
+            if b["group"] == r["group"]
+            and b["policy"] == r["policy"]
+            and not b["packing"]
+            and b["option"] is None
+        ]
+        causal = [b for b in results if b["row"] == r["row"] and b["policy"] == "causal"]
+        if base and base[0]["losses"] and len(base[0]["losses"]) == len(r["losses"]):
+            b = base[0]
+            r["speedup_vs_default"] = b["s_per_step"] / r["s_per_step"]
+            r["loss_rel_diff_vs_default"] = max(
+                abs(x - y) / abs(y) for x, y in zip(r["losses"], b["losses"])
+            )
+        if causal:
+            r["x_causal"] = r["s_per_step"] / causal[0]["s_per_step"]
+
+
+def print_table(results: list[dict]) -> None:
+    print(
+        "\n| row | policy | attn | packing | examples/step | tokens/step | s/step | tokens/s | MFU "
+        "| x default (speed-up) | loss vs default (max rel) | x causal | peak GB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    per_step = {"seed": SEED_EXAMPLES_PER_STEP, "full": FULL_EXAMPLES}
+    for r in results:
+        attn = r["attn"] + (f" + {r['option']}" if r["option"] else "")
+        print(
+            f"| {r['row']} | {r['policy']} | {attn} | {'on' if r['packing'] else 'off'} | "
+            f"{per_step[r['group']]} ({r['batch']}) | {r['tokens_per_step']:.0f} | "
+            f"{r['s_per_step']:.3f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | "
+            f"{fmt(r.get('speedup_vs_default'), '.2f')} | "
+            f"{fmt(r.get('loss_rel_diff_vs_default'), '.1e')} | {fmt(r.get('x_causal'), '.3f')} | "
+            f"{fmt(r['peak_gb'], '.1f')} |"
+        )
+
+
+def write_out(path: str, meta: dict, results: list[dict]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({**meta, "rows": results}, f, indent=1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=["real", "tiny"], default="real")
@@ -275,6 +325,14 @@ def main(argv=None) -> int:
             vocab=vocab,
         ),
     }
+    meta = dict(
+        device=device,
+        torch=torch.__version__,
+        shape=args.shape,
+        steps=steps,
+        warmup=warmup,
+        alpaca_like={"params": ALPACA, "sample": dist},
+    )
     results = []
     for name in names:
         group, over, option = (*ROWS[name], None) if name in ROWS else OPTIONAL_ROWS[name]
@@ -291,63 +349,15 @@ def main(argv=None) -> int:
             r["group"], r["wall_s"] = group, time.time() - t0
             summarise(r, warmup, bf.PEAK_TFLOPS)
             results.append(r)
+            compare(results)
             print(json.dumps({k: v for k, v in r.items() if k != "step_times"}), flush=True)
-
-    for r in results:
-        base = [
-            b
-            for b in results
-            if b["group"] == r["group"]
-            and b["policy"] == r["policy"]
-            and not b["packing"]
-            and b["option"] is None
-        ]
-        causal = [b for b in results if b["row"] == r["row"] and b["policy"] == "causal"]
-        if base and base[0]["losses"] and len(base[0]["losses"]) == len(r["losses"]):
-            b = base[0]
-            r["speedup_vs_default"] = b["s_per_step"] / r["s_per_step"]
-            r["loss_rel_diff_vs_default"] = max(
-                abs(x - y) / abs(y) for x, y in zip(r["losses"], b["losses"])
-            )
-        if causal:
-            r["x_causal"] = r["s_per_step"] / causal[0]["s_per_step"]
-
-    print(
-        "\n| row | policy | attn | packing | examples/step | tokens/step | s/step | tokens/s | MFU "
-        "| x default (speed-up) | loss vs default (max rel) | x causal | peak GB |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    per_step = {"seed": SEED_EXAMPLES_PER_STEP, "full": FULL_EXAMPLES}
-    for r in results:
-        attn = r["attn"] + (f" + {r['option']}" if r["option"] else "")
-        print(
-            f"| {r['row']} | {r['policy']} | {attn} | {'on' if r['packing'] else 'off'} | "
-            f"{per_step[r['group']]} ({r['batch']}) | {r['tokens_per_step']:.0f} | "
-            f"{r['s_per_step']:.3f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | "
-            f"{fmt(r.get('speedup_vs_default'), '.2f')} | "
-            f"{fmt(r.get('loss_rel_diff_vs_default'), '.1e')} | {fmt(r.get('x_causal'), '.3f')} | "
-            f"{fmt(r['peak_gb'], '.1f')} |"
-        )
+            if args.out:
+                write_out(args.out, meta, results)
+    print_table(results)
     print(
         f"\n{len(results)} rows; {steps} steps each, the first {warmup} untimed; "
         f"example tokens {json.dumps(dist)}"
     )
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(
-                {
-                    "device": device,
-                    "torch": torch.__version__,
-                    "shape": args.shape,
-                    "steps": steps,
-                    "warmup": warmup,
-                    "alpaca_like": {"params": ALPACA, "sample": dist},
-                    "rows": results,
-                },
-                f,
-                indent=1,
-            )
     return 0
 
 

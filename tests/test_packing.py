@@ -239,3 +239,24 @@ def test_bench_packing_tiny_shape(tmp_path, monkeypatch):
     for r in rows:
         assert r["loss_rel_diff_vs_default"] < 1e-5, r
         assert r["tokens_per_step"] > 0 and r["s_per_step"] > 0
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_flex_block_mask_equals_the_dense_mask(policy, monkeypatch):
+    """flex_attention (GPU only) gets a BlockMask; its mask function, evaluated densely on CPU,
+    is the sdpa mask the equality test above proves (uncompiled here: compiling costs ~15 s)."""
+    from torch.nn.attention import flex_attention
+    from transformers import masking_utils
+
+    build = flex_attention.create_block_mask
+    monkeypatch.setattr(
+        masking_utils, "create_block_mask", lambda **kw: build(**{**kw, "_compile": False})
+    )
+    model = tiny_model("sdpa")
+    batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples())
+    dense = packing.packed_mask(model, batch, policy, torch.float32)
+    model.config._attn_implementation = "flex_attention"
+    block_mask = packing.packed_mask(model, batch, policy, torch.float32)
+    rows, width = batch["input_ids"].shape
+    got = flex_attention.create_mask(block_mask.mask_mod, rows, None, width, width, device="cpu")
+    assert dense.dtype == torch.bool and torch.equal(got, dense)
