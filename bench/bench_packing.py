@@ -15,6 +15,9 @@ Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
   full-packed-flex   the same 8 examples packed into one 8192-token row, flex_attention
   seed-packed-sdpa   as seed-packed-flex with attn sdpa: a dense per-example mask (the
                      memory-efficient kernel, no flash)
+  seed-packed-leaky  control, causal only: as seed-packed-sdpa but the examples of a row attend to
+                     the earlier ones (a plain causal mask over the row): its loss difference
+                     shows whether the 1e-3 loss check can see a wrong mask at all
   (+ seed-packed-flex-liger with --liger: liger-kernel's fused linear cross-entropy as the fast
    head's loss; + seed-packed-flex-compile with --compile: every decoder layer torch.compile'd)
 Every row starts from the same weights (seed 0) and trains on the same examples in the same order,
@@ -35,6 +38,7 @@ only, so the hardware does less than 6N per token).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -48,7 +52,7 @@ import torch
 from transformers import TrainerCallback
 
 from ablate.mask import masks
-from ablate.mask.training import params
+from ablate.mask.training import packing, params
 from ablate.mask.training.data import ExampleDataset
 from ablate.mask.training.trainer import build_trainer
 
@@ -76,11 +80,15 @@ ROWS = {
     "full-packed-flex": ("full", dict(FULL, attn_implementation="flex_attention", packing=True)),
     "seed-packed-sdpa": ("seed", dict(SEED, attn_implementation="sdpa", packing=True)),
 }
+# the control: packed with a plain causal mask over the whole row (examples attend to earlier
+# ones). Its loss must differ from the default's by more than the 1e-3 the packed rows must meet,
+# or the loss check has no power at random init (near-uniform logits).
+ROWS["seed-packed-leaky"] = ("seed", dict(ROWS["seed-packed-sdpa"][1]), "leaky")
 OPTIONAL_ROWS = {
     "seed-packed-flex-liger": ("seed", dict(ROWS["seed-packed-flex"][1]), "liger"),
     "seed-packed-flex-compile": ("seed", dict(ROWS["seed-packed-flex"][1]), "compile"),
 }
-CAUSAL_ONLY = {"full-packed-flex"}
+CAUSAL_ONLY = {"full-packed-flex", "seed-packed-leaky"}
 
 
 def alpaca_like_lengths(n: int, seed: int, max_len: int, scale: float = 1.0) -> list[tuple]:
@@ -150,6 +158,18 @@ def liger_head_loss():
     return head_loss
 
 
+@contextlib.contextmanager
+def leaky_mask(on: bool):
+    """The packed mask without its "same example" part (the seed-packed-leaky control)."""
+    real = packing._same_example
+    if on:
+        packing._same_example = lambda seq_ids: lambda b, h, q_idx, kv_idx: kv_idx >= 0
+    try:
+        yield
+    finally:
+        packing._same_example = real
+
+
 def run_row(name: str, overrides: dict, option: str | None, policy: str, data, steps: int, T: int):
     p = params.resolve_params(
         {
@@ -187,7 +207,8 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         trainer.head_loss = liger_head_loss()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer.train()
+    with leaky_mask(option == "leaky"):
+        trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     if trainer.master_optimizer is not None:
         trainer.master_optimizer.remove_hooks()
@@ -282,7 +303,15 @@ def main(argv=None) -> int:
     ap.add_argument("--liger", action="store_true", help="add seed-packed-flex-liger")
     ap.add_argument("--compile", action="store_true", help="add seed-packed-flex-compile")
     ap.add_argument("--out", help="write the raw rows as JSON (e.g. under bench/results/)")
+    ap.add_argument(
+        "--table", nargs="+", metavar="JSON", help="only print the table of earlier --out files"
+    )
     args = ap.parse_args(argv)
+    if args.table:  # rows of several runs (e.g. split by --only), compared as one
+        rows = [r for f in args.table for r in json.loads(Path(f).read_text())["rows"]]
+        compare(rows)
+        print_table(rows)
+        return 0
     tiny = args.shape == "tiny"
     if tiny:  # the same code at a toy size on CPU: checks the script, not speed
         bf.DEVICE = "cpu"
@@ -335,7 +364,8 @@ def main(argv=None) -> int:
     )
     results = []
     for name in names:
-        group, over, option = (*ROWS[name], None) if name in ROWS else OPTIONAL_ROWS[name]
+        entry = ROWS.get(name) or OPTIONAL_ROWS[name]
+        group, over, option = entry if len(entry) == 3 else (*entry, None)
         for policy in ("causal",) if name in CAUSAL_ONLY else ("causal", "prefix_bidir"):
             t0 = time.time()
             try:
