@@ -65,6 +65,8 @@ class Reference:
     measurements: list[Measurement]
     path: str
     problem: str | None = field(default=None)  # why it is empty (the file is missing or malformed)
+    #: token lengths of a bridge training example per dataset (ablate.bridge.cost)
+    bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reference:
@@ -105,6 +107,7 @@ class Reference:
             tokens_per_request=data.get("tokens_per_request") or {},
             measurements=ms,
             path=str(p),
+            bridge_lengths=data.get("bridge_lengths") or {},
         )
 
     def canonical_gpu(self, device_name: str) -> str | None:
