@@ -49,6 +49,7 @@ import yaml
 
 from ablate.bridge import cost, evaluate, models
 from ablate.bridge import params as bridge_params
+from ablate.bridge.infer import BASELINES
 from ablate.bridge.translator import ARCH_KEYS, BottleneckedGatedTranslator, median_row_rms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +232,9 @@ def train_step(s, v, models_, tr, opt, b, cache, ph: Phases) -> torch.Tensor:
         pooled_soft = soft.float().mean(1)
         pooled_prompt = emb(b.prompt).float().mean(1)
         a, c = F.normalize(pooled_soft, dim=-1), F.normalize(pooled_prompt, dim=-1)
-        nce = F.cross_entropy(a @ c.T / p["infonce_temperature"], torch.arange(b.B, device=a.device))
+        nce = F.cross_entropy(
+            a @ c.T / p["infonce_temperature"], torch.arange(b.B, device=a.device)
+        )
         loss = loss + p["infonce_weight"] * nce
         loss = loss + p["prompt_align_weight"] * F.mse_loss(pooled_soft, pooled_prompt)
         loss.backward()
@@ -340,7 +343,10 @@ def infer_rows(s, models_, device, n_samples: int) -> list[dict]:
     p, n = s.p, s.n
     K = p["K"]
     tr = build_translator(s, source, target, device).eval()
-    kv = {m: models.kv_cache_mb_per_token(x.config, "bfloat16") for m, x in zip(("source", "target"), models_)}
+    kv = {
+        m: models.kv_cache_mb_per_token(x.config, "bfloat16")
+        for m, x in zip(("source", "target"), models_)
+    }
     se, te = source.get_input_embeddings(), target.get_input_embeddings()
     rows = []
     for i in range(n_samples):
@@ -366,15 +372,22 @@ def infer_rows(s, models_, device, n_samples: int) -> list[dict]:
             src_out = gen(source, se(b.src), p)
             handed = torch.randint(3, target.config.vocab_size, (1, src_out + n.cue), device=device)
             embeds = torch.cat([te(b.prompt), cue, te(handed)], 1)
-            return "target", embeds.shape[1], gen(target, embeds, p), {"source_output_tokens": src_out}
+            return (
+                "target",
+                embeds.shape[1],
+                gen(target, embeds, p),
+                {"source_output_tokens": src_out},
+            )
 
-        for name, fn in (
-            ("source_alone", source_alone),
-            ("target_alone", target_alone),
-            ("latent", latent),
-            ("token_budget", token_budget),
-            ("cascade", cascade),
-        ):
+        fns = dict(
+            source_alone=source_alone,
+            target_alone=target_alone,
+            latent=latent,
+            token_budget=token_budget,
+            cascade=cascade,
+        )
+        for name in BASELINES:  # the pipeline's baselines, in its order
+            fn = fns[name]
             reset_peak(device)
             sync(device)
             t0 = time.perf_counter()
@@ -423,7 +436,9 @@ def kv_rows(models_, device, tokens: int) -> list[dict]:
         del out
         sync(device)
         held = None if before is None else (torch.cuda.memory_allocated(device) - before) / 2**20
-        peak = None if before is None else (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        peak = (
+            None if before is None else (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        )
         formula = models.kv_cache_mb_per_token(m.config, m.dtype) * tokens
         rows.append(
             dict(
@@ -484,7 +499,10 @@ def measurement_rows(s, rows: list[dict], mach: dict, total_params: int) -> list
         )
     ev = [r for r in rows if r["section"] == "eval"]
     inf = [r for r in rows if r["section"] == "infer"]
-    for policy, rs, what in ((ev and ev[0]["variant"], ev, "bridged evaluation"), ("batch1", inf, "five baselines")):
+    for policy, rs, what in (
+        (ev and ev[0]["variant"], ev, "bridged evaluation"),
+        ("batch1", inf, "five baselines"),
+    ):
         if rs:
             tok = sum(r["generated_tokens"] for r in rs)
             sec = sum(r.get("s_per_batch", r.get("latency_s", 0)) for r in rs)
@@ -625,9 +643,40 @@ def main(argv=None) -> int:
         head = ["variant", "batch_per_gpu", "s_per_step", "tokens_per_s", "x_seed", "peak_mem_gb"]
         log("\n## training step\n" + table(train, head + phases))
         for sec, cols in (
-            ("eval", ["variant", "s_per_batch", "generated_tokens", "generated_tokens_per_s", "peak_mem_gb"]),
-            ("infer", ["variant", "sample", "input_tokens", "output_tokens", "latency_s", "kv_cache_mb", "peak_mem_gb"]),
-            ("kv", ["variant", "tokens", "formula_mb", "cache_tensors_mb", "cuda_held_mb", "cuda_peak_over_weights_mb", "held_over_formula"]),
+            (
+                "eval",
+                [
+                    "variant",
+                    "s_per_batch",
+                    "generated_tokens",
+                    "generated_tokens_per_s",
+                    "peak_mem_gb",
+                ],
+            ),
+            (
+                "infer",
+                [
+                    "variant",
+                    "sample",
+                    "input_tokens",
+                    "output_tokens",
+                    "latency_s",
+                    "kv_cache_mb",
+                    "peak_mem_gb",
+                ],
+            ),
+            (
+                "kv",
+                [
+                    "variant",
+                    "tokens",
+                    "formula_mb",
+                    "cache_tensors_mb",
+                    "cuda_held_mb",
+                    "cuda_peak_over_weights_mb",
+                    "held_over_formula",
+                ],
+            ),
             ("skipped", ["variant", "note"]),
         ):
             rs = [r for r in rows if r["section"] == sec]
@@ -635,7 +684,10 @@ def main(argv=None) -> int:
                 log(f"\n## {sec}\n" + table(rs, cols))
     meas = measurement_rows(s, rows, mach, total) if not a.ddp else []
     if meas:
-        log("\n## for config/gpu_measurements.yaml (measurements:)\n" + yaml.safe_dump(meas, sort_keys=False, width=200))
+        log(
+            "\n## for config/gpu_measurements.yaml (measurements:)\n"
+            + yaml.safe_dump(meas, sort_keys=False, width=200)
+        )
     result = dict(
         bench="bench_bridge",
         shape=a.shape,
@@ -644,7 +696,17 @@ def main(argv=None) -> int:
         build_s=build_s,
         wall_s=time.perf_counter() - started,
         params=dict(source=n_params(source), target=n_params(target), translator=tr_params),
-        settings={k: s.p[k] for k in (*ARCH_KEYS, "batch_size", "kl_positions", "eval_batch_size", "max_new_tokens", "hygiene")},
+        settings={
+            k: s.p[k]
+            for k in (
+                *ARCH_KEYS,
+                "batch_size",
+                "kl_positions",
+                "eval_batch_size",
+                "max_new_tokens",
+                "hygiene",
+            )
+        },
         lengths=dataclasses.asdict(s.n),
         rows=rows,
         measurements=meas,

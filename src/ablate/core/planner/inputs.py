@@ -18,7 +18,7 @@ import yaml
 
 log = logging.getLogger("ablate.planner")
 
-KINDS = ("train", "eval", "probe")
+KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
 CPU = "cpu"
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 PLAN_SCHEMA = "workflow/schemas/plan.schema.yaml"
