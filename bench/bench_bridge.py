@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -337,64 +336,49 @@ def bridged_eval(s, models_, device) -> dict:
     )
 
 
+def baseline(name: str, s, models_, tr, b, device) -> tuple[str, int, int, dict]:
+    """One baseline of ablate.bridge.infer on one sample: (model, input tokens, new tokens, extra)."""
+    source, target = models_
+    p, n = s.p, s.n
+    se, te = source.get_input_embeddings(), target.get_input_embeddings()
+    cue = te(b.cue)[None]
+    if name == "source_alone":
+        return "source", n.source, gen(source, se(b.src), p), {}
+    if name == "target_alone":
+        return "target", n.prompt, gen(target, te(b.prompt), p), {}
+    if name == "latent":  # source forward + translator + [BOS] K soft "Answer:" -> target
+        soft = tr(source_states(source, b), b.src_mask).to(te.weight.dtype)
+        embeds = torch.cat([te(b.bos)[None], soft, cue], 1)
+        return "target", embeds.shape[1], gen(target, embeds, p), {}
+    if name == "token_budget":  # the first K prompt tokens: the latent input's length
+        embeds = torch.cat([te(b.bos)[None], te(b.prompt[:, : p["K"]]), cue], 1)
+        return "target", embeds.shape[1], gen(target, embeds, p), {}
+    if name == "cascade":  # the source's answer handed to the target after the prompt
+        src_out = gen(source, se(b.src), p)
+        handed = torch.randint(3, target.config.vocab_size, (1, src_out + n.cue), device=device)
+        embeds = torch.cat([te(b.prompt), cue, te(handed)], 1)
+        return "target", embeds.shape[1], gen(target, embeds, p), {"source_output_tokens": src_out}
+    raise ValueError(f"unknown baseline {name!r}")
+
+
 def infer_rows(s, models_, device, n_samples: int) -> list[dict]:
     """The five baselines of ablate.bridge.infer, batch 1, timed end to end per sample."""
     source, target = models_
-    p, n = s.p, s.n
-    K = p["K"]
     tr = build_translator(s, source, target, device).eval()
     kv = {
-        m: models.kv_cache_mb_per_token(x.config, "bfloat16")
-        for m, x in zip(("source", "target"), models_)
+        role: models.kv_cache_mb_per_token(m.config, "bfloat16")
+        for role, m in zip(("source", "target"), models_)
     }
-    se, te = source.get_input_embeddings(), target.get_input_embeddings()
     rows = []
     for i in range(n_samples):
         b = make_batch(s, 1, source, target, device, torch.Generator().manual_seed(10 + i))
-        cue = te(b.cue)[None]
-
-        def source_alone():
-            return "source", n.source, gen(source, se(b.src), p), {}
-
-        def target_alone():
-            return "target", n.prompt, gen(target, te(b.prompt), p), {}
-
-        def latent():
-            soft = tr(source_states(source, b), b.src_mask).to(te.weight.dtype)
-            embeds = torch.cat([te(b.bos)[None], soft, cue], 1)
-            return "target", embeds.shape[1], gen(target, embeds, p), {}
-
-        def token_budget():
-            embeds = torch.cat([te(b.bos)[None], te(b.prompt[:, :K]), cue], 1)
-            return "target", embeds.shape[1], gen(target, embeds, p), {}
-
-        def cascade():
-            src_out = gen(source, se(b.src), p)
-            handed = torch.randint(3, target.config.vocab_size, (1, src_out + n.cue), device=device)
-            embeds = torch.cat([te(b.prompt), cue, te(handed)], 1)
-            return (
-                "target",
-                embeds.shape[1],
-                gen(target, embeds, p),
-                {"source_output_tokens": src_out},
-            )
-
-        fns = dict(
-            source_alone=source_alone,
-            target_alone=target_alone,
-            latent=latent,
-            token_budget=token_budget,
-            cascade=cascade,
-        )
         for name in BASELINES:  # the pipeline's baselines, in its order
-            fn = fns[name]
             reset_peak(device)
             sync(device)
             t0 = time.perf_counter()
             with torch.no_grad():
-                model, n_in, n_out, extra = fn()
+                model, n_in, n_out, extra = baseline(name, s, models_, tr, b, device)
             sync(device)
-            gen_tokens = n_out + extra.get("source_output_tokens", 0)
             dt = time.perf_counter() - t0
             rows.append(
                 dict(
@@ -404,7 +388,7 @@ def infer_rows(s, models_, device, n_samples: int) -> list[dict]:
                     model=model,
                     input_tokens=n_in,
                     output_tokens=n_out,
-                    generated_tokens=gen_tokens,
+                    generated_tokens=n_out + extra.get("source_output_tokens", 0),
                     latency_s=dt,
                     kv_cache_mb=kv[model] * (n_in + n_out),
                     peak_mem_gb=peak_gb(device),
