@@ -448,7 +448,10 @@ def machine(device, world: int) -> dict:
         name = torch.cuda.get_device_name(device)
         gpu = load_reference(MEASUREMENTS).canonical_gpu(name) or name
     else:
-        name, gpu = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)", "cpu"
+        from ablate.core.provenance import cpu_info
+
+        model = cpu_info()["cpu_model"] or "cpu"
+        name, gpu = f"{model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)", "cpu"
     return dict(device=name, gpu=gpu, gpus=world, torch=torch.__version__)
 
 
