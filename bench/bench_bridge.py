@@ -65,7 +65,9 @@ TINY_ARCH = dict(
 TINY_VOCAB = {"source": 600, "target": 900}
 TINY_LENGTHS = cost.Lengths(source=24, prompt=24, answer=16)
 TINY_OVERRIDES = dict(max_new_tokens=8, eval_batch_size=4)
-COMPILE_RESERVE_S = 60.0  # torch.compile of the translator + its steps, on the GPU
+# Seconds an item needs at the real shape (it starts only if that much budget is left): decoding
+# ~40 ms per new token at batch 1 (HF generate, 7-8 B); compiling the translator ~1 min.
+RESERVE_S = {"eval": 20.0, "infer": 75.0, "kv": 10.0, "compile": 60.0}
 CPU_FLAG = "TINY SHAPE ON CPU: checks the script only, not the real grid; replace with the GPU run"
 
 
@@ -516,7 +518,10 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=1, help="inference samples per baseline")
     ap.add_argument("--kv-tokens", type=int, help="prefill length of the KV check (default 2048)")
     ap.add_argument(
-        "--budget-s", type=float, default=180.0, help="skip what is left after this many seconds"
+        "--budget-s",
+        type=float,
+        default=200.0,
+        help="skip an item that would end after this many seconds (imports come on top: ~15 s)",
     )
     a = ap.parse_args(argv)
     started = time.perf_counter()
@@ -605,14 +610,15 @@ def main(argv=None) -> int:
             todo = [v for v in todo if not v.get("compile")]
         for v in [v for v in todo if not v.get("compile")]:
             train_variant(v)
-        if not over_budget("eval"):
+        reserve = RESERVE_S if real else {}
+        if not over_budget("eval", reserve.get("eval", 0.0)):
             rows.append(bridged_eval(s, models_, device))
-        if not over_budget("infer"):
+        if not over_budget("infer", reserve.get("infer", 0.0) * a.samples):
             rows += infer_rows(s, models_, device, a.samples)
-        if not over_budget("kv"):
+        if not over_budget("kv", reserve.get("kv", 0.0)):
             rows += kv_rows(models_, device, a.kv_tokens or (2048 if real else 64))
         for v in [v for v in todo if v.get("compile")]:  # last: compiling takes long
-            train_variant(v, reserve=COMPILE_RESERVE_S if real else 0.0)
+            train_variant(v, reserve=reserve.get("compile", 0.0))
         train = [r for r in rows if r["section"] == "train" and "s_per_step" in r]
         seed = next((r["tokens_per_s"] for r in train if r["variant"] == "seed"), None)
         for r in train:
