@@ -48,7 +48,7 @@ def _to_numpy(h: torch.Tensor) -> np.ndarray:
 
 
 def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    t = torch.from_numpy(np.array(a))  # a copy: the memory map is read-only
     return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
 
