@@ -4,6 +4,7 @@ study planned offline, bad grids stopped before any job with the key named."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BRIDGE_RULES = {
     "bridge_data": 1,
     "bridge_model": 2,
+    "bridge_source_states": 3,  # gsm8k and QA read by mistral, gsm8k read by llama (swap)
     "bridge_train": 8,  # nine entries, 2c = 1a
     "bridge_infer": 2,  # 1a (ablation 4) and 3a (the QA claim)
     "bridge_summary": 1,
@@ -74,6 +76,47 @@ def test_seed_study_plans_offline(fresh):
     assert "results/latentwire/bridge/runs/gsm8k-k64-" in r.stdout
     assert "results/latentwire/bridge/runs/hotpotqa-k64-" in r.stdout
     assert not (fresh / "results" / "latentwire").exists()
+
+
+def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
+    """Each job of a dry run: its rule and fields (input, output, wildcards...)."""
+    jobs: list[dict[str, str]] = []
+    for line in stdout.splitlines():
+        m = re.match(r"(?:local)?rule (\w+):$", line)
+        if m:
+            jobs.append({"rule": m.group(1)})
+        elif jobs and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            jobs[-1][key] = value
+    return jobs
+
+
+def test_seed_study_computes_each_source_state_once(fresh):
+    """config/latentwire.yaml: one bridge_source_states job per states key (grid.jobs' list),
+    and every training run sharing a key reads that job's outputs."""
+    from ablate.bridge import grid
+    from ablate.core import planner
+
+    config = planner.load_config(ROOT / "config" / "latentwire.yaml")
+    study = grid.resolve(config["bridge"])
+    listed = [j for j in grid.jobs(config, study) if j["rule"] == "bridge_source_states"]
+    r = snakemake(fresh, "-n", "--configfile", "config/latentwire.yaml", timeout=300,
+                  env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = _dry_run_jobs(r.stdout)
+    ran = [j for j in jobs if j["rule"] == "bridge_source_states"]
+    results = config["results"]
+    expected = {frozenset(f"{results}/{o}" for o in j["outputs"]) for j in listed}
+    got = [frozenset(o.strip() for o in j["output"].split(",")) for j in ran]
+    assert len(got) == len(set(got)) == len(listed) == 3  # each once: 2 gsm8k readers, 1 QA
+    assert set(got) == expected
+    # 1a, 1b, 2a, 2b, ablB, ablC share mistral's gsm8k states; 3a its QA ones; swap llama's
+    assert sorted(len(s["runs"]) for s in study.states.values()) == [1, 1, 6]
+    for j in (j for j in jobs if j["rule"] == "bridge_train"):
+        run_id = j["wildcards"].removeprefix("run_id=")
+        sid = study.runs[run_id].states_id
+        summary = f"{results}/" + grid.PATTERNS["states_summary"].format(states_id=sid)
+        assert summary in [x.strip() for x in j["input"].split(",")], (run_id, j["input"])
 
 
 def _grid_edit(**entries) -> dict:

@@ -64,14 +64,45 @@ def bridge_model_inputs(roles):
     return files
 
 
+def bridge_data_inputs(kind):
+    return {
+        "train": out(bridge_grid.dataset_file(kind, "train")),
+        "eval": out(bridge_grid.dataset_file(kind, "test")),
+    }
+
+
 def bridge_run_inputs(wildcards):
     """A training run's models (by the entry's direction) and its train / eval files."""
     e = bridge_entry_of_run(wildcards.run_id)
     return {
         **bridge_model_inputs(sorted({e.source_role, e.target_role})),
-        "train": out(bridge_grid.dataset_file(e.kind, "train")),
-        "eval": out(bridge_grid.dataset_file(e.kind, "test")),
+        **bridge_data_inputs(e.kind),
     }
+
+
+def bridge_train_inputs(wildcards):
+    """A run's inputs and, cached, its source states (the cache's split folders and record)."""
+    e = bridge_entry_of_run(wildcards.run_id)
+    if e.states_id is None:
+        return bridge_run_inputs(wildcards)
+    return {
+        **bridge_run_inputs(wildcards),
+        "states_summary": bout("states_summary", states_id=e.states_id),
+        **{
+            f"states_{s}": bout("states_split", states_id=e.states_id, split=s)
+            for s in bridge_grid.STATES_SPLITS
+        },
+    }
+
+
+def bridge_states_entry(states_id):
+    """A run reading the cache (they share its key: source role, dataset, params it depends on)."""
+    return BRIDGE.runs[BRIDGE.states[states_id]["runs"][0]]
+
+
+def bridge_states_inputs(wildcards):
+    e = bridge_states_entry(wildcards.states_id)
+    return {**bridge_model_inputs([e.source_role]), **bridge_data_inputs(e.kind)}
 
 
 def bridge_job(rule_name, **wildcards):
@@ -96,6 +127,22 @@ def bridge_train_params(wildcards):
             target_role=e.target_role,
             kind=e.kind,
             where=f"bridge.grid.{e.name}",
+            processes=bridge_grid.processes(BRIDGE_CFG),
+        )
+    )
+
+
+def bridge_states_params(wildcards):
+    """What the cache depends on, not the params of the runs reading it (an lr edit keeps it)."""
+    e = bridge_states_entry(wildcards.states_id)
+    st = BRIDGE.states[wildcards.states_id]
+    return sorted_tree(
+        dict(
+            identity=bridge_grid.states_slice(BRIDGE, wildcards.states_id),
+            params=bridge_grid.states_params(st),
+            source_role=e.source_role,
+            kind=e.kind,
+            test_items=st["test_items"],
         )
     )
 

@@ -16,7 +16,7 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
@@ -27,6 +27,10 @@ from ablate.core.provenance import config_hash
 META_KEYS = ("same_as", "swap")
 #: The two model roles (config keys bridge.source / bridge.target).
 ROLES = ("source", "target")
+#: Which source hidden states the translator reads (the final normed layer, as in the seed).
+SOURCE_LAYER = "last_hidden_state"
+#: The splits a source-state cache holds (the whole train split, the evaluated test items).
+STATES_SPLITS = ("train", "test")
 #: World sizes (ablate.bridge.world.write_world keyword arguments).
 WORLD_KEYS = ("n_train", "n_test", "n_qa_train", "n_qa_test", "n_corpus")
 
@@ -40,6 +44,10 @@ PATTERNS = {
     "model_final": "bridge/models/{role}/final",
     "model_summary": "bridge/models/{role}/summary.json",
     "card": "bridge/models/{role}/card.json",
+    # a cache = its two split folders (ablate.bridge.states.SPLITS) and, beside them, its record
+    "source_states": "bridge/source_states/{states_id}",
+    "states_split": "bridge/source_states/{states_id}/{split}",
+    "states_summary": "bridge/source_states/{states_id}/summary.json",
     "run_dir": "bridge/runs/{run_id}",
     "translator": "bridge/runs/{run_id}/translator",
     "run_summary": "bridge/runs/{run_id}/summary.json",
@@ -72,6 +80,7 @@ class Entry:
     source_role: str  # which config model reads (bridge.source, or bridge.target when swapped)
     target_role: str
     same_as: str | None = None  # the entry whose run this one reuses
+    states_id: str | None = None  # the source-state cache it reads (None: the live source)
 
     @property
     def dataset(self) -> str:
@@ -87,6 +96,7 @@ class Study:
     entries: dict[str, Entry]
     runs: dict[str, Entry]  # run id -> the entry that owns the run (never a same_as entry)
     infer: list[tuple[str, Entry]] = field(default_factory=list)  # (role, entry) benchmarked
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # states id -> its job facts
     config: dict[str, Any] = field(default_factory=dict)  # the bridge section
 
 
@@ -115,6 +125,51 @@ def run_id_of(identity: dict[str, Any]) -> str:
     """A readable prefix and the hash of the identity: distinct configurations, distinct ids."""
     p = identity["params"]
     return f"{p['dataset']}-k{p['K']}-{config_hash(identity)[:12]}"
+
+
+def processes(bridge: dict[str, Any]) -> int:
+    """Training processes per run: one per GPU of bridge.resources.train.gpu (one on CPU)."""
+    return max(1, bridge["resources"]["train"]["gpu"])
+
+
+def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> dict[str, Any]:
+    """What a source-state cache depends on: never the translator or its training."""
+    data = bridge["data"]
+    return sorted_tree(
+        dict(
+            source=model_identity(bridge[source_role], data),
+            data=data_identity(data, p["dataset"]),
+            dataset=p["dataset"],
+            layer=SOURCE_LAYER,
+            max_source_len=p["max_source_len"],
+            model_dtype=p["model_dtype"],
+        )
+    )
+
+
+def _states(bridge: dict[str, Any], runs: dict[str, Entry]) -> dict[str, dict[str, Any]]:
+    """One cache per states key: its runs, and the test items the largest eval_size needs."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in runs.values():
+        key = states_key(bridge, e.source_role, e.params)
+        sid = f"{e.dataset}-{config_hash(key)[:12]}"
+        s = out.setdefault(
+            sid, dict(key=key, source_role=e.source_role, runs=[], test_items=0, batch=1 << 30)
+        )
+        s["runs"].append(e.run_id)
+        s["test_items"] = max(s["test_items"], e.params["eval_size"])
+        s["batch"] = min(s["batch"], e.params["eval_batch_size"])  # a forward pass's items
+    return out
+
+
+def states_params(states: dict[str, Any]) -> dict[str, Any]:
+    """The params the cache job computes with: its key's, and the smallest forward batch."""
+    key = states["key"]
+    return dict(
+        max_source_len=key["max_source_len"],
+        model_dtype=key["model_dtype"],
+        eval_batch_size=states["batch"],
+    )
 
 
 def check_models(bridge: dict[str, Any]) -> None:
@@ -174,14 +229,15 @@ def resolve(bridge: dict[str, Any]) -> Study:
         if data["source"] == "hub" and p["dataset"] not in data:
             raise _err(f"bridge.grid.{name}.dataset: {p['dataset']!r} has no bridge.data entry")
         src, tgt = ROLES[::-1] if swap else ROLES
-        identity = sorted_tree(
-            dict(
-                params=p,
-                source=model_identity(bridge[src], data),
-                target=model_identity(bridge[tgt], data),
-                data=data_identity(data, p["dataset"]),
-            )
+        identity = dict(
+            params=p,
+            source=model_identity(bridge[src], data),
+            target=model_identity(bridge[tgt], data),
+            data=data_identity(data, p["dataset"]),
         )
+        if processes(bridge) > 1:  # batch_size per process: the global batch is W x batch_size
+            identity["processes"] = processes(bridge)
+        identity = sorted_tree(identity)
         entries[name] = Entry(name, run_id_of(identity), p, identity, src, tgt)
     runs: dict[str, Entry] = {}
     for name, e in entries.items():
@@ -193,6 +249,10 @@ def resolve(bridge: dict[str, Any]) -> Study:
                 f"{name!r} if it is meant to reuse that run, or make them differ"
             )
         runs[e.run_id] = e
+    states = _states(bridge, runs) if bridge["cache_source_states"] else {}
+    for sid, st in states.items():
+        for run_id in st["runs"]:
+            runs[run_id] = entries[runs[run_id].name] = replace(runs[run_id], states_id=sid)
     for name, spec in grid.items():
         if "same_as" not in (spec or {}):
             continue
@@ -216,6 +276,7 @@ def resolve(bridge: dict[str, Any]) -> Study:
             base.source_role,
             base.target_role,
             same_as=base.name,
+            states_id=base.states_id,
         )
     entries = {n: entries[n] for n in grid}  # the config's order
     infer: list[tuple[str, Entry]] = []
@@ -230,7 +291,7 @@ def resolve(bridge: dict[str, Any]) -> Study:
             )
         if all(e.run_id != entries[name].run_id for _, e in infer):  # one benchmark per run
             infer.append((role, entries[name]))
-    return Study(entries, runs, infer, bridge)
+    return Study(entries, runs, infer, states=states, config=bridge)
 
 
 def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
@@ -267,6 +328,12 @@ def model_slice(study: Study, role: str) -> dict[str, Any]:
             identity=model_identity(study.config[role], study.config["data"]),
         )
     )
+
+
+def states_slice(study: Study, states_id: str) -> dict[str, Any]:
+    """What a source-state job records and reruns on: its key and the test items it holds."""
+    st = study.states[states_id]
+    return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
 
 
 def jobs(config: dict[str, Any], study: Study | None = None) -> list[dict[str, Any]]:
@@ -306,6 +373,22 @@ def jobs(config: dict[str, Any], study: Study | None = None) -> list[dict[str, A
                 entries=sorted(
                     n for n, e in study.entries.items() if role in (e.source_role, e.target_role)
                 ),
+            )
+        )
+    for sid in study.states:
+        out.append(
+            dict(
+                rule="bridge_source_states",
+                wildcards={"states_id": sid},
+                outputs=[
+                    PATTERNS["states_split"].format(states_id=sid, split=split)
+                    for split in STATES_SPLITS
+                ]
+                + [PATTERNS["states_summary"].format(states_id=sid)],
+                config=states_slice(study, sid),
+                record=PATTERNS["states_summary"].format(states_id=sid),
+                benchmark=bench("source_states", sid),
+                entries=sorted(n for n, e in study.entries.items() if e.states_id == sid),
             )
         )
     for run_id, e in study.runs.items():

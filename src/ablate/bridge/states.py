@@ -4,7 +4,8 @@ The source model never trains, so its last-layer states of an item depend only o
 revision, dataset, layer, max source length, weight dtype): every grid entry sharing those reads
 one cache (``ablate.bridge.grid`` decides the key) instead of running the source each step.
 
-Layout of a cache folder (one per split: ``train/``, ``test/``)::
+Layout of a cache: ``train/`` and ``test/`` split folders, ``summary.json`` (its provenance)
+beside them; each split folder::
 
     shard-00000.npy ...   [tokens, d] rows, the items' real tokens back to back (no padding);
                           bfloat16 is stored as its uint16 bits (numpy has no bfloat16)
@@ -27,11 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablate.bridge.grid import SOURCE_LAYER as LAYER
+from ablate.bridge.grid import STATES_SPLITS as SPLITS
 from ablate.core import io
 
-#: Which hidden states the translator reads (the source's final normed layer, as in the seed).
-LAYER = "last_hidden_state"
-SPLITS = ("train", "test")
 SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
 INDEX = "index.json"
 
