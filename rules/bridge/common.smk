@@ -37,6 +37,10 @@ def bridge_resources_of(group):
     r = {k: v for k, v in BRIDGE_CFG["resources"][group].items() if k != "threads"}
     if r.get("gpu_model") is None:
         r.pop("gpu_model", None)
+    if group == "train" and bridge_grid.processes(BRIDGE_CFG) > 1:
+        # one SLURM task holding every GPU: torchrun starts the processes (the slurm plugin's
+        # tasks_per_gpu: 0 drops its default --ntasks-per-gpu=1, one task per GPU)
+        r["tasks_per_gpu"] = 0
     return r
 
 

@@ -36,6 +36,14 @@ kwargs = dict(
         else None
     ),
 )
+granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
+if r["processes"] > 1 and granted != r["processes"]:
+    # the global batch (and the run id) counts the configured processes: never fewer silently
+    raise RuntimeError(
+        f"bridge.resources.train.gpu asks {r['processes']} data-parallel processes but this job "
+        f"was granted gpu={granted}: a `resources: gpu` limit of the profile or command line caps "
+        f"it (the vast profile's is 1: add --resources gpu={r['processes']})"
+    )
 if r["processes"] == 1:
     train.train_entry(**kwargs)
 else:
