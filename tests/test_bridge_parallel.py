@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Deterministic steps: no dropout (each process draws its own masks), no InfoNCE (its negatives
 #: are the process's own batch, as in the seed's DDP runs); a loss logged every step.
 EXACT = {**MICRO_PARAMS, "dropout": 0.0, "infonce_weight": 0.0, "kl_after_warmup": False,
-         "log_every": 1, "steps": 4, "early_stopping": False, "eval_every": 4}  # fmt: skip
+         "log_every": 1, "steps": 4, "early_stopping": False, "eval_every": 4,
+         "model_dtype": "float32"}  # fmt: skip
 #: float32 sums in another order (two half batches, then the gradient all-reduce)
 LOSS_RTOL = 1e-4
 
@@ -111,3 +112,24 @@ def test_cached_source_states_give_the_live_loss(bridge_world, bridge_cards, tmp
             ]  # fmt: skip
         )
     assert curves[1] == pytest.approx(curves[0], rel=1e-5)
+
+
+def test_process_count_is_part_of_a_parallel_run_identity():
+    """gpu: 4 (per-GPU batch 10, global 40) and gpu: 2 are other runs; gpu 0 and 1 the same
+    one (one process), so the embedded default's run ids do not move. The states keys ignore it."""
+    import copy
+
+    from ablate.bridge import grid
+    from ablate.core import planner
+
+    bridge = planner.load_config(ROOT / "config" / "latentwire.yaml")["bridge"]
+    ids, keys = {}, {}
+    for gpus in (0, 1, 2, 4):
+        b = copy.deepcopy(bridge)
+        b["resources"]["train"]["gpu"] = gpus
+        study = grid.resolve(b)
+        ids[gpus] = study.entries["1a"].run_id
+        keys[gpus] = sorted(study.states)
+        assert study.entries["1a"].identity.get("processes") == (gpus if gpus > 1 else None)
+    assert ids[0] == ids[1] and len({ids[1], ids[2], ids[4]}) == 3
+    assert keys[0] == keys[1] == keys[2] == keys[4]
