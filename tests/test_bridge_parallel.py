@@ -76,42 +76,50 @@ def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_ca
     assert r.stdout.count("done: peak") == 1  # rank 0 alone reports (and writes)
 
 
-def test_cached_source_states_give_the_live_loss(bridge_world, bridge_cards, tmp_path):
-    """A few steps reading the cache have the live path's losses (float32, rel 1e-5)."""
+def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp_path):
+    """A few steps reading the source and KL-teacher caches have the live path's losses
+    (float32, rel 1e-5; the KL term on from step 1)."""
     p = bridge_params.resolve(EXACT)
-    summary = states.compute(
-        source_card=bridge_cards["source"],
-        train_file=bridge_world["gsm8k_train"],
-        eval_file=bridge_world["gsm8k_test"],
-        dataset_kind="gsm8k",
-        params={**p, "eval_batch_size": 3},  # other batch shapes than the training's
-        test_items=p["eval_size"],
-        out_dir=tmp_path / "states",
-    )
+    assert p["kl_weight"] > 0
+    caches = {}
+    for what, role in (("source", "source"), ("teacher", "target")):
+        summary = states.compute(
+            what=what,
+            model_card=bridge_cards[role],
+            train_file=bridge_world["gsm8k_train"],
+            eval_file=bridge_world["gsm8k_test"],
+            dataset_kind="gsm8k",
+            params={**p, "eval_batch_size": 3},  # other batch shapes than the training's
+            test_items=p["eval_size"],
+            out_dir=tmp_path / what,
+        )
+        caches[what] = states.open_cache(tmp_path / what, what)
     items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
-    assert summary["items"] == {"train": len(items), "test": p["eval_size"]}
-    cache = states.open_cache(tmp_path / "states")
+    assert summary["items"] == {"train": len(items)}  # the teacher's: train only
     live = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    cached = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p, cache)
+    cached = load_pair(
+        bridge_cards["source"], bridge_cards["target"], "gsm8k", p, caches["source"],
+        caches["teacher"],
+    )  # fmt: skip
     assert not hasattr(cached.source, "base_model")  # the source's weights are not loaded
     h_live, m_live = live.source_states(items[:4])
     h_cached, m_cached = cached.source_states(items[:4])
     assert torch.equal(m_live, m_cached)
     assert torch.allclose(h_live * m_live[..., None], h_cached, rtol=1e-5, atol=1e-6)
+    reads = []  # the KL term reads the teacher cache, not a target forward pass
+    read = caches["teacher"].batch
+    caches["teacher"].batch = lambda batch, device: reads.append(len(batch)) or read(batch, device)
     curves = []
     for pair in (live, cached):
         torch.manual_seed(p["seed"])
         translator = tr.build(p, pair.source, pair.target)
         opt, sched = train.optimizer(translator, p)
-        curves.append(
-            [
-                train.train_step(
-                    pair, translator, opt, sched, items[4 * s : 4 * s + 4], s + 1, p["grad_clip"]
-                ).loss
-                for s in range(3)
-            ]  # fmt: skip
-        )
-    assert curves[1] == pytest.approx(curves[0], rel=1e-5)
+        steps = [train.train_step(pair, translator, opt, sched, items[4 * s : 4 * s + 4], s + 1,
+                                  p["grad_clip"]) for s in range(3)]  # fmt: skip
+        curves.append([(x.loss, x.parts["nll"], x.parts["kl"]) for x in steps])
+    assert reads == [4, 4, 4]
+    for a, b in zip(curves[0], curves[1], strict=True):
+        assert b == pytest.approx(a, rel=1e-5)
 
 
 def test_process_count_is_part_of_a_parallel_run_identity():

@@ -17,6 +17,7 @@ BRIDGE_RULES = {
     "bridge_data": 1,
     "bridge_model": 2,
     "bridge_source_states": 3,  # gsm8k and QA read by mistral, gsm8k read by llama (swap)
+    "bridge_teacher_states": 3,  # the KL teacher: llama on gsm8k and QA, mistral on gsm8k (swap)
     "bridge_train": 8,  # nine entries, 2c = 1a
     "bridge_infer": 2,  # 1a (ablation 4) and 3a (the QA claim)
     "bridge_summary": 1,
@@ -91,32 +92,37 @@ def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
     return jobs
 
 
-def test_seed_study_computes_each_source_state_once(fresh):
-    """config/latentwire.yaml: one bridge_source_states job per states key (grid.jobs' list),
-    and every training run sharing a key reads that job's outputs."""
+def test_seed_study_computes_each_frozen_state_once(fresh):
+    """config/latentwire.yaml: one bridge_source_states / bridge_teacher_states job per key
+    (grid.jobs' list), and every training run sharing a key reads that job's outputs."""
     from ablate.bridge import grid
     from ablate.core import planner
 
     config = planner.load_config(ROOT / "config" / "latentwire.yaml")
     study = grid.resolve(config["bridge"])
-    listed = [j for j in grid.jobs(config, study) if j["rule"] == "bridge_source_states"]
     r = snakemake(fresh, "-n", "--configfile", "config/latentwire.yaml", timeout=300,
                   env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = _dry_run_jobs(r.stdout)
-    ran = [j for j in jobs if j["rule"] == "bridge_source_states"]
     results = config["results"]
-    expected = {frozenset(f"{results}/{o}" for o in j["outputs"]) for j in listed}
-    got = [frozenset(o.strip() for o in j["output"].split(",")) for j in ran]
-    assert len(got) == len(set(got)) == len(listed) == 3  # each once: 2 gsm8k readers, 1 QA
-    assert set(got) == expected
-    # 1a, 1b, 2a, 2b, ablB, ablC share mistral's gsm8k states; 3a its QA ones; swap llama's
-    assert sorted(len(s["runs"]) for s in study.states.values()) == [1, 1, 6]
+    for what in ("source", "teacher"):
+        rule = f"bridge_{what}_states"
+        listed = [j for j in grid.jobs(config, study) if j["rule"] == rule]
+        expected = {frozenset(f"{results}/{o}" for o in j["outputs"]) for j in listed}
+        got = [
+            frozenset(o.strip() for o in j["output"].split(",")) for j in jobs if j["rule"] == rule
+        ]
+        assert len(got) == len(set(got)) == len(listed) == 3, what  # each once
+        assert set(got) == expected, what
+        # 1a, 1b, 2a, 2b, ablB, ablC (and 2c) share one; 3a (QA) and swap (llama reads) their own
+        shared = [len(s["runs"]) for s in study.states.values() if s["what"] == what]
+        assert sorted(shared) == [1, 1, 6], what
     for j in (j for j in jobs if j["rule"] == "bridge_train"):
-        run_id = j["wildcards"].removeprefix("run_id=")
-        sid = study.runs[run_id].states_id
-        summary = f"{results}/" + grid.PATTERNS["states_summary"].format(states_id=sid)
-        assert summary in [x.strip() for x in j["input"].split(",")], (run_id, j["input"])
+        e = study.runs[j["wildcards"].removeprefix("run_id=")]
+        inputs = [x.strip() for x in j["input"].split(",")]
+        for sid in (e.states_id, e.teacher_id):
+            record = grid.states_outputs(study, sid)[-1]
+            assert f"{results}/{record}" in inputs, (e.name, j["input"])
 
 
 def _grid_edit(**entries) -> dict:

@@ -85,28 +85,27 @@ def bridge_run_inputs(wildcards):
 
 
 def bridge_train_inputs(wildcards):
-    """A run's inputs and, cached, its source states (the cache's split folders and record)."""
+    """A run's inputs and the caches it reads (each cache's split folders and record)."""
     e = bridge_entry_of_run(wildcards.run_id)
-    if e.states_id is None:
-        return bridge_run_inputs(wildcards)
-    return {
-        **bridge_run_inputs(wildcards),
-        "states_summary": bout("states_summary", states_id=e.states_id),
-        **{
-            f"states_{s}": bout("states_split", states_id=e.states_id, split=s)
-            for s in bridge_grid.STATES_SPLITS
-        },
-    }
+    files = bridge_run_inputs(wildcards)
+    for sid in (e.states_id, e.teacher_id):
+        if sid is not None:
+            what = BRIDGE.states[sid]["what"]
+            outputs = bridge_grid.states_outputs(BRIDGE, sid)
+            files[f"{what}_states"] = out(outputs[-1])  # the record: its folder is the cache
+            files.update({f"{what}_states_{i}": out(o) for i, o in enumerate(outputs[:-1])})
+    return files
 
 
 def bridge_states_entry(states_id):
-    """A run reading the cache (they share its key: source role, dataset, params it depends on)."""
+    """A run reading the cache (they share its key: the model, dataset, params it depends on)."""
     return BRIDGE.runs[BRIDGE.states[states_id]["runs"][0]]
 
 
 def bridge_states_inputs(wildcards):
     e = bridge_states_entry(wildcards.states_id)
-    return {**bridge_model_inputs([e.source_role]), **bridge_data_inputs(e.kind)}
+    role = BRIDGE.states[wildcards.states_id]["role"]
+    return {**bridge_model_inputs([role]), **bridge_data_inputs(e.kind)}
 
 
 def bridge_job(rule_name, **wildcards):
@@ -144,7 +143,8 @@ def bridge_states_params(wildcards):
         dict(
             identity=bridge_grid.states_slice(BRIDGE, wildcards.states_id),
             params=bridge_grid.states_params(st),
-            source_role=e.source_role,
+            what=st["what"],
+            role=st["role"],
             kind=e.kind,
             test_items=st["test_items"],
         )

@@ -30,11 +30,12 @@ kwargs = dict(
     run_id=r["run_id"],
     config_slice=r["identity"],
     where=r["where"],
-    source_states=(
-        str(Path(snakemake.input.states_summary).parent)
-        if "states_summary" in snakemake.input.keys()
-        else None
-    ),
+    # the caches this run reads (rules/bridge/common.smk: bridge_train_inputs): their folders
+    **{
+        f"{what}_states": str(Path(snakemake.input[f"{what}_states"]).parent)
+        for what in ("source", "teacher")
+        if f"{what}_states" in snakemake.input.keys()
+    },
 )
 granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
 if r["processes"] > 1 and granted != r["processes"]:

@@ -12,6 +12,12 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
 - The run id is derived from the entry's identity (resolved params, both models' settings, the
   data), so a run id never names two configurations. Two entries with the same identity and no
   ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
+- ``bridge.cache_frozen_states``: the frozen source's states are a job of their own, one per
+  :func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
+  every run sharing that key reads (:mod:`ablate.bridge.states`); so are the KL teacher's rows
+  (:func:`teacher_key`: target model, dataset, max prompt length, KL positions, dtype).
+- A training run on ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size``
+  items per GPU: the process count is part of its identity (it sets the global batch).
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from ablate.core.provenance import config_hash
 META_KEYS = ("same_as", "swap")
 #: The two model roles (config keys bridge.source / bridge.target).
 ROLES = ("source", "target")
-#: Which source hidden states the translator reads (the final normed layer, as in the seed).
+#: Which hidden states the caches hold (the final normed layer: the translator reads the
+#: source's, as in the seed; the KL teacher's logits are the target's LM head on its own).
 SOURCE_LAYER = "last_hidden_state"
-#: The splits a source-state cache holds (the whole train split, the evaluated test items).
-STATES_SPLITS = ("train", "test")
+#: The frozen-state caches and the splits each holds: the source's (the whole train split, the
+#: evaluated test items) and the KL teacher's (train only: the KL term is a training loss).
+FROZEN_SPLITS = {"source": ("train", "test"), "teacher": ("train",)}
 #: World sizes (ablate.bridge.world.write_world keyword arguments).
 WORLD_KEYS = ("n_train", "n_test", "n_qa_train", "n_qa_test", "n_corpus")
 
@@ -44,10 +52,9 @@ PATTERNS = {
     "model_final": "bridge/models/{role}/final",
     "model_summary": "bridge/models/{role}/summary.json",
     "card": "bridge/models/{role}/card.json",
-    # a cache = its two split folders (ablate.bridge.states.SPLITS) and, beside them, its record
-    "source_states": "bridge/source_states/{states_id}",
-    "states_split": "bridge/source_states/{states_id}/{split}",
-    "states_summary": "bridge/source_states/{states_id}/summary.json",
+    # a cache = its split folders (FROZEN_SPLITS[what]) and, beside them, its record
+    "states_split": "bridge/{what}_states/{states_id}/{split}",
+    "states_summary": "bridge/{what}_states/{states_id}/summary.json",
     "run_dir": "bridge/runs/{run_id}",
     "translator": "bridge/runs/{run_id}/translator",
     "run_summary": "bridge/runs/{run_id}/summary.json",
@@ -81,6 +88,7 @@ class Entry:
     target_role: str
     same_as: str | None = None  # the entry whose run this one reuses
     states_id: str | None = None  # the source-state cache it reads (None: the live source)
+    teacher_id: str | None = None  # the KL teacher's cache it reads (None: live, or no KL)
 
     @property
     def dataset(self) -> str:
@@ -96,7 +104,7 @@ class Study:
     entries: dict[str, Entry]
     runs: dict[str, Entry]  # run id -> the entry that owns the run (never a same_as entry)
     infer: list[tuple[str, Entry]] = field(default_factory=list)  # (role, entry) benchmarked
-    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # states id -> its job facts
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache id -> its job facts
     config: dict[str, Any] = field(default_factory=dict)  # the bridge section
 
 
@@ -137,6 +145,7 @@ def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> d
     data = bridge["data"]
     return sorted_tree(
         dict(
+            what="source",
             source=model_identity(bridge[source_role], data),
             data=data_identity(data, p["dataset"]),
             dataset=p["dataset"],
@@ -147,29 +156,58 @@ def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> d
     )
 
 
+def teacher_key(bridge: dict[str, Any], target_role: str, p: dict[str, Any]) -> dict[str, Any]:
+    """What the KL teacher's rows depend on (the target reading the text prompt + answer)."""
+    data = bridge["data"]
+    return sorted_tree(
+        dict(
+            what="teacher",
+            target=model_identity(bridge[target_role], data),
+            data=data_identity(data, p["dataset"]),
+            dataset=p["dataset"],
+            layer=SOURCE_LAYER,
+            max_prompt_len=p["max_prompt_len"],
+            kl_positions=p["kl_positions"],
+            model_dtype=p["model_dtype"],
+        )
+    )
+
+
 def _states(bridge: dict[str, Any], runs: dict[str, Entry]) -> dict[str, dict[str, Any]]:
-    """One cache per states key: its runs, and the test items the largest eval_size needs."""
+    """One cache per key (a run with kl_weight 0 needs no teacher): its model's role, its runs,
+    the test items the largest eval_size needs, the smallest forward batch of its runs."""
     out: dict[str, dict[str, Any]] = {}
     for e in runs.values():
-        key = states_key(bridge, e.source_role, e.params)
-        sid = f"{e.dataset}-{config_hash(key)[:12]}"
-        s = out.setdefault(
-            sid, dict(key=key, source_role=e.source_role, runs=[], test_items=0, batch=1 << 30)
-        )
-        s["runs"].append(e.run_id)
-        s["test_items"] = max(s["test_items"], e.params["eval_size"])
-        s["batch"] = min(s["batch"], e.params["eval_batch_size"])  # a forward pass's items
+        keys = [("source", e.source_role, states_key(bridge, e.source_role, e.params))]
+        if e.params["kl_weight"] > 0:
+            keys.append(("teacher", e.target_role, teacher_key(bridge, e.target_role, e.params)))
+        for what, role, key in keys:
+            sid = f"{e.dataset}-{config_hash(key)[:12]}"
+            s = out.setdefault(
+                sid, dict(what=what, key=key, role=role, runs=[], test_items=0, batch=1 << 30)
+            )
+            s["runs"].append(e.run_id)
+            s["test_items"] = max(s["test_items"], e.params["eval_size"] if what == "source" else 0)
+            s["batch"] = min(s["batch"], e.params["eval_batch_size"])  # a forward pass's items
     return out
 
 
 def states_params(states: dict[str, Any]) -> dict[str, Any]:
     """The params the cache job computes with: its key's, and the smallest forward batch."""
-    key = states["key"]
-    return dict(
-        max_source_len=key["max_source_len"],
-        model_dtype=key["model_dtype"],
-        eval_batch_size=states["batch"],
-    )
+    keep = ("max_source_len", "max_prompt_len", "kl_positions", "model_dtype")
+    return {
+        **{k: v for k, v in states["key"].items() if k in keep},
+        "eval_batch_size": states["batch"],
+    }
+
+
+def states_outputs(study: Study, states_id: str) -> list[str]:
+    """A cache job's outputs: its split folders, then its record."""
+    what = study.states[states_id]["what"]
+    fill = dict(what=what, states_id=states_id)
+    return [PATTERNS["states_split"].format(split=s, **fill) for s in FROZEN_SPLITS[what]] + [
+        PATTERNS["states_summary"].format(**fill)
+    ]
 
 
 def check_models(bridge: dict[str, Any]) -> None:
@@ -249,10 +287,12 @@ def resolve(bridge: dict[str, Any]) -> Study:
                 f"{name!r} if it is meant to reuse that run, or make them differ"
             )
         runs[e.run_id] = e
-    states = _states(bridge, runs) if bridge["cache_source_states"] else {}
+    states = _states(bridge, runs) if bridge["cache_frozen_states"] else {}
     for sid, st in states.items():
+        field_name = "states_id" if st["what"] == "source" else "teacher_id"
         for run_id in st["runs"]:
-            runs[run_id] = entries[runs[run_id].name] = replace(runs[run_id], states_id=sid)
+            e = replace(runs[run_id], **{field_name: sid})
+            runs[run_id] = entries[e.name] = e
     for name, spec in grid.items():
         if "same_as" not in (spec or {}):
             continue
@@ -277,6 +317,7 @@ def resolve(bridge: dict[str, Any]) -> Study:
             base.target_role,
             same_as=base.name,
             states_id=base.states_id,
+            teacher_id=base.teacher_id,
         )
     entries = {n: entries[n] for n in grid}  # the config's order
     infer: list[tuple[str, Entry]] = []
@@ -331,7 +372,7 @@ def model_slice(study: Study, role: str) -> dict[str, Any]:
 
 
 def states_slice(study: Study, states_id: str) -> dict[str, Any]:
-    """What a source-state job records and reruns on: its key and the test items it holds."""
+    """What a cache job records and reruns on: its key, the test items it holds, its batch."""
     st = study.states[states_id]
     return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
 
@@ -375,20 +416,19 @@ def jobs(config: dict[str, Any], study: Study | None = None) -> list[dict[str, A
                 ),
             )
         )
-    for sid in study.states:
+    for sid, st in study.states.items():
+        outputs = states_outputs(study, sid)
         out.append(
             dict(
-                rule="bridge_source_states",
+                rule=f"bridge_{st['what']}_states",
                 wildcards={"states_id": sid},
-                outputs=[
-                    PATTERNS["states_split"].format(states_id=sid, split=split)
-                    for split in STATES_SPLITS
-                ]
-                + [PATTERNS["states_summary"].format(states_id=sid)],
+                outputs=outputs,
                 config=states_slice(study, sid),
-                record=PATTERNS["states_summary"].format(states_id=sid),
-                benchmark=bench("source_states", sid),
-                entries=sorted(n for n, e in study.entries.items() if e.states_id == sid),
+                record=outputs[-1],
+                benchmark=bench(f"{st['what']}_states", sid),
+                entries=sorted(
+                    n for n, e in study.entries.items() if sid in (e.states_id, e.teacher_id)
+                ),
             )
         )
     for run_id, e in study.runs.items():

@@ -33,6 +33,8 @@ class Pair:
     p: dict[str, Any]
     #: cached source states (ablate.bridge.states.Reader): read instead of running the source
     cache: Any = None
+    #: cached teacher rows of the KL term (a Reader too): read instead of the teacher forward
+    teacher_cache: Any = None
 
     @property
     def device(self) -> torch.device:
@@ -97,14 +99,15 @@ class Pair:
 
     # --- training loss ---------------------------------------------------------------------
     def loss(
-        self, translator, items, step: int, states=None
+        self, translator, items, step: int, states=None, teacher=None
     ) -> tuple[torch.Tensor, dict[str, float], int]:
         """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE + MSE.
 
         Data-parallel (ablate.bridge.parallel): this process's share of the loss of the whole
         global batch, so that DDP's gradient average is the gradient of that loss; the parts
         are the global batch's values. InfoNCE takes its negatives in this process's batch, as
-        the seed's DDP runs did."""
+        the seed's DDP runs did. ``states`` / ``teacher`` given (the GPU bench) replace the source
+        and the KL teacher's forward passes: source states (h, mask) and teacher rows [B, n, d]."""
         p = self.p
         soft = self.soft(translator, items, states)
         answers = [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items]
@@ -129,7 +132,7 @@ class Pair:
         prompts = [self.prompt_ids(i) for i in items]
         kl_on = p["kl_weight"] > 0 and (not p["kl_after_warmup"] or step > p["warmup_steps"])
         if kl_on:
-            kl = self._kl(student, labels, prompts, answers)
+            kl = self._kl(student, labels, items, prompts, answers, teacher)
             total = total + p["kl_weight"] * kl
             parts["kl"] = parallel.mean_value(kl)
         if p["infonce_weight"] > 0 or p["prompt_align_weight"] > 0:
@@ -149,7 +152,8 @@ class Pair:
         return total, parts, tokens
 
     @torch.no_grad()
-    def _teacher_logits(self, prompts, answers, n: int) -> torch.Tensor:
+    def teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
+        """The text-prompted target's final states predicting answer tokens 0..n-1: [B, n, d]."""
         seqs = [pr + a for pr, a in zip(prompts, answers, strict=True)]
         ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id)
         h = self.target.base_model(
@@ -159,13 +163,35 @@ class Pair:
             [[min(len(pr) - 1 + j, ids.shape[1] - 1) for j in range(n)] for pr in prompts],
             device=self.device,
         )
-        rows = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        return h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+    @torch.no_grad()
+    def teacher_states(self, items):
+        """Per item its teacher rows over its answer's first ``kl_positions`` tokens (the rows
+        the KL term counts), as (states [B, n, d], mask [B, n]) right-padded: what the teacher
+        cache stores. Rows past an answer's end are never counted (label -100)."""
+        prompts = [self.prompt_ids(i) for i in items]
+        answers = [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items]
+        lengths = [min(self.p["kl_positions"], len(a)) for a in answers]
+        h = self.teacher_hidden(prompts, answers, max(lengths))
+        mask = torch.tensor([[int(j < n) for j in range(h.shape[1])] for n in lengths])
+        return h, mask
+
+    @torch.no_grad()
+    def _teacher_logits(self, items, prompts, answers, n: int, teacher=None) -> torch.Tensor:
+        if teacher is not None:  # given by the caller (the GPU bench)
+            rows = teacher[:, :n].to(self.device)
+        elif self.teacher_cache is not None:
+            # n = the longest stored row count of the batch: min(kl_positions, longest answer)
+            rows = self.teacher_cache.batch(items, self.device)[0][:, :n]
+        else:
+            rows = self.teacher_hidden(prompts, answers, n)
         return self._logits(rows)
 
-    def _kl(self, student, labels, prompts, answers) -> torch.Tensor:
+    def _kl(self, student, labels, items, prompts, answers, teacher=None) -> torch.Tensor:
         """KL(p_text || p_bridged) over the first ``kl_positions`` answer positions."""
         n = min(self.p["kl_positions"], student.shape[1])
-        teacher = self._teacher_logits(prompts, answers, n)
+        teacher = self._teacher_logits(items, prompts, answers, n, teacher)
         valid = (labels[:, :n] != IGNORE_INDEX).float()
         log_t = teacher.log_softmax(-1)
         log_s = student[:, :n].log_softmax(-1)
@@ -206,7 +232,9 @@ class ConfigOnly:
     config: Any
 
 
-def load_pair(source_card, target_card, kind: str, p: dict[str, Any], cache=None) -> Pair:
+def load_pair(
+    source_card, target_card, kind: str, p: dict[str, Any], cache=None, teacher_cache=None
+) -> Pair:
     """The frozen pair; with ``cache`` (ablate.bridge.states.Reader) the source's weights are
     not loaded (its tokenizer and config are: token counts, the translator's input width)."""
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -217,7 +245,7 @@ def load_pair(source_card, target_card, kind: str, p: dict[str, Any], cache=None
         source, src_tok = models.load_config(source_card)
     target, tgt_tok = models.load(target_card, dtype=dtype, device=dev)
     models.check_distinct_tokenizers(src_tok, tgt_tok)
-    return Pair(source, src_tok, target, tgt_tok, kind, p, cache)
+    return Pair(source, src_tok, target, tgt_tok, kind, p, cache, teacher_cache)
 
 
 def card_inputs(**cards) -> dict[str, str]:

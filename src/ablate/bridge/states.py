@@ -1,10 +1,14 @@
-"""The frozen source's hidden states of a dataset, computed once and read memory-mapped.
+"""Frozen models' hidden states of a dataset, computed once and read memory-mapped.
 
 The source model never trains, so its last-layer states of an item depend only on (source model,
 revision, dataset, layer, max source length, weight dtype): every grid entry sharing those reads
 one cache (``ablate.bridge.grid`` decides the key) instead of running the source each step.
+Likewise the KL term's teacher (the target fed the text prompt and the answer): its final states
+at the first ``kl_positions`` answer positions (``Pair.teacher_states``) do not depend on the
+translator; the LM head is applied to them in the step (logits would be 128k floats a row).
 
-Layout of a cache: ``train/`` and ``test/`` split folders, ``summary.json`` (its provenance)
+Layout of a cache: split folders (``grid.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher
+``train/``), ``summary.json`` (its provenance)
 beside them; each split folder::
 
     shard-00000.npy ...   [tokens, d] rows, the items' real tokens back to back (no padding);
@@ -28,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablate.bridge.grid import FROZEN_SPLITS
 from ablate.bridge.grid import SOURCE_LAYER as LAYER
-from ablate.bridge.grid import STATES_SPLITS as SPLITS
 from ablate.core import io
 
 SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
@@ -52,8 +56,9 @@ def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
     return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
 
-def write(pair, items: list[dict[str, Any]], out_dir: str | os.PathLike, batch_size: int) -> dict:
-    """The states of ``items`` by ``pair.source_states`` (live), sharded into ``out_dir``."""
+def write(states_of, items: list[dict[str, Any]], out_dir: str | os.PathLike, batch_size: int):
+    """``states_of(items)`` -> (states [B, T, d], mask [B, T]) right-padded (live
+    ``Pair.source_states`` or ``Pair.teacher_states``), sharded into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {"ids": [], "shard": [], "start": [], "length": [], "layer": LAYER}
@@ -69,7 +74,7 @@ def write(pair, items: list[dict[str, Any]], out_dir: str | os.PathLike, batch_s
 
     for i in range(0, len(items), batch_size):
         chunk = items[i : i + batch_size]
-        h, mask = pair.source_states(chunk)
+        h, mask = states_of(chunk)
         index.setdefault("dtype", str(h.dtype).removeprefix("torch."))
         index.setdefault("width", int(h.shape[-1]))
         for row, item in enumerate(chunk):
@@ -95,7 +100,8 @@ def _save(tmp: Path, arr: np.ndarray) -> None:
 
 def compute(
     *,
-    source_card,
+    what: str,
+    model_card,
     train_file,
     eval_file,
     dataset_kind: str,
@@ -104,23 +110,30 @@ def compute(
     out_dir: str | os.PathLike,
     config_slice: Any = None,
 ) -> dict[str, Any]:
-    """The cache of one key: the whole train split and the first ``test_items`` test items."""
+    """The cache of one key: ``what`` = ``source`` (the source model's card: its states of the
+    whole train split and the first ``test_items`` test items) or ``teacher`` (the target's card:
+    the KL teacher's rows of the train split; the KL term is a training loss)."""
     from ablate.bridge import models, world
     from ablate.bridge.pair import Pair, card_inputs, model_dtype
     from ablate.core import provenance
 
     started = time.time()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    source, src_tok = models.load(source_card, dtype=model_dtype(params), device=dev)
-    pair = Pair(source, src_tok, None, None, dataset_kind, params)
+    model, tok = models.load(model_card, dtype=model_dtype(params), device=dev)
+    if what == "source":
+        states_of = Pair(model, tok, None, None, dataset_kind, params).source_states
+    else:
+        states_of = Pair(None, None, model, tok, dataset_kind, params).teacher_states
     out = Path(out_dir)
     counts = {}
-    for split, path, n in (("train", train_file, None), ("test", eval_file, test_items)):
+    for split in FROZEN_SPLITS[what]:
+        path, n = (train_file, None) if split == "train" else (eval_file, test_items)
         items = world.load_dataset(path, dataset_kind)[:n]
-        write(pair, items, out / split, params["eval_batch_size"])
+        write(states_of, items, out / split, params["eval_batch_size"])
         counts[split] = len(items)
-        print(f"[source states] {split}: {len(items)} items -> {out / split}", flush=True)
+        print(f"[{what} states] {split}: {len(items)} items -> {out / split}", flush=True)
     summary = {
+        "what": what,
         "items": counts,
         "wall_s": time.time() - started,
         "provenance": provenance.collect(
@@ -128,7 +141,7 @@ def compute(
             inputs={
                 "train_file": train_file,
                 "eval_file": eval_file,
-                **card_inputs(source_card=source_card),
+                **card_inputs(model_card=model_card),
             },  # fmt: skip
             started=started,
         ),
@@ -176,6 +189,6 @@ class Reader:
         return h.to(device, non_blocking=True), mask.to(device)
 
 
-def open_cache(folder: str | os.PathLike) -> Reader:
-    """A cache written by :func:`compute` (its train and test splits)."""
-    return Reader([Path(folder) / s for s in SPLITS])
+def open_cache(folder: str | os.PathLike, what: str = "source") -> Reader:
+    """A cache written by :func:`compute` (every split it holds)."""
+    return Reader([Path(folder) / s for s in FROZEN_SPLITS[what]])

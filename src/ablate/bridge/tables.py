@@ -123,7 +123,8 @@ def _recorded_hash(path: Path) -> str | None:
 def _group(job: dict[str, Any]) -> str:
     return {
         "bridge_model": "prepare_model",
-        "bridge_source_states": "source_states",
+        "bridge_source_states": "frozen_states",
+        "bridge_teacher_states": "frozen_states",
         "bridge_train": "train",
         "bridge_infer": "infer",
     }.get(job["rule"], "")

@@ -11,7 +11,8 @@ Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; ``python -m torch.d
 step (the seed's "10 per GPU"), each process a slice of one global batch order, DDP averaging
 the gradients; the evaluation is split over the processes and gathered; only rank 0 writes.
 On one process it is the plain loop. With ``source_states`` (a cache folder of
-:mod:`ablate.bridge.states`) the source model is not loaded at all.
+:mod:`ablate.bridge.states`) the source model's weights are not loaded at all; with
+``teacher_states`` the KL term reads its teacher's rows instead of a target forward pass.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 
 from ablate.bridge import parallel, world
 from ablate.bridge import params as bridge_params
-from ablate.bridge import states as source_states_cache
+from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.core import io, provenance
@@ -216,11 +217,13 @@ def train_entry(
     config_slice: Any = None,
     where: str = "bridge",
     source_states: str | os.PathLike | None = None,
+    teacher_states: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one grid entry; write translator/, samples.parquet, summary.json.
 
     ``source_states``: a cache folder of :func:`ablate.bridge.states.compute` for this entry's
-    source and data, read instead of running the source. Under torchrun every process trains
+    source and data, read instead of running the source; ``teacher_states`` likewise for the KL
+    teacher's forward pass. Under torchrun every process trains
     and rank 0 alone writes (the others return the same summary, unwritten)."""
     from ablate.bridge.evaluate import accuracy
 
@@ -231,15 +234,18 @@ def train_entry(
     train_items = world.load_dataset(train_file, dataset_kind)
     eval_items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
     torch.manual_seed(p["seed"])
-    cache = None if source_states is None else source_states_cache.open_cache(source_states)
-    pair = load_pair(source_card, target_card, dataset_kind, p, cache)
+    cache = None if source_states is None else frozen.open_cache(source_states)
+    teacher = None if teacher_states is None else frozen.open_cache(teacher_states, "teacher")
+    pair = load_pair(source_card, target_card, dataset_kind, p, cache, teacher)
     translator = tr.build(p, pair.source, pair.target, where).to(pair.device)
     n_params = sum(t.numel() for t in translator.parameters())
     _say(
         f"[{label}] {len(train_items)} train / {len(eval_items)} eval items ({dataset_kind}); "
         f"translator {n_params / 1e6:.3f} M params, K={p['K']}; "
-        f"{parallel.world_size()} process(es), source states "
+        f"{parallel.world_size()} process(es); source states "
         + ("cached" if cache is not None else "live")
+        + ", KL teacher "
+        + ("cached" if teacher is not None else "live")
     )
     res = fit(pair, translator, train_items, eval_items, p, label)
     world_size = parallel.world_size()
@@ -285,6 +291,7 @@ def train_entry(
         "world_size": world_size,
         "global_batch": global_batch(p, len(train_items)),
         "source_states": "cached" if cache is not None else "live",
+        "teacher_states": "cached" if teacher is not None else "live",
         "params": p,
         "provenance": provenance.collect(
             config_slice=config_slice if config_slice is not None else p,
@@ -292,12 +299,12 @@ def train_entry(
                 "train_file": train_file,
                 "eval_file": eval_file,
                 **card_inputs(source_card=source_card, target_card=target_card),
-                # the cache's own record (its provenance), not GBs of states to hash
-                **(
-                    {"source_states": Path(source_states) / "summary.json"}
-                    if cache is not None
-                    else {}
-                ),
+                # the caches' own records (their provenance), not GBs of states to hash
+                **{
+                    f"{what}_states": Path(folder) / "summary.json"
+                    for what, folder in (("source", source_states), ("teacher", teacher_states))
+                    if folder is not None
+                },
             },
             started=started,
             run_id=run_id,

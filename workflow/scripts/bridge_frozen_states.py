@@ -1,4 +1,4 @@
-"""bridge_source_states: the frozen source's hidden states of one dataset, computed once."""
+"""bridge_{source,teacher}_states: a frozen model's hidden states of one dataset, computed once."""
 
 import sys
 from pathlib import Path
@@ -12,7 +12,8 @@ from ablate.bridge import states
 
 s = snakemake.params.states
 states.compute(
-    source_card=snakemake.input[f"{s['source_role']}_card"],
+    what=s["what"],
+    model_card=snakemake.input[f"{s['role']}_card"],
     train_file=snakemake.input.train,
     eval_file=snakemake.input.eval,
     dataset_kind=s["kind"],
