@@ -86,13 +86,16 @@ class Step:
     grad_norm: float | None  # None: the loss was not finite and nothing was updated
 
 
-def train_step(pair: Pair, model, opt, sched, items, step: int, grad_clip: float, states=None):
+def train_step(
+    pair: Pair, model, opt, sched, items, step: int, grad_clip: float, states=None, teacher=None
+):
     """One optimisation step of the translator ``model`` (DDP-wrapped or not) on ``items``.
 
-    ``states`` = (source states [B, S, d_src], mask [B, S]) skips the source model (cached
-    states, or the GPU benchmark's); without it the pair's cache or the live source is used.
-    A non-finite loss updates nothing (the weights stay the last good ones)."""
-    loss, parts, n_tok = pair.loss(model, items, step, states=states)
+    ``states`` = (source states [B, S, d_src], mask [B, S]) skips the source model, ``teacher``
+    = the KL teacher's final states [B, n, d_tgt] at the first answer positions skips the teacher
+    forward (cached, or the GPU benchmark's); without them the pair's caches or the live models
+    are used. A non-finite loss updates nothing (the weights stay the last good ones)."""
+    loss, parts, n_tok = pair.loss(model, items, step, states=states, teacher=teacher)
     value = parallel.mean_value(loss)
     if not torch.isfinite(torch.tensor(value)):
         return Step(value, parts, n_tok, None)
