@@ -52,20 +52,33 @@ def kl_on(p: dict[str, Any]) -> bool:
 
 
 def example_flops(
-    p: dict[str, Any], n: Lengths, src: float, tgt: float, translator: float, cached: bool
+    p: dict[str, Any],
+    n: Lengths,
+    src: float,
+    tgt: float,
+    translator: float,
+    cached_source: bool,
+    cached_teacher: bool,
 ) -> float:
-    """Matmul FLOPs of one training example (2 per parameter per token forward).
+    """Matmul FLOPs of one training step's example (2 per parameter per token forward).
 
     source forward (none with cached states) + target forward and backward down to its input
     embeddings (frozen weights: no weight gradients, so backward ~ forward) + teacher forward
-    over prompt + answer when the KL term is on + translator forward and backward (6 per
-    parameter per soft token; its input projection over the source tokens is < 1 %).
+    over prompt + answer when the KL term is on (none with cached teacher rows) + translator
+    forward and backward (6 per parameter per soft token; its input projection over the source
+    tokens is < 1 %).
     """
-    f = 0.0 if cached else 2 * src * n.source
+    f = 0.0 if cached_source else 2 * src * n.source
     f += 4 * tgt * (latent_len(p["K"], n) + n.answer)
-    if kl_on(p):
+    if kl_on(p) and not cached_teacher:
         f += 2 * tgt * (n.prompt + n.answer)
     return f + 6 * translator * p["K"]
+
+
+def frozen_tokens(what: str, n: Lengths) -> int:
+    """Tokens one item costs a frozen-state cache job (ablate.bridge.states): the source reads
+    the prompt; the KL teacher reads prompt + answer."""
+    return n.source if what == "source" else n.prompt + n.answer
 
 
 def n_evaluations(p: dict[str, Any]) -> int:

@@ -23,7 +23,8 @@ from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.params import count_params, params_of_hub_model
 
-OPTIM = "adamw_torch"  # ablate.bridge.train._optimizer: torch AdamW
+OPTIM = "adamw_torch"  # ablate.bridge.train.optimizer: torch AdamW
+FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
 
 
 def model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | None, str]:
@@ -85,7 +86,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
     jobs = []
     for j in grid.jobs(config, study):
         rule = j["rule"]
-        if rule not in ("bridge_model", "bridge_train", "bridge_infer"):
+        if rule not in ("bridge_model", "bridge_train", "bridge_infer", *FROZEN_RULES):
             continue  # local jobs (data, registration): seconds on the submit host
         common = dict(
             rule=rule,
@@ -96,6 +97,8 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
         try:
             if rule == "bridge_model":
                 jobs.append(_pretrain_job(j, bridge, shapes, common))
+            elif rule in FROZEN_RULES:
+                jobs.append(_frozen_job(j, study, shapes, names, ref, common, hub))
             else:
                 jobs.append(_bridge_job(j, study, shapes, names, ref, common, hub))
         except Exception as exc:  # a size that cannot be worked out: the row says why
@@ -144,6 +147,32 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
     )
 
 
+def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
+    """A frozen-state cache: one forward pass of one model over the dataset's items."""
+    sid = j["wildcards"]["states_id"]
+    st = study.states[sid]
+    what, role = st["what"], st["role"]
+    e = study.runs[st["runs"][0]]
+    n, n_where = lengths(e.params, study.config["data"], ref)
+    spec = ref.bridge_lengths.get(e.dataset) or {}
+    if "train" not in spec:
+        raise KeyError(f"no bridge_lengths.{e.dataset}.train (training items) in {ref.path}")
+    items = int(spec["train"]) + st["test_items"]
+    return PlannedJob(
+        id=f"bridge_{what}_states/{e.dataset}:{sid.rsplit('-', 1)[-1]}",
+        kind="eval",
+        model=f"{names[role]} ({what} states of {e.dataset})",
+        policy=None,
+        tokens=float(items * cost.frozen_tokens(what, n)),
+        tokens_source=f"{spec['train']} train + {st['test_items']} test items x "
+        f"{cost.frozen_tokens(what, n)} tokens ({n_where})",
+        params=shapes[role][0],
+        params_source=shapes[role][2],
+        loads_hub_model=hub,
+        **common,
+    )
+
+
 def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     run_id = j["wildcards"]["run_id"]
     if j["rule"] == "bridge_infer":
@@ -176,8 +205,12 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
             flops_per_token=decode_flops(pt, 1),
             **common,
         )
-    tokens = p["steps"] * p["batch_size"] * cost.example_tokens(p["K"], n)
-    flops = cost.example_flops(p, n, ps, pt, ptr, cached=True) / cost.example_tokens(p["K"], n)
+    procs = grid.processes(study.config)
+    tokens = p["steps"] * p["batch_size"] * procs * cost.example_tokens(p["K"], n)
+    flops = cost.example_flops(
+        p, n, ps, pt, ptr, cached_source=True, cached_teacher=e.teacher_id is not None
+    )
+    flops /= cost.example_tokens(p["K"], n)
     evals = cost.eval_generated_tokens(p)
     return PlannedJob(
         id=f"bridge_train/{'+'.join(j['entries'])}",
@@ -185,8 +218,8 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         model=model,
         policy=None,
         tokens=float(tokens),
-        tokens_source=f"{p['steps']} steps x batch {p['batch_size']} x "
-        f"{cost.example_tokens(p['K'], n)} tokens/example (source {n.source} + BOS/K/cue "
+        tokens_source=f"{p['steps']} steps x global batch {p['batch_size']} x {procs} processes "
+        f"(held on any GPU count) x {cost.example_tokens(p['K'], n)} tokens/example (source {n.source} + BOS/K/cue "
         f"{cost.latent_len(p['K'], n)} + answer {n.answer}; {n_where}); early stopping can end "
         "it sooner",
         params=float(total),
