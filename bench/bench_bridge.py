@@ -29,6 +29,10 @@ positions, InfoNCE and prompt-alignment MSE of pooled vectors):
   ...+gradckpt         + gradient checkpointing of the target (memory for time)
   ...+batch x2 / x4    larger batch per GPU (tokens/s; global batch changes)
   ...+compile          + torch.compile of the translator
+  pipeline:seed        ablate.bridge.train.train_step itself (Pair.loss over synthetic items of the
+                       same lengths), live source and teacher: end to end, no phases
+  pipeline:cached      the same with the cached source states and teacher rows (bscale's caches):
+                       the pipeline's recipe, the row the planner's measurement is made from
 Phases are timed with a device sync around each, so the phase sum is slightly above the step.
 --ddp (under torchrun): the cached+fused+bf16 step on each rank alone, then with the translator in
 DistributedDataParallel (frozen models replicated): scaling efficiency = DDP tokens/s / (N x alone).
@@ -42,6 +46,7 @@ import dataclasses
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -72,6 +77,10 @@ TINY_OVERRIDES = dict(max_new_tokens=8, eval_batch_size=4)
 # ~40 ms per new token at batch 1 (HF generate, 7-8 B); compiling the translator ~1 min.
 RESERVE_S = {"eval": 20.0, "infer": 75.0, "kv": 10.0, "compile": 60.0}
 CPU_FLAG = "TINY SHAPE ON CPU: checks the script only, not the real grid; replace with the GPU run"
+
+
+#: The pipeline's train.train_step timed end to end (no phases): cross-checks the tensor-level step.
+PIPELINE_VARIANTS = (("pipeline:seed", False), ("pipeline:cached", True))
 
 
 def variants(batch: int) -> list[dict]:
@@ -309,6 +318,77 @@ def run_variant(s, v, models_, device, steps: int, warmup: int, ddp: bool = Fals
     )
 
 
+# --- the pipeline's own step (ablate.bridge.train.train_step) ------------------------------------
+class LengthTokenizer:
+    """A stand-in for a real tokenizer (none offline): a text becomes ``lengths[text]`` ids (else
+    ``default``), the same ids every time, so ``Pair`` builds the benchmark's lengths from
+    synthetic items: BOS + prompt, the cue, the answer + EOS."""
+
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+    def __init__(self, vocab: int, lengths: dict[str, int], default: int):
+        self.vocab, self.lengths, self.default = vocab, lengths, default
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+        g = torch.Generator().manual_seed(zlib.crc32(text.encode()))
+        ids = torch.randint(3, self.vocab, (self.lengths.get(text, self.default),), generator=g)
+        return {"input_ids": ([self.bos_token_id] if add_special_tokens else []) + ids.tolist()}
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return ""
+
+
+def pipeline_pair(s, models_, B: int):
+    """ablate.bridge.pair.Pair over the benchmark's models and B synthetic GSM8K-shaped items."""
+    from ablate.bridge import world
+    from ablate.bridge.pair import Pair
+
+    source, target = models_
+    n = s.n
+    items = [{"id": f"b{i}", "question": f"q{i}", "answer": f"a{i}\n#### {i}"} for i in range(B)]
+    answers = {world.answer_text("gsm8k", it): n.answer - 1 for it in items}  # + EOS
+    src_tok = LengthTokenizer(source.config.vocab_size, {}, n.source - 1)  # + BOS
+    tgt_tok = LengthTokenizer(
+        target.config.vocab_size, {world.ANSWER_CUE: n.cue, **answers}, n.prompt - 1
+    )
+    return Pair(source, src_tok, target, tgt_tok, "gsm8k", s.p), items
+
+
+def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, warmup: int) -> dict:
+    """train.train_step end to end: live source and teacher (the seed's path) or both cached."""
+    from ablate.bridge import train as btrain
+
+    source, target = models_
+    B = s.p["batch_size"]
+    pair, items = pipeline_pair(s, models_, B)
+    tr = build_translator(s, source, target, device).train()
+    opt, sched = btrain.optimizer(tr, s.p)
+    states = pair.source_states(items) if cached else None
+    teacher = pair.teacher_states(items)[0] if cached else None
+    at = s.p["warmup_steps"] + 1  # the KL term on, as in most of a run
+    for _ in range(warmup):
+        btrain.train_step(pair, tr, opt, sched, items, at, s.p["grad_clip"], states, teacher)
+    reset_peak(device)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        st = btrain.train_step(pair, tr, opt, sched, items, at, s.p["grad_clip"], states, teacher)
+    sync(device)
+    dt = (time.perf_counter() - t0) / steps
+    return dict(
+        section="train",
+        variant=name,
+        batch_per_gpu=B,
+        s_per_step=dt,
+        tokens_per_step=st.tokens,  # Pair.loss's own count (= B x cost.example_tokens)
+        tokens_per_s=st.tokens / dt,
+        peak_mem_gb=peak_gb(device),
+        loss=st.loss,
+        finite=st.grad_norm is not None,
+        parts=st.parts,
+    )
+
+
 # --- evaluation, inference, KV ------------------------------------------------------------------
 def gen(model, embeds, p):
     mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
@@ -478,8 +558,10 @@ def measurement_rows(s, rows: list[dict], mach: dict, total_params: int) -> list
     where = f"bench/bench_bridge.py --shape {s.shape} on {mach['gpus']}x {mach['device']}"
     out = []
     train = {r["variant"]: r for r in rows if r["section"] == "train" and "s_per_step" in r}
-    if "cached" in train:  # the pipeline's recipe once the source states are cached
-        r = train["cached"]
+    # the pipeline's own step with both frozen caches (what ablate.bridge.plan forecasts)
+    name = next((k for k in ("pipeline:cached", "cached") if k in train), None)
+    if name:
+        r = train[name]
         out.append(
             dict(
                 kind="train",
@@ -489,7 +571,7 @@ def measurement_rows(s, rows: list[dict], mach: dict, total_params: int) -> list
                 tokens_per_s=round(r["tokens_per_s"], 1),
                 s_per_step=round(r["s_per_step"], 4),
                 peak_memory_gb=r["peak_mem_gb"] and round(r["peak_mem_gb"], 1),
-                source=f"{flag}bridge train step 'cached', batch {r['batch_per_gpu']} ({where})",
+                source=f"{flag}bridge train step '{name}', batch {r['batch_per_gpu']} ({where})",
             )
         )
     ev = [r for r in rows if r["section"] == "eval"]
@@ -616,6 +698,11 @@ def main(argv=None) -> int:
             todo = [v for v in todo if not v.get("compile")]
         for v in [v for v in todo if not v.get("compile")]:
             train_variant(v)
+        for name, cached in PIPELINE_VARIANTS:
+            if (a.only and name not in a.only) or over_budget(f"train {name}"):
+                continue
+            rows.append(pipeline_variant(s, name, cached, models_, device, steps, warmup))
+            log(f"  {name}: {rows[-1]['s_per_step']}", flush=True)
         reserve = RESERVE_S if real else {}
         if not over_budget("eval", reserve.get("eval", 0.0)):
             rows.append(bridged_eval(s, models_, device))

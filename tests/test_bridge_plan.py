@@ -147,13 +147,17 @@ def test_bench_bridge_tiny_shape_runs_on_cpu(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "r.json"
-    assert bench.main(["--shape", "tiny", "--only", "seed", "cached", "--out", str(out)]) == 0
+    only = ["seed", "cached", "pipeline:seed", "pipeline:cached"]
+    assert bench.main(["--shape", "tiny", "--only", *only, "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["flag"] and res["machine"]["gpu"] == "cpu"
     train = {r["variant"]: r for r in res["rows"] if r["section"] == "train"}
-    assert set(train) == {"seed", "cached"} and all(r["finite"] for r in train.values())
+    assert set(train) == set(only) and all(r["finite"] for r in train.values())
     assert train["seed"]["source_forward_s"] > 10 * train["cached"]["source_forward_s"]
-    assert train["cached"]["tokens_per_step"] == 4 * cost.example_tokens(8, bench.TINY_LENGTHS)
+    # one token count: the tensor-level step's (ablate.bridge.cost) = Pair.loss's own
+    tokens = 4 * cost.example_tokens(8, bench.TINY_LENGTHS)
+    assert {r["tokens_per_step"] for r in train.values()} == {tokens}
+    assert "kl" in train["pipeline:cached"]["parts"]  # the KL term ran on the cached teacher
     infer = [r for r in res["rows"] if r["section"] == "infer"]
     assert [r["variant"] for r in infer] == list(bench.BASELINES)
     kv = [r for r in res["rows"] if r["section"] == "kv"]
