@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ablate.bridge import cost, grid
+from ablate.bridge.infer import BASELINES
 from ablate.core import planner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +143,8 @@ def test_forecast_vs_actual_after_a_run(tmp_path):
     assert (rest["status"] == planner.NOT_RUN).sum() == len(rest) - 1
 
 
-def test_bench_bridge_tiny_shape_runs_on_cpu(tmp_path):
+def test_bench_bridge_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))  # its modules, as when run as a script
     spec = importlib.util.spec_from_file_location("bench_bridge", REPO / "bench/bench_bridge.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -159,7 +161,7 @@ def test_bench_bridge_tiny_shape_runs_on_cpu(tmp_path):
     assert {r["tokens_per_step"] for r in train.values()} == {tokens}
     assert "kl" in train["pipeline:cached"]["parts"]  # the KL term ran on the cached teacher
     infer = [r for r in res["rows"] if r["section"] == "infer"]
-    assert [r["variant"] for r in infer] == list(bench.BASELINES)
+    assert [r["variant"] for r in infer] == list(BASELINES)
     kv = [r for r in res["rows"] if r["section"] == "kv"]
     assert kv and all(r["cache_tensors_mb"] == pytest.approx(r["formula_mb"]) for r in kv)
     kinds = {(m["kind"], m.get("policy")) for m in res["measurements"]}
