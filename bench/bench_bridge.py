@@ -64,6 +64,7 @@ from bridge_work import (  # noqa: F401  (TINY_LENGTHS: the tests read it from h
     variants,
 )
 
+from ablate.bridge import cost
 from ablate.bridge.translator import ARCH_KEYS
 
 
@@ -91,8 +92,11 @@ def table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def measurement_rows(s, rows: list[dict], mach: dict, total_params: int) -> list[dict]:
-    """Rows for config/gpu_measurements.yaml `measurements:` (the planner's bridge inputs)."""
+def measurement_rows(s, rows: list[dict], mach: dict, sizes: dict[str, int]) -> list[dict]:
+    """Rows for config/gpu_measurements.yaml `measurements:` (the planner's bridge inputs): the
+    size of the pair (source + target + translator) and, for the step, its FLOPs per token, so
+    the planner can carry the rate over to entries of other lengths and KL settings."""
+    total_params = sum(sizes.values())
     flag = f"{CPU_FLAG}; " if mach["gpu"] == "cpu" else ""
     where = f"bench/bench_bridge.py --shape {s.shape} on {mach['gpus']}x {mach['device']}"
     out = []
@@ -101,6 +105,15 @@ def measurement_rows(s, rows: list[dict], mach: dict, total_params: int) -> list
     name = next((k for k in ("pipeline:cached", "cached") if k in train), None)
     if name:
         r = train[name]
+        flops = cost.example_flops(
+            s.p,
+            s.n,
+            sizes["source"],
+            sizes["target"],
+            sizes["translator"],
+            cached_source=True,
+            cached_teacher=name == "pipeline:cached",
+        )
         out.append(
             dict(
                 kind="train",
@@ -108,6 +121,7 @@ def measurement_rows(s, rows: list[dict], mach: dict, total_params: int) -> list
                 params=total_params,
                 optim="adamw_torch",
                 tokens_per_s=round(r["tokens_per_s"], 1),
+                flops_per_token=float(f"{flops / cost.example_tokens(s.p['K'], s.n):.6g}"),
                 s_per_step=round(r["s_per_step"], 4),
                 peak_memory_gb=r["peak_mem_gb"] and round(r["peak_mem_gb"], 1),
                 source=f"{flag}bridge train step '{name}', batch {r['batch_per_gpu']} ({where})",
@@ -173,7 +187,6 @@ def main(argv=None) -> int:
     build_s = time.perf_counter() - t0
     models_ = (source, target)
     tr_params = n_params(build_translator(s, source, target, "cpu"))
-    total = n_params(source) + n_params(target) + tr_params
     mach = machine(device, world)
     log = print if rank == 0 else (lambda *x, **k: None)
     log(
@@ -307,7 +320,8 @@ def main(argv=None) -> int:
             rs = [r for r in rows if r["section"] == sec]
             if rs:
                 log(f"\n## {sec}\n" + table(rs, cols))
-    meas = measurement_rows(s, rows, mach, total) if not a.ddp else []
+    sizes = dict(source=n_params(source), target=n_params(target), translator=tr_params)
+    meas = measurement_rows(s, rows, mach, sizes) if not a.ddp else []
     if meas:
         log(
             "\n## for config/gpu_measurements.yaml (measurements:)\n"

@@ -83,10 +83,17 @@ def test_measured_rows_replace_the_flop_estimate(tmp_path):
     before = planner.make_plan(config, root=tmp_path, actuals=False).table
     r = before[(before["setup"] == "1x H200") & (before["job"] == "bridge_train/1a+2c")].iloc[0]
     assert r["throughput_source"].startswith("flop-estimate")
-    params = planner_params(tmp_path, config)
+    params, fpt = planner_params(tmp_path, config)
     ref = yaml.safe_load((REPO / "config/gpu_measurements.yaml").read_text())
     ref["measurements"] += [
-        dict(kind="train", gpu="H200", params=params, tokens_per_s=5000.0, source="test row"),
+        dict(
+            kind="train",
+            gpu="H200",
+            params=params,
+            tokens_per_s=5000.0,
+            flops_per_token=fpt["bridge_train/1a+2c"],
+            source="test row",
+        ),
         dict(
             kind="generate",
             policy="batch16",
@@ -107,17 +114,24 @@ def test_measured_rows_replace_the_flop_estimate(tmp_path):
     evals = cost.eval_generated_tokens(grid.resolve(config["bridge"]).entries["1a"].params)
     assert r["compute_s"] == pytest.approx(r["tokens"] / 5000.0 + evals / 400.0, abs=0.2)
     assert "test row b16" in r["note"]
+    # another entry's work per token (HotpotQA: long cached source, short answers): the rate is
+    # carried over by the ratio of FLOPs per token
+    qa = t[(t["setup"] == "1x H200") & (t["job"] == "bridge_train/3a")].iloc[0]
+    ratio = fpt["bridge_train/1a+2c"] / fpt["bridge_train/3a"]
+    assert ratio > 2 and qa["tok_s_per_gpu"] == pytest.approx(5000.0 * ratio, rel=1e-4)
+    assert "for its FLOPs/token" in qa["throughput_source"]
     h100 = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "bridge_train/1a+2c")].iloc[0]
     assert "scaled by peak FLOP/s" in h100["throughput_source"]
 
 
-def planner_params(tmp_path, config) -> float:
+def planner_params(tmp_path, config) -> tuple[float, dict[str, float]]:
+    """The bridge pair's size and each training job's FLOPs per token, as the planner has them."""
     from ablate.bridge.plan import study_plan
     from ablate.core.planner.inputs import load_reference
 
     ref = load_reference(config["plan"]["measurements"])
-    job = next(j for j in study_plan(config, ref, tmp_path).jobs if j.id == "bridge_train/1a+2c")
-    return job.params
+    jobs = {j.id: j for j in study_plan(config, ref, tmp_path).jobs}
+    return jobs["bridge_train/1a+2c"].params, {i: j.flops_per_token for i, j in jobs.items()}
 
 
 def test_forecast_vs_actual_after_a_run(tmp_path):

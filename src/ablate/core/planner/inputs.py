@@ -52,6 +52,9 @@ class Measurement:
     run_id: str | None = None
     job: str | None = None  # the job id it was measured on (pipeline measurements)
     optim: str | None = None  # training recipe: the optimizer it ran with
+    #: FLOPs per token of the measured work (the bridge's, which vary per entry): a job with its
+    #: own flops_per_token gets the rate scaled by their ratio
+    flops_per_token: float | None = None
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Reference:
                     source=f"{m['source']} [{p.name}]",
                     origin="table",
                     optim=m.get("optim"),
+                    flops_per_token=m.get("flops_per_token"),
                 )
             )
         return cls(

@@ -62,12 +62,17 @@ def pick_throughput(
         )
         if best.kind != job.kind:
             policy_note += f", {best.kind} rate for this forward-only {job.kind}"
-        if best.gpu == gpu:
-            return Throughput(
-                best.tokens_per_s, f"measured on {gpu}{policy_note}: {best.source}", best
+        rate = best.tokens_per_s
+        if job.flops_per_token and best.flops_per_token:  # same model, other work per token
+            rate *= best.flops_per_token / job.flops_per_token
+            policy_note += (
+                f", x {best.flops_per_token / job.flops_per_token:.3g} for its FLOPs/token "
+                f"({best.flops_per_token / 1e9:.4g} measured vs {job.flops_per_token / 1e9:.4g} G)"
             )
+        if best.gpu == gpu:
+            return Throughput(rate, f"measured on {gpu}{policy_note}: {best.source}", best)
         src_peak = ref.peak_flops(best.gpu, plan)[0]
-        tok_s = best.tokens_per_s * target_peak / src_peak
+        tok_s = rate * target_peak / src_peak
         return Throughput(
             tok_s,
             f"measured on {best.gpu}{policy_note}, scaled by peak FLOP/s {src_peak / 1e12:g}->"
