@@ -97,13 +97,15 @@ def build_lm(text_config: dict, dtype: torch.dtype, device: torch.device):
 
 
 def build_translator(s, source, target, device) -> BottleneckedGatedTranslator:
+    rms = median_row_rms(target.get_input_embeddings().weight)
     torch.manual_seed(s.p["seed"])
-    return BottleneckedGatedTranslator(
-        d_src=source.config.hidden_size,
-        d_tgt=target.config.hidden_size,
-        target_rms=median_row_rms(target.get_input_embeddings().weight),
-        **{k: s.p[k] for k in ARCH_KEYS},
-    ).to(device)
+    with torch.device(device):  # initialised where it trains
+        return BottleneckedGatedTranslator(
+            d_src=source.config.hidden_size,
+            d_tgt=target.config.hidden_size,
+            target_rms=rms,
+            **{k: s.p[k] for k in ARCH_KEYS},
+        )
 
 
 def n_params(m) -> int:
