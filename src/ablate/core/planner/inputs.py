@@ -18,7 +18,7 @@ import yaml
 
 log = logging.getLogger("ablate.planner")
 
-KINDS = ("train", "eval", "probe")
+KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
 CPU = "cpu"
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 PLAN_SCHEMA = "workflow/schemas/plan.schema.yaml"
@@ -52,6 +52,9 @@ class Measurement:
     run_id: str | None = None
     job: str | None = None  # the job id it was measured on (pipeline measurements)
     optim: str | None = None  # training recipe: the optimizer it ran with
+    #: FLOPs per token of the measured work (the bridge's, which vary per entry): a job with its
+    #: own flops_per_token gets the rate scaled by their ratio
+    flops_per_token: float | None = None
 
 
 @dataclass
@@ -65,6 +68,8 @@ class Reference:
     measurements: list[Measurement]
     path: str
     problem: str | None = field(default=None)  # why it is empty (the file is missing or malformed)
+    #: token lengths of a bridge training example per dataset (ablate.bridge.cost)
+    bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reference:
@@ -96,6 +101,7 @@ class Reference:
                     source=f"{m['source']} [{p.name}]",
                     origin="table",
                     optim=m.get("optim"),
+                    flops_per_token=m.get("flops_per_token"),
                 )
             )
         return cls(
@@ -105,6 +111,7 @@ class Reference:
             tokens_per_request=data.get("tokens_per_request") or {},
             measurements=ms,
             path=str(p),
+            bridge_lengths=data.get("bridge_lengths") or {},
         )
 
     def canonical_gpu(self, device_name: str) -> str | None:
