@@ -65,6 +65,7 @@ class Row:
     wall_s: float | None = None
     run_id: str | None = None
     headline: str = ""
+    mtime: float = 0.0  # of its record (else its first output): newer upstream work reruns it
 
 
 def incomplete_outputs(workdir: Path) -> dict[str, float]:
@@ -145,22 +146,25 @@ def _own_status(job: Job, workdir: Path, markers: dict[str, float], active: bool
     if missing:
         return Row(job, "to run", f"missing {missing[0]}")
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
+    # a job without a record is as new as its newest output (one row may stand for several rules)
+    mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else job.outputs))
     if job.record is None:
-        return Row(job, "done", "outputs exist", wall)
+        return Row(job, "done", "outputs exist", wall, mtime=mtime)
     record = read_json(workdir / job.record)
     if record is None:
-        return Row(job, "stale", f"{job.record} is unreadable", wall)
+        return Row(job, "stale", f"{job.record} is unreadable", wall, mtime=mtime)
     prov = provenance_of(record)
     changes = job.changes(prov.get("config")) if job.changes else []
     headline = job.headline(record) if job.headline else ""
     if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
-    return Row(job, status, why, wall, prov.get("run_id"), headline)
+    return Row(job, status, why, wall, prov.get("run_id"), headline, mtime)
 
 
 def job_rows(jobs: list[Job], workdir: str | os.PathLike = ".") -> list[Row]:
-    """Each job's row; a finished job whose upstream job is not done is stale (it reruns)."""
+    """Each job's row; a finished job whose upstream job is not done, or finished after it, is
+    stale (Snakemake reruns it)."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
     active = snakemake_active(workdir)
@@ -168,9 +172,13 @@ def job_rows(jobs: list[Job], workdir: str | os.PathLike = ".") -> list[Row]:
     for row in rows.values():  # the job lists are in run order, so one pass propagates
         if row.status != "done":
             continue
-        behind = [u for u in row.job.upstream if u in rows and rows[u].status != "done"]
+        up = [rows[u] for u in row.job.upstream if u in rows]
+        behind = [u for u in up if u.status != "done"]
+        newer = [u for u in up if u.mtime > row.mtime]
         if behind:
-            row.status, row.why = "stale", f"reads {behind[0]} ({rows[behind[0]].status})"
+            row.status, row.why = "stale", f"reads {behind[0].job.name} ({behind[0].status})"
+        elif newer:
+            row.status, row.why = "stale", f"reads {newer[0].job.name}, which ran after it"
     return list(rows.values())
 
 

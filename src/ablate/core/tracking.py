@@ -100,7 +100,13 @@ def log_record(
         return None
     import json
 
-    import mlflow
+    try:
+        import mlflow
+    except ImportError:
+        raise ImportError(
+            "config tracking.mlflow is true but MLflow is not installed: "
+            "pip install 'ablate[mlflow]' (or set tracking.mlflow: false)"
+        ) from None
 
     record = json.loads(Path(record_path).read_text())
     prov = record.get("provenance") or {}
