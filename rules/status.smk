@@ -16,7 +16,9 @@ localrules:
 
 rule status:
     input:
-        lambda wc: [] if only_targets(STATUS_PRODUCTS) else MASK_TARGETS + BRIDGE_TARGETS,
+        lambda wc: (
+            [] if only_targets(STATUS_PRODUCTS) else MASK_TARGETS + BRIDGE_TARGETS
+        ),
     output:
         md=STATUS_TARGET,
         html=report(

@@ -56,7 +56,14 @@ EDITED_3A = {
 
 def _report_has_every_figure(wd: Path, out: str) -> None:
     html = (wd / "results/report.html").read_text()
-    for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html"):
+    for name in (
+        "recovery.csv",
+        "scores.png",
+        "loss_curves.png",
+        "plan.html",
+        "status.html",
+        "provenance.html",
+    ):
         assert name in html, name
 
 

@@ -192,7 +192,16 @@ def test_during_a_run_and_after_an_edit(embedded_run, tmp_path):
     assert any(line.strip().startswith("steps_done 60 -> 40") for line in lines)
     new_id = json.loads((wd / "results/finetune/3A/summary.json").read_text())["provenance"]
     r = subprocess.run(
-        [sys.executable, "-m", "ablate.cli", "diff", "--in", str(tmp_path), str(before), new_id["run_id"]],
+        [
+            sys.executable,
+            "-m",
+            "ablate.cli",
+            "diff",
+            "--in",
+            str(tmp_path),
+            str(before),
+            new_id["run_id"],
+        ],
         capture_output=True,
         text=True,
         env=env,

@@ -57,6 +57,7 @@ def status_jobs(config: dict[str, Any]) -> list[Job]:
     out = []
     for j, name in zip(jobs, names):
         group = RESOURCE_GROUP.get(j["rule"])
+        where = _where(j, study)
         if j["rule"] == "bridge_train":
             upstream = [n for n in names if n.startswith(("data", "model/", "register/"))]
         elif j["rule"] == "bridge_infer":
@@ -72,9 +73,10 @@ def status_jobs(config: dict[str, Any]) -> list[Job]:
                 stage=" ".join(j["entries"]),
                 outputs=[f"{results}/{o}" for o in j["outputs"]],
                 record=f"{results}/{j['record']}",
-                changes=lambda old, j=j, w=_where(j, study): _changes(old, j, w),
+                changes=lambda old, j=j, w=where: _changes(old, j, w),
                 benchmark=f"{results}/{j['benchmark']}" if j["benchmark"] else None,
-                log=f"{results}/" + grid.PATTERNS["log"].format(
+                log=f"{results}/"
+                + grid.PATTERNS["log"].format(
                     rule=LOG_RULE.get(j["rule"], j["rule"].removeprefix("bridge_")),
                     name=name.split("/")[-1],
                 ),
@@ -116,7 +118,10 @@ def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str
         return []
     plan = {
         "/".join(
-            [p["job"].removeprefix("bridge_"), *(w.split("=", 1)[1] for w in p["wildcards"].split(",") if w)]
+            [
+                p["job"].removeprefix("bridge_"),
+                *(w.split("=", 1)[1] for w in p["wildcards"].split(",") if w),
+            ]
         ): _float(p["forecast_h"])
         for p in read_csv(workdir / config["results"] / grid.PATTERNS["plan"])
     }

@@ -119,7 +119,7 @@ def provenance_of(record: dict) -> dict:
 
 
 def last_progress(log: str | None) -> str | None:
-    """"step N/M, loss X" of the last progress line a training job logged."""
+    """ "step N/M, loss X" of the last progress line a training job logged."""
     try:
         text = Path(log).read_text(errors="replace")
     except (OSError, TypeError):
@@ -147,7 +147,9 @@ def _own_status(job: Job, workdir: Path, markers: dict[str, float], active: bool
         return Row(job, "to run", f"missing {missing[0]}")
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output (one row may stand for several rules)
-    mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else job.outputs))
+    mtime = max(
+        (workdir / o).stat().st_mtime for o in ([job.record] if job.record else job.outputs)
+    )
     if job.record is None:
         return Row(job, "done", "outputs exist", wall, mtime=mtime)
     record = read_json(workdir / job.record)

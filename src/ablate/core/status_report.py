@@ -108,7 +108,9 @@ def markdown_html(text: str) -> str:
         if table:
             head, *body = table
             out.append(
-                "<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>"
+                "<table><tr>"
+                + "".join(f"<th>{inline(c)}</th>" for c in head)
+                + "</tr>"
                 + "".join(
                     "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body
                 )

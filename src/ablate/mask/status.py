@@ -35,7 +35,9 @@ def headline(rule: str, record: dict) -> str:
         return f"leaks: {record.get('leaks')}, loss ratio {_num(record.get('ratio'), '.3g')}"
     if rule == "eval_model":
         macro = record.get("macro") or {}
-        return f"macro {_num(macro.get('score'), '.3f')} (chance {_num(macro.get('chance'), '.3f')})"
+        return (
+            f"macro {_num(macro.get('score'), '.3f')} (chance {_num(macro.get('chance'), '.3f')})"
+        )
     return ""
 
 
@@ -88,7 +90,9 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     """The macro rows of the recovery table and the verdict of each study-level claim."""
     results = workdir / config["results"]
     lines = []
-    recovery = [r for r in read_csv(results / study.PATTERNS["recovery_csv"]) if r["task"] == "macro"]
+    recovery = [
+        r for r in read_csv(results / study.PATTERNS["recovery_csv"]) if r["task"] == "macro"
+    ]
     for r in recovery:
         rec = _float(r.get("recovered_fraction"))
         lines.append(
@@ -97,7 +101,9 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
             + (f", recovered fraction {rec:.2f}" if rec is not None else "")
         )
     claims = read_csv(results / study.PATTERNS["claims_csv"])
-    lines += [f"- claim `{c['claim']}`: **{c['verdict']}**" for c in claims if "/" not in c["claim"]]
+    lines += [
+        f"- claim `{c['claim']}`: **{c['verdict']}**" for c in claims if "/" not in c["claim"]
+    ]
     return lines
 
 
