@@ -74,6 +74,12 @@ def _only_3a_reruns(wd: Path, out: str) -> None:
     assert evals == finetunes == {"3A"}, (evals, finetunes)
 
 
+def _status_all_done(wd: Path, out: str) -> None:
+    """After the rerun of the edit every job is done again, and STATUS.md says so."""
+    text = (wd / "results/STATUS.md").read_text()
+    assert "| stale |" not in text and "| to run |" not in text and "| done |" in text
+
+
 #: The README's commands after the quick start's, in its order, with what each must do.
 STEPS = [
     # A finished run
@@ -105,6 +111,19 @@ STEPS = [
     ),
     Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
     Step("snakemake -c2", rules=EDITED_3A, check=_only_3a_reruns),
+    # Watching a study
+    Step("ablate status", files=("results/STATUS.md",), check=_status_all_done),
+    Step("snakemake -c1 --nolock -f results/STATUS.md", rules={"status": 1}),
+    Step(
+        "tensorboard --logdir results",
+        how=SKIP,
+        why="a server (tests/test_status.py reads the files)",
+    ),
+    Step(
+        "ablate diff RUN_A RUN_B",
+        how=SKIP,
+        why="placeholders (tests/test_status.py diffs two real runs)",
+    ),
     # Run the real study
     Step(
         "snakemake -c8 results/ministral3b/recovery.csv --configfile config/ministral3b.yaml",

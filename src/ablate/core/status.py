@@ -307,8 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     except PlanError as exc:
         print(f"ablate status: {exc}", file=sys.stderr)
         return 2
-    path = write(config, args.out, args.directory)
-    if args.print:
-        print(path.read_text())
-    print(f"wrote {path}", file=sys.stderr)
+    text, rows = build(config, args.directory)
+    path = io.write_text(args.out or Path(args.directory) / config["results"] / STATUS_FILE, text)
+    counts = {s: sum(r.status == s for r in rows) for s in STATES}
+    print(
+        text if args.print else f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    )
     return 0
