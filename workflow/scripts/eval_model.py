@@ -12,6 +12,7 @@ from ablate.core import model_card, tracking
 from ablate.mask import evaluation
 
 cfg = snakemake.params.eval
+tracking.check(snakemake.config["tracking"])
 wc = snakemake.wildcards
 if wc.model == "base":
     card = model_card.read(snakemake.input.card)

@@ -15,6 +15,7 @@ from ablate.mask.training.run import finetune
 cfg = snakemake.params.finetune
 # tracking is read from the config, not params: switching it on or off reruns nothing
 track = snakemake.config["tracking"]
+tracking.check(track)
 out_dir = Path(snakemake.output.summary).parent
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
 finetune(

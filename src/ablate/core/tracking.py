@@ -31,6 +31,18 @@ def mlflow_uri(tracking: dict[str, Any], results: str | os.PathLike) -> str:
     )
 
 
+def check(tracking: dict[str, Any] | None) -> None:
+    """Before a job's work: MLflow switched on must be importable (not found after an hour)."""
+    if (tracking or {}).get("mlflow"):
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "config tracking.mlflow is true but MLflow is not installed: "
+                "pip install 'ablate[mlflow]' (or set tracking.mlflow: false)"
+            ) from None
+
+
 def trainer_callbacks(tracking: dict[str, Any] | None, out_dir: str | os.PathLike) -> list:
     """The Trainer callbacks ``tracking`` asks for (none when it is None or off)."""
     if not (tracking or {}).get("tensorboard"):
@@ -95,20 +107,24 @@ def log_record(
     results: str | os.PathLike,
 ) -> str | None:
     """One MLflow run for a finished finetune or evaluation (``kind``) from its record; its
-    MLflow run id, or None when MLflow is off."""
+    MLflow run id; None when MLflow is off or the store failed (the job still succeeds)."""
     if not (tracking or {}).get("mlflow"):
         return None
     import json
 
-    try:
-        import mlflow
-    except ImportError:
-        raise ImportError(
-            "config tracking.mlflow is true but MLflow is not installed: "
-            "pip install 'ablate[mlflow]' (or set tracking.mlflow: false)"
-        ) from None
-
+    check(tracking)
     record = json.loads(Path(record_path).read_text())
+    try:
+        return _log_run(record, kind, name, tracking, results, record_path)
+    except Exception as exc:  # the record is the result; a store that fails only loses a copy
+        # the type only: a message may carry the tracking URI, credentials included
+        print(f"[tracking] MLflow logging of {name} failed ({type(exc).__name__})", flush=True)
+        return None
+
+
+def _log_run(record, kind, name, tracking, results, record_path) -> str:
+    import mlflow
+
     prov = record.get("provenance") or {}
     git = prov.get("git") or {}
     tags = {
