@@ -86,8 +86,13 @@ BRIDGE_TARGETS = (
 )
 
 
+# STATUS.md and the report's status pages, last (every study)
+include: "rules/status.smk"
+
+
 rule all:
     default_target: True
     input:
         MASK_TARGETS,
         BRIDGE_TARGETS,
+        STATUS_TARGET,

@@ -107,6 +107,7 @@ def test_editing_one_entry_reruns_only_it(bridge_run, tmp_path):
         "bridge_claims": 1,
         "bridge_plots": 1,
         "bridge_plan": 1,
+        "status": 1,
     }, r.stdout
     assert "wildcards: run_id=gsm8k-k5-" in r.stdout
     # the plan alone runs nothing else and names the one run to do

@@ -15,7 +15,8 @@ from ablate.mask import study
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/config.yaml", "config/ministral3b.yaml"]
-NOT_STUDY_RULES = {"all", "plan", "plan_estimate"}  # the target rule and the core's plan rules
+# the target rule, the core's plan rules and STATUS.md
+NOT_STUDY_RULES = {"all", "plan", "plan_estimate", "status"}
 
 
 @pytest.fixture(scope="module")

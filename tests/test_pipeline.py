@@ -33,7 +33,7 @@ VARIANTS = {"3A": ("causal", 4), "3B": ("prefix_bidir", 4), "5B": ("prefix_bidir
 TASKS = ["emb_animals", "emb_count", "emb_opposites", "emb_sums", "emb_tools", "macro"]
 EVAL_POLICIES = ("causal", "prefill_bidir")
 #: aggregate rules that follow any change of what they collect (not stages)
-AGGREGATES = {"all", "plan", "plan_estimate"}
+AGGREGATES = {"all", "plan", "plan_estimate", "status"}
 
 
 def planned_jobs(out: str) -> set[tuple[str, str | None]]:

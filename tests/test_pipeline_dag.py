@@ -81,6 +81,7 @@ def test_first_run_plan(fresh):
         "plot_scores": 1,
         "plot_loss_curves": 1,
         "mask_claims": 1,
+        "status": 1,
         "all": 1,
     }
 
@@ -162,6 +163,7 @@ def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus
         "plot_scores",
         "plot_loss_curves",
         "mask_claims",
+        "status",
     } - (set() if configfile is None else {"make_data"}) | (
         set() if configfile is None else {"prepare_model"}
     ) | {r.name for r in wf.rules if r.name.startswith("plan")}

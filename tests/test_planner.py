@@ -675,8 +675,8 @@ def test_partial_plan_becomes_full_after_the_stages(embedded_run, tmp_path):
     os.utime(redone, ns=(before.st_atime_ns, before.st_mtime_ns))
     # the stage finishes (its output is back, mtime kept): the default target reruns the plan only
     os.replace(aside, metrics)
-    assert job_stats(snakemake(wd, "-n", "--quiet", "rules")) == {"plan", "all"}
-    assert job_stats(snakemake(wd, "-c1")) == {"plan", "all"}
+    assert job_stats(snakemake(wd, "-n", "--quiet", "rules")) == {"plan", "status", "all"}
+    assert job_stats(snakemake(wd, "-c1")) == {"plan", "status", "all"}
     t = pd.read_csv(wd / "results/plan.csv")
     assert row(t, local, "eval/5B/prefill_bidir")["status"] == "ran on this setup"
     assert not pd.isna(row(t, local, planner.TOTAL)["actual_s"])

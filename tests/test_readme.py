@@ -50,12 +50,20 @@ EDITED_3A = {
     "mask_claims": 1,
     "plan_estimate": 1,
     "plan": 1,
+    "status": 1,
 }
 
 
 def _report_has_every_figure(wd: Path, out: str) -> None:
     html = (wd / "results/report.html").read_text()
-    for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html"):
+    for name in (
+        "recovery.csv",
+        "scores.png",
+        "loss_curves.png",
+        "plan.html",
+        "status.html",
+        "provenance.html",
+    ):
         assert name in html, name
 
 
@@ -64,6 +72,12 @@ def _only_3a_reruns(wd: Path, out: str) -> None:
     evals = set(re.findall(r"output: results/eval/(\w+)/", out))
     finetunes = set(re.findall(r"output: results/finetune/(\w+)/", out))
     assert evals == finetunes == {"3A"}, (evals, finetunes)
+
+
+def _status_all_done(wd: Path, out: str) -> None:
+    """After the rerun of the edit every job is done again, and STATUS.md says so."""
+    text = (wd / "results/STATUS.md").read_text()
+    assert "| stale |" not in text and "| to run |" not in text and "| done |" in text
 
 
 #: The README's commands after the quick start's, in its order, with what each must do.
@@ -87,7 +101,7 @@ STEPS = [
     ),
     Step(
         "snakemake -c2",
-        rules={"recovery_table": 1, "plot_scores": 1, "mask_claims": 1, "plan": 1},
+        rules={"recovery_table": 1, "plot_scores": 1, "mask_claims": 1, "plan": 1, "status": 1},
     ),
     # What reruns when: an edit of 3A and its rerun
     Step(
@@ -97,6 +111,19 @@ STEPS = [
     ),
     Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
     Step("snakemake -c2", rules=EDITED_3A, check=_only_3a_reruns),
+    # Watching a study
+    Step("ablate status", files=("results/STATUS.md",), check=_status_all_done),
+    Step("snakemake -c1 --nolock -f results/STATUS.md", rules={"status": 1}),
+    Step(
+        "tensorboard --logdir results",
+        how=SKIP,
+        why="a server (tests/test_status.py reads the files)",
+    ),
+    Step(
+        "ablate diff RUN_A RUN_B",
+        how=SKIP,
+        why="placeholders (tests/test_status.py diffs two real runs)",
+    ),
     # Run the real study
     Step(
         "snakemake -c8 results/ministral3b/recovery.csv --configfile config/ministral3b.yaml",
@@ -116,8 +143,9 @@ STEPS = [
         why="a GPU (3.4 B parameters)",
     ),
     # The bridge study: finished by the quick start (the default config runs both studies)
-    Step("snakemake -c2 --config 'studies=[bridge]'", rules=NOTHING),
-    Step("snakemake -c2", rules=NOTHING),
+    # STATUS.md follows the studies a run includes: rewritten, nothing else runs
+    Step("snakemake -c2 --config 'studies=[bridge]'", rules={"status": 1}),
+    Step("snakemake -c2", rules={"status": 1}),
     Step(
         "snakemake -c1 results/bridge/plan.csv",
         files=("results/bridge/plan.csv",),

@@ -12,6 +12,14 @@ COMMANDS = {
     "train": ("ablate.mask.training.cli", "pretrain or finetune under a mask policy"),
     "data": ("ablate.mask.embedded", "write the embedded corpus, tasks and SFT data"),
     "recovery": ("ablate.mask.recovery", "build the recovery table from metrics.json files"),
+    "status": (
+        "ablate.core.status",
+        "write <results>/STATUS.md: what is done, running, stale, left",
+    ),
+    "diff": (
+        "ablate.core.diff",
+        "compare two runs (run_ids or record files): config, inputs, scores",
+    ),
     "plan": (
         "ablate.core.planner",
         "predict wall time and cost per job and setup; compare after a run",

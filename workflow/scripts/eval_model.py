@@ -8,10 +8,11 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import torch
 
 torch.set_num_threads(snakemake.threads)
-from ablate.core import model_card
+from ablate.core import model_card, tracking
 from ablate.mask import evaluation
 
 cfg = snakemake.params.eval
+tracking.check(snakemake.config["tracking"])
 wc = snakemake.wildcards
 if wc.model == "base":
     card = model_card.read(snakemake.input.card)
@@ -37,4 +38,12 @@ evaluation.evaluate(
     bootstrap_iters=cfg["bootstrap_iters"],
     seed=cfg["seed"],
     config_slice={"eval": cfg, "model": wc.model, "policy": wc.policy},
+)
+# tracking is read from the config, not params: switching it on or off reruns nothing
+tracking.log_record(
+    snakemake.output.metrics,
+    "eval",
+    f"eval/{wc.model}/{wc.policy}",
+    snakemake.config["tracking"],
+    snakemake.config["results"],
 )

@@ -9,10 +9,14 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import torch
 
 torch.set_num_threads(snakemake.threads)
-from ablate.core import model_card
+from ablate.core import model_card, tracking
 from ablate.mask.training.run import finetune
 
 cfg = snakemake.params.finetune
+# tracking is read from the config, not params: switching it on or off reruns nothing
+track = snakemake.config["tracking"]
+tracking.check(track)
+out_dir = Path(snakemake.output.summary).parent
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
 finetune(
     model_path=model,
@@ -20,8 +24,16 @@ finetune(
     data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
     policy=cfg["policy"],
     params=cfg["params"],
-    out_dir=Path(snakemake.output.summary).parent,
+    out_dir=out_dir,
     probe_result=json.loads(Path(snakemake.input.probe).read_text()),
     allow_leakage=cfg["allow_leakage"],
     config_slice=cfg,
+    callbacks=tracking.trainer_callbacks(track, out_dir),
+)
+tracking.log_record(
+    snakemake.output.summary,
+    "finetune",
+    f"finetune/{snakemake.wildcards.variant}",
+    track,
+    snakemake.config["results"],
 )

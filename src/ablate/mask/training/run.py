@@ -53,6 +53,7 @@ def _run(
     config_slice: Any,
     inputs: dict[str, str | os.PathLike],
     started: float,
+    callbacks: list | None = None,
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
@@ -68,6 +69,7 @@ def _run(
         params=params,
         output_dir=ckpt_dir,
         label=label,
+        extra_callbacks=callbacks,
     )
     prior_stop = None
     if resume_from:
@@ -246,6 +248,7 @@ def finetune(
     probe_result: dict | None = None,
     allow_leakage: bool = False,
     config_slice: Any = None,
+    callbacks: list | None = None,
 ) -> dict[str, Any]:
     """Full-weight SFT of ``model_path`` on Alpaca rows from ``data`` under ``policy``.
 
@@ -253,7 +256,7 @@ def finetune(
     Writes ``out_dir/final/`` (safetensors + tokenizer + manifest) and ``out_dir/summary.json``;
     Trainer checkpoints go to ``out_dir/checkpoints/`` and a rerun resumes from the last complete
     one. Raises :class:`LeakageGateError` before training when the policy leaks and
-    ``allow_leakage`` is false.
+    ``allow_leakage`` is false. ``callbacks``: extra Trainer callbacks (ablate.core.tracking).
     """
     from ablate.core.modeling import load_causal_lm, load_tokenizer
 
@@ -316,6 +319,7 @@ def finetune(
         config_slice=config_slice,
         inputs=inputs,
         started=started,
+        callbacks=callbacks,
     )
 
 

@@ -1,0 +1,121 @@
+"""``ablate diff RUN_A RUN_B``: what differs between two runs of a job, the question a provenance
+record exists to answer ("why did 3B move between these two runs?").
+
+A run is a ``run_id`` as provenance records write it (found among the record JSONs under the
+folders searched, the current one by default; a bridge run's grid run id works too) or the path
+of a record. Printed, each as ``key old -> new``: the config slice the job ran with (naming the
+changed key of an edited config), the input fingerprints, the code (git commit, dirty flag),
+package versions and hardware, and the results (scores, losses: every number and string of the
+record outside its provenance block and curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ablate.core.provenance import changed_keys
+
+# folders that hold no record (weights, Trainer state, event files, Snakemake's state)
+SKIP_DIRS = {"final", "checkpoints", "tensorboard", "tokenizer", ".snakemake", ".git", "mlruns"}
+
+
+class DiffError(ValueError):
+    pass
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _provenance(record: dict) -> dict:
+    prov = record.get("provenance")
+    return prov if isinstance(prov, dict) else record
+
+
+def find_record(run: str, roots: list[str]) -> Path:
+    """The record file of a run id (or the path itself)."""
+    if Path(run).is_file():
+        return Path(run)
+    hits = []
+    for root in roots:
+        for dirpath, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+            for f in files:
+                if not f.endswith(".json"):
+                    continue
+                p = Path(dirpath) / f
+                record = _load(p)
+                if record and run in (_provenance(record).get("run_id"), record.get("run_id")):
+                    hits.append(p)
+    if not hits:
+        raise DiffError(f"no record with run_id {run!r} under {', '.join(roots)}")
+    # a run id found twice (a copied results folder): the first is as good as any
+    return sorted(hits)[0]
+
+
+def _results(record: dict) -> dict:
+    """The record's own numbers and labels: no provenance, no curves or per-item lists."""
+    return {k: v for k, v in record.items() if k != "provenance" and not isinstance(v, list)}
+
+
+def _strip_lists(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _strip_lists(v) for k, v in tree.items() if not isinstance(v, list)}
+    return tree
+
+
+def diff(a: Path, b: Path) -> list[str]:
+    ra, rb = _load(a), _load(b)
+    if ra is None or rb is None:
+        raise DiffError(f"{a if ra is None else b} is not a JSON record")
+    pa, pb = _provenance(ra), _provenance(rb)
+    sections = [
+        ("config", changed_keys(pa.get("config"), pb.get("config"))),
+        ("inputs", changed_keys(pa.get("inputs"), pb.get("inputs"))),
+        ("code", changed_keys(pa.get("git"), pb.get("git"), "git")),
+        ("packages", changed_keys(pa.get("packages"), pb.get("packages"))),
+        ("hardware", changed_keys(pa.get("hardware"), pb.get("hardware"))),
+        ("results", changed_keys(_strip_lists(_results(ra)), _strip_lists(_results(rb)))),
+    ]
+    lines = [
+        f"A: {a} (run {pa.get('run_id')}, config {pa.get('config_hash')}, {pa.get('finished_at')})",
+        f"B: {b} (run {pb.get('run_id')}, config {pb.get('config_hash')}, {pb.get('finished_at')})",
+    ]
+    for title, changes in sections:
+        lines.append(f"{title}: " + ("same" if not changes else f"{len(changes)} changed"))
+        lines += [f"  {c}" for c in changes]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="ablate diff",
+        description="Compare two runs (run_ids or record paths): config slice (the changed key), "
+        "inputs, code, package versions, hardware, results.",
+    )
+    ap.add_argument("run_a")
+    ap.add_argument("run_b")
+    ap.add_argument(
+        "--in",
+        dest="roots",
+        action="append",
+        help="folder to search for the records of run ids (repeatable; default: .)",
+    )
+    args = ap.parse_args(argv)
+    roots = args.roots or ["."]
+    try:
+        lines = diff(find_record(args.run_a, roots), find_record(args.run_b, roots))
+    except DiffError as exc:
+        print(f"ablate diff: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,316 @@
+"""STATUS.md, generated from the workflow's own state: per job done / running / interrupted /
+stale (and why) / to run, its wall time and GPU hours, its headline numbers and artifacts; the
+hours spent and the forecast of what remains.
+
+Study-agnostic: each study turns its job list into :class:`Job` rows (``ablate.<study>.status``,
+found by name in :data:`STUDY_STATUS`, as the planner finds a study's side). What it reads, all
+cheap (no torch, no Snakemake DAG): the declared outputs, the provenance block of each job's
+record (the config slice it ran with, compared with the config now), Snakemake's markers
+(``.snakemake/incomplete/``: a job started and not finished; ``.snakemake/locks/``: a Snakemake
+process holds the folder), the benchmark TSVs, the job logs (a running finetune's last logged
+step and loss) and the planners' tables (forecast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from ablate.core import io
+
+#: study -> module with ``status_jobs(config) -> list[Job]`` and ``key_results(config) -> [str]``
+STUDY_STATUS = {"mask": "ablate.mask.status", "bridge": "ablate.bridge.status"}
+STATUS_FILE = "STATUS.md"  # under the config's results folder
+STATES = ("done", "running", "interrupted", "stale", "to run")
+# The training progress line (ablate.mask.training.callbacks.Progress; bridge.train prints the
+# same "step N/M ... loss X" shape): "[finetune causal] step 20/60, loss 7.774, ...".
+PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
+
+
+@dataclass
+class Job:
+    """One job as STATUS shows it. Paths are relative to the working directory (they include
+    the results folder), as Snakemake names them."""
+
+    study: str
+    name: str
+    stage: str  # the study's stage or grid entries, for the reader
+    outputs: list[str]
+    record: str | None = None  # output JSON with a provenance block
+    #: the changed config keys ("key old -> new") from the recorded slice; [] when unchanged
+    changes: Callable[[Any], list[str]] | None = None
+    benchmark: str | None = None
+    log: str | None = None
+    gpus: int = 0
+    upstream: list[str] = field(default_factory=list)  # names of jobs it reads
+    headline: Callable[[dict], str] | None = None  # its numbers, from the record
+
+
+@dataclass
+class Row:
+    job: Job
+    status: str
+    why: str
+    wall_s: float | None = None
+    run_id: str | None = None
+    headline: str = ""
+    mtime: float = 0.0  # of its record (else its first output): newer upstream work reruns it
+
+
+def incomplete_outputs(workdir: Path) -> dict[str, float]:
+    """Output path -> start time of every job Snakemake marked started and not finished."""
+    root = workdir / ".snakemake" / "incomplete"
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        rel = Path(dirpath).relative_to(root).parts
+        for f in files:
+            if f == "migration_underway":
+                continue
+            # long keys are split into "@"-prefixed folder names (snakemake.persistence)
+            chunks = [p.removeprefix("@") for p in rel] + [f]
+            try:
+                key = base64.urlsafe_b64decode("".join(chunks)).decode()
+            except ValueError:
+                continue
+            out[os.path.normpath(key)] = os.path.getmtime(os.path.join(dirpath, f))
+    return out
+
+
+def snakemake_active(workdir: Path) -> bool:
+    """Whether a Snakemake process holds this folder (its lock files; a killed one leaves them
+    until `snakemake --unlock`)."""
+    locks = workdir / ".snakemake" / "locks"
+    return locks.is_dir() and any(locks.glob("*.lock"))
+
+
+def benchmark_seconds(path: str | os.PathLike | None) -> float | None:
+    """Wall seconds (the ``s`` column, summed over repeats) of a Snakemake benchmark TSV."""
+    try:
+        with open(path) as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        return sum(float(r["s"]) for r in rows) if rows else None
+    except (OSError, TypeError, KeyError, ValueError):
+        return None
+
+
+def read_json(path: str | os.PathLike | None) -> dict | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, TypeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def provenance_of(record: dict) -> dict:
+    """The provenance block of a record (nested, or the record itself for a sidecar)."""
+    prov = record.get("provenance")
+    return prov if isinstance(prov, dict) else record
+
+
+def last_progress(log: str | None) -> str | None:
+    """ "step N/M, loss X" of the last progress line a training job logged."""
+    try:
+        text = Path(log).read_text(errors="replace")
+    except (OSError, TypeError):
+        return None
+    found = PROGRESS_LINE.findall(text)
+    if not found:
+        return None
+    step, total, loss = found[-1]
+    return f"step {step}/{total}, loss {float(loss):.4g}"
+
+
+def _own_status(job: Job, workdir: Path, markers: dict[str, float], active: bool) -> Row:
+    started = [markers[o] for o in map(os.path.normpath, job.outputs) if o in markers]
+    if started:
+        since = time.strftime("%H:%M:%S", time.localtime(min(started)))
+        why = f"started {since}"
+        progress = last_progress(workdir / job.log if job.log else None)
+        if progress:
+            why += f"; {progress}"
+        if active:
+            return Row(job, "running", why)
+        return Row(job, "interrupted", why + "; no Snakemake holds the folder: reruns next run")
+    missing = [o for o in job.outputs if not (workdir / o).exists()]
+    if missing:
+        return Row(job, "to run", f"missing {missing[0]}")
+    wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
+    # a job without a record is as new as its newest output (one row may stand for several rules)
+    mtime = max(
+        (workdir / o).stat().st_mtime for o in ([job.record] if job.record else job.outputs)
+    )
+    if job.record is None:
+        return Row(job, "done", "outputs exist", wall, mtime=mtime)
+    record = read_json(workdir / job.record)
+    if record is None:
+        return Row(job, "stale", f"{job.record} is unreadable", wall, mtime=mtime)
+    prov = provenance_of(record)
+    changes = job.changes(prov.get("config")) if job.changes else []
+    headline = job.headline(record) if job.headline else ""
+    if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
+        wall = float(prov["wall_time_s"])
+    status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
+    return Row(job, status, why, wall, prov.get("run_id"), headline, mtime)
+
+
+def job_rows(jobs: list[Job], workdir: str | os.PathLike = ".") -> list[Row]:
+    """Each job's row; a finished job whose upstream job is not done, or finished after it, is
+    stale (Snakemake reruns it)."""
+    workdir = Path(workdir)
+    markers = incomplete_outputs(workdir)
+    active = snakemake_active(workdir)
+    rows = {j.name: _own_status(j, workdir, markers, active) for j in jobs}
+    for row in rows.values():  # the job lists are in run order, so one pass propagates
+        if row.status != "done":
+            continue
+        up = [rows[u] for u in row.job.upstream if u in rows]
+        behind = [u for u in up if u.status != "done"]
+        newer = [u for u in up if u.mtime > row.mtime]
+        if behind:
+            row.status, row.why = "stale", f"reads {behind[0].job.name} ({behind[0].status})"
+        elif newer:
+            row.status, row.why = "stale", f"reads {newer[0].job.name}, which ran after it"
+    return list(rows.values())
+
+
+# ---------------------------------------------------------------- forecast (the planners' tables)
+
+
+def _float(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if v != v else v
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+def _h(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 3600:.3g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def cell(x: Any) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+
+
+def render(
+    config: dict, rows: list[Row], key_results: dict[str, list[str]], forecast: list[str]
+) -> str:
+    counts = {s: sum(r.status == s for r in rows) for s in STATES}
+    spent = sum(r.wall_s or 0.0 for r in rows)
+    gpu_h = sum((r.wall_s or 0.0) * r.job.gpus for r in rows) / 3600
+    lines = [
+        f"# Status of `{config['results']}`",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `ablate status` from the outputs, "
+        "their provenance, Snakemake's markers and benchmarks, and the planners' tables.",
+        "",
+        "**" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + "**; "
+        f"{spent / 3600:.3g} h of job wall time spent ({gpu_h:.3g} GPU h).",
+        "",
+    ]
+    for study in config["studies"]:
+        lines += [f"## {study}", ""]
+        lines += _table(
+            ["stage", "job", "status", "why", "wall s", "GPU h", "numbers", "run_id", "artifact"],
+            [
+                [
+                    r.job.stage,
+                    r.job.name,
+                    r.status,
+                    r.why,
+                    "" if r.wall_s is None else f"{r.wall_s:.1f}",
+                    _h((r.wall_s or 0.0) * r.job.gpus) if r.wall_s and r.job.gpus else "",
+                    r.headline,
+                    r.run_id or "",
+                    r.job.outputs[0] if r.status == "done" else "",
+                ]
+                for r in rows
+                if r.job.study == study
+            ],
+        )
+        lines += ["", f"### Key results ({study})", ""]
+        lines += key_results.get(study) or ["nothing yet"]
+        lines.append("")
+    lines += ["## Forecast of what remains", ""] + (forecast or ["nothing remains"]) + [""]
+    return "\n".join(lines)
+
+
+def study_module(study: str):
+    return import_module(STUDY_STATUS[study])
+
+
+def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
+    """STATUS.md's text and its rows for a schema-validated config."""
+    rows, results, forecast = [], {}, []
+    for study in config["studies"]:
+        mod = study_module(study)
+        study_rows = job_rows(mod.status_jobs(config), workdir)
+        rows += study_rows
+        results[study] = mod.key_results(config, Path(workdir))
+        forecast += mod.forecast(config, Path(workdir), study_rows)
+    return render(config, rows, results, forecast), rows
+
+
+def write(config: dict, out: str | os.PathLike | None = None, workdir: str = ".") -> Path:
+    text, _ = build(config, workdir)
+    return io.write_text(out or Path(workdir) / config["results"] / STATUS_FILE, text)
+
+
+def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> None:
+    """The rule's outputs: STATUS.md and the report's two pages (ablate.core.status_report)."""
+    from ablate.core import status_report
+
+    text, rows = build(config)
+    io.write_text(md, text)
+    status_report.write_status_html(text, status_html)
+    status_report.write_provenance(rows, provenance_html)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ablate.core.planner.inputs import CONFIG_SCHEMA, PlanError, load_config
+
+    ap = argparse.ArgumentParser(
+        prog="ablate status",
+        description="Write <results>/STATUS.md: per job done / running / stale (why) / to run, "
+        "wall time, GPU hours, numbers; the forecast of what remains. Runs no job.",
+    )
+    ap.add_argument("--configfile", default="config/config.yaml", help="the run's config")
+    ap.add_argument("--directory", "-d", default=".", help="the workflow's working directory")
+    ap.add_argument("--out", help=f"default <directory>/<results>/{STATUS_FILE}")
+    ap.add_argument("--print", action="store_true", help="also print it")
+    args = ap.parse_args(argv)
+    try:
+        config = load_config(args.configfile, Path(args.directory) / CONFIG_SCHEMA)
+    except PlanError as exc:
+        print(f"ablate status: {exc}", file=sys.stderr)
+        return 2
+    text, rows = build(config, args.directory)
+    path = io.write_text(args.out or Path(args.directory) / config["results"] / STATUS_FILE, text)
+    counts = {s: sum(r.status == s for r in rows) for s in STATES}
+    print(
+        text if args.print else f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    )
+    return 0
