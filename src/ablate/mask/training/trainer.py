@@ -14,6 +14,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from ablate.core import checkpoint
+from ablate.core.phases import Phases
 from ablate.mask import masks
 from ablate.mask.training.callbacks import Progress, StopRules, Throughput
 from ablate.mask.training.data import PolicyCollator
@@ -279,7 +280,10 @@ def build_trainer(
     if pad_token_id is None:
         pad_token_id = tokenizer.pad_token_id
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
-    save_steps = p["save_steps"] or p["max_steps"]
+    # save_steps 0: no Trainer checkpoint at all. The final weights are written by save_final; a
+    # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
+    # ~21 GB written per finetune, issue 16) for nothing a rerun could resume.
+    save = save and p["save_steps"] > 0
     args = TrainingArguments(
         output_dir=str(output_dir),
         max_steps=p["max_steps"],
@@ -302,7 +306,7 @@ def build_trainer(
         eval_strategy="steps" if do_eval else "no",
         eval_steps=p["eval_steps"] if do_eval else None,
         save_strategy="steps" if save else "no",
-        save_steps=save_steps,
+        save_steps=p["save_steps"] if save else None,
         save_total_limit=p["save_total_limit"],
         logging_strategy="steps",
         logging_steps=p["logging_steps"],
@@ -336,20 +340,31 @@ def build_trainer(
 
 
 def save_final(
-    trainer: MaskPolicyTrainer, out_dir: Path, *, dtype: torch.dtype, extra: dict
+    trainer: MaskPolicyTrainer,
+    out_dir: Path,
+    *,
+    dtype: torch.dtype,
+    extra: dict,
+    phases: Phases | None = None,
 ) -> dict:
     """Write ``out_dir/final`` through :func:`ablate.core.checkpoint.write_final`: the weights in
-    ``dtype``; a state_dict fallback is reloaded and compared before it is kept."""
+    ``dtype``; a state_dict fallback is reloaded and compared before it is kept. ``phases``
+    records ``save_final`` and its parts (``.write``: the weights; the rest is the manifest's
+    hashing and the rename)."""
+    phases = phases or Phases()
     model = trainer.accelerator.unwrap_model(trainer.model)
-    trainer.export_weights(dtype)
 
     def save(tmp: Path) -> str:
-        trainer.save_model(str(tmp))
+        with phases("save_final.write"):
+            trainer.save_model(str(tmp))
         if trainer.last_save_format == checkpoint.FORMAT_FALLBACK:
-            checkpoint.verify_loadable(model, tmp)
+            with phases("save_final.reload_compare"):
+                checkpoint.verify_loadable(model, tmp)
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
         return trainer.last_save_format
 
     dtype_name = str(dtype).removeprefix("torch.")
-    info = checkpoint.write_final(out_dir, save, extra={"dtype": dtype_name, **extra})
+    with phases("save_final"):
+        trainer.export_weights(dtype)
+        info = checkpoint.write_final(out_dir, save, extra={"dtype": dtype_name, **extra})
     return {"path": info["path"], "format": info["format"], "dtype": dtype_name}
