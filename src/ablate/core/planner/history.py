@@ -132,7 +132,7 @@ def _measurement(
     tokens = sp.tokens_of_run(job, run.data) or job.tokens
     if not secs or not tokens:
         return None
-    load = job_overhead(job, Setup(run.gpu, run.count, local=True), params, plan)[0]
+    load = job_overhead(job, Setup(run.gpu, run.count, local=True), params, plan, ref)[0]
     compute = max(secs - load, 0.5 * secs)
     return Measurement(
         kind=job.kind,
