@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         params=dict(max_steps=1, max_seq_len=64, batch_size=2, eval_size=0, save_steps=0),
         out_dir=work / "base",
     )
-    rows = [("prepare_model", "pretrain 1 step", time.time() - t0, pre["phases"])]
+    rows = [("prepare_model", "pretrain 1 step", time.time() - t0, pre.get("phases") or {})]
     t0 = time.time()
     ft = finetune(
         model_path=work / "base" / "final",
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir=work / "ft",
         probe_result={"policy": "causal", "leaks": False},
     )  # fmt: skip
-    rows.append(("finetune", f"{args.steps} steps", time.time() - t0, ft["phases"]))
+    rows.append(("finetune", f"{args.steps} steps", time.time() - t0, ft.get("phases") or {}))
     tasks = sorted(p.stem for p in (data / "tasks").glob("*.yaml"))
     t0 = time.time()
     ev = evaluation.evaluate(
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap_iters=0,
     )
     rows.append(("eval_model", f"{len(tasks)} tasks x {args.docs} docs", time.time() - t0,
-                 ev["phases"]))  # fmt: skip
+                 ev.get("phases") or {}))  # fmt: skip
 
     weights = sum(f.stat().st_size for f in (work / "ft" / "final").glob("*.safetensors"))
     print(f"shape {args.shape}: {weights / 1e9:.2f} GB of weights per checkpoint, "

@@ -3,6 +3,7 @@ checkpoints and fallback saving (the checkpoint I/O itself lives in :mod:`ablate
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -150,6 +151,10 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         torch._foreach_copy_(self.model_params, self.master_params)
 
 
+#: max_shard_size of the saved weights (see MaskPolicyTrainer._save)
+SAVE_SHARD = "2GB"
+
+
 class MaskPolicyTrainer(Trainer):
     """HF Trainer whose forward obeys a mask policy; adds fallback saving and complete-marked checkpoints."""
 
@@ -232,6 +237,11 @@ class MaskPolicyTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """save_pretrained, or, when it raises, the state_dict fallback (the seed hit a conversion error)."""
         output_dir = output_dir or self.args.output_dir
+        model = self.accelerator.unwrap_model(self.model)
+        save_pretrained = model.save_pretrained
+        # shards of SAVE_SHARD (transformers' default is one 50 GB file): the manifest and the
+        # loaders' checks hash the shards in parallel, not 6.9 GB in one sha256 stream at 3.4 B
+        model.save_pretrained = functools.partial(save_pretrained, max_shard_size=SAVE_SHARD)
         try:
             super()._save(output_dir, state_dict=state_dict)
             self.last_save_format = checkpoint.FORMAT_SAVE_PRETRAINED
@@ -249,6 +259,8 @@ class MaskPolicyTrainer(Trainer):
             )
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
             self.last_save_format = checkpoint.FORMAT_FALLBACK
+        finally:
+            del model.save_pretrained  # the class's method again
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
