@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from ablate.core import checkpoint, phases, planner, provenance
 from ablate.core.checkpoint import CheckpointError
@@ -105,3 +106,12 @@ def test_disk_need_counts_trainer_checkpoints_only_when_saved():
     # 3 checkpoints x (bf16 weights 2 + fp32 masters 4 + AdamW's 2 fp32 states 8) + the finals
     assert disk_need_mb(n, p) == pytest.approx(n * (4 + 3 * 14) * 1.1 / 1e6)
     assert disk_need_mb(n, p, gpu=False) == pytest.approx(n * (8 + 3 * (4 + 8)) * 1.1 / 1e6)
+
+
+def test_gpu_loads_name_the_device_by_index():
+    """load_causal_lm's device_map names a CUDA device by index, so the Trainer sees the device it
+    trains on (a map to "cuda" made it treat the model as model-parallel and leave it unmoved)."""
+    from ablate.core.modeling import _device_index, _is_accelerator
+
+    assert _device_index("cuda:1") == 1 and _device_index(torch.device("cuda", 0)) == 0
+    assert not _is_accelerator("cpu") and not _is_accelerator(None) and _is_accelerator("cuda")

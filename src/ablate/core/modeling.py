@@ -218,7 +218,7 @@ def load_causal_lm(
     elif os.sep in str(path) and not _looks_like_hub_id(str(path)):
         raise ModelLoadError(f"model path {path} does not exist")
     # straight to the GPU in the target dtype: no host copy of the weights, no .to() afterwards
-    direct = {"device_map": {"": str(device)}} if _is_accelerator(device) else {}
+    direct = {"device_map": {"": _device_index(device)}} if _is_accelerator(device) else {}
     try:
         config = AutoConfig.from_pretrained(str(path), revision=revision)
         if config.model_type in VLM_MODEL_TYPES:
@@ -250,6 +250,16 @@ def load_causal_lm(
 
 def _is_accelerator(device: str | torch.device | None) -> bool:
     return device is not None and torch.device(device).type not in ("cpu", "meta")
+
+
+def _device_index(device: str | torch.device) -> int | str:
+    """A CUDA device as its index: the model's ``hf_device_map`` then names the device the
+    Trainer trains on (``"cuda"`` != ``cuda:0`` would make it treat the model as model-parallel
+    and leave it unmoved, ``Trainer.is_model_parallel``)."""
+    d = torch.device(device)
+    if d.type == "cuda":
+        return torch.cuda.current_device() if d.index is None else d.index
+    return str(d)
 
 
 def _looks_like_hub_id(s: str) -> bool:
