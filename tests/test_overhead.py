@@ -115,3 +115,23 @@ def test_gpu_loads_name_the_device_by_index():
 
     assert _device_index("cuda:1") == 1 and _device_index(torch.device("cuda", 0)) == 0
     assert not _is_accelerator("cpu") and not _is_accelerator(None) and _is_accelerator("cuda")
+
+
+def test_planner_reads_the_eval_rate_from_the_records_phases(tmp_path, monkeypatch):
+    """A record with ``phases`` gives its own-work seconds (the scorer's), not wall time minus a
+    modelled start-up and load: tokens / phases["evaluate.score"]."""
+    import json
+    import shutil
+
+    monkeypatch.chdir(REPO)  # the config's relative defaults (measurements, offers snapshot)
+    root = Path(shutil.copytree(REPO / "tests/fixtures/planner/ministral_h200", tmp_path / "run"))
+    metrics = root / "results/ministral3b/eval/base/causal/metrics.json"
+    data = json.loads(metrics.read_text())
+    data["phases"] = {"startup": 9.0, "load_model": 12.0, "evaluate": 40.0, "evaluate.score": 25.0}
+    metrics.write_text(json.dumps(data))
+    config = planner.load_config(REPO / "config" / "ministral3b.yaml")
+    config["plan"].update({"setups": [{"gpu": "H200"}]})
+    t = planner.make_plan(config, root=root, actuals=False).table
+    ev = t[(t["setup"] == "1x H200") & (t["job"] == "eval/base/causal")].iloc[0]
+    assert ev["tok_s_per_gpu"] == pytest.approx(ev["tokens"] / 25.0, rel=1e-4)
+    assert "phases.evaluate.score 25 s" in ev["throughput_source"]
