@@ -48,6 +48,7 @@ if "bridge" in STUDIES:
     include: "rules/bridge/common.smk"
     include: "rules/bridge/data.smk"
     include: "rules/bridge/models.smk"
+    include: "rules/bridge/states.smk"
     include: "rules/bridge/train.smk"
     include: "rules/bridge/infer.smk"
     include: "rules/bridge/tables.smk"

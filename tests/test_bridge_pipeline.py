@@ -4,6 +4,7 @@ study planned offline, bad grids stopped before any job with the key named."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BRIDGE_RULES = {
     "bridge_data": 1,
     "bridge_model": 2,
+    "bridge_source_states": 3,  # gsm8k and QA read by mistral, gsm8k read by llama (swap)
+    "bridge_teacher_states": 3,  # the KL teacher: llama on gsm8k and QA, mistral on gsm8k (swap)
     "bridge_train": 8,  # nine entries, 2c = 1a
     "bridge_infer": 2,  # 1a (ablation 4) and 3a (the QA claim)
     "bridge_summary": 1,
@@ -74,6 +77,52 @@ def test_seed_study_plans_offline(fresh):
     assert "results/latentwire/bridge/runs/gsm8k-k64-" in r.stdout
     assert "results/latentwire/bridge/runs/hotpotqa-k64-" in r.stdout
     assert not (fresh / "results" / "latentwire").exists()
+
+
+def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
+    """Each job of a dry run: its rule and fields (input, output, wildcards...)."""
+    jobs: list[dict[str, str]] = []
+    for line in stdout.splitlines():
+        m = re.match(r"(?:local)?rule (\w+):$", line)
+        if m:
+            jobs.append({"rule": m.group(1)})
+        elif jobs and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            jobs[-1][key] = value
+    return jobs
+
+
+def test_seed_study_computes_each_frozen_state_once(fresh):
+    """config/latentwire.yaml: one bridge_source_states / bridge_teacher_states job per key
+    (grid.jobs' list), and every training run sharing a key reads that job's outputs."""
+    from ablate.bridge import grid
+    from ablate.core import planner
+
+    config = planner.load_config(ROOT / "config" / "latentwire.yaml")
+    study = grid.resolve(config["bridge"])
+    r = snakemake(fresh, "-n", "--configfile", "config/latentwire.yaml", timeout=300,
+                  env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = _dry_run_jobs(r.stdout)
+    results = config["results"]
+    for what in ("source", "teacher"):
+        rule = f"bridge_{what}_states"
+        listed = [j for j in grid.jobs(config, study) if j["rule"] == rule]
+        expected = {frozenset(f"{results}/{o}" for o in j["outputs"]) for j in listed}
+        got = [
+            frozenset(o.strip() for o in j["output"].split(",")) for j in jobs if j["rule"] == rule
+        ]
+        assert len(got) == len(set(got)) == len(listed) == 3, what  # each once
+        assert set(got) == expected, what
+        # 1a, 1b, 2a, 2b, ablB, ablC (and 2c) share one; 3a (QA) and swap (llama reads) their own
+        shared = [len(s["runs"]) for s in study.states.values() if s["what"] == what]
+        assert sorted(shared) == [1, 1, 6], what
+    for j in (j for j in jobs if j["rule"] == "bridge_train"):
+        e = study.runs[j["wildcards"].removeprefix("run_id=")]
+        inputs = [x.strip() for x in j["input"].split(",")]
+        for sid in (e.states_id, e.teacher_id):
+            record = grid.states_outputs(study, sid)[-1]
+            assert f"{results}/{record}" in inputs, (e.name, j["input"])
 
 
 def _grid_edit(**entries) -> dict:

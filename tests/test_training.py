@@ -323,14 +323,16 @@ def test_unknown_param_is_named():
 # ---------------------------------------------------------------- finetune end to end
 
 
-@pytest.mark.parametrize("policy", ["causal", "prefix_bidir"])
-def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy):
+@pytest.mark.parametrize(
+    "policy,packed", [("causal", False), ("prefix_bidir", False), ("prefix_bidir", True)]
+)
+def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed):
     out = tmp_path / policy
     summary = finetune(
         model_path=tiny_model_dir,
         data=sft_file,
         policy=policy,
-        params=FAST,
+        params={**FAST, "packing": packed, "packing_row_tokens": 256},
         out_dir=out,
         probe_result=no_leak(policy),
         config_slice={"v": policy},

@@ -37,6 +37,10 @@ def bridge_resources_of(group):
     r = {k: v for k, v in BRIDGE_CFG["resources"][group].items() if k != "threads"}
     if r.get("gpu_model") is None:
         r.pop("gpu_model", None)
+    if group == "train" and bridge_grid.processes(BRIDGE_CFG) > 1:
+        # one SLURM task holding every GPU: torchrun starts the processes (the slurm plugin's
+        # tasks_per_gpu: 0 drops its default --ntasks-per-gpu=1, one task per GPU)
+        r["tasks_per_gpu"] = 0
     return r
 
 
@@ -64,14 +68,44 @@ def bridge_model_inputs(roles):
     return files
 
 
+def bridge_data_inputs(kind):
+    return {
+        "train": out(bridge_grid.dataset_file(kind, "train")),
+        "eval": out(bridge_grid.dataset_file(kind, "test")),
+    }
+
+
 def bridge_run_inputs(wildcards):
     """A training run's models (by the entry's direction) and its train / eval files."""
     e = bridge_entry_of_run(wildcards.run_id)
     return {
         **bridge_model_inputs(sorted({e.source_role, e.target_role})),
-        "train": out(bridge_grid.dataset_file(e.kind, "train")),
-        "eval": out(bridge_grid.dataset_file(e.kind, "test")),
+        **bridge_data_inputs(e.kind),
     }
+
+
+def bridge_train_inputs(wildcards):
+    """A run's inputs and the caches it reads (each cache's split folders and record)."""
+    e = bridge_entry_of_run(wildcards.run_id)
+    files = bridge_run_inputs(wildcards)
+    for sid in (e.states_id, e.teacher_id):
+        if sid is not None:
+            what = BRIDGE.states[sid]["what"]
+            outputs = bridge_grid.states_outputs(BRIDGE, sid)
+            files[f"{what}_states"] = out(outputs[-1])  # the record: its folder is the cache
+            files.update({f"{what}_states_{i}": out(o) for i, o in enumerate(outputs[:-1])})
+    return files
+
+
+def bridge_states_entry(states_id):
+    """A run reading the cache (they share its key: the model, dataset, params it depends on)."""
+    return BRIDGE.runs[BRIDGE.states[states_id]["runs"][0]]
+
+
+def bridge_states_inputs(wildcards):
+    e = bridge_states_entry(wildcards.states_id)
+    role = BRIDGE.states[wildcards.states_id]["role"]
+    return {**bridge_model_inputs([role]), **bridge_data_inputs(e.kind)}
 
 
 def bridge_job(rule_name, **wildcards):
@@ -96,6 +130,23 @@ def bridge_train_params(wildcards):
             target_role=e.target_role,
             kind=e.kind,
             where=f"bridge.grid.{e.name}",
+            processes=bridge_grid.processes(BRIDGE_CFG),
+        )
+    )
+
+
+def bridge_states_params(wildcards):
+    """What the cache depends on, not the params of the runs reading it (an lr edit keeps it)."""
+    e = bridge_states_entry(wildcards.states_id)
+    st = BRIDGE.states[wildcards.states_id]
+    return sorted_tree(
+        dict(
+            identity=bridge_grid.states_slice(BRIDGE, wildcards.states_id),
+            params=bridge_grid.states_params(st),
+            what=st["what"],
+            role=st["role"],
+            kind=e.kind,
+            test_items=st["test_items"],
         )
     )
 

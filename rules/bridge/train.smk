@@ -1,11 +1,13 @@
 # Bridge stage 2: one training run per distinct resolved configuration (run id), not per entry
 # name: an entry declared `same_as` another (2c = 1a) has no job of its own. The run id is in
-# every path, so a new configuration never overwrites another's files.
+# every path, so a new configuration never overwrites another's files. A run reads its source
+# states from their cache (rules/bridge/states.smk) and, on gpu: N > 1, runs N data-parallel
+# processes under torchrun (workflow/scripts/bridge_train.py).
 
 
 rule bridge_train:
     input:
-        unpack(bridge_run_inputs),
+        unpack(bridge_train_inputs),
     output:
         summary=bout("run_summary"),
         samples=bout("run_samples"),

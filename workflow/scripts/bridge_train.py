@@ -1,6 +1,14 @@
-"""bridge_train: one run (a distinct resolved configuration) trained and evaluated."""
+"""bridge_train: one run (a distinct resolved configuration) trained and evaluated.
 
+One process: train_entry here. ``gpu: N`` > 1: N data-parallel processes started by torchrun
+(torch.distributed.run), each running ``python -m ablate.bridge.train <kwargs.json>``.
+"""
+
+import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
@@ -11,15 +19,40 @@ torch.set_num_threads(snakemake.threads)
 from ablate.bridge import train
 
 r = snakemake.params.run
-train.train_entry(
+kwargs = dict(
     source_card=snakemake.input[f"{r['source_role']}_card"],
     target_card=snakemake.input[f"{r['target_role']}_card"],
     train_file=snakemake.input.train,
     eval_file=snakemake.input.eval,
     dataset_kind=r["kind"],
     params=r["params"],
-    out_dir=Path(snakemake.output.summary).parent,
+    out_dir=str(Path(snakemake.output.summary).parent),
     run_id=r["run_id"],
     config_slice=r["identity"],
     where=r["where"],
+    # the caches this run reads (rules/bridge/common.smk: bridge_train_inputs): their folders
+    **{
+        f"{what}_states": str(Path(snakemake.input[f"{what}_states"]).parent)
+        for what in ("source", "teacher")
+        if f"{what}_states" in snakemake.input.keys()
+    },
 )
+granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
+if r["processes"] > 1 and granted != r["processes"]:
+    # the global batch (and the run id) counts the configured processes: never fewer silently
+    raise RuntimeError(
+        f"bridge.resources.train.gpu asks {r['processes']} data-parallel processes but this job "
+        f"was granted gpu={granted}: a `resources: gpu` limit of the profile or command line caps "
+        f"it (the vast profile's is 1: add --resources gpu={r['processes']})"
+    )
+if r["processes"] == 1:
+    train.train_entry(**kwargs)
+else:
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "kwargs.json"
+        spec.write_text(json.dumps(kwargs))
+        threads = max(1, snakemake.threads // r["processes"])
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={r['processes']}", "-m", "ablate.bridge.train", str(spec)]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr, env=env, check=True)

@@ -12,11 +12,17 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
 - The run id is derived from the entry's identity (resolved params, both models' settings, the
   data), so a run id never names two configurations. Two entries with the same identity and no
   ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
+- ``bridge.cache_frozen_states``: the frozen source's states are a job of their own, one per
+  :func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
+  every run sharing that key reads (:mod:`ablate.bridge.states`); so are the KL teacher's rows
+  (:func:`teacher_key`: target model, dataset, max prompt length, KL positions, dtype).
+- A training run on ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size``
+  items per GPU: the process count is part of its identity (it sets the global batch).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
@@ -27,6 +33,12 @@ from ablate.core.provenance import config_hash
 META_KEYS = ("same_as", "swap")
 #: The two model roles (config keys bridge.source / bridge.target).
 ROLES = ("source", "target")
+#: Which hidden states the caches hold (the final normed layer: the translator reads the
+#: source's, as in the seed; the KL teacher's logits are the target's LM head on its own).
+SOURCE_LAYER = "last_hidden_state"
+#: The frozen-state caches and the splits each holds: the source's (the whole train split, the
+#: evaluated test items) and the KL teacher's (train only: the KL term is a training loss).
+FROZEN_SPLITS = {"source": ("train", "test"), "teacher": ("train",)}
 #: World sizes (ablate.bridge.world.write_world keyword arguments).
 WORLD_KEYS = ("n_train", "n_test", "n_qa_train", "n_qa_test", "n_corpus")
 
@@ -40,6 +52,9 @@ PATTERNS = {
     "model_final": "bridge/models/{role}/final",
     "model_summary": "bridge/models/{role}/summary.json",
     "card": "bridge/models/{role}/card.json",
+    # a cache = its split folders (FROZEN_SPLITS[what]) and, beside them, its record
+    "states_split": "bridge/{what}_states/{states_id}/{split}",
+    "states_summary": "bridge/{what}_states/{states_id}/summary.json",
     "run_dir": "bridge/runs/{run_id}",
     "translator": "bridge/runs/{run_id}/translator",
     "run_summary": "bridge/runs/{run_id}/summary.json",
@@ -72,6 +87,8 @@ class Entry:
     source_role: str  # which config model reads (bridge.source, or bridge.target when swapped)
     target_role: str
     same_as: str | None = None  # the entry whose run this one reuses
+    states_id: str | None = None  # the source-state cache it reads (None: the live source)
+    teacher_id: str | None = None  # the KL teacher's cache it reads (None: live, or no KL)
 
     @property
     def dataset(self) -> str:
@@ -87,6 +104,7 @@ class Study:
     entries: dict[str, Entry]
     runs: dict[str, Entry]  # run id -> the entry that owns the run (never a same_as entry)
     infer: list[tuple[str, Entry]] = field(default_factory=list)  # (role, entry) benchmarked
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache id -> its job facts
     config: dict[str, Any] = field(default_factory=dict)  # the bridge section
 
 
@@ -115,6 +133,81 @@ def run_id_of(identity: dict[str, Any]) -> str:
     """A readable prefix and the hash of the identity: distinct configurations, distinct ids."""
     p = identity["params"]
     return f"{p['dataset']}-k{p['K']}-{config_hash(identity)[:12]}"
+
+
+def processes(bridge: dict[str, Any]) -> int:
+    """Training processes per run: one per GPU of bridge.resources.train.gpu (one on CPU)."""
+    return max(1, bridge["resources"]["train"]["gpu"])
+
+
+def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> dict[str, Any]:
+    """What a source-state cache depends on: never the translator or its training."""
+    data = bridge["data"]
+    return sorted_tree(
+        dict(
+            what="source",
+            source=model_identity(bridge[source_role], data),
+            data=data_identity(data, p["dataset"]),
+            dataset=p["dataset"],
+            layer=SOURCE_LAYER,
+            max_source_len=p["max_source_len"],
+            model_dtype=p["model_dtype"],
+        )
+    )
+
+
+def teacher_key(bridge: dict[str, Any], target_role: str, p: dict[str, Any]) -> dict[str, Any]:
+    """What the KL teacher's rows depend on (the target reading the text prompt + answer)."""
+    data = bridge["data"]
+    return sorted_tree(
+        dict(
+            what="teacher",
+            target=model_identity(bridge[target_role], data),
+            data=data_identity(data, p["dataset"]),
+            dataset=p["dataset"],
+            layer=SOURCE_LAYER,
+            max_prompt_len=p["max_prompt_len"],
+            kl_positions=p["kl_positions"],
+            model_dtype=p["model_dtype"],
+        )
+    )
+
+
+def _states(bridge: dict[str, Any], runs: dict[str, Entry]) -> dict[str, dict[str, Any]]:
+    """One cache per key (a run with kl_weight 0 needs no teacher): its model's role, its runs,
+    the test items the largest eval_size needs, the smallest forward batch of its runs."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in runs.values():
+        keys = [("source", e.source_role, states_key(bridge, e.source_role, e.params))]
+        if e.params["kl_weight"] > 0:
+            keys.append(("teacher", e.target_role, teacher_key(bridge, e.target_role, e.params)))
+        for what, role, key in keys:
+            sid = f"{e.dataset}-{config_hash(key)[:12]}"
+            s = out.setdefault(
+                sid, dict(what=what, key=key, role=role, runs=[], test_items=0, batch=1 << 30)
+            )
+            s["runs"].append(e.run_id)
+            s["test_items"] = max(s["test_items"], e.params["eval_size"] if what == "source" else 0)
+            s["batch"] = min(s["batch"], e.params["eval_batch_size"])  # a forward pass's items
+    return out
+
+
+def states_params(states: dict[str, Any]) -> dict[str, Any]:
+    """The params the cache job computes with: its key's, and the smallest forward batch."""
+    keep = ("max_source_len", "max_prompt_len", "kl_positions", "model_dtype")
+    return {
+        **{k: v for k, v in states["key"].items() if k in keep},
+        "eval_batch_size": states["batch"],
+    }
+
+
+def states_outputs(study: Study, states_id: str) -> list[str]:
+    """A cache job's outputs: its split folders, then its record."""
+    what = study.states[states_id]["what"]
+    fill = dict(what=what, states_id=states_id)
+    return [PATTERNS["states_split"].format(split=s, **fill) for s in FROZEN_SPLITS[what]] + [
+        PATTERNS["states_summary"].format(**fill)
+    ]
 
 
 def check_models(bridge: dict[str, Any]) -> None:
@@ -174,14 +267,15 @@ def resolve(bridge: dict[str, Any]) -> Study:
         if data["source"] == "hub" and p["dataset"] not in data:
             raise _err(f"bridge.grid.{name}.dataset: {p['dataset']!r} has no bridge.data entry")
         src, tgt = ROLES[::-1] if swap else ROLES
-        identity = sorted_tree(
-            dict(
-                params=p,
-                source=model_identity(bridge[src], data),
-                target=model_identity(bridge[tgt], data),
-                data=data_identity(data, p["dataset"]),
-            )
+        identity = dict(
+            params=p,
+            source=model_identity(bridge[src], data),
+            target=model_identity(bridge[tgt], data),
+            data=data_identity(data, p["dataset"]),
         )
+        if processes(bridge) > 1:  # batch_size per process: the global batch is W x batch_size
+            identity["processes"] = processes(bridge)
+        identity = sorted_tree(identity)
         entries[name] = Entry(name, run_id_of(identity), p, identity, src, tgt)
     runs: dict[str, Entry] = {}
     for name, e in entries.items():
@@ -193,6 +287,12 @@ def resolve(bridge: dict[str, Any]) -> Study:
                 f"{name!r} if it is meant to reuse that run, or make them differ"
             )
         runs[e.run_id] = e
+    states = _states(bridge, runs) if bridge["cache_frozen_states"] else {}
+    for sid, st in states.items():
+        field_name = "states_id" if st["what"] == "source" else "teacher_id"
+        for run_id in st["runs"]:
+            e = replace(runs[run_id], **{field_name: sid})
+            runs[run_id] = entries[e.name] = e
     for name, spec in grid.items():
         if "same_as" not in (spec or {}):
             continue
@@ -216,6 +316,8 @@ def resolve(bridge: dict[str, Any]) -> Study:
             base.source_role,
             base.target_role,
             same_as=base.name,
+            states_id=base.states_id,
+            teacher_id=base.teacher_id,
         )
     entries = {n: entries[n] for n in grid}  # the config's order
     infer: list[tuple[str, Entry]] = []
@@ -230,7 +332,7 @@ def resolve(bridge: dict[str, Any]) -> Study:
             )
         if all(e.run_id != entries[name].run_id for _, e in infer):  # one benchmark per run
             infer.append((role, entries[name]))
-    return Study(entries, runs, infer, bridge)
+    return Study(entries, runs, infer, states=states, config=bridge)
 
 
 def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
@@ -269,6 +371,12 @@ def model_slice(study: Study, role: str) -> dict[str, Any]:
     )
 
 
+def states_slice(study: Study, states_id: str) -> dict[str, Any]:
+    """What a cache job records and reruns on: its key, the test items it holds, its batch."""
+    st = study.states[states_id]
+    return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
+
+
 def jobs(config: dict[str, Any], study: Study | None = None) -> list[dict[str, Any]]:
     """Every job of the bridge study: rule, wildcards, outputs (relative to the results folder),
     the config slice its provenance records (``config``), the file holding that provenance
@@ -305,6 +413,21 @@ def jobs(config: dict[str, Any], study: Study | None = None) -> list[dict[str, A
                 benchmark=bench("model", role) if embedded else None,
                 entries=sorted(
                     n for n, e in study.entries.items() if role in (e.source_role, e.target_role)
+                ),
+            )
+        )
+    for sid, st in study.states.items():
+        outputs = states_outputs(study, sid)
+        out.append(
+            dict(
+                rule=f"bridge_{st['what']}_states",
+                wildcards={"states_id": sid},
+                outputs=outputs,
+                config=states_slice(study, sid),
+                record=outputs[-1],
+                benchmark=bench(f"{st['what']}_states", sid),
+                entries=sorted(
+                    n for n, e in study.entries.items() if sid in (e.states_id, e.teacher_id)
                 ),
             )
         )

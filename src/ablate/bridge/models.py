@@ -240,6 +240,21 @@ def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32"
     return model, tokenizer
 
 
+def load_config(card: dict | str | os.PathLike):
+    """(an object with the model's ``config``, tokenizer): a model whose weights are not needed."""
+    from transformers import AutoConfig
+
+    from ablate.bridge.pair import ConfigOnly
+    from ablate.core.modeling import load_tokenizer
+
+    if not isinstance(card, dict):
+        card = model_card.read(card)
+    path, revision = model_card.locate(card)
+    tok_path = card["tokenizer"] if Path(card["tokenizer"]).exists() else path
+    config = AutoConfig.from_pretrained(path, revision=revision)
+    return ConfigOnly(config), load_tokenizer(tok_path, revision=revision)
+
+
 def check_distinct_tokenizers(source_tok, target_tok) -> None:
     """The study bridges two tokenizers: the same vocabulary on both sides is a config error."""
     if source_tok.get_vocab() == target_tok.get_vocab():

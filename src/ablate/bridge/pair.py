@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ablate.bridge import evaluate, models, world
+from ablate.bridge import evaluate, models, parallel, world
 from ablate.mask.training.params import IGNORE_INDEX
 
 
@@ -31,6 +31,10 @@ class Pair:
     tgt_tok: Any
     kind: str
     p: dict[str, Any]
+    #: cached source states (ablate.bridge.states.Reader): read instead of running the source
+    cache: Any = None
+    #: cached teacher rows of the KL term (a Reader too): read instead of the teacher forward
+    teacher_cache: Any = None
 
     @property
     def device(self) -> torch.device:
@@ -59,13 +63,21 @@ class Pair:
     # --- tensors ---------------------------------------------------------------------------
     @torch.no_grad()
     def source_states(self, items):
+        """The source's last-layer states of ``items``, right-padded: (states [B, S, d], mask).
+
+        From the cache when the pair has one (the same tensors: right padding leaves a causal
+        model's states of the real tokens unchanged), else the live forward pass."""
+        if self.cache is not None:
+            return self.cache.batch(items, self.device)
         ids, mask = evaluate.pad([self.source_ids(i) for i in items], self.src_tok.pad_token_id)
         ids, mask = ids.to(self.source.device), mask.to(self.source.device)
         h = self.source.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
         return h, mask
 
-    def soft(self, translator, items) -> torch.Tensor:
-        h, mask = self.source_states(items)
+    def soft(self, translator, items, states=None) -> torch.Tensor:
+        """K soft tokens; ``states`` = (h, mask) given by the caller (the GPU bench) skips the
+        source entirely."""
+        h, mask = states if states is not None else self.source_states(items)
         return translator(h.to(self.device), mask.to(self.device))
 
     def latent_embeds(self, soft: torch.Tensor, tails: list[list[int]] | None = None):
@@ -86,10 +98,18 @@ class Pair:
         return self.target.get_output_embeddings()(hidden).float()
 
     # --- training loss ---------------------------------------------------------------------
-    def loss(self, translator, items, step: int) -> tuple[torch.Tensor, dict[str, float], int]:
-        """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE + MSE."""
+    def loss(
+        self, translator, items, step: int, states=None, teacher=None
+    ) -> tuple[torch.Tensor, dict[str, float], int]:
+        """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE + MSE.
+
+        Data-parallel (ablate.bridge.parallel): this process's share of the loss of the whole
+        global batch, so that DDP's gradient average is the gradient of that loss; the parts
+        are the global batch's values. InfoNCE takes its negatives in this process's batch, as
+        the seed's DDP runs did. ``states`` / ``teacher`` given (the GPU bench) replace the source
+        and the KL teacher's forward passes: source states (h, mask) and teacher rows [B, n, d]."""
         p = self.p
-        soft = self.soft(translator, items)
+        soft = self.soft(translator, items, states)
         answers = [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items]
         embeds, mask, prefix = self.latent_embeds(soft, answers)
         h = self.target.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
@@ -100,15 +120,21 @@ class Pair:
         labels = labels.to(self.device)
         # position prefix-1+j predicts answer token j; soft tokens and the prompt carry no label
         student = self._logits(h[:, prefix - 1 : prefix - 1 + width])
-        nll = F.cross_entropy(student.transpose(1, 2), labels, ignore_index=IGNORE_INDEX)
-        parts = {"nll": float(nll.detach())}
+        if parallel.world_size() == 1:
+            nll = F.cross_entropy(student.transpose(1, 2), labels, ignore_index=IGNORE_INDEX)
+        else:  # a token mean over the global batch: each process's sum over the global count
+            nll_sum = F.cross_entropy(
+                student.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            nll = parallel.share_of_mean(nll_sum, (labels != IGNORE_INDEX).sum())
+        parts = {"nll": parallel.mean_value(nll)}
         total = nll
         prompts = [self.prompt_ids(i) for i in items]
         kl_on = p["kl_weight"] > 0 and (not p["kl_after_warmup"] or step > p["warmup_steps"])
         if kl_on:
-            kl = self._kl(student, labels, prompts, answers)
+            kl = self._kl(student, labels, items, prompts, answers, teacher)
             total = total + p["kl_weight"] * kl
-            parts["kl"] = float(kl.detach())
+            parts["kl"] = parallel.mean_value(kl)
         if p["infonce_weight"] > 0 or p["prompt_align_weight"] > 0:
             pooled_soft = soft.float().mean(1)
             pooled_prompt = self._pooled_prompt(prompts)
@@ -117,16 +143,17 @@ class Pair:
                 logits = a @ b.T / p["infonce_temperature"]
                 nce = F.cross_entropy(logits, torch.arange(len(items), device=self.device))
                 total = total + p["infonce_weight"] * nce
-                parts["infonce"] = float(nce.detach())
+                parts["infonce"] = parallel.mean_value(nce)
             if p["prompt_align_weight"] > 0:
                 mse = F.mse_loss(pooled_soft, pooled_prompt)
                 total = total + p["prompt_align_weight"] * mse
-                parts["align"] = float(mse.detach())
+                parts["align"] = parallel.mean_value(mse)
         tokens = int(mask.sum()) + sum(len(self.source_ids(i)) for i in items)
         return total, parts, tokens
 
     @torch.no_grad()
-    def _teacher_logits(self, prompts, answers, n: int) -> torch.Tensor:
+    def teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
+        """The text-prompted target's final states predicting answer tokens 0..n-1: [B, n, d]."""
         seqs = [pr + a for pr, a in zip(prompts, answers, strict=True)]
         ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id)
         h = self.target.base_model(
@@ -136,18 +163,42 @@ class Pair:
             [[min(len(pr) - 1 + j, ids.shape[1] - 1) for j in range(n)] for pr in prompts],
             device=self.device,
         )
-        rows = h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        return h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+    @torch.no_grad()
+    def teacher_states(self, items):
+        """Per item its teacher rows over its answer's first ``kl_positions`` tokens (the rows
+        the KL term counts), as (states [B, n, d], mask [B, n]) right-padded: what the teacher
+        cache stores. Rows past an answer's end are never counted (label -100)."""
+        prompts = [self.prompt_ids(i) for i in items]
+        answers = [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items]
+        lengths = [min(self.p["kl_positions"], len(a)) for a in answers]
+        h = self.teacher_hidden(prompts, answers, max(lengths))
+        mask = torch.tensor([[int(j < n) for j in range(h.shape[1])] for n in lengths])
+        return h, mask
+
+    @torch.no_grad()
+    def _teacher_logits(self, items, prompts, answers, n: int, teacher=None) -> torch.Tensor:
+        if teacher is not None:  # given by the caller (the GPU bench)
+            rows = teacher[:, :n].to(self.device)
+        elif self.teacher_cache is not None:
+            # n = the longest stored row count of the batch: min(kl_positions, longest answer)
+            rows = self.teacher_cache.batch(items, self.device)[0][:, :n]
+        else:
+            rows = self.teacher_hidden(prompts, answers, n)
         return self._logits(rows)
 
-    def _kl(self, student, labels, prompts, answers) -> torch.Tensor:
+    def _kl(self, student, labels, items, prompts, answers, teacher=None) -> torch.Tensor:
         """KL(p_text || p_bridged) over the first ``kl_positions`` answer positions."""
         n = min(self.p["kl_positions"], student.shape[1])
-        teacher = self._teacher_logits(prompts, answers, n)
+        teacher = self._teacher_logits(items, prompts, answers, n, teacher)
         valid = (labels[:, :n] != IGNORE_INDEX).float()
         log_t = teacher.log_softmax(-1)
         log_s = student[:, :n].log_softmax(-1)
         kl = (log_t.exp() * (log_t - log_s)).sum(-1)
-        return (kl * valid).sum() / valid.sum().clamp_min(1)
+        if parallel.world_size() == 1:
+            return (kl * valid).sum() / valid.sum().clamp_min(1)
+        return parallel.share_of_mean((kl * valid).sum(), valid.sum())
 
     @torch.no_grad()
     def _pooled_prompt(self, prompts) -> torch.Tensor:
@@ -174,13 +225,27 @@ class Pair:
         return evaluate.score_rows(self.kind, items, preds)
 
 
-def load_pair(source_card, target_card, kind: str, p: dict[str, Any]) -> Pair:
+@dataclass
+class ConfigOnly:
+    """A source model known by its config alone: its states come from the cache."""
+
+    config: Any
+
+
+def load_pair(
+    source_card, target_card, kind: str, p: dict[str, Any], cache=None, teacher_cache=None
+) -> Pair:
+    """The frozen pair; with ``cache`` (ablate.bridge.states.Reader) the source's weights are
+    not loaded (its tokenizer and config are: token counts, the translator's input width)."""
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = model_dtype(p)
-    source, src_tok = models.load(source_card, dtype=dtype, device=dev)
+    if cache is None:
+        source, src_tok = models.load(source_card, dtype=dtype, device=dev)
+    else:
+        source, src_tok = models.load_config(source_card)
     target, tgt_tok = models.load(target_card, dtype=dtype, device=dev)
     models.check_distinct_tokenizers(src_tok, tgt_tok)
-    return Pair(source, src_tok, target, tgt_tok, kind, p)
+    return Pair(source, src_tok, target, tgt_tok, kind, p, cache, teacher_cache)
 
 
 def card_inputs(**cards) -> dict[str, str]:

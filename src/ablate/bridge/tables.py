@@ -121,9 +121,13 @@ def _recorded_hash(path: Path) -> str | None:
 
 
 def _group(job: dict[str, Any]) -> str:
-    return {"bridge_model": "prepare_model", "bridge_train": "train", "bridge_infer": "infer"}.get(
-        job["rule"], ""
-    )
+    return {
+        "bridge_model": "prepare_model",
+        "bridge_source_states": "frozen_states",
+        "bridge_teacher_states": "frozen_states",
+        "bridge_train": "train",
+        "bridge_infer": "infer",
+    }.get(job["rule"], "")
 
 
 def job_status(job: dict[str, Any]) -> tuple[str, str]:

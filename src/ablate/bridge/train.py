@@ -5,22 +5,34 @@ stopping on bridged accuracy with ``patience``; ``restore_best`` makes the final
 evaluated one, *re-evaluated* (final is measured, not copied). Writes ``out_dir/translator/``
 (safetensors + config + hash manifest), ``out_dir/samples.parquet`` (per-sample rows of the final
 evaluation, for paired tests) and, last, ``out_dir/summary.json``.
+
+Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; ``python -m torch.distributed.run
+--nproc-per-node N -m ablate.bridge.train kwargs.json``): ``batch_size`` items per process and
+step (the seed's "10 per GPU"), each process a slice of one global batch order, DDP averaging
+the gradients; the evaluation is split over the processes and gathered; only rank 0 writes.
+On one process it is the plain loop. With ``source_states`` (a cache folder of
+:mod:`ablate.bridge.states`) the source model's weights are not loaded at all; with
+``teacher_states`` the KL term reads its teacher's rows instead of a target forward pass.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from ablate.bridge import parallel, world
 from ablate.bridge import params as bridge_params
+from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
-from ablate.bridge import world
 from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.core import io, provenance
 
@@ -28,7 +40,7 @@ from ablate.core import io, provenance
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
 
 
-def _optimizer(translator: tr.BottleneckedGatedTranslator, p: dict[str, Any]):
+def optimizer(translator: tr.BottleneckedGatedTranslator, p: dict[str, Any]):
     from transformers import get_linear_schedule_with_warmup
 
     gates = {id(g) for g in translator.gate_parameters()}
@@ -66,20 +78,70 @@ def _batches(n: int, batch_size: int, seed: int):
             yield order[i : i + batch_size]
 
 
+@dataclass
+class Step:
+    loss: float  # the global batch's loss (this process's on one process)
+    parts: dict[str, float]
+    tokens: int  # this process's tokens (source input + target input)
+    grad_norm: float | None  # None: the loss was not finite and nothing was updated
+
+
+def train_step(
+    pair: Pair, model, opt, sched, items, step: int, grad_clip: float, states=None, teacher=None
+):
+    """One optimisation step of the translator ``model`` (DDP-wrapped or not) on ``items``.
+
+    ``states`` = (source states [B, S, d_src], mask [B, S]) skips the source model, ``teacher``
+    = the KL teacher's final states [B, n, d_tgt] at the first answer positions skips the teacher
+    forward (cached, or the GPU benchmark's); without them the pair's caches or the live models
+    are used. A non-finite loss updates nothing (the weights stay the last good ones)."""
+    loss, parts, n_tok = pair.loss(model, items, step, states=states, teacher=teacher)
+    value = parallel.mean_value(loss)
+    if not torch.isfinite(torch.tensor(value)):
+        return Step(value, parts, n_tok, None)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    sched.step()
+    return Step(value, parts, n_tok, float(grad_norm))
+
+
+def _say(*args, **kwargs) -> None:
+    if parallel.rank() == 0:  # one progress log, not one per process
+        print(*args, **kwargs, flush=True)
+
+
+def global_batch(p: dict[str, Any], n_train: int) -> int:
+    """Items per step over all processes: ``batch_size`` per process (the seed's per GPU)."""
+    w = parallel.world_size()
+    if w == 1:
+        return min(p["batch_size"], n_train)
+    if p["batch_size"] * w > n_train:
+        raise bridge_params.BridgeConfigError(
+            f"batch_size {p['batch_size']} x {w} processes exceeds the {n_train} training items"
+        )
+    return p["batch_size"] * w
+
+
 def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[str, Any]:
     """The training loop; returns the curve, the final rows and the stop facts."""
     from ablate.bridge.evaluate import accuracy
 
-    opt, sched = _optimizer(translator, p)
+    model = parallel.wrap(translator)
+    opt, sched = optimizer(translator, p)
     curve, losses = [], []
     best: dict[str, Any] = {"accuracy": -1.0}
     bad_evals, stop_reason, step = 0, "max_steps", 0
     tokens, t0 = 0, time.time()
     last_rows: list[dict] = []
 
+    def evaluate_all() -> list[dict]:  # each process a share of the items, gathered in order
+        return parallel.gather(_evaluate(pair, translator, parallel.shard(eval_items)))
+
     def evaluation(at: int) -> bool:
         nonlocal bad_evals, last_rows
-        last_rows = _evaluate(pair, translator, eval_items)
+        last_rows = evaluate_all()
         acc = accuracy(last_rows)
         curve.append({"step": at, **acc})
         if acc["accuracy"] > best["accuracy"]:
@@ -88,39 +150,36 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
             bad_evals = 0
         else:
             bad_evals += 1
-        print(
+        _say(
             f"[{label}] eval step {at}: bridged accuracy {acc['accuracy']:.3f} (F1 {acc['f1']:.3f});"
-            f" best {best['accuracy']:.3f} at step {best['step']}",
-            flush=True,
+            f" best {best['accuracy']:.3f} at step {best['step']}"
         )
         return p["early_stopping"] and bad_evals >= p["patience"]
 
     stop = evaluation(0)
     translator.train()
-    batches = _batches(len(train_items), min(p["batch_size"], len(train_items)), p["seed"])
+    n_global = global_batch(p, len(train_items))
+    per_process = n_global // parallel.world_size()
+    batches = _batches(len(train_items), n_global, p["seed"])
     while not stop and step < p["steps"]:
         step += 1
-        items = [train_items[i] for i in next(batches)]
-        loss, parts, n_tok = pair.loss(translator, items, step)
-        if not torch.isfinite(loss):  # before the update: the weights stay the last good ones
+        mine = next(batches)[parallel.rank() * per_process :][:per_process]
+        out = train_step(
+            pair, model, opt, sched, [train_items[i] for i in mine], step, p["grad_clip"]
+        )
+        if out.grad_norm is None:  # before the update: the weights stay the last good ones
             stop_reason = "nonfinite_loss"
             step -= 1
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(translator.parameters(), p["grad_clip"])
-        opt.step()
-        sched.step()
-        tokens += n_tok
+        tokens += parallel.total(out.tokens)
         if step % p["log_every"] == 0 or step == p["steps"]:
             rate = step / (time.time() - t0)
-            losses.append({"step": step, "loss": float(loss), **parts})
-            print(
-                f"[{label}] step {step}/{p['steps']} loss {float(loss):.4f} "
-                + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
-                + f" grad_norm {float(grad_norm):.3f} lr {sched.get_last_lr()[0]:.2e}"
-                f" {rate:.1f} steps/s ETA {(p['steps'] - step) / rate:.0f} s",
-                flush=True,
+            losses.append({"step": step, "loss": out.loss, **out.parts})
+            _say(
+                f"[{label}] step {step}/{p['steps']} loss {out.loss:.4f} "
+                + " ".join(f"{k} {v:.4f}" for k, v in out.parts.items())
+                + f" grad_norm {out.grad_norm:.3f} lr {sched.get_last_lr()[0]:.2e}"
+                f" {rate:.1f} steps/s ETA {(p['steps'] - step) / rate:.0f} s"
             )
         if step % p["eval_every"] == 0 or step == p["steps"]:
             if evaluation(step) and step < p["steps"]:
@@ -133,7 +192,7 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
     if p["restore_best"] and best.get("state") is not None:
         translator.load_state_dict(best["state"])
         restored_from = best["step"]
-        final_rows = _evaluate(pair, translator, eval_items)  # re-evaluated, not copied
+        final_rows = evaluate_all()  # re-evaluated, not copied
     else:
         final_rows = last_rows
     return {
@@ -160,8 +219,15 @@ def train_entry(
     run_id: str,
     config_slice: Any = None,
     where: str = "bridge",
+    source_states: str | os.PathLike | None = None,
+    teacher_states: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one grid entry; write translator/, samples.parquet, summary.json."""
+    """Train and evaluate one grid entry; write translator/, samples.parquet, summary.json.
+
+    ``source_states``: a cache folder of :func:`ablate.bridge.states.compute` for this entry's
+    source and data, read instead of running the source; ``teacher_states`` likewise for the KL
+    teacher's forward pass. Under torchrun every process trains
+    and rank 0 alone writes (the others return the same summary, unwritten)."""
     from ablate.bridge.evaluate import accuracy
 
     started = time.time()
@@ -171,15 +237,23 @@ def train_entry(
     train_items = world.load_dataset(train_file, dataset_kind)
     eval_items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
     torch.manual_seed(p["seed"])
-    pair = load_pair(source_card, target_card, dataset_kind, p)
+    cache = None if source_states is None else frozen.open_cache(source_states)
+    teacher = None if teacher_states is None else frozen.open_cache(teacher_states, "teacher")
+    pair = load_pair(source_card, target_card, dataset_kind, p, cache, teacher)
     translator = tr.build(p, pair.source, pair.target, where).to(pair.device)
     n_params = sum(t.numel() for t in translator.parameters())
-    print(
+    _say(
         f"[{label}] {len(train_items)} train / {len(eval_items)} eval items ({dataset_kind}); "
-        f"translator {n_params / 1e6:.3f} M params, K={p['K']}",
-        flush=True,
+        f"translator {n_params / 1e6:.3f} M params, K={p['K']}; "
+        f"{parallel.world_size()} process(es); source states "
+        + ("cached" if cache is not None else "live")
+        + ", KL teacher "
+        + ("cached" if teacher is not None else "live")
     )
     res = fit(pair, translator, train_items, eval_items, p, label)
+    world_size = parallel.world_size()
+    if parallel.rank() != 0:
+        return {"run_id": run_id, "rank": parallel.rank(), "world_size": world_size, **res}
     tr.save(
         translator, out / "translator", extra={"run_id": run_id, "step": res["restored_from_step"]}
     )
@@ -217,6 +291,10 @@ def train_entry(
             "steps_per_s": res["steps_done"] / max(res["train_s"], 1e-9),
             "tokens_per_s": res["train_tokens"] / max(res["train_s"], 1e-9),
         },
+        "world_size": world_size,
+        "global_batch": global_batch(p, len(train_items)),
+        "source_states": "cached" if cache is not None else "live",
+        "teacher_states": "cached" if teacher is not None else "live",
         "params": p,
         "provenance": provenance.collect(
             config_slice=config_slice if config_slice is not None else p,
@@ -224,16 +302,37 @@ def train_entry(
                 "train_file": train_file,
                 "eval_file": eval_file,
                 **card_inputs(source_card=source_card, target_card=target_card),
+                # the caches' own records (their provenance), not GBs of states to hash
+                **{
+                    f"{what}_states": Path(folder) / "summary.json"
+                    for what, folder in (("source", source_states), ("teacher", teacher_states))
+                    if folder is not None
+                },
             },
             started=started,
             run_id=run_id,
+            extra={"world_size": world_size},
         ),
     }
     io.write_json(out / "summary.json", summary)
-    print(
+    _say(
         f"[{label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
         f"{summary['final']:.3f}, {res['steps_done']} steps ({res['stop_reason']}), "
-        f"{summary['wall_s']:.1f} s",
-        flush=True,
+        f"{summary['wall_s']:.1f} s"
     )
     return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``torchrun ... -m ablate.bridge.train kwargs.json``: one process of a data-parallel run."""
+    argv = sys.argv[1:] if argv is None else argv
+    kwargs = json.loads(Path(argv[0]).read_text())
+    parallel.init()
+    try:
+        train_entry(**kwargs)
+    finally:
+        parallel.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--config",
+        "--configfile",  # Snakemake's spelling
+        dest="config",
         required=True,
-        help="pipeline config (config/config.yaml, config/ministral3b.yaml)",
+        help="pipeline config (config/config.yaml, config/ministral3b.yaml, config/latentwire.yaml)",
     )
     ap.add_argument(
         "--out",

@@ -12,6 +12,7 @@ keeps its place with empty numbers and a note that says what is missing.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -86,7 +87,8 @@ def job_row(
         return dict(row, note="; ".join(notes))
     params = job.params
     tp = pick_throughput(job, s.gpu, ms, ref, plan)
-    eff = plan["scaling"][job.kind]
+    scaling = job.scaling_key or job.kind
+    eff = plan["scaling"][scaling]
     speedup = 1 + (s.count - 1) * eff
     job_s, job_what = job_overhead(job, s, params, plan, ref)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
@@ -99,8 +101,28 @@ def job_row(
         f"memory: {need:.3g} GB needed ({need_what})" + (f" vs {mem} GB" if mem else ""),
     ]
     if s.count > 1:
-        notes.append(f"speedup 1 + ({s.count}-1) x {eff:g} (plan.scaling.{job.kind})")
+        notes.append(f"speedup 1 + ({s.count}-1) x {eff:g} (plan.scaling.{scaling})")
     compute = job.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and job.tokens else None
+    for x in job.extra:  # other work inside the job, at its own rate
+        part = replace(
+            job,
+            kind=x["kind"],
+            policy=x.get("policy"),
+            flops_per_token=x.get("flops_per_token"),
+            extra=[],
+        )
+        xtp = pick_throughput(part, s.gpu, ms, ref, plan)
+        xs = 1 + (s.count - 1) * plan["scaling"][x["kind"]]
+        if compute is None or not xtp.tok_s_per_gpu:
+            notes.append(f"{x['what']}: no rate ({xtp.source})")
+            compute = None
+            continue
+        secs = x["tokens"] / (xtp.tok_s_per_gpu * xs)
+        compute += secs
+        notes.append(
+            f"+ {secs:.0f} s {x['what']}: {x['tokens']:.4g} tokens at "
+            f"{xtp.tok_s_per_gpu:.4g} tok/s x {xs:g} ({xtp.source})"
+        )
     if fits == "no":
         notes.insert(0, f"does not fit: needs {need:.3g} GB per GPU, {s.gpu} has {mem} GB")
         compute = None

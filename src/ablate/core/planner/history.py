@@ -74,7 +74,8 @@ def finished_run(job: PlannedJob, root: Path, ref: Reference) -> Run | None:
     if not job.record or not (root / job.record).exists():
         return None
     data = read_json(root / job.record) or {}
-    prov = data.get("provenance") or {}
+    # a summary holds a provenance block; a provenance sidecar is one
+    prov = data.get("provenance") or (data if "hardware" in data else {})
     hw = hardware_setup(prov, ref)
     if hw is None:
         return None

@@ -18,7 +18,7 @@ import yaml
 
 log = logging.getLogger("ablate.planner")
 
-KINDS = ("train", "eval", "probe")
+KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
 CPU = "cpu"
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 PLAN_SCHEMA = "workflow/schemas/plan.schema.yaml"
@@ -55,6 +55,9 @@ class Measurement:
     #: micro-batches per optimizer step it ran with; a train job with another grad_accum does not
     #: use it (at GA 1 the optimizer step dominates: the smoke run's 4 x 256 steps)
     grad_accum: int | None = None
+    #: FLOPs per token of the measured work (the bridge's, which vary per entry): a job with its
+    #: own flops_per_token gets the rate scaled by their ratio
+    flops_per_token: float | None = None
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Reference:
     path: str
     problem: str | None = field(default=None)  # why it is empty (the file is missing or malformed)
     job_overheads: list[JobOverhead] = field(default_factory=list)
+    #: token lengths of a bridge training example per dataset (ablate.bridge.cost)
+    bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reference:
@@ -115,6 +120,7 @@ class Reference:
                     origin="table",
                     optim=m.get("optim"),
                     grad_accum=m.get("grad_accum"),
+                    flops_per_token=m.get("flops_per_token"),
                 )
             )
         overheads = []
@@ -142,6 +148,7 @@ class Reference:
             measurements=ms,
             path=str(p),
             job_overheads=overheads,
+            bridge_lengths=data.get("bridge_lengths") or {},
         )
 
     def job_overhead(self, kind: str, rule: str, gpu: str, params: float) -> JobOverhead | None:

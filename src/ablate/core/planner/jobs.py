@@ -22,7 +22,7 @@ from ablate.core.planner.inputs import Reference
 log = logging.getLogger("ablate.planner")
 
 #: study (config key `studies`) -> the module that plans its jobs
-STUDY_PLANNERS = {"mask": "ablate.mask.plan"}
+STUDY_PLANNERS = {"mask": "ablate.mask.plan", "bridge": "ablate.bridge.plan"}
 
 
 @dataclass
@@ -46,6 +46,14 @@ class PlannedJob:
     optim: str | None = None  # optimizer (train): its states count in the memory check
     upstream: str | None = None  # the job whose checkpoint it loads
     shares_instance: str | None = None  # runs on the instance of this job (a vast group job)
+    #: FLOPs per token for the FLOP estimate (None: FLOPS_PER_PARAM_TOKEN[kind] x params); a job
+    #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token
+    flops_per_token: float | None = None
+    trainable_params: float | None = None  # None: all params train (memory check, train kind)
+    scaling_key: str | None = None  # the plan.scaling key of its multi-GPU speedup (None: kind)
+    #: other work inside the same job, each {kind, policy, tokens, what}: its own throughput,
+    #: added to compute_s (the bridge's generative evaluations during training)
+    extra: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # missing inputs, said on every row
 
 
@@ -72,7 +80,8 @@ def study_plans(config: dict[str, Any], ref: Reference, root: str | os.PathLike)
 
     groups = vast_profile(config["plan"])["groups"]
     plans = []
-    for name in config.get("studies", ["mask"]):
+    wanted = config["plan"].get("studies") or ["mask"]
+    for name in [s for s in config.get("studies", ["mask"]) if s in wanted]:
         if name not in STUDY_PLANNERS:
             log.warning(
                 "planner: study %r has no planner (known: %s)", name, sorted(STUDY_PLANNERS)

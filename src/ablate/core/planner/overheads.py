@@ -75,10 +75,19 @@ def memory_need_gb(job: PlannedJob, params: float, plan: dict) -> tuple[float, s
     section 3); the pipeline's finetunes run B=1.
     """
     b = DTYPE_BYTES.get(job.dtype, 4)
+    margin = plan["memory_margin"]
+    if job.kind == "train" and job.trainable_params is not None:
+        # frozen weights in their dtype; the trained part in fp32 with grads and optimizer states
+        states = OPTIM_STATES.get(job.optim or "", 2)
+        need = params * b + job.trainable_params * 4 * (1 + states)
+        what = (
+            f"{job.dtype} weights + {job.trainable_params / 1e6:.0f} M trained fp32 params x "
+            f"(grads + {job.optim} states)"
+        )
+        return need * (1 + margin) / 1e9, f"{what} + {margin:.0%} margin"
     if job.kind == "train":
         states = OPTIM_STATES.get(job.optim or "", 2)
         per, what = b * (2 + states), f"{job.dtype} weights + grads + {job.optim} states"
     else:
         per, what = b, f"{job.dtype} weights"
-    margin = plan["memory_margin"]
     return params * per * (1 + margin) / 1e9, f"{per:g} B/param ({what}) + {margin:.0%} margin"

@@ -8,7 +8,7 @@ from ablate.core.planner.inputs import CPU, Measurement, Reference
 from ablate.core.planner.jobs import PlannedJob
 
 #: Matmul FLOPs per token per parameter: forward 2, forward + backward 6 (Kaplan et al. 2020).
-FLOPS_PER_PARAM_TOKEN = {"train": 6, "eval": 2, "probe": 2}
+FLOPS_PER_PARAM_TOKEN = {"train": 6, "eval": 2, "probe": 2, "generate": 2}
 
 
 @dataclass
@@ -65,12 +65,17 @@ def pick_throughput(
         )
         if best.kind != job.kind:
             policy_note += f", {best.kind} rate for this forward-only {job.kind}"
-        if best.gpu == gpu:
-            return Throughput(
-                best.tokens_per_s, f"measured on {gpu}{policy_note}: {best.source}", best
+        rate = best.tokens_per_s
+        if job.flops_per_token and best.flops_per_token:  # same model, other work per token
+            rate *= best.flops_per_token / job.flops_per_token
+            policy_note += (
+                f", x {best.flops_per_token / job.flops_per_token:.3g} for its FLOPs/token "
+                f"({best.flops_per_token / 1e9:.4g} measured vs {job.flops_per_token / 1e9:.4g} G)"
             )
+        if best.gpu == gpu:
+            return Throughput(rate, f"measured on {gpu}{policy_note}: {best.source}", best)
         src_peak = ref.peak_flops(best.gpu, plan)[0]
-        tok_s = best.tokens_per_s * target_peak / src_peak
+        tok_s = rate * target_peak / src_peak
         return Throughput(
             tok_s,
             f"measured on {best.gpu}{policy_note}, scaled by peak FLOP/s {src_peak / 1e12:g}->"
@@ -81,9 +86,14 @@ def pick_throughput(
         return Throughput(None, f"no measurement and {peak_src}")
     mfu = plan["mfu"][job.kind]
     k = FLOPS_PER_PARAM_TOKEN[job.kind]
-    tok_s = mfu * target_peak / (k * params)
+    flops, what = (
+        (job.flops_per_token, f"{job.flops_per_token / 1e9:.4g} GFLOP/token (the study's count)")
+        if job.flops_per_token
+        else (k * params, f"{k} x params")
+    )
+    tok_s = mfu * target_peak / flops
     return Throughput(
         tok_s,
         f"flop-estimate: nothing measured for {job.kind} of a {params / 1e9:.3g} B model; "
-        f"{mfu:g} MFU x {target_peak / 1e12:g} TFLOP/s / ({k} x params) [peak: {peak_src}]",
+        f"{mfu:g} MFU x {target_peak / 1e12:g} TFLOP/s / ({what}) [peak: {peak_src}]",
     )

@@ -17,9 +17,15 @@ from transformers.trainer_callback import PrinterCallback
 from ablate.core import checkpoint
 from ablate.core.phases import Phases
 from ablate.mask import masks
+from ablate.mask.training import packing
 from ablate.mask.training.callbacks import Progress, StopRules, Throughput
 from ablate.mask.training.data import PolicyCollator
-from ablate.mask.training.params import IGNORE_INDEX, bf16_enabled, master_weights_enabled
+from ablate.mask.training.params import (
+    IGNORE_INDEX,
+    TrainingConfigError,
+    bf16_enabled,
+    master_weights_enabled,
+)
 
 
 def _fast_head_ok(model) -> bool:
@@ -34,27 +40,40 @@ def _fast_head_ok(model) -> bool:
     )
 
 
+def head_loss_sum(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch.Tensor):
+    """Summed CE of ``lm_head(hidden)`` against ``targets`` (the fast head's loss; a fused
+    linear-CE kernel with the same signature can replace it: ``MaskPolicyTrainer.head_loss``)."""
+    return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
+
+
 def policy_loss_sum(
-    model, batch: dict[str, torch.Tensor], policy: str, *, fast_head: bool = True
+    model,
+    batch: dict[str, torch.Tensor],
+    policy: str,
+    *,
+    fast_head: bool = True,
+    head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of next-token CE over labelled positions, number of labelled positions) under ``policy``.
 
     With ``fast_head`` the decoder body runs once and the lm_head only at positions whose shifted
     label is not -100: with a 131k vocab and response-only SFT labels this is most of the lm_head
-    cost saved, and the result equals the model's own loss (tests/test_training.py).
+    cost saved, and the result equals the model's own loss (tests/test_training.py). A packed
+    batch (:mod:`ablate.mask.training.packing`) runs with its per-example mask.
     """
     labels = batch["labels"][:, 1:]
-    kw = masks.policy_forward_kwargs(
-        model, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
-    )
+    if packing.is_packed(batch):
+        kw = packing.packed_forward_kwargs(model, batch, policy)
+    else:
+        kw = masks.policy_forward_kwargs(
+            model, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
+        )
     keep = labels != IGNORE_INDEX
     if fast_head and _fast_head_ok(model):
         hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
-        logits = model.get_output_embeddings()(hidden[keep])
-        targets = labels[keep]
-    else:
-        logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
-        targets = labels.flatten()
+        return head_loss(model.get_output_embeddings(), hidden[keep], labels[keep]), keep.sum()
+    logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
+    targets = labels.flatten()
     loss_sum = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
     return loss_sum, keep.sum()
 
@@ -172,6 +191,7 @@ class MaskPolicyTrainer(Trainer):
         self.stop_rules = stop_rules
         self.fast_head = fast_head
         self.master_weights = master_weights
+        self.head_loss = head_loss_sum  # bench/bench_packing.py --liger puts a fused kernel here
         self.last_save_format: str | None = None
 
     @property
@@ -217,7 +237,11 @@ class MaskPolicyTrainer(Trainer):
         # A wrapper (DDP, DataParallel) must see the forward for its hooks: fast head on bare models only.
         target = unwrapped if unwrapped is model else model
         loss_sum, n = policy_loss_sum(
-            target, inputs, self.policy, fast_head=self.fast_head and unwrapped is model
+            target,
+            inputs,
+            self.policy,
+            fast_head=self.fast_head and unwrapped is model,
+            head_loss=self.head_loss,
         )
         if num_items_in_batch is not None:
             # normalised over the whole accumulated batch: the Trainer then skips its GA division
@@ -229,6 +253,17 @@ class MaskPolicyTrainer(Trainer):
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if not packing.is_packed(inputs) or inputs["input_ids"].shape[0] == 1:
+            return self._micro_step(model, inputs, num_items_in_batch)
+        # A packed step of several rows: one forward/backward per row (the memory of one row),
+        # each normalised by the response tokens of the whole step, like grad accumulation.
+        if num_items_in_batch is None:
+            num_items_in_batch = (inputs["labels"][:, 1:] != IGNORE_INDEX).sum()
+        return sum(
+            self._micro_step(model, row, num_items_in_batch) for row in packing.split_rows(inputs)
+        )
+
+    def _micro_step(self, model, inputs, num_items_in_batch):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.stop_rules is not None and not torch.isfinite(loss):
             self.stop_rules.flag_nonfinite_micro_loss(self.state.global_step + 1, float(loss))
@@ -291,6 +326,18 @@ def build_trainer(
     p = params
     if pad_token_id is None:
         pad_token_id = tokenizer.pad_token_id
+    if p["packing"]:
+        if p["packing_row_tokens"] < p["max_seq_len"]:
+            raise TrainingConfigError(
+                f"packing_row_tokens={p['packing_row_tokens']} is below max_seq_len="
+                f"{p['max_seq_len']}: an example of max_seq_len tokens would not fit a packed row"
+            )
+        # the Trainer loads a whole step's examples at once; the collator packs them
+        batch_size, grad_accum = p["batch_size"] * p["grad_accum"], 1
+        collator = packing.PackedCollator(pad_token_id, p["packing_row_tokens"])
+    else:
+        batch_size, grad_accum = p["batch_size"], p["grad_accum"]
+        collator = PolicyCollator(pad_token_id)
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
     # save_steps 0: no Trainer checkpoint at all. The final weights are written by save_final; a
     # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
@@ -299,9 +346,9 @@ def build_trainer(
     args = TrainingArguments(
         output_dir=str(output_dir),
         max_steps=p["max_steps"],
-        per_device_train_batch_size=p["batch_size"],
+        per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=p["eval_batch_size"],
-        gradient_accumulation_steps=p["grad_accum"],
+        gradient_accumulation_steps=grad_accum,
         learning_rate=p["learning_rate"],
         weight_decay=p["weight_decay"],
         warmup_steps=p[
@@ -340,7 +387,7 @@ def build_trainer(
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset if do_eval else None,
-        data_collator=PolicyCollator(pad_token_id),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=callbacks,
         policy=policy,

@@ -1,0 +1,395 @@
+"""Packed SFT steps vs today's default path, side by side in one run, on the Ministral-3-3B text
+shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own Trainer
+(ablate.mask.training.trainer.build_trainer). Prints a markdown table; --out writes the raw rows.
+
+    PYTHONPATH=src python bench/bench_packing.py [--shape real|tiny] [--only ROW ...]
+        [--steps N] [--liger] [--compile] [--out bench/results/bench_packing_h200.json]
+
+Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
+  seed-default       the seed configuration today: 16 alpaca-like examples per optimizer step,
+                     batch 1 x grad_accum 16, Adafactor, attn sdpa_prefix_split, packing off
+  seed-packed-flex   the same 16 examples per step, packing: true (one row), attn flex_attention
+                     (BlockMask: the blocks between examples are skipped)
+  full-default       full rows: 8 examples of 1024 tokens each (prompt 1/8-1/2), batch 8 x 1,
+                     no padding, Adafactor, sdpa_prefix_split, packing off
+  full-packed-flex   the same 8 examples packed into one 8192-token row, flex_attention
+  seed-packed-sdpa   as seed-packed-flex with attn sdpa: a dense per-example mask (the
+                     memory-efficient kernel, no flash)
+  seed-packed-leaky  control, causal only: as seed-packed-sdpa but the examples of a row attend to
+                     the earlier ones (a plain causal mask over the row): its loss difference
+                     shows whether the 1e-3 loss check can see a wrong mask at all
+  (+ seed-packed-flex-liger with --liger: liger-kernel's fused linear cross-entropy as the fast
+   head's loss; + seed-packed-flex-compile with --compile: every decoder layer torch.compile'd)
+Every row starts from the same weights (seed 0) and trains on the same examples in the same order,
+so `loss vs default` (the largest relative difference of a step's loss from the default row's of
+its group and policy) checks that packing computes the same steps (target 1e-3, bf16).
+
+Alpaca-like lengths (no hub here, so no real rows): :func:`alpaca_like_lengths`, a generator whose
+parameters are stated in ALPACA, chosen from the Alpaca format and commonly quoted statistics of
+the 52k Stanford Alpaca set (about 40 % of rows have an input; short instructions; responses from a
+word to several hundred tokens, median well under 100), not measured here: the run prints the
+sample's mean/median/max so it can be compared with a tokenized copy of the real set.
+
+MFU = 6 x N_params x real tokens/s / 989 TFLOP/s, as in bench/bench_finetune.py (N = 3.43 B incl.
+the tied embedding; attention FLOPs not counted; the fast head runs lm_head on response tokens
+only, so the hardware does less than 6N per token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import bench_finetune as bf  # the same model shape, builder and MFU convention
+import torch
+from transformers import TrainerCallback
+
+from ablate.mask import masks
+from ablate.mask.training import packing, params
+from ablate.mask.training.data import ExampleDataset
+from ablate.mask.training.trainer import build_trainer
+
+# Token counts (Tekken-like tokenizer) of an Alpaca row: template + instruction (+ input) as the
+# prompt, response + EOS. Lognormal medians / sigmas; the template sizes are those of
+# ablate.mask.sft_data's two prompts.
+ALPACA = dict(
+    template_no_input=36,
+    template_with_input=46,
+    p_input=0.4,
+    instruction=(16, 0.5),
+    input=(24, 0.9),
+    response=(70, 1.0),
+)
+SEED_EXAMPLES_PER_STEP = 16  # finetune defaults: batch_size 1 x grad_accum 16
+FULL_T, FULL_EXAMPLES = 1024, 8
+
+SEED = dict(batch_size=1, grad_accum=16, optim="adafactor")
+FULL = dict(batch_size=FULL_EXAMPLES, grad_accum=1, optim="adafactor")
+# the targets' rows first: a run cut off by a time limit keeps them (--out is rewritten per row)
+ROWS = {
+    "seed-default": ("seed", dict(SEED, attn_implementation=masks.PREFIX_SDPA)),
+    "seed-packed-flex": ("seed", dict(SEED, attn_implementation="flex_attention", packing=True)),
+    "full-default": ("full", dict(FULL, attn_implementation=masks.PREFIX_SDPA)),
+    "full-packed-flex": ("full", dict(FULL, attn_implementation="flex_attention", packing=True)),
+    "seed-packed-sdpa": ("seed", dict(SEED, attn_implementation="sdpa", packing=True)),
+}
+# the control: packed with a plain causal mask over the whole row (examples attend to earlier
+# ones). Its loss must differ from the default's by more than the 1e-3 the packed rows must meet,
+# or the loss check has no power at random init (near-uniform logits).
+ROWS["seed-packed-leaky"] = ("seed", dict(ROWS["seed-packed-sdpa"][1]), "leaky")
+OPTIONAL_ROWS = {
+    "seed-packed-flex-liger": ("seed", dict(ROWS["seed-packed-flex"][1]), "liger"),
+    "seed-packed-flex-compile": ("seed", dict(ROWS["seed-packed-flex"][1]), "compile"),
+}
+CAUSAL_ONLY = {"full-packed-flex", "seed-packed-leaky"}
+
+
+def alpaca_like_lengths(n: int, seed: int, max_len: int, scale: float = 1.0) -> list[tuple]:
+    """(total tokens, prompt tokens) of ``n`` Alpaca-like rows (see ALPACA), truncated at
+    ``max_len`` keeping one response token, as ablate.mask.sft_data does; ``scale`` shrinks every
+    part (the tiny shape)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def draw(median: float, sigma: float) -> int:
+        z = float(torch.randn((), generator=g))
+        return max(1, round(median * math.exp(sigma * z) * scale))
+
+    out = []
+    for _ in range(n):
+        with_input = float(torch.rand((), generator=g)) < ALPACA["p_input"]
+        prompt = round(ALPACA["template_with_input" if with_input else "template_no_input"] * scale)
+        prompt += draw(*ALPACA["instruction"]) + (draw(*ALPACA["input"]) if with_input else 0)
+        prompt = min(prompt, max_len - 1)
+        total = min(prompt + draw(*ALPACA["response"]) + 1, max_len)
+        out.append((total, prompt))
+    return out
+
+
+def make_examples(lengths: list[tuple], seed: int, vocab: int) -> ExampleDataset:
+    g = torch.Generator().manual_seed(seed)
+    return ExampleDataset(
+        [
+            {
+                "input_ids": torch.randint(1000, vocab, (k,), generator=g).tolist(),
+                "prompt_length": p,
+            }
+            for k, p in lengths
+        ]
+    )
+
+
+class StepClock(TrainerCallback):
+    """Device-synchronised step times and the real (non-pad) tokens of each step."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+
+    def _sync(self):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._sync()
+        self._t0, self._tok0 = time.perf_counter(), state.num_input_tokens_seen
+
+    def on_step_end(self, args, state, control, **kw):
+        self._sync()
+        self.times.append(time.perf_counter() - self._t0)
+        self.tokens.append(state.num_input_tokens_seen - self._tok0)
+
+
+def liger_head_loss():
+    """The fast head's loss as liger-kernel's fused linear cross-entropy (no full logits)."""
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    fused = LigerFusedLinearCrossEntropyLoss(reduction="sum")
+
+    def head_loss(lm_head, hidden, targets):
+        return fused(lm_head.weight, hidden, targets, lm_head.bias)
+
+    return head_loss
+
+
+@contextlib.contextmanager
+def leaky_mask(on: bool):
+    """The packed mask without its "same example" part (the seed-packed-leaky control)."""
+    real = packing._same_example
+    if on:
+        packing._same_example = lambda seq_ids: lambda b, h, q_idx, kv_idx: kv_idx >= 0
+    try:
+        yield
+    finally:
+        packing._same_example = real
+
+
+def run_row(name: str, overrides: dict, option: str | None, policy: str, data, steps: int, T: int):
+    p = params.resolve_params(
+        {
+            **overrides,
+            "max_steps": steps,
+            "eval_size": 0,
+            "logging_steps": 1,
+            "no_learning_steps": 0,
+            "plateau_patience": 0,
+            "warmup_ratio": 0.0,
+            "max_seq_len": T,
+        },
+        "finetune",
+    )
+    model = bf.build_model(params.model_dtype(p), p["attn_implementation"])
+    if option == "compile":
+        for layer in model.get_decoder().layers:
+            layer.compile(dynamic=True)
+    n_params = sum(t.numel() for t in model.parameters())
+    clock = StepClock()
+    trainer, _, _ = build_trainer(
+        model=model,
+        tokenizer=None,
+        pad_token_id=11,
+        train_dataset=data,
+        eval_dataset=None,
+        policy=policy,
+        params=p,
+        output_dir="/tmp/bench_packing",
+        label=f"{name} {policy}",
+        extra_callbacks=[clock],
+        save=False,
+    )
+    if option == "liger":
+        trainer.head_loss = liger_head_loss()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with leaky_mask(option == "leaky"):
+        trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if trainer.master_optimizer is not None:
+        trainer.master_optimizer.remove_hooks()
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return dict(
+        row=name,
+        policy=policy,
+        attn=p["attn_implementation"],
+        packing=p["packing"],
+        option=option,
+        optim=p["optim"],
+        batch=f"{p['batch_size']}x{p['grad_accum']}",
+        step_times=clock.times,
+        step_tokens=clock.tokens,
+        losses=losses,
+        n_params=n_params,
+        peak_gb=torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
+    )
+
+
+def summarise(r: dict, warmup: int, peak_tflops: float) -> None:
+    """s/step, tokens/s and MFU over the steps after ``warmup`` (compilation, allocator)."""
+    times, tokens = r["step_times"][warmup:], r["step_tokens"][warmup:]
+    r["timed_steps"] = len(times)
+    r["s_per_step"] = sum(times) / len(times)
+    r["tokens_per_step"] = sum(tokens) / len(tokens)
+    r["tokens_per_s"] = sum(tokens) / sum(times)
+    r["mfu"] = 6 * r["n_params"] * r["tokens_per_s"] / (peak_tflops * 1e12)
+
+
+def fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def compare(results: list[dict]) -> None:
+    """Speed-up and step-loss difference against the default row of the same group and policy;
+    the time ratio against the same row's causal run."""
+    for r in results:
+        base = [
+            b
+            for b in results
+            if b["group"] == r["group"]
+            and b["policy"] == r["policy"]
+            and not b["packing"]
+            and b["option"] is None
+        ]
+        causal = [b for b in results if b["row"] == r["row"] and b["policy"] == "causal"]
+        if base and base[0]["losses"] and len(base[0]["losses"]) == len(r["losses"]):
+            b = base[0]
+            r["speedup_vs_default"] = b["s_per_step"] / r["s_per_step"]
+            r["loss_rel_diff_vs_default"] = max(
+                abs(x - y) / abs(y) for x, y in zip(r["losses"], b["losses"])
+            )
+        if causal:
+            r["x_causal"] = r["s_per_step"] / causal[0]["s_per_step"]
+
+
+def print_table(results: list[dict]) -> None:
+    print(
+        "\n| row | policy | attn | packing | examples/step | tokens/step | s/step | tokens/s | MFU "
+        "| x default (speed-up) | loss vs default (max rel) | x causal | peak GB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    per_step = {"seed": SEED_EXAMPLES_PER_STEP, "full": FULL_EXAMPLES}
+    for r in results:
+        attn = r["attn"] + (f" + {r['option']}" if r["option"] else "")
+        print(
+            f"| {r['row']} | {r['policy']} | {attn} | {'on' if r['packing'] else 'off'} | "
+            f"{per_step[r['group']]} ({r['batch']}) | {r['tokens_per_step']:.0f} | "
+            f"{r['s_per_step']:.3f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | "
+            f"{fmt(r.get('speedup_vs_default'), '.2f')} | "
+            f"{fmt(r.get('loss_rel_diff_vs_default'), '.1e')} | {fmt(r.get('x_causal'), '.3f')} | "
+            f"{fmt(r['peak_gb'], '.1f')} |"
+        )
+
+
+def write_out(path: str, meta: dict, results: list[dict]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({**meta, "rows": results}, f, indent=1)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", choices=["real", "tiny"], default="real")
+    ap.add_argument("--only", nargs="*", choices=[*ROWS, *OPTIONAL_ROWS])
+    ap.add_argument("--steps", type=int, default=None, help="optimizer steps per row")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed first steps per row")
+    ap.add_argument("--liger", action="store_true", help="add seed-packed-flex-liger")
+    ap.add_argument("--compile", action="store_true", help="add seed-packed-flex-compile")
+    ap.add_argument("--out", help="write the raw rows as JSON (e.g. under bench/results/)")
+    ap.add_argument(
+        "--table", nargs="+", metavar="JSON", help="only print the table of earlier --out files"
+    )
+    args = ap.parse_args(argv)
+    if args.table:  # rows of several runs (e.g. split by --only), compared as one
+        rows = [r for f in args.table for r in json.loads(Path(f).read_text())["rows"]]
+        compare(rows)
+        print_table(rows)
+        return 0
+    tiny = args.shape == "tiny"
+    if tiny:  # the same code at a toy size on CPU: checks the script, not speed
+        bf.DEVICE = "cpu"
+        bf.SHAPE.update(bf.SMOKE_SHAPE, vocab_size=2048)
+        T, scale, steps, warmup = 128, 0.125, args.steps or 2, args.warmup or 1
+    elif not torch.cuda.is_available():
+        print("bench_packing needs a CUDA GPU (or --shape tiny)", file=sys.stderr)
+        return 2
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        T, scale, steps, warmup = FULL_T, 1.0, args.steps or 5, args.warmup or 2
+    names = list(args.only or ROWS)
+    if not args.only:
+        names += ["seed-packed-flex-liger"] * args.liger + [
+            "seed-packed-flex-compile"
+        ] * args.compile
+    if tiny:  # flex_attention has no CPU backward (the loader refuses it there)
+        names = [n for n in names if "flex" not in n]
+    device = torch.cuda.get_device_name(0) if not tiny else "cpu (tiny shape)"
+    print(f"# {device}, torch {torch.__version__}", flush=True)
+
+    vocab = bf.SHAPE["vocab_size"]
+    seed_lengths = alpaca_like_lengths(
+        steps * SEED_EXAMPLES_PER_STEP, seed=1, max_len=T, scale=scale
+    )
+    totals = sorted(k for k, _ in seed_lengths)
+    dist = dict(
+        mean=statistics.mean(totals),
+        median=statistics.median(totals),
+        p90=totals[int(0.9 * (len(totals) - 1))],
+        max=totals[-1],
+        prompt_mean=statistics.mean(p for _, p in seed_lengths),
+    )
+    print(f"# alpaca-like example tokens: {json.dumps(dist)}", flush=True)
+    data = {
+        "seed": make_examples(seed_lengths, seed=2, vocab=vocab),
+        "full": make_examples(
+            [(T, T // 8 + (i * 7) % (3 * T // 8)) for i in range(steps * FULL_EXAMPLES)],
+            seed=3,
+            vocab=vocab,
+        ),
+    }
+    meta = dict(
+        device=device,
+        torch=torch.__version__,
+        shape=args.shape,
+        steps=steps,
+        warmup=warmup,
+        alpaca_like={"params": ALPACA, "sample": dist},
+    )
+    results = []
+    for name in names:
+        entry = ROWS.get(name) or OPTIONAL_ROWS[name]
+        group, over, option = entry if len(entry) == 3 else (*entry, None)
+        for policy in ("causal",) if name in CAUSAL_ONLY else ("causal", "prefix_bidir"):
+            t0 = time.time()
+            try:
+                r = run_row(name, over, option, policy, data[group], steps, T)
+            except Exception as exc:  # report the row (OOM, a missing optional kernel), keep going
+                print(f"{name} {policy}: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            r["group"], r["wall_s"] = group, time.time() - t0
+            summarise(r, warmup, bf.PEAK_TFLOPS)
+            results.append(r)
+            compare(results)
+            print(json.dumps({k: v for k, v in r.items() if k != "step_times"}), flush=True)
+            if args.out:
+                write_out(args.out, meta, results)
+    print_table(results)
+    print(
+        f"\n{len(results)} rows; {steps} steps each, the first {warmup} untimed; "
+        f"example tokens {json.dumps(dist)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

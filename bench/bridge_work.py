@@ -1,0 +1,350 @@
+"""The bridge benchmark's set-up and training steps (bench/bench_bridge.py runs them): the real or
+tiny shapes, the frozen models built on the device, the tensor-level step with its phases and the
+pipeline's own ``ablate.bridge.train.train_step``."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from ablate.bridge import cost
+from ablate.bridge import params as bridge_params
+from ablate.bridge.translator import ARCH_KEYS, BottleneckedGatedTranslator, median_row_rms
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASUREMENTS = ROOT / "config/gpu_measurements.yaml"
+LATENTWIRE = ROOT / "config/latentwire.yaml"
+TINY_ARCH = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+)
+TINY_VOCAB = {"source": 600, "target": 900}
+TINY_LENGTHS = cost.Lengths(source=24, prompt=24, answer=16)
+TINY_OVERRIDES = dict(max_new_tokens=8, eval_batch_size=4)
+# Seconds an item needs at the real shape (it starts only if that much budget is left): decoding
+# ~40 ms per new token at batch 1 (HF generate, 7-8 B); compiling the translator ~1 min.
+RESERVE_S = {"eval": 20.0, "infer": 75.0, "kv": 10.0, "compile": 60.0}
+CPU_FLAG = "TINY SHAPE ON CPU: checks the script only, not the real grid; replace with the GPU run"
+
+
+#: The pipeline's train.train_step timed end to end (no phases): cross-checks the tensor-level step.
+PIPELINE_VARIANTS = (("pipeline:seed", False), ("pipeline:cached", True))
+
+
+def variants(batch: int) -> list[dict]:
+    base = dict(cached=True, fused=True, autocast=True)
+    return [
+        dict(name="seed", cached=False),
+        dict(name="cached", cached=True),
+        dict(name="cached+fused", cached=True, fused=True),
+        dict(name="cached+fused+bf16", **base),
+        dict(name="cached+fused+bf16+teacher_cached", **base, teacher_cached=True),
+        dict(name="cached+fused+bf16+gradckpt", **base, gradckpt=True),
+        dict(name="cached+fused+bf16+batch_x2", **base, batch=2 * batch),
+        dict(name="cached+fused+bf16+batch_x4", **base, batch=4 * batch),
+        dict(name="cached+fused+bf16+compile", **base, compile=True),
+    ]
+
+
+class StubTokenizer:
+    """What evaluate.generate_from_embeds needs from a tokenizer; no EOS: every answer is long."""
+
+    pad_token_id, eos_token_id = 0, None
+
+    def decode(self, row, skip_special_tokens=True):
+        return ""
+
+
+# --- set-up -------------------------------------------------------------------------------------
+def setup(shape: str) -> SimpleNamespace:
+    lw = yaml.safe_load(LATENTWIRE.read_text())["bridge"]
+    ref = yaml.safe_load(MEASUREMENTS.read_text())
+    names = {r: lw[r]["path"] for r in ("source", "target")}
+    cfgs = {r: dict(ref["models"][names[r]]["text_config"]) for r in names}
+    if shape == "real":
+        p = bridge_params.resolve(lw["defaults"], "bridge.defaults")
+        n = cost.Lengths.of(ref["bridge_lengths"][p["dataset"]], p)
+    else:
+        p = bridge_params.resolve(TINY_OVERRIDES, "bench")
+        cfgs = {r: {**c, **TINY_ARCH, "vocab_size": TINY_VOCAB[r]} for r, c in cfgs.items()}
+        n = TINY_LENGTHS
+    return SimpleNamespace(p=p, n=n, cfgs=cfgs, names=names, shape=shape)
+
+
+def build_lm(text_config: dict, dtype: torch.dtype, device: torch.device):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kw = dict(text_config)
+    cfg = AutoConfig.for_model(kw.pop("model_type"), **kw)
+    torch.manual_seed(0)
+    with torch.device(device):  # weights initialised where they live: no host copy of 15 B
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa")
+    model.eval().requires_grad_(False)
+    model.generation_config.eos_token_id = None  # random weights: never stop early
+    model.generation_config.pad_token_id = 0
+    return model
+
+
+def build_translator(s, source, target, device) -> BottleneckedGatedTranslator:
+    rms = median_row_rms(target.get_input_embeddings().weight)
+    torch.manual_seed(s.p["seed"])
+    with torch.device(device):  # initialised where it trains
+        return BottleneckedGatedTranslator(
+            d_src=source.config.hidden_size,
+            d_tgt=target.config.hidden_size,
+            target_rms=rms,
+            **{k: s.p[k] for k in ARCH_KEYS},
+        )
+
+
+def n_params(m) -> int:
+    return sum(t.numel() for t in m.parameters())
+
+
+# --- timing -------------------------------------------------------------------------------------
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Phases:
+    def __init__(self, device):
+        self.device, self.t = device, {}
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        sync(self.device)
+        t0 = time.perf_counter()
+        yield
+        sync(self.device)
+        self.t[name] = self.t.get(name, 0.0) + time.perf_counter() - t0
+
+
+def reset_peak(device):
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gb(device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+
+
+# --- one training step --------------------------------------------------------------------------
+def make_batch(s, B: int, source, target, device, g) -> SimpleNamespace:
+    vs, vt = source.config.vocab_size, target.config.vocab_size
+    n = s.n
+
+    def ids(v, *shape):
+        return torch.randint(3, v, shape, generator=g).to(device)
+
+    return SimpleNamespace(
+        B=B,
+        src=ids(vs, B, n.source),
+        src_mask=torch.ones(B, n.source, dtype=torch.long, device=device),
+        bos=ids(vt, 1),
+        cue=ids(vt, n.cue),
+        prompt=ids(vt, B, n.prompt),
+        answer=ids(vt, B, n.answer),
+    )
+
+
+@torch.no_grad()
+def source_states(source, b):
+    return source.base_model(input_ids=b.src, attention_mask=b.src_mask).last_hidden_state
+
+
+@torch.no_grad()
+def teacher_states(s, target, b):
+    """The text-prompted target's last hidden states at the first kl_positions answer positions."""
+    k = min(s.p["kl_positions"], s.n.answer)
+    h = target.base_model(input_ids=torch.cat([b.prompt, b.answer], 1)).last_hidden_state
+    return h[:, s.n.prompt - 1 : s.n.prompt - 1 + k]
+
+
+@torch.no_grad()
+def teacher_logprobs(target, rows):
+    """log p_text from those states (lm_head + log_softmax: cheap next to the forward)."""
+    return target.get_output_embeddings()(rows).float().log_softmax(-1)
+
+
+def train_step(s, v, models_, tr, opt, b, cache, ph: Phases) -> torch.Tensor:
+    source, target = models_
+    p, n = s.p, s.n
+    with ph("source_forward"):
+        h = cache["h"] if v.get("cached") else source_states(source, b)
+    with ph("teacher_forward"):
+        rows = cache["teacher"] if v.get("teacher_cached") else teacher_states(s, target, b)
+        teacher = teacher_logprobs(target, rows)
+    with ph("translator_forward"):
+        with torch.autocast(b.src.device.type, torch.bfloat16, enabled=bool(v.get("autocast"))):
+            soft = tr(h, b.src_mask)
+    with ph("target_forward_backward"):
+        emb = target.get_input_embeddings()
+        dt = emb.weight.dtype
+        embeds = torch.cat(
+            [
+                emb(b.bos).expand(b.B, -1, -1),
+                soft.to(dt),
+                emb(b.cue).expand(b.B, -1, -1),
+                emb(b.answer),
+            ],
+            1,
+        )
+        hs = target.base_model(inputs_embeds=embeds).last_hidden_state
+        prefix = cost.latent_len(p["K"], n)
+        student = target.get_output_embeddings()(hs[:, prefix - 1 : prefix - 1 + n.answer]).float()
+        loss = F.cross_entropy(student.transpose(1, 2), b.answer)
+        k = teacher.shape[1]
+        log_s = student[:, :k].log_softmax(-1)
+        loss = loss + p["kl_weight"] * (teacher.exp() * (teacher - log_s)).sum(-1).mean()
+        pooled_soft = soft.float().mean(1)
+        pooled_prompt = emb(b.prompt).float().mean(1)
+        a, c = F.normalize(pooled_soft, dim=-1), F.normalize(pooled_prompt, dim=-1)
+        nce = F.cross_entropy(
+            a @ c.T / p["infonce_temperature"], torch.arange(b.B, device=a.device)
+        )
+        loss = loss + p["infonce_weight"] * nce
+        loss = loss + p["prompt_align_weight"] * F.mse_loss(pooled_soft, pooled_prompt)
+        loss.backward()
+    with ph("optimizer"):
+        torch.nn.utils.clip_grad_norm_(tr.parameters(), p["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def run_variant(s, v, models_, device, steps: int, warmup: int, ddp: bool = False) -> dict:
+    source, target = models_
+    B = v.get("batch", s.p["batch_size"])
+    g = torch.Generator().manual_seed(1)
+    b = make_batch(s, B, source, target, device, g)
+    tr = build_translator(s, source, target, device).train()
+    module = tr
+    if v.get("compile"):
+        module = torch.compile(tr)
+    if ddp:
+        module = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    opt = torch.optim.AdamW(
+        tr.parameters(), lr=s.p["lr"], betas=(0.9, 0.98), fused=bool(v.get("fused"))
+    )
+    cache = {"h": source_states(source, b), "teacher": teacher_states(s, target, b)}
+    if v.get("gradckpt"):
+        target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        target.train()  # HF checkpoints only in training mode (the target has no dropout)
+    try:
+        for _ in range(warmup):
+            train_step(s, v, models_, module, opt, b, cache, Phases(device))
+        reset_peak(device)
+        ph = Phases(device)
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = train_step(s, v, models_, module, opt, b, cache, ph)
+        sync(device)
+        dt = (time.perf_counter() - t0) / steps
+    finally:
+        if v.get("gradckpt"):
+            target.gradient_checkpointing_disable()
+            target.eval()
+    tokens = B * cost.example_tokens(s.p["K"], s.n)
+    return dict(
+        section="train",
+        variant=v["name"],
+        batch_per_gpu=B,
+        s_per_step=dt,
+        tokens_per_step=tokens,
+        tokens_per_s=tokens / dt,
+        peak_mem_gb=peak_gb(device),
+        loss=float(loss),
+        finite=bool(torch.isfinite(loss)),
+        teacher_cache_mb_per_example=(
+            cache["teacher"][0].nbytes / 2**20 if v.get("teacher_cached") else None
+        ),
+        translator_params=n_params(tr),
+        **{f"{k}_s": t / steps for k, t in ph.t.items()},
+    )
+
+
+# --- the pipeline's own step (ablate.bridge.train.train_step) ------------------------------------
+class LengthTokenizer:
+    """A stand-in for a real tokenizer (none offline): a text becomes ``lengths[text]`` ids (else
+    ``default``), the same ids every time, so ``Pair`` builds the benchmark's lengths from
+    synthetic items: BOS + prompt, the cue, the answer + EOS."""
+
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+    def __init__(self, vocab: int, lengths: dict[str, int], default: int):
+        self.vocab, self.lengths, self.default = vocab, lengths, default
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
+        g = torch.Generator().manual_seed(zlib.crc32(text.encode()))
+        ids = torch.randint(3, self.vocab, (self.lengths.get(text, self.default),), generator=g)
+        return {"input_ids": ([self.bos_token_id] if add_special_tokens else []) + ids.tolist()}
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return ""
+
+
+def pipeline_pair(s, models_, B: int):
+    """ablate.bridge.pair.Pair over the benchmark's models and B synthetic GSM8K-shaped items."""
+    from ablate.bridge import world
+    from ablate.bridge.pair import Pair
+
+    source, target = models_
+    n = s.n
+    items = [{"id": f"b{i}", "question": f"q{i}", "answer": f"a{i}\n#### {i}"} for i in range(B)]
+    answers = {world.answer_text("gsm8k", it): n.answer - 1 for it in items}  # + EOS
+    src_tok = LengthTokenizer(source.config.vocab_size, {}, n.source - 1)  # + BOS
+    tgt_tok = LengthTokenizer(
+        target.config.vocab_size, {world.ANSWER_CUE: n.cue, **answers}, n.prompt - 1
+    )
+    return Pair(source, src_tok, target, tgt_tok, "gsm8k", s.p), items
+
+
+def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, warmup: int) -> dict:
+    """train.train_step end to end: live source and teacher (the seed's path) or both cached."""
+    from ablate.bridge import train as btrain
+
+    source, target = models_
+    B = s.p["batch_size"]
+    pair, items = pipeline_pair(s, models_, B)
+    tr = build_translator(s, source, target, device).train()
+    opt, sched = btrain.optimizer(tr, s.p)
+    states = pair.source_states(items) if cached else None
+    teacher = pair.teacher_states(items)[0] if cached else None
+    at = s.p["warmup_steps"] + 1  # the KL term on, as in most of a run
+    for _ in range(warmup):
+        btrain.train_step(pair, tr, opt, sched, items, at, s.p["grad_clip"], states, teacher)
+    reset_peak(device)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        st = btrain.train_step(pair, tr, opt, sched, items, at, s.p["grad_clip"], states, teacher)
+    sync(device)
+    dt = (time.perf_counter() - t0) / steps
+    return dict(
+        section="train",
+        variant=name,
+        batch_per_gpu=B,
+        s_per_step=dt,
+        tokens_per_step=st.tokens,  # Pair.loss's own count (= B x cost.example_tokens)
+        tokens_per_s=st.tokens / dt,
+        peak_mem_gb=peak_gb(device),
+        loss=st.loss,
+        finite=st.grad_norm is not None,
+        parts=st.parts,
+    )

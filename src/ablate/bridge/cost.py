@@ -1,0 +1,98 @@
+"""What bridge work costs in tokens and FLOPs: one definition for the GPU benchmark
+(bench/bench_bridge.py) and the planner (:mod:`ablate.bridge.plan`), so a measured tokens/s and a
+planned token count always count the same tokens.
+
+A training example is counted as :meth:`ablate.bridge.pair.Pair.loss` counts it: the source's input
+tokens + the target's latent input (BOS + K soft tokens + the cue ``Answer:``) + the answer. The
+teacher's text prompt (KL term) is work, not counted tokens: it is in the FLOPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: Generated tokens per sample of the inference benchmark (ablate.bridge.infer.BASELINES):
+#: source_alone, target_alone, latent and token_budget generate once, cascade twice.
+INFER_GENERATIONS = 6
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Token lengths of one example (means over a dataset, or a benchmark's fixed shape)."""
+
+    source: int  # the source's input (the prompt in the source's tokenizer)
+    prompt: int  # the target's text prompt (the KL teacher's input before the answer)
+    answer: int  # the answer continuation (+ EOS)
+    cue: int = 3  # "Answer:" after the soft tokens
+
+    @classmethod
+    def of(cls, spec: dict[str, Any], p: dict[str, Any]) -> Lengths:
+        """From a ``bridge_lengths`` entry of the measurements file, cut like the pipeline cuts."""
+        return cls(
+            source=min(int(spec["source_tokens"]), p["max_source_len"]),
+            prompt=min(int(spec["prompt_tokens"]), p["max_prompt_len"]),
+            answer=int(spec["answer_tokens"]),
+            cue=int(spec.get("cue_tokens", 3)),
+        )
+
+
+def latent_len(K: int, n: Lengths) -> int:
+    """The target's latent input: BOS + K soft tokens + cue."""
+    return 1 + K + n.cue
+
+
+def example_tokens(K: int, n: Lengths) -> int:
+    """Tokens of one training example, as Pair.loss counts them."""
+    return n.source + latent_len(K, n) + n.answer
+
+
+def kl_on(p: dict[str, Any]) -> bool:
+    return p["kl_weight"] > 0
+
+
+def example_flops(
+    p: dict[str, Any],
+    n: Lengths,
+    src: float,
+    tgt: float,
+    translator: float,
+    cached_source: bool,
+    cached_teacher: bool,
+) -> float:
+    """Matmul FLOPs of one training step's example (2 per parameter per token forward).
+
+    source forward (none with cached states) + target forward and backward down to its input
+    embeddings (frozen weights: no weight gradients, so backward ~ forward) + teacher forward
+    over prompt + answer when the KL term is on (none with cached teacher rows) + translator
+    forward and backward (6 per parameter per soft token; its input projection over the source
+    tokens is < 1 %).
+    """
+    f = 0.0 if cached_source else 2 * src * n.source
+    f += 4 * tgt * (latent_len(p["K"], n) + n.answer)
+    if kl_on(p) and not cached_teacher:
+        f += 2 * tgt * (n.prompt + n.answer)
+    return f + 6 * translator * p["K"]
+
+
+def frozen_tokens(what: str, n: Lengths) -> int:
+    """Tokens one item costs a frozen-state cache job (ablate.bridge.states): the source reads
+    the prompt; the KL teacher reads prompt + answer."""
+    return n.source if what == "source" else n.prompt + n.answer
+
+
+def n_evaluations(p: dict[str, Any]) -> int:
+    """Bridged evaluations of a full run: step 0, every eval_every, the end, the re-evaluation
+    of the restored best state (early stopping can only make it fewer)."""
+    n = 1 + p["steps"] // p["eval_every"] + (1 if p["steps"] % p["eval_every"] else 0)
+    return n + (1 if p["restore_best"] else 0)
+
+
+def eval_generated_tokens(p: dict[str, Any]) -> int:
+    """Upper bound of the tokens a run's evaluations generate (every answer max_new_tokens)."""
+    return n_evaluations(p) * p["eval_size"] * p["max_new_tokens"]
+
+
+def infer_generated_tokens(p: dict[str, Any], n_samples: int) -> int:
+    """Upper bound of the tokens the inference benchmark generates (batch 1, five baselines)."""
+    return n_samples * INFER_GENERATIONS * p["max_new_tokens"]

@@ -1,0 +1,243 @@
+"""The bridge study's jobs as the runtime/cost planner sees them (``STUDY_PLANNERS["bridge"]``).
+
+From the study's one job list (:func:`ablate.bridge.grid.jobs`): one training job per distinct
+run (a ``same_as`` entry shares its twin's row: the job id names every entry it serves), one
+inference benchmark per ``bridge.infer`` entry, and the embedded models' pretraining. Tokens and
+FLOPs are counted by :mod:`ablate.bridge.cost` (the benchmark counts the same way); the example
+lengths per dataset come from ``bridge_lengths`` of the measurements file. A size that cannot be
+worked out leaves ``tokens`` or ``params`` empty with the reason; it never raises.
+
+Model size of a bridge job = source + target + translator parameters: the work is the frozen
+models' (only the translator trains), and a measurement of the pair counts for every grid entry
+(the translators differ by < 1 % of it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ablate.bridge import cost, grid, models
+from ablate.core.planner.inputs import Reference, log
+from ablate.core.planner.jobs import PlannedJob, StudyPlan
+from ablate.core.planner.params import count_params, params_of_hub_model
+
+OPTIM = "adamw_torch"  # ablate.bridge.train.optimizer: torch AdamW
+FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
+
+
+def model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | None, str]:
+    """(parameters, hidden size, where from) of a bridge model, offline."""
+    if m["source"] == "embedded":
+        a = models._arch(m["family"], m.get("arch"))
+        cfg = {k: v for k, v in a.items() if k != "tokenizer"}
+        cfg.update(
+            model_type=m["family"],
+            vocab_size=a["tokenizer"]["vocab_size"],
+            tie_word_embeddings=True,
+        )
+        return float(count_params(cfg)), a["hidden_size"], f"embedded {m['family']} (arch)"
+    params, where = params_of_hub_model(m["path"], m.get("revision"), ref.models, ref.path)
+    hidden = None
+    if m["path"] in ref.models:
+        hidden = ref.models[m["path"]]["text_config"]["hidden_size"]
+    elif (Path(m["path"]) / "config.json").is_file():
+        cfg = json.loads((Path(m["path"]) / "config.json").read_text())
+        hidden = (cfg.get("text_config") or cfg).get("hidden_size")
+    return params, hidden, where
+
+
+def translator_params(p: dict[str, Any], d_src: int, d_tgt: int) -> int:
+    """Parameters of the entry's translator, built on the meta device."""
+    import torch
+
+    from ablate.bridge.translator import ARCH_KEYS, BottleneckedGatedTranslator
+
+    with torch.device("meta"):
+        t = BottleneckedGatedTranslator(
+            d_src=d_src, d_tgt=d_tgt, target_rms=1.0, **{k: p[k] for k in ARCH_KEYS}
+        )
+    return sum(x.numel() for x in t.parameters())
+
+
+def decode_flops(target_params: float, batch: int) -> float:
+    """FLOPs charged per new token of the target's decoding: a decode step is bound by reading the
+    weights, so it costs about the same for a batch of 1 and of 16 (the FLOP estimate's model)."""
+    return 2 * target_params / batch
+
+
+def lengths(p: dict[str, Any], data: dict[str, Any], ref: Reference) -> tuple[cost.Lengths, str]:
+    if data["source"] == "embedded":
+        n = cost.Lengths(p["max_source_len"], p["max_prompt_len"], p["max_new_tokens"])
+        return n, "upper bound: max_source_len, max_prompt_len, answer = max_new_tokens"
+    spec = ref.bridge_lengths.get(p["dataset"])
+    if spec is None:
+        raise KeyError(f"no bridge_lengths.{p['dataset']} in {ref.path}")
+    return cost.Lengths.of(spec, p), f"bridge_lengths.{p['dataset']}: {spec['source']}"
+
+
+def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
+    study = grid.resolve(config["bridge"])
+    bridge, results = study.config, config["results"]
+    shapes = {role: model_shape(bridge[role], ref) for role in grid.ROLES}
+    names = {r: bridge[r].get("path") or bridge[r].get("family") for r in grid.ROLES}
+    hub = all(bridge[r]["source"] != "embedded" for r in grid.ROLES)
+    jobs = []
+    for j in grid.jobs(config, study):
+        rule = j["rule"]
+        if rule not in ("bridge_model", "bridge_train", "bridge_infer", *FROZEN_RULES):
+            continue  # local jobs (data, registration): seconds on the submit host
+        common = dict(
+            rule=rule,
+            record=f"{results}/{j['record']}",
+            benchmark=f"{results}/{j['benchmark']}",
+            dtype="bfloat16" if hub else "float32",
+        )
+        try:
+            if rule == "bridge_model":
+                jobs.append(_pretrain_job(j, bridge, shapes, common))
+            elif rule in FROZEN_RULES:
+                jobs.append(_frozen_job(j, study, shapes, names, ref, common, hub))
+            else:
+                jobs.append(_bridge_job(j, study, shapes, names, ref, common, hub))
+        except Exception as exc:  # a size that cannot be worked out: the row says why
+            log.warning("planner: bridge job %s: %r", j["wildcards"], exc)
+            jobs.append(
+                PlannedJob(
+                    id=f"{rule}/{'+'.join(j['entries'])}",
+                    kind="train",
+                    model="",
+                    policy=None,
+                    tokens=None,
+                    tokens_source=f"unknown: {exc}",
+                    params=None,
+                    params_source=f"unknown: {type(exc).__name__}: {exc}",
+                    **common,
+                )
+            )
+    total = [shapes[r][0] for r in grid.ROLES]
+    return StudyPlan(
+        study="bridge",
+        model=f"bridge {names['source']} -> {names['target']}",
+        params=None if None in total else sum(total),
+        params_source="; ".join(f"{r}: {shapes[r][2]}" for r in grid.ROLES),
+        jobs=jobs,
+        # a run's summary throughput includes its evaluations: not a step rate (docs/planner.md)
+        params_of_run=lambda job, data: None,
+        tokens_of_run=lambda job, data: None,
+    )
+
+
+def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
+    role = j["wildcards"]["role"]
+    p = {**models.PRETRAIN, **(bridge[role].get("pretrain") or {})}
+    tokens = p["max_steps"] * p["batch_size"] * p["max_seq_len"]
+    return PlannedJob(
+        id=f"bridge_model/{role}",
+        kind="train",
+        model=f"{role} ({bridge[role]['family']})",
+        policy="causal",
+        tokens=float(tokens),
+        tokens_source="max_steps x batch_size x max_seq_len (packed blocks)",
+        params=shapes[role][0],
+        params_source=shapes[role][2],
+        optim="adamw_torch",
+        **common,
+    )
+
+
+def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
+    """A frozen-state cache: one forward pass of one model over the dataset's items."""
+    sid = j["wildcards"]["states_id"]
+    st = study.states[sid]
+    what, role = st["what"], st["role"]
+    e = study.runs[st["runs"][0]]
+    n, n_where = lengths(e.params, study.config["data"], ref)
+    spec = ref.bridge_lengths.get(e.dataset) or {}
+    if "train" not in spec:
+        raise KeyError(f"no bridge_lengths.{e.dataset}.train (training items) in {ref.path}")
+    items = int(spec["train"]) + st["test_items"]
+    return PlannedJob(
+        id=f"bridge_{what}_states/{e.dataset}:{sid.rsplit('-', 1)[-1]}",
+        kind="eval",
+        model=f"{names[role]} ({what} states of {e.dataset})",
+        policy=None,
+        tokens=float(items * cost.frozen_tokens(what, n)),
+        tokens_source=f"{spec['train']} train + {st['test_items']} test items x "
+        f"{cost.frozen_tokens(what, n)} tokens ({n_where})",
+        params=shapes[role][0],
+        params_source=shapes[role][2],
+        loads_hub_model=hub,
+        **common,
+    )
+
+
+def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
+    run_id = j["wildcards"]["run_id"]
+    if j["rule"] == "bridge_infer":
+        role, e = next((r, x) for r, x in study.infer if x.run_id == run_id)
+    else:
+        e = study.runs[run_id]
+    p = e.params
+    (ps, hs, ws), (pt, ht, wt) = shapes[e.source_role], shapes[e.target_role]
+    if None in (ps, pt, hs, ht):
+        raise ValueError(f"model size unknown offline: source {ws}; target {wt}")
+    ptr = translator_params(p, hs, ht)
+    total = ps + pt + ptr
+    n, n_where = lengths(p, study.config["data"], ref)
+    model = f"{names[e.source_role]} -> {names[e.target_role]} ({e.run_id})"
+    size = f"source {ps / 1e9:.3g} B ({ws}) + target {pt / 1e9:.3g} B ({wt}) + translator "
+    size += f"{ptr / 1e6:.1f} M"
+    if j["rule"] == "bridge_infer":
+        n_samples = study.config["infer"]["n_samples"]
+        return PlannedJob(
+            id=f"bridge_infer/{role}:{e.name}",
+            kind="generate",
+            model=model,
+            policy="batch1",
+            tokens=float(cost.infer_generated_tokens(p, n_samples)),
+            tokens_source=f"upper bound: {n_samples} samples x {cost.INFER_GENERATIONS} "
+            f"generations x max_new_tokens {p['max_new_tokens']} (batch 1)",
+            params=float(total),
+            params_source=size,
+            loads_hub_model=hub,
+            flops_per_token=decode_flops(pt, 1),
+            **common,
+        )
+    procs = grid.processes(study.config)
+    tokens = p["steps"] * p["batch_size"] * procs * cost.example_tokens(p["K"], n)
+    flops = cost.example_flops(
+        p, n, ps, pt, ptr, cached_source=True, cached_teacher=e.teacher_id is not None
+    )
+    flops /= cost.example_tokens(p["K"], n)
+    evals = cost.eval_generated_tokens(p)
+    return PlannedJob(
+        id=f"bridge_train/{'+'.join(j['entries'])}",
+        kind="train",
+        model=model,
+        policy=None,
+        tokens=float(tokens),
+        tokens_source=f"{p['steps']} steps x global batch {p['batch_size']} x {procs} processes "
+        f"(held on any GPU count) x {cost.example_tokens(p['K'], n)} tokens/example (source {n.source} + BOS/K/cue "
+        f"{cost.latent_len(p['K'], n)} + answer {n.answer}; {n_where}); early stopping can end "
+        "it sooner",
+        params=float(total),
+        params_source=size,
+        loads_hub_model=hub,
+        optim=OPTIM,
+        flops_per_token=flops,
+        trainable_params=float(ptr),
+        scaling_key="data_parallel",
+        extra=[
+            dict(
+                kind="generate",
+                policy=f"batch{p['eval_batch_size']}",
+                tokens=float(evals),
+                flops_per_token=decode_flops(pt, p["eval_batch_size"]),
+                what=f"{cost.n_evaluations(p)} bridged evaluations x {p['eval_size']} items x "
+                f"{p['max_new_tokens']} new tokens (upper bound)",
+            )
+        ],
+        **common,
+    )

@@ -1,0 +1,194 @@
+"""Frozen models' hidden states of a dataset, computed once and read memory-mapped.
+
+The source model never trains, so its last-layer states of an item depend only on (source model,
+revision, dataset, layer, max source length, weight dtype): every grid entry sharing those reads
+one cache (``ablate.bridge.grid`` decides the key) instead of running the source each step.
+Likewise the KL term's teacher (the target fed the text prompt and the answer): its final states
+at the first ``kl_positions`` answer positions (``Pair.teacher_states``) do not depend on the
+translator; the LM head is applied to them in the step (logits would be 128k floats a row).
+
+Layout of a cache: split folders (``grid.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher
+``train/``), ``summary.json`` (its provenance)
+beside them; each split folder::
+
+    shard-00000.npy ...   [tokens, d] rows, the items' real tokens back to back (no padding);
+                          bfloat16 is stored as its uint16 bits (numpy has no bfloat16)
+    index.json            written last: ids, shard / start / length per item, dtype, width
+
+Reading pads on the right with zeros under a zero mask: the translator's cross-attention masks
+those positions, and a causal model's states of the real tokens do not depend on right padding,
+so a batch read here equals the live ``Pair.source_states`` batch (up to float rounding from
+other batch shapes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ablate.bridge.grid import FROZEN_SPLITS
+from ablate.bridge.grid import SOURCE_LAYER as LAYER
+from ablate.core import io
+
+SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
+INDEX = "index.json"
+
+
+class StatesError(RuntimeError):
+    pass
+
+
+def _to_numpy(h: torch.Tensor) -> np.ndarray:
+    h = h.detach().cpu().contiguous()
+    if h.dtype == torch.bfloat16:
+        return h.view(torch.uint16).numpy()
+    return h.numpy()
+
+
+def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
+    t = torch.from_numpy(np.array(a))  # a copy: the memory map is read-only
+    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+
+
+def write(states_of, items: list[dict[str, Any]], out_dir: str | os.PathLike, batch_size: int):
+    """``states_of(items)`` -> (states [B, T, d], mask [B, T]) right-padded (live
+    ``Pair.source_states`` or ``Pair.teacher_states``), sharded into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index: dict[str, Any] = {"ids": [], "shard": [], "start": [], "length": [], "layer": LAYER}
+    pending: list[np.ndarray] = []
+    n_rows, shard = 0, 0
+
+    def flush():
+        nonlocal pending, n_rows, shard
+        if pending:
+            arr = np.concatenate(pending)
+            io.atomic_write(out / f"shard-{shard:05d}.npy", lambda tmp: _save(tmp, arr))
+            shard, pending, n_rows = shard + 1, [], 0
+
+    for i in range(0, len(items), batch_size):
+        chunk = items[i : i + batch_size]
+        h, mask = states_of(chunk)
+        index.setdefault("dtype", str(h.dtype).removeprefix("torch."))
+        index.setdefault("width", int(h.shape[-1]))
+        for row, item in enumerate(chunk):
+            n = int(mask[row].sum())
+            a = _to_numpy(h[row, :n])
+            if n_rows and (n_rows + n) * a.shape[1] * a.itemsize > SHARD_BYTES:
+                flush()
+            index["ids"].append(item["id"])
+            index["shard"].append(shard)
+            index["start"].append(n_rows)
+            index["length"].append(n)
+            pending.append(a)
+            n_rows += n
+    flush()
+    io.write_json(out / INDEX, index, indent=0)
+    return index
+
+
+def _save(tmp: Path, arr: np.ndarray) -> None:
+    with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+        np.save(f, arr)
+
+
+def compute(
+    *,
+    what: str,
+    model_card,
+    train_file,
+    eval_file,
+    dataset_kind: str,
+    params: dict[str, Any],
+    test_items: int,
+    out_dir: str | os.PathLike,
+    config_slice: Any = None,
+) -> dict[str, Any]:
+    """The cache of one key: ``what`` = ``source`` (the source model's card: its states of the
+    whole train split and the first ``test_items`` test items) or ``teacher`` (the target's card:
+    the KL teacher's rows of the train split; the KL term is a training loss)."""
+    from ablate.bridge import models, world
+    from ablate.bridge.pair import Pair, card_inputs, model_dtype
+    from ablate.core import provenance
+
+    started = time.time()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    model, tok = models.load(model_card, dtype=model_dtype(params), device=dev)
+    if what == "source":
+        states_of = Pair(model, tok, None, None, dataset_kind, params).source_states
+    else:
+        states_of = Pair(None, None, model, tok, dataset_kind, params).teacher_states
+    out = Path(out_dir)
+    counts = {}
+    for split in FROZEN_SPLITS[what]:
+        path, n = (train_file, None) if split == "train" else (eval_file, test_items)
+        items = world.load_dataset(path, dataset_kind)[:n]
+        write(states_of, items, out / split, params["eval_batch_size"])
+        counts[split] = len(items)
+        print(f"[{what} states] {split}: {len(items)} items -> {out / split}", flush=True)
+    summary = {
+        "what": what,
+        "items": counts,
+        "wall_s": time.time() - started,
+        "provenance": provenance.collect(
+            config_slice=config_slice if config_slice is not None else params,
+            inputs={
+                "train_file": train_file,
+                "eval_file": eval_file,
+                **card_inputs(model_card=model_card),
+            },  # fmt: skip
+            started=started,
+        ),
+    }
+    io.write_json(out / "summary.json", summary)
+    return summary
+
+
+class Reader:
+    """The cached states of one or more split folders, memory-mapped; looked up by item id."""
+
+    def __init__(self, folders):
+        self.rows: dict[str, tuple[np.ndarray, int, int]] = {}
+        self.dtype = None
+        for folder in folders:
+            folder = Path(folder)
+            if not (folder / INDEX).exists():
+                raise StatesError(
+                    f"{folder} holds no {INDEX}: the source-state cache is unfinished"
+                )
+            index = json.loads((folder / INDEX).read_text())
+            self.dtype = index["dtype"]
+            shards = {
+                s: np.load(folder / f"shard-{s:05d}.npy", mmap_mode="r")
+                for s in sorted(set(index["shard"]))
+            }
+            for i, s, start, n in zip(
+                index["ids"], index["shard"], index["start"], index["length"], strict=True
+            ):
+                self.rows[i] = (shards[s], start, n)
+
+    def batch(self, items, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states [B, S, d], mask [B, S]) of ``items``, right-padded, on ``device``."""
+        missing = [it["id"] for it in items if it["id"] not in self.rows]
+        if missing:
+            raise StatesError(f"the source-state cache has no item {missing[0]!r}")
+        rows = [self.rows[it["id"]] for it in items]
+        width = max(n for _, _, n in rows)
+        parts = [_to_torch(a[start : start + n], self.dtype) for a, start, n in rows]
+        h = torch.zeros(len(items), width, parts[0].shape[-1], dtype=parts[0].dtype)
+        mask = torch.zeros(len(items), width, dtype=torch.long)
+        for r, t in enumerate(parts):
+            h[r, : t.shape[0]] = t
+            mask[r, : t.shape[0]] = 1
+        return h.to(device, non_blocking=True), mask.to(device)
+
+
+def open_cache(folder: str | os.PathLike, what: str = "source") -> Reader:
+    """A cache written by :func:`compute` (every split it holds)."""
+    return Reader([Path(folder) / s for s in FROZEN_SPLITS[what]])
