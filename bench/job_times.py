@@ -5,6 +5,11 @@ folder, plus the time inside the job's script where its output's provenance reco
 
 The gap between the two columns is what the job spends outside the stage's own work (Python and
 library start-up, model build or load, saving, hashing): the per-job overhead that issue 16 cuts.
+Jobs of a tree with ``ablate.core.phases`` also say where it went: ``startup`` (process start to
+the stage function: interpreter, Snakemake's preamble, imports), each phase (``load_model``,
+``train`` with its ``train.steps``, ``save_final``, ``evaluate`` with its ``evaluate.score``...),
+and ``own_work_s`` (the steps, the scoring or the probe's forwards): wall_s - own_work_s is the
+overhead the planner's ``job_overheads`` (config/gpu_measurements.yaml) record.
 """
 
 from __future__ import annotations
@@ -15,9 +20,17 @@ from pathlib import Path
 
 import pandas as pd
 
+#: the phase that is the stage's own work, per rule (the rest is overhead)
+OWN_WORK = {
+    "finetune": "train.steps",
+    "prepare_model": "train.steps",
+    "eval_model": "evaluate.score",
+    "leakage_probe": "probe",
+}
 
-def provenance_wall(results: Path, rule: str, name: str) -> float | None:
-    """wall_time_s of the provenance block of the job's main JSON output, where there is one."""
+
+def record(results: Path, rule: str, name: str) -> dict:
+    """The job's main JSON output, or {} where there is none."""
     model, _, policy = name.partition(".")
     candidates = {
         "eval_model": results / "eval" / model / policy / "metrics.json",
@@ -27,9 +40,8 @@ def provenance_wall(results: Path, rule: str, name: str) -> float | None:
     }
     path = candidates.get(rule)
     if path is None or not path.exists():
-        return None
-    prov = json.loads(path.read_text()).get("provenance") or {}
-    return prov.get("wall_time_s")
+        return {}
+    return json.loads(path.read_text())
 
 
 def table(results: Path) -> pd.DataFrame:
@@ -37,14 +49,21 @@ def table(results: Path) -> pd.DataFrame:
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
         rule, name = tsv.parent.name, tsv.stem
         b = pd.read_csv(tsv, sep="\t")
-        inside = provenance_wall(results, rule, name)
+        rec = record(results, rule, name)
+        inside = (rec.get("provenance") or {}).get("wall_time_s")
+        phases = rec.get("phases") or {}
+        own = phases.get(OWN_WORK.get(rule, ""))
         rows.append(
             {
                 "rule": rule,
                 "job": name,
                 "wall_s": round(float(b["s"].mean()), 1),
                 "inside_script_s": None if inside is None else round(inside, 1),
+                "own_work_s": None if own is None else round(own, 1),
                 "max_rss_mb": round(float(b["max_rss"].mean()), 0),
+                "phases": ", ".join(
+                    f"{k} {v:.1f}" for k, v in phases.items() if v is not None and k != "total"
+                ),
             }
         )
     return pd.DataFrame(rows)

@@ -110,6 +110,9 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
     assert prov["packages"]["lm_eval"] and prov["hardware"]["cpu_count"]
     assert set(prov["task_fingerprints"]) == set(TASKS)
     assert {f"task:{t}" for t in TASKS} <= set(prov["inputs"])
+    ph = metrics["phases"]
+    assert 0 < ph["evaluate.score"] <= ph["evaluate"] and ph["load_model"] > 0
+    assert ph["total"] >= ph["load_tasks"] + ph["load_model"] + ph["evaluate"]
 
     samples = pd.read_parquet(d / "samples.parquet")
     assert list(samples.columns) == [

@@ -159,3 +159,4 @@ def test_cli_writes_json_with_provenance(tmp_path, tiny_model_dir):
     prov = res["provenance"]
     assert prov["config"]["policy"] == "prefill_bidir" and prov["config"]["n"] == 4
     assert set(prov["inputs"]) == {"data", "model"}
+    assert 0 < res["phases"]["probe"] and 0 < res["phases"]["load_model"] < res["phases"]["total"]

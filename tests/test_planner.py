@@ -165,6 +165,40 @@ def test_real_config_plan_from_fixture_measurements():
     assert "prices captured at: 2026-05" in lines and "3.429 B parameters" in lines
 
 
+def test_forecast_uses_the_smoke_runs_overheads_and_the_seed_step_times(tmp_path):
+    """config/gpu_measurements.yaml's job_overheads (the GPU smoke run, H100 SXM) replace the
+    modelled start-up + load + final save for jobs of their kind, rule, GPU and model size, and
+    the pipeline recipe's bench row (adafactor, grad_accum 16) sets the finetunes' rate; the smoke
+    run's grad_accum-1 step time does not carry over to grad_accum 16."""
+    ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
+    measured = {(o.kind, o.rule): o for o in ref.job_overheads if o.gpu == "H100 SXM"}
+    t = planner.make_plan(load("ministral3b.yaml"), root=tmp_path, actuals=False).table
+    check_arithmetic(t)
+    ft = row(t, "1x H100 SXM", "finetune/3A")
+    assert ft["tok_s_per_gpu"] == 11759.0 and "seed-GA16-split" in ft["throughput_source"]
+    assert row(t, "1x H100 SXM", "finetune/3B")["tok_s_per_gpu"] == 11018.0
+    # measured 85 s (the final save included) + the 3 Trainer checkpoints of save_steps 400
+    # (1200 steps) + the hub download, as modelled
+    assert ft["note"].startswith(
+        f"job overhead: measured {measured['train', 'finetune'].seconds:.0f}"
+    )
+    assert "3 checkpoint(s)" in ft["note"] and "GPU smoke run" in ft["note"]
+    ev = row(t, "1x H100 SXM", "eval/3A/causal")
+    assert ev["job_overhead_s"] == measured["eval", None].seconds
+    assert (
+        row(t, "1x H100 SXM", "leakage/causal")["job_overhead_s"] > measured["probe", None].seconds
+    )  # + download
+    # another GPU has no measured overhead: the modelled one (start-up + load)
+    h200 = row(t, "1x H200", "eval/3A/causal")
+    assert h200["job_overhead_s"] == pytest.approx(20 + 3.429006336e9 * 2 / 1e6 / 1000, abs=0.1)
+    # the smoke config itself (grad_accum 1): the smoke run's own step time and rule overheads
+    smoke = planner.make_plan(load("ministral3b-smoke.yaml"), root=tmp_path, actuals=False).table
+    pm, sft = row(smoke, "1x H100 SXM", "prepare_model"), row(smoke, "1x H100 SXM", "finetune/5B")
+    assert pm["job_overhead_s"] == measured["train", "prepare_model"].seconds
+    assert sft["job_overhead_s"] == measured["train", "finetune"].seconds
+    assert sft["tok_s_per_gpu"] == 2560.0 and "GPU smoke run" in sft["throughput_source"]
+
+
 def test_estimate_vs_actual_after_a_run(tmp_path):
     config = load("config.yaml")
     # forecast before the run: nothing measured yet (an empty root)

@@ -359,6 +359,13 @@ def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed)
     before, after = weights(tiny_model_dir), weights(final)
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert not (out / "final.tmp").exists() and not (out / "checkpoints").exists()
+    # where the job's seconds went (issue 16): every phase, the steps a part of "train"
+    ph = on_disk["phases"]
+    for key in ("startup", "data", "load_model", "build_trainer", "train", "train.steps",
+                "save_final", "save_final.write", "other", "total"):  # fmt: skip
+        assert ph[key] is not None and ph[key] >= 0, key
+    assert 0 < ph["train.steps"] <= ph["train"] and ph["save_final.write"] <= ph["save_final"]
+    assert ph["total"] >= ph["startup"] + ph["train"] + ph["save_final"]
 
 
 def test_missing_column_is_named(tiny_model_dir, tmp_path):

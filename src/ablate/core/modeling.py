@@ -145,11 +145,15 @@ def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
     return Ministral3Config(**params)
 
 
-def build_tiny_model(config, seed: int = 0):
+def build_tiny_model(config, seed: int = 0, device: str | torch.device = "cpu"):
+    """A randomly initialised model, built on ``device`` (a GPU builds and initialises 3.4 B
+    parameters in seconds; the host took minutes in fp32). The same seed gives the same weights
+    on the same kind of device only: CPU and CUDA random streams differ."""
     from transformers import Ministral3ForCausalLM
 
     torch.manual_seed(seed)
-    return Ministral3ForCausalLM(config)
+    with torch.device(device):
+        return Ministral3ForCausalLM(config)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -203,35 +207,59 @@ def load_causal_lm(
     check_attention_device(attn_implementation, target)
     register_attention(attn_implementation)
     local = Path(path)
+    pending = None
     if local.exists():
         _read_config(local)
         if verify:
             from ablate.core import checkpoint
 
-            checkpoint.check_before_load(local)
+            # layout checked now, the hashes while the weights load (one pass, overlapped)
+            pending = checkpoint.start_check_before_load(local)
     elif os.sep in str(path) and not _looks_like_hub_id(str(path)):
         raise ModelLoadError(f"model path {path} does not exist")
+    # straight to the GPU in the target dtype: no host copy of the weights, no .to() afterwards
+    direct = {"device_map": {"": _device_index(device)}} if _is_accelerator(device) else {}
     try:
         config = AutoConfig.from_pretrained(str(path), revision=revision)
         if config.model_type in VLM_MODEL_TYPES:
             model = _text_lm_from_vlm(str(path), revision, dtype, attn_implementation)
+            direct = {}  # built on the host from the VLM's weights: moved below
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 str(path),
                 revision=revision,
                 dtype=dtype,
                 attn_implementation=attn_implementation,
+                **direct,
             )
-    except ModelLoadError:
+    except Exception as exc:
+        if pending is not None:
+            pending.result()  # a damaged checkpoint: its CheckpointError says best what is wrong
+        if isinstance(exc, OSError):
+            raise ModelLoadError(
+                f"cannot load model {path!r}: {exc}. Offline? Set the model to a local path, or "
+                "pre-download it with `huggingface-cli download` on a machine with network."
+            ) from exc
         raise
-    except OSError as exc:
-        raise ModelLoadError(
-            f"cannot load model {path!r}: {exc}. Offline? Set the model to a local path, or "
-            "pre-download it with `huggingface-cli download` on a machine with network."
-        ) from exc
-    if device is not None:
+    if pending is not None:
+        pending.result()  # never hand out weights whose files fail their recorded hashes
+    if device is not None and not direct:
         model.to(device)
     return model
+
+
+def _is_accelerator(device: str | torch.device | None) -> bool:
+    return device is not None and torch.device(device).type not in ("cpu", "meta")
+
+
+def _device_index(device: str | torch.device) -> int | str:
+    """A CUDA device as its index: the model's ``hf_device_map`` then names the device the
+    Trainer trains on (``"cuda"`` != ``cuda:0`` would make it treat the model as model-parallel
+    and leave it unmoved, ``Trainer.is_model_parallel``)."""
+    d = torch.device(device)
+    if d.type == "cuda":
+        return torch.cuda.current_device() if d.index is None else d.index
+    return str(d)
 
 
 def _looks_like_hub_id(s: str) -> bool:

@@ -27,6 +27,7 @@ from lm_eval.models.huggingface import HFLM
 
 from ablate.core import io, provenance
 from ablate.core.modeling import load_causal_lm, load_tokenizer
+from ablate.core.phases import Phases
 from ablate.mask import study
 from ablate.mask.masks import POLICIES, check_policy
 from ablate.mask.scoring import score_requests
@@ -82,6 +83,7 @@ class MaskPolicyLM(HFLM):
         **kwargs: Any,
     ):
         self.mask_policy = check_policy(mask_policy)
+        self.scoring_s = 0.0  # seconds inside the scorer (the rest of an evaluation is set-up)
         self.max_batch_tokens = int(max_batch_tokens)
         self.share_contexts = share_contexts not in (False, "False", "false", "0", 0)
         if isinstance(pretrained, (str, os.PathLike)):
@@ -108,6 +110,7 @@ class MaskPolicyLM(HFLM):
         super().__init__(pretrained=pretrained, tokenizer=tokenizer, **kwargs)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        t0 = time.perf_counter()
         scores = score_requests(
             self.model,
             [(ctx, cont) for _, ctx, cont in requests],
@@ -118,6 +121,7 @@ class MaskPolicyLM(HFLM):
             progress=not disable_tqdm and self.rank == 0,
             desc=f"loglikelihood [{self.mask_policy}]",
         )
+        self.scoring_s += time.perf_counter() - t0
         for (key, _, _), answer in zip(requests, scores):
             if key is not None:  # rolling-loglikelihood pieces have no cache key
                 self.cache_hook.add_partial("loglikelihood", key, answer)
@@ -309,7 +313,7 @@ def evaluate(
     """
     import pandas as pd
 
-    started = time.time()
+    phases = Phases()
     check_policy(policy)
     if not tasks:
         raise ValueError("no tasks to evaluate")
@@ -318,7 +322,8 @@ def evaluate(
         f"[eval] tasks {', '.join(tasks)} under {policy} ({study.POLICY_DESCRIPTIONS[policy]})",
         flush=True,
     )
-    task_objs, local, task_manager = load_tasks(list(tasks), task_dirs)
+    with phases("load_tasks"):
+        task_objs, local, task_manager = load_tasks(list(tasks), task_dirs)
     limits = limit if isinstance(limit, dict) else {t: limit for t in tasks}
     bad = set(limits) - set(tasks)
     if bad:
@@ -334,29 +339,32 @@ def evaluate(
         for t in tasks
     }
     print(f"[eval] loading model {model}", flush=True)
-    lm = MaskPolicyLM(
-        model,
-        mask_policy=policy,
-        revision=revision,
-        dtype=dtype,
-        device=device,
-        max_batch_tokens=max_batch_tokens,
-        share_contexts=share_contexts,
-    )
+    with phases("load_model"):  # the manifest's hashes checked while the weights load
+        lm = MaskPolicyLM(
+            model,
+            mask_policy=policy,
+            revision=revision,
+            dtype=dtype,
+            device=device,
+            max_batch_tokens=max_batch_tokens,
+            share_contexts=share_contexts,
+        )
     from lm_eval import simple_evaluate
 
-    res = simple_evaluate(
-        model=lm,
-        tasks=[task_objs[t] for t in tasks],
-        task_manager=task_manager,
-        samples=samples_idx,
-        log_samples=True,
-        bootstrap_iters=bootstrap_iters,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
-    )
+    with phases("evaluate"):  # lm-eval: requests built, scored (evaluate.score), aggregated
+        res = simple_evaluate(
+            model=lm,
+            tasks=[task_objs[t] for t in tasks],
+            task_manager=task_manager,
+            samples=samples_idx,
+            log_samples=True,
+            bootstrap_iters=bootstrap_iters,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
+    phases.add("evaluate.score", lm.scoring_s)
 
     per_task: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
@@ -428,7 +436,7 @@ def evaluate(
         "provenance": provenance.collect(
             config_slice=run_config,
             inputs=inputs,
-            started=started,
+            started=phases.started,
             extra={
                 "task_fingerprints": {t: v["fingerprint"] for t, v in per_task.items()},
                 "scorer": {
@@ -441,13 +449,14 @@ def evaluate(
         ),
     }
     metrics["run_id"] = metrics["provenance"]["run_id"]
+    metrics["phases"] = phases.as_dict()
     out.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
     io.write_frame(out / "samples.parquet", frame)
     io.write_json(out / "metrics.json", metrics)
     print(
         f"[eval] macro {metrics['macro']['score']:.4f} (chance {metrics['macro']['chance']:.3f}) "
-        f"-> {out / 'metrics.json'} in {time.time() - started:.1f}s",
+        f"-> {out / 'metrics.json'} in {time.time() - phases.started:.1f}s",
         flush=True,
     )
     return metrics

@@ -190,9 +190,10 @@ def run_probe(
     ``config_slice`` (default: these settings) is what the provenance records as the config.
     """
     from ablate.core import modeling, provenance
+    from ablate.core.phases import Phases
     from ablate.mask import sft_data
 
-    started = time.time()
+    phases = Phases()
     if n < 1:
         raise LeakageProbeError(f"the probe needs n >= 1 pairs (got {n})")
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -201,14 +202,16 @@ def run_probe(
     tok = modeling.load_tokenizer(tokenizer or model, revision=None if tokenizer else revision)
     pairs = sft_data.tokenize_rows(tok, rows, max_seq_len)
     print(f"[probe] {len(pairs)} pairs from {data}; loading {model}", file=sys.stderr)
-    lm = modeling.load_causal_lm(
-        model,
-        revision=revision,
-        dtype=dtype,
-        attn_implementation=attn_implementation,
-        device=device,
-    )
-    result = probe(lm, pairs, policy, threshold=threshold, batch_size=batch_size)
+    with phases("load_model"):
+        lm = modeling.load_causal_lm(
+            model,
+            revision=revision,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            device=device,
+        )
+    with phases("probe"):
+        result = probe(lm, pairs, policy, threshold=threshold, batch_size=batch_size)
     if config_slice is None:
         config_slice = dict(
             policy=policy,
@@ -226,8 +229,9 @@ def run_probe(
     result["revision"] = revision
     result["data"] = str(data)
     result["provenance"] = provenance.collect(
-        config_slice=config_slice, inputs=inputs, started=started
+        config_slice=config_slice, inputs=inputs, started=phases.started
     )
+    result["phases"] = phases.as_dict()
     io.write_json(out, result, indent=2)
     print(
         f"[probe] {policy}: loss causal {result['loss_causal']:.4f}, policy "

@@ -90,7 +90,7 @@ def job_row(
     scaling = job.scaling_key or job.kind
     eff = plan["scaling"][scaling]
     speedup = 1 + (s.count - 1) * eff
-    job_s, job_what = job_overhead(job, s, params, plan)
+    job_s, job_what = job_overhead(job, s, params, plan, ref)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
     need, need_what = memory_need_gb(job, params, plan)
     mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")

@@ -53,6 +53,10 @@ def benchmark_seconds(path: str | os.PathLike) -> float | None:
         return None
 
 
+#: the phase of a job's record (``phases``, ablate.core.phases) that is its own work, per kind
+OWN_WORK_PHASE = {"eval": "evaluate.score", "probe": "probe"}
+
+
 @dataclass
 class Run:
     """A finished job: its record, where it ran and how long it took."""
@@ -87,8 +91,9 @@ def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, pl
     The model size of each run comes from its study (the checkpoint it wrote or evaluated), so
     results left by another config (the embedded tiny model) cannot pose as the 3B model. Train
     rates are the Trainer's pure step time (summary ``throughput``); eval and probe rates come from
-    the provenance wall time (else the benchmark file) minus the modelled start-up and load time
-    (at most half of it is taken off).
+    the record's own-work phase (:data:`OWN_WORK_PHASE`) where it has ``phases``, else from the
+    provenance wall time (else the benchmark file) minus the modelled start-up and load time (at
+    most half of it is taken off).
     """
     out: list[Measurement] = []
     for sp in plans:
@@ -131,9 +136,24 @@ def _measurement(
         )
     secs, what = (run.wall_s, "wall_time_s") if run.wall_s else (run.bench_s, "benchmark s")
     tokens = sp.tokens_of_run(job, run.data) or job.tokens
+    own = OWN_WORK_PHASE.get(job.kind)
+    scored = (run.data.get("phases") or {}).get(own) if own else None
+    if tokens and isinstance(scored, (int, float)) and scored > 0:
+        # the record says how long its own work took (ablate.core.phases): no model needed
+        return Measurement(
+            kind=job.kind,
+            policy=job.policy,
+            gpu=run.gpu,
+            params=params,
+            tokens_per_s=tokens / scored / run.count,
+            origin="pipeline",
+            run_id=run.run_id,
+            job=job.id,
+            source=f"{tokens:.4g} tokens in phases.{own} {scored:.4g} s, {where}",
+        )
     if not secs or not tokens:
         return None
-    load = job_overhead(job, Setup(run.gpu, run.count, local=True), params, plan)[0]
+    load = job_overhead(job, Setup(run.gpu, run.count, local=True), params, plan, ref)[0]
     compute = max(secs - load, 0.5 * secs)
     return Measurement(
         kind=job.kind,

@@ -52,9 +52,26 @@ class Measurement:
     run_id: str | None = None
     job: str | None = None  # the job id it was measured on (pipeline measurements)
     optim: str | None = None  # training recipe: the optimizer it ran with
+    #: micro-batches per optimizer step it ran with; a train job with another grad_accum does not
+    #: use it (at GA 1 the optimizer step dominates: the smoke run's 4 x 256 steps)
+    grad_accum: int | None = None
     #: FLOPs per token of the measured work (the bridge's, which vary per entry): a job with its
     #: own flops_per_token gets the rate scaled by their ratio
     flops_per_token: float | None = None
+
+
+@dataclass
+class JobOverhead:
+    """Measured seconds of one kind of job outside its own work (steps, scoring, probe forward):
+    start-up, load, saves. Used for jobs of that kind, that GPU and that model size (5 %), and of
+    that rule where one is named (pretraining from scratch is a train job unlike a finetune)."""
+
+    kind: str
+    gpu: str
+    params: float
+    seconds: float
+    source: str
+    rule: str | None = None
 
 
 @dataclass
@@ -68,6 +85,7 @@ class Reference:
     measurements: list[Measurement]
     path: str
     problem: str | None = field(default=None)  # why it is empty (the file is missing or malformed)
+    job_overheads: list[JobOverhead] = field(default_factory=list)
     #: token lengths of a bridge training example per dataset (ablate.bridge.cost)
     bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -101,8 +119,26 @@ class Reference:
                     source=f"{m['source']} [{p.name}]",
                     origin="table",
                     optim=m.get("optim"),
+                    grad_accum=m.get("grad_accum"),
                     flops_per_token=m.get("flops_per_token"),
                 )
+            )
+        overheads = []
+        for i, o in enumerate(data.get("job_overheads") or []):
+            missing = [k for k in ("kind", "gpu", "params", "seconds", "source") if k not in o]
+            if missing:
+                raise PlanError(f"{p}: job_overheads[{i}] lacks {', '.join(missing)}")
+            if o["kind"] not in KINDS:
+                raise PlanError(f"{p}: job_overheads[{i}].kind {o['kind']!r} is not one of {KINDS}")
+            overheads.append(
+                JobOverhead(
+                    o["kind"],
+                    o["gpu"],
+                    float(o["params"]),
+                    float(o["seconds"]),
+                    f"{o['source']} [{p.name}]",
+                    o.get("rule"),
+                )  # fmt: skip
             )
         return cls(
             gpus=data["gpus"],
@@ -111,8 +147,22 @@ class Reference:
             tokens_per_request=data.get("tokens_per_request") or {},
             measurements=ms,
             path=str(p),
+            job_overheads=overheads,
             bridge_lengths=data.get("bridge_lengths") or {},
         )
+
+    def job_overhead(self, kind: str, rule: str, gpu: str, params: float) -> JobOverhead | None:
+        """The measured overhead of a ``kind`` job of ``rule`` on ``gpu`` for a model of
+        ``params`` (5 %); one that names no rule holds for every rule of that kind."""
+        for o in self.job_overheads:
+            if (
+                o.kind == kind
+                and o.rule in (None, rule)
+                and o.gpu == gpu
+                and abs(o.params - params) <= 0.05 * params
+            ):
+                return o
+        return None
 
     def canonical_gpu(self, device_name: str) -> str | None:
         """torch device name ("NVIDIA H100 80GB HBM3") -> Vast gpu_name ("H100 SXM")."""

@@ -4,7 +4,7 @@ the memory a job needs per GPU. Assumptions with defaults in ``plan.overheads`` 
 
 from __future__ import annotations
 
-from ablate.core.planner.inputs import Setup
+from ablate.core.planner.inputs import Reference, Setup
 from ablate.core.planner.jobs import PlannedJob
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -13,27 +13,38 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd": 0}
 
 
-def job_overhead(job: PlannedJob, setup: Setup, params: float, plan: dict) -> tuple[float, str]:
-    """Seconds inside the job besides the compute: start-up, weight download/load, saves."""
+def job_overhead(
+    job: PlannedJob, setup: Setup, params: float, plan: dict, ref: Reference | None = None
+) -> tuple[float, str]:
+    """Seconds inside the job besides the compute: start-up, weight download/load, saves.
+
+    Where ``ref`` (the measurements file) has a measured overhead of this kind of job on this GPU
+    for this model size (a pipeline run, e.g. the GPU smoke run), it replaces the modelled
+    start-up, load and final save; downloads and intermediate checkpoints are added as modelled.
+    """
     o = plan["overheads"]
     weights_mb = params * plan["bytes_per_param"] / 1e6
-    parts = [("startup", o["startup_s"])]
+    measured = ref.job_overhead(job.kind, job.rule, setup.gpu, params) if ref is not None else None
+    parts = [
+        ("measured" if measured else "startup", measured.seconds if measured else o["startup_s"])
+    ]
     if job.loads_hub_model and not setup.local:
         parts.append(("download", weights_mb / o["download_mb_s"]))
-    parts.append(("load", weights_mb / o["disk_mb_s"]))
+    if not measured:
+        parts.append(("load", weights_mb / o["disk_mb_s"]))
     if job.writes_checkpoint:
         saves = 1
         shape = job.train_shape or {}
         if shape.get("save_steps") and shape.get("max_steps"):
             saves += shape["max_steps"] // shape["save_steps"]
         state_mb = params * plan["train_state_bytes_per_param"] / 1e6
-        parts.append(
-            (
-                f"{saves} save(s)",
-                weights_mb / o["disk_mb_s"] + (saves - 1) * state_mb / o["disk_mb_s"],
-            )
-        )
+        if saves > 1 or not measured:  # a measured overhead holds the final save
+            final = 0.0 if measured else weights_mb / o["disk_mb_s"]
+            extra = f"{saves - 1} checkpoint(s)" if measured else f"{saves} save(s)"
+            parts.append((extra, final + (saves - 1) * state_mb / o["disk_mb_s"]))
     total = sum(v for _, v in parts)
+    if measured:
+        return total, " + ".join(f"{k} {v:.0f}" for k, v in parts) + f" ({measured.source})"
     return total, " + ".join(f"{k} {v:.0f}" for k, v in parts)
 
 

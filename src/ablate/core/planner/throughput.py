@@ -39,6 +39,9 @@ def pick_throughput(
             continue
         if (m.gpu == CPU) != (gpu == CPU):
             continue
+        ga = (job.train_shape or {}).get("grad_accum")
+        if m.kind == "train" and m.grad_accum and ga and m.grad_accum != ga:
+            continue  # another optimizer-step share per token: its rate does not carry over
         if m.gpu != gpu and (target_peak is None or ref.peak_flops(m.gpu, plan)[0] is None):
             continue
         # the pipeline's own runs beat a bench table, a bench of the same recipe (optimizer) beats

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 from transformers import TrainerState
 
 from ablate.core import checkpoint, io, provenance
+from ablate.core.phases import Phases
 from ablate.mask import masks, sft_data
 from ablate.mask.training.callbacks import StopRules
 from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus, sft_examples
@@ -52,7 +52,7 @@ def _run(
     summary_extra: dict[str, Any],
     config_slice: Any,
     inputs: dict[str, str | os.PathLike],
-    started: float,
+    phases: Phases,
     callbacks: list | None = None,
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,17 +60,18 @@ def _run(
     resume_from = checkpoint.prepare_resume(ckpt_dir, run_key)
     resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
     label = f"{kind} {policy}" if kind == "finetune" else kind
-    trainer, stop_rules, throughput = build_trainer(
-        model=model,
-        tokenizer=tokenizer,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        policy=policy,
-        params=params,
-        output_dir=ckpt_dir,
-        label=label,
-        extra_callbacks=callbacks,
-    )
+    with phases("build_trainer"):
+        trainer, stop_rules, throughput = build_trainer(
+            model=model,
+            tokenizer=tokenizer,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            policy=policy,
+            params=params,
+            output_dir=ckpt_dir,
+            label=label,
+            extra_callbacks=callbacks,
+        )
     prior_stop = None
     if resume_from:
         print(f"[{label}] resuming from {resume_from}", flush=True)
@@ -82,7 +83,12 @@ def _run(
         trainer.state, train_out = prior, None
         stop_rules.stop = prior_stop
     else:
-        train_out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        with phases("train"):
+            train_out = trainer.train(
+                resume_from_checkpoint=str(resume_from) if resume_from else None
+            )
+        # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
+        phases.add("train.steps", sum(throughput.step_times))
     state = trainer.state
     stop = stop_rules.stop or {
         "reason": "max_steps",
@@ -104,7 +110,7 @@ def _run(
             summary_extra,
             config_slice,
             inputs,
-            started,
+            phases,
         )
         io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
         return summary
@@ -132,16 +138,19 @@ def _run(
     elif trainer.args.eval_strategy != "no" and not any(
         e.get("step") == state.global_step and "eval_loss" in e for e in state.log_history
     ):
-        trainer.evaluate()  # so the summary's last eval loss belongs to the final weights
+        with phases("final_eval"):
+            trainer.evaluate()  # so the summary's last eval loss belongs to the final weights
     ckpt_info = save_final(
         trainer,
         out_dir,
         dtype=save_dtype(params),
         extra={"kind": kind, "policy": policy, "step": state.global_step},
+        phases=phases,
     )
-    summary = write_summary(ckpt_info)
     if not params["keep_checkpoints"]:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        with phases("remove_checkpoints"):
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+    summary = write_summary(ckpt_info)
     print(
         f"[{label}] done: {state.global_step} steps, stop reason {stop['reason']}, "
         f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
@@ -163,7 +172,7 @@ def _summary(
     extra,
     config_slice,
     inputs,
-    started,
+    phases,
 ) -> dict[str, Any]:
     curves = _curves(state.log_history)
     evals = [e["eval_loss"] for e in curves["eval"]]
@@ -192,8 +201,9 @@ def _summary(
             if config_slice is not None
             else {"policy": policy, "params": params},
             inputs=inputs,
-            started=started,
+            started=phases.started,
         ),
+        "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
     }
 
 
@@ -260,31 +270,35 @@ def finetune(
     """
     from ablate.core.modeling import load_causal_lm, load_tokenizer
 
-    started = time.time()
+    phases = Phases()
     masks.check_policy(policy)
     p = resolve_params(params, "finetune")
-    rows = sft_data.load_rows(data)
-    if p["eval_size"]:
-        train_rows, eval_rows = sft_data.split_rows(rows, p["eval_size"], p["seed"])
-    else:
-        train_rows, eval_rows = rows, []
-    tokenizer = load_tokenizer(model_path, revision=revision)
-    train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"])
-    eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"])
+    with phases("data"):
+        rows = sft_data.load_rows(data)
+        if p["eval_size"]:
+            train_rows, eval_rows = sft_data.split_rows(rows, p["eval_size"], p["seed"])
+        else:
+            train_rows, eval_rows = rows, []
+        tokenizer = load_tokenizer(model_path, revision=revision)
+        train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"])
+        eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"])
     print(
         f"[finetune {policy}] {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data}; "
         f"loading {model_path}",
         flush=True,
     )
-    model = load_causal_lm(
-        model_path,
-        revision=revision,
-        dtype=model_dtype(p),
-        attn_implementation=p["attn_implementation"],
-    )
-    if torch.cuda.is_available():
-        model.to("cuda")
-    gate = _leakage_gate(model, eval_pairs or train_pairs, policy, p, probe_result, allow_leakage)
+    with phases("load_model"):  # the manifest's hashes checked while the weights load
+        model = load_causal_lm(
+            model_path,
+            revision=revision,
+            dtype=model_dtype(p),
+            attn_implementation=p["attn_implementation"],
+            device="cuda" if torch.cuda.is_available() else None,
+        )
+    with phases("leakage_gate"):
+        gate = _leakage_gate(
+            model, eval_pairs or train_pairs, policy, p, probe_result, allow_leakage
+        )
     model.config.use_cache = False
     run_key = {
         "kind": "finetune",
@@ -318,7 +332,7 @@ def finetune(
         },
         config_slice=config_slice,
         inputs=inputs,
-        started=started,
+        phases=phases,
         callbacks=callbacks,
     )
 
@@ -335,7 +349,7 @@ def pretrain(
     """Causal pretraining of a fresh tiny Ministral-3 (``tiny_ministral3_config(**arch)``) on ``corpus``."""
     from ablate.core import modeling
 
-    started = time.time()
+    phases = Phases()
     p = resolve_params(params, "pretrain")
     # built here, not loaded: the loader's backend checks, applied to the device it trains on
     modeling.check_attention_device(
@@ -359,7 +373,11 @@ def pretrain(
         arch.setdefault(key, tok_id)
     config = modeling.tiny_ministral3_config(**arch)
     config._attn_implementation = p["attn_implementation"]
-    model = modeling.build_tiny_model(config, seed=p["seed"]).to(model_dtype(p))
+    with phases("build_model"):
+        # random init where it trains: on a GPU, not 3.4 B fp32 on the host (issue 16)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = modeling.build_tiny_model(config, seed=p["seed"], device=device)
+        model.to(model_dtype(p))
     model.config.use_cache = False
     print(
         f"[pretrain] {len(docs)} documents -> {len(train_blocks)} train / {len(eval_blocks)} eval blocks "
@@ -393,5 +411,5 @@ def pretrain(
         },
         config_slice=config_slice,
         inputs={"corpus": corpus, "tokenizer": tokenizer_dir},
-        started=started,
+        phases=phases,
     )

@@ -3,6 +3,7 @@ checkpoints and fallback saving (the checkpoint I/O itself lives in :mod:`ablate
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from ablate.core import checkpoint
+from ablate.core.phases import Phases
 from ablate.mask import masks
 from ablate.mask.training import packing
 from ablate.mask.training.callbacks import Progress, StopRules, Throughput
@@ -168,6 +170,10 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         torch._foreach_copy_(self.model_params, self.master_params)
 
 
+#: max_shard_size of the saved weights (see MaskPolicyTrainer._save)
+SAVE_SHARD = "2GB"
+
+
 class MaskPolicyTrainer(Trainer):
     """HF Trainer whose forward obeys a mask policy; adds fallback saving and complete-marked checkpoints."""
 
@@ -266,6 +272,11 @@ class MaskPolicyTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """save_pretrained, or, when it raises, the state_dict fallback (the seed hit a conversion error)."""
         output_dir = output_dir or self.args.output_dir
+        model = self.accelerator.unwrap_model(self.model)
+        save_pretrained = model.save_pretrained
+        # shards of SAVE_SHARD (transformers' default is one 50 GB file): the manifest and the
+        # loaders' checks hash the shards in parallel, not 6.9 GB in one sha256 stream at 3.4 B
+        model.save_pretrained = functools.partial(save_pretrained, max_shard_size=SAVE_SHARD)
         try:
             super()._save(output_dir, state_dict=state_dict)
             self.last_save_format = checkpoint.FORMAT_SAVE_PRETRAINED
@@ -283,6 +294,8 @@ class MaskPolicyTrainer(Trainer):
             )
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
             self.last_save_format = checkpoint.FORMAT_FALLBACK
+        finally:
+            del model.save_pretrained  # the class's method again
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
@@ -326,7 +339,10 @@ def build_trainer(
         batch_size, grad_accum = p["batch_size"], p["grad_accum"]
         collator = PolicyCollator(pad_token_id)
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
-    save_steps = p["save_steps"] or p["max_steps"]
+    # save_steps 0: no Trainer checkpoint at all. The final weights are written by save_final; a
+    # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
+    # ~21 GB written per finetune, issue 16) for nothing a rerun could resume.
+    save = save and p["save_steps"] > 0
     args = TrainingArguments(
         output_dir=str(output_dir),
         max_steps=p["max_steps"],
@@ -349,7 +365,7 @@ def build_trainer(
         eval_strategy="steps" if do_eval else "no",
         eval_steps=p["eval_steps"] if do_eval else None,
         save_strategy="steps" if save else "no",
-        save_steps=save_steps,
+        save_steps=p["save_steps"] if save else None,
         save_total_limit=p["save_total_limit"],
         logging_strategy="steps",
         logging_steps=p["logging_steps"],
@@ -383,20 +399,31 @@ def build_trainer(
 
 
 def save_final(
-    trainer: MaskPolicyTrainer, out_dir: Path, *, dtype: torch.dtype, extra: dict
+    trainer: MaskPolicyTrainer,
+    out_dir: Path,
+    *,
+    dtype: torch.dtype,
+    extra: dict,
+    phases: Phases | None = None,
 ) -> dict:
     """Write ``out_dir/final`` through :func:`ablate.core.checkpoint.write_final`: the weights in
-    ``dtype``; a state_dict fallback is reloaded and compared before it is kept."""
+    ``dtype``; a state_dict fallback is reloaded and compared before it is kept. ``phases``
+    records ``save_final`` and its parts (``.write``: the weights; the rest is the manifest's
+    hashing and the rename)."""
+    phases = phases or Phases()
     model = trainer.accelerator.unwrap_model(trainer.model)
-    trainer.export_weights(dtype)
 
     def save(tmp: Path) -> str:
-        trainer.save_model(str(tmp))
+        with phases("save_final.write"):
+            trainer.save_model(str(tmp))
         if trainer.last_save_format == checkpoint.FORMAT_FALLBACK:
-            checkpoint.verify_loadable(model, tmp)
+            with phases("save_final.reload_compare"):
+                checkpoint.verify_loadable(model, tmp)
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
         return trainer.last_save_format
 
     dtype_name = str(dtype).removeprefix("torch.")
-    info = checkpoint.write_final(out_dir, save, extra={"dtype": dtype_name, **extra})
+    with phases("save_final"):
+        trainer.export_weights(dtype)
+        info = checkpoint.write_final(out_dir, save, extra={"dtype": dtype_name, **extra})
     return {"path": info["path"], "format": info["format"], "dtype": dtype_name}

@@ -1,0 +1,55 @@
+"""Where a job's seconds go: wall time per named phase, recorded in the job's output.
+
+Each stage's JSON output (a training summary, an evaluation's metrics.json, a probe result) carries
+``phases``: seconds per phase in the order they ran, plus ``startup`` (process start to the stage
+function: interpreter, Snakemake's script preamble, imports) and ``other`` (the rest of the stage
+function). ``bench/job_times.py`` prints them per job, so a GPU run shows what is not the stage's
+own work (issue 16: the per-job overhead at the 3.4 B shape).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def process_started() -> float | None:
+    """Epoch seconds at which this process started, or None where the OS does not say."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # psutil missing or no access: the start-up phase is then unknown
+        return None
+
+
+class Phases:
+    """Seconds per phase of one job; ``started`` is when the stage function began (epoch s)."""
+
+    def __init__(self, started: float | None = None):
+        self.started = time.time() if started is None else started
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t0)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def as_dict(self) -> dict[str, float | None]:
+        """``startup``, the phases, ``other`` (unaccounted time of the stage function) and
+        ``total`` (startup + the stage function so far), rounded to ms."""
+        proc = process_started()
+        startup = None if proc is None else max(self.started - proc, 0.0)
+        inside = time.time() - self.started
+        timed = sum(v for k, v in self.seconds.items() if "." not in k)  # "a.b" is a part of "a"
+        out: dict[str, float | None] = {"startup": startup, **self.seconds}
+        out["other"] = max(inside - timed, 0.0)
+        out["total"] = inside + (startup or 0.0)
+        return {k: None if v is None else round(v, 3) for k, v in out.items()}
