@@ -33,6 +33,14 @@ from ablate.core.provenance import config_hash
 META_KEYS = ("same_as", "swap")
 #: The two model roles (config keys bridge.source / bridge.target).
 ROLES = ("source", "target")
+#: The resources group (``bridge.resources``) each rule's jobs request; rules not named run local.
+RESOURCE_GROUP = {
+    "bridge_model": "prepare_model",
+    "bridge_source_states": "frozen_states",
+    "bridge_teacher_states": "frozen_states",
+    "bridge_train": "train",
+    "bridge_infer": "infer",
+}
 #: Which hidden states the caches hold (the final normed layer: the translator reads the
 #: source's, as in the seed; the KL teacher's logits are the target's LM head on its own).
 SOURCE_LAYER = "last_hidden_state"

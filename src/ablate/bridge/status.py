@@ -11,8 +11,6 @@ from ablate.bridge import grid
 from ablate.core.provenance import changed_keys
 from ablate.core.status import Job, Row, _float, read_csv
 
-#: the resources group (bridge.resources) of each rule that has one
-RESOURCE_GROUP = {"bridge_model": "prepare_model", "bridge_train": "train", "bridge_infer": "infer"}
 LOG_RULE = {"bridge_register": "model"}  # its log sits beside the embedded model's
 
 
@@ -26,6 +24,8 @@ def _where(job: dict[str, Any], study: grid.Study) -> str:
         return "bridge.data"
     if job["rule"] in ("bridge_model", "bridge_register"):
         return f"bridge.{job['wildcards']['role']}"
+    if "states_id" in job["wildcards"]:  # a frozen-state cache: its key comes from the entries
+        return f"bridge.grid.{job['entries'][0]}"
     entry = next(e for e in study.entries.values() if e.run_id == job["wildcards"]["run_id"])
     return f"bridge.grid.{entry.name}"
 
@@ -56,7 +56,7 @@ def status_jobs(config: dict[str, Any]) -> list[Job]:
     names = [_name(j) for j in jobs]
     out = []
     for j, name in zip(jobs, names):
-        group = RESOURCE_GROUP.get(j["rule"])
+        group = grid.RESOURCE_GROUP.get(j["rule"])
         where = _where(j, study)
         if j["rule"] == "bridge_train":
             upstream = [n for n in names if n.startswith(("data", "model/", "register/"))]
@@ -130,8 +130,8 @@ def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str
     for r in left:
         rule = "bridge_" + r.job.name.split("/")[0]
         h = plan.get(r.job.name)
-        if h is None and rule in RESOURCE_GROUP:
-            h = res[RESOURCE_GROUP[rule]]["runtime"] / 60
+        if h is None and rule in grid.RESOURCE_GROUP:
+            h = res[grid.RESOURCE_GROUP[rule]]["runtime"] / 60
         hours += h or 0.0
         gpu_h += (h or 0.0) * r.job.gpus
     return [f"- bridge: {len(left)} jobs left, about {hours:.3g} h ({gpu_h:.3g} GPU h)"]

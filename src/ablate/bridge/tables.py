@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from ablate.bridge import grid
 from ablate.core import io
 from ablate.core.provenance import config_hash
 
@@ -121,13 +122,7 @@ def _recorded_hash(path: Path) -> str | None:
 
 
 def _group(job: dict[str, Any]) -> str:
-    return {
-        "bridge_model": "prepare_model",
-        "bridge_source_states": "frozen_states",
-        "bridge_teacher_states": "frozen_states",
-        "bridge_train": "train",
-        "bridge_infer": "infer",
-    }.get(job["rule"], "")
+    return grid.RESOURCE_GROUP.get(job["rule"], "")
 
 
 def job_status(job: dict[str, Any]) -> tuple[str, str]:
