@@ -168,14 +168,15 @@ def prepare_model(
     """
     from transformers import AutoModelForCausalLM
 
+    # train_run is the training core (resume, Trainer, atomic final, summary); pretrain() builds
+    # only Ministral-3, so the bridge builds its own model and calls the core.
+    from ablate.core.phases import Phases
     from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus
     from ablate.mask.training.params import resolve_params
-
-    # _run is the mask study's training entry core (resume, Trainer, atomic final, summary);
-    # its public pretrain() builds only Ministral-3, so the bridge builds its own model.
-    from ablate.mask.training.run import _run
+    from ablate.mask.training.run import train_run
 
     started = time.time()
+    phases = Phases(started)
     out = Path(out_dir)
     a = _arch(family, arch)
     p = resolve_params({**PRETRAIN, **(pretrain or {})}, "pretrain")
@@ -198,7 +199,7 @@ def prepare_model(
     def examples(idx):
         return ExampleDataset([{"input_ids": blocks[i], "prompt_length": 0} for i in sorted(idx)])
 
-    summary = _run(
+    summary = train_run(
         kind="pretrain",
         model=model,
         tokenizer=tokenizer,
@@ -211,7 +212,7 @@ def prepare_model(
         summary_extra={"family": family, "arch": a, "corpus": str(corpus), "n_params": n_params},
         config_slice=config_slice,
         inputs={"corpus": corpus},
-        started=started,
+        phases=phases,
     )
     model_card.write(
         out / "card.json",

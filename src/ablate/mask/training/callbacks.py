@@ -116,7 +116,7 @@ class StopRules(TrainerCallback):
 
     # -- Trainer hooks
     def on_train_begin(self, args, state, control, **kw):
-        # _run checks a resumed history for a stop before training; here only the counters matter
+        # train_run checks a resumed history for a stop before training; here only the counters matter
         self.replay(state.log_history)
         self.stop = None
 

@@ -38,7 +38,7 @@ def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
     return {"train": train, "eval": evals}
 
 
-def _run(
+def train_run(
     *,
     kind: str,
     model,
@@ -312,7 +312,7 @@ def finetune(
     inputs = {"model": model_path}
     if Path(data).exists():
         inputs["data"] = data
-    return _run(
+    return train_run(
         kind="finetune",
         model=model,
         tokenizer=tokenizer,
@@ -392,7 +392,7 @@ def pretrain(
         "arch": arch,
         "params": p,
     }
-    return _run(
+    return train_run(
         kind="pretrain",
         model=model,
         tokenizer=tokenizer,
