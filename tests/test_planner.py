@@ -196,7 +196,9 @@ def test_forecast_uses_the_smoke_runs_overheads_and_the_seed_step_times(tmp_path
     pm, sft = row(smoke, "1x H100 SXM", "prepare_model"), row(smoke, "1x H100 SXM", "finetune/5B")
     assert pm["job_overhead_s"] == measured["train", "prepare_model"].seconds
     assert sft["job_overhead_s"] == measured["train", "finetune"].seconds
-    assert sft["tok_s_per_gpu"] == 2560.0 and "GPU smoke run" in sft["throughput_source"]
+    (smoke_step,) = [m for m in ref.measurements if m.grad_accum == 1 and m.gpu == "H100 SXM"]
+    assert sft["tok_s_per_gpu"] == smoke_step.tokens_per_s and "GPU smoke run" in smoke_step.source
+    assert "GPU smoke run" in sft["throughput_source"]
 
 
 def test_estimate_vs_actual_after_a_run(tmp_path):
