@@ -92,8 +92,10 @@ def bridge_train_inputs(wildcards):
         if sid is not None:
             what = BRIDGE.states[sid]["what"]
             outputs = bridge_grid.states_outputs(BRIDGE, sid)
-            files[f"{what}_states"] = out(outputs[-1])  # the record: its folder is the cache
-            files.update({f"{what}_states_{i}": out(o) for i, o in enumerate(outputs[:-1])})
+            # the record (its folder is the cache), then each shard
+            files[f"{what}_states"] = out(outputs[-1])
+            shards = outputs[:-1]
+            files.update({f"{what}_states_{i}": out(o) for i, o in enumerate(shards)})
     return files
 
 
