@@ -56,7 +56,8 @@ def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_ca
             _kwargs(bridge_world, bridge_cards, tmp_path / "two", {**EXACT, "batch_size": 2})
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "ablate.bridge.train", str(spec)]  # fmt: skip
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -112,7 +113,7 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
     curves = []
     for pair in (live, cached):
         torch.manual_seed(p["seed"])
-        translator = tr.build(p, pair.source, pair.target)
+        translator = tr.build(p, pair.source, pair.target).to(pair.device)
         opt, sched = train.optimizer(translator, p)
         steps = [train.train_step(pair, translator, opt, sched, items[4 * s : 4 * s + 4], s + 1,
                                   p["grad_clip"]) for s in range(3)]  # fmt: skip
