@@ -119,8 +119,9 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
                                   p["grad_clip"]) for s in range(3)]  # fmt: skip
         curves.append([(x.loss, x.parts["nll"], x.parts["kl"]) for x in steps])
     assert reads == [4, 4, 4]
+    # abs: the KL part is ~1e-3, and on a GPU the cache's other batch shapes move it by ~2e-8
     for a, b in zip(curves[0], curves[1], strict=True):
-        assert b == pytest.approx(a, rel=1e-5)
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-7)
 
 
 def test_process_count_is_part_of_a_parallel_run_identity():
