@@ -148,36 +148,31 @@ def processes(bridge: dict[str, Any]) -> int:
     return max(1, bridge["resources"]["train"]["gpu"])
 
 
-def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> dict[str, Any]:
-    """What a source-state cache depends on: never the translator or its training."""
+def _frozen_key(bridge, what: str, model_key: str, role: str, p, *lengths: str) -> dict[str, Any]:
+    """What a frozen model's cached outputs depend on: the model (under ``model_key``), the
+    data, the layer, the ``lengths`` params and the dtype; never the translator or its training."""
     data = bridge["data"]
     return sorted_tree(
-        dict(
-            what="source",
-            source=model_identity(bridge[source_role], data),
-            data=data_identity(data, p["dataset"]),
-            dataset=p["dataset"],
-            layer=SOURCE_LAYER,
-            max_source_len=p["max_source_len"],
-            model_dtype=p["model_dtype"],
-        )
+        {
+            "what": what,
+            model_key: model_identity(bridge[role], data),
+            "data": data_identity(data, p["dataset"]),
+            "dataset": p["dataset"],
+            "layer": SOURCE_LAYER,
+            **{k: p[k] for k in (*lengths, "model_dtype")},
+        }
     )
+
+
+def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> dict[str, Any]:
+    """What a source-state cache depends on."""
+    return _frozen_key(bridge, "source", "source", source_role, p, "max_source_len")
 
 
 def teacher_key(bridge: dict[str, Any], target_role: str, p: dict[str, Any]) -> dict[str, Any]:
     """What the KL teacher's rows depend on (the target reading the text prompt + answer)."""
-    data = bridge["data"]
-    return sorted_tree(
-        dict(
-            what="teacher",
-            target=model_identity(bridge[target_role], data),
-            data=data_identity(data, p["dataset"]),
-            dataset=p["dataset"],
-            layer=SOURCE_LAYER,
-            max_prompt_len=p["max_prompt_len"],
-            kl_positions=p["kl_positions"],
-            model_dtype=p["model_dtype"],
-        )
+    return _frozen_key(
+        bridge, "teacher", "target", target_role, p, "max_prompt_len", "kl_positions"
     )
 
 
