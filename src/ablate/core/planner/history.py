@@ -138,17 +138,20 @@ def _measurement(
     tokens = sp.tokens_of_run(job, run.data) or job.tokens
     own = OWN_WORK_PHASE.get(job.kind)
     scored = (run.data.get("phases") or {}).get(own) if own else None
+    this_run = dict(
+        kind=job.kind,
+        policy=job.policy,
+        gpu=run.gpu,
+        params=params,
+        origin="pipeline",
+        run_id=run.run_id,
+        job=job.id,
+    )
     if tokens and isinstance(scored, (int, float)) and scored > 0:
         # the record says how long its own work took (ablate.core.phases): no model needed
         return Measurement(
-            kind=job.kind,
-            policy=job.policy,
-            gpu=run.gpu,
-            params=params,
+            **this_run,
             tokens_per_s=tokens / scored / run.count,
-            origin="pipeline",
-            run_id=run.run_id,
-            job=job.id,
             source=f"{tokens:.4g} tokens in phases.{own} {scored:.4g} s, {where}",
         )
     if not secs or not tokens:
@@ -156,14 +159,8 @@ def _measurement(
     load = job_overhead(job, Setup(run.gpu, run.count, local=True), params, plan, ref)[0]
     compute = max(secs - load, 0.5 * secs)
     return Measurement(
-        kind=job.kind,
-        policy=job.policy,
-        gpu=run.gpu,
-        params=params,
+        **this_run,
         tokens_per_s=tokens / compute / run.count,
-        origin="pipeline",
-        run_id=run.run_id,
-        job=job.id,
         source=f"{tokens:.4g} tokens in {what} {secs:.4g} s - modelled load "
         f"{secs - compute:.3g} s, {where}",
     )

@@ -74,6 +74,19 @@ class JobOverhead:
     rule: str | None = None
 
 
+def _checked_rows(p: Path, data: dict, section: str, value: str) -> list[dict[str, Any]]:
+    """The rows of a measurements-file section, each with kind, gpu, params, its ``value`` key
+    and a source, and a kind of KINDS; the first bad row stops with its index named."""
+    rows = data.get(section) or []
+    for i, r in enumerate(rows):
+        missing = [k for k in ("kind", "gpu", "params", value, "source") if k not in r]
+        if missing:
+            raise PlanError(f"{p}: {section}[{i}] lacks {', '.join(missing)}")
+        if r["kind"] not in KINDS:
+            raise PlanError(f"{p}: {section}[{i}].kind {r['kind']!r} is not one of {KINDS}")
+    return rows
+
+
 @dataclass
 class Reference:
     """config/gpu_measurements.yaml: GPU specs, model shapes, task sizes, measured throughput."""
@@ -103,12 +116,7 @@ class Reference:
                 if key not in spec:
                     raise PlanError(f"{p}: gpus.{name} lacks {key!r}")
         ms = []
-        for i, m in enumerate(data["measurements"]):
-            missing = [k for k in ("kind", "gpu", "params", "tokens_per_s", "source") if k not in m]
-            if missing:
-                raise PlanError(f"{p}: measurements[{i}] lacks {', '.join(missing)}")
-            if m["kind"] not in KINDS:
-                raise PlanError(f"{p}: measurements[{i}].kind {m['kind']!r} is not one of {KINDS}")
+        for m in _checked_rows(p, data, "measurements", "tokens_per_s"):
             ms.append(
                 Measurement(
                     kind=m["kind"],
@@ -124,12 +132,7 @@ class Reference:
                 )
             )
         overheads = []
-        for i, o in enumerate(data.get("job_overheads") or []):
-            missing = [k for k in ("kind", "gpu", "params", "seconds", "source") if k not in o]
-            if missing:
-                raise PlanError(f"{p}: job_overheads[{i}] lacks {', '.join(missing)}")
-            if o["kind"] not in KINDS:
-                raise PlanError(f"{p}: job_overheads[{i}].kind {o['kind']!r} is not one of {KINDS}")
+        for o in _checked_rows(p, data, "job_overheads", "seconds"):
             overheads.append(
                 JobOverhead(
                     o["kind"],
