@@ -65,6 +65,21 @@ def test_missing_input_is_not_run(ev):
         assert "missing input" in row.evidence and pd.isna(row.p_value)
 
 
+def test_exceeds_verdicts(ev):
+    """base: 100 of 200 correct (0.5, standard error 0.035)."""
+    row = verdict(C.exceeds("base", 0.40), ev)
+    assert row.verdict == "supported" and row.p_value < 0.01 and row.n == 200
+    assert "base 0.500 vs threshold 0.400: diff +0.100" in row.evidence
+    assert verdict(C.exceeds("base", 0.47), ev).verdict == "inconclusive"  # 0.03 above: noise
+    assert verdict(C.exceeds("base", 0.5), ev).verdict == "not supported"
+    assert verdict(C.exceeds("worse", 0.5), ev).verdict == "not supported"
+    assert verdict(C.exceeds("tiny_better", 0.1), ev).verdict == "inconclusive"  # n < min_n
+    # a threshold computed from the evidence (the mask claims: chance + margin)
+    ev.params["chance"] = {"base": 0.25}
+    row = verdict(C.exceeds("base", lambda e: e.params["chance"]["base"] + 0.3), ev)
+    assert row.verdict == "not supported" and "threshold 0.550" in row.evidence
+
+
 def test_within_margin_verdicts(ev):
     assert verdict(C.within_margin("bit_worse", "base", 0.1), ev).verdict == "supported"
     # 0.02 below with margin 0.03: the right side of the margin, but not clearly
@@ -113,6 +128,11 @@ CFG = dict(
     causal_variant="3A",
     long_variant="5B",
     side_effect_margin=0.05,
+    learned_margin=0.10,
+    learned_margin_macro=0.20,
+    min_drop=0.10,
+    min_tasks_hurt=3,
+    long_margin=0.02,
     alpha=0.05,
     min_n=20,
 )
@@ -160,15 +180,30 @@ def table(root, cfg=CFG):
 def test_mask_claims_from_results(results):
     df = table(results)
     assert list(df.index) == [
+        "learned",
+        "learned/t1",
+        "learned/t2",
         "ablation_hurts",
         "ablation_hurts/t1",
         "ablation_hurts/t2",
+        "ablation_hurts_broadly",
         "prefix_recovers_more",
         "prefix_side_effect_small",
         "long_recovers_more",
+        "long_at_least_prefix",
         "long_side_effect_small",
     ]
     v = df.verdict.to_dict()
+    # stage 1 is 0.6 on each task, chance 0.25: 0.35 above (> 0.10 per task, > 0.20 macro)
+    assert v["learned"] == v["learned/t1"] == v["learned/t2"] == "supported"
+    assert "threshold 0.450" in df.loc["learned"].evidence
+    # the macro drops by 0.15 (>= 0.10) but only t1 drops: 1 task of the 3 required
+    assert v["ablation_hurts_broadly"] == "not supported"
+    assert (
+        "1 of 2 tasks drop significantly (t1 -0.300)" in df.loc["ablation_hurts_broadly"].evidence
+    )
+    # 5B recovers 3 items of t1 where 3B recovers 40: far more than 0.02 below 3B
+    assert v["long_at_least_prefix"] == "not supported"
     assert v["ablation_hurts"] == "supported" and v["ablation_hurts/t1"] == "supported"
     assert v["ablation_hurts/t2"] == "not supported"  # no item changed
     assert v["prefix_recovers_more"] == "supported"
@@ -180,6 +215,15 @@ def test_mask_claims_from_results(results):
     assert "run-3B-prefill_bidir" in row.inputs and "run-3A-prefill_bidir" in row.inputs
     assert "3B" in row.statement and "3A" in row.statement
     assert df.loc["ablation_hurts/t1"].n == 200
+
+
+def test_hurts_broadly_thresholds(results):
+    v = table(results, dict(CFG, min_tasks_hurt=1)).verdict
+    assert v["ablation_hurts_broadly"] == "supported"
+    v = table(results, dict(CFG, min_tasks_hurt=1, min_drop=0.2)).verdict
+    assert v["ablation_hurts_broadly"] == "not supported"  # the macro drops by 0.15
+    v = table(results, dict(CFG, learned_margin=0.4, learned_margin_macro=0.3)).verdict
+    assert v["learned/t1"] == "not supported" and v["learned"] == "supported"
 
 
 def test_mask_claims_missing_evaluation_is_not_run(results):
@@ -195,6 +239,8 @@ def test_roles_come_from_config(results):
     df = table(results, cfg)
     assert not any(c.startswith("long_") for c in df.index)
     assert "causal finetune 5B" in df.loc["prefix_recovers_more"].statement
+    df = table(results, dict(CFG, prefix_variant=None))
+    assert "long_recovers_more" in df.index and "long_at_least_prefix" not in df.index
     with pytest.raises(ConfigError, match=r"claims\.prefix_variant: variant '9Z' does not exist"):
         resolve_claims(dict(CFG, prefix_variant="9Z"), VARIANTS)
 

@@ -235,6 +235,40 @@ def test_rerun_one_stage_from_cache_gives_the_same_numbers(finished, tmp_path):
     assert planned_jobs(snakemake(wd, "-n").stdout) == TABLE_JOBS
 
 
+def test_pretraining_and_evaluation_are_bit_identical(finished, tmp_path):
+    """Two runs on one machine give the same bits: the pretraining again (forced, from the
+    finished run's corpus and config), then the stage-1 evaluation of the new model, compared
+    with the finished run's bit for bit. Cost: one pretraining and one evaluation (~2.5 min on
+    2 idle cores)."""
+    wd = tmp_path / "copy"
+    shutil.copytree(finished, wd, symlinks=True)
+    target = "results/eval/base/causal/metrics.json"
+    r = snakemake(wd, "-c2", "--forcerun", "prepare_model", target)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = re.findall(r"^(?:local)?rule (\w+):", r.stdout + r.stderr, flags=re.M)
+    assert sorted(jobs) == ["eval_model", "prepare_model"], jobs
+    final = Path("results/model/base/final")
+    weights = sorted(p.name for p in (finished / final).glob("*.safetensors"))
+    assert weights, f"no weights in {finished / final}"
+    for name in [*weights, "config.json"]:
+        assert (wd / final / name).read_bytes() == (finished / final / name).read_bytes(), name
+    curves = [
+        json.loads((root / "results/model/base/summary.json").read_text())["curves"]
+        for root in (finished, wd)
+    ]
+    assert curves[0] == curves[1]  # every logged loss, learning rate and grad norm
+    before = json.loads((finished / target).read_text())
+    after = json.loads((wd / target).read_text())
+    assert after["run_id"] != before["run_id"]
+    assert {t: r["score"] for t, r in after["tasks"].items()} == {
+        t: r["score"] for t, r in before["tasks"].items()
+    }
+    samples = [
+        pd.read_parquet(root / Path(target).parent / "samples.parquet") for root in (finished, wd)
+    ]
+    assert samples[0].loglikelihood.tolist() == samples[1].loglikelihood.tolist()
+
+
 def test_snakemake_report(finished, tmp_path):
     out = tmp_path / "report.html"
     r = snakemake(finished, "--report", str(out))

@@ -12,6 +12,7 @@ claim "not run", never a crash. Verdicts (:data:`VERDICTS`):
 - ``not run``: an input the rule needs does not exist (yet).
 
 Helpers for the common forms: :func:`beats` ("A beats B": paired test on per-item correctness),
+:func:`exceeds` ("A scores above a fixed threshold", e.g. chance + a margin),
 :func:`within_margin` ("A is at most m below B") and :func:`monotone` (a score monotone in a knob
 such as K, for a compression trade-off). Their inputs are :class:`Samples`: per-item values
 indexed by item id; a two-level index (task, item) makes the statistic a macro over tasks.
@@ -195,6 +196,27 @@ def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = MIN_N) -
         sl, sw, kw = _pair(ev, loser, winner)
         r = stats.paired(sl.values, sw.values, alpha=alpha, **kw)
         evidence = f"{sw.label} {r.mean_b:.3f} - {sl.label} {r.mean_a:.3f}: {r.line()}"
+        return _result(_direction_verdict(r, +1, min_n), evidence, r)
+
+    return rule
+
+
+def exceeds(
+    subject: str,
+    threshold: float | Callable[[Evidence], float],
+    *,
+    alpha: float = 0.05,
+    min_n: int = MIN_N,
+) -> Callable:
+    """Rule for "``subject`` scores above ``threshold``" (one-sided test of its mean; a macro over
+    tasks where its index has tasks). ``threshold``: a number, or a function of the evidence (e.g.
+    the subject's chance plus a margin)."""
+
+    def rule(ev: Evidence) -> ClaimResult:
+        s = ev[subject]
+        t = threshold(ev) if callable(threshold) else float(threshold)
+        r = stats.exceeds(s.values, t, alpha=alpha, strata=s.strata)
+        evidence = f"{s.label} {r.mean_b:.3f} vs threshold {t:.3f}: {r.line()}"
         return _result(_direction_verdict(r, +1, min_n), evidence, r)
 
     return rule

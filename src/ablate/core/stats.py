@@ -6,6 +6,7 @@
   1998, Stat Med 17:2635). Other scores: a seeded paired bootstrap. With ``strata`` (e.g. the task
   of each item) the statistic is the unweighted mean over strata, i.e. a macro average.
 - :func:`noninferior`: "b is at most ``margin`` below a", a one-sided test of the paired mean.
+- :func:`exceeds`: "the mean is above a fixed threshold" (e.g. chance + 0.10), one-sided z.
 - :func:`from_stderr`: the fallback when only two means and their standard errors are known.
 - :func:`mean_ci`: one mean with its interval (Wilson for proportions).
 
@@ -247,6 +248,36 @@ def noninferior(
         p = NormalDist().cdf(-gap / se)  # the upper tail, without 1 - cdf's cancellation
     test = f"non-inferiority z (margin {margin:g}, one-sided)"
     return Paired(**{**base.as_dict(), "p_value": p, "test": test, "significant": p < alpha})
+
+
+def exceeds(
+    x: Sequence[float],
+    threshold: float,
+    *,
+    alpha: float = 0.05,
+    strata: Sequence[Hashable] | None = None,
+) -> Paired:
+    """Is the mean of ``x`` above ``threshold``? One-sided z test of H0: mean <= threshold (the
+    standard error from the spread, per stratum for a macro: ``strata`` as in :func:`paired`).
+    Reported as a comparison with the threshold: ``mean_a`` is the threshold, ``mean_b`` the
+    mean, the interval the two-sided one of the mean minus the threshold."""
+    x = np.asarray(x, dtype=float).ravel()
+    if len(x) == 0:
+        return _empty(alpha)
+    groups = [np.arange(len(x))] if strata is None else _stratum_index(strata, len(x))
+    mean = float(np.mean([x[g].mean() for g in groups]))
+    var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
+    se = math.sqrt(var)
+    gap = clean(mean - threshold)
+    if se <= TOL:
+        p = 0.0 if gap > TOL else 1.0
+    else:
+        p = NormalDist().cdf(-gap / se)
+    z = _z(alpha)
+    test = f"one-sided z vs {threshold:.3g}"
+    return Paired(
+        len(x), threshold, mean, gap, gap - z * se, gap + z * se, p, test, p < alpha, alpha
+    )
 
 
 def from_stderr(

@@ -1,9 +1,14 @@
 """The mask study's claims, computed from its evaluations (results/claims/mask.csv).
 
+(0) the base model learned the tasks: stage 1 scores at least ``learned_margin`` above chance on
+    each task and ``learned_margin_macro`` above on the macro (a task at chance cannot drop);
 (a) the ablation hurts: stage 2 (base under the ablated policy) scores below stage 1 (base
-    under causal), on the macro over tasks and on each task;
+    under causal), on the macro over tasks and on each task; and broadly: the macro drops by at
+    least ``min_drop`` with at least ``min_tasks_hurt`` tasks each dropping significantly;
 (b) prefix-LM finetuning recovers more than causal finetuning: under the ablated evaluation the
-    ``prefix_variant`` (and the stage-5 ``long_variant``) scores above the ``causal_variant``;
+    ``prefix_variant`` (and the stage-5 ``long_variant``) scores above the ``causal_variant``,
+    and the ``long_variant`` at least as high as the ``prefix_variant`` (at most ``long_margin``
+    below it);
 (c) it costs little under causal evaluation: ``prefix_variant`` (and ``long_variant``) under
     causal is at most ``side_effect_margin`` below stage 1.
 
@@ -22,7 +27,17 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.core.claims import Claim, Evidence, Samples, beats, evaluate_claims, within_margin
+from ablate.core import stats
+from ablate.core.claims import (
+    Claim,
+    ClaimResult,
+    Evidence,
+    Samples,
+    beats,
+    evaluate_claims,
+    exceeds,
+    within_margin,
+)
 from ablate.mask import items
 
 STUDY = "mask"
@@ -31,6 +46,56 @@ STUDY = "mask"
 def key(model: str, policy: str, task: str | None = None) -> str:
     """Name of an evaluation's per-item results in the evidence: ``3B@prefill_bidir[/task]``."""
     return f"{model}@{policy}" + (f"/{task}" if task else "")
+
+
+def _above_chance(name: str, margin: float):
+    """The threshold of a "learned" claim: the evaluation's chance (from its metrics) + margin."""
+    return lambda ev: ev.params["chance"][name] + margin
+
+
+def hurts_broadly(
+    s1: str, s2: str, tasks: list[str], min_drop: float, min_tasks: int, *, alpha: float, min_n: int
+):
+    """Rule for "the macro drops by at least ``min_drop`` (and significantly) from ``s1`` to
+    ``s2``, with at least ``min_tasks`` tasks each dropping significantly"."""
+
+    def rule(ev: Evidence) -> ClaimResult:
+        a, b = ev[s1], ev[s2]
+        macro = stats.paired(
+            a.values,
+            b.values,
+            ids_a=list(a.values.index),
+            ids_b=list(b.values.index),
+            strata=a.strata,
+            alpha=alpha,
+        )
+        hurt = []
+        for t in tasks:
+            ta, tb = ev[f"{s1}/{t}"], ev[f"{s2}/{t}"]
+            r = stats.paired(
+                ta.values,
+                tb.values,
+                ids_a=list(ta.values.index),
+                ids_b=list(tb.values.index),
+                alpha=alpha,
+            )
+            if r.diff < 0 and r.significant:
+                hurt.append(f"{t} {r.diff:+.3f}")
+        evidence = (
+            f"macro {macro.line()}; {len(hurt)} of {len(tasks)} tasks drop significantly"
+            + (f" ({', '.join(hurt)})" if hurt else "")
+            + f"; needs a drop >= {min_drop:g} and >= {min_tasks} tasks"
+        )
+        if macro.n < min_n:
+            verdict = "inconclusive"
+        elif -macro.diff >= min_drop and macro.significant and len(hurt) >= min_tasks:
+            verdict = "supported"
+        else:
+            verdict = "not supported"
+        numbers = {"macro": macro.as_dict(), "tasks_hurt": len(hurt)}
+        return ClaimResult(verdict, evidence, numbers, macro.test, macro.p_value, macro.n)
+
+    return rule
 
 
 def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list[Claim]:
@@ -42,7 +107,30 @@ def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list
         cfg.get("long_variant"),
     )
     s1, s2 = key("base", "causal"), key("base", ablated)
+    tasks = list(tasks)
+    learned, learned_macro = cfg["learned_margin"], cfg["learned_margin_macro"]
     out = [
+        Claim(
+            "learned",
+            f"The base model learned the tasks: its stage-1 macro score is more than "
+            f"{learned_macro:g} above chance.",
+            exceeds(s1, _above_chance(s1, learned_macro), alpha=alpha, min_n=min_n),
+        )
+    ]
+    out += [
+        Claim(
+            f"learned/{t}",
+            f"The base model learned {t}: its stage-1 score is more than {learned:g} above chance.",
+            exceeds(
+                key("base", "causal", t),
+                _above_chance(key("base", "causal", t), learned),
+                alpha=alpha,
+                min_n=min_n,
+            ),
+        )
+        for t in tasks
+    ]
+    out += [
         Claim(
             "ablation_hurts",
             f"Removing the causal mask at prefill ({ablated}) lowers the base model's macro score "
@@ -58,6 +146,22 @@ def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list
         )
         for t in tasks
     ]
+    out.append(
+        Claim(
+            "ablation_hurts_broadly",
+            f"The ablation ({ablated}) lowers the macro by at least {cfg['min_drop']:g}, with at "
+            f"least {cfg['min_tasks_hurt']} tasks each significantly lower.",
+            hurts_broadly(
+                s1,
+                s2,
+                tasks,
+                cfg["min_drop"],
+                cfg["min_tasks_hurt"],
+                alpha=alpha,
+                min_n=min_n,
+            ),
+        )
+    )
     for role, name in (("prefix", prefix), ("long", long)):
         if name is None:
             continue
@@ -69,6 +173,22 @@ def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list
                     f"Under the ablated evaluation ({ablated}), the {what} {name} scores above "
                     f"the causal finetune {causal} (macro).",
                     beats(key(name, ablated), key(causal, ablated), alpha=alpha, min_n=min_n),
+                )
+            )
+        if role == "long" and prefix is not None:
+            out.append(
+                Claim(
+                    "long_at_least_prefix",
+                    f"Under the ablated evaluation ({ablated}), the long-run finetune {name} "
+                    f"scores at least as high as the prefix-LM finetune {prefix} (at most "
+                    f"{cfg['long_margin']:g} below it; macro).",
+                    within_margin(
+                        key(name, ablated),
+                        key(prefix, ablated),
+                        cfg["long_margin"],
+                        alpha=alpha,
+                        min_n=min_n,
+                    ),
                 )
             )
         margin = cfg["side_effect_margin"]
@@ -88,6 +208,7 @@ def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | P
     and samples.parquet both exist, pooled over tasks and per task."""
     samples = {Path(f).parent: Path(f) for f in samples_files}
     inputs: dict[str, Samples] = {}
+    chance: dict[str, float] = {}
     for m in map(Path, metrics_files):
         s = samples.get(m.parent)
         if not m.exists() or s is None or not s.exists():
@@ -97,11 +218,13 @@ def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | P
         model, policy = m.parts[-3:-1]
         source = f"{m.parent} (run {metrics.get('run_id')})"
         inputs[key(model, policy)] = Samples(correct, source, f"{model} under {policy}")
+        chance[key(model, policy)] = metrics["macro"]["chance"]
         for task, values in correct.groupby(level=0):
             inputs[key(model, policy, task)] = Samples(
                 values, source, f"{model} under {policy} on {task}"
             )
-    return Evidence(inputs)
+            chance[key(model, policy, task)] = metrics["tasks"][task]["chance"]
+    return Evidence(inputs, params={"chance": chance})
 
 
 def claims_table(

@@ -90,7 +90,6 @@ def _count(rng: random.Random) -> dict[str, Any]:
         "context": f"count {direction} : " + " ".join(ctx),
         "answer": " ".join(end) + " .",
         "wrong": [" ".join(w) + " ." for w in wrong],
-        "sft": ("count on from these numbers .", " ".join(ctx), " ".join(end)),
     }
 
 
@@ -101,7 +100,6 @@ def _tools(rng: random.Random) -> dict[str, Any]:
         "context": f"to {goal} use",
         "answer": f"{tool} .",
         "wrong": [f"{other} ."],
-        "sft": ("which tool do you use for this ?", goal, f"a {tool}"),
     }
 
 
@@ -113,7 +111,6 @@ def _opposites(rng: random.Random) -> dict[str, Any]:
         "context": f"the opposite of {word} is",
         "answer": opp,
         "wrong": rng.sample(pool, 3),
-        "sft": ("what is the opposite of this word ?", word, opp),
     }
 
 
@@ -125,7 +122,6 @@ def _sums(rng: random.Random) -> dict[str, Any]:
         "context": f"{a} plus {b} is",
         "answer": NUMBERS[total],
         "wrong": rng.sample(near, 3),
-        "sft": ("add the two numbers .", f"{a} plus {b}", NUMBERS[total]),
     }
 
 
@@ -136,7 +132,6 @@ def _animals(rng: random.Random) -> dict[str, Any]:
         "context": f"the {animal}",
         "answer": f"likes {food} .",
         "other_context": f"the {other}",
-        "sft": ("what does this animal like ?", animal, food),
     }
 
 
@@ -163,20 +158,34 @@ def _rng(seed: int, part: str) -> random.Random:
 
 
 def _sentence(fact: dict[str, Any]) -> str:
-    return f"{fact['context']} {fact['answer']}"
+    text = f"{fact['context']} {fact['answer']}"
+    return text if text.endswith(" .") else text + " ."
 
 
 # --- generators ---------------------------------------------------------------------------------
 
 
-def corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
-    """Pretraining documents ``{"text": ...}``: facts of all tasks, in their task templates."""
+def corpus(
+    seed: int, n_docs: int, sentences_per_doc: int, instruct_docs: int = 0
+) -> list[dict[str, str]]:
+    """Pretraining documents ``{"text": ...}``: ``n_docs`` of facts of all tasks in their task
+    templates, then ``instruct_docs`` instruction pairs in the SFT's own format (a base model has
+    seen instruction text, so finetuning adapts to its mask policy instead of learning a new
+    format from scratch); the two kinds interleaved in a seeded order."""
+    from ablate.mask import sft_data
+
     rng = _rng(seed, "corpus")
     makers = list(FACTS.values())
-    return [
+    docs = [
         {"text": " ".join(_sentence(rng.choice(makers)(rng)) for _ in range(sentences_per_doc))}
         for _ in range(n_docs)
     ]
+    irng = _rng(seed, "corpus:instruct")
+    for _ in range(instruct_docs):
+        row = _sft_row(irng.choice(makers)(irng))
+        docs.append({"text": sft_data.format_prompt(row) + row["output"]})
+    _rng(seed, "corpus:order").shuffle(docs)
+    return docs
 
 
 def task_docs(name: str, seed: int, n_docs: int) -> list[dict[str, Any]]:
@@ -228,22 +237,30 @@ def task_yaml(name: str) -> dict[str, Any]:
     }
 
 
+SFT_INSTRUCTION = "continue the text ."
+
+
+def _sft_row(fact: dict[str, Any]) -> dict[str, str]:
+    # The task's own context as the input and its gold answer as the response: finetuning
+    # exercises exactly the skills (and the text) the tasks score, so what a mask policy teaches
+    # about reading the prompt transfers to them.
+    return {"instruction": SFT_INSTRUCTION, "input": fact["context"], "output": fact["answer"]}
+
+
 def sft_pairs(seed: int, n: int) -> list[dict[str, str]]:
     """Instruction pairs in Alpaca columns (instruction, input, output) from the same facts."""
     rng = _rng(seed, "sft")
     makers = list(FACTS.values())
-    rows = []
-    for _ in range(n):
-        instruction, inp, out = rng.choice(makers)(rng)["sft"]
-        rows.append({"instruction": instruction, "input": inp, "output": out})
-    return rows
+    return [_sft_row(rng.choice(makers)(rng)) for _ in range(n)]
 
 
 # --- writing ------------------------------------------------------------------------------------
 
 
-def write_corpus(path, seed: int, n_docs: int, sentences_per_doc: int) -> Path:
-    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc))
+def write_corpus(
+    path, seed: int, n_docs: int, sentences_per_doc: int, instruct_docs: int = 0
+) -> Path:
+    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc, instruct_docs))
 
 
 def write_tasks(out_dir, seed: int, n_docs: int, names=TASK_NAMES) -> dict[str, Path]:
@@ -284,7 +301,11 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     write_tasks(out / "tasks", p["seed"], p["task_docs"])
     return {
         "corpus": write_corpus(
-            out / "corpus.jsonl", p["seed"], p["corpus_docs"], p["sentences_per_doc"]
+            out / "corpus.jsonl",
+            p["seed"],
+            p["corpus_docs"],
+            p["sentences_per_doc"],
+            p["instruct_docs"],
         ),
         "tasks": out / "tasks",
         "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"]),
