@@ -4,7 +4,9 @@ Everything the offline pipeline needs is generated here, deterministically from 
 is small and regular on purpose: a tiny Ministral-3 (real 131072-token Tekken vocabulary, so the
 lm_head dominates the cost of every token) must learn it from a minute or two of CPU pretraining.
 So it uses a closed vocabulary of common words that are single Tekken tokens, short sentences,
-and facts that the corpus states in exactly the template the tasks ask them in.
+and facts that the corpus states in exactly the template the tasks ask them in. The SFT pairs
+are the tasks' own contexts and answers inside the Alpaca template, and the corpus also holds
+``instruct_docs`` documents in that format (docs/embedded.md).
 
 The five tasks mirror the study's real ones in shape:
 
