@@ -261,7 +261,8 @@ def test_pretraining_and_evaluation_are_bit_identical(finished, tmp_path):
     wd = tmp_path / "copy"
     shutil.copytree(finished, wd, symlinks=True)
     target = "results/eval/base/causal/metrics.json"
-    r = snakemake(wd, "-c2", "--forcerun", "prepare_model", target)
+    # the target before --forcerun, which takes every name after it as a rule
+    r = snakemake(wd, "-c2", target, "--forcerun", "prepare_model")
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = re.findall(r"^(?:local)?rule (\w+):", r.stdout + r.stderr, flags=re.M)
     assert sorted(jobs) == ["eval_model", "prepare_model"], jobs
