@@ -78,37 +78,6 @@ def test_corpus_states_task_facts(tmp_path):
     assert all(set(r) == {"instruction", "input", "output"} and r["output"] for r in rows)
 
 
-def test_sft_pairs_are_the_tasks_contexts_and_answers():
-    """Finetuning exercises the tasks' own text: each SFT input is a task context (or an
-    emb_animals option) and its output that context's gold answer."""
-    gold = {}
-    for name in embedded.TASK_NAMES:
-        for d in embedded.task_docs(name, seed=0, n_docs=400):
-            if name == "emb_animals":
-                gold[d["options"][d["label"]]] = d["continuation"]
-            else:
-                gold[d["context"]] = d["choices"][d["label"]]
-    rows = embedded.sft_pairs(seed=0, n=200)
-    assert {r["instruction"] for r in rows} == {embedded.SFT_INSTRUCTION}
-    assert all(gold[r["input"]] == r["output"] for r in rows if r["input"] in gold)
-    assert sum(r["input"] in gold for r in rows) >= 150  # the world is small: most recur
-
-
-def test_instruct_docs_are_sft_formatted(tmp_path):
-    from ablate.mask import sft_data
-
-    docs = [d["text"] for d in embedded.corpus(0, n_docs=20, sentences_per_doc=2, instruct_docs=5)]
-    assert len(docs) == 25
-    instruct = [d for d in docs if d.startswith("Below is an instruction")]
-    assert len(instruct) == 5
-    prompt = sft_data.format_prompt(
-        {"instruction": embedded.SFT_INSTRUCTION, "input": "the opposite of hot is"}
-    )
-    assert prompt.split("### Input:")[0] in instruct[0]
-    # interleaved, not appended: the instruction docs are spread over the corpus
-    assert not all(d.startswith("Below") for d in docs[-5:])
-
-
 def test_sft_rows_pass_the_sft_loader(tmp_path):
     from ablate.mask import sft_data
 

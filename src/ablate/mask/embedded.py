@@ -4,9 +4,7 @@ Everything the offline pipeline needs is generated here, deterministically from 
 is small and regular on purpose: a tiny Ministral-3 (real 131072-token Tekken vocabulary, so the
 lm_head dominates the cost of every token) must learn it from a minute or two of CPU pretraining.
 So it uses a closed vocabulary of common words that are single Tekken tokens, short sentences,
-and facts that the corpus states in exactly the template the tasks ask them in. The SFT pairs
-are the tasks' own contexts and answers inside the Alpaca template, and the corpus also holds
-``instruct_docs`` documents in that format (docs/embedded.md).
+and facts that the corpus states in exactly the template the tasks ask them in.
 
 The five tasks mirror the study's real ones in shape:
 
@@ -92,6 +90,7 @@ def _count(rng: random.Random) -> dict[str, Any]:
         "context": f"count {direction} : " + " ".join(ctx),
         "answer": " ".join(end) + " .",
         "wrong": [" ".join(w) + " ." for w in wrong],
+        "sft": ("count on from these numbers .", " ".join(ctx), " ".join(end)),
     }
 
 
@@ -102,6 +101,7 @@ def _tools(rng: random.Random) -> dict[str, Any]:
         "context": f"to {goal} use",
         "answer": f"{tool} .",
         "wrong": [f"{other} ."],
+        "sft": ("which tool do you use for this ?", goal, f"a {tool}"),
     }
 
 
@@ -113,6 +113,7 @@ def _opposites(rng: random.Random) -> dict[str, Any]:
         "context": f"the opposite of {word} is",
         "answer": opp,
         "wrong": rng.sample(pool, 3),
+        "sft": ("what is the opposite of this word ?", word, opp),
     }
 
 
@@ -124,6 +125,7 @@ def _sums(rng: random.Random) -> dict[str, Any]:
         "context": f"{a} plus {b} is",
         "answer": NUMBERS[total],
         "wrong": rng.sample(near, 3),
+        "sft": ("add the two numbers .", f"{a} plus {b}", NUMBERS[total]),
     }
 
 
@@ -134,6 +136,7 @@ def _animals(rng: random.Random) -> dict[str, Any]:
         "context": f"the {animal}",
         "answer": f"likes {food} .",
         "other_context": f"the {other}",
+        "sft": ("what does this animal like ?", animal, food),
     }
 
 
@@ -152,16 +155,6 @@ MIRRORS = {
     "emb_animals": "winogrande",
 }
 TASK_NAMES = tuple(FACTS)
-#: How often the corpus states each task's facts, relative to the others: the facts that need two
-#: words of context (an opposite, a sum) get more of the pretraining than the bigram-like ones,
-#: so a tiny model learns every task within its short pretraining.
-CORPUS_WEIGHTS = {
-    "emb_count": 1,
-    "emb_tools": 1,
-    "emb_opposites": 2,
-    "emb_sums": 2,
-    "emb_animals": 1,
-}
 
 
 def _rng(seed: int, part: str) -> random.Random:
@@ -170,39 +163,20 @@ def _rng(seed: int, part: str) -> random.Random:
 
 
 def _sentence(fact: dict[str, Any]) -> str:
-    text = f"{fact['context']} {fact['answer']}"
-    return text if text.endswith(" .") else text + " ."
+    return f"{fact['context']} {fact['answer']}"
 
 
 # --- generators ---------------------------------------------------------------------------------
 
 
-def corpus(
-    seed: int, n_docs: int, sentences_per_doc: int, instruct_docs: int = 0
-) -> list[dict[str, str]]:
-    """Pretraining documents ``{"text": ...}``: ``n_docs`` of facts of all tasks in their task
-    templates, then ``instruct_docs`` instruction pairs in the SFT's own format (a base model has
-    seen instruction text, so finetuning adapts to its mask policy instead of learning a new
-    format from scratch); the two kinds interleaved in a seeded order."""
-    from ablate.mask import sft_data
-
+def corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
+    """Pretraining documents ``{"text": ...}``: facts of all tasks, in their task templates."""
     rng = _rng(seed, "corpus")
     makers = list(FACTS.values())
-    weights = [CORPUS_WEIGHTS[name] for name in FACTS]
-
-    def fact() -> dict[str, Any]:
-        return rng.choices(makers, weights)[0](rng)
-
-    docs = [
-        {"text": " ".join(_sentence(fact()) for _ in range(sentences_per_doc))}
+    return [
+        {"text": " ".join(_sentence(rng.choice(makers)(rng)) for _ in range(sentences_per_doc))}
         for _ in range(n_docs)
     ]
-    irng = _rng(seed, "corpus:instruct")
-    for _ in range(instruct_docs):
-        row = _sft_row(irng.choice(makers)(irng))
-        docs.append({"text": sft_data.format_prompt(row) + row["output"]})
-    _rng(seed, "corpus:order").shuffle(docs)
-    return docs
 
 
 def task_docs(name: str, seed: int, n_docs: int) -> list[dict[str, Any]]:
@@ -254,30 +228,22 @@ def task_yaml(name: str) -> dict[str, Any]:
     }
 
 
-SFT_INSTRUCTION = "continue the text ."
-
-
-def _sft_row(fact: dict[str, Any]) -> dict[str, str]:
-    # The task's own context as the input and its gold answer as the response: finetuning
-    # exercises exactly the skills (and the text) the tasks score, so what a mask policy teaches
-    # about reading the prompt transfers to them.
-    return {"instruction": SFT_INSTRUCTION, "input": fact["context"], "output": fact["answer"]}
-
-
 def sft_pairs(seed: int, n: int) -> list[dict[str, str]]:
     """Instruction pairs in Alpaca columns (instruction, input, output) from the same facts."""
     rng = _rng(seed, "sft")
     makers = list(FACTS.values())
-    return [_sft_row(rng.choice(makers)(rng)) for _ in range(n)]
+    rows = []
+    for _ in range(n):
+        instruction, inp, out = rng.choice(makers)(rng)["sft"]
+        rows.append({"instruction": instruction, "input": inp, "output": out})
+    return rows
 
 
 # --- writing ------------------------------------------------------------------------------------
 
 
-def write_corpus(
-    path, seed: int, n_docs: int, sentences_per_doc: int, instruct_docs: int = 0
-) -> Path:
-    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc, instruct_docs))
+def write_corpus(path, seed: int, n_docs: int, sentences_per_doc: int) -> Path:
+    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc))
 
 
 def write_tasks(out_dir, seed: int, n_docs: int, names=TASK_NAMES) -> dict[str, Path]:
@@ -318,11 +284,7 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     write_tasks(out / "tasks", p["seed"], p["task_docs"])
     return {
         "corpus": write_corpus(
-            out / "corpus.jsonl",
-            p["seed"],
-            p["corpus_docs"],
-            p["sentences_per_doc"],
-            p["instruct_docs"],
+            out / "corpus.jsonl", p["seed"], p["corpus_docs"], p["sentences_per_doc"]
         ),
         "tasks": out / "tasks",
         "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"]),
