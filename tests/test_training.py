@@ -677,3 +677,56 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
         bad = tmp_path / "bad.jsonl"
         bad.write_text(json.dumps({"body": "x"}) + "\n")
         pretrain(corpus=bad, tokenizer_dir=tekken_dir, arch={}, params={}, out_dir=tmp_path / "b")
+
+
+def test_vocab_head_loss_is_cross_entropy_over_its_rows():
+    from ablate.mask.training.trainer import head_loss_sum, vocab_head_loss
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    hidden, targets = torch.randn(12, 8), torch.tensor([3, 7, 7, 11, 3, 40] * 2)
+    # every row: the full loss, to float rounding
+    full = vocab_head_loss(range(50))(head, hidden, targets)
+    assert torch.allclose(full, head_loss_sum(head, hidden, targets), rtol=1e-6)
+    # a subset: the softmax over those rows only (the same logits, fewer in the normaliser)
+    ids = [3, 7, 11, 40, 45]
+    logits = hidden @ head.weight[ids].T
+    local = torch.tensor([ids.index(t) for t in targets.tolist()])
+    want = torch.nn.functional.cross_entropy(logits, local, reduction="sum")
+    assert torch.allclose(vocab_head_loss(ids)(head, hidden, targets), want, rtol=1e-6)
+    assert vocab_head_loss(ids)(head, hidden, targets) < full  # fewer competitors
+    with pytest.raises(TrainingConfigError, match=r"\[3\] are outside"):
+        vocab_head_loss([7, 11, 40])(head, hidden, targets)
+
+
+def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    rows = synthetic_rows(30, seed=2)
+    corpus.write_text("".join(json.dumps({"text": r["output"]}) + "\n" for r in rows))
+    params = {"max_steps": 4, "batch_size": 2, "max_seq_len": 32, "eval_size": 1}
+    params |= {"eval_steps": 4, "logging_steps": 1, "learning_rate": 3e-3, "weight_decay": 0.0}
+    out = tmp_path / "pre"
+    summary = pretrain(
+        corpus=corpus,
+        tokenizer_dir=tekken_dir,
+        arch={"num_hidden_layers": 1, "tie_word_embeddings": False},
+        params={**params, "loss_vocab": "corpus"},
+        out_dir=out,
+    )
+    assert summary["params"]["loss_vocab"] == "corpus" and summary["steps_done"] == 4
+    train = summary["curves"]["train"]
+    assert train[-1]["loss"] < train[0]["loss"]
+    from ablate.core import modeling
+    from ablate.mask.training.data import load_corpus, pack_corpus
+
+    tok = modeling.load_tokenizer(tekken_dir)
+    used = sorted({t for b in pack_corpus(tok, load_corpus(corpus), 32) for t in b})
+    trained = load_causal_lm(out / "final").lm_head.weight.detach()
+    init = modeling.build_tiny_model(
+        modeling.tiny_ministral3_config(
+            num_hidden_layers=1, tie_word_embeddings=False, pad_token_id=tok.pad_token_id
+        ),
+        seed=0,
+    ).lm_head.weight.detach()
+    moved = (trained != init).any(dim=1)
+    assert moved[used].all() and moved.sum() == len(used)  # only the corpus' rows learn

@@ -23,7 +23,7 @@ from ablate.mask.training.params import (
     resolve_params,
     save_dtype,
 )
-from ablate.mask.training.trainer import build_trainer, save_final
+from ablate.mask.training.trainer import build_trainer, save_final, vocab_head_loss
 
 
 def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
@@ -54,6 +54,7 @@ def train_run(
     inputs: dict[str, str | os.PathLike],
     phases: Phases,
     callbacks: list | None = None,
+    head_loss=None,
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
@@ -71,6 +72,7 @@ def train_run(
             output_dir=ckpt_dir,
             label=label,
             extra_callbacks=callbacks,
+            head_loss=head_loss,
         )
     prior_stop = None
     if resume_from:
@@ -412,4 +414,8 @@ def pretrain(
         config_slice=config_slice,
         inputs={"corpus": corpus, "tokenizer": tokenizer_dir},
         phases=phases,
+        # the corpus' own ids: every target of a block (eval blocks included) is one of them
+        head_loss=vocab_head_loss(t for b in blocks for t in b)
+        if p["loss_vocab"] == "corpus"
+        else None,
     )
