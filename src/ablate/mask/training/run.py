@@ -416,6 +416,6 @@ def pretrain(
         phases=phases,
         # the corpus' own ids: every target of a block (eval blocks included) is one of them
         head_loss=vocab_head_loss(t for b in blocks for t in b)
-        if p["loss_vocab"] == "corpus"
+        if p.get("loss_vocab") == "corpus"
         else None,
     )
