@@ -67,9 +67,12 @@ def test_library_reads_the_training_defaults_of_the_schema():
         k: leakage[v]["default"] for k, v in PROBE_PARAMS.items()
     }
     pretrain = defs["pretrain_params"]["properties"]
-    assert defaults("pretrain") == {k: p["default"] for k, p in pretrain.items()}
-    # every training key can be overridden per variant and set for pretraining, and nothing else
-    assert set(defs["finetune_params_override"]["properties"]) == set(props) == set(pretrain)
+    assert defaults("pretrain") == {k: p["default"] for k, p in pretrain.items() if "default" in p}
+    # every training key can be overridden per variant and set for pretraining; pretraining alone
+    # has loss_vocab (unset = full: no default, so older runs stay fresh)
+    assert set(defs["finetune_params_override"]["properties"]) == set(props)
+    assert set(pretrain) == set(props) | {"loss_vocab"}
+    assert "default" not in pretrain["loss_vocab"]
 
 
 def test_pipeline_and_library_resolve_the_same_training_params():

@@ -54,9 +54,15 @@ def train_run(
     inputs: dict[str, str | os.PathLike],
     phases: Phases,
     callbacks: list | None = None,
-    head_loss=None,
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    head_loss = None
+    if params.get("loss_vocab") == "corpus":  # pretraining only (docs/training.md)
+        # the corpus' own ids: every target of a block, eval blocks included, is one of them
+        blocks = [
+            ds[i]["input_ids"] for ds in (train_dataset, eval_dataset) for i in range(len(ds))
+        ]
+        head_loss = vocab_head_loss(t for b in blocks for t in b)
     ckpt_dir = out_dir / "checkpoints"
     resume_from = checkpoint.prepare_resume(ckpt_dir, run_key)
     resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
@@ -414,8 +420,4 @@ def pretrain(
         config_slice=config_slice,
         inputs={"corpus": corpus, "tokenizer": tokenizer_dir},
         phases=phases,
-        # the corpus' own ids: every target of a block (eval blocks included) is one of them
-        head_loss=vocab_head_loss(t for b in blocks for t in b)
-        if p.get("loss_vocab") == "corpus"
-        else None,
     )
