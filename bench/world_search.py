@@ -33,6 +33,7 @@ import torch
 
 from ablate.core import modeling
 from ablate.mask import masks, sft_data
+from ablate.mask.training.trainer import vocab_head_loss
 
 ANIMALS = "cow cat dog bird bee horse mouse monkey owl frog".split()
 FOODS = "grass fish bones seeds honey hay cheese nuts mice flies".split()
@@ -167,9 +168,9 @@ def lr_at(step, total, base, warm):
     return base * 0.5 * (1 + math.cos(math.pi * prog))
 
 
-def train(model, batches, steps, lr, warm, policy, device, log, wd=0.0, vocab=None, remap=None):
-    """AdamW, linear warmup then cosine, grad-norm clip 1; with ``vocab`` the loss is over those
-    token ids only (``remap``: token id -> index in ``vocab``, -100 elsewhere)."""
+def train(model, batches, steps, lr, warm, policy, device, log, wd=0.0, head_loss=None):
+    """AdamW, linear warmup then cosine, grad-norm clip 1; ``head_loss`` (the pipeline's
+    ``trainer.vocab_head_loss``) replaces the full-vocabulary loss."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     model.train()
     losses = []
@@ -179,15 +180,15 @@ def train(model, batches, steps, lr, warm, policy, device, log, wd=0.0, vocab=No
         ids, am, labels, pls = batches(s)
         kw = masks.policy_forward_kwargs(model, ids.to(device), am.to(device), pls, policy)
         tgt = labels[:, 1:].to(device)
-        if vocab is not None:
+        if head_loss is not None:
             h = model.model(**kw).last_hidden_state[:, :-1]
-            logits = (h @ model.lm_head.weight[vocab].T).float()
-            tgt = remap[tgt]
+            keep = tgt != -100
+            loss = head_loss(model.lm_head, h[keep], tgt[keep]) / keep.sum()
         else:
             logits = model(**kw).logits[:, :-1].float()
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100
-        )
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100
+            )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -313,15 +314,9 @@ def main():
         ids = bt[idx]
         return ids, torch.ones_like(ids), ids.clone(), None
 
-    vocab = remap = None
-    if a.restrict:
-        ids_used = sorted(set(stream))
-        vocab = torch.tensor(ids_used, device=a.device)
-        remap = torch.full((len(tok),), -100, dtype=torch.long, device=a.device)
-        remap[vocab] = torch.arange(len(ids_used), device=a.device)
-        print("restricted vocab", len(ids_used), file=sys.stderr)
+    head_loss = vocab_head_loss(stream) if a.restrict else None
     losses = train(
-        model, pre_batches, a.steps, a.lr, 0.1, "causal", a.device, a.log, vocab=vocab, remap=remap
+        model, pre_batches, a.steps, a.lr, 0.1, "causal", a.device, a.log, head_loss=head_loss
     )
     t_pre = time.time() - t0
     its = {t: items(t, a.seed + 1000, a.n_items) for t in tasks}
