@@ -247,7 +247,7 @@ def summarize(folder: str) -> None:
                 print(f"{stage:>4} {pol:>13}{row}{mean(vals):10.3f}")
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--summarize", metavar="DIR", help="print the tables of DIR/*.json and exit")
     ap.add_argument("--tasks", default="recall,next,prev,count,repeat")
@@ -276,7 +276,7 @@ def main():
     ap.add_argument("--tag", default="")
     ap.add_argument("--restrict", action="store_true")
     ap.add_argument("--instruct", type=int, default=0)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.summarize:
         return summarize(a.summarize)
     torch.set_num_threads(a.threads)
