@@ -176,6 +176,13 @@ def _pair(ev: Evidence, a: str, b: str) -> tuple[Samples, Samples, dict[str, Any
     return sa, sb, kw
 
 
+def paired(ev: Evidence, a: str, b: str, *, alpha: float = 0.05) -> stats.Paired:
+    """The paired comparison of evidence ``a`` (``mean_a``) with ``b`` on their common items
+    (a macro over tasks where the index has tasks): what the rules below test."""
+    sa, sb, kw = _pair(ev, a, b)
+    return stats.paired(sa.values, sb.values, alpha=alpha, **kw)
+
+
 def _result(verdict: str, evidence: str, r: stats.Paired) -> ClaimResult:
     return ClaimResult(verdict, evidence, r.as_dict(), r.test, r.p_value, r.n)
 
@@ -193,9 +200,10 @@ def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = MIN_N) -
     """Rule for "``winner`` scores higher than ``loser`` on the same items" (paired test)."""
 
     def rule(ev: Evidence) -> ClaimResult:
-        sl, sw, kw = _pair(ev, loser, winner)
-        r = stats.paired(sl.values, sw.values, alpha=alpha, **kw)
-        evidence = f"{sw.label} {r.mean_b:.3f} - {sl.label} {r.mean_a:.3f}: {r.line()}"
+        r = paired(ev, loser, winner, alpha=alpha)
+        evidence = (
+            f"{ev[winner].label} {r.mean_b:.3f} - {ev[loser].label} {r.mean_a:.3f}: {r.line()}"
+        )
         return _result(_direction_verdict(r, +1, min_n), evidence, r)
 
     return rule

@@ -27,7 +27,6 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.core import stats
 from ablate.core.claims import (
     Claim,
     ClaimResult,
@@ -36,6 +35,7 @@ from ablate.core.claims import (
     beats,
     evaluate_claims,
     exceeds,
+    paired,
     within_margin,
 )
 from ablate.mask import items
@@ -60,25 +60,10 @@ def hurts_broadly(
     ``s2``, with at least ``min_tasks`` tasks each dropping significantly"."""
 
     def rule(ev: Evidence) -> ClaimResult:
-        a, b = ev[s1], ev[s2]
-        macro = stats.paired(
-            a.values,
-            b.values,
-            ids_a=list(a.values.index),
-            ids_b=list(b.values.index),
-            strata=a.strata,
-            alpha=alpha,
-        )
+        macro = paired(ev, s1, s2, alpha=alpha)
         hurt = []
         for t in tasks:
-            ta, tb = ev[f"{s1}/{t}"], ev[f"{s2}/{t}"]
-            r = stats.paired(
-                ta.values,
-                tb.values,
-                ids_a=list(ta.values.index),
-                ids_b=list(tb.values.index),
-                alpha=alpha,
-            )
+            r = paired(ev, f"{s1}/{t}", f"{s2}/{t}", alpha=alpha)
             if r.diff < 0 and r.significant:
                 hurt.append(f"{t} {r.diff:+.3f}")
         evidence = (
