@@ -730,3 +730,18 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     ).lm_head.weight.detach()
     moved = (trained != init).any(dim=1)
     assert moved[used].all() and moved.sum() == len(used)  # only the corpus' rows learn
+
+
+def test_a_head_loss_without_the_fast_head_is_refused(tiny_model_dir, tokenizer):
+    """A custom head loss only runs on the fast head: where the model's own loss would run
+    instead (a wrapped model, fast_head off), the run stops rather than ignore it."""
+    from ablate.mask.training.trainer import policy_loss_sum, vocab_head_loss
+
+    model = load_causal_lm(tiny_model_dir)
+    ids = torch.tensor([tokenizer("the cat sat")["input_ids"]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    head_loss = vocab_head_loss(ids.flatten().tolist())
+    loss, n = policy_loss_sum(model, batch, "causal", head_loss=head_loss)
+    assert torch.isfinite(loss) and n == ids.shape[1] - 1
+    with pytest.raises(TrainingConfigError, match="needs the fast head"):
+        policy_loss_sum(model, batch, "causal", fast_head=False, head_loss=head_loss)

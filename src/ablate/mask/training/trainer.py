@@ -54,11 +54,16 @@ def vocab_head_loss(token_ids) -> Any:
     other rows are neither scored nor trained; evaluation still uses the full head. A target
     outside ``token_ids`` is an error, not a silent skip."""
     ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
+    tables: dict = {}  # per (device, vocabulary size): the ids there, token id -> row among them
 
     def loss(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch.Tensor):
-        index = ids.to(hidden.device)
-        remap = torch.full((lm_head.out_features,), -1, dtype=torch.long, device=hidden.device)
-        remap[index] = torch.arange(len(index), device=hidden.device)
+        key = (hidden.device, lm_head.out_features)
+        if key not in tables:
+            index = ids.to(hidden.device)
+            remap = torch.full((key[1],), -1, dtype=torch.long, device=hidden.device)
+            remap[index] = torch.arange(len(index), device=hidden.device)
+            tables[key] = index, remap
+        index, remap = tables[key]
         local = remap[targets]
         if bool((local < 0).any()):
             bad = sorted(set(targets[local < 0].tolist()))[:5]
@@ -96,6 +101,11 @@ def policy_loss_sum(
     if fast_head and _fast_head_ok(model):
         hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
         return head_loss(model.get_output_embeddings(), hidden[keep], labels[keep]), keep.sum()
+    if head_loss is not head_loss_sum:  # the model's own loss would silently replace it
+        raise TrainingConfigError(
+            "this head loss (e.g. loss_vocab: corpus) needs the fast head: a bare decoder with a "
+            "linear lm_head in one process"
+        )
     logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
     targets = labels.flatten()
     loss_sum = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
