@@ -32,12 +32,10 @@ import time
 import torch
 
 from ablate.core import modeling
-from ablate.mask import masks, sft_data
+from ablate.mask import embedded, masks, sft_data
 from ablate.mask.training.trainer import vocab_head_loss
 
-ANIMALS = "cow cat dog bird bee horse mouse monkey owl frog".split()
-FOODS = "grass fish bones seeds honey hay cheese nuts mice flies".split()
-NUMBERS = "one two three four five six seven eight nine ten eleven twelve".split()
+ANIMALS, FOODS = (list(words) for words in zip(*embedded.FOODS))  # the embedded world's words
 COLORS = "red blue green black white brown pink gray".split()
 THINGS = "box cup hat bag ball book key pen".split()
 
@@ -80,16 +78,10 @@ def t_prev(rng, n=5):
 
 
 def t_count(rng):
-    direction = rng.choice(("up", "down"))
-    seq = list(NUMBERS) if direction == "up" else list(reversed(NUMBERS))
-    start = rng.randrange(0, len(seq) - 5)
-    ctx, end = seq[start : start + 3], seq[start + 3 : start + 6]
-    wrong = []
-    while len(wrong) < 3:
-        cand = rng.sample(NUMBERS, 3)
-        if cand != end and cand not in wrong:
-            wrong.append(cand)
-    return f"count {direction} : " + " ".join(ctx), " ".join(end), [" ".join(w) for w in wrong]
+    # the embedded default's counting task (ablate.mask.embedded), without its closing " ."
+    fact = embedded.FACTS["emb_count"](rng)
+    bare = [w.removesuffix(" .") for w in (fact["answer"], *fact["wrong"])]
+    return fact["context"], bare[0], bare[1:]
 
 
 def t_last(rng, n=5):
