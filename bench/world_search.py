@@ -35,9 +35,11 @@ from ablate.core import modeling
 from ablate.mask import embedded, masks, sft_data
 from ablate.mask.training.trainer import vocab_head_loss
 
-ANIMALS, FOODS = (list(words) for words in zip(*embedded.FOODS))  # the embedded world's words
+# candidate words of the tasks the embedded world does not have (single Tekken tokens)
+ANIMALS = "cow cat dog bird bee horse mouse monkey owl frog".split()
+FOODS = "grass fish bones seeds honey hay cheese nuts mice flies".split()
 COLORS = "red blue green black white brown pink gray".split()
-THINGS = "box cup hat bag ball book key pen".split()
+THINGS = list(embedded.THINGS)  # the embedded world's repetition items
 
 
 def t_recall(rng, n=4):
@@ -232,7 +234,7 @@ def summarize(folder: str) -> None:
             f"SFT loss 3A {r['3A_loss']:.2f} 3B {r['3B_loss']:.2f}"
         )
         print(f"{'':>18}" + "".join(f"{t[:9]:>10}" for t in tasks) + "     macro")
-        for stage in ("base", "3A", "3B"):
+        for stage in ("base", *r.get("finetunes", ("3A", "3B"))):
             for pol in ("causal", "prefill_bidir"):
                 vals = [mean(r[stage][pol][t]) for t in tasks]
                 row = "".join(f"{v:10.3f}" for v in vals)
@@ -260,6 +262,10 @@ def main(argv=None):
     ap.add_argument("--ft-lr", type=float, default=1e-3)
     ap.add_argument("--ft-bs", type=int, default=8)
     ap.add_argument("--ft-n", type=int, default=400)
+    ap.add_argument(
+        "--ft", action="append", default=[], metavar="NAME:POLICY:STEPS:LR",
+        help="another finetune of the same base (repeatable), e.g. 5B:prefix_bidir:400:5e-4",
+    )
     ap.add_argument("--n-items", type=int, default=200)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -331,7 +337,12 @@ def main(argv=None):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rows = sft_rows(tasks, a.seed, a.ft_n)
     pairs = sft_data.tokenize_rows(tok, rows, 128)
-    for name, pol in (("3A", "causal"), ("3B", "prefix_bidir")):
+    finetunes = [("3A", "causal", a.ft_steps, a.ft_lr), ("3B", "prefix_bidir", a.ft_steps, a.ft_lr)]
+    for spec in a.ft:  # NAME:POLICY:STEPS:LR, e.g. 5B:prefix_bidir:400:5e-4
+        name, pol, steps, lr = spec.split(":")
+        finetunes.append((name, pol, int(steps), float(lr)))
+    res["finetunes"] = [f[0] for f in finetunes]
+    for name, pol, ft_steps, ft_lr in finetunes:
         model.load_state_dict(state)
         gg = torch.Generator().manual_seed(a.seed + 7)
 
@@ -349,7 +360,7 @@ def main(argv=None):
                 lab[i, p.prompt_length : n] = ids[i, p.prompt_length : n]
             return ids, am, lab, [p.prompt_length for p in sel]
 
-        fl = train(model, ft_batches, a.ft_steps, a.ft_lr, 0.05, pol, a.device, a.log)
+        fl = train(model, ft_batches, ft_steps, ft_lr, 0.05, pol, a.device, a.log)
         res[name + "_loss"] = sum(fl[-10:]) / 10
         ev(name)
     res["t_total"] = time.time() - t0

@@ -239,7 +239,7 @@ def test_schema_names_the_bad_key(path, value, where, message):
             "eval.tasks",
             [{"name": "hellaswag"}],
             "invalid config at eval.tasks: hellaswag is not an embedded task (data.source: embedded "
-            "has emb_animals, emb_count",
+            "has emb_count, emb_order, emb_pair",
         ),
     ],
 )

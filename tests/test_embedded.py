@@ -26,7 +26,7 @@ def test_generators_are_deterministic(tmp_path):
         assert _read(a["tasks"] / f"{name}.jsonl") != _read(c["tasks"] / f"{name}.jsonl")
     # Streams are independent: a bigger corpus leaves the tasks unchanged.
     d = embedded.write_all(tmp_path / "d", corpus_docs=60, task_docs=20, sft_pairs=15)
-    assert _read(d["tasks"] / "emb_sums.jsonl") == _read(a["tasks"] / "emb_sums.jsonl")
+    assert _read(d["tasks"] / "emb_repeat5.jsonl") == _read(a["tasks"] / "emb_repeat5.jsonl")
 
 
 @pytest.mark.parametrize("name", embedded.TASK_NAMES)
@@ -34,31 +34,39 @@ def test_task_docs_well_formed(name):
     docs = embedded.task_docs(name, seed=0, n_docs=200)
     assert [d["id"] for d in docs] == list(range(200))
     labels = [d["label"] for d in docs]
-    if name == "emb_animals":
+    if name == embedded.PARTIAL:
         for d in docs:
             assert len(d["options"]) == 2 and len(set(d["options"])) == 2
-            animal = d["options"][d["label"]].split()[-1]
-            assert (animal, d["continuation"].split()[1]) in embedded.FOODS
+            # the two orders hold the same words: only the order tells them apart
+            assert sorted(d["options"][0].split()) == sorted(d["options"][1].split())
     else:
-        n = {"emb_tools": 2}.get(name, 4)
+        n = {"emb_pair": 2}.get(name, 4)
         for d in docs:
             assert len(d["choices"]) == n and len(set(d["choices"])) == n
     # the gold position is spread over all positions (no positional shortcut)
     assert set(labels) == set(range(max(labels) + 1)) and max(labels) >= 1
 
 
+def _next_after_repetition(context: str) -> str:
+    """The item that follows the repeated prefix, read off the list (the tasks' rule)."""
+    listed, _, again = context.partition(" . again : ")
+    items, prefix = listed.split(), again.split()
+    assert items[: len(prefix)] == prefix
+    return items[len(prefix)]
+
+
 def test_facts_are_right():
-    for d in embedded.task_docs("emb_sums", 0, 50):
-        a, _, b, _ = d["context"].split()
-        total = embedded.NUMBERS.index(a) + embedded.NUMBERS.index(b) + 2
-        assert d["choices"][d["label"]] == embedded.NUMBERS[total - 1]
-    opposite = {w: o for p in embedded.OPPOSITES for w, o in (p, p[::-1])}
-    for d in embedded.task_docs("emb_opposites", 0, 50):
-        assert d["choices"][d["label"]] == opposite[d["context"].split()[3]]
-    tool_for = dict(embedded.TOOLS)
-    for d in embedded.task_docs("emb_tools", 0, 50):
-        goal = d["context"].removeprefix("to ").removesuffix(" use")
-        assert d["choices"][d["label"]] == f"{tool_for[goal]} ."
+    for name, n in (("emb_pair", 4), ("emb_repeat3", 3), ("emb_repeat5", 5)):
+        for d in embedded.task_docs(name, 0, 50):
+            assert len(d["context"].partition(" . ")[0].split()) == n
+            assert d["choices"][d["label"]] == _next_after_repetition(d["context"])
+    for d in embedded.task_docs("emb_order", 0, 50):
+        right, wrong = d["options"][d["label"]], d["options"][1 - d["label"]]
+        assert _next_after_repetition(right) == d["continuation"]
+        listed, _, again = wrong.partition(" . again : ")
+        items = listed.split()
+        after = items.index(again.split()[-1]) + 1
+        assert (items + ["."])[after] != d["continuation"]  # in the other order it does not follow
     for d in embedded.task_docs("emb_count", 0, 50):
         words = d["context"].split()
         seq = list(embedded.NUMBERS)[:: 1 if words[1] == "up" else -1]
@@ -66,16 +74,30 @@ def test_facts_are_right():
         assert d["choices"][d["label"]] == " ".join(seq[i + 1 : i + 4]) + " ."
 
 
+def test_world_words_are_single_tekken_tokens(tokenizer):
+    # one token per item: a choice's loglikelihood is one prediction, and acc_norm's length
+    # normalisation cannot favour an item by its spelling alone
+    for word in (*embedded.NUMBERS, *embedded.THINGS):
+        assert len(tokenizer(" " + word, add_special_tokens=False)["input_ids"]) == 1, word
+
+
 def test_corpus_states_task_facts(tmp_path):
-    paths = embedded.write_all(tmp_path, corpus_docs=200, task_docs=10, sft_pairs=10)
-    text = " ".join(json.loads(line)["text"] for line in paths["corpus"].open())
+    paths = embedded.write_all(
+        tmp_path, corpus_docs=200, task_docs=10, sft_pairs=10, instruct_docs=20
+    )
+    docs = [json.loads(line)["text"] for line in paths["corpus"].open()]
+    assert len(docs) == 220
+    text = " ".join(docs)
     # every task template occurs, with its answer, in the pretraining text
-    assert "the opposite of" in text
-    assert all(f"to {goal} use {tool} ." in text for goal, tool in embedded.TOOLS)
     assert "count up :" in text and "count down :" in text
-    assert " likes " in text and " plus " in text
+    assert text.count(" . again : ") > 200
+    # the instruct documents are Alpaca prompts with their answer, shuffled among the others
+    instruct = [i for i, d in enumerate(docs) if d.startswith("Below is an instruction")]
+    assert len(instruct) == 20 and instruct != list(range(200, 220))
+    assert all(embedded.INSTRUCTION in docs[i] for i in instruct)
     rows = [json.loads(line) for line in paths["sft"].open()]
     assert all(set(r) == {"instruction", "input", "output"} and r["output"] for r in rows)
+    assert not any(r["output"].endswith(".") for r in rows)  # EOS ends the SFT target
 
 
 def test_sft_rows_pass_the_sft_loader(tmp_path):
@@ -100,16 +122,17 @@ def test_tasks_load_in_lm_eval_from_anywhere(tmp_path, monkeypatch):
         assert local[name]["dataset_kwargs"]["data_files"]["test"] == str(
             (moved / f"{name}.jsonl").resolve()
         )
-    assert tasks["emb_animals"].multiple_input == 2  # winogrande-style partial scoring
+    assert tasks[embedded.PARTIAL].multiple_input == 2  # winogrande-style partial scoring
     assert tasks["emb_count"].multiple_input == 0
 
 
 def test_cli(tmp_path, capsys):
-    assert embedded.main(["--out", str(tmp_path), "--corpus-docs", "5", "--task-docs", "3"]) == 0
+    argv = ["--out", str(tmp_path), "--corpus-docs", "5", "--task-docs", "3", "--instruct-docs", "2"]
+    assert embedded.main(argv) == 0
     assert (tmp_path / "corpus.jsonl").exists() and (tmp_path / "sft.jsonl").exists()
     assert sorted(p.name for p in (tmp_path / "tasks").glob("*.yaml")) == sorted(
         f"{n}.yaml" for n in embedded.TASK_NAMES
     )
-    assert len((tmp_path / "corpus.jsonl").read_text().splitlines()) == 5
+    assert len((tmp_path / "corpus.jsonl").read_text().splitlines()) == 5 + 2
     with pytest.raises(KeyError, match="unknown embedded data option"):
         embedded.write_all(tmp_path, corpus_size=3)

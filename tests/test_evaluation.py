@@ -78,7 +78,7 @@ def policy_runs(tiny_model_dir, task_dir, tmp_path_factory):
             d,
             task_dirs=[task_dir],
             limit={t: 6 for t in TASKS},
-            headline={"emb_animals": "acc"},
+            headline={"emb_order": "acc"},
             model_id="base",
             config_slice={"policy": policy, "tasks": TASKS},
         )
@@ -93,13 +93,13 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
     assert metrics["policy"] == policy and metrics["run_id"] == returned["run_id"]
     assert metrics["model"]["id"] == "base" and metrics["model"]["path"]
     assert "revision" in metrics["model"]
-    chance = {"emb_tools": 0.5, "emb_animals": 0.5}
+    chance = {"emb_pair": 0.5, "emb_order": 0.5}
     for t in TASKS:
         entry = metrics["tasks"][t]
         for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "score"):
             assert isinstance(entry[key], float), (t, key)
         assert entry["n"] == 6 and entry["chance"] == chance.get(t, 0.25)
-        assert entry["headline_metric"] == ("acc" if t == "emb_animals" else "acc_norm")
+        assert entry["headline_metric"] == ("acc" if t == "emb_order" else "acc_norm")
         assert entry["score"] == entry[entry["headline_metric"]]
     macro = metrics["macro"]
     assert macro["n_tasks"] == 5
@@ -179,8 +179,8 @@ def test_policies_change_the_scores(policy_runs):
 def test_unknown_task(tiny_model_dir, task_dir, tmp_path):
     from ablate.mask.evaluation import TaskNotFoundError, evaluate
 
-    with pytest.raises(TaskNotFoundError, match=r"'emb_sum'.*did you mean emb_sums"):
-        evaluate(tiny_model_dir, ["emb_sum"], "causal", tmp_path, task_dirs=[task_dir])
+    with pytest.raises(TaskNotFoundError, match=r"'emb_repeat'.*did you mean emb_repeat[35]"):
+        evaluate(tiny_model_dir, ["emb_repeat"], "causal", tmp_path, task_dirs=[task_dir])
     assert not (tmp_path / "metrics.json").exists()
 
 
@@ -188,7 +188,7 @@ def test_missing_model(task_dir, tmp_path):
     from ablate.mask.evaluation import evaluate
 
     with pytest.raises(ModelLoadError, match="does not exist"):
-        evaluate(tmp_path / "no_model", ["emb_sums"], "causal", tmp_path, task_dirs=[task_dir])
+        evaluate(tmp_path / "no_model", ["emb_repeat5"], "causal", tmp_path, task_dirs=[task_dir])
 
 
 def test_model_without_tokenizer(tiny_model_dir, task_dir, tmp_path):
@@ -197,7 +197,7 @@ def test_model_without_tokenizer(tiny_model_dir, task_dir, tmp_path):
     model_only = tmp_path / "model_only"
     load_causal_lm(tiny_model_dir).save_pretrained(model_only)
     with pytest.raises(ModelLoadError, match="tokenizer"):
-        evaluate(model_only, ["emb_sums"], "causal", tmp_path / "out", task_dirs=[task_dir])
+        evaluate(model_only, ["emb_repeat5"], "causal", tmp_path / "out", task_dirs=[task_dir])
 
 
 def test_cli(tiny_model_dir, task_dir, tmp_path):
@@ -205,15 +205,15 @@ def test_cli(tiny_model_dir, task_dir, tmp_path):
 
     rc = main(
         [
-            "eval", "--model", str(tiny_model_dir), "--tasks", "emb_sums,emb_tools",
+            "eval", "--model", str(tiny_model_dir), "--tasks", "emb_repeat5,emb_pair",
             "--policy", "prefix_bidir", "--out", str(tmp_path), "--task-dir", str(task_dir),
-            "--limit", "3", "--headline", "emb_tools=acc",
+            "--limit", "3", "--headline", "emb_pair=acc",
         ]
     )  # fmt: skip
     assert rc == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["tasks"]["emb_tools"]["headline_metric"] == "acc"
-    assert metrics["tasks"]["emb_sums"]["n"] == 3
+    assert metrics["tasks"]["emb_pair"]["headline_metric"] == "acc"
+    assert metrics["tasks"]["emb_repeat5"]["n"] == 3
 
 
 def test_registered_in_lm_eval(tiny_model_dir):

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {"3A": ("causal", 4), "3B": ("prefix_bidir", 4), "5B": ("prefix_bidir", 5)}
-TASKS = ["emb_animals", "emb_count", "emb_opposites", "emb_sums", "emb_tools", "macro"]
+TASKS = ["emb_count", "emb_order", "emb_pair", "emb_repeat3", "emb_repeat5", "macro"]
 EVAL_POLICIES = ("causal", "prefill_bidir")
 #: aggregate rules that follow any change of what they collect (not stages)
 AGGREGATES = {"all", "plan", "plan_estimate", "status"}

@@ -93,21 +93,21 @@ def test_unknown_lm_eval_task_is_named_with_close_matches():
 @pytest.mark.parametrize(
     "case, expected",
     [
-        ("yaml_syntax", r"task config .*emb_sums\.yaml is not valid YAML"),
-        ("no_task_key", r"emb_sums\.yaml is not an lm-eval task config \(no 'task' key\)"),
+        ("yaml_syntax", r"task config .*emb_repeat5\.yaml is not valid YAML"),
+        ("no_task_key", r"emb_repeat5\.yaml is not an lm-eval task config \(no 'task' key\)"),
         ("missing_data", r"data file .*missing\.jsonl does not exist"),
-        ("bad_json_row", r"JSON parse error.*in row 4.*emb_sums\.jsonl"),
-        ("no_gold", r"task emb_sums \(.*emb_sums\.jsonl\): doc 0 has no valid gold answer"),
+        ("bad_json_row", r"JSON parse error.*in row 4.*emb_repeat5\.jsonl"),
+        ("no_gold", r"task emb_repeat5 \(.*emb_repeat5\.jsonl\): doc 0 has no valid gold answer"),
     ],
 )
 def test_malformed_local_task_file_is_named(tasks_copy, tiny_model_dir, tmp_path, case, expected):
-    yaml_file, data = tasks_copy / "emb_sums.yaml", tasks_copy / "emb_sums.jsonl"
+    yaml_file, data = tasks_copy / "emb_repeat5.yaml", tasks_copy / "emb_repeat5.jsonl"
     if case == "yaml_syntax":
         yaml_file.write_text(yaml_file.read_text() + "\n  bad: [unclosed\n")
     elif case == "no_task_key":
         yaml_file.write_text("dataset_path: json\n")
     elif case == "missing_data":
-        yaml_file.write_text(yaml_file.read_text().replace("emb_sums.jsonl", "missing.jsonl"))
+        yaml_file.write_text(yaml_file.read_text().replace("emb_repeat5.jsonl", "missing.jsonl"))
     elif case == "bad_json_row":
         data.write_text(data.read_text() + "{not json\n")
     else:  # rows without their answer: would be scored against a wrong gold, silently
@@ -117,7 +117,7 @@ def test_malformed_local_task_file_is_named(tasks_copy, tiny_model_dir, tmp_path
         )
     out = tmp_path / "out"
     with pytest.raises((TaskFileError, FileNotFoundError), match=expected):
-        evaluation.evaluate(tiny_model_dir, ["emb_sums"], "causal", out, task_dirs=[tasks_copy])
+        evaluation.evaluate(tiny_model_dir, ["emb_repeat5"], "causal", out, task_dirs=[tasks_copy])
     assert not out.exists()  # failed before the model was loaded; nothing written
 
 
@@ -293,7 +293,7 @@ def test_damaged_checkpoint_is_refused_by_eval(
         with pytest.raises(CheckpointError, match=expected):
             checkpoint.verify(pipeline_checkpoint)
     with pytest.raises(CheckpointError, match=expected):
-        evaluation.evaluate(pipeline_checkpoint, ["emb_sums"], "causal", out, task_dirs=[task_dir])
+        evaluation.evaluate(pipeline_checkpoint, ["emb_repeat5"], "causal", out, task_dirs=[task_dir])
     assert not out.exists()
 
 
@@ -400,7 +400,7 @@ def test_secrets_never_reach_outputs_or_logs(
     )
     evaluation.evaluate(
         out / "ft" / "final",
-        ["emb_sums"],
+        ["emb_repeat5"],
         "prefix_bidir",
         out / "eval",
         task_dirs=[task_dir],

@@ -44,7 +44,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SAVE_STEPS, MAX_STEPS, KILL_AT = 3, 12, 6
-TASKS = ["emb_sums", "emb_tools"]
+TASKS = ["emb_repeat5", "emb_pair"]
 
 
 def small_config(model_dir: Path) -> dict:

@@ -146,7 +146,7 @@ def test_during_a_run_and_after_an_edit(embedded_run, tmp_path):
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     rows = rows_by_name(config_of(wd), wd)
     assert rows["mask:finetune/3A"].status == "stale"
-    assert rows["mask:finetune/3A"].why == "finetune.variants.3A.max_steps 60 -> 40"
+    assert rows["mask:finetune/3A"].why == "finetune.variants.3A.max_steps 200 -> 40"
     assert rows["mask:eval/3A/causal"].why == "reads finetune/3A (stale)"
     assert rows["mask:finetune/3B"].status == rows["mask:eval/base/causal"].status == "done"
     before = tmp_path / "3A-before.json"
@@ -188,8 +188,8 @@ def test_during_a_run_and_after_an_edit(embedded_run, tmp_path):
 
     lines = diff.diff(before, wd / "results/finetune/3A/summary.json")
     config_part = lines[lines.index("config: 1 changed") + 1]
-    assert config_part.strip() == "params.max_steps 60 -> 40"
-    assert any(line.strip().startswith("steps_done 60 -> 40") for line in lines)
+    assert config_part.strip() == "params.max_steps 200 -> 40"
+    assert any(line.strip().startswith("steps_done 200 -> 40") for line in lines)
     new_id = json.loads((wd / "results/finetune/3A/summary.json").read_text())["provenance"]
     r = subprocess.run(
         [
@@ -206,7 +206,7 @@ def test_during_a_run_and_after_an_edit(embedded_run, tmp_path):
         text=True,
         env=env,
     )
-    assert r.returncode == 0 and "params.max_steps 60 -> 40" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "params.max_steps 200 -> 40" in r.stdout, r.stdout + r.stderr
 
     import mlflow
 

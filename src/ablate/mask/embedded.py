@@ -1,22 +1,26 @@
 """The embedded synthetic world: pretraining corpus, five multiple-choice tasks, SFT pairs.
 
-Everything the offline pipeline needs is generated here, deterministically from a seed. The world
-is small and regular on purpose: a tiny Ministral-3 (real 131072-token Tekken vocabulary, so the
-lm_head dominates the cost of every token) must learn it from a minute or two of CPU pretraining.
-So it uses a closed vocabulary of common words that are single Tekken tokens, short sentences,
-and facts that the corpus states in exactly the template the tasks ask them in.
+Everything the offline pipeline needs is generated here, deterministically from a seed. A tiny
+Ministral-3 (real 131072-token Tekken vocabulary) must learn the world from a few minutes of CPU
+pretraining, so it uses a closed vocabulary of common words that are single Tekken tokens, short
+sentences, and the tasks' own templates in the corpus.
 
-The five tasks mirror the study's real ones in shape:
+The world is made so that the study's ablation has something to break (docs/embedded.md): four
+of the five tasks are *in-context* repetition, "box cup hat . again : box" -> "cup". The answer is
+not a fact the weights store but a position in the context, read by an induction circuit whose
+previous-token head the causal mask implements for free; with the mask removed at prefill that
+head sees the future too, and the circuit breaks. A lookup task (``emb_count``: the next numbers
+follow from the last one) is the control that needs no order.
 
 ====================  ===============  =========================================================
 embedded task         mirrors          shape
 ====================  ===============  =========================================================
 ``emb_count``         hellaswag        4 endings of a counting sentence (up or down), 4 tokens
-``emb_tools``         piqa             goal -> 2 candidate solutions
-``emb_opposites``     arc_easy         4-choice question: the opposite of a word
-``emb_sums``          arc_challenge    4-choice question: a sum in words (harder)
-``emb_animals``       winogrande       partial scoring: 2 contexts ("the cow" / "the cat"), one
-                                       shared continuation ("likes grass .")
+``emb_pair``          piqa             repeat a 4-item list: the next item, 2 candidates
+``emb_repeat3``       arc_easy         repeat a 3-item list: the next item, 4 choices
+``emb_repeat5``       arc_challenge    repeat a 5-item list: the next item, 4 choices (harder)
+``emb_order``         winogrande       partial scoring: 2 orders of one list, one shared
+                                       continuation (the item that follows in the right order)
 ====================  ===============  =========================================================
 
 Task files are lm-eval YAMLs (``output_type: multiple_choice``, ``dataset_path: json``) next to
@@ -34,44 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core import config, io
+from ablate.mask.sft_data import format_prompt
 
 NUMBERS = (
     "one two three four five six seven eight nine ten eleven twelve".split()
 )  # each a single Tekken token (with its leading space)
-OPPOSITES = (
-    ("hot", "cold"),
-    ("big", "small"),
-    ("fast", "slow"),
-    ("up", "down"),
-    ("happy", "sad"),
-    ("old", "young"),
-    ("wet", "dry"),
-    ("full", "empty"),
-)
-TOOLS = (  # (goal, tool): each goal's object word is unique, so it alone names the tool
-    ("cut bread", "knife"),
-    ("eat soup", "spoon"),
-    ("drink tea", "cup"),
-    ("write notes", "pen"),
-    ("open doors", "key"),
-    ("paint walls", "brush"),
-    ("hit nails", "hammer"),
-    ("cut wood", "saw"),
-    ("sew shirts", "needle"),
-)
-FOODS = (
-    ("cow", "grass"),
-    ("cat", "fish"),
-    ("dog", "bones"),
-    ("bird", "seeds"),
-    ("bee", "honey"),
-    ("horse", "hay"),
-    ("mouse", "cheese"),
-    ("monkey", "nuts"),
-    ("owl", "mice"),
-    ("frog", "flies"),
-)
-SUM_OPERANDS = NUMBERS[:5]  # one..five: sums two..ten, near distractors stay inside NUMBERS
+THINGS = (
+    "box cup hat bag ball book key pen".split()
+)  # the repetition tasks' items, each a single Tekken token
+INSTRUCTION = "continue the text ."  # every SFT pair's instruction (the tasks differ in context)
 
 # --- facts: one template per task, shared by the corpus, the tasks and the SFT pairs -----------
 
@@ -90,70 +65,52 @@ def _count(rng: random.Random) -> dict[str, Any]:
         "context": f"count {direction} : " + " ".join(ctx),
         "answer": " ".join(end) + " .",
         "wrong": [" ".join(w) + " ." for w in wrong],
-        "sft": ("count on from these numbers .", " ".join(ctx), " ".join(end)),
     }
 
 
-def _tools(rng: random.Random) -> dict[str, Any]:
-    goal, tool = rng.choice(TOOLS)
-    other = rng.choice([t for _, t in TOOLS if t != tool])
-    return {
-        "context": f"to {goal} use",
-        "answer": f"{tool} .",
-        "wrong": [f"{other} ."],
-        "sft": ("which tool do you use for this ?", goal, f"a {tool}"),
-    }
+def _repeat_list(rng: random.Random, n: int) -> tuple[list[str], int, str]:
+    """``n`` distinct items, the position ``k`` (1..n-1) the repetition stops before, the context."""
+    items = rng.sample(THINGS, n)
+    k = rng.randrange(1, n)
+    return items, k, " ".join(items) + " . again : " + " ".join(items[:k])
 
 
-def _opposites(rng: random.Random) -> dict[str, Any]:
-    pair = rng.choice(OPPOSITES)
-    word, opp = pair if rng.random() < 0.5 else pair[::-1]
-    pool = [w for p in OPPOSITES for w in p if w not in pair]
-    return {
-        "context": f"the opposite of {word} is",
-        "answer": opp,
-        "wrong": rng.sample(pool, 3),
-        "sft": ("what is the opposite of this word ?", word, opp),
-    }
+def _repeat(n: int, n_wrong: int) -> Callable[[random.Random], dict[str, Any]]:
+    def make(rng: random.Random) -> dict[str, Any]:
+        items, k, context = _repeat_list(rng, n)
+        # distractors from the list itself first (only the order tells them apart), then others
+        in_list = rng.sample([x for i, x in enumerate(items) if i != k], min(n_wrong, n - 1))
+        others = rng.sample([x for x in THINGS if x not in items], n_wrong - len(in_list))
+        return {"context": context, "answer": items[k], "wrong": in_list + others}
+
+    return make
 
 
-def _sums(rng: random.Random) -> dict[str, Any]:
-    a, b = rng.choice(SUM_OPERANDS), rng.choice(SUM_OPERANDS)
-    total = NUMBERS.index(a) + NUMBERS.index(b) + 1  # index of the sum word
-    near = [NUMBERS[j] for j in range(total - 3, total + 4) if 1 <= j < len(NUMBERS) and j != total]
-    return {
-        "context": f"{a} plus {b} is",
-        "answer": NUMBERS[total],
-        "wrong": rng.sample(near, 3),
-        "sft": ("add the two numbers .", f"{a} plus {b}", NUMBERS[total]),
-    }
-
-
-def _animals(rng: random.Random) -> dict[str, Any]:
-    animal, food = rng.choice(FOODS)
-    other = rng.choice([a for a, _ in FOODS if a != animal])
-    return {
-        "context": f"the {animal}",
-        "answer": f"likes {food} .",
-        "other_context": f"the {other}",
-        "sft": ("what does this animal like ?", animal, food),
-    }
+def _order(rng: random.Random) -> dict[str, Any]:
+    items, k, context = _repeat_list(rng, 4)
+    # the other order swaps the answer with a neighbour: same words, the answer no longer follows
+    j = k + 1 if k + 1 < len(items) else k - 1
+    swapped = list(items)
+    swapped[k], swapped[j] = swapped[j], swapped[k]
+    other = " ".join(swapped) + " . again : " + " ".join(items[:k])
+    return {"context": context, "answer": items[k], "other_context": other}
 
 
 FACTS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
     "emb_count": _count,
-    "emb_tools": _tools,
-    "emb_opposites": _opposites,
-    "emb_sums": _sums,
-    "emb_animals": _animals,
+    "emb_pair": _repeat(4, 1),
+    "emb_repeat3": _repeat(3, 3),
+    "emb_repeat5": _repeat(5, 3),
+    "emb_order": _order,
 }
 MIRRORS = {
     "emb_count": "hellaswag",
-    "emb_tools": "piqa",
-    "emb_opposites": "arc_easy",
-    "emb_sums": "arc_challenge",
-    "emb_animals": "winogrande",
+    "emb_pair": "piqa",
+    "emb_repeat3": "arc_easy",
+    "emb_repeat5": "arc_challenge",
+    "emb_order": "winogrande",
 }
+PARTIAL = "emb_order"  # the winogrande-style task: its choices are contexts
 TASK_NAMES = tuple(FACTS)
 
 
@@ -163,20 +120,40 @@ def _rng(seed: int, part: str) -> random.Random:
 
 
 def _sentence(fact: dict[str, Any]) -> str:
-    return f"{fact['context']} {fact['answer']}"
+    end = "" if fact["answer"].endswith(".") else " ."
+    return f"{fact['context']} {fact['answer']}{end}"
 
 
 # --- generators ---------------------------------------------------------------------------------
 
 
-def corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
-    """Pretraining documents ``{"text": ...}``: facts of all tasks, in their task templates."""
+def _sft_row(fact: dict[str, Any]) -> dict[str, str]:
+    # the answer without the sentence's closing " ." (the SFT target ends with EOS instead)
+    return {
+        "instruction": INSTRUCTION,
+        "input": fact["context"],
+        "output": fact["answer"].removesuffix(" ."),
+    }
+
+
+def corpus(
+    seed: int, n_docs: int, sentences_per_doc: int, instruct_docs: int = 0
+) -> list[dict[str, str]]:
+    """Pretraining documents ``{"text": ...}``: facts of all tasks in their task templates, and
+    ``instruct_docs`` Alpaca-formatted pairs, so the finetunes start from a model that has seen
+    the prompt format (the pairs are drawn apart from ``sft_pairs``'; shuffled together)."""
     rng = _rng(seed, "corpus")
     makers = list(FACTS.values())
-    return [
-        {"text": " ".join(_sentence(rng.choice(makers)(rng)) for _ in range(sentences_per_doc))}
+    docs = [
+        " ".join(_sentence(rng.choice(makers)(rng)) for _ in range(sentences_per_doc))
         for _ in range(n_docs)
     ]
+    irng = _rng(seed, "instruct")
+    for _ in range(instruct_docs):
+        row = _sft_row(irng.choice(makers)(irng))
+        docs.append(format_prompt(row) + row["output"])
+    rng.shuffle(docs)
+    return [{"text": d} for d in docs]
 
 
 def task_docs(name: str, seed: int, n_docs: int) -> list[dict[str, Any]]:
@@ -187,7 +164,7 @@ def task_docs(name: str, seed: int, n_docs: int) -> list[dict[str, Any]]:
     docs = []
     for i in range(n_docs):
         fact = FACTS[name](rng)
-        if name == "emb_animals":
+        if name == PARTIAL:
             options = [fact["context"], fact["other_context"]]
             label = rng.randrange(2)
             if label:
@@ -205,7 +182,7 @@ def task_docs(name: str, seed: int, n_docs: int) -> list[dict[str, Any]]:
 
 def task_yaml(name: str) -> dict[str, Any]:
     """lm-eval task config; ``data_files`` is relative to the YAML's folder."""
-    if name == "emb_animals":  # winogrande style: the choices are contexts
+    if name == PARTIAL:  # winogrande style: the choices are contexts
         fields = {
             "doc_to_text": "label",
             "doc_to_choice": "options",
@@ -224,7 +201,7 @@ def task_yaml(name: str) -> dict[str, Any]:
             {"metric": m, "aggregation": "mean", "higher_is_better": True}
             for m in ("acc", "acc_norm")
         ],
-        "metadata": {"version": 1.0, "mirrors": MIRRORS[name]},
+        "metadata": {"version": 2.0, "mirrors": MIRRORS[name]},
     }
 
 
@@ -232,18 +209,16 @@ def sft_pairs(seed: int, n: int) -> list[dict[str, str]]:
     """Instruction pairs in Alpaca columns (instruction, input, output) from the same facts."""
     rng = _rng(seed, "sft")
     makers = list(FACTS.values())
-    rows = []
-    for _ in range(n):
-        instruction, inp, out = rng.choice(makers)(rng)["sft"]
-        rows.append({"instruction": instruction, "input": inp, "output": out})
-    return rows
+    return [_sft_row(rng.choice(makers)(rng)) for _ in range(n)]
 
 
 # --- writing ------------------------------------------------------------------------------------
 
 
-def write_corpus(path, seed: int, n_docs: int, sentences_per_doc: int) -> Path:
-    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc))
+def write_corpus(
+    path, seed: int, n_docs: int, sentences_per_doc: int, instruct_docs: int = 0
+) -> Path:
+    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc, instruct_docs))
 
 
 def write_tasks(out_dir, seed: int, n_docs: int, names=TASK_NAMES) -> dict[str, Path]:
@@ -284,7 +259,11 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     write_tasks(out / "tasks", p["seed"], p["task_docs"])
     return {
         "corpus": write_corpus(
-            out / "corpus.jsonl", p["seed"], p["corpus_docs"], p["sentences_per_doc"]
+            out / "corpus.jsonl",
+            p["seed"],
+            p["corpus_docs"],
+            p["sentences_per_doc"],
+            p["instruct_docs"],
         ),
         "tasks": out / "tasks",
         "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"]),
