@@ -263,7 +263,10 @@ def main(argv=None):
     ap.add_argument("--ft-bs", type=int, default=8)
     ap.add_argument("--ft-n", type=int, default=400)
     ap.add_argument(
-        "--ft", action="append", default=[], metavar="NAME:POLICY:STEPS:LR",
+        "--ft",
+        action="append",
+        default=[],
+        metavar="NAME:POLICY:STEPS:LR",
         help="another finetune of the same base (repeatable), e.g. 5B:prefix_bidir:400:5e-4",
     )
     ap.add_argument("--n-items", type=int, default=200)

@@ -127,7 +127,16 @@ def test_tasks_load_in_lm_eval_from_anywhere(tmp_path, monkeypatch):
 
 
 def test_cli(tmp_path, capsys):
-    argv = ["--out", str(tmp_path), "--corpus-docs", "5", "--task-docs", "3", "--instruct-docs", "2"]
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--corpus-docs",
+        "5",
+        "--task-docs",
+        "3",
+        "--instruct-docs",
+        "2",
+    ]
     assert embedded.main(argv) == 0
     assert (tmp_path / "corpus.jsonl").exists() and (tmp_path / "sft.jsonl").exists()
     assert sorted(p.name for p in (tmp_path / "tasks").glob("*.yaml")) == sorted(

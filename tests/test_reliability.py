@@ -293,7 +293,9 @@ def test_damaged_checkpoint_is_refused_by_eval(
         with pytest.raises(CheckpointError, match=expected):
             checkpoint.verify(pipeline_checkpoint)
     with pytest.raises(CheckpointError, match=expected):
-        evaluation.evaluate(pipeline_checkpoint, ["emb_repeat5"], "causal", out, task_dirs=[task_dir])
+        evaluation.evaluate(
+            pipeline_checkpoint, ["emb_repeat5"], "causal", out, task_dirs=[task_dir]
+        )
     assert not out.exists()
 
 
