@@ -145,12 +145,21 @@ def items(task, seed, n):
     return out
 
 
-def sft_rows(tasks, seed, n):
+def sft_rows(tasks, seed, n, form="continue"):
+    """SFT pairs of the tasks. ``continue``: the task context as input, its answer as output.
+    ``list``: a repetition item's list as input and the whole list again as output, so every
+    response token is read from the (under 3B bidirectional) prompt by the induction circuit."""
     rng = random.Random(f"{seed}:sft")
     rows = []
     for _ in range(n):
         c, a, _ = task_fn(rng.choice(tasks))(rng)
-        rows.append({"instruction": "continue the text .", "input": c, "output": a})
+        listed, again, _ = c.partition(" . again : ")
+        if form == "list" and again:
+            rows.append(
+                {"instruction": "repeat the list .", "input": listed + " .", "output": listed}
+            )
+        else:
+            rows.append({"instruction": "continue the text .", "input": c, "output": a})
     return rows
 
 
@@ -269,6 +278,7 @@ def main(argv=None):
         metavar="NAME:POLICY:STEPS:LR",
         help="another finetune of the same base (repeatable), e.g. 5B:prefix_bidir:400:5e-4",
     )
+    ap.add_argument("--sft-form", choices=("continue", "list"), default="continue")
     ap.add_argument("--n-items", type=int, default=200)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -285,7 +295,7 @@ def main(argv=None):
     tasks = a.tasks.split(",")
     tok = modeling.load_tokenizer(a.tok)
     docs = corpus(tasks, a.seed, a.docs, a.per_doc)
-    for r in sft_rows(tasks, a.seed + 99, a.instruct):
+    for r in sft_rows(tasks, a.seed + 99, a.instruct, a.sft_form):
         docs.append(sft_data.format_prompt(r) + r["output"])
     random.Random(a.seed).shuffle(docs)
     stream = []
@@ -338,7 +348,7 @@ def main(argv=None):
 
     ev("base")
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    rows = sft_rows(tasks, a.seed, a.ft_n)
+    rows = sft_rows(tasks, a.seed, a.ft_n, a.sft_form)
     pairs = sft_data.tokenize_rows(tok, rows, 128)
     finetunes = [("3A", "causal", a.ft_steps, a.ft_lr), ("3B", "prefix_bidir", a.ft_steps, a.ft_lr)]
     for spec in a.ft:  # NAME:POLICY:STEPS:LR, e.g. 5B:prefix_bidir:400:5e-4
