@@ -9,7 +9,7 @@ can stand in for several 2-core machines. Prints one markdown table (macro score
 recovery.csv, the claims from claims/mask.csv) and the spread.
 
     python bench/seed_spread.py --seeds 0 1 2 3 --parallel 4 --cores 2 --cpu \\
-        [--set model.embedded.pretrain.loss_vocab=corpus] [--workdir /tmp/spread]
+        [--set finetune.variants.5B.learning_rate=1e-3] [--workdir /tmp/spread]
     python bench/seed_spread.py --table /tmp/spread      # the table of finished runs again
 
 docs/embedded.md quotes its tables (seeds 0-3 on a 16-core Intel Xeon, CPU only).

@@ -21,12 +21,16 @@ def test_seed_spread_config_sets_every_seed_key_and_overrides(bench):
     import seed_spread
 
     base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg = seed_spread.run_config(base, 3, ["model.embedded.pretrain.loss_vocab=corpus"])
+    cfg = seed_spread.run_config(base, 3, ["model.embedded.pretrain.loss_vocab=full"])
     assert cfg["studies"] == ["mask"] and cfg["data"]["seed"] == 3
     assert cfg["model"]["embedded"]["pretrain"]["seed"] == 3
     assert cfg["finetune"]["defaults"]["seed"] == 3
-    assert cfg["model"]["embedded"]["pretrain"]["loss_vocab"] == "corpus"
-    assert base["data"]["seed"] == 0 and "loss_vocab" not in base["model"]["embedded"]["pretrain"]
+    assert cfg["model"]["embedded"]["pretrain"]["loss_vocab"] == "full"
+    # the base config is left as it was
+    assert (
+        base["data"]["seed"] == 0
+        and base["model"]["embedded"]["pretrain"]["loss_vocab"] == "corpus"
+    )
     with pytest.raises(SystemExit, match="expected key.path=value"):
         seed_spread.run_config(base, 0, ["model.embedded.pretrain.seed"])
 
