@@ -275,7 +275,7 @@ def main(argv=None):
         "--ft",
         action="append",
         default=[],
-        metavar="NAME:POLICY:STEPS:LR",
+        metavar="NAME:POLICY:STEPS:LR[:BATCH]",
         help="another finetune of the same base (repeatable), e.g. 5B:prefix_bidir:400:5e-4",
     )
     ap.add_argument("--sft-form", choices=("continue", "list"), default="continue")
@@ -350,17 +350,20 @@ def main(argv=None):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rows = sft_rows(tasks, a.seed, a.ft_n, a.sft_form)
     pairs = sft_data.tokenize_rows(tok, rows, 128)
-    finetunes = [("3A", "causal", a.ft_steps, a.ft_lr), ("3B", "prefix_bidir", a.ft_steps, a.ft_lr)]
-    for spec in a.ft:  # NAME:POLICY:STEPS:LR, e.g. 5B:prefix_bidir:400:5e-4
-        name, pol, steps, lr = spec.split(":")
-        finetunes.append((name, pol, int(steps), float(lr)))
+    finetunes = [
+        ("3A", "causal", a.ft_steps, a.ft_lr, a.ft_bs),
+        ("3B", "prefix_bidir", a.ft_steps, a.ft_lr, a.ft_bs),
+    ]
+    for spec in a.ft:  # NAME:POLICY:STEPS:LR[:BATCH], e.g. 5B:prefix_bidir:400:5e-4
+        name, pol, steps, lr, *bs = spec.split(":")
+        finetunes.append((name, pol, int(steps), float(lr), int(bs[0]) if bs else a.ft_bs))
     res["finetunes"] = [f[0] for f in finetunes]
-    for name, pol, ft_steps, ft_lr in finetunes:
+    for name, pol, ft_steps, ft_lr, ft_bs in finetunes:
         model.load_state_dict(state)
         gg = torch.Generator().manual_seed(a.seed + 7)
 
-        def ft_batches(s, gg=gg):
-            idx = torch.randint(0, len(pairs), (a.ft_bs,), generator=gg).tolist()
+        def ft_batches(s, gg=gg, ft_bs=ft_bs):
+            idx = torch.randint(0, len(pairs), (ft_bs,), generator=gg).tolist()
             sel = [pairs[i] for i in idx]
             L = max(len(p.input_ids) for p in sel)
             ids = torch.full((len(sel), L), tok.pad_token_id)
