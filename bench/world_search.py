@@ -39,7 +39,8 @@ from ablate.mask.training.trainer import vocab_head_loss
 ANIMALS = "cow cat dog bird bee horse mouse monkey owl frog".split()
 FOODS = "grass fish bones seeds honey hay cheese nuts mice flies".split()
 COLORS = "red blue green black white brown pink gray".split()
-THINGS = list(embedded.THINGS)  # the embedded world's repetition items
+THINGS = list(embedded.THINGS)  # the embedded world's repetition items (--things: more)
+MORE_THINGS = "cat dog egg map cap bed car bus sun fish tree door".split()
 
 
 def t_recall(rng, n=4):
@@ -279,6 +280,7 @@ def main(argv=None):
         help="another finetune of the same base (repeatable), e.g. 5B:prefix_bidir:400:5e-4",
     )
     ap.add_argument("--sft-form", choices=("continue", "list"), default="continue")
+    ap.add_argument("--things", type=int, default=0, help="repetition items (8-20; 0: the 8)")
     ap.add_argument("--n-items", type=int, default=200)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -291,6 +293,8 @@ def main(argv=None):
     if a.summarize:
         return summarize(a.summarize)
     torch.set_num_threads(a.threads)
+    if a.things:  # a larger item vocabulary for the repetition tasks
+        THINGS[:] = (list(embedded.THINGS) + MORE_THINGS)[: a.things]
     t0 = time.time()
     tasks = a.tasks.split(",")
     tok = modeling.load_tokenizer(a.tok)
