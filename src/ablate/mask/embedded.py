@@ -68,11 +68,16 @@ def _count(rng: random.Random) -> dict[str, Any]:
     }
 
 
+def _again(listed: list[str], repeated: list[str]) -> str:
+    """A repetition context: the list, then its start said again."""
+    return " ".join(listed) + " . again : " + " ".join(repeated)
+
+
 def _repeat_list(rng: random.Random, n: int) -> tuple[list[str], int, str]:
     """``n`` distinct items, the position ``k`` (1..n-1) the repetition stops before, the context."""
     items = rng.sample(THINGS, n)
     k = rng.randrange(1, n)
-    return items, k, " ".join(items) + " . again : " + " ".join(items[:k])
+    return items, k, _again(items, items[:k])
 
 
 def _repeat(n: int, n_wrong: int) -> Callable[[random.Random], dict[str, Any]]:
@@ -92,7 +97,7 @@ def _order(rng: random.Random) -> dict[str, Any]:
     j = k + 1 if k + 1 < len(items) else k - 1
     swapped = list(items)
     swapped[k], swapped[j] = swapped[j], swapped[k]
-    other = " ".join(swapped) + " . again : " + " ".join(items[:k])
+    other = _again(swapped, items[:k])
     return {"context": context, "answer": items[k], "other_context": other}
 
 
