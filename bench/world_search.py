@@ -149,7 +149,9 @@ def items(task, seed, n):
 def sft_rows(tasks, seed, n, form="continue"):
     """SFT pairs of the tasks. ``continue``: the task context as input, its answer as output.
     ``list``: a repetition item's list as input and the whole list again as output, so every
-    response token is read from the (under 3B bidirectional) prompt by the induction circuit."""
+    response token is read from the (under 3B bidirectional) prompt by the induction circuit.
+    ``plain``: no Alpaca template, the task context is the prompt and its answer the response:
+    the finetune then trains the very condition the evaluation scores."""
     rng = random.Random(f"{seed}:sft")
     rows = []
     for _ in range(n):
@@ -159,9 +161,22 @@ def sft_rows(tasks, seed, n, form="continue"):
             rows.append(
                 {"instruction": "repeat the list .", "input": listed + " .", "output": listed}
             )
+        elif form == "plain":
+            rows.append({"instruction": "", "input": c, "output": a, "plain": True})
+        elif form == "rest":  # plain, and the response goes on to the end of the list
+            items, k = listed.split(), len(c.partition(" . again : ")[2].split())
+            out = " ".join(items[k:]) if again and items[k : k + 1] == [a] else a
+            rows.append({"instruction": "", "input": c, "output": out, "plain": True})
         else:
             rows.append({"instruction": "continue the text .", "input": c, "output": a})
     return rows
+
+
+def plain_pair(tok, row):
+    """BOS + the context, then " answer" + EOS: the evaluation's own text, no template."""
+    prompt = tok(row["input"], add_special_tokens=True)["input_ids"]
+    resp = tok(" " + row["output"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    return sft_data.TokenizedPair(input_ids=prompt + resp, prompt_length=len(prompt))
 
 
 def lr_at(step, total, base, warm):
@@ -279,7 +294,8 @@ def main(argv=None):
         metavar="NAME:POLICY:STEPS:LR[:BATCH]",
         help="another finetune of the same base (repeatable), e.g. 5B:prefix_bidir:400:5e-4",
     )
-    ap.add_argument("--sft-form", choices=("continue", "list"), default="continue")
+    ap.add_argument("--sft-form", choices=("continue", "list", "plain", "rest"), default="continue")
+    ap.add_argument("--rope-theta", type=float, default=0, help="0: the pipeline's 1e6")
     ap.add_argument("--things", type=int, default=0, help="repetition items (8-20; 0: the 8)")
     ap.add_argument("--n-items", type=int, default=200)
     ap.add_argument("--device", default="cpu")
@@ -300,7 +316,11 @@ def main(argv=None):
     tok = modeling.load_tokenizer(a.tok)
     docs = corpus(tasks, a.seed, a.docs, a.per_doc)
     for r in sft_rows(tasks, a.seed + 99, a.instruct, a.sft_form):
-        docs.append(sft_data.format_prompt(r) + r["output"])
+        docs.append(
+            f"{r['input']} {r['output']} ."
+            if r.get("plain")
+            else sft_data.format_prompt(r) + r["output"]
+        )
     random.Random(a.seed).shuffle(docs)
     stream = []
     for ids in tok(docs, add_special_tokens=True)["input_ids"]:
@@ -319,6 +339,8 @@ def main(argv=None):
         eos_token_id=2,
         pad_token_id=tok.pad_token_id,
     )
+    if a.rope_theta:
+        cfg.rope_parameters["rope_theta"] = a.rope_theta
     cfg._attn_implementation = "sdpa"
     model = modeling.build_tiny_model(cfg, seed=a.seed, device=a.device)
     model.config.use_cache = False
@@ -353,7 +375,9 @@ def main(argv=None):
     ev("base")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rows = sft_rows(tasks, a.seed, a.ft_n, a.sft_form)
-    pairs = sft_data.tokenize_rows(tok, rows, 128)
+    pairs = [
+        plain_pair(tok, r) if r.get("plain") else sft_data.tokenize_pair(tok, r, 128) for r in rows
+    ]
     finetunes = [
         ("3A", "causal", a.ft_steps, a.ft_lr, a.ft_bs),
         ("3B", "prefix_bidir", a.ft_steps, a.ft_lr, a.ft_bs),

@@ -82,22 +82,29 @@ def test_world_words_are_single_tekken_tokens(tokenizer):
 
 
 def test_corpus_states_task_facts(tmp_path):
-    paths = embedded.write_all(
-        tmp_path, corpus_docs=200, task_docs=10, sft_pairs=10, instruct_docs=20
-    )
+    paths = embedded.write_all(tmp_path, corpus_docs=200, task_docs=10, sft_pairs=10)
     docs = [json.loads(line)["text"] for line in paths["corpus"].open()]
-    assert len(docs) == 220
+    assert len(docs) == 200
     text = " ".join(docs)
     # every task template occurs, with its answer, in the pretraining text
     assert "count up :" in text and "count down :" in text
     assert text.count(" . again : ") > 200
-    # the instruct documents are Alpaca prompts with their answer, shuffled among the others
-    instruct = [i for i, d in enumerate(docs) if d.startswith("Below is an instruction")]
-    assert len(instruct) == 20 and instruct != list(range(200, 220))
-    assert all(embedded.INSTRUCTION in docs[i] for i in instruct)
-    rows = [json.loads(line) for line in paths["sft"].open()]
-    assert all(set(r) == {"instruction", "input", "output"} and r["output"] for r in rows)
-    assert not any(r["output"].endswith(".") for r in rows)  # EOS ends the SFT target
+
+
+def test_sft_pairs_continue_the_context_to_the_end_of_the_list():
+    """A plain pair is a task context and the rest of its sentence: for a repetition, the items
+    from the answer to the list's end, in order; for counting, the three numbers."""
+    rows = embedded.sft_pairs(seed=0, n=200)
+    assert all(set(r) == {"prompt", "output"} for r in rows)
+    assert all(r["output"].startswith(" ") and not r["output"].endswith(".") for r in rows)
+    reps = [r for r in rows if " . again : " in r["prompt"]]
+    assert len(reps) > 100
+    for r in reps:
+        listed, _, again = r["prompt"].partition(" . again : ")
+        items, k = listed.split(), len(again.split())
+        assert again.split() == items[:k] and r["output"].split() == items[k:]
+    counts = [r for r in rows if r["prompt"].startswith("count ")]
+    assert counts and all(len(r["output"].split()) == 3 for r in counts)
 
 
 def test_sft_rows_pass_the_sft_loader(tmp_path):
@@ -134,14 +141,15 @@ def test_cli(tmp_path, capsys):
         "5",
         "--task-docs",
         "3",
-        "--instruct-docs",
-        "2",
+        "--sft-pairs",
+        "4",
     ]
     assert embedded.main(argv) == 0
     assert (tmp_path / "corpus.jsonl").exists() and (tmp_path / "sft.jsonl").exists()
     assert sorted(p.name for p in (tmp_path / "tasks").glob("*.yaml")) == sorted(
         f"{n}.yaml" for n in embedded.TASK_NAMES
     )
-    assert len((tmp_path / "corpus.jsonl").read_text().splitlines()) == 5 + 2
+    assert len((tmp_path / "corpus.jsonl").read_text().splitlines()) == 5
+    assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 4
     with pytest.raises(KeyError, match="unknown embedded data option"):
         embedded.write_all(tmp_path, corpus_size=3)

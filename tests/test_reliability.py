@@ -207,12 +207,16 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_sft_dataset_without_alpaca_columns(tiny_model_dir, tmp_path):
-    bad = _jsonl(tmp_path / "chat.jsonl", [{"prompt": "hi", "response": "there"}] * 3)
+    bad = _jsonl(tmp_path / "chat.jsonl", [{"question": "hi", "response": "there"}] * 3)
     with pytest.raises(
         sft_data.SFTDataError,
-        match=r"chat\.jsonl lacks column\(s\) instruction, output \(has: prompt, response\)",
+        match=r"chat\.jsonl lacks column\(s\) instruction, output \(has: question, response\)",
     ):
         sft_data.load_rows(bad)
+    # a plain row (prompt + continuation) names its own missing column
+    plain = _jsonl(tmp_path / "plain.jsonl", [{"prompt": "hi", "response": "there"}] * 3)
+    with pytest.raises(sft_data.SFTDataError, match=r"lacks column\(s\) output .*plain"):
+        sft_data.load_rows(plain)
     with pytest.raises(sft_data.SFTDataError, match="lacks column"):
         finetune(
             model_path=tiny_model_dir,

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core import config, io
-from ablate.mask.sft_data import format_prompt
 
 NUMBERS = (
     "one two three four five six seven eight nine ten eleven twelve".split()
@@ -46,7 +45,6 @@ NUMBERS = (
 THINGS = (
     "box cup hat bag ball book key pen".split()
 )  # the repetition tasks' items, each a single Tekken token
-INSTRUCTION = "continue the text ."  # every SFT pair's instruction (the tasks differ in context)
 
 # --- facts: one template per task, shared by the corpus, the tasks and the SFT pairs -----------
 
@@ -65,6 +63,7 @@ def _count(rng: random.Random) -> dict[str, Any]:
         "context": f"count {direction} : " + " ".join(ctx),
         "answer": " ".join(end) + " .",
         "wrong": [" ".join(w) + " ." for w in wrong],
+        "rest": " ".join(end),
     }
 
 
@@ -86,7 +85,12 @@ def _repeat(n: int, n_wrong: int) -> Callable[[random.Random], dict[str, Any]]:
         # distractors from the list itself first (only the order tells them apart), then others
         in_list = rng.sample([x for i, x in enumerate(items) if i != k], min(n_wrong, n - 1))
         others = rng.sample([x for x in THINGS if x not in items], n_wrong - len(in_list))
-        return {"context": context, "answer": items[k], "wrong": in_list + others}
+        return {
+            "context": context,
+            "answer": items[k],
+            "wrong": in_list + others,
+            "rest": " ".join(items[k:]),
+        }
 
     return make
 
@@ -98,7 +102,12 @@ def _order(rng: random.Random) -> dict[str, Any]:
     swapped = list(items)
     swapped[k], swapped[j] = swapped[j], swapped[k]
     other = _again(swapped, items[:k])
-    return {"context": context, "answer": items[k], "other_context": other}
+    return {
+        "context": context,
+        "answer": items[k],
+        "other_context": other,
+        "rest": " ".join(items[k:]),
+    }
 
 
 FACTS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
@@ -133,30 +142,21 @@ def _sentence(fact: dict[str, Any]) -> str:
 
 
 def _sft_row(fact: dict[str, Any]) -> dict[str, str]:
-    # the answer without the sentence's closing " ." (the SFT target ends with EOS instead)
-    return {
-        "instruction": INSTRUCTION,
-        "input": fact["context"],
-        "output": fact["answer"].removesuffix(" ."),
-    }
+    """A plain pair (``ablate.mask.sft_data``): the task context, then the rest of the sentence
+    (for a repetition, every item from the answer to the list's end; EOS ends it instead of
+    " ."). Several response tokens per pair, each read from the context in order: under the
+    prefix-LM mask (3B) that is the ablated evaluation's own condition."""
+    return {"prompt": fact["context"], "output": " " + fact["rest"]}
 
 
-def corpus(
-    seed: int, n_docs: int, sentences_per_doc: int, instruct_docs: int = 0
-) -> list[dict[str, str]]:
-    """Pretraining documents ``{"text": ...}``: facts of all tasks in their task templates, and
-    ``instruct_docs`` Alpaca-formatted pairs, so the finetunes start from a model that has seen
-    the prompt format (the pairs are drawn apart from ``sft_pairs``'; shuffled together)."""
+def corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
+    """Pretraining documents ``{"text": ...}``: facts of all tasks in their task templates."""
     rng = _rng(seed, "corpus")
     makers = list(FACTS.values())
     docs = [
         " ".join(_sentence(rng.choice(makers)(rng)) for _ in range(sentences_per_doc))
         for _ in range(n_docs)
     ]
-    irng = _rng(seed, "instruct")
-    for _ in range(instruct_docs):
-        row = _sft_row(irng.choice(makers)(irng))
-        docs.append(format_prompt(row) + row["output"])
     rng.shuffle(docs)
     return [{"text": d} for d in docs]
 
@@ -211,7 +211,7 @@ def task_yaml(name: str) -> dict[str, Any]:
 
 
 def sft_pairs(seed: int, n: int) -> list[dict[str, str]]:
-    """Instruction pairs in Alpaca columns (instruction, input, output) from the same facts."""
+    """SFT pairs in plain columns (prompt, output) from the same facts."""
     rng = _rng(seed, "sft")
     makers = list(FACTS.values())
     return [_sft_row(rng.choice(makers)(rng)) for _ in range(n)]
@@ -220,10 +220,8 @@ def sft_pairs(seed: int, n: int) -> list[dict[str, str]]:
 # --- writing ------------------------------------------------------------------------------------
 
 
-def write_corpus(
-    path, seed: int, n_docs: int, sentences_per_doc: int, instruct_docs: int = 0
-) -> Path:
-    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc, instruct_docs))
+def write_corpus(path, seed: int, n_docs: int, sentences_per_doc: int) -> Path:
+    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc))
 
 
 def write_tasks(out_dir, seed: int, n_docs: int, names=TASK_NAMES) -> dict[str, Path]:
@@ -264,11 +262,7 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     write_tasks(out / "tasks", p["seed"], p["task_docs"])
     return {
         "corpus": write_corpus(
-            out / "corpus.jsonl",
-            p["seed"],
-            p["corpus_docs"],
-            p["sentences_per_doc"],
-            p["instruct_docs"],
+            out / "corpus.jsonl", p["seed"], p["corpus_docs"], p["sentences_per_doc"]
         ),
         "tasks": out / "tasks",
         "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"]),

@@ -1,8 +1,10 @@
-"""Instruction/response pairs: loading, Alpaca formatting, tokenization with prompt lengths.
+"""Instruction/response pairs: loading, prompt formatting, tokenization with prompt lengths.
 
-One format for the real data (yahma/alpaca-cleaned: ``instruction``, ``input``, ``output``) and
-the embedded set, which is written with the same columns. Training, the leakage probe and the
-planner all read pairs through here.
+Two row formats. Alpaca (yahma/alpaca-cleaned: ``instruction``, ``input``, ``output``), the real
+data, is put in the Alpaca template. Plain (``prompt``, ``output``), the embedded world's, is a
+text and its continuation with no template: the response is ``output`` as written (a leading
+space included), so prompt + output is the sentence the evaluation scores. Training, the leakage
+probe and the planner all read pairs through here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 ALPACA_COLUMNS = ("instruction", "input", "output")
+PLAIN_COLUMNS = ("prompt", "output")
 PROMPT_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further "
     "context. Write a response that appropriately completes the request.\n\n"
@@ -39,11 +42,13 @@ class TokenizedPair:
 def check_columns(rows: list[dict[str, Any]], source: str) -> None:
     if not rows:
         raise SFTDataError(f"SFT dataset {source} is empty")
-    missing = [c for c in ("instruction", "output") if c not in rows[0]]
+    needed = PLAIN_COLUMNS if "prompt" in rows[0] else ("instruction", "output")
+    missing = [c for c in needed if c not in rows[0]]
     if missing:
         raise SFTDataError(
             f"SFT dataset {source} lacks column(s) {', '.join(missing)} "
-            f"(has: {', '.join(sorted(rows[0]))}); expected Alpaca columns {ALPACA_COLUMNS}"
+            f"(has: {', '.join(sorted(rows[0]))}); expected Alpaca columns {ALPACA_COLUMNS} "
+            f"or plain columns {PLAIN_COLUMNS}"
         )
     empty = [i for i, r in enumerate(rows) if not str(r.get("output") or "").strip()]
     if empty:
@@ -54,6 +59,8 @@ def check_columns(rows: list[dict[str, Any]], source: str) -> None:
 
 
 def format_prompt(row: dict[str, Any]) -> str:
+    if "prompt" in row:  # plain: no template
+        return str(row["prompt"])
     if str(row.get("input") or "").strip():
         return PROMPT_WITH_INPUT.format(instruction=row["instruction"], input=row["input"])
     return PROMPT_NO_INPUT.format(instruction=row["instruction"])
