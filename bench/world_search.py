@@ -6,8 +6,9 @@ built into ``ablate.mask.embedded`` (docs/embedded.md has the sweeps and what th
 One run: generate the candidate world (tasks named below, ``name:n`` sets a task's size), pretrain
 a tiny Ministral-3 (real Tekken vocabulary) causally, score every task's items under ``causal`` and
 ``prefill_bidir`` (the pipeline's own mask kwargs, ``ablate.mask.masks``), then finetune a copy
-under ``causal`` (3A) and one under ``prefix_bidir`` (3B) on Alpaca-formatted pairs of the same
-tasks (``ablate.mask.sft_data``) and score both again. Prints one JSON object (per-item
+under ``causal`` (3A) and one under ``prefix_bidir`` (3B) on SFT pairs of the same tasks
+(``--sft-form``: Alpaca-formatted, ``ablate.mask.sft_data``, or plain text as the embedded default
+now uses) and score both again. Prints one JSON object (per-item
 correctness, so a summary can run paired tests) on stdout, progress on stderr.
 
     PYTHONPATH=src python bench/world_search.py --tok DIR [--device cuda] [--tasks count,repeat:4]
