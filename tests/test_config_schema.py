@@ -346,9 +346,9 @@ def test_number_hint(value, wanted, hint):
 def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
     """The YAML as a user types it: 1e-3 (PyYAML, YAML 1.1, reads it as the string '1e-3')."""
     text = (ROOT / "config" / "config.yaml").read_text()
-    assert "learning_rate: 1.0e-3" in text
+    assert "    learning_rate: 2.5e-4" in text  # finetune.defaults, a number as written
     path = workflow_copy / "config" / "typed.yaml"
-    path.write_text(text.replace("learning_rate: 1.0e-3", "learning_rate: 1e-3"))
+    path.write_text(text.replace("    learning_rate: 2.5e-4", "    learning_rate: 1e-3"))
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
         cwd=workflow_copy,

@@ -141,13 +141,14 @@ def test_stale_lines_name_each_job_and_key(tmp_path):
     ]
     assert stale.stale_lines(jobs, cfg, variants) == []  # nothing changed: silent
 
+    old_lr = cfg["finetune"]["defaults"]["learning_rate"]
     cfg["finetune"]["defaults"]["learning_rate"] = 0.002
     cfg["finetune"]["variants"]["3B"]["max_steps"] = 70
     cfg["eval"]["max_batch_tokens"] = 8192
     cfg["leakage"]["n_pairs"] = 32
     variants = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
     assert stale.stale_lines(jobs, cfg, variants) == [
-        "stale: finetune 3B: finetune.defaults.learning_rate 0.001 -> 0.002, "
+        f"stale: finetune 3B: finetune.defaults.learning_rate {old_lr} -> 0.002, "
         "finetune.variants.3B.max_steps 200 -> 70",
         "stale: eval_model 3B/causal: eval.max_batch_tokens 16384 -> 8192",
         "stale: leakage_probe causal: leakage.n_pairs 16 -> 32",
