@@ -162,22 +162,15 @@ def sft_rows(tasks, seed, n, form="continue"):
             rows.append(
                 {"instruction": "repeat the list .", "input": listed + " .", "output": listed}
             )
-        elif form == "plain":
-            rows.append({"instruction": "", "input": c, "output": a, "plain": True})
+        elif form == "plain":  # sft_data's plain rows: the response as written, its space too
+            rows.append({"prompt": c, "output": " " + a})
         elif form == "rest":  # plain, and the response goes on to the end of the list
             items, k = listed.split(), len(c.partition(" . again : ")[2].split())
             out = " ".join(items[k:]) if again and items[k : k + 1] == [a] else a
-            rows.append({"instruction": "", "input": c, "output": out, "plain": True})
+            rows.append({"prompt": c, "output": " " + out})
         else:
             rows.append({"instruction": "continue the text .", "input": c, "output": a})
     return rows
-
-
-def plain_pair(tok, row):
-    """BOS + the context, then " answer" + EOS: the evaluation's own text, no template."""
-    prompt = tok(row["input"], add_special_tokens=True)["input_ids"]
-    resp = tok(" " + row["output"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    return sft_data.TokenizedPair(input_ids=prompt + resp, prompt_length=len(prompt))
 
 
 def lr_at(step, total, base, warm):
@@ -317,11 +310,8 @@ def main(argv=None):
     tok = modeling.load_tokenizer(a.tok)
     docs = corpus(tasks, a.seed, a.docs, a.per_doc)
     for r in sft_rows(tasks, a.seed + 99, a.instruct, a.sft_form):
-        docs.append(
-            f"{r['input']} {r['output']} ."
-            if r.get("plain")
-            else sft_data.format_prompt(r) + r["output"]
-        )
+        end = " ." if "prompt" in r else ""  # a plain pair is a corpus sentence
+        docs.append(sft_data.format_prompt(r) + r["output"] + end)
     random.Random(a.seed).shuffle(docs)
     stream = []
     for ids in tok(docs, add_special_tokens=True)["input_ids"]:
@@ -376,9 +366,7 @@ def main(argv=None):
     ev("base")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rows = sft_rows(tasks, a.seed, a.ft_n, a.sft_form)
-    pairs = [
-        plain_pair(tok, r) if r.get("plain") else sft_data.tokenize_pair(tok, r, 128) for r in rows
-    ]
+    pairs = sft_data.tokenize_rows(tok, rows, 128)
     finetunes = [
         ("3A", "causal", a.ft_steps, a.ft_lr, a.ft_bs),
         ("3B", "prefix_bidir", a.ft_steps, a.ft_lr, a.ft_bs),
