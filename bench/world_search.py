@@ -157,7 +157,7 @@ def sft_rows(tasks, seed, n, form="continue"):
     rows = []
     for _ in range(n):
         c, a, _ = task_fn(rng.choice(tasks))(rng)
-        listed, again, _ = c.partition(" . again : ")
+        listed, again, repeated = c.partition(" . again : ")
         if form == "list" and again:
             rows.append(
                 {"instruction": "repeat the list .", "input": listed + " .", "output": listed}
@@ -165,7 +165,7 @@ def sft_rows(tasks, seed, n, form="continue"):
         elif form == "plain":  # sft_data's plain rows: the response as written, its space too
             rows.append({"prompt": c, "output": " " + a})
         elif form == "rest":  # plain, and the response goes on to the end of the list
-            items, k = listed.split(), len(c.partition(" . again : ")[2].split())
+            items, k = listed.split(), len(repeated.split())
             out = " ".join(items[k:]) if again and items[k : k + 1] == [a] else a
             rows.append({"prompt": c, "output": " " + out})
         else:
@@ -310,7 +310,7 @@ def main(argv=None):
     tok = modeling.load_tokenizer(a.tok)
     docs = corpus(tasks, a.seed, a.docs, a.per_doc)
     for r in sft_rows(tasks, a.seed + 99, a.instruct, a.sft_form):
-        end = " ." if "prompt" in r else ""  # a plain pair is a corpus sentence
+        end = " ." if sft_data.is_plain(r) else ""  # a plain pair is a corpus sentence
         docs.append(sft_data.format_prompt(r) + r["output"] + end)
     random.Random(a.seed).shuffle(docs)
     stream = []

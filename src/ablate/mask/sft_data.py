@@ -39,10 +39,15 @@ class TokenizedPair:
     prompt_length: int  # tokens of input_ids that belong to the prompt (BOS included)
 
 
+def is_plain(row: dict[str, Any]) -> bool:
+    """A plain row (a text and its continuation) rather than an Alpaca one."""
+    return "prompt" in row
+
+
 def check_columns(rows: list[dict[str, Any]], source: str) -> None:
     if not rows:
         raise SFTDataError(f"SFT dataset {source} is empty")
-    needed = PLAIN_COLUMNS if "prompt" in rows[0] else ("instruction", "output")
+    needed = PLAIN_COLUMNS if is_plain(rows[0]) else ("instruction", "output")
     missing = [c for c in needed if c not in rows[0]]
     if missing:
         raise SFTDataError(
@@ -59,7 +64,7 @@ def check_columns(rows: list[dict[str, Any]], source: str) -> None:
 
 
 def format_prompt(row: dict[str, Any]) -> str:
-    if "prompt" in row:  # plain: no template
+    if is_plain(row):  # no template
         return str(row["prompt"])
     if str(row.get("input") or "").strip():
         return PROMPT_WITH_INPUT.format(instruction=row["instruction"], input=row["input"])
