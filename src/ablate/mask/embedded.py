@@ -141,12 +141,23 @@ def _sentence(fact: dict[str, Any]) -> str:
 # --- generators ---------------------------------------------------------------------------------
 
 
-def _sft_row(fact: dict[str, Any]) -> dict[str, str]:
-    """A plain pair (``ablate.mask.sft_data``): the task context, then the rest of the sentence
-    (for a repetition, every item from the answer to the list's end; EOS ends it instead of
-    " ."). Several response tokens per pair, each read from the context in order: under the
-    prefix-LM mask (3B) that is the ablated evaluation's own condition."""
-    return {"prompt": fact["context"], "output": " " + fact["rest"]}
+SFT_SPLITS = ("answer", "random")  # where an SFT pair's prompt ends (``data.embedded.sft_split``)
+
+
+def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, str]:
+    """A plain pair (``ablate.mask.sft_data``): a task sentence cut in two, the response the rest
+    of it (for a repetition, up to the list's end; EOS ends it instead of " ."). ``answer``: the
+    prompt is the whole task context, so each response token is read from the context in order,
+    under the prefix-LM mask (3B) the ablated evaluation's own condition. ``random``: the prompt
+    ends anywhere from the first word to the answer, so under 3B some of the reading is causal
+    again (the earlier the cut, the more of the sentence the response holds)."""
+    words = f"{fact['context']} {fact['rest']}".split()
+    cut = len(fact["context"].split())
+    if split == "random":
+        cut = rng.randint(1, cut)
+    elif split != "answer":
+        raise ValueError(f"data.embedded.sft_split: {split!r} is not one of {', '.join(SFT_SPLITS)}")
+    return {"prompt": " ".join(words[:cut]), "output": " " + " ".join(words[cut:])}
 
 
 def corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
@@ -210,11 +221,11 @@ def task_yaml(name: str) -> dict[str, Any]:
     }
 
 
-def sft_pairs(seed: int, n: int) -> list[dict[str, str]]:
+def sft_pairs(seed: int, n: int, split: str = SFT_SPLITS[0]) -> list[dict[str, str]]:
     """SFT pairs in plain columns (prompt, output) from the same facts."""
     rng = _rng(seed, "sft")
     makers = list(FACTS.values())
-    return [_sft_row(rng.choice(makers)(rng)) for _ in range(n)]
+    return [_sft_row(rng.choice(makers)(rng), split, rng) for _ in range(n)]
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -238,8 +249,8 @@ def write_tasks(out_dir, seed: int, n_docs: int, names=TASK_NAMES) -> dict[str, 
     return written
 
 
-def write_sft(path, seed: int, n: int) -> Path:
-    return io.write_jsonl(path, sft_pairs(seed, n))
+def write_sft(path, seed: int, n: int, split: str = SFT_SPLITS[0]) -> Path:
+    return io.write_jsonl(path, sft_pairs(seed, n, split))
 
 
 def options() -> dict[str, Any]:
@@ -265,7 +276,7 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
             out / "corpus.jsonl", p["seed"], p["corpus_docs"], p["sentences_per_doc"]
         ),
         "tasks": out / "tasks",
-        "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"]),
+        "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"], p["sft_split"]),
     }
 
 
@@ -277,9 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output folder (e.g. results/data)")
     defaults = options()
     for key, value in defaults.items():
-        ap.add_argument(
-            f"--{key.replace('_', '-')}", type=int, default=value, help=f"default {value}"
-        )
+        kind = {"choices": SFT_SPLITS} if key == "sft_split" else {"type": int}
+        ap.add_argument(f"--{key.replace('_', '-')}", default=value, help=f"default {value}", **kind)
     a = ap.parse_args(argv)
     paths = write_all(a.out, **{key: getattr(a, key) for key in defaults})
     for label, path in paths.items():

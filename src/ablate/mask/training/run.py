@@ -57,10 +57,13 @@ def train_run(
 ) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     head_loss = None
-    if params.get("loss_vocab") == "corpus":  # pretraining only (docs/training.md)
-        # the corpus' own ids: every target of a block, eval blocks included, is one of them
+    if params.get("loss_vocab") == "corpus":  # docs/training.md
+        # the data's own ids: every target of a block or pair, held-out ones included, is one
         blocks = [
-            ds[i]["input_ids"] for ds in (train_dataset, eval_dataset) for i in range(len(ds))
+            ds[i]["input_ids"]
+            for ds in (train_dataset, eval_dataset)
+            if ds is not None
+            for i in range(len(ds))
         ]
         head_loss = vocab_head_loss(t for b in blocks for t in b)
     ckpt_dir = out_dir / "checkpoints"
