@@ -107,6 +107,30 @@ def test_sft_pairs_continue_the_context_to_the_end_of_the_list():
     assert counts and all(len(r["output"].split()) == 3 for r in counts)
 
 
+def test_random_split_cuts_each_sentence_between_its_first_word_and_the_answer():
+    """``sft_split: random``: prompt + response is the ``answer`` split's whole sentence, cut
+    after any word from the first to the answer's predecessor, each point about equally often."""
+    import collections
+    import random
+
+    fact = embedded.FACTS["emb_repeat5"](random.Random(3))
+    whole = embedded._sft_row(fact, "answer", random.Random(0))
+    n_context = len(fact["context"].split())
+    rng = random.Random(0)
+    cuts = collections.Counter()
+    for _ in range(2000):
+        row = embedded._sft_row(fact, "random", rng)
+        assert row["prompt"] + row["output"] == whole["prompt"] + whole["output"]
+        assert row["output"].startswith(" ") and not row["prompt"].endswith(" ")
+        cuts[len(row["prompt"].split())] += 1
+    assert set(cuts) == set(range(1, n_context + 1))
+    assert min(cuts.values()) > 2000 / n_context / 2
+    rows = embedded.sft_pairs(seed=0, n=50, split="random")
+    assert any(" again " in r["output"] for r in rows)  # some cut before the repetition
+    with pytest.raises(ValueError, match="sft_split: 'middle'"):
+        embedded.sft_pairs(seed=0, n=3, split="middle")
+
+
 def test_sft_rows_pass_the_sft_loader(tmp_path):
     from ablate.mask import sft_data
 
@@ -143,6 +167,8 @@ def test_cli(tmp_path, capsys):
         "3",
         "--sft-pairs",
         "4",
+        "--sft-split",
+        "random",
     ]
     assert embedded.main(argv) == 0
     assert (tmp_path / "corpus.jsonl").exists() and (tmp_path / "sft.jsonl").exists()
@@ -153,3 +179,6 @@ def test_cli(tmp_path, capsys):
     assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 4
     with pytest.raises(KeyError, match="unknown embedded data option"):
         embedded.write_all(tmp_path, corpus_size=3)
+    with pytest.raises(SystemExit):  # argparse names the choices
+        embedded.main(["--out", str(tmp_path), "--sft-split", "middle"])
+    assert "invalid choice: 'middle'" in capsys.readouterr().err

@@ -149,10 +149,6 @@ def test_study_targets_on_the_embedded_default(table):
     assert s2.score < s1.score - 0.02, (s2.score, s1.score)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17 is open: the embedded default does not show the finding yet (docs/embedded.md)",
-)
 def test_claims_show_the_finding_on_the_embedded_default(finished):
     """Issue 17: every task learned (stage 1 >= chance + 0.10, macro >= chance + 0.20), the
     ablation drops the macro by >= 0.10 with >= 3 tasks significantly lower, 3B recovers more

@@ -732,6 +732,33 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     assert moved[used].all() and moved.sum() == len(used)  # only the corpus' rows learn
 
 
+@pytest.mark.parametrize("vocab", ["full", "corpus"])
+def test_finetune_loss_vocab_corpus_trains_only_the_pairs_rows(
+    tiny_model_dir, sft_file, tmp_path, vocab
+):
+    """A finetune's ``loss_vocab: corpus`` is the softmax over the SFT pairs' own ids: the (tied)
+    embedding rows of other tokens keep their values, where the full softmax moves them all."""
+    out = tmp_path / vocab
+    params = {**FAST, "weight_decay": 0.0, "loss_vocab": vocab}
+    summary = finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="prefix_bidir",
+        params=params,
+        out_dir=out,
+        probe_result=no_leak("prefix_bidir"),
+        config_slice={"v": vocab},
+    )
+    train = summary["curves"]["train"]
+    assert summary["params"]["loss_vocab"] == vocab and train[-1]["loss"] < train[0]["loss"]
+    before = weights(tiny_model_dir)["lm_head.weight"]
+    moved = (weights(out / "final")["lm_head.weight"] != before).any(dim=1)
+    if vocab == "corpus":
+        assert 0 < moved.sum() < 1000  # the pairs' few hundred ids
+    else:
+        assert moved.float().mean() > 0.9
+
+
 def test_a_head_loss_without_the_fast_head_is_refused(tiny_model_dir, tokenizer):
     """A custom head loss only runs on the fast head: where the model's own loss would run
     instead (a wrapped model, fast_head off), the run stops rather than ignore it."""

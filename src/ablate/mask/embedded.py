@@ -156,7 +156,9 @@ def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, 
     if split == "random":
         cut = rng.randint(1, cut)
     elif split != "answer":
-        raise ValueError(f"data.embedded.sft_split: {split!r} is not one of {', '.join(SFT_SPLITS)}")
+        raise ValueError(
+            f"data.embedded.sft_split: {split!r} is not one of {', '.join(SFT_SPLITS)}"
+        )
     return {"prompt": " ".join(words[:cut]), "output": " " + " ".join(words[cut:])}
 
 
@@ -289,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     defaults = options()
     for key, value in defaults.items():
         kind = {"choices": SFT_SPLITS} if key == "sft_split" else {"type": int}
-        ap.add_argument(f"--{key.replace('_', '-')}", default=value, help=f"default {value}", **kind)
+        ap.add_argument(
+            f"--{key.replace('_', '-')}", default=value, help=f"default {value}", **kind
+        )
     a = ap.parse_args(argv)
     paths = write_all(a.out, **{key: getattr(a, key) for key in defaults})
     for label, path in paths.items():
