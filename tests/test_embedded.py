@@ -129,6 +129,13 @@ def test_random_split_cuts_each_sentence_between_its_first_word_and_the_answer()
     assert any(" again " in r["output"] for r in rows)  # some cut before the repetition
     with pytest.raises(ValueError, match="sft_split: 'middle'"):
         embedded.sft_pairs(seed=0, n=3, split="middle")
+    # the config schema offers exactly these, its default first
+    from ablate.core import config
+
+    schema = config.subschema("properties/data/properties/embedded/properties/sft_split")
+    assert (
+        tuple(schema["enum"]) == embedded.SFT_SPLITS and schema["default"] == embedded.SFT_SPLITS[0]
+    )
 
 
 def test_sft_rows_pass_the_sft_loader(tmp_path):
