@@ -32,6 +32,40 @@ def test_mcnemar_exact_p_and_newcombe_interval():
     assert "exact McNemar, n=50" in r.line()
 
 
+def test_newcombe_method_10_uses_the_corrected_phi():
+    # Newcombe (1998), Stat Med 17:2635, (a, b, c, d) = (20, 12, 2, 16): method 10 (phi*)
+    # gives (0.0562, 0.3292); method 8 (plain phi) would give (0.0618, 0.3242)
+    a, b = table(20, 12, 2, 16)
+    r = stats.paired(a, b)
+    assert r.diff == pytest.approx(0.2)
+    assert (r.ci_low, r.ci_high) == pytest.approx((0.0562, 0.3292), abs=1e-4)
+
+
+def test_identical_evaluations_at_half_get_an_interval_not_a_point():
+    x = np.array([1.0] * 25 + [0.0] * 25)
+    r = stats.paired(x, x)
+    assert r.diff == 0 and r.p_value == 1.0
+    assert r.ci_low < -0.01 and r.ci_high > 0.01  # method 8's phi = 1 gave [0, 0]
+    assert r.ci_low == pytest.approx(-r.ci_high)
+
+
+def test_bootstrap_p_is_never_zero():
+    a = np.linspace(0.1, 0.8, 40)
+    floor = 1 / (stats.N_BOOT + 1)
+    for b in (a + 0.1, a + 0.3 + 0.01 * np.sin(np.arange(40))):  # constant and spread diff
+        r = stats.paired(a, b)
+        assert r.test == f"paired bootstrap ({stats.N_BOOT})" and r.significant
+        assert r.p_value == pytest.approx(floor) and r.p_floor == pytest.approx(floor)
+        assert "p<0.0001 (paired bootstrap" in r.line()  # below 1/B, not p=0
+    assert stats.paired(a, a + 0.1, n_boot=999).line().count("p<0.001 ") == 1
+
+
+def test_printed_p_is_never_zero():
+    assert stats.fmt_p(0.0) == "<1e-16" and stats.p_text(0.0) == "p<1e-16"
+    assert stats.fmt_p(2.34e-5) == "2.3e-05" and stats.p_text(0.0123) == "p=0.012"
+    assert stats.p_floor("exact McNemar") == 0.0
+
+
 def test_mcnemar_without_scipy_gives_the_same_p(monkeypatch):
     a, b = table(30, 9, 3, 8)
     with_scipy = stats.paired(a, b).p_value

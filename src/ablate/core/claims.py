@@ -153,16 +153,17 @@ def write_claims(df: pd.DataFrame, csv: str | Path, md: str | Path | None = None
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    def cell(v: Any) -> str:
+    def cell(r: pd.Series, c: str) -> str:
+        v = r[c]
         if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
             return ""
-        if isinstance(v, float):
-            return stats.fmt_p(v)
+        if c == "p_value":  # "<0.0001" at a bootstrap's floor, never "0"
+            return stats.fmt_p(v, stats.p_floor(r["test"]))
         return str(v).replace("|", "\\|").replace("\n", " ")
 
     cols = [c for c in COLUMNS if c != "study"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
+    lines += ["| " + " | ".join(cell(r, c) for c in cols) + " |" for _, r in df.iterrows()]
     title = f"# Claims: {df['study'].iloc[0]}\n\n" if len(df) and df["study"].iloc[0] else ""
     return title + "\n".join(lines) + "\n"
 

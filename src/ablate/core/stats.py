@@ -17,6 +17,7 @@ Differences within :data:`TOL` of zero are zero: two macros that differ only by 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
@@ -49,6 +50,10 @@ class Paired:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def p_floor(self) -> float:
+        return p_floor(self.test)
+
     def line(self, digits: int = 3) -> str:
         """``diff +0.050 [95% CI +0.010, +0.090], p=0.012 (exact McNemar, n=200)``"""
         if math.isnan(self.diff):
@@ -56,14 +61,39 @@ class Paired:
         level = round(100 * (1 - self.alpha))
         return (
             f"diff {self.diff:+.{digits}f} [{level}% CI {self.ci_low:+.{digits}f}, "
-            f"{self.ci_high:+.{digits}f}], p={fmt_p(self.p_value)} ({self.test}, n={self.n})"
+            f"{self.ci_high:+.{digits}f}], {p_text(self.p_value, self.p_floor)} "
+            f"({self.test}, n={self.n})"
         )
 
 
-def fmt_p(p: float) -> str:
+def p_floor(test: str | None) -> float:
+    """The smallest p-value a test can give: 1/(B+1) for a bootstrap of B resamples (named
+    "... bootstrap (B)" by :func:`paired`; a p-value there prints as "p<1/B"), else 0."""
+    m = re.search(r"bootstrap \((\d+)\)", test or "")
+    return 1 / (int(m.group(1)) + 1) if m else 0.0
+
+
+#: p-values below this print as "<1e-16": a float cannot say more (and a z test's tail
+#: underflows to 0 far out), so a table never shows p=0.
+P_PRINT_MIN = 1e-16
+
+
+def fmt_p(p: float, floor: float = 0.0) -> str:
+    """A p-value for a table: ``0.012``, ``2.3e-05``; ``<0.0001`` at a bootstrap's floor
+    ``1/(B+1)`` (B = 10000: below 1/B) and ``<1e-16`` below :data:`P_PRINT_MIN`; never ``0``."""
     if p is None or math.isnan(p):
         return "n/a"
+    if floor and p <= floor * (1 + 1e-9):
+        return f"<{floor / (1 - floor):.2g}"  # 1/B from 1/(B+1)
+    if p < P_PRINT_MIN:
+        return f"<{P_PRINT_MIN:.0e}"
     return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def p_text(p: float, floor: float = 0.0) -> str:
+    """``p=0.012``, ``p<0.0001``: :func:`fmt_p` with its relation sign."""
+    s = fmt_p(p, floor)
+    return "p" + s if s.startswith("<") else f"p={s}"
 
 
 def is_binary(x: np.ndarray) -> bool:
@@ -131,6 +161,19 @@ def wilson(successes: float, n: int, alpha: float = 0.05) -> tuple[float, float]
     return lo, 1.0 if successes == n else min(1.0, centre + half)
 
 
+def _phi_star(a: int, b: int, c: int, d: int) -> float:
+    """Newcombe's corrected correlation phi* of the 2x2 table (a, b / c, d) (method 10, the
+    difference from method 8's plain phi): a positive ad - bc is reduced by n/2 (not below 0),
+    so two evaluations that mostly agree do not get an interval narrowed to a point."""
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    if not margins:
+        return 0.0
+    num = a * d - b * c
+    if num > 0:
+        num = max(num - (a + b + c + d) / 2, 0.0)
+    return num / math.sqrt(margins)
+
+
 def _mcnemar(a: np.ndarray, b: np.ndarray, alpha: float) -> Paired:
     n = len(a)
     both = int(((a == 1) & (b == 1)).sum())
@@ -142,8 +185,7 @@ def _mcnemar(a: np.ndarray, b: np.ndarray, alpha: float) -> Paired:
     p1, p2 = (both + only_b) / n, (both + only_a) / n
     l1, u1 = wilson(both + only_b, n, alpha)
     l2, u2 = wilson(both + only_a, n, alpha)
-    margins = (both + only_b) * (neither + only_a) * (both + only_a) * (neither + only_b)
-    phi = (both * neither - only_a * only_b) / math.sqrt(margins) if margins else 0.0
+    phi = _phi_star(both, only_b, only_a, neither)
     theta = clean(p1 - p2)
     lo = theta - math.sqrt(
         max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
@@ -175,8 +217,9 @@ def _bootstrap(a, b, groups, alpha, n_boot, seed) -> Paired:
             boot[start : start + rows] += d[idx][pick].mean(axis=1)
     boot /= len(groups)
     obs = clean(float(np.mean([d[i].mean() for i in groups])))
+    floor = 1 / (n_boot + 1)  # no resample as far out: the smallest p, never 0
     if np.ptp(boot) <= TOL:  # every pair equal (or constant difference): no spread to test
-        p = 1.0 if obs == 0 else 0.0
+        p = 1.0 if obs == 0 else floor
         lo = hi = obs
     else:
         lo, hi = (float(v) for v in np.quantile(boot, [alpha / 2, 1 - alpha / 2]))
@@ -184,7 +227,8 @@ def _bootstrap(a, b, groups, alpha, n_boot, seed) -> Paired:
     mean_a = float(np.mean([a[i].mean() for i in groups]))
     mean_b = float(np.mean([b[i].mean() for i in groups]))
     name = "paired bootstrap" if len(groups) == 1 else "stratified paired bootstrap"
-    return Paired(len(a), mean_a, mean_b, obs, lo, hi, p, f"{name} ({n_boot})", p < alpha, alpha)
+    test = f"{name} ({n_boot})"
+    return Paired(len(a), mean_a, mean_b, obs, lo, hi, p, test, p < alpha, alpha)
 
 
 def _empty(alpha: float) -> Paired:
