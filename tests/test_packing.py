@@ -18,10 +18,17 @@ LOSS_RTOL = 1e-5
 GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-6
 
 
-def tiny_model(attn: str):
-    from transformers import Ministral3ForCausalLM
+#: The tiny models: the study's (no window) and two with a window of 3, shorter than every example
+#: (4 to 39 tokens), so a window that is one too small or too large changes the loss.
+WINDOW = 3
+MODELS = ["ministral3", "ministral3+window", "mistral+window"]
 
-    config = tiny_ministral3_config(
+
+def tiny_model(attn: str, kind: str = "ministral3"):
+    from transformers import Ministral3ForCausalLM, MistralConfig, MistralForCausalLM
+
+    family, _, windowed = kind.partition("+")
+    sizes = dict(
         vocab_size=512,
         hidden_size=32,
         intermediate_size=64,
@@ -32,10 +39,16 @@ def tiny_model(attn: str):
         # larger than the default 0.02, so that attention moves the loss: with near-uniform
         # logits a wrong mask would change the loss by less than the tolerance
         initializer_range=0.2,
+        sliding_window=WINDOW if windowed else None,
     )
+    if family == "mistral":
+        config, cls = MistralConfig(**sizes, pad_token_id=11), MistralForCausalLM
+    else:
+        config, cls = tiny_ministral3_config(**sizes), Ministral3ForCausalLM
+    assert config.sliding_window == (WINDOW if windowed else None)
     config._attn_implementation = attn
     torch.manual_seed(0)
-    model = Ministral3ForCausalLM(config).float()
+    model = cls(config).float()
     model.config.use_cache = False
     return model
 
@@ -81,10 +94,11 @@ def packed_step(model, exs, policy, row_tokens: int):
     return loss, grads(model), batch
 
 
+@pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("attn", ["eager", "sdpa", PREFIX_SDPA])
 @pytest.mark.parametrize("policy", POLICIES)
-def test_packed_step_equals_unpacked(policy, attn):
-    model = tiny_model(attn)
+def test_packed_step_equals_unpacked(policy, attn, kind):
+    model = tiny_model(attn, kind)
     exs = examples()
     # unpacked: 4 micro-batches (grad accumulation); packed: rows of <= 96 tokens, so the step
     # needs several rows, each holding several examples
@@ -241,8 +255,9 @@ def test_bench_packing_tiny_shape(tmp_path, monkeypatch):
         assert r["tokens_per_step"] > 0 and r["s_per_step"] > 0
 
 
+@pytest.mark.parametrize("kind", MODELS)
 @pytest.mark.parametrize("policy", POLICIES)
-def test_flex_block_mask_equals_the_dense_mask(policy, monkeypatch):
+def test_flex_block_mask_equals_the_dense_mask(policy, kind, monkeypatch):
     """flex_attention (GPU only) gets a BlockMask; its mask function, evaluated densely on CPU,
     is the sdpa mask the equality test above proves (uncompiled here: compiling costs ~15 s)."""
     from torch.nn.attention import flex_attention
@@ -252,7 +267,7 @@ def test_flex_block_mask_equals_the_dense_mask(policy, monkeypatch):
     monkeypatch.setattr(
         masking_utils, "create_block_mask", lambda **kw: build(**{**kw, "_compile": False})
     )
-    model = tiny_model("sdpa")
+    model = tiny_model("sdpa", kind)
     batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples())
     dense = packing.packed_mask(model, batch, policy, torch.float32)
     model.config._attn_implementation = "flex_attention"

@@ -163,9 +163,13 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
 
     def build(layer_type: str | None):
         if masks._is_sliding(config, layer_type):
-            overlay = None
-            if block_ids is not None:
-                overlay = masks._windowed_prompt_block(block_ids, config.sliding_window)
+            overlay, w = None, config.sliding_window
+            if policy == "prefill_bidir":  # as unpacked: HF's inclusive window, |q - kv| <= w
+                block = masking_utils.blockwise_overlay(block_ids)
+                window = masking_utils.sliding_window_bidirectional_overlay(w)
+                overlay = masking_utils.and_masks(block, window)
+            elif block_ids is not None:  # prefix_bidir: as masks.prefix_lm_mask, |q - kv| < w
+                overlay = masks._windowed_prompt_block(block_ids, w)
             return masking_utils.create_sliding_window_causal_mask(
                 **common, or_mask_function=overlay
             )
