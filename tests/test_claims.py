@@ -199,8 +199,14 @@ def test_mask_claims_from_results(results):
     assert "threshold 0.450" in df.loc["learned"].evidence
     # the macro drops by 0.15 (>= 0.10) but only t1 drops: 1 task of the 3 required
     assert v["ablation_hurts_broadly"] == "not supported"
-    assert (
-        "1 of 2 tasks drop significantly (t1 -0.300)" in df.loc["ablation_hurts_broadly"].evidence
+    broadly = df.loc["ablation_hurts_broadly"].evidence
+    assert "1 of 2 tasks drop significantly (t1 +0.300)" in broadly
+    # one sign convention: the same drop prints the same way in every claim (A - B, where the
+    # claim says A is higher: a positive diff points the claimed way)
+    drop = "base under causal 0.600 - base under prefill_bidir 0.450: diff +0.150"
+    assert drop in df.loc["ablation_hurts"].evidence and f"macro {drop}" in broadly
+    assert "t1 0.600 - base under prefill_bidir on t1 0.300: diff +0.300" in (
+        df.loc["ablation_hurts/t1"].evidence
     )
     # 5B recovers 3 items of t1 where 3B recovers 40: far more than 0.02 below 3B
     assert v["long_at_least_prefix"] == "not supported"

@@ -61,7 +61,7 @@ def test_bootstrap_p_is_never_zero():
 
 
 def test_printed_p_is_never_zero():
-    assert stats.fmt_p(0.0) == "<1e-16" and stats.p_text(0.0) == "p<1e-16"
+    assert stats.fmt_p(0.0) == "<1e-300" and stats.p_text(0.0) == "p<1e-300"
     assert stats.fmt_p(2.34e-5) == "2.3e-05" and stats.p_text(0.0123) == "p=0.012"
     assert stats.p_floor("exact McNemar") == 0.0
 
@@ -168,3 +168,26 @@ def test_mean_ci():
     m, lo, hi = stats.mean_ci([0.2, 0.4, 0.6])
     assert m == pytest.approx(0.4) and lo < 0.4 < hi
     assert stats.mean_ci([0] * 5)[1] == 0.0  # Wilson stays inside [0, 1]
+
+
+def test_exceeds_on_a_perfect_score_is_not_degenerate(monkeypatch):
+    # a task at 200/200 against chance + margin 0.35: the z test's spread is 0 there, which
+    # printed "CI +0.650, +0.650", p=0; exact binomial + Wilson say how sure 200 items make us
+    r = stats.exceeds(np.ones(200), 0.35)
+    assert r.test == "exact binomial vs 0.35 (one-sided)" and r.significant
+    assert r.diff == pytest.approx(0.65) and r.ci_high == pytest.approx(0.65)
+    assert r.ci_low == pytest.approx(stats.wilson(200, 200)[0] - 0.35) and r.ci_low < 0.64
+    assert r.p_value == pytest.approx(0.35**200, rel=1e-9) and r.p_value > 0
+    assert ", p=6.5e-92 (exact binomial" in r.line()
+    x = np.array([1.0] * 147 + [0.0] * 53)
+    with_scipy = stats.exceeds(x, 0.6)
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    assert stats.exceeds(x, 0.6).p_value == pytest.approx(with_scipy.p_value, rel=1e-9)
+    assert 1e-5 < with_scipy.p_value < 1e-3

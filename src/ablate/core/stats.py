@@ -73,14 +73,14 @@ def p_floor(test: str | None) -> float:
     return 1 / (int(m.group(1)) + 1) if m else 0.0
 
 
-#: p-values below this print as "<1e-16": a float cannot say more (and a z test's tail
-#: underflows to 0 far out), so a table never shows p=0.
-P_PRINT_MIN = 1e-16
+#: p-values below this print as "<1e-300": a z test's normal tail underflows to 0 beyond
+#: z ~ 38 (where a float cannot hold it), and a table must not show that as p=0.
+P_PRINT_MIN = 1e-300
 
 
 def fmt_p(p: float, floor: float = 0.0) -> str:
     """A p-value for a table: ``0.012``, ``2.3e-05``; ``<0.0001`` at a bootstrap's floor
-    ``1/(B+1)`` (B = 10000: below 1/B) and ``<1e-16`` below :data:`P_PRINT_MIN`; never ``0``."""
+    ``1/(B+1)`` (B = 10000: below 1/B) and ``<1e-300`` below :data:`P_PRINT_MIN`; never ``0``."""
     if p is None or math.isnan(p):
         return "n/a"
     if floor and p <= floor * (1 + 1e-9):
@@ -147,6 +147,25 @@ def _binom_two_sided(k: int, n: int) -> float:
         tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n
         return min(1.0, 2 * tail)
     return float(binomtest(k, n, 0.5).pvalue)
+
+
+def _binom_greater(k: int, n: int, p0: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p0): the exact one-sided p of "the proportion is above p0"."""
+    if p0 >= 1 or k <= 0:
+        return 1.0
+    if p0 <= 0:
+        return 0.0
+    try:
+        from scipy.stats import binomtest
+    except ImportError:  # scipy is optional: the same tail in logs (no overflow at large n)
+        lp, lq = math.log(p0), math.log1p(-p0)
+        lc = math.lgamma(n + 1)
+        terms = (
+            lc - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+            for i in range(k, n + 1)
+        )
+        return min(1.0, sum(math.exp(t) for t in terms))
+    return float(binomtest(k, n, p0, alternative="greater").pvalue)
 
 
 def wilson(successes: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -301,14 +320,18 @@ def exceeds(
     alpha: float = 0.05,
     strata: Sequence[Hashable] | None = None,
 ) -> Paired:
-    """Is the mean of ``x`` above ``threshold``? One-sided z test of H0: mean <= threshold (the
-    standard error from the spread, per stratum for a macro: ``strata`` as in :func:`paired`).
-    Reported as a comparison with the threshold: ``mean_a`` is the threshold, ``mean_b`` the
-    mean, the interval the two-sided one of the mean minus the threshold."""
+    """Is the mean of ``x`` above ``threshold``? Reported as a comparison with the threshold:
+    ``mean_a`` is the threshold, ``mean_b`` the mean, the interval the two-sided one of the mean
+    minus the threshold. 0/1 values (in equal-sized strata, where the macro is the pooled mean):
+    exact one-sided binomial test and Wilson interval; otherwise a one-sided z test of H0: mean
+    <= threshold (the standard error from the spread, per stratum for a macro: ``strata`` as in
+    :func:`paired`)."""
     x = np.asarray(x, dtype=float).ravel()
     if len(x) == 0:
         return _empty(alpha)
     groups = [np.arange(len(x))] if strata is None else _stratum_index(strata, len(x))
+    if is_binary(x) and len({len(g) for g in groups}) == 1:
+        return _exceeds_binomial(x, threshold, alpha)
     mean = float(np.mean([x[g].mean() for g in groups]))
     var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
     se = math.sqrt(var)
@@ -322,6 +345,18 @@ def exceeds(
     return Paired(
         len(x), threshold, mean, gap, gap - z * se, gap + z * se, p, test, p < alpha, alpha
     )
+
+
+def _exceeds_binomial(x: np.ndarray, threshold: float, alpha: float) -> Paired:
+    """:func:`exceeds` on 0/1 values. Neither the test nor the interval collapses at a perfect
+    (or zero) score, where the z test's spread is 0 (it printed "CI +0.650, +0.650", p=0)."""
+    n, k = len(x), int(x.sum())
+    lo, hi = wilson(k, n, alpha)
+    p = _binom_greater(k, n, threshold)
+    gap = clean(k / n - threshold)
+    test = f"exact binomial vs {threshold:.3g} (one-sided)"
+    t = threshold
+    return Paired(n, t, k / n, gap, lo - t, hi - t, p, test, p < alpha, alpha)
 
 
 def from_stderr(

@@ -60,20 +60,22 @@ def hurts_broadly(
     ``s2``, with at least ``min_tasks`` tasks each dropping significantly"."""
 
     def rule(ev: Evidence) -> ClaimResult:
-        macro = paired(ev, s1, s2, alpha=alpha)
+        # diff = s1 - s2 (the drop, positive), the sign "ablation_hurts" prints for the same drop
+        macro = paired(ev, s2, s1, alpha=alpha)
         hurt = []
         for t in tasks:
-            r = paired(ev, f"{s1}/{t}", f"{s2}/{t}", alpha=alpha)
-            if r.diff < 0 and r.significant:
+            r = paired(ev, f"{s2}/{t}", f"{s1}/{t}", alpha=alpha)
+            if r.diff > 0 and r.significant:
                 hurt.append(f"{t} {r.diff:+.3f}")
         evidence = (
-            f"macro {macro.line()}; {len(hurt)} of {len(tasks)} tasks drop significantly"
+            f"macro {ev[s1].label} {macro.mean_b:.3f} - {ev[s2].label} {macro.mean_a:.3f}: "
+            f"{macro.line()}; {len(hurt)} of {len(tasks)} tasks drop significantly"
             + (f" ({', '.join(hurt)})" if hurt else "")
             + f"; needs a drop >= {min_drop:g} and >= {min_tasks} tasks"
         )
         if macro.n < min_n:
             verdict = "inconclusive"
-        elif -macro.diff >= min_drop and macro.significant and len(hurt) >= min_tasks:
+        elif macro.diff >= min_drop and macro.significant and len(hurt) >= min_tasks:
             verdict = "supported"
         else:
             verdict = "not supported"
