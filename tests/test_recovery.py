@@ -114,6 +114,12 @@ def test_bad_metrics_named(tmp_path, entries):
         recovery.build_recovery([dict(stage=1, variant="base", metrics=str(tmp_path / "no"))])
 
 
+def significant_digits(number: str) -> int:
+    """Digits of a written float, without sign, point, exponent and leading zeros."""
+    mantissa = number.lower().split("e")[0]
+    return len(mantissa.replace("-", "").replace(".", "").lstrip("0"))
+
+
 def test_cli_writes_csv_and_parquet(tmp_path, entries, capsys):
     listed = []
     for i, e in enumerate(entries):
@@ -129,6 +135,12 @@ def test_cli_writes_csv_and_parquet(tmp_path, entries, capsys):
     a, b = pd.read_csv(csv), pd.read_parquet(pq)
     assert list(a.columns) == recovery.COLUMNS == list(b.columns)
     assert len(a) == len(b) == 9
+    # the CSV a person reads: 6 significant digits (no 0.9530000000000001); parquet exact
+    floats = list(b.select_dtypes("float").columns)
+    assert max(significant_digits(repr(v)) for v in b[floats].stack()) > 6  # dust to round away
+    written = pd.read_csv(csv, dtype=str)[floats].stack()  # the text, not floats read back
+    assert max(significant_digits(v) for v in written) <= 6
+    pd.testing.assert_frame_equal(a[floats], b[floats], rtol=1e-5, check_dtype=False)
     assert a.metrics_file.str.endswith(".json").all()
     assert "stage 4" in capsys.readouterr().out
 

@@ -37,11 +37,14 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
     return write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
-def write_frame(path: str | os.PathLike, df: Any) -> Path:
-    """A pandas DataFrame as .csv or .parquet (by suffix), without the index."""
+def write_frame(path: str | os.PathLike, df: Any, float_format: str | None = None) -> Path:
+    """A pandas DataFrame as .csv or .parquet (by suffix), without the index. ``float_format``
+    (CSV only, e.g. ``"%.6g"``): floats as a person reads them; parquet keeps them exact."""
     suffix = Path(path).suffix
     if suffix == ".csv":
-        return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+        return atomic_write(
+            path, lambda tmp: df.to_csv(tmp, index=False, float_format=float_format)
+        )
     if suffix == ".parquet":
         return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
     raise ValueError(f"write_frame: unknown table format {suffix!r} ({path})")

@@ -332,8 +332,13 @@ def entries_from_results(
     return entries
 
 
+#: Floats of recovery.csv: 6 significant digits (0.953, not 0.9530000000000001; p-values keep
+#: their exponent); recovery.parquet keeps the exact float64 values.
+CSV_FLOAT_FORMAT = "%.6g"
+
+
 def write_recovery(df: pd.DataFrame, csv: str | Path, parquet: str | Path | None = None) -> None:
-    io.write_frame(csv, df)
+    io.write_frame(csv, df, float_format=CSV_FLOAT_FORMAT)
     if parquet is not None:
         io.write_frame(parquet, df)
 
@@ -350,7 +355,8 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
         lines.append(
             f"stage {r['stage']} {r['variant']:>8} eval={r['eval_policy']:<13} "
             f"macro={r['score']:.4f} (chance {r['chance']:.3f}) "
-            f"vs S1 {r['delta_vs_stage1']:+.4f} p={stats.fmt_p(r['p_vs_stage1'])} "
+            f"vs S1 {r['delta_vs_stage1']:+.4f} "
+            f"{stats.p_text(r['p_vs_stage1'], stats.p_floor(r['test']))} "
             f"recovered={frac_s}{noise}"
         )
     return lines
