@@ -25,6 +25,7 @@ def test_outputs_exist(bridge_run):
         "curves.csv",
         "claims.csv",
         "claims.md",
+        "claims.html",
         "plan.csv",
         "plots/accuracy_over_steps.png",
         "plots/accuracy_vs_k.png",

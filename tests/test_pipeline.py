@@ -289,7 +289,7 @@ def test_snakemake_report(finished, tmp_path):
     r = snakemake(finished, "--report", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     html = out.read_text()
-    for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html", "mask.csv"):
+    for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html", "mask.html"):
         assert name in html, name
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import mimetypes
+import re
+from pathlib import Path
 
+import pandas as pd
 import pytest
+import snakemake
 
 from ablate.mask import recovery, report
 
@@ -103,3 +108,95 @@ def test_plot_scores_shows_drop_and_recovery(tmp_path):
 
     img = matplotlib.image.imread(out)
     assert img.shape[0] > img.shape[1] * 0.6  # two panels stacked
+
+
+# ------------------------------------------------------------- what the report opens from its icon
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The MIME types Snakemake's report viewer opens from a result's icon (snakemake 9:
+#: report/html_reporter/template/components/abstract_view_manager.js); any other file (a CSV, a
+#: Markdown page) is only offered as a download, so a table a person reads there must be HTML.
+OPENS = {"text/html", "image/svg+xml", "image/png", "image/jpeg", "application/pdf"}
+#: Data tables in the report to be downloaded (for a spreadsheet), each with an HTML or figure
+#: view of its numbers beside it or in STATUS.
+DOWNLOADS = {
+    "recovery.csv",
+    "bridge/summary.csv",
+    "bridge/plan.csv",
+    "bridge/infer/{run_id}/summary.csv",
+}
+
+
+def report_outputs() -> dict[str, str]:
+    """Every ``report()``-flagged output of the rules -> its path pattern (under results/)."""
+    from ablate.bridge import grid
+    from ablate.core.planner.files import PLAN_FILES
+    from ablate.mask import study
+
+    forms = {
+        r'out\("([^"]+)"\)': str,
+        r'out\(P\["(\w+)"\]\)': study.PATTERNS.__getitem__,
+        r'out\(PLAN_FILES\["(\w+)"\]\)': PLAN_FILES.__getitem__,
+        r'bout\("(\w+)"\)': grid.PATTERNS.__getitem__,
+    }
+    found = {}
+    for smk in sorted(ROOT.glob("rules/**/*.smk")):
+        for m in re.finditer(r"\breport\(\s*([^,]+),", smk.read_text()):
+            expr = m.group(1).strip()
+            paths = [f(x.group(1)) for form, f in forms.items() if (x := re.fullmatch(form, expr))]
+            assert paths, f"{smk.name}: report({expr}, ...) is a form this test cannot resolve"
+            found[f"{smk.relative_to(ROOT)}: {expr}"] = paths[0]
+    return found
+
+
+def test_the_report_opens_every_table_a_person_reads():
+    items = report_outputs()
+    claims = {k: v for k, v in items.items() if "claims" in v}
+    # both studies' claims tables: the report showed their CSV / Markdown as a dead icon
+    assert sorted(claims.values()) == ["bridge/claims.html", "claims/mask.html"], claims
+    for where, path in items.items():
+        mime, _ = mimetypes.guess_type(path)
+        assert mime in OPENS or path in DOWNLOADS, f"{where}: {path} ({mime}) does not open"
+    viewer = Path(snakemake.__file__).parent / (
+        "report/html_reporter/template/components/abstract_view_manager.js"
+    )
+    if viewer.exists():  # the installed Snakemake opens exactly these
+        assert set(re.findall(r'case "([^"]+)":', viewer.read_text())) == OPENS
+
+
+def test_claims_html_page(tmp_path):
+    from ablate.core import claims
+
+    df = pd.DataFrame(
+        [
+            dict(
+                study="demo",
+                claim="a",
+                statement="A beats B",
+                verdict="supported",
+                evidence="A 0.9 - B 0.5: diff +0.400",
+                test="paired bootstrap (10000)",
+                p_value=1 / 10001,
+                n=40,
+                inputs="x",
+            ),
+            dict(
+                study="demo",
+                claim="b",
+                statement="C > 0.3",
+                verdict="supported",
+                evidence="<C> 0.9",
+                test="one-sided z vs 0.3",
+                p_value=0.0,
+                n=40,
+                inputs="y",
+            ),
+        ],
+        columns=claims.COLUMNS,
+    )
+    claims.write_claims(df, tmp_path / "c.csv", tmp_path / "c.md", tmp_path / "c.html")
+    page = (tmp_path / "c.html").read_text()
+    assert page.startswith("<html>") and "<h1>Claims: demo</h1>" in page
+    assert "<td>&lt;0.0001</td>" in page and "<td>&lt;1e-300</td>" in page  # never p=0
+    assert "<td>&lt;C&gt; 0.9</td>" in page  # escaped
+    assert "A minus B" in page and "A minus B" in (tmp_path / "c.md").read_text()

@@ -48,8 +48,10 @@ rule bridge_claims:
         infer_samples=BRIDGE_INFER_SAMPLES,
     output:
         csv=bout("claims"),
-        md=report(
-            bout("claims_md"),
+        md=bout("claims_md"),
+        # the report opens HTML from its icon (a CSV or .md is only offered as a download)
+        html=report(
+            bout("claims_html"),
             caption="../../workflow/report/bridge_claims.rst",
             category="Bridge",
             labels={"table": "claims"},

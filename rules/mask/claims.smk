@@ -25,13 +25,15 @@ rule mask_claims:
         metrics=[j.outputs["metrics"] for j in MASK_CLAIMS_EVALS],
         samples=[j.outputs["samples"] for j in MASK_CLAIMS_EVALS],
     output:
-        csv=report(
-            out(P["claims_csv"]),
+        csv=out(P["claims_csv"]),
+        md=out(P["claims_md"]),
+        # the report opens HTML from its icon (a CSV or .md is only offered as a download)
+        html=report(
+            out(P["claims_html"]),
             caption="../../workflow/report/claims.rst",
             category="Claims",
             labels={"table": "mask study claims"},
         ),
-        md=out(P["claims_md"]),
     log:
         out(P["claims_log"]),
     conda:

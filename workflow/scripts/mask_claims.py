@@ -1,4 +1,4 @@
-"""mask_claims: results/claims/mask.csv (+ .md) from the evaluations' metrics and samples."""
+"""mask_claims: results/claims/mask.csv (+ .md, .html) from the evaluations' metrics and samples."""
 
 import sys
 
@@ -14,5 +14,5 @@ df = claims_table(
     snakemake.input.metrics,
     snakemake.input.samples,
 )
-write_claims(df, snakemake.output.csv, snakemake.output.md)
+write_claims(df, snakemake.output.csv, snakemake.output.md, snakemake.output.html)
 print(df[["claim", "verdict", "evidence"]].to_string(index=False))

@@ -156,9 +156,9 @@ def study_claims() -> list[Claim]:
     ]
 
 
-def write(entries, run_samples, infer_samples, csv, md) -> pd.DataFrame:
+def write(entries, run_samples, infer_samples, csv, md, html=None) -> pd.DataFrame:
     ev = evidence(entries, run_samples, infer_samples)
     df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
-    core_claims.write_claims(df, csv, md)
+    core_claims.write_claims(df, csv, md, html)
     print(df[["claim", "verdict", "p_value", "n"]].to_string(index=False), flush=True)
     return df

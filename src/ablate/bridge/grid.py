@@ -76,6 +76,7 @@ PATTERNS = {
     "plan": "bridge/plan.csv",
     "claims": "bridge/claims.csv",
     "claims_md": "bridge/claims.md",
+    "claims_html": "bridge/claims.html",  # the report's view of the table
     "plot_curves": "bridge/plots/accuracy_over_steps.png",
     "plot_k": "bridge/plots/accuracy_vs_k.png",
     "plot_baselines": "bridge/plots/baselines.png",

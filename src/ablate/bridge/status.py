@@ -85,7 +85,8 @@ def status_jobs(config: dict[str, Any]) -> list[Job]:
                 headline=lambda rec, rule=j["rule"]: headline(rule, rec),
             )
         )
-    tables = ("summary", "curves", "claims", "claims_md", "plot_curves", "plot_k", "plot_baselines")
+    tables = ("summary", "curves", "claims", "claims_md", "claims_html")
+    tables += ("plot_curves", "plot_k", "plot_baselines")
     out.append(
         Job(
             study="bridge",

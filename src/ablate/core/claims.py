@@ -145,27 +145,64 @@ def evaluate_claims(
     return df
 
 
-def write_claims(df: pd.DataFrame, csv: str | Path, md: str | Path | None = None) -> None:
-    """The table as CSV and, optionally, as a Markdown table (for the report and the README)."""
+def write_claims(
+    df: pd.DataFrame, csv: str | Path, md: str | Path | None = None, html: str | Path | None = None
+) -> None:
+    """The table as CSV and, optionally, as Markdown (the README's copy) and as an HTML page (the
+    Snakemake report's view: its viewer opens HTML, images and PDF from their icon, and only
+    offers a CSV or Markdown file as a download)."""
     io.write_frame(csv, df)
     if md is not None:
         io.write_text(md, to_markdown(df))
+    if html is not None:
+        io.write_text(html, to_html(df))
 
 
-def to_markdown(df: pd.DataFrame) -> str:
+#: The columns a person reads (``study`` is the title).
+SHOWN = [c for c in COLUMNS if c != "study"]
+#: Under every printed table: how to read the sign of ``diff``.
+SIGN_NOTE = (
+    "Each evidence line reads `A a - B b: diff`, A minus B, where A is the side the claim says is "
+    "higher: a positive diff points the way the claim says (docs/claims.md)."
+)
+
+
+def _cells(df: pd.DataFrame) -> list[dict[str, str]]:
+    """The table as text: empty cells for missing values, p-values as :func:`stats.fmt_p`
+    prints them ("<0.0001" at a bootstrap's floor, never "0")."""
+
     def cell(r: pd.Series, c: str) -> str:
         v = r[c]
         if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
             return ""
-        if c == "p_value":  # "<0.0001" at a bootstrap's floor, never "0"
+        if c == "p_value":
             return stats.fmt_p(v, stats.p_floor(r["test"]))
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return str(v)
 
-    cols = [c for c in COLUMNS if c != "study"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r, c) for c in cols) + " |" for _, r in df.iterrows()]
-    title = f"# Claims: {df['study'].iloc[0]}\n\n" if len(df) and df["study"].iloc[0] else ""
-    return title + "\n".join(lines) + "\n"
+    return [{c: cell(r, c) for c in SHOWN} for _, r in df.iterrows()]
+
+
+def _title(df: pd.DataFrame) -> str:
+    return f"Claims: {df['study'].iloc[0]}" if len(df) and df["study"].iloc[0] else "Claims"
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    def md(v: str) -> str:
+        return v.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
+    lines += ["| " + " | ".join(md(r[c]) for c in SHOWN) + " |" for r in _cells(df)]
+    return f"# {_title(df)}\n\n{SIGN_NOTE}\n\n" + "\n".join(lines) + "\n"
+
+
+def to_html(df: pd.DataFrame) -> str:
+    from ablate.core.status_report import STYLE, html_table, markdown_html
+
+    body = markdown_html(f"# {_title(df)}\n\n{SIGN_NOTE}")
+    return (
+        f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{body}"
+        f"{html_table(SHOWN, _cells(df))}</body></html>\n"
+    )
 
 
 # --------------------------------------------------------------------------- common forms

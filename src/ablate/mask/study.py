@@ -155,6 +155,7 @@ PATTERNS: dict[str, str] = {
     # mask_claims: the claims table (config claims:)
     "claims_csv": "claims/mask.csv",
     "claims_md": "claims/mask.md",
+    "claims_html": "claims/mask.html",  # the report's view of the table
     "claims_log": "logs/mask_claims/mask.log",
 }
 BASE = "base"  # the evaluated model name of the base model (the others are variants)
@@ -174,7 +175,7 @@ RULE_OUTPUTS: dict[str, dict[str, str]] = {
     "recovery_table": {"csv": "recovery_csv", "parquet": "recovery_parquet"},
     "plot_scores": {"png": "plot_scores"},
     "plot_loss_curves": {"png": "plot_loss_curves"},
-    "mask_claims": {"csv": "claims_csv", "md": "claims_md"},
+    "mask_claims": {"csv": "claims_csv", "md": "claims_md", "html": "claims_html"},
 }
 
 
