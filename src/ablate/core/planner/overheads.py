@@ -71,8 +71,8 @@ def memory_need_gb(job: PlannedJob, params: float, plan: dict) -> tuple[float, s
     """GPU memory per GPU: weights (+ grads + optimizer states when training) x (1 + margin).
 
     Activations are only covered by the margin. For scale: the H200 bench (bf16 weights + AdamW =
-    8 B/param = 27 GB for the 3.43 B model) peaked at 40.6 GB with B=4 x T=1024 (shared findings,
-    section 3); the pipeline's finetunes run B=1.
+    8 B/param = 27 GB for the 3.43 B model) peaked at 40.6 GB with B=4 x T=1024
+    (bench/results/h200_baselines_findings.md); the pipeline's finetunes run B=1.
     """
     b = DTYPE_BYTES.get(job.dtype, 4)
     margin = plan["memory_margin"]
