@@ -167,30 +167,14 @@ def test_the_report_opens_every_table_a_person_reads():
 def test_claims_html_page(tmp_path):
     from ablate.core import claims
 
+    def row(claim, evidence, test, p_value):  # in claims.COLUMNS order
+        values = ["demo", claim, claim, "supported", evidence, test, p_value, 40, "x"]
+        return dict(zip(claims.COLUMNS, values, strict=True))
+
     df = pd.DataFrame(
         [
-            dict(
-                study="demo",
-                claim="a",
-                statement="A beats B",
-                verdict="supported",
-                evidence="A 0.9 - B 0.5: diff +0.400",
-                test="paired bootstrap (10000)",
-                p_value=1 / 10001,
-                n=40,
-                inputs="x",
-            ),
-            dict(
-                study="demo",
-                claim="b",
-                statement="C > 0.3",
-                verdict="supported",
-                evidence="<C> 0.9",
-                test="one-sided z vs 0.3",
-                p_value=0.0,
-                n=40,
-                inputs="y",
-            ),
+            row("a", "A 0.9 - B 0.5: diff +0.400", "paired bootstrap (10000)", 1 / 10001),
+            row("b", "<C> 0.9", "one-sided z vs 0.3", 0.0),
         ],
         columns=claims.COLUMNS,
     )
