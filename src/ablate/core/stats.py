@@ -6,7 +6,8 @@
   1998, Stat Med 17:2635). Other scores: a seeded paired bootstrap. With ``strata`` (e.g. the task
   of each item) the statistic is the unweighted mean over strata, i.e. a macro average.
 - :func:`noninferior`: "b is at most ``margin`` below a", a one-sided test of the paired mean.
-- :func:`exceeds`: "the mean is above a fixed threshold" (e.g. chance + 0.10), one-sided z.
+- :func:`exceeds`: "the mean is above a fixed threshold" (e.g. chance + 0.10): exact one-sided
+  binomial test + Wilson interval for 0/1 values, one-sided z otherwise.
 - :func:`from_stderr`: the fallback when only two means and their standard errors are known.
 - :func:`mean_ci`: one mean with its interval (Wilson for proportions).
 
