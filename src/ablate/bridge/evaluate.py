@@ -101,6 +101,12 @@ def text_ids(tokenizer, text: str, max_len: int) -> list[int]:
     return ids
 
 
+def head_ids(tokenizer, text: str, k: int) -> list[int]:
+    """BOS + the first ``k`` tokens of the whole text (the token-budget input: the prompt's
+    start, never the start of a prompt already cut from the left to ``max_prompt_len``)."""
+    return tokenizer(text, add_special_tokens=True)["input_ids"][: 1 + k]
+
+
 def cue_ids(tokenizer) -> list[int]:
     return tokenizer(world.ANSWER_CUE, add_special_tokens=False)["input_ids"]
 

@@ -6,7 +6,7 @@ Batch 1, per sample, on the eval items:
 ``source_alone``   the text prompt (question) -> the source model
 ``target_alone``   the full text prompt -> the target model
 ``latent``         source reads the prompt -> translator -> [BOS] + K soft + ``Answer:`` -> target
-``token_budget``   the target's prompt cut to its first K tokens, + ``Answer:`` -> target
+``token_budget``   the first K tokens of the target's full prompt, + ``Answer:`` -> target
                    (the same input length as ``latent``: the fair compression baseline)
 ``cascade``        the source's text answer handed to the target: prompt + ``Source answer:``
                    + the source's generation + ``Refined answer:``
@@ -100,7 +100,8 @@ class Bench:
             extra["source_input_tokens"] = len(pair.source_ids(item))
         elif baseline == "token_budget":
             k = self.translator.config["K"]
-            ids = pair.prompt_ids(item)[: 1 + k] + evaluate.cue_ids(pair.tgt_tok)  # BOS + K
+            head = evaluate.head_ids(pair.tgt_tok, world.prompt(kind, item), k)  # BOS + K
+            ids = head + evaluate.cue_ids(pair.tgt_tok)
             evaluate.check_no_gold(
                 kind, item, {"target input": tgt_dec(ids, skip_special_tokens=True)}
             )
