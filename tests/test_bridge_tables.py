@@ -109,15 +109,24 @@ def test_plan_done_stale_to_run(tmp_path):
     assert pd.isna(plan.loc["done", "forecast_h"])
 
 
-def infer_samples(path: Path, acc: dict[str, float], kv: dict[str, float]) -> Path:
+def infer_samples(path: Path, acc: dict[str, float], kv: dict[str, float], source_kv=None) -> Path:
+    """Benchmark rows; ``source_kv``: the source's cache per baseline (total = target + it)."""
     rng = np.random.default_rng(1)
     rows = []
     for b, a in acc.items():
         correct = rng.random(100) < a
-        rows += [
-            dict(baseline=b, id=f"q{i}", correct=bool(c), kv_cache_mb=kv[b] + 0.001 * (i % 3))
-            for i, c in enumerate(correct)
-        ]
+        for i, c in enumerate(correct):
+            target = kv[b] + 0.001 * (i % 3)
+            total = target + (source_kv or {}).get(b, 0.0)
+            rows.append(
+                dict(
+                    baseline=b,
+                    id=f"q{i}",
+                    correct=bool(c),
+                    kv_cache_mb=target,
+                    kv_cache_total_mb=total,
+                )  # fmt: skip
+            )
     return io.write_frame(path, pd.DataFrame(rows))
 
 
@@ -142,6 +151,20 @@ def test_claims_from_fabricated_results(runs, tmp_path):
     assert df.loc["generalises_beyond_math", "verdict"] == "not run"
     assert (df["test"].str.len() > 0).sum() == 5
     assert (tmp_path / "claims.md").read_text().startswith("# Claims: bridge")
+
+
+def test_kv_claim_counts_the_source_cache(runs, tmp_path):
+    """The latent's target cache is smaller, but the source's cache of the same request makes the
+    total larger than the target alone: the claim (on the total) is not supported."""
+    _, _, samples = runs
+    acc = dict(source_alone=0.2, target_alone=0.3, latent=0.9, token_budget=0.1, cascade=0.85)
+    kv = dict(source_alone=1.0, target_alone=2.0, latent=0.5, token_budget=0.5, cascade=3.0)
+    src = dict(latent=2.0, cascade=1.5)
+    main = infer_samples(tmp_path / "main.parquet", acc, kv, source_kv=src)
+    df = claims.write(ENTRIES, samples, {"entry": main}, tmp_path / "c.csv", None)
+    row = df.set_index("claim").loc["kv_savings"]
+    assert row["verdict"] == "not supported"
+    assert "source + target" in row["evidence"] and "target's cache alone 0.5010" in row["evidence"]
 
 
 def test_claims_the_wrong_way_are_not_supported(runs, tmp_path):

@@ -174,6 +174,14 @@ def test_benchmark_writes_five_baselines_per_sample(
     budget = s[s.baseline == "token_budget"].iloc[0]
     assert budget.input_tokens == lat.input_tokens  # the same input length: a fair comparison
     assert (s.kv_cache_mb > 0).all()
+    # total = the answering model's cache + the source's for the same item
+    kv = json.loads((tmp_path / "summary.csv.provenance.json").read_text())["kv_cache_mb_per_token"]
+    src = s.source_input_tokens.fillna(0) + s.source_output_tokens.fillna(0)
+    want = s.kv_cache_mb + kv["source"] * src.where(s.model == "target", 0)
+    assert s.kv_cache_total_mb.tolist() == pytest.approx(want.tolist())
+    assert (
+        s[s.baseline == "latent"].kv_cache_total_mb > s[s.baseline == "latent"].kv_cache_mb
+    ).all()
     assert list(agg["baseline"]) == list(infer.BASELINES) and (agg["n"] == 2).all()
     assert pd.read_csv(tmp_path / "summary.csv").shape[0] == 5
     assert (tmp_path / "summary.csv.provenance.json").exists()

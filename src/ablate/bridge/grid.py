@@ -364,8 +364,14 @@ def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
     return {**entry.params, "eval_size": study.config["infer"]["n_samples"]}
 
 
+#: The benchmark table's version, part of its identity: a new column reruns older benchmarks
+#: (2: ``kv_cache_total_mb``, source + target; the token budget from the full prompt).
+INFER_TABLE = 2
+
+
 def infer_identity(study: Study, entry: Entry) -> dict[str, Any]:
-    return sorted_tree({**entry.identity, "params": infer_params(study, entry)})
+    params = infer_params(study, entry)
+    return sorted_tree({**entry.identity, "params": params, "table": INFER_TABLE})
 
 
 def datasets_used(study: Study) -> list[str]:

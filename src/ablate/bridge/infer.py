@@ -14,7 +14,9 @@ Batch 1, per sample, on the eval items:
 
 Each row: ``input_tokens``/``output_tokens`` of the answering model, ``kv_cache_mb`` =
 :func:`ablate.bridge.models.kv_cache_mb_per_token` (from that model's config and dtype) x the
-tokens its cache holds at the end (input + output), end-to-end ``latency_s`` (a latent or cascade
+tokens its cache holds at the end (input + output), ``kv_cache_total_mb`` = that + the source's
+cache for the same item (latent: the source's input; cascade: its input and answer; the text
+baselines: one model, so equal), end-to-end ``latency_s`` (a latent or cascade
 row includes the source's work), ``peak_mem_mb`` (``torch.cuda.max_memory_allocated``; None on
 CPU, where ``peak_mem_kind`` says so), em, f1, correct. The gold-leak guard checks the
 dataset-derived input of every baseline before it runs (the cascade's source answer is a model
@@ -128,6 +130,8 @@ class Bench:
             raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
         latency = time.perf_counter() - t0
         score = evaluate.score_rows(kind, [item], [text])[0]
+        # the source's cache for the same item (latent: its input; cascade: input + answer)
+        src_held = sum(extra.get(f"source_{k}_tokens") or 0 for k in ("input", "output"))
         return {
             "baseline": baseline,
             "id": item["id"],
@@ -135,6 +139,7 @@ class Bench:
             "input_tokens": n_in,
             "output_tokens": n_out,
             "kv_cache_mb": self.kv[model] * (n_in + n_out),
+            "kv_cache_total_mb": self.kv[model] * (n_in + n_out) + self.kv["source"] * src_held,
             "latency_s": latency,
             "peak_mem_mb": _mem_peak(),
             "peak_mem_kind": "cuda_max_memory_allocated"
@@ -153,7 +158,8 @@ class Bench:
 
 def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
     """Mean per baseline (with n), in BASELINES order."""
-    cols = ["correct", "em", "f1", "input_tokens", "output_tokens", "kv_cache_mb", "latency_s"]
+    cols = ["correct", "em", "f1", "input_tokens", "output_tokens", "kv_cache_mb"]
+    cols += ["kv_cache_total_mb", "latency_s"]
     g = samples.assign(correct=samples["correct"].astype(float)).groupby("baseline", sort=False)
     agg = g[cols].mean().rename(columns={"correct": "accuracy"})
     agg["peak_mem_mb"] = g["peak_mem_mb"].apply(
