@@ -193,7 +193,7 @@ def fake_hub(monkeypatch, splits: dict[str, list[dict]]):
 
 
 def test_hotpot_rows_become_the_world_fields(monkeypatch, tmp_path):
-    from ablate.bridge import data, world
+    from ablate.bridge import data, hub, world
 
     row = {
         "id": "h1",
@@ -205,10 +205,13 @@ def test_hotpot_rows_become_the_world_fields(monkeypatch, tmp_path):
         },
     }
     calls = fake_hub(monkeypatch, {"train": [row], "validation": [row]})
-    spec = dict(path="hot_pot_qa", name="distractor", train_split="train", test_split="validation")
+    spec = dict(
+        path="hotpotqa/hotpot_qa", name="distractor", train_split="train", test_split="validation"
+    )
+    hub.check_dataset("bridge.data.hotpotqa", spec)  # the id the shipped config names
     files = data.fetch_hub("hotpotqa", spec, tmp_path)
     assert [f.name for f in files] == ["qa_train.jsonl", "qa_test.jsonl"]
-    assert calls[1] == ("hot_pot_qa", "distractor", "validation", None)
+    assert calls[1] == ("hotpotqa/hotpot_qa", "distractor", "validation", None)
     (item,) = world.load_dataset(files[1], "qa")
     assert item["context"] == ["Anna: Anna lives in Oslo.", "Oslo: Oslo is in Norway."]
     assert item["answer"] == "Norway"

@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ablate.bridge import hub
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
 from ablate.core.config import ConfigError, sorted_tree
 from ablate.core.provenance import config_hash
@@ -276,6 +277,7 @@ def _resolve_params(bridge: dict[str, Any]):
 def resolve(bridge: dict[str, Any]) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry."""
     check_models(bridge)
+    hub.check_data(bridge["data"])
     resolve_params = _resolve_params(bridge)
     defaults = dict(bridge.get("defaults") or {})
     grid = bridge["grid"]
