@@ -167,6 +167,15 @@ def test_kv_claim_counts_the_source_cache(runs, tmp_path):
     assert "source + target" in row["evidence"] and "target's cache alone 0.5010" in row["evidence"]
 
 
+def test_embedded_claims_table_says_what_it_can_show(runs, tmp_path):
+    _, _, samples = runs
+    claims.write(ENTRIES, samples, {}, tmp_path / "c.csv", tmp_path / "e.md", embedded=True)
+    claims.write(ENTRIES, samples, {}, tmp_path / "c.csv", tmp_path / "r.md")
+    embedded, real = (tmp_path / "e.md").read_text(), (tmp_path / "r.md").read_text()
+    assert embedded.startswith(real) and "show the plumbing, not the seed's claims" in embedded
+    assert "config/latentwire.yaml" in embedded and "plumbing" not in real
+
+
 def test_claims_the_wrong_way_are_not_supported(runs, tmp_path):
     _, _, samples = runs
     swapped = {**samples, "r1a": samples["r1b"], "r1b": samples["r1a"]}

@@ -12,4 +12,5 @@ claims.write(
     dict(zip(snakemake.params.infer_roles, snakemake.input.infer_samples, strict=True)),
     snakemake.output.csv,
     snakemake.output.md,
+    embedded=snakemake.params.embedded,
 )
