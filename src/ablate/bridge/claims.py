@@ -187,8 +187,8 @@ def write(entries, run_samples, infer_samples, csv, md, embedded=False) -> pd.Da
     models are the embedded pair, and the Markdown says what that run can show."""
     ev = evidence(entries, run_samples, infer_samples)
     df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
-    core_claims.write_claims(df, csv, None)
-    if md is not None:
-        io.write_text(md, core_claims.to_markdown(df) + (EMBEDDED_NOTE if embedded else ""))
+    core_claims.write_claims(df, csv, md)
+    if md is not None and embedded:
+        io.write_text(md, Path(md).read_text() + EMBEDDED_NOTE)
     print(df[["claim", "verdict", "p_value", "n"]].to_string(index=False), flush=True)
     return df
