@@ -21,7 +21,7 @@ def _item(gold: str) -> dict[str, str]:
 
 # every spelling of "the answer is <n>" a prompt must not carry, for each way of writing n
 CUES = ["#### {n}", "####{n}", "####  {n}", "Answer: {n}", "answer:{n}", "ANSWER : {n}",
-        "The answer is {n}.", "the answer is {n}", "Answer = {n}", "answer: ${n}"]  # fmt: skip
+        "The answer is {n}.", "the answer is: {n}", "Answer = {n}", "answer: ${n}"]  # fmt: skip
 GOLDS = {"1": ["1", "1.0"], "1234": ["1234", "1,234", "1234.00"], "-5": ["-5", "-5.0"]}
 
 

@@ -27,9 +27,9 @@ class GoldLeakError(RuntimeError):
 
 # A thousands separator between digits ("1,234"): removed, so the gold 1234 is found either way.
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-# A number given as the answer: after "####", "answer:", "answer =" or "answer is", any spacing
+# A number given as the answer: after "####", "answer:", "answer =" or "answer is(:)", any spacing
 # and case ("####1", "answer:1", "The answer is 1."); compared with the gold as a number.
-_CUED_NUMBER = re.compile(r"(?:####|\banswer\s*(?::|=|\bis\b))\s*\$?\s*(-?\d+(?:\.\d+)?)(?!\d)")
+_CUED_NUMBER = re.compile(r"(?:####|\banswer\s*(?::|=|is\b\s*:?))\s*\$?\s*(-?\d+(?:\.\d+)?)(?!\d)")
 
 
 def _squash(s: str) -> str:
