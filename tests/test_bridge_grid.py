@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,52 @@ def test_an_override_equal_to_the_defaults_is_a_duplicate(bridge):
 
 
 @pytest.mark.parametrize(
+    "base, spelling",
+    [
+        ({"prompt_align_weight": 0}, {"prompt_align_weight": 0.0}),  # 0 vs 0.0
+        ({}, {"grad_clip": 1}),  # vs the default 1.0
+        ({}, {"gate_lr_multiplier": 3}),  # vs the default 3.0
+        ({}, {"K": 8.0}),  # an integer written as a float
+        ({"early_stopping": False}, {"early_stopping": False, "patience": 9}),  # inert
+        ({"kl_weight": 0}, {"kl_weight": 0.0, "kl_positions": 5, "kl_after_warmup": False}),
+        ({"infonce_weight": 0}, {"infonce_weight": 0, "infonce_temperature": 0.5}),
+        ({"model_dtype": "float32"}, {"model_dtype": "auto"}),  # auto on a CPU-only study
+    ],
+)
+def test_spellings_of_one_configuration_are_one_run(bridge, base, spelling):
+    """The identity is the resolved configuration: each pair trains once (the seed's ablB/C)."""
+    bridge["grid"] = {"first": base, "second": spelling}
+    bridge["infer"] = {"entry": "first", "qa_entry": None, "n_samples": 8}
+    with pytest.raises(ConfigError, match="'first' and 'second' resolve to the same"):
+        grid.resolve(bridge)
+    bridge["grid"]["second"] = {**spelling, "seed": 7}  # a real difference is its own run
+    study = grid.resolve(bridge)
+    assert study.entries["first"].run_id != study.entries["second"].run_id
+
+
+def test_auto_dtype_is_the_dtype_of_the_training_device(bridge):
+    bridge["grid"] = {"first": {"model_dtype": "auto"}}
+    bridge["infer"] = {"entry": "first", "qa_entry": None, "n_samples": 8}
+    assert grid.resolve(bridge).entries["first"].params["model_dtype"] == "float32"
+    bridge["resources"]["train"]["gpu"] = 1
+    e = grid.resolve(bridge).entries["first"]
+    assert e.params["model_dtype"] == "bfloat16" == e.identity["params"]["model_dtype"]
+    bridge["grid"]["second"] = {"model_dtype": "bfloat16"}
+    with pytest.raises(ConfigError, match="'first' and 'second' resolve to the same"):
+        grid.resolve(bridge)
+
+
+def test_hub_revision_spellings_are_one_model():
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    runs = []
+    for rev in (None, "main", sha, sha.upper()):
+        bridge = bridge_config("latentwire.yaml")
+        bridge["source"]["revision"] = rev
+        runs.append(grid.resolve(bridge).entries["1a"].run_id)
+    assert runs[0] == runs[1] and runs[2] == runs[3] and runs[0] != runs[2]
+
+
+@pytest.mark.parametrize(
     "edit, message",
     [
         ({"grid": {"1a": {"Kay": 8}}}, "bridge.grid.1a.Kay"),
@@ -119,6 +166,35 @@ def test_same_hub_model_twice_is_refused():
     bridge["target"]["path"] = bridge["source"]["path"]
     with pytest.raises(ConfigError, match="bridge.target.path"):
         grid.resolve(bridge)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("path", "hot_pot_qa", "hotpotqa.path: 'hot_pot_qa' is not a known hub dataset id "
+         "(did you mean 'hotpotqa/hotpot_qa'?)"),
+        ("path", "hotpotqa/hotpotqa", "(did you mean 'hotpotqa/hotpot_qa'?)"),
+        ("name", "distracter", "hotpotqa.name: 'hotpotqa/hotpot_qa' has no config 'distracter'"),
+        ("test_split", "test", "hotpotqa.test_split: 'hotpotqa/hotpot_qa' (distractor) has no "
+         "split 'test'"),
+    ],
+)  # fmt: skip
+def test_hub_dataset_ids_are_checked_at_parse_time(key, value, message):
+    bridge = bridge_config("latentwire.yaml")
+    bridge["data"]["hotpotqa"][key] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        grid.resolve(bridge)
+
+
+def test_shipped_hub_datasets_are_known(tmp_path):
+    from ablate.bridge import hub
+
+    data = bridge_config("latentwire.yaml")["data"]
+    paths = {data[k]["path"] for k in ("gsm8k", "hotpotqa")}
+    assert paths <= {*hub.DATASETS, *hub.ALIASES}
+    hub.check_data(data)
+    local = {"path": str(tmp_path), "name": "x", "train_split": "a", "test_split": "b"}
+    hub.check_dataset("bridge.data.gsm8k", local)  # a local directory is not checked
 
 
 def test_seed_study_grid():

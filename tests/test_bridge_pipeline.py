@@ -79,6 +79,17 @@ def test_seed_study_plans_offline(fresh):
     assert not (fresh / "results" / "latentwire").exists()
 
 
+def test_misspelled_hub_dataset_fails_the_dry_run(fresh):
+    """The seed's own typo: checked against the offline list of hub ids before the DAG is built."""
+    cfg = load("latentwire.yaml")
+    cfg["bridge"]["data"]["hotpotqa"]["path"] = "hot_pot_qa"
+    r = dry_run_with(fresh, cfg)
+    out = r.stdout + r.stderr
+    want = "bridge.data.hotpotqa.path: 'hot_pot_qa' is not a known hub dataset id (did you mean "
+    assert r.returncode != 0 and f"{want}'hotpotqa/hotpot_qa'?)" in out, out
+    assert "Building DAG" not in out, out  # stopped at parse time, before any job
+
+
 def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
     """Each job of a dry run: its rule and fields (input, output, wildcards...)."""
     jobs: list[dict[str, str]] = []

@@ -43,6 +43,9 @@ def test_outputs_exist(bridge_run):
         "cascade",
     }
     assert (samples["kv_cache_mb"] > 0).all()
+    assert (samples["kv_cache_total_mb"] >= samples["kv_cache_mb"]).all()
+    # the embedded pair: the claims page says the run shows the plumbing, not the seed's claims
+    assert "show the plumbing" in (bridge_run / B / "claims.md").read_text()
 
 
 def test_same_as_entry_has_no_run_of_its_own(bridge_run):

@@ -109,15 +109,24 @@ def test_plan_done_stale_to_run(tmp_path):
     assert pd.isna(plan.loc["done", "forecast_h"])
 
 
-def infer_samples(path: Path, acc: dict[str, float], kv: dict[str, float]) -> Path:
+def infer_samples(path: Path, acc: dict[str, float], kv: dict[str, float], source_kv=None) -> Path:
+    """Benchmark rows; ``source_kv``: the source's cache per baseline (total = target + it)."""
     rng = np.random.default_rng(1)
     rows = []
     for b, a in acc.items():
         correct = rng.random(100) < a
-        rows += [
-            dict(baseline=b, id=f"q{i}", correct=bool(c), kv_cache_mb=kv[b] + 0.001 * (i % 3))
-            for i, c in enumerate(correct)
-        ]
+        for i, c in enumerate(correct):
+            target = kv[b] + 0.001 * (i % 3)
+            total = target + (source_kv or {}).get(b, 0.0)
+            rows.append(
+                dict(
+                    baseline=b,
+                    id=f"q{i}",
+                    correct=bool(c),
+                    kv_cache_mb=target,
+                    kv_cache_total_mb=total,
+                )  # fmt: skip
+            )
     return io.write_frame(path, pd.DataFrame(rows))
 
 
@@ -142,6 +151,33 @@ def test_claims_from_fabricated_results(runs, tmp_path):
     assert df.loc["generalises_beyond_math", "verdict"] == "not run"
     assert (df["test"].str.len() > 0).sum() == 5
     assert (tmp_path / "claims.md").read_text().startswith("# Claims: bridge")
+
+
+def test_kv_claim_counts_the_source_cache(runs, tmp_path):
+    """The latent's target cache is smaller, but the source's cache of the same request makes the
+    total larger than the target alone: the claim (on the total) is not supported."""
+    _, _, samples = runs
+    acc = dict(source_alone=0.2, target_alone=0.3, latent=0.9, token_budget=0.1, cascade=0.85)
+    kv = dict(source_alone=1.0, target_alone=2.0, latent=0.5, token_budget=0.5, cascade=3.0)
+    src = dict(latent=2.0, cascade=1.5)
+    main = infer_samples(tmp_path / "main.parquet", acc, kv, source_kv=src)
+    df = claims.write(ENTRIES, samples, {"entry": main}, tmp_path / "c.csv", None)
+    row = df.set_index("claim").loc["kv_savings"]
+    assert row["verdict"] == "not supported"
+    assert "source + target" in row["evidence"] and "target's cache alone 0.5010" in row["evidence"]
+
+
+def test_embedded_claims_table_says_what_it_can_show(runs, tmp_path):
+    _, _, samples = runs
+    e, r = (tmp_path / "e", tmp_path / "r")
+    claims.write(ENTRIES, samples, {}, tmp_path / "c.csv", f"{e}.md", f"{e}.html", embedded=True)
+    claims.write(ENTRIES, samples, {}, tmp_path / "c.csv", f"{r}.md", f"{r}.html")
+    embedded, real = Path(f"{e}.md").read_text(), Path(f"{r}.md").read_text()
+    assert embedded.startswith(real) and "show the plumbing, not the seed's claims" in embedded
+    assert "config/latentwire.yaml" in embedded and "plumbing" not in real
+    # the report's page (the HTML) says it too
+    assert "plumbing" in Path(f"{e}.html").read_text()
+    assert "plumbing" not in Path(f"{r}.html").read_text()
 
 
 def test_claims_the_wrong_way_are_not_supported(runs, tmp_path):
@@ -170,7 +206,7 @@ def fake_hub(monkeypatch, splits: dict[str, list[dict]]):
 
 
 def test_hotpot_rows_become_the_world_fields(monkeypatch, tmp_path):
-    from ablate.bridge import data, world
+    from ablate.bridge import data, hub, world
 
     row = {
         "id": "h1",
@@ -182,10 +218,13 @@ def test_hotpot_rows_become_the_world_fields(monkeypatch, tmp_path):
         },
     }
     calls = fake_hub(monkeypatch, {"train": [row], "validation": [row]})
-    spec = dict(path="hot_pot_qa", name="distractor", train_split="train", test_split="validation")
+    spec = dict(
+        path="hotpotqa/hotpot_qa", name="distractor", train_split="train", test_split="validation"
+    )
+    hub.check_dataset("bridge.data.hotpotqa", spec)  # the id the shipped config names
     files = data.fetch_hub("hotpotqa", spec, tmp_path)
     assert [f.name for f in files] == ["qa_train.jsonl", "qa_test.jsonl"]
-    assert calls[1] == ("hot_pot_qa", "distractor", "validation", None)
+    assert calls[1] == ("hotpotqa/hotpot_qa", "distractor", "validation", None)
     (item,) = world.load_dataset(files[1], "qa")
     assert item["context"] == ["Anna: Anna lives in Oslo.", "Oslo: Oslo is in Norway."]
     assert item["answer"] == "Norway"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -173,9 +174,40 @@ def test_benchmark_writes_five_baselines_per_sample(
     budget = s[s.baseline == "token_budget"].iloc[0]
     assert budget.input_tokens == lat.input_tokens  # the same input length: a fair comparison
     assert (s.kv_cache_mb > 0).all()
+    # total = the answering model's cache + the source's for the same item
+    kv = json.loads((tmp_path / "summary.csv.provenance.json").read_text())["kv_cache_mb_per_token"]
+    src = s.source_input_tokens.fillna(0) + s.source_output_tokens.fillna(0)
+    want = s.kv_cache_mb + kv["source"] * src.where(s.model == "target", 0)
+    assert s.kv_cache_total_mb.tolist() == pytest.approx(want.tolist())
+    assert (
+        s[s.baseline == "latent"].kv_cache_total_mb > s[s.baseline == "latent"].kv_cache_mb
+    ).all()
     assert list(agg["baseline"]) == list(infer.BASELINES) and (agg["n"] == 2).all()
     assert pd.read_csv(tmp_path / "summary.csv").shape[0] == 5
     assert (tmp_path / "summary.csv.provenance.json").exists()
+
+
+def test_token_budget_is_the_start_of_the_full_prompt(bridge_cards, bridge_world, monkeypatch):
+    """A prompt longer than max_prompt_len: the budget is its first K tokens, not the first K
+    of the prompt already cut from the left (which start mid-question)."""
+    p = bridge_params.resolve({**MICRO_PARAMS, "K": 3, "max_prompt_len": 12})
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
+    item = {**item, "question": "Gin has many cards. " * 4 + item["question"]}
+    assert len(pair.tgt_tok(world.prompt("gsm8k", item))["input_ids"]) > 12  # long
+    fed = []
+
+    def fake_generate(model, tok, id_lists, params):
+        fed.extend(id_lists)
+        return ["#### 1"], [1]
+
+    monkeypatch.setattr(evaluate, "generate_from_ids", fake_generate)
+    translator = SimpleNamespace(config={"K": 3})
+    row = infer.Bench(pair, translator).run("token_budget", item)
+    full = pair.tgt_tok(world.prompt("gsm8k", item))["input_ids"]
+    assert fed == [full[:4] + evaluate.cue_ids(pair.tgt_tok)]
+    assert pair.tgt_tok.decode(fed[0], skip_special_tokens=True).startswith("Question: G")
+    assert row["input_tokens"] == 1 + 3 + len(evaluate.cue_ids(pair.tgt_tok))
 
 
 def test_same_tokenizer_on_both_sides_is_refused(bridge_cards):

@@ -113,3 +113,19 @@ def test_save_and_load_roundtrip(tmp_path):
 
     with pytest.raises(CheckpointError):
         translator.load(tmp_path / "tr")
+
+
+@pytest.mark.parametrize("rope, millions", [(True, "159.6 M"), (False, "142.8 M")])
+def test_size_at_the_seed_shape_is_the_documented_one(rope, millions):
+    """docs/bridge.md's table of differences states this size (the seed's was about 189 M)."""
+    from pathlib import Path
+
+    with torch.device("meta"):
+        t = translator.BottleneckedGatedTranslator(
+            d_src=4096, d_tgt=4096, target_rms=1.0, K=64, depth=8, bottleneck=1024, heads=16,
+            rope_projection=rope,
+        )  # fmt: skip
+    n = sum(p.numel() for p in t.parameters())
+    assert f"{n / 1e6:.1f} M" == millions
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "bridge.md").read_text()
+    assert millions in docs.split("### Differences from the seed")[1].split("###")[0]

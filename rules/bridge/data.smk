@@ -1,5 +1,5 @@
 # Bridge stage 0: the data. Embedded: the generated world (GSM8K-format word problems, a two-hop
-# QA set, the pretraining corpus). Hub: gsm8k / hotpot_qa rows as jsonl, fields checked. Either
+# QA set, the pretraining corpus). Hub: GSM8K / HotpotQA rows as jsonl, fields checked. Either
 # way a local job (a hub download needs the submit host's network; the world takes a second).
 
 

@@ -13,4 +13,5 @@ claims.write(
     snakemake.output.csv,
     snakemake.output.md,
     snakemake.output.html,
+    embedded=snakemake.params.embedded,
 )

@@ -12,6 +12,8 @@ Module map:
   trained here), ``prepare_model``, loading through model cards, ``kv_cache_mb_per_token``.
 - :mod:`~ablate.bridge.params`: every grid-entry parameter, defaults from
   ``workflow/schemas/bridge.schema.yaml``; validation naming the config key.
+- :mod:`~ablate.bridge.hub`: the hub dataset ids the study knows (an offline list with its date),
+  checked at parse time.
 - :mod:`~ablate.bridge.translator`: ``BottleneckedGatedTranslator``, save/load with a manifest.
 - :mod:`~ablate.bridge.pair`: the frozen model pair: what each model is fed, the losses,
   bridged generation.

@@ -10,7 +10,10 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
   entry's run, nothing runs for it.
 - ``swap: true`` swaps the direction: ``bridge.target`` reads, ``bridge.source`` answers.
 - The run id is derived from the entry's identity (resolved params, both models' settings, the
-  data), so a run id never names two configurations. Two entries with the same identity and no
+  data), so a run id never names two configurations. Resolved: numbers by their schema type,
+  inert parameters at their defaults (:func:`ablate.bridge.params.canonical`), ``model_dtype:
+  auto`` as the dtype it resolves to (:func:`resolved_dtype`), a hub revision in one spelling
+  (:func:`revision`). Two entries with the same identity and no
   ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
 - ``bridge.cache_frozen_states``: the frozen source's states are a job of their own, one per
   :func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
@@ -22,9 +25,11 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ablate.bridge import hub
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
 from ablate.core.config import ConfigError, sorted_tree
 from ablate.core.provenance import config_hash
@@ -126,7 +131,23 @@ def model_identity(m: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     if m["source"] == "embedded":
         keep = ("source", "family", "arch", "pretrain")
         return sorted_tree({**{k: m.get(k) for k in keep}, "corpus": data_identity(data, None)})
-    return sorted_tree({k: m.get(k) for k in ("source", "path", "revision")})
+    return sorted_tree({"source": m["source"], "path": m.get("path"), "revision": revision(m)})
+
+
+def revision(m: dict[str, Any]) -> str:
+    """A hub model's revision in one spelling: a commit sha in lower case, ``null`` as ``main``
+    (the branch the hub loads for it); a branch or tag stays its name (resolving it would need
+    the network, or the model card a job writes after the run ids are fixed)."""
+    rev = m.get("revision") or "main"
+    return rev.lower() if re.fullmatch(r"[0-9a-fA-F]{40}", rev) else rev
+
+
+def resolved_dtype(bridge: dict[str, Any], p: dict[str, Any]) -> str:
+    """``model_dtype: auto`` as the dtype the jobs load the frozen models in: bfloat16 when the
+    training runs on GPUs (``bridge.resources.train.gpu`` > 0), else float32."""
+    if p["model_dtype"] != "auto":
+        return p["model_dtype"]
+    return "bfloat16" if bridge["resources"]["train"]["gpu"] > 0 else "float32"
 
 
 def data_identity(data: dict[str, Any], dataset: str | None) -> dict[str, Any]:
@@ -257,6 +278,7 @@ def _resolve_params(bridge: dict[str, Any]):
 def resolve(bridge: dict[str, Any]) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry."""
     check_models(bridge)
+    hub.check_data(bridge["data"])
     resolve_params = _resolve_params(bridge)
     defaults = dict(bridge.get("defaults") or {})
     grid = bridge["grid"]
@@ -268,6 +290,7 @@ def resolve(bridge: dict[str, Any]) -> Study:
             continue
         swap = bool(spec.pop("swap", False))
         p = resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
+        p["model_dtype"] = resolved_dtype(bridge, p)
         if data["source"] == "hub" and p["dataset"] not in data:
             raise _err(f"bridge.grid.{name}.dataset: {p['dataset']!r} has no bridge.data entry")
         src, tgt = ROLES[::-1] if swap else ROLES
@@ -344,8 +367,14 @@ def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
     return {**entry.params, "eval_size": study.config["infer"]["n_samples"]}
 
 
+#: The benchmark table's version, part of its identity: a new column reruns older benchmarks
+#: (2: ``kv_cache_total_mb``, source + target; the token budget from the full prompt).
+INFER_TABLE = 2
+
+
 def infer_identity(study: Study, entry: Entry) -> dict[str, Any]:
-    return sorted_tree({**entry.identity, "params": infer_params(study, entry)})
+    params = infer_params(study, entry)
+    return sorted_tree({**entry.identity, "params": params, "table": INFER_TABLE})
 
 
 def datasets_used(study: Study) -> list[str]:

@@ -6,7 +6,7 @@ Batch 1, per sample, on the eval items:
 ``source_alone``   the text prompt (question) -> the source model
 ``target_alone``   the full text prompt -> the target model
 ``latent``         source reads the prompt -> translator -> [BOS] + K soft + ``Answer:`` -> target
-``token_budget``   the target's prompt cut to its first K tokens, + ``Answer:`` -> target
+``token_budget``   the first K tokens of the target's full prompt, + ``Answer:`` -> target
                    (the same input length as ``latent``: the fair compression baseline)
 ``cascade``        the source's text answer handed to the target: prompt + ``Source answer:``
                    + the source's generation + ``Refined answer:``
@@ -14,7 +14,9 @@ Batch 1, per sample, on the eval items:
 
 Each row: ``input_tokens``/``output_tokens`` of the answering model, ``kv_cache_mb`` =
 :func:`ablate.bridge.models.kv_cache_mb_per_token` (from that model's config and dtype) x the
-tokens its cache holds at the end (input + output), end-to-end ``latency_s`` (a latent or cascade
+tokens its cache holds at the end (input + output), ``kv_cache_total_mb`` = that + the source's
+cache for the same item (latent: the source's input; cascade: its input and answer; the text
+baselines: one model, so equal), end-to-end ``latency_s`` (a latent or cascade
 row includes the source's work), ``peak_mem_mb`` (``torch.cuda.max_memory_allocated``; None on
 CPU, where ``peak_mem_kind`` says so), em, f1, correct. The gold-leak guard checks the
 dataset-derived input of every baseline before it runs (the cascade's source answer is a model
@@ -100,7 +102,8 @@ class Bench:
             extra["source_input_tokens"] = len(pair.source_ids(item))
         elif baseline == "token_budget":
             k = self.translator.config["K"]
-            ids = pair.prompt_ids(item)[: 1 + k] + evaluate.cue_ids(pair.tgt_tok)  # BOS + K
+            head = evaluate.head_ids(pair.tgt_tok, world.prompt(kind, item), k)  # BOS + K
+            ids = head + evaluate.cue_ids(pair.tgt_tok)
             evaluate.check_no_gold(
                 kind, item, {"target input": tgt_dec(ids, skip_special_tokens=True)}
             )
@@ -127,6 +130,8 @@ class Bench:
             raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
         latency = time.perf_counter() - t0
         score = evaluate.score_rows(kind, [item], [text])[0]
+        # the source's cache for the same item (latent: its input; cascade: input + answer)
+        src_held = sum(extra.get(f"source_{k}_tokens") or 0 for k in ("input", "output"))
         return {
             "baseline": baseline,
             "id": item["id"],
@@ -134,6 +139,7 @@ class Bench:
             "input_tokens": n_in,
             "output_tokens": n_out,
             "kv_cache_mb": self.kv[model] * (n_in + n_out),
+            "kv_cache_total_mb": self.kv[model] * (n_in + n_out) + self.kv["source"] * src_held,
             "latency_s": latency,
             "peak_mem_mb": _mem_peak(),
             "peak_mem_kind": "cuda_max_memory_allocated"
@@ -152,7 +158,8 @@ class Bench:
 
 def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
     """Mean per baseline (with n), in BASELINES order."""
-    cols = ["correct", "em", "f1", "input_tokens", "output_tokens", "kv_cache_mb", "latency_s"]
+    cols = ["correct", "em", "f1", "input_tokens", "output_tokens", "kv_cache_mb"]
+    cols += ["kv_cache_total_mb", "latency_s"]
     g = samples.assign(correct=samples["correct"].astype(float)).groupby("baseline", sort=False)
     agg = g[cols].mean().rename(columns={"correct": "accuracy"})
     agg["peak_mem_mb"] = g["peak_mem_mb"].apply(

@@ -35,6 +35,16 @@ def validate_arch(arch: dict[str, Any], where: str = "bridge") -> None:
         raise TranslatorConfigError(f"{where}.dropout must be in [0, 1), got {arch['dropout']!r}")
 
 
+#: Parameters that do nothing while another has a value: key -> (the other key, that value).
+#: The resolved configuration resets them to their defaults, so they never make a new run.
+INERT_WHEN = {
+    "patience": ("early_stopping", False),
+    "kl_positions": ("kl_weight", 0.0),
+    "kl_after_warmup": ("kl_weight", 0.0),
+    "infonce_temperature": ("infonce_weight", 0.0),
+}
+
+
 @functools.cache
 def schema() -> dict[str, Any]:
     import yaml
@@ -49,7 +59,8 @@ def defaults() -> dict[str, Any]:
 
 
 def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, Any]:
-    """Defaults overlaid with ``params``, validated by the schema; errors name ``where.<key>``."""
+    """Defaults overlaid with ``params``, validated by the schema, in their :func:`canonical`
+    spelling; errors name ``where.<key>``."""
     import jsonschema
 
     p = dict(params or {})
@@ -67,8 +78,26 @@ def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, A
         e = errors[0]
         key = ".".join(str(x) for x in e.path)
         raise BridgeConfigError(f"{where}.{key}: {e.message}")
+    out = canonical(out)
     try:
         validate_arch(out, where)
     except TranslatorConfigError as exc:
         raise BridgeConfigError(str(exc)) from exc
+    return out
+
+
+def canonical(p: dict[str, Any]) -> dict[str, Any]:
+    """Valid params in one spelling: numbers by their schema type (``0`` and ``0.0`` of a
+    ``number`` are 0.0, ``2.0`` of an ``integer`` is 2), inert parameters at their defaults."""
+    props = schema()["properties"]
+    out = dict(p)
+    for key, value in out.items():
+        kind = props[key].get("type")
+        if kind == "number" and not isinstance(value, bool):
+            out[key] = float(value)
+        elif kind == "integer" and isinstance(value, float) and value.is_integer():
+            out[key] = int(value)
+    for key, (other, value) in INERT_WHEN.items():
+        if out[other] == value:
+            out[key] = props[key]["default"]
     return out

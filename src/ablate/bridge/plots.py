@@ -52,7 +52,8 @@ def plot_k(summary: pd.DataFrame, out) -> Path:
 
 
 def plot_baselines(infer_summaries: Iterable[str | os.PathLike], out) -> Path:
-    """Accuracy (bars) and KV-cache MB per request of each baseline, per benchmarked run."""
+    """Accuracy (bars) and KV-cache MB per request (source + target) of each baseline, per
+    benchmarked run."""
     tables = [pd.read_csv(p).assign(run=Path(p).parent.name) for p in infer_summaries]
     fig, (acc, kv) = plt.subplots(1, 2, figsize=(10, 4))
     if not tables:
@@ -60,10 +61,10 @@ def plot_baselines(infer_summaries: Iterable[str | os.PathLike], out) -> Path:
         return _save(fig, out)
     df = pd.concat(tables)
     order = df["baseline"].drop_duplicates()  # the benchmark's order, not alphabetical
-    for ax, col in ((acc, "accuracy"), (kv, "kv_cache_mb")):
+    for ax, col in ((acc, "accuracy"), (kv, "kv_cache_total_mb")):
         df.pivot(index="baseline", columns="run", values=col).loc[order].plot.bar(ax=ax, rot=30)
     acc.set_ylabel("accuracy")
-    kv.set_ylabel("KV cache per request (MB)")
+    kv.set_ylabel("KV cache per request, source + target (MB)")
     acc.set_title("Baselines: accuracy")
     kv.set_title("Baselines: KV cache")
     for ax in (acc, kv):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import re
 import string
+from decimal import Decimal, InvalidOperation
 
 INVALID = "[invalid]"
 GSM8K_ANSWER = re.compile(r"#### (-?[0-9.,]+)")
@@ -64,10 +65,12 @@ def f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _same_number(a: str, b: str) -> bool:
+def same_number(a: str, b: str) -> bool:
+    """Exact numeric equality of two decimal strings ("1234" == "1234.0"); floats would make
+    9007199254740993 equal 9007199254740992 (beyond 2^53). Not numbers: equal as strings."""
     try:
-        return float(a) == float(b)
-    except ValueError:
+        return Decimal(a) == Decimal(b)
+    except InvalidOperation:
         return a == b
 
 
@@ -86,7 +89,7 @@ def score(kind: str, prediction: str, gold: str) -> dict:
     check_kind(kind)
     if kind == "gsm8k":
         extracted = extract_gsm8k(prediction)
-        ok = extracted != INVALID and gold != INVALID and _same_number(extracted, gold)
+        ok = extracted != INVALID and gold != INVALID and same_number(extracted, gold)
         return {"correct": ok, "em": float(ok), "f1": float(ok), "extracted": extracted}
     extracted = qa_prediction(prediction)
     em = exact_match(extracted, gold)

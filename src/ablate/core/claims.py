@@ -146,16 +146,20 @@ def evaluate_claims(
 
 
 def write_claims(
-    df: pd.DataFrame, csv: str | Path, md: str | Path | None = None, html: str | Path | None = None
+    df: pd.DataFrame,
+    csv: str | Path,
+    md: str | Path | None = None,
+    html: str | Path | None = None,
+    note: str = "",
 ) -> None:
     """The table as CSV and, optionally, as Markdown (the README's copy) and as an HTML page (the
     Snakemake report's view: its viewer opens HTML, images and PDF from their icon, and only
-    offers a CSV or Markdown file as a download)."""
+    offers a CSV or Markdown file as a download); ``note`` (Markdown) goes under both."""
     io.write_frame(csv, df)
     if md is not None:
-        io.write_text(md, to_markdown(df))
+        io.write_text(md, to_markdown(df) + note)
     if html is not None:
-        io.write_text(html, to_html(df))
+        io.write_text(html, to_html(df, note))
 
 
 #: The columns a person reads (``study`` is the title).
@@ -195,13 +199,13 @@ def to_markdown(df: pd.DataFrame) -> str:
     return f"# {_title(df)}\n\n{SIGN_NOTE}\n\n" + "\n".join(lines) + "\n"
 
 
-def to_html(df: pd.DataFrame) -> str:
+def to_html(df: pd.DataFrame, note: str = "") -> str:
     from ablate.core.status_report import STYLE, html_table, markdown_html
 
     body = markdown_html(f"# {_title(df)}\n\n{SIGN_NOTE}")
     return (
         f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{body}"
-        f"{html_table(SHOWN, _cells(df))}</body></html>\n"
+        f"{html_table(SHOWN, _cells(df))}{markdown_html(note) if note else ''}</body></html>\n"
     )
 
 

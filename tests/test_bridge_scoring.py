@@ -1,0 +1,96 @@
+"""Bridge study: the gold-leak guard over answer spellings, exact GSM8K number comparison."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from ablate.bridge import evaluate, scoring
+
+QUESTION = "Question: Tom has 3 boxes of 400 pens and 34 more. How many pens?\nAnswer:"
+
+
+def _item(gold: str) -> dict[str, str]:
+    return {
+        "id": "g-1",
+        "question": "q",
+        "answer": f"3 * 400 = 1200\n1200 + 34 = 1234\n#### {gold}",
+    }
+
+
+# every spelling of "the answer is <n>" a prompt must not carry, for each way of writing n
+CUES = ["#### {n}", "####{n}", "####  {n}", "Answer: {n}", "answer:{n}", "ANSWER : {n}",
+        "The answer is {n}.", "the answer is: {n}", "Answer = {n}", "answer: ${n}"]  # fmt: skip
+GOLDS = {"1": ["1", "1.0"], "1234": ["1234", "1,234", "1234.00"], "-5": ["-5", "-5.0"]}
+
+
+@pytest.mark.parametrize(
+    ("gold", "written", "cue"),
+    [(g, w, c) for g, ws in GOLDS.items() for w, c in itertools.product(ws, CUES)],
+)
+def test_every_spelling_of_the_gold_answer_is_refused(gold, written, cue):
+    leak = QUESTION.replace("How many", cue.format(n=written) + " How many")
+    with pytest.raises(evaluate.GoldLeakError, match="g-1"):
+        evaluate.check_no_gold("gsm8k", _item(gold), {"prompt": leak})
+
+
+@pytest.mark.parametrize(
+    ("gold", "text"),
+    [
+        ("1", QUESTION),  # numbers in the question, no cue
+        ("1234", "Answer: Tom has 1234 pens?"),  # a number after the cue with words between
+        ("1", "#### 12"),
+        ("1", "answer: 10"),
+        ("1", "#### 1.5"),
+        ("1", "The answer is 21."),
+        ("1234", "#### 1,2345"),
+        ("1234", "answer: 123"),
+        ("-5", "#### 5"),
+        ("5", "Answer: -5"),
+        ("1", "Answer:"),
+    ],
+)
+def test_a_prompt_without_the_gold_answer_passes(gold, text):
+    evaluate.check_no_gold("gsm8k", _item(gold), {"prompt": text})
+
+
+@pytest.mark.parametrize(
+    "step", ["3 * 400 = 1200", "3*400=1200", "1200+34 =1234", "1,200 + 34 = 1,234"]
+)
+def test_a_worked_step_in_any_spacing_is_refused(step):
+    with pytest.raises(evaluate.GoldLeakError):
+        evaluate.check_no_gold("gsm8k", _item("1234"), {"prompt": f"Question: {step}. Answer:"})
+
+
+@pytest.mark.parametrize("text", ["3 * 400 = 12000", "13 * 400 = 1200", "3 * 400 = 1200.5"])
+def test_a_different_step_passes(text):
+    evaluate.check_no_gold("gsm8k", _item("1234"), {"prompt": text})
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("Context: Ann lives in Paris. Paris is in France.\nQuestion: Where?\nAnswer:", False),
+        ("Context: Ann lives in France.\nAnswer: France", True),
+        ("answer:france", True),
+        ("The answer is France.", True),
+        ("The answer is Franceville.", False),
+    ],
+)
+def test_qa_answer_spellings(text, refused):
+    item = {"id": "qa-1", "question": "q", "context": "c", "answer": "France"}
+    if refused:
+        with pytest.raises(evaluate.GoldLeakError):
+            evaluate.check_no_gold("qa", item, {"prompt": text})
+    else:
+        evaluate.check_no_gold("qa", item, {"prompt": text})
+
+
+def test_gsm8k_numbers_are_compared_exactly():
+    # 2^53 + 1 and 2^53 are one float: a float comparison calls this answer correct
+    assert scoring.score("gsm8k", "#### 9007199254740993", "9007199254740992")["correct"] is False
+    assert scoring.score("gsm8k", "#### 9007199254740993", "9007199254740993")["correct"] is True
+    assert scoring.score("gsm8k", "#### 0.30000000000000001", "0.3")["correct"] is False
+    assert scoring.score("gsm8k", "#### 1,000", "1000.0")["correct"] is True
+    assert scoring.same_number("-0", "0") and not scoring.same_number("1.2.3", "1.2")
