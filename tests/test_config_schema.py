@@ -215,12 +215,51 @@ def test_schema_names_the_bad_key(path, value, where, message):
 
 
 @pytest.mark.parametrize(
+    "path, hint",
+    [
+        ("finetune.defaults.learning_rat", "did you mean 'learning_rate' for 'learning_rat'?"),
+        ("finetune.variants.3A.learnig_rate", "did you mean 'learning_rate' for 'learnig_rate'?"),
+        ("eval.ablated_polcy", "did you mean 'ablated_policy' for 'ablated_polcy'?"),
+        ("studie", "did you mean 'studies' for 'studie'?"),
+        (
+            "finetune.variants.5B.plateau_patince",
+            "did you mean 'plateau_patience' for 'plateau_patince'?",
+        ),
+        ("bogus", None),
+    ],
+)
+def test_misspelled_key_gets_did_you_mean(path, hint):
+    """An unknown key is compared with the keys the schema allows at its path (through $ref and
+    allOf for a variant); a key close to none gets no guess."""
+    from snakemake.exceptions import WorkflowError
+
+    from ablate.core.config import schema_error
+
+    with pytest.raises(WorkflowError) as info:
+        validated(edit(path, 1))
+    message = schema_error(info.value.__context__)
+    assert "\n" not in message
+    if hint is None:
+        assert "did you mean" not in message, message
+    else:
+        assert message.endswith(": " + hint), message
+
+
+def test_check_suggests_the_key_too():
+    from ablate.core.config import ConfigError, check, subschema
+
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate' for 'learnin_rate'"):
+        check({"learnin_rate": 1.0}, subschema("$defs/finetune_params"), "finetune params")
+
+
+@pytest.mark.parametrize(
     "path, value, expected",
     [
         (
             "finetune.defaults.learning_rat",
             1e-3,
-            "invalid config at finetune.defaults: Additional properties are not allowed ('learning_rat'",
+            "invalid config at finetune.defaults: Additional properties are not allowed "
+            "('learning_rat' was unexpected): did you mean 'learning_rate' for 'learning_rat'?",
         ),
         (
             "eval.ablated_policy",
