@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.core import checkpoint, model_card, provenance
+from ablate.core import checkpoint, model_card, provenance, tracking
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
 from ablate.mask import embedded, evaluation, sft_data
@@ -383,6 +383,58 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
     monkeypatch.undo()
     assert checkpoint.verify(out / "final") == before
     assert (out / "summary.json").read_text() == summary_before
+
+
+# ---------------------------------------------------------------- TensorBoard of a rerun
+
+
+def tensorboard_steps(folder: Path) -> tuple[int, list[int]]:
+    """(event files, the train/loss steps TensorBoard shows) of a finetune's folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir = folder / tracking.TENSORBOARD_DIR
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return len(list(log_dir.glob("events.*"))), [e.step for e in events.Scalars("train/loss")]
+
+
+def test_rerun_starts_an_empty_tensorboard_folder(tiny_model_dir, sft_file, tmp_path):
+    """A rerun with other params (a fresh run: no checkpoint of its configuration) leaves only its
+    own event file; before, the old run's curves stayed beside it (3 files after one edit)."""
+    out = tmp_path / "o"
+    for steps in (3, 2):
+        finetune(
+            model_path=tiny_model_dir,
+            data=sft_file,
+            policy="causal",
+            params={**FAST, "max_steps": steps, "save_steps": 0},
+            out_dir=out,
+            probe_result=NO_LEAK,
+            callbacks=tracking.trainer_callbacks({"tensorboard": True}, out),
+        )
+    assert tensorboard_steps(out) == (1, [1, 2])
+
+
+def test_resumed_run_keeps_its_curves_up_to_the_resumed_step(tmp_path):
+    """A resumed run (Trainer state at step 4) keeps the folder and hides what the killed run
+    logged after step 4 (TensorBoard's purge_step); a fresh one (step 0) empties it."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    def start(step: int, losses: dict[int, float]) -> None:
+        (cb,) = tracking.trainer_callbacks({"tensorboard": True}, tmp_path)
+        state = TrainerState(global_step=step)
+        args = TrainingArguments(output_dir=str(tmp_path / "ckpt"), report_to=[])
+        cb.on_train_begin(args, state, TrainerControl())
+        for state.global_step, loss in losses.items():
+            cb.on_log(args, state, TrainerControl(), logs={"loss": loss})
+        cb.on_train_end(args, state, TrainerControl())
+
+    start(0, {1: 3.0, 2: 2.9, 4: 2.8, 5: 2.7, 6: 2.6})  # killed after step 6, saved at 4
+    start(4, {5: 2.5, 6: 2.4})
+    files, steps = tensorboard_steps(tmp_path)
+    assert files == 2 and sorted(set(steps)) == [1, 2, 4, 5, 6]
+    start(0, {1: 1.0})
+    assert tensorboard_steps(tmp_path) == (1, [1])
 
 
 # ---------------------------------------------------------------- secrets
