@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.core import checkpoint, model_card, provenance, tracking
+from ablate.core import checkpoint, diff, model_card, provenance, tracking
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
 from ablate.mask import embedded, evaluation, sft_data
@@ -435,6 +435,35 @@ def test_resumed_run_keeps_its_curves_up_to_the_resumed_step(tmp_path):
     assert files == 2 and sorted(set(steps)) == [1, 2, 4, 5, 6]
     start(0, {1: 1.0})
     assert tensorboard_steps(tmp_path) == (1, [1])
+
+
+# ---------------------------------------------------------------- diff of a superseded run
+
+
+def test_diff_finds_the_run_a_rerun_replaced(tiny_model_dir, sft_file, tmp_path, capsys):
+    """A rerun with an edit replaces summary.json; `ablate diff OLD_ID NEW_ID` still finds the old
+    record (its copy in history/ beside it) and names the changed key. Before: `no record with
+    run_id ...`."""
+    out = tmp_path / "finetune" / "3A"
+    ids = []
+    for steps in (3, 2):
+        finetune(
+            model_path=tiny_model_dir,
+            data=sft_file,
+            policy="causal",
+            params={**FAST, "max_steps": steps, "save_steps": 0},
+            out_dir=out,
+            probe_result=NO_LEAK,
+            config_slice={"params": {"max_steps": steps}},
+        )
+        ids.append(json.loads((out / "summary.json").read_text())["provenance"]["run_id"])
+    assert ids[0] != ids[1]
+    capsys.readouterr()  # the finetunes' progress
+    assert diff.main([*ids, "--in", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"A: {out / 'history'}") and f"run {ids[0]}" in printed[0]
+    assert printed[1].startswith(f"B: {out / 'summary.json'}"), printed[1]
+    assert "  params.max_steps 3 -> 2" in printed
 
 
 # ---------------------------------------------------------------- secrets
