@@ -3,6 +3,7 @@
 import os
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import IOFile
 from snakemake.utils import validate
 
 from ablate.core.config import ConfigError, schema_error, sorted_tree
@@ -49,6 +50,21 @@ def only_targets(names):
     """
     targets = workflow.dag_settings.targets
     return bool(targets) and {os.path.relpath(t) for t in targets} <= set(names)
+
+
+def asked_alone(names, output):
+    """only_targets(names), for a rule that, asked for alone, reads what exists instead of waiting
+    for its inputs (a plan, STATUS). Its input list and params then differ from a full run's, and
+    the record Snakemake keeps of the last run decides the next dry run: so when a full run's
+    record of `output` exists (its recorded input list is not empty), this invocation records no
+    metadata (as --drop-metadata) and a finished run stays clean after it. Without one (before a
+    full run), the alone run's record is kept: its params rerun it when a result is newer.
+    """
+    if not only_targets(names):
+        return False
+    if workflow.persistence.input(IOFile(output)):
+        workflow.execution_settings.keep_metadata = False
+    return True
 
 
 def res(group, key):
