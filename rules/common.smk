@@ -7,7 +7,13 @@ from snakemake.io import IOFile
 from snakemake.utils import validate
 
 from ablate.core.config import ConfigError, schema_error, sorted_tree
+from ablate.core.interrupts import forward_sigint_to_jobs
 from ablate.core.provenance import WORKFLOW_DIR_ENV
+
+# A SIGINT sent to Snakemake alone (`kill -INT <pid>`) reaches its local jobs too, as a terminal's
+# Ctrl-C does: a finetune then saves a checkpoint and stops instead of running on to its end and
+# being redone (ablate.core.interrupts).
+forward_sigint_to_jobs()
 
 # Provenance records the git state of this checkout (the Snakefile's folder), not of the folder
 # the library is installed from; every job inherits the variable.

@@ -12,13 +12,14 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ablate.core import checkpoint, diff, model_card, provenance, tracking
+from ablate.core import checkpoint, diff, interrupts, model_card, provenance, tracking
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
 from ablate.mask import embedded, evaluation, sft_data
@@ -464,6 +465,55 @@ def test_diff_finds_the_run_a_rerun_replaced(tiny_model_dir, sft_file, tmp_path,
     assert printed[0].startswith(f"A: {out / 'history'}") and f"run {ids[0]}" in printed[0]
     assert printed[1].startswith(f"B: {out / 'summary.json'}"), printed[1]
     assert "  params.max_steps 3 -> 2" in printed
+
+
+# ---------------------------------------------------------------- interrupt during training
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_a_checkpoint_and_the_rerun_resumes(
+    tiny_model_dir, sft_file, tmp_path, capsys, signum
+):
+    """With the default save_steps 0 (no Trainer checkpoints), a SIGINT or SIGTERM at step 2 of 4:
+    the step ends, checkpoint-2 is saved complete, training stops with TrainingInterrupted and no
+    result is written; the rerun resumes from it. Before: the signal killed it at once (SIGINT)
+    and the rerun started from step 0."""
+    from transformers import TrainerCallback
+
+    class SignalAtStep2(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == 1:
+                os.kill(os.getpid(), signum)
+
+    out = tmp_path / "o"
+    params = {**FAST, "max_steps": 4, "save_steps": 0}
+    with pytest.raises(interrupts.TrainingInterrupted, match=f"{signum.name} after step 2"):
+        finetune(
+            model_path=tiny_model_dir,
+            data=sft_file,
+            policy="causal",
+            params=params,
+            out_dir=out,
+            probe_result=NO_LEAK,
+            callbacks=[SignalAtStep2()],
+        )
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert [c.name for c in checkpoint.complete_checkpoints(out / "checkpoints")] == [
+        "checkpoint-2"
+    ]
+    assert not (out / "summary.json").exists() and not (out / "final").exists()
+    capsys.readouterr()
+    finetune(
+        model_path=tiny_model_dir,
+        data=sft_file,
+        policy="causal",
+        params=params,
+        out_dir=out,
+        probe_result=NO_LEAK,
+    )
+    assert f"resuming from {out / 'checkpoints' / 'checkpoint-2'}" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 2 and summary["steps_done"] == 4
 
 
 # ---------------------------------------------------------------- secrets
