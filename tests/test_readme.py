@@ -266,6 +266,15 @@ def test_readme_lists_what_this_test_runs():
     assert [c for c, _ in rest] == [s.command for s in STEPS]
 
 
+def test_every_cpu_measurement_names_its_instruction_set():
+    """Fast: a README paragraph (or table) naming a CPU (a timing, a score, a verdict) names its
+    instruction set too: "AMD EPYC" is printed by CPUs with and without AVX-512, whose runs differ
+    in time (1.9x) and in one claim's verdict (issue 31)."""
+    for part in re.split(r"\n\s*\n", (ROOT / "README.md").read_text()):
+        if re.search(r"EPYC|Xeon", part):
+            assert re.search(r"avx|instruction set", part, flags=re.I), part
+
+
 @pytest.mark.slow
 def test_every_readme_command_in_order(embedded_run, tmp_path):
     commands = readme_commands((ROOT / "README.md").read_text())[2:]
