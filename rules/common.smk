@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.io import IOFile
 from snakemake.utils import validate
 
-from ablate.core.config import ConfigError, schema_error, sorted_tree
+from ablate.core.config import ConfigError, configfile_error, schema_error, sorted_tree
 from ablate.core.interrupts import forward_sigint_to_jobs
 from ablate.core.provenance import WORKFLOW_DIR_ENV
 
@@ -30,6 +30,11 @@ def validate_config(cfg, schema):
             raise
         raise WorkflowError(schema_error(cause)) from None
 
+
+# A target typed after --configfile was read as one more config file: say so in one line (not as
+# the schema errors of its keys). A missing --configfile fails in Snakemake before this file runs.
+if msg := configfile_error(workflow.overwrite_configfiles or [], "results"):
+    raise WorkflowError(msg)
 
 validate_config(config, "../workflow/schemas/config.schema.yaml")
 

@@ -292,6 +292,51 @@ def test_bad_config_fails_before_any_job(workflow_copy, path, value, expected):
     assert "Job stats" not in out and "Building DAG" not in out, out
 
 
+def test_target_after_configfile_is_named_in_one_line(workflow_copy):
+    """`snakemake -n --configfile config/x.yaml <target>`: Snakemake reads the target as a second
+    config file (--configfile takes several). A JSON record merged its keys into the config and
+    failed on them (`Additional properties are not allowed ('macro', ...)`); now one line names
+    the file and what to type."""
+    target = workflow_copy / "results/eval/base/causal/metrics.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"macro": {"score": 0.5}, "provenance": {"run_id": "r1"}}))
+    command = ["-n", "--configfile", "config/config.yaml", str(target)]
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "snakemake", *command],
+            cwd=workflow_copy,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(workflow_copy / "results")  # the module's copy stays a fresh checkout
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "--configfile results/eval/base/causal/metrics.json: an output of this workflow, not a "
+        "config file (a target typed after --configfile is read as one more config file); put "
+        "targets first: snakemake [options] results/eval/base/causal/metrics.json --configfile "
+        "config/config.yaml"
+    ) in out, out
+    assert "Additional properties" not in out and "Building DAG" not in out, out
+
+
+def test_configfile_error(tmp_path, monkeypatch):
+    from ablate.core.config import configfile_error
+
+    monkeypatch.chdir(tmp_path)
+    assert configfile_error(["config/a.yaml", tmp_path / "config/b.yaml"], "results") is None
+    assert configfile_error([], "results") is None
+    assert configfile_error(
+        [tmp_path / "config/a.yaml", tmp_path / "results/recovery.csv"], "results"
+    ) == (
+        "--configfile results/recovery.csv: an output of this workflow, not a config file (a "
+        "target typed after --configfile is read as one more config file); put targets first: "
+        "snakemake [options] results/recovery.csv --configfile config/a.yaml"
+    )
+
+
 def test_seed_study_dag_builds_offline(workflow_copy):
     """The real config plans the same stages; nothing is fetched by a dry run."""
     r = subprocess.run(

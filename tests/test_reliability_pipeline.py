@@ -335,7 +335,7 @@ def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(tmp_path, tiny_mo
     finetune ran on to its last step unsignalled, was left incomplete, and the rerun trained it
     again from step 0."""
     wd = copy_checkout(tmp_path / "wd")
-    cfg = small_config(tiny_model_dir)
+    cfg = {**small_config(tiny_model_dir), "studies": ["mask"]}
     steps = 40
     cfg["finetune"]["defaults"].update(max_steps=steps, save_steps=0)
     (wd / "small.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -11,6 +11,7 @@ import copy
 import difflib
 import functools
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,29 @@ def check(obj: Any, schema: dict[str, Any], what: str) -> None:
             f"invalid {what}{' ' + key if key else ''}: {error.message}"
             + (f": {hint}" if hint else "")
         )
+
+
+def configfile_error(
+    configfiles: list[str | os.PathLike], results_dir: str | os.PathLike
+) -> str | None:
+    """One line when a ``--configfile`` is a file under the results folder: a target typed after
+    ``--configfile``, which takes several files, so Snakemake read the target as one more config
+    (a JSON record merges its keys into the config). None when every file is outside it.
+
+    A file that does not exist (a missing config, or a target not made yet) never gets here:
+    Snakemake 9.27 opens every config file before it reads the workflow, and reports a missing one
+    with its own traceback (``FileNotFoundError ... '<path>'``)."""
+    root = Path(results_dir).resolve()
+    outputs = [f for f in configfiles if Path(f).resolve().is_relative_to(root)]
+    if not outputs:
+        return None
+    targets = " ".join(os.path.relpath(f) for f in outputs)
+    configs = " ".join(os.path.relpath(f) for f in configfiles if f not in outputs)
+    return (
+        f"--configfile {targets}: an output of this workflow, not a config file (a target typed "
+        f"after --configfile is read as one more config file); put targets first: "
+        f"snakemake [options] {targets} --configfile {configs or 'FILE'}"
+    )
 
 
 def schema_error(error: Any) -> str:
