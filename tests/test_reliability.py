@@ -389,6 +389,19 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
 # ---------------------------------------------------------------- TensorBoard of a rerun
 
 
+def causal_finetune(model_dir: Path, sft: Path, out: Path, steps: int, **kw) -> None:
+    """A few causal steps, save_steps 0 (the default's: no Trainer checkpoint)."""
+    finetune(
+        model_path=model_dir,
+        data=sft,
+        policy="causal",
+        params={**FAST, "max_steps": steps, "save_steps": 0},
+        out_dir=out,
+        probe_result=NO_LEAK,
+        **kw,
+    )
+
+
 def tensorboard_steps(folder: Path) -> tuple[int, list[int]]:
     """(event files, the train/loss steps TensorBoard shows) of a finetune's folder."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -404,15 +417,8 @@ def test_rerun_starts_an_empty_tensorboard_folder(tiny_model_dir, sft_file, tmp_
     own event file; before, the old run's curves stayed beside it (3 files after one edit)."""
     out = tmp_path / "o"
     for steps in (3, 2):
-        finetune(
-            model_path=tiny_model_dir,
-            data=sft_file,
-            policy="causal",
-            params={**FAST, "max_steps": steps, "save_steps": 0},
-            out_dir=out,
-            probe_result=NO_LEAK,
-            callbacks=tracking.trainer_callbacks({"tensorboard": True}, out),
-        )
+        callbacks = tracking.trainer_callbacks({"tensorboard": True}, out)
+        causal_finetune(tiny_model_dir, sft_file, out, steps, callbacks=callbacks)
     assert tensorboard_steps(out) == (1, [1, 2])
 
 
@@ -448,15 +454,8 @@ def test_diff_finds_the_run_a_rerun_replaced(tiny_model_dir, sft_file, tmp_path,
     out = tmp_path / "finetune" / "3A"
     ids = []
     for steps in (3, 2):
-        finetune(
-            model_path=tiny_model_dir,
-            data=sft_file,
-            policy="causal",
-            params={**FAST, "max_steps": steps, "save_steps": 0},
-            out_dir=out,
-            probe_result=NO_LEAK,
-            config_slice={"params": {"max_steps": steps}},
-        )
+        config_slice = {"params": {"max_steps": steps}}
+        causal_finetune(tiny_model_dir, sft_file, out, steps, config_slice=config_slice)
         ids.append(json.loads((out / "summary.json").read_text())["provenance"]["run_id"])
     assert ids[0] != ids[1]
     capsys.readouterr()  # the finetunes' progress
@@ -486,31 +485,15 @@ def test_interrupt_saves_a_checkpoint_and_the_rerun_resumes(
                 os.kill(os.getpid(), signum)
 
     out = tmp_path / "o"
-    params = {**FAST, "max_steps": 4, "save_steps": 0}
     with pytest.raises(interrupts.TrainingInterrupted, match=f"{signum.name} after step 2"):
-        finetune(
-            model_path=tiny_model_dir,
-            data=sft_file,
-            policy="causal",
-            params=params,
-            out_dir=out,
-            probe_result=NO_LEAK,
-            callbacks=[SignalAtStep2()],
-        )
+        causal_finetune(tiny_model_dir, sft_file, out, 4, callbacks=[SignalAtStep2()])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     assert [c.name for c in checkpoint.complete_checkpoints(out / "checkpoints")] == [
         "checkpoint-2"
     ]
     assert not (out / "summary.json").exists() and not (out / "final").exists()
     capsys.readouterr()
-    finetune(
-        model_path=tiny_model_dir,
-        data=sft_file,
-        policy="causal",
-        params=params,
-        out_dir=out,
-        probe_result=NO_LEAK,
-    )
+    causal_finetune(tiny_model_dir, sft_file, out, 4)
     assert f"resuming from {out / 'checkpoints' / 'checkpoint-2'}" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_step"] == 2 and summary["steps_done"] == 4
