@@ -69,7 +69,9 @@ def asked_alone(names, output):
     the record Snakemake keeps of the last run decides the next dry run: so when a full run's
     record of `output` exists (its recorded input list is not empty), this invocation records no
     metadata (as --drop-metadata) and a finished run stays clean after it. Without one (before a
-    full run), the alone run's record is kept: its params rerun it when a result is newer.
+    full run), the alone run's record is kept: its params rerun it when a result is newer. The
+    setting holds for the whole invocation: a plan_estimate that reruns with the plan asked for
+    alone (an edited `plan:` setting) keeps its old record and runs once more in the next run.
     """
     if not only_targets(names):
         return False

@@ -358,7 +358,7 @@ def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(tmp_path, tiny_mo
     proc = start(wd, env)
     out = proc.communicate(timeout=900)[0]
     assert proc.returncode == 0, out[-6000:]
-    assert f"resuming from {saved}" in log.read_text()
+    assert f"resuming from {saved.relative_to(wd)}" in log.read_text()
     summary = json.loads((wd / "results/finetune/3A/summary.json").read_text())
     assert (summary["resumed_from_step"], summary["steps_done"]) == (at, steps)
     r = subprocess.run(
