@@ -317,7 +317,7 @@ def test_target_after_configfile_is_named_in_one_line(workflow_copy):
         "--configfile results/eval/base/causal/metrics.json: an output of this workflow, not a "
         "config file (a target typed after --configfile is read as one more config file); put "
         "targets first: snakemake [options] results/eval/base/causal/metrics.json --configfile "
-        "config/config.yaml"
+        "config/config.yaml (or write --configfile=FILE, which takes one file)"
     ) in out, out
     assert "Additional properties" not in out and "Building DAG" not in out, out
 
@@ -333,7 +333,8 @@ def test_configfile_error(tmp_path, monkeypatch):
     ) == (
         "--configfile results/recovery.csv: an output of this workflow, not a config file (a "
         "target typed after --configfile is read as one more config file); put targets first: "
-        "snakemake [options] results/recovery.csv --configfile config/a.yaml"
+        "snakemake [options] results/recovery.csv --configfile config/a.yaml (or write "
+        "--configfile=FILE, which takes one file)"
     )
 
 

@@ -105,7 +105,8 @@ def configfile_error(
     return (
         f"--configfile {targets}: an output of this workflow, not a config file (a target typed "
         f"after --configfile is read as one more config file); put targets first: "
-        f"snakemake [options] {targets} --configfile {configs or 'FILE'}"
+        f"snakemake [options] {targets} --configfile {configs or 'FILE'} "
+        f"(or write --configfile=FILE, which takes one file)"
     )
 
 
