@@ -485,9 +485,14 @@ def test_interrupt_saves_a_checkpoint_and_the_rerun_resumes(
                 os.kill(os.getpid(), signum)
 
     out = tmp_path / "o"
-    with pytest.raises(interrupts.TrainingInterrupted, match=f"{signum.name} after step 2"):
-        causal_finetune(tiny_model_dir, sft_file, out, 4, callbacks=[SignalAtStep2()])
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    # as in a terminal: a background (nohup) test run has SIGINT ignored, and that is respected
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(interrupts.TrainingInterrupted, match=f"{signum.name} after step 2"):
+            causal_finetune(tiny_model_dir, sft_file, out, 4, callbacks=[SignalAtStep2()])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert [c.name for c in checkpoint.complete_checkpoints(out / "checkpoints")] == [
         "checkpoint-2"
     ]

@@ -77,6 +77,8 @@ def start(wd: Path, env: dict, *args: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as in a terminal (Ctrl-C reaches the jobs too)
+        # SIGINT handled, as in a terminal (a test run in the background has it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

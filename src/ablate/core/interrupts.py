@@ -37,8 +37,11 @@ class TrainingInterrupted(RuntimeError):
 
 def forward_sigint_to_jobs() -> None:
     """In Snakemake's process: a SIGINT first goes on to every child process (its local jobs),
-    then Snakemake stops as on Ctrl-C. A second SIGINT is Python's default again."""
+    then Snakemake stops as on Ctrl-C. A second SIGINT is Python's default again. An ignored
+    SIGINT (`nohup`, a background job of a script) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         return
 
     def forward(signum, frame):
@@ -85,7 +88,9 @@ def save_on_interrupt():
 
         def on_train_begin(self, args, state, control, **kw):
             if threading.current_thread() is threading.main_thread():
-                self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
+                # an ignored signal (nohup) stays ignored
+                handled = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+                self._previous = {s: signal.signal(s, self._handle) for s in handled}
 
         def on_step_end(self, args, state, control, **kw):
             if self.signal is not None:
