@@ -3,10 +3,17 @@
 import os
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import IOFile
 from snakemake.utils import validate
 
-from ablate.core.config import ConfigError, schema_error, sorted_tree
+from ablate.core.config import ConfigError, configfile_error, schema_error, sorted_tree
+from ablate.core.interrupts import forward_sigint_to_jobs
 from ablate.core.provenance import WORKFLOW_DIR_ENV
+
+# A SIGINT sent to Snakemake alone (`kill -INT <pid>`) reaches its local jobs too, as a terminal's
+# Ctrl-C does: a finetune then saves a checkpoint and stops instead of running on to its end and
+# being redone (ablate.core.interrupts).
+forward_sigint_to_jobs()
 
 # Provenance records the git state of this checkout (the Snakefile's folder), not of the folder
 # the library is installed from; every job inherits the variable.
@@ -23,6 +30,11 @@ def validate_config(cfg, schema):
             raise
         raise WorkflowError(schema_error(cause)) from None
 
+
+# A target typed after --configfile was read as one more config file: say so in one line (not as
+# the schema errors of its keys). A missing --configfile fails in Snakemake before this file runs.
+if msg := configfile_error(workflow.overwrite_configfiles or [], "results"):
+    raise WorkflowError(msg)
 
 validate_config(config, "../workflow/schemas/config.schema.yaml")
 
@@ -49,6 +61,23 @@ def only_targets(names):
     """
     targets = workflow.dag_settings.targets
     return bool(targets) and {os.path.relpath(t) for t in targets} <= set(names)
+
+
+def asked_alone(names, output):
+    """only_targets(names), for a rule that, asked for alone, reads what exists instead of waiting
+    for its inputs (a plan, STATUS). Its input list and params then differ from a full run's, and
+    the record Snakemake keeps of the last run decides the next dry run: so when a full run's
+    record of `output` exists (its recorded input list is not empty), this invocation records no
+    metadata (as --drop-metadata) and a finished run stays clean after it. Without one (before a
+    full run), the alone run's record is kept: its params rerun it when a result is newer. The
+    setting holds for the whole invocation: a plan_estimate that reruns with the plan asked for
+    alone (an edited `plan:` setting) keeps its old record and runs once more in the next run.
+    """
+    if not only_targets(names):
+        return False
+    if workflow.persistence.input(IOFile(output)):
+        workflow.execution_settings.keep_metadata = False
+    return True
 
 
 def res(group, key):

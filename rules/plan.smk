@@ -74,7 +74,11 @@ rule plan_estimate:
 rule plan:
     input:
         estimate=out(PLAN_FILES["estimate_csv"]),
-        jobs=lambda wc: [] if only_targets(PLAN_PRODUCTS) else PLANNED_RECORDS,
+        jobs=lambda wc: (
+            []
+            if asked_alone(PLAN_PRODUCTS, out(PLAN_FILES["plan_csv"]))
+            else PLANNED_RECORDS
+        ),
     output:
         csv=out(PLAN_FILES["plan_csv"]),
         html=report(

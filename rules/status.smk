@@ -17,7 +17,9 @@ localrules:
 rule status:
     input:
         lambda wc: (
-            [] if only_targets(STATUS_PRODUCTS) else MASK_TARGETS + BRIDGE_TARGETS
+            []
+            if asked_alone(STATUS_PRODUCTS, STATUS_TARGET)
+            else MASK_TARGETS + BRIDGE_TARGETS
         ),
     output:
         md=STATUS_TARGET,

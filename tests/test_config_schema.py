@@ -215,12 +215,51 @@ def test_schema_names_the_bad_key(path, value, where, message):
 
 
 @pytest.mark.parametrize(
+    "path, hint",
+    [
+        ("finetune.defaults.learning_rat", "did you mean 'learning_rate' for 'learning_rat'?"),
+        ("finetune.variants.3A.learnig_rate", "did you mean 'learning_rate' for 'learnig_rate'?"),
+        ("eval.ablated_polcy", "did you mean 'ablated_policy' for 'ablated_polcy'?"),
+        ("studie", "did you mean 'studies' for 'studie'?"),
+        (
+            "finetune.variants.5B.plateau_patince",
+            "did you mean 'plateau_patience' for 'plateau_patince'?",
+        ),
+        ("bogus", None),
+    ],
+)
+def test_misspelled_key_gets_did_you_mean(path, hint):
+    """An unknown key is compared with the keys the schema allows at its path (through $ref and
+    allOf for a variant); a key close to none gets no guess."""
+    from snakemake.exceptions import WorkflowError
+
+    from ablate.core.config import schema_error
+
+    with pytest.raises(WorkflowError) as info:
+        validated(edit(path, 1))
+    message = schema_error(info.value.__context__)
+    assert "\n" not in message
+    if hint is None:
+        assert "did you mean" not in message, message
+    else:
+        assert message.endswith(": " + hint), message
+
+
+def test_check_suggests_the_key_too():
+    from ablate.core.config import ConfigError, check, subschema
+
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate' for 'learnin_rate'"):
+        check({"learnin_rate": 1.0}, subschema("$defs/finetune_params"), "finetune params")
+
+
+@pytest.mark.parametrize(
     "path, value, expected",
     [
         (
             "finetune.defaults.learning_rat",
             1e-3,
-            "invalid config at finetune.defaults: Additional properties are not allowed ('learning_rat'",
+            "invalid config at finetune.defaults: Additional properties are not allowed "
+            "('learning_rat' was unexpected): did you mean 'learning_rate' for 'learning_rat'?",
         ),
         (
             "eval.ablated_policy",
@@ -251,6 +290,52 @@ def test_bad_config_fails_before_any_job(workflow_copy, path, value, expected):
     assert r.returncode != 0, out
     assert expected in out, out
     assert "Job stats" not in out and "Building DAG" not in out, out
+
+
+def test_target_after_configfile_is_named_in_one_line(workflow_copy):
+    """`snakemake -n --configfile config/x.yaml <target>`: Snakemake reads the target as a second
+    config file (--configfile takes several). A JSON record merged its keys into the config and
+    failed on them (`Additional properties are not allowed ('macro', ...)`); now one line names
+    the file and what to type."""
+    target = workflow_copy / "results/eval/base/causal/metrics.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"macro": {"score": 0.5}, "provenance": {"run_id": "r1"}}))
+    command = ["-n", "--configfile", "config/config.yaml", str(target)]
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "snakemake", *command],
+            cwd=workflow_copy,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(workflow_copy / "results")  # the module's copy stays a fresh checkout
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "--configfile results/eval/base/causal/metrics.json: an output of this workflow, not a "
+        "config file (a target typed after --configfile is read as one more config file); put "
+        "targets first: snakemake [options] results/eval/base/causal/metrics.json --configfile "
+        "config/config.yaml (or write --configfile=FILE, which takes one file)"
+    ) in out, out
+    assert "Additional properties" not in out and "Building DAG" not in out, out
+
+
+def test_configfile_error(tmp_path, monkeypatch):
+    from ablate.core.config import configfile_error
+
+    monkeypatch.chdir(tmp_path)
+    assert configfile_error(["config/a.yaml", tmp_path / "config/b.yaml"], "results") is None
+    assert configfile_error([], "results") is None
+    assert configfile_error(
+        [tmp_path / "config/a.yaml", tmp_path / "results/recovery.csv"], "results"
+    ) == (
+        "--configfile results/recovery.csv: an output of this workflow, not a config file (a "
+        "target typed after --configfile is read as one more config file); put targets first: "
+        "snakemake [options] results/recovery.csv --configfile config/a.yaml (or write "
+        "--configfile=FILE, which takes one file)"
+    )
 
 
 def test_seed_study_dag_builds_offline(workflow_copy):

@@ -12,13 +12,14 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ablate.core import checkpoint, model_card, provenance
+from ablate.core import checkpoint, diff, interrupts, model_card, provenance, tracking
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
 from ablate.mask import embedded, evaluation, sft_data
@@ -383,6 +384,124 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
     monkeypatch.undo()
     assert checkpoint.verify(out / "final") == before
     assert (out / "summary.json").read_text() == summary_before
+
+
+# ---------------------------------------------------------------- TensorBoard of a rerun
+
+
+def causal_finetune(model_dir: Path, sft: Path, out: Path, steps: int, **kw) -> None:
+    """A few causal steps, save_steps 0 (the default's: no Trainer checkpoint)."""
+    finetune(
+        model_path=model_dir,
+        data=sft,
+        policy="causal",
+        params={**FAST, "max_steps": steps, "save_steps": 0},
+        out_dir=out,
+        probe_result=NO_LEAK,
+        **kw,
+    )
+
+
+def tensorboard_steps(folder: Path) -> tuple[int, list[int]]:
+    """(event files, the train/loss steps TensorBoard shows) of a finetune's folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir = folder / tracking.TENSORBOARD_DIR
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return len(list(log_dir.glob("events.*"))), [e.step for e in events.Scalars("train/loss")]
+
+
+def test_rerun_starts_an_empty_tensorboard_folder(tiny_model_dir, sft_file, tmp_path):
+    """A rerun with other params (a fresh run: no checkpoint of its configuration) leaves only its
+    own event file; before, the old run's curves stayed beside it (3 files after one edit)."""
+    out = tmp_path / "o"
+    for steps in (3, 2):
+        callbacks = tracking.trainer_callbacks({"tensorboard": True}, out)
+        causal_finetune(tiny_model_dir, sft_file, out, steps, callbacks=callbacks)
+    assert tensorboard_steps(out) == (1, [1, 2])
+
+
+def test_resumed_run_keeps_its_curves_up_to_the_resumed_step(tmp_path):
+    """A resumed run (Trainer state at step 4) keeps the folder and hides what the killed run
+    logged after step 4 (TensorBoard's purge_step); a fresh one (step 0) empties it."""
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    def start(step: int, losses: dict[int, float]) -> None:
+        (cb,) = tracking.trainer_callbacks({"tensorboard": True}, tmp_path)
+        state = TrainerState(global_step=step)
+        args = TrainingArguments(output_dir=str(tmp_path / "ckpt"), report_to=[])
+        cb.on_train_begin(args, state, TrainerControl())
+        for state.global_step, loss in losses.items():
+            cb.on_log(args, state, TrainerControl(), logs={"loss": loss})
+        cb.on_train_end(args, state, TrainerControl())
+
+    start(0, {1: 3.0, 2: 2.9, 4: 2.8, 5: 2.7, 6: 2.6})  # killed after step 6, saved at 4
+    start(4, {5: 2.5, 6: 2.4})
+    files, steps = tensorboard_steps(tmp_path)
+    assert files == 2 and sorted(set(steps)) == [1, 2, 4, 5, 6]
+    start(0, {1: 1.0})
+    assert tensorboard_steps(tmp_path) == (1, [1])
+
+
+# ---------------------------------------------------------------- diff of a superseded run
+
+
+def test_diff_finds_the_run_a_rerun_replaced(tiny_model_dir, sft_file, tmp_path, capsys):
+    """A rerun with an edit replaces summary.json; `ablate diff OLD_ID NEW_ID` still finds the old
+    record (its copy in history/ beside it) and names the changed key. Before: `no record with
+    run_id ...`."""
+    out = tmp_path / "finetune" / "3A"
+    ids = []
+    for steps in (3, 2):
+        config_slice = {"params": {"max_steps": steps}}
+        causal_finetune(tiny_model_dir, sft_file, out, steps, config_slice=config_slice)
+        ids.append(json.loads((out / "summary.json").read_text())["provenance"]["run_id"])
+    assert ids[0] != ids[1]
+    capsys.readouterr()  # the finetunes' progress
+    assert diff.main([*ids, "--in", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"A: {out / 'history'}") and f"run {ids[0]}" in printed[0]
+    assert printed[1].startswith(f"B: {out / 'summary.json'}"), printed[1]
+    assert "  params.max_steps 3 -> 2" in printed
+
+
+# ---------------------------------------------------------------- interrupt during training
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_a_checkpoint_and_the_rerun_resumes(
+    tiny_model_dir, sft_file, tmp_path, capsys, signum
+):
+    """With the default save_steps 0 (no Trainer checkpoints), a SIGINT or SIGTERM at step 2 of 4:
+    the step ends, checkpoint-2 is saved complete, training stops with TrainingInterrupted and no
+    result is written; the rerun resumes from it. Before: the signal killed it at once (SIGINT)
+    and the rerun started from step 0."""
+    from transformers import TrainerCallback
+
+    class SignalAtStep2(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == 1:
+                os.kill(os.getpid(), signum)
+
+    out = tmp_path / "o"
+    # as in a terminal: a background (nohup) test run has SIGINT ignored, and that is respected
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(interrupts.TrainingInterrupted, match=f"{signum.name} after step 2"):
+            causal_finetune(tiny_model_dir, sft_file, out, 4, callbacks=[SignalAtStep2()])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert [c.name for c in checkpoint.complete_checkpoints(out / "checkpoints")] == [
+        "checkpoint-2"
+    ]
+    assert not (out / "summary.json").exists() and not (out / "final").exists()
+    capsys.readouterr()
+    causal_finetune(tiny_model_dir, sft_file, out, 4)
+    assert f"resuming from {out / 'checkpoints' / 'checkpoint-2'}" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 2 and summary["steps_done"] == 4
 
 
 # ---------------------------------------------------------------- secrets

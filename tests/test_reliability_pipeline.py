@@ -77,6 +77,8 @@ def start(wd: Path, env: dict, *args: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as in a terminal (Ctrl-C reaches the jobs too)
+        # SIGINT handled, as in a terminal (a test run in the background has it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -325,3 +327,47 @@ def test_bad_config_fails_before_any_job_and_keeps_outputs(runs):
     ), out
     assert "Job stats" not in out
     assert state() == before
+
+
+def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(tmp_path, tiny_model_dir):
+    """`kill -INT <snakemake pid>` (a script's interrupt, not the terminal's Ctrl-C to the whole
+    group) during a finetune with the default save_steps 0: Snakemake forwards it to the job, which
+    ends its step, saves a complete checkpoint and stops; no result is written; the rerun resumes
+    from that checkpoint and finishes the study, and then nothing is left to do. Before: the
+    finetune ran on to its last step unsignalled, was left incomplete, and the rerun trained it
+    again from step 0."""
+    wd = copy_checkout(tmp_path / "wd")
+    cfg = {**small_config(tiny_model_dir), "studies": ["mask"]}
+    steps = 40
+    cfg["finetune"]["defaults"].update(max_steps=steps, save_steps=0)
+    (wd / "small.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = wd / "results/logs/finetune/3A.log"
+    ckpts = wd / "results/finetune/3A/checkpoints"
+
+    proc = start(wd, env)
+    wait_for(proc, lambda: log.exists() and f"step 3/{steps}," in log.read_text(), "step 3")
+    os.kill(proc.pid, signal.SIGINT)  # Snakemake alone
+    out = proc.communicate(timeout=600)[0]
+    killed_log = log.read_text()
+    assert proc.returncode != 0, out[-4000:]
+    assert "[interrupt] SIGINT" in killed_log and "TrainingInterrupted" in killed_log, killed_log
+    (saved,) = checkpoint.complete_checkpoints(ckpts)
+    at = int(saved.name.split("-")[1])
+    assert 3 <= at < steps, killed_log  # stopped promptly, not at the end
+    assert not (wd / "results/finetune/3A/summary.json").exists()
+
+    proc = start(wd, env)
+    out = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, out[-6000:]
+    assert f"resuming from {saved.relative_to(wd)}" in log.read_text()
+    summary = json.loads((wd / "results/finetune/3A/summary.json").read_text())
+    assert (summary["resumed_from_step"], summary["steps_done"]) == (at, steps)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", "small.yaml"],
+        cwd=wd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert planned_jobs(r.stdout) == set(), r.stdout

@@ -110,7 +110,9 @@ BRIDGE_PLAN_PRODUCTS = {"bridge_plan", bout("plan")}
 
 rule bridge_plan:
     input:
-        records=lambda wc: [] if only_targets(BRIDGE_PLAN_PRODUCTS) else BRIDGE_RECORDS,
+        records=lambda wc: (
+            [] if asked_alone(BRIDGE_PLAN_PRODUCTS, bout("plan")) else BRIDGE_RECORDS
+        ),
     output:
         csv=report(
             bout("plan"),

@@ -8,8 +8,10 @@ Pure Python (no torch): the Snakefile imports it at parse time, and a no-op reru
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,35 @@ def check(obj: Any, schema: dict[str, Any], what: str) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
     if error is not None:
         key = ".".join(map(str, error.absolute_path))
-        raise ConfigError(f"invalid {what}{' ' + key if key else ''}: {error.message}")
+        hint = key_hint(error)
+        raise ConfigError(
+            f"invalid {what}{' ' + key if key else ''}: {error.message}"
+            + (f": {hint}" if hint else "")
+        )
+
+
+def configfile_error(
+    configfiles: list[str | os.PathLike], results_dir: str | os.PathLike
+) -> str | None:
+    """One line when a ``--configfile`` is a file under the results folder: a target typed after
+    ``--configfile``, which takes several files, so Snakemake read the target as one more config
+    (a JSON record merges its keys into the config). None when every file is outside it.
+
+    A file that does not exist (a missing config, or a target not made yet) never gets here:
+    Snakemake 9.27 opens every config file before it reads the workflow, and reports a missing one
+    with its own traceback (``FileNotFoundError ... '<path>'``)."""
+    root = Path(results_dir).resolve()
+    outputs = [f for f in configfiles if Path(f).resolve().is_relative_to(root)]
+    if not outputs:
+        return None
+    targets = " ".join(os.path.relpath(f) for f in outputs)
+    configs = " ".join(os.path.relpath(f) for f in configfiles if f not in outputs)
+    return (
+        f"--configfile {targets}: an output of this workflow, not a config file (a target typed "
+        f"after --configfile is read as one more config file); put targets first: "
+        f"snakemake [options] {targets} --configfile {configs or 'FILE'} "
+        f"(or write --configfile=FILE, which takes one file)"
+    )
 
 
 def schema_error(error: Any) -> str:
@@ -85,7 +115,39 @@ def schema_error(error: Any) -> str:
     message and, for a number YAML read as text (``1e-3``), what to write instead."""
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     hint = number_hint(error.instance, error.validator_value) if error.validator == "type" else None
+    hint = hint or key_hint(error)
     return f"invalid config at {where}: {error.message}" + (f": {hint}" if hint else "")
+
+
+def key_hint(error: Any) -> str | None:
+    """A "did you mean" for an unknown key (additional or unevaluated property): the closest
+    keys the schema allows at that path; None when nothing is close."""
+    if error.validator not in ("additionalProperties", "unevaluatedProperties"):
+        return None
+    if not isinstance(error.instance, dict):
+        return None
+    allowed = allowed_keys(error.schema)
+    guesses = []
+    for key in sorted(set(error.instance) - allowed):
+        close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+        guesses += [f"did you mean {close[0]!r} for {key!r}?"] if close else []
+    return "; ".join(guesses) or None
+
+
+def allowed_keys(schema: dict[str, Any]) -> set[str]:
+    """The property names an object schema declares, through its ``$ref`` (a pointer into the
+    config schema) and its ``allOf`` / ``anyOf`` / ``oneOf`` branches."""
+    keys = set(schema.get("properties", {}))
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        try:
+            keys |= allowed_keys(subschema(ref[2:]))
+        except KeyError:
+            pass  # a pointer into another schema: its keys are not known here
+    for branch in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(branch, []):
+            keys |= allowed_keys(sub) if isinstance(sub, dict) else set()
+    return keys
 
 
 # YAML 1.1 (PyYAML, hence Snakemake) reads a float only with a dot in the mantissa and a sign in

@@ -2,8 +2,9 @@
 record exists to answer ("why did 3B move between these two runs?").
 
 A run is a ``run_id`` as provenance records write it (found among the record JSONs under the
-folders searched, the current one by default; a bridge run's grid run id works too) or the path
-of a record. Printed, each as ``key old -> new``: the config slice the job ran with (naming the
+folders searched, the current one by default; a bridge run's grid run id works too; a record a
+rerun replaced is found in its copy under ``history/`` beside it, ``ablate.core.io.HISTORY_DIR``)
+or the path of a record. Printed, each as ``key old -> new``: the config slice the job ran with (naming the
 changed key of an edited config), the input fingerprints, the code (git commit, dirty flag),
 package versions and hardware, and the results (scores, losses: every number and string of the
 record outside its provenance block and curves).
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ablate.core.io import HISTORY_DIR
 from ablate.core.provenance import changed_keys
 
 # folders that hold no record (weights, Trainer state, event files, Snakemake's state)
@@ -58,8 +60,9 @@ def find_record(run: str, roots: list[str]) -> Path:
                     hits.append(p)
     if not hits:
         raise DiffError(f"no record with run_id {run!r} under {', '.join(roots)}")
-    # a run id found twice (a copied results folder): the first is as good as any
-    return sorted(hits)[0]
+    # a run id found twice (the record and its copy in io.HISTORY_DIR, a copied results
+    # folder): the same record; a live one is named first
+    return sorted(hits, key=lambda p: (p.parent.name == HISTORY_DIR, p))[0]
 
 
 def _results(record: dict) -> dict:

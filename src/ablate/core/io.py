@@ -28,9 +28,32 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+#: Beside a record: a copy of every record written there, by run id. A rerun replaces the record
+#: (Snakemake deletes a job's outputs before it runs), so `ablate diff OLD_ID NEW_ID` reads the
+#: superseded one here.
+HISTORY_DIR = "history"
+
+
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 1) -> Path:
-    """JSON with sorted keys (stable diffs); non-JSON values (paths, numpy scalars) as str."""
-    return write_text(path, json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n")
+    """JSON with sorted keys (stable diffs); non-JSON values (paths, numpy scalars) as str. A
+    record (a provenance block with a run id, or a dict carrying one) is also kept in
+    :data:`HISTORY_DIR` beside it as ``<run_id>.<name>``."""
+    text = json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n"
+    out = write_text(path, text)
+    run_id = record_run_id(obj)
+    if run_id:
+        write_text(out.parent / HISTORY_DIR / f"{run_id}.{out.name}", text)
+    return out
+
+
+def record_run_id(obj: Any) -> str | None:
+    """The run id of a provenance record (its ``provenance`` block's, or its own when it is one)."""
+    if not isinstance(obj, dict):
+        return None
+    prov = obj.get("provenance", obj)
+    if isinstance(prov, dict) and "config_hash" in prov and isinstance(prov.get("run_id"), str):
+        return prov["run_id"]
+    return None
 
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:

@@ -2,7 +2,8 @@
 
 - TensorBoard: a finetune's Trainer reports to event files in ``<out_dir>/tensorboard/`` (loss,
   learning rate, grad norm, eval loss, tokens per second), written as it trains, so
-  ``tensorboard --logdir <results>`` follows a run locally or on a cluster's shared disk.
+  ``tensorboard --logdir <results>`` follows a run locally or on a cluster's shared disk. The
+  folder holds one run: a rerun that starts fresh empties it; a resumed run keeps its events.
 - MLflow (optional, the ``mlflow`` extra): each finetune (its logged curves) and evaluation (its
   scores) becomes a run once its record is written, tagged with the record's ``run_id`` and
   provenance. The store: ``tracking.mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else a local
@@ -15,6 +16,7 @@ params come only from it and the record), so no secret reaches either store.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,22 @@ def trainer_callbacks(tracking: dict[str, Any] | None, out_dir: str | os.PathLik
         under output_dir, is the checkpoints folder a finished run deletes), plus tokens/s."""
 
         def __init__(self, log_dir: Path):
-            super().__init__(SummaryWriter(log_dir=str(log_dir)))
+            super().__init__()
+            self.logging_dir = str(log_dir)
             self._last: tuple[float, int] | None = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            # the writer waits for the state: a fresh run (step 0) starts an empty folder, so a
+            # rerun's curves never overlay the run it replaces; a resumed run (its checkpoints
+            # are of the same configuration) keeps its events and hides those logged after the
+            # step it resumes from
+            if state.is_world_process_zero and self.tb_writer is None:
+                log_dir = Path(self.logging_dir)
+                if state.global_step == 0 and log_dir.is_dir():
+                    shutil.rmtree(log_dir)
+                purge = state.global_step + 1 if state.global_step else None
+                self.tb_writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+            super().on_train_begin(args, state, control, **kw)
 
         def on_log(self, args, state, control, logs=None, **kw):
             now, tokens = time.perf_counter(), state.num_input_tokens_seen

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint, interrupts
 from ablate.core.phases import Phases
 from ablate.mask import masks
 from ablate.mask.training import packing
@@ -360,6 +360,8 @@ def build_trainer(
     :func:`vocab_head_loss`).
     """
     p = params
+    # an interrupt saves a checkpoint to resume from (ablate.core.interrupts), unless save=False
+    on_interrupt = [interrupts.save_on_interrupt()] if save else []
     if pad_token_id is None:
         pad_token_id = tokenizer.pad_token_id
     if p["packing"]:
@@ -417,7 +419,8 @@ def build_trainer(
     )
     stop_rules = StopRules(p)
     throughput = Throughput()
-    callbacks = [stop_rules, throughput, Progress(label, throughput), *(extra_callbacks or [])]
+    callbacks = [stop_rules, throughput, Progress(label, throughput), *on_interrupt]
+    callbacks += extra_callbacks or []
     trainer = MaskPolicyTrainer(
         model=model,
         args=args,
