@@ -338,6 +338,18 @@ class MaskPolicyTrainer(Trainer):
         checkpoint.mark_complete(ckpt, self.state.global_step, self.last_save_format)
 
 
+def one_device_per_process(args: TrainingArguments) -> None:
+    """Refuse HF's silent ``DataParallel``: it wraps the model when one process sees several GPUs
+    (``n_gpu > 1``; 1 under torchrun, where each process has its own). A pipeline job sees only its
+    ``gpu`` resource's devices (:mod:`ablate.core.gpus`), and gpu > 1 runs under torchrun."""
+    if args.n_gpu > 1:
+        raise TrainingConfigError(
+            f"{args.n_gpu} GPUs are visible to one training process, so the Trainer would wrap the "
+            "model in DataParallel: set CUDA_VISIBLE_DEVICES to one device, or run data-parallel "
+            "under torchrun (a finetune's resources gpu: N)"
+        )
+
+
 def build_trainer(
     *,
     model,
@@ -415,6 +427,7 @@ def build_trainer(
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
     )
+    one_device_per_process(args)
     stop_rules = StopRules(p)
     throughput = Throughput()
     callbacks = [stop_rules, throughput, Progress(label, throughput), *(extra_callbacks or [])]
