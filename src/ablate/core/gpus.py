@@ -114,7 +114,9 @@ def claim(n: int, label: str = "job", log: IO = sys.stderr) -> list[str] | None:
         while (taken := _try_take(ids, n, d)) is None:
             waited = time.monotonic() - since
             if waited - said >= 60:
-                print(f"[gpus] {label} waits for {n} free GPU(s) of {ids} ({waited:.0f} s)", file=log)
+                print(
+                    f"[gpus] {label} waits for {n} free GPU(s) of {ids} ({waited:.0f} s)", file=log
+                )
                 said = waited
             time.sleep(POLL_S)
         got = taken
