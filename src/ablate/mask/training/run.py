@@ -339,6 +339,8 @@ def finetune(
             "data": str(data),
             "n_train": len(train_pairs),
             "n_eval": len(eval_pairs),
+            # the planner's tokens per pair (ablate.mask.plan), in place of max_seq_len
+            "lengths": sft_data.length_stats(train_pairs, p["max_seq_len"]),
             "leakage_probe": gate,
         },
         config_slice=config_slice,
