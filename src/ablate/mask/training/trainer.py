@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint, parallel
 from ablate.core.phases import Phases
 from ablate.mask import masks
 from ablate.mask.training import packing
@@ -91,11 +91,12 @@ def policy_loss_sum(
     batch (:mod:`ablate.mask.training.packing`) runs with its per-example mask.
     """
     labels = batch["labels"][:, 1:]
+    bare = getattr(model, "module", model)  # the masks read the model's config; DDP has none
     if packing.is_packed(batch):
-        kw = packing.packed_forward_kwargs(model, batch, policy)
+        kw = packing.packed_forward_kwargs(bare, batch, policy)
     else:
         kw = masks.policy_forward_kwargs(
-            model, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
+            bare, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
         )
     keep = labels != IGNORE_INDEX
     if fast_head and _fast_head_ok(model):
@@ -335,7 +336,24 @@ class MaskPolicyTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         # Written last: a checkpoint without it was cut off mid-save and is never resumed from.
         ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        checkpoint.mark_complete(ckpt, self.state.global_step, self.last_save_format)
+        if self.args.should_save:  # one writer when data-parallel
+            checkpoint.mark_complete(ckpt, self.state.global_step, self.last_save_format)
+
+
+def per_process_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(per-device batch, grad_accum) of one of ``world`` data-parallel processes such that
+    batch x world x grad_accum is the configured global batch: the accumulation split first (the
+    same micro-batches, spread over processes), else the batch."""
+    if world == 1:
+        return batch_size, grad_accum
+    if grad_accum % world == 0:
+        return batch_size, grad_accum // world
+    if batch_size % world == 0:
+        return batch_size // world, grad_accum
+    raise TrainingConfigError(
+        f"the global batch (batch_size {batch_size} x grad_accum {grad_accum}) does not split "
+        f"over {world} data-parallel processes: make grad_accum or batch_size a multiple of {world}"
+    )
 
 
 def one_device_per_process(args: TrainingArguments) -> None:
@@ -386,6 +404,7 @@ def build_trainer(
     else:
         batch_size, grad_accum = p["batch_size"], p["grad_accum"]
         collator = PolicyCollator(pad_token_id)
+    batch_size, grad_accum = per_process_batch(batch_size, grad_accum, parallel.world_size())
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
     # save_steps 0: no Trainer checkpoint at all. The final weights are written by save_final; a
     # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
