@@ -17,6 +17,13 @@ from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.params import count_params, params_from_dir, params_of_hub_model
 from ablate.mask import study
 
+#: the config's resources group of each planned rule (its ``gpu`` count)
+RESOURCE_GROUP = {
+    "prepare_model": "prepare_model",
+    "leakage_probe": "leakage",
+    "finetune": "finetune",
+    "eval_model": "eval",
+}
 TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
 
 
@@ -227,12 +234,22 @@ class MaskPlanner:
             benchmark=sj.benchmark,
             upstream=sj.upstream,
         )
+        job.gpus = ((self.config.get("resources") or {}).get(RESOURCE_GROUP[sj.rule]) or {}).get(
+            "gpu"
+        )
+        job.after = self._after(sj)
         try:
             getattr(self, f"_plan_{sj.rule}")(sj, job, hub)
         except Exception as exc:  # a forecast never stops a study: the row says what failed
             log.warning("planner: cannot size %s: %r", sj.name, exc)
             job.tokens, job.tokens_source = None, f"unknown: {type(exc).__name__}: {exc}"
         return job
+
+    def _after(self, sj: study.Job) -> list[str]:
+        """The planned jobs whose outputs this one reads (the schedule on a multi-GPU setup)."""
+        if sj.rule == "finetune":
+            return ["prepare_model", f"leakage/{sj.policy}"]
+        return [sj.upstream] if sj.upstream else ["prepare_model"]
 
     def _train_shape(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
         """Set a training job's shape, dtype and optimizer from its parameters ``p`` (config key
@@ -266,6 +283,8 @@ class MaskPlanner:
     def _plan_finetune(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
         p = sj.variant["params"]
         self._train_shape(job, p, f"finetune.variants.{sj.model}")
+        # gpu > 1: data-parallel under torchrun (ablate.core.parallel), the global batch held
+        job.scaling_key = "data_parallel"
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
         measured = self._measured_tokens_per_step(job.train_shape)
         if measured:

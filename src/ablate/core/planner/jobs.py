@@ -52,6 +52,10 @@ class PlannedJob:
     flops_per_token: float | None = None
     trainable_params: float | None = None  # None: all params train (memory check, train kind)
     scaling_key: str | None = None  # the plan.scaling key of its multi-GPU speedup (None: kind)
+    #: GPUs it runs on (its ``gpu`` resource), capped at the setup's; None: all of the setup's
+    gpus: int | None = None
+    #: the jobs whose outputs it reads (the schedule of a multi-GPU setup); None: every earlier one
+    after: list[str] | None = None
     #: other work inside the same job, each {kind, policy, tokens, what}: its own throughput,
     #: added to compute_s (the bridge's generative evaluations during training)
     extra: list[dict[str, Any]] = field(default_factory=list)
