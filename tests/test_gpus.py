@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -173,3 +174,28 @@ def test_snakemake_jobs_get_their_own_devices(tmp_path, limit):
     assert recs["cpu"]["ids"] == [] and sorted(recs["both"]["ids"]) == ["0", "1"]
     assert all(len(recs[str(i)]["ids"]) == 1 for i in range(5))
     assert not _overlaps(list(recs.values()))
+
+
+def test_gpu_pool_smoke_report_flags_a_job_on_a_gpu_it_was_not_given(tmp_path, capsys):
+    """bench/gpu_pool_smoke.py's table, from the pool's log lines and nvidia-smi samples."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import gpu_pool_smoke
+
+    logs = tmp_path / "results/smoke/logs/finetune"
+    logs.mkdir(parents=True)
+    for variant, gpu, pid in (("3A", "0", 101), ("3B", "1", 102)):
+        label = f"finetune {{'variant': '{variant}'}}"
+        gpus_line = f"[gpus] {label}: CUDA_VISIBLE_DEVICES='{gpu}' (pid {pid}, pool ['0', '1'])"
+        (logs / f"{variant}.log").write_text(gpus_line + "\n")
+    uuid = ["GPU-00000000-0000-0000-0000-00000000000a", "GPU-00000000-0000-0000-0000-00000000000b"]
+    listing = "".join(f"GPU {i}: NVIDIA H200 (UUID: {u})\n" for i, u in enumerate(uuid))
+    apps = "pid, gpu_uuid, used_memory [MiB]\n101, {0}, 9000 MiB\n102, {1}, 9100 MiB\n"
+    (tmp_path / "nvidia_smi.log").write_text(listing + apps.format(*uuid))
+    assert gpu_pool_smoke.report(tmp_path) == 0
+    table = capsys.readouterr().out
+    assert "| finetune/3A | 0 | 101 | GPU 0 (9000) |" in table and "finetune/3B" in table
+    # 3B's process also on GPU 0 (the DataParallel failure of issue 30): flagged
+    (tmp_path / "nvidia_smi.log").write_text(
+        listing + apps.format(*uuid) + f"102, {uuid[0]}, 8000 MiB\n"
+    )
+    assert gpu_pool_smoke.report(tmp_path) == 1

@@ -124,7 +124,11 @@ def claim(n: int, label: str = "job", log: IO = sys.stderr) -> list[str] | None:
     chosen = [i for i, _ in got]
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
     os.environ[CLAIMED_ENV] = "1"
-    print(f"[gpus] {label}: CUDA_VISIBLE_DEVICES={','.join(chosen)!r} (pool {ids})", file=log)
+    # bench/gpu_pool_smoke.py reads this line (devices and pid) from each job's log
+    print(
+        f"[gpus] {label}: CUDA_VISIBLE_DEVICES={','.join(chosen)!r} (pid {os.getpid()}, pool {ids})",
+        file=log,
+    )
     return chosen
 
 
