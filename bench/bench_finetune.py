@@ -3,6 +3,13 @@ HF Trainer loop, policy forward, response-only fast head, optimizer) on the Mini
 random weights, causal vs prefix_bidir. Prints a markdown table.
 
     PYTHONPATH=src python bench/bench_finetune.py [--only NAME ...] [--json OUT.json] [--smoke]
+    PYTHONPATH=src python bench/bench_finetune.py --ddp 2 [--only seed-GA16-split] [--json OUT.json]
+
+--ddp N: each row (causal) on 1 process and on N data-parallel processes (torchrun through
+ablate.core.parallel.launch, one GPU each), the same global batch and data; both in the recipe the
+data-parallel path runs (fp32 weights + bf16 autocast: the fp32-master hooks are single-process);
+prints s/step, tokens/s, speed-up, efficiency (speed-up / N: plan.scaling.data_parallel) and the
+largest relative difference of the per-step losses.
 
 Rows (all T=1024, prompt 1/8-1/2 of each row, no padding, no checkpoint saves, no eval; each row runs
 causal and prefix_bidir; weights are the GPU default, bf16 + fp32 masters in the optimizer, unless named):
@@ -23,11 +30,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+from ablate.core import parallel
 from ablate.core.modeling import tiny_ministral3_config
 from ablate.mask import masks
 from ablate.mask.training import params
@@ -57,6 +67,7 @@ SMOKE_SHAPE = dict(
 )
 DEVICE = "cuda"
 T = 1024
+LOG_STEPS = 1000  # --ddp: 1, for the loss curve
 
 # name -> (params, reference row whose causal time the "x causal sdpa" column divides by)
 SPLIT = masks.PREFIX_SDPA
@@ -171,7 +182,7 @@ def _run_once(
             **overrides,
             "max_steps": warmup + timed,
             "eval_size": 0,
-            "logging_steps": 1000,
+            "logging_steps": LOG_STEPS,
             "no_learning_steps": 0,
             "plateau_patience": 0,
             "warmup_ratio": 0.0,
@@ -218,6 +229,8 @@ def _run_once(
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if DEVICE == "cuda" else float("nan"),
         n_params=n_params,
         timed_steps=len(times),
+        losses=[e["loss"] for e in trainer.state.log_history if "loss" in e],
+        world_size=parallel.world_size(),
     )
     if trainer.master_optimizer is not None:
         trainer.master_optimizer.remove_hooks()
@@ -243,6 +256,64 @@ def check_flex_matches_sdpa() -> float:
     return float((a - b).abs() / a.abs())
 
 
+def use_smoke_shape() -> None:
+    global DEVICE, T
+    DEVICE, T = "cpu", 128
+    SHAPE.update(SMOKE_SHAPE)
+
+
+def ddp_worker(name, overrides, warmup, timed, smoke, out) -> None:
+    """One process of a --ddp run (started by ablate.core.parallel.launch); rank 0 writes the row."""
+    global LOG_STEPS
+    LOG_STEPS = 1
+    if smoke:
+        use_smoke_shape()
+    r = _run_once(name, "causal", overrides, warmup, timed, data_seed=100)
+    if parallel.rank() == 0:
+        Path(out).write_text(json.dumps(r))
+
+
+def run_ddp(names: list[str], n: int, warmup: int, timed: int, smoke: bool) -> list[dict]:
+    """Each row on 1 process (here) and on ``n`` (torchrun): the same global batch and data."""
+    global LOG_STEPS
+    LOG_STEPS = 1
+    bench_dir = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [bench_dir, os.environ.get("PYTHONPATH")])
+    )
+    rows = []
+    for name in names:
+        # the data-parallel recipe on both sides (params.model_dtype: fp32 weights when WORLD_SIZE > 1)
+        over = {**ROWS[name][0], "model_dtype": "float32", "master_weights": False}
+        one = _run_once(name, "causal", over, warmup, timed, data_seed=100)
+        out = Path(f"/tmp/bench_finetune_ddp_{name}.json")
+        kwargs = dict(
+            name=name, overrides=over, warmup=warmup, timed=timed, smoke=smoke, out=str(out)
+        )
+        parallel.launch("bench_finetune:ddp_worker", kwargs, n, os.cpu_count() or n)
+        many = json.loads(out.read_text())
+        speedup = one["s_per_step"] / many["s_per_step"]
+        diff = max(abs(a - b) / abs(a) for a, b in zip(one["losses"], many["losses"], strict=True))
+        for r in (one, many):
+            r.update(speedup=speedup if r is many else 1.0, loss_rel_diff=diff)
+            r["efficiency"] = r["speedup"] / r["world_size"]
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    print(
+        "\n| row | GPUs | B x GA x T (global) | weights | s/step | tokens/s | MFU | speed-up | efficiency | losses |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['row']} | {r['world_size']} | {r['batch']} | {r['weights']} | {r['s_per_step']:.3f} | "
+            f"{r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {r['speedup']:.2f} | {r['efficiency']:.3f} | "
+            f"{' '.join(f'{x:.4f}' for x in r['losses'])} |"
+        )
+    diff = max(r["loss_rel_diff"] for r in rows)
+    print(f"\nlargest relative difference of a step's loss, 1 vs {n} processes: {diff:.2e}")
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", choices=list(ROWS), help="rows to run (default: all)")
@@ -255,11 +326,10 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--smoke", action="store_true", help="tiny shape on CPU: checks the script, not speed"
     )
+    ap.add_argument("--ddp", type=int, default=0, help="N: 1 vs N data-parallel processes (above)")
     args = ap.parse_args(argv)
-    global DEVICE, T
     if args.smoke:
-        DEVICE, T = "cpu", 128
-        SHAPE.update(SMOKE_SHAPE)
+        use_smoke_shape()
         args.warmup, args.timed = 1, 2
         # flex_attention has no CPU backward
         args.only = [r for r in (args.only or ROWS) if "flex" not in r]
@@ -281,6 +351,12 @@ def main(argv=None) -> int:
             f"flash {torch.backends.cuda.flash_sdp_enabled()}",
             flush=True,
         )
+    if args.ddp > 1:
+        names = args.only or ["seed-GA16-split"]
+        rows = run_ddp(names, args.ddp, args.warmup, args.timed, args.smoke)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"rows": rows, "device": device_name}, indent=1))
+        return 0
     results = []
     flex_diff = None
     for name in args.only or list(ROWS):

@@ -25,6 +25,7 @@ PLAN_PARAMS = sorted_tree(
             "eval",
             "leakage",
             "finetune",
+            "resources",  # each job's gpu count: data-parallel speedup, jobs side by side
             "plan",
         )
         if k in config

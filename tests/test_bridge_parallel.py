@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from ablate.bridge import params as bridge_params
 from ablate.bridge import states, train, world
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
+from ablate.core import parallel as core_parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Deterministic steps: no dropout (each process draws its own masks), no InfoNCE (its negatives
@@ -50,16 +50,12 @@ def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_ca
     one = train.train_entry(
         **_kwargs(bridge_world, bridge_cards, tmp_path / "one", {**EXACT, "batch_size": 4})
     )
-    spec = tmp_path / "kwargs.json"
-    spec.write_text(
-        json.dumps(
-            _kwargs(bridge_world, bridge_cards, tmp_path / "two", {**EXACT, "batch_size": 2})
-        )
-    )
+    spec = tmp_path / "spec.json"
+    two_kwargs = _kwargs(bridge_world, bridge_cards, tmp_path / "two", {**EXACT, "batch_size": 2})
+    spec.write_text(json.dumps({"call": "ablate.bridge.train:train_entry", "kwargs": two_kwargs}))
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "ablate.bridge.train", str(spec)]  # fmt: skip
+    cmd = core_parallel.command(spec, 2)  # the launcher's own torchrun command
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "summary.json").read_text())

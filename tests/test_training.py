@@ -340,6 +340,11 @@ def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed)
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["steps_done"] == summary["steps_done"] == 6
     assert on_disk["stop"]["reason"] == "max_steps" and on_disk["policy"] == policy
+    # the prepared pairs' token lengths (the planner's tokens per pair)
+    lengths = on_disk["lengths"]
+    assert lengths["n"] == on_disk["n_train"] and lengths["max_seq_len"] == FAST["max_seq_len"]
+    assert 0 < lengths["prompt_mean"] < lengths["mean"] <= lengths["p90"] <= lengths["max"]
+    assert lengths["max"] <= FAST["max_seq_len"]
     train = on_disk["curves"]["train"]
     assert [e["step"] for e in train] == list(range(1, 7))
     assert train[-1]["loss"] < train[0]["loss"] - 0.5  # it learns

@@ -1,22 +1,23 @@
 """bridge_train: one run (a distinct resolved configuration) trained and evaluated.
 
-One process: train_entry here. ``gpu: N`` > 1: N data-parallel processes started by torchrun
-(torch.distributed.run), each running ``python -m ablate.bridge.train <kwargs.json>``.
+One process: train_entry here. ``gpu: N`` > 1: N data-parallel processes of train_entry started by
+torchrun through the core's launcher (ablate.core.parallel.launch).
 """
 
-import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from ablate.core import gpus
+
+gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
 
 import torch
 
 torch.set_num_threads(snakemake.threads)
 from ablate.bridge import train
+from ablate.core import parallel
 
 r = snakemake.params.run
 kwargs = dict(
@@ -48,11 +49,4 @@ if r["processes"] > 1 and granted != r["processes"]:
 if r["processes"] == 1:
     train.train_entry(**kwargs)
 else:
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp) / "kwargs.json"
-        spec.write_text(json.dumps(kwargs))
-        threads = max(1, snakemake.threads // r["processes"])
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={r['processes']}", "-m", "ablate.bridge.train", str(spec)]  # fmt: skip
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr, env=env, check=True)
+    parallel.launch("ablate.bridge.train:train_entry", kwargs, r["processes"], snakemake.threads)

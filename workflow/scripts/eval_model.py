@@ -5,6 +5,10 @@ from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
+from ablate.core import gpus
+
+gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
+
 import torch
 
 torch.set_num_threads(snakemake.threads)

@@ -6,10 +6,14 @@ from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
+from ablate.core import gpus
+
+gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
+
 import torch
 
 torch.set_num_threads(snakemake.threads)
-from ablate.core import model_card, tracking
+from ablate.core import model_card, parallel, tracking
 from ablate.mask.training.run import finetune
 
 cfg = snakemake.params.finetune
@@ -18,18 +22,31 @@ track = snakemake.config["tracking"]
 tracking.check(track)
 out_dir = Path(snakemake.output.summary).parent
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
-finetune(
+kwargs = dict(
     model_path=model,
     revision=revision,
     data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
     policy=cfg["policy"],
     params=cfg["params"],
-    out_dir=out_dir,
+    out_dir=str(out_dir),
     probe_result=json.loads(Path(snakemake.input.probe).read_text()),
     allow_leakage=cfg["allow_leakage"],
     config_slice=cfg,
-    callbacks=tracking.trainer_callbacks(track, out_dir),
 )
+callbacks = dict(
+    call="ablate.core.tracking:trainer_callbacks", kwargs=dict(tracking=track, out_dir=str(out_dir))
+)
+gpus_granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
+if gpus_granted > 1:  # data-parallel over the job's GPUs, the same global batch (docs/training.md)
+    parallel.launch(
+        "ablate.mask.training.run:finetune",
+        kwargs,
+        gpus_granted,
+        snakemake.threads,
+        callbacks=callbacks,
+    )
+else:
+    finetune(**kwargs, callbacks=parallel.resolve(callbacks["call"])(**callbacks["kwargs"]))
 tracking.log_record(
     snakemake.output.summary,
     "finetune",

@@ -1,51 +1,19 @@
-"""Data-parallel translator training: torch.distributed as torchrun sets it up, nothing home-made.
+"""Data-parallel translator training: the translator's DDP wrap, the loss share and the data split.
 
-``torchrun --nproc-per-node N -m ablate.bridge.train <kwargs.json>`` starts N processes with
-``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` in their environment; :func:`init` joins them (NCCL on
-GPUs, one GPU per process; gloo on CPU). Without those variables every helper here is the
-single-process identity, so a one-process run is exactly the plain loop.
+The process group and the launcher are the core's (:mod:`ablate.core.parallel`: torchrun starts N
+processes, each joins the group). Without torchrun every helper here is the single-process
+identity, so a one-process run is exactly the plain loop.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-#: How long a process waits for the others at a collective: rank 0 may evaluate for minutes.
-TIMEOUT = datetime.timedelta(hours=2)
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def launched() -> bool:
-    """Started by torchrun (or any launcher that sets the torch.distributed environment)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def init() -> None:
-    """Join the process group torchrun described; bind this process to its GPU."""
-    if not launched() or dist.is_initialized():
-        return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl", timeout=TIMEOUT)
-    else:
-        dist.init_process_group("gloo", timeout=TIMEOUT)
-
-
-def close() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+# the process-group helpers, used here and by the bridge's modules as parallel.<name>
+from ablate.core.parallel import close, init, launched, rank, world_size  # noqa: F401
 
 
 def wrap(translator: torch.nn.Module) -> torch.nn.Module:

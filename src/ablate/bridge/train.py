@@ -6,21 +6,19 @@ evaluated one, *re-evaluated* (final is measured, not copied). Writes ``out_dir/
 (safetensors + config + hash manifest), ``out_dir/samples.parquet`` (per-sample rows of the final
 evaluation, for paired tests) and, last, ``out_dir/summary.json``.
 
-Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; ``python -m torch.distributed.run
---nproc-per-node N -m ablate.bridge.train kwargs.json``): ``batch_size`` items per process and
-step (the seed's "10 per GPU"), each process a slice of one global batch order, DDP averaging
-the gradients; the evaluation is split over the processes and gathered; only rank 0 writes.
-On one process it is the plain loop. With ``source_states`` (a cache folder of
+Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; the core's launcher,
+``ablate.core.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
+``batch_size`` items per process and step (the seed's "10 per GPU"), each process a slice of
+one global batch order, DDP averaging the gradients; the evaluation is split over the processes
+and gathered; only rank 0 writes. On one process it is the plain loop. With ``source_states`` (a cache folder of
 :mod:`ablate.bridge.states`) the source model's weights are not loaded at all; with
 ``teacher_states`` the KL term reads its teacher's rows instead of a target forward pass.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,18 +319,3 @@ def train_entry(
         f"{summary['wall_s']:.1f} s"
     )
     return summary
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``torchrun ... -m ablate.bridge.train kwargs.json``: one process of a data-parallel run."""
-    argv = sys.argv[1:] if argv is None else argv
-    kwargs = json.loads(Path(argv[0]).read_text())
-    parallel.init()
-    try:
-        train_entry(**kwargs)
-    finally:
-        parallel.close()
-
-
-if __name__ == "__main__":
-    main()

@@ -8,6 +8,7 @@ with the reason; it never raises.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,28 @@ from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.params import count_params, params_from_dir, params_of_hub_model
 from ablate.mask import study
 
+#: the config's resources group of each planned rule (its ``gpu`` count)
+RESOURCE_GROUP = {
+    "prepare_model": "prepare_model",
+    "leakage_probe": "leakage",
+    "finetune": "finetune",
+    "eval_model": "eval",
+}
 TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
 
 
 def _words(text: str) -> int:
     return len(str(text).split())
+
+
+def _fill(p: dict[str, Any], per_step: float) -> str:
+    """How full a step's rows are: non-pad tokens are what the forecast and the measured rates
+    count; the pads a step computes besides are inside the rate measured for its mode."""
+    if not p.get("packing"):
+        return "unpacked: rows padded to the longest pair of each micro-batch"
+    rows = math.ceil(per_step / p["packing_row_tokens"])
+    padded = rows * math.ceil(per_step / rows / 128) * 128  # each row's tail padded to 128
+    return f"packed into {rows} row(s), {per_step / padded:.0%} full"
 
 
 class MaskPlanner:
@@ -81,12 +99,42 @@ class MaskPlanner:
         return self.eval_tokens(n_docs)[0]
 
     # -- tokens
+    def _recorded_lengths(self, max_seq_len: int) -> tuple[dict[str, Any], str] | None:
+        """The pair lengths a finished finetune of this results folder recorded at this
+        ``max_seq_len`` (its summary's ``lengths``: the examples it prepared)."""
+        from ablate.core.planner.history import read_json
+
+        for j in self.jobs.values():
+            if j.rule != "finetune":
+                continue
+            lens = (read_json(self.root / j.record) or {}).get("lengths") or {}
+            if lens.get("mean") and lens.get("max_seq_len") == max_seq_len:
+                return lens, f"mean of the {lens['n']} pairs {j.record} prepared"
+        return None
+
     def _pair_tokens(self, max_seq_len: int) -> tuple[float, str]:
-        """Tokens of one SFT pair: the generated pairs' mean words + 2, or max_seq_len (hub)."""
+        """Tokens of one SFT pair: recorded by a finished finetune; else the measurements file's
+        ``sft_lengths`` of the hub dataset, the generated pairs' mean words + 2 (embedded), or
+        max_seq_len (an upper bound)."""
+        recorded = self._recorded_lengths(max_seq_len)
+        if recorded:
+            return float(recorded[0]["mean"]), recorded[1]
         sizes = self.config["data"].get("embedded") or {}
-        if not self.embedded_data or "sft_pairs" not in sizes:
-            why = "" if not self.embedded_data else " (data.embedded.sft_pairs is not set)"
-            return float(max_seq_len), f"upper bound: every pair {max_seq_len} tokens{why}"
+        if not self.embedded_data:
+            name = self.config["data"].get("sft")
+            spec = self.ref.sft_lengths.get(name)
+            if spec:
+                return min(
+                    float(spec["mean"]), max_seq_len
+                ), f"sft_lengths.{name}: {spec['source']}"
+            return float(max_seq_len), (
+                f"upper bound: every pair {max_seq_len} tokens (no sft_lengths.{name} in "
+                f"{Path(self.ref.path).name})"
+            )
+        if "sft_pairs" not in sizes:
+            return float(max_seq_len), (
+                f"upper bound: every pair {max_seq_len} tokens (data.embedded.sft_pairs is not set)"
+            )
         from ablate.mask import embedded
         from ablate.mask.sft_data import format_prompt
 
@@ -186,12 +234,22 @@ class MaskPlanner:
             benchmark=sj.benchmark,
             upstream=sj.upstream,
         )
+        job.gpus = ((self.config.get("resources") or {}).get(RESOURCE_GROUP[sj.rule]) or {}).get(
+            "gpu"
+        )
+        job.after = self._after(sj)
         try:
             getattr(self, f"_plan_{sj.rule}")(sj, job, hub)
         except Exception as exc:  # a forecast never stops a study: the row says what failed
             log.warning("planner: cannot size %s: %r", sj.name, exc)
             job.tokens, job.tokens_source = None, f"unknown: {type(exc).__name__}: {exc}"
         return job
+
+    def _after(self, sj: study.Job) -> list[str]:
+        """The planned jobs whose outputs this one reads (the schedule on a multi-GPU setup)."""
+        if sj.rule == "finetune":
+            return ["prepare_model", f"leakage/{sj.policy}"]
+        return [sj.upstream] if sj.upstream else ["prepare_model"]
 
     def _train_shape(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
         """Set a training job's shape, dtype and optimizer from its parameters ``p`` (config key
@@ -225,6 +283,8 @@ class MaskPlanner:
     def _plan_finetune(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
         p = sj.variant["params"]
         self._train_shape(job, p, f"finetune.variants.{sj.model}")
+        # gpu > 1: data-parallel under torchrun (ablate.core.parallel), the global batch held
+        job.scaling_key = "data_parallel"
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
         measured = self._measured_tokens_per_step(job.train_shape)
         if measured:
@@ -237,8 +297,12 @@ class MaskPlanner:
             )
         stops = p.get("plateau_patience") or p.get("no_learning_steps")
         stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
+        job.packing = bool(p.get("packing"))
         job.tokens = p["max_steps"] * per_step
-        job.tokens_source = f"max_steps {p['max_steps']} x {per_step:.4g} tokens/step ({src}){stop}"
+        job.tokens_source = (
+            f"max_steps {p['max_steps']} x {per_step:.4g} tokens/step ({src}); "
+            f"{_fill(p, per_step)}{stop}"
+        )
 
     def _plan_eval_model(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
         job.tokens, job.tokens_source = self.eval_tokens()

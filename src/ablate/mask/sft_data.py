@@ -120,3 +120,22 @@ def tokenize_rows(
     tokenizer, rows: Iterable[dict[str, Any]], max_seq_len: int
 ) -> list[TokenizedPair]:
     return [tokenize_pair(tokenizer, r, max_seq_len) for r in rows]
+
+
+def length_stats(pairs: list[TokenizedPair], max_seq_len: int) -> dict[str, Any]:
+    """Token lengths of prepared pairs (what the planner forecasts a finetune from, in place of
+    ``max_seq_len`` per pair): count, mean, median, p90, max, prompt mean, and how many were cut
+    at ``max_seq_len``."""
+    lens = sorted(len(p.input_ids) for p in pairs)
+    if not lens:
+        return {"n": 0, "max_seq_len": max_seq_len}
+    return {
+        "n": len(lens),
+        "mean": sum(lens) / len(lens),
+        "median": lens[len(lens) // 2],
+        "p90": lens[min(len(lens) - 1, int(0.9 * len(lens)))],
+        "max": lens[-1],
+        "prompt_mean": sum(p.prompt_length for p in pairs) / len(pairs),
+        "truncated": sum(n >= max_seq_len for n in lens),
+        "max_seq_len": max_seq_len,
+    }

@@ -21,6 +21,7 @@ from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.jobs import PlannedJob
 from ablate.core.planner.overheads import job_overhead, memory_need_gb, rental_overhead
 from ablate.core.planner.prices import Price
+from ablate.core.planner.schedule import Slot, makespan
 from ablate.core.planner.throughput import pick_throughput
 
 #: Column order of plan.csv (the contract with the report, the docs and the tests).
@@ -89,7 +90,8 @@ def job_row(
     tp = pick_throughput(job, s.gpu, ms, ref, plan)
     scaling = job.scaling_key or job.kind
     eff = plan["scaling"][scaling]
-    speedup = 1 + (s.count - 1) * eff
+    used = s.count if job.gpus is None else max(1, min(job.gpus, s.count))
+    speedup = 1 + (used - 1) * eff
     job_s, job_what = job_overhead(job, s, params, plan, ref)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
     need, need_what = memory_need_gb(job, params, plan)
@@ -100,8 +102,8 @@ def job_row(
         f"rental overhead: {rent_what}",
         f"memory: {need:.3g} GB needed ({need_what})" + (f" vs {mem} GB" if mem else ""),
     ]
-    if s.count > 1:
-        notes.append(f"speedup 1 + ({s.count}-1) x {eff:g} (plan.scaling.{scaling})")
+    if used > 1:
+        notes.append(f"speedup 1 + ({used}-1) x {eff:g} (plan.scaling.{scaling})")
     compute = job.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and job.tokens else None
     for x in job.extra:  # other work inside the job, at its own rate
         part = replace(
@@ -147,10 +149,18 @@ def job_row(
 
 
 def total_row(s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict]) -> dict[str, Any]:
-    """A setup's jobs in sequence: summed time and cost, or empty with the jobs that lack one."""
+    """A setup's time and cost: its jobs in sequence, or on a multi-GPU setup side by side on one
+    machine (:func:`makespan`); empty with the jobs that lack an estimate."""
     missing = [r["job"] for r in rows if r.get("est_s") is None]
     unpriced = price.per_hour is None
     total_s = None if missing else sum(r["est_s"] for r in rows)
+    side_by_side = s.count > 1 and s.gpu != CPU
+    if side_by_side and total_s is not None:
+        slots = [
+            Slot(j.id, r["est_s"], s.count if j.gpus is None else j.gpus, j.after)
+            for j, r in zip(jobs, rows, strict=True)
+        ]
+        total_s = makespan(slots, s.count)
     return dict(
         setup=s.label,
         gpu=s.gpu,
@@ -171,8 +181,13 @@ def total_row(s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict]) 
             None if total_s is None or unpriced else total_s / 3600 * price.per_hour, 2
         ),
         note=(
-            "jobs run one after another"
-            + (" here" if s.local else ", each on its own instance")
+            (
+                f"one {s.label} machine: jobs side by side on its {s.count} GPUs where their "
+                "inputs allow (each its gpu resource's devices)"
+                if side_by_side
+                else "jobs run one after another"
+                + (" here" if s.local else ", each on its own instance")
+            )
             + (f"; no estimate for {', '.join(missing)}" if missing else "")
             + ("; no price" if unpriced else "")
         ),

@@ -128,6 +128,7 @@ def _measurement(
             gpu=run.gpu,
             params=params,
             optim=(run.data.get("params") or {}).get("optim"),
+            packing=bool((run.data.get("params") or {}).get("packing")),
             tokens_per_s=float(tp["train_tokens_per_s"]) / run.count,
             origin="pipeline",
             run_id=run.run_id,

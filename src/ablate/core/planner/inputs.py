@@ -58,6 +58,9 @@ class Measurement:
     #: FLOPs per token of the measured work (the bridge's, which vary per entry): a job with its
     #: own flops_per_token gets the rate scaled by their ratio
     flops_per_token: float | None = None
+    #: packed steps (finetune ``packing``) or not: short unpacked rows run far below a packed
+    #: step's rate, so a job prefers a measurement of its own mode (None: full rows, either)
+    packing: bool | None = None
 
 
 @dataclass
@@ -101,6 +104,8 @@ class Reference:
     job_overheads: list[JobOverhead] = field(default_factory=list)
     #: token lengths of a bridge training example per dataset (ablate.bridge.cost)
     bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: token lengths of one SFT pair per hub dataset (ablate.mask.plan), until a finetune records them
+    sft_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reference:
@@ -129,6 +134,7 @@ class Reference:
                     optim=m.get("optim"),
                     grad_accum=m.get("grad_accum"),
                     flops_per_token=m.get("flops_per_token"),
+                    packing=m.get("packing"),
                 )
             )
         overheads = []
@@ -152,6 +158,7 @@ class Reference:
             path=str(p),
             job_overheads=overheads,
             bridge_lengths=data.get("bridge_lengths") or {},
+            sft_lengths=data.get("sft_lengths") or {},
         )
 
     def job_overhead(self, kind: str, rule: str, gpu: str, params: float) -> JobOverhead | None:

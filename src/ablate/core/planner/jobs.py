@@ -44,6 +44,7 @@ class PlannedJob:
     train_shape: dict[str, Any] | None = None  # batch_size, grad_accum, max_seq_len (train)
     dtype: str = "float32"  # dtype the weights are held in (memory check)
     optim: str | None = None  # optimizer (train): its states count in the memory check
+    packing: bool | None = None  # packed steps (train): picks a measurement of the same mode
     upstream: str | None = None  # the job whose checkpoint it loads
     shares_instance: str | None = None  # runs on the instance of this job (a vast group job)
     #: FLOPs per token for the FLOP estimate (None: FLOPS_PER_PARAM_TOKEN[kind] x params); a job
@@ -51,6 +52,10 @@ class PlannedJob:
     flops_per_token: float | None = None
     trainable_params: float | None = None  # None: all params train (memory check, train kind)
     scaling_key: str | None = None  # the plan.scaling key of its multi-GPU speedup (None: kind)
+    #: GPUs it runs on (its ``gpu`` resource), capped at the setup's; None: all of the setup's
+    gpus: int | None = None
+    #: the jobs whose outputs it reads (the schedule of a multi-GPU setup); None: every earlier one
+    after: list[str] | None = None
     #: other work inside the same job, each {kind, policy, tokens, what}: its own throughput,
     #: added to compute_s (the bridge's generative evaluations during training)
     extra: list[dict[str, Any]] = field(default_factory=list)

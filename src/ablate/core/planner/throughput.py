@@ -18,6 +18,13 @@ class Throughput:
     measurement: Measurement | None = None
 
 
+def _packing_match(m: Measurement, job: PlannedJob) -> int:
+    """2: the same packing mode; 1: a measurement of full rows (no mode); 0: the other mode."""
+    if m.packing is None:
+        return 2 if job.packing is None else 1
+    return 2 if m.packing == bool(job.packing) else 0
+
+
 def pick_throughput(
     job: PlannedJob, gpu: str, ms: list[Measurement], ref: Reference, plan: dict
 ) -> Throughput:
@@ -25,6 +32,7 @@ def pick_throughput(
 
     A measurement only counts for the same kind of work on a model of the same size (within 5 %);
     across GPUs it is scaled by peak BF16 FLOP/s, never between CPU and GPU. Preference: same kind,
+    same packing mode (a step of short unpacked rows runs ~10x below a packed one: docs/benchmarks.md),
     same GPU, this pipeline's own outputs over the measurements table, same optimizer, same rule,
     same policy, same job.
     """
@@ -50,6 +58,7 @@ def pick_throughput(
         group = (m.job or "").split("/")[0] == job.id.split("/")[0]
         key = (
             m.kind == job.kind,
+            _packing_match(m, job),
             m.gpu == gpu,
             m.origin == "pipeline",
             m.optim == job.optim,
@@ -63,6 +72,8 @@ def pick_throughput(
         policy_note = (
             "" if best.policy == job.policy else f", policy {best.policy} (none for {job.policy})"
         )
+        if best_key[1] == 0:
+            policy_note += f", packing {best.packing} (none for packing {bool(job.packing)})"
         if best.kind != job.kind:
             policy_note += f", {best.kind} rate for this forward-only {job.kind}"
         rate = best.tokens_per_s

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import TrainerState
 
-from ablate.core import checkpoint, io, provenance
+from ablate.core import checkpoint, io, parallel, provenance
 from ablate.core.phases import Phases
 from ablate.mask import masks, sft_data
 from ablate.mask.training.callbacks import StopRules
@@ -67,7 +67,11 @@ def train_run(
         ]
         head_loss = vocab_head_loss(t for b in blocks for t in b)
     ckpt_dir = out_dir / "checkpoints"
+    if parallel.rank() != 0:  # data-parallel: rank 0 clears stale checkpoints first
+        parallel.barrier()
     resume_from = checkpoint.prepare_resume(ckpt_dir, run_key)
+    if parallel.rank() == 0:
+        parallel.barrier()
     resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
     label = f"{kind} {policy}" if kind == "finetune" else kind
     with phases("build_trainer"):
@@ -123,7 +127,8 @@ def train_run(
             inputs,
             phases,
         )
-        io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
+        if parallel.rank() == 0:  # one writer when data-parallel
+            io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
         return summary
 
     if stop["reason"] == "nonfinite":
@@ -151,6 +156,8 @@ def train_run(
     ):
         with phases("final_eval"):
             trainer.evaluate()  # so the summary's last eval loss belongs to the final weights
+    if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
+        return {"rank": parallel.rank(), "steps_done": state.global_step}
     ckpt_info = save_final(
         trainer,
         out_dir,
@@ -339,6 +346,8 @@ def finetune(
             "data": str(data),
             "n_train": len(train_pairs),
             "n_eval": len(eval_pairs),
+            # the planner's tokens per pair (ablate.mask.plan), in place of max_seq_len
+            "lengths": sft_data.length_stats(train_pairs, p["max_seq_len"]),
             "leakage_probe": gate,
         },
         config_slice=config_slice,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from ablate.core import checkpoint, interrupts
+from ablate.core import checkpoint, interrupts, parallel
 from ablate.core.phases import Phases
 from ablate.mask import masks
 from ablate.mask.training import packing
@@ -91,11 +91,12 @@ def policy_loss_sum(
     batch (:mod:`ablate.mask.training.packing`) runs with its per-example mask.
     """
     labels = batch["labels"][:, 1:]
+    bare = getattr(model, "module", model)  # the masks read the model's config; DDP has none
     if packing.is_packed(batch):
-        kw = packing.packed_forward_kwargs(model, batch, policy)
+        kw = packing.packed_forward_kwargs(bare, batch, policy)
     else:
         kw = masks.policy_forward_kwargs(
-            model, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
+            bare, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
         )
     keep = labels != IGNORE_INDEX
     if fast_head and _fast_head_ok(model):
@@ -335,7 +336,36 @@ class MaskPolicyTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         # Written last: a checkpoint without it was cut off mid-save and is never resumed from.
         ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-        checkpoint.mark_complete(ckpt, self.state.global_step, self.last_save_format)
+        if self.args.should_save:  # one writer when data-parallel
+            checkpoint.mark_complete(ckpt, self.state.global_step, self.last_save_format)
+
+
+def per_process_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(per-device batch, grad_accum) of one of ``world`` data-parallel processes such that
+    batch x world x grad_accum is the configured global batch: the accumulation split first (the
+    same micro-batches, spread over processes), else the batch."""
+    if world == 1:
+        return batch_size, grad_accum
+    if grad_accum % world == 0:
+        return batch_size, grad_accum // world
+    if batch_size % world == 0:
+        return batch_size // world, grad_accum
+    raise TrainingConfigError(
+        f"the global batch (batch_size {batch_size} x grad_accum {grad_accum}) does not split "
+        f"over {world} data-parallel processes: make grad_accum or batch_size a multiple of {world}"
+    )
+
+
+def one_device_per_process(args: TrainingArguments) -> None:
+    """Refuse HF's silent ``DataParallel``: it wraps the model when one process sees several GPUs
+    (``n_gpu > 1``; 1 under torchrun, where each process has its own). A pipeline job sees only its
+    ``gpu`` resource's devices (:mod:`ablate.core.gpus`), and gpu > 1 runs under torchrun."""
+    if args.n_gpu > 1:
+        raise TrainingConfigError(
+            f"{args.n_gpu} GPUs are visible to one training process, so the Trainer would wrap the "
+            "model in DataParallel: set CUDA_VISIBLE_DEVICES to one device, or run data-parallel "
+            "under torchrun (a finetune's resources gpu: N)"
+        )
 
 
 def build_trainer(
@@ -376,6 +406,7 @@ def build_trainer(
     else:
         batch_size, grad_accum = p["batch_size"], p["grad_accum"]
         collator = PolicyCollator(pad_token_id)
+    batch_size, grad_accum = per_process_batch(batch_size, grad_accum, parallel.world_size())
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
     # save_steps 0: no Trainer checkpoint at all. The final weights are written by save_final; a
     # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
@@ -417,6 +448,7 @@ def build_trainer(
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
     )
+    one_device_per_process(args)
     stop_rules = StopRules(p)
     throughput = Throughput()
     callbacks = [stop_rules, throughput, Progress(label, throughput), *on_interrupt]

@@ -1,0 +1,145 @@
+"""A GPU per job on a local multi-GPU host: ``CUDA_VISIBLE_DEVICES`` from a pool of file locks.
+
+Snakemake counts a ``gpu`` resource but never says which device a job gets (its issue "Handle
+GPU ids", snakemake/snakemake#281, open since 2020), so every local GPU job saw every GPU: two
+jobs shared GPU 0 and the HF Trainer wrapped a model in ``DataParallel`` over the rest. Each GPU
+job's script calls :func:`claim_for` first thing, before torch touches CUDA: it takes ``gpu``
+free devices, each an ``fcntl.flock`` on one lock file per device in a per-user folder, and
+sets ``CUDA_VISIBLE_DEVICES`` to them (none for ``gpu: 0``). The kernel drops a flock when its
+process dies, even on SIGKILL, so a device returns to the pool however its job ends; while held
+it is never given to another job. A job waits (one log line, then one a minute) until enough
+devices are free at once; it never holds part of its request while it waits.
+
+The pool: ``ABLATE_GPU_IDS`` (comma-separated ids; tests use fake ones), else the ids in an
+inherited ``CUDA_VISIBLE_DEVICES`` (the user's restriction of the whole run), else one per line
+of ``nvidia-smi -L``; no GPU at all: nothing to do. Off under SLURM (``SLURM_JOB_ID``): each job
+is its own allocation, SLURM sets its ``CUDA_VISIBLE_DEVICES``, and jobs of other allocations on
+the same node would share these per-user lock files under renumbered ids. On a Vast instance the
+pool stays on: the instance is rented for one group job and runs its jobs as a local host would.
+``ABLATE_GPU_POOL=off`` turns it off anywhere.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+IDS_ENV = "ABLATE_GPU_IDS"
+LOCK_DIR_ENV = "ABLATE_GPU_LOCK_DIR"
+SWITCH_ENV = "ABLATE_GPU_POOL"
+#: Set once a process holds devices: a child (torchrun's workers) must not claim again.
+CLAIMED_ENV = "ABLATE_GPUS_CLAIMED"
+POLL_S = 1.0
+
+_held: list[IO] = []  # the open lock files: a device is held as long as its file stays open
+
+
+def scheduler() -> str | None:
+    """The scheduler that assigns devices itself, if any (then the pool stays out of the way)."""
+    if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "false"):
+        return SWITCH_ENV
+    if os.environ.get("SLURM_JOB_ID"):
+        return "SLURM"
+    return None
+
+
+def pool() -> list[str]:
+    """The device ids this host's jobs share (see the module docstring for the order)."""
+    for env in (IDS_ENV, "CUDA_VISIBLE_DEVICES"):
+        if env in os.environ:
+            return [i.strip() for i in os.environ[env].split(",") if i.strip()]
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    lines = [x for x in listing.stdout.splitlines() if x.startswith("GPU ")]
+    return [str(i) for i in range(len(lines))] if listing.returncode == 0 else []
+
+
+def lock_dir() -> Path:
+    d = Path(os.environ.get(LOCK_DIR_ENV) or f"/tmp/ablate-gpus-{os.getuid()}")
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return d
+
+
+def _try_lock(path: Path) -> IO | None:
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _try_take(ids: list[str], n: int, d: Path) -> list[tuple[str, IO]] | None:
+    """n free devices taken together, or none: the pool lock makes the look and take atomic."""
+    with open(d / "pool.lock", "a+") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        got: list[tuple[str, IO]] = []
+        for i in ids:
+            f = _try_lock(d / f"gpu-{i}.lock")
+            if f is not None:
+                got.append((i, f))
+            if len(got) == n:
+                return got
+        for _, f in got:  # too few: hold nothing while waiting
+            f.close()
+    return None
+
+
+def claim(n: int, label: str = "job", log: IO = sys.stderr) -> list[str] | None:
+    """Take ``n`` devices for this process and set ``CUDA_VISIBLE_DEVICES`` to them; block until
+    they are free. None (environment untouched) under a scheduler, on a host without a GPU, or
+    in a child of a process that already claimed."""
+    if scheduler() or os.environ.get(CLAIMED_ENV):
+        return None
+    ids = pool()
+    if not ids:
+        return None
+    if n > len(ids):
+        raise RuntimeError(f"{label} asks gpu={n} but this host's pool has {len(ids)}: {ids}")
+    got: list[tuple[str, IO]] = []
+    if n > 0:
+        d, since, said = lock_dir(), time.monotonic(), -60.0
+        while (taken := _try_take(ids, n, d)) is None:
+            waited = time.monotonic() - since
+            if waited - said >= 60:
+                print(
+                    f"[gpus] {label} waits for {n} free GPU(s) of {ids} ({waited:.0f} s)", file=log
+                )
+                said = waited
+            time.sleep(POLL_S)
+        got = taken
+    _held.extend(f for _, f in got)
+    chosen = [i for i, _ in got]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
+    os.environ[CLAIMED_ENV] = "1"
+    # bench/gpu_pool_smoke.py reads this line (devices and pid) from each job's log
+    print(
+        f"[gpus] {label}: CUDA_VISIBLE_DEVICES={','.join(chosen)!r} (pid {os.getpid()}, pool {ids})",
+        file=log,
+    )
+    return chosen
+
+
+def claim_for(smk) -> list[str] | None:
+    """:func:`claim` for a Snakemake ``script:`` job: its ``gpu`` resource, its rule as label."""
+    n = int(getattr(smk.resources, "gpu", 0) or 0)
+    return claim(n, label=f"{smk.rule} {dict(smk.wildcards.items())}")
+
+
+def release() -> None:
+    """Give the devices back before the process ends (tests; a job just exits)."""
+    while _held:
+        _held.pop().close()
+    os.environ.pop(CLAIMED_ENV, None)

@@ -1,0 +1,114 @@
+"""Data-parallel jobs: torch.distributed as torchrun sets it up, one launcher for every study.
+
+A job whose ``gpu`` resource is N > 1 (a mask finetune, a bridge training run) calls
+:func:`launch`: ``torchrun --standalone --nproc-per-node N -m ablate.core.parallel spec.json``
+starts N processes with ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` in their environment; each
+runs :func:`main`, which joins the process group (:func:`init`: NCCL on GPUs, one GPU per process
+out of the job's ``CUDA_VISIBLE_DEVICES``; gloo on CPU), calls the spec's function with its keyword
+arguments, and leaves the group. Without those variables every helper here is the single-process
+identity, so a one-process run is exactly the plain one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+import torch.distributed as dist
+
+#: How long a process waits for the others at a collective: rank 0 may evaluate for minutes.
+TIMEOUT = datetime.timedelta(hours=2)
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def launched() -> bool:
+    """Started by torchrun (or any launcher that sets the torch.distributed environment)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init() -> None:
+    """Join the process group torchrun described; bind this process to its GPU."""
+    if not launched() or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl", timeout=TIMEOUT)
+    else:
+        dist.init_process_group("gloo", timeout=TIMEOUT)
+
+
+def close() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every process (nothing on one)."""
+    if world_size() > 1:
+        dist.barrier()
+
+
+def command(spec: str | os.PathLike, nproc: int) -> list[str]:
+    """The torchrun command line that runs ``spec`` (see :func:`launch`) on ``nproc`` processes."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={nproc}", "-m", "ablate.core.parallel", str(spec)]  # fmt: skip
+
+
+def launch(
+    call: str,
+    kwargs: dict[str, Any],
+    nproc: int,
+    threads: int,
+    log: TextIO | None = None,
+    callbacks: dict[str, Any] | None = None,
+) -> None:
+    """Run ``call`` (``"module:function"``) with ``kwargs`` (JSON) in ``nproc`` data-parallel
+    processes of ``threads // nproc`` CPU threads each; raise if one fails. ``callbacks``
+    (``{"call", "kwargs"}``): a function each process calls for its ``callbacks=`` argument
+    (objects that JSON cannot carry, e.g. ablate.core.tracking.trainer_callbacks)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(
+            json.dumps({"call": call, "kwargs": kwargs, "callbacks": callbacks}, default=str)
+        )
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // nproc))}
+        out = log or sys.stdout
+        subprocess.run(command(spec, nproc), stdout=out, stderr=out, env=env, check=True)
+
+
+def resolve(call: str):
+    module, name = call.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One process of a data-parallel run: ``python -m ablate.core.parallel spec.json``."""
+    argv = sys.argv[1:] if argv is None else argv
+    spec = json.loads(Path(argv[0]).read_text())
+    init()
+    try:
+        kwargs, cb = spec["kwargs"], spec.get("callbacks")
+        if cb:
+            kwargs["callbacks"] = resolve(cb["call"])(**cb["kwargs"])
+        resolve(spec["call"])(**kwargs)
+    finally:
+        close()
+
+
+if __name__ == "__main__":
+    main()
