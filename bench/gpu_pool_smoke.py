@@ -128,9 +128,10 @@ def main(argv=None) -> int:
     stop = threading.Event()
     sampler = threading.Thread(target=sample, args=(work / "nvidia_smi.log", stop), daemon=True)
     sampler.start()
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--resources",
-           f"gpu={args.gpus}", "--configfile", "config/ministral3b-smoke.yaml",
-           "results/smoke/recovery.csv"]  # fmt: skip
+    # the target before --configfile, which takes every word after it as a config file
+    cmd = [sys.executable, "-m", "snakemake", "results/smoke/recovery.csv", "--cores",
+           str(args.cores), "--resources", f"gpu={args.gpus}",
+           "--configfile", "config/ministral3b-smoke.yaml"]  # fmt: skip
     t0 = time.time()
     rc = subprocess.run(cmd, cwd=work).returncode
     stop.set()
