@@ -157,9 +157,17 @@ def test_benchmark_writes_five_baselines_per_sample(
         params={**MICRO_PARAMS, "eval_size": 2},
         out_samples=tmp_path / "samples.parquet",
         out_summary=tmp_path / "summary.csv",
+        timed_samples=1,
     )
     s = pd.read_parquet(tmp_path / "samples.parquet")
     assert len(s) == 2 * 5
+    # every item scored (batched); the first one timed again at batch 1, and the rows say so
+    first = s["id"] == s["id"].iloc[0]
+    assert s["timed"].tolist() == first.tolist()
+    assert s.loc[first, "latency_s"].gt(0).all() and s.loc[~first, "latency_s"].isna().all()
+    assert s.loc[first, "timing"].str.startswith("batch 1").all()
+    assert s.loc[~first, "timing"].str.startswith("not timed").all()
+    assert (agg["n_timed"] == 1).all() and agg["latency_p90_s"].gt(0).all()
     for _, rows in s.groupby("id"):
         assert sorted(rows["baseline"]) == sorted(infer.BASELINES)
     for col in ("input_tokens", "output_tokens", "kv_cache_mb", "latency_s", "peak_mem_mb",

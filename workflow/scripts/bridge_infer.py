@@ -21,4 +21,5 @@ infer.benchmark(
     out_summary=snakemake.output.summary,
     config_slice=r["identity"],
     where=r["where"],
+    timed_samples=r["timed_samples"],
 )

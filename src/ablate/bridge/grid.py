@@ -344,7 +344,10 @@ def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
 
 
 def infer_identity(study: Study, entry: Entry) -> dict[str, Any]:
-    return sorted_tree({**entry.identity, "params": infer_params(study, entry)})
+    timed = study.config["infer"]["timed_samples"]
+    return sorted_tree(
+        {**entry.identity, "params": infer_params(study, entry), "timed_samples": timed}
+    )
 
 
 def datasets_used(study: Study) -> list[str]:
