@@ -52,7 +52,8 @@ class PlannedJob:
     trainable_params: float | None = None  # None: all params train (memory check, train kind)
     scaling_key: str | None = None  # the plan.scaling key of its multi-GPU speedup (None: kind)
     #: other work inside the same job, each {kind, policy, tokens, what}: its own throughput,
-    #: added to compute_s (the bridge's generative evaluations during training)
+    #: added to compute_s (the bridge's generative evaluations during training); an optional
+    #: ``scaling_key`` (a plan.scaling key) when it spreads over the GPUs otherwise than its kind
     extra: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # missing inputs, said on every row
 
