@@ -136,3 +136,31 @@ def test_left_pad_fills_rows_and_masks():
     e = torch.ones(2, 4)
     batch, mask = generation.left_pad([e, e[:1]], pad_token_id=5)
     assert batch.shape == (2, 2, 4) and batch[1, 0].abs().sum() == 0  # embeddings pad with 0
+
+
+def test_bench_generate_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
+    """bench/bench_generate.py --shape tiny on CPU (seconds): every section, its table file, and
+    the measurement rows the planner would read (flagged as CPU-only)."""
+    import importlib.util
+    from pathlib import Path
+
+    import yaml
+
+    bench_dir = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench_dir))  # its modules, as when run as a script
+    spec = importlib.util.spec_from_file_location("bench_generate", bench_dir / "bench_generate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "g.md"
+    args = ["--shape", "tiny", "--batches", "1", "3", "--new", "4", "--prompt", "6",
+            "--eval-items", "5", "--state-items", "5", "--out", str(out)]  # fmt: skip
+    assert bench.main(args) == 0
+    text = out.read_text()
+    for section in ("## decode", "## eval", "## states", "| engine | 3 |", "| eager | 1 |"):
+        assert section in text, section
+    rows = yaml.safe_load(text.split("```yaml\n")[1].split("```")[0])
+    kinds = sorted((r["kind"], r.get("policy")) for r in rows)
+    # batch 1 and 3 of the decode section, the evaluation's batch, source and teacher states
+    assert ("generate", "batch1") in kinds and ("generate", "batch3") in kinds
+    assert [k for k in kinds if k[0] == "eval"] == [("eval", None)] * 2
+    assert all(r["source"].startswith(bench.CPU_FLAG) and str(out) in r["source"] for r in rows)
