@@ -105,20 +105,44 @@ def test_engine_tokens_equal_the_old_path(pair_items, kind, hygiene):
     assert varied or (kind, hygiene) == ("qa", False)
 
 
-def test_left_padding_changes_only_rounding(pair_items):
-    """The padded batches of the GPU path: a left-padded row's first-step logits are its logits
-    alone up to float rounding (position ids from the mask, padded keys masked)."""
+@pytest.mark.parametrize("cache", [None, "static"])
+def test_left_padding_changes_only_rounding(pair_items, cache):
+    """The padded batches of the GPU path (left padding, the static cache): each row's logits at
+    every step are its logits alone up to float rounding (position ids from the mask, padded
+    keys masked, the static cache's unused slots masked)."""
     pair, _, items = pair_items["gsm8k"]
     model = pair.source
     prompts = evaluate.embed_ids(model, [pair.source_ids(i) for i in items])
     assert len({len(x) for x in prompts}) > 1
     batch, mask = generation.left_pad(prompts, pair.src_tok.pad_token_id)
-    kw = dict(max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    kw = dict(max_new_tokens=8, do_sample=False, output_logits=True, return_dict_in_generate=True,
+              pad_token_id=0, eos_token_id=None)  # fmt: skip
     with torch.no_grad():
-        padded = model.generate(inputs_embeds=batch, attention_mask=mask, **kw).logits[0]
+        padded = model.generate(
+            inputs_embeds=batch, attention_mask=mask, cache_implementation=cache, **kw
+        )
         for r, x in enumerate(prompts):
-            alone = model.generate(inputs_embeds=x[None], **kw).logits[0][0]
-            assert torch.allclose(padded[r], alone, atol=1e-5, rtol=0), r
+            alone = model.generate(inputs_embeds=x[None], **kw)
+            assert torch.equal(padded.sequences[r], alone.sequences[0]), r
+            for step, (lp, la) in enumerate(zip(padded.logits, alone.logits, strict=True)):
+                assert torch.allclose(lp[r], la[0], atol=1e-5, rtol=0), (r, step)
+
+
+def test_static_cache_decodes_the_eager_tokens_on_cpu(pair_items):
+    """The engine's GPU path (static cache; transformers compiles it on CUDA only) run on CPU in
+    exact-length batches: the eager path's tokens, hygiene on."""
+    pair, _, items = pair_items["gsm8k"]
+    for model, tok, ids in (
+        (pair.source, pair.src_tok, [pair.source_ids(i) for i in items]),
+        (pair.target, pair.tgt_tok, [pair.prompt_ids(i) for i in items]),
+    ):
+        prompts = evaluate.embed_ids(model, ids)
+        dec = evaluate.decoding(pair.p, tok, 4)
+        static = replace(dec, static=True, exact_lengths=True)
+        assert generation.uses_static(model, static) and not generation.uses_static(model, dec)
+        assert generation.generate(model, prompts, static) == generation.generate(
+            model, prompts, dec
+        )
 
 
 def test_buckets_restore_order():
