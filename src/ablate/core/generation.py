@@ -5,7 +5,10 @@ Knows no study. A prompt is a 1-D tensor of token ids or a 2-D tensor of input e
 EOS, in the callers' order.
 
 - **Length bucketing**: prompts are sorted by length (stably: equal lengths keep their order),
-  cut into batches of ``batch_size``, left-padded, and the results put back in order.
+  cut into batches of ``batch_size``, left-padded, and the results put back in order. On the
+  eager (CPU) path a batch holds one length only (``exact_lengths``): left padding moves
+  attention's float rounding by an ulp, which flips near-ties of greedy decoding; batches of
+  equal length decode exactly the tokens each prompt gets alone (tests/test_generation.py).
 - **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
   so a padded row's real tokens sit at the same positions as alone; padded keys are masked.
 - **Stopping**: a row stops at its EOS (generate pads it afterwards), a batch when all rows have.
