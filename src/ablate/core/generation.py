@@ -51,8 +51,9 @@ class Decoding:
     #: float rounding by an ulp, enough to flip a near-tie of greedy decoding; see the module
     #: docstring), padded batches with the static cache (GPU throughput)
     exact_lengths: bool | None = None
-    #: static-cache length; None: the call's longest prompt + max_new_tokens. Calls that share
-    #: one length (and one batch size) share one compiled decode step
+    #: static-cache length; None: the call's longest prompt + max_new_tokens. A floor, not a cap:
+    #: transformers sizes the cache max(this, prompt + max_new_tokens). Calls that share one
+    #: length (and one batch size) share one compiled decode step
     cache_len: int | None = None
 
     def kwargs(self) -> dict[str, Any]:
