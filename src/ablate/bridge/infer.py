@@ -232,7 +232,11 @@ def samples_frame(rows, timings, batch: int) -> pd.DataFrame:
         "peak_mem_mb": None,
         "peak_mem_kind": "not timed",
     }
-    return pd.DataFrame([{**r, **timings.get((r["baseline"], r["id"]), untimed)} for r in rows])
+    frame = pd.DataFrame([{**r, **timings.get((r["baseline"], r["id"]), untimed)} for r in rows])
+    # item by item, the baselines in order (the rows' order before the batched pass)
+    item = {i: n for n, i in enumerate(dict.fromkeys(frame["id"]))}
+    rank = frame["baseline"].map(BASELINES.index) + len(BASELINES) * frame["id"].map(item)
+    return frame.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
 
 
 def latency_stats(latency: pd.Series) -> dict[str, float]:
