@@ -18,13 +18,14 @@ from bridge_work import (
 
 from ablate.bridge import evaluate, models
 from ablate.bridge.infer import BASELINES
+from ablate.core import generation
 
 
 # --- evaluation, inference, KV ------------------------------------------------------------------
 def gen(model, embeds, p):
-    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-    _, n_out = evaluate.generate_from_embeds(model, StubTokenizer(), embeds, mask, p)
-    return sum(n_out)
+    """New tokens of the engine's greedy decoding of ``embeds`` [B, T, d] (one batch)."""
+    dec = evaluate.decoding(p, StubTokenizer(), batch_size=embeds.shape[0])
+    return sum(len(r) for r in generation.generate(model, list(embeds.unbind(0)), dec))
 
 
 def bridged_eval(s, models_, device) -> dict:

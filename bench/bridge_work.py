@@ -58,7 +58,7 @@ def variants(batch: int) -> list[dict]:
 
 
 class StubTokenizer:
-    """What evaluate.generate_from_embeds needs from a tokenizer; no EOS: every answer is long."""
+    """What evaluate.decoding needs from a tokenizer; no EOS: every answer is long."""
 
     pad_token_id, eos_token_id = 0, None
 

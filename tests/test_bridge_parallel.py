@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,7 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
         caches[what] = states.open_cache(tmp_path / what, what)
     items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
     assert summary["items"] == {"train": len(items)}  # the teacher's: train only
+    assert summary["throughput"]["train"]["tokens_per_s"] > 0  # measured, for the planner
     live = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
     cached = load_pair(
         bridge_cards["source"], bridge_cards["target"], "gsm8k", p, caches["source"],
@@ -139,3 +141,62 @@ def test_process_count_is_part_of_a_parallel_run_identity():
         assert study.entries["1a"].identity.get("processes") == (gpus if gpus > 1 else None)
     assert ids[0] == ids[1] and len({ids[1], ids[2], ids[4]}) == 3
     assert keys[0] == keys[1] == keys[2] == keys[4]
+
+
+EVAL_SCRIPT = """
+import json, sys, torch
+from ablate.bridge import parallel, world
+from ablate.bridge import params as bridge_params
+from ablate.bridge import translator as tr
+from ablate.bridge.pair import load_pair
+args = json.loads(open(sys.argv[1]).read())
+parallel.init()
+p = bridge_params.resolve(args["params"])
+pair = load_pair(args["source"], args["target"], "gsm8k", p)
+torch.manual_seed(0)
+translator = tr.build(p, pair.source, pair.target).eval()
+items = world.load_dataset(args["eval_file"], "gsm8k")
+rows = parallel.gather(pair.evaluate_latent(translator, parallel.shard(items)))
+if parallel.rank() == 0:
+    open(args["out"], "w").write(json.dumps(rows))
+parallel.close()
+"""
+
+
+def test_two_processes_evaluate_each_item_as_one_process(bridge_world, bridge_cards, tmp_path):
+    """The bridged evaluation under data parallelism (each rank decodes its shard through the
+    generation engine, gathered in order): per-item rows equal to one process's, hygiene on."""
+    params = {**EXACT, "max_new_tokens": 16, "eval_batch_size": 3}
+    args = dict(source=str(bridge_cards["source"]), target=str(bridge_cards["target"]),
+                eval_file=str(bridge_world["gsm8k_test"]), params=params)  # fmt: skip
+    script = tmp_path / "evaluate.py"
+    script.write_text(EVAL_SCRIPT)
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    out = {}
+    for n in (1, 2):
+        spec = tmp_path / f"args{n}.json"
+        spec.write_text(json.dumps({**args, "out": str(tmp_path / f"rows{n}.json")}))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+               str(n), str(script), str(spec)]  # fmt: skip
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        out[n] = json.loads((tmp_path / f"rows{n}.json").read_text())
+    items = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")
+    assert [r["id"] for r in out[2]] == [i["id"] for i in items]
+    assert out[2] == out[1]
+
+
+def test_length_batched_cache_reads_as_the_ordered_one(bridge_world, bridge_cards, tmp_path):
+    """States batched by length (the GPU order) read back by id like the data's order."""
+    p = bridge_params.resolve(EXACT)
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
+    lengths = [len(pair.source_ids(i)) for i in items]
+    assert len(set(lengths)) > 1
+    states.write(pair.source_states, items, tmp_path / "plain", 3)
+    index = states.write(pair.source_states, items, tmp_path / "sorted", 3, lengths)
+    assert [lengths[[i["id"] for i in items].index(x)] for x in index["ids"]] == sorted(lengths)
+    a = states.Reader([tmp_path / "plain"]).batch(items, "cpu")
+    b = states.Reader([tmp_path / "sorted"]).batch(items, "cpu")
+    assert torch.equal(a[1], b[1]) and torch.allclose(a[0], b[0], rtol=1e-5, atol=1e-6)

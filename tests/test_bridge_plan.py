@@ -190,3 +190,23 @@ def test_bench_bridge_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
     kinds = {(m["kind"], m.get("policy")) for m in res["measurements"]}
     assert kinds == {("train", None), ("generate", "batch4"), ("generate", "batch1")}
     assert all(m["source"].startswith("TINY SHAPE ON CPU") for m in res["measurements"])
+
+
+def test_evaluations_shard_over_the_data_parallel_gpus_and_infer_times_a_subset(tmp_path):
+    config = latentwire()
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "bridge_train/1b")].iloc[0]
+    one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "bridge_train/1b")].iloc[0]
+    # each process decodes its shard of the evaluation items (parallel.shard): the bridged
+    # evaluations speed up like the training steps, not priced at one GPU's rate
+    assert four["compute_s"] * four["speedup"] == pytest.approx(one["compute_s"], rel=1e-3)
+    assert "sharded over the data-parallel processes" in four["note"]
+    # the benchmark: every item batched (quality), the timed subset at batch 1 (latency)
+    study = grid.resolve(config["bridge"])
+    r = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "bridge_infer/entry:1a")].iloc[0]
+    p = study.entries["1a"].params
+    timed = study.config["infer"]["timed_samples"]
+    assert r["policy"] == f"batch{p['eval_batch_size']}" and "latency pass" in r["note"]
+    batch1 = cost.infer_timed_tokens(p, timed)
+    assert batch1 == (timed + 1) * cost.INFER_GENERATIONS * p["max_new_tokens"]
+    assert r["compute_s"] > r["tokens"] / r["tok_s_per_gpu"]

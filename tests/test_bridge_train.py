@@ -158,9 +158,17 @@ def test_benchmark_writes_five_baselines_per_sample(
         params={**MICRO_PARAMS, "eval_size": 2},
         out_samples=tmp_path / "samples.parquet",
         out_summary=tmp_path / "summary.csv",
+        timed_samples=1,
     )
     s = pd.read_parquet(tmp_path / "samples.parquet")
     assert len(s) == 2 * 5
+    # every item scored (batched); the first one timed again at batch 1, and the rows say so
+    first = s["id"] == s["id"].iloc[0]
+    assert s["timed"].tolist() == first.tolist()
+    assert s.loc[first, "latency_s"].gt(0).all() and s.loc[~first, "latency_s"].isna().all()
+    assert s.loc[first, "timing"].str.startswith("batch 1").all()
+    assert s.loc[~first, "timing"].str.startswith("not timed").all()
+    assert (agg["n_timed"] == 1).all() and agg["latency_p90_s"].gt(0).all()
     for _, rows in s.groupby("id"):
         assert sorted(rows["baseline"]) == sorted(infer.BASELINES)
     for col in ("input_tokens", "output_tokens", "kv_cache_mb", "latency_s", "peak_mem_mb",
@@ -197,11 +205,11 @@ def test_token_budget_is_the_start_of_the_full_prompt(bridge_cards, bridge_world
     assert len(pair.tgt_tok(world.prompt("gsm8k", item))["input_ids"]) > 12  # long
     fed = []
 
-    def fake_generate(model, tok, id_lists, params):
+    def fake_gen(self, which, id_lists):  # what the bench hands the engine
         fed.extend(id_lists)
-        return ["#### 1"], [1]
+        return ["#### 1"] * len(id_lists), [1] * len(id_lists)
 
-    monkeypatch.setattr(evaluate, "generate_from_ids", fake_generate)
+    monkeypatch.setattr(infer.Bench, "_gen", fake_gen)
     translator = SimpleNamespace(config={"K": 3})
     row = infer.Bench(pair, translator).run("token_budget", item)
     full = pair.tgt_tok(world.prompt("gsm8k", item))["input_ids"]

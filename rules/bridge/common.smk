@@ -160,6 +160,7 @@ def bridge_infer_params(wildcards):
             run_id=e.run_id,
             identity=bridge_grid.infer_identity(BRIDGE, e),
             params=bridge_grid.infer_params(BRIDGE, e),
+            timed_samples=BRIDGE.config["infer"]["timed_samples"],
             source_role=e.source_role,
             target_role=e.target_role,
             kind=e.kind,

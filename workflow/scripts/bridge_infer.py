@@ -25,4 +25,5 @@ infer.benchmark(
     out_summary=snakemake.output.summary,
     config_slice=r["identity"],
     where=r["where"],
+    timed_samples=r["timed_samples"],
 )

@@ -94,5 +94,12 @@ def eval_generated_tokens(p: dict[str, Any]) -> int:
 
 
 def infer_generated_tokens(p: dict[str, Any], n_samples: int) -> int:
-    """Upper bound of the tokens the inference benchmark generates (batch 1, five baselines)."""
+    """Upper bound of the tokens the inference benchmark's quality pass generates (five
+    baselines on every item, batches of eval_batch_size)."""
     return n_samples * INFER_GENERATIONS * p["max_new_tokens"]
+
+
+def infer_timed_tokens(p: dict[str, Any], timed_samples: int) -> int:
+    """Upper bound of the tokens its latency pass generates at batch 1: the timed items and
+    one warm-up item (ablate.bridge.infer.timed)."""
+    return infer_generated_tokens(p, timed_samples + 1) if timed_samples else 0

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ablate.bridge import scoring, world
+from ablate.core import generation
 
 
 class GoldLeakError(RuntimeError):
@@ -133,57 +134,43 @@ def pad(id_lists: list[list[int]], pad_id: int, side: str = "right"):
     return ids, mask
 
 
-def generation_kwargs(params: dict[str, Any], tokenizer) -> dict[str, Any]:
-    """Greedy decoding; 'generation hygiene' adds repetition_penalty 1.1, no_repeat_ngram_size 3
-    (over the generated tokens: every mode generates from embeddings)."""
-    kw: dict[str, Any] = dict(
+def decoding(params: dict[str, Any], tokenizer, batch_size: int | None = None):
+    """Greedy decoding of ``max_new_tokens``; 'generation hygiene' adds repetition_penalty 1.1,
+    no_repeat_ngram_size 3 (over the generated tokens: every mode generates from embeddings).
+    ``batch_size`` defaults to ``eval_batch_size``."""
+    return generation.Decoding(
         max_new_tokens=params["max_new_tokens"],
-        do_sample=False,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        hygiene=params["hygiene"],
+        batch_size=batch_size or params["eval_batch_size"],
     )
-    if params["hygiene"]:
-        kw.update(repetition_penalty=1.1, no_repeat_ngram_size=3)
-    return kw
 
 
-def _decode_new(tokenizer, out: torch.Tensor) -> list[str]:
-    return [tokenizer.decode(row, skip_special_tokens=True) for row in out]
-
-
-@torch.no_grad()
-def generate_from_ids(model, tokenizer, id_lists, params) -> tuple[list[str], list[int]]:
-    """Greedy continuations of left-padded prompts: (texts, number of new tokens each).
+def embed_ids(model, id_lists: list[list[int]]) -> list[torch.Tensor]:
+    """Each prompt's input embeddings [T, d].
 
     The prompt goes in as its embeddings, exactly like the latent input, so generation hygiene
     (repetition penalty, n-gram ban) sees only the generated tokens in every mode. Given as
     ``input_ids``, HF would also penalise every prompt token: the QA context's countries and
     the question's numbers, i.e. the answer, in the text baselines only.
     """
-    ids, mask = pad(id_lists, tokenizer.pad_token_id, side="left")
-    dev = model.device
-    embeds = model.get_input_embeddings()(ids.to(dev))
-    return generate_from_embeds(model, tokenizer, embeds, mask.to(dev), params)
+    emb = model.get_input_embeddings()
+    with torch.no_grad():
+        return [emb(torch.as_tensor(ids, device=model.device)) for ids in id_lists]
 
 
-@torch.no_grad()
-def generate_from_embeds(model, tokenizer, embeds, mask, params) -> tuple[list[str], list[int]]:
-    """Greedy continuations of input embeddings (generate returns only the new tokens)."""
-    out = model.generate(
-        inputs_embeds=embeds, attention_mask=mask, **generation_kwargs(params, tokenizer)
-    )
-    return _decode_new(tokenizer, out), _lengths(out, tokenizer)
+def generate(model, tokenizer, prompts, params, batch_size=None) -> tuple[list[str], list[int]]:
+    """Greedy continuations of ``prompts`` (embeddings [T, d] each) through the engine
+    (:mod:`ablate.core.generation`): (texts, new tokens each, up to and including EOS)."""
+    new = generation.generate(model, prompts, decoding(params, tokenizer, batch_size))
+    texts = [tokenizer.decode(row, skip_special_tokens=True) for row in new]
+    return texts, [len(row) for row in new]
 
 
-def _lengths(out: torch.Tensor, tokenizer) -> list[int]:
-    """New tokens per row, up to and including the first EOS (padding after it excluded)."""
-    lengths = []
-    for row in out.tolist():
-        n = len(row)
-        if tokenizer.eos_token_id in row:
-            n = row.index(tokenizer.eos_token_id) + 1
-        lengths.append(n)
-    return lengths
+def generate_from_ids(model, tokenizer, id_lists, params, batch_size=None):
+    """Greedy continuations of token-id prompts, fed as their embeddings: (texts, lengths)."""
+    return generate(model, tokenizer, embed_ids(model, id_lists), params, batch_size)
 
 
 def score_rows(kind: str, items: list[dict], predictions: list[str]) -> list[dict[str, Any]]:

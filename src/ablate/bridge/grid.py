@@ -368,13 +368,17 @@ def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
 
 
 #: The benchmark table's version, part of its identity: a new column reruns older benchmarks
-#: (2: ``kv_cache_total_mb``, source + target; the token budget from the full prompt).
-INFER_TABLE = 2
+#: (2: ``kv_cache_total_mb``, source + target; the token budget from the full prompt;
+#: 3: quality decoded batched, latency timed at batch 1 on ``infer.timed_samples`` items).
+INFER_TABLE = 3
 
 
 def infer_identity(study: Study, entry: Entry) -> dict[str, Any]:
+    timed = study.config["infer"]["timed_samples"]
     params = infer_params(study, entry)
-    return sorted_tree({**entry.identity, "params": params, "table": INFER_TABLE})
+    return sorted_tree(
+        {**entry.identity, "params": params, "table": INFER_TABLE, "timed_samples": timed}
+    )
 
 
 def datasets_used(study: Study) -> list[str]:

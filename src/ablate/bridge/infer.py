@@ -1,6 +1,10 @@
 """Ablation 4: the inference benchmark of one entry's translator against five baselines.
 
-Batch 1, per sample, on the eval items:
+Two passes over the eval items, both through the generation engine (:mod:`ablate.core.generation`):
+**quality** of every item decoded in batches of ``eval_batch_size`` (the same greedy tokens as one
+at a time on CPU; a GPU decodes padded batches in bf16), and **latency** of the first
+``timed_samples`` items again one at a time (batch 1; static KV cache and compiled decode step on
+a GPU), after one untimed warm-up call per baseline. The baselines:
 
 =================  ==================================================================
 ``source_alone``   the text prompt (question) -> the source model
@@ -12,21 +16,26 @@ Batch 1, per sample, on the eval items:
                    + the source's generation + ``Refined answer:``
 =================  ==================================================================
 
-Each row: ``input_tokens``/``output_tokens`` of the answering model, ``kv_cache_mb`` =
-:func:`ablate.bridge.models.kv_cache_mb_per_token` (from that model's config and dtype) x the
-tokens its cache holds at the end (input + output), ``kv_cache_total_mb`` = that + the source's
-cache for the same item (latent: the source's input; cascade: its input and answer; the text
-baselines: one model, so equal), end-to-end ``latency_s`` (a latent or cascade
-row includes the source's work), ``peak_mem_mb`` (``torch.cuda.max_memory_allocated``; None on
-CPU, where ``peak_mem_kind`` says so), em, f1, correct. The gold-leak guard checks the
-dataset-derived input of every baseline before it runs (the cascade's source answer is a model
-prediction, not gold, so it is not checked).
+Each row (one per baseline and item): ``input_tokens``/``output_tokens`` of the answering model,
+``kv_cache_mb`` = :func:`ablate.bridge.models.kv_cache_mb_per_token` (from that model's config and
+dtype) x the tokens its cache holds at the end (input + output), ``kv_cache_total_mb`` = that +
+the source's cache for the same item (latent: the source's input; cascade: its input and answer;
+the text baselines: one model, so equal), em, f1, correct,
+``batched_s_per_item`` (the baseline's batched wall time / items); ``timed`` and ``timing`` say
+whether and how the row was timed; a timed row has end-to-end ``latency_s`` (a latent or cascade
+row includes the source's work), ``timed_output_tokens`` and ``peak_mem_mb``
+(``torch.cuda.max_memory_allocated``; None on CPU, where ``peak_mem_kind`` says so). The summary
+gives per baseline the latency mean with its 95% t interval, p50 and p90 over ``n_timed`` rows.
+The gold-leak guard checks the dataset-derived input of every baseline before it runs (the
+cascade's source answer is a model prediction, not gold, so it is not checked).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -36,7 +45,7 @@ from ablate.bridge import evaluate, models, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair, model_dtype
-from ablate.core import io, provenance
+from ablate.core import generation, io, provenance, stats
 
 BASELINES = ("source_alone", "target_alone", "latent", "token_budget", "cascade")
 CASCADE_CUE = ("\nSource answer:", "\nRefined answer:")
@@ -55,116 +64,218 @@ def _mem_peak() -> float | None:
     return None
 
 
+def timing_kind() -> str:
+    """How a timed row was decoded (the ``timing`` column)."""
+    if torch.cuda.is_available():
+        return "batch 1, static KV cache + compiled decode step, end to end, after a warm-up"
+    return "batch 1, eager (cpu), end to end, after a warm-up"
+
+
 class Bench:
-    def __init__(self, pair: Pair, translator):
+    def __init__(self, pair: Pair, translator, timed: bool = False):
         self.pair, self.translator = pair, translator
         dt = model_dtype(pair.p)
         self.kv = {
             "source": models.kv_cache_mb_per_token(pair.source.config, dt),
             "target": models.kv_cache_mb_per_token(pair.target.config, dt),
         }
+        p = pair.p
+        #: timed calls share one static-cache length (the longest a baseline can need: the
+        #: cascade's prompt + the source's answer), so none recompiles the decode step
+        longest = max(p["max_source_len"], p["max_prompt_len"] + p["max_new_tokens"] + 16)
+        self.cache_len = longest + p["max_new_tokens"] if timed else None
+        self.batch = 1 if timed else p["eval_batch_size"]
 
-    def _text(self, which: str, ids: list[int]):
+    def _gen(self, which: str, id_lists: list[list[int]]) -> tuple[list[str], list[int]]:
         model = self.pair.source if which == "source" else self.pair.target
         tok = self.pair.src_tok if which == "source" else self.pair.tgt_tok
-        texts, n_out = evaluate.generate_from_ids(model, tok, [ids], self.pair.p)
-        return texts[0], len(ids), n_out[0]
+        return self._engine(model, tok, evaluate.embed_ids(model, id_lists))
 
-    def run(self, baseline: str, item: dict[str, Any]) -> dict[str, Any]:
-        pair, kind = self.pair, self.pair.kind
-        src_dec = pair.src_tok.decode
-        tgt_dec = pair.tgt_tok.decode
-        extra: dict[str, Any] = {}
-        _mem_start()
-        t0 = time.perf_counter()
-        if baseline == "source_alone":
-            ids = pair.source_ids(item)
-            evaluate.check_no_gold(
-                kind, item, {"source input": src_dec(ids, skip_special_tokens=True)}
-            )
-            text, n_in, n_out = self._text("source", ids)
-            model = "source"
-        elif baseline == "target_alone":
-            ids = pair.prompt_ids(item)
-            evaluate.check_no_gold(
-                kind, item, {"target input": tgt_dec(ids, skip_special_tokens=True)}
-            )
-            text, n_in, n_out = self._text("target", ids)
-            model = "target"
+    def _engine(self, model, tok, prompts) -> tuple[list[str], list[int]]:
+        dec = evaluate.decoding(self.pair.p, tok, self.batch)
+        new = generation.generate(model, prompts, replace(dec, cache_len=self.cache_len))
+        return [tok.decode(r, skip_special_tokens=True) for r in new], [len(r) for r in new]
+
+    def _guard(self, items, which: str, id_lists) -> None:
+        tok = self.pair.src_tok if which == "source" else self.pair.tgt_tok
+        for item, ids in zip(items, id_lists, strict=True):
+            text = tok.decode(ids, skip_special_tokens=True)
+            evaluate.check_no_gold(self.pair.kind, item, {f"{which} input": text})
+
+    def answers(self, baseline: str, items) -> tuple[str, list[int], list[str], list[int], dict]:
+        """One baseline on ``items`` (gold-leak guard first): (model, input tokens, texts,
+        new tokens, per-row extras)."""
+        pair = self.pair
+        extra: dict[str, list] = {}
+        if baseline in ("source_alone", "cascade"):
+            src = [pair.source_ids(i) for i in items]
+            self._guard(items, "source", src)
+            texts, n_out = self._gen("source", src)
+            if baseline == "source_alone":
+                return "source", [len(x) for x in src], texts, n_out, extra
+            extra = dict(source_input_tokens=[len(x) for x in src], source_output_tokens=n_out)
+            ids = [self._cascade_ids(i, t) for i, t in zip(items, texts, strict=True)]
         elif baseline == "latent":
-            evaluate.check_no_gold(kind, item, pair.fed_latent(item))
-            with torch.no_grad():
-                embeds, mask, n_in = pair.latent_embeds(pair.soft(self.translator, [item]))
-            texts, outs = evaluate.generate_from_embeds(
-                pair.target, pair.tgt_tok, embeds, mask, pair.p
-            )
-            text, n_out, model = texts[0], outs[0], "target"
-            extra["source_input_tokens"] = len(pair.source_ids(item))
+            for item in items:
+                evaluate.check_no_gold(pair.kind, item, pair.fed_latent(item))
+            rows = pair.latent_rows(self.translator, items)
+            texts, n_out = self._engine(pair.target, pair.tgt_tok, rows)
+            extra = dict(source_input_tokens=[len(pair.source_ids(i)) for i in items])
+            return "target", [len(r) for r in rows], texts, n_out, extra
+        elif baseline == "target_alone":
+            ids = [pair.prompt_ids(i) for i in items]
+            self._guard(items, "target", ids)
         elif baseline == "token_budget":
-            k = self.translator.config["K"]
-            head = evaluate.head_ids(pair.tgt_tok, world.prompt(kind, item), k)  # BOS + K
-            ids = head + evaluate.cue_ids(pair.tgt_tok)
-            evaluate.check_no_gold(
-                kind, item, {"target input": tgt_dec(ids, skip_special_tokens=True)}
-            )
-            text, n_in, n_out = self._text("target", ids)
-            model = "target"
-        elif baseline == "cascade":
-            src_ids = pair.source_ids(item)
-            evaluate.check_no_gold(
-                kind, item, {"source input": src_dec(src_ids, skip_special_tokens=True)}
-            )
-            src_text, src_in, src_out = self._text("source", src_ids)
-            first = evaluate.text_ids(
-                pair.tgt_tok, world.prompt(kind, item) + CASCADE_CUE[0], pair.p["max_prompt_len"]
-            )
-            evaluate.check_no_gold(
-                kind, item, {"target input": tgt_dec(first, skip_special_tokens=True)}
-            )
-            handed = " " + " ".join(src_text.split()) + CASCADE_CUE[1]
-            ids = first + pair.tgt_tok(handed, add_special_tokens=False)["input_ids"]
-            text, n_in, n_out = self._text("target", ids)
-            model = "target"
-            extra.update(source_input_tokens=src_in, source_output_tokens=src_out)
+            k, cue = self.translator.config["K"], evaluate.cue_ids(pair.tgt_tok)
+            # BOS + the first K tokens of the full prompt (not of a left-cut one) + cue
+            ids = [
+                evaluate.head_ids(pair.tgt_tok, world.prompt(pair.kind, i), k) + cue for i in items
+            ]
+            self._guard(items, "target", ids)
         else:
             raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+        texts, n_out = self._gen("target", ids)
+        return "target", [len(x) for x in ids], texts, n_out, extra
+
+    def _cascade_ids(self, item, src_text: str) -> list[int]:
+        """The target's cascade input: prompt + ``Source answer:`` + the source's answer +
+        ``Refined answer:`` (the guard checks the dataset-derived part)."""
+        pair = self.pair
+        first = evaluate.text_ids(
+            pair.tgt_tok, world.prompt(pair.kind, item) + CASCADE_CUE[0], pair.p["max_prompt_len"]
+        )
+        self._guard([item], "target", [first])
+        handed = " " + " ".join(src_text.split()) + CASCADE_CUE[1]
+        return first + pair.tgt_tok(handed, add_special_tokens=False)["input_ids"]
+
+    def rows(self, baseline: str, items) -> list[dict[str, Any]]:
+        """Scored rows of one baseline on ``items``, decoded at this bench's batch size."""
+        model, n_in, texts, n_out, extra = self.answers(baseline, items)
+        scores = evaluate.score_rows(self.pair.kind, items, texts)
+        out = []
+        for r, (item, score) in enumerate(zip(items, scores, strict=True)):
+            out.append(
+                {
+                    "baseline": baseline,
+                    "id": item["id"],
+                    "model": model,
+                    "input_tokens": n_in[r],
+                    "output_tokens": n_out[r],
+                    "kv_cache_mb": self.kv[model] * (n_in[r] + n_out[r]),
+                    # the source's cache for the same item (latent: its input; cascade: + answer)
+                    "kv_cache_total_mb": self.kv[model] * (n_in[r] + n_out[r])
+                    + self.kv["source"] * sum(held[r] for held in extra.values()),
+                    **{k: score[k] for k in ("prediction", "extracted", "gold", "correct")},
+                    "em": score["em"],
+                    "f1": score["f1"],
+                    "source_input_tokens": (
+                        extra.get("source_input_tokens") or [None] * len(items)
+                    )[r],
+                    "source_output_tokens": (
+                        extra.get("source_output_tokens") or [None] * len(items)
+                    )[r],
+                }
+            )
+        return out
+
+    def run(self, baseline: str, item: dict[str, Any]) -> dict[str, Any]:
+        """One item at batch 1, timed end to end (a latent or cascade row includes the
+        source's work), with its peak memory."""
+        _mem_start()
+        t0 = time.perf_counter()
+        row = self.rows(baseline, [item])[0]
         latency = time.perf_counter() - t0
-        score = evaluate.score_rows(kind, [item], [text])[0]
-        # the source's cache for the same item (latent: its input; cascade: input + answer)
-        src_held = sum(extra.get(f"source_{k}_tokens") or 0 for k in ("input", "output"))
         return {
-            "baseline": baseline,
-            "id": item["id"],
-            "model": model,
-            "input_tokens": n_in,
-            "output_tokens": n_out,
-            "kv_cache_mb": self.kv[model] * (n_in + n_out),
-            "kv_cache_total_mb": self.kv[model] * (n_in + n_out) + self.kv["source"] * src_held,
+            **row,
             "latency_s": latency,
             "peak_mem_mb": _mem_peak(),
             "peak_mem_kind": "cuda_max_memory_allocated"
             if torch.cuda.is_available()
             else "not measured (cpu)",
-            "prediction": text,
-            "extracted": score["extracted"],
-            "gold": score["gold"],
-            "correct": score["correct"],
-            "em": score["em"],
-            "f1": score["f1"],
-            "source_input_tokens": extra.get("source_input_tokens"),
-            "source_output_tokens": extra.get("source_output_tokens"),
         }
 
 
+def timed(bench: Bench, items, baselines) -> dict[tuple[str, str], dict[str, Any]]:
+    """(baseline, id) -> latency, peak memory and how, for each of ``items`` at batch 1, after
+    one untimed warm-up call per baseline."""
+    if not items:
+        return {}
+    for b in baselines:
+        bench.run(b, items[0])  # compiles the decode step on a GPU; warms allocators on CPU
+    out = {}
+    for item in items:
+        for b in baselines:
+            r = bench.run(b, item)
+            out[(b, item["id"])] = {
+                "timed": True,
+                "timing": timing_kind(),
+                "latency_s": r["latency_s"],
+                "timed_output_tokens": r["output_tokens"],
+                "peak_mem_mb": r["peak_mem_mb"],
+                "peak_mem_kind": r["peak_mem_kind"],
+            }
+    return out
+
+
+def batched_rows(bench: Bench, items, baselines) -> list[dict[str, Any]]:
+    """Every baseline on every item at ``eval_batch_size``: the quality rows, with each
+    baseline's wall seconds per item at that rate (``batched_s_per_item``)."""
+    rows = []
+    for b in baselines:
+        t0 = time.perf_counter()
+        part = bench.rows(b, items)
+        per_item = (time.perf_counter() - t0) / len(items)
+        rows.extend({**r, "batched_s_per_item": per_item} for r in part)
+        print(f"[benchmark] {b}: {len(items)} items, {per_item:.3f} s/item batched", flush=True)
+    return rows
+
+
+def samples_frame(rows, timings, batch: int) -> pd.DataFrame:
+    """One row per (baseline, item): its quality, and its timing where it was timed."""
+    untimed = {
+        "timed": False,
+        "timing": f"not timed (decoded at batch {batch} for quality)",
+        "latency_s": None,
+        "timed_output_tokens": None,
+        "peak_mem_mb": None,
+        "peak_mem_kind": "not timed",
+    }
+    frame = pd.DataFrame([{**r, **timings.get((r["baseline"], r["id"]), untimed)} for r in rows])
+    # item by item, the baselines in order (the rows' order before the batched pass)
+    item = {i: n for n, i in enumerate(dict.fromkeys(frame["id"]))}
+    rank = frame["baseline"].map(BASELINES.index) + len(BASELINES) * frame["id"].map(item)
+    return frame.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
+
+
+def latency_stats(latency: pd.Series) -> dict[str, float]:
+    """Mean (with its 95% t interval, :func:`ablate.core.stats.mean_ci`), p50, p90 of the timed
+    rows' latencies."""
+    x = latency.dropna().astype(float)
+    mean, lo, hi = stats.mean_ci(x.to_numpy())
+    q = x.quantile([0.5, 0.9]) if len(x) else pd.Series([math.nan, math.nan], index=[0.5, 0.9])
+    return {
+        "latency_s": mean,
+        "latency_ci_low_s": lo,
+        "latency_ci_high_s": hi,
+        "latency_p50_s": float(q[0.5]),
+        "latency_p90_s": float(q[0.9]),
+        "n_timed": len(x),
+    }
+
+
 def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
-    """Mean per baseline (with n), in BASELINES order."""
+    """Per baseline: quality and token means over every item (n), latency over the timed rows
+    (n_timed), in BASELINES order."""
     cols = ["correct", "em", "f1", "input_tokens", "output_tokens", "kv_cache_mb"]
-    cols += ["kv_cache_total_mb", "latency_s"]
+    cols += ["kv_cache_total_mb"]
     g = samples.assign(correct=samples["correct"].astype(float)).groupby("baseline", sort=False)
     agg = g[cols].mean().rename(columns={"correct": "accuracy"})
+    lat = pd.DataFrame({b: latency_stats(part["latency_s"]) for b, part in g}).T
+    agg = agg.join(lat)
     agg["peak_mem_mb"] = g["peak_mem_mb"].apply(
         lambda s: s.dropna().mean() if s.notna().any() else None
     )
+    agg["batched_s_per_item"] = g["batched_s_per_item"].first()
     agg["n"] = g.size()
     order = [b for b in BASELINES if b in agg.index]
     return agg.loc[order].reset_index()
@@ -183,8 +294,11 @@ def benchmark(
     config_slice: Any = None,
     baselines: tuple[str, ...] = BASELINES,
     where: str = "bridge",
+    timed_samples: int = 16,
 ) -> pd.DataFrame:
-    """Run the baselines on the first ``eval_size`` items; write per-sample rows and the aggregate.
+    """Run the baselines on the first ``eval_size`` items at ``eval_batch_size`` (quality), and
+    again at batch 1 on the first ``timed_samples`` of them (latency, peak memory); write
+    per-sample rows and the aggregate.
 
     ``out_summary`` gets the aggregate table (.csv/.parquet by suffix) and a provenance sidecar
     ``<out_summary>.provenance.json``. Returns the aggregate.
@@ -195,13 +309,9 @@ def benchmark(
     pair = load_pair(source_card, target_card, dataset_kind, p)
     translator = tr.load(translator_dir).to(pair.device)
     bench = Bench(pair, translator)
-    rows = []
-    for n, item in enumerate(items, 1):
-        for b in baselines:
-            rows.append(bench.run(b, item))
-        if n % 16 == 0 or n == len(items):
-            print(f"[benchmark] {n}/{len(items)} items x {len(baselines)} baselines", flush=True)
-    samples = pd.DataFrame(rows)
+    rows = batched_rows(bench, items, baselines)
+    timings = timed(Bench(pair, translator, timed=True), items[:timed_samples], baselines)
+    samples = samples_frame(rows, timings, p["eval_batch_size"])
     io.write_frame(out_samples, samples)
     agg = aggregate(samples)
     io.write_frame(out_summary, agg)

@@ -209,19 +209,24 @@ class Pair:
 
     # --- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
+    def latent_rows(self, translator, items) -> list[torch.Tensor]:
+        """Each item's latent input embeddings [1 + K + cue, d]: source and translator run in
+        batches of ``eval_batch_size``."""
+        rows: list[torch.Tensor] = []
+        bs = self.p["eval_batch_size"]
+        for i in range(0, len(items), bs):
+            embeds, _, _ = self.latent_embeds(self.soft(translator, items[i : i + bs]))
+            rows.extend(embeds.unbind(0))
+        return rows
+
+    @torch.no_grad()
     def evaluate_latent(self, translator, items) -> list[dict[str, Any]]:
         """Bridged generation on ``items`` (gold-leak guard first), scored rows."""
         for item in items:
             evaluate.check_no_gold(self.kind, item, self.fed_latent(item))
-        preds: list[str] = []
-        bs = self.p["eval_batch_size"]
-        for i in range(0, len(items), bs):
-            chunk = items[i : i + bs]
-            embeds, mask, _ = self.latent_embeds(self.soft(translator, chunk))
-            texts, _ = evaluate.generate_from_embeds(
-                self.target, self.tgt_tok, embeds, mask, self.p
-            )
-            preds.extend(texts)
+        preds, _ = evaluate.generate(
+            self.target, self.tgt_tok, self.latent_rows(translator, items), self.p
+        )
         return evaluate.score_rows(self.kind, items, preds)
 
 

@@ -190,21 +190,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     size = f"source {ps / 1e9:.3g} B ({ws}) + target {pt / 1e9:.3g} B ({wt}) + translator "
     size += f"{ptr / 1e6:.1f} M"
     if j["rule"] == "bridge_infer":
-        n_samples = study.config["infer"]["n_samples"]
-        return PlannedJob(
-            id=f"bridge_infer/{role}:{e.name}",
-            kind="generate",
-            model=model,
-            policy="batch1",
-            tokens=float(cost.infer_generated_tokens(p, n_samples)),
-            tokens_source=f"upper bound: {n_samples} samples x {cost.INFER_GENERATIONS} "
-            f"generations x max_new_tokens {p['max_new_tokens']} (batch 1)",
-            params=float(total),
-            params_source=size,
-            loads_hub_model=hub,
-            flops_per_token=decode_flops(pt, 1),
-            **common,
-        )
+        return _infer_job(study, role, e, pt, float(total), size, model, common, hub)
     procs = grid.processes(study.config)
     tokens = p["steps"] * p["batch_size"] * procs * cost.example_tokens(p["K"], n)
     flops = cost.example_flops(
@@ -236,8 +222,44 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
                 tokens=float(evals),
                 flops_per_token=decode_flops(pt, p["eval_batch_size"]),
                 what=f"{cost.n_evaluations(p)} bridged evaluations x {p['eval_size']} items x "
-                f"{p['max_new_tokens']} new tokens (upper bound)",
+                f"{p['max_new_tokens']} new tokens (upper bound), the items sharded over the "
+                "data-parallel processes",
+                scaling_key="data_parallel",
             )
         ],
+        **common,
+    )
+
+
+def _infer_job(study, role, e, pt, total, size, model, common, hub) -> PlannedJob:
+    """The inference benchmark: every item's five baselines batched (quality), then the timed
+    items at batch 1 (latency), each at its own measured rate."""
+    p, n_samples = e.params, study.config["infer"]["n_samples"]
+    timed = study.config["infer"]["timed_samples"]
+    extra = []
+    if timed:
+        extra.append(
+            dict(
+                kind="generate",
+                policy="batch1",
+                tokens=float(cost.infer_timed_tokens(p, timed)),
+                flops_per_token=decode_flops(pt, 1),
+                what=f"latency pass: {timed} timed + 1 warm-up items x {cost.INFER_GENERATIONS} "
+                f"generations x max_new_tokens {p['max_new_tokens']} at batch 1 (upper bound)",
+            )
+        )
+    return PlannedJob(
+        id=f"bridge_infer/{role}:{e.name}",
+        kind="generate",
+        model=model,
+        policy=f"batch{p['eval_batch_size']}",
+        tokens=float(cost.infer_generated_tokens(p, n_samples)),
+        tokens_source=f"upper bound: {n_samples} samples x {cost.INFER_GENERATIONS} "
+        f"generations x max_new_tokens {p['max_new_tokens']} (batches of {p['eval_batch_size']})",
+        params=total,
+        params_source=size,
+        loads_hub_model=hub,
+        flops_per_token=decode_flops(pt, p["eval_batch_size"]),
+        extra=extra,
         **common,
     )

@@ -114,7 +114,8 @@ def job_row(
             extra=[],
         )
         xtp = pick_throughput(part, s.gpu, ms, ref, plan)
-        xs = 1 + (s.count - 1) * plan["scaling"][x["kind"]]
+        # an extra may scale otherwise than its kind (the bridge's sharded evaluations)
+        xs = 1 + (s.count - 1) * plan["scaling"][x.get("scaling_key") or x["kind"]]
         if compute is None or not xtp.tok_s_per_gpu:
             notes.append(f"{x['what']}: no rate ({xtp.source})")
             compute = None

@@ -57,7 +57,8 @@ class PlannedJob:
     #: the jobs whose outputs it reads (the schedule of a multi-GPU setup); None: every earlier one
     after: list[str] | None = None
     #: other work inside the same job, each {kind, policy, tokens, what}: its own throughput,
-    #: added to compute_s (the bridge's generative evaluations during training)
+    #: added to compute_s (the bridge's generative evaluations during training); an optional
+    #: ``scaling_key`` (a plan.scaling key) when it spreads over the GPUs otherwise than its kind
     extra: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # missing inputs, said on every row
 

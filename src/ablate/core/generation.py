@@ -1,0 +1,137 @@
+"""The one generation engine: batched greedy decoding of many prompts through transformers' generate.
+
+Knows no study. A prompt is a 1-D tensor of token ids or a 2-D tensor of input embeddings
+``[T, d]``; :func:`generate` returns each prompt's new token ids, up to and including its first
+EOS, in the callers' order.
+
+- **Length bucketing**: prompts are sorted by length (stably: equal lengths keep their order),
+  cut into batches of ``batch_size``, left-padded, and the results put back in order. On the
+  eager (CPU) path a batch holds one length only (``exact_lengths``): left padding moves
+  attention's float rounding by an ulp, which flips near-ties of greedy decoding; batches of
+  equal length decode exactly the tokens each prompt gets alone (tests/test_generation.py).
+- **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
+  so a padded row's real tokens sit at the same positions as alone; padded keys are masked.
+- **Stopping**: a row stops at its EOS (generate pads it afterwards), a batch when all rows have.
+- **Cache**: on CUDA a static KV cache: transformers then compiles the decode step
+  (``GenerationMixin._valid_auto_compile_criteria``: a compileable cache on a CUDA device; the
+  prefill stays eager, so prompts of any length share one graph). The cache is sized once for
+  the longest prompt of the call (``max_cache_len``) and every batch of a call is filled to the
+  same number of rows (the last one with copies of its last row, dropped after), so the graph
+  is compiled once per (batch, cache length), not per batch. Elsewhere the eager loop with a
+  dynamic cache: on CPU compiling costs more than it saves.
+
+transformers' own ``generate`` is used rather than a home-made loop: it is what the study ran
+before (the same greedy step, the same hygiene processors, token for token), and it already
+owns the static cache and the compiled step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+#: The seed's generation hygiene: repetition penalty and an n-gram ban over the generated tokens.
+HYGIENE = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How to decode: greedy, ``max_new_tokens`` at most, optional hygiene."""
+
+    max_new_tokens: int
+    pad_token_id: int
+    eos_token_id: int | None
+    hygiene: bool = False
+    batch_size: int = 64
+    #: None: the static cache (and transformers' compiled decode step) on CUDA, eager elsewhere
+    static: bool | None = None
+    #: None: batches of one prompt length on the eager path (left padding changes attention's
+    #: float rounding by an ulp, enough to flip a near-tie of greedy decoding; see the module
+    #: docstring), padded batches with the static cache (GPU throughput)
+    exact_lengths: bool | None = None
+    #: static-cache length; None: the call's longest prompt + max_new_tokens. A floor, not a cap:
+    #: transformers sizes the cache max(this, prompt + max_new_tokens). Calls that share one
+    #: length (and one batch size) share one compiled decode step
+    cache_len: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = dict(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.pad_token_id,
+            eos_token_id=self.eos_token_id,
+        )
+        if self.hygiene:
+            kw.update(HYGIENE)
+        return kw
+
+
+def uses_static(model, dec: Decoding) -> bool:
+    return dec.static if dec.static is not None else model.device.type == "cuda"
+
+
+def buckets(lengths: list[int], batch_size: int, exact: bool = False) -> list[list[int]]:
+    """Indices sorted by length (stable), in batches of ``batch_size``; ``exact``: a batch holds
+    one length only (no padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups = [order]
+    if exact:
+        groups = [[i for i in order if lengths[i] == n] for n in sorted(set(lengths))]
+    return [g[i : i + batch_size] for g in groups for i in range(0, len(g), batch_size)]
+
+
+def left_pad(prompts: list[torch.Tensor], pad_token_id: int, rows: int | None = None):
+    """(batch, mask) of ``prompts`` left-padded to the longest; ``rows`` > len fills with copies
+    of the last prompt. Token ids pad with ``pad_token_id``, embeddings with zeros (masked)."""
+    prompts = prompts + [prompts[-1]] * ((rows or len(prompts)) - len(prompts))
+    width = max(len(p) for p in prompts)
+    first = prompts[0]
+    shape = (len(prompts), width, *first.shape[1:])
+    fill = pad_token_id if first.dim() == 1 else 0
+    batch = torch.full(shape, fill, dtype=first.dtype, device=first.device)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long, device=first.device)
+    for r, p in enumerate(prompts):
+        batch[r, width - len(p) :] = p
+        mask[r, width - len(p) :] = 1
+    return batch, mask
+
+
+def trim(row: list[int], eos_token_id: int | None) -> list[int]:
+    """New tokens up to and including the first EOS (the padding after it dropped)."""
+    if eos_token_id is not None and eos_token_id in row:
+        return row[: row.index(eos_token_id) + 1]
+    return row
+
+
+@torch.no_grad()
+def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
+    """One ``model.generate`` call on a padded batch: new tokens [B, N] (N <= max_new_tokens)."""
+    key = "input_ids" if batch.dim() == 2 else "inputs_embeds"
+    out = model.generate(**{key: batch}, attention_mask=mask, **dec.kwargs(), **extra)
+    # given input_ids, generate returns the prompt too; given embeddings, only the new tokens
+    return out[:, batch.shape[1] :] if key == "input_ids" else out
+
+
+@torch.no_grad()
+def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int]]:
+    """Each prompt's greedy new tokens (up to its EOS), batched by length, in input order."""
+    if not prompts:
+        return []
+    dev = model.device
+    prompts = [p.to(dev) for p in prompts]
+    extra: dict[str, Any] = {}
+    rows = None
+    if uses_static(model, dec):
+        rows = min(dec.batch_size, len(prompts))
+        longest = max(len(p) for p in prompts) + dec.max_new_tokens
+        extra = dict(cache_implementation="static", max_cache_len=dec.cache_len or longest)
+    out: list[list[int] | None] = [None] * len(prompts)
+    exact = dec.exact_lengths if dec.exact_lengths is not None else not uses_static(model, dec)
+    for idx in buckets([len(p) for p in prompts], dec.batch_size, exact):
+        batch, mask = left_pad([prompts[i] for i in idx], dec.pad_token_id, rows)
+        new = generate_batch(model, batch, mask, dec, **extra).tolist()
+        for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
+            out[i] = trim(row, dec.eos_token_id)
+    return out  # type: ignore[return-value]
