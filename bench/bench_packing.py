@@ -1,6 +1,6 @@
 """Packed SFT steps vs today's default path, side by side in one run, on the Ministral-3-3B text
 shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own Trainer
-(ablate.mask.training.trainer.build_trainer). Prints a markdown table; --out writes the raw rows.
+(ablate.core.training.trainer.build_trainer). Prints a markdown table; --out writes the raw rows.
 
     PYTHONPATH=src python bench/bench_packing.py [--shape real|tiny] [--only ROW ...]
         [--steps N] [--liger] [--compile] [--out bench/results/bench_packing_h200.json]
@@ -52,9 +52,10 @@ import torch
 from transformers import TrainerCallback
 
 from ablate.mask import masks
-from ablate.mask.training import packing, params
-from ablate.mask.training.data import ExampleDataset
-from ablate.mask.training.trainer import build_trainer
+from ablate.core.training import params
+from ablate.mask.training import packing
+from ablate.core.training.data import ExampleDataset
+from ablate.core.training.trainer import build_trainer
 
 # Token counts (Tekken-like tokenizer) of an Alpaca row: template + instruction (+ input) as the
 # prompt, response + EOS. Lognormal medians / sigmas; the template sizes are those of

@@ -18,15 +18,15 @@ from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
 from ablate.mask import sft_data
 from ablate.mask.training import cli
-from ablate.mask.training.callbacks import StopRules
-from ablate.mask.training.data import PolicyCollator
-from ablate.mask.training.params import (
+from ablate.core.training.callbacks import StopRules
+from ablate.core.training.data import PolicyCollator
+from ablate.core.training.params import (
     LeakageGateError,
     TrainingConfigError,
     resolve_params,
 )
 from ablate.mask.training.run import finetune, pretrain
-from ablate.mask.training.trainer import (
+from ablate.core.training.trainer import (
     MaskPolicyTrainer,
     MasterWeightsOptimizer,
     policy_loss_sum,
@@ -680,7 +680,7 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
 
 
 def test_vocab_head_loss_is_cross_entropy_over_its_rows():
-    from ablate.mask.training.trainer import head_loss_sum, vocab_head_loss
+    from ablate.core.training.trainer import head_loss_sum, vocab_head_loss
 
     torch.manual_seed(0)
     head = torch.nn.Linear(8, 50, bias=False)
@@ -717,7 +717,7 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     train = summary["curves"]["train"]
     assert train[-1]["loss"] < train[0]["loss"]
     from ablate.core import modeling
-    from ablate.mask.training.data import load_corpus, pack_corpus
+    from ablate.core.training.data import load_corpus, pack_corpus
 
     tok = modeling.load_tokenizer(tekken_dir)
     used = sorted({t for b in pack_corpus(tok, load_corpus(corpus), 32) for t in b})
@@ -762,7 +762,7 @@ def test_finetune_loss_vocab_corpus_trains_only_the_pairs_rows(
 def test_a_head_loss_without_the_fast_head_is_refused(tiny_model_dir, tokenizer):
     """A custom head loss only runs on the fast head: where the model's own loss would run
     instead (a wrapped model, fast_head off), the run stops rather than ignore it."""
-    from ablate.mask.training.trainer import policy_loss_sum, vocab_head_loss
+    from ablate.core.training.trainer import policy_loss_sum, vocab_head_loss
 
     model = load_causal_lm(tiny_model_dir)
     ids = torch.tensor([tokenizer("the cat sat")["input_ids"]])

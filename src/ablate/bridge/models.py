@@ -171,8 +171,8 @@ def prepare_model(
     # train_run is the training core (resume, Trainer, atomic final, summary); pretrain() builds
     # only Ministral-3, so the bridge builds its own model and calls the core.
     from ablate.core.phases import Phases
-    from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus
-    from ablate.mask.training.params import resolve_params
+    from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
+    from ablate.core.training.params import resolve_params
     from ablate.mask.training.run import train_run
 
     started = time.time()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.bridge import evaluate, models, parallel, world
-from ablate.mask.training.params import IGNORE_INDEX
+from ablate.core.training.params import IGNORE_INDEX
 
 
 def model_dtype(p: dict[str, Any]) -> str:

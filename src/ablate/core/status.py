@@ -33,7 +33,7 @@ from ablate.core import io
 STUDY_STATUS = {"mask": "ablate.mask.status", "bridge": "ablate.bridge.status"}
 STATUS_FILE = "STATUS.md"  # under the config's results folder
 STATES = ("done", "running", "interrupted", "stale", "to run")
-# The training progress line (ablate.mask.training.callbacks.Progress; bridge.train prints the
+# The training progress line (ablate.core.training.callbacks.Progress; bridge.train prints the
 # same "step N/M ... loss X" shape): "[finetune causal] step 20/60, loss 7.774, ...".
 PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
 

@@ -11,7 +11,7 @@ import torch
 
 from ablate.core.checkpoint import CheckpointError
 from ablate.mask import masks, sft_data, study
-from ablate.mask.training.params import LeakageGateError, TrainingConfigError, TrainingError
+from ablate.core.training.params import LeakageGateError, TrainingConfigError, TrainingError
 from ablate.mask.training.run import finetune, pretrain
 
 

@@ -13,9 +13,9 @@ from transformers import TrainerState
 from ablate.core import checkpoint, io, provenance
 from ablate.core.phases import Phases
 from ablate.mask import masks, sft_data
-from ablate.mask.training.callbacks import StopRules
-from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus, sft_examples
-from ablate.mask.training.params import (
+from ablate.core.training.callbacks import StopRules
+from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus, sft_examples
+from ablate.core.training.params import (
     LeakageGateError,
     TrainingConfigError,
     TrainingError,
@@ -23,7 +23,7 @@ from ablate.mask.training.params import (
     resolve_params,
     save_dtype,
 )
-from ablate.mask.training.trainer import build_trainer, save_final, vocab_head_loss
+from ablate.core.training.trainer import build_trainer, save_final, vocab_head_loss
 
 
 def _curves(log_history: list[dict]) -> dict[str, list[dict]]:

@@ -18,9 +18,9 @@ from ablate.core import checkpoint
 from ablate.core.phases import Phases
 from ablate.mask import masks
 from ablate.mask.training import packing
-from ablate.mask.training.callbacks import Progress, StopRules, Throughput
-from ablate.mask.training.data import PolicyCollator
-from ablate.mask.training.params import (
+from ablate.core.training.callbacks import Progress, StopRules, Throughput
+from ablate.core.training.data import PolicyCollator
+from ablate.core.training.params import (
     IGNORE_INDEX,
     TrainingConfigError,
     bf16_enabled,

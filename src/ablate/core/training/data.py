@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ablate.mask import sft_data
-from ablate.mask.training.params import IGNORE_INDEX, TrainingConfigError
+from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 
 
 class ExampleDataset(torch.utils.data.Dataset):

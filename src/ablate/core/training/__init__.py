@@ -1,0 +1,1 @@
+"""Study-neutral training on the HF Trainer (modules: see docs/design.md)."""
