@@ -1,4 +1,4 @@
-"""Finetuning step benchmark: the real training path (ablate.core.training.trainer.build_trainer -> MaskPolicyTrainer,
+"""Finetuning step benchmark: the real training path (ablate.mask.training.policy.build_trainer -> MaskPolicyTrainer,
 HF Trainer loop, policy forward, response-only fast head, optimizer) on the Ministral-3-3B text shape with
 random weights, causal vs prefix_bidir. Prints a markdown table.
 
@@ -29,10 +29,10 @@ import time
 import torch
 
 from ablate.core.modeling import tiny_ministral3_config
-from ablate.mask import masks
 from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
-from ablate.core.training.trainer import build_trainer, policy_loss_sum
+from ablate.mask import masks
+from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
 PEAK_TFLOPS = 989.0
 SHAPE = dict(

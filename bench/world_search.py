@@ -33,8 +33,8 @@ import time
 import torch
 
 from ablate.core import modeling
-from ablate.mask import embedded, masks, sft_data
 from ablate.core.training.trainer import vocab_head_loss
+from ablate.mask import embedded, masks, sft_data
 
 # candidate words of the tasks the embedded world does not have (single Tekken tokens)
 ANIMALS = "cow cat dog bird bee horse mouse monkey owl frog".split()

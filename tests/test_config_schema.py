@@ -56,7 +56,7 @@ def test_variant_overrides_get_no_defaults():
 def test_library_reads_the_training_defaults_of_the_schema():
     """The schema states the training defaults once; the library's are the schema's (probe_* come
     from the schema's leakage section), so there is no copy to keep equal."""
-    from ablate.core.training.params import PROBE_PARAMS, defaults
+    from ablate.mask.training.gate import PROBE_PARAMS, defaults
 
     defs = schema_defs()
     props = defs["finetune_params"]["properties"]

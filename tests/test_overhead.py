@@ -16,8 +16,8 @@ from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import tiny_ministral3_config
 from ablate.core.planner.inputs import Reference
 from ablate.core.planner.params import count_params, params_of_hub_model
-from ablate.mask import study
 from ablate.core.training.params import disk_need_mb, resolve_params
+from ablate.mask import study
 
 REPO = Path(__file__).resolve().parents[1]
 

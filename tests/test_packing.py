@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from ablate.core.modeling import PREFIX_SDPA, tiny_ministral3_config
-from ablate.mask.study import POLICIES
-from ablate.mask.training import packing
 from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError, resolve_params
-from ablate.core.training.trainer import build_trainer, policy_loss_sum
+from ablate.mask.study import POLICIES
+from ablate.mask.training import packing
+from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
 # fp32 on CPU: packed and unpacked differ only in float summation order (softmax over more
 # masked keys, matmuls over more rows)

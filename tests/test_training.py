@@ -16,21 +16,18 @@ import torch
 
 from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
-from ablate.mask import sft_data
-from ablate.mask.training import cli
 from ablate.core.training.callbacks import StopRules
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import (
-    LeakageGateError,
     TrainingConfigError,
     resolve_params,
 )
+from ablate.core.training.trainer import MasterWeightsOptimizer
+from ablate.mask import sft_data
+from ablate.mask.training import cli
+from ablate.mask.training.gate import LeakageGateError
+from ablate.mask.training.policy import MaskPolicyTrainer, policy_loss_sum
 from ablate.mask.training.run import finetune, pretrain
-from ablate.core.training.trainer import (
-    MaskPolicyTrainer,
-    MasterWeightsOptimizer,
-    policy_loss_sum,
-)
 
 torch.set_num_threads(2)
 
@@ -762,7 +759,8 @@ def test_finetune_loss_vocab_corpus_trains_only_the_pairs_rows(
 def test_a_head_loss_without_the_fast_head_is_refused(tiny_model_dir, tokenizer):
     """A custom head loss only runs on the fast head: where the model's own loss would run
     instead (a wrapped model, fast_head off), the run stops rather than ignore it."""
-    from ablate.core.training.trainer import policy_loss_sum, vocab_head_loss
+    from ablate.core.training.trainer import vocab_head_loss
+    from ablate.mask.training.policy import policy_loss_sum
 
     model = load_causal_lm(tiny_model_dir)
     ids = torch.tensor([tokenizer("the cat sat")["input_ids"]])

@@ -19,7 +19,7 @@ core: 5.4 s per pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens fo
 vocabulary would no longer be the real tokenizer, so the two tokenizers are trained here instead,
 with the two families' different algorithms (different pieces, ids and boundaries).
 
-Pretraining reuses the mask study's Trainer machinery (:mod:`ablate.mask.training.run`): packed
+Pretraining runs on the core's training (:mod:`ablate.core.training.run`): packed
 causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``.
 """
 
@@ -168,12 +168,11 @@ def prepare_model(
     """
     from transformers import AutoModelForCausalLM
 
-    # train_run is the training core (resume, Trainer, atomic final, summary); pretrain() builds
-    # only Ministral-3, so the bridge builds its own model and calls the core.
+    # train_run is the training core (resume, Trainer, atomic final, summary)
     from ablate.core.phases import Phases
     from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
     from ablate.core.training.params import resolve_params
-    from ablate.mask.training.run import train_run
+    from ablate.core.training.run import train_run
 
     started = time.time()
     phases = Phases(started)
@@ -205,7 +204,6 @@ def prepare_model(
         tokenizer=tokenizer,
         train_dataset=examples(order[n_eval:]),
         eval_dataset=examples(order[:n_eval]),
-        policy="causal",
         params=p,
         out_dir=out,
         run_key={"kind": "bridge_pretrain", "family": family, "arch": a, "params": p},
@@ -213,6 +211,8 @@ def prepare_model(
         config_slice=config_slice,
         inputs={"corpus": corpus},
         phases=phases,
+        # the key its summary and manifest had when it ran through the mask study's Trainer
+        record={"policy": "causal"},
     )
     model_card.write(
         out / "card.json",

@@ -28,9 +28,9 @@ import torch
 from transformers import masking_utils
 
 from ablate.core.modeling import PREFIX_SDPA
+from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 from ablate.mask import masks
 from ablate.mask.split_sdpa import BUILT_FOR_KWARG
-from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 
 #: Keys only a packed batch has: the example index of each token in its row (-1 on pads) and
 #: the prompt-token flags.
