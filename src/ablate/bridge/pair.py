@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from ablate.bridge import evaluate, models, parallel, world
+from ablate.core.training import params as training_params
 from ablate.core.training.params import IGNORE_INDEX
 
 
 def model_dtype(p: dict[str, Any]) -> str:
-    if p["model_dtype"] == "auto":
-        return "bfloat16" if torch.cuda.is_available() else "float32"
-    return p["model_dtype"]
+    """The frozen pair's dtype name (the core's rule, :func:`ablate.core.training.params.model_dtype`)."""
+    return training_params.dtype_name(training_params.model_dtype(p, trained=False))
 
 
 @dataclass

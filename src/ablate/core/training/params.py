@@ -68,12 +68,21 @@ def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def model_dtype(p: dict[str, Any]) -> torch.dtype:
+def model_dtype(p: dict[str, Any], *, trained: bool = True) -> torch.dtype:
+    """The weights' dtype of params ``p``: ``p["model_dtype"]``, where ``auto`` is bfloat16 when
+    bf16 is on (``p["bf16"]``; unset: ``auto``, a GPU with bf16) and float32 otherwise. Weights
+    that train (``trained``) stay float32 under several processes."""
     if p["model_dtype"] == "auto":
         # the fp32-master optimizer frees each .grad in a hook, which DDP's reducer cannot follow:
         # multi-process runs keep fp32 weights under bf16 autocast instead
-        return torch.bfloat16 if bf16_enabled(p["bf16"]) and not _distributed() else torch.float32
+        bf16 = bf16_enabled(p.get("bf16", "auto")) and not (trained and _distributed())
+        return torch.bfloat16 if bf16 else torch.float32
     return _dtype(p["model_dtype"])
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (as records and the config write it)."""
+    return str(dtype).removeprefix("torch.")
 
 
 def master_weights_enabled(p: dict[str, Any]) -> bool:

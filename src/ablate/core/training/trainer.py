@@ -23,6 +23,7 @@ from ablate.core.training.params import (
     IGNORE_INDEX,
     TrainingConfigError,
     bf16_enabled,
+    dtype_name,
     master_weights_enabled,
 )
 
@@ -447,8 +448,8 @@ def save_final(
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
         return trainer.last_save_format
 
-    dtype_name = str(dtype).removeprefix("torch.")
+    name = dtype_name(dtype)
     with phases("save_final"):
         trainer.export_weights(dtype)
-        info = checkpoint.write_final(out_dir, save, extra={"dtype": dtype_name, **extra})
-    return {"path": info["path"], "format": info["format"], "dtype": dtype_name}
+        info = checkpoint.write_final(out_dir, save, extra={"dtype": name, **extra})
+    return {"path": info["path"], "format": info["format"], "dtype": name}
