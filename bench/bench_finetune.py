@@ -28,10 +28,10 @@ import time
 
 import torch
 
-from ablate.core.modeling import tiny_ministral3_config
 from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.mask import masks
+from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
 PEAK_TFLOPS = 989.0

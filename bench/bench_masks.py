@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ablate.core.modeling import tiny_ministral3_config  # noqa: E402
 from ablate.mask import masks, split_sdpa  # noqa: E402
+from ablate.mask.tiny import tiny_ministral3_config  # noqa: E402
 
 PEAK_TFLOPS = 989.0
 SHAPE_3B = dict(

@@ -91,8 +91,8 @@ def test_pipeline_and_library_resolve_the_same_training_params():
 def test_library_reads_the_embedded_defaults_of_the_schema():
     """The embedded world's sizes and the tiny architecture: the schema's defaults, read by
     `ablate data` and tiny_ministral3_config."""
-    from ablate.core.modeling import tiny_ministral3_config
     from ablate.mask import embedded
+    from ablate.mask.tiny import tiny_ministral3_config
 
     defs = schema_defs()
     data = yaml.safe_load(SCHEMA.read_text())["properties"]["data"]["properties"]

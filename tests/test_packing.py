@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.core.modeling import PREFIX_SDPA, tiny_ministral3_config
 from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError, resolve_params
+from ablate.mask import PREFIX_SDPA
 from ablate.mask.study import POLICIES
+from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
 from ablate.mask.training.policy import build_trainer, policy_loss_sum
 

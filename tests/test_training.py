@@ -317,7 +317,6 @@ def test_unknown_param_is_named():
         resolve_params({"max_steps": 0}, "finetune")
 
 
-
 def test_one_model_dtype_rule_for_trained_and_frozen_weights(monkeypatch):
     """``auto`` means one thing for a finetune's weights and the bridge's frozen pair: bfloat16
     where bf16 runs. A GPU without bf16 kept the bridge's frozen pair in bfloat16 before."""
@@ -336,6 +335,7 @@ def test_one_model_dtype_rule_for_trained_and_frozen_weights(monkeypatch):
     assert model_dtype(resolve_params({}, "finetune")) == torch.float32
     assert pair_dtype({"model_dtype": "auto"}) == "bfloat16"
     assert pair_dtype({"model_dtype": "float32"}) == "float32"
+
 
 # ---------------------------------------------------------------- finetune end to end
 
@@ -735,12 +735,13 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     assert train[-1]["loss"] < train[0]["loss"]
     from ablate.core import modeling
     from ablate.core.training.data import load_corpus, pack_corpus
+    from ablate.mask import tiny
 
     tok = modeling.load_tokenizer(tekken_dir)
     used = sorted({t for b in pack_corpus(tok, load_corpus(corpus), 32) for t in b})
     trained = load_causal_lm(out / "final").lm_head.weight.detach()
-    init = modeling.build_tiny_model(
-        modeling.tiny_ministral3_config(
+    init = tiny.build_tiny_model(
+        tiny.tiny_ministral3_config(
             num_hidden_layers=1, tie_word_embeddings=False, pad_token_id=tok.pad_token_id
         ),
         seed=0,

@@ -175,6 +175,7 @@ def pretrain(
 ) -> dict[str, Any]:
     """Causal pretraining of a fresh tiny Ministral-3 (``tiny_ministral3_config(**arch)``) on ``corpus``."""
     from ablate.core import modeling
+    from ablate.mask import tiny
 
     phases = Phases()
     p = resolve_params(params, "pretrain")
@@ -198,12 +199,12 @@ def pretrain(
         ("pad_token_id", tokenizer.pad_token_id),
     ):
         arch.setdefault(key, tok_id)
-    config = modeling.tiny_ministral3_config(**arch)
+    config = tiny.tiny_ministral3_config(**arch)
     config._attn_implementation = p["attn_implementation"]
     with phases("build_model"):
         # random init where it trains: on a GPU, not 3.4 B fp32 on the host (issue 16)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = modeling.build_tiny_model(config, seed=p["seed"], device=device)
+        model = tiny.build_tiny_model(config, seed=p["seed"], device=device)
         model.to(model_dtype(p))
     model.config.use_cache = False
     print(
