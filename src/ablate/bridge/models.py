@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -241,11 +242,17 @@ def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32"
     return model, tokenizer
 
 
+@dataclass
+class ConfigOnly:
+    """A source model known by its config alone: its states come from the cache."""
+
+    config: Any
+
+
 def load_config(card: dict | str | os.PathLike):
     """(an object with the model's ``config``, tokenizer): a model whose weights are not needed."""
     from transformers import AutoConfig
 
-    from ablate.bridge.pair import ConfigOnly
     from ablate.core.modeling import load_tokenizer
 
     if not isinstance(card, dict):

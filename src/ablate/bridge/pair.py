@@ -225,13 +225,6 @@ class Pair:
         return evaluate.score_rows(self.kind, items, preds)
 
 
-@dataclass
-class ConfigOnly:
-    """A source model known by its config alone: its states come from the cache."""
-
-    config: Any
-
-
 def load_pair(
     source_card, target_card, kind: str, p: dict[str, Any], cache=None, teacher_cache=None
 ) -> Pair:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ablate import studies
+from ablate.core import checkpoint
 
 VLM_MODEL_TYPES = {"mistral3"}
 
@@ -58,8 +59,6 @@ def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
         tok = AutoTokenizer.from_pretrained(str(path), revision=revision)
     except Exception as exc:  # transformers raises several types here
         if Path(path).is_dir():  # a damaged pipeline checkpoint: name the missing/altered file
-            from ablate.core import checkpoint
-
             checkpoint.check_before_load(path)
         raise ModelLoadError(f"cannot load a tokenizer from {path}: {exc}") from exc
     if tok.pad_token_id is None:
@@ -122,8 +121,6 @@ def load_causal_lm(
     if local.exists():
         _read_config(local)
         if verify:
-            from ablate.core import checkpoint
-
             # layout checked now, the hashes while the weights load (one pass, overlapped)
             pending = checkpoint.start_check_before_load(local)
     elif os.sep in str(path) and not _looks_like_hub_id(str(path)):
@@ -176,3 +173,19 @@ def _device_index(device: str | torch.device) -> int | str:
 def _looks_like_hub_id(s: str) -> bool:
     parts = s.split("/")
     return len(parts) == 2 and all(parts) and not s.startswith((".", "/"))
+
+
+def verify_loadable(model, path: str | os.PathLike) -> None:
+    """Reload ``path`` with the eval stage's loader and compare every tensor with ``model``."""
+    reloaded = load_causal_lm(path, dtype=model.dtype, verify=False)
+    want, got = model.state_dict(), reloaded.state_dict()
+    if set(want) != set(got):
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} reloads with different keys: missing "
+            f"{sorted(set(want) - set(got))[:5]}, unexpected {sorted(set(got) - set(want))[:5]}"
+        )
+    for k, v in want.items():
+        if not torch.equal(v.detach().cpu(), got[k].detach().cpu()):
+            raise checkpoint.CheckpointError(
+                f"checkpoint {path}: tensor {k} differs from the trained model after reload"
+            )

@@ -279,16 +279,6 @@ def write(config: dict, out: str | os.PathLike | None = None, workdir: str = "."
     return io.write_text(out or Path(workdir) / config["results"] / STATUS_FILE, text)
 
 
-def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> None:
-    """The rule's outputs: STATUS.md and the report's two pages (ablate.core.status_report)."""
-    from ablate.core import status_report
-
-    text, rows = build(config)
-    io.write_text(md, text)
-    status_report.write_status_html(text, status_html)
-    status_report.write_provenance(rows, provenance_html)
-
-
 def main(argv: list[str] | None = None) -> int:
     from ablate.core.planner.inputs import CONFIG_SCHEMA, PlanError, load_config
 

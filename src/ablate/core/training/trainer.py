@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint, modeling
 from ablate.core.phases import Phases
 from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
@@ -444,7 +444,7 @@ def save_final(
             trainer.save_model(str(tmp))
         if trainer.last_save_format == checkpoint.FORMAT_FALLBACK:
             with phases("save_final.reload_compare"):
-                checkpoint.verify_loadable(model, tmp)
+                modeling.verify_loadable(model, tmp)
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
         return trainer.last_save_format
 
