@@ -25,16 +25,20 @@ import gc
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+from ablate.core.planner.inputs import Reference
 from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.mask import masks
-from ablate.mask.tiny import tiny_ministral3_config
+from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
-PEAK_TFLOPS = 989.0
+#: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
+MEASUREMENTS = Path(__file__).resolve().parents[1] / "config" / "gpu_measurements.yaml"
+PEAK_TFLOPS = float(Reference.load(MEASUREMENTS).gpus["H100 SXM"]["tflops_bf16"])
 SHAPE = dict(
     vocab_size=131072,
     hidden_size=3072,
@@ -133,13 +137,9 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
 
 
 def build_model(dtype: torch.dtype, attn: str):
-    from transformers import Ministral3ForCausalLM
-
     config = tiny_ministral3_config(**SHAPE)
     config._attn_implementation = attn
-    torch.manual_seed(0)
-    with torch.device(DEVICE):
-        model = Ministral3ForCausalLM(config).to(dtype)
+    model = build_tiny_model(config, seed=0, device=DEVICE).to(dtype)
     model.config.use_cache = False
     return model
 
