@@ -37,7 +37,9 @@ if "mask" in STUDIES:
     include: "rules/mask/report.smk"
     include: "rules/mask/claims.smk"
     # runtime/cost planner (docs/planner.md): `snakemake results/plan.csv` alone forecasts
-    # before a run; in `all` it is written last, with the actual time of every stage
+    # before a run; in `all` it is written last, with the actual time of every stage. Mask only:
+    # it plans JOBS, which holds the mask's Job list; the bridge's jobs are dicts with their own
+    # plan table (rules/bridge/tables.smk) until both studies share one Job type (issue 27)
     include: "rules/plan.smk"
     # which finished jobs a config edit made stale, by the keys that changed
     include: "rules/mask/stale.smk"

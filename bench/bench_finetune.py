@@ -1,4 +1,4 @@
-"""Finetuning step benchmark: the real training path (ablate.mask.training.trainer.build_trainer -> MaskPolicyTrainer,
+"""Finetuning step benchmark: the real training path (ablate.mask.training.policy.build_trainer -> MaskPolicyTrainer,
 HF Trainer loop, policy forward, response-only fast head, optimizer) on the Ministral-3-3B text shape with
 random weights, causal vs prefix_bidir. Prints a markdown table.
 
@@ -38,13 +38,16 @@ from pathlib import Path
 import torch
 
 from ablate.core import parallel
-from ablate.core.modeling import tiny_ministral3_config
+from ablate.core.planner.inputs import Reference
+from ablate.core.training import params
+from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.mask import masks
-from ablate.mask.training import params
-from ablate.mask.training.data import ExampleDataset, PolicyCollator
-from ablate.mask.training.trainer import build_trainer, policy_loss_sum
+from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
-PEAK_TFLOPS = 989.0
+#: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
+MEASUREMENTS = Path(__file__).resolve().parents[1] / "config" / "gpu_measurements.yaml"
+PEAK_TFLOPS = float(Reference.load(MEASUREMENTS).gpus["H100 SXM"]["tflops_bf16"])
 SHAPE = dict(
     vocab_size=131072,
     hidden_size=3072,
@@ -144,13 +147,9 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
 
 
 def build_model(dtype: torch.dtype, attn: str):
-    from transformers import Ministral3ForCausalLM
-
     config = tiny_ministral3_config(**SHAPE)
     config._attn_implementation = attn
-    torch.manual_seed(0)
-    with torch.device(DEVICE):
-        model = Ministral3ForCausalLM(config).to(dtype)
+    model = build_tiny_model(config, seed=0, device=DEVICE).to(dtype)
     model.config.use_cache = False
     return model
 

@@ -27,10 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ablate.core.modeling import tiny_ministral3_config  # noqa: E402
-from ablate.mask import masks, split_sdpa  # noqa: E402
+from bench_finetune import PEAK_TFLOPS  # noqa: E402  (the planner's GPU table)
 
-PEAK_TFLOPS = 989.0
+from ablate.mask import masks, split_sdpa  # noqa: E402
+from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config  # noqa: E402
+
 SHAPE_3B = dict(
     vocab_size=131072,
     hidden_size=3072,
@@ -190,12 +191,7 @@ def log(msg: str) -> None:
 
 
 def build_model(shape: dict, dtype, device):
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(tiny_ministral3_config(**shape), dtype=dtype)
-    return model
+    return build_tiny_model(tiny_ministral3_config(**shape), seed=0, device=device).to(dtype)
 
 
 def train_batch(batch: int, seq: int, vocab: int, device, seed: int = 0):

@@ -1,6 +1,6 @@
 """Packed SFT steps vs today's default path, side by side in one run, on the Ministral-3-3B text
 shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own Trainer
-(ablate.mask.training.trainer.build_trainer). Prints a markdown table; --out writes the raw rows.
+(ablate.mask.training.policy.build_trainer). Prints a markdown table; --out writes the raw rows.
 
     PYTHONPATH=src python bench/bench_packing.py [--shape real|tiny] [--only ROW ...]
         [--steps N] [--liger] [--compile] [--out bench/results/bench_packing_h200.json]
@@ -51,10 +51,11 @@ import bench_finetune as bf  # the same model shape, builder and MFU convention
 import torch
 from transformers import TrainerCallback
 
+from ablate.core.training import params
+from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
-from ablate.mask.training import packing, params
-from ablate.mask.training.data import ExampleDataset
-from ablate.mask.training.trainer import build_trainer
+from ablate.mask.training import packing
+from ablate.mask.training.policy import build_trainer
 
 # Token counts (Tekken-like tokenizer) of an Alpaca row: template + instruction (+ input) as the
 # prompt, response + EOS. Lognormal medians / sigmas; the template sizes are those of

@@ -16,6 +16,7 @@ import yaml
 
 from ablate.bridge import cost
 from ablate.bridge import params as bridge_params
+from ablate.bridge.pair import infonce, kl_rows
 from ablate.bridge.translator import ARCH_KEYS, BottleneckedGatedTranslator, median_row_rms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,15 +207,10 @@ def train_step(s, v, models_, tr, opt, b, cache, ph: Phases) -> torch.Tensor:
         prefix = cost.latent_len(p["K"], n)
         student = target.get_output_embeddings()(hs[:, prefix - 1 : prefix - 1 + n.answer]).float()
         loss = F.cross_entropy(student.transpose(1, 2), b.answer)
-        k = teacher.shape[1]
-        log_s = student[:, :k].log_softmax(-1)
-        loss = loss + p["kl_weight"] * (teacher.exp() * (teacher - log_s)).sum(-1).mean()
+        loss = loss + p["kl_weight"] * kl_rows(teacher, student[:, : teacher.shape[1]]).mean()
         pooled_soft = soft.float().mean(1)
         pooled_prompt = emb(b.prompt).float().mean(1)
-        a, c = F.normalize(pooled_soft, dim=-1), F.normalize(pooled_prompt, dim=-1)
-        nce = F.cross_entropy(
-            a @ c.T / p["infonce_temperature"], torch.arange(b.B, device=a.device)
-        )
+        nce = infonce(pooled_soft, pooled_prompt, p["infonce_temperature"])
         loss = loss + p["infonce_weight"] * nce
         loss = loss + p["prompt_align_weight"] * F.mse_loss(pooled_soft, pooled_prompt)
         loss.backward()

@@ -41,14 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the rows as JSON here")
     args = ap.parse_args(argv)
 
-    from ablate.core import modeling
-    from ablate.mask import evaluation
+    from ablate.mask import evaluation, tiny
     from ablate.mask.training.run import finetune, pretrain
 
     data = Path(args.data)
     work = Path(args.work or tempfile.mkdtemp(prefix="job_overhead_"))
     tok = work / "tokenizer"
-    modeling.prepare_tekken_tokenizer(tok)
+    tiny.prepare_tekken_tokenizer(tok)
     gpu = __import__("torch").cuda.is_available()
     dtype = "bfloat16" if gpu else "float32"
     t0 = time.time()

@@ -15,7 +15,7 @@ correctness, so a summary can run paired tests) on stdout, progress on stderr.
         [--restrict] [--steps N] [--bs B] [--lr LR] [--layers L] ... > run.json
     python bench/world_search.py --summarize DIR      # a table per run.json in DIR
 
-``--tok`` is a folder with the Tekken tokenizer (``ablate.core.modeling.prepare_tekken_tokenizer``).
+``--tok`` is a folder with the Tekken tokenizer (``ablate.mask.tiny.prepare_tekken_tokenizer``).
 ``--restrict`` computes the pretraining loss over the corpus' own token ids only (the lm_head rows
 of the other ~131k ids are neither scored nor trained): 14x faster steps on one CPU thread
 (1340 -> 93 ms at batch 8 x 64, 2-core AMD EPYC), which is what made induction tasks learnable
@@ -33,8 +33,8 @@ import time
 import torch
 
 from ablate.core import modeling
-from ablate.mask import embedded, masks, sft_data
-from ablate.mask.training.trainer import vocab_head_loss
+from ablate.core.training.trainer import vocab_head_loss
+from ablate.mask import embedded, masks, sft_data, tiny
 
 # candidate words of the tasks the embedded world does not have (single Tekken tokens)
 ANIMALS = "cow cat dog bird bee horse mouse monkey owl frog".split()
@@ -318,7 +318,7 @@ def main(argv=None):
         stream += ids + [tok.eos_token_id]
     blocks = [stream[i : i + a.seq] for i in range(0, len(stream) - a.seq + 1, a.seq)]
     g = torch.Generator().manual_seed(a.seed)
-    cfg = modeling.tiny_ministral3_config(
+    cfg = tiny.tiny_ministral3_config(
         vocab_size=len(tok),
         hidden_size=a.hidden,
         intermediate_size=a.inter,
@@ -333,7 +333,7 @@ def main(argv=None):
     if a.rope_theta:
         cfg.rope_parameters["rope_theta"] = a.rope_theta
     cfg._attn_implementation = "sdpa"
-    model = modeling.build_tiny_model(cfg, seed=a.seed, device=a.device)
+    model = tiny.build_tiny_model(cfg, seed=a.seed, device=a.device)
     model.config.use_cache = False
     bt = torch.tensor(blocks)
 

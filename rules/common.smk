@@ -1,4 +1,5 @@
-# Shared by every study: config validation, the results folder, resource and target helpers.
+# Shared by every study: config validation, the results folder, resource and target helpers
+# (each study applies resource_helpers to its own keys).
 # Nothing here imports torch: the Snakefile must parse in well under a second (no-op reruns).
 import os
 
@@ -80,13 +81,18 @@ def asked_alone(names, output):
     return True
 
 
-def res(group, key):
-    return config["resources"][group][key]
+def resource_helpers(resources):
+    """(res, resources_of) over one study's own resources node (group -> key -> value):
+    ``res(group, key)`` one value; ``resources_of(group)`` a GPU-capable group's resources, a
+    null gpu_model left out (any GPU)."""
 
+    def res(group, key):
+        return resources[group][key]
 
-def resources_of(group):
-    """The resources of a GPU-capable group of rules; a null gpu_model is left out (any GPU)."""
-    r = {k: v for k, v in config["resources"][group].items() if k != "threads"}
-    if r.get("gpu_model") is None:
-        r.pop("gpu_model", None)
-    return r
+    def resources_of(group):
+        r = {k: v for k, v in resources[group].items() if k != "threads"}
+        if r.get("gpu_model") is None:
+            r.pop("gpu_model", None)
+        return r
+
+    return res, resources_of

@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 @pytest.fixture(scope="session")
 def tekken_dir(tmp_path_factory):
-    from ablate.core.modeling import prepare_tekken_tokenizer
+    from ablate.mask.tiny import prepare_tekken_tokenizer
 
     out = tmp_path_factory.mktemp("tekken")
     prepare_tekken_tokenizer(out)
@@ -32,7 +32,7 @@ def tokenizer(tekken_dir):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer):
     """A random-init tiny Ministral-3 causal LM with the Tekken tokenizer, saved locally."""
-    from ablate.core.modeling import build_tiny_model, tiny_ministral3_config
+    from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 
     out = tmp_path_factory.mktemp("tiny_model")
     model = build_tiny_model(tiny_ministral3_config(), seed=0)

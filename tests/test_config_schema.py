@@ -56,7 +56,7 @@ def test_variant_overrides_get_no_defaults():
 def test_library_reads_the_training_defaults_of_the_schema():
     """The schema states the training defaults once; the library's are the schema's (probe_* come
     from the schema's leakage section), so there is no copy to keep equal."""
-    from ablate.mask.training.params import PROBE_PARAMS, defaults
+    from ablate.mask.training.gate import PROBE_PARAMS, defaults
 
     defs = schema_defs()
     props = defs["finetune_params"]["properties"]
@@ -79,7 +79,7 @@ def test_library_reads_the_training_defaults_of_the_schema():
 
 def test_pipeline_and_library_resolve_the_same_training_params():
     """What the pipeline validates (config defaults filled in) is what the library would resolve."""
-    from ablate.mask.training.params import resolve_params
+    from ablate.core.training.params import resolve_params
 
     cfg = validated(load("config.yaml"))
     pretrain = cfg["model"]["embedded"]["pretrain"]
@@ -91,8 +91,8 @@ def test_pipeline_and_library_resolve_the_same_training_params():
 def test_library_reads_the_embedded_defaults_of_the_schema():
     """The embedded world's sizes and the tiny architecture: the schema's defaults, read by
     `ablate data` and tiny_ministral3_config."""
-    from ablate.core.modeling import tiny_ministral3_config
     from ablate.mask import embedded
+    from ablate.mask.tiny import tiny_ministral3_config
 
     defs = schema_defs()
     data = yaml.safe_load(SCHEMA.read_text())["properties"]["data"]["properties"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.core.modeling import build_tiny_model, tiny_ministral3_config
 from ablate.mask import masks
+from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 
 VOCAB = 300
 SHAPES = ((7, 4), (4, 2), (9, 5), (1, 3))  # (prompt, response); includes a 1-token prompt

@@ -19,8 +19,8 @@ import yaml
 
 from ablate.core import checkpoint
 from ablate.core.checkpoint import CheckpointError
-from ablate.core.modeling import PREFIX_SDPA, ModelLoadError, load_causal_lm
-from ablate.mask import study
+from ablate.core.modeling import ModelLoadError, load_causal_lm
+from ablate.mask import PREFIX_SDPA, study
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -239,9 +239,9 @@ def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
         PixtralVisionConfig,
     )
 
-    from ablate.core.modeling import tiny_ministral3_config
     from ablate.mask.evaluation import MaskPolicyLM
     from ablate.mask.scoring import score_naive
+    from ablate.mask.tiny import tiny_ministral3_config
 
     vision = PixtralVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,

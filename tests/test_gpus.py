@@ -118,8 +118,8 @@ def test_off_under_slurm_and_without_gpus(tmp_path, monkeypatch):
 
 
 def test_trainer_refuses_dataparallel():
-    from ablate.mask.training.params import TrainingConfigError
-    from ablate.mask.training.trainer import one_device_per_process
+    from ablate.core.training.params import TrainingConfigError
+    from ablate.core.training.trainer import one_device_per_process
 
     one_device_per_process(SimpleNamespace(n_gpu=1))
     with pytest.raises(TrainingConfigError, match="DataParallel"):

@@ -14,9 +14,9 @@ import random
 import pytest
 import torch
 
-from ablate.core.modeling import build_tiny_model, tiny_ministral3_config
 from ablate.mask import leakage, masks
 from ablate.mask.sft_data import TokenizedPair
+from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 
 VOCAB = 64
 

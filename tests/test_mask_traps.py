@@ -16,8 +16,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.core.modeling import build_tiny_model, tiny_ministral3_config
 from ablate.mask import masks
+from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 
 VOCAB = 300
 T, J = 10, 7  # sequence length; the token that gets changed

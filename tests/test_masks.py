@@ -42,7 +42,7 @@ IN_PROCESS_IMPLS = ("eager", "sdpa", masks.PREFIX_SDPA)
 def _config(family: str, **overrides):
     from transformers import LlamaConfig, MinistralConfig, MistralConfig
 
-    from ablate.core.modeling import tiny_ministral3_config
+    from ablate.mask.tiny import tiny_ministral3_config
 
     common = dict(
         vocab_size=VOCAB,
@@ -330,7 +330,7 @@ def test_left_padding_positions_matter(policy):
     """RoPE is shift-invariant, so the audit alone cannot see wrong positions. Ministral-3's
     position-dependent query scaling (llama_4_scaling, here every 4 positions) can: the mask's
     positions keep left-padded rows equal to the example alone, ``arange`` positions do not."""
-    from ablate.core.modeling import tiny_ministral3_config
+    from ablate.mask.tiny import tiny_ministral3_config
 
     rope = dict(
         tiny_ministral3_config().rope_parameters,

@@ -12,9 +12,9 @@ import pytest
 from test_training import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import parallel
-from ablate.mask.training.params import TrainingConfigError
+from ablate.core.training.params import TrainingConfigError
+from ablate.core.training.trainer import per_process_batch
 from ablate.mask.training.run import finetune
-from ablate.mask.training.trainer import per_process_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 #: float32 on CPU; the 2-process step sums the same per-token losses in another order (each

@@ -24,12 +24,12 @@ import yaml
 from checkout import copy_checkout, snakemake
 
 from ablate.core import planner
-from ablate.core.modeling import tiny_ministral3_config
 from ablate.core.planner.history import benchmark_seconds
 from ablate.core.planner.inputs import Reference, Setup, parse_setups
 from ablate.core.planner.params import count_params
 from ablate.core.planner.prices import capture_offers, load_snapshot, snapshot_price, vast_profile
 from ablate.mask import plan as mask_plan
+from ablate.mask.tiny import tiny_ministral3_config
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = REPO / "tests" / "fixtures" / "planner"

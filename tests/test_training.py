@@ -16,21 +16,18 @@ import torch
 
 from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
-from ablate.mask import sft_data
-from ablate.mask.training import cli
-from ablate.mask.training.callbacks import StopRules
-from ablate.mask.training.data import PolicyCollator
-from ablate.mask.training.params import (
-    LeakageGateError,
+from ablate.core.training.callbacks import StopRules
+from ablate.core.training.data import PolicyCollator
+from ablate.core.training.params import (
     TrainingConfigError,
     resolve_params,
 )
+from ablate.core.training.trainer import MasterWeightsOptimizer
+from ablate.mask import sft_data
+from ablate.mask.training import cli
+from ablate.mask.training.gate import LeakageGateError
+from ablate.mask.training.policy import MaskPolicyTrainer, policy_loss_sum
 from ablate.mask.training.run import finetune, pretrain
-from ablate.mask.training.trainer import (
-    MaskPolicyTrainer,
-    MasterWeightsOptimizer,
-    policy_loss_sum,
-)
 
 torch.set_num_threads(2)
 
@@ -318,6 +315,26 @@ def test_unknown_param_is_named():
         resolve_params({"learnin_rate": 1e-4}, "finetune")
     with pytest.raises(TrainingConfigError, match="max_steps"):
         resolve_params({"max_steps": 0}, "finetune")
+
+
+def test_one_model_dtype_rule_for_trained_and_frozen_weights(monkeypatch):
+    """``auto`` means one thing for a finetune's weights and the bridge's frozen pair: bfloat16
+    where bf16 runs. A GPU without bf16 kept the bridge's frozen pair in bfloat16 before."""
+    from ablate.bridge.pair import model_dtype as pair_dtype
+    from ablate.core.training.params import model_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert model_dtype(resolve_params({}, "finetune")) == torch.float32
+    assert pair_dtype({"model_dtype": "auto"}) == "float32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert model_dtype(resolve_params({}, "finetune")) == torch.bfloat16
+    assert pair_dtype({"model_dtype": "auto"}) == "bfloat16"
+    # several processes: trained weights stay float32 (DDP), frozen ones need not
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert model_dtype(resolve_params({}, "finetune")) == torch.float32
+    assert pair_dtype({"model_dtype": "auto"}) == "bfloat16"
+    assert pair_dtype({"model_dtype": "float32"}) == "float32"
 
 
 # ---------------------------------------------------------------- finetune end to end
@@ -685,7 +702,7 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
 
 
 def test_vocab_head_loss_is_cross_entropy_over_its_rows():
-    from ablate.mask.training.trainer import head_loss_sum, vocab_head_loss
+    from ablate.core.training.trainer import head_loss_sum, vocab_head_loss
 
     torch.manual_seed(0)
     head = torch.nn.Linear(8, 50, bias=False)
@@ -722,13 +739,14 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     train = summary["curves"]["train"]
     assert train[-1]["loss"] < train[0]["loss"]
     from ablate.core import modeling
-    from ablate.mask.training.data import load_corpus, pack_corpus
+    from ablate.core.training.data import load_corpus, pack_corpus
+    from ablate.mask import tiny
 
     tok = modeling.load_tokenizer(tekken_dir)
     used = sorted({t for b in pack_corpus(tok, load_corpus(corpus), 32) for t in b})
     trained = load_causal_lm(out / "final").lm_head.weight.detach()
-    init = modeling.build_tiny_model(
-        modeling.tiny_ministral3_config(
+    init = tiny.build_tiny_model(
+        tiny.tiny_ministral3_config(
             num_hidden_layers=1, tie_word_embeddings=False, pad_token_id=tok.pad_token_id
         ),
         seed=0,
@@ -767,7 +785,8 @@ def test_finetune_loss_vocab_corpus_trains_only_the_pairs_rows(
 def test_a_head_loss_without_the_fast_head_is_refused(tiny_model_dir, tokenizer):
     """A custom head loss only runs on the fast head: where the model's own loss would run
     instead (a wrapped model, fast_head off), the run stops rather than ignore it."""
-    from ablate.mask.training.trainer import policy_loss_sum, vocab_head_loss
+    from ablate.core.training.trainer import vocab_head_loss
+    from ablate.mask.training.policy import policy_loss_sum
 
     model = load_causal_lm(tiny_model_dir)
     ids = torch.tensor([tokenizer("the cat sat")["input_ids"]])

@@ -28,15 +28,12 @@ def bout(key, **wildcards):
     return out(pattern)
 
 
-def bridge_res(group, key):
-    return BRIDGE_CFG["resources"][group][key]
+bridge_res, _bridge_resources = resource_helpers(BRIDGE_CFG["resources"])
 
 
 def bridge_resources_of(group):
-    """A bridge rule group's resources; a null gpu_model is left out (any GPU)."""
-    r = {k: v for k, v in BRIDGE_CFG["resources"][group].items() if k != "threads"}
-    if r.get("gpu_model") is None:
-        r.pop("gpu_model", None)
+    """A bridge rule group's resources (resource_helpers), the train group's launch added."""
+    r = _bridge_resources(group)
     if group == "train" and bridge_grid.processes(BRIDGE_CFG) > 1:
         # one SLURM task holding every GPU: torchrun starts the processes (the slurm plugin's
         # tasks_per_gpu: 0 drops its default --ntasks-per-gpu=1, one task per GPU)

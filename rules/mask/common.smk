@@ -27,6 +27,8 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 MODELS = mask_study.models(VARIANTS)
+# the mask study's resources: the config's top-level `resources` (its groups)
+res, resources_of = resource_helpers(config["resources"])
 # Every job of the study (ablate.mask.study.jobs): the plan rules forecast them, the recovery
 # table labels its rows with their stages.
 MASK_JOBS = mask_study.jobs(config, VARIANTS)

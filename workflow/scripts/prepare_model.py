@@ -14,13 +14,14 @@ gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
 import torch
 
 torch.set_num_threads(snakemake.threads)
-from ablate.core import model_card, modeling
+from ablate.core import model_card
+from ablate.mask import tiny
 from ablate.mask.training.run import pretrain
 
 cfg = snakemake.params.model
 emb = cfg["embedded"]
 out = snakemake.output
-modeling.prepare_tekken_tokenizer(out.tokenizer, emb["tokenizer_file"])
+tiny.prepare_tekken_tokenizer(out.tokenizer, emb["tokenizer_file"])
 summary = pretrain(
     corpus=snakemake.input.corpus,
     tokenizer_dir=out.tokenizer,

@@ -22,4 +22,14 @@ Module map:
 - :mod:`~ablate.bridge.train`: ``train_entry`` (one grid entry: training, early stopping,
   restore-best, summary, per-sample rows).
 - :mod:`~ablate.bridge.infer`: ``benchmark`` (ablation 4: five baselines, batch 1).
+- :mod:`~ablate.bridge.grid`: the grid resolved at parse time (no torch): entries, run ids, jobs,
+  file patterns.
+- :mod:`~ablate.bridge.data`: the study's data files (embedded world or hub rows, with provenance).
+- :mod:`~ablate.bridge.states`: frozen models' hidden states, computed once, read memory-mapped.
+- :mod:`~ablate.bridge.parallel`: data-parallel translator training under torchrun.
+- :mod:`~ablate.bridge.cost`: tokens and FLOPs of bridge work (the benchmark and the planner).
+- :mod:`~ablate.bridge.tables`, :mod:`~ablate.bridge.plots`, :mod:`~ablate.bridge.claims`: the
+  summary / curves / plan tables, the figures, seed 004's claims.
+- :mod:`~ablate.bridge.plan`, :mod:`~ablate.bridge.status`: the study's side of the planner and of
+  STATUS.md.
 """

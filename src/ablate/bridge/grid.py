@@ -34,8 +34,6 @@ from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and sc
 from ablate.core.config import ConfigError, sorted_tree
 from ablate.core.provenance import config_hash
 
-#: Grid-entry keys that are not translator/training params.
-META_KEYS = ("same_as", "swap")
 #: The two model roles (config keys bridge.source / bridge.target).
 ROLES = ("source", "target")
 #: The resources group (``bridge.resources``) each rule's jobs request; rules not named run local.
@@ -52,8 +50,6 @@ SOURCE_LAYER = "last_hidden_state"
 #: The frozen-state caches and the splits each holds: the source's (the whole train split, the
 #: evaluated test items) and the KL teacher's (train only: the KL term is a training loss).
 FROZEN_SPLITS = {"source": ("train", "test"), "teacher": ("train",)}
-#: World sizes (ablate.bridge.world.write_world keyword arguments).
-WORLD_KEYS = ("n_train", "n_test", "n_qa_train", "n_qa_test", "n_corpus")
 
 #: Every file of the bridge study, relative to the results folder (rules use out(PATTERNS[...])).
 PATTERNS = {

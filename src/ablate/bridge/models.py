@@ -19,7 +19,7 @@ core: 5.4 s per pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens fo
 vocabulary would no longer be the real tokenizer, so the two tokenizers are trained here instead,
 with the two families' different algorithms (different pieces, ids and boundaries).
 
-Pretraining reuses the mask study's Trainer machinery (:mod:`ablate.mask.training.run`): packed
+Pretraining runs on the core's training (:mod:`ablate.core.training.run`): packed
 causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``.
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +169,11 @@ def prepare_model(
     """
     from transformers import AutoModelForCausalLM
 
-    # train_run is the training core (resume, Trainer, atomic final, summary); pretrain() builds
-    # only Ministral-3, so the bridge builds its own model and calls the core.
+    # train_run is the training core (resume, Trainer, atomic final, summary)
     from ablate.core.phases import Phases
-    from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus
-    from ablate.mask.training.params import resolve_params
-    from ablate.mask.training.run import train_run
+    from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
+    from ablate.core.training.params import resolve_params
+    from ablate.core.training.run import train_run
 
     started = time.time()
     phases = Phases(started)
@@ -205,7 +205,6 @@ def prepare_model(
         tokenizer=tokenizer,
         train_dataset=examples(order[n_eval:]),
         eval_dataset=examples(order[:n_eval]),
-        policy="causal",
         params=p,
         out_dir=out,
         run_key={"kind": "bridge_pretrain", "family": family, "arch": a, "params": p},
@@ -213,6 +212,8 @@ def prepare_model(
         config_slice=config_slice,
         inputs={"corpus": corpus},
         phases=phases,
+        # the key its summary and manifest had when it ran through the mask study's Trainer
+        record={"policy": "causal"},
     )
     model_card.write(
         out / "card.json",
@@ -241,11 +242,17 @@ def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32"
     return model, tokenizer
 
 
+@dataclass
+class ConfigOnly:
+    """A source model known by its config alone: its states come from the cache."""
+
+    config: Any
+
+
 def load_config(card: dict | str | os.PathLike):
     """(an object with the model's ``config``, tokenizer): a model whose weights are not needed."""
     from transformers import AutoConfig
 
-    from ablate.bridge.pair import ConfigOnly
     from ablate.core.modeling import load_tokenizer
 
     if not isinstance(card, dict):

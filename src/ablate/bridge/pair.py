@@ -14,13 +14,27 @@ import torch
 import torch.nn.functional as F
 
 from ablate.bridge import evaluate, models, parallel, world
-from ablate.mask.training.params import IGNORE_INDEX
+from ablate.core.training import params as training_params
+from ablate.core.training.params import IGNORE_INDEX
 
 
 def model_dtype(p: dict[str, Any]) -> str:
-    if p["model_dtype"] == "auto":
-        return "bfloat16" if torch.cuda.is_available() else "float32"
-    return p["model_dtype"]
+    """The frozen pair's dtype name (the core's rule, :func:`ablate.core.training.params.model_dtype`)."""
+    return training_params.dtype_name(training_params.model_dtype(p, trained=False))
+
+
+def kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_text || p_bridged) per position, from the teacher's log-probs and the student's logits."""
+    log_s = student_logits.log_softmax(-1)
+    return (log_teacher.exp() * (log_teacher - log_s)).sum(-1)
+
+
+def infonce(pooled_soft: torch.Tensor, pooled_prompt: torch.Tensor, temperature: float):
+    """InfoNCE of the pooled soft tokens against the pooled prompts (the batch's other rows are
+    the negatives)."""
+    a, b = F.normalize(pooled_soft, dim=-1), F.normalize(pooled_prompt, dim=-1)
+    logits = a @ b.T / temperature
+    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
 @dataclass
@@ -139,9 +153,7 @@ class Pair:
             pooled_soft = soft.float().mean(1)
             pooled_prompt = self._pooled_prompt(prompts)
             if p["infonce_weight"] > 0:
-                a, b = F.normalize(pooled_soft, dim=-1), F.normalize(pooled_prompt, dim=-1)
-                logits = a @ b.T / p["infonce_temperature"]
-                nce = F.cross_entropy(logits, torch.arange(len(items), device=self.device))
+                nce = infonce(pooled_soft, pooled_prompt, p["infonce_temperature"])
                 total = total + p["infonce_weight"] * nce
                 parts["infonce"] = parallel.mean_value(nce)
             if p["prompt_align_weight"] > 0:
@@ -193,9 +205,7 @@ class Pair:
         n = min(self.p["kl_positions"], student.shape[1])
         teacher = self._teacher_logits(items, prompts, answers, n, teacher)
         valid = (labels[:, :n] != IGNORE_INDEX).float()
-        log_t = teacher.log_softmax(-1)
-        log_s = student[:, :n].log_softmax(-1)
-        kl = (log_t.exp() * (log_t - log_s)).sum(-1)
+        kl = kl_rows(teacher.log_softmax(-1), student[:, :n])
         if parallel.world_size() == 1:
             return (kl * valid).sum() / valid.sum().clamp_min(1)
         return parallel.share_of_mean((kl * valid).sum(), valid.sum())
@@ -228,13 +238,6 @@ class Pair:
             self.target, self.tgt_tok, self.latent_rows(translator, items), self.p
         )
         return evaluate.score_rows(self.kind, items, preds)
-
-
-@dataclass
-class ConfigOnly:
-    """A source model known by its config alone: its states come from the cache."""
-
-    config: Any
 
 
 def load_pair(

@@ -26,10 +26,6 @@ def wrap(translator: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(translator, device_ids=ids)
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return getattr(model, "module", model)
-
-
 def _sum(t: torch.Tensor) -> torch.Tensor:
     t = t.detach().clone()
     dist.all_reduce(t)

@@ -1,4 +1,4 @@
-"""The bridge study's jobs as the runtime/cost planner sees them (``STUDY_PLANNERS["bridge"]``).
+"""The bridge study's jobs as the runtime/cost planner sees them (its ``plan`` side, found through ``ablate.studies``).
 
 From the study's one job list (:func:`ablate.bridge.grid.jobs`): one training job per distinct
 run (a ``same_as`` entry shares its twin's row: the job id names every entry it serves), one

@@ -1,1 +1,2 @@
-"""What both studies share: provenance, checkpoints, atomic I/O, model loading, planner."""
+"""What both studies share and no study is named in: provenance, checkpoints, atomic I/O, model
+loading, training, STATUS, planner (the module map: docs/design.md)."""

@@ -243,26 +243,6 @@ def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) 
         tokenizer.save_pretrained(out)
 
 
-def verify_loadable(model, path: str | os.PathLike) -> None:
-    """Reload ``path`` with the eval stage's loader and compare every tensor with ``model``."""
-    import torch
-
-    from ablate.core.modeling import load_causal_lm
-
-    reloaded = load_causal_lm(path, dtype=model.dtype, verify=False)
-    want, got = model.state_dict(), reloaded.state_dict()
-    if set(want) != set(got):
-        raise CheckpointError(
-            f"checkpoint {path} reloads with different keys: missing "
-            f"{sorted(set(want) - set(got))[:5]}, unexpected {sorted(set(got) - set(want))[:5]}"
-        )
-    for k, v in want.items():
-        if not torch.equal(v.detach().cpu(), got[k].detach().cpu()):
-            raise CheckpointError(
-                f"checkpoint {path}: tensor {k} differs from the trained model after reload"
-            )
-
-
 # ------------------------------------------------------------------------------------ Trainer saves
 
 

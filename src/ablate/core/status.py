@@ -2,10 +2,10 @@
 stale (and why) / to run, its wall time and GPU hours, its headline numbers and artifacts; the
 hours spent and the forecast of what remains.
 
-Study-agnostic: each study turns its job list into :class:`Job` rows (``ablate.<study>.status``,
-found by name in :data:`STUDY_STATUS`, as the planner finds a study's side). What it reads, all
-cheap (no torch, no Snakemake DAG): the declared outputs, the provenance block of each job's
-record (the config slice it ran with, compared with the config now), Snakemake's markers
+Study-agnostic: each study turns its job list into :class:`Job` rows (its ``status`` module,
+found through the registry :mod:`ablate.studies`, as the planner finds a study's side). What
+it reads, all cheap (no torch, no Snakemake DAG): the declared outputs, the provenance block of
+each job's record (the config slice it ran with, compared with the config now), Snakemake's markers
 (``.snakemake/incomplete/``: a job started and not finished; ``.snakemake/locks/``: a Snakemake
 process holds the folder), the benchmark TSVs, the job logs (a running finetune's last logged
 step and loss) and the planners' tables (forecast).
@@ -23,18 +23,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from ablate import studies
 from ablate.core import io
 
-#: study -> module with ``status_jobs(config) -> list[Job]`` and ``key_results(config) -> [str]``
-STUDY_STATUS = {"mask": "ablate.mask.status", "bridge": "ablate.bridge.status"}
 STATUS_FILE = "STATUS.md"  # under the config's results folder
 STATES = ("done", "running", "interrupted", "stale", "to run")
-# The training progress line (ablate.mask.training.callbacks.Progress; bridge.train prints the
-# same "step N/M ... loss X" shape): "[finetune causal] step 20/60, loss 7.774, ...".
+# The training progress line of the core's Trainer (ablate.core.training.callbacks.Progress; a
+# study's own loop prints the same "step N/M ... loss X" shape):
+# "[finetune causal] step 20/60, loss 7.774, ...".
 PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
 
 
@@ -259,7 +258,8 @@ def render(
 
 
 def study_module(study: str):
-    return import_module(STUDY_STATUS[study])
+    """A study's side of STATUS: ``status_jobs(config) -> list[Job]``, ``key_results(config)``."""
+    return studies.side(study, "status")
 
 
 def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
@@ -277,16 +277,6 @@ def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row
 def write(config: dict, out: str | os.PathLike | None = None, workdir: str = ".") -> Path:
     text, _ = build(config, workdir)
     return io.write_text(out or Path(workdir) / config["results"] / STATUS_FILE, text)
-
-
-def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> None:
-    """The rule's outputs: STATUS.md and the report's two pages (ablate.core.status_report)."""
-    from ablate.core import status_report
-
-    text, rows = build(config)
-    io.write_text(md, text)
-    status_report.write_status_html(text, status_html)
-    status_report.write_provenance(rows, provenance_html)
 
 
 def main(argv: list[str] | None = None) -> int:

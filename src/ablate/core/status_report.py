@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core import io
-from ablate.core.status import Row, provenance_of, read_json
+from ablate.core.status import Row, build, provenance_of, read_json
 
 PROVENANCE_COLUMNS = [
     "study",
@@ -129,3 +129,11 @@ def markdown_html(text: str) -> str:
 def write_status_html(text: str, out: str | os.PathLike) -> Path:
     page = f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{markdown_html(text)}</body></html>\n"
     return io.write_text(out, page)
+
+
+def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> None:
+    """The status rule's outputs: STATUS.md and the report's two pages."""
+    text, rows = build(config)
+    io.write_text(md, text)
+    write_status_html(text, status_html)
+    write_provenance(rows, provenance_html)

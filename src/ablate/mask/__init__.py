@@ -1,1 +1,6 @@
 """The attention-mask ablation study: mask policies, evaluation, finetuning, recovery."""
+
+#: attn_implementation of the split-sdpa backend (``sdpa`` plus a fast prefix-LM path).
+PREFIX_SDPA = "sdpa_prefix_split"
+#: the attention backends this study adds to transformers (read through ``ablate.studies``)
+ATTENTION_BACKENDS = {PREFIX_SDPA: "ablate.mask.split_sdpa"}

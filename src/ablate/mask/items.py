@@ -7,7 +7,6 @@ correctness is its headline value, so the per-task mean equals the task's ``scor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +54,3 @@ def correctness(
         index = pd.MultiIndex.from_product([[task], values.index], names=ITEM_ID)
         parts.append(pd.Series(values.to_numpy(), index=index))
     return pd.concat(parts).rename("correct")
-
-
-def from_files(metrics: str | Path, samples: str | Path) -> tuple[dict[str, Any], pd.Series]:
-    data = json.loads(Path(metrics).read_text())
-    return data, correctness(data, load(samples), str(samples))

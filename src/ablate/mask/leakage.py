@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from ablate.core import config, io
+from ablate.core.training.data import PolicyCollator
+from ablate.core.training.params import IGNORE_INDEX
 from ablate.mask import masks, study
 from ablate.mask.sft_data import TokenizedPair
-from ablate.mask.training.data import PolicyCollator
-from ablate.mask.training.params import IGNORE_INDEX
 
 DEFAULT_THRESHOLD = 0.5
 #: |change| in nats of a response-token loss, above which the policy reads later tokens.

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from transformers import masking_utils
 
-from ablate.core.modeling import PREFIX_SDPA
+from ablate.mask import PREFIX_SDPA
 from ablate.mask.split_sdpa import (  # importing it registers PREFIX_SDPA with transformers
     BUILT_FOR_KWARG,
     PROMPT_LENGTHS_KWARG,

@@ -58,7 +58,7 @@ class MaskPlanner:
         m = self.config["model"]
         try:
             if self.embedded_model:
-                from ablate.core.modeling import tiny_ministral3_config
+                from ablate.mask.tiny import tiny_ministral3_config
 
                 arch = (m.get("embedded") or {}).get("arch") or {}
                 return (

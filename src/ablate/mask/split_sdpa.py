@@ -17,7 +17,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface, masking_utils
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from ablate.core.modeling import PREFIX_SDPA
+from ablate.mask import PREFIX_SDPA
 
 # Forward kwarg that carries per-row prompt lengths (python ints) to the PREFIX_SDPA attention.
 PROMPT_LENGTHS_KWARG = "ablate_prompt_lengths"

@@ -1,9 +1,10 @@
 """Runtime and cost planner: every planned job x every setup, forecast before a run, compared after.
 
-The jobs come from each study's job list (:mod:`ablate.core.planner.jobs`; the mask study's in
-``ablate.mask.plan``); for each job and each setup (GPU model x count, ``plan.setups``) the planner
-predicts the wall time and the cost and says where every number came from (docs/planner.md).
-A forecast never stops a study: a missing or unreadable input is a note on the rows it touches.
+The jobs come from each study's job list (:mod:`ablate.core.planner.jobs`: each study's ``plan``
+module, found through :mod:`ablate.studies`); for each job and each setup (GPU model x count,
+``plan.setups``) the planner predicts the wall time and the cost and says where every number
+came from (docs/planner.md). A forecast never stops a study: a missing or unreadable input is a
+note on the rows it touches.
 
 Modules, one concern each:
 
@@ -16,6 +17,7 @@ Modules, one concern each:
 ``history``        past runs: records, benchmark files, the throughput they measured
 ``overheads``      start-up, load, saves, boot and shipping; memory per GPU
 ``estimate``       the forecast table (COLUMNS)
+``schedule``       jobs side by side on one multi-GPU machine (which job reads which)
 ``actuals``        actual times, error and status of finished jobs
 ``plan``           make_plan: the above for one config
 ``output``         summary lines, plan.csv and its HTML view

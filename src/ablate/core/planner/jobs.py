@@ -2,27 +2,21 @@
 
 The planner knows no study. Each study turns its job list into :class:`PlannedJob` rows (the
 tokens each job processes, the size of the model it runs, what it loads and writes) in a module
-named in :data:`STUDY_PLANNERS`, whose ``study_plan(config, ref, root)`` returns a
-:class:`StudyPlan`. A job whose size cannot be worked out still gets a row: ``tokens`` or
+``plan`` (found through the registry :mod:`ablate.studies`), whose ``study_plan(config, ref,
+root)`` returns a :class:`StudyPlan`. A job whose size cannot be worked out still gets a row: ``tokens`` or
 ``params`` is None and ``notes`` says what is missing.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate import studies
 from ablate.core.planner.inputs import Reference
-
-log = logging.getLogger("ablate.planner")
-
-#: study (config key `studies`) -> the module that plans its jobs
-STUDY_PLANNERS = {"mask": "ablate.mask.plan", "bridge": "ablate.bridge.plan"}
 
 
 @dataclass
@@ -86,14 +80,10 @@ def study_plans(config: dict[str, Any], ref: Reference, root: str | os.PathLike)
 
     groups = vast_profile(config["plan"])["groups"]
     plans = []
-    wanted = config["plan"].get("studies") or ["mask"]
-    for name in [s for s in config.get("studies", ["mask"]) if s in wanted]:
-        if name not in STUDY_PLANNERS:
-            log.warning(
-                "planner: study %r has no planner (known: %s)", name, sorted(STUDY_PLANNERS)
-            )
-            continue
-        module = importlib.import_module(STUDY_PLANNERS[name])
+    # both keys have their defaults from the schemas (config.schema.yaml, plan.schema.yaml)
+    wanted = config["plan"]["studies"]
+    for name in [s for s in config["studies"] if s in wanted]:
+        module = studies.side(name, "plan")
         sp = module.study_plan(config, ref, Path(root))
         rules = {j.id: j.rule for j in sp.jobs}
         for j in sp.jobs:

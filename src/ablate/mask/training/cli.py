@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from ablate.core.checkpoint import CheckpointError
+from ablate.core.training.params import TrainingConfigError, TrainingError
 from ablate.mask import masks, sft_data, study
-from ablate.mask.training.params import LeakageGateError, TrainingConfigError, TrainingError
+from ablate.mask.training.gate import LeakageGateError
 from ablate.mask.training.run import finetune, pretrain
 
 

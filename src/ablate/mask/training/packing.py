@@ -27,10 +27,9 @@ from typing import Any
 import torch
 from transformers import masking_utils
 
-from ablate.core.modeling import PREFIX_SDPA
-from ablate.mask import masks
+from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
+from ablate.mask import PREFIX_SDPA, masks
 from ablate.mask.split_sdpa import BUILT_FOR_KWARG
-from ablate.mask.training.params import IGNORE_INDEX, TrainingConfigError
 
 #: Keys only a packed batch has: the example index of each token in its row (-1 on pads) and
 #: the prompt-token flags.

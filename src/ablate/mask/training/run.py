@@ -1,227 +1,36 @@
-"""Entry points: :func:`finetune` (SFT under a policy, leakage gate) and :func:`pretrain` (tiny model)."""
+"""Entry points: :func:`finetune` (SFT under a policy, leakage gate) and :func:`pretrain` (tiny model),
+each a :func:`ablate.core.training.run.train_run` with the policy's Trainer."""
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerState
 
-from ablate.core import checkpoint, io, parallel, provenance
 from ablate.core.phases import Phases
+from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
+from ablate.core.training.params import TrainingConfigError, model_dtype
+from ablate.core.training.run import train_run
 from ablate.mask import masks, sft_data
-from ablate.mask.training.callbacks import StopRules
-from ablate.mask.training.data import ExampleDataset, load_corpus, pack_corpus, sft_examples
-from ablate.mask.training.params import (
-    LeakageGateError,
-    TrainingConfigError,
-    TrainingError,
-    model_dtype,
-    resolve_params,
-    save_dtype,
-)
-from ablate.mask.training.trainer import build_trainer, save_final, vocab_head_loss
+from ablate.mask.training import policy as policy_trainer
+from ablate.mask.training.gate import LeakageGateError, resolve_params
 
 
-def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
-    train = [
-        {k: e[k] for k in ("step", "loss", "learning_rate", "grad_norm") if k in e}
-        for e in log_history
-        if "loss" in e
-    ]
-    evals = [
-        {"step": e["step"], "eval_loss": e["eval_loss"]} for e in log_history if "eval_loss" in e
-    ]
-    return {"train": train, "eval": evals}
-
-
-def train_run(
-    *,
-    kind: str,
-    model,
-    tokenizer,
-    train_dataset,
-    eval_dataset,
-    policy: str,
-    params: dict[str, Any],
-    out_dir: Path,
-    run_key: dict[str, Any],
-    summary_extra: dict[str, Any],
-    config_slice: Any,
-    inputs: dict[str, str | os.PathLike],
-    phases: Phases,
-    callbacks: list | None = None,
-) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    head_loss = None
-    if params.get("loss_vocab") == "corpus":  # docs/training.md
-        # the data's own ids: every target of a block or pair, held-out ones included, is one
-        blocks = [
-            ds[i]["input_ids"]
-            for ds in (train_dataset, eval_dataset)
-            if ds is not None
-            for i in range(len(ds))
-        ]
-        head_loss = vocab_head_loss(t for b in blocks for t in b)
-    ckpt_dir = out_dir / "checkpoints"
-    if parallel.rank() != 0:  # data-parallel: rank 0 clears stale checkpoints first
-        parallel.barrier()
-    resume_from = checkpoint.prepare_resume(ckpt_dir, run_key)
-    if parallel.rank() == 0:
-        parallel.barrier()
-    resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
-    label = f"{kind} {policy}" if kind == "finetune" else kind
-    with phases("build_trainer"):
-        trainer, stop_rules, throughput = build_trainer(
-            model=model,
-            tokenizer=tokenizer,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            policy=policy,
-            params=params,
-            output_dir=ckpt_dir,
-            label=label,
-            extra_callbacks=callbacks,
-            head_loss=head_loss,
-        )
-    prior_stop = None
-    if resume_from:
-        print(f"[{label}] resuming from {resume_from}", flush=True)
-        prior = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
-        # killed after a stop rule fired at a save step, before the final save: do not train on
-        prior_stop = StopRules(params).replay(prior.log_history)
-    if prior_stop:
-        trainer._load_from_checkpoint(str(resume_from))
-        trainer.state, train_out = prior, None
-        stop_rules.stop = prior_stop
-    else:
-        with phases("train"):
-            train_out = trainer.train(
-                resume_from_checkpoint=str(resume_from) if resume_from else None
-            )
-        # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
-        phases.add("train.steps", sum(throughput.step_times))
-    state = trainer.state
-    stop = stop_rules.stop or {
-        "reason": "max_steps",
-        "step": state.global_step,
-        "detail": {"max_steps": params["max_steps"]},
-    }
-
-    def write_summary(ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
-        summary = _summary(
-            kind,
-            policy,
-            params,
-            state,
-            stop,
-            throughput,
-            train_out,
-            resumed_from_step,
-            ckpt_info,
-            summary_extra,
-            config_slice,
-            inputs,
-            phases,
-        )
-        if parallel.rank() == 0:  # one writer when data-parallel
-            io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
-        return summary
-
-    if stop["reason"] == "nonfinite":
-        good = [
-            c
-            for c in checkpoint.complete_checkpoints(ckpt_dir)
-            if int(c.name.split("-")[-1]) < stop["step"]
-        ]
-        if not good:
-            write_summary(None)
-            raise TrainingError(
-                f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
-                f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
-            )
-        trainer._load_from_checkpoint(str(good[-1]))
-        if trainer.master_optimizer is not None:
-            trainer.master_optimizer.sync_master_from_model()
-        stop["detail"]["restored_from_step"] = int(good[-1].name.split("-")[-1])
-        print(
-            f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
-            flush=True,
-        )
-    elif trainer.args.eval_strategy != "no" and not any(
-        e.get("step") == state.global_step and "eval_loss" in e for e in state.log_history
-    ):
-        with phases("final_eval"):
-            trainer.evaluate()  # so the summary's last eval loss belongs to the final weights
-    if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
-        return {"rank": parallel.rank(), "steps_done": state.global_step}
-    ckpt_info = save_final(
-        trainer,
-        out_dir,
-        dtype=save_dtype(params),
-        extra={"kind": kind, "policy": policy, "step": state.global_step},
-        phases=phases,
+def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
+    return ExampleDataset(
+        [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
     )
-    if not params["keep_checkpoints"]:
-        with phases("remove_checkpoints"):
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-    summary = write_summary(ckpt_info)
-    print(
-        f"[{label}] done: {state.global_step} steps, stop reason {stop['reason']}, "
-        f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
-        flush=True,
-    )
-    return summary
 
 
-def _summary(
-    kind,
-    policy,
-    params,
-    state,
-    stop,
-    throughput,
-    train_out,
-    resumed_from_step,
-    ckpt_info,
-    extra,
-    config_slice,
-    inputs,
-    phases,
-) -> dict[str, Any]:
-    curves = _curves(state.log_history)
-    evals = [e["eval_loss"] for e in curves["eval"]]
-    tp = throughput.summary()
-    tp["train_runtime_s"] = (
-        train_out.metrics.get("train_runtime") if train_out is not None else None
-    )
+def _policy_run(policy: str, kind: str) -> dict[str, Any]:
+    """train_run's study keys for a run under ``policy``: log label, recorded keys, Trainer."""
     return {
-        "kind": kind,
-        "policy": policy,
-        "steps_done": state.global_step,
-        "max_steps": params["max_steps"],
-        "stop": stop,
-        "resumed_from_step": resumed_from_step,
-        "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else None,
-        "final_eval_loss": evals[-1] if evals else None,
-        "best_eval_loss": min(evals) if evals else None,
-        "curves": curves,
-        "throughput": tp,
-        "tokens_seen": state.num_input_tokens_seen,
-        "checkpoint": ckpt_info,
-        "params": params,
-        **extra,
-        "provenance": provenance.collect(
-            config_slice=config_slice
-            if config_slice is not None
-            else {"policy": policy, "params": params},
-            inputs=inputs,
-            started=phases.started,
-        ),
-        "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
+        "label": f"{kind} {policy}" if kind == "finetune" else kind,
+        "record": {"policy": policy},
+        "build": functools.partial(policy_trainer.build_trainer, policy=policy),
     }
 
 
@@ -336,7 +145,6 @@ def finetune(
         tokenizer=tokenizer,
         train_dataset=sft_examples(train_pairs),
         eval_dataset=sft_examples(eval_pairs),
-        policy=policy,
         params=p,
         out_dir=Path(out_dir),
         run_key=run_key,
@@ -354,6 +162,7 @@ def finetune(
         inputs=inputs,
         phases=phases,
         callbacks=callbacks,
+        **_policy_run(policy, "finetune"),
     )
 
 
@@ -368,6 +177,7 @@ def pretrain(
 ) -> dict[str, Any]:
     """Causal pretraining of a fresh tiny Ministral-3 (``tiny_ministral3_config(**arch)``) on ``corpus``."""
     from ablate.core import modeling
+    from ablate.mask import tiny
 
     phases = Phases()
     p = resolve_params(params, "pretrain")
@@ -391,12 +201,12 @@ def pretrain(
         ("pad_token_id", tokenizer.pad_token_id),
     ):
         arch.setdefault(key, tok_id)
-    config = modeling.tiny_ministral3_config(**arch)
+    config = tiny.tiny_ministral3_config(**arch)
     config._attn_implementation = p["attn_implementation"]
     with phases("build_model"):
         # random init where it trains: on a GPU, not 3.4 B fp32 on the host (issue 16)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = modeling.build_tiny_model(config, seed=p["seed"], device=device)
+        model = tiny.build_tiny_model(config, seed=p["seed"], device=device)
         model.to(model_dtype(p))
     model.config.use_cache = False
     print(
@@ -418,7 +228,6 @@ def pretrain(
         tokenizer=tokenizer,
         train_dataset=as_examples(train_blocks),
         eval_dataset=as_examples(eval_blocks),
-        policy="causal",
         params=p,
         out_dir=Path(out_dir),
         run_key=run_key,
@@ -432,4 +241,5 @@ def pretrain(
         config_slice=config_slice,
         inputs={"corpus": corpus, "tokenizer": tokenizer_dir},
         phases=phases,
+        **_policy_run("causal", "pretrain"),
     )

@@ -1,5 +1,6 @@
-"""The policy Trainer: loss under a mask policy, fp32-master optimizer, complete-or-ignored
-checkpoints and fallback saving (the checkpoint I/O itself lives in :mod:`ablate.core.checkpoint`)."""
+"""The core Trainer: loss over labelled positions with a forward-kwargs hook (a study's attention
+rule enters there), fp32-master optimizer, complete-or-ignored checkpoints and fallback saving (the
+checkpoint I/O itself lives in :mod:`ablate.core.checkpoint`), the final save."""
 
 from __future__ import annotations
 
@@ -14,16 +15,15 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from ablate.core import checkpoint, interrupts, parallel
+from ablate.core import checkpoint, interrupts, modeling, parallel
 from ablate.core.phases import Phases
-from ablate.mask import masks
-from ablate.mask.training import packing
-from ablate.mask.training.callbacks import Progress, StopRules, Throughput
-from ablate.mask.training.data import PolicyCollator
-from ablate.mask.training.params import (
+from ablate.core.training.callbacks import Progress, StopRules, Throughput
+from ablate.core.training.data import PolicyCollator
+from ablate.core.training.params import (
     IGNORE_INDEX,
     TrainingConfigError,
     bf16_enabled,
+    dtype_name,
     master_weights_enabled,
 )
 
@@ -42,7 +42,7 @@ def _fast_head_ok(model) -> bool:
 
 def head_loss_sum(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch.Tensor):
     """Summed CE of ``lm_head(hidden)`` against ``targets`` (the fast head's loss; a fused
-    linear-CE kernel with the same signature can replace it: ``MaskPolicyTrainer.head_loss``)."""
+    linear-CE kernel with the same signature can replace it: ``CoreTrainer.head_loss``)."""
     return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
 
 
@@ -75,29 +75,29 @@ def vocab_head_loss(token_ids) -> Any:
     return loss
 
 
-def policy_loss_sum(
+def causal_forward_kwargs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The default forward-kwargs hook: the model's own causal attention over the padding mask."""
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def loss_sum(
     model,
     batch: dict[str, torch.Tensor],
-    policy: str,
+    forward_kwargs=causal_forward_kwargs,
     *,
     fast_head: bool = True,
     head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of next-token CE over labelled positions, number of labelled positions) under ``policy``.
+    """(sum of next-token CE over labelled positions, number of labelled positions); the forward
+    runs with ``forward_kwargs(model, batch)``.
 
     With ``fast_head`` the decoder body runs once and the lm_head only at positions whose shifted
     label is not -100: with a 131k vocab and response-only SFT labels this is most of the lm_head
-    cost saved, and the result equals the model's own loss (tests/test_training.py). A packed
-    batch (:mod:`ablate.mask.training.packing`) runs with its per-example mask.
+    cost saved, and the result equals the model's own loss (tests/test_training.py).
     """
     labels = batch["labels"][:, 1:]
-    bare = getattr(model, "module", model)  # the masks read the model's config; DDP has none
-    if packing.is_packed(batch):
-        kw = packing.packed_forward_kwargs(bare, batch, policy)
-    else:
-        kw = masks.policy_forward_kwargs(
-            bare, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
-        )
+    bare = getattr(model, "module", model)  # the hook reads the model's config; DDP has none
+    kw = forward_kwargs(bare, batch)
     keep = labels != IGNORE_INDEX
     if fast_head and _fast_head_ok(model):
         hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
@@ -109,8 +109,8 @@ def policy_loss_sum(
         )
     logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
     targets = labels.flatten()
-    loss_sum = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
-    return loss_sum, keep.sum()
+    total = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total, keep.sum()
 
 
 class MasterWeightsOptimizer(torch.optim.Optimizer):
@@ -205,24 +205,25 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         torch._foreach_copy_(self.model_params, self.master_params)
 
 
-#: max_shard_size of the saved weights (see MaskPolicyTrainer._save)
+#: max_shard_size of the saved weights (see CoreTrainer._save)
 SAVE_SHARD = "2GB"
 
 
-class MaskPolicyTrainer(Trainer):
-    """HF Trainer whose forward obeys a mask policy; adds fallback saving and complete-marked checkpoints."""
+class CoreTrainer(Trainer):
+    """HF Trainer whose loss is :func:`loss_sum` with the ``forward_kwargs`` hook; adds the
+    fp32-master optimizer, fallback saving and complete-marked checkpoints."""
 
     def __init__(
         self,
         *args,
-        policy: str,
+        forward_kwargs=causal_forward_kwargs,
         stop_rules: StopRules | None = None,
         fast_head: bool = True,
         master_weights: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.policy = masks.check_policy(policy)
+        self.forward_kwargs = forward_kwargs
         self.stop_rules = stop_rules
         self.fast_head = fast_head
         self.master_weights = master_weights
@@ -271,34 +272,23 @@ class MaskPolicyTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         # A wrapper (DDP, DataParallel) must see the forward for its hooks: fast head on bare models only.
         target = unwrapped if unwrapped is model else model
-        loss_sum, n = policy_loss_sum(
+        total, n = loss_sum(
             target,
             inputs,
-            self.policy,
+            self.forward_kwargs,
             fast_head=self.fast_head and unwrapped is model,
             head_loss=self.head_loss,
         )
         if num_items_in_batch is not None:
             # normalised over the whole accumulated batch: the Trainer then skips its GA division
-            loss = loss_sum / num_items_in_batch
+            loss = total / num_items_in_batch
             if self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
         else:
-            loss = loss_sum / n.clamp(min=1)
+            loss = total / n.clamp(min=1)
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        if not packing.is_packed(inputs) or inputs["input_ids"].shape[0] == 1:
-            return self._micro_step(model, inputs, num_items_in_batch)
-        # A packed step of several rows: one forward/backward per row (the memory of one row),
-        # each normalised by the response tokens of the whole step, like grad accumulation.
-        if num_items_in_batch is None:
-            num_items_in_batch = (inputs["labels"][:, 1:] != IGNORE_INDEX).sum()
-        return sum(
-            self._micro_step(model, row, num_items_in_batch) for row in packing.split_rows(inputs)
-        )
-
-    def _micro_step(self, model, inputs, num_items_in_batch):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.stop_rules is not None and not torch.isfinite(loss):
             self.stop_rules.flag_nonfinite_micro_loss(self.state.global_step + 1, float(loss))
@@ -374,7 +364,6 @@ def build_trainer(
     tokenizer,
     train_dataset,
     eval_dataset,
-    policy: str,
     params: dict[str, Any],
     output_dir: str | os.PathLike,
     label: str,
@@ -382,30 +371,29 @@ def build_trainer(
     pad_token_id: int | None = None,
     save: bool = True,
     head_loss=None,
-) -> tuple[MaskPolicyTrainer, StopRules, Throughput]:
+    collator=None,
+    step: tuple[int, int] | None = None,
+    trainer_cls: type[CoreTrainer] = CoreTrainer,
+    **trainer_kwargs,
+) -> tuple[CoreTrainer, StopRules, Throughput]:
     """The Trainer every entry point (and bench/bench_finetune.py) uses; ``params`` are resolved params.
 
     ``tokenizer`` may be None when ``pad_token_id`` is given (the benchmark); ``save=False`` turns
     intermediate checkpoints off; ``head_loss`` replaces :func:`head_loss_sum` (e.g.
-    :func:`vocab_head_loss`).
+    :func:`vocab_head_loss`). A study's hook: ``collator`` (default: :class:`PolicyCollator`),
+    ``step`` (per-device batch size, grad accumulation; default ``batch_size``, ``grad_accum``),
+    ``trainer_cls`` and ``trainer_kwargs`` (e.g. ``forward_kwargs``).
     """
     p = params
     # an interrupt saves a checkpoint to resume from (ablate.core.interrupts), unless save=False
     on_interrupt = [interrupts.save_on_interrupt()] if save else []
     if pad_token_id is None:
         pad_token_id = tokenizer.pad_token_id
-    if p["packing"]:
-        if p["packing_row_tokens"] < p["max_seq_len"]:
-            raise TrainingConfigError(
-                f"packing_row_tokens={p['packing_row_tokens']} is below max_seq_len="
-                f"{p['max_seq_len']}: an example of max_seq_len tokens would not fit a packed row"
-            )
-        # the Trainer loads a whole step's examples at once; the collator packs them
-        batch_size, grad_accum = p["batch_size"] * p["grad_accum"], 1
-        collator = packing.PackedCollator(pad_token_id, p["packing_row_tokens"])
-    else:
-        batch_size, grad_accum = p["batch_size"], p["grad_accum"]
+    if collator is None:
+        if p.get("packing"):  # a study that packs passes its packing collator
+            raise TrainingConfigError("packing: true needs a packing collator; this run has none")
         collator = PolicyCollator(pad_token_id)
+    batch_size, grad_accum = step or (p["batch_size"], p["grad_accum"])
     batch_size, grad_accum = per_process_batch(batch_size, grad_accum, parallel.world_size())
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
     # save_steps 0: no Trainer checkpoint at all. The final weights are written by save_final; a
@@ -453,7 +441,7 @@ def build_trainer(
     throughput = Throughput()
     callbacks = [stop_rules, throughput, Progress(label, throughput), *on_interrupt]
     callbacks += extra_callbacks or []
-    trainer = MaskPolicyTrainer(
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -461,9 +449,9 @@ def build_trainer(
         data_collator=collator,
         processing_class=tokenizer,
         callbacks=callbacks,
-        policy=policy,
         stop_rules=stop_rules,
         master_weights=master_weights_enabled(p),
+        **trainer_kwargs,
     )
     trainer.remove_callback(PrinterCallback)  # Progress already prints each log, readably
     if head_loss is not None:
@@ -472,7 +460,7 @@ def build_trainer(
 
 
 def save_final(
-    trainer: MaskPolicyTrainer,
+    trainer: CoreTrainer,
     out_dir: Path,
     *,
     dtype: torch.dtype,
@@ -491,12 +479,12 @@ def save_final(
             trainer.save_model(str(tmp))
         if trainer.last_save_format == checkpoint.FORMAT_FALLBACK:
             with phases("save_final.reload_compare"):
-                checkpoint.verify_loadable(model, tmp)
+                modeling.verify_loadable(model, tmp)
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing reads it
         return trainer.last_save_format
 
-    dtype_name = str(dtype).removeprefix("torch.")
+    name = dtype_name(dtype)
     with phases("save_final"):
         trainer.export_weights(dtype)
-        info = checkpoint.write_final(out_dir, save, extra={"dtype": dtype_name, **extra})
-    return {"path": info["path"], "format": info["format"], "dtype": dtype_name}
+        info = checkpoint.write_final(out_dir, save, extra={"dtype": name, **extra})
+    return {"path": info["path"], "format": info["format"], "dtype": name}

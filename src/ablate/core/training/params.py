@@ -12,33 +12,21 @@ from ablate.core import config
 
 IGNORE_INDEX = -100
 
-#: The leakage gate's parameters when :func:`finetune` runs the probe itself (``ablate train``
-#: without ``--probe-result``; the pipeline runs the probe as its own rule): training key -> the
-#: key of the config schema's ``leakage`` section, whose defaults and bounds they take.
-PROBE_PARAMS = {
-    "probe_size": "n_pairs",
-    "probe_batch_size": "batch_size",
-    "probe_threshold": "threshold",
-}
 KINDS = ("finetune", "pretrain")
 
 
 def params_schema(kind: str) -> dict[str, Any]:
     """The schema of a run's parameters, from the pipeline's config schema (its one statement of
-    keys, bounds and defaults): ``finetune_params`` plus the probe keys, or ``pretrain_params``."""
-    if kind == "pretrain":
-        return config.subschema("$defs/pretrain_params")
-    if kind != "finetune":
+    keys, bounds and defaults): ``finetune_params`` or ``pretrain_params``."""
+    if kind not in KINDS:
         raise TrainingConfigError(f"unknown kind of run {kind!r}; choose one of {', '.join(KINDS)}")
-    schema = config.subschema("$defs/finetune_params")
-    leakage = config.subschema("properties/leakage")["properties"]
-    schema["properties"].update({k: leakage[v] for k, v in PROBE_PARAMS.items()})
-    return schema
+    return config.subschema(f"$defs/{kind}_params")
 
 
-def defaults(kind: str) -> dict[str, Any]:
-    """Every parameter's default for a ``finetune`` or ``pretrain`` run (docs/training.md)."""
-    return config.defaults_of(params_schema(kind))
+def defaults(kind: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every parameter's default for a ``finetune`` or ``pretrain`` run (docs/training.md), or of
+    ``schema`` (a study's extension of the kind's schema)."""
+    return config.defaults_of(schema or params_schema(kind))
 
 
 class TrainingError(RuntimeError):
@@ -49,14 +37,12 @@ class TrainingConfigError(TrainingError, ValueError):
     pass
 
 
-class LeakageGateError(TrainingError):
-    pass
-
-
-def resolve_params(params: dict | None, kind: str) -> dict[str, Any]:
-    """The defaults of ``kind`` overlaid with ``params``, checked against the schema: an unknown
-    key (a typo must not be ignored) or a bad value is an error naming the key."""
-    schema = params_schema(kind)
+def resolve_params(
+    params: dict | None, kind: str, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The defaults of ``kind`` (or of ``schema``) overlaid with ``params``, checked against the
+    schema: an unknown key (a typo must not be ignored) or a bad value is an error naming the key."""
+    schema = schema or params_schema(kind)
     out = {**config.defaults_of(schema), **(params or {})}
     try:
         config.check(out, schema, f"{kind} parameter")
@@ -82,12 +68,21 @@ def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def model_dtype(p: dict[str, Any]) -> torch.dtype:
+def model_dtype(p: dict[str, Any], *, trained: bool = True) -> torch.dtype:
+    """The weights' dtype of params ``p``: ``p["model_dtype"]``, where ``auto`` is bfloat16 when
+    bf16 is on (``p["bf16"]``; unset: ``auto``, a GPU with bf16) and float32 otherwise. Weights
+    that train (``trained``) stay float32 under several processes."""
     if p["model_dtype"] == "auto":
         # the fp32-master optimizer frees each .grad in a hook, which DDP's reducer cannot follow:
         # multi-process runs keep fp32 weights under bf16 autocast instead
-        return torch.bfloat16 if bf16_enabled(p["bf16"]) and not _distributed() else torch.float32
+        bf16 = bf16_enabled(p.get("bf16", "auto")) and not (trained and _distributed())
+        return torch.bfloat16 if bf16 else torch.float32
     return _dtype(p["model_dtype"])
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (as records and the config write it)."""
+    return str(dtype).removeprefix("torch.")
 
 
 def master_weights_enabled(p: dict[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""Training examples: SFT pairs and packed pretraining blocks, and the padding collator."""
+"""Training examples (token ids with a prompt length), the padding collator, a pretraining
+corpus and its packing into blocks."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from typing import Any
 
 import torch
 
-from ablate.mask import sft_data
-from ablate.mask.training.params import IGNORE_INDEX, TrainingConfigError
+from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 
 
 class ExampleDataset(torch.utils.data.Dataset):
@@ -26,17 +26,12 @@ class ExampleDataset(torch.utils.data.Dataset):
         return self.examples[i]
 
 
-def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
-    return ExampleDataset(
-        [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
-    )
-
-
 class PolicyCollator:
     """Right-pads a batch; labels are -100 on the first ``prompt_length`` tokens and on pads.
 
-    ``prompt_lengths`` travels with the batch (``remove_unused_columns=False``) because the
-    ``prefix_bidir`` mask needs it. Pretraining examples have ``prompt_length`` 0: loss everywhere.
+    ``prompt_lengths`` travels with the batch (``remove_unused_columns=False``): a forward-kwargs
+    hook may read it (a prefix-LM mask). Pretraining examples have ``prompt_length`` 0: loss
+    everywhere.
     """
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):

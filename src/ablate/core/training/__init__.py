@@ -1,0 +1,17 @@
+"""Study-neutral full-weight training on the HF Trainer (a study's rule enters through hooks).
+
+The Trainer already does grad accumulation, schedules, adafactor, bf16, gradient checkpointing,
+eval, save/resume and RNG restore; this package adds only what it lacks: the loss with logits
+computed at labelled positions only and a forward-kwargs hook (a study's attention rule), stop
+rules (:class:`~ablate.core.training.callbacks.StopRules`), checkpoints that are
+complete-or-ignored (a marker written last) plus a ``state_dict`` fallback when
+``save_pretrained`` fails, an atomic final directory with a hash manifest (all checkpoint I/O:
+:mod:`ablate.core.checkpoint`), and ``summary.json``. Parameters, their bounds and defaults are the
+config schema's ``finetune_params`` and ``pretrain_params`` (workflow/schemas/config.schema.yaml;
+docs/training.md).
+
+Modules (import from the one that defines a name): ``params`` (parameters from the schema,
+resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpus packing),
+``callbacks`` (stop rules, throughput, progress), ``trainer`` (loss, fp32-master optimizer,
+``CoreTrainer``, ``build_trainer``, the final save), ``run`` (``train_run``: one run start to end).
+"""
