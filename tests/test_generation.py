@@ -143,6 +143,8 @@ def test_static_cache_decodes_the_eager_tokens_on_cpu(pair_items):
         assert generation.generate(model, prompts, static) == generation.generate(
             model, prompts, dec
         )
+    # the static path keeps a compiled step per shape: torch's default of 8 would drop to eager
+    assert torch._dynamo.config.recompile_limit >= generation.RECOMPILE_LIMIT
 
 
 def test_buckets_restore_order():
