@@ -190,3 +190,17 @@ def test_bench_generate_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
     assert ("generate", "batch1") in kinds and ("generate", "batch3") in kinds
     assert [k for k in kinds if k[0] == "eval"] == [("eval", None)] * 2
     assert all(r["source"].startswith(bench.CPU_FLAG) and str(out) in r["source"] for r in rows)
+
+
+def test_static_cache_only_where_it_is_faster():
+    """On CUDA the static cache up to STATIC_MAX_BATCH rows (measured crossover on an H100), the
+    dynamic cache above; never on CPU unless asked."""
+    from types import SimpleNamespace
+
+    gpu, cpu = (SimpleNamespace(device=torch.device(d)) for d in ("cuda", "cpu"))
+    dec = generation.Decoding(max_new_tokens=4, pad_token_id=0, eos_token_id=None)
+    small = replace(dec, batch_size=generation.STATIC_MAX_BATCH)
+    large = replace(dec, batch_size=generation.STATIC_MAX_BATCH + 1)
+    assert generation.uses_static(gpu, small) and not generation.uses_static(gpu, large)
+    assert not generation.uses_static(cpu, small)
+    assert generation.uses_static(cpu, replace(large, static=True))

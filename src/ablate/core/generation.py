@@ -6,19 +6,20 @@ EOS, in the callers' order.
 
 - **Length bucketing**: prompts are sorted by length (stably: equal lengths keep their order),
   cut into batches of ``batch_size``, left-padded, and the results put back in order. On the
-  eager (CPU) path a batch holds one length only (``exact_lengths``): left padding moves
+  CPU a batch holds one length only (``exact_lengths``): left padding moves
   attention's float rounding by an ulp, which flips near-ties of greedy decoding; batches of
   equal length decode exactly the tokens each prompt gets alone (tests/test_generation.py).
 - **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
   so a padded row's real tokens sit at the same positions as alone; padded keys are masked.
 - **Stopping**: a row stops at its EOS (generate pads it afterwards), a batch when all rows have.
-- **Cache**: on CUDA a static KV cache: transformers then compiles the decode step
-  (``GenerationMixin._valid_auto_compile_criteria``: a compileable cache on a CUDA device; the
-  prefill stays eager, so prompts of any length share one graph). The cache is sized once for
-  the longest prompt of the call (``max_cache_len``) and every batch of a call is filled to the
-  same number of rows (the last one with copies of its last row, dropped after), so the graph
-  is compiled once per (batch, cache length), not per batch. Elsewhere the eager loop with a
-  dynamic cache: on CPU compiling costs more than it saves.
+- **Cache**: on CUDA, for batches up to ``STATIC_MAX_BATCH`` rows, a static KV cache:
+  transformers then compiles the decode step (``GenerationMixin._valid_auto_compile_criteria``:
+  a compileable cache on a CUDA device; the prefill stays eager, so prompts of any length share
+  one graph). The cache is sized once for the longest prompt of the call (``max_cache_len``) and
+  every batch of a call is filled to the same number of rows (the last one with copies of its
+  last row, dropped after), so the graph is compiled once per (batch, cache length), not per
+  batch. Larger GPU batches and the CPU: the eager loop with a dynamic cache (on CPU compiling
+  costs more than it saves; on an H100 the eager loop is faster from 256 rows on).
 
 transformers' own ``generate`` is used rather than a home-made loop: it is what the study ran
 before (the same greedy step, the same hygiene processors, token for token), and it already
@@ -51,11 +52,12 @@ class Decoding:
     eos_token_id: int | None
     hygiene: bool = False
     batch_size: int = 64
-    #: None: the static cache (and transformers' compiled decode step) on CUDA, eager elsewhere
+    #: None: the static cache (and transformers' compiled decode step) on CUDA up to
+    #: STATIC_MAX_BATCH rows, eager otherwise
     static: bool | None = None
-    #: None: batches of one prompt length on the eager path (left padding changes attention's
-    #: float rounding by an ulp, enough to flip a near-tie of greedy decoding; see the module
-    #: docstring), padded batches with the static cache (GPU throughput)
+    #: None: batches of one prompt length on CPU (left padding changes attention's float
+    #: rounding by an ulp, enough to flip a near-tie of greedy decoding; see the module
+    #: docstring), padded batches on a GPU (throughput)
     exact_lengths: bool | None = None
     #: static-cache length; None: the call's longest prompt + max_new_tokens. A floor, not a cap:
     #: transformers sizes the cache max(this, prompt + max_new_tokens). Calls that share one
@@ -74,8 +76,16 @@ class Decoding:
         return kw
 
 
+#: The largest batch decoded with the static cache. Above it transformers' dynamic cache is
+#: faster on one H100 (new tokens/s, 8B target, bench/results/generate_h100.md): static 4,463 vs
+#: eager 2,950 at 128 rows, but 5,208 vs 6,593 at 256 and 5,691 vs 9,192 at 512.
+STATIC_MAX_BATCH = 128
+
+
 def uses_static(model, dec: Decoding) -> bool:
-    return dec.static if dec.static is not None else model.device.type == "cuda"
+    if dec.static is not None:
+        return dec.static
+    return model.device.type == "cuda" and dec.batch_size <= STATIC_MAX_BATCH
 
 
 def buckets(lengths: list[int], batch_size: int, exact: bool = False) -> list[list[int]]:
@@ -136,7 +146,7 @@ def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int
         longest = max(len(p) for p in prompts) + dec.max_new_tokens
         extra = dict(cache_implementation="static", max_cache_len=dec.cache_len or longest)
     out: list[list[int] | None] = [None] * len(prompts)
-    exact = dec.exact_lengths if dec.exact_lengths is not None else not uses_static(model, dec)
+    exact = dec.exact_lengths if dec.exact_lengths is not None else dev.type != "cuda"
     for idx in buckets([len(p) for p in prompts], dec.batch_size, exact):
         batch, mask = left_pad([prompts[i] for i in idx], dec.pad_token_id, rows)
         new = generate_batch(model, batch, mask, dec, **extra).tolist()
