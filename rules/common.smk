@@ -64,19 +64,22 @@ def only_targets(names):
     return bool(targets) and {os.path.relpath(t) for t in targets} <= set(names)
 
 
-def asked_alone(names, output):
+def asked_alone(names, output, full_inputs):
     """only_targets(names), for a rule that, asked for alone, reads what exists instead of waiting
-    for its inputs (a plan, STATUS). Its input list and params then differ from a full run's, and
-    the record Snakemake keeps of the last run decides the next dry run: so when a full run's
-    record of `output` exists (its recorded input list is not empty), this invocation records no
-    metadata (as --drop-metadata) and a finished run stays clean after it. Without one (before a
-    full run), the alone run's record is kept: its params rerun it when a result is newer. The
-    setting holds for the whole invocation: a plan_estimate that reruns with the plan asked for
-    alone (an edited `plan:` setting) keeps its old record and runs once more in the next run.
+    for its inputs (`full_inputs`: a plan, STATUS). Its input list and params then differ from a
+    full run's, and the record Snakemake keeps of the last run decides the next dry run: so on a
+    finished run (a full run's record of `output` exists, its recorded input list not empty, and
+    every one of `full_inputs` exists) this invocation records no metadata (as --drop-metadata)
+    and the run stays clean after it. On a partial run (or before a full run) the alone run's
+    record is kept: a dry run of the same target then has nothing to do, and its params rerun it
+    when a result is newer. The setting holds for the whole invocation: a plan_estimate that
+    reruns with the plan asked for alone (an edited `plan:` setting) keeps its old record and runs
+    once more in the next run.
     """
     if not only_targets(names):
         return False
-    if workflow.persistence.input(IOFile(output)):
+    finished = all(os.path.exists(f) for f in full_inputs)
+    if finished and workflow.persistence.input(IOFile(output)):
         workflow.execution_settings.keep_metadata = False
     return True
 

@@ -77,7 +77,7 @@ rule plan:
         estimate=out(PLAN_FILES["estimate_csv"]),
         jobs=lambda wc: (
             []
-            if asked_alone(PLAN_PRODUCTS, out(PLAN_FILES["plan_csv"]))
+            if asked_alone(PLAN_PRODUCTS, out(PLAN_FILES["plan_csv"]), PLANNED_RECORDS)
             else PLANNED_RECORDS
         ),
     output:

@@ -18,7 +18,9 @@ rule status:
     input:
         lambda wc: (
             []
-            if asked_alone(STATUS_PRODUCTS, STATUS_TARGET)
+            if asked_alone(
+                STATUS_PRODUCTS, STATUS_TARGET, MASK_TARGETS + BRIDGE_TARGETS
+            )
             else MASK_TARGETS + BRIDGE_TARGETS
         ),
     output:

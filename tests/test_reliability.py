@@ -22,9 +22,9 @@ import pytest
 from ablate.core import checkpoint, diff, interrupts, model_card, provenance, tracking
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
+from ablate.core.training import run as run_module
 from ablate.mask import embedded, evaluation, sft_data
 from ablate.mask.evaluation import TaskFileError, TaskNotFoundError
-from ablate.mask.training import run as run_module
 from ablate.mask.training.run import finetune
 
 # Fake secrets: long and unique, so a hit in any file can only be a leak.

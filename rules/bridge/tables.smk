@@ -111,7 +111,9 @@ BRIDGE_PLAN_PRODUCTS = {"bridge_plan", bout("plan")}
 rule bridge_plan:
     input:
         records=lambda wc: (
-            [] if asked_alone(BRIDGE_PLAN_PRODUCTS, bout("plan")) else BRIDGE_RECORDS
+            []
+            if asked_alone(BRIDGE_PLAN_PRODUCTS, bout("plan"), BRIDGE_RECORDS)
+            else BRIDGE_RECORDS
         ),
     output:
         csv=report(
