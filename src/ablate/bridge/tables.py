@@ -21,6 +21,7 @@ import pandas as pd
 from ablate.bridge import grid
 from ablate.core import io
 from ablate.core.provenance import config_hash
+from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 SUMMARY_COLUMNS = [
     "entry",
@@ -52,14 +53,6 @@ PLAN_COLUMNS = [
     "gpu_hours_spent",
     "gpu_hours_forecast",
 ]
-
-
-def benchmark_seconds(path: str | os.PathLike) -> float | None:
-    """Wall seconds of a Snakemake benchmark file (its ``s`` column); None if it does not exist."""
-    p = Path(path)
-    if not p.exists():
-        return None
-    return float(pd.read_csv(p, sep="\t")["s"].mean())
 
 
 def build_summary(
@@ -114,11 +107,7 @@ def write_summary(entries, summaries, benchmarks, gpus, csv, curves_csv) -> pd.D
 
 def _recorded_hash(path: Path) -> str | None:
     """The config hash in a record's provenance (a summary.json, card.json or provenance sidecar)."""
-    try:
-        block = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return (block.get("provenance") or block).get("config_hash")
+    return provenance_of(read_json(path)).get("config_hash")
 
 
 def _group(job: dict[str, Any]) -> str:

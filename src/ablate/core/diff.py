@@ -13,7 +13,6 @@ record outside its provenance block and curves).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from ablate.core.io import HISTORY_DIR
 from ablate.core.provenance import changed_keys
+from ablate.core.records import provenance_of, read_json
 
 # folders that hold no record (weights, Trainer state, event files, Snakemake's state)
 SKIP_DIRS = {"final", "checkpoints", "tensorboard", "tokenizer", ".snakemake", ".git", "mlruns"}
@@ -28,19 +28,6 @@ SKIP_DIRS = {"final", "checkpoints", "tensorboard", "tokenizer", ".snakemake", "
 
 class DiffError(ValueError):
     pass
-
-
-def _load(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _provenance(record: dict) -> dict:
-    prov = record.get("provenance")
-    return prov if isinstance(prov, dict) else record
 
 
 def find_record(run: str, roots: list[str]) -> Path:
@@ -55,8 +42,8 @@ def find_record(run: str, roots: list[str]) -> Path:
                 if not f.endswith(".json"):
                     continue
                 p = Path(dirpath) / f
-                record = _load(p)
-                if record and run in (_provenance(record).get("run_id"), record.get("run_id")):
+                record = read_json(p)
+                if record and run in (provenance_of(record).get("run_id"), record.get("run_id")):
                     hits.append(p)
     if not hits:
         raise DiffError(f"no record with run_id {run!r} under {', '.join(roots)}")
@@ -77,10 +64,10 @@ def _strip_lists(tree: Any) -> Any:
 
 
 def diff(a: Path, b: Path) -> list[str]:
-    ra, rb = _load(a), _load(b)
+    ra, rb = read_json(a), read_json(b)
     if ra is None or rb is None:
         raise DiffError(f"{a if ra is None else b} is not a JSON record")
-    pa, pb = _provenance(ra), _provenance(rb)
+    pa, pb = provenance_of(ra), provenance_of(rb)
     sections = [
         ("config", changed_keys(pa.get("config"), pb.get("config"))),
         ("inputs", changed_keys(pa.get("inputs"), pb.get("inputs"))),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import json
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 
 from ablate import studies
 from ablate.core import io
+from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 STATUS_FILE = "STATUS.md"  # under the config's results folder
 STATES = ("done", "running", "interrupted", "stale", "to run")
@@ -91,30 +91,6 @@ def snakemake_active(workdir: Path) -> bool:
     until `snakemake --unlock`)."""
     locks = workdir / ".snakemake" / "locks"
     return locks.is_dir() and any(locks.glob("*.lock"))
-
-
-def benchmark_seconds(path: str | os.PathLike | None) -> float | None:
-    """Wall seconds (the ``s`` column, summed over repeats) of a Snakemake benchmark TSV."""
-    try:
-        with open(path) as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        return sum(float(r["s"]) for r in rows) if rows else None
-    except (OSError, TypeError, KeyError, ValueError):
-        return None
-
-
-def read_json(path: str | os.PathLike | None) -> dict | None:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, TypeError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def provenance_of(record: dict) -> dict:
-    """The provenance block of a record (nested, or the record itself for a sidecar)."""
-    prov = record.get("provenance")
-    return prov if isinstance(prov, dict) else record
 
 
 def last_progress(log: str | None) -> str | None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core import io
-from ablate.core.status import Row, build, provenance_of, read_json
+from ablate.core.records import provenance_of, read_json
+from ablate.core.status import Row, build
 
 PROVENANCE_COLUMNS = [
     "study",

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablate.core.records import provenance_of
+
 TENSORBOARD_DIR = "tensorboard"  # under a finetune's folder
 MLFLOW_DB = "mlflow.db"  # under the results folder: the default store
 
@@ -141,7 +143,7 @@ def log_record(
 def _log_run(record, kind, name, tracking, results, record_path) -> str:
     import mlflow
 
-    prov = record.get("provenance") or {}
+    prov = provenance_of(record)
     git = prov.get("git") or {}
     tags = {
         "ablate.kind": kind,

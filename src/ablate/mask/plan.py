@@ -15,6 +15,7 @@ from typing import Any
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.params import count_params, params_from_dir, params_of_hub_model
+from ablate.core.records import read_json
 from ablate.mask import study
 
 #: the config's resources group of each planned rule (its ``gpu`` count)
@@ -102,8 +103,6 @@ class MaskPlanner:
     def _recorded_lengths(self, max_seq_len: int) -> tuple[dict[str, Any], str] | None:
         """The pair lengths a finished finetune of this results folder recorded at this
         ``max_seq_len`` (its summary's ``lengths``: the examples it prepared)."""
-        from ablate.core.planner.history import read_json
-
         for j in self.jobs.values():
             if j.rule != "finetune":
                 continue
@@ -201,8 +200,6 @@ class MaskPlanner:
 
     def _measured_tokens_per_step(self, shape: dict[str, Any]) -> tuple[float, str] | None:
         """Mean non-pad tokens/step of an earlier finetune with the same batch shape and data."""
-        from ablate.core.planner.history import read_json
-
         for j in self.jobs.values():
             if j.rule != "finetune":
                 continue

@@ -11,13 +11,12 @@ nothing changed or nothing has run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from ablate.core.config import sorted_tree
 from ablate.core.provenance import changed_keys
+from ablate.core.records import recorded_config
 
 # The leakage probe records its CLI arguments; their config keys (leakage.<key>).
 LEAKAGE_KEYS = {
@@ -27,17 +26,6 @@ LEAKAGE_KEYS = {
     "dtype": "dtype",
     "threshold": "threshold",
 }
-
-
-def recorded_config(path: str | Path) -> Any:
-    """The config slice in an output JSON's provenance block; None without one (not run yet,
-    unreadable, or no provenance)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    prov = data.get("provenance") if isinstance(data, dict) else None
-    return prov.get("config") if isinstance(prov, dict) else None
 
 
 def _finetune_changes(old: dict, variant: str, config: dict, variants: dict) -> list[str]:

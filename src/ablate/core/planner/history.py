@@ -7,26 +7,14 @@ the plan.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.overheads import job_overhead
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON object, or None when absent, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 
 def hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:
@@ -39,18 +27,6 @@ def hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, in
         return CPU, 1
     name = ref.canonical_gpu(gpus[0])
     return (name or gpus[0]), len(gpus)
-
-
-def benchmark_seconds(path: str | os.PathLike) -> float | None:
-    """Mean ``s`` of a Snakemake benchmark file (TSV, or JSONL); None if absent or unreadable."""
-    p = Path(path)
-    if not p.exists():
-        return None
-    try:
-        df = pd.read_json(p, lines=True) if p.suffix == ".jsonl" else pd.read_csv(p, sep="\t")
-        return float(df["s"].mean())
-    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
 
 
 #: the phase of a job's record (``phases``, ablate.core.phases) that is its own work, per kind
@@ -74,8 +50,7 @@ def finished_run(job: PlannedJob, root: Path, ref: Reference) -> Run | None:
     if not job.record or not (root / job.record).exists():
         return None
     data = read_json(root / job.record) or {}
-    # a summary holds a provenance block; a provenance sidecar is one
-    prov = data.get("provenance") or (data if "hardware" in data else {})
+    prov = provenance_of(data)
     hw = hardware_setup(prov, ref)
     if hw is None:
         return None

@@ -1,0 +1,86 @@
+"""The record layer: how every reader of a finished job's files reads them (STATUS, the planner,
+the staleness summary, the bridge's tables, ``ablate diff``). One definition each, so two readers
+never disagree about the same file.
+
+- A **record** is a job's output JSON object (a summary.json, metrics.json, a model card, a
+  provenance sidecar). :func:`read_json` returns it, or None when absent, unreadable or not an
+  object: a reader never stops on one.
+- Its **provenance** block (``ablate.core.provenance.collect``) is nested under ``provenance``, or
+  the record is the block itself (a sidecar such as the bridge's ``summary.csv.provenance.json``);
+  :func:`provenance_of`.
+- **Benchmark seconds** (:func:`benchmark_seconds`): the wall seconds of ONE run of the job, the
+  mean of the ``s`` column of its Snakemake benchmark file. Snakemake writes one row per run it
+  measured (``benchmark: repeat(path, n)`` runs the job n times): each row is the same job
+  measured again, so the mean is the job's duration, what a forecast of one run is compared with
+  and what STATUS shows and adds up per job.
+- **Staleness** by config (:func:`recorded_config`, :func:`config_changes`): a finished job is
+  stale when the config slice its provenance recorded differs from the slice the config gives now;
+  the changed keys say why (``key old -> new``).
+
+No torch, no pandas: ``ablate status`` and the Snakefile read it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ablate.core.provenance import changed_keys
+
+
+def read_json(path: str | os.PathLike | None) -> dict | None:
+    """A JSON object, or None when absent, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, TypeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def provenance_of(record: dict | None) -> dict:
+    """The provenance block of a record: nested under ``provenance``, or the record itself when
+    it is one (a sidecar: it has a ``config_hash``); {} for a record without one."""
+    if not isinstance(record, dict):
+        return {}
+    prov = record.get("provenance")
+    if isinstance(prov, dict):
+        return prov
+    return record if "config_hash" in record else {}
+
+
+def recorded_config(path: str | os.PathLike | None) -> Any:
+    """The config slice a record's provenance holds; None without one (not run yet, unreadable)."""
+    return provenance_of(read_json(path)).get("config")
+
+
+def config_changes(old: Any, new: Any, where: str = "") -> list[str]:
+    """Why a finished job is stale: the changed keys (``where.key old -> new``) between the slice
+    its record holds (``old``) and the slice now; [] when equal or nothing was recorded."""
+    if old is None:
+        return []
+    return changed_keys(old, new, where)
+
+
+def benchmark_rows(path: str | os.PathLike | None) -> list[dict[str, Any]]:
+    """The rows of a Snakemake benchmark file (TSV, or JSON lines for ``.jsonl``); [] when absent
+    or unreadable."""
+    try:
+        with open(path, newline="") as f:
+            if str(path).endswith(".jsonl"):
+                return [json.loads(line) for line in f if line.strip()]
+            return list(csv.DictReader(f, delimiter="\t"))
+    except (OSError, TypeError, ValueError):
+        return []
+
+
+def benchmark_seconds(path: str | os.PathLike | None) -> float | None:
+    """Wall seconds of one run of the job: the mean ``s`` over the rows of its benchmark file (one
+    row per run Snakemake measured); None when absent, empty or unreadable."""
+    try:
+        seconds = [float(r["s"]) for r in benchmark_rows(path)]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return sum(seconds) / len(seconds) if seconds else None
