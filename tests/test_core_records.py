@@ -4,7 +4,6 @@ seconds and staleness, shared by STATUS, the planner, the staleness summary and 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ablate.core import records, status
 from ablate.core.planner import history
