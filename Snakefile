@@ -3,7 +3,7 @@
 # Stages 1 base x causal, 2 base x ablated, 3 finetunes, 4 their evaluations, 5 a long run; all
 # meet in <results>/recovery.csv. bridge (seed 004): does a translator of one LM's hidden states
 # into K soft tokens let another LM answer better than either alone? One training run per distinct
-# resolved grid entry; <results>/bridge/{summary,claims,plan}.csv. The config key `studies` picks
+# resolved grid entry; <results>/bridge/{summary,claims}.csv. The config key `studies` picks
 # the studies a run includes.
 # README.md: how to run; docs/design.md: output layout; config/README.md: every config key.
 from snakemake.utils import min_version
@@ -36,11 +36,6 @@ if "mask" in STUDIES:
     include: "rules/mask/recovery.smk"
     include: "rules/mask/report.smk"
     include: "rules/mask/claims.smk"
-    # runtime/cost planner (docs/planner.md): `snakemake results/plan.csv` alone forecasts
-    # before a run; in `all` it is written last, with the actual time of every stage. Mask only:
-    # it plans JOBS, which holds the mask's Job list; the bridge's jobs are dicts with their own
-    # plan table (rules/bridge/tables.smk) until both studies share one Job type (issue 27)
-    include: "rules/plan.smk"
     # which finished jobs a config edit made stale, by the keys that changed
     include: "rules/mask/stale.smk"
 
@@ -56,36 +51,18 @@ if "bridge" in STUDIES:
     include: "rules/bridge/tables.smk"
 
 
-MASK_TARGETS = (
-    [
-        out(P["recovery_csv"]),
-        out(P["recovery_parquet"]),
-        out(P["plot_scores"]),
-        out(P["plot_loss_curves"]),
-        out(P["claims_csv"]),
-        out(PLAN_FILES["plan_csv"]),
-    ]
-    if "mask" in STUDIES
-    else []
-)
+# Runtime/cost planner (docs/planner.md), for the jobs (JOBS) of the studies `plan.studies`
+# names: `snakemake results/plan.csv` alone forecasts before a run; in `all` it is written last,
+# with the actual time of every job.
+if PLANNED_STUDIES:
+
+    include: "rules/plan.smk"
 
 
-BRIDGE_TARGETS = (
-    [
-        bout(k)
-        for k in (
-            "summary",
-            "claims",
-            "plot_curves",
-            "plot_k",
-            "plot_baselines",
-            "plan",
-        )
-    ]
-    + BRIDGE_INFER_SUMMARIES
-    if "bridge" in STUDIES
-    else []
-)
+# What a full run of each study ends with (ablate.studies: each study's layout, `targets`).
+STUDY_TARGETS = [
+    f for s in STUDIES for f in studies.side(s, "layout").targets(config)
+] + ([out(PLAN_FILES["plan_csv"])] if PLANNED_STUDIES else [])
 
 
 # STATUS.md and the report's status pages, last (every study)
@@ -95,6 +72,5 @@ include: "rules/status.smk"
 rule all:
     default_target: True
     input:
-        MASK_TARGETS,
-        BRIDGE_TARGETS,
+        STUDY_TARGETS,
         STATUS_TARGET,

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.io import IOFile
 from snakemake.utils import validate
 
+from ablate import studies
 from ablate.core.config import ConfigError, configfile_error, schema_error, sorted_tree
 from ablate.core.interrupts import forward_sigint_to_jobs
 from ablate.core.provenance import WORKFLOW_DIR_ENV
@@ -41,13 +42,16 @@ validate_config(config, "../workflow/schemas/config.schema.yaml")
 
 
 STUDIES = config["studies"]
+validate(config.setdefault("plan", {}), schema="../workflow/schemas/plan.schema.yaml")
+# the studies of this run the runtime/cost planner forecasts (rules/plan.smk; `plan.studies`)
+PLANNED_STUDIES = [s for s in STUDIES if s in config["plan"]["studies"]]
 # Every file this configuration writes lives under one folder (config key `results`), so two
 # configurations (the embedded default, a real study) never mix their outputs.
 RESULTS = config["results"]
 
 
-# Every job of the studies this configuration runs (each study's common.smk adds its own, from
-# its job list: ablate.<study>.study.jobs); the plan rules forecast the ones with a kind.
+# Every job of the studies this configuration runs (core Jobs, ablate.core.jobs: each study's
+# common.smk adds its own job list); the plan rules forecast the ones with a kind.
 JOBS = []
 
 

@@ -1,8 +1,9 @@
 # Runtime and cost plan (docs/planner.md): every planned job x every setup of `plan.setups`.
 # plan_estimate runs first (top priority, nothing of the run as input) and freezes the forecast;
 # plan adds what the finished jobs took (benchmark files, provenance wall times) and the error,
-# or says per row that a job has not run yet. The jobs are the studies' job lists (JOBS), the
-# same ones the rules run; a forecast never stops a study: a missing input is a row note.
+# or says per row that a job has not run yet. The jobs are the job lists (JOBS) of the studies of
+# `plan.studies` the config runs, the same ones the rules run; a forecast never stops a study: a
+# missing input is a row note.
 from ablate.core.planner.files import PLAN_FILES
 
 
@@ -10,8 +11,6 @@ localrules:
     plan_estimate,
     plan,
 
-
-validate(config.setdefault("plan", {}), schema="../workflow/schemas/plan.schema.yaml")
 
 # what the plan depends on: the config sub-trees the job lists and the estimate are made from
 PLAN_PARAMS = sorted_tree(
@@ -27,12 +26,14 @@ PLAN_PARAMS = sorted_tree(
             "finetune",
             "resources",  # each job's gpu count: data-parallel speedup, jobs side by side
             "plan",
+            # the bridge's section, when its jobs are planned
+            *(["bridge"] if "bridge" in PLANNED_STUDIES else []),
         )
         if k in config
     }
 )
 # the record (provenance) file of every planned job: what the plan of a full run waits for
-PLANNED_RECORDS = [j.record for j in JOBS if j.kind]
+PLANNED_RECORDS = [j.record for j in JOBS if j.kind and j.study in PLANNED_STUDIES]
 # Asked for on its own (`snakemake results/plan.csv`, before renting anything), the plan must run
 # no job, not even one whose output is out of date: it reads the job outputs that exist (none
 # in a fresh checkout) without making them inputs, and says which jobs have not run; their

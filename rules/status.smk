@@ -18,10 +18,8 @@ rule status:
     input:
         lambda wc: (
             []
-            if asked_alone(
-                STATUS_PRODUCTS, STATUS_TARGET, MASK_TARGETS + BRIDGE_TARGETS
-            )
-            else MASK_TARGETS + BRIDGE_TARGETS
+            if asked_alone(STATUS_PRODUCTS, STATUS_TARGET, STUDY_TARGETS)
+            else STUDY_TARGETS
         ),
     output:
         md=STATUS_TARGET,

@@ -34,10 +34,11 @@ def test_same_as_reuses_the_run(bridge):
     assert study.entries["2c"].run_id == study.entries["1a"].run_id
     assert study.entries["2c"].same_as == "1a"
     assert all(e.same_as is None for e in study.runs.values())
-    train = [j for j in grid.jobs({"bridge": bridge}, study) if j["rule"] == "bridge_train"]
+    config = {"bridge": bridge, "results": "results"}
+    train = [j for j in grid.jobs(config, study) if j.rule == "bridge_train"]
     assert len(train) == len(bridge["grid"]) - 1  # every entry but 2c
-    (owner,) = [j for j in train if j["wildcards"]["run_id"] == study.entries["1a"].run_id]
-    assert owner["entries"] == ["1a", "2c"]
+    (owner,) = [j for j in train if j.wildcards["run_id"] == study.entries["1a"].run_id]
+    assert owner.serves == ["1a", "2c"] and owner.name == "train/1a+2c"
 
 
 def test_run_ids_follow_the_resolved_configuration(bridge):
@@ -220,6 +221,7 @@ def test_seed_study_grid():
 
 def test_jobs_share_the_file_patterns(bridge):
     """Every job's outputs and record are PATTERNS formatted; a record is one of its outputs."""
-    for job in grid.jobs({"bridge": bridge}):
-        assert job["record"] in job["outputs"], job["rule"]
-        assert all(not o.startswith("/") and o.startswith("bridge/") for o in job["outputs"])
+    for job in grid.jobs({"bridge": bridge, "results": "results"}):
+        assert job.study == "bridge" and job.log.startswith("results/logs/bridge/"), job.name
+        assert job.record is None or job.record in job.outputs.values(), job.rule
+        assert all(o.startswith("results/bridge/") for o in job.outputs.values())

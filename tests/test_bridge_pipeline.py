@@ -23,7 +23,6 @@ BRIDGE_RULES = {
     "bridge_summary": 1,
     "bridge_claims": 1,
     "bridge_plots": 1,
-    "bridge_plan": 1,
 }
 
 
@@ -118,8 +117,8 @@ def test_seed_study_computes_each_frozen_state_once(fresh):
     results = config["results"]
     for what in ("source", "teacher"):
         rule = f"bridge_{what}_states"
-        listed = [j for j in grid.jobs(config, study) if j["rule"] == rule]
-        expected = {frozenset(f"{results}/{o}" for o in j["outputs"]) for j in listed}
+        listed = [j for j in grid.jobs(config, study) if j.rule == rule]
+        expected = {frozenset(j.outputs.values()) for j in listed}
         got = [
             frozenset(o.strip() for o in j["output"].split(",")) for j in jobs if j["rule"] == rule
         ]
@@ -210,7 +209,7 @@ def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus
     jobs carry the config's requests (latentwire: 4 GPUs per training job)."""
     wf = load_workflow(fresh, configfile)
     local = {r for r in wf._localrules if r.startswith("bridge_")}
-    expected = {"bridge_data", "bridge_summary", "bridge_claims", "bridge_plots", "bridge_plan"}
+    expected = {"bridge_data", "bridge_summary", "bridge_claims", "bridge_plots"}
     assert local == expected | ({"bridge_register"} if configfile else set())
     rules = {r.name: r for r in wf.rules}
     for name in ("bridge_train", "bridge_infer", *(() if configfile else ("bridge_model",))):

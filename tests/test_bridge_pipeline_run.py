@@ -1,5 +1,5 @@
 """The embedded bridge study run end to end once (fixture bridge_run, minutes): its outputs, reuse
-(2c runs nothing), the plan, and that editing one grid entry reruns only that entry and the tables."""
+(2c runs nothing), STATUS, and that editing one grid entry reruns only that entry and the tables."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import pytest
 import yaml
 from checkout import snakemake
 from test_pipeline_dag import job_counts
+
+from ablate.core import status
+from ablate.core.planner.inputs import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +29,6 @@ def test_outputs_exist(bridge_run):
         "claims.csv",
         "claims.md",
         "claims.html",
-        "plan.csv",
         "plots/accuracy_over_steps.png",
         "plots/accuracy_vs_k.png",
         "plots/baselines.png",
@@ -87,15 +89,20 @@ def test_claims_table(bridge_run):
     assert claims["test"].str.len().gt(0).all()
 
 
-def test_plan_says_done(bridge_run):
-    plan = pd.read_csv(bridge_run / B / "plan.csv")
-    assert set(plan["status"]) == {"done"}, plan[["job", "status", "why"]]
-    assert plan.loc[plan["job"] == "bridge_train", "spent_h"].gt(0).all()
+def test_status_says_done(bridge_run):
+    """STATUS (which covers what the bridge's plan.csv said): every bridge job done with the
+    current config, each training run with its benchmark wall time."""
+    schema = ROOT / "workflow/schemas/config.schema.yaml"
+    _, rows = status.build(load_config(bridge_run / "config/config.yaml", schema), bridge_run)
+    bridge = [r for r in rows if r.job.study == "bridge"]
+    assert {r.status for r in bridge} == {"done"}, [(r.job.name, r.why) for r in bridge]
+    trains = [r for r in bridge if r.job.rule == "bridge_train"]
+    assert len(trains) == 8 and all(r.wall_s > 0 for r in trains)
 
 
 def test_editing_one_entry_reruns_only_it(bridge_run, tmp_path):
     """2b's K changes: 2b trains again (a new run id); no other run, model or benchmark does;
-    the tables follow. The plan asked for alone says exactly that run is to run."""
+    the tables follow. STATUS says exactly that run is to run (and the tables reading it stale)."""
     wd = tmp_path / "edited"
     shutil.copytree(bridge_run, wd, symlinks=True)
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
@@ -110,14 +117,15 @@ def test_editing_one_entry_reruns_only_it(bridge_run, tmp_path):
         "bridge_summary": 1,
         "bridge_claims": 1,
         "bridge_plots": 1,
-        "bridge_plan": 1,
         "status": 1,
     }, r.stdout
     assert "wildcards: run_id=gsm8k-k5-" in r.stdout
-    # the plan alone runs nothing else and names the one run to do
-    r = snakemake(wd, "-c1", "results/bridge/plan.csv", "--configfile", "config/edited.yaml")
-    assert r.returncode == 0, r.stdout + r.stderr
-    plan = pd.read_csv(wd / B / "plan.csv")
-    todo = plan[plan["status"] != "done"]
-    assert list(todo["job"]) == ["bridge_train"] and todo["entries"].iloc[0] == "2b", plan
-    assert todo["forecast_h"].iloc[0] > 0
+    # STATUS (it replaced the bridge's plan.csv) names the one run to do and its forecast
+    config = load_config(
+        wd / "config" / "edited.yaml", ROOT / "workflow/schemas/config.schema.yaml"
+    )
+    text, rows = status.build(config, wd)
+    todo = {r.job.name: r for r in rows if r.status != "done"}
+    assert list(todo) == ["train/2b", "summary", "claims", "plots"], todo
+    assert todo["train/2b"].status == "to run" and todo["summary"].why.startswith("reads train/2b")
+    assert "- bridge: 4 jobs left; not planned (`plan.studies`)" in text

@@ -42,17 +42,17 @@ def test_real_grid_forecast_has_one_row_per_grid_entry_and_a_total(tmp_path):
     assert sorted(t["setup"].unique()) == sorted(SETUPS)
     for setup in SETUPS:
         rows = job_rows(t, setup)
-        train = rows[rows["job"].str.startswith("bridge_train/")]
+        train = rows[rows["job"].str.startswith("train/")]
         # every grid entry in exactly one training row: 2c (same_as 1a) shares 1a's run
         served = [e for j in train["job"] for e in j.split("/", 1)[1].split("+")]
         assert sorted(served) == sorted(study.entries)
-        assert "bridge_train/1a+2c" in set(train["job"]) and len(train) == len(study.runs)
-        infer = rows[rows["job"].str.startswith("bridge_infer/")]
-        assert sorted(infer["job"]) == ["bridge_infer/entry:1a", "bridge_infer/qa_entry:3a"]
+        assert "train/1a+2c" in set(train["job"]) and len(train) == len(study.runs)
+        infer = rows[rows["job"].str.startswith("infer/")]
+        assert sorted(infer["job"]) == ["infer/entry:1a", "infer/qa_entry:3a"]
         # the frozen work, once per cache key (not per run): 3 source caches for 8 runs
         frozen = rows[rows["job"].str.contains("_states/")]
         assert len(frozen) == len(study.states) and len(frozen) < 2 * len(study.runs)
-        assert (rows["job"].str.startswith("bridge_source_states/")).sum() == 3
+        assert (rows["job"].str.startswith("source_states/")).sum() == 3
         assert len(rows) == len(train) + len(infer) + len(frozen)
         assert rows["est_s"].notna().all() and (rows["fits_memory"] == "yes").all()
         total = t[(t["setup"] == setup) & (t["job"] == planner.TOTAL)]
@@ -60,7 +60,7 @@ def test_real_grid_forecast_has_one_row_per_grid_entry_and_a_total(tmp_path):
         assert total["est_s"].iloc[0] == pytest.approx(rows["est_s"].sum(), abs=1)
         assert total["est_cost_usd"].iloc[0] > 0
     # tokens as ablate.bridge.cost counts them (the benchmark counts the same way)
-    r = t[(t["setup"] == "1x H200") & (t["job"] == "bridge_train/1b")].iloc[0]
+    r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1b")].iloc[0]
     p1b = study.entries["1b"].params
     n = cost.Lengths(150, 150, 128)  # bridge_lengths.gsm8k of config/gpu_measurements.yaml
     # 3000 steps x batch 10 per process x 4 processes (bridge.resources.train.gpu)
@@ -71,11 +71,11 @@ def test_real_grid_forecast_has_one_row_per_grid_entry_and_a_total(tmp_path):
     assert cost.n_evaluations(p1b) == 13
     assert cost.n_evaluations(study.entries["1a"].params) == 14
     # the translator trains data-parallel: 4 GPUs speed its steps up, the 1-GPU jobs do not
-    four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "bridge_train/1b")].iloc[0]
+    four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "plan.schema.yaml").read_text())
     dp = schema["properties"]["scaling"]["properties"]["data_parallel"]["default"]
     assert four["speedup"] == pytest.approx(1 + 3 * dp)
-    one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "bridge_train/1b")].iloc[0]
+    one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
     assert four["compute_s"] < one["compute_s"]
     assert "15.28 B parameters" in "\n".join(planner.summary_lines(p))
 
@@ -92,7 +92,7 @@ def test_measured_rows_replace_the_flop_estimate(tmp_path):
     bare.write_text(yaml.safe_dump(ref))
     config["plan"]["measurements"] = str(bare)
     before = planner.make_plan(config, root=tmp_path, actuals=False).table
-    r = before[(before["setup"] == "1x H200") & (before["job"] == "bridge_train/1a+2c")].iloc[0]
+    r = before[(before["setup"] == "1x H200") & (before["job"] == "train/1a+2c")].iloc[0]
     assert r["throughput_source"].startswith("flop-estimate")
     ref["measurements"] += [
         dict(
@@ -100,7 +100,7 @@ def test_measured_rows_replace_the_flop_estimate(tmp_path):
             gpu="H200",
             params=params,
             tokens_per_s=5000.0,
-            flops_per_token=fpt["bridge_train/1a+2c"],
+            flops_per_token=fpt["train/1a+2c"],
             source="test row",
         ),
         dict(
@@ -118,18 +118,18 @@ def test_measured_rows_replace_the_flop_estimate(tmp_path):
     path.write_text(yaml.safe_dump(ref))
     config["plan"]["measurements"] = str(path)
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
-    r = t[(t["setup"] == "1x H200") & (t["job"] == "bridge_train/1a+2c")].iloc[0]
+    r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1a+2c")].iloc[0]
     assert r["tok_s_per_gpu"] == 5000.0 and "test row" in r["throughput_source"]
     evals = cost.eval_generated_tokens(grid.resolve(config["bridge"]).entries["1a"].params)
     assert r["compute_s"] == pytest.approx(r["tokens"] / 5000.0 + evals / 400.0, abs=0.2)
     assert "test row b16" in r["note"]
     # another entry's work per token (HotpotQA: long cached source, short answers): the rate is
     # carried over by the ratio of FLOPs per token
-    qa = t[(t["setup"] == "1x H200") & (t["job"] == "bridge_train/3a")].iloc[0]
-    ratio = fpt["bridge_train/1a+2c"] / fpt["bridge_train/3a"]
+    qa = t[(t["setup"] == "1x H200") & (t["job"] == "train/3a")].iloc[0]
+    ratio = fpt["train/1a+2c"] / fpt["train/3a"]
     assert ratio > 2 and qa["tok_s_per_gpu"] == pytest.approx(5000.0 * ratio, rel=1e-4)
     assert "for its FLOPs/token" in qa["throughput_source"]
-    h100 = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "bridge_train/1a+2c")].iloc[0]
+    h100 = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1a+2c")].iloc[0]
     assert "scaled by peak FLOP/s" in h100["throughput_source"]
 
 
@@ -140,7 +140,7 @@ def planner_params(tmp_path, config) -> tuple[float, dict[str, float]]:
 
     ref = load_reference(config["plan"]["measurements"])
     jobs = {j.id: j for j in study_plan(config, ref, tmp_path).jobs}
-    return jobs["bridge_train/1a+2c"].params, {i: j.flops_per_token for i, j in jobs.items()}
+    return jobs["train/1a+2c"].params, {i: j.flops_per_token for i, j in jobs.items()}
 
 
 def test_forecast_vs_actual_after_a_run(tmp_path):
@@ -157,10 +157,10 @@ def test_forecast_vs_actual_after_a_run(tmp_path):
     bench.parent.mkdir(parents=True)
     bench.write_text("s\th:m:s\n7200.0\t2:00:00\n")
     t = planner.make_plan(config, root=tmp_path, frozen=frozen).table
-    r = t[(t["setup"] == "1x H200") & (t["job"] == "bridge_train/1b")].iloc[0]
+    r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1b")].iloc[0]
     assert r["actual_s"] == 7200.0 and r["status"] == "ran on this setup"
     assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - 7200) / 7200, abs=0.1)
-    other = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "bridge_train/1b")].iloc[0]
+    other = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
     assert other["status"] == "ran on 1x H200"
     rest = job_rows(t, "1x H200")
     assert (rest["status"] == planner.NOT_RUN).sum() == len(rest) - 1
@@ -195,15 +195,15 @@ def test_bench_bridge_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
 def test_evaluations_shard_over_the_data_parallel_gpus_and_infer_times_a_subset(tmp_path):
     config = latentwire()
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
-    four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "bridge_train/1b")].iloc[0]
-    one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "bridge_train/1b")].iloc[0]
+    four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
+    one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
     # each process decodes its shard of the evaluation items (parallel.shard): the bridged
     # evaluations speed up like the training steps, not priced at one GPU's rate
     assert four["compute_s"] * four["speedup"] == pytest.approx(one["compute_s"], rel=1e-3)
     assert "sharded over the data-parallel processes" in four["note"]
     # the benchmark: every item batched (quality), the timed subset at batch 1 (latency)
     study = grid.resolve(config["bridge"])
-    r = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "bridge_infer/entry:1a")].iloc[0]
+    r = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "infer/entry:1a")].iloc[0]
     p = study.entries["1a"].params
     timed = study.config["infer"]["timed_samples"]
     assert r["policy"] == f"batch{p['eval_batch_size']}" and "latency pass" in r["note"]

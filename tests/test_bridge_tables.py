@@ -11,7 +11,6 @@ import pytest
 
 from ablate.bridge import claims, tables
 from ablate.core import io
-from ablate.core.provenance import config_hash
 
 ENTRIES = {
     "1a": dict(run_id="r1a", same_as=None, dataset="gsm8k", K=8, direction="source->target"),
@@ -77,36 +76,6 @@ def test_summary_refuses_a_file_of_another_run(runs):
     summaries = {**summaries, "r1b": summaries["r1a"]}
     with pytest.raises(ValueError, match="records run r1a, not r1b"):
         tables.build_summary(ENTRIES, summaries, benches, gpus=0)
-
-
-def test_plan_done_stale_to_run(tmp_path):
-    cfg = {"params": {"steps": 100}}
-    bench = tmp_path / "bench.tsv"
-    bench.write_text("s\n50.0\n")
-
-    def job(name: str, record_cfg: dict | None) -> dict:
-        record = tmp_path / name / "summary.json"
-        if record_cfg is not None:
-            io.write_json(record, {"provenance": {"config_hash": config_hash(record_cfg)}})
-        return dict(
-            rule="bridge_train",
-            wildcards={"run_id": name},
-            entries=[name],
-            outputs=[str(record)],
-            record=str(record),
-            config=cfg,
-            benchmark=str(bench) if record_cfg is not None else None,
-        )
-
-    jobs = [job("done", cfg), job("stale", {"params": {"steps": 7}}), job("todo", None)]
-    plan = tables.build_plan(jobs, {"train": {"gpu": 2, "runtime": 30}}).set_index("entries")
-    assert plan.loc["done", "status"] == "done" and plan.loc["done", "spent_h"] > 0
-    assert plan.loc["stale", "status"] == "stale" and "records config" in plan.loc["stale", "why"]
-    assert plan.loc["todo", "status"] == "to run"
-    # forecast = measured seconds per step of the done run x the steps of the one to run
-    assert plan.loc["todo", "forecast_h"] == pytest.approx(round(50.0 / 3600, 4))
-    assert plan.loc["todo", "gpu_hours_forecast"] == pytest.approx(round(100.0 / 3600, 4))
-    assert pd.isna(plan.loc["done", "forecast_h"])
 
 
 def infer_samples(path: Path, acc: dict[str, float], kv: dict[str, float], source_kv=None) -> Path:

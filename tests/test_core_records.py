@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from ablate.core import records, status
+from ablate.core.jobs import Job
 from ablate.core.planner import history
 from ablate.core.planner.inputs import Reference
 
@@ -32,7 +33,8 @@ def test_status_and_planner_read_the_same_seconds(tmp_path):
     (tmp_path / "job.tsv").write_text(TWO_ROWS)
     prov = {"run_id": "r1", "config_hash": "h", "config": {}, "hardware": {"gpus": []}}
     (tmp_path / "rec.json").write_text(json.dumps({"provenance": prov}))
-    job = status.Job("mask", "finetune/3A", "3", ["rec.json"], record="rec.json", benchmark="job.tsv")
+    job = Job("mask", "finetune", "finetune/3A", {}, {"summary": "rec.json"}, None,
+              record="rec.json", benchmark="job.tsv")  # fmt: skip
     (row,) = status.job_rows([job], tmp_path)
     planned = type("P", (), {"record": "rec.json", "benchmark": "job.tsv"})()
     run = history.finished_run(planned, tmp_path, Reference.__new__(Reference))

@@ -160,13 +160,6 @@ STEPS = [
     Step("snakemake -c2 --config 'studies=[bridge]'", rules={"status": 1}),
     Step("snakemake -c2", rules={"status": 1}),
     Step(
-        "snakemake -c1 results/bridge/plan.csv",
-        files=("results/bridge/plan.csv",),
-        check=lambda wd, out: (
-            set(jobs_of(out)) <= {"bridge_plan"} and _finished_run_stays_clean(wd, out) is None
-        ),
-    ),
-    Step(
         "snakemake results/latentwire/bridge/summary.csv --configfile config/latentwire.yaml "
         "--profile <profile>",
         how=SKIP,

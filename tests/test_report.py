@@ -122,7 +122,6 @@ OPENS = {"text/html", "image/svg+xml", "image/png", "image/jpeg", "application/p
 DOWNLOADS = {
     "recovery.csv",
     "bridge/summary.csv",
-    "bridge/plan.csv",
     "bridge/infer/{run_id}/summary.csv",
 }
 

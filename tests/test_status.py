@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from ablate.core import diff, status, tracking
+from ablate.core.jobs import Job
 from ablate.core.planner.inputs import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def test_running_job_from_snakemake_markers(tmp_path):
     state = SimpleNamespace(global_step=7, max_steps=40)
     progress.on_log(None, state, None, logs={"loss": 3.25, "learning_rate": 1e-3})
     (tmp_path / "ft.log").write_text("loading\n" + log.getvalue())
-    job = status.Job("mask", "finetune/3A", "3", [out], log="ft.log")
+    job = Job("mask", "finetune", "finetune/3A", {}, {"summary": out}, log="ft.log", stage=3)
     (row,) = status.job_rows([job], tmp_path)
     assert (row.status, row.why.split("; ")[1]) == ("interrupted", "step 7/40, loss 3.25")
     (tmp_path / ".snakemake/locks").mkdir()

@@ -9,6 +9,7 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 BRIDGE_JOBS = bridge_grid.jobs(config, BRIDGE)
+JOBS.extend(BRIDGE_JOBS)
 BRIDGE_CFG = config["bridge"]
 BRIDGE_EMBEDDED_DATA = BRIDGE_CFG["data"]["source"] == "embedded"
 if BRIDGE_EMBEDDED_DATA and all(
@@ -110,7 +111,7 @@ def bridge_states_inputs(wildcards):
 def bridge_job(rule_name, **wildcards):
     """The job of ablate.bridge.grid.jobs of that rule and wildcards (its config slice etc.)."""
     for j in BRIDGE_JOBS:
-        if j["rule"] == rule_name and j["wildcards"] == wildcards:
+        if (j.rule, j.wildcards) == (rule_name, wildcards):
             return j
     raise WorkflowError(f"no bridge job {rule_name} {wildcards}")
 

@@ -1,13 +1,12 @@
-# Bridge tables, claims, plots and plan: what the study found, computed from its runs.
+# Bridge tables, claims and plots: what the study found, computed from its runs.
 # summary.csv: one row per grid entry (an entry declared same_as points at its twin's run id);
-# claims.csv: seed 004's claims with a paired test each; plan.csv: per job done / stale / to run.
+# claims.csv: seed 004's claims with a paired test each. Per job done / stale / to run: STATUS.md.
 
 
 localrules:
     bridge_summary,
     bridge_claims,
     bridge_plots,
-    bridge_plan,
 
 
 BRIDGE_RUN_SUMMARIES = [bout("run_summary", run_id=r) for r in BRIDGE_RUN_IDS]
@@ -100,51 +99,3 @@ rule bridge_plots:
         "../../environment.yml"
     script:
         "../../workflow/scripts/bridge_plots.py"
-
-
-# The plan reads what exists: asked for alone (`snakemake <results>/bridge/plan.csv`) it runs no
-# job and says per job done / stale / to run; in a full run it waits for every job and is last.
-BRIDGE_RECORDS = [out(j["record"]) for j in BRIDGE_JOBS]
-BRIDGE_PLAN_PRODUCTS = {"bridge_plan", bout("plan")}
-
-
-rule bridge_plan:
-    input:
-        records=lambda wc: (
-            []
-            if asked_alone(BRIDGE_PLAN_PRODUCTS, bout("plan"), BRIDGE_RECORDS)
-            else BRIDGE_RECORDS
-        ),
-    output:
-        csv=report(
-            bout("plan"),
-            caption="../../workflow/report/bridge_plan.rst",
-            category="Bridge",
-            labels={"table": "execution plan"},
-        ),
-    log:
-        bout("log", rule="tables", name="plan"),
-    conda:
-        "../../environment.yml"
-    params:
-        # the jobs with their paths under this results folder
-        jobs=sorted_tree(
-            [
-                {
-                    **j,
-                    "outputs": [out(o) for o in j["outputs"]],
-                    "record": out(j["record"]),
-                    "benchmark": j["benchmark"] and out(j["benchmark"]),
-                }
-                for j in BRIDGE_JOBS
-            ]
-        ),
-        resources=sorted_tree(BRIDGE_CFG["resources"]),
-        # a newer record reruns a plan asked for alone
-        finished=lambda wc: (
-            {f: os.path.getmtime(f) for f in BRIDGE_RECORDS if os.path.exists(f)}
-            if only_targets(BRIDGE_PLAN_PRODUCTS)
-            else {}
-        ),
-    script:
-        "../../workflow/scripts/bridge_plan.py"

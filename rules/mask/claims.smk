@@ -12,7 +12,9 @@ except ConfigError as exc:
 # role names
 _CLAIMED = claims_evaluations(MASK_CLAIMS, config["eval"]["ablated_policy"])
 MASK_CLAIMS_EVALS = [
-    j for j in MASK_JOBS if j.rule == "eval_model" and (j.model, j.policy) in _CLAIMED
+    j
+    for j in MASK_JOBS
+    if j.rule == "eval_model" and (j.labels["model"], j.labels["policy"]) in _CLAIMED
 ]
 
 

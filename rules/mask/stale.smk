@@ -8,11 +8,7 @@ from ablate.mask.stale import stale_lines
 
 if workflow.is_main_process:
     for _line in stale_lines(
-        [
-            (j.rule, j.wildcards, j.record or j.outputs.get("card"))
-            for j in MASK_JOBS
-            if j.record or "card" in j.outputs
-        ],
+        [(j.rule, j.wildcards, j.record) for j in MASK_JOBS if j.record],
         config,
         VARIANTS,
     ):

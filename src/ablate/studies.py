@@ -1,6 +1,6 @@
-"""The registry of studies, outside the core: each study's package and where the core finds a
-study's side (``ablate.core`` names no study; it reads this registry). No torch: the Snakefile,
-STATUS and the planner import it.
+"""The registry of studies, outside the core: each study's package and its three modules of the
+study protocol (:mod:`ablate.core.jobs`: ``layout``, ``status``, ``plan``). ``ablate.core``
+names no study; it reads this registry. No torch: the Snakefile, STATUS and the planner import it.
 
 A study's package may declare ``ATTENTION_BACKENDS`` (attn_implementation -> the module whose
 import registers it with transformers); the model loader imports that module when asked for the
@@ -14,13 +14,20 @@ from types import ModuleType
 
 #: study (config key ``studies``) -> its package
 STUDIES = {"mask": "ablate.mask", "bridge": "ablate.bridge"}
+#: each study's module, in its package, of each part of the protocol (ablate.core.jobs):
+#: layout (patterns, jobs, targets; no torch), status (headline, changes, key results,
+#: forecast), plan (the planner's inputs)
+PARTS = {
+    "mask": {"layout": "study", "status": "status", "plan": "plan"},
+    "bridge": {"layout": "grid", "status": "status", "plan": "plan"},
+}
 
 
 def side(study: str, part: str) -> ModuleType:
-    """A study's module ``part``: ``status`` (STATUS rows) or ``plan`` (the planner's jobs)."""
+    """A study's module of ``part``: ``layout``, ``status`` or ``plan``."""
     if study not in STUDIES:
         raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
-    return import_module(f"{STUDIES[study]}.{part}")
+    return import_module(f"{STUDIES[study]}.{PARTS[study][part]}")
 
 
 def attention_backends() -> dict[str, str]:

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ablate.bridge import hub
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
 from ablate.core.config import ConfigError, sorted_tree
+from ablate.core.jobs import Job
 from ablate.core.provenance import config_hash
 
 #: The two model roles (config keys bridge.source / bridge.target).
@@ -74,7 +76,6 @@ PATTERNS = {
     "infer_provenance": "bridge/infer/{run_id}/summary.csv.provenance.json",
     "summary": "bridge/summary.csv",
     "curves": "bridge/curves.csv",
-    "plan": "bridge/plan.csv",
     "claims": "bridge/claims.csv",
     "claims_md": "bridge/claims.md",
     "claims_html": "bridge/claims.html",  # the report's view of the table
@@ -410,88 +411,224 @@ def states_slice(study: Study, states_id: str) -> dict[str, Any]:
     return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
 
 
-def jobs(config: dict[str, Any], study: Study | None = None) -> list[dict[str, Any]]:
-    """Every job of the bridge study: rule, wildcards, outputs (relative to the results folder),
-    the config slice its provenance records (``config``), the file holding that provenance
-    (``record``), its benchmark file, and the grid entries it serves."""
-    study = study or resolve(config["bridge"])
-    out: list[dict[str, Any]] = []
+#: The planner's kind of each planned rule's jobs; the other rules run local (data, registration,
+#: tables: seconds on the submit host) and are not planned.
+KIND = {
+    "bridge_model": "train",
+    "bridge_source_states": "eval",
+    "bridge_teacher_states": "eval",
+    "bridge_train": "train",
+    "bridge_infer": "generate",
+}
+#: the logs folder of rules named otherwise: a registration's log sits beside the embedded
+#: model's, the tables' in one folder
+LOG_RULE = {
+    "bridge_register": "model",
+    **{f"bridge_{r}": "tables" for r in ("summary", "claims", "plots")},
+}
 
-    def bench(rule: str, name: str) -> str:
-        return PATTERNS["benchmark"].format(rule=rule, name=name)
 
-    data_slice = sorted_tree(study.config["data"])
-    out.append(
-        dict(
-            rule="bridge_data",
-            wildcards={},
-            outputs=data_files(study) + [PATTERNS["data_provenance"]],
-            config=data_slice,
-            record=PATTERNS["data_provenance"],
-            benchmark=None,
-            entries=sorted(study.entries),
-        )
+def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **kw: Any) -> Job:
+    """A core Job of this study: ``outputs`` (PATTERNS-formatted, relative to the results folder)
+    and ``record`` (an output name) under the results folder, its log and (a planned rule's)
+    benchmark named after the rule and ``file_name`` (the rules' bout("log", ...))."""
+    at = f"{cfg['results']}/{{}}".format
+    short = LOG_RULE.get(rule, rule.removeprefix("bridge_"))
+    file_name = kw.pop("file_name")
+    record = kw.pop("record", None)
+    group = RESOURCE_GROUP.get(rule)
+    return Job(
+        study="bridge",
+        rule=rule,
+        name=name,
+        outputs={k: at(o) for k, o in outputs.items()},
+        log=at(PATTERNS["log"].format(rule=short, name=file_name)),
+        kind=KIND.get(rule),
+        benchmark=at(PATTERNS["benchmark"].format(rule=short, name=file_name))
+        if rule in KIND
+        else None,
+        record=at(outputs[record]) if record else None,
+        gpus=int(cfg["bridge"]["resources"][group].get("gpu", 0)) if group else 0,
+        **kw,
     )
+
+
+def _serving(study: Study, test) -> list[str]:
+    return sorted(n for n, e in study.entries.items() if test(e))
+
+
+def _setup_jobs(config: dict[str, Any], study: Study) -> list[Job]:
+    """The data, and each role's model: pretrained here (embedded) or registered."""
+    data = {Path(f).stem: f for f in data_files(study)} | {
+        "provenance": PATTERNS["data_provenance"]
+    }
+    out = [
+        _job(
+            config,
+            "bridge_data",
+            "data",
+            data,
+            record="provenance",
+            file_name="data",
+            wildcards={},
+            config=sorted_tree(study.config["data"]),
+            labels={"where": "bridge.data"},
+            serves=sorted(study.entries),
+        )
+    ]
     for role in ROLES:
         embedded = study.config[role]["source"] == "embedded"
-        record = (PATTERNS["model_summary"] if embedded else PATTERNS["card"]).format(role=role)
+        files = {"card": PATTERNS["card"].format(role=role)}
+        if embedded:
+            files["summary"] = PATTERNS["model_summary"].format(role=role)
+            files["model"] = PATTERNS["model_final"].format(role=role)
+        rule, short = ("bridge_model", "model") if embedded else ("bridge_register", "register")
         out.append(
-            dict(
-                rule="bridge_model" if embedded else "bridge_register",
+            _job(
+                config,
+                rule,
+                f"{short}/{role}",
+                files,
+                file_name=role,
                 wildcards={"role": role},
-                outputs=[PATTERNS["card"].format(role=role)]
-                + ([record, PATTERNS["model_final"].format(role=role)] if embedded else []),
+                record="summary" if embedded else "card",
                 config=model_slice(study, role),
-                record=record,
-                benchmark=bench("model", role) if embedded else None,
-                entries=sorted(
-                    n for n, e in study.entries.items() if role in (e.source_role, e.target_role)
-                ),
-            )
-        )
-    for sid, st in study.states.items():
-        outputs = states_outputs(study, sid)
-        out.append(
-            dict(
-                rule=f"bridge_{st['what']}_states",
-                wildcards={"states_id": sid},
-                outputs=outputs,
-                config=states_slice(study, sid),
-                record=outputs[-1],
-                benchmark=bench(f"{st['what']}_states", sid),
-                entries=sorted(
-                    n for n, e in study.entries.items() if sid in (e.states_id, e.teacher_id)
-                ),
-            )
-        )
-    for run_id, e in study.runs.items():
-        out.append(
-            dict(
-                rule="bridge_train",
-                wildcards={"run_id": run_id},
-                outputs=[
-                    PATTERNS[k].format(run_id=run_id)
-                    for k in ("run_summary", "run_samples", "translator")
-                ],
-                config=e.identity,
-                record=PATTERNS["run_summary"].format(run_id=run_id),
-                benchmark=bench("train", run_id),
-                entries=sorted(n for n, x in study.entries.items() if x.run_id == run_id),
-            )
-        )
-    for role, e in study.infer:
-        out.append(
-            dict(
-                rule="bridge_infer",
-                wildcards={"run_id": e.run_id},
-                outputs=[
-                    PATTERNS[k].format(run_id=e.run_id)
-                    for k in ("infer_samples", "infer_summary", "infer_provenance")
-                ],
-                config=infer_identity(study, e),
-                record=PATTERNS["infer_provenance"].format(run_id=e.run_id),
-                benchmark=bench("infer", e.run_id),
-                entries=[f"infer:{role}:{e.name}"],
+                labels={"where": f"bridge.{role}"},
+                upstream=["data"] if embedded else [],
+                serves=_serving(study, lambda e, r=role: r in (e.source_role, e.target_role)),
             )
         )
     return out
+
+
+def states_name(study: Study, states_id: str) -> str:
+    """A frozen-state cache job's name: what it holds, its dataset and key hash."""
+    dataset, _, key = states_id.rpartition("-")
+    return f"{study.states[states_id]['what']}_states/{dataset}:{key}"
+
+
+def _states_jobs(config: dict[str, Any], study: Study) -> list[Job]:
+    out = []
+    for sid, st in study.states.items():
+        files = states_outputs(study, sid)
+        outputs = {Path(f).name: f for f in files[:-1]} | {"summary": files[-1]}
+        serves = _serving(study, lambda e, s=sid: s in (e.states_id, e.teacher_id))
+        out.append(
+            _job(
+                config,
+                f"bridge_{st['what']}_states",
+                states_name(study, sid),
+                outputs,
+                file_name=sid,
+                wildcards={"states_id": sid},
+                record="summary",
+                config=states_slice(study, sid),
+                labels={"where": f"bridge.grid.{serves[0]}"},
+                serves=serves,
+            )
+        )
+    return out
+
+
+def train_name(study: Study, run_id: str) -> str:
+    """A training job's name: the grid entries it serves (``train/1a+2c``: 2c is same_as 1a)."""
+    return "train/" + "+".join(_serving(study, lambda e: e.run_id == run_id))
+
+
+def _run_jobs(config: dict[str, Any], study: Study, setup: list[str]) -> list[Job]:
+    """One training job per distinct run, one inference benchmark per bridge.infer entry."""
+    out = []
+    for run_id, e in study.runs.items():
+        caches = [states_name(study, s) for s in (e.states_id, e.teacher_id) if s]
+        keys = {"summary": "run_summary", "samples": "run_samples", "translator": "translator"}
+        out.append(
+            _job(
+                config,
+                "bridge_train",
+                train_name(study, run_id),
+                {k: PATTERNS[p].format(run_id=run_id) for k, p in keys.items()},
+                file_name=run_id,
+                wildcards={"run_id": run_id},
+                record="summary",
+                config=e.identity,
+                labels={"where": f"bridge.grid.{e.name}"},
+                upstream=setup + caches,
+                serves=_serving(study, lambda x, r=run_id: x.run_id == r),
+            )
+        )
+    keys = {
+        "samples": "infer_samples",
+        "summary": "infer_summary",
+        "provenance": "infer_provenance",
+    }
+    for role, e in study.infer:
+        out.append(
+            _job(
+                config,
+                "bridge_infer",
+                f"infer/{role}:{e.name}",
+                {k: PATTERNS[p].format(run_id=e.run_id) for k, p in keys.items()},
+                file_name=e.run_id,
+                wildcards={"run_id": e.run_id},
+                record="provenance",
+                config=infer_identity(study, e),
+                labels={"where": f"bridge.grid.{e.name}"},
+                upstream=[train_name(study, e.run_id)],
+                serves=[f"infer:{role}:{e.name}"],
+            )
+        )
+    return out
+
+
+def _table_jobs(config: dict[str, Any], trains: list[str], infers: list[str]) -> list[Job]:
+    """The summary and curves, the claims, the plots (rules/bridge/tables.smk), from the runs."""
+
+    def table(rule: str, name: str, keys: tuple[str, ...], upstream: list[str]) -> Job:
+        outputs = {k: PATTERNS[k] for k in keys}
+        return _job(
+            config,
+            rule,
+            name,
+            outputs,
+            file_name=name,
+            wildcards={},
+            serves=["all"],
+            upstream=upstream,
+        )
+
+    return [
+        table("bridge_summary", "summary", ("summary", "curves"), trains),
+        table(
+            "bridge_claims",
+            "claims",
+            ("claims", "claims_md", "claims_html"),
+            ["summary", *trains, *infers],
+        ),
+        table(
+            "bridge_plots",
+            "plots",
+            ("plot_curves", "plot_k", "plot_baselines"),
+            ["summary", *infers],
+        ),
+    ]
+
+
+def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
+    """Every job of the bridge study, in run order (core Jobs: the rules, STATUS and the planner
+    read them): per job its rule, wildcards, outputs, the config slice its provenance records
+    (``config``), its record, benchmark, the jobs it reads and the grid entries it serves."""
+    study = study or resolve(config["bridge"])
+    setup = _setup_jobs(config, study)
+    runs = _run_jobs(config, study, [j.name for j in setup])
+    trains = [j.name for j in runs if j.rule == "bridge_train"]
+    infers = [j.name for j in runs if j.rule == "bridge_infer"]
+    return setup + _states_jobs(config, study) + runs + _table_jobs(config, trains, infers)
+
+
+def targets(config: dict[str, Any]) -> list[str]:
+    """The files a full run of the bridge study ends with: the summary, claims, plots and every
+    inference benchmark's table."""
+    study = resolve(config["bridge"])
+    keys = ("summary", "claims", "plot_curves", "plot_k", "plot_baselines")
+    infer = [PATTERNS["infer_summary"].format(run_id=e.run_id) for _, e in study.infer]
+    return [f"{config['results']}/{p}" for p in [*(PATTERNS[k] for k in keys), *infer]]

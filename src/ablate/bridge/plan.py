@@ -1,8 +1,9 @@
 """The bridge study's jobs as the runtime/cost planner sees them (its ``plan`` side, found through ``ablate.studies``).
 
-From the study's one job list (:func:`ablate.bridge.grid.jobs`): one training job per distinct
-run (a ``same_as`` entry shares its twin's row: the job id names every entry it serves), one
-inference benchmark per ``bridge.infer`` entry, and the embedded models' pretraining. Tokens and
+From the study's one job list (:func:`ablate.bridge.grid.jobs`, its jobs with a ``kind``): one
+training job per distinct run (a ``same_as`` entry shares its twin's row: the job's name names
+every entry it serves), one inference benchmark per ``bridge.infer`` entry, the frozen-state
+caches and the embedded models' pretraining. Tokens and
 FLOPs are counted by :mod:`ablate.bridge.cost` (the benchmark counts the same way); the example
 lengths per dataset come from ``bridge_lengths`` of the measurements file. A size that cannot be
 worked out leaves ``tokens`` or ``params`` empty with the reason; it never raises.
@@ -79,21 +80,16 @@ def lengths(p: dict[str, Any], data: dict[str, Any], ref: Reference) -> tuple[co
 
 def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
     study = grid.resolve(config["bridge"])
-    bridge, results = study.config, config["results"]
+    bridge = study.config
     shapes = {role: model_shape(bridge[role], ref) for role in grid.ROLES}
     names = {r: bridge[r].get("path") or bridge[r].get("family") for r in grid.ROLES}
     hub = all(bridge[r]["source"] != "embedded" for r in grid.ROLES)
     jobs = []
     for j in grid.jobs(config, study):
-        rule = j["rule"]
-        if rule not in ("bridge_model", "bridge_train", "bridge_infer", *FROZEN_RULES):
-            continue  # local jobs (data, registration): seconds on the submit host
-        common = dict(
-            rule=rule,
-            record=f"{results}/{j['record']}",
-            benchmark=f"{results}/{j['benchmark']}",
-            dtype="bfloat16" if hub else "float32",
-        )
+        rule = j.rule
+        if j.kind is None:
+            continue  # local jobs (data, registration, tables): seconds on the submit host
+        common = dict(job=j, dtype="bfloat16" if hub else "float32")
         try:
             if rule == "bridge_model":
                 jobs.append(_pretrain_job(j, bridge, shapes, common))
@@ -102,11 +98,9 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
             else:
                 jobs.append(_bridge_job(j, study, shapes, names, ref, common, hub))
         except Exception as exc:  # a size that cannot be worked out: the row says why
-            log.warning("planner: bridge job %s: %r", j["wildcards"], exc)
+            log.warning("planner: bridge job %s: %r", j.name, exc)
             jobs.append(
                 PlannedJob(
-                    id=f"{rule}/{'+'.join(j['entries'])}",
-                    kind="train",
                     model="",
                     policy=None,
                     tokens=None,
@@ -130,12 +124,10 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
 
 
 def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
-    role = j["wildcards"]["role"]
+    role = j.wildcards["role"]
     p = {**models.PRETRAIN, **(bridge[role].get("pretrain") or {})}
     tokens = p["max_steps"] * p["batch_size"] * p["max_seq_len"]
     return PlannedJob(
-        id=f"bridge_model/{role}",
-        kind="train",
         model=f"{role} ({bridge[role]['family']})",
         policy="causal",
         tokens=float(tokens),
@@ -149,7 +141,7 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
 
 def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     """A frozen-state cache: one forward pass of one model over the dataset's items."""
-    sid = j["wildcards"]["states_id"]
+    sid = j.wildcards["states_id"]
     st = study.states[sid]
     what, role = st["what"], st["role"]
     e = study.runs[st["runs"][0]]
@@ -159,8 +151,6 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         raise KeyError(f"no bridge_lengths.{e.dataset}.train (training items) in {ref.path}")
     items = int(spec["train"]) + st["test_items"]
     return PlannedJob(
-        id=f"bridge_{what}_states/{e.dataset}:{sid.rsplit('-', 1)[-1]}",
-        kind="eval",
         model=f"{names[role]} ({what} states of {e.dataset})",
         policy=None,
         tokens=float(items * cost.frozen_tokens(what, n)),
@@ -174,8 +164,8 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
 
 
 def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
-    run_id = j["wildcards"]["run_id"]
-    if j["rule"] == "bridge_infer":
+    run_id = j.wildcards["run_id"]
+    if j.rule == "bridge_infer":
         role, e = next((r, x) for r, x in study.infer if x.run_id == run_id)
     else:
         e = study.runs[run_id]
@@ -189,7 +179,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     model = f"{names[e.source_role]} -> {names[e.target_role]} ({e.run_id})"
     size = f"source {ps / 1e9:.3g} B ({ws}) + target {pt / 1e9:.3g} B ({wt}) + translator "
     size += f"{ptr / 1e6:.1f} M"
-    if j["rule"] == "bridge_infer":
+    if j.rule == "bridge_infer":
         return _infer_job(study, role, e, pt, float(total), size, model, common, hub)
     procs = grid.processes(study.config)
     tokens = p["steps"] * p["batch_size"] * procs * cost.example_tokens(p["K"], n)
@@ -199,8 +189,6 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     flops /= cost.example_tokens(p["K"], n)
     evals = cost.eval_generated_tokens(p)
     return PlannedJob(
-        id=f"bridge_train/{'+'.join(j['entries'])}",
-        kind="train",
         model=model,
         policy=None,
         tokens=float(tokens),
@@ -249,8 +237,6 @@ def _infer_job(study, role, e, pt, total, size, model, common, hub) -> PlannedJo
             )
         )
     return PlannedJob(
-        id=f"bridge_infer/{role}:{e.name}",
-        kind="generate",
         model=model,
         policy=f"batch{p['eval_batch_size']}",
         tokens=float(cost.infer_generated_tokens(p, n_samples)),

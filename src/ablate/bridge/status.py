@@ -1,6 +1,7 @@
-"""The bridge study's side of STATUS.md (ablate.core.status): one row per job of
-:func:`ablate.bridge.grid.jobs` (with the grid entries it serves), the numbers of each record, the
-per-entry summary as key results and the forecast of what remains. No torch, no pandas."""
+"""The bridge study's side of STATUS.md (ablate.core.status; the status part of the study
+protocol, ablate.core.jobs): the numbers of each record, why a finished job is stale (the config
+keys changed in the slice its record holds), the per-entry summary and claims as key results and
+the forecast of what remains. No torch, no pandas."""
 
 from __future__ import annotations
 
@@ -8,95 +9,29 @@ from pathlib import Path
 from typing import Any
 
 from ablate.bridge import grid
-from ablate.core.provenance import changed_keys
-from ablate.core.status import Job, Row, _float, read_csv
-
-LOG_RULE = {"bridge_register": "model"}  # its log sits beside the embedded model's
-
-
-def _name(job: dict[str, Any]) -> str:
-    return "/".join([job["rule"].removeprefix("bridge_"), *job["wildcards"].values()])
+from ablate.core.jobs import Job
+from ablate.core.records import config_changes
+from ablate.core.status import Row, planned_forecast, read_csv
 
 
-def _where(job: dict[str, Any], study: grid.Study) -> str:
-    """The config key a change of this job's slice comes from."""
-    if job["rule"] == "bridge_data":
-        return "bridge.data"
-    if job["rule"] in ("bridge_model", "bridge_register"):
-        return f"bridge.{job['wildcards']['role']}"
-    if "states_id" in job["wildcards"]:  # a frozen-state cache: its key comes from the entries
-        return f"bridge.grid.{job['entries'][0]}"
-    entry = next(e for e in study.entries.values() if e.run_id == job["wildcards"]["run_id"])
-    return f"bridge.grid.{entry.name}"
+def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
+    """The keys changed between the slice the job's record holds and its slice now (the job
+    list's ``config``); the model jobs compare the model keys (the identity follows from them)."""
+    new = job.config
+    if job.rule in ("bridge_model", "bridge_register") and isinstance(old, dict):
+        old, new = old.get("model"), new["model"]
+    return config_changes(old, new, job.labels["where"]) if new is not None else []
 
 
-def _changes(old: Any, job: dict[str, Any], where: str) -> list[str]:
-    new = job["config"]
-    if job["rule"] in ("bridge_model", "bridge_register") and isinstance(old, dict):
-        old, new = old.get("model"), new["model"]  # the identity follows from the model keys
-    return changed_keys(old, new, where)
-
-
-def headline(rule: str, record: dict) -> str:
-    if rule == "bridge_train":
+def headline(job: Job, record: dict) -> str:
+    if job.rule == "bridge_train":
         return (
             f"peak {record.get('peak', float('nan')):.3f} @ {record.get('peak_step')}, "
             f"final {record.get('final', float('nan')):.3f}, {record.get('steps_done')} steps"
         )
-    if rule == "bridge_model" and "final_eval_loss" in record:
+    if job.rule == "bridge_model" and "final_eval_loss" in record:
         return f"eval loss {record['final_eval_loss']:.4g}, {record.get('steps_done')} steps"
     return ""
-
-
-def status_jobs(config: dict[str, Any]) -> list[Job]:
-    study = grid.resolve(config["bridge"])
-    jobs = grid.jobs(config, study)
-    res = config["bridge"]["resources"]
-    results = config["results"]
-    names = [_name(j) for j in jobs]
-    out = []
-    for j, name in zip(jobs, names):
-        group = grid.RESOURCE_GROUP.get(j["rule"])
-        where = _where(j, study)
-        if j["rule"] == "bridge_train":
-            upstream = [n for n in names if n.startswith(("data", "model/", "register/"))]
-        elif j["rule"] == "bridge_infer":
-            upstream = [f"train/{j['wildcards']['run_id']}"]
-        elif j["rule"] == "bridge_model":
-            upstream = ["data"]
-        else:
-            upstream = []
-        out.append(
-            Job(
-                study="bridge",
-                name=name,
-                stage=" ".join(j["entries"]),
-                outputs=[f"{results}/{o}" for o in j["outputs"]],
-                record=f"{results}/{j['record']}",
-                changes=lambda old, j=j, w=where: _changes(old, j, w),
-                benchmark=f"{results}/{j['benchmark']}" if j["benchmark"] else None,
-                log=f"{results}/"
-                + grid.PATTERNS["log"].format(
-                    rule=LOG_RULE.get(j["rule"], j["rule"].removeprefix("bridge_")),
-                    name=name.split("/")[-1],
-                ),
-                gpus=int(res[group].get("gpu", 0)) if group else 0,
-                upstream=upstream,
-                headline=lambda rec, rule=j["rule"]: headline(rule, rec),
-            )
-        )
-    tables = ("summary", "curves", "claims", "claims_md", "claims_html")
-    tables += ("plot_curves", "plot_k", "plot_baselines")
-    out.append(
-        Job(
-            study="bridge",
-            name="tables",
-            stage="all",
-            outputs=[f"{results}/{grid.PATTERNS[k]}" for k in tables],
-            upstream=[n for n in names if n.startswith(("train/", "infer/"))],
-        )
-    )
-    return out
 
 
 def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
@@ -112,27 +47,12 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
 
 
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str]:
-    """Hours of the jobs not done: the bridge plan's forecast (plan.csv) where it has one, else
-    the requested runtime (bridge.resources, an upper bound)."""
-    left = [r for r in rows if r.status != "done" and r.job.name.split("/")[0] != "register"]
-    if not left:
-        return []
-    plan = {
-        "/".join(
-            [
-                p["job"].removeprefix("bridge_"),
-                *(w.split("=", 1)[1] for w in p["wildcards"].split(",") if w),
-            ]
-        ): _float(p["forecast_h"])
-        for p in read_csv(workdir / config["results"] / grid.PATTERNS["plan"])
-    }
+    """The planner's forecast of the jobs not done (when ``plan.studies`` plans the bridge), else
+    their requested runtimes (``bridge.resources``, an upper bound)."""
     res = config["bridge"]["resources"]
-    hours = gpu_h = 0.0
-    for r in left:
-        rule = "bridge_" + r.job.name.split("/")[0]
-        h = plan.get(r.job.name)
-        if h is None and rule in grid.RESOURCE_GROUP:
-            h = res[grid.RESOURCE_GROUP[rule]]["runtime"] / 60
-        hours += h or 0.0
-        gpu_h += (h or 0.0) * r.job.gpus
-    return [f"- bridge: {len(left)} jobs left, about {hours:.3g} h ({gpu_h:.3g} GPU h)"]
+
+    def runtime_min(job: Job) -> float:
+        group = grid.RESOURCE_GROUP.get(job.rule)
+        return res[group]["runtime"] if group else 0.0
+
+    return planned_forecast("bridge", config, workdir, rows, runtime_min)

@@ -2,8 +2,11 @@
 stale (and why) / to run, its wall time and GPU hours, its headline numbers and artifacts; the
 hours spent and the forecast of what remains.
 
-Study-agnostic: each study turns its job list into :class:`Job` rows (its ``status`` module,
-found through the registry :mod:`ablate.studies`, as the planner finds a study's side). What
+Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's job list (the
+study protocol's layout part); a study's status part gives a record's headline numbers, why a
+finished job is stale, its key results and forecast (both found through the registry
+:mod:`ablate.studies`). Records, provenance and benchmark seconds are read by
+:mod:`ablate.core.records`, as the planner reads them. What
 it reads, all cheap (no torch, no Snakemake DAG): the declared outputs, the provenance block of
 each job's record (the config slice it ran with, compared with the config now), Snakemake's markers
 (``.snakemake/incomplete/``: a job started and not finished; ``.snakemake/locks/``: a Snakemake
@@ -21,12 +24,14 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ablate import studies
 from ablate.core import io
+from ablate.core.jobs import Job
+from ablate.core.planner.files import PLAN_FILES
 from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 STATUS_FILE = "STATUS.md"  # under the config's results folder
@@ -35,25 +40,6 @@ STATES = ("done", "running", "interrupted", "stale", "to run")
 # study's own loop prints the same "step N/M ... loss X" shape):
 # "[finetune causal] step 20/60, loss 7.774, ...".
 PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
-
-
-@dataclass
-class Job:
-    """One job as STATUS shows it. Paths are relative to the working directory (they include
-    the results folder), as Snakemake names them."""
-
-    study: str
-    name: str
-    stage: str  # the study's stage or grid entries, for the reader
-    outputs: list[str]
-    record: str | None = None  # output JSON with a provenance block
-    #: the changed config keys ("key old -> new") from the recorded slice; [] when unchanged
-    changes: Callable[[Any], list[str]] | None = None
-    benchmark: str | None = None
-    log: str | None = None
-    gpus: int = 0
-    upstream: list[str] = field(default_factory=list)  # names of jobs it reads
-    headline: Callable[[dict], str] | None = None  # its numbers, from the record
 
 
 @dataclass
@@ -106,8 +92,11 @@ def last_progress(log: str | None) -> str | None:
     return f"step {step}/{total}, loss {float(loss):.4g}"
 
 
-def _own_status(job: Job, workdir: Path, markers: dict[str, float], active: bool) -> Row:
-    started = [markers[o] for o in map(os.path.normpath, job.outputs) if o in markers]
+def _own_status(
+    job: Job, workdir: Path, markers: dict[str, float], active: bool, side: Any, config: Any
+) -> Row:
+    outputs = list(job.outputs.values())
+    started = [markers[o] for o in map(os.path.normpath, outputs) if o in markers]
     if started:
         since = time.strftime("%H:%M:%S", time.localtime(min(started)))
         why = f"started {since}"
@@ -117,35 +106,36 @@ def _own_status(job: Job, workdir: Path, markers: dict[str, float], active: bool
         if active:
             return Row(job, "running", why)
         return Row(job, "interrupted", why + "; no Snakemake holds the folder: reruns next run")
-    missing = [o for o in job.outputs if not (workdir / o).exists()]
+    missing = [o for o in outputs if not (workdir / o).exists()]
     if missing:
         return Row(job, "to run", f"missing {missing[0]}")
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output (one row may stand for several rules)
-    mtime = max(
-        (workdir / o).stat().st_mtime for o in ([job.record] if job.record else job.outputs)
-    )
+    mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
     if job.record is None:
         return Row(job, "done", "outputs exist", wall, mtime=mtime)
     record = read_json(workdir / job.record)
     if record is None:
         return Row(job, "stale", f"{job.record} is unreadable", wall, mtime=mtime)
     prov = provenance_of(record)
-    changes = job.changes(prov.get("config")) if job.changes else []
-    headline = job.headline(record) if job.headline else ""
+    changes = side.changes(job, prov.get("config"), config) if side else []
+    headline = side.headline(job, record) if side else ""
     if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
     return Row(job, status, why, wall, prov.get("run_id"), headline, mtime)
 
 
-def job_rows(jobs: list[Job], workdir: str | os.PathLike = ".") -> list[Row]:
+def job_rows(
+    jobs: list[Job], workdir: str | os.PathLike = ".", side: Any = None, config: Any = None
+) -> list[Row]:
     """Each job's row; a finished job whose upstream job is not done, or finished after it, is
-    stale (Snakemake reruns it)."""
+    stale (Snakemake reruns it). ``side``: the study's status part (headline numbers, changed
+    config keys against ``config``); without it, rows carry neither."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
     active = snakemake_active(workdir)
-    rows = {j.name: _own_status(j, workdir, markers, active) for j in jobs}
+    rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
     for row in rows.values():  # the job lists are in run order, so one pass propagates
         if row.status != "done":
             continue
@@ -190,6 +180,46 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
 
 
+def planned_forecast(
+    study: str,
+    config: dict,
+    workdir: Path,
+    rows: list[Row],
+    runtime_min: Callable[[Job], float],
+) -> list[str]:
+    """A study's jobs not done: per GPU setup of the planner (plan.csv, else the frozen estimate),
+    their estimated hours and cost; without a plan of them, their requested runtimes
+    (``runtime_min(job)`` minutes: an upper bound)."""
+    left = [r.job for r in rows if r.status != "done"]
+    if not left:
+        return []
+    results = workdir / config["results"]
+    plan = read_csv(results / PLAN_FILES["plan_csv"]) or read_csv(
+        results / PLAN_FILES["estimate_csv"]
+    )
+    names = {j.name for j in left}
+    planned = [p for p in plan if p["job"] in names]
+    if not planned:
+        hours = sum(runtime_min(j) for j in left) / 60
+        why = (
+            f"no plan yet (`snakemake {results}/plan.csv`)"
+            if study in (config.get("plan") or {}).get("studies", ())
+            else "not planned (`plan.studies`)"
+        )
+        return [
+            f"- {study}: {len(left)} jobs left; {why}; at most {hours:.3g} h by the "
+            "requested runtimes"
+        ]
+    lines = []
+    for setup in dict.fromkeys(p["setup"] for p in planned):
+        mine = [p for p in planned if p["setup"] == setup]
+        est = sum(_float(p["est_s"]) or 0.0 for p in mine)
+        cost = [_float(p["est_cost_usd"]) for p in mine]
+        usd = f", ${sum(c for c in cost if c):.2f}" if any(cost) else ""
+        lines.append(f"- {study} on {setup}: {len(mine)} jobs, {est / 3600:.3g} h{usd}")
+    return lines
+
+
 def render(
     config: dict, rows: list[Row], key_results: dict[str, list[str]], forecast: list[str]
 ) -> str:
@@ -212,7 +242,7 @@ def render(
             ["stage", "job", "status", "why", "wall s", "GPU h", "numbers", "run_id", "artifact"],
             [
                 [
-                    r.job.stage,
+                    r.job.shown_stage,
                     r.job.name,
                     r.status,
                     r.why,
@@ -220,7 +250,7 @@ def render(
                     _h((r.wall_s or 0.0) * r.job.gpus) if r.wall_s and r.job.gpus else "",
                     r.headline,
                     r.run_id or "",
-                    r.job.outputs[0] if r.status == "done" else "",
+                    next(iter(r.job.outputs.values()), "") if r.status == "done" else "",
                 ]
                 for r in rows
                 if r.job.study == study
@@ -233,17 +263,13 @@ def render(
     return "\n".join(lines)
 
 
-def study_module(study: str):
-    """A study's side of STATUS: ``status_jobs(config) -> list[Job]``, ``key_results(config)``."""
-    return studies.side(study, "status")
-
-
 def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
     """STATUS.md's text and its rows for a schema-validated config."""
     rows, results, forecast = [], {}, []
     for study in config["studies"]:
-        mod = study_module(study)
-        study_rows = job_rows(mod.status_jobs(config), workdir)
+        mod = studies.side(study, "status")
+        jobs = studies.side(study, "layout").jobs(config)
+        study_rows = job_rows(jobs, workdir, mod, config)
         rows += study_rows
         results[study] = mod.key_results(config, Path(workdir))
         forecast += mod.forecast(config, Path(workdir), study_rows)

@@ -12,19 +12,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ablate.core.jobs import Job
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.params import count_params, params_from_dir, params_of_hub_model
 from ablate.core.records import read_json
 from ablate.mask import study
 
-#: the config's resources group of each planned rule (its ``gpu`` count)
-RESOURCE_GROUP = {
-    "prepare_model": "prepare_model",
-    "leakage_probe": "leakage",
-    "finetune": "finetune",
-    "eval_model": "eval",
-}
 TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
 
 
@@ -76,9 +70,8 @@ class MaskPlanner:
         or loaded: the model its record names (a metrics.json's {"path": ...} or a leakage
         probe's path string; absolute, where it ran), else the checkpoint this results folder
         holds for that model; a hub model run by id is the config's model."""
-        sj = self.jobs[job.id]
         if job.kind == "train":
-            return params_from_dir(self.root / sj.outputs["model"])
+            return params_from_dir(self.root / job.job.outputs["model"])
         named = data.get("model")
         path = named.get("path") if isinstance(named, dict) else named
         if isinstance(path, str) and path and (Path(path) / "config.json").is_file():
@@ -215,38 +208,26 @@ class MaskPlanner:
         return None
 
     # -- planned jobs
-    def planned(self, sj: study.Job) -> PlannedJob:
+    def planned(self, sj: Job) -> PlannedJob:
         hub = not self.embedded_model
         job = PlannedJob(
-            id=sj.name,
-            rule=sj.rule,
-            kind=sj.kind,
-            model=sj.model,
-            policy=sj.policy,
+            job=sj,
+            model=sj.labels["model"],
+            policy=sj.labels["policy"],
             tokens=None,
             tokens_source="",
             params=self.params,
             params_source=self.params_source,
-            record=sj.record,
-            benchmark=sj.benchmark,
-            upstream=sj.upstream,
+            gpus=sj.gpus,
+            # the jobs whose outputs it reads (the schedule on a multi-GPU setup)
+            after=sj.upstream,
         )
-        job.gpus = ((self.config.get("resources") or {}).get(RESOURCE_GROUP[sj.rule]) or {}).get(
-            "gpu"
-        )
-        job.after = self._after(sj)
         try:
             getattr(self, f"_plan_{sj.rule}")(sj, job, hub)
         except Exception as exc:  # a forecast never stops a study: the row says what failed
             log.warning("planner: cannot size %s: %r", sj.name, exc)
             job.tokens, job.tokens_source = None, f"unknown: {type(exc).__name__}: {exc}"
         return job
-
-    def _after(self, sj: study.Job) -> list[str]:
-        """The planned jobs whose outputs this one reads (the schedule on a multi-GPU setup)."""
-        if sj.rule == "finetune":
-            return ["prepare_model", f"leakage/{sj.policy}"]
-        return [sj.upstream] if sj.upstream else ["prepare_model"]
 
     def _train_shape(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
         """Set a training job's shape, dtype and optimizer from its parameters ``p`` (config key
@@ -258,7 +239,7 @@ class MaskPlanner:
         job.writes_checkpoint = True
         return [f"{where}.{k}" for k in TRAIN_SHAPE[:4] if not p.get(k)]
 
-    def _plan_prepare_model(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
+    def _plan_prepare_model(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = (self.config["model"].get("embedded") or {}).get("pretrain") or {}
         missing = self._train_shape(job, p, "model.embedded.pretrain")
         if missing:
@@ -267,19 +248,19 @@ class MaskPlanner:
         job.tokens = p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"]
         job.tokens_source = "max_steps x batch x grad_accum x max_seq_len (packed corpus blocks)"
 
-    def _plan_leakage_probe(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
+    def _plan_leakage_probe(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         leak = self.config["leakage"]
         per_pair, src = self._pair_tokens(leak["max_seq_len"])
         job.tokens = 2 * leak["n_pairs"] * per_pair
         job.tokens_source = (
-            f"2 forwards (causal + {sj.policy}) x {leak['n_pairs']} pairs x {per_pair:.4g} tokens "
+            f"2 forwards (causal + {sj.labels['policy']}) x {leak['n_pairs']} pairs x {per_pair:.4g} tokens "
             f"({src})"
         )
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
 
-    def _plan_finetune(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
-        p = sj.variant["params"]
-        self._train_shape(job, p, f"finetune.variants.{sj.model}")
+    def _plan_finetune(self, sj: Job, job: PlannedJob, hub: bool) -> None:
+        p = sj.labels["variant"]["params"]
+        self._train_shape(job, p, f"finetune.variants.{sj.labels['model']}")
         # gpu > 1: data-parallel under torchrun (ablate.core.parallel), the global batch held
         job.scaling_key = "data_parallel"
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
@@ -301,9 +282,9 @@ class MaskPlanner:
             f"{_fill(p, per_step)}{stop}"
         )
 
-    def _plan_eval_model(self, sj: study.Job, job: PlannedJob, hub: bool) -> None:
+    def _plan_eval_model(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         job.tokens, job.tokens_source = self.eval_tokens()
-        base_from_hub = hub and sj.model == study.BASE
+        base_from_hub = hub and sj.labels["model"] == study.BASE
         job.loads_hub_model, job.ships_checkpoint = base_from_hub, not base_from_hub
         job.dtype = self.config["eval"].get("dtype", "float32")
 

@@ -9,10 +9,10 @@ Pure Python (no torch): the Snakefile imports it at parse time, and a no-op reru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.core.config import ConfigError, sorted_tree
+from ablate.core.jobs import Job
 
 POLICIES: tuple[str, ...] = ("causal", "prefill_bidir", "prefix_bidir")
 #: What each policy lets a token see: the one wording every help text and document uses.
@@ -179,33 +179,13 @@ RULE_OUTPUTS: dict[str, dict[str, str]] = {
 }
 
 
-@dataclass
-class Job:
-    """One job of the study, as the rules run it.
-
-    ``stage`` is the study's numbered stage (the one meaning of "stage"): 0 the base model,
-    1 base x causal, 2 base x the ablated policy, 3 a stage-3 finetune, 4 an evaluation of one,
-    5 a stage-5 finetune and its evaluations (the recovery table's ``stage`` column); None for
-    the jobs outside the numbered stages (data, the leakage probe, the table, the plots).
-    ``kind`` is what the planner forecasts (train, eval, probe); None: not planned (cheap, local).
-    """
-
-    rule: str
-    name: str  # unique: "eval/base/causal", "finetune/3A", "leakage/causal", "prepare_model", ...
-    wildcards: dict[str, str]
-    stage: int | None
-    kind: str | None
-    outputs: dict[str, str]  # output name (the rule's) -> path under the results folder
-    log: str
-    benchmark: str | None = None
-    model: str | None = None  # the model it trains, probes or evaluates: base or a variant
-    policy: str | None = None  # the mask policy it trains, probes or evaluates under
-    #: the output JSON whose provenance block records where the job ran and its wall time
-    record: str | None = None
-    #: the job whose checkpoint it loads (an evaluation of a finetune), for instance sharing
-    upstream: str | None = None
-    #: the finetune variant it trains or evaluates (resolved: stage, policy, params)
-    variant: dict[str, Any] | None = field(default=None, repr=False)
+#: the config's resources group (top-level ``resources``) of each GPU-capable rule
+RESOURCE_GROUP = {
+    "prepare_model": "prepare_model",
+    "leakage_probe": "leakage",
+    "finetune": "finetune",
+    "eval_model": "eval",
+}
 
 
 def path(config: dict[str, Any], key: str, **wildcards: str) -> str:
@@ -238,129 +218,159 @@ def variants_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return resolve_variants(config["finetune"]["variants"], config["finetune"]["defaults"])
 
 
+def _job(config: dict[str, Any], rule: str, name: str, files: str, log: str, **kw: Any) -> Job:
+    """A core Job of this study: its outputs (``RULE_OUTPUTS[files]``), log (``log``), benchmark
+    (PATTERNS key ``bench``) and record (output name ``record``) under the results folder; the
+    mask-only facts (model, policy, variant) in ``labels``."""
+    wc = kw.pop("wildcards", {})
+    bench, record = kw.pop("bench", None), kw.pop("record", None)
+    outputs = {n: path(config, key, **wc) for n, key in RULE_OUTPUTS[files].items()}
+    group = RESOURCE_GROUP.get(rule)
+    labels = {k: kw.pop(k, None) for k in ("model", "policy", "variant")}
+    return Job(
+        study="mask",
+        rule=rule,
+        name=name,
+        wildcards=wc,
+        outputs=outputs,
+        log=path(config, log, **wc),
+        benchmark=path(config, bench, **wc) if bench else None,
+        record=outputs[record] if record else None,
+        gpus=int(((config.get("resources") or {}).get(group) or {}).get("gpu") or 0),
+        labels=labels,
+        **kw,
+    )
+
+
+def _setup_jobs(config: dict[str, Any]) -> list[Job]:
+    """The data (embedded) and the base model: pretrained here (embedded) or registered."""
+    out = []
+    if config["data"]["source"] == "embedded":
+        out.append(_job(config, "make_data", "make_data", "make_data", "make_data_log"))
+    base = dict(stage=0, model=BASE)
+    if config["model"]["source"] == "embedded":
+        base.update(kind="train", bench="prepare_model_benchmark", record="summary")
+        base.update(policy="causal", files="prepare_model")
+    else:  # recorded (or downloaded) on the submit host: not GPU work, not planned
+        base.update(record="card", files="register_model")
+    out.append(_job(config, "prepare_model", "prepare_model", log="prepare_model_log", **base))
+    return out
+
+
+def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
+    """The leakage probe of each training policy, then each variant's finetune."""
+    setup = ["make_data", "prepare_model"]
+    out = [
+        _job(
+            config,
+            "leakage_probe",
+            f"leakage/{p}",
+            "leakage_probe",
+            "leakage_log",
+            bench="leakage_benchmark",
+            record="probe",
+            wildcards={"policy": p},
+            kind="probe",
+            upstream=setup,
+            model=BASE,
+            policy=p,
+        )
+        for p in train_policies(variants)
+    ]
+    out += [
+        _job(
+            config,
+            "finetune",
+            f"finetune/{n}",
+            "finetune",
+            "finetune_log",
+            bench="finetune_benchmark",
+            record="summary",
+            wildcards={"variant": n},
+            stage=int(v["stage"]),
+            kind="train",
+            upstream=[*setup, f"leakage/{v['policy']}"],
+            model=n,
+            policy=v["policy"],
+            variant=v,
+        )
+        for n, v in sorted(variants.items())
+    ]
+    return out
+
+
+def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
+    """Every evaluated model under causal and the ablated policy."""
+    out = []
+    for model in models(variants):
+        loads = None if model == BASE else f"finetune/{model}"
+        for policy in eval_policies(config):
+            out.append(
+                _job(
+                    config,
+                    "eval_model",
+                    f"eval/{model}/{policy}",
+                    "eval_model",
+                    "eval_log",
+                    bench="eval_benchmark",
+                    record="metrics",
+                    wildcards={"model": model, "policy": policy},
+                    stage=eval_stage(model, policy, variants),
+                    kind="eval",
+                    loads=loads,
+                    upstream=["make_data", loads or "prepare_model"],
+                    model=model,
+                    policy=policy,
+                    variant=variants.get(model),
+                )
+            )
+    return out
+
+
+def _table_jobs(config: dict[str, Any], evals: list[str], finetunes: list[str]) -> list[Job]:
+    """The recovery table, the report's plots and the claims, from the evaluations."""
+    return [
+        _job(
+            config,
+            "recovery_table",
+            "recovery_table",
+            "recovery_table",
+            "recovery_log",
+            upstream=evals,
+        ),
+        _job(
+            config, "plot_scores", "plot_scores", "plot_scores", "plot_scores_log", upstream=evals
+        ),
+        _job(
+            config,
+            "plot_loss_curves",
+            "plot_loss_curves",
+            "plot_loss_curves",
+            "plot_loss_curves_log",
+            upstream=finetunes,
+        ),
+        _job(config, "mask_claims", "mask_claims", "mask_claims", "claims_log", upstream=evals),
+    ]
+
+
 def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list[Job]:
-    """Every job of the mask study for a schema-validated config, in run order.
+    """Every job of the mask study for a schema-validated config, in run order (core Jobs: the
+    rules, STATUS and the planner read them).
 
     ``variants``: the resolved finetune variants, when the caller already has them.
     """
     variants = variants_of(config) if variants is None else variants
-    embedded_model = config["model"]["source"] == "embedded"
-    embedded_data = config["data"]["source"] == "embedded"
+    trains = _train_jobs(config, variants)
+    evals = _eval_jobs(config, variants)
+    finetunes = [j.name for j in trains if j.rule == "finetune"]
+    tables = _table_jobs(config, [j.name for j in evals], finetunes)
+    return _setup_jobs(config) + trains + evals + tables
 
-    def make(rule, name, stage, kind, files, log, bench=None, record=None, **kw):
-        wc = kw.pop("wildcards", {})
-        outputs = {n: path(config, key, **wc) for n, key in RULE_OUTPUTS[files].items()}
-        return Job(
-            rule=rule,
-            name=name,
-            wildcards=wc,
-            stage=stage,
-            kind=kind,
-            outputs=outputs,
-            log=path(config, log, **wc),
-            benchmark=path(config, bench, **wc) if bench else None,
-            record=outputs[record] if record else None,
-            **kw,
-        )
 
-    out = []
-    if embedded_data:
-        out.append(make("make_data", "make_data", None, None, "make_data", "make_data_log"))
-    if embedded_model:
-        out.append(
-            make(
-                "prepare_model",
-                "prepare_model",
-                0,
-                "train",
-                "prepare_model",
-                "prepare_model_log",
-                "prepare_model_benchmark",
-                "summary",
-                model=BASE,
-                policy="causal",
-            )
-        )
-    else:  # recorded (or downloaded) on the submit host: not GPU work, not planned
-        out.append(
-            make(
-                "prepare_model",
-                "prepare_model",
-                0,
-                None,
-                "register_model",
-                "prepare_model_log",
-                model=BASE,
-            )
-        )
-    for policy in train_policies(variants):
-        out.append(
-            make(
-                "leakage_probe",
-                f"leakage/{policy}",
-                None,
-                "probe",
-                "leakage_probe",
-                "leakage_log",
-                "leakage_benchmark",
-                "probe",
-                wildcards={"policy": policy},
-                model=BASE,
-                policy=policy,
-            )
-        )
-    for name, v in sorted(variants.items()):
-        out.append(
-            make(
-                "finetune",
-                f"finetune/{name}",
-                int(v["stage"]),
-                "train",
-                "finetune",
-                "finetune_log",
-                "finetune_benchmark",
-                "summary",
-                wildcards={"variant": name},
-                model=name,
-                policy=v["policy"],
-                variant=v,
-            )
-        )
-    for model in models(variants):
-        for policy in eval_policies(config):
-            out.append(
-                make(
-                    "eval_model",
-                    f"eval/{model}/{policy}",
-                    eval_stage(model, policy, variants),
-                    "eval",
-                    "eval_model",
-                    "eval_log",
-                    "eval_benchmark",
-                    "metrics",
-                    wildcards={"model": model, "policy": policy},
-                    model=model,
-                    policy=policy,
-                    upstream=None if model == BASE else f"finetune/{model}",
-                    variant=variants.get(model),
-                )
-            )
-    out.append(
-        make("recovery_table", "recovery_table", None, None, "recovery_table", "recovery_log")
-    )
-    out.append(make("plot_scores", "plot_scores", None, None, "plot_scores", "plot_scores_log"))
-    out.append(
-        make(
-            "plot_loss_curves",
-            "plot_loss_curves",
-            None,
-            None,
-            "plot_loss_curves",
-            "plot_loss_curves_log",
-        )
-    )
-    out.append(make("mask_claims", "mask_claims", None, None, "mask_claims", "claims_log"))
-    return out
+def targets(config: dict[str, Any]) -> list[str]:
+    """The files a full run of the mask study ends with: the recovery table, plots, claims."""
+    keys = ("recovery_csv", "recovery_parquet", "plot_scores", "plot_loss_curves", "claims_csv")
+    return [path(config, k) for k in keys]
 
 
 def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
@@ -368,8 +378,8 @@ def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
     return {
         j.outputs["metrics"]: dict(
             stage=j.stage,
-            variant=j.model,
-            train_policy=j.variant["policy"] if j.variant else None,
+            variant=j.labels["model"],
+            train_policy=j.labels["variant"]["policy"] if j.labels["variant"] else None,
         )
         for j in job_list
         if j.rule == "eval_model"

@@ -1,10 +1,12 @@
 """What the planner forecasts: planned jobs, handed over by each study's job list.
 
-The planner knows no study. Each study turns its job list into :class:`PlannedJob` rows (the
-tokens each job processes, the size of the model it runs, what it loads and writes) in a module
-``plan`` (found through the registry :mod:`ablate.studies`), whose ``study_plan(config, ref,
-root)`` returns a :class:`StudyPlan`. A job whose size cannot be worked out still gets a row: ``tokens`` or
-``params`` is None and ``notes`` says what is missing.
+The planner knows no study. Each study's plan side (the study protocol's ``plan`` part,
+:mod:`ablate.core.jobs`, found through the registry :mod:`ablate.studies`) pairs each job of its
+job list that has a ``kind`` (a core :class:`ablate.core.jobs.Job`) with what the planner needs
+besides (the tokens it processes, the size of the model it runs, what it loads and writes): a
+:class:`PlannedJob`; its ``study_plan(config, ref, root)`` returns a :class:`StudyPlan`. A job
+whose size cannot be worked out still gets a row: ``tokens`` or ``params`` is None and ``notes``
+says what is missing.
 """
 
 from __future__ import annotations
@@ -16,22 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from ablate import studies
+from ablate.core.jobs import Job
 from ablate.core.planner.inputs import Reference
 
 
 @dataclass
 class PlannedJob:
-    id: str  # the job's name in its study's job list, e.g. "eval/base/causal", "finetune/3A"
-    rule: str  # the Snakemake rule that runs it (the vast profile groups rules)
-    kind: str  # train | eval | probe
-    model: str  # the model it runs (base | a variant)
+    #: the study's job (name, rule, kind, record, benchmark, the job whose checkpoint it loads)
+    job: Job
+    model: str  # the model it runs (base | a variant), in words
     policy: str | None
     tokens: float | None  # None: unknown (tokens_source says why)
     tokens_source: str
     params: float | None  # parameters of the model it runs; None: unknown (params_source: why)
     params_source: str
-    record: str | None = None  # output JSON whose provenance has wall time + hardware
-    benchmark: str | None = None  # Snakemake benchmark file of the job
     loads_hub_model: bool = False  # downloads the base weights from the hub
     ships_checkpoint: bool = False  # its input checkpoint is copied to a rented instance
     writes_checkpoint: bool = False  # saves (and ships back) a full checkpoint
@@ -39,7 +39,6 @@ class PlannedJob:
     dtype: str = "float32"  # dtype the weights are held in (memory check)
     optim: str | None = None  # optimizer (train): its states count in the memory check
     packing: bool | None = None  # packed steps (train): picks a measurement of the same mode
-    upstream: str | None = None  # the job whose checkpoint it loads
     shares_instance: str | None = None  # runs on the instance of this job (a vast group job)
     #: FLOPs per token for the FLOP estimate (None: FLOPS_PER_PARAM_TOKEN[kind] x params); a job
     #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token
@@ -55,6 +54,34 @@ class PlannedJob:
     #: ``scaling_key`` (a plan.scaling key) when it spreads over the GPUs otherwise than its kind
     extra: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # missing inputs, said on every row
+    #: train | eval | probe | generate: the job's kind (None: taken from it); a copy for the
+    #: other work inside the job (``extra``) takes that work's kind
+    kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is None:
+            self.kind = self.job.kind
+
+    @property
+    def id(self) -> str:
+        """The job's name in its study's job list, e.g. "eval/base/causal", "train/1a+2c"."""
+        return self.job.name
+
+    @property
+    def rule(self) -> str:  # the Snakemake rule that runs it (the vast profile groups rules)
+        return self.job.rule
+
+    @property
+    def record(self) -> str | None:  # output JSON whose provenance has wall time + hardware
+        return self.job.record
+
+    @property
+    def benchmark(self) -> str | None:  # Snakemake benchmark file of the job
+        return self.job.benchmark
+
+    @property
+    def upstream(self) -> str | None:  # the job whose checkpoint it loads
+        return self.job.loads
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""One job type and the study protocol: what a study hands the rules, STATUS and the planner.
+
+Every study's job list (its layout module's ``jobs(config)``) returns :class:`Job` rows. The
+rules take their files from them, STATUS (:mod:`ablate.core.status`) shows one row per job, the
+planner (:mod:`ablate.core.planner`) forecasts the jobs with a ``kind``. What only one study
+needs rides in ``labels`` (the mask study's model, policy and variant).
+
+A study is three modules, named in the registry :mod:`ablate.studies` (outside the core):
+
+- its **layout** (:class:`StudyLayout`; no torch, the Snakefile imports it at parse time): the
+  file patterns, the job list, the files a full run of the study ends with;
+- its **status** side (:class:`StudyStatus`): a record's headline numbers, why a finished job is
+  stale (the config keys changed since its record was written), key results, the forecast;
+- its **plan** side (:class:`StudyPlanner`): the planner's inputs, a
+  :class:`ablate.core.planner.jobs.StudyPlan` of its planned jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class Job:
+    """One job of a study, as the rules run it. Paths are relative to the working directory
+    (the results folder included), as Snakemake names them."""
+
+    study: str
+    rule: str
+    name: str  # unique in its study: "eval/base/causal", "finetune/3A", "train/1a+2c", ...
+    wildcards: dict[str, str]
+    outputs: dict[str, str]  # the rule's output name -> path, in the rule's order
+    log: str | None
+    #: the study's numbered stage (the mask study's 0-5); None outside numbered stages
+    stage: int | None = None
+    #: what the planner forecasts (train, eval, probe, generate); None: not planned (local, cheap)
+    kind: str | None = None
+    benchmark: str | None = None  # its Snakemake benchmark file
+    #: the output JSON whose provenance block records its config slice, hardware and wall time
+    record: str | None = None
+    upstream: list[str] = field(default_factory=list)  # names of the jobs whose outputs it reads
+    loads: str | None = None  # the job whose checkpoint it loads (a vast group shares its instance)
+    serves: list[str] = field(default_factory=list)  # the configured units it serves (grid entries)
+    gpus: int = 0  # GPUs its resources request
+    #: the config slice its record's provenance holds (None: the study compares otherwise)
+    config: Any = field(default=None, repr=False)
+    labels: dict[str, Any] = field(default_factory=dict, repr=False)  # study-specific facts
+
+    @property
+    def shown_stage(self) -> str:
+        """STATUS's first column: the numbered stage, else the units it serves."""
+        return " ".join(self.serves) if self.stage is None else str(self.stage)
+
+
+@runtime_checkable
+class StudyLayout(Protocol):
+    """A study's layout module."""
+
+    #: every file of the study, relative to the results folder (the rules' out(PATTERNS[...]))
+    PATTERNS: dict[str, str]
+
+    def jobs(self, config: dict[str, Any]) -> list[Job]:
+        """Every job of the study for a schema-validated config, in run order."""
+
+    def targets(self, config: dict[str, Any]) -> list[str]:
+        """The files a full run of the study ends with (rule all's inputs, STATUS waits for)."""
+
+
+@runtime_checkable
+class StudyStatus(Protocol):
+    """A study's side of STATUS.md."""
+
+    def headline(self, job: Job, record: dict[str, Any]) -> str:
+        """A finished job's headline numbers, from its record."""
+
+    def changes(self, job: Job, old: Any, config: dict[str, Any]) -> list[str]:
+        """Why a finished job is stale: ``key old -> new`` per config key changed between the
+        slice its record holds (``old``) and the config now; [] when current."""
+
+    def key_results(self, config: dict[str, Any], workdir: Path) -> list[str]: ...
+
+    def forecast(self, config: dict[str, Any], workdir: Path, rows: list[Any]) -> list[str]: ...
+
+
+@runtime_checkable
+class StudyPlanner(Protocol):
+    """A study's side of the runtime/cost planner."""
+
+    def study_plan(self, config: dict[str, Any], ref: Any, root: Path) -> Any:
+        """Its planned jobs (a ``StudyPlan`` of ``PlannedJob`` rows built from its Jobs)."""
