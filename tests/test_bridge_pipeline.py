@@ -60,7 +60,9 @@ def test_bridge_alone(fresh):
 
 def test_seed_study_plans_offline(fresh):
     """config/latentwire.yaml plans the real grid with no hub access: the models are registered
-    by a local rule that a dry run does not run; no embedded world, no pretraining."""
+    by a local rule that a dry run does not run; no embedded world, no pretraining. Its
+    `plan.studies: [bridge]` brings the runtime/cost plan rules, waiting for the bridge's planned
+    jobs (the bridge alone with the default `plan.studies: [mask]` has none: test_bridge_alone)."""
     r = snakemake(
         fresh,
         "-n",
@@ -73,6 +75,9 @@ def test_seed_study_plans_offline(fresh):
     counts = job_counts(r.stdout)
     assert counts.get("bridge_register") == 2 and "bridge_model" not in counts, counts
     assert counts.get("bridge_train") == 8 and counts.get("bridge_infer") == 2, counts
+    assert counts.get("plan_estimate") == counts.get("plan") == 1, counts
+    plan = r.stdout[r.stdout.index("rule plan:") :].split("\n[")[0]  # its block, to the next
+    assert "results/latentwire/bridge/runs/" in plan and "summary.json" in plan, plan
     assert "results/latentwire/bridge/runs/gsm8k-k64-" in r.stdout
     assert "results/latentwire/bridge/runs/hotpotqa-k64-" in r.stdout
     assert not (fresh / "results" / "latentwire").exists()

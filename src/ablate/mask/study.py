@@ -1,7 +1,8 @@
 """The mask study's shape, derived from a config: policies, resolved variants, files, jobs.
 
-:func:`jobs` is the one job list: which jobs exist, the files each writes (:data:`PATTERNS`), the
-stage each belongs to. The rules (rules/mask/*.smk), the planner (ablate.mask.plan) and the
+:func:`jobs` is the one job list (core :class:`ablate.core.jobs.Job` rows; the study protocol's
+layout part): which jobs exist, the files each writes (:data:`PATTERNS`), the stage each belongs
+to, the jobs it reads. The rules (rules/mask/*.smk), STATUS, the planner (ablate.mask.plan) and the
 recovery table (its rule's params) all take it from here.
 
 Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
