@@ -110,7 +110,7 @@ def _own_status(
     if missing:
         return Row(job, "to run", f"missing {missing[0]}")
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
-    # a job without a record is as new as its newest output (one row may stand for several rules)
+    # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
     if job.record is None:
         return Row(job, "done", "outputs exist", wall, mtime=mtime)
