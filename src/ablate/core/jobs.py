@@ -3,7 +3,7 @@
 Every study's job list (its layout module's ``jobs(config)``) returns :class:`Job` rows. The
 rules take their files from them, STATUS (:mod:`ablate.core.status`) shows one row per job, the
 planner (:mod:`ablate.core.planner`) forecasts the jobs with a ``kind``. What only one study
-needs rides in ``labels`` (the mask study's model, policy and variant).
+needs rides in ``labels`` (a model, policy or variant of one study).
 
 A study is three modules, named in the registry :mod:`ablate.studies` (outside the core):
 
@@ -33,7 +33,7 @@ class Job:
     wildcards: dict[str, str]
     outputs: dict[str, str]  # the rule's output name -> path, in the rule's order
     log: str | None
-    #: the study's numbered stage (the mask study's 0-5); None outside numbered stages
+    #: the study's numbered stage (0, 1, 2, ...); None outside numbered stages
     stage: int | None = None
     #: what the planner forecasts (train, eval, probe, generate); None: not planned (local, cheap)
     kind: str | None = None

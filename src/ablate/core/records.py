@@ -1,12 +1,12 @@
 """The record layer: how every reader of a finished job's files reads them (STATUS, the planner,
-the staleness summary, the bridge's tables, ``ablate diff``). One definition each, so two readers
+the staleness summary, a study's tables, ``ablate diff``). One definition each, so two readers
 never disagree about the same file.
 
 - A **record** is a job's output JSON object (a summary.json, metrics.json, a model card, a
   provenance sidecar). :func:`read_json` returns it, or None when absent, unreadable or not an
   object: a reader never stops on one.
 - Its **provenance** block (``ablate.core.provenance.collect``) is nested under ``provenance``, or
-  the record is the block itself (a sidecar such as the bridge's ``summary.csv.provenance.json``);
+  the record is the block itself (a sidecar written beside a table, ``<table>.provenance.json``);
   :func:`provenance_of`.
 - **Benchmark seconds** (:func:`benchmark_seconds`): the wall seconds of ONE run of the job, the
   mean of the ``s`` column of its Snakemake benchmark file. Snakemake writes one row per run it
