@@ -14,11 +14,12 @@ overhead the planner's ``job_overheads`` (config/gpu_measurements.yaml) record.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 #: the phase that is the stage's own work, per rule (the rest is overhead)
 OWN_WORK = {
@@ -38,10 +39,7 @@ def record(results: Path, rule: str, name: str) -> dict:
         "leakage_probe": results / "leakage" / f"{name}.json",
         "prepare_model": results / "model" / "base" / "summary.json",
     }
-    path = candidates.get(rule)
-    if path is None or not path.exists():
-        return {}
-    return json.loads(path.read_text())
+    return read_json(candidates.get(rule)) or {}
 
 
 def table(results: Path) -> pd.DataFrame:
@@ -50,14 +48,14 @@ def table(results: Path) -> pd.DataFrame:
         rule, name = tsv.parent.name, tsv.stem
         b = pd.read_csv(tsv, sep="\t")
         rec = record(results, rule, name)
-        inside = (rec.get("provenance") or {}).get("wall_time_s")
+        inside = provenance_of(rec).get("wall_time_s")
         phases = rec.get("phases") or {}
         own = phases.get(OWN_WORK.get(rule, ""))
         rows.append(
             {
                 "rule": rule,
                 "job": name,
-                "wall_s": round(float(b["s"].mean()), 1),
+                "wall_s": round(benchmark_seconds(tsv), 1),  # one run: the rows' mean
                 "inside_script_s": None if inside is None else round(inside, 1),
                 "own_work_s": None if own is None else round(own, 1),
                 "max_rss_mb": round(float(b["max_rss"].mean()), 0),
