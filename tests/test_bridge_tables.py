@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate.bridge import claims, tables
+from ablate.bridge import claims, plan_table, tables
 from ablate.core import io
 from ablate.core.provenance import config_hash
 
@@ -99,7 +99,7 @@ def test_plan_done_stale_to_run(tmp_path):
         )
 
     jobs = [job("done", cfg), job("stale", {"params": {"steps": 7}}), job("todo", None)]
-    plan = tables.build_plan(jobs, {"train": {"gpu": 2, "runtime": 30}}).set_index("entries")
+    plan = plan_table.build_plan(jobs, {"train": {"gpu": 2, "runtime": 30}}).set_index("entries")
     assert plan.loc["done", "status"] == "done" and plan.loc["done", "spent_h"] > 0
     assert plan.loc["stale", "status"] == "stale" and "records config" in plan.loc["stale", "why"]
     assert plan.loc["todo", "status"] == "to run"

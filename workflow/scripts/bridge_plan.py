@@ -4,9 +4,9 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ablate.bridge import tables
+from ablate.bridge import plan_table
 
-tables.write_plan(
+plan_table.write_plan(
     snakemake.params.jobs,
     snakemake.params.resources,
     snakemake.output.csv,
