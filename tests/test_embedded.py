@@ -147,7 +147,7 @@ def test_sft_rows_pass_the_sft_loader(tmp_path):
 
 
 def test_tasks_load_in_lm_eval_from_anywhere(tmp_path, monkeypatch):
-    from ablate.mask.evaluation import load_tasks
+    from ablate.mask.lm_tasks import load_tasks
 
     embedded.write_tasks(tmp_path / "orig", seed=0, n_docs=12)
     moved = tmp_path / "moved"

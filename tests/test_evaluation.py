@@ -34,7 +34,8 @@ def test_causal_equals_stock_lm_eval(tiny_model_dir, tokenizer, task_dir):
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    from ablate.mask.evaluation import MaskPolicyLM, load_tasks
+    from ablate.mask.lm_tasks import load_tasks
+    from ablate.mask.policy_lm import MaskPolicyLM
 
     model = load_causal_lm(tiny_model_dir)
     runs = {}
@@ -177,7 +178,8 @@ def test_policies_change_the_scores(policy_runs):
 
 
 def test_unknown_task(tiny_model_dir, task_dir, tmp_path):
-    from ablate.mask.evaluation import TaskNotFoundError, evaluate
+    from ablate.mask.evaluation import evaluate
+    from ablate.mask.lm_tasks import TaskNotFoundError
 
     with pytest.raises(TaskNotFoundError, match=r"'emb_repeat'.*did you mean emb_repeat[35]"):
         evaluate(tiny_model_dir, ["emb_repeat"], "causal", tmp_path, task_dirs=[task_dir])
@@ -219,7 +221,7 @@ def test_cli(tiny_model_dir, task_dir, tmp_path):
 def test_registered_in_lm_eval(tiny_model_dir):
     from lm_eval.api.registry import get_model
 
-    import ablate.mask.evaluation  # noqa: F401  (registers the model)
+    import ablate.mask.policy_lm  # noqa: F401  (registers the model)
 
     lm = get_model("maskpolicy-hf").create_from_arg_string(
         f"pretrained={tiny_model_dir},mask_policy=prefix_bidir,max_batch_tokens=512,"
@@ -239,7 +241,7 @@ def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
         PixtralVisionConfig,
     )
 
-    from ablate.mask.evaluation import MaskPolicyLM
+    from ablate.mask.policy_lm import MaskPolicyLM
     from ablate.mask.scoring import score_naive
     from ablate.mask.tiny import tiny_ministral3_config
 

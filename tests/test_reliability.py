@@ -23,8 +23,8 @@ from ablate.core import checkpoint, diff, interrupts, model_card, provenance, tr
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
 from ablate.core.training import run as run_module
-from ablate.mask import embedded, evaluation, sft_data
-from ablate.mask.evaluation import TaskFileError, TaskNotFoundError
+from ablate.mask import embedded, evaluation, lm_tasks, sft_data
+from ablate.mask.lm_tasks import TaskFileError, TaskNotFoundError
 from ablate.mask.training.run import finetune
 
 # Fake secrets: long and unique, so a hit in any file can only be a leak.
@@ -88,7 +88,7 @@ def sft_file(tmp_path_factory):
 def test_unknown_lm_eval_task_is_named_with_close_matches():
     """A typo of a built-in lm-eval task (test_evaluation.py covers local ones)."""
     with pytest.raises(TaskNotFoundError, match=r"'hellaswagg' \(did you mean hellaswag"):
-        evaluation.load_tasks(["hellaswagg"])
+        lm_tasks.load_tasks(["hellaswagg"])
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ Module map:
 - :mod:`~ablate.bridge.parallel`: data-parallel translator training under torchrun.
 - :mod:`~ablate.bridge.cost`: tokens and FLOPs of bridge work (the benchmark and the planner).
 - :mod:`~ablate.bridge.tables`, :mod:`~ablate.bridge.plots`, :mod:`~ablate.bridge.claims`: the
-  summary / curves / plan tables, the figures, seed 004's claims.
+  summary / curves tables, the figures, seed 004's claims.
 - :mod:`~ablate.bridge.plan`, :mod:`~ablate.bridge.status`: the study's side of the planner and of
   STATUS.md.
 """

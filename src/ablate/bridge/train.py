@@ -122,38 +122,64 @@ def global_batch(p: dict[str, Any], n_train: int) -> int:
     return p["batch_size"] * w
 
 
+class _Evaluations:
+    """Every bridged evaluation of a run: the curve, the best state so far (for ``restore_best``)
+    and the evaluations without improvement (early stopping's patience)."""
+
+    def __init__(self, pair: Pair, translator, eval_items, p: dict[str, Any], label: str):
+        self.pair, self.translator, self.eval_items = pair, translator, eval_items
+        self.p, self.label = p, label
+        self.curve: list[dict] = []
+        self.best: dict[str, Any] = {"accuracy": -1.0}
+        self.bad_evals = 0
+        self.last_rows: list[dict] = []
+
+    def rows(self) -> list[dict]:
+        """Each process evaluates a share of the items, gathered in order."""
+        return parallel.gather(
+            _evaluate(self.pair, self.translator, parallel.shard(self.eval_items))
+        )
+
+    def __call__(self, at: int) -> bool:
+        """Evaluate at step ``at``; True when early stopping says stop."""
+        from ablate.bridge.evaluate import accuracy
+
+        self.last_rows = self.rows()
+        acc = accuracy(self.last_rows)
+        self.curve.append({"step": at, **acc})
+        best = self.best
+        if acc["accuracy"] > best["accuracy"]:
+            state = {k: v.detach().clone() for k, v in self.translator.state_dict().items()}
+            best.update(accuracy=acc["accuracy"], step=at, state=state)
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        _say(
+            f"[{self.label}] eval step {at}: bridged accuracy {acc['accuracy']:.3f} "
+            f"(F1 {acc['f1']:.3f}); best {best['accuracy']:.3f} at step {best['step']}"
+        )
+        return self.p["early_stopping"] and self.bad_evals >= self.p["patience"]
+
+
+def _log_step(label: str, step: int, p: dict[str, Any], out: Step, lr: float, t0: float) -> None:
+    """One progress line: the loss and its parts, the gradient norm, the rate and the ETA."""
+    rate = step / (time.time() - t0)
+    _say(
+        f"[{label}] step {step}/{p['steps']} loss {out.loss:.4f} "
+        + " ".join(f"{k} {v:.4f}" for k, v in out.parts.items())
+        + f" grad_norm {out.grad_norm:.3f} lr {lr:.2e}"
+        f" {rate:.1f} steps/s ETA {(p['steps'] - step) / rate:.0f} s"
+    )
+
+
 def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[str, Any]:
     """The training loop; returns the curve, the final rows and the stop facts."""
-    from ablate.bridge.evaluate import accuracy
-
     model = parallel.wrap(translator)
     opt, sched = optimizer(translator, p)
-    curve, losses = [], []
-    best: dict[str, Any] = {"accuracy": -1.0}
-    bad_evals, stop_reason, step = 0, "max_steps", 0
+    evaluation = _Evaluations(pair, translator, eval_items, p, label)
+    losses = []
+    stop_reason, step = "max_steps", 0
     tokens, t0 = 0, time.time()
-    last_rows: list[dict] = []
-
-    def evaluate_all() -> list[dict]:  # each process a share of the items, gathered in order
-        return parallel.gather(_evaluate(pair, translator, parallel.shard(eval_items)))
-
-    def evaluation(at: int) -> bool:
-        nonlocal bad_evals, last_rows
-        last_rows = evaluate_all()
-        acc = accuracy(last_rows)
-        curve.append({"step": at, **acc})
-        if acc["accuracy"] > best["accuracy"]:
-            state = {k: v.detach().clone() for k, v in translator.state_dict().items()}
-            best.update(accuracy=acc["accuracy"], step=at, state=state)
-            bad_evals = 0
-        else:
-            bad_evals += 1
-        _say(
-            f"[{label}] eval step {at}: bridged accuracy {acc['accuracy']:.3f} (F1 {acc['f1']:.3f});"
-            f" best {best['accuracy']:.3f} at step {best['step']}"
-        )
-        return p["early_stopping"] and bad_evals >= p["patience"]
-
     stop = evaluation(0)
     translator.train()
     n_global = global_batch(p, len(train_items))
@@ -171,30 +197,25 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
             break
         tokens += parallel.total(out.tokens)
         if step % p["log_every"] == 0 or step == p["steps"]:
-            rate = step / (time.time() - t0)
             losses.append({"step": step, "loss": out.loss, **out.parts})
-            _say(
-                f"[{label}] step {step}/{p['steps']} loss {out.loss:.4f} "
-                + " ".join(f"{k} {v:.4f}" for k, v in out.parts.items())
-                + f" grad_norm {out.grad_norm:.3f} lr {sched.get_last_lr()[0]:.2e}"
-                f" {rate:.1f} steps/s ETA {(p['steps'] - step) / rate:.0f} s"
-            )
+            _log_step(label, step, p, out, sched.get_last_lr()[0], t0)
         if step % p["eval_every"] == 0 or step == p["steps"]:
             if evaluation(step) and step < p["steps"]:
                 stop_reason = "early_stopping"
                 break
-    if curve[-1]["step"] != step:  # ended between evaluations (non-finite loss): evaluate the end
+    if evaluation.curve[-1]["step"] != step:  # ended between evaluations (non-finite loss)
         evaluation(step)
     train_s = time.time() - t0
     restored_from = None
+    best = evaluation.best
     if p["restore_best"] and best.get("state") is not None:
         translator.load_state_dict(best["state"])
         restored_from = best["step"]
-        final_rows = evaluate_all()  # re-evaluated, not copied
+        final_rows = evaluation.rows()  # re-evaluated, not copied
     else:
-        final_rows = last_rows
+        final_rows = evaluation.last_rows
     return {
-        "curve": curve,
+        "curve": evaluation.curve,
         "losses": losses,
         "final_rows": final_rows,
         "steps_done": step,
@@ -202,6 +223,99 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
         "restored_from_step": restored_from,
         "train_tokens": tokens,
         "train_s": train_s,
+    }
+
+
+@dataclass
+class _Entry:
+    """One grid entry set up to train: its resolved params, data, models and translator."""
+
+    p: dict[str, Any]
+    label: str
+    train_items: list
+    eval_items: list
+    pair: Pair
+    translator: tr.BottleneckedGatedTranslator
+    cached_source: bool
+    cached_teacher: bool
+
+    @property
+    def n_params(self) -> int:
+        return sum(t.numel() for t in self.translator.parameters())
+
+
+def _set_up(
+    run_id, params, where, train_file, eval_file, dataset_kind, cards, source_states, teacher_states
+) -> _Entry:
+    """Resolve the params, read the data, load the pair (source states and the KL teacher from
+    their caches when given) and build the translator, seeded."""
+    p = bridge_params.resolve(params, where)
+    train_items = world.load_dataset(train_file, dataset_kind)
+    eval_items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
+    torch.manual_seed(p["seed"])
+    cache = None if source_states is None else frozen.open_cache(source_states)
+    teacher = None if teacher_states is None else frozen.open_cache(teacher_states, "teacher")
+    pair = load_pair(*cards, dataset_kind, p, cache, teacher)
+    translator = tr.build(p, pair.source, pair.target, where).to(pair.device)
+    entry = _Entry(
+        p,
+        f"bridge {run_id}",
+        train_items,
+        eval_items,
+        pair,
+        translator,
+        cached_source=cache is not None,
+        cached_teacher=teacher is not None,
+    )
+    _say(
+        f"[{entry.label}] {len(train_items)} train / {len(eval_items)} eval items ({dataset_kind}); "
+        f"translator {entry.n_params / 1e6:.3f} M params, K={p['K']}; "
+        f"{parallel.world_size()} process(es); source states "
+        + ("cached" if entry.cached_source else "live")
+        + ", KL teacher "
+        + ("cached" if entry.cached_teacher else "live")
+    )
+    return entry
+
+
+def _results(e: _Entry, res: dict[str, Any], started: float) -> dict[str, Any]:
+    """The summary's numbers: peak and final accuracy, the run's length, size and throughput."""
+    from ablate.bridge.evaluate import accuracy
+
+    p = e.p
+    final = accuracy(res["final_rows"])
+    peak = max(res["curve"], key=lambda c: c["accuracy"])
+    prompt_tokens = [len(e.pair.prompt_ids(i)) for i in e.eval_items]
+    mean_prompt = sum(prompt_tokens) / len(prompt_tokens)
+    return {
+        "curve": res["curve"],
+        "losses": res["losses"],
+        "peak": peak["accuracy"],
+        "peak_step": peak["step"],
+        "final": final["accuracy"],
+        "final_em": final["em"],
+        "final_f1": final["f1"],
+        "degradation": peak["accuracy"] - final["accuracy"],
+        "steps_done": res["steps_done"],
+        "stop_reason": res["stop_reason"],
+        "restored_from_step": res["restored_from_step"],
+        "n_eval": len(e.eval_items),
+        "n_train": len(e.train_items),
+        "K": p["K"],
+        "mean_prompt_tokens": mean_prompt,
+        "compression_ratio": mean_prompt / p["K"],
+        "translator_params": e.n_params,
+        "wall_s": time.time() - started,
+        "train_s": res["train_s"],
+        "train_tokens": res["train_tokens"],
+        "throughput": {
+            "steps_per_s": res["steps_done"] / max(res["train_s"], 1e-9),
+            "tokens_per_s": res["train_tokens"] / max(res["train_s"], 1e-9),
+        },
+        "world_size": parallel.world_size(),
+        "global_batch": global_batch(p, len(e.train_items)),
+        "source_states": "cached" if e.cached_source else "live",
+        "teacher_states": "cached" if e.cached_teacher else "live",
     }
 
 
@@ -226,73 +340,36 @@ def train_entry(
     source and data, read instead of running the source; ``teacher_states`` likewise for the KL
     teacher's forward pass. Under torchrun every process trains
     and rank 0 alone writes (the others return the same summary, unwritten)."""
-    from ablate.bridge.evaluate import accuracy
-
     started = time.time()
-    p = bridge_params.resolve(params, where)
     out = Path(out_dir)
-    label = f"bridge {run_id}"
-    train_items = world.load_dataset(train_file, dataset_kind)
-    eval_items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
-    torch.manual_seed(p["seed"])
-    cache = None if source_states is None else frozen.open_cache(source_states)
-    teacher = None if teacher_states is None else frozen.open_cache(teacher_states, "teacher")
-    pair = load_pair(source_card, target_card, dataset_kind, p, cache, teacher)
-    translator = tr.build(p, pair.source, pair.target, where).to(pair.device)
-    n_params = sum(t.numel() for t in translator.parameters())
-    _say(
-        f"[{label}] {len(train_items)} train / {len(eval_items)} eval items ({dataset_kind}); "
-        f"translator {n_params / 1e6:.3f} M params, K={p['K']}; "
-        f"{parallel.world_size()} process(es); source states "
-        + ("cached" if cache is not None else "live")
-        + ", KL teacher "
-        + ("cached" if teacher is not None else "live")
+    e = _set_up(
+        run_id,
+        params,
+        where,
+        train_file,
+        eval_file,
+        dataset_kind,
+        (source_card, target_card),
+        source_states,
+        teacher_states,
     )
-    res = fit(pair, translator, train_items, eval_items, p, label)
+    p = e.p
+    res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label)
     world_size = parallel.world_size()
     if parallel.rank() != 0:
         return {"run_id": run_id, "rank": parallel.rank(), "world_size": world_size, **res}
     tr.save(
-        translator, out / "translator", extra={"run_id": run_id, "step": res["restored_from_step"]}
+        e.translator,
+        out / "translator",
+        extra={"run_id": run_id, "step": res["restored_from_step"]},
     )
-    final = accuracy(res["final_rows"])
     samples = pd.DataFrame(res["final_rows"]).assign(run_id=run_id)
     io.write_frame(out / "samples.parquet", samples)
-    peak = max(res["curve"], key=lambda c: c["accuracy"])
-    prompt_tokens = [len(pair.prompt_ids(i)) for i in eval_items]
-    mean_prompt = sum(prompt_tokens) / len(prompt_tokens)
     summary = {
         "run_id": run_id,
         "dataset": p["dataset"],
         "dataset_kind": dataset_kind,
-        "curve": res["curve"],
-        "losses": res["losses"],
-        "peak": peak["accuracy"],
-        "peak_step": peak["step"],
-        "final": final["accuracy"],
-        "final_em": final["em"],
-        "final_f1": final["f1"],
-        "degradation": peak["accuracy"] - final["accuracy"],
-        "steps_done": res["steps_done"],
-        "stop_reason": res["stop_reason"],
-        "restored_from_step": res["restored_from_step"],
-        "n_eval": len(eval_items),
-        "n_train": len(train_items),
-        "K": p["K"],
-        "mean_prompt_tokens": mean_prompt,
-        "compression_ratio": mean_prompt / p["K"],
-        "translator_params": n_params,
-        "wall_s": time.time() - started,
-        "train_s": res["train_s"],
-        "train_tokens": res["train_tokens"],
-        "throughput": {
-            "steps_per_s": res["steps_done"] / max(res["train_s"], 1e-9),
-            "tokens_per_s": res["train_tokens"] / max(res["train_s"], 1e-9),
-        },
-        "world_size": world_size,
-        "global_batch": global_batch(p, len(train_items)),
-        "source_states": "cached" if cache is not None else "live",
-        "teacher_states": "cached" if teacher is not None else "live",
+        **_results(e, res, started),
         "params": p,
         "provenance": provenance.collect(
             config_slice=config_slice if config_slice is not None else p,
@@ -314,7 +391,7 @@ def train_entry(
     }
     io.write_json(out / "summary.json", summary)
     _say(
-        f"[{label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
+        f"[{e.label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
         f"{summary['final']:.3f}, {res['steps_done']} steps ({res['stop_reason']}), "
         f"{summary['wall_s']:.1f} s"
     )

@@ -85,16 +85,10 @@ def hurts_broadly(
     return rule
 
 
-def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list[Claim]:
-    """The claims of the study for a resolved ``claims:`` block (study.resolve_claims)."""
+def _learned_claims(cfg: dict[str, Any], tasks: list[str]) -> list[Claim]:
+    """(0) The base model learned the tasks: stage 1 above chance, on the macro and per task."""
     alpha, min_n = cfg["alpha"], cfg["min_n"]
-    prefix, causal, long = (
-        cfg.get("prefix_variant"),
-        cfg.get("causal_variant"),
-        cfg.get("long_variant"),
-    )
-    s1, s2 = key("base", "causal"), key("base", ablated)
-    tasks = list(tasks)
+    s1 = key("base", "causal")
     learned, learned_macro = cfg["learned_margin"], cfg["learned_margin_macro"]
     out = [
         Claim(
@@ -117,7 +111,14 @@ def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list
         )
         for t in tasks
     ]
-    out += [
+    return out
+
+
+def _ablation_claims(cfg: dict[str, Any], ablated: str, tasks: list[str]) -> list[Claim]:
+    """(a) The ablation hurts: stage 2 below stage 1, on the macro, per task, and broadly."""
+    alpha, min_n = cfg["alpha"], cfg["min_n"]
+    s1, s2 = key("base", "causal"), key("base", ablated)
+    out = [
         Claim(
             "ablation_hurts",
             f"Removing the causal mask at prefill ({ablated}) lowers the base model's macro score "
@@ -149,44 +150,63 @@ def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list
             ),
         )
     )
-    for role, name in (("prefix", prefix), ("long", long)):
-        if name is None:
-            continue
-        what = "prefix-LM finetune" if role == "prefix" else "long-run finetune"
-        if causal is not None:
-            out.append(
-                Claim(
-                    f"{role}_recovers_more",
-                    f"Under the ablated evaluation ({ablated}), the {what} {name} scores above "
-                    f"the causal finetune {causal} (macro).",
-                    beats(key(name, ablated), key(causal, ablated), alpha=alpha, min_n=min_n),
-                )
-            )
-        if role == "long" and prefix is not None:
-            out.append(
-                Claim(
-                    "long_at_least_prefix",
-                    f"Under the ablated evaluation ({ablated}), the long-run finetune {name} "
-                    f"scores at least as high as the prefix-LM finetune {prefix} (at most "
-                    f"{cfg['long_margin']:g} below it; macro).",
-                    within_margin(
-                        key(name, ablated),
-                        key(prefix, ablated),
-                        cfg["long_margin"],
-                        alpha=alpha,
-                        min_n=min_n,
-                    ),
-                )
-            )
-        margin = cfg["side_effect_margin"]
+    return out
+
+
+def _finetune_claims(cfg: dict[str, Any], ablated: str, role: str, name: str) -> list[Claim]:
+    """(b) and (c) for the variant ``name`` playing ``role`` (prefix or long): it recovers more
+    than the causal finetune, the long run at least as much as the prefix one, and it costs
+    little under causal evaluation."""
+    alpha, min_n = cfg["alpha"], cfg["min_n"]
+    prefix, causal = cfg.get("prefix_variant"), cfg.get("causal_variant")
+    what = "prefix-LM finetune" if role == "prefix" else "long-run finetune"
+    out = []
+    if causal is not None:
         out.append(
             Claim(
-                f"{role}_side_effect_small",
-                f"Under causal evaluation, the {what} {name} is at most {margin:g} below stage 1 "
-                "(macro).",
-                within_margin(key(name, "causal"), s1, margin, alpha=alpha, min_n=min_n),
+                f"{role}_recovers_more",
+                f"Under the ablated evaluation ({ablated}), the {what} {name} scores above "
+                f"the causal finetune {causal} (macro).",
+                beats(key(name, ablated), key(causal, ablated), alpha=alpha, min_n=min_n),
             )
         )
+    if role == "long" and prefix is not None:
+        out.append(
+            Claim(
+                "long_at_least_prefix",
+                f"Under the ablated evaluation ({ablated}), the long-run finetune {name} "
+                f"scores at least as high as the prefix-LM finetune {prefix} (at most "
+                f"{cfg['long_margin']:g} below it; macro).",
+                within_margin(
+                    key(name, ablated),
+                    key(prefix, ablated),
+                    cfg["long_margin"],
+                    alpha=alpha,
+                    min_n=min_n,
+                ),
+            )
+        )
+    margin = cfg["side_effect_margin"]
+    out.append(
+        Claim(
+            f"{role}_side_effect_small",
+            f"Under causal evaluation, the {what} {name} is at most {margin:g} below stage 1 "
+            "(macro).",
+            within_margin(
+                key(name, "causal"), key("base", "causal"), margin, alpha=alpha, min_n=min_n
+            ),
+        )
+    )
+    return out
+
+
+def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list[Claim]:
+    """The claims of the study for a resolved ``claims:`` block (study.resolve_claims)."""
+    tasks = list(tasks)
+    out = _learned_claims(cfg, tasks) + _ablation_claims(cfg, ablated, tasks)
+    for role, name in (("prefix", cfg.get("prefix_variant")), ("long", cfg.get("long_variant"))):
+        if name is not None:
+            out += _finetune_claims(cfg, ablated, role, name)
     return out
 
 

@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,41 @@ def _check_pairs(pairs: list[TokenizedPair]) -> None:
             )
 
 
+@dataclass
+class _Totals:
+    """The probe's sums over batches: response-token losses under causal and the policy, their
+    token count, and the future-dependence evidence (largest change, positions checked)."""
+
+    causal: float = 0.0
+    policy: float = 0.0
+    n_tokens: int = 0
+    n_dep: int = 0
+    sensitivity: float = 0.0
+
+
+def _probe_batch(model, batch, policy: str, vocab: int, totals: _Totals) -> None:
+    """Add one batch to ``totals``: its response losses under causal and under ``policy``, and how
+    far they move when only each row's last token changes."""
+    ids, mask, labels, lengths = batch
+    nll_c = _token_nll(model, ids, mask, labels, lengths, "causal")
+    nll_p = nll_c if policy == "causal" else _token_nll(model, ids, mask, labels, lengths, policy)
+    totals.causal += nll_c.double().sum().item()
+    totals.policy += nll_p.double().sum().item()
+    totals.n_tokens += int((labels[:, 1:] != IGNORE_INDEX).sum())
+    # Future dependence: change each row's last token; the loss of a label at index
+    # t <= last-1 is predicted from inputs < t, all unchanged, so it must not move.
+    last = mask.sum(1) - 1
+    rows = torch.arange(len(ids), device=ids.device)
+    perturbed = ids.clone()
+    perturbed[rows, last] = (ids[rows, last] + 1) % vocab
+    nll_x = _token_nll(model, perturbed, mask, labels, lengths, policy)
+    label_idx = torch.arange(1, ids.shape[1], device=ids.device)[None]
+    keep = (labels[:, 1:] != IGNORE_INDEX) & (label_idx < last[:, None])
+    totals.n_dep += int(keep.sum())
+    if keep.any():
+        totals.sensitivity = max(totals.sensitivity, (nll_x - nll_p)[keep].abs().max().item())
+
+
 @torch.no_grad()
 def probe(
     model,
@@ -106,36 +142,13 @@ def probe(
     vocab = model.get_output_embeddings().weight.shape[0]
     was_training = model.training
     model.eval()
-    sums = {"causal": 0.0, "policy": 0.0}
-    n_tokens = n_dep = 0
-    sensitivity = 0.0
+    totals = _Totals()
     n_batches = (len(pairs) + batch_size - 1) // batch_size
     t0 = time.time()
     try:
         for k in range(n_batches):
             chunk = pairs[k * batch_size : (k + 1) * batch_size]
-            ids, mask, labels, lengths = _batch(chunk, device)
-            nll_c = _token_nll(model, ids, mask, labels, lengths, "causal")
-            nll_p = (
-                nll_c
-                if policy == "causal"
-                else _token_nll(model, ids, mask, labels, lengths, policy)
-            )
-            sums["causal"] += nll_c.double().sum().item()
-            sums["policy"] += nll_p.double().sum().item()
-            n_tokens += int((labels[:, 1:] != IGNORE_INDEX).sum())
-            # Future dependence: change each row's last token; the loss of a label at index
-            # t <= last-1 is predicted from inputs < t, all unchanged, so it must not move.
-            last = mask.sum(1) - 1
-            rows = torch.arange(len(chunk), device=device)
-            perturbed = ids.clone()
-            perturbed[rows, last] = (ids[rows, last] + 1) % vocab
-            nll_x = _token_nll(model, perturbed, mask, labels, lengths, policy)
-            label_idx = torch.arange(1, ids.shape[1], device=device)[None]
-            keep = (labels[:, 1:] != IGNORE_INDEX) & (label_idx < last[:, None])
-            n_dep += int(keep.sum())
-            if keep.any():
-                sensitivity = max(sensitivity, (nll_x - nll_p)[keep].abs().max().item())
+            _probe_batch(model, _batch(chunk, device), policy, vocab, totals)
             if n_batches > 1:
                 print(
                     f"[probe {policy}] batch {k + 1}/{n_batches} ({time.time() - t0:.1f}s)",
@@ -144,11 +157,18 @@ def probe(
                 )
     finally:
         model.train(was_training)
-    loss_causal = sums["causal"] / n_tokens
-    loss_policy = sums["policy"] / n_tokens
+    return _verdict(totals, policy, threshold, dependence_tol, len(pairs))
+
+
+def _verdict(
+    totals: _Totals, policy: str, threshold: float, dependence_tol: float, n_examples: int
+) -> dict[str, Any]:
+    """The probe's result from its totals: leaks by the loss ratio or by future dependence."""
+    loss_causal = totals.causal / totals.n_tokens
+    loss_policy = totals.policy / totals.n_tokens
     ratio = loss_policy / loss_causal if loss_causal > 0 else float("nan")
     leaks_by_loss = bool(ratio < threshold)
-    future_dependent = bool(sensitivity > dependence_tol) if n_dep else None
+    future_dependent = bool(totals.sensitivity > dependence_tol) if totals.n_dep else None
     return {
         "policy": policy,
         "loss_causal": loss_causal,
@@ -158,11 +178,11 @@ def probe(
         "leaks": leaks_by_loss or bool(future_dependent),
         "leaks_by_loss": leaks_by_loss,
         "future_dependent": future_dependent,
-        "future_sensitivity": sensitivity,
+        "future_sensitivity": totals.sensitivity,
         "dependence_tol": dependence_tol,
-        "n_examples": len(pairs),
-        "n_response_tokens": n_tokens,
-        "n_dependence_positions": n_dep,
+        "n_examples": n_examples,
+        "n_response_tokens": totals.n_tokens,
+        "n_dependence_positions": totals.n_dep,
     }
 
 

@@ -62,6 +62,41 @@ def _r(x: float | None, nd: int = 1) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
 
 
+def _with_extras(
+    compute: float | None,
+    job: PlannedJob,
+    s: Setup,
+    ms: list[Measurement],
+    ref: Reference,
+    plan: dict,
+    notes: list[str],
+) -> float | None:
+    """``compute`` plus the seconds of the other work inside the job (``job.extra``), each at its
+    own rate; None when any part has no rate. Each part's seconds go into ``notes``."""
+    for x in job.extra:  # other work inside the job, at its own rate
+        part = replace(
+            job,
+            kind=x["kind"],
+            policy=x.get("policy"),
+            flops_per_token=x.get("flops_per_token"),
+            extra=[],
+        )
+        xtp = pick_throughput(part, s.gpu, ms, ref, plan)
+        # an extra may scale otherwise than its kind (the bridge's sharded evaluations)
+        xs = 1 + (s.count - 1) * plan["scaling"][x.get("scaling_key") or x["kind"]]
+        if compute is None or not xtp.tok_s_per_gpu:
+            notes.append(f"{x['what']}: no rate ({xtp.source})")
+            compute = None
+            continue
+        secs = x["tokens"] / (xtp.tok_s_per_gpu * xs)
+        compute += secs
+        notes.append(
+            f"+ {secs:.0f} s {x['what']}: {x['tokens']:.4g} tokens at "
+            f"{xtp.tok_s_per_gpu:.4g} tok/s x {xs:g} ({xtp.source})"
+        )
+    return compute
+
+
 def job_row(
     job: PlannedJob, s: Setup, price: Price, ref: Reference, ms: list[Measurement], plan: dict
 ) -> dict[str, Any]:
@@ -105,27 +140,7 @@ def job_row(
     if used > 1:
         notes.append(f"speedup 1 + ({used}-1) x {eff:g} (plan.scaling.{scaling})")
     compute = job.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and job.tokens else None
-    for x in job.extra:  # other work inside the job, at its own rate
-        part = replace(
-            job,
-            kind=x["kind"],
-            policy=x.get("policy"),
-            flops_per_token=x.get("flops_per_token"),
-            extra=[],
-        )
-        xtp = pick_throughput(part, s.gpu, ms, ref, plan)
-        # an extra may scale otherwise than its kind (the bridge's sharded evaluations)
-        xs = 1 + (s.count - 1) * plan["scaling"][x.get("scaling_key") or x["kind"]]
-        if compute is None or not xtp.tok_s_per_gpu:
-            notes.append(f"{x['what']}: no rate ({xtp.source})")
-            compute = None
-            continue
-        secs = x["tokens"] / (xtp.tok_s_per_gpu * xs)
-        compute += secs
-        notes.append(
-            f"+ {secs:.0f} s {x['what']}: {x['tokens']:.4g} tokens at "
-            f"{xtp.tok_s_per_gpu:.4g} tok/s x {xs:g} ({xtp.source})"
-        )
+    compute = _with_extras(compute, job, s, ms, ref, plan, notes)
     if fits == "no":
         notes.insert(0, f"does not fit: needs {need:.3g} GB per GPU, {s.gpu} has {mem} GB")
         compute = None

@@ -25,21 +25,17 @@ def _packing_match(m: Measurement, job: PlannedJob) -> int:
     return 2 if m.packing == bool(job.packing) else 0
 
 
-def pick_throughput(
-    job: PlannedJob, gpu: str, ms: list[Measurement], ref: Reference, plan: dict
-) -> Throughput:
-    """Best measured tokens/s for this job on this GPU, else the FLOP estimate.
-
-    A measurement only counts for the same kind of work on a model of the same size (within 5 %);
-    across GPUs it is scaled by peak BF16 FLOP/s, never between CPU and GPU. Preference: same kind,
-    same packing mode (a step of short unpacked rows runs ~10x below a packed one: docs/benchmarks.md),
-    same GPU, this pipeline's own outputs over the measurements table, same optimizer, same rule,
-    same policy, same job.
-    """
+def _best_measurement(
+    job: PlannedJob,
+    gpu: str,
+    ms: list[Measurement],
+    ref: Reference,
+    plan: dict,
+    target_peak: float | None,
+) -> tuple[Measurement | None, tuple | None]:
+    """The measurement that fits the job best (see :func:`pick_throughput`) and its preference
+    key; (None, None) when none counts."""
     params = job.params
-    if params is None:
-        return Throughput(None, f"no throughput: {job.params_source}")
-    target_peak, peak_src = ref.peak_flops(gpu, plan)
     best, best_key = None, None
     kinds = ("probe", "eval") if job.kind == "probe" else (job.kind,)  # both forward-only
     for m in ms:
@@ -68,31 +64,64 @@ def pick_throughput(
         )
         if best_key is None or key > best_key:
             best, best_key = m, key
+    return best, best_key
+
+
+def _measured(
+    job: PlannedJob,
+    gpu: str,
+    best: Measurement,
+    best_key: tuple,
+    ref: Reference,
+    plan: dict,
+    target_peak: float | None,
+) -> Throughput:
+    """The job's rate from its best measurement: per FLOPs/token when the work differs, scaled by
+    peak FLOP/s from another GPU; the source says what was taken from where."""
+    policy_note = (
+        "" if best.policy == job.policy else f", policy {best.policy} (none for {job.policy})"
+    )
+    if best_key[1] == 0:
+        policy_note += f", packing {best.packing} (none for packing {bool(job.packing)})"
+    if best.kind != job.kind:
+        policy_note += f", {best.kind} rate for this forward-only {job.kind}"
+    rate = best.tokens_per_s
+    if job.flops_per_token and best.flops_per_token:  # same model, other work per token
+        rate *= best.flops_per_token / job.flops_per_token
+        policy_note += (
+            f", x {best.flops_per_token / job.flops_per_token:.3g} for its FLOPs/token "
+            f"({best.flops_per_token / 1e9:.4g} measured vs {job.flops_per_token / 1e9:.4g} G)"
+        )
+    if best.gpu == gpu:
+        return Throughput(rate, f"measured on {gpu}{policy_note}: {best.source}", best)
+    src_peak = ref.peak_flops(best.gpu, plan)[0]
+    tok_s = rate * target_peak / src_peak
+    return Throughput(
+        tok_s,
+        f"measured on {best.gpu}{policy_note}, scaled by peak FLOP/s {src_peak / 1e12:g}->"
+        f"{target_peak / 1e12:g} T: {best.source}",
+        best,
+    )
+
+
+def pick_throughput(
+    job: PlannedJob, gpu: str, ms: list[Measurement], ref: Reference, plan: dict
+) -> Throughput:
+    """Best measured tokens/s for this job on this GPU, else the FLOP estimate.
+
+    A measurement only counts for the same kind of work on a model of the same size (within 5 %);
+    across GPUs it is scaled by peak BF16 FLOP/s, never between CPU and GPU. Preference: same kind,
+    same packing mode (a step of short unpacked rows runs ~10x below a packed one: docs/benchmarks.md),
+    same GPU, this pipeline's own outputs over the measurements table, same optimizer, same rule,
+    same policy, same job.
+    """
+    params = job.params
+    if params is None:
+        return Throughput(None, f"no throughput: {job.params_source}")
+    target_peak, peak_src = ref.peak_flops(gpu, plan)
+    best, best_key = _best_measurement(job, gpu, ms, ref, plan, target_peak)
     if best is not None:
-        policy_note = (
-            "" if best.policy == job.policy else f", policy {best.policy} (none for {job.policy})"
-        )
-        if best_key[1] == 0:
-            policy_note += f", packing {best.packing} (none for packing {bool(job.packing)})"
-        if best.kind != job.kind:
-            policy_note += f", {best.kind} rate for this forward-only {job.kind}"
-        rate = best.tokens_per_s
-        if job.flops_per_token and best.flops_per_token:  # same model, other work per token
-            rate *= best.flops_per_token / job.flops_per_token
-            policy_note += (
-                f", x {best.flops_per_token / job.flops_per_token:.3g} for its FLOPs/token "
-                f"({best.flops_per_token / 1e9:.4g} measured vs {job.flops_per_token / 1e9:.4g} G)"
-            )
-        if best.gpu == gpu:
-            return Throughput(rate, f"measured on {gpu}{policy_note}: {best.source}", best)
-        src_peak = ref.peak_flops(best.gpu, plan)[0]
-        tok_s = rate * target_peak / src_peak
-        return Throughput(
-            tok_s,
-            f"measured on {best.gpu}{policy_note}, scaled by peak FLOP/s {src_peak / 1e12:g}->"
-            f"{target_peak / 1e12:g} T: {best.source}",
-            best,
-        )
+        return _measured(job, gpu, best, best_key, ref, plan, target_peak)
     if target_peak is None:
         return Throughput(None, f"no measurement and {peak_src}")
     mfu = plan["mfu"][job.kind]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,117 @@ def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
         {"step": e["step"], "eval_loss": e["eval_loss"]} for e in log_history if "eval_loss" in e
     ]
     return {"train": train, "eval": evals}
+
+
+@dataclass
+class _Record:
+    """What the summary says besides the training's outcome: the run's identity and its inputs
+    (one object, so the summary is written from the same facts on every path)."""
+
+    kind: str
+    record: dict[str, Any]
+    params: dict[str, Any]
+    extra: dict[str, Any]
+    config_slice: Any
+    inputs: dict[str, str | os.PathLike]
+    phases: Phases
+
+
+@dataclass
+class _Outcome:
+    """How the training went: its final Trainer state, the stop, the measured throughput."""
+
+    state: Any
+    stop: dict[str, Any]
+    throughput: Any
+    train_out: Any
+    resumed_from_step: int | None
+
+
+def _corpus_head_loss(params: dict[str, Any], train_dataset, eval_dataset):
+    """``loss_vocab: corpus`` (docs/training.md): the head scored over the data's own ids only;
+    every target of a block or pair, held-out ones included, is one of them."""
+    if params.get("loss_vocab") != "corpus":
+        return None
+    blocks = [
+        ds[i]["input_ids"]
+        for ds in (train_dataset, eval_dataset)
+        if ds is not None
+        for i in range(len(ds))
+    ]
+    return vocab_head_loss(t for b in blocks for t in b)
+
+
+def _resume_point(ckpt_dir: Path, run_key: dict[str, Any]) -> Path | None:
+    """The last complete checkpoint of this run; data-parallel, rank 0 clears stale ones before
+    the other ranks look."""
+    if parallel.rank() != 0:
+        parallel.barrier()
+    resume_from = checkpoint.prepare_resume(ckpt_dir, run_key)
+    if parallel.rank() == 0:
+        parallel.barrier()
+    return resume_from
+
+
+def _train(trainer, stop_rules, throughput, resume_from, params, label, phases):
+    """Train (resuming from ``resume_from``), or only reload it when a stop rule had already fired
+    at its save step (killed before the final save: training on would pass the stop). Returns
+    the Trainer's train output (None when nothing trained)."""
+    prior_stop = None
+    if resume_from:
+        print(f"[{label}] resuming from {resume_from}", flush=True)
+        prior = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
+        prior_stop = StopRules(params).replay(prior.log_history)
+    if prior_stop:
+        trainer._load_from_checkpoint(str(resume_from))
+        trainer.state = prior
+        stop_rules.stop = prior_stop
+        return None
+    with phases("train"):
+        train_out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
+    phases.add("train.steps", sum(throughput.step_times))
+    return train_out
+
+
+def _restore_last_good(trainer, stop, ckpt_dir: Path, label: str) -> bool:
+    """After a non-finite loss: load the last complete checkpoint before it (False: none)."""
+    good = [
+        c
+        for c in checkpoint.complete_checkpoints(ckpt_dir)
+        if int(c.name.split("-")[-1]) < stop["step"]
+    ]
+    if not good:
+        return False
+    trainer._load_from_checkpoint(str(good[-1]))
+    if trainer.master_optimizer is not None:
+        trainer.master_optimizer.sync_master_from_model()
+    stop["detail"]["restored_from_step"] = int(good[-1].name.split("-")[-1])
+    print(
+        f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
+        flush=True,
+    )
+    return True
+
+
+def _final_eval(trainer, state, phases) -> None:
+    """Evaluate once more unless the last step was evaluated, so the summary's last eval loss
+    belongs to the final weights."""
+    if trainer.args.eval_strategy != "no" and not any(
+        e.get("step") == state.global_step and "eval_loss" in e for e in state.log_history
+    ):
+        with phases("final_eval"):
+            trainer.evaluate()
+
+
+def _write_summary(
+    rec: _Record, outcome: _Outcome, ckpt_info: dict[str, Any] | None, out_dir: Path
+) -> dict[str, Any]:
+    """The summary, written by rank 0 alone when data-parallel."""
+    summary = _summary(rec, outcome, ckpt_info)
+    if parallel.rank() == 0:
+        io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
+    return summary
 
 
 def train_run(
@@ -53,26 +165,12 @@ def train_run(
     into ``out_dir``; ``label`` prefixes the log lines (default: ``kind``); ``record`` is written
     into the summary and the final manifest (a study's keys, e.g. its attention policy), and is the
     config slice when ``config_slice`` is None. Returns the summary."""
-    record = record or {}
+    rec = _Record(kind, record or {}, params, summary_extra, config_slice, inputs, phases)
     label = label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
-    head_loss = None
-    if params.get("loss_vocab") == "corpus":  # docs/training.md
-        # the data's own ids: every target of a block or pair, held-out ones included, is one
-        blocks = [
-            ds[i]["input_ids"]
-            for ds in (train_dataset, eval_dataset)
-            if ds is not None
-            for i in range(len(ds))
-        ]
-        head_loss = vocab_head_loss(t for b in blocks for t in b)
+    head_loss = _corpus_head_loss(params, train_dataset, eval_dataset)
     ckpt_dir = out_dir / "checkpoints"
-    if parallel.rank() != 0:  # data-parallel: rank 0 clears stale checkpoints first
-        parallel.barrier()
-    resume_from = checkpoint.prepare_resume(ckpt_dir, run_key)
-    if parallel.rank() == 0:
-        parallel.barrier()
-    resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
+    resume_from = _resume_point(ckpt_dir, run_key)
     with phases("build_trainer"):
         trainer, stop_rules, throughput = build(
             model=model,
@@ -85,88 +183,37 @@ def train_run(
             extra_callbacks=callbacks,
             head_loss=head_loss,
         )
-    prior_stop = None
-    if resume_from:
-        print(f"[{label}] resuming from {resume_from}", flush=True)
-        prior = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
-        # killed after a stop rule fired at a save step, before the final save: do not train on
-        prior_stop = StopRules(params).replay(prior.log_history)
-    if prior_stop:
-        trainer._load_from_checkpoint(str(resume_from))
-        trainer.state, train_out = prior, None
-        stop_rules.stop = prior_stop
-    else:
-        with phases("train"):
-            train_out = trainer.train(
-                resume_from_checkpoint=str(resume_from) if resume_from else None
-            )
-        # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
-        phases.add("train.steps", sum(throughput.step_times))
+    train_out = _train(trainer, stop_rules, throughput, resume_from, params, label, phases)
     state = trainer.state
     stop = stop_rules.stop or {
         "reason": "max_steps",
         "step": state.global_step,
         "detail": {"max_steps": params["max_steps"]},
     }
-
-    def write_summary(ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
-        summary = _summary(
-            kind,
-            record,
-            params,
-            state,
-            stop,
-            throughput,
-            train_out,
-            resumed_from_step,
-            ckpt_info,
-            summary_extra,
-            config_slice,
-            inputs,
-            phases,
-        )
-        if parallel.rank() == 0:  # one writer when data-parallel
-            io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
-        return summary
-
+    resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
+    outcome = _Outcome(state, stop, throughput, train_out, resumed_from_step)
     if stop["reason"] == "nonfinite":
-        good = [
-            c
-            for c in checkpoint.complete_checkpoints(ckpt_dir)
-            if int(c.name.split("-")[-1]) < stop["step"]
-        ]
-        if not good:
-            write_summary(None)
+        if not _restore_last_good(trainer, stop, ckpt_dir, label):
+            _write_summary(rec, outcome, None, out_dir)
             raise TrainingError(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
                 f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
             )
-        trainer._load_from_checkpoint(str(good[-1]))
-        if trainer.master_optimizer is not None:
-            trainer.master_optimizer.sync_master_from_model()
-        stop["detail"]["restored_from_step"] = int(good[-1].name.split("-")[-1])
-        print(
-            f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
-            flush=True,
-        )
-    elif trainer.args.eval_strategy != "no" and not any(
-        e.get("step") == state.global_step and "eval_loss" in e for e in state.log_history
-    ):
-        with phases("final_eval"):
-            trainer.evaluate()  # so the summary's last eval loss belongs to the final weights
+    else:
+        _final_eval(trainer, state, phases)
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.global_step}
     ckpt_info = save_final(
         trainer,
         out_dir,
         dtype=save_dtype(params),
-        extra={"kind": kind, **record, "step": state.global_step},
+        extra={"kind": kind, **rec.record, "step": state.global_step},
         phases=phases,
     )
     if not params["keep_checkpoints"]:
         with phases("remove_checkpoints"):
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-    summary = write_summary(ckpt_info)
+    summary = _write_summary(rec, outcome, ckpt_info, out_dir)
     print(
         f"[{label}] done: {state.global_step} steps, stop reason {stop['reason']}, "
         f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
@@ -175,34 +222,21 @@ def train_run(
     return summary
 
 
-def _summary(
-    kind,
-    record,
-    params,
-    state,
-    stop,
-    throughput,
-    train_out,
-    resumed_from_step,
-    ckpt_info,
-    extra,
-    config_slice,
-    inputs,
-    phases,
-) -> dict[str, Any]:
+def _summary(rec: _Record, outcome: _Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
+    state, params, phases = outcome.state, rec.params, rec.phases
     curves = _curves(state.log_history)
     evals = [e["eval_loss"] for e in curves["eval"]]
-    tp = throughput.summary()
+    tp = outcome.throughput.summary()
     tp["train_runtime_s"] = (
-        train_out.metrics.get("train_runtime") if train_out is not None else None
+        outcome.train_out.metrics.get("train_runtime") if outcome.train_out is not None else None
     )
     return {
-        "kind": kind,
-        **record,
+        "kind": rec.kind,
+        **rec.record,
         "steps_done": state.global_step,
         "max_steps": params["max_steps"],
-        "stop": stop,
-        "resumed_from_step": resumed_from_step,
+        "stop": outcome.stop,
+        "resumed_from_step": outcome.resumed_from_step,
         "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else None,
         "final_eval_loss": evals[-1] if evals else None,
         "best_eval_loss": min(evals) if evals else None,
@@ -211,10 +245,12 @@ def _summary(
         "tokens_seen": state.num_input_tokens_seen,
         "checkpoint": ckpt_info,
         "params": params,
-        **extra,
+        **rec.extra,
         "provenance": provenance.collect(
-            config_slice=config_slice if config_slice is not None else {**record, "params": params},
-            inputs=inputs,
+            config_slice=rec.config_slice
+            if rec.config_slice is not None
+            else {**rec.record, "params": params},
+            inputs=rec.inputs,
             started=phases.started,
         ),
         "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count

@@ -358,6 +358,54 @@ def one_device_per_process(args: TrainingArguments) -> None:
         )
 
 
+def _training_arguments(
+    p: dict[str, Any],
+    output_dir: str | os.PathLike,
+    step: tuple[int, int],
+    *,
+    do_eval: bool,
+    save: bool,
+) -> TrainingArguments:
+    """The HF arguments of a run from its resolved params: ``step`` is this process's (batch size,
+    grad accumulation); evals and Trainer checkpoints only where ``do_eval`` / ``save``."""
+    batch_size, grad_accum = step
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=p["max_steps"],
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=p["eval_batch_size"],
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=p["learning_rate"],
+        weight_decay=p["weight_decay"],
+        # a float in [0, 1) is a ratio of max_steps (transformers 5)
+        warmup_steps=p["warmup_ratio"],
+        lr_scheduler_type=p["lr_scheduler"],
+        optim=p["optim"],
+        max_grad_norm=p["max_grad_norm"],
+        bf16=bf16_enabled(p["bf16"]),
+        activation_checkpointing=p["gradient_checkpointing"],
+        activation_checkpointing_kwargs={"use_reentrant": False}
+        if p["gradient_checkpointing"]
+        else None,
+        eval_strategy="steps" if do_eval else "no",
+        eval_steps=p["eval_steps"] if do_eval else None,
+        save_strategy="steps" if save else "no",
+        save_steps=p["save_steps"] if save else None,
+        save_total_limit=p["save_total_limit"],
+        logging_strategy="steps",
+        logging_steps=p["logging_steps"],
+        logging_first_step=True,  # the no-learning rule's reference loss
+        seed=p["seed"],
+        remove_unused_columns=False,  # prompt_lengths must reach compute_loss
+        prediction_loss_only=True,
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,  # Progress prints one line per log instead
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
 def build_trainer(
     *,
     model,
@@ -400,42 +448,7 @@ def build_trainer(
     # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
     # ~21 GB written per finetune, issue 16) for nothing a rerun could resume.
     save = save and p["save_steps"] > 0
-    args = TrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=p["max_steps"],
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=p["eval_batch_size"],
-        gradient_accumulation_steps=grad_accum,
-        learning_rate=p["learning_rate"],
-        weight_decay=p["weight_decay"],
-        warmup_steps=p[
-            "warmup_ratio"
-        ],  # a float in [0, 1) is a ratio of max_steps (transformers 5)
-        lr_scheduler_type=p["lr_scheduler"],
-        optim=p["optim"],
-        max_grad_norm=p["max_grad_norm"],
-        bf16=bf16_enabled(p["bf16"]),
-        activation_checkpointing=p["gradient_checkpointing"],
-        activation_checkpointing_kwargs={"use_reentrant": False}
-        if p["gradient_checkpointing"]
-        else None,
-        eval_strategy="steps" if do_eval else "no",
-        eval_steps=p["eval_steps"] if do_eval else None,
-        save_strategy="steps" if save else "no",
-        save_steps=p["save_steps"] if save else None,
-        save_total_limit=p["save_total_limit"],
-        logging_strategy="steps",
-        logging_steps=p["logging_steps"],
-        logging_first_step=True,  # the no-learning rule's reference loss
-        seed=p["seed"],
-        remove_unused_columns=False,  # prompt_lengths must reach compute_loss
-        prediction_loss_only=True,
-        include_num_input_tokens_seen="non_padding",
-        report_to="none",
-        disable_tqdm=True,  # Progress prints one line per log instead
-        dataloader_pin_memory=torch.cuda.is_available(),
-        use_cpu=not torch.cuda.is_available(),
-    )
+    args = _training_arguments(p, output_dir, (batch_size, grad_accum), do_eval=do_eval, save=save)
     one_device_per_process(args)
     stop_rules = StopRules(p)
     throughput = Throughput()

@@ -74,6 +74,35 @@ def _leakage_gate(model, pairs, policy, params, probe_result, allow_leakage) -> 
     return {**probe_result, "allowed": bool(allow_leakage and probe_result.get("leaks"))}
 
 
+def _sft_pairs(data, model_path, revision, p: dict[str, Any]):
+    """The tokenizer and the tokenized train / held-out pairs (``eval_size`` rows split off by
+    ``seed``); the tokenizer loads before the model, so a model without one fails early."""
+    from ablate.core.modeling import load_tokenizer
+
+    rows = sft_data.load_rows(data)
+    if p["eval_size"]:
+        train_rows, eval_rows = sft_data.split_rows(rows, p["eval_size"], p["seed"])
+    else:
+        train_rows, eval_rows = rows, []
+    tokenizer = load_tokenizer(model_path, revision=revision)
+    train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"])
+    eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"])
+    return tokenizer, train_pairs, eval_pairs
+
+
+def _load_model(model_path, revision, p: dict[str, Any]):
+    """The model to finetune, in its training dtype and attention, on the GPU when there is one."""
+    from ablate.core.modeling import load_causal_lm
+
+    return load_causal_lm(
+        model_path,
+        revision=revision,
+        dtype=model_dtype(p),
+        attn_implementation=p["attn_implementation"],
+        device="cuda" if torch.cuda.is_available() else None,
+    )
+
+
 def finetune(
     *,
     model_path: str | os.PathLike,
@@ -95,47 +124,23 @@ def finetune(
     one. Raises :class:`LeakageGateError` before training when the policy leaks and
     ``allow_leakage`` is false. ``callbacks``: extra Trainer callbacks (ablate.core.tracking).
     """
-    from ablate.core.modeling import load_causal_lm, load_tokenizer
-
     phases = Phases()
     masks.check_policy(policy)
     p = resolve_params(params, "finetune")
     with phases("data"):
-        rows = sft_data.load_rows(data)
-        if p["eval_size"]:
-            train_rows, eval_rows = sft_data.split_rows(rows, p["eval_size"], p["seed"])
-        else:
-            train_rows, eval_rows = rows, []
-        tokenizer = load_tokenizer(model_path, revision=revision)
-        train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"])
-        eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"])
+        tokenizer, train_pairs, eval_pairs = _sft_pairs(data, model_path, revision, p)
     print(
         f"[finetune {policy}] {len(train_pairs)} train / {len(eval_pairs)} eval pairs from {data}; "
         f"loading {model_path}",
         flush=True,
     )
     with phases("load_model"):  # the manifest's hashes checked while the weights load
-        model = load_causal_lm(
-            model_path,
-            revision=revision,
-            dtype=model_dtype(p),
-            attn_implementation=p["attn_implementation"],
-            device="cuda" if torch.cuda.is_available() else None,
-        )
+        model = _load_model(model_path, revision, p)
     with phases("leakage_gate"):
         gate = _leakage_gate(
             model, eval_pairs or train_pairs, policy, p, probe_result, allow_leakage
         )
     model.config.use_cache = False
-    run_key = {
-        "kind": "finetune",
-        "model_path": str(model_path),
-        "revision": revision,
-        "data": str(data),
-        "policy": policy,
-        "params": p,
-        "allow_leakage": bool(allow_leakage),
-    }
     inputs = {"model": model_path}
     if Path(data).exists():
         inputs["data"] = data
@@ -147,7 +152,15 @@ def finetune(
         eval_dataset=sft_examples(eval_pairs),
         params=p,
         out_dir=Path(out_dir),
-        run_key=run_key,
+        run_key={
+            "kind": "finetune",
+            "model_path": str(model_path),
+            "revision": revision,
+            "data": str(data),
+            "policy": policy,
+            "params": p,
+            "allow_leakage": bool(allow_leakage),
+        },
         summary_extra={
             "model_path": str(model_path),
             "revision": revision,

@@ -1,0 +1,114 @@
+"""An evaluation's results from lm-eval's output: per task its metrics, headline score, chance
+and docs' fingerprint, and one sample row per (doc, choice), enough to recompute any metric."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ablate.mask.lm_tasks import gold_index
+
+METRICS = ("acc", "acc_norm")
+DEFAULT_HEADLINE = "acc_norm"  # the seed scored length-normalised log-likelihood
+SAMPLE_COLUMNS = (
+    "task",
+    "doc_id",
+    "choice",
+    "choice_text",
+    "loglikelihood",
+    "is_greedy",
+    "length",
+    "predicted",
+    "predicted_norm",
+    "gold",
+    "acc",
+    "acc_norm",
+)
+
+
+def sample_rows(task_name: str, task, samples: list[dict]) -> list[dict[str, Any]]:
+    """One row per (doc, choice): what lm-eval scored, enough to recompute any metric."""
+    import numpy as np
+
+    rows = []
+    for s in samples:
+        doc = s["doc"]
+        choices = [str(c) for c in task.doc_to_choice(doc)]
+        resps = s["filtered_resps"][: len(choices)]
+        lls = np.array([float(r[0]) for r in resps])
+        lengths = np.array([float(len(c)) for c in choices])  # lm-eval's acc_norm divisor
+        pred, pred_norm = int(lls.argmax()), int((lls / lengths).argmax())
+        gold = gold_index(task, doc, choices)
+        for i, (choice, (ll, greedy)) in enumerate(zip(choices, resps)):
+            rows.append(
+                {
+                    "task": task_name,
+                    "doc_id": int(s["doc_id"]),
+                    "choice": i,
+                    "choice_text": choice,
+                    "loglikelihood": float(ll),
+                    "is_greedy": bool(greedy),
+                    "length": int(lengths[i]),
+                    "predicted": pred,
+                    "predicted_norm": pred_norm,
+                    "gold": gold,
+                    "acc": float(s.get("acc", float("nan"))),
+                    "acc_norm": float(s.get("acc_norm", float("nan"))),
+                }
+            )
+    return rows
+
+
+def _task_fingerprint(samples: list[dict]) -> str:
+    h = hashlib.sha256()
+    for s in sorted(samples, key=lambda s: s["doc_id"]):
+        h.update(f"{s['doc_id']}:{s['doc_hash']}\n".encode())
+    return h.hexdigest()
+
+
+def _metric(res: dict, name: str) -> tuple[float | None, float | None]:
+    value = res.get(f"{name},none")
+    stderr = res.get(f"{name}_stderr,none")
+    as_float = lambda x: None if x is None or x == "N/A" else float(x)  # noqa: E731
+    return as_float(value), as_float(stderr)
+
+
+def task_result(
+    name: str, task, results: dict, samples: list[dict], headline: str | dict[str, str] | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One task's metrics.json entry and its sample rows. ``headline``: the metric reported as
+    ``score`` (one name, or task -> name); default acc_norm where the task has it, else acc."""
+    import pandas as pd
+
+    entry: dict[str, Any] = {}
+    for m in METRICS:
+        entry[m], entry[f"{m}_stderr"] = _metric(results, m)
+    want = headline.get(name) if isinstance(headline, dict) else headline
+    metric = want or (DEFAULT_HEADLINE if entry[DEFAULT_HEADLINE] is not None else "acc")
+    if entry.get(metric) is None:
+        raise KeyError(
+            f"task {name}: headline metric {metric!r} was not computed "
+            f"(available: {', '.join(m for m in METRICS if entry[m] is not None)})"
+        )
+    rows = sample_rows(name, task, samples)
+    n_choices = pd.Series([r["doc_id"] for r in rows]).value_counts()
+    result = {
+        "headline_metric": metric,
+        "score": entry[metric],
+        **entry,
+        "n": len(samples),
+        "chance": float((1.0 / n_choices).mean()),
+        "fingerprint": _task_fingerprint(samples),
+    }
+    return result, rows
+
+
+def macro(per_task: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The macro over tasks: mean score, mean chance, the number of tasks."""
+    scores = [v["score"] for v in per_task.values()]
+    chances = [v["chance"] for v in per_task.values()]
+    return {
+        "score": sum(scores) / len(scores),
+        "chance": sum(chances) / len(chances),
+        "n_tasks": len(scores),
+    }

@@ -1,0 +1,93 @@
+"""The lm-eval model of the study: lm-eval's HF model scoring under a mask policy.
+
+:class:`MaskPolicyLM` is lm-eval's HF model with one change: ``_loglikelihood_tokens`` goes
+through :func:`ablate.mask.scoring.score_requests`, which knows every request's
+context/continuation boundary, builds the padding mask and position ids itself (stock lm-eval
+right-pads with token 0 and passes no mask) and applies the policy. Under ``causal`` it returns
+what stock lm-eval returns on the same model (tests/test_evaluation.py). Importing this module
+registers it with lm-eval as ``maskpolicy-hf``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import torch
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+from ablate.core.modeling import load_causal_lm, load_tokenizer
+from ablate.mask.masks import check_policy
+from ablate.mask.scoring import score_requests
+
+
+@register_model("maskpolicy-hf")
+class MaskPolicyLM(HFLM):
+    """HFLM whose log-likelihoods are computed under ``mask_policy`` by the fast scorer.
+
+    ``pretrained`` is a model object or a path / hub id, loaded through
+    :func:`ablate.core.modeling.load_causal_lm` (which handles the Mistral3 VLM checkpoint).
+    ``max_batch_tokens`` bounds a scoring batch (padded tokens); ``share_contexts`` encodes a
+    context shared by several choices once (causal and prefix_bidir only).
+    """
+
+    def __init__(
+        self,
+        pretrained,
+        mask_policy: str = "causal",
+        *,
+        tokenizer=None,
+        revision: str | None = None,
+        dtype: str | torch.dtype = "float32",
+        device: str | None = None,
+        attn_implementation: str = "sdpa",
+        max_batch_tokens: int = 16384,
+        share_contexts: bool = True,
+        **kwargs: Any,
+    ):
+        self.mask_policy = check_policy(mask_policy)
+        self.scoring_s = 0.0  # seconds inside the scorer (the rest of an evaluation is set-up)
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.share_contexts = share_contexts not in (False, "False", "false", "0", 0)
+        if isinstance(pretrained, (str, os.PathLike)):
+            source = pretrained
+            if device is None:
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            load = lambda: load_causal_lm(  # noqa: E731
+                source,
+                revision=revision,
+                dtype=dtype,
+                attn_implementation=attn_implementation,
+                device=device,
+            )
+            # A local dir: tokenizer first, so a dir without one fails before the slow load.
+            # Anything else: the model loader says best what is wrong with the path or id.
+            pretrained = None if os.path.isdir(source) else load()
+            if tokenizer is None:
+                tokenizer = load_tokenizer(source, revision=revision)
+            pretrained = pretrained or load()
+        elif tokenizer is None:
+            raise ValueError("MaskPolicyLM needs a tokenizer when given a model object")
+        kwargs.pop("batch_size", None)  # batches are bounded by max_batch_tokens instead
+        kwargs.pop("max_batch_size", None)
+        super().__init__(pretrained=pretrained, tokenizer=tokenizer, **kwargs)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        t0 = time.perf_counter()
+        scores = score_requests(
+            self.model,
+            [(ctx, cont) for _, ctx, cont in requests],
+            self.mask_policy,
+            max_length=self.max_length,
+            max_batch_tokens=self.max_batch_tokens,
+            share_contexts=self.share_contexts,
+            progress=not disable_tqdm and self.rank == 0,
+            desc=f"loglikelihood [{self.mask_policy}]",
+        )
+        self.scoring_s += time.perf_counter() - t0
+        for (key, _, _), answer in zip(requests, scores):
+            if key is not None:  # rolling-loglikelihood pieces have no cache key
+                self.cache_hook.add_partial("loglikelihood", key, answer)
+        return scores
