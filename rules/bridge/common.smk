@@ -11,12 +11,7 @@ except ConfigError as exc:
 BRIDGE_JOBS = bridge_grid.jobs(config, BRIDGE)
 BRIDGE_CFG = config["bridge"]
 BRIDGE_EMBEDDED_DATA = BRIDGE_CFG["data"]["source"] == "embedded"
-if BRIDGE_EMBEDDED_DATA and all(
-    BRIDGE_CFG[r]["source"] == "embedded" for r in bridge_grid.ROLES
-):
-    # nothing of the embedded bridge study is on the hub: a stray hub call fails at once
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# the hub-offline switch is per job: each script sets it from its study (ablate.studies.hub_switch)
 
 
 def bout(key, **wildcards):
