@@ -132,6 +132,9 @@ def test_seed_study_computes_each_frozen_state_once(fresh):
         # 1a, 1b, 2a, 2b, ablB, ablC (and 2c) share one; 3a (QA) and swap (llama reads) their own
         shared = [len(s["runs"]) for s in study.states.values() if s["what"] == what]
         assert sorted(shared) == [1, 1, 6], what
+        # frozen_states.gpu: 4, one SLURM task holding the 4 GPUs (torchrun starts the processes)
+        for j in (j for j in jobs if j["rule"] == rule):
+            assert {"gpu=4", "tasks_per_gpu=0"} <= set(j["resources"].split(", ")), j
     for j in (j for j in jobs if j["rule"] == "bridge_train"):
         e = study.runs[j["wildcards"].removeprefix("run_id=")]
         inputs = [x.strip() for x in j["input"].split(",")]

@@ -210,3 +210,24 @@ def test_evaluations_shard_over_the_data_parallel_gpus_and_infer_times_a_subset(
     batch1 = cost.infer_timed_tokens(p, timed)
     assert batch1 == (timed + 1) * cost.INFER_GENERATIONS * p["max_new_tokens"]
     assert r["compute_s"] > r["tokens"] / r["tok_s_per_gpu"]
+
+
+def test_frozen_state_jobs_divide_over_their_gpu_resource(tmp_path):
+    """A frozen-state job runs data-parallel over bridge.resources.frozen_states.gpu (capped at
+    the setup's): gpu 1 is one GPU's rate on any setup, gpu 4 divides it like the training."""
+    config = latentwire()
+    eff = config["plan"]["scaling"]["data_parallel"]
+    job = "bridge_source_states/hotpotqa:"
+    compute = {}
+    for gpus in (1, 4):
+        config["bridge"]["resources"]["frozen_states"]["gpu"] = gpus
+        t = planner.make_plan(config, root=tmp_path, actuals=False).table
+        for setup in ("4x H100 SXM", "1x H100 SXM", "2x H200"):
+            r = t[(t["setup"] == setup) & t["job"].str.startswith(job)].iloc[0]
+            used = min(gpus, int(setup[0]))
+            assert r["speedup"] == pytest.approx(1 + (used - 1) * eff, abs=1e-3), (gpus, setup)
+            compute[gpus, setup] = r["compute_s"]
+    assert compute[1, "4x H100 SXM"] == pytest.approx(compute[1, "1x H100 SXM"], rel=1e-6)
+    assert compute[4, "4x H100 SXM"] == pytest.approx(
+        compute[1, "4x H100 SXM"] / (1 + 3 * eff), rel=1e-3
+    )

@@ -12,12 +12,7 @@ BRIDGE_JOBS = bridge_grid.jobs(config, BRIDGE)
 JOBS.extend(BRIDGE_JOBS)
 BRIDGE_CFG = config["bridge"]
 BRIDGE_EMBEDDED_DATA = BRIDGE_CFG["data"]["source"] == "embedded"
-if BRIDGE_EMBEDDED_DATA and all(
-    BRIDGE_CFG[r]["source"] == "embedded" for r in bridge_grid.ROLES
-):
-    # nothing of the embedded bridge study is on the hub: a stray hub call fails at once
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# the hub-offline switch is per job: each script sets it from its study (ablate.studies.hub_switch)
 
 
 def bout(key, **wildcards):
@@ -33,9 +28,10 @@ bridge_res, _bridge_resources = resource_helpers(BRIDGE_CFG["resources"])
 
 
 def bridge_resources_of(group):
-    """A bridge rule group's resources (resource_helpers), the train group's launch added."""
+    """A bridge rule group's resources (resource_helpers), the launch of a data-parallel group
+    (train, frozen_states: gpu > 1) added."""
     r = _bridge_resources(group)
-    if group == "train" and bridge_grid.processes(BRIDGE_CFG) > 1:
+    if group in ("train", "frozen_states") and r.get("gpu", 0) > 1:
         # one SLURM task holding every GPU: torchrun starts the processes (the slurm plugin's
         # tasks_per_gpu: 0 drops its default --ntasks-per-gpu=1, one task per GPU)
         r["tasks_per_gpu"] = 0

@@ -8,11 +8,7 @@ from ablate.mask.tasks import check_task_names
 
 EMBEDDED_MODEL = config["model"]["source"] == "embedded"
 EMBEDDED_DATA = config["data"]["source"] == "embedded"
-if EMBEDDED_MODEL and EMBEDDED_DATA:
-    # Nothing of the embedded study is on the hub: an accidental hub call fails at once instead
-    # of waiting on a network that may not be there. Jobs inherit the environment.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# the hub-offline switch is per job: each script sets it from its study (ablate.studies.hub_switch)
 # A misspelled task fails here, at parse time (a dry run), not on the first GPU job; not again in
 # each spawned job (a fresh cluster node would rebuild lm-eval's task index).
 if workflow.is_main_process:

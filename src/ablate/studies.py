@@ -9,6 +9,7 @@ backend, so a fresh process loads with it without knowing where it lives.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 from types import ModuleType
 
@@ -21,6 +22,9 @@ PARTS = {
     "mask": {"layout": "study", "status": "status", "plan": "plan"},
     "bridge": {"layout": "grid", "status": "status", "plan": "plan"},
 }
+
+#: the environment of a job that must not reach the Hugging Face hub
+HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def side(study: str, part: str) -> ModuleType:
@@ -36,3 +40,24 @@ def attention_backends() -> dict[str, str]:
     for package in STUDIES.values():
         out.update(getattr(import_module(package), "ATTENTION_BACKENDS", {}))
     return out
+
+
+def hub_free(config: dict, study: str) -> bool:
+    """Nothing of ``study`` is on the hub: each model and data set of its config slice is
+    embedded (the study package's ``hub_free``)."""
+    if study not in STUDIES:
+        raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
+    return import_module(STUDIES[study]).hub_free(config)
+
+
+def hub_switch(config: dict, study: str, environ: dict | None = None) -> bool:
+    """One job's hub-offline switch, set by its script before any Hugging Face import (they read
+    it at import): a job of a hub-free study runs offline, so a stray hub call fails at once
+    instead of waiting on a network that may not be there; a job of another study keeps the
+    environment it was given (a user's own HF_HUB_OFFLINE too). True when switched off."""
+    env = os.environ if environ is None else environ
+    if not hub_free(config, study):
+        return False
+    for key, value in HUB_OFFLINE.items():
+        env.setdefault(key, value)
+    return True

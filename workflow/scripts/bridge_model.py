@@ -5,6 +5,10 @@ from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
+from ablate import studies
+
+studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF import
+
 from ablate.core import gpus
 
 gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)

@@ -5,6 +5,10 @@ import time
 from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from ablate import studies
+
+studies.hub_switch(snakemake.config, "mask")  # this job's own, before any HF import
 started = time.time()
 
 from ablate.core import gpus

@@ -33,3 +33,11 @@ Module map:
 - :mod:`~ablate.bridge.plan`, :mod:`~ablate.bridge.status`: the study's side of the planner and of
   STATUS.md.
 """
+
+
+def hub_free(config: dict) -> bool:
+    """Its data and both models embedded: none of its jobs needs the hub (ablate.studies)."""
+    from ablate.bridge.grid import ROLES
+
+    bridge = config["bridge"]
+    return all(bridge[key]["source"] == "embedded" for key in ("data", *ROLES))

@@ -1,4 +1,5 @@
-"""Data-parallel translator training: the translator's DDP wrap, the loss share and the data split.
+"""Data-parallel bridge jobs: the translator's DDP wrap, the loss share, the data split (training,
+evaluation, frozen-state extraction).
 
 The process group and the launcher are the core's (:mod:`ablate.core.parallel`: torchrun starts N
 processes, each joins the group). Without torchrun every helper here is the single-process
@@ -68,6 +69,22 @@ def gather(rows: list[Any]) -> list[Any]:
         return rows
     parts: list[list[Any]] = [[] for _ in range(w)]
     dist.all_gather_object(parts, rows)
+    return _interleave(parts)
+
+
+def collect(rows: list[Any]) -> list[Any]:
+    """:func:`gather` to process 0 alone (an empty list on the others): for large rows that only
+    process 0 writes (the frozen states), not copied to every process."""
+    w = world_size()
+    if w == 1:
+        return rows
+    parts: list[list[Any]] | None = [[] for _ in range(w)] if rank() == 0 else None
+    dist.gather_object(rows, parts, dst=0)
+    return _interleave(parts) if parts is not None else []
+
+
+def _interleave(parts: list[list[Any]]) -> list[Any]:
+    """Process r's i-th row was item i * W + r (:func:`shard`)."""
     out: list[Any] = []
     for i in range(max(len(p) for p in parts)):
         out.extend(p[i] for p in parts if i < len(p))

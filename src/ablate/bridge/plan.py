@@ -140,7 +140,8 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
 
 
 def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
-    """A frozen-state cache: one forward pass of one model over the dataset's items."""
+    """A frozen-state cache: one forward pass of one model over the dataset's items, sharded over
+    the job's GPUs (``ablate.bridge.states.write``)."""
     sid = j.wildcards["states_id"]
     st = study.states[sid]
     what, role = st["what"], st["role"]
@@ -159,6 +160,9 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         params=shapes[role][0],
         params_source=shapes[role][2],
         loads_hub_model=hub,
+        # its `gpu` resource: that many data-parallel processes, each extracting its batches
+        gpus=study.config["resources"]["frozen_states"]["gpu"],
+        scaling_key="data_parallel",
         **common,
     )
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablate.bridge import evaluate
+from ablate.bridge import evaluate, parallel
 from ablate.bridge.grid import FROZEN_SPLITS
 from ablate.bridge.grid import SOURCE_LAYER as LAYER
 from ablate.core import io
@@ -57,51 +57,79 @@ def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
     return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
 
+class _Shards:
+    """Rows appended in the cache's order, cut into shard files of about ``SHARD_BYTES``; the
+    index written last (its presence marks a finished split)."""
+
+    def __init__(self, out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.pending, self.n_rows, self.shard = out, [], 0, 0
+        self.index: dict[str, Any] = {"ids": [], "shard": [], "start": [], "length": [],
+                                      "layer": LAYER}  # fmt: skip
+
+    def add(self, item_id: str, a: np.ndarray, dtype: str) -> None:
+        self.index.setdefault("dtype", dtype)
+        self.index.setdefault("width", int(a.shape[1]))
+        n = a.shape[0]
+        if self.n_rows and (self.n_rows + n) * a.shape[1] * a.itemsize > SHARD_BYTES:
+            self._flush()
+        for key, value in (("ids", item_id), ("shard", self.shard), ("start", self.n_rows),
+                           ("length", n)):  # fmt: skip
+            self.index[key].append(value)
+        self.pending.append(a)
+        self.n_rows += n
+
+    def _flush(self) -> None:
+        if self.pending:
+            arr = np.concatenate(self.pending)
+            io.atomic_write(self.out / f"shard-{self.shard:05d}.npy", lambda tmp: _save(tmp, arr))
+            self.shard, self.pending, self.n_rows = self.shard + 1, [], 0
+
+    def close(self) -> dict[str, Any]:
+        self._flush()
+        io.write_json(self.out / INDEX, self.index, indent=0)
+        return self.index
+
+
+def _rows(states_of, chunk) -> list[tuple[str, np.ndarray, str]]:
+    """(id, its real tokens' states as stored, dtype) of each item of one batch."""
+    h, mask = states_of(chunk)
+    dtype = str(h.dtype).removeprefix("torch.")
+    return [(it["id"], _to_numpy(h[r, : int(mask[r].sum())]), dtype) for r, it in enumerate(chunk)]
+
+
 def write(
     states_of,
     items: list[dict[str, Any]],
     out_dir: str | os.PathLike,
     batch_size: int,
     lengths=None,
-):
+) -> dict[str, Any] | None:
     """``states_of(items)`` -> (states [B, T, d], mask [B, T]) right-padded (live
     ``Pair.source_states`` or ``Pair.teacher_states``), sharded into ``out_dir``. ``lengths``
     (one per item) batches the items in order of length (less padding; the index is by id);
-    None keeps their order."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    index: dict[str, Any] = {"ids": [], "shard": [], "start": [], "length": [], "layer": LAYER}
-    pending: list[np.ndarray] = []
-    n_rows, shard = 0, 0
+    None keeps their order.
 
-    def flush():
-        nonlocal pending, n_rows, shard
-        if pending:
-            arr = np.concatenate(pending)
-            io.atomic_write(out / f"shard-{shard:05d}.npy", lambda tmp: _save(tmp, arr))
-            shard, pending, n_rows = shard + 1, [], 0
-
+    Data-parallel (:mod:`ablate.core.parallel`, W processes): in rounds of W batches, process r
+    extracts batch r of the round; process 0 collects the round's rows and writes them in the
+    batches' order. Each batch is the one a single process would run (same items, same padding,
+    so the same float rounding), so the files are byte-identical to one process's. The index on
+    process 0, None on the others."""
     if lengths is not None:
         items = [items[i] for i in sorted(range(len(items)), key=lambda i: lengths[i])]
-    for i in range(0, len(items), batch_size):
-        chunk = items[i : i + batch_size]
-        h, mask = states_of(chunk)
-        index.setdefault("dtype", str(h.dtype).removeprefix("torch."))
-        index.setdefault("width", int(h.shape[-1]))
-        for row, item in enumerate(chunk):
-            n = int(mask[row].sum())
-            a = _to_numpy(h[row, :n])
-            if n_rows and (n_rows + n) * a.shape[1] * a.itemsize > SHARD_BYTES:
-                flush()
-            index["ids"].append(item["id"])
-            index["shard"].append(shard)
-            index["start"].append(n_rows)
-            index["length"].append(n)
-            pending.append(a)
-            n_rows += n
-    flush()
-    io.write_json(out / INDEX, index, indent=0)
-    return index
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    w = parallel.world_size()
+    sink = _Shards(Path(out_dir)) if parallel.rank() == 0 else None
+    for start in range(0, len(batches), w):
+        mine = parallel.shard(batches[start : start + w])  # none in a short last round
+        for rows in parallel.collect([_rows(states_of, b) for b in mine]):
+            for row in rows:
+                sink.add(*row)
+    if w > 1:
+        done = len(parallel.shard(batches))
+        print(f"[states] {out_dir}: process {parallel.rank()} of {w} extracted {done} of "
+              f"{len(batches)} batches", flush=True)  # fmt: skip
+    return sink.close() if sink is not None else None
 
 
 def _save(tmp: Path, arr: np.ndarray) -> None:
@@ -120,10 +148,14 @@ def compute(
     test_items: int,
     out_dir: str | os.PathLike,
     config_slice: Any = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """The cache of one key: ``what`` = ``source`` (the source model's card: its states of the
     whole train split and the first ``test_items`` test items) or ``teacher`` (the target's card:
-    the KL teacher's rows of the train split; the KL term is a training loss)."""
+    the KL teacher's rows of the train split; the KL term is a training loss).
+
+    Launched data-parallel (a job's ``gpu`` > 1: ``ablate.core.parallel.launch``), every process
+    loads the model on its GPU and extracts its batches (:func:`write`); process 0 writes the
+    cache and its summary and returns it, the others None."""
     from ablate.bridge import models, world
     from ablate.bridge.pair import Pair, card_inputs, model_dtype
     from ablate.core import provenance
@@ -145,13 +177,18 @@ def compute(
         items = world.load_dataset(path, dataset_kind)[:n]
         t0 = time.perf_counter()
         index = write(states_of, items, out / split, params["eval_batch_size"], lengths(items))
+        if index is None:
+            continue  # another data-parallel process: process 0 writes the cache
         rates[split] = _rate(sum(index["length"]), time.perf_counter() - t0)
         counts[split] = len(items)
         print(f"[{what} states] {split}: {len(items)} items -> {out / split}", flush=True)
+    if parallel.rank() != 0:
+        return None
     summary = {
         "what": what,
         "items": counts,
-        "throughput": rates,
+        "throughput": rates,  # of the whole job: over its processes
+        "processes": parallel.world_size(),
         "wall_s": time.time() - started,
         "provenance": provenance.collect(
             config_slice=config_slice if config_slice is not None else params,

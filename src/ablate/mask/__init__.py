@@ -4,3 +4,8 @@
 PREFIX_SDPA = "sdpa_prefix_split"
 #: the attention backends this study adds to transformers (read through ``ablate.studies``)
 ATTENTION_BACKENDS = {PREFIX_SDPA: "ablate.mask.split_sdpa"}
+
+
+def hub_free(config: dict) -> bool:
+    """Its model and data both embedded: none of its jobs needs the hub (ablate.studies)."""
+    return config["model"]["source"] == "embedded" and config["data"]["source"] == "embedded"
