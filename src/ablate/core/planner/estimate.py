@@ -12,6 +12,7 @@ keeps its place with empty numbers and a note that says what is missing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -149,6 +150,30 @@ def job_row(
     )
 
 
+def cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
+    """A job the run cache holds (ablate.core.runcache.holds): restored, not run, so no cost."""
+    zero = dict.fromkeys(
+        ("compute_s", "job_overhead_s", "rental_overhead_s", "est_job_s", "est_s"), 0.0
+    )
+    return dict(
+        setup=s.label,
+        gpu=s.gpu,
+        gpus=s.count,
+        job=job.id,
+        kind=job.kind,
+        model=job.model,
+        policy=job.policy,
+        tokens=_r(job.tokens, 0),
+        tokens_source=job.tokens_source,
+        price_per_hour=price.per_hour,
+        price_source=price.source,
+        prices_captured_at=price.captured_at,
+        est_cost_usd=0.0,
+        note="in the run cache: restored, not run (config key run_cache)",
+        **zero,
+    )
+
+
 def total_row(s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict]) -> dict[str, Any]:
     """A setup's time and cost: its jobs in sequence, or on a multi-GPU setup side by side on one
     machine (:func:`makespan`); empty with the jobs that lack an estimate."""
@@ -202,12 +227,18 @@ def estimate(
     ref: Reference,
     measurements: list[Measurement],
     plan: dict,
+    in_cache: Callable[[PlannedJob], bool] | None = None,
 ) -> pd.DataFrame:
-    """One row per (setup, job) plus a TOTAL row per setup (jobs in sequence, summed cost)."""
+    """One row per (setup, job) plus a TOTAL row per setup (jobs in sequence, summed cost);
+    a job ``in_cache`` says the run cache holds costs nothing (:func:`cached_row`)."""
     rows = []
+    cached = {j.id for j in jobs if in_cache is not None and in_cache(j)}
     for s in setups:
         job_rows = []
         for job in jobs:
+            if job.id in cached:
+                job_rows.append(cached_row(job, s, prices[s]))
+                continue
             try:
                 job_rows.append(job_row(job, s, prices[s], ref, measurements, plan))
             except Exception as exc:  # a forecast never stops a study: the row says what failed

@@ -1,0 +1,172 @@
+"""The run cache (ablate.core.runcache): a job stored under the key of everything that determines
+it is restored, byte for byte, when a job with the same key runs again (an edit reverted, a second
+clone); an entry that does not match its manifest is refused; a restored job says so. The
+pipeline test (a real evaluation job restored through Snakemake) is in test_pipeline_runcache.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ablate.core import provenance, runcache
+from ablate.core.io import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_job(root: Path, cache: Path | None, lr: float = 1e-3, data: str = "a b c\n"):
+    """A fake Snakemake script job under ``root``: one input file, a folder and a record output."""
+    (root / "in").mkdir(parents=True, exist_ok=True)
+    (root / "in" / "data.txt").write_text(data)
+    out = root / "out"
+    return SimpleNamespace(
+        rule="finetune",
+        wildcards={"variant": "3A"},
+        params={"finetune": {"lr": lr, "steps": 3}},
+        input=[str(root / "in" / "data.txt")],
+        output=[str(out / "final"), str(out / "summary.json")],
+        config={"run_cache": str(cache) if cache else None},
+        scriptdir=str(REPO / "workflow" / "scripts"),
+    )
+
+
+def run(job) -> tuple[bool, str]:
+    """What a job script does: restore, else compute (a new run id each time) and store."""
+    cached = runcache.JobCache(job)
+    if cached.restored():
+        return True, ""
+    final, summary = (Path(p) for p in job.output)
+    final.mkdir(parents=True, exist_ok=True)
+    run_id = provenance.new_run_id()
+    (final / "weights.bin").write_bytes(run_id.encode() * 100)
+    (final / ".snakemake_timestamp").touch()
+    prov = {"run_id": run_id, "config_hash": provenance.config_hash(job.params)}
+    write_json(summary, {"lr": job.params["finetune"]["lr"], "provenance": prov})
+    cached.store()
+    return False, run_id
+
+
+def contents(job) -> dict[str, bytes]:
+    out = Path(job.output[1]).parent
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != ".snakemake_timestamp" and "history" not in p.parts
+    }
+
+
+def test_edit_and_revert_restores_the_same_bytes(tmp_path):
+    cache = tmp_path / "cache"
+    assert run(make_job(tmp_path / "w", cache))[0] is False
+    first = contents(make_job(tmp_path / "w", cache))
+    run_id = json.loads(first["summary.json"])["provenance"]["run_id"]
+    assert run(make_job(tmp_path / "w", cache, lr=5e-4))[0] is False  # the edit: a new key, runs
+    assert contents(make_job(tmp_path / "w", cache)) != first
+    restored, _ = run(make_job(tmp_path / "w", cache))  # the revert: restored, not run
+    assert restored and contents(make_job(tmp_path / "w", cache)) == {
+        **first,
+        runcache.RESTORED_NAME: contents(make_job(tmp_path / "w", cache))[runcache.RESTORED_NAME],
+    }
+    marker = json.loads((tmp_path / "w" / "out" / runcache.RESTORED_NAME).read_text())
+    assert marker["restored"] is True and marker["from_run_id"] == run_id
+    assert Path(marker["cache_entry"]).parent == cache
+    # the job runs again for real (cache off): the marker of the restore goes
+    assert run(make_job(tmp_path / "w", None))[0] is False
+    assert not (tmp_path / "w" / "out" / runcache.RESTORED_NAME).exists()
+
+
+def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
+    cache = tmp_path / "shared"
+    run(make_job(tmp_path / "clone1", cache))
+    assert run(make_job(tmp_path / "clone2", cache))[0] is True
+    one, two = (
+        contents(make_job(tmp_path / "clone1", cache)),
+        contents(make_job(tmp_path / "clone2", cache)),
+    )
+    assert two.pop(runcache.RESTORED_NAME) and one == two
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda e: (e / "outputs" / "0" / "weights.bin").write_bytes(b"tampered"),
+        lambda e: (e / "outputs" / "1").unlink(),
+        lambda e: (e / "outputs" / "0" / "extra.bin").write_bytes(b"x"),
+        lambda e: (e / runcache.MANIFEST).unlink(),
+    ],
+    ids=["changed", "missing", "extra", "no-manifest"],
+)
+def test_an_entry_that_does_not_match_its_manifest_is_refused(tmp_path, damage, capsys):
+    cache = tmp_path / "cache"
+    run(make_job(tmp_path / "w", cache))
+    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    damage(entry)
+    restored, run_id = run(make_job(tmp_path / "w2", cache))
+    assert not restored and run_id  # the job ran
+    assert "refused entry" in capsys.readouterr().out
+    assert len(list((cache / runcache.REFUSED).iterdir())) == 1  # moved aside, never used
+    assert runcache.verify(entry) is None  # the job's own result took its place
+    assert not (tmp_path / "w2" / "out" / runcache.RESTORED_NAME).exists()
+
+
+def test_the_key_covers_inputs_params_code_and_packages(tmp_path, monkeypatch):
+    def key(scripts=None, **kw):
+        j = make_job(tmp_path / "k", None, **kw)
+        scripts = scripts or j.scriptdir
+        return runcache.key_of(
+            runcache.key_parts(j.rule, j.wildcards, j.params, j.input, scripts=scripts)
+        )
+
+    base = key()
+    assert key() == base and key(lr=2e-3) != base and key(data="other\n") != base
+    scripts = tmp_path / "scripts"
+    shutil.copytree(REPO / "workflow" / "scripts", scripts)
+    assert key(scripts=scripts) == base
+    (scripts / "finetune.py").write_text("# edited\n", encoding="utf-8")
+    assert key(scripts=scripts) != base
+    versions = provenance.package_versions()
+    monkeypatch.setattr(runcache, "package_versions", lambda: {**versions, "torch": "0.0"})
+    assert key() != base
+
+
+def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):
+    from test_planner import EMBEDDED_RUN, load
+
+    from ablate.core.planner.estimate import estimate
+    from ablate.core.planner.history import pipeline_measurements
+    from ablate.core.planner.inputs import load_reference, parse_setups
+    from ablate.core.planner.jobs import study_plans
+    from ablate.core.planner.prices import resolve_prices
+
+    cache = tmp_path / "cache"
+    job = make_job(tmp_path / "w", cache)
+    parts = runcache.key_parts(job.rule, job.wildcards, job.params, job.input, job.scriptdir)
+    assert not runcache.holds(cache, parts) and not runcache.holds(None, parts)
+    run(job)
+    assert runcache.holds(cache, parts)
+
+    config = load("config.yaml")
+    plan = config["plan"]
+    ref = load_reference(plan["measurements"])
+    plans = study_plans(config, ref, EMBEDDED_RUN)
+    jobs = [j for sp in plans for j in sp.jobs]
+    setups = parse_setups(plan, ref)
+    ms = pipeline_measurements(plans, EMBEDDED_RUN, ref, plan) + ref.measurements
+    args = (jobs, setups, resolve_prices(setups, plan), ref, ms, plan)
+    full = estimate(*args)
+    held = estimate(
+        *args, in_cache=lambda j: j.id == "finetune/3A" and runcache.holds(cache, parts)
+    )
+    pick = lambda t, j: t[(t["setup"] == "1x cpu") & (t["job"] == j)].iloc[0]  # noqa: E731
+    was = pick(full, "finetune/3A")
+    assert was["est_s"] > 0 and pick(held, "finetune/3A")["est_s"] == 0
+    assert pick(held, "finetune/3A")["est_cost_usd"] == 0
+    assert "run cache" in pick(held, "finetune/3A")["note"]
+    assert pick(held, "TOTAL")["est_s"] == pytest.approx(
+        pick(full, "TOTAL")["est_s"] - was["est_s"], abs=0.2
+    )
