@@ -17,6 +17,7 @@ from ablate.core import provenance, runcache
 from ablate.core.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
+MARKER = "final" + runcache.RESTORED_SUFFIX  # the fake job's first output is final/
 
 
 def make_job(root: Path, cache: Path | None, lr: float = 1e-3, data: str = "a b c\n"):
@@ -70,14 +71,14 @@ def test_edit_and_revert_restores_the_same_bytes(tmp_path):
     restored, _ = run(make_job(tmp_path / "w", cache))  # the revert: restored, not run
     assert restored and contents(make_job(tmp_path / "w", cache)) == {
         **first,
-        runcache.RESTORED_NAME: contents(make_job(tmp_path / "w", cache))[runcache.RESTORED_NAME],
+        MARKER: contents(make_job(tmp_path / "w", cache))[MARKER],
     }
-    marker = json.loads((tmp_path / "w" / "out" / runcache.RESTORED_NAME).read_text())
+    marker = json.loads((tmp_path / "w" / "out" / MARKER).read_text())
     assert marker["restored"] is True and marker["from_run_id"] == run_id
     assert Path(marker["cache_entry"]).parent == cache
     # the job runs again for real (cache off): the marker of the restore goes
     assert run(make_job(tmp_path / "w", None))[0] is False
-    assert not (tmp_path / "w" / "out" / runcache.RESTORED_NAME).exists()
+    assert not (tmp_path / "w" / "out" / MARKER).exists()
 
 
 def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
@@ -88,7 +89,7 @@ def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
         contents(make_job(tmp_path / "clone1", cache)),
         contents(make_job(tmp_path / "clone2", cache)),
     )
-    assert two.pop(runcache.RESTORED_NAME) and one == two
+    assert two.pop(MARKER) and one == two
 
 
 @pytest.mark.parametrize(
@@ -111,7 +112,7 @@ def test_an_entry_that_does_not_match_its_manifest_is_refused(tmp_path, damage, 
     assert "refused entry" in capsys.readouterr().out
     assert len(list((cache / runcache.REFUSED).iterdir())) == 1  # moved aside, never used
     assert runcache.verify(entry) is None  # the job's own result took its place
-    assert not (tmp_path / "w2" / "out" / runcache.RESTORED_NAME).exists()
+    assert not (tmp_path / "w2" / "out" / MARKER).exists()
 
 
 def test_the_key_covers_inputs_params_code_and_packages(tmp_path, monkeypatch):

@@ -5,6 +5,12 @@ from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
+from ablate.core.runcache import JobCache
+
+job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
+if job_cache.restored():
+    sys.exit(0)
+
 from ablate.core import gpus
 
 gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
@@ -23,3 +29,4 @@ models.prepare_model(
     out_dir=Path(snakemake.output.card).parent,
     config_slice=snakemake.params.model,
 )
+job_cache.store()

@@ -4,6 +4,12 @@ import sys
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
+from ablate.core.runcache import JobCache
+
+job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
+if job_cache.restored():
+    sys.exit(0)
+
 from ablate.core import gpus
 
 gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
@@ -30,3 +36,4 @@ leakage.run_probe(
     out=snakemake.output[0],
     config_slice={**cfg, "policy": policy},
 )
+job_cache.store()

@@ -5,6 +5,12 @@ import time
 from pathlib import Path
 
 sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from ablate.core.runcache import JobCache
+
+job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
+if job_cache.restored():
+    sys.exit(0)
 started = time.time()
 
 from ablate.core import gpus
@@ -39,3 +45,4 @@ model_card.write(
     extra={"pretrain_run_id": summary["provenance"]["run_id"]},
     started=started,
 )
+job_cache.store()

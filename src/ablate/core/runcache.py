@@ -1,9 +1,9 @@
 """The run cache: a finished job's outputs stored under a key of everything that determines them,
 restored instead of recomputed when a job with the same key runs again (config key `run_cache`).
 
-The key (:func:`job_key`) covers the rule and its wildcards, the job's params (its config slice),
+The key (:func:`key_parts`, :func:`key_of`) covers the rule and its wildcards, the job's params (its config slice),
 the content of every declared input (:func:`ablate.core.provenance.fingerprint_path`), the code
-(the job's script and every module of the ``ablate`` package) and the versions of the packages
+(every module of the ``ablate`` package and every job script of ``workflow/scripts/``) and the versions of the packages
 that compute a result (:data:`ablate.core.provenance.PACKAGES`). Hardware is not in it: a result
 made on another machine is reused, and its provenance still names that machine.
 
@@ -11,11 +11,11 @@ An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output
 and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
 it). A restore checks every file against the manifest first: an entry that does not match
 (a changed, missing or extra file, or no manifest) is refused, moved to ``<cache>/refused/``, and
-the job runs as if it were not there. A restored job writes :data:`RESTORED_NAME` beside its first
-file output: it was restored, from which entry and which run.
+the job runs as if it were not there. A restored job writes ``<first output>.restored.json``
+(:func:`marker_path`): it was restored, from which entry and which run.
 
 Why not Snakemake's own between-workflow cache (``cache:``, ``--cache``): docs/design.md,
-"Run cache". This module stays light (no torch): a restored job never imports it.
+"Run cache". This module stays light (no torch): a restored job never imports torch.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ FORMAT = 1  # raise when the key or the entry layout changes: old entries are th
 MANIFEST = "manifest.json"
 OUTPUTS = "outputs"
 REFUSED = "refused"
-RESTORED_NAME = "restored.json"  # beside a restored job's first file output
+RESTORED_SUFFIX = ".restored.json"  # <first output><suffix>: the restore marker of a job
 #: written by Snakemake into directory outputs after the job: not the job's content
 _SKIPPED = frozenset({".snakemake_timestamp"})
 
@@ -185,6 +185,11 @@ def store(cache: Path, parts: dict[str, Any], outputs: list[Path]) -> Path:
     return entry
 
 
+def marker_path(outputs: list[Path]) -> Path:
+    """Where a restored job says so: beside its first output (one marker per job)."""
+    return outputs[0].with_name(outputs[0].name + RESTORED_SUFFIX)
+
+
 def _restore_marker(outputs: list[Path], entry: Path, manifest: dict[str, Any]) -> dict:
     marker = {
         "restored": True,
@@ -196,9 +201,7 @@ def _restore_marker(outputs: list[Path], entry: Path, manifest: dict[str, Any]) 
         "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "outputs": [str(p) for p in outputs],
     }
-    (outputs[0].parent / RESTORED_NAME).write_text(
-        json.dumps(marker, indent=1, sort_keys=True) + "\n"
-    )
+    marker_path(outputs).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
     return marker
 
 
@@ -252,7 +255,7 @@ class JobCache:
     def restored(self) -> bool:
         """Whether the outputs were restored from the cache (the job then has nothing to do)."""
         # a marker of an earlier restore would be false once the job runs
-        (self.outputs[0].parent / RESTORED_NAME).unlink(missing_ok=True)
+        marker_path(self.outputs).unlink(missing_ok=True)
         if self.cache is None:
             return False
         return restore(self.cache, self.parts, self.outputs) is not None
