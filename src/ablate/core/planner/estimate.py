@@ -63,11 +63,9 @@ def _r(x: float | None, nd: int = 1) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
 
 
-def job_row(
-    job: PlannedJob, s: Setup, price: Price, ref: Reference, ms: list[Measurement], plan: dict
-) -> dict[str, Any]:
-    """The estimate of one job on one setup."""
-    row = dict(
+def _job_columns(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
+    """What a job's row says before its estimate: the setup, the job, its tokens, the price."""
+    return dict(
         setup=s.label,
         gpu=s.gpu,
         gpus=s.count,
@@ -81,6 +79,13 @@ def job_row(
         price_source=price.source,
         prices_captured_at=price.captured_at,
     )
+
+
+def job_row(
+    job: PlannedJob, s: Setup, price: Price, ref: Reference, ms: list[Measurement], plan: dict
+) -> dict[str, Any]:
+    """The estimate of one job on one setup."""
+    row = _job_columns(job, s, price)
     notes = list(job.notes)
     if ref.problem:
         notes.append(f"measurements file unusable: {ref.problem}")
@@ -156,18 +161,7 @@ def cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
         ("compute_s", "job_overhead_s", "rental_overhead_s", "est_job_s", "est_s"), 0.0
     )
     return dict(
-        setup=s.label,
-        gpu=s.gpu,
-        gpus=s.count,
-        job=job.id,
-        kind=job.kind,
-        model=job.model,
-        policy=job.policy,
-        tokens=_r(job.tokens, 0),
-        tokens_source=job.tokens_source,
-        price_per_hour=price.per_hour,
-        price_source=price.source,
-        prices_captured_at=price.captured_at,
+        _job_columns(job, s, price),
         est_cost_usd=0.0,
         note="in the run cache: restored, not run (config key run_cache)",
         **zero,
