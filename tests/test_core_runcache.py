@@ -115,6 +115,15 @@ def test_an_entry_that_does_not_match_its_manifest_is_refused(tmp_path, damage, 
     assert not (tmp_path / "w2" / "out" / MARKER).exists()
 
 
+def test_a_cache_that_cannot_store_never_fails_the_job(tmp_path, capsys):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache should be\n")
+    restored, run_id = run(make_job(tmp_path / "w", blocked))
+    assert not restored and run_id  # it ran, and its outputs stand
+    assert json.loads((tmp_path / "w" / "out" / "summary.json").read_text())["provenance"]
+    assert "[run cache] not stored" in capsys.readouterr().out
+
+
 def test_the_key_covers_inputs_params_code_and_packages(tmp_path, monkeypatch):
     def key(scripts=None, **kw):
         j = make_job(tmp_path / "k", None, **kw)

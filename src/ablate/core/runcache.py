@@ -175,12 +175,15 @@ def store(cache: Path, parts: dict[str, Any], outputs: list[Path]) -> Path:
         "host": os.uname().nodename,
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-    if entry.exists():  # a concurrent store, or a refused entry's replacement
-        if verify(entry) is None:
-            shutil.rmtree(tmp)
-            return entry
-        refuse(cache, key, verify(entry) or "")
-    os.replace(tmp, entry)
+    if entry.exists() and (why := verify(entry)):  # a bad entry: this result takes its place
+        refuse(cache, key, why)
+    try:
+        os.replace(tmp, entry)
+    except OSError:  # a concurrent store of the same key got there first: one copy is enough
+        shutil.rmtree(tmp)
+        if verify(entry) is not None:
+            raise
+        return entry
     log(f"stored {len(outputs)} output(s) as entry {key}")
     return entry
 
@@ -261,6 +264,12 @@ class JobCache:
         return restore(self.cache, self.parts, self.outputs) is not None
 
     def store(self) -> None:
-        if self.cache is not None:
+        """Store the finished job's outputs; a cache that cannot take them (full, unwritable) is
+        logged, never the job's failure (Snakemake would delete the outputs just made)."""
+        if self.cache is None:
+            return
+        try:
             self.cache.mkdir(parents=True, exist_ok=True)
             store(self.cache, self.parts, self.outputs)
+        except OSError as exc:
+            log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
