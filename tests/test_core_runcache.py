@@ -124,6 +124,24 @@ def test_a_cache_that_cannot_store_never_fails_the_job(tmp_path, capsys):
     assert "[run cache] not stored" in capsys.readouterr().out
 
 
+def test_a_restore_that_fails_half_way_leaves_no_output_and_the_job_runs(
+    tmp_path, monkeypatch, capsys
+):
+    cache = tmp_path / "cache"
+    run(make_job(tmp_path / "w", cache))
+    copy = runcache._copy
+
+    def copy_then_fail(src, dst):  # the first output comes back, then the disk fails
+        copy(src, dst)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(runcache, "_copy", copy_then_fail)
+    job = make_job(tmp_path / "w2", cache)
+    assert runcache.JobCache(job).restored() is False
+    assert not any(Path(p).exists() for p in job.output)  # nothing half restored is left
+    assert "[run cache] not restored (OSError" in capsys.readouterr().out
+
+
 def test_the_key_covers_inputs_params_code_and_packages(tmp_path, monkeypatch):
     def key(scripts=None, **kw):
         j = make_job(tmp_path / "k", None, **kw)

@@ -133,6 +133,14 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copy(src, dst)
 
 
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
 def _run_id(paths: list[Path]) -> str | None:
     """The run id of the first JSON record among the outputs (the run that made them)."""
     from ablate.core.io import record_run_id
@@ -152,8 +160,11 @@ def refuse(cache: Path, key: str, why: str) -> None:
     """Move a bad entry out of the way (kept for inspection under refused/), never to be used."""
     entry = cache / key
     dest = cache / REFUSED / f"{key}-{uuid.uuid4().hex[:8]}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(entry, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(entry, dest)
+    except OSError:  # another job moved it first, or the cache is read-only: it is not used
+        dest = "(left in place)"
     log(f"refused entry {key}: {why}; moved to {dest}; the job runs")
 
 
@@ -219,11 +230,8 @@ def restore(cache: Path, parts: dict[str, Any], outputs: list[Path]) -> dict | N
         refuse(cache, key, why)
         return None
     manifest = json.loads((entry / MANIFEST).read_text())
+    _remove(outputs)
     for i, p in enumerate(outputs):
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
         _copy(entry / OUTPUTS / str(i), p)
     marker = _restore_marker(outputs, entry, manifest)
     log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
@@ -261,7 +269,12 @@ class JobCache:
         marker_path(self.outputs).unlink(missing_ok=True)
         if self.cache is None:
             return False
-        return restore(self.cache, self.parts, self.outputs) is not None
+        try:
+            return restore(self.cache, self.parts, self.outputs) is not None
+        except OSError as exc:  # a cache that fails to read costs a run, never the job
+            _remove(self.outputs)
+            log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
+            return False
 
     def store(self) -> None:
         """Store the finished job's outputs; a cache that cannot take them (full, unwritable) is
