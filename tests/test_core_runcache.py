@@ -7,7 +7,10 @@ pipeline test (a real evaluation job restored through Snakemake) is in test_pipe
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 MARKER = "final" + runcache.RESTORED_SUFFIX  # the fake job's first output is final/
 
 
-def make_job(root: Path, cache: Path | None, lr: float = 1e-3, data: str = "a b c\n"):
+def make_job(root: Path, cache: Path | dict | None, lr: float = 1e-3, data: str = "a b c\n"):
     """A fake Snakemake script job under ``root``: one input file, a folder and a record output."""
     (root / "in").mkdir(parents=True, exist_ok=True)
     (root / "in" / "data.txt").write_text(data)
@@ -31,9 +34,13 @@ def make_job(root: Path, cache: Path | None, lr: float = 1e-3, data: str = "a b 
         params={"finetune": {"lr": lr, "steps": 3}},
         input=[str(root / "in" / "data.txt")],
         output=[str(out / "final"), str(out / "summary.json")],
-        config={"run_cache": str(cache) if cache else None},
+        config={"run_cache": cache if isinstance(cache, dict) else str(cache) if cache else None},
         scriptdir=str(REPO / "workflow" / "scripts"),
     )
+
+
+def parts_of(job) -> dict:
+    return runcache.key_parts(job.rule, job.wildcards, job.params, job.input, job.scriptdir)
 
 
 def run(job) -> tuple[bool, str]:
@@ -173,7 +180,7 @@ def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):
 
     cache = tmp_path / "cache"
     job = make_job(tmp_path / "w", cache)
-    parts = runcache.key_parts(job.rule, job.wildcards, job.params, job.input, job.scriptdir)
+    parts = parts_of(job)
     assert not runcache.holds(cache, parts) and not runcache.holds(None, parts)
     run(job)
     assert runcache.holds(cache, parts)
@@ -198,3 +205,46 @@ def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):
     assert pick(held, "TOTAL")["est_s"] == pytest.approx(
         pick(full, "TOTAL")["est_s"] - was["est_s"], abs=0.2
     )
+
+
+@pytest.fixture
+def fs_storage(tmp_path, monkeypatch):
+    """A run cache at a Snakemake storage plugin's location: snakemake-storage-plugin-fs (the
+    `test` extra), which copies with rsync; where rsync is not installed, a stand-in copies the
+    one file the run cache moves at a time (an entry's .tar)."""
+    pytest.importorskip("snakemake_storage_plugin_fs")
+    if shutil.which("rsync") is None:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        rsync = bin_dir / "rsync"
+        rsync.write_text(
+            f"#!{sys.executable}\n"
+            "import shutil, sys\n"
+            "src, dst = [a for a in sys.argv[1:] if not a.startswith('-')][-2:]\n"
+            "shutil.copyfile(src, dst)\n"
+        )
+        rsync.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return {"storage": "fs", "prefix": str(tmp_path / "shared-storage")}
+
+
+def test_a_storage_plugin_location_stores_restores_and_refuses(tmp_path, fs_storage, capsys):
+    run(make_job(tmp_path / "clone1", fs_storage))
+    (tar,) = Path(fs_storage["prefix"]).glob("*.tar")
+    assert run(make_job(tmp_path / "clone2", fs_storage))[0] is True  # a second clone reuses
+    one, two = (
+        contents(make_job(tmp_path / "clone1", None)),
+        contents(make_job(tmp_path / "clone2", None)),
+    )
+    marker = json.loads(two.pop(MARKER))
+    assert one == two and marker["cache_entry"] == str(tar)
+    # a tampered object: refused, the job runs and its result replaces the object
+    with tarfile.open(tar) as t:
+        t.extractall(tmp_path / "x", filter="data")
+    (next((tmp_path / "x").rglob("weights.bin"))).write_bytes(b"tampered")
+    with tarfile.open(tar, "w") as t:
+        t.add(next((tmp_path / "x").iterdir()), arcname=tar.stem)
+    restored, run_id = run(make_job(tmp_path / "clone3", fs_storage))
+    assert not restored and run_id and "refused entry" in capsys.readouterr().out
+    assert run(make_job(tmp_path / "clone4", fs_storage))[0] is True
+    assert runcache.holds(fs_storage, parts_of(make_job(tmp_path / "clone4", None)))

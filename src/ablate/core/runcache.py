@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -204,11 +205,11 @@ def marker_path(outputs: list[Path]) -> Path:
     return outputs[0].with_name(outputs[0].name + RESTORED_SUFFIX)
 
 
-def _restore_marker(outputs: list[Path], entry: Path, manifest: dict[str, Any]) -> dict:
+def _restore_marker(outputs: list[Path], entry: str, manifest: dict[str, Any]) -> dict:
     marker = {
         "restored": True,
         "from_run_id": manifest.get("run_id"),
-        "cache_entry": str(entry),
+        "cache_entry": entry,
         "key": manifest["key"],
         "stored_at": manifest.get("stored_at"),
         "stored_on": manifest.get("host"),
@@ -219,7 +220,9 @@ def _restore_marker(outputs: list[Path], entry: Path, manifest: dict[str, Any]) 
     return marker
 
 
-def restore(cache: Path, parts: dict[str, Any], outputs: list[Path]) -> dict | None:
+def restore(
+    cache: Path, parts: dict[str, Any], outputs: list[Path], where: str | None = None
+) -> dict | None:
     """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest;
     the restore marker, or None (no entry, or a refused one: the job then runs)."""
     key = key_of(parts)
@@ -233,28 +236,37 @@ def restore(cache: Path, parts: dict[str, Any], outputs: list[Path]) -> dict | N
     _remove(outputs)
     for i, p in enumerate(outputs):
         _copy(entry / OUTPUTS / str(i), p)
-    marker = _restore_marker(outputs, entry, manifest)
+    marker = _restore_marker(outputs, where or str(entry), manifest)
     log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
     return marker
 
 
-def holds(cache: str | os.PathLike | None, parts: dict[str, Any]) -> bool:
-    """Whether the cache has an entry for these key parts (the planner counts it as no work).
-    The entry's files are checked when it is restored, not here."""
-    return bool(cache) and (Path(cache) / key_of(parts) / MANIFEST).is_file()
+def holds(cache: str | os.PathLike | dict | None, parts: dict[str, Any]) -> bool:
+    """Whether the cache (a folder or a storage plugin's location) has an entry for these key
+    parts: the planner counts such a job as no work. Its files are checked when it is restored."""
+    if not cache:
+        return False
+    if isinstance(cache, dict):
+        from ablate.core.runcache_storage import PluginEntries
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return PluginEntries(cache, Path(tmp)).exists(key_of(parts))
+    return (Path(cache) / key_of(parts) / MANIFEST).is_file()
 
 
 class JobCache:
     """The run cache of one Snakemake script job (its ``snakemake`` object): at its start
     ``if job_cache.restored(): sys.exit(0)``, at its end ``job_cache.store()``. The key is taken
-    at the start, so a library edit during a long job does not relabel its result."""
+    at the start, so a library edit during a long job does not relabel its result. The config's
+    ``run_cache`` is a folder, a storage plugin's location (:mod:`ablate.core.runcache_storage`)
+    or None (off). A cache that fails (unreadable, full, a plugin's error) costs a run, never the
+    job: Snakemake would delete the outputs of a failed job."""
 
     def __init__(self, smk: Any):
         self.outputs = [Path(p) for p in smk.output]
-        where = smk.config.get("run_cache")
-        self.cache = Path(where) if where else None
+        self.where = smk.config.get("run_cache") or None
         self.parts = None
-        if self.cache is not None:
+        if self.where is not None:
             self.parts = key_parts(
                 smk.rule,
                 dict(smk.wildcards.items()),
@@ -267,22 +279,48 @@ class JobCache:
         """Whether the outputs were restored from the cache (the job then has nothing to do)."""
         # a marker of an earlier restore would be false once the job runs
         marker_path(self.outputs).unlink(missing_ok=True)
-        if self.cache is None:
+        if self.where is None:
             return False
         try:
-            return restore(self.cache, self.parts, self.outputs) is not None
-        except OSError as exc:  # a cache that fails to read costs a run, never the job
+            if isinstance(self.where, dict):
+                return self._restored_from_plugin()
+            return restore(Path(self.where), self.parts, self.outputs) is not None
+        except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             _remove(self.outputs)
             log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
             return False
 
     def store(self) -> None:
-        """Store the finished job's outputs; a cache that cannot take them (full, unwritable) is
-        logged, never the job's failure (Snakemake would delete the outputs just made)."""
-        if self.cache is None:
+        """Store the finished job's outputs."""
+        if self.where is None:
             return
         try:
-            self.cache.mkdir(parents=True, exist_ok=True)
-            store(self.cache, self.parts, self.outputs)
-        except OSError as exc:
+            if isinstance(self.where, dict):
+                self._store_to_plugin()
+            else:
+                Path(self.where).mkdir(parents=True, exist_ok=True)
+                store(Path(self.where), self.parts, self.outputs)
+        except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
+
+    def _restored_from_plugin(self) -> bool:
+        from ablate.core.runcache_storage import PluginEntries
+
+        key = key_of(self.parts)
+        with tempfile.TemporaryDirectory() as tmp:
+            entries = PluginEntries(self.where, Path(tmp))
+            local = entries.fetch(key)
+            if local is None:
+                return False
+            return restore(local, self.parts, self.outputs, where=entries.where(key)) is not None
+
+    def _store_to_plugin(self) -> None:
+        from ablate.core.runcache_storage import PluginEntries
+
+        with tempfile.TemporaryDirectory() as tmp:
+            entries = PluginEntries(self.where, Path(tmp))
+            local = Path(tmp) / "entries"
+            local.mkdir()
+            store(local, self.parts, self.outputs)
+            entries.put(local, key_of(self.parts))
+            log(f"uploaded as {entries.where(key_of(self.parts))}")
