@@ -85,16 +85,14 @@ def key_of(parts: dict[str, Any]) -> str:
 
 
 def _files(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under root (root itself when it is a file)."""
-    from ablate.core.checkpoint import sha256_file
+    """Relative path -> sha256 of every file under root (root itself when it is a file); the
+    files of a folder are hashed several at once (a multi-GB checkpoint's shards)."""
+    from ablate.core.checkpoint import hash_files
 
     if root.is_file():
-        return {"": sha256_file(root)}
-    return {
-        str(p.relative_to(root)): sha256_file(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name not in _SKIPPED
-    }
+        return dict(zip([""], hash_files([root]), strict=True))
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name not in _SKIPPED]
+    return dict(zip((str(p.relative_to(root)) for p in files), hash_files(files), strict=True))
 
 
 def _output_digests(paths: list[Path]) -> dict[str, str]:
