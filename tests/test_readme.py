@@ -120,6 +120,12 @@ STEPS = [
     ),
     Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
     Step("snakemake -c2", rules=EDITED_3A, check=_only_3a_reruns),
+    # Reuse finished jobs: the run cache switched on reruns nothing
+    Step(
+        "snakemake -c2 --config run_cache=$HOME/ablate-cache",
+        rules=NOTHING,
+        check=lambda wd, out: "Nothing to be done" in out,
+    ),
     # Watching a study
     Step("ablate status", files=("results/STATUS.md",), check=_status_all_done),
     Step(

@@ -14,6 +14,12 @@ from ablate import studies
 
 studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF import
 
+from ablate.core.runcache import JobCache
+
+job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
+if job_cache.restored():
+    sys.exit(0)
+
 from ablate.core import gpus
 
 gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
@@ -41,3 +47,4 @@ if granted > 1:  # the cache does not depend on the process count: the granted G
     parallel.launch("ablate.bridge.states:compute", kwargs, granted, snakemake.threads)
 else:
     states.compute(**kwargs)
+job_cache.store()

@@ -13,6 +13,12 @@ from ablate import studies
 
 studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF import
 
+from ablate.core.runcache import JobCache
+
+job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
+if job_cache.restored():
+    sys.exit(0)
+
 from ablate.core import gpus
 
 gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
@@ -54,3 +60,4 @@ if r["processes"] == 1:
     train.train_entry(**kwargs)
 else:
     parallel.launch("ablate.bridge.train:train_entry", kwargs, r["processes"], snakemake.threads)
+job_cache.store()

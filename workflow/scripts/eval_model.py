@@ -9,6 +9,12 @@ from ablate import studies
 
 studies.hub_switch(snakemake.config, "mask")  # this job's own, before any HF import
 
+from ablate.core.runcache import JobCache
+
+job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
+if job_cache.restored():
+    sys.exit(0)
+
 from ablate.core import gpus
 
 gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
@@ -55,3 +61,4 @@ tracking.log_record(
     snakemake.config["tracking"],
     snakemake.config["results"],
 )
+job_cache.store()

@@ -9,6 +9,12 @@ sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
 from ablate import studies
 
 studies.hub_switch(snakemake.config, "mask")  # this job's own, before any HF import
+
+from ablate.core.runcache import JobCache
+
+job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
+if job_cache.restored():
+    sys.exit(0)
 started = time.time()
 
 from ablate.core import gpus
@@ -43,3 +49,4 @@ model_card.write(
     extra={"pretrain_run_id": summary["provenance"]["run_id"]},
     started=started,
 )
+job_cache.store()

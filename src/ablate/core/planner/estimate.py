@@ -12,6 +12,7 @@ keeps its place with empty numbers and a note that says what is missing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -97,11 +98,9 @@ def _with_extras(
     return compute
 
 
-def job_row(
-    job: PlannedJob, s: Setup, price: Price, ref: Reference, ms: list[Measurement], plan: dict
-) -> dict[str, Any]:
-    """The estimate of one job on one setup."""
-    row = dict(
+def _job_columns(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
+    """What a job's row says before its estimate: the setup, the job, its tokens, the price."""
+    return dict(
         setup=s.label,
         gpu=s.gpu,
         gpus=s.count,
@@ -115,6 +114,13 @@ def job_row(
         price_source=price.source,
         prices_captured_at=price.captured_at,
     )
+
+
+def job_row(
+    job: PlannedJob, s: Setup, price: Price, ref: Reference, ms: list[Measurement], plan: dict
+) -> dict[str, Any]:
+    """The estimate of one job on one setup."""
+    row = _job_columns(job, s, price)
     notes = list(job.notes)
     if ref.problem:
         notes.append(f"measurements file unusable: {ref.problem}")
@@ -161,6 +167,19 @@ def job_row(
         est_cost_usd=_r(cost, 2),
         note="; ".join(notes),
         measured_run_id=tp.measurement.run_id if tp.measurement else None,
+    )
+
+
+def cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
+    """A job the run cache holds (ablate.core.runcache.holds): restored, not run, so no cost."""
+    zero = dict.fromkeys(
+        ("compute_s", "job_overhead_s", "rental_overhead_s", "est_job_s", "est_s"), 0.0
+    )
+    return dict(
+        _job_columns(job, s, price),
+        est_cost_usd=0.0,
+        note="in the run cache: restored, not run (config key run_cache)",
+        **zero,
     )
 
 
@@ -217,12 +236,18 @@ def estimate(
     ref: Reference,
     measurements: list[Measurement],
     plan: dict,
+    in_cache: Callable[[PlannedJob], bool] | None = None,
 ) -> pd.DataFrame:
-    """One row per (setup, job) plus a TOTAL row per setup (jobs in sequence, summed cost)."""
+    """One row per (setup, job) plus a TOTAL row per setup (jobs in sequence, summed cost);
+    a job ``in_cache`` says the run cache holds costs nothing (:func:`cached_row`)."""
     rows = []
+    cached = {j.id for j in jobs if in_cache is not None and in_cache(j)}
     for s in setups:
         job_rows = []
         for job in jobs:
+            if job.id in cached:
+                job_rows.append(cached_row(job, s, prices[s]))
+                continue
             try:
                 job_rows.append(job_row(job, s, prices[s], ref, measurements, plan))
             except Exception as exc:  # a forecast never stops a study: the row says what failed

@@ -1,0 +1,324 @@
+"""The run cache: a finished job's outputs stored under a key of everything that determines them,
+restored instead of recomputed when a job with the same key runs again (config key `run_cache`).
+
+The key (:func:`key_parts`, :func:`key_of`) covers the rule and its wildcards, the job's params (its config slice),
+the content of every declared input (:func:`ablate.core.provenance.fingerprint_path`), the code
+(every module of the ``ablate`` package and every job script of ``workflow/scripts/``) and the versions of the packages
+that compute a result (:data:`ablate.core.provenance.PACKAGES`). Hardware is not in it: a result
+made on another machine is reused, and its provenance still names that machine.
+
+An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
+and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
+it). A restore checks every file against the manifest first: an entry that does not match
+(a changed, missing or extra file, or no manifest) is refused, moved to ``<cache>/refused/``, and
+the job runs as if it were not there. A restored job writes ``<first output>.restored.json``
+(:func:`marker_path`): it was restored, from which entry and which run.
+
+Why not Snakemake's own between-workflow cache (``cache:``, ``--cache``): docs/design.md,
+"Run cache". This module stays light (no torch): a restored job never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ablate.core.provenance import canonical_json, fingerprint_path, package_versions
+
+FORMAT = 1  # raise when the key or the entry layout changes: old entries are then never matched
+MANIFEST = "manifest.json"
+OUTPUTS = "outputs"
+REFUSED = "refused"
+RESTORED_SUFFIX = ".restored.json"  # <first output><suffix>: the restore marker of a job
+#: written by Snakemake into directory outputs after the job: not the job's content
+_SKIPPED = frozenset({".snakemake_timestamp"})
+
+
+def log(msg: str) -> None:
+    print(f"[run cache] {msg}", flush=True)
+
+
+def code_hash(scripts: str | os.PathLike | None = None) -> str:
+    """sha256 of every .py file of the ``ablate`` package and of the workflow's scripts folder
+    (by relative name): an edit of the library or of any job script changes every key (a
+    docstring's too: the key errs on the side of running)."""
+    import ablate
+
+    h = hashlib.sha256()
+    for label, root in (("ablate", Path(ablate.__file__).parent), ("scripts", scripts)):
+        if root is None:
+            continue
+        for p in sorted(x for x in Path(root).rglob("*.py") if "__pycache__" not in x.parts):
+            h.update(f"{label}/{p.relative_to(root)}".encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def key_parts(
+    rule: str,
+    wildcards: dict[str, Any],
+    params: Any,
+    inputs: Iterable[str],
+    scripts: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Everything the key covers. ``inputs``: every declared input, in the rule's order."""
+    return {
+        "format": FORMAT,
+        "rule": rule,
+        "wildcards": dict(sorted(wildcards.items())),
+        "params": params,
+        "inputs": [fingerprint_path(path) for path in inputs],
+        "code": code_hash(scripts),
+        "packages": package_versions(),
+    }
+
+
+def key_of(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root (root itself when it is a file); the
+    files of a folder are hashed several at once (a multi-GB checkpoint's shards)."""
+    from ablate.core.checkpoint import hash_files
+
+    if root.is_file():
+        return dict(zip([""], hash_files([root]), strict=True))
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name not in _SKIPPED]
+    return dict(zip((str(p.relative_to(root)) for p in files), hash_files(files), strict=True))
+
+
+def _output_digests(paths: list[Path]) -> dict[str, str]:
+    out = {}
+    for i, p in enumerate(paths):
+        for rel, digest in _files(p).items():
+            out[f"{i}/{rel}" if rel else str(i)] = digest
+    return out
+
+
+def verify(entry: Path) -> str | None:
+    """None when every file of the entry is the one its manifest lists; else what is wrong."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text())
+        listed = manifest["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        return f"no readable manifest ({type(exc).__name__})"
+    n = len(manifest.get("outputs", []))
+    found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
+    for rel in sorted(set(listed) | set(found)):
+        if rel not in found:
+            return f"{rel} is missing"
+        if rel not in listed:
+            return f"{rel} is not in the manifest"
+        if found[rel] != listed[rel]:
+            return f"{rel} does not match its sha256 in the manifest"
+    return None
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(
+            src, dst, ignore=shutil.ignore_patterns(*_SKIPPED), copy_function=shutil.copy
+        )
+    else:  # not copy2: a restored file is new (an old mtime would make Snakemake rerun what reads it)
+        shutil.copy(src, dst)
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _run_id(paths: list[Path]) -> str | None:
+    """The run id of the first JSON record among the outputs (the run that made them)."""
+    from ablate.core.io import record_run_id
+
+    for p in paths:
+        if p.suffix == ".json" and p.is_file():
+            try:
+                run_id = record_run_id(json.loads(p.read_text()))
+            except ValueError:
+                continue
+            if run_id:
+                return run_id
+    return None
+
+
+def refuse(cache: Path, key: str, why: str) -> None:
+    """Move a bad entry out of the way (kept for inspection under refused/), never to be used."""
+    entry = cache / key
+    dest = cache / REFUSED / f"{key}-{uuid.uuid4().hex[:8]}"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(entry, dest)
+    except OSError:  # another job moved it first, or the cache is read-only: it is not used
+        dest = "(left in place)"
+    log(f"refused entry {key}: {why}; moved to {dest}; the job runs")
+
+
+def store(cache: Path, parts: dict[str, Any], outputs: list[Path]) -> Path:
+    """Copy a finished job's outputs into the cache under the key of ``parts``; the entry appears
+    at once (a rename) with its manifest, so a reader never sees half of it."""
+    key = key_of(parts)
+    entry = cache / key
+    tmp = cache / f".tmp-{uuid.uuid4().hex}"
+    for i, p in enumerate(outputs):
+        _copy(p, tmp / OUTPUTS / str(i))
+    manifest = {
+        "key": key,
+        "parts": parts,
+        "outputs": [str(p) for p in outputs],
+        "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(outputs))]),
+        "run_id": _run_id(outputs),
+        "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": os.uname().nodename,
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    if entry.exists() and (why := verify(entry)):  # a bad entry: this result takes its place
+        refuse(cache, key, why)
+    try:
+        os.replace(tmp, entry)
+    except OSError:  # a concurrent store of the same key got there first: one copy is enough
+        shutil.rmtree(tmp)
+        if verify(entry) is not None:
+            raise
+        return entry
+    log(f"stored {len(outputs)} output(s) as entry {key}")
+    return entry
+
+
+def marker_path(outputs: list[Path]) -> Path:
+    """Where a restored job says so: beside its first output (one marker per job)."""
+    return outputs[0].with_name(outputs[0].name + RESTORED_SUFFIX)
+
+
+def _restore_marker(outputs: list[Path], entry: str, manifest: dict[str, Any]) -> dict:
+    marker = {
+        "restored": True,
+        "from_run_id": manifest.get("run_id"),
+        "cache_entry": entry,
+        "key": manifest["key"],
+        "stored_at": manifest.get("stored_at"),
+        "stored_on": manifest.get("host"),
+        "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "outputs": [str(p) for p in outputs],
+    }
+    marker_path(outputs).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
+    return marker
+
+
+def restore(
+    cache: Path, parts: dict[str, Any], outputs: list[Path], where: str | None = None
+) -> dict | None:
+    """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest;
+    the restore marker, or None (no entry, or a refused one: the job then runs)."""
+    key = key_of(parts)
+    entry = cache / key
+    if not (entry / MANIFEST).exists() and not entry.exists():
+        return None
+    if why := verify(entry):
+        refuse(cache, key, why)
+        return None
+    manifest = json.loads((entry / MANIFEST).read_text())
+    _remove(outputs)
+    for i, p in enumerate(outputs):
+        _copy(entry / OUTPUTS / str(i), p)
+    marker = _restore_marker(outputs, where or str(entry), manifest)
+    log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
+    return marker
+
+
+def holds(cache: str | os.PathLike | dict | None, parts: dict[str, Any]) -> bool:
+    """Whether the cache (a folder or a storage plugin's location) has an entry for these key
+    parts: the planner counts such a job as no work. Its files are checked when it is restored."""
+    if not cache:
+        return False
+    if isinstance(cache, dict):
+        from ablate.core.runcache_storage import PluginEntries
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return PluginEntries(cache, Path(tmp)).exists(key_of(parts))
+    return (Path(cache) / key_of(parts) / MANIFEST).is_file()
+
+
+class JobCache:
+    """The run cache of one Snakemake script job (its ``snakemake`` object): at its start
+    ``if job_cache.restored(): sys.exit(0)``, at its end ``job_cache.store()``. The key is taken
+    at the start, so a library edit during a long job does not relabel its result. The config's
+    ``run_cache`` is a folder, a storage plugin's location (:mod:`ablate.core.runcache_storage`)
+    or None (off). A cache that fails (unreadable, full, a plugin's error) costs a run, never the
+    job: Snakemake would delete the outputs of a failed job."""
+
+    def __init__(self, smk: Any):
+        self.outputs = [Path(p) for p in smk.output]
+        self.where = smk.config.get("run_cache") or None
+        self.parts = None
+        if self.where is not None:
+            self.parts = key_parts(
+                smk.rule,
+                dict(smk.wildcards.items()),
+                dict(smk.params.items()),
+                list(smk.input),
+                scripts=smk.scriptdir,
+            )
+
+    def restored(self) -> bool:
+        """Whether the outputs were restored from the cache (the job then has nothing to do)."""
+        # a marker of an earlier restore would be false once the job runs
+        marker_path(self.outputs).unlink(missing_ok=True)
+        if self.where is None:
+            return False
+        try:
+            if isinstance(self.where, dict):
+                return self._restored_from_plugin()
+            return restore(Path(self.where), self.parts, self.outputs) is not None
+        except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
+            _remove(self.outputs)
+            log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
+            return False
+
+    def store(self) -> None:
+        """Store the finished job's outputs."""
+        if self.where is None:
+            return
+        try:
+            if isinstance(self.where, dict):
+                self._store_to_plugin()
+            else:
+                Path(self.where).mkdir(parents=True, exist_ok=True)
+                store(Path(self.where), self.parts, self.outputs)
+        except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
+            log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
+
+    def _restored_from_plugin(self) -> bool:
+        from ablate.core.runcache_storage import PluginEntries
+
+        key = key_of(self.parts)
+        with tempfile.TemporaryDirectory() as tmp:
+            entries = PluginEntries(self.where, Path(tmp))
+            local = entries.fetch(key)
+            if local is None:
+                return False
+            return restore(local, self.parts, self.outputs, where=entries.where(key)) is not None
+
+    def _store_to_plugin(self) -> None:
+        from ablate.core.runcache_storage import PluginEntries
+
+        with tempfile.TemporaryDirectory() as tmp:
+            entries = PluginEntries(self.where, Path(tmp))
+            local = Path(tmp) / "entries"
+            local.mkdir()
+            store(local, self.parts, self.outputs)
+            entries.put(local, key_of(self.parts))
+            log(f"uploaded as {entries.where(key_of(self.parts))}")
