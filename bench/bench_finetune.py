@@ -20,6 +20,13 @@ causal and prefix_bidir; weights are the GPU default, bf16 + fp32 masters in the
   seed-GA16-split         B=1 x grad_accum 16, Adafactor, split: the seed's configuration (finetune_params defaults)
   B4-adamw-autocast-split fp32 weights + bf16 autocast (HF's usual mixed precision), split
   B4-adamw-bf16-nomaster  bf16 weights without masters (like docs/findings' baseline; loses small updates)
+  B4-adamw-GA4            B=4 x grad_accum 4 (the optimizer step over 4x the tokens)
+  B4-adamw-compile        B4-adamw with compile_layers: true (each decoder layer torch.compile'd)
+  B4-adamw-GA4-compile    both
+  B6-/B8-adamw-compile    B=6 / 8 x grad_accum 1, compile_layers: true (one optimizer step per 6 / 8 rows)
+  B4-adamw-liger          B4-adamw with Liger's Triton RMSNorm, SwiGLU, RoPE (an experiment: a hook)
+--profile N: N more steps of each row under torch.profiler, GPU time by kernel category
+(bench/step_profile.py); --policies: which of causal, prefix_bidir each row runs.
 MFU = 6 x N_params x tokens/s / 989 TFLOP/s (dense bf16 H100/H200 peak), N = 3.43 B incl. the tied
 embedding: the usual model-FLOPs convention. Attention FLOPs are not counted, and the fast head computes
 lm_head only on response tokens, so the hardware does somewhat less than 6N per token.
@@ -36,6 +43,7 @@ import time
 from pathlib import Path
 
 import torch
+from step_profile import StepProfiler, print_table
 
 from ablate.core import parallel
 from ablate.core.planner.inputs import Reference
@@ -129,6 +137,56 @@ ROWS = {
 NO_CUDNN_ROWS = {"B4-adamw-split-nocudnn"}
 
 
+def _liger(model) -> None:
+    """Liger's Triton RMSNorm, SwiGLU and RoPE on the model instance (its Mistral recipe: Liger
+    has no Ministral-3 entry)."""
+    from liger_kernel.transformers.monkey_patch import (
+        LigerSwiGLUMLP,
+        _patch_rms_norm_module,
+        _patch_swiglu_module,
+    )
+    from liger_kernel.transformers.rope import liger_rotary_pos_emb
+    from transformers.models.ministral3 import modeling_ministral3
+
+    modeling_ministral3.apply_rotary_pos_emb = liger_rotary_pos_emb
+    decoder = model.get_decoder()
+    _patch_rms_norm_module(decoder.norm)
+    for layer in decoder.layers:
+        _patch_swiglu_module(layer.mlp, LigerSwiGLUMLP)
+        _patch_rms_norm_module(layer.input_layernorm)
+        _patch_rms_norm_module(layer.post_attention_layernorm)
+
+
+ADAMW_SDPA = dict(optim="adamw_torch_fused", attn_implementation="sdpa")
+# rows of the step-speed work (bench/results/mfu_h100.md); HOOKS: experiments applied to the
+# model the training path builds (name -> hook(model)), for what the path might adopt
+ROWS.update(
+    {
+        "B4-adamw-GA4": (dict(batch_size=4, grad_accum=4, **ADAMW_SDPA), "B4-adamw"),
+        "B4-adamw-compile": (
+            dict(batch_size=4, grad_accum=1, compile_layers=True, **ADAMW_SDPA),
+            "B4-adamw",
+        ),
+        "B4-adamw-liger": (dict(batch_size=4, grad_accum=1, **ADAMW_SDPA), "B4-adamw"),
+        "B6-adamw-compile": (
+            dict(batch_size=6, grad_accum=1, compile_layers=True, **ADAMW_SDPA),
+            "B4-adamw",
+        ),
+        "B8-adamw-compile": (
+            dict(batch_size=8, grad_accum=1, compile_layers=True, **ADAMW_SDPA),
+            "B4-adamw",
+        ),
+        "B4-adamw-GA4-compile": (
+            dict(batch_size=4, grad_accum=4, compile_layers=True, **ADAMW_SDPA),
+            "B4-adamw",
+        ),
+    }
+)
+HOOKS = {"B4-adamw-liger": _liger}
+#: --profile: profile this many steps after the warm-up of every row (bench/step_profile.py)
+PROFILE_STEPS = 0
+
+
 def _weights_label(p: dict) -> str:
     dtype = params.model_dtype(p)
     if dtype == torch.float32:
@@ -179,7 +237,7 @@ def _run_once(
     p = params.resolve_params(
         {
             **overrides,
-            "max_steps": warmup + timed,
+            "max_steps": warmup + timed + PROFILE_STEPS,
             "eval_size": 0,
             "logging_steps": LOG_STEPS,
             "no_learning_steps": 0,
@@ -190,10 +248,17 @@ def _run_once(
         "finetune",
     )
     model = build_model(params.model_dtype(p), p["attn_implementation"])
+    if name in HOOKS:
+        HOOKS[name](model)
     n_params = sum(t.numel() for t in model.parameters())
-    data = make_examples((warmup + timed) * p["batch_size"] * p["grad_accum"], seed=data_seed)
+    data = make_examples(
+        (warmup + timed + PROFILE_STEPS) * p["batch_size"] * p["grad_accum"], seed=data_seed
+    )
+    # profiled steps follow the timed ones, so the profiler does not slow what is timed
+    prof = StepProfiler(warmup + timed, PROFILE_STEPS) if PROFILE_STEPS else None
     trainer, _, tp = build_trainer(
         model=model,
+        extra_callbacks=[prof] if prof else None,
         tokenizer=None,
         pad_token_id=11,
         train_dataset=data,
@@ -210,7 +275,7 @@ def _run_once(
     trainer.train()
     if DEVICE == "cuda":
         torch.cuda.synchronize()
-    times = tp.step_times[warmup:]
+    times = tp.step_times[warmup : warmup + timed]
     s_step = sum(times) / len(times)
     tokens_step = p["batch_size"] * p["grad_accum"] * T
     tok_s = tokens_step / s_step
@@ -226,11 +291,16 @@ def _run_once(
         tokens_per_s=tok_s,
         mfu=6 * n_params * tok_s / (PEAK_TFLOPS * 1e12),
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if DEVICE == "cuda" else float("nan"),
+        # the allocator freed its cache and retried (a device sync): memory pressure, not compute
+        alloc_retries=torch.cuda.memory_stats().get("num_alloc_retries") if DEVICE == "cuda" else 0,
         n_params=n_params,
         timed_steps=len(times),
         losses=[e["loss"] for e in trainer.state.log_history if "loss" in e],
         world_size=parallel.world_size(),
     )
+    if prof is not None:
+        out["profile"] = prof.table()
+        print_table(f"{name} {policy}", out["profile"])
     if trainer.master_optimizer is not None:
         trainer.master_optimizer.remove_hooks()
     del trainer, model, data
@@ -326,7 +396,15 @@ def main(argv=None) -> int:
         "--smoke", action="store_true", help="tiny shape on CPU: checks the script, not speed"
     )
     ap.add_argument("--ddp", type=int, default=0, help="N: 1 vs N data-parallel processes (above)")
+    ap.add_argument(
+        "--policies", nargs="+", default=["causal", "prefix_bidir"], help="policies of each row"
+    )
+    ap.add_argument(
+        "--profile", type=int, default=0, help="N: profile N steps of each row (step_profile.py)"
+    )
     args = ap.parse_args(argv)
+    global PROFILE_STEPS
+    PROFILE_STEPS = args.profile
     if args.smoke:
         use_smoke_shape()
         args.warmup, args.timed = 1, 2
@@ -372,7 +450,7 @@ def main(argv=None) -> int:
         cudnn_before = torch.backends.cuda.cudnn_sdp_enabled()
         if name in NO_CUDNN_ROWS:
             torch.backends.cuda.enable_cudnn_sdp(False)
-        for policy in ("causal", "prefix_bidir"):
+        for policy in args.policies:
             t0 = time.time()
             try:
                 r = run_row(

@@ -19,7 +19,8 @@ Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
                      the earlier ones (a plain causal mask over the row): its loss difference
                      shows whether the 1e-3 loss check can see a wrong mask at all
   (+ seed-packed-flex-liger with --liger: liger-kernel's fused linear cross-entropy as the fast
-   head's loss; + seed-packed-flex-compile with --compile: every decoder layer torch.compile'd)
+   head's loss; + seed-packed-flex-compile with --compile: compile_layers: true, every decoder
+   layer torch.compile'd in the training path)
 Every row starts from the same weights (seed 0) and trains on the same examples in the same order,
 so `loss vs default` (the largest relative difference of a step's loss from the default row's of
 its group and policy) checks that packing computes the same steps (target 1e-3, bf16).
@@ -87,7 +88,7 @@ ROWS = {
 ROWS["seed-packed-leaky"] = ("seed", dict(ROWS["seed-packed-sdpa"][1]), "leaky")
 OPTIONAL_ROWS = {
     "seed-packed-flex-liger": ("seed", dict(ROWS["seed-packed-flex"][1]), "liger"),
-    "seed-packed-flex-compile": ("seed", dict(ROWS["seed-packed-flex"][1]), "compile"),
+    "seed-packed-flex-compile": ("seed", dict(ROWS["seed-packed-flex"][1], compile_layers=True)),
 }
 CAUSAL_ONLY = {"full-packed-flex", "seed-packed-leaky"}
 
@@ -127,24 +128,35 @@ def make_examples(lengths: list[tuple], seed: int, vocab: int) -> ExampleDataset
 
 
 class StepClock(TrainerCallback):
-    """Device-synchronised step times and the real (non-pad) tokens of each step."""
+    """Device-synchronised step times and the real (non-pad) tokens of each step.
+
+    Tokens come from each step's log (logging_steps 1): the core Trainer brings
+    ``num_input_tokens_seen`` up to date before a log, not at every step."""
 
     def __init__(self):
         self.times: list[float] = []
         self.tokens: list[int] = []
+        self._seen = 0
 
     def _sync(self):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
+    def on_train_begin(self, args, state, control, **kw):
+        self._seen = state.num_input_tokens_seen
+
     def on_step_begin(self, args, state, control, **kw):
         self._sync()
-        self._t0, self._tok0 = time.perf_counter(), state.num_input_tokens_seen
+        self._t0 = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):
         self._sync()
         self.times.append(time.perf_counter() - self._t0)
-        self.tokens.append(state.num_input_tokens_seen - self._tok0)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:  # a step's log, not the run's closing metrics
+            self.tokens.append(state.num_input_tokens_seen - self._seen)
+            self._seen = state.num_input_tokens_seen
 
 
 def liger_head_loss():
@@ -186,9 +198,6 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         "finetune",
     )
     model = bf.build_model(params.model_dtype(p), p["attn_implementation"])
-    if option == "compile":
-        for layer in model.get_decoder().layers:
-            layer.compile(dynamic=True)
     n_params = sum(t.numel() for t in model.parameters())
     clock = StepClock()
     trainer, _, _ = build_trainer(

@@ -58,11 +58,12 @@ def load(name: str, **plan) -> dict:
     return config
 
 
-def load_unpacked(name: str, tmp_path: Path, **plan) -> dict:
-    """A shipped GPU config with packing off (finetune.defaults.packing: false)."""
+def load_unpacked(name: str, tmp_path: Path, defaults: dict | None = None, **plan) -> dict:
+    """A shipped GPU config with packing off (finetune.defaults.packing: false), or with other
+    ``defaults`` for its finetunes."""
     cfg = yaml.safe_load((REPO / "config" / name).read_text())
-    cfg["finetune"]["defaults"]["packing"] = False
-    out = tmp_path / f"unpacked-{name}"
+    cfg["finetune"]["defaults"].update(defaults or {"packing": False})
+    out = tmp_path / f"edited-{name}"
     out.write_text(yaml.safe_dump(cfg))
     config = planner.load_config(out)
     config["plan"].update({"setups": SETUPS, **plan})
@@ -142,7 +143,8 @@ def test_real_config_plan_from_fixture_measurements(tmp_path):
     # the fixture's finetunes ran unpacked: they set the rate of the unpacked config only
     packed = planner.make_plan(load("ministral3b.yaml"), root=MINISTRAL_RUN, actuals=False).table
     r = row(packed, "1x H200", "finetune/3A")
-    assert r["tok_s_per_gpu"] == 8811.7 and "seed-packed-flex causal" in r["throughput_source"]
+    assert r["tok_s_per_gpu"] == 10879.3  # packed and compiled, as the config runs it
+    assert "seed-packed-flex-compile causal" in r["throughput_source"]
     # another GPU: scaled by peak FLOP/s (the H100 SXM has the H200's 989 TFLOP/s)
     assert "scaled by peak FLOP/s 989->989" in r["throughput_source"]
     p = planner.make_plan(
@@ -192,9 +194,16 @@ def test_forecast_uses_the_smoke_runs_overheads_and_the_seed_step_times(tmp_path
     t = planner.make_plan(load("ministral3b.yaml"), root=tmp_path, actuals=False).table
     check_arithmetic(t)
     ft = row(t, "1x H100 SXM", "finetune/3A")
-    # packed (the config's mode): the packed seed step's rate, not the full-row or unpacked one
-    assert ft["tok_s_per_gpu"] == 8811.7 and "seed-packed-flex" in ft["throughput_source"]
-    assert row(t, "1x H100 SXM", "finetune/3B")["tok_s_per_gpu"] == 8703.2
+    # packed and compiled (the config's mode): that seed step's rate, not the full-row, unpacked
+    # or uncompiled one
+    assert ft["tok_s_per_gpu"] == 10879.3 and "seed-packed-flex-compile" in ft["throughput_source"]
+    assert row(t, "1x H100 SXM", "finetune/3B")["tok_s_per_gpu"] == 10699.9
+    eager = planner.make_plan(
+        load_unpacked("ministral3b.yaml", tmp_path, {"compile_layers": False}),
+        root=tmp_path,
+        actuals=False,
+    ).table
+    assert row(eager, "1x H100 SXM", "finetune/3A")["tok_s_per_gpu"] == 8811.7
     unpacked = planner.make_plan(
         load_unpacked("ministral3b.yaml", tmp_path), root=tmp_path, actuals=False
     ).table

@@ -276,6 +276,7 @@ class MaskPlanner:
         stops = p.get("plateau_patience") or p.get("no_learning_steps")
         stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
         job.packing = bool(p.get("packing"))
+        job.compile_layers = bool(p.get("compile_layers"))
         job.tokens = p["max_steps"] * per_step
         job.tokens_source = (
             f"max_steps {p['max_steps']} x {per_step:.4g} tokens/step ({src}); "

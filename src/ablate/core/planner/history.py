@@ -104,6 +104,7 @@ def _measurement(
             params=params,
             optim=(run.data.get("params") or {}).get("optim"),
             packing=bool((run.data.get("params") or {}).get("packing")),
+            compile_layers=bool((run.data.get("params") or {}).get("compile_layers")),
             tokens_per_s=float(tp["train_tokens_per_s"]) / run.count,
             origin="pipeline",
             run_id=run.run_id,

@@ -61,6 +61,9 @@ class Measurement:
     #: packed steps (finetune ``packing``) or not: short unpacked rows run far below a packed
     #: step's rate, so a job prefers a measurement of its own mode (None: full rows, either)
     packing: bool | None = None
+    #: measured with ``compile_layers`` on (regional torch.compile; ~1.16x on the packed seed
+    #: step): a job prefers a measurement of its own setting (absent: off)
+    compile_layers: bool = False
 
 
 @dataclass
@@ -135,6 +138,7 @@ class Reference:
                     grad_accum=m.get("grad_accum"),
                     flops_per_token=m.get("flops_per_token"),
                     packing=m.get("packing"),
+                    compile_layers=bool(m.get("compile_layers", False)),
                 )
             )
         overheads = []

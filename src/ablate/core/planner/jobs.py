@@ -39,6 +39,7 @@ class PlannedJob:
     dtype: str = "float32"  # dtype the weights are held in (memory check)
     optim: str | None = None  # optimizer (train): its states count in the memory check
     packing: bool | None = None  # packed steps (train): picks a measurement of the same mode
+    compile_layers: bool = False  # compiled decoder layers (train): likewise
     shares_instance: str | None = None  # runs on the instance of this job (a vast group job)
     #: FLOPs per token for the FLOP estimate (None: FLOPS_PER_PARAM_TOKEN[kind] x params); a job
     #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token

@@ -55,6 +55,7 @@ def _best_measurement(
         key = (
             m.kind == job.kind,
             _packing_match(m, job),
+            m.compile_layers == job.compile_layers,
             m.gpu == gpu,
             m.origin == "pipeline",
             m.optim == job.optim,
@@ -112,8 +113,8 @@ def pick_throughput(
     A measurement only counts for the same kind of work on a model of the same size (within 5 %);
     across GPUs it is scaled by peak BF16 FLOP/s, never between CPU and GPU. Preference: same kind,
     same packing mode (a step of short unpacked rows runs ~10x below a packed one: docs/benchmarks.md),
-    same GPU, this pipeline's own outputs over the measurements table, same optimizer, same rule,
-    same policy, same job.
+    the same ``compile_layers`` setting, same GPU, this pipeline's own outputs over the measurements
+    table, same optimizer, same rule, same policy, same job.
     """
     params = job.params
     if params is None:

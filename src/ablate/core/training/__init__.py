@@ -13,5 +13,6 @@ docs/training.md).
 Modules (import from the one that defines a name): ``params`` (parameters from the schema,
 resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpus packing),
 ``callbacks`` (stop rules, throughput, progress), ``trainer`` (loss, fp32-master optimizer,
-``CoreTrainer``, ``build_trainer``, the final save), ``run`` (``train_run``: one run start to end).
+``CoreTrainer``, ``build_trainer``, the final save), ``speed`` (regional compilation), ``run``
+(``train_run``: one run start to end).
 """

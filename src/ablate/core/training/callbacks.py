@@ -143,20 +143,31 @@ class StopRules(TrainerCallback):
 
 
 class Throughput(TrainerCallback):
-    """Pure training-step time (on_step_begin -> on_step_end: no eval, no saving) and non-pad tokens."""
+    """Pure training-step time (on_step_begin -> on_step_end: no eval, no saving) and non-pad tokens.
+
+    Tokens are the Trainer's ``num_input_tokens_seen`` since training began, read when asked: the
+    core Trainer adds to it without a GPU sync per micro-batch and brings it up to date before
+    every log and at the end (``CoreTrainer._track_num_input_tokens``)."""
 
     def __init__(self):
         self.step_times: list[float] = []
-        self.tokens = 0
-        self._t0 = self._tok0 = None
+        self._t0 = None
+        self._state = None
+        self._tok_begin = 0
+
+    @property
+    def tokens(self) -> int:
+        return self._state.num_input_tokens_seen - self._tok_begin if self._state else 0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self._state, self._tok_begin = state, state.num_input_tokens_seen
 
     def on_step_begin(self, args, state, control, **kw):
-        self._t0, self._tok0 = time.perf_counter(), state.num_input_tokens_seen
+        self._t0 = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):
         if self._t0 is not None:
             self.step_times.append(time.perf_counter() - self._t0)
-            self.tokens += state.num_input_tokens_seen - self._tok0
             self._t0 = None
 
     def summary(self, skip_first: int = 1) -> dict[str, Any]:

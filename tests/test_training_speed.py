@@ -1,0 +1,98 @@
+"""The step-speed changes of the core Trainer keep its math: the clip fused into the optimizer, the
+token count without a sync per micro-batch, regional compilation (bench/results/mfu_h100.md)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ablate.core.modeling import load_causal_lm
+from ablate.core.training import params, speed
+from ablate.core.training.data import ExampleDataset
+from ablate.core.training.trainer import MasterWeightsOptimizer, build_trainer
+
+
+def _clipped_step(fused: bool, max_norm: float):
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(8, 4).to(torch.bfloat16)
+    groups = [{"params": list(lin.parameters()), "weight_decay": 0.1}]
+    opt = MasterWeightsOptimizer(groups, torch.optim.AdamW, {"lr": 1e-2, "fused": fused})
+    x = torch.randn(16, 8).to(torch.bfloat16)
+    (lin(x).float() ** 2).sum().backward()
+    norm = opt.clip_(max_norm)
+    opt.step()
+    return float(norm), [m.clone() for m in opt.master_params], opt
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipping active / inactive
+def test_fused_clip_equals_torch_clip(max_norm):
+    """Torch's fused AdamW divides by the clip factor inside its kernel (its AMP grad_scale); the
+    result equals clip_grads_with_norm_ followed by the plain AdamW step."""
+    n_fused, fused, opt = _clipped_step(True, max_norm)
+    n_plain, plain, _ = _clipped_step(False, max_norm)
+    assert opt.inner._step_supports_amp_scaling  # the fused path was taken
+    assert n_fused == pytest.approx(n_plain, rel=1e-6)
+    if max_norm < 1:
+        assert n_fused > 10 * max_norm  # the clip was active
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert not hasattr(opt.inner, "grad_scale")  # nothing left for the next step
+
+
+def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
+    """The Trainer's non-pad token count, kept on the device and added before each log: after every
+    log and at the end it equals steps x batch x grad_accum x row length (no padding here)."""
+    model = load_causal_lm(tiny_model_dir, dtype=torch.float32)
+    length, batch, accum, steps = 24, 2, 2, 4
+    g = torch.Generator().manual_seed(0)
+    rows = [
+        {
+            "input_ids": torch.randint(1000, 2000, (length,), generator=g).tolist(),
+            "prompt_length": 8,
+        }
+        for _ in range(batch * accum * steps)
+    ]
+    p = params.resolve_params(
+        dict(
+            max_steps=steps,
+            batch_size=batch,
+            grad_accum=accum,
+            logging_steps=1,
+            eval_size=0,
+            save_steps=0,
+            warmup_ratio=0.0,
+            max_seq_len=length,
+            optim="adamw_torch",
+            no_learning_steps=0,
+        ),
+        "finetune",
+    )
+    trainer, _, throughput = build_trainer(
+        model=model,
+        tokenizer=None,
+        pad_token_id=11,
+        train_dataset=ExampleDataset(rows),
+        eval_dataset=None,
+        params=p,
+        output_dir=tmp_path,
+        label="tokens",
+        save=False,
+    )
+    trainer.train()
+    per_step = batch * accum * length
+    logged = [e["num_input_tokens_seen"] for e in trainer.state.log_history if "loss" in e]
+    assert logged == [per_step * (i + 1) for i in range(steps)]
+    assert trainer.state.num_input_tokens_seen == per_step * steps == throughput.tokens
+
+
+def test_compile_layers_is_regional(tiny_model_dir):
+    """Every decoder layer compiled in place: the parameter names (checkpoints, state_dict) stay."""
+    model = load_causal_lm(tiny_model_dir, dtype=torch.float32)
+    names = list(model.state_dict())
+    n = speed.compile_layers(model)
+    layers = model.get_decoder().layers
+    assert n == len(layers) > 0
+    assert all(layer._compiled_call_impl is not None for layer in layers)
+    assert list(model.state_dict()) == names
+    with pytest.raises(TypeError, match="no decoder layers"):
+        speed.compile_layers(torch.nn.Linear(2, 2))
