@@ -184,6 +184,8 @@ def bridge_entries_table():
                 dataset=e.dataset,
                 K=e.params["K"],
                 direction=f"{e.source_role}->{e.target_role}",
+                # a seed of a grid entry with seeds: the entry and the seed
+                **({"base": e.base, "seed": e.seed} if e.base else {}),
             )
             for n, e in BRIDGE.entries.items()
         }
