@@ -207,7 +207,8 @@ def write(entries, run_samples, infer_samples, csv, md, html=None, embedded=Fals
     seeds = seed_inputs(entries)
     if seeds:  # a grid entry with seeds: its claims pooled and per seed
         ev.params["entries"] = {**declared_entries(entries), **entries}
-        df = core_claims.evaluate_seeded(study_claims(), ev, seeds, study=STUDY)
+        labels = {k: f"{k.split(':', 1)[1]} final" for k in seeds}  # as evidence() names them
+        df = core_claims.evaluate_seeded(study_claims(), ev, seeds, STUDY, labels)
     else:
         df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
     core_claims.write_claims(df, csv, md, html, note=EMBEDDED_NOTE if embedded else "")

@@ -358,7 +358,7 @@ def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
         raise ValueError(f"the seeds of {samples[0].label} cover different items")
     return Samples(
         frame.mean(axis=1),
-        "; ".join(s.source for s in samples),
+        "; ".join(str(s.source) for s in samples),
         f"{label or samples[0].label} (mean of {len(samples)} seeds)",
     )
 
