@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import matplotlib.image
 import pandas as pd
 import pytest
 import yaml
@@ -16,7 +17,8 @@ from test_claims import CFG
 from ablate.core import claims as C
 from ablate.core.config import ConfigError
 from ablate.mask import claims as mask_claims
-from ablate.mask import recovery, study
+from ablate.mask import recovery, report, study
+from ablate.mask.status import seed_spread
 
 DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
 
@@ -83,7 +85,8 @@ def test_claim_roles_name_the_declared_variant_and_cover_its_seeds():
 # ------------------------------------------------------------------ recovery table
 
 
-def test_recovery_table_has_a_seed_column_only_with_seeds(tmp_path):
+def seeded_recovery(tmp_path):
+    """A recovery table of base and 3B with seeds 0 and 1 (t1 only), built as the rule does."""
     base = {"t1": correct_items(100, 60, seed=0)}
     ablated = {"t1": shift(base["t1"], -30, 1)}
     write(tmp_path, "base", "causal", *evaluation("r1", "causal", base))
@@ -102,7 +105,11 @@ def test_recovery_table_has_a_seed_column_only_with_seeds(tmp_path):
     entries = recovery.entries_from_results(
         files, labels, samples_files=[f.replace("metrics.json", "samples.parquet") for f in files]
     )
-    df = recovery.build_recovery(entries)
+    return recovery.build_recovery(entries), entries
+
+
+def test_recovery_table_has_a_seed_column_only_with_seeds(tmp_path):
+    df, entries = seeded_recovery(tmp_path)
     cols = list(df.columns)
     assert cols[cols.index("variant") + 1 : cols.index("variant") + 3] == ["base_variant", "seed"]
     macro = df[df.task == "macro"].set_index("variant")
@@ -113,6 +120,26 @@ def test_recovery_table_has_a_seed_column_only_with_seeds(tmp_path):
     for e in unseeded:
         e.pop("seed", None), e.pop("base", None)
     assert list(recovery.build_recovery(unseeded).columns) == recovery.COLUMNS
+
+
+def test_status_and_report_show_the_spread_over_seeds(tmp_path):
+    df, entries = seeded_recovery(tmp_path)
+    csv = tmp_path / "recovery.csv"
+    recovery.write_recovery(df, csv)
+    rows = [r for r in pd.read_csv(csv, dtype=str, keep_default_na=False).to_dict("records")]
+    macro = [r for r in rows if r["task"] == "macro"]
+    scores = sorted(float(r["score"]) for r in macro if r["seed"])
+    assert seed_spread(macro) == [
+        f"- 3B under prefill_bidir over 2 seeds: macro mean {sum(scores) / 2:.3f}, "
+        f"range {scores[0]:.3f} to {scores[1]:.3f}"
+    ]
+    assert seed_spread([r for r in macro if not r["seed"]]) == []
+    # the scores figure gains a third panel, the spread (the unseeded figure keeps two)
+    seeded_png = report.plot_scores(df, tmp_path / "seeded.png")
+    plain = df[df["seed"].isna()].drop(columns=recovery.SEED_COLUMNS)
+    plain_png = report.plot_scores(plain, tmp_path / "plain.png")
+    height = {p: matplotlib.image.imread(p).shape[0] for p in (seeded_png, plain_png)}
+    assert height[seeded_png] > 1.3 * height[plain_png]
 
 
 # ------------------------------------------------------------------ claims
