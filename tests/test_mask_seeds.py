@@ -233,3 +233,27 @@ def test_pool_seeds_needs_the_same_items():
         C.pool_seeds([a, b])
     pooled = C.pool_seeds([a, C.Samples(a.values * 0, "c", "A")])
     assert list(pooled.values) == [0.5, 0.0] and pooled.source == "a; c"
+
+
+def test_seeds3_overlay_runs_three_seeds_of_the_default():
+    """config/seeds3.yaml, read after config/config.yaml as README shows, validates and runs
+    every stage-3 and stage-5 finetune three times (9 jobs where the default has 3)."""
+    from snakemake.utils import update_config, validate
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = copy.deepcopy(DEFAULT)
+    update_config(cfg, yaml.safe_load((root / "config/seeds3.yaml").read_text()))
+    validate(cfg, str(root / "workflow/schemas/config.schema.yaml"))
+    jobs = study.jobs(cfg)
+    finetunes = sorted(j.model for j in jobs if j.rule == "finetune")
+    assert finetunes == [f"{v}-s{s}" for v in ("3A", "3B", "5B") for s in (5, 6, 7)]
+    assert sum(j.rule == "eval_model" for j in jobs) == 2 * (1 + 9)
+    from ablate.bridge import grid
+
+    entries = grid.resolve(cfg["bridge"]).entries
+    assert {e.seed for n, e in entries.items() if e.base == "1b"} == {1234, 1235, 1236}
+    # seed 1234 is the default's: its run is the default's 1a run
+    default = copy.deepcopy(DEFAULT)
+    validate(default, str(root / "workflow/schemas/config.schema.yaml"))
+    default_1a = grid.resolve(default["bridge"]).entries["1a"].run_id
+    assert entries["1a-s1234"].run_id == default_1a
