@@ -120,6 +120,20 @@ STEPS = [
     ),
     Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
     Step("snakemake -c2", rules=EDITED_3A, check=_only_3a_reruns),
+    # Seeds: three of the default's finetunes and stability pair (the run: tests/test_seeds_pipeline.py)
+    Step(
+        "snakemake -c2 --configfile config/config.yaml config/seeds3.yaml",
+        how=DRY,
+        why="27 CPU jobs; tests/test_seeds_pipeline.py runs two seeds of a smaller overlay",
+        rules={
+            **{r: 1 for r in ("recovery_table", "plot_scores", "plot_loss_curves", "mask_claims")},
+            **{r: 1 for r in ("bridge_summary", "bridge_claims", "bridge_plots", "bridge_plan")},
+            **{"plan_estimate": 1, "plan": 1, "status": 1},
+            "finetune": 9,
+            "eval_model": 18,
+            "bridge_train": 4,
+        },
+    ),
     # Watching a study
     Step("ablate status", files=("results/STATUS.md",), check=_status_all_done),
     Step(

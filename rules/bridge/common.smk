@@ -128,7 +128,8 @@ def bridge_train_params(wildcards):
             source_role=e.source_role,
             target_role=e.target_role,
             kind=e.kind,
-            where=f"bridge.grid.{e.name}",
+            # a seed's key is its declared entry's: a seed equal to the default's reuses its run
+            where=f"bridge.grid.{e.base or e.name}",
             processes=bridge_grid.processes(BRIDGE_CFG),
         )
     )
@@ -161,7 +162,7 @@ def bridge_infer_params(wildcards):
             source_role=e.source_role,
             target_role=e.target_role,
             kind=e.kind,
-            where=f"bridge.grid.{e.name}",
+            where=f"bridge.grid.{e.base or e.name}",
         )
     )
 
