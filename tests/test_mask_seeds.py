@@ -257,3 +257,25 @@ def test_seeds3_overlay_runs_three_seeds_of_the_default():
     validate(default, str(root / "workflow/schemas/config.schema.yaml"))
     default_1a = grid.resolve(default["bridge"]).entries["1a"].run_id
     assert entries["1a-s1234"].run_id == default_1a
+
+
+def test_planner_forecasts_every_seed(tmp_path):
+    """The planner's job list is the study's: three seeds, three finetunes each forecast (and
+    the seeds' evaluations); the unseeded default plans one per variant."""
+    from snakemake.utils import update_config
+
+    from ablate.core import planner
+
+    root = Path(__file__).resolve().parents[1]
+    merged = copy.deepcopy(DEFAULT)
+    update_config(merged, yaml.safe_load((root / "config/seeds3.yaml").read_text()))
+    (tmp_path / "seeds3.yaml").write_text(yaml.safe_dump(merged))
+    cfg = planner.load_config(tmp_path / "seeds3.yaml")
+    cfg["plan"].update({"setups": [{"gpu": "cpu"}]})
+    table = planner.make_plan(cfg, root=tmp_path, actuals=False).table
+    jobs = [j for j in table["job"] if j.startswith(("finetune/", "eval/3B"))]
+    assert [j for j in jobs if j.startswith("finetune/3B")] == [
+        f"finetune/3B-s{s}" for s in (5, 6, 7)
+    ]
+    assert len([j for j in jobs if j.startswith("finetune/")]) == 9
+    assert len([j for j in jobs if j.startswith("eval/3B")]) == 6
