@@ -101,3 +101,18 @@ def test_claims_on_a_seeded_entry_are_pooled_and_per_seed(runs, tmp_path):
     # the compression claim reads 1a by its declared name (K from its seeds)
     assert df.loc["compression_tradeoff"].verdict != "not run"
     assert "compression_tradeoff/seed1" in rows
+
+
+def test_status_shows_the_spread_and_k_of_n(runs, tmp_path):
+    from ablate.bridge import status
+
+    summaries, benches, samples = runs
+    results = tmp_path / "results"
+    tables.write_summary(
+        SEEDED, summaries, benches, 1, results / grid.PATTERNS["summary"], tmp_path / "curves.csv"
+    )
+    claims.write(SEEDED, samples, {}, results / grid.PATTERNS["claims"], None)
+    lines = status.key_results({"results": "results"}, tmp_path)
+    assert "- 1a over 2 seeds: final mean 0.550, range 0.300 to 0.800" in lines
+    stable = [x for x in lines if x.startswith("- claim `stability_fixes_work`")]
+    assert stable[0].endswith("(holds in 1 of 2 seeds)")

@@ -16,9 +16,9 @@ from test_claims import CFG
 
 from ablate.core import claims as C
 from ablate.core.config import ConfigError
+from ablate.core.seeds import spread_lines, verdict_line
 from ablate.mask import claims as mask_claims
 from ablate.mask import recovery, report, study
-from ablate.mask.status import seed_spread
 
 DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
 
@@ -129,11 +129,18 @@ def test_status_and_report_show_the_spread_over_seeds(tmp_path):
     rows = [r for r in pd.read_csv(csv, dtype=str, keep_default_na=False).to_dict("records")]
     macro = [r for r in rows if r["task"] == "macro"]
     scores = sorted(float(r["score"]) for r in macro if r["seed"])
+
+    def seed_spread(rows):
+        return spread_lines(rows, ("base_variant", "eval_policy"), "score", "macro")
+
     assert seed_spread(macro) == [
         f"- 3B under prefill_bidir over 2 seeds: macro mean {sum(scores) / 2:.3f}, "
         f"range {scores[0]:.3f} to {scores[1]:.3f}"
     ]
     assert seed_spread([r for r in macro if not r["seed"]]) == []
+    row = {"claim": "c", "verdict": "supported", "evidence": "diff +0.1; holds in 2 of 3 seeds"}
+    assert verdict_line(row) == "- claim `c`: **supported** (holds in 2 of 3 seeds)"
+    assert verdict_line(dict(row, evidence="diff +0.1")) == "- claim `c`: **supported**"
     # the scores figure gains a third panel, the spread (the unseeded figure keeps two)
     seeded_png = report.plot_scores(df, tmp_path / "seeded.png")
     plain = df[df["seed"].isna()].drop(columns=recovery.SEED_COLUMNS)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.planner.files import PLAN_FILES
+from ablate.core.seeds import spread_lines, verdict_line
 from ablate.core.status import Job, Row, _float, read_csv
 from ablate.mask import stale, study
 
@@ -100,26 +101,10 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
             f"{float(r['score']):.3f}"
             + (f", recovered fraction {rec:.2f}" if rec is not None else "")
         )
-    lines += seed_spread(recovery)
+    lines += spread_lines(recovery, ("base_variant", "eval_policy"), "score", "macro")
     claims = read_csv(results / study.PATTERNS["claims_csv"])
-    lines += [
-        f"- claim `{c['claim']}`: **{c['verdict']}**" for c in claims if "/" not in c["claim"]
-    ]
+    lines += [verdict_line(c) for c in claims if "/" not in c["claim"]]
     return lines
-
-
-def seed_spread(macro_rows: list[dict[str, str]]) -> list[str]:
-    """Per seeded variant and evaluation policy, the spread of its seeds' macro scores (the
-    recovery table's rows that have a seed)."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    for r in macro_rows:
-        if r.get("seed"):
-            groups.setdefault((r["base_variant"], r["eval_policy"]), []).append(float(r["score"]))
-    return [
-        f"- {variant} under {policy} over {len(x)} seeds: macro mean {sum(x) / len(x):.3f}, "
-        f"range {min(x):.3f} to {max(x):.3f}"
-        for (variant, policy), x in sorted(groups.items())
-    ]
 
 
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str]:
