@@ -383,13 +383,22 @@ def resolve(bridge: dict[str, Any]) -> Study:
         for n in grid
     }
     runs = {e.run_id: entries[e.name] for e in runs.values()}
+    infer = _infer_entries(bridge, entries, origin)
+    return Study(entries, runs, infer, states=states, config=bridge)
+
+
+def _infer_entries(
+    bridge: dict[str, Any], entries: dict[str, Entry], origin: dict[str, tuple[str, int]]
+) -> list[tuple[str, Entry]]:
+    """(role, entry) of each benchmarked entry (bridge.infer), one benchmark per run; an entry
+    with seeds: its first seed."""
+    firsts = {b: n for n, (b, _) in reversed(origin.items())}
     infer: list[tuple[str, Entry]] = []
     for role in ("entry", "qa_entry"):
         name = bridge["infer"].get(role)
         if name is None:
             continue
-        firsts = {b: n for n, (b, _) in reversed(origin.items())}
-        name = firsts.get(name, name)  # a seeded entry: its first seed is benchmarked
+        name = firsts.get(name, name)
         if name not in entries:
             raise _err(
                 f"bridge.infer.{role}: {name!r} is not a grid entry "
@@ -397,7 +406,7 @@ def resolve(bridge: dict[str, Any]) -> Study:
             )
         if all(e.run_id != entries[name].run_id for _, e in infer):  # one benchmark per run
             infer.append((role, entries[name]))
-    return Study(entries, runs, infer, states=states, config=bridge)
+    return infer
 
 
 def infer_params(study: Study, entry: Entry) -> dict[str, Any]:

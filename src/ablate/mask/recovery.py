@@ -19,7 +19,8 @@ stage-2 drop of that task is itself significant (stage 1 and 2 carry its anchors
 row carries the ``run_id`` of the metrics.json it came from, the join key back to its provenance.
 
 CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``
-where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics[, samples]}`` objects.
+where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics[, samples]}`` objects
+(a seed's also ``base`` and ``seed``: the table then has the :data:`SEED_COLUMNS`).
 """
 
 from __future__ import annotations
