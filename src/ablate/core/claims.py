@@ -340,7 +340,7 @@ def monotone(
 
 # --------------------------------------------------------------------------- seeds
 
-#: How a pooled row says in how many seeds its claim holds (the per-seed rows follow it).
+#: The claim id of a per-seed row (it follows its claim's pooled row).
 SEED_ROW = "{claim}/seed{seed}"
 
 
