@@ -126,6 +126,20 @@ STEPS = [
         rules=NOTHING,
         check=lambda wd, out: "Nothing to be done" in out,
     ),
+    # Seeds: three of the default's finetunes and stability pair (the run: tests/test_seeds_pipeline.py)
+    Step(
+        "snakemake -c2 --configfile config/config.yaml config/seeds3.yaml",
+        how=DRY,
+        why="9 finetunes and 18 evaluations on the CPU; tests/test_seeds_pipeline.py runs two seeds of a smaller overlay",
+        rules={
+            **{r: 1 for r in ("recovery_table", "plot_scores", "plot_loss_curves", "mask_claims")},
+            **{r: 1 for r in ("bridge_summary", "bridge_claims", "bridge_plots")},
+            **{"plan_estimate": 1, "plan": 1, "status": 1},
+            "finetune": 9,
+            "eval_model": 18,
+            "bridge_train": 4,
+        },
+    ),
     # Watching a study
     Step("ablate status", files=("results/STATUS.md",), check=_status_all_done),
     Step(

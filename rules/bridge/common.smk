@@ -125,7 +125,8 @@ def bridge_train_params(wildcards):
             source_role=e.source_role,
             target_role=e.target_role,
             kind=e.kind,
-            where=f"bridge.grid.{e.name}",
+            # a seed's key is its declared entry's: a seed equal to the default's reuses its run
+            where=f"bridge.grid.{e.base or e.name}",
             processes=bridge_grid.processes(BRIDGE_CFG),
         )
     )
@@ -158,7 +159,7 @@ def bridge_infer_params(wildcards):
             source_role=e.source_role,
             target_role=e.target_role,
             kind=e.kind,
-            where=f"bridge.grid.{e.name}",
+            where=f"bridge.grid.{e.base or e.name}",
         )
     )
 
@@ -181,6 +182,8 @@ def bridge_entries_table():
                 dataset=e.dataset,
                 K=e.params["K"],
                 direction=f"{e.source_role}->{e.target_role}",
+                # a seed of a grid entry with seeds: the entry and the seed
+                **({"base": e.base, "seed": e.seed} if e.base else {}),
             )
             for n, e in BRIDGE.entries.items()
         }

@@ -128,6 +128,25 @@ def compression(ev: Evidence) -> ClaimResult:
     return monotone([(entries[n]["K"], f"final:{n}") for n in names], increasing=True)(ev)
 
 
+def seed_inputs(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
+    """``final:<entry>`` of an entry with seeds -> {seed: ``final:<entry>-s<seed>``} (the
+    benchmark's inputs are its first seed's: ablate.bridge.grid.resolve)."""
+    out: dict[str, dict[int, str]] = {}
+    for name, e in entries.items():
+        if "base" in e:
+            out.setdefault(f"final:{e['base']}", {})[e["seed"]] = f"final:{name}"
+    return out
+
+
+def declared_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each entry with seeds by its declared name, as its first seed (same K, dataset)."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in sorted(entries.values(), key=lambda e: -e.get("seed", 0)):  # the first seed last
+        if "base" in e:
+            out[e["base"]] = e
+    return out
+
+
 def study_claims() -> list[Claim]:
     s, u, qa = ENTRIES["stable"], ENTRIES["unstable"], ENTRIES["qa"]
     return [
@@ -185,7 +204,13 @@ def write(entries, run_samples, infer_samples, csv, md, html=None, embedded=Fals
     """Evaluate the claims, write the CSV, the Markdown table and (``html``) the report's page;
     ``embedded``: the models are the embedded pair, and both tables say what that run can show."""
     ev = evidence(entries, run_samples, infer_samples)
-    df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
+    seeds = seed_inputs(entries)
+    if seeds:  # a grid entry with seeds: its claims pooled and per seed
+        ev.params["entries"] = {**declared_entries(entries), **entries}
+        labels = {k: f"{k.split(':', 1)[1]} final" for k in seeds}  # as evidence() names them
+        df = core_claims.evaluate_seeded(study_claims(), ev, seeds, STUDY, labels)
+    else:
+        df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
     core_claims.write_claims(df, csv, md, html, note=EMBEDDED_NOTE if embedded else "")
     print(df[["claim", "verdict", "p_value", "n"]].to_string(index=False), flush=True)
     return df

@@ -100,6 +100,8 @@ class Entry:
     same_as: str | None = None  # the entry whose run this one reuses
     states_id: str | None = None  # the source-state cache it reads (None: the live source)
     teacher_id: str | None = None  # the KL teacher's cache it reads (None: live, or no KL)
+    base: str | None = None  # the declared entry of a seed (``1a`` of ``1a-s0``); None: no seeds
+    seed: int | None = None  # its seed (bridge.grid.<base>.seeds)
 
     @property
     def dataset(self) -> str:
@@ -272,13 +274,47 @@ def _resolve_params(bridge: dict[str, Any]):
     return resolve
 
 
+def seed_name(name: str, seed: int) -> str:
+    """The entry (and run) that trains grid entry ``name`` with seed ``seed``."""
+    return f"{name}-s{seed}"
+
+
+def expand_seeds(grid: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
+    """The grid with each entry that lists ``seeds`` replaced by one entry per seed
+    (:func:`seed_name`, param ``seed`` = that seed; an entry ``same_as`` it gets one per seed
+    too, each reusing the same seed), and each such entry's (declared entry, seed)."""
+    out: dict[str, Any] = {}
+    origin: dict[str, tuple[str, int]] = {}
+    for name, spec in grid.items():
+        spec = dict(spec or {})
+        seeds = spec.pop("seeds", None)
+        if seeds is not None and ("seed" in spec or "same_as" in spec):
+            other = "seed" if "seed" in spec else "same_as"
+            raise _err(f"bridge.grid.{name}: seeds and {other} exclude each other")
+        target = (grid.get(spec.get("same_as")) or {}).get("seeds")
+        if target is not None:  # same_as a seeded entry: the same seeds, each reusing its own
+            seeds, spec = target, {}
+        if seeds is None:
+            out[name] = grid[name]
+            continue
+        for s in seeds:
+            out[seed_name(name, s)] = (
+                {"same_as": seed_name(grid[name]["same_as"], s)} if target else {**spec, "seed": s}
+            )
+            origin[seed_name(name, s)] = (name, s)
+    clash = sorted(set(grid) & set(origin))
+    if clash:
+        raise _err(f"bridge.grid.{clash[0]}: the name is also a seed of {origin[clash[0]][0]!r}")
+    return out, origin
+
+
 def resolve(bridge: dict[str, Any]) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry."""
     check_models(bridge)
     hub.check_data(bridge["data"])
     resolve_params = _resolve_params(bridge)
     defaults = dict(bridge.get("defaults") or {})
-    grid = bridge["grid"]
+    grid, origin = expand_seeds(bridge["grid"])
     data = bridge["data"]
     entries: dict[str, Entry] = {}
     for name, spec in grid.items():
@@ -343,12 +379,27 @@ def resolve(bridge: dict[str, Any]) -> Study:
             states_id=base.states_id,
             teacher_id=base.teacher_id,
         )
-    entries = {n: entries[n] for n in grid}  # the config's order
+    entries = {  # the config's order; a seed knows its declared entry
+        n: replace(entries[n], base=origin[n][0], seed=origin[n][1]) if n in origin else entries[n]
+        for n in grid
+    }
+    runs = {e.run_id: entries[e.name] for e in runs.values()}
+    infer = _infer_entries(bridge, entries, origin)
+    return Study(entries, runs, infer, states=states, config=bridge)
+
+
+def _infer_entries(
+    bridge: dict[str, Any], entries: dict[str, Entry], origin: dict[str, tuple[str, int]]
+) -> list[tuple[str, Entry]]:
+    """(role, entry) of each benchmarked entry (bridge.infer), one benchmark per run; an entry
+    with seeds: its first seed."""
+    firsts = {b: n for n, (b, _) in reversed(origin.items())}
     infer: list[tuple[str, Entry]] = []
     for role in ("entry", "qa_entry"):
         name = bridge["infer"].get(role)
         if name is None:
             continue
+        name = firsts.get(name, name)
         if name not in entries:
             raise _err(
                 f"bridge.infer.{role}: {name!r} is not a grid entry "
@@ -356,7 +407,7 @@ def resolve(bridge: dict[str, Any]) -> Study:
             )
         if all(e.run_id != entries[name].run_id for _, e in infer):  # one benchmark per run
             infer.append((role, entries[name]))
-    return Study(entries, runs, infer, states=states, config=bridge)
+    return infer
 
 
 def infer_params(study: Study, entry: Entry) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from ablate.bridge import grid
 from ablate.core.jobs import Job
 from ablate.core.records import config_changes
+from ablate.core.seeds import spread_lines, verdict_line
 from ablate.core.status import Row, planned_forecast, read_csv
 
 
@@ -42,8 +43,11 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
         f"peak {float(r['peak']):.3f}, final {float(r['final']):.3f}"
         for r in read_csv(results / grid.PATTERNS["summary"])
     ]
+    lines += spread_lines(
+        read_csv(results / grid.PATTERNS["summary"]), ("base_entry",), "final", "final"
+    )
     claims = read_csv(results / grid.PATTERNS["claims"])
-    return lines + [f"- claim `{c['claim']}`: **{c['verdict']}**" for c in claims]
+    return lines + [verdict_line(c) for c in claims]
 
 
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str]:

@@ -38,6 +38,9 @@ SUMMARY_COLUMNS = [
     "benchmark_s",
     "gpu_hours",
 ]
+#: Inserted after ``entry`` when the grid has seeds (``bridge.grid.<entry>.seeds``): the
+#: declared entry of each row and its seed (empty on an entry without seeds).
+SEED_COLUMNS = ["base_entry", "seed"]
 
 
 def build_summary(
@@ -74,13 +77,23 @@ def build_summary(
                 wall_s=s["wall_s"],
                 benchmark_s=bench,
                 gpu_hours=None if bench is None else bench * gpus / 3600,
+                base_entry=e.get("base", name),
+                seed=e.get("seed"),
             )
         )
         curves += [
             dict(entry=name, run_id=run_id, step=c["step"], accuracy=c["accuracy"])
             for c in s["curve"]
         ]
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), pd.DataFrame(curves)
+    return _with_seeds(pd.DataFrame(rows), entries), pd.DataFrame(curves)
+
+
+def _with_seeds(df: pd.DataFrame, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The summary's columns: :data:`SEED_COLUMNS` after ``entry`` where an entry has a seed."""
+    if not any("seed" in e for e in entries.values()):
+        return df.reindex(columns=SUMMARY_COLUMNS)
+    df["seed"] = df["seed"].astype("Int64")
+    return df.reindex(columns=[SUMMARY_COLUMNS[0], *SEED_COLUMNS, *SUMMARY_COLUMNS[1:]])
 
 
 def write_summary(entries, summaries, benchmarks, gpus, csv, curves_csv) -> pd.DataFrame:

@@ -336,3 +336,81 @@ def monotone(
         return ClaimResult(verdict, evidence, numbers, ends.test, ends.p_value, ends.n)
 
     return rule
+
+
+# --------------------------------------------------------------------------- seeds
+
+#: The claim id of a per-seed row (it follows its claim's pooled row).
+SEED_ROW = "{claim}/seed{seed}"
+
+
+def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
+    """The seeds of one evaluation as one input: each item's correctness averaged over the seeds.
+
+    The pooled test is then the rule's own paired test on these per-item means, items as the
+    unit: a mean of 0/1 over seeds is no longer 0/1, so :func:`ablate.core.stats.paired` runs its
+    paired bootstrap, resampling items (within tasks) with every seed of an item together. Not a
+    McNemar test over (item, seed) pairs: the seeds of one item are correlated (its difficulty),
+    and against an unseeded model (the base) its one outcome would be counted once per seed.
+    """
+    frame = pd.concat([s.values for s in samples], axis=1)
+    if frame.isna().any().any():
+        raise ValueError(f"the seeds of {samples[0].label} cover different items")
+    return Samples(
+        frame.mean(axis=1),
+        "; ".join(str(s.source) for s in samples),
+        f"{label or samples[0].label} (mean of {len(samples)} seeds)",
+    )
+
+
+def seed_views(
+    ev: Evidence, seeds: Mapping[str, Mapping[int, str]], labels: Mapping[str, str] | None = None
+) -> tuple[Evidence, dict[int, Evidence]]:
+    """The pooled evidence and one per seed. ``seeds``: the input a claim names (``3B@causal``)
+    -> {seed: the input of that seed (``3B-s0@causal``)}. Pooled, the name is
+    :func:`pool_seeds` of every seed's input (missing if one is), labelled ``labels[name]``;
+    seed s, it is seed s's input."""
+    inputs = dict(ev._inputs)
+    pooled = dict(inputs)
+    for name, by_seed in seeds.items():
+        got = [inputs.get(n) for _, n in sorted(by_seed.items())]
+        label = (labels or {}).get(name)
+        pooled[name] = pool_seeds(got, label) if all(x is not None for x in got) else None
+    every = sorted({s for by_seed in seeds.values() for s in by_seed})
+    per_seed = {
+        s: Evidence(
+            {**inputs, **{name: inputs.get(by.get(s, "")) for name, by in seeds.items()}},
+            ev.params,
+        )
+        for s in every
+    }
+    return Evidence(pooled, ev.params), per_seed
+
+
+def evaluate_seeded(
+    claims: Iterable[Claim],
+    ev: Evidence,
+    seeds: Mapping[str, Mapping[int, str]],
+    study: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """:func:`evaluate_claims` stated pooled and per seed: each claim's pooled row (its evidence
+    ending ``holds in k of n seeds``), then, for a claim whose inputs have seeds, one row per
+    seed (:data:`SEED_ROW`). A claim that reads no seeded input keeps its one row."""
+    claims = list(claims)
+    pooled, per_seed = seed_views(ev, seeds, labels)
+    table = evaluate_claims(claims, pooled, study)
+    per = {s: evaluate_claims(claims, e, study) for s, e in per_seed.items()}
+    rows = []
+    for i, row in table.iterrows():
+        mine = {s: t.iloc[i] for s, t in per.items() if t.iloc[i]["inputs"] != row["inputs"]}
+        if mine:
+            k = sum(r["verdict"] == "supported" for r in mine.values())
+            row = row.copy()
+            row["evidence"] = f"{row['evidence']}; holds in {k} of {len(mine)} seeds"
+        rows.append(row)
+        for s, r in mine.items():
+            rows.append(r.copy())
+            rows[-1]["claim"] = SEED_ROW.format(claim=row["claim"], seed=s)
+            rows[-1]["statement"] = f"{r['statement']} (seed {s})"
+    return pd.DataFrame(rows, columns=COLUMNS).astype(table.dtypes.to_dict()).reset_index(drop=True)

@@ -34,6 +34,7 @@ from ablate.core.claims import (
     Samples,
     beats,
     evaluate_claims,
+    evaluate_seeded,
     exceeds,
     paired,
     within_margin,
@@ -46,6 +47,11 @@ STUDY = "mask"
 def key(model: str, policy: str, task: str | None = None) -> str:
     """Name of an evaluation's per-item results in the evidence: ``3B@prefill_bidir[/task]``."""
     return f"{model}@{policy}" + (f"/{task}" if task else "")
+
+
+def label(model: str, policy: str, task: str | None = None) -> str:
+    """How evidence lines name an evaluation: ``3B under prefill_bidir[ on task]``."""
+    return f"{model} under {policy}" + (f" on {task}" if task else "")
 
 
 def _above_chance(name: str, margin: float):
@@ -224,12 +230,10 @@ def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | P
         correct = items.correctness(metrics, items.load(s), str(s))
         model, policy = m.parts[-3:-1]
         source = f"{m.parent} (run {metrics.get('run_id')})"
-        inputs[key(model, policy)] = Samples(correct, source, f"{model} under {policy}")
+        inputs[key(model, policy)] = Samples(correct, source, label(model, policy))
         chance[key(model, policy)] = metrics["macro"]["chance"]
         for task, values in correct.groupby(level=0):
-            inputs[key(model, policy, task)] = Samples(
-                values, source, f"{model} under {policy} on {task}"
-            )
+            inputs[key(model, policy, task)] = Samples(values, source, label(model, policy, task))
             chance[key(model, policy, task)] = metrics["tasks"][task]["chance"]
     return Evidence(inputs, params={"chance": chance})
 
@@ -242,4 +246,24 @@ def claims_table(
     samples_files: Iterable[str | Path],
 ) -> pd.DataFrame:
     ev = context(metrics_files, samples_files)
-    return evaluate_claims(mask_claims(cfg, ablated, list(tasks)), ev, study=STUDY)
+    claims = mask_claims(cfg, ablated, list(tasks))
+    if "seeds" in cfg:  # a role's variant has seeds: pooled and per seed
+        seeds, labels = seed_inputs(cfg["seeds"], ablated, tasks)
+        return evaluate_seeded(claims, ev, seeds, STUDY, labels)
+    return evaluate_claims(claims, ev, study=STUDY)
+
+
+def seed_inputs(
+    seeds: dict[str, dict[str, int]], ablated: str, tasks: Iterable[str]
+) -> tuple[dict[str, dict[int, str]], dict[str, str]]:
+    """Each evidence name of a seeded variant (``3B@causal[/task]``) -> {seed: its seed's name},
+    and its pooled label (``seeds``: the resolved claims' variant -> {its seed variant: seed})."""
+    out: dict[str, dict[int, str]] = {}
+    labels: dict[str, str] = {}
+    for name, variants in seeds.items():
+        for policy in dict.fromkeys(("causal", ablated)):
+            for task in (None, *tasks):
+                k = key(name, policy, task)
+                out[k] = {s: key(v, policy, task) for v, s in variants.items()}
+                labels[k] = label(name, policy, task)
+    return out, labels

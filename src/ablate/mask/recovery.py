@@ -19,7 +19,8 @@ stage-2 drop of that task is itself significant (stage 1 and 2 carry its anchors
 row carries the ``run_id`` of the metrics.json it came from, the join key back to its provenance.
 
 CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``
-where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics[, samples]}`` objects.
+where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics[, samples]}`` objects
+(a seed's also ``base`` and ``seed``: the table then has the :data:`SEED_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ COLUMNS = [
     "metrics_file",
     "samples_file",
 ]
+#: Inserted after ``variant`` when a variant has seeds (config ``seeds``): the declared variant a
+#: row's seed belongs to and the seed (a study without seeds keeps :data:`COLUMNS` as they were).
+SEED_COLUMNS = ["base_variant", "seed"]
 MACRO = "macro"
 #: ``train_policy`` of the base model rows: it was not finetuned by the study.
 NO_TRAINING = "none"
@@ -123,6 +127,8 @@ def _rows(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.Series | None
         metrics_file=source,
         samples_file=str(samples) if isinstance(samples, (str, Path)) else None,
     )
+    if entry.get("seed") is not None:
+        common.update(base_variant=str(entry["base"]), seed=int(entry["seed"]))
     rows = []
     for task, result in sorted(metrics["tasks"].items()):
         metric = result.get("headline_metric")
@@ -239,13 +245,24 @@ def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) ->
     ]
     df = pd.concat([df, pd.DataFrame(derived, index=df.index)], axis=1)
     df["n"] = df["n"].astype("Int64")
+    if "seed" in df:  # the rows without a seed (the base model, an unseeded variant): their own
+        df["seed"] = df["seed"].astype("Int64")
+        df["base_variant"] = df["base_variant"].fillna(df["variant"])
     for col in ("stderr", "chance"):
         df[col] = df[col].astype("float64")
     df["within_noise"] = df["within_noise"].astype("boolean")
     # Macro last within each evaluation, evaluations in stage order: stable output for diffs.
     df["_macro"] = df["task"] == MACRO
     df = df.sort_values(["stage", "variant", "eval_policy", "_macro", "task"])
-    return df[COLUMNS].reset_index(drop=True)
+    return df[columns(df)].reset_index(drop=True)
+
+
+def columns(df: pd.DataFrame) -> list[str]:
+    """:data:`COLUMNS`, with :data:`SEED_COLUMNS` after ``variant`` where a row has a seed."""
+    if "seed" not in df:
+        return COLUMNS
+    at = COLUMNS.index("variant") + 1
+    return [*COLUMNS[:at], *SEED_COLUMNS, *COLUMNS[at:]]
 
 
 def _derived(row, refs, ref_keys, correct, drop: stats.Paired, alpha: float) -> dict[str, Any]:
@@ -327,6 +344,7 @@ def entries_from_results(
                 train_run_id=train_run_ids.get(label["variant"]),
                 metrics=str(path),
                 samples=samples.get(Path(path).parent),
+                **{k: label[k] for k in ("base", "seed") if k in label},
             )
         )
     return entries

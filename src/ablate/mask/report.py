@@ -42,11 +42,12 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     )
     evals = list(evals)
     width = 0.8 / len(evals)
-    fig, (ax, dax) = plt.subplots(
-        2,
+    seeded = "seed" in df and df["seed"].notna().any()  # a third panel: the spread over seeds
+    fig, (ax, dax, *sax) = plt.subplots(
+        3 if seeded else 2,
         1,
-        figsize=(max(10, 1.6 * len(tasks) * max(1, len(evals) / 4)), 8.4),
-        height_ratios=(1.2, 1),
+        figsize=(max(10, 1.6 * len(tasks) * max(1, len(evals) / 4)), 12.6 if seeded else 8.4),
+        height_ratios=(1.2, 1, 1) if seeded else (1.2, 1),
     )
     cmap = plt.get_cmap("tab10")
     colors = {}
@@ -75,8 +76,27 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     ax.set_title("Scores by task and stage (hatched: evaluated under the ablated mask)")
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _plot_differences(dax, df, tasks, colors)
+    if seeded:
+        plot_seed_spread(sax[0], df)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def plot_seed_spread(ax, df: pd.DataFrame) -> None:
+    """The macro score of every seed of each seeded variant, per evaluation policy: one dot per
+    seed, a bar at their mean (the spread a single seed's number hides)."""
+    macro = df[(df["task"] == MACRO) & df["seed"].notna()]
+    groups = list(macro.groupby(["stage", "base_variant", "eval_policy"], sort=True))
+    for i, (_, sel) in enumerate(groups):
+        ax.scatter([i] * len(sel), sel["score"], color="tab:blue", zorder=3)
+        for seed, score in zip(sel["seed"], sel["score"]):
+            ax.annotate(
+                f"s{seed}", (i, score), xytext=(5, 0), textcoords="offset points", fontsize=7
+            )
+        ax.hlines(sel["score"].mean(), i - 0.3, i + 0.3, colors="black", linewidth=1.5)
+    ax.set_xticks(range(len(groups)), [evaluation_label(*k) for k, _ in groups], fontsize=7)
+    ax.set_ylabel("macro score")
+    ax.set_title("Spread over seeds: each seed's macro score (bar: their mean)")
 
 
 def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> None:

@@ -35,7 +35,7 @@ def _finetune_changes(old: dict, variant: str, config: dict, variants: dict) -> 
     declared = config["finetune"]["variants"]
 
     def origin(key: str) -> str:
-        for name in (variant, v.get("extends")):
+        for name in (v.get("base", variant), v.get("extends")):  # a seed: its declared variant
             if name and key in declared.get(name, {}):
                 return f"finetune.variants.{name}"
         return "finetune.defaults"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.jobs import Job
+from ablate.core.seeds import spread_lines, verdict_line
 from ablate.core.status import Row, _float, planned_forecast, read_csv
 from ablate.mask import stale, study
 
@@ -54,10 +55,9 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
             f"{float(r['score']):.3f}"
             + (f", recovered fraction {rec:.2f}" if rec is not None else "")
         )
+    lines += spread_lines(recovery, ("base_variant", "eval_policy"), "score", "macro")
     claims = read_csv(results / study.PATTERNS["claims_csv"])
-    lines += [
-        f"- claim `{c['claim']}`: **{c['verdict']}**" for c in claims if "/" not in c["claim"]
-    ]
+    lines += [verdict_line(c) for c in claims if "/" not in c["claim"]]
     return lines
 
 

@@ -39,7 +39,12 @@ def policy_help() -> str:
     return "; ".join(f"{p}: {POLICY_DESCRIPTIONS[p]}" for p in POLICIES)
 
 
-VARIANT_META = ("stage", "policy", "extends", "allow_leakage")
+VARIANT_META = ("stage", "policy", "extends", "allow_leakage", "seeds")
+
+
+def seed_name(name: str, seed: int) -> str:
+    """The variant (and its files, job and run) that trains ``name`` with training seed ``seed``."""
+    return f"{name}-s{seed}"
 
 
 def resolve_variants(
@@ -47,9 +52,38 @@ def resolve_variants(
 ) -> dict[str, dict[str, Any]]:
     """name -> {stage, policy, extends, allow_leakage, params}; params = defaults + overrides.
 
-    A stage-5 variant inherits policy, allow_leakage and overrides of the stage-3 variant it
-    extends, then applies its own.
+    A stage-5 variant inherits policy, allow_leakage, seeds and overrides of the stage-3 variant
+    it extends, then applies its own. A variant with ``seeds: [s, ...]`` becomes one variant per
+    seed, :func:`seed_name` (``3B-s0``), each with ``params.seed`` = s and ``base`` / ``seed``
+    naming where it came from; a variant without ``seeds`` keeps its name and its files.
     """
+    out = {}
+    for name, v in _resolve_declared(variants, defaults).items():
+        seeds = v.pop("seeds")
+        if seeds is None:
+            out[name] = v
+            continue
+        for s in seeds:
+            if seed_name(name, s) in variants:
+                raise ConfigError(
+                    f"invalid config at finetune.variants.{seed_name(name, s)}: the name is also "
+                    f"a seed of {name!r} (a variant with seeds trains <name>-s<seed>)"
+                )
+            params = sorted_tree({**v["params"], "seed": s})
+            out[seed_name(name, s)] = dict(v, params=params, base=name, seed=s)
+    return out
+
+
+def seeds_of(variants: dict[str, dict[str, Any]], name: str) -> list[str]:
+    """The resolved variants of the declared variant ``name``: itself, or one per seed."""
+    mine = [(v.get("seed", -1), n) for n, v in variants.items() if v.get("base", n) == name]
+    return [n for _, n in sorted(mine)]
+
+
+def _resolve_declared(
+    variants: dict[str, dict[str, Any]], defaults: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """:func:`resolve_variants` before its seeds are expanded (``seeds``: the list or None)."""
     out = {}
     for name, v in variants.items():
         key = f"finetune.variants.{name}"
@@ -77,6 +111,7 @@ def resolve_variants(
             extends=v.get("extends"),
             allow_leakage=bool(v.get("allow_leakage", parent.get("allow_leakage", False))),
             params=sorted_tree({**defaults, **overrides}),
+            seeds=v.get("seeds", parent.get("seeds")),
         )
     return out
 
@@ -90,19 +125,28 @@ def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) 
     null is left out (its claims are not made). Returns the block plus each named variant's stage
     and policy, the params of the claims rule."""
     out = dict(claims)
+    declared = sorted({v.get("base", n) for n, v in variants.items()})
     for role in CLAIM_ROLES:
         name = claims.get(role)
         if name is None:
             continue
-        if name not in variants:
+        if name not in declared:
             raise ConfigError(
                 f"invalid config at claims.{role}: variant {name!r} does not exist "
-                f"(finetune.variants has: {', '.join(sorted(variants))}; null leaves its claims out)"
+                f"(finetune.variants has: {', '.join(declared)}; null leaves its claims out)"
             )
     named = sorted({claims[r] for r in CLAIM_ROLES if claims.get(r) is not None})
     out["variants"] = {
-        n: dict(stage=variants[n]["stage"], policy=variants[n]["policy"]) for n in named
+        n: dict(stage=variants[n]["stage"], policy=variants[n]["policy"])
+        for n in sorted(s for name in named for s in seeds_of(variants, name))
     }
+    seeded = {
+        n: {v: variants[v]["seed"] for v in seeds_of(variants, n)}
+        for n in named
+        if n not in variants
+    }
+    if seeded:  # a role's variant has seeds: its claims are stated per seed and pooled
+        out["seeds"] = seeded
     return sorted_tree(out)
 
 
@@ -375,12 +419,18 @@ def targets(config: dict[str, Any]) -> list[str]:
 
 
 def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
-    """metrics.json path -> {stage, variant, train_policy}: how the recovery table labels a row."""
+    """metrics.json path -> {stage, variant, train_policy}: how the recovery table labels a row
+    (and a seed's ``base`` variant and ``seed``)."""
     return {
         j.outputs["metrics"]: dict(
             stage=j.stage,
             variant=j.labels["model"],
             train_policy=j.labels["variant"]["policy"] if j.labels["variant"] else None,
+            **{
+                k: j.labels["variant"][k]
+                for k in ("base", "seed")
+                if k in (j.labels["variant"] or {})
+            },
         )
         for j in job_list
         if j.rule == "eval_model"
