@@ -6,7 +6,7 @@ Random-init Ministral-3-3B text shape (26 layers, hidden 3072, 32/8 heads, head_
 (6 x params x tokens over 989 TF/s, the dense bf16 peak the baselines used), ratio vs causal,
 peak GB. Then checks on the same GPU that the flex and split-sdpa paths give the logits of the
 sdpa reference (bf16 and fp32, padded batches), and runs the CPU test suite's perturbation
-audit (tests/test_masks.py) on the GPU kernels.
+audit (tests/mask/test_masks.py) on the GPU kernels.
 
     python bench/bench_masks.py --out $OUT/bench_masks.json      # on an H100/H200
     python bench/bench_masks.py --smoke                            # tiny shape, CPU, seconds
@@ -425,7 +425,7 @@ def logits_check(model, args, device, dtype_label: str, ref_fp32: dict | None) -
 
 
 def gpu_audit(device, dtype, skip_flex: bool) -> list[dict]:
-    """tests/test_masks.py's perturbation audit, run on the GPU's kernels (tiny model)."""
+    """tests/mask/test_masks.py's perturbation audit, run on the GPU's kernels (tiny model)."""
     import test_masks as tm
 
     model = tm.new_model("ministral3", dtype=dtype).to(device)
@@ -551,7 +551,7 @@ def main(argv=None) -> int:
             f"| {r['dtype']} | {r['side']} | {r['policy']} | {r['impl']} | {r['max_abs']:.2e} | "
             f"{r['rel']:.2e} | {r.get('rel_vs_fp32', float('nan')):.2e} |"
         )
-    print("\n## Perturbation audit on the GPU (tests/test_masks.py, tiny Ministral-3)\n")
+    print("\n## Perturbation audit on the GPU (tests/mask/test_masks.py, tiny Ministral-3)\n")
     print(
         "| dtype | backend | mismatches (6 policy x side) | max pad diff | max vs eager | "
         "min dependent |d| | max independent |d| |"

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# The suite lives in folders by part (core, mask, bridge, pipeline, cluster); a test module may
+# import another's helpers by module name (`from test_pipeline_dag import job_counts`), so every
+# folder is importable, as when they shared one folder (module names stay unique).
+for _part in ("core", "mask", "bridge", "pipeline"):
+    sys.path.insert(0, str(Path(__file__).parent / _part))
 
 # Offline always: a test that reaches for the hub must fail, not hang.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

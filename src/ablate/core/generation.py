@@ -8,7 +8,7 @@ EOS, in the callers' order.
   cut into batches of ``batch_size``, left-padded, and the results put back in order. On the
   CPU a batch holds one length only (``exact_lengths``): left padding moves
   attention's float rounding by an ulp, which flips near-ties of greedy decoding; batches of
-  equal length decode exactly the tokens each prompt gets alone (tests/test_generation.py).
+  equal length decode exactly the tokens each prompt gets alone (tests/core/test_generation.py).
 - **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
   so a padded row's real tokens sit at the same positions as alone; padded keys are masked.
 - **Stopping**: a row stops at its EOS (generate pads it afterwards), a batch when all rows have.

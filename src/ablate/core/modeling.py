@@ -40,7 +40,7 @@ def check_attention_device(attn_implementation: str, device: str | torch.device)
 
     The one place of the CPU ``flex_attention`` workaround: torch's CPU flex_attention has no
     backward, and gave wrong logits at some sequence lengths (issue 18). The torch behaviour
-    behind the guard is pinned by tests/test_upstream_torch.py, which fails once torch changes
+    behind the guard is pinned by tests/core/test_upstream_torch.py, which fails once torch changes
     it: then this guard can go.
     """
     if attn_implementation == "flex_attention" and torch.device(device).type == "cpu":

@@ -16,7 +16,7 @@ the three policies have exactly one definition:
 Why not hand-made masks: a boolean 4D mask is *added* to the scores under ``eager`` (True/False
 become +1/0), so it is silently ignored; and the seed's ``module.is_causal = False`` patch is a
 no-op as soon as a padded batch materialises a mask. Both traps are pinned by tests
-(tests/test_mask_traps.py). Instead:
+(tests/mask/test_mask_traps.py). Instead:
 
 - ``prefill_bidir`` uses the forward's own ``is_causal=False`` switch, which routes mask creation
   to ``create_bidirectional_mask`` (or its sliding-window twin) for every backend.

@@ -4,7 +4,7 @@
 through :func:`ablate.mask.scoring.score_requests`, which knows every request's
 context/continuation boundary, builds the padding mask and position ids itself (stock lm-eval
 right-pads with token 0 and passes no mask) and applies the policy. Under ``causal`` it returns
-what stock lm-eval returns on the same model (tests/test_evaluation.py). Importing this module
+what stock lm-eval returns on the same model (tests/mask/test_evaluation.py). Importing this module
 registers it with lm-eval as ``maskpolicy-hf``.
 """
 

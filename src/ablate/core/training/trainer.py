@@ -94,7 +94,7 @@ def loss_sum(
 
     With ``fast_head`` the decoder body runs once and the lm_head only at positions whose shifted
     label is not -100: with a 131k vocab and response-only SFT labels this is most of the lm_head
-    cost saved, and the result equals the model's own loss (tests/test_training.py).
+    cost saved, and the result equals the model's own loss (tests/mask/test_training.py).
     """
     labels = batch["labels"][:, 1:]
     bare = getattr(model, "module", model)  # the hook reads the model's config; DDP has none

@@ -17,7 +17,7 @@ in :mod:`ablate.mask.masks`; per example they read:
 The first token of every example has label -100, so no example is trained to predict the next
 one's first token; the loss of every row is divided by the response tokens of the whole step (the
 Trainer's ``num_items_in_batch``), so a step equals the unpacked one up to float summation order
-(tests/test_packing.py, every policy, loss and gradients, grad accumulation included).
+(tests/mask/test_packing.py, every policy, loss and gradients, grad accumulation included).
 """
 
 from __future__ import annotations

@@ -1,0 +1,227 @@
+"""The bridge grid resolved at parse time (ablate.bridge.grid): run ids, reuse, bad entries (fast)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablate.bridge import grid
+from ablate.core.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bridge_config(name: str = "config.yaml") -> dict:
+    """The bridge section of a shipped config, validated (defaults filled) like the Snakefile does."""
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return cfg["bridge"]
+
+
+@pytest.fixture
+def bridge():
+    return bridge_config()
+
+
+def test_same_as_reuses_the_run(bridge):
+    study = grid.resolve(bridge)
+    assert study.entries["2c"].run_id == study.entries["1a"].run_id
+    assert study.entries["2c"].same_as == "1a"
+    assert all(e.same_as is None for e in study.runs.values())
+    config = {"bridge": bridge, "results": "results"}
+    train = [j for j in grid.jobs(config, study) if j.rule == "bridge_train"]
+    assert len(train) == len(bridge["grid"]) - 1  # every entry but 2c
+    (owner,) = [j for j in train if j.wildcards["run_id"] == study.entries["1a"].run_id]
+    assert owner.serves == ["1a", "2c"] and owner.name == "train/1a+2c"
+
+
+def test_run_ids_follow_the_resolved_configuration(bridge):
+    study = grid.resolve(bridge)
+    ids = {n: e.run_id for n, e in study.entries.items() if e.same_as is None}
+    assert len(set(ids.values())) == len(ids)  # distinct configurations, distinct ids
+    # the same configuration under another name: the same id (nothing about the name is hashed)
+    renamed = copy.deepcopy(bridge)
+    renamed["grid"] = {"first": renamed["grid"]["1a"]}
+    renamed["infer"] = {"entry": "first", "qa_entry": None, "n_samples": 8}
+    assert grid.resolve(renamed).entries["first"].run_id == ids["1a"]
+    # any change of a param, a model or the data gives a new id
+    for path, value in [
+        (("grid", "1a", "lr"), 0.5),
+        (("defaults", "steps"), 7),
+        (("data", "seed"), 9),
+        (("target", "pretrain"), {"max_steps": 3}),
+    ]:
+        edited = copy.deepcopy(bridge)
+        node = edited
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+        assert grid.resolve(edited).entries["1a"].run_id != ids["1a"], path
+
+
+def test_swap_swaps_the_roles(bridge):
+    study = grid.resolve(bridge)
+    swap, base = study.entries["swap"], study.entries["1a"]
+    assert (swap.source_role, swap.target_role) == ("target", "source")
+    assert swap.params == base.params and swap.run_id != base.run_id
+
+
+def test_duplicate_configurations_name_both_entries(bridge):
+    bridge["grid"]["ablC_kl_prompt"] = dict(bridge["grid"]["ablB_kl_only"])
+    with pytest.raises(ConfigError) as info:
+        grid.resolve(bridge)
+    msg = str(info.value)
+    assert "'ablB_kl_only'" in msg and "'ablC_kl_prompt'" in msg and "same_as" in msg
+
+
+def test_an_override_equal_to_the_defaults_is_a_duplicate(bridge):
+    """An explicit override that changes nothing is the seed's fault too: 1a = the defaults."""
+    bridge["grid"]["1c"] = {"K": bridge["defaults"]["K"]}
+    with pytest.raises(ConfigError, match="'1a' and '1c'"):
+        grid.resolve(bridge)
+
+
+@pytest.mark.parametrize(
+    "base, spelling",
+    [
+        ({"prompt_align_weight": 0}, {"prompt_align_weight": 0.0}),  # 0 vs 0.0
+        ({}, {"grad_clip": 1}),  # vs the default 1.0
+        ({}, {"gate_lr_multiplier": 3}),  # vs the default 3.0
+        ({}, {"K": 8.0}),  # an integer written as a float
+        ({"early_stopping": False}, {"early_stopping": False, "patience": 9}),  # inert
+        ({"kl_weight": 0}, {"kl_weight": 0.0, "kl_positions": 5, "kl_after_warmup": False}),
+        ({"infonce_weight": 0}, {"infonce_weight": 0, "infonce_temperature": 0.5}),
+        ({"model_dtype": "float32"}, {"model_dtype": "auto"}),  # auto on a CPU-only study
+    ],
+)
+def test_spellings_of_one_configuration_are_one_run(bridge, base, spelling):
+    """The identity is the resolved configuration: each pair trains once (the seed's ablB/C)."""
+    bridge["grid"] = {"first": base, "second": spelling}
+    bridge["infer"] = {"entry": "first", "qa_entry": None, "n_samples": 8}
+    with pytest.raises(ConfigError, match="'first' and 'second' resolve to the same"):
+        grid.resolve(bridge)
+    bridge["grid"]["second"] = {**spelling, "seed": 7}  # a real difference is its own run
+    study = grid.resolve(bridge)
+    assert study.entries["first"].run_id != study.entries["second"].run_id
+
+
+def test_auto_dtype_is_the_dtype_of_the_training_device(bridge):
+    bridge["grid"] = {"first": {"model_dtype": "auto"}}
+    bridge["infer"] = {"entry": "first", "qa_entry": None, "n_samples": 8}
+    assert grid.resolve(bridge).entries["first"].params["model_dtype"] == "float32"
+    bridge["resources"]["train"]["gpu"] = 1
+    e = grid.resolve(bridge).entries["first"]
+    assert e.params["model_dtype"] == "bfloat16" == e.identity["params"]["model_dtype"]
+    bridge["grid"]["second"] = {"model_dtype": "bfloat16"}
+    with pytest.raises(ConfigError, match="'first' and 'second' resolve to the same"):
+        grid.resolve(bridge)
+
+
+def test_hub_revision_spellings_are_one_model():
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    runs = []
+    for rev in (None, "main", sha, sha.upper()):
+        bridge = bridge_config("latentwire.yaml")
+        bridge["source"]["revision"] = rev
+        runs.append(grid.resolve(bridge).entries["1a"].run_id)
+    assert runs[0] == runs[1] and runs[2] == runs[3] and runs[0] != runs[2]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"grid": {"1a": {"Kay": 8}}}, "bridge.grid.1a.Kay"),
+        ({"grid": {"2b": {"heads": 5}}}, "bridge.grid.2b.bottleneck = 64 is not divisible"),
+        ({"grid": {"2b": {"K": 0}}}, "bridge.grid.2b.K"),
+        ({"defaults": {"lr": -1}}, "bridge.defaults.lr"),
+        ({"grid": {"2c": {"same_as": "1z"}}}, "bridge.grid.2c.same_as: '1z'"),
+        ({"grid": {"2c": {"same_as": "1a", "K": 4}}}, "bridge.grid.2c: an entry with same_as"),
+        ({"infer": {"entry": "4"}}, "bridge.infer.entry: '4' is not a grid entry"),
+        ({"target": {"family": "mistral"}}, "bridge.target.family: 'mistral' is also"),
+        (
+            {
+                "source": {"arch": {"tokenizer": {"type": "byte_bpe"}}},
+                "target": {"arch": {"tokenizer": {"type": "byte_bpe"}}},
+            },
+            "bridge.target.arch.tokenizer.type: 'byte_bpe' is also",
+        ),
+    ],
+)
+def test_bad_entries_name_the_key(bridge, edit, message):
+    for section, value in edit.items():
+        for k, v in value.items():
+            bridge[section][k] = v
+    with pytest.raises(ConfigError) as info:
+        grid.resolve(bridge)
+    assert message in str(info.value)
+
+
+def test_same_hub_model_twice_is_refused():
+    bridge = bridge_config("latentwire.yaml")
+    bridge["target"]["path"] = bridge["source"]["path"]
+    with pytest.raises(ConfigError, match="bridge.target.path"):
+        grid.resolve(bridge)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("path", "hot_pot_qa", "hotpotqa.path: 'hot_pot_qa' is not a known hub dataset id "
+         "(did you mean 'hotpotqa/hotpot_qa'?)"),
+        ("path", "hotpotqa/hotpotqa", "(did you mean 'hotpotqa/hotpot_qa'?)"),
+        ("name", "distracter", "hotpotqa.name: 'hotpotqa/hotpot_qa' has no config 'distracter'"),
+        ("test_split", "test", "hotpotqa.test_split: 'hotpotqa/hotpot_qa' (distractor) has no "
+         "split 'test'"),
+    ],
+)  # fmt: skip
+def test_hub_dataset_ids_are_checked_at_parse_time(key, value, message):
+    bridge = bridge_config("latentwire.yaml")
+    bridge["data"]["hotpotqa"][key] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        grid.resolve(bridge)
+
+
+def test_shipped_hub_datasets_are_known(tmp_path):
+    from ablate.bridge import hub
+
+    data = bridge_config("latentwire.yaml")["data"]
+    paths = {data[k]["path"] for k in ("gsm8k", "hotpotqa")}
+    assert paths <= {*hub.DATASETS, *hub.ALIASES}
+    hub.check_data(data)
+    local = {"path": str(tmp_path), "name": "x", "train_split": "a", "test_split": "b"}
+    hub.check_dataset("bridge.data.gsm8k", local)  # a local directory is not checked
+
+
+def test_seed_study_grid():
+    """config/latentwire.yaml holds the seed's grid (latentwire.md's table)."""
+    study = grid.resolve(bridge_config("latentwire.yaml"))
+    arch = {
+        n: tuple(e.params[k] for k in ("K", "depth", "bottleneck", "heads", "warmup_steps"))
+        for n, e in study.entries.items()
+    }
+    assert arch["1a"] == arch["1b"] == arch["3a"] == (64, 8, 1024, 16, 750)
+    assert arch["2a"] == (32, 4, 768, 12, 600)
+    assert arch["2b"] == (48, 6, 1024, 16, 750)
+    p = study.entries["1a"].params
+    assert (p["lr"], p["weight_decay"], p["steps"], p["batch_size"]) == (1e-4, 0.01, 3000, 10)
+    assert (p["eval_size"], p["seed"]) == (500, 1234)
+    assert study.entries["3a"].dataset == "hotpotqa"
+    assert study.entries["2c"].run_id == study.entries["1a"].run_id
+    assert not study.entries["1b"].params["early_stopping"]
+    assert study.entries["swap"].source_role == "target"
+    ids = {e.identity["source"]["path"] for e in study.runs.values()}
+    assert ids == {"mistralai/Mistral-7B-Instruct-v0.3", "meta-llama/Llama-3.1-8B-Instruct"}
+
+
+def test_jobs_share_the_file_patterns(bridge):
+    """Every job's outputs and record are PATTERNS formatted; a record is one of its outputs."""
+    for job in grid.jobs({"bridge": bridge, "results": "results"}):
+        assert job.study == "bridge" and job.log.startswith("results/logs/bridge/"), job.name
+        assert job.record is None or job.record in job.outputs.values(), job.rule
+        assert all(o.startswith("results/bridge/") for o in job.outputs.values())

@@ -1,0 +1,202 @@
+"""Bridge study at scale: data-parallel training under torchrun, and the source-state cache.
+
+Both on the micro model pair of bridge_fixtures (CPU, seconds): two gloo processes with half the
+batch each follow the one-process loss curve; cached source states give the live path's loss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from bridge_fixtures import MICRO_PARAMS
+
+from ablate.bridge import params as bridge_params
+from ablate.bridge import states, train, world
+from ablate.bridge import translator as tr
+from ablate.bridge.pair import load_pair
+from ablate.core import parallel as core_parallel
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Deterministic steps: no dropout (each process draws its own masks), no InfoNCE (its negatives
+#: are the process's own batch, as in the seed's DDP runs); a loss logged every step.
+EXACT = {**MICRO_PARAMS, "dropout": 0.0, "infonce_weight": 0.0, "kl_after_warmup": False,
+         "log_every": 1, "steps": 4, "early_stopping": False, "eval_every": 4,
+         "model_dtype": "float32"}  # fmt: skip
+#: float32 sums in another order (two half batches, then the gradient all-reduce)
+LOSS_RTOL = 1e-4
+
+
+def _kwargs(world_files, cards, out, params):
+    return dict(
+        source_card=str(cards["source"]),
+        target_card=str(cards["target"]),
+        train_file=str(world_files["gsm8k_train"]),
+        eval_file=str(world_files["gsm8k_test"]),
+        dataset_kind="gsm8k",
+        params=params,
+        out_dir=str(out),
+        run_id="ddp",
+        config_slice={"entry": "ddp"},
+    )
+
+
+def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_cards, tmp_path):
+    """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (the same global batch)."""
+    one = train.train_entry(
+        **_kwargs(bridge_world, bridge_cards, tmp_path / "one", {**EXACT, "batch_size": 4})
+    )
+    spec = tmp_path / "spec.json"
+    two_kwargs = _kwargs(bridge_world, bridge_cards, tmp_path / "two", {**EXACT, "batch_size": 2})
+    spec.write_text(json.dumps({"call": "ablate.bridge.train:train_entry", "kwargs": two_kwargs}))
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    cmd = core_parallel.command(spec, 2)  # the launcher's own torchrun command
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert two["world_size"] == 2 == two["provenance"]["world_size"]
+    assert one["world_size"] == 1 and two["global_batch"] == one["global_batch"] == 4
+    assert [x["step"] for x in two["losses"]] == [x["step"] for x in one["losses"]] == [1, 2, 3, 4]
+    for a, b in zip(one["losses"], two["losses"], strict=True):
+        for key in ("loss", "nll", "kl", "align"):
+            assert b[key] == pytest.approx(a[key], rel=LOSS_RTOL), (a["step"], key)
+    # the weights moved the same way: the saved translators agree
+    t1 = tr.load(tmp_path / "one" / "translator").state_dict()
+    t2 = tr.load(tmp_path / "two" / "translator").state_dict()
+    for k in t1:
+        assert torch.allclose(t1[k], t2[k], rtol=1e-4, atol=1e-6), k
+    assert r.stdout.count("done: peak") == 1  # rank 0 alone reports (and writes)
+
+
+def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp_path):
+    """A few steps reading the source and KL-teacher caches have the live path's losses
+    (float32, rel 1e-5; the KL term on from step 1)."""
+    p = bridge_params.resolve(EXACT)
+    assert p["kl_weight"] > 0
+    caches = {}
+    for what, role in (("source", "source"), ("teacher", "target")):
+        summary = states.compute(
+            what=what,
+            model_card=bridge_cards[role],
+            train_file=bridge_world["gsm8k_train"],
+            eval_file=bridge_world["gsm8k_test"],
+            dataset_kind="gsm8k",
+            params={**p, "eval_batch_size": 3},  # other batch shapes than the training's
+            test_items=p["eval_size"],
+            out_dir=tmp_path / what,
+        )
+        caches[what] = states.open_cache(tmp_path / what, what)
+    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
+    assert summary["items"] == {"train": len(items)}  # the teacher's: train only
+    assert summary["throughput"]["train"]["tokens_per_s"] > 0  # measured, for the planner
+    live = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    cached = load_pair(
+        bridge_cards["source"], bridge_cards["target"], "gsm8k", p, caches["source"],
+        caches["teacher"],
+    )  # fmt: skip
+    assert not hasattr(cached.source, "base_model")  # the source's weights are not loaded
+    h_live, m_live = live.source_states(items[:4])
+    h_cached, m_cached = cached.source_states(items[:4])
+    assert torch.equal(m_live, m_cached)
+    assert torch.allclose(h_live * m_live[..., None], h_cached, rtol=1e-5, atol=1e-6)
+    reads = []  # the KL term reads the teacher cache, not a target forward pass
+    read = caches["teacher"].batch
+    caches["teacher"].batch = lambda batch, device: reads.append(len(batch)) or read(batch, device)
+    curves = []
+    for pair in (live, cached):
+        torch.manual_seed(p["seed"])
+        translator = tr.build(p, pair.source, pair.target).to(pair.device)
+        opt, sched = train.optimizer(translator, p)
+        steps = [train.train_step(pair, translator, opt, sched, items[4 * s : 4 * s + 4], s + 1,
+                                  p["grad_clip"]) for s in range(3)]  # fmt: skip
+        curves.append([(x.loss, x.parts["nll"], x.parts["kl"]) for x in steps])
+    assert reads == [4, 4, 4]
+    # abs: the KL part is ~1e-3, and on a GPU the cache's other batch shapes move it by ~2e-8
+    for a, b in zip(curves[0], curves[1], strict=True):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-7)
+
+
+def test_process_count_is_part_of_a_parallel_run_identity():
+    """gpu: 4 (per-GPU batch 10, global 40) and gpu: 2 are other runs; gpu 0 and 1 the same
+    one (one process), so the embedded default's run ids do not move. The states keys ignore it."""
+    import copy
+
+    from ablate.bridge import grid
+    from ablate.core import planner
+
+    bridge = planner.load_config(ROOT / "config" / "latentwire.yaml")["bridge"]
+    ids, keys = {}, {}
+    for gpus in (0, 1, 2, 4):
+        b = copy.deepcopy(bridge)
+        b["resources"]["train"]["gpu"] = gpus
+        study = grid.resolve(b)
+        ids[gpus] = study.entries["1a"].run_id
+        keys[gpus] = sorted(study.states)
+        assert study.entries["1a"].identity.get("processes") == (gpus if gpus > 1 else None)
+    assert ids[0] == ids[1] and len({ids[1], ids[2], ids[4]}) == 3
+    assert keys[0] == keys[1] == keys[2] == keys[4]
+
+
+EVAL_SCRIPT = """
+import json, sys, torch
+from ablate.bridge import parallel, world
+from ablate.bridge import params as bridge_params
+from ablate.bridge import translator as tr
+from ablate.bridge.pair import load_pair
+args = json.loads(open(sys.argv[1]).read())
+parallel.init()
+p = bridge_params.resolve(args["params"])
+pair = load_pair(args["source"], args["target"], "gsm8k", p)
+torch.manual_seed(0)
+translator = tr.build(p, pair.source, pair.target).eval()
+items = world.load_dataset(args["eval_file"], "gsm8k")
+rows = parallel.gather(pair.evaluate_latent(translator, parallel.shard(items)))
+if parallel.rank() == 0:
+    open(args["out"], "w").write(json.dumps(rows))
+parallel.close()
+"""
+
+
+def test_two_processes_evaluate_each_item_as_one_process(bridge_world, bridge_cards, tmp_path):
+    """The bridged evaluation under data parallelism (each rank decodes its shard through the
+    generation engine, gathered in order): per-item rows equal to one process's, hygiene on."""
+    params = {**EXACT, "max_new_tokens": 16, "eval_batch_size": 3}
+    args = dict(source=str(bridge_cards["source"]), target=str(bridge_cards["target"]),
+                eval_file=str(bridge_world["gsm8k_test"]), params=params)  # fmt: skip
+    script = tmp_path / "evaluate.py"
+    script.write_text(EVAL_SCRIPT)
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    out = {}
+    for n in (1, 2):
+        spec = tmp_path / f"args{n}.json"
+        spec.write_text(json.dumps({**args, "out": str(tmp_path / f"rows{n}.json")}))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+               str(n), str(script), str(spec)]  # fmt: skip
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        out[n] = json.loads((tmp_path / f"rows{n}.json").read_text())
+    items = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")
+    assert [r["id"] for r in out[2]] == [i["id"] for i in items]
+    assert out[2] == out[1]
+
+
+def test_length_batched_cache_reads_as_the_ordered_one(bridge_world, bridge_cards, tmp_path):
+    """States batched by length (the GPU order) read back by id like the data's order."""
+    p = bridge_params.resolve(EXACT)
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
+    lengths = [len(pair.source_ids(i)) for i in items]
+    assert len(set(lengths)) > 1
+    states.write(pair.source_states, items, tmp_path / "plain", 3)
+    index = states.write(pair.source_states, items, tmp_path / "sorted", 3, lengths)
+    assert [lengths[[i["id"] for i in items].index(x)] for x in index["ids"]] == sorted(lengths)
+    a = states.Reader([tmp_path / "plain"]).batch(items, "cpu")
+    b = states.Reader([tmp_path / "sorted"]).batch(items, "cpu")
+    assert torch.equal(a[1], b[1]) and torch.allclose(a[0], b[0], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,226 @@
+"""The bridge study's workflow without running it (dry runs, seconds each): its DAG, the seed
+study planned offline, bad grids stopped before any job with the key named."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from checkout import BRIDGE_ARGS, copy_checkout, snakemake
+from test_pipeline_dag import job_counts, load_workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+BRIDGE_RULES = {
+    "bridge_data": 1,
+    "bridge_model": 2,
+    "bridge_source_states": 3,  # gsm8k and QA read by mistral, gsm8k read by llama (swap)
+    "bridge_teacher_states": 3,  # the KL teacher: llama on gsm8k and QA, mistral on gsm8k (swap)
+    "bridge_train": 8,  # nine entries, 2c = 1a
+    "bridge_infer": 2,  # 1a (ablation 4) and 3a (the QA claim)
+    "bridge_summary": 1,
+    "bridge_claims": 1,
+    "bridge_plots": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    return copy_checkout(tmp_path_factory.mktemp("bridge_dag"))
+
+
+def load(name: str = "config.yaml") -> dict:
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+def dry_run_with(wd: Path, cfg: dict, *args: str):
+    path = wd / "config" / "edited.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return snakemake(wd, "-n", "--configfile", str(path), *args, timeout=300)
+
+
+def test_default_dag_holds_every_bridge_rule(fresh):
+    """The default config runs both studies: the bridge rules are in `all`'s DAG."""
+    r = snakemake(fresh, "-n", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    for rule, n in BRIDGE_RULES.items():
+        assert counts.get(rule) == n, (rule, counts)
+    assert counts.get("finetune")  # and the mask study beside it
+
+
+def test_bridge_alone(fresh):
+    r = snakemake(fresh, "-n", *BRIDGE_ARGS, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    assert {k: v for k, v in counts.items() if k != "all"} == {**BRIDGE_RULES, "status": 1}, counts
+
+
+def test_seed_study_plans_offline(fresh):
+    """config/latentwire.yaml plans the real grid with no hub access: the models are registered
+    by a local rule that a dry run does not run; no embedded world, no pretraining. Its
+    `plan.studies: [bridge]` brings the runtime/cost plan rules, waiting for the bridge's planned
+    jobs (the bridge alone with the default `plan.studies: [mask]` has none: test_bridge_alone)."""
+    r = snakemake(
+        fresh,
+        "-n",
+        "--configfile",
+        "config/latentwire.yaml",
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    assert counts.get("bridge_register") == 2 and "bridge_model" not in counts, counts
+    assert counts.get("bridge_train") == 8 and counts.get("bridge_infer") == 2, counts
+    assert counts.get("plan_estimate") == counts.get("plan") == 1, counts
+    plan = r.stdout[r.stdout.index("rule plan:") :].split("\n[")[0]  # its block, to the next
+    assert "results/latentwire/bridge/runs/" in plan and "summary.json" in plan, plan
+    assert "results/latentwire/bridge/runs/gsm8k-k64-" in r.stdout
+    assert "results/latentwire/bridge/runs/hotpotqa-k64-" in r.stdout
+    assert not (fresh / "results" / "latentwire").exists()
+
+
+def test_misspelled_hub_dataset_fails_the_dry_run(fresh):
+    """The seed's own typo: checked against the offline list of hub ids before the DAG is built."""
+    cfg = load("latentwire.yaml")
+    cfg["bridge"]["data"]["hotpotqa"]["path"] = "hot_pot_qa"
+    r = dry_run_with(fresh, cfg)
+    out = r.stdout + r.stderr
+    want = "bridge.data.hotpotqa.path: 'hot_pot_qa' is not a known hub dataset id (did you mean "
+    assert r.returncode != 0 and f"{want}'hotpotqa/hotpot_qa'?)" in out, out
+    assert "Building DAG" not in out, out  # stopped at parse time, before any job
+
+
+def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
+    """Each job of a dry run: its rule and fields (input, output, wildcards...)."""
+    jobs: list[dict[str, str]] = []
+    for line in stdout.splitlines():
+        m = re.match(r"(?:local)?rule (\w+):$", line)
+        if m:
+            jobs.append({"rule": m.group(1)})
+        elif jobs and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            jobs[-1][key] = value
+    return jobs
+
+
+def test_seed_study_computes_each_frozen_state_once(fresh):
+    """config/latentwire.yaml: one bridge_source_states / bridge_teacher_states job per key
+    (grid.jobs' list), and every training run sharing a key reads that job's outputs."""
+    from ablate.bridge import grid
+    from ablate.core import planner
+
+    config = planner.load_config(ROOT / "config" / "latentwire.yaml")
+    study = grid.resolve(config["bridge"])
+    r = snakemake(fresh, "-n", "--configfile", "config/latentwire.yaml", timeout=300,
+                  env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = _dry_run_jobs(r.stdout)
+    results = config["results"]
+    for what in ("source", "teacher"):
+        rule = f"bridge_{what}_states"
+        listed = [j for j in grid.jobs(config, study) if j.rule == rule]
+        expected = {frozenset(j.outputs.values()) for j in listed}
+        got = [
+            frozenset(o.strip() for o in j["output"].split(",")) for j in jobs if j["rule"] == rule
+        ]
+        assert len(got) == len(set(got)) == len(listed) == 3, what  # each once
+        assert set(got) == expected, what
+        # 1a, 1b, 2a, 2b, ablB, ablC (and 2c) share one; 3a (QA) and swap (llama reads) their own
+        shared = [len(s["runs"]) for s in study.states.values() if s["what"] == what]
+        assert sorted(shared) == [1, 1, 6], what
+        # frozen_states.gpu: 4, one SLURM task holding the 4 GPUs (torchrun starts the processes)
+        for j in (j for j in jobs if j["rule"] == rule):
+            assert {"gpu=4", "tasks_per_gpu=0"} <= set(j["resources"].split(", ")), j
+    for j in (j for j in jobs if j["rule"] == "bridge_train"):
+        e = study.runs[j["wildcards"].removeprefix("run_id=")]
+        inputs = [x.strip() for x in j["input"].split(",")]
+        for sid in (e.states_id, e.teacher_id):
+            record = grid.states_outputs(study, sid)[-1]
+            assert f"{results}/{record}" in inputs, (e.name, j["input"])
+
+
+def _grid_edit(**entries) -> dict:
+    cfg = load()
+    cfg["studies"] = ["bridge"]
+    cfg["bridge"]["grid"].update(entries)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "cfg, expected",
+    [
+        (
+            _grid_edit(ablC_kl_prompt={"prompt_align_weight": 0, "rope_projection": False}),
+            "invalid config at bridge.grid: entries 'ablB_kl_only' and 'ablC_kl_prompt' resolve "
+            "to the same configuration",
+        ),
+        (_grid_edit(**{"1a": {"Kk": 8}}), "unknown bridge parameter(s) bridge.grid.1a.Kk"),
+        (
+            _grid_edit(**{"2b": {"K": 6, "heads": 3}}),
+            "bridge.grid.2b.bottleneck = 64 is not divisible by bridge.grid.2b.heads = 3",
+        ),
+        (
+            {**_grid_edit(), "bridge": {**load()["bridge"], "bogus": 1}},
+            "invalid config at bridge: Additional properties are not allowed ('bogus'",
+        ),
+        (
+            {
+                **_grid_edit(),
+                "bridge": {
+                    **load()["bridge"],
+                    "target": {"source": "embedded", "family": "mistral"},
+                },
+            },
+            "bridge.target.family: 'mistral' is also bridge.source.family",
+        ),
+    ],
+    ids=["duplicate", "unknown-key", "bad-heads", "unknown-section-key", "same-tokenizer"],
+)
+def test_bad_grid_stops_before_any_job(fresh, cfg, expected):
+    wd = fresh
+    r = dry_run_with(wd, copy.deepcopy(cfg))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert expected in out, out
+    assert "Building DAG" not in out and "Job stats" not in out, out
+    assert not (wd / "results" / "bridge").exists()  # nothing half-written
+
+
+def test_same_as_entry_has_no_job(fresh):
+    """2c declares same_as 1a: no job mentions it except through 1a's run id."""
+    from ablate.bridge import grid
+
+    r = snakemake(fresh, "-n", *BRIDGE_ARGS, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg = load()
+    from snakemake.utils import validate
+
+    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    study = grid.resolve(cfg["bridge"])
+    run_1a = study.entries["1a"].run_id
+    planned = {
+        line.split("=", 1)[1].strip()
+        for line in r.stdout.splitlines()
+        if line.strip().startswith("wildcards: run_id=")
+    }
+    assert planned == set(study.runs)
+    assert run_1a in planned and len(planned) == len(study.entries) - 1
+
+
+@pytest.mark.parametrize("configfile, gpus", [(None, 0), ("config/latentwire.yaml", 4)])
+def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
+    """Data, registration and the tables run in the snakemake process; model, train and infer
+    jobs carry the config's requests (latentwire: 4 GPUs per training job)."""
+    wf = load_workflow(fresh, configfile)
+    local = {r for r in wf._localrules if r.startswith("bridge_")}
+    expected = {"bridge_data", "bridge_summary", "bridge_claims", "bridge_plots"}
+    assert local == expected | ({"bridge_register"} if configfile else set())
+    rules = {r.name: r for r in wf.rules}
+    for name in ("bridge_train", "bridge_infer", *(() if configfile else ("bridge_model",))):
+        res = rules[name].resources
+        assert all(k in res for k in ("gpu", "mem_mb", "disk_mb", "runtime")), name
+    assert rules["bridge_train"].resources["gpu"] == gpus

@@ -1,0 +1,233 @@
+"""The planner's forecast of the real bridge grid (config/latentwire.yaml, offline), measured rows
+replacing the FLOP estimate, forecast vs actual after a run, and the GPU benchmark's tiny shape.
+Cost: ~2 s per planner test (three make_plan calls of 10 jobs x 4 setups), ~10 s for the bench."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from ablate.bridge import cost, grid
+from ablate.bridge.infer import BASELINES
+from ablate.core import planner
+
+REPO = Path(__file__).resolve().parents[2]
+SETUPS = ["4x H100 SXM", "1x H100 SXM", "1x H200", "2x H200"]
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    monkeypatch.chdir(REPO)  # the plan's default files are relative to the repository root
+    monkeypatch.delenv("VAST_API_KEY", raising=False)
+
+
+def latentwire() -> dict:
+    return planner.load_config(REPO / "config" / "latentwire.yaml")
+
+
+def job_rows(t: pd.DataFrame, setup: str) -> pd.DataFrame:
+    return t[(t["setup"] == setup) & (t["job"] != planner.TOTAL)]
+
+
+def test_real_grid_forecast_has_one_row_per_grid_entry_and_a_total(tmp_path):
+    config = latentwire()
+    p = planner.make_plan(config, root=tmp_path, actuals=False)
+    t = p.table
+    study = grid.resolve(config["bridge"])
+    assert sorted(t["setup"].unique()) == sorted(SETUPS)
+    for setup in SETUPS:
+        rows = job_rows(t, setup)
+        train = rows[rows["job"].str.startswith("train/")]
+        # every grid entry in exactly one training row: 2c (same_as 1a) shares 1a's run
+        served = [e for j in train["job"] for e in j.split("/", 1)[1].split("+")]
+        assert sorted(served) == sorted(study.entries)
+        assert "train/1a+2c" in set(train["job"]) and len(train) == len(study.runs)
+        infer = rows[rows["job"].str.startswith("infer/")]
+        assert sorted(infer["job"]) == ["infer/entry:1a", "infer/qa_entry:3a"]
+        # the frozen work, once per cache key (not per run): 3 source caches for 8 runs
+        frozen = rows[rows["job"].str.contains("_states/")]
+        assert len(frozen) == len(study.states) and len(frozen) < 2 * len(study.runs)
+        assert (rows["job"].str.startswith("source_states/")).sum() == 3
+        assert len(rows) == len(train) + len(infer) + len(frozen)
+        assert rows["est_s"].notna().all() and (rows["fits_memory"] == "yes").all()
+        total = t[(t["setup"] == setup) & (t["job"] == planner.TOTAL)]
+        assert len(total) == 1
+        assert total["est_s"].iloc[0] == pytest.approx(rows["est_s"].sum(), abs=1)
+        assert total["est_cost_usd"].iloc[0] > 0
+    # tokens as ablate.bridge.cost counts them (the benchmark counts the same way)
+    r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1b")].iloc[0]
+    p1b = study.entries["1b"].params
+    n = cost.Lengths(150, 150, 128)  # bridge_lengths.gsm8k of config/gpu_measurements.yaml
+    # 3000 steps x batch 10 per process x 4 processes (bridge.resources.train.gpu)
+    assert r["tokens"] == 3000 * 40 * cost.example_tokens(64, n) == 3000 * 40 * (150 + 68 + 128)
+    # the evaluations during training are in its compute time, at their own rate
+    assert "bridged evaluations" in r["note"] and r["compute_s"] > r["tokens"] / r["tok_s_per_gpu"]
+    # step 0, 12 x 250 and, with restore_best (not in 1b), the re-evaluation of the best state
+    assert cost.n_evaluations(p1b) == 13
+    assert cost.n_evaluations(study.entries["1a"].params) == 14
+    # the translator trains data-parallel: 4 GPUs speed its steps up, the 1-GPU jobs do not
+    four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "plan.schema.yaml").read_text())
+    dp = schema["properties"]["scaling"]["properties"]["data_parallel"]["default"]
+    assert four["speedup"] == pytest.approx(1 + 3 * dp)
+    one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
+    assert four["compute_s"] < one["compute_s"]
+    assert "15.28 B parameters" in "\n".join(planner.summary_lines(p))
+
+
+def test_measured_rows_replace_the_flop_estimate(tmp_path):
+    config = latentwire()
+    params, fpt = planner_params(tmp_path, config)
+    # the shipped file without its rows of the pair's size (the GPU bench's): the FLOP estimate
+    ref = yaml.safe_load((REPO / "config/gpu_measurements.yaml").read_text())
+    ref["measurements"] = [
+        m for m in ref["measurements"] if abs(m["params"] - params) > 0.05 * params
+    ]
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump(ref))
+    config["plan"]["measurements"] = str(bare)
+    before = planner.make_plan(config, root=tmp_path, actuals=False).table
+    r = before[(before["setup"] == "1x H200") & (before["job"] == "train/1a+2c")].iloc[0]
+    assert r["throughput_source"].startswith("flop-estimate")
+    ref["measurements"] += [
+        dict(
+            kind="train",
+            gpu="H200",
+            params=params,
+            tokens_per_s=5000.0,
+            flops_per_token=fpt["train/1a+2c"],
+            source="test row",
+        ),
+        dict(
+            kind="generate",
+            policy="batch16",
+            gpu="H200",
+            params=params,
+            tokens_per_s=400.0,
+            source="test row b16",
+        ),
+        # a tiny-shape CPU row never stands in for the real grid (other size, CPU)
+        dict(kind="train", gpu="cpu", params=486790, tokens_per_s=9e9, source="tiny cpu"),
+    ]
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(ref))
+    config["plan"]["measurements"] = str(path)
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1a+2c")].iloc[0]
+    assert r["tok_s_per_gpu"] == 5000.0 and "test row" in r["throughput_source"]
+    evals = cost.eval_generated_tokens(grid.resolve(config["bridge"]).entries["1a"].params)
+    assert r["compute_s"] == pytest.approx(r["tokens"] / 5000.0 + evals / 400.0, abs=0.2)
+    assert "test row b16" in r["note"]
+    # another entry's work per token (HotpotQA: long cached source, short answers): the rate is
+    # carried over by the ratio of FLOPs per token
+    qa = t[(t["setup"] == "1x H200") & (t["job"] == "train/3a")].iloc[0]
+    ratio = fpt["train/1a+2c"] / fpt["train/3a"]
+    assert ratio > 2 and qa["tok_s_per_gpu"] == pytest.approx(5000.0 * ratio, rel=1e-4)
+    assert "for its FLOPs/token" in qa["throughput_source"]
+    h100 = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1a+2c")].iloc[0]
+    assert "scaled by peak FLOP/s" in h100["throughput_source"]
+
+
+def planner_params(tmp_path, config) -> tuple[float, dict[str, float]]:
+    """The bridge pair's size and each training job's FLOPs per token, as the planner has them."""
+    from ablate.bridge.plan import study_plan
+    from ablate.core.planner.inputs import load_reference
+
+    ref = load_reference(config["plan"]["measurements"])
+    jobs = {j.id: j for j in study_plan(config, ref, tmp_path).jobs}
+    return jobs["train/1a+2c"].params, {i: j.flops_per_token for i, j in jobs.items()}
+
+
+def test_forecast_vs_actual_after_a_run(tmp_path):
+    config = latentwire()
+    frozen = planner.make_plan(config, root=tmp_path, actuals=False).table
+    study = grid.resolve(config["bridge"])
+    run_id = study.entries["1b"].run_id
+    res = tmp_path / config["results"]
+    summary = res / grid.PATTERNS["run_summary"].format(run_id=run_id)
+    summary.parent.mkdir(parents=True)
+    hw = {"gpus": ["NVIDIA H200"], "cuda": "12.8"}
+    summary.write_text(json.dumps({"run_id": run_id, "provenance": {"hardware": hw}}))
+    bench = res / grid.PATTERNS["benchmark"].format(rule="train", name=run_id)
+    bench.parent.mkdir(parents=True)
+    bench.write_text("s\th:m:s\n7200.0\t2:00:00\n")
+    t = planner.make_plan(config, root=tmp_path, frozen=frozen).table
+    r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1b")].iloc[0]
+    assert r["actual_s"] == 7200.0 and r["status"] == "ran on this setup"
+    assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - 7200) / 7200, abs=0.1)
+    other = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
+    assert other["status"] == "ran on 1x H200"
+    rest = job_rows(t, "1x H200")
+    assert (rest["status"] == planner.NOT_RUN).sum() == len(rest) - 1
+
+
+def test_bench_bridge_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))  # its modules, as when run as a script
+    spec = importlib.util.spec_from_file_location("bench_bridge", REPO / "bench/bench_bridge.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "r.json"
+    only = ["seed", "cached", "pipeline:seed", "pipeline:cached"]
+    assert bench.main(["--shape", "tiny", "--only", *only, "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["flag"] and res["machine"]["gpu"] == "cpu"
+    train = {r["variant"]: r for r in res["rows"] if r["section"] == "train"}
+    assert set(train) == set(only) and all(r["finite"] for r in train.values())
+    assert train["seed"]["source_forward_s"] > 10 * train["cached"]["source_forward_s"]
+    # one token count: the tensor-level step's (ablate.bridge.cost) = Pair.loss's own
+    tokens = 4 * cost.example_tokens(8, bench.TINY_LENGTHS)
+    assert {r["tokens_per_step"] for r in train.values()} == {tokens}
+    assert "kl" in train["pipeline:cached"]["parts"]  # the KL term ran on the cached teacher
+    infer = [r for r in res["rows"] if r["section"] == "infer"]
+    assert [r["variant"] for r in infer] == list(BASELINES)
+    kv = [r for r in res["rows"] if r["section"] == "kv"]
+    assert kv and all(r["cache_tensors_mb"] == pytest.approx(r["formula_mb"]) for r in kv)
+    kinds = {(m["kind"], m.get("policy")) for m in res["measurements"]}
+    assert kinds == {("train", None), ("generate", "batch4"), ("generate", "batch1")}
+    assert all(m["source"].startswith("TINY SHAPE ON CPU") for m in res["measurements"])
+
+
+def test_evaluations_shard_over_the_data_parallel_gpus_and_infer_times_a_subset(tmp_path):
+    config = latentwire()
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
+    one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
+    # each process decodes its shard of the evaluation items (parallel.shard): the bridged
+    # evaluations speed up like the training steps, not priced at one GPU's rate
+    assert four["compute_s"] * four["speedup"] == pytest.approx(one["compute_s"], rel=1e-3)
+    assert "sharded over the data-parallel processes" in four["note"]
+    # the benchmark: every item batched (quality), the timed subset at batch 1 (latency)
+    study = grid.resolve(config["bridge"])
+    r = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "infer/entry:1a")].iloc[0]
+    p = study.entries["1a"].params
+    timed = study.config["infer"]["timed_samples"]
+    assert r["policy"] == f"batch{p['eval_batch_size']}" and "latency pass" in r["note"]
+    batch1 = cost.infer_timed_tokens(p, timed)
+    assert batch1 == (timed + 1) * cost.INFER_GENERATIONS * p["max_new_tokens"]
+    assert r["compute_s"] > r["tokens"] / r["tok_s_per_gpu"]
+
+
+def test_frozen_state_jobs_divide_over_their_gpu_resource(tmp_path):
+    """A frozen-state job runs data-parallel over bridge.resources.frozen_states.gpu (capped at
+    the setup's): gpu 1 is one GPU's rate on any setup, gpu 4 divides it like the training."""
+    config = latentwire()
+    eff = config["plan"]["scaling"]["data_parallel"]
+    job = "bridge_source_states/hotpotqa:"
+    compute = {}
+    for gpus in (1, 4):
+        config["bridge"]["resources"]["frozen_states"]["gpu"] = gpus
+        t = planner.make_plan(config, root=tmp_path, actuals=False).table
+        for setup in ("4x H100 SXM", "1x H100 SXM", "2x H200"):
+            r = t[(t["setup"] == setup) & t["job"].str.startswith(job)].iloc[0]
+            used = min(gpus, int(setup[0]))
+            assert r["speedup"] == pytest.approx(1 + (used - 1) * eff, abs=1e-3), (gpus, setup)
+            compute[gpus, setup] = r["compute_s"]
+    assert compute[1, "4x H100 SXM"] == pytest.approx(compute[1, "1x H100 SXM"], rel=1e-6)
+    assert compute[4, "4x H100 SXM"] == pytest.approx(
+        compute[1, "4x H100 SXM"] / (1 + 3 * eff), rel=1e-3
+    )

@@ -1,0 +1,510 @@
+"""The config schema: both shipped configs validate, the library reads its defaults, bad input is named.
+
+The bad-config cases run `snakemake -n` on a copy of the workflow: the error must come before any
+job is scheduled and name the key (and the bad value or key).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+def validated(cfg: dict) -> dict:
+    from snakemake.utils import validate
+
+    cfg = copy.deepcopy(cfg)
+    validate(cfg, str(SCHEMA))
+    return cfg
+
+
+def schema_defs() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())["$defs"]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "ministral3b.yaml", "ministral3b-smoke.yaml"])
+def test_shipped_configs_validate_and_get_defaults(name):
+    cfg = validated(load(name))
+    defaults = cfg["finetune"]["defaults"]
+    props = schema_defs()["finetune_params"]["properties"]
+    # every key with a default is filled in; loss_vocab has none (unset = full)
+    assert {k for k in props if "default" in props[k]} <= set(defaults) <= set(props)
+    assert cfg["resources"]["eval"]["threads"] >= 1
+
+
+def test_variant_overrides_get_no_defaults():
+    """Overrides are not padded with defaults: they would mask finetune.defaults."""
+    cfg = validated(load("config.yaml"))
+    assert cfg["finetune"]["variants"]["3A"] == {"stage": 3, "policy": "causal"}
+
+
+def test_library_reads_the_training_defaults_of_the_schema():
+    """The schema states the training defaults once; the library's are the schema's (probe_* come
+    from the schema's leakage section), so there is no copy to keep equal."""
+    from ablate.mask.training.gate import PROBE_PARAMS, defaults
+
+    defs = schema_defs()
+    props = defs["finetune_params"]["properties"]
+    library = defaults("finetune")
+    assert {k: v for k, v in library.items() if k not in PROBE_PARAMS} == {
+        k: p["default"] for k, p in props.items() if "default" in p
+    }
+    leakage = yaml.safe_load(SCHEMA.read_text())["properties"]["leakage"]["properties"]
+    assert {k: library[k] for k in PROBE_PARAMS} == {
+        k: leakage[v]["default"] for k, v in PROBE_PARAMS.items()
+    }
+    pretrain = defs["pretrain_params"]["properties"]
+    assert defaults("pretrain") == {k: p["default"] for k, p in pretrain.items() if "default" in p}
+    # every training key can be overridden per variant and set for pretraining; loss_vocab has
+    # no default (unset = full), so a run made before the key existed stays fresh
+    assert set(defs["finetune_params_override"]["properties"]) == set(props)
+    assert set(pretrain) == set(props) - {"loss_vocab"}
+    assert "default" not in props["loss_vocab"] and "loss_vocab" not in library
+
+
+def test_pipeline_and_library_resolve_the_same_training_params():
+    """What the pipeline validates (config defaults filled in) is what the library would resolve."""
+    from ablate.core.training.params import resolve_params
+
+    cfg = validated(load("config.yaml"))
+    pretrain = cfg["model"]["embedded"]["pretrain"]
+    assert resolve_params(pretrain, "pretrain") == pretrain
+    finetune = cfg["finetune"]["defaults"]
+    assert {k: resolve_params(finetune, "finetune")[k] for k in finetune} == finetune
+
+
+def test_library_reads_the_embedded_defaults_of_the_schema():
+    """The embedded world's sizes and the tiny architecture: the schema's defaults, read by
+    `ablate data` and tiny_ministral3_config."""
+    from ablate.mask import embedded
+    from ablate.mask.tiny import tiny_ministral3_config
+
+    defs = schema_defs()
+    data = yaml.safe_load(SCHEMA.read_text())["properties"]["data"]["properties"]
+    sizes = {k: p["default"] for k, p in data["embedded"]["properties"].items()}
+    assert embedded.options() == {"seed": data["seed"]["default"], **sizes}
+    arch = defs["embedded_model"]["properties"]["arch"]["properties"]
+    tiny = tiny_ministral3_config()
+    for key, p in arch.items():
+        if "default" in p:
+            assert getattr(tiny, key) == p["default"], key
+
+
+def test_pretrained_model_settings_carry_no_embedded_block():
+    """model.embedded is filled in for an embedded model only: a hub model's params stay its own."""
+    assert "embedded" not in validated(load("ministral3b.yaml"))["model"]
+    cfg = load("config.yaml")
+    del cfg["model"]["embedded"]
+    filled = validated(cfg)["model"]["embedded"]
+    assert (
+        filled["pretrain"]["max_steps"]
+        == schema_defs()["pretrain_params"]["properties"]["max_steps"]["default"]
+    )
+
+
+def test_seed_study_settings():
+    cfg = validated(load("ministral3b.yaml"))
+    assert cfg["model"]["path"] == "mistralai/Ministral-3-3B-Instruct-2512"
+    tasks = {t["name"]: (t["metric"], t["limit"]) for t in cfg["eval"]["tasks"]}
+    assert tasks == {
+        "hellaswag": ("acc_norm", 500),
+        "piqa": ("acc_norm", 500),
+        "arc_easy": ("acc_norm", 500),
+        "arc_challenge": ("acc_norm", 500),
+        "winogrande": ("acc", 500),
+    }
+    d = cfg["finetune"]["defaults"]
+    assert (d["learning_rate"], d["weight_decay"], d["warmup_ratio"]) == (2e-5, 0.1, 0.03)
+    assert (d["lr_scheduler"], d["optim"], d["max_seq_len"]) == ("cosine", "adafactor", 1024)
+    assert (d["batch_size"], d["grad_accum"], d["max_steps"]) == (1, 16, 1200)
+    assert (d["eval_steps"], d["save_steps"]) == (200, 400)
+    s5 = cfg["finetune"]["variants"]["5B"]
+    assert (s5["plateau_patience"], s5["plateau_min_delta"]) == (8, 0.001)
+    assert (s5["plateau_min_steps"], s5["max_steps"]) == (3000, 6000)
+    assert cfg["data"]["sft"] == "yahma/alpaca-cleaned"
+
+
+# --------------------------------------------------------------- bad configs, through snakemake
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("wf_schema")
+    for name in ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / name)
+    return wd
+
+
+def dry_run_with(wd: Path, cfg: dict) -> subprocess.CompletedProcess:
+    path = wd / "config" / "edited.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def edit(path: str, value, *, delete: bool = False) -> dict:
+    cfg = load("config.yaml")
+    *parents, last = path.split(".")
+    node = cfg
+    for p in parents:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "path, value, where, message",
+    [
+        (
+            "finetune.defaults.learning_rat",
+            1e-3,
+            "finetune.defaults",
+            "Additional properties are not allowed ('learning_rat'",
+        ),
+        ("eval.ablated_policy", "bidir", "eval.ablated_policy", "'bidir' is not one of"),
+        ("finetune.variants.3A.policy", "sideways", "finetune.variants.3A.policy", "'sideways'"),
+        (
+            "finetune.variants.3A.lr",
+            0.1,
+            "finetune.variants.3A",
+            "Unevaluated properties are not allowed ('lr'",
+        ),
+        ("finetune.variants.5B.policy", "causal", "finetune.variants.5B", "should not be valid"),
+        ("finetune.defaults.max_steps", 0, "finetune.defaults.max_steps", "0 is less than"),
+        ("model.source", "hub", "model.source", "'hub' is not one of"),
+        ("data.source", "hub", "data.source", "'embedded' was expected"),
+        ("model.source", "pretrained", "model.path", "None is not of type 'string'"),
+        ("resources.eval.gpu", -1, "resources.eval.gpu", "-1 is less than"),
+        ("eval.tasks", [], "eval.tasks", "should be non-empty"),
+        ("bogus", 1, "", "Additional properties are not allowed ('bogus'"),
+        ("plan", {"setup": []}, "plan", "Additional properties are not allowed ('setup'"),
+    ],
+)
+def test_schema_names_the_bad_key(path, value, where, message):
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError) as info:
+        validated(edit(path, value))
+    cause = info.value.__context__  # what rules/common.smk turns into its one-line message
+    assert ".".join(map(str, cause.absolute_path)) == where
+    assert message in cause.message
+
+
+@pytest.mark.parametrize(
+    "path, hint",
+    [
+        ("finetune.defaults.learning_rat", "did you mean 'learning_rate' for 'learning_rat'?"),
+        ("finetune.variants.3A.learnig_rate", "did you mean 'learning_rate' for 'learnig_rate'?"),
+        ("eval.ablated_polcy", "did you mean 'ablated_policy' for 'ablated_polcy'?"),
+        ("studie", "did you mean 'studies' for 'studie'?"),
+        (
+            "finetune.variants.5B.plateau_patince",
+            "did you mean 'plateau_patience' for 'plateau_patince'?",
+        ),
+        ("bogus", None),
+    ],
+)
+def test_misspelled_key_gets_did_you_mean(path, hint):
+    """An unknown key is compared with the keys the schema allows at its path (through $ref and
+    allOf for a variant); a key close to none gets no guess."""
+    from snakemake.exceptions import WorkflowError
+
+    from ablate.core.config import schema_error
+
+    with pytest.raises(WorkflowError) as info:
+        validated(edit(path, 1))
+    message = schema_error(info.value.__context__)
+    assert "\n" not in message
+    if hint is None:
+        assert "did you mean" not in message, message
+    else:
+        assert message.endswith(": " + hint), message
+
+
+def test_check_suggests_the_key_too():
+    from ablate.core.config import ConfigError, check, subschema
+
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate' for 'learnin_rate'"):
+        check({"learnin_rate": 1.0}, subschema("$defs/finetune_params"), "finetune params")
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        (
+            "finetune.defaults.learning_rat",
+            1e-3,
+            "invalid config at finetune.defaults: Additional properties are not allowed "
+            "('learning_rat' was unexpected): did you mean 'learning_rate' for 'learning_rat'?",
+        ),
+        (
+            "eval.ablated_policy",
+            "bidir",
+            "invalid config at eval.ablated_policy: 'bidir' is not one of",
+        ),
+        (
+            "finetune.variants.5B.extends",
+            "3C",
+            "invalid config at finetune.variants.5B.extends: variant '3C' does not exist",
+        ),
+        (
+            "finetune.variants.5B.extends",
+            "5B",
+            "invalid config at finetune.variants.5B.extends: '5B' is a stage-5 variant",
+        ),
+        (
+            "eval.tasks",
+            [{"name": "hellaswag"}],
+            "invalid config at eval.tasks: hellaswag is not an embedded task (data.source: embedded "
+            "has emb_count, emb_order, emb_pair",
+        ),
+    ],
+)
+def test_bad_config_fails_before_any_job(workflow_copy, path, value, expected):
+    r = dry_run_with(workflow_copy, edit(path, value))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert expected in out, out
+    assert "Job stats" not in out and "Building DAG" not in out, out
+
+
+def test_target_after_configfile_is_named_in_one_line(workflow_copy):
+    """`snakemake -n --configfile config/x.yaml <target>`: Snakemake reads the target as a second
+    config file (--configfile takes several). A JSON record merged its keys into the config and
+    failed on them (`Additional properties are not allowed ('macro', ...)`); now one line names
+    the file and what to type."""
+    target = workflow_copy / "results/eval/base/causal/metrics.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"macro": {"score": 0.5}, "provenance": {"run_id": "r1"}}))
+    command = ["-n", "--configfile", "config/config.yaml", str(target)]
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "snakemake", *command],
+            cwd=workflow_copy,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(workflow_copy / "results")  # the module's copy stays a fresh checkout
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "--configfile results/eval/base/causal/metrics.json: an output of this workflow, not a "
+        "config file (a target typed after --configfile is read as one more config file); put "
+        "targets first: snakemake [options] results/eval/base/causal/metrics.json --configfile "
+        "config/config.yaml (or write --configfile=FILE, which takes one file)"
+    ) in out, out
+    assert "Additional properties" not in out and "Building DAG" not in out, out
+
+
+def test_configfile_error(tmp_path, monkeypatch):
+    from ablate.core.config import configfile_error
+
+    monkeypatch.chdir(tmp_path)
+    assert configfile_error(["config/a.yaml", tmp_path / "config/b.yaml"], "results") is None
+    assert configfile_error([], "results") is None
+    assert configfile_error(
+        [tmp_path / "config/a.yaml", tmp_path / "results/recovery.csv"], "results"
+    ) == (
+        "--configfile results/recovery.csv: an output of this workflow, not a config file (a "
+        "target typed after --configfile is read as one more config file); put targets first: "
+        "snakemake [options] results/recovery.csv --configfile config/a.yaml (or write "
+        "--configfile=FILE, which takes one file)"
+    )
+
+
+def test_seed_study_dag_builds_offline(workflow_copy):
+    """The real config plans the same stages; nothing is fetched by a dry run."""
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/ministral3b.yaml"],
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "make_data" not in r.stdout  # hub data: no embedded world
+    for rule, n in [("prepare_model", 1), ("eval_model", 8), ("finetune", 3), ("leakage_probe", 2)]:
+        assert any(line.split() == [rule, str(n)] for line in r.stdout.splitlines()), (
+            rule,
+            r.stdout,
+        )
+
+
+def test_config_readme_documents_every_schema_key():
+    """config/README.md names every key the schema allows (the plan block has its own docs)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    keys: set[str] = set()
+
+    def walk(node):
+        if not isinstance(node, dict):
+            return
+        for k, v in (node.get("properties") or {}).items():
+            keys.add(k)
+            walk(v)
+        for sub in [
+            node.get("items"),
+            node.get("additionalProperties"),
+            *(node.get("$defs") or {}).values(),
+        ]:
+            walk(sub)
+
+    walk(schema)
+    # the bridge study's params (bridge.defaults, bridge.grid.<entry>) have their own schema
+    walk(yaml.safe_load((SCHEMA.parent / "bridge.schema.yaml").read_text()))
+    readme = (ROOT / "config" / "README.md").read_text()
+    documented = set(re.findall(r"`([^`]+)`", readme))
+    words = {w for d in documented for w in re.split(r"[.\s,<>\[\]*]+", d) if w}
+    missing = sorted(keys - words)
+    assert not missing, f"config/README.md does not document: {missing}"
+
+
+def test_policies_restated_in_the_schema_match_the_library():
+    """The schema lists the policies as an enum; the rules import them from ablate.mask.study."""
+    from ablate.mask.masks import POLICIES
+
+    assert schema_defs()["policy"]["enum"] == list(POLICIES)
+
+
+# --------------------------------------------------------------- numbers YAML reads as text
+
+
+@pytest.mark.parametrize(
+    "value, wanted, hint",
+    [
+        ("1e-3", "number", "write 1.0e-3 (YAML reads 1e-3 without a dot as text)"),
+        (
+            "5E-5",
+            "number",
+            "write 5.0e-5 (YAML reads 5E-5 without a dot as text)",
+        ),
+        (
+            "1.0e3",
+            "number",
+            "write 1.0e+3 (YAML reads 1.0e3 without a sign in the exponent as text)",
+        ),
+        (
+            "2e3",
+            "number",
+            "write 2.0e+3 (YAML reads 2e3 without a dot and a sign in the exponent as text)",
+        ),
+        ("0.5", ["number", "null"], "write 0.5 without quotes (quoted, it is text)"),
+        ("1e3", "integer", "write 1000 (a whole number, without quotes or exponent)"),
+        ("1.5e0", "integer", None),
+        ("fast", "number", None),
+        ("inf", "number", None),
+        ("1e-3", "string", None),
+    ],
+)
+def test_number_hint(value, wanted, hint):
+    from ablate.core.config import number_hint
+
+    assert number_hint(value, wanted) == hint
+    if hint and hint.startswith("write ") and wanted == "number":
+        written = hint.split()[1]
+        assert isinstance(yaml.safe_load(f"x: {written}")["x"], float)  # the advice works
+
+
+def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
+    """The YAML as a user types it: 1e-3 (PyYAML, YAML 1.1, reads it as the string '1e-3')."""
+    text = (ROOT / "config" / "config.yaml").read_text()
+    assert "    learning_rate: 2.5e-4" in text  # finetune.defaults, a number as written
+    path = workflow_copy / "config" / "typed.yaml"
+    path.write_text(text.replace("    learning_rate: 2.5e-4", "    learning_rate: 1e-3"))
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "invalid config at finetune.defaults.learning_rate: '1e-3' is not of type 'number': "
+        "write 1.0e-3 (YAML reads 1e-3 without a dot as text)"
+    ) in out, out
+
+
+# --------------------------------------------------------------- task names, checked offline
+
+
+def test_task_index_is_cached_per_lm_eval_version(tmp_path, monkeypatch):
+    import lm_eval.tasks
+
+    from ablate.mask import tasks
+
+    built = []
+
+    class FakeTaskManager:
+        def __init__(self):
+            built.append(1)
+            self.all_tasks = ["hellaswag", "piqa", "arc_easy"]
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", FakeTaskManager)
+    tasks.check_task_names(["piqa"], cache=tmp_path)
+    tasks.check_task_names(["hellaswag", "arc_easy"], cache=tmp_path)
+    assert built == [1]  # the second check read the cache
+    (cached,) = tmp_path.glob("lm_eval-*-tasks.json")
+    assert json.loads(cached.read_text()) == ["arc_easy", "hellaswag", "piqa"]
+    with pytest.raises(tasks.ConfigError) as info:
+        tasks.check_task_names(["hellaswg", "piqa", "zzz_nothing"], cache=tmp_path)
+    assert str(info.value) == (
+        "invalid config at eval.tasks: 'hellaswg' is not an lm-eval task (did you mean "
+        "'hellaswag'?); 'zzz_nothing' is not an lm-eval task"
+    )
+
+
+def test_embedded_task_names_need_no_lm_eval_index(tmp_path):
+    from ablate.mask import tasks
+
+    tasks.check_task_names(["emb_count"], embedded=True, cache=tmp_path)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(tasks.ConfigError, match="hellaswag is not an embedded task"):
+        tasks.check_task_names(["hellaswag"], embedded=True, cache=tmp_path)
+
+
+def test_misspelled_hub_task_fails_the_dry_run(workflow_copy):
+    """Against lm-eval's real task index (built once, then cached in ~/.cache/ablate)."""
+    text = (ROOT / "config" / "ministral3b.yaml").read_text()
+    path = workflow_copy / "config" / "typo.yaml"
+    path.write_text(text.replace("{name: hellaswag,", "{name: hellaswg,"))
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
+        cwd=workflow_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "invalid config at eval.tasks: 'hellaswg' is not an lm-eval task "
+        "(did you mean 'hellaswag'?)"
+    ) in out, out
+    assert "Building DAG" not in out, out

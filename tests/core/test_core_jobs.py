@@ -1,0 +1,99 @@
+"""One job type and one study protocol (ablate.core.jobs): every registered study satisfies the
+protocol, returns core Jobs the rules, STATUS and the planner read, and STATUS decides a bridge
+job done / stale (the changed key named) / to run from its Job alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ablate import studies
+from ablate.core import status
+from ablate.core.jobs import Job, StudyLayout, StudyPlanner, StudyStatus
+from ablate.core.planner.inputs import load_config
+from ablate.core.provenance import config_hash
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL = {"layout": StudyLayout, "status": StudyStatus, "plan": StudyPlanner}
+
+
+def config_of(name: str = "config/config.yaml") -> dict:
+    return load_config(ROOT / name, ROOT / "workflow/schemas/config.schema.yaml")
+
+
+@pytest.mark.parametrize("study", sorted(studies.STUDIES))
+def test_every_study_follows_the_protocol(study):
+    """Each part of a registered study has the protocol's names; its job list is core Jobs with
+    unique names, paths under the results folder, upstream names of its own jobs, and targets
+    that are outputs of its jobs."""
+    for part, protocol in PROTOCOL.items():
+        assert isinstance(studies.side(study, part), protocol), (study, part)
+    config = config_of()
+    layout = studies.side(study, "layout")
+    jobs = layout.jobs(config)
+    assert jobs and all(isinstance(j, Job) and j.study == study for j in jobs)
+    names = [j.name for j in jobs]
+    assert len(names) == len(set(names)), names
+    results = config["results"] + "/"
+    for j in jobs:
+        assert all(p.startswith(results) for p in j.outputs.values()), j.name
+        assert j.record is None or j.record in j.outputs.values(), j.name
+        assert set(j.upstream) <= set(names) | {"make_data"}, (j.name, j.upstream)
+        assert j.kind is None or j.benchmark, j.name  # a planned job's time is measured
+    outputs = {p for j in jobs for p in j.outputs.values()}
+    assert set(layout.targets(config)) <= outputs
+
+
+def test_unknown_study_or_part_is_named():
+    with pytest.raises(KeyError, match="unknown study 'other'"):
+        studies.side("other", "layout")
+
+
+def test_planned_jobs_are_the_jobs_with_a_kind(monkeypatch):
+    """The planner reads the study's Jobs: one planned job per Job with a kind, its id, rule,
+    record and benchmark those of the Job."""
+    monkeypatch.chdir(ROOT)
+    from ablate.core.planner.inputs import load_reference
+
+    config = config_of("config/latentwire.yaml")
+    jobs = {j.name: j for j in studies.side("bridge", "layout").jobs(config) if j.kind}
+    ref = load_reference(config["plan"]["measurements"])
+    planned = studies.side("bridge", "plan").study_plan(config, ref, ROOT / "none").jobs
+    assert [p.id for p in planned] == list(jobs)
+    for p in planned:
+        assert p.job is jobs[p.id] or p.job == jobs[p.id]
+        assert (p.rule, p.kind, p.record, p.benchmark) == (
+            p.job.rule,
+            p.job.kind,
+            p.job.record,
+            p.job.benchmark,
+        )
+
+
+def test_status_reads_a_bridge_job(tmp_path):
+    """A bridge training Job: done with its benchmark seconds; stale when the slice its record
+    holds differs (the grid key named); to run without outputs."""
+    config = config_of()
+    side = studies.side("bridge", "status")
+    (job,) = [j for j in studies.side("bridge", "layout").jobs(config) if j.name == "train/1b"]
+    rows = status.job_rows([job], tmp_path, side, config)
+    assert rows[0].status == "to run"
+    for p in job.outputs.values():
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_text("{}")
+    prov = {"run_id": "r1", "config": job.config, "config_hash": config_hash(job.config)}
+    record = {"provenance": prov, "peak": 0.5, "peak_step": 3, "final": 0.4, "steps_done": 9}
+    (tmp_path / job.record).write_text(json.dumps(record))
+    (tmp_path / job.benchmark).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / job.benchmark).write_text("s\n12.0\n")
+    (row,) = status.job_rows([job], tmp_path, side, config)
+    assert (row.status, row.wall_s, row.run_id) == ("done", 12.0, "r1")
+    assert row.headline.startswith("peak 0.500 @ 3")
+    old = json.loads(json.dumps(job.config))
+    old["params"]["lr"] = old["params"]["lr"] * 2
+    record["provenance"]["config"] = old
+    (tmp_path / job.record).write_text(json.dumps(record))
+    (row,) = status.job_rows([job], tmp_path, side, config)
+    assert row.status == "stale" and row.why.startswith("bridge.grid.1b.params.lr "), row.why

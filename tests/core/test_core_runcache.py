@@ -1,0 +1,250 @@
+"""The run cache (ablate.core.runcache): a job stored under the key of everything that determines
+it is restored, byte for byte, when a job with the same key runs again (an edit reverted, a second
+clone); an entry that does not match its manifest is refused; a restored job says so. The
+pipeline test (a real evaluation job restored through Snakemake) is in test_pipeline_runcache.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ablate.core import provenance, runcache
+from ablate.core.io import write_json
+
+REPO = Path(__file__).resolve().parents[2]
+MARKER = "final" + runcache.RESTORED_SUFFIX  # the fake job's first output is final/
+
+
+def make_job(root: Path, cache: Path | dict | None, lr: float = 1e-3, data: str = "a b c\n"):
+    """A fake Snakemake script job under ``root``: one input file, a folder and a record output."""
+    (root / "in").mkdir(parents=True, exist_ok=True)
+    (root / "in" / "data.txt").write_text(data)
+    out = root / "out"
+    return SimpleNamespace(
+        rule="finetune",
+        wildcards={"variant": "3A"},
+        params={"finetune": {"lr": lr, "steps": 3}},
+        input=[str(root / "in" / "data.txt")],
+        output=[str(out / "final"), str(out / "summary.json")],
+        config={"run_cache": cache if isinstance(cache, dict) else str(cache) if cache else None},
+        scriptdir=str(REPO / "workflow" / "scripts"),
+    )
+
+
+def parts_of(job) -> dict:
+    return runcache.key_parts(job.rule, job.wildcards, job.params, job.input, job.scriptdir)
+
+
+def run(job) -> tuple[bool, str]:
+    """What a job script does: restore, else compute (a new run id each time) and store."""
+    cached = runcache.JobCache(job)
+    if cached.restored():
+        return True, ""
+    final, summary = (Path(p) for p in job.output)
+    final.mkdir(parents=True, exist_ok=True)
+    run_id = provenance.new_run_id()
+    (final / "weights.bin").write_bytes(run_id.encode() * 100)
+    (final / ".snakemake_timestamp").touch()
+    prov = {"run_id": run_id, "config_hash": provenance.config_hash(job.params)}
+    write_json(summary, {"lr": job.params["finetune"]["lr"], "provenance": prov})
+    cached.store()
+    return False, run_id
+
+
+def contents(job) -> dict[str, bytes]:
+    out = Path(job.output[1]).parent
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != ".snakemake_timestamp" and "history" not in p.parts
+    }
+
+
+def test_edit_and_revert_restores_the_same_bytes(tmp_path):
+    cache = tmp_path / "cache"
+    assert run(make_job(tmp_path / "w", cache))[0] is False
+    first = contents(make_job(tmp_path / "w", cache))
+    run_id = json.loads(first["summary.json"])["provenance"]["run_id"]
+    assert run(make_job(tmp_path / "w", cache, lr=5e-4))[0] is False  # the edit: a new key, runs
+    assert contents(make_job(tmp_path / "w", cache)) != first
+    restored, _ = run(make_job(tmp_path / "w", cache))  # the revert: restored, not run
+    assert restored and contents(make_job(tmp_path / "w", cache)) == {
+        **first,
+        MARKER: contents(make_job(tmp_path / "w", cache))[MARKER],
+    }
+    marker = json.loads((tmp_path / "w" / "out" / MARKER).read_text())
+    assert marker["restored"] is True and marker["from_run_id"] == run_id
+    assert Path(marker["cache_entry"]).parent == cache
+    # the job runs again for real (cache off): the marker of the restore goes
+    assert run(make_job(tmp_path / "w", None))[0] is False
+    assert not (tmp_path / "w" / "out" / MARKER).exists()
+
+
+def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
+    cache = tmp_path / "shared"
+    run(make_job(tmp_path / "clone1", cache))
+    assert run(make_job(tmp_path / "clone2", cache))[0] is True
+    one, two = (
+        contents(make_job(tmp_path / "clone1", cache)),
+        contents(make_job(tmp_path / "clone2", cache)),
+    )
+    assert two.pop(MARKER) and one == two
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda e: (e / "outputs" / "0" / "weights.bin").write_bytes(b"tampered"),
+        lambda e: (e / "outputs" / "1").unlink(),
+        lambda e: (e / "outputs" / "0" / "extra.bin").write_bytes(b"x"),
+        lambda e: (e / runcache.MANIFEST).unlink(),
+    ],
+    ids=["changed", "missing", "extra", "no-manifest"],
+)
+def test_an_entry_that_does_not_match_its_manifest_is_refused(tmp_path, damage, capsys):
+    cache = tmp_path / "cache"
+    run(make_job(tmp_path / "w", cache))
+    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    damage(entry)
+    restored, run_id = run(make_job(tmp_path / "w2", cache))
+    assert not restored and run_id  # the job ran
+    assert "refused entry" in capsys.readouterr().out
+    assert len(list((cache / runcache.REFUSED).iterdir())) == 1  # moved aside, never used
+    assert runcache.verify(entry) is None  # the job's own result took its place
+    assert not (tmp_path / "w2" / "out" / MARKER).exists()
+
+
+def test_a_cache_that_cannot_store_never_fails_the_job(tmp_path, capsys):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache should be\n")
+    restored, run_id = run(make_job(tmp_path / "w", blocked))
+    assert not restored and run_id  # it ran, and its outputs stand
+    assert json.loads((tmp_path / "w" / "out" / "summary.json").read_text())["provenance"]
+    assert "[run cache] not stored" in capsys.readouterr().out
+
+
+def test_a_restore_that_fails_half_way_leaves_no_output_and_the_job_runs(
+    tmp_path, monkeypatch, capsys
+):
+    cache = tmp_path / "cache"
+    run(make_job(tmp_path / "w", cache))
+    copy = runcache._copy
+
+    def copy_then_fail(src, dst):  # the first output comes back, then the disk fails
+        copy(src, dst)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(runcache, "_copy", copy_then_fail)
+    job = make_job(tmp_path / "w2", cache)
+    assert runcache.JobCache(job).restored() is False
+    assert not any(Path(p).exists() for p in job.output)  # nothing half restored is left
+    assert "[run cache] not restored (OSError" in capsys.readouterr().out
+
+
+def test_the_key_covers_inputs_params_code_and_packages(tmp_path, monkeypatch):
+    def key(scripts=None, **kw):
+        j = make_job(tmp_path / "k", None, **kw)
+        scripts = scripts or j.scriptdir
+        return runcache.key_of(
+            runcache.key_parts(j.rule, j.wildcards, j.params, j.input, scripts=scripts)
+        )
+
+    base = key()
+    assert key() == base and key(lr=2e-3) != base and key(data="other\n") != base
+    scripts = tmp_path / "scripts"
+    shutil.copytree(REPO / "workflow" / "scripts", scripts)
+    assert key(scripts=scripts) == base
+    (scripts / "finetune.py").write_text("# edited\n", encoding="utf-8")
+    assert key(scripts=scripts) != base
+    versions = provenance.package_versions()
+    monkeypatch.setattr(runcache, "package_versions", lambda: {**versions, "torch": "0.0"})
+    assert key() != base
+
+
+def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):
+    from test_planner import EMBEDDED_RUN, load
+
+    from ablate.core.planner.estimate import estimate
+    from ablate.core.planner.history import pipeline_measurements
+    from ablate.core.planner.inputs import load_reference, parse_setups
+    from ablate.core.planner.jobs import study_plans
+    from ablate.core.planner.prices import resolve_prices
+
+    cache = tmp_path / "cache"
+    job = make_job(tmp_path / "w", cache)
+    parts = parts_of(job)
+    assert not runcache.holds(cache, parts) and not runcache.holds(None, parts)
+    run(job)
+    assert runcache.holds(cache, parts)
+
+    config = load("config.yaml")
+    plan = config["plan"]
+    ref = load_reference(plan["measurements"])
+    plans = study_plans(config, ref, EMBEDDED_RUN)
+    jobs = [j for sp in plans for j in sp.jobs]
+    setups = parse_setups(plan, ref)
+    ms = pipeline_measurements(plans, EMBEDDED_RUN, ref, plan) + ref.measurements
+    args = (jobs, setups, resolve_prices(setups, plan), ref, ms, plan)
+    full = estimate(*args)
+    held = estimate(
+        *args, in_cache=lambda j: j.id == "finetune/3A" and runcache.holds(cache, parts)
+    )
+    pick = lambda t, j: t[(t["setup"] == "1x cpu") & (t["job"] == j)].iloc[0]  # noqa: E731
+    was = pick(full, "finetune/3A")
+    assert was["est_s"] > 0 and pick(held, "finetune/3A")["est_s"] == 0
+    assert pick(held, "finetune/3A")["est_cost_usd"] == 0
+    assert "run cache" in pick(held, "finetune/3A")["note"]
+    assert pick(held, "TOTAL")["est_s"] == pytest.approx(
+        pick(full, "TOTAL")["est_s"] - was["est_s"], abs=0.2
+    )
+
+
+@pytest.fixture
+def fs_storage(tmp_path, monkeypatch):
+    """A run cache at a Snakemake storage plugin's location: snakemake-storage-plugin-fs (the
+    `test` extra), which copies with rsync; where rsync is not installed, a stand-in copies the
+    one file the run cache moves at a time (an entry's .tar)."""
+    pytest.importorskip("snakemake_storage_plugin_fs")
+    if shutil.which("rsync") is None:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        rsync = bin_dir / "rsync"
+        rsync.write_text(
+            f"#!{sys.executable}\n"
+            "import shutil, sys\n"
+            "src, dst = [a for a in sys.argv[1:] if not a.startswith('-')][-2:]\n"
+            "shutil.copyfile(src, dst)\n"
+        )
+        rsync.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return {"storage": "fs", "prefix": str(tmp_path / "shared-storage")}
+
+
+def test_a_storage_plugin_location_stores_restores_and_refuses(tmp_path, fs_storage, capsys):
+    run(make_job(tmp_path / "clone1", fs_storage))
+    (tar,) = Path(fs_storage["prefix"]).glob("*.tar")
+    assert run(make_job(tmp_path / "clone2", fs_storage))[0] is True  # a second clone reuses
+    one, two = (
+        contents(make_job(tmp_path / "clone1", None)),
+        contents(make_job(tmp_path / "clone2", None)),
+    )
+    marker = json.loads(two.pop(MARKER))
+    assert one == two and marker["cache_entry"] == str(tar)
+    # a tampered object: refused, the job runs and its result replaces the object
+    with tarfile.open(tar) as t:
+        t.extractall(tmp_path / "x", filter="data")
+    (next((tmp_path / "x").rglob("weights.bin"))).write_bytes(b"tampered")
+    with tarfile.open(tar, "w") as t:
+        t.add(next((tmp_path / "x").iterdir()), arcname=tar.stem)
+    restored, run_id = run(make_job(tmp_path / "clone3", fs_storage))
+    assert not restored and run_id and "refused entry" in capsys.readouterr().out
+    assert run(make_job(tmp_path / "clone4", fs_storage))[0] is True
+    assert runcache.holds(fs_storage, parts_of(make_job(tmp_path / "clone4", None)))

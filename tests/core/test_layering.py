@@ -1,0 +1,153 @@
+"""The package's layering, read from the source (AST): ``ablate.core`` names no study; no import
+circle, also none hidden inside a function."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from ablate.studies import STUDIES
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "ablate"
+
+
+def _modules(root: Path):
+    for path in sorted(root.rglob("*.py")):
+        yield path, ast.parse(path.read_text(), str(path))
+
+
+def _names_a_study(text: str, *, word: bool) -> str | None:
+    """The study ``text`` names: its package ("ablate.mask", "ablate.mask.status") or, for a
+    whole string literal (``word``), the study itself ("mask": a default naming a study)."""
+    for study, package in STUDIES.items():
+        if (word and text == study) or text == package or text.startswith(package + "."):
+            return study
+    return None
+
+
+def study_names_in_core(root: Path | None = None) -> list[str]:
+    """Every import of a study and every string literal (docstrings too) naming a study or its
+    package, in any module under ``ablate/core``: ``path:line: what``."""
+    root = root or SRC
+    found = []
+    for path, tree in _modules(root / "core"):
+        for node in ast.walk(tree):
+            texts, literal = [], None
+            if isinstance(node, ast.Import):
+                texts = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                texts = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                literal = node.value
+                texts = [literal] + literal.replace("`", " ").replace(",", " ").split()
+            for text in texts:
+                study = _names_a_study(text.strip(".:()[]'\""), word=text == literal)
+                if study:
+                    rel = path.relative_to(root.parent)
+                    found.append(f"{rel}:{node.lineno}: {study} ({text[:60]!r})")
+                    break
+    return found
+
+
+def test_core_names_no_study():
+    assert study_names_in_core() == []
+
+
+def test_the_check_finds_a_study_named_in_core(tmp_path):
+    """The check itself: a core module importing a study, or naming one in a default, is found."""
+    core = tmp_path / "ablate" / "core"
+    core.mkdir(parents=True)
+    (core / "a.py").write_text("def f():\n    from ablate.mask import masks\n")
+    (core / "b.py").write_text('def g(config):\n    return config.get("studies", ["bridge"])\n')
+    (core / "c.py").write_text('"""Reads ``ablate.bridge.status``."""\n')
+    (core / "d.py").write_text('x = "masked"  # not a study\n')
+    found = study_names_in_core(tmp_path / "ablate")
+    assert [f.split(":")[0] for f in found] == [
+        "ablate/core/a.py",
+        "ablate/core/b.py",
+        "ablate/core/c.py",
+    ]
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path | None = None) -> dict[str, set[str]]:
+    """module -> the package's modules it imports, at module level or inside a function (a
+    function-level import hides a circle, it does not break it)."""
+    root = root or SRC
+    trees = {_module_name(p, root): (p, t) for p, t in _modules(root)}
+    graph: dict[str, set[str]] = {m: set() for m in trees}
+    for mod, (path, tree) in trees.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, up level - 1
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in trees:  # `from pkg import name`: the module or its package
+                    t = t.rpartition(".")[0]
+                if t and t != mod:
+                    graph[mod].add(t)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle():
+    assert cycles(import_graph()) == []
+
+
+def test_the_check_finds_a_circle_hidden_in_a_function(tmp_path):
+    pkg = tmp_path / "ablate" / "core"
+    pkg.mkdir(parents=True)
+    (pkg.parent / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from ablate.core import b\n")
+    (pkg / "b.py").write_text("def f():\n    from ablate.core.a import x\n")
+    (pkg / "c.py").write_text("from . import a, b\nfrom .a import x\n")
+    graph = import_graph(tmp_path / "ablate")
+    assert graph["ablate.core.c"] == {"ablate.core.a", "ablate.core.b"}
+    assert cycles(graph) == [["ablate.core.a", "ablate.core.b"]]

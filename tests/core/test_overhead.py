@@ -1,0 +1,137 @@
+"""Per-job overhead (issue 16): phase timings, checkpoint hashing overlapped with the load, the
+manifest as a checkpoint's fingerprint, and disk requests that cover what a finetune writes.
+All cheap (a few seconds): small files and the tiny model, no training."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.core import checkpoint, phases, planner, provenance
+from ablate.core.checkpoint import CheckpointError
+from ablate.core.planner.inputs import Reference
+from ablate.core.planner.params import count_params, params_of_hub_model
+from ablate.core.training.params import disk_need_mb, resolve_params
+from ablate.mask import study
+from ablate.mask.tiny import tiny_ministral3_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_phases_add_up_and_nest():
+    ph = phases.Phases()
+    with ph("load"):
+        time.sleep(0.05)
+    with ph("train"):
+        time.sleep(0.05)
+    ph.add("train.steps", 0.02)  # a part of "train": not counted twice
+    time.sleep(0.02)
+    d = ph.as_dict()
+    assert list(d) == ["startup", "load", "train", "train.steps", "other", "total"]
+    assert d["load"] >= 0.05 and d["train"] >= 0.05 and d["train.steps"] == 0.02
+    assert d["other"] >= 0.015  # the sleep outside any phase
+    inside = d["load"] + d["train"] + d["other"]
+    assert d["total"] == pytest.approx(inside + d["startup"], abs=0.01)
+    assert d["startup"] > 0  # this process started before the test
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    def save(tmp: Path) -> str:
+        for i in range(3):  # several files: hashed in parallel
+            (tmp / f"shard-{i}.bin").write_bytes(os.urandom(1 << 16))
+        (tmp / "config.json").write_text("{}")
+        return checkpoint.FORMAT_SAVE_PRETRAINED
+
+    return Path(checkpoint.write_final(tmp_path / "ft", save)["path"])
+
+
+def test_pending_verify_raises_at_result_what_verify_raises(tmp_path):
+    final = _checkpoint(tmp_path)
+    assert checkpoint.PendingVerify(final).result() == checkpoint.verify(final)
+    shard = final / "shard-1.bin"
+    data = bytearray(shard.read_bytes())
+    data[-5] ^= 0xFF  # same size: only the hash can tell
+    shard.write_bytes(bytes(data))
+    pending = checkpoint.start_check_before_load(final)  # the layout is fine: no error yet
+    with pytest.raises(CheckpointError, match=r"shard-1\.bin does not match its recorded sha256"):
+        pending.result()
+    shard.write_bytes(b"short")  # a size change fails at once, before any load starts
+    with pytest.raises(CheckpointError, match=r"shard-1\.bin has 5 bytes"):
+        checkpoint.start_check_before_load(final)
+
+
+def test_fingerprint_of_a_checkpoint_comes_from_its_manifest(tmp_path, monkeypatch):
+    final = _checkpoint(tmp_path)
+    read_twice = provenance.fingerprint_path(final)
+    # the same list of (name, sha256) as hashing the files, without reading them again
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for rel in checkpoint.verify(final)["files"]:
+        (plain / rel).write_bytes((final / rel).read_bytes())
+    assert provenance.fingerprint_path(plain) == read_twice
+    monkeypatch.setattr(checkpoint, "sha256_file", lambda p: pytest.fail(f"rehashed {p}"))
+    assert provenance.fingerprint_path(final) == read_twice
+    (final / "extra.bin").write_bytes(b"x")  # a file the manifest does not list: refused
+    with pytest.raises(CheckpointError, match="not in its manifest"):
+        provenance.fingerprint_path(final)
+
+
+@pytest.mark.parametrize("name", ["ministral3b.yaml", "ministral3b-smoke.yaml"])
+def test_gpu_configs_request_the_disk_a_finetune_writes(name):
+    config = planner.load_config(REPO / "config" / name)
+    m = config["model"]
+    if m["source"] == "embedded":
+        n = count_params(tiny_ministral3_config(**m["embedded"]["arch"]))
+    else:  # the hub model's text shape, offline (config/gpu_measurements.yaml)
+        ref = Reference.load(REPO / config["plan"]["measurements"])
+        n = params_of_hub_model(m["path"], m.get("revision"), ref.models, ref.path)[0]
+    assert n == pytest.approx(3.429e9, rel=1e-3)
+    have = config["resources"]["finetune"]["disk_mb"]
+    for v, spec in study.variants_of(config).items():
+        need = disk_need_mb(n, resolve_params(spec["params"], "finetune"))
+        assert have >= need, f"{name}: finetune {v} writes up to {need:.0f} MB, disk_mb {have}"
+
+
+def test_disk_need_counts_trainer_checkpoints_only_when_saved():
+    p = resolve_params({"save_steps": 0}, "finetune")
+    n = 1e9
+    assert disk_need_mb(n, p) == pytest.approx(n * 2 * 2 * 1.1 / 1e6)  # two bf16 finals
+    p = resolve_params(
+        {"save_steps": 100, "save_total_limit": 2, "optim": "adamw_torch"}, "finetune"
+    )
+    # 3 checkpoints x (bf16 weights 2 + fp32 masters 4 + AdamW's 2 fp32 states 8) + the finals
+    assert disk_need_mb(n, p) == pytest.approx(n * (4 + 3 * 14) * 1.1 / 1e6)
+    assert disk_need_mb(n, p, gpu=False) == pytest.approx(n * (8 + 3 * (4 + 8)) * 1.1 / 1e6)
+
+
+def test_gpu_loads_name_the_device_by_index():
+    """load_causal_lm's device_map names a CUDA device by index, so the Trainer sees the device it
+    trains on (a map to "cuda" made it treat the model as model-parallel and leave it unmoved)."""
+    from ablate.core.modeling import _device_index, _is_accelerator
+
+    assert _device_index("cuda:1") == 1 and _device_index(torch.device("cuda", 0)) == 0
+    assert not _is_accelerator("cpu") and not _is_accelerator(None) and _is_accelerator("cuda")
+
+
+def test_planner_reads_the_eval_rate_from_the_records_phases(tmp_path, monkeypatch):
+    """A record with ``phases`` gives its own-work seconds (the scorer's), not wall time minus a
+    modelled start-up and load: tokens / phases["evaluate.score"]."""
+    import json
+    import shutil
+
+    monkeypatch.chdir(REPO)  # the config's relative defaults (measurements, offers snapshot)
+    root = Path(shutil.copytree(REPO / "tests/fixtures/planner/ministral_h200", tmp_path / "run"))
+    metrics = root / "results/ministral3b/eval/base/causal/metrics.json"
+    data = json.loads(metrics.read_text())
+    data["phases"] = {"startup": 9.0, "load_model": 12.0, "evaluate": 40.0, "evaluate.score": 25.0}
+    metrics.write_text(json.dumps(data))
+    config = planner.load_config(REPO / "config" / "ministral3b.yaml")
+    config["plan"].update({"setups": [{"gpu": "H200"}]})
+    t = planner.make_plan(config, root=root, actuals=False).table
+    ev = t[(t["setup"] == "1x H200") & (t["job"] == "eval/base/causal")].iloc[0]
+    assert ev["tok_s_per_gpu"] == pytest.approx(ev["tokens"] / 25.0, rel=1e-4)
+    assert "phases.evaluate.score 25 s" in ev["throughput_source"]

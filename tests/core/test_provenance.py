@@ -1,0 +1,167 @@
+"""The provenance block: the workflow checkout's git state, the CPU, the changed-keys summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from checkout import copy_checkout, snakemake
+
+from ablate.core import provenance
+from ablate.mask import stale
+from ablate.mask.study import resolve_variants
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def git(wd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def init_checkout(wd: Path) -> str:
+    """wd as a git checkout of its own with every file committed; its HEAD commit."""
+    git(wd, "init", "-q")
+    git(wd, "add", "-A")
+    git(wd, "commit", "-q", "-m", "checkout")
+    return git(wd, "rev-parse", "HEAD")
+
+
+def test_git_state_is_the_workflow_checkout_not_the_library(tmp_path, monkeypatch):
+    (tmp_path / "Snakefile").write_text("# a workflow\n")
+    head = init_checkout(tmp_path)
+    assert Path(provenance.__file__).resolve().is_relative_to(ROOT)  # the library lives elsewhere
+    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV, raising=False)
+
+    clean = provenance.collect(config_slice={}, workflow_dir=tmp_path)["git"]
+    assert clean == {"commit": head, "dirty": False}
+    (tmp_path / "Snakefile").write_text("# a workflow, edited\n")  # a tracked file
+    assert provenance.collect(config_slice={}, workflow_dir=tmp_path)["git"] == {
+        "commit": head,
+        "dirty": True,
+    }
+    # the rules name the checkout in the environment; outside Snakemake it is the cwd
+    monkeypatch.setenv(provenance.WORKFLOW_DIR_ENV, str(tmp_path))
+    assert provenance.collect(config_slice={})["git"]["commit"] == head
+    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert provenance.collect(config_slice={})["git"]["dirty"] is True
+
+
+def test_git_state_outside_a_checkout_is_unknown(tmp_path):
+    assert provenance.git_state(tmp_path) == {"commit": None, "dirty": None}
+
+
+def test_a_stage_script_records_its_workflow_checkout(tmp_path, tiny_model_dir):
+    """The prepare_model rule of a pretrained model, run by Snakemake in a separate git checkout
+    with an edited tracked file, while the library is imported from this repository."""
+    wd = copy_checkout(tmp_path / "wf")
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    cfg["model"] = {"source": "pretrained", "path": str(tiny_model_dir), "download": False}
+    (wd / "config/local.yaml").write_text(yaml.safe_dump(cfg))
+    head = init_checkout(wd)
+    with (wd / "config/README.md").open("a") as f:
+        f.write("\nedited after the commit\n")
+    r = snakemake(
+        wd,
+        "-c1",
+        "results/model/base.json",
+        "--configfile",
+        "config/local.yaml",
+        env={"PYTHONPATH": str(ROOT / "src")},
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    card = json.loads((wd / "results/model/base.json").read_text())
+    assert card["provenance"]["git"] == {"commit": head, "dirty": True}
+
+
+def test_cpu_model_and_instruction_sets(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags\t\t: fpu sse2 avx2 fma avx512f amx_tile amx_bf16\n\nprocessor\t: 1\n"
+    )
+    cpu = provenance.cpu_info(info)
+    assert cpu["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert cpu["cpu_flags"]["avx2"] and cpu["cpu_flags"]["avx512f"] and cpu["cpu_flags"]["amx_bf16"]
+    assert cpu["cpu_flags"]["avx512_bf16"] is False
+    missing = provenance.cpu_info(tmp_path / "absent")
+    assert missing["cpu_flags"] is None  # unknown, not "no AVX"
+    hw = provenance.hardware()
+    assert {"cpu_model", "cpu_flags", "torch_cpu_capability"} <= set(hw)
+
+
+def test_changed_keys_name_the_edited_leaf():
+    old = {"defaults": {"learning_rate": 0.001, "seed": 0}, "tasks": [{"n": "a", "limit": 5}]}
+    new = {"defaults": {"learning_rate": 0.002, "seed": 0}, "tasks": [{"n": "a", "limit": 6}]}
+    assert provenance.changed_keys(old, new, "finetune") == [
+        "finetune.defaults.learning_rate 0.001 -> 0.002",
+        "finetune.tasks.0.limit 5 -> 6",
+    ]
+    assert provenance.changed_keys(old, old) == []
+    assert provenance.changed_keys({"a": 1}, {"b": True}) == [
+        "a 1 -> <absent>",
+        "b <absent> -> true",
+    ]
+    assert provenance.changed_keys({"a": 1}, {"a": True}) == ["a 1 -> true"]  # 1 == True in Python
+    assert provenance.changed_keys({"l": [1, 2]}, {"l": [1]}) == ["l [1,2] -> [1]"]
+
+
+def test_stale_lines_name_each_job_and_key(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["leakage"].update(threshold=None, dtype="float32")  # schema defaults the rules fill in
+    variants = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
+    v3b = variants["3B"]
+    record = {
+        "finetune/3B.json": {k: v3b[k] for k in ("stage", "policy", "allow_leakage", "params")}
+        | {"variant": "3B"},
+        "eval.json": {"eval": cfg["eval"], "model": "3B", "policy": "causal"},
+        # threshold null in the config: the probe records the default it resolved to
+        "leak.json": {"policy": "causal", "n": 16, "max_seq_len": 64, "threshold": 0.5},
+        "model.json": cfg["model"],
+    }
+    for name, slice_ in record.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(json.dumps({"provenance": {"config": slice_}}))
+    jobs = [
+        ("finetune", {"variant": "3B"}, tmp_path / "finetune/3B.json"),
+        ("finetune", {"variant": "5B"}, tmp_path / "missing.json"),  # not run yet
+        ("eval_model", {"model": "3B", "policy": "causal"}, tmp_path / "eval.json"),
+        ("leakage_probe", {"policy": "causal"}, tmp_path / "leak.json"),
+        ("prepare_model", {}, tmp_path / "model.json"),
+    ]
+    assert stale.stale_lines(jobs, cfg, variants) == []  # nothing changed: silent
+
+    old_lr = cfg["finetune"]["defaults"]["learning_rate"]
+    cfg["finetune"]["defaults"]["learning_rate"] = 0.002
+    cfg["finetune"]["variants"]["3B"]["max_steps"] = 70
+    cfg["eval"]["max_batch_tokens"] = 8192
+    cfg["leakage"]["n_pairs"] = 32
+    variants = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
+    assert stale.stale_lines(jobs, cfg, variants) == [
+        f"stale: finetune 3B: finetune.defaults.learning_rate {old_lr} -> 0.002, "
+        "finetune.variants.3B.max_steps 200 -> 70",
+        "stale: eval_model 3B/causal: eval.max_batch_tokens 16384 -> 8192",
+        "stale: leakage_probe causal: leakage.n_pairs 16 -> 32",
+    ]
+
+
+@pytest.mark.parametrize("variant", ["3B", "5B"])
+def test_stale_finetune_names_where_a_stage5_key_comes_from(variant):
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
+    before = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
+    cfg["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
+    now = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
+    changes = stale.job_changes("finetune", {"variant": variant}, before[variant], cfg, now)
+    # 5B extends 3B: the key is set in 3B, so that is where to look
+    assert changes == ["finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]

@@ -1,0 +1,105 @@
+"""The mask study's one job list (ablate.mask.study.jobs): the rules run exactly its jobs, with
+its output, log and benchmark paths; the planner and the recovery table read the same list."""
+
+from __future__ import annotations
+
+import collections
+import re
+from pathlib import Path
+
+import pytest
+from checkout import copy_checkout, snakemake
+
+from ablate.core import planner
+from ablate.mask import study
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ["config/config.yaml", "config/ministral3b.yaml"]
+# the target rule, the core's plan rules and STATUS.md
+NOT_STUDY_RULES = {"all", "plan", "plan_estimate", "status"}
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    return copy_checkout(tmp_path_factory.mktemp("jobs"))
+
+
+def config_of(name: str) -> dict:
+    """The config as the rules get it: schema defaults filled."""
+    return planner.load_config(ROOT / name)
+
+
+def dry_run_jobs(stdout: str) -> list[tuple[str, frozenset[str], str | None]]:
+    """(rule, outputs, log) of every job a dry run lists."""
+    jobs, rule, fields = [], None, {}
+    for line in stdout.splitlines() + [""]:
+        m = re.match(r"(?:local)?rule (\w+):$", line)
+        if m or not line.startswith("    "):
+            if rule:
+                outputs = frozenset(f.strip() for f in fields.get("output", "").split(","))
+                jobs.append((rule, outputs, fields.get("log")))
+            rule, fields = (m.group(1) if m else None), {}
+            continue
+        key, _, value = line.strip().partition(": ")
+        fields[key] = value
+    return jobs
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_the_rules_run_exactly_the_job_list(fresh, name):
+    config = config_of(name)
+    r = snakemake(fresh, "-n", "--configfile", name, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the mask study's jobs (the bridge study's own list: tests/bridge/test_bridge_pipeline.py)
+    ran = [
+        j
+        for j in dry_run_jobs(r.stdout)
+        if j[0] not in NOT_STUDY_RULES and not j[0].startswith("bridge_")
+    ]
+    listed = [(j.rule, frozenset(j.outputs.values()), j.log) for j in study.jobs(config)]
+    # the same jobs (counts per rule included), each with the job list's outputs and log
+    assert collections.Counter(ran) == collections.Counter(listed)
+    assert len(ran) == len(listed) == len({j.name for j in study.jobs(config)})
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_planned_job_is_a_job_of_the_list(name, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the measurements file is relative to the repository root
+    """The planner forecasts the jobs with a kind, with the job list's record and benchmark."""
+    config = config_of(name)
+    listed = {j.name: j for j in study.jobs(config) if j.kind}
+    from ablate.core.planner.inputs import load_reference
+    from ablate.mask.plan import study_plan
+
+    planned = study_plan(config, load_reference(config["plan"]["measurements"]), ROOT / "none").jobs
+    assert [p.id for p in planned] == list(listed)
+    for p in planned:
+        j = listed[p.id]
+        assert (p.rule, p.kind, p.record, p.benchmark) == (j.rule, j.kind, j.record, j.benchmark)
+        assert p.record.startswith(config["results"] + "/") and p.record in j.outputs.values()
+
+
+def test_stages_of_the_evaluations():
+    config = config_of("config/config.yaml")
+    stages = {j.name: j.stage for j in study.jobs(config) if j.rule == "eval_model"}
+    assert stages == {
+        "eval/base/causal": 1,
+        "eval/base/prefill_bidir": 2,
+        **{f"eval/{v}/{p}": 4 for v in ("3A", "3B") for p in ("causal", "prefill_bidir")},
+        **{f"eval/5B/{p}": 5 for p in ("causal", "prefill_bidir")},
+    }
+    finetunes = {j.name: j.stage for j in study.jobs(config) if j.rule == "finetune"}
+    assert finetunes == {"finetune/3A": 3, "finetune/3B": 3, "finetune/5B": 5}
+    labels = study.recovery_labels(study.jobs(config))
+    assert labels["results/eval/5B/causal/metrics.json"] == {
+        "stage": 5,
+        "variant": "5B",
+        "train_policy": "prefix_bidir",
+    }
+
+
+def test_file_patterns_are_defined_once():
+    """The rules take every path from ablate.mask.study.PATTERNS: no literal path in them."""
+    for smk in (ROOT / "rules" / "mask").glob("*.smk"):
+        text = smk.read_text()
+        assert not re.search(r'out\(\s*f?"', text), f"{smk.name} writes a path of its own"

@@ -1,0 +1,325 @@
+"""End to end: the embedded default through Snakemake, once, then what a finished run must do.
+
+One full run (the session fixture `embedded_run`, tests/conftest.py, shared with the planner and
+cluster tests) in a temporary checkout; every test reads it or asks
+Snakemake about it:
+
+- the table: columns, one row per (task incl. macro, stage, variant, eval policy), run_id ->
+  the metrics.json provenance, the acceptance targets (stage 1 >= chance + 15 points, stage 2 below);
+- staleness: a no-op rerun is fast and does nothing; editing a stage-3 hyperparameter plans exactly
+  that finetune and what depends on it; editing an eval setting plans the evaluations and the
+  table, never a finetune (dry runs, so the finished run stays as it is);
+- reproducing one stage from cached upstream outputs (one command) reruns it alone, same numbers;
+- the Snakemake report builds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from checkout import snakemake
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIANTS = {"3A": ("causal", 4), "3B": ("prefix_bidir", 4), "5B": ("prefix_bidir", 5)}
+TASKS = ["emb_count", "emb_order", "emb_pair", "emb_repeat3", "emb_repeat5", "macro"]
+EVAL_POLICIES = ("causal", "prefill_bidir")
+#: aggregate rules that follow any change of what they collect (not stages)
+AGGREGATES = {"all", "plan", "plan_estimate", "status"}
+
+
+def planned_jobs(out: str) -> set[tuple[str, str | None]]:
+    """(rule, first output) of every job a dry run lists."""
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            if rule is not None:
+                jobs.add((rule, None))
+            rule = m.group(1)
+        elif rule is not None and line.strip().startswith("output:"):
+            jobs.add((rule, line.split(":", 1)[1].split(",")[0].strip()))
+            rule = None
+    if rule is not None:
+        jobs.add((rule, None))
+    return {j for j in jobs if j[0] not in AGGREGATES}
+
+
+def eval_jobs(models) -> set[tuple[str, str]]:
+    return {
+        ("eval_model", f"results/eval/{m}/{p}/metrics.json") for m in models for p in EVAL_POLICIES
+    }
+
+
+def finetune_jobs(variants) -> set[tuple[str, str]]:
+    return {("finetune", f"results/finetune/{v}/final") for v in variants}
+
+
+TABLE_JOBS = {
+    ("recovery_table", "results/recovery.csv"),
+    ("plot_scores", "results/plots/scores.png"),
+    ("mask_claims", "results/claims/mask.csv"),
+}
+LOSS_PLOT = {("plot_loss_curves", "results/plots/loss_curves.png")}
+
+
+def dry_run_edited(wd: Path, change) -> set[tuple[str, str | None]]:
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    change(cfg)
+    edited = wd / "config" / "edited.yaml"
+    edited.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake(wd, "-n", "--configfile", str(edited))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return planned_jobs(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def finished(embedded_run):
+    return embedded_run
+
+
+@pytest.fixture(scope="module")
+def table(finished) -> pd.DataFrame:
+    return pd.read_csv(finished / "results" / "recovery.csv")
+
+
+# --------------------------------------------------------------- the product
+
+
+def test_recovery_table_rows_and_columns(finished, table):
+    required = [
+        "task",
+        "stage",
+        "variant",
+        "train_policy",
+        "eval_policy",
+        "metric",
+        "score",
+        "n",
+        "chance",
+        "delta_vs_stage1",
+        "retention_vs_stage1",
+        "gain_vs_stage2",
+        "recovered_fraction",
+        "run_id",
+    ]
+    assert set(required) <= set(table.columns)
+    expected = {(t, 1, "base", "causal") for t in TASKS} | {
+        (t, 2, "base", "prefill_bidir") for t in TASKS
+    }
+    for v, (_, stage) in VARIANTS.items():
+        expected |= {(t, stage, v, p) for t in TASKS for p in EVAL_POLICIES}
+    got = list(zip(table.task, table.stage, table.variant, table.eval_policy))
+    assert len(got) == len(set(got)) == len(expected)
+    assert set(got) == expected
+    for v, (policy, _) in VARIANTS.items():
+        assert set(table[table.variant == v].train_policy) == {policy}
+    parquet = pd.read_parquet(finished / "results" / "recovery.parquet")
+    parquet = parquet.astype(object).where(parquet.notna(), float("nan"))  # None -> NaN, as in CSV
+    pd.testing.assert_frame_equal(parquet, table, check_dtype=False)
+
+
+def test_every_row_traces_to_its_metrics_provenance(finished, table):
+    for row in table.itertuples():
+        metrics = json.loads((finished / row.metrics_file).read_text())
+        assert metrics["run_id"] == metrics["provenance"]["run_id"] == row.run_id
+        assert metrics["policy"] == row.eval_policy
+        source = metrics["macro"] if row.task == "macro" else metrics["tasks"][row.task]
+        assert source["score"] == pytest.approx(row.score)
+        assert Path(row.metrics_file).parts[-3] == row.variant
+    for v in VARIANTS:
+        summary = json.loads((finished / f"results/finetune/{v}/summary.json").read_text())
+        assert set(table[table.variant == v].train_run_id) == {summary["provenance"]["run_id"]}
+
+
+def test_study_targets_on_the_embedded_default(table):
+    """Stage 1 clearly above chance (macro >= chance + 15 points); stage 2 measurably below it."""
+    macro = table[table.task == "macro"].set_index(["stage", "variant", "eval_policy"])
+    s1 = macro.loc[(1, "base", "causal")]
+    s2 = macro.loc[(2, "base", "prefill_bidir")]
+    assert s1.score >= s1.chance + 0.15, (s1.score, s1.chance)
+    assert s2.score < s1.score - 0.02, (s2.score, s1.score)
+
+
+def test_claims_show_the_finding_on_the_embedded_default(finished):
+    """Issue 17: every task learned (stage 1 >= chance + 0.10, macro >= chance + 0.20), the
+    ablation drops the macro by >= 0.10 with >= 3 tasks significantly lower, 3B recovers more
+    than 3A (paired p < 0.05) and 5B at least as much as 3B, the side effect within its margin."""
+    claims = pd.read_csv(finished / "results/claims/mask.csv").set_index("claim")
+    must = ["learned", "ablation_hurts", "ablation_hurts_broadly", "prefix_recovers_more"]
+    must += ["long_recovers_more", "long_at_least_prefix"]
+    must += ["prefix_side_effect_small", "long_side_effect_small"]
+    must += [c for c in claims.index if c.startswith("learned/")]
+    assert len(must) == 13, list(claims.index)
+    verdicts = claims.loc[must, "verdict"]
+    assert (verdicts == "supported").all(), claims.loc[must, ["verdict", "evidence"]].to_string()
+
+
+def test_stage5_ran_with_its_own_stop_rules(finished):
+    s5 = json.loads((finished / "results/finetune/5B/summary.json").read_text())
+    s3 = json.loads((finished / "results/finetune/3B/summary.json").read_text())
+    assert s5["policy"] == s3["policy"] == "prefix_bidir"  # 5B extends 3B
+    assert s5["params"]["plateau_patience"] > 0 and s3["params"]["plateau_patience"] == 0
+    assert s5["params"]["max_steps"] > s3["params"]["max_steps"]
+    assert s5["stop"]["reason"] in ("plateau", "max_steps")
+
+
+# --------------------------------------------------------------- staleness
+
+
+def test_noop_rerun_is_fast_and_does_nothing(finished):
+    started = time.time()
+    r = snakemake(finished, "-c2", "results/recovery.csv")
+    elapsed = time.time() - started
+    assert r.returncode == 0, r.stderr
+    assert "Nothing to be done" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert elapsed <= 5.0, f"no-op rerun took {elapsed:.1f} s"
+    full = snakemake(finished, "-n")
+    assert planned_jobs(full.stdout) == set(), full.stdout
+
+
+def test_stage3_edit_reruns_that_finetune_and_its_dependents_only(finished):
+    def change(cfg):
+        cfg["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
+
+    assert dry_run_edited(finished, change) == (
+        finetune_jobs(["3A"]) | eval_jobs(["3A"]) | TABLE_JOBS | LOSS_PLOT
+    )
+
+
+def test_stage3_edit_inherited_by_stage5(finished):
+    """5B extends 3B: a 3B hyperparameter is 5B's too; 3A, base and the probes stay."""
+
+    def change(cfg):
+        cfg["finetune"]["variants"]["3B"]["weight_decay"] = 0.01
+
+    assert dry_run_edited(finished, change) == (
+        finetune_jobs(["3B", "5B"]) | eval_jobs(["3B", "5B"]) | TABLE_JOBS | LOSS_PLOT
+    )
+
+
+def test_shared_finetune_default_edit_never_touches_stages_1_2(finished):
+    def change(cfg):
+        cfg["finetune"]["defaults"]["warmup_ratio"] = 0.1
+
+    assert dry_run_edited(finished, change) == (
+        finetune_jobs(VARIANTS) | eval_jobs(VARIANTS) | TABLE_JOBS | LOSS_PLOT
+    )
+
+
+def test_eval_edit_reruns_evals_and_table_never_finetunes(finished):
+    def change(cfg):
+        cfg["eval"]["tasks"][0]["limit"] = 100
+
+    assert dry_run_edited(finished, change) == eval_jobs(["base", *VARIANTS]) | TABLE_JOBS
+
+
+# --------------------------------------------------------------- one stage, the report
+
+
+def test_rerun_one_stage_from_cache_gives_the_same_numbers(finished, tmp_path):
+    """README: `snakemake -c2 --force <stage output>` reruns that stage alone."""
+    wd = tmp_path / "copy"
+    shutil.copytree(finished, wd, symlinks=True)  # keeps mtimes: a finished run, as is
+    target = "results/eval/base/prefill_bidir/metrics.json"
+    before = json.loads((wd / target).read_text())
+    samples_before = pd.read_parquet(wd / "results/eval/base/prefill_bidir/samples.parquet")
+    r = snakemake(wd, "-c2", "--force", target)
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = r.stdout + r.stderr
+    assert "1 of 1 steps (100%) done" in log, log
+    assert re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M) == ["eval_model"], log
+    after = json.loads((wd / target).read_text())
+    assert after["run_id"] != before["run_id"]
+    for task, res in before["tasks"].items():
+        assert after["tasks"][task]["score"] == res["score"], task
+    samples_after = pd.read_parquet(wd / "results/eval/base/prefill_bidir/samples.parquet")
+    pd.testing.assert_series_equal(
+        samples_after.loglikelihood, samples_before.loglikelihood, rtol=1e-6
+    )
+    # the table is now older than one of its inputs: only it (and its figure) is stale
+    assert planned_jobs(snakemake(wd, "-n").stdout) == TABLE_JOBS
+
+
+def test_pretraining_and_evaluation_are_bit_identical(finished, tmp_path):
+    """Two runs on one machine give the same bits: the pretraining again (forced, from the
+    finished run's corpus and config), then the stage-1 evaluation of the new model, compared
+    with the finished run's bit for bit. Cost: one pretraining and one evaluation (~2.5 min on
+    2 idle cores)."""
+    wd = tmp_path / "copy"
+    shutil.copytree(finished, wd, symlinks=True)
+    target = "results/eval/base/causal/metrics.json"
+    # the target before --forcerun, which takes every name after it as a rule
+    r = snakemake(wd, "-c2", target, "--forcerun", "prepare_model")
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = re.findall(r"^(?:local)?rule (\w+):", r.stdout + r.stderr, flags=re.M)
+    assert sorted(jobs) == ["eval_model", "prepare_model"], jobs
+    final = Path("results/model/base/final")
+    weights = sorted(p.name for p in (finished / final).glob("*.safetensors"))
+    assert weights, f"no weights in {finished / final}"
+    for name in [*weights, "config.json"]:
+        assert (wd / final / name).read_bytes() == (finished / final / name).read_bytes(), name
+    curves = [
+        json.loads((root / "results/model/base/summary.json").read_text())["curves"]
+        for root in (finished, wd)
+    ]
+    assert curves[0] == curves[1]  # every logged loss, learning rate and grad norm
+    before = json.loads((finished / target).read_text())
+    after = json.loads((wd / target).read_text())
+    assert after["run_id"] != before["run_id"]
+    assert {t: r["score"] for t, r in after["tasks"].items()} == {
+        t: r["score"] for t, r in before["tasks"].items()
+    }
+    samples = [
+        pd.read_parquet(root / Path(target).parent / "samples.parquet") for root in (finished, wd)
+    ]
+    assert samples[0].loglikelihood.tolist() == samples[1].loglikelihood.tolist()
+
+
+def test_snakemake_report(finished, tmp_path):
+    out = tmp_path / "report.html"
+    r = snakemake(finished, "--report", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    html = out.read_text()
+    for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html", "mask.html"):
+        assert name in html, name
+
+
+def test_leaking_variant_is_refused_by_the_probe(finished, tmp_path):
+    """A prefill_bidir finetune without allow_leakage: probe runs, the finetune refuses, named."""
+    wd = tmp_path / "copy"
+    shutil.copytree(finished, wd, symlinks=True)
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg["finetune"]["variants"]["3C"] = {"stage": 3, "policy": "prefill_bidir"}
+    (wd / "config" / "leaky.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake(
+        wd, "-c2", "results/finetune/3C/summary.json", "--configfile", "config/leaky.yaml"
+    )
+    log = r.stdout + r.stderr
+    assert r.returncode != 0, log
+    probe = json.loads((wd / "results/leakage/prefill_bidir.json").read_text())
+    assert probe["policy"] == "prefill_bidir" and probe["leaks"] is True
+    assert "leakage gate" in log and "allow_leakage: true" in log, log
+    assert not (wd / "results/finetune/3C/summary.json").exists()
+
+
+def test_checkpoint_without_manifest_is_refused_by_its_evaluation(finished, tmp_path):
+    """A finetune's final/ whose manifest is gone (a copy cut short, a hand-made folder) is not
+    scored: the evaluation fails before loading it, names the reason, and writes nothing."""
+    wd = tmp_path / "copy"
+    shutil.copytree(finished, wd, symlinks=True)
+    (wd / "results/finetune/3A/final/checkpoint_manifest.json").unlink()
+    target = "results/eval/3A/causal/metrics.json"
+    r = snakemake(wd, "-c1", "--force", target)
+    log = r.stdout + r.stderr + (wd / "results/logs/eval_model/3A.causal.log").read_text()
+    assert r.returncode != 0, log
+    assert "has no checkpoint_manifest.json: the checkpoint was never completed" in log, log
+    assert not (wd / target).exists()

@@ -1,0 +1,209 @@
+"""The workflow without running it: lint, formatting, the planned jobs, the rule graph (seconds)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from checkout import copy_checkout, snakemake
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """A copy without results: the full plan of a first run."""
+    return copy_checkout(tmp_path_factory.mktemp("wf_dag"))
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    counts, table = {}, False
+    for line in stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            table = True
+            continue
+        if table:
+            parts = line.split()
+            if parts and parts[0] == "total":
+                break
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint_clean(fresh):
+    r = snakemake(fresh, "--lint", timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr, r.stdout
+
+
+def test_snakefmt_clean():
+    r = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_clean():
+    """The Python code passes ruff's lint and format checks (settings in pyproject.toml)."""
+    for args in (["check", "."], ["format", "--check", "."]):
+        r = subprocess.run(
+            [sys.executable, "-m", "ruff", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_first_run_plan(fresh):
+    r = snakemake(fresh, "-n", timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    # 1 model, 1 data, 2 probes (one per training policy), 3 finetunes, (1 + 3) models x 2 policies
+    # (the bridge study's jobs beside them: tests/bridge/test_bridge_pipeline.py)
+    assert {k: v for k, v in counts.items() if not k.startswith(("plan", "bridge_"))} == {
+        "make_data": 1,
+        "prepare_model": 1,
+        "leakage_probe": 2,
+        "finetune": 3,
+        "eval_model": 8,
+        "recovery_table": 1,
+        "plot_scores": 1,
+        "plot_loss_curves": 1,
+        "mask_claims": 1,
+        "status": 1,
+        "all": 1,
+    }
+
+
+def job_inputs(stdout: str) -> list[tuple[str, list[str]]]:
+    """(rule, inputs) of every job a dry run lists."""
+    jobs, rule = [], None
+    for line in stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif rule and line.strip().startswith("input:"):
+            jobs.append((rule, [f.strip() for f in line.split(":", 1)[1].split(",")]))
+            rule = None
+    return jobs
+
+
+@pytest.mark.parametrize("model", ["embedded", "hub", "local"])
+def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_model_dir, model):
+    """A Vast job gets its declared inputs only: every job that loads the base model declares
+    the model's files when they are files (embedded or a local directory), not for a hub id."""
+    configfile, res = [], "results"
+    if model != "embedded":
+        cfg = yaml.safe_load((fresh / "config" / "ministral3b.yaml").read_text())
+        if model == "local":
+            cfg["model"]["path"] = str(tiny_model_dir)
+        (fresh / "config" / f"{model}.yaml").write_text(yaml.safe_dump(cfg))
+        configfile, res = ["--configfile", f"config/{model}.yaml"], cfg["results"]
+    r = snakemake(fresh, "-n", *configfile, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    base = {"embedded": "results/model/base/final", "local": str(tiny_model_dir)}.get(model)
+    loaders = [
+        (rule, inputs)
+        for rule, inputs in job_inputs(r.stdout)
+        if f"{res}/model/base.json" in inputs and rule != "plan"
+    ]
+    assert {rule for rule, _ in loaders} == {"leakage_probe", "finetune", "eval_model"}, loaders
+    for rule, inputs in loaders:
+        assert (base in inputs) if base else not any("model/base/" in f for f in inputs), (
+            rule,
+            inputs,
+        )
+
+
+def load_workflow(wd: Path, configfile: str | None = None):
+    """The parsed workflow (Snakemake's API) with its DAG built, as a run would see it.
+
+    In this process: the Snakefile's parse-time settings (rules/common.smk exports the workflow
+    folder for provenance) are undone afterwards, so later tests see the environment they had."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    environ, cwd = dict(os.environ), os.getcwd()
+    configs = ConfigSettings(configfiles=[wd / configfile]) if configfile else ConfigSettings()
+    try:
+        with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+            wf_api = api.workflow(
+                resource_settings=ResourceSettings(),
+                config_settings=configs,
+                snakefile=wd / "Snakefile",
+                workdir=wd,
+            )
+            wf_api.dag()
+            return wf_api._workflow
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("configfile, gpus", [(None, 0), ("config/ministral3b.yaml", 1)])
+def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
+    wf = load_workflow(fresh, configfile)
+    # hub data: no make_data; a pretrained model is registered on the submit host (the bridge
+    # study's rules: tests/bridge/test_bridge_pipeline.py)
+    mask_local = {r for r in wf._localrules if not r.startswith("bridge_")}
+    assert mask_local == {
+        "make_data",
+        "recovery_table",
+        "plot_scores",
+        "plot_loss_curves",
+        "mask_claims",
+        "status",
+    } - (set() if configfile is None else {"make_data"}) | (
+        set() if configfile is None else {"prepare_model"}
+    ) | {r.name for r in wf.rules if r.name.startswith("plan")}
+    rules = {r.name: r for r in wf.rules}
+    for name in ("leakage_probe", "finetune", "eval_model"):
+        res = rules[name].resources
+        for key in ("gpu", "mem_mb", "disk_mb", "runtime"):
+            assert key in res, (name, key)
+        assert res["gpu"] == gpus, name
+
+
+def test_rulegraph_names_every_stage(fresh):
+    r = snakemake(fresh, "--rulegraph", timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("digraph")
+    for rule in (
+        "make_data",
+        "prepare_model",
+        "leakage_probe",
+        "finetune",
+        "eval_model",
+        "recovery_table",
+        "plot_scores",
+        "plot_loss_curves",
+        "mask_claims",
+    ):
+        assert f'label = "{rule}"' in r.stdout, rule
+
+
+def test_readme_commands_and_ci_agree():
+    """The README's two quick-start commands; .ci/run runs exactly the second one."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.+?)\n```", quick, flags=re.S)
+    assert len(commands) == 2 and all("\n" not in c for c in commands), commands
+    run_cmd, test_cmd = commands
+    assert run_cmd.endswith("snakemake -c2")  # every default target
+    assert test_cmd.endswith("python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"{test_cmd} || status=$?" in ci
+    assert "set -euo pipefail" in ci and '"$status" -eq 5' in ci

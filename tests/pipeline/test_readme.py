@@ -1,0 +1,314 @@
+"""Every command of README.md, in the README's order, on a copy of a finished quick start.
+
+The commands come from the README's ```bash blocks, so a README that says something the pipeline
+does not do fails here. Each is run as written (in the copy, with this interpreter's environment
+first on PATH) and checked against what the README says of it: the expectations below are listed
+in the README's order, and the README's commands must be exactly these. A text in double quotes
+in a command's comment must appear in what the command printed.
+
+What is not run as written, and why: the install prefix of the quick start (the shared
+`embedded_run` fixture is that `snakemake -c2`, once per session); the test-suite commands (CI
+runs them); the real study's GPU runs (run as dry runs: offline, no GPU here); the SLURM and Vast
+commands and their environment lines (tests/cluster/ runs them against a local SLURM cluster and a
+fake Vast API); a command with a <placeholder>.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN, DRY, SKIP = "run", "dry run", "skip"
+
+
+@dataclass
+class Step:
+    command: str
+    how: str = RUN
+    rules: dict[str, int] | None = None  # the jobs it runs (or plans), by rule; None: not checked
+    files: tuple[str, ...] = ()  # files it must leave, each non-empty
+    why: str = ""  # why it is skipped or only dry-run
+    check: object = field(default=None, repr=False)  # extra check(wd, output)
+
+
+NOTHING: dict[str, int] = {}
+EDITED_3A = {
+    "finetune": 1,
+    "eval_model": 2,
+    "recovery_table": 1,
+    "plot_scores": 1,
+    "plot_loss_curves": 1,
+    "mask_claims": 1,
+    "plan_estimate": 1,
+    "plan": 1,
+    "status": 1,
+}
+
+
+def _report_has_every_figure(wd: Path, out: str) -> None:
+    html = (wd / "results/report.html").read_text()
+    for name in (
+        "recovery.csv",
+        "scores.png",
+        "loss_curves.png",
+        "plan.html",
+        "status.html",
+        "provenance.html",
+    ):
+        assert name in html, name
+
+
+def _only_3a_reruns(wd: Path, out: str) -> None:
+    """The jobs' own outputs (not the input lists of the table and the plan) are 3A's."""
+    evals = set(re.findall(r"output: results/eval/(\w+)/", out))
+    finetunes = set(re.findall(r"output: results/finetune/(\w+)/", out))
+    assert evals == finetunes == {"3A"}, (evals, finetunes)
+
+
+def _status_all_done(wd: Path, out: str) -> None:
+    """After the rerun of the edit every job is done again, and STATUS.md says so."""
+    text = (wd / "results/STATUS.md").read_text()
+    assert "| stale |" not in text and "| to run |" not in text and "| done |" in text
+
+
+def _finished_run_stays_clean(wd: Path, out: str) -> None:
+    """A command that reads what exists (STATUS, a plan asked for alone) leaves a finished run
+    with nothing to do: its input list and params differ from a full run's, and the full run's
+    record must stay (before: `snakemake -n` wanted the rule, STATUS and all again)."""
+    r = shell(wd, "snakemake -n")
+    dry = r.stdout + r.stderr
+    assert r.returncode == 0 and "Nothing to be done" in dry, dry[-4000:]
+
+
+#: The README's commands after the quick start's, in its order, with what each must do.
+STEPS = [
+    # A finished run
+    Step("snakemake -n", rules=NOTHING),
+    Step("snakemake -c2", rules=NOTHING, check=lambda wd, out: "Nothing to be done" in out),
+    # The report
+    Step(
+        "snakemake --report results/report.html",
+        files=("results/report.html",),
+        check=_report_has_every_figure,
+    ),
+    # View the DAG
+    Step("snakemake --rulegraph | dot -Tsvg > rulegraph.svg", files=("rulegraph.svg",)),
+    Step("snakemake --dag | dot -Tsvg > dag.svg", files=("dag.svg",)),
+    # Rerun one stage
+    Step(
+        "snakemake -c2 --force results/eval/base/prefill_bidir/metrics.json",
+        rules={"eval_model": 1},
+    ),
+    Step(
+        "snakemake -c2",
+        rules={"recovery_table": 1, "plot_scores": 1, "mask_claims": 1, "plan": 1, "status": 1},
+    ),
+    # What reruns when: an edit of 3A and its rerun
+    Step(
+        "sed -i 's/3A: {stage: 3, policy: causal}/3A: {stage: 3, policy: causal, max_steps: 40}/' "
+        "config/config.yaml",
+        check=lambda wd, out: "max_steps: 40}" in (wd / "config/config.yaml").read_text(),
+    ),
+    Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
+    Step("snakemake -c2", rules=EDITED_3A, check=_only_3a_reruns),
+    # Reuse finished jobs: the run cache switched on reruns nothing
+    Step(
+        "snakemake -c2 --config run_cache=$HOME/ablate-cache",
+        rules=NOTHING,
+        check=lambda wd, out: "Nothing to be done" in out,
+    ),
+    # Seeds: three of the default's finetunes and stability pair (the run: tests/pipeline/test_seeds_pipeline.py)
+    Step(
+        "snakemake -c2 --configfile config/config.yaml config/seeds3.yaml",
+        how=DRY,
+        why="9 finetunes, 18 evaluations on the CPU; tests/pipeline/test_seeds_pipeline.py runs 2 seeds",
+        rules={
+            **{r: 1 for r in ("recovery_table", "plot_scores", "plot_loss_curves", "mask_claims")},
+            **{r: 1 for r in ("bridge_summary", "bridge_claims", "bridge_plots")},
+            **{"plan_estimate": 1, "plan": 1, "status": 1},
+            "finetune": 9,
+            "eval_model": 18,
+            "bridge_train": 4,
+        },
+    ),
+    # Watching a study
+    Step("ablate status", files=("results/STATUS.md",), check=_status_all_done),
+    Step(
+        "snakemake -c1 --nolock -f results/STATUS.md",
+        rules={"status": 1},
+        check=_finished_run_stays_clean,
+    ),
+    Step(
+        "tensorboard --logdir results",
+        how=SKIP,
+        why="a server (tests/pipeline/test_status.py reads the files)",
+    ),
+    Step(
+        "ablate diff RUN_A RUN_B",
+        how=SKIP,
+        why="placeholders (tests/pipeline/test_status.py diffs two real runs)",
+    ),
+    # Run the real study
+    Step(
+        "snakemake -c8 results/ministral3b/recovery.csv --configfile config/ministral3b.yaml",
+        how=DRY,
+        why="GPUs and the hub",
+    ),
+    Step(
+        "snakemake --profile <profile> results/ministral3b/recovery.csv "
+        "--configfile config/ministral3b.yaml",
+        how=SKIP,
+        why="a placeholder",
+    ),
+    Step(
+        "snakemake -c8 results/smoke/recovery.csv --resources gpu=1 "
+        "--configfile config/ministral3b-smoke.yaml",
+        how=DRY,
+        why="a GPU (3.4 B parameters)",
+    ),
+    # The bridge study: finished by the quick start (the default config runs both studies)
+    # STATUS.md follows the studies a run includes: rewritten, nothing else runs
+    Step("snakemake -c2 --config 'studies=[bridge]'", rules={"status": 1}),
+    Step("snakemake -c2", rules={"status": 1}),
+    Step(
+        "snakemake results/latentwire/bridge/summary.csv --configfile config/latentwire.yaml "
+        "--profile <profile>",
+        how=SKIP,
+        why="a placeholder (the dry run of config/latentwire.yaml: tests/bridge/test_bridge_pipeline.py)",
+    ),
+    # Cluster profiles
+    Step("snakemake -c2 results/recovery.csv", rules=NOTHING),
+    Step(
+        "snakemake --profile slurm results/recovery.csv",
+        how=SKIP,
+        why="tests/cluster/test_slurm.py (a SLURM cluster)",
+    ),
+    Step(". .venv/bin/activate", how=SKIP, why="this interpreter's environment is first on PATH"),
+    Step("export VAST_API_KEY=...", how=SKIP, why="tests/cluster/test_vast.py sets a fake one"),
+    Step(
+        "snakemake --profile vast results/recovery.csv",
+        how=SKIP,
+        why="tests/cluster/test_vast.py runs this command against a fake Vast API",
+    ),
+    # Development
+    *(
+        Step(c, how=SKIP, why="the test suite itself (CI)")
+        for c in (
+            "python -m pytest tests/pipeline/test_pipeline_dag.py tests/mask/test_recovery.py",
+            "python -m pytest -m slow",
+            "python -m pytest -m cluster",
+            "ABLATE_FINISHED_RUN=<finished checkout> python -m pytest -m slow",
+            "python -m pytest tests/bridge/test_bridge_grid.py tests/bridge/test_bridge_tables.py "
+            "tests/bridge/test_bridge_pipeline.py",
+            "python -m pytest -m slow tests/bridge/test_bridge_pipeline_run.py",
+        )
+    ),
+    Step("snakemake --lint && snakefmt --check Snakefile rules"),
+    # Planning runtime and cost: the forecast of the real study runs no stage
+    Step(
+        "snakemake -c1 results/ministral3b/plan.csv --configfile config/ministral3b.yaml",
+        rules={"plan_estimate": 1, "plan": 1},
+        files=("results/ministral3b/plan.csv",),
+    ),
+    Step(
+        "ablate plan --config config/ministral3b.yaml --out results/ministral3b/plan.csv",
+        files=("results/ministral3b/plan.csv",),
+    ),
+    Step(
+        "snakemake -c2 --configfile config/ministral3b.yaml",
+        how=DRY,
+        why="GPUs and the hub",
+    ),
+]
+
+
+def readme_commands(text: str) -> list[tuple[str, str]]:
+    """(command, comment) of every line of every ```bash block, in order."""
+    out = []
+    for block in re.findall(r"```bash\n(.*?)\n```", text, flags=re.S):
+        for line in block.splitlines():
+            command, comment = _split_comment(line)
+            if command:
+                out.append((command, comment))
+    return out
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """A shell line's command and its trailing `# comment`."""
+    m = re.match(r"^(.*?)\s+#\s(.*)$", line)
+    return (m.group(1).strip(), m.group(2)) if m else (line.strip(), "")
+
+
+def jobs_of(output: str) -> dict[str, int]:
+    """The jobs Snakemake ran or planned, by rule (its `rule X:` blocks; `all` left out)."""
+    rules = re.findall(r"^(?:local)?rule (\w+):$", output, flags=re.M)
+    return dict(collections.Counter(r for r in rules if r != "all"))
+
+
+def shell(wd: Path, command: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **({"PYTHONPATH": str(wd / "src")} if (wd / "src").is_dir() else {}),
+    }
+    return subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        cwd=wd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def test_readme_lists_what_this_test_runs():
+    """Fast: the README's commands are exactly the ones this test knows (no run needed)."""
+    commands = readme_commands((ROOT / "README.md").read_text())
+    install, suite, *rest = commands
+    assert install[0].endswith(".venv/bin/snakemake -c2"), install  # the embedded_run fixture
+    assert suite[0].endswith(".venv/bin/python -m pytest"), suite
+    assert [c for c, _ in rest] == [s.command for s in STEPS]
+
+
+def test_every_cpu_measurement_names_its_instruction_set():
+    """Fast: a README paragraph (or table) naming a CPU (a timing, a score, a verdict) names its
+    instruction set too: "AMD EPYC" is printed by CPUs with and without AVX-512, whose runs differ
+    in time (1.9x) and in one claim's verdict (issue 31)."""
+    for part in re.split(r"\n\s*\n", (ROOT / "README.md").read_text()):
+        if re.search(r"EPYC|Xeon", part):
+            assert re.search(r"avx|instruction set", part, flags=re.I), part
+
+
+@pytest.mark.slow
+def test_every_readme_command_in_order(embedded_run, tmp_path):
+    commands = readme_commands((ROOT / "README.md").read_text())[2:]
+    assert [c for c, _ in commands] == [s.command for s in STEPS]
+    wd = tmp_path / "readme"
+    shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the finished quick start
+    for (command, comment), step in zip(commands, STEPS):
+        if step.how == SKIP:
+            continue
+        run = command.replace("-c8 ", "-n ").replace("-c2 ", "-n ") if step.how == DRY else command
+        r = shell(wd, run)
+        out = r.stdout + r.stderr
+        where = f"README command `{command}` ({step.how}):\n{out[-6000:]}"
+        assert r.returncode == 0, where
+        if step.rules is not None:
+            assert jobs_of(out) == step.rules, where
+        if step.rules == NOTHING and command.startswith("snakemake") and " -n" in command:
+            assert "Nothing to be done" in out, where
+        for quoted in re.findall(r'"([^"]+)"', comment):
+            assert quoted in out, f"README says {quoted!r}; {where}"
+        for f in step.files:
+            assert (wd / f).is_file() and (wd / f).stat().st_size > 0, f"{f}; {where}"
+        if step.check is not None:
+            assert step.check(wd, out) is not False, where

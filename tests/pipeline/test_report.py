@@ -1,0 +1,185 @@
+"""Report figures from synthetic pipeline outputs (no model needed)."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import snakemake
+
+from ablate.mask import recovery, report
+
+
+def _metrics(run_id, policy, scores):
+    return {
+        "run_id": run_id,
+        "policy": policy,
+        "tasks": {
+            t: {"headline_metric": "acc", "score": s, "acc_stderr": 0.01, "n": 10, "chance": 0.25}
+            for t, s in scores.items()
+        },
+        "macro": {
+            "score": sum(scores.values()) / len(scores),
+            "chance": 0.25,
+            "n_tasks": len(scores),
+        },
+    }
+
+
+def test_plot_scores_png(tmp_path):
+    df = recovery.build_recovery(
+        [
+            dict(stage=1, variant="base", metrics=_metrics("a", "causal", {"x": 0.8, "y": 0.7})),
+            dict(
+                stage=2,
+                variant="base",
+                metrics=_metrics("b", "prefill_bidir", {"x": 0.4, "y": 0.5}),
+            ),
+            dict(
+                stage=4,
+                variant="3B",
+                train_policy="prefix_bidir",
+                metrics=_metrics("c", "prefill_bidir", {"x": 0.6, "y": 0.6}),
+            ),
+        ]
+    )
+    csv = tmp_path / "r.csv"
+    df.to_csv(csv, index=False)
+    out = report.plot_scores(csv, tmp_path / "plots" / "scores.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_plot_loss_curves_png(tmp_path):
+    paths = []
+    for name, kind, stop in [("base", "pretrain", "max_steps"), ("3B", "finetune", "plateau")]:
+        p = tmp_path / name / "summary.json"
+        p.parent.mkdir()
+        p.write_text(
+            json.dumps(
+                {
+                    "kind": kind,
+                    "policy": "causal",
+                    "steps_done": 30,
+                    "stop": {"reason": stop},
+                    "curves": {
+                        "train": [{"step": s, "loss": 3 / s} for s in range(1, 31)],
+                        "eval": [{"step": s, "eval_loss": 3.5 / s} for s in (10, 20, 30)],
+                    },
+                }
+            )
+        )
+        paths.append(p)
+    out = report.plot_loss_curves(paths, tmp_path / "loss.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="has no 'curves'"):
+        report.plot_loss_curves([bad], tmp_path / "x.png")
+
+
+def test_plot_scores_shows_drop_and_recovery(tmp_path):
+    """The second panel draws the drop and the recovery with their intervals (from the CSV,
+    where within_noise comes back as text)."""
+    from fake_evals import correct_items, evaluation, shift
+
+    s1 = {"x": correct_items(100, 80, 0)}
+    s2 = {"x": shift(s1["x"], -30, 1)}
+    entries = [
+        (1, "base", "causal", s1),
+        (2, "base", "prefill_bidir", s2),
+        (4, "3B", "prefill_bidir", {"x": shift(s2["x"], 10, 2)}),
+        (5, "5B", "prefill_bidir", {"x": shift(s2["x"], 1, 3)}),
+    ]
+    df = recovery.build_recovery(
+        [
+            dict(stage=st, variant=v, metrics=m, samples=s)
+            for st, v, p, items in entries
+            for m, s in [evaluation(f"{v}-{p}", p, items)]
+        ]
+    )
+    csv = tmp_path / "r.csv"
+    df.to_csv(csv, index=False)
+    out = report.plot_scores(csv, tmp_path / "scores.png")
+    import matplotlib.image
+
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] > img.shape[1] * 0.6  # two panels stacked
+
+
+# ------------------------------------------------------------- what the report opens from its icon
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The MIME types Snakemake's report viewer opens from a result's icon (snakemake 9:
+#: report/html_reporter/template/components/abstract_view_manager.js); any other file (a CSV, a
+#: Markdown page) is only offered as a download, so a table a person reads there must be HTML.
+OPENS = {"text/html", "image/svg+xml", "image/png", "image/jpeg", "application/pdf"}
+#: Data tables in the report to be downloaded (for a spreadsheet), each with an HTML or figure
+#: view of its numbers beside it or in STATUS.
+DOWNLOADS = {
+    "recovery.csv",
+    "bridge/summary.csv",
+    "bridge/infer/{run_id}/summary.csv",
+}
+
+
+def report_outputs() -> dict[str, str]:
+    """Every ``report()``-flagged output of the rules -> its path pattern (under results/)."""
+    from ablate.bridge import grid
+    from ablate.core.planner.files import PLAN_FILES
+    from ablate.mask import study
+
+    forms = {
+        r'out\("([^"]+)"\)': str,
+        r'out\(P\["(\w+)"\]\)': study.PATTERNS.__getitem__,
+        r'out\(PLAN_FILES\["(\w+)"\]\)': PLAN_FILES.__getitem__,
+        r'bout\("(\w+)"\)': grid.PATTERNS.__getitem__,
+    }
+    found = {}
+    for smk in sorted(ROOT.glob("rules/**/*.smk")):
+        for m in re.finditer(r"\breport\(\s*([^,]+),", smk.read_text()):
+            expr = m.group(1).strip()
+            paths = [f(x.group(1)) for form, f in forms.items() if (x := re.fullmatch(form, expr))]
+            assert paths, f"{smk.name}: report({expr}, ...) is a form this test cannot resolve"
+            found[f"{smk.relative_to(ROOT)}: {expr}"] = paths[0]
+    return found
+
+
+def test_the_report_opens_every_table_a_person_reads():
+    items = report_outputs()
+    claims = {k: v for k, v in items.items() if "claims" in v}
+    # both studies' claims tables: the report showed their CSV / Markdown as a dead icon
+    assert sorted(claims.values()) == ["bridge/claims.html", "claims/mask.html"], claims
+    for where, path in items.items():
+        mime, _ = mimetypes.guess_type(path)
+        assert mime in OPENS or path in DOWNLOADS, f"{where}: {path} ({mime}) does not open"
+    viewer = Path(snakemake.__file__).parent / (
+        "report/html_reporter/template/components/abstract_view_manager.js"
+    )
+    if viewer.exists():  # the installed Snakemake opens exactly these
+        assert set(re.findall(r'case "([^"]+)":', viewer.read_text())) == OPENS
+
+
+def test_claims_html_page(tmp_path):
+    from ablate.core import claims
+
+    def row(claim, evidence, test, p_value):  # in claims.COLUMNS order
+        values = ["demo", claim, claim, "supported", evidence, test, p_value, 40, "x"]
+        return dict(zip(claims.COLUMNS, values, strict=True))
+
+    df = pd.DataFrame(
+        [
+            row("a", "A 0.9 - B 0.5: diff +0.400", "paired bootstrap (10000)", 1 / 10001),
+            row("b", "<C> 0.9", "one-sided z vs 0.3", 0.0),
+        ],
+        columns=claims.COLUMNS,
+    )
+    claims.write_claims(df, tmp_path / "c.csv", tmp_path / "c.md", tmp_path / "c.html")
+    page = (tmp_path / "c.html").read_text()
+    assert page.startswith("<html>") and "<h1>Claims: demo</h1>" in page
+    assert "<td>&lt;0.0001</td>" in page and "<td>&lt;1e-300</td>" in page  # never p=0
+    assert "<td>&lt;C&gt; 0.9</td>" in page  # escaped
+    assert "A minus B" in page and "A minus B" in (tmp_path / "c.md").read_text()

@@ -1,0 +1,227 @@
+"""Watching a study (issue 19): STATUS.md before, during (a finetune mid-run) and after a run and
+after a config edit (stale, the changed key named); TensorBoard event files and an MLflow store
+written by the embedded run and read back; `ablate diff` naming the changed key.
+
+Costs: the fast tests take about a second together; test_status_after_the_run and
+test_tensorboard_curves read the session's embedded run (a second); test_during_a_run_and_after_an_edit
+reruns one finetune and one evaluation in a copy of it (~45 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from ablate.core import diff, status, tracking
+from ablate.core.jobs import Job
+from ablate.core.planner.inputs import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+# Fake secrets in the environment of the run: neither store may ever hold one.
+SECRETS = {"HF_TOKEN": "hf_FAKEstatusToken5d1c9e7a", "VAST_API_KEY": "vastFAKEstatusKey3b8f"}
+
+
+def config_of(wd: Path) -> dict:
+    return load_config(wd / "config" / "config.yaml", ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def rows_by_name(config: dict, wd: Path) -> dict[str, status.Row]:
+    _, rows = status.build(config, wd)
+    return {f"{r.job.study}:{r.job.name}": r for r in rows}
+
+
+# ---------------------------------------------------------------- fast
+
+
+def test_before_a_run_everything_is_to_run(tmp_path):
+    """A fresh checkout: every job of both studies is to run, each naming its missing output."""
+    config = config_of(ROOT)
+    text, rows = status.build(config, tmp_path)
+    assert rows and {r.status for r in rows} == {"to run"}
+    assert all(r.why.startswith("missing ") for r in rows)
+    assert {r.job.study for r in rows} == {"mask", "bridge"}
+    assert "## mask" in text and "## bridge" in text and "no plan yet" in text
+    path = status.write(config, workdir=str(tmp_path))
+    assert path == tmp_path / "results" / status.STATUS_FILE and "to run" in path.read_text()
+
+
+def test_running_job_from_snakemake_markers(tmp_path):
+    """Snakemake's incomplete marker (base64 of the output path) plus a lock: running, with
+    the last step and loss the Trainer's Progress callback logged."""
+    from ablate.core.training.callbacks import Progress, Throughput
+
+    out = "results/finetune/3A/summary.json"
+    inc = tmp_path / ".snakemake/incomplete"
+    inc.mkdir(parents=True)
+    (inc / base64.urlsafe_b64encode(out.encode()).decode()).write_text("{}")
+    assert set(status.incomplete_outputs(tmp_path)) == {out}
+    log = io.StringIO()
+    progress = Progress("finetune causal", Throughput(), stream=log)
+    state = SimpleNamespace(global_step=7, max_steps=40)
+    progress.on_log(None, state, None, logs={"loss": 3.25, "learning_rate": 1e-3})
+    (tmp_path / "ft.log").write_text("loading\n" + log.getvalue())
+    job = Job("mask", "finetune", "finetune/3A", {}, {"summary": out}, log="ft.log", stage=3)
+    (row,) = status.job_rows([job], tmp_path)
+    assert (row.status, row.why.split("; ")[1]) == ("interrupted", "step 7/40, loss 3.25")
+    (tmp_path / ".snakemake/locks").mkdir()
+    (tmp_path / ".snakemake/locks/0.output.lock").write_text(out)
+    (row,) = status.job_rows([job], tmp_path)
+    assert row.status == "running" and "step 7/40, loss 3.25" in row.why
+
+
+def test_mlflow_uri_prefers_config_then_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.mlflow_uri({}, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking.mlflow_uri({}, tmp_path) == "http://mlflow.example:5000"
+    assert tracking.mlflow_uri({"mlflow_uri": "sqlite:///x.db"}, tmp_path) == "sqlite:///x.db"
+    assert tracking.log_record("absent.json", "eval", "x", {"mlflow": False}, tmp_path) is None
+
+
+# ---------------------------------------------------------------- the embedded run
+
+
+@pytest.mark.slow
+def test_status_after_the_run(embedded_run):
+    """Every job done, with its wall time, numbers and run_id; the rule wrote STATUS.md and the
+    report's pages (the provenance of every record beside its numbers)."""
+    rows = rows_by_name(config_of(embedded_run), embedded_run)
+    assert {r.status for r in rows.values()} == {"done"}, [
+        (n, r.status, r.why) for n, r in rows.items() if r.status != "done"
+    ]
+    ev = rows["mask:eval/3B/prefill_bidir"]
+    metrics = json.loads((embedded_run / "results/eval/3B/prefill_bidir/metrics.json").read_text())
+    assert ev.run_id == metrics["provenance"]["run_id"] and ev.wall_s > 0
+    assert ev.headline.startswith(f"macro {metrics['macro']['score']:.3f}")
+    trains = [r for n, r in rows.items() if n.startswith("bridge:train/")]
+    assert trains and all(r.headline.startswith("peak ") for r in trains)
+    text = (embedded_run / "results" / status.STATUS_FILE).read_text()
+    assert "nothing remains" in text and "claim `ablation_hurts`" in text
+    prov = (embedded_run / "results/status/provenance.html").read_text()
+    assert metrics["provenance"]["run_id"] in prov and metrics["provenance"]["config_hash"] in prov
+    assert "transformers 5.23.0" in prov
+
+
+@pytest.mark.slow
+def test_tensorboard_curves(embedded_run):
+    """Each finetune wrote TensorBoard event files in its folder (tracking.tensorboard is on by
+    default): loss, learning rate, eval loss, tokens/s, at the steps its summary records."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = embedded_run / "results/finetune/3A"
+    events = EventAccumulator(str(folder / tracking.TENSORBOARD_DIR))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/learning_rate", "eval/loss", "train/tokens_per_second"} <= tags
+    summary = json.loads((folder / "summary.json").read_text())
+    logged = {s.step: s.value for s in events.Scalars("train/loss")}
+    for point in summary["curves"]["train"]:
+        assert logged[point["step"]] == pytest.approx(point["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_during_a_run_and_after_an_edit(embedded_run, tmp_path):
+    """Edit 3A's step count (MLflow on): STATUS names the changed key; during the rerun the
+    finetune is running at its last logged step and loss; after it, 3A is done, its other
+    evaluation is stale, the MLflow store holds the finetune and the evaluation tagged with their
+    run_ids, `ablate diff` names the changed key, and no secret reached either store."""
+    wd = tmp_path / "run"
+    shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the run stays finished
+    cfg_path = wd / "config/config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["finetune"]["variants"]["3A"]["max_steps"] = 40
+    cfg["tracking"] = {"mlflow": True}
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rows = rows_by_name(config_of(wd), wd)
+    assert rows["mask:finetune/3A"].status == "stale"
+    assert rows["mask:finetune/3A"].why == "finetune.variants.3A.max_steps 200 -> 40"
+    assert rows["mask:eval/3A/causal"].why == "reads finetune/3A (stale)"
+    assert rows["mask:finetune/3B"].status == rows["mask:eval/base/causal"].status == "done"
+    before = tmp_path / "3A-before.json"
+    shutil.copy2(wd / "results/finetune/3A/summary.json", before)
+
+    env = {**os.environ, **SECRETS, "PYTHONPATH": str(wd / "src"), "OMP_NUM_THREADS": "1"}
+    target = "results/eval/3A/causal/metrics.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "-c1", target],
+        cwd=wd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    log = wd / "results/logs/finetune/3A.log"
+    seen = None
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if log.exists() and re.search(r"step \d+/40, loss", log.read_text()):
+                seen = rows_by_name(config_of(wd), wd)["mask:finetune/3A"]
+                break
+            time.sleep(0.5)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-4000:]
+    assert seen is not None and seen.status == "running", seen
+    assert re.search(r"step \d+/40, loss [0-9.]+", seen.why), seen.why
+
+    rows = rows_by_name(config_of(wd), wd)
+    assert rows["mask:finetune/3A"].status == "done"
+    assert rows["mask:finetune/3A"].headline.startswith("40/40 steps")
+    assert rows["mask:eval/3A/causal"].status == "done"
+    assert rows["mask:eval/3A/prefill_bidir"].why == "reads finetune/3A, which ran after it"
+
+    lines = diff.diff(before, wd / "results/finetune/3A/summary.json")
+    config_part = lines[lines.index("config: 1 changed") + 1]
+    assert config_part.strip() == "params.max_steps 200 -> 40"
+    assert any(line.strip().startswith("steps_done 200 -> 40") for line in lines)
+    new_id = json.loads((wd / "results/finetune/3A/summary.json").read_text())["provenance"]
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ablate.cli",
+            "diff",
+            "--in",
+            str(tmp_path),
+            str(before),
+            new_id["run_id"],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0 and "params.max_steps 200 -> 40" in r.stdout, r.stdout + r.stderr
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking.mlflow_uri({}, wd / "results"))
+    exp = client.get_experiment_by_name("ablate")
+    runs = {x.data.tags["ablate.job"]: x for x in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"finetune/3A", "eval/3A/causal"}
+    ft, ev = runs["finetune/3A"], runs["eval/3A/causal"]
+    assert ft.data.tags["ablate.run_id"] == new_id["run_id"]
+    assert ft.data.params["params.max_steps"] == "40"
+    assert {"loss", "eval_loss", "learning_rate"} <= set(ft.data.metrics)
+    metrics = json.loads((wd / target).read_text())
+    assert ev.data.tags["ablate.run_id"] == metrics["provenance"]["run_id"]
+    assert ev.data.metrics["score.macro"] == pytest.approx(metrics["macro"]["score"])
+    for store in [wd / "results/mlflow.db", *(wd / "results/finetune/3A/tensorboard").iterdir()]:
+        data = store.read_bytes()
+        assert not any(s.encode() in data for s in SECRETS.values()), store
