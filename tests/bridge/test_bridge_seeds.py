@@ -36,7 +36,8 @@ def test_seeds_expand_into_entries_and_runs():
     assert twins[2].same_as == "1a-s2" and twins[2].base == "2c"
     # the benchmark runs the first seed of infer.entry
     assert dict((r, e.name) for r, e in study.infer)["entry"] == "1a-s0"
-    train = [j for j in grid.jobs({"bridge": bridge}, study) if j["rule"] == "bridge_train"]
+    jobs = grid.jobs({"bridge": bridge, "results": "results"}, study)
+    train = [j for j in jobs if j.rule == "bridge_train"]
     assert len(train) == len(bridge_config()["grid"]) - 1 + 2  # 1a thrice, 2c none
 
 

@@ -247,7 +247,7 @@ def test_seeds3_overlay_runs_three_seeds_of_the_default():
     update_config(cfg, yaml.safe_load((root / "config/seeds3.yaml").read_text()))
     validate(cfg, str(root / "workflow/schemas/config.schema.yaml"))
     jobs = study.jobs(cfg)
-    finetunes = sorted(j.model for j in jobs if j.rule == "finetune")
+    finetunes = sorted(j.labels["model"] for j in jobs if j.rule == "finetune")
     assert finetunes == [f"{v}-s{s}" for v in ("3A", "3B", "5B") for s in (5, 6, 7)]
     assert sum(j.rule == "eval_model" for j in jobs) == 2 * (1 + 9)
     from ablate.bridge import grid
