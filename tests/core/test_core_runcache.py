@@ -265,7 +265,11 @@ def test_the_plan_counts_a_job_whose_key_the_cache_holds_as_zero(tmp_path, monke
     job = make_job(root, cache)
     run(job)  # a fabricated entry under the job's key
     spec = dict(runcache.job_spec(job), inputs=["in/data.txt"])  # relative to the plan's root
-    specs = {"finetune/3A": spec, "eval/3A/causal": dict(spec, inputs=["finetune/3A/final"])}
+    specs = {
+        "finetune/3A": spec,
+        "eval/3A/causal": dict(spec, inputs=["finetune/3A/final"]),
+        "eval/3A/prefill_bidir": {"error": "WorkflowError: no such rule"},
+    }
     config = dict(load("config.yaml"), run_cache=str(cache))
 
     def plan(cache_jobs=specs):
@@ -280,6 +284,10 @@ def test_the_plan_counts_a_job_whose_key_the_cache_holds_as_zero(tmp_path, monke
     waiting = row(held, "1x cpu", "eval/3A/causal")
     assert waiting["est_s"] > 0 and "finetune/3A/final do not exist yet" in waiting["note"]
     assert "no rule of this workflow" in row(held, "1x cpu", "eval/base/causal")["note"]
+    assert (
+        "could not be expanded (WorkflowError"
+        in row(held, "1x cpu", "eval/3A/prefill_bidir")["note"]
+    )
 
     (root / "in" / "data.txt").write_text("changed\n")  # another key: no entry
     changed = row(plan(), "1x cpu", "finetune/3A")
@@ -288,3 +296,11 @@ def test_the_plan_counts_a_job_whose_key_the_cache_holds_as_zero(tmp_path, monke
     assert outside["est_s"] > 0 and "known inside Snakemake only" in outside["note"]
     off = make_plan(dict(config, run_cache=None), root=root, actuals=False, cache_jobs=specs)
     assert "run cache" not in row(off.table, "1x cpu", "finetune/3A")["note"]
+
+
+def test_a_rule_snakemake_cannot_expand_is_a_spec_error_not_a_failed_run():
+    """runcache.job_specs runs at DAG time (rule plan_estimate's params): a rule that does not
+    expand gives the planner an error to note, never an exception that would stop the run."""
+    wf = SimpleNamespace(get_rule=lambda name: {}[name])
+    job = SimpleNamespace(name="finetune/3A", rule="no_such_rule", wildcards={})
+    assert runcache.job_specs(wf, [job]) == {"finetune/3A": {"error": "KeyError: 'no_such_rule'"}}

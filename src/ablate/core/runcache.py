@@ -91,8 +91,15 @@ def rule_job(rule: Any, wildcards: dict[str, str]) -> Any:
 def job_specs(workflow: Any, jobs: Iterable[Any]) -> dict[str, dict[str, Any]]:
     """Job name -> :func:`job_spec` of each core Job (:class:`ablate.core.jobs.Job`) of a parsed
     workflow (rules/plan.smk, rule plan_estimate). Paths and config slices only, set by the config
-    as the plan's other params are; the inputs' content is read when the plan runs."""
-    return {j.name: job_spec(rule_job(workflow.get_rule(j.rule), j.wildcards)) for j in jobs}
+    as the plan's other params are; the inputs' content is read when the plan runs. A job whose
+    rule Snakemake cannot expand here gets ``{"error": why}``: a forecast never stops a run."""
+    specs = {}
+    for j in jobs:
+        try:
+            specs[j.name] = job_spec(rule_job(workflow.get_rule(j.rule), j.wildcards))
+        except Exception as exc:  # noqa: BLE001 (Snakemake's and the rules' own errors)
+            specs[j.name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return specs
 
 
 def key_parts(

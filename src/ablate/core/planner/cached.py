@@ -30,6 +30,8 @@ def _check(
             "its rule's params and inputs are known inside Snakemake only (the plan rule, "
             "`snakemake <results>/plan.csv`, checks it; `ablate plan` cannot)"
         )
+    if "error" in spec:  # Snakemake could not expand its rule (ablate.core.runcache.job_specs)
+        return NOT_CHECKED + f"its rule could not be expanded ({spec['error']})"
     inputs = [str(root / p) for p in spec["inputs"]]
     missing = [
         p for p, full in zip(spec["inputs"], inputs, strict=True) if not os.path.exists(full)
