@@ -4,6 +4,7 @@
 # or says per row that a job has not run yet. The jobs are the job lists (JOBS) of the studies of
 # `plan.studies` the config runs, the same ones the rules run; a forecast never stops a study: a
 # missing input is a row note.
+from ablate.core import runcache
 from ablate.core.planner.files import PLAN_FILES
 
 
@@ -32,8 +33,11 @@ PLAN_PARAMS = sorted_tree(
         if k in config
     }
 )
+
+
 # the record (provenance) file of every planned job: what the plan of a full run waits for
-PLANNED_RECORDS = [j.record for j in JOBS if j.kind and j.study in PLANNED_STUDIES]
+PLANNED_JOBS = [j for j in JOBS if j.kind and j.study in PLANNED_STUDIES]
+PLANNED_RECORDS = [j.record for j in PLANNED_JOBS]
 # Asked for on its own (`snakemake results/plan.csv`, before renting anything), the plan must run
 # no job, not even one whose output is out of date: it reads the job outputs that exist (none
 # in a fresh checkout) without making them inputs, and says which jobs have not run; their
@@ -69,6 +73,9 @@ rule plan_estimate:
         "../environment.yml"
     params:
         plan=PLAN_PARAMS,
+        # each job as its script will see it: the planner builds the key its JobCache will (the
+        # script reads run_cache from the config, as the jobs do: switching it reruns no plan)
+        cache_jobs=lambda wc: runcache.job_specs(workflow, PLANNED_JOBS),
     script:
         "../workflow/scripts/plan.py"
 

@@ -248,3 +248,59 @@ def test_a_storage_plugin_location_stores_restores_and_refuses(tmp_path, fs_stor
     assert not restored and run_id and "refused entry" in capsys.readouterr().out
     assert run(make_job(tmp_path / "clone4", fs_storage))[0] is True
     assert runcache.holds(fs_storage, parts_of(make_job(tmp_path / "clone4", None)))
+
+
+def test_the_plan_counts_a_job_whose_key_the_cache_holds_as_zero(tmp_path, monkeypatch):
+    """make_plan with the config's run_cache: the job whose inputs exist and whose key (the same
+    key_parts of its job_spec that JobCache builds) has an entry costs nothing; once an input
+    changes the key has no entry and it is forecast in full; a job whose inputs are not there yet,
+    and every job outside Snakemake (no specs), get a note instead."""
+    from test_planner import REPO as REPO_ROOT
+    from test_planner import load, row
+
+    from ablate.core.planner import make_plan
+
+    monkeypatch.chdir(REPO_ROOT)  # the config's measurement and offer files
+    root, cache = tmp_path / "w", tmp_path / "cache"
+    job = make_job(root, cache)
+    run(job)  # a fabricated entry under the job's key
+    spec = dict(runcache.job_spec(job), inputs=["in/data.txt"])  # relative to the plan's root
+    specs = {
+        "finetune/3A": spec,
+        "eval/3A/causal": dict(spec, inputs=["finetune/3A/final"]),
+        "eval/3A/prefill_bidir": {"error": "WorkflowError: no such rule"},
+    }
+    config = dict(load("config.yaml"), run_cache=str(cache))
+
+    def plan(cache_jobs=specs):
+        return make_plan(
+            config, root=root, actuals=False, cache_jobs=cache_jobs, scripts=job.scriptdir
+        ).table
+
+    held = plan()
+    assert row(held, "1x cpu", "finetune/3A")["est_s"] == 0
+    assert row(held, "1x cpu", "finetune/3A")["est_cost_usd"] == 0
+    assert "in the run cache" in row(held, "1x cpu", "finetune/3A")["note"]
+    waiting = row(held, "1x cpu", "eval/3A/causal")
+    assert waiting["est_s"] > 0 and "finetune/3A/final do not exist yet" in waiting["note"]
+    assert "no rule of this workflow" in row(held, "1x cpu", "eval/base/causal")["note"]
+    assert (
+        "could not be expanded (WorkflowError"
+        in row(held, "1x cpu", "eval/3A/prefill_bidir")["note"]
+    )
+
+    (root / "in" / "data.txt").write_text("changed\n")  # another key: no entry
+    changed = row(plan(), "1x cpu", "finetune/3A")
+    assert changed["est_s"] > 0 and "run cache: no entry for its key" in changed["note"]
+    outside = row(plan(cache_jobs=None), "1x cpu", "finetune/3A")
+    assert outside["est_s"] > 0 and "known inside Snakemake only" in outside["note"]
+    off = make_plan(dict(config, run_cache=None), root=root, actuals=False, cache_jobs=specs)
+    assert "run cache" not in row(off.table, "1x cpu", "finetune/3A")["note"]
+
+
+def test_a_rule_snakemake_cannot_expand_is_a_spec_error_not_a_failed_run():
+    """runcache.job_specs runs at DAG time (rule plan_estimate's params): a rule that does not
+    expand gives the planner an error to note, never an exception that would stop the run."""
+    wf = SimpleNamespace(get_rule=lambda name: {}[name])
+    job = SimpleNamespace(name="finetune/3A", rule="no_such_rule", wildcards={})
+    assert runcache.job_specs(wf, [job]) == {"finetune/3A": {"error": "KeyError: 'no_such_rule'"}}

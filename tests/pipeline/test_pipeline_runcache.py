@@ -120,3 +120,19 @@ def test_a_corrupted_entry_is_refused_and_the_job_runs(stored, embedded_run, tmp
     )  # it ran
     assert list((cache / runcache.REFUSED).iterdir())
     assert not (wd / (TARGET + runcache.RESTORED_SUFFIX)).exists()
+
+
+def test_the_plan_rule_counts_the_stored_job_as_zero(stored):
+    """rule plan_estimate builds each job's key from Snakemake's own expansion of its rule
+    (rules/plan.smk): the stored evaluation's key is the one its JobCache used, so its rows cost
+    nothing; the other evaluation of the base model has no entry and is forecast in full."""
+    wd, cache, _, _ = stored
+    estimate = "results/plan/estimate.csv"
+    r = snakemake(wd, "-c1", "--force", estimate, "--config", f"run_cache={cache}")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    t = pd.read_csv(wd / estimate)
+    held, other = (t[t["job"] == f"eval/base/{p}"] for p in ("causal", "prefill_bidir"))
+    assert len(held) and (held["est_s"] == 0).all() and (held["est_cost_usd"].fillna(0) == 0).all()
+    assert held["note"].str.contains("in the run cache").all()
+    assert len(other) and (other["est_s"] > 0).all()
+    assert other["note"].str.contains("run cache: no entry for its key").all()

@@ -82,6 +82,33 @@ def test_running_job_from_snakemake_markers(tmp_path):
     assert row.status == "running" and "step 7/40, loss 3.25" in row.why
 
 
+def test_a_restored_job_says_so_and_from_which_run(tmp_path):
+    """A job whose outputs the run cache restored (the marker runcache.restore writes beside its
+    first output): done, "restored (run <id>)"; once it runs again (no marker) the note goes."""
+    from ablate.core import runcache
+    from ablate.core.io import write_json
+
+    metrics, samples = (f"results/eval/base/causal/{f}" for f in ("metrics.json", "s.parquet"))
+    job = Job("mask", "eval_model", "eval/base/causal", {}, {"metrics": metrics, "samples": samples},
+              log=None, record=metrics)  # fmt: skip
+    outs = [tmp_path / metrics, tmp_path / samples]
+    write_json(outs[0], {"score": 0.5, "provenance": {"run_id": "run-1", "config_hash": "h"}})
+    outs[1].write_bytes(b"rows")
+    (row,) = status.job_rows([job], tmp_path)
+    assert (row.status, row.why) == ("done", "current config")
+    parts = {"rule": "eval_model"}
+    runcache.store(tmp_path / "cache", parts, outs)
+    assert runcache.restore(tmp_path / "cache", parts, outs) is not None
+    (row,) = status.job_rows([job], tmp_path)
+    assert (row.status, row.why, row.run_id) == (
+        "done",
+        "current config; restored (run run-1)",
+        "run-1",
+    )
+    runcache.marker_path(outs).unlink()  # what JobCache.restored() does before a job runs
+    assert status.job_rows([job], tmp_path)[0].why == "current config"
+
+
 def test_mlflow_uri_prefers_config_then_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.mlflow_uri({}, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"

@@ -20,7 +20,16 @@ from ablate.core import planner
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
 try:
     frozen = pd.read_csv(snakemake.input.estimate) if "estimate" in snakemake.input.keys() else None
-    plan = planner.make_plan(snakemake.params.plan, actuals=frozen is not None, frozen=frozen)
+    # run_cache from the config, as the jobs read it: switching the cache reruns no plan
+    config = dict(snakemake.params.plan, run_cache=snakemake.config.get("run_cache"))
+    plan = planner.make_plan(
+        config,
+        actuals=frozen is not None,
+        frozen=frozen,
+        # plan_estimate: each job's run-cache spec (rules/plan.smk), the key's code folder
+        cache_jobs=dict(snakemake.params.items()).get("cache_jobs"),
+        scripts=snakemake.scriptdir,
+    )
 except Exception as exc:  # the planner itself failed: the table says so, the study goes on
     traceback.print_exc()
     plan = planner.failed_plan(f"the planner failed: {type(exc).__name__}: {exc} (see the log)")

@@ -1,7 +1,8 @@
 """The run cache: a finished job's outputs stored under a key of everything that determines them,
 restored instead of recomputed when a job with the same key runs again (config key `run_cache`).
 
-The key (:func:`key_parts`, :func:`key_of`) covers the rule and its wildcards, the job's params (its config slice),
+The key (:func:`key_parts` of a job's :func:`job_spec`, :func:`key_of`) covers the rule and its
+wildcards, the job's params (its config slice),
 the content of every declared input (:func:`ablate.core.provenance.fingerprint_path`), the code
 (every module of the ``ablate`` package and every job script of ``workflow/scripts/``) and the versions of the packages
 that compute a result (:data:`ablate.core.provenance.PACKAGES`). Hardware is not in it: a result
@@ -59,6 +60,46 @@ def code_hash(scripts: str | os.PathLike | None = None) -> str:
         for p in sorted(x for x in Path(root).rglob("*.py") if "__pycache__" not in x.parts):
             h.update(f"{label}/{p.relative_to(root)}".encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def job_spec(job: Any) -> dict[str, Any]:
+    """What of a job its key covers besides code and packages: rule, wildcards, params, declared
+    inputs (in the rule's order). ``job``: a script job's ``snakemake`` object (:class:`JobCache`)
+    or :func:`rule_job` (the planner): one shape, so both build the same key."""
+    return {
+        "rule": job.rule,
+        "wildcards": dict(job.wildcards.items()),
+        "params": dict(job.params.items()),
+        "inputs": [str(p) for p in job.input],
+    }
+
+
+def rule_job(rule: Any, wildcards: dict[str, str]) -> Any:
+    """The job of a Snakemake rule (``workflow.get_rule(name)``) for these wildcards, as its script
+    will see it: Snakemake's own expansion of the rule's inputs and params (rules/plan.smk)."""
+    from types import SimpleNamespace
+
+    from snakemake.iocontainers import Wildcards
+
+    wc = Wildcards(fromdict=wildcards)
+    inputs = rule.expand_input(wc)[0]
+    # job=None: no param of these rules reads threads or resources (those would need a job)
+    params = rule.expand_params(wc, inputs, rule.expand_output(wc)[0], None)[0]
+    return SimpleNamespace(rule=rule.name, wildcards=wc, params=params, input=inputs)
+
+
+def job_specs(workflow: Any, jobs: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Job name -> :func:`job_spec` of each core Job (:class:`ablate.core.jobs.Job`) of a parsed
+    workflow (rules/plan.smk, rule plan_estimate). Paths and config slices only, set by the config
+    as the plan's other params are; the inputs' content is read when the plan runs. A job whose
+    rule Snakemake cannot expand here gets ``{"error": why}``: a forecast never stops a run."""
+    specs = {}
+    for j in jobs:
+        try:
+            specs[j.name] = job_spec(rule_job(workflow.get_rule(j.rule), j.wildcards))
+        except Exception as exc:  # noqa: BLE001 (Snakemake's and the rules' own errors)
+            specs[j.name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return specs
 
 
 def key_parts(
@@ -265,13 +306,7 @@ class JobCache:
         self.where = smk.config.get("run_cache") or None
         self.parts = None
         if self.where is not None:
-            self.parts = key_parts(
-                smk.rule,
-                dict(smk.wildcards.items()),
-                dict(smk.params.items()),
-                list(smk.input),
-                scripts=smk.scriptdir,
-            )
+            self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir)
 
     def restored(self) -> bool:
         """Whether the outputs were restored from the cache (the job then has nothing to do)."""

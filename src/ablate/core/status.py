@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate import studies
-from ablate.core import io
+from ablate.core import io, runcache
 from ablate.core.jobs import Job
 from ablate.core.planner.files import PLAN_FILES
 from ablate.core.records import benchmark_seconds, provenance_of, read_json
@@ -92,6 +92,18 @@ def last_progress(log: str | None) -> str | None:
     return f"step {step}/{total}, loss {float(loss):.4g}"
 
 
+def restored_note(job: Job, workdir: Path) -> str:
+    """ "restored (run <run_id>)" when the job's last run restored its outputs from the run cache
+    (the marker its JobCache writes beside the first output, ablate.core.runcache.marker_path;
+    removed when the job runs), else ""."""
+    if not job.outputs:
+        return ""
+    marker = read_json(runcache.marker_path([workdir / next(iter(job.outputs.values()))]))
+    if not marker or not marker.get("restored"):
+        return ""
+    return f"restored (run {marker.get('from_run_id') or 'unknown'})"
+
+
 def _own_status(
     job: Job, workdir: Path, markers: dict[str, float], active: bool, side: Any, config: Any
 ) -> Row:
@@ -112,8 +124,11 @@ def _own_status(
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
+    restored = restored_note(job, workdir)
     if job.record is None:
-        return Row(job, "done", "outputs exist", wall, mtime=mtime)
+        return Row(
+            job, "done", "; ".join(filter(None, ["outputs exist", restored])), wall, mtime=mtime
+        )
     record = read_json(workdir / job.record)
     if record is None:
         return Row(job, "stale", f"{job.record} is unreadable", wall, mtime=mtime)
@@ -123,6 +138,7 @@ def _own_status(
     if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
+    why = "; ".join(filter(None, [why, restored]))
     return Row(job, status, why, wall, prov.get("run_id"), headline, mtime)
 
 

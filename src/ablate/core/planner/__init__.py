@@ -17,6 +17,7 @@ Modules, one concern each:
 ``history``        past runs: records, benchmark files, the throughput they measured
 ``overheads``      start-up, load, saves, boot and shipping; memory per GPU
 ``estimate``       the forecast table (COLUMNS)
+``cached``         which jobs the run cache holds (zero cost; config ``run_cache``)
 ``schedule``       jobs side by side on one multi-GPU machine (which job reads which)
 ``actuals``        actual times, error and status of finished jobs
 ``plan``           make_plan: the above for one config

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.core.planner.actuals import ACTUAL_COLUMNS, UNPLANNED, add_actuals, collect_actuals
+from ablate.core.planner.cached import in_cache
 from ablate.core.planner.estimate import COLUMNS, estimate
 from ablate.core.planner.history import pipeline_measurements
 from ablate.core.planner.inputs import load_reference, log, parse_setups
@@ -29,6 +30,8 @@ def make_plan(
     root: str | os.PathLike = ".",
     actuals: bool = True,
     frozen: pd.DataFrame | None = None,
+    cache_jobs: dict[str, dict[str, Any]] | None = None,
+    scripts: str | os.PathLike | None = None,
 ) -> Plan:
     """The plan of a schema-validated config (defaults filled, as the rules get it).
 
@@ -36,6 +39,9 @@ def make_plan(
     ``frozen``: an estimate written before the run (rule ``plan_estimate``); the actuals are added
     to it instead of to a fresh estimate, which would already have learnt from the run itself. A
     frozen table of another layout (an older version's columns) is replaced by a fresh estimate.
+    ``cache_jobs``: job name -> its run-cache spec (rules/plan.smk; None outside Snakemake) and
+    ``scripts`` the workflow's scripts folder: with the config's ``run_cache`` set, a job the cache
+    holds costs nothing (:mod:`ablate.core.planner.cached`).
     """
     plan, root = config["plan"], Path(root)
     ref = load_reference(plan["measurements"])
@@ -59,7 +65,8 @@ def make_plan(
     if frozen is None:
         setups = parse_setups(plan, ref)
         ms = pipeline_measurements(plans, root, ref, plan) + ref.measurements
-        table = estimate(jobs, setups, resolve_prices(setups, plan), ref, ms, plan)
+        held = in_cache(config, jobs, cache_jobs, root, scripts)
+        table = estimate(jobs, setups, resolve_prices(setups, plan), ref, ms, plan, held)
     else:
         # only its forecast counts: actuals of another run (a plan.csv passed as --frozen) go
         table = frozen[frozen["note"] != UNPLANNED].reindex(columns=COLUMNS).reset_index(drop=True)

@@ -1,0 +1,77 @@
+"""Which planned jobs the run cache (config key ``run_cache``) already holds: those cost nothing.
+
+A job's key is :func:`ablate.core.runcache.key_parts` of its :func:`~ablate.core.runcache.job_spec`
+(rule, wildcards, params, declared inputs), the same function its script's ``JobCache`` calls. The
+specs come from Snakemake's own expansion of each rule (rules/plan.smk, rule ``plan_estimate``):
+a rule's params and inputs are written in the rules, so outside Snakemake (``ablate plan``) they
+are not known exactly and the cache is not checked there (a note says so). A job whose inputs do
+not exist yet has no key yet (the key holds their content): it is forecast at full cost.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ablate.core import runcache
+from ablate.core.planner.jobs import PlannedJob
+
+NOT_CHECKED = "run cache not checked: "  # the start of every note of a job it could not check
+
+
+def _check(
+    cache: Any, spec: dict[str, Any] | None, root: Path, scripts: str | os.PathLike
+) -> str | None:
+    """None when the cache holds the job of ``spec``; else why the job is forecast at full cost."""
+    if spec is None:
+        return NOT_CHECKED + (
+            "its rule's params and inputs are known inside Snakemake only (the plan rule, "
+            "`snakemake <results>/plan.csv`, checks it; `ablate plan` cannot)"
+        )
+    if "error" in spec:  # Snakemake could not expand its rule (ablate.core.runcache.job_specs)
+        return NOT_CHECKED + f"its rule could not be expanded ({spec['error']})"
+    inputs = [str(root / p) for p in spec["inputs"]]
+    missing = [
+        p for p, full in zip(spec["inputs"], inputs, strict=True) if not os.path.exists(full)
+    ]
+    if missing:
+        return NOT_CHECKED + (
+            f"its input(s) {', '.join(missing)} do not exist yet, and the key holds their "
+            "content: forecast at full cost"
+        )
+    parts = runcache.key_parts(**dict(spec, inputs=inputs), scripts=scripts)
+    try:
+        if runcache.holds(cache, parts):
+            return None
+    except Exception as exc:  # noqa: BLE001 (a storage plugin raises its own types)
+        return NOT_CHECKED + f"{type(exc).__name__}: {exc}"
+    return f"run cache: no entry for its key {runcache.key_of(parts)[:12]} (inputs as they are now)"
+
+
+def in_cache(
+    config: dict[str, Any],
+    jobs: list[PlannedJob],
+    specs: dict[str, dict[str, Any]] | None,
+    root: str | os.PathLike,
+    scripts: str | os.PathLike | None,
+) -> Callable[[PlannedJob], bool] | None:
+    """The planner's ``in_cache`` (:func:`ablate.core.planner.estimate.estimate`): whether the run
+    cache holds a job; None when the config has no run cache. ``specs``: job name -> its
+    :func:`~ablate.core.runcache.job_spec` (None: not known, outside Snakemake); ``scripts``: the
+    workflow's scripts folder (the key's code). A job it does not hold gets a note saying why."""
+    cache = config.get("run_cache")
+    if not cache:
+        return None
+    held = set()
+    for job in jobs:
+        if specs is not None and job.id not in specs:
+            why = NOT_CHECKED + "no rule of this workflow runs it"
+        else:
+            why = _check(cache, None if specs is None else specs[job.id], Path(root), scripts)
+        if why is None:
+            held.add(job.id)
+        else:
+            job.notes.append(why)
+    return lambda job: job.id in held
