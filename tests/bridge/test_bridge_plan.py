@@ -217,7 +217,7 @@ def test_frozen_state_jobs_divide_over_their_gpu_resource(tmp_path):
     the setup's): gpu 1 is one GPU's rate on any setup, gpu 4 divides it like the training."""
     config = latentwire()
     eff = config["plan"]["scaling"]["data_parallel"]
-    job = "bridge_source_states/hotpotqa:"
+    job = "source_states/hotpotqa:"
     compute = {}
     for gpus in (1, 4):
         config["bridge"]["resources"]["frozen_states"]["gpu"] = gpus
