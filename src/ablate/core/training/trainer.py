@@ -301,10 +301,11 @@ class CoreTrainer(Trainer):
         return super().log(logs, *args, **kwargs)
 
     def train(self, *args, **kwargs):
-        try:
-            return super().train(*args, **kwargs)
-        finally:
-            self._flush_tokens()
+        # after a successful run only: flushing reads a device tensor, which after a failed step
+        # (a CUDA error) would raise again and hide the first error; checkpoints flush themselves
+        out = super().train(*args, **kwargs)
+        self._flush_tokens()
+        return out
 
     def export_weights(self, dtype: torch.dtype) -> None:
         """Cast the model to ``dtype`` for saving; with master weights, take the fp32 values from them."""
