@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import record
 
 #: How long a process waits for the others at a collective: rank 0 may evaluate for minutes.
 TIMEOUT = datetime.timedelta(hours=2)
@@ -88,7 +89,23 @@ def launch(
         )
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // nproc))}
         out = log or sys.stdout
-        subprocess.run(command(spec, nproc), stdout=out, stderr=out, env=env, check=True)
+        try:
+            subprocess.run(command(spec, nproc), stdout=out, stderr=out, env=env, check=True)
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(
+                f"{call} failed in {nproc} data-parallel processes (torchrun exit "
+                f"{e.returncode}){_tail(out)}"
+            ) from e
+
+
+def _tail(log: TextIO, lines: int = 40) -> str:
+    """The end of a log file the processes wrote (why they failed), for the exception."""
+    name = getattr(log, "name", None)
+    if not isinstance(name, str) or not os.path.isfile(name):
+        return ""  # a terminal or a pipe: the output is already in front of the user
+    log.flush()
+    text = Path(name).read_text(errors="replace").splitlines()[-lines:]
+    return f"; the end of {name}:\n" + "\n".join(text)
 
 
 def resolve(call: str):
@@ -96,6 +113,7 @@ def resolve(call: str):
     return getattr(importlib.import_module(module), name)
 
 
+@record  # torchrun's failure summary (the end of the log) then names each process's exception
 def main(argv: list[str] | None = None) -> None:
     """One process of a data-parallel run: ``python -m ablate.core.parallel spec.json``."""
     argv = sys.argv[1:] if argv is None else argv
@@ -106,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         if cb:
             kwargs["callbacks"] = resolve(cb["call"])(**cb["kwargs"])
         resolve(spec["call"])(**kwargs)
+        # nobody leaves the group before all are done: a process that exits while a peer still
+        # reads its last message (a gather to process 0) can break that read (gloo: "Connection
+        # closed by peer"); after an error there is no barrier, torchrun stops the others
+        barrier()
     finally:
         close()
 
