@@ -939,3 +939,40 @@ def test_multi_gpu_setup_runs_finetunes_side_by_side_and_data_parallel(tmp_path)
     assert row(dp, "1x H100 SXM", "finetune/5B")["speedup"] == 1
     assert row(dp, "8x H100 SXM", "eval/5B/causal")["speedup"] == 1
     assert row(dp, "8x H100 SXM", planner.TOTAL)["est_s"] < eight["est_s"]
+
+
+def test_one_rented_machine_boots_once_and_downloads_each_model_once(tmp_path):
+    """1x H100 as one rented machine (Snakemake on it): no job pays a boot, the TOTAL adds one
+    boot and setup, and only the first job that loads the hub model downloads it; rented per job
+    (the vast profile) every job that loads it pays both. Several GPUs are always one machine."""
+    setups = [{"gpu": "H100 SXM"}, {"gpu": "H100 SXM", "machine": True}, SETUPS[3]]
+    config = load("ministral3b.yaml", setups=setups)
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    check_arithmetic(t)
+    o = config["plan"]["overheads"]
+    download = 3.429006336e9 * config["plan"]["bytes_per_param"] / 1e6 / o["download_mb_s"]
+    for label in ("1x H100 SXM machine", "8x H100 SXM"):
+        jobs = t[(t["setup"] == label) & (t["job"] != planner.TOTAL)]
+        assert (jobs["rental_overhead_s"] == 0).all()
+        downloads = [j for j, n in zip(jobs["job"], jobs["note"]) if "download" in n]
+        assert downloads == ["leakage/causal"]  # the first of the 7 jobs that load the base
+    machine = t[(t["setup"] == "1x H100 SXM machine") & (t["job"] != planner.TOTAL)]
+    total = row(t, "1x H100 SXM machine", planner.TOTAL)
+    assert total["est_s"] == pytest.approx(
+        machine["est_s"].sum() + o["boot_s"] + o["setup_s"], abs=0.5
+    )
+    assert "rent the machine once" in total["note"]
+    per_job = t[(t["setup"] == "1x H100 SXM") & (t["job"] != planner.TOTAL)]
+    assert sum("download" in n for n in per_job["note"]) == 7
+    saved = per_job["est_s"].sum() - total["est_s"]
+    assert saved > 6 * (o["boot_s"] + o["setup_s"]) + 6 * download * 0.99
+    probe = row(t, "1x H100 SXM machine", "leakage/prefix_bidir")
+    assert (
+        probe["job_overhead_s"]
+        < row(t, "1x H100 SXM", "leakage/prefix_bidir")["job_overhead_s"] - 0.99 * download
+    )
+    ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
+    with pytest.raises(planner.PlanError, match=r"plan.setups\[0\]: 8x H100 SXM with machine"):
+        parse_setups({"setups": [{"gpu": "H100 SXM", "count": 8, "machine": False}]}, ref)
+    labels = [s.label for s in parse_setups({"setups": setups}, ref)]
+    assert labels == ["1x H100 SXM", "1x H100 SXM machine", "8x H100 SXM"]

@@ -160,6 +160,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         params=shapes[role][0],
         params_source=shapes[role][2],
         loads_hub_model=hub,
+        hub_models=(names[role],) if hub else (),
         # its `gpu` resource: that many data-parallel processes, each extracting its batches
         gpus=study.config["resources"]["frozen_states"]["gpu"],
         scaling_key="data_parallel",
@@ -183,8 +184,9 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     model = f"{names[e.source_role]} -> {names[e.target_role]} ({e.run_id})"
     size = f"source {ps / 1e9:.3g} B ({ws}) + target {pt / 1e9:.3g} B ({wt}) + translator "
     size += f"{ptr / 1e6:.1f} M"
+    pair = (names[e.source_role], names[e.target_role]) if hub else ()  # the hub models it loads
     if j.rule == "bridge_infer":
-        return _infer_job(study, role, e, pt, float(total), size, model, common, hub)
+        return _infer_job(study, role, e, pt, float(total), size, model, common, pair)
     procs = grid.processes(study.config)
     tokens = p["steps"] * p["batch_size"] * procs * cost.example_tokens(p["K"], n)
     flops = cost.example_flops(
@@ -203,6 +205,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         params=float(total),
         params_source=size,
         loads_hub_model=hub,
+        hub_models=pair,
         optim=OPTIM,
         flops_per_token=flops,
         trainable_params=float(ptr),
@@ -223,7 +226,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     )
 
 
-def _infer_job(study, role, e, pt, total, size, model, common, hub) -> PlannedJob:
+def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> PlannedJob:
     """The inference benchmark: every item's five baselines batched (quality), then the timed
     items at batch 1 (latency), each at its own measured rate."""
     p, n_samples = e.params, study.config["infer"]["n_samples"]
@@ -248,7 +251,8 @@ def _infer_job(study, role, e, pt, total, size, model, common, hub) -> PlannedJo
         f"generations x max_new_tokens {p['max_new_tokens']} (batches of {p['eval_batch_size']})",
         params=total,
         params_source=size,
-        loads_hub_model=hub,
+        loads_hub_model=bool(hub_models),
+        hub_models=hub_models,
         flops_per_token=decode_flops(pt, p["eval_batch_size"]),
         extra=extra,
         **common,

@@ -20,7 +20,13 @@ import pandas as pd
 
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.jobs import PlannedJob
-from ablate.core.planner.overheads import job_overhead, memory_need_gb, rental_overhead
+from ablate.core.planner.overheads import (
+    downloads_on,
+    job_overhead,
+    machine_overhead,
+    memory_need_gb,
+    rental_overhead,
+)
 from ablate.core.planner.prices import Price
 from ablate.core.planner.schedule import Slot, makespan
 from ablate.core.planner.throughput import pick_throughput
@@ -117,9 +123,15 @@ def _job_columns(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
 
 
 def job_row(
-    job: PlannedJob, s: Setup, price: Price, ref: Reference, ms: list[Measurement], plan: dict
+    job: PlannedJob,
+    s: Setup,
+    price: Price,
+    ref: Reference,
+    ms: list[Measurement],
+    plan: dict,
+    downloads: bool = True,
 ) -> dict[str, Any]:
-    """The estimate of one job on one setup."""
+    """The estimate of one job on one setup (``downloads``: see :func:`job_overhead`)."""
     row = _job_columns(job, s, price)
     notes = list(job.notes)
     if ref.problem:
@@ -133,7 +145,7 @@ def job_row(
     eff = plan["scaling"][scaling]
     used = s.count if job.gpus is None else max(1, min(job.gpus, s.count))
     speedup = 1 + (used - 1) * eff
-    job_s, job_what = job_overhead(job, s, params, plan, ref)
+    job_s, job_what = job_overhead(job, s, params, plan, ref, downloads)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
     need, need_what = memory_need_gb(job, params, plan)
     mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
@@ -183,9 +195,12 @@ def cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
     )
 
 
-def total_row(s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict]) -> dict[str, Any]:
+def total_row(
+    s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict], plan: dict
+) -> dict[str, Any]:
     """A setup's time and cost: its jobs in sequence, or on a multi-GPU setup side by side on one
-    machine (:func:`makespan`); empty with the jobs that lack an estimate."""
+    machine (:func:`makespan`), plus a rented machine's boot and setup; empty with the jobs that
+    lack an estimate."""
     missing = [r["job"] for r in rows if r.get("est_s") is None]
     unpriced = price.per_hour is None
     total_s = None if missing else sum(r["est_s"] for r in rows)
@@ -196,6 +211,11 @@ def total_row(s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict]) 
             for j, r in zip(jobs, rows, strict=True)
         ]
         total_s = makespan(slots, s.count)
+    boot = ""
+    if s.machine and total_s is not None:
+        boot_s, boot_what = machine_overhead(plan)
+        total_s += boot_s
+        boot = f"; + {boot_s:.0f} s to rent the machine once ({boot_what})"
     return dict(
         setup=s.label,
         gpu=s.gpu,
@@ -221,8 +241,15 @@ def total_row(s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict]) 
                 "inputs allow (each its gpu resource's devices)"
                 if side_by_side
                 else "jobs run one after another"
-                + (" here" if s.local else ", each on its own instance")
+                + (
+                    " here"
+                    if s.local
+                    else " on the one machine"
+                    if s.machine
+                    else ", each on its own instance"
+                )
             )
+            + boot
             + (f"; no estimate for {', '.join(missing)}" if missing else "")
             + ("; no price" if unpriced else "")
         ),
@@ -244,12 +271,15 @@ def estimate(
     cached = {j.id for j in jobs if in_cache is not None and in_cache(j)}
     for s in setups:
         job_rows = []
+        downloads = downloads_on(s, [j for j in jobs if j.id not in cached])
         for job in jobs:
             if job.id in cached:
                 job_rows.append(cached_row(job, s, prices[s]))
                 continue
             try:
-                job_rows.append(job_row(job, s, prices[s], ref, measurements, plan))
+                job_rows.append(
+                    job_row(job, s, prices[s], ref, measurements, plan, downloads[job.id])
+                )
             except Exception as exc:  # a forecast never stops a study: the row says what failed
                 log.warning("planner: no estimate for %s on %s: %r", job.id, s.label, exc)
                 job_rows.append(
@@ -265,7 +295,7 @@ def estimate(
                     )
                 )
         rows += job_rows
-        rows.append(total_row(s, prices[s], jobs, job_rows))
+        rows.append(total_row(s, prices[s], jobs, job_rows, plan))
     df = pd.DataFrame(rows)
     for c in COLUMNS:
         if c not in df:

@@ -34,10 +34,16 @@ class Setup:
     count: int = 1
     local: bool = False  # runs where Snakemake runs: no instance to boot, nothing to ship
     price_per_hour: float | None = None  # a price the user set for this setup
+    #: one rented machine for the whole run: Snakemake runs on it and the GPU pool gives each job
+    #: its devices, so it boots once, downloads each hub model once and ships nothing. Always so
+    #: for several GPUs (their jobs run side by side on one machine); a one-GPU setup without it
+    #: rents an instance per job (the vast profile)
+    machine: bool = False
 
     @property
     def label(self) -> str:
-        return f"{self.count}x {self.gpu}"
+        one = self.machine and self.count == 1  # several GPUs are one machine anyway
+        return f"{self.count}x {self.gpu}" + (" machine" if one else "")
 
 
 @dataclass
@@ -267,8 +273,14 @@ def parse_setups(plan: dict[str, Any], ref: Reference) -> list[Setup]:
             local = True
         else:
             local = bool(s.get("local", gpu == CPU))
-        setup = Setup(gpu, count, local, s.get("price_per_hour"))
-        if all((x.gpu, x.count) != (gpu, count) for x in setups):
+        machine = not local and bool(s.get("machine", count > 1))
+        if count > 1 and not local and not machine:
+            raise PlanError(
+                f"plan.setups[{i}]: {count}x {gpu} with machine: false; several GPUs are one "
+                "machine (its jobs side by side); an instance per job is a one-GPU setup"
+            )
+        setup = Setup(gpu, count, local, s.get("price_per_hour"), machine)
+        if all(x.label != setup.label for x in setups):
             setups.append(setup)
     if not setups:
         raise PlanError("plan.setups is empty: list at least one {gpu, count}")

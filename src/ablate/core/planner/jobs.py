@@ -33,6 +33,9 @@ class PlannedJob:
     params: float | None  # parameters of the model it runs; None: unknown (params_source: why)
     params_source: str
     loads_hub_model: bool = False  # downloads the base weights from the hub
+    #: the hub models it loads (ids): on one rented machine each is downloaded once, by the
+    #: first job that loads it (empty: every such job downloads, the per-instance rule)
+    hub_models: tuple[str, ...] = ()
     ships_checkpoint: bool = False  # its input checkpoint is copied to a rented instance
     writes_checkpoint: bool = False  # saves (and ships back) a full checkpoint
     train_shape: dict[str, Any] | None = None  # batch_size, grad_accum, max_seq_len (train)

@@ -14,9 +14,15 @@ OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd":
 
 
 def job_overhead(
-    job: PlannedJob, setup: Setup, params: float, plan: dict, ref: Reference | None = None
+    job: PlannedJob,
+    setup: Setup,
+    params: float,
+    plan: dict,
+    ref: Reference | None = None,
+    downloads: bool = True,
 ) -> tuple[float, str]:
     """Seconds inside the job besides the compute: start-up, weight download/load, saves.
+    ``downloads`` False: its hub models are on the machine already (:func:`downloads_on`).
 
     Where ``ref`` (the measurements file) has a measured overhead of this kind of job on this GPU
     for this model size (a pipeline run, e.g. the GPU smoke run), it replaces the modelled
@@ -28,7 +34,7 @@ def job_overhead(
     parts = [
         ("measured" if measured else "startup", measured.seconds if measured else o["startup_s"])
     ]
-    if job.loads_hub_model and not setup.local:
+    if job.loads_hub_model and not setup.local and downloads:
         parts.append(("download", weights_mb / o["download_mb_s"]))
     if not measured:
         parts.append(("load", weights_mb / o["disk_mb_s"]))
@@ -52,6 +58,8 @@ def rental_overhead(job: PlannedJob, setup: Setup, params: float, plan: dict) ->
     """Seconds a rented instance is billed outside the job: boot, shipping, checkpoint transfers."""
     if setup.local:
         return 0.0, "local"
+    if setup.machine:
+        return 0.0, "none: on the rented machine (its boot and setup once, in TOTAL)"
     if job.shares_instance:
         return (
             0.0,
@@ -65,6 +73,25 @@ def rental_overhead(job: PlannedJob, setup: Setup, params: float, plan: dict) ->
     if job.writes_checkpoint:
         parts.append(("ckpt out", weights_mb / o["transfer_mb_s"]))
     return sum(v for _, v in parts), " + ".join(f"{k} {v:.0f}" for k, v in parts)
+
+
+def machine_overhead(plan: dict) -> tuple[float, str]:
+    """Seconds a rented machine (``Setup.machine``) is billed before its first job: boot, setup."""
+    o = plan["overheads"]
+    return o["boot_s"] + o["setup_s"], f"boot {o['boot_s']:.0f} + setup {o['setup_s']:.0f}"
+
+
+def downloads_on(setup: Setup, jobs: list[PlannedJob]) -> dict[str, bool]:
+    """Whether each job (by id) downloads its hub weights: on one rented machine only the first
+    job that loads a hub model (the hub cache keeps it for the next); else each job that loads
+    one (a fresh instance, or ``hub_models`` not named)."""
+    seen: set[str] = set()
+    out = {}
+    for j in jobs:
+        new = set(j.hub_models) - seen
+        out[j.id] = not (setup.machine and j.hub_models) or bool(new)
+        seen |= new
+    return out
 
 
 def memory_need_gb(job: PlannedJob, params: float, plan: dict) -> tuple[float, str]:
