@@ -5,7 +5,7 @@
 from ablate.bridge import grid as bridge_grid
 
 try:
-    BRIDGE = bridge_grid.resolve(config["bridge"])
+    BRIDGE = bridge_grid.resolve(config["bridge"], config["results"])
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 BRIDGE_JOBS = bridge_grid.jobs(config, BRIDGE)
