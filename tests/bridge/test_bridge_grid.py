@@ -161,6 +161,27 @@ def test_a_branch_is_its_commit_in_the_run_id(tmp_path, monkeypatch):
     assert bridge["source"]["revision"] is None  # the config itself is left as written
 
 
+def test_a_dataset_branch_is_its_commit_in_the_run_id(tmp_path):
+    """A hub dataset's `revision` (null: main) is pinned like a model's: the run id and the
+    data job (which loads that commit) name it."""
+    from ablate.core import hub_revisions
+
+    bridge = bridge_config("latentwire.yaml")
+    key = f"datasets/{bridge['data']['gsm8k']['path']}@main"
+    ids = []
+    for sha in ("a" * 40, "b" * 40):
+        results = tmp_path / sha[0]
+        results.mkdir()
+        (results / hub_revisions.LOCK).write_text(json.dumps({key: {"sha": sha}}))
+        study = grid.resolve(bridge, str(results))
+        ids.append(study.entries["1a"].run_id)
+        assert study.entries["1a"].identity["data"]["gsm8k"]["revision"] == sha
+        config = {"bridge": bridge, "results": str(results)}
+        data_job = next(j for j in grid.jobs(config, study) if j.rule == "bridge_data")
+        assert data_job.config["gsm8k"]["revision"] == sha
+    assert ids[0] != ids[1]
+
+
 def test_a_card_of_another_commit_than_the_run_id_is_refused(tmp_path):
     from ablate.bridge import models
     from ablate.core import io

@@ -85,9 +85,11 @@ def test_seed_study_plans_offline(fresh):
     assert "results/latentwire/bridge/runs/gsm8k-k64-" in r.stdout
     assert "results/latentwire/bridge/runs/hotpotqa-k64-" in r.stdout
     assert not (fresh / "results" / "latentwire").exists()
-    # offline and uncached: run ids name the branch, said once per model, not per job
+    # offline and uncached: run ids name the branch, said once per model and dataset, not per job
     warned = re.findall(r"warning: hub revision (\S+)@main is not resolved", r.stderr)
-    assert sorted(warned) == sorted(load("latentwire.yaml")["bridge"][k]["path"] for k in ROLES)
+    bridge = load("latentwire.yaml")["bridge"]
+    hub = [bridge[k]["path"] for k in ROLES] + [f"datasets/{d['path']}" for d in _hub_data(bridge)]
+    assert sorted(warned) == sorted(hub), r.stderr
 
 
 def test_seed_study_pins_the_locked_commits(fresh):
@@ -95,9 +97,10 @@ def test_seed_study_pins_the_locked_commits(fresh):
     hub model declares the lock (a Vast instance re-parses the workflow with it)."""
     cfg = load("latentwire.yaml")
     lock = fresh / "results" / "latentwire" / "hub_revisions.json"
-    shas = {cfg["bridge"][k]["path"]: c * 40 for k, c in zip(ROLES, "ab", strict=True)}
+    repos = [cfg["bridge"][k]["path"] for k in ROLES]
+    repos += [f"datasets/{d['path']}" for d in _hub_data(cfg["bridge"])]
     lock.parent.mkdir(parents=True)
-    lock.write_text(json.dumps({f"{p}@main": {"sha": sha} for p, sha in shas.items()}))
+    lock.write_text(json.dumps({f"{p}@main": {"sha": f"{i:040x}"} for i, p in enumerate(repos)}))
     try:
         r = dry_run_with(fresh, cfg, env={"HF_HUB_OFFLINE": "1"})
     finally:
@@ -108,6 +111,10 @@ def test_seed_study_pins_the_locked_commits(fresh):
     assert all(str(lock.relative_to(fresh)) in j["input"] for j in jobs)
     unpinned = dry_run_with(fresh, cfg, env={"HF_HUB_OFFLINE": "1"})
     assert set(_run_ids(r.stdout)).isdisjoint(_run_ids(unpinned.stdout))
+
+
+def _hub_data(bridge: dict) -> list[dict]:
+    return [bridge["data"][d] for d in ("gsm8k", "hotpotqa")]
 
 
 BRIDGE_HUB_JOBS = ("bridge_train", "bridge_infer", "bridge_source_states", "bridge_teacher_states")

@@ -66,14 +66,20 @@ def test_online_asks_the_hub_and_locks(cache, tmp_path, monkeypatch):
 
     class FakeApi:
         def model_info(self, repo, revision=None, timeout=None):
-            asked.append((repo, revision))
+            asked.append(("model", repo, revision))
             return type("Info", (), {"sha": B})()
+
+        def dataset_info(self, repo, revision=None, timeout=None):
+            asked.append(("dataset", repo, revision))
+            return type("Info", (), {"sha": A})()
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     assert hub_revisions.resolve("org/m", "v1", tmp_path) == B
     assert hub_revisions.resolve("org/m", "v1", tmp_path) == B  # the lock: the hub once
-    assert asked == [("org/m", "v1")]
-    assert json.loads((tmp_path / hub_revisions.LOCK).read_text())["org/m@v1"]["how"] == "hub"
+    assert hub_revisions.resolve("org/m", None, tmp_path, "dataset") == A  # same id, a dataset
+    assert asked == [("model", "org/m", "v1"), ("dataset", "org/m", "main")]
+    lock = json.loads((tmp_path / hub_revisions.LOCK).read_text())
+    assert lock["org/m@v1"]["how"] == "hub" and lock["datasets/org/m@main"]["sha"] == A
 
 
 def test_a_commit_is_its_own_resolution(cache, tmp_path):

@@ -136,7 +136,7 @@ def model_identity(m: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
 
 
 def revision(m: dict[str, Any]) -> str:
-    """A hub model's revision in one spelling: a commit sha in lower case, ``null`` as ``main``
+    """A hub model's (or dataset's) revision in one spelling: a commit sha in lower case, ``null`` as ``main``
     (the branch the hub loads for it). :func:`pin_revisions` has made a branch or tag its
     commit before; one that stays a name could not be resolved (a warning said so)."""
     rev = m.get("revision") or "main"
@@ -155,15 +155,21 @@ def is_hub_model(m: dict[str, Any]) -> bool:
 
 
 def pin_revisions(bridge: dict[str, Any], results: str | None) -> dict[str, Any]:
-    """The bridge section with each hub model's branch or tag replaced by the commit it names
-    (:func:`ablate.core.hub_revisions.resolve`: the lock file in ``results``, the Hugging Face
-    cache, the hub), so a run id names weights, not a branch that moves."""
+    """The bridge section with each hub model's and hub dataset's branch or tag replaced by the
+    commit it names (:func:`ablate.core.hub_revisions.resolve`: the lock file in ``results``, the
+    Hugging Face cache, the hub), so a run id names weights and data, not a branch that moves."""
     out = dict(bridge)
     for role in ROLES:
         m = bridge[role]
         if is_hub_model(m):
             out[role] = {**m, "revision": hub_revisions.resolve(m["path"], revision(m), results)}
-    return out
+    data = dict(bridge["data"])
+    for name in DATASET_KIND if data["source"] == "hub" else ():
+        spec = data.get(name)
+        if spec is not None and not Path(spec["path"]).expanduser().is_dir():
+            sha = hub_revisions.resolve(spec["path"], revision(spec), results, "dataset")
+            data[name] = {**spec, "revision": sha}
+    return {**out, "data": data}
 
 
 def resolved_dtype(bridge: dict[str, Any], p: dict[str, Any]) -> str:

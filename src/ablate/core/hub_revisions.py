@@ -9,7 +9,8 @@ is resolved to its commit sha before any run id is made, in this order:
    folder; deleting it is how a study moves to the branch's new head;
 2. the local Hugging Face cache's ref file (``refs/<rev>`` in the repo's cache folder holds the
    commit the last download by that name got);
-3. the hub (``HfApi().model_info(repo, revision=rev).sha``), unless HF_HUB_OFFLINE is set;
+3. the hub (``HfApi().model_info(repo, revision=rev).sha``; a dataset's ``dataset_info``),
+   unless HF_HUB_OFFLINE is set;
 4. otherwise the name stays, with a one-line warning (once per process): run ids then name the
    branch, not a commit.
 
@@ -64,43 +65,53 @@ def read_lock(path: Path) -> dict[str, dict]:
     return lock
 
 
-def from_cache(repo: str, rev: str) -> str | None:
-    """The commit the local Hugging Face cache's ref file names for ``rev`` (None: none)."""
+def from_cache(repo: str, rev: str, repo_type: str) -> str | None:
+    """The commit the local Hugging Face cache's ref file names for ``rev`` (None: none). A
+    dataset has one only when it was downloaded by that name (``hf download --repo-type
+    dataset``): ``datasets.load_dataset`` fetches by commit and writes no ref."""
     from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
 
-    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
+    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type=repo_type)
     ref = ref / "refs" / rev
     sha = ref.read_text().strip().lower() if ref.is_file() else ""
     return sha if SHA.fullmatch(sha) else None
 
 
-def from_hub(repo: str, rev: str) -> str | None:
+def from_hub(repo: str, rev: str, repo_type: str) -> str | None:
     """The commit the hub names for ``rev`` (None: offline, unreachable or not found)."""
     if offline():
         return None
     from huggingface_hub import HfApi
 
+    info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
     try:
-        return HfApi().model_info(repo, revision=rev, timeout=TIMEOUT_S).sha
+        return info(repo, revision=rev, timeout=TIMEOUT_S).sha
     except Exception:  # no network, 401/404: the name stays, and the warning says so
         return None
 
 
-def resolve(repo: str, revision: str | None, results: str | os.PathLike | None) -> str:
-    """``revision`` of hub model ``repo`` as a commit sha (the lock, the cache, the hub, in that
-    order; ``None`` is ``main``), or its name with a warning when none of them knows it.
-    ``results`` is the folder holding the lock (None: no lock is read or written)."""
+def key_of(repo: str, rev: str, repo_type: str = "model") -> str:
+    """The lock's key: ``<repo>@<rev>``, a dataset's prefixed ``datasets/`` (as on the hub)."""
+    return f"{'datasets/' if repo_type == 'dataset' else ''}{repo}@{rev}"
+
+
+def resolve(
+    repo: str, revision: str | None, results: str | os.PathLike | None, repo_type: str = "model"
+) -> str:
+    """``revision`` of hub repo ``repo`` (a ``model`` or ``dataset``) as a commit sha (the lock,
+    the cache, the hub, in that order; ``None`` is ``main``), or its name with a warning when
+    none of them knows it. ``results``: the folder of the lock (None: none read or written)."""
     rev = revision or "main"
     if SHA.fullmatch(rev.lower()):
         return rev.lower()
-    key = f"{repo}@{rev}"
+    key = key_of(repo, rev, repo_type)
     path = lock_path(results) if results is not None else None
     lock = read_lock(path) if path else {}
     if key in lock:
         return lock[key]["sha"].lower()
     for how, find in (("cache", from_cache), ("hub", from_hub)):
-        sha = find(repo, rev)
+        sha = find(repo, rev, repo_type)
         if sha:
             if path:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -111,9 +122,10 @@ def resolve(repo: str, revision: str | None, results: str | os.PathLike | None) 
         _warned.add(key)
         where = path or f"<results>/{LOCK}"
         print(
-            f"warning: hub revision {key} is not resolved to a commit (offline, not in the local "
-            f"Hugging Face cache, not in {where}): run ids name the branch, not a commit; pin "
-            f'it with `revision: <sha>` or an entry {{"{key}": {{"sha": "<sha>"}}}} in {where}',
+            f"warning: hub revision {key} is not resolved to a commit (hub offline or "
+            f"unreachable, not in the local Hugging Face cache, not in {where}): run ids name "
+            f"the branch, not a commit; pin it with `revision: <sha>` or an entry "
+            f'{{"{key}": {{"sha": "<sha>"}}}} in {where}',
             file=sys.stderr,
         )
     return rev
