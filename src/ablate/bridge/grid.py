@@ -12,8 +12,8 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
 - The run id is derived from the entry's identity (resolved params, both models' settings, the
   data), so a run id never names two configurations. Resolved: numbers by their schema type,
   inert parameters at their defaults (:func:`ablate.bridge.params.canonical`), ``model_dtype:
-  auto`` as the dtype it resolves to (:func:`resolved_dtype`), a hub revision in one spelling
-  (:func:`revision`). Two entries with the same identity and no
+  auto`` as the dtype it resolves to (:func:`resolved_dtype`), a hub model's or dataset's
+  branch or tag as the commit it names (:func:`pin_revisions`). Two entries with the same identity and no
   ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
 - ``bridge.cache_frozen_states``: the frozen source's states are a job of their own, one per
   :func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
