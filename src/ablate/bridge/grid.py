@@ -13,8 +13,9 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
   data), so a run id never names two configurations. Resolved: numbers by their schema type,
   inert parameters at their defaults (:func:`ablate.bridge.params.canonical`), ``model_dtype:
   auto`` as the dtype it resolves to (:func:`resolved_dtype`), a hub model's or dataset's
-  branch or tag as the commit it names (:func:`pin_revisions`). Two entries with the same identity and no
-  ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
+  branch or tag as the commit it names (:func:`pin_revisions`). Two entries with the same
+  identity and no ``same_as`` declaration stop the workflow, naming both (the seed's ablB /
+  ablC fault).
 - ``bridge.cache_frozen_states``: the frozen source's states are a job of their own, one per
   :func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
   every run sharing that key reads (:mod:`ablate.bridge.states`); so are the KL teacher's rows
@@ -136,9 +137,9 @@ def model_identity(m: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
 
 
 def revision(m: dict[str, Any]) -> str:
-    """A hub model's (or dataset's) revision in one spelling: a commit sha in lower case, ``null`` as ``main``
-    (the branch the hub loads for it). :func:`pin_revisions` has made a branch or tag its
-    commit before; one that stays a name could not be resolved (a warning said so)."""
+    """A hub model's (or dataset's) revision in one spelling: a commit sha in lower case,
+    ``null`` as ``main`` (the branch the hub loads for it). :func:`pin_revisions` makes a branch
+    or tag its commit; one that stays a name could not be resolved (a warning said so)."""
     rev = m.get("revision") or "main"
     return rev.lower() if hub_revisions.SHA.fullmatch(rev.lower()) else rev
 
@@ -343,10 +344,10 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry.
     ``results`` (the configuration's results folder) holds the hub revisions' lock file
     (:func:`pin_revisions`; None: none is read or written)."""
+    check_models(bridge)
+    hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
     requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}
     bridge = pin_revisions(bridge, results)
-    check_models(bridge)
-    hub.check_data(bridge["data"])
     resolve_params = _resolve_params(bridge)
     defaults = dict(bridge.get("defaults") or {})
     grid, origin = expand_seeds(bridge["grid"])
