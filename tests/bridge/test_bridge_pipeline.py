@@ -4,13 +4,17 @@ study planned offline, bad grids stopped before any job with the key named."""
 from __future__ import annotations
 
 import copy
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from checkout import BRIDGE_ARGS, copy_checkout, snakemake
 from test_pipeline_dag import job_counts, load_workflow
+
+from ablate.bridge.grid import ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 BRIDGE_RULES = {
@@ -35,10 +39,10 @@ def load(name: str = "config.yaml") -> dict:
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
-def dry_run_with(wd: Path, cfg: dict, *args: str):
+def dry_run_with(wd: Path, cfg: dict, *args: str, env: dict | None = None):
     path = wd / "config" / "edited.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return snakemake(wd, "-n", "--configfile", str(path), *args, timeout=300)
+    return snakemake(wd, "-n", "--configfile", str(path), *args, env=env, timeout=300)
 
 
 def test_default_dag_holds_every_bridge_rule(fresh):
@@ -81,6 +85,43 @@ def test_seed_study_plans_offline(fresh):
     assert "results/latentwire/bridge/runs/gsm8k-k64-" in r.stdout
     assert "results/latentwire/bridge/runs/hotpotqa-k64-" in r.stdout
     assert not (fresh / "results" / "latentwire").exists()
+    # offline and uncached: run ids name the branch, said once per model and dataset, not per job
+    warned = re.findall(r"warning: hub revision (\S+)@main is not resolved", r.stderr)
+    bridge = load("latentwire.yaml")["bridge"]
+    hub = [bridge[k]["path"] for k in ROLES] + [f"datasets/{d['path']}" for d in _hub_data(bridge)]
+    assert sorted(warned) == sorted(hub), r.stderr
+
+
+def test_seed_study_pins_the_locked_commits(fresh):
+    """A lock entry per model: no warning, the run ids hash the commits, and every job loading a
+    hub model declares the lock (a Vast instance re-parses the workflow with it)."""
+    cfg = load("latentwire.yaml")
+    lock = fresh / "results" / "latentwire" / "hub_revisions.json"
+    repos = [cfg["bridge"][k]["path"] for k in ROLES]
+    repos += [f"datasets/{d['path']}" for d in _hub_data(cfg["bridge"])]
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({f"{p}@main": {"sha": f"{i:040x}"} for i, p in enumerate(repos)}))
+    try:
+        r = dry_run_with(fresh, cfg, env={"HF_HUB_OFFLINE": "1"})
+    finally:
+        shutil.rmtree(lock.parent)
+    assert r.returncode == 0 and "warning: hub revision" not in r.stderr, r.stdout + r.stderr
+    jobs = [j for j in _dry_run_jobs(r.stdout) if j["rule"] in BRIDGE_HUB_JOBS]
+    assert len(jobs) == sum(BRIDGE_RULES[k] for k in BRIDGE_HUB_JOBS)
+    assert all(str(lock.relative_to(fresh)) in j["input"] for j in jobs)
+    unpinned = dry_run_with(fresh, cfg, env={"HF_HUB_OFFLINE": "1"})
+    assert set(_run_ids(r.stdout)).isdisjoint(_run_ids(unpinned.stdout))
+
+
+def _hub_data(bridge: dict) -> list[dict]:
+    return [bridge["data"][d] for d in ("gsm8k", "hotpotqa")]
+
+
+BRIDGE_HUB_JOBS = ("bridge_train", "bridge_infer", "bridge_source_states", "bridge_teacher_states")
+
+
+def _run_ids(stdout: str) -> set[str]:
+    return set(re.findall(r"bridge/runs/([\w-]+)/summary.json", stdout))
 
 
 def test_misspelled_hub_dataset_fails_the_dry_run(fresh):

@@ -73,6 +73,22 @@ def test_register_hub_id_offline_keeps_the_configured_revision(tmp_path, monkeyp
     assert card["resolved"].startswith("offline")
 
 
+def test_register_a_pinned_commit_records_it_and_the_name(tmp_path, monkeypatch):
+    """A branch pinned to its commit (ablate.core.hub_revisions): the card loads the commit the
+    run ids name and keeps the revision as the config wrote it."""
+    from huggingface_hub import constants
+
+    sha = "b" * 40
+    snapshot = tmp_path / "hub" / "models--org--model" / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    card = model_card.register_pretrained(
+        tmp_path / "c.json", model="org/model", revision=sha, requested={"revision": "main"}
+    )
+    assert (card["revision"], card["requested_revision"]) == (sha, "main")
+
+
 def test_register_rejects_a_directory_without_config(tmp_path):
     with pytest.raises(model_card.ModelCardError, match="has no config.json"):
         model_card.register_pretrained(tmp_path / "c.json", model=str(tmp_path))

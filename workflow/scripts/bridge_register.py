@@ -10,11 +10,13 @@ studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF 
 
 from ablate.core import model_card
 
-m = snakemake.params.model["model"]
+p = snakemake.params.model
+m = p["model"]
 model_card.register_pretrained(
     snakemake.output.card,
     model=m["path"],
-    revision=m["revision"],
+    revision=m["revision"],  # a hub model's: the commit the run ids name (grid.pin_revisions)
     download=m["download"],
-    config_slice=snakemake.params.model,
+    config_slice=p,
+    requested={"revision": p["requested_revision"]} if "requested_revision" in p else None,
 )

@@ -12,9 +12,10 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
 - The run id is derived from the entry's identity (resolved params, both models' settings, the
   data), so a run id never names two configurations. Resolved: numbers by their schema type,
   inert parameters at their defaults (:func:`ablate.bridge.params.canonical`), ``model_dtype:
-  auto`` as the dtype it resolves to (:func:`resolved_dtype`), a hub revision in one spelling
-  (:func:`revision`). Two entries with the same identity and no
-  ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
+  auto`` as the dtype it resolves to (:func:`resolved_dtype`), a hub model's or dataset's
+  branch or tag as the commit it names (:func:`pin_revisions`). Two entries with the same
+  identity and no ``same_as`` declaration stop the workflow, naming both (the seed's ablB /
+  ablC fault).
 - ``bridge.cache_frozen_states``: the frozen source's states are a job of their own, one per
   :func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
   every run sharing that key reads (:mod:`ablate.bridge.states`); so are the KL teacher's rows
@@ -25,13 +26,13 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ablate.bridge import hub
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
+from ablate.core import hub_revisions
 from ablate.core.config import ConfigError, sorted_tree
 from ablate.core.jobs import Job
 from ablate.core.provenance import config_hash
@@ -118,7 +119,9 @@ class Study:
     runs: dict[str, Entry]  # run id -> the entry that owns the run (never a same_as entry)
     infer: list[tuple[str, Entry]] = field(default_factory=list)  # (role, entry) benchmarked
     states: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache id -> its job facts
-    config: dict[str, Any] = field(default_factory=dict)  # the bridge section
+    config: dict[str, Any] = field(default_factory=dict)  # the bridge section, revisions pinned
+    # a hub model's role -> its revision as the config wrote it (config has the commit)
+    requested: dict[str, str | None] = field(default_factory=dict)
 
 
 def _err(msg: str) -> ConfigError:
@@ -134,11 +137,40 @@ def model_identity(m: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
 
 
 def revision(m: dict[str, Any]) -> str:
-    """A hub model's revision in one spelling: a commit sha in lower case, ``null`` as ``main``
-    (the branch the hub loads for it); a branch or tag stays its name (resolving it would need
-    the network, or the model card a job writes after the run ids are fixed)."""
+    """A hub model's (or dataset's) revision in one spelling: a commit sha in lower case,
+    ``null`` as ``main`` (the branch the hub loads for it). :func:`pin_revisions` makes a branch
+    or tag its commit; one that stays a name could not be resolved (a warning said so)."""
     rev = m.get("revision") or "main"
-    return rev.lower() if re.fullmatch(r"[0-9a-fA-F]{40}", rev) else rev
+    return rev.lower() if hub_revisions.SHA.fullmatch(rev.lower()) else rev
+
+
+def is_hub_model(m: dict[str, Any]) -> bool:
+    """A pretrained model named by a hub id (not a local directory: its files are its revision)."""
+    path = str(m.get("path") or "")
+    return (
+        m["source"] == "pretrained"
+        and not Path(path).expanduser().exists()
+        and not path.startswith(("/", ".", "~"))
+        and path.count("/") <= 1
+    )
+
+
+def pin_revisions(bridge: dict[str, Any], results: str | None) -> dict[str, Any]:
+    """The bridge section with each hub model's and hub dataset's branch or tag replaced by the
+    commit it names (:func:`ablate.core.hub_revisions.resolve`: the lock file in ``results``, the
+    Hugging Face cache, the hub), so a run id names weights and data, not a branch that moves."""
+    out = dict(bridge)
+    for role in ROLES:
+        m = bridge[role]
+        if is_hub_model(m):
+            out[role] = {**m, "revision": hub_revisions.resolve(m["path"], revision(m), results)}
+    data = dict(bridge["data"])
+    for name in DATASET_KIND if data["source"] == "hub" else ():
+        spec = data.get(name)
+        if spec is not None and not Path(spec["path"]).expanduser().is_dir():
+            sha = hub_revisions.resolve(spec["path"], revision(spec), results, "dataset")
+            data[name] = {**spec, "revision": sha}
+    return {**out, "data": data}
 
 
 def resolved_dtype(bridge: dict[str, Any], p: dict[str, Any]) -> str:
@@ -308,10 +340,14 @@ def expand_seeds(grid: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[
     return out, origin
 
 
-def resolve(bridge: dict[str, Any]) -> Study:
-    """The bridge section -> a Study; raises ConfigError naming the key for any bad entry."""
+def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
+    """The bridge section -> a Study; raises ConfigError naming the key for any bad entry.
+    ``results`` (the configuration's results folder) holds the hub revisions' lock file
+    (:func:`pin_revisions`; None: none is read or written)."""
     check_models(bridge)
-    hub.check_data(bridge["data"])
+    hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
+    requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}
+    bridge = pin_revisions(bridge, results)
     resolve_params = _resolve_params(bridge)
     defaults = dict(bridge.get("defaults") or {})
     grid, origin = expand_seeds(bridge["grid"])
@@ -385,7 +421,7 @@ def resolve(bridge: dict[str, Any]) -> Study:
     }
     runs = {e.run_id: entries[e.name] for e in runs.values()}
     infer = _infer_entries(bridge, entries, origin)
-    return Study(entries, runs, infer, states=states, config=bridge)
+    return Study(entries, runs, infer, states=states, config=bridge, requested=requested)
 
 
 def _infer_entries(
@@ -447,13 +483,15 @@ def data_files(study: Study) -> list[str]:
 
 
 def model_slice(study: Study, role: str) -> dict[str, Any]:
-    """What the model rule of ``role`` records and reruns on."""
-    return sorted_tree(
-        dict(
-            model=study.config[role],
-            identity=model_identity(study.config[role], study.config["data"]),
-        )
+    """What the model rule of ``role`` records and reruns on (a hub model: its revision as the
+    config wrote it too; ``model.revision`` is the commit it was pinned to)."""
+    out = dict(
+        model=study.config[role],
+        identity=model_identity(study.config[role], study.config["data"]),
     )
+    if role in study.requested:
+        out["requested_revision"] = study.requested[role]
+    return sorted_tree(out)
 
 
 def states_slice(study: Study, states_id: str) -> dict[str, Any]:
@@ -668,7 +706,7 @@ def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
     """Every job of the bridge study, in run order (core Jobs: the rules, STATUS and the planner
     read them): per job its rule, wildcards, outputs, the config slice its provenance records
     (``config``), its record, benchmark, the jobs it reads and the grid entries it serves."""
-    study = study or resolve(config["bridge"])
+    study = study or resolve(config["bridge"], config["results"])
     setup = _setup_jobs(config, study)
     runs = _run_jobs(config, study, [j.name for j in setup])
     trains = [j.name for j in runs if j.rule == "bridge_train"]
@@ -679,7 +717,7 @@ def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
 def targets(config: dict[str, Any]) -> list[str]:
     """The files a full run of the bridge study ends with: the summary, claims, plots and every
     inference benchmark's table."""
-    study = resolve(config["bridge"])
+    study = resolve(config["bridge"], config["results"])
     keys = ("summary", "claims", "plot_curves", "plot_k", "plot_baselines")
     infer = [PATTERNS["infer_summary"].format(run_id=e.run_id) for _, e in study.infer]
     return [f"{config['results']}/{p}" for p in [*(PATTERNS[k] for k in keys), *infer]]

@@ -304,6 +304,7 @@ def benchmark(
     ``<out_summary>.provenance.json``. Returns the aggregate.
     """
     started = time.time()
+    models.check_pinned({"source": source_card, "target": target_card}, config_slice)
     p = bridge_params.resolve(params, where)
     items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
     pair = load_pair(source_card, target_card, dataset_kind, p)

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ablate.core import model_card, provenance
+from ablate.core import hub_revisions, model_card, provenance
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 
@@ -225,6 +225,20 @@ def prepare_model(
         started=started,
     )
     return summary
+
+
+def check_pinned(cards: dict[str, Any], identity: dict[str, Any] | None) -> None:
+    """Each hub model's card records the commit the job's identity (its run id) names
+    (:func:`ablate.bridge.grid.pin_revisions`); ``cards`` (paths) and ``identity`` keyed alike
+    (``source`` / ``target``: the roles of the run's direction)."""
+    from ablate.bridge.grid import PATTERNS
+
+    for key, card in cards.items():
+        revision = ((identity or {}).get(key) or {}).get("revision")
+        if revision and not isinstance(card, dict):
+            results = Path(card).parents[len(Path(PATTERNS["card"]).parts) - 1]
+            lock = hub_revisions.lock_path(results)
+            model_card.check_revision(model_card.read(card), revision, lock)
 
 
 def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32", device=None):

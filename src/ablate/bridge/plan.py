@@ -79,7 +79,7 @@ def lengths(p: dict[str, Any], data: dict[str, Any], ref: Reference) -> tuple[co
 
 
 def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
-    study = grid.resolve(config["bridge"])
+    study = grid.resolve(config["bridge"], config["results"])
     bridge = study.config
     shapes = {role: model_shape(bridge[role], ref) for role in grid.ROLES}
     names = {r: bridge[r].get("path") or bridge[r].get("family") for r in grid.ROLES}

@@ -161,6 +161,8 @@ def compute(
     from ablate.core import provenance
 
     started = time.time()
+    key = "source" if what == "source" else "target"  # the model's key in the cache's identity
+    models.check_pinned({key: model_card}, (config_slice or {}).get("key"))
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok = models.load(model_card, dtype=model_dtype(params), device=dev)
     if what == "source":

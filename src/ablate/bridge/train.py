@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablate.bridge import parallel, world
+from ablate.bridge import models, parallel, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
@@ -341,6 +341,7 @@ def train_entry(
     teacher's forward pass. Under torchrun every process trains
     and rank 0 alone writes (the others return the same summary, unwritten)."""
     started = time.time()
+    models.check_pinned({"source": source_card, "target": target_card}, config_slice)
     out = Path(out_dir)
     e = _set_up(
         run_id,

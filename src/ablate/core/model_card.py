@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ablate.core import io, provenance
+from ablate.core import hub_revisions, io, provenance
 
 
 class ModelCardError(ValueError):
@@ -92,6 +92,19 @@ def locate(card: dict[str, Any]) -> tuple[str, str | None]:
     )
 
 
+def check_revision(card: dict[str, Any], revision: str, lock: str | os.PathLike) -> None:
+    """A hub model's card must record ``revision`` when that is a commit (the one a job's run id
+    names, pinned in ``lock`` by :mod:`ablate.core.hub_revisions`): a card registered before the
+    lock entry changed would load other weights than the run id says."""
+    pinned = hub_revisions.SHA.fullmatch(str(revision))
+    if card.get("id") and pinned and str(card["revision"]).lower() != revision:
+        raise ModelCardError(
+            f"the model card of {card['id']} records revision {card['revision']} but the run id "
+            f"names commit {revision} (pinned in {lock}): rerun the registration (`snakemake "
+            "-f <the card>`), or delete the lock entry to resolve the branch again"
+        )
+
+
 def register_pretrained(
     out: str | os.PathLike,
     *,
@@ -99,14 +112,19 @@ def register_pretrained(
     revision: str | None = None,
     download: bool = False,
     config_slice: Any = None,
+    requested: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Card for a hub id or local directory; with the hub reachable, the revision becomes a sha.
 
     ``download`` fetches the snapshot into the Hugging Face cache now (one job, before any GPU
-    job), so every later job loads the same files without network.
+    job), so every later job loads the same files without network. ``requested``
+    (``{"revision": ...}``): the revision as the config wrote it, when ``revision`` is the
+    commit it was pinned to (:mod:`ablate.core.hub_revisions`); the card records both.
     """
     started = time.time()
-    extra: dict[str, Any] = {"requested_revision": revision}
+    extra: dict[str, Any] = {
+        "requested_revision": (requested or {"revision": revision})["revision"]
+    }
     if Path(model).exists():
         if not (Path(model) / "config.json").exists():
             raise ModelCardError(f"model.path {model} exists but has no config.json")
@@ -124,7 +142,7 @@ def register_pretrained(
         )
     if model.startswith((os.sep, ".", "~")) or model.count("/") > 1:
         raise ModelCardError(f"model.path {model} does not exist (and is not a hub id org/name)")
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+    if hub_revisions.offline():
         from huggingface_hub import constants, try_to_load_from_cache
 
         # Fail here, before any GPU job, not in the first job that loads the model.
