@@ -87,21 +87,27 @@ def study_scripts() -> list[tuple[str, Path]]:
 
 
 def test_every_study_script_sets_its_own_switch_first():
+    """Each study script's first statement after standard-library imports is ablate.job_script's
+    start (log, this study's hub switch, ...), and importing job_script imports no HF library."""
     scripts = study_scripts()
     assert {s for s, _ in scripts} == set(studies.STUDIES) and len(scripts) >= 18
     for study, script in scripts:
         calls = []
         for node in ast.parse(script.read_text()).body:
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-                f = node.value.func
-                if isinstance(f, ast.Attribute) and f.attr == "hub_switch":
-                    calls.append([ast.unparse(a) for a in node.value.args])
+            value = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+                if value.func.attr in ("start", "start_light"):
+                    calls.append([ast.unparse(a) for a in value.args])
                     break
             if isinstance(node, ast.Import):
                 assert {a.name for a in node.names} <= BEFORE_SWITCH, script.name
             elif isinstance(node, ast.ImportFrom):
                 allowed = node.module in BEFORE_SWITCH or (
-                    node.module == "ablate" and [a.name for a in node.names] == ["studies"]
+                    node.module == "ablate" and [a.name for a in node.names] == ["job_script"]
                 )
                 assert allowed, f"{script.name} imports {node.module} before its hub switch"
-        assert calls == [["snakemake.config", repr(study)]], script.name
+        assert calls == [["snakemake", repr(study)]], script.name
+    code = "import sys, ablate.job_script; print(sorted(m for m in HF if m in sys.modules))"
+    hf = "HF = ('transformers', 'datasets', 'huggingface_hub', 'lm_eval', 'torch'); "
+    out = subprocess.run([sys.executable, "-c", hf + code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -1,13 +1,10 @@
 """bridge_data: the embedded world or the hub datasets as jsonl, checked, with a provenance record."""
 
-import sys
 from pathlib import Path
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+from ablate import job_script
 
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF import
+job_script.start_light(snakemake, "bridge")  # log, hub switch: before HF imports
 
 from ablate.bridge import data
 

@@ -1,26 +1,9 @@
 """bridge_infer: the five baselines on one run's translator, per sample and aggregated."""
 
-import sys
+from ablate import job_script
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
-
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF import
-
-from ablate.core.runcache import JobCache
-
-job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
-if job_cache.restored():
-    sys.exit(0)
-
-from ablate.core import gpus
-
-gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
-
-import torch
-
-torch.set_num_threads(snakemake.threads)
+# log, hub switch, run cache (a restored job ends here), its GPUs, torch threads
+job_cache = job_script.start(snakemake, "bridge")
 from ablate.bridge import infer
 
 r = snakemake.params.run

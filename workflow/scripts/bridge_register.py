@@ -1,12 +1,8 @@
 """bridge_register (pretrained): the hub id or local path and its revision in the role's model card."""
 
-import sys
+from ablate import job_script
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
-
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF import
+job_script.start_light(snakemake, "bridge")  # log, hub switch: before HF imports
 
 from ablate.core import model_card
 

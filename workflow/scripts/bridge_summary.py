@@ -1,12 +1,8 @@
 """bridge_summary: one row per grid entry (peak, final, degradation, compression, time, GPU hours)."""
 
-import sys
+from ablate import job_script
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
-
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF import
+job_script.start_light(snakemake, "bridge")  # log, hub switch: before HF imports
 
 from ablate.bridge import tables
 

@@ -4,28 +4,12 @@ One process: train_entry here. ``gpu: N`` > 1: N data-parallel processes of trai
 torchrun through the core's launcher (ablate.core.parallel.launch).
 """
 
-import sys
 from pathlib import Path
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+from ablate import job_script
 
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "bridge")  # this job's own, before any HF import
-
-from ablate.core.runcache import JobCache
-
-job_cache = JobCache(snakemake)  # config key run_cache (off: None): a restored job is done here
-if job_cache.restored():
-    sys.exit(0)
-
-from ablate.core import gpus
-
-gpus.claim_for(snakemake)  # before torch sees CUDA: this job's own GPU(s)
-
-import torch
-
-torch.set_num_threads(snakemake.threads)
+# log, hub switch, run cache (a restored job ends here), its GPUs, torch threads
+job_cache = job_script.start(snakemake, "bridge")
 from ablate.bridge import train
 from ablate.core import parallel
 

@@ -1,13 +1,10 @@
 """make_data: the embedded world (corpus, tasks, SFT pairs) under results/data/."""
 
-import sys
 from pathlib import Path
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+from ablate import job_script
 
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "mask")  # this job's own, before any HF import
+job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
 from ablate.mask import embedded
 

@@ -1,12 +1,8 @@
 """mask_claims: results/claims/mask.csv (+ .md, .html) from the evaluations' metrics and samples."""
 
-import sys
+from ablate import job_script
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
-
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "mask")  # this job's own, before any HF import
+job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
 from ablate.core.claims import write_claims
 from ablate.mask.claims import claims_table

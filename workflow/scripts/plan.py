@@ -8,7 +8,9 @@ stops a study: whatever fails is a note in the table and a warning in this log.
 
 import sys
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+from ablate import job_script
+
+job_script.log_only(snakemake)
 
 import logging
 import traceback

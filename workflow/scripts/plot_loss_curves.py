@@ -1,12 +1,8 @@
 """plot_loss_curves: pretraining and finetune loss curves from the training summaries."""
 
-import sys
+from ablate import job_script
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
-
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "mask")  # this job's own, before any HF import
+job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
 from ablate.mask import report
 

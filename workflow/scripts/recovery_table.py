@@ -1,13 +1,9 @@
 """recovery_table: results/recovery.csv (+ parquet) from every evaluation's metrics.json and
 samples.parquet (paired per-item tests)."""
 
-import sys
+from ablate import job_script
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
-
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "mask")  # this job's own, before any HF import
+job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
 from ablate.mask import recovery
 

@@ -1,12 +1,8 @@
 """prepare_model (pretrained): record the hub id or local path and its revision in the model card."""
 
-import sys
+from ablate import job_script
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
-
-from ablate import studies
-
-studies.hub_switch(snakemake.config, "mask")  # this job's own, before any HF import
+job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
 from ablate.core import model_card
 

@@ -1,8 +1,8 @@
 """status: STATUS.md and the report's status and provenance pages (ablate.core.status_report)."""
 
-import sys
+from ablate import job_script
 
-sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+job_script.log_only(snakemake)
 
 from ablate.core.status_report import write_all
 

@@ -3,7 +3,7 @@
 Snakemake counts a ``gpu`` resource but never says which device a job gets (its issue "Handle
 GPU ids", snakemake/snakemake#281, open since 2020), so every local GPU job saw every GPU: two
 jobs shared GPU 0 and the HF Trainer wrapped a model in ``DataParallel`` over the rest. Each GPU
-job's script calls :func:`claim_for` first thing, before torch touches CUDA: it takes ``gpu``
+job's script calls :func:`claim_for` (through ablate.job_script.start) before torch touches CUDA: it takes ``gpu``
 free devices, each an ``fcntl.flock`` on one lock file per device in a per-user folder, and
 sets ``CUDA_VISIBLE_DEVICES`` to them (none for ``gpu: 0``). The kernel drops a flock when its
 process dies, even on SIGKILL, so a device returns to the pool however its job ends; while held
