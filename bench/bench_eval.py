@@ -25,19 +25,10 @@ import torch
 
 from ablate.mask.masks import POLICIES
 from ablate.mask.scoring import prepare, score_naive, score_requests
+from ablate.mask.tiny import MINISTRAL3_3B
 
 # Ministral-3-3B text model (findings §3): 3.43 B parameters with tied embeddings.
-SHAPE_3B = dict(
-    vocab_size=131072,
-    hidden_size=3072,
-    intermediate_size=9216,
-    num_hidden_layers=26,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    max_position_embeddings=4096,
-    tie_word_embeddings=True,
-)
+SHAPE_3B = dict(MINISTRAL3_3B, max_position_embeddings=4096)
 SHAPE_TINY = dict(
     SHAPE_3B,
     hidden_size=64,

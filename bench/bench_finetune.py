@@ -50,22 +50,13 @@ from ablate.core.planner.inputs import Reference
 from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.mask import masks
-from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config
 from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
 MEASUREMENTS = Path(__file__).resolve().parents[1] / "config" / "gpu_measurements.yaml"
 PEAK_TFLOPS = float(Reference.load(MEASUREMENTS).gpus["H100 SXM"]["tflops_bf16"])
-SHAPE = dict(
-    vocab_size=131072,
-    hidden_size=3072,
-    intermediate_size=9216,
-    num_hidden_layers=26,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    tie_word_embeddings=True,
-)
+SHAPE = dict(MINISTRAL3_3B)  # a copy: --smoke updates it
 # --smoke: the same code on a tiny shape on CPU, to check the script runs (numbers meaningless)
 SMOKE_SHAPE = dict(
     SHAPE,

@@ -30,18 +30,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench_finetune import PEAK_TFLOPS  # noqa: E402  (the planner's GPU table)
 
 from ablate.mask import masks, split_sdpa  # noqa: E402
-from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config  # noqa: E402
+from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config  # noqa: E402
 
-SHAPE_3B = dict(
-    vocab_size=131072,
-    hidden_size=3072,
-    intermediate_size=9216,
-    num_hidden_layers=26,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    tie_word_embeddings=True,
-)
+SHAPE_3B = MINISTRAL3_3B
 SHAPE_SMOKE = dict(
     vocab_size=1024,
     hidden_size=256,

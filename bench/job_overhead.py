@@ -20,14 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from ablate.mask.tiny import MINISTRAL3_3B
+
 SHAPES = {
     "tiny": dict(hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16),
     # ~0.3 B parameters (134 M of them the tied 131k-token embedding): the CPU profile shape
     "medium": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=12,
                    num_attention_heads=16, num_key_value_heads=4, head_dim=64),
-    "3b": dict(hidden_size=3072, intermediate_size=9216, num_hidden_layers=26,
-               num_attention_heads=32, num_key_value_heads=8, head_dim=128),
+    # the real shape; the vocabulary and the tied embedding come with the embedded model
+    "3b": {k: v for k, v in MINISTRAL3_3B.items() if k not in ("vocab_size", "tie_word_embeddings")},
 }  # fmt: skip
 
 

@@ -130,16 +130,26 @@ def register_pretrained(
             raise ModelCardError(f"model.path {model} exists but has no config.json")
         extra["resolved"] = "local directory"
         # A multi-GB checkpoint is not re-hashed here; its manifest (if any) is checked on load.
-        return write(
-            out,
-            source="pretrained",
-            model=model,
-            revision=revision,
-            config_slice=config_slice,
-            extra=extra,
-            started=started,
-            fingerprint=False,
-        )
+    else:
+        model, revision = _resolve_hub(model, revision, download, extra)
+    return write(
+        out,
+        source="pretrained",
+        model=model,
+        revision=revision,
+        config_slice=config_slice,
+        extra=extra,
+        started=started,
+        fingerprint=False,
+    )
+
+
+def _resolve_hub(
+    model: str, revision: str | None, download: bool, extra: dict[str, Any]
+) -> tuple[str, str | None]:
+    """(what later jobs load, its revision) of a hub id: offline, checked in the local cache;
+    online, the revision resolved to a commit and, with ``download``, the snapshot's folder.
+    ``extra`` (the card's) gets how it was resolved."""
     if model.startswith((os.sep, ".", "~")) or model.count("/") > 1:
         raise ModelCardError(f"model.path {model} does not exist (and is not a hub id org/name)")
     if hub_revisions.offline():
@@ -171,13 +181,4 @@ def register_pretrained(
             # Later jobs load this directory: exactly the recorded revision, no network needed.
             extra["id"] = model
             model = snapshot_download(model, revision=revision)
-    return write(
-        out,
-        source="pretrained",
-        model=model,
-        revision=revision,
-        config_slice=config_slice,
-        extra=extra,
-        started=started,
-        fingerprint=False,
-    )
+    return model, revision

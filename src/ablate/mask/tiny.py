@@ -56,6 +56,20 @@ def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKK
     return load_tokenizer(out)
 
 
+#: The Ministral-3-3B text model's shape (mistralai/Ministral-3-3B-Instruct-2512 config.json):
+#: 3.43 B parameters with tied embeddings; the bench scripts build it random-init from this.
+MINISTRAL3_3B = dict(
+    vocab_size=131072,
+    hidden_size=3072,
+    intermediate_size=9216,
+    num_hidden_layers=26,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    tie_word_embeddings=True,
+)
+
+
 def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
     """A Ministral-3 text config of the real architecture, scaled down: the sizes of the config
     schema's ``model.embedded.arch`` defaults, then ``overrides``. ``vocab_size`` defaults to

@@ -282,18 +282,8 @@ def estimate(
                 )
             except Exception as exc:  # a forecast never stops a study: the row says what failed
                 log.warning("planner: no estimate for %s on %s: %r", job.id, s.label, exc)
-                job_rows.append(
-                    dict(
-                        setup=s.label,
-                        gpu=s.gpu,
-                        gpus=s.count,
-                        job=job.id,
-                        kind=job.kind,
-                        model=job.model,
-                        policy=job.policy,
-                        note=f"no estimate: {type(exc).__name__}: {exc}",
-                    )
-                )
+                note = f"no estimate: {type(exc).__name__}: {exc}"
+                job_rows.append(dict(_job_columns(job, s, prices[s]), note=note))
         rows += job_rows
         rows.append(total_row(s, prices[s], jobs, job_rows, plan))
     df = pd.DataFrame(rows)
