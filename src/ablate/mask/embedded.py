@@ -157,7 +157,7 @@ def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, 
         cut = rng.randint(1, cut)
     elif split != "answer":
         raise ValueError(
-            f"data.embedded.sft_split: {split!r} is not one of {', '.join(SFT_SPLITS)}"
+            f"mask.data.embedded.sft_split: {split!r} is not one of {', '.join(SFT_SPLITS)}"
         )
     return {"prompt": " ".join(words[:cut]), "output": " " + " ".join(words[cut:])}
 
@@ -259,8 +259,8 @@ def options() -> dict[str, Any]:
     """The world's options and their defaults: the config schema's ``data.seed`` and
     ``data.embedded`` (the pipeline passes its validated config; ``ablate data`` these)."""
     return {
-        "seed": config.schema_defaults("properties/data")["seed"],
-        **config.schema_defaults("properties/data/properties/embedded"),
+        "seed": config.schema_defaults("properties/mask/properties/data")["seed"],
+        **config.schema_defaults("properties/mask/properties/data/properties/embedded"),
     }
 
 
