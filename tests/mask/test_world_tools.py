@@ -21,16 +21,16 @@ def test_seed_spread_config_sets_every_seed_key_and_overrides(bench):
     import seed_spread
 
     base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    before = base["data"]["seed"]
+    before = base["mask"]["data"]["seed"]
     cfg = seed_spread.run_config(base, 3, ["model.embedded.pretrain.loss_vocab=full"])
-    assert cfg["studies"] == ["mask"] and cfg["data"]["seed"] == 3
-    assert cfg["model"]["embedded"]["pretrain"]["seed"] == 3
-    assert cfg["finetune"]["defaults"]["seed"] == 3
-    assert cfg["model"]["embedded"]["pretrain"]["loss_vocab"] == "full"
+    assert cfg["studies"] == ["mask"] and cfg["mask"]["data"]["seed"] == 3
+    assert cfg["mask"]["model"]["embedded"]["pretrain"]["seed"] == 3
+    assert cfg["mask"]["finetune"]["defaults"]["seed"] == 3
+    assert cfg["mask"]["model"]["embedded"]["pretrain"]["loss_vocab"] == "full"
     # the base config is left as it was
     assert (
-        base["data"]["seed"] == before != 3
-        and base["model"]["embedded"]["pretrain"]["loss_vocab"] == "corpus"
+        base["mask"]["data"]["seed"] == before != 3
+        and base["mask"]["model"]["embedded"]["pretrain"]["loss_vocab"] == "corpus"
     )
     with pytest.raises(SystemExit, match="expected key.path=value"):
         seed_spread.run_config(base, 0, ["model.embedded.pretrain.seed"])

@@ -163,7 +163,7 @@ def claims_evaluations(claims: dict[str, Any], ablated: str) -> list[tuple[str, 
 #: `results`): outputs, logs and benchmarks. The rules (rules/mask/*.smk), the planner
 #: (ablate.mask.plan) and the recovery table take their paths from here.
 PATTERNS: dict[str, str] = {
-    # make_data (data.source: embedded)
+    # make_data (mask.data.source: embedded)
     "corpus": "data/corpus.jsonl",
     "tasks": "data/tasks",
     "sft": "data/sft.jsonl",
