@@ -285,8 +285,8 @@ def test_planner_forecasts_every_seed(tmp_path):
 
 
 def test_stale_seed_names_its_declared_variant():
-    """A seed's changed key is set on its declared variant (finetune.variants.3B), not on a
-    variant named 3B-s1, which no config has (before: finetune.defaults)."""
+    """A seed's changed key is set on its declared variant (mask.finetune.variants.3B), not on a
+    variant named 3B-s1, which no config has (before: mask.finetune.defaults)."""
     from ablate.mask import stale
 
     cfg = seeded(**{"3B": [0, 1]})
@@ -296,4 +296,4 @@ def test_stale_seed_names_its_declared_variant():
     now = study.variants_of(cfg)
     for v in ("3B-s1", "5B-s1"):
         changes = stale.job_changes("finetune", {"variant": v}, before[v], cfg, now)
-        assert changes == ["finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]
+        assert changes == ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]

@@ -22,7 +22,7 @@ def test_seed_spread_config_sets_every_seed_key_and_overrides(bench):
 
     base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     before = base["mask"]["data"]["seed"]
-    cfg = seed_spread.run_config(base, 3, ["model.embedded.pretrain.loss_vocab=full"])
+    cfg = seed_spread.run_config(base, 3, ["mask.model.embedded.pretrain.loss_vocab=full"])
     assert cfg["studies"] == ["mask"] and cfg["mask"]["data"]["seed"] == 3
     assert cfg["mask"]["model"]["embedded"]["pretrain"]["seed"] == 3
     assert cfg["mask"]["finetune"]["defaults"]["seed"] == 3
@@ -33,7 +33,7 @@ def test_seed_spread_config_sets_every_seed_key_and_overrides(bench):
         and base["mask"]["model"]["embedded"]["pretrain"]["loss_vocab"] == "corpus"
     )
     with pytest.raises(SystemExit, match="expected key.path=value"):
-        seed_spread.run_config(base, 0, ["model.embedded.pretrain.seed"])
+        seed_spread.run_config(base, 0, ["mask.model.embedded.pretrain.seed"])
 
 
 def test_seed_spread_table_reads_a_finished_run(bench, embedded_run, tmp_path):
