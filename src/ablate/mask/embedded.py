@@ -141,7 +141,10 @@ def _sentence(fact: dict[str, Any]) -> str:
 # --- generators ---------------------------------------------------------------------------------
 
 
-SFT_SPLITS = ("answer", "random")  # where an SFT pair's prompt ends (``data.embedded.sft_split``)
+SFT_SPLITS = (
+    "answer",
+    "random",
+)  # where an SFT pair's prompt ends (``mask.data.embedded.sft_split``)
 
 
 def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, str]:
@@ -256,8 +259,8 @@ def write_sft(path, seed: int, n: int, split: str = SFT_SPLITS[0]) -> Path:
 
 
 def options() -> dict[str, Any]:
-    """The world's options and their defaults: the config schema's ``data.seed`` and
-    ``data.embedded`` (the pipeline passes its validated config; ``ablate data`` these)."""
+    """The world's options and their defaults: the config schema's ``mask.data.seed`` and
+    ``mask.data.embedded`` (the pipeline passes its validated config; ``ablate data`` these)."""
     return {
         "seed": config.schema_defaults("properties/mask/properties/data")["seed"],
         **config.schema_defaults("properties/mask/properties/data/properties/embedded"),

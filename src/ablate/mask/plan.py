@@ -59,7 +59,7 @@ class MaskPlanner:
                 arch = (m.get("embedded") or {}).get("arch") or {}
                 return (
                     float(count_params(tiny_ministral3_config(**arch))),
-                    "embedded tiny Ministral-3 (model.embedded.arch)",
+                    "embedded tiny Ministral-3 (mask.model.embedded.arch)",
                 )
             return params_of_hub_model(m["path"], m.get("revision"), self.ref.models, self.ref.path)
         except Exception as exc:  # an unbuildable shape: no size, every row says why
@@ -126,7 +126,7 @@ class MaskPlanner:
             )
         if "sft_pairs" not in sizes:
             return float(max_seq_len), (
-                f"upper bound: every pair {max_seq_len} tokens (data.embedded.sft_pairs is not set)"
+                f"upper bound: every pair {max_seq_len} tokens (mask.data.embedded.sft_pairs is not set)"
             )
         from ablate.mask import embedded
         from ablate.mask.sft_data import format_prompt
@@ -162,7 +162,7 @@ class MaskPlanner:
             name, limit = t["name"], t.get("limit")
             if self.embedded_data:
                 if "task_docs" not in (self.mask["data"].get("embedded") or {}):
-                    return None, "unknown task sizes: data.embedded.task_docs is not set"
+                    return None, "unknown task sizes: mask.data.embedded.task_docs is not set"
                 toks, part = self._embedded_task_tokens(name, (n_docs or {}).get(name) or limit)
                 total += toks
                 parts.append(part)
