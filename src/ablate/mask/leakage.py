@@ -264,7 +264,7 @@ def run_probe(
 
 def main(argv: list[str] | None = None) -> int:
     """``ablate probe``: :func:`run_probe` from a command line (defaults: the config schema's
-    ``leakage`` section)."""
+    ``mask.leakage`` section)."""
     d = config.schema_defaults("properties/mask/properties/leakage")
     p = argparse.ArgumentParser(
         prog="ablate probe",
