@@ -1,15 +1,15 @@
 """The mask study for several seeds side by side, and the spread of its finding (issue 17).
 
 Each seed runs in its own clone of this repository's HEAD (committed work only), with a config
-that is ``--configfile`` (default config/config.yaml) plus ``data.seed``,
-``model.embedded.pretrain.seed`` and ``finetune.defaults.seed`` set to the seed, plus any
-``--set key.path=value`` (YAML values), studies ``[mask]``. ``--parallel`` runs go at once, each
-``snakemake -c<cores>``; ``--cpu`` hides GPUs (CUDA_VISIBLE_DEVICES=""), so a GPU host's cores
+that is ``--configfile`` (default config/config.yaml) plus ``mask.data.seed``,
+``mask.model.embedded.pretrain.seed`` and ``mask.finetune.defaults.seed`` set to the seed, plus
+any ``--set key.path=value`` (YAML values), studies ``[mask]``. ``--parallel`` runs go at once,
+each ``snakemake -c<cores>``; ``--cpu`` hides GPUs (CUDA_VISIBLE_DEVICES=""), so a GPU host's cores
 can stand in for several 2-core machines. Prints one markdown table (macro scores from each run's
 recovery.csv, the claims from claims/mask.csv) and the spread.
 
     python bench/seed_spread.py --seeds 0 1 2 3 --parallel 4 --cores 2 --cpu \\
-        [--set finetune.variants.5B.learning_rate=1e-3] [--workdir /tmp/spread]
+        [--set mask.finetune.variants.5B.learning_rate=1e-3] [--workdir /tmp/spread]
     python bench/seed_spread.py --table /tmp/spread      # the table of finished runs again
 
 docs/embedded.md quotes its tables (seeds 0-3 on a 16-core Intel Xeon, CPU only).
@@ -29,8 +29,8 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_KEYS = ("data.seed", "model.embedded.pretrain.seed", "finetune.defaults.seed")
-#: (column, stage, variant, eval policy role) of the table; "ablated" is eval.ablated_policy
+SEED_KEYS = ("mask.data.seed", "mask.model.embedded.pretrain.seed", "mask.finetune.defaults.seed")
+#: (column, stage, variant, eval policy role) of the table; "ablated" is mask.eval.ablated_policy
 COLUMNS = (
     ("stage 1", 1, "base", "causal"),
     ("stage 2", 2, "base", "ablated"),
@@ -92,8 +92,9 @@ def row(run_dir: Path) -> dict:
     """One table row from a finished run folder (its run.yaml says where results went)."""
     cfg = yaml.safe_load((run_dir / "run.yaml").read_text())
     results = run_dir / cfg.get("results", "results")
-    ablated = cfg.get("eval", {}).get("ablated_policy", "prefill_bidir")
-    out: dict = {"seed": cfg["data"]["seed"]}
+    mask = cfg["mask"]
+    ablated = mask.get("eval", {}).get("ablated_policy", "prefill_bidir")
+    out: dict = {"seed": mask["data"]["seed"]}
     done = run_dir / "done.yaml"
     if done.exists():
         out["wall s"] = yaml.safe_load(done.read_text())["wall_s"]

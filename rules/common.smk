@@ -23,7 +23,11 @@ os.environ[WORKFLOW_DIR_ENV] = workflow.basedir
 
 
 def validate_config(cfg, schema):
-    """validate(), with a violation as one line naming the key path and the bad key or value."""
+    """validate(), with a violation as one line naming the key path and the bad key or value; a
+    study's key still at the top level (an old config) as one line saying how to convert it.
+    """
+    if msg := studies.moved_keys_error(cfg):
+        raise WorkflowError(msg)
     try:
         validate(cfg, schema=schema)
     except WorkflowError as exc:

@@ -16,21 +16,16 @@ localrules:
 # what the plan depends on: the config sub-trees the job lists and the estimate are made from
 PLAN_PARAMS = sorted_tree(
     {
-        k: config[k]
-        for k in (
-            "studies",
-            "results",
-            "model",
-            "data",
-            "eval",
-            "leakage",
-            "finetune",
-            "resources",  # each job's gpu count: data-parallel speedup, jobs side by side
-            "plan",
-            # the bridge's section, when its jobs are planned
-            *(["bridge"] if "bridge" in PLANNED_STUDIES else []),
-        )
-        if k in config
+        **{k: config[k] for k in ("studies", "results", "plan")},
+        # the mask study's section but its claims (resources: each job's gpu count, for the
+        # data-parallel speedup and the jobs side by side)
+        **(
+            {"mask": {k: v for k, v in config["mask"].items() if k != "claims"}}
+            if "mask" in config
+            else {}
+        ),
+        # the bridge's section, when its jobs are planned
+        **({"bridge": config["bridge"]} if "bridge" in PLANNED_STUDIES else {}),
     }
 )
 

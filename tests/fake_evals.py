@@ -65,9 +65,11 @@ def labels(root: Path, variants: dict[str, dict], ablated: str = "prefill_bidir"
 
     config = {
         "results": str(root),
-        "model": {"source": "pretrained"},
-        "data": {"source": "hub"},
-        "eval": {"ablated_policy": ablated},
-        "finetune": {"defaults": {}, "variants": variants},
+        "mask": {
+            "model": {"source": "pretrained"},
+            "data": {"source": "hub"},
+            "eval": {"ablated_policy": ablated},
+            "finetune": {"defaults": {}, "variants": variants},
+        },
     }
     return study.recovery_labels(study.jobs(config))

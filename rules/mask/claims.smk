@@ -1,16 +1,16 @@
-# The mask study's claims table: each claim of the study (config `claims:`, docs/claims.md)
+# The mask study's claims table: each claim of the study (config `mask.claims:`, docs/claims.md)
 # computed from the evaluations' per-item results as supported / not supported / inconclusive /
 # not run, with the numbers, the paired test and its p-value.
 from ablate.mask.study import claims_evaluations, resolve_claims
 
 try:
-    MASK_CLAIMS = resolve_claims(config["claims"], VARIANTS)
+    MASK_CLAIMS = resolve_claims(MASK["claims"], VARIANTS)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
 # the evaluations the claims read (jobs of the job list): the base model and each variant a
 # role names
-_CLAIMED = claims_evaluations(MASK_CLAIMS, config["eval"]["ablated_policy"])
+_CLAIMED = claims_evaluations(MASK_CLAIMS, MASK["eval"]["ablated_policy"])
 MASK_CLAIMS_EVALS = [
     j
     for j in MASK_JOBS
@@ -42,7 +42,7 @@ rule mask_claims:
         "../../environment.yml"
     params:
         claims=MASK_CLAIMS,
-        ablated_policy=config["eval"]["ablated_policy"],
-        tasks=[t["name"] for t in config["eval"]["tasks"]],
+        ablated_policy=MASK["eval"]["ablated_policy"],
+        tasks=[t["name"] for t in MASK["eval"]["tasks"]],
     script:
         "../../workflow/scripts/mask_claims.py"

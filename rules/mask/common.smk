@@ -6,15 +6,17 @@ from ablate.mask import study as mask_study
 from ablate.mask.study import PATTERNS as P
 from ablate.mask.tasks import check_task_names
 
-EMBEDDED_MODEL = config["model"]["source"] == "embedded"
-EMBEDDED_DATA = config["data"]["source"] == "embedded"
+# the study's own config keys (config `mask:`), as the bridge's BRIDGE_CFG
+MASK = config["mask"]
+EMBEDDED_MODEL = MASK["model"]["source"] == "embedded"
+EMBEDDED_DATA = MASK["data"]["source"] == "embedded"
 # the hub-offline switch is per job: each script sets it from its study (ablate.studies.hub_switch)
 # A misspelled task fails here, at parse time (a dry run), not on the first GPU job; not again in
 # each spawned job (a fresh cluster node would rebuild lm-eval's task index).
 if workflow.is_main_process:
     try:
         check_task_names(
-            [t["name"] for t in config["eval"]["tasks"]], embedded=EMBEDDED_DATA
+            [t["name"] for t in MASK["eval"]["tasks"]], embedded=EMBEDDED_DATA
         )
     except ConfigError as exc:
         raise WorkflowError(str(exc)) from None
@@ -23,8 +25,8 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 MODELS = mask_study.models(VARIANTS)
-# the mask study's resources: the config's top-level `resources` (its groups)
-res, resources_of = resource_helpers(config["resources"])
+# the mask study's resources: the config's `mask.resources` (its groups)
+res, resources_of = resource_helpers(MASK["resources"])
 # Every job of the study (ablate.mask.study.jobs): the plan rules forecast them, the recovery
 # table labels its rows with their stages.
 MASK_JOBS = mask_study.jobs(config, VARIANTS)
@@ -46,19 +48,19 @@ wildcard_constraints:
 
 
 def model_params():
-    return sorted_tree(config["model"])
+    return sorted_tree(MASK["model"])
 
 
 def data_params():
-    return sorted_tree(config["data"])
+    return sorted_tree(MASK["data"])
 
 
 def eval_params():
-    return sorted_tree(config["eval"])
+    return sorted_tree(MASK["eval"])
 
 
 def leakage_params():
-    return sorted_tree(config["leakage"])
+    return sorted_tree(MASK["leakage"])
 
 
 def finetune_params(wildcards):
@@ -86,7 +88,7 @@ def sft_params():
     """Where the Alpaca rows come from: the generated input file, or a datasets id / path."""
     if EMBEDDED_DATA:
         return {"source": "embedded"}
-    return sorted_tree({k: config["data"][k] for k in ("source", "sft")})
+    return sorted_tree({k: MASK["data"][k] for k in ("source", "sft")})
 
 
 def sft_input():
@@ -103,7 +105,7 @@ def base_model_inputs():
     without a shared filesystem (Vast) ships declared inputs only. The embedded model is the
     workflow's own; a local model directory is the user's. A hub id is no file; each job loads
     the card's pinned revision itself (model_card.locate)."""
-    base = out(P["base_model"]) if EMBEDDED_MODEL else config["model"]["path"]
+    base = out(P["base_model"]) if EMBEDDED_MODEL else MASK["model"]["path"]
     local = EMBEDDED_MODEL or os.path.isdir(base)
     return {"card": out(P["model_card"]), **({"base": base} if local else {})}
 

@@ -1,6 +1,6 @@
 # The embedded synthetic world: pretraining corpus, multiple-choice tasks (jsonl + lm-eval YAML)
 # and SFT pairs in Alpaca columns. Real studies use lm-eval task names and a datasets id instead,
-# so this rule only exists for data.source: embedded.
+# so this rule only exists for mask.data.source: embedded.
 
 if EMBEDDED_DATA:
 

@@ -24,7 +24,7 @@ rule recovery_table:
         "../../environment.yml"
     params:
         recovery=recovery_params(),
-        # the study's one significance level (config claims.alpha) for the table's tests
-        alpha=config["claims"]["alpha"],
+        # the study's one significance level (config mask.claims.alpha) for the table's tests
+        alpha=MASK["claims"]["alpha"],
     script:
         "../../workflow/scripts/recovery_table.py"

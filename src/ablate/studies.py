@@ -2,6 +2,9 @@
 study protocol (:mod:`ablate.core.jobs`: ``layout``, ``status``, ``plan``). ``ablate.core``
 names no study; it reads this registry. No torch: the Snakefile, STATUS and the planner import it.
 
+A study's package may declare ``MOVED_CONFIG_KEYS``: its config keys that were once top-level
+and now live under its name (a config that still has one there stops with how to convert it).
+
 A study's package may declare ``ATTENTION_BACKENDS`` (attn_implementation -> the module whose
 import registers it with transformers); the model loader imports that module when asked for the
 backend, so a fresh process loads with it without knowing where it lives.
@@ -61,3 +64,20 @@ def hub_switch(config: dict, study: str, environ: dict | None = None) -> bool:
     for key, value in HUB_OFFLINE.items():
         env.setdefault(key, value)
     return True
+
+
+def moved_keys_error(config: dict) -> str | None:
+    """One line for a config (the merged one: an overlay's keys count) that still has a study's
+    keys at the top level, where they were before they moved under the study's name: which keys,
+    where they go and how; None when there is none."""
+    problems = []
+    for study, package in STUDIES.items():
+        moved = [k for k in getattr(import_module(package), "MOVED_CONFIG_KEYS", ()) if k in config]
+        if moved:
+            problems.append(
+                f"config keys {', '.join(moved)} are the {study} study's and now live under "
+                f"'{study}:': indent them (with what they hold) by two spaces under one "
+                f"top-level '{study}:' key in each config file that has them "
+                f'(config/README.md, "{study}")'
+            )
+    return "; ".join(problems) or None

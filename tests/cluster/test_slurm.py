@@ -39,7 +39,7 @@ def gpu_config(wd: Path, gpu_type: str) -> str:
     """The embedded default asking one GPU of the cluster's GRES type for every GPU-capable rule
     (resources are not params: the numbers must not change)."""
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
-    for group in cfg["resources"].values():
+    for group in cfg["mask"]["resources"].values():
         group.update(gpu=1, gpu_model=gpu_type)
     path = wd / "config" / "slurm-test.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -257,9 +257,11 @@ def test_schema_defaults_name_the_default_variants():
 
     root = Path(__file__).resolve().parents[2]
     schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
-    props = schema["properties"]["claims"]["properties"]
+    props = schema["properties"]["mask"]["properties"]["claims"]["properties"]
     defaults = {k: v["default"] for k, v in props.items()}
     config = yaml.safe_load((root / "config/config.yaml").read_text())
-    variants = resolve_variants(config["finetune"]["variants"], config["finetune"]["defaults"])
+    variants = resolve_variants(
+        config["mask"]["finetune"]["variants"], config["mask"]["finetune"]["defaults"]
+    )
     resolved = resolve_claims(defaults, variants)
     assert sorted(resolved["variants"]) == ["3A", "3B", "5B"]

@@ -40,17 +40,17 @@ def schema_defs() -> dict:
 @pytest.mark.parametrize("name", ["config.yaml", "ministral3b.yaml", "ministral3b-smoke.yaml"])
 def test_shipped_configs_validate_and_get_defaults(name):
     cfg = validated(load(name))
-    defaults = cfg["finetune"]["defaults"]
+    defaults = cfg["mask"]["finetune"]["defaults"]
     props = schema_defs()["finetune_params"]["properties"]
     # every key with a default is filled in; loss_vocab has none (unset = full)
     assert {k for k in props if "default" in props[k]} <= set(defaults) <= set(props)
-    assert cfg["resources"]["eval"]["threads"] >= 1
+    assert cfg["mask"]["resources"]["eval"]["threads"] >= 1
 
 
 def test_variant_overrides_get_no_defaults():
     """Overrides are not padded with defaults: they would mask finetune.defaults."""
     cfg = validated(load("config.yaml"))
-    assert cfg["finetune"]["variants"]["3A"] == {"stage": 3, "policy": "causal"}
+    assert cfg["mask"]["finetune"]["variants"]["3A"] == {"stage": 3, "policy": "causal"}
 
 
 def test_library_reads_the_training_defaults_of_the_schema():
@@ -64,7 +64,9 @@ def test_library_reads_the_training_defaults_of_the_schema():
     assert {k: v for k, v in library.items() if k not in PROBE_PARAMS} == {
         k: p["default"] for k, p in props.items() if "default" in p
     }
-    leakage = yaml.safe_load(SCHEMA.read_text())["properties"]["leakage"]["properties"]
+    leakage = yaml.safe_load(SCHEMA.read_text())["properties"]["mask"]["properties"]["leakage"][
+        "properties"
+    ]
     assert {k: library[k] for k in PROBE_PARAMS} == {
         k: leakage[v]["default"] for k, v in PROBE_PARAMS.items()
     }
@@ -82,9 +84,9 @@ def test_pipeline_and_library_resolve_the_same_training_params():
     from ablate.core.training.params import resolve_params
 
     cfg = validated(load("config.yaml"))
-    pretrain = cfg["model"]["embedded"]["pretrain"]
+    pretrain = cfg["mask"]["model"]["embedded"]["pretrain"]
     assert resolve_params(pretrain, "pretrain") == pretrain
-    finetune = cfg["finetune"]["defaults"]
+    finetune = cfg["mask"]["finetune"]["defaults"]
     assert {k: resolve_params(finetune, "finetune")[k] for k in finetune} == finetune
 
 
@@ -95,7 +97,9 @@ def test_library_reads_the_embedded_defaults_of_the_schema():
     from ablate.mask.tiny import tiny_ministral3_config
 
     defs = schema_defs()
-    data = yaml.safe_load(SCHEMA.read_text())["properties"]["data"]["properties"]
+    data = yaml.safe_load(SCHEMA.read_text())["properties"]["mask"]["properties"]["data"][
+        "properties"
+    ]
     sizes = {k: p["default"] for k, p in data["embedded"]["properties"].items()}
     assert embedded.options() == {"seed": data["seed"]["default"], **sizes}
     arch = defs["embedded_model"]["properties"]["arch"]["properties"]
@@ -106,11 +110,11 @@ def test_library_reads_the_embedded_defaults_of_the_schema():
 
 
 def test_pretrained_model_settings_carry_no_embedded_block():
-    """model.embedded is filled in for an embedded model only: a hub model's params stay its own."""
-    assert "embedded" not in validated(load("ministral3b.yaml"))["model"]
+    """mask.model.embedded is filled in for an embedded model only: a hub model's params stay its own."""
+    assert "embedded" not in validated(load("ministral3b.yaml"))["mask"]["model"]
     cfg = load("config.yaml")
-    del cfg["model"]["embedded"]
-    filled = validated(cfg)["model"]["embedded"]
+    del cfg["mask"]["model"]["embedded"]
+    filled = validated(cfg)["mask"]["model"]["embedded"]
     assert (
         filled["pretrain"]["max_steps"]
         == schema_defs()["pretrain_params"]["properties"]["max_steps"]["default"]
@@ -119,8 +123,8 @@ def test_pretrained_model_settings_carry_no_embedded_block():
 
 def test_seed_study_settings():
     cfg = validated(load("ministral3b.yaml"))
-    assert cfg["model"]["path"] == "mistralai/Ministral-3-3B-Instruct-2512"
-    tasks = {t["name"]: (t["metric"], t["limit"]) for t in cfg["eval"]["tasks"]}
+    assert cfg["mask"]["model"]["path"] == "mistralai/Ministral-3-3B-Instruct-2512"
+    tasks = {t["name"]: (t["metric"], t["limit"]) for t in cfg["mask"]["eval"]["tasks"]}
     assert tasks == {
         "hellaswag": ("acc_norm", 500),
         "piqa": ("acc_norm", 500),
@@ -128,15 +132,15 @@ def test_seed_study_settings():
         "arc_challenge": ("acc_norm", 500),
         "winogrande": ("acc", 500),
     }
-    d = cfg["finetune"]["defaults"]
+    d = cfg["mask"]["finetune"]["defaults"]
     assert (d["learning_rate"], d["weight_decay"], d["warmup_ratio"]) == (2e-5, 0.1, 0.03)
     assert (d["lr_scheduler"], d["optim"], d["max_seq_len"]) == ("cosine", "adafactor", 1024)
     assert (d["batch_size"], d["grad_accum"], d["max_steps"]) == (1, 16, 1200)
     assert (d["eval_steps"], d["save_steps"]) == (200, 400)
-    s5 = cfg["finetune"]["variants"]["5B"]
+    s5 = cfg["mask"]["finetune"]["variants"]["5B"]
     assert (s5["plateau_patience"], s5["plateau_min_delta"]) == (8, 0.001)
     assert (s5["plateau_min_steps"], s5["max_steps"]) == (3000, 6000)
-    assert cfg["data"]["sft"] == "yahma/alpaca-cleaned"
+    assert cfg["mask"]["data"]["sft"] == "yahma/alpaca-cleaned"
 
 
 # --------------------------------------------------------------- bad configs, through snakemake
@@ -151,11 +155,12 @@ def workflow_copy(tmp_path_factory):
     return wd
 
 
-def dry_run_with(wd: Path, cfg: dict) -> subprocess.CompletedProcess:
+def dry_run_with(wd: Path, cfg: dict, *base: str) -> subprocess.CompletedProcess:
+    """`snakemake -n` with ``cfg`` as the config file, merged over the config files ``base``."""
     path = wd / "config" / "edited.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", *base, str(path)],
         cwd=wd,
         capture_output=True,
         text=True,
@@ -180,26 +185,41 @@ def edit(path: str, value, *, delete: bool = False) -> dict:
     "path, value, where, message",
     [
         (
-            "finetune.defaults.learning_rat",
+            "mask.finetune.defaults.learning_rat",
             1e-3,
-            "finetune.defaults",
+            "mask.finetune.defaults",
             "Additional properties are not allowed ('learning_rat'",
         ),
-        ("eval.ablated_policy", "bidir", "eval.ablated_policy", "'bidir' is not one of"),
-        ("finetune.variants.3A.policy", "sideways", "finetune.variants.3A.policy", "'sideways'"),
+        ("mask.eval.ablated_policy", "bidir", "mask.eval.ablated_policy", "'bidir' is not one of"),
         (
-            "finetune.variants.3A.lr",
+            "mask.finetune.variants.3A.policy",
+            "sideways",
+            "mask.finetune.variants.3A.policy",
+            "'sideways'",
+        ),
+        (
+            "mask.finetune.variants.3A.lr",
             0.1,
-            "finetune.variants.3A",
+            "mask.finetune.variants.3A",
             "Unevaluated properties are not allowed ('lr'",
         ),
-        ("finetune.variants.5B.policy", "causal", "finetune.variants.5B", "should not be valid"),
-        ("finetune.defaults.max_steps", 0, "finetune.defaults.max_steps", "0 is less than"),
-        ("model.source", "hub", "model.source", "'hub' is not one of"),
-        ("data.source", "hub", "data.source", "'embedded' was expected"),
-        ("model.source", "pretrained", "model.path", "None is not of type 'string'"),
-        ("resources.eval.gpu", -1, "resources.eval.gpu", "-1 is less than"),
-        ("eval.tasks", [], "eval.tasks", "should be non-empty"),
+        (
+            "mask.finetune.variants.5B.policy",
+            "causal",
+            "mask.finetune.variants.5B",
+            "should not be valid",
+        ),
+        (
+            "mask.finetune.defaults.max_steps",
+            0,
+            "mask.finetune.defaults.max_steps",
+            "0 is less than",
+        ),
+        ("mask.model.source", "hub", "mask.model.source", "'hub' is not one of"),
+        ("mask.data.source", "hub", "mask.data.source", "'embedded' was expected"),
+        ("mask.model.source", "pretrained", "mask.model.path", "None is not of type 'string'"),
+        ("mask.resources.eval.gpu", -1, "mask.resources.eval.gpu", "-1 is less than"),
+        ("mask.eval.tasks", [], "mask.eval.tasks", "should be non-empty"),
         ("bogus", 1, "", "Additional properties are not allowed ('bogus'"),
         ("plan", {"setup": []}, "plan", "Additional properties are not allowed ('setup'"),
     ],
@@ -217,12 +237,15 @@ def test_schema_names_the_bad_key(path, value, where, message):
 @pytest.mark.parametrize(
     "path, hint",
     [
-        ("finetune.defaults.learning_rat", "did you mean 'learning_rate' for 'learning_rat'?"),
-        ("finetune.variants.3A.learnig_rate", "did you mean 'learning_rate' for 'learnig_rate'?"),
-        ("eval.ablated_polcy", "did you mean 'ablated_policy' for 'ablated_polcy'?"),
+        ("mask.finetune.defaults.learning_rat", "did you mean 'learning_rate' for 'learning_rat'?"),
+        (
+            "mask.finetune.variants.3A.learnig_rate",
+            "did you mean 'learning_rate' for 'learnig_rate'?",
+        ),
+        ("mask.eval.ablated_polcy", "did you mean 'ablated_policy' for 'ablated_polcy'?"),
         ("studie", "did you mean 'studies' for 'studie'?"),
         (
-            "finetune.variants.5B.plateau_patince",
+            "mask.finetune.variants.5B.plateau_patince",
             "did you mean 'plateau_patience' for 'plateau_patince'?",
         ),
         ("bogus", None),
@@ -256,30 +279,30 @@ def test_check_suggests_the_key_too():
     "path, value, expected",
     [
         (
-            "finetune.defaults.learning_rat",
+            "mask.finetune.defaults.learning_rat",
             1e-3,
-            "invalid config at finetune.defaults: Additional properties are not allowed "
+            "invalid config at mask.finetune.defaults: Additional properties are not allowed "
             "('learning_rat' was unexpected): did you mean 'learning_rate' for 'learning_rat'?",
         ),
         (
-            "eval.ablated_policy",
+            "mask.eval.ablated_policy",
             "bidir",
-            "invalid config at eval.ablated_policy: 'bidir' is not one of",
+            "invalid config at mask.eval.ablated_policy: 'bidir' is not one of",
         ),
         (
-            "finetune.variants.5B.extends",
+            "mask.finetune.variants.5B.extends",
             "3C",
-            "invalid config at finetune.variants.5B.extends: variant '3C' does not exist",
+            "invalid config at mask.finetune.variants.5B.extends: variant '3C' does not exist",
         ),
         (
-            "finetune.variants.5B.extends",
+            "mask.finetune.variants.5B.extends",
             "5B",
-            "invalid config at finetune.variants.5B.extends: '5B' is a stage-5 variant",
+            "invalid config at mask.finetune.variants.5B.extends: '5B' is a stage-5 variant",
         ),
         (
-            "eval.tasks",
+            "mask.eval.tasks",
             [{"name": "hellaswag"}],
-            "invalid config at eval.tasks: hellaswag is not an embedded task (data.source: embedded "
+            "invalid config at mask.eval.tasks: hellaswag is not an embedded task (mask.data.source: embedded "
             "has emb_count, emb_order, emb_pair",
         ),
     ],
@@ -290,6 +313,60 @@ def test_bad_config_fails_before_any_job(workflow_copy, path, value, expected):
     assert r.returncode != 0, out
     assert expected in out, out
     assert "Job stats" not in out and "Building DAG" not in out, out
+
+
+def old_shape(cfg: dict) -> dict:
+    """``cfg`` as written before the mask study's keys moved under ``mask:`` (ablate 0.2.0):
+    those keys at the top level."""
+    top = {k: v for k, v in cfg.items() if k != "mask"}
+    return {**top, **cfg["mask"]}
+
+
+MOVED = (
+    "are the mask study's and now live under 'mask:': indent them (with what they hold) by two "
+    "spaces under one top-level 'mask:' key in each config file that has them "
+    '(config/README.md, "mask")'
+)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "ministral3b.yaml"])
+def test_old_config_fails_with_how_to_convert(workflow_copy, name):
+    """A config of the old shape stops before any job with one line naming its keys and how to
+    convert them, not with the schema's "Additional properties" for each."""
+    r = dry_run_with(workflow_copy, old_shape(load(name)))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    keys = "model, data, eval, leakage, finetune, resources" + (
+        ", claims" * (name == "config.yaml")
+    )
+    assert f"config keys {keys} {MOVED}" in out, out
+    assert "Additional properties" not in out and "Building DAG" not in out, out
+
+
+def test_old_overlay_over_the_new_default_fails_too(workflow_copy):
+    """An overlay merged over config/config.yaml (as config/seeds3.yaml is) with a mask key at
+    the top level: the merged config is checked, so its one key is named."""
+    overlay = {"finetune": {"variants": {"3A": {"seeds": [5, 6]}}}}
+    r = dry_run_with(workflow_copy, overlay, "config/config.yaml")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert f"config keys finetune {MOVED}" in out, out
+    assert "Building DAG" not in out, out
+
+
+def test_planner_refuses_an_old_config_with_how_to_convert(tmp_path, monkeypatch):
+    from ablate.core.planner.inputs import PlanError, load_config
+
+    monkeypatch.chdir(ROOT)  # the planner reads its schemas from the repository root
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(old_shape(load("ministral3b.yaml"))))
+    with pytest.raises(PlanError) as info:
+        load_config(old)
+    keys = "model, data, eval, leakage, finetune, resources"
+    assert str(info.value) == f"invalid config {old}: config keys {keys} {MOVED}"
+    new = tmp_path / "new.yaml"
+    new.write_text((ROOT / "config" / "ministral3b.yaml").read_text())
+    assert load_config(new)["mask"]["model"]["source"] == "pretrained"
 
 
 def test_target_after_configfile_is_named_in_one_line(workflow_copy):
@@ -433,7 +510,7 @@ def test_number_hint(value, wanted, hint):
 def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
     """The YAML as a user types it: 1e-3 (PyYAML, YAML 1.1, reads it as the string '1e-3')."""
     text = (ROOT / "config" / "config.yaml").read_text()
-    assert "    learning_rate: 2.5e-4" in text  # finetune.defaults, a number as written
+    assert "    learning_rate: 2.5e-4" in text  # mask.finetune.defaults, a number as written
     path = workflow_copy / "config" / "typed.yaml"
     path.write_text(text.replace("    learning_rate: 2.5e-4", "    learning_rate: 1e-3"))
     r = subprocess.run(
@@ -446,7 +523,7 @@ def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert (
-        "invalid config at finetune.defaults.learning_rate: '1e-3' is not of type 'number': "
+        "invalid config at mask.finetune.defaults.learning_rate: '1e-3' is not of type 'number': "
         "write 1.0e-3 (YAML reads 1e-3 without a dot as text)"
     ) in out, out
 
@@ -475,7 +552,7 @@ def test_task_index_is_cached_per_lm_eval_version(tmp_path, monkeypatch):
     with pytest.raises(tasks.ConfigError) as info:
         tasks.check_task_names(["hellaswg", "piqa", "zzz_nothing"], cache=tmp_path)
     assert str(info.value) == (
-        "invalid config at eval.tasks: 'hellaswg' is not an lm-eval task (did you mean "
+        "invalid config at mask.eval.tasks: 'hellaswg' is not an lm-eval task (did you mean "
         "'hellaswag'?); 'zzz_nothing' is not an lm-eval task"
     )
 
@@ -504,7 +581,7 @@ def test_misspelled_hub_task_fails_the_dry_run(workflow_copy):
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert (
-        "invalid config at eval.tasks: 'hellaswg' is not an lm-eval task "
+        "invalid config at mask.eval.tasks: 'hellaswg' is not an lm-eval task "
         "(did you mean 'hellaswag'?)"
     ) in out, out
     assert "Building DAG" not in out, out

@@ -83,14 +83,14 @@ def test_fingerprint_of_a_checkpoint_comes_from_its_manifest(tmp_path, monkeypat
 @pytest.mark.parametrize("name", ["ministral3b.yaml", "ministral3b-smoke.yaml"])
 def test_gpu_configs_request_the_disk_a_finetune_writes(name):
     config = planner.load_config(REPO / "config" / name)
-    m = config["model"]
+    m = config["mask"]["model"]
     if m["source"] == "embedded":
         n = count_params(tiny_ministral3_config(**m["embedded"]["arch"]))
     else:  # the hub model's text shape, offline (config/gpu_measurements.yaml)
         ref = Reference.load(REPO / config["plan"]["measurements"])
         n = params_of_hub_model(m["path"], m.get("revision"), ref.models, ref.path)[0]
     assert n == pytest.approx(3.429e9, rel=1e-3)
-    have = config["resources"]["finetune"]["disk_mb"]
+    have = config["mask"]["resources"]["finetune"]["disk_mb"]
     for v, spec in study.variants_of(config).items():
         need = disk_need_mb(n, resolve_params(spec["params"], "finetune"))
         assert have >= need, f"{name}: finetune {v} writes up to {need:.0f} MB, disk_mb {have}"

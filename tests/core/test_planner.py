@@ -62,7 +62,7 @@ def load_unpacked(name: str, tmp_path: Path, defaults: dict | None = None, **pla
     """A shipped GPU config with packing off (finetune.defaults.packing: false), or with other
     ``defaults`` for its finetunes."""
     cfg = yaml.safe_load((REPO / "config" / name).read_text())
-    cfg["finetune"]["defaults"].update(defaults or {"packing": False})
+    cfg["mask"]["finetune"]["defaults"].update(defaults or {"packing": False})
     out = tmp_path / f"edited-{name}"
     out.write_text(yaml.safe_dump(cfg))
     config = planner.load_config(out)
@@ -514,8 +514,8 @@ def test_bad_inputs_name_the_key(tmp_path):
     with pytest.raises(planner.PlanError, match=r"offers\[0\] lacks 'dph_total'"):
         load_snapshot(snap)
     config = load("config.yaml")
-    config["eval"]["tasks"] = [{"name": "mystery", "limit": 10}]
-    config["data"]["source"] = "hub"
+    config["mask"]["eval"]["tasks"] = [{"name": "mystery", "limit": 10}]
+    config["mask"]["data"]["source"] = "hub"
     sp = mask_plan.study_plan(config, Reference.load(config["plan"]["measurements"]), tmp_path)
     ev = [j for j in sp.jobs if j.kind == "eval"][0]
     assert ev.tokens is None and "plan.tasks.<task>" in ev.tokens_source
@@ -732,7 +732,7 @@ def test_partial_plan_becomes_full_after_the_stages(embedded_run, tmp_path):
     assert job_stats(snakemake(wd, "-n", "results/plan.csv")) == set()  # up to date as it is
     # a stale stage (its config changed) is not rebuilt for a forecast: no GPU job starts
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
-    cfg["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
+    cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
     (wd / "config/edited.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     edited = ("--configfile", "config/edited.yaml")
     assert "finetune" in job_stats(snakemake(wd, "-n", *edited))  # the full run would rebuild it
@@ -794,7 +794,7 @@ def test_unknown_hub_model_gives_rows_that_say_so(tmp_path):
     """Issue 13: a hub model the measurements file does not know (and offline) is no exception:
     every row of the plan says the model size is missing, the totals say which jobs lack one."""
     config = load("ministral3b.yaml")
-    config["model"]["path"] = "someorg/unknown-model-7b"
+    config["mask"]["model"]["path"] = "someorg/unknown-model-7b"
     p = planner.make_plan(config, root=tmp_path)
     t = p.table
     jobs = t[t["job"] != planner.TOTAL]
@@ -844,7 +844,7 @@ def test_plan_rule_finishes_with_an_unknown_hub_model_and_with_finished_probes(t
     a hub model unknown offline, and a results folder with finished leakage probes."""
     wd = copy_checkout(tmp_path / "wd")
     cfg = yaml.safe_load((wd / "config/ministral3b.yaml").read_text())
-    cfg["model"]["path"] = "someorg/unknown-model-7b"
+    cfg["mask"]["model"]["path"] = "someorg/unknown-model-7b"
     cfg["results"] = "results/unknown"
     (wd / "config/unknown.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     shutil.copytree(EMBEDDED_RUN / "results", wd / "results")  # the embedded run's outputs
@@ -928,7 +928,7 @@ def test_multi_gpu_setup_runs_finetunes_side_by_side_and_data_parallel(tmp_path)
     assert eight["est_s"] < one["est_s"] - sum(ft) + max(ft) + 1  # the finetunes overlap
     assert "side by side" in eight["note"] and row(t, "8x H100 SXM", "finetune/3A")["speedup"] == 1
     cfg = yaml.safe_load((REPO / "config" / "ministral3b.yaml").read_text())
-    cfg["resources"]["finetune"]["gpu"] = 2
+    cfg["mask"]["resources"]["finetune"]["gpu"] = 2
     (tmp_path / "dp.yaml").write_text(yaml.safe_dump(cfg))
     config = planner.load_config(tmp_path / "dp.yaml")
     config["plan"].update({"setups": SETUPS})

@@ -65,7 +65,7 @@ def test_a_stage_script_records_its_workflow_checkout(tmp_path, tiny_model_dir):
     with an edited tracked file, while the library is imported from this repository."""
     wd = copy_checkout(tmp_path / "wf")
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
-    cfg["model"] = {"source": "pretrained", "path": str(tiny_model_dir), "download": False}
+    cfg["mask"]["model"] = {"source": "pretrained", "path": str(tiny_model_dir), "download": False}
     (wd / "config/local.yaml").write_text(yaml.safe_dump(cfg))
     head = init_checkout(wd)
     with (wd / "config/README.md").open("a") as f:
@@ -118,16 +118,20 @@ def test_changed_keys_name_the_edited_leaf():
 
 def test_stale_lines_name_each_job_and_key(tmp_path):
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["leakage"].update(threshold=None, dtype="float32")  # schema defaults the rules fill in
-    variants = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
+    cfg["mask"]["leakage"].update(
+        threshold=None, dtype="float32"
+    )  # schema defaults the rules fill in
+    variants = resolve_variants(
+        cfg["mask"]["finetune"]["variants"], cfg["mask"]["finetune"]["defaults"]
+    )
     v3b = variants["3B"]
     record = {
         "finetune/3B.json": {k: v3b[k] for k in ("stage", "policy", "allow_leakage", "params")}
         | {"variant": "3B"},
-        "eval.json": {"eval": cfg["eval"], "model": "3B", "policy": "causal"},
+        "eval.json": {"eval": cfg["mask"]["eval"], "model": "3B", "policy": "causal"},
         # threshold null in the config: the probe records the default it resolved to
         "leak.json": {"policy": "causal", "n": 16, "max_seq_len": 64, "threshold": 0.5},
-        "model.json": cfg["model"],
+        "model.json": cfg["mask"]["model"],
     }
     for name, slice_ in record.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -141,27 +145,31 @@ def test_stale_lines_name_each_job_and_key(tmp_path):
     ]
     assert stale.stale_lines(jobs, cfg, variants) == []  # nothing changed: silent
 
-    old_lr = cfg["finetune"]["defaults"]["learning_rate"]
-    cfg["finetune"]["defaults"]["learning_rate"] = 0.002
-    cfg["finetune"]["variants"]["3B"]["max_steps"] = 70
-    cfg["eval"]["max_batch_tokens"] = 8192
-    cfg["leakage"]["n_pairs"] = 32
-    variants = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
+    old_lr = cfg["mask"]["finetune"]["defaults"]["learning_rate"]
+    cfg["mask"]["finetune"]["defaults"]["learning_rate"] = 0.002
+    cfg["mask"]["finetune"]["variants"]["3B"]["max_steps"] = 70
+    cfg["mask"]["eval"]["max_batch_tokens"] = 8192
+    cfg["mask"]["leakage"]["n_pairs"] = 32
+    variants = resolve_variants(
+        cfg["mask"]["finetune"]["variants"], cfg["mask"]["finetune"]["defaults"]
+    )
     assert stale.stale_lines(jobs, cfg, variants) == [
-        f"stale: finetune 3B: finetune.defaults.learning_rate {old_lr} -> 0.002, "
-        "finetune.variants.3B.max_steps 200 -> 70",
-        "stale: eval_model 3B/causal: eval.max_batch_tokens 16384 -> 8192",
-        "stale: leakage_probe causal: leakage.n_pairs 16 -> 32",
+        f"stale: finetune 3B: mask.finetune.defaults.learning_rate {old_lr} -> 0.002, "
+        "mask.finetune.variants.3B.max_steps 200 -> 70",
+        "stale: eval_model 3B/causal: mask.eval.max_batch_tokens 16384 -> 8192",
+        "stale: leakage_probe causal: mask.leakage.n_pairs 16 -> 32",
     ]
 
 
 @pytest.mark.parametrize("variant", ["3B", "5B"])
 def test_stale_finetune_names_where_a_stage5_key_comes_from(variant):
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
-    before = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
-    cfg["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
-    now = resolve_variants(cfg["finetune"]["variants"], cfg["finetune"]["defaults"])
+    cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
+    before = resolve_variants(
+        cfg["mask"]["finetune"]["variants"], cfg["mask"]["finetune"]["defaults"]
+    )
+    cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
+    now = resolve_variants(cfg["mask"]["finetune"]["variants"], cfg["mask"]["finetune"]["defaults"])
     changes = stale.job_changes("finetune", {"variant": variant}, before[variant], cfg, now)
     # 5B extends 3B: the key is set in 3B, so that is where to look
-    assert changes == ["finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]
+    assert changes == ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]

@@ -28,7 +28,7 @@ def mixed(hub_study: str) -> dict:
     if hub_study == "bridge":
         config["bridge"]["target"] = {"source": "hub", "path": "meta-llama/Llama-3.1-8B-Instruct"}
     else:
-        config["model"] = {**config["model"], "source": "hub", "path": "org/name"}
+        config["mask"]["model"] = {**config["mask"]["model"], "source": "hub", "path": "org/name"}
     return config
 
 

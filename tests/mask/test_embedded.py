@@ -132,7 +132,9 @@ def test_random_split_cuts_each_sentence_between_its_first_word_and_the_answer()
     # the config schema offers exactly these, its default first
     from ablate.core import config
 
-    schema = config.subschema("properties/data/properties/embedded/properties/sft_split")
+    schema = config.subschema(
+        "properties/mask/properties/data/properties/embedded/properties/sft_split"
+    )
     assert (
         tuple(schema["enum"]) == embedded.SFT_SPLITS and schema["default"] == embedded.SFT_SPLITS[0]
     )

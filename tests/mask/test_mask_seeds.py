@@ -27,7 +27,7 @@ def seeded(**seeds) -> dict:
     """The default config with ``seeds`` set on the named variants."""
     cfg = copy.deepcopy(DEFAULT)
     for name, s in seeds.items():
-        cfg["finetune"]["variants"][name]["seeds"] = s
+        cfg["mask"]["finetune"]["variants"][name]["seeds"] = s
     return cfg
 
 
@@ -66,7 +66,7 @@ def test_seeds_expand_into_variants_and_jobs():
 
 def test_a_seed_name_taken_by_a_declared_variant_is_an_error():
     cfg = seeded(**{"3A": [0]})
-    cfg["finetune"]["variants"]["3A-s0"] = {"stage": 3, "policy": "causal"}
+    cfg["mask"]["finetune"]["variants"]["3A-s0"] = {"stage": 3, "policy": "causal"}
     with pytest.raises(ConfigError, match=r"finetune\.variants\.3A-s0: the name is also a seed"):
         study.variants_of(cfg)
 
@@ -94,9 +94,10 @@ def seeded_recovery(tmp_path):
     for s in (0, 1):
         per = {"t1": shift(ablated["t1"], 10 + 5 * s, 2 + s)}
         write(tmp_path, f"3B-s{s}", "prefill_bidir", *evaluation(f"r3-{s}", "prefill_bidir", per))
-    cfg = {"results": str(tmp_path), "model": {"source": "pretrained"}, "data": {"source": "hub"}}
-    cfg["eval"] = {"ablated_policy": "prefill_bidir"}
-    cfg["finetune"] = {
+    mask = {"model": {"source": "pretrained"}, "data": {"source": "hub"}}
+    cfg = {"results": str(tmp_path), "mask": mask}
+    cfg["mask"]["eval"] = {"ablated_policy": "prefill_bidir"}
+    cfg["mask"]["finetune"] = {
         "defaults": {"seed": 5},
         "variants": {"3B": {"stage": 3, "policy": "prefix_bidir", "seeds": [0, 1]}},
     }
@@ -284,15 +285,15 @@ def test_planner_forecasts_every_seed(tmp_path):
 
 
 def test_stale_seed_names_its_declared_variant():
-    """A seed's changed key is set on its declared variant (finetune.variants.3B), not on a
-    variant named 3B-s1, which no config has (before: finetune.defaults)."""
+    """A seed's changed key is set on its declared variant (mask.finetune.variants.3B), not on a
+    variant named 3B-s1, which no config has (before: mask.finetune.defaults)."""
     from ablate.mask import stale
 
     cfg = seeded(**{"3B": [0, 1]})
-    cfg["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
+    cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
     before = study.variants_of(cfg)
-    cfg["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
+    cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
     now = study.variants_of(cfg)
     for v in ("3B-s1", "5B-s1"):
         changes = stale.job_changes("finetune", {"variant": v}, before[v], cfg, now)
-        assert changes == ["finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]
+        assert changes == ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]

@@ -100,8 +100,8 @@ def test_pretrained_source_through_the_workflow(tmp_path, tiny_model_dir):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
     cfg = yaml.safe_load((ROOT / "config" / "ministral3b.yaml").read_text())
-    cfg["model"] = {"source": "pretrained", "path": str(tiny_model_dir), "revision": None}
-    cfg["data"]["sft"] = "sft.jsonl"
+    cfg["mask"]["model"] = {"source": "pretrained", "path": str(tiny_model_dir), "revision": None}
+    cfg["mask"]["data"]["sft"] = "sft.jsonl"
     cfg["results"] = "results"
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(cfg))
     r = subprocess.run(

@@ -149,14 +149,16 @@ def test_entries_from_results_derive_stages(tmp_path, entries):
     # the stages come from the study's job list, as the recovery rule's params pass them
     config = {
         "results": str(tmp_path),
-        "model": {"source": "pretrained"},
-        "data": {"source": "hub"},
-        "eval": {"ablated_policy": "prefill_bidir"},
-        "finetune": {
-            "defaults": {},
-            "variants": {
-                "3B": {"stage": 3, "policy": "prefix_bidir"},
-                "5B": {"stage": 5, "extends": "3B"},
+        "mask": {
+            "model": {"source": "pretrained"},
+            "data": {"source": "hub"},
+            "eval": {"ablated_policy": "prefill_bidir"},
+            "finetune": {
+                "defaults": {},
+                "variants": {
+                    "3B": {"stage": 3, "policy": "prefix_bidir"},
+                    "5B": {"stage": 5, "extends": "3B"},
+                },
             },
         },
     }

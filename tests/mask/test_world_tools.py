@@ -21,19 +21,19 @@ def test_seed_spread_config_sets_every_seed_key_and_overrides(bench):
     import seed_spread
 
     base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    before = base["data"]["seed"]
-    cfg = seed_spread.run_config(base, 3, ["model.embedded.pretrain.loss_vocab=full"])
-    assert cfg["studies"] == ["mask"] and cfg["data"]["seed"] == 3
-    assert cfg["model"]["embedded"]["pretrain"]["seed"] == 3
-    assert cfg["finetune"]["defaults"]["seed"] == 3
-    assert cfg["model"]["embedded"]["pretrain"]["loss_vocab"] == "full"
+    before = base["mask"]["data"]["seed"]
+    cfg = seed_spread.run_config(base, 3, ["mask.model.embedded.pretrain.loss_vocab=full"])
+    assert cfg["studies"] == ["mask"] and cfg["mask"]["data"]["seed"] == 3
+    assert cfg["mask"]["model"]["embedded"]["pretrain"]["seed"] == 3
+    assert cfg["mask"]["finetune"]["defaults"]["seed"] == 3
+    assert cfg["mask"]["model"]["embedded"]["pretrain"]["loss_vocab"] == "full"
     # the base config is left as it was
     assert (
-        base["data"]["seed"] == before != 3
-        and base["model"]["embedded"]["pretrain"]["loss_vocab"] == "corpus"
+        base["mask"]["data"]["seed"] == before != 3
+        and base["mask"]["model"]["embedded"]["pretrain"]["loss_vocab"] == "corpus"
     )
     with pytest.raises(SystemExit, match="expected key.path=value"):
-        seed_spread.run_config(base, 0, ["model.embedded.pretrain.seed"])
+        seed_spread.run_config(base, 0, ["mask.model.embedded.pretrain.seed"])
 
 
 def test_seed_spread_table_reads_a_finished_run(bench, embedded_run, tmp_path):

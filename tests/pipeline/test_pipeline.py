@@ -188,7 +188,7 @@ def test_noop_rerun_is_fast_and_does_nothing(finished):
 
 def test_stage3_edit_reruns_that_finetune_and_its_dependents_only(finished):
     def change(cfg):
-        cfg["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
+        cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
 
     assert dry_run_edited(finished, change) == (
         finetune_jobs(["3A"]) | eval_jobs(["3A"]) | TABLE_JOBS | LOSS_PLOT
@@ -199,7 +199,7 @@ def test_stage3_edit_inherited_by_stage5(finished):
     """5B extends 3B: a 3B hyperparameter is 5B's too; 3A, base and the probes stay."""
 
     def change(cfg):
-        cfg["finetune"]["variants"]["3B"]["weight_decay"] = 0.01
+        cfg["mask"]["finetune"]["variants"]["3B"]["weight_decay"] = 0.01
 
     assert dry_run_edited(finished, change) == (
         finetune_jobs(["3B", "5B"]) | eval_jobs(["3B", "5B"]) | TABLE_JOBS | LOSS_PLOT
@@ -208,7 +208,7 @@ def test_stage3_edit_inherited_by_stage5(finished):
 
 def test_shared_finetune_default_edit_never_touches_stages_1_2(finished):
     def change(cfg):
-        cfg["finetune"]["defaults"]["warmup_ratio"] = 0.1
+        cfg["mask"]["finetune"]["defaults"]["warmup_ratio"] = 0.1
 
     assert dry_run_edited(finished, change) == (
         finetune_jobs(VARIANTS) | eval_jobs(VARIANTS) | TABLE_JOBS | LOSS_PLOT
@@ -217,7 +217,7 @@ def test_shared_finetune_default_edit_never_touches_stages_1_2(finished):
 
 def test_eval_edit_reruns_evals_and_table_never_finetunes(finished):
     def change(cfg):
-        cfg["eval"]["tasks"][0]["limit"] = 100
+        cfg["mask"]["eval"]["tasks"][0]["limit"] = 100
 
     assert dry_run_edited(finished, change) == eval_jobs(["base", *VARIANTS]) | TABLE_JOBS
 
@@ -298,7 +298,7 @@ def test_leaking_variant_is_refused_by_the_probe(finished, tmp_path):
     wd = tmp_path / "copy"
     shutil.copytree(finished, wd, symlinks=True)
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
-    cfg["finetune"]["variants"]["3C"] = {"stage": 3, "policy": "prefill_bidir"}
+    cfg["mask"]["finetune"]["variants"]["3C"] = {"stage": 3, "policy": "prefill_bidir"}
     (wd / "config" / "leaky.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     r = snakemake(
         wd, "-c2", "results/finetune/3C/summary.json", "--configfile", "config/leaky.yaml"

@@ -106,7 +106,7 @@ def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_m
     if model != "embedded":
         cfg = yaml.safe_load((fresh / "config" / "ministral3b.yaml").read_text())
         if model == "local":
-            cfg["model"]["path"] = str(tiny_model_dir)
+            cfg["mask"]["model"]["path"] = str(tiny_model_dir)
         (fresh / "config" / f"{model}.yaml").write_text(yaml.safe_dump(cfg))
         configfile, res = ["--configfile", f"config/{model}.yaml"], cfg["results"]
     r = snakemake(fresh, "-n", *configfile, timeout=180)

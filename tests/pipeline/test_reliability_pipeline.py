@@ -49,11 +49,11 @@ TASKS = ["emb_repeat5", "emb_pair"]
 
 def small_config(model_dir: Path) -> dict:
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["model"] = {"source": "pretrained", "path": str(model_dir), "revision": None}
-    cfg["data"]["embedded"].update(corpus_docs=20, task_docs=8, sft_pairs=48)
-    cfg["eval"]["tasks"] = [{"name": t, "metric": "acc_norm"} for t in TASKS]
-    cfg["leakage"]["n_pairs"] = 8
-    cfg["finetune"]["defaults"].update(
+    cfg["mask"]["model"] = {"source": "pretrained", "path": str(model_dir), "revision": None}
+    cfg["mask"]["data"]["embedded"].update(corpus_docs=20, task_docs=8, sft_pairs=48)
+    cfg["mask"]["eval"]["tasks"] = [{"name": t, "metric": "acc_norm"} for t in TASKS]
+    cfg["mask"]["leakage"]["n_pairs"] = 8
+    cfg["mask"]["finetune"]["defaults"].update(
         max_steps=MAX_STEPS,
         save_steps=SAVE_STEPS,
         batch_size=4,
@@ -62,9 +62,9 @@ def small_config(model_dir: Path) -> dict:
         eval_batch_size=8,
         logging_steps=1,
     )
-    cfg["finetune"]["variants"] = {"3A": {"stage": 3, "policy": "causal"}}
+    cfg["mask"]["finetune"]["variants"] = {"3A": {"stage": 3, "policy": "causal"}}
     # no prefix-LM or long-run variant here: their claims are left out (claims roles 3B, 5B)
-    cfg["claims"] = {"prefix_variant": None, "long_variant": None}
+    cfg["mask"]["claims"] = {"prefix_variant": None, "long_variant": None}
     return cfg
 
 
@@ -311,7 +311,7 @@ def test_bad_config_fails_before_any_job_and_keeps_outputs(runs):
 
     before = state()
     cfg = yaml.safe_load((wd / "small.yaml").read_text())
-    cfg["finetune"]["defaults"]["learning_rate"] = "fast"
+    cfg["mask"]["finetune"]["defaults"]["learning_rate"] = "fast"
     (wd / "bad.yaml").write_text(yaml.safe_dump(cfg))
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "-c1", "--configfile", "bad.yaml"],
@@ -323,7 +323,8 @@ def test_bad_config_fails_before_any_job_and_keeps_outputs(runs):
     out = r.stdout + r.stderr
     assert r.returncode != 0
     assert (
-        "invalid config at finetune.defaults.learning_rate: 'fast' is not of type 'number'" in out
+        "invalid config at mask.finetune.defaults.learning_rate: 'fast' is not of type 'number'"
+        in out
     ), out
     assert "Job stats" not in out
     assert state() == before
@@ -339,7 +340,7 @@ def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(tmp_path, tiny_mo
     wd = copy_checkout(tmp_path / "wd")
     cfg = {**small_config(tiny_model_dir), "studies": ["mask"]}
     steps = 40
-    cfg["finetune"]["defaults"].update(max_steps=steps, save_steps=0)
+    cfg["mask"]["finetune"]["defaults"].update(max_steps=steps, save_steps=0)
     (wd / "small.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = wd / "results/logs/finetune/3A.log"

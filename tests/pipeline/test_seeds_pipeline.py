@@ -22,8 +22,10 @@ pytestmark = pytest.mark.slow
 
 #: Merged over config/config.yaml (README: `--configfile config/config.yaml config/seeds3.yaml`).
 OVERLAY = {
-    "finetune": {"variants": {"3B": {"seeds": [0, 1], "max_steps": 10, "eval_steps": 5}}},
-    "claims": {"long_variant": None},
+    "mask": {
+        "finetune": {"variants": {"3B": {"seeds": [0, 1], "max_steps": 10, "eval_steps": 5}}},
+        "claims": {"long_variant": None},
+    },
     "bridge": {"grid": {"1a": {"seeds": [0, 1], "steps": 40}}},
 }
 TARGETS = ("results/claims/mask.csv", "results/bridge/claims.csv", "results/bridge/summary.csv")

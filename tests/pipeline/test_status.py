@@ -169,12 +169,12 @@ def test_during_a_run_and_after_an_edit(embedded_run, tmp_path):
     shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the run stays finished
     cfg_path = wd / "config/config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["finetune"]["variants"]["3A"]["max_steps"] = 40
+    cfg["mask"]["finetune"]["variants"]["3A"]["max_steps"] = 40
     cfg["tracking"] = {"mlflow": True}
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     rows = rows_by_name(config_of(wd), wd)
     assert rows["mask:finetune/3A"].status == "stale"
-    assert rows["mask:finetune/3A"].why == "finetune.variants.3A.max_steps 200 -> 40"
+    assert rows["mask:finetune/3A"].why == "mask.finetune.variants.3A.max_steps 200 -> 40"
     assert rows["mask:eval/3A/causal"].why == "reads finetune/3A (stale)"
     assert rows["mask:finetune/3B"].status == rows["mask:eval/base/causal"].status == "done"
     before = tmp_path / "3A-before.json"

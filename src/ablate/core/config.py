@@ -47,7 +47,7 @@ def _schema() -> dict[str, Any]:
 
 
 def subschema(pointer: str) -> dict[str, Any]:
-    """A copy of the schema node at ``pointer`` ("$defs/finetune_params", "properties/leakage"),
+    """A copy of the schema node at ``pointer`` ("$defs/finetune_params", "properties/tracking"),
     carrying the schema's ``$defs`` so that its ``$ref``s resolve on their own."""
     node: Any = _schema()
     for part in pointer.split("/"):

@@ -141,7 +141,10 @@ def _sentence(fact: dict[str, Any]) -> str:
 # --- generators ---------------------------------------------------------------------------------
 
 
-SFT_SPLITS = ("answer", "random")  # where an SFT pair's prompt ends (``data.embedded.sft_split``)
+SFT_SPLITS = (
+    "answer",
+    "random",
+)  # where an SFT pair's prompt ends (``mask.data.embedded.sft_split``)
 
 
 def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, str]:
@@ -157,7 +160,7 @@ def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, 
         cut = rng.randint(1, cut)
     elif split != "answer":
         raise ValueError(
-            f"data.embedded.sft_split: {split!r} is not one of {', '.join(SFT_SPLITS)}"
+            f"mask.data.embedded.sft_split: {split!r} is not one of {', '.join(SFT_SPLITS)}"
         )
     return {"prompt": " ".join(words[:cut]), "output": " " + " ".join(words[cut:])}
 
@@ -256,11 +259,11 @@ def write_sft(path, seed: int, n: int, split: str = SFT_SPLITS[0]) -> Path:
 
 
 def options() -> dict[str, Any]:
-    """The world's options and their defaults: the config schema's ``data.seed`` and
-    ``data.embedded`` (the pipeline passes its validated config; ``ablate data`` these)."""
+    """The world's options and their defaults: the config schema's ``mask.data.seed`` and
+    ``mask.data.embedded`` (the pipeline passes its validated config; ``ablate data`` these)."""
     return {
-        "seed": config.schema_defaults("properties/data")["seed"],
-        **config.schema_defaults("properties/data/properties/embedded"),
+        "seed": config.schema_defaults("properties/mask/properties/data")["seed"],
+        **config.schema_defaults("properties/mask/properties/data/properties/embedded"),
     }
 
 

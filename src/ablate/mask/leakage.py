@@ -264,8 +264,8 @@ def run_probe(
 
 def main(argv: list[str] | None = None) -> int:
     """``ablate probe``: :func:`run_probe` from a command line (defaults: the config schema's
-    ``leakage`` section)."""
-    d = config.schema_defaults("properties/leakage")
+    ``mask.leakage`` section)."""
+    d = config.schema_defaults("properties/mask/properties/leakage")
     p = argparse.ArgumentParser(
         prog="ablate probe",
         description="Label-leakage probe: response-token loss under causal vs a mask policy.",

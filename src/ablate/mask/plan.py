@@ -42,15 +42,16 @@ class MaskPlanner:
     def __init__(self, config: dict[str, Any], ref: Reference, root: Path):
         self.config, self.ref, self.root = config, ref, root
         self.plan = config["plan"]
-        self.embedded_model = config["model"]["source"] == "embedded"
-        self.embedded_data = config["data"]["source"] == "embedded"
+        self.mask = config["mask"]  # the study's own keys
+        self.embedded_model = self.mask["model"]["source"] == "embedded"
+        self.embedded_data = self.mask["data"]["source"] == "embedded"
         self.variants = study.variants_of(config)
         self.jobs = {j.name: j for j in study.jobs(config, self.variants)}
         self.params, self.params_source = self._base_params()
 
     # -- model size
     def _base_params(self) -> tuple[float | None, str]:
-        m = self.config["model"]
+        m = self.mask["model"]
         try:
             if self.embedded_model:
                 from ablate.mask.tiny import tiny_ministral3_config
@@ -58,7 +59,7 @@ class MaskPlanner:
                 arch = (m.get("embedded") or {}).get("arch") or {}
                 return (
                     float(count_params(tiny_ministral3_config(**arch))),
-                    "embedded tiny Ministral-3 (model.embedded.arch)",
+                    "embedded tiny Ministral-3 (mask.model.embedded.arch)",
                 )
             return params_of_hub_model(m["path"], m.get("revision"), self.ref.models, self.ref.path)
         except Exception as exc:  # an unbuildable shape: no size, every row says why
@@ -111,9 +112,9 @@ class MaskPlanner:
         recorded = self._recorded_lengths(max_seq_len)
         if recorded:
             return float(recorded[0]["mean"]), recorded[1]
-        sizes = self.config["data"].get("embedded") or {}
+        sizes = self.mask["data"].get("embedded") or {}
         if not self.embedded_data:
-            name = self.config["data"].get("sft")
+            name = self.mask["data"].get("sft")
             spec = self.ref.sft_lengths.get(name)
             if spec:
                 return min(
@@ -125,12 +126,12 @@ class MaskPlanner:
             )
         if "sft_pairs" not in sizes:
             return float(max_seq_len), (
-                f"upper bound: every pair {max_seq_len} tokens (data.embedded.sft_pairs is not set)"
+                f"upper bound: every pair {max_seq_len} tokens (mask.data.embedded.sft_pairs is not set)"
             )
         from ablate.mask import embedded
         from ablate.mask.sft_data import format_prompt
 
-        rows = embedded.sft_pairs(self.config["data"]["seed"], sizes["sft_pairs"])
+        rows = embedded.sft_pairs(self.mask["data"]["seed"], sizes["sft_pairs"])
         lens = [min(max_seq_len, _words(format_prompt(r)) + _words(r["output"]) + 2) for r in rows]
         return sum(lens) / len(lens), "mean words+2 of the generated SFT pairs"
 
@@ -140,7 +141,7 @@ class MaskPlanner:
         from ablate.mask import embedded
 
         docs = embedded.task_docs(
-            name, self.config["data"]["seed"], self.config["data"]["embedded"]["task_docs"]
+            name, self.mask["data"]["seed"], self.mask["data"]["embedded"]["task_docs"]
         )
         docs = docs[: n or len(docs)]
         choices = embedded.task_yaml(name)["doc_to_choice"]
@@ -157,11 +158,11 @@ class MaskPlanner:
         """
         total, parts, unknown = 0.0, [], []
         tpr_default = self.ref.tokens_per_request
-        for t in self.config["eval"]["tasks"]:
+        for t in self.mask["eval"]["tasks"]:
             name, limit = t["name"], t.get("limit")
             if self.embedded_data:
-                if "task_docs" not in (self.config["data"].get("embedded") or {}):
-                    return None, "unknown task sizes: data.embedded.task_docs is not set"
+                if "task_docs" not in (self.mask["data"].get("embedded") or {}):
+                    return None, "unknown task sizes: mask.data.embedded.task_docs is not set"
                 toks, part = self._embedded_task_tokens(name, (n_docs or {}).get(name) or limit)
                 total += toks
                 parts.append(part)
@@ -241,8 +242,8 @@ class MaskPlanner:
         return [f"{where}.{k}" for k in TRAIN_SHAPE[:4] if not p.get(k)]
 
     def _plan_prepare_model(self, sj: Job, job: PlannedJob, hub: bool) -> None:
-        p = (self.config["model"].get("embedded") or {}).get("pretrain") or {}
-        missing = self._train_shape(job, p, "model.embedded.pretrain")
+        p = (self.mask["model"].get("embedded") or {}).get("pretrain") or {}
+        missing = self._train_shape(job, p, "mask.model.embedded.pretrain")
         if missing:
             job.tokens_source = f"unknown: {', '.join(missing)} not set"
             return
@@ -250,7 +251,7 @@ class MaskPlanner:
         job.tokens_source = "max_steps x batch x grad_accum x max_seq_len (packed corpus blocks)"
 
     def _plan_leakage_probe(self, sj: Job, job: PlannedJob, hub: bool) -> None:
-        leak = self.config["leakage"]
+        leak = self.mask["leakage"]
         per_pair, src = self._pair_tokens(leak["max_seq_len"])
         job.tokens = 2 * leak["n_pairs"] * per_pair
         job.tokens_source = (
@@ -261,7 +262,7 @@ class MaskPlanner:
 
     def _plan_finetune(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = sj.labels["variant"]["params"]
-        self._train_shape(job, p, f"finetune.variants.{sj.labels['model']}")
+        self._train_shape(job, p, f"mask.finetune.variants.{sj.labels['model']}")
         # gpu > 1: data-parallel under torchrun (ablate.core.parallel), the global batch held
         job.scaling_key = "data_parallel"
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
@@ -288,13 +289,13 @@ class MaskPlanner:
         job.tokens, job.tokens_source = self.eval_tokens()
         base_from_hub = hub and sj.labels["model"] == study.BASE
         job.loads_hub_model, job.ships_checkpoint = base_from_hub, not base_from_hub
-        job.dtype = self.config["eval"].get("dtype", "float32")
+        job.dtype = self.mask["eval"].get("dtype", "float32")
 
 
 def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
     """The mask study's planned jobs (those with a kind: the GPU-capable ones) for the planner."""
     mp = MaskPlanner(config, ref, Path(root))
-    m = config["model"]
+    m = config["mask"]["model"]
     return StudyPlan(
         study="mask",
         model=m.get("path") or "embedded tiny Ministral-3",

@@ -4,7 +4,7 @@ Snakemake's dry-run reason for a params change prints the whole old and new para
 per job); the one edited key is hard to find there. Each stage output's provenance block records
 the config slice its job ran with, so comparing that with the slice the config gives now names
 the changed keys: one line per stale job, e.g.
-``stale: finetune 3B: finetune.defaults.learning_rate 0.001 -> 0.002``.
+``stale: finetune 3B: mask.finetune.defaults.learning_rate 0.001 -> 0.002``.
 Cheap (one small JSON read per finished job), pure Python (runs at parse time), silent when
 nothing changed or nothing has run.
 """
@@ -18,7 +18,7 @@ from ablate.core.config import sorted_tree
 from ablate.core.provenance import changed_keys
 from ablate.core.records import recorded_config
 
-# The leakage probe records its CLI arguments; their config keys (leakage.<key>).
+# The leakage probe records its CLI arguments; their config keys (mask.leakage.<key>).
 LEAKAGE_KEYS = {
     "n": "n_pairs",
     "max_seq_len": "max_seq_len",
@@ -30,15 +30,15 @@ LEAKAGE_KEYS = {
 
 def _finetune_changes(old: dict, variant: str, config: dict, variants: dict) -> list[str]:
     """A finetune records its resolved params: name each changed one by where the config sets
-    it now (the variant, the stage-3 variant a stage-5 one extends, else finetune.defaults)."""
+    it now (the variant, the stage-3 variant a stage-5 one extends, else mask.finetune.defaults)."""
     v = variants[variant]
-    declared = config["finetune"]["variants"]
+    declared = config["mask"]["finetune"]["variants"]
 
     def origin(key: str) -> str:
         for name in (v.get("base", variant), v.get("extends")):  # a seed: its declared variant
             if name and key in declared.get(name, {}):
-                return f"finetune.variants.{name}"
-        return "finetune.defaults"
+                return f"mask.finetune.variants.{name}"
+        return "mask.finetune.defaults"
 
     out = []
     for change in changed_keys(old.get("params", {}), v["params"]):
@@ -46,7 +46,7 @@ def _finetune_changes(old: dict, variant: str, config: dict, variants: dict) -> 
         out.append(f"{origin(key)}.{change}")
     meta_old = {k: old.get(k) for k in ("stage", "policy", "allow_leakage")}
     meta_new = {k: v[k] for k in ("stage", "policy", "allow_leakage")}
-    out += changed_keys(meta_old, meta_new, f"finetune.variants.{variant}")
+    out += changed_keys(meta_old, meta_new, f"mask.finetune.variants.{variant}")
     return out
 
 
@@ -57,12 +57,13 @@ def job_changes(
     config now; [] for a rule this module does not know (its reruns show in Snakemake's reason)."""
     if not isinstance(old, dict):
         return []
+    mask = config["mask"]
     if rule == "prepare_model":
-        return changed_keys(old, sorted_tree(config["model"]), "model")
+        return changed_keys(old, sorted_tree(mask["model"]), "mask.model")
     if rule == "eval_model":
-        return changed_keys(old.get("eval"), sorted_tree(config["eval"]), "eval")
+        return changed_keys(old.get("eval"), sorted_tree(mask["eval"]), "mask.eval")
     if rule == "leakage_probe":
-        leak = config["leakage"]
+        leak = mask["leakage"]
         # a null key (threshold) is the probe's default: it records the value it resolved to
         before = {
             LEAKAGE_KEYS[k]: old[k]
@@ -70,7 +71,7 @@ def job_changes(
             if k in old and leak.get(LEAKAGE_KEYS[k]) is not None
         }
         now = {k: leak.get(k) for k in before}
-        return changed_keys(before, now, "leakage")
+        return changed_keys(before, now, "mask.leakage")
     if rule == "finetune" and wildcards.get("variant") in variants:
         return _finetune_changes(old, wildcards["variant"], config, variants)
     return []

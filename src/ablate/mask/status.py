@@ -66,6 +66,6 @@ def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str
 
     def runtime_min(job: Job) -> float:
         group = study.RESOURCE_GROUP.get(job.rule)
-        return config["resources"][group]["runtime"] if group else 0.0
+        return config["mask"]["resources"][group]["runtime"] if group else 0.0
 
     return planned_forecast("mask", config, workdir, rows, runtime_min)

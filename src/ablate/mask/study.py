@@ -66,7 +66,7 @@ def resolve_variants(
         for s in seeds:
             if seed_name(name, s) in variants:
                 raise ConfigError(
-                    f"invalid config at finetune.variants.{seed_name(name, s)}: the name is also "
+                    f"invalid config at mask.finetune.variants.{seed_name(name, s)}: the name is also "
                     f"a seed of {name!r} (a variant with seeds trains <name>-s<seed>)"
                 )
             params = sorted_tree({**v["params"], "seed": s})
@@ -86,14 +86,14 @@ def _resolve_declared(
     """:func:`resolve_variants` before its seeds are expanded (``seeds``: the list or None)."""
     out = {}
     for name, v in variants.items():
-        key = f"finetune.variants.{name}"
+        key = f"mask.finetune.variants.{name}"
         parent: dict[str, Any] = {}
         if v["stage"] == 5:
             base = v.get("extends")
             if base not in variants:
                 raise ConfigError(
                     f"invalid config at {key}.extends: variant {base!r} does not exist "
-                    f"(finetune.variants has: {', '.join(sorted(variants))})"
+                    f"(mask.finetune.variants has: {', '.join(sorted(variants))})"
                 )
             if variants[base]["stage"] != 3:
                 raise ConfigError(
@@ -116,7 +116,7 @@ def _resolve_declared(
     return out
 
 
-#: The variant roles of the mask study's claims (config ``claims:``; src/ablate/mask/claims.py).
+#: The variant roles of the mask study's claims (config ``mask.claims:``; src/ablate/mask/claims.py).
 CLAIM_ROLES = ("prefix_variant", "causal_variant", "long_variant")
 
 
@@ -132,8 +132,8 @@ def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) 
             continue
         if name not in declared:
             raise ConfigError(
-                f"invalid config at claims.{role}: variant {name!r} does not exist "
-                f"(finetune.variants has: {', '.join(declared)}; null leaves its claims out)"
+                f"invalid config at mask.claims.{role}: variant {name!r} does not exist "
+                f"(mask.finetune.variants has: {', '.join(declared)}; null leaves its claims out)"
             )
     named = sorted({claims[r] for r in CLAIM_ROLES if claims.get(r) is not None})
     out["variants"] = {
@@ -163,7 +163,7 @@ def claims_evaluations(claims: dict[str, Any], ablated: str) -> list[tuple[str, 
 #: `results`): outputs, logs and benchmarks. The rules (rules/mask/*.smk), the planner
 #: (ablate.mask.plan) and the recovery table take their paths from here.
 PATTERNS: dict[str, str] = {
-    # make_data (data.source: embedded)
+    # make_data (mask.data.source: embedded)
     "corpus": "data/corpus.jsonl",
     "tasks": "data/tasks",
     "sft": "data/sft.jsonl",
@@ -224,7 +224,7 @@ RULE_OUTPUTS: dict[str, dict[str, str]] = {
 }
 
 
-#: the config's resources group (top-level ``resources``) of each GPU-capable rule
+#: the config's resources group (``mask.resources``) of each GPU-capable rule
 RESOURCE_GROUP = {
     "prepare_model": "prepare_model",
     "leakage_probe": "leakage",
@@ -245,7 +245,7 @@ def models(variants: dict[str, Any]) -> list[str]:
 
 def eval_policies(config: dict[str, Any]) -> list[str]:
     """Every model is evaluated under causal and under the ablated policy."""
-    return list(dict.fromkeys(["causal", config["eval"]["ablated_policy"]]))
+    return list(dict.fromkeys(["causal", config["mask"]["eval"]["ablated_policy"]]))
 
 
 def train_policies(variants: dict[str, Any]) -> list[str]:
@@ -260,7 +260,8 @@ def eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
 
 
 def variants_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return resolve_variants(config["finetune"]["variants"], config["finetune"]["defaults"])
+    finetune = config["mask"]["finetune"]
+    return resolve_variants(finetune["variants"], finetune["defaults"])
 
 
 def _job(config: dict[str, Any], rule: str, name: str, files: str, log: str, **kw: Any) -> Job:
@@ -281,7 +282,7 @@ def _job(config: dict[str, Any], rule: str, name: str, files: str, log: str, **k
         log=path(config, log, **wc),
         benchmark=path(config, bench, **wc) if bench else None,
         record=outputs[record] if record else None,
-        gpus=int(((config.get("resources") or {}).get(group) or {}).get("gpu") or 0),
+        gpus=int(((config["mask"].get("resources") or {}).get(group) or {}).get("gpu") or 0),
         labels=labels,
         **kw,
     )
@@ -290,10 +291,10 @@ def _job(config: dict[str, Any], rule: str, name: str, files: str, log: str, **k
 def _setup_jobs(config: dict[str, Any]) -> list[Job]:
     """The data (embedded) and the base model: pretrained here (embedded) or registered."""
     out = []
-    if config["data"]["source"] == "embedded":
+    if config["mask"]["data"]["source"] == "embedded":
         out.append(_job(config, "make_data", "make_data", "make_data", "make_data_log"))
     base = dict(stage=0, model=BASE)
-    if config["model"]["source"] == "embedded":
+    if config["mask"]["model"]["source"] == "embedded":
         base.update(kind="train", bench="prepare_model_benchmark", record="summary")
         base.update(policy="causal", files="prepare_model")
     else:  # recorded (or downloaded) on the submit host: not GPU work, not planned

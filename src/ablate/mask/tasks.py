@@ -47,7 +47,7 @@ def lm_eval_task_index(cache: str | os.PathLike | None = None) -> frozenset[str]
 def check_task_names(
     names: Iterable[str], *, embedded: bool = False, cache: str | os.PathLike | None = None
 ) -> None:
-    """Raise ConfigError naming each of ``names`` (config ``eval.tasks``) that is not a task of
+    """Raise ConfigError naming each of ``names`` (config ``mask.eval.tasks``) that is not a task of
     the embedded world (``embedded``) or of lm-eval, with the closest known names."""
     names = list(names)
     if embedded:
@@ -57,8 +57,8 @@ def check_task_names(
         unknown = [n for n in names if n not in TASK_NAMES]
         if unknown:
             raise ConfigError(
-                f"invalid config at eval.tasks: {', '.join(unknown)} is not an embedded task "
-                f"(data.source: embedded has {', '.join(sorted(TASK_NAMES))})"
+                f"invalid config at mask.eval.tasks: {', '.join(unknown)} is not an embedded task "
+                f"(mask.data.source: embedded has {', '.join(sorted(TASK_NAMES))})"
             )
         return
     index = lm_eval_task_index(cache)
@@ -70,4 +70,4 @@ def check_task_names(
         close = difflib.get_close_matches(name, sorted(index), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problems.append(f"{name!r} is not an lm-eval task{hint}")
-    raise ConfigError(f"invalid config at eval.tasks: {'; '.join(problems)}")
+    raise ConfigError(f"invalid config at mask.eval.tasks: {'; '.join(problems)}")

@@ -72,7 +72,7 @@ MINISTRAL3_3B = dict(
 
 def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
     """A Ministral-3 text config of the real architecture, scaled down: the sizes of the config
-    schema's ``model.embedded.arch`` defaults, then ``overrides``. ``vocab_size`` defaults to
+    schema's ``mask.model.embedded.arch`` defaults, then ``overrides``. ``vocab_size`` defaults to
     Tekken's (the pipeline passes its tokenizer's)."""
     from transformers import Ministral3Config
 

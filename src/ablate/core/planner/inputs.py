@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from ablate import studies
+
 log = logging.getLogger("ablate.planner")
 
 KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
@@ -229,6 +231,8 @@ def load_config(
     if not p.exists():
         raise PlanError(f"config file {p} does not exist")
     config = yaml.safe_load(p.read_text()) or {}
+    if msg := studies.moved_keys_error(config):  # an old config: say how to convert it
+        raise PlanError(f"invalid config {p}: {msg}")
     plan = config.pop("plan", None) or {}
     if not Path(plan_schema).exists():
         raise PlanError(f"plan schema {plan_schema} does not exist (run from the repository root)")

@@ -27,7 +27,7 @@ def params_schema(kind: str) -> dict[str, Any]:
     """The core's schema of ``kind``; a finetune's with the probe keys."""
     schema = core_params.params_schema(kind)
     if kind == "finetune":
-        leakage = config.subschema("properties/leakage")["properties"]
+        leakage = config.subschema("properties/mask/properties/leakage")["properties"]
         schema["properties"].update({k: leakage[v] for k, v in PROBE_PARAMS.items()})
     return schema
 
