@@ -220,7 +220,7 @@ class MaskPlanner:
             params=self.params,
             params_source=self.params_source,
             gpus=sj.gpus,
-            hub_models=(self.config["model"]["path"],) if hub else (),
+            hub_models=(self.mask["model"]["path"],) if hub else (),
             # the jobs whose outputs it reads (the schedule on a multi-GPU setup)
             after=sj.upstream,
         )
