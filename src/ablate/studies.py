@@ -74,10 +74,16 @@ def moved_keys_error(config: dict) -> str | None:
     for study, package in STUDIES.items():
         moved = [k for k in getattr(import_module(package), "MOVED_CONFIG_KEYS", ()) if k in config]
         if moved:
+            one = len(moved) == 1
+            keys, are, live, them, they, hold = (
+                ("key", "is", "lives", "it", "it", "holds")
+                if one
+                else ("keys", "are", "live", "them", "they", "hold")
+            )
             problems.append(
-                f"config keys {', '.join(moved)} are the {study} study's and now live under "
-                f"'{study}:': indent them (with what they hold) by two spaces under one "
-                f"top-level '{study}:' key in each config file that has them "
+                f"config {keys} {', '.join(moved)} {are} the {study} study's and now {live} under "
+                f"'{study}:': indent {them} (with what {they} {hold}) by two spaces under one "
+                f"top-level '{study}:' key in each config file that has {them} "
                 f'(config/README.md, "{study}")'
             )
     return "; ".join(problems) or None
