@@ -340,6 +340,42 @@ def expand_seeds(grid: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[
     return out, origin
 
 
+def _distinct_runs(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """run id -> its entry; two entries of one resolved configuration are refused (the seed's
+    ablB/ablC fault) unless one declares ``same_as``."""
+    runs: dict[str, Entry] = {}
+    for name, e in entries.items():
+        other = runs.get(e.run_id)
+        if other is not None:
+            raise _err(
+                f"bridge.grid: entries {other.name!r} and {name!r} resolve to the same "
+                f"configuration (run {e.run_id}); declare `same_as: {other.name}` in "
+                f"{name!r} if it is meant to reuse that run, or make them differ"
+            )
+        runs[e.run_id] = e
+    return runs
+
+
+def _add_same_as(grid: dict[str, Any], entries: dict[str, Entry]) -> None:
+    """Each ``same_as`` entry of ``grid`` into ``entries``: the run of the entry it names."""
+    for name, spec in grid.items():
+        if "same_as" not in (spec or {}):
+            continue
+        extra = sorted(set(spec) - {"same_as"})
+        if extra:
+            raise _err(
+                f"bridge.grid.{name}: an entry with same_as takes no other key (has "
+                f"{', '.join(extra)}); it reuses {spec['same_as']!r} as it is"
+            )
+        base = entries.get(spec["same_as"])
+        if base is None:
+            raise _err(
+                f"bridge.grid.{name}.same_as: {spec['same_as']!r} is not an entry without "
+                f"same_as (bridge.grid has: {', '.join(sorted(entries))})"
+            )
+        entries[name] = replace(base, name=name, same_as=base.name, base=None, seed=None)
+
+
 def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry.
     ``results`` (the configuration's results folder) holds the hub revisions' lock file
@@ -373,48 +409,14 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
             identity["processes"] = processes(bridge)
         identity = sorted_tree(identity)
         entries[name] = Entry(name, run_id_of(identity), p, identity, src, tgt)
-    runs: dict[str, Entry] = {}
-    for name, e in entries.items():
-        other = runs.get(e.run_id)
-        if other is not None:
-            raise _err(
-                f"bridge.grid: entries {other.name!r} and {name!r} resolve to the same "
-                f"configuration (run {e.run_id}); declare `same_as: {other.name}` in "
-                f"{name!r} if it is meant to reuse that run, or make them differ"
-            )
-        runs[e.run_id] = e
+    runs = _distinct_runs(entries)
     states = _states(bridge, runs) if bridge["cache_frozen_states"] else {}
     for sid, st in states.items():
         field_name = "states_id" if st["what"] == "source" else "teacher_id"
         for run_id in st["runs"]:
             e = replace(runs[run_id], **{field_name: sid})
             runs[run_id] = entries[e.name] = e
-    for name, spec in grid.items():
-        if "same_as" not in (spec or {}):
-            continue
-        extra = sorted(set(spec) - {"same_as"})
-        if extra:
-            raise _err(
-                f"bridge.grid.{name}: an entry with same_as takes no other key (has "
-                f"{', '.join(extra)}); it reuses {spec['same_as']!r} as it is"
-            )
-        base = entries.get(spec["same_as"])
-        if base is None:
-            raise _err(
-                f"bridge.grid.{name}.same_as: {spec['same_as']!r} is not an entry without "
-                f"same_as (bridge.grid has: {', '.join(sorted(entries))})"
-            )
-        entries[name] = Entry(
-            name,
-            base.run_id,
-            base.params,
-            base.identity,
-            base.source_role,
-            base.target_role,
-            same_as=base.name,
-            states_id=base.states_id,
-            teacher_id=base.teacher_id,
-        )
+    _add_same_as(grid, entries)
     entries = {  # the config's order; a seed knows its declared entry
         n: replace(entries[n], base=origin[n][0], seed=origin[n][1]) if n in origin else entries[n]
         for n in grid
