@@ -24,17 +24,6 @@ The workarounds, all in this module and pinned to the plugin version they were w
    of every job in the group (benchmark files included).
 5. Cores. The submit host's ``--cores`` (when the command line gives one) is passed to every
    job and caps its threads on a larger instance; jobs get ``--cores all`` instead.
-6. Signals to the main thread. Snakemake's scheduler waits on a semaphore without a timeout
-   (``JobScheduler.schedule``: ``self._open_jobs.acquire()``), and Python runs a signal's handler
-   only in the main thread. The kernel gives a process's SIGINT or SIGTERM to any thread that does
-   not block it; when one of the executor's threads (the status loop, a job's SSH runner) took
-   it, the main thread slept on, and Snakemake ran on until the job ended (CI: "snakemake still
-   running 60 s after SIGINT", the job 600 s long). The threads this executor starts (the status
-   loop, the SSH runners: 4 of the 6 a one-job run has) block both
-   (:func:`_signals_to_main_thread`); their SSH children inherit the mask and end when their
-   instance is destroyed, which the stop does. Not covered: threads a library started before
-   (a C library's thread pool at import); one of those can still take the signal, and the run
-   then stops when its job ends, as before.
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
 project's pinned requirements (except torch when the image has one), so the instance runs this
@@ -223,24 +212,6 @@ class GuardedSSHJobRunner(SSHJobRunner):
             self.job = job
 
 
-#: The signals that stop a run (Ctrl-C, ``kill``): delivered to the main thread only.
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextmanager
-def _signals_to_main_thread():
-    """Workaround (6): threads started inside block STOP_SIGNALS (a new thread inherits the mask
-    of the thread that starts it); the main thread's own mask is restored at the end."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 @contextmanager
 def _guarded_runner():
     """The stock run_job builds its runner from the module global SSHJobRunner; swap it for the
@@ -253,10 +224,6 @@ def _guarded_runner():
 
 
 class Executor(_stock.Executor):
-    def __init__(self, *args, **kwargs):
-        with _signals_to_main_thread():  # the status loop's thread starts in the base __init__
-            super().__init__(*args, **kwargs)
-
     def __post_init__(self):
         found = plugin_version()
         if found != PLUGIN_VERSION:
@@ -293,7 +260,7 @@ class Executor(_stock.Executor):
 
     def run_job(self, job):
         self._install_sigterm_teardown()
-        with _guarded_runner(), _signals_to_main_thread():  # the job's SSH runner thread
+        with _guarded_runner():
             super().run_job(job)
 
     def _install_sigterm_teardown(self) -> None:

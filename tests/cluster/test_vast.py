@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -334,27 +333,3 @@ def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_
         timeout=300,
     )
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
-
-
-def test_threads_the_executor_starts_leave_stop_signals_to_the_main_thread():
-    """Workaround (6) of the executor: a thread started inside _signals_to_main_thread blocks
-    SIGINT and SIGTERM (the kernel then gives them to a thread that runs Python's handlers); the
-    main thread's own mask is restored."""
-    from snakemake_executor_plugin_ablate_vast.executor import STOP_SIGNALS, _signals_to_main_thread
-
-    seen = {}
-
-    def record():
-        seen["mask"] = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    with _signals_to_main_thread():
-        t = threading.Thread(target=record)
-        t.start()
-        t.join()
-    assert STOP_SIGNALS <= seen["mask"]
-    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
-    outside = threading.Thread(target=record)
-    outside.start()
-    outside.join()
-    assert not STOP_SIGNALS & seen["mask"]
