@@ -49,15 +49,25 @@ def minimal_checkout(tmp_path: Path) -> Path:
 
 
 def start_snakemake(wd: Path, vast, *args: str) -> subprocess.Popen:
+    """Snakemake as a terminal starts it: SIGINT at its default even where this test runs with
+    it ignored (a suite started in the background by a non-interactive shell, or under nohup:
+    an ignored signal stays ignored across exec, and Snakemake then never sees a Ctrl-C)."""
     log = open(wd / "snakemake.log", "w")
-    return subprocess.Popen(
-        [SNAKEMAKE, "--profile", "vast", *FAST, *EXECUTOR, *args],
-        cwd=wd,
-        env={**CLEAN_ENV, **vast.env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # exec makes it the default
+    try:
+        return subprocess.Popen(
+            [SNAKEMAKE, "--profile", "vast", *FAST, *EXECUTOR, *args],
+            cwd=wd,
+            env={**CLEAN_ENV, **vast.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def api_calls(vast, method: str, fragment: str) -> list[dict]:
