@@ -333,8 +333,26 @@ def ddp_worker(name, overrides, warmup, timed, smoke, out) -> None:
         Path(out).write_text(json.dumps(r))
 
 
+def _launch_row(name: str, over: dict, warmup: int, timed: int, smoke: bool, n: int) -> dict:
+    """One row on ``n`` processes (torchrun), each on its own GPU: the 1-process row too, on the
+    first device alone (a training process that sees several GPUs is refused: DataParallel)."""
+    out = Path(f"/tmp/bench_finetune_ddp_{name}_{n}.json")
+    kwargs = dict(name=name, overrides=over, warmup=warmup, timed=timed, smoke=smoke, out=str(out))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if n == 1 and DEVICE == "cuda":
+        os.environ["CUDA_VISIBLE_DEVICES"] = (visible or "0").split(",")[0]
+    try:
+        parallel.launch("bench_finetune:ddp_worker", kwargs, n, os.cpu_count() or n)
+    finally:
+        if visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    return json.loads(out.read_text())
+
+
 def run_ddp(names: list[str], n: int, warmup: int, timed: int, smoke: bool) -> list[dict]:
-    """Each row on 1 process (here) and on ``n`` (torchrun): the same global batch and data."""
+    """Each row on 1 process and on ``n`` (torchrun both): the same global batch and data."""
     global LOG_STEPS
     LOG_STEPS = 1
     bench_dir = str(Path(__file__).resolve().parent)
@@ -345,13 +363,7 @@ def run_ddp(names: list[str], n: int, warmup: int, timed: int, smoke: bool) -> l
     for name in names:
         # the data-parallel recipe on both sides (params.model_dtype: fp32 weights when WORLD_SIZE > 1)
         over = {**ROWS[name][0], "model_dtype": "float32", "master_weights": False}
-        one = _run_once(name, "causal", over, warmup, timed, data_seed=100)
-        out = Path(f"/tmp/bench_finetune_ddp_{name}.json")
-        kwargs = dict(
-            name=name, overrides=over, warmup=warmup, timed=timed, smoke=smoke, out=str(out)
-        )
-        parallel.launch("bench_finetune:ddp_worker", kwargs, n, os.cpu_count() or n)
-        many = json.loads(out.read_text())
+        one, many = (_launch_row(name, over, warmup, timed, smoke, k) for k in (1, n))
         speedup = one["s_per_step"] / many["s_per_step"]
         diff = max(abs(a - b) / abs(a) for a, b in zip(one["losses"], many["losses"], strict=True))
         for r in (one, many):

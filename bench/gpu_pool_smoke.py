@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CLAIM = re.compile(
     r"\[gpus\] (?P<label>.+): CUDA_VISIBLE_DEVICES='(?P<ids>[^']*)' \(pid (?P<pid>\d+)"
+    r"(?:.*?waited (?P<waited>[\d.]+) s)?"
 )
 
 
@@ -79,6 +80,7 @@ def jobs(work: Path) -> list[dict]:
                 job=str(log.relative_to(results / "logs").with_suffix("")),
                 ids=[i for i in m["ids"].split(",") if i],
                 pid=int(m["pid"]),
+                waited=float(m["waited"]) if m["waited"] else None,
                 wall=wall,
                 start=end - (wall or 0),
                 end=end,
@@ -91,9 +93,10 @@ def report(work: Path) -> int:
     _, seen = parse_samples(work / "nvidia_smi.log")
     rows, bad = jobs(work), 0
     print(
-        "\n| job | given CUDA_VISIBLE_DEVICES | pid | nvidia-smi saw it on (peak MiB) | wall s | overlapped with |"
+        "\n| job | given CUDA_VISIBLE_DEVICES | pid | nvidia-smi saw it on (peak MiB) | wall s "
+        "| waited for it s | overlapped on another GPU with |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         on = seen.get(r["pid"], {})
         if set(on) - set(r["ids"]):
@@ -101,12 +104,17 @@ def report(work: Path) -> int:
         both = [
             o["job"]
             for o in rows
-            if o is not r and o["start"] < r["end"] and r["start"] < o["end"] and o["ids"]
+            if o is not r
+            and o["start"] < r["end"]
+            and r["start"] < o["end"]
+            and o["ids"]
+            and not set(o["ids"]) & set(r["ids"])
         ]
         print(
             f"| {r['job']} | {','.join(r['ids']) or '(none)'} | {r['pid']} | "
             f"{', '.join(f'GPU {g} ({m})' for g, m in sorted(on.items())) or '-'} | "
-            f"{r['wall'] if r['wall'] is not None else '-'} | {', '.join(both) or '-'} |"
+            f"{r['wall'] if r['wall'] is not None else '-'} | "
+            f"{r['waited'] if r['waited'] is not None else '-'} | {', '.join(both) or '-'} |"
         )
     print(f"\n{len(rows)} GPU jobs; {bad} seen on a GPU they were not given")
     return 1 if bad else 0
@@ -114,7 +122,13 @@ def report(work: Path) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gpus", type=int, default=2, help="--resources gpu=N")
+    ap.add_argument(
+        "--gpus",
+        type=int,
+        default=2,
+        help="--resources gpu=N (above the host's GPUs: a job waits for a device with its "
+        "libraries loaded, docs/profiles.md)",
+    )
     ap.add_argument("--cores", type=int, default=32)
     ap.add_argument("--work", default="/tmp/gpu_pool_smoke", help="the run's folder (a copy)")
     ap.add_argument("--report-only", action="store_true", help="print the table of a run in --work")

@@ -6,13 +6,25 @@ The order matters, so each step is here once rather than in every script:
 2. the job's hub-offline switch (:func:`ablate.studies.hub_switch`), before any Hugging Face
    import reads it;
 3. (:func:`start` only: the jobs that load a model) the run cache, where a job it restores is
-   done (exit 0); the job's own GPUs (:func:`ablate.core.gpus.claim_for`), before torch sees
-   CUDA; torch's CPU threads set to the rule's ``threads``.
+   done (exit 0); torch and the job's own heavy modules (``imports``); the job's own GPUs
+   (:func:`ablate.core.gpus.claim_for`), after the imports but before CUDA is initialised;
+   torch's CPU threads set to the rule's ``threads``.
+
+Why the imports come before the GPU claim: loading torch, transformers and lm-eval takes 10-20 s
+of each job at the 3.4 B shape on the GPU hosts (bench/results/smoke_h100_916fdf4.md). A job that
+waits for a device (``--resources gpu`` above the host's device count: docs/profiles.md) has
+done that already when a device frees, so the GPU does not sit idle while the next job starts.
+CUDA reads ``CUDA_VISIBLE_DEVICES`` once, when it initialises; torch's own device queries do not
+initialise it with ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (set here), and the claim refuses to run
+if something did.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from ablate import studies
@@ -29,19 +41,25 @@ def start_light(snakemake: Any, study: str) -> None:
     studies.hub_switch(snakemake.config, study)
 
 
-def start(snakemake: Any, study: str):
+def start(snakemake: Any, study: str, imports: Sequence[str] = ()):
     """Steps 1 to 3; the job's :class:`ablate.core.runcache.JobCache` (it stores the outputs
-    once the job has written them)."""
+    once the job has written them). ``imports``: the modules the script uses (imported here,
+    before the job waits for its GPUs; the script's own import lines then cost nothing)."""
     start_light(snakemake, study)
     from ablate.core.runcache import JobCache
 
     job_cache = JobCache(snakemake)  # config key run_cache (off: a no-op)
     if job_cache.restored():
         sys.exit(0)
+    # torch's is_available() through NVML: no CUDA initialisation before the claim
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+
+    for name in imports:
+        importlib.import_module(name)
     from ablate.core import gpus
 
     gpus.claim_for(snakemake)
-    import torch
 
     torch.set_num_threads(snakemake.threads)
     return job_cache

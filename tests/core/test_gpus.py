@@ -185,7 +185,7 @@ def test_gpu_pool_smoke_report_flags_a_job_on_a_gpu_it_was_not_given(tmp_path, c
     logs.mkdir(parents=True)
     for variant, gpu, pid in (("3A", "0", 101), ("3B", "1", 102)):
         label = f"finetune {{'variant': '{variant}'}}"
-        gpus_line = f"[gpus] {label}: CUDA_VISIBLE_DEVICES='{gpu}' (pid {pid}, pool ['0', '1'])"
+        gpus_line = f"[gpus] {label}: CUDA_VISIBLE_DEVICES='{gpu}' (pid {pid}, pool ['0', '1'], waited 2.5 s)"
         (logs / f"{variant}.log").write_text(gpus_line + "\n")
     uuid = ["GPU-00000000-0000-0000-0000-00000000000a", "GPU-00000000-0000-0000-0000-00000000000b"]
     listing = "".join(f"GPU {i}: NVIDIA H200 (UUID: {u})\n" for i, u in enumerate(uuid))
@@ -193,9 +193,56 @@ def test_gpu_pool_smoke_report_flags_a_job_on_a_gpu_it_was_not_given(tmp_path, c
     (tmp_path / "nvidia_smi.log").write_text(listing + apps.format(*uuid))
     assert gpu_pool_smoke.report(tmp_path) == 0
     table = capsys.readouterr().out
-    assert "| finetune/3A | 0 | 101 | GPU 0 (9000) |" in table and "finetune/3B" in table
+    assert "| finetune/3A | 0 | 101 | GPU 0 (9000) | - | 2.5 |" in table and "finetune/3B" in table
     # 3B's process also on GPU 0 (the DataParallel failure of issue 30): flagged
     (tmp_path / "nvidia_smi.log").write_text(
         listing + apps.format(*uuid) + f"102, {uuid[0]}, 8000 MiB\n"
     )
     assert gpu_pool_smoke.report(tmp_path) == 1
+
+
+START = """
+import json, os, sys
+from types import SimpleNamespace
+from ablate import job_script
+from ablate.core import gpus
+cfg = {"mask": {"model": {"source": "embedded"}, "data": {"source": "embedded"}}}
+smk = SimpleNamespace(log=[sys.argv[1]], output=[sys.argv[1] + ".out"], config=cfg, rule="eval_model",
+                      wildcards={}, resources=SimpleNamespace(gpu=1), threads=1)
+job_script.start(smk, "mask", imports=["heavy_probe"])
+import heavy_probe
+print(json.dumps({"claimed_at_import": heavy_probe.CLAIMED,
+                  "visible": os.environ["CUDA_VISIBLE_DEVICES"],
+                  "nvml_check": os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")}), file=sys.__stdout__)
+"""
+
+
+def test_job_loads_its_modules_before_it_waits_for_a_gpu(tmp_path):
+    """A job's heavy imports run before its GPU claim (a job waiting for a device has loaded its
+    libraries when the device frees) and CUDA stays uninitialised for the claim."""
+    (tmp_path / "heavy_probe.py").write_text(
+        "import os\nfrom ablate.core import gpus\nCLAIMED = bool(os.environ.get(gpus.CLAIMED_ENV))\n"
+    )
+    env = _env(tmp_path, ids="0")
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    env.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    out = subprocess.run(
+        [sys.executable, "-c", START, str(tmp_path / "job.log")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr + (tmp_path / "job.log").read_text()
+    rec = json.loads(out.stdout)
+    assert rec == {"claimed_at_import": False, "visible": "0", "nvml_check": "1"}
+    assert "waited 0.0 s" in (tmp_path / "job.log").read_text()
+
+
+def test_claim_refuses_after_cuda_initialised(tmp_path, monkeypatch):
+    """CUDA_VISIBLE_DEVICES set after CUDA initialised would be ignored: the claim says so."""
+    import torch
+
+    for k, v in _env(tmp_path, ids="0").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.raises(RuntimeError, match="CUDA was initialised before"):
+        gpus.claim(1, label="late job")
+    assert gpus.CLAIMED_ENV not in os.environ

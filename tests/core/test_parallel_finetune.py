@@ -57,6 +57,11 @@ def test_two_processes_train_like_one(tiny_model_dir, tmp_path, monkeypatch, pac
             nproc=2,
             threads=2,
             log=log,
+            # as workflow/scripts/finetune.py: TensorBoard on (rank 0 alone has a writer)
+            callbacks=dict(
+                call="ablate.core.tracking:trainer_callbacks",
+                kwargs=dict(tracking={"tensorboard": True}, out_dir=str(tmp_path / "two")),
+            ),
         )
     finally:
         log.close()
@@ -73,3 +78,4 @@ def test_two_processes_train_like_one(tiny_model_dir, tmp_path, monkeypatch, pac
     for k in w1:
         assert w2[k].allclose(w1[k], rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL), k
     assert (tmp_path / "two.log").read_text().count("done:") == 1  # rank 0 alone saves
+    assert list((tmp_path / "two" / "tensorboard").glob("events.out.tfevents.*"))

@@ -4,6 +4,7 @@ the caller with their own error, not only torchrun's exit code."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,28 @@ def test_a_failed_launch_names_the_processes_error(tmp_path, monkeypatch):
     message = str(failed.value)
     assert "json:loads failed in 2 data-parallel processes" in message
     assert "JSONDecodeError" in message and str(tmp_path / "log") in message
+
+
+def fail_while_the_other_waits() -> None:
+    """Process 1 raises while process 0 waits in a collective process 1 never joins."""
+    import torch
+    import torch.distributed as dist
+
+    if parallel.rank() == 1:
+        raise ValueError("process 1 gave up")
+    dist.all_reduce(torch.ones(1))
+
+
+def test_a_process_that_fails_while_another_waits_ends_the_launch(tmp_path, monkeypatch):
+    """The launch ends with the failing process's error, soon, though the other process is
+    blocked in an all-reduce (on NCCL a graceful leave waited for it: parallel.abort)."""
+    here = Path(__file__).resolve().parent
+    path = os.pathsep.join(
+        filter(None, [str(ROOT / "src"), str(here), os.environ.get("PYTHONPATH")])
+    )
+    monkeypatch.setenv("PYTHONPATH", path)
+    started = time.monotonic()
+    with open(tmp_path / "log", "w") as log, pytest.raises(RuntimeError) as failed:
+        parallel.launch("test_parallel_launch:fail_while_the_other_waits", {}, 2, 2, log=log)
+    assert time.monotonic() - started < 120
+    assert "ValueError: process 1 gave up" in str(failed.value)

@@ -918,7 +918,7 @@ def test_makespan_runs_independent_jobs_side_by_side():
 def test_multi_gpu_setup_runs_finetunes_side_by_side_and_data_parallel(tmp_path):
     """8x H100: the three finetunes (and the evaluations) at once on one machine, so the study
     ends sooner than on 1x; a finetune with resources gpu: 2 runs data-parallel at
-    plan.scaling.data_parallel on any setup of 2 GPUs or more, and on 1 GPU at speedup 1."""
+    plan.scaling.finetune_data_parallel on any setup of 2 GPUs or more, and on 1 GPU at speedup 1."""
     t = planner.make_plan(load("ministral3b.yaml"), root=tmp_path, actuals=False).table
     one, eight = row(t, "1x H100 SXM", planner.TOTAL), row(t, "8x H100 SXM", planner.TOTAL)
     assert one["est_s"] == pytest.approx(
@@ -934,7 +934,8 @@ def test_multi_gpu_setup_runs_finetunes_side_by_side_and_data_parallel(tmp_path)
     config["plan"].update({"setups": SETUPS})
     dp = planner.make_plan(config, root=tmp_path, actuals=False).table
     check_arithmetic(dp)
-    eff = config["plan"]["scaling"]["data_parallel"]
+    eff = config["plan"]["scaling"]["finetune_data_parallel"]
+    assert eff != config["plan"]["scaling"]["data_parallel"]  # the finetune's own, measured
     assert row(dp, "8x H100 SXM", "finetune/5B")["speedup"] == pytest.approx(1 + eff)
     assert row(dp, "1x H100 SXM", "finetune/5B")["speedup"] == 1
     assert row(dp, "8x H100 SXM", "eval/5B/causal")["speedup"] == 1

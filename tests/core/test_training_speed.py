@@ -96,3 +96,31 @@ def test_compile_layers_is_regional(tiny_model_dir):
     assert list(model.state_dict()) == names
     with pytest.raises(TypeError, match="no decoder layers"):
         speed.compile_layers(torch.nn.Linear(2, 2))
+
+
+def test_fast_head_runs_under_the_trainers_autocast(tiny_model_dir, tmp_path):
+    """fp32 weights with bf16 on: the Trainer's autocast wraps the model's forward, and the fast
+    head calls the decoder directly, which ran it in full fp32 (10x slower on an H200:
+    bench/results/h200x2_pool_ddp.md). The decoder's matmuls must run in bf16 there too."""
+    model = load_causal_lm(tiny_model_dir, dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    rows = [
+        {"input_ids": torch.randint(1000, 2000, (16,), generator=g).tolist(), "prompt_length": 4}
+        for _ in range(4)
+    ]
+    p = params.resolve_params(
+        dict(max_steps=1, batch_size=2, grad_accum=1, logging_steps=1, eval_size=0, save_steps=0,
+             warmup_ratio=0.0, max_seq_len=16, optim="adamw_torch", no_learning_steps=0,
+             bf16=True, model_dtype="float32", master_weights=False),
+        "finetune",
+    )  # fmt: skip
+    trainer, _, _ = build_trainer(
+        model=model, tokenizer=None, pad_token_id=11, train_dataset=ExampleDataset(rows),
+        eval_dataset=None, params=p, output_dir=tmp_path, label="autocast", save=False,
+    )  # fmt: skip
+    assert trainer.fast_head and next(model.parameters()).dtype == torch.float32
+    seen = []
+    layer = model.get_decoder().layers[0].mlp.down_proj
+    layer.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    trainer.train()
+    assert seen and set(seen) == {torch.bfloat16}

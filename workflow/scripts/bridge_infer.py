@@ -2,8 +2,8 @@
 
 from ablate import job_script
 
-# log, hub switch, run cache (a restored job ends here), its GPUs, torch threads
-job_cache = job_script.start(snakemake, "bridge")
+# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
+job_cache = job_script.start(snakemake, "bridge", imports=["ablate.bridge.infer"])
 from ablate.bridge import infer
 
 r = snakemake.params.run

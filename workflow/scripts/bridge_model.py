@@ -4,8 +4,8 @@ from pathlib import Path
 
 from ablate import job_script
 
-# log, hub switch, run cache (a restored job ends here), its GPUs, torch threads
-job_cache = job_script.start(snakemake, "bridge")
+# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
+job_cache = job_script.start(snakemake, "bridge", imports=["ablate.bridge.models"])
 from ablate.bridge import models
 
 m = snakemake.params.model["model"]

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from ablate import job_script
 
-# log, hub switch, run cache (a restored job ends here), its GPUs, torch threads
-job_cache = job_script.start(snakemake, "mask")
+# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
+job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.evaluation"])
 from ablate.core import model_card, tracking
 from ablate.mask import evaluation
 

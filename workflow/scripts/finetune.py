@@ -5,8 +5,8 @@ from pathlib import Path
 
 from ablate import job_script
 
-# log, hub switch, run cache (a restored job ends here), its GPUs, torch threads
-job_cache = job_script.start(snakemake, "mask")
+# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
+job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.training.run"])
 from ablate.core import model_card, parallel, tracking
 from ablate.mask.training.run import finetune
 

@@ -2,8 +2,8 @@
 
 from ablate import job_script
 
-# log, hub switch, run cache (a restored job ends here), its GPUs, torch threads
-job_cache = job_script.start(snakemake, "mask")
+# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
+job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.leakage"])
 from ablate.core import model_card
 from ablate.mask import leakage
 

@@ -97,20 +97,34 @@ def _try_take(ids: list[str], n: int, d: Path) -> list[tuple[str, IO]] | None:
     return None
 
 
-def claim(n: int, label: str = "job", log: IO = sys.stderr) -> list[str] | None:
+def _refuse_initialised_cuda(label: str) -> None:
+    """CUDA reads CUDA_VISIBLE_DEVICES once, when it initialises: a claim after that would be
+    silently ignored (the job would see every GPU)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise RuntimeError(
+            f"{label}: CUDA was initialised before the job claimed its GPUs, so "
+            "CUDA_VISIBLE_DEVICES would not apply; claim first (ablate.job_script.start)"
+        )
+
+
+def claim(n: int, label: str = "job", log: IO | None = None) -> list[str] | None:
     """Take ``n`` devices for this process and set ``CUDA_VISIBLE_DEVICES`` to them; block until
     they are free. None (environment untouched) under a scheduler, on a host without a GPU, or
     in a child of a process that already claimed."""
+    log = log or sys.stderr  # at call time: the job's log once job_script redirected it
     if scheduler() or os.environ.get(CLAIMED_ENV):
         return None
+    _refuse_initialised_cuda(label)
     ids = pool()
     if not ids:
         return None
     if n > len(ids):
         raise RuntimeError(f"{label} asks gpu={n} but this host's pool has {len(ids)}: {ids}")
     got: list[tuple[str, IO]] = []
+    since, waited = time.monotonic(), 0.0
     if n > 0:
-        d, since, said = lock_dir(), time.monotonic(), -60.0
+        d, said = lock_dir(), -60.0
         while (taken := _try_take(ids, n, d)) is None:
             waited = time.monotonic() - since
             if waited - said >= 60:
@@ -120,13 +134,15 @@ def claim(n: int, label: str = "job", log: IO = sys.stderr) -> list[str] | None:
                 said = waited
             time.sleep(POLL_S)
         got = taken
+        waited = time.monotonic() - since
     _held.extend(f for _, f in got)
     chosen = [i for i, _ in got]
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
     os.environ[CLAIMED_ENV] = "1"
     # bench/gpu_pool_smoke.py reads this line (devices and pid) from each job's log
     print(
-        f"[gpus] {label}: CUDA_VISIBLE_DEVICES={','.join(chosen)!r} (pid {os.getpid()}, pool {ids})",
+        f"[gpus] {label}: CUDA_VISIBLE_DEVICES={','.join(chosen)!r} (pid {os.getpid()}, pool {ids},"
+        f" waited {waited:.1f} s)",
         file=log,
     )
     return chosen

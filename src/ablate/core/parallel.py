@@ -12,12 +12,14 @@ identity, so a one-process run is exactly the plain one.
 from __future__ import annotations
 
 import datetime
+import faulthandler
 import importlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +29,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 #: How long a process waits for the others at a collective: rank 0 may evaluate for minutes.
 TIMEOUT = datetime.timedelta(hours=2)
+#: After an error, how long a process may take to leave before it is ended.
+EXIT_AFTER_ERROR_S = 60.0
 
 
 def world_size() -> int:
@@ -47,8 +51,10 @@ def init() -> None:
     if not launched() or dist.is_initialized():
         return
     if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl", timeout=TIMEOUT)
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+        # device_id: NCCL binds the group to this GPU instead of guessing it from the rank
+        dist.init_process_group("nccl", timeout=TIMEOUT, device_id=device)
     else:
         dist.init_process_group("gloo", timeout=TIMEOUT)
 
@@ -56,6 +62,20 @@ def init() -> None:
 def close() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def abort() -> None:
+    """Leave the group after an error without waiting for anyone. A graceful
+    ``destroy_process_group`` lets NCCL finish pending work first, and a peer blocked in a
+    collective this process will never join keeps it waiting: on 2 H200s a process whose
+    callback raised at step 1 hung until killed, its traceback never printed, while the other
+    waited in the next all-reduce (bench/results/h200x2_pool_ddp.md)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        dist.distributed_c10d._abort_process_group()
+    except Exception:  # noqa: BLE001 (a backend without abort: exiting is enough)
+        pass
 
 
 def barrier() -> None:
@@ -126,10 +146,18 @@ def main(argv: list[str] | None = None) -> None:
         resolve(spec["call"])(**kwargs)
         # nobody leaves the group before all are done: a process that exits while a peer still
         # reads its last message (a gather to process 0) can break that read (gloo: "Connection
-        # closed by peer"); after an error there is no barrier, torchrun stops the others
+        # closed by peer")
         barrier()
-    finally:
-        close()
+    except BaseException:
+        # the cause first (nothing after this may run), then out without waiting for the peers:
+        # torchrun sees this process fail and stops the others
+        traceback.print_exc()
+        sys.stderr.flush()
+        # should leaving still hang: every thread's stack into the log, then exit
+        faulthandler.dump_traceback_later(EXIT_AFTER_ERROR_S, exit=True)
+        abort()
+        raise
+    close()
 
 
 if __name__ == "__main__":

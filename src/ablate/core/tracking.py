@@ -85,7 +85,8 @@ def trainer_callbacks(tracking: dict[str, Any] | None, out_dir: str | os.PathLik
             if logs is not None and "loss" in logs:
                 self._last = (now, tokens)
             super().on_log(args, state, control, logs=logs, **kw)
-            self.tb_writer.flush()  # readable while the run goes on
+            if self.tb_writer is not None:  # None on ranks > 0: only rank 0 writes
+                self.tb_writer.flush()  # readable while the run goes on
 
     return [TensorBoard(Path(out_dir) / TENSORBOARD_DIR)]
 

@@ -264,7 +264,7 @@ class MaskPlanner:
         p = sj.labels["variant"]["params"]
         self._train_shape(job, p, f"mask.finetune.variants.{sj.labels['model']}")
         # gpu > 1: data-parallel under torchrun (ablate.core.parallel), the global batch held
-        job.scaling_key = "data_parallel"
+        job.scaling_key = "finetune_data_parallel"
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
         measured = self._measured_tokens_per_step(job.train_shape)
         if measured:
