@@ -105,3 +105,23 @@ def test_plain_clip_scales_the_master_grads():
     assert float(norm) > 10
     clipped = torch.nn.utils.get_total_norm([m.grad for m in opt.master_params])
     assert float(clipped) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_the_trainer_picks_it_for_adafactor_on_cuda(tmp_path):
+    """optim: adafactor with master weights: FusedAdafactor where the params are on CUDA (faked
+    here: this test runs on CPU), HF's own loop on CPU (compiling costs ~9 s there for ~3 ms a
+    step, docs/training.md), any other optimizer untouched."""
+    from types import SimpleNamespace
+
+    from transformers import Trainer, TrainingArguments
+
+    from ablate.core.training.trainer import fused_inner
+
+    args = TrainingArguments(output_dir=str(tmp_path), optim="adafactor", use_cpu=True)
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    assert cls is Adafactor and FusedAdafactor.supports(kwargs)  # the Trainer's own kwargs
+    cuda, cpu = SimpleNamespace(is_cuda=True), torch.zeros(1)
+    assert fused_inner(cls, kwargs, [cuda, cuda]) is FusedAdafactor
+    assert fused_inner(cls, kwargs, [cuda, cpu]) is Adafactor
+    assert fused_inner(cls, {**kwargs, "beta1": 0.9}, [cuda]) is Adafactor
+    assert fused_inner(torch.optim.AdamW, {}, [cuda]) is torch.optim.AdamW
