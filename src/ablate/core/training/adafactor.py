@@ -129,7 +129,7 @@ class FusedAdafactor(Adafactor):
                 if key not in scalars:
                     beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
                     values = [group["lr"], beta2t, group["weight_decay"]]
-                    scalars[key] = torch.tensor(values, dtype=torch.float32, device=p.device)
+                    scalars[key] = _to_device(values, p.device)
                 scale = grad_scale if grad_scale is not None else _one(p.device)
                 if p.dim() >= 2:
                     row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
@@ -139,6 +139,15 @@ class FusedAdafactor(Adafactor):
                     args = (p, p.grad, state["exp_avg_sq"], state["RMS"], scalars[key], scale)
                     compiled("unfactored")(*args, eps, clip)
         return loss
+
+
+def _to_device(values: list[float], device: torch.device) -> torch.Tensor:
+    """``values`` as an fp32 tensor on ``device``; to a GPU through pinned memory without a sync
+    (a pageable copy would make the host wait for the backward before it queues the step)."""
+    host = torch.tensor(values, dtype=torch.float32)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 _ones: dict = {}
