@@ -3,7 +3,8 @@ shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own Traine
 (ablate.mask.training.policy.build_trainer). Prints a markdown table; --out writes the raw rows.
 
     PYTHONPATH=src python bench/bench_packing.py [--shape real|tiny] [--only ROW ...]
-        [--steps N] [--liger] [--compile] [--out bench/results/bench_packing_h200.json]
+        [--steps N] [--liger] [--compile] [--hfopt] [--profile N]
+        [--out bench/results/bench_packing_h200.json]
 
 Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
   seed-default       the seed configuration today: 16 alpaca-like examples per optimizer step,
@@ -21,6 +22,13 @@ Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
   (+ seed-packed-flex-liger with --liger: liger-kernel's fused linear cross-entropy as the fast
    head's loss; + seed-packed-flex-compile with --compile: compile_layers: true, every decoder
    layer torch.compile'd in the training path)
+  (+ ROW-hfopt for each row with --hfopt: the same row with transformers' own Adafactor loop on
+   the masters instead of ablate.core.training.adafactor.FusedAdafactor, which the Trainer picks
+   on CUDA; the table's optimizer column names the class that ran)
+--profile N: N more steps of each row under torch.profiler (bench/step_profile.py, GPU only),
+after the timed ones; its table is printed per row and kept in --out. FusedAdafactor's kernels
+are inductor Triton kernels, which step_profile counts under "norm/act/rope (fused)"; the HF
+loop's land in "elementwise/reduce", so compare a row with its -hfopt twin.
 Every row starts from the same weights (seed 0) and trains on the same examples in the same order,
 so `loss vs default` (the largest relative difference of a step's loss from the default row's of
 its group and policy) checks that packing computes the same steps (target 1e-3, bf16).
@@ -50,9 +58,12 @@ from pathlib import Path
 
 import bench_finetune as bf  # the same model shape, builder and MFU convention
 import torch
+from step_profile import StepProfiler
+from step_profile import print_table as print_profile
 from transformers import TrainerCallback
 
 from ablate.core.training import params
+from ablate.core.training import trainer as core_trainer
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
 from ablate.mask.training import packing
@@ -91,6 +102,8 @@ OPTIONAL_ROWS = {
     "seed-packed-flex-compile": ("seed", dict(ROWS["seed-packed-flex"][1], compile_layers=True)),
 }
 CAUSAL_ONLY = {"full-packed-flex", "seed-packed-leaky"}
+HFOPT = "-hfopt"  # a row's twin with transformers' own Adafactor loop (--hfopt)
+PROFILE_STEPS = 0  # --profile
 
 
 def alpaca_like_lengths(n: int, seed: int, max_len: int, scale: float = 1.0) -> list[tuple]:
@@ -183,11 +196,24 @@ def leaky_mask(on: bool):
         packing._same_example = real
 
 
+@contextlib.contextmanager
+def hf_optimizer(on: bool):
+    """The Trainer's optimizer class as HF gives it (no FusedAdafactor swap): the -hfopt rows."""
+    real = core_trainer.fused_inner
+    if on:
+        core_trainer.fused_inner = lambda cls, kwargs, params: cls
+    try:
+        yield
+    finally:
+        core_trainer.fused_inner = real
+
+
 def run_row(name: str, overrides: dict, option: str | None, policy: str, data, steps: int, T: int):
+    """One row: ``steps`` timed-or-warm-up steps, then PROFILE_STEPS profiled ones."""
     p = params.resolve_params(
         {
             **overrides,
-            "max_steps": steps,
+            "max_steps": steps + PROFILE_STEPS,
             "eval_size": 0,
             "logging_steps": 1,
             "no_learning_steps": 0,
@@ -200,6 +226,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     model = bf.build_model(params.model_dtype(p), p["attn_implementation"])
     n_params = sum(t.numel() for t in model.parameters())
     clock = StepClock()
+    prof = StepProfiler(steps, PROFILE_STEPS) if PROFILE_STEPS else None
     trainer, _, _ = build_trainer(
         model=model,
         tokenizer=None,
@@ -210,16 +237,21 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         params=p,
         output_dir="/tmp/bench_packing",
         label=f"{name} {policy}",
-        extra_callbacks=[clock],
+        extra_callbacks=[clock, *([prof] if prof else [])],
         save=False,
     )
     if option == "liger":
         trainer.head_loss = liger_head_loss()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    with leaky_mask(option == "leaky"):
+    with leaky_mask(option == "leaky"), hf_optimizer(name.endswith(HFOPT)):
         trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h][:steps]
+    inner = trainer.master_optimizer.inner if trainer.master_optimizer else trainer.optimizer
+    inner = getattr(inner, "optimizer", inner)  # accelerate's wrapper without masters
+    profile = prof.table() if prof else None
+    if profile is not None:
+        print_profile(f"{name} {policy}", profile)
     if trainer.master_optimizer is not None:
         trainer.master_optimizer.remove_hooks()
     del trainer, model
@@ -234,9 +266,11 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         option=option,
         optim=p["optim"],
         batch=f"{p['batch_size']}x{p['grad_accum']}",
-        step_times=clock.times,
-        step_tokens=clock.tokens,
+        optimizer=type(inner).__name__,
+        step_times=clock.times[:steps],
+        step_tokens=clock.tokens[:steps],
         losses=losses,
+        profile=profile,
         n_params=n_params,
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
     )
@@ -282,9 +316,9 @@ def compare(results: list[dict]) -> None:
 def print_table(results: list[dict]) -> None:
     print(
         "\n| row | policy | attn | packing | examples/step | tokens/step | s/step | tokens/s | MFU "
-        "| x default (speed-up) | loss vs default (max rel) | x causal | peak GB |"
+        "| x default (speed-up) | loss vs default (max rel) | x causal | peak GB | optimizer |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     per_step = {"seed": SEED_EXAMPLES_PER_STEP, "full": FULL_EXAMPLES}
     for r in results:
         attn = r["attn"] + (f" + {r['option']}" if r["option"] else "")
@@ -294,7 +328,7 @@ def print_table(results: list[dict]) -> None:
             f"{r['s_per_step']:.3f} | {r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | "
             f"{fmt(r.get('speedup_vs_default'), '.2f')} | "
             f"{fmt(r.get('loss_rel_diff_vs_default'), '.1e')} | {fmt(r.get('x_causal'), '.3f')} | "
-            f"{fmt(r['peak_gb'], '.1f')} |"
+            f"{fmt(r['peak_gb'], '.1f')} | {r.get('optimizer', '-')} |"
         )
 
 
@@ -312,6 +346,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help="untimed first steps per row")
     ap.add_argument("--liger", action="store_true", help="add seed-packed-flex-liger")
     ap.add_argument("--compile", action="store_true", help="add seed-packed-flex-compile")
+    ap.add_argument("--hfopt", action="store_true", help="add each row's ROW-hfopt twin")
+    ap.add_argument(
+        "--profile", type=int, default=0, help="N: profile N more steps of each row (GPU only)"
+    )
     ap.add_argument("--out", help="write the raw rows as JSON (e.g. under bench/results/)")
     ap.add_argument(
         "--table", nargs="+", metavar="JSON", help="only print the table of earlier --out files"
@@ -323,6 +361,11 @@ def main(argv=None) -> int:
         print_table(rows)
         return 0
     tiny = args.shape == "tiny"
+    global PROFILE_STEPS
+    PROFILE_STEPS = args.profile
+    if PROFILE_STEPS and tiny:
+        print("--profile needs a CUDA GPU (the profiler counts CUDA kernels)", file=sys.stderr)
+        return 2
     if tiny:  # the same code at a toy size on CPU: checks the script, not speed
         bf.DEVICE = "cpu"
         bf.SHAPE.update(bf.SMOKE_SHAPE, vocab_size=2048)
@@ -338,28 +381,35 @@ def main(argv=None) -> int:
         names += ["seed-packed-flex-liger"] * args.liger + [
             "seed-packed-flex-compile"
         ] * args.compile
+    if args.hfopt:
+        names = [m for n in names for m in (n, n + HFOPT)]
     if tiny:  # flex_attention has no CPU backward (the loader refuses it there)
         names = [n for n in names if "flex" not in n]
     device = torch.cuda.get_device_name(0) if not tiny else "cpu (tiny shape)"
     print(f"# {device}, torch {torch.__version__}", flush=True)
 
     vocab = bf.SHAPE["vocab_size"]
+    # profiled steps draw more examples after the timed ones (the same first ones: one stream)
     seed_lengths = alpaca_like_lengths(
-        steps * SEED_EXAMPLES_PER_STEP, seed=1, max_len=T, scale=scale
+        (steps + PROFILE_STEPS) * SEED_EXAMPLES_PER_STEP, seed=1, max_len=T, scale=scale
     )
-    totals = sorted(k for k, _ in seed_lengths)
+    timed_lengths = seed_lengths[: steps * SEED_EXAMPLES_PER_STEP]
+    totals = sorted(k for k, _ in timed_lengths)
     dist = dict(
         mean=statistics.mean(totals),
         median=statistics.median(totals),
         p90=totals[int(0.9 * (len(totals) - 1))],
         max=totals[-1],
-        prompt_mean=statistics.mean(p for _, p in seed_lengths),
+        prompt_mean=statistics.mean(p for _, p in timed_lengths),
     )
     print(f"# alpaca-like example tokens: {json.dumps(dist)}", flush=True)
     data = {
         "seed": make_examples(seed_lengths, seed=2, vocab=vocab),
         "full": make_examples(
-            [(T, T // 8 + (i * 7) % (3 * T // 8)) for i in range(steps * FULL_EXAMPLES)],
+            [
+                (T, T // 8 + (i * 7) % (3 * T // 8))
+                for i in range((steps + PROFILE_STEPS) * FULL_EXAMPLES)
+            ],
             seed=3,
             vocab=vocab,
         ),
@@ -374,9 +424,10 @@ def main(argv=None) -> int:
     )
     results = []
     for name in names:
-        entry = ROWS.get(name) or OPTIONAL_ROWS[name]
+        base = name.removesuffix(HFOPT)
+        entry = ROWS.get(base) or OPTIONAL_ROWS[base]
         group, over, option = entry if len(entry) == 3 else (*entry, None)
-        for policy in ("causal",) if name in CAUSAL_ONLY else ("causal", "prefix_bidir"):
+        for policy in ("causal",) if base in CAUSAL_ONLY else ("causal", "prefix_bidir"):
             t0 = time.time()
             try:
                 r = run_row(name, over, option, policy, data[group], steps, T)

@@ -13,11 +13,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.optimization import Adafactor
 from transformers.trainer_callback import PrinterCallback
 
 from ablate.core import checkpoint, interrupts, modeling, parallel
 from ablate.core.phases import Phases
 from ablate.core.training import speed
+from ablate.core.training.adafactor import FusedAdafactor
 from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import (
@@ -170,13 +172,13 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         ``grad_scale`` input and divides inside its own kernel: at 3.4 B parameters that saves a
         read and a write of 13.7 GB of fp32 gradients per step (~9 ms on an H100,
         bench/results/mfu_h100.md). Others get torch's own in-place clip."""
-        grads = [m.grad for m in self.master_params if m.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads)
+        with_grad = [m for m in self.master_params if m.grad is not None]
+        norm = torch.nn.utils.get_total_norm([m.grad for m in with_grad])
         if getattr(self.inner, "_step_supports_amp_scaling", False):
             # clip_grads_with_norm_'s factor max_norm / (norm + 1e-6), capped at 1, as a divisor
             self._grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0)
-        else:
-            torch.nn.utils.clip_grads_with_norm_(grads, max_norm, norm)
+        else:  # it takes the tensors whose .grad it scales (given the grads, it did nothing)
+            torch.nn.utils.clip_grads_with_norm_(with_grad, max_norm, norm)
         return norm
 
     @property
@@ -228,6 +230,15 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         torch._foreach_copy_(self.model_params, self.master_params)
 
 
+def fused_inner(cls, kwargs: dict, params: list[torch.Tensor]):
+    """The masters' optimizer class: HF's Adafactor becomes :class:`FusedAdafactor` (the same
+    update, one compiled function per parameter, the clip inside it) on CUDA; on CPU HF's own
+    loop stays (compiling costs seconds there and saves little, docs/training.md)."""
+    if cls is Adafactor and FusedAdafactor.supports(kwargs) and all(p.is_cuda for p in params):
+        return FusedAdafactor
+    return cls
+
+
 #: max_shard_size of the saved weights (see CoreTrainer._save)
 SAVE_SHARD = "2GB"
 
@@ -270,6 +281,7 @@ class CoreTrainer(Trainer):
             {"params": [p for n, p in named if n in decay], "weight_decay": self.args.weight_decay},
             {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
         ]
+        cls = fused_inner(cls, kwargs, [p for _, p in named])
         self.optimizer = MasterWeightsOptimizer([g for g in groups if g["params"]], cls, kwargs)
         return self.optimizer
 

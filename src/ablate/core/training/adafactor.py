@@ -1,0 +1,160 @@
+"""HF Adafactor's update with each parameter's step as one torch.compile'd function.
+
+``transformers.optimization.Adafactor`` runs a Python loop per parameter of ~10 full-tensor fp32
+passes (grad**2 + eps, row/col means, the rsqrt outer product, the update's RMS, the clamp, lr,
+weight decay, the add), and, not being a fused optimizer, needs the Trainer's gradient clip as a
+separate in-place pass over every fp32 gradient. With few tokens per optimizer step (the packed
+seed finetune: 3.3k) that fixed cost dominates the step. :class:`FusedAdafactor` computes the same
+update for the options the HF Trainer uses (``optim: adafactor``: external lr, beta1 None, no
+parameter scaling) with inductor fusing the passes, and takes the clip factor as the AMP
+``grad_scale`` divisor like torch's fused optimizers (``MasterWeightsOptimizer.clip_``). Its state
+has HF's layout (``step``, ``exp_avg_sq_row``/``exp_avg_sq_col`` or ``exp_avg_sq``, ``RMS``), so
+either optimizer loads the other's state dict. Equivalence: tests/core/test_adafactor.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers.optimization import Adafactor
+
+
+def _rms(t: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(t) / math.sqrt(t.numel())
+
+
+def _finish(p, update, scal, clip_threshold: float) -> None:
+    """HF's tail: the update clipped to RMS ``clip_threshold``, times lr; weight decay; the add."""
+    lr, weight_decay = scal[0], scal[2]
+    update = update / (_rms(update) / clip_threshold).clamp(min=1.0) * lr
+    p.copy_(p + p * (-weight_decay * lr) - update)
+
+
+def _factored(p, grad, row, col, rms, scal, scale, eps: float, clip_threshold: float) -> None:
+    """One step of a >= 2-D parameter in place; ``scal`` = (lr, beta2t, weight_decay)."""
+    beta2t = scal[1]
+    grad = grad / scale
+    rms.copy_(_rms(p))
+    sq = grad * grad + eps
+    row.copy_(row * beta2t + sq.mean(dim=-1) * (1.0 - beta2t))
+    col.copy_(col * beta2t + sq.mean(dim=-2) * (1.0 - beta2t))
+    r_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt().unsqueeze(-1)
+    c_factor = col.unsqueeze(-2).rsqrt()
+    _finish(p, r_factor * c_factor * grad, scal, clip_threshold)
+
+
+def _unfactored(p, grad, sq_avg, rms, scal, scale, eps: float, clip_threshold: float) -> None:
+    """One step of a 1-D parameter in place (a full second moment)."""
+    beta2t = scal[1]
+    grad = grad / scale
+    rms.copy_(_rms(p))
+    sq_avg.copy_(sq_avg * beta2t + (grad * grad + eps) * (1.0 - beta2t))
+    _finish(p, sq_avg.rsqrt() * grad, scal, clip_threshold)
+
+
+# compiled once per process and shared: each distinct shape (then a dynamic one) compiles once
+_compiled: dict[str, object] = {}
+
+
+def compiled(name: str):
+    if name not in _compiled:
+        fn = {"factored": _factored, "unfactored": _unfactored}[name]
+        _compiled[name] = torch.compile(fn, fullgraph=True)
+    return _compiled[name]
+
+
+class FusedAdafactor(Adafactor):
+    """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
+    (the HF Trainer's ``optim: adafactor``) with a fused per-parameter step; fp32 parameters only
+    (it runs on :class:`~ablate.core.training.trainer.MasterWeightsOptimizer`'s masters)."""
+
+    _step_supports_amp_scaling = True  # MasterWeightsOptimizer.clip_ hands the clip as grad_scale
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        for g in self.param_groups:
+            if g["relative_step"] or g["scale_parameter"] or g["beta1"] is not None:
+                raise ValueError(
+                    "FusedAdafactor implements relative_step=False, scale_parameter=False, "
+                    "beta1=None only (the HF Trainer's optim: adafactor)"
+                )
+
+    @staticmethod
+    def supports(kwargs: dict) -> bool:
+        """Whether these Adafactor kwargs are ones this class computes exactly."""
+        return (
+            not kwargs.get("relative_step", True)
+            and not kwargs.get("scale_parameter", True)
+            and not kwargs.get("warmup_init", False)
+            and kwargs.get("beta1") is None
+        )
+
+    def _init_state(self, p: torch.Tensor, state: dict) -> None:
+        if state:  # loaded (HF keeps the moments in the grad's dtype/device: so do we)
+            for k in ("exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"):
+                if k in state:
+                    state[k] = state[k].to(p)
+            state["RMS"] = torch.as_tensor(state["RMS"], dtype=p.dtype, device=p.device)
+            return
+        state["step"] = 0
+        if p.dim() >= 2:
+            state["exp_avg_sq_row"] = p.new_zeros(p.shape[:-1])
+            state["exp_avg_sq_col"] = p.new_zeros(p.shape[:-2] + p.shape[-1:])
+        else:
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["RMS"] = p.new_zeros(())
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if getattr(self, "found_inf", None) is not None:
+            raise RuntimeError("FusedAdafactor does not implement fp16 loss scaling (found_inf)")
+        grad_scale = getattr(self, "grad_scale", None)
+        scalars: dict = {}  # (device, lr, step, weight_decay) -> one host-to-device copy
+        for group in self.param_groups:
+            eps, clip = float(group["eps"][0]), float(group["clip_threshold"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.dtype != torch.float32 or p.grad.is_sparse:
+                    raise RuntimeError("FusedAdafactor steps dense fp32 parameters only")
+                state = self.state[p]
+                self._init_state(p, state)
+                state["step"] += 1
+                key = (p.device, group["lr"], state["step"], group["weight_decay"])
+                if key not in scalars:
+                    beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
+                    values = [group["lr"], beta2t, group["weight_decay"]]
+                    scalars[key] = _to_device(values, p.device)
+                scale = grad_scale if grad_scale is not None else _one(p.device)
+                if p.dim() >= 2:
+                    row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+                    args = (p, p.grad, row, col, state["RMS"], scalars[key], scale, eps, clip)
+                    compiled("factored")(*args)
+                else:
+                    args = (p, p.grad, state["exp_avg_sq"], state["RMS"], scalars[key], scale)
+                    compiled("unfactored")(*args, eps, clip)
+        return loss
+
+
+def _to_device(values: list[float], device: torch.device) -> torch.Tensor:
+    """``values`` as an fp32 tensor on ``device``; to a GPU through pinned memory without a sync
+    (a pageable copy would make the host wait for the backward before it queues the step)."""
+    host = torch.tensor(values, dtype=torch.float32)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
+_ones: dict = {}
+
+
+def _one(device: torch.device) -> torch.Tensor:
+    """A cached 1.0 on ``device``: no clip pending divides by it (one compiled graph either way)."""
+    if device not in _ones:
+        _ones[device] = torch.ones((), dtype=torch.float32, device=device)
+    return _ones[device]
