@@ -350,6 +350,9 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--profile", type=int, default=0, help="N: profile N more steps of each row (GPU only)"
     )
+    ap.add_argument(
+        "--policies", nargs="+", default=["causal", "prefix_bidir"], help="policies of each row"
+    )
     ap.add_argument("--out", help="write the raw rows as JSON (e.g. under bench/results/)")
     ap.add_argument(
         "--table", nargs="+", metavar="JSON", help="only print the table of earlier --out files"
@@ -427,7 +430,7 @@ def main(argv=None) -> int:
         base = name.removesuffix(HFOPT)
         entry = ROWS.get(base) or OPTIONAL_ROWS[base]
         group, over, option = entry if len(entry) == 3 else (*entry, None)
-        for policy in ("causal",) if base in CAUSAL_ONLY else ("causal", "prefix_bidir"):
+        for policy in ["causal"] if base in CAUSAL_ONLY else args.policies:
             t0 = time.time()
             try:
                 r = run_row(name, over, option, policy, data[group], steps, T)

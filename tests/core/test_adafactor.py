@@ -125,3 +125,20 @@ def test_the_trainer_picks_it_for_adafactor_on_cuda(tmp_path):
     assert fused_inner(cls, kwargs, [cuda, cpu]) is Adafactor
     assert fused_inner(cls, {**kwargs, "beta1": 0.9}, [cuda]) is Adafactor
     assert fused_inner(torch.optim.AdamW, {}, [cuda]) is torch.optim.AdamW
+
+
+def test_a_compile_failure_falls_back_to_the_same_update_uncompiled(monkeypatch):
+    """Where torch.compile fails on a host, the step runs the same function eagerly (one warning)
+    and still equals HF's."""
+    from ablate.core.training import adafactor
+
+    def broken(*args):
+        raise torch._dynamo.exc.TorchDynamoException("no compiler here")
+
+    monkeypatch.setattr(adafactor, "_compiled", {"factored": broken, "unfactored": broken})
+    ours, hf = _master(FusedAdafactor, 0.1), _master(Adafactor, 0.1)
+    with pytest.warns(UserWarning, match="runs uncompiled"):
+        _run(ours, 2, 1.0)
+    _run(hf, 2, 1.0)
+    _assert_same(ours, hf)
+    assert adafactor._compiled["factored"] is adafactor._EAGER["factored"]

@@ -15,8 +15,10 @@ either optimizer loads the other's state dict. Equivalence: tests/core/test_adaf
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
+import torch._dynamo.exc
 from transformers.optimization import Adafactor
 
 
@@ -53,15 +55,33 @@ def _unfactored(p, grad, sq_avg, rms, scal, scale, eps: float, clip_threshold: f
     _finish(p, sq_avg.rsqrt() * grad, scal, clip_threshold)
 
 
+_EAGER = {"factored": _factored, "unfactored": _unfactored}
 # compiled once per process and shared: each distinct shape (then a dynamic one) compiles once
 _compiled: dict[str, object] = {}
 
 
 def compiled(name: str):
     if name not in _compiled:
-        fn = {"factored": _factored, "unfactored": _unfactored}[name]
-        _compiled[name] = torch.compile(fn, fullgraph=True)
+        _compiled[name] = torch.compile(_EAGER[name], fullgraph=True)
     return _compiled[name]
+
+
+def _run(name: str, *args) -> None:
+    """The compiled step; where torch.compile fails on a host (a compiler or Triton problem,
+    raised before the step writes anything), the same function eagerly from then on, with one
+    warning: slower, never a lost run."""
+    try:
+        compiled(name)(*args)
+    except torch._dynamo.exc.TorchDynamoException as exc:
+        if _compiled[name] is _EAGER[name]:
+            raise
+        warnings.warn(
+            f"FusedAdafactor: torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
+            "its update runs uncompiled (same numbers, slower)",
+            stacklevel=2,
+        )
+        _compiled[name] = _EAGER[name]
+        _EAGER[name](*args)
 
 
 class FusedAdafactor(Adafactor):
@@ -134,10 +154,10 @@ class FusedAdafactor(Adafactor):
                 if p.dim() >= 2:
                     row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
                     args = (p, p.grad, row, col, state["RMS"], scalars[key], scale, eps, clip)
-                    compiled("factored")(*args)
+                    _run("factored", *args)
                 else:
                     args = (p, p.grad, state["exp_avg_sq"], state["RMS"], scalars[key], scale)
-                    compiled("unfactored")(*args, eps, clip)
+                    _run("unfactored", *args, eps, clip)
         return loss
 
 
