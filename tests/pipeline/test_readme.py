@@ -170,7 +170,7 @@ STEPS = [
         why="a placeholder",
     ),
     Step(
-        "snakemake -c8 results/smoke/recovery.csv --resources gpu=1 "
+        "snakemake -c8 results/smoke/recovery.csv --resources gpu=2 "
         "--configfile config/ministral3b-smoke.yaml",
         how=DRY,
         why="a GPU (3.4 B parameters)",
