@@ -353,8 +353,6 @@ def _launch_row(name: str, over: dict, warmup: int, timed: int, smoke: bool, n: 
 
 def run_ddp(names: list[str], n: int, warmup: int, timed: int, smoke: bool) -> list[dict]:
     """Each row on 1 process and on ``n`` (torchrun both): the same global batch and data."""
-    global LOG_STEPS
-    LOG_STEPS = 1
     bench_dir = str(Path(__file__).resolve().parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [bench_dir, os.environ.get("PYTHONPATH")])
