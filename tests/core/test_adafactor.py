@@ -142,3 +142,43 @@ def test_a_compile_failure_falls_back_to_the_same_update_uncompiled(monkeypatch)
     _run(hf, 2, 1.0)
     _assert_same(ours, hf)
     assert adafactor._compiled["factored"] is adafactor._EAGER["factored"]
+
+
+def _bf16_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 12), torch.nn.LayerNorm(12), torch.nn.Linear(12, 5)
+    )
+    return model.to(torch.bfloat16)
+
+
+def _train_bf16(cls, micro_batches: int, steps: int = 3):
+    """``steps`` clipped steps of a bf16 model through the masters' hooks, as the Trainer runs them."""
+    model = _bf16_model()
+    params = list(model.parameters())
+    opt = MasterWeightsOptimizer([{"params": params, "weight_decay": 0.1}], cls, dict(KW))
+    kept = []
+    for step in range(steps):
+        for i in range(micro_batches):
+            x = torch.randn(4, 6, generator=torch.Generator().manual_seed(10 * step + i))
+            model(x.to(torch.bfloat16)).float().pow(2).mean().backward()
+        kept.append({g.dtype for g in opt.grads()})
+        opt.clip_(0.5)
+        opt.step()
+    return model, opt, kept
+
+
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_16_bit_gradients_and_weights_written_in_the_step_equal_the_fp32_path(micro_batches):
+    """With FusedAdafactor the hooks keep one micro-batch's bf16 gradient uncast (two are summed
+    in fp32) and the step writes the bf16 weights itself: the masters equal HF's Adafactor fed
+    fp32 gradients, and every weight is its master rounded to bf16."""
+    ours, opt, kept = _train_bf16(FusedAdafactor, micro_batches)
+    hf, hf_opt, hf_kept = _train_bf16(Adafactor, micro_batches)
+    assert kept == [{torch.bfloat16 if micro_batches == 1 else torch.float32}] * 3
+    assert hf_kept == [{torch.float32}] * 3  # HF's loop: the fp32 copy as before
+    for a, b in zip(opt.master_params, hf_opt.master_params, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+    for w, m in zip(opt.model_params, opt.master_params, strict=True):
+        assert torch.equal(w, m.to(torch.bfloat16))  # mirrored, no separate copy pass
+    assert not any(g is not None for g in opt.grads())  # cleared after the step

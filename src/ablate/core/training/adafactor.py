@@ -26,33 +26,43 @@ def _rms(t: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(t) / math.sqrt(t.numel())
 
 
-def _finish(p, update, scal, clip_threshold: float) -> None:
-    """HF's tail: the update clipped to RMS ``clip_threshold``, times lr; weight decay; the add."""
+def _finish(p, update, scal, clip_threshold: float, mirror) -> None:
+    """HF's tail: the update clipped to RMS ``clip_threshold``, times lr; weight decay; the add.
+    ``mirror``: the model's 16-bit weight, written in the same kernel (else a separate copy pass
+    re-reads the fp32 master)."""
     lr, weight_decay = scal[0], scal[2]
     update = update / (_rms(update) / clip_threshold).clamp(min=1.0) * lr
-    p.copy_(p + p * (-weight_decay * lr) - update)
+    new = p + p * (-weight_decay * lr) - update
+    p.copy_(new)
+    if mirror is not None:
+        mirror.copy_(new)
 
 
-def _factored(p, grad, row, col, rms, scal, scale, eps: float, clip_threshold: float) -> None:
-    """One step of a >= 2-D parameter in place; ``scal`` = (lr, beta2t, weight_decay)."""
+def _factored(
+    p, grad, row, col, rms, scal, scale, eps: float, clip_threshold: float, mirror
+) -> None:
+    """One step of a >= 2-D parameter in place; ``scal`` = (lr, beta2t, weight_decay); ``grad``
+    fp32 or the model's 16-bit one (cast in the kernels that read it)."""
     beta2t = scal[1]
-    grad = grad / scale
+    grad = grad.float() / scale
     rms.copy_(_rms(p))
     sq = grad * grad + eps
     row.copy_(row * beta2t + sq.mean(dim=-1) * (1.0 - beta2t))
     col.copy_(col * beta2t + sq.mean(dim=-2) * (1.0 - beta2t))
     r_factor = (row / row.mean(dim=-1, keepdim=True)).rsqrt().unsqueeze(-1)
     c_factor = col.unsqueeze(-2).rsqrt()
-    _finish(p, r_factor * c_factor * grad, scal, clip_threshold)
+    _finish(p, r_factor * c_factor * grad, scal, clip_threshold, mirror)
 
 
-def _unfactored(p, grad, sq_avg, rms, scal, scale, eps: float, clip_threshold: float) -> None:
+def _unfactored(
+    p, grad, sq_avg, rms, scal, scale, eps: float, clip_threshold: float, mirror
+) -> None:
     """One step of a 1-D parameter in place (a full second moment)."""
     beta2t = scal[1]
-    grad = grad / scale
+    grad = grad.float() / scale
     rms.copy_(_rms(p))
     sq_avg.copy_(sq_avg * beta2t + (grad * grad + eps) * (1.0 - beta2t))
-    _finish(p, sq_avg.rsqrt() * grad, scal, clip_threshold)
+    _finish(p, sq_avg.rsqrt() * grad, scal, clip_threshold, mirror)
 
 
 _EAGER = {"factored": _factored, "unfactored": _unfactored}
@@ -87,9 +97,15 @@ def _run(name: str, *args) -> None:
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
     (the HF Trainer's ``optim: adafactor``) with a fused per-parameter step; fp32 parameters only
-    (it runs on :class:`~ablate.core.training.trainer.MasterWeightsOptimizer`'s masters)."""
+    (it runs on :class:`~ablate.core.training.trainer.MasterWeightsOptimizer`'s masters).
+
+    Two inputs besides ``p.grad`` let the masters' optimizer skip passes over 3.4 B fp32 values:
+    ``grads`` (parameter -> gradient, which may be the model's 16-bit one: a parameter without
+    ``.grad`` takes its gradient from here) and ``mirrors`` (parameter -> the 16-bit model weight
+    its new value is also written to)."""
 
     _step_supports_amp_scaling = True  # MasterWeightsOptimizer.clip_ hands the clip as grad_scale
+    takes_low_precision_grads = True  # and its gradients as ``grads``, uncast
 
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)
@@ -99,6 +115,8 @@ class FusedAdafactor(Adafactor):
                     "FusedAdafactor implements relative_step=False, scale_parameter=False, "
                     "beta1=None only (the HF Trainer's optim: adafactor)"
                 )
+        self.grads: dict[torch.Tensor, torch.Tensor] = {}
+        self.mirrors: dict[torch.Tensor, torch.Tensor] = {}
 
     @staticmethod
     def supports(kwargs: dict) -> bool:
@@ -111,11 +129,14 @@ class FusedAdafactor(Adafactor):
         )
 
     def _init_state(self, p: torch.Tensor, state: dict) -> None:
+        rms = state.get("RMS")
+        if isinstance(rms, torch.Tensor) and rms.device == p.device:
+            return  # ready (checked per step: a few attribute reads, not tensor ops)
         if state:  # loaded (HF keeps the moments in the grad's dtype/device: so do we)
             for k in ("exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"):
                 if k in state:
                     state[k] = state[k].to(p)
-            state["RMS"] = torch.as_tensor(state["RMS"], dtype=p.dtype, device=p.device)
+            state["RMS"] = torch.as_tensor(rms, dtype=p.dtype, device=p.device)
             return
         state["step"] = 0
         if p.dim() >= 2:
@@ -138,9 +159,10 @@ class FusedAdafactor(Adafactor):
         for group in self.param_groups:
             eps, clip = float(group["eps"][0]), float(group["clip_threshold"])
             for p in group["params"]:
-                if p.grad is None:
+                grad = p.grad if p.grad is not None else self.grads.get(p)
+                if grad is None:
                     continue
-                if p.dtype != torch.float32 or p.grad.is_sparse:
+                if p.dtype != torch.float32 or grad.is_sparse:
                     raise RuntimeError("FusedAdafactor steps dense fp32 parameters only")
                 state = self.state[p]
                 self._init_state(p, state)
@@ -151,13 +173,14 @@ class FusedAdafactor(Adafactor):
                     values = [group["lr"], beta2t, group["weight_decay"]]
                     scalars[key] = _to_device(values, p.device)
                 scale = grad_scale if grad_scale is not None else _one(p.device)
+                mirror = self.mirrors.get(p)
                 if p.dim() >= 2:
                     row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
-                    args = (p, p.grad, row, col, state["RMS"], scalars[key], scale, eps, clip)
-                    _run("factored", *args)
+                    args = (p, grad, row, col, state["RMS"], scalars[key], scale, eps, clip)
+                    _run("factored", *args, mirror)
                 else:
-                    args = (p, p.grad, state["exp_avg_sq"], state["RMS"], scalars[key], scale)
-                    _run("unfactored", *args, eps, clip)
+                    args = (p, grad, state["exp_avg_sq"], state["RMS"], scalars[key], scale)
+                    _run("unfactored", *args, eps, clip, mirror)
         return loss
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 
@@ -18,9 +19,9 @@ class StopRules(TrainerCallback):
       the first logged loss is below ``no_learning_min_gain``.
     - ``plateau``: ``plateau_patience`` evaluations in a row without eval loss improving on the best
       by more than ``plateau_min_delta``, once ``global_step >= plateau_min_steps``.
-    - ``nonfinite``: a non-finite train loss (seen per micro-batch, before the Trainer's NaN filter
-      hides it from the logs) or eval loss. Saving is cancelled for that step; the caller restores
-      the last complete checkpoint.
+    - ``nonfinite``: a non-finite train loss (watched per micro-batch on the device, read once at
+      the step's end) or eval loss. Saving is cancelled for that step; the caller restores the last
+      complete checkpoint.
 
     State is rebuilt from ``state.log_history`` at train begin, so a resumed run continues the
     same patience counters and first loss.
@@ -37,7 +38,8 @@ class StopRules(TrainerCallback):
         self.best_eval: float | None = None
         self.best_step: int | None = None
         self.bad_evals = 0
-        self._pending_nonfinite: dict[str, Any] | None = None
+        # (step, first non-finite micro-batch loss or the last finite one, any non-finite): tensors
+        self._micro: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
     # -- rule logic on plain numbers (unit-tested with fake logs)
     def observe_train_loss(self, step: int, loss: float) -> dict | None:
@@ -98,10 +100,16 @@ class StopRules(TrainerCallback):
             self.stop = {"reason": reason, "step": step, "detail": detail}
         return self.stop
 
-    def flag_nonfinite_micro_loss(self, step: int, value: float) -> None:
-        """Called by the trainer for each micro-batch loss; acted on at the end of the step."""
-        if self._pending_nonfinite is None:
-            self._pending_nonfinite = {"step": step, "value": value}
+    def watch_micro_loss(self, step: int, loss: torch.Tensor) -> None:
+        """Called by the trainer for each micro-batch loss, read at the step's end. Device ops only:
+        a Python check per micro-batch (and the Trainer's NaN filter, turned off) would make the host
+        wait for the backward before it queues the optimizer step."""
+        bad = ~torch.isfinite(loss.detach())
+        if self._micro is None:
+            self._micro = (step, loss.detach(), bad)
+        else:
+            _, value, seen = self._micro
+            self._micro = (step, torch.where(seen, value, loss.detach()), seen | bad)
 
     def replay(self, log_history: list[dict]) -> dict | None:
         """Rebuild the rule state from a (resumed) log history; returns a stop it already implies."""
@@ -121,10 +129,10 @@ class StopRules(TrainerCallback):
         self.stop = None
 
     def on_step_end(self, args, state, control, **kw):
-        if self._pending_nonfinite is not None:
-            self._set(
-                "nonfinite", state.global_step, {"what": "train_loss", **self._pending_nonfinite}
-            )
+        micro, self._micro = self._micro, None
+        if micro is not None and bool(micro[2]):  # the step's one sync, after its optimizer step
+            detail = {"what": "train_loss", "step": micro[0], "value": float(micro[1])}
+            self._set("nonfinite", state.global_step, detail)
             # never save or evaluate weights that took a non-finite update
             control.should_save = control.should_evaluate = control.should_log = False
             control.should_training_stop = True

@@ -125,6 +125,9 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
     accumulates each gradient into the master's fp32 ``.grad`` (a post-accumulate hook, which also
     frees the 16-bit grad), the inner optimizer steps the masters, and the weights are copied back.
     Numerically this is fp32-master mixed precision; the 16-bit weights are only a cache.
+    An inner optimizer with ``takes_low_precision_grads`` and ``mirrors`` (FusedAdafactor) gets a
+    single micro-batch's gradient uncast (the sum of several in fp32, as above) and writes the
+    16-bit weights itself: the same numbers with three fewer passes over the masters' size.
     Its state_dict carries the masters, so a resumed run continues bit-for-bit.
     """
 
@@ -133,17 +136,29 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         self.master_params: list[torch.Tensor] = []
         self._hooks = []
         self._grad_scale: torch.Tensor | None = None  # a clip factor for the fused step (clip_)
+        # an inner optimizer that takes 16-bit gradients (FusedAdafactor) gets a micro-batch's
+        # gradient uncast, as a ``grads`` entry (a tensor's .grad must have its dtype): with one
+        # micro-batch per step, no fp32 copy is written and its reads move half the bytes
+        self._low = getattr(inner_cls, "takes_low_precision_grads", False)
+        self._grads: list[torch.Tensor | None] = []
         master_groups = []
         for group in param_groups:
             masters = []
             for p in group["params"]:
                 m = p.detach().float().clone()
+                self._hooks.append(
+                    p.register_post_accumulate_grad_hook(self._hook(m, len(self._grads)))
+                )
                 self.model_params.append(p)
                 self.master_params.append(m)
+                self._grads.append(None)
                 masters.append(m)
-                self._hooks.append(p.register_post_accumulate_grad_hook(self._hook(m)))
             master_groups.append({**group, "params": masters})
         self.inner = inner_cls(master_groups, **inner_kwargs)
+        mirrors = getattr(self.inner, "mirrors", None)  # an inner that writes the 16-bit weights
+        if mirrors is not None:
+            mirrors.update(zip(self.master_params, self.model_params))
+        self._copy_back = mirrors is None
         # the attributes torch's Optimizer API (LR schedulers, accelerate) reads
         self.defaults = self.inner.defaults
         self._optimizer_step_pre_hooks = {}
@@ -153,17 +168,30 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         self._optimizer_load_state_dict_pre_hooks = {}
         self._optimizer_load_state_dict_post_hooks = {}
 
-    @staticmethod
-    def _hook(master: torch.Tensor):
+    def _hook(self, master: torch.Tensor, i: int):
         def accumulate(p: torch.Tensor) -> None:
-            g = p.grad.to(torch.float32)
-            if master.grad is None:
-                master.grad = g
+            if not self._low:
+                g = p.grad.to(torch.float32)
+                if master.grad is None:
+                    master.grad = g
+                else:
+                    master.grad.add_(g)
+            elif self._grads[i] is None:
+                self._grads[i] = p.grad  # kept as it is: cast where the optimizer reads it
+            elif self._grads[i].dtype != torch.float32:  # a second micro-batch: sum in fp32
+                self._grads[i] = self._grads[i].float().add_(p.grad)
             else:
-                master.grad.add_(g)
+                self._grads[i].add_(p.grad)
             p.grad = None
 
         return accumulate
+
+    def grads(self) -> list[torch.Tensor | None]:
+        """Each master's gradient: its ``.grad`` (set by hand, or by the hooks in fp32 mode) or the
+        hooks' accumulated one."""
+        return [
+            m.grad if m.grad is not None else g for m, g in zip(self.master_params, self._grads)
+        ]
 
     def clip_(self, max_norm: float) -> torch.Tensor:
         """Clip the masters' gradients to ``max_norm``; returns the norm before clipping.
@@ -172,12 +200,15 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         ``grad_scale`` input and divides inside its own kernel: at 3.4 B parameters that saves a
         read and a write of 13.7 GB of fp32 gradients per step (~9 ms on an H100,
         bench/results/mfu_h100.md). Others get torch's own in-place clip."""
-        with_grad = [m for m in self.master_params if m.grad is not None]
-        norm = torch.nn.utils.get_total_norm([m.grad for m in with_grad])
+        grads = [g for g in self.grads() if g is not None]
+        # get_total_norm's computation, in fp32 whatever the gradients' dtype
+        norms = torch._foreach_norm(grads, 2.0, dtype=torch.float32) if grads else []
+        norm = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
         if getattr(self.inner, "_step_supports_amp_scaling", False):
             # clip_grads_with_norm_'s factor max_norm / (norm + 1e-6), capped at 1, as a divisor
             self._grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0)
         else:  # it takes the tensors whose .grad it scales (given the grads, it did nothing)
+            with_grad = [m for m in self.master_params if m.grad is not None]
             torch.nn.utils.clip_grads_with_norm_(with_grad, max_norm, norm)
         return norm
 
@@ -193,19 +224,25 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
     def step(self, closure=None):
         scale, self._grad_scale = self._grad_scale, None
         self.inner.grad_scale = scale  # None: no clip pending (torch's optimizers read None)
+        if self._low:
+            self.inner.grads = {
+                m: g for m, g in zip(self.master_params, self._grads) if g is not None
+            }
         try:
             loss = self.inner.step(closure)
         finally:
             del self.inner.grad_scale
-        torch._foreach_copy_(self.model_params, self.master_params)
-        # the Trainer only calls model.zero_grad(), which cannot see the masters' grads
-        for m in self.master_params:
-            m.grad = None
+        if self._copy_back:
+            torch._foreach_copy_(self.model_params, self.master_params)
+        self.zero_grad()  # the Trainer only calls model.zero_grad(), which cannot see the masters'
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for t in (*self.master_params, *self.model_params):
             t.grad = None
+        self._grads = [None] * len(self._grads)
+        if self._low:
+            self.inner.grads = {}
 
     def remove_hooks(self) -> None:
         """Detach from the model (before another optimizer is built on the same parameters)."""
@@ -355,8 +392,8 @@ class CoreTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.stop_rules is not None and not torch.isfinite(loss):
-            self.stop_rules.flag_nonfinite_micro_loss(self.state.global_step + 1, float(loss))
+        if self.stop_rules is not None:
+            self.stop_rules.watch_micro_loss(self.state.global_step + 1, loss)
         return loss
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -461,6 +498,9 @@ def _training_arguments(
         logging_strategy="steps",
         logging_steps=p["logging_steps"],
         logging_first_step=True,  # the no-learning rule's reference loss
+        # its per-micro-batch `if isnan(loss)` is a device sync: the host waited for each backward
+        # before it queued the optimizer step. A NaN loss is logged as NaN; StopRules stops on it.
+        logging_nan_inf_filter=False,
         seed=p["seed"],
         remove_unused_columns=False,  # prompt_lengths must reach compute_loss
         prediction_loss_only=True,
