@@ -1,4 +1,4 @@
-"""HF Adafactor's update with each parameter's step as one torch.compile'd function.
+"""HF Adafactor's update as torch.compile'd functions, one call per group of like parameters.
 
 ``transformers.optimization.Adafactor`` runs a Python loop per parameter of ~10 full-tensor fp32
 passes (grad**2 + eps, row/col means, the rsqrt outer product, the update's RMS, the clamp, lr,
@@ -65,14 +65,31 @@ def _unfactored(
     _finish(p, sq_avg.rsqrt() * grad, scal, clip_threshold, mirror)
 
 
-_EAGER = {"factored": _factored, "unfactored": _unfactored}
-# compiled once per process and shared: each distinct shape (then a dynamic one) compiles once
+def _factored_many(ps, grads, rows, cols, rmss, mirrors, scal, scale, eps: float, clip: float):
+    """:func:`_factored` for parameters of one shape, as one compiled call: a call per parameter
+    cost ~0.2 ms of host time (guards, wrappers), which left the GPU idle at 236 parameters."""
+    for i in range(len(ps)):
+        _factored(ps[i], grads[i], rows[i], cols[i], rmss[i], scal, scale, eps, clip, mirrors[i])
+
+
+def _unfactored_many(ps, grads, sq_avgs, rmss, mirrors, scal, scale, eps: float, clip: float):
+    for i in range(len(ps)):
+        _unfactored(ps[i], grads[i], sq_avgs[i], rmss[i], scal, scale, eps, clip, mirrors[i])
+
+
+_EAGER = {"factored": _factored_many, "unfactored": _unfactored_many}
+# compiled once per process and shared; each group (its parameters' count, shape and dtypes)
+# compiles once, static: a model has a handful (Ministral-3-3B: 8), the limit leaves room for more
 _compiled: dict[str, object] = {}
+RECOMPILE_LIMIT = 64
+#: parameters per call at most: longer groups are split (a graph of n copies compiles ~n times
+#: longer; equal splits share one graph). bench/bench_optimizer.py measured the choice.
+GROUP_SIZE = 13
 
 
 def compiled(name: str):
     if name not in _compiled:
-        _compiled[name] = torch.compile(_EAGER[name], fullgraph=True)
+        _compiled[name] = torch.compile(_EAGER[name], fullgraph=True, dynamic=False)
     return _compiled[name]
 
 
@@ -81,7 +98,9 @@ def _run(name: str, *args) -> None:
     raised before the step writes anything), the same function eagerly from then on, with one
     warning: slower, never a lost run."""
     try:
-        compiled(name)(*args)
+        limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        with torch._dynamo.config.patch(recompile_limit=limit):
+            compiled(name)(*args)
     except torch._dynamo.exc.TorchDynamoException as exc:
         if _compiled[name] is _EAGER[name]:
             raise
@@ -96,7 +115,7 @@ def _run(name: str, *args) -> None:
 
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
-    (the HF Trainer's ``optim: adafactor``) with a fused per-parameter step; fp32 parameters only
+    (the HF Trainer's ``optim: adafactor``) with a fused, grouped step; fp32 parameters only
     (it runs on :class:`~ablate.core.training.trainer.MasterWeightsOptimizer`'s masters).
 
     Two inputs besides ``p.grad`` let the masters' optimizer skip passes over 3.4 B fp32 values:
@@ -156,6 +175,7 @@ class FusedAdafactor(Adafactor):
             raise RuntimeError("FusedAdafactor does not implement fp16 loss scaling (found_inf)")
         grad_scale = getattr(self, "grad_scale", None)
         scalars: dict = {}  # (device, lr, step, weight_decay) -> one host-to-device copy
+        calls: dict[tuple, list] = {}  # one compiled call per group of like parameters
         for group in self.param_groups:
             eps, clip = float(group["eps"][0]), float(group["clip_threshold"])
             for p in group["params"]:
@@ -172,16 +192,28 @@ class FusedAdafactor(Adafactor):
                     beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
                     values = [group["lr"], beta2t, group["weight_decay"]]
                     scalars[key] = _to_device(values, p.device)
-                scale = grad_scale if grad_scale is not None else _one(p.device)
                 mirror = self.mirrors.get(p)
-                if p.dim() >= 2:
-                    row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
-                    args = (p, grad, row, col, state["RMS"], scalars[key], scale, eps, clip)
-                    _run("factored", *args, mirror)
-                else:
-                    args = (p, grad, state["exp_avg_sq"], state["RMS"], scalars[key], scale)
-                    _run("unfactored", *args, eps, clip, mirror)
+                kind = "factored" if p.dim() >= 2 else "unfactored"
+                like = (kind, key, eps, clip, p.shape, grad.dtype, mirror is None)
+                calls.setdefault(like, []).append((p, grad, state, mirror))
+        for (kind, key, eps, clip, *_), like_members in calls.items():
+            for at in range(0, len(like_members), GROUP_SIZE):
+                self._call(
+                    kind, like_members[at : at + GROUP_SIZE], scalars[key], grad_scale, eps, clip
+                )
         return loss
+
+    @staticmethod
+    def _call(kind, members, scal, grad_scale, eps: float, clip: float) -> None:
+        ps, grads, states, mirrors = (list(t) for t in zip(*members))
+        moments = (
+            [[s["exp_avg_sq_row"] for s in states], [s["exp_avg_sq_col"] for s in states]]
+            if kind == "factored"
+            else [[s["exp_avg_sq"] for s in states]]
+        )
+        scale = grad_scale if grad_scale is not None else _one(ps[0].device)
+        rmss = [s["RMS"] for s in states]
+        _run(kind, ps, grads, *moments, rmss, mirrors, scal, scale, eps, clip)
 
 
 def _to_device(values: list[float], device: torch.device) -> torch.Tensor:
