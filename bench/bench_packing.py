@@ -3,7 +3,7 @@ shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own Traine
 (ablate.mask.training.policy.build_trainer). Prints a markdown table; --out writes the raw rows.
 
     PYTHONPATH=src python bench/bench_packing.py [--shape real|tiny] [--only ROW ...]
-        [--steps N] [--liger] [--compile] [--hfopt] [--profile N]
+        [--steps N] [--liger] [--compile] [--hfopt] [--profile N] [--window]
         [--out bench/results/bench_packing_h200.json]
 
 Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
@@ -29,6 +29,9 @@ Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
 after the timed ones; its table is printed per row and kept in --out. FusedAdafactor's kernels
 are inductor Triton kernels, which step_profile counts under "norm/act/rope (fused)"; the HF
 loop's land in "elementwise/reduce", so compare a row with its -hfopt twin.
+--window: the steps after the warm-up timed as one interval with logging_steps 10, as a finetune
+runs (its only device reads are at logs), instead of a sync around every step (the default, which
+also makes the host wait at each step's start and end).
 Every row starts from the same weights (seed 0) and trains on the same examples in the same order,
 so `loss vs default` (the largest relative difference of a step's loss from the default row's of
 its group and policy) checks that packing computes the same steps (target 1e-3, bf16).
@@ -104,6 +107,8 @@ OPTIONAL_ROWS = {
 CAUSAL_ONLY = {"full-packed-flex", "seed-packed-leaky"}
 HFOPT = "-hfopt"  # a row's twin with transformers' own Adafactor loop (--hfopt)
 PROFILE_STEPS = 0  # --profile
+WINDOW: int | None = None  # --window: the warm-up steps (the timed window starts after them)
+WINDOW_LOG = 10  # --window: logging_steps, the schema's default (a finetune's only device reads)
 
 
 def alpaca_like_lengths(n: int, seed: int, max_len: int, scale: float = 1.0) -> list[tuple]:
@@ -144,12 +149,19 @@ class StepClock(TrainerCallback):
     """Device-synchronised step times and the real (non-pad) tokens of each step.
 
     Tokens come from each step's log (logging_steps 1): the core Trainer brings
-    ``num_input_tokens_seen`` up to date before a log, not at every step."""
+    ``num_input_tokens_seen`` up to date before a log, not at every step.
 
-    def __init__(self):
+    With ``window`` (--window): no sync per step, as in a finetune, which logs (and reads the
+    device) every ``logging_steps`` = WINDOW_LOG steps: one time and one token count over the
+    steps after the warm-up, from a sync before the first to one after the last."""
+
+    def __init__(self, window: tuple[int, int] | None = None):
         self.times: list[float] = []
         self.tokens: list[int] = []
         self._seen = 0
+        self.window = window  # (warm-up steps, last step)
+        self.window_s = self.window_tokens = None
+        self._at: dict[int, int] = {}  # step -> tokens seen, at its log
 
     def _sync(self):
         if torch.cuda.is_available():
@@ -159,17 +171,25 @@ class StepClock(TrainerCallback):
         self._seen = state.num_input_tokens_seen
 
     def on_step_begin(self, args, state, control, **kw):
-        self._sync()
-        self._t0 = time.perf_counter()
+        if self.window is None or state.global_step == self.window[0]:
+            self._sync()
+            self._t0 = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):
-        self._sync()
-        self.times.append(time.perf_counter() - self._t0)
+        if self.window is None:
+            self._sync()
+            self.times.append(time.perf_counter() - self._t0)
+        elif state.global_step == self.window[1]:
+            self._sync()
+            self.window_s = time.perf_counter() - self._t0
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:  # a step's log, not the run's closing metrics
             self.tokens.append(state.num_input_tokens_seen - self._seen)
             self._seen = state.num_input_tokens_seen
+            self._at[state.global_step] = state.num_input_tokens_seen
+            if self.window and state.global_step == self.window[1]:
+                self.window_tokens = self._at[state.global_step] - self._at[self.window[0]]
 
 
 def liger_head_loss():
@@ -215,7 +235,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
             **overrides,
             "max_steps": steps + PROFILE_STEPS,
             "eval_size": 0,
-            "logging_steps": 1,
+            "logging_steps": WINDOW_LOG if WINDOW is not None else 1,
             "no_learning_steps": 0,
             "plateau_patience": 0,
             "warmup_ratio": 0.0,
@@ -225,7 +245,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     )
     model = bf.build_model(params.model_dtype(p), p["attn_implementation"])
     n_params = sum(t.numel() for t in model.parameters())
-    clock = StepClock()
+    clock = StepClock((WINDOW, steps) if WINDOW is not None else None)
     prof = StepProfiler(steps, PROFILE_STEPS) if PROFILE_STEPS else None
     trainer, _, _ = build_trainer(
         model=model,
@@ -269,6 +289,9 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         optimizer=type(inner).__name__,
         step_times=clock.times[:steps],
         step_tokens=clock.tokens[:steps],
+        steps=steps,
+        window_s=clock.window_s,
+        window_tokens=clock.window_tokens,
         losses=losses,
         profile=profile,
         n_params=n_params,
@@ -278,6 +301,12 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
 
 def summarise(r: dict, warmup: int, peak_tflops: float) -> None:
     """s/step, tokens/s and MFU over the steps after ``warmup`` (compilation, allocator)."""
+    if r.get("window_s"):  # --window: one interval, no per-step syncs
+        n = r["timed_steps"] = r["steps"] - warmup
+        r["s_per_step"], r["tokens_per_step"] = r["window_s"] / n, r["window_tokens"] / n
+        r["tokens_per_s"] = r["window_tokens"] / r["window_s"]
+        r["mfu"] = 6 * r["n_params"] * r["tokens_per_s"] / (peak_tflops * 1e12)
+        return
     times, tokens = r["step_times"][warmup:], r["step_tokens"][warmup:]
     r["timed_steps"] = len(times)
     r["s_per_step"] = sum(times) / len(times)
@@ -353,6 +382,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--policies", nargs="+", default=["causal", "prefix_bidir"], help="policies of each row"
     )
+    ap.add_argument(
+        "--window",
+        action="store_true",
+        help=f"time the steps after the warm-up as one interval, logging every {WINDOW_LOG} steps "
+        "(a finetune's syncs) instead of syncing around each step; --steps and --warmup: "
+        f"multiples of {WINDOW_LOG}",
+    )
     ap.add_argument("--out", help="write the raw rows as JSON (e.g. under bench/results/)")
     ap.add_argument(
         "--table", nargs="+", metavar="JSON", help="only print the table of earlier --out files"
@@ -379,6 +415,15 @@ def main(argv=None) -> int:
     else:
         torch.backends.cuda.matmul.allow_tf32 = True
         T, scale, steps, warmup = FULL_T, 1.0, args.steps or 5, args.warmup or 2
+    if args.window:
+        global WINDOW
+        if steps % WINDOW_LOG or warmup % WINDOW_LOG or not 0 < warmup < steps:
+            print(
+                f"--window: --steps and --warmup must be multiples of {WINDOW_LOG}, warmup < steps",
+                file=sys.stderr,
+            )
+            return 2
+        WINDOW = warmup
     names = list(args.only or ROWS)
     if not args.only:
         names += ["seed-packed-flex-liger"] * args.liger + [

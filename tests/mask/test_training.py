@@ -295,6 +295,26 @@ def test_plateau_rule_patience_delta_min_steps():
     assert stop["detail"]["best_step"] == 400 and stop["detail"]["evals_without_improvement"] == 2
 
 
+def test_nonfinite_micro_loss_is_read_only_before_a_log_save_or_stop():
+    """Micro-batch losses stay on the device until a step that logs, evaluates, saves or ends
+    (no host sync on the steps between); the stop names the first non-finite step."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    r = rules()
+    losses = {1: 2.0, 2: float("nan"), 3: 1.5, 4: float("inf")}
+    for step, loss in losses.items():
+        r.watch_micro_loss(step, torch.tensor(loss))
+        control = TrainerControl(should_log=step == 4)
+        r.on_step_end(None, SimpleNamespace(global_step=step), control)
+        if step < 4:  # not read yet: training goes on, nothing decided
+            assert r.stop is None and not control.should_training_stop and r._micro
+    assert r.stop["reason"] == "nonfinite" and r.stop["step"] == 2
+    assert r.stop["detail"]["step"] == 2 and r.stop["detail"]["value"] != r.stop["detail"]["value"]
+    assert control.should_training_stop and not control.should_log and not r._micro
+
+
 def test_nonfinite_rule_and_replay():
     r = rules()
     assert r.observe_train_loss(5, float("nan"))["reason"] == "nonfinite"

@@ -9,7 +9,10 @@ update for the options the HF Trainer uses (``optim: adafactor``: external lr, b
 parameter scaling) with inductor fusing the passes, and takes the clip factor as the AMP
 ``grad_scale`` divisor like torch's fused optimizers (``MasterWeightsOptimizer.clip_``). Its state
 has HF's layout (``step``, ``exp_avg_sq_row``/``exp_avg_sq_col`` or ``exp_avg_sq``, ``RMS``), so
-either optimizer loads the other's state dict. Equivalence: tests/core/test_adafactor.py.
+either optimizer loads the other's state dict; ``RMS`` (the weights' RMS, which HF records every
+step but reads only with ``scale_parameter``, off here) is kept, not recomputed: a read of every
+master saved per step, and HF's loop recomputes it before any use. Equivalence:
+tests/core/test_adafactor.py.
 """
 
 from __future__ import annotations
@@ -38,14 +41,11 @@ def _finish(p, update, scal, clip_threshold: float, mirror) -> None:
         mirror.copy_(new)
 
 
-def _factored(
-    p, grad, row, col, rms, scal, scale, eps: float, clip_threshold: float, mirror
-) -> None:
+def _factored(p, grad, row, col, scal, scale, eps: float, clip_threshold: float, mirror) -> None:
     """One step of a >= 2-D parameter in place; ``scal`` = (lr, beta2t, weight_decay); ``grad``
     fp32 or the model's 16-bit one (cast in the kernels that read it)."""
     beta2t = scal[1]
     grad = grad.float() / scale
-    rms.copy_(_rms(p))
     sq = grad * grad + eps
     row.copy_(row * beta2t + sq.mean(dim=-1) * (1.0 - beta2t))
     col.copy_(col * beta2t + sq.mean(dim=-2) * (1.0 - beta2t))
@@ -54,27 +54,24 @@ def _factored(
     _finish(p, r_factor * c_factor * grad, scal, clip_threshold, mirror)
 
 
-def _unfactored(
-    p, grad, sq_avg, rms, scal, scale, eps: float, clip_threshold: float, mirror
-) -> None:
+def _unfactored(p, grad, sq_avg, scal, scale, eps: float, clip_threshold: float, mirror) -> None:
     """One step of a 1-D parameter in place (a full second moment)."""
     beta2t = scal[1]
     grad = grad.float() / scale
-    rms.copy_(_rms(p))
     sq_avg.copy_(sq_avg * beta2t + (grad * grad + eps) * (1.0 - beta2t))
     _finish(p, sq_avg.rsqrt() * grad, scal, clip_threshold, mirror)
 
 
-def _factored_many(ps, grads, rows, cols, rmss, mirrors, scal, scale, eps: float, clip: float):
+def _factored_many(ps, grads, rows, cols, mirrors, scal, scale, eps: float, clip: float):
     """:func:`_factored` for parameters of one shape, as one compiled call: a call per parameter
     cost ~0.2 ms of host time (guards, wrappers), which left the GPU idle at 236 parameters."""
     for i in range(len(ps)):
-        _factored(ps[i], grads[i], rows[i], cols[i], rmss[i], scal, scale, eps, clip, mirrors[i])
+        _factored(ps[i], grads[i], rows[i], cols[i], scal, scale, eps, clip, mirrors[i])
 
 
-def _unfactored_many(ps, grads, sq_avgs, rmss, mirrors, scal, scale, eps: float, clip: float):
+def _unfactored_many(ps, grads, sq_avgs, mirrors, scal, scale, eps: float, clip: float):
     for i in range(len(ps)):
-        _unfactored(ps[i], grads[i], sq_avgs[i], rmss[i], scal, scale, eps, clip, mirrors[i])
+        _unfactored(ps[i], grads[i], sq_avgs[i], scal, scale, eps, clip, mirrors[i])
 
 
 _EAGER = {"factored": _factored_many, "unfactored": _unfactored_many}
@@ -212,8 +209,7 @@ class FusedAdafactor(Adafactor):
             else [[s["exp_avg_sq"] for s in states]]
         )
         scale = grad_scale if grad_scale is not None else _one(ps[0].device)
-        rmss = [s["RMS"] for s in states]
-        _run(kind, ps, grads, *moments, rmss, mirrors, scal, scale, eps, clip)
+        _run(kind, ps, grads, *moments, mirrors, scal, scale, eps, clip)
 
 
 def _to_device(values: list[float], device: torch.device) -> torch.Tensor:

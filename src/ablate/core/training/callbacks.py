@@ -19,9 +19,9 @@ class StopRules(TrainerCallback):
       the first logged loss is below ``no_learning_min_gain``.
     - ``plateau``: ``plateau_patience`` evaluations in a row without eval loss improving on the best
       by more than ``plateau_min_delta``, once ``global_step >= plateau_min_steps``.
-    - ``nonfinite``: a non-finite train loss (watched per micro-batch on the device, read once at
-      the step's end) or eval loss. Saving is cancelled for that step; the caller restores the last
-      complete checkpoint.
+    - ``nonfinite``: a non-finite train loss (every micro-batch's, read on the host only at a step
+      that logs, evaluates, saves or ends training) or eval loss. Nothing is saved or evaluated
+      after it; the caller restores the last complete checkpoint.
 
     State is rebuilt from ``state.log_history`` at train begin, so a resumed run continues the
     same patience counters and first loss.
@@ -38,8 +38,7 @@ class StopRules(TrainerCallback):
         self.best_eval: float | None = None
         self.best_step: int | None = None
         self.bad_evals = 0
-        # (step, first non-finite micro-batch loss or the last finite one, any non-finite): tensors
-        self._micro: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._micro: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet read on the host
 
     # -- rule logic on plain numbers (unit-tested with fake logs)
     def observe_train_loss(self, step: int, loss: float) -> dict | None:
@@ -101,15 +100,18 @@ class StopRules(TrainerCallback):
         return self.stop
 
     def watch_micro_loss(self, step: int, loss: torch.Tensor) -> None:
-        """Called by the trainer for each micro-batch loss, read at the step's end. Device ops only:
-        a Python check per micro-batch (and the Trainer's NaN filter, turned off) would make the host
-        wait for the backward before it queues the optimizer step."""
-        bad = ~torch.isfinite(loss.detach())
-        if self._micro is None:
-            self._micro = (step, loss.detach(), bad)
-        else:
-            _, value, seen = self._micro
-            self._micro = (step, torch.where(seen, value, loss.detach()), seen | bad)
+        """Called by the trainer for each micro-batch loss, kept on the device until a step that
+        needs it (:meth:`on_step_end`): reading it per micro-batch (as the Trainer's NaN filter,
+        turned off, did) made the host wait for each backward before it queued the optimizer."""
+        self._micro.append((step, loss.detach()))
+
+    def _first_nonfinite(self) -> dict | None:
+        micro, self._micro = self._micro, []
+        bad = ~torch.isfinite(torch.stack([loss for _, loss in micro]).float())
+        if not bool(bad.any()):  # the one sync
+            return None
+        i = int(bad.nonzero()[0, 0])
+        return {"step": micro[i][0], "value": float(micro[i][1])}
 
     def replay(self, log_history: list[dict]) -> dict | None:
         """Rebuild the rule state from a (resumed) log history; returns a stop it already implies."""
@@ -129,10 +131,14 @@ class StopRules(TrainerCallback):
         self.stop = None
 
     def on_step_end(self, args, state, control, **kw):
-        micro, self._micro = self._micro, None
-        if micro is not None and bool(micro[2]):  # the step's one sync, after its optimizer step
-            detail = {"what": "train_loss", "step": micro[0], "value": float(micro[1])}
-            self._set("nonfinite", state.global_step, detail)
+        # read before anything is logged, evaluated or saved, and at the end (the flow callback,
+        # which sets these, runs first); other steps queue the next one without waiting
+        wanted = control.should_log or control.should_evaluate or control.should_save
+        if not self._micro or not (wanted or control.should_training_stop):
+            return
+        first = self._first_nonfinite()
+        if first is not None:
+            self._set("nonfinite", first["step"], {"what": "train_loss", **first})
             # never save or evaluate weights that took a non-finite update
             control.should_save = control.should_evaluate = control.should_log = False
             control.should_training_stop = True
