@@ -29,6 +29,7 @@ from transformers.optimization import Adafactor
 
 # the HF Trainer's kwargs for optim: adafactor (trainer_optimizer._get_adafactor); the real lr
 KW = dict(scale_parameter=False, relative_step=False, warmup_init=False, lr=2e-5)
+DYNAMIC: bool | None = False  # --dynamic: adafactor.DYNAMIC for the FusedAdafactor rows
 
 
 def build(shape: str) -> list[torch.nn.Parameter]:
@@ -53,6 +54,7 @@ def run_row(size: int | None, shape: str, steps: int) -> dict:
     ]
     if size is not None:
         adafactor.GROUP_SIZE = size
+        adafactor.DYNAMIC = DYNAMIC
     opt = MasterWeightsOptimizer(
         groups, Adafactor if size is None else adafactor.FusedAdafactor, dict(KW)
     )
@@ -74,6 +76,7 @@ def run_row(size: int | None, shape: str, steps: int) -> dict:
     return dict(
         optimizer=type(opt.inner).__name__,
         group_size=size,
+        dynamic=DYNAMIC if size is not None else None,
         first_step_s=wall[0],
         host_ms=1e3 * statistics.median(host[2:]),
         ms=1e3 * statistics.median(wall[2:]),
@@ -87,6 +90,7 @@ def run_row(size: int | None, shape: str, steps: int) -> dict:
 def child(size: int | None, shape: str, steps: int, cache: str) -> dict:
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
     cmd = [sys.executable, __file__, "--row", str(size), "--shape", shape, "--steps", str(steps)]
+    cmd += ["--dynamic"] * bool(DYNAMIC)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
         sys.stderr.write(out.stdout + out.stderr)
@@ -99,9 +103,12 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", type=int, default=[1, 8, 13, 26, 64])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--shape", choices=["real", "tiny"], default="real")
+    ap.add_argument("--dynamic", action="store_true", help="compile the groups with dynamic=True")
     ap.add_argument("--out")
     ap.add_argument("--row", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    global DYNAMIC
+    DYNAMIC = True if args.dynamic else False
     if args.row is not None:  # one row, in its own process
         size = None if args.row == "None" else int(args.row)
         print(json.dumps(run_row(size, args.shape, args.steps)), flush=True)
@@ -120,14 +127,13 @@ def main(argv=None) -> int:
             with open(args.out, "w") as f:
                 json.dump({"command": " ".join(sys.argv), "rows": rows}, f, indent=1)
     print(f"\n# {rows[0]['device']}, torch {rows[0]['torch']}, {rows[0]['n_params'] / 1e9:.2f} B")
-    print(
-        "\n| optimizer | group size | host ms/step | ms/step | first step s | cached s | peak GB |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    cols = "optimizer | group size | dynamic | host ms/step | ms/step | first step s | cached s"
+    print(f"\n| {cols} | peak GB |\n" + "|---" * 8 + "|")
     for r in rows:
         peak = "-" if r["peak_gb"] is None else f"{r['peak_gb']:.1f}"
         print(
-            f"| {r['optimizer']} | {r['group_size'] or '-'} | {r['host_ms']:.1f} | {r['ms']:.1f} | "
+            f"| {r['optimizer']} | {r['group_size'] or '-'} | {r.get('dynamic', '-')} | "
+            f"{r['host_ms']:.1f} | {r['ms']:.1f} | "
             f"{r['first_step_s']:.1f} | {r['cached_first_step_s']:.1f} | {peak} |"
         )
     return 0

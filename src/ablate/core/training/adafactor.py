@@ -82,11 +82,13 @@ RECOMPILE_LIMIT = 64
 #: parameters per call at most: longer groups are split (a graph of n copies compiles ~n times
 #: longer; equal splits share one graph). bench/bench_optimizer.py measured the choice.
 GROUP_SIZE = 13
+#: torch.compile's ``dynamic``: True compiles one graph per group length whatever the shapes
+DYNAMIC: bool | None = False
 
 
 def compiled(name: str):
     if name not in _compiled:
-        _compiled[name] = torch.compile(_EAGER[name], fullgraph=True, dynamic=False)
+        _compiled[name] = torch.compile(_EAGER[name], fullgraph=True, dynamic=DYNAMIC)
     return _compiled[name]
 
 
