@@ -276,3 +276,38 @@ def test_flex_block_mask_equals_the_dense_mask(policy, kind, monkeypatch):
     rows, width = batch["input_ids"].shape
     got = flex_attention.create_mask(block_mask.mask_mod, rows, None, width, width, device="cpu")
     assert dense.dtype == torch.bool and torch.equal(got, dense)
+
+
+def test_packed_mask_blocks_counts_the_non_empty_tiles(monkeypatch):
+    """bench/packed_mask_blocks.py (cited by bench/results/mfu_h100.md): its BlockMask block counts
+    equal the non-empty 128 x 128 tiles of each policy's dense mask, written out here."""
+    from pathlib import Path
+
+    from torch.nn.attention import flex_attention
+    from transformers import masking_utils
+
+    build = flex_attention.create_block_mask
+    monkeypatch.setattr(
+        masking_utils, "create_block_mask", lambda **kw: build(**{**kw, "_compile": False})
+    )
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "bench"))
+    import packed_mask_blocks as pmb
+
+    lengths = [(300, 120), (90, 30), (500, 200), (40, 39)]
+    batch = pmb.packed_row(lengths)
+    seq, prompt = batch[packing.SEQ_IDS][0], batch[packing.PROMPT_MASK][0]
+    q, kv = torch.arange(len(seq))[:, None], torch.arange(len(seq))[None, :]
+    same, causal = seq[q] == seq[kv], kv <= q
+    dense = {
+        "causal": same & causal,
+        "prefix_bidir": same & (causal | (prompt[q] & prompt[kv])),
+        "prefill_bidir": same,
+    }
+    tiles = -(-len(seq) // 128)
+    config = pmb._config()
+    for policy, d in dense.items():
+        padded = torch.zeros(tiles * 128, tiles * 128, dtype=torch.bool)
+        padded[: len(seq), : len(seq)] = d
+        non_empty = int(padded.view(tiles, 128, tiles, 128).any(3).any(1).sum())
+        m = packing.packed_mask(config, batch, policy, torch.bfloat16)
+        assert int(m.kv_num_blocks.sum() + m.full_kv_num_blocks.sum()) == non_empty, policy

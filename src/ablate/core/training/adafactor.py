@@ -64,7 +64,7 @@ def _unfactored(p, grad, sq_avg, scal, scale, eps: float, clip_threshold: float,
 
 def _factored_many(ps, grads, rows, cols, mirrors, scal, scale, eps: float, clip: float):
     """:func:`_factored` for parameters of one shape, as one compiled call: a call per parameter
-    cost ~0.2 ms of host time (guards, wrappers), which left the GPU idle at 236 parameters."""
+    cost ~0.4 ms of host time (guards, wrappers), which left the GPU idle at 236 parameters."""
     for i in range(len(ps)):
         _factored(ps[i], grads[i], rows[i], cols[i], scal, scale, eps, clip, mirrors[i])
 
@@ -82,7 +82,7 @@ RECOMPILE_LIMIT = 64
 #: 4, 2 and 1), whatever the shapes; a graph of n copies compiles ~n times longer. On an H100
 #: (bench/results/bench_optimizer_h100.md) 4 + dynamic stepped 3.4 B masters in 45.8 ms and
 #: compiled in 42 s (10 s from the inductor cache); 13 + static: 50 ms, 81 s; one call per
-#: parameter: 99 ms (host-bound: ~0.3 ms of guards and wrappers per call), 22 s.
+#: parameter: 99 ms (host-bound: ~0.4 ms of guards and wrappers per call), 22 s.
 GROUP_SIZE = 4
 DYNAMIC: bool | None = True
 

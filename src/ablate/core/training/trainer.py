@@ -269,7 +269,7 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
 
 def fused_inner(cls, kwargs: dict, params: list[torch.Tensor]):
     """The masters' optimizer class: HF's Adafactor becomes :class:`FusedAdafactor` (the same
-    update, one compiled function per parameter, the clip inside it) on CUDA; on CPU HF's own
+    update, compiled per group of like parameters, the clip inside it) on CUDA; on CPU HF's own
     loop stays (compiling costs seconds there and saves little, docs/training.md)."""
     if cls is Adafactor and FusedAdafactor.supports(kwargs) and all(p.is_cuda for p in params):
         return FusedAdafactor
