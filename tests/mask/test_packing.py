@@ -311,3 +311,33 @@ def test_packed_mask_blocks_counts_the_non_empty_tiles(monkeypatch):
         non_empty = int(padded.view(tiles, 128, tiles, 128).any(3).any(1).sum())
         m = packing.packed_mask(config, batch, policy, torch.bfloat16)
         assert int(m.kv_num_blocks.sum() + m.full_kv_num_blocks.sum()) == non_empty, policy
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_span_mask_experiment_is_the_packed_mask(policy, monkeypatch):
+    """bench/bench_packing.py's -span rows time the packed flex mask written as one key span per
+    query; it must be the mask packing.packed_mask builds, pads and several rows included."""
+    from pathlib import Path
+
+    from torch.nn.attention import flex_attention
+    from transformers import masking_utils
+
+    build = flex_attention.create_block_mask
+    monkeypatch.setattr(
+        masking_utils, "create_block_mask", lambda **kw: build(**{**kw, "_compile": False})
+    )
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "bench"))
+    import bench_packing
+
+    model = tiny_model("flex_attention")
+    batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples(9))
+    rows, width = batch["input_ids"].shape
+    assert rows > 1 and bool((batch[packing.SEQ_IDS] == -1).any())  # pads and several rows
+
+    def dense(block_mask):
+        return flex_attention.create_mask(block_mask.mask_mod, rows, None, width, width, "cpu")
+
+    want = dense(packing.packed_mask(model, batch, policy, torch.float32))
+    with bench_packing.span_masks(True):
+        got = dense(packing.packed_mask(model, batch, policy, torch.float32))
+    assert torch.equal(got, want)
