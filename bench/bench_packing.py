@@ -21,8 +21,9 @@ Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
                      shows whether the 1e-3 loss check can see a wrong mask at all
   (+ seed-packed-flex-liger with --liger: liger-kernel's fused linear cross-entropy as the fast
    head's loss; + seed-packed-flex-compile with --compile: compile_layers: true, every decoder
-   layer torch.compile'd in the training path; + seed-packed-flex-compile-span with --only: the
-   same with the mask as one key span per query, span_mask, an experiment)
+   layer torch.compile'd in the training path; + seed-packed-flex-compile-hfmask with --only:
+   the same with the flex mask composed by HF's mask builders, as the pipeline built it before
+   packing.key_spans)
   (+ ROW-hfopt for each row with --hfopt: the same row with transformers' own Adafactor loop on
    the masters instead of ablate.core.training.adafactor.FusedAdafactor, which the Trainer picks
    on CUDA; the table's optimizer column names the class that ran)
@@ -104,11 +105,11 @@ ROWS["seed-packed-leaky"] = ("seed", dict(ROWS["seed-packed-sdpa"][1]), "leaky")
 OPTIONAL_ROWS = {
     "seed-packed-flex-liger": ("seed", dict(ROWS["seed-packed-flex"][1]), "liger"),
     "seed-packed-flex-compile": ("seed", dict(ROWS["seed-packed-flex"][1], compile_layers=True)),
-    # an experiment: the packed mask as one key span per query (span_mask)
-    "seed-packed-flex-compile-span": (
+    # the flex mask as HF's builders compose it (packing.composed_mask), for comparison
+    "seed-packed-flex-compile-hfmask": (
         "seed",
         dict(ROWS["seed-packed-flex"][1], compile_layers=True),
-        "span",
+        "hfmask",
     ),
 }
 CAUSAL_ONLY = {"full-packed-flex", "seed-packed-leaky"}
@@ -223,56 +224,14 @@ def leaky_mask(on: bool):
         packing._same_example = real
 
 
-def _run_bounds(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last index of the run of equal values of ``x`` (B, W) around each position."""
-    idx = torch.arange(x.shape[-1], device=x.device).expand_as(x)
-    starts = torch.ones_like(x, dtype=torch.bool)
-    starts[:, 1:] = x[:, 1:] != x[:, :-1]
-    ends = torch.ones_like(starts)
-    ends[:, :-1] = starts[:, 1:]
-    first = torch.where(starts, idx, 0).cummax(-1).values
-    last = torch.where(ends, idx, x.shape[-1]).flip(-1).cummin(-1).values.flip(-1)
-    return first, last
-
-
-def span_mask(config, batch: dict, policy: str):
-    """The packed flex mask of a config without sliding windows as one key span per query,
-    ``lo[q] <= kv <= hi[q]`` (two loads indexed by the query), where packing.packed_mask composes
-    HF's mask functions (an and-mask over example ids, for prefix_bidir an or-mask over prompt
-    block ids: loads indexed by the key too). The same mask (tests/mask/test_packing.py): an
-    example, pads included, is one contiguous run of a row and its prompt a run at its start."""
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    seq_ids = batch[packing.SEQ_IDS]
-    lo, last = _run_bounds(seq_ids)
-    q = torch.arange(seq_ids.shape[-1], device=seq_ids.device).expand_as(seq_ids)
-    if policy == "causal":
-        hi = q
-    elif policy == "prefill_bidir":  # pads (example id -1) stay causal, as HF's block overlay
-        hi = torch.where(seq_ids >= 0, last, q)
-    else:  # prefix_bidir: a prompt token also sees the rest of its prompt
-        prompt = batch[packing.PROMPT_MASK]
-        _, prompt_last = _run_bounds(torch.where(prompt, seq_ids, -2 - q))
-        hi = torch.where(prompt, prompt_last, q)
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        return (kv_idx >= lo[b, q_idx]) & (kv_idx <= hi[b, q_idx])
-
-    n, width = seq_ids.shape
-    return create_block_mask(mask_mod, n, None, width, width, device=seq_ids.device)
-
-
 @contextlib.contextmanager
-def span_masks(on: bool):
-    """packing.packed_mask as :func:`span_mask` where it applies (flex, no sliding windows):
-    the -span rows."""
+def composed_masks(on: bool):
+    """packing.packed_mask through HF's mask builders under flex_attention too
+    (packing.composed_mask, not the key spans): the -hfmask rows."""
     real = packing.packed_mask
 
     def patched(model_or_config, batch, policy, dtype):
-        config = masks._text_config(model_or_config)
-        if config._attn_implementation != "flex_attention" or masks._has_sliding_layers(config):
-            return real(model_or_config, batch, policy, dtype)
-        return span_mask(config, batch, policy)
+        return packing.composed_mask(masks._text_config(model_or_config), batch, policy, dtype)
 
     if on:
         packing.packed_mask = patched
@@ -332,7 +291,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         torch.cuda.reset_peak_memory_stats()
     with (
         leaky_mask(option == "leaky"),
-        span_masks(option == "span"),
+        composed_masks(option == "hfmask"),
         hf_optimizer(name.endswith(HFOPT)),
     ):
         trainer.train()

@@ -256,40 +256,54 @@ def test_bench_packing_tiny_shape(tmp_path, monkeypatch):
         assert r["tokens_per_step"] > 0 and r["s_per_step"] > 0
 
 
-@pytest.mark.parametrize("kind", MODELS)
-@pytest.mark.parametrize("policy", POLICIES)
-def test_flex_block_mask_equals_the_dense_mask(policy, kind, monkeypatch):
-    """flex_attention (GPU only) gets a BlockMask; its mask function, evaluated densely on CPU,
-    is the sdpa mask the equality test above proves (uncompiled here: compiling costs ~15 s)."""
+@pytest.fixture
+def uncompiled_block_masks(monkeypatch):
+    """BlockMasks built uncompiled, by HF's builders and by packing's (compiling costs ~15 s on
+    a CPU; the mask is the same)."""
     from torch.nn.attention import flex_attention
     from transformers import masking_utils
 
     build = flex_attention.create_block_mask
-    monkeypatch.setattr(
-        masking_utils, "create_block_mask", lambda **kw: build(**{**kw, "_compile": False})
-    )
+
+    def uncompiled(*args, **kw):
+        return build(*args, **{**kw, "_compile": False})
+
+    monkeypatch.setattr(masking_utils, "create_block_mask", uncompiled)
+    monkeypatch.setattr(flex_attention, "create_block_mask", uncompiled)
+
+
+@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("policy", POLICIES)
+def test_flex_block_mask_equals_the_dense_mask(policy, kind, uncompiled_block_masks):
+    """flex_attention (GPU only) gets a BlockMask of key spans (packing.key_spans); its mask
+    function, evaluated densely on CPU, is the sdpa mask the equality test above proves, and the
+    BlockMask HF's builders compose (packing.composed_mask): several rows, pads, windows."""
+    from torch.nn.attention import flex_attention
+
     model = tiny_model("sdpa", kind)
-    batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples())
+    batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples(9))
+    rows, width = batch["input_ids"].shape
+    assert rows > 1 and bool((batch[packing.SEQ_IDS] == -1).any())
     dense = packing.packed_mask(model, batch, policy, torch.float32)
     model.config._attn_implementation = "flex_attention"
+
+    def evaluated(block_mask):
+        return flex_attention.create_mask(block_mask.mask_mod, rows, None, width, width, "cpu")
+
     block_mask = packing.packed_mask(model, batch, policy, torch.float32)
-    rows, width = batch["input_ids"].shape
-    got = flex_attention.create_mask(block_mask.mask_mod, rows, None, width, width, device="cpu")
-    assert dense.dtype == torch.bool and torch.equal(got, dense)
+    assert dense.dtype == torch.bool and torch.equal(evaluated(block_mask), dense)
+    composed = packing.composed_mask(model.config, batch, policy, torch.float32)
+    assert torch.equal(evaluated(composed), dense)
+    # the same blocks skipped, partial and full
+    for attr in ("kv_num_blocks", "full_kv_num_blocks"):
+        assert torch.equal(getattr(block_mask, attr), getattr(composed, attr)), attr
 
 
-def test_packed_mask_blocks_counts_the_non_empty_tiles(monkeypatch):
+def test_packed_mask_blocks_counts_the_non_empty_tiles(monkeypatch, uncompiled_block_masks):
     """bench/packed_mask_blocks.py (cited by bench/results/mfu_h100.md): its BlockMask block counts
     equal the non-empty 128 x 128 tiles of each policy's dense mask, written out here."""
     from pathlib import Path
 
-    from torch.nn.attention import flex_attention
-    from transformers import masking_utils
-
-    build = flex_attention.create_block_mask
-    monkeypatch.setattr(
-        masking_utils, "create_block_mask", lambda **kw: build(**{**kw, "_compile": False})
-    )
     monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "bench"))
     import packed_mask_blocks as pmb
 
@@ -311,33 +325,3 @@ def test_packed_mask_blocks_counts_the_non_empty_tiles(monkeypatch):
         non_empty = int(padded.view(tiles, 128, tiles, 128).any(3).any(1).sum())
         m = packing.packed_mask(config, batch, policy, torch.bfloat16)
         assert int(m.kv_num_blocks.sum() + m.full_kv_num_blocks.sum()) == non_empty, policy
-
-
-@pytest.mark.parametrize("policy", POLICIES)
-def test_span_mask_experiment_is_the_packed_mask(policy, monkeypatch):
-    """bench/bench_packing.py's -span rows time the packed flex mask written as one key span per
-    query; it must be the mask packing.packed_mask builds, pads and several rows included."""
-    from pathlib import Path
-
-    from torch.nn.attention import flex_attention
-    from transformers import masking_utils
-
-    build = flex_attention.create_block_mask
-    monkeypatch.setattr(
-        masking_utils, "create_block_mask", lambda **kw: build(**{**kw, "_compile": False})
-    )
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "bench"))
-    import bench_packing
-
-    model = tiny_model("flex_attention")
-    batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples(9))
-    rows, width = batch["input_ids"].shape
-    assert rows > 1 and bool((batch[packing.SEQ_IDS] == -1).any())  # pads and several rows
-
-    def dense(block_mask):
-        return flex_attention.create_mask(block_mask.mask_mod, rows, None, width, width, "cpu")
-
-    want = dense(packing.packed_mask(model, batch, policy, torch.float32))
-    with bench_packing.span_masks(True):
-        got = dense(packing.packed_mask(model, batch, policy, torch.float32))
-    assert torch.equal(got, want)

@@ -6,13 +6,22 @@ step: the sampler's permutation does not depend on the batch size) and :class:`P
 lays them end to end into rows of at most ``packing_row_tokens`` tokens. Each example keeps its
 own position ids (0, 1, ...) and its own attention: :func:`packed_forward_kwargs` builds the mask
 "same example AND the policy", through transformers' ``masking_utils`` builders, so it comes in
-the backend's format (additive float for eager, bool for sdpa, a sparse ``BlockMask`` for
-flex_attention, which skips the blocks between examples). The policies keep their one definition
-in :mod:`ablate.mask.masks`; per example they read:
+the backend's format (additive float for eager, bool for sdpa). The policies keep their one
+definition in :mod:`ablate.mask.masks`; per example they read:
 
 - ``causal``: causal;
 - ``prefill_bidir``: every token of the example attends to every token of the example;
 - ``prefix_bidir``: prompt tokens of the example attend to each other, the rest causally.
+
+For flex_attention the same mask is a sparse ``BlockMask`` (it skips the blocks between
+examples) written as one key span per query, ``lo[q] <= kv <= hi[q]`` (:func:`key_spans`): an
+example is one contiguous run of its row and its prompt a run at its start, so every policy, with
+or without a sliding window, is a span. flex evaluates the mask function on every partially
+masked block, nearly all of them in packed rows, and HF's composition (an and-mask over example
+ids, for the bidirectional policies an or-mask over block ids) loads by key as well as by query:
+on the seed's packed step it made prefix_bidir's attention 1.25-1.29x causal's (spans: 1.07x)
+(bench/results/mfu_h100.md, section 5). Tests prove the span mask equal to the composed one
+(tests/mask/test_packing.py).
 
 The first token of every example has label -100, so no example is trained to predict the next
 one's first token; the loss of every row is divided by the response tokens of the whole step (the
@@ -129,6 +138,65 @@ def _same_example(seq_ids: torch.Tensor):
     return inner
 
 
+def _run_bounds(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last index of the run of equal values of ``x`` (rows, width) around each
+    position."""
+    idx = torch.arange(x.shape[-1], device=x.device).expand_as(x)
+    starts = torch.ones_like(x, dtype=torch.bool)
+    starts[:, 1:] = x[:, 1:] != x[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, idx, 0).cummax(-1).values
+    last = torch.where(ends, idx, x.shape[-1]).flip(-1).cummin(-1).values.flip(-1)
+    return first, last
+
+
+def key_spans(
+    batch: dict[str, torch.Tensor], policy: str, window: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``lo, hi`` (rows, width): under ``policy`` a query ``q`` of a packed batch sees exactly the
+    keys ``lo[q] <= kv <= hi[q]`` of its row; ``window``: a sliding-window layer's, with HF's
+    bounds (causal ``q - kv < window``; prefill_bidir's block ``|q - kv| <= window``; the prompt
+    block of prefix_bidir ``|q - kv| < window``, as :func:`ablate.mask.masks._windowed_prompt_block`).
+    Pads (example id -1) are one run per row and, as under HF's block overlay, causal."""
+    seq_ids = batch[SEQ_IDS]
+    lo, last = _run_bounds(seq_ids)
+    q = torch.arange(seq_ids.shape[-1], device=seq_ids.device).expand_as(seq_ids)
+    # the window below each query: one key more for prefill_bidir's inclusive bound
+    reach = None if window is None else torch.full_like(q, window - 1)
+    if policy == "causal":
+        hi = q
+    elif policy == "prefill_bidir":
+        real = seq_ids >= 0
+        hi = torch.where(real, last, q)
+        reach = None if window is None else torch.where(real, window, window - 1)
+    else:  # prefix_bidir: a prompt token also sees the rest of its prompt
+        prompt = batch[PROMPT_MASK]
+        # non-prompt positions get values of their own, so a prompt's run ends with it
+        _, prompt_last = _run_bounds(torch.where(prompt, seq_ids, -2 - q))
+        hi = torch.where(prompt, prompt_last, q)
+    if reach is not None:
+        lo = torch.maximum(lo, q - reach)
+        hi = torch.minimum(hi, q + reach)
+    return lo, hi
+
+
+def _span_block_mask(batch: dict[str, torch.Tensor], policy: str, window: int | None):
+    """flex_attention's ``BlockMask`` of :func:`key_spans` (built compiled, as HF builds its own:
+    no dense rows x width x width mask)."""
+    from torch.nn.attention import flex_attention
+
+    lo, hi = key_spans(batch, policy, window)
+
+    def mask_mod(batch_idx, head_idx, q_idx, kv_idx):
+        return (kv_idx >= lo[batch_idx, q_idx]) & (kv_idx <= hi[batch_idx, q_idx])
+
+    rows, width = lo.shape
+    return flex_attention.create_block_mask(
+        mask_mod, rows, None, width, width, device=lo.device, _compile=True
+    )
+
+
 def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: str, dtype):
     """The attention mask of a packed batch under ``policy``, in the backend's format (a dict by
     layer type for configs that alternate full and sliding-window layers)."""
@@ -140,6 +208,28 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
             f"packing: true needs attn_implementation in {', '.join(PACKED_BACKENDS)} "
             f"(an explicit per-example mask); the model runs {impl!r}"
         )
+    if impl == "flex_attention":
+        return _by_layer_type(
+            config,
+            lambda sliding: _span_block_mask(
+                batch, policy, config.sliding_window if sliding else None
+            ),
+        )
+    return composed_mask(config, batch, policy, dtype)
+
+
+def _by_layer_type(config, build):
+    """``build(sliding)`` per layer type: one mask, or a dict by type where full and
+    sliding-window layers alternate."""
+    layer_types = sorted(set(getattr(config, "layer_types", None) or []))
+    if len(layer_types) > 1:
+        return {lt: build(masks._is_sliding(config, lt)) for lt in layer_types}
+    return build(masks._is_sliding(config, layer_types[0] if layer_types else None))
+
+
+def composed_mask(config: Any, batch: dict[str, torch.Tensor], policy: str, dtype):
+    """:func:`packed_mask` through transformers' mask builders, whatever the backend (the eager
+    and sdpa one; for flex_attention the composed twin of :func:`key_spans`)."""
     seq_ids = batch[SEQ_IDS]
     # bidirectional blocks: a whole example (prefill_bidir) or its prompt (prefix_bidir)
     block_ids = None
@@ -160,8 +250,8 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
         and_mask_function=_same_example(seq_ids),
     )
 
-    def build(layer_type: str | None):
-        if masks._is_sliding(config, layer_type):
+    def build(sliding: bool):
+        if sliding:
             overlay, w = None, config.sliding_window
             if policy == "prefill_bidir":  # as unpacked: HF's inclusive window, |q - kv| <= w
                 block = masking_utils.blockwise_overlay(block_ids)
@@ -175,10 +265,7 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
         overlay = None if block_ids is None else masking_utils.blockwise_overlay(block_ids)
         return masking_utils.create_causal_mask(**common, or_mask_function=overlay)
 
-    layer_types = sorted(set(getattr(config, "layer_types", None) or []))
-    if len(layer_types) > 1:
-        return {lt: build(lt) for lt in layer_types}
-    return build(layer_types[0] if layer_types else None)
+    return _by_layer_type(config, build)
 
 
 def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: str) -> dict:
