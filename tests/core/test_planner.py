@@ -685,9 +685,10 @@ def test_full_run_writes_the_plan_last_with_every_actual(embedded_run):
     # every job ran here (the local setup) and has its actual job time and the error
     assert sorted(ran["job"]) == sorted(jobs["job"].unique())
     assert ran["actual_s"].notna().all() and ran["error_pct"].notna().all()
-    for _, r in ran.iterrows():
-        bench = r["actual_source"].removeprefix("benchmark ")
-        secs = benchmark_seconds(wd / bench)
+    # each job's actual is its Snakemake benchmark file
+    benchmarks = [wd / s.removeprefix("benchmark ") for s in ran["actual_source"]]
+    for (_, r), bench in zip(ran.iterrows(), benchmarks, strict=True):
+        secs = benchmark_seconds(bench)
         assert r["actual_s"] == pytest.approx(round(secs, 1), abs=1e-6)  # the CSV keeps 0.1 s
         assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - secs) / secs, abs=0.1)
     local = ran["setup"].iloc[0]
@@ -701,10 +702,9 @@ def test_full_run_writes_the_plan_last_with_every_actual(embedded_run):
     # compared against the forecast frozen before the stages ran
     est = pd.read_csv(wd / "results/plan/estimate.csv")
     assert t["est_job_s"].equals(est["est_job_s"])
-    # written last: after every planned job ended (Snakemake writes a job's benchmark file, its
-    # actual, when it ends). Only the planned studies' jobs: the default config runs the bridge
-    # too, unplanned, and its jobs may still run when the plan is written.
-    benchmarks = [wd / s.removeprefix("benchmark ") for s in ran["actual_source"]]
+    # written last: after every planned job ended (Snakemake writes a job's benchmark file when
+    # it ends). Only the planned studies' jobs: the default config runs the bridge too, unplanned,
+    # and its jobs may still run when the plan is written.
     assert max(f.stat().st_mtime for f in benchmarks) <= (wd / "results/plan.csv").stat().st_mtime
     # up to date for the default target; asked for alone it reads the stages instead of
     # depending on them, a different input list: Snakemake rewrites the plan, and only the plan
