@@ -189,3 +189,33 @@ def test_exceeds_on_a_perfect_score_is_not_degenerate(monkeypatch):
     hide_scipy(monkeypatch)
     assert stats.exceeds(x, 0.6).p_value == pytest.approx(with_scipy.p_value, rel=1e-9)
     assert 1e-5 < with_scipy.p_value < 1e-3
+
+
+# P(Z > z) and its natural log, from mpmath (dps=40): mpmath.ncdf(-z), mpmath.log of it
+NORMAL_TAILS = [
+    (8.5, 9.4795348222033184e-18, -39.197396428217669),
+    (18.5, 1.032369868956329e-76, -174.96461006454661),
+    (40.0, None, -804.60844201375379),  # 3.6558935409150297e-350: below the smallest float
+]
+
+
+@pytest.mark.parametrize(("z", "tail", "log_tail"), NORMAL_TAILS)
+def test_normal_tails_match_a_reference_far_out(z, tail, log_tail):
+    assert stats.log_normal_sf(z) == pytest.approx(log_tail, rel=1e-12)
+    p = stats.normal_sf(z)
+    assert p > 0  # NormalDist().cdf(-z) gave 0.0 from z = 8.5
+    if tail is not None:
+        assert p == pytest.approx(tail, rel=1e-12, abs=0)
+    else:  # an upper bound, printed as the floor
+        assert p == 5e-324 and stats.p_text(p) == "p<1e-300"
+
+
+def test_z_tests_give_the_true_tail_not_zero():
+    # a pooled claim at z = 18.5 stored p = 0.0 and printed "p<1e-300"
+    x = np.tile([1.0, 0.0], 5000) + 0.25  # not 0/1 (the z form), mean 0.75
+    se = 0.5 / math.sqrt(9999)  # sample sd 0.5 * sqrt(n / (n - 1)), over sqrt(n)
+    r = stats.exceeds(x, 0.75 - 18.5 * se)
+    assert r.p_value == pytest.approx(1.032369868956329e-76, rel=1e-9, abs=0)
+    nz = stats.from_stderr(0.0, 0.01 / math.sqrt(2), 0.085, 0.01 / math.sqrt(2))
+    assert nz.p_value == pytest.approx(2 * 9.4795348222033184e-18, rel=1e-9, abs=0)
+    assert stats.p_text(nz.p_value) == "p=1.9e-17"
