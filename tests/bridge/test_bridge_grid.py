@@ -98,6 +98,13 @@ def test_an_override_equal_to_the_defaults_is_a_duplicate(bridge):
         ({"early_stopping": False}, {"early_stopping": False, "patience": 9}),  # inert
         ({"kl_weight": 0}, {"kl_weight": 0.0, "kl_positions": 5, "kl_after_warmup": False}),
         ({"infonce_weight": 0}, {"infonce_weight": 0, "infonce_temperature": 0.5}),
+        # steps start at 1: after 0 warmup steps is every step
+        ({"warmup_steps": 0}, {"warmup_steps": 0, "kl_after_warmup": False}),
+        # no evaluation before the last step (160) can stop the run
+        ({"eval_every": 160}, {"eval_every": 160, "early_stopping": False}),
+        ({"eval_every": 200, "patience": 5}, {"eval_every": 200}),
+        # evaluations at 40, 80, 120 inside the run: 3 without improvement at most
+        ({"patience": 4}, {"early_stopping": False}),
         ({"model_dtype": "float32"}, {"model_dtype": "auto"}),  # auto on a CPU-only study
     ],
 )

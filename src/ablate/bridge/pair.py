@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ablate.bridge import evaluate, models, parallel, world
+from ablate.bridge import evaluate, models, parallel, switches, world
 from ablate.core.training import params as training_params
 from ablate.core.training.params import IGNORE_INDEX
 
@@ -144,8 +144,7 @@ class Pair:
         parts = {"nll": parallel.mean_value(nll)}
         total = nll
         prompts = [self.prompt_ids(i) for i in items]
-        kl_on = p["kl_weight"] > 0 and (not p["kl_after_warmup"] or step > p["warmup_steps"])
-        if kl_on:
+        if step in switches.kl_steps(p):
             kl = self._kl(student, labels, items, prompts, answers, teacher)
             total = total + p["kl_weight"] * kl
             parts["kl"] = parallel.mean_value(kl)

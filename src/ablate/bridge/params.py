@@ -35,16 +35,6 @@ def validate_arch(arch: dict[str, Any], where: str = "bridge") -> None:
         raise TranslatorConfigError(f"{where}.dropout must be in [0, 1), got {arch['dropout']!r}")
 
 
-#: Parameters that do nothing while another has a value: key -> (the other key, that value).
-#: The resolved configuration resets them to their defaults, so they never make a new run.
-INERT_WHEN = {
-    "patience": ("early_stopping", False),
-    "kl_positions": ("kl_weight", 0.0),
-    "kl_after_warmup": ("kl_weight", 0.0),
-    "infonce_temperature": ("infonce_weight", 0.0),
-}
-
-
 @functools.cache
 def schema() -> dict[str, Any]:
     import yaml
@@ -88,7 +78,10 @@ def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, A
 
 def canonical(p: dict[str, Any]) -> dict[str, Any]:
     """Valid params in one spelling: numbers by their schema type (``0`` and ``0.0`` of a
-    ``number`` are 0.0, ``2.0`` of an ``integer`` is 2), inert parameters at their defaults."""
+    ``number`` are 0.0, ``2.0`` of an ``integer`` is 2), switches that cannot act reset
+    (:func:`ablate.bridge.switches.canonical`)."""
+    from ablate.bridge import switches
+
     props = schema()["properties"]
     out = dict(p)
     for key, value in out.items():
@@ -97,7 +90,4 @@ def canonical(p: dict[str, Any]) -> dict[str, Any]:
             out[key] = float(value)
         elif kind == "integer" and isinstance(value, float) and value.is_integer():
             out[key] = int(value)
-    for key, (other, value) in INERT_WHEN.items():
-        if out[other] == value:
-            out[key] = props[key]["default"]
-    return out
+    return switches.canonical(out, defaults())

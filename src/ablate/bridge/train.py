@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablate.bridge import models, parallel, world
+from ablate.bridge import models, parallel, switches, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
@@ -158,7 +158,8 @@ class _Evaluations:
             f"[{self.label}] eval step {at}: bridged accuracy {acc['accuracy']:.3f} "
             f"(F1 {acc['f1']:.3f}); best {best['accuracy']:.3f} at step {best['step']}"
         )
-        return self.p["early_stopping"] and self.bad_evals >= self.p["patience"]
+        patience = switches.stop_patience(self.p)
+        return patience is not None and self.bad_evals >= patience
 
 
 def _log_step(label: str, step: int, p: dict[str, Any], out: Step, lr: float, t0: float) -> None:

@@ -1,0 +1,75 @@
+"""What the training loop's switches do, given the other settings: the one place the loop
+(:mod:`ablate.bridge.pair`, :mod:`ablate.bridge.train`) and the run identity
+(:func:`ablate.bridge.params.canonical`) read them.
+
+A switch (:data:`SWITCHES`) is a parameter only this module reads. Its effect on a run is
+:func:`behaviour`; two settings of the switches with one behaviour train alike, so the identity
+keeps one of them (:func:`canonical`): a setting that cannot act never splits a run. A new switch
+read here enters :func:`behaviour` and is reset with the others; nothing else to list.
+
+Torch-free: the Snakefile resolves every grid entry at parse time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+#: The parameters read only here (a test checks no other bridge module reads them).
+SWITCHES = ("kl_after_warmup", "kl_positions", "early_stopping", "patience", "infonce_temperature")
+
+
+def kl_steps(p: dict[str, Any]) -> range:
+    """The optimizer steps (counted from 1) whose loss has the KL term: with ``kl_after_warmup``
+    those after ``warmup_steps``, so with ``warmup_steps: 0`` all of them, as without it."""
+    if p["kl_weight"] <= 0:
+        return range(0)
+    first = p["warmup_steps"] + 1 if p["kl_after_warmup"] else 1
+    return range(first, p["steps"] + 1)
+
+
+def stop_patience(p: dict[str, Any]) -> int | None:
+    """Evaluations without a better accuracy that end the training early, or None where that
+    cannot happen: early stopping is off, or fewer evaluations than ``patience`` fall before the
+    last step (only an evaluation at step k x ``eval_every`` < ``steps`` can stop the loop, and
+    the first, at step 0, always improves on nothing)."""
+    can_stop_at = (p["steps"] - 1) // p["eval_every"]  # evaluations strictly inside the run
+    if not p["early_stopping"] or p["patience"] > can_stop_at:
+        return None
+    return p["patience"]
+
+
+def behaviour(p: dict[str, Any]) -> dict[str, Any]:
+    """Everything the switches change in a run: equal behaviours, equal trainings."""
+    kl = kl_steps(p)
+    return {
+        "kl_steps": (kl.start, kl.stop) if kl else None,
+        "kl_positions": p["kl_positions"] if kl else None,
+        "stop_patience": stop_patience(p),
+        "infonce_temperature": p["infonce_temperature"] if p["infonce_weight"] > 0 else None,
+    }
+
+
+def canonical(p: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``p`` with its switches set to one representative of its behaviour: among the settings
+    of the same behaviour (each switch at its value, its default, or a boolean's negation), the
+    one with the fewest non-boolean and then boolean switches off their defaults. A setting that
+    cannot act is thus reset (``patience`` with ``early_stopping: false``), and a boolean that
+    cannot act is turned off where that frees another (``early_stopping`` that can never stop
+    leaves ``patience`` inert)."""
+    target = behaviour(p)
+    options = [
+        dict.fromkeys([defaults[k], p[k], *((not p[k],) if isinstance(p[k], bool) else ())])
+        for k in SWITCHES
+    ]
+
+    def cost(q: dict[str, Any]) -> tuple[int, int]:
+        off = [k for k in SWITCHES if q[k] != defaults[k]]
+        return sum(not isinstance(q[k], bool) for k in off), len(off)
+
+    best = p
+    for values in itertools.product(*options):
+        q = {**p, **dict(zip(SWITCHES, values, strict=True))}
+        if cost(q) < cost(best) and behaviour(q) == target:
+            best = q
+    return best
