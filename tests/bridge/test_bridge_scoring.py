@@ -94,3 +94,75 @@ def test_gsm8k_numbers_are_compared_exactly():
     assert scoring.score("gsm8k", "#### 0.30000000000000001", "0.3")["correct"] is False
     assert scoring.score("gsm8k", "#### 1,000", "1000.0")["correct"] is True
     assert scoring.same_number("-0", "0") and not scoring.same_number("1.2.3", "1.2")
+
+
+# the guard's spellings as a product: cue words x separators x number spellings
+CUE_WORDS = ["####", "answer", "Answer", "ANSWER", "answers", "the answer", "The final answer",
+             "so the result", "solution"]  # fmt: skip
+SEPARATORS = ["{c}: {n}", "{c}:{n}", "{c} : {n}", "{c} = {n}", "{c}={n}", "{c} - {n}",
+              "{c} \u2013 {n}", "{c} is {n}", "{c} is: {n}", "{c} are {n}", "{c} ({n})",
+              "{c}: ${n}", "{c} is {n}.", "{c}:\n{n}"]  # fmt: skip
+SPELLINGS = {
+    "1": ["1", "1.0", "one", "One"],
+    "21": ["21", "twenty-one", "twenty one"],
+    "1234": ["1234", "1,234", "1 234", "1\u202f234", "1234.00"],
+    "-5": ["-5", "\u22125", "-5.0", "minus five"],
+}
+NEAR_MISSES = {
+    "1": ["10", "1.5", "-1", "21", "eleven", "one hundred"],
+    "21": ["2", "211", "twenty", "twenty-two"],
+    "1234": ["123", "12345", "1,2345", "1 2345"],
+    "-5": ["5", "-55", "five", "-5.5"],
+}
+
+
+def _refused(gold: str, text: str) -> bool:
+    try:
+        evaluate.check_no_gold("gsm8k", _item(gold), {"prompt": text})
+    except evaluate.GoldLeakError:
+        return True
+    return False
+
+
+def _guard_misses(spellings: dict[str, list[str]], refused: bool) -> list[str]:
+    wrong = []
+    for gold, written in spellings.items():
+        for cue, sep, n in itertools.product(CUE_WORDS, SEPARATORS, written):
+            text = QUESTION.replace("How many", sep.format(c=cue, n=n) + " How many")
+            if _refused(gold, text) != refused:
+                wrong.append(f"gold {gold}: {sep.format(c=cue, n=n)!r}")
+    return wrong
+
+
+def test_every_cue_separator_and_spelling_of_the_gold_is_refused():
+    assert _guard_misses(SPELLINGS, refused=True) == []
+
+
+def test_a_cued_other_number_passes():
+    assert _guard_misses(NEAR_MISSES, refused=False) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("Tom had 3 pens, lost 2, so the result = 1\nHow many pens?", True),  # no solution line
+        ("so 3 - 2 = 1.\nAnswer:", True),
+        ("so 3 - 2 = 1 more than before.\nAnswer:", False),  # "= 1" inside a sentence
+        ("so 3 - 2 = 10\nAnswer:", False),
+    ],
+)
+def test_equals_the_gold_at_the_end_of_a_line(text, refused):
+    assert _refused("1", text) == refused
+
+
+@pytest.mark.parametrize(
+    ("gold", "text"),
+    [("1,234", "Context: c\nAnswer: 1234"), ("1234", "answer: 1,234"), ("U.S.A.", "answer is USA")],
+)
+def test_qa_guard_refuses_what_the_scorer_counts_as_exact(gold, text):
+    """One normalisation: what the scorer calls an exact match of the gold is a leak."""
+    item = {"id": "qa-2", "question": "q", "context": "c", "answer": gold}
+    said = text.split("nswer", 1)[1].lstrip(":").replace("is", "", 1).strip()
+    assert scoring.score("qa", said, gold)["correct"]
+    with pytest.raises(evaluate.GoldLeakError, match="qa-2"):
+        evaluate.check_no_gold("qa", item, {"prompt": text})

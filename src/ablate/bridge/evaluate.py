@@ -5,20 +5,19 @@ One place builds every input of the study, so the seed's evaluation faults canno
 - the **gold-leak guard**: before any generation, :func:`check_no_gold` decodes the token ids each
   model is actually about to read (the source's input, the target's text input) and refuses with
   :class:`GoldLeakError`, naming the item, when the gold answer is in them (the worked solution
-  or one of its steps, spacing and thousands separators aside; the gold number after ``####``,
-  ``answer:`` or ``answer is`` in any spacing and case, compared as a number);
+  or one of its steps, the gold given as the answer in any of the spellings
+  :mod:`ablate.bridge.leak` lists);
 - **latent inputs** are ``<s>`` + K soft tokens + ``Answer:`` and nothing else
   (:func:`latent_target_ids`): the question reaches the target only through the soft tokens.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 
-from ablate.bridge import scoring, world
+from ablate.bridge import leak, scoring, world
 from ablate.core import generation
 
 
@@ -26,66 +25,10 @@ class GoldLeakError(RuntimeError):
     pass
 
 
-# A thousands separator between digits ("1,234"): removed, so the gold 1234 is found either way.
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-# A number given as the answer: after "####", "answer:", "answer =" or "answer is(:)", any spacing
-# and case ("####1", "answer:1", "The answer is 1."); compared with the gold as a number.
-_CUED_NUMBER = re.compile(r"(?:####|\banswer\s*(?::|=|is\b\s*:?))\s*\$?\s*(-?\d+(?:\.\d+)?)(?!\d)")
-
-
-def _squash(s: str) -> str:
-    """Lower case, no thousands separators, no whitespace: "3 + 4 = 7" and "3+4=7" are one text."""
-    return "".join(_THOUSANDS.sub("", s.lower()).split())
-
-
-def _step_strings(kind: str, item: dict[str, Any]) -> list[str]:
-    """The GSM8K worked solution and each of its steps (lines with '=')."""
-    if kind != "gsm8k":
-        return []
-    solution = str(item["answer"]).strip()
-    return [solution, *(ln.strip() for ln in solution.splitlines() if "=" in ln)]
-
-
-def _has_step(hay: str, step: str) -> bool:
-    """``step`` in ``hay`` (both squashed); a number at either end must end there ("=2" is not
-    in "=2.5" nor in "=25")."""
-    needle = _squash(step)
-    if not needle:
-        return False
-    left = r"(?<![\d.])" if needle[0].isdigit() else ""
-    right = r"(?!\.?\d)" if needle[-1].isdigit() else ""
-    return re.search(left + re.escape(needle) + right, hay) is not None
-
-
-def _qa_norm(s: str) -> str:
-    """SQuAD normalisation with punctuation read as a space ("answer:france" has two words)."""
-    return scoring.normalize_answer(re.sub(r"[^\w\s]", " ", s))
-
-
-def leaked(kind: str, item: dict[str, Any], text: str) -> str | None:
-    """What in ``text`` gives the gold answer away (a description), else None."""
-    gold = scoring.gold_answer(kind, item)
-    squashed = _squash(text)
-    for step in _step_strings(kind, item):
-        if _has_step(squashed, step):
-            return step
-    if kind == "gsm8k":
-        if gold == scoring.INVALID:
-            return None
-        for m in _CUED_NUMBER.finditer(_THOUSANDS.sub("", text.lower())):
-            if scoring.same_number(m.group(1), gold):
-                return m.group(0)
-        return None
-    # QA: a context may name the answer (HotpotQA's does); "Answer: <gold>" may not
-    hay, ng = _qa_norm(text), _qa_norm(gold)
-    m = ng and re.search(rf"\banswer (?:is )?{re.escape(ng)}\b", hay)
-    return m.group(0) if m else None
-
-
 def check_no_gold(kind: str, item: dict[str, Any], fed: dict[str, str]) -> None:
     """Raise :class:`GoldLeakError` if any input text of ``fed`` gives the gold answer away."""
     for where, text in fed.items():
-        found = leaked(kind, item, text)
+        found = leak.leaked(kind, item, text)
         if found is not None:
             raise GoldLeakError(
                 f"gold leak: item {item.get('id')!r}: its gold answer ({found!r}) appears in the "
