@@ -164,9 +164,38 @@ def test_the_key_covers_inputs_params_code_and_packages(tmp_path, monkeypatch):
     assert key(scripts=scripts) == base
     (scripts / "finetune.py").write_text("# edited\n", encoding="utf-8")
     assert key(scripts=scripts) != base
-    versions = provenance.package_versions()
-    monkeypatch.setattr(runcache, "package_versions", lambda: {**versions, "torch": "0.0"})
-    assert key() != base
+    versions = provenance.runtime_packages()
+    for name in ("torch", "tokenizers", "safetensors", "tiktoken"):  # tokenizers: every mask job
+        monkeypatch.setattr(runcache, "runtime_packages", lambda n=name: {**versions, n: "0.0"})
+        assert key() != base, name
+
+
+def test_the_key_covers_every_distribution_a_job_can_import():
+    """Every third-party module the library and the job scripts import is of a distribution in
+    the key (derived from the requirements, so a new dependency enters by itself)."""
+    import ast
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    keyed = provenance.runtime_packages()
+    assert {"tokenizers", "safetensors", "tiktoken", "lm-eval", "torch"} <= set(keyed)
+    owners = metadata.packages_distributions()
+    files = [*(REPO / "src" / "ablate").rglob("*.py"), *(REPO / "workflow" / "scripts").rglob("*.py")]
+    imported = set()
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"ablate"}
+    missing = {
+        m: owners.get(m)
+        for m in sorted(third_party)
+        if not any(canonicalize_name(d) in keyed for d in owners.get(m, []))
+    }
+    assert missing == {}
 
 
 def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):

@@ -11,6 +11,7 @@ checkout must show as ``dirty``. The rules name that folder in ``$ABLATE_WORKFLO
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -119,6 +120,46 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
             except metadata.PackageNotFoundError:
                 out[name] = None
     return out
+
+
+#: Extras of ``ablate`` whose packages no job runs: the test tools.
+NON_RUNTIME_EXTRAS = frozenset({"test"})
+
+
+@functools.cache
+def runtime_packages(root: str = "ablate") -> dict[str, str | None]:
+    """Name -> version of ``root`` and of every distribution its requirements need, transitively
+    (its runtime extras included, markers evaluated here): what a job can import, so what the
+    run cache's key covers. Derived from the installed metadata, so a new dependency of the
+    project, or a new dependency of a dependency, enters by itself; a required distribution that
+    is not installed is None. Without ``root`` installed: every installed distribution."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    dists = {}
+    for d in metadata.distributions():
+        dists.setdefault(canonicalize_name(d.metadata["Name"] or ""), d)
+    if canonicalize_name(root) not in dists:
+        return {name: d.version for name, d in sorted(dists.items())}
+    root_extras = set(dists[canonicalize_name(root)].metadata.get_all("Provides-Extra") or [])
+    out: dict[str, str | None] = {}
+    todo, seen = [(root, frozenset(root_extras - NON_RUNTIME_EXTRAS))], set()
+    while todo:
+        name, extras = todo.pop()
+        if (key := (canonicalize_name(name), extras)) in seen:
+            continue
+        seen.add(key)
+        d = dists.get(key[0])
+        out[key[0]] = d.version if d else None
+        for text in (d.requires or []) if d else []:
+            marker = text.partition(";")[2]
+            if not extras and "extra" in marker and " or " not in marker:  # a fast skip
+                continue
+            req = Requirement(text)
+            env = [{"extra": e} for e in (*extras, "")]
+            if req.marker is None or any(req.marker.evaluate(e) for e in env):
+                todo.append((req.name, frozenset(req.extras)))
+    return dict(sorted(out.items()))
 
 
 # Instruction-set extensions that change which float kernels run (and so the low bits of results).

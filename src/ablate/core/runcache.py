@@ -4,8 +4,9 @@ restored instead of recomputed when a job with the same key runs again (config k
 The key (:func:`key_parts` of a job's :func:`job_spec`, :func:`key_of`) covers the rule and its
 wildcards, the job's params (its config slice),
 the content of every declared input (:func:`ablate.core.provenance.fingerprint_path`), the code
-(every module of the ``ablate`` package and every job script of ``workflow/scripts/``) and the versions of the packages
-that compute a result (:data:`ablate.core.provenance.PACKAGES`). Hardware is not in it: a result
+(every module of the ``ablate`` package and every job script of ``workflow/scripts/``) and the version
+of every distribution a job can import (:func:`ablate.core.provenance.runtime_packages`: ``ablate``'s
+requirements, transitively, from the installed metadata). Hardware is not in it: a result
 made on another machine is reused, and its provenance still names that machine.
 
 An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
@@ -32,9 +33,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ablate.core.provenance import canonical_json, fingerprint_path, package_versions
+from ablate.core.provenance import canonical_json, fingerprint_path, runtime_packages
 
-FORMAT = 1  # raise when the key or the entry layout changes: old entries are then never matched
+FORMAT = 2  # raise when the key or the entry layout changes: old entries are then never matched
 MANIFEST = "manifest.json"
 OUTPUTS = "outputs"
 REFUSED = "refused"
@@ -117,7 +118,7 @@ def key_parts(
         "params": params,
         "inputs": [fingerprint_path(path) for path in inputs],
         "code": code_hash(scripts),
-        "packages": package_versions(),
+        "packages": runtime_packages(),
     }
 
 
