@@ -181,7 +181,10 @@ def test_the_key_covers_every_distribution_a_job_can_import():
     keyed = provenance.runtime_packages()
     assert {"tokenizers", "safetensors", "tiktoken", "lm-eval", "torch"} <= set(keyed)
     owners = metadata.packages_distributions()
-    files = [*(REPO / "src" / "ablate").rglob("*.py"), *(REPO / "workflow" / "scripts").rglob("*.py")]
+    files = [
+        *(REPO / "src" / "ablate").rglob("*.py"),
+        *(REPO / "workflow" / "scripts").rglob("*.py"),
+    ]
     imported = set()
     for f in files:
         for node in ast.walk(ast.parse(f.read_text())):
