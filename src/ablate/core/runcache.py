@@ -260,11 +260,30 @@ def _restore_marker(outputs: list[Path], entry: str, manifest: dict[str, Any]) -
     return marker
 
 
+def check_inputs(inputs: Iterable[str | os.PathLike]) -> None:
+    """Check the declared inputs as the job would before it reads them: each checkpoint folder
+    (a hash manifest, or this pipeline's marker) by the loaders' own check, every file's sha256
+    against its manifest (:func:`ablate.core.checkpoint.check_before_load`). The key takes a
+    checkpoint's hashes from its manifest after a size check only, so without this a same-size
+    corruption would be restored over, where the job fails; raises the job's
+    :class:`~ablate.core.checkpoint.CheckpointError`."""
+    from ablate.core import checkpoint
+
+    for path in inputs:
+        if Path(path).is_dir():
+            checkpoint.check_before_load(path)
+
+
 def restore(
-    cache: Path, parts: dict[str, Any], outputs: list[Path], where: str | None = None
+    cache: Path,
+    parts: dict[str, Any],
+    outputs: list[Path],
+    where: str | None = None,
+    inputs: Iterable[str | os.PathLike] = (),
 ) -> dict | None:
-    """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest;
-    the restore marker, or None (no entry, or a refused one: the job then runs)."""
+    """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest
+    and the ``inputs`` as the job would (:func:`check_inputs`, which raises what the job would
+    raise); the restore marker, or None (no entry, or a refused one: the job then runs)."""
     key = key_of(parts)
     entry = cache / key
     if not (entry / MANIFEST).exists() and not entry.exists():
@@ -272,6 +291,7 @@ def restore(
     if why := verify(entry):
         refuse(cache, key, why)
         return None
+    check_inputs(inputs)
     manifest = json.loads((entry / MANIFEST).read_text())
     _remove(outputs)
     for i, p in enumerate(outputs):
@@ -304,6 +324,7 @@ class JobCache:
 
     def __init__(self, smk: Any):
         self.outputs = [Path(p) for p in smk.output]
+        self.inputs = [str(p) for p in smk.input]
         self.where = smk.config.get("run_cache") or None
         self.parts = None
         if self.where is not None:
@@ -315,10 +336,16 @@ class JobCache:
         marker_path(self.outputs).unlink(missing_ok=True)
         if self.where is None:
             return False
+        from ablate.core.checkpoint import CheckpointError
+
         try:
             if isinstance(self.where, dict):
                 return self._restored_from_plugin()
-            return restore(Path(self.where), self.parts, self.outputs) is not None
+            return (
+                restore(Path(self.where), self.parts, self.outputs, None, self.inputs) is not None
+            )
+        except CheckpointError:  # an input the job would refuse: the job's own error
+            raise
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             _remove(self.outputs)
             log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
@@ -346,7 +373,8 @@ class JobCache:
             local = entries.fetch(key)
             if local is None:
                 return False
-            return restore(local, self.parts, self.outputs, where=entries.where(key)) is not None
+            where = entries.where(key)
+            return restore(local, self.parts, self.outputs, where, self.inputs) is not None
 
     def _store_to_plugin(self) -> None:
         from ablate.core.runcache_storage import PluginEntries
