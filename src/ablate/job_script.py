@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ablate import studies
@@ -41,15 +41,26 @@ def start_light(snakemake: Any, study: str) -> None:
     studies.hub_switch(snakemake.config, study)
 
 
-def start(snakemake: Any, study: str, imports: Sequence[str] = ()):
+def start(
+    snakemake: Any,
+    study: str,
+    imports: Sequence[str] = (),
+    side_outputs: Sequence[str | os.PathLike] = (),
+    after_restore: Callable[[], Any] | None = None,
+):
     """Steps 1 to 3; the job's :class:`ablate.core.runcache.JobCache` (it stores the outputs
     once the job has written them). ``imports``: the modules the script uses (imported here,
-    before the job waits for its GPUs; the script's own import lines then cost nothing)."""
+    before the job waits for its GPUs; the script's own import lines then cost nothing).
+    ``side_outputs``: what else the job writes that a user reads (restored with the outputs, or
+    removed); ``after_restore``: what the job does with its finished outputs besides them (its
+    MLflow run), done for restored ones too."""
     start_light(snakemake, study)
     from ablate.core.runcache import JobCache
 
-    job_cache = JobCache(snakemake)  # config key run_cache (off: a no-op)
+    job_cache = JobCache(snakemake, side_outputs)  # config key run_cache (off: a no-op)
     if job_cache.restored():
+        if after_restore is not None:
+            after_restore()
         sys.exit(0)
     # torch's is_available() through NVML: no CUDA initialisation before the claim
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")

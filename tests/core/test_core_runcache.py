@@ -43,9 +43,15 @@ def parts_of(job) -> dict:
     return runcache.key_parts(job.rule, job.wildcards, job.params, job.input, job.scriptdir)
 
 
-def run(job) -> tuple[bool, str]:
-    """What a job script does: restore, else compute (a new run id each time) and store."""
-    cached = runcache.JobCache(job)
+def tensorboard(job) -> Path:
+    """The fake job's side output: what a finetune's TensorBoard folder is to a finetune."""
+    return Path(job.output[1]).parent / "tensorboard"
+
+
+def run(job, side: bool = False) -> tuple[bool, str]:
+    """What a job script does: restore, else compute (a new run id each time) and store; with
+    ``side``, it also writes a TensorBoard folder of its run."""
+    cached = runcache.JobCache(job, [tensorboard(job)])
     if cached.restored():
         return True, ""
     final, summary = (Path(p) for p in job.output)
@@ -55,6 +61,10 @@ def run(job) -> tuple[bool, str]:
     (final / ".snakemake_timestamp").touch()
     prov = {"run_id": run_id, "config_hash": provenance.config_hash(job.params)}
     write_json(summary, {"lr": job.params["finetune"]["lr"], "provenance": prov})
+    if side:
+        shutil.rmtree(tensorboard(job), ignore_errors=True)
+        tensorboard(job).mkdir()
+        (tensorboard(job) / "events.out").write_text(run_id)
     cached.store()
     return False, run_id
 
@@ -227,6 +237,49 @@ def test_a_corrupt_checkpoint_input_is_refused_as_the_job_refuses_it(tmp_path):
     assert str(cache_error.value) == str(job_error.value)
     assert "does not match its recorded sha256 (altered)" in str(cache_error.value)
     assert Path(job.output[1]).read_text() == summary  # nothing restored over the outputs
+
+
+def test_a_restore_brings_back_the_runs_tensorboard_events_or_removes_anothers(tmp_path):
+    """Edit, run, revert: the restored run's events, not the edited run's, are in the folder
+    (the edited 40-step run's eval/loss stayed beside the restored 200-step model)."""
+    cache = tmp_path / "cache"
+    _, first = run(make_job(tmp_path / "w", cache), side=True)
+    _, edited = run(make_job(tmp_path / "w", cache, lr=2e-3), side=True)
+    job = make_job(tmp_path / "w", cache)
+    assert (tensorboard(job) / "events.out").read_text() == edited
+    assert run(job) == (True, "")
+    assert (tensorboard(job) / "events.out").read_text() == first
+    assert json.loads(Path(job.output[1]).read_text())["provenance"]["run_id"] == first
+    run(make_job(tmp_path / "w", cache, lr=3e-3))  # a run without events (tracking off)
+    run(make_job(tmp_path / "w", cache, lr=2e-3), side=False)  # restores the edited run's
+    assert (tensorboard(job) / "events.out").read_text() == edited
+    assert run(make_job(tmp_path / "w", cache, lr=3e-3)) == (True, "")
+    assert not tensorboard(job).exists()  # the restored run had none: not the other run's
+
+
+def test_a_restored_job_brings_back_its_mlflow_run_once(tmp_path, monkeypatch):
+    """A second clone's restore (job_script.start) logs the restored record's MLflow run into
+    its own store, tagged with the run that made it; restoring again adds no second run."""
+    pytest.importorskip("mlflow")
+    import mlflow
+
+    from ablate import job_script
+    from ablate.core import tracking
+
+    monkeypatch.setattr(job_script, "start_light", lambda smk, study: None)  # no log redirect
+    cache, track = tmp_path / "cache", {"mlflow": True}
+    _, first = run(make_job(tmp_path / "w1", cache))
+    job = make_job(tmp_path / "w2", cache)
+
+    def log_run():
+        tracking.log_record(job.output[1], "finetune", "finetune/3A", track, tmp_path / "w2")
+
+    for _ in range(2):
+        with pytest.raises(SystemExit):
+            job_script.start(job, "mask", after_restore=log_run)
+    client = mlflow.MlflowClient(tracking.mlflow_uri(track, tmp_path / "w2"))
+    runs = client.search_runs([client.get_experiment_by_name("ablate").experiment_id])
+    assert [r.data.tags["ablate.run_id"] for r in runs] == [first]
 
 
 def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):

@@ -3,10 +3,27 @@
 from pathlib import Path
 
 from ablate import job_script
+from ablate.core import tracking
 
-# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
-job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.evaluation"])
-from ablate.core import model_card, tracking
+
+def log_run():
+    """The MLflow run of the finished record (a restored one too)."""
+    wc = snakemake.wildcards
+    tracking.log_record(
+        snakemake.output.metrics,
+        "eval",
+        f"eval/{wc.model}/{wc.policy}",
+        snakemake.config["tracking"],
+        snakemake.config["results"],
+    )
+
+
+# log, hub switch, run cache (a restored job ends here, with its MLflow run), imports, its GPUs,
+# torch threads
+job_cache = job_script.start(
+    snakemake, "mask", imports=["ablate.mask.evaluation"], after_restore=log_run
+)
+from ablate.core import model_card
 from ablate.mask import evaluation
 
 cfg = snakemake.params.eval
@@ -38,11 +55,5 @@ evaluation.evaluate(
     config_slice={"eval": cfg, "model": wc.model, "policy": wc.policy},
 )
 # tracking is read from the config, not params: switching it on or off reruns nothing
-tracking.log_record(
-    snakemake.output.metrics,
-    "eval",
-    f"eval/{wc.model}/{wc.policy}",
-    snakemake.config["tracking"],
-    snakemake.config["results"],
-)
+log_run()
 job_cache.store()

@@ -4,17 +4,38 @@ import json
 from pathlib import Path
 
 from ablate import job_script
+from ablate.core import tracking
 
-# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
-job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.training.run"])
-from ablate.core import model_card, parallel, tracking
+out_dir = Path(snakemake.output.summary).parent
+
+
+def log_run():
+    """The MLflow run of the finished record (a restored one too)."""
+    tracking.log_record(
+        snakemake.output.summary,
+        "finetune",
+        f"finetune/{snakemake.wildcards.variant}",
+        snakemake.config["tracking"],
+        snakemake.config["results"],
+    )
+
+
+# log, hub switch, run cache (a restored job ends here, with its TensorBoard events and its
+# MLflow run), imports, its GPUs, torch threads
+job_cache = job_script.start(
+    snakemake,
+    "mask",
+    imports=["ablate.mask.training.run"],
+    side_outputs=[out_dir / tracking.TENSORBOARD_DIR],
+    after_restore=log_run,
+)
+from ablate.core import model_card, parallel
 from ablate.mask.training.run import finetune
 
 cfg = snakemake.params.finetune
 # tracking is read from the config, not params: switching it on or off reruns nothing
 track = snakemake.config["tracking"]
 tracking.check(track)
-out_dir = Path(snakemake.output.summary).parent
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
 kwargs = dict(
     model_path=model,
@@ -41,11 +62,5 @@ if gpus_granted > 1:  # data-parallel over the job's GPUs, the same global batch
     )
 else:
     finetune(**kwargs, callbacks=parallel.resolve(callbacks["call"])(**callbacks["kwargs"]))
-tracking.log_record(
-    snakemake.output.summary,
-    "finetune",
-    f"finetune/{snakemake.wildcards.variant}",
-    track,
-    snakemake.config["results"],
-)
+log_run()
 job_cache.store()

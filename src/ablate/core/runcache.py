@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,7 @@ def verify(entry: Path) -> str | None:
         listed = manifest["files"]
     except (OSError, ValueError, KeyError) as exc:
         return f"no readable manifest ({type(exc).__name__})"
-    n = len(manifest.get("outputs", []))
+    n = len(manifest.get("outputs", [])) + len(manifest.get("side_outputs", {}))
     found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
     for rel in sorted(set(listed) | set(found)):
         if rel not in found:
@@ -182,6 +182,10 @@ def _remove(paths: list[Path]) -> None:
             p.unlink()
 
 
+def _newest_mtime(path: Path) -> float:
+    return max((p.stat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
+
+
 def _run_id(paths: list[Path]) -> str | None:
     """The run id of the first JSON record among the outputs (the run that made them)."""
     from ablate.core.io import record_run_id
@@ -209,19 +213,26 @@ def refuse(cache: Path, key: str, why: str) -> None:
     log(f"refused entry {key}: {why}; moved to {dest}; the job runs")
 
 
-def store(cache: Path, parts: dict[str, Any], outputs: list[Path]) -> Path:
+def store(
+    cache: Path, parts: dict[str, Any], outputs: list[Path], side: Sequence[Path] = ()
+) -> Path:
     """Copy a finished job's outputs into the cache under the key of ``parts``; the entry appears
-    at once (a rename) with its manifest, so a reader never sees half of it."""
+    at once (a rename) with its manifest, so a reader never sees half of it. ``side``: what else
+    the job wrote that a user reads (a finetune's TensorBoard folder), kept where it exists:
+    ``outputs/<n + k>`` for the k-th kept, ``side_outputs`` maps its position in ``side`` to k."""
     key = key_of(parts)
     entry = cache / key
     tmp = cache / f".tmp-{uuid.uuid4().hex}"
-    for i, p in enumerate(outputs):
+    kept = {str(j): p for j, p in enumerate(side) if p.exists()}
+    stored = [*outputs, *kept.values()]
+    for i, p in enumerate(stored):
         _copy(p, tmp / OUTPUTS / str(i))
     manifest = {
         "key": key,
         "parts": parts,
         "outputs": [str(p) for p in outputs],
-        "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(outputs))]),
+        "side_outputs": {j: len(outputs) + k for k, j in enumerate(kept)},
+        "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(stored))]),
         "run_id": _run_id(outputs),
         "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": os.uname().nodename,
@@ -280,10 +291,13 @@ def restore(
     outputs: list[Path],
     where: str | None = None,
     inputs: Iterable[str | os.PathLike] = (),
+    side: Sequence[Path] = (),
 ) -> dict | None:
     """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest
     and the ``inputs`` as the job would (:func:`check_inputs`, which raises what the job would
-    raise); the restore marker, or None (no entry, or a refused one: the job then runs)."""
+    raise); the restore marker, or None (no entry, or a refused one: the job then runs). Each
+    ``side`` output (:func:`store`) is the entry's, or removed where the entry has none: what a
+    user reads beside the outputs is of the restored run, never of the run it replaces."""
     key = key_of(parts)
     entry = cache / key
     if not (entry / MANIFEST).exists() and not entry.exists():
@@ -293,9 +307,12 @@ def restore(
         return None
     check_inputs(inputs)
     manifest = json.loads((entry / MANIFEST).read_text())
-    _remove(outputs)
+    _remove([*outputs, *side])
     for i, p in enumerate(outputs):
         _copy(entry / OUTPUTS / str(i), p)
+    for j, p in enumerate(side):
+        if (stored := manifest.get("side_outputs", {}).get(str(j))) is not None:
+            _copy(entry / OUTPUTS / str(stored), p)
     marker = _restore_marker(outputs, where or str(entry), manifest)
     log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
     return marker
@@ -322,8 +339,10 @@ class JobCache:
     or None (off). A cache that fails (unreadable, full, a plugin's error) costs a run, never the
     job: Snakemake would delete the outputs of a failed job."""
 
-    def __init__(self, smk: Any):
+    def __init__(self, smk: Any, side_outputs: Sequence[str | os.PathLike] = ()):
         self.outputs = [Path(p) for p in smk.output]
+        self.side = [Path(p) for p in side_outputs]  # see store()
+        self.started = time.time()
         self.inputs = [str(p) for p in smk.input]
         self.where = smk.config.get("run_cache") or None
         self.parts = None
@@ -342,17 +361,24 @@ class JobCache:
             if isinstance(self.where, dict):
                 return self._restored_from_plugin()
             return (
-                restore(Path(self.where), self.parts, self.outputs, None, self.inputs) is not None
+                restore(Path(self.where), self.parts, self.outputs, None, self.inputs, self.side)
+                is not None
             )
         except CheckpointError:  # an input the job would refuse: the job's own error
             raise
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
-            _remove(self.outputs)
+            _remove([*self.outputs, *self.side])
             log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
             return False
 
     def store(self) -> None:
-        """Store the finished job's outputs."""
+        """Store the finished job's outputs. A side output nothing of this job wrote (a
+        TensorBoard folder of an earlier run, this one's tracking off) is another run's: removed,
+        not stored as this one's."""
+        for p in self.side:
+            if p.exists() and _newest_mtime(p) < self.started:
+                log(f"removed {p}: written by an earlier run, not by this job")
+                _remove([p])
         if self.where is None:
             return
         try:
@@ -360,7 +386,7 @@ class JobCache:
                 self._store_to_plugin()
             else:
                 Path(self.where).mkdir(parents=True, exist_ok=True)
-                store(Path(self.where), self.parts, self.outputs)
+                store(Path(self.where), self.parts, self.outputs, self.side)
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
 
@@ -374,7 +400,8 @@ class JobCache:
             if local is None:
                 return False
             where = entries.where(key)
-            return restore(local, self.parts, self.outputs, where, self.inputs) is not None
+            marker = restore(local, self.parts, self.outputs, where, self.inputs, self.side)
+            return marker is not None
 
     def _store_to_plugin(self) -> None:
         from ablate.core.runcache_storage import PluginEntries
@@ -383,6 +410,6 @@ class JobCache:
             entries = PluginEntries(self.where, Path(tmp))
             local = Path(tmp) / "entries"
             local.mkdir()
-            store(local, self.parts, self.outputs)
+            store(local, self.parts, self.outputs, self.side)
             entries.put(local, key_of(self.parts))
             log(f"uploaded as {entries.where(key_of(self.parts))}")

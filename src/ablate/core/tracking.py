@@ -3,10 +3,12 @@
 - TensorBoard: a finetune's Trainer reports to event files in ``<out_dir>/tensorboard/`` (loss,
   learning rate, grad norm, eval loss, tokens per second), written as it trains, so
   ``tensorboard --logdir <results>`` follows a run locally or on a cluster's shared disk. The
-  folder holds one run: a rerun that starts fresh empties it; a resumed run keeps its events.
+  folder holds one run: a rerun that starts fresh empties it; a resumed run keeps its events; a
+  run cache restore brings back the restored run's (or empties it where that run had none).
 - MLflow (optional, the ``mlflow`` extra): each finetune (its logged curves) and evaluation (its
   scores) becomes a run once its record is written, tagged with the record's ``run_id`` and
-  provenance. The store: ``tracking.mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else a local
+  provenance; a record restored by the run cache too, once per store (a record already there
+  keeps its run). The store: ``tracking.mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else a local
   SQLite file ``<results>/mlflow.db``.
 
 Nothing from the environment is logged (the provenance block records none, and the tags and
@@ -164,6 +166,11 @@ def _log_run(record, kind, name, tracking, results, record_path) -> str:
     experiment = tracking.get("mlflow_experiment") or "ablate"
     found = client.get_experiment_by_name(experiment)
     exp_id = found.experiment_id if found else client.create_experiment(experiment)
+    # a record logged before (a run cache restore of an edit reverted): its run, not a second
+    same = f"tags.`ablate.run_id` = '{prov.get('run_id')}' and tags.`ablate.job` = '{name}'"
+    for earlier in client.search_runs([exp_id], same, max_results=1) if prov.get("run_id") else ():
+        print(f"[tracking] MLflow run {earlier.info.run_id} ({name}) is there already", flush=True)
+        return earlier.info.run_id
     run = client.create_run(
         exp_id,
         run_name=f"{name} {prov.get('run_id', '')}".strip(),
