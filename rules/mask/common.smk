@@ -2,6 +2,7 @@
 # models, and the input helpers of its rules. Shared helpers (validation, out(), resources) are
 # in rules/common.smk. The job list and every file pattern come from ablate.mask.study, which
 # the planner and the recovery table read too.
+from ablate.mask import sft_data
 from ablate.mask import study as mask_study
 from ablate.mask.study import PATTERNS as P
 from ablate.mask.tasks import check_task_names
@@ -85,10 +86,11 @@ def recovery_params():
 
 
 def sft_params():
-    """Where the Alpaca rows come from: the generated input file, or a datasets id / path."""
+    """The Alpaca rows: the generated file, a path, or a datasets id at its pinned commit."""
     if EMBEDDED_DATA:
         return {"source": "embedded"}
-    return sorted_tree({k: MASK["data"][k] for k in ("source", "sft")})
+    sft = sft_data.pinned(MASK["data"]["sft"], config["results"])
+    return sorted_tree({"source": MASK["data"]["source"], "sft": sft})
 
 
 def sft_input():

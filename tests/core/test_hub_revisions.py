@@ -91,3 +91,26 @@ def test_a_bad_lock_entry_is_refused(cache, tmp_path):
     (tmp_path / hub_revisions.LOCK).write_text(json.dumps({"org/m@main": {"sha": "abc"}}))
     with pytest.raises(ConfigError, match="'org/m@main' has no 40-hex-digit 'sha'"):
         hub_revisions.resolve("org/m", "main", tmp_path)
+
+
+def test_the_mask_studys_hub_sft_dataset_is_pinned_to_a_commit(cache, tmp_path, monkeypatch):
+    """yahma/alpaca-cleaned had no revision in the run cache's key or the provenance: a finetune
+    was restored after the dataset changed upstream. Now its params name the commit."""
+    import datasets
+
+    from ablate.mask import sft_data
+
+    lock = tmp_path / "res" / hub_revisions.LOCK
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"datasets/yahma/alpaca-cleaned@main": {"sha": A}}))
+    assert sft_data.pinned("yahma/alpaca-cleaned", tmp_path / "res") == f"yahma/alpaca-cleaned@{A}"
+    lock.write_text(json.dumps({"datasets/yahma/alpaca-cleaned@main": {"sha": B}}))  # moved
+    assert sft_data.pinned("yahma/alpaca-cleaned", tmp_path / "res") == f"yahma/alpaca-cleaned@{B}"
+    assert sft_data.pinned(f"org/d@{A.upper()}", None) == f"org/d@{A}"  # a sha: no lookup
+    local = tmp_path / "pairs.jsonl"
+    assert sft_data.pinned(str(local), tmp_path / "res") == str(local)  # a file is its content
+    loaded = []
+    row = {"instruction": "i", "input": "", "output": "o"}
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **kw: loaded.append((a, kw)) or [row])
+    assert sft_data.load_rows(f"yahma/alpaca-cleaned@{B}") == [row]
+    assert loaded == [(("yahma/alpaca-cleaned",), {"split": "train", "revision": B})]

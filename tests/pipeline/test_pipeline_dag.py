@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -207,3 +208,24 @@ def test_readme_commands_and_ci_agree():
     ci = (ROOT / ".ci" / "run").read_text()
     assert f"{test_cmd} || status=$?" in ci
     assert "set -euo pipefail" in ci and '"$status" -eq 5' in ci
+
+
+def test_the_real_studys_sft_dataset_enters_the_key_at_its_commit(fresh):
+    """The finetune's and the probe's params (the run cache's key) name the hub SFT dataset's
+    commit from the lock file, so a dataset moved upstream is a new key, not a restore."""
+    from ablate.core import hub_revisions, runcache
+
+    lock = fresh / "results" / "ministral3b" / hub_revisions.LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    sha = "c" * 40
+    lock.write_text(json.dumps({"datasets/yahma/alpaca-cleaned@main": {"sha": sha}}))
+    try:
+        wf = load_workflow(fresh, "config/ministral3b.yaml")
+        for rule, wildcards in (
+            ("finetune", {"variant": "3A"}),
+            ("leakage_probe", {"policy": "causal"}),
+        ):
+            job = runcache.rule_job(wf.get_rule(rule), wildcards)
+            assert job.params.sft["sft"] == f"yahma/alpaca-cleaned@{sha}", rule
+    finally:
+        lock.unlink()

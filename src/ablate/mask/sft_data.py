@@ -10,6 +10,7 @@ probe and the planner all read pairs through here.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -71,10 +72,29 @@ def format_prompt(row: dict[str, Any]) -> str:
     return PROMPT_NO_INPUT.format(instruction=row["instruction"])
 
 
+def is_local(source: str | Path) -> bool:
+    """A local ``.jsonl`` file or folder, not a datasets id."""
+    return Path(source).suffix == ".jsonl" or Path(source).exists()
+
+
+def pinned(source: str, results: str | os.PathLike | None) -> str:
+    """A hub dataset id as ``<id>@<commit>``: ``<id>`` (the ``main`` branch) or ``<id>@<branch or
+    tag>`` resolved to the commit it names, by the hub revisions' lock file in ``results``
+    (:func:`ablate.core.hub_revisions.resolve`), so the run cache's key and the provenance name
+    the data's commit, not a branch that moves. A local file is returned as it is."""
+    if is_local(source):
+        return source
+    from ablate.core import hub_revisions
+
+    repo, _, rev = source.partition("@")
+    return f"{repo}@{hub_revisions.resolve(repo, rev or None, results, 'dataset')}"
+
+
 def load_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
-    """Rows from a local ``.jsonl`` file, or a datasets id (e.g. ``yahma/alpaca-cleaned``)."""
+    """Rows from a local ``.jsonl`` file, or a datasets id (e.g. ``yahma/alpaca-cleaned``, or
+    ``<id>@<revision>`` as :func:`pinned` writes it)."""
     path = Path(source)
-    if path.suffix == ".jsonl" or path.exists():
+    if is_local(source):
         if not path.exists():
             raise SFTDataError(f"SFT data file {path} does not exist")
         with open(path) as f:
@@ -82,8 +102,9 @@ def load_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
     else:
         import datasets
 
+        repo, _, rev = str(source).partition("@")
         try:
-            rows = list(datasets.load_dataset(str(source), split=split))
+            rows = list(datasets.load_dataset(repo, split=split, revision=rev or None))
         except Exception as exc:
             raise SFTDataError(f"cannot load SFT dataset {source!r}: {exc}") from exc
     check_columns(rows, str(source))
