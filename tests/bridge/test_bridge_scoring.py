@@ -76,6 +76,8 @@ def test_a_different_step_passes(text):
         ("answer:france", True),
         ("The answer is France.", True),
         ("The answer is Franceville.", False),
+        ("Context: The result was France, 2-1.\nAnswer:", False),  # a context may say so
+        ("Answers - France", True),
     ],
 )
 def test_qa_answer_spellings(text, refused):

@@ -9,9 +9,10 @@
   separators (comma, space, no-break or thin space), a Unicode minus, or in words up to
   ninety-nine (``one``, ``twenty-one``, ``minus five``; ``one hundred`` is not read). Every
   reading of an ambiguous spelling counts (``1 234`` is 1 and 1234).
-- QA: a context may name the answer (HotpotQA's does); a cue word and separator followed by what
-  the scorer would count as an exact match (:func:`scoring.normalize_answer`, the scorer's own
-  normalisation: ``1234`` is the gold ``1,234``) may not.
+- QA: a context may name the answer (HotpotQA's does, and may say "the result was ..."); the
+  cue ``answer`` or ``answers`` and a separator followed by what the scorer would count as an
+  exact match (:func:`scoring.normalize_answer`, the scorer's own normalisation: ``1234`` is the
+  gold ``1,234``) may not.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from ablate.bridge import scoring
 # A thousands separator between digits ("1,234"): removed, so the gold 1234 is found either way.
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _GROUP_SEP = ", \u00a0\u202f\u2009"
-_CUE = re.compile(
-    r"(?:####|\b(?:answers?|result|solution)\b)"
-    r"(?:[\s:=(\[$]|[-\u2013\u2014](?!\d)|\b(?:is|are|was|equals)\b)*"
-)
+#: between a cue word and the value: spaces, ':', '=', '(', '$', a dash set apart, a verb
+_SEPARATORS = r"(?:[\s:=(\[$]|[-\u2013\u2014](?!\d)|\b(?:is|are|was|equals)\b)*"
+_CUE = re.compile(rf"(?:####|\b(?:answers?|result|solution)\b){_SEPARATORS}")
+# QA: "answer" only; a context may say "the result was a draw" of its own (HotpotQA's do)
+_QA_CUE = re.compile(rf"\banswers?\b{_SEPARATORS}")
 _LINE_END_EQUALS = re.compile(r"=[ \t]*\$?[ \t]*")
 _PLAIN = re.compile(r"-?\d+(?:\.\d+)?(?!\d)")
 _GROUPED = re.compile(rf"-?\d{{1,3}}(?:[{_GROUP_SEP}]\d{{3}})+(?:\.\d+)?(?!\d)")
@@ -107,7 +109,7 @@ def leaked(kind: str, item: dict[str, Any], text: str) -> str | None:
             return None
         return next((w for w, n in _cued_numbers(plain) if scoring.same_number(n, gold)), None)
     target = scoring.normalize_answer(gold)
-    for m in _CUE.finditer(plain) if target else ():
+    for m in _QA_CUE.finditer(plain) if target else ():
         said = scoring.normalize_answer(plain[m.end() :].split("\n", 1)[0])
         if said == target or said.startswith(target + " "):
             return plain[m.start() : m.end()] + target
