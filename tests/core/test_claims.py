@@ -121,6 +121,21 @@ def test_table_columns_and_files(tmp_path, ev):
         C.ClaimResult("probably", "")
 
 
+def test_a_printed_table_states_the_p_floor_it_prints_at(ev):
+    """A p below 1e-300 prints as "<1e-300" and the table says what that means; a table with
+    no p at a floor says nothing of it."""
+    df = C.evaluate_claims([C.Claim("a", "A beats base", C.beats("much_better", "base"))], ev)
+    assert not any("p<1e-300" in line for line in C.to_markdown(df).splitlines())
+    tiny = df.assign(p_value=5e-324, test="one-sided z vs 0.5")
+    md = C.to_markdown(tiny)
+    assert "| <1e-300 |" in md and "`p<1e-300`: a tail below 1e-300" in md
+    assert "a tail below 1e-300" in C.to_html(tiny)
+    floor = df.assign(p_value=1 / 10001, test="paired bootstrap (10000)")
+    assert "| <0.0001 |" in C.to_markdown(floor) and "`p<0.0001`: no bootstrap" in C.to_markdown(
+        floor
+    )
+
+
 # ---------------------------------------------------------------- the mask study's claims
 
 CFG = dict(

@@ -196,16 +196,29 @@ def to_markdown(df: pd.DataFrame) -> str:
 
     lines = ["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
     lines += ["| " + " | ".join(md(r[c]) for c in SHOWN) + " |" for r in _cells(df)]
-    return f"# {_title(df)}\n\n{SIGN_NOTE}\n\n" + "\n".join(lines) + "\n"
+    floors = "".join(f"\n{n}\n" for n in _floor_notes(df))
+    return f"# {_title(df)}\n\n{SIGN_NOTE}\n\n" + "\n".join(lines) + "\n" + floors
+
+
+def _floor_notes(df: pd.DataFrame) -> list[str]:
+    """What a printed ``p<...`` means, for the floors this table prints at."""
+    rows = [(float(r["p_value"]), str(r["test"])) for _, r in df.iterrows() if _is_p(r["p_value"])]
+    return stats.floor_notes(rows)
+
+
+def _is_p(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
 
 
 def to_html(df: pd.DataFrame, note: str = "") -> str:
     from ablate.core.status_report import STYLE, html_table, markdown_html
 
     body = markdown_html(f"# {_title(df)}\n\n{SIGN_NOTE}")
+    floors = markdown_html("\n\n".join(_floor_notes(df))) if _floor_notes(df) else ""
     return (
         f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{body}"
-        f"{html_table(SHOWN, _cells(df))}{markdown_html(note) if note else ''}</body></html>\n"
+        f"{html_table(SHOWN, _cells(df))}{floors}{markdown_html(note) if note else ''}"
+        "</body></html>\n"
     )
 
 

@@ -112,6 +112,24 @@ def fmt_p(p: float, floor: float = 0.0) -> str:
     return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
+def floor_notes(rows: Sequence[tuple[float, str]]) -> list[str]:
+    """A line for each floor a table's p-values (``(p, test)`` pairs) print at: what ``p<...``
+    means there (tables state it under themselves)."""
+    shown = [(p, p_floor(t)) for p, t in rows if not math.isnan(p)]
+    notes = []
+    if any(floor and p <= floor * (1 + 1e-9) for p, floor in shown):
+        notes.append(
+            "`p<0.0001`: no bootstrap resample was as far out; the CSV keeps p = 1/(B+1) "
+            "(B = 10000 resamples)."
+        )
+    if any(p < P_PRINT_MIN and not floor for p, floor in shown):
+        notes.append(
+            "`p<1e-300`: a tail below 1e-300; the CSV keeps it as computed from erfc (past a "
+            "float's range, z > 38.5, the smallest float, 5e-324, an upper bound)."
+        )
+    return notes
+
+
 def p_text(p: float, floor: float = 0.0) -> str:
     """``p=0.012``, ``p<0.0001``: :func:`fmt_p` with its relation sign."""
     s = fmt_p(p, floor)
