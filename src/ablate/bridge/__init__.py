@@ -12,12 +12,16 @@ Module map:
   trained here), ``prepare_model``, loading through model cards, ``kv_cache_mb_per_token``.
 - :mod:`~ablate.bridge.params`: every grid-entry parameter, defaults from
   ``workflow/schemas/bridge.schema.yaml``; validation naming the config key.
+- :mod:`~ablate.bridge.switches`: what the training loop's switches do given the other settings
+  (the loop reads them there; the run identity keeps one setting per behaviour).
 - :mod:`~ablate.bridge.hub`: the hub dataset ids the study knows (an offline list with its date),
   checked at parse time.
 - :mod:`~ablate.bridge.translator`: ``BottleneckedGatedTranslator``, save/load with a manifest.
 - :mod:`~ablate.bridge.pair`: the frozen model pair: what each model is fed, the losses,
   bridged generation.
 - :mod:`~ablate.bridge.evaluate`: inputs, the gold-leak guard (``GoldLeakError``), generation.
+- :mod:`~ablate.bridge.leak`: what gives a gold answer away (the guard's spellings; QA through
+  the scorer's normalisation).
 - :mod:`~ablate.bridge.scoring`: GSM8K extraction (``[invalid]`` never correct), EM/F1.
 - :mod:`~ablate.bridge.train`: ``train_entry`` (one grid entry: training, early stopping,
   restore-best, summary, per-sample rows).
