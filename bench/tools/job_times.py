@@ -1,7 +1,7 @@
 """Per-job wall times of a finished run: one row per Snakemake benchmark file under a results
 folder, plus the time inside the job's script where its output's provenance records it.
 
-    python bench/job_times.py results/smoke        # prints a markdown table
+    python bench/tools/job_times.py results/smoke        # prints a markdown table
 
 The gap between the two columns is what the job spends outside the stage's own work (Python and
 library start-up, model build or load, saving, hashing): the per-job overhead that issue 16 cuts.
@@ -14,7 +14,7 @@ overhead the planner's ``job_overheads`` (config/gpu_measurements.yaml) record.
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +68,8 @@ def table(results: Path) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    df = table(Path(sys.argv[1] if len(sys.argv) > 1 else "results"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results", nargs="?", default="results", help="a run's results folder")
+    df = table(Path(ap.parse_args().results))
     print(df.to_markdown(index=False) if hasattr(df, "to_markdown") else df.to_string(index=False))
     print(f"\ntotal job wall time: {df['wall_s'].sum():.0f} s over {len(df)} jobs")

@@ -53,7 +53,7 @@ def vocab_head_loss(token_ids) -> Any:
     """A head loss whose softmax runs over ``token_ids`` only (``pretrain.loss_vocab: corpus``).
 
     The embedded model keeps Tekken's 131072-row lm_head, but its corpus uses a few hundred ids:
-    scoring only those rows makes a CPU pretraining step ~14x faster (bench/world_search.py). The
+    scoring only those rows makes a CPU pretraining step ~14x faster (bench/tools/world_search.py). The
     other rows are neither scored nor trained; evaluation still uses the full head. A target
     outside ``token_ids`` is an error, not a silent skip."""
     ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
