@@ -299,6 +299,8 @@ class CoreTrainer(Trainer):
         self.fast_head = fast_head
         self.master_weights = master_weights
         self.head_loss = head_loss_sum  # bench/bench_packing.py --liger puts a fused kernel here
+        # False keeps HF's optimizer class (no fused_inner swap): bench/bench_packing.py --hfopt
+        self.fused_optimizer = True
         self._pending_tokens: torch.Tensor | None = None  # counted, not yet in state
         self.last_save_format: str | None = None
 
@@ -318,7 +320,8 @@ class CoreTrainer(Trainer):
             {"params": [p for n, p in named if n in decay], "weight_decay": self.args.weight_decay},
             {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
         ]
-        cls = fused_inner(cls, kwargs, [p for _, p in named])
+        if self.fused_optimizer:
+            cls = fused_inner(cls, kwargs, [p for _, p in named])
         self.optimizer = MasterWeightsOptimizer([g for g in groups if g["params"]], cls, kwargs)
         return self.optimizer
 
