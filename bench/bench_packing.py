@@ -71,7 +71,6 @@ from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
 from ablate.mask.training import packing
-from ablate.mask.training.policy import build_trainer
 
 # Token counts (Tekken-like tokenizer) of an Alpaca row: template + instruction (+ input) as the
 # prompt, response + EOS. Lognormal medians / sigmas; the template sizes are those of
@@ -240,19 +239,8 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     n_params = sum(t.numel() for t in model.parameters())
     clock = StepClock((WINDOW, steps) if WINDOW is not None else None)
     prof = StepProfiler(steps, PROFILE_STEPS) if PROFILE_STEPS else None
-    trainer, _, _ = build_trainer(
-        model=model,
-        tokenizer=None,
-        pad_token_id=11,
-        train_dataset=data,
-        eval_dataset=None,
-        policy=policy,
-        params=p,
-        output_dir="/tmp/bench_packing",
-        label=f"{name} {policy}",
-        extra_callbacks=[clock, *([prof] if prof else [])],
-        save=False,
-    )
+    callbacks = [clock, *([prof] if prof else [])]
+    trainer, _, _ = bf.bench_trainer(model, data, policy, p, f"{name} {policy}", callbacks)
     if option == "liger":
         trainer.head_loss = liger_head_loss()
     trainer.fused_optimizer = not name.endswith(HFOPT)  # -hfopt: HF's Adafactor loop
