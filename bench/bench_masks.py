@@ -25,7 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "mask"))  # test_masks: the perturbation audit
 
 from bench_finetune import PEAK_TFLOPS  # noqa: E402  (the planner's GPU table)
 
