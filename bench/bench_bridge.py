@@ -14,9 +14,10 @@ heads, batch 10 per GPU); the example lengths of `bridge_lengths.gsm8k` in the m
 (every row the same length: no padding). `--shape tiny`: two-layer models and the embedded
 defaults (K=8), on CPU in seconds, to check the script (numbers meaningless for the GPU grid).
 
-Training-step variants (one GPU each; the same loss as ablate.bridge.pair.Pair.loss: answer NLL
-after BOS + K soft + cue, KL to the text-prompted target over the first kl_positions answer
-positions, InfoNCE and prompt-alignment MSE of pooled vectors):
+Training-step variants (one GPU each; the pipeline's loss, ablate.bridge.pair.Pair.loss, over
+synthetic items of these lengths: answer NLL after BOS + K soft + cue, KL to the text-prompted
+target over the first kl_positions answer positions, InfoNCE and prompt-alignment MSE of pooled
+vectors):
   seed                 live source forward every step, live teacher, fp32 translator, AdamW
   cached               source states cached (bscale's declared output): no source forward
   cached+fused         + fused AdamW
@@ -33,7 +34,9 @@ positions, InfoNCE and prompt-alignment MSE of pooled vectors):
                        same lengths), live source and teacher: end to end, no phases
   pipeline:cached      the same with the cached source states and teacher rows (bscale's caches):
                        the pipeline's recipe, the row the planner's measurement is made from
-Phases are timed with a device sync around each, so the phase sum is slightly above the step.
+Phases are timed with a device sync around each, so the phase sum is slightly above the step;
+translator_forward is a part of loss_forward_backward (the translator, the target's forward and
+backward). Under --ddp the loss's token counts are all-reduced, as in a data-parallel run.
 --ddp (under torchrun): the cached+fused+bf16 step on each rank alone, then with the translator in
 DistributedDataParallel (frozen models replicated): scaling efficiency = DDP tokens/s / (N x alone).
 """
@@ -273,8 +276,8 @@ def main(argv=None) -> int:
             for k in (
                 "source_forward",
                 "teacher_forward",
+                "loss_forward_backward",
                 "translator_forward",
-                "target_forward_backward",
                 "optimizer",
             )
         ]

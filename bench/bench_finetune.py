@@ -68,6 +68,7 @@ SMOKE_SHAPE = dict(
     head_dim=16,
 )
 DEVICE = "cuda"
+OUT_DIR = "/tmp/bench_finetune"  # the Trainer's output_dir: nothing is saved there
 T = 1024
 LOG_STEPS = 1000  # --ddp: 1, for the loss curve
 
@@ -195,6 +196,24 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
     return ExampleDataset(ex)
 
 
+def bench_trainer(model, data, policy: str, p: dict, label: str, callbacks: list):
+    """The pipeline's trainer (build_trainer) as every bench row builds it: the rows' data, no
+    tokenizer, no evaluation set, no saves."""
+    return build_trainer(
+        model=model,
+        extra_callbacks=callbacks or None,
+        tokenizer=None,
+        pad_token_id=11,
+        train_dataset=data,
+        eval_dataset=None,
+        policy=policy,
+        params=p,
+        output_dir=OUT_DIR,
+        label=label,
+        save=False,
+    )
+
+
 def build_model(dtype: torch.dtype, attn: str):
     config = tiny_ministral3_config(**SHAPE)
     config._attn_implementation = attn
@@ -247,19 +266,8 @@ def _run_once(
     )
     # profiled steps follow the timed ones, so the profiler does not slow what is timed
     prof = StepProfiler(warmup + timed, PROFILE_STEPS) if PROFILE_STEPS else None
-    trainer, _, tp = build_trainer(
-        model=model,
-        extra_callbacks=[prof] if prof else None,
-        tokenizer=None,
-        pad_token_id=11,
-        train_dataset=data,
-        eval_dataset=None,
-        policy=policy,
-        params=p,
-        output_dir="/tmp/bench_finetune",
-        label=f"{name} {policy}",
-        save=False,
-    )
+    callbacks = [prof] if prof else []
+    trainer, _, tp = bench_trainer(model, data, policy, p, f"{name} {policy}", callbacks)
     if DEVICE == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

@@ -25,7 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "mask"))  # test_masks: the perturbation audit
 
 from bench_finetune import PEAK_TFLOPS  # noqa: E402  (the planner's GPU table)
 
@@ -127,7 +127,7 @@ def _split_packed_gather(
     if lengths is None:
         return out
     batch, _, width, _ = query.shape
-    idx = split_sdpa._prompt_token_index(tuple(lengths), width, query.device)
+    idx = split_sdpa.prompt_token_index(tuple(lengths), width, query.device)
 
     def packed(x):
         return x.transpose(1, 2).reshape(batch * width, x.shape[1], x.shape[3])[idx]

@@ -68,11 +68,9 @@ from step_profile import print_table as print_profile
 from transformers import TrainerCallback
 
 from ablate.core.training import params
-from ablate.core.training import trainer as core_trainer
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
 from ablate.mask.training import packing
-from ablate.mask.training.policy import build_trainer
 
 # Token counts (Tekken-like tokenizer) of an Alpaca row: template + instruction (+ input) as the
 # prompt, response + EOS. Lognormal medians / sigmas; the template sizes are those of
@@ -212,45 +210,14 @@ def liger_head_loss():
     return head_loss
 
 
-@contextlib.contextmanager
-def leaky_mask(on: bool):
+def leaky_mask(model_or_config, batch, policy, dtype):
     """The packed mask without its "same example" part (the seed-packed-leaky control)."""
-    real = packing._same_example
-    if on:
-        packing._same_example = lambda seq_ids: lambda b, h, q_idx, kv_idx: kv_idx >= 0
-    try:
-        yield
-    finally:
-        packing._same_example = real
+    return packing.composed_mask(model_or_config, batch, policy, dtype, same_example=False)
 
 
-@contextlib.contextmanager
-def composed_masks(on: bool):
-    """packing.packed_mask through HF's mask builders under flex_attention too
-    (packing.composed_mask, not the key spans): the -hfmask rows."""
-    real = packing.packed_mask
-
-    def patched(model_or_config, batch, policy, dtype):
-        return packing.composed_mask(masks._text_config(model_or_config), batch, policy, dtype)
-
-    if on:
-        packing.packed_mask = patched
-    try:
-        yield
-    finally:
-        packing.packed_mask = real
-
-
-@contextlib.contextmanager
-def hf_optimizer(on: bool):
-    """The Trainer's optimizer class as HF gives it (no FusedAdafactor swap): the -hfopt rows."""
-    real = core_trainer.fused_inner
-    if on:
-        core_trainer.fused_inner = lambda cls, kwargs, params: cls
-    try:
-        yield
-    finally:
-        core_trainer.fused_inner = real
+#: The mask a row's option swaps in (packing.mask_override): -hfmask rows take HF's composed
+#: mask under flex_attention too (not the key spans).
+MASKS = {"leaky": leaky_mask, "hfmask": packing.composed_mask}
 
 
 def run_row(name: str, overrides: dict, option: str | None, policy: str, data, steps: int, T: int):
@@ -272,28 +239,15 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     n_params = sum(t.numel() for t in model.parameters())
     clock = StepClock((WINDOW, steps) if WINDOW is not None else None)
     prof = StepProfiler(steps, PROFILE_STEPS) if PROFILE_STEPS else None
-    trainer, _, _ = build_trainer(
-        model=model,
-        tokenizer=None,
-        pad_token_id=11,
-        train_dataset=data,
-        eval_dataset=None,
-        policy=policy,
-        params=p,
-        output_dir="/tmp/bench_packing",
-        label=f"{name} {policy}",
-        extra_callbacks=[clock, *([prof] if prof else [])],
-        save=False,
-    )
+    callbacks = [clock, *([prof] if prof else [])]
+    trainer, _, _ = bf.bench_trainer(model, data, policy, p, f"{name} {policy}", callbacks)
     if option == "liger":
         trainer.head_loss = liger_head_loss()
+    trainer.fused_optimizer = not name.endswith(HFOPT)  # -hfopt: HF's Adafactor loop
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    with (
-        leaky_mask(option == "leaky"),
-        composed_masks(option == "hfmask"),
-        hf_optimizer(name.endswith(HFOPT)),
-    ):
+    mask = MASKS.get(option)
+    with packing.mask_override(mask) if mask else contextlib.nullcontext():
         trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h][:steps]
     inner = trainer.master_optimizer.inner if trainer.master_optimizer else trainer.optimizer

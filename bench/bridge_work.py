@@ -1,23 +1,21 @@
 """The bridge benchmark's set-up and training steps (bench/bench_bridge.py runs them): the real or
-tiny shapes, the frozen models built on the device, the tensor-level step with its phases and the
-pipeline's own ``ablate.bridge.train.train_step``."""
+tiny shapes, the frozen models built on the device, the pipeline's loss (``Pair.loss``) in timed
+phases under each variant, and the pipeline's own ``ablate.bridge.train.train_step``."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 from ablate.bridge import cost
 from ablate.bridge import params as bridge_params
-from ablate.bridge.pair import infonce, kl_rows
 from ablate.bridge.translator import ARCH_KEYS, BottleneckedGatedTranslator, median_row_rms
+from ablate.core.phases import Phases
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ROOT / "config/gpu_measurements.yaml"
@@ -119,17 +117,9 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-class Phases:
-    def __init__(self, device):
-        self.device, self.t = device, {}
-
-    @contextlib.contextmanager
-    def __call__(self, name):
-        sync(self.device)
-        t0 = time.perf_counter()
-        yield
-        sync(self.device)
-        self.t[name] = self.t.get(name, 0.0) + time.perf_counter() - t0
+def phases(device) -> Phases:
+    """Seconds per phase, the device synchronised as each phase starts and ends."""
+    return Phases(sync=lambda: sync(device))
 
 
 def reset_peak(device):
@@ -166,56 +156,34 @@ def source_states(source, b):
     return source.base_model(input_ids=b.src, attention_mask=b.src_mask).last_hidden_state
 
 
-@torch.no_grad()
-def teacher_states(s, target, b):
-    """The text-prompted target's last hidden states at the first kl_positions answer positions."""
-    k = min(s.p["kl_positions"], s.n.answer)
-    h = target.base_model(input_ids=torch.cat([b.prompt, b.answer], 1)).last_hidden_state
-    return h[:, s.n.prompt - 1 : s.n.prompt - 1 + k]
+def translator_call(tr, ph: Phases, autocast: bool):
+    """The translator as ``Pair.soft`` calls it, its forward timed as a phase of its own (inside
+    the loss's) and, for the bf16 variants, under autocast (the frozen models keep their dtype)."""
+
+    def run(h, mask):
+        with (
+            ph("translator_forward"),
+            torch.autocast(h.device.type, torch.bfloat16, enabled=autocast),
+        ):
+            return tr(h, mask)
+
+    return run
 
 
-@torch.no_grad()
-def teacher_logprobs(target, rows):
-    """log p_text from those states (lm_head + log_softmax: cheap next to the forward)."""
-    return target.get_output_embeddings()(rows).float().log_softmax(-1)
-
-
-def train_step(s, v, models_, tr, opt, b, cache, ph: Phases) -> torch.Tensor:
-    source, target = models_
-    p, n = s.p, s.n
+def train_step(pair, v, tr, opt, items, cache, ph: Phases, at: int) -> torch.Tensor:
+    """One step of the pipeline's loss (``Pair.loss`` at step ``at``) in phases: the two frozen
+    forwards, live or from ``cache`` as the variant says; the loss's forward and backward (the
+    translator, the target); the clipped optimizer step."""
     with ph("source_forward"):
-        h = cache["h"] if v.get("cached") else source_states(source, b)
+        states = cache["states"] if v.get("cached") else pair.source_states(items)
     with ph("teacher_forward"):
-        rows = cache["teacher"] if v.get("teacher_cached") else teacher_states(s, target, b)
-        teacher = teacher_logprobs(target, rows)
-    with ph("translator_forward"):
-        with torch.autocast(b.src.device.type, torch.bfloat16, enabled=bool(v.get("autocast"))):
-            soft = tr(h, b.src_mask)
-    with ph("target_forward_backward"):
-        emb = target.get_input_embeddings()
-        dt = emb.weight.dtype
-        embeds = torch.cat(
-            [
-                emb(b.bos).expand(b.B, -1, -1),
-                soft.to(dt),
-                emb(b.cue).expand(b.B, -1, -1),
-                emb(b.answer),
-            ],
-            1,
-        )
-        hs = target.base_model(inputs_embeds=embeds).last_hidden_state
-        prefix = cost.latent_len(p["K"], n)
-        student = target.get_output_embeddings()(hs[:, prefix - 1 : prefix - 1 + n.answer]).float()
-        loss = F.cross_entropy(student.transpose(1, 2), b.answer)
-        loss = loss + p["kl_weight"] * kl_rows(teacher, student[:, : teacher.shape[1]]).mean()
-        pooled_soft = soft.float().mean(1)
-        pooled_prompt = emb(b.prompt).float().mean(1)
-        nce = infonce(pooled_soft, pooled_prompt, p["infonce_temperature"])
-        loss = loss + p["infonce_weight"] * nce
-        loss = loss + p["prompt_align_weight"] * F.mse_loss(pooled_soft, pooled_prompt)
+        teacher = cache["teacher"] if v.get("teacher_cached") else pair.teacher_states(items)[0]
+    with ph("loss_forward_backward"):
+        run = translator_call(tr, ph, bool(v.get("autocast")))
+        loss, _, _ = pair.loss(run, items, at, states, teacher)
         loss.backward()
     with ph("optimizer"):
-        torch.nn.utils.clip_grad_norm_(tr.parameters(), p["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], pair.p["grad_clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
     return loss.detach()
@@ -224,8 +192,8 @@ def train_step(s, v, models_, tr, opt, b, cache, ph: Phases) -> torch.Tensor:
 def run_variant(s, v, models_, device, steps: int, warmup: int, ddp: bool = False) -> dict:
     source, target = models_
     B = v.get("batch", s.p["batch_size"])
-    g = torch.Generator().manual_seed(1)
-    b = make_batch(s, B, source, target, device, g)
+    pair, items = pipeline_pair(s, models_, B)
+    at = s.p["warmup_steps"] + 1  # the KL term on, as in most of a run
     tr = build_translator(s, source, target, device).train()
     module = tr
     if v.get("compile"):
@@ -237,19 +205,19 @@ def run_variant(s, v, models_, device, steps: int, warmup: int, ddp: bool = Fals
     opt = torch.optim.AdamW(
         tr.parameters(), lr=s.p["lr"], betas=(0.9, 0.98), fused=bool(v.get("fused"))
     )
-    cache = {"h": source_states(source, b), "teacher": teacher_states(s, target, b)}
+    cache = {"states": pair.source_states(items), "teacher": pair.teacher_states(items)[0]}
     if v.get("gradckpt"):
         target.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         target.train()  # HF checkpoints only in training mode (the target has no dropout)
     try:
         for _ in range(warmup):
-            train_step(s, v, models_, module, opt, b, cache, Phases(device))
+            train_step(pair, v, module, opt, items, cache, phases(device), at)
         reset_peak(device)
-        ph = Phases(device)
+        ph = phases(device)
         sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
-            loss = train_step(s, v, models_, module, opt, b, cache, ph)
+            loss = train_step(pair, v, module, opt, items, cache, ph, at)
         sync(device)
         dt = (time.perf_counter() - t0) / steps
     finally:
@@ -271,7 +239,7 @@ def run_variant(s, v, models_, device, steps: int, warmup: int, ddp: bool = Fals
             cache["teacher"][0].nbytes / 2**20 if v.get("teacher_cached") else None
         ),
         translator_params=n_params(tr),
-        **{f"{k}_s": t / steps for k, t in ph.t.items()},
+        **{f"{k}_s": t / steps for k, t in ph.seconds.items()},
     )
 
 

@@ -177,8 +177,8 @@ def test_snakemake_jobs_get_their_own_devices(tmp_path, limit):
 
 
 def test_gpu_pool_smoke_report_flags_a_job_on_a_gpu_it_was_not_given(tmp_path, capsys):
-    """bench/gpu_pool_smoke.py's table, from the pool's log lines and nvidia-smi samples."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    """bench/tools/gpu_pool_smoke.py's table, from the pool's log lines and nvidia-smi samples."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "tools"))
     import gpu_pool_smoke
 
     logs = tmp_path / "results/smoke/logs/finetune"

@@ -231,6 +231,24 @@ def test_packed_needs_a_mask_backend():
         packing.packed_mask(model, batch, "causal", torch.float32)
 
 
+def test_mask_override_swaps_the_packed_mask_inside_its_block_only():
+    """packing.mask_override (bench/bench_packing.py's -hfmask and leaky rows): the training
+    path's packed steps take the given mask inside the block, packed_mask outside it; the leaky
+    composed mask lets the examples of a row see each other."""
+    model = tiny_model("sdpa")
+    batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples(9))
+    right = packing.packed_mask(model, batch, "prefix_bidir", torch.float32)
+
+    def leaky(*args):
+        return packing.composed_mask(*args, same_example=False)
+
+    with packing.mask_override(leaky):
+        inside = packing.packed_forward_kwargs(model, batch, "prefix_bidir")["attention_mask"]
+    after = packing.packed_forward_kwargs(model, batch, "prefix_bidir")["attention_mask"]
+    assert torch.equal(after, right) and not torch.equal(inside, right)
+    assert bool((inside & ~right).any()) and not bool((right & ~inside).any())  # only more seen
+
+
 def test_bench_packing_tiny_shape(tmp_path, monkeypatch):
     """bench/bench_packing.py at --shape tiny on CPU (seconds): runs, writes its JSON, and the
     packed row's per-step losses equal the default row's (fp32 here; the GPU run checks bf16)."""
@@ -245,15 +263,20 @@ def test_bench_packing_tiny_shape(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_finetune, "SHAPE", dict(bench_finetune.SHAPE))
     monkeypatch.setattr(bench_finetune, "DEVICE", bench_finetune.DEVICE)
     out = tmp_path / "packing.json"
-    only = ["--only", "seed-default", "seed-packed-sdpa"]
+    only = ["--only", "seed-default", "seed-packed-sdpa", "seed-packed-leaky"]
     assert bench_packing.main(["--shape", "tiny", "--steps", "2", *only, "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert {(r["row"], r["policy"]) for r in rows} == {
-        (n, p) for n in only[1:] for p in ("causal", "prefix_bidir")
-    }
+        (n, p) for n in only[1:3] for p in ("causal", "prefix_bidir")
+    } | {("seed-packed-leaky", "causal")}
     for r in rows:
-        assert r["loss_rel_diff_vs_default"] < 1e-5, r
         assert r["tokens_per_step"] > 0 and r["s_per_step"] > 0
+        leaky = r["row"] == "seed-packed-leaky"  # a wrong mask: the loss check must see it
+        assert (
+            (r["loss_rel_diff_vs_default"] > 1e-4)
+            if leaky
+            else r["loss_rel_diff_vs_default"] < 1e-5
+        ), r
 
 
 @pytest.fixture

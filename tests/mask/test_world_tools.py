@@ -1,4 +1,4 @@
-"""bench/seed_spread.py (the seed spread of issue 17's finding) and bench/world_search.py (the
+"""bench/tools/seed_spread.py (the seed spread of issue 17's finding) and bench/tools/world_search.py (the
 world-design search): their config and table logic on the suite's one embedded run, and a
 seconds-long smoke run of the search. Cost: ~20 s."""
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).parents[2]
 
 @pytest.fixture
 def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    monkeypatch.syspath_prepend(str(ROOT / "bench" / "tools"))
 
 
 def test_seed_spread_config_sets_every_seed_key_and_overrides(bench):

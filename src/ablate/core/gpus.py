@@ -139,7 +139,7 @@ def claim(n: int, label: str = "job", log: IO | None = None) -> list[str] | None
     chosen = [i for i, _ in got]
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
     os.environ[CLAIMED_ENV] = "1"
-    # bench/gpu_pool_smoke.py reads this line (devices and pid) from each job's log
+    # bench/tools/gpu_pool_smoke.py reads this line (devices and pid) from each job's log
     print(
         f"[gpus] {label}: CUDA_VISIBLE_DEVICES={','.join(chosen)!r} (pid {os.getpid()}, pool {ids},"
         f" waited {waited:.1f} s)",

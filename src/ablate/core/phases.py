@@ -3,14 +3,14 @@
 Each stage's JSON output (a training summary, an evaluation's metrics.json, a probe result) carries
 ``phases``: seconds per phase in the order they ran, plus ``startup`` (process start to the stage
 function: interpreter, Snakemake's script preamble, imports) and ``other`` (the rest of the stage
-function). ``bench/job_times.py`` prints them per job, so a GPU run shows what is not the stage's
+function). ``bench/tools/job_times.py`` prints them per job, so a GPU run shows what is not the stage's
 own work (issue 16: the per-job overhead at the 3.4 B shape).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -25,17 +25,23 @@ def process_started() -> float | None:
 
 
 class Phases:
-    """Seconds per phase of one job; ``started`` is when the stage function began (epoch s)."""
+    """Seconds per phase of one job; ``started`` is when the stage function began (epoch s).
 
-    def __init__(self, started: float | None = None):
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs as a phase starts and ends, so GPU work counts
+    in the phase that queued it, not in the next one that waits for it (the GPU benchmarks)."""
+
+    def __init__(self, started: float | None = None, sync: Callable[[], None] | None = None):
         self.started = time.time() if started is None else started
         self.seconds: dict[str, float] = {}
+        self.sync = sync or (lambda: None)
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        self.sync()
         t0 = time.perf_counter()
         try:
             yield
+            self.sync()
         finally:
             self.add(name, time.perf_counter() - t0)
 

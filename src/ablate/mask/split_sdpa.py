@@ -30,9 +30,10 @@ class BackendMismatchError(RuntimeError):
 
 
 @lru_cache(maxsize=64)
-def _prompt_token_index(lengths: tuple[int, ...], width: int, device: torch.device) -> torch.Tensor:
+def prompt_token_index(lengths: tuple[int, ...], width: int, device: torch.device) -> torch.Tensor:
     """Flat (row * width + position) index of every prompt token; built once per batch and
-    reused by all layers (lengths change per step, so the cache stays small)."""
+    reused by all layers (lengths change per step, so the cache stays small). Also the index of
+    bench/bench_masks.py's packed-gather variant of this backend."""
     idx = [b * width + t for b, p in enumerate(lengths) for t in range(p)]
     return torch.tensor(idx, dtype=torch.long, device=device)
 
@@ -134,7 +135,7 @@ def prefix_split_sdpa_attention(
         blocks = _PromptBlockAttention.apply(query, key, value, tuple(lengths), scaling, gqa)
     else:
         blocks = _pack(_prompt_blocks(query, key, value, lengths, scaling, gqa, False)[0])
-    idx = _prompt_token_index(tuple(lengths), width, query.device)
+    idx = prompt_token_index(tuple(lengths), width, query.device)
     flat = out.reshape(batch * width, heads, out.shape[-1])
     return flat.index_copy(0, idx, blocks.to(flat.dtype)).view(out.shape), None
 

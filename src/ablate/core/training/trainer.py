@@ -53,7 +53,7 @@ def vocab_head_loss(token_ids) -> Any:
     """A head loss whose softmax runs over ``token_ids`` only (``pretrain.loss_vocab: corpus``).
 
     The embedded model keeps Tekken's 131072-row lm_head, but its corpus uses a few hundred ids:
-    scoring only those rows makes a CPU pretraining step ~14x faster (bench/world_search.py). The
+    scoring only those rows makes a CPU pretraining step ~14x faster (bench/tools/world_search.py). The
     other rows are neither scored nor trained; evaluation still uses the full head. A target
     outside ``token_ids`` is an error, not a silent skip."""
     ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
@@ -299,6 +299,8 @@ class CoreTrainer(Trainer):
         self.fast_head = fast_head
         self.master_weights = master_weights
         self.head_loss = head_loss_sum  # bench/bench_packing.py --liger puts a fused kernel here
+        # False keeps HF's optimizer class (no fused_inner swap): bench/bench_packing.py --hfopt
+        self.fused_optimizer = True
         self._pending_tokens: torch.Tensor | None = None  # counted, not yet in state
         self.last_save_format: str | None = None
 
@@ -318,7 +320,8 @@ class CoreTrainer(Trainer):
             {"params": [p for n, p in named if n in decay], "weight_decay": self.args.weight_decay},
             {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
         ]
-        cls = fused_inner(cls, kwargs, [p for _, p in named])
+        if self.fused_optimizer:
+            cls = fused_inner(cls, kwargs, [p for _, p in named])
         self.optimizer = MasterWeightsOptimizer([g for g in groups if g["params"]], cls, kwargs)
         return self.optimizer
 

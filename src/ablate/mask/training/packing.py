@@ -31,6 +31,8 @@ Trainer's ``num_items_in_batch``), so a step equals the unpacked one up to float
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -46,6 +48,8 @@ SEQ_IDS = "seq_ids"
 PROMPT_MASK = "prompt_mask"
 #: Backends whose mask builders take an arbitrary mask function (flash/varlen kernels do not).
 PACKED_BACKENDS = ("eager", "sdpa", PREFIX_SDPA, "flex_attention")
+#: What :func:`packed_forward_kwargs` builds the mask with; None: :func:`packed_mask`.
+_mask_override: Callable[..., Any] | None = None
 
 
 def is_packed(batch: dict[str, Any]) -> bool:
@@ -138,6 +142,12 @@ def _same_example(seq_ids: torch.Tensor):
     return inner
 
 
+def _every_key(batch_idx, head_idx, q_idx, kv_idx):
+    # an and-mask that keeps all: the mask stays explicit (with none, transformers would find
+    # the examples again from the position ids)
+    return kv_idx >= 0
+
+
 def _run_bounds(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """First and last index of the run of equal values of ``x`` (rows, width) around each
     position."""
@@ -227,9 +237,18 @@ def _by_layer_type(config, build):
     return build(masks._is_sliding(config, layer_types[0] if layer_types else None))
 
 
-def composed_mask(config: Any, batch: dict[str, torch.Tensor], policy: str, dtype):
+def composed_mask(
+    model_or_config: Any,
+    batch: dict[str, torch.Tensor],
+    policy: str,
+    dtype,
+    same_example: bool = True,
+):
     """:func:`packed_mask` through transformers' mask builders, whatever the backend (the eager
-    and sdpa one; for flex_attention the composed twin of :func:`key_spans`)."""
+    and sdpa one; for flex_attention the composed twin of :func:`key_spans`).
+    ``same_example=False`` drops the "same example" part: the examples of a row then see each
+    other, a wrong mask (the leakage control of bench/bench_packing.py)."""
+    config = masks._text_config(model_or_config)
     seq_ids = batch[SEQ_IDS]
     # bidirectional blocks: a whole example (prefill_bidir) or its prompt (prefix_bidir)
     block_ids = None
@@ -247,7 +266,7 @@ def composed_mask(config: Any, batch: dict[str, torch.Tensor], policy: str, dtyp
         attention_mask=None,
         past_key_values=None,
         position_ids=None,
-        and_mask_function=_same_example(seq_ids),
+        and_mask_function=_same_example(seq_ids) if same_example else _every_key,
     )
 
     def build(sliding: bool):
@@ -268,9 +287,24 @@ def composed_mask(config: Any, batch: dict[str, torch.Tensor], policy: str, dtyp
     return _by_layer_type(config, build)
 
 
+@contextmanager
+def mask_override(build: Callable[..., Any]) -> Iterator[None]:
+    """Inside the block packed steps take their mask from ``build`` (called as
+    :func:`packed_mask`) instead of :func:`packed_mask`: the pipeline's own training path under
+    another mask, for a benchmark's comparison rows (bench/bench_packing.py: HF's composed mask
+    under flex_attention, a leaky control). Not for runs: no record says which mask trained."""
+    global _mask_override
+    before, _mask_override = _mask_override, build
+    try:
+        yield
+    finally:
+        _mask_override = before
+
+
 def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: str) -> dict:
     """kwargs for ``model(**kw)`` (or its decoder) that run a packed batch under ``policy``."""
-    mask = packed_mask(model, batch, policy, getattr(model, "dtype", torch.float32))
+    build = _mask_override or packed_mask
+    mask = build(model, batch, policy, getattr(model, "dtype", torch.float32))
     kw: dict[str, Any] = dict(
         input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"]
     )

@@ -1,7 +1,7 @@
 """Per-job wall times of a finished run: one row per Snakemake benchmark file under a results
 folder, plus the time inside the job's script where its output's provenance records it.
 
-    python bench/job_times.py results/smoke        # prints a markdown table
+    python bench/tools/job_times.py results/smoke        # prints a markdown table
 
 The gap between the two columns is what the job spends outside the stage's own work (Python and
 library start-up, model build or load, saving, hashing): the per-job overhead that issue 16 cuts.
@@ -14,12 +14,14 @@ overhead the planner's ``job_overheads`` (config/gpu_measurements.yaml) record.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from ablate.core.records import benchmark_seconds, provenance_of, read_json
+from ablate.mask.study import PATTERNS
 
 #: the phase that is the stage's own work, per rule (the rest is overhead)
 OWN_WORK = {
@@ -30,16 +32,23 @@ OWN_WORK = {
 }
 
 
-def record(results: Path, rule: str, name: str) -> dict:
-    """The job's main JSON output, or {} where there is none."""
-    model, _, policy = name.partition(".")
-    candidates = {
-        "eval_model": results / "eval" / model / policy / "metrics.json",
-        "finetune": results / "finetune" / name / "summary.json",
-        "leakage_probe": results / "leakage" / f"{name}.json",
-        "prepare_model": results / "model" / "base" / "summary.json",
-    }
-    return read_json(candidates.get(rule)) or {}
+#: per GPU rule of the mask study, its benchmark file and its main JSON output (PATTERNS keys)
+RECORDS = {
+    "prepare_model": ("prepare_model_benchmark", "base_summary"),
+    "leakage_probe": ("leakage_benchmark", "leakage"),
+    "finetune": ("finetune_benchmark", "finetune_summary"),
+    "eval_model": ("eval_benchmark", "eval_metrics"),
+}
+
+
+def record(results: Path, rule: str, tsv: Path) -> dict:
+    """The main JSON output of the job whose benchmark file is ``tsv``, or {} where none is."""
+    if rule not in RECORDS:
+        return {}
+    bench, rec = (PATTERNS[k] for k in RECORDS[rule])
+    wildcards = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+?)", re.escape(bench))
+    found = re.fullmatch(wildcards, tsv.relative_to(results).as_posix())
+    return (read_json(results / rec.format(**found.groupdict())) or {}) if found else {}
 
 
 def table(results: Path) -> pd.DataFrame:
@@ -47,7 +56,7 @@ def table(results: Path) -> pd.DataFrame:
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
         rule, name = tsv.parent.name, tsv.stem
         b = pd.read_csv(tsv, sep="\t")
-        rec = record(results, rule, name)
+        rec = record(results, rule, tsv)
         inside = provenance_of(rec).get("wall_time_s")
         phases = rec.get("phases") or {}
         own = phases.get(OWN_WORK.get(rule, ""))
@@ -68,6 +77,8 @@ def table(results: Path) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    df = table(Path(sys.argv[1] if len(sys.argv) > 1 else "results"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results", nargs="?", default="results", help="a run's results folder")
+    df = table(Path(ap.parse_args().results))
     print(df.to_markdown(index=False) if hasattr(df, "to_markdown") else df.to_string(index=False))
     print(f"\ntotal job wall time: {df['wall_s'].sum():.0f} s over {len(df)} jobs")

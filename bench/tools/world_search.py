@@ -11,9 +11,9 @@ under ``causal`` (3A) and one under ``prefix_bidir`` (3B) on SFT pairs of the sa
 now uses) and score both again. Prints one JSON object (per-item
 correctness, so a summary can run paired tests) on stdout, progress on stderr.
 
-    PYTHONPATH=src python bench/world_search.py --tok DIR [--device cuda] [--tasks count,repeat:4]
+    PYTHONPATH=src python bench/tools/world_search.py --tok DIR [--device cuda] [--tasks count,repeat:4]
         [--restrict] [--steps N] [--bs B] [--lr LR] [--layers L] ... > run.json
-    python bench/world_search.py --summarize DIR      # a table per run.json in DIR
+    python bench/tools/world_search.py --summarize DIR      # a table per run.json in DIR
 
 ``--tok`` is a folder with the Tekken tokenizer (``ablate.mask.tiny.prepare_tekken_tokenizer``).
 ``--restrict`` computes the pretraining loss over the corpus' own token ids only (the lm_head rows

@@ -9,7 +9,7 @@ every 2 s to <work>/nvidia_smi.log. Then prints one row per GPU job: the devices
 its pid on (index and peak MiB), its Snakemake benchmark wall time, and which jobs overlapped in
 time on different GPUs. Exit status 1 if a job's pid was seen on a GPU it was not given.
 
-    PYTHONPATH=<site>:src python bench/gpu_pool_smoke.py [--gpus 2] [--cores 32] [--work /tmp/gpu_pool_smoke]
+    PYTHONPATH=<site>:src python bench/tools/gpu_pool_smoke.py [--gpus 2] [--cores 32] [--work /tmp/gpu_pool_smoke]
 
 Offline host: install the carried wheels as /work/shared/reference/gpu_rehearsal/README.md says
 (snakemake, transformers, mistral-common, ...); the Tekken tokenizer comes from mistral-common.
@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLAIM = re.compile(
     r"\[gpus\] (?P<label>.+): CUDA_VISIBLE_DEVICES='(?P<ids>[^']*)' \(pid (?P<pid>\d+)"
     r"(?:.*?waited (?P<waited>[\d.]+) s)?"

@@ -2,9 +2,9 @@
 pretrained for a step, finetuned for a few steps, evaluated on a few documents, each through the
 pipeline's own entry points, then the ``phases`` each wrote printed side by side.
 
-    python bench/job_overhead.py --shape tiny                      # CPU, seconds
-    python bench/job_overhead.py --shape medium --out bench/results/job_overhead_cpu.json
-    python bench/job_overhead.py --shape 3b                        # GPU: the Ministral-3-3B shape
+    python bench/tools/job_overhead.py --shape tiny                      # CPU, seconds
+    python bench/tools/job_overhead.py --shape medium --out bench/results/job_overhead_cpu_medium.json
+    python bench/tools/job_overhead.py --shape 3b                        # GPU: the Ministral-3-3B shape
 
 Needs the embedded data of a finished run (``--data``: its results/data folder) for the corpus,
 the SFT pairs and the task folders. Start-up (imports) is not in these numbers: the jobs run in

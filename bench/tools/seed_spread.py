@@ -8,9 +8,9 @@ each ``snakemake -c<cores>``; ``--cpu`` hides GPUs (CUDA_VISIBLE_DEVICES=""), so
 can stand in for several 2-core machines. Prints one markdown table (macro scores from each run's
 recovery.csv, the claims from claims/mask.csv) and the spread.
 
-    python bench/seed_spread.py --seeds 0 1 2 3 --parallel 4 --cores 2 --cpu \\
+    python bench/tools/seed_spread.py --seeds 0 1 2 3 --parallel 4 --cores 2 --cpu \\
         [--set mask.finetune.variants.5B.learning_rate=1e-3] [--workdir /tmp/spread]
-    python bench/seed_spread.py --table /tmp/spread      # the table of finished runs again
+    python bench/tools/seed_spread.py --table /tmp/spread      # the table of finished runs again
 
 docs/embedded.md quotes its tables (seeds 0-3 on a 16-core Intel Xeon, CPU only).
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEED_KEYS = ("mask.data.seed", "mask.model.embedded.pretrain.seed", "mask.finetune.defaults.seed")
 #: (column, stage, variant, eval policy role) of the table; "ablated" is mask.eval.ablated_policy
 COLUMNS = (
