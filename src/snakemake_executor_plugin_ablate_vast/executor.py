@@ -24,6 +24,13 @@ The workarounds, all in this module and pinned to the plugin version they were w
    of every job in the group (benchmark files included).
 5. Cores. The submit host's ``--cores`` (when the command line gives one) is passed to every
    job and caps its threads on a larger instance; jobs get ``--cores all`` instead.
+6. Checkpoints. Trainer checkpoints lived on the instance only, so a retry after a lost
+   instance trained from step 0. Each complete one is copied to the submit host while the job
+   runs, and a retry starts from the newest copy (``checkpoints.py``).
+7. Detached start. The stock start command ``cd W && nohup sh job.sh > job.log ... &``
+   backgrounds the whole ``&&`` list: its subshell keeps the SSH session's pipes open, so the
+   start call returned only when the job ended (or failed at the runner's 3600 s SSH timeout),
+   and nothing watched the job meanwhile. Here the ``&`` is inside a subshell of its own.
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
 project's pinned requirements (except torch when the image has one), so the instance runs this
@@ -45,6 +52,8 @@ from types import SimpleNamespace
 import snakemake_executor_plugin_vastai as _stock
 from snakemake_executor_plugin_vastai.sshtransfer import REMOTE_WORKDIR, SSHJobRunner, TransferError
 from snakemake_interface_common.exceptions import WorkflowError
+
+from snakemake_executor_plugin_ablate_vast.checkpoints import CheckpointCopies
 
 PLUGIN_VERSION = "0.1.4"
 PLUGIN_NAME = "ablate-vast"
@@ -127,7 +136,17 @@ def project_requirements() -> list[str]:
 
 class GuardedSSHJobRunner(SSHJobRunner):
     """The stock SSH runner with workarounds (1) lost instance, (3) failed job's log and
-    (4) group outputs."""
+    (4) group outputs, and the job's Trainer checkpoints copied off the instance (6)."""
+
+    def _upload(self):
+        super()._upload()
+        self.copies = CheckpointCopies(self)
+        self.copies.ship_newest()
+
+    def _sync_checkpoints(self) -> None:
+        copies = getattr(self, "copies", None)
+        if copies is not None:
+            copies.sync()
 
     def _instance_status(self):
         """actual_status; None when the API says the instance is gone; False on API error."""
@@ -147,8 +166,9 @@ class GuardedSSHJobRunner(SSHJobRunner):
             f"{self.exec_job}\necho $? > exit_code\n"
         )
         self._ssh(f"cat > {REMOTE_WORKDIR}/job.sh", input_text=script)
-        self._ssh(f"cd {REMOTE_WORKDIR} && nohup sh job.sh > job.log 2>&1 < /dev/null &")
-        # ... but poll with a bound: ssh exits 255 when the host is unreachable.
+        # ... but detached for real (workaround 7) ...
+        self._ssh(f"cd {REMOTE_WORKDIR} && (nohup sh job.sh > job.log 2>&1 < /dev/null &)")
+        # ... and poll with a bound: ssh exits 255 when the host is unreachable.
         unreachable_since = None
         while True:
             self._check_cancelled()
@@ -158,7 +178,11 @@ class GuardedSSHJobRunner(SSHJobRunner):
             if res.returncode == 0:
                 unreachable_since = None
                 if res.stdout.strip():
-                    return int(res.stdout.strip())
+                    code = int(res.stdout.strip())
+                    if code != 0:  # e.g. interrupted after saving: keep that checkpoint too
+                        self._sync_checkpoints()
+                    return code
+                self._sync_checkpoints()
             else:
                 now = time.monotonic()
                 unreachable_since = unreachable_since or now
@@ -192,6 +216,8 @@ class GuardedSSHJobRunner(SSHJobRunner):
     def _finish(self, outcome):
         if outcome[0] != "success" and self.host and self.port and self.job.log:
             self._download_job_logs()
+        if outcome[0] == "success" and getattr(self, "copies", None) is not None:
+            self.copies.remove_local()
         super()._finish(outcome)
 
     def _download_job_logs(self) -> None:
