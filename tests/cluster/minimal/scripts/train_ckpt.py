@@ -1,5 +1,6 @@
 """A real finetune of a tiny model with Trainer checkpoints, paced at `step_s` seconds a step: the
-test's clock, so that an instance can be lost between two saves. Pacing changes no number."""
+test's clock, so that an instance can be lost between two saves. Pacing changes no number.
+`hang_at` > 0: step `hang_at` never ends (a hung job)."""
 
 import json
 import sys
@@ -10,10 +11,15 @@ from transformers import TrainerCallback
 
 from ablate.mask.training.run import finetune
 
-model, data, probe, params, out, step_s = sys.argv[1:7]
+model, data, probe, params, out, step_s, hang_at = sys.argv[1:8]
 
 
 class Paced(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kw):
+        if state.global_step + 1 == int(hang_at):
+            print(f"hanging in step {hang_at}", flush=True)
+            time.sleep(3600)
+
     def on_step_end(self, args, state, control, **kw):
         time.sleep(float(step_s))
 
