@@ -310,6 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "gpu_name": "RTX 4090",
                     "gpu_ram": 24564,
                     "dph_total": 0.30 + 0.01 * i,
+                    "min_bid": 0.10 + 0.01 * i,  # interruptible offers
                     "reliability2": 0.995,
                     "rentable": True,
                     "cpu_cores_effective": 16,

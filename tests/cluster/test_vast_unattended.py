@@ -1,7 +1,7 @@
 """`--profile vast` left unattended, against the fake Vast API (fake_vast.py): a real finetune of
-the tiny model whose instance is lost or outbid mid-training resumes on a new instance from the
-newest checkpoint copied off the old one and ends with the weights of an uninterrupted run; after
-every scenario no instance is alive."""
+the tiny model whose instance is lost or outbid mid-training, or whose training hangs, resumes on
+a new instance from the newest checkpoint copied off the old one and ends with the weights of an
+uninterrupted run; after every scenario no instance is alive."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, git_add_all, stop_process, wait_for
+from conftest import ROOT, git_add_all, run_snakemake, stop_process, wait_for
 from test_training import FAST, no_leak, synthetic_rows, weights
-from test_vast import destroyed, minimal_checkout, start_snakemake
+from test_vast import FAST as FAST_POLL
+from test_vast import api_calls, destroyed, minimal_checkout, start_snakemake
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint, spend
 from ablate.mask.training.run import finetune
+from snakemake_executor_plugin_ablate_vast.spend import SpendMeter
 
 pytestmark = pytest.mark.cluster
 
@@ -47,7 +49,7 @@ def train_inputs(tmp_path_factory, tiny_model_dir) -> dict:
         )
     finally:
         torch.set_num_threads(threads)
-    return {"dir": d, "model": tiny_model_dir, "ref": ref, "ref_final": d / "ref" / "final"}
+    return {"dir": d, "model": tiny_model_dir, "summary": ref, "final": d / "ref" / "final"}
 
 
 def training_checkout(tmp_path: Path, inputs: dict) -> Path:
@@ -72,11 +74,11 @@ def steps_logged(log: Path) -> list[int]:
     ]
 
 
-@pytest.mark.parametrize("ending", ["lost", "outbid"])
-def test_lost_or_outbid_instance_resumes_from_the_copied_checkpoint(
-    vast, tmp_path, train_inputs, ending
-):
-    wd = training_checkout(tmp_path, train_inputs)
+def run_and_end_first_instance(
+    wd: Path, vast, end, config: tuple[str, ...] = (), args: tuple[str, ...] = ()
+) -> tuple[int, int, str]:
+    """Run the training job; once a checkpoint reached the submit host, `end(instance)` (None:
+    leave it to the job). Returns the first instance, the newest copied step then, the log."""
     proc = start_snakemake(
         wd,
         vast,
@@ -85,8 +87,10 @@ def test_lost_or_outbid_instance_resumes_from_the_copied_checkpoint(
         "5",
         "--retries",
         "1",
+        *args,
         "--config",
         f"step_s={STEP_S}",
+        *config,
     )
     log = wd / "snakemake.log"
     try:
@@ -99,12 +103,16 @@ def test_lost_or_outbid_instance_resumes_from_the_copied_checkpoint(
             interval=0.1,
         )
         (first,) = vast.alive()
-        (vast.preempt if ending == "lost" else vast.outbid)(first)
+        if end is not None:
+            end(first)
         at_kill = int(copied[-1].name.split("-")[1])
         assert proc.wait(timeout=300) == 0, log.read_text()[-5000:]
     finally:
         stop_process(proc)
-    out = log.read_text()
+    return first, at_kill, log.read_text()
+
+
+def check_resumed_like_uninterrupted(wd: Path, vast, first: int, at_kill: int, out: str, ref):
     summary = json.loads((wd / "results/train_ckpt/summary.json").read_text())
     resumed = summary["resumed_from_step"]
     # the retry started from the newest complete copy, and both logs say from which step
@@ -116,13 +124,90 @@ def test_lost_or_outbid_instance_resumes_from_the_copied_checkpoint(
     reached = max(steps_logged(vast.workdir(first) / "logs/train_ckpt.log"))
     assert reached < MAX_STEPS and reached - resumed <= SAVE_STEPS, (reached, resumed)
     # the same run as without the loss: losses step by step, final weights
-    ref = train_inputs["ref"]
-    assert summary["steps_done"] == ref["steps_done"] == MAX_STEPS
-    for a, b in zip(summary["curves"]["train"], ref["curves"]["train"], strict=True):
+    assert summary["steps_done"] == ref["summary"]["steps_done"] == MAX_STEPS
+    for a, b in zip(summary["curves"]["train"], ref["summary"]["curves"]["train"], strict=True):
         assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-4)
-    got, want = weights(wd / "results/train_ckpt/final"), weights(train_inputs["ref_final"])
+    got, want = weights(wd / "results/train_ckpt/final"), weights(ref["final"])
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5)
     assert not (wd / CKPTS).exists()  # the copies went once the job succeeded
     assert len(vast.instances) == 2 and first in destroyed(vast)
     assert destroyed(vast) == set(vast.instances) and vast.alive() == []
+
+
+@pytest.mark.parametrize("ending", ["lost", "outbid"])
+def test_lost_or_outbid_instance_resumes_from_the_copied_checkpoint(
+    vast, tmp_path, train_inputs, ending
+):
+    wd = training_checkout(tmp_path, train_inputs)
+    if ending == "lost":  # an on-demand instance whose host vanishes
+        first, at_kill, out = run_and_end_first_instance(wd, vast, vast.preempt)
+    else:  # an interruptible instance (the profile's bid), outbid
+        bid = ("--ablate-vast-bid", "0.2")
+        first, at_kill, out = run_and_end_first_instance(wd, vast, vast.outbid, args=bid)
+        assert {c["body"]["type"] for c in api_calls(vast, "POST", "/bundles/")} == {"bid"}
+        assert [c["body"]["price"] for c in api_calls(vast, "PUT", "/asks/")] == [0.2, 0.2]
+    check_resumed_like_uninterrupted(wd, vast, first, at_kill, out, train_inputs)
+
+
+def test_hung_job_is_failed_within_its_bound_and_retried(vast, tmp_path, train_inputs):
+    wd = training_checkout(tmp_path, train_inputs)
+    (wd / "data/params.json").write_text(json.dumps({**PARAMS, "stall_s": 5}))
+    git_add_all(wd)
+    hang = (f"hang_at={SAVE_STEPS + 2}",)
+    first, at_kill, out = run_and_end_first_instance(wd, vast, None, config=hang)
+    hung = (vast.workdir(first) / "logs/train_ckpt.log").read_text()
+    assert f"hanging in step {SAVE_STEPS + 2}" in hung, hung[-3000:]
+    line = next(x for x in hung.splitlines() if "stalled" in x)
+    assert "over the stall bound 5 s (stall_s: 5 (config))" in line, line
+    assert float(line.split("no training progress for ")[1].split(" s")[0]) < 5 + 3, line
+    assert "Error in rule train_ckpt" in out  # failed, its instance destroyed, retried
+    check_resumed_like_uninterrupted(wd, vast, first, at_kill, out, train_inputs)
+
+
+def test_spend_meter_counts_price_times_time_and_admits_within_the_bound():
+    now = [1000.0]
+    meter = SpendMeter(bound=1.0, clock=lambda: now[0])
+    assert meter.admits(0.5, 2.0) and not meter.admits(0.6, 2.0)
+    meter.rented(1, 0.5, 1.0)  # $0.50 forecast
+    now[0] += 1800  # half an hour: $0.25 spent, $0.50 committed
+    assert meter.spent() == pytest.approx(0.25) and meter.committed() == pytest.approx(0.5)
+    assert meter.admits(0.5, 1.0) and not meter.admits(0.5, 1.1)
+    now[0] += 3600 * 2  # running past its forecast: counts at what it cost
+    assert meter.committed() == pytest.approx(1.25) and meter.reached()
+    meter.ended(1)
+    now[0] += 3600
+    assert meter.spent() == pytest.approx(1.25) and meter.running() == 0
+    rec = meter.record()
+    assert (rec["spent_usd"], rec["instances"], rec["running"]) == (1.25, 1, 0)
+    assert "spent $1.2500 of --ablate-vast-max-spend $1.00" in meter.message("x")
+
+
+def test_spending_bound_rents_nothing_past_it_and_stops_the_run(vast, tmp_path):
+    """Two GPU jobs of 5 min (their runtime) at the fake's $0.30/h: $0.025 each. A bound of $0.04
+    admits the first and not the second: one instance, the message, a clean stop, none alive,
+    and STATUS's line reads the spend."""
+    wd = minimal_checkout(tmp_path)
+    r = run_snakemake(
+        wd,
+        "--profile",
+        "vast",
+        *FAST_POLL,
+        "--ablate-vast-max-spend",
+        "0.04",
+        "results/gpu/1.txt",
+        "results/gpu/2.txt",
+        "--config",
+        "first_attempt_delay=600",
+        env=vast.env,
+        timeout=300,
+    )
+    assert r.returncode != 0
+    assert len(vast.instances) == 1, r.stdout[-4000:]  # the second was never rented
+    line = next(x for x in r.stdout.splitlines() if x.startswith("spending bound: job gpu_step"))
+    assert "would add $0.0250 ($0.300/h x 0.0833 h forecast) to $0.0250 committed" in line, line
+    assert "of --ablate-vast-max-spend $0.04 on 1 instance(s); renting nothing more" in line
+    assert destroyed(vast) == set(vast.instances) and vast.alive() == []
+    rec = spend.read(wd)
+    assert rec["instances"] == 1 and rec["running"] == 0 and rec["bound_usd"] == 0.04, rec
+    assert spend.status_line(wd).startswith("Vast.ai spend of the last run: $0.00 of the $0.04")
