@@ -24,6 +24,13 @@ The workarounds, all in this module and pinned to the plugin version they were w
    of every job in the group (benchmark files included).
 5. Cores. The submit host's ``--cores`` (when the command line gives one) is passed to every
    job and caps its threads on a larger instance; jobs get ``--cores all`` instead.
+6. Checkpoints. Trainer checkpoints lived on the instance only, so a retry after a lost
+   instance trained from step 0. Each complete one is copied to the submit host while the job
+   runs, and a retry starts from the newest copy (``checkpoints.py``).
+7. Detached start. The stock start command ``cd W && nohup sh job.sh > job.log ... &``
+   backgrounds the whole ``&&`` list: its subshell keeps the SSH session's pipes open, so the
+   start call returned only when the job ended (or failed at the runner's 3600 s SSH timeout),
+   and nothing watched the job meanwhile. Here the ``&`` is inside a subshell of its own.
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
 project's pinned requirements (except torch when the image has one), so the instance runs this
@@ -41,10 +48,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
+from typing import Optional
 
 import snakemake_executor_plugin_vastai as _stock
 from snakemake_executor_plugin_vastai.sshtransfer import REMOTE_WORKDIR, SSHJobRunner, TransferError
 from snakemake_interface_common.exceptions import WorkflowError
+
+from ablate.core import spend as spend_record
+from snakemake_executor_plugin_ablate_vast.checkpoints import CheckpointCopies
+from snakemake_executor_plugin_ablate_vast.spend import DEFAULT_FORECAST_H, SpendMeter
 
 PLUGIN_VERSION = "0.1.4"
 PLUGIN_NAME = "ablate-vast"
@@ -68,6 +80,24 @@ class ExecutorSettings(_stock.ExecutorSettings):
     poll_seconds: int = field(
         default=15,
         metadata={"help": "Seconds between two checks of a running job's exit code over SSH."},
+    )
+    bid: Optional[float] = field(  # noqa: UP045 - Snakemake parses typing.Optional
+        default=None,
+        metadata={
+            "help": "Rent interruptible instances at this bid in USD per hour, capped by "
+            "max-price (the on-demand price cap); offers whose minimum bid is above it are "
+            "skipped. An outbid instance is stopped; its job moves to a new instance and resumes "
+            "from its last copied checkpoint. Unset: on-demand instances.",
+        },
+    )
+    max_spend: Optional[float] = field(  # noqa: UP045 - Snakemake parses typing.Optional
+        default=None,
+        metadata={
+            "help": "Spending bound of the run in USD: an instance is rented only if the spend so "
+            "far, the running instances' forecast cost and the new one's price x its job's "
+            "runtime resource stay within it; the run stops (every instance destroyed) when the "
+            "spend so far reaches it. Unset: no bound.",
+        },
     )
 
 
@@ -125,9 +155,24 @@ def project_requirements() -> list[str]:
     return [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
 
 
+def offer_price(offer: dict, bid: float | None) -> float:
+    """USD per hour an instance of ``offer`` costs at most: its on-demand price, or the bid."""
+    return float(offer.get("dph_total") or 0) if bid is None else bid
+
+
 class GuardedSSHJobRunner(SSHJobRunner):
     """The stock SSH runner with workarounds (1) lost instance, (3) failed job's log and
-    (4) group outputs."""
+    (4) group outputs, and the job's Trainer checkpoints copied off the instance (6)."""
+
+    def _upload(self):
+        super()._upload()
+        self.copies = CheckpointCopies(self)
+        self.copies.ship_newest()
+
+    def _sync_checkpoints(self) -> None:
+        copies = getattr(self, "copies", None)
+        if copies is not None:
+            copies.sync()
 
     def _instance_status(self):
         """actual_status; None when the API says the instance is gone; False on API error."""
@@ -147,8 +192,9 @@ class GuardedSSHJobRunner(SSHJobRunner):
             f"{self.exec_job}\necho $? > exit_code\n"
         )
         self._ssh(f"cat > {REMOTE_WORKDIR}/job.sh", input_text=script)
-        self._ssh(f"cd {REMOTE_WORKDIR} && nohup sh job.sh > job.log 2>&1 < /dev/null &")
-        # ... but poll with a bound: ssh exits 255 when the host is unreachable.
+        # ... but detached for real (workaround 7) ...
+        self._ssh(f"cd {REMOTE_WORKDIR} && (nohup sh job.sh > job.log 2>&1 < /dev/null &)")
+        # ... and poll with a bound: ssh exits 255 when the host is unreachable.
         unreachable_since = None
         while True:
             self._check_cancelled()
@@ -158,7 +204,11 @@ class GuardedSSHJobRunner(SSHJobRunner):
             if res.returncode == 0:
                 unreachable_since = None
                 if res.stdout.strip():
-                    return int(res.stdout.strip())
+                    code = int(res.stdout.strip())
+                    if code != 0:  # e.g. interrupted after saving: keep that checkpoint too
+                        self._sync_checkpoints()
+                    return code
+                self._sync_checkpoints()
             else:
                 now = time.monotonic()
                 unreachable_since = unreachable_since or now
@@ -192,6 +242,8 @@ class GuardedSSHJobRunner(SSHJobRunner):
     def _finish(self, outcome):
         if outcome[0] != "success" and self.host and self.port and self.job.log:
             self._download_job_logs()
+        if outcome[0] == "success" and getattr(self, "copies", None) is not None:
+            self.copies.remove_local()
         super()._finish(outcome)
 
     def _download_job_logs(self) -> None:
@@ -246,6 +298,13 @@ class Executor(_stock.Executor):
             )
         settings.api_key = key  # explicit, so the SDK does not fall back to its key files
         self._sigterm_installed = False
+        if settings.bid is not None and settings.max_price is not None:
+            if settings.bid > settings.max_price:
+                raise WorkflowError(
+                    f"{PLUGIN_NAME}-bid {settings.bid} is above {PLUGIN_NAME}-max-price "
+                    f"{settings.max_price}: a bid is capped by the on-demand price cap"
+                )
+        self.spend = SpendMeter(settings.max_spend)
         super().__post_init__()
 
     @property
@@ -260,8 +319,77 @@ class Executor(_stock.Executor):
 
     def run_job(self, job):
         self._install_sigterm_teardown()
-        with _guarded_runner():
+        with _guarded_runner(), self._metered(job):
             super().run_job(job)
+
+    @contextmanager
+    def _metered(self, job):
+        """The spending bound around the stock run_job: its offer search and instance creation
+        (main thread only) go through the meter (spend.py)."""
+        runtime = job.resources.get("runtime")
+        forecast_h = float(runtime) / 60 if runtime else DEFAULT_FORECAST_H
+        search, create = self.vast.search_offers, self.vast.create_instance
+        bid = self.settings.bid
+        prices = {}
+
+        def metered_search(*args, **kwargs):
+            if bid is not None:
+                kwargs["type"] = "bid"
+            offers = search(*args, **kwargs) or []
+            if bid is not None:  # offers this bid can win
+                offers = [o for o in offers if float(o.get("min_bid") or 0) <= bid]
+            prices.update({o["id"]: offer_price(o, bid) for o in offers})
+            fitting = [o for o in offers if self.spend.admits(prices[o["id"]], forecast_h)]
+            if offers and not fitting:
+                cheapest = min(prices[o["id"]] for o in offers)
+                self._stop_for_spend(
+                    f"job {job.name} would add ${cheapest * forecast_h:.4f} "
+                    f"(${cheapest:.3f}/h x {forecast_h:.3g} h forecast) to "
+                    f"${self.spend.committed():.4f} committed"
+                )
+            return fitting
+
+        def metered_create(*args, **kwargs):
+            if bid is not None:
+                kwargs["price"] = prices[kwargs["id"]]
+            response = create(*args, **kwargs)
+            if response.get("success"):
+                iid = response["new_contract"]
+                self.spend.rented(iid, prices.get(kwargs.get("id"), 0.0), forecast_h)
+                self._write_spend()
+            return response
+
+        self.vast.search_offers, self.vast.create_instance = metered_search, metered_create
+        try:
+            yield
+        finally:
+            del self.vast.search_offers, self.vast.create_instance  # the methods again
+
+    def _stop_for_spend(self, why: str):
+        message = self.spend.message(why)
+        self.logger.error(message)
+        self._write_spend()
+        raise WorkflowError(message)
+
+    def _write_spend(self) -> None:
+        try:
+            spend_record.write(".", self.spend.record())
+        except OSError as e:  # the record is for reading; renting goes on
+            self.logger.warning(f"could not write {spend_record.SPEND_FILE}: {e}")
+
+    def _destroy_instance(self, instance_id: int):
+        super()._destroy_instance(instance_id)
+        if instance_id in self._destroyed_instances:
+            self.spend.ended(instance_id)
+            self._write_spend()
+
+    async def check_active_jobs(self, active_jobs):
+        if self.spend.reached():
+            self._emergency_cleanup()  # every rented instance not yet destroyed
+            self._stop_for_spend("the spend so far reached the bound")
+        self._write_spend()
+        async for job_info in super().check_active_jobs(active_jobs):
+            yield job_info
 
     def _install_sigterm_teardown(self) -> None:
         """Workaround (2). Runs at the first submission, i.e. after the scheduler installed its

@@ -10,7 +10,7 @@ everything that ran on it, like a container teardown. The instance's files stay 
 Endpoints used by snakemake-executor-plugin-vastai 0.1.4 (paths under /api/v0): search offers
 POST /bundles/, create PUT /asks/<offer>/, show GET /instances/<id>/, attach key POST
 /instances/<id>/ssh/, destroy DELETE /instances/<id>/, reboot, request_logs. Every API call is
-recorded in `calls`. Test controls (Python): preempt(id), fail_next_creates(n).
+recorded in `calls`. Test controls (Python): preempt(id), outbid(id), fail_next_creates(n).
 
 Run by hand: python tests/cluster/fake_vast.py STATE_DIR  (prints the port; Ctrl-C stops all).
 """
@@ -98,6 +98,15 @@ class FakeVast:
         with self.lock:
             inst["actual_status"] = "offline"
             inst["status_msg"] = "host offline (preempted by the fake)"
+
+    def outbid(self, iid: int) -> None:
+        """An interruptible instance outbid: Vast stops its container (its processes die, its
+        disk stays) and the API says 'stopped' until it is destroyed or wins the bid again."""
+        inst = self.instances[iid]
+        self._kill(inst)
+        with self.lock:
+            inst["actual_status"] = inst["intended_status"] = "stopped"
+            inst["status_msg"] = "outbid (stopped by the fake)"
 
     def alive(self) -> list[int]:
         """Instances whose namespace still runs (billing, on the real service)."""
@@ -301,6 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "gpu_name": "RTX 4090",
                     "gpu_ram": 24564,
                     "dph_total": 0.30 + 0.01 * i,
+                    "min_bid": 0.10 + 0.01 * i,  # interruptible offers
                     "reliability2": 0.995,
                     "rentable": True,
                     "cpu_cores_effective": 16,

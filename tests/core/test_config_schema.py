@@ -72,11 +72,13 @@ def test_library_reads_the_training_defaults_of_the_schema():
     }
     pretrain = defs["pretrain_params"]["properties"]
     assert defaults("pretrain") == {k: p["default"] for k, p in pretrain.items() if "default" in p}
-    # every training key can be overridden per variant and set for pretraining; loss_vocab has
-    # no default (unset = full), so a run made before the key existed stays fresh
+    # every training key can be overridden per variant and set for pretraining; loss_vocab (unset
+    # = full) and stall_s (unset = derived) have no default, so a run made before the key existed
+    # stays fresh, and pretraining lists only defaults
     assert set(defs["finetune_params_override"]["properties"]) == set(props)
-    assert set(pretrain) == set(props) - {"loss_vocab"}
-    assert "default" not in props["loss_vocab"] and "loss_vocab" not in library
+    assert set(pretrain) == set(props) - {"loss_vocab", "stall_s"}
+    for key in ("loss_vocab", "stall_s"):
+        assert "default" not in props[key] and key not in library
 
 
 def test_pipeline_and_library_resolve_the_same_training_params():

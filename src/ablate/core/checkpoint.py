@@ -33,6 +33,9 @@ MANIFEST_NAME = "checkpoint_manifest.json"
 WRITER_MARKER = "ablate_checkpoint.json"
 CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every Trainer checkpoint
 RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
+#: Trainer checkpoints live in ``<out>/checkpoints`` beside the run's outputs (``final``, the
+#: summary); the Vast executor copies them off the instance from there.
+CHECKPOINTS_DIR = "checkpoints"
 FORMAT_SAVE_PRETRAINED = "save_pretrained"
 FORMAT_FALLBACK = "state_dict_fallback"
 SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``

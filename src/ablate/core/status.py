@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate import studies
-from ablate.core import io, runcache
+from ablate.core import io, runcache, spend
 from ablate.core.jobs import Job
 from ablate.core.planner.files import PLAN_FILES
 from ablate.core.records import benchmark_seconds, provenance_of, read_json
@@ -289,7 +289,10 @@ def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row
         rows += study_rows
         results[study] = mod.key_results(config, Path(workdir))
         forecast += mod.forecast(config, Path(workdir), study_rows)
-    return render(config, rows, results, forecast), rows
+    text = render(config, rows, results, forecast)
+    if line := spend.status_line(workdir):  # what rented instances have cost (the Vast executor)
+        text += f"\n## Rented instances\n\n{line}\n"
+    return text, rows
 
 
 def write(config: dict, out: str | os.PathLike | None = None, workdir: str = ".") -> Path:

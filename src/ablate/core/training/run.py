@@ -169,7 +169,7 @@ def train_run(
     label = label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
     head_loss = _corpus_head_loss(params, train_dataset, eval_dataset)
-    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
     resume_from = _resume_point(ckpt_dir, run_key)
     with phases("build_trainer"):
         trainer, stop_rules, throughput = build(

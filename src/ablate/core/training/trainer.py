@@ -29,6 +29,7 @@ from ablate.core.training.params import (
     dtype_name,
     master_weights_enabled,
 )
+from ablate.core.training.watchdog import StallWatchdog
 
 
 def _fast_head_ok(model) -> bool:
@@ -353,9 +354,14 @@ class CoreTrainer(Trainer):
         return super().log(logs, *args, **kwargs)
 
     def train(self, *args, **kwargs):
+        try:
+            out = super().train(*args, **kwargs)
+        finally:  # an exception skips on_train_end: the watchdog must not outlive its training
+            for cb in self.callback_handler.callbacks:
+                if isinstance(cb, StallWatchdog):
+                    cb.stop()
         # after a successful run only: flushing reads a device tensor, which after a failed step
         # (a CUDA error) would raise again and hide the first error; checkpoints flush themselves
-        out = super().train(*args, **kwargs)
         self._flush_tokens()
         return out
 
@@ -563,7 +569,9 @@ def build_trainer(
     one_device_per_process(args)
     stop_rules = StopRules(p)
     throughput = Throughput()
-    callbacks = [stop_rules, throughput, Progress(label, throughput), *on_interrupt]
+    # after throughput: the stall bound reads the step times it records
+    watchdog = StallWatchdog(p, throughput.step_times, label)
+    callbacks = [stop_rules, throughput, Progress(label, throughput), watchdog, *on_interrupt]
     callbacks += extra_callbacks or []
     trainer = trainer_cls(
         model=model,

@@ -1,0 +1,111 @@
+"""Stall watchdog: a training job whose steps stop (an NCCL or data-loader hang, a deadlock) is
+failed within a bound instead of holding its GPU, and billing, until someone looks.
+
+It runs in the job itself, so it applies wherever the job runs: locally, under SLURM (where
+Snakemake's ``runtime`` resource bounds only the job's whole wall clock) and on a Vast.ai
+instance (where the executor otherwise polls a live process forever). Progress is any step
+ending or any evaluation batch; when none came for the bound, it prints which bound was crossed
+and every thread's stack, and ends the process with :data:`STALL_EXIT`. The job fails, and
+Snakemake's ``retries`` reruns it (on Vast on a new instance), resuming from the last complete
+checkpoint.
+
+The bound (:func:`stall_bound`): ``stall_s`` when the config sets it; else
+``STALL_FACTOR`` x the step time forecast from the job's own steps (their median, after the first,
+which compiles) x the checkpoint interval (``save_steps``; ``eval_steps`` or ``logging_steps``
+without checkpoints), at least ``STALL_MIN_S`` (a save or an evaluation between two steps). Until
+the first steps are timed the bound is ``STALL_START_S`` (the first step compiles kernels).
+A hang that holds the GIL (in C code) stops this thread too: ``faulthandler`` is armed as well,
+at 1.5 x the bound, and needs no GIL.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import statistics
+import sys
+import threading
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+STALL_EXIT = 75  # EX_TEMPFAIL: a retry may succeed
+STALL_FACTOR = 2.0
+STALL_MIN_S = 300.0
+STALL_START_S = 1800.0
+TIMED_STEPS = 3  # steps timed (after the first) before the forecast replaces the start bound
+
+
+def stall_bound(params: dict[str, Any], step_times: list[float]) -> tuple[float, str]:
+    """The bound in seconds and, in words, what it was derived from."""
+    if params.get("stall_s"):
+        return float(params["stall_s"]), f"stall_s: {params['stall_s']} (config)"
+    timed = step_times[1:]
+    if len(timed) < TIMED_STEPS:
+        return (
+            STALL_START_S,
+            f"start bound {STALL_START_S:.0f} s (the first steps are not timed yet)",
+        )
+    interval, what = next(
+        ((params[k], k) for k in ("save_steps", "eval_steps", "logging_steps") if params.get(k)),
+        (1, "one step"),
+    )
+    step_s = statistics.median(timed)
+    derived = STALL_FACTOR * step_s * interval
+    bound = max(STALL_MIN_S, derived)
+    return bound, (
+        f"{STALL_FACTOR:g} x {step_s:.3g} s/step (forecast from {len(timed)} steps) x {what} "
+        f"{interval} = {derived:.0f} s, at least {STALL_MIN_S:.0f} s"
+    )
+
+
+class StallWatchdog(TrainerCallback):
+    """Ends the process when no training progress came for the bound (module doc)."""
+
+    def __init__(self, params: dict[str, Any], step_times: list[float], label: str):
+        self.params, self.step_times, self.label = params, step_times, label
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _progress(self) -> None:
+        self._last = time.monotonic()
+        bound, _ = stall_bound(self.params, self.step_times)
+        faulthandler.dump_traceback_later(1.5 * bound + 30, exit=True)
+
+    def _watch(self) -> None:
+        while not self._done.wait(1.0):
+            bound, why = stall_bound(self.params, self.step_times)
+            idle = time.monotonic() - self._last
+            if idle > bound:
+                print(
+                    f"[{self.label}] stalled: no training progress for {idle:.0f} s, over the "
+                    f"stall bound {bound:.0f} s ({why}); failing the job so that it is retried "
+                    "from its last checkpoint",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+                sys.stdout.flush()
+                os._exit(STALL_EXIT)
+
+    def on_train_begin(self, args, state, control, **kw):
+        self._progress()
+        self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
+        self._thread.start()
+
+    def on_step_end(self, args, state, control, **kw):
+        self._progress()
+
+    def on_prediction_step(self, args, state, control, **kw):
+        self._progress()
+
+    def stop(self) -> None:
+        self._done.set()
+        faulthandler.cancel_dump_traceback_later()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def on_train_end(self, args, state, control, **kw):
+        self.stop()
