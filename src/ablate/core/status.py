@@ -305,7 +305,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Write <results>/STATUS.md: per job done / running / stale (why) / to run, "
         "wall time, GPU hours, numbers; the forecast of what remains. Runs no job.",
     )
-    ap.add_argument("--configfile", default="config/config.yaml", help="the run's config")
+    ap.add_argument(
+        "--configfile",
+        "--configfiles",
+        nargs="+",
+        default=["config/config.yaml"],
+        metavar="FILE",
+        help="the run's config files, as given to snakemake (later ones merged over earlier ones)",
+    )
     ap.add_argument("--directory", "-d", default=".", help="the workflow's working directory")
     ap.add_argument("--out", help=f"default <directory>/<results>/{STATUS_FILE}")
     ap.add_argument("--print", action="store_true", help="also print it")
