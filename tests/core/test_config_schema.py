@@ -740,3 +740,19 @@ def test_command_line_targets():
     assert command_line_targets(cli) == ["results/a.csv"]
     assert command_line_targets(["/lib/snakemake/__main__.py", "status", "-n"]) == ["status"]
     assert command_line_targets(["/venv/bin/pytest", "tests/core/x.py"]) == []  # the API
+
+
+def test_every_file_of_a_full_run_is_a_known_target(workflow_copy):
+    """The unknown-target check refuses no file a full run makes: every output of the default
+    run's DAG (`snakemake --summary`) is among the files it accepts."""
+    from test_pipeline_dag import load_workflow
+
+    from ablate.core.targets import target_files
+
+    r = dry_run(workflow_copy, "--summary")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    files = {row[0] for row in rows if len(row) > 2 and row[0] != "output_file"}
+    wf = load_workflow(workflow_copy)
+    known = set(target_files(wf.globals["JOBS"], wf.rules))
+    assert len(files) > 50 and files <= known, sorted(files - known)
