@@ -51,6 +51,7 @@ class Row:
     run_id: str | None = None
     headline: str = ""
     mtime: float = 0.0  # of its record (else its first output): newer upstream work reruns it
+    gpu_util: float | None = None  # a GPU job's mean utilisation, percent (ablate.core.gpu_watch)
 
 
 def incomplete_outputs(workdir: Path) -> dict[str, float]:
@@ -139,7 +140,10 @@ def _own_status(
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
     why = "; ".join(filter(None, [why, restored]))
-    return Row(job, status, why, wall, prov.get("run_id"), headline, mtime)
+    use = prov.get("gpu_use") or {}
+    return Row(
+        job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
+    )
 
 
 def job_rows(
@@ -252,10 +256,14 @@ def render(
         f"{spent / 3600:.3g} h of job wall time spent ({gpu_h:.3g} GPU h).",
         "",
     ]
+    # a GPU job's mean utilisation, so an idle GPU shows; no column where no job sampled one
+    util = any(r.gpu_util is not None for r in rows)
     for study in config["studies"]:
         lines += [f"## {study}", ""]
         lines += _table(
-            ["stage", "job", "status", "why", "wall s", "GPU h", "numbers", "run_id", "artifact"],
+            ["stage", "job", "status", "why", "wall s", "GPU h"]
+            + (["GPU util %"] if util else [])
+            + ["numbers", "run_id", "artifact"],
             [
                 [
                     r.job.shown_stage,
@@ -264,6 +272,9 @@ def render(
                     r.why,
                     "" if r.wall_s is None else f"{r.wall_s:.1f}",
                     _h((r.wall_s or 0.0) * r.job.gpus) if r.wall_s and r.job.gpus else "",
+                ]
+                + ([] if not util else ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"])
+                + [
                     r.headline,
                     r.run_id or "",
                     next(iter(r.job.outputs.values()), "") if r.status == "done" else "",
