@@ -6,12 +6,13 @@ Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's j
 study protocol's layout part); a study's status part gives a record's headline numbers, why a
 finished job is stale, its key results and forecast (both found through the registry
 :mod:`ablate.studies`). Records, provenance and benchmark seconds are read by
-:mod:`ablate.core.records`, as the planner reads them. What
-it reads, all cheap (no torch, no Snakemake DAG): the declared outputs, the provenance block of
-each job's record (the config slice it ran with, compared with the config now), Snakemake's markers
-(``.snakemake/incomplete/``: a job started and not finished; ``.snakemake/locks/``: a Snakemake
-process holds the folder), the benchmark TSVs, the job logs (a running finetune's last logged
-step and loss) and the planners' tables (forecast).
+:mod:`ablate.core.records`, as the planner reads them. What it reads, all cheap (no torch, no
+Snakemake DAG): the declared outputs, the provenance block of each job's record (the config slice
+it ran with, compared with the config now), Snakemake's markers (``.snakemake/incomplete/``: a
+job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder) and
+records (``.snakemake/metadata/``: the inputs each output's last job read, so a job last run by
+another configuration, an overlay, is stale), the benchmark TSVs, the job logs (a running
+finetune's last logged step and loss) and the planners' tables (forecast).
 """
 
 from __future__ import annotations
@@ -73,6 +74,36 @@ def incomplete_outputs(workdir: Path) -> dict[str, float]:
     return out
 
 
+def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
+    """The input files Snakemake recorded for the last job that wrote ``output``
+    (``.snakemake/metadata/``, one JSON record per output, its key split as for the incomplete
+    markers); None without a record."""
+    root = workdir / ".snakemake" / "metadata"
+    try:
+        max_len = os.pathconf(root, "PC_NAME_MAX") or 255
+    except OSError:
+        return None
+    key = base64.urlsafe_b64encode(os.path.normpath(output).encode()).decode()
+    chunks = [key[i : i + max_len - 1] for i in range(0, len(key), max_len - 1)]
+    record = read_json(root.joinpath(*["@" + c for c in chunks[:-1]], chunks[-1]))
+    inputs = (record or {}).get("input")
+    return inputs if isinstance(inputs, list) else None
+
+
+def foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
+    """An input under the results folder that the last run of ``job`` read and that no job of
+    this configuration makes: that run was another configuration's (an overlay's seeds), so its
+    input list and params differ and Snakemake reruns it; None when there is none."""
+    if not results or not job.outputs:
+        return None
+    inside = os.path.normpath(results) + os.sep
+    for f in recorded_inputs(workdir, next(iter(job.outputs.values()))) or []:
+        f = os.path.normpath(f)
+        if f.startswith(inside) and f not in produced:
+            return f
+    return None
+
+
 def snakemake_active(workdir: Path) -> bool:
     """Whether a Snakemake process holds this folder (its lock files; a killed one leaves them
     until `snakemake --unlock`)."""
@@ -106,7 +137,13 @@ def restored_note(job: Job, workdir: Path) -> str:
 
 
 def _own_status(
-    job: Job, workdir: Path, markers: dict[str, float], active: bool, side: Any, config: Any
+    job: Job,
+    workdir: Path,
+    markers: dict[str, float],
+    active: bool,
+    side: Any,
+    config: Any,
+    produced: set[str],
 ) -> Row:
     outputs = list(job.outputs.values())
     started = [markers[o] for o in map(os.path.normpath, outputs) if o in markers]
@@ -125,6 +162,9 @@ def _own_status(
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
+    if other := foreign_input(job, workdir, produced, (config or {}).get("results")):
+        return Row(job, "stale", f"last run by another configuration (it read {other})", wall,
+                   mtime=mtime)  # fmt: skip
     restored = restored_note(job, workdir)
     if job.record is None:
         return Row(
@@ -147,15 +187,22 @@ def _own_status(
 
 
 def job_rows(
-    jobs: list[Job], workdir: str | os.PathLike = ".", side: Any = None, config: Any = None
+    jobs: list[Job],
+    workdir: str | os.PathLike = ".",
+    side: Any = None,
+    config: Any = None,
+    produced: set[str] | None = None,
 ) -> list[Row]:
     """Each job's row; a finished job whose upstream job is not done, or finished after it, is
     stale (Snakemake reruns it). ``side``: the study's status part (headline numbers, changed
-    config keys against ``config``); without it, rows carry neither."""
+    config keys against ``config``); without it, rows carry neither. ``produced``: every output
+    of the configuration's jobs (default: of ``jobs``), for :func:`foreign_input`."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
     active = snakemake_active(workdir)
-    rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
+    if produced is None:
+        produced = {os.path.normpath(f) for j in jobs for f in j.outputs.values()}
+    rows = {j.name: _own_status(j, workdir, markers, active, side, config, produced) for j in jobs}
     for row in rows.values():  # the job lists are in run order, so one pass propagates
         if row.status != "done":
             continue
@@ -293,10 +340,11 @@ def render(
 def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
     """STATUS.md's text and its rows for a schema-validated config."""
     rows, results, forecast = [], {}, []
+    jobs = {s: studies.side(s, "layout").jobs(config) for s in config["studies"]}
+    produced = {os.path.normpath(f) for js in jobs.values() for j in js for f in j.outputs.values()}
     for study in config["studies"]:
         mod = studies.side(study, "status")
-        jobs = studies.side(study, "layout").jobs(config)
-        study_rows = job_rows(jobs, workdir, mod, config)
+        study_rows = job_rows(jobs[study], workdir, mod, config, produced)
         rows += study_rows
         results[study] = mod.key_results(config, Path(workdir))
         forecast += mod.forecast(config, Path(workdir), study_rows)
