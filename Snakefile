@@ -74,3 +74,11 @@ rule all:
     input:
         STUDY_TARGETS,
         STATUS_TARGET,
+        # every job's outputs too: Snakemake reruns a job whose output is missing only when a
+        # target or a job it reruns needs it, so an interrupted finetune (outputs removed, its old
+        # evaluations still there) would otherwise stay undone while STATUS says it is to run
+        job_outputs(JOBS),
+
+
+# a target no rule makes: one line with the nearest file and its config file
+include: "rules/targets.smk"

@@ -5,10 +5,16 @@ import os
 
 from snakemake.exceptions import WorkflowError
 from snakemake.io import IOFile
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 from ablate import studies
-from ablate.core.config import ConfigError, configfile_error, schema_error, sorted_tree
+from ablate.core.config import (
+    ConfigError,
+    configfile_error,
+    schema_error,
+    sorted_tree,
+    typed_config_args,
+)
 from ablate.core.interrupts import forward_sigint_to_jobs
 from ablate.core.provenance import WORKFLOW_DIR_ENV
 
@@ -42,6 +48,8 @@ def validate_config(cfg, schema):
 if msg := configfile_error(workflow.overwrite_configfiles or [], "results"):
     raise WorkflowError(msg)
 
+# --config's nested values as a config file would type them (Snakemake's are all text)
+update_config(config, typed_config_args(workflow.config_settings.config_args))
 validate_config(config, "../workflow/schemas/config.schema.yaml")
 
 
@@ -107,3 +115,8 @@ def resource_helpers(resources):
         return r
 
     return res, resources_of
+
+
+def job_outputs(jobs):
+    """Every output of every job (core Jobs): what rule all asks for beside the study targets."""
+    return [f for j in jobs for f in j.outputs.values()]

@@ -8,7 +8,8 @@ The order matters, so each step is here once rather than in every script:
 3. (:func:`start` only: the jobs that load a model) the run cache, where a job it restores is
    done (exit 0); torch and the job's own heavy modules (``imports``); the job's own GPUs
    (:func:`ablate.core.gpus.claim_for`), after the imports but before CUDA is initialised;
-   torch's CPU threads set to the rule's ``threads``.
+   torch's CPU threads set to the rule's ``threads``; a job with a ``gpu`` resource samples its
+   GPUs' utilisation and memory from then on (:mod:`ablate.core.gpu_watch`).
 
 Why the imports come before the GPU claim: loading torch, transformers and lm-eval takes 10-20 s
 of each job at the 3.4 B shape on the GPU hosts (bench/results/smoke_h100_916fdf4.md). A job that
@@ -68,9 +69,11 @@ def start(
 
     for name in imports:
         importlib.import_module(name)
-    from ablate.core import gpus
+    from ablate.core import gpu_watch, gpus
 
     gpus.claim_for(snakemake)
+    if int(getattr(snakemake.resources, "gpu", 0) or 0) > 0:
+        gpu_watch.start()  # its GPUs' utilisation and memory, into the record (none on a CPU)
 
     torch.set_num_threads(snakemake.threads)
     return job_cache

@@ -589,3 +589,172 @@ def test_misspelled_hub_task_fails_the_dry_run(workflow_copy):
         "(did you mean 'hellaswag'?)"
     ) in out, out
     assert "Building DAG" not in out, out
+
+
+def dry_run(wd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "target, content, what",
+    [
+        ("results/recovery.csv", b"stage,variant,task,score\n1,base,macro,0.5\n", "not a JSON"),
+        ("results/plots/scores.png", b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 64, "not a JSON"),
+        ("results/recovery.parquet", b"PAR1\x15\x04\x15\xff\xfe" * 64, "not a JSON"),
+        ("results/bridge/summary.csv", None, "no such file"),
+    ],
+    ids=["csv", "png", "parquet", "not-made-yet"],
+)
+def test_target_after_configfile_of_any_kind_is_named_in_one_line(
+    workflow_copy, target, content, what
+):
+    """A target after --configfile that is not a config (a table, a picture, a file not made
+    yet): Snakemake reads config files in its command line, before any workflow file, and
+    stopped with `Config file is not valid JSON or YAML` (naming no file), a UnicodeDecodeError
+    or a FileNotFoundError traceback. The workflow profile now names it in one line."""
+    if content is not None:
+        (workflow_copy / target).parent.mkdir(parents=True, exist_ok=True)
+        (workflow_copy / target).write_bytes(content)
+    try:
+        r = dry_run(workflow_copy, "-n", "--configfile", "config/config.yaml", target)
+    finally:
+        shutil.rmtree(workflow_copy / "results", ignore_errors=True)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    line = (
+        f"--configfile {target}: {what}"
+        if what == "no such file"
+        else f"--configfile {target}: not a JSON or YAML config file"
+    )
+    assert line in out, out
+    assert (
+        f"put targets first: snakemake [options] {target} --configfile config/config.yaml" in out
+    ), out
+    assert "Traceback" not in out and "Error" not in out and "Building DAG" not in out, out
+
+
+def test_configfile_args():
+    from ablate.core.config import configfile_args
+
+    assert configfile_args(["-n", "--configfile", "a.yaml", "b.yaml", "-c2", "t.csv"]) == [
+        "a.yaml",
+        "b.yaml",
+    ]
+    assert configfile_args(["--configfile=a.yaml", "t.csv", "--configfiles", "c.yaml"]) == [
+        "a.yaml",
+        "c.yaml",
+    ]
+    assert configfile_args(["-n", "results/recovery.csv"]) == []
+
+
+def test_nested_config_values_get_yaml_types(workflow_copy):
+    """Snakemake reads a nested --config value with YAML's base loader (every leaf text): the
+    schema refused `max_steps: 5` as `'5' is not of type 'integer'`. Now it reads as a config
+    file would; a value that is wrong in a config file is still named in one line."""
+    r = dry_run(workflow_copy, "-n", "--config", "mask={finetune: {defaults: {max_steps: 5}}}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "finetune" in r.stdout
+    r = dry_run(workflow_copy, "-n", "--config", "mask={finetune: {defaults: {max_steps: x5}}}")
+    assert r.returncode != 0
+    assert (
+        "invalid config at mask.finetune.defaults.max_steps: 'x5' is not of type 'integer'"
+        in r.stdout + r.stderr
+    ), r.stdout + r.stderr
+
+
+def test_typed_config_args():
+    from ablate.core.config import typed_config_args
+
+    args = ["mask={finetune: {defaults: {max_steps: 5, learning_rate: 1.0e-3}}}", "results=r"]
+    assert typed_config_args(args) == {
+        "mask": {"finetune": {"defaults": {"max_steps": 5, "learning_rate": 1e-3}}}
+    }
+    assert typed_config_args(["studies=[mask]", "bad={a: [}", "noequals"]) == {"studies": ["mask"]}
+    assert typed_config_args(None) == {}
+
+
+@pytest.mark.parametrize(
+    "target, hint",
+    [
+        ("results/recovry.csv", "did you mean results/recovery.csv?"),
+        ("results/finetune/3C/summary.json", "did you mean results/finetune/3"),
+        (
+            "results/ministral3b/recovery.csv",
+            "it is in the results folder of config/ministral3b.yaml: snakemake [options] "
+            "results/ministral3b/recovery.csv --configfile config/ministral3b.yaml",
+        ),
+    ],
+    ids=["misspelled", "unknown-variant", "another-config"],
+)
+def test_unknown_target_names_the_nearest_and_its_config(workflow_copy, target, hint):
+    """A misspelled target, or the real study's target without its --configfile: Snakemake said
+    only `No rule to produce <target>`; now one line names the nearest file or the config."""
+    r = dry_run(workflow_copy, target, "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert f"{target}: no rule of this configuration (results: results) makes it; {hint}" in out, (
+        out
+    )
+    assert "No rule to produce" not in out, out
+
+
+def test_unknown_target(tmp_path, monkeypatch):
+    from ablate.core.targets import config_folders, unknown_target
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/a.yaml").write_text("results: results\n")
+    (tmp_path / "config/b.yaml").write_text("results: results/b\n")
+    (tmp_path / "config/overlay.yaml").write_text("mask: {}\n")
+    folders = config_folders("config")
+    assert folders == {"results": "config/a.yaml", "results/b": "config/b.yaml"}
+    known = ["results/recovery.csv", "results/plan.csv"]
+    assert unknown_target("results/recovery.csv", known, "results", folders) is None
+    assert unknown_target("./results/plan.csv", known, "results", folders) is None
+    assert "did you mean results/plan.csv?" in unknown_target(
+        "results/plam.csv", known, "results", folders
+    )
+    assert "--configfile config/b.yaml" in unknown_target(
+        "results/b/recovery.csv", known, "results", folders
+    )
+    b_known = ["results/b/recovery.csv"]  # the other way round: b's run, the default's file
+    assert "--configfile config/a.yaml" in unknown_target(
+        "results/recovery.csv", b_known, "results/b", folders
+    )
+    assert "did you mean results/b/recovery.csv?" in unknown_target(
+        "results/b/recovery.cs", b_known, "results/b", folders
+    )
+    assert "the outputs are under results/" in unknown_target(
+        "results/zzz/qqq", known, "results", folders
+    )
+
+
+def test_command_line_targets():
+    from ablate.core.targets import command_line_targets
+
+    cli = ["/venv/bin/snakemake", "-n", "results/a.csv", "-c2", "--configfile", "c.yaml"]
+    assert command_line_targets(cli) == ["results/a.csv"]
+    assert command_line_targets(["/lib/snakemake/__main__.py", "status", "-n"]) == ["status"]
+    assert command_line_targets(["/venv/bin/pytest", "tests/core/x.py"]) == []  # the API
+
+
+def test_every_file_of_a_full_run_is_a_known_target(workflow_copy):
+    """The unknown-target check refuses no file a full run makes: every output of the default
+    run's DAG (`snakemake --summary`) is among the files it accepts."""
+    from test_pipeline_dag import load_workflow
+
+    from ablate.core.targets import target_files
+
+    r = dry_run(workflow_copy, "--summary")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    files = {row[0] for row in rows if len(row) > 2 and row[0] != "output_file"}
+    wf = load_workflow(workflow_copy)
+    known = set(target_files(wf.globals["JOBS"], wf.rules))
+    assert len(files) > 50 and files <= known, sorted(files - known)

@@ -77,3 +77,27 @@ def test_bridge_seeds_have_their_own_runs_and_pooled_claims(seeded_run):
     claims = pd.read_csv(seeded_run / "results/bridge/claims.csv").set_index("claim")
     assert "stability_fixes_work/seed1" in claims.index
     assert "1a final (mean of 2 seeds)" in claims.loc["stability_fixes_work", "evidence"]
+
+
+def test_status_agrees_with_snakemake_after_the_overlay_run(seeded_run):
+    """After the overlay's run, STATUS of either configuration says done exactly where
+    `snakemake -n` of the same config files plans nothing: the default's claims and bridge
+    summary, last written by the overlay's run from its seeds, are stale (its STATUS said every
+    job done and nothing remains while the dry run planned them again)."""
+    from test_status import disagreements, planned_outputs
+
+    from ablate.core import status
+    from ablate.core.planner.inputs import load_config
+
+    schema = seeded_run / "workflow/schemas/config.schema.yaml"
+    for files in (["config/config.yaml"], ["config/config.yaml", "config/two_seeds.yaml"]):
+        config = load_config([seeded_run / f for f in files], schema)
+        text, rows = status.build(config, seeded_run)
+        planned = planned_outputs(seeded_run, "--configfile", *files)
+        assert not disagreements(rows, planned), files
+        if len(files) == 1:
+            assert planned and "nothing remains" not in text
+            stale = {r.job.name for r in rows if r.why.startswith("last run by another config")}
+            assert {"mask_claims", "summary"} <= stale, [
+                (r.job.name, r.status, r.why) for r in rows if r.status != "done"
+            ]

@@ -109,6 +109,34 @@ def test_a_restored_job_says_so_and_from_which_run(tmp_path):
     assert status.job_rows([job], tmp_path)[0].why == "current config"
 
 
+def test_a_job_last_run_by_another_configuration_is_stale(tmp_path):
+    """A table last written by an overlay's run (Snakemake's record of it lists a seed's
+    metrics, which no job of this configuration makes): stale, as Snakemake reruns it (its input
+    list and params changed); with the record of this configuration's own inputs, done."""
+    from ablate.core.io import write_json
+
+    metrics = "results/eval/base/causal/metrics.json"
+    table = "results/recovery.csv"
+    ev = Job("mask", "eval_model", "eval/base/causal", {}, {"metrics": metrics}, log=None)
+    tab = Job("mask", "recovery_table", "recovery_table", {}, {"csv": table}, log=None,
+              upstream=["eval/base/causal"])  # fmt: skip
+    for f in (metrics, table):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("x")
+    record = tmp_path / ".snakemake/metadata" / base64.urlsafe_b64encode(table.encode()).decode()
+    seed = "results/eval/3A-s6/causal/metrics.json"
+    write_json(record, {"rule": "recovery_table", "input": [metrics, seed]})
+    config = {"results": "results"}
+    rows = status.job_rows([ev, tab], tmp_path, config=config)
+    assert status.recorded_inputs(tmp_path, table) == [metrics, seed]
+    assert (rows[1].status, rows[1].why) == (
+        "stale",
+        f"last run by another configuration (it read {seed})",
+    )
+    write_json(record, {"rule": "recovery_table", "input": [metrics, "config/config.yaml"]})
+    assert status.job_rows([ev, tab], tmp_path, config=config)[1].status == "done"
+
+
 def test_mlflow_uri_prefers_config_then_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.mlflow_uri({}, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
@@ -252,3 +280,99 @@ def test_during_a_run_and_after_an_edit(embedded_run, tmp_path):
     for store in [wd / "results/mlflow.db", *(wd / "results/finetune/3A/tensorboard").iterdir()]:
         data = store.read_bytes()
         assert not any(s.encode() in data for s in SECRETS.values()), store
+
+
+# ---------------------------------------------------------------- STATUS agrees with Snakemake
+
+
+def planned_outputs(wd: Path, *args: str) -> set[str]:
+    """The output files of every job `snakemake -n ARGS` plans in wd."""
+    from checkout import snakemake
+
+    r = snakemake(wd, "-n", *args, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    outs = set()
+    for line in r.stdout.splitlines():
+        if line.strip().startswith("output: "):
+            outs |= {f.strip() for f in line.split(":", 1)[1].split(",")}
+    return outs
+
+
+def disagreements(rows: list[status.Row], planned: set[str]) -> list[tuple[str, str, bool]]:
+    """(job, STATUS's status, whether Snakemake plans it) of each job where they disagree: a job
+    is done in STATUS exactly when Snakemake does not plan it."""
+    out = []
+    for r in rows:
+        runs = bool(set(r.job.outputs.values()) & planned)
+        if (r.status == "done") == runs:
+            out.append((f"{r.job.study}:{r.job.name}", r.status, runs))
+    return out
+
+
+@pytest.fixture
+def finished_copy(embedded_run, tmp_path) -> Path:
+    """A copy of the finished run with this checkout's workflow and library (a reused
+    ABLATE_FINISHED_RUN may hold older ones)."""
+    from checkout import CHECKOUT, copy_checkout
+
+    wd = tmp_path / "run"
+    shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the run stays finished
+    for name in CHECKOUT:
+        path = wd / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    return copy_checkout(wd)
+
+
+@pytest.mark.slow
+def test_status_agrees_with_snakemake_after_an_interrupted_forced_finetune(finished_copy):
+    """A finished run, then a forced finetune interrupted mid-run: Snakemake removed its outputs
+    when it started and left them marked incomplete; its evaluations still exist. Snakemake
+    reran nothing for rule all ("Nothing to be done") while STATUS said the finetune reruns next
+    run; now rule all asks for every job's outputs, so the next plain run resumes it, and
+    STATUS's rows agree with the dry run, before and after."""
+    wd = finished_copy
+    config = config_of(wd)
+    _, rows = status.build(config, wd)
+    assert {r.status for r in rows} == {"done"}
+    assert not disagreements(rows, planned_outputs(wd))
+
+    finetune = next(r.job for r in rows if r.job.name == "finetune/5B")
+    inc = wd / ".snakemake/incomplete"
+    inc.mkdir(parents=True, exist_ok=True)
+    for f in finetune.outputs.values():  # what `snakemake --force` and a Ctrl-C leave
+        shutil.rmtree(wd / f) if (wd / f).is_dir() else (wd / f).unlink()
+        (inc / base64.urlsafe_b64encode(f.encode()).decode()).write_text("{}")
+    _, rows = status.build(config, wd)
+    by_name = {r.job.name: r for r in rows}
+    assert by_name["finetune/5B"].status == "interrupted", by_name["finetune/5B"]
+    planned = planned_outputs(wd)
+    assert set(finetune.outputs.values()) <= planned
+    assert not disagreements(rows, planned)
+
+
+@pytest.mark.slow
+def test_status_of_an_overlay_run_takes_its_config_files(finished_copy):
+    """`ablate status --configfile config/config.yaml config/seeds3.yaml`: the overlay's seeds
+    are jobs not run yet (the default's run holds only seed 5), as `snakemake -n` with the same
+    files plans them; `ablate status` refused the second file (`unrecognized arguments`)."""
+    wd = finished_copy
+    files = ["config/config.yaml", "config/seeds3.yaml"]
+    env = {**os.environ, "PYTHONPATH": str(wd / "src")}
+    r = subprocess.run(
+        [sys.executable, "-m", "ablate.cli", "status", "--configfile", *files],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "to run" in r.stdout, r.stdout
+    config = load_config([wd / f for f in files], ROOT / "workflow/schemas/config.schema.yaml")
+    _, rows = status.build(config, wd)
+    assert {r.job.name for r in rows} >= {"finetune/3B-s6", "finetune/3A-s7"}
+    assert not disagreements(rows, planned_outputs(wd, "--configfile", *files))
+    text = (wd / "results" / status.STATUS_FILE).read_text()
+    assert "nothing remains" not in text, text

@@ -110,6 +110,78 @@ def configfile_error(
     )
 
 
+def typed_config_args(entries: list[str] | None) -> dict[str, Any]:
+    """The nested values of ``--config KEY=VALUE`` entries, typed as a config file types them.
+
+    Snakemake tries a top-level value as int, float and bool, but reads a nested one
+    (``mask={finetune: {defaults: {max_steps: 5}}}``) with YAML's base loader, which types
+    nothing: every leaf is text, and the schema then refuses ``'5'``. Merged over the config
+    (``snakemake.utils.update_config``), these replace those leaves with YAML's own reading of the
+    same text. Top-level scalars are left out: Snakemake has typed them already."""
+    import yaml
+
+    typed: dict[str, Any] = {}
+    for entry in entries or ():
+        key, eq, text = str(entry).partition("=")
+        if not eq:
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue  # Snakemake kept it as text; the schema names it if that is wrong
+        if isinstance(value, (dict, list)):
+            typed[key] = value
+    return typed
+
+
+CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
+
+
+def configfile_args(argv: list[str]) -> list[str]:
+    """The files a ``snakemake`` command line gives ``--configfile``: every word after the flag
+    up to the next option (the flag takes several, as Snakemake's parser reads it), and the one
+    of ``--configfile=FILE``."""
+    files: list[str] = []
+    taking = False
+    for word in argv:
+        flag, eq, value = word.partition("=")
+        if word.startswith("-"):
+            taking = word in CONFIGFILE_FLAGS
+            if eq and flag in CONFIGFILE_FLAGS:
+                files.append(value)
+        elif taking:
+            files.append(word)
+    return files
+
+
+def unreadable_configfile_error(argv: list[str]) -> str | None:
+    """One line for a ``--configfile`` of ``argv`` that Snakemake cannot read as a config: a
+    target typed after ``--configfile`` (a table, a picture) or a file that does not exist; None
+    when each one reads as a mapping. Snakemake reads config files in its command line, before
+    any workflow file runs, and stops there with a traceback (``UnicodeDecodeError``,
+    ``FileNotFoundError``) or a line that names no file; the workflow profile
+    (profiles/default/config.yaml) runs this while Snakemake reads it, before that."""
+    from snakemake.common.configfile import load_configfile
+
+    files = configfile_args(argv)
+    for f in files:
+        if not Path(f).is_file():
+            what = "no such file"
+        else:
+            try:
+                load_configfile(f)
+                continue
+            except Exception:  # noqa: BLE001 - whatever Snakemake would stop on
+                what = "not a JSON or YAML config file"
+        configs = " ".join(c for c in files if c != f)
+        return (
+            f"--configfile {f}: {what} (a target typed after --configfile is read as one more "
+            f"config file); if it is a target, put targets first: snakemake [options] {f} "
+            f"--configfile {configs or 'FILE'} (or write --configfile=FILE, which takes one file)"
+        )
+    return None
+
+
 def schema_error(error: Any) -> str:
     """One line for a jsonschema ``ValidationError`` of the config: the key path, the schema's
     message and, for a number YAML read as text (``1e-3``), what to write instead."""

@@ -24,6 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ablate.core import gpu_watch
+
 PACKAGES = (
     "ablate",
     "torch",
@@ -239,6 +241,8 @@ def collect(
     }
     if started is not None:
         block["wall_time_s"] = round(time.time() - started, 3)
+    if use := gpu_watch.current():  # a GPU job: how busy its GPUs were (none on a CPU)
+        block["gpu_use"] = use
     if extra:
         block.update(extra)
     return block

@@ -6,12 +6,13 @@ Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's j
 study protocol's layout part); a study's status part gives a record's headline numbers, why a
 finished job is stale, its key results and forecast (both found through the registry
 :mod:`ablate.studies`). Records, provenance and benchmark seconds are read by
-:mod:`ablate.core.records`, as the planner reads them. What
-it reads, all cheap (no torch, no Snakemake DAG): the declared outputs, the provenance block of
-each job's record (the config slice it ran with, compared with the config now), Snakemake's markers
-(``.snakemake/incomplete/``: a job started and not finished; ``.snakemake/locks/``: a Snakemake
-process holds the folder), the benchmark TSVs, the job logs (a running finetune's last logged
-step and loss) and the planners' tables (forecast).
+:mod:`ablate.core.records`, as the planner reads them. What it reads, all cheap (no torch, no
+Snakemake DAG): the declared outputs, the provenance block of each job's record (the config slice
+it ran with, compared with the config now), Snakemake's markers (``.snakemake/incomplete/``: a
+job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder) and
+records (``.snakemake/metadata/``: the inputs each output's last job read, so a job last run by
+another configuration, an overlay, is stale), the benchmark TSVs, the job logs (a running
+finetune's last logged step and loss) and the planners' tables (forecast).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Row:
     run_id: str | None = None
     headline: str = ""
     mtime: float = 0.0  # of its record (else its first output): newer upstream work reruns it
+    gpu_util: float | None = None  # a GPU job's mean utilisation, percent (ablate.core.gpu_watch)
 
 
 def incomplete_outputs(workdir: Path) -> dict[str, float]:
@@ -70,6 +72,36 @@ def incomplete_outputs(workdir: Path) -> dict[str, float]:
                 continue
             out[os.path.normpath(key)] = os.path.getmtime(os.path.join(dirpath, f))
     return out
+
+
+def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
+    """The input files Snakemake recorded for the last job that wrote ``output``
+    (``.snakemake/metadata/``, one JSON record per output, its key split as for the incomplete
+    markers); None without a record."""
+    root = workdir / ".snakemake" / "metadata"
+    try:
+        max_len = os.pathconf(root, "PC_NAME_MAX") or 255
+    except OSError:
+        return None
+    key = base64.urlsafe_b64encode(os.path.normpath(output).encode()).decode()
+    chunks = [key[i : i + max_len - 1] for i in range(0, len(key), max_len - 1)]
+    record = read_json(root.joinpath(*["@" + c for c in chunks[:-1]], chunks[-1]))
+    inputs = (record or {}).get("input")
+    return inputs if isinstance(inputs, list) else None
+
+
+def foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
+    """An input under the results folder that the last run of ``job`` read and that no job of
+    this configuration makes: that run was another configuration's (an overlay's seeds), so its
+    input list and params differ and Snakemake reruns it; None when there is none."""
+    if not results or not job.outputs:
+        return None
+    inside = os.path.normpath(results) + os.sep
+    for f in recorded_inputs(workdir, next(iter(job.outputs.values()))) or []:
+        f = os.path.normpath(f)
+        if f.startswith(inside) and f not in produced:
+            return f
+    return None
 
 
 def snakemake_active(workdir: Path) -> bool:
@@ -105,7 +137,13 @@ def restored_note(job: Job, workdir: Path) -> str:
 
 
 def _own_status(
-    job: Job, workdir: Path, markers: dict[str, float], active: bool, side: Any, config: Any
+    job: Job,
+    workdir: Path,
+    markers: dict[str, float],
+    active: bool,
+    side: Any,
+    config: Any,
+    produced: set[str],
 ) -> Row:
     outputs = list(job.outputs.values())
     started = [markers[o] for o in map(os.path.normpath, outputs) if o in markers]
@@ -124,6 +162,9 @@ def _own_status(
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
+    if other := foreign_input(job, workdir, produced, (config or {}).get("results")):
+        return Row(job, "stale", f"last run by another configuration (it read {other})", wall,
+                   mtime=mtime)  # fmt: skip
     restored = restored_note(job, workdir)
     if job.record is None:
         return Row(
@@ -139,19 +180,29 @@ def _own_status(
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
     why = "; ".join(filter(None, [why, restored]))
-    return Row(job, status, why, wall, prov.get("run_id"), headline, mtime)
+    use = prov.get("gpu_use") or {}
+    return Row(
+        job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
+    )
 
 
 def job_rows(
-    jobs: list[Job], workdir: str | os.PathLike = ".", side: Any = None, config: Any = None
+    jobs: list[Job],
+    workdir: str | os.PathLike = ".",
+    side: Any = None,
+    config: Any = None,
+    produced: set[str] | None = None,
 ) -> list[Row]:
     """Each job's row; a finished job whose upstream job is not done, or finished after it, is
     stale (Snakemake reruns it). ``side``: the study's status part (headline numbers, changed
-    config keys against ``config``); without it, rows carry neither."""
+    config keys against ``config``); without it, rows carry neither. ``produced``: every output
+    of the configuration's jobs (default: of ``jobs``), for :func:`foreign_input`."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
     active = snakemake_active(workdir)
-    rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
+    if produced is None:
+        produced = {os.path.normpath(f) for j in jobs for f in j.outputs.values()}
+    rows = {j.name: _own_status(j, workdir, markers, active, side, config, produced) for j in jobs}
     for row in rows.values():  # the job lists are in run order, so one pass propagates
         if row.status != "done":
             continue
@@ -252,10 +303,14 @@ def render(
         f"{spent / 3600:.3g} h of job wall time spent ({gpu_h:.3g} GPU h).",
         "",
     ]
+    # a GPU job's mean utilisation, so an idle GPU shows; no column where no job sampled one
+    util = any(r.gpu_util is not None for r in rows)
     for study in config["studies"]:
         lines += [f"## {study}", ""]
         lines += _table(
-            ["stage", "job", "status", "why", "wall s", "GPU h", "numbers", "run_id", "artifact"],
+            ["stage", "job", "status", "why", "wall s", "GPU h"]
+            + (["GPU util %"] if util else [])
+            + ["numbers", "run_id", "artifact"],
             [
                 [
                     r.job.shown_stage,
@@ -264,6 +319,9 @@ def render(
                     r.why,
                     "" if r.wall_s is None else f"{r.wall_s:.1f}",
                     _h((r.wall_s or 0.0) * r.job.gpus) if r.wall_s and r.job.gpus else "",
+                ]
+                + ([] if not util else ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"])
+                + [
                     r.headline,
                     r.run_id or "",
                     next(iter(r.job.outputs.values()), "") if r.status == "done" else "",
@@ -282,10 +340,11 @@ def render(
 def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
     """STATUS.md's text and its rows for a schema-validated config."""
     rows, results, forecast = [], {}, []
+    jobs = {s: studies.side(s, "layout").jobs(config) for s in config["studies"]}
+    produced = {os.path.normpath(f) for js in jobs.values() for j in js for f in j.outputs.values()}
     for study in config["studies"]:
         mod = studies.side(study, "status")
-        jobs = studies.side(study, "layout").jobs(config)
-        study_rows = job_rows(jobs, workdir, mod, config)
+        study_rows = job_rows(jobs[study], workdir, mod, config, produced)
         rows += study_rows
         results[study] = mod.key_results(config, Path(workdir))
         forecast += mod.forecast(config, Path(workdir), study_rows)
@@ -308,7 +367,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Write <results>/STATUS.md: per job done / running / stale (why) / to run, "
         "wall time, GPU hours, numbers; the forecast of what remains. Runs no job.",
     )
-    ap.add_argument("--configfile", default="config/config.yaml", help="the run's config")
+    ap.add_argument(
+        "--configfile",
+        "--configfiles",
+        nargs="+",
+        default=["config/config.yaml"],
+        metavar="FILE",
+        help="the run's config files, as given to snakemake (later ones merged over earlier ones)",
+    )
     ap.add_argument("--directory", "-d", default=".", help="the workflow's working directory")
     ap.add_argument("--out", help=f"default <directory>/<results>/{STATUS_FILE}")
     ap.add_argument("--print", action="store_true", help="also print it")

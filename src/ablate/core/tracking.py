@@ -1,15 +1,17 @@
 """Live curves and run tracking where researchers look (config ``tracking:``).
 
 - TensorBoard: a finetune's Trainer reports to event files in ``<out_dir>/tensorboard/`` (loss,
-  learning rate, grad norm, eval loss, tokens per second), written as it trains, so
-  ``tensorboard --logdir <results>`` follows a run locally or on a cluster's shared disk. The
-  folder holds one run: a rerun that starts fresh empties it; a resumed run keeps its events; a
-  run cache restore brings back the restored run's (or empties it where that run had none).
+  learning rate, grad norm, eval loss, tokens per second; on a GPU its utilisation and memory),
+  written as it trains, so ``tensorboard --logdir <results>`` follows a run locally or on a
+  cluster's shared disk. The folder holds one run: a rerun that starts fresh empties it; a
+  resumed run keeps its events; a run cache restore brings back the restored run's (or empties
+  it where that run had none).
 - MLflow (optional, the ``mlflow`` extra): each finetune (its logged curves) and evaluation (its
-  scores) becomes a run once its record is written, tagged with the record's ``run_id`` and
-  provenance; a record restored by the run cache too, once per store (a record already there
-  keeps its run). The store: ``tracking.mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else a local
-  SQLite file ``<results>/mlflow.db``.
+  scores; a GPU job's sampled utilisation and memory as MLflow's system metrics,
+  :mod:`ablate.core.gpu_watch`) becomes a run once its record is written, tagged with the
+  record's ``run_id`` and provenance; a record restored by the run cache too, once per store (a
+  record already there keeps its run). The store: ``tracking.mlflow_uri``, else
+  ``$MLFLOW_TRACKING_URI``, else a local SQLite file ``<results>/mlflow.db``.
 
 Nothing from the environment is logged (the provenance block records none, and the tags and
 params come only from it and the record), so no secret reaches either store.
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablate.core import gpu_watch
 from ablate.core.records import provenance_of
 
 TENSORBOARD_DIR = "tensorboard"  # under a finetune's folder
@@ -88,6 +91,11 @@ def trainer_callbacks(tracking: dict[str, Any] | None, out_dir: str | os.PathLik
                 self._last = (now, tokens)
             super().on_log(args, state, control, logs=logs, **kw)
             if self.tb_writer is not None:  # None on ranks > 0: only rank 0 writes
+                if sample := gpu_watch.latest():  # a GPU job: how busy its GPUs are
+                    n = len(sample.util_pct)
+                    step = state.global_step
+                    self.tb_writer.add_scalar("gpu/util_pct", sum(sample.util_pct) / n, step)
+                    self.tb_writer.add_scalar("gpu/mem_mib", max(sample.mem_mib), step)
                 self.tb_writer.flush()  # readable while the run goes on
 
     return [TensorBoard(Path(out_dir) / TENSORBOARD_DIR)]
@@ -117,6 +125,7 @@ def _metrics(kind: str, record: dict[str, Any]) -> list[tuple[str, float, int]]:
         macro = (record.get("macro") or {}).get("score")
         if isinstance(macro, (int, float)):
             out.append(("score.macro", macro, 0))
+    out += gpu_watch.mlflow_metrics(provenance_of(record).get("gpu_use"))
     return [(k, float(v), int(s)) for k, v, s in out if isinstance(v, (int, float))]
 
 

@@ -215,22 +215,26 @@ def load_reference(path: str | os.PathLike) -> Reference:
 
 
 def load_config(
-    path: str | os.PathLike,
+    path: str | os.PathLike | list[str | os.PathLike],
     schema: str | os.PathLike | None = CONFIG_SCHEMA,
     plan_schema: str | os.PathLike = PLAN_SCHEMA,
 ) -> dict:
     """Read a pipeline config; fill defaults from the pipeline's schema and the plan fragment,
-    so the planner sees the config the rules see.
+    so the planner sees the config the rules see. A list of files is merged in order, each over
+    the ones before it, as Snakemake merges ``--configfile a.yaml b.yaml``.
 
     The ``plan:`` block is validated on its own, so the pipeline schema need not know it.
     """
     from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+    from snakemake.utils import update_config, validate
 
-    p = Path(path)
-    if not p.exists():
-        raise PlanError(f"config file {p} does not exist")
-    config = yaml.safe_load(p.read_text()) or {}
+    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(x) for x in path]
+    config: dict = {}
+    for one in paths:
+        if not one.exists():
+            raise PlanError(f"config file {one} does not exist")
+        update_config(config, yaml.safe_load(one.read_text()) or {})
+    p = " + ".join(map(str, paths))  # the config's name in the messages below
     if msg := studies.moved_keys_error(config):  # an old config: say how to convert it
         raise PlanError(f"invalid config {p}: {msg}")
     plan = config.pop("plan", None) or {}

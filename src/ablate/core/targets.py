@@ -1,0 +1,86 @@
+"""One line for a command-line target that this configuration makes nowhere: a misspelled file,
+or another configuration's file (a real study's target typed without its ``--configfile``). It
+names the nearest file this configuration does make and the config file whose results folder
+holds the target, instead of Snakemake's bare ``No rule to produce <target>``.
+
+Pure Python (no torch, no Snakemake): the Snakefile calls it at parse time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def _norm(path: str | os.PathLike) -> str:
+    return os.path.normpath(os.path.relpath(os.path.abspath(path)))
+
+
+def command_line_targets(argv: list[str] | None = None) -> list[str]:
+    """The targets of the ``snakemake`` command line this process runs (``sys.argv``).
+    Snakemake hands its targets to the workflow only after parsing it, so they are read from
+    the command line with Snakemake's own parser; none when Snakemake runs through its API
+    (a test, another tool: the program is not ``snakemake``)."""
+    argv = sys.argv if argv is None else argv
+    prog = Path(argv[0]) if argv else Path()
+    if "snakemake" not in (prog.name, prog.parent.name):
+        return []
+    from snakemake.cli import get_argument_parser
+
+    args, _ = get_argument_parser().parse_known_args(argv[1:])
+    return [str(t) for t in args.targets or []]
+
+
+def target_files(jobs: Iterable[Any], rules: Iterable[Any]) -> list[str]:
+    """Every file a target may name: each job's outputs, log and benchmark (core Jobs), and
+    what each Snakemake rule without wildcards makes (plan, status, tables)."""
+    own = [f for j in jobs for f in [*j.outputs.values(), j.log, j.benchmark] if f]
+    fixed = [str(f) for r in rules if not r.has_wildcards() for f in r.products()]
+    return own + fixed
+
+
+def config_folders(config_dir: str | os.PathLike) -> dict[str, str]:
+    """The results folder (config key ``results``) of each config file in ``config_dir`` ->
+    that file, relative to the working directory (the first file, by name, of a shared folder).
+    An overlay without a ``results`` key, or a file that does not parse, is left out."""
+    import yaml
+
+    folders: dict[str, str] = {}
+    for path in sorted(Path(config_dir).glob("*.y*ml")):
+        try:
+            results = (yaml.safe_load(path.read_text()) or {}).get("results")
+        except (yaml.YAMLError, OSError, AttributeError):
+            continue
+        if isinstance(results, str):
+            folders.setdefault(_norm(results), os.path.relpath(path))
+    return folders
+
+
+def unknown_target(
+    target: str, known: Iterable[str], results: str, folders: dict[str, str]
+) -> str | None:
+    """One line for ``target`` when it is none of ``known`` (the files this configuration
+    makes, relative paths); None when it is one. ``results``: this configuration's results
+    folder; ``folders``: :func:`config_folders`."""
+    known = sorted({_norm(k) for k in known})
+    wanted = _norm(target)
+    if wanted in known:
+        return None
+    here = _norm(results)
+    # the deepest results folder that holds the target (the default's `results` holds the
+    # others): another config file's, or this configuration's own (a misspelled file)
+    owners = [f for f in [*folders, here] if wanted.startswith(f + os.sep)]
+    owner = max(owners, key=len, default=here)
+    if owner != here:
+        config = folders[owner]
+        return (
+            f"{target}: no rule of this configuration (results: {results}) makes it; it is in "
+            f"the results folder of {config}: snakemake [options] {target} --configfile {config}"
+        )
+    close = difflib.get_close_matches(wanted, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"the outputs are under {results}/"
+    return f"{target}: no rule of this configuration (results: {results}) makes it; {hint}"
