@@ -18,8 +18,9 @@ EOS, in the callers' order.
   one graph). The cache is sized once for the longest prompt of the call (``max_cache_len``) and
   every batch of a call is filled to the same number of rows (the last one with copies of its
   last row, dropped after), so the graph is compiled once per (batch, cache length), not per
-  batch. Larger GPU batches and the CPU: the eager loop with a dynamic cache (on CPU compiling
-  costs more than it saves; on an H100 the eager loop is faster from 256 rows on).
+  batch. The compiled step attends with the query heads packed onto the grouped KV heads
+  (``DECODE_ATTENTION``), not over copies of the cache. Larger GPU batches (unmeasured) and the
+  CPU: the eager loop with a dynamic cache (on CPU compiling costs more than it saves).
 
 transformers' own ``generate`` is used rather than a home-made loop: it is what the study ran
 before (the same greedy step, the same hygiene processors, token for token), and it already
@@ -76,10 +77,12 @@ class Decoding:
         return kw
 
 
-#: The largest batch decoded with the static cache. Above it transformers' dynamic cache is
-#: faster on one H100 (new tokens/s, 8B target, bench/results/generate_h100.md): static 4,463 vs
-#: eager 2,950 at 128 rows, but 5,208 vs 6,593 at 256 and 5,691 vs 9,192 at 512.
-STATIC_MAX_BATCH = 128
+#: The largest batch decoded with the static cache: the largest measured, where it was faster
+#: than transformers' dynamic cache at every batch from 1 on (one H100, 8B target, 128 new
+#: tokens, bench/results/bridge_speed_h100.md): 6,627 vs 2,424 new tokens/s at 128 rows, 9,276
+#: vs 4,088 at 256, 10,933 vs 7,376 at 512. (Before the decode step's attention was packed,
+#: the dynamic cache was faster from 256 rows on.)
+STATIC_MAX_BATCH = 512
 
 
 #: The attention the static (compiled) decode step runs: transformers' SDPA, except that one
