@@ -5,7 +5,8 @@ profiled at the real shape (random weights), with the speed options the pipeline
     PYTHONPATH=src:bench python bench/bridge_speed.py decode --batches 1 64 512
 
 train: ``ablate.bridge.train.train_step`` itself (``Pair.loss`` over synthetic GSM8K-shaped items
-of ``bridge_lengths.gsm8k``, cached source states and teacher rows: the pipeline's recipe, KL on)
+of ``bridge_lengths.gsm8k``, cached source states and teacher rows, KL on; the optimizer of
+``train.optimizer`` and, unless ``--fp32``, TF32 matmuls as ``train.fit``: the pipeline's recipe)
 on the target Llama-3.1-8B (the source is built on the meta device: only its config is read). Per
 variant (rows per step x compiled decoder layers): seconds per step (median of ``--steps``), model
 FLOPs per step (``ablate.bridge.cost.example_flops``, the planner's count), MFU against the H100
@@ -113,23 +114,14 @@ def train_cmd(a) -> None:
             pair, items = pipeline_pair(s2, (source, target), rows)
             tr = build_translator(s2, source, target, dev).train()
             opt, sched = btrain.optimizer(tr, p)
-            if a.fast_translator:  # fused AdamW (same groups) and TF32 for the fp32 translator
-                from transformers import get_linear_schedule_with_warmup
-
-                groups = [
-                    dict(params=g["params"], lr=g["initial_lr"], weight_decay=g["weight_decay"])
-                    for g in opt.param_groups
-                ]
-                opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), fused=True)
-                sched = get_linear_schedule_with_warmup(opt, p["warmup_steps"], p["steps"])
-            torch.backends.cuda.matmul.allow_tf32 = a.fast_translator
+            torch.backends.cuda.matmul.allow_tf32 = False
+            if not a.fp32:  # the pipeline's recipe (ablate.bridge.train.fit)
+                speed.tf32_matmuls(dev)
             h = torch.randn(rows, s.n.source, source.config.hidden_size, device=dev)
             states = (h.to(torch.bfloat16), torch.ones(rows, s.n.source, device=dev).long())
             teacher = pair.teacher_states(items)[0]
             at = p["warmup_steps"] + 1
-            name = f"rows {rows}, compiled layers {bool(comp)}" + (
-                ", fused AdamW + TF32 translator" if a.fast_translator else ""
-            )
+            name = f"rows {rows}, compiled layers {bool(comp)}" + (", fp32" if a.fp32 else "")
             try:
                 torch.cuda.reset_peak_memory_stats()
                 t_first = time.perf_counter()
@@ -252,7 +244,7 @@ def main(argv=None) -> int:
     t.add_argument("--steps", type=int, default=5)
     t.add_argument("--warmup", type=int, default=3)
     t.add_argument("--profile", action="store_true")
-    t.add_argument("--fast-translator", action="store_true", help="fused AdamW, TF32 matmuls")
+    t.add_argument("--fp32", action="store_true", help="fp32 translator matmuls (no TF32)")
     t.add_argument("--top", type=int, default=25)
     d = sub.add_parser("decode")
     d.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
