@@ -193,8 +193,8 @@ def test_bench_generate_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
 
 
 def test_static_cache_only_where_it_is_faster():
-    """On CUDA the static cache up to STATIC_MAX_BATCH rows (measured crossover on an H100), the
-    dynamic cache above; never on CPU unless asked."""
+    """On CUDA the static cache up to STATIC_MAX_BATCH rows (the largest batch measured faster
+    than the dynamic cache on an H100), the dynamic cache above; never on CPU unless asked."""
     from types import SimpleNamespace
 
     gpu, cpu = (SimpleNamespace(device=torch.device(d)) for d in ("cuda", "cpu"))

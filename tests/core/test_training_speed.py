@@ -150,3 +150,15 @@ def test_token_cross_entropy_layouts_agree(reduction):
     )
     cpu = speed.token_cross_entropy(logits.float(), labels, params.IGNORE_INDEX, reduction)
     assert torch.equal(cpu, old)  # the CPU default is the old layout: same bits
+
+
+def test_cuda_only_speed_settings_leave_the_cpu_alone():
+    """Fused AdamW and TF32 are CUDA settings: on CPU parameters and a CPU device nothing
+    changes (the embedded runs' numbers); parameters on a GPU get the fused kernel."""
+    from types import SimpleNamespace
+
+    assert speed.fp32_optimizer_kwargs(torch.nn.Linear(2, 2).parameters()) == {}
+    assert speed.fp32_optimizer_kwargs([SimpleNamespace(is_cuda=True)]) == {"fused": True}
+    before = torch.backends.cuda.matmul.allow_tf32
+    speed.tf32_matmuls("cpu")
+    assert torch.backends.cuda.matmul.allow_tf32 == before

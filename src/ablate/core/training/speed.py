@@ -1,6 +1,7 @@
-"""What makes a training step faster without changing its math: regional compilation, per-token
-cross-entropy in the layout the GPU's kernels are fast in, and (CUDA only) the fused optimizer
-kernel and tensor-core matmuls for weights kept in fp32.
+"""What makes a training step faster: regional compilation and per-token cross-entropy in the
+layout the GPU's kernels are fast in (the same math); on CUDA only, the fused optimizer kernel
+(the same update, other rounding) and TF32 tensor-core matmuls for weights kept in fp32 (a
+precision change: inputs rounded to a 10-bit mantissa). The CPU's numbers stay as they were.
 
 ``compile_layers: true`` compiles each decoder layer in place (``nn.Module.compile``, the regional
 compilation torchtune and the PyTorch recipes use): parameter names, the state_dict, checkpoints
