@@ -282,12 +282,14 @@ def pipeline_pair(s, models_, B: int):
 def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, warmup: int) -> dict:
     """train.train_step end to end: live source and teacher (the seed's path) or both cached."""
     from ablate.bridge import train as btrain
+    from ablate.core.training import speed
 
     source, target = models_
     B = s.p["batch_size"]
     pair, items = pipeline_pair(s, models_, B)
     tr = build_translator(s, source, target, device).train()
     opt, sched = btrain.optimizer(tr, s.p)
+    speed.tf32_matmuls(device)  # as train.fit
     states = pair.source_states(items) if cached else None
     teacher = pair.teacher_states(items)[0] if cached else None
     at = s.p["warmup_steps"] + 1  # the KL term on, as in most of a run

@@ -193,8 +193,8 @@ def test_bench_generate_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
 
 
 def test_static_cache_only_where_it_is_faster():
-    """On CUDA the static cache up to STATIC_MAX_BATCH rows (measured crossover on an H100), the
-    dynamic cache above; never on CPU unless asked."""
+    """On CUDA the static cache up to STATIC_MAX_BATCH rows (the largest batch measured faster
+    than the dynamic cache on an H100), the dynamic cache above; never on CPU unless asked."""
     from types import SimpleNamespace
 
     gpu, cpu = (SimpleNamespace(device=torch.device(d)) for d in ("cuda", "cpu"))
@@ -204,3 +204,29 @@ def test_static_cache_only_where_it_is_faster():
     assert generation.uses_static(gpu, small) and not generation.uses_static(gpu, large)
     assert not generation.uses_static(cpu, small)
     assert generation.uses_static(cpu, replace(large, static=True))
+
+
+def test_packed_attention_is_sdpa_with_repeated_heads():
+    """The static decode step's attention: one query token over grouped KV heads, padding masked,
+    equals SDPA over repeat_kv copies; several query tokens (prefill, training) go to
+    transformers' own SDPA function unchanged."""
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    g = torch.Generator().manual_seed(0)
+    module = SimpleNamespace(num_key_value_groups=4, is_causal=True, training=False)
+    k, v = (torch.randn(3, 2, 11, 8, generator=g, dtype=torch.float64) for _ in range(2))
+    q = torch.randn(3, 8, 1, 8, generator=g, dtype=torch.float64)
+    mask = torch.ones(3, 1, 1, 11, dtype=torch.bool)
+    mask[0, ..., :4] = False  # a left-padded row
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, repeat_kv(k, 4), repeat_kv(v, 4), attn_mask=mask, scale=0.3
+    ).transpose(1, 2)
+    out, _ = generation.packed_gqa_attention(module, q, k, v, mask, scaling=0.3)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    q5 = torch.randn(3, 8, 5, 8, generator=g, dtype=torch.float64)
+    mask5 = torch.ones(3, 1, 5, 11, dtype=torch.bool)
+    ref5, _ = sdpa_attention_forward(module, q5, k, v, mask5, scaling=0.3)
+    out5, _ = generation.packed_gqa_attention(module, q5, k, v, mask5, scaling=0.3)
+    assert torch.equal(out5, ref5)

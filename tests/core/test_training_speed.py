@@ -124,3 +124,41 @@ def test_fast_head_runs_under_the_trainers_autocast(tiny_model_dir, tmp_path):
     layer.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
     trainer.train()
     assert seen and set(seen) == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_token_cross_entropy_layouts_agree(reduction):
+    """The flattened rows (the CUDA path) and the class-second layout (the CPU path, bit for bit
+    the old loss) give one loss and one gradient, ignored positions included."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 50, dtype=torch.float64)
+    labels = torch.randint(0, 50, (3, 7))
+    labels[0, 4:] = params.IGNORE_INDEX
+    labels[2, 6] = params.IGNORE_INDEX
+    out = {}
+    for flat in (True, False):
+        x = logits.clone().requires_grad_(True)
+        loss = speed.token_cross_entropy(x, labels, params.IGNORE_INDEX, reduction, flat=flat)
+        loss.backward()
+        out[flat] = (loss.detach(), x.grad)
+    torch.testing.assert_close(out[True], out[False], rtol=1e-12, atol=1e-12)
+    old = torch.nn.functional.cross_entropy(
+        logits.float().transpose(1, 2),
+        labels,
+        ignore_index=params.IGNORE_INDEX,
+        reduction=reduction,
+    )
+    cpu = speed.token_cross_entropy(logits.float(), labels, params.IGNORE_INDEX, reduction)
+    assert torch.equal(cpu, old)  # the CPU default is the old layout: same bits
+
+
+def test_cuda_only_speed_settings_leave_the_cpu_alone():
+    """Fused AdamW and TF32 are CUDA settings: on CPU parameters and a CPU device nothing
+    changes (the embedded runs' numbers); parameters on a GPU get the fused kernel."""
+    from types import SimpleNamespace
+
+    assert speed.fp32_optimizer_kwargs(torch.nn.Linear(2, 2).parameters()) == {}
+    assert speed.fp32_optimizer_kwargs([SimpleNamespace(is_cuda=True)]) == {"fused": True}
+    before = torch.backends.cuda.matmul.allow_tf32
+    speed.tf32_matmuls("cpu")
+    assert torch.backends.cuda.matmul.allow_tf32 == before

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ablate.bridge import evaluate, models, parallel, switches, world
 from ablate.core.training import params as training_params
+from ablate.core.training import speed
 from ablate.core.training.params import IGNORE_INDEX
 
 
@@ -135,11 +136,9 @@ class Pair:
         # position prefix-1+j predicts answer token j; soft tokens and the prompt carry no label
         student = self._logits(h[:, prefix - 1 : prefix - 1 + width])
         if parallel.world_size() == 1:
-            nll = F.cross_entropy(student.transpose(1, 2), labels, ignore_index=IGNORE_INDEX)
+            nll = speed.token_cross_entropy(student, labels, IGNORE_INDEX)
         else:  # a token mean over the global batch: each process's sum over the global count
-            nll_sum = F.cross_entropy(
-                student.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="sum"
-            )
+            nll_sum = speed.token_cross_entropy(student, labels, IGNORE_INDEX, reduction="sum")
             nll = parallel.share_of_mean(nll_sum, (labels != IGNORE_INDEX).sum())
         parts = {"nll": parallel.mean_value(nll)}
         total = nll

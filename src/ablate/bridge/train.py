@@ -33,6 +33,7 @@ from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.core import io, provenance
+from ablate.core.training import speed
 
 #: Every parameter key with its default (read from workflow/schemas/bridge.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
@@ -53,6 +54,7 @@ def optimizer(translator: tr.BottleneckedGatedTranslator, p: dict[str, Any]):
             },
         ],
         betas=(0.9, 0.98),
+        **speed.fp32_optimizer_kwargs(translator.parameters()),
     )
     return opt, get_linear_schedule_with_warmup(opt, p["warmup_steps"], p["steps"])
 
@@ -176,6 +178,7 @@ def _log_step(label: str, step: int, p: dict[str, Any], out: Step, lr: float, t0
 def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[str, Any]:
     """The training loop; returns the curve, the final rows and the stop facts."""
     model = parallel.wrap(translator)
+    speed.tf32_matmuls(pair.device)
     opt, sched = optimizer(translator, p)
     evaluation = _Evaluations(pair, translator, eval_items, p, label)
     losses = []

@@ -18,8 +18,9 @@ EOS, in the callers' order.
   one graph). The cache is sized once for the longest prompt of the call (``max_cache_len``) and
   every batch of a call is filled to the same number of rows (the last one with copies of its
   last row, dropped after), so the graph is compiled once per (batch, cache length), not per
-  batch. Larger GPU batches and the CPU: the eager loop with a dynamic cache (on CPU compiling
-  costs more than it saves; on an H100 the eager loop is faster from 256 rows on).
+  batch. The compiled step attends with the query heads packed onto the grouped KV heads
+  (``DECODE_ATTENTION``), not over copies of the cache. Larger GPU batches (unmeasured) and the
+  CPU: the eager loop with a dynamic cache (on CPU compiling costs more than it saves).
 
 transformers' own ``generate`` is used rather than a home-made loop: it is what the study ran
 before (the same greedy step, the same hygiene processors, token for token), and it already
@@ -76,10 +77,54 @@ class Decoding:
         return kw
 
 
-#: The largest batch decoded with the static cache. Above it transformers' dynamic cache is
-#: faster on one H100 (new tokens/s, 8B target, bench/results/generate_h100.md): static 4,463 vs
-#: eager 2,950 at 128 rows, but 5,208 vs 6,593 at 256 and 5,691 vs 9,192 at 512.
-STATIC_MAX_BATCH = 128
+#: The largest batch decoded with the static cache: the largest measured, where it was faster
+#: than transformers' dynamic cache at every batch from 1 on (one H100, 8B target, 128 new
+#: tokens, bench/results/bridge_speed_h100.md): 6,627 vs 2,424 new tokens/s at 128 rows, 9,276
+#: vs 4,088 at 256, 10,933 vs 7,376 at 512. (Before the decode step's attention was packed,
+#: the dynamic cache was faster from 256 rows on.)
+STATIC_MAX_BATCH = 512
+
+
+#: The attention the static (compiled) decode step runs: transformers' SDPA, except that one
+#: query token of grouped key/value heads attends with the query heads packed onto the KV heads
+#: (``pack_gqa``) instead of ``repeat_kv`` copies of the whole cache. transformers packs only when
+#: not compiling; under the compiled step it copied the cache 4x (Llama-3.1-8B's 32/8 heads) each
+#: layer and step: 3 ms of a 20 ms step at batch 64 on an H100 (bench/results/bridge_speed_h100.md).
+DECODE_ATTENTION = "sdpa_packed_gqa"
+
+
+def packed_gqa_attention(module, query, key, value, attention_mask, **kwargs):
+    """transformers' ``sdpa_attention_forward``, with one query token always packed (see
+    ``DECODE_ATTENTION``); prefill and training (several query tokens) go to it unchanged."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    mask = attention_mask
+    plain = query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None
+    if plain or (mask is not None and mask.shape[1] != 1):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    b, h, _, d = query.shape
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query.reshape(b, h // groups, groups, d),
+        key,
+        value,
+        attn_mask=mask,
+        dropout_p=kwargs.get("dropout", 0.0),
+        scale=kwargs.get("scaling"),
+    )
+    return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
+
+
+def use_packed_attention(model) -> None:
+    """Make ``model`` (an SDPA model) attend through :func:`packed_gqa_attention`."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if model.config._attn_implementation != "sdpa":
+        return
+    AttentionInterface.register(DECODE_ATTENTION, packed_gqa_attention)
+    AttentionMaskInterface.register(DECODE_ATTENTION, sdpa_mask)
+    model.set_attn_implementation(DECODE_ATTENTION)
 
 
 def uses_static(model, dec: Decoding) -> bool:
@@ -142,6 +187,7 @@ def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int
     if uses_static(model, dec):
         dynamo = torch._dynamo.config
         dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+        use_packed_attention(model)
         rows = min(dec.batch_size, len(prompts))
         longest = max(len(p) for p in prompts) + dec.max_new_tokens
         extra = dict(cache_implementation="static", max_cache_len=dec.cache_len or longest)

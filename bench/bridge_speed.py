@@ -1,0 +1,270 @@
+"""Where the bridge's GPU time goes: the translator's training step and the engine's decode step,
+profiled at the real shape (random weights), with the speed options the pipeline can take.
+
+    PYTHONPATH=src:bench python bench/bridge_speed.py train --rows 10 --compile 0 1 --profile
+    PYTHONPATH=src:bench python bench/bridge_speed.py decode --batches 1 64 512
+
+train: ``ablate.bridge.train.train_step`` itself (``Pair.loss`` over synthetic GSM8K-shaped items
+of ``bridge_lengths.gsm8k``, cached source states and teacher rows, KL on; the optimizer of
+``train.optimizer`` and, unless ``--fp32``, TF32 matmuls as ``train.fit``: the pipeline's recipe)
+on the target Llama-3.1-8B (the source is built on the meta device: only its config is read). Per
+variant (rows per step x compiled decoder layers): seconds per step (median of ``--steps``), model
+FLOPs per step (``ablate.bridge.cost.example_flops``, the planner's count), MFU against the H100
+SXM's dense bf16 peak (989 TFLOP/s), peak memory. ``--profile``: one step under CUDA events at
+the region boundaries (translator forward, target forward, head + losses, head backward, target
+backward, translator backward, optimizer) and torch.profiler's busy time (idle = wall - kernels).
+
+decode: ``ablate.core.generation.generate`` (the engine) at each batch, a 150-token embedded
+prompt, ``--new`` new tokens, hygiene on: ms per step and, under torch.profiler, GPU busy time
+per step and the top kernels (where a step's time goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from bridge_work import build_lm, build_translator, n_params, pipeline_pair, setup, sync
+
+from ablate.bridge import cost
+
+PEAK_BF16 = 989e12  # H100 SXM dense bf16 (datasheet, no sparsity)
+
+
+class Marks:
+    """CUDA events at named points of one step (forward in call order, backward through hooks)."""
+
+    def __init__(self):
+        self.events: list[tuple[str, torch.cuda.Event]] = []
+        self.on = False
+
+    def __call__(self, name: str) -> None:
+        if self.on:
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            self.events.append((name, e))
+
+    def table(self) -> list[tuple[str, float]]:
+        torch.cuda.synchronize()
+        ev = self.events
+        return [(b[0], a[1].elapsed_time(b[1])) for a, b in zip(ev, ev[1:], strict=False)]
+
+
+def instrument(pair, tr, marks: Marks):
+    """Event marks around the translator, the target body and (through hooks) their backward."""
+    body, fwd_tr = pair.target.base_model, tr.forward
+
+    def translator_forward(*a, **k):
+        marks("start")
+        out = fwd_tr(*a, **k)
+        marks("translator forward")
+        if out.requires_grad:
+            out.register_hook(lambda g: marks("target backward") or g)
+        return out
+
+    body_fwd = body.forward
+
+    def body_forward(*a, **k):
+        out = body_fwd(*a, **k)
+        marks("embeddings + target forward")
+        h = out.last_hidden_state
+        if h.requires_grad:
+            h.register_hook(lambda g: marks("head + losses, forward and backward") or g)
+        return out
+
+    tr.forward, body.forward = translator_forward, body_forward
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def clip_marked(*a, **k):
+        marks("translator backward")
+        return clip(*a, **k)
+
+    torch.nn.utils.clip_grad_norm_ = clip_marked
+
+    def restore():
+        tr.forward, body.forward = fwd_tr, body_fwd
+        torch.nn.utils.clip_grad_norm_ = clip
+
+    return restore
+
+
+def train_cmd(a) -> None:
+    from ablate.bridge import train as btrain
+    from ablate.core.training import speed
+
+    s = setup("real")
+    dev = torch.device("cuda")
+    with torch.device("meta"):
+        source = build_lm(s.cfgs["source"], torch.bfloat16, torch.device("meta"))
+    target = build_lm(s.cfgs["target"], torch.bfloat16, dev)
+    sizes = dict(src=n_params(source), tgt=n_params(target))
+    compiled = False
+    for comp in a.compile:
+        if comp and not compiled:
+            speed.compile_layers(target)
+            compiled = True
+        if compiled and not comp:
+            continue  # compiled layers stay compiled: eager variants first
+        for rows in a.rows:
+            p = {**s.p, "batch_size": rows}
+            s2 = type(s)(**{**s.__dict__, "p": p})
+            pair, items = pipeline_pair(s2, (source, target), rows)
+            tr = build_translator(s2, source, target, dev).train()
+            opt, sched = btrain.optimizer(tr, p)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            if not a.fp32:  # the pipeline's recipe (ablate.bridge.train.fit)
+                speed.tf32_matmuls(dev)
+            h = torch.randn(rows, s.n.source, source.config.hidden_size, device=dev)
+            states = (h.to(torch.bfloat16), torch.ones(rows, s.n.source, device=dev).long())
+            teacher = pair.teacher_states(items)[0]
+            at = p["warmup_steps"] + 1
+            name = f"rows {rows}, compiled layers {bool(comp)}" + (", fp32" if a.fp32 else "")
+            try:
+                torch.cuda.reset_peak_memory_stats()
+                t_first = time.perf_counter()
+                for _ in range(a.warmup):
+                    btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+                sync(dev)
+                first = time.perf_counter() - t_first
+                times = []
+                for _ in range(a.steps):
+                    t0 = time.perf_counter()
+                    btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+                    sync(dev)
+                    times.append(time.perf_counter() - t0)
+            except torch.OutOfMemoryError as exc:
+                print(f"| {name} | OOM {str(exc)[:80]} |", flush=True)
+                del pair, tr, opt
+                torch.cuda.empty_cache()
+                continue
+            flops = rows * cost.example_flops(
+                p, s.n, sizes["src"], sizes["tgt"], n_params(tr), True, True
+            )
+            med = statistics.median(times)
+            print(
+                f"| {name} | {med:.4f} | {min(times):.4f}-{max(times):.4f} | "
+                f"{rows * cost.example_tokens(p['K'], s.n) / med:.0f} | {flops / med / 1e12:.1f} | "
+                f"{flops / med / PEAK_BF16:.3f} | {torch.cuda.max_memory_allocated() / 1e9:.1f} | "
+                f"{first:.1f} |",
+                flush=True,
+            )
+            if a.profile and rows == a.rows[0]:
+                profile_step(pair, tr, opt, sched, items, at, states, teacher, name, a)
+            del pair, tr, opt, sched
+            torch.cuda.empty_cache()
+
+
+def profile_step(pair, tr, opt, sched, items, at, states, teacher, name, a) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    from ablate.bridge import train as btrain
+
+    marks = Marks()
+    restore = instrument(pair, tr, marks)
+    btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+    sync(torch.device("cuda"))
+    marks.on = True  # the regions: events only (the profiler's own overhead would stretch them)
+    t0 = time.perf_counter()
+    btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+    marks("optimizer")
+    sync(torch.device("cuda"))
+    wall = time.perf_counter() - t0
+    regions = marks.table()
+    restore()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+        sync(torch.device("cuda"))
+        wall_prof = time.perf_counter() - t0
+    busy = sum(
+        e.self_device_time_total for e in prof.key_averages() if e.device_type.name == "CUDA"
+    )
+    print(f"\n### {name}: one step's regions (CUDA events; wall {wall * 1e3:.1f} ms)\n")
+    print("| region | ms | share |\n|---|---|---|")
+    for r, ms in regions:
+        print(f"| {r} | {ms:.1f} | {ms / (wall * 1e3):.2f} |")
+    print(
+        f"| GPU busy (kernels; a profiled step of {wall_prof * 1e3:.1f} ms) | {busy / 1e3:.1f} | - |"
+    )
+    print(
+        f"| idle (wall - kernels) | {wall * 1e3 - busy / 1e3:.1f} | {1 - busy / 1e6 / wall:.2f} |\n"
+    )
+    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=a.top), flush=True)
+
+
+def decode_cmd(a) -> None:
+    from bench_generate import _dec
+    from torch.profiler import ProfilerActivity, profile
+
+    from ablate.core import generation
+
+    s = setup("real")
+    dev = torch.device("cuda")
+    target = build_lm(s.cfgs["target"], torch.bfloat16, dev)
+    p = {**s.p, "max_new_tokens": a.new}
+    d = target.config.hidden_size
+    print("| batch | path | ms/step | new tok/s | GPU busy ms/step |\n|---|---|---|---|---|")
+    for b in a.batches:
+        g = torch.Generator().manual_seed(b)
+        embeds = (torch.randn(b, 150, d, generator=g) * 0.02).to(dev, target.dtype)
+        prompts = list(embeds.unbind(0))
+        for static in a.paths:
+            dec = generation.Decoding(**{**_dec(p, b).__dict__, "static": bool(static)})
+            generation.generate(target, prompts, dec)
+            sync(dev)
+            t0 = time.perf_counter()
+            generation.generate(target, prompts, dec)
+            sync(dev)
+            sec = time.perf_counter() - t0
+            path = "static" if static else "dynamic"
+            row = f"| {b} | {path} | {1e3 * sec / a.new:.2f} | {b * a.new / sec:.0f} |"
+            if not a.top:
+                print(row + " - |", flush=True)
+                continue
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                generation.generate(target, prompts, dec)
+                sync(dev)
+            ka = prof.key_averages()
+            busy = sum(e.self_device_time_total for e in ka if e.device_type.name == "CUDA")
+            print(row + f" {busy / 1e3 / a.new:.2f} |", flush=True)
+            if a.top:
+                print(ka.table(sort_by="self_cuda_time_total", row_limit=a.top), flush=True)
+                print(ka.table(sort_by="self_cpu_time_total", row_limit=a.top), flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--rows", type=int, nargs="+", default=[10])
+    t.add_argument("--compile", type=int, nargs="+", default=[0, 1])
+    t.add_argument("--steps", type=int, default=5)
+    t.add_argument("--warmup", type=int, default=3)
+    t.add_argument("--profile", action="store_true")
+    t.add_argument("--fp32", action="store_true", help="fp32 translator matmuls (no TF32)")
+    t.add_argument("--top", type=int, default=25)
+    d = sub.add_parser("decode")
+    d.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
+    d.add_argument("--paths", type=int, nargs="+", default=[1, 0], help="1 static, 0 dynamic")
+    d.add_argument("--new", type=int, default=64)
+    d.add_argument("--top", type=int, default=0)
+    a = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU")
+    if a.cmd == "train":
+        print(
+            "| variant | s/step (median) | min-max | tokens/s | TFLOP/s | MFU | peak GB | "
+            "warm-up s |\n|---|---|---|---|---|---|---|---|",
+            flush=True,
+        )
+        train_cmd(a)
+    else:
+        decode_cmd(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
