@@ -36,8 +36,6 @@ if "mask" in STUDIES:
     include: "rules/mask/recovery.smk"
     include: "rules/mask/report.smk"
     include: "rules/mask/claims.smk"
-    # which finished jobs a config edit made stale, by the keys that changed
-    include: "rules/mask/stale.smk"
 
 
 if "bridge" in STUDIES:
@@ -49,6 +47,10 @@ if "bridge" in STUDIES:
     include: "rules/bridge/train.smk"
     include: "rules/bridge/infer.smk"
     include: "rules/bridge/tables.smk"
+
+
+# which finished jobs of every study a config edit made stale, by the keys that changed
+include: "rules/stale.smk"
 
 
 # Runtime/cost planner (docs/planner.md), for the jobs (JOBS) of the studies `plan.studies`

@@ -59,6 +59,27 @@ RESULTS = config["results"]
 JOBS = []
 
 
+_JOB_INDEX = {}
+
+
+def job_config(rule):
+    """The params function of `rule`: its job's config slice (Job.config, built by the study's
+    layout), which its script records in its record's provenance; found by the job's wildcards.
+    """
+
+    def config_of(wildcards):
+        if not _JOB_INDEX:  # JOBS is complete once the rules run their params functions
+            _JOB_INDEX.update(
+                {(j.rule, tuple(sorted(j.wildcards.items()))): j for j in JOBS}
+            )
+        key = (rule, tuple(sorted(wildcards.items())))
+        if key not in _JOB_INDEX:
+            raise WorkflowError(f"no job of rule {rule} with wildcards {dict(key[1])}")
+        return _JOB_INDEX[key].config
+
+    return config_of
+
+
 def out(path):
     """A path under this configuration's results folder (outputs, logs, benchmarks)."""
     return f"{RESULTS}/{path}"

@@ -47,35 +47,6 @@ wildcard_constraints:
 # ---------------------------------------------------------------- params (sorted sub-trees)
 
 
-def model_params():
-    return sorted_tree(MASK["model"])
-
-
-def data_params():
-    return sorted_tree(MASK["data"])
-
-
-def eval_params():
-    return sorted_tree(MASK["eval"])
-
-
-def leakage_params():
-    return sorted_tree(MASK["leakage"])
-
-
-def finetune_params(wildcards):
-    v = VARIANTS[wildcards.variant]
-    return sorted_tree(
-        dict(
-            variant=wildcards.variant,
-            stage=v["stage"],
-            policy=v["policy"],
-            allow_leakage=v["allow_leakage"],
-            params=v["params"],
-        )
-    )
-
-
 def recovery_params():
     """What the table needs to label rows: per metrics.json, its stage, variant, training policy."""
     return sorted_tree(mask_study.recovery_labels(MASK_JOBS))

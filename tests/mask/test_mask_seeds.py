@@ -94,7 +94,7 @@ def seeded_recovery(tmp_path):
     for s in (0, 1):
         per = {"t1": shift(ablated["t1"], 10 + 5 * s, 2 + s)}
         write(tmp_path, f"3B-s{s}", "prefill_bidir", *evaluation(f"r3-{s}", "prefill_bidir", per))
-    mask = {"model": {"source": "pretrained"}, "data": {"source": "hub"}}
+    mask = {"model": {"source": "pretrained"}, "data": {"source": "hub"}, "leakage": {}}
     cfg = {"results": str(tmp_path), "mask": mask}
     cfg["mask"]["eval"] = {"ablated_policy": "prefill_bidir"}
     cfg["mask"]["finetune"] = {
@@ -287,13 +287,14 @@ def test_planner_forecasts_every_seed(tmp_path):
 def test_stale_seed_names_its_declared_variant():
     """A seed's changed key is set on its declared variant (mask.finetune.variants.3B), not on a
     variant named 3B-s1, which no config has (before: mask.finetune.defaults)."""
-    from ablate.mask import stale
+    from ablate.mask import status
 
     cfg = seeded(**{"3B": [0, 1]})
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
-    before = study.variants_of(cfg)
+    before = {j.name: j.config for j in study.jobs(cfg)}
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
-    now = study.variants_of(cfg)
+    now = {j.name: j for j in study.jobs(cfg)}
     for v in ("3B-s1", "5B-s1"):
-        changes = stale.job_changes("finetune", {"variant": v}, before[v], cfg, now)
+        job = now[f"finetune/{v}"]
+        changes = status.changes(job, before[job.name], cfg)
         assert changes == ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]

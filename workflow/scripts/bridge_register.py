@@ -6,7 +6,7 @@ job_script.start_light(snakemake, "bridge")  # log, hub switch: before HF import
 
 from ablate.core import model_card
 
-p = snakemake.params.model
+p = snakemake.params.config
 m = p["model"]
 model_card.register_pretrained(
     snakemake.output.card,

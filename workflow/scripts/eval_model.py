@@ -9,7 +9,7 @@ job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.evaluation
 from ablate.core import model_card, tracking
 from ablate.mask import evaluation
 
-cfg = snakemake.params.eval
+cfg = snakemake.params.config
 tracking.check(snakemake.config["tracking"])
 wc = snakemake.wildcards
 if wc.model == "base":
@@ -35,7 +35,7 @@ evaluation.evaluate(
     share_contexts=cfg["share_contexts"],
     bootstrap_iters=cfg["bootstrap_iters"],
     seed=cfg["seed"],
-    config_slice={"eval": cfg, "model": wc.model, "policy": wc.policy},
+    config_slice=cfg,
 )
 # tracking is read from the config, not params: switching it on or off reruns nothing
 tracking.log_record(

@@ -7,7 +7,7 @@ job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.leakage"])
 from ablate.core import model_card
 from ablate.mask import leakage
 
-cfg = snakemake.params.leakage
+cfg = snakemake.params.config
 policy = snakemake.wildcards.policy
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
 leakage.run_probe(
@@ -21,6 +21,6 @@ leakage.run_probe(
     dtype=cfg["dtype"],
     threshold=cfg["threshold"],
     out=snakemake.output[0],
-    config_slice={**cfg, "policy": policy},
+    config_slice=cfg,
 )
 job_cache.store()
