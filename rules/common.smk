@@ -5,10 +5,16 @@ import os
 
 from snakemake.exceptions import WorkflowError
 from snakemake.io import IOFile
-from snakemake.utils import validate
+from jsonschema import ValidationError
 
 from ablate import studies
-from ablate.core.config import ConfigError, configfile_error, schema_error, sorted_tree
+from ablate.core.config import (
+    ConfigError,
+    configfile_error,
+    schema_error,
+    sorted_tree,
+    validate_config as validate_schema,
+)
 from ablate.core.interrupts import forward_sigint_to_jobs
 from ablate.core.provenance import WORKFLOW_DIR_ENV
 
@@ -22,19 +28,18 @@ forward_sigint_to_jobs()
 os.environ[WORKFLOW_DIR_ENV] = workflow.basedir
 
 
-def validate_config(cfg, schema):
-    """validate(), with a violation as one line naming the key path and the bad key or value; a
-    study's key still at the top level (an old config) as one line saying how to convert it.
+def validate_config(cfg):
+    """The config checked against the package's schema (ablate.core.config.validate_config:
+    every study's part, defaults filled in), a violation as one line naming the key path and the
+    bad key or value; a study's key still at the top level (an old config) as one line saying how
+    to convert it.
     """
     if msg := studies.moved_keys_error(cfg):
         raise WorkflowError(msg)
     try:
-        validate(cfg, schema=schema)
-    except WorkflowError as exc:
-        cause = exc.__context__  # the jsonschema ValidationError snakemake wrapped
-        if not hasattr(cause, "absolute_path"):
-            raise
-        raise WorkflowError(schema_error(cause)) from None
+        validate_schema(cfg)
+    except ValidationError as exc:
+        raise WorkflowError(schema_error(exc)) from None
 
 
 # A target typed after --configfile was read as one more config file: say so in one line (not as
@@ -42,11 +47,10 @@ def validate_config(cfg, schema):
 if msg := configfile_error(workflow.overwrite_configfiles or [], "results"):
     raise WorkflowError(msg)
 
-validate_config(config, "../workflow/schemas/config.schema.yaml")
+validate_config(config)
 
 
 STUDIES = config["studies"]
-validate(config.setdefault("plan", {}), schema="../workflow/schemas/plan.schema.yaml")
 # the studies of this run the runtime/cost planner forecasts (rules/plan.smk; `plan.studies`)
 PLANNED_STUDIES = [s for s in STUDIES if s in config["plan"]["studies"]]
 # Every file this configuration writes lives under one folder (config key `results`), so two

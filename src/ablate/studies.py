@@ -5,6 +5,10 @@ names no study; it reads this registry. No torch: the Snakefile, STATUS and the 
 A study's package may declare ``MOVED_CONFIG_KEYS``: its config keys that were once top-level
 and now live under its name (a config that still has one there stops with how to convert it).
 
+A study's package holds its part of the config schema (``config.schema.yaml``: its section's
+keys; ``ablate.core.config.config_schema`` joins it) and may declare ``PLAN_OPT_IN = True``: the
+planner forecasts it only when the config's ``plan.studies`` names it.
+
 A study's package may declare ``ATTENTION_BACKENDS`` (attn_implementation -> the module whose
 import registers it with transformers); the model loader imports that module when asked for the
 backend, so a fresh process loads with it without knowing where it lives.
@@ -64,6 +68,12 @@ def hub_switch(config: dict, study: str, environ: dict | None = None) -> bool:
     for key, value in HUB_OFFLINE.items():
         env.setdefault(key, value)
     return True
+
+
+def planned_by_default(names: list[str]) -> list[str]:
+    """The studies of ``names`` the planner forecasts when ``plan.studies`` is unset: those
+    whose package does not declare ``PLAN_OPT_IN``."""
+    return [s for s in names if not getattr(import_module(STUDIES[s]), "PLAN_OPT_IN", False)]
 
 
 def moved_keys_error(config: dict) -> str | None:

@@ -241,12 +241,14 @@ def test_pool_seeds_needs_the_same_items():
 def test_seeds3_overlay_runs_three_seeds_of_the_default():
     """config/seeds3.yaml, read after config/config.yaml as README shows, validates and runs
     every stage-3 and stage-5 finetune three times (9 jobs where the default has 3)."""
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import update_config
+
+    from ablate.core.config import validate_config
 
     root = Path(__file__).resolve().parents[2]
     cfg = copy.deepcopy(DEFAULT)
     update_config(cfg, yaml.safe_load((root / "config/seeds3.yaml").read_text()))
-    validate(cfg, str(root / "workflow/schemas/config.schema.yaml"))
+    validate_config(cfg)
     jobs = study.jobs(cfg)
     finetunes = sorted(j.labels["model"] for j in jobs if j.rule == "finetune")
     assert finetunes == [f"{v}-s{s}" for v in ("3A", "3B", "5B") for s in (5, 6, 7)]
@@ -257,7 +259,7 @@ def test_seeds3_overlay_runs_three_seeds_of_the_default():
     assert {e.seed for n, e in entries.items() if e.base == "1b"} == {1234, 1235, 1236}
     # seed 1234 is the default's: its run is the default's 1a run
     default = copy.deepcopy(DEFAULT)
-    validate(default, str(root / "workflow/schemas/config.schema.yaml"))
+    validate_config(default)
     default_1a = grid.resolve(default["bridge"]).entries["1a"].run_id
     assert entries["1a-s1234"].run_id == default_1a
 

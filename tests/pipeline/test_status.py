@@ -35,7 +35,7 @@ SECRETS = {"HF_TOKEN": "hf_FAKEstatusToken5d1c9e7a", "VAST_API_KEY": "vastFAKEst
 
 
 def config_of(wd: Path) -> dict:
-    return load_config(wd / "config" / "config.yaml", ROOT / "workflow/schemas/config.schema.yaml")
+    return load_config(wd / "config" / "config.yaml")
 
 
 def rows_by_name(config: dict, wd: Path) -> dict[str, status.Row]:

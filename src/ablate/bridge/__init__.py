@@ -11,7 +11,8 @@ Module map:
 - :mod:`~ablate.bridge.models`: the two tiny embedded LMs (Mistral / Llama families, tokenizers
   trained here), ``prepare_model``, loading through model cards, ``kv_cache_mb_per_token``.
 - :mod:`~ablate.bridge.params`: every grid-entry parameter, defaults from
-  ``workflow/schemas/bridge.schema.yaml``; validation naming the config key.
+  ``params.schema.yaml`` (package data, beside the study's config part ``config.schema.yaml``);
+  validation naming the config key.
 - :mod:`~ablate.bridge.hub`: the hub dataset ids the study knows (an offline list with its date),
   checked at parse time.
 - :mod:`~ablate.bridge.translator`: ``BottleneckedGatedTranslator``, save/load with a manifest.
@@ -33,6 +34,9 @@ Module map:
 - :mod:`~ablate.bridge.plan`, :mod:`~ablate.bridge.status`: the study's side of the planner and of
   STATUS.md.
 """
+
+#: The planner forecasts the bridge only when ``plan.studies`` names it (ablate.studies).
+PLAN_OPT_IN = True
 
 
 def hub_free(config: dict) -> bool:

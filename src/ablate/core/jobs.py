@@ -8,7 +8,8 @@ needs rides in ``labels`` (a model, policy or variant of one study).
 A study is three modules, named in the registry :mod:`ablate.studies` (outside the core):
 
 - its **layout** (:class:`StudyLayout`; no torch, the Snakefile imports it at parse time): the
-  file patterns, the job list, the files a full run of the study ends with;
+  file patterns, the job list (each job with its config slice), the files a full run of the
+  study ends with, what of its config section its forecast depends on;
 - its **status** side (:class:`StudyStatus`): a record's headline numbers, why a finished job is
   stale (the config keys changed since its record was written), key results, the forecast;
 - its **plan** side (:class:`StudyPlanner`): the planner's inputs, a
@@ -67,6 +68,10 @@ class StudyLayout(Protocol):
 
     def targets(self, config: dict[str, Any]) -> list[str]:
         """The files a full run of the study ends with (rule all's inputs, STATUS waits for)."""
+
+    def plan_config(self, config: dict[str, Any]) -> Any:
+        """What of its config section its forecast depends on (the plan rules' params: an edit
+        of it reruns the forecast)."""
 
 
 @runtime_checkable

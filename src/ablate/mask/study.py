@@ -483,3 +483,9 @@ def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
         for j in job_list
         if j.rule == "eval_model"
     }
+
+
+def plan_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The study's section but its claims (resources: each job's gpu count, for the
+    data-parallel speedup and the jobs side by side)."""
+    return {k: v for k, v in config["mask"].items() if k != "claims"}
