@@ -37,6 +37,13 @@ Module map:
 
 #: The planner forecasts the bridge only when ``plan.studies`` names it (ablate.studies).
 PLAN_OPT_IN = True
+#: The study's layout module is ``grid`` (ablate.studies; the others have the default names).
+PARTS = {"layout": "grid", "status": "status", "plan": "plan"}
+#: The study's rule files, in the order the Snakefile includes them (ablate.studies).
+RULES = tuple(
+    f"rules/bridge/{name}.smk"
+    for name in ("common", "data", "models", "states", "train", "infer", "tables")
+)
 
 
 def hub_free(config: dict) -> bool:
