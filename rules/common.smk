@@ -67,7 +67,7 @@ _JOB_INDEX = {}
 
 
 def job_config(rule):
-    """The params function of `rule`: its job's config slice (Job.config, built by the study's
+    """A params function of `rule`: its job's config slice (Job.config, built by the study's
     layout), which its script records in its record's provenance; found by the job's wildcards.
     """
 

@@ -28,7 +28,7 @@ if BRIDGE_EMBEDDED_ROLES:
         resources:
             **bridge_resources_of("prepare_model"),
         params:
-            config=job_config("bridge_model"),
+            model=job_config("bridge_model"),
         script:
             "../../workflow/scripts/bridge_model.py"
 
@@ -48,6 +48,6 @@ if BRIDGE_HUB_ROLES:
         conda:
             "../../environment.yml"
         params:
-            config=job_config("bridge_register"),
+            model=job_config("bridge_register"),
         script:
             "../../workflow/scripts/bridge_register.py"

@@ -17,6 +17,6 @@ if EMBEDDED_DATA:
         conda:
             "../../environment.yml"
         params:
-            config=job_config("make_data"),
+            data=job_config("make_data"),
         script:
             "../../workflow/scripts/make_data.py"

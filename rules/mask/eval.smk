@@ -20,6 +20,6 @@ rule eval_model:
     resources:
         **resources_of("eval"),
     params:
-        config=job_config("eval_model"),
+        eval=job_config("eval_model"),
     script:
         "../../workflow/scripts/eval_model.py"

@@ -22,7 +22,7 @@ rule finetune:
     resources:
         **resources_of("finetune"),
     params:
-        config=job_config("finetune"),
+        finetune=job_config("finetune"),
         sft=sft_params(),
     script:
         "../../workflow/scripts/finetune.py"

@@ -9,7 +9,7 @@ job_script.start_light(snakemake, "bridge")  # log, hub switch: before HF import
 from ablate.bridge import data
 
 data.write(
-    snakemake.params.config,
+    snakemake.params.data,
     snakemake.params.datasets,
     Path(snakemake.output.provenance).parent,
     snakemake.output.provenance,

@@ -8,13 +8,13 @@ from ablate import job_script
 job_cache = job_script.start(snakemake, "bridge", imports=["ablate.bridge.models"])
 from ablate.bridge import models
 
-m = snakemake.params.config["model"]
+m = snakemake.params.model["model"]
 models.prepare_model(
     family=m["family"],
     arch=m["arch"],
     pretrain=m["pretrain"],
     corpus=snakemake.input.corpus,
     out_dir=Path(snakemake.output.card).parent,
-    config_slice=snakemake.params.config,
+    config_slice=snakemake.params.model,
 )
 job_cache.store()

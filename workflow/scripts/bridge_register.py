@@ -6,7 +6,7 @@ job_script.start_light(snakemake, "bridge")  # log, hub switch: before HF import
 
 from ablate.core import model_card
 
-p = snakemake.params.config
+p = snakemake.params.model
 m = p["model"]
 model_card.register_pretrained(
     snakemake.output.card,

@@ -9,7 +9,7 @@ job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.evaluation
 from ablate.core import model_card, tracking
 from ablate.mask import evaluation
 
-cfg = snakemake.params.config
+cfg = snakemake.params.eval
 tracking.check(snakemake.config["tracking"])
 wc = snakemake.wildcards
 if wc.model == "base":

@@ -10,7 +10,7 @@ job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.training.r
 from ablate.core import model_card, parallel, tracking
 from ablate.mask.training.run import finetune
 
-cfg = snakemake.params.config
+cfg = snakemake.params.finetune
 # tracking is read from the config, not params: switching it on or off reruns nothing
 track = snakemake.config["tracking"]
 tracking.check(track)

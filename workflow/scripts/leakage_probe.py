@@ -7,7 +7,7 @@ job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.leakage"])
 from ablate.core import model_card
 from ablate.mask import leakage
 
-cfg = snakemake.params.config
+cfg = snakemake.params.leakage
 policy = snakemake.wildcards.policy
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
 leakage.run_probe(

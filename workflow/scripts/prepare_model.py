@@ -12,7 +12,7 @@ from ablate.core import model_card
 from ablate.mask import tiny
 from ablate.mask.training.run import pretrain
 
-cfg = snakemake.params.config
+cfg = snakemake.params.model
 emb = cfg["embedded"]
 out = snakemake.output
 tiny.prepare_tekken_tokenizer(out.tokenizer, emb["tokenizer_file"])

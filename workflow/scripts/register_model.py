@@ -6,7 +6,7 @@ job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
 from ablate.core import model_card
 
-cfg = snakemake.params.config
+cfg = snakemake.params.model
 model_card.register_pretrained(
     snakemake.output.card,
     model=cfg["path"],

@@ -45,7 +45,7 @@ class Job:
     loads: str | None = None  # the job whose checkpoint it loads (a vast group shares its instance)
     serves: list[str] = field(default_factory=list)  # the configured units it serves (grid entries)
     gpus: int = 0  # GPUs its resources request
-    #: its config slice, built once by the layout: its rule passes it whole (params.config),
+    #: its config slice, built once by the layout: its rule passes it whole (one param),
     #: its record's provenance holds it, staleness compares the two (None: no config)
     config: Any = field(default=None, repr=False)
     labels: dict[str, Any] = field(default_factory=dict, repr=False)  # study-specific facts

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.jobs import Job
-from ablate.core.records import config_changes
+from ablate.core.records import config_changes, recorded_config
 from ablate.core.seeds import spread_lines, verdict_line
 from ablate.core.status import Row, _float, planned_forecast, read_csv
 from ablate.mask import study
@@ -42,6 +42,17 @@ def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
     """The config keys changed since the job's record was written: its recorded slice against
     the job's ``config``, each key named where the config sets it (``labels["where"]``)."""
     return config_changes(_recorded_slice(job, old), job.config, job.labels["where"])
+
+
+def older_records(jobs: list[Job], workdir: str | Path = ".") -> list[Job]:
+    """The jobs whose record an earlier version wrote (its slice with the job's wildcards)."""
+    out = []
+    for job in jobs:
+        if job.record and job.rule in ("eval_model", "leakage_probe"):
+            old = recorded_config(Path(workdir) / job.record)
+            if old is not None and _recorded_slice(job, old) is not old:
+                out.append(job)
+    return out
 
 
 def _recorded_slice(job: Job, old: Any) -> Any:
