@@ -24,31 +24,17 @@ report: "workflow/report/workflow.rst"
 include: "rules/common.smk"
 
 
-# Each study's rules, for the studies this configuration runs (config key `studies`).
-if "mask" in STUDIES:
+# Each study's rules, for the studies this configuration runs (config key `studies`), in the
+# registry's order (ablate.studies: a study's RULES).
+for _study in studies.STUDIES:
+    if _study in STUDIES:
+        for _rules in studies.rule_files(_study):
 
-    include: "rules/mask/common.smk"
-    include: "rules/mask/model.smk"
-    include: "rules/mask/data.smk"
-    include: "rules/mask/leakage.smk"
-    include: "rules/mask/finetune.smk"
-    include: "rules/mask/eval.smk"
-    include: "rules/mask/recovery.smk"
-    include: "rules/mask/report.smk"
-    include: "rules/mask/claims.smk"
-    # which finished jobs a config edit made stale, by the keys that changed
-    include: "rules/mask/stale.smk"
+            include: _rules
 
 
-if "bridge" in STUDIES:
-
-    include: "rules/bridge/common.smk"
-    include: "rules/bridge/data.smk"
-    include: "rules/bridge/models.smk"
-    include: "rules/bridge/states.smk"
-    include: "rules/bridge/train.smk"
-    include: "rules/bridge/infer.smk"
-    include: "rules/bridge/tables.smk"
+# which finished jobs of every study a config edit made stale, by the keys that changed
+include: "rules/stale.smk"
 
 
 # Runtime/cost planner (docs/planner.md), for the jobs (JOBS) of the studies `plan.studies`

@@ -3,9 +3,10 @@
 # Nothing here imports torch: the Snakefile must parse in well under a second (no-op reruns).
 import os
 
+from jsonschema import ValidationError
 from snakemake.exceptions import WorkflowError
 from snakemake.io import IOFile
-from snakemake.utils import update_config, validate
+from snakemake.utils import update_config
 
 from ablate import studies
 from ablate.core.config import (
@@ -14,6 +15,7 @@ from ablate.core.config import (
     schema_error,
     sorted_tree,
     typed_config_args,
+    validate_config as validate_schema,
 )
 from ablate.core.interrupts import forward_sigint_to_jobs
 from ablate.core.provenance import WORKFLOW_DIR_ENV
@@ -28,19 +30,18 @@ forward_sigint_to_jobs()
 os.environ[WORKFLOW_DIR_ENV] = workflow.basedir
 
 
-def validate_config(cfg, schema):
-    """validate(), with a violation as one line naming the key path and the bad key or value; a
-    study's key still at the top level (an old config) as one line saying how to convert it.
+def validate_config(cfg):
+    """The config checked against the package's schema (ablate.core.config.validate_config:
+    every study's part, defaults filled in), a violation as one line naming the key path and the
+    bad key or value; a study's key still at the top level (an old config) as one line saying how
+    to convert it.
     """
     if msg := studies.moved_keys_error(cfg):
         raise WorkflowError(msg)
     try:
-        validate(cfg, schema=schema)
-    except WorkflowError as exc:
-        cause = exc.__context__  # the jsonschema ValidationError snakemake wrapped
-        if not hasattr(cause, "absolute_path"):
-            raise
-        raise WorkflowError(schema_error(cause)) from None
+        validate_schema(cfg)
+    except ValidationError as exc:
+        raise WorkflowError(schema_error(exc)) from None
 
 
 # A target typed after --configfile was read as one more config file: say so in one line (not as
@@ -50,11 +51,10 @@ if msg := configfile_error(workflow.overwrite_configfiles or [], "results"):
 
 # --config's nested values as a config file would type them (Snakemake's are all text)
 update_config(config, typed_config_args(workflow.config_settings.config_args))
-validate_config(config, "../workflow/schemas/config.schema.yaml")
+validate_config(config)
 
 
 STUDIES = config["studies"]
-validate(config.setdefault("plan", {}), schema="../workflow/schemas/plan.schema.yaml")
 # the studies of this run the runtime/cost planner forecasts (rules/plan.smk; `plan.studies`)
 PLANNED_STUDIES = [s for s in STUDIES if s in config["plan"]["studies"]]
 # Every file this configuration writes lives under one folder (config key `results`), so two
@@ -65,6 +65,27 @@ RESULTS = config["results"]
 # Every job of the studies this configuration runs (core Jobs, ablate.core.jobs: each study's
 # common.smk adds its own job list); the plan rules forecast the ones with a kind.
 JOBS = []
+
+
+_JOB_INDEX = {}
+
+
+def job_config(rule):
+    """A params function of `rule`: its job's config slice (Job.config, built by the study's
+    layout), which its script records in its record's provenance; found by the job's wildcards.
+    """
+
+    def config_of(wildcards):
+        if not _JOB_INDEX:  # JOBS is complete once the rules run their params functions
+            _JOB_INDEX.update(
+                {(j.rule, tuple(sorted(j.wildcards.items()))): j for j in JOBS}
+            )
+        key = (rule, tuple(sorted(wildcards.items())))
+        if key not in _JOB_INDEX:
+            raise WorkflowError(f"no job of rule {rule} with wildcards {dict(key[1])}")
+        return _JOB_INDEX[key].config
+
+    return config_of
 
 
 def out(path):

@@ -17,15 +17,8 @@ localrules:
 PLAN_PARAMS = sorted_tree(
     {
         **{k: config[k] for k in ("studies", "results", "plan")},
-        # the mask study's section but its claims (resources: each job's gpu count, for the
-        # data-parallel speedup and the jobs side by side)
-        **(
-            {"mask": {k: v for k, v in config["mask"].items() if k != "claims"}}
-            if "mask" in config
-            else {}
-        ),
-        # the bridge's section, when its jobs are planned
-        **({"bridge": config["bridge"]} if "bridge" in PLANNED_STUDIES else {}),
+        # each planned study's part of its section (its layout's plan_config)
+        **{s: studies.side(s, "layout").plan_config(config) for s in PLANNED_STUDIES},
     }
 )
 

@@ -112,14 +112,6 @@ def bridge_states_inputs(wildcards):
     return {**bridge_model_inputs([role]), **bridge_data_inputs(e.kind)}
 
 
-def bridge_job(rule_name, **wildcards):
-    """The job of ablate.bridge.grid.jobs of that rule and wildcards (its config slice etc.)."""
-    for j in BRIDGE_JOBS:
-        if (j.rule, j.wildcards) == (rule_name, wildcards):
-            return j
-    raise WorkflowError(f"no bridge job {rule_name} {wildcards}")
-
-
 # ---------------------------------------------------------------- params of the rules
 
 

@@ -16,7 +16,7 @@ rule bridge_data:
     conda:
         "../../environment.yml"
     params:
-        data=bridge_job("bridge_data").config,
+        data=job_config("bridge_data"),
         # hub: the datasets the grid uses (the embedded world always holds both)
         datasets=[] if BRIDGE_EMBEDDED_DATA else bridge_grid.datasets_used(BRIDGE),
     script:

@@ -28,7 +28,7 @@ if BRIDGE_EMBEDDED_ROLES:
         resources:
             **bridge_resources_of("prepare_model"),
         params:
-            model=lambda wc: bridge_job("bridge_model", role=wc.role).config,
+            model=job_config("bridge_model"),
         script:
             "../../workflow/scripts/bridge_model.py"
 
@@ -48,6 +48,6 @@ if BRIDGE_HUB_ROLES:
         conda:
             "../../environment.yml"
         params:
-            model=lambda wc: bridge_job("bridge_register", role=wc.role).config,
+            model=job_config("bridge_register"),
         script:
             "../../workflow/scripts/bridge_register.py"

@@ -2,7 +2,10 @@
 # models, and the input helpers of its rules. Shared helpers (validation, out(), resources) are
 # in rules/common.smk. The job list and every file pattern come from ablate.mask.study, which
 # the planner and the recovery table read too.
+import sys
+
 from ablate.mask import sft_data
+from ablate.mask import status as mask_status
 from ablate.mask import study as mask_study
 from ablate.mask.study import PATTERNS as P
 from ablate.mask.tasks import check_task_names
@@ -48,35 +51,6 @@ wildcard_constraints:
 # ---------------------------------------------------------------- params (sorted sub-trees)
 
 
-def model_params():
-    return sorted_tree(MASK["model"])
-
-
-def data_params():
-    return sorted_tree(MASK["data"])
-
-
-def eval_params():
-    return sorted_tree(MASK["eval"])
-
-
-def leakage_params():
-    return sorted_tree(MASK["leakage"])
-
-
-def finetune_params(wildcards):
-    v = VARIANTS[wildcards.variant]
-    return sorted_tree(
-        dict(
-            variant=wildcards.variant,
-            stage=v["stage"],
-            policy=v["policy"],
-            allow_leakage=v["allow_leakage"],
-            params=v["params"],
-        )
-    )
-
-
 def recovery_params():
     """What the table needs to label rows: per metrics.json, its stage, variant, training policy."""
     return sorted_tree(mask_study.recovery_labels(MASK_JOBS))
@@ -120,3 +94,24 @@ def model_inputs(wildcards):
         "checkpoint": out(P["finetune_model"].format(variant=wildcards.model)),
         "summary": out(P["finetune_summary"].format(variant=wildcards.model)),
     }
+
+
+# Evaluation and probe records of an earlier version hold their slice with the job's wildcards:
+# STATUS reads them as current, but their scripts (workflow/scripts/<rule>.py) changed since, so
+# Snakemake reruns those jobs (and what reads them) while a script is newer. Say how to keep them.
+_older = [
+    j.name
+    for j in mask_status.older_records(MASK_JOBS)
+    if os.path.getmtime(
+        os.path.join(workflow.basedir, "workflow", "scripts", f"{j.rule}.py")
+    )
+    > os.path.getmtime(j.record)
+]
+if workflow.is_main_process and _older:
+    print(
+        f"note: {len(_older)} evaluation and probe records (e.g. {_older[0]}) were written by an "
+        "earlier version of their scripts, which changed what they record, not what they compute: "
+        "Snakemake reruns them and what reads them; to keep them, run `snakemake --touch` once "
+        "when a dry run prints no `stale:` line",
+        file=sys.stderr,
+    )

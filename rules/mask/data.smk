@@ -17,6 +17,6 @@ if EMBEDDED_DATA:
         conda:
             "../../environment.yml"
         params:
-            data=data_params(),
+            data=job_config("make_data"),
         script:
             "../../workflow/scripts/make_data.py"

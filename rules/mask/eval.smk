@@ -20,6 +20,6 @@ rule eval_model:
     resources:
         **resources_of("eval"),
     params:
-        eval=eval_params(),
+        eval=job_config("eval_model"),
     script:
         "../../workflow/scripts/eval_model.py"

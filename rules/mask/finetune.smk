@@ -22,7 +22,7 @@ rule finetune:
     resources:
         **resources_of("finetune"),
     params:
-        finetune=finetune_params,
+        finetune=job_config("finetune"),
         sft=sft_params(),
     script:
         "../../workflow/scripts/finetune.py"

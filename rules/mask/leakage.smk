@@ -20,7 +20,7 @@ rule leakage_probe:
     resources:
         **resources_of("leakage"),
     params:
-        leakage=leakage_params(),
+        leakage=job_config("leakage_probe"),
         sft=sft_params(),
     script:
         "../../workflow/scripts/leakage_probe.py"

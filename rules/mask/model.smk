@@ -22,7 +22,7 @@ if EMBEDDED_MODEL:
         resources:
             **resources_of("prepare_model"),
         params:
-            model=model_params(),
+            model=job_config("prepare_model"),
         script:
             "../../workflow/scripts/prepare_model.py"
 
@@ -45,6 +45,6 @@ else:
         resources:
             **resources_of("prepare_model"),
         params:
-            model=model_params(),
+            model=job_config("prepare_model"),
         script:
             "../../workflow/scripts/register_model.py"

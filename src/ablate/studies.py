@@ -2,8 +2,23 @@
 study protocol (:mod:`ablate.core.jobs`: ``layout``, ``status``, ``plan``). ``ablate.core``
 names no study; it reads this registry. No torch: the Snakefile, STATUS and the planner import it.
 
+The two studies of this repository are listed here (:data:`BUILTIN`); a study of another package
+registers with one line in that package's metadata, an entry point of the group
+:data:`ENTRY_POINTS` (pyproject.toml: ``[project.entry-points."ablate.studies"]`` then
+``name = "its.package"``), and the workflow includes its rules with no line changed here, in the
+core or in another study (docs/design.md, "Adding a study").
+
+A study's package declares ``RULES``: its rule files in the order the Snakefile includes them
+(a relative path is the workflow's, e.g. ``rules/mask/common.smk``; a study of another package
+gives absolute ones). It may declare ``PARTS`` (its modules of the protocol, default
+:data:`DEFAULT_PARTS`).
+
 A study's package may declare ``MOVED_CONFIG_KEYS``: its config keys that were once top-level
 and now live under its name (a config that still has one there stops with how to convert it).
+
+A study's package holds its part of the config schema (``config.schema.yaml``: its section's
+keys; ``ablate.core.config.config_schema`` joins it) and may declare ``PLAN_OPT_IN = True``: the
+planner forecasts it only when the config's ``plan.studies`` names it.
 
 A study's package may declare ``ATTENTION_BACKENDS`` (attn_implementation -> the module whose
 import registers it with transformers); the model loader imports that module when asked for the
@@ -16,15 +31,30 @@ import os
 from importlib import import_module
 from types import ModuleType
 
+#: study (config key ``studies``) -> its package: the studies of this repository
+BUILTIN = {"mask": "ablate.mask", "bridge": "ablate.bridge"}
+#: the entry-point group another package registers a study in (name -> its package)
+ENTRY_POINTS = "ablate.studies"
+#: a study's module, in its package, of each part of the protocol (ablate.core.jobs): layout
+#: (patterns, jobs, targets; no torch), status (headline, changes, key results, forecast), plan
+#: (the planner's inputs); a package's ``PARTS`` names others
+DEFAULT_PARTS = {"layout": "study", "status": "status", "plan": "plan"}
+
+
+def _registered() -> dict[str, str]:
+    """The built-in studies and every study registered under :data:`ENTRY_POINTS`."""
+    from importlib.metadata import entry_points
+
+    out = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINTS):
+        if ep.name in out and out[ep.name] != ep.value:
+            raise KeyError(f"study {ep.name!r} is registered twice ({out[ep.name]}, {ep.value})")
+        out[ep.name] = ep.value
+    return out
+
+
 #: study (config key ``studies``) -> its package
-STUDIES = {"mask": "ablate.mask", "bridge": "ablate.bridge"}
-#: each study's module, in its package, of each part of the protocol (ablate.core.jobs):
-#: layout (patterns, jobs, targets; no torch), status (headline, changes, key results,
-#: forecast), plan (the planner's inputs)
-PARTS = {
-    "mask": {"layout": "study", "status": "status", "plan": "plan"},
-    "bridge": {"layout": "grid", "status": "status", "plan": "plan"},
-}
+STUDIES = _registered()
 
 #: the environment of a job that must not reach the Hugging Face hub
 HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -34,7 +64,15 @@ def side(study: str, part: str) -> ModuleType:
     """A study's module of ``part``: ``layout``, ``status`` or ``plan``."""
     if study not in STUDIES:
         raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
-    return import_module(f"{STUDIES[study]}.{PARTS[study][part]}")
+    package = import_module(STUDIES[study])
+    return import_module(f"{STUDIES[study]}.{getattr(package, 'PARTS', DEFAULT_PARTS)[part]}")
+
+
+def rule_files(study: str) -> list[str]:
+    """The rule files of ``study``, in the order the Snakefile includes them (its ``RULES``)."""
+    if study not in STUDIES:
+        raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
+    return [str(f) for f in import_module(STUDIES[study]).RULES]
 
 
 def attention_backends() -> dict[str, str]:
@@ -64,6 +102,12 @@ def hub_switch(config: dict, study: str, environ: dict | None = None) -> bool:
     for key, value in HUB_OFFLINE.items():
         env.setdefault(key, value)
     return True
+
+
+def planned_by_default(names: list[str]) -> list[str]:
+    """The studies of ``names`` the planner forecasts when ``plan.studies`` is unset: those
+    whose package does not declare ``PLAN_OPT_IN``."""
+    return [s for s in names if not getattr(import_module(STUDIES[s]), "PLAN_OPT_IN", False)]
 
 
 def moved_keys_error(config: dict) -> str | None:

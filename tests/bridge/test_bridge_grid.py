@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def bridge_config(name: str = "config.yaml") -> dict:
     """The bridge section of a shipped config, validated (defaults filled) like the Snakefile does."""
-    from snakemake.utils import validate
+    from ablate.core.config import validate_config
 
     cfg = yaml.safe_load((ROOT / "config" / name).read_text())
-    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    validate_config(cfg)
     return cfg["bridge"]
 
 

@@ -238,9 +238,9 @@ def test_same_as_entry_has_no_job(fresh):
     r = snakemake(fresh, "-n", *BRIDGE_ARGS, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     cfg = load()
-    from snakemake.utils import validate
+    from ablate.core.config import validate_config
 
-    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    validate_config(cfg)
     study = grid.resolve(cfg["bridge"])
     run_1a = study.entries["1a"].run_id
     planned = {

@@ -92,8 +92,7 @@ def test_claims_table(bridge_run):
 def test_status_says_done(bridge_run):
     """STATUS (which covers what the bridge's plan.csv said): every bridge job done with the
     current config, each training run with its benchmark wall time."""
-    schema = ROOT / "workflow/schemas/config.schema.yaml"
-    _, rows = status.build(load_config(bridge_run / "config/config.yaml", schema), bridge_run)
+    _, rows = status.build(load_config(bridge_run / "config/config.yaml"), bridge_run)
     bridge = [r for r in rows if r.job.study == "bridge"]
     assert {r.status for r in bridge} == {"done"}, [(r.job.name, r.why) for r in bridge]
     trains = [r for r in bridge if r.job.rule == "bridge_train"]
@@ -121,9 +120,7 @@ def test_editing_one_entry_reruns_only_it(bridge_run, tmp_path):
     }, r.stdout
     assert "wildcards: run_id=gsm8k-k5-" in r.stdout
     # STATUS (it replaced the bridge's plan.csv) names the one run to do and its forecast
-    config = load_config(
-        wd / "config" / "edited.yaml", ROOT / "workflow/schemas/config.schema.yaml"
-    )
+    config = load_config(wd / "config" / "edited.yaml")
     text, rows = status.build(config, wd)
     todo = {r.job.name: r for r in rows if r.status != "done"}
     assert list(todo) == ["train/2b", "summary", "claims", "plots"], todo

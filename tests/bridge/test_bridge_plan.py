@@ -15,6 +15,7 @@ import yaml
 from ablate.bridge import cost, grid
 from ablate.bridge.infer import BASELINES
 from ablate.core import planner
+from ablate.core.config import schema_path
 
 REPO = Path(__file__).resolve().parents[2]
 SETUPS = ["4x H100 SXM", "1x H100 SXM", "1x H200", "2x H200"]
@@ -75,7 +76,7 @@ def test_real_grid_forecast_has_one_row_per_grid_entry_and_a_total(tmp_path):
     assert cost.n_evaluations(study.entries["1a"].params) == 14
     # the translator trains data-parallel: 4 GPUs speed its steps up, the 1-GPU jobs do not
     four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "plan.schema.yaml").read_text())
+    schema = yaml.safe_load(schema_path("ablate.core", "plan").read_text())
     dp = schema["properties"]["scaling"]["properties"]["data_parallel"]["default"]
     assert four["speedup"] == pytest.approx(1 + 3 * dp)
     one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1b")].iloc[0]

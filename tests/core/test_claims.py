@@ -8,7 +8,7 @@ import yaml
 from fake_evals import correct_items, evaluation, shift, write
 
 from ablate.core import claims as C
-from ablate.core.config import ConfigError
+from ablate.core.config import ConfigError, subschema
 from ablate.mask import claims as mask_claims
 from ablate.mask.study import claims_evaluations, resolve_claims, resolve_variants
 
@@ -271,8 +271,7 @@ def test_schema_defaults_name_the_default_variants():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())
-    props = schema["properties"]["mask"]["properties"]["claims"]["properties"]
+    props = subschema("properties/mask/properties/claims")["properties"]
     defaults = {k: v["default"] for k, v in props.items()}
     config = yaml.safe_load((root / "config/config.yaml").read_text())
     variants = resolve_variants(

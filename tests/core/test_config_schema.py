@@ -14,11 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
+from ablate.core.config import config_schema, schema_path, subschema, validate_config
+
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def load(name: str) -> dict:
@@ -26,15 +28,13 @@ def load(name: str) -> dict:
 
 
 def validated(cfg: dict) -> dict:
-    from snakemake.utils import validate
-
     cfg = copy.deepcopy(cfg)
-    validate(cfg, str(SCHEMA))
+    validate_config(cfg)
     return cfg
 
 
 def schema_defs() -> dict:
-    return yaml.safe_load(SCHEMA.read_text())["$defs"]
+    return config_schema()["$defs"]
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "ministral3b.yaml", "ministral3b-smoke.yaml"])
@@ -64,9 +64,7 @@ def test_library_reads_the_training_defaults_of_the_schema():
     assert {k: v for k, v in library.items() if k not in PROBE_PARAMS} == {
         k: p["default"] for k, p in props.items() if "default" in p
     }
-    leakage = yaml.safe_load(SCHEMA.read_text())["properties"]["mask"]["properties"]["leakage"][
-        "properties"
-    ]
+    leakage = subschema("properties/mask/properties/leakage")["properties"]
     assert {k: library[k] for k in PROBE_PARAMS} == {
         k: leakage[v]["default"] for k, v in PROBE_PARAMS.items()
     }
@@ -99,9 +97,7 @@ def test_library_reads_the_embedded_defaults_of_the_schema():
     from ablate.mask.tiny import tiny_ministral3_config
 
     defs = schema_defs()
-    data = yaml.safe_load(SCHEMA.read_text())["properties"]["mask"]["properties"]["data"][
-        "properties"
-    ]
+    data = subschema("properties/mask/properties/data")["properties"]
     sizes = {k: p["default"] for k, p in data["embedded"]["properties"].items()}
     assert embedded.options() == {"seed": data["seed"]["default"], **sizes}
     arch = defs["embedded_model"]["properties"]["arch"]["properties"]
@@ -227,11 +223,9 @@ def edit(path: str, value, *, delete: bool = False) -> dict:
     ],
 )
 def test_schema_names_the_bad_key(path, value, where, message):
-    from snakemake.exceptions import WorkflowError
-
-    with pytest.raises(WorkflowError) as info:
+    with pytest.raises(jsonschema.ValidationError) as info:
         validated(edit(path, value))
-    cause = info.value.__context__  # what rules/common.smk turns into its one-line message
+    cause = info.value  # what rules/common.smk turns into its one-line message
     assert ".".join(map(str, cause.absolute_path)) == where
     assert message in cause.message
 
@@ -256,13 +250,11 @@ def test_schema_names_the_bad_key(path, value, where, message):
 def test_misspelled_key_gets_did_you_mean(path, hint):
     """An unknown key is compared with the keys the schema allows at its path (through $ref and
     allOf for a variant); a key close to none gets no guess."""
-    from snakemake.exceptions import WorkflowError
-
     from ablate.core.config import schema_error
 
-    with pytest.raises(WorkflowError) as info:
+    with pytest.raises(jsonschema.ValidationError) as info:
         validated(edit(path, 1))
-    message = schema_error(info.value.__context__)
+    message = schema_error(info.value)
     assert "\n" not in message
     if hint is None:
         assert "did you mean" not in message, message
@@ -361,7 +353,6 @@ def test_old_overlay_over_the_new_default_fails_too(workflow_copy):
 def test_planner_refuses_an_old_config_with_how_to_convert(tmp_path, monkeypatch):
     from ablate.core.planner.inputs import PlanError, load_config
 
-    monkeypatch.chdir(ROOT)  # the planner reads its schemas from the repository root
     old = tmp_path / "old.yaml"
     old.write_text(yaml.safe_dump(old_shape(load("ministral3b.yaml"))))
     with pytest.raises(PlanError) as info:
@@ -439,7 +430,8 @@ def test_seed_study_dag_builds_offline(workflow_copy):
 
 def test_config_readme_documents_every_schema_key():
     """config/README.md names every key the schema allows (the plan block has its own docs)."""
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = copy.deepcopy(config_schema())
+    schema["properties"]["plan"] = {}
     keys: set[str] = set()
 
     def walk(node):
@@ -457,7 +449,7 @@ def test_config_readme_documents_every_schema_key():
 
     walk(schema)
     # the bridge study's params (bridge.defaults, bridge.grid.<entry>) have their own schema
-    walk(yaml.safe_load((SCHEMA.parent / "bridge.schema.yaml").read_text()))
+    walk(yaml.safe_load(schema_path("ablate.bridge", "params").read_text()))
     readme = (ROOT / "config" / "README.md").read_text()
     documented = set(re.findall(r"`([^`]+)`", readme))
     words = {w for d in documented for w in re.split(r"[.\s,<>\[\]*]+", d) if w}
@@ -758,3 +750,24 @@ def test_every_file_of_a_full_run_is_a_known_target(workflow_copy):
     wf = load_workflow(workflow_copy)
     known = set(target_files(wf.globals["JOBS"], wf.rules))
     assert len(files) > 50 and files <= known, sorted(files - known)
+
+
+def test_schemas_are_package_data():
+    """Every schema ships in the package (an installed wheel has it: pyproject's package-data),
+    none in the checkout's workflow/ folder: the library finds its defaults without a checkout."""
+    import fnmatch
+    import tomllib
+
+    package = ROOT / "src" / "ablate"
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["ablate"]
+    paths = [
+        schema_path(p, n)
+        for p, n in [("ablate.core", "config"), ("ablate.core", "plan")]
+        + [("ablate.mask", "config"), ("ablate.bridge", "config"), ("ablate.bridge", "params")]
+    ]
+    for path in paths:
+        rel = path.resolve().relative_to(package.resolve()).as_posix()
+        assert path.is_file() and any(fnmatch.fnmatch("x/" + rel, g) for g in globs), rel
+    assert not (ROOT / "workflow" / "schemas").exists()

@@ -20,7 +20,7 @@ PROTOCOL = {"layout": StudyLayout, "status": StudyStatus, "plan": StudyPlanner}
 
 
 def config_of(name: str = "config/config.yaml") -> dict:
-    return load_config(ROOT / name, ROOT / "workflow/schemas/config.schema.yaml")
+    return load_config(ROOT / name)
 
 
 @pytest.mark.parametrize("study", sorted(studies.STUDIES))

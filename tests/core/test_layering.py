@@ -1,14 +1,20 @@
-"""The package's layering, read from the source (AST): ``ablate.core`` names no study; no import
-circle, also none hidden inside a function."""
+"""The package's layering, read from the source (AST): ``ablate.core`` names no study, nor do its
+schemas (``ablate/core/*.schema.yaml``: a key, enum value, const or default) or the core's rules
+(``rules/*.smk``: a quoted name or a study's package); no import circle, also none hidden inside a
+function."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+import yaml
 
 from ablate.studies import STUDIES
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "ablate"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "ablate"
 
 
 def _modules(root: Path):
@@ -51,6 +57,66 @@ def study_names_in_core(root: Path | None = None) -> list[str]:
 
 def test_core_names_no_study():
     assert study_names_in_core() == []
+
+
+def _schema_values(node, where: str = ""):
+    """(key path, text) of every key, enum value, const and default of a schema (its prose, the
+    descriptions, left out)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("description", "$comment"):
+                continue
+            yield f"{where}/{k}", str(k)
+            if k in ("enum", "const", "default"):
+                for x in v if isinstance(v, list) else [v]:
+                    for text in x if isinstance(x, list) else [x]:
+                        yield f"{where}/{k}", str(text)
+            yield from _schema_values(v, f"{where}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _schema_values(v, f"{where}/{i}")
+
+
+def study_names_in_core_files(src: Path = SRC, rules: Path = ROOT / "rules") -> list[str]:
+    """A study named in the core's schemas (structure, not prose) or in the core's rules (the
+    top-level rules/*.smk: a quoted study name, or a study's package): ``file: where``."""
+    found = []
+    for path in sorted((src / "core").glob("*.schema.yaml")):
+        for where, text in _schema_values(yaml.safe_load(path.read_text())):
+            if _names_a_study(text, word=True):
+                found.append(f"{path.name}: {where} {text!r}")
+    quoted = re.compile(r"""["']([\w.]+)["']|\b(ablate\.\w+)""")
+    for path in sorted(rules.glob("*.smk")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            for m in quoted.finditer(code):
+                text = m.group(1) or m.group(2)
+                if _names_a_study(text, word=m.group(1) is not None):
+                    found.append(f"rules/{path.name}:{n}: {text!r}")
+    return found
+
+
+def test_core_schemas_and_rules_name_no_study():
+    assert study_names_in_core_files() == []
+
+
+def test_the_check_finds_a_study_in_a_core_schema_or_rule(tmp_path):
+    (tmp_path / "core").mkdir()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "core" / "config.schema.yaml").write_text(
+        "properties:\n  studies: {default: [mask], description: the mask study}\n"
+        "  bridge: {type: object}\n"
+    )
+    (tmp_path / "rules" / "plan.smk").write_text(
+        '# the mask study\nx = config["bridge"]\nfrom ablate.mask import study\n'
+    )
+    found = study_names_in_core_files(tmp_path, tmp_path / "rules")
+    assert found == [
+        "config.schema.yaml: /properties/studies/default 'mask'",
+        "config.schema.yaml: /properties/bridge 'bridge'",
+        "rules/plan.smk:2: 'bridge'",
+        "rules/plan.smk:3: 'ablate.mask'",
+    ]
 
 
 def test_the_check_finds_a_study_named_in_core(tmp_path):

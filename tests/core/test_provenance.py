@@ -6,13 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 from checkout import copy_checkout, snakemake
 
 from ablate.core import provenance
-from ablate.mask import stale
-from ablate.mask.study import resolve_variants
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,62 +111,3 @@ def test_changed_keys_name_the_edited_leaf():
     ]
     assert provenance.changed_keys({"a": 1}, {"a": True}) == ["a 1 -> true"]  # 1 == True in Python
     assert provenance.changed_keys({"l": [1, 2]}, {"l": [1]}) == ["l [1,2] -> [1]"]
-
-
-def test_stale_lines_name_each_job_and_key(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["mask"]["leakage"].update(
-        threshold=None, dtype="float32"
-    )  # schema defaults the rules fill in
-    variants = resolve_variants(
-        cfg["mask"]["finetune"]["variants"], cfg["mask"]["finetune"]["defaults"]
-    )
-    v3b = variants["3B"]
-    record = {
-        "finetune/3B.json": {k: v3b[k] for k in ("stage", "policy", "allow_leakage", "params")}
-        | {"variant": "3B"},
-        "eval.json": {"eval": cfg["mask"]["eval"], "model": "3B", "policy": "causal"},
-        # threshold null in the config: the probe records the default it resolved to
-        "leak.json": {"policy": "causal", "n": 16, "max_seq_len": 64, "threshold": 0.5},
-        "model.json": cfg["mask"]["model"],
-    }
-    for name, slice_ in record.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(json.dumps({"provenance": {"config": slice_}}))
-    jobs = [
-        ("finetune", {"variant": "3B"}, tmp_path / "finetune/3B.json"),
-        ("finetune", {"variant": "5B"}, tmp_path / "missing.json"),  # not run yet
-        ("eval_model", {"model": "3B", "policy": "causal"}, tmp_path / "eval.json"),
-        ("leakage_probe", {"policy": "causal"}, tmp_path / "leak.json"),
-        ("prepare_model", {}, tmp_path / "model.json"),
-    ]
-    assert stale.stale_lines(jobs, cfg, variants) == []  # nothing changed: silent
-
-    old_lr = cfg["mask"]["finetune"]["defaults"]["learning_rate"]
-    cfg["mask"]["finetune"]["defaults"]["learning_rate"] = 0.002
-    cfg["mask"]["finetune"]["variants"]["3B"]["max_steps"] = 70
-    cfg["mask"]["eval"]["max_batch_tokens"] = 8192
-    cfg["mask"]["leakage"]["n_pairs"] = 32
-    variants = resolve_variants(
-        cfg["mask"]["finetune"]["variants"], cfg["mask"]["finetune"]["defaults"]
-    )
-    assert stale.stale_lines(jobs, cfg, variants) == [
-        f"stale: finetune 3B: mask.finetune.defaults.learning_rate {old_lr} -> 0.002, "
-        "mask.finetune.variants.3B.max_steps 200 -> 70",
-        "stale: eval_model 3B/causal: mask.eval.max_batch_tokens 16384 -> 8192",
-        "stale: leakage_probe causal: mask.leakage.n_pairs 16 -> 32",
-    ]
-
-
-@pytest.mark.parametrize("variant", ["3B", "5B"])
-def test_stale_finetune_names_where_a_stage5_key_comes_from(variant):
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
-    before = resolve_variants(
-        cfg["mask"]["finetune"]["variants"], cfg["mask"]["finetune"]["defaults"]
-    )
-    cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
-    now = resolve_variants(cfg["mask"]["finetune"]["variants"], cfg["mask"]["finetune"]["defaults"])
-    changes = stale.job_changes("finetune", {"variant": variant}, before[variant], cfg, now)
-    # 5B extends 3B: the key is set in 3B, so that is where to look
-    assert changes == ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]

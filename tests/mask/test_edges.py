@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from ablate.core import checkpoint
 from ablate.core.checkpoint import CheckpointError
+from ablate.core.config import config_schema
 from ablate.core.modeling import ModelLoadError, load_causal_lm
 from ablate.mask import PREFIX_SDPA, study
 
@@ -151,8 +151,7 @@ def test_policy_wording_is_one_fact():
     config/README quote it, and the misleading old wording ("no causal mask while the prompt is
     encoded", which reads as prefix_bidir) is gone from every place that names the policies."""
     assert set(study.POLICY_DESCRIPTIONS) == set(study.POLICIES)
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    described = schema["$defs"]["policy"]["description"]
+    described = config_schema()["$defs"]["policy"]["description"]
     readme = (ROOT / "README.md").read_text()
     config_readme = (ROOT / "config/README.md").read_text()
     for policy, text in study.POLICY_DESCRIPTIONS.items():

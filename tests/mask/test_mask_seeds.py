@@ -94,7 +94,7 @@ def seeded_recovery(tmp_path):
     for s in (0, 1):
         per = {"t1": shift(ablated["t1"], 10 + 5 * s, 2 + s)}
         write(tmp_path, f"3B-s{s}", "prefill_bidir", *evaluation(f"r3-{s}", "prefill_bidir", per))
-    mask = {"model": {"source": "pretrained"}, "data": {"source": "hub"}}
+    mask = {"model": {"source": "pretrained"}, "data": {"source": "hub"}, "leakage": {}}
     cfg = {"results": str(tmp_path), "mask": mask}
     cfg["mask"]["eval"] = {"ablated_policy": "prefill_bidir"}
     cfg["mask"]["finetune"] = {
@@ -241,12 +241,14 @@ def test_pool_seeds_needs_the_same_items():
 def test_seeds3_overlay_runs_three_seeds_of_the_default():
     """config/seeds3.yaml, read after config/config.yaml as README shows, validates and runs
     every stage-3 and stage-5 finetune three times (9 jobs where the default has 3)."""
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import update_config
+
+    from ablate.core.config import validate_config
 
     root = Path(__file__).resolve().parents[2]
     cfg = copy.deepcopy(DEFAULT)
     update_config(cfg, yaml.safe_load((root / "config/seeds3.yaml").read_text()))
-    validate(cfg, str(root / "workflow/schemas/config.schema.yaml"))
+    validate_config(cfg)
     jobs = study.jobs(cfg)
     finetunes = sorted(j.labels["model"] for j in jobs if j.rule == "finetune")
     assert finetunes == [f"{v}-s{s}" for v in ("3A", "3B", "5B") for s in (5, 6, 7)]
@@ -257,7 +259,7 @@ def test_seeds3_overlay_runs_three_seeds_of_the_default():
     assert {e.seed for n, e in entries.items() if e.base == "1b"} == {1234, 1235, 1236}
     # seed 1234 is the default's: its run is the default's 1a run
     default = copy.deepcopy(DEFAULT)
-    validate(default, str(root / "workflow/schemas/config.schema.yaml"))
+    validate_config(default)
     default_1a = grid.resolve(default["bridge"]).entries["1a"].run_id
     assert entries["1a-s1234"].run_id == default_1a
 
@@ -287,13 +289,14 @@ def test_planner_forecasts_every_seed(tmp_path):
 def test_stale_seed_names_its_declared_variant():
     """A seed's changed key is set on its declared variant (mask.finetune.variants.3B), not on a
     variant named 3B-s1, which no config has (before: mask.finetune.defaults)."""
-    from ablate.mask import stale
+    from ablate.mask import status
 
     cfg = seeded(**{"3B": [0, 1]})
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
-    before = study.variants_of(cfg)
+    before = {j.name: j.config for j in study.jobs(cfg)}
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
-    now = study.variants_of(cfg)
+    now = {j.name: j for j in study.jobs(cfg)}
     for v in ("3B-s1", "5B-s1"):
-        changes = stale.job_changes("finetune", {"variant": v}, before[v], cfg, now)
+        job = now[f"finetune/{v}"]
+        changes = status.changes(job, before[job.name], cfg)
         assert changes == ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]

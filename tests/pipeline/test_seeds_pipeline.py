@@ -89,9 +89,8 @@ def test_status_agrees_with_snakemake_after_the_overlay_run(seeded_run):
     from ablate.core import status
     from ablate.core.planner.inputs import load_config
 
-    schema = seeded_run / "workflow/schemas/config.schema.yaml"
     for files in (["config/config.yaml"], ["config/config.yaml", "config/two_seeds.yaml"]):
-        config = load_config([seeded_run / f for f in files], schema)
+        config = load_config([seeded_run / f for f in files])
         text, rows = status.build(config, seeded_run)
         planned = planned_outputs(seeded_run, "--configfile", *files)
         assert not disagreements(rows, planned), files

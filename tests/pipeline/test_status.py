@@ -35,7 +35,7 @@ SECRETS = {"HF_TOKEN": "hf_FAKEstatusToken5d1c9e7a", "VAST_API_KEY": "vastFAKEst
 
 
 def config_of(wd: Path) -> dict:
-    return load_config(wd / "config" / "config.yaml", ROOT / "workflow/schemas/config.schema.yaml")
+    return load_config(wd / "config" / "config.yaml")
 
 
 def rows_by_name(config: dict, wd: Path) -> dict[str, status.Row]:
@@ -370,7 +370,7 @@ def test_status_of_an_overlay_run_takes_its_config_files(finished_copy):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "to run" in r.stdout, r.stdout
-    config = load_config([wd / f for f in files], ROOT / "workflow/schemas/config.schema.yaml")
+    config = load_config([wd / f for f in files])
     _, rows = status.build(config, wd)
     assert {r.job.name for r in rows} >= {"finetune/3B-s6", "finetune/3A-s7"}
     assert not disagreements(rows, planned_outputs(wd, "--configfile", *files))

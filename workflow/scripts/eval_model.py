@@ -52,7 +52,7 @@ evaluation.evaluate(
     share_contexts=cfg["share_contexts"],
     bootstrap_iters=cfg["bootstrap_iters"],
     seed=cfg["seed"],
-    config_slice={"eval": cfg, "model": wc.model, "policy": wc.policy},
+    config_slice=cfg,
 )
 # tracking is read from the config, not params: switching it on or off reruns nothing
 log_run()

@@ -21,6 +21,6 @@ leakage.run_probe(
     dtype=cfg["dtype"],
     threshold=cfg["threshold"],
     out=snakemake.output[0],
-    config_slice={**cfg, "policy": policy},
+    config_slice=cfg,
 )
 job_cache.store()

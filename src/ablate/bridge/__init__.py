@@ -11,7 +11,8 @@ Module map:
 - :mod:`~ablate.bridge.models`: the two tiny embedded LMs (Mistral / Llama families, tokenizers
   trained here), ``prepare_model``, loading through model cards, ``kv_cache_mb_per_token``.
 - :mod:`~ablate.bridge.params`: every grid-entry parameter, defaults from
-  ``workflow/schemas/bridge.schema.yaml``; validation naming the config key.
+  ``params.schema.yaml`` (package data, beside the study's config part ``config.schema.yaml``);
+  validation naming the config key.
 - :mod:`~ablate.bridge.switches`: what the training loop's switches do given the other settings
   (the loop reads them there; the run identity keeps one setting per behaviour).
 - :mod:`~ablate.bridge.hub`: the hub dataset ids the study knows (an offline list with its date),
@@ -37,6 +38,16 @@ Module map:
 - :mod:`~ablate.bridge.plan`, :mod:`~ablate.bridge.status`: the study's side of the planner and of
   STATUS.md.
 """
+
+#: The planner forecasts the bridge only when ``plan.studies`` names it (ablate.studies).
+PLAN_OPT_IN = True
+#: The study's layout module is ``grid`` (ablate.studies; the others have the default names).
+PARTS = {"layout": "grid", "status": "status", "plan": "plan"}
+#: The study's rule files, in the order the Snakefile includes them (ablate.studies).
+RULES = tuple(
+    f"rules/bridge/{name}.smk"
+    for name in ("common", "data", "models", "states", "train", "infer", "tables")
+)
 
 
 def hub_free(config: dict) -> bool:

@@ -723,3 +723,8 @@ def targets(config: dict[str, Any]) -> list[str]:
     keys = ("summary", "claims", "plot_curves", "plot_k", "plot_baselines")
     infer = [PATTERNS["infer_summary"].format(run_id=e.run_id) for _, e in study.infer]
     return [f"{config['results']}/{p}" for p in [*(PATTERNS[k] for k in keys), *infer]]
+
+
+def plan_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The study's whole section."""
+    return config["bridge"]

@@ -1,4 +1,5 @@
-"""Bridge grid-entry parameters: defaults from workflow/schemas/bridge.schema.yaml (the one place).
+"""Bridge grid-entry parameters: defaults from the study's ``params.schema.yaml`` (package data; the
+one place).
 
 Torch-free: the Snakefile resolves every grid entry through :func:`resolve` at parse time.
 """
@@ -6,10 +7,9 @@ Torch-free: the Snakefile resolves every grid entry through :func:`resolve` at p
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
-SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "bridge.schema.yaml"
+from ablate.core import config
 
 
 class BridgeConfigError(ValueError):
@@ -39,9 +39,10 @@ def validate_arch(arch: dict[str, Any], where: str = "bridge") -> None:
 def schema() -> dict[str, Any]:
     import yaml
 
-    if not SCHEMA.exists():
-        raise BridgeConfigError(f"the bridge parameter schema {SCHEMA} is missing")
-    return yaml.safe_load(SCHEMA.read_text())
+    path = config.schema_path("ablate.bridge", "params")
+    if not path.exists():
+        raise BridgeConfigError(f"the bridge parameter schema {path} is missing")
+    return yaml.safe_load(path.read_text())
 
 
 def defaults() -> dict[str, Any]:
@@ -51,8 +52,6 @@ def defaults() -> dict[str, Any]:
 def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, Any]:
     """Defaults overlaid with ``params``, validated by the schema, in their :func:`canonical`
     spelling; errors name ``where.<key>``."""
-    import jsonschema
-
     p = dict(params or {})
     unknown = sorted(set(p) - set(schema()["properties"]))
     if unknown:
@@ -61,9 +60,7 @@ def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, A
             f"known: {', '.join(sorted(schema()['properties']))}"
         )
     out = {**defaults(), **p}
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema()).iter_errors(out), key=lambda e: list(e.path)
-    )
+    errors = sorted(config.validator(schema()).iter_errors(out), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
         key = ".".join(str(x) for x in e.path)

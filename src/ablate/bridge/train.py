@@ -35,7 +35,7 @@ from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.core import io, provenance
 from ablate.core.training import speed
 
-#: Every parameter key with its default (read from workflow/schemas/bridge.schema.yaml).
+#: Every parameter key with its default (read from the study's params.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
 
 

@@ -16,9 +16,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-#: The pipeline's config schema: the one place its defaults are stated. The library reads the
-#: defaults of a section here when it runs without the pipeline (``ablate train``, ``ablate data``).
-CONFIG_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+#: The file name of a schema shipped in a package: ``<name>.schema.yaml``.
+SCHEMA_SUFFIX = ".schema.yaml"
+
+
+def schema_path(package: str, name: str = "config") -> Path:
+    """A schema shipped as package data (an installed wheel has it too): ``config`` of
+    ``ablate.core`` is the core part of the pipeline's config schema, ``config`` of a study's
+    package its part, ``plan`` of ``ablate.core`` the planner's block."""
+    from importlib.resources import files
+
+    return Path(str(files(package).joinpath(name + SCHEMA_SUFFIX)))
 
 
 class ConfigError(ValueError):
@@ -34,27 +42,88 @@ def sorted_tree(obj: Any) -> Any:
     return obj
 
 
-@functools.cache
-def _schema() -> dict[str, Any]:
+def _load(path: Path) -> dict[str, Any]:
     import yaml
 
-    if not CONFIG_SCHEMA.is_file():
-        raise ConfigError(
-            f"the config schema {CONFIG_SCHEMA} is missing: the library reads its defaults there "
-            "(run from a checkout of the repository, or an editable install)"
+    if not path.is_file():
+        raise ConfigError(f"the schema {path} is missing: the package is incomplete (reinstall it)")
+    return yaml.safe_load(path.read_text())
+
+
+@functools.cache
+def config_schema() -> dict[str, Any]:
+    """The pipeline's config schema, the one place its keys and defaults are stated: the core
+    part, each registered study's part as the property of its name (required when ``studies``
+    lists it; its ``$defs`` joined to the core's) and the plan's block as ``plan``."""
+    from ablate import studies
+
+    schema = _load(schema_path("ablate.core"))
+    plan = _load(schema_path("ablate.core", "plan"))
+    plan.pop("$schema")
+    schema["properties"]["plan"].update(plan)
+    for node in (schema, plan):  # `studies` and `plan.studies` name registered studies
+        node["properties"]["studies"]["items"]["enum"] = list(studies.STUDIES)
+    schema["allOf"] = []
+    for study, package in studies.STUDIES.items():
+        part = _load(schema_path(package))
+        for name, node in part.pop("$defs", {}).items():
+            if name in schema["$defs"]:
+                raise ConfigError(f"{study}'s config schema redefines $defs/{name}")
+            schema["$defs"][name] = node
+        schema["properties"][study] = part
+        schema["allOf"].append(
+            {
+                "if": {"properties": {"studies": {"contains": {"const": study}}}},
+                "then": {"required": [study]},
+            }
         )
-    return yaml.safe_load(CONFIG_SCHEMA.read_text())
+    return schema
+
+
+def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
+    """The one jsonschema validator (the config schema's draft) of ``schema``; with
+    ``fill_defaults`` it sets each missing property that has a default as it validates (as
+    Snakemake's ``validate(..., set_default=True)`` does)."""
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(config_schema())
+    if fill_defaults:
+        properties = cls.VALIDATORS["properties"]
+
+        def set_defaults(validator, props, instance, schema):
+            if isinstance(instance, dict):
+                for key, sub in props.items():
+                    if "default" in sub:
+                        instance.setdefault(key, copy.deepcopy(sub["default"]))
+            yield from properties(validator, props, instance, schema)
+
+        cls = jsonschema.validators.extend(cls, {"properties": set_defaults})
+    return cls(schema)
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Check a whole pipeline config against :func:`config_schema`, filling in every default
+    (``studies`` unset: the studies whose section the config has; ``plan.studies`` unset: those
+    of them whose forecast is not opt-in). Raises the first ``jsonschema.ValidationError``
+    (:func:`schema_error` words it in one line)."""
+    from ablate import studies
+
+    if "studies" not in config:
+        config["studies"] = [s for s in studies.STUDIES if s in config]
+    for error in validator(config_schema(), fill_defaults=True).iter_errors(config):
+        raise error
+    config["plan"].setdefault("studies", studies.planned_by_default(config["studies"]))
 
 
 def subschema(pointer: str) -> dict[str, Any]:
     """A copy of the schema node at ``pointer`` ("$defs/finetune_params", "properties/tracking"),
     carrying the schema's ``$defs`` so that its ``$ref``s resolve on their own."""
-    node: Any = _schema()
+    node: Any = config_schema()
     for part in pointer.split("/"):
         if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"{CONFIG_SCHEMA.name} has no node {pointer!r}")
+            raise KeyError(f"the config schema has no node {pointer!r}")
         node = node[part]
-    return {"$defs": copy.deepcopy(_schema()["$defs"]), **copy.deepcopy(node)}
+    return {"$defs": copy.deepcopy(config_schema()["$defs"]), **copy.deepcopy(node)}
 
 
 def defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +144,7 @@ def check(obj: Any, schema: dict[str, Any], what: str) -> None:
     """Validate ``obj`` against a :func:`subschema`; the error names ``what`` and the bad key."""
     import jsonschema
 
-    validator = jsonschema.validators.validator_for(_schema())(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(obj))
     if error is not None:
         key = ".".join(map(str, error.absolute_path))
         hint = key_hint(error)

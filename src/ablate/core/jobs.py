@@ -8,7 +8,8 @@ needs rides in ``labels`` (a model, policy or variant of one study).
 A study is three modules, named in the registry :mod:`ablate.studies` (outside the core):
 
 - its **layout** (:class:`StudyLayout`; no torch, the Snakefile imports it at parse time): the
-  file patterns, the job list, the files a full run of the study ends with;
+  file patterns, the job list (each job with its config slice), the files a full run of the
+  study ends with, what of its config section its forecast depends on;
 - its **status** side (:class:`StudyStatus`): a record's headline numbers, why a finished job is
   stale (the config keys changed since its record was written), key results, the forecast;
 - its **plan** side (:class:`StudyPlanner`): the planner's inputs, a
@@ -44,7 +45,8 @@ class Job:
     loads: str | None = None  # the job whose checkpoint it loads (a vast group shares its instance)
     serves: list[str] = field(default_factory=list)  # the configured units it serves (grid entries)
     gpus: int = 0  # GPUs its resources request
-    #: the config slice its record's provenance holds (None: the study compares otherwise)
+    #: its config slice, built once by the layout: its rule passes it whole (one param),
+    #: its record's provenance holds it, staleness compares the two (None: no config)
     config: Any = field(default=None, repr=False)
     labels: dict[str, Any] = field(default_factory=dict, repr=False)  # study-specific facts
 
@@ -66,6 +68,10 @@ class StudyLayout(Protocol):
 
     def targets(self, config: dict[str, Any]) -> list[str]:
         """The files a full run of the study ends with (rule all's inputs, STATUS waits for)."""
+
+    def plan_config(self, config: dict[str, Any]) -> Any:
+        """What of its config section its forecast depends on (the plan rules' params: an edit
+        of it reruns the forecast)."""
 
 
 @runtime_checkable

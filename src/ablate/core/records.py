@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,30 @@ def recorded_config(path: str | os.PathLike | None) -> Any:
     return provenance_of(read_json(path)).get("config")
 
 
-def config_changes(old: Any, new: Any, where: str = "") -> list[str]:
+def config_changes(old: Any, new: Any, where: str | Mapping[str, str] = "") -> list[str]:
     """Why a finished job is stale: the changed keys (``where.key old -> new``) between the slice
-    its record holds (``old``) and the slice now; [] when equal or nothing was recorded."""
+    its record holds (``old``) and the slice now; [] when equal or nothing was recorded.
+
+    ``where``: the config path of the slice, or, for a slice gathered from several places (a
+    variant's params: defaults and overrides), a map of the slice's dotted keys to the config
+    path that sets each now (the longest key that prefixes a change names it; ``""`` the rest).
+    """
     if old is None:
         return []
-    return changed_keys(old, new, where)
+    if isinstance(where, str):
+        return changed_keys(old, new, where)
+    return [_located(change, where) for change in changed_keys(old, new)]
+
+
+def _located(change: str, where: Mapping[str, str]) -> str:
+    """``key old -> new`` with the key replaced by its config path under ``where``."""
+    key, rest = change.split(" ", 1)
+    parts = key.split(".")
+    for i in range(len(parts), -1, -1):
+        prefix = ".".join(parts[:i])
+        if prefix in where:
+            return " ".join([".".join(filter(None, [where[prefix], *parts[i:]])), rest])
+    return change
 
 
 def benchmark_rows(path: str | os.PathLike | None) -> list[dict[str, Any]]:

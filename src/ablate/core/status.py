@@ -360,7 +360,7 @@ def write(config: dict, out: str | os.PathLike | None = None, workdir: str = "."
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ablate.core.planner.inputs import CONFIG_SCHEMA, PlanError, load_config
+    from ablate.core.planner.inputs import PlanError, load_config
 
     ap = argparse.ArgumentParser(
         prog="ablate status",
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--print", action="store_true", help="also print it")
     args = ap.parse_args(argv)
     try:
-        config = load_config(args.configfile, Path(args.directory) / CONFIG_SCHEMA)
+        config = load_config(args.configfile)
     except PlanError as exc:
         print(f"ablate status: {exc}", file=sys.stderr)
         return 2

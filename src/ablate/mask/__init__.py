@@ -6,6 +6,21 @@ PREFIX_SDPA = "sdpa_prefix_split"
 MOVED_CONFIG_KEYS = ("model", "data", "eval", "leakage", "finetune", "resources", "claims")
 #: the attention backends this study adds to transformers (read through ``ablate.studies``)
 ATTENTION_BACKENDS = {PREFIX_SDPA: "ablate.mask.split_sdpa"}
+#: The study's rule files, in the order the Snakefile includes them (ablate.studies).
+RULES = tuple(
+    f"rules/mask/{name}.smk"
+    for name in (
+        "common",
+        "model",
+        "data",
+        "leakage",
+        "finetune",
+        "eval",
+        "recovery",
+        "report",
+        "claims",
+    )
+)
 
 
 def hub_free(config: dict) -> bool:

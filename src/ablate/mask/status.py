@@ -1,7 +1,8 @@
 """The mask study's side of STATUS.md (ablate.core.status; the status part of the study
 protocol, ablate.core.jobs): the headline numbers of each record, why a finished job is stale
-(ablate.mask.stale), the key results (recovery and claims tables) and the forecast of what remains
-(the planner's plan.csv). No torch: `ablate status` must stay cheap."""
+(the slice its record holds against its job's ``config``), the key results (recovery and claims
+tables) and the forecast of what remains (the planner's plan.csv). No torch: `ablate status`
+must stay cheap."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.jobs import Job
+from ablate.core.records import config_changes, recorded_config
 from ablate.core.seeds import spread_lines, verdict_line
 from ablate.core.status import Row, _float, planned_forecast, read_csv
-from ablate.mask import stale, study
+from ablate.mask import study
 
 
 def _num(x: Any, fmt: str = ".4g") -> str:
@@ -37,8 +39,34 @@ def headline(job: Job, record: dict) -> str:
 
 
 def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
-    """The config keys changed since the job's record was written (ablate.mask.stale)."""
-    return stale.job_changes(job.rule, job.wildcards, old, config, study.variants_of(config))
+    """The config keys changed since the job's record was written: its recorded slice against
+    the job's ``config``, each key named where the config sets it (``labels["where"]``)."""
+    return config_changes(_recorded_slice(job, old), job.config, job.labels["where"])
+
+
+def older_records(jobs: list[Job], workdir: str | Path = ".") -> list[Job]:
+    """The jobs whose record an earlier version wrote (its slice with the job's wildcards)."""
+    out = []
+    for job in jobs:
+        if job.record and job.rule in ("eval_model", "leakage_probe"):
+            old = recorded_config(Path(workdir) / job.record)
+            if old is not None and _recorded_slice(job, old) is not old:
+                out.append(job)
+    return out
+
+
+def _recorded_slice(job: Job, old: Any) -> Any:
+    """The slice of a record written before each job recorded its slice alone: an evaluation
+    recorded ``{"eval": slice, "model", "policy"}``, a leakage probe ``{**slice, "policy"}`` (the
+    wildcards, which its outputs' paths already hold); read as the slice, so an older results
+    folder shows current, not stale."""
+    if not isinstance(old, dict) or not set(job.wildcards) <= set(old):
+        return old
+    if job.rule == "eval_model" and "eval" in old:
+        return old["eval"]
+    if job.rule == "leakage_probe":
+        return {k: v for k, v in old.items() if k != "policy"}
+    return old
 
 
 def key_results(config: dict[str, Any], workdir: Path) -> list[str]:

@@ -264,25 +264,70 @@ def variants_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return resolve_variants(finetune["variants"], finetune["defaults"])
 
 
-def _job(config: dict[str, Any], rule: str, name: str, files: str, log: str, **kw: Any) -> Job:
+#: Each rule's config slice (``Job.config``: what its rule passes as ``params.config`` and its
+#: record's provenance holds) that is one node of the config: the node's path under ``mask``.
+SLICE_NODES = {
+    "make_data": "data",
+    "prepare_model": "model",
+    "leakage_probe": "leakage",
+    "eval_model": "eval",
+}
+
+
+def finetune_slice(name: str, variant: dict[str, Any]) -> dict[str, Any]:
+    """A finetune's config slice: the resolved variant (params: defaults + overrides)."""
+    keep = ("stage", "policy", "allow_leakage", "params")
+    return sorted_tree(dict(variant=name, **{k: variant[k] for k in keep}))
+
+
+def finetune_where(config: dict[str, Any], name: str, variant: dict[str, Any]) -> dict[str, str]:
+    """Where the config sets each key of a finetune's slice now (the stale line names it): the
+    variant declared (a seed's: its declared variant), the stage-3 variant a stage-5 one
+    extends, else ``mask.finetune.defaults``."""
+    declared = config["mask"]["finetune"]["variants"]
+    own = variant.get("base", name)
+    at = f"mask.finetune.variants.{own}"
+
+    def origin(key: str) -> str:
+        for d in (own, variant.get("extends")):
+            if d and key in declared.get(d, {}):
+                return f"mask.finetune.variants.{d}.{key}"
+        return f"mask.finetune.defaults.{key}"
+
+    where = {"": at, **{k: f"{at}.{k}" for k in ("variant", "stage", "policy", "allow_leakage")}}
+    where.update({f"params.{k}": origin(k) for k in variant["params"]})
+    if "seed" in variant:  # a seed of a variant with seeds: one of its (or its parent's) seeds
+        seeds_at = own if "seeds" in declared.get(own, {}) else variant.get("extends")
+        where["params.seed"] = f"mask.finetune.variants.{seeds_at}.seeds"
+    return where
+
+
+def _job(cfg: dict[str, Any], rule: str, name: str, files: str, log: str, **kw: Any) -> Job:
     """A core Job of this study: its outputs (``RULE_OUTPUTS[files]``), log (``log``), benchmark
-    (PATTERNS key ``bench``) and record (output name ``record``) under the results folder; the
-    mask-only facts (model, policy, variant) in ``labels``."""
+    (PATTERNS key ``bench``) and record (output name ``record``) under the results folder; its
+    config slice (``config``: a node of :data:`SLICE_NODES`, else given) and where the config
+    sets its keys (``labels["where"]``); the mask-only facts (model, policy, variant) in
+    ``labels``."""
     wc = kw.pop("wildcards", {})
     bench, record = kw.pop("bench", None), kw.pop("record", None)
-    outputs = {n: path(config, key, **wc) for n, key in RULE_OUTPUTS[files].items()}
+    outputs = {n: path(cfg, key, **wc) for n, key in RULE_OUTPUTS[files].items()}
     group = RESOURCE_GROUP.get(rule)
     labels = {k: kw.pop(k, None) for k in ("model", "policy", "variant")}
+    if rule in SLICE_NODES:
+        kw["config"] = sorted_tree(cfg["mask"][SLICE_NODES[rule]])
+        labels["where"] = f"mask.{SLICE_NODES[rule]}"
+    else:
+        labels["where"] = kw.pop("where", "")
     return Job(
         study="mask",
         rule=rule,
         name=name,
         wildcards=wc,
         outputs=outputs,
-        log=path(config, log, **wc),
-        benchmark=path(config, bench, **wc) if bench else None,
+        log=path(cfg, log, **wc),
+        benchmark=path(cfg, bench, **wc) if bench else None,
         record=outputs[record] if record else None,
-        gpus=int(((config["mask"].get("resources") or {}).get(group) or {}).get("gpu") or 0),
+        gpus=int(((cfg["mask"].get("resources") or {}).get(group) or {}).get("gpu") or 0),
         labels=labels,
         **kw,
     )
@@ -339,6 +384,8 @@ def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
             model=n,
             policy=v["policy"],
             variant=v,
+            config=finetune_slice(n, v),
+            where=finetune_where(config, n, v),
         )
         for n, v in sorted(variants.items())
     ]
@@ -436,3 +483,9 @@ def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
         for j in job_list
         if j.rule == "eval_model"
     }
+
+
+def plan_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The study's section but its claims (resources: each job's gpu count, for the
+    data-parallel speedup and the jobs side by side)."""
+    return {k: v for k, v in config["mask"].items() if k != "claims"}

@@ -11,8 +11,6 @@ import pandas as pd
 
 from ablate.core.planner.files import PLAN_FILES
 from ablate.core.planner.inputs import (
-    CONFIG_SCHEMA,
-    PLAN_SCHEMA,
     PlanError,
     load_config,
     load_reference,
@@ -46,10 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         "--root", default=".", help="folder holding the config's results folder (earlier runs)"
     )
     ap.add_argument(
-        "--schema", default=CONFIG_SCHEMA, help="pipeline config schema (fills defaults)"
-    )
-    ap.add_argument("--plan-schema", default=PLAN_SCHEMA, help="schema of the plan: block")
-    ap.add_argument(
         "--frozen",
         help="add actuals to this estimate (written before the run) instead of a fresh one",
     )
@@ -62,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        config = load_config(args.config, args.schema, args.plan_schema)
+        config = load_config(args.config)
         if args.capture_offers:
             plan = config["plan"]
             setups = parse_setups(plan, load_reference(plan["measurements"]))

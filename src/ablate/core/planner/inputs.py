@@ -22,8 +22,6 @@ log = logging.getLogger("ablate.planner")
 
 KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
 CPU = "cpu"
-CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
-PLAN_SCHEMA = "workflow/schemas/plan.schema.yaml"
 
 
 class PlanError(ValueError):
@@ -214,19 +212,15 @@ def load_reference(path: str | os.PathLike) -> Reference:
         return Reference({}, {}, {}, {}, [], str(path), problem=str(exc))
 
 
-def load_config(
-    path: str | os.PathLike | list[str | os.PathLike],
-    schema: str | os.PathLike | None = CONFIG_SCHEMA,
-    plan_schema: str | os.PathLike = PLAN_SCHEMA,
-) -> dict:
-    """Read a pipeline config; fill defaults from the pipeline's schema and the plan fragment,
-    so the planner sees the config the rules see. A list of files is merged in order, each over
-    the ones before it, as Snakemake merges ``--configfile a.yaml b.yaml``.
+def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
+    """Read a pipeline config; fill defaults from the package's schema (the plan's block too,
+    ``ablate.core.config.validate_config``), so the planner sees the config the rules see. A list
+    of files is merged in order, each over the ones before it, as Snakemake merges
+    ``--configfile a.yaml b.yaml``."""
+    import jsonschema
+    from snakemake.utils import update_config
 
-    The ``plan:`` block is validated on its own, so the pipeline schema need not know it.
-    """
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import update_config, validate
+    from ablate.core.config import validate_config
 
     paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(x) for x in path]
     config: dict = {}
@@ -237,21 +231,13 @@ def load_config(
     p = " + ".join(map(str, paths))  # the config's name in the messages below
     if msg := studies.moved_keys_error(config):  # an old config: say how to convert it
         raise PlanError(f"invalid config {p}: {msg}")
-    plan = config.pop("plan", None) or {}
-    if not Path(plan_schema).exists():
-        raise PlanError(f"plan schema {plan_schema} does not exist (run from the repository root)")
-    for data, sch, prefix in ((config, schema, ""), (plan, plan_schema, "plan.")):
-        if not sch or not Path(sch).exists():
-            continue
-        try:
-            validate(data, str(sch), set_default=True)
-        except WorkflowError as exc:
-            cause = exc.__context__
-            where = prefix + ".".join(str(x) for x in getattr(cause, "absolute_path", []))
-            raise PlanError(
-                f"invalid config {p} at {where or '<top level>'}: {getattr(cause, 'message', exc)}"
-            ) from None
-    config["plan"] = plan
+    try:
+        validate_config(config)
+    except jsonschema.ValidationError as cause:
+        where = ".".join(str(x) for x in cause.absolute_path)
+        raise PlanError(
+            f"invalid config {p} at {where or '<top level>'}: {cause.message}"
+        ) from None
     return config
 
 

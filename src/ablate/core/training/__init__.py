@@ -7,7 +7,7 @@ rules (:class:`~ablate.core.training.callbacks.StopRules`), checkpoints that are
 complete-or-ignored (a marker written last) plus a ``state_dict`` fallback when
 ``save_pretrained`` fails, an atomic final directory with a hash manifest (all checkpoint I/O:
 :mod:`ablate.core.checkpoint`), and ``summary.json``. Parameters, their bounds and defaults are the
-config schema's ``finetune_params`` and ``pretrain_params`` (workflow/schemas/config.schema.yaml;
+config schema's ``finetune_params`` and ``pretrain_params`` (its core part, ablate/core/config.schema.yaml;
 docs/training.md).
 
 Modules (import from the one that defines a name): ``params`` (parameters from the schema,
