@@ -57,8 +57,6 @@ def training_checkout(tmp_path: Path, inputs: dict) -> Path:
     training job's inputs."""
     wd = minimal_checkout(tmp_path)
     shutil.copytree(ROOT / "src", wd / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    if (ROOT / "workflow" / "schemas").is_dir():  # where the library reads its defaults
-        shutil.copytree(ROOT / "workflow" / "schemas", wd / "workflow" / "schemas")
     shutil.copytree(inputs["model"], wd / "data" / "tiny_model")
     for name in ("sft.jsonl", "probe.json", "params.json"):
         shutil.copy(inputs["dir"] / name, wd / "data" / name)
