@@ -143,7 +143,6 @@ def _own_status(
     active: bool,
     side: Any,
     config: Any,
-    produced: set[str],
 ) -> Row:
     outputs = list(job.outputs.values())
     started = [markers[o] for o in map(os.path.normpath, outputs) if o in markers]
@@ -162,9 +161,6 @@ def _own_status(
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
-    if other := foreign_input(job, workdir, produced, (config or {}).get("results")):
-        return Row(job, "stale", f"last run by another configuration (it read {other})", wall,
-                   mtime=mtime)  # fmt: skip
     restored = restored_note(job, workdir)
     if job.record is None:
         return Row(
@@ -202,7 +198,8 @@ def job_rows(
     active = snakemake_active(workdir)
     if produced is None:
         produced = {os.path.normpath(f) for j in jobs for f in j.outputs.values()}
-    rows = {j.name: _own_status(j, workdir, markers, active, side, config, produced) for j in jobs}
+    rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
+    results = (config or {}).get("results")
     for row in rows.values():  # the job lists are in run order, so one pass propagates
         if row.status != "done":
             continue
@@ -213,6 +210,10 @@ def job_rows(
             row.status, row.why = "stale", f"reads {behind[0].job.name} ({behind[0].status})"
         elif newer:
             row.status, row.why = "stale", f"reads {newer[0].job.name}, which ran after it"
+        # an upstream job to run explains an input no job makes (its outputs moved: a new run
+        # id); only where none does was the last run another configuration's
+        elif other := foreign_input(row.job, workdir, produced, results):
+            row.status, row.why = "stale", f"last run by another configuration (it read {other})"
     return list(rows.values())
 
 
