@@ -207,8 +207,8 @@ from types import SimpleNamespace
 from ablate import job_script
 from ablate.core import gpus
 cfg = {"mask": {"model": {"source": "embedded"}, "data": {"source": "embedded"}}}
-smk = SimpleNamespace(log=[sys.argv[1]], output=[sys.argv[1] + ".out"], config=cfg, rule="eval_model",
-                      wildcards={}, resources=SimpleNamespace(gpu=1), threads=1)
+smk = SimpleNamespace(log=[sys.argv[1]], input=[], output=[sys.argv[1] + ".out"], config=cfg,
+                      rule="eval_model", wildcards={}, resources=SimpleNamespace(gpu=1), threads=1)
 job_script.start(smk, "mask", imports=["heavy_probe"])
 import heavy_probe
 print(json.dumps({"claimed_at_import": heavy_probe.CLAIMED,
