@@ -61,15 +61,17 @@ def write(root: Path, model: str, policy: str, metrics: dict, samples: pd.DataFr
 def labels(root: Path, variants: dict[str, dict], ablated: str = "prefill_bidir") -> dict:
     """metrics.json path -> {stage, variant, train_policy} under ``root`` (the layout of
     :func:`write`), from the study's job list, as the recovery rule passes them."""
+    from ablate.core.config import validate_config
     from ablate.mask import study
 
     config = {
-        "results": str(root),
         "mask": {
-            "model": {"source": "pretrained"},
-            "data": {"source": "hub"},
-            "eval": {"ablated_policy": ablated},
+            "model": {"source": "pretrained", "path": "some/model"},
+            "data": {"source": "hub", "sft": "some/sft"},
+            "eval": {"ablated_policy": ablated, "tasks": [{"name": "a"}, {"name": "b"}]},
             "finetune": {"defaults": {}, "variants": variants},
         },
     }
+    validate_config(config)  # the defaults every job's config slice reads, as the Snakefile fills
+    config["results"] = str(root)  # the schema takes a relative folder; the test's is absolute
     return study.recovery_labels(study.jobs(config))

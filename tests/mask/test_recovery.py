@@ -147,22 +147,10 @@ def test_cli_writes_csv_and_parquet(tmp_path, entries, capsys):
 
 def test_entries_from_results_derive_stages(tmp_path, entries):
     # the stages come from the study's job list, as the recovery rule's params pass them
-    config = {
-        "results": str(tmp_path),
-        "mask": {
-            "model": {"source": "pretrained"},
-            "data": {"source": "hub"},
-            "eval": {"ablated_policy": "prefill_bidir"},
-            "finetune": {
-                "defaults": {},
-                "variants": {
-                    "3B": {"stage": 3, "policy": "prefix_bidir"},
-                    "5B": {"stage": 5, "extends": "3B"},
-                },
-            },
-        },
-    }
-    labels = study.recovery_labels(study.jobs(config))
+    from fake_evals import labels as job_labels
+
+    variants = {"3B": {"stage": 3, "policy": "prefix_bidir"}, "5B": {"stage": 5, "extends": "3B"}}
+    labels = job_labels(tmp_path, variants)
     files = []
     for model, policy, e in [
         ("base", "causal", entries[0]),
