@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from ablate.mask import recovery, study
+from ablate.mask import recovery
 
 
 def metrics(run_id, policy, scores, chance=0.25, n=100):
