@@ -102,3 +102,15 @@ def test_a_finished_training_leaves_no_watchdog_running(tiny_model_dir, tmp_path
     assert not [t for t in threading.enumerate() if t.name == "stall-watchdog"]
     time.sleep(8)  # a watchdog left running would have ended this process by now
     assert (tmp_path / "out" / "summary.json").exists()
+
+
+def test_the_watchdog_starts_where_stderr_has_no_file_descriptor(monkeypatch):
+    """Under a captured stderr (pytest's capsys, a notebook) faulthandler falls back to the
+    process's own stderr instead of failing the training's start with UnsupportedOperation."""
+    import io
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    dog = watchdog.StallWatchdog({"stall_s": 60}, [], "t")
+    dog.on_train_begin(None, None, None)
+    dog.on_step_end(None, None, None)
+    dog.stop()

@@ -60,6 +60,16 @@ def stall_bound(params: dict[str, Any], step_times: list[float]) -> tuple[float,
     )
 
 
+def _fault_file() -> Any:
+    """Where faulthandler writes: stderr, or the process's original stderr where sys.stderr is a
+    stream without a file descriptor (a test's captured output, a notebook)."""
+    try:
+        sys.stderr.fileno()
+        return sys.stderr
+    except (AttributeError, OSError, ValueError):
+        return sys.__stderr__
+
+
 class StallWatchdog(TrainerCallback):
     """Ends the process when no training progress came for the bound (module doc)."""
 
@@ -72,7 +82,7 @@ class StallWatchdog(TrainerCallback):
     def _progress(self) -> None:
         self._last = time.monotonic()
         bound, _ = stall_bound(self.params, self.step_times)
-        faulthandler.dump_traceback_later(1.5 * bound + 30, exit=True)
+        faulthandler.dump_traceback_later(1.5 * bound + 30, exit=True, file=_fault_file())
 
     def _watch(self) -> None:
         while not self._done.wait(1.0):
@@ -86,7 +96,7 @@ class StallWatchdog(TrainerCallback):
                     file=sys.stderr,
                     flush=True,
                 )
-                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+                faulthandler.dump_traceback(file=_fault_file(), all_threads=True)
                 sys.stdout.flush()
                 os._exit(STALL_EXIT)
 
