@@ -69,7 +69,11 @@ def labels(root: Path, variants: dict[str, dict], ablated: str = "prefill_bidir"
             "model": {"source": "pretrained", "path": "some/model"},
             "data": {"source": "hub", "sft": "some/sft"},
             "eval": {"ablated_policy": ablated, "tasks": [{"name": "a"}, {"name": "b"}]},
-            "finetune": {"defaults": {}, "variants": variants},
+            # the schema asks for one variant at least; a base-only test reads none of its files
+            "finetune": {
+                "defaults": {},
+                "variants": variants or {"3A": {"stage": 3, "policy": "causal"}},
+            },
         },
     }
     validate_config(config)  # the defaults every job's config slice reads, as the Snakefile fills
