@@ -16,7 +16,8 @@ EMBEDDED_MODEL = MASK["model"]["source"] == "embedded"
 EMBEDDED_DATA = MASK["data"]["source"] == "embedded"
 # the hub-offline switch is per job: each script sets it from its study (ablate.studies.hub_switch)
 # A misspelled task fails here, at parse time (a dry run), not on the first GPU job; not again in
-# each spawned job (a fresh cluster node would rebuild lm-eval's task index).
+# each spawned job. (A hub study's job list reads the same index for its tasks' datasets, pinned
+# in the evaluations' slice: a fresh node builds it once, 5-30 s, then reads its cache.)
 if workflow.is_main_process:
     try:
         check_task_names(

@@ -538,13 +538,15 @@ def test_task_index_is_cached_per_lm_eval_version(tmp_path, monkeypatch):
         def __init__(self):
             built.append(1)
             self.all_tasks = ["hellaswag", "piqa", "arc_easy"]
+            self.task_index = {}
 
     monkeypatch.setattr(lm_eval.tasks, "TaskManager", FakeTaskManager)
     tasks.check_task_names(["piqa"], cache=tmp_path)
     tasks.check_task_names(["hellaswag", "arc_easy"], cache=tmp_path)
     assert built == [1]  # the second check read the cache
     (cached,) = tmp_path.glob("lm_eval-*-tasks.json")
-    assert json.loads(cached.read_text()) == ["arc_easy", "hellaswag", "piqa"]
+    # the names, each with its hub dataset (none here: see tests/mask/test_task_datasets.py)
+    assert json.loads(cached.read_text()) == {"arc_easy": None, "hellaswag": None, "piqa": None}
     with pytest.raises(tasks.ConfigError) as info:
         tasks.check_task_names(["hellaswg", "piqa", "zzz_nothing"], cache=tmp_path)
     assert str(info.value) == (

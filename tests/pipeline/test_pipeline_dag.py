@@ -230,3 +230,28 @@ def test_the_real_studys_sft_dataset_enters_the_key_at_its_commit(fresh):
             assert job.params.sft["sft"] == f"yahma/alpaca-cleaned@{sha}", rule
     finally:
         lock.unlink()
+
+
+def test_the_real_studys_task_datasets_enter_the_key_at_their_commit(fresh):
+    """The evaluation's params (the run cache's key, the slice its record holds) name each lm-eval
+    task's hub dataset at its commit from the lock file (the real lm-eval task index)."""
+    from ablate.core import hub_revisions, runcache
+
+    lock = fresh / "results" / "ministral3b" / hub_revisions.LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    sha = "d" * 40
+    lock.write_text(json.dumps({"datasets/allenai/ai2_arc@main": {"sha": sha}}))
+    try:
+        wf = load_workflow(fresh, "config/ministral3b.yaml")
+        job = runcache.rule_job(wf.get_rule("eval_model"), {"model": "base", "policy": "causal"})
+        pins = job.params.eval["datasets"]
+        assert pins["arc_challenge"] == {
+            "path": "allenai/ai2_arc",
+            "name": "ARC-Challenge",
+            "revision": sha,
+        }
+        assert (
+            pins["arc_easy"]["revision"] == sha and pins["hellaswag"]["path"] == "Rowan/hellaswag"
+        )
+    finally:
+        lock.unlink()

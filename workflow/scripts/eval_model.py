@@ -43,6 +43,7 @@ evaluation.evaluate(
     wc.policy,
     Path(snakemake.output.metrics).parent,
     task_dirs=snakemake.input.tasks,
+    datasets=cfg.get("datasets"),  # the hub tasks' datasets at their pinned commits
     limit={t["name"]: t["limit"] for t in cfg["tasks"]},
     headline={t["name"]: t["metric"] for t in cfg["tasks"]},
     model_id=model_id,

@@ -138,6 +138,7 @@ def evaluate(
     out_dir: str | os.PathLike,
     *,
     task_dirs=(),
+    datasets: dict[str, dict] | None = None,
     limit: int | dict[str, int] | None = None,
     headline: str | dict[str, str] | None = None,
     model_id: str | None = None,
@@ -152,6 +153,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``tasks`` under ``policy``; write metrics.json and samples.parquet.
 
+    ``datasets``: task -> its hub dataset pinned to a commit (``{path, name, revision}``,
+    :func:`ablate.mask.tasks.pinned_datasets`), loaded at that commit; the config slice (the
+    record's provenance) names them.
     ``limit``: docs per task (an int for all tasks, or task -> int); the first docs are used.
     ``headline``: the metric reported as each task's ``score`` (one name, or task -> name);
     default acc_norm where the task has it, else acc. Returns the metrics.json content.
@@ -165,7 +169,7 @@ def evaluate(
         flush=True,
     )
     with phases("load_tasks"):
-        task_objs, local, task_manager = load_tasks(list(tasks), task_dirs)
+        task_objs, local, task_manager = load_tasks(list(tasks), task_dirs, datasets)
     samples_idx, limits = _doc_indices(task_objs, tasks, limit)
     print(f"[eval] loading model {model}", flush=True)
     with phases("load_model"):  # the manifest's hashes checked while the weights load
@@ -193,6 +197,7 @@ def evaluate(
             "headline": headline,
             "model": model_block,
             "dtype": dtype,
+            **({"datasets": datasets} if datasets else {}),
         }
     )
     scorer = {

@@ -1,6 +1,7 @@
 """lm-eval task objects for an evaluation: local task YAMLs (their data files resolved), tasks
-loaded by name (local first, then lm-eval's index) with close matches for an unknown one, and
-each local doc checked for a valid gold answer before it is scored."""
+loaded by name (local first, then lm-eval's index) with close matches for an unknown one, a
+task's hub dataset loaded at its pinned commit, and each local doc checked for a valid gold
+answer before it is scored."""
 
 from __future__ import annotations
 
@@ -56,10 +57,25 @@ def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
     return configs
 
 
-def load_tasks(tasks: list[str], task_dirs=()) -> tuple[dict[str, Any], dict[str, dict], Any]:
+def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:
+    """lm-eval's config of registered task ``name`` (its YAML, includes and functions resolved)
+    with ``dataset_kwargs.revision``, which lm-eval hands to ``datasets.load_dataset``. The whole
+    config: lm-eval reads a dict naming a task as that task's full config, not an override."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    cfg = load_yaml(tm.task_index[name].yaml_path, resolve_func=True)
+    cfg["dataset_kwargs"] = {**(cfg.get("dataset_kwargs") or {}), "revision": revision}
+    return cfg
+
+
+def load_tasks(
+    tasks: list[str], task_dirs=(), datasets: dict[str, dict] | None = None
+) -> tuple[dict[str, Any], dict[str, dict], Any]:
     """lm-eval Task objects by name (local configs first), the local configs used, and the
     TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index again).
 
+    ``datasets``: task -> its hub dataset's pin (``revision``: the commit it loads,
+    :func:`ablate.mask.tasks.pinned_datasets`); a task without one loads what lm-eval names.
     Raises :class:`TaskNotFoundError` naming unknown tasks (with close matches).
     """
     from lm_eval.tasks import TaskManager
@@ -82,7 +98,12 @@ def load_tasks(tasks: list[str], task_dirs=()) -> tuple[dict[str, Any], dict[str
             + (f". Local tasks: {', '.join(sorted(local))}" if local else "")
         )
     try:
-        loaded = tm.load([local[t] if t in local else t for t in tasks])
+        pins = {t: d["revision"] for t, d in (datasets or {}).items() if t in remote}
+        specs = [
+            local[t] if t in local else pinned_config(tm, t, pins[t]) if t in pins else t
+            for t in tasks
+        ]
+        loaded = tm.load(specs)
     except (
         Exception
     ) as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)

@@ -305,7 +305,7 @@ def finetune_where(config: dict[str, Any], name: str, variant: dict[str, Any]) -
 def _job(cfg: dict[str, Any], rule: str, name: str, files: str, log: str, **kw: Any) -> Job:
     """A core Job of this study: its outputs (``RULE_OUTPUTS[files]``), log (``log``), benchmark
     (PATTERNS key ``bench``) and record (output name ``record``) under the results folder; its
-    config slice (``config``: a node of :data:`SLICE_NODES`, else given) and where the config
+    config slice (``config`` when given, else a node of :data:`SLICE_NODES`) and where the config
     sets its keys (``labels["where"]``); the mask-only facts (model, policy, variant) in
     ``labels``."""
     wc = kw.pop("wildcards", {})
@@ -313,7 +313,7 @@ def _job(cfg: dict[str, Any], rule: str, name: str, files: str, log: str, **kw: 
     outputs = {n: path(cfg, key, **wc) for n, key in RULE_OUTPUTS[files].items()}
     group = RESOURCE_GROUP.get(rule)
     labels = {k: kw.pop(k, None) for k in ("model", "policy", "variant")}
-    if rule in SLICE_NODES:
+    if rule in SLICE_NODES and "config" not in kw:
         kw["config"] = sorted_tree(cfg["mask"][SLICE_NODES[rule]])
         labels["where"] = f"mask.{SLICE_NODES[rule]}"
     else:
@@ -392,9 +392,32 @@ def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
     return out
 
 
+def eval_slice(config: dict[str, Any]) -> tuple[dict[str, Any], str | dict[str, str]]:
+    """The evaluations' config slice and where the config sets its keys: ``mask.eval``, with the
+    hub tasks' datasets (``datasets``: task -> path, name, commit) pinned by the hub revisions'
+    lock (:func:`ablate.mask.tasks.pinned_datasets`), so a new pin reruns the evaluations and
+    never restores the old result. The embedded tasks (generated files) are the slice alone."""
+    node = config["mask"]["eval"]
+    if config["mask"]["data"]["source"] == "embedded":
+        return sorted_tree(node), "mask.eval"
+    from ablate.core.hub_revisions import lock_path
+    from ablate.mask.tasks import pinned_datasets
+
+    pins = pinned_datasets([t["name"] for t in node["tasks"]], config["results"])
+    if not pins:
+        return sorted_tree(node), "mask.eval"
+    lock = lock_path(config["results"])
+    where = {"": "mask.eval"}
+    for task, ds in pins.items():
+        where[f"datasets.{task}"] = f"lm-eval's task {task}"
+        where[f"datasets.{task}.revision"] = f"{lock} ({ds['path']})"
+    return sorted_tree({**node, "datasets": pins}), where
+
+
 def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
     """Every evaluated model under causal and the ablated policy."""
     out = []
+    eval_config, where = eval_slice(config)
     for model in models(variants):
         loads = None if model == BASE else f"finetune/{model}"
         for policy in eval_policies(config):
@@ -415,6 +438,8 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
                     model=model,
                     policy=policy,
                     variant=variants.get(model),
+                    config=eval_config,
+                    where=where,
                 )
             )
     return out

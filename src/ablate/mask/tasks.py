@@ -5,6 +5,11 @@ lm-eval knows its tasks only by scanning its YAML files (TaskManager: seconds, t
 busy machine), too slow for every parse of the Snakefile. The names are the same for one lm-eval
 version, so they are cached per version in ``$XDG_CACHE_HOME/ablate/`` (``~/.cache/ablate/``).
 No network: the index is built from the installed package.
+
+The index also holds each task's hub dataset (lm-eval's ``dataset_path``/``dataset_name``), so
+:func:`pinned_datasets` can pin every evaluated task's data to a commit through the hub revisions'
+lock (:mod:`ablate.core.hub_revisions`, as the SFT dataset and the bridge's data are): the
+evaluation's config slice, so its run cache key, its stale line and its record, name that commit.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from ablate.core.config import ConfigError
 
@@ -24,24 +30,63 @@ def cache_dir() -> Path:
     return Path(base) / "ablate"
 
 
-def lm_eval_task_index(cache: str | os.PathLike | None = None) -> frozenset[str]:
-    """Every task, group and tag name lm-eval's TaskManager knows, from the cache when it holds
-    this lm-eval version's index (else built and written there; an unwritable cache is skipped)."""
+def _dataset_of(entry: Any) -> dict[str, Any] | None:
+    """A YAML task's hub dataset (``path``, ``name``, the revision its YAML gives, else None); None
+    for a group, a tag, a Python-class task, files (``data_files``) or a local folder."""
+    cfg = getattr(entry, "cfg", None) or {}
+    path, kwargs = cfg.get("dataset_path"), cfg.get("dataset_kwargs") or {}
+    if not path or "task" not in cfg or "class" in cfg or "data_files" in kwargs:
+        return None
+    if os.path.exists(os.path.expanduser(str(path))):
+        return None
+    return {"path": path, "name": cfg.get("dataset_name"), "revision": kwargs.get("revision")}
+
+
+def _index(cache: str | os.PathLike | None = None) -> dict[str, dict[str, Any] | None]:
+    """Task, group and tag name -> its hub dataset (:func:`_dataset_of`), from the cache when it
+    holds this lm-eval version's index (else built and written there; an unwritable cache is
+    skipped; an older cache's list of names is rebuilt)."""
     from ablate.core.io import write_json
 
     path = Path(cache or cache_dir()) / f"lm_eval-{metadata.version('lm_eval')}-tasks.json"
     try:
-        return frozenset(json.loads(path.read_text()))
+        index = json.loads(path.read_text())
+        if isinstance(index, dict):
+            return index
     except (OSError, ValueError):
         pass
     from lm_eval.tasks import TaskManager
 
-    names = sorted(TaskManager().all_tasks)
+    tm = TaskManager()
+    index = {n: _dataset_of(tm.task_index.get(n)) for n in sorted(tm.all_tasks)}
     try:
-        write_json(path, names, indent=None)
+        write_json(path, index, indent=None)
     except OSError:
         pass
-    return frozenset(names)
+    return index
+
+
+def lm_eval_task_index(cache: str | os.PathLike | None = None) -> frozenset[str]:
+    """Every task, group and tag name lm-eval's TaskManager knows (:func:`_index`)."""
+    return frozenset(_index(cache))
+
+
+def pinned_datasets(
+    names: Iterable[str], results: str | os.PathLike | None, cache: str | os.PathLike | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each of the lm-eval tasks ``names`` that loads a hub dataset -> ``{path, name, revision}``,
+    its revision (its YAML's, else ``main``) resolved to the commit it names by the hub
+    revisions' lock in ``results`` (:func:`ablate.core.hub_revisions.resolve`)."""
+    from ablate.core import hub_revisions
+
+    index = _index(cache)
+    out = {}
+    for name in names:
+        ds = index.get(name)
+        if ds:
+            rev = hub_revisions.resolve(ds["path"], ds["revision"], results, "dataset")
+            out[name] = {**ds, "revision": rev}
+    return out
 
 
 def check_task_names(
