@@ -9,6 +9,7 @@ from snakemake.io import IOFile
 from snakemake.utils import update_config
 
 from ablate import studies
+from ablate.core import hub_revisions
 from ablate.core.config import (
     ConfigError,
     configfile_error,
@@ -91,6 +92,15 @@ def job_config(rule):
 def out(path):
     """A path under this configuration's results folder (outputs, logs, benchmarks)."""
     return f"{RESULTS}/{path}"
+
+
+def hub_lock_input(uses_hub):
+    """The hub revisions' lock as an input of a job that loads pinned hub data or models: an
+    executor without a shared filesystem (Vast) ships declared inputs only, and the job re-parses
+    the workflow there, so it must pin the commits its key was made with. Ancient: a new entry
+    for another repository reruns nothing (the job's own pins are in its params)."""
+    lock = hub_revisions.lock_path(RESULTS)
+    return {"hub_revisions": ancient(str(lock))} if uses_hub and lock.exists() else {}
 
 
 def only_targets(names):

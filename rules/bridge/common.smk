@@ -3,7 +3,6 @@
 # (unknown key, a K the translator cannot build, two identical entries without same_as, a model
 # pair with one tokenizer) stops here, before any job, with the key named.
 from ablate.bridge import grid as bridge_grid
-from ablate.core import hub_revisions
 
 try:
     BRIDGE = bridge_grid.resolve(config["bridge"], config["results"])
@@ -52,22 +51,16 @@ def bridge_entry_of_run(run_id):
     return BRIDGE.runs[run_id]
 
 
-BRIDGE_LOCK = hub_revisions.lock_path(config["results"])
-
-
 def bridge_model_inputs(roles):
     """The cards (and, embedded, the weights: an executor without a shared filesystem ships only
-    declared inputs) of the models a job loads; a hub model's: the hub revisions' lock, so a job
-    that re-parses the workflow elsewhere (Vast) pins the same commits (ancient: a new entry
-    for another model reruns nothing)."""
+    declared inputs) of the models a job loads; a hub model's: the hub revisions' lock
+    (hub_lock_input)."""
     files = {}
     for role in roles:
         files[f"{role}_card"] = bout("card", role=role)
         if BRIDGE_CFG[role]["source"] == "embedded":
             files[f"{role}_model"] = bout("model_final", role=role)
-    if BRIDGE_LOCK.exists() and set(roles) & set(BRIDGE.requested):
-        files["hub_revisions"] = ancient(str(BRIDGE_LOCK))
-    return files
+    return {**files, **hub_lock_input(bool(set(roles) & set(BRIDGE.requested)))}
 
 
 def bridge_data_inputs(kind):

@@ -6,6 +6,7 @@
 rule eval_model:
     input:
         unpack(model_inputs),
+        **hub_lock_input(not EMBEDDED_DATA),
         tasks=task_inputs(),
     output:
         metrics=out(P["eval_metrics"]),

@@ -7,6 +7,7 @@
 rule finetune:
     input:
         **base_model_inputs(),
+        **hub_lock_input(not EMBEDDED_DATA),
         probe=lambda wc: out(P["leakage"].format(policy=VARIANTS[wc.variant]["policy"])),
         sft=sft_input(),
     output:

@@ -7,6 +7,7 @@
 rule leakage_probe:
     input:
         **base_model_inputs(),
+        **hub_lock_input(not EMBEDDED_DATA),
         sft=sft_input(),
     output:
         probe=out(P["leakage"]),

@@ -253,5 +253,11 @@ def test_the_real_studys_task_datasets_enter_the_key_at_their_commit(fresh):
         assert (
             pins["arc_easy"]["revision"] == sha and pins["hellaswag"]["path"] == "Rowan/hellaswag"
         )
+        # the lock travels with every job that loads pinned hub data (Vast ships declared inputs
+        # only and the job re-parses the workflow there)
+        where = str(lock.relative_to(fresh))
+        assert job.input.hub_revisions == where
+        for rule, wc in (("finetune", {"variant": "3B"}), ("leakage_probe", {"policy": "causal"})):
+            assert runcache.rule_job(wf.get_rule(rule), wc).input.hub_revisions == where, rule
     finally:
         lock.unlink()
