@@ -1,6 +1,6 @@
 # Bridge stage 1b: frozen work done once. The source's hidden states of a dataset, once per
-# states key (ablate.bridge.grid.states_key: source model + revision, dataset, layer,
-# max_source_len, dtype), and the KL teacher's rows (grid.teacher_key: the target reading the text
+# states key (ablate.bridge.caches.states_key: source model + revision, dataset, layer,
+# max_source_len, dtype), and the KL teacher's rows (caches.teacher_key: the target reading the text
 # prompt + answer), as sharded .npy files that every training run sharing the key reads
 # memory-mapped (ablate.bridge.states). bridge.cache_frozen_states: false = none of these jobs.
 

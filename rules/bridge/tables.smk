@@ -64,7 +64,7 @@ rule bridge_claims:
         run_ids=BRIDGE_RUN_IDS,  # the order of input.run_samples
         infer_roles=[role for role, _ in BRIDGE.infer],  # the order of input.infer_samples
         # the tiny embedded pair: the table says it shows the plumbing, not the seed's claims
-        embedded=all(BRIDGE_CFG[r]["source"] == "embedded" for r in bridge_grid.ROLES),
+        embedded=all(BRIDGE_CFG[r]["source"] == "embedded" for r in bridge_pins.ROLES),
     script:
         "../../workflow/scripts/bridge_claims.py"
 
