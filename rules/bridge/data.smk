@@ -12,7 +12,7 @@ rule bridge_data:
         files=[out(f) for f in bridge_study.data_files(BRIDGE)],
         provenance=bout("data_provenance"),
     log:
-        bout("log", rule="data", name="data"),
+        bout("log", folder="data", stem="data"),
     conda:
         "../../environment.yml"
     params:

@@ -17,9 +17,9 @@ if BRIDGE_EMBEDDED_ROLES:
             summary=bout("model_summary"),
             card=bout("card"),
         log:
-            bout("log", rule="model", name="{role}"),
+            bout("log", folder="model", stem="{role}"),
         benchmark:
-            bout("benchmark", rule="model", name="{role}")
+            bout("benchmark", folder="model", stem="{role}")
         wildcard_constraints:
             role="|".join(BRIDGE_EMBEDDED_ROLES),
         conda:
@@ -42,7 +42,7 @@ if BRIDGE_HUB_ROLES:
         output:
             card=bout("card"),
         log:
-            bout("log", rule="model", name="{role}"),
+            bout("log", folder="model", stem="{role}"),
         wildcard_constraints:
             role="|".join(BRIDGE_HUB_ROLES),
         conda:

@@ -20,9 +20,9 @@ if BRIDGE_SOURCE_STATES:
             test=directory(bout("states_split", what="source", split="test")),
             summary=bout("states_summary", what="source"),
         log:
-            bout("log", rule="source_states", name="{states_id}"),
+            bout("log", folder="source_states", stem="{states_id}"),
         benchmark:
-            bout("benchmark", rule="source_states", name="{states_id}")
+            bout("benchmark", folder="source_states", stem="{states_id}")
         wildcard_constraints:
             states_id="|".join(BRIDGE_SOURCE_STATES),
         conda:
@@ -45,9 +45,9 @@ if BRIDGE_TEACHER_STATES:
             train=directory(bout("states_split", what="teacher", split="train")),
             summary=bout("states_summary", what="teacher"),
         log:
-            bout("log", rule="teacher_states", name="{states_id}"),
+            bout("log", folder="teacher_states", stem="{states_id}"),
         benchmark:
-            bout("benchmark", rule="teacher_states", name="{states_id}")
+            bout("benchmark", folder="teacher_states", stem="{states_id}")
         wildcard_constraints:
             states_id="|".join(BRIDGE_TEACHER_STATES),
         conda:

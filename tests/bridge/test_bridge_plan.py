@@ -158,7 +158,7 @@ def test_forecast_vs_actual_after_a_run(tmp_path):
     summary.parent.mkdir(parents=True)
     hw = {"gpus": ["NVIDIA H200"], "cuda": "12.8"}
     summary.write_text(json.dumps({"run_id": run_id, "provenance": {"hardware": hw}}))
-    bench = res / layout.PATTERNS["benchmark"].format(rule="train", name=run_id)
+    bench = res / layout.PATTERNS["benchmark"].format(folder="train", stem=run_id)
     bench.parent.mkdir(parents=True)
     bench.write_text("s\th:m:s\n7200.0\t2:00:00\n")
     t = planner.make_plan(config, root=tmp_path, frozen=frozen).table

@@ -56,9 +56,9 @@ PATTERNS = {
     "plot_curves": "bridge/plots/accuracy_over_steps.png",
     "plot_k": "bridge/plots/accuracy_vs_k.png",
     "plot_baselines": "bridge/plots/baselines.png",
-    # a job's log and benchmark (ablate.core.jobs.LOG): {rule} its log folder (LOG_RULE)
-    "log": log_pattern("bridge/{rule}", "{name}"),
-    "benchmark": benchmark_pattern("bridge/{rule}", "{name}"),
+    # a job's log and benchmark (ablate.core.jobs.LOG): {folder} its rule's (LOG_FOLDER)
+    "log": log_pattern("bridge/{folder}", "{stem}"),
+    "benchmark": benchmark_pattern("bridge/{folder}", "{stem}"),
 }
 
 
@@ -114,7 +114,7 @@ KIND = {
 
 #: the logs folder of rules named otherwise: a registration's log sits beside the embedded
 #: model's, the tables' in one folder
-LOG_RULE = {
+LOG_FOLDER = {
     "bridge_register": "model",
     **{f"bridge_{r}": "tables" for r in ("summary", "claims", "plots")},
 }
@@ -123,7 +123,7 @@ LOG_RULE = {
 def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **kw: Any) -> Job:
     """A core Job of this study (:func:`ablate.core.jobs.make_job`): ``outputs``
     (PATTERNS-formatted), ``record`` (an output name), its log and (a planned rule's) benchmark
-    named ``stem`` in its rule's log folder (:data:`LOG_RULE`; the rules' bout("log", ...))."""
+    named ``stem`` in its rule's log folder (:data:`LOG_FOLDER`; the rules' bout("log", ...))."""
     group = RESOURCE_GROUP.get(rule)
     return make_job(
         cfg["results"],
@@ -131,7 +131,7 @@ def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **k
         rule,
         name,
         outputs,
-        folder="bridge/" + LOG_RULE.get(rule, rule.removeprefix("bridge_")),
+        folder="bridge/" + LOG_FOLDER.get(rule, rule.removeprefix("bridge_")),
         kind=KIND.get(rule),
         resources=cfg["bridge"]["resources"][group] if group else None,
         **kw,
