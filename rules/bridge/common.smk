@@ -1,14 +1,18 @@
-# The bridge study's layout, derived from the config by ablate.bridge.grid (one resolution shared
-# by these rules, the tables and the plan): entries, run ids, jobs, file patterns. Any bad entry
-# (unknown key, a K the translator cannot build, two identical entries without same_as, a model
-# pair with one tokenizer) stops here, before any job, with the key named.
+# The bridge study's grid, resolved from the config by ablate.bridge.grid (one resolution shared
+# by these rules, the tables and the plan: entries, run ids), and its layout (ablate.bridge.study:
+# jobs, file patterns). Any bad entry (unknown key, a K the translator cannot build, two
+# identical entries without same_as, a model pair with one tokenizer) stops here, before any
+# job, with the key named.
+from ablate.bridge import caches as bridge_caches
 from ablate.bridge import grid as bridge_grid
+from ablate.bridge import pins as bridge_pins
+from ablate.bridge import study as bridge_study
 
 try:
     BRIDGE = bridge_grid.resolve(config["bridge"], config["results"])
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-BRIDGE_JOBS = bridge_grid.jobs(config, BRIDGE)
+BRIDGE_JOBS = bridge_study.jobs(config, BRIDGE)
 JOBS.extend(BRIDGE_JOBS)
 BRIDGE_CFG = config["bridge"]
 BRIDGE_EMBEDDED_DATA = BRIDGE_CFG["data"]["source"] == "embedded"
@@ -16,9 +20,9 @@ BRIDGE_EMBEDDED_DATA = BRIDGE_CFG["data"]["source"] == "embedded"
 
 
 def bout(key, **wildcards):
-    """A bridge file pattern (ablate.bridge.grid.PATTERNS) under the results folder; wildcards
+    """A bridge file pattern (ablate.bridge.study.PATTERNS) under the results folder; wildcards
     given are filled in, the others stay {wildcards} of the rule."""
-    pattern = bridge_grid.PATTERNS[key]
+    pattern = bridge_study.PATTERNS[key]
     for k, v in wildcards.items():
         pattern = pattern.replace(f"{{{k}}}", str(v))
     return out(pattern)
@@ -43,7 +47,7 @@ BRIDGE_INFER_IDS = [e.run_id for _, e in BRIDGE.infer]
 
 
 wildcard_constraints:
-    role="|".join(bridge_grid.ROLES),
+    role="|".join(bridge_pins.ROLES),
     run_id="|".join(BRIDGE_RUN_IDS),
 
 
@@ -65,8 +69,8 @@ def bridge_model_inputs(roles):
 
 def bridge_data_inputs(kind):
     return {
-        "train": out(bridge_grid.dataset_file(kind, "train")),
-        "eval": out(bridge_grid.dataset_file(kind, "test")),
+        "train": out(bridge_study.dataset_file(kind, "train")),
+        "eval": out(bridge_study.dataset_file(kind, "test")),
     }
 
 
@@ -86,7 +90,7 @@ def bridge_train_inputs(wildcards):
     for sid in (e.states_id, e.teacher_id):
         if sid is not None:
             what = BRIDGE.states[sid]["what"]
-            outputs = bridge_grid.states_outputs(BRIDGE, sid)
+            outputs = bridge_study.states_outputs(BRIDGE, sid)
             # the record (its folder is the cache), then each shard
             files[f"{what}_states"] = out(outputs[-1])
             shards = outputs[:-1]
@@ -131,8 +135,8 @@ def bridge_states_params(wildcards):
     st = BRIDGE.states[wildcards.states_id]
     return sorted_tree(
         dict(
-            identity=bridge_grid.states_slice(BRIDGE, wildcards.states_id),
-            params=bridge_grid.states_params(st),
+            identity=bridge_study.states_slice(BRIDGE, wildcards.states_id),
+            params=bridge_caches.states_params(st),
             what=st["what"],
             role=st["role"],
             kind=e.kind,

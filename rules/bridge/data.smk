@@ -9,10 +9,10 @@ localrules:
 
 rule bridge_data:
     output:
-        files=[out(f) for f in bridge_grid.data_files(BRIDGE)],
+        files=[out(f) for f in bridge_study.data_files(BRIDGE)],
         provenance=bout("data_provenance"),
     log:
-        bout("log", rule="data", name="data"),
+        bout("log", folder="data", stem="data"),
     conda:
         "../../environment.yml"
     params:

@@ -17,9 +17,9 @@ rule bridge_infer:
         ),
         provenance=bout("infer_provenance"),
     log:
-        bout("log", rule="infer", name="{run_id}"),
+        bout("log", folder="infer", stem="{run_id}"),
     benchmark:
-        bout("benchmark", rule="infer", name="{run_id}")
+        bout("benchmark", folder="infer", stem="{run_id}")
     wildcard_constraints:
         run_id="|".join(BRIDGE_INFER_IDS) or "(?!x)x",
     conda:

@@ -3,9 +3,9 @@
 # model card, registered on the submit host (never a rented instance). Either way
 # <results>/bridge/models/<role>/card.json is what every later job loads the model through.
 BRIDGE_EMBEDDED_ROLES = [
-    r for r in bridge_grid.ROLES if BRIDGE_CFG[r]["source"] == "embedded"
+    r for r in bridge_pins.ROLES if BRIDGE_CFG[r]["source"] == "embedded"
 ]
-BRIDGE_HUB_ROLES = [r for r in bridge_grid.ROLES if r not in BRIDGE_EMBEDDED_ROLES]
+BRIDGE_HUB_ROLES = [r for r in bridge_pins.ROLES if r not in BRIDGE_EMBEDDED_ROLES]
 
 if BRIDGE_EMBEDDED_ROLES:
 
@@ -17,9 +17,9 @@ if BRIDGE_EMBEDDED_ROLES:
             summary=bout("model_summary"),
             card=bout("card"),
         log:
-            bout("log", rule="model", name="{role}"),
+            bout("log", folder="model", stem="{role}"),
         benchmark:
-            bout("benchmark", rule="model", name="{role}")
+            bout("benchmark", folder="model", stem="{role}")
         wildcard_constraints:
             role="|".join(BRIDGE_EMBEDDED_ROLES),
         conda:
@@ -42,7 +42,7 @@ if BRIDGE_HUB_ROLES:
         output:
             card=bout("card"),
         log:
-            bout("log", rule="model", name="{role}"),
+            bout("log", folder="model", stem="{role}"),
         wildcard_constraints:
             role="|".join(BRIDGE_HUB_ROLES),
         conda:

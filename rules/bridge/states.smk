@@ -1,6 +1,6 @@
 # Bridge stage 1b: frozen work done once. The source's hidden states of a dataset, once per
-# states key (ablate.bridge.grid.states_key: source model + revision, dataset, layer,
-# max_source_len, dtype), and the KL teacher's rows (grid.teacher_key: the target reading the text
+# states key (ablate.bridge.caches.states_key: source model + revision, dataset, layer,
+# max_source_len, dtype), and the KL teacher's rows (caches.teacher_key: the target reading the text
 # prompt + answer), as sharded .npy files that every training run sharing the key reads
 # memory-mapped (ablate.bridge.states). bridge.cache_frozen_states: false = none of these jobs.
 
@@ -20,9 +20,9 @@ if BRIDGE_SOURCE_STATES:
             test=directory(bout("states_split", what="source", split="test")),
             summary=bout("states_summary", what="source"),
         log:
-            bout("log", rule="source_states", name="{states_id}"),
+            bout("log", folder="source_states", stem="{states_id}"),
         benchmark:
-            bout("benchmark", rule="source_states", name="{states_id}")
+            bout("benchmark", folder="source_states", stem="{states_id}")
         wildcard_constraints:
             states_id="|".join(BRIDGE_SOURCE_STATES),
         conda:
@@ -45,9 +45,9 @@ if BRIDGE_TEACHER_STATES:
             train=directory(bout("states_split", what="teacher", split="train")),
             summary=bout("states_summary", what="teacher"),
         log:
-            bout("log", rule="teacher_states", name="{states_id}"),
+            bout("log", folder="teacher_states", stem="{states_id}"),
         benchmark:
-            bout("benchmark", rule="teacher_states", name="{states_id}")
+            bout("benchmark", folder="teacher_states", stem="{states_id}")
         wildcard_constraints:
             states_id="|".join(BRIDGE_TEACHER_STATES),
         conda:

@@ -27,13 +27,13 @@ rule bridge_summary:
         ),
         curves=bout("curves"),
     log:
-        bout("log", rule="tables", name="summary"),
+        bout("log", folder="tables", stem="summary"),
     conda:
         "../../environment.yml"
     params:
         entries=bridge_entries_table(),
         run_ids=BRIDGE_RUN_IDS,  # the order of input.summaries
-        benchmarks={r: bout("benchmark", rule="train", name=r) for r in BRIDGE_RUN_IDS},
+        benchmarks={r: bout("benchmark", folder="train", stem=r) for r in BRIDGE_RUN_IDS},
         # GPU hours = benchmark wall time x the GPUs a training job holds
         gpus=bridge_res("train", "gpu"),
     script:
@@ -56,7 +56,7 @@ rule bridge_claims:
             labels={"table": "claims"},
         ),
     log:
-        bout("log", rule="tables", name="claims"),
+        bout("log", folder="tables", stem="claims"),
     conda:
         "../../environment.yml"
     params:
@@ -64,7 +64,7 @@ rule bridge_claims:
         run_ids=BRIDGE_RUN_IDS,  # the order of input.run_samples
         infer_roles=[role for role, _ in BRIDGE.infer],  # the order of input.infer_samples
         # the tiny embedded pair: the table says it shows the plumbing, not the seed's claims
-        embedded=all(BRIDGE_CFG[r]["source"] == "embedded" for r in bridge_grid.ROLES),
+        embedded=all(BRIDGE_CFG[r]["source"] == "embedded" for r in bridge_pins.ROLES),
     script:
         "../../workflow/scripts/bridge_claims.py"
 
@@ -94,7 +94,7 @@ rule bridge_plots:
             labels={"figure": "baselines"},
         ),
     log:
-        bout("log", rule="tables", name="plots"),
+        bout("log", folder="tables", stem="plots"),
     conda:
         "../../environment.yml"
     script:

@@ -13,9 +13,9 @@ rule bridge_train:
         samples=bout("run_samples"),
         translator=directory(bout("translator")),
     log:
-        bout("log", rule="train", name="{run_id}"),
+        bout("log", folder="train", stem="{run_id}"),
     benchmark:
-        bout("benchmark", rule="train", name="{run_id}")
+        bout("benchmark", folder="train", stem="{run_id}")
     conda:
         "../../environment.yml"
     threads: bridge_res("train", "threads")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ablate.bridge import grid
+from ablate.bridge import study as layout
 from ablate.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def test_same_as_reuses_the_run(bridge):
     assert study.entries["2c"].same_as == "1a"
     assert all(e.same_as is None for e in study.runs.values())
     config = {"bridge": bridge, "results": "results"}
-    train = [j for j in grid.jobs(config, study) if j.rule == "bridge_train"]
+    train = [j for j in layout.jobs(config, study) if j.rule == "bridge_train"]
     assert len(train) == len(bridge["grid"]) - 1  # every entry but 2c
     (owner,) = [j for j in train if j.wildcards["run_id"] == study.entries["1a"].run_id]
     assert owner.serves == ["1a", "2c"] and owner.name == "train/1a+2c"
@@ -161,7 +162,7 @@ def test_a_branch_is_its_commit_in_the_run_id(tmp_path, monkeypatch):
         assert study.entries["1a"].identity["source"]["revision"] == sha
         lock = json.loads((tmp_path / sha[0] / hub_revisions.LOCK).read_text())
         assert lock[f"{bridge['source']['path']}@main"]["sha"] == sha
-        register = next(j for j in grid.jobs(config, study) if j.name == "register/source")
+        register = next(j for j in layout.jobs(config, study) if j.name == "register/source")
         assert register.config["model"]["revision"] == sha
         assert register.config["requested_revision"] is None  # as written: null
     assert ids[0] != ids[1]
@@ -184,7 +185,7 @@ def test_a_dataset_branch_is_its_commit_in_the_run_id(tmp_path):
         ids.append(study.entries["1a"].run_id)
         assert study.entries["1a"].identity["data"]["gsm8k"]["revision"] == sha
         config = {"bridge": bridge, "results": str(results)}
-        data_job = next(j for j in grid.jobs(config, study) if j.rule == "bridge_data")
+        data_job = next(j for j in layout.jobs(config, study) if j.rule == "bridge_data")
         assert data_job.config["gsm8k"]["revision"] == sha
     assert ids[0] != ids[1]
 
@@ -193,7 +194,7 @@ def test_a_card_of_another_commit_than_the_run_id_is_refused(tmp_path):
     from ablate.bridge import models
     from ablate.core import io
 
-    card = tmp_path / grid.PATTERNS["card"].format(role="source")
+    card = tmp_path / layout.PATTERNS["card"].format(role="source")
     io.write_json(
         card,
         {
@@ -300,7 +301,7 @@ def test_seed_study_grid():
 
 def test_jobs_share_the_file_patterns(bridge):
     """Every job's outputs and record are PATTERNS formatted; a record is one of its outputs."""
-    for job in grid.jobs({"bridge": bridge, "results": "results"}):
+    for job in layout.jobs({"bridge": bridge, "results": "results"}):
         assert job.study == "bridge" and job.log.startswith("results/logs/bridge/"), job.name
         assert job.record is None or job.record in job.outputs.values(), job.rule
         assert all(o.startswith("results/bridge/") for o in job.outputs.values())

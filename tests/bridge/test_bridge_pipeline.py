@@ -14,7 +14,7 @@ import yaml
 from checkout import BRIDGE_ARGS, copy_checkout, snakemake
 from test_pipeline_dag import job_counts, load_workflow
 
-from ablate.bridge.grid import ROLES
+from ablate.bridge.pins import ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 BRIDGE_RULES = {
@@ -150,8 +150,9 @@ def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
 
 def test_seed_study_computes_each_frozen_state_once(fresh):
     """config/latentwire.yaml: one bridge_source_states / bridge_teacher_states job per key
-    (grid.jobs' list), and every training run sharing a key reads that job's outputs."""
+    (layout.jobs' list), and every training run sharing a key reads that job's outputs."""
     from ablate.bridge import grid
+    from ablate.bridge import study as layout
     from ablate.core import planner
 
     config = planner.load_config(ROOT / "config" / "latentwire.yaml")
@@ -163,7 +164,7 @@ def test_seed_study_computes_each_frozen_state_once(fresh):
     results = config["results"]
     for what in ("source", "teacher"):
         rule = f"bridge_{what}_states"
-        listed = [j for j in grid.jobs(config, study) if j.rule == rule]
+        listed = [j for j in layout.jobs(config, study) if j.rule == rule]
         expected = {frozenset(j.outputs.values()) for j in listed}
         got = [
             frozenset(o.strip() for o in j["output"].split(",")) for j in jobs if j["rule"] == rule
@@ -180,7 +181,7 @@ def test_seed_study_computes_each_frozen_state_once(fresh):
         e = study.runs[j["wildcards"].removeprefix("run_id=")]
         inputs = [x.strip() for x in j["input"].split(",")]
         for sid in (e.states_id, e.teacher_id):
-            record = grid.states_outputs(study, sid)[-1]
+            record = layout.states_outputs(study, sid)[-1]
             assert f"{results}/{record}" in inputs, (e.name, j["input"])
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ablate.bridge import cost, grid
+from ablate.bridge import study as layout
 from ablate.bridge.infer import BASELINES
 from ablate.core import planner
 from ablate.core.config import schema_path
@@ -153,11 +154,11 @@ def test_forecast_vs_actual_after_a_run(tmp_path):
     study = grid.resolve(config["bridge"])
     run_id = study.entries["1b"].run_id
     res = tmp_path / config["results"]
-    summary = res / grid.PATTERNS["run_summary"].format(run_id=run_id)
+    summary = res / layout.PATTERNS["run_summary"].format(run_id=run_id)
     summary.parent.mkdir(parents=True)
     hw = {"gpus": ["NVIDIA H200"], "cuda": "12.8"}
     summary.write_text(json.dumps({"run_id": run_id, "provenance": {"hardware": hw}}))
-    bench = res / grid.PATTERNS["benchmark"].format(rule="train", name=run_id)
+    bench = res / layout.PATTERNS["benchmark"].format(folder="train", stem=run_id)
     bench.parent.mkdir(parents=True)
     bench.write_text("s\th:m:s\n7200.0\t2:00:00\n")
     t = planner.make_plan(config, root=tmp_path, frozen=frozen).table

@@ -12,6 +12,7 @@ from test_bridge_grid import bridge_config
 from test_bridge_tables import ENTRIES, run_summary
 
 from ablate.bridge import claims, grid, tables
+from ablate.bridge import study as layout
 from ablate.core import io
 from ablate.core.config import ConfigError
 
@@ -36,7 +37,7 @@ def test_seeds_expand_into_entries_and_runs():
     assert twins[2].same_as == "1a-s2" and twins[2].base == "2c"
     # the benchmark runs the first seed of infer.entry
     assert dict((r, e.name) for r, e in study.infer)["entry"] == "1a-s0"
-    jobs = grid.jobs({"bridge": bridge, "results": "results"}, study)
+    jobs = layout.jobs({"bridge": bridge, "results": "results"}, study)
     train = [j for j in jobs if j.rule == "bridge_train"]
     assert len(train) == len(bridge_config()["grid"]) - 1 + 2  # 1a thrice, 2c none
 
@@ -110,9 +111,9 @@ def test_status_shows_the_spread_and_k_of_n(runs, tmp_path):
     summaries, benches, samples = runs
     results = tmp_path / "results"
     tables.write_summary(
-        SEEDED, summaries, benches, 1, results / grid.PATTERNS["summary"], tmp_path / "curves.csv"
+        SEEDED, summaries, benches, 1, results / layout.PATTERNS["summary"], tmp_path / "curves.csv"
     )
-    claims.write(SEEDED, samples, {}, results / grid.PATTERNS["claims"], None)
+    claims.write(SEEDED, samples, {}, results / layout.PATTERNS["claims"], None)
     lines = status.key_results({"results": "results"}, tmp_path)
     assert "- 1a over 2 seeds: final mean 0.550, range 0.300 to 0.800" in lines
     stable = [x for x in lines if x.startswith("- claim `stability_fixes_work`")]

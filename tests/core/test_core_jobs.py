@@ -5,13 +5,14 @@ job done / stale (the changed key named) / to run from its Job alone."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from ablate import studies
 from ablate.core import status
-from ablate.core.jobs import Job, StudyLayout, StudyPlanner, StudyStatus
+from ablate.core.jobs import LOG, Job, StudyLayout, StudyPlanner, StudyStatus, benchmark_pattern
 from ablate.core.planner.inputs import load_config
 from ablate.core.provenance import config_hash
 
@@ -42,6 +43,13 @@ def test_every_study_follows_the_protocol(study):
         assert j.record is None or j.record in j.outputs.values(), j.name
         assert set(j.upstream) <= set(names) | {"make_data"}, (j.name, j.upstream)
         assert j.kind is None or j.benchmark, j.name  # a planned job's time is measured
+    # one log and benchmark convention (make_job): logs/<folder>/<stem>.log, one per job, and a
+    # planned job's benchmark, of the same folder and stem (the planner finds its time there)
+    logs = re.escape(results + LOG).replace(r"\{folder\}", "(.+)").replace(r"\{stem\}", "([^/]+)")
+    assert len({j.log for j in jobs}) == len(jobs)
+    for j in jobs:
+        folder, stem = re.fullmatch(logs, j.log).groups()
+        assert j.benchmark == (results + benchmark_pattern(folder, stem) if j.kind else None)
     outputs = {p for j in jobs for p in j.outputs.values()}
     assert set(layout.targets(config)) <= outputs
 

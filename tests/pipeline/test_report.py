@@ -128,7 +128,7 @@ DOWNLOADS = {
 
 def report_outputs() -> dict[str, str]:
     """Every ``report()``-flagged output of the rules -> its path pattern (under results/)."""
-    from ablate.bridge import grid
+    from ablate.bridge import study as layout
     from ablate.core.planner.files import PLAN_FILES
     from ablate.mask import study
 
@@ -136,7 +136,7 @@ def report_outputs() -> dict[str, str]:
         r'out\("([^"]+)"\)': str,
         r'out\(P\["(\w+)"\]\)': study.PATTERNS.__getitem__,
         r'out\(PLAN_FILES\["(\w+)"\]\)': PLAN_FILES.__getitem__,
-        r'bout\("(\w+)"\)': grid.PATTERNS.__getitem__,
+        r'bout\("(\w+)"\)': layout.PATTERNS.__getitem__,
     }
     found = {}
     for smk in sorted(ROOT.glob("rules/**/*.smk")):

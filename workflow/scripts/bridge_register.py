@@ -11,7 +11,7 @@ m = p["model"]
 model_card.register_pretrained(
     snakemake.output.card,
     model=m["path"],
-    revision=m["revision"],  # a hub model's: the commit the run ids name (grid.pin_revisions)
+    revision=m["revision"],  # a hub model's: the commit the run ids name (pins.pin_revisions)
     download=m["download"],
     config_slice=p,
     requested={"revision": p["requested_revision"]} if "requested_revision" in p else None,

@@ -27,8 +27,12 @@ Module map:
 - :mod:`~ablate.bridge.train`: ``train_entry`` (one grid entry: training, early stopping,
   restore-best, summary, per-sample rows).
 - :mod:`~ablate.bridge.infer`: ``benchmark`` (ablation 4: five baselines, batch 1).
-- :mod:`~ablate.bridge.grid`: the grid resolved at parse time (no torch): entries, run ids, jobs,
-  file patterns.
+- :mod:`~ablate.bridge.grid`: the grid resolved at parse time (no torch): entries, run ids.
+- :mod:`~ablate.bridge.pins`: the models' and the data's identity, hub branches and tags pinned
+  to the commits they name.
+- :mod:`~ablate.bridge.caches`: the frozen-state caches the grid needs and what each depends on.
+- :mod:`~ablate.bridge.study`: the layout (the study protocol's layout part): file patterns, the
+  job list, the targets.
 - :mod:`~ablate.bridge.data`: the study's data files (embedded world or hub rows, with provenance).
 - :mod:`~ablate.bridge.states`: frozen models' hidden states, computed once, read memory-mapped.
 - :mod:`~ablate.bridge.parallel`: data-parallel translator training under torchrun.
@@ -41,8 +45,6 @@ Module map:
 
 #: The planner forecasts the bridge only when ``plan.studies`` names it (ablate.studies).
 PLAN_OPT_IN = True
-#: The study's layout module is ``grid`` (ablate.studies; the others have the default names).
-PARTS = {"layout": "grid", "status": "status", "plan": "plan"}
 #: The study's rule files, in the order the Snakefile includes them (ablate.studies).
 RULES = tuple(
     f"rules/bridge/{name}.smk"
@@ -52,7 +54,7 @@ RULES = tuple(
 
 def hub_free(config: dict) -> bool:
     """Its data and both models embedded: none of its jobs needs the hub (ablate.studies)."""
-    from ablate.bridge.grid import ROLES
+    from ablate.bridge.pins import ROLES
 
     bridge = config["bridge"]
     return all(bridge[key]["source"] == "embedded" for key in ("data", *ROLES))

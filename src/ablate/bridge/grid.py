@@ -1,7 +1,4 @@
-"""The bridge study's grid, resolved at parse time: entries, run ids, jobs and file patterns.
-
-Pure Python (no torch): the Snakefile imports it, and a no-op rerun must stay fast. One list of
-jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
+"""The bridge study's grid, resolved at parse time (no torch): entries and run ids.
 
 - An entry = ``bridge.defaults`` + its overrides, checked by :func:`ablate.bridge.params.resolve`
   (unknown key, bad value, a K / bottleneck / heads the translator cannot build: an error naming
@@ -10,16 +7,14 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
   entry's run, nothing runs for it.
 - ``swap: true`` swaps the direction: ``bridge.target`` reads, ``bridge.source`` answers.
 - The run id is derived from the entry's identity (resolved params, both models' settings, the
-  data), so a run id never names two configurations. Resolved: numbers by their schema type,
-  inert parameters at their defaults (:func:`ablate.bridge.params.canonical`), ``model_dtype:
-  auto`` as the dtype it resolves to (:func:`resolved_dtype`), a hub model's or dataset's
-  branch or tag as the commit it names (:func:`pin_revisions`). Two entries with the same
-  identity and no ``same_as`` declaration stop the workflow, naming both (the seed's ablB /
-  ablC fault).
-- ``bridge.cache_frozen_states``: the frozen source's states are a job of their own, one per
-  :func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
-  every run sharing that key reads (:mod:`ablate.bridge.states`); so are the KL teacher's rows
-  (:func:`teacher_key`: target model, dataset, max prompt length, KL positions, dtype).
+  data: :mod:`ablate.bridge.pins`), so a run id never names two configurations. Resolved: numbers
+  by their schema type, inert parameters at their defaults
+  (:func:`ablate.bridge.params.canonical`), ``model_dtype: auto`` as the dtype it resolves to
+  (:func:`resolved_dtype`), a hub model's or dataset's branch or tag as the commit it names
+  (:func:`ablate.bridge.pins.pin_revisions`). Two entries with the same identity and no
+  ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
+- ``bridge.cache_frozen_states``: the frozen-state caches each run reads
+  (:mod:`ablate.bridge.caches`).
 - A training run on ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size``
   items per GPU: the process count is part of its identity (it sets the global batch).
 """
@@ -27,65 +22,13 @@ jobs (:func:`jobs`) serves the rules, the tables and the execution plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from ablate.bridge import hub
+from ablate.bridge import caches, hub
+from ablate.bridge.pins import ROLES, data_identity, is_hub_model, model_identity, pin_revisions
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
-from ablate.core import hub_revisions
 from ablate.core.config import ConfigError, sorted_tree
-from ablate.core.jobs import Job
 from ablate.core.provenance import config_hash
-
-#: The two model roles (config keys bridge.source / bridge.target).
-ROLES = ("source", "target")
-#: The resources group (``bridge.resources``) each rule's jobs request; rules not named run local.
-RESOURCE_GROUP = {
-    "bridge_model": "prepare_model",
-    "bridge_source_states": "frozen_states",
-    "bridge_teacher_states": "frozen_states",
-    "bridge_train": "train",
-    "bridge_infer": "infer",
-}
-#: Which hidden states the caches hold (the final normed layer: the translator reads the
-#: source's, as in the seed; the KL teacher's logits are the target's LM head on its own).
-SOURCE_LAYER = "last_hidden_state"
-#: The frozen-state caches and the splits each holds: the source's (the whole train split, the
-#: evaluated test items) and the KL teacher's (train only: the KL term is a training loss).
-FROZEN_SPLITS = {"source": ("train", "test"), "teacher": ("train",)}
-
-#: Every file of the bridge study, relative to the results folder (rules use out(PATTERNS[...])).
-PATTERNS = {
-    "world_dir": "bridge/data",
-    "dataset": "bridge/data/{kind}_{split}.jsonl",
-    "corpus": "bridge/data/corpus.jsonl",
-    "data_provenance": "bridge/data/provenance.json",
-    "model_dir": "bridge/models/{role}",
-    "model_final": "bridge/models/{role}/final",
-    "model_summary": "bridge/models/{role}/summary.json",
-    "card": "bridge/models/{role}/card.json",
-    # a cache = its split folders (FROZEN_SPLITS[what]) and, beside them, its record
-    "states_split": "bridge/{what}_states/{states_id}/{split}",
-    "states_summary": "bridge/{what}_states/{states_id}/summary.json",
-    "run_dir": "bridge/runs/{run_id}",
-    "translator": "bridge/runs/{run_id}/translator",
-    "run_summary": "bridge/runs/{run_id}/summary.json",
-    "run_samples": "bridge/runs/{run_id}/samples.parquet",
-    "infer_samples": "bridge/infer/{run_id}/samples.parquet",
-    "infer_summary": "bridge/infer/{run_id}/summary.csv",
-    # written by ablate.bridge.infer.benchmark beside the aggregate table
-    "infer_provenance": "bridge/infer/{run_id}/summary.csv.provenance.json",
-    "summary": "bridge/summary.csv",
-    "curves": "bridge/curves.csv",
-    "claims": "bridge/claims.csv",
-    "claims_md": "bridge/claims.md",
-    "claims_html": "bridge/claims.html",  # the report's view of the table
-    "plot_curves": "bridge/plots/accuracy_over_steps.png",
-    "plot_k": "bridge/plots/accuracy_vs_k.png",
-    "plot_baselines": "bridge/plots/baselines.png",
-    "log": "logs/bridge/{rule}/{name}.log",
-    "benchmark": "benchmarks/bridge/{rule}/{name}.tsv",
-}
 
 
 @dataclass(frozen=True)
@@ -128,66 +71,12 @@ def _err(msg: str) -> ConfigError:
     return ConfigError(f"invalid config at {msg}")
 
 
-def model_identity(m: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """What makes a model what it is: the embedded recipe (and its corpus) or the hub id+revision."""
-    if m["source"] == "embedded":
-        keep = ("source", "family", "arch", "pretrain")
-        return sorted_tree({**{k: m.get(k) for k in keep}, "corpus": data_identity(data, None)})
-    return sorted_tree({"source": m["source"], "path": m.get("path"), "revision": revision(m)})
-
-
-def revision(m: dict[str, Any]) -> str:
-    """A hub model's (or dataset's) revision in one spelling: a commit sha in lower case,
-    ``null`` as ``main`` (the branch the hub loads for it). :func:`pin_revisions` makes a branch
-    or tag its commit; one that stays a name could not be resolved (a warning said so)."""
-    rev = m.get("revision") or "main"
-    return rev.lower() if hub_revisions.SHA.fullmatch(rev.lower()) else rev
-
-
-def is_hub_model(m: dict[str, Any]) -> bool:
-    """A pretrained model named by a hub id (not a local directory: its files are its revision)."""
-    path = str(m.get("path") or "")
-    return (
-        m["source"] == "pretrained"
-        and not Path(path).expanduser().exists()
-        and not path.startswith(("/", ".", "~"))
-        and path.count("/") <= 1
-    )
-
-
-def pin_revisions(bridge: dict[str, Any], results: str | None) -> dict[str, Any]:
-    """The bridge section with each hub model's and hub dataset's branch or tag replaced by the
-    commit it names (:func:`ablate.core.hub_revisions.resolve`: the lock file in ``results``, the
-    Hugging Face cache, the hub), so a run id names weights and data, not a branch that moves."""
-    out = dict(bridge)
-    for role in ROLES:
-        m = bridge[role]
-        if is_hub_model(m):
-            out[role] = {**m, "revision": hub_revisions.resolve(m["path"], revision(m), results)}
-    data = dict(bridge["data"])
-    for name in DATASET_KIND if data["source"] == "hub" else ():
-        spec = data.get(name)
-        if spec is not None and not Path(spec["path"]).expanduser().is_dir():
-            sha = hub_revisions.resolve(spec["path"], revision(spec), results, "dataset")
-            data[name] = {**spec, "revision": sha}
-    return {**out, "data": data}
-
-
 def resolved_dtype(bridge: dict[str, Any], p: dict[str, Any]) -> str:
     """``model_dtype: auto`` as the dtype the jobs load the frozen models in: bfloat16 when the
     training runs on GPUs (``bridge.resources.train.gpu`` > 0), else float32."""
     if p["model_dtype"] != "auto":
         return p["model_dtype"]
     return "bfloat16" if bridge["resources"]["train"]["gpu"] > 0 else "float32"
-
-
-def data_identity(data: dict[str, Any], dataset: str | None) -> dict[str, Any]:
-    """The data an entry trains and evaluates on (embedded: the whole world; hub: its dataset)."""
-    if data["source"] == "embedded":
-        return sorted_tree({k: data[k] for k in ("source", "seed", "embedded")})
-    if dataset is None:  # a pretrained model's identity does not depend on the study's data
-        return {"source": "hub"}
-    return sorted_tree({"source": "hub", dataset: data[dataset]})
 
 
 def run_id_of(identity: dict[str, Any]) -> str:
@@ -199,71 +88,6 @@ def run_id_of(identity: dict[str, Any]) -> str:
 def processes(bridge: dict[str, Any]) -> int:
     """Training processes per run: one per GPU of bridge.resources.train.gpu (one on CPU)."""
     return max(1, bridge["resources"]["train"]["gpu"])
-
-
-def _frozen_key(bridge, what: str, model_key: str, role: str, p, *lengths: str) -> dict[str, Any]:
-    """What a frozen model's cached outputs depend on: the model (under ``model_key``), the
-    data, the layer, the ``lengths`` params and the dtype; never the translator or its training."""
-    data = bridge["data"]
-    return sorted_tree(
-        {
-            "what": what,
-            model_key: model_identity(bridge[role], data),
-            "data": data_identity(data, p["dataset"]),
-            "dataset": p["dataset"],
-            "layer": SOURCE_LAYER,
-            **{k: p[k] for k in (*lengths, "model_dtype")},
-        }
-    )
-
-
-def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> dict[str, Any]:
-    """What a source-state cache depends on."""
-    return _frozen_key(bridge, "source", "source", source_role, p, "max_source_len")
-
-
-def teacher_key(bridge: dict[str, Any], target_role: str, p: dict[str, Any]) -> dict[str, Any]:
-    """What the KL teacher's rows depend on (the target reading the text prompt + answer)."""
-    return _frozen_key(
-        bridge, "teacher", "target", target_role, p, "max_prompt_len", "kl_positions"
-    )
-
-
-def _states(bridge: dict[str, Any], runs: dict[str, Entry]) -> dict[str, dict[str, Any]]:
-    """One cache per key (a run with kl_weight 0 needs no teacher): its model's role, its runs,
-    the test items the largest eval_size needs, the smallest forward batch of its runs."""
-    out: dict[str, dict[str, Any]] = {}
-    for e in runs.values():
-        keys = [("source", e.source_role, states_key(bridge, e.source_role, e.params))]
-        if e.params["kl_weight"] > 0:
-            keys.append(("teacher", e.target_role, teacher_key(bridge, e.target_role, e.params)))
-        for what, role, key in keys:
-            sid = f"{e.dataset}-{config_hash(key)[:12]}"
-            s = out.setdefault(
-                sid, dict(what=what, key=key, role=role, runs=[], test_items=0, batch=1 << 30)
-            )
-            s["runs"].append(e.run_id)
-            s["test_items"] = max(s["test_items"], e.params["eval_size"] if what == "source" else 0)
-            s["batch"] = min(s["batch"], e.params["eval_batch_size"])  # a forward pass's items
-    return out
-
-
-def states_params(states: dict[str, Any]) -> dict[str, Any]:
-    """The params the cache job computes with: its key's, and the smallest forward batch."""
-    keep = ("max_source_len", "max_prompt_len", "kl_positions", "model_dtype")
-    return {
-        **{k: v for k, v in states["key"].items() if k in keep},
-        "eval_batch_size": states["batch"],
-    }
-
-
-def states_outputs(study: Study, states_id: str) -> list[str]:
-    """A cache job's outputs: its split folders, then its record."""
-    what = study.states[states_id]["what"]
-    fill = dict(what=what, states_id=states_id)
-    return [PATTERNS["states_split"].format(split=s, **fill) for s in FROZEN_SPLITS[what]] + [
-        PATTERNS["states_summary"].format(**fill)
-    ]
 
 
 def check_models(bridge: dict[str, Any]) -> None:
@@ -410,7 +234,7 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         identity = sorted_tree(identity)
         entries[name] = Entry(name, run_id_of(identity), p, identity, src, tgt)
     runs = _distinct_runs(entries)
-    states = _states(bridge, runs) if bridge["cache_frozen_states"] else {}
+    states = caches.of_runs(bridge, runs) if bridge["cache_frozen_states"] else {}
     for sid, st in states.items():
         field_name = "states_id" if st["what"] == "source" else "teacher_id"
         for run_id in st["runs"]:
@@ -469,262 +293,3 @@ def infer_identity(study: Study, entry: Entry) -> dict[str, Any]:
 
 def datasets_used(study: Study) -> list[str]:
     return sorted({e.dataset for e in study.entries.values()})
-
-
-def dataset_file(kind: str, split: str) -> str:
-    return PATTERNS["dataset"].format(kind=kind, split=split)
-
-
-def data_files(study: Study) -> list[str]:
-    """The data rule's jsonl outputs (embedded: the whole world; hub: the datasets the grid uses)."""
-    if study.config["data"]["source"] == "embedded":
-        kinds = sorted(set(DATASET_KIND.values()))
-        return [dataset_file(k, s) for k in kinds for s in ("train", "test")] + [PATTERNS["corpus"]]
-    kinds = sorted({DATASET_KIND[d] for d in datasets_used(study)})
-    return [dataset_file(k, s) for k in kinds for s in ("train", "test")]
-
-
-def model_slice(study: Study, role: str) -> dict[str, Any]:
-    """What the model rule of ``role`` records and reruns on (a hub model: its revision as the
-    config wrote it too; ``model.revision`` is the commit it was pinned to)."""
-    out = dict(
-        model=study.config[role],
-        identity=model_identity(study.config[role], study.config["data"]),
-    )
-    if role in study.requested:
-        out["requested_revision"] = study.requested[role]
-    return sorted_tree(out)
-
-
-def states_slice(study: Study, states_id: str) -> dict[str, Any]:
-    """What a cache job records and reruns on: its key, the test items it holds, its batch."""
-    st = study.states[states_id]
-    return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
-
-
-#: The planner's kind of each planned rule's jobs; the other rules run local (data, registration,
-#: tables: seconds on the submit host) and are not planned.
-KIND = {
-    "bridge_model": "train",
-    "bridge_source_states": "eval",
-    "bridge_teacher_states": "eval",
-    "bridge_train": "train",
-    "bridge_infer": "generate",
-}
-#: the logs folder of rules named otherwise: a registration's log sits beside the embedded
-#: model's, the tables' in one folder
-LOG_RULE = {
-    "bridge_register": "model",
-    **{f"bridge_{r}": "tables" for r in ("summary", "claims", "plots")},
-}
-
-
-def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **kw: Any) -> Job:
-    """A core Job of this study: ``outputs`` (PATTERNS-formatted, relative to the results folder)
-    and ``record`` (an output name) under the results folder, its log and (a planned rule's)
-    benchmark named after the rule and ``file_name`` (the rules' bout("log", ...))."""
-    at = f"{cfg['results']}/{{}}".format
-    short = LOG_RULE.get(rule, rule.removeprefix("bridge_"))
-    file_name = kw.pop("file_name")
-    record = kw.pop("record", None)
-    group = RESOURCE_GROUP.get(rule)
-    return Job(
-        study="bridge",
-        rule=rule,
-        name=name,
-        outputs={k: at(o) for k, o in outputs.items()},
-        log=at(PATTERNS["log"].format(rule=short, name=file_name)),
-        kind=KIND.get(rule),
-        benchmark=at(PATTERNS["benchmark"].format(rule=short, name=file_name))
-        if rule in KIND
-        else None,
-        record=at(outputs[record]) if record else None,
-        gpus=int(cfg["bridge"]["resources"][group].get("gpu", 0)) if group else 0,
-        **kw,
-    )
-
-
-def _serving(study: Study, test) -> list[str]:
-    return sorted(n for n, e in study.entries.items() if test(e))
-
-
-def _setup_jobs(config: dict[str, Any], study: Study) -> list[Job]:
-    """The data, and each role's model: pretrained here (embedded) or registered."""
-    data = {Path(f).stem: f for f in data_files(study)} | {
-        "provenance": PATTERNS["data_provenance"]
-    }
-    out = [
-        _job(
-            config,
-            "bridge_data",
-            "data",
-            data,
-            record="provenance",
-            file_name="data",
-            wildcards={},
-            config=sorted_tree(study.config["data"]),
-            labels={"where": "bridge.data"},
-            serves=sorted(study.entries),
-        )
-    ]
-    for role in ROLES:
-        embedded = study.config[role]["source"] == "embedded"
-        files = {"card": PATTERNS["card"].format(role=role)}
-        if embedded:
-            files["summary"] = PATTERNS["model_summary"].format(role=role)
-            files["model"] = PATTERNS["model_final"].format(role=role)
-        rule, short = ("bridge_model", "model") if embedded else ("bridge_register", "register")
-        out.append(
-            _job(
-                config,
-                rule,
-                f"{short}/{role}",
-                files,
-                file_name=role,
-                wildcards={"role": role},
-                record="summary" if embedded else "card",
-                config=model_slice(study, role),
-                labels={"where": f"bridge.{role}"},
-                upstream=["data"] if embedded else [],
-                serves=_serving(study, lambda e, r=role: r in (e.source_role, e.target_role)),
-            )
-        )
-    return out
-
-
-def states_name(study: Study, states_id: str) -> str:
-    """A frozen-state cache job's name: what it holds, its dataset and key hash."""
-    dataset, _, key = states_id.rpartition("-")
-    return f"{study.states[states_id]['what']}_states/{dataset}:{key}"
-
-
-def _states_jobs(config: dict[str, Any], study: Study) -> list[Job]:
-    out = []
-    for sid, st in study.states.items():
-        files = states_outputs(study, sid)
-        outputs = {Path(f).name: f for f in files[:-1]} | {"summary": files[-1]}
-        serves = _serving(study, lambda e, s=sid: s in (e.states_id, e.teacher_id))
-        out.append(
-            _job(
-                config,
-                f"bridge_{st['what']}_states",
-                states_name(study, sid),
-                outputs,
-                file_name=sid,
-                wildcards={"states_id": sid},
-                record="summary",
-                config=states_slice(study, sid),
-                labels={"where": f"bridge.grid.{serves[0]}"},
-                serves=serves,
-            )
-        )
-    return out
-
-
-def train_name(study: Study, run_id: str) -> str:
-    """A training job's name: the grid entries it serves (``train/1a+2c``: 2c is same_as 1a)."""
-    return "train/" + "+".join(_serving(study, lambda e: e.run_id == run_id))
-
-
-def _run_jobs(config: dict[str, Any], study: Study, setup: list[str]) -> list[Job]:
-    """One training job per distinct run, one inference benchmark per bridge.infer entry."""
-    out = []
-    for run_id, e in study.runs.items():
-        caches = [states_name(study, s) for s in (e.states_id, e.teacher_id) if s]
-        keys = {"summary": "run_summary", "samples": "run_samples", "translator": "translator"}
-        out.append(
-            _job(
-                config,
-                "bridge_train",
-                train_name(study, run_id),
-                {k: PATTERNS[p].format(run_id=run_id) for k, p in keys.items()},
-                file_name=run_id,
-                wildcards={"run_id": run_id},
-                record="summary",
-                config=e.identity,
-                labels={"where": f"bridge.grid.{e.name}"},
-                upstream=setup + caches,
-                serves=_serving(study, lambda x, r=run_id: x.run_id == r),
-            )
-        )
-    keys = {
-        "samples": "infer_samples",
-        "summary": "infer_summary",
-        "provenance": "infer_provenance",
-    }
-    for role, e in study.infer:
-        out.append(
-            _job(
-                config,
-                "bridge_infer",
-                f"infer/{role}:{e.name}",
-                {k: PATTERNS[p].format(run_id=e.run_id) for k, p in keys.items()},
-                file_name=e.run_id,
-                wildcards={"run_id": e.run_id},
-                record="provenance",
-                config=infer_identity(study, e),
-                labels={"where": f"bridge.grid.{e.name}"},
-                upstream=[train_name(study, e.run_id)],
-                serves=[f"infer:{role}:{e.name}"],
-            )
-        )
-    return out
-
-
-def _table_jobs(config: dict[str, Any], trains: list[str], infers: list[str]) -> list[Job]:
-    """The summary and curves, the claims, the plots (rules/bridge/tables.smk), from the runs."""
-
-    def table(rule: str, name: str, keys: tuple[str, ...], upstream: list[str]) -> Job:
-        outputs = {k: PATTERNS[k] for k in keys}
-        return _job(
-            config,
-            rule,
-            name,
-            outputs,
-            file_name=name,
-            wildcards={},
-            serves=["all"],
-            upstream=upstream,
-        )
-
-    return [
-        table("bridge_summary", "summary", ("summary", "curves"), trains),
-        table(
-            "bridge_claims",
-            "claims",
-            ("claims", "claims_md", "claims_html"),
-            ["summary", *trains, *infers],
-        ),
-        table(
-            "bridge_plots",
-            "plots",
-            ("plot_curves", "plot_k", "plot_baselines"),
-            ["summary", *infers],
-        ),
-    ]
-
-
-def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
-    """Every job of the bridge study, in run order (core Jobs: the rules, STATUS and the planner
-    read them): per job its rule, wildcards, outputs, the config slice its provenance records
-    (``config``), its record, benchmark, the jobs it reads and the grid entries it serves."""
-    study = study or resolve(config["bridge"], config["results"])
-    setup = _setup_jobs(config, study)
-    runs = _run_jobs(config, study, [j.name for j in setup])
-    trains = [j.name for j in runs if j.rule == "bridge_train"]
-    infers = [j.name for j in runs if j.rule == "bridge_infer"]
-    return setup + _states_jobs(config, study) + runs + _table_jobs(config, trains, infers)
-
-
-def targets(config: dict[str, Any]) -> list[str]:
-    """The files a full run of the bridge study ends with: the summary, claims, plots and every
-    inference benchmark's table."""
-    study = resolve(config["bridge"], config["results"])
-    keys = ("summary", "claims", "plot_curves", "plot_k", "plot_baselines")
-    infer = [PATTERNS["infer_summary"].format(run_id=e.run_id) for _, e in study.infer]
-    return [f"{config['results']}/{p}" for p in [*(PATTERNS[k] for k in keys), *infer]]
-
-
-def plan_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The study's whole section."""
-    return config["bridge"]

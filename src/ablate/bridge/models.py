@@ -229,9 +229,9 @@ def prepare_model(
 
 def check_pinned(cards: dict[str, Any], identity: dict[str, Any] | None) -> None:
     """Each hub model's card records the commit the job's identity (its run id) names
-    (:func:`ablate.bridge.grid.pin_revisions`); ``cards`` (paths) and ``identity`` keyed alike
+    (:func:`ablate.bridge.pins.pin_revisions`); ``cards`` (paths) and ``identity`` keyed alike
     (``source`` / ``target``: the roles of the run's direction)."""
-    from ablate.bridge.grid import PATTERNS
+    from ablate.bridge.study import PATTERNS
 
     for key, card in cards.items():
         revision = ((identity or {}).get(key) or {}).get("revision")

@@ -1,6 +1,6 @@
 """The bridge study's jobs as the runtime/cost planner sees them (its ``plan`` side, found through ``ablate.studies``).
 
-From the study's one job list (:func:`ablate.bridge.grid.jobs`, its jobs with a ``kind``): one
+From the study's one job list (:func:`ablate.bridge.study.jobs`, its jobs with a ``kind``): one
 training job per distinct run (a ``same_as`` entry shares its twin's row: the job's name names
 every entry it serves), one inference benchmark per ``bridge.infer`` entry, the frozen-state
 caches and the embedded models' pretraining. Tokens and
@@ -19,7 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ablate.bridge import cost, grid, models
+from ablate.bridge import cost, grid, models, pins
+from ablate.bridge import study as layout
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.params import count_params, params_of_hub_model
@@ -81,11 +82,11 @@ def lengths(p: dict[str, Any], data: dict[str, Any], ref: Reference) -> tuple[co
 def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
     study = grid.resolve(config["bridge"], config["results"])
     bridge = study.config
-    shapes = {role: model_shape(bridge[role], ref) for role in grid.ROLES}
-    names = {r: bridge[r].get("path") or bridge[r].get("family") for r in grid.ROLES}
-    hub = all(bridge[r]["source"] != "embedded" for r in grid.ROLES)
+    shapes = {role: model_shape(bridge[role], ref) for role in pins.ROLES}
+    names = {r: bridge[r].get("path") or bridge[r].get("family") for r in pins.ROLES}
+    hub = all(bridge[r]["source"] != "embedded" for r in pins.ROLES)
     jobs = []
-    for j in grid.jobs(config, study):
+    for j in layout.jobs(config, study):
         rule = j.rule
         if j.kind is None:
             continue  # local jobs (data, registration, tables): seconds on the submit host
@@ -110,12 +111,12 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
                     **common,
                 )
             )
-    total = [shapes[r][0] for r in grid.ROLES]
+    total = [shapes[r][0] for r in pins.ROLES]
     return StudyPlan(
         study="bridge",
         model=f"bridge {names['source']} -> {names['target']}",
         params=None if None in total else sum(total),
-        params_source="; ".join(f"{r}: {shapes[r][2]}" for r in grid.ROLES),
+        params_source="; ".join(f"{r}: {shapes[r][2]}" for r in pins.ROLES),
         jobs=jobs,
         # a run's summary throughput includes its evaluations: not a step rate (docs/planner.md)
         params_of_run=lambda job, data: None,

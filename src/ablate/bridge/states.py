@@ -2,12 +2,12 @@
 
 The source model never trains, so its last-layer states of an item depend only on (source model,
 revision, dataset, layer, max source length, weight dtype): every grid entry sharing those reads
-one cache (``ablate.bridge.grid`` decides the key) instead of running the source each step.
+one cache (``ablate.bridge.caches`` decides the key) instead of running the source each step.
 Likewise the KL term's teacher (the target fed the text prompt and the answer): its final states
 at the first ``kl_positions`` answer positions (``Pair.teacher_states``) do not depend on the
 translator; the LM head is applied to them in the step (logits would be 128k floats a row).
 
-Layout of a cache: split folders (``grid.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher
+Layout of a cache: split folders (``caches.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher
 ``train/``), ``summary.json`` (its provenance)
 beside them; each split folder::
 
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from ablate.bridge import evaluate, parallel
-from ablate.bridge.grid import FROZEN_SPLITS
-from ablate.bridge.grid import SOURCE_LAYER as LAYER
+from ablate.bridge.caches import FROZEN_SPLITS
+from ablate.bridge.caches import SOURCE_LAYER as LAYER
 from ablate.core import io
 
 SHARD_BYTES = 1 << 30  # about 1 GiB per shard file

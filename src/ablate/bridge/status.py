@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ablate.bridge import grid
+from ablate.bridge import study as layout
 from ablate.core.jobs import Job
 from ablate.core.records import config_changes
 from ablate.core.seeds import spread_lines, verdict_line
@@ -41,12 +41,12 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     lines = [
         f"- {r['entry']} (K {r['K']}{', reuses ' + r['reuses'] if r['reuses'] else ''}): "
         f"peak {float(r['peak']):.3f}, final {float(r['final']):.3f}"
-        for r in read_csv(results / grid.PATTERNS["summary"])
+        for r in read_csv(results / layout.PATTERNS["summary"])
     ]
     lines += spread_lines(
-        read_csv(results / grid.PATTERNS["summary"]), ("base_entry",), "final", "final"
+        read_csv(results / layout.PATTERNS["summary"]), ("base_entry",), "final", "final"
     )
-    claims = read_csv(results / grid.PATTERNS["claims"])
+    claims = read_csv(results / layout.PATTERNS["claims"])
     return lines + [verdict_line(c) for c in claims]
 
 
@@ -56,7 +56,7 @@ def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str
     res = config["bridge"]["resources"]
 
     def runtime_min(job: Job) -> float:
-        group = grid.RESOURCE_GROUP.get(job.rule)
+        group = layout.RESOURCE_GROUP.get(job.rule)
         return res[group]["runtime"] if group else 0.0
 
     return planned_forecast("bridge", config, workdir, rows, runtime_min)

@@ -9,7 +9,8 @@ A study is three modules, named in the registry :mod:`ablate.studies` (outside t
 
 - its **layout** (:class:`StudyLayout`; no torch, the Snakefile imports it at parse time): the
   file patterns, the job list (each job with its config slice), the files a full run of the
-  study ends with, what of its config section its forecast depends on;
+  study ends with, what of its config section its forecast depends on; its jobs built by
+  :func:`make_job` (one convention for outputs, record, log and benchmark paths);
 - its **status** side (:class:`StudyStatus`): a record's headline numbers, why a finished job is
   stale (the config keys changed since its record was written), key results, the forecast;
 - its **plan** side (:class:`StudyPlanner`): the planner's inputs, a
@@ -54,6 +55,58 @@ class Job:
     def shown_stage(self) -> str:
         """STATUS's first column: the numbered stage, else the units it serves."""
         return " ".join(self.serves) if self.stage is None else str(self.stage)
+
+
+#: Where a job's log and, a planned job's (it has a ``kind``), benchmark go, relative to the
+#: results folder: one folder per rule (``folder``), one file per job (``stem``: the rule's log and
+#: benchmark patterns hold its wildcards). A study's log and benchmark patterns are these.
+LOG = "logs/{folder}/{stem}.log"
+BENCHMARK = "benchmarks/{folder}/{stem}.tsv"
+
+
+def log_pattern(folder: str, stem: str) -> str:
+    """:data:`LOG` of a rule's ``folder``; ``stem`` may hold the rule's {wildcards}."""
+    return LOG.format(folder=folder, stem=stem)
+
+
+def benchmark_pattern(folder: str, stem: str) -> str:
+    """:data:`BENCHMARK` of a rule's ``folder``; ``stem`` may hold the rule's {wildcards}."""
+    return BENCHMARK.format(folder=folder, stem=stem)
+
+
+def make_job(
+    results: str,
+    study: str,
+    rule: str,
+    name: str,
+    outputs: dict[str, str],
+    *,
+    folder: str,
+    stem: str,
+    record: str | None = None,
+    kind: str | None = None,
+    resources: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Job:
+    """The one way a study builds a :class:`Job`: ``outputs`` (relative to the results folder,
+    the rule's order) under ``results``; its record the output named ``record``; its log and, if
+    planned (``kind``), its benchmark in ``folder`` named ``stem`` (:data:`LOG`,
+    :data:`BENCHMARK`); its GPUs from its rule's ``resources`` group (None: runs local); ``kw``:
+    the other :class:`Job` fields."""
+    at = f"{results}/{{}}".format
+    outputs = {k: at(o) for k, o in outputs.items()}
+    return Job(
+        study=study,
+        rule=rule,
+        name=name,
+        outputs=outputs,
+        log=at(log_pattern(folder, stem)),
+        kind=kind,
+        benchmark=at(benchmark_pattern(folder, stem)) if kind else None,
+        record=outputs[record] if record else None,
+        gpus=int((resources or {}).get("gpu") or 0),
+        **kw,
+    )
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ablate.core.config import ConfigError, sorted_tree
-from ablate.core.jobs import Job
+from ablate.core.jobs import Job, benchmark_pattern, log_pattern, make_job
 
 POLICIES: tuple[str, ...] = ("causal", "prefill_bidir", "prefix_bidir")
 #: What each policy lets a token see: the one wording every help text and document uses.
@@ -159,6 +159,29 @@ def claims_evaluations(claims: dict[str, Any], ablated: str) -> list[tuple[str, 
 
 # ------------------------------------------------------------------ files and the job list
 
+#: Each rule's log file (and a planned rule's benchmark file) in its rule's folder
+#: (:data:`ablate.core.jobs.LOG`), the rule's wildcards in braces.
+FILE_STEMS = {
+    "make_data": "data",
+    "prepare_model": "base",  # the registration of a pretrained model too
+    "leakage_probe": "{policy}",
+    "finetune": "{variant}",
+    "eval_model": "{model}.{policy}",
+    "recovery_table": "recovery",
+    "plot_scores": "scores",
+    "plot_loss_curves": "loss_curves",
+    "mask_claims": "mask",
+}
+
+
+def _log(rule: str) -> str:
+    return log_pattern(rule, FILE_STEMS[rule])
+
+
+def _benchmark(rule: str) -> str:
+    return benchmark_pattern(rule, FILE_STEMS[rule])
+
+
 #: Every file the mask study's rules write, relative to the results folder (config key
 #: `results`): outputs, logs and benchmarks. The rules (rules/mask/*.smk), the planner
 #: (ablate.mask.plan) and the recovery table take their paths from here.
@@ -167,41 +190,41 @@ PATTERNS: dict[str, str] = {
     "corpus": "data/corpus.jsonl",
     "tasks": "data/tasks",
     "sft": "data/sft.jsonl",
-    "make_data_log": "logs/make_data/data.log",
+    "make_data_log": _log("make_data"),
     # prepare_model: the embedded model's pretraining, or a pretrained model's card
     "tokenizer": "model/tokenizer",
     "base_model": "model/base/final",
     "base_summary": "model/base/summary.json",
     "model_card": "model/base.json",
-    "prepare_model_log": "logs/prepare_model/base.log",
-    "prepare_model_benchmark": "benchmarks/prepare_model/base.tsv",
+    "prepare_model_log": _log("prepare_model"),
+    "prepare_model_benchmark": _benchmark("prepare_model"),
     # leakage_probe, one per training policy
     "leakage": "leakage/{policy}.json",
-    "leakage_log": "logs/leakage_probe/{policy}.log",
-    "leakage_benchmark": "benchmarks/leakage_probe/{policy}.tsv",
+    "leakage_log": _log("leakage_probe"),
+    "leakage_benchmark": _benchmark("leakage_probe"),
     # finetune, one per variant
     "finetune_model": "finetune/{variant}/final",
     "finetune_summary": "finetune/{variant}/summary.json",
-    "finetune_log": "logs/finetune/{variant}.log",
-    "finetune_benchmark": "benchmarks/finetune/{variant}.tsv",
+    "finetune_log": _log("finetune"),
+    "finetune_benchmark": _benchmark("finetune"),
     # eval_model, one per (model, policy)
     "eval_metrics": "eval/{model}/{policy}/metrics.json",
     "eval_samples": "eval/{model}/{policy}/samples.parquet",
-    "eval_log": "logs/eval_model/{model}.{policy}.log",
-    "eval_benchmark": "benchmarks/eval_model/{model}.{policy}.tsv",
+    "eval_log": _log("eval_model"),
+    "eval_benchmark": _benchmark("eval_model"),
     # recovery_table and the report's plots
     "recovery_csv": "recovery.csv",
     "recovery_parquet": "recovery.parquet",
-    "recovery_log": "logs/recovery_table/recovery.log",
+    "recovery_log": _log("recovery_table"),
     "plot_scores": "plots/scores.png",
-    "plot_scores_log": "logs/plot_scores/scores.log",
+    "plot_scores_log": _log("plot_scores"),
     "plot_loss_curves": "plots/loss_curves.png",
-    "plot_loss_curves_log": "logs/plot_loss_curves/loss_curves.log",
+    "plot_loss_curves_log": _log("plot_loss_curves"),
     # mask_claims: the claims table (config claims:)
     "claims_csv": "claims/mask.csv",
     "claims_md": "claims/mask.md",
     "claims_html": "claims/mask.html",  # the report's view of the table
-    "claims_log": "logs/mask_claims/mask.log",
+    "claims_log": _log("mask_claims"),
 }
 BASE = "base"  # the evaluated model name of the base model (the others are variants)
 #: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).
@@ -302,32 +325,30 @@ def finetune_where(config: dict[str, Any], name: str, variant: dict[str, Any]) -
     return where
 
 
-def _job(cfg: dict[str, Any], rule: str, name: str, files: str, log: str, **kw: Any) -> Job:
-    """A core Job of this study: its outputs (``RULE_OUTPUTS[files]``), log (``log``), benchmark
-    (PATTERNS key ``bench``) and record (output name ``record``) under the results folder; its
-    config slice (``config`` when given, else a node of :data:`SLICE_NODES`) and where the config
-    sets its keys (``labels["where"]``); the mask-only facts (model, policy, variant) in
-    ``labels``."""
+def _job(cfg: dict[str, Any], rule: str, name: str, files: str, **kw: Any) -> Job:
+    """A core Job of this study (:func:`ablate.core.jobs.make_job`): its outputs
+    (``RULE_OUTPUTS[files]``), its log and benchmark (:data:`FILE_STEMS`), its config slice
+    (``config`` when given, else a node of :data:`SLICE_NODES`) and where the config sets its
+    keys (``labels["where"]``); the mask-only facts (model, policy, variant) in ``labels``."""
     wc = kw.pop("wildcards", {})
-    bench, record = kw.pop("bench", None), kw.pop("record", None)
-    outputs = {n: path(cfg, key, **wc) for n, key in RULE_OUTPUTS[files].items()}
-    group = RESOURCE_GROUP.get(rule)
+    outputs = {n: PATTERNS[key].format(**wc) for n, key in RULE_OUTPUTS[files].items()}
     labels = {k: kw.pop(k, None) for k in ("model", "policy", "variant")}
     if rule in SLICE_NODES and "config" not in kw:
         kw["config"] = sorted_tree(cfg["mask"][SLICE_NODES[rule]])
         labels["where"] = f"mask.{SLICE_NODES[rule]}"
     else:
         labels["where"] = kw.pop("where", "")
-    return Job(
-        study="mask",
-        rule=rule,
-        name=name,
+    resources = cfg["mask"].get("resources") or {}
+    return make_job(
+        cfg["results"],
+        "mask",
+        rule,
+        name,
+        outputs,
+        folder=rule,
+        stem=FILE_STEMS[rule].format(**wc),
         wildcards=wc,
-        outputs=outputs,
-        log=path(cfg, log, **wc),
-        benchmark=path(cfg, bench, **wc) if bench else None,
-        record=outputs[record] if record else None,
-        gpus=int(((cfg["mask"].get("resources") or {}).get(group) or {}).get("gpu") or 0),
+        resources=resources.get(RESOURCE_GROUP.get(rule)),
         labels=labels,
         **kw,
     )
@@ -337,14 +358,14 @@ def _setup_jobs(config: dict[str, Any]) -> list[Job]:
     """The data (embedded) and the base model: pretrained here (embedded) or registered."""
     out = []
     if config["mask"]["data"]["source"] == "embedded":
-        out.append(_job(config, "make_data", "make_data", "make_data", "make_data_log"))
+        out.append(_job(config, "make_data", "make_data", "make_data"))
     base = dict(stage=0, model=BASE)
     if config["mask"]["model"]["source"] == "embedded":
-        base.update(kind="train", bench="prepare_model_benchmark", record="summary")
+        base.update(kind="train", record="summary")
         base.update(policy="causal", files="prepare_model")
     else:  # recorded (or downloaded) on the submit host: not GPU work, not planned
         base.update(record="card", files="register_model")
-    out.append(_job(config, "prepare_model", "prepare_model", log="prepare_model_log", **base))
+    out.append(_job(config, "prepare_model", "prepare_model", **base))
     return out
 
 
@@ -357,8 +378,6 @@ def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
             "leakage_probe",
             f"leakage/{p}",
             "leakage_probe",
-            "leakage_log",
-            bench="leakage_benchmark",
             record="probe",
             wildcards={"policy": p},
             kind="probe",
@@ -374,8 +393,6 @@ def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
             "finetune",
             f"finetune/{n}",
             "finetune",
-            "finetune_log",
-            bench="finetune_benchmark",
             record="summary",
             wildcards={"variant": n},
             stage=int(v["stage"]),
@@ -427,8 +444,6 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
                     "eval_model",
                     f"eval/{model}/{policy}",
                     "eval_model",
-                    "eval_log",
-                    bench="eval_benchmark",
                     record="metrics",
                     wildcards={"model": model, "policy": policy},
                     stage=eval_stage(model, policy, variants),
@@ -453,21 +468,17 @@ def _table_jobs(config: dict[str, Any], evals: list[str], finetunes: list[str]) 
             "recovery_table",
             "recovery_table",
             "recovery_table",
-            "recovery_log",
             upstream=evals,
         ),
-        _job(
-            config, "plot_scores", "plot_scores", "plot_scores", "plot_scores_log", upstream=evals
-        ),
+        _job(config, "plot_scores", "plot_scores", "plot_scores", upstream=evals),
         _job(
             config,
             "plot_loss_curves",
             "plot_loss_curves",
             "plot_loss_curves",
-            "plot_loss_curves_log",
             upstream=finetunes,
         ),
-        _job(config, "mask_claims", "mask_claims", "mask_claims", "claims_log", upstream=evals),
+        _job(config, "mask_claims", "mask_claims", "mask_claims", upstream=evals),
     ]
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from ablate.core.config import sorted_tree
-from ablate.core.jobs import Job
+from ablate.core.jobs import Job, benchmark_pattern, log_pattern, make_job
 
+#: its job's log and benchmark: in its rule's folder, one file
+LOG_FILES = {"folder": "toy_flip", "stem": "flips"}
 PATTERNS = {
     "flips": "toy/flips.json",
     "claims": "claims/toy.csv",
-    "log": "logs/toy_flip/flips.log",
-    "benchmark": "benchmarks/toy_flip/flips.tsv",
+    "log": log_pattern(**LOG_FILES),
+    "benchmark": benchmark_pattern(**LOG_FILES),
 }
 
 
@@ -20,19 +22,18 @@ def path(config: dict[str, Any], key: str) -> str:
 
 
 def jobs(config: dict[str, Any]) -> list[Job]:
-    outputs = {"flips": path(config, "flips"), "claims": path(config, "claims")}
     return [
-        Job(
-            study="toy",
-            rule="toy_flip",
-            name="flip",
-            wildcards={},
-            outputs=outputs,
-            log=path(config, "log"),
-            stage=1,
+        make_job(
+            config["results"],
+            "toy",
+            "toy_flip",
+            "flip",
+            {"flips": PATTERNS["flips"], "claims": PATTERNS["claims"]},
+            **LOG_FILES,
+            record="flips",
             kind="eval",
-            benchmark=path(config, "benchmark"),
-            record=outputs["flips"],
+            wildcards={},
+            stage=1,
             config=sorted_tree(config["toy"]),
             labels={"where": "toy"},
         )

@@ -1,0 +1,83 @@
+"""The frozen-state caches a grid needs, resolved at parse time (no torch).
+
+With ``bridge.cache_frozen_states`` the frozen source's states are a job of their own, one per
+:func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
+every run sharing that key reads (:mod:`ablate.bridge.states` computes them); so are the KL
+teacher's rows (:func:`teacher_key`: target model, dataset, max prompt length, KL positions,
+dtype). A key holds what the frozen model's outputs depend on, never the translator or its
+training: an lr edit keeps the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ablate.bridge.pins import data_identity, model_identity
+from ablate.core.config import sorted_tree
+from ablate.core.provenance import config_hash
+
+#: Which hidden states the caches hold (the final normed layer: the translator reads the
+#: source's, as in the seed; the KL teacher's logits are the target's LM head on its own).
+SOURCE_LAYER = "last_hidden_state"
+
+
+#: The frozen-state caches and the splits each holds: the source's (the whole train split, the
+#: evaluated test items) and the KL teacher's (train only: the KL term is a training loss).
+FROZEN_SPLITS = {"source": ("train", "test"), "teacher": ("train",)}
+
+
+def _frozen_key(bridge, what: str, model_key: str, role: str, p, *lengths: str) -> dict[str, Any]:
+    """What a frozen model's cached outputs depend on: the model (under ``model_key``), the
+    data, the layer, the ``lengths`` params and the dtype; never the translator or its training."""
+    data = bridge["data"]
+    return sorted_tree(
+        {
+            "what": what,
+            model_key: model_identity(bridge[role], data),
+            "data": data_identity(data, p["dataset"]),
+            "dataset": p["dataset"],
+            "layer": SOURCE_LAYER,
+            **{k: p[k] for k in (*lengths, "model_dtype")},
+        }
+    )
+
+
+def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> dict[str, Any]:
+    """What a source-state cache depends on."""
+    return _frozen_key(bridge, "source", "source", source_role, p, "max_source_len")
+
+
+def teacher_key(bridge: dict[str, Any], target_role: str, p: dict[str, Any]) -> dict[str, Any]:
+    """What the KL teacher's rows depend on (the target reading the text prompt + answer)."""
+    return _frozen_key(
+        bridge, "teacher", "target", target_role, p, "max_prompt_len", "kl_positions"
+    )
+
+
+def of_runs(bridge: dict[str, Any], runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One cache per key of ``runs`` (run id -> its :class:`ablate.bridge.grid.Entry`; a run with
+    kl_weight 0 needs no teacher): its model's role, its runs, the test items the largest
+    eval_size needs, the smallest forward batch of its runs."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in runs.values():
+        keys = [("source", e.source_role, states_key(bridge, e.source_role, e.params))]
+        if e.params["kl_weight"] > 0:
+            keys.append(("teacher", e.target_role, teacher_key(bridge, e.target_role, e.params)))
+        for what, role, key in keys:
+            sid = f"{e.dataset}-{config_hash(key)[:12]}"
+            s = out.setdefault(
+                sid, dict(what=what, key=key, role=role, runs=[], test_items=0, batch=1 << 30)
+            )
+            s["runs"].append(e.run_id)
+            s["test_items"] = max(s["test_items"], e.params["eval_size"] if what == "source" else 0)
+            s["batch"] = min(s["batch"], e.params["eval_batch_size"])  # a forward pass's items
+    return out
+
+
+def states_params(states: dict[str, Any]) -> dict[str, Any]:
+    """The params the cache job computes with: its key's, and the smallest forward batch."""
+    keep = ("max_source_len", "max_prompt_len", "kl_positions", "model_dtype")
+    return {
+        **{k: v for k, v in states["key"].items() if k in keep},
+        "eval_batch_size": states["batch"],
+    }

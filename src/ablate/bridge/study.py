@@ -1,0 +1,324 @@
+"""The bridge study's layout (the study protocol's layout part): its file patterns and its one
+list of jobs (:func:`jobs`, from the grid :func:`ablate.bridge.grid.resolve` resolves), which
+serves the rules, STATUS, the tables and the execution plan.
+
+Pure Python (no torch): the Snakefile imports it, and a no-op rerun must stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ablate.bridge.caches import FROZEN_SPLITS
+from ablate.bridge.grid import Study, datasets_used, infer_identity, resolve
+from ablate.bridge.pins import ROLES, model_identity
+from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
+from ablate.core.config import sorted_tree
+from ablate.core.jobs import Job, benchmark_pattern, log_pattern, make_job
+
+#: The resources group (``bridge.resources``) each rule's jobs request; rules not named run local.
+RESOURCE_GROUP = {
+    "bridge_model": "prepare_model",
+    "bridge_source_states": "frozen_states",
+    "bridge_teacher_states": "frozen_states",
+    "bridge_train": "train",
+    "bridge_infer": "infer",
+}
+
+
+#: Every file of the bridge study, relative to the results folder (rules use out(PATTERNS[...])).
+PATTERNS = {
+    "world_dir": "bridge/data",
+    "dataset": "bridge/data/{kind}_{split}.jsonl",
+    "corpus": "bridge/data/corpus.jsonl",
+    "data_provenance": "bridge/data/provenance.json",
+    "model_dir": "bridge/models/{role}",
+    "model_final": "bridge/models/{role}/final",
+    "model_summary": "bridge/models/{role}/summary.json",
+    "card": "bridge/models/{role}/card.json",
+    # a cache = its split folders (FROZEN_SPLITS[what]) and, beside them, its record
+    "states_split": "bridge/{what}_states/{states_id}/{split}",
+    "states_summary": "bridge/{what}_states/{states_id}/summary.json",
+    "run_dir": "bridge/runs/{run_id}",
+    "translator": "bridge/runs/{run_id}/translator",
+    "run_summary": "bridge/runs/{run_id}/summary.json",
+    "run_samples": "bridge/runs/{run_id}/samples.parquet",
+    "infer_samples": "bridge/infer/{run_id}/samples.parquet",
+    "infer_summary": "bridge/infer/{run_id}/summary.csv",
+    # written by ablate.bridge.infer.benchmark beside the aggregate table
+    "infer_provenance": "bridge/infer/{run_id}/summary.csv.provenance.json",
+    "summary": "bridge/summary.csv",
+    "curves": "bridge/curves.csv",
+    "claims": "bridge/claims.csv",
+    "claims_md": "bridge/claims.md",
+    "claims_html": "bridge/claims.html",  # the report's view of the table
+    "plot_curves": "bridge/plots/accuracy_over_steps.png",
+    "plot_k": "bridge/plots/accuracy_vs_k.png",
+    "plot_baselines": "bridge/plots/baselines.png",
+    # a job's log and benchmark (ablate.core.jobs.LOG): {folder} its rule's (LOG_FOLDER)
+    "log": log_pattern("bridge/{folder}", "{stem}"),
+    "benchmark": benchmark_pattern("bridge/{folder}", "{stem}"),
+}
+
+
+def states_outputs(study: Study, states_id: str) -> list[str]:
+    """A cache job's outputs: its split folders, then its record."""
+    what = study.states[states_id]["what"]
+    fill = dict(what=what, states_id=states_id)
+    return [PATTERNS["states_split"].format(split=s, **fill) for s in FROZEN_SPLITS[what]] + [
+        PATTERNS["states_summary"].format(**fill)
+    ]
+
+
+def dataset_file(kind: str, split: str) -> str:
+    return PATTERNS["dataset"].format(kind=kind, split=split)
+
+
+def data_files(study: Study) -> list[str]:
+    """The data rule's jsonl outputs (embedded: the whole world; hub: the datasets the grid uses)."""
+    if study.config["data"]["source"] == "embedded":
+        kinds = sorted(set(DATASET_KIND.values()))
+        return [dataset_file(k, s) for k in kinds for s in ("train", "test")] + [PATTERNS["corpus"]]
+    kinds = sorted({DATASET_KIND[d] for d in datasets_used(study)})
+    return [dataset_file(k, s) for k in kinds for s in ("train", "test")]
+
+
+def model_slice(study: Study, role: str) -> dict[str, Any]:
+    """What the model rule of ``role`` records and reruns on (a hub model: its revision as the
+    config wrote it too; ``model.revision`` is the commit it was pinned to)."""
+    out = dict(
+        model=study.config[role],
+        identity=model_identity(study.config[role], study.config["data"]),
+    )
+    if role in study.requested:
+        out["requested_revision"] = study.requested[role]
+    return sorted_tree(out)
+
+
+def states_slice(study: Study, states_id: str) -> dict[str, Any]:
+    """What a cache job records and reruns on: its key, the test items it holds, its batch."""
+    st = study.states[states_id]
+    return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
+
+
+#: The planner's kind of each planned rule's jobs; the other rules run local (data, registration,
+#: tables: seconds on the submit host) and are not planned.
+KIND = {
+    "bridge_model": "train",
+    "bridge_source_states": "eval",
+    "bridge_teacher_states": "eval",
+    "bridge_train": "train",
+    "bridge_infer": "generate",
+}
+
+#: the logs folder of rules named otherwise: a registration's log sits beside the embedded
+#: model's, the tables' in one folder
+LOG_FOLDER = {
+    "bridge_register": "model",
+    **{f"bridge_{r}": "tables" for r in ("summary", "claims", "plots")},
+}
+
+
+def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **kw: Any) -> Job:
+    """A core Job of this study (:func:`ablate.core.jobs.make_job`): ``outputs``
+    (PATTERNS-formatted), ``record`` (an output name), its log and (a planned rule's) benchmark
+    named ``stem`` in its rule's log folder (:data:`LOG_FOLDER`; the rules' bout("log", ...))."""
+    group = RESOURCE_GROUP.get(rule)
+    return make_job(
+        cfg["results"],
+        "bridge",
+        rule,
+        name,
+        outputs,
+        folder="bridge/" + LOG_FOLDER.get(rule, rule.removeprefix("bridge_")),
+        kind=KIND.get(rule),
+        resources=cfg["bridge"]["resources"][group] if group else None,
+        **kw,
+    )
+
+
+def _serving(study: Study, test) -> list[str]:
+    return sorted(n for n, e in study.entries.items() if test(e))
+
+
+def _setup_jobs(config: dict[str, Any], study: Study) -> list[Job]:
+    """The data, and each role's model: pretrained here (embedded) or registered."""
+    data = {Path(f).stem: f for f in data_files(study)} | {
+        "provenance": PATTERNS["data_provenance"]
+    }
+    out = [
+        _job(
+            config,
+            "bridge_data",
+            "data",
+            data,
+            record="provenance",
+            stem="data",
+            wildcards={},
+            config=sorted_tree(study.config["data"]),
+            labels={"where": "bridge.data"},
+            serves=sorted(study.entries),
+        )
+    ]
+    for role in ROLES:
+        embedded = study.config[role]["source"] == "embedded"
+        files = {"card": PATTERNS["card"].format(role=role)}
+        if embedded:
+            files["summary"] = PATTERNS["model_summary"].format(role=role)
+            files["model"] = PATTERNS["model_final"].format(role=role)
+        rule, short = ("bridge_model", "model") if embedded else ("bridge_register", "register")
+        out.append(
+            _job(
+                config,
+                rule,
+                f"{short}/{role}",
+                files,
+                stem=role,
+                wildcards={"role": role},
+                record="summary" if embedded else "card",
+                config=model_slice(study, role),
+                labels={"where": f"bridge.{role}"},
+                upstream=["data"] if embedded else [],
+                serves=_serving(study, lambda e, r=role: r in (e.source_role, e.target_role)),
+            )
+        )
+    return out
+
+
+def states_name(study: Study, states_id: str) -> str:
+    """A frozen-state cache job's name: what it holds, its dataset and key hash."""
+    dataset, _, key = states_id.rpartition("-")
+    return f"{study.states[states_id]['what']}_states/{dataset}:{key}"
+
+
+def _states_jobs(config: dict[str, Any], study: Study) -> list[Job]:
+    out = []
+    for sid, st in study.states.items():
+        files = states_outputs(study, sid)
+        outputs = {Path(f).name: f for f in files[:-1]} | {"summary": files[-1]}
+        serves = _serving(study, lambda e, s=sid: s in (e.states_id, e.teacher_id))
+        out.append(
+            _job(
+                config,
+                f"bridge_{st['what']}_states",
+                states_name(study, sid),
+                outputs,
+                stem=sid,
+                wildcards={"states_id": sid},
+                record="summary",
+                config=states_slice(study, sid),
+                labels={"where": f"bridge.grid.{serves[0]}"},
+                serves=serves,
+            )
+        )
+    return out
+
+
+def train_name(study: Study, run_id: str) -> str:
+    """A training job's name: the grid entries it serves (``train/1a+2c``: 2c is same_as 1a)."""
+    return "train/" + "+".join(_serving(study, lambda e: e.run_id == run_id))
+
+
+def _run_jobs(config: dict[str, Any], study: Study, setup: list[str]) -> list[Job]:
+    """One training job per distinct run, one inference benchmark per bridge.infer entry."""
+    out = []
+    for run_id, e in study.runs.items():
+        caches = [states_name(study, s) for s in (e.states_id, e.teacher_id) if s]
+        keys = {"summary": "run_summary", "samples": "run_samples", "translator": "translator"}
+        out.append(
+            _job(
+                config,
+                "bridge_train",
+                train_name(study, run_id),
+                {k: PATTERNS[p].format(run_id=run_id) for k, p in keys.items()},
+                stem=run_id,
+                wildcards={"run_id": run_id},
+                record="summary",
+                config=e.identity,
+                labels={"where": f"bridge.grid.{e.name}"},
+                upstream=setup + caches,
+                serves=_serving(study, lambda x, r=run_id: x.run_id == r),
+            )
+        )
+    keys = {
+        "samples": "infer_samples",
+        "summary": "infer_summary",
+        "provenance": "infer_provenance",
+    }
+    for role, e in study.infer:
+        out.append(
+            _job(
+                config,
+                "bridge_infer",
+                f"infer/{role}:{e.name}",
+                {k: PATTERNS[p].format(run_id=e.run_id) for k, p in keys.items()},
+                stem=e.run_id,
+                wildcards={"run_id": e.run_id},
+                record="provenance",
+                config=infer_identity(study, e),
+                labels={"where": f"bridge.grid.{e.name}"},
+                upstream=[train_name(study, e.run_id)],
+                serves=[f"infer:{role}:{e.name}"],
+            )
+        )
+    return out
+
+
+def _table_jobs(config: dict[str, Any], trains: list[str], infers: list[str]) -> list[Job]:
+    """The summary and curves, the claims, the plots (rules/bridge/tables.smk), from the runs."""
+
+    def table(rule: str, name: str, keys: tuple[str, ...], upstream: list[str]) -> Job:
+        outputs = {k: PATTERNS[k] for k in keys}
+        return _job(
+            config,
+            rule,
+            name,
+            outputs,
+            stem=name,
+            wildcards={},
+            serves=["all"],
+            upstream=upstream,
+        )
+
+    return [
+        table("bridge_summary", "summary", ("summary", "curves"), trains),
+        table(
+            "bridge_claims",
+            "claims",
+            ("claims", "claims_md", "claims_html"),
+            ["summary", *trains, *infers],
+        ),
+        table(
+            "bridge_plots",
+            "plots",
+            ("plot_curves", "plot_k", "plot_baselines"),
+            ["summary", *infers],
+        ),
+    ]
+
+
+def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
+    """Every job of the bridge study, in run order (core Jobs: the rules, STATUS and the planner
+    read them): per job its rule, wildcards, outputs, the config slice its provenance records
+    (``config``), its record, benchmark, the jobs it reads and the grid entries it serves."""
+    study = study or resolve(config["bridge"], config["results"])
+    setup = _setup_jobs(config, study)
+    runs = _run_jobs(config, study, [j.name for j in setup])
+    trains = [j.name for j in runs if j.rule == "bridge_train"]
+    infers = [j.name for j in runs if j.rule == "bridge_infer"]
+    return setup + _states_jobs(config, study) + runs + _table_jobs(config, trains, infers)
+
+
+def targets(config: dict[str, Any]) -> list[str]:
+    """The files a full run of the bridge study ends with: the summary, claims, plots and every
+    inference benchmark's table."""
+    study = resolve(config["bridge"], config["results"])
+    keys = ("summary", "claims", "plot_curves", "plot_k", "plot_baselines")
+    infer = [PATTERNS["infer_summary"].format(run_id=e.run_id) for _, e in study.infer]
+    return [f"{config['results']}/{p}" for p in [*(PATTERNS[k] for k in keys), *infer]]
+
+
+def plan_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The study's whole section."""
+    return config["bridge"]
