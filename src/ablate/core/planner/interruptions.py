@@ -26,9 +26,9 @@ from ablate.core.planner.jobs import PlannedJob
 
 def checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool]:
     """Seconds of compute between two checkpoints a retry resumes from, and whether it resumes
-    at all (a train job with ``save_steps``; any other job reruns whole)."""
+    at all (``resume_every``, or a train job with ``save_steps``; any other job reruns whole)."""
     shape = job.train_shape or {}
-    save, steps = shape.get("save_steps"), shape.get("max_steps")
+    save, steps = job.resume_every or (shape.get("save_steps"), shape.get("max_steps"))
     if job.kind == "train" and save and steps and save < steps:
         return compute_s * save / steps, True
     return compute_s, False
@@ -44,7 +44,8 @@ def interruption_overhead(
     interval, resumes = checkpoint_interval(job, compute_s)
     copy_s = 0.0
     if resumes:  # the copy lags the newest checkpoint, and the retry ships it up again
-        state_mb = params * plan["train_state_bytes_per_param"] / 1e6
+        trained = job.trainable_params or params  # a frozen model's weights are not in it
+        state_mb = trained * plan["train_state_bytes_per_param"] / 1e6
         copy_s = state_mb / plan["overheads"]["transfer_mb_s"]
         restart_s += copy_s
     per = restart_s + interval / 2 + copy_s
