@@ -298,6 +298,7 @@ class Executor(_stock.Executor):
             )
         settings.api_key = key  # explicit, so the SDK does not fall back to its key files
         self._sigterm_installed = False
+        self._spend_stopped = False  # the run stopped at the spending bound (status thread)
         if settings.bid is not None and settings.max_price is not None:
             if settings.bid > settings.max_price:
                 raise WorkflowError(
@@ -384,12 +385,31 @@ class Executor(_stock.Executor):
             self._write_spend()
 
     async def check_active_jobs(self, active_jobs):
-        if self.spend.reached():
-            self._emergency_cleanup()  # every rented instance not yet destroyed
-            self._stop_for_spend("the spend so far reached the bound")
+        if self.spend.reached() and not self._spend_stopped:
+            self._stop_running_for_spend(active_jobs)
+        if self._spend_stopped:  # the scheduler is shutting down: nothing left to look at
+            return
         self._write_spend()
         async for job_info in super().check_active_jobs(active_jobs):
             yield job_info
+
+    def _stop_running_for_spend(self, active_jobs) -> None:
+        """The bound reached while jobs run: their runners stop quietly (cancelled, so none
+        reports a failure or fetches a log from a destroyed instance), every instance is
+        destroyed, and the scheduler is told once. The error is handed over, not raised: a
+        raise from this status thread is printed twice, with this module's traceback."""
+        self._spend_stopped = True
+        for job_info in active_jobs:
+            event = job_info.aux.get("cancel_event")
+            if event is not None:
+                event.set()
+        for instance_id in sorted(self._rented_instances - self._destroyed_instances):
+            self._destroy_instance(instance_id)
+        error = WorkflowError(self.spend.message("the spend so far reached the bound"))
+        self._write_spend()
+        if self.workflow.scheduler is None:
+            raise error
+        self.workflow.scheduler.executor_error_callback(error)
 
     def _install_sigterm_teardown(self) -> None:
         """Workaround (2). Runs at the first submission, i.e. after the scheduler installed its

@@ -200,3 +200,46 @@ def test_length_batched_cache_reads_as_the_ordered_one(bridge_world, bridge_card
     a = states.Reader([tmp_path / "plain"]).batch(items, "cpu")
     b = states.Reader([tmp_path / "sorted"]).batch(items, "cpu")
     assert torch.equal(a[1], b[1]) and torch.allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
+
+
+def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, tmp_path):
+    """torchrun, 2 processes: killed in step 3 after the checkpoint of step 2 (one RNG file per
+    process), the rerun resumes at step 2 in both and ends with the uninterrupted run's losses and
+    translator."""
+    from ablate.bridge import resume
+    from ablate.core import checkpoint
+
+    params = {**EXACT, "batch_size": 2, "eval_every": 2}
+    path = os.pathsep.join(
+        filter(None, [str(ROOT / "src"), str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+    )
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+    def torchrun(out, call="ablate.bridge.train:train_entry", **extra):
+        spec = tmp_path / f"{out}.json"
+        kwargs = {**_kwargs(bridge_world, bridge_cards, tmp_path / out, params), **extra}
+        spec.write_text(json.dumps({"call": call, "kwargs": kwargs}))
+        cmd = core_parallel.command(spec, 2)
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+    r = torchrun("ref")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = torchrun("run", call="ddp_killed:train_entry_killed_in", kill_in=3)
+    assert r.returncode != 0
+    (ckpt,) = checkpoint.complete_checkpoints(tmp_path / "run" / checkpoint.CHECKPOINTS_DIR)
+    assert ckpt.name == "checkpoint-2"
+    assert {p.name for p in ckpt.iterdir()} >= {resume.STATE_FILE, "rng-0.pt", "rng-1.pt"}
+    r = torchrun("run")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count("resuming from") == 1 and "(step 2)" in r.stdout  # rank 0 says it
+    ref = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    run = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert run["resumed_from_step"] == 2 and ref["resumed_from_step"] is None
+    assert run["curve"] == ref["curve"]
+    for a, b in zip(ref["losses"], run["losses"], strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5), a["step"]
+    t1 = tr.load(tmp_path / "ref" / "translator").state_dict()
+    t2 = tr.load(tmp_path / "run" / "translator").state_dict()
+    for k in t1:
+        torch.testing.assert_close(t2[k], t1[k], rtol=1e-5, atol=1e-6)
+    assert not (tmp_path / "run" / checkpoint.CHECKPOINTS_DIR).exists()

@@ -226,3 +226,59 @@ def test_same_tokenizer_on_both_sides_is_refused(bridge_cards):
     models.check_distinct_tokenizers(src_tok, tgt_tok)  # the embedded pair: two tokenizers
     with pytest.raises(models.ModelSetupError, match="same tokenizer"):
         models.check_distinct_tokenizers(src_tok, src_tok)
+
+
+def test_a_killed_training_resumes_from_its_last_checkpoint(
+    bridge_world, bridge_cards, tmp_path, monkeypatch, capsys
+):
+    """Killed in step 5 (checkpoints at steps 2 and 4, their evaluations): the rerun resumes at 4,
+    says so, and ends with the curve, losses and translator of an uninterrupted run; the
+    checkpoints are gone once the run finished."""
+    from ablate.bridge import resume, translator
+
+    params = {**MICRO_PARAMS, "steps": 6, "early_stopping": False, "log_every": 1}
+
+    def run(out):
+        return train.train_entry(
+            source_card=bridge_cards["source"],
+            target_card=bridge_cards["target"],
+            train_file=bridge_world["gsm8k_train"],
+            eval_file=bridge_world["gsm8k_test"],
+            dataset_kind="gsm8k",
+            params=params,
+            out_dir=out,
+            run_id="resume",
+        )
+
+    ref = run(tmp_path / "ref")
+    assert ref["resumed_from_step"] is None
+    step_once = train.train_step
+
+    def killed_in_5(pair, model, opt, sched, items, step, *a, **kw):
+        if step == 5:
+            raise KeyboardInterrupt("killed")  # as a lost instance: no clean-up runs
+        return step_once(pair, model, opt, sched, items, step, *a, **kw)
+
+    monkeypatch.setattr(train, "train_step", killed_in_5)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    ckpts = checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR)
+    assert [c.name for c in ckpts] == ["checkpoint-4"]  # the older one went once 4 was complete
+    assert {p.name for p in ckpts[0].iterdir()} >= {resume.STATE_FILE, "rng-0.pt"}
+    (out / checkpoint.CHECKPOINTS_DIR / "checkpoint-6").mkdir()  # cut off mid-save: ignored
+    monkeypatch.setattr(train, "train_step", step_once)
+    capsys.readouterr()
+    s = run(out)
+    assert f"resuming from {out / checkpoint.CHECKPOINTS_DIR / 'checkpoint-4'} (step 4)" in (
+        capsys.readouterr().out
+    )
+    assert s["resumed_from_step"] == 4 and s["steps_done"] == 6
+    assert s["curve"] == ref["curve"] and s["final"] == ref["final"]
+    for a, b in zip(s["losses"], ref["losses"], strict=True):
+        assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    got = translator.load(out / "translator").state_dict()
+    want = translator.load(tmp_path / "ref" / "translator").state_dict()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert not (out / checkpoint.CHECKPOINTS_DIR).exists()

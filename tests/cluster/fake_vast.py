@@ -10,7 +10,8 @@ everything that ran on it, like a container teardown. The instance's files stay 
 Endpoints used by snakemake-executor-plugin-vastai 0.1.4 (paths under /api/v0): search offers
 POST /bundles/, create PUT /asks/<offer>/, show GET /instances/<id>/, attach key POST
 /instances/<id>/ssh/, destroy DELETE /instances/<id>/, reboot, request_logs. Every API call is
-recorded in `calls`. Test controls (Python): preempt(id), outbid(id), fail_next_creates(n).
+recorded in `calls`. Test controls (Python): preempt(id), outbid(id), fail_next_creates(n),
+price_h (the offers' and instances' $/h).
 
 Run by hand: python tests/cluster/fake_vast.py STATE_DIR  (prints the port; Ctrl-C stops all).
 """
@@ -56,6 +57,7 @@ class FakeVast:
         self.state.mkdir(parents=True, exist_ok=True)
         self.remote_path = remote_path
         self.boot_seconds = boot_seconds
+        self.price_h = 0.30  # on-demand $/h of the cheapest offer (and of every instance)
         self.lock = threading.Lock()
         self.instances: dict[int, dict] = {}
         self.calls: list[dict] = []
@@ -239,7 +241,7 @@ SetEnv PATH={self.remote_path}
                 "extra_env": [[k, v] for k, v in (body.get("env") or {}).items()],
                 "num_gpus": 1,
                 "gpu_name": "RTX 4090",
-                "dph_total": 0.30,
+                "dph_total": self.price_h,
             }
             self.instances[iid] = inst
         if self.boot_seconds <= 0:
@@ -309,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "num_gpus": 1,
                     "gpu_name": "RTX 4090",
                     "gpu_ram": 24564,
-                    "dph_total": 0.30 + 0.01 * i,
+                    "dph_total": fake.price_h + 0.01 * i,
                     "min_bid": 0.10 + 0.01 * i,  # interruptible offers
                     "reliability2": 0.995,
                     "rentable": True,

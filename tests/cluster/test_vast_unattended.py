@@ -209,3 +209,50 @@ def test_spending_bound_rents_nothing_past_it_and_stops_the_run(vast, tmp_path):
     rec = spend.read(wd)
     assert rec["instances"] == 1 and rec["running"] == 0 and rec["bound_usd"] == 0.04, rec
     assert spend.status_line(wd).startswith("Vast.ai spend of the last run: $0.00 of the $0.04")
+
+
+def test_spending_bound_reached_while_a_job_runs_stops_the_run(vast, tmp_path):
+    """The bound reached by a running job, not at a rental: one instance at a time (-j 1), the
+    first job forecast at 1 min (its runtime; Snakemake's unit is whole minutes) at $36/h
+    ($0.60) runs on past its forecast while the second waits. Once the spend passes $0.61 the
+    run stops at the next status check: the waiting job is never rented, the one-line message,
+    every instance destroyed."""
+    vast.price_h = 36.0  # $0.01 a second: the bound is reached in seconds
+    wd = minimal_checkout(tmp_path)
+    r = run_snakemake(
+        wd,
+        "--profile",
+        "vast",
+        *FAST_POLL,
+        "--jobs",
+        "1",
+        "--ablate-vast-max-price",
+        "40",
+        "--ablate-vast-max-spend",
+        "0.61",
+        "results/gpu/1.txt",
+        "results/gpu/2.txt",
+        "--config",
+        "first_attempt_delay=600",
+        "runtime_min=1",
+        env=vast.env,
+        timeout=120,
+    )
+    assert r.returncode != 0
+    (first,) = vast.instances  # the waiting job was never rented
+    started = (vast.workdir(first) / "logs/gpu_step").glob("*.log")
+    assert any("start delay=600" in p.read_text() for p in started)  # it was running
+    lines = [x for x in r.stdout.splitlines() if x.startswith("spending bound:")]
+    assert len(lines) == 1, r.stdout[-4000:]
+    assert lines[0].startswith("spending bound: the spend so far reached the bound; spent $0.6")
+    assert "of --ablate-vast-max-spend $0.61 on 1 instance(s); renting nothing more" in lines[0]
+    assert "would add" not in r.stdout  # no rental was refused: the run stopped before one
+    # a clean stop: no traceback, no failure of the cancelled job, no log fetched from the dead
+    assert 'File "' not in r.stdout and "could not fetch" not in r.stdout, r.stdout[-4000:]
+    assert "Error in rule" not in r.stdout
+    assert destroyed(vast) == {first} and vast.alive() == []
+    assert not (wd / "results/gpu/1.txt").exists() and not (wd / "results/gpu/2.txt").exists()
+    rec = spend.read(wd)
+    assert rec["instances"] == 1 and rec["running"] == 0, rec
+    # stopped at a status check soon after the bound (1 s apart): under 10 s past it at $0.01/s
+    assert 0.61 <= rec["spent_usd"] < 0.71, rec

@@ -210,6 +210,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         optim=OPTIM,
         flops_per_token=flops,
         trainable_params=float(ptr),
+        resume_every=(p["eval_every"], p["steps"]),  # ablate.bridge.resume: at each evaluation
         scaling_key="data_parallel",
         extra=[
             dict(

@@ -4,7 +4,8 @@ Evaluated (bridged accuracy, greedy) at step 0, every ``eval_every`` steps and a
 stopping on bridged accuracy with ``patience``; ``restore_best`` makes the final state the best
 evaluated one, *re-evaluated* (final is measured, not copied). Writes ``out_dir/translator/``
 (safetensors + config + hash manifest), ``out_dir/samples.parquet`` (per-sample rows of the final
-evaluation, for paired tests) and, last, ``out_dir/summary.json``.
+evaluation, for paired tests) and, last, ``out_dir/summary.json``. A checkpoint at every
+evaluation training goes on from lets a rerun resume there (:mod:`ablate.bridge.resume`).
 
 Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; the core's launcher,
 ``ablate.core.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
@@ -27,12 +28,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablate.bridge import models, parallel, switches, world
+from ablate.bridge import models, parallel, resume, switches, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
-from ablate.core import io, provenance
+from ablate.core import checkpoint, io, provenance
 from ablate.core.training import speed
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
@@ -183,12 +184,23 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
     evaluation = _Evaluations(pair, translator, eval_items, p, label)
     losses = []
     stop_reason, step = "max_steps", 0
-    tokens, t0 = 0, time.time()
-    stop = evaluation(0)
-    translator.train()
+    tokens, t0, resumed_from = 0, time.time(), None
     n_global = global_batch(p, len(train_items))
     per_process = n_global // parallel.world_size()
     batches = _batches(len(train_items), n_global, p["seed"])
+    resumed = resume.restore(translator, opt, sched)
+    if resumed is None:
+        stop = evaluation(0)
+    else:  # on from a checkpoint: the loop's state, the batch order replayed to its step
+        loop, where = resumed
+        step, tokens, losses, t0 = loop["step"], loop["tokens"], loop["losses"], t0 - loop["s"]
+        for name in ("curve", "best", "bad_evals", "last_rows"):
+            setattr(evaluation, name, loop[name])
+        for _ in range(step):
+            next(batches)
+        stop, resumed_from = False, step
+        _say(f"[{label}] resuming from {where} (step {step})")
+    translator.train()
     while not stop and step < p["steps"]:
         step += 1
         mine = next(batches)[parallel.rank() * per_process :][:per_process]
@@ -207,6 +219,11 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
             if evaluation(step) and step < p["steps"]:
                 stop_reason = "early_stopping"
                 break
+            if step < p["steps"]:  # training goes on from here: what a rerun resumes from
+                loop = {"step": step, "tokens": tokens, "losses": losses, "s": time.time() - t0}
+                for name in ("curve", "best", "bad_evals", "last_rows"):
+                    loop[name] = getattr(evaluation, name)
+                resume.save(step, translator, opt, sched, loop)
     if evaluation.curve[-1]["step"] != step:  # ended between evaluations (non-finite loss)
         evaluation(step)
     train_s = time.time() - t0
@@ -225,6 +242,7 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
         "steps_done": step,
         "stop_reason": stop_reason,
         "restored_from_step": restored_from,
+        "resumed_from_step": resumed_from,
         "train_tokens": tokens,
         "train_s": train_s,
     }
@@ -303,6 +321,7 @@ def _results(e: _Entry, res: dict[str, Any], started: float) -> dict[str, Any]:
         "steps_done": res["steps_done"],
         "stop_reason": res["stop_reason"],
         "restored_from_step": res["restored_from_step"],
+        "resumed_from_step": res["resumed_from_step"],
         "n_eval": len(e.eval_items),
         "n_train": len(e.train_items),
         "K": p["K"],
@@ -359,7 +378,9 @@ def train_entry(
         teacher_states,
     )
     p = e.p
-    res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label)
+    key = {"run_id": run_id, "params": p, "world_size": parallel.world_size()}
+    with resume.checkpointing(out / checkpoint.CHECKPOINTS_DIR, key):
+        res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label)
     world_size = parallel.world_size()
     if parallel.rank() != 0:
         return {"run_id": run_id, "rank": parallel.rank(), "world_size": world_size, **res}

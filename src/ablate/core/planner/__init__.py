@@ -16,6 +16,7 @@ Modules, one concern each:
 ``prices``         the user's price, live Vast offers, the offers snapshot
 ``history``        past runs: records, benchmark files, the throughput they measured
 ``overheads``      start-up, load, saves, boot and shipping; memory per GPU
+``interruptions``  expected restarts on an interruptible (bid) instance
 ``estimate``       the forecast table (COLUMNS)
 ``cached``         which jobs the run cache holds (zero cost; config ``run_cache``)
 ``schedule``       jobs side by side on one multi-GPU machine (which job reads which)

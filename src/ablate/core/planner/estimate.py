@@ -1,12 +1,13 @@
 """The forecast: one row per (setup, planned job) and a TOTAL row per setup.
 
-    est_s      = rental_overhead_s + job_overhead_s + compute_s
+    est_s      = rental_overhead_s + job_overhead_s + compute_s [+ interruption_s]
     compute_s  = tokens / (tok_s_per_gpu * speedup(count))
     speedup(n) = 1 + (n - 1) * plan.scaling[kind]
     est_cost   = est_s / 3600 * price_per_hour (the whole instance)
 
 A row whose numbers cannot be worked out (unknown tokens or model size, no GPU spec, an error)
-keeps its place with empty numbers and a note that says what is missing.
+keeps its place with empty numbers and a note that says what is missing. An interruptible setup
+adds the expected time of restarts after being outbid (:mod:`ablate.core.planner.interruptions`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
+from ablate.core.planner.interruptions import interruption_overhead
 from ablate.core.planner.jobs import PlannedJob
 from ablate.core.planner.overheads import (
     downloads_on,
@@ -49,6 +51,7 @@ COLUMNS = [
     "compute_s",
     "job_overhead_s",
     "rental_overhead_s",
+    "interruption_s",
     "est_job_s",
     "est_s",
     "fits_memory",
@@ -164,6 +167,16 @@ def job_row(
         compute = None
     est_job = None if compute is None else compute + job_s
     est = None if est_job is None else est_job + rent_s
+    interrupted = None
+    if s.interruptible and est is not None:  # billed time only; est_job_s is one attempt's
+        restart_s = job_s + rental_overhead(job, s, params, plan, restart=True)[0]
+        interrupted, how = interruption_overhead(job, est, compute, restart_s, params, plan)
+        if interrupted is None:
+            notes.insert(0, f"no estimate on an interruptible instance: {how}")
+            est = None
+        else:
+            notes.append(f"interruptible: + {interrupted:.0f} s expected restarts ({how})")
+            est += interrupted
     cost = None if est is None or price.per_hour is None else est / 3600 * price.per_hour
     return dict(
         row,
@@ -173,6 +186,7 @@ def job_row(
         compute_s=_r(compute),
         job_overhead_s=_r(job_s),
         rental_overhead_s=_r(rent_s),
+        interruption_s=_r(interrupted),
         est_job_s=_r(est_job),
         est_s=_r(est),
         fits_memory=fits,
@@ -228,6 +242,11 @@ def total_row(
         tokens_source="sum of the jobs",
         est_s=_r(total_s),
         est_job_s=_r(None if missing else sum(r["est_job_s"] for r in rows)),
+        interruption_s=_r(
+            None
+            if missing or not s.interruptible
+            else sum(r.get("interruption_s") or 0.0 for r in rows)
+        ),
         compute_s=_r(None if missing else sum(r["compute_s"] for r in rows)),
         price_per_hour=price.per_hour,
         price_source=price.source,
@@ -246,6 +265,8 @@ def total_row(
                     if s.local
                     else " on the one machine"
                     if s.machine
+                    else ", each on its own interruptible instance (restarts included)"
+                    if s.interruptible
                     else ", each on its own instance"
                 )
             )

@@ -39,11 +39,18 @@ class Setup:
     #: for several GPUs (their jobs run side by side on one machine); a one-GPU setup without it
     #: rents an instance per job (the vast profile)
     machine: bool = False
+    #: an interruptible (bid) instance per job: cheaper, and outbid now and then; each outbid
+    #: job resumes on a new instance (ablate.core.planner.interruptions, plan.interruptible)
+    interruptible: bool = False
 
     @property
     def label(self) -> str:
         one = self.machine and self.count == 1  # several GPUs are one machine anyway
-        return f"{self.count}x {self.gpu}" + (" machine" if one else "")
+        return (
+            f"{self.count}x {self.gpu}"
+            + (" machine" if one else "")
+            + (" bid" if self.interruptible else "")
+        )
 
 
 @dataclass
@@ -273,7 +280,13 @@ def parse_setups(plan: dict[str, Any], ref: Reference) -> list[Setup]:
                 f"plan.setups[{i}]: {count}x {gpu} with machine: false; several GPUs are one "
                 "machine (its jobs side by side); an instance per job is a one-GPU setup"
             )
-        setup = Setup(gpu, count, local, s.get("price_per_hour"), machine)
+        interruptible = bool(s.get("interruptible", False))
+        if interruptible and (local or machine):
+            raise PlanError(
+                f"plan.setups[{i}]: interruptible is a rented one-GPU setup with an instance per "
+                "job (the vast profile's ablate-vast-bid), not a local setup or a machine"
+            )
+        setup = Setup(gpu, count, local, s.get("price_per_hour"), machine, interruptible)
         if all(x.label != setup.label for x in setups):
             setups.append(setup)
     if not setups:

@@ -44,6 +44,9 @@ class PlannedJob:
     packing: bool | None = None  # packed steps (train): picks a measurement of the same mode
     compile_layers: bool = False  # compiled decoder layers (train): likewise
     shares_instance: str | None = None  # runs on the instance of this job (a vast group job)
+    #: (every, of): a rerun resumes from a checkpoint written every ``every`` of its ``of`` steps
+    #: (an interruptible setup's restarts); None: from ``train_shape``'s save_steps, if any
+    resume_every: tuple[int, int] | None = None
     #: FLOPs per token for the FLOP estimate (None: FLOPS_PER_PARAM_TOKEN[kind] x params); a job
     #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token
     flops_per_token: float | None = None

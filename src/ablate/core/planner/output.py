@@ -62,14 +62,25 @@ def summary_lines(p: Plan) -> list[str]:
             act = f", actual job time {_hms(r['actual_s'])}"
             if not pd.isna(r.get("error_pct")):
                 act += f" (estimate {r['error_pct']:+.0f} %)"
-        lines.append(f"  {r['setup']:>14}: {_hms(r['est_s'])} total, {cost}{act}")
+        bid = ""
+        if not pd.isna(r.get("interruption_s")):
+            bid = f" (incl. {_hms(r['interruption_s'])} expected restarts after being outbid)"
+        lines.append(f"  {r['setup']:>14}: {_hms(r['est_s'])} total, {cost}{bid}{act}")
     for src in info["prices"]:
         if src.startswith("no price"):
             lines.append(f"  missing price: {src}")
     return lines
 
 
-TOTAL_VIEW = ["setup", "est_s", "est_cost_usd", "price_per_hour", "actual_s", "error_pct"]
+TOTAL_VIEW = [
+    "setup",
+    "est_s",
+    "est_cost_usd",
+    "price_per_hour",
+    "interruption_s",
+    "actual_s",
+    "error_pct",
+]
 JOB_VIEW = [
     "setup",
     "job",
@@ -79,6 +90,7 @@ JOB_VIEW = [
     "compute_s",
     "job_overhead_s",
     "rental_overhead_s",
+    "interruption_s",
     "est_s",
     "fits_memory",
     "est_cost_usd",
@@ -104,7 +116,8 @@ def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None =
         "td,th{border:1px solid #ccc;padding:2px 5px;vertical-align:top}</style></head><body>"
         f"<h2>Runtime and cost plan</h2><ul>{head}</ul>"
         "<p>est_s = rental overhead (boot, shipping) + job overhead (start-up, load, saves) + "
-        "tokens / (tok_s_per_gpu x speedup); error_pct compares the job time (est_job_s) with the "
+        "tokens / (tok_s_per_gpu x speedup) (+ interruption_s: expected restarts on an interruptible "
+        "setup); error_pct compares the job time (est_job_s) with the "
         "actual one. Model and assumptions: docs/planner.md; every column: plan.csv.</p>"
         f"<h3>Per setup (jobs in sequence)</h3>{totals.fillna('-').to_html(index=False)}"
         f"<h3>Per job</h3>{jobs.fillna('-').to_html(index=False)}</body></html>\n",

@@ -54,8 +54,11 @@ def job_overhead(
     return total, " + ".join(f"{k} {v:.0f}" for k, v in parts)
 
 
-def rental_overhead(job: PlannedJob, setup: Setup, params: float, plan: dict) -> tuple[float, str]:
-    """Seconds a rented instance is billed outside the job: boot, shipping, checkpoint transfers."""
+def rental_overhead(
+    job: PlannedJob, setup: Setup, params: float, plan: dict, restart: bool = False
+) -> tuple[float, str]:
+    """Seconds a rented instance is billed outside the job: boot, shipping, checkpoint transfers
+    (``restart``: what a retry on a new instance repeats, i.e. without the final download)."""
     if setup.local:
         return 0.0, "local"
     if setup.machine:
@@ -70,7 +73,7 @@ def rental_overhead(job: PlannedJob, setup: Setup, params: float, plan: dict) ->
     parts = [("boot", o["boot_s"]), ("setup", o["setup_s"])]
     if job.ships_checkpoint:
         parts.append(("ckpt in", weights_mb / o["transfer_mb_s"]))
-    if job.writes_checkpoint:
+    if job.writes_checkpoint and not restart:
         parts.append(("ckpt out", weights_mb / o["transfer_mb_s"]))
     return sum(v for _, v in parts), " + ".join(f"{k} {v:.0f}" for k, v in parts)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,36 @@ def load_snapshot(path: str | os.PathLike) -> dict[str, Any] | None:
                 raise PlanError(f"offers snapshot {p}: offers[{i}] lacks {key!r}")
     data["path"] = str(p)
     return data
+
+
+def bid_snapshot_price(
+    setup: Setup, snap: dict[str, Any] | None, missing: str, ratio: float
+) -> Price:
+    """An interruptible setup's price in the snapshot: the ``min_bid`` its offer states, else
+    the on-demand price x ``ratio`` (plan.interruptible.price_ratio)."""
+    on_demand = snapshot_price(replace(setup, interruptible=False), snap, missing)
+    if on_demand.per_hour is None:
+        return on_demand
+    exact = [
+        o
+        for o in snap["offers"]
+        if o["gpu_name"] == setup.gpu
+        and int(o["num_gpus"]) == setup.count
+        and o.get("min_bid") is not None
+    ]
+    if exact:
+        o = min(exact, key=lambda o: o["min_bid"])
+        return Price(
+            float(o["min_bid"]),
+            f"{on_demand.source}; its min_bid (interruptible)",
+            on_demand.captured_at,
+        )
+    return Price(
+        on_demand.per_hour * ratio,
+        f"{on_demand.source}; x {ratio:g} for a bid (plan.interruptible.price_ratio: the "
+        "snapshot states no min_bid)",
+        on_demand.captured_at,
+    )
 
 
 def snapshot_price(setup: Setup, snap: dict[str, Any] | None, missing: str = "") -> Price:
@@ -75,9 +105,9 @@ VAST_PROFILE_PREFIXES = ("ablate-vast-", "vastai-")
 def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
     """The vast profile's executor settings and groups, overlaid with ``plan.vast``.
 
-    Returns ``{"settings": {...ExecutorSettings fields}, "groups": {...}, "source": ...}``: the
-    planner prices the instance that profile would rent (same filters, max_price) and knows which
-    rules share an instance.
+    Returns ``{"settings": {...ExecutorSettings fields}, "groups": {...}, "source": ..., "bid":
+    ...}``: the planner prices the instance that profile would rent (same filters, max_price, the
+    bid of ``ablate-vast-bid``) and knows which rules share an instance.
     """
     try:
         from snakemake_executor_plugin_vastai import ExecutorSettings
@@ -87,7 +117,7 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
         log.warning("planner: snakemake-executor-plugin-vastai is not installed")
         fields = None
     path = Path(plan["vast_profile"]) if plan.get("vast_profile") else None
-    settings, groups, source = {}, {}, "plan.vast"
+    settings, groups, source, bid = {}, {}, "plan.vast", None
     prof = None
     if path is not None and path.exists():
         try:
@@ -98,16 +128,19 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
         for key, value in prof.items():
             for prefix in VAST_PROFILE_PREFIXES:
                 name = key[len(prefix) :].replace("-", "_") if key.startswith(prefix) else None
-                if name and (fields is None or name in fields) and name != "api_key":
+                if name == "bid":  # ablate-vast's own setting, not the stock plugin's
+                    bid = value
+                elif name and (fields is None or name in fields) and name != "api_key":
                     settings[name] = value
         groups = prof.get("groups") or {}
         source = f"{path} + plan.vast"
     settings.update(plan.get("vast") or {})
-    return {"settings": settings, "groups": groups, "source": source}
+    return {"settings": settings, "groups": groups, "source": source, "bid": bid}
 
 
 def live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setup, Price]:
-    """Cheapest on-demand Vast offer per setup, searched with the executor plugin's own query.
+    """Cheapest on-demand Vast offer per setup, searched with the executor plugin's own query;
+    for an interruptible setup the lowest ``min_bid`` of the bid offers (what winning one costs).
 
     The query is built by snakemake-executor-plugin-vastai (``build_offer_query``) from the vast
     profile's settings (:func:`vast_profile`: reliability, datacenter, max_price, ...), so the price
@@ -127,23 +160,26 @@ def live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setu
         if s.local:
             continue
         query = build_offer_query(settings, {"gpu": s.count, "gpu_model": s.gpu}, 0)
+        kind, key = ("bid", "min_bid") if s.interruptible else ("on-demand", "dph_total")
+        what = "bid offer" if s.interruptible else "offer"
         try:
             offers = client.search_offers(
-                query=query, type="on-demand", order=settings.order, limit=20, storage=settings.disk
+                query=query, type=kind, order=settings.order, limit=20, storage=settings.disk
             )
         except Exception as exc:  # network, auth, API errors: say so in price_source
             out[s] = Price(
                 None, f"no price: live Vast search failed ({type(exc).__name__}: {exc})", now
             )
             continue
-        offers = [o for o in offers or [] if o.get("dph_total") is not None]
+        offers = [o for o in offers or [] if o.get(key) is not None]
         if not offers:
-            out[s] = Price(None, f"no price: no live Vast offer matches '{query}'", now)
+            out[s] = Price(None, f"no price: no live Vast {what} matches '{query}'", now)
             continue
-        o = min(offers, key=lambda o: o["dph_total"])
+        o = min(offers, key=lambda o: o[key])
         out[s] = Price(
-            float(o["dph_total"]),
-            f"vast live {now}: cheapest of {len(offers)} offers for '{query}' (offer {o.get('id')})",
+            float(o[key]),
+            f"vast live {now}: cheapest {'min_bid ' if s.interruptible else ''}of "
+            f"{len(offers)} {what}s for '{query}' (offer {o.get('id')})",
             now,
         )
     return out
@@ -172,6 +208,12 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
         live = {s: Price(None, why, None) for s in rented}
     elif mode == "vast" or (mode == "auto" and os.environ.get("VAST_API_KEY")):
         live = live_prices(rented, vast["settings"])
+
+    def from_snapshot(s: Setup) -> Price:
+        if s.interruptible:
+            return bid_snapshot_price(s, snap, no_snap, plan["interruptible"]["price_ratio"])
+        return snapshot_price(s, snap, no_snap)
+
     out = {}
     for s in setups:
         if s.price_per_hour is not None:
@@ -180,16 +222,20 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
             out[s] = Price(
                 None, f"no price: {s.label} is a local setup, not rented (set price_per_hour)", None
             )
+        elif s.interruptible and vast["bid"] is not None:  # the executor rents at its bid
+            out[s] = Price(
+                float(vast["bid"]), f"the bid of ablate-vast-bid ({vast['source']})", None
+            )
         elif s in live and live[s].per_hour is not None:
             out[s] = live[s]
         elif s in live and mode == "auto":
-            fallback = snapshot_price(s, snap, no_snap)
+            fallback = from_snapshot(s)
             fallback.source = f"{live[s].source}; fell back to {fallback.source}"
             out[s] = fallback
         elif s in live:
             out[s] = live[s]
         else:
-            out[s] = snapshot_price(s, snap, no_snap)
+            out[s] = from_snapshot(s)
             if snap is None and mode == "auto":
                 out[s].source += " and VAST_API_KEY is not set (live offers)"
         cap = vast["settings"].get("max_price")
@@ -208,20 +254,30 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
 
 
 def capture_offers(setups: list[Setup], plan: dict[str, Any], path: str | os.PathLike) -> dict:
-    """Write a fresh offers snapshot (the cheapest live offer of every setup) for offline planning."""
+    """Write a fresh offers snapshot (the cheapest live offer of every setup, with the lowest
+    ``min_bid`` of its bid offers) for offline planning."""
     if not os.environ.get("VAST_API_KEY"):
         raise PlanError("--capture-offers needs VAST_API_KEY (live Vast offers)")
-    prices = live_prices(setups, vast_profile(plan)["settings"])
+    shapes = list(dict.fromkeys(replace(s, interruptible=False) for s in setups))
+    bids = [replace(s, interruptible=True) for s in shapes]
+    prices = live_prices(shapes + bids, vast_profile(plan)["settings"])
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+    offers = []
+    for s, b in zip(shapes, bids, strict=True):
+        p, pb = prices.get(s), prices.get(b)
+        if p is None or p.per_hour is None:
+            continue
+        offers.append(
+            {"gpu_name": s.gpu, "num_gpus": s.count, "dph_total": p.per_hour, "note": p.source}
+        )
+        if pb is not None and pb.per_hour is not None:
+            offers[-1] |= {"min_bid": pb.per_hour, "bid_note": pb.source}
     snap = {
         "captured_at": now,
-        "method": "ablate plan --capture-offers: cheapest on-demand offer per setup",
+        "method": "ablate plan --capture-offers: cheapest on-demand offer and lowest min_bid "
+        "per setup",
         "source": os.environ.get("VAST_URL") or "https://console.vast.ai",
-        "offers": [
-            {"gpu_name": s.gpu, "num_gpus": s.count, "dph_total": p.per_hour, "note": p.source}
-            for s, p in prices.items()
-            if p.per_hour is not None
-        ],
+        "offers": offers,
         "missing": [f"{s.label}: {p.source}" for s, p in prices.items() if p.per_hour is None],
     }
     io.write_json(path, snap)

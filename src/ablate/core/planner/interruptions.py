@@ -1,0 +1,63 @@
+"""The expected extra time of a job on an interruptible (bid) instance: restarts after being outbid.
+
+Assumption (``plan.interruptible.per_hour``, lambda): interruptions arrive as a Poisson process
+over the time an instance runs. Each costs the job
+
+    per = restart_s + lost_s
+    restart_s = its rental and job overheads again (boot, setup, shipping in, start-up, load),
+                + shipping the copied Trainer checkpoint up when it resumes from one; a job of a
+                group (an evaluation on its finetune's instance) counts its own restart only
+    lost_s    = half a checkpoint interval (an interruption at a uniform point of it) + the time
+                the newest checkpoint takes to reach the submit host (the retry resumes from the
+                newest *copied* checkpoint); a job without checkpoints loses half of its compute
+
+so the expected billed time T of a job of ``base`` seconds solves T = base + lambda * T * per:
+
+    T = base / (1 - lambda * per),   interruption_s = T - base
+
+(no finite T when lambda * per >= 1: it is outbid faster than it makes progress). An outbid
+instance is destroyed by the executor at once, so the time it is stopped is not billed.
+"""
+
+from __future__ import annotations
+
+from ablate.core.planner.jobs import PlannedJob
+
+
+def checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool]:
+    """Seconds of compute between two checkpoints a retry resumes from, and whether it resumes
+    at all (``resume_every``, or a train job with ``save_steps``; any other job reruns whole)."""
+    shape = job.train_shape or {}
+    save, steps = job.resume_every or (shape.get("save_steps"), shape.get("max_steps"))
+    if job.kind == "train" and save and steps and save < steps:
+        return compute_s * save / steps, True
+    return compute_s, False
+
+
+def interruption_overhead(
+    job: PlannedJob, base_s: float, compute_s: float, restart_s: float, params: float, plan: dict
+) -> tuple[float | None, str]:
+    """Expected seconds restarts add to a job of ``base_s`` billed seconds (``compute_s`` of
+    them its own work; ``restart_s`` the overheads a retry repeats), and how; None when the job
+    is not expected to finish under the assumed rate."""
+    rate = plan["interruptible"]["per_hour"] / 3600
+    interval, resumes = checkpoint_interval(job, compute_s)
+    copy_s = 0.0
+    if resumes:  # the copy lags the newest checkpoint, and the retry ships it up again
+        trained = job.trainable_params or params  # a frozen model's weights are not in it
+        state_mb = trained * plan["train_state_bytes_per_param"] / 1e6
+        copy_s = state_mb / plan["overheads"]["transfer_mb_s"]
+        restart_s += copy_s
+    per = restart_s + interval / 2 + copy_s
+    what = (
+        f"{plan['interruptible']['per_hour']:g} interruptions/h (plan.interruptible.per_hour, "
+        f"an assumption) x {per:.0f} s each: restart {restart_s:.0f} + "
+        + (
+            f"half a checkpoint interval {interval / 2:.0f} + the copy's lag {copy_s:.0f}"
+            if resumes
+            else f"half the job's compute {interval / 2:.0f} (no checkpoint to resume from)"
+        )
+    )
+    if rate * per >= 1:
+        return None, f"never finishes: {what}; interruptions come faster than it progresses"
+    return base_s / (1 - rate * per) - base_s, what
