@@ -51,6 +51,7 @@ from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config
+from ablate.mask.training import gate
 from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
@@ -244,7 +245,7 @@ def run_row(
 def _run_once(
     name: str, policy: str, overrides: dict, warmup: int, timed: int, data_seed: int
 ) -> dict:
-    p = params.resolve_params(
+    p = gate.resolve_params(
         {
             **overrides,
             "max_steps": warmup + timed + PROFILE_STEPS,

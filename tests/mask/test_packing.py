@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from ablate.core.training.data import ExampleDataset, PolicyCollator
-from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError, resolve_params
+from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 from ablate.mask import PREFIX_SDPA
 from ablate.mask.study import POLICIES
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
+from ablate.mask.training.gate import resolve_params
 from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
 # fp32 on CPU: packed and unpacked differ only in float summation order (softmax over more

@@ -15,12 +15,14 @@ IGNORE_INDEX = -100
 KINDS = ("finetune", "pretrain")
 
 
-def params_schema(kind: str) -> dict[str, Any]:
+def params_schema(kind: str, prefix: str = "") -> dict[str, Any]:
     """The schema of a run's parameters, from the pipeline's config schema (its one statement of
-    keys, bounds and defaults): ``finetune_params`` or ``pretrain_params``."""
+    keys, bounds and defaults): ``finetune_params`` or ``pretrain_params``, or a study's extension
+    of them (``prefix``: ``mask_`` reads ``mask_finetune_params``), closed: an unknown key is an
+    error."""
     if kind not in KINDS:
         raise TrainingConfigError(f"unknown kind of run {kind!r}; choose one of {', '.join(KINDS)}")
-    return config.subschema(f"$defs/{kind}_params")
+    return {**config.subschema(f"$defs/{prefix}{kind}_params"), "unevaluatedProperties": False}
 
 
 def defaults(kind: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -24,8 +24,8 @@ class LeakageGateError(TrainingError):
 
 
 def params_schema(kind: str) -> dict[str, Any]:
-    """The core's schema of ``kind``; a finetune's with the probe keys."""
-    schema = core_params.params_schema(kind)
+    """This study's schema of ``kind`` (the core's with its keys); a finetune's with the probe keys."""
+    schema = core_params.params_schema(kind, "mask_")
     if kind == "finetune":
         leakage = config.subschema("properties/mask/properties/leakage")["properties"]
         schema["properties"].update({k: leakage[v] for k, v in PROBE_PARAMS.items()})
