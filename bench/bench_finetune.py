@@ -49,6 +49,7 @@ from ablate.core import parallel
 from ablate.core.planner.inputs import Reference
 from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
+from ablate.core.training.trainer import TrainerSpec
 from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config
 from ablate.mask.training import gate
@@ -201,17 +202,13 @@ def bench_trainer(model, data, policy: str, p: dict, label: str, callbacks: list
     """The pipeline's trainer (build_trainer) as every bench row builds it: the rows' data, no
     tokenizer, no evaluation set, no saves."""
     return build_trainer(
+        TrainerSpec(p, OUT_DIR, label, save=False, pad_token_id=11),
         model=model,
         extra_callbacks=callbacks or None,
         tokenizer=None,
-        pad_token_id=11,
         train_dataset=data,
         eval_dataset=None,
         policy=policy,
-        params=p,
-        output_dir=OUT_DIR,
-        label=label,
-        save=False,
     )
 
 

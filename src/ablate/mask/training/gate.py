@@ -40,3 +40,9 @@ def defaults(kind: str) -> dict[str, Any]:
 def resolve_params(params: dict | None, kind: str) -> dict[str, Any]:
     """:func:`ablate.core.training.params.resolve_params` over :func:`params_schema`."""
     return core_params.resolve_params(params, kind, params_schema(kind))
+
+
+def check_params(params: dict[str, Any], kind: str) -> dict[str, Any]:
+    """:func:`ablate.core.training.params.check_params` over :func:`params_schema`; the probe
+    keys may be absent (the pipeline runs the probe as its own rule)."""
+    return core_params.check_params(params, kind, params_schema(kind), tuple(PROBE_PARAMS))
