@@ -49,8 +49,10 @@ from ablate.core import parallel
 from ablate.core.planner.inputs import Reference
 from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
+from ablate.core.training.trainer import TrainerSpec
 from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config
+from ablate.mask.training import gate
 from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
@@ -200,17 +202,13 @@ def bench_trainer(model, data, policy: str, p: dict, label: str, callbacks: list
     """The pipeline's trainer (build_trainer) as every bench row builds it: the rows' data, no
     tokenizer, no evaluation set, no saves."""
     return build_trainer(
+        TrainerSpec(p, OUT_DIR, label, save=False, pad_token_id=11),
         model=model,
         extra_callbacks=callbacks or None,
         tokenizer=None,
-        pad_token_id=11,
         train_dataset=data,
         eval_dataset=None,
         policy=policy,
-        params=p,
-        output_dir=OUT_DIR,
-        label=label,
-        save=False,
     )
 
 
@@ -244,7 +242,7 @@ def run_row(
 def _run_once(
     name: str, policy: str, overrides: dict, warmup: int, timed: int, data_seed: int
 ) -> dict:
-    p = params.resolve_params(
+    p = gate.resolve_params(
         {
             **overrides,
             "max_steps": warmup + timed + PROFILE_STEPS,

@@ -70,7 +70,7 @@ from transformers import TrainerCallback
 from ablate.core.training import params
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
-from ablate.mask.training import packing
+from ablate.mask.training import gate, packing
 
 # Token counts (Tekken-like tokenizer) of an Alpaca row: template + instruction (+ input) as the
 # prompt, response + EOS. Lognormal medians / sigmas; the template sizes are those of
@@ -222,7 +222,7 @@ MASKS = {"leaky": leaky_mask, "hfmask": packing.composed_mask}
 
 def run_row(name: str, overrides: dict, option: str | None, policy: str, data, steps: int, T: int):
     """One row: ``steps`` timed-or-warm-up steps, then PROFILE_STEPS profiled ones."""
-    p = params.resolve_params(
+    p = gate.resolve_params(
         {
             **overrides,
             "max_steps": steps + PROFILE_STEPS,

@@ -98,17 +98,15 @@ def bridge_cards(bridge_world, tmp_path_factory):
 def bridge_entry(bridge_world, bridge_cards, tmp_path_factory):
     """One micro grid entry trained by train_entry: (out_dir, summary)."""
     from ablate.bridge import train
+    from ablate.bridge.params import RunSpec
 
     out = tmp_path_factory.mktemp("bridge_entry")
     summary = train.train_entry(
+        RunSpec.parse("micro-0001", MICRO_PARAMS, "gsm8k", identity={"entry": "micro"}),
         source_card=bridge_cards["source"],
         target_card=bridge_cards["target"],
         train_file=bridge_world["gsm8k_train"],
         eval_file=bridge_world["gsm8k_test"],
-        dataset_kind="gsm8k",
-        params=MICRO_PARAMS,
         out_dir=out,
-        run_id="micro-0001",
-        config_slice={"entry": "micro"},
     )
     return out, summary

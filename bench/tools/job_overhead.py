@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from ablate.mask import evaluation, tiny
-    from ablate.mask.training.run import finetune, pretrain
+    from ablate.mask.training.gate import resolve_params
+    from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
     data = Path(args.data)
     work = Path(args.work or tempfile.mkdtemp(prefix="job_overhead_"))
@@ -57,17 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         corpus=data / "corpus.jsonl",
         tokenizer_dir=tok,
         arch=SHAPES[args.shape],
-        params=dict(max_steps=1, max_seq_len=64, batch_size=2, eval_size=0, save_steps=0),
+        params=resolve_params(
+            dict(max_steps=1, max_seq_len=64, batch_size=2, eval_size=0, save_steps=0), "pretrain"
+        ),
         out_dir=work / "base",
     )
     rows = [("prepare_model", "pretrain 1 step", time.time() - t0, pre.get("phases") or {})]
     t0 = time.time()
     ft = finetune(
+        FinetuneSpec.parse("causal", dict(max_steps=args.steps, max_seq_len=128, batch_size=2, grad_accum=1,
+                    eval_size=8, eval_steps=args.steps, save_steps=0)),
         model_path=work / "base" / "final",
         data=data / "sft.jsonl",
-        policy="causal",
-        params=dict(max_steps=args.steps, max_seq_len=128, batch_size=2, grad_accum=1,
-                    eval_size=8, eval_steps=args.steps, save_steps=0),
         out_dir=work / "ft",
         probe_result={"policy": "causal", "leaks": False},
     )  # fmt: skip
@@ -75,14 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     tasks = sorted(p.stem for p in (data / "tasks").glob("*.yaml"))
     t0 = time.time()
     ev = evaluation.evaluate(
-        work / "ft" / "final",
-        tasks,
-        "causal",
-        work / "eval",
+        evaluation.EvalSpec.parse(tasks, limit=args.docs, dtype=dtype, bootstrap_iters=0),
+        model=work / "ft" / "final",
+        policy="causal",
+        out_dir=work / "eval",
         task_dirs=[data / "tasks"],
-        limit=args.docs,
-        dtype=dtype,
-        bootstrap_iters=0,
     )
     rows.append(("eval_model", f"{len(tasks)} tasks x {args.docs} docs", time.time() - t0,
                  ev.get("phases") or {}))  # fmt: skip

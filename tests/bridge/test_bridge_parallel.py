@@ -34,15 +34,12 @@ LOSS_RTOL = 1e-4
 
 def _kwargs(world_files, cards, out, params):
     return dict(
+        spec=bridge_params.RunSpec.parse("ddp", params, "gsm8k", identity={"entry": "ddp"}),
         source_card=str(cards["source"]),
         target_card=str(cards["target"]),
         train_file=str(world_files["gsm8k_train"]),
         eval_file=str(world_files["gsm8k_test"]),
-        dataset_kind="gsm8k",
-        params=params,
         out_dir=str(out),
-        run_id="ddp",
-        config_slice={"entry": "ddp"},
     )
 
 
@@ -53,6 +50,7 @@ def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_ca
     )
     spec = tmp_path / "spec.json"
     two_kwargs = _kwargs(bridge_world, bridge_cards, tmp_path / "two", {**EXACT, "batch_size": 2})
+    two_kwargs = core_parallel.encode_kwargs(two_kwargs)  # as launch writes them
     spec.write_text(json.dumps({"call": "ablate.bridge.train:train_entry", "kwargs": two_kwargs}))
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
@@ -82,13 +80,11 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
     caches = {}
     for what, role in (("source", "source"), ("teacher", "target")):
         summary = states.compute(
-            what=what,
+            # other batch shapes than the training's
+            states.StatesSpec(what, {**p, "eval_batch_size": 3}, "gsm8k", p["eval_size"]),
             model_card=bridge_cards[role],
             train_file=bridge_world["gsm8k_train"],
             eval_file=bridge_world["gsm8k_test"],
-            dataset_kind="gsm8k",
-            params={**p, "eval_batch_size": 3},  # other batch shapes than the training's
-            test_items=p["eval_size"],
             out_dir=tmp_path / what,
         )
         caches[what] = states.open_cache(tmp_path / what, what)
@@ -218,6 +214,7 @@ def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, 
     def torchrun(out, call="ablate.bridge.train:train_entry", **extra):
         spec = tmp_path / f"{out}.json"
         kwargs = {**_kwargs(bridge_world, bridge_cards, tmp_path / out, params), **extra}
+        kwargs = core_parallel.encode_kwargs(kwargs)  # as launch writes them
         spec.write_text(json.dumps({"call": call, "kwargs": kwargs}))
         cmd = core_parallel.command(spec, 2)
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -11,7 +11,7 @@ import pytest
 from bridge_fixtures import MICRO_PARAMS
 
 from ablate.bridge import params as bridge_params
-from ablate.bridge import world
+from ablate.bridge import states, world
 from ablate.core import parallel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,13 +35,10 @@ def test_two_processes_write_the_one_process_cache(
     out, logs = {}, {}
     for n in (1, 2):
         kwargs = dict(
-            what=what,
+            spec=states.StatesSpec(what, {**p, "eval_batch_size": 3}, "gsm8k", 8),
             model_card=str(bridge_cards[role]),
             train_file=str(bridge_world["gsm8k_train"]),
             eval_file=str(bridge_world["gsm8k_test"]),
-            dataset_kind="gsm8k",
-            params={**p, "eval_batch_size": 3},
-            test_items=8,
             out_dir=str(tmp_path / f"{what}-{n}"),
         )
         with open(tmp_path / f"log-{n}", "w") as log:

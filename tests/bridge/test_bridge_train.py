@@ -60,14 +60,12 @@ def test_restore_best_reevaluates_the_best_state(bridge_world, bridge_cards, tmp
     monkeypatch.setattr(train, "_evaluate", fake_evaluate)
     params = {**MICRO_PARAMS, "early_stopping": False, "lr": 0.05}
     s = train.train_entry(
+        bridge_params.RunSpec.parse("restore", params, "gsm8k"),
         source_card=bridge_cards["source"],
         target_card=bridge_cards["target"],
         train_file=bridge_world["gsm8k_train"],
         eval_file=bridge_world["gsm8k_test"],
-        dataset_kind="gsm8k",
-        params=params,
         out_dir=tmp_path,
-        run_id="restore",
     )
     assert [c["accuracy"] for c in s["curve"]] == [0.25, 0.75, 0.25]
     assert s["peak"] == 0.75 and s["peak_step"] == 2 and s["restored_from_step"] == 2
@@ -89,14 +87,14 @@ def test_early_stopping_with_patience(bridge_world, bridge_cards, tmp_path, monk
 
     monkeypatch.setattr(train, "_evaluate", flat)
     s = train.train_entry(
+        bridge_params.RunSpec.parse(
+            "stop", {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2}, "gsm8k"
+        ),
         source_card=bridge_cards["source"],
         target_card=bridge_cards["target"],
         train_file=bridge_world["gsm8k_train"],
         eval_file=bridge_world["gsm8k_test"],
-        dataset_kind="gsm8k",
-        params={**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2},
         out_dir=tmp_path,
-        run_id="stop",
     )
     assert s["stop_reason"] == "early_stopping" and s["steps_done"] == 4
     assert [c["step"] for c in s["curve"]] == [0, 2, 4]
@@ -150,15 +148,15 @@ def test_benchmark_writes_five_baselines_per_sample(
 ):
     out, _ = bridge_entry
     agg = infer.benchmark(
+        bridge_params.RunSpec.parse(
+            "micro-0001", {**MICRO_PARAMS, "eval_size": 2}, "gsm8k", timed_samples=1
+        ),
         source_card=bridge_cards["source"],
         target_card=bridge_cards["target"],
         translator_dir=out / "translator",
         eval_file=bridge_world["gsm8k_test"],
-        dataset_kind="gsm8k",
-        params={**MICRO_PARAMS, "eval_size": 2},
         out_samples=tmp_path / "samples.parquet",
         out_summary=tmp_path / "summary.csv",
-        timed_samples=1,
     )
     s = pd.read_parquet(tmp_path / "samples.parquet")
     assert len(s) == 2 * 5
@@ -240,14 +238,12 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
 
     def run(out):
         return train.train_entry(
+            bridge_params.RunSpec.parse("resume", params, "gsm8k"),
             source_card=bridge_cards["source"],
             target_card=bridge_cards["target"],
             train_file=bridge_world["gsm8k_train"],
             eval_file=bridge_world["gsm8k_test"],
-            dataset_kind="gsm8k",
-            params=params,
             out_dir=out,
-            run_id="resume",
         )
 
     ref = run(tmp_path / "ref")

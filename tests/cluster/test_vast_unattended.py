@@ -17,7 +17,7 @@ from test_vast import FAST as FAST_POLL
 from test_vast import api_calls, destroyed, minimal_checkout, start_snakemake
 
 from ablate.core import checkpoint, spend
-from ablate.mask.training.run import finetune
+from ablate.mask.training.run import FinetuneSpec, finetune
 from snakemake_executor_plugin_ablate_vast.spend import SpendMeter
 
 pytestmark = pytest.mark.cluster
@@ -40,10 +40,9 @@ def train_inputs(tmp_path_factory, tiny_model_dir) -> dict:
     torch.set_num_threads(1)
     try:
         ref = finetune(
+            FinetuneSpec.parse("prefix_bidir", PARAMS),
             model_path=tiny_model_dir,
             data=d / "sft.jsonl",
-            policy="prefix_bidir",
-            params=PARAMS,
             out_dir=d / "ref",
             probe_result=no_leak("prefix_bidir"),
         )

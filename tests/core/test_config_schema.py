@@ -18,7 +18,13 @@ import jsonschema
 import pytest
 import yaml
 
-from ablate.core.config import config_schema, schema_path, subschema, validate_config
+from ablate.core.config import (
+    config_schema,
+    defaults_of,
+    schema_path,
+    subschema,
+    validate_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,9 +47,11 @@ def schema_defs() -> dict:
 def test_shipped_configs_validate_and_get_defaults(name):
     cfg = validated(load(name))
     defaults = cfg["mask"]["finetune"]["defaults"]
-    props = schema_defs()["finetune_params"]["properties"]
-    # every key with a default is filled in; loss_vocab has none (unset = full)
-    assert {k for k in props if "default" in props[k]} <= set(defaults) <= set(props)
+    defs = schema_defs()
+    props = {**defs["finetune_params"]["properties"], **defs["mask_finetune_params"]["properties"]}
+    # every key with a default (the core's, the study's) is filled in; loss_vocab has none
+    assert set(defaults_of(subschema("$defs/mask_finetune_params"))) <= set(defaults) <= set(props)
+    assert {"packing", "attn_implementation", "loss_vocab"} <= set(props)
     assert cfg["mask"]["resources"]["eval"]["threads"] >= 1
 
 
@@ -60,16 +68,22 @@ def test_library_reads_the_training_defaults_of_the_schema():
 
     defs = schema_defs()
     props = defs["finetune_params"]["properties"]
+    own = defs["mask_finetune_params"]["properties"]  # the study's keys and backend default
     library = defaults("finetune")
     assert {k: v for k, v in library.items() if k not in PROBE_PARAMS} == {
-        k: p["default"] for k, p in props.items() if "default" in p
+        k: p["default"] for k, p in {**props, **own}.items() if "default" in p
     }
+    assert "default" not in props["attn_implementation"]  # the core names no study's backend
     leakage = subschema("properties/mask/properties/leakage")["properties"]
     assert {k: library[k] for k in PROBE_PARAMS} == {
         k: leakage[v]["default"] for k, v in PROBE_PARAMS.items()
     }
     pretrain = defs["pretrain_params"]["properties"]
-    assert defaults("pretrain") == {k: p["default"] for k, p in pretrain.items() if "default" in p}
+    assert defaults("pretrain") == {
+        k: p["default"]
+        for k, p in {**pretrain, **defs["mask_pretrain_params"]["properties"]}.items()
+        if "default" in p
+    }
     # every training key can be overridden per variant and set for pretraining; loss_vocab (unset
     # = full) and stall_s (unset = derived) have no default, so a run made before the key existed
     # stays fresh, and pretraining lists only defaults
@@ -81,7 +95,7 @@ def test_library_reads_the_training_defaults_of_the_schema():
 
 def test_pipeline_and_library_resolve_the_same_training_params():
     """What the pipeline validates (config defaults filled in) is what the library would resolve."""
-    from ablate.core.training.params import resolve_params
+    from ablate.mask.training.gate import resolve_params
 
     cfg = validated(load("config.yaml"))
     pretrain = cfg["mask"]["model"]["embedded"]["pretrain"]
@@ -186,7 +200,7 @@ def edit(path: str, value, *, delete: bool = False) -> dict:
             "mask.finetune.defaults.learning_rat",
             1e-3,
             "mask.finetune.defaults",
-            "Additional properties are not allowed ('learning_rat'",
+            "Unevaluated properties are not allowed ('learning_rat'",
         ),
         ("mask.eval.ablated_policy", "bidir", "mask.eval.ablated_policy", "'bidir' is not one of"),
         (
@@ -263,10 +277,11 @@ def test_misspelled_key_gets_did_you_mean(path, hint):
 
 
 def test_check_suggests_the_key_too():
-    from ablate.core.config import ConfigError, check, subschema
+    from ablate.core.config import ConfigError, check
+    from ablate.core.training.params import params_schema
 
     with pytest.raises(ConfigError, match="did you mean 'learning_rate' for 'learnin_rate'"):
-        check({"learnin_rate": 1.0}, subschema("$defs/finetune_params"), "finetune params")
+        check({"learnin_rate": 1.0}, params_schema("finetune"), "finetune params")
 
 
 @pytest.mark.parametrize(
@@ -275,7 +290,7 @@ def test_check_suggests_the_key_too():
         (
             "mask.finetune.defaults.learning_rat",
             1e-3,
-            "invalid config at mask.finetune.defaults: Additional properties are not allowed "
+            "invalid config at mask.finetune.defaults: Unevaluated properties are not allowed "
             "('learning_rat' was unexpected): did you mean 'learning_rate' for 'learning_rat'?",
         ),
         (

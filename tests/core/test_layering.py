@@ -1,5 +1,6 @@
 """The package's layering, read from the source (AST): ``ablate.core`` names no study, nor do its
-schemas (``ablate/core/*.schema.yaml``: a key, enum value, const or default) or the core's rules
+schemas (``ablate/core/*.schema.yaml``: a key, enum value, const or default naming a study, its
+attention backend or a key its schema part adds to a core definition) or the core's rules
 (``rules/*.smk``: a quoted name or a study's package); no import circle, also none hidden inside a
 function."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+from importlib import import_module
 from pathlib import Path
 
 import yaml
@@ -77,14 +79,47 @@ def _schema_values(node, where: str = ""):
             yield from _schema_values(v, f"{where}/{i}")
 
 
-def study_names_in_core_files(src: Path = SRC, rules: Path = ROOT / "rules") -> list[str]:
-    """A study named in the core's schemas (structure, not prose) or in the core's rules (the
-    top-level rules/*.smk: a quoted study name, or a study's package): ``file: where``."""
+def _defines(node: dict) -> bool:
+    """A schema node that defines its key (a type, enum, const or a reference), not one that
+    only sets the default or the wording of a key defined elsewhere."""
+    return any(k in node for k in ("type", "enum", "const", "$ref"))
+
+
+def study_things() -> dict[str, str]:
+    """What belongs to a study besides its name: its attention backends (``ATTENTION_BACKENDS``
+    of its package), and the keys its schema part adds to a core definition it extends (a
+    ``$defs`` node with a ``$ref`` into the core's: ``packing`` of ``mask_finetune_params``):
+    text -> study."""
+    from ablate.core.config import schema_path
+
+    things = {}
+    for study, package in STUDIES.items():
+        things.update(
+            dict.fromkeys(getattr(import_module(package), "ATTENTION_BACKENDS", {}), study)
+        )
+        part = yaml.safe_load(schema_path(package).read_text())
+        for node in part.get("$defs", {}).values():
+            if str(node.get("$ref", "")).startswith("#/$defs/"):
+                for key, sub in node.get("properties", {}).items():
+                    if _defines(sub):
+                        things[key] = study
+    return things
+
+
+def study_names_in_core_files(
+    src: Path = SRC, rules: Path = ROOT / "rules", things: dict[str, str] | None = None
+) -> list[str]:
+    """A study, or a study's thing (:func:`study_things`), named in the core's schemas
+    (structure, not prose) or a study named in the core's rules (the top-level rules/*.smk: a
+    quoted study name, or a study's package): ``file: where``."""
+    things = study_things() if things is None else things
     found = []
     for path in sorted((src / "core").glob("*.schema.yaml")):
         for where, text in _schema_values(yaml.safe_load(path.read_text())):
             if _names_a_study(text, word=True):
                 found.append(f"{path.name}: {where} {text!r}")
+            elif text in things:
+                found.append(f"{path.name}: {where} {text!r} ({things[text]}'s)")
     quoted = re.compile(r"""["']([\w.]+)["']|\b(ablate\.\w+)""")
     for path in sorted(rules.glob("*.smk")):
         for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -116,6 +151,26 @@ def test_the_check_finds_a_study_in_a_core_schema_or_rule(tmp_path):
         "config.schema.yaml: /properties/bridge 'bridge'",
         "rules/plan.smk:2: 'bridge'",
         "rules/plan.smk:3: 'ablate.mask'",
+    ]
+
+
+def test_the_check_finds_a_study_thing_in_a_core_schema(tmp_path):
+    """A core schema that defaults to a study's attention backend or owns a key a study adds to
+    the core's training params (as the core did before both moved to the mask's part)."""
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "config.schema.yaml").write_text(
+        "$defs:\n  finetune_params:\n    properties:\n"
+        "      attn_implementation: {type: string, default: sdpa_prefix_split}\n"
+        "      packing: {type: boolean, default: false}\n"
+        "      seed: {type: integer, default: 0}\n"
+    )
+    things = study_things()
+    assert things["sdpa_prefix_split"] == things["packing"] == "mask" and "seed" not in things
+    found = study_names_in_core_files(tmp_path, tmp_path / "rules", things)
+    assert found == [
+        "config.schema.yaml: /$defs/finetune_params/properties/attn_implementation/default "
+        "'sdpa_prefix_split' (mask's)",
+        "config.schema.yaml: /$defs/finetune_params/properties/packing 'packing' (mask's)",
     ]
 
 

@@ -14,7 +14,7 @@ from test_training import FAST, no_leak, synthetic_rows, weights
 from ablate.core import parallel
 from ablate.core.training.params import TrainingConfigError
 from ablate.core.training.trainer import per_process_batch
-from ablate.mask.training.run import finetune
+from ablate.mask.training.run import FinetuneSpec, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
 #: float32 on CPU; the 2-process step sums the same per-token losses in another order (each
@@ -39,12 +39,11 @@ def test_two_processes_train_like_one(tiny_model_dir, tmp_path, monkeypatch, pac
     data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
     params = {**PARAMS, "packing": packed, "packing_row_tokens": 256}
     kwargs = dict(
+        # a dataclass: the launcher carries it through its JSON and rebuilds it in each process
+        spec=FinetuneSpec.parse("prefix_bidir", params),
         model_path=str(tiny_model_dir),
         data=str(data),
-        policy="prefix_bidir",
-        params=params,
         probe_result=no_leak("prefix_bidir"),
-        config_slice={"v": "ddp"},
     )
     one = finetune(**kwargs, out_dir=tmp_path / "one")
     path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))

@@ -9,7 +9,7 @@ import torch
 from ablate.core.modeling import load_causal_lm
 from ablate.core.training import params, speed
 from ablate.core.training.data import ExampleDataset
-from ablate.core.training.trainer import MasterWeightsOptimizer, build_trainer
+from ablate.core.training.trainer import MasterWeightsOptimizer, TrainerSpec, build_trainer
 
 
 def _clipped_step(fused: bool, max_norm: float):
@@ -68,15 +68,11 @@ def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
         "finetune",
     )
     trainer, _, throughput = build_trainer(
+        TrainerSpec(p, tmp_path, "tokens", save=False, pad_token_id=11),
         model=model,
         tokenizer=None,
-        pad_token_id=11,
         train_dataset=ExampleDataset(rows),
         eval_dataset=None,
-        params=p,
-        output_dir=tmp_path,
-        label="tokens",
-        save=False,
     )
     trainer.train()
     per_step = batch * accum * length
@@ -115,8 +111,8 @@ def test_fast_head_runs_under_the_trainers_autocast(tiny_model_dir, tmp_path):
         "finetune",
     )  # fmt: skip
     trainer, _, _ = build_trainer(
-        model=model, tokenizer=None, pad_token_id=11, train_dataset=ExampleDataset(rows),
-        eval_dataset=None, params=p, output_dir=tmp_path, label="autocast", save=False,
+        TrainerSpec(p, tmp_path, "autocast", save=False, pad_token_id=11),
+        model=model, tokenizer=None, train_dataset=ExampleDataset(rows), eval_dataset=None,
     )  # fmt: skip
     assert trainer.fast_head and next(model.parameters()).dtype == torch.float32
     seen = []

@@ -34,7 +34,7 @@ def test_bound_is_the_override_else_forecast_times_checkpoint_interval():
 HANGING = """
 import json, sys, time
 from transformers import TrainerCallback
-from ablate.mask.training.run import finetune
+from ablate.mask.training.run import FinetuneSpec, finetune
 
 class Hang(TrainerCallback):
     def on_step_begin(self, args, state, control, **kw):
@@ -43,8 +43,8 @@ class Hang(TrainerCallback):
             time.sleep(3600)
 
 model, data, out, params, probe = sys.argv[1:6]
-finetune(model_path=model, data=data, policy="causal", params=json.loads(params), out_dir=out,
-         probe_result=json.loads(probe), callbacks=[Hang()])
+finetune(FinetuneSpec.parse("causal", json.loads(params)), model_path=model, data=data,
+         out_dir=out, probe_result=json.loads(probe), callbacks=[Hang()])
 """
 
 
@@ -87,15 +87,16 @@ def test_a_finished_training_leaves_no_watchdog_running(tiny_model_dir, tmp_path
     time on a busy 2-core box and under the time this test waits afterwards)."""
     import threading
 
-    from ablate.mask.training.run import finetune
+    from ablate.mask.training.run import FinetuneSpec, finetune
 
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
     finetune(
+        FinetuneSpec.parse(
+            "causal", {**FAST, "max_steps": 2, "save_steps": 0, "eval_steps": 0, "stall_s": 6}
+        ),
         model_path=tiny_model_dir,
         data=data,
-        policy="causal",
-        params={**FAST, "max_steps": 2, "save_steps": 0, "eval_steps": 0, "stall_s": 6},
         out_dir=tmp_path / "out",
         probe_result=no_leak("causal"),
     )

@@ -131,6 +131,7 @@ def test_flex_attention_refused_on_cpu(tiny_model_dir):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="pretraining would run on the GPU")
 def test_pretrain_refuses_flex_attention_on_cpu(tmp_path):
+    from ablate.mask.training.gate import resolve_params
     from ablate.mask.training.run import pretrain
 
     with pytest.raises(ModelLoadError, match="flex_attention is refused on CPU"):
@@ -138,7 +139,7 @@ def test_pretrain_refuses_flex_attention_on_cpu(tmp_path):
             corpus=tmp_path / "never_read.txt",
             tokenizer_dir=tmp_path / "never_read",
             arch=None,
-            params={"attn_implementation": "flex_attention"},
+            params=resolve_params({"attn_implementation": "flex_attention"}, "pretrain"),
             out_dir=tmp_path / "out",
         )
 

@@ -67,21 +67,18 @@ def test_causal_equals_stock_lm_eval(tiny_model_dir, tokenizer, task_dir):
 
 @pytest.fixture(scope="module")
 def policy_runs(tiny_model_dir, task_dir, tmp_path_factory):
-    from ablate.mask.evaluation import evaluate
+    from ablate.mask.evaluation import EvalSpec, evaluate
 
     out = {}
     for policy in POLICIES:
         d = tmp_path_factory.mktemp(f"eval_{policy}")
         metrics = evaluate(
-            tiny_model_dir,
-            TASKS,
-            policy,
-            d,
+            EvalSpec.parse(TASKS, limit={t: 6 for t in TASKS}, headline={"emb_order": "acc"}),
+            model=tiny_model_dir,
+            policy=policy,
+            out_dir=d,
             task_dirs=[task_dir],
-            limit={t: 6 for t in TASKS},
-            headline={"emb_order": "acc"},
             model_id="base",
-            config_slice={"policy": policy, "tasks": TASKS},
         )
         out[policy] = (d, metrics)
     return out
@@ -178,28 +175,46 @@ def test_policies_change_the_scores(policy_runs):
 
 
 def test_unknown_task(tiny_model_dir, task_dir, tmp_path):
-    from ablate.mask.evaluation import evaluate
+    from ablate.mask.evaluation import EvalSpec, evaluate
     from ablate.mask.lm_tasks import TaskNotFoundError
 
     with pytest.raises(TaskNotFoundError, match=r"'emb_repeat'.*did you mean emb_repeat[35]"):
-        evaluate(tiny_model_dir, ["emb_repeat"], "causal", tmp_path, task_dirs=[task_dir])
+        evaluate(
+            EvalSpec.parse(["emb_repeat"]),
+            model=tiny_model_dir,
+            policy="causal",
+            out_dir=tmp_path,
+            task_dirs=[task_dir],
+        )
     assert not (tmp_path / "metrics.json").exists()
 
 
 def test_missing_model(task_dir, tmp_path):
-    from ablate.mask.evaluation import evaluate
+    from ablate.mask.evaluation import EvalSpec, evaluate
 
     with pytest.raises(ModelLoadError, match="does not exist"):
-        evaluate(tmp_path / "no_model", ["emb_repeat5"], "causal", tmp_path, task_dirs=[task_dir])
+        evaluate(
+            EvalSpec.parse(["emb_repeat5"]),
+            model=tmp_path / "no_model",
+            policy="causal",
+            out_dir=tmp_path,
+            task_dirs=[task_dir],
+        )
 
 
 def test_model_without_tokenizer(tiny_model_dir, task_dir, tmp_path):
-    from ablate.mask.evaluation import evaluate
+    from ablate.mask.evaluation import EvalSpec, evaluate
 
     model_only = tmp_path / "model_only"
     load_causal_lm(tiny_model_dir).save_pretrained(model_only)
     with pytest.raises(ModelLoadError, match="tokenizer"):
-        evaluate(model_only, ["emb_repeat5"], "causal", tmp_path / "out", task_dirs=[task_dir])
+        evaluate(
+            EvalSpec.parse(["emb_repeat5"]),
+            model=model_only,
+            policy="causal",
+            out_dir=tmp_path / "out",
+            task_dirs=[task_dir],
+        )
 
 
 def test_cli(tiny_model_dir, task_dir, tmp_path):

@@ -157,6 +157,13 @@ def test_cli_writes_json_with_provenance(tmp_path, tiny_model_dir):
     assert res["threshold"] == 0.3
     assert res["leaks"] is True  # random weights: future dependence, not the loss ratio
     prov = res["provenance"]
-    assert prov["config"]["policy"] == "prefill_bidir" and prov["config"]["n"] == 4
+    # the spec's config keys, named as the config's mask.leakage names them
+    assert prov["config"] == {
+        "n_pairs": 4,
+        "max_seq_len": 1024,
+        "batch_size": 2,
+        "dtype": "float32",
+        "threshold": 0.3,
+    }
     assert set(prov["inputs"]) == {"data", "model"}
     assert 0 < res["phases"]["probe"] and 0 < res["phases"]["load_model"] < res["phases"]["total"]

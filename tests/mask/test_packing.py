@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from ablate.core.training.data import ExampleDataset, PolicyCollator
-from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError, resolve_params
+from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
+from ablate.core.training.trainer import TrainerSpec
 from ablate.mask import PREFIX_SDPA
 from ablate.mask.study import POLICIES
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
+from ablate.mask.training.gate import resolve_params
 from ablate.mask.training.policy import build_trainer, policy_loss_sum
 
 # fp32 on CPU: packed and unpacked differ only in float summation order (softmax over more
@@ -177,16 +179,12 @@ def _train(tmp_path, name, packed: bool, policy: str):
     )
     model = tiny_model(PREFIX_SDPA)
     trainer, _, _ = build_trainer(
+        TrainerSpec(p, tmp_path / name, name, save=False, pad_token_id=11),
         model=model,
         tokenizer=None,
-        pad_token_id=11,
         train_dataset=ExampleDataset(examples(15, seed=3)),
         eval_dataset=None,
         policy=policy,
-        params=p,
-        output_dir=tmp_path / name,
-        label=name,
-        save=False,
     )
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -210,16 +208,12 @@ def test_row_tokens_below_max_seq_len_is_refused(tmp_path):
     p = resolve_params(dict(packing=True, packing_row_tokens=32, max_seq_len=64), "finetune")
     with pytest.raises(TrainingConfigError, match="packing_row_tokens=32"):
         build_trainer(
+            TrainerSpec(p, tmp_path, "x", save=False, pad_token_id=11),
             model=tiny_model("sdpa"),
             tokenizer=None,
-            pad_token_id=11,
             train_dataset=ExampleDataset(examples(2)),
             eval_dataset=None,
             policy="causal",
-            params=p,
-            output_dir=tmp_path,
-            label="x",
-            save=False,
         )
 
 

@@ -18,16 +18,13 @@ from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
 from ablate.core.training.callbacks import StopRules
 from ablate.core.training.data import PolicyCollator
-from ablate.core.training.params import (
-    TrainingConfigError,
-    resolve_params,
-)
+from ablate.core.training.params import TrainingConfigError
 from ablate.core.training.trainer import MasterWeightsOptimizer
 from ablate.mask import sft_data
 from ablate.mask.training import cli
-from ablate.mask.training.gate import LeakageGateError
+from ablate.mask.training.gate import LeakageGateError, resolve_params
 from ablate.mask.training.policy import MaskPolicyTrainer, policy_loss_sum
-from ablate.mask.training.run import finetune, pretrain
+from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
 torch.set_num_threads(2)
 
@@ -228,10 +225,9 @@ def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, 
     }
     out = tmp_path / "bf16"
     s1 = finetune(
+        FinetuneSpec.parse("prefix_bidir", params),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="prefix_bidir",
-        params=params,
         out_dir=out,
         probe_result=no_leak("prefix_bidir"),
     )
@@ -250,10 +246,9 @@ def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, 
     shutil.rmtree(out / "checkpoints" / "checkpoint-4")
     shutil.rmtree(out / "final")
     s2 = finetune(
+        FinetuneSpec.parse("prefix_bidir", params),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="prefix_bidir",
-        params=params,
         out_dir=out,
         probe_result=no_leak("prefix_bidir"),
     )
@@ -365,14 +360,13 @@ def test_one_model_dtype_rule_for_trained_and_frozen_weights(monkeypatch):
 )
 def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed):
     out = tmp_path / policy
+    spec = FinetuneSpec.parse(policy, {**FAST, "packing": packed, "packing_row_tokens": 256})
     summary = finetune(
+        spec,
         model_path=tiny_model_dir,
         data=sft_file,
-        policy=policy,
-        params={**FAST, "packing": packed, "packing_row_tokens": 256},
         out_dir=out,
         probe_result=no_leak(policy),
-        config_slice={"v": policy},
     )
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["steps_done"] == summary["steps_done"] == 6
@@ -391,7 +385,11 @@ def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed)
         and on_disk["throughput"]["train_steps_per_s"] > 0
     )
     assert on_disk["tokens_seen"] > 0 and on_disk["leakage_probe"]["policy"] == policy
-    assert on_disk["provenance"]["config"] == {"v": policy} and on_disk["provenance"]["run_id"]
+    # the spec's fields are the slice it records (ablate train's: no variant, no stage)
+    assert (
+        on_disk["provenance"]["config"] == spec.config_slice() and on_disk["provenance"]["run_id"]
+    )
+    assert set(spec.config_slice()) == {"policy", "params", "allow_leakage"}
     assert on_disk["checkpoint"]["format"] == "save_pretrained"
     # final: safetensors + tokenizer + manifest, loadable by the eval stage's loader, trained weights
     final = out / "final"
@@ -415,10 +413,9 @@ def test_missing_column_is_named(tiny_model_dir, tmp_path):
     bad.write_text(json.dumps({"instruction": "hi", "response": "there"}) + "\n")
     with pytest.raises(sft_data.SFTDataError, match="lacks column.*output"):
         finetune(
+            FinetuneSpec.parse("causal", FAST),
             model_path=tiny_model_dir,
             data=bad,
-            policy="causal",
-            params=FAST,
             out_dir=tmp_path / "o",
             probe_result=no_leak("causal"),
         )
@@ -439,10 +436,9 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
     }
     with pytest.raises(LeakageGateError) as err:
         finetune(
+            FinetuneSpec.parse("prefill_bidir", FAST),
             model_path=tiny_model_dir,
             data=sft_file,
-            policy="prefill_bidir",
-            params=FAST,
             out_dir=tmp_path / "refused",
             probe_result=leaking,
         )
@@ -452,22 +448,19 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
     # a probe result for another policy is not accepted as evidence
     with pytest.raises(TrainingConfigError, match="probe result is for policy"):
         finetune(
+            FinetuneSpec.parse("prefill_bidir", FAST),
             model_path=tiny_model_dir,
             data=sft_file,
-            policy="prefill_bidir",
-            params=FAST,
             out_dir=tmp_path / "x",
             probe_result=no_leak("causal"),
         )
     # the seed's naive training, reproduced on purpose
     summary = finetune(
+        FinetuneSpec.parse("prefill_bidir", {**FAST, "max_steps": 2, "eval_size": 0}, True),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="prefill_bidir",
-        params={**FAST, "max_steps": 2, "eval_size": 0},
         out_dir=tmp_path / "allowed",
         probe_result=leaking,
-        allow_leakage=True,
     )
     assert summary["leakage_probe"]["leaks"] and summary["leakage_probe"]["allowed"]
     assert (tmp_path / "allowed" / "final" / "model.safetensors").exists()
@@ -478,17 +471,15 @@ def test_gate_runs_the_probe_itself(tiny_model_dir, sft_file, tmp_path):
     params = {**FAST, "max_steps": 1, "probe_size": 4}
     with pytest.raises(LeakageGateError, match="prefill_bidir.*later token changes"):
         finetune(
+            FinetuneSpec.parse("prefill_bidir", params),
             model_path=tiny_model_dir,
             data=sft_file,
-            policy="prefill_bidir",
-            params=params,
             out_dir=tmp_path / "refused",
         )
     summary = finetune(
+        FinetuneSpec.parse("prefix_bidir", params),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="prefix_bidir",
-        params=params,
         out_dir=tmp_path / "ok",
     )
     probe = summary["leakage_probe"]
@@ -510,10 +501,9 @@ def test_save_pretrained_failure_falls_back(tiny_model_dir, sft_file, tmp_path, 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", broken)
     out = tmp_path / "fb"
     summary = finetune(
+        FinetuneSpec.parse("causal", {**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0}),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="causal",
-        params={**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0},
         out_dir=out,
         probe_result=no_leak("causal"),
     )
@@ -539,10 +529,12 @@ def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp
     monkeypatch.setattr(MaskPolicyTrainer, "compute_loss", poisoned)
     out = tmp_path / "nan"
     summary = finetune(
+        FinetuneSpec.parse(
+            "causal",
+            {**FAST, "max_steps": 8, "save_steps": 2, "eval_size": 0, "keep_checkpoints": True},
+        ),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="causal",
-        params={**FAST, "max_steps": 8, "save_steps": 2, "eval_size": 0, "keep_checkpoints": True},
         out_dir=out,
         probe_result=no_leak("causal"),
     )
@@ -594,10 +586,9 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ref = tmp_path / "ref"  # uninterrupted, in this process (same threads: same numbers)
     finetune(
+        FinetuneSpec.parse("prefix_bidir", params),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="prefix_bidir",
-        params=params,
         out_dir=ref,
         probe_result=no_leak("prefix_bidir"),
     )
@@ -693,15 +684,18 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
         corpus=corpus,
         tokenizer_dir=tekken_dir,
         arch={"num_hidden_layers": 1},
-        params={
-            "max_steps": 5,
-            "batch_size": 4,
-            "max_seq_len": 64,
-            "eval_size": 2,
-            "eval_steps": 5,
-            "logging_steps": 1,
-            "learning_rate": 3e-3,
-        },
+        params=resolve_params(
+            {
+                "max_steps": 5,
+                "batch_size": 4,
+                "max_seq_len": 64,
+                "eval_size": 2,
+                "eval_steps": 5,
+                "logging_steps": 1,
+                "learning_rate": 3e-3,
+            },
+            "pretrain",
+        ),
         out_dir=out,
     )
     assert (
@@ -718,7 +712,13 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
     with pytest.raises(TrainingConfigError, match="lacks column 'text'"):
         bad = tmp_path / "bad.jsonl"
         bad.write_text(json.dumps({"body": "x"}) + "\n")
-        pretrain(corpus=bad, tokenizer_dir=tekken_dir, arch={}, params={}, out_dir=tmp_path / "b")
+        pretrain(
+            corpus=bad,
+            tokenizer_dir=tekken_dir,
+            arch={},
+            params=resolve_params({}, "pretrain"),
+            out_dir=tmp_path / "b",
+        )
 
 
 def test_vocab_head_loss_is_cross_entropy_over_its_rows():
@@ -752,7 +752,7 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
         corpus=corpus,
         tokenizer_dir=tekken_dir,
         arch={"num_hidden_layers": 1, "tie_word_embeddings": False},
-        params={**params, "loss_vocab": "corpus"},
+        params=resolve_params({**params, "loss_vocab": "corpus"}, "pretrain"),
         out_dir=out,
     )
     assert summary["params"]["loss_vocab"] == "corpus" and summary["steps_done"] == 4
@@ -784,13 +784,11 @@ def test_finetune_loss_vocab_corpus_trains_only_the_pairs_rows(
     out = tmp_path / vocab
     params = {**FAST, "weight_decay": 0.0, "loss_vocab": vocab}
     summary = finetune(
+        FinetuneSpec.parse("prefix_bidir", params),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="prefix_bidir",
-        params=params,
         out_dir=out,
         probe_result=no_leak("prefix_bidir"),
-        config_slice={"v": vocab},
     )
     train = summary["curves"]["train"]
     assert summary["params"]["loss_vocab"] == vocab and train[-1]["loss"] < train[0]["loss"]

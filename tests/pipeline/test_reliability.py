@@ -8,6 +8,7 @@ tests/pipeline/test_reliability_pipeline.py.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -25,7 +26,7 @@ from ablate.core.modeling import ModelLoadError, load_causal_lm
 from ablate.core.training import run as run_module
 from ablate.mask import embedded, evaluation, lm_tasks, sft_data
 from ablate.mask.lm_tasks import TaskFileError, TaskNotFoundError
-from ablate.mask.training.run import finetune
+from ablate.mask.training.run import FinetuneSpec, finetune
 
 # Fake secrets: long and unique, so a hit in any file can only be a leak.
 SECRETS = {
@@ -118,7 +119,13 @@ def test_malformed_local_task_file_is_named(tasks_copy, tiny_model_dir, tmp_path
         )
     out = tmp_path / "out"
     with pytest.raises((TaskFileError, FileNotFoundError), match=expected):
-        evaluation.evaluate(tiny_model_dir, ["emb_repeat5"], "causal", out, task_dirs=[tasks_copy])
+        evaluation.evaluate(
+            evaluation.EvalSpec.parse(["emb_repeat5"]),
+            model=tiny_model_dir,
+            policy="causal",
+            out_dir=out,
+            task_dirs=[tasks_copy],
+        )
     assert not out.exists()  # failed before the model was loaded; nothing written
 
 
@@ -189,10 +196,9 @@ def test_model_without_tokenizer_fails_before_training(tiny_model_dir, sft_file,
     load_causal_lm(tiny_model_dir).save_pretrained(model_only)
     with pytest.raises(ModelLoadError, match=r"cannot load a tokenizer from .*model_only"):
         finetune(
+            FinetuneSpec.parse("causal", FAST),
             model_path=model_only,
             data=sft_file,
-            policy="causal",
-            params=FAST,
             out_dir=tmp_path / "o",
             probe_result=NO_LEAK,
         )
@@ -220,10 +226,9 @@ def test_sft_dataset_without_alpaca_columns(tiny_model_dir, tmp_path):
         sft_data.load_rows(plain)
     with pytest.raises(sft_data.SFTDataError, match="lacks column"):
         finetune(
+            FinetuneSpec.parse("causal", FAST),
             model_path=tiny_model_dir,
             data=bad,
-            policy="causal",
-            params=FAST,
             out_dir=tmp_path / "o",
             probe_result=NO_LEAK,
         )
@@ -239,10 +244,9 @@ def test_sft_dataset_with_empty_responses(tiny_model_dir, tmp_path):
         match=r"empty\.jsonl: 2 row\(s\) have an empty 'output' response \(first at row 2\)",
     ):
         finetune(
+            FinetuneSpec.parse("causal", FAST),
             model_path=tiny_model_dir,
             data=bad,
-            policy="causal",
-            params=FAST,
             out_dir=tmp_path / "o",
             probe_result=NO_LEAK,
         )
@@ -299,7 +303,11 @@ def test_damaged_checkpoint_is_refused_by_eval(
             checkpoint.verify(pipeline_checkpoint)
     with pytest.raises(CheckpointError, match=expected):
         evaluation.evaluate(
-            pipeline_checkpoint, ["emb_repeat5"], "causal", out, task_dirs=[task_dir]
+            evaluation.EvalSpec.parse(["emb_repeat5"]),
+            model=pipeline_checkpoint,
+            policy="causal",
+            out_dir=out,
+            task_dirs=[task_dir],
         )
     assert not out.exists()
 
@@ -336,10 +344,9 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
     _enospc(monkeypatch)
     with pytest.raises(OSError, match="No space left on device"):
         finetune(
+            FinetuneSpec.parse("causal", FAST),
             model_path=tiny_model_dir,
             data=sft_file,
-            policy="causal",
-            params=FAST,
             out_dir=out,
             probe_result=NO_LEAK,
         )
@@ -355,10 +362,9 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
     """A rerun (other params) whose final save fails: the previous final stays whole and verified."""
     out = tmp_path / "ft"
     finetune(
+        FinetuneSpec.parse("causal", {**FAST, "max_steps": 1}),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="causal",
-        params={**FAST, "max_steps": 1},
         out_dir=out,
         probe_result=NO_LEAK,
     )
@@ -374,10 +380,9 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
     monkeypatch.setattr(run_module, "save_final", save_final_on_full_disk)
     with pytest.raises(OSError, match="No space left on device"):
         finetune(
+            FinetuneSpec.parse("causal", {**FAST, "save_steps": 0}),
             model_path=tiny_model_dir,
             data=sft_file,
-            policy="causal",
-            params={**FAST, "save_steps": 0},
             out_dir=out,
             probe_result=NO_LEAK,
         )
@@ -392,10 +397,9 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
 def causal_finetune(model_dir: Path, sft: Path, out: Path, steps: int, **kw) -> None:
     """A few causal steps, save_steps 0 (the default's: no Trainer checkpoint)."""
     finetune(
+        FinetuneSpec.parse("causal", {**FAST, "max_steps": steps, "save_steps": 0}),
         model_path=model_dir,
         data=sft,
-        policy="causal",
-        params={**FAST, "max_steps": steps, "save_steps": 0},
         out_dir=out,
         probe_result=NO_LEAK,
         **kw,
@@ -454,8 +458,7 @@ def test_diff_finds_the_run_a_rerun_replaced(tiny_model_dir, sft_file, tmp_path,
     out = tmp_path / "finetune" / "3A"
     ids = []
     for steps in (3, 2):
-        config_slice = {"params": {"max_steps": steps}}
-        causal_finetune(tiny_model_dir, sft_file, out, steps, config_slice=config_slice)
+        causal_finetune(tiny_model_dir, sft_file, out, steps)
         ids.append(json.loads((out / "summary.json").read_text())["provenance"]["run_id"])
     assert ids[0] != ids[1]
     capsys.readouterr()  # the finetunes' progress
@@ -515,21 +518,20 @@ def test_secrets_never_reach_outputs_or_logs(
         monkeypatch.setenv(k, v)
     out = tmp_path / "run"
     finetune(
+        dataclasses.replace(
+            FinetuneSpec.parse("causal", {**FAST, "keep_checkpoints": True}), variant="x"
+        ),
         model_path=tiny_model_dir,
         data=sft_file,
-        policy="causal",
-        params={**FAST, "keep_checkpoints": True},
         out_dir=out / "ft",
         probe_result=NO_LEAK,
-        config_slice={"variant": "x"},
     )
     evaluation.evaluate(
-        out / "ft" / "final",
-        ["emb_repeat5"],
-        "prefix_bidir",
-        out / "eval",
+        evaluation.EvalSpec.parse(["emb_repeat5"], limit=2),
+        model=out / "ft" / "final",
+        policy="prefix_bidir",
+        out_dir=out / "eval",
         task_dirs=[task_dir],
-        limit=2,
     )
     model_card.write(
         out / "card.json", source="embedded", model=tiny_model_dir, config_slice={"a": 1}

@@ -38,7 +38,7 @@ from test_reliability import SECRETS
 from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
 from ablate.mask import evaluation
-from ablate.mask.training.run import finetune
+from ablate.mask.training.run import FinetuneSpec, finetune
 
 pytestmark = pytest.mark.slow
 
@@ -217,10 +217,9 @@ def test_rerun_resumes_and_equals_an_uninterrupted_run(runs, tmp_path):
     torch.set_num_threads(1)
     try:
         ref = finetune(
+            FinetuneSpec.parse("causal", summary["params"]),
             model_path=json.loads((wd / "results/model/base.json").read_text())["path"],
             data=wd / "results/data/sft.jsonl",
-            policy="causal",
-            params=summary["params"],
             out_dir=tmp_path / "ref",
             probe_result=json.loads((wd / "results/leakage/causal.json").read_text()),
         )
@@ -236,10 +235,10 @@ def test_rerun_resumes_and_equals_an_uninterrupted_run(runs, tmp_path):
             torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5)
         # and the stage-4 scores of the resumed model equal those of the uninterrupted one
         metrics = evaluation.evaluate(
-            tmp_path / "ref/final",
-            TASKS,
-            "causal",
-            tmp_path / "ref_eval",
+            evaluation.EvalSpec.parse(TASKS),
+            model=tmp_path / "ref/final",
+            policy="causal",
+            out_dir=tmp_path / "ref_eval",
             task_dirs=[wd / "results/data/tasks"],
         )
     finally:

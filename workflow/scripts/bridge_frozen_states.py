@@ -14,17 +14,13 @@ job_cache = job_script.start(snakemake, "bridge", imports=["ablate.bridge.states
 from ablate.bridge import states
 from ablate.core import parallel
 
-s = snakemake.params.states
+spec = states.StatesSpec(**snakemake.params.states)  # the rule's params, as one typed spec
 kwargs = dict(
-    what=s["what"],
-    model_card=snakemake.input[f"{s['role']}_card"],
+    spec=spec,
+    model_card=snakemake.input[f"{spec.role}_card"],
     train_file=snakemake.input.train,
     eval_file=snakemake.input.eval,
-    dataset_kind=s["kind"],
-    params=s["params"],
-    test_items=s["test_items"],
     out_dir=str(Path(snakemake.output.summary).parent),
-    config_slice=s["identity"],
 )
 granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
 if granted > 1:  # the cache does not depend on the process count: the granted GPUs all work

@@ -38,22 +38,13 @@ else:
     # hash manifest (ablate.core.checkpoint.check_before_load).
     model, model_id, revision = snakemake.input.checkpoint, wc.model, None
 evaluation.evaluate(
-    model,
-    [t["name"] for t in cfg["tasks"]],
-    wc.policy,
-    Path(snakemake.output.metrics).parent,
+    evaluation.EvalSpec(**cfg),  # the job's config slice, as one typed spec
+    model=model,
+    policy=wc.policy,
+    out_dir=Path(snakemake.output.metrics).parent,
     task_dirs=snakemake.input.tasks,
-    datasets=cfg.get("datasets"),  # the hub tasks' datasets at their pinned commits
-    limit={t["name"]: t["limit"] for t in cfg["tasks"]},
-    headline={t["name"]: t["metric"] for t in cfg["tasks"]},
     model_id=model_id,
     revision=revision,
-    dtype=cfg["dtype"],
-    max_batch_tokens=cfg["max_batch_tokens"],
-    share_contexts=cfg["share_contexts"],
-    bootstrap_iters=cfg["bootstrap_iters"],
-    seed=cfg["seed"],
-    config_slice=cfg,
 )
 # tracking is read from the config, not params: switching it on or off reruns nothing
 log_run()

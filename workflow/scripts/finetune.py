@@ -30,23 +30,21 @@ job_cache = job_script.start(
     after_restore=log_run,
 )
 from ablate.core import model_card, parallel
-from ablate.mask.training.run import finetune
+from ablate.mask.training.run import FinetuneSpec, finetune
 
-cfg = snakemake.params.finetune
+# the job's config slice (its params resolved when the config was parsed), as one typed spec
+spec = FinetuneSpec(**snakemake.params.finetune)
 # tracking is read from the config, not params: switching it on or off reruns nothing
 track = snakemake.config["tracking"]
 tracking.check(track)
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
 kwargs = dict(
+    spec=spec,
     model_path=model,
     revision=revision,
     data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
-    policy=cfg["policy"],
-    params=cfg["params"],
     out_dir=str(out_dir),
     probe_result=json.loads(Path(snakemake.input.probe).read_text()),
-    allow_leakage=cfg["allow_leakage"],
-    config_slice=cfg,
 )
 callbacks = dict(
     call="ablate.core.tracking:trainer_callbacks", kwargs=dict(tracking=track, out_dir=str(out_dir))

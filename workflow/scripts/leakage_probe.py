@@ -7,20 +7,14 @@ job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.leakage"])
 from ablate.core import model_card
 from ablate.mask import leakage
 
-cfg = snakemake.params.leakage
 policy = snakemake.wildcards.policy
 model, revision = model_card.locate(model_card.read(snakemake.input.card))
 leakage.run_probe(
+    leakage.ProbeSpec(**snakemake.params.leakage),  # the job's config slice, as one typed spec
     model=model,
     revision=revision,
     data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
     policy=policy,
-    n=cfg["n_pairs"],
-    max_seq_len=cfg["max_seq_len"],
-    batch_size=cfg["batch_size"],
-    dtype=cfg["dtype"],
-    threshold=cfg["threshold"],
     out=snakemake.output[0],
-    config_slice=cfg,
 )
 job_cache.store()

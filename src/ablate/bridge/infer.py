@@ -282,36 +282,32 @@ def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def benchmark(
+    spec: bridge_params.RunSpec,
     *,
     source_card,
     target_card,
     translator_dir: str | os.PathLike,
     eval_file: str | os.PathLike,
-    dataset_kind: str,
-    params: dict[str, Any],
     out_samples: str | os.PathLike,
     out_summary: str | os.PathLike,
-    config_slice: Any = None,
-    baselines: tuple[str, ...] = BASELINES,
-    where: str = "bridge",
-    timed_samples: int = 16,
 ) -> pd.DataFrame:
     """Run the baselines on the first ``eval_size`` items at ``eval_batch_size`` (quality), and
-    again at batch 1 on the first ``timed_samples`` of them (latency, peak memory); write
+    again at batch 1 on the first ``spec.timed_samples`` of them (latency, peak memory); write
     per-sample rows and the aggregate.
 
     ``out_summary`` gets the aggregate table (.csv/.parquet by suffix) and a provenance sidecar
     ``<out_summary>.provenance.json``. Returns the aggregate.
     """
     started = time.time()
-    models.check_pinned({"source": source_card, "target": target_card}, config_slice)
-    p = bridge_params.resolve(params, where)
+    models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
+    p = bridge_params.check(spec.params, spec.where)
+    dataset_kind, baselines = spec.kind, BASELINES
     items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
     pair = load_pair(source_card, target_card, dataset_kind, p)
     translator = tr.load(translator_dir).to(pair.device)
     bench = Bench(pair, translator)
     rows = batched_rows(bench, items, baselines)
-    timings = timed(Bench(pair, translator, timed=True), items[:timed_samples], baselines)
+    timings = timed(Bench(pair, translator, timed=True), items[: spec.timed_samples], baselines)
     samples = samples_frame(rows, timings, p["eval_batch_size"])
     io.write_frame(out_samples, samples)
     agg = aggregate(samples)
@@ -319,7 +315,7 @@ def benchmark(
     io.write_json(
         f"{out_summary}.provenance.json",
         provenance.collect(
-            config_slice=config_slice if config_slice is not None else p,
+            config_slice=spec.record_slice(),
             inputs={
                 "translator": translator_dir,
                 "eval_file": eval_file,

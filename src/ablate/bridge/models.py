@@ -173,7 +173,7 @@ def prepare_model(
     from ablate.core.phases import Phases
     from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
     from ablate.core.training.params import resolve_params
-    from ablate.core.training.run import train_run
+    from ablate.core.training.run import TrainRun, train_run
 
     started = time.time()
     phases = Phases(started)
@@ -199,12 +199,8 @@ def prepare_model(
     def examples(idx):
         return ExampleDataset([{"input_ids": blocks[i], "prompt_length": 0} for i in sorted(idx)])
 
-    summary = train_run(
+    run = TrainRun(
         kind="pretrain",
-        model=model,
-        tokenizer=tokenizer,
-        train_dataset=examples(order[n_eval:]),
-        eval_dataset=examples(order[:n_eval]),
         params=p,
         out_dir=out,
         run_key={"kind": "bridge_pretrain", "family": family, "arch": a, "params": p},
@@ -214,6 +210,13 @@ def prepare_model(
         phases=phases,
         # the key its summary and manifest had when it ran through the mask study's Trainer
         record={"policy": "causal"},
+    )
+    summary = train_run(
+        run,
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=examples(order[n_eval:]),
+        eval_dataset=examples(order[:n_eval]),
     )
     model_card.write(
         out / "card.json",

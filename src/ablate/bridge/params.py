@@ -7,6 +7,7 @@ Torch-free: the Snakefile resolves every grid entry through :func:`resolve` at p
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 from ablate.core import config
@@ -71,6 +72,50 @@ def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, A
     except TranslatorConfigError as exc:
         raise BridgeConfigError(str(exc)) from exc
     return out
+
+
+def check(p: dict[str, Any], where: str = "bridge") -> dict[str, Any]:
+    """Params as a job takes them, resolved where the config was parsed (:func:`resolve`, through
+    the grid), checked only: every key, valid, in their canonical spelling."""
+    missing = sorted(set(schema()["properties"]) - set(p))
+    if missing:
+        raise BridgeConfigError(
+            f"{where}: parameters without {', '.join(missing)}: a job takes them resolved "
+            f"(ablate.bridge.params.resolve, where the config is parsed)"
+        )
+    if resolve(p, where) != p:
+        raise BridgeConfigError(f"{where}: parameters not in their canonical spelling")
+    return p
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A bridge run (a ``bridge_train`` or ``bridge_infer`` job) as its rule passes it
+    (rules/bridge/common.smk), one field per key: its ``run_id``, resolved ``params`` and data
+    ``kind``; ``identity``, the config slice its record holds (None: ``params``); ``where`` the
+    config sets its entry (errors name it); the job script's ``source_role`` and
+    ``target_role`` (which model cards it reads) and ``processes`` (a training's data-parallel
+    processes); a benchmark's ``timed_samples``. The job script builds it from the rule's params
+    (``RunSpec(**params)``); a library caller from partial params with :meth:`parse`."""
+
+    run_id: str
+    params: dict[str, Any]
+    kind: str
+    identity: Any = None
+    where: str = "bridge"
+    source_role: str = "source"
+    target_role: str = "target"
+    processes: int = 1
+    timed_samples: int | None = None
+
+    @classmethod
+    def parse(cls, run_id: str, params: dict[str, Any] | None, kind: str, **keys: Any) -> RunSpec:
+        """A spec from partial ``params``: the one merge with the defaults (:func:`resolve`)."""
+        return cls(run_id, resolve(params, keys.get("where", "bridge")), kind, **keys)
+
+    def record_slice(self) -> Any:
+        """The config slice its record holds."""
+        return self.identity if self.identity is not None else self.params
 
 
 def canonical(p: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,21 +138,27 @@ def _save(tmp: Path, arr: np.ndarray) -> None:
         np.save(f, arr)
 
 
+@dataclass(frozen=True)
+class StatesSpec:
+    """A cache job as its rule passes it (rules/bridge/common.smk, ``bridge_states_params``),
+    one field per key: ``what`` (``source``: the source model's states of the whole train split
+    and the first ``test_items`` test items; ``teacher``: the KL teacher's rows of the train
+    split), the ``params`` it computes with, the data ``kind``, ``identity`` (the cache's config
+    slice, its record holds; None: ``params``) and the job script's ``role`` (which model card)."""
+
+    what: str
+    params: dict[str, Any]
+    kind: str
+    test_items: int = 0
+    identity: Any = None
+    role: str = "source"
+
+
 def compute(
-    *,
-    what: str,
-    model_card,
-    train_file,
-    eval_file,
-    dataset_kind: str,
-    params: dict[str, Any],
-    test_items: int,
-    out_dir: str | os.PathLike,
-    config_slice: Any = None,
+    spec: StatesSpec, *, model_card, train_file, eval_file, out_dir: str | os.PathLike
 ) -> dict[str, Any] | None:
-    """The cache of one key: ``what`` = ``source`` (the source model's card: its states of the
-    whole train split and the first ``test_items`` test items) or ``teacher`` (the target's card:
-    the KL teacher's rows of the train split; the KL term is a training loss).
+    """The cache of one key (``spec``) from ``model_card`` (the source's, or the target's for the
+    teacher) and the train and eval files, written to ``out_dir``.
 
     Launched data-parallel (a job's ``gpu`` > 1: ``ablate.core.parallel.launch``), every process
     loads the model on its GPU and extracts its batches (:func:`write`); process 0 writes the
@@ -161,8 +168,9 @@ def compute(
     from ablate.core import provenance
 
     started = time.time()
+    what, params, dataset_kind, test_items = spec.what, spec.params, spec.kind, spec.test_items
     key = "source" if what == "source" else "target"  # the model's key in the cache's identity
-    models.check_pinned({key: model_card}, (config_slice or {}).get("key"))
+    models.check_pinned({key: model_card}, (spec.identity or {}).get("key"))
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok = models.load(model_card, dtype=model_dtype(params), device=dev)
     if what == "source":
@@ -193,7 +201,7 @@ def compute(
         "processes": parallel.world_size(),
         "wall_s": time.time() - started,
         "provenance": provenance.collect(
-            config_slice=config_slice if config_slice is not None else params,
+            config_slice=spec.identity if spec.identity is not None else params,
             inputs={
                 "train_file": train_file,
                 "eval_file": eval_file,

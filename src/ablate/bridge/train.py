@@ -11,9 +11,9 @@ Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; the core's launcher
 ``ablate.core.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
 ``batch_size`` items per process and step (the seed's "10 per GPU"), each process a slice of
 one global batch order, DDP averaging the gradients; the evaluation is split over the processes
-and gathered; only rank 0 writes. On one process it is the plain loop. With ``source_states`` (a cache folder of
-:mod:`ablate.bridge.states`) the source model's weights are not loaded at all; with
-``teacher_states`` the KL term reads its teacher's rows instead of a target forward pass.
+and gathered; only rank 0 writes. On one process it is the plain loop. With ``states["source"]`` (a cache
+folder of :mod:`ablate.bridge.states`) the source model's weights are not loaded at all; with
+``states["teacher"]`` the KL term reads its teacher's rows instead of a target forward pass.
 """
 
 from __future__ import annotations
@@ -266,22 +266,21 @@ class _Entry:
         return sum(t.numel() for t in self.translator.parameters())
 
 
-def _set_up(
-    run_id, params, where, train_file, eval_file, dataset_kind, cards, source_states, teacher_states
-) -> _Entry:
-    """Resolve the params, read the data, load the pair (source states and the KL teacher from
-    their caches when given) and build the translator, seeded."""
-    p = bridge_params.resolve(params, where)
+def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -> _Entry:
+    """Check the params, read the data, load the pair (source states and the KL teacher from
+    their caches when ``states`` names them) and build the translator, seeded."""
+    p = bridge_params.check(spec.params, spec.where)
+    dataset_kind = spec.kind
     train_items = world.load_dataset(train_file, dataset_kind)
     eval_items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
     torch.manual_seed(p["seed"])
-    cache = None if source_states is None else frozen.open_cache(source_states)
-    teacher = None if teacher_states is None else frozen.open_cache(teacher_states, "teacher")
+    cache = None if "source" not in states else frozen.open_cache(states["source"])
+    teacher = None if "teacher" not in states else frozen.open_cache(states["teacher"], "teacher")
     pair = load_pair(*cards, dataset_kind, p, cache, teacher)
-    translator = tr.build(p, pair.source, pair.target, where).to(pair.device)
+    translator = tr.build(p, pair.source, pair.target, spec.where).to(pair.device)
     entry = _Entry(
         p,
-        f"bridge {run_id}",
+        f"bridge {spec.run_id}",
         train_items,
         eval_items,
         pair,
@@ -343,40 +342,27 @@ def _results(e: _Entry, res: dict[str, Any], started: float) -> dict[str, Any]:
 
 
 def train_entry(
+    spec: bridge_params.RunSpec,
     *,
     source_card,
     target_card,
     train_file: str | os.PathLike,
     eval_file: str | os.PathLike,
-    dataset_kind: str,
-    params: dict[str, Any],
     out_dir: str | os.PathLike,
-    run_id: str,
-    config_slice: Any = None,
-    where: str = "bridge",
-    source_states: str | os.PathLike | None = None,
-    teacher_states: str | os.PathLike | None = None,
+    states: dict[str, str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one grid entry; write translator/, samples.parquet, summary.json.
 
-    ``source_states``: a cache folder of :func:`ablate.bridge.states.compute` for this entry's
-    source and data, read instead of running the source; ``teacher_states`` likewise for the KL
-    teacher's forward pass. Under torchrun every process trains
+    ``states``: ``source`` -> a cache folder of :func:`ablate.bridge.states.compute` for this
+    entry's source and data, read instead of running the source; ``teacher`` -> likewise for the
+    KL teacher's forward pass. Under torchrun every process trains
     and rank 0 alone writes (the others return the same summary, unwritten)."""
     started = time.time()
-    models.check_pinned({"source": source_card, "target": target_card}, config_slice)
+    states = dict(states or {})
+    run_id, dataset_kind = spec.run_id, spec.kind
+    models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
     out = Path(out_dir)
-    e = _set_up(
-        run_id,
-        params,
-        where,
-        train_file,
-        eval_file,
-        dataset_kind,
-        (source_card, target_card),
-        source_states,
-        teacher_states,
-    )
+    e = _set_up(spec, train_file, eval_file, (source_card, target_card), states)
     p = e.p
     key = {"run_id": run_id, "params": p, "world_size": parallel.world_size()}
     with resume.checkpointing(out / checkpoint.CHECKPOINTS_DIR, key):
@@ -398,7 +384,7 @@ def train_entry(
         **_results(e, res, started),
         "params": p,
         "provenance": provenance.collect(
-            config_slice=config_slice if config_slice is not None else p,
+            config_slice=spec.record_slice(),
             inputs={
                 "train_file": train_file,
                 "eval_file": eval_file,
@@ -406,8 +392,7 @@ def train_entry(
                 # the caches' own records (their provenance), not GBs of states to hash
                 **{
                     f"{what}_states": Path(folder) / "summary.json"
-                    for what, folder in (("source", source_states), ("teacher", teacher_states))
-                    if folder is not None
+                    for what, folder in sorted(states.items())
                 },
             },
             started=started,

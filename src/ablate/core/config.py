@@ -54,7 +54,8 @@ def _load(path: Path) -> dict[str, Any]:
 def config_schema() -> dict[str, Any]:
     """The pipeline's config schema, the one place its keys and defaults are stated: the core
     part, each registered study's part as the property of its name (required when ``studies``
-    lists it; its ``$defs`` joined to the core's) and the plan's block as ``plan``."""
+    lists it; its ``$defs`` joined to the core's) and the plan's block as ``plan``; the registry
+    fills in the core's enums of studies and of attention backends."""
     from ablate import studies
 
     schema = _load(schema_path("ablate.core"))
@@ -63,6 +64,7 @@ def config_schema() -> dict[str, Any]:
     schema["properties"]["plan"].update(plan)
     for node in (schema, plan):  # `studies` and `plan.studies` name registered studies
         node["properties"]["studies"]["items"]["enum"] = list(studies.STUDIES)
+    schema["$defs"]["attn_implementation"]["enum"] += list(studies.attention_backends())
     schema["allOf"] = []
     for study, package in studies.STUDIES.items():
         part = _load(schema_path(package))
@@ -127,12 +129,13 @@ def subschema(pointer: str) -> dict[str, Any]:
 
 
 def defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
-    """``{key: default}`` of an object schema's properties (keys without a default left out)."""
-    return {
-        k: copy.deepcopy(p["default"])
-        for k, p in schema.get("properties", {}).items()
-        if "default" in p
-    }
+    """``{key: default}`` of an object schema (keys without a default left out), filled in as the
+    config's are (:func:`validator`'s ``fill_defaults``: through ``$ref``, so a study's extension
+    of a core node has the core's defaults too)."""
+    out: dict[str, Any] = {}
+    for _ in validator(schema, fill_defaults=True).iter_errors(out):
+        pass  # only the filling counts: an empty object may lack a required key
+    return out
 
 
 def schema_defaults(pointer: str) -> dict[str, Any]:

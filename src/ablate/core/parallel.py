@@ -11,6 +11,7 @@ identity, so a one-process run is exactly the plain one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import faulthandler
 import importlib
@@ -98,10 +99,12 @@ def launch(
     log: TextIO | None = None,
     callbacks: dict[str, Any] | None = None,
 ) -> None:
-    """Run ``call`` (``"module:function"``) with ``kwargs`` (JSON) in ``nproc`` data-parallel
-    processes of ``threads // nproc`` CPU threads each; raise if one fails. ``callbacks``
-    (``{"call", "kwargs"}``): a function each process calls for its ``callbacks=`` argument
-    (objects that JSON cannot carry, e.g. ablate.core.tracking.trainer_callbacks)."""
+    """Run ``call`` (``"module:function"``) with ``kwargs`` (JSON; a dataclass value, an entry
+    point's spec, is rebuilt in each process) in ``nproc`` data-parallel processes of
+    ``threads // nproc`` CPU threads each; raise if one fails. ``callbacks`` (``{"call",
+    "kwargs"}``): a function each process calls for its ``callbacks=`` argument (objects that
+    JSON cannot carry, e.g. ablate.core.tracking.trainer_callbacks)."""
+    kwargs = encode_kwargs(kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
         spec.write_text(
@@ -133,6 +136,30 @@ def resolve(call: str):
     return getattr(importlib.import_module(module), name)
 
 
+#: the key of a dataclass carried through the launcher's JSON: {DATACLASS: "module:Class", ...}
+DATACLASS = "$dataclass"
+
+
+def encode_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for the launcher's JSON: a dataclass value (an entry point's spec) as its
+    fields and its class (:data:`DATACLASS`), which each process rebuilds."""
+
+    def encode(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            cls = type(value)
+            return {DATACLASS: f"{cls.__module__}:{cls.__qualname__}", **dataclasses.asdict(value)}
+        return value
+
+    return {k: encode(v) for k, v in kwargs.items()}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and DATACLASS in value:
+        fields = dict(value)
+        return resolve(fields.pop(DATACLASS))(**fields)
+    return value
+
+
 @record  # torchrun's failure summary (the end of the log) then names each process's exception
 def main(argv: list[str] | None = None) -> None:
     """One process of a data-parallel run: ``python -m ablate.core.parallel spec.json``."""
@@ -140,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = json.loads(Path(argv[0]).read_text())
     init()
     try:
-        kwargs, cb = spec["kwargs"], spec.get("callbacks")
+        kwargs, cb = {k: _decode(v) for k, v in spec["kwargs"].items()}, spec.get("callbacks")
         if cb:
             kwargs["callbacks"] = resolve(cb["call"])(**cb["kwargs"])
         resolve(spec["call"])(**kwargs)

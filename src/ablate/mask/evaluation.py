@@ -13,12 +13,15 @@ that runs them and writes its record, and its command line (``ablate eval``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ablate.core import io, provenance
+from ablate.core.config import sorted_tree
 from ablate.core.phases import Phases
 from ablate.mask import study
 from ablate.mask.eval_results import SAMPLE_COLUMNS, macro, task_result
@@ -27,25 +30,18 @@ from ablate.mask.masks import POLICIES, check_policy
 from ablate.mask.policy_lm import MaskPolicyLM
 
 
-def _doc_indices(
-    task_objs: dict[str, Any], tasks: list[str], limit
-) -> tuple[dict[str, list[int]], dict[str, Any]]:
-    """The docs each task scores, its first ``limit`` (an int for all tasks, or task -> int), and
-    the limits per task (recorded)."""
-    limits = limit if isinstance(limit, dict) else {t: limit for t in tasks}
-    bad = set(limits) - set(tasks)
-    if bad:
-        raise TaskNotFoundError(f"limit given for task(s) not evaluated: {', '.join(sorted(bad))}")
+def _doc_indices(task_objs: dict[str, Any], limits: dict[str, int | None]) -> dict[str, list[int]]:
+    """The docs each task scores: its first ``limits[task]`` (None: all)."""
     return {
         t: list(
             range(
                 len(task_objs[t].eval_docs)
-                if limits.get(t) is None
-                else min(int(limits[t]), len(task_objs[t].eval_docs))
+                if n is None
+                else min(int(n), len(task_objs[t].eval_docs))
             )
         )
-        for t in tasks
-    }, limits
+        for t, n in limits.items()
+    }
 
 
 def _run_lm_eval(lm, task_objs, tasks, task_manager, samples_idx, bootstrap_iters, seed) -> dict:
@@ -131,35 +127,83 @@ def _metrics(policy, model_block, per_task, run_config, inputs, scorer, phases) 
     return metrics
 
 
+@dataclass(frozen=True)
+class EvalSpec:
+    """An evaluation's config slice (config ``mask.eval``: the job's ``Job.config``), one field per
+    key: ``tasks`` (each ``{name, metric, limit}``: the headline metric, None: ``acc_norm`` where
+    the task has it, else ``acc``; the first ``limit`` docs, None: all), the scorer's ``dtype``,
+    ``max_batch_tokens`` and ``share_contexts``, lm-eval's ``bootstrap_iters`` and ``seed``, and
+    the pipeline's ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its
+    hub dataset pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
+    loaded at that commit; None for the embedded tasks). ``device`` (None: a GPU when there is one)
+    is the command line's, not a config key, and not in the recorded slice.
+
+    The pipeline builds it from the job's slice (``EvalSpec(**slice)``: defaults filled in when
+    the config was parsed); a library caller with :meth:`parse`."""
+
+    tasks: list[dict[str, Any]]
+    dtype: str
+    max_batch_tokens: int
+    share_contexts: bool
+    bootstrap_iters: int
+    seed: int
+    ablated_policy: str | None = None
+    datasets: dict[str, dict[str, Any]] | None = None
+    device: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        tasks: list[str],
+        limit: int | dict[str, int] | None = None,
+        headline: str | dict[str, str] | None = None,
+        **keys: Any,
+    ) -> EvalSpec:
+        """A spec from task names, their ``limit`` and ``headline`` (one for all, or task ->
+        value) and any other fields (``keys``): the one merge with the schema's defaults."""
+        from ablate.core.config import schema_defaults
+
+        def per_task(value, task):
+            return value.get(task) if isinstance(value, dict) else value
+
+        for what, value in (("limit", limit), ("headline", headline)):
+            bad = set(value) - set(tasks) if isinstance(value, dict) else set()
+            if bad:
+                raise TaskNotFoundError(
+                    f"{what} given for task(s) not evaluated: {', '.join(sorted(bad))}"
+                )
+        defaults = schema_defaults("properties/mask/properties/eval")
+        fields = {k: v for k, v in defaults.items() if k not in ("tasks", "ablated_policy")}
+        rows = [
+            {"name": t, "metric": per_task(headline, t), "limit": per_task(limit, t)} for t in tasks
+        ]
+        return cls(tasks=rows, **{**fields, **keys})
+
+    def config_slice(self) -> dict[str, Any]:
+        """The slice it records in its provenance: its config keys, those set."""
+        fields = dataclasses.asdict(self)
+        del fields["device"]
+        return sorted_tree({k: v for k, v in fields.items() if v is not None})
+
+
 def evaluate(
+    spec: EvalSpec,
+    *,
     model: str | os.PathLike,
-    tasks: list[str],
     policy: str,
     out_dir: str | os.PathLike,
-    *,
     task_dirs=(),
-    datasets: dict[str, dict] | None = None,
-    limit: int | dict[str, int] | None = None,
-    headline: str | dict[str, str] | None = None,
     model_id: str | None = None,
     revision: str | None = None,
-    dtype: str = "float32",
-    device: str | None = None,
-    max_batch_tokens: int = 16384,
-    share_contexts: bool = True,
-    config_slice: Any = None,
-    bootstrap_iters: int = 1000,
-    seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on ``tasks`` under ``policy``; write metrics.json and samples.parquet.
-
-    ``datasets``: task -> its hub dataset pinned to a commit (``{path, name, revision}``,
-    :func:`ablate.mask.tasks.pinned_datasets`), loaded at that commit; the config slice (the
-    record's provenance) names them.
-    ``limit``: docs per task (an int for all tasks, or task -> int); the first docs are used.
-    ``headline``: the metric reported as each task's ``score`` (one name, or task -> name);
-    default acc_norm where the task has it, else acc. Returns the metrics.json content.
+    """Evaluate ``model`` on ``spec.tasks`` under ``policy``; write metrics.json and
+    samples.parquet. ``model_id`` labels the model in the record (default: ``model``);
+    ``revision`` pins a hub id. Returns the metrics.json content.
     """
+    tasks = [t["name"] for t in spec.tasks]
+    limit = {t["name"]: t["limit"] for t in spec.tasks}
+    headline = {t["name"]: t["metric"] for t in spec.tasks}
+    dtype, max_batch_tokens, share_contexts = spec.dtype, spec.max_batch_tokens, spec.share_contexts
     phases = Phases()
     check_policy(policy)
     if not tasks:
@@ -169,8 +213,8 @@ def evaluate(
         flush=True,
     )
     with phases("load_tasks"):
-        task_objs, local, task_manager = load_tasks(list(tasks), task_dirs, datasets)
-    samples_idx, limits = _doc_indices(task_objs, tasks, limit)
+        task_objs, local, task_manager = load_tasks(list(tasks), task_dirs, spec.datasets)
+    samples_idx = _doc_indices(task_objs, limit)
     print(f"[eval] loading model {model}", flush=True)
     with phases("load_model"):  # the manifest's hashes checked while the weights load
         lm = MaskPolicyLM(
@@ -178,28 +222,18 @@ def evaluate(
             mask_policy=policy,
             revision=revision,
             dtype=dtype,
-            device=device,
+            device=spec.device,
             max_batch_tokens=max_batch_tokens,
             share_contexts=share_contexts,
         )
     with phases("evaluate"):  # lm-eval: requests built, scored (evaluate.score), aggregated
-        res = _run_lm_eval(lm, task_objs, tasks, task_manager, samples_idx, bootstrap_iters, seed)
+        res = _run_lm_eval(
+            lm, task_objs, tasks, task_manager, samples_idx, spec.bootstrap_iters, spec.seed
+        )
     phases.add("evaluate.score", lm.scoring_s)
     per_task, rows = _task_results(tasks, task_objs, res, headline)
     model_block = _model_block(model, model_id, revision)
-    run_config = (
-        config_slice
-        if config_slice is not None
-        else {
-            "policy": policy,
-            "tasks": list(tasks),
-            "limit": limits,
-            "headline": headline,
-            "model": model_block,
-            "dtype": dtype,
-            **({"datasets": datasets} if datasets else {}),
-        }
-    )
+    run_config = spec.config_slice()
     scorer = {
         "max_batch_tokens": max_batch_tokens,
         "share_contexts": share_contexts,
@@ -253,24 +287,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--headline", action="append", default=[], metavar="TASK=METRIC")
     ap.add_argument("--model-id", default=None, help="label recorded as model.id")
     ap.add_argument("--revision", default=None)
-    ap.add_argument("--dtype", default="float32")
+    # unset: the config schema's defaults (mask.eval), as the pipeline's
+    ap.add_argument("--dtype", default=None)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--max-batch-tokens", type=int, default=16384)
+    ap.add_argument("--max-batch-tokens", type=int, default=None)
     ap.add_argument("--no-share-contexts", action="store_true")
     a = ap.parse_args(argv)
-    evaluate(
-        a.model,
+    spec = EvalSpec.parse(
         [t.strip() for t in a.tasks.split(",") if t.strip()],
-        a.policy,
-        a.out,
-        task_dirs=a.task_dir,
         limit=a.limit,
         headline=_parse_pairs(a.headline, "headline") or None,
+        **{
+            k: v
+            for k, v in dict(
+                dtype=a.dtype,
+                device=a.device,
+                max_batch_tokens=a.max_batch_tokens,
+                share_contexts=False if a.no_share_contexts else None,
+            ).items()
+            if v is not None
+        },
+    )
+    evaluate(
+        spec,
+        model=a.model,
+        policy=a.policy,
+        out_dir=a.out,
+        task_dirs=a.task_dir,
         model_id=a.model_id,
         revision=a.revision,
-        dtype=a.dtype,
-        device=a.device,
-        max_batch_tokens=a.max_batch_tokens,
-        share_contexts=not a.no_share_contexts,
     )
     return 0

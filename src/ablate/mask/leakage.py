@@ -186,62 +186,69 @@ def _verdict(
     }
 
 
+#: The probe's config keys (config ``mask.leakage``: the job's ``Job.config``).
+PROBE_KEYS = ("n_pairs", "max_seq_len", "batch_size", "dtype", "threshold")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A probe's config slice (config ``mask.leakage``), one field per key: the first
+    ``n_pairs`` rows, tokenized to ``max_seq_len``, in batches of ``batch_size``, the model in
+    ``dtype``; ``threshold`` None is :data:`DEFAULT_THRESHOLD`. ``device`` (None: cuda if
+    available, else cpu) and ``attn_implementation`` are the command line's, not config keys,
+    and not in the recorded slice. The pipeline builds it from the job's slice
+    (``ProbeSpec(**slice)``: defaults filled in when the config was parsed)."""
+
+    n_pairs: int
+    max_seq_len: int
+    batch_size: int
+    dtype: str
+    threshold: float | None = None
+    device: str | None = None
+    attn_implementation: str = "sdpa"
+
+    def config_slice(self) -> dict[str, Any]:
+        """The slice it records in its provenance: its config keys."""
+        return {k: getattr(self, k) for k in PROBE_KEYS}
+
+
 def run_probe(
+    spec: ProbeSpec,
     *,
     model: str,
     data: str | os.PathLike,
     policy: str,
     out: str | os.PathLike,
-    n: int,
-    max_seq_len: int,
-    batch_size: int,
-    dtype: str,
-    threshold: float | None = None,
     revision: str | None = None,
     tokenizer: str | None = None,
-    device: str | None = None,
-    attn_implementation: str = "sdpa",
-    config_slice: Any = None,
 ) -> dict[str, Any]:
-    """Probe ``model`` (a directory or hub id at ``revision``) on the first ``n`` Alpaca rows of
-    ``data`` and write the result with a provenance block to ``out`` (JSON); returns it.
-
-    ``threshold`` None is :data:`DEFAULT_THRESHOLD`; ``tokenizer`` None is the model's;
-    ``config_slice`` (default: these settings) is what the provenance records as the config.
+    """Probe ``model`` (a directory or hub id at ``revision``) on the first ``spec.n_pairs``
+    Alpaca rows of ``data`` and write the result with a provenance block to ``out`` (JSON);
+    returns it. ``tokenizer`` None is the model's.
     """
     from ablate.core import modeling, provenance
     from ablate.core.phases import Phases
     from ablate.mask import sft_data
 
     phases = Phases()
-    if n < 1:
-        raise LeakageProbeError(f"the probe needs n >= 1 pairs (got {n})")
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rows = sft_data.load_rows(data)[:n]
+    if spec.n_pairs < 1:
+        raise LeakageProbeError(f"the probe needs n >= 1 pairs (got {spec.n_pairs})")
+    threshold = DEFAULT_THRESHOLD if spec.threshold is None else spec.threshold
+    device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = sft_data.load_rows(data)[: spec.n_pairs]
     tok = modeling.load_tokenizer(tokenizer or model, revision=None if tokenizer else revision)
-    pairs = sft_data.tokenize_rows(tok, rows, max_seq_len)
+    pairs = sft_data.tokenize_rows(tok, rows, spec.max_seq_len)
     print(f"[probe] {len(pairs)} pairs from {data}; loading {model}", file=sys.stderr)
     with phases("load_model"):
         lm = modeling.load_causal_lm(
             model,
             revision=revision,
-            dtype=dtype,
-            attn_implementation=attn_implementation,
+            dtype=spec.dtype,
+            attn_implementation=spec.attn_implementation,
             device=device,
         )
     with phases("probe"):
-        result = probe(lm, pairs, policy, threshold=threshold, batch_size=batch_size)
-    if config_slice is None:
-        config_slice = dict(
-            policy=policy,
-            n=n,
-            threshold=threshold,
-            max_seq_len=max_seq_len,
-            batch_size=batch_size,
-            dtype=dtype,
-            attn_implementation=attn_implementation,
-        )
+        result = probe(lm, pairs, policy, threshold=threshold, batch_size=spec.batch_size)
     inputs = {"data": data}
     if Path(model).exists():
         inputs["model"] = model
@@ -249,7 +256,7 @@ def run_probe(
     result["revision"] = revision
     result["data"] = str(data)
     result["provenance"] = provenance.collect(
-        config_slice=config_slice, inputs=inputs, started=phases.started
+        config_slice=spec.config_slice(), inputs=inputs, started=phases.started
     )
     result["phases"] = phases.as_dict()
     io.write_json(out, result, indent=2)
@@ -294,23 +301,28 @@ def main(argv: list[str] | None = None) -> int:
         help="default %(default)s",
     )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--attn-implementation", default="sdpa")
+    p.add_argument(
+        "--attn-implementation", default=ProbeSpec.attn_implementation, help="default %(default)s"
+    )
     args = p.parse_args(argv)
     try:
-        run_probe(
-            model=args.model,
-            data=args.data,
-            policy=args.policy,
-            out=args.out,
-            n=args.n,
+        spec = ProbeSpec(
+            n_pairs=args.n,
             max_seq_len=args.max_seq_len,
             batch_size=args.batch_size,
             dtype=args.dtype,
             threshold=args.threshold,
-            revision=args.revision,
-            tokenizer=args.tokenizer,
             device=args.device,
             attn_implementation=args.attn_implementation,
+        )
+        run_probe(
+            spec,
+            model=args.model,
+            data=args.data,
+            policy=args.policy,
+            out=args.out,
+            revision=args.revision,
+            tokenizer=args.tokenizer,
         )
     except LeakageProbeError as exc:
         p.error(str(exc))

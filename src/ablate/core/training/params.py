@@ -15,12 +15,14 @@ IGNORE_INDEX = -100
 KINDS = ("finetune", "pretrain")
 
 
-def params_schema(kind: str) -> dict[str, Any]:
+def params_schema(kind: str, prefix: str = "") -> dict[str, Any]:
     """The schema of a run's parameters, from the pipeline's config schema (its one statement of
-    keys, bounds and defaults): ``finetune_params`` or ``pretrain_params``."""
+    keys, bounds and defaults): ``finetune_params`` or ``pretrain_params``, or a study's extension
+    of them (``prefix``: ``mask_`` reads ``mask_finetune_params``), closed: an unknown key is an
+    error."""
     if kind not in KINDS:
         raise TrainingConfigError(f"unknown kind of run {kind!r}; choose one of {', '.join(KINDS)}")
-    return config.subschema(f"$defs/{kind}_params")
+    return {**config.subschema(f"$defs/{prefix}{kind}_params"), "unevaluatedProperties": False}
 
 
 def defaults(kind: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -40,15 +42,35 @@ class TrainingConfigError(TrainingError, ValueError):
 def resolve_params(
     params: dict | None, kind: str, schema: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The defaults of ``kind`` (or of ``schema``) overlaid with ``params``, checked against the
-    schema: an unknown key (a typo must not be ignored) or a bad value is an error naming the key."""
+    """The defaults of ``kind`` (or of ``schema``) overlaid with ``params``, checked: the one
+    merge with the defaults, where a config is parsed (the pipeline's config gets them from its
+    validation; a library command line or a benchmark calls this). An unknown key (a typo must
+    not be ignored) or a bad value is an error naming the key."""
     schema = schema or params_schema(kind)
-    out = {**config.defaults_of(schema), **(params or {})}
+    return check_params({**config.defaults_of(schema), **(params or {})}, kind, schema)
+
+
+def check_params(
+    params: dict[str, Any],
+    kind: str,
+    schema: dict[str, Any] | None = None,
+    optional: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """``params`` as a job takes them (resolved where the config was parsed), checked only:
+    against the schema of ``kind`` (or ``schema``), and with every key that has a default but
+    those ``optional``."""
+    schema = schema or params_schema(kind)
     try:
-        config.check(out, schema, f"{kind} parameter")
+        config.check(params, schema, f"{kind} parameter")
     except config.ConfigError as exc:
         raise TrainingConfigError(str(exc)) from None
-    return out
+    missing = sorted(set(config.defaults_of(schema)) - set(params) - set(optional))
+    if missing:
+        raise TrainingConfigError(
+            f"{kind} parameters without {', '.join(missing)}: a job takes them resolved "
+            f"(the config's defaults filled in when it is parsed; a library caller: resolve_params)"
+        )
+    return params
 
 
 def bf16_enabled(setting: Any) -> bool:

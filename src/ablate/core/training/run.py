@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,12 @@ from ablate.core import checkpoint, io, parallel, provenance
 from ablate.core.phases import Phases
 from ablate.core.training.callbacks import StopRules
 from ablate.core.training.params import TrainingError, save_dtype
-from ablate.core.training.trainer import build_trainer, save_final, vocab_head_loss
+from ablate.core.training.trainer import (
+    TrainerSpec,
+    build_trainer,
+    save_final,
+    vocab_head_loss,
+)
 
 
 def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
@@ -31,18 +37,31 @@ def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
     return {"train": train, "eval": evals}
 
 
-@dataclass
-class _Record:
-    """What the summary says besides the training's outcome: the run's identity and its inputs
-    (one object, so the summary is written from the same facts on every path)."""
+@dataclass(frozen=True)
+class TrainRun:
+    """One training run as :func:`train_run` takes it: what it trains with and what its summary
+    says besides the training's outcome (one object, so the summary is written from the same
+    facts on every path).
+
+    ``params``: resolved; ``out_dir``: ``final/``, ``summary.json``, ``checkpoints/``;
+    ``run_key``: a checkpoint resumes only a run of the same key; ``summary_extra``: the
+    summary's study keys; ``config_slice``: the job's (None: ``{**record, "params": params}``);
+    ``inputs``: fingerprinted in the provenance; ``phases``: the run's timer, started by the
+    caller. A study's: ``label`` (log prefix, default ``kind``), ``record`` (written into the
+    summary and the final manifest, e.g. its attention policy) and ``build`` (its Trainer
+    builder)."""
 
     kind: str
-    record: dict[str, Any]
     params: dict[str, Any]
-    extra: dict[str, Any]
+    out_dir: Path
+    run_key: dict[str, Any]
+    summary_extra: dict[str, Any]
     config_slice: Any
     inputs: dict[str, str | os.PathLike]
     phases: Phases
+    label: str | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+    build: Callable[..., Any] = build_trainer
 
 
 @dataclass
@@ -133,55 +152,40 @@ def _final_eval(trainer, state, phases) -> None:
 
 
 def _write_summary(
-    rec: _Record, outcome: _Outcome, ckpt_info: dict[str, Any] | None, out_dir: Path
+    run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None, out_dir: Path
 ) -> dict[str, Any]:
     """The summary, written by rank 0 alone when data-parallel."""
-    summary = _summary(rec, outcome, ckpt_info)
+    summary = _summary(run, outcome, ckpt_info)
     if parallel.rank() == 0:
         io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
     return summary
 
 
 def train_run(
+    run: TrainRun,
     *,
-    kind: str,
     model,
     tokenizer,
     train_dataset,
     eval_dataset,
-    params: dict[str, Any],
-    out_dir: Path,
-    run_key: dict[str, Any],
-    summary_extra: dict[str, Any],
-    config_slice: Any,
-    inputs: dict[str, str | os.PathLike],
-    phases: Phases,
     callbacks: list | None = None,
-    label: str | None = None,
-    record: dict[str, Any] | None = None,
-    build=build_trainer,
 ) -> dict[str, Any]:
-    """Train ``model`` with ``build`` (a study's Trainer builder, :func:`build_trainer` by default)
-    into ``out_dir``; ``label`` prefixes the log lines (default: ``kind``); ``record`` is written
-    into the summary and the final manifest (a study's keys, e.g. its attention policy), and is the
-    config slice when ``config_slice`` is None. Returns the summary."""
-    rec = _Record(kind, record or {}, params, summary_extra, config_slice, inputs, phases)
-    label = label or kind
+    """Train ``model`` with ``run.build`` (:func:`build_trainer` by default) into ``run.out_dir``;
+    ``callbacks``: extra Trainer callbacks. Returns the summary."""
+    params, out_dir, phases, kind = run.params, Path(run.out_dir), run.phases, run.kind
+    label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
     head_loss = _corpus_head_loss(params, train_dataset, eval_dataset)
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
-    resume_from = _resume_point(ckpt_dir, run_key)
+    resume_from = _resume_point(ckpt_dir, run.run_key)
     with phases("build_trainer"):
-        trainer, stop_rules, throughput = build(
+        trainer, stop_rules, throughput = run.build(
+            TrainerSpec(params, ckpt_dir, label, head_loss=head_loss),
             model=model,
             tokenizer=tokenizer,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
-            params=params,
-            output_dir=ckpt_dir,
-            label=label,
             extra_callbacks=callbacks,
-            head_loss=head_loss,
         )
     train_out = _train(trainer, stop_rules, throughput, resume_from, params, label, phases)
     state = trainer.state
@@ -194,7 +198,7 @@ def train_run(
     outcome = _Outcome(state, stop, throughput, train_out, resumed_from_step)
     if stop["reason"] == "nonfinite":
         if not _restore_last_good(trainer, stop, ckpt_dir, label):
-            _write_summary(rec, outcome, None, out_dir)
+            _write_summary(run, outcome, None, out_dir)
             raise TrainingError(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
                 f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
@@ -207,13 +211,13 @@ def train_run(
         trainer,
         out_dir,
         dtype=save_dtype(params),
-        extra={"kind": kind, **rec.record, "step": state.global_step},
+        extra={"kind": kind, **run.record, "step": state.global_step},
         phases=phases,
     )
     if not params["keep_checkpoints"]:
         with phases("remove_checkpoints"):
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-    summary = _write_summary(rec, outcome, ckpt_info, out_dir)
+    summary = _write_summary(run, outcome, ckpt_info, out_dir)
     print(
         f"[{label}] done: {state.global_step} steps, stop reason {stop['reason']}, "
         f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
@@ -222,8 +226,8 @@ def train_run(
     return summary
 
 
-def _summary(rec: _Record, outcome: _Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
-    state, params, phases = outcome.state, rec.params, rec.phases
+def _summary(run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
+    state, params, phases = outcome.state, run.params, run.phases
     curves = _curves(state.log_history)
     evals = [e["eval_loss"] for e in curves["eval"]]
     tp = outcome.throughput.summary()
@@ -231,8 +235,8 @@ def _summary(rec: _Record, outcome: _Outcome, ckpt_info: dict[str, Any] | None) 
         outcome.train_out.metrics.get("train_runtime") if outcome.train_out is not None else None
     )
     return {
-        "kind": rec.kind,
-        **rec.record,
+        "kind": run.kind,
+        **run.record,
         "steps_done": state.global_step,
         "max_steps": params["max_steps"],
         "stop": outcome.stop,
@@ -245,12 +249,12 @@ def _summary(rec: _Record, outcome: _Outcome, ckpt_info: dict[str, Any] | None) 
         "tokens_seen": state.num_input_tokens_seen,
         "checkpoint": ckpt_info,
         "params": params,
-        **rec.extra,
+        **run.summary_extra,
         "provenance": provenance.collect(
-            config_slice=rec.config_slice
-            if rec.config_slice is not None
-            else {**rec.record, "params": params},
-            inputs=rec.inputs,
+            config_slice=run.config_slice
+            if run.config_slice is not None
+            else {**run.record, "params": params},
+            inputs=run.inputs,
             started=phases.started,
         ),
         "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count

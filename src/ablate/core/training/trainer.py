@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -521,59 +522,70 @@ def _training_arguments(
     )
 
 
+@dataclass(frozen=True)
+class TrainerSpec:
+    """What :func:`build_trainer` builds a Trainer from: the run's resolved ``params`` (the
+    config's training keys), where its checkpoints go, its log label, and a study's hooks.
+
+    ``save=False`` turns intermediate checkpoints off; ``pad_token_id`` stands in for a tokenizer
+    (the benchmark); ``head_loss`` replaces :func:`head_loss_sum` (e.g. :func:`vocab_head_loss`);
+    ``collator`` (default: :class:`PolicyCollator`), ``step`` (per-device batch size, grad
+    accumulation; default ``batch_size``, ``grad_accum``), ``trainer_cls`` and
+    ``trainer_kwargs`` (e.g. ``forward_kwargs``) are a study's."""
+
+    params: dict[str, Any]
+    output_dir: str | os.PathLike
+    label: str
+    save: bool = True
+    pad_token_id: int | None = None
+    head_loss: Any = None
+    collator: Any = None
+    step: tuple[int, int] | None = None
+    trainer_cls: type[CoreTrainer] = CoreTrainer
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 def build_trainer(
+    spec: TrainerSpec,
     *,
     model,
     tokenizer,
     train_dataset,
     eval_dataset,
-    params: dict[str, Any],
-    output_dir: str | os.PathLike,
-    label: str,
     extra_callbacks: list[TrainerCallback] | None = None,
-    pad_token_id: int | None = None,
-    save: bool = True,
-    head_loss=None,
-    collator=None,
-    step: tuple[int, int] | None = None,
-    trainer_cls: type[CoreTrainer] = CoreTrainer,
-    **trainer_kwargs,
 ) -> tuple[CoreTrainer, StopRules, Throughput]:
-    """The Trainer every entry point (and bench/bench_finetune.py) uses; ``params`` are resolved params.
-
-    ``tokenizer`` may be None when ``pad_token_id`` is given (the benchmark); ``save=False`` turns
-    intermediate checkpoints off; ``head_loss`` replaces :func:`head_loss_sum` (e.g.
-    :func:`vocab_head_loss`). A study's hook: ``collator`` (default: :class:`PolicyCollator`),
-    ``step`` (per-device batch size, grad accumulation; default ``batch_size``, ``grad_accum``),
-    ``trainer_cls`` and ``trainer_kwargs`` (e.g. ``forward_kwargs``).
-    """
-    p = params
+    """The Trainer every entry point (and bench/bench_finetune.py) uses, built from ``spec``;
+    ``tokenizer`` may be None when ``spec.pad_token_id`` is given (the benchmark)."""
+    p, save, collator = spec.params, spec.save, spec.collator
     if p.get("compile_layers"):
         speed.compile_layers(model)
     # an interrupt saves a checkpoint to resume from (ablate.core.interrupts), unless save=False
     on_interrupt = [interrupts.save_on_interrupt()] if save else []
+    pad_token_id = spec.pad_token_id
     if pad_token_id is None:
         pad_token_id = tokenizer.pad_token_id
     if collator is None:
         if p.get("packing"):  # a study that packs passes its packing collator
             raise TrainingConfigError("packing: true needs a packing collator; this run has none")
         collator = PolicyCollator(pad_token_id)
-    batch_size, grad_accum = step or (p["batch_size"], p["grad_accum"])
+    batch_size, grad_accum = spec.step or (p["batch_size"], p["grad_accum"])
     batch_size, grad_accum = per_process_batch(batch_size, grad_accum, parallel.world_size())
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
     # save_steps 0: no Trainer checkpoint at all. The final weights are written by save_final; a
     # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
     # ~21 GB written per finetune, issue 16) for nothing a rerun could resume.
     save = save and p["save_steps"] > 0
-    args = _training_arguments(p, output_dir, (batch_size, grad_accum), do_eval=do_eval, save=save)
+    args = _training_arguments(
+        p, spec.output_dir, (batch_size, grad_accum), do_eval=do_eval, save=save
+    )
     one_device_per_process(args)
     stop_rules = StopRules(p)
     throughput = Throughput()
     # after throughput: the stall bound reads the step times it records
-    watchdog = StallWatchdog(p, throughput.step_times, label)
-    callbacks = [stop_rules, throughput, Progress(label, throughput), watchdog, *on_interrupt]
+    watchdog = StallWatchdog(p, throughput.step_times, spec.label)
+    callbacks = [stop_rules, throughput, Progress(spec.label, throughput), watchdog, *on_interrupt]
     callbacks += extra_callbacks or []
-    trainer = trainer_cls(
+    trainer = spec.trainer_cls(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -583,11 +595,11 @@ def build_trainer(
         callbacks=callbacks,
         stop_rules=stop_rules,
         master_weights=master_weights_enabled(p),
-        **trainer_kwargs,
+        **spec.trainer_kwargs,
     )
     trainer.remove_callback(PrinterCallback)  # Progress already prints each log, readably
-    if head_loss is not None:
-        trainer.head_loss = head_loss
+    if spec.head_loss is not None:
+        trainer.head_loss = spec.head_loss
     return trainer, stop_rules, throughput
 
 

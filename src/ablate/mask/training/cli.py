@@ -12,8 +12,8 @@ import torch
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.training.params import TrainingConfigError, TrainingError
 from ablate.mask import masks, sft_data, study
-from ablate.mask.training.gate import LeakageGateError
-from ablate.mask.training.run import finetune, pretrain
+from ablate.mask.training.gate import LeakageGateError, resolve_params
+from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
 
 def _load_mapping(text: str | None, what: str) -> dict:
@@ -92,20 +92,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "finetune":
             probe_result = _load_mapping(args.probe_result, "--probe-result") or None
             finetune(
+                FinetuneSpec.parse(args.policy, params, args.allow_leakage),
                 model_path=args.model,
                 data=args.data,
-                policy=args.policy,
-                params=params,
                 out_dir=args.out,
                 probe_result=probe_result,
-                allow_leakage=args.allow_leakage,
             )
         else:
             pretrain(
                 corpus=args.corpus,
                 tokenizer_dir=args.tokenizer,
                 arch=_load_mapping(args.arch, "--arch"),
-                params=params,
+                params=resolve_params(params, "pretrain"),
                 out_dir=args.out,
             )
     except LeakageGateError as exc:

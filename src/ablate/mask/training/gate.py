@@ -24,8 +24,8 @@ class LeakageGateError(TrainingError):
 
 
 def params_schema(kind: str) -> dict[str, Any]:
-    """The core's schema of ``kind``; a finetune's with the probe keys."""
-    schema = core_params.params_schema(kind)
+    """This study's schema of ``kind`` (the core's with its keys); a finetune's with the probe keys."""
+    schema = core_params.params_schema(kind, "mask_")
     if kind == "finetune":
         leakage = config.subschema("properties/mask/properties/leakage")["properties"]
         schema["properties"].update({k: leakage[v] for k, v in PROBE_PARAMS.items()})
@@ -40,3 +40,9 @@ def defaults(kind: str) -> dict[str, Any]:
 def resolve_params(params: dict | None, kind: str) -> dict[str, Any]:
     """:func:`ablate.core.training.params.resolve_params` over :func:`params_schema`."""
     return core_params.resolve_params(params, kind, params_schema(kind))
+
+
+def check_params(params: dict[str, Any], kind: str) -> dict[str, Any]:
+    """:func:`ablate.core.training.params.check_params` over :func:`params_schema`; the probe
+    keys may be absent (the pipeline runs the probe as its own rule)."""
+    return core_params.check_params(params, kind, params_schema(kind), tuple(PROBE_PARAMS))

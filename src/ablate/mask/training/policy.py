@@ -4,6 +4,7 @@ the Trainer builder that picks the packing collator."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -60,22 +61,28 @@ class MaskPolicyTrainer(CoreTrainer):
         )
 
 
-def build_trainer(*, policy: str, params: dict[str, Any], **kwargs):
+def build_trainer(spec: core_trainer.TrainerSpec, *, policy: str, **data):
     """:func:`ablate.core.training.trainer.build_trainer` with a :class:`MaskPolicyTrainer` under
-    ``policy``; ``packing: true`` packs a step's examples into rows (its batch: the whole step)."""
-    p = params
+    ``policy``; ``packing: true`` packs a step's examples into rows (its batch: the whole step).
+    ``data``: build_trainer's model, tokenizer, datasets and callbacks."""
+    p = spec.params
+    hooks: dict[str, Any] = {}
     if p["packing"]:
         if p["packing_row_tokens"] < p["max_seq_len"]:
             raise TrainingConfigError(
                 f"packing_row_tokens={p['packing_row_tokens']} is below max_seq_len="
                 f"{p['max_seq_len']}: an example of max_seq_len tokens would not fit a packed row"
             )
-        pad_token_id = kwargs.get("pad_token_id")
+        pad_token_id = spec.pad_token_id
         if pad_token_id is None:
-            pad_token_id = kwargs["tokenizer"].pad_token_id
+            pad_token_id = data["tokenizer"].pad_token_id
         # the Trainer loads a whole step's examples at once; the collator packs them
-        kwargs["step"] = (p["batch_size"] * p["grad_accum"], 1)
-        kwargs["collator"] = packing.PackedCollator(pad_token_id, p["packing_row_tokens"])
-    return core_trainer.build_trainer(
-        params=p, trainer_cls=MaskPolicyTrainer, policy=policy, **kwargs
+        hooks["step"] = (p["batch_size"] * p["grad_accum"], 1)
+        hooks["collator"] = packing.PackedCollator(pad_token_id, p["packing_row_tokens"])
+    spec = dataclasses.replace(
+        spec,
+        trainer_cls=MaskPolicyTrainer,
+        trainer_kwargs={**spec.trainer_kwargs, "policy": policy},
+        **hooks,
     )
+    return core_trainer.build_trainer(spec, **data)

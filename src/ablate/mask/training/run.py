@@ -3,20 +3,28 @@ each a :func:`ablate.core.training.run.train_run` with the policy's Trainer."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ablate.core.config import sorted_tree
 from ablate.core.phases import Phases
 from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
 from ablate.core.training.params import TrainingConfigError, model_dtype
-from ablate.core.training.run import train_run
+from ablate.core.training.run import TrainRun, train_run
 from ablate.mask import masks, sft_data
 from ablate.mask.training import policy as policy_trainer
-from ablate.mask.training.gate import LeakageGateError, resolve_params
+from ablate.mask.training.gate import (
+    PROBE_PARAMS,
+    LeakageGateError,
+    check_params,
+    resolve_params,
+)
 
 
 def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
@@ -34,9 +42,40 @@ def _policy_run(policy: str, kind: str) -> dict[str, Any]:
     }
 
 
-def _leakage_gate(model, pairs, policy, params, probe_result, allow_leakage) -> dict:
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """A finetune's config slice (:func:`ablate.mask.study.finetune_slice`), one field per key:
+    the ``policy`` it trains under, its ``params`` (resolved: every key, the defaults filled in
+    where the config was parsed), ``allow_leakage``, and the pipeline's ``variant`` and ``stage``
+    (None for ``ablate train``). The pipeline builds it from the job's slice
+    (``FinetuneSpec(**slice)``); a library caller with partial params from :meth:`parse`."""
+
+    policy: str
+    params: dict[str, Any]
+    allow_leakage: bool = False
+    variant: str | None = None
+    stage: int | None = None
+
+    @classmethod
+    def parse(
+        cls, policy: str, params: dict | None = None, allow_leakage: bool = False
+    ) -> FinetuneSpec:
+        """A spec from partial ``params`` (a command line's, a test's): the one merge with the
+        schema's defaults (:func:`ablate.mask.training.gate.resolve_params`)."""
+        return cls(policy, resolve_params(params, "finetune"), allow_leakage)
+
+    def config_slice(self) -> dict[str, Any]:
+        """The slice it records in its provenance: its fields, those set."""
+        return sorted_tree({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+
+
+def _leakage_gate(model, pairs, spec: FinetuneSpec, probe_result) -> dict:
     """Run (or take) the leakage probe for the training policy; refuse a leaking policy unless allowed."""
+    policy, params, allow_leakage = spec.policy, spec.params, spec.allow_leakage
     if probe_result is None:
+        missing = [k for k in PROBE_PARAMS if k not in params]
+        if missing:  # the pipeline's finetune takes its policy's probe result
+            raise TrainingConfigError(f"no probe result and no {', '.join(missing)} to run one")
         from ablate.mask import leakage
 
         kw = {"batch_size": params["probe_batch_size"]}
@@ -104,29 +143,27 @@ def _load_model(model_path, revision, p: dict[str, Any]):
 
 
 def finetune(
+    spec: FinetuneSpec,
     *,
     model_path: str | os.PathLike,
     data: str | os.PathLike,
-    policy: str,
-    params: dict | None,
     out_dir: str | os.PathLike,
     revision: str | None = None,
     probe_result: dict | None = None,
-    allow_leakage: bool = False,
-    config_slice: Any = None,
     callbacks: list | None = None,
 ) -> dict[str, Any]:
-    """Full-weight SFT of ``model_path`` on Alpaca rows from ``data`` under ``policy``.
+    """Full-weight SFT of ``model_path`` on Alpaca rows from ``data`` as ``spec`` says.
 
     ``revision`` pins a hub id ``model_path`` (ignored for a directory).
     Writes ``out_dir/final/`` (safetensors + tokenizer + manifest) and ``out_dir/summary.json``;
     Trainer checkpoints go to ``out_dir/checkpoints/`` and a rerun resumes from the last complete
     one. Raises :class:`LeakageGateError` before training when the policy leaks and
-    ``allow_leakage`` is false. ``callbacks``: extra Trainer callbacks (ablate.core.tracking).
+    ``spec.allow_leakage`` is false. ``callbacks``: extra Trainer callbacks (ablate.core.tracking).
     """
     phases = Phases()
+    policy = spec.policy
     masks.check_policy(policy)
-    p = resolve_params(params, "finetune")
+    p = check_params(spec.params, "finetune")
     with phases("data"):
         tokenizer, train_pairs, eval_pairs = _sft_pairs(data, model_path, revision, p)
     print(
@@ -137,19 +174,13 @@ def finetune(
     with phases("load_model"):  # the manifest's hashes checked while the weights load
         model = _load_model(model_path, revision, p)
     with phases("leakage_gate"):
-        gate = _leakage_gate(
-            model, eval_pairs or train_pairs, policy, p, probe_result, allow_leakage
-        )
+        gate = _leakage_gate(model, eval_pairs or train_pairs, spec, probe_result)
     model.config.use_cache = False
     inputs = {"model": model_path}
     if Path(data).exists():
         inputs["data"] = data
-    return train_run(
+    run = TrainRun(
         kind="finetune",
-        model=model,
-        tokenizer=tokenizer,
-        train_dataset=sft_examples(train_pairs),
-        eval_dataset=sft_examples(eval_pairs),
         params=p,
         out_dir=Path(out_dir),
         run_key={
@@ -159,7 +190,7 @@ def finetune(
             "data": str(data),
             "policy": policy,
             "params": p,
-            "allow_leakage": bool(allow_leakage),
+            "allow_leakage": bool(spec.allow_leakage),
         },
         summary_extra={
             "model_path": str(model_path),
@@ -171,11 +202,18 @@ def finetune(
             "lengths": sft_data.length_stats(train_pairs, p["max_seq_len"]),
             "leakage_probe": gate,
         },
-        config_slice=config_slice,
+        config_slice=spec.config_slice(),
         inputs=inputs,
         phases=phases,
-        callbacks=callbacks,
         **_policy_run(policy, "finetune"),
+    )
+    return train_run(
+        run,
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=sft_examples(train_pairs),
+        eval_dataset=sft_examples(eval_pairs),
+        callbacks=callbacks,
     )
 
 
@@ -193,7 +231,7 @@ def pretrain(
     from ablate.mask import tiny
 
     phases = Phases()
-    p = resolve_params(params, "pretrain")
+    p = check_params(params, "pretrain")
     # built here, not loaded: the loader's backend checks, applied to the device it trains on
     modeling.check_attention_device(
         p["attn_implementation"], "cuda" if torch.cuda.is_available() else "cpu"
@@ -235,12 +273,8 @@ def pretrain(
         "arch": arch,
         "params": p,
     }
-    return train_run(
+    run = TrainRun(
         kind="pretrain",
-        model=model,
-        tokenizer=tokenizer,
-        train_dataset=as_examples(train_blocks),
-        eval_dataset=as_examples(eval_blocks),
         params=p,
         out_dir=Path(out_dir),
         run_key=run_key,
@@ -255,4 +289,11 @@ def pretrain(
         inputs={"corpus": corpus, "tokenizer": tokenizer_dir},
         phases=phases,
         **_policy_run("causal", "pretrain"),
+    )
+    return train_run(
+        run,
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=as_examples(train_blocks),
+        eval_dataset=as_examples(eval_blocks),
     )

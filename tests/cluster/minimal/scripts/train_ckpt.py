@@ -9,7 +9,7 @@ import time
 import torch
 from transformers import TrainerCallback
 
-from ablate.mask.training.run import finetune
+from ablate.mask.training.run import FinetuneSpec, finetune
 
 model, data, probe, params, out, step_s, hang_at = sys.argv[1:8]
 
@@ -28,10 +28,9 @@ torch.set_num_threads(1)  # the reference run's thread count: the same numbers
 with open(probe) as f, open(params) as g:
     probe_result, p = json.load(f), json.load(g)
 finetune(
+    FinetuneSpec.parse("prefix_bidir", p),
     model_path=model,
     data=data,
-    policy="prefix_bidir",
-    params=p,
     out_dir=out,
     probe_result=probe_result,
     callbacks=[Paced()],

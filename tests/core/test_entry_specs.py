@@ -1,0 +1,97 @@
+"""Each job's entry point takes one typed spec, its fields named as the keys of the job's config
+slice, and at most 6 other parameters (the job's files and runtime objects)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from ablate.core.config import subschema
+from ablate.core.training import run as core_run
+from ablate.core.training import trainer as core_trainer
+
+MAX_OTHERS = 6
+
+
+def entry_points():
+    from ablate.bridge import infer, states, train
+    from ablate.mask import evaluation, leakage
+    from ablate.mask.training import policy
+    from ablate.mask.training import run as mask_run
+
+    return [
+        core_run.train_run,
+        core_trainer.build_trainer,
+        policy.build_trainer,
+        mask_run.finetune,
+        evaluation.evaluate,
+        leakage.run_probe,
+        train.train_entry,
+        infer.benchmark,
+        states.compute,
+    ]
+
+
+@pytest.mark.parametrize("entry", entry_points(), ids=lambda f: f"{f.__module__}.{f.__name__}")
+def test_entry_point_takes_one_spec_and_few_others(entry):
+    params = list(inspect.signature(entry).parameters.values())
+    spec, others = params[0], [p for p in params[1:] if p.kind is not p.VAR_KEYWORD]
+    hints = inspect.get_annotations(entry, eval_str=True)
+    assert dataclasses.is_dataclass(hints[spec.name]), f"{entry.__name__}: {spec.name}"
+    assert len(others) <= MAX_OTHERS, [p.name for p in others]
+    assert all(p.kind is p.KEYWORD_ONLY for p in others)
+
+
+def fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def test_specs_are_named_as_their_config_slices():
+    """The mask's specs: a field per key of the job's slice (the finetune's, ablate.mask.study;
+    the evaluation's and the probe's, their config nodes), besides a command line's own."""
+    from ablate.mask import study
+    from ablate.mask.evaluation import EvalSpec
+    from ablate.mask.leakage import PROBE_KEYS, ProbeSpec
+    from ablate.mask.training.run import FinetuneSpec
+
+    variant = {"stage": 3, "policy": "causal", "allow_leakage": False, "params": {}}
+    assert fields(FinetuneSpec) == set(study.finetune_slice("3A", variant))
+    node = "properties/mask/properties/"
+    assert fields(EvalSpec) - {"device"} == set(subschema(node + "eval")["properties"])
+    assert set(PROBE_KEYS) == set(subschema(node + "leakage")["properties"])
+    assert set(PROBE_KEYS) <= fields(ProbeSpec)
+
+
+def test_a_spec_records_the_slice_it_was_built_from():
+    from ablate.mask.evaluation import EvalSpec
+    from ablate.mask.leakage import ProbeSpec
+    from ablate.mask.training.run import FinetuneSpec
+
+    ft = {"variant": "3A", "stage": 3, "policy": "causal", "allow_leakage": False, "params": {}}
+    assert FinetuneSpec(**ft).config_slice() == ft
+    ev = {
+        "ablated_policy": "prefill_bidir",
+        "tasks": [{"name": "t", "metric": "acc", "limit": None}],
+        "dtype": "float32",
+        "max_batch_tokens": 64,
+        "share_contexts": True,
+        "bootstrap_iters": 0,
+        "seed": 0,
+    }
+    assert EvalSpec(**ev).config_slice() == ev
+    probe = {"n_pairs": 4, "max_seq_len": 8, "batch_size": 2, "dtype": "float32", "threshold": None}
+    assert ProbeSpec(**probe).config_slice() == probe
+
+
+def test_a_job_checks_its_params_and_merges_no_default():
+    """The job side only checks: params resolved where the config was parsed pass as they are;
+    partial ones (a default not filled in) are refused, naming the keys."""
+    from ablate.core.training.params import TrainingConfigError
+    from ablate.mask.training.gate import check_params, resolve_params
+
+    p = resolve_params({"max_steps": 3}, "finetune")
+    assert check_params(p, "finetune") is p
+    with pytest.raises(TrainingConfigError, match="without learning_rate"):
+        check_params({k: v for k, v in p.items() if k != "learning_rate"}, "finetune")
