@@ -68,6 +68,9 @@ def _report_has_every_figure(wd: Path, out: str) -> None:
         "provenance.html",
     ):
         assert name in html, name
+    # the first screen: the headline claims and the embedded score plot before the description
+    desc = html[html.index("var workflow_desc") :]
+    assert desc.index("prefix_recovers_more") < desc.index("data:image/png") < desc.index("<p>")
 
 
 def _only_3a_reruns(wd: Path, out: str) -> None:
