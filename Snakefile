@@ -1,8 +1,8 @@
 # Ablation studies of language models over one shared core (provenance, checkpoints, planner).
 # mask: does removing the causal mask at prefill hurt a causal LM, and can finetuning recover it?
 # Stages 1 base x causal, 2 base x ablated, 3 finetunes, 4 their evaluations, 5 a long run; all
-# meet in <results>/recovery.csv. bridge (seed 004): does a translator of one LM's hidden states
-# into K soft tokens let another LM answer better than either alone? One training run per distinct
+# meet in <results>/recovery.csv. bridge (the LatentWire bridge study): does a translator of one
+# LM's hidden states into K soft tokens let another LM answer better than either alone? One training run per distinct
 # resolved grid entry; <results>/bridge/{summary,claims}.csv. The config key `studies` picks
 # the studies a run includes.
 # README.md: how to run; docs/design.md: output layout; config/README.md: every config key.
@@ -21,6 +21,7 @@ if not workflow.overwrite_configfiles:
 report: "workflow/report/workflow.rst"
 
 
+include: "rules/report.smk"
 include: "rules/common.smk"
 
 

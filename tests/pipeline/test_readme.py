@@ -1,9 +1,11 @@
-"""Every command of README.md, in the README's order, on a copy of a finished quick start.
+"""Every command of README.md, then of the user guide (docs/guide.md), in their order, on a copy
+of a finished quick start.
 
-The commands come from the README's ```bash blocks, so a README that says something the pipeline
-does not do fails here. Each is run as written (in the copy, with this interpreter's environment
-first on PATH) and checked against what the README says of it: the expectations below are listed
-in the README's order, and the README's commands must be exactly these. A text in double quotes
+The commands come from the two files' ```bash blocks, so a README or guide that says something the
+pipeline does not do fails here. Each is run as written (in the copy, with this interpreter's
+environment first on PATH) and checked against what the text says of it: the expectations below
+are listed in the texts' order (README_STEPS, then GUIDE_STEPS), and their commands must be
+exactly these. A text in double quotes
 in a command's comment must appear in what the command printed.
 
 What is not run as written, and why: the install prefix of the quick start (the shared
@@ -27,6 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "guide.md"
 RUN, DRY, SKIP = "run", "dry run", "skip"
 
 
@@ -65,6 +68,9 @@ def _report_has_every_figure(wd: Path, out: str) -> None:
         "provenance.html",
     ):
         assert name in html, name
+    # the first screen: the headline claims and the embedded score plot before the description
+    desc = html[html.index("var workflow_desc") :]
+    assert desc.index("prefix_recovers_more") < desc.index("data:image/png") < desc.index("<p>")
 
 
 def _only_3a_reruns(wd: Path, out: str) -> None:
@@ -90,8 +96,8 @@ def _finished_run_stays_clean(wd: Path, out: str) -> None:
 
 
 #: The README's commands after the quick start's, in its order, with what each must do.
-STEPS = [
-    # A finished run
+README_STEPS = [
+    # What you should see: a finished run
     Step("snakemake -n", rules=NOTHING),
     Step("snakemake -c2", rules=NOTHING, check=lambda wd, out: "Nothing to be done" in out),
     # The report
@@ -100,6 +106,34 @@ STEPS = [
         files=("results/report.html",),
         check=_report_has_every_figure,
     ),
+    # Run the real study: one GPU host, the smoke run, SLURM, Vast
+    Step(
+        "snakemake -c8 results/ministral3b/recovery.csv --configfile config/ministral3b.yaml",
+        how=DRY,
+        why="GPUs and the hub",
+    ),
+    Step(
+        "snakemake -c8 results/smoke/recovery.csv --resources gpu=2 "
+        "--configfile config/ministral3b-smoke.yaml",
+        how=DRY,
+        why="a GPU (3.4 B parameters)",
+    ),
+    Step(
+        "snakemake --profile slurm results/recovery.csv",
+        how=SKIP,
+        why="tests/cluster/test_slurm.py (a SLURM cluster)",
+    ),
+    Step(". .venv/bin/activate", how=SKIP, why="this interpreter's environment is first on PATH"),
+    Step("export VAST_API_KEY=...", how=SKIP, why="tests/cluster/test_vast.py sets a fake one"),
+    Step(
+        "snakemake --profile vast results/recovery.csv",
+        how=SKIP,
+        why="tests/cluster/test_vast.py runs this command against a fake Vast API",
+    ),
+]
+
+#: The user guide's commands, in its order, run after the README's.
+GUIDE_STEPS = [
     # View the DAG
     Step("snakemake --rulegraph | dot -Tsvg > rulegraph.svg", files=("rulegraph.svg",)),
     Step("snakemake --dag | dot -Tsvg > dag.svg", files=("dag.svg",)),
@@ -159,21 +193,10 @@ STEPS = [
     ),
     # Run the real study
     Step(
-        "snakemake -c8 results/ministral3b/recovery.csv --configfile config/ministral3b.yaml",
-        how=DRY,
-        why="GPUs and the hub",
-    ),
-    Step(
         "snakemake --profile <profile> results/ministral3b/recovery.csv "
         "--configfile config/ministral3b.yaml",
         how=SKIP,
         why="a placeholder",
-    ),
-    Step(
-        "snakemake -c8 results/smoke/recovery.csv --resources gpu=2 "
-        "--configfile config/ministral3b-smoke.yaml",
-        how=DRY,
-        why="a GPU (3.4 B parameters)",
     ),
     # The bridge study: finished by the quick start (the default config runs both studies)
     # STATUS.md follows the studies a run includes: rewritten, nothing else runs
@@ -187,18 +210,6 @@ STEPS = [
     ),
     # Cluster profiles
     Step("snakemake -c2 results/recovery.csv", rules=NOTHING),
-    Step(
-        "snakemake --profile slurm results/recovery.csv",
-        how=SKIP,
-        why="tests/cluster/test_slurm.py (a SLURM cluster)",
-    ),
-    Step(". .venv/bin/activate", how=SKIP, why="this interpreter's environment is first on PATH"),
-    Step("export VAST_API_KEY=...", how=SKIP, why="tests/cluster/test_vast.py sets a fake one"),
-    Step(
-        "snakemake --profile vast results/recovery.csv",
-        how=SKIP,
-        why="tests/cluster/test_vast.py runs this command against a fake Vast API",
-    ),
     # Development
     *(
         Step(c, how=SKIP, why="the test suite itself (CI)")
@@ -230,6 +241,7 @@ STEPS = [
         why="GPUs and the hub",
     ),
 ]
+STEPS = README_STEPS + GUIDE_STEPS
 
 
 def readme_commands(text: str) -> list[tuple[str, str]]:
@@ -271,27 +283,36 @@ def shell(wd: Path, command: str) -> subprocess.CompletedProcess:
     )
 
 
+def documented_commands() -> list[tuple[str, str]]:
+    """The README's commands after its two install lines, then the user guide's."""
+    return readme_commands((ROOT / "README.md").read_text())[2:] + readme_commands(
+        GUIDE.read_text()
+    )
+
+
 def test_readme_lists_what_this_test_runs():
-    """Fast: the README's commands are exactly the ones this test knows (no run needed)."""
-    commands = readme_commands((ROOT / "README.md").read_text())
-    install, suite, *rest = commands
+    """Fast: the README's and the guide's commands are exactly the ones this test knows (no run
+    needed)."""
+    install, suite, *rest = readme_commands((ROOT / "README.md").read_text())
     assert install[0].endswith(".venv/bin/snakemake -c2"), install  # the embedded_run fixture
     assert suite[0].endswith(".venv/bin/python -m pytest"), suite
-    assert [c for c, _ in rest] == [s.command for s in STEPS]
+    assert [c for c, _ in rest] == [s.command for s in README_STEPS]
+    assert [c for c, _ in readme_commands(GUIDE.read_text())] == [s.command for s in GUIDE_STEPS]
 
 
 def test_every_cpu_measurement_names_its_instruction_set():
-    """Fast: a README paragraph (or table) naming a CPU (a timing, a score, a verdict) names its
-    instruction set too: "AMD EPYC" is printed by CPUs with and without AVX-512, whose runs differ
-    in time (1.9x) and in one claim's verdict (issue 31)."""
-    for part in re.split(r"\n\s*\n", (ROOT / "README.md").read_text()):
+    """Fast: a README or guide paragraph (or table) naming a CPU (a timing, a score, a verdict)
+    names its instruction set too: "AMD EPYC" is printed by CPUs with and without AVX-512, whose
+    runs differ in time (1.9x) and in one claim's verdict (issue 31)."""
+    text = (ROOT / "README.md").read_text() + "\n\n" + GUIDE.read_text()
+    for part in re.split(r"\n\s*\n", text):
         if re.search(r"EPYC|Xeon", part):
             assert re.search(r"avx|instruction set", part, flags=re.I), part
 
 
 @pytest.mark.slow
 def test_every_readme_command_in_order(embedded_run, tmp_path):
-    commands = readme_commands((ROOT / "README.md").read_text())[2:]
+    commands = documented_commands()
     assert [c for c, _ in commands] == [s.command for s in STEPS]
     wd = tmp_path / "readme"
     shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the finished quick start
@@ -301,14 +322,14 @@ def test_every_readme_command_in_order(embedded_run, tmp_path):
         run = command.replace("-c8 ", "-n ").replace("-c2 ", "-n ") if step.how == DRY else command
         r = shell(wd, run)
         out = r.stdout + r.stderr
-        where = f"README command `{command}` ({step.how}):\n{out[-6000:]}"
+        where = f"documented command `{command}` ({step.how}):\n{out[-6000:]}"
         assert r.returncode == 0, where
         if step.rules is not None:
             assert jobs_of(out) == step.rules, where
         if step.rules == NOTHING and command.startswith("snakemake") and " -n" in command:
             assert "Nothing to be done" in out, where
         for quoted in re.findall(r'"([^"]+)"', comment):
-            assert quoted in out, f"README says {quoted!r}; {where}"
+            assert quoted in out, f"the text says {quoted!r}; {where}"
         for f in step.files:
             assert (wd / f).is_file() and (wd / f).stat().st_size > 0, f"{f}; {where}"
         if step.check is not None:

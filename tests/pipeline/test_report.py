@@ -183,3 +183,84 @@ def test_claims_html_page(tmp_path):
     assert "<td>&lt;0.0001</td>" in page and "<td>&lt;1e-300</td>" in page  # never p=0
     assert "<td>&lt;C&gt; 0.9</td>" in page  # escaped
     assert "A minus B" in page and "A minus B" in (tmp_path / "c.md").read_text()
+
+
+# ---------------------------------------------------------------------- the report's first screen
+
+
+def landing_page(files: list[Path], config: dict) -> str:
+    """workflow/report/workflow.rst rendered as `snakemake --report` renders it (Jinja with the
+    config and the report's files, then docutils), with the Snakefile's image directive."""
+    from types import SimpleNamespace
+
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    directive_globals: dict = {}
+    exec(compile((ROOT / "rules/report.smk").read_text(), "report.smk", "exec"), directive_globals)
+    text = (ROOT / "workflow/report/workflow.rst").read_text()
+    env = Environment(trim_blocks=True, lstrip_blocks=True)
+    rst = env.from_string(text).render(
+        snakemake=SimpleNamespace(config=config),
+        categories={},
+        files=[SimpleNamespace(path=f) for f in files],
+    )
+    return publish_parts(rst, writer_name="html")["html_body"]
+
+
+def test_landing_page_shows_the_result_first(tmp_path, monkeypatch):
+    """Headline claims (per-task rows left out) with their numbers and verdicts, then the score
+    plot embedded, before the description's prose."""
+    from ablate.core import claims
+
+    monkeypatch.chdir(tmp_path)
+    row = dict(zip(claims.COLUMNS, ["mask", "c", "s", "supported", "", "t", 0.5, 40, "x"]))
+    df = pd.DataFrame(
+        [
+            {
+                **row,
+                "claim": "prefix_recovers_more",
+                "evidence": "3B 0.743 - 3A 0.616: diff +0.127 [95% CI +0.098, +0.156], p=1.6e-17",
+                "p_value": 1.6e-17,
+            },
+            {**row, "claim": "ablation_hurts/emb_pair", "evidence": "per task"},
+        ],
+        columns=claims.COLUMNS,
+    )
+    (tmp_path / "claims").mkdir()
+    claims.write_claims(df, "claims/mask.csv", "claims/mask.md", "claims/mask.html")
+    (tmp_path / "plots").mkdir()
+    Path("plots/scores.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    config = {
+        "studies": ["mask"],
+        "mask": {"model": {"source": "embedded"}, "eval": {"ablated_policy": "prefill_bidir"}},
+    }
+    files = [Path("claims/mask.html"), Path("plots/scores.png")]
+    page = landing_page(files, config)
+    headline, prose = page.index("prefix_recovers_more"), page.index("<p>")
+    image = page.index('src="data:image/png')
+    assert headline < image < prose, page
+    assert "3B 0.743 - 3A 0.616: diff +0.127, p=1.6e-17" in page and "<strong>supported" in page
+    assert "emb_pair" not in page and "per task" not in page
+    # a run without those files: the description alone
+    assert "<table" not in landing_page([], config) and "<img" not in landing_page([], config)
+
+
+def test_snakemakes_own_embeddedimage_links_the_file(tmp_path, monkeypatch):
+    """The upstream bug rules/report.smk works around: snakemake.report's EmbeddedImage puts its
+    embedding mixin second in its bases, so docutils' Image.run runs alone and the page links the
+    file (a self-contained report cannot follow it). When this fails, upstream fixed it: drop the
+    workaround."""
+    from docutils.core import publish_parts
+    from docutils.parsers.rst import directives
+    from snakemake.report import EmbeddedImage
+
+    monkeypatch.chdir(tmp_path)
+    Path("scores.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    directives.register_directive("embeddedimage", EmbeddedImage)
+    stock = publish_parts(".. embeddedimage:: scores.png\n", writer_name="html")["html_body"]
+    assert 'src="scores.png"' in stock and "data:image" not in stock
+    fixed: dict = {}
+    exec(compile((ROOT / "rules/report.smk").read_text(), "report.smk", "exec"), fixed)
+    ours = publish_parts(".. embeddedimage:: scores.png\n", writer_name="html")["html_body"]
+    assert 'src="data:image/png' in ours

@@ -1,0 +1,16 @@
+# The report's landing page (workflow/report/workflow.rst) shows the score plot itself:
+# Snakemake's own `embeddedimage` directive runs docutils' Image.run before its embedding mixin
+# (the mixin comes second in its bases), so it links the file, which a self-contained report
+# cannot follow; this one reads the file into a data URI first.
+from docutils.parsers.rst import directives
+from docutils.parsers.rst.directives.images import Image
+from snakemake.report.common import data_uri_from_file
+
+
+class EmbeddedImage(Image):
+    def run(self):
+        self.arguments[0] = data_uri_from_file(self.arguments[0])
+        return super().run()
+
+
+directives.register_directive("embeddedimage", EmbeddedImage)
