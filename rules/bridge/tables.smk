@@ -1,6 +1,6 @@
 # Bridge tables, claims and plots: what the study found, computed from its runs.
 # summary.csv: one row per grid entry (an entry declared same_as points at its twin's run id);
-# claims.csv: seed 004's claims with a paired test each. Per job done / stale / to run: STATUS.md.
+# claims.csv: the LatentWire study's claims with a paired test each. Per job done / stale / to run: STATUS.md.
 
 
 localrules:

@@ -1,4 +1,4 @@
-"""bridge_claims: seed 004's claims as supported / not supported / inconclusive / not run."""
+"""bridge_claims: the LatentWire study's claims as supported / not supported / inconclusive / not run."""
 
 from ablate import job_script
 

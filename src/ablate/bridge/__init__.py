@@ -1,4 +1,4 @@
-"""The cross-model latent bridge study (seed 004, LatentWire), as library functions.
+"""The cross-model latent bridge study (the LatentWire study), as library functions.
 
 A frozen *source* LM reads a question; a trained translator turns its last-layer hidden states into
 K soft tokens; a frozen *target* LM of another family answers from them. docs/bridge.md describes
@@ -40,7 +40,7 @@ Module map:
 - :mod:`~ablate.bridge.parallel`: data-parallel translator training under torchrun.
 - :mod:`~ablate.bridge.cost`: tokens and FLOPs of bridge work (the benchmark and the planner).
 - :mod:`~ablate.bridge.tables`, :mod:`~ablate.bridge.plots`, :mod:`~ablate.bridge.claims`: the
-  summary / curves tables, the figures, seed 004's claims.
+  summary / curves tables, the figures, the LatentWire study's claims.
 - :mod:`~ablate.bridge.plan`, :mod:`~ablate.bridge.status`: the study's side of the planner and of
   STATUS.md.
 """

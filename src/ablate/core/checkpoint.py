@@ -66,7 +66,7 @@ def _files(d: Path) -> list[Path]:
 def hash_files(paths: list[Path]) -> list[str]:
     """sha256 of each file, several at once: hashlib releases the GIL, so the shards of a
     multi-GB checkpoint hash in parallel (at the 3.4 B shape the hashing was a large part of each
-    job's time outside its steps, issue 16)."""
+    job's time outside its steps)."""
     from concurrent.futures import ThreadPoolExecutor
 
     if len(paths) <= 1:

@@ -39,7 +39,7 @@ def check_attention_device(attn_implementation: str, device: str | torch.device)
     """Refuse an attention implementation on a device where torch runs it wrong.
 
     The one place of the CPU ``flex_attention`` workaround: torch's CPU flex_attention has no
-    backward, and gave wrong logits at some sequence lengths (issue 18). The torch behaviour
+    backward, and gave wrong logits at some sequence lengths. The torch behaviour
     behind the guard is pinned by tests/core/test_upstream_torch.py, which fails once torch changes
     it: then this guard can go.
     """

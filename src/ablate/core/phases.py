@@ -4,7 +4,7 @@ Each stage's JSON output (a training summary, an evaluation's metrics.json, a pr
 ``phases``: seconds per phase in the order they ran, plus ``startup`` (process start to the stage
 function: interpreter, Snakemake's script preamble, imports) and ``other`` (the rest of the stage
 function). ``bench/tools/job_times.py`` prints them per job, so a GPU run shows what is not the stage's
-own work (issue 16: the per-job overhead at the 3.4 B shape).
+own work (the per-job overhead at the 3.4 B shape).
 """
 
 from __future__ import annotations

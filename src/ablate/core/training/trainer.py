@@ -573,7 +573,7 @@ def build_trainer(
     do_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
     # save_steps 0: no Trainer checkpoint at all. The final weights are written by save_final; a
     # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
-    # ~21 GB written per finetune, issue 16) for nothing a rerun could resume.
+    # ~21 GB written per finetune at the 3.4 B shape) for nothing a rerun could resume.
     save = save and p["save_steps"] > 0
     args = _training_arguments(
         p, spec.output_dir, (batch_size, grad_accum), do_eval=do_eval, save=save

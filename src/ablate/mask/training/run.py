@@ -255,7 +255,7 @@ def pretrain(
     config = tiny.tiny_ministral3_config(**arch)
     config._attn_implementation = p["attn_implementation"]
     with phases("build_model"):
-        # random init where it trains: on a GPU, not 3.4 B fp32 on the host (issue 16)
+        # random init where it trains: on a GPU, not 3.4 B fp32 on the host
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = tiny.build_tiny_model(config, seed=p["seed"], device=device)
         model.to(model_dtype(p))
