@@ -59,7 +59,9 @@ def test_specs_are_named_as_their_config_slices():
     variant = {"stage": 3, "policy": "causal", "allow_leakage": False, "params": {}}
     assert fields(FinetuneSpec) == set(study.finetune_slice("3A", variant))
     node = "properties/mask/properties/"
-    assert fields(EvalSpec) - {"device"} == set(subschema(node + "eval")["properties"])
+    # the evaluation's slice: mask.eval, and for hub tasks their pinned datasets (study.eval_slice)
+    evals = set(subschema(node + "eval")["properties"]) | {"datasets"}
+    assert fields(EvalSpec) - {"device"} == evals
     assert set(PROBE_KEYS) == set(subschema(node + "leakage")["properties"])
     assert set(PROBE_KEYS) <= fields(ProbeSpec)
 

@@ -21,8 +21,8 @@ POLICY_DESCRIPTIONS: dict[str, str] = {
     "causal": "the standard causal mask: each token sees itself and the tokens before it",
     "prefill_bidir": (
         "no causal mask in any forward of more than one token, over prompt and answer alike; "
-        "single-token decode steps stay causal (the seed's ablation). Teacher-forced, the "
-        "prediction of an answer token sees that token and the later ones: a label leak in "
+        "single-token decode steps stay causal (the prefill-mask ablation study's ablation). "
+        "Teacher-forced, the prediction of an answer token sees that token and the later ones: a label leak in "
         "training, and in scoring for every answer token but the last (the last is not in the "
         "input), so only multi-token answers are affected"
     ),
