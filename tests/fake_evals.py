@@ -58,7 +58,12 @@ def write(root: Path, model: str, policy: str, metrics: dict, samples: pd.DataFr
     return d
 
 
-def labels(root: Path, variants: dict[str, dict], ablated: str = "prefill_bidir") -> dict:
+def labels(
+    root: Path,
+    variants: dict[str, dict],
+    ablated: str = "prefill_bidir",
+    defaults: dict | None = None,
+) -> dict:
     """metrics.json path -> {stage, variant, train_policy} under ``root`` (the layout of
     :func:`write`), from the study's job list, as the recovery rule passes them."""
     from ablate.core.config import validate_config
@@ -71,7 +76,7 @@ def labels(root: Path, variants: dict[str, dict], ablated: str = "prefill_bidir"
             "eval": {"ablated_policy": ablated, "tasks": [{"name": "a"}, {"name": "b"}]},
             # the schema asks for one variant at least; a base-only test reads none of its files
             "finetune": {
-                "defaults": {},
+                "defaults": defaults or {},
                 "variants": variants or {"3A": {"stage": 3, "policy": "causal"}},
             },
         },

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from fake_evals import correct_items, evaluation, shift, write
+from fake_evals import labels as job_labels
 from test_claims import CFG
 
 from ablate.core import claims as C
@@ -94,14 +95,8 @@ def seeded_recovery(tmp_path):
     for s in (0, 1):
         per = {"t1": shift(ablated["t1"], 10 + 5 * s, 2 + s)}
         write(tmp_path, f"3B-s{s}", "prefill_bidir", *evaluation(f"r3-{s}", "prefill_bidir", per))
-    mask = {"model": {"source": "pretrained"}, "data": {"source": "hub"}, "leakage": {}}
-    cfg = {"results": str(tmp_path), "mask": mask}
-    cfg["mask"]["eval"] = {"ablated_policy": "prefill_bidir"}
-    cfg["mask"]["finetune"] = {
-        "defaults": {"seed": 5},
-        "variants": {"3B": {"stage": 3, "policy": "prefix_bidir", "seeds": [0, 1]}},
-    }
-    labels = study.recovery_labels(study.jobs(cfg))
+    variants = {"3B": {"stage": 3, "policy": "prefix_bidir", "seeds": [0, 1]}}
+    labels = job_labels(tmp_path, variants, defaults={"seed": 5})
     files = [f for f in labels if "causal" not in f or "base" in f]
     entries = recovery.entries_from_results(
         files, labels, samples_files=[f.replace("metrics.json", "samples.parquet") for f in files]
