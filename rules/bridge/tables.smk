@@ -33,7 +33,9 @@ rule bridge_summary:
     params:
         entries=bridge_entries_table(),
         run_ids=BRIDGE_RUN_IDS,  # the order of input.summaries
-        benchmarks={r: bout("benchmark", folder="train", stem=r) for r in BRIDGE_RUN_IDS},
+        benchmarks={
+            r: bout("benchmark", folder="train", stem=r) for r in BRIDGE_RUN_IDS
+        },
         # GPU hours = benchmark wall time x the GPUs a training job holds
         gpus=bridge_res("train", "gpu"),
     script:
