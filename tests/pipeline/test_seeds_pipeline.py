@@ -79,7 +79,7 @@ def test_bridge_seeds_have_their_own_runs_and_pooled_claims(seeded_run):
     assert "1a final (mean of 2 seeds)" in claims.loc["stability_fixes_work", "evidence"]
 
 
-OVERLAY = ["config/config.yaml", "config/two_seeds.yaml"]
+OVERLAY_FILES = ["config/config.yaml", "config/two_seeds.yaml"]
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ OVERLAY = ["config/config.yaml", "config/two_seeds.yaml"]
     [
         ["config/config.yaml"],
         pytest.param(
-            OVERLAY,
+            OVERLAY_FILES,
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="known bug, open: STATUS of the overlay says its mask_claims is stale "
@@ -114,7 +114,7 @@ def test_status_agrees_with_snakemake_after_the_overlay_run(seeded_run, files):
     whys = [(r.job.name, r.status, r.why) for r in rows if f"{r.job.study}:{r.job.name}" in
             {w[0] for w in wrong}]  # fmt: skip
     assert not wrong, (files, whys)
-    if files != OVERLAY:
+    if files != OVERLAY_FILES:
         assert planned and "nothing remains" not in text
         stale = {r.job.name for r in rows if r.why.startswith("last run by another config")}
         assert {"mask_claims", "summary"} <= stale, [
