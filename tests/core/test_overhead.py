@@ -81,16 +81,23 @@ def test_fingerprint_of_a_checkpoint_comes_from_its_manifest(tmp_path, monkeypat
         provenance.fingerprint_path(final)
 
 
-@pytest.mark.parametrize("name", ["ministral3b.yaml", "ministral3b-smoke.yaml"])
-def test_gpu_configs_request_the_disk_a_finetune_writes(name):
-    config = planner.load_config(REPO / "config" / name)
+@pytest.mark.parametrize(
+    "name, size",
+    [
+        ("ministral3b.yaml", 3.429e9),
+        ("ministral3b-smoke.yaml", 3.429e9),
+        ("ministral3b.yaml ministral8b.yaml", 8.020e9),  # an overlay, read after its base
+    ],
+)
+def test_gpu_configs_request_the_disk_a_finetune_writes(name, size):
+    config = planner.load_config([REPO / "config" / f for f in name.split()])
     m = config["mask"]["model"]
     if m["source"] == "embedded":
         n = count_params(tiny_ministral3_config(**m["embedded"]["arch"]))
     else:  # the hub model's text shape, offline (config/gpu_measurements.yaml)
         ref = Reference.load(REPO / config["plan"]["measurements"])
         n = params_of_hub_model(m["path"], m.get("revision"), ref.models, ref.path)[0]
-    assert n == pytest.approx(3.429e9, rel=1e-3)
+    assert n == pytest.approx(size, rel=1e-3)
     have = config["mask"]["resources"]["finetune"]["disk_mb"]
     for v, spec in study.variants_of(config).items():
         need = disk_need_mb(n, resolve_params(spec["params"], "finetune"))

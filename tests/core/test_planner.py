@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,8 +25,10 @@ import yaml
 from checkout import copy_checkout, snakemake
 
 from ablate.core import planner
+from ablate.core.jobs import Job
 from ablate.core.planner.history import benchmark_seconds
 from ablate.core.planner.inputs import Reference, Setup, parse_setups
+from ablate.core.planner.jobs import PlannedJob
 from ablate.core.planner.params import count_params
 from ablate.core.planner.prices import capture_offers, load_snapshot, snapshot_price, vast_profile
 from ablate.mask import plan as mask_plan
@@ -168,7 +171,7 @@ def test_real_config_plan_from_fixture_measurements(tmp_path):
     # a measurement of the same mode on the GPU itself beats one scaled from another GPU
     h100 = row(t, "1x H100 SXM", "finetune/3B")
     assert h100["tok_s_per_gpu"] == 1305.8 and "seed-default" in h100["throughput_source"]
-    # memory: fp32 weights + grads + adafactor do not fit a 24 GB card; eval in bf16 does
+    # memory: bf16 weights + fp32 masters and grads + activations do not fit a 24 GB card; eval in bf16 does
     r4090 = row(t, "1x RTX 4090", "finetune/3A")
     assert (
         r4090["fits_memory"] == "no" and pd.isna(r4090["est_s"]) and pd.isna(r4090["est_cost_usd"])
@@ -1058,3 +1061,94 @@ def test_interruptible_live_price_is_the_lowest_min_bid(fake_vast, tmp_path):
     assert total["price_per_hour"] == pytest.approx(2.9 / 3, abs=1e-4)
     assert "min_bid" in total["price_source"] and "bid offers" in total["price_source"]
     assert FakeVast.calls[0][2]["type"] == "bid"
+
+
+def test_memory_divides_over_the_gpus_of_the_sharded_recipe():
+    """The sharded recipe's need per GPU: fp32 params, grads and states / N + the gathered root
+    and two layers + activations; the one-GPU recipe counts bf16 weights + fp32 masters, grads and
+    states; gradient_checkpointing keeps one layer's activations instead of every layer's."""
+    from ablate.core.planner.memory import ACTIVATION_BYTES, fewest_gpus, memory_need_gb
+    from ablate.core.planner.params import model_shape
+
+    ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
+    shape = model_shape(ref.models["mistralai/Ministral-8B-Instruct-2410"]["text_config"])
+    assert shape.params == pytest.approx(8.02e9, rel=1e-3) and (shape.hidden, shape.layers) == (
+        4096,
+        36,
+    )
+    plan = {"memory_margin": 0.0}
+    job = PlannedJob(
+        job=Job("mask", "finetune", "finetune/3A", {}, {}, None, kind="train"),
+        model="3A",
+        policy="causal",
+        tokens=1.0,
+        tokens_source="",
+        params=shape.params,
+        params_source="",
+        dtype="auto",
+        optim="adafactor",
+        sharded=True,
+        shape=shape,
+        forward_tokens=1024,
+    )
+    act = 1024 * 4096 * 36 * ACTIVATION_BYTES / 1e9
+    one = memory_need_gb(job, shape.params, plan, 1)[0]
+    assert one == pytest.approx(shape.params * 10 / 1e9 + act)  # 2 + 4 + 4 B/param, adafactor
+    gathered = (shape.root_params + 2 * shape.layer_params) * 8 / 1e9
+    for n in (2, 4, 8):
+        need, what = memory_need_gb(job, shape.params, plan, n)
+        assert need == pytest.approx(shape.params * 8 / n / 1e9 + gathered + act)
+        assert "sharded recipe" in what and f"/ {n} GPUs" in what
+    assert fewest_gpus(job, shape.params, plan, 80, 8) == 2
+    assert fewest_gpus(job, shape.params, plan, 141, 8) == 1
+    assert fewest_gpus(job, shape.params, plan, 10, 8) is None
+    # a replicated job (the bridge's data-parallel training) does not divide
+    replicated = replace(job, sharded=False)
+    assert memory_need_gb(replicated, shape.params, plan, 8)[0] == pytest.approx(one)
+    ckpt = memory_need_gb(replace(job, gradient_checkpointing=True), shape.params, plan, 2)[0]
+    assert ckpt == pytest.approx(
+        memory_need_gb(job, shape.params, plan, 2)[0]
+        - act
+        + 1024 * 4096 * (36 * 2 + ACTIVATION_BYTES) / 1e9
+    )
+
+
+def test_a_model_larger_than_one_gpu_plans_onto_the_smallest_setup_where_it_fits(tmp_path):
+    """config/ministral8b.yaml (over ministral3b.yaml): its finetunes are refused on one H100 with
+    the need per GPU and from how many GPUs they fit, fit on 2x (sharded) and on one H200; the
+    summary names the smallest setup of each GPU and says the sharded efficiency is unmeasured."""
+    config = planner.load_config(
+        [REPO / "config" / "ministral3b.yaml", REPO / "config" / "ministral8b.yaml"]
+    )
+    p = planner.make_plan(config, root=tmp_path, actuals=False)
+    t = p.table
+    check_arithmetic(t)
+    assert p.info["params"] == pytest.approx(8.02e9, rel=1e-3)
+    for v in ("3A", "3B", "5B"):
+        one = row(t, "1x H100 SXM", f"finetune/{v}")
+        assert one["fits_memory"] == "no" and pd.isna(one["est_s"]) and one["memory_gb"] > 80
+        assert one["note"].startswith(
+            f"does not fit: needs {one['memory_gb']:.3g} GB per GPU on 1 GPU > 80 GB (H100 SXM); "
+            "fits from 2 GPUs"
+        )
+        two = row(t, "2x H100 SXM", f"finetune/{v}")
+        assert two["fits_memory"] == "yes" and two["memory_gb"] < 80 < one["memory_gb"]
+        assert "sharded recipe" in two["note"] and "efficiency is unmeasured" in two["note"]
+        assert row(t, "8x H100 SXM", f"finetune/{v}")["memory_gb"] == two["memory_gb"]  # gpu: 2
+        assert row(t, "1x H200", f"finetune/{v}")["fits_memory"] == "yes"
+    assert "does not fit in memory: finetune/3A" in row(t, "1x H100 SXM", planner.TOTAL)["note"]
+    assert not pd.isna(row(t, "2x H100 SXM", planner.TOTAL)["est_s"])
+    lines = planner.summary_lines(p)
+    mem = [x for x in lines if x.startswith("memory:")]
+    assert mem == [
+        f"memory: finetune/3A, finetune/3B, finetune/5B do not fit 1x H100 SXM ({one['memory_gb']:.3g} "
+        "GB per GPU) (the note says why); the smallest setup of each GPU where they fit: 1x H200 "
+        f"({row(t, '1x H200', 'finetune/3A')['memory_gb']:.3g} GB per GPU), 2x H100 SXM "
+        f"({two['memory_gb']:.3g} GB per GPU)"
+    ]
+    assert any(x.startswith("scaling: the sharded recipe's (FSDP2)") for x in lines)
+    # the CLI takes the overlay after its base, as Snakemake's --configfile does
+    assert planner.main(
+        ["--config", "config/ministral3b.yaml", "config/ministral8b.yaml", "--no-actuals",
+         "--out", str(tmp_path / "plan.csv")]
+    ) == 0  # fmt: skip

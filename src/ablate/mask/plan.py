@@ -15,7 +15,12 @@ from typing import Any
 from ablate.core.jobs import Job
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
-from ablate.core.planner.params import count_params, params_from_dir, params_of_hub_model
+from ablate.core.planner.params import (
+    ModelShape,
+    model_shape,
+    params_from_dir,
+    shape_of_hub_model,
+)
 from ablate.core.records import read_json
 from ablate.mask import study
 
@@ -47,10 +52,11 @@ class MaskPlanner:
         self.embedded_data = self.mask["data"]["source"] == "embedded"
         self.variants = study.variants_of(config)
         self.jobs = {j.name: j for j in study.jobs(config, self.variants)}
-        self.params, self.params_source = self._base_params()
+        self.shape, self.params_source = self._base_shape()
+        self.params = None if self.shape is None else float(self.shape.params)
 
     # -- model size
-    def _base_params(self) -> tuple[float | None, str]:
+    def _base_shape(self) -> tuple[ModelShape | None, str]:
         m = self.mask["model"]
         try:
             if self.embedded_model:
@@ -58,10 +64,10 @@ class MaskPlanner:
 
                 arch = (m.get("embedded") or {}).get("arch") or {}
                 return (
-                    float(count_params(tiny_ministral3_config(**arch))),
+                    model_shape(tiny_ministral3_config(**arch)),
                     "embedded tiny Ministral-3 (mask.model.embedded.arch)",
                 )
-            return params_of_hub_model(m["path"], m.get("revision"), self.ref.models, self.ref.path)
+            return shape_of_hub_model(m["path"], m.get("revision"), self.ref.models, self.ref.path)
         except Exception as exc:  # an unbuildable shape: no size, every row says why
             log.warning("planner: model size unknown: %r", exc)
             return None, f"model size unknown: {type(exc).__name__}: {exc}"
@@ -238,6 +244,9 @@ class MaskPlanner:
         # "auto" (bf16 only on a bf16-capable GPU) is counted as float32: the safe memory bound
         job.dtype = p.get("model_dtype", "auto")
         job.optim = p.get("optim")
+        job.master_weights = p.get("master_weights", "auto") is not False
+        job.gradient_checkpointing = bool(p.get("gradient_checkpointing"))
+        job.shape = self.shape
         job.writes_checkpoint = True
         return [f"{where}.{k}" for k in TRAIN_SHAPE[:4] if not p.get(k)]
 
@@ -248,6 +257,9 @@ class MaskPlanner:
             job.tokens_source = f"unknown: {', '.join(missing)} not set"
             return
         job.tokens = p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"]
+        job.forward_tokens = (
+            p["packing_row_tokens"] if p.get("packing") else p["batch_size"] * p["max_seq_len"]
+        )
         job.tokens_source = "max_steps x batch x grad_accum x max_seq_len (packed corpus blocks)"
 
     def _plan_leakage_probe(self, sj: Job, job: PlannedJob, hub: bool) -> None:
@@ -263,8 +275,9 @@ class MaskPlanner:
     def _plan_finetune(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = sj.labels["variant"]["params"]
         self._train_shape(job, p, f"mask.finetune.variants.{sj.labels['model']}")
-        # gpu > 1: data-parallel under torchrun (ablate.core.parallel), the global batch held
+        # gpu > 1: the sharded recipe under torchrun (ablate.core.parallel), the global batch held
         job.scaling_key = "finetune_data_parallel"
+        job.sharded = True
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
         measured = self._measured_tokens_per_step(job.train_shape)
         if measured:
@@ -278,6 +291,14 @@ class MaskPlanner:
         stops = p.get("plateau_patience") or p.get("no_learning_steps")
         stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
         job.packing = bool(p.get("packing"))
+        # one forward: a packed row holds the step's pairs (at most packing_row_tokens), an
+        # unpacked micro-batch batch_size rows of at most max_seq_len; N processes share a step,
+        # so one process's forward holds at most this (an upper bound)
+        job.forward_tokens = (
+            min(p["packing_row_tokens"], per_step)
+            if job.packing
+            else p["batch_size"] * p["max_seq_len"]
+        )
         job.compile_layers = bool(p.get("compile_layers"))
         job.tokens = p["max_steps"] * per_step
         job.tokens_source = (

@@ -15,7 +15,8 @@ Modules, one concern each:
 ``throughput``     tokens/s per GPU: measured, scaled by peak FLOP/s, or the FLOP estimate
 ``prices``         the user's price, live Vast offers, the offers snapshot
 ``history``        past runs: records, benchmark files, the throughput they measured
-``overheads``      start-up, load, saves, boot and shipping; memory per GPU
+``overheads``      start-up, load, saves, boot and shipping
+``memory``         memory per GPU: the one-GPU recipe, the sharded one over N GPUs, activations
 ``interruptions``  expected restarts on an interruptible (bid) instance
 ``estimate``       the forecast table (COLUMNS)
 ``cached``         which jobs the run cache holds (zero cost; config ``run_cache``)

@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         "--configfile",  # Snakemake's spelling
         dest="config",
         required=True,
-        help="pipeline config (config/config.yaml, config/ministral3b.yaml, config/latentwire.yaml)",
+        nargs="+",
+        help="pipeline config (config/config.yaml, config/ministral3b.yaml, config/latentwire.yaml); "
+        "several: each over the ones before it, as Snakemake merges them "
+        "(config/ministral3b.yaml config/ministral8b.yaml)",
     )
     ap.add_argument(
         "--out",

@@ -22,11 +22,11 @@ import pandas as pd
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.interruptions import interruption_overhead
 from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.memory import fewest_gpus, memory_need_gb
 from ablate.core.planner.overheads import (
     downloads_on,
     job_overhead,
     machine_overhead,
-    memory_need_gb,
     rental_overhead,
 )
 from ablate.core.planner.prices import Price
@@ -54,6 +54,7 @@ COLUMNS = [
     "interruption_s",
     "est_job_s",
     "est_s",
+    "memory_gb",
     "fits_memory",
     "price_per_hour",
     "price_source",
@@ -66,6 +67,12 @@ COLUMNS = [
     "note",
 ]
 TOTAL = "TOTAL"  # the `job` of a setup's sum row
+MOST_GPUS = 8  # the largest machine a refusal looks for a fit on (Vast's largest hosts)
+#: What a sharded finetune's speedup rests on, said on its rows until a bench measures it.
+SHARDED_EFFICIENCY = (
+    "the sharded recipe's (FSDP2) multi-GPU efficiency is unmeasured: the speedup uses the "
+    "efficiency measured for the earlier replicated (DDP) recipe"
+)
 
 
 def _r(x: float | None, nd: int = 1) -> float | None:
@@ -150,20 +157,32 @@ def job_row(
     speedup = 1 + (used - 1) * eff
     job_s, job_what = job_overhead(job, s, params, plan, ref, downloads)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
-    need, need_what = memory_need_gb(job, params, plan)
+    need, need_what = memory_need_gb(job, params, plan, used)
     mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
     fits = "n/a" if mem is None else ("yes" if need <= mem else "no")
+    on = f"on {used} GPU{'s' if used > 1 else ''}"
     notes += [
         f"job overhead: {job_what}",
         f"rental overhead: {rent_what}",
-        f"memory: {need:.3g} GB needed ({need_what})" + (f" vs {mem} GB" if mem else ""),
+        f"memory: needs {need:.3g} GB per GPU {on} ({need_what})"
+        + (f" vs {mem} GB" if mem else ""),
     ]
     if used > 1:
         notes.append(f"speedup 1 + ({used}-1) x {eff:g} (plan.scaling.{scaling})")
+        if job.sharded and job.kind == "train":
+            notes.append(SHARDED_EFFICIENCY)
     compute = job.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and job.tokens else None
     compute = _with_extras(compute, job, s, ms, ref, plan, notes)
     if fits == "no":
-        notes.insert(0, f"does not fit: needs {need:.3g} GB per GPU, {s.gpu} has {mem} GB")
+        why = f"does not fit: needs {need:.3g} GB per GPU {on} > {mem} GB ({s.gpu})"
+        if job.sharded and job.kind == "train":
+            n = fewest_gpus(job, params, plan, mem, MOST_GPUS)
+            why += (
+                f"; fits from {n} GPUs of it (resources gpu >= {n}, a setup of >= {n} GPUs)"
+                if n
+                else f"; fits on no {s.gpu} machine of up to {MOST_GPUS} GPUs"
+            )
+        notes.insert(0, why)
         compute = None
     est_job = None if compute is None else compute + job_s
     est = None if est_job is None else est_job + rent_s
@@ -189,6 +208,7 @@ def job_row(
         interruption_s=_r(interrupted),
         est_job_s=_r(est_job),
         est_s=_r(est),
+        memory_gb=_r(need),
         fits_memory=fits,
         est_cost_usd=_r(cost, 2),
         note="; ".join(notes),
@@ -216,6 +236,7 @@ def total_row(
     machine (:func:`makespan`), plus a rented machine's boot and setup; empty with the jobs that
     lack an estimate."""
     missing = [r["job"] for r in rows if r.get("est_s") is None]
+    unfit = [r["job"] for r in rows if r.get("fits_memory") == "no"]
     unpriced = price.per_hour is None
     total_s = None if missing else sum(r["est_s"] for r in rows)
     side_by_side = s.count > 1 and s.gpu != CPU
@@ -272,6 +293,7 @@ def total_row(
             )
             + boot
             + (f"; no estimate for {', '.join(missing)}" if missing else "")
+            + (f" (does not fit in memory: {', '.join(unfit)})" if unfit else "")
             + ("; no price" if unpriced else "")
         ),
     )

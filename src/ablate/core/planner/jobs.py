@@ -20,6 +20,7 @@ from typing import Any
 from ablate import studies
 from ablate.core.jobs import Job
 from ablate.core.planner.inputs import Reference
+from ablate.core.planner.params import ModelShape
 
 
 @dataclass
@@ -41,6 +42,14 @@ class PlannedJob:
     train_shape: dict[str, Any] | None = None  # batch_size, grad_accum, max_seq_len (train)
     dtype: str = "float32"  # dtype the weights are held in (memory check)
     optim: str | None = None  # optimizer (train): its states count in the memory check
+    master_weights: bool = True  # 16-bit weights train with fp32 masters (memory check)
+    #: trains with the sharded recipe (FSDP2) on more than one GPU: its parameters, gradients and
+    #: optimizer states divide over the GPUs (memory check, :mod:`.memory`); False: replicated
+    sharded: bool = False
+    shape: ModelShape | None = None  # hidden size, layers (train: activations, gathered layers)
+    #: tokens of one forward of one process (train: activations); None: unknown
+    forward_tokens: float | None = None
+    gradient_checkpointing: bool = False  # activation checkpointing (train: activations)
     packing: bool | None = None  # packed steps (train): picks a measurement of the same mode
     compile_layers: bool = False  # compiled decoder layers (train): likewise
     shares_instance: str | None = None  # runs on the instance of this job (a vast group job)

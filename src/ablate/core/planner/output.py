@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pandas as pd
 
 from ablate.core import io
 from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
-from ablate.core.planner.estimate import COLUMNS, TOTAL
+from ablate.core.planner.estimate import COLUMNS, SHARDED_EFFICIENCY, TOTAL
 from ablate.core.planner.plan import Plan
 
 
@@ -52,6 +53,9 @@ def summary_lines(p: Plan) -> list[str]:
             f"jobs run: {ran} of {n}"
             + (" (actual_s and error_pct fill in as the jobs finish)" if ran < n else "")
         )
+    if jobs["note"].fillna("").str.contains(SHARDED_EFFICIENCY, regex=False).any():
+        lines.append(f"scaling: {SHARDED_EFFICIENCY} (plan.scaling.finetune_data_parallel)")
+    lines += memory_lines(jobs)
     for _, r in t[t["job"] == TOTAL].iterrows():
         if pd.isna(r["est_s"]):
             cost = "incomplete: " + str(r["note"]).split("; ", 1)[-1]
@@ -70,6 +74,32 @@ def summary_lines(p: Plan) -> list[str]:
         if src.startswith("no price"):
             lines.append(f"  missing price: {src}")
     return lines
+
+
+def memory_lines(jobs: pd.DataFrame) -> list[str]:
+    """For the jobs that do not fit some setup: where not, and per GPU model the smallest setup
+    where they fit (fewest GPUs, then the lowest price); jobs refused alike share a line."""
+    said: dict[tuple[str, str], list[str]] = {}
+    for job, rows in jobs.groupby("job", sort=False):
+        no, yes = rows[rows["fits_memory"] == "no"], rows[rows["fits_memory"] == "yes"]
+        if no.empty:
+            continue
+        why = ", ".join(f"{r['setup']} ({r['memory_gb']:.3g} GB per GPU)" for _, r in no.iterrows())
+        best = (
+            yes.assign(price=yes["price_per_hour"].fillna(math.inf))
+            .sort_values(["gpus", "price"])
+            .drop_duplicates("gpu")
+        )
+        fit = ", ".join(
+            f"{r['setup']} ({r['memory_gb']:.3g} GB per GPU)" for _, r in best.iterrows()
+        )
+        said.setdefault((why, fit or "none of the setups"), []).append(str(job))
+    return [
+        f"memory: {', '.join(j)} {'does' if len(j) == 1 else 'do'} not fit {why} (the note says "
+        f"why); the smallest setup of each GPU where {'it fits' if len(j) == 1 else 'they fit'}: "
+        f"{fit}"
+        for (why, fit), j in said.items()
+    ]
 
 
 TOTAL_VIEW = [

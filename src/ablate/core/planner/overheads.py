@@ -1,5 +1,7 @@
-"""Time besides the compute (start-up, load, saves; boot and shipping of a rented instance) and
-the memory a job needs per GPU. Assumptions with defaults in ``plan.overheads`` (docs/planner.md).
+"""Time besides the compute (start-up, load, saves; boot and shipping of a rented instance).
+Assumptions with defaults in ``plan.overheads`` (docs/planner.md). The bytes per parameter of a
+dtype and an optimizer's states live here too (read by :mod:`.memory` and the training's disk
+need, ``ablate.core.training.params``).
 """
 
 from __future__ import annotations
@@ -95,29 +97,3 @@ def downloads_on(setup: Setup, jobs: list[PlannedJob]) -> dict[str, bool]:
         out[j.id] = not (setup.machine and j.hub_models) or bool(new)
         seen |= new
     return out
-
-
-def memory_need_gb(job: PlannedJob, params: float, plan: dict) -> tuple[float, str]:
-    """GPU memory per GPU: weights (+ grads + optimizer states when training) x (1 + margin).
-
-    Activations are only covered by the margin. For scale: the H200 bench (bf16 weights + AdamW =
-    8 B/param = 27 GB for the 3.43 B model) peaked at 40.6 GB with B=4 x T=1024
-    (bench/results/h200_baselines_findings.md); the pipeline's finetunes run B=1.
-    """
-    b = DTYPE_BYTES.get(job.dtype, 4)
-    margin = plan["memory_margin"]
-    if job.kind == "train" and job.trainable_params is not None:
-        # frozen weights in their dtype; the trained part in fp32 with grads and optimizer states
-        states = OPTIM_STATES.get(job.optim or "", 2)
-        need = params * b + job.trainable_params * 4 * (1 + states)
-        what = (
-            f"{job.dtype} weights + {job.trainable_params / 1e6:.0f} M trained fp32 params x "
-            f"(grads + {job.optim} states)"
-        )
-        return need * (1 + margin) / 1e9, f"{what} + {margin:.0%} margin"
-    if job.kind == "train":
-        states = OPTIM_STATES.get(job.optim or "", 2)
-        per, what = b * (2 + states), f"{job.dtype} weights + grads + {job.optim} states"
-    else:
-        per, what = b, f"{job.dtype} weights"
-    return params * per * (1 + margin) / 1e9, f"{per:g} B/param ({what}) + {margin:.0%} margin"

@@ -1,0 +1,121 @@
+"""GPU memory a job needs per GPU (``fits_memory``): weights, training state, activations.
+
+A finetune in one process keeps 16-bit weights with fp32 master copies (the one-GPU recipe,
+``MasterWeightsOptimizer``). A job of a study that trains with the sharded recipe (FSDP2,
+``PlannedJob.sharded``) on N > 1 GPUs divides its fp32 parameters, gradients and optimizer states
+by N and holds besides what FSDP2 gathers unsharded: the root (embeddings, lm_head, final norm;
+FSDP2 does not reshard the root after the forward, the backward needs it at once) and
+``IN_FLIGHT_LAYERS`` decoder layers (the one computing and the one prefetched), each as bf16
+parameters and gradients plus the fp32 copy of the gradients reduced in fp32. Activations scale
+with the tokens of one forward (``PlannedJob.forward_tokens``), the hidden size and the layers;
+``plan.memory_margin`` covers the allocator's slack on top.
+"""
+
+from __future__ import annotations
+
+from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.overheads import DTYPE_BYTES, OPTIM_STATES
+
+#: Activation bytes per token, decoder layer and hidden unit of a bf16 training step without
+#: activation checkpointing (logits and loss included): the slope of measured peaks where only the
+#: micro-batch changes, so weights and states cancel out.
+ACTIVATION_BYTES = 46
+#: bench/results/mfu_h100.md section 2 (one H100): B4- and B8-adamw-compile peaked at 64.1 and
+#: 79.2 GB; 15.1 GB for 4 more rows of 1024 tokens of the 3.43 B shape (26 layers, hidden 3072)
+#: = 46 B per token, layer and hidden unit (B6: the same slope).
+ACTIVATION_SOURCE = "the slope of the peaks in bench/results/mfu_h100.md, section 2"
+#: With gradient_checkpointing each layer keeps only its bf16 input (2 B per hidden unit) and one
+#: layer at a time recomputes its full activations in the backward (an assumption: not measured).
+CHECKPOINTED_INPUT_BYTES = 2
+#: Decoder layers the sharded recipe holds gathered at once besides the root (current + prefetched).
+IN_FLIGHT_LAYERS = 2
+#: Bytes per parameter of a gathered unit: bf16 parameters (2) and gradients (2), and the fp32
+#: copy of the gradients for the fp32 reduce-scatter (4).
+IN_FLIGHT_BYTES = 8
+
+
+def _one_process_bytes(job: PlannedJob, states: int) -> tuple[float, str]:
+    """Bytes per parameter of a full finetune in one process: 16-bit weights + fp32 masters,
+    their fp32 gradients and states (the 16-bit gradient is accumulated into the master's and
+    freed); fp32 weights + gradients + states; or 16-bit throughout without masters. ``auto``
+    (bf16 on a bf16-capable GPU) counts as the larger of 16-bit and fp32."""
+    fp32 = (4 * (2 + states), f"fp32 weights + grads + {job.optim} states")
+    sixteen = (
+        (2 + 4 * (2 + states), f"bf16 weights + fp32 masters, grads and {job.optim} states")
+        if job.master_weights
+        else (2 * (2 + states), f"bf16 weights + grads + {job.optim} states")
+    )
+    if job.dtype == "float32":
+        return fp32
+    if job.dtype in DTYPE_BYTES:
+        return sixteen
+    return max(fp32, sixteen)
+
+
+def activation_gb(job: PlannedJob) -> tuple[float, str]:
+    """Activations of one forward of one process, in GB, and how they were counted."""
+    shape, tokens = job.shape, job.forward_tokens
+    if shape is None or not tokens:
+        return 0.0, "activations unknown (no model shape or tokens per forward): margin only"
+    if job.gradient_checkpointing:
+        per = shape.layers * CHECKPOINTED_INPUT_BYTES + ACTIVATION_BYTES
+        how = (
+            f"{shape.layers} layers x {CHECKPOINTED_INPUT_BYTES} B + one layer's {ACTIVATION_BYTES}"
+            " B (gradient_checkpointing)"
+        )
+    else:
+        per = shape.layers * ACTIVATION_BYTES
+        how = f"{shape.layers} layers x {ACTIVATION_BYTES} B ({ACTIVATION_SOURCE})"
+    gb = tokens * shape.hidden * per / 1e9
+    return gb, f"activations {gb:.3g} GB: {tokens:.0f} tokens x hidden {shape.hidden} x {how}"
+
+
+def _sharded_gb(job: PlannedJob, params: float, states: int, gpus: int) -> tuple[float, str]:
+    """Parameters, gradients and states of the sharded recipe on ``gpus`` GPUs + gathered units."""
+    per = 4 * (2 + states)
+    sharded = params * per / gpus / 1e9
+    what = (
+        f"{per} B/param (fp32 params + grads + {job.optim} states) / {gpus} GPUs = {sharded:.3g} GB"
+    )
+    if job.shape is None:
+        return sharded, what + "; gathered layers unknown (no model shape)"
+    units = job.shape.root_params + IN_FLIGHT_LAYERS * job.shape.layer_params
+    gathered = units * IN_FLIGHT_BYTES / 1e9
+    return sharded + gathered, (
+        f"{what} + {gathered:.3g} GB gathered (root + {IN_FLIGHT_LAYERS} decoder layers x "
+        f"{IN_FLIGHT_BYTES} B: bf16 params and grads, fp32 grads for the reduction)"
+    )
+
+
+def memory_need_gb(job: PlannedJob, params: float, plan: dict, gpus: int = 1) -> tuple[float, str]:
+    """GPU memory per GPU of ``job`` on ``gpus`` GPUs (GB) x (1 + plan.memory_margin), and how it
+    was counted."""
+    b = DTYPE_BYTES.get(job.dtype, 4)
+    margin = plan["memory_margin"]
+    states = OPTIM_STATES.get(job.optim or "", 2)
+    if job.kind == "train" and job.trainable_params is not None:
+        # frozen weights in their dtype; the trained part in fp32 with grads and optimizer states
+        need = (params * b + job.trainable_params * 4 * (1 + states)) / 1e9
+        what = (
+            f"{job.dtype} weights + {job.trainable_params / 1e6:.0f} M trained fp32 params x "
+            f"(grads + {job.optim} states)"
+        )
+    elif job.kind == "train" and job.sharded and gpus > 1:
+        need, what = _sharded_gb(job, params, states, gpus)
+        what = f"sharded recipe: {what}"
+    elif job.kind == "train":
+        per, what = _one_process_bytes(job, states)
+        need, what = params * per / 1e9, f"{per:g} B/param ({what})"
+    else:
+        need, what = params * b / 1e9, f"{b:g} B/param ({job.dtype} weights)"
+    if job.kind == "train" and job.trainable_params is None:
+        act, act_what = activation_gb(job)
+        need, what = need + act, f"{what} + {act_what}"
+    return need * (1 + margin), f"{what} + {margin:.0%} margin"
+
+
+def fewest_gpus(job: PlannedJob, params: float, plan: dict, memory: float, most: int) -> int | None:
+    """The fewest GPUs (at most ``most``) of ``memory`` GB on which ``job`` fits; None: none."""
+    return next(
+        (n for n in range(1, most + 1) if memory_need_gb(job, params, plan, n)[0] <= memory), None
+    )
