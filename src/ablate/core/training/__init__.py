@@ -14,6 +14,7 @@ Modules (import from the one that defines a name): ``params`` (parameters from t
 resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpus packing),
 ``callbacks`` (stop rules, throughput, progress), ``trainer`` (loss, fp32-master optimizer,
 ``CoreTrainer``, ``build_trainer``, the final save), ``adafactor`` (HF Adafactor's update compiled per
-parameter, the masters' optimizer on CUDA), ``speed`` (regional compilation), ``watchdog`` (a
+parameter, the masters' optimizer on CUDA, and the sharded step), ``sharding`` (FSDP2 sharding of a
+run in N > 1 processes, its Trainer adapter), ``speed`` (regional compilation), ``watchdog`` (a
 stalled run fails within a bound), ``run`` (``train_run``: one run start to end).
 """

@@ -13,6 +13,11 @@ either optimizer loads the other's state dict; ``RMS`` (the weights' RMS, which 
 step but reads only with ``scale_parameter``, off here) is kept, not recomputed: a read of every
 master saved per step, and HF's loop recomputes it before any use. Equivalence:
 tests/core/test_adafactor.py.
+
+A sharded parameter (a DTensor of :mod:`~ablate.core.training.sharding`, dim 0 split over the
+processes) steps its local shard eagerly: the statistics that span dim 0 (a matrix's column
+means, the mean of its row statistics, the update's RMS) are all-reduced across the shard group
+first, so every process computes the unsharded update of its rows (tests/core/test_sharded_recipe.py).
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ import warnings
 
 import torch
 import torch._dynamo.exc
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor, Shard
 from transformers.optimization import Adafactor
+
+#: False skips the cross-shard reductions of a sharded step (each process then normalises by its
+#: own rows only): a test switch, which tests/core/test_sharded_recipe.py shows the check catches
+CROSS_SHARD_REDUCE = True
 
 
 def _rms(t: torch.Tensor) -> torch.Tensor:
@@ -74,6 +85,46 @@ def _unfactored_many(ps, grads, sq_avgs, mirrors, scal, scale, eps: float, clip:
         _unfactored(ps[i], grads[i], sq_avgs[i], scal, scale, eps, clip, mirrors[i])
 
 
+def _sharded(p: DTensor, grad: DTensor, state: dict, scal: list[float], scale, eps, clip) -> None:
+    """One step of a parameter sharded on dim 0, on this process's rows: the update of
+    :func:`_factored` / :func:`_unfactored` with every reduction over dim 0 summed over the group."""
+    if tuple(p.placements) != (Shard(0),):
+        raise RuntimeError(f"FusedAdafactor steps parameters sharded on dim 0, not {p.placements}")
+    lr, beta2t, weight_decay = scal
+    group = p.device_mesh.get_group()
+    w = p.to_local()
+    g = grad.to_local().float()
+    if scale is not None:
+        g = g / scale
+    reduce = CROSS_SHARD_REDUCE
+
+    def mean0(total: torch.Tensor, local_count: int, count: int) -> torch.Tensor:
+        """A mean over dim 0 from this shard's ``total`` (``local_count`` rows of ``count``)."""
+        if not reduce:
+            return total / max(local_count, 1)
+        dist.all_reduce(total, group=group)
+        return total / count
+
+    if p.dim() >= 2:
+        row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+        sq = g * g + eps
+        row.copy_(row * beta2t + sq.mean(dim=-1) * (1.0 - beta2t))
+        if p.dim() == 2:  # dim -2 is the sharded dim 0: the column and row-statistic means span it
+            col_mean = mean0(sq.sum(dim=-2), w.shape[0], p.shape[0])
+            row_mean = mean0(row.sum(dim=-1, keepdim=True), w.shape[0], p.shape[0])
+        else:
+            col_mean, row_mean = sq.mean(dim=-2), row.mean(dim=-1, keepdim=True)
+        col.copy_(col * beta2t + col_mean * (1.0 - beta2t))
+        update = (row / row_mean).rsqrt().unsqueeze(-1) * col.unsqueeze(-2).rsqrt() * g
+    else:
+        sq_avg = state["exp_avg_sq"]
+        sq_avg.copy_(sq_avg * beta2t + (g * g + eps) * (1.0 - beta2t))
+        update = sq_avg.rsqrt() * g
+    rms = mean0((update * update).sum(), w.numel(), p.numel()).sqrt()
+    update = update / (rms / clip).clamp(min=1.0) * lr
+    w.copy_(w + w * (-weight_decay * lr) - update)
+
+
 _EAGER = {"factored": _factored_many, "unfactored": _unfactored_many}
 # compiled once per process and shared; each call length (and dtype) compiles once
 _compiled: dict[str, object] = {}
@@ -116,7 +167,8 @@ def _run(name: str, *args) -> None:
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
     (the HF Trainer's ``optim: adafactor``) with a fused, grouped step; fp32 parameters only
-    (it runs on :class:`~ablate.core.training.trainer.MasterWeightsOptimizer`'s masters).
+    (it runs on :class:`~ablate.core.training.trainer.MasterWeightsOptimizer`'s masters, or on the
+    fp32 shards of a sharded model).
 
     Two inputs besides ``p.grad`` let the masters' optimizer skip passes over 3.4 B fp32 values:
     ``grads`` (parameter -> gradient, which may be the model's 16-bit one: a parameter without
@@ -185,8 +237,14 @@ class FusedAdafactor(Adafactor):
                 if p.dtype != torch.float32 or grad.is_sparse:
                     raise RuntimeError("FusedAdafactor steps dense fp32 parameters only")
                 state = self.state[p]
-                self._init_state(p, state)
+                sharded = isinstance(p, DTensor)
+                self._init_state(p.to_local() if sharded else p, state)
                 state["step"] += 1
+                if sharded:  # eager, in parameter order: every process joins the same reductions
+                    beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
+                    scal = [group["lr"], beta2t, group["weight_decay"]]
+                    _sharded(p, grad, state, scal, grad_scale, eps, clip)
+                    continue
                 key = (p.device, group["lr"], state["step"], group["weight_decay"])
                 if key not in scalars:
                     beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])

@@ -95,8 +95,8 @@ def model_dtype(p: dict[str, Any], *, trained: bool = True) -> torch.dtype:
     bf16 is on (``p["bf16"]``; unset: ``auto``, a GPU with bf16) and float32 otherwise. Weights
     that train (``trained``) stay float32 under several processes."""
     if p["model_dtype"] == "auto":
-        # the fp32-master optimizer frees each .grad in a hook, which DDP's reducer cannot follow:
-        # multi-process runs keep fp32 weights under bf16 autocast instead
+        # multi-process runs are sharded (training.sharding): their fp32 shards are the masters,
+        # cast to bf16 per layer for the compute
         bf16 = bf16_enabled(p.get("bf16", "auto")) and not (trained and _distributed())
         return torch.bfloat16 if bf16 else torch.float32
     return _dtype(p["model_dtype"])

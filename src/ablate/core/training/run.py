@@ -205,6 +205,7 @@ def train_run(
             )
     else:
         _final_eval(trainer, state, phases)
+    trainer.gather_weights()  # a sharded model's weights onto rank 0 (every rank joins)
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.global_step}
     ckpt_info = save_final(

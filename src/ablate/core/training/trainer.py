@@ -19,7 +19,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from ablate.core import checkpoint, interrupts, modeling, parallel
 from ablate.core.phases import Phases
-from ablate.core.training import speed
+from ablate.core.training import sharding, speed
 from ablate.core.training.adafactor import FusedAdafactor
 from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
@@ -304,6 +304,7 @@ class CoreTrainer(Trainer):
         # False keeps HF's optimizer class (no fused_inner swap): bench/bench_packing.py --hfopt
         self.fused_optimizer = True
         self._pending_tokens: torch.Tensor | None = None  # counted, not yet in state
+        self._full_state: dict[str, torch.Tensor] | None = None  # a sharded model's, gathered
         self.last_save_format: str | None = None
 
     @property
@@ -312,9 +313,10 @@ class CoreTrainer(Trainer):
         return opt if isinstance(opt, MasterWeightsOptimizer) else None
 
     def create_optimizer(self, model=None):
-        if not self.master_weights or self.optimizer is not None:
-            return super().create_optimizer(model)
         model = self.model if model is None else model
+        sharded = sharding.is_sharded(model)
+        if not (self.master_weights or sharded) or self.optimizer is not None:
+            return super().create_optimizer(model)
         cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         decay = set(self.get_decay_parameter_names(model))
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -322,10 +324,25 @@ class CoreTrainer(Trainer):
             {"params": [p for n, p in named if n in decay], "weight_decay": self.args.weight_decay},
             {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
         ]
+        groups = [g for g in groups if g["params"]]
+        if sharded:  # the fp32 shards are the masters; Adafactor's statistics span the shards
+            if cls is Adafactor and FusedAdafactor.supports(kwargs):
+                cls = FusedAdafactor
+            self.optimizer = cls(groups, **kwargs)
+            return self.optimizer
         if self.fused_optimizer:
             cls = fused_inner(cls, kwargs, [p for _, p in named])
-        self.optimizer = MasterWeightsOptimizer([g for g in groups if g["params"]], cls, kwargs)
+        self.optimizer = MasterWeightsOptimizer(groups, cls, kwargs)
         return self.optimizer
+
+    def _defer_fsdp_gradient_reduction(self):
+        return sharding.ShardedAdapter.defer_gradient_reduction(self.model)
+
+    def gather_weights(self) -> None:
+        """Every process: a sharded model's whole weights onto process 0 for :meth:`_save`
+        (a collective, so before only process 0 goes on to save)."""
+        if sharding.is_sharded(self.model):
+            self._full_state = sharding.full_state_dict(self.model)
 
     def _clip_grad_norm(self, model):
         master = self.master_optimizer
@@ -368,6 +385,9 @@ class CoreTrainer(Trainer):
 
     def export_weights(self, dtype: torch.dtype) -> None:
         """Cast the model to ``dtype`` for saving; with master weights, take the fp32 values from them."""
+        if self._full_state is not None:  # sharded: the gathered fp32 weights are the values
+            self._full_state = {k: v.to(dtype) for k, v in self._full_state.items()}
+            return
         model = self.accelerator.unwrap_model(self.model)
         if model.dtype != dtype:
             model.to(dtype)
@@ -379,8 +399,10 @@ class CoreTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
-        # A wrapper (DDP, DataParallel) must see the forward for its hooks: fast head on bare models only.
+        # A wrapper (DDP, DataParallel) must see the forward for its hooks, and a sharded model's
+        # root its gathers: fast head on bare, unsharded models only.
         target = unwrapped if unwrapped is model else model
+        bare = unwrapped is model and not sharding.is_sharded(unwrapped)
         # the Trainer's mixed precision is a wrapper on model.forward, which the fast head skips
         # (it calls the decoder): fp32 weights with bf16 on ran in full fp32, 10x slower
         with self.accelerator.autocast():
@@ -388,7 +410,7 @@ class CoreTrainer(Trainer):
                 target,
                 inputs,
                 self.forward_kwargs,
-                fast_head=self.fast_head and unwrapped is model,
+                fast_head=self.fast_head and bare,
                 head_loss=self.head_loss,
             )
         if num_items_in_batch is not None:
@@ -409,6 +431,8 @@ class CoreTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """save_pretrained, or, when it raises, the state_dict fallback (the seed hit a conversion error)."""
         output_dir = output_dir or self.args.output_dir
+        if state_dict is None:
+            state_dict = self._full_state  # a sharded model's (gather_weights); else None
         model = self.accelerator.unwrap_model(self.model)
         save_pretrained = model.save_pretrained
         # shards of SAVE_SHARD (transformers' default is one 50 GB file): the manifest and the
@@ -478,9 +502,11 @@ def _training_arguments(
     *,
     do_eval: bool,
     save: bool,
+    sharded: bool = False,
 ) -> TrainingArguments:
     """The HF arguments of a run from its resolved params: ``step`` is this process's (batch size,
-    grad accumulation); evals and Trainer checkpoints only where ``do_eval`` / ``save``."""
+    grad accumulation); evals and Trainer checkpoints only where ``do_eval`` / ``save``. A
+    ``sharded`` model computes in bf16 by its own policy (:mod:`.sharding`): no autocast."""
     batch_size, grad_accum = step
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -495,7 +521,7 @@ def _training_arguments(
         lr_scheduler_type=p["lr_scheduler"],
         optim=p["optim"],
         max_grad_norm=p["max_grad_norm"],
-        bf16=bf16_enabled(p["bf16"]),
+        bf16=bf16_enabled(p["bf16"]) and not sharded,
         activation_checkpointing=p["gradient_checkpointing"],
         activation_checkpointing_kwargs={"use_reentrant": False}
         if p["gradient_checkpointing"]
@@ -575,8 +601,18 @@ def build_trainer(
     # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
     # ~21 GB written per finetune at the 3.4 B shape) for nothing a rerun could resume.
     save = save and p["save_steps"] > 0
+    sharded = parallel.world_size() > 1
+    if sharded:
+        if save:
+            raise TrainingConfigError(
+                "save_steps > 0 in several processes: resumable checkpoints of a sharded model "
+                "(its optimizer state in shards) are not built yet; set save_steps: 0"
+            )
+        compute = torch.bfloat16 if bf16_enabled(p["bf16"]) else torch.float32
+        model = sharding.shard(model, compute)
+        sharding.ShardedAdapter.mark(model)
     args = _training_arguments(
-        p, spec.output_dir, (batch_size, grad_accum), do_eval=do_eval, save=save
+        p, spec.output_dir, (batch_size, grad_accum), do_eval=do_eval, save=save, sharded=sharded
     )
     one_device_per_process(args)
     stop_rules = StopRules(p)

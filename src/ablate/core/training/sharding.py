@@ -1,0 +1,88 @@
+"""Sharded data parallelism (torch FSDP2) of a causal LM: the recipe of a run in N > 1 processes.
+
+:func:`shard` applies ``fully_shard`` to each decoder layer and to the root with a mixed-precision
+policy: fp32 parameters, sharded over the processes (they ARE the master weights: each process
+keeps and steps 1/N of them), all-gathered in the compute dtype (bf16 when ``bf16`` is on) for the
+forward and backward, gradients reduce-scattered in fp32. No autocast: the policy casts. The
+optimizer steps the local shards (:class:`~ablate.core.training.adafactor.FusedAdafactor` reduces
+the statistics that span shards). One process keeps the bf16-weights + fp32-masters path of
+:mod:`~ablate.core.training.trainer` (faster there: docs/training.md).
+
+Everything that touches the HF Trainer's internals for a sharded model is :class:`ShardedAdapter`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
+
+from ablate.core.training.params import TrainingConfigError
+
+
+def is_sharded(model) -> bool:
+    return isinstance(model, FSDPModule)
+
+
+def _layers(model) -> list[torch.nn.Module]:
+    """The decoder layers: modules of the classes the model names unsplittable (as accelerate's
+    FSDP2 plugin picks them)."""
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise TrainingConfigError(
+            f"{type(model).__name__} names no decoder layer class (_no_split_modules): "
+            "it cannot be sharded layer by layer"
+        )
+    return layers
+
+
+def shard(model, compute_dtype: torch.dtype):
+    """Shard ``model`` in place over the default process group; returns it. Its weights become
+    fp32 first (a bf16-loaded model is upcast: its shards are the master weights)."""
+    policy = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
+    model.float()
+    for layer in _layers(model):
+        fully_shard(layer, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    return model
+
+
+def full_state_dict(model) -> dict[str, torch.Tensor]:
+    """The whole model's weights on the CPU of process 0 (a collective: every process calls it;
+    the others get an empty dict)."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options)
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """This process's shard of a (possibly) sharded tensor; a plain tensor as it is."""
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+class ShardedAdapter:
+    """The HF Trainer's view of a model :func:`shard` sharded before the Trainer was built: the
+    one place where private Trainer/transformers names are touched for it.
+
+    transformers 5.23 runs a model it sharded at load time (``from_pretrained(distributed_config=
+    ...)``) without wrapping it again (no DDP, no second ``fully_shard``), and keeps every process
+    in ``_save`` for the gathers. A model sharded here is marked the same way; the two Trainer
+    methods that read that load path's ``config.distributed_config`` are replaced."""
+
+    @staticmethod
+    def mark(model) -> None:
+        model._is_distributed_loading_by_transformers = True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def defer_gradient_reduction(model):
+        """Micro-batches before the last of an accumulation keep their gradients unreduced (the
+        Trainer's ``_defer_fsdp_gradient_reduction``, without HSDP)."""
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
