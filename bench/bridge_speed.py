@@ -19,7 +19,8 @@ a multiple of N, so ``--rows 10 40 --group 10`` compares one GPU's share of the 
 rows, 4 GPUs) with the same loss at 40 rows on one GPU. ``--shape tiny`` runs on the CPU (a check
 of the script, not a measurement).
 
-decode: ``ablate.core.generation.generate`` (the engine) at each batch, a 150-token embedded
+decode: ``ablate.core.generation.generate`` (the engine) at each batch (``--paths``: 1 the static
+cache through transformers' loop, 2 through the engine's own, ``Decoding.own_loop``, 0 dynamic), a 150-token embedded
 prompt, ``--new`` new tokens, hygiene on: ms per step and, under torch.profiler, GPU busy time
 per step and the top kernels (where a step's time goes).
 """
@@ -219,10 +220,11 @@ def decode_cmd(a) -> None:
 
     from ablate.core import generation
 
-    s = setup("real")
-    dev = torch.device("cuda")
+    s = setup(a.shape)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     target = build_lm(s.cfgs["target"], torch.bfloat16, dev)
     p = {**s.p, "max_new_tokens": a.new}
+    names = {0: "dynamic", 1: "static", 2: "static, own loop"}
     d = target.config.hidden_size
     print("| batch | path | ms/step | new tok/s | GPU busy ms/step |\n|---|---|---|---|---|")
     for b in a.batches:
@@ -230,16 +232,19 @@ def decode_cmd(a) -> None:
         embeds = (torch.randn(b, 150, d, generator=g) * 0.02).to(dev, target.dtype)
         prompts = list(embeds.unbind(0))
         for static in a.paths:
-            dec = generation.Decoding(**{**_dec(p, b).__dict__, "static": bool(static)})
+            own = static == 2  # the engine's own loop (ablate.core.decode_loop)
+            dec = generation.Decoding(
+                **{**_dec(p, b).__dict__, "static": bool(static), "own_loop": own}
+            )
             generation.generate(target, prompts, dec)
             sync(dev)
             t0 = time.perf_counter()
             generation.generate(target, prompts, dec)
             sync(dev)
             sec = time.perf_counter() - t0
-            path = "static" if static else "dynamic"
+            path = names[static]
             row = f"| {b} | {path} | {1e3 * sec / a.new:.2f} | {b * a.new / sec:.0f} |"
-            if not a.top:
+            if not a.top or dev.type != "cuda":
                 print(row + " - |", flush=True)
                 continue
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -268,7 +273,10 @@ def main(argv=None) -> int:
     t.add_argument("--top", type=int, default=25)
     d = sub.add_parser("decode")
     d.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
-    d.add_argument("--paths", type=int, nargs="+", default=[1, 0], help="1 static, 0 dynamic")
+    d.add_argument("--shape", choices=["real", "tiny"], default="real")
+    d.add_argument(
+        "--paths", type=int, nargs="+", default=[1, 0], help="1 static, 0 dynamic, 2 own loop"
+    )
     d.add_argument("--new", type=int, default=64)
     d.add_argument("--top", type=int, default=0)
     a = ap.parse_args(argv)
