@@ -59,13 +59,12 @@ def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def greedy(model, embeds: torch.Tensor, mask: torch.Tensor, dec, cache_len: int) -> torch.Tensor:
+def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> torch.Tensor:
     """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings
     ``embeds`` [B, T, d] with ``mask`` [B, T]: the tokens of transformers' greedy ``generate``
-    with a static cache of ``cache_len`` (hygiene as ``dec.hygiene``), pad after each row's EOS."""
+    with a static cache of ``cache_len`` and ``hygiene`` (``repetition_penalty`` and
+    ``no_repeat_ngram_size``, or None), pad after each row's EOS."""
     from transformers import StaticCache
-
-    from ablate.core.generation import HYGIENE
 
     b, width = mask.shape
     dev, steps = embeds.device, dec.max_new_tokens
@@ -91,9 +90,9 @@ def greedy(model, embeds: torch.Tensor, mask: torch.Tensor, dec, cache_len: int)
     pos = positions[:, -1:] + 1
     at = torch.tensor([width], device=dev)
     for t in range(steps):
-        if dec.hygiene:
-            logits = _repetition(logits, seen, HYGIENE["repetition_penalty"])
-            logits = _ngram_ban(logits, tokens, t, HYGIENE["no_repeat_ngram_size"])
+        if hygiene:
+            logits = _repetition(logits, seen, hygiene["repetition_penalty"])
+            logits = _ngram_ban(logits, tokens, t, hygiene["no_repeat_ngram_size"])
         nxt = logits.argmax(-1).masked_fill(done, dec.pad_token_id)
         tokens[:, t] = nxt
         seen.scatter_(1, nxt[:, None], True)

@@ -176,7 +176,8 @@ def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding
     if dec.own_loop and key == "inputs_embeds" and "max_cache_len" in extra:
         from ablate.core import decode_loop
 
-        return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"])
+        hygiene = HYGIENE if dec.hygiene else None
+        return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"], hygiene)
     out = model.generate(**{key: batch}, attention_mask=mask, **dec.kwargs(), **extra)
     # given input_ids, generate returns the prompt too; given embeddings, only the new tokens
     return out[:, batch.shape[1] :] if key == "input_ids" else out
