@@ -2,6 +2,7 @@
 profiled at the real shape (random weights), with the speed options the pipeline can take.
 
     PYTHONPATH=src:bench python bench/bridge_speed.py train --rows 10 --compile 0 1 --profile
+    PYTHONPATH=src:bench python bench/bridge_speed.py train --rows 10 40 --group 10 --compile 0
     PYTHONPATH=src:bench python bench/bridge_speed.py decode --batches 1 64 512
 
 train: ``ablate.bridge.train.train_step`` itself (``Pair.loss`` over synthetic GSM8K-shaped items
@@ -13,8 +14,13 @@ FLOPs per step (``ablate.bridge.cost.example_flops``, the planner's count), MFU 
 SXM's dense bf16 peak (989 TFLOP/s), peak memory. ``--profile``: one step under CUDA events at
 the region boundaries (translator forward, target forward, head + losses, head backward, target
 backward, translator backward, optimizer) and torch.profiler's busy time (idle = wall - kernels).
+``--group N``: InfoNCE's negatives in groups of N rows (``infonce_group``) wherever the rows are
+a multiple of N, so ``--rows 10 40 --group 10`` compares one GPU's share of the seed's step (10
+rows, 4 GPUs) with the same loss at 40 rows on one GPU. ``--shape tiny`` runs on the CPU (a check
+of the script, not a measurement).
 
-decode: ``ablate.core.generation.generate`` (the engine) at each batch, a 150-token embedded
+decode: ``ablate.core.generation.generate`` (the engine) at each batch (``--paths``: 1 the static
+cache through transformers' loop, 2 through the engine's own, ``Decoding.own_loop``, 0 dynamic), a 150-token embedded
 prompt, ``--new`` new tokens, hygiene on: ms per step and, under torch.profiler, GPU busy time
 per step and the top kernels (where a step's time goes).
 """
@@ -27,7 +33,16 @@ import sys
 import time
 
 import torch
-from bridge_work import build_lm, build_translator, n_params, pipeline_pair, setup, sync
+from bridge_work import (
+    build_lm,
+    build_translator,
+    n_params,
+    peak_gb,
+    pipeline_pair,
+    reset_peak,
+    setup,
+    sync,
+)
 
 from ablate.bridge import cost
 
@@ -95,8 +110,8 @@ def train_cmd(a) -> None:
     from ablate.bridge import train as btrain
     from ablate.core.training import speed
 
-    s = setup("real")
-    dev = torch.device("cuda")
+    s = setup(a.shape)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with torch.device("meta"):
         source = build_lm(s.cfgs["source"], torch.bfloat16, torch.device("meta"))
     target = build_lm(s.cfgs["target"], torch.bfloat16, dev)
@@ -109,7 +124,8 @@ def train_cmd(a) -> None:
         if compiled and not comp:
             continue  # compiled layers stay compiled: eager variants first
         for rows in a.rows:
-            p = {**s.p, "batch_size": rows}
+            group = a.group if a.group and rows % a.group == 0 else None
+            p = {**s.p, "batch_size": rows, "infonce_group": group}
             s2 = type(s)(**{**s.__dict__, "p": p})
             pair, items = pipeline_pair(s2, (source, target), rows)
             tr = build_translator(s2, source, target, dev).train()
@@ -122,8 +138,9 @@ def train_cmd(a) -> None:
             teacher = pair.teacher_states(items)[0]
             at = p["warmup_steps"] + 1
             name = f"rows {rows}, compiled layers {bool(comp)}" + (", fp32" if a.fp32 else "")
+            name += f", InfoNCE groups of {group}" if group else ""
             try:
-                torch.cuda.reset_peak_memory_stats()
+                reset_peak(dev)
                 t_first = time.perf_counter()
                 for _ in range(a.warmup):
                     btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
@@ -140,6 +157,7 @@ def train_cmd(a) -> None:
                 del pair, tr, opt
                 torch.cuda.empty_cache()
                 continue
+            peak = peak_gb(dev)
             flops = rows * cost.example_flops(
                 p, s.n, sizes["src"], sizes["tgt"], n_params(tr), True, True
             )
@@ -147,14 +165,15 @@ def train_cmd(a) -> None:
             print(
                 f"| {name} | {med:.4f} | {min(times):.4f}-{max(times):.4f} | "
                 f"{rows * cost.example_tokens(p['K'], s.n) / med:.0f} | {flops / med / 1e12:.1f} | "
-                f"{flops / med / PEAK_BF16:.3f} | {torch.cuda.max_memory_allocated() / 1e9:.1f} | "
+                f"{flops / med / PEAK_BF16:.3f} | {'-' if peak is None else f'{peak:.1f}'} | "
                 f"{first:.1f} |",
                 flush=True,
             )
-            if a.profile and rows == a.rows[0]:
+            if a.profile and rows == a.rows[0] and dev.type == "cuda":
                 profile_step(pair, tr, opt, sched, items, at, states, teacher, name, a)
             del pair, tr, opt, sched
-            torch.cuda.empty_cache()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
 
 
 def profile_step(pair, tr, opt, sched, items, at, states, teacher, name, a) -> None:
@@ -201,10 +220,11 @@ def decode_cmd(a) -> None:
 
     from ablate.core import generation
 
-    s = setup("real")
-    dev = torch.device("cuda")
+    s = setup(a.shape)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     target = build_lm(s.cfgs["target"], torch.bfloat16, dev)
     p = {**s.p, "max_new_tokens": a.new}
+    names = {0: "dynamic", 1: "static", 2: "static, own loop"}
     d = target.config.hidden_size
     print("| batch | path | ms/step | new tok/s | GPU busy ms/step |\n|---|---|---|---|---|")
     for b in a.batches:
@@ -212,16 +232,19 @@ def decode_cmd(a) -> None:
         embeds = (torch.randn(b, 150, d, generator=g) * 0.02).to(dev, target.dtype)
         prompts = list(embeds.unbind(0))
         for static in a.paths:
-            dec = generation.Decoding(**{**_dec(p, b).__dict__, "static": bool(static)})
+            own = static == 2  # the engine's own loop (ablate.core.decode_loop)
+            dec = generation.Decoding(
+                **{**_dec(p, b).__dict__, "static": bool(static), "own_loop": own}
+            )
             generation.generate(target, prompts, dec)
             sync(dev)
             t0 = time.perf_counter()
             generation.generate(target, prompts, dec)
             sync(dev)
             sec = time.perf_counter() - t0
-            path = "static" if static else "dynamic"
+            path = names[static]
             row = f"| {b} | {path} | {1e3 * sec / a.new:.2f} | {b * a.new / sec:.0f} |"
-            if not a.top:
+            if not a.top or dev.type != "cuda":
                 print(row + " - |", flush=True)
                 continue
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -239,7 +262,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
+    t.add_argument("--shape", choices=["real", "tiny"], default="real")
     t.add_argument("--rows", type=int, nargs="+", default=[10])
+    t.add_argument("--group", type=int, default=None, help="InfoNCE rows per group")
     t.add_argument("--compile", type=int, nargs="+", default=[0, 1])
     t.add_argument("--steps", type=int, default=5)
     t.add_argument("--warmup", type=int, default=3)
@@ -248,12 +273,15 @@ def main(argv=None) -> int:
     t.add_argument("--top", type=int, default=25)
     d = sub.add_parser("decode")
     d.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
-    d.add_argument("--paths", type=int, nargs="+", default=[1, 0], help="1 static, 0 dynamic")
+    d.add_argument("--shape", choices=["real", "tiny"], default="real")
+    d.add_argument(
+        "--paths", type=int, nargs="+", default=[1, 0], help="1 static, 0 dynamic, 2 own loop"
+    )
     d.add_argument("--new", type=int, default=64)
     d.add_argument("--top", type=int, default=0)
     a = ap.parse_args(argv)
-    if not torch.cuda.is_available():
-        ap.error("needs a CUDA GPU")
+    if not torch.cuda.is_available() and getattr(a, "shape", "real") == "real":
+        ap.error("needs a CUDA GPU (train --shape tiny runs on the CPU)")
     if a.cmd == "train":
         print(
             "| variant | s/step (median) | min-max | tokens/s | TFLOP/s | MFU | peak GB | "

@@ -99,6 +99,9 @@ def test_an_override_equal_to_the_defaults_is_a_duplicate(bridge):
         ({"early_stopping": False}, {"early_stopping": False, "patience": 9}),  # inert
         ({"kl_weight": 0}, {"kl_weight": 0.0, "kl_positions": 5, "kl_after_warmup": False}),
         ({"infonce_weight": 0}, {"infonce_weight": 0, "infonce_temperature": 0.5}),
+        # InfoNCE's group = the process's batch is the null default; inert without InfoNCE
+        ({}, {"infonce_group": 4}),
+        ({"infonce_weight": 0}, {"infonce_weight": 0, "infonce_group": 2}),
         # steps start at 1: after 0 warmup steps is every step
         ({"warmup_steps": 0}, {"warmup_steps": 0, "kl_after_warmup": False}),
         # no evaluation before the last step (160) can stop the run

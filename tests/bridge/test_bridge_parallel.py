@@ -23,9 +23,9 @@ from ablate.bridge.pair import load_pair
 from ablate.core import parallel as core_parallel
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Deterministic steps: no dropout (each process draws its own masks), no InfoNCE (its negatives
-#: are the process's own batch, as in the seed's DDP runs); a loss logged every step.
-EXACT = {**MICRO_PARAMS, "dropout": 0.0, "infonce_weight": 0.0, "kl_after_warmup": False,
+#: Deterministic steps: no dropout (each process draws its own masks); a loss logged every step.
+#: InfoNCE on: its negatives are each process's batch, the one process's in groups of that size.
+EXACT = {**MICRO_PARAMS, "dropout": 0.0, "kl_after_warmup": False,
          "log_every": 1, "steps": 4, "early_stopping": False, "eval_every": 4,
          "model_dtype": "float32"}  # fmt: skip
 #: float32 sums in another order (two half batches, then the gradient all-reduce)
@@ -44,10 +44,10 @@ def _kwargs(world_files, cards, out, params):
 
 
 def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_cards, tmp_path):
-    """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (the same global batch)."""
-    one = train.train_entry(
-        **_kwargs(bridge_world, bridge_cards, tmp_path / "one", {**EXACT, "batch_size": 4})
-    )
+    """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (the same global batch) with
+    InfoNCE in groups of 2 (the processes' batches): the same loss at more rows per process."""
+    one_params = {**EXACT, "batch_size": 4, "infonce_group": 2}
+    one = train.train_entry(**_kwargs(bridge_world, bridge_cards, tmp_path / "one", one_params))
     spec = tmp_path / "spec.json"
     two_kwargs = _kwargs(bridge_world, bridge_cards, tmp_path / "two", {**EXACT, "batch_size": 2})
     two_kwargs = core_parallel.encode_kwargs(two_kwargs)  # as launch writes them
@@ -62,7 +62,7 @@ def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_ca
     assert one["world_size"] == 1 and two["global_batch"] == one["global_batch"] == 4
     assert [x["step"] for x in two["losses"]] == [x["step"] for x in one["losses"]] == [1, 2, 3, 4]
     for a, b in zip(one["losses"], two["losses"], strict=True):
-        for key in ("loss", "nll", "kl", "align"):
+        for key in ("loss", "nll", "kl", "infonce", "align"):
             assert b[key] == pytest.approx(a[key], rel=LOSS_RTOL), (a["step"], key)
     # the weights moved the same way: the saved translators agree
     t1 = tr.load(tmp_path / "one" / "translator").state_dict()

@@ -46,6 +46,12 @@ def old_from_ids(model, tok, ids, p, eos=None) -> list[int]:
     return old_generate(model, tok, embeds, mask, p, eos)[0]
 
 
+def own_loop(dec: generation.Decoding) -> generation.Decoding:
+    """The static path through the engine's own loop (ablate.core.decode_loop; uncompiled on
+    CPU), in exact-length batches as the CPU's engine."""
+    return replace(dec, static=True, own_loop=True, exact_lengths=True)
+
+
 @pytest.fixture(scope="module")
 def pair_items(bridge_cards, bridge_world):
     torch.manual_seed(0)
@@ -72,6 +78,9 @@ def test_engine_tokens_equal_the_old_path(pair_items, kind, hygiene):
         old.extend(old_generate(pair.target, pair.tgt_tok, embeds, mask, p))
     new = generation.generate(pair.target, rows, evaluate.decoding(p, pair.tgt_tok))
     assert new == old
+    assert (
+        generation.generate(pair.target, rows, own_loop(evaluate.decoding(p, pair.tgt_tok))) == old
+    )
     # text baselines: the old path decoded one item at a time; the engine pads and buckets
     texts = {
         "source": [pair.source_ids(i) for i in items],
@@ -99,8 +108,11 @@ def test_engine_tokens_equal_the_old_path(pair_items, kind, hygiene):
         for bs in (1, 3, len(id_lists)):
             dec = evaluate.decoding(p, tok, bs)
             assert generation.generate(model, prompts, dec) == old, (which, bs)
+            assert generation.generate(model, prompts, own_loop(dec)) == old, (which, bs, "own")
             dec = replace(dec, eos_token_id=eos)
             assert generation.generate(model, prompts, dec) == stopped, (which, bs, "eos")
+            got = generation.generate(model, prompts, own_loop(dec))
+            assert got == stopped, (which, bs, "own, eos")
     # early stops exercised (without hygiene the micro models answer every QA item alike)
     assert varied or (kind, hygiene) == ("qa", False)
 

@@ -204,6 +204,8 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry.
     ``results`` (the configuration's results folder) holds the hub revisions' lock file
     (:func:`pin_revisions`; None: none is read or written)."""
+    from ablate.bridge import params as bridge_params  # the schema (yaml), not torch
+
     check_models(bridge)
     hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
     requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}
@@ -220,6 +222,7 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         swap = bool(spec.pop("swap", False))
         p = resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
         p["model_dtype"] = resolved_dtype(bridge, p)
+        p = bridge_params.recorded(p)  # a key added later, at its default: the run id stands
         if data["source"] == "hub" and p["dataset"] not in data:
             raise _err(f"bridge.grid.{name}.dataset: {p['dataset']!r} has no bridge.data entry")
         src, tgt = ROLES[::-1] if swap else ROLES

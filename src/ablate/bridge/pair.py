@@ -30,12 +30,19 @@ def kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Te
     return (log_teacher.exp() * (log_teacher - log_s)).sum(-1)
 
 
-def infonce(pooled_soft: torch.Tensor, pooled_prompt: torch.Tensor, temperature: float):
-    """InfoNCE of the pooled soft tokens against the pooled prompts (the batch's other rows are
-    the negatives)."""
+def infonce(
+    pooled_soft: torch.Tensor, pooled_prompt: torch.Tensor, temperature: float, group: int
+) -> torch.Tensor:
+    """InfoNCE of the pooled soft tokens against the pooled prompts: each row's negatives are the
+    other rows of its group of ``group`` consecutive rows, the loss the mean over the groups.
+    Groups of the per-GPU batch make one process's loss the data-parallel one (DDP averages the
+    processes' group losses): rows per GPU can grow, the loss stays."""
     a, b = F.normalize(pooled_soft, dim=-1), F.normalize(pooled_prompt, dim=-1)
-    logits = a @ b.T / temperature
-    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+    losses = []
+    for ga, gb in zip(a.split(group), b.split(group), strict=True):
+        logits = ga @ gb.T / temperature
+        losses.append(F.cross_entropy(logits, torch.arange(len(ga), device=a.device)))
+    return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
 
 
 @dataclass
@@ -151,7 +158,8 @@ class Pair:
             pooled_soft = soft.float().mean(1)
             pooled_prompt = self._pooled_prompt(prompts)
             if p["infonce_weight"] > 0:
-                nce = infonce(pooled_soft, pooled_prompt, p["infonce_temperature"])
+                group = switches.infonce_group(p)
+                nce = infonce(pooled_soft, pooled_prompt, p["infonce_temperature"], group)
                 total = total + p["infonce_weight"] * nce
                 parts["infonce"] = parallel.mean_value(nce)
             if p["prompt_align_weight"] > 0:

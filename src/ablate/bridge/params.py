@@ -17,6 +17,12 @@ class BridgeConfigError(ValueError):
     pass
 
 
+#: Keys added after runs were recorded: at their default they are left out of a run's params
+#: (:func:`recorded`: its identity, run id and rule params), so those runs keep their ids and
+#: Snakemake sees no changed params; :func:`check` fills them back in for the job.
+LATE_KEYS = ("infonce_group",)
+
+
 class TranslatorConfigError(ValueError):
     pass
 
@@ -71,21 +77,34 @@ def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, A
         validate_arch(out, where)
     except TranslatorConfigError as exc:
         raise BridgeConfigError(str(exc)) from exc
+    group = out["infonce_group"]
+    if group is not None and out["batch_size"] % group:
+        raise BridgeConfigError(
+            f"{where}.infonce_group = {group} does not divide {where}.batch_size = "
+            f"{out['batch_size']}: InfoNCE splits each process's batch into groups of that size"
+        )
     return out
+
+
+def recorded(p: dict[str, Any]) -> dict[str, Any]:
+    """Resolved params as a run records them: each of :data:`LATE_KEYS` at its default left out."""
+    return {k: v for k, v in p.items() if k not in LATE_KEYS or v != defaults()[k]}
 
 
 def check(p: dict[str, Any], where: str = "bridge") -> dict[str, Any]:
     """Params as a job takes them, resolved where the config was parsed (:func:`resolve`, through
-    the grid), checked only: every key, valid, in their canonical spelling."""
-    missing = sorted(set(schema()["properties"]) - set(p))
+    the grid, maybe :func:`recorded`), checked: every key but the late ones, valid, in their
+    canonical spelling. Returns them complete (the late keys' defaults filled in)."""
+    missing = sorted(set(schema()["properties"]) - set(p) - set(LATE_KEYS))
     if missing:
         raise BridgeConfigError(
             f"{where}: parameters without {', '.join(missing)}: a job takes them resolved "
             f"(ablate.bridge.params.resolve, where the config is parsed)"
         )
-    if resolve(p, where) != p:
+    full = resolve(p, where)
+    if recorded(full) != recorded(p):
         raise BridgeConfigError(f"{where}: parameters not in their canonical spelling")
-    return p
+    return full
 
 
 @dataclass(frozen=True)

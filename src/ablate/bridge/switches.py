@@ -16,7 +16,14 @@ import itertools
 from typing import Any
 
 #: The parameters read only here (a test checks no other bridge module reads them).
-SWITCHES = ("kl_after_warmup", "kl_positions", "early_stopping", "patience", "infonce_temperature")
+SWITCHES = (
+    "kl_after_warmup",
+    "kl_positions",
+    "early_stopping",
+    "patience",
+    "infonce_temperature",
+    "infonce_group",
+)
 
 
 def kl_steps(p: dict[str, Any]) -> range:
@@ -39,6 +46,12 @@ def stop_patience(p: dict[str, Any]) -> int | None:
     return p["patience"]
 
 
+def infonce_group(p: dict[str, Any]) -> int:
+    """Rows per InfoNCE group (each row's negatives are the rest of its group): ``infonce_group``,
+    or, when it is null, the process's whole batch (``batch_size``)."""
+    return p["infonce_group"] or p["batch_size"]
+
+
 def behaviour(p: dict[str, Any]) -> dict[str, Any]:
     """Everything the switches change in a run: equal behaviours, equal trainings."""
     kl = kl_steps(p)
@@ -47,6 +60,7 @@ def behaviour(p: dict[str, Any]) -> dict[str, Any]:
         "kl_positions": p["kl_positions"] if kl else None,
         "stop_patience": stop_patience(p),
         "infonce_temperature": p["infonce_temperature"] if p["infonce_weight"] > 0 else None,
+        "infonce_group": infonce_group(p) if p["infonce_weight"] > 0 else None,
     }
 
 

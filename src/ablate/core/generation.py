@@ -64,6 +64,9 @@ class Decoding:
     #: transformers sizes the cache max(this, prompt + max_new_tokens). Calls that share one
     #: length (and one batch size) share one compiled decode step
     cache_len: int | None = None
+    #: the static path's loop: False = transformers' ``generate``; True = the engine's own
+    #: (:mod:`ablate.core.decode_loop`: no host synchronisation per step) for embedding prompts
+    own_loop: bool = False
 
     def kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = dict(
@@ -170,6 +173,11 @@ def trim(row: list[int], eos_token_id: int | None) -> list[int]:
 def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
     """One ``model.generate`` call on a padded batch: new tokens [B, N] (N <= max_new_tokens)."""
     key = "input_ids" if batch.dim() == 2 else "inputs_embeds"
+    if dec.own_loop and key == "inputs_embeds" and "max_cache_len" in extra:
+        from ablate.core import decode_loop
+
+        hygiene = HYGIENE if dec.hygiene else None
+        return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"], hygiene)
     out = model.generate(**{key: batch}, attention_mask=mask, **dec.kwargs(), **extra)
     # given input_ids, generate returns the prompt too; given embeddings, only the new tokens
     return out[:, batch.shape[1] :] if key == "input_ids" else out

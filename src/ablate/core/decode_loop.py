@@ -1,0 +1,120 @@
+"""The engine's own greedy loop over a static KV cache: transformers' ``generate`` without its
+host work per step (:mod:`ablate.core.generation` picks it with ``Decoding.loop``).
+
+At batch 1 on an H100 transformers' loop is bound by the host, not the GPU: 6.9 ms of kernels in
+a 10 ms step, the rest the CUDA-graph launch, the dynamo guard and a synchronisation each step for
+its stopping check (bench/results/bridge_speed_h100.md). Here every step stays on the device: the
+greedy token is chosen there, the hygiene (repetition penalty and the n-gram ban, transformers'
+processors' arithmetic) works on fixed-shape device tensors, every step has the same shapes (a
+[B, cache length] mask, the cache position a tensor), and the loop asks the host whether every
+row has stopped once per ``CHECK_EVERY`` steps; tokens past a row's EOS are the pad token, as
+transformers writes them, and the caller trims them (``generation.trim``).
+
+Prompts are input embeddings (the bridge's decoding); the step is ``model.forward`` compiled by
+torch (``mode="reduce-overhead"``: CUDA graphs) on CUDA, eager elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+#: Steps between two host checks of "every row has stopped": up to this many steps decoded past
+#: the last EOS, in exchange for one synchronisation per this many steps instead of each.
+CHECK_EVERY = 16
+
+_COMPILED: dict[int, Any] = {}
+
+
+def _step_fn(model):
+    """``model.forward``, compiled with CUDA graphs on CUDA (one per model)."""
+    if model.device.type != "cuda":
+        return model.forward
+    key = id(model)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    return _COMPILED[key]
+
+
+def _repetition(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """transformers' RepetitionPenaltyLogitsProcessor on the tokens marked in ``seen`` [B, V]."""
+    return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
+
+
+def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
+    """transformers' NoRepeatNGramLogitsProcessor over the ``t`` tokens generated so far (of the
+    [B, max_new] ``tokens``): a token that would repeat an n-gram of them is -inf."""
+    if t + 1 < n:
+        return scores
+    seq = tokens[:, :t]
+    last = seq[:, t - (n - 1) :]  # the n-1 tokens the next one would extend
+    starts = t - n + 1  # n-grams seq[i : i + n], i < starts
+    match = torch.ones(seq.shape[0], starts, dtype=torch.bool, device=seq.device)
+    for j in range(n - 1):
+        match &= seq[:, j : j + starts] == last[:, j : j + 1]
+    nxt = seq[:, n - 1 : n - 1 + starts]
+    ban = torch.zeros_like(scores).scatter_add_(1, nxt, match.to(scores.dtype)) > 0
+    return scores.masked_fill(ban, float("-inf"))
+
+
+@torch.no_grad()
+def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> torch.Tensor:
+    """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings
+    ``embeds`` [B, T, d] with ``mask`` [B, T]: the tokens of transformers' greedy ``generate``
+    with a static cache of ``cache_len`` and ``hygiene`` (``repetition_penalty`` and
+    ``no_repeat_ngram_size``, or None), pad after each row's EOS."""
+    from transformers import StaticCache
+
+    b, width = mask.shape
+    dev, steps = embeds.device, dec.max_new_tokens
+    cache_len = max(cache_len, width + steps)
+    cache = StaticCache(config=model.config, max_cache_len=cache_len)
+    full = torch.zeros(b, cache_len, dtype=mask.dtype, device=dev)
+    full[:, :width] = mask
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    tokens = torch.full((b, steps), dec.pad_token_id, dtype=torch.long, device=dev)
+    seen = torch.zeros(b, model.config.get_text_config().vocab_size, dtype=torch.bool, device=dev)
+    done = torch.zeros(b, dtype=torch.bool, device=dev)
+    out = model(
+        inputs_embeds=embeds,
+        attention_mask=full[:, :width],
+        position_ids=positions,
+        past_key_values=cache,
+        cache_position=torch.arange(width, device=dev),
+        logits_to_keep=1,
+        use_cache=True,
+    )
+    logits = out.logits[:, -1].float()
+    step = _step_fn(model)
+    pos = positions[:, -1:] + 1
+    at = torch.tensor([width], device=dev)
+    for t in range(steps):
+        if hygiene:
+            logits = _repetition(logits, seen, hygiene["repetition_penalty"])
+            logits = _ngram_ban(logits, tokens, t, hygiene["no_repeat_ngram_size"])
+        nxt = logits.argmax(-1).masked_fill(done, dec.pad_token_id)
+        tokens[:, t] = nxt
+        seen.scatter_(1, nxt[:, None], True)
+        if dec.eos_token_id is not None:
+            done |= nxt == dec.eos_token_id
+            if (t + 1) % CHECK_EVERY == 0 and bool(done.all()):
+                return tokens[:, : t + 1]
+        if t + 1 == steps:
+            break
+        full.index_fill_(1, at, 1)
+        logits = (
+            step(
+                input_ids=nxt[:, None],
+                attention_mask=full,
+                position_ids=pos,
+                past_key_values=cache,
+                cache_position=at,
+                logits_to_keep=1,
+                use_cache=True,
+            )
+            .logits[:, -1]
+            .float()
+        )
+        pos, at = pos + 1, at + 1
+    return tokens
