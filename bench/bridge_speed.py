@@ -222,10 +222,12 @@ def decode_cmd(a) -> None:
 
     s = setup(a.shape)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    target = build_lm(s.cfgs["target"], torch.bfloat16, dev)
+    target = build_lm(s.cfgs["target"], getattr(torch, a.dtype), dev)
     p = {**s.p, "max_new_tokens": a.new}
     names = {0: "dynamic", 1: "static", 2: "static, own loop"}
     d = target.config.hidden_size
+    if a.check:
+        check_tokens(target, p, a.batches, d, dev)
     print("| batch | path | ms/step | new tok/s | GPU busy ms/step |\n|---|---|---|---|---|")
     for b in a.batches:
         g = torch.Generator().manual_seed(b)
@@ -258,6 +260,28 @@ def decode_cmd(a) -> None:
                 print(ka.table(sort_by="self_cpu_time_total", row_limit=a.top), flush=True)
 
 
+def check_tokens(target, p: dict, batches: list[int], d: int, dev: torch.device) -> None:
+    """The own loop's tokens against transformers' loop (both static), prompts of 135-150
+    embeddings so batches are left-padded (the CUDA path pads; CPU tests run exact lengths)."""
+    from bench_generate import _dec
+
+    from ablate.core import generation
+
+    print("| batch | rows | rows equal (own loop vs transformers' loop) |\n|---|---|---|")
+    for b in batches:
+        g = torch.Generator().manual_seed(1000 + b)
+        prompts = [
+            (torch.randn(150 - i % 16, d, generator=g) * 0.02).to(dev, target.dtype)
+            for i in range(b)
+        ]
+        outs = []
+        for own in (False, True):
+            dec = generation.Decoding(**{**_dec(p, b).__dict__, "static": True, "own_loop": own})
+            outs.append(generation.generate(target, prompts, dec))
+        same = sum(x == y for x, y in zip(*outs, strict=True))
+        print(f"| {b} | {b} | {same} |", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -277,6 +301,8 @@ def main(argv=None) -> int:
     d.add_argument(
         "--paths", type=int, nargs="+", default=[1, 0], help="1 static, 0 dynamic, 2 own loop"
     )
+    d.add_argument("--check", action="store_true", help="first compare the own loop's tokens")
+    d.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     d.add_argument("--new", type=int, default=64)
     d.add_argument("--top", type=int, default=0)
     a = ap.parse_args(argv)
