@@ -460,7 +460,21 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
     return out
 
 
-def _table_jobs(config: dict[str, Any], evals: list[str], finetunes: list[str]) -> list[Job]:
+def claims_upstream(
+    config: dict[str, Any], variants: dict[str, Any], evals: list[Job]
+) -> list[str]:
+    """The evaluations the claims read (the base model and each variant a role of
+    ``mask.claims`` names: a role set to null reads none), as job names: the claims rule's
+    inputs, so STATUS does not call the claims stale for an evaluation it never reads."""
+    claimed = claims_evaluations(
+        resolve_claims(config["mask"]["claims"], variants), config["mask"]["eval"]["ablated_policy"]
+    )
+    return [j.name for j in evals if (j.labels["model"], j.labels["policy"]) in claimed]
+
+
+def _table_jobs(
+    config: dict[str, Any], evals: list[str], finetunes: list[str], claimed: list[str]
+) -> list[Job]:
     """The recovery table, the report's plots and the claims, from the evaluations."""
     return [
         _job(
@@ -478,7 +492,7 @@ def _table_jobs(config: dict[str, Any], evals: list[str], finetunes: list[str]) 
             "plot_loss_curves",
             upstream=finetunes,
         ),
-        _job(config, "mask_claims", "mask_claims", "mask_claims", upstream=evals),
+        _job(config, "mask_claims", "mask_claims", "mask_claims", upstream=claimed),
     ]
 
 
@@ -492,7 +506,8 @@ def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list
     trains = _train_jobs(config, variants)
     evals = _eval_jobs(config, variants)
     finetunes = [j.name for j in trains if j.rule == "finetune"]
-    tables = _table_jobs(config, [j.name for j in evals], finetunes)
+    claimed = claims_upstream(config, variants, evals)
+    tables = _table_jobs(config, [j.name for j in evals], finetunes, claimed)
     return _setup_jobs(config) + trains + evals + tables
 
 
