@@ -362,7 +362,7 @@ def _setup_jobs(config: dict[str, Any]) -> list[Job]:
     base = dict(stage=0, model=BASE)
     if config["mask"]["model"]["source"] == "embedded":
         base.update(kind="train", record="summary")
-        base.update(policy="causal", files="prepare_model")
+        base.update(policy="causal", files="prepare_model", upstream=["make_data"])  # corpus
     else:  # recorded (or downloaded) on the submit host: not GPU work, not planned
         base.update(record="card", files="register_model")
     out.append(_job(config, "prepare_model", "prepare_model", **base))
@@ -475,22 +475,24 @@ def claims_upstream(
 def _table_jobs(
     config: dict[str, Any], evals: list[str], finetunes: list[str], claimed: list[str]
 ) -> list[Job]:
-    """The recovery table, the report's plots and the claims, from the evaluations."""
+    """The recovery table, the report's plots and the claims, from the evaluations; each job's
+    upstream the jobs whose files its rule reads (STATUS calls it stale as Snakemake reruns it)."""
+    pretrain = ["prepare_model"] if config["mask"]["model"]["source"] == "embedded" else []
     return [
         _job(
             config,
             "recovery_table",
             "recovery_table",
             "recovery_table",
-            upstream=evals,
+            upstream=evals + finetunes,  # the finetunes' summaries: their steps and stop
         ),
-        _job(config, "plot_scores", "plot_scores", "plot_scores", upstream=evals),
+        _job(config, "plot_scores", "plot_scores", "plot_scores", upstream=["recovery_table"]),
         _job(
             config,
             "plot_loss_curves",
             "plot_loss_curves",
             "plot_loss_curves",
-            upstream=finetunes,
+            upstream=pretrain + finetunes,
         ),
         _job(config, "mask_claims", "mask_claims", "mask_claims", upstream=claimed),
     ]
@@ -537,6 +539,8 @@ def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
 
 
 def plan_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The study's section but its claims (resources: each job's gpu count, for the
-    data-parallel speedup and the jobs side by side)."""
-    return {k: v for k, v in config["mask"].items() if k != "claims"}
+    """The study's section (resources: each job's gpu count, for the data-parallel speedup and
+    the jobs side by side) with, of its claims, the roles alone: they name the evaluations the
+    claims job reads (the job list the planner builds); a margin or level leaves the plan as is."""
+    roles = {r: config["mask"]["claims"].get(r) for r in CLAIM_ROLES}
+    return {**{k: v for k, v in config["mask"].items() if k != "claims"}, "claims": roles}
