@@ -15,8 +15,9 @@ class EmbeddedImage(Image):
 
 directives.register_directive("embeddedimage", EmbeddedImage)
 
-# Its rule graph: one node per rule (Snakemake's keeps one per rule and DAG level, so eval_model,
-# whose jobs follow prepare_model and finetune, showed twice): ablate.core.report_graph.
+# The report's graph shows each rule once, by ablate.core.report_graph. Snakemake's keeps one
+# node per rule and DAG level, so eval_model, whose jobs follow prepare_model and finetune,
+# showed twice.
 import snakemake.report.html_reporter as html_reporter
 from ablate.core.report_graph import rulegraph_spec
 
