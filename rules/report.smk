@@ -14,3 +14,11 @@ class EmbeddedImage(Image):
 
 
 directives.register_directive("embeddedimage", EmbeddedImage)
+
+# The report's graph shows each rule once, by ablate.core.report_graph. Snakemake's keeps one
+# node per rule and DAG level, so eval_model, whose jobs follow prepare_model and finetune,
+# showed twice.
+import snakemake.report.html_reporter as html_reporter
+from ablate.core.report_graph import rulegraph_spec
+
+html_reporter.rulegraph_spec = rulegraph_spec

@@ -79,6 +79,8 @@ def labels(
                 "defaults": defaults or {},
                 "variants": variants or {"3A": {"stage": 3, "policy": "causal"}},
             },
+            # the labels read no claims; the default roles name variants a test may not declare
+            "claims": dict.fromkeys(study.CLAIM_ROLES),
         },
     }
     validate_config(config)  # the defaults every job's config slice reads, as the Snakefile fills

@@ -1,21 +1,17 @@
 # The mask study's claims table: each claim of the study (config `mask.claims:`, docs/claims.md)
 # computed from the evaluations' per-item results as supported / not supported / inconclusive /
 # not run, with the numbers, the paired test and its p-value.
-from ablate.mask.study import claims_evaluations, resolve_claims
+from ablate.mask.study import resolve_claims
 
 try:
     MASK_CLAIMS = resolve_claims(MASK["claims"], VARIANTS)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
-# the evaluations the claims read (jobs of the job list): the base model and each variant a
-# role names
-_CLAIMED = claims_evaluations(MASK_CLAIMS, MASK["eval"]["ablated_policy"])
-MASK_CLAIMS_EVALS = [
-    j
-    for j in MASK_JOBS
-    if j.rule == "eval_model" and (j.labels["model"], j.labels["policy"]) in _CLAIMED
-]
+# the evaluations the claims read: the upstream of the job list's claims job (the base model
+# and each variant a role names), so STATUS and the planner see the inputs Snakemake does
+_CLAIMS_JOB = next(j for j in MASK_JOBS if j.rule == "mask_claims")
+MASK_CLAIMS_EVALS = [j for j in MASK_JOBS if j.name in _CLAIMS_JOB.upstream]
 
 
 localrules:

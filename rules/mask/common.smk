@@ -25,16 +25,16 @@ if workflow.is_main_process:
         )
     except ConfigError as exc:
         raise WorkflowError(str(exc)) from None
+# Every job of the study (ablate.mask.study.jobs): the plan rules forecast them, the recovery
+# table labels its rows with their stages. A variant or claims role the config gets wrong: one line.
 try:
     VARIANTS = mask_study.variants_of(config)
+    MASK_JOBS = mask_study.jobs(config, VARIANTS)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 MODELS = mask_study.models(VARIANTS)
 # the mask study's resources: the config's `mask.resources` (its groups)
 res, resources_of = resource_helpers(MASK["resources"])
-# Every job of the study (ablate.mask.study.jobs): the plan rules forecast them, the recovery
-# table labels its rows with their stages.
-MASK_JOBS = mask_study.jobs(config, VARIANTS)
 JOBS.extend(MASK_JOBS)
 
 

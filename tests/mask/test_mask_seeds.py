@@ -5,6 +5,7 @@ seeds (items as the unit) and per seed, with "holds in k of n seeds"."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import matplotlib.image
@@ -295,3 +296,34 @@ def test_stale_seed_names_its_declared_variant():
         job = now[f"finetune/{v}"]
         changes = status.changes(job, before[job.name], cfg)
         assert changes == ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]
+
+
+def test_status_of_claims_that_leave_a_seeded_variant_out_is_done(tmp_path):
+    """An overlay that seeds 3B (so 5B, extending it, too) and leaves the long-run claims out
+    (``long_variant: null``): its claims read no 5B evaluation, so with the 5B seeds not run
+    the claims Snakemake made are done in STATUS, as `snakemake -n` plans nothing for them
+    (before: the claims job's upstream was every evaluation, and STATUS called it stale)."""
+    from snakemake.utils import update_config
+
+    from ablate.core import status
+    from ablate.core.config import validate_config
+    from ablate.core.io import write_json
+
+    cfg = copy.deepcopy(DEFAULT)
+    update_config(cfg, {"mask": {"finetune": {"variants": {"3B": {"seeds": [0, 1]}}}}})
+    update_config(cfg, {"mask": {"claims": {"long_variant": None}}})
+    validate_config(cfg)
+    jobs = [j for j in study.jobs(cfg) if j.study == "mask"]
+    claims = next(j for j in jobs if j.rule == "mask_claims")
+    assert not [u for u in claims.upstream if "5B" in u]
+    assert {f"eval/3B-s{s}/prefill_bidir" for s in (0, 1)} <= set(claims.upstream)
+    # every job ran but the 5B seeds' (no target of this overlay needs them), in run order
+    for t, job in enumerate(j for j in jobs if "5B" not in j.name):
+        for f in job.outputs.values():
+            (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+            write_json(tmp_path / f, {})
+            os.utime(tmp_path / f, (1e9 + t, 1e9 + t))
+    rows = {r.job.name: r for r in status.job_rows(jobs, tmp_path, config=cfg)}
+    assert rows["eval/5B-s0/causal"].status == "to run"
+    assert rows["mask_claims"].status == "done", rows["mask_claims"].why
+    assert rows["recovery_table"].status == "stale"  # it reads every evaluation: Snakemake too

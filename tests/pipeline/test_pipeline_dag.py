@@ -261,3 +261,45 @@ def test_the_real_studys_task_datasets_enter_the_key_at_their_commit(fresh):
             assert runcache.rule_job(wf.get_rule(rule), wc).input.hub_revisions == where, rule
     finally:
         lock.unlink()
+
+
+def planned_jobs(stdout: str) -> list[dict[str, list[str]]]:
+    """Each job a dry run prints: its input and output files."""
+    out: list[dict[str, list[str]]] = []
+    for line in stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            out.append({"input": [], "output": []})
+        elif out and line.strip().startswith(("input: ", "output: ")):
+            key, files = line.strip().split(": ", 1)
+            out[-1][key] = [os.path.normpath(f.strip()) for f in files.split(",")]
+    return out
+
+
+@pytest.mark.parametrize(
+    "files", [["config/config.yaml"], ["config/config.yaml", "config/seeds3.yaml"]]
+)
+def test_each_jobs_upstream_is_what_its_rule_reads(fresh, files):
+    """The job list's upstream of each job (STATUS calls a job stale from it, the planner orders
+    jobs by it) names exactly the jobs whose files its Snakemake job reads, in the default and in
+    an overlay with seeds: an upstream job the rule does not read made STATUS call a job stale
+    that `snakemake -n` does not plan (the claims over seeds), one it reads and the list leaves
+    out made STATUS say done where Snakemake reruns."""
+    from ablate import studies
+    from ablate.core.planner.inputs import load_config
+
+    r = snakemake(fresh, "-n", "--configfile", *files, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    config = load_config([fresh / f for f in files])
+    jobs = [j for s in config["studies"] for j in studies.side(s, "layout").jobs(config)]
+    maker = {os.path.normpath(f): (j.study, j.name) for j in jobs for f in j.outputs.values()}
+    reads = {}
+    for planned in planned_jobs(r.stdout):
+        if (job := maker.get(next(iter(planned["output"]), ""))) is not None:
+            reads[job] = {maker[f] for f in planned["input"] if f in maker} - {job}
+    assert set(reads) == set(maker.values())  # a first run: every job planned
+    wrong = {
+        job: (sorted(reads[(j.study, j.name)]), sorted((j.study, u) for u in j.upstream))
+        for j in jobs
+        if reads[job := (j.study, j.name)] != {(j.study, u) for u in j.upstream}
+    }
+    assert not wrong, wrong

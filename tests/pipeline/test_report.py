@@ -240,6 +240,8 @@ def test_landing_page_shows_the_result_first(tmp_path, monkeypatch):
     headline, prose = page.index("prefix_recovers_more"), page.index("<p>")
     image = page.index('src="data:image/png')
     assert headline < image < prose, page
+    # the column beside the rule graph widened from 32rem, so the plot shows near its size
+    assert page.index(".prose.max-w-lg { max-width: 75rem; }") < image
     assert "3B 0.743 - 3A 0.616: diff +0.127, p=1.6e-17" in page and "<strong>supported" in page
     assert "emb_pair" not in page and "per task" not in page
     # a run without those files: the description alone
@@ -264,3 +266,48 @@ def test_snakemakes_own_embeddedimage_links_the_file(tmp_path, monkeypatch):
     exec(compile((ROOT / "rules/report.smk").read_text(), "report.smk", "exec"), fixed)
     ours = publish_parts(".. embeddedimage:: scores.png\n", writer_name="html")["html_body"]
     assert 'src="data:image/png' in ours
+
+
+def fake_dag():
+    """The DAG's shape that showed eval_model twice: the base model's evaluation one level
+    after prepare_model, a finetune's evaluation one level after its finetune."""
+    from types import SimpleNamespace
+
+    class Job:  # hashed by identity, as Snakemake's jobs in its DAG's maps
+        def __init__(self, rule):
+            self.rule = SimpleNamespace(name=rule)
+
+    prep, ft, ev_base, ev_ft, table = map(
+        Job, ["prepare_model", "finetune", "eval_model", "eval_model", "recovery_table"]
+    )
+    deps = {prep: [], ft: [prep], ev_base: [prep], ev_ft: [ft], table: [ev_base, ev_ft]}
+    levels = [[prep], [ft, ev_base], [ev_ft], [table]]
+    return SimpleNamespace(jobs=list(deps), dependencies=deps, toposorted=lambda: levels)
+
+
+def test_the_reports_rule_graph_shows_each_rule_once():
+    from ablate.core.report_graph import rulegraph_spec
+
+    spec, _, ymax = rulegraph_spec(fake_dag())
+    rules = [n["rule"] for n in spec["nodes"]]
+    assert rules == ["prepare_model", "finetune", "eval_model", "recovery_table"]
+    edges = {(x["sourcerule"], x["targetrule"]) for x in spec["links"] + spec["links_direct"]}
+    assert edges == {
+        ("prepare_model", "finetune"),
+        ("prepare_model", "eval_model"),
+        ("finetune", "eval_model"),
+        ("eval_model", "recovery_table"),
+    }
+    assert [x["sourcerule"] for x in spec["links"]] == ["prepare_model"]  # the one arc
+    assert ymax == 150
+
+
+def test_snakemakes_own_rule_graph_shows_a_rule_per_level():
+    """The upstream behaviour rules/report.smk replaces (ablate.core.report_graph); when this
+    fails, upstream shows each rule once: drop the replacement. The Snakefile installs ours."""
+    from snakemake.report.rulegraph_spec import rulegraph_spec
+
+    spec, _, _ = rulegraph_spec(fake_dag())
+    assert [n["rule"] for n in spec["nodes"]].count("eval_model") == 2
+    text = (ROOT / "rules/report.smk").read_text()
+    assert "html_reporter.rulegraph_spec = rulegraph_spec" in text

@@ -83,19 +83,7 @@ OVERLAY_FILES = ["config/config.yaml", "config/two_seeds.yaml"]
 
 
 @pytest.mark.parametrize(
-    "files",
-    [
-        ["config/config.yaml"],
-        pytest.param(
-            OVERLAY_FILES,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known bug, open: STATUS of the overlay says its mask_claims is stale "
-                "while `snakemake -n` plans nothing for it (seen in CI and a full local run)",
-            ),
-        ),
-    ],
-    ids=["default", "overlay"],
+    "files", [["config/config.yaml"], OVERLAY_FILES], ids=["default", "overlay"]
 )
 def test_status_agrees_with_snakemake_after_the_overlay_run(seeded_run, files):
     """After the overlay's run, STATUS of either configuration says done exactly where

@@ -192,7 +192,12 @@ def states_name(study: Study, states_id: str) -> str:
     return f"{study.states[states_id]['what']}_states/{dataset}:{key}"
 
 
-def _states_jobs(config: dict[str, Any], study: Study) -> list[Job]:
+def _setup_names(setup: list[Job], roles: set[str]) -> list[str]:
+    """The data job and the model jobs of ``roles``: what a job loading those models reads."""
+    return [j.name for j in setup if j.wildcards.get("role", "") in roles | {""}]
+
+
+def _states_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Job]:
     out = []
     for sid, st in study.states.items():
         files = states_outputs(study, sid)
@@ -209,6 +214,7 @@ def _states_jobs(config: dict[str, Any], study: Study) -> list[Job]:
                 record="summary",
                 config=states_slice(study, sid),
                 labels={"where": f"bridge.grid.{serves[0]}"},
+                upstream=_setup_names(setup, {st["role"]}),
                 serves=serves,
             )
         )
@@ -220,7 +226,7 @@ def train_name(study: Study, run_id: str) -> str:
     return "train/" + "+".join(_serving(study, lambda e: e.run_id == run_id))
 
 
-def _run_jobs(config: dict[str, Any], study: Study, setup: list[str]) -> list[Job]:
+def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Job]:
     """One training job per distinct run, one inference benchmark per bridge.infer entry."""
     out = []
     for run_id, e in study.runs.items():
@@ -237,7 +243,7 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[str]) -> list[Jo
                 record="summary",
                 config=e.identity,
                 labels={"where": f"bridge.grid.{e.name}"},
-                upstream=setup + caches,
+                upstream=_setup_names(setup, {e.source_role, e.target_role}) + caches,
                 serves=_serving(study, lambda x, r=run_id: x.run_id == r),
             )
         )
@@ -258,7 +264,10 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[str]) -> list[Jo
                 record="provenance",
                 config=infer_identity(study, e),
                 labels={"where": f"bridge.grid.{e.name}"},
-                upstream=[train_name(study, e.run_id)],
+                upstream=[
+                    *_setup_names(setup, {e.source_role, e.target_role}),
+                    train_name(study, e.run_id),
+                ],
                 serves=[f"infer:{role}:{e.name}"],
             )
         )
@@ -304,10 +313,11 @@ def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
     (``config``), its record, benchmark, the jobs it reads and the grid entries it serves."""
     study = study or resolve(config["bridge"], config["results"])
     setup = _setup_jobs(config, study)
-    runs = _run_jobs(config, study, [j.name for j in setup])
+    runs = _run_jobs(config, study, setup)
     trains = [j.name for j in runs if j.rule == "bridge_train"]
     infers = [j.name for j in runs if j.rule == "bridge_infer"]
-    return setup + _states_jobs(config, study) + runs + _table_jobs(config, trains, infers)
+    states = _states_jobs(config, study, setup)
+    return setup + states + runs + _table_jobs(config, trains, infers)
 
 
 def targets(config: dict[str, Any]) -> list[str]:

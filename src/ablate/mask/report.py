@@ -46,7 +46,11 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     fig, (ax, dax, *sax) = plt.subplots(
         3 if seeded else 2,
         1,
-        figsize=(max(10, 1.6 * len(tasks) * max(1, len(evals) / 4)), 12.6 if seeded else 8.4),
+        # at most 12 in (1440 px) and the legend: the report shows it near its size, text readable
+        figsize=(
+            min(12, max(10, 1.6 * len(tasks) * max(1, len(evals) / 4))),
+            12.6 if seeded else 8.4,
+        ),
         height_ratios=(1.2, 1, 1) if seeded else (1.2, 1),
     )
     cmap = plt.get_cmap("tab10")

@@ -362,7 +362,7 @@ def _setup_jobs(config: dict[str, Any]) -> list[Job]:
     base = dict(stage=0, model=BASE)
     if config["mask"]["model"]["source"] == "embedded":
         base.update(kind="train", record="summary")
-        base.update(policy="causal", files="prepare_model")
+        base.update(policy="causal", files="prepare_model", upstream=["make_data"])  # corpus
     else:  # recorded (or downloaded) on the submit host: not GPU work, not planned
         base.update(record="card", files="register_model")
     out.append(_job(config, "prepare_model", "prepare_model", **base))
@@ -460,25 +460,41 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
     return out
 
 
-def _table_jobs(config: dict[str, Any], evals: list[str], finetunes: list[str]) -> list[Job]:
-    """The recovery table, the report's plots and the claims, from the evaluations."""
+def claims_upstream(
+    config: dict[str, Any], variants: dict[str, Any], evals: list[Job]
+) -> list[str]:
+    """The evaluations the claims read (the base model and each variant a role of
+    ``mask.claims`` names: a role set to null reads none), as job names: the claims rule's
+    inputs, so STATUS does not call the claims stale for an evaluation it never reads."""
+    claimed = claims_evaluations(
+        resolve_claims(config["mask"]["claims"], variants), config["mask"]["eval"]["ablated_policy"]
+    )
+    return [j.name for j in evals if (j.labels["model"], j.labels["policy"]) in claimed]
+
+
+def _table_jobs(
+    config: dict[str, Any], evals: list[str], finetunes: list[str], claimed: list[str]
+) -> list[Job]:
+    """The recovery table, the report's plots and the claims, from the evaluations; each job's
+    upstream the jobs whose files its rule reads (STATUS calls it stale as Snakemake reruns it)."""
+    pretrain = ["prepare_model"] if config["mask"]["model"]["source"] == "embedded" else []
     return [
         _job(
             config,
             "recovery_table",
             "recovery_table",
             "recovery_table",
-            upstream=evals,
+            upstream=evals + finetunes,  # the finetunes' summaries: their steps and stop
         ),
-        _job(config, "plot_scores", "plot_scores", "plot_scores", upstream=evals),
+        _job(config, "plot_scores", "plot_scores", "plot_scores", upstream=["recovery_table"]),
         _job(
             config,
             "plot_loss_curves",
             "plot_loss_curves",
             "plot_loss_curves",
-            upstream=finetunes,
+            upstream=pretrain + finetunes,
         ),
-        _job(config, "mask_claims", "mask_claims", "mask_claims", upstream=evals),
+        _job(config, "mask_claims", "mask_claims", "mask_claims", upstream=claimed),
     ]
 
 
@@ -492,7 +508,8 @@ def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list
     trains = _train_jobs(config, variants)
     evals = _eval_jobs(config, variants)
     finetunes = [j.name for j in trains if j.rule == "finetune"]
-    tables = _table_jobs(config, [j.name for j in evals], finetunes)
+    claimed = claims_upstream(config, variants, evals)
+    tables = _table_jobs(config, [j.name for j in evals], finetunes, claimed)
     return _setup_jobs(config) + trains + evals + tables
 
 
@@ -522,6 +539,8 @@ def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
 
 
 def plan_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The study's section but its claims (resources: each job's gpu count, for the
-    data-parallel speedup and the jobs side by side)."""
-    return {k: v for k, v in config["mask"].items() if k != "claims"}
+    """The study's section (resources: each job's gpu count, for the data-parallel speedup and
+    the jobs side by side) with, of its claims, the roles alone: they name the evaluations the
+    claims job reads (the job list the planner builds); a margin or level leaves the plan as is."""
+    roles = {r: config["mask"]["claims"].get(r) for r in CLAIM_ROLES}
+    return {**{k: v for k, v in config["mask"].items() if k != "claims"}, "claims": roles}
