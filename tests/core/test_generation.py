@@ -242,3 +242,34 @@ def test_packed_attention_is_sdpa_with_repeated_heads():
     ref5, _ = sdpa_attention_forward(module, q5, k, v, mask5, scaling=0.3)
     out5, _ = generation.packed_gqa_attention(module, q5, k, v, mask5, scaling=0.3)
     assert torch.equal(out5, ref5)
+
+
+def test_padded_batches_decode_alike_through_both_loops_with_hygiene():
+    """Left-padded embedding prompts with the repetition penalty: transformers' loop (with the
+    engine's workaround of its padded-row penalty, generation.embeds_repetition_penalty) and the
+    engine's own loop decode the same tokens; without the workaround they did not (a row padded
+    by k had its first k generated tokens exempt from the penalty)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=96, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randn(12 - i % 6, 64, generator=g) * 0.5 for i in range(8)]
+    dec = generation.Decoding(
+        max_new_tokens=24, pad_token_id=0, eos_token_id=None, hygiene=True, batch_size=8,
+        static=True, exact_lengths=False,
+    )  # fmt: skip
+    hf = generation.generate(model, prompts, dec)
+    own = generation.generate(model, prompts, replace(dec, own_loop=True))
+    assert hf == own
+    # the workaround is what makes them agree here
+    plain = generation.embeds_repetition_penalty
+    try:
+        generation.embeds_repetition_penalty = lambda kwargs: kwargs
+        assert generation.generate(model, prompts, dec) != own
+    finally:
+        generation.embeds_repetition_penalty = plain

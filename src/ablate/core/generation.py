@@ -11,6 +11,9 @@ EOS, in the callers' order.
   equal length decode exactly the tokens each prompt gets alone (tests/core/test_generation.py).
 - **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
   so a padded row's real tokens sit at the same positions as alone; padded keys are masked.
+- **Repetition penalty on padded embedding rows**: transformers exempts a padded row's first
+  generated tokens from it; :func:`embeds_repetition_penalty` works around that, so a row decodes
+  the same in any batch.
 - **Stopping**: a row stops at its EOS (generate pads it afterwards), a batch when all rows have.
 - **Cache**: on CUDA, for batches up to ``STATIC_MAX_BATCH`` rows, a static KV cache:
   transformers then compiles the decode step (``GenerationMixin._valid_auto_compile_criteria``:
@@ -178,9 +181,31 @@ def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding
 
         hygiene = HYGIENE if dec.hygiene else None
         return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"], hygiene)
-    out = model.generate(**{key: batch}, attention_mask=mask, **dec.kwargs(), **extra)
+    kwargs = dec.kwargs()
+    if key == "inputs_embeds":
+        kwargs = embeds_repetition_penalty(kwargs)
+    out = model.generate(**{key: batch}, attention_mask=mask, **kwargs, **extra)
     # given input_ids, generate returns the prompt too; given embeddings, only the new tokens
     return out[:, batch.shape[1] :] if key == "input_ids" else out
+
+
+def embeds_repetition_penalty(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Work around a transformers bug (5.23; tests/core/test_upstream_transformers.py shows it):
+    ``generate`` builds its repetition penalty with ``prompt_ignore_length`` = each row's count
+    of left-padding positions, read from the attention mask, and applies it to the ids it has;
+    given embeddings those are the generated tokens only, so a row's first k generated tokens
+    escape the penalty when the batch padded it by k. The same row then decodes otherwise
+    alone than in a padded batch. The processor is passed here without that length instead."""
+    penalty = kwargs.get("repetition_penalty")
+    if penalty is None or penalty == 1.0:
+        return kwargs
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    rest = {k: v for k, v in kwargs.items() if k != "repetition_penalty"}
+    return {
+        **rest,
+        "logits_processor": LogitsProcessorList([RepetitionPenaltyLogitsProcessor(penalty)]),
+    }
 
 
 @torch.no_grad()
