@@ -67,9 +67,11 @@ class Decoding:
     #: transformers sizes the cache max(this, prompt + max_new_tokens). Calls that share one
     #: length (and one batch size) share one compiled decode step
     cache_len: int | None = None
-    #: the static path's loop: False = transformers' ``generate``; True = the engine's own
-    #: (:mod:`ablate.core.decode_loop`: no host synchronisation per step) for embedding prompts
-    own_loop: bool = False
+    #: the static path's loop for embedding prompts: True = the engine's own
+    #: (:mod:`ablate.core.decode_loop`: no host synchronisation per step), 1.03-1.28x
+    #: transformers' ``generate`` at batches 1-512 on an H100 and token-identical to it on
+    #: left-padded batches (bench/results/bridge_speed_h100.md, section 5); False = ``generate``
+    own_loop: bool = True
 
     def kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = dict(
