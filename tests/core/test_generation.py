@@ -261,7 +261,7 @@ def test_padded_batches_decode_alike_through_both_loops_with_hygiene():
     prompts = [torch.randn(12 - i % 6, 64, generator=g) * 0.5 for i in range(8)]
     dec = generation.Decoding(
         max_new_tokens=24, pad_token_id=0, eos_token_id=None, hygiene=True, batch_size=8,
-        static=True, exact_lengths=False,
+        static=True, exact_lengths=False, own_loop=False,
     )  # fmt: skip
     hf = generation.generate(model, prompts, dec)
     own = generation.generate(model, prompts, replace(dec, own_loop=True))
