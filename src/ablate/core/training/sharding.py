@@ -8,15 +8,31 @@ optimizer steps the local shards (:class:`~ablate.core.training.adafactor.FusedA
 the statistics that span shards). One process keeps the bf16-weights + fp32-masters path of
 :mod:`~ablate.core.training.trainer` (faster there: docs/training.md).
 
+A Trainer checkpoint of a sharded run (:func:`save_checkpoint`) holds the fp32 weights and the
+optimizer state as torch.distributed.checkpoint shards (:data:`SHARDS_DIR`, each process writes its
+own rows); the scheduler, the per-process RNG states and the Trainer state are the Trainer's files
+beside them. Resuming loads them back into the sharded model and optimizer (:func:`load_model`,
+:func:`load_optimizer`).
+
 Everything that touches the HF Trainer's internals for a sharded model is :class:`ShardedAdapter`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 
 import torch
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
@@ -58,6 +74,32 @@ def full_state_dict(model) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=options)
 
 
+#: the torch.distributed.checkpoint directory inside a sharded run's ``checkpoint-N``
+SHARDS_DIR = "sharded_state"
+
+
+def save_checkpoint(model, optimizer, directory: str | os.PathLike) -> None:
+    """The weights and optimizer state of a sharded run into ``directory``/:data:`SHARDS_DIR`
+    (a collective: every process writes its shards; the last one to finish writes the index)."""
+    weights, optim = get_state_dict(model, optimizer)
+    dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=Path(directory) / SHARDS_DIR)
+
+
+def load_model(model, directory: str | os.PathLike) -> None:
+    """The weights of :func:`save_checkpoint` back into the sharded ``model`` (a collective)."""
+    state = {"model": get_model_state_dict(model)}
+    dcp.load(state, checkpoint_id=Path(directory) / SHARDS_DIR)
+    set_model_state_dict(model, state["model"])
+
+
+def load_optimizer(model, optimizer, directory: str | os.PathLike) -> None:
+    """The optimizer state of :func:`save_checkpoint` back into ``optimizer`` (a collective;
+    torch first initialises an empty state with one zero-gradient step at learning rate 0)."""
+    state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
+    dcp.load(state, checkpoint_id=Path(directory) / SHARDS_DIR)
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
+
+
 def local(t: torch.Tensor) -> torch.Tensor:
     """This process's shard of a (possibly) sharded tensor; a plain tensor as it is."""
     return t.to_local() if isinstance(t, DTensor) else t
@@ -75,6 +117,18 @@ class ShardedAdapter:
     @staticmethod
     def mark(model) -> None:
         model._is_distributed_loading_by_transformers = True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def constructing(args):
+        """Around the Trainer's ``__init__``: it refuses checkpoints with optimizer state for a
+        model sharded at load time (which it cannot save); ``CoreTrainer`` saves and loads them
+        (:func:`save_checkpoint`), so ``save_only_model`` passes that check and is put back."""
+        saved, args.save_only_model = args.save_only_model, True
+        try:
+            yield
+        finally:
+            args.save_only_model = saved
 
     @staticmethod
     @contextlib.contextmanager
