@@ -58,6 +58,7 @@ def _run(kwargs: dict, tmp_path: Path, nproc: int, name: str, callbacks=None) ->
     out = tmp_path / name
     if nproc == 1:  # the reference, with a checkpoint at SKIP_STEPS (saving changes no number)
         params = {**PARAMS, "save_steps": SKIP_STEPS, "keep_checkpoints": True}
+        params["save_total_limit"] = STEPS // SKIP_STEPS  # none rotated away
         finetune(**{**kwargs, "spec": FinetuneSpec.parse("prefix_bidir", params)}, out_dir=out)
         return out
     with (tmp_path / f"{name}.log").open("w") as log:
