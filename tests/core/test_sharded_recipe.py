@@ -30,8 +30,9 @@ RTOL = 3e-4
 WEIGHT_ATOL = 5e-5
 STEPS = 20
 #: the skipped-reduction run's length: measured against the reference, its grad norm was off by
-#: 2.4e-3 relative at step 3 and 3.2e-3 at step 5, its loss by 1.0e-3 at step 5 (10x and 3x the
-#: tolerance; by step 20: 4.3e-2 and 3.3e-3), so 15 further steps (~45 s on 2 CPU cores) add nothing
+#: 2.4e-3 relative at step 3 and 3.2e-3 at step 5, its loss by 1.0e-3 (10x and 3x the tolerance),
+#: its weights by 7.1e-3 after 5 steps (140x); by step 20: 4.3e-2, 3.3e-3, 1.5e-2. So 15 further
+#: steps (~45 s on 2 busy CPU cores) add nothing
 SKIP_STEPS = 5
 # the same global batch at 1, 2, 4 processes: grad_accum 4 splits into 4 / N micro-batches each
 PARAMS = {

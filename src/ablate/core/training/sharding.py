@@ -14,6 +14,10 @@ own rows); the scheduler, the per-process RNG states and the Trainer state are t
 beside them. Resuming loads them back into the sharded model and optimizer (:func:`load_model`,
 :func:`load_optimizer`).
 
+The fast head (:func:`~ablate.core.training.trainer.loss_sum`) calls the decoder and the lm_head
+itself, not ``model.forward``: :func:`gathered` runs it as a forward of the root, so the root's
+weights are gathered around it.
+
 Everything that touches the HF Trainer's internals for a sharded model is :class:`ShardedAdapter`.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import types
 from pathlib import Path
 
 import torch
@@ -33,7 +38,12 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import (
+    FSDPModule,
+    MixedPrecisionPolicy,
+    fully_shard,
+    register_fsdp_forward_method,
+)
 from torch.distributed.tensor import DTensor
 
 from ablate.core.training.params import TrainingConfigError
@@ -64,7 +74,21 @@ def shard(model, compute_dtype: torch.dtype):
     for layer in _layers(model):
         fully_shard(layer, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
+    model.ablate_gathered = types.MethodType(_gathered, model)
+    register_fsdp_forward_method(model, "ablate_gathered")
     return model
+
+
+def _gathered(model, fn, *args):
+    return fn(model, *args)
+
+
+def gathered(model, fn, *args):
+    """``fn(model, *args)`` as a forward of the sharded ``model``'s root: the root's own weights
+    (embeddings, final norm, lm_head) all-gathered around it, and reduce-scattered in the backward,
+    as for ``model(...)`` (torch's ``register_fsdp_forward_method``). The fast head calls the
+    decoder and the lm_head itself, not ``model.forward``."""
+    return model.ablate_gathered(fn, *args)
 
 
 def full_state_dict(model) -> dict[str, torch.Tensor]:

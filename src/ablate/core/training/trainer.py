@@ -87,6 +87,13 @@ def causal_forward_kwargs(model, batch: dict[str, torch.Tensor]) -> dict[str, to
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
+def _fast_head_loss(model, kw: dict, labels, keep, head_loss):
+    """(the head loss at labelled positions, their count): the decoder body, then the lm_head only
+    where a label is kept."""
+    hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
+    return head_loss(model.get_output_embeddings(), hidden[keep], labels[keep]), keep.sum()
+
+
 def loss_sum(
     model,
     batch: dict[str, torch.Tensor],
@@ -107,12 +114,13 @@ def loss_sum(
     kw = forward_kwargs(bare, batch)
     keep = labels != IGNORE_INDEX
     if fast_head and _fast_head_ok(model):
-        hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
-        return head_loss(model.get_output_embeddings(), hidden[keep], labels[keep]), keep.sum()
+        if sharding.is_sharded(model):  # the root's weights gathered around the decoder + head
+            return sharding.gathered(model, _fast_head_loss, kw, labels, keep, head_loss)
+        return _fast_head_loss(model, kw, labels, keep, head_loss)
     if head_loss is not head_loss_sum:  # the model's own loss would silently replace it
         raise TrainingConfigError(
-            "this head loss (e.g. loss_vocab: corpus) needs the fast head: a bare decoder with a "
-            "linear lm_head in one process"
+            "this head loss (e.g. loss_vocab: corpus) needs the fast head: a bare or sharded "
+            "decoder with a linear lm_head, not wrapped (DDP)"
         )
     logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
     targets = labels.flatten()
@@ -406,10 +414,10 @@ class CoreTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
-        # A wrapper (DDP, DataParallel) must see the forward for its hooks, and a sharded model's
-        # root its gathers: fast head on bare, unsharded models only.
+        # A wrapper (DDP, DataParallel) must see the forward for its hooks: fast head on bare
+        # models only (a sharded model is bare: loss_sum runs its fast head as a root forward).
         target = unwrapped if unwrapped is model else model
-        bare = unwrapped is model and not sharding.is_sharded(unwrapped)
+        bare = unwrapped is model
         # the Trainer's mixed precision is a wrapper on model.forward, which the fast head skips
         # (it calls the decoder): fp32 weights with bf16 on ran in full fp32, 10x slower
         with self.accelerator.autocast():
