@@ -74,9 +74,13 @@ def shard(model, compute_dtype: torch.dtype):
     for layer in _layers(model):
         fully_shard(layer, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
-    model.ablate_gathered = types.MethodType(_gathered, model)
-    register_fsdp_forward_method(model, "ablate_gathered")
+    setattr(model, _GATHERED, types.MethodType(_gathered, model))
+    register_fsdp_forward_method(model, _GATHERED)
     return model
+
+
+#: the root's forward method that :func:`gathered` calls
+_GATHERED = "ablate_gathered"
 
 
 def _gathered(model, fn, *args):
@@ -88,7 +92,7 @@ def gathered(model, fn, *args):
     (embeddings, final norm, lm_head) all-gathered around it, and reduce-scattered in the backward,
     as for ``model(...)`` (torch's ``register_fsdp_forward_method``). The fast head calls the
     decoder and the lm_head itself, not ``model.forward``."""
-    return model.ablate_gathered(fn, *args)
+    return getattr(model, _GATHERED)(fn, *args)
 
 
 def full_state_dict(model) -> dict[str, torch.Tensor]:
