@@ -17,7 +17,6 @@ import pytest
 from test_training import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import checkpoint, parallel
-from ablate.core.training import adafactor
 from ablate.mask.training.run import FinetuneSpec, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,13 +45,6 @@ PARAMS = {
     "eval_size": 0,
     "eval_steps": 0,
 }
-
-
-def skip_cross_shard_reduce() -> list:
-    """The launcher's per-process callbacks hook (no callbacks): this process's sharded
-    Adafactor skips its cross-shard reductions."""
-    adafactor.CROSS_SHARD_REDUCE = False
-    return []
 
 
 def _run(kwargs: dict, tmp_path: Path, nproc: int, name: str, callbacks=None) -> Path:
@@ -104,7 +96,7 @@ def runs(tiny_model_dir, tmp_path_factory):
         data=str(data),
         probe_result=no_leak("prefix_bidir"),
     )
-    # each process imports this checkout's package, and this module for the test switch
+    # each process imports this checkout's package, and launch_hooks for the test switch
     path = [str(ROOT / "src"), str(ROOT / "tests" / "core"), str(ROOT / "tests" / "mask")]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]))
@@ -126,7 +118,7 @@ def test_one_two_four_processes_train_alike(runs):
 
 def test_skipping_the_cross_shard_reduction_fails_the_comparison(runs):
     kwargs, tmp_path, one = runs
-    switch = {"call": f"{Path(__file__).stem}:skip_cross_shard_reduce", "kwargs": {}}
+    switch = {"call": "launch_hooks:skip_cross_shard_reduce", "kwargs": {}}
     short = {**PARAMS, "max_steps": SKIP_STEPS}
     kwargs = {**kwargs, "spec": FinetuneSpec.parse("prefix_bidir", short)}
     out = _run(kwargs, tmp_path, 2, "skip", callbacks=switch)

@@ -99,7 +99,7 @@ def test_sharded_run_resumes_exactly(uninterrupted, tmp_path):
 def test_signal_to_one_process_stops_both_at_one_step(uninterrupted, tmp_path):
     kwargs, _, reference, ref_weights = uninterrupted
     out = tmp_path / "run"
-    hook = {"call": "signal_hooks:sigterm_to_process_1", "kwargs": {"step": 3}}
+    hook = {"call": "launch_hooks:sigterm_to_process_1", "kwargs": {"step": 3}}
     with pytest.raises(RuntimeError, match="failed in 2 data-parallel processes"):
         _launch(kwargs, out, tmp_path / "interrupted.log", callbacks=hook)
     log = (tmp_path / "interrupted.log").read_text()

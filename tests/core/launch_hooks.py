@@ -1,5 +1,5 @@
 """Per-process callbacks hooks for runs under ablate.core.parallel.launch (its ``callbacks``
-argument), in a module of their own: importing a test module there would change the run
+argument), in a module that imports no test module: one imported there would change the run
 (tests/mask/test_training.py sets torch's thread count at import, and so the float sums)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import os
 import signal
 
 from ablate.core import parallel
+from ablate.core.training import adafactor
 
 
 def sigterm_to_process_1(step: int) -> list:
@@ -21,3 +22,9 @@ def sigterm_to_process_1(step: int) -> list:
                 os.kill(os.getpid(), signal.SIGTERM)
 
     return [Signal()] if parallel.rank() == 1 else []
+
+
+def skip_cross_shard_reduce() -> list:
+    """This process's sharded Adafactor skips its cross-shard reductions (no callbacks)."""
+    adafactor.CROSS_SHARD_REDUCE = False
+    return []
