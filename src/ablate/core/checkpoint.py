@@ -38,6 +38,8 @@ RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints
 CHECKPOINTS_DIR = "checkpoints"
 FORMAT_SAVE_PRETRAINED = "save_pretrained"
 FORMAT_FALLBACK = "state_dict_fallback"
+#: a Trainer checkpoint of a sharded run: torch.distributed.checkpoint shards, no whole weights
+FORMAT_SHARDED = "sharded"
 SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``
 # Not part of a checkpoint: the manifest itself, and the mtime file Snakemake puts into every
 # directory() output after its job.

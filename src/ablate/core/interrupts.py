@@ -15,7 +15,9 @@ In a training job, the callback of :func:`save_on_interrupt` turns the first SIG
 step, save a complete Trainer checkpoint (also with ``save_steps: 0``), stop with
 :class:`TrainingInterrupted`, so the job fails, writes no result, and its rerun resumes from that
 checkpoint. A repeat of the signal within :data:`SAME_INTERRUPT_S` is the same interrupt (a
-terminal's Ctrl-C plus Snakemake forwarding it); a later one stops at once.
+terminal's Ctrl-C plus Snakemake forwarding it); a later one stops at once. Data-parallel, every
+process stops and saves at the same step, whichever of them got the signal
+(:func:`ablate.core.parallel.any_process` at each step's end): the saves are collectives.
 
 Imports no torch or transformers at module level: the Snakefile imports it at parse time.
 """
@@ -66,6 +68,7 @@ def save_on_interrupt():
     class SaveOnInterrupt(TrainerCallback):
         def __init__(self):
             self.signal: signal.Signals | None = None
+            self.stopping = False  # this or another data-parallel process got the signal
             self._at = 0.0
             self._previous: dict[int, object] = {}
 
@@ -93,15 +96,21 @@ def save_on_interrupt():
                 self._previous = {s: signal.signal(s, self._handle) for s in handled}
 
         def on_step_end(self, args, state, control, **kw):
-            if self.signal is not None:
+            from ablate.core import parallel
+
+            # data-parallel, every process stops at the same step (the checkpoint's saves are
+            # collectives), also those the signal reached one step later, or not at all
+            if parallel.any_process(self.signal is not None):
+                self.stopping = True
                 control.should_save = True
                 control.should_training_stop = True
 
         def on_save(self, args, state, control, **kw):
-            if self.signal is not None:
+            if self.stopping:
                 self._restore()
+                by = self.signal.name if self.signal is not None else "another process's signal"
                 raise TrainingInterrupted(
-                    f"training stopped by {self.signal.name} after step {state.global_step}; "
+                    f"training stopped by {by} after step {state.global_step}; "
                     f"checkpoint-{state.global_step} is saved and a rerun resumes from it"
                 )
 

@@ -42,6 +42,23 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+_flag_group = None  # a CPU (gloo) group for any_process, made at its first call
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` holds in any process (a collective: every process calls it at the same
+    point; on one process, ``flag``). Over a gloo group on the CPU, so on GPUs it waits for no
+    device work: no sync of the step's queued kernels."""
+    global _flag_group
+    if world_size() == 1:
+        return flag
+    if _flag_group is None:
+        _flag_group = dist.new_group(backend="gloo")
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_flag_group)
+    return bool(t.item())
+
+
 def launched() -> bool:
     """Started by torchrun (or any launcher that sets the torch.distributed environment)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -18,6 +18,9 @@ A sharded parameter (a DTensor of :mod:`~ablate.core.training.sharding`, dim 0 s
 processes) steps its local shard eagerly: the statistics that span dim 0 (a matrix's column
 means, the mean of its row statistics, the update's RMS) are all-reduced across the shard group
 first, so every process computes the unsharded update of its rows (tests/core/test_sharded_recipe.py).
+Its state is sharded like it (DTensors: a row statistic or second moment Shard(0), a matrix's
+column statistics replicated), so torch.distributed.checkpoint saves every process's rows
+(:func:`~ablate.core.training.sharding.save_checkpoint`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import warnings
 import torch
 import torch._dynamo.exc
 import torch.distributed as dist
-from torch.distributed.tensor import DTensor, Shard
+from torch.distributed.tensor import DTensor, Replicate, Shard
 from transformers.optimization import Adafactor
 
 #: False skips the cross-shard reductions of a sharded step (each process then normalises by its
@@ -91,6 +94,7 @@ def _sharded(p: DTensor, grad: DTensor, state: dict, scal: list[float], scale, e
     if tuple(p.placements) != (Shard(0),):
         raise RuntimeError(f"FusedAdafactor steps parameters sharded on dim 0, not {p.placements}")
     lr, beta2t, weight_decay = scal
+    state = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in state.items()}
     group = p.device_mesh.get_group()
     w = p.to_local()
     g = grad.to_local().float()
@@ -217,6 +221,31 @@ class FusedAdafactor(Adafactor):
             state["exp_avg_sq"] = torch.zeros_like(p)
         state["RMS"] = p.new_zeros(())
 
+    @staticmethod
+    def _init_sharded_state(p: DTensor, state: dict) -> None:
+        """The state of a parameter sharded on dim 0, as DTensors sharded like it (a loaded one
+        is ready: ``Optimizer.load_state_dict`` keeps the DTensors of the checkpoint's layout)."""
+        if state:
+            return
+        mesh, w = p.device_mesh, p.to_local()
+
+        def rows(local: torch.Tensor, shape: torch.Size) -> DTensor:
+            stride = torch.empty(shape, device="meta").stride()
+            return DTensor.from_local(local, mesh, [Shard(0)], shape=shape, stride=stride)
+
+        state["step"] = 0
+        if p.dim() >= 2:
+            state["exp_avg_sq_row"] = rows(w.new_zeros(w.shape[:-1]), p.shape[:-1])
+            col = w.new_zeros(w.shape[:-2] + w.shape[-1:])
+            state["exp_avg_sq_col"] = (
+                DTensor.from_local(col, mesh, [Replicate()])  # all-reduced: the same everywhere
+                if p.dim() == 2
+                else rows(col, p.shape[:-2] + p.shape[-1:])
+            )
+        else:
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["RMS"] = w.new_zeros(())
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -238,7 +267,10 @@ class FusedAdafactor(Adafactor):
                     raise RuntimeError("FusedAdafactor steps dense fp32 parameters only")
                 state = self.state[p]
                 sharded = isinstance(p, DTensor)
-                self._init_state(p.to_local() if sharded else p, state)
+                if sharded:
+                    self._init_sharded_state(p, state)
+                else:
+                    self._init_state(p, state)
                 state["step"] += 1
                 if sharded:  # eager, in parameter order: every process joins the same reductions
                     beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])

@@ -8,16 +8,42 @@ optimizer steps the local shards (:class:`~ablate.core.training.adafactor.FusedA
 the statistics that span shards). One process keeps the bf16-weights + fp32-masters path of
 :mod:`~ablate.core.training.trainer` (faster there: docs/training.md).
 
+A Trainer checkpoint of a sharded run (:func:`save_checkpoint`) holds the fp32 weights and the
+optimizer state as torch.distributed.checkpoint shards (:data:`SHARDS_DIR`, each process writes its
+own rows); the scheduler, the per-process RNG states and the Trainer state are the Trainer's files
+beside them. Resuming loads them back into the sharded model and optimizer (:func:`load_model`,
+:func:`load_optimizer`).
+
+The fast head (:func:`~ablate.core.training.trainer.loss_sum`) calls the decoder and the lm_head
+itself, not ``model.forward``: :func:`gathered` runs it as a forward of the root, so the root's
+weights are gathered around it.
+
 Everything that touches the HF Trainer's internals for a sharded model is :class:`ShardedAdapter`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import types
+from pathlib import Path
 
 import torch
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import (
+    FSDPModule,
+    MixedPrecisionPolicy,
+    fully_shard,
+    register_fsdp_forward_method,
+)
 from torch.distributed.tensor import DTensor
 
 from ablate.core.training.params import TrainingConfigError
@@ -48,7 +74,25 @@ def shard(model, compute_dtype: torch.dtype):
     for layer in _layers(model):
         fully_shard(layer, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
+    setattr(model, _GATHERED, types.MethodType(_gathered, model))
+    register_fsdp_forward_method(model, _GATHERED)
     return model
+
+
+#: the root's forward method that :func:`gathered` calls
+_GATHERED = "ablate_gathered"
+
+
+def _gathered(model, fn, *args):
+    return fn(model, *args)
+
+
+def gathered(model, fn, *args):
+    """``fn(model, *args)`` as a forward of the sharded ``model``'s root: the root's own weights
+    (embeddings, final norm, lm_head) all-gathered around it, and reduce-scattered in the backward,
+    as for ``model(...)`` (torch's ``register_fsdp_forward_method``). The fast head calls the
+    decoder and the lm_head itself, not ``model.forward``."""
+    return getattr(model, _GATHERED)(fn, *args)
 
 
 def full_state_dict(model) -> dict[str, torch.Tensor]:
@@ -56,6 +100,32 @@ def full_state_dict(model) -> dict[str, torch.Tensor]:
     the others get an empty dict)."""
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(model, options=options)
+
+
+#: the torch.distributed.checkpoint directory inside a sharded run's ``checkpoint-N``
+SHARDS_DIR = "sharded_state"
+
+
+def save_checkpoint(model, optimizer, directory: str | os.PathLike) -> None:
+    """The weights and optimizer state of a sharded run into ``directory``/:data:`SHARDS_DIR`
+    (a collective: every process writes its shards; the last one to finish writes the index)."""
+    weights, optim = get_state_dict(model, optimizer)
+    dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=Path(directory) / SHARDS_DIR)
+
+
+def load_model(model, directory: str | os.PathLike) -> None:
+    """The weights of :func:`save_checkpoint` back into the sharded ``model`` (a collective)."""
+    state = {"model": get_model_state_dict(model)}
+    dcp.load(state, checkpoint_id=Path(directory) / SHARDS_DIR)
+    set_model_state_dict(model, state["model"])
+
+
+def load_optimizer(model, optimizer, directory: str | os.PathLike) -> None:
+    """The optimizer state of :func:`save_checkpoint` back into ``optimizer`` (a collective;
+    torch first initialises an empty state with one zero-gradient step at learning rate 0)."""
+    state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
+    dcp.load(state, checkpoint_id=Path(directory) / SHARDS_DIR)
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
@@ -75,6 +145,18 @@ class ShardedAdapter:
     @staticmethod
     def mark(model) -> None:
         model._is_distributed_loading_by_transformers = True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def constructing(args):
+        """Around the Trainer's ``__init__``: it refuses checkpoints with optimizer state for a
+        model sharded at load time (which it cannot save); ``CoreTrainer`` saves and loads them
+        (:func:`save_checkpoint`), so ``save_only_model`` passes that check and is put back."""
+        saved, args.save_only_model = args.save_only_model, True
+        try:
+            yield
+        finally:
+            args.save_only_model = saved
 
     @staticmethod
     @contextlib.contextmanager

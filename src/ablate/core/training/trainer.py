@@ -4,6 +4,7 @@ checkpoint I/O itself lives in :mod:`ablate.core.checkpoint`), the final save.""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.optimization import Adafactor
+from transformers.trainer import SCHEDULER_NAME
 from transformers.trainer_callback import PrinterCallback
 
 from ablate.core import checkpoint, interrupts, modeling, parallel
@@ -85,6 +87,13 @@ def causal_forward_kwargs(model, batch: dict[str, torch.Tensor]) -> dict[str, to
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
+def _fast_head_loss(model, kw: dict, labels, keep, head_loss):
+    """(the head loss at labelled positions, their count): the decoder body, then the lm_head only
+    where a label is kept."""
+    hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
+    return head_loss(model.get_output_embeddings(), hidden[keep], labels[keep]), keep.sum()
+
+
 def loss_sum(
     model,
     batch: dict[str, torch.Tensor],
@@ -105,12 +114,13 @@ def loss_sum(
     kw = forward_kwargs(bare, batch)
     keep = labels != IGNORE_INDEX
     if fast_head and _fast_head_ok(model):
-        hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
-        return head_loss(model.get_output_embeddings(), hidden[keep], labels[keep]), keep.sum()
+        if sharding.is_sharded(model):  # the root's weights gathered around the decoder + head
+            return sharding.gathered(model, _fast_head_loss, kw, labels, keep, head_loss)
+        return _fast_head_loss(model, kw, labels, keep, head_loss)
     if head_loss is not head_loss_sum:  # the model's own loss would silently replace it
         raise TrainingConfigError(
-            "this head loss (e.g. loss_vocab: corpus) needs the fast head: a bare decoder with a "
-            "linear lm_head in one process"
+            "this head loss (e.g. loss_vocab: corpus) needs the fast head: a bare or sharded "
+            "decoder with a linear lm_head, not wrapped (DDP)"
         )
     logits = model(**kw, use_cache=False).logits[:, :-1].flatten(0, 1)
     targets = labels.flatten()
@@ -305,11 +315,16 @@ class CoreTrainer(Trainer):
         self.fused_optimizer = True
         self._pending_tokens: torch.Tensor | None = None  # counted, not yet in state
         self._full_state: dict[str, torch.Tensor] | None = None  # a sharded model's, gathered
+        self._in_checkpoint = False  # inside _save_checkpoint (a sharded model saves shards)
         self.last_save_format: str | None = None
 
     @property
+    def _bare_optimizer(self):
+        return getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps it
+
+    @property
     def master_optimizer(self) -> MasterWeightsOptimizer | None:
-        opt = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate wraps it
+        opt = self._bare_optimizer
         return opt if isinstance(opt, MasterWeightsOptimizer) else None
 
     def create_optimizer(self, model=None):
@@ -399,10 +414,10 @@ class CoreTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
-        # A wrapper (DDP, DataParallel) must see the forward for its hooks, and a sharded model's
-        # root its gathers: fast head on bare, unsharded models only.
+        # A wrapper (DDP, DataParallel) must see the forward for its hooks: fast head on bare
+        # models only (a sharded model is bare: loss_sum runs its fast head as a root forward).
         target = unwrapped if unwrapped is model else model
-        bare = unwrapped is model and not sharding.is_sharded(unwrapped)
+        bare = unwrapped is model
         # the Trainer's mixed precision is a wrapper on model.forward, which the fast head skips
         # (it calls the decoder): fp32 weights with bf16 on ran in full fp32, 10x slower
         with self.accelerator.autocast():
@@ -460,11 +475,44 @@ class CoreTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial) -> None:
         self._flush_tokens()  # the checkpoint's trainer_state carries the count
-        super()._save_checkpoint(model, trial)
+        self._in_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._in_checkpoint = False
+        # every process's files (its shards, its RNG state) are in before the marker
+        parallel.barrier()
         # Written last: a checkpoint without it was cut off mid-save and is never resumed from.
         ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         if self.args.should_save:  # one writer when data-parallel
             checkpoint.mark_complete(ckpt, self.state.global_step, self.last_save_format)
+
+    # A sharded run's checkpoint: the weights and the optimizer state as shards
+    # (sharding.save_checkpoint), not whole weights gathered onto process 0 at every save.
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if self._in_checkpoint and sharding.is_sharded(self.model):
+            return  # the weights go with the optimizer state, in _save_optimizer_and_scheduler
+        super().save_model(output_dir, _internal_call)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not sharding.is_sharded(self.model):
+            return super()._save_optimizer_and_scheduler(output_dir)
+        sharding.save_checkpoint(self.model, self._bare_optimizer, output_dir)
+        if self.args.should_save:
+            torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
+        self.last_save_format = checkpoint.FORMAT_SHARDED
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if not sharding.is_sharded(self.model):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        sharding.load_model(self.model, resume_from_checkpoint)
+
+    def _load_optimizer_and_scheduler(self, checkpoint_dir: str | None) -> None:
+        if checkpoint_dir is None or not sharding.is_sharded(self.model):
+            return super()._load_optimizer_and_scheduler(checkpoint_dir)
+        sharding.load_optimizer(self.model, self._bare_optimizer, checkpoint_dir)
+        state = torch.load(os.path.join(checkpoint_dir, SCHEDULER_NAME), weights_only=True)
+        self.lr_scheduler.load_state_dict(state)
 
 
 def per_process_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
@@ -603,11 +651,6 @@ def build_trainer(
     save = save and p["save_steps"] > 0
     sharded = parallel.world_size() > 1
     if sharded:
-        if save:
-            raise TrainingConfigError(
-                "save_steps > 0 in several processes: resumable checkpoints of a sharded model "
-                "(its optimizer state in shards) are not built yet; set save_steps: 0"
-            )
         compute = torch.bfloat16 if bf16_enabled(p["bf16"]) else torch.float32
         model = sharding.shard(model, compute)
         sharding.ShardedAdapter.mark(model)
@@ -621,18 +664,20 @@ def build_trainer(
     watchdog = StallWatchdog(p, throughput.step_times, spec.label)
     callbacks = [stop_rules, throughput, Progress(spec.label, throughput), watchdog, *on_interrupt]
     callbacks += extra_callbacks or []
-    trainer = spec.trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset if do_eval else None,
-        data_collator=collator,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        stop_rules=stop_rules,
-        master_weights=master_weights_enabled(p),
-        **spec.trainer_kwargs,
-    )
+    adapt = sharding.ShardedAdapter.constructing(args) if sharded else contextlib.nullcontext()
+    with adapt:
+        trainer = spec.trainer_cls(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset if do_eval else None,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            stop_rules=stop_rules,
+            master_weights=master_weights_enabled(p),
+            **spec.trainer_kwargs,
+        )
     trainer.remove_callback(PrinterCallback)  # Progress already prints each log, readably
     if spec.head_loss is not None:
         trainer.head_loss = spec.head_loss

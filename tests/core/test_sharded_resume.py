@@ -1,0 +1,116 @@
+"""A sharded run's Trainer checkpoints resume exactly: 2 processes (FSDP2, gloo on CPU), Adafactor
+with a decaying learning rate, a checkpoint every 2 steps. Losing everything after checkpoint-2 (as
+a run killed there) and rerunning, or a SIGTERM that reaches one process alone during step 3 (both
+stop there and save), then a rerun, gives the uninterrupted run's loss and grad norm at every step
+and its final weights, bit for bit (the weights, the optimizer's row statistics on each process,
+the scheduler and the RNG states are all in the checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from test_training import FAST, no_leak, synthetic_rows, weights
+
+from ablate.core import checkpoint, parallel
+from ablate.core.training import sharding
+from ablate.mask.training.run import FinetuneSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = {
+    **FAST,
+    "batch_size": 2,
+    "grad_accum": 2,  # one micro-batch per process
+    "optim": "adafactor",
+    "learning_rate": 1e-3,
+    "lr_scheduler": "linear",  # the scheduler's position must come back too
+    "max_steps": 4,
+    "save_steps": 2,
+    "eval_size": 0,
+    "eval_steps": 0,
+    "keep_checkpoints": True,
+}
+
+
+def _launch(kwargs: dict, out: Path, log: Path, callbacks=None) -> dict:
+    with log.open("w") as f:
+        parallel.launch(
+            "ablate.mask.training.run:finetune",
+            {**kwargs, "out_dir": str(out)},
+            nproc=2,
+            threads=2,
+            log=f,
+            callbacks=callbacks,
+        )
+    return json.loads((out / "summary.json").read_text())
+
+
+def _curve(summary: dict) -> list[tuple]:
+    return [(e["step"], e["loss"], e["grad_norm"]) for e in summary["curves"]["train"]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, tmp_path_factory):
+    """The reference: the uninterrupted 2-process run (its checkpoints kept), run once."""
+    tmp_path = tmp_path_factory.mktemp("sharded_resume")
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
+    kwargs = dict(
+        spec=FinetuneSpec.parse("prefix_bidir", PARAMS),
+        model_path=str(tiny_model_dir),
+        data=str(data),
+        probe_result=no_leak("prefix_bidir"),
+    )
+    path = [str(ROOT / "src"), str(ROOT / "tests" / "core"), str(ROOT / "tests" / "mask")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]))
+        out = tmp_path / "run"
+        summary = _launch(kwargs, out, tmp_path / "uninterrupted.log")
+        yield kwargs, out, summary, weights(out / "final")
+
+
+def test_sharded_run_resumes_exactly(uninterrupted, tmp_path):
+    kwargs, ref_out, reference, ref_weights = uninterrupted
+    ckpt2 = ref_out / checkpoint.CHECKPOINTS_DIR / "checkpoint-2"
+    marker = json.loads((ckpt2 / checkpoint.CHECKPOINT_MARKER).read_text())
+    assert marker["format"] == checkpoint.FORMAT_SHARDED
+    assert (ckpt2 / sharding.SHARDS_DIR / ".metadata").is_file()
+    assert {p.name for p in ckpt2.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+
+    # as if killed after checkpoint-2: the later checkpoint, the final weights, the summary lost
+    out = tmp_path / "run"
+    shutil.copytree(ref_out, out)
+    shutil.rmtree(out / checkpoint.CHECKPOINTS_DIR / "checkpoint-4")
+    shutil.rmtree(out / "final")
+    (out / "summary.json").unlink()
+    resumed = _launch(kwargs, out, tmp_path / "resumed.log")
+    assert resumed["resumed_from_step"] == 2
+    assert resumed["steps_done"] == reference["steps_done"] == PARAMS["max_steps"]
+    assert _curve(resumed) == _curve(reference)
+    got = weights(out / "final")
+    assert got.keys() == ref_weights.keys()
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+def test_signal_to_one_process_stops_both_at_one_step(uninterrupted, tmp_path):
+    kwargs, _, reference, ref_weights = uninterrupted
+    out = tmp_path / "run"
+    hook = {"call": "launch_hooks:sigterm_to_process_1", "kwargs": {"step": 3}}
+    with pytest.raises(RuntimeError, match="failed in 2 data-parallel processes"):
+        _launch(kwargs, out, tmp_path / "interrupted.log", callbacks=hook)
+    log = (tmp_path / "interrupted.log").read_text()
+    assert "training stopped by SIGTERM after step 3" in log  # process 1
+    assert "training stopped by another process's signal after step 3" in log  # process 0
+    assert not (out / "summary.json").exists()
+    done = checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR)
+    assert [d.name for d in done] == ["checkpoint-2", "checkpoint-3"]
+
+    resumed = _launch(kwargs, out, tmp_path / "resumed.log")
+    assert resumed["resumed_from_step"] == 3
+    assert _curve(resumed) == _curve(reference)
+    got = weights(out / "final")
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
