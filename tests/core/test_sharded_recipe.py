@@ -10,16 +10,15 @@ stops at :data:`SKIP_STEPS`, compared with the reference's first steps and its c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from test_training import FAST, no_leak, synthetic_rows, weights
+from sharded_setup import finetune_kwargs, process_path
+from test_training import FAST, weights
 
 from ablate.core import checkpoint, parallel
 from ablate.mask.training.run import FinetuneSpec, finetune
 
-ROOT = Path(__file__).resolve().parents[2]
 #: fp32 on CPU (bf16 "auto" is off there): N processes sum the same per-token losses and
 #: gradients in another order (and 1 process steps HF's Adafactor, N the sharded FusedAdafactor),
 #: so each step differs by float rounding, which Adafactor's normalised update carries forward.
@@ -88,18 +87,8 @@ def _differences(a: Path, b: Path, steps: int = STEPS) -> dict[str, float]:
 def runs(tiny_model_dir, tmp_path_factory):
     """The 1-process reference, run once for the module's tests."""
     tmp_path = tmp_path_factory.mktemp("sharded_recipe")
-    data = tmp_path / "sft.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
-    kwargs = dict(
-        spec=FinetuneSpec.parse("prefix_bidir", PARAMS),
-        model_path=str(tiny_model_dir),
-        data=str(data),
-        probe_result=no_leak("prefix_bidir"),
-    )
-    # each process imports this checkout's package, and launch_hooks for the test switch
-    path = [str(ROOT / "src"), str(ROOT / "tests" / "core"), str(ROOT / "tests" / "mask")]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]))
+    kwargs = finetune_kwargs(tiny_model_dir, tmp_path, PARAMS)
+    with process_path():
         one = _run(kwargs, tmp_path, 1, "one")
         yield kwargs, tmp_path, one
 

@@ -8,19 +8,17 @@ the scheduler and the RNG states are all in the checkpoint)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from test_training import FAST, no_leak, synthetic_rows, weights
+from sharded_setup import finetune_kwargs, process_path
+from test_training import FAST, weights
 
 from ablate.core import checkpoint, parallel
 from ablate.core.training import sharding
-from ablate.mask.training.run import FinetuneSpec
 
-ROOT = Path(__file__).resolve().parents[2]
 PARAMS = {
     **FAST,
     "batch_size": 2,
@@ -57,17 +55,8 @@ def _curve(summary: dict) -> list[tuple]:
 def uninterrupted(tiny_model_dir, tmp_path_factory):
     """The reference: the uninterrupted 2-process run (its checkpoints kept), run once."""
     tmp_path = tmp_path_factory.mktemp("sharded_resume")
-    data = tmp_path / "sft.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
-    kwargs = dict(
-        spec=FinetuneSpec.parse("prefix_bidir", PARAMS),
-        model_path=str(tiny_model_dir),
-        data=str(data),
-        probe_result=no_leak("prefix_bidir"),
-    )
-    path = [str(ROOT / "src"), str(ROOT / "tests" / "core"), str(ROOT / "tests" / "mask")]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]))
+    kwargs = finetune_kwargs(tiny_model_dir, tmp_path, PARAMS)
+    with process_path():
         out = tmp_path / "run"
         summary = _launch(kwargs, out, tmp_path / "uninterrupted.log")
         yield kwargs, out, summary, weights(out / "final")
