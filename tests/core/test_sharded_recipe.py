@@ -115,3 +115,17 @@ def test_skipping_the_cross_shard_reduction_fails_the_comparison(runs):
     print(f"2 processes, no cross-shard reduction, against 1: {d}")
     assert d["grad_norm"] > RTOL or d["loss"] > RTOL
     assert d["weight"] > WEIGHT_ATOL
+
+
+def test_activation_checkpointing_trains_alike_sharded(runs):
+    """``gradient_checkpointing`` (the Trainer's activation checkpointing) under the sharded
+    recipe: 2 processes recompute each layer's activations in the backward, through FSDP2's
+    gathers, and train as the 1-process reference without it (recomputation changes no number)."""
+    kwargs, tmp_path, one = runs
+    short = {**PARAMS, "max_steps": SKIP_STEPS, "gradient_checkpointing": True}
+    kwargs = {**kwargs, "spec": FinetuneSpec.parse("prefix_bidir", short)}
+    out = _run(kwargs, tmp_path, 2, "checkpointed")
+    d = _differences(one, out, SKIP_STEPS)
+    print(f"2 processes with activation checkpointing against 1 without: {d}")
+    assert d["loss"] <= RTOL and d["grad_norm"] <= RTOL, d
+    assert d["weight"] <= WEIGHT_ATOL, d
