@@ -249,14 +249,9 @@ def test_padded_batches_decode_alike_through_both_loops_with_hygiene():
     engine's workaround of its padded-row penalty, generation.embeds_repetition_penalty) and the
     engine's own loop decode the same tokens; without the workaround they did not (a row padded
     by k had its first k generated tokens exempt from the penalty)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from test_upstream_transformers import tiny_llama
 
-    cfg = LlamaConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=96, pad_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).eval()
+    model = tiny_llama(64, 128, layers=2, heads=4, kv_heads=2, vocab=96)
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randn(12 - i % 6, 64, generator=g) * 0.5 for i in range(8)]
     dec = generation.Decoding(

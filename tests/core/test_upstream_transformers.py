@@ -11,18 +11,23 @@ from transformers import LlamaConfig, LlamaForCausalLM, RepetitionPenaltyLogitsP
 WORKAROUND = "ablate.core.generation.embeds_repetition_penalty"
 
 
+def tiny_llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, vocab: int):
+    """A random-init Llama of that shape (seed 0, eval mode, pad id 0)."""
+    cfg = LlamaConfig(
+        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg).eval()
+
+
 def test_generate_from_embeddings_exempts_padded_rows_first_tokens_from_the_repetition_penalty(
     monkeypatch,
 ):
     """Given embeddings, ``generate`` hands the repetition penalty each row's count of
     left-padding positions as ``prompt_ignore_length``, which the processor applies to the
     generated ids: a row padded by k has its first k generated tokens exempt."""
-    cfg = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, vocab_size=64, pad_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).eval()
+    model = tiny_llama(32, 64, layers=1, heads=2, kv_heads=2, vocab=64)
     seen = []
     init = RepetitionPenaltyLogitsProcessor.__init__
 
