@@ -10,7 +10,7 @@ processors' arithmetic) works on fixed-shape device tensors, every step has the 
 row has stopped once per ``CHECK_EVERY`` steps; tokens past a row's EOS are the pad token, as
 transformers writes them, and the caller trims them (``generation.trim``).
 
-Prompts are input embeddings (the bridge's decoding); the step is ``model.forward`` compiled by
+Prompts are input embeddings (soft-token prompts); the step is ``model.forward`` compiled by
 torch (``mode="reduce-overhead"``: CUDA graphs) on CUDA, eager elsewhere.
 """
 
