@@ -116,18 +116,13 @@ def train_cmd(a) -> None:
         source = build_lm(s.cfgs["source"], torch.bfloat16, torch.device("meta"))
     target = build_lm(s.cfgs["target"], torch.bfloat16, dev)
     sizes = dict(src=n_params(source), tgt=n_params(target))
-    compiled = False
     for comp in a.compile:
-        if comp and not compiled:
-            speed.compile_layers(target)
-            compiled = True
-        if compiled and not comp:
-            continue  # compiled layers stay compiled: eager variants first
         for rows in a.rows:
             group = a.group if a.group and rows % a.group == 0 else None
             p = {**s.p, "batch_size": rows, "infonce_group": group}
             s2 = type(s)(**{**s.__dict__, "p": p})
             pair, items = pipeline_pair(s2, (source, target), rows)
+            pair.compiled = bool(comp)  # the target's layers compiled for the step, as train.fit
             tr = build_translator(s2, source, target, dev).train()
             opt, sched = btrain.optimizer(tr, p)
             torch.backends.cuda.matmul.allow_tf32 = False

@@ -42,6 +42,42 @@ def test_frozen_models_only_translator_learns(bridge_cards):
         assert not m.training and not any(t.requires_grad for t in m.parameters())
 
 
+def test_training_forward_fills_no_kv_cache(bridge_cards, bridge_world, monkeypatch):
+    """The training loss runs the frozen target without a KV cache (a hub model's config asks
+    for one: a training forward would only fill it, and compiled layers recompile per layer on
+    it) and with its layers compiled when the pair says so (train.fit: on CUDA)."""
+    from ablate.core.training import speed
+
+    p = bridge_params.resolve(MICRO_PARAMS)
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    pair.target.config.use_cache = True  # as a hub model's config says
+    calls, switched = [], []
+    body = pair.target.base_model
+    forward = body.forward
+    monkeypatch.setattr(body, "forward", lambda *a, **k: calls.append(k) or forward(*a, **k))
+    monkeypatch.setattr(
+        speed, "layers_compiled", lambda model, on=True: switched.append(on) or _nothing()
+    )
+    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")[:2]
+    translator = train.tr.BottleneckedGatedTranslator(
+        d_src=pair.source.config.hidden_size,
+        d_tgt=pair.target.config.hidden_size,
+        target_rms=1.0,
+        **{k: p[k] for k in train.tr.ARCH_KEYS},
+    )
+    for compiled in (False, True):
+        pair.compiled = compiled
+        pair.loss(translator, items, 1)
+    assert calls and all(k.get("use_cache") is False for k in calls)
+    assert switched == [False, True]
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def test_restore_best_reevaluates_the_best_state(bridge_world, bridge_cards, tmp_path, monkeypatch):
     """Scripted evaluations peak at step 2 and fall after: final must be step 2's weights."""
     scripted = iter([0.25, 0.75, 0.25, 0.0])  # steps 0, 2, 4, then the final re-evaluation

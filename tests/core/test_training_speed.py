@@ -94,6 +94,28 @@ def test_compile_layers_is_regional(tiny_model_dir):
         speed.compile_layers(torch.nn.Linear(2, 2))
 
 
+def test_layers_compiled_only_within(tiny_model_dir, monkeypatch):
+    """speed.layers_compiled: the layers run compiled inside the block, eager after it, and
+    each layer is compiled once for every later block (torch.compile itself stubbed: this
+    checks the switching, not Inductor)."""
+    compiled = []
+
+    def fake_compile(self, *args, **kwargs):
+        compiled.append(self)
+        self._compiled_call_impl = self._call_impl
+
+    monkeypatch.setattr(torch.nn.Module, "compile", fake_compile)
+    model = load_causal_lm(tiny_model_dir, dtype=torch.float32)
+    layers = model.get_decoder().layers
+    for _ in range(2):
+        with speed.layers_compiled(model):
+            assert all(layer._compiled_call_impl is not None for layer in layers)
+        assert all(layer._compiled_call_impl is None for layer in layers)
+    assert len(compiled) == len(layers)
+    with speed.layers_compiled(model, on=False):
+        assert all(layer._compiled_call_impl is None for layer in layers)
+
+
 def test_fast_head_runs_under_the_trainers_autocast(tiny_model_dir, tmp_path):
     """fp32 weights with bf16 on: the Trainer's autocast wraps the model's forward, and the fast
     head calls the decoder directly, which ran it in full fp32 (10x slower on an H200:

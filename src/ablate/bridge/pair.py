@@ -57,6 +57,9 @@ class Pair:
     cache: Any = None
     #: cached teacher rows of the KL term (a Reader too): read instead of the teacher forward
     teacher_cache: Any = None
+    #: the target's decoder layers compiled for the training forward (speed.layers_compiled):
+    #: set by ``train.fit`` on CUDA; evaluation decodes eagerly or through its own compiled step
+    compiled: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -93,7 +96,9 @@ class Pair:
             return self.cache.batch(items, self.device)
         ids, mask = evaluate.pad([self.source_ids(i) for i in items], self.src_tok.pad_token_id)
         ids, mask = ids.to(self.source.device), mask.to(self.source.device)
-        h = self.source.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        h = self.source.base_model(
+            input_ids=ids, attention_mask=mask, use_cache=False
+        ).last_hidden_state
         return h, mask
 
     def soft(self, translator, items, states=None) -> torch.Tensor:
@@ -134,7 +139,13 @@ class Pair:
         soft = self.soft(translator, items, states)
         answers = [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items]
         embeds, mask, prefix = self.latent_embeds(soft, answers)
-        h = self.target.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        # use_cache=False: a hub model's config asks for a KV cache, which a training forward
+        # only fills (copies of every layer's keys and values) and which makes compiled layers
+        # recompile per layer
+        with speed.layers_compiled(self.target, self.compiled):
+            h = self.target.base_model(
+                inputs_embeds=embeds, attention_mask=mask, use_cache=False
+            ).last_hidden_state
         width = max(len(a) for a in answers)
         labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
         for r, a in enumerate(answers):
@@ -175,7 +186,7 @@ class Pair:
         seqs = [pr + a for pr, a in zip(prompts, answers, strict=True)]
         ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id)
         h = self.target.base_model(
-            input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
         ).last_hidden_state
         pos = torch.tensor(
             [[min(len(pr) - 1 + j, ids.shape[1] - 1) for j in range(n)] for pr in prompts],

@@ -180,6 +180,7 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
     """The training loop; returns the curve, the final rows and the stop facts."""
     model = parallel.wrap(translator)
     speed.tf32_matmuls(pair.device)
+    pair.compiled = pair.device.type == "cuda"  # the target's layers, for the training forward
     opt, sched = optimizer(translator, p)
     evaluation = _Evaluations(pair, translator, eval_items, p, label)
     losses = []

@@ -13,8 +13,21 @@ and the bf16/fp32 casts around them; on an H100 the 3.4 B step at fixed 1024-tok
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+
+
+def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise TypeError(
+            f"compile_layers: {type(model).__name__} has no decoder layers to compile "
+            "(a decoder model with get_decoder().layers)"
+        )
+    return layers
 
 
 def compile_layers(model: torch.nn.Module) -> int:
@@ -23,16 +36,33 @@ def compile_layers(model: torch.nn.Module) -> int:
     Shapes start static: a new sequence length (unpacked rows padded to the batch's longest)
     recompiles once, after which torch marks the length dynamic. Packed rows have one shape.
     """
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    layers = getattr(decoder, "layers", None)
-    if layers is None:
-        raise TypeError(
-            f"compile_layers: {type(model).__name__} has no decoder layers to compile "
-            "(a decoder model with get_decoder().layers)"
-        )
+    layers = _decoder_layers(model)
     for layer in layers:
         layer.compile()
     return len(layers)
+
+
+@contextlib.contextmanager
+def layers_compiled(model: torch.nn.Module, on: bool = True):
+    """Within: ``model``'s decoder layers run compiled (:func:`compile_layers`, compiled once and
+    kept for the next time); after: eager again. For a model that also decodes: the decode step
+    is compiled whole (:mod:`ablate.core.generation`), and compiled layers called with a KV cache
+    would recompile per layer (torch guards on each layer's cache entry) until torch's recompile
+    limit sends the rest back to eager. The backward of a forward run within stays compiled."""
+    if not on:
+        yield
+        return
+    layers = _decoder_layers(model)
+    for layer in layers:
+        if getattr(layer, "_ablate_compiled", None) is None:
+            layer.compile()
+            layer._ablate_compiled = layer._compiled_call_impl
+        layer._compiled_call_impl = layer._ablate_compiled
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._compiled_call_impl = None
 
 
 def token_cross_entropy(
