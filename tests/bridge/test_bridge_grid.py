@@ -292,7 +292,20 @@ def test_seed_study_grid():
     assert arch["2a"] == (32, 4, 768, 12, 600)
     assert arch["2b"] == (48, 6, 1024, 16, 750)
     p = study.entries["1a"].params
-    assert (p["lr"], p["weight_decay"], p["steps"], p["batch_size"]) == (1e-4, 0.01, 3000, 10)
+    assert (p["lr"], p["weight_decay"], p["steps"]) == (1e-4, 0.01, 3000)
+    # the seed's 10 rows per GPU on 4 GPUs, placed as 40 rows in InfoNCE groups of 10 on one
+    assert (p["batch_size"], p["infonce_group"], study.config["resources"]["train"]["gpu"]) == (
+        40,
+        10,
+        1,
+    )
+    # every run id is the one of the 4 x 10 spelling (ablate.bridge.grid.placement)
+    seed = _placed(bridge_config("latentwire.yaml"), 4, 10, None)
+    assert {n: e.run_id for n, e in study.entries.items()} == {
+        n: e.run_id for n, e in seed.entries.items()
+    }
+    assert study.entries["1a"].identity["params"]["batch_size"] == 10
+    assert study.entries["1a"].identity["processes"] == 4
     assert (p["eval_size"], p["seed"]) == (500, 1234)
     assert study.entries["3a"].dataset == "hotpotqa"
     assert study.entries["2c"].run_id == study.entries["1a"].run_id
