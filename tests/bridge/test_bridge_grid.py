@@ -292,7 +292,20 @@ def test_seed_study_grid():
     assert arch["2a"] == (32, 4, 768, 12, 600)
     assert arch["2b"] == (48, 6, 1024, 16, 750)
     p = study.entries["1a"].params
-    assert (p["lr"], p["weight_decay"], p["steps"], p["batch_size"]) == (1e-4, 0.01, 3000, 10)
+    assert (p["lr"], p["weight_decay"], p["steps"]) == (1e-4, 0.01, 3000)
+    # the seed's 10 rows per GPU on 4 GPUs, placed as 40 rows in InfoNCE groups of 10 on one
+    assert (p["batch_size"], p["infonce_group"], study.config["resources"]["train"]["gpu"]) == (
+        40,
+        10,
+        1,
+    )
+    # every run id is the one of the 4 x 10 spelling (ablate.bridge.grid.placement)
+    seed = _placed(bridge_config("latentwire.yaml"), 4, 10, None)
+    assert {n: e.run_id for n, e in study.entries.items()} == {
+        n: e.run_id for n, e in seed.entries.items()
+    }
+    assert study.entries["1a"].identity["params"]["batch_size"] == 10
+    assert study.entries["1a"].identity["processes"] == 4
     assert (p["eval_size"], p["seed"]) == (500, 1234)
     assert study.entries["3a"].dataset == "hotpotqa"
     assert study.entries["2c"].run_id == study.entries["1a"].run_id
@@ -308,3 +321,69 @@ def test_jobs_share_the_file_patterns(bridge):
         assert job.study == "bridge" and job.log.startswith("results/logs/bridge/"), job.name
         assert job.record is None or job.record in job.outputs.values(), job.rule
         assert all(o.startswith("results/bridge/") for o in job.outputs.values())
+
+
+def _placed(bridge: dict, gpus: int, batch_size: int, group: int | None) -> grid.Study:
+    """The study with its training placed on ``gpus`` processes of ``batch_size`` rows."""
+    b = copy.deepcopy(bridge)
+    b["resources"]["train"]["gpu"] = gpus
+    b["defaults"] = {**b["defaults"], "batch_size": batch_size, "infonce_group": group}
+    return grid.resolve(b)
+
+
+def _spelled_as_before(e: grid.Entry, procs: int) -> dict:
+    """The identity of a run spelled without an InfoNCE group, as it always was: the params its
+    job gets, and the processes when more than one."""
+    old = {k: e.identity[k] for k in ("source", "target", "data")}
+    return {**old, "params": e.params, **({"processes": procs} if procs > 1 else {})}
+
+
+def test_a_placement_is_not_part_of_the_run_identity():
+    """One global batch and InfoNCE group, placed on 4 GPUs x 10 rows, 2 x 20 or 1 x 40 (groups
+    of 10): one run id per entry, the one the 4 x 10 spelling always had; the jobs get their own
+    placement. InfoNCE's group is part of the run (1 x 40 in one group is another loss); without
+    InfoNCE (1b) the global batch is the run, spelled in bridge.defaults' group."""
+    bridge = bridge_config("latentwire.yaml")
+    seed = _placed(bridge, 4, 10, None)
+    for name, e in seed.entries.items():  # the seed's spelling: the identity it always had
+        assert e.identity == _spelled_as_before(e, 4), name
+    for study in (
+        _placed(bridge, 1, 40, 10),
+        _placed(bridge, 2, 20, 10),
+        _placed(bridge, 0, 40, 10),
+    ):
+        for name, e in study.entries.items():
+            assert e.run_id == seed.entries[name].run_id, name
+            assert e.identity == seed.entries[name].identity, name
+            assert e.params["batch_size"] != 10  # the job trains at its own rows per GPU
+        assert study.states.keys() == seed.states.keys()
+        assert [grid.infer_identity(study, e) for _, e in study.infer] == [
+            grid.infer_identity(seed, e) for _, e in seed.infer
+        ]
+        assert [grid.infer_params(study, e) for _, e in study.infer] == [
+            grid.infer_params(seed, e) for _, e in seed.infer
+        ]
+    one_group = _placed(bridge, 1, 40, None)  # InfoNCE over all 40 rows: another loss
+    assert one_group.entries["1a"].run_id != seed.entries["1a"].run_id
+    # 1b (no InfoNCE) trains on the global batch alone: spelled in the study's group of 40 now,
+    # a new id for the same training (a rerun, never a wrong reuse)
+    assert one_group.entries["1b"].identity["params"]["batch_size"] == 40
+    assert "processes" not in one_group.entries["1b"].identity
+    other_batch = _placed(bridge, 1, 20, 10)  # another global batch: another run
+    assert other_batch.entries["1a"].run_id != seed.entries["1a"].run_id
+    assert other_batch.entries["1b"].run_id != seed.entries["1b"].run_id
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2, 4])
+def test_a_run_without_an_infonce_group_keeps_its_identity(bridge, gpus):
+    """The embedded default (1 process, no group) and any process count without a group: the
+    identity, run id and benchmark params the grid always had."""
+    bridge["resources"]["train"]["gpu"] = gpus
+    study = grid.resolve(bridge)
+    for name, e in study.entries.items():
+        assert e.identity == _spelled_as_before(e, max(1, gpus)), name
+    for _, e in study.infer:
+        assert grid.infer_params(study, e) == {
+            **e.params,
+            "eval_size": study.config["infer"]["n_samples"],
+        }

@@ -73,6 +73,8 @@ def test_a_late_key_at_its_default_leaves_the_recorded_params_and_their_check():
 
 
 def test_grid_records_a_set_group_in_the_run_identity():
+    """A group is part of the run: spelled as the data-parallel run it equals (one process of
+    4 rows in groups of 2 = 2 processes of 2 rows), the job's params keep it."""
     from test_bridge_grid import bridge_config
 
     bridge = bridge_config()
@@ -80,4 +82,6 @@ def test_grid_records_a_set_group_in_the_run_identity():
     bridge["infer"] = {"entry": "a", "qa_entry": None, "n_samples": 8}
     a, b = (grid.resolve(bridge).entries[n] for n in ("a", "b"))
     assert "infonce_group" not in a.identity["params"] and "infonce_group" not in a.params
-    assert b.identity["params"]["infonce_group"] == 2 and a.run_id != b.run_id
+    assert a.params["batch_size"] == b.params["batch_size"] == 4 and b.params["infonce_group"] == 2
+    assert "infonce_group" not in b.identity["params"] and b.identity["params"]["batch_size"] == 2
+    assert b.identity["processes"] == 2 and a.run_id != b.run_id

@@ -118,9 +118,10 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
         assert b == pytest.approx(a, rel=1e-5, abs=1e-7)
 
 
-def test_process_count_is_part_of_a_parallel_run_identity():
-    """gpu: 4 (per-GPU batch 10, global 40) and gpu: 2 are other runs; gpu 0 and 1 the same
-    one (one process), so the embedded default's run ids do not move. The states keys ignore it."""
+def test_the_global_batch_is_part_of_a_run_identity():
+    """config/latentwire.yaml's 40 rows per process in InfoNCE groups of 10: gpu 0 and 1 (one
+    process, global 40) are the seed's 4 x 10 run; gpu 2 and 4 (global 80, 160) other runs,
+    spelled as 8 and 16 processes of 10. The states keys ignore it."""
     import copy
 
     from ablate.bridge import grid
@@ -134,7 +135,8 @@ def test_process_count_is_part_of_a_parallel_run_identity():
         study = grid.resolve(b)
         ids[gpus] = study.entries["1a"].run_id
         keys[gpus] = sorted(study.states)
-        assert study.entries["1a"].identity.get("processes") == (gpus if gpus > 1 else None)
+        assert study.entries["1a"].identity["processes"] == 4 * max(1, gpus)
+        assert study.entries["1a"].identity["params"]["batch_size"] == 10
     assert ids[0] == ids[1] and len({ids[1], ids[2], ids[4]}) == 3
     assert keys[0] == keys[1] == keys[2] == keys[4]
 

@@ -253,10 +253,10 @@ def test_same_as_entry_has_no_job(fresh):
     assert run_1a in planned and len(planned) == len(study.entries) - 1
 
 
-@pytest.mark.parametrize("configfile, gpus", [(None, 0), ("config/latentwire.yaml", 4)])
+@pytest.mark.parametrize("configfile, gpus", [(None, 0), ("config/latentwire.yaml", 1)])
 def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
     """Data, registration and the tables run in the snakemake process; model, train and infer
-    jobs carry the config's requests (latentwire: 4 GPUs per training job)."""
+    jobs carry the config's requests (latentwire: 1 GPU per training job, 40 rows on it)."""
     wf = load_workflow(fresh, configfile)
     local = {r for r in wf._localrules if r.startswith("bridge_")}
     expected = {"bridge_data", "bridge_summary", "bridge_claims", "bridge_plots"}

@@ -59,29 +59,26 @@ def test_real_grid_forecast_has_one_row_per_grid_entry_and_a_total(tmp_path):
         assert rows["est_s"].notna().all() and (rows["fits_memory"] == "yes").all()
         total = t[(t["setup"] == setup) & (t["job"] == planner.TOTAL)]
         assert len(total) == 1
-        # the bridge's jobs run one after another; a machine of several GPUs boots once
-        o = config["plan"]["overheads"]
-        boot = 0 if setup.startswith("1x") else o["boot_s"] + o["setup_s"]
-        assert total["est_s"].iloc[0] == pytest.approx(rows["est_s"].sum() + boot, abs=1)
+        if setup.startswith("1x"):  # one GPU: the jobs one after another
+            assert total["est_s"].iloc[0] == pytest.approx(rows["est_s"].sum(), abs=1)
+        else:  # one machine: side by side where their inputs allow (boot and setup once)
+            assert total["est_s"].iloc[0] < rows["est_s"].sum()
         assert total["est_cost_usd"].iloc[0] > 0
     # tokens as ablate.bridge.cost counts them (the benchmark counts the same way)
     r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1b")].iloc[0]
     p1b = study.entries["1b"].params
     n = cost.Lengths(150, 150, 128)  # bridge_lengths.gsm8k of config/gpu_measurements.yaml
-    # 3000 steps x batch 10 per process x 4 processes (bridge.resources.train.gpu)
+    # 3000 steps x the global batch: 40 rows on one process (the seed's 10 x 4)
     assert r["tokens"] == 3000 * 40 * cost.example_tokens(64, n) == 3000 * 40 * (150 + 68 + 128)
     # the evaluations during training are in its compute time, at their own rate
     assert "bridged evaluations" in r["note"] and r["compute_s"] > r["tokens"] / r["tok_s_per_gpu"]
     # step 0, 12 x 250 and, with restore_best (not in 1b), the re-evaluation of the best state
     assert cost.n_evaluations(p1b) == 13
     assert cost.n_evaluations(study.entries["1a"].params) == 14
-    # the translator trains data-parallel: 4 GPUs speed its steps up, the 1-GPU jobs do not
+    # each training on its one GPU (bridge.resources.train.gpu: 1), on any setup
     four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
-    schema = yaml.safe_load(schema_path("ablate.core", "plan").read_text())
-    dp = schema["properties"]["scaling"]["properties"]["data_parallel"]["default"]
-    assert four["speedup"] == pytest.approx(1 + 3 * dp)
     one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
-    assert four["compute_s"] < one["compute_s"]
+    assert four["speedup"] == 1 and four["compute_s"] == one["compute_s"]
     assert "15.28 B parameters" in "\n".join(planner.summary_lines(p))
 
 
@@ -197,15 +194,31 @@ def test_bench_bridge_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
     assert all(m["source"].startswith("TINY SHAPE ON CPU") for m in res["measurements"])
 
 
+def seed_placement(config: dict) -> dict:
+    """The grid placed as the seed ran it: 4 data-parallel processes of 10 rows (the same runs)."""
+    config["bridge"]["resources"]["train"]["gpu"] = 4
+    config["bridge"]["defaults"].update(batch_size=10, infonce_group=None)
+    return config
+
+
 def test_evaluations_shard_over_the_data_parallel_gpus_and_infer_times_a_subset(tmp_path):
-    config = latentwire()
+    config = seed_placement(latentwire())
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
     one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
+    # the translator trains data-parallel: 4 GPUs speed its steps up
+    schema = yaml.safe_load(schema_path("ablate.core", "plan").read_text())
+    dp = schema["properties"]["scaling"]["properties"]["data_parallel"]["default"]
+    assert four["speedup"] == pytest.approx(1 + 3 * dp)
     # each process decodes its shard of the evaluation items (parallel.shard): the bridged
     # evaluations speed up like the training steps, not priced at one GPU's rate
     assert four["compute_s"] * four["speedup"] == pytest.approx(one["compute_s"], rel=1e-3)
     assert "sharded over the data-parallel processes" in four["note"]
+    # 10 rows per GPU: the rate and the peak memory measured at 10 rows
+    m10 = measurement("rows10")
+    assert four["policy"] == "rows10" and "rows 10 (" in four["throughput_source"]
+    margin = config["plan"]["memory_margin"]
+    assert four["memory_gb"] == pytest.approx(m10["peak_memory_gb"] * (1 + margin), abs=0.1)
     # the benchmark: every item batched (quality), the timed subset at batch 1 (latency)
     study = grid.resolve(config["bridge"])
     r = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "infer/entry:1a")].iloc[0]
@@ -215,6 +228,58 @@ def test_evaluations_shard_over_the_data_parallel_gpus_and_infer_times_a_subset(
     batch1 = cost.infer_timed_tokens(p, timed)
     assert batch1 == (timed + 1) * cost.INFER_GENERATIONS * p["max_new_tokens"]
     assert r["compute_s"] > r["tokens"] / r["tok_s_per_gpu"]
+
+
+def measurement(policy: str) -> dict:
+    """The shipped bridge training measurement of ``policy`` (rows per GPU)."""
+    ref = yaml.safe_load((REPO / "config/gpu_measurements.yaml").read_text())
+    (m,) = [m for m in ref["measurements"] if m["kind"] == "train" and m.get("policy") == policy]
+    return m
+
+
+def test_trainings_run_side_by_side_on_one_gpu_each_at_their_rows(tmp_path):
+    """config/latentwire.yaml places each training on one GPU (40 rows, InfoNCE in groups of
+    10): its rate and memory are the 40-row measurement's, four run side by side on a 4-GPU
+    machine after the caches they read, and a GPU too small for 40 rows is refused with the
+    same run's placement that fits."""
+    from ablate.bridge.plan import study_plan
+    from ablate.core.planner.inputs import load_reference
+    from ablate.core.planner.schedule import Slot, makespan
+
+    config = latentwire()
+    config["plan"]["setups"].append({"gpu": "A100 SXM4", "count": 4})  # 40 GB
+    t = planner.make_plan(config, root=tmp_path, actuals=False).table
+    rows = job_rows(t, "4x H100 SXM")
+    train = rows[rows["job"].str.startswith("train/")]
+    m40 = measurement("rows40")
+    assert (train["policy"] == "rows40").all() and (train["speedup"] == 1).all()
+    r = train[train["job"] == "train/1a+2c"].iloc[0]
+    assert "rows 40 in InfoNCE groups of 10" in r["throughput_source"]
+    assert r["tok_s_per_gpu"] == pytest.approx(m40["tokens_per_s"], rel=1e-3)  # the 1a shape
+    margin = config["plan"]["memory_margin"]
+    assert (train["memory_gb"] == round(m40["peak_memory_gb"] * (1 + margin), 1)).all()
+    assert (train["fits_memory"] == "yes").all()
+    # the machine's schedule: each job holds its gpu resource's devices, after what it reads
+    ref = load_reference(config["plan"]["measurements"])
+    jobs = {j.id: j for j in study_plan(config, ref, tmp_path).jobs}
+    assert all(jobs[i].gpus == 1 for i in train["job"])
+    assert all(any(a.startswith("source_states/") for a in jobs[i].after) for i in train["job"])
+    assert jobs["infer/entry:1a"].gpus == 1 and "train/1a+2c" in jobs["infer/entry:1a"].after
+    slots = [Slot(i, s, jobs[i].gpus, jobs[i].after) for i, s in zip(rows["job"], rows["est_s"])]
+    o = config["plan"]["overheads"]
+    total = t[(t["setup"] == "4x H100 SXM") & (t["job"] == planner.TOTAL)].iloc[0]
+    assert total["est_s"] == pytest.approx(makespan(slots, 4) + o["boot_s"] + o["setup_s"], abs=1)
+    # four trainings at once: below the states, then the trainings three at a time
+    states = rows[rows["job"].str.contains("_states/")]["est_s"].sum()
+    assert total["est_s"] - o["boot_s"] - o["setup_s"] < states + train["est_s"].sum() / 3
+    # 67.1 GB at 40 rows do not fit a 40 GB A100: refused, naming the same run on 4 x 10
+    small = job_rows(t, "4x A100 SXM4")
+    small = small[small["job"].str.startswith("train/")]
+    assert (small["fits_memory"] == "no").all() and small["est_s"].isna().all()
+    note = small[small["job"] == "train/1b"].iloc[0]["note"]
+    assert note.startswith("does not fit: needs 73.8 GB per GPU on 1 GPU > 40 GB"), note
+    assert "bridge.resources.train.gpu 4, batch_size 10, infonce_group null" in note
+    assert "gradient accumulation (fewer rows per step on one GPU) is not built" in note
 
 
 def test_frozen_state_jobs_divide_over_their_gpu_resource(tmp_path):

@@ -15,8 +15,28 @@
   ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
 - ``bridge.cache_frozen_states``: the frozen-state caches each run reads
   (:mod:`ablate.bridge.caches`).
-- A training run on ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size``
-  items per GPU: the process count is part of its identity (it sets the global batch).
+- A run's identity is independent of its placement (:func:`placement`). A training run on
+  ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size`` items per GPU, so
+  its global batch is G = ``batch_size`` x processes; InfoNCE takes its negatives within groups
+  of g rows (``infonce_group``, or each process's whole batch). The identity spells the run as
+  ``batch_size: g`` and ``processes: G / g`` (left out when 1), without ``infonce_group``: 4
+  processes x 10 rows and 1 process x 40 rows in groups of 10 are one run with one id (the
+  seed's 4 x 10 keeps the id it always had), and a one-process run without a group keeps its
+  id. They train one loss on one data order (:func:`ablate.bridge.train.fit` draws each step's
+  global batch and process r takes its r-th slice, the rows one process would group
+  consecutively), so they are one run in the sense every identity is: the same configuration,
+  not bit-identical output. What differs is the sample path, as between two GPU models: the
+  dropout masks (each process draws its own, from a generator seeded alike), the padding of
+  each process's rows and of the evaluation's batches, and the floating-point reduction order
+  (DDP's gradient all-reduce against one process's sums). Where InfoNCE is
+  inert (``infonce_weight: 0``) the training depends on G alone; its g is the group
+  ``bridge.defaults.infonce_group`` gives (where it divides the entry's ``batch_size``), else
+  ``batch_size``: a placement change of the whole study (``bridge.defaults`` and
+  ``bridge.resources.train.gpu``) keeps those ids too, an entry's own inert ``infonce_group``
+  never splits a run, and a placement that spells G in other groups (1 x 40 without
+  ``infonce_group`` against 4 x 10) is a new id for the same training: a rerun, never a wrong
+  reuse. The params a training job gets (:attr:`Entry.params`) stay its placement: rows per
+  process and group as configured.
 """
 
 from __future__ import annotations
@@ -88,6 +108,32 @@ def run_id_of(identity: dict[str, Any]) -> str:
 def processes(bridge: dict[str, Any]) -> int:
     """Training processes per run: one per GPU of bridge.resources.train.gpu (one on CPU)."""
     return max(1, bridge["resources"]["train"]["gpu"])
+
+
+def placement(p: dict[str, Any], procs: int, study_group: int | None = None) -> tuple[int, int]:
+    """(g, G / g) of a run placed on ``procs`` processes of ``p["batch_size"]`` rows: its global
+    batch G = batch_size x procs counted in InfoNCE groups of g rows (what its identity holds as
+    ``batch_size`` and ``processes``). g is the group InfoNCE takes its negatives in
+    (:func:`ablate.bridge.switches.infonce_group`); where InfoNCE is inert, the training depends
+    on G alone and g is ``study_group`` (``bridge.defaults.infonce_group``) where it divides
+    batch_size, else batch_size."""
+    from ablate.bridge import switches
+
+    if p["infonce_weight"] > 0:
+        g = switches.infonce_group(p)
+    elif study_group and p["batch_size"] % study_group == 0:
+        g = study_group
+    else:
+        g = p["batch_size"]
+    return g, p["batch_size"] * procs // g
+
+
+def identity_params(p: dict[str, Any], g: int) -> dict[str, Any]:
+    """The params a run's identity holds: ``p`` with ``batch_size`` = its InfoNCE group ``g`` and
+    ``infonce_group`` left out (its null default: a group of the whole batch)."""
+    from ablate.bridge import params as bridge_params
+
+    return bridge_params.recorded({**p, "batch_size": g, "infonce_group": None})
 
 
 def check_models(bridge: dict[str, Any]) -> None:
@@ -212,6 +258,8 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
     bridge = pin_revisions(bridge, results)
     resolve_params = _resolve_params(bridge)
     defaults = dict(bridge.get("defaults") or {})
+    study_group = defaults.get("infonce_group")  # an inert entry's g (placement)
+    study_group = int(study_group) if study_group else None
     grid, origin = expand_seeds(bridge["grid"])
     data = bridge["data"]
     entries: dict[str, Entry] = {}
@@ -222,18 +270,19 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         swap = bool(spec.pop("swap", False))
         p = resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
         p["model_dtype"] = resolved_dtype(bridge, p)
+        g, groups = placement(p, processes(bridge), study_group)
         p = bridge_params.recorded(p)  # a key added later, at its default: the run id stands
         if data["source"] == "hub" and p["dataset"] not in data:
             raise _err(f"bridge.grid.{name}.dataset: {p['dataset']!r} has no bridge.data entry")
         src, tgt = ROLES[::-1] if swap else ROLES
         identity = dict(
-            params=p,
+            params=identity_params(p, g),
             source=model_identity(bridge[src], data),
             target=model_identity(bridge[tgt], data),
             data=data_identity(data, p["dataset"]),
         )
-        if processes(bridge) > 1:  # batch_size per process: the global batch is W x batch_size
-            identity["processes"] = processes(bridge)
+        if groups > 1:  # the global batch in groups of g rows: G / g of them
+            identity["processes"] = groups
         identity = sorted_tree(identity)
         entries[name] = Entry(name, run_id_of(identity), p, identity, src, tgt)
     runs = _distinct_runs(entries)
@@ -276,8 +325,9 @@ def _infer_entries(
 
 
 def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
-    """The benchmark's params: the entry's, evaluated on bridge.infer.n_samples items."""
-    return {**entry.params, "eval_size": study.config["infer"]["n_samples"]}
+    """The benchmark's params: the entry's as its run identity spells them (the training's
+    placement is no concern of the benchmark), evaluated on bridge.infer.n_samples items."""
+    return {**entry.identity["params"], "eval_size": study.config["infer"]["n_samples"]}
 
 
 #: The benchmark table's version, part of its identity: a new column reruns older benchmarks

@@ -90,7 +90,14 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
         rule = j.rule
         if j.kind is None:
             continue  # local jobs (data, registration, tables): seconds on the submit host
-        common = dict(job=j, dtype="bfloat16" if hub else "float32")
+        common = dict(
+            job=j,
+            dtype="bfloat16" if hub else "float32",
+            # its `gpu` resource (bridge.resources.<group>.gpu): the devices it holds on a
+            # machine, so jobs of fewer GPUs run side by side there; and the jobs it reads
+            gpus=j.gpus,
+            after=j.upstream,
+        )
         try:
             if rule == "bridge_model":
                 jobs.append(_pretrain_job(j, bridge, shapes, common))
@@ -162,8 +169,8 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         params_source=shapes[role][2],
         loads_hub_model=hub,
         hub_models=(names[role],) if hub else (),
-        # its `gpu` resource: that many data-parallel processes, each extracting its batches
-        gpus=study.config["resources"]["frozen_states"]["gpu"],
+        # its `gpu` resource (common's gpus): that many data-parallel processes, each
+        # extracting its batches
         scaling_key="data_parallel",
         **common,
     )
@@ -189,20 +196,23 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     if j.rule == "bridge_infer":
         return _infer_job(study, role, e, pt, float(total), size, model, common, pair)
     procs = grid.processes(study.config)
-    tokens = p["steps"] * p["batch_size"] * procs * cost.example_tokens(p["K"], n)
+    rows = p["batch_size"]  # per process, one process per GPU
+    tokens = p["steps"] * rows * procs * cost.example_tokens(p["K"], n)
     flops = cost.example_flops(
         p, n, ps, pt, ptr, cached_source=True, cached_teacher=e.teacher_id is not None
     )
     flops /= cost.example_tokens(p["K"], n)
     evals = cost.eval_generated_tokens(p)
+    gpus = f"{procs} GPU{'s' if procs > 1 else ''}"
     return PlannedJob(
         model=model,
-        policy=None,
+        # its rows per GPU: the rate (and the peak memory) of a measurement at those rows
+        policy=rows_policy(rows),
         tokens=float(tokens),
-        tokens_source=f"{p['steps']} steps x global batch {p['batch_size']} x {procs} processes "
-        f"(held on any GPU count) x {cost.example_tokens(p['K'], n)} tokens/example (source {n.source} + BOS/K/cue "
-        f"{cost.latent_len(p['K'], n)} + answer {n.answer}; {n_where}); early stopping can end "
-        "it sooner",
+        tokens_source=f"{p['steps']} steps x global batch {rows * procs} ({rows} rows per GPU x "
+        f"{gpus}, bridge.resources.train.gpu) x {cost.example_tokens(p['K'], n)} tokens/example "
+        f"(source {n.source} + BOS/K/cue {cost.latent_len(p['K'], n)} + answer {n.answer}; "
+        f"{n_where}); early stopping can end it sooner",
         params=float(total),
         params_source=size,
         loads_hub_model=hub,
@@ -210,6 +220,8 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         optim=OPTIM,
         flops_per_token=flops,
         trainable_params=float(ptr),
+        memory_measured=True,
+        unfit_note=unfit_note(e, rows),
         resume_every=(p["eval_every"], p["steps"]),  # ablate.bridge.resume: at each evaluation
         scaling_key="data_parallel",
         extra=[
@@ -226,6 +238,26 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         ],
         **common,
     )
+
+
+def rows_policy(rows: int) -> str:
+    """A training job's policy: its rows per GPU (``rows40``), what a measurement of the
+    training step states (config/gpu_measurements.yaml) to be picked for it."""
+    return f"rows{rows}"
+
+
+def unfit_note(e: grid.Entry, rows: int) -> str:
+    """What a training row says when its rows per GPU do not fit the GPU: the same run (its run
+    id) at fewer rows per GPU, where its identity allows one."""
+    g = e.identity["params"]["batch_size"]  # its InfoNCE group (ablate.bridge.grid.placement)
+    if g < rows:
+        how = (
+            f"the same run (its run id) at {g} rows per GPU: bridge.resources.train.gpu "
+            f"{e.identity.get('processes', 1)}, batch_size {g}, infonce_group null"
+        )
+    else:
+        how = f"{rows} rows per GPU are its InfoNCE group: no placement of this run has fewer"
+    return f"{how}; gradient accumulation (fewer rows per step on one GPU) is not built"
 
 
 def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> PlannedJob:

@@ -22,7 +22,7 @@ import pandas as pd
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.interruptions import interruption_overhead
 from ablate.core.planner.jobs import PlannedJob
-from ablate.core.planner.memory import fewest_gpus, memory_need_gb
+from ablate.core.planner.memory import fewest_gpus, measured_need_gb, memory_need_gb
 from ablate.core.planner.overheads import (
     downloads_on,
     job_overhead,
@@ -87,9 +87,11 @@ def _with_extras(
     ref: Reference,
     plan: dict,
     notes: list[str],
+    used: int,
 ) -> float | None:
     """``compute`` plus the seconds of the other work inside the job (``job.extra``), each at its
-    own rate; None when any part has no rate. Each part's seconds go into ``notes``."""
+    own rate on the job's ``used`` GPUs; None when any part has no rate. Each part's seconds go
+    into ``notes``."""
     for x in job.extra:  # other work inside the job, at its own rate
         part = replace(
             job,
@@ -100,7 +102,7 @@ def _with_extras(
         )
         xtp = pick_throughput(part, s.gpu, ms, ref, plan)
         # an extra may scale otherwise than its kind (the bridge's sharded evaluations)
-        xs = 1 + (s.count - 1) * plan["scaling"][x.get("scaling_key") or x["kind"]]
+        xs = 1 + (used - 1) * plan["scaling"][x.get("scaling_key") or x["kind"]]
         if compute is None or not xtp.tok_s_per_gpu:
             notes.append(f"{x['what']}: no rate ({xtp.source})")
             compute = None
@@ -157,7 +159,13 @@ def job_row(
     speedup = 1 + (used - 1) * eff
     job_s, job_what = job_overhead(job, s, params, plan, ref, downloads)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
-    need, need_what = memory_need_gb(job, params, plan, used)
+    measured = measured_need_gb(job, tp.measurement, plan)
+    if measured is not None:
+        need, need_what = measured
+    else:
+        need, need_what = memory_need_gb(job, params, plan, used)
+        if job.memory_measured:
+            need_what += f"; no measured peak at {job.policy}: activations not counted"
     mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
     fits = "n/a" if mem is None else ("yes" if need <= mem else "no")
     on = f"on {used} GPU{'s' if used > 1 else ''}"
@@ -172,7 +180,7 @@ def job_row(
         if job.sharded and job.kind == "train":
             notes.append(SHARDED_EFFICIENCY)
     compute = job.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and job.tokens else None
-    compute = _with_extras(compute, job, s, ms, ref, plan, notes)
+    compute = _with_extras(compute, job, s, ms, ref, plan, notes, used)
     if fits == "no":
         why = f"does not fit: needs {need:.3g} GB per GPU {on} > {mem} GB ({s.gpu})"
         if job.sharded and job.kind == "train":
@@ -182,6 +190,8 @@ def job_row(
                 if n
                 else f"; fits on no {s.gpu} machine of up to {MOST_GPUS} GPUs"
             )
+        elif job.unfit_note:
+            why += f"; {job.unfit_note}"
         notes.insert(0, why)
         compute = None
     est_job = None if compute is None else compute + job_s

@@ -77,6 +77,9 @@ class Measurement:
     #: measured with ``compile_layers`` on (regional torch.compile; ~1.16x on the packed seed
     #: step): a job prefers a measurement of its own setting (absent: off)
     compile_layers: bool = False
+    #: peak GPU memory of the measured work (GB; None: not recorded): the memory a job of the
+    #: same kind and policy needs per GPU where it asks for it (``PlannedJob.memory_measured``)
+    peak_memory_gb: float | None = None
 
 
 @dataclass
@@ -152,6 +155,7 @@ class Reference:
                     flops_per_token=m.get("flops_per_token"),
                     packing=m.get("packing"),
                     compile_layers=bool(m.get("compile_layers", False)),
+                    peak_memory_gb=m.get("peak_memory_gb"),
                 )
             )
         overheads = []

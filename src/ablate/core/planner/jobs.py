@@ -60,6 +60,12 @@ class PlannedJob:
     #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token
     flops_per_token: float | None = None
     trainable_params: float | None = None  # None: all params train (memory check, train kind)
+    #: its memory per GPU is the peak measured for its work: that of the measurement its rate
+    #: comes from, where that one is of its own kind and policy (the bridge: its rows per GPU)
+    #: and records ``peak_memory_gb`` (memory check, :func:`.memory.measured_need_gb`)
+    memory_measured: bool = False
+    #: what its row adds when it does not fit the GPU (the study's way to a fit); None: nothing
+    unfit_note: str | None = None
     scaling_key: str | None = None  # the plan.scaling key of its multi-GPU speedup (None: kind)
     #: GPUs it runs on (its ``gpu`` resource), capped at the setup's; None: all of the setup's
     gpus: int | None = None

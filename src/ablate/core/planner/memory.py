@@ -13,6 +13,7 @@ with the tokens of one forward (``PlannedJob.forward_tokens``), the hidden size 
 
 from __future__ import annotations
 
+from ablate.core.planner.inputs import Measurement
 from ablate.core.planner.jobs import PlannedJob
 from ablate.core.planner.overheads import DTYPE_BYTES, OPTIM_STATES
 
@@ -112,6 +113,25 @@ def memory_need_gb(job: PlannedJob, params: float, plan: dict, gpus: int = 1) ->
         act, act_what = activation_gb(job)
         need, what = need + act, f"{what} + {act_what}"
     return need * (1 + margin), f"{what} + {margin:.0%} margin"
+
+
+def measured_need_gb(
+    job: PlannedJob, m: Measurement | None, plan: dict
+) -> tuple[float, str] | None:
+    """GPU memory per GPU of ``job`` from the peak measured for its work (GB) x (1 +
+    plan.memory_margin), and how it was counted; None where it asks for none
+    (``memory_measured``) or ``m`` (the measurement its rate comes from) is not of its kind and
+    policy or records no peak. A data-parallel job's processes each hold one process's rows, so
+    the peak of one GPU at those rows is the peak per GPU."""
+    if not job.memory_measured or m is None or m.peak_memory_gb is None:
+        return None
+    if m.kind != job.kind or m.policy != job.policy:
+        return None
+    margin = plan["memory_margin"]
+    return m.peak_memory_gb * (1 + margin), (
+        f"the measured peak {m.peak_memory_gb:g} GB of its rate's measurement ({m.kind}, "
+        f"{m.policy}, on {m.gpu}) + {margin:.0%} margin"
+    )
 
 
 def fewest_gpus(job: PlannedJob, params: float, plan: dict, memory: float, most: int) -> int | None:
