@@ -202,7 +202,7 @@ def test_gpu_pool_smoke_report_flags_a_job_on_a_gpu_it_was_not_given(tmp_path, c
 
 
 START = """
-import json, os, sys
+import gc, json, os, sys
 from types import SimpleNamespace
 from ablate import job_script
 from ablate.core import gpus
@@ -213,13 +213,15 @@ job_script.start(smk, "mask", imports=["heavy_probe"])
 import heavy_probe
 print(json.dumps({"claimed_at_import": heavy_probe.CLAIMED,
                   "visible": os.environ["CUDA_VISIBLE_DEVICES"],
-                  "nvml_check": os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")}), file=sys.__stdout__)
+                  "nvml_check": os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK"),
+                  "gc": gc.isenabled(), "frozen": gc.get_freeze_count() > 0}), file=sys.__stdout__)
 """
 
 
 def test_job_loads_its_modules_before_it_waits_for_a_gpu(tmp_path):
     """A job's heavy imports run before its GPU claim (a job waiting for a device has loaded its
-    libraries when the device frees) and CUDA stays uninitialised for the claim."""
+    libraries when the device frees) and CUDA stays uninitialised for the claim; what the imports
+    made is frozen out of Python's collections, which are on again."""
     (tmp_path / "heavy_probe.py").write_text(
         "import os\nfrom ablate.core import gpus\nCLAIMED = bool(os.environ.get(gpus.CLAIMED_ENV))\n"
     )
@@ -232,7 +234,9 @@ def test_job_loads_its_modules_before_it_waits_for_a_gpu(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr + (tmp_path / "job.log").read_text()
     rec = json.loads(out.stdout)
-    assert rec == {"claimed_at_import": False, "visible": "0", "nvml_check": "1"}
+    assert rec == {
+        "claimed_at_import": False, "visible": "0", "nvml_check": "1", "gc": True, "frozen": True
+    }  # fmt: skip
     assert "waited 0.0 s" in (tmp_path / "job.log").read_text()
 
 

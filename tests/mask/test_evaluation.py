@@ -294,3 +294,25 @@ def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
         for (a, _), (b, _) in zip(got[policy], expected):
             assert a == pytest.approx(b, abs=1e-4)
     assert abs(got["causal"][0][0] - got["prefix_bidir"][0][0]) > 1e-4
+
+
+def test_lm_eval_run_skips_its_environment_report(monkeypatch):
+    """lm-eval's run ends with torch's environment report (pip, lscpu and GPU queries in
+    subprocesses); the record drops it, so the run skips it, and lm-eval's own is back after."""
+    import lm_eval.evaluator as lm_evaluator
+
+    from ablate.mask import evaluation
+
+    report = lm_evaluator.add_env_info
+    seen = {}
+
+    def fake_simple_evaluate(**kw):
+        out = {}
+        lm_evaluator.add_env_info(out)  # as lm-eval's simple_evaluate does at its end
+        seen.update(out=out, seed=kw["random_seed"])
+        return out
+
+    monkeypatch.setattr(lm_evaluator, "simple_evaluate", fake_simple_evaluate)
+    evaluation._run_lm_eval(None, {"t": object()}, ["t"], None, None, 0, 7)
+    assert seen == {"out": {}, "seed": 7}  # no pretty_env_info, lm-eval's version, git hashes
+    assert lm_evaluator.add_env_info is report

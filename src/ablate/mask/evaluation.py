@@ -46,20 +46,26 @@ def _doc_indices(task_objs: dict[str, Any], limits: dict[str, int | None]) -> di
 
 def _run_lm_eval(lm, task_objs, tasks, task_manager, samples_idx, bootstrap_iters, seed) -> dict:
     """lm-eval's run of the tasks on ``lm``, every seed it takes set to ``seed``."""
-    from lm_eval import simple_evaluate
+    import lm_eval.evaluator as evaluator
 
-    return simple_evaluate(
-        model=lm,
-        tasks=[task_objs[t] for t in tasks],
-        task_manager=task_manager,
-        samples=samples_idx,
-        log_samples=True,
-        bootstrap_iters=bootstrap_iters,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
-    )
+    # lm-eval ends a run with torch's environment report (pip list, lscpu and GPU queries in
+    # subprocesses: 0.5 s a run); the record drops it and keeps its own provenance
+    report, evaluator.add_env_info = evaluator.add_env_info, lambda results: None
+    try:
+        return evaluator.simple_evaluate(
+            model=lm,
+            tasks=[task_objs[t] for t in tasks],
+            task_manager=task_manager,
+            samples=samples_idx,
+            log_samples=True,
+            bootstrap_iters=bootstrap_iters,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
+    finally:
+        evaluator.add_env_info = report
 
 
 def _model_block(model: str | os.PathLike, model_id: str | None, revision: str | None) -> dict:
