@@ -25,7 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 #: the result tables compared between revisions, and their columns that name a run, not a result
 TABLES = ["recovery.csv", "claims/mask.csv", "bridge/summary.csv", "bridge/claims.csv"]
-RUN_COLUMNS = ("run_id", "inputs")
+RUN_COLUMNS = ("run_id", "train_run_id", "inputs")
 
 
 def cpu() -> str:
