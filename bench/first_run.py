@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the result tables compared between revisions, and their columns that name a run, not a result
+#: the result tables compared between revisions, and their columns that name or time a run
 TABLES = ["recovery.csv", "claims/mask.csv", "bridge/summary.csv", "bridge/claims.csv"]
-RUN_COLUMNS = ("run_id", "train_run_id", "inputs")
+RUN_COLUMNS = ("run_id", "train_run_id", "inputs", "wall_s", "benchmark_s")
 
 
 def cpu() -> str:
@@ -64,7 +64,7 @@ def run(rev: str, cores: int) -> tuple[dict, pd.DataFrame, Path]:
 
 
 def same_results(a: Path, b: Path) -> bool:
-    """The result tables of two runs equal, columns that name a run aside."""
+    """The result tables of two runs equal, columns that name or time a run aside."""
     for name in TABLES:
         x, y = pd.read_csv(a / "results" / name), pd.read_csv(b / "results" / name)
         keep = [c for c in x.columns if c not in RUN_COLUMNS]
