@@ -41,8 +41,9 @@ def keep_freed_memory() -> None:
     the kernel when freed (and trims the heap's free top), so a CPU training step that frees and
     allocates the same activations every step pays page faults to zero them again: 21 of the
     embedded ``prepare_model``'s 76 s were system time, 2 with this
-    (bench/results/first_run_cpu.md). Here allocations below 1 GB come from the heap, and up to
-    1 GB of freed memory stays there for the next ones; a job's peak memory is unchanged."""
+    (bench/results/first_run_cpu.md). Here allocations below 1 GB come from the heap and what is
+    freed stays there for the next ones (up to 1 GB free at its top is kept, not returned): a
+    job's resident memory stays near its peak until it ends."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
