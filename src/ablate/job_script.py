@@ -37,8 +37,9 @@ from ablate import studies
 def keep_freed_memory() -> None:
     """glibc's malloc keeps what a job frees for its next allocation (Linux; elsewhere nothing).
 
-    By default glibc serves a tensor of 128 KB or more with its own ``mmap`` and returns it to
-    the kernel when freed (and trims the heap's free top), so a CPU training step that frees and
+    By default glibc serves a large tensor (above a threshold that starts at 128 KB and rises to
+    32 MB at most) with its own ``mmap`` and returns it to the kernel when freed (and trims the
+    heap's free top), so a CPU training step that frees and
     allocates the same activations every step pays page faults to zero them again: 21 of the
     embedded ``prepare_model``'s 76 s were system time, 2 with this
     (bench/results/first_run_cpu.md). Here allocations below 1 GB come from the heap and what is
