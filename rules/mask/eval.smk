@@ -18,6 +18,7 @@ rule eval_model:
     conda:
         "../../environment.yml"
     threads: res("eval", "threads")
+    priority: PRIORITY["eval"]
     resources:
         **resources_of("eval"),
     params:
