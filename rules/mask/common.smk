@@ -35,10 +35,6 @@ except ConfigError as exc:
 MODELS = mask_study.models(VARIANTS)
 # the mask study's resources: the config's `mask.resources` (its groups)
 res, resources_of = resource_helpers(MASK["resources"])
-# Snakemake's job priorities: the study's longest path (leakage probe -> finetune -> its
-# evaluations) starts first, so that on a few cores the bridge's short jobs fill in around it
-# rather than leave a finetune and its evaluations for last.
-PRIORITY = {"leakage": 10, "finetune": 10, "eval": 5}
 JOBS.extend(MASK_JOBS)
 
 

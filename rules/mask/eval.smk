@@ -18,7 +18,6 @@ rule eval_model:
     conda:
         "../../environment.yml"
     threads: res("eval", "threads")
-    priority: PRIORITY["eval"]
     resources:
         **resources_of("eval"),
     params:

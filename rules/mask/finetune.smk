@@ -20,7 +20,6 @@ rule finetune:
     conda:
         "../../environment.yml"
     threads: res("finetune", "threads")
-    priority: PRIORITY["finetune"]
     resources:
         **resources_of("finetune"),
     params:

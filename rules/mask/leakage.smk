@@ -18,7 +18,6 @@ rule leakage_probe:
     conda:
         "../../environment.yml"
     threads: res("leakage", "threads")
-    priority: PRIORITY["leakage"]
     resources:
         **resources_of("leakage"),
     params:
