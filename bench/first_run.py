@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablate.core import provenance, records
+
 ROOT = Path(__file__).resolve().parents[1]
 #: the result tables compared between revisions, and their columns that name or time a run
 TABLES = ["recovery.csv", "claims/mask.csv", "bridge/summary.csv", "bridge/claims.csv"]
@@ -29,10 +30,11 @@ RUN_COLUMNS = ("run_id", "train_run_id", "inputs", "wall_s", "benchmark_s")
 
 
 def cpu() -> str:
-    """The CPU's model name and whether it has AVX-512 (CPU times differ ~2x with it)."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if "model name" in ln), "")
-    return f"{name or platform.processor()}, {'with' if 'avx512f' in info else 'without'} AVX-512"
+    """The CPU's model and whether it has AVX-512 (CPU times differ ~2x with it)."""
+    info = provenance.cpu_info()
+    avx512 = (info["cpu_flags"] or {}).get("avx512f")
+    has = "unknown" if avx512 is None else "with" if avx512 else "without"
+    return f"{info['cpu_model']}, {has} AVX-512"
 
 
 def run(rev: str, cores: int) -> tuple[dict, pd.DataFrame, Path]:
@@ -49,10 +51,10 @@ def run(rev: str, cores: int) -> tuple[dict, pd.DataFrame, Path]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode:
         sys.exit(f"{rev}: snakemake failed\n{out.stderr[-3000:]}")
+    folder = where / "results/benchmarks"
     jobs = pd.DataFrame(
-        [{"job": str(p.relative_to(where / "results/benchmarks").with_suffix("")),
-          "s": float(pd.read_csv(p, sep="\t")["s"].iloc[-1])}
-         for p in (where / "results/benchmarks").rglob("*.tsv")]
+        [{"job": str(p.relative_to(folder).with_suffix("")), "s": records.benchmark_seconds(p)}
+         for p in folder.rglob("*.tsv")]
     )  # fmt: skip
     times = {
         "wall_s": wall,
