@@ -39,12 +39,11 @@ def keep_freed_memory() -> None:
 
     By default glibc serves a large tensor (above a threshold that starts at 128 KB and rises to
     32 MB at most) with its own ``mmap`` and returns it to the kernel when freed (and trims the
-    heap's free top), so a CPU training step that frees and
-    allocates the same activations every step pays page faults to zero them again: 21 of the
-    embedded ``prepare_model``'s 76 s were system time, 2 with this
-    (bench/results/first_run_cpu.md). Here allocations below 1 GB come from the heap and what is
-    freed stays there for the next ones (up to 1 GB free at its top is kept, not returned): a
-    job's resident memory stays near its peak until it ends."""
+    heap's free top), so a CPU training step that frees and allocates the same activations every
+    step pays page faults to zero them again: 21 of the embedded ``prepare_model``'s 76 s were
+    system time, 2 with this (bench/results/first_run_cpu.md). Here allocations below 1 GB come
+    from the heap and what is freed stays there for the next ones (up to 1 GB free at its top is
+    kept, not returned): a job's resident memory stays near its peak until it ends."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
