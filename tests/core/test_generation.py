@@ -268,3 +268,30 @@ def test_padded_batches_decode_alike_through_both_loops_with_hygiene():
         assert generation.generate(model, prompts, dec) != own
     finally:
         generation.embeds_repetition_penalty = plain
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_own_loop_hygiene_is_transformers_processors(n):
+    """The own loop's hygiene over the generated columns only (gather and scatter) gives exactly
+    transformers' processors' scores, bit for bit, at every step: repeated tokens, negative and
+    positive scores, and tokens that follow several n-grams, banned by one and not another."""
+    from transformers import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+    from ablate.core import decode_loop
+
+    g = torch.Generator().manual_seed(n)
+    b, vocab, steps = 6, 11, 40  # a small vocabulary: every step has repeats and conflicts
+    tokens = torch.randint(0, vocab, (b, steps), generator=g)
+    repeated_next = 0
+    for t in range(steps):
+        scores = torch.randn(b, vocab, generator=g)
+        seen = tokens[:, :t]
+        want = RepetitionPenaltyLogitsProcessor(1.1)(seen, scores.clone()) if t else scores.clone()
+        want = NoRepeatNGramLogitsProcessor(n)(seen, want) if t else want
+        got = decode_loop._repetition(scores.clone(), tokens, t, 1.1)
+        got = decode_loop._ngram_ban(got, tokens, t, n)
+        assert torch.equal(got, want), t
+        if t >= n:  # tokens that follow several n-grams
+            nxt = [seen[r, n - 1 :].tolist() for r in range(b)]
+            repeated_next += sum(len(set(x)) < len(x) for x in nxt)
+    assert repeated_next

@@ -5,7 +5,7 @@ At batch 1 on an H100 transformers' loop is bound by the host, not the GPU: 6.9 
 a 10 ms step, the rest the CUDA-graph launch, the dynamo guard and a synchronisation each step for
 its stopping check (bench/results/bridge_speed_h100.md). Here every step stays on the device: the
 greedy token is chosen there, the hygiene (repetition penalty and the n-gram ban, transformers'
-processors' arithmetic) works on fixed-shape device tensors, every step has the same shapes (a
+processors' arithmetic) works on the generated columns only, every step has the same shapes (a
 [B, cache length] mask, the cache position a tensor), and the loop asks the host whether every
 row has stopped once per ``CHECK_EVERY`` steps; tokens past a row's EOS are the pad token, as
 transformers writes them, and the caller trims them (``generation.trim``).
@@ -37,14 +37,25 @@ def _step_fn(model):
     return _COMPILED[key]
 
 
-def _repetition(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """transformers' RepetitionPenaltyLogitsProcessor on the tokens marked in ``seen`` [B, V]."""
-    return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
+def _repetition(scores: torch.Tensor, tokens: torch.Tensor, t: int, penalty: float) -> torch.Tensor:
+    """transformers' RepetitionPenaltyLogitsProcessor, in place, over the ``t`` tokens generated so
+    far (of the [B, max_new] ``tokens``): its own gather, ``where`` and scatter of those columns,
+    so a step touches t columns of a row, not all V (at batch 64 a dense pass over [B, V] moved
+    ~0.4 GB a step)."""
+    if t == 0:
+        return scores
+    seen = tokens[:, :t]
+    picked = scores.gather(1, seen)
+    picked = torch.where(picked < 0, picked * penalty, picked / penalty)
+    return scores.scatter_(1, seen, picked)
 
 
 def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
-    """transformers' NoRepeatNGramLogitsProcessor over the ``t`` tokens generated so far (of the
-    [B, max_new] ``tokens``): a token that would repeat an n-gram of them is -inf."""
+    """transformers' NoRepeatNGramLogitsProcessor, in place, over the ``t`` tokens generated so far
+    (of the [B, max_new] ``tokens``): a token that would repeat an n-gram of them is -inf. The
+    ban is a scatter of min(score, -inf) at the banned tokens and min(score, +inf) elsewhere, so
+    a token that follows several n-grams, banned by one and not another, is banned whatever order
+    the scatter takes them in."""
     if t + 1 < n:
         return scores
     seq = tokens[:, :t]
@@ -54,8 +65,8 @@ def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
     for j in range(n - 1):
         match &= seq[:, j : j + starts] == last[:, j : j + 1]
     nxt = seq[:, n - 1 : n - 1 + starts]
-    ban = torch.zeros_like(scores).scatter_add_(1, nxt, match.to(scores.dtype)) > 0
-    return scores.masked_fill(ban, float("-inf"))
+    bound = torch.where(match, float("-inf"), float("inf")).to(scores.dtype)
+    return scores.scatter_reduce_(1, nxt, bound, "amin")
 
 
 @torch.no_grad()
@@ -74,7 +85,6 @@ def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> to
     full[:, :width] = mask
     positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
     tokens = torch.full((b, steps), dec.pad_token_id, dtype=torch.long, device=dev)
-    seen = torch.zeros(b, model.config.get_text_config().vocab_size, dtype=torch.bool, device=dev)
     done = torch.zeros(b, dtype=torch.bool, device=dev)
     out = model(
         inputs_embeds=embeds,
@@ -85,17 +95,16 @@ def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> to
         logits_to_keep=1,
         use_cache=True,
     )
-    logits = out.logits[:, -1].float()
+    logits = out.logits[:, -1].to(torch.float32, copy=True)  # hygiene writes in place
     step = _step_fn(model)
     pos = positions[:, -1:] + 1
     at = torch.tensor([width], device=dev)
     for t in range(steps):
         if hygiene:
-            logits = _repetition(logits, seen, hygiene["repetition_penalty"])
+            logits = _repetition(logits, tokens, t, hygiene["repetition_penalty"])
             logits = _ngram_ban(logits, tokens, t, hygiene["no_repeat_ngram_size"])
         nxt = logits.argmax(-1).masked_fill(done, dec.pad_token_id)
         tokens[:, t] = nxt
-        seen.scatter_(1, nxt[:, None], True)
         if dec.eos_token_id is not None:
             done |= nxt == dec.eos_token_id
             if (t + 1) % CHECK_EVERY == 0 and bool(done.all()):
@@ -114,7 +123,7 @@ def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> to
                 use_cache=True,
             )
             .logits[:, -1]
-            .float()
+            .to(torch.float32, copy=True)
         )
         pos, at = pos + 1, at + 1
     return tokens

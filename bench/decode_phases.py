@@ -1,0 +1,131 @@
+"""Where one engine decode call's time goes at a batch: the prefill (the prompts' forward, eager)
+and the steps, for the engine as it is and two variants, each against transformers' loop on the
+same left-padded prompts (rows whose tokens are equal).
+
+    PYTHONPATH=src:bench python bench/decode_phases.py --batches 64 512
+
+Variants: ``engine`` (``ablate.core.generation.generate``, its own loop: the hygiene over the
+generated columns only), ``dense`` (the same loop with the hygiene as it was before: dense
+passes over every row's whole vocabulary each step), ``prefill`` (the engine with its prefill
+compiled by Inductor, no CUDA graphs: an experiment, not the engine). Per variant: the call's seconds, the
+prefill's (the same call with one new token and the same cache length), the steps' milliseconds
+each ((call - prefill) / (new - 1)), new tokens/s, and the first call's seconds with its
+compiles (warm-up). Random-init Llama-3.1-8B, bf16; ``--shape
+tiny`` runs on the CPU (a check of the script, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+import torch
+from bench_generate import _dec
+from bridge_work import build_lm, setup
+
+from ablate.core import decode_loop, generation
+
+_SPARSE = (decode_loop._repetition, decode_loop._ngram_ban)
+
+
+def _dense_repetition(scores, tokens, t, penalty):
+    """The hygiene before: the penalty as a ``where`` over every row's whole vocabulary."""
+    seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, tokens[:, :t], True)
+    return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
+
+
+def _dense_ngram_ban(scores, tokens, t, n):
+    """The n-gram ban before: a [B, V] mask built and applied each step."""
+    if t + 1 < n:
+        return scores
+    seq = tokens[:, :t]
+    last, starts = seq[:, t - (n - 1) :], t - n + 1
+    match = torch.ones(seq.shape[0], starts, dtype=torch.bool, device=seq.device)
+    for j in range(n - 1):
+        match &= seq[:, j : j + starts] == last[:, j : j + 1]
+    nxt = seq[:, n - 1 : n - 1 + starts]
+    ban = torch.zeros_like(scores).scatter_add_(1, nxt, match.to(scores.dtype)) > 0
+    return scores.masked_fill(ban, float("-inf"))
+
+
+class CompiledPrefill:
+    """``model`` with its prefill (``model(...)``) compiled; its steps compile ``model.forward``
+    as the engine does."""
+
+    def __init__(self, model):
+        self._model = model
+        self._prefill = torch.compile(lambda **kw: model(**kw), dynamic=False)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def __call__(self, **kw):
+        return self._prefill(**kw)
+
+
+def timed(fn) -> float:
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[64])
+    ap.add_argument(
+        "--variants", nargs="+", default=["engine", "dense", "prefill"],
+        choices=["engine", "dense", "prefill"],
+    )  # fmt: skip
+    ap.add_argument("--new", type=int, default=128)
+    ap.add_argument("--shape", choices=["real", "tiny"], default="real", help="tiny: a CPU check")
+    a = ap.parse_args()
+    s = setup(a.shape)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    target = build_lm(
+        s.cfgs["target"], torch.bfloat16 if dev.type == "cuda" else torch.float32, dev
+    )
+    p = {**s.p, "max_new_tokens": a.new}
+    d = target.config.hidden_size
+    gpu = torch.cuda.get_device_name() if dev.type == "cuda" else "CPU"
+    print(
+        f"# {gpu}, torch {torch.__version__}; {a.new} new tokens, "
+        "hygiene on, prompts of 135-150 embeddings (left-padded)\n"
+    )
+    print("| batch | variant | rows equal to transformers' loop | call s | prefill ms | "
+          "ms/step | new tok/s | warm-up s |\n|---|---|---|---|---|---|---|---|", flush=True)  # fmt: skip
+    for b in a.batches:
+        g = torch.Generator().manual_seed(1000 + b)
+        prompts = [
+            (torch.randn(150 - i % 16, d, generator=g) * 0.02).to(dev, target.dtype)
+            for i in range(b)
+        ]
+        dec = replace(_dec(p, b), static=True, exact_lengths=False, cache_len=150 + a.new)
+        ref = generation.generate(target, prompts, replace(dec, own_loop=False))
+        for name in a.variants:
+            decode_loop._repetition, decode_loop._ngram_ban = (
+                (_dense_repetition, _dense_ngram_ban) if name == "dense" else _SPARSE
+            )
+            model = CompiledPrefill(target) if name == "prefill" else target
+            one = replace(dec, max_new_tokens=1)
+            t0 = time.perf_counter()
+            got = generation.generate(model, prompts, dec)  # warm-up: compiles
+            generation.generate(model, prompts, one)
+            warm = time.perf_counter() - t0
+            same = sum(x == y for x, y in zip(got, ref, strict=True))
+            call = timed(lambda m=model, x=prompts, d=dec: generation.generate(m, x, d))
+            pre = timed(lambda m=model, x=prompts, o=one: generation.generate(m, x, o))
+            step = (call - pre) / (a.new - 1)
+            print(
+                f"| {b} | {name} | {same}/{b} | {call:.3f} | {1e3 * pre:.1f} | "
+                f"{1e3 * step:.2f} | {b * a.new / call:.0f} | {warm:.1f} |",
+                flush=True,
+            )
+    decode_loop._repetition, decode_loop._ngram_ban = _SPARSE
+
+
+if __name__ == "__main__":
+    main()
