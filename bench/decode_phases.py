@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import torch
 from bench_generate import _dec
-from bridge_work import build_lm, setup
+from bridge_work import build_lm, setup, sync
 
 from ablate.core import decode_loop, generation
 
@@ -37,14 +37,10 @@ def _dense_repetition(scores, tokens, t, penalty):
 
 def _dense_ngram_ban(scores, tokens, t, n):
     """The n-gram ban before: a [B, V] mask built and applied each step."""
-    if t + 1 < n:
+    followers = decode_loop.ngram_followers(tokens, t, n)
+    if followers is None:
         return scores
-    seq = tokens[:, :t]
-    last, starts = seq[:, t - (n - 1) :], t - n + 1
-    match = torch.ones(seq.shape[0], starts, dtype=torch.bool, device=seq.device)
-    for j in range(n - 1):
-        match &= seq[:, j : j + starts] == last[:, j : j + 1]
-    nxt = seq[:, n - 1 : n - 1 + starts]
+    nxt, match = followers
     ban = torch.zeros_like(scores).scatter_add_(1, nxt, match.to(scores.dtype)) > 0
     return scores.masked_fill(ban, float("-inf"))
 
@@ -64,12 +60,11 @@ class CompiledPrefill:
         return self._prefill(**kw)
 
 
-def timed(fn) -> float:
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
-    sync()
+def timed(device, fn) -> float:
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    sync()
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -104,20 +99,20 @@ def main() -> None:
             for i in range(b)
         ]
         dec = replace(_dec(p, b), static=True, exact_lengths=False, cache_len=150 + a.new)
+        one = replace(dec, max_new_tokens=1)
         ref = generation.generate(target, prompts, replace(dec, own_loop=False))
         for name in a.variants:
             decode_loop._repetition, decode_loop._ngram_ban = (
                 (_dense_repetition, _dense_ngram_ban) if name == "dense" else _SPARSE
             )
             model = CompiledPrefill(target) if name == "prefill" else target
-            one = replace(dec, max_new_tokens=1)
             t0 = time.perf_counter()
             got = generation.generate(model, prompts, dec)  # warm-up: compiles
             generation.generate(model, prompts, one)
             warm = time.perf_counter() - t0
             same = sum(x == y for x, y in zip(got, ref, strict=True))
-            call = timed(lambda m=model, x=prompts, d=dec: generation.generate(m, x, d))
-            pre = timed(lambda m=model, x=prompts, o=one: generation.generate(m, x, o))
+            call = timed(dev, lambda m=model, x=prompts, d=dec: generation.generate(m, x, d))
+            pre = timed(dev, lambda m=model, x=prompts, o=one: generation.generate(m, x, o))
             step = (call - pre) / (a.new - 1)
             print(
                 f"| {b} | {name} | {same}/{b} | {call:.3f} | {1e3 * pre:.1f} | "

@@ -280,9 +280,9 @@ def test_own_loop_hygiene_is_transformers_processors(n):
     from ablate.core import decode_loop
 
     g = torch.Generator().manual_seed(n)
-    b, vocab, steps = 6, 11, 40  # a small vocabulary: every step has repeats and conflicts
+    b, vocab, steps = 6, 11, 40  # a small vocabulary: repeats and conflicts at most steps
     tokens = torch.randint(0, vocab, (b, steps), generator=g)
-    repeated_next = 0
+    conflicts = 0
     for t in range(steps):
         scores = torch.randn(b, vocab, generator=g)
         seen = tokens[:, :t]
@@ -291,7 +291,9 @@ def test_own_loop_hygiene_is_transformers_processors(n):
         got = decode_loop._repetition(scores.clone(), tokens, t, 1.1)
         got = decode_loop._ngram_ban(got, tokens, t, n)
         assert torch.equal(got, want), t
-        if t >= n:  # tokens that follow several n-grams
-            nxt = [seen[r, n - 1 :].tolist() for r in range(b)]
-            repeated_next += sum(len(set(x)) < len(x) for x in nxt)
-    assert repeated_next
+        followers = decode_loop.ngram_followers(tokens, t, n)
+        if followers is not None:  # a token after a banned n-gram and after one that is not
+            for nxt, match in zip(*followers, strict=True):
+                banned = set(nxt[match].tolist())
+                conflicts += len(banned & set(nxt[~match].tolist()))
+    assert conflicts

@@ -50,21 +50,32 @@ def _repetition(scores: torch.Tensor, tokens: torch.Tensor, t: int, penalty: flo
     return scores.scatter_(1, seen, picked)
 
 
-def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
-    """transformers' NoRepeatNGramLogitsProcessor, in place, over the ``t`` tokens generated so far
-    (of the [B, max_new] ``tokens``): a token that would repeat an n-gram of them is -inf. The
-    ban is a scatter of min(score, -inf) at the banned tokens and min(score, +inf) elsewhere, so
-    a token that follows several n-grams, banned by one and not another, is banned whatever order
-    the scatter takes them in."""
+def ngram_followers(tokens: torch.Tensor, t: int, n: int):
+    """(next, match) over the ``t`` tokens generated so far (of the [B, max_new] ``tokens``):
+    ``next`` [B, t - n + 1] the token after each n-1 tokens, ``match`` whether those n-1 tokens
+    are the last n-1, so ``next`` would repeat an n-gram (transformers' NoRepeatNGram rule);
+    None before the first whole n-gram."""
     if t + 1 < n:
-        return scores
+        return None
     seq = tokens[:, :t]
     last = seq[:, t - (n - 1) :]  # the n-1 tokens the next one would extend
     starts = t - n + 1  # n-grams seq[i : i + n], i < starts
     match = torch.ones(seq.shape[0], starts, dtype=torch.bool, device=seq.device)
     for j in range(n - 1):
         match &= seq[:, j : j + starts] == last[:, j : j + 1]
-    nxt = seq[:, n - 1 : n - 1 + starts]
+    return seq[:, n - 1 : n - 1 + starts], match
+
+
+def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
+    """transformers' NoRepeatNGramLogitsProcessor, in place, over the ``t`` tokens generated so far
+    (of the [B, max_new] ``tokens``): a token that would repeat an n-gram of them is -inf. The
+    ban is a scatter of min(score, -inf) at the banned tokens and min(score, +inf) elsewhere, so
+    a token that follows several n-grams, banned by one and not another, is banned whatever order
+    the scatter takes them in."""
+    followers = ngram_followers(tokens, t, n)
+    if followers is None:
+        return scores
+    nxt, match = followers
     bound = torch.where(match, float("-inf"), float("inf")).to(scores.dtype)
     return scores.scatter_reduce_(1, nxt, bound, "amin")
 
