@@ -7,11 +7,14 @@ same left-padded prompts (rows whose tokens are equal).
 Variants: ``engine`` (``ablate.core.generation.generate``, its own loop: the hygiene over the
 generated columns only), ``dense`` (the same loop with the hygiene as it was before: dense
 passes over every row's whole vocabulary each step), ``prefill`` (the engine with its prefill
-compiled by Inductor, no CUDA graphs: an experiment, not the engine). Per variant: the call's seconds, the
+compiled by Inductor, no CUDA graphs: an experiment, not the engine), ``strided`` (the engine with
+its head given transformers' strided last-token view: ``generation.contiguous_head`` off; the
+reference loop keeps it on). Per variant: the call's seconds, the
 prefill's (the same call with one new token and the same cache length), the steps' milliseconds
 each ((call - prefill) / (new - 1)), new tokens/s, and the first call's seconds with its
 compiles (warm-up). Random-init Llama-3.1-8B, bf16; ``--shape
-tiny`` runs on the CPU (a check of the script, not a measurement).
+tiny`` runs on the CPU (a check of the script, not a measurement). ``--profile N``: after the
+table, the engine's prefill at each batch under torch's profiler, its N costliest kernels.
 """
 
 from __future__ import annotations
@@ -68,15 +71,29 @@ def timed(device, fn) -> float:
     return time.perf_counter() - t0
 
 
+def profile_prefill(model, prompts, one, dev, top: int) -> None:
+    """The engine's prefill (one new token) under torch's profiler: its ``top`` costliest
+    operators by self device time, as the profiler's table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        timed(dev, lambda: generation.generate(model, prompts, one))
+    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    print(f"\n{len(prompts)} rows, the prefill's costliest operators:\n")
+    print(prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[64])
     ap.add_argument(
         "--variants", nargs="+", default=["engine", "dense", "prefill"],
-        choices=["engine", "dense", "prefill"],
+        choices=["engine", "dense", "prefill", "strided"],
     )  # fmt: skip
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--shape", choices=["real", "tiny"], default="real", help="tiny: a CPU check")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="the prefill's N top ops")
     a = ap.parse_args()
     s = setup(a.shape)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -105,6 +122,7 @@ def main() -> None:
             decode_loop._repetition, decode_loop._ngram_ban = (
                 (_dense_repetition, _dense_ngram_ban) if name == "dense" else _SPARSE
             )
+            generation.CONTIGUOUS_HEAD = name != "strided"
             model = CompiledPrefill(target) if name == "prefill" else target
             t0 = time.perf_counter()
             got = generation.generate(model, prompts, dec)  # warm-up: compiles
@@ -119,7 +137,10 @@ def main() -> None:
                 f"{1e3 * step:.2f} | {b * a.new / call:.0f} | {warm:.1f} |",
                 flush=True,
             )
-    decode_loop._repetition, decode_loop._ngram_ban = _SPARSE
+        decode_loop._repetition, decode_loop._ngram_ban = _SPARSE
+        generation.CONTIGUOUS_HEAD = True
+        if a.profile:
+            profile_prefill(target, prompts, one, dev, a.profile)
 
 
 if __name__ == "__main__":

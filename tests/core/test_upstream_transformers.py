@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import LlamaConfig, LlamaForCausalLM, RepetitionPenaltyLogitsProcessor
 
 WORKAROUND = "ablate.core.generation.embeds_repetition_penalty"
@@ -55,3 +56,41 @@ def test_generate_from_embeddings_exempts_padded_rows_first_tokens_from_the_repe
     out = proc(torch.tensor([[7, 8, 9, 10], [7, 8, 9, 10]]), scores.clone())
     assert out[0, 7:11].tolist() == pytest.approx([1 / 1.5] * 4)
     assert out[1, 7:10].tolist() == [1.0] * 3 and out[1, 10] == pytest.approx(1 / 1.5)
+
+
+class _Ops(TorchDispatchMode):
+    """The aten operators run inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def head_ops(model, ids) -> list[str]:
+    """The matrix products of ``model``'s last-token logits (``logits_to_keep=1``) of ``ids``."""
+    with torch.no_grad(), _Ops() as mode:
+        model(ids, logits_to_keep=1)
+    return [op for op in mode.ops if op in ("aten.bmm", "aten.mm", "aten.addmm")]
+
+
+def test_a_frozen_models_last_token_head_runs_as_a_bmm_over_copies_of_its_weight(monkeypatch):
+    """``logits_to_keep`` hands the head ``hidden[:, -1:, :]`` (non-contiguous for B > 1); torch
+    folds it into one mm only while the weight requires a gradient, so a frozen model's head is a
+    bmm over B stride-0 copies of the weight (``ablate.core.generation.contiguous_head``)."""
+    from ablate.core import generation
+
+    model = tiny_llama(16, 32, layers=1, heads=2, kv_heads=1, vocab=100)
+    ids = torch.randint(1, 100, (3, 5))
+    assert head_ops(model, ids)[-1] == "aten.mm"  # trainable: folded
+    model.requires_grad_(False)
+    assert head_ops(model, ids)[-1] == "aten.bmm"  # frozen: the upstream behaviour
+    full = model(ids).logits[:, -1]
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("cuda")))
+    generation.contiguous_head(model)  # as on CUDA
+    assert head_ops(model, ids)[-1] == "aten.mm"
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, logits_to_keep=1).logits[:, -1], full)

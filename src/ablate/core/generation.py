@@ -24,6 +24,9 @@ EOS, in the callers' order.
   batch. The compiled step attends with the query heads packed onto the grouped KV heads
   (``DECODE_ATTENTION``), not over copies of the cache. Larger GPU batches (unmeasured) and the
   CPU: the eager loop with a dynamic cache (on CPU compiling costs more than it saves).
+- **The head's input** (CUDA): made contiguous before the lm_head (:func:`contiguous_head`, an
+  upstream workaround), so a frozen model's last-token logits are one mm, not a bmm over copies
+  of its weight.
 
 transformers' own ``generate`` is used rather than a home-made loop: it is what the study ran
 before (the same greedy step, the same hygiene processors, token for token), and it already
@@ -135,6 +138,33 @@ def use_packed_attention(model) -> None:
     model.set_attn_implementation(DECODE_ATTENTION)
 
 
+#: False: the head's input as transformers passes it (bench/decode_phases.py's ``strided`` variant)
+CONTIGUOUS_HEAD = True
+
+
+def _contiguous_input(module, args):
+    if CONTIGUOUS_HEAD:
+        return (args[0].contiguous(), *args[1:])
+    return None
+
+
+def contiguous_head(model) -> None:
+    """Work around a transformers/torch slowdown (transformers 5.23, torch 2.11-2.13;
+    tests/core/test_upstream_transformers.py shows it): given ``logits_to_keep``, a causal LM
+    passes its head ``hidden[:, -k:, :]``, a non-contiguous view for a batch of rows, and
+    torch's matmul folds such a view into one matrix only when the weight requires a gradient.
+    A frozen model's head then runs as a bmm over B stride-0 copies of its weight: at a prefill of
+    64 prompts on an H100, 23 ms reading Llama-3.1-8B's 1 GB head 64 times
+    (bench/results/bridge_speed_h100.md, section 8). A forward pre-hook makes the input
+    contiguous: one mm. Only on CUDA, where the bridge decodes; the CPU's embedded items keep
+    their kernels (and so their tokens)."""
+    head = model.get_output_embeddings()
+    if head is None or model.device.type != "cuda" or getattr(head, "_contiguous_input", False):
+        return
+    head.register_forward_pre_hook(_contiguous_input)
+    head._contiguous_input = True
+
+
 def uses_static(model, dec: Decoding) -> bool:
     if dec.static is not None:
         return dec.static
@@ -177,6 +207,7 @@ def trim(row: list[int], eos_token_id: int | None) -> list[int]:
 @torch.no_grad()
 def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
     """One ``model.generate`` call on a padded batch: new tokens [B, N] (N <= max_new_tokens)."""
+    contiguous_head(model)
     key = "input_ids" if batch.dim() == 2 else "inputs_embeds"
     if dec.own_loop and key == "inputs_embeds" and "max_cache_len" in extra:
         from ablate.core import decode_loop
