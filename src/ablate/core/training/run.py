@@ -15,6 +15,7 @@ from transformers import TrainerState
 
 from ablate.core import checkpoint, io, parallel, provenance
 from ablate.core.phases import Phases
+from ablate.core.training import vocab_rows
 from ablate.core.training.callbacks import StopRules
 from ablate.core.training.params import TrainingError, save_dtype
 from ablate.core.training.trainer import (
@@ -176,6 +177,14 @@ def train_run(
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
     head_loss = _corpus_head_loss(params, train_dataset, eval_dataset)
+    rows = None
+    if head_loss is not None:
+        pad = getattr(tokenizer, "pad_token_id", None)
+        table = model.get_input_embeddings().weight.shape[0]
+        rows = vocab_rows.cut(model, head_loss.ids, params, extra=[pad])
+        steps = f"the data's {len(rows.ids)} of {table} rows" if rows else f"all {table} rows"
+        why = "" if rows else f" ({vocab_rows.why_not(model, params)})"
+        print(f"[{label}] loss_vocab: corpus: each step covers {steps}{why}", flush=True)
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
     resume_from = _resume_point(ckpt_dir, run.run_key)
     with phases("build_trainer"):
@@ -205,6 +214,8 @@ def train_run(
             )
     else:
         _final_eval(trainer, state, phases)
+    if rows is not None:
+        rows.restore()
     trainer.gather_weights()  # a sharded model's weights onto rank 0 (every rank joins)
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.global_step}

@@ -58,27 +58,26 @@ def vocab_head_loss(token_ids) -> Any:
 
     The embedded model keeps Tekken's 131072-row lm_head, but its corpus uses a few hundred ids:
     scoring only those rows makes a CPU pretraining step ~14x faster (bench/tools/world_search.py). The
-    other rows are neither scored nor trained; evaluation still uses the full head. A target
-    outside ``token_ids`` is an error, not a silent skip."""
+    other rows are neither scored nor trained (:mod:`ablate.core.training.vocab_rows` then leaves
+    them out of the step too); evaluation still uses the full head. A target outside
+    ``token_ids`` is an error, not a silent skip. The loss's ``ids``: the sorted ids."""
     ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
-    tables: dict = {}  # per (device, vocabulary size): the ids there, token id -> row among them
+    on: dict = {}  # per device: the ids there
 
     def loss(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch.Tensor):
-        key = (hidden.device, lm_head.out_features)
-        if key not in tables:
-            index = ids.to(hidden.device)
-            remap = torch.full((key[1],), -1, dtype=torch.long, device=hidden.device)
-            remap[index] = torch.arange(len(index), device=hidden.device)
-            tables[key] = index, remap
-        index, remap = tables[key]
-        local = remap[targets]
-        if bool((local < 0).any()):
-            bad = sorted(set(targets[local < 0].tolist()))[:5]
+        here = on.setdefault(hidden.device, ids.to(hidden.device))
+        local = torch.searchsorted(here, targets).clamp_(max=len(here) - 1)
+        outside = here[local] != targets
+        if bool(outside.any()):
+            bad = sorted(set(targets[outside].tolist()))[:5]
             raise TrainingConfigError(f"loss_vocab: target token id(s) {bad} are outside it")
+        rows = getattr(lm_head, "row_ids", None)  # a head cut to some rows (vocab_rows.RowHead)
+        index = here if rows is None else torch.searchsorted(rows, here)
         bias = None if lm_head.bias is None else lm_head.bias[index]
         logits = F.linear(hidden, lm_head.weight[index], bias)
         return F.cross_entropy(logits.float(), local, reduction="sum")
 
+    loss.ids = ids
     return loss
 
 

@@ -1,0 +1,109 @@
+"""A run with ``loss_vocab: corpus`` trains only the rows of a tied embedding its data uses.
+
+The embedded model keeps Tekken's 131,072-row tied embedding, and the corpus loss
+(:func:`ablate.core.training.trainer.vocab_head_loss`) scores only the few hundred ids its data
+holds. Every other row gets gradient 0, and an elementwise optimizer without weight decay
+updates it by exactly 0. A step over the whole [V, d] table still zero-fills two gradients of its
+size (the head's gather, the embedding's lookup), adds them, takes their norm for the clip and
+runs AdamW over all of them: about half of a CPU pretraining step (bench/results/first_run_cpu.md).
+
+:func:`cut` puts one [k, d] parameter of the used rows in the table's place: the input ids are
+remapped to its rows, and the head is a linear layer over it. :meth:`Rows.restore` writes the
+rows back and restores the model's own modules. The weights equal those of training the whole
+table bit for bit on the CPU (tests/core/test_vocab_rows.py): each row's gradient sums the same
+terms in the same order, AdamW works element by element, and the clip's norm adds the same
+squares in the same vector lanes, because a row of d floats (d a multiple of 16) fills whole
+vectors. On a GPU the norm's reduction is split by size, so the clip factor can differ in its
+last bit.
+
+Nothing is cut where the other rows would move (weight decay, Adafactor's factored statistics),
+where the table is not tied, or where the run is data-parallel (sharded modules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ablate.core import parallel
+
+#: the optimizers (``optim``) whose update of a row with gradient 0 and no state is exactly 0
+ELEMENTWISE = ("adamw_torch", "adamw_torch_fused", "sgd")
+
+
+class RowEmbedding(nn.Embedding):
+    """The embedding over the rows ``ids`` (sorted global token ids): ids in, rows looked up."""
+
+    def __init__(self, weight: nn.Parameter, ids: torch.Tensor, padding_idx: int | None):
+        super().__init__(weight.shape[0], weight.shape[1], padding_idx=padding_idx, _weight=weight)
+        self.weight = weight  # the head's Parameter itself (``_weight`` is wrapped in a new one)
+        self.register_buffer("ids", ids, persistent=False)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        local = torch.searchsorted(self.ids, input_ids).clamp_(max=len(self.ids) - 1)
+        if not bool((self.ids[local] == input_ids).all()):
+            bad = sorted(set(input_ids[self.ids[local] != input_ids].tolist()))[:5]
+            raise ValueError(f"loss_vocab: corpus: input token id(s) {bad} are outside the data's")
+        return super().forward(local)
+
+
+class RowHead(nn.Linear):
+    """The head over the rows ``ids``: its logits are those rows' (``row_ids`` names them)."""
+
+    def __init__(self, weight: nn.Parameter, ids: torch.Tensor):
+        super().__init__(weight.shape[1], weight.shape[0], bias=False)
+        self.weight = weight
+        self.register_buffer("row_ids", ids, persistent=False)
+
+
+class Rows:
+    """A model whose tied table is cut to ``ids``; :meth:`restore` puts it back, trained."""
+
+    def __init__(self, model, ids: torch.Tensor):
+        self.model = model
+        self.embedding = model.get_input_embeddings()
+        self.head = model.get_output_embeddings()
+        table = self.embedding.weight
+        self.ids = ids.to(table.device)
+        weight = nn.Parameter(table.detach()[self.ids].clone(), requires_grad=table.requires_grad)
+        pad = self.embedding.padding_idx
+        local_pad = None if pad is None else int(torch.searchsorted(self.ids, torch.tensor(pad)))
+        model.set_input_embeddings(RowEmbedding(weight, self.ids, local_pad))
+        model.set_output_embeddings(RowHead(weight, self.ids))
+        self.weight = weight
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        self.embedding.to(self.weight.device)  # the Trainer may have moved the model
+        self.embedding.weight[self.ids] = self.weight.to(self.embedding.weight.dtype)
+        self.model.set_input_embeddings(self.embedding)
+        self.model.set_output_embeddings(self.head)
+
+
+def why_not(model, params: dict[str, Any]) -> str | None:
+    """Why this run's table cannot be cut (None: it can)."""
+    if params.get("loss_vocab") != "corpus":
+        return "the loss scores every row"
+    if parallel.world_size() > 1:
+        return "data-parallel"
+    if params.get("optim") not in ELEMENTWISE or params.get("weight_decay", 0) != 0:
+        return f"optim {params.get('optim')} with weight_decay {params.get('weight_decay')} moves every row"
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    if not isinstance(head, nn.Linear) or head.bias is not None or head.weight is not emb.weight:
+        return "the embedding and the head are not one tied table"
+    return None
+
+
+def cut(model, ids: Iterable[int], params: dict[str, Any], extra: Iterable[int | None] = ()):
+    """``model``'s tied table cut to the rows ``ids`` and ``extra`` (e.g. the padding id the
+    collator writes), or None where :func:`why_not` says it cannot be."""
+    if why_not(model, params) is not None:
+        return None
+    keep = set(int(i) for i in ids) | {int(i) for i in extra if i is not None}
+    pad = model.get_input_embeddings().padding_idx
+    if pad is not None:
+        keep.add(int(pad))
+    return Rows(model, torch.tensor(sorted(keep), dtype=torch.long))
