@@ -775,6 +775,78 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     assert moved[used].all() and moved.sum() == len(used)  # only the corpus' rows learn
 
 
+def test_pretrain_on_the_corpus_rows_alone_gives_the_whole_tables_weights_bit_for_bit(
+    tekken_dir, tmp_path, monkeypatch, capsys
+):
+    """``loss_vocab: corpus`` trains a table of the data's rows in the tied 131k-row table's place
+    (ablate.core.training.vocab_rows): the saved weights are those of stepping the whole table,
+    bit for bit, clipped steps included (the first gradient norm is above max_grad_norm 1)."""
+    from ablate.core.training import vocab_rows
+
+    corpus = tmp_path / "corpus.jsonl"
+    rows = synthetic_rows(30, seed=2)
+    corpus.write_text("".join(json.dumps({"text": r["output"]}) + "\n" for r in rows))
+    params = {"max_steps": 6, "batch_size": 2, "max_seq_len": 32, "eval_size": 1}
+    params |= {"eval_steps": 6, "logging_steps": 1, "learning_rate": 3e-3, "weight_decay": 0.0}
+    params = resolve_params(
+        {**params, "loss_vocab": "corpus", "optim": "adamw_torch_fused"}, "pretrain"
+    )
+
+    def run(name):
+        out = tmp_path / name
+        summary = pretrain(
+            corpus=corpus, tokenizer_dir=tekken_dir, arch={"num_hidden_layers": 1},
+            params=params, out_dir=out,
+        )  # fmt: skip
+        return summary, weights(out / "final")
+
+    cut, cut_weights = run("cut")
+    assert "each step covers the data's" in capsys.readouterr().out
+    monkeypatch.setattr(vocab_rows, "cut", lambda *a, **k: None)
+    whole, whole_weights = run("whole")
+    assert "each step covers all 131072 rows" in capsys.readouterr().out
+    assert cut["curves"]["train"][0]["grad_norm"] > params["max_grad_norm"]  # a clipped step
+    assert cut["curves"]["train"] == whole["curves"]["train"]
+    assert cut_weights.keys() == whole_weights.keys()
+    for name, w in whole_weights.items():
+        assert torch.equal(cut_weights[name], w), name
+
+
+def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
+    from ablate.core.training import vocab_rows
+    from ablate.mask import tiny
+
+    model = tiny.build_tiny_model(tiny.tiny_ministral3_config(num_hidden_layers=1), seed=0)
+    ok = {"loss_vocab": "corpus", "optim": "adamw_torch_fused", "weight_decay": 0.0}
+    assert vocab_rows.why_not(model, ok) is None
+    assert "every row" in vocab_rows.why_not(model, {**ok, "loss_vocab": "full"})
+    assert "moves every row" in vocab_rows.why_not(model, {**ok, "weight_decay": 0.1})
+    assert "moves every row" in vocab_rows.why_not(model, {**ok, "optim": "adafactor"})
+    masters = {**ok, "master_weights": True, "model_dtype": "bfloat16"}
+    assert "master" in vocab_rows.why_not(model, masters)
+    untied = tiny.build_tiny_model(
+        tiny.tiny_ministral3_config(num_hidden_layers=1, tie_word_embeddings=False), seed=0
+    )
+    assert "not one tied table" in vocab_rows.why_not(untied, ok)
+    table = model.get_input_embeddings().weight.detach().clone()
+    rows = vocab_rows.cut(model, [5, 900, 17], ok)
+    pad = model.config.pad_token_id
+    assert rows.ids.tolist() == sorted({5, 17, 900, pad})  # the padding row too
+    ids = torch.tensor([[900, 5, 17]])
+    assert torch.equal(model.get_input_embeddings()(ids), table[ids])
+    with pytest.raises(ValueError, match=r"\[6\] are outside"):
+        model.get_input_embeddings()(torch.tensor([[5, 6]]))
+    with torch.no_grad():
+        rows.weight.add_(1.0)
+    rows.restore()
+    after = model.get_input_embeddings().weight
+    assert after is model.get_output_embeddings().weight  # tied again
+    assert torch.equal(after[rows.ids], table[rows.ids] + 1.0)
+    others = torch.ones(len(table), dtype=torch.bool)
+    others[rows.ids] = False
+    assert torch.equal(after[others], table[others])
+
+
 @pytest.mark.parametrize("vocab", ["full", "corpus"])
 def test_finetune_loss_vocab_corpus_trains_only_the_pairs_rows(
     tiny_model_dir, sft_file, tmp_path, vocab

@@ -143,7 +143,8 @@ CONTIGUOUS_HEAD = True
 
 
 def _contiguous_input(module, args):
-    if CONTIGUOUS_HEAD:
+    # eager only: a compiled step lays its tensors out itself, and keeps the graph it had
+    if CONTIGUOUS_HEAD and not torch.compiler.is_compiling():
         return (args[0].contiguous(), *args[1:])
     return None
 

@@ -16,5 +16,6 @@ resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpu
 ``CoreTrainer``, ``build_trainer``, the final save), ``adafactor`` (HF Adafactor's update compiled per
 parameter, the masters' optimizer on CUDA, and the sharded step), ``sharding`` (FSDP2 sharding of a
 run in N > 1 processes, its Trainer adapter), ``speed`` (regional compilation), ``watchdog`` (a
-stalled run fails within a bound), ``run`` (``train_run``: one run start to end).
+stalled run fails within a bound), ``vocab_rows`` (a ``loss_vocab: corpus`` run's step over the
+data's rows of a tied embedding only), ``run`` (``train_run``: one run start to end).
 """

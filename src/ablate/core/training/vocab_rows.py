@@ -10,14 +10,15 @@ runs AdamW over all of them: about half of a CPU pretraining step (bench/results
 :func:`cut` puts one [k, d] parameter of the used rows in the table's place: the input ids are
 remapped to its rows, and the head is a linear layer over it. :meth:`Rows.restore` writes the
 rows back and restores the model's own modules. The weights equal those of training the whole
-table bit for bit on the CPU (tests/core/test_vocab_rows.py): each row's gradient sums the same
+table bit for bit on the CPU (tests/mask/test_training.py): each row's gradient sums the same
 terms in the same order, AdamW works element by element, and the clip's norm adds the same
 squares in the same vector lanes, because a row of d floats (d a multiple of 16) fills whole
 vectors. On a GPU the norm's reduction is split by size, so the clip factor can differ in its
 last bit.
 
 Nothing is cut where the other rows would move (weight decay, Adafactor's factored statistics),
-where the table is not tied, or where the run is data-parallel (sharded modules).
+where the table is not tied, where the run is data-parallel (sharded modules) or where the
+optimizer keeps fp32 master copies (they, not the table, are the weights saved).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from ablate.core import parallel
+from ablate.core.training.params import master_weights_enabled
 
 #: the optimizers (``optim``) whose update of a row with gradient 0 and no state is exactly 0
 ELEMENTWISE = ("adamw_torch", "adamw_torch_fused", "sgd")
@@ -91,6 +93,8 @@ def why_not(model, params: dict[str, Any]) -> str | None:
         return "data-parallel"
     if params.get("optim") not in ELEMENTWISE or params.get("weight_decay", 0) != 0:
         return f"optim {params.get('optim')} with weight_decay {params.get('weight_decay')} moves every row"
+    if "master_weights" in params and master_weights_enabled(params):
+        return "fp32 master weights (the optimizer's copies are the weights saved)"
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     if not isinstance(head, nn.Linear) or head.bias is not None or head.weight is not emb.weight:
         return "the embedding and the head are not one tied table"
