@@ -828,13 +828,15 @@ def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
         tiny.tiny_ministral3_config(num_hidden_layers=1, tie_word_embeddings=False), seed=0
     )
     assert "not one tied table" in vocab_rows.why_not(untied, ok)
+    odd = tiny.build_tiny_model(tiny.tiny_ministral3_config(num_hidden_layers=1, hidden_size=72))
+    assert "not whole vectors" in vocab_rows.why_not(odd, ok)
     table = model.get_input_embeddings().weight.detach().clone()
     rows = vocab_rows.cut(model, [5, 900, 17], ok)
     pad = model.config.pad_token_id
     assert rows.ids.tolist() == sorted({5, 17, 900, pad})  # the padding row too
     ids = torch.tensor([[900, 5, 17]])
     assert torch.equal(model.get_input_embeddings()(ids), table[ids])
-    with pytest.raises(ValueError, match=r"\[6\] are outside"):
+    with pytest.raises(TrainingConfigError, match=r"\[6\] are outside"):
         model.get_input_embeddings()(torch.tensor([[5, 6]]))
     with torch.no_grad():
         rows.weight.add_(1.0)

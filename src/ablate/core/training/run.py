@@ -90,6 +90,20 @@ def _corpus_head_loss(params: dict[str, Any], train_dataset, eval_dataset):
     return vocab_head_loss(t for b in blocks for t in b)
 
 
+def _cut_table(model, tokenizer, head_loss, params: dict[str, Any], label: str):
+    """``loss_vocab: corpus``: the tied table cut to the data's rows where it can be
+    (:mod:`ablate.core.training.vocab_rows`). Returns (the cut or None, the rows a step covers)."""
+    table = model.get_input_embeddings().weight.shape[0]
+    pad = getattr(tokenizer, "pad_token_id", None)
+    rows = vocab_rows.cut(model, head_loss.ids, params, extra=[pad])
+    if rows is None:
+        covered = f"all {table} rows ({vocab_rows.why_not(model, params)})"
+    else:
+        covered = f"the data's {len(rows.ids)} of {table} rows"
+    print(f"[{label}] loss_vocab: corpus: each step covers {covered}", flush=True)
+    return rows, table if rows is None else len(rows.ids)
+
+
 def _resume_point(ckpt_dir: Path, run_key: dict[str, Any]) -> Path | None:
     """The last complete checkpoint of this run; data-parallel, rank 0 clears stale ones before
     the other ranks look."""
@@ -177,16 +191,12 @@ def train_run(
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
     head_loss = _corpus_head_loss(params, train_dataset, eval_dataset)
-    rows = None
-    if head_loss is not None:
-        pad = getattr(tokenizer, "pad_token_id", None)
-        table = model.get_input_embeddings().weight.shape[0]
-        rows = vocab_rows.cut(model, head_loss.ids, params, extra=[pad])
-        steps = f"the data's {len(rows.ids)} of {table} rows" if rows else f"all {table} rows"
-        why = "" if rows else f" ({vocab_rows.why_not(model, params)})"
-        print(f"[{label}] loss_vocab: corpus: each step covers {steps}{why}", flush=True)
+    rows, run_key = None, run.run_key
+    if head_loss is not None:  # a checkpoint holds the table as cut: resume only into that cut
+        rows, covered = _cut_table(model, tokenizer, head_loss, params, label)
+        run_key = {**run_key, "embedding_rows": covered}
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
-    resume_from = _resume_point(ckpt_dir, run.run_key)
+    resume_from = _resume_point(ckpt_dir, run_key)
     with phases("build_trainer"):
         trainer, stop_rules, throughput = run.build(
             TrainerSpec(params, ckpt_dir, label, head_loss=head_loss),

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ablate.core import parallel
-from ablate.core.training.params import master_weights_enabled
+from ablate.core.training.params import TrainingConfigError, master_weights_enabled
 
 #: the optimizers (``optim``) whose update of a row with gradient 0 and no state is exactly 0
 ELEMENTWISE = ("adamw_torch", "adamw_torch_fused", "sgd")
@@ -48,7 +48,7 @@ class RowEmbedding(nn.Embedding):
         local = torch.searchsorted(self.ids, input_ids).clamp_(max=len(self.ids) - 1)
         if not bool((self.ids[local] == input_ids).all()):
             bad = sorted(set(input_ids[self.ids[local] != input_ids].tolist()))[:5]
-            raise ValueError(f"loss_vocab: corpus: input token id(s) {bad} are outside the data's")
+            raise TrainingConfigError(f"loss_vocab: input token id(s) {bad} are outside the data's")
         return super().forward(local)
 
 
@@ -98,6 +98,8 @@ def why_not(model, params: dict[str, Any]) -> str | None:
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     if not isinstance(head, nn.Linear) or head.bias is not None or head.weight is not emb.weight:
         return "the embedding and the head are not one tied table"
+    if emb.weight.shape[1] % 16:  # a row of whole vectors: the clip's norm adds the same squares
+        return f"rows of {emb.weight.shape[1]} floats, not whole vectors of 16"
     return None
 
 
