@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 from ablate.mask.masks import POLICIES
 from ablate.mask.scoring import prepare, score_naive, score_requests
@@ -88,3 +89,20 @@ def test_truncation_matches_lm_eval():
 def test_unknown_policy(model):
     with pytest.raises(ValueError, match="unknown mask policy"):
         score_requests(model, [([1], [2])], "bidirectional")
+
+
+def test_greedy_is_argmax_with_ties():
+    """A target tied with an earlier maximum is not greedy (argmax takes the first)."""
+    from ablate.mask.scoring import _token_scores
+
+    head = torch.nn.Linear(4, 6, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(6, 4))
+        head.weight[5] = head.weight[1]  # row 5 ties row 1
+    hidden = torch.tensor([[0.0, 3.0, 0.0, 0.0]] * 3 + [[0.0, 0.0, 2.0, 0.0]])
+    targets = torch.tensor([1, 5, 2, 2])
+    logp, greedy = _token_scores(head, hidden, targets, None)
+    assert greedy.tolist() == [True, False, False, True]
+    logits = head(hidden)
+    assert greedy.tolist() == (logits.argmax(-1) == targets).tolist()
+    assert torch.equal(logp, logits.gather(1, targets[:, None])[:, 0] - logits.logsumexp(-1))
