@@ -95,11 +95,9 @@ def _cut_table(model, tokenizer, head_loss, params: dict[str, Any], label: str):
     (:mod:`ablate.core.training.vocab_rows`). Returns (the cut or None, the rows a step covers)."""
     table = model.get_input_embeddings().weight.shape[0]
     pad = getattr(tokenizer, "pad_token_id", None)
-    rows = vocab_rows.cut(model, head_loss.ids, params, extra=[pad])
-    if rows is None:
-        covered = f"all {table} rows ({vocab_rows.why_not(model, params)})"
-    else:
-        covered = f"the data's {len(rows.ids)} of {table} rows"
+    why = vocab_rows.why_not(model, params)
+    rows = None if why else vocab_rows.cut(model, head_loss.ids, extra=[pad])
+    covered = f"all {table} rows ({why})" if why else f"the data's {len(rows.ids)} of {table} rows"
     print(f"[{label}] loss_vocab: corpus: each step covers {covered}", flush=True)
     return rows, table if rows is None else len(rows.ids)
 

@@ -103,11 +103,9 @@ def why_not(model, params: dict[str, Any]) -> str | None:
     return None
 
 
-def cut(model, ids: Iterable[int], params: dict[str, Any], extra: Iterable[int | None] = ()):
+def cut(model, ids: Iterable[int], extra: Iterable[int | None] = ()) -> Rows:
     """``model``'s tied table cut to the rows ``ids`` and ``extra`` (e.g. the padding id the
-    collator writes), or None where :func:`why_not` says it cannot be."""
-    if why_not(model, params) is not None:
-        return None
+    collator writes); for a run :func:`why_not` finds nothing against."""
     keep = set(int(i) for i in ids) | {int(i) for i in extra if i is not None}
     pad = model.get_input_embeddings().padding_idx
     if pad is not None:
