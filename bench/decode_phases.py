@@ -1,5 +1,5 @@
 """Where one engine decode call's time goes at a batch: the prefill (the prompts' forward, eager)
-and the steps, for the engine as it is and two variants, each against transformers' loop on the
+and the steps, for the engine as it is and its variants, each against transformers' loop on the
 same left-padded prompts (rows whose tokens are equal).
 
     PYTHONPATH=src:bench python bench/decode_phases.py --batches 64 512
@@ -9,12 +9,16 @@ generated columns only), ``dense`` (the same loop with the hygiene as it was bef
 passes over every row's whole vocabulary each step), ``prefill`` (the engine with its prefill
 compiled by Inductor, no CUDA graphs: an experiment, not the engine), ``strided`` (the engine with
 its head given transformers' strided last-token view: ``generation.contiguous_head`` off; the
-reference loop keeps it on). Per variant: the call's seconds, the
-prefill's (the same call with one new token and the same cache length), the steps' milliseconds
-each ((call - prefill) / (new - 1)), new tokens/s, and the first call's seconds with its
-compiles (warm-up). Random-init Llama-3.1-8B, bf16; ``--shape
-tiny`` runs on the CPU (a check of the script, not a measurement). ``--profile N``: after the
-table, the engine's prefill at each batch under torch's profiler, its N costliest kernels.
+reference loop keeps it on), ``fresh`` (the engine with a new KV cache each call, as before
+``decode_loop.cache`` kept one: ``generation.release`` before every call). A variant may be
+named more than once (the first one run pays for the compiles in its warm-up, not in its
+timings). Per variant: the call's seconds, the prefill's (the same call with one new token and
+the same cache length), the steps' milliseconds each ((call - prefill) / (new - 1)), new
+tokens/s, the CUDA graphs torch recorded during the timed call (each a synchronisation and a
+capture of the whole step), and the first call's seconds with its compiles (warm-up).
+Random-init Llama-3.1-8B, bf16; ``--shape tiny`` runs on the CPU (a check of the script, not a
+measurement). ``--profile N``: after the table, the engine's prefill at each batch under torch's
+profiler, its N costliest kernels.
 """
 
 from __future__ import annotations
@@ -63,6 +67,24 @@ class CompiledPrefill:
         return self._prefill(**kw)
 
 
+class Recordings:
+    """Counts the CUDA graphs torch's cudagraph trees record (the first of each compiled step,
+    and again whenever a static input such as the KV cache has moved)."""
+
+    def __init__(self):
+        self.n = 0
+        if torch.cuda.is_available():
+            from torch._inductor import cudagraph_trees as trees
+
+            record = trees.CUDAGraphTreeManager.record_function
+
+            def counted(manager, *args, **kwargs):
+                self.n += 1
+                return record(manager, *args, **kwargs)
+
+            trees.CUDAGraphTreeManager.record_function = counted
+
+
 def timed(device, fn) -> float:
     sync(device)
     t0 = time.perf_counter()
@@ -89,7 +111,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[64])
     ap.add_argument(
         "--variants", nargs="+", default=["engine", "dense", "prefill"],
-        choices=["engine", "dense", "prefill", "strided"],
+        choices=["engine", "dense", "prefill", "strided", "fresh"],
     )  # fmt: skip
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--shape", choices=["real", "tiny"], default="real", help="tiny: a CPU check")
@@ -108,7 +130,9 @@ def main() -> None:
         "hygiene on, prompts of 135-150 embeddings (left-padded)\n"
     )
     print("| batch | variant | rows equal to transformers' loop | call s | prefill ms | "
-          "ms/step | new tok/s | warm-up s |\n|---|---|---|---|---|---|---|---|", flush=True)  # fmt: skip
+          "ms/step | new tok/s | graphs recorded in the call | warm-up s |\n"
+          "|---|---|---|---|---|---|---|---|---|", flush=True)  # fmt: skip
+    recordings = Recordings()
     for b in a.batches:
         g = torch.Generator().manual_seed(1000 + b)
         prompts = [
@@ -124,17 +148,25 @@ def main() -> None:
             )
             generation.CONTIGUOUS_HEAD = name != "strided"
             model = CompiledPrefill(target) if name == "prefill" else target
+
+            def run(d, m=model, x=prompts, fresh=name == "fresh"):
+                if fresh:
+                    generation.release(m)
+                return generation.generate(m, x, d)
+
             t0 = time.perf_counter()
-            got = generation.generate(model, prompts, dec)  # warm-up: compiles
-            generation.generate(model, prompts, one)
+            got = run(dec)  # warm-up: compiles
+            run(one)
             warm = time.perf_counter() - t0
             same = sum(x == y for x, y in zip(got, ref, strict=True))
-            call = timed(dev, lambda m=model, x=prompts, d=dec: generation.generate(m, x, d))
-            pre = timed(dev, lambda m=model, x=prompts, o=one: generation.generate(m, x, o))
+            before = recordings.n
+            call = timed(dev, lambda r=run, d=dec: r(d))
+            recorded = recordings.n - before
+            pre = timed(dev, lambda r=run, o=one: r(o))
             step = (call - pre) / (a.new - 1)
             print(
                 f"| {b} | {name} | {same}/{b} | {call:.3f} | {1e3 * pre:.1f} | "
-                f"{1e3 * step:.2f} | {b * a.new / call:.0f} | {warm:.1f} |",
+                f"{1e3 * step:.2f} | {b * a.new / call:.0f} | {recorded} | {warm:.1f} |",
                 flush=True,
             )
         decode_loop._repetition, decode_loop._ngram_ban = _SPARSE

@@ -297,3 +297,37 @@ def test_own_loop_hygiene_is_transformers_processors(n):
                 banned = set(nxt[match].tolist())
                 conflicts += len(banned & set(nxt[~match].tolist()))
     assert conflicts
+
+
+def test_own_loop_keeps_its_cache_between_calls_of_one_shape():
+    """The own loop decodes every call of one (rows, cache length) into the same static cache,
+    reset (a new cache at new addresses has torch record the compiled step's CUDA graph again):
+    the tokens are those of a freshly allocated cache; another shape replaces the cache, and
+    ``release`` frees it."""
+    from test_upstream_transformers import tiny_llama
+
+    from ablate.core import decode_loop
+
+    model = tiny_llama(64, 128, layers=2, heads=4, kv_heads=2, vocab=96)
+    g = torch.Generator().manual_seed(2)
+    first, second = (
+        [torch.randn(12 - i % 5, 64, generator=g) * 0.5 for i in range(4)] for _ in "ab"
+    )
+    dec = generation.Decoding(
+        max_new_tokens=16, pad_token_id=0, eos_token_id=None, hygiene=True, batch_size=4,
+        static=True, exact_lengths=False, cache_len=40,
+    )  # fmt: skip
+
+    def keys():
+        return decode_loop._CACHES[model][1].layers[0].keys
+
+    generation.release(model)
+    alone = generation.generate(model, second, dec)  # a fresh cache
+    generation.generate(model, first, dec)
+    held = keys()
+    assert generation.generate(model, second, dec) == alone  # in the first call's cache, reset
+    assert keys() is held
+    generation.generate(model, second[:2], replace(dec, batch_size=2))
+    assert keys().shape[0] == 2  # another shape: another cache, the old one dropped
+    generation.release(model)
+    assert model not in decode_loop._CACHES

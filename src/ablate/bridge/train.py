@@ -33,7 +33,7 @@ from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
-from ablate.core import checkpoint, io, provenance
+from ablate.core import checkpoint, generation, io, provenance
 from ablate.core.training import speed
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
@@ -68,6 +68,7 @@ def _evaluate(pair: Pair, translator, items) -> list[dict[str, Any]]:
         return pair.evaluate_latent(translator, items)
     finally:
         translator.train(was_training)
+        generation.release(pair.target)  # the decode cache's memory back to the training
 
 
 def _batches(n: int, batch_size: int, seed: int):

@@ -11,11 +11,14 @@ row has stopped once per ``CHECK_EVERY`` steps; tokens past a row's EOS are the 
 transformers writes them, and the caller trims them (``generation.trim``).
 
 Prompts are input embeddings (soft-token prompts); the step is ``model.forward`` compiled by
-torch (``mode="reduce-overhead"``: CUDA graphs) on CUDA, eager elsewhere.
+torch (``mode="reduce-overhead"``: CUDA graphs) on CUDA, eager elsewhere. The static KV cache
+is kept between calls of one shape (:func:`cache`): the step's CUDA graph was recorded with the
+cache's addresses, and a cache at new addresses makes torch record it again.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -25,6 +28,8 @@ import torch
 CHECK_EVERY = 16
 
 _COMPILED: dict[int, Any] = {}
+#: each model's static KV cache for the last shape it decoded: model -> (shape, cache)
+_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _step_fn(model):
@@ -35,6 +40,33 @@ def _step_fn(model):
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
     return _COMPILED[key]
+
+
+def cache(model, rows: int, cache_len: int):
+    """``model``'s static KV cache of ``rows`` x ``cache_len`` slots, zeroed (transformers'
+    ``StaticCache.reset``). One is kept per model, for the last shape asked, because torch's
+    CUDA graphs of the compiled step read the cache where it was when they were recorded: a new
+    cache (transformers' ``generate`` allocates one each call) that the allocator places
+    elsewhere, after other work in between, has torch synchronise and record the step's graph
+    again inside the call: 21-35 ms of a 1.4 s call at batch 64 on an H100
+    (bench/results/bridge_speed_h100.md, section 9). :func:`release` frees it."""
+    from transformers import StaticCache
+
+    shape = (rows, cache_len, model.dtype, model.device)
+    held = _CACHES.get(model)
+    if held is not None and held[0] == shape:
+        held[1].reset()
+        return held[1]
+    release(model)  # the old cache's memory back before the new one is allocated
+    made = StaticCache(config=model.config, max_cache_len=cache_len)
+    _CACHES[model] = (shape, made)
+    return made
+
+
+def release(model) -> None:
+    """Free ``model``'s kept KV cache (:func:`cache`), e.g. before training resumes after an
+    evaluation; the next decode allocates one again."""
+    _CACHES.pop(model, None)
 
 
 def _repetition(scores: torch.Tensor, tokens: torch.Tensor, t: int, penalty: float) -> torch.Tensor:
@@ -86,12 +118,10 @@ def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> to
     ``embeds`` [B, T, d] with ``mask`` [B, T]: the tokens of transformers' greedy ``generate``
     with a static cache of ``cache_len`` and ``hygiene`` (``repetition_penalty`` and
     ``no_repeat_ngram_size``, or None), pad after each row's EOS."""
-    from transformers import StaticCache
-
     b, width = mask.shape
     dev, steps = embeds.device, dec.max_new_tokens
     cache_len = max(cache_len, width + steps)
-    cache = StaticCache(config=model.config, max_cache_len=cache_len)
+    kv = cache(model, b, cache_len)
     full = torch.zeros(b, cache_len, dtype=mask.dtype, device=dev)
     full[:, :width] = mask
     positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
@@ -101,7 +131,7 @@ def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> to
         inputs_embeds=embeds,
         attention_mask=full[:, :width],
         position_ids=positions,
-        past_key_values=cache,
+        past_key_values=kv,
         cache_position=torch.arange(width, device=dev),
         logits_to_keep=1,
         use_cache=True,
@@ -128,7 +158,7 @@ def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> to
                 input_ids=nxt[:, None],
                 attention_mask=full,
                 position_ids=pos,
-                past_key_values=cache,
+                past_key_values=kv,
                 cache_position=at,
                 logits_to_keep=1,
                 use_cache=True,

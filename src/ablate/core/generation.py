@@ -21,8 +21,10 @@ EOS, in the callers' order.
   one graph). The cache is sized once for the longest prompt of the call (``max_cache_len``) and
   every batch of a call is filled to the same number of rows (the last one with copies of its
   last row, dropped after), so the graph is compiled once per (batch, cache length), not per
-  batch. The compiled step attends with the query heads packed onto the grouped KV heads
-  (``DECODE_ATTENTION``), not over copies of the cache. Larger GPU batches (unmeasured) and the
+  batch. The engine's own loop keeps the cache between calls of one shape, so the step's CUDA
+  graph is not recorded again for each call (:func:`release` frees it). The compiled step
+  attends with the query heads packed onto the grouped KV heads (``DECODE_ATTENTION``), not
+  over copies of the cache. Larger GPU batches (unmeasured) and the
   CPU: the eager loop with a dynamic cache (on CPU compiling costs more than it saves).
 - **The head's input** (CUDA): made contiguous before the lm_head (:func:`contiguous_head`, an
   upstream workaround), so a frozen model's last-token logits are one mm, not a bmm over copies
@@ -164,6 +166,14 @@ def contiguous_head(model) -> None:
         return
     head.register_forward_pre_hook(_contiguous_input)
     head._contiguous_input = True
+
+
+def release(model) -> None:
+    """Free the KV cache the engine keeps for ``model`` between calls (an evaluation inside a
+    training loop gives its memory back to the training)."""
+    from ablate.core import decode_loop
+
+    decode_loop.release(model)
 
 
 def uses_static(model, dec: Decoding) -> bool:
