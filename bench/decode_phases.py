@@ -169,6 +169,8 @@ def main() -> None:
                 f"{1e3 * step:.2f} | {b * a.new / call:.0f} | {recorded} | {warm:.1f} |",
                 flush=True,
             )
+            if model is not target:  # the wrapper's own KV cache, beside the target's
+                generation.release(model)
         decode_loop._repetition, decode_loop._ngram_ban = _SPARSE
         generation.CONTIGUOUS_HEAD = True
         if a.profile:
