@@ -31,6 +31,12 @@ The workarounds, all in this module and pinned to the plugin version they were w
    backgrounds the whole ``&&`` list: its subshell keeps the SSH session's pipes open, so the
    start call returned only when the job ended (or failed at the runner's 3600 s SSH timeout),
    and nothing watched the job meanwhile. Here the ``&`` is inside a subshell of its own.
+8. Cancelled jobs. Every canceller (the spending bound, SIGTERM, Snakemake's ``cancel_jobs``)
+   sets a job's cancel event and then destroys its instance; the stock runner stops quietly only
+   when it sees the event before its next SSH call, so a poll already under way failed under the
+   destruction and reported the job failed, and (3) tried to fetch its log from the dead host.
+   A failure once the event is set is now the cancel's: no outcome, no log, as the stock
+   ``JobCancelled``.
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
 project's pinned requirements (except torch when the image has one), so the instance runs this
@@ -161,8 +167,9 @@ def offer_price(offer: dict, bid: float | None) -> float:
 
 
 class GuardedSSHJobRunner(SSHJobRunner):
-    """The stock SSH runner with workarounds (1) lost instance, (3) failed job's log and
-    (4) group outputs, and the job's Trainer checkpoints copied off the instance (6)."""
+    """The stock SSH runner with workarounds (1) lost instance, (3) failed job's log,
+    (4) group outputs and (8) cancelled jobs, and the job's Trainer checkpoints copied off the
+    instance (6)."""
 
     def _upload(self):
         super()._upload()
@@ -240,6 +247,9 @@ class GuardedSSHJobRunner(SSHJobRunner):
             self.job = job
 
     def _finish(self, outcome):
+        if outcome[0] != "success" and self.cancel_event.is_set():  # workaround (8)
+            self.executor._destroy_instance(self.instance_id)  # a no-op once the canceller has
+            return
         if outcome[0] != "success" and self.host and self.port and self.job.log:
             self._download_job_logs()
         if outcome[0] == "success" and getattr(self, "copies", None) is not None:

@@ -255,3 +255,33 @@ def test_spending_bound_reached_while_a_job_runs_stops_the_run(vast, tmp_path):
     assert rec["instances"] == 1 and rec["running"] == 0, rec
     # stopped at a status check soon after the bound (1 s apart): under 10 s past it at $0.01/s
     assert 0.61 <= rec["spent_usd"] < 0.71, rec
+
+
+@pytest.mark.parametrize("cancelled", [True, False])
+def test_a_failure_after_the_cancel_is_the_cancels(cancelled):
+    """The race behind a flaky stop (workaround 8): the spending bound sets the job's cancel
+    event and destroys its instance while the runner's poll is in SSH; that poll fails, and the
+    runner used to report the job failed and fetch its log from the dead host. Once the event is
+    set a failure is quiet (no outcome, no log, the instance destroyed); without it a failure is
+    reported with its log fetched, as before."""
+    import threading
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_ablate_vast.executor import GuardedSSHJobRunner
+
+    destroyed_ids, fetched = [], []
+    runner = GuardedSSHJobRunner.__new__(GuardedSSHJobRunner)
+    runner.cancel_event = threading.Event()
+    if cancelled:
+        runner.cancel_event.set()
+    runner.executor = SimpleNamespace(_destroy_instance=destroyed_ids.append)
+    runner.job_info = SimpleNamespace(aux={})
+    runner.instance_id, runner.host, runner.port = 7, "127.0.0.1", 22
+    runner.job = SimpleNamespace(log=["logs/gpu_step/1.log"])
+    runner._download_job_logs = lambda: fetched.append(True)
+    runner._finish(("error", "instance lost mid-job (API status 'destroyed')"))
+    assert destroyed_ids == [7]
+    if cancelled:
+        assert "outcome" not in runner.job_info.aux and not fetched
+    else:
+        assert runner.job_info.aux["outcome"][0] == "error" and fetched
