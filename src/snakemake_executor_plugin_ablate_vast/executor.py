@@ -248,7 +248,7 @@ class GuardedSSHJobRunner(SSHJobRunner):
 
     def _finish(self, outcome):
         if outcome[0] != "success" and self.cancel_event.is_set():  # workaround (8)
-            self.executor._destroy_instance(self.instance_id)  # a no-op once the canceller has
+            self.executor._destroy_instance(self.instance_id)  # no-op: the canceller did
             return
         if outcome[0] != "success" and self.host and self.port and self.job.log:
             self._download_job_logs()
