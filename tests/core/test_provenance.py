@@ -84,15 +84,20 @@ def test_a_stage_script_records_its_workflow_checkout(tmp_path, tiny_model_dir):
 def test_cpu_model_and_instruction_sets(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text(
-        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
-        "flags\t\t: fpu sse2 avx2 fma avx512f amx_tile amx_bf16\n\nprocessor\t: 1\n"
+        "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n"
+        "model name\t: Intel(R) Xeon(R) Platinum 8480+\nstepping\t: 2\n"
+        "flags\t\t: fpu sse2 avx2 fma avx512f amx_tile amx_bf16\n\n"
+        "processor\t: 1\nvendor_id\t: AuthenticAMD\n"
     )
     cpu = provenance.cpu_info(info)
     assert cpu["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert cpu["cpu_vendor"] == "GenuineIntel"
+    assert cpu["cpu_family_model_stepping"] == "6/207/2"  # a VM's generic name hides the model
     assert cpu["cpu_flags"]["avx2"] and cpu["cpu_flags"]["avx512f"] and cpu["cpu_flags"]["amx_bf16"]
     assert cpu["cpu_flags"]["avx512_bf16"] is False
     missing = provenance.cpu_info(tmp_path / "absent")
     assert missing["cpu_flags"] is None  # unknown, not "no AVX"
+    assert missing["cpu_vendor"] is None and missing["cpu_family_model_stepping"] is None
     hw = provenance.hardware()
     assert {"cpu_model", "cpu_flags", "torch_cpu_capability"} <= set(hw)
 
@@ -111,3 +116,60 @@ def test_changed_keys_name_the_edited_leaf():
     ]
     assert provenance.changed_keys({"a": 1}, {"a": True}) == ["a 1 -> true"]  # 1 == True in Python
     assert provenance.changed_keys({"l": [1, 2]}, {"l": [1]}) == ["l [1,2] -> [1]"]
+
+
+# the lines of torch.__config__.show() (torch 2.13, CPU wheel) that name the BLAS path
+TORCH_CONFIG = """PyTorch built with:
+  - Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605 for Intel(R) 64 ...
+  - Intel(R) MKL-DNN v3.12.0 (Git Hash 80afa71049cd69a3df32adcccb623b12cd7baa22)
+  - CPU capability usage: AVX512
+  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release, CUDA_FLAGS= -DCUDA_HAS_FP16=1 -Werror=format, \
+LAPACK_INFO=mkl, TORCH_VERSION=2.13.0, USE_MKL=ON,
+"""
+
+
+def test_the_blas_path_of_the_torch_build():
+    assert provenance.torch_build(TORCH_CONFIG) == {
+        "blas": "mkl",
+        "lapack": "mkl",
+        "mkl": "2024.2",
+        "onednn": "3.12.0",
+    }
+    openblas = "Build settings: BLAS_INFO=open, LAPACK_INFO=open, USE_MKL=OFF,"
+    assert provenance.torch_build(openblas) == {
+        "blas": "open",
+        "lapack": "open",
+        "mkl": None,
+        "onednn": None,
+    }
+
+
+def test_the_numerics_environment_is_recorded_and_nothing_else(monkeypatch):
+    """MKL_CBWR and the thread count change results on one CPU: the record names them; a token
+    in the environment never enters it."""
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("HF_TOKEN", "hf_FAKEnumericsToken")
+    numerics = provenance.hardware()["numerics"]
+    assert numerics["env"]["MKL_CBWR"] == "COMPATIBLE"
+    assert numerics["env"]["OMP_NUM_THREADS"] == "1"
+    assert "hf_FAKEnumericsToken" not in json.dumps(numerics)
+    assert numerics["blas"] and numerics["float32_matmul_precision"] == "highest"
+
+
+def test_diff_names_a_pinned_mkl_path(tmp_path, monkeypatch, capsys):
+    """Two runs on one machine, one with MKL's code path pinned: not "hardware: same"."""
+    from ablate.core import diff
+
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    records = []
+    for name, cbwr in (("a", None), ("b", "COMPATIBLE")):
+        if cbwr:
+            monkeypatch.setenv("MKL_CBWR", cbwr)
+        prov = provenance.collect(config_slice={"seed": 5}, run_id=f"run-{name}")
+        records.append(tmp_path / f"{name}.json")
+        records[-1].write_text(json.dumps({"macro": 0.5, "provenance": prov}))
+    assert diff.main([*map(str, records)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "hardware: 1 changed" in out
+    assert '  numerics.env.MKL_CBWR <absent> -> "COMPATIBLE"' in out

@@ -1,7 +1,8 @@
 """The provenance block every stage output carries: code, config, data, packages, hardware, time.
 
-Never records environment variables or command lines, so secrets (API keys, tokens) cannot leak
-into outputs through it.
+Never records command lines, and of the environment only the variables that change float results
+(:data:`NUMERICS_ENV_PREFIXES`, :data:`NUMERICS_ENV_NAMES`: MKL's, oneDNN's, OpenMP's, torch's
+dispatch, TF32 overrides), so secrets (API keys, tokens) cannot leak into outputs through it.
 
 The code is the workflow's checkout (the folder of the Snakefile), not the folder the library is
 installed from: a non-editable install has no git state, and an edit of a rule or a config in the
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 import uuid
@@ -166,12 +168,15 @@ def runtime_packages(root: str = "ablate") -> dict[str, str | None]:
 
 # Instruction-set extensions that change which float kernels run (and so the low bits of results).
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+CPU_SIGNATURE = ("cpu family", "model", "stepping")  # /proc/cpuinfo keys, x86
 
 
 def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
-    """The CPU model and which of CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere the model
-    from platform and flags None: unknown, not absent)."""
-    model, flags = None, None
+    """The CPU vendor, model, x86 family/model/stepping (the microarchitecture where a virtual
+    machine names a generic model) and which of CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere
+    the model from platform, the rest None: unknown, not absent)."""
+    vendor, model, flags = None, None, None
+    signature: dict[str, str] = {}
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
@@ -179,16 +184,106 @@ def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
-        if key in ("model name", "Model", "cpu model") and model is None:
+        if key in ("vendor_id", "CPU implementer") and vendor is None:
+            vendor = value.strip() or None
+        elif key in ("model name", "Model", "cpu model") and model is None:
             model = value.strip() or None
+        elif key in CPU_SIGNATURE and key not in signature:
+            signature[key] = value.strip()
         elif key in ("flags", "Features") and flags is None:
             flags = set(value.split())
         if model is not None and flags is not None:
-            break
+            break  # the first processor's block: vendor_id comes before both
     return {
+        "cpu_vendor": vendor,
         "cpu_model": model or platform.processor() or None,
+        "cpu_family_model_stepping": (
+            "/".join(signature[k] for k in CPU_SIGNATURE) if len(signature) == 3 else None
+        ),
         "cpu_flags": None if flags is None else {f: f in flags for f in CPU_FLAGS},
     }
+
+
+# Environment variables that change float results on one machine, recorded by name and value
+# (no other variable is): MKL's code path and instruction set (MKL_CBWR, MKL_ENABLE_INSTRUCTIONS),
+# oneDNN's (ONEDNN_MAX_CPU_ISA), thread counts (how a reduction is split), torch's kernel dispatch
+# (ATEN_CPU_CAPABILITY) and the GPU's TF32 and cuBLAS overrides.
+NUMERICS_ENV_PREFIXES = ("MKL_", "ONEDNN_", "DNNL_", "OMP_", "KMP_", "OPENBLAS_")
+NUMERICS_ENV_NAMES = frozenset(
+    {
+        "ATEN_CPU_CAPABILITY",
+        "NVIDIA_TF32_OVERRIDE",
+        "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+        "CUBLAS_WORKSPACE_CONFIG",
+    }
+)
+
+
+def numerics_env() -> dict[str, str]:
+    """The variables of NUMERICS_ENV_PREFIXES / NUMERICS_ENV_NAMES set in this process."""
+    return {
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k in NUMERICS_ENV_NAMES or k.startswith(NUMERICS_ENV_PREFIXES)
+    }
+
+
+def torch_build(config_text: str) -> dict[str, str | None]:
+    """The BLAS and LAPACK a torch build calls and its MKL and oneDNN versions, from the text of
+    ``torch.__config__.show()``; None where the build names none."""
+    settings = dict(re.findall(r"\b([A-Z_]+)=([^,\s]*)", config_text))
+    mkl = re.search(r"Math Kernel Library Version ([\d.]+)", config_text)
+    onednn = re.search(r"(?:MKL-DNN|oneDNN) v(\S+)", config_text)
+    return {
+        "blas": settings.get("BLAS_INFO") or None,
+        "lapack": settings.get("LAPACK_INFO") or None,
+        "mkl": mkl and mkl.group(1),
+        "onednn": onednn and onednn.group(1),
+    }
+
+
+@functools.cache
+def _torch_build() -> dict[str, str | None]:
+    import torch
+
+    return torch_build(torch.__config__.show())  # fixed for the process: parsed once
+
+
+def _tf32(legacy: Any, backend: Any) -> Any:
+    """A backend's TF32 switch: its legacy flag, or its ``fp32_precision`` where torch refuses
+    the legacy read (a job that set the new API)."""
+    try:
+        return legacy()
+    except RuntimeError:
+        return getattr(backend, "fp32_precision", None)
+
+
+def numerics() -> dict[str, Any]:
+    """What besides the CPU and torch's kernels changes float results: the BLAS/LAPACK and library
+    versions, torch's precision and determinism switches, on a GPU its TF32 and cuDNN flags, and
+    the NUMERICS_ENV variables. Read when the record is written: the switches a job set count."""
+    import torch
+
+    mkldnn_matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    out: dict[str, Any] = {
+        **_torch_build(),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "mkldnn_matmul_fp32_precision": getattr(mkldnn_matmul, "fp32_precision", None),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "env": numerics_env(),
+    }
+    if torch.cuda.is_available():
+        cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+        out |= {
+            "cuda_matmul_tf32": _tf32(lambda: cuda.allow_tf32, cuda),
+            "cuda_fp16_reduced_reduction": cuda.allow_fp16_reduced_precision_reduction,
+            "cuda_bf16_reduced_reduction": cuda.allow_bf16_reduced_precision_reduction,
+            "cudnn": cudnn.version(),
+            "cudnn_tf32": _tf32(lambda: cudnn.allow_tf32, cudnn),
+            "cudnn_benchmark": cudnn.benchmark,
+            "cudnn_deterministic": cudnn.deterministic,
+        }
+    return out
 
 
 def hardware() -> dict[str, Any]:
@@ -206,6 +301,7 @@ def hardware() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
         # the kernels torch dispatches to on this CPU (DEFAULT, AVX2, AVX512, ...)
         info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["numerics"] = numerics()
         if torch.cuda.is_available():
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
             info["cuda"] = torch.version.cuda
