@@ -246,7 +246,8 @@ def test_estimate_vs_actual_after_a_run(tmp_path):
     assert row(before, "1x cpu", "finetune/3A")["throughput_source"].startswith("flop-estimate")
     frozen_csv = tmp_path / "estimate.csv"
     planner.write_plan(planner.Plan(before, {}), frozen_csv)
-    after = planner.make_plan(config, root=EMBEDDED_RUN, frozen=pd.read_csv(frozen_csv)).table
+    plan = planner.make_plan(config, root=EMBEDDED_RUN, frozen=pd.read_csv(frozen_csv))
+    after = plan.table
     cpu = after[(after["setup"] == "1x cpu") & (after["job"] != planner.TOTAL)]
     assert cpu["actual_s"].notna().all()  # every job ran on the cpu
     r = row(after, "1x cpu", "finetune/5B")
@@ -269,6 +270,11 @@ def test_estimate_vs_actual_after_a_run(tmp_path):
     assert (gpu[gpu["job"] != planner.TOTAL]["status"] == "ran on 1x cpu").all()
     assert (cpu["status"] == "ran on this setup").all()
     assert total["status"] == "14 of 14 jobs ran, 14 with an actual time on this setup"
+    # the summary says why the frozen forecast missed: every job from the FLOP estimate
+    (line,) = [x for x in planner.summary_lines(plan) if "1x cpu:" in x]
+    assert "%: 14 of 14 finished jobs estimated from the FLOP estimate" in line
+    worst = cpu.loc[cpu["error_pct"].abs().idxmax()]
+    assert f"the largest miss {worst['job']} {worst['error_pct']:+.0f} %" in line
 
 
 def test_actuals_of_a_job_on_unplanned_hardware_get_their_own_row(tmp_path):

@@ -33,6 +33,7 @@ from ablate import studies
 from ablate.core import io, runcache, spend
 from ablate.core.jobs import Job
 from ablate.core.planner.files import PLAN_FILES
+from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
 from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 STATUS_FILE = "STATUS.md"  # under the config's results folder
@@ -220,14 +221,6 @@ def job_rows(
 # ---------------------------------------------------------------- forecast (the planners' tables)
 
 
-def _float(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if v != v else v
-
-
 def read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="") as f:
@@ -255,9 +248,12 @@ def planned_forecast(
     rows: list[Row],
     runtime_min: Callable[[Job], float],
 ) -> list[str]:
-    """A study's jobs not done: per GPU setup of the planner (plan.csv, else the frozen estimate),
-    their estimated hours and cost; without a plan of them, their requested runtimes
-    (``runtime_min(job)`` minutes: an upper bound)."""
+    """A study's jobs not done, in the planner's own figures (plan.csv, else the frozen
+    estimate): with every planned job left, each setup's TOTAL row as ``ablate plan`` prints it
+    (side by side on a multi-GPU machine, its boot included; "incomplete" and why where a job
+    has no estimate or does not fit); with some done, the left jobs' own estimates in sequence,
+    incomplete likewise. Without a plan of them, their requested runtimes (``runtime_min(job)``
+    minutes: an upper bound)."""
     left = [r.job for r in rows if r.status != "done"]
     if not left:
         return []
@@ -279,13 +275,35 @@ def planned_forecast(
             "requested runtimes"
         ]
     lines = []
-    for setup in dict.fromkeys(p["setup"] for p in planned):
-        mine = [p for p in planned if p["setup"] == setup]
-        est = sum(_float(p["est_s"]) or 0.0 for p in mine)
-        cost = [_float(p["est_cost_usd"]) for p in mine]
-        usd = f", ${sum(c for c in cost if c):.2f}" if any(cost) else ""
-        lines.append(f"- {study} on {setup}: {len(mine)} jobs, {est / 3600:.3g} h{usd}")
+    for total in (p for p in plan if p["job"] == TOTAL):
+        setup = total["setup"]
+        jobs = [p for p in plan if p["setup"] == setup and p["job"] != TOTAL]
+        mine = [p for p in jobs if p["job"] in names]
+        if not mine:
+            continue
+        if len(mine) == len(jobs):
+            text = total_text(total)
+            reason = error_reason(total, jobs)
+            text += f" ({reason})" if reason else ""
+        else:
+            text = _left_jobs_text(mine) + f" (of {len(jobs)} planned; the plan's whole run: "
+            text += total_text(total) + ")"
+        lines.append(f"- {study} on {setup}: {len(mine)} jobs left, {text}")
     return lines
+
+
+def _left_jobs_text(jobs: list[dict[str, str]]) -> str:
+    """The jobs left on one setup, their estimates in sequence: the TOTAL row's wording for a
+    subset the planner did not sum."""
+    missing = [p["job"] for p in jobs if number(p.get("est_s")) is None]
+    unfit = [p["job"] for p in jobs if p.get("fits_memory") == "no"]
+    note = (f"; no estimate for {', '.join(missing)}" if missing else "") + (
+        f" (does not fit in memory: {', '.join(unfit)})" if unfit else ""
+    )
+    est = None if missing else sum(number(p["est_s"]) for p in jobs)
+    costs = [number(p.get("est_cost_usd")) for p in jobs]
+    cost = None if missing or None in costs else sum(costs)
+    return total_text({"est_s": est, "est_cost_usd": cost, "note": "in sequence" + note})
 
 
 def render(

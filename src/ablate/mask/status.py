@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.jobs import Job
+from ablate.core.planner.totals import number
 from ablate.core.records import config_changes, recorded_config
 from ablate.core.seeds import spread_lines, verdict_line
-from ablate.core.status import Row, _float, planned_forecast, read_csv
+from ablate.core.status import Row, planned_forecast, read_csv
 from ablate.mask import study
 
 
@@ -77,7 +78,7 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
         r for r in read_csv(results / study.PATTERNS["recovery_csv"]) if r["task"] == "macro"
     ]
     for r in recovery:
-        rec = _float(r.get("recovered_fraction"))
+        rec = number(r.get("recovered_fraction"))
         lines.append(
             f"- stage {r['stage']} {r['variant']} under {r['eval_policy']}: macro "
             f"{float(r['score']):.3f}"

@@ -24,6 +24,7 @@ Modules, one concern each:
 ``actuals``        actual times, error and status of finished jobs
 ``plan``           make_plan: the above for one config
 ``output``         summary lines, plan.csv and its HTML view
+``totals``         a setup's total as text, for the summary and STATUS (import-light)
 ``cli``            ``ablate plan``
 ``files``          the planner's file names under a results folder (import-light)
 =================  ===============================================================================
@@ -45,7 +46,7 @@ _EXPORTS = {
     "load_config": "inputs",
     "PlanError": "inputs",
     "COLUMNS": "estimate",
-    "TOTAL": "estimate",
+    "TOTAL": "totals",
     "ACTUAL_COLUMNS": "actuals",
     "NOT_RUN": "actuals",
     "main": "cli",

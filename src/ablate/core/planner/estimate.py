@@ -32,6 +32,7 @@ from ablate.core.planner.overheads import (
 from ablate.core.planner.prices import Price
 from ablate.core.planner.schedule import Slot, makespan
 from ablate.core.planner.throughput import pick_throughput
+from ablate.core.planner.totals import TOTAL
 
 #: Column order of plan.csv (the contract with the report, the docs and the tests).
 COLUMNS = [
@@ -66,7 +67,6 @@ COLUMNS = [
     "status",
     "note",
 ]
-TOTAL = "TOTAL"  # the `job` of a setup's sum row
 MOST_GPUS = 8  # the largest machine a refusal looks for a fit on (Vast's largest hosts)
 #: What a sharded finetune's speedup rests on, said on its rows until a bench measures it.
 SHARDED_EFFICIENCY = (

@@ -9,15 +9,9 @@ import pandas as pd
 
 from ablate.core import io
 from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
-from ablate.core.planner.estimate import COLUMNS, SHARDED_EFFICIENCY, TOTAL
+from ablate.core.planner.estimate import COLUMNS, SHARDED_EFFICIENCY
 from ablate.core.planner.plan import Plan
-
-
-def _hms(s: float | None) -> str:
-    if s is None or pd.isna(s):
-        return "-"
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+from ablate.core.planner.totals import FLOP_ESTIMATE, TOTAL, error_reason, hms, total_text
 
 
 def failed_plan(message: str) -> Plan:
@@ -38,7 +32,7 @@ def summary_lines(p: Plan) -> list[str]:
     lines.append(f"prices captured at: {dates}")
     jobs = t[t["job"] != TOTAL]
     n_meas = jobs["throughput_source"].fillna("").str.startswith("measured").sum()
-    n_flop = jobs["throughput_source"].fillna("").str.startswith("flop-estimate").sum()
+    n_flop = jobs["throughput_source"].fillna("").str.startswith(FLOP_ESTIMATE).sum()
     lines.append(
         f"throughput: {n_meas} (setup, job) rows from measurements, {n_flop} from the FLOP estimate"
     )
@@ -57,19 +51,16 @@ def summary_lines(p: Plan) -> list[str]:
         lines.append(f"scaling: {SHARDED_EFFICIENCY} (plan.scaling.finetune_data_parallel)")
     lines += memory_lines(jobs)
     for _, r in t[t["job"] == TOTAL].iterrows():
-        if pd.isna(r["est_s"]):
-            cost = "incomplete: " + str(r["note"]).split("; ", 1)[-1]
-        else:
-            cost = "no price" if pd.isna(r["est_cost_usd"]) else f"${r['est_cost_usd']:.2f}"
         act = ""
         if not pd.isna(r.get("actual_s")):
-            act = f", actual job time {_hms(r['actual_s'])}"
+            act = f", actual job time {hms(r['actual_s'])}"
             if not pd.isna(r.get("error_pct")):
-                act += f" (estimate {r['error_pct']:+.0f} %)"
+                mine = jobs[jobs["setup"] == r["setup"]].to_dict("records")
+                act += f" ({error_reason(r, mine)})"
         bid = ""
         if not pd.isna(r.get("interruption_s")):
-            bid = f" (incl. {_hms(r['interruption_s'])} expected restarts after being outbid)"
-        lines.append(f"  {r['setup']:>14}: {_hms(r['est_s'])} total, {cost}{bid}{act}")
+            bid = f" (incl. {hms(r['interruption_s'])} expected restarts after being outbid)"
+        lines.append(f"  {r['setup']:>14}: {total_text(r)}{bid}{act}")
     for src in info["prices"]:
         if src.startswith("no price"):
             lines.append(f"  missing price: {src}")
@@ -136,7 +127,7 @@ def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None =
     if not html:
         return
     totals = p.table[p.table["job"] == TOTAL][[*TOTAL_VIEW, "status", "note"]].copy()
-    totals.insert(2, "est_h:m:s", totals["est_s"].map(_hms))
+    totals.insert(2, "est_h:m:s", totals["est_s"].map(hms))
     jobs = p.table[p.table["job"] != TOTAL][JOB_VIEW]
     head = "".join(f"<li>{line.strip()}</li>" for line in summary_lines(p))
     io.write_text(

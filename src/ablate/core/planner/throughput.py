@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ablate.core.planner.inputs import CPU, Measurement, Reference
 from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.totals import FLOP_ESTIMATE
 
 #: Matmul FLOPs per token per parameter: forward 2, forward + backward 6 (Kaplan et al. 2020).
 FLOPS_PER_PARAM_TOKEN = {"train": 6, "eval": 2, "probe": 2, "generate": 2}
@@ -135,6 +136,6 @@ def pick_throughput(
     tok_s = mfu * target_peak / flops
     return Throughput(
         tok_s,
-        f"flop-estimate: nothing measured for {job.kind} of a {params / 1e9:.3g} B model; "
+        f"{FLOP_ESTIMATE}: nothing measured for {job.kind} of a {params / 1e9:.3g} B model; "
         f"{mfu:g} MFU x {target_peak / 1e12:g} TFLOP/s / ({what}) [peak: {peak_src}]",
     )
