@@ -417,3 +417,71 @@ def test_a_rule_snakemake_cannot_expand_is_a_spec_error_not_a_failed_run():
     wf = SimpleNamespace(get_rule=lambda name: {}[name])
     job = SimpleNamespace(name="finetune/3A", rule="no_such_rule", wildcards={})
     assert runcache.job_specs(wf, [job]) == {"finetune/3A": {"error": "KeyError: 'no_such_rule'"}}
+
+
+def test_an_entry_filed_under_another_key_is_refused(tmp_path, capsys):
+    """An entry copied to another key (the 3A/causal evaluation's under the 3A/prefill_bidir
+    key) was restored: the manifest's own key was never compared with the key looked up."""
+    cache = tmp_path / "cache"
+    causal, other = make_job(tmp_path / "a", cache), make_job(tmp_path / "b", cache, lr=5e-4)
+    run(causal)
+    entry = cache / runcache.key_of(parts_of(causal))
+    misfiled = cache / runcache.key_of(parts_of(other))
+    shutil.copytree(entry, misfiled)
+    assert runcache.verify(misfiled) is not None
+    restored, run_id = run(other)
+    assert not restored and run_id  # refused: the job ran
+    refused = [line for line in capsys.readouterr().out.splitlines() if "refused entry" in line]
+    assert len(refused) == 1 and "filed under the wrong key" in refused[0], refused
+    assert json.loads(Path(other.output[1]).read_text())["lr"] == 5e-4  # its own result
+    assert runcache.verify(misfiled) is None  # the job's own entry took the key
+
+
+def record(path: Path, result: dict, run_id: str, seconds: float) -> str:
+    """An upstream job's JSON record: its result, and fields of the run that made it."""
+    write_json(
+        path,
+        {
+            **result,
+            "phases": {"load_model": seconds},
+            "throughput": {"train_runtime_s": seconds},
+            "provenance": {"run_id": run_id, "finished_at": f"2026-11-26T11:{seconds:02.0f}"},
+        },
+    )
+    return runcache.input_fingerprint(path)
+
+
+def test_a_downstream_key_holds_its_inputs_result_not_their_run(tmp_path):
+    """The probe's JSON carries its run id and timings: every rerun of it changed every key
+    downstream, though it computed the same result. A changed result still changes the key."""
+    probe = tmp_path / "leakage" / "causal.json"
+    probe.parent.mkdir()
+    result = {"policy": "causal", "leaks": False, "loss_causal": 1.25, "n_examples": 8}
+    first = record(probe, result, "run-1", 12.0)
+    assert record(probe, result, "run-2", 31.0) == first
+    assert record(probe, {**result, "loss_causal": 1.5}, "run-2", 31.0) != first
+    assert record(probe, {**result, "n_examples": 4}, "run-1", 12.0) != first
+    folder = tmp_path / "states"  # a folder input (a bridge states cache): its record inside
+    folder.mkdir()
+    (folder / "states.bin").write_bytes(b"\0" * 64)
+    first = record(folder / "summary.json", {"items": {"train": 3}}, "run-1", 3.0)
+    key = runcache.input_fingerprint(folder)
+    record(folder / "summary.json", {"items": {"train": 3}}, "run-2", 4.0)
+    assert runcache.input_fingerprint(folder) == key
+    (folder / "states.bin").write_bytes(b"\1" * 64)
+    assert runcache.input_fingerprint(folder) != key
+
+
+def test_an_upstream_rerun_of_the_same_result_restores_the_job_downstream(tmp_path):
+    """Edit, revert: the upstream job runs again (its old result was not stored) and writes the
+    same result under a new run id; the downstream job that ran with that result is restored."""
+    cache = tmp_path / "cache"
+    job = make_job(tmp_path / "w", cache)
+    upstream = Path(job.input[0]).with_name("probe.json")
+    job.input.append(str(upstream))
+    record(upstream, {"policy": "causal", "leaks": False}, "run-1", 12.0)
+    assert run(job)[0] is False
+    record(upstream, {"policy": "causal", "leaks": False}, "run-2", 14.0)
+    assert run(job)[0] is True
+    record(upstream, {"policy": "causal", "leaks": True}, "run-3", 14.0)
+    assert run(job)[0] is False

@@ -16,6 +16,10 @@ never disagree about the same file.
 - **Staleness** by config (:func:`recorded_config`, :func:`config_changes`): a finished job is
   stale when the config slice its provenance recorded differs from the slice the config gives now;
   the changed keys say why (``key old -> new``).
+- **Result content** (:func:`result_content`): what a record says the job computed, without the
+  fields that describe the run that computed it (:data:`RUN_FIELDS`: run ids, timings,
+  timestamps, the provenance block). The run cache keys a job by its inputs' result content, so
+  a rerun of an upstream job that computes the same result keeps every key downstream.
 
 No torch, no pandas: ``ablate status`` and the Snakefile read it.
 """
@@ -30,6 +34,37 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.provenance import changed_keys
+
+#: Fields of a record (at any depth) that describe the run, not its result: which run, how long,
+#: when, where from; a rerun that computes the same result changes them. ``provenance`` holds the
+#: run id, git state, host, packages, times and the config slice (a downstream job's own key holds
+#: its own config). A resume continues bit for bit, so where it resumed from is the run's too.
+RUN_FIELDS = frozenset(
+    {
+        "provenance",
+        "run_id",
+        "pretrain_run_id",
+        "phases",
+        "throughput",
+        "wall_s",
+        "wall_time_s",
+        "train_s",
+        "finished_at",
+        "resolved_at",
+        "resumed_from_step",
+        "restored_from_step",
+    }
+)
+
+
+def result_content(record: Any) -> Any:
+    """A record (any JSON value) without its :data:`RUN_FIELDS`, at any depth: what two runs that
+    computed the same result have in common."""
+    if isinstance(record, dict):
+        return {k: result_content(v) for k, v in record.items() if k not in RUN_FIELDS}
+    if isinstance(record, list):
+        return [result_content(v) for v in record]
+    return record
 
 
 def read_json(path: str | os.PathLike | None) -> dict | None:

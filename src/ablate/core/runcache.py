@@ -3,7 +3,9 @@ restored instead of recomputed when a job with the same key runs again (config k
 
 The key (:func:`key_parts` of a job's :func:`job_spec`, :func:`key_of`) covers the rule and its
 wildcards, the job's params (its config slice),
-the content of every declared input (:func:`ablate.core.provenance.fingerprint_path`), the code
+the result content of every declared input (:func:`input_fingerprint`: a JSON record without its
+run id, timings and provenance, so an upstream rerun that computes the same result keeps the key;
+a checkpoint by its hash manifest; any other file by its bytes), the code
 (every module of the ``ablate`` package and every job script of ``workflow/scripts/``) and the version
 of every distribution a job can import (:func:`ablate.core.provenance.runtime_packages`: ``ablate``'s
 requirements, transitively, from the installed metadata). Hardware is not in it: a result
@@ -11,8 +13,9 @@ made on another machine is reused, and its provenance still names that machine.
 
 An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
 and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
-it). A restore checks every file against the manifest first: an entry that does not match
-(a changed, missing or extra file, or no manifest) is refused, moved to ``<cache>/refused/``, and
+it). A restore checks the entry against the manifest first: an entry that does not match
+(a changed, missing or extra file, no manifest, or a manifest of another key: an entry filed
+under a key not its own) is refused, moved to ``<cache>/refused/``, and
 the job runs as if it were not there. A restored job writes ``<first output>.restored.json``
 (:func:`marker_path`): it was restored, from which entry and which run.
 
@@ -34,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.provenance import canonical_json, fingerprint_path, runtime_packages
+from ablate.core.records import result_content
 
-FORMAT = 2  # raise when the key or the entry layout changes: old entries are then never matched
+FORMAT = 3  # raise when the key or the entry layout changes: old entries are then never matched
 MANIFEST = "manifest.json"
 OUTPUTS = "outputs"
 REFUSED = "refused"
@@ -116,7 +120,7 @@ def key_parts(
         "rule": rule,
         "wildcards": dict(sorted(wildcards.items())),
         "params": params,
-        "inputs": [fingerprint_path(path) for path in inputs],
+        "inputs": [input_fingerprint(path) for path in inputs],
         "code": code_hash(scripts),
         "packages": runtime_packages(),
     }
@@ -124,6 +128,46 @@ def key_parts(
 
 def key_of(parts: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+
+def input_fingerprint(path: str | os.PathLike) -> str:
+    """sha256 of what a declared input holds as a result: a JSON file by its result content
+    (:func:`ablate.core.records.result_content`), any other file by its bytes, a folder by the
+    sorted (relative name, fingerprint) list of its files; a checkpoint folder by its hash
+    manifest (:func:`ablate.core.provenance.fingerprint_path`: its weights' hashes, the same for
+    bit-identical weights)."""
+    from ablate.core import checkpoint
+
+    p = Path(path)
+    if p.is_dir() and (p / checkpoint.MANIFEST_NAME).is_file():
+        return fingerprint_path(p)
+    if p.is_file():
+        files = {"": p}
+    else:
+        found = sorted(x for x in p.rglob("*") if x.is_file() and x.name not in _SKIPPED)
+        files = {str(x.relative_to(p)): x for x in found}
+    digests = {}
+    for rel, f in files.items():
+        if f.suffix == ".json" and (digest := _json_digest(f)) is not None:
+            digests[rel] = digest
+    rest = {rel: f for rel, f in files.items() if rel not in digests}
+    digests.update(zip(rest, checkpoint.hash_files(list(rest.values())), strict=True))
+    if p.is_file():
+        return digests[""]
+    h = hashlib.sha256()
+    for rel in sorted(digests):
+        h.update(rel.encode())
+        h.update(digests[rel].encode())
+    return h.hexdigest()
+
+
+def _json_digest(path: Path) -> str | None:
+    """sha256 of a JSON file's result content; None when it is no JSON (hashed by its bytes)."""
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return hashlib.sha256(b"json\0" + canonical_json(result_content(record)).encode()).hexdigest()
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -146,12 +190,15 @@ def _output_digests(paths: list[Path]) -> dict[str, str]:
 
 
 def verify(entry: Path) -> str | None:
-    """None when every file of the entry is the one its manifest lists; else what is wrong."""
+    """None when the entry is the one its manifest describes, under the key it is filed under
+    (its folder's name), and every file is the one its manifest lists; else what is wrong."""
     try:
         manifest = json.loads((entry / MANIFEST).read_text())
         listed = manifest["files"]
     except (OSError, ValueError, KeyError) as exc:
         return f"no readable manifest ({type(exc).__name__})"
+    if manifest.get("key") != entry.name:  # copied or renamed: another job's outputs
+        return f"its manifest is of another key ({manifest.get('key')}): filed under the wrong key"
     n = len(manifest.get("outputs", [])) + len(manifest.get("side_outputs", {}))
     found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
     for rel in sorted(set(listed) | set(found)):
