@@ -17,6 +17,7 @@ go; without it the loop saves nothing (a direct call of ``fit``, the GPU benchma
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -25,20 +26,28 @@ from typing import Any
 
 import torch
 
-from ablate.core import checkpoint, parallel
+from ablate.core import checkpoint, parallel, resume
 
+# Both files hold tensors and plain values only: they load with torch's weights_only unpickler,
+# which runs no code from a file that came from another host (a Vast copy).
 STATE_FILE = "state.pt"  # translator, optimizer, schedule, the loop's state (process 0)
 RNG_FILE = "rng-{rank}.pt"  # each process's RNG states
 
-#: (checkpoints folder, run key) of the run ``fit`` trains now; None: no checkpoints
-_WHERE: ContextVar[tuple[Path, dict[str, Any]] | None] = ContextVar("bridge_ckpts", default=None)
+#: (checkpoints folder, run key, inputs) of the run ``fit`` trains now; None: no checkpoints
+_WHERE: ContextVar[tuple[Path, dict[str, Any], dict[str, Any]] | None] = ContextVar(
+    "bridge_ckpts", default=None
+)
 
 
 @contextlib.contextmanager
-def checkpointing(ckpt_dir: str | Path, run_key: dict[str, Any]) -> Iterator[None]:
+def checkpointing(
+    ckpt_dir: str | Path, run_key: dict[str, Any], inputs: dict[str, str | os.PathLike]
+) -> Iterator[None]:
     """Within it, the training loop saves into and resumes from ``ckpt_dir`` (checkpoints of
-    another ``run_key`` are dropped); the folder goes once the block ended without an error."""
-    token = _WHERE.set((Path(ckpt_dir), run_key))
+    another ``run_key``, or trained on ``inputs`` of other content, are dropped:
+    :func:`ablate.core.resume.prepare_resume`); the folder goes once the block ended without an
+    error."""
+    token = _WHERE.set((Path(ckpt_dir), run_key, inputs))
     try:
         yield
     finally:
@@ -67,19 +76,20 @@ def restore(translator, opt, sched) -> tuple[dict[str, Any], Path] | None:
     where = _WHERE.get()
     if where is None:
         return None
-    ckpt_dir, key = where
+    ckpt_dir, key, inputs = where
     if parallel.rank() != 0:
         parallel.barrier()
-    newest = checkpoint.prepare_resume(ckpt_dir, key)
-    if parallel.rank() == 0:
+        newest = checkpoint.newest_complete(ckpt_dir)
+    else:
+        newest = resume.prepare_resume(ckpt_dir, key, inputs)
         parallel.barrier()
     if newest is None:
         return None
-    state = torch.load(newest / STATE_FILE, map_location="cpu", weights_only=False)
+    state = torch.load(newest / STATE_FILE, map_location="cpu", weights_only=True)
     translator.load_state_dict(state["translator"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["schedule"])
-    rng = torch.load(newest / RNG_FILE.format(rank=parallel.rank()), weights_only=False)
+    rng = torch.load(newest / RNG_FILE.format(rank=parallel.rank()), weights_only=True)
     _set_rng(rng)
     return state["loop"], newest
 
@@ -90,7 +100,7 @@ def save(step: int, translator, opt, sched, loop: dict[str, Any]) -> None:
     where = _WHERE.get()
     if where is None:
         return
-    ckpt_dir, _ = where
+    ckpt_dir = where[0]
     out = ckpt_dir / f"checkpoint-{step}"
     out.mkdir(parents=True, exist_ok=True)
     torch.save(_rng(), out / RNG_FILE.format(rank=parallel.rank()))

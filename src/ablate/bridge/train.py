@@ -367,7 +367,17 @@ def train_entry(
     e = _set_up(spec, train_file, eval_file, (source_card, target_card), states)
     p = e.p
     key = {"run_id": run_id, "params": p, "world_size": parallel.world_size()}
-    with resume.checkpointing(out / checkpoint.CHECKPOINTS_DIR, key):
+    inputs = {
+        "train_file": train_file,
+        "eval_file": eval_file,
+        **card_inputs(source_card=source_card, target_card=target_card),
+        # the caches' own records (their provenance), not GBs of states to hash
+        **{
+            f"{what}_states": Path(folder) / "summary.json"
+            for what, folder in sorted(states.items())
+        },
+    }
+    with resume.checkpointing(out / checkpoint.CHECKPOINTS_DIR, key, inputs):
         res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label)
     world_size = parallel.world_size()
     if parallel.rank() != 0:
@@ -387,16 +397,7 @@ def train_entry(
         "params": p,
         "provenance": provenance.collect(
             config_slice=spec.record_slice(),
-            inputs={
-                "train_file": train_file,
-                "eval_file": eval_file,
-                **card_inputs(source_card=source_card, target_card=target_card),
-                # the caches' own records (their provenance), not GBs of states to hash
-                **{
-                    f"{what}_states": Path(folder) / "summary.json"
-                    for what, folder in sorted(states.items())
-                },
-            },
+            inputs=inputs,
             started=started,
             run_id=run_id,
             extra={"world_size": world_size},

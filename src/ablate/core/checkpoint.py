@@ -11,8 +11,11 @@ over ``final``, and completed by the hash manifest :data:`MANIFEST_NAME`, writte
   model directory (neither) loads as it is.
 
 Trainer checkpoints (``<out>/checkpoints/checkpoint-N``) are complete-or-ignored instead: they get
-:data:`CHECKPOINT_MARKER` written last, and a rerun resumes only from a complete one of the same
-run (:func:`prepare_resume`).
+their hash manifest, then :data:`CHECKPOINT_MARKER` written last (:func:`mark_complete`), and a
+rerun resumes only from a complete one of the same run whose files match their manifest: one
+that does not is set aside (:data:`SET_ASIDE_PREFIX`) and the one before it is tried
+(:func:`ablate.core.resume.prepare_resume`, which also checks that the checkpoints belong to the
+same run: its config, the content of its inputs, the code).
 """
 
 from __future__ import annotations
@@ -41,9 +44,12 @@ FORMAT_FALLBACK = "state_dict_fallback"
 #: a Trainer checkpoint of a sharded run: torch.distributed.checkpoint shards, no whole weights
 FORMAT_SHARDED = "sharded"
 SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``
-# Not part of a checkpoint: the manifest itself, and the mtime file Snakemake puts into every
-# directory() output after its job.
-_UNHASHED = frozenset({MANIFEST_NAME, ".snakemake_timestamp"})
+#: A Trainer checkpoint that fails its manifest is renamed to ``corrupt-checkpoint-N``, kept for a
+#: look: a name the Trainer's rotation (``checkpoint-*``) never counts or deletes.
+SET_ASIDE_PREFIX = "corrupt-"
+# Not part of a checkpoint: the manifest itself, the completion marker written after it, and the
+# mtime file Snakemake puts into every directory() output after its job.
+_UNHASHED = frozenset({MANIFEST_NAME, CHECKPOINT_MARKER, ".snakemake_timestamp"})
 
 
 class CheckpointError(RuntimeError):
@@ -252,7 +258,9 @@ def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) 
 
 
 def mark_complete(ckpt: str | os.PathLike, step: int, fmt: str | None) -> None:
-    """The Trainer checkpoint's last write: without it, it was cut off mid-save."""
+    """The Trainer checkpoint's last writes: its hash manifest, then the marker (without it, it
+    was cut off mid-save). Every process's files must be in (a sharded run's shards)."""
+    write_manifest(ckpt, extra={"step": step, "format": fmt})
     io.write_json(Path(ckpt) / CHECKPOINT_MARKER, {"step": step, "format": fmt})
 
 
@@ -269,30 +277,23 @@ def complete_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda d: int(d.name.split("-")[-1]))
 
 
-def prepare_resume(ckpt_dir: str | os.PathLike, run_key: dict[str, Any]) -> Path | None:
-    """Last complete checkpoint of the same run, or None. Incomplete or foreign checkpoints are
-    removed."""
-    ckpt_dir = Path(ckpt_dir)
-    key_file = ckpt_dir / RUN_KEY_FILE
-    if ckpt_dir.is_dir():
-        old_key = json.loads(key_file.read_text()) if key_file.exists() else None
-        if old_key != json.loads(json.dumps(run_key, default=str)):
-            print(
-                f"[resume] {ckpt_dir} belongs to another configuration: starting fresh",
-                file=sys.stderr,
-                flush=True,
-            )
-            shutil.rmtree(ckpt_dir)
-        else:
-            for d in ckpt_dir.glob("checkpoint-*"):
-                if d.is_dir() and not (d / CHECKPOINT_MARKER).exists():
-                    print(
-                        f"[resume] removing incomplete {d.name} (killed while saving)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    shutil.rmtree(d)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    io.write_json(key_file, run_key)
+def newest_complete(ckpt_dir: str | os.PathLike) -> Path | None:
     done = complete_checkpoints(ckpt_dir)
     return done[-1] if done else None
+
+
+def say(msg: str) -> None:
+    """One ``[resume]`` line on stderr: what a rerun does with the checkpoints it found."""
+    print(f"[resume] {msg}", file=sys.stderr, flush=True)
+
+
+def set_aside(ckpt: Path, why: str) -> Path:
+    """Rename a checkpoint that failed its check out of the way (kept, never resumed from)."""
+    aside = ckpt.with_name(SET_ASIDE_PREFIX + ckpt.name)
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = ckpt.with_name(f"{SET_ASIDE_PREFIX}{n}-{ckpt.name}")
+    os.replace(ckpt, aside)
+    say(f"{ckpt.name} set aside as {aside.name}: {why}")
+    return aside

@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import TrainerState
 
-from ablate.core import checkpoint, io, parallel, provenance
+from ablate.core import checkpoint, io, parallel, provenance, resume
 from ablate.core.phases import Phases
 from ablate.core.training import vocab_rows
 from ablate.core.training.callbacks import StopRules
@@ -22,6 +22,7 @@ from ablate.core.training.trainer import (
     TrainerSpec,
     build_trainer,
     save_final,
+    sharded_run,
     vocab_head_loss,
 )
 
@@ -47,7 +48,8 @@ class TrainRun:
     ``params``: resolved; ``out_dir``: ``final/``, ``summary.json``, ``checkpoints/``;
     ``run_key``: a checkpoint resumes only a run of the same key; ``summary_extra``: the
     summary's study keys; ``config_slice``: the job's (None: ``{**record, "params": params}``);
-    ``inputs``: fingerprinted in the provenance; ``phases``: the run's timer, started by the
+    ``inputs``: fingerprinted in the provenance, and a checkpoint resumes only a run whose inputs
+    have the same content; ``phases``: the run's timer, started by the
     caller. A study's: ``label`` (log prefix, default ``kind``), ``record`` (written into the
     summary and the final manifest, e.g. its attention policy) and ``build`` (its Trainer
     builder)."""
@@ -102,14 +104,16 @@ def _cut_table(model, tokenizer, head_loss, params: dict[str, Any], label: str):
     return rows, table if rows is None else len(rows.ids)
 
 
-def _resume_point(ckpt_dir: Path, run_key: dict[str, Any]) -> Path | None:
-    """The last complete checkpoint of this run; data-parallel, rank 0 clears stale ones before
-    the other ranks look."""
+def _resume_point(
+    ckpt_dir: Path, run_key: dict[str, Any], inputs: dict[str, str | os.PathLike]
+) -> Path | None:
+    """The newest good checkpoint of this run (:func:`ablate.core.resume.prepare_resume`);
+    data-parallel, rank 0 clears and checks them before the other ranks look."""
     if parallel.rank() != 0:
         parallel.barrier()
-    resume_from = checkpoint.prepare_resume(ckpt_dir, run_key)
-    if parallel.rank() == 0:
-        parallel.barrier()
+        return checkpoint.newest_complete(ckpt_dir)
+    resume_from = resume.prepare_resume(ckpt_dir, run_key, inputs)
+    parallel.barrier()
     return resume_from
 
 
@@ -193,8 +197,11 @@ def train_run(
     if head_loss is not None:  # a checkpoint holds the table as cut: resume only into that cut
         rows, covered = _cut_table(model, tokenizer, head_loss, params, label)
         run_key = {**run_key, "embedding_rows": covered}
+    # a sharded run's checkpoints hold shards, a one-process run's whole weights: neither loads
+    # the other's, so a change between them starts fresh (N -> M sharded processes reshards)
+    run_key = {**run_key, "checkpoint_layout": "sharded" if sharded_run() else "whole"}
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
-    resume_from = _resume_point(ckpt_dir, run_key)
+    resume_from = _resume_point(ckpt_dir, run_key, run.inputs)
     with phases("build_trainer"):
         trainer, stop_rules, throughput = run.build(
             TrainerSpec(params, ckpt_dir, label, head_loss=head_loss),

@@ -530,6 +530,11 @@ def per_process_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int
     )
 
 
+def sharded_run() -> bool:
+    """A run in N > 1 processes is sharded (:mod:`.sharding`); one process holds whole weights."""
+    return parallel.world_size() > 1
+
+
 def one_device_per_process(args: TrainingArguments) -> None:
     """Refuse HF's silent ``DataParallel``: it wraps the model when one process sees several GPUs
     (``n_gpu > 1``; 1 under torchrun, where each process has its own). A pipeline job sees only its
@@ -648,7 +653,7 @@ def build_trainer(
     # Trainer checkpoint at the last step duplicated them with the full optimizer state (at 3.4 B
     # ~21 GB written per finetune at the 3.4 B shape) for nothing a rerun could resume.
     save = save and p["save_steps"] > 0
-    sharded = parallel.world_size() > 1
+    sharded = sharded_run()
     if sharded:
         compute = torch.bfloat16 if bf16_enabled(p["bf16"]) else torch.float32
         model = sharding.shard(model, compute)

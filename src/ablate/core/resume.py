@@ -1,0 +1,100 @@
+"""Which Trainer checkpoint a rerun resumes from: only one of the same run, by content, whose
+files match their manifest (:mod:`ablate.core.checkpoint`).
+
+"The same run" is :func:`resume_identity`: the run key (the config its caller names), the content
+of its inputs (a changed base model or data file at the same path is another run: its checkpoints
+were trained on other inputs), the code and the installed packages. Any difference: the folder
+is removed and the run starts fresh, saying in one line what changed (:func:`prepare_resume`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ablate.core import checkpoint, io, provenance, runcache
+
+
+def resume_identity(
+    run_key: dict[str, Any], inputs: dict[str, str | os.PathLike] | None = None
+) -> dict[str, Any]:
+    """What a checkpoint must have been trained on to be resumed: the run key (its config), the
+    content of each input that is a file or folder (a model folder with a manifest: the
+    manifest's hashes, not a rehash; a hub id's revision is in the run key), the code and the
+    installed packages (the run cache's definitions of both)."""
+    return json.loads(
+        json.dumps(
+            {
+                "config": run_key,
+                "inputs": {
+                    label: {"path": str(path), "content": provenance.fingerprint_path(path)}
+                    for label, path in sorted((inputs or {}).items())
+                    if Path(path).exists()
+                },
+                "code": runcache.code_hash(),
+                "packages": provenance.runtime_packages(),
+            },
+            default=str,
+        )
+    )
+
+
+def _why_other(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """Why a checkpoints folder of identity ``old`` is not this run's: which part changed (an
+    input by its content, not its path); "" when it is."""
+    if not isinstance(old, dict) or set(old) != set(new):
+        return "were written by another version of this pipeline (no comparable run key)"
+    reasons = []
+    old_in, new_in = old["inputs"], new["inputs"]
+    for label in sorted(set(old_in) | set(new_in)):
+        o, n = old_in.get(label), new_in.get(label)
+        if o is None or n is None or o["content"] != n["content"]:
+            reasons.append(f"were trained on another {label} ({(n or o)['path']} changed)")
+    changed = provenance.changed_keys(old["config"], new["config"])
+    if changed:
+        reasons.append(f"belong to another configuration ({'; '.join(changed[:3])})")
+    if old["code"] != new["code"]:
+        reasons.append("were trained by other code (the ablate package changed)")
+    changed = provenance.changed_keys(old["packages"], new["packages"])
+    if changed:
+        reasons.append(f"were trained with other packages ({'; '.join(changed[:3])})")
+    return "; ".join(reasons)
+
+
+def prepare_resume(
+    ckpt_dir: str | os.PathLike,
+    run_key: dict[str, Any],
+    inputs: dict[str, str | os.PathLike] | None = None,
+) -> Path | None:
+    """The newest complete checkpoint of the same run (:func:`resume_identity` of ``run_key`` and
+    ``inputs``) whose files match its manifest, or None. A folder of another run is removed (one
+    line says what changed), incomplete checkpoints are removed, one that fails its manifest is
+    set aside. Data-parallel: process 0 alone calls it, the others then take
+    :func:`ablate.core.checkpoint.newest_complete`."""
+    ckpt_dir = Path(ckpt_dir)
+    key_file = ckpt_dir / checkpoint.RUN_KEY_FILE
+    identity = resume_identity(run_key, inputs)
+    if ckpt_dir.is_dir():
+        old = json.loads(key_file.read_text()) if key_file.exists() else None
+        why = _why_other(old, identity)
+        if why:
+            checkpoint.say(f"{ckpt_dir} {why}: starting fresh")
+            shutil.rmtree(ckpt_dir)
+        else:
+            for d in ckpt_dir.glob("checkpoint-*"):
+                if d.is_dir() and not (d / checkpoint.CHECKPOINT_MARKER).exists():
+                    checkpoint.say(f"removing incomplete {d.name} (killed while saving)")
+                    shutil.rmtree(d)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    io.write_json(key_file, identity)
+    for ckpt in reversed(checkpoint.complete_checkpoints(ckpt_dir)):
+        try:
+            checkpoint.verify(ckpt)
+        except checkpoint.CheckpointError as exc:
+            checkpoint.set_aside(ckpt, str(exc))
+            continue
+        return ckpt
+    return None
