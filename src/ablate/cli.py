@@ -18,7 +18,7 @@ COMMANDS = {
     ),
     "diff": (
         "ablate.core.diff",
-        "compare two runs (run_ids or record files): config, inputs, scores",
+        "compare two runs (run_ids or record files): config, inputs, hardware, numerics, scores",
     ),
     "plan": (
         "ablate.core.planner",

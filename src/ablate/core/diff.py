@@ -6,7 +6,8 @@ folders searched, the current one by default; a bridge run's grid run id works t
 rerun replaced is found in its copy under ``history/`` beside it, ``ablate.core.io.HISTORY_DIR``)
 or the path of a record. Printed, each as ``key old -> new``: the config slice the job ran with (naming the
 changed key of an edited config), the input fingerprints, the code (git commit, dirty flag),
-package versions and hardware, and the results (scores, losses: every number and string of the
+package versions, hardware and its numerics environment (``hardware.numerics``: BLAS, precision
+switches, ``MKL_CBWR`` and its kin), and the results (scores, losses: every number and string of the
 record outside its provenance block and curves).
 """
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="ablate diff",
         description="Compare two runs (run_ids or record paths): config slice (the changed key), "
-        "inputs, code, package versions, hardware, results.",
+        "inputs, code, package versions, hardware and numerics environment, results.",
     )
     ap.add_argument("run_a")
     ap.add_argument("run_b")
