@@ -292,10 +292,18 @@ def test_stale_seed_names_its_declared_variant():
     before = {j.name: j.config for j in study.jobs(cfg)}
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
     now = {j.name: j for j in study.jobs(cfg)}
-    for v in ("3B-s1", "5B-s1"):
-        job = now[f"finetune/{v}"]
-        changes = status.changes(job, before[job.name], cfg)
-        assert changes == ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"]
+    changes = {
+        v: status.changes(now[f"finetune/{v}"], before[f"finetune/{v}"], cfg)
+        for v in ("3B-s1", "5B-s1")
+    }
+    assert changes == {
+        "3B-s1": ["mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"],
+        # the stage-5 variant inherits it: named on itself, then where it is set
+        "5B-s1": [
+            "mask.finetune.variants.5B.warmup_ratio 0.1 -> 0.2 "
+            "(now set by mask.finetune.variants.3B.warmup_ratio)"
+        ],
+    }
 
 
 def test_status_of_claims_that_leave_a_seeded_variant_out_is_done(tmp_path):

@@ -110,10 +110,11 @@ def test_every_key_of_every_slice_names_itself_in_the_stale_line(cfg, tmp_path):
             name = ".".join(map(str, where))
             lines = stale_lines(new_jobs, now, tmp_path)
             label = " ".join([job.rule, "/".join(job.wildcards.values())]).strip()
-            assert any(ln.startswith(f"stale: {label}: ") and f" {name} " in ln for ln in lines), (
-                name,
-                lines,
-            )
+            # a finetune's key its variant inherits: named on the variant, then where it is set
+            named = (f" {name} ", f"(now set by {name})")
+            assert any(
+                ln.startswith(f"stale: {label}: ") and any(n in ln for n in named) for ln in lines
+            ), (name, lines)
     # every node and every finetune key was edited once (the n_pairs of the leakage probe too)
     assert ("mask", "leakage", "n_pairs") in checked
     assert ("mask", "finetune", "defaults", "learning_rate") in checked
@@ -128,8 +129,24 @@ def test_the_stale_line_names_the_key_where_it_is_set(cfg, tmp_path):
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
     lines = [ln for ln in stale_lines(study.jobs(cfg), cfg, tmp_path) if "finetune" in ln]
     assert lines == [
-        f"stale: finetune {v}: mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2"
-        for v in ("3B", "5B")
+        "stale: finetune 3B: mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2",
+        "stale: finetune 5B: mask.finetune.variants.5B.warmup_ratio 0.1 -> 0.2 "
+        "(now set by mask.finetune.variants.3B.warmup_ratio)",
+    ]
+
+
+def test_a_variants_key_removed_is_named_on_the_variant_not_as_a_defaults_edit(cfg, tmp_path):
+    """The variant's own learning_rate removed: the line named the defaults' key, as if the
+    defaults had been edited from 0.0005 to 0.00025."""
+    cfg = copy.deepcopy(cfg)
+    cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
+    write_records(study.jobs(cfg), tmp_path)
+    del cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"]
+    assert cfg["mask"]["finetune"]["defaults"]["learning_rate"] == 2.5e-4
+    lines = [ln for ln in stale_lines(study.jobs(cfg), cfg, tmp_path) if "finetune" in ln]
+    assert lines == [
+        "stale: finetune 3A: mask.finetune.variants.3A.learning_rate 0.0005 -> 0.00025 "
+        "(now set by mask.finetune.defaults.learning_rate)"
     ]
 
 

@@ -92,29 +92,43 @@ def recorded_config(path: str | os.PathLike | None) -> Any:
     return provenance_of(read_json(path)).get("config")
 
 
-def config_changes(old: Any, new: Any, where: str | Mapping[str, str] = "") -> list[str]:
+def config_changes(
+    old: Any,
+    new: Any,
+    where: str | Mapping[str, str] = "",
+    inherited: Mapping[str, str] | None = None,
+) -> list[str]:
     """Why a finished job is stale: the changed keys (``where.key old -> new``) between the slice
     its record holds (``old``) and the slice now; [] when equal or nothing was recorded.
 
     ``where``: the config path of the slice, or, for a slice gathered from several places (a
     variant's params: defaults and overrides), a map of the slice's dotted keys to the config
     path that sets each now (the longest key that prefixes a change names it; ``""`` the rest).
+    ``inherited``: the keys the job's own place does not set now (a variant's key taken from the
+    defaults), each mapped to its path on that place: a change of one is named there, ``(now set
+    by <where>)`` after it. A recorded slice cannot tell an edit of the defaults from the
+    variant's own key removed; naming the defaults alone was wrong in the second case.
     """
     if old is None:
         return []
     if isinstance(where, str):
         return changed_keys(old, new, where)
-    return [_located(change, where) for change in changed_keys(old, new)]
+    return [_located(change, where, inherited or {}) for change in changed_keys(old, new)]
 
 
-def _located(change: str, where: Mapping[str, str]) -> str:
-    """``key old -> new`` with the key replaced by its config path under ``where``."""
+def _located(change: str, where: Mapping[str, str], inherited: Mapping[str, str]) -> str:
+    """``key old -> new`` with the key replaced by its config path under ``where`` (an
+    ``inherited`` key: its own path, and where it is set now)."""
     key, rest = change.split(" ", 1)
     parts = key.split(".")
     for i in range(len(parts), -1, -1):
         prefix = ".".join(parts[:i])
         if prefix in where:
-            return " ".join([".".join(filter(None, [where[prefix], *parts[i:]])), rest])
+            path = ".".join(filter(None, [where[prefix], *parts[i:]]))
+            if prefix not in inherited:
+                return f"{path} {rest}"
+            own = ".".join([inherited[prefix], *parts[i:]])
+            return f"{own} {rest} (now set by {path})"
     return change
 
 

@@ -4,8 +4,11 @@
 Snakemake's dry-run reason for a params change prints the whole old and new parameter trees (KBs
 per job); the one edited key is hard to find there. Each job's record holds the config slice it
 ran with (``Job.config`` then); its study's status part (``changes``) compares that with the slice
-now, e.g. ``stale: finetune 3B: mask.finetune.defaults.learning_rate 0.001 -> 0.002``. Cheap (one
-small JSON read per finished job), no torch, silent when nothing changed or nothing has run.
+now, e.g. ``stale: finetune 3B: mask.finetune.variants.3B.learning_rate 0.001 -> 0.002``; a key
+the variant takes from elsewhere adds where it is set now, ``(now set by
+mask.finetune.defaults.learning_rate)``: the record cannot tell a defaults edit from the
+variant's own key removed. Cheap (one small JSON read per finished job), no torch, silent when
+nothing changed or nothing has run.
 """
 
 from __future__ import annotations

@@ -41,8 +41,24 @@ def headline(job: Job, record: dict) -> str:
 
 def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
     """The config keys changed since the job's record was written: its recorded slice against
-    the job's ``config``, each key named where the config sets it (``labels["where"]``)."""
-    return config_changes(_recorded_slice(job, old), job.config, job.labels["where"])
+    the job's ``config``, each key named where the config sets it (``labels["where"]``); a
+    finetune's param its variant takes from elsewhere is named on the variant, then where it
+    is set now."""
+    where = job.labels["where"]
+    return config_changes(_recorded_slice(job, old), job.config, where, _inherited(job, where))
+
+
+def _inherited(job: Job, where: Any) -> dict[str, str]:
+    """A finetune's params that its variant does not set (the defaults' or the variant's it
+    extends): slice key -> that param's path on the variant (params are keys of the variant)."""
+    if job.rule != "finetune":
+        return {}
+    at = where[""]
+    return {
+        key: f"{at}.{key.removeprefix('params.')}"
+        for key, path in where.items()
+        if key.startswith("params.") and not path.startswith(f"{at}.")
+    }
 
 
 def older_records(jobs: list[Job], workdir: str | Path = ".") -> list[Job]:
