@@ -12,6 +12,7 @@ from ablate import studies
 from ablate.core import hub_revisions
 from ablate.core.config import (
     ConfigError,
+    config_files_error,
     configfile_error,
     schema_error,
     sorted_tree,
@@ -48,6 +49,10 @@ def validate_config(cfg):
 # A target typed after --configfile was read as one more config file: say so in one line (not as
 # the schema errors of its keys). A missing --configfile fails in Snakemake before this file runs.
 if msg := configfile_error(workflow.overwrite_configfiles or [], "results"):
+    raise WorkflowError(msg)
+# A key written twice in a config file: Snakemake's loader kept the second silently; the one
+# line names both (every --configfile, or the `configfile:` default), before any job.
+if msg := config_files_error(workflow.configfiles):
     raise WorkflowError(msg)
 
 # --config's nested values as a config file would type them (Snakemake's are all text)

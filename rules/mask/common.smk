@@ -30,6 +30,10 @@ if workflow.is_main_process:
 try:
     VARIANTS = mask_study.variants_of(config)
     MASK_JOBS = mask_study.jobs(config, VARIANTS)
+    # an eval_size that leaves no SFT row to train on: refused here, before Snakemake removes
+    # the outputs of the finished finetune it would replace (a local file's rows are counted)
+    if workflow.is_main_process:
+        mask_study.check_eval_sizes(config, VARIANTS)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 MODELS = mask_study.models(VARIANTS)

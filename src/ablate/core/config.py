@@ -42,12 +42,82 @@ def sorted_tree(obj: Any) -> Any:
     return obj
 
 
-def _load(path: Path) -> dict[str, Any]:
+def load_config_file(path: str | os.PathLike) -> Any:
+    """A YAML (or JSON, which YAML reads) config file's content; a key written twice in one
+    mapping is a ConfigError naming the file, the key and both lines. PyYAML, and with it
+    Snakemake's ``--configfile``, keeps the last of the two silently: a variant written twice
+    would lose the first without a word. A key that overrides one merged in (``<<: *anchor``)
+    is YAML's own override, not a duplicate."""
     import yaml
 
+    loader = yaml.SafeLoader(Path(path).read_text())
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not a YAML file: {' '.join(str(exc).split())}") from None
+        if root is None:
+            return None
+        if twice := _written_twice(root, loader, (), set()):
+            where, first, second = twice
+            raise ConfigError(
+                f"{path}: the key {'.'.join(map(str, where))} is written twice, at lines {first} "
+                f"and {second} (YAML would keep the second silently): delete one of them"
+            )
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _written_twice(
+    node: Any, loader: Any, where: tuple, seen: set[int]
+) -> tuple[tuple, int, int] | None:
+    """(key path, first line, second line) of the first key written twice under ``node``."""
+    import yaml
+
+    if id(node) in seen:  # an alias: its node was looked at where its anchor is
+        return None
+    seen.add(id(node))
+    children: list[tuple[Any, tuple]] = []
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[Any, int] = {}
+        for key_node, value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                children.append((value, where))
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    return (*where, key), lines[key], line
+                lines[key] = line
+            except TypeError:  # an unhashable key: the loader itself refuses it
+                pass
+            children.append((value, (*where, key)))
+    elif isinstance(node, yaml.SequenceNode):
+        children = [(item, (*where, i)) for i, item in enumerate(node.value)]
+    for child, at in children:
+        if twice := _written_twice(child, loader, at, seen):
+            return twice
+    return None
+
+
+def config_files_error(paths: list[str | os.PathLike]) -> str | None:
+    """One line for the first of these config files that has a key written twice
+    (:func:`load_config_file`), or that YAML cannot read; None when every one is sound. The
+    Snakefile runs it on the config files Snakemake has already read, before any job."""
+    for path in paths:
+        try:
+            load_config_file(path)
+        except ConfigError as exc:
+            return str(exc)
+    return None
+
+
+def _load(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"the schema {path} is missing: the package is incomplete (reinstall it)")
-    return yaml.safe_load(path.read_text())
+    return load_config_file(path)
 
 
 @functools.cache

@@ -287,6 +287,43 @@ def variants_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return resolve_variants(finetune["variants"], finetune["defaults"])
 
 
+def sft_rows(config: dict[str, Any]) -> tuple[int, str] | None:
+    """(rows, where that count comes from) of the SFT data the finetunes split, when it is
+    known before any job: the embedded data's ``mask.data.embedded.sft_pairs``, or the
+    non-blank lines of a local .jsonl; None for a hub dataset (known once downloaded)."""
+    from pathlib import Path
+
+    from ablate.mask import sft_data
+
+    data = config["mask"]["data"]
+    if data["source"] == "embedded":
+        return data["embedded"]["sft_pairs"], "mask.data.embedded.sft_pairs"
+    path = Path(data["sft"])
+    if not sft_data.is_local(data["sft"]) or not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip()), f"the rows of {path}"
+
+
+def check_eval_sizes(config: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
+    """Each finetune's ``eval_size`` below the SFT data's rows (:func:`sft_rows`), so it leaves
+    rows to train on: checked at parse time, as the finetune's own check comes only after
+    Snakemake has removed the outputs of the finished run it replaces. ConfigError naming the
+    key, its value and the limit."""
+    known = sft_rows(config)
+    if known is None:
+        return
+    rows, source = known
+    for name, variant in variants.items():
+        n = variant["params"]["eval_size"]
+        if n and n >= rows:
+            where = finetune_where(config, name, variant)["params.eval_size"]
+            raise ConfigError(
+                f"invalid config at {where}: {n} held-out rows leave none to train on: the SFT "
+                f"data has {rows} ({source}); set it below {rows}"
+            )
+
+
 #: Each rule's config slice (``Job.config``: what its rule passes as ``params.config`` and its
 #: record's provenance holds) that is one node of the config: the node's path under ``mask``.
 SLICE_NODES = {

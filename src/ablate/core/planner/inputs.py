@@ -231,14 +231,17 @@ def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
     import jsonschema
     from snakemake.utils import update_config
 
-    from ablate.core.config import validate_config
+    from ablate.core.config import ConfigError, load_config_file, validate_config
 
     paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(x) for x in path]
     config: dict = {}
     for one in paths:
         if not one.exists():
             raise PlanError(f"config file {one} does not exist")
-        update_config(config, yaml.safe_load(one.read_text()) or {})
+        try:
+            update_config(config, load_config_file(one) or {})
+        except ConfigError as exc:  # a key written twice
+            raise PlanError(str(exc)) from None
     p = " + ".join(map(str, paths))  # the config's name in the messages below
     if msg := studies.moved_keys_error(config):  # an old config: say how to convert it
         raise PlanError(f"invalid config {p}: {msg}")
