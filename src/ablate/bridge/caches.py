@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ablate.bridge.params import defaults
 from ablate.bridge.pins import data_identity, model_identity
 from ablate.core.config import sorted_tree
 from ablate.core.provenance import config_hash
@@ -47,11 +48,18 @@ def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> d
     return _frozen_key(bridge, "source", "source", source_role, p, "max_source_len")
 
 
+#: The definitions the teacher's rows depend on (which input, which answer tokens): in the key
+#: where they are not at their defaults, so the caches of the default's runs keep their ids.
+TEACHER_DEFINITIONS = ("kl_teacher", "nll_labels")
+
+
 def teacher_key(bridge: dict[str, Any], target_role: str, p: dict[str, Any]) -> dict[str, Any]:
-    """What the KL teacher's rows depend on (the target reading the text prompt + answer)."""
-    return _frozen_key(
-        bridge, "teacher", "target", target_role, p, "max_prompt_len", "kl_positions"
-    )
+    """What the KL teacher's rows depend on (the target reading the text prompt + answer, or
+    what ``kl_teacher`` says)."""
+    key = _frozen_key(bridge, "teacher", "target", target_role, p, "max_prompt_len", "kl_positions")
+    full = {**defaults(), **p}  # a run's params leave late keys at their defaults out
+    changed = {k: full[k] for k in TEACHER_DEFINITIONS if full[k] != defaults()[k]}
+    return sorted_tree({**key, **changed})
 
 
 def of_runs(bridge: dict[str, Any], runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -76,7 +84,7 @@ def of_runs(bridge: dict[str, Any], runs: dict[str, Any]) -> dict[str, dict[str,
 
 def states_params(states: dict[str, Any]) -> dict[str, Any]:
     """The params the cache job computes with: its key's, and the smallest forward batch."""
-    keep = ("max_source_len", "max_prompt_len", "kl_positions", "model_dtype")
+    keep = ("max_source_len", "max_prompt_len", "kl_positions", "model_dtype", *TEACHER_DEFINITIONS)
     return {
         **{k: v for k, v in states["key"].items() if k in keep},
         "eval_batch_size": states["batch"],

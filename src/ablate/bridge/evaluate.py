@@ -65,6 +65,12 @@ def answer_ids(tokenizer, kind: str, item: dict[str, Any]) -> list[int]:
     return ids + [tokenizer.eos_token_id]
 
 
+def original_answer_ids(tokenizer, kind: str, item: dict[str, Any]) -> list[int]:
+    """The original's training tail after the soft tokens: the stripped answer tokenized with
+    its special tokens (BOS first, every token labelled), no cue before it, no EOS after it."""
+    return tokenizer(world.answer_text(kind, item).strip(), add_special_tokens=True)["input_ids"]
+
+
 def pad(id_lists: list[list[int]], pad_id: int, side: str = "right"):
     """(ids [B, T], mask [B, T]) padded on ``side``."""
     width = max(len(x) for x in id_lists)

@@ -107,9 +107,13 @@ class Pair:
         h, mask = states if states is not None else self.source_states(items)
         return translator(h.to(self.device), mask.to(self.device))
 
-    def latent_embeds(self, soft: torch.Tensor, tails: list[list[int]] | None = None):
-        """[BOS] + soft + cue (+ per-row ``tails``, right-padded): (embeds, mask, prefix length)."""
+    def latent_embeds(
+        self, soft: torch.Tensor, tails: list[list[int]] | None = None, cue: bool = True
+    ):
+        """[BOS] + soft + cue (+ per-row ``tails``, right-padded): (embeds, mask, prefix length);
+        ``cue=False`` leaves the cue out (the original's training input)."""
         before, after = evaluate.latent_target_ids(self.tgt_tok)
+        after = after if cue else []
         b = soft.shape[0]
         tails = tails or [[] for _ in range(b)]
         ids, mask = evaluate.pad([after + t for t in tails], self.tgt_tok.pad_token_id)
@@ -124,6 +128,19 @@ class Pair:
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.target.get_output_embeddings()(hidden).float()
 
+    def tails(self, items) -> tuple[list[list[int]], int]:
+        """The labelled target tokens after the soft tokens (``nll_labels``) and the index of the
+        answer's first token in them: the answer + EOS after the cue (``answer``: 0), or the
+        original's BOS + answer, no cue, no EOS (``original``: 1, its BOS labelled too)."""
+        if self.p["nll_labels"] == "original":
+            return [evaluate.original_answer_ids(self.tgt_tok, self.kind, i) for i in items], 1
+        return [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items], 0
+
+    def head_prompt_ids(self, item) -> list[int]:
+        """The prompt's first K tokens, BOS included (the original's ``max_length=K`` cut)."""
+        prompt = world.prompt(self.kind, item)
+        return evaluate.head_ids(self.tgt_tok, prompt, self.p["K"] - 1)
+
     # --- training loss ---------------------------------------------------------------------
     def loss(
         self, translator, items, step: int, states=None, teacher=None
@@ -137,8 +154,8 @@ class Pair:
         and the KL teacher's forward passes: source states (h, mask) and teacher rows [B, n, d]."""
         p = self.p
         soft = self.soft(translator, items, states)
-        answers = [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items]
-        embeds, mask, prefix = self.latent_embeds(soft, answers)
+        tails, start = self.tails(items)
+        embeds, mask, prefix = self.latent_embeds(soft, tails, cue=start == 0)
         # use_cache=False: a hub model's config asks for a KV cache, which a training forward
         # only fills (copies of every layer's keys and values) and which makes compiled layers
         # recompile per layer
@@ -146,12 +163,12 @@ class Pair:
             h = self.target.base_model(
                 inputs_embeds=embeds, attention_mask=mask, use_cache=False
             ).last_hidden_state
-        width = max(len(a) for a in answers)
+        width = max(len(a) for a in tails)
         labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-        for r, a in enumerate(answers):
+        for r, a in enumerate(tails):
             labels[r, : len(a)] = torch.as_tensor(a)
         labels = labels.to(self.device)
-        # position prefix-1+j predicts answer token j; soft tokens and the prompt carry no label
+        # position prefix-1+j predicts tail token j; soft tokens and the prompt carry no label
         student = self._logits(h[:, prefix - 1 : prefix - 1 + width])
         if parallel.world_size() == 1:
             nll = speed.token_cross_entropy(student, labels, IGNORE_INDEX)
@@ -162,46 +179,69 @@ class Pair:
         total = nll
         prompts = [self.prompt_ids(i) for i in items]
         if step in switches.kl_steps(p):
-            kl = self._kl(student, labels, items, prompts, answers, teacher)
+            # the KL compares the answer's rows: a labelled BOS before them (the original's) is not
+            answers = [t[start:] for t in tails]
+            rows = (student[:, start:], labels[:, start:])
+            kl = self._kl(h, *rows, items, prompts, answers, teacher)
             total = total + p["kl_weight"] * kl
             parts["kl"] = parallel.mean_value(kl)
-        if p["infonce_weight"] > 0 or p["prompt_align_weight"] > 0:
-            pooled_soft = soft.float().mean(1)
-            pooled_prompt = self._pooled_prompt(prompts)
-            if p["infonce_weight"] > 0:
-                group = switches.infonce_group(p)
-                nce = infonce(pooled_soft, pooled_prompt, p["infonce_temperature"], group)
-                total = total + p["infonce_weight"] * nce
-                parts["infonce"] = parallel.mean_value(nce)
-            if p["prompt_align_weight"] > 0:
-                mse = F.mse_loss(pooled_soft, pooled_prompt)
-                total = total + p["prompt_align_weight"] * mse
-                parts["align"] = parallel.mean_value(mse)
+        pooled_soft = soft.float().mean(1)
+        if p["infonce_weight"] > 0:
+            heads = p["infonce_prompt"] == "first_k"
+            pooled = self.pooled_prompt(
+                [self.head_prompt_ids(i) for i in items] if heads else prompts
+            )
+            group = switches.infonce_group(p)
+            nce = infonce(pooled_soft, pooled, p["infonce_temperature"], group)
+            total = total + p["infonce_weight"] * nce
+            parts["infonce"] = parallel.mean_value(nce)
+        if p["prompt_align_weight"] > 0:
+            if p["prompt_align"] == "per_position":
+                align = self._aligned_positions(soft, [self.head_prompt_ids(i) for i in items])
+            else:
+                align = F.mse_loss(pooled_soft, self.pooled_prompt(prompts))
+            total = total + p["prompt_align_weight"] * align
+            parts["align"] = parallel.mean_value(align)
         tokens = int(mask.sum()) + sum(len(self.source_ids(i)) for i in items)
         return total, parts, tokens
 
+    def teacher_inputs(self, prompts, answers) -> tuple[list[list[int]], list[int], list[int]]:
+        """The KL teacher's (``kl_teacher``) token inputs, per row the position of its first
+        compared row and its rows: ``full`` = prompt + answer from the row predicting answer
+        token 0; ``answer_only`` = BOS + answer, likewise; ``prompt_only`` = the prompt alone
+        from its first position (compared with the soft tokens' positions)."""
+        if self.p["kl_teacher"] == "prompt_only":
+            return prompts, [0] * len(prompts), [len(pr) for pr in prompts]
+        if self.p["kl_teacher"] == "answer_only":
+            bos = [self.tgt_tok.bos_token_id]
+            return [bos + a for a in answers], [0] * len(answers), [len(a) for a in answers]
+        seqs = [pr + a for pr, a in zip(prompts, answers, strict=True)]
+        return seqs, [len(pr) - 1 for pr in prompts], [len(a) for a in answers]
+
     @torch.no_grad()
     def teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
-        """The text-prompted target's final states predicting answer tokens 0..n-1: [B, n, d]."""
-        seqs = [pr + a for pr, a in zip(prompts, answers, strict=True)]
+        """The teacher's final states at its first n compared rows (:meth:`teacher_inputs`):
+        [B, n, d]."""
+        seqs, starts, _ = self.teacher_inputs(prompts, answers)
         ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id)
         h = self.target.base_model(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
         ).last_hidden_state
         pos = torch.tensor(
-            [[min(len(pr) - 1 + j, ids.shape[1] - 1) for j in range(n)] for pr in prompts],
-            device=self.device,
+            [[min(s + j, ids.shape[1] - 1) for j in range(n)] for s in starts], device=self.device
         )
         return h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
 
     @torch.no_grad()
     def teacher_states(self, items):
-        """Per item its teacher rows over its answer's first ``kl_positions`` tokens (the rows
-        the KL term counts), as (states [B, n, d], mask [B, n]) right-padded: what the teacher
-        cache stores. Rows past an answer's end are never counted (label -100)."""
+        """Per item its first ``kl_positions`` teacher rows (the rows the KL term counts), as
+        (states [B, n, d], mask [B, n]) right-padded: what the teacher cache stores. Rows past
+        an answer's end (a prompt's, for ``prompt_only``) are never counted."""
         prompts = [self.prompt_ids(i) for i in items]
-        answers = [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items]
-        lengths = [min(self.p["kl_positions"], len(a)) for a in answers]
+        tails, start = self.tails(items)
+        answers = [t[start:] for t in tails]
+        _, _, rows = self.teacher_inputs(prompts, answers)
+        lengths = [min(self.p["kl_positions"], r) for r in rows]
         h = self.teacher_hidden(prompts, answers, max(lengths))
         mask = torch.tensor([[int(j < n) for j in range(h.shape[1])] for n in lengths])
         return h, mask
@@ -217,18 +257,43 @@ class Pair:
             rows = self.teacher_hidden(prompts, answers, n)
         return self._logits(rows)
 
-    def _kl(self, student, labels, items, prompts, answers, teacher=None) -> torch.Tensor:
-        """KL(p_text || p_bridged) over the first ``kl_positions`` answer positions."""
-        n = min(self.p["kl_positions"], student.shape[1])
+    def _kl(self, h, student, labels, items, prompts, answers, teacher=None) -> torch.Tensor:
+        """KL(p_text || p_bridged) over the first ``kl_positions`` rows of ``kl_teacher``: the
+        answer's (``student``: the logits predicting answer token j, ``labels`` its label) or,
+        for ``prompt_only``, the soft tokens' own positions of ``h``. ``kl_reduction``: the mean
+        over the counted rows, or (``batchmean``) their sum over the rows of the batch."""
+        p = self.p
+        if p["kl_teacher"] == "prompt_only":
+            n = min(p["kl_positions"], p["K"], max(len(pr) for pr in prompts))
+            first = len(evaluate.latent_target_ids(self.tgt_tok)[0])  # the soft tokens' start
+            student = self._logits(h[:, first : first + n])
+            valid = torch.tensor([[float(j < len(pr)) for j in range(n)] for pr in prompts])
+            valid = valid.to(self.device)
+        else:
+            n = min(p["kl_positions"], student.shape[1])
+            student = student[:, :n]
+            valid = (labels[:, :n] != IGNORE_INDEX).float()
         teacher = self._teacher_logits(items, prompts, answers, n, teacher)
-        valid = (labels[:, :n] != IGNORE_INDEX).float()
-        kl = kl_rows(teacher.log_softmax(-1), student[:, :n])
+        kl = kl_rows(teacher.log_softmax(-1), student)
+        count = valid.sum() if p["kl_reduction"] == "mean" else valid.new_tensor(len(items))
         if parallel.world_size() == 1:
-            return (kl * valid).sum() / valid.sum().clamp_min(1)
-        return parallel.share_of_mean((kl * valid).sum(), valid.sum())
+            return (kl * valid).sum() / count.clamp_min(1)
+        return parallel.share_of_mean((kl * valid).sum(), count)
+
+    def _aligned_positions(self, soft, heads) -> torch.Tensor:
+        """The original's prompt alignment: soft token k against the embedding of prompt token
+        k (the first K, BOS included), the squared distance summed over the width and averaged
+        over the prompt's real positions (a shorter prompt counts fewer)."""
+        ids, mask = evaluate.pad(heads, self.tgt_tok.pad_token_id)
+        e = self.target.get_input_embeddings()(ids.to(self.device)).float()
+        m = mask.to(self.device).unsqueeze(-1).float()
+        diff = (soft.float()[:, : e.shape[1]] - e) * m
+        if parallel.world_size() == 1:
+            return diff.pow(2).sum() / m.sum().clamp_min(1)
+        return parallel.share_of_mean(diff.pow(2).sum(), m.sum())
 
     @torch.no_grad()
-    def _pooled_prompt(self, prompts) -> torch.Tensor:
+    def pooled_prompt(self, prompts) -> torch.Tensor:
         ids, mask = evaluate.pad(prompts, self.tgt_tok.pad_token_id)
         e = self.target.get_input_embeddings()(ids.to(self.device)).float()
         m = mask.to(self.device).unsqueeze(-1).float()

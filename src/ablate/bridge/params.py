@@ -20,7 +20,14 @@ class BridgeConfigError(ValueError):
 #: Keys added after runs were recorded: at their default they are left out of a run's params
 #: (:func:`recorded`: its identity, run id and rule params), so those runs keep their ids and
 #: Snakemake sees no changed params; :func:`check` fills them back in for the job.
-LATE_KEYS = ("infonce_group",)
+LATE_KEYS = (
+    "infonce_group",
+    "nll_labels",
+    "kl_reduction",
+    "kl_teacher",
+    "infonce_prompt",
+    "prompt_align",
+)
 
 
 class TranslatorConfigError(ValueError):

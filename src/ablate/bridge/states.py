@@ -164,6 +164,7 @@ def compute(
     loads the model on its GPU and extracts its batches (:func:`write`); process 0 writes the
     cache and its summary and returns it, the others None."""
     from ablate.bridge import models, world
+    from ablate.bridge import params as bridge_params
     from ablate.bridge.pair import Pair, card_inputs, model_dtype
     from ablate.core import provenance
 
@@ -177,7 +178,8 @@ def compute(
         pair = Pair(model, tok, None, None, dataset_kind, params)
         states_of = pair.source_states
     else:
-        pair = Pair(None, None, model, tok, dataset_kind, params)
+        # the teacher's definitions at their defaults are not in its key (caches.teacher_key)
+        pair = Pair(None, None, model, tok, dataset_kind, {**bridge_params.defaults(), **params})
         states_of = pair.teacher_states
     lengths = _lengths_of(pair, what, dev)
     out = Path(out_dir)

@@ -23,6 +23,10 @@ SWITCHES = (
     "patience",
     "infonce_temperature",
     "infonce_group",
+    "kl_reduction",
+    "kl_teacher",
+    "infonce_prompt",
+    "prompt_align",
 )
 
 
@@ -61,6 +65,10 @@ def behaviour(p: dict[str, Any]) -> dict[str, Any]:
         "stop_patience": stop_patience(p),
         "infonce_temperature": p["infonce_temperature"] if p["infonce_weight"] > 0 else None,
         "infonce_group": infonce_group(p) if p["infonce_weight"] > 0 else None,
+        "kl_reduction": p["kl_reduction"] if kl else None,
+        "kl_teacher": p["kl_teacher"] if kl else None,
+        "infonce_prompt": p["infonce_prompt"] if p["infonce_weight"] > 0 else None,
+        "prompt_align": p["prompt_align"] if p["prompt_align_weight"] > 0 else None,
     }
 
 

@@ -1,0 +1,249 @@
+"""The bridge losses' definitions (``nll_labels``, ``kl_reduction``, ``kl_teacher``,
+``infonce_prompt``, ``prompt_align``): each original setting against the value its formula in the
+original script (LatentWire ``paper_writing/cross_attention.py``, both eras) gives on the micro
+pair, computed here with plain torch ops from the model's own forward; and the differences the
+defaults keep, measured (fast: one micro pair, a few forwards)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from bridge_fixtures import MICRO_PARAMS
+
+from ablate.bridge import caches, world
+from ablate.bridge import params as bridge_params
+from ablate.bridge import translator as tr
+from ablate.bridge.pair import load_pair
+
+# KL on from step 1; three rows, one InfoNCE group; OFF: the terms a test turns off
+BASE = {**MICRO_PARAMS, "K": 4, "kl_positions": 4, "warmup_steps": 0, "batch_size": 3}
+OFF = {"kl_weight": 0.0, "infonce_weight": 0.0, "prompt_align_weight": 0.0}
+
+
+@pytest.fixture(scope="module")
+def micro(bridge_cards, bridge_world):
+    """A loader of (pair, translator, items) for given params: a translator whose gates are open
+    (its soft tokens depend on the source), in eval mode (no dropout: two forwards agree)."""
+    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")[:3]
+
+    def load(**kw):
+        p = bridge_params.resolve({**BASE, **kw})
+        pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+        torch.manual_seed(0)
+        translator = tr.build(p, pair.source, pair.target).eval()
+        with torch.no_grad():
+            for gates in translator.gate_parameters():
+                gates.fill_(0.7)
+        return pair, translator, items
+
+    return load
+
+
+def _target_logits(pair, embeds) -> torch.Tensor:
+    with torch.no_grad():
+        return pair.target(inputs_embeds=embeds).logits.float()
+
+
+def _embed(pair, ids) -> torch.Tensor:
+    return pair.target.get_input_embeddings()(torch.as_tensor(ids)).float()
+
+
+def _original_tail(pair, item) -> list[int]:
+    """The original's training text after the soft tokens: tgt_tok(answer.strip()), BOS first."""
+    return pair.tgt_tok(str(item["answer"]).strip())["input_ids"]
+
+
+def test_original_nll_labels_the_bos_with_no_cue_and_no_eos(micro):
+    """The original's NLL: HF's loss over the soft tokens + BOS + answer, labels = those ids
+    (the BOS predicted by the last soft token), -100 on the soft tokens; here after the
+    pipeline's leading <s>."""
+    pair, translator, items = micro(**OFF, nll_labels="original")
+    item = items[0]
+    with torch.no_grad():
+        _, parts, _ = pair.loss(translator, [item], 1)
+        soft = pair.soft(translator, [item]).float()
+    tail = _original_tail(pair, item)
+    assert tail[0] == pair.tgt_tok.bos_token_id and tail[-1] != pair.tgt_tok.eos_token_id
+    lead = [pair.tgt_tok.bos_token_id]
+    embeds = torch.cat([_embed(pair, lead), soft[0], _embed(pair, tail)])[None]
+    labels = torch.tensor([[-100] * (1 + soft.shape[1]) + tail])
+    with torch.no_grad():
+        expected = pair.target(inputs_embeds=embeds, labels=labels).loss
+    assert parts["nll"] == pytest.approx(float(expected), rel=1e-5)
+    # the default's labels (cue, answer + EOS) are another loss
+    pair.p = {**pair.p, "nll_labels": "answer"}
+    with torch.no_grad():
+        assert pair.loss(translator, [item], 1)[1]["nll"] != pytest.approx(parts["nll"], rel=1e-3)
+
+
+def test_later_era_kl_answer_only_teacher_batchmean(micro):
+    """The later era's KL: kl_div(log_softmax(bridged[:, K : K + n]), softmax(teacher[:, :n]),
+    "batchmean"), the teacher fed the answer alone (BOS + answer), the bridged rows from the
+    answer's BOS on; n = kl_tokens. Its batchmean is n x the per-position mean."""
+    kw = {"infonce_weight": 0.0, "prompt_align_weight": 0.0, "nll_labels": "original"}
+    pair, translator, items = micro(**kw, kl_teacher="answer_only", kl_reduction="batchmean")
+    n = BASE["kl_positions"]
+    with torch.no_grad():
+        _, parts, _ = pair.loss(translator, items, 1)
+        soft = pair.soft(translator, items).float()
+    tails = [_original_tail(pair, i) for i in items]
+    width = min(len(t) for t in tails)  # the original pads; n rows of every answer are real
+    assert width > n
+    tails = [t[:width] for t in tails]
+    lead = _embed(pair, [pair.tgt_tok.bos_token_id])
+    embeds = torch.stack(
+        [torch.cat([lead, s, _embed(pair, t)]) for s, t in zip(soft, tails, strict=True)]
+    )
+    bridged = _target_logits(pair, embeds)
+    k_soft = 1 + soft.shape[1]  # the original's K_soft: where the answer's BOS is fed
+    teacher = _target_logits(pair, _embed(pair, tails))
+    expected = F.kl_div(
+        F.log_softmax(bridged[:, k_soft : k_soft + n], dim=-1),
+        F.softmax(teacher[:, :n], dim=-1),
+        reduction="batchmean",
+    )
+    assert parts["kl"] == pytest.approx(float(expected), rel=1e-4)
+    pair.p = {**pair.p, "kl_reduction": "mean"}
+    with torch.no_grad():
+        mean = pair.loss(translator, items, 1)[1]["kl"]
+    assert parts["kl"] / mean == pytest.approx(n, rel=1e-5)  # every row has n answer positions
+
+
+def test_early_era_kl_soft_positions_against_the_prompt_only_teacher(micro):
+    """The early era's KL: the bridged logits at the first n positions (the soft tokens') against
+    the target fed the prompt alone at its first n positions (the answer never read), batchmean;
+    here after the leading <s>, n = min(kl_positions, K)."""
+    kw = {"infonce_weight": 0.0, "prompt_align_weight": 0.0, "nll_labels": "original"}
+    pair, translator, items = micro(**kw, kl_teacher="prompt_only", kl_reduction="batchmean")
+    n = min(BASE["kl_positions"], BASE["K"])
+    with torch.no_grad():
+        _, parts, _ = pair.loss(translator, items, 1)
+        soft = pair.soft(translator, items).float()
+    lead = _embed(pair, [pair.tgt_tok.bos_token_id])
+    bridged = _target_logits(pair, torch.stack([torch.cat([lead, s]) for s in soft]))
+    prompts = [pair.prompt_ids(i)[:n] for i in items]
+    assert all(len(pr) == n for pr in prompts)
+    teacher = _target_logits(pair, _embed(pair, prompts))
+    expected = F.kl_div(
+        F.log_softmax(bridged[:, 1 : 1 + n], dim=-1),
+        F.softmax(teacher, dim=-1),
+        reduction="batchmean",
+    )
+    assert parts["kl"] == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_per_position_prompt_alignment_is_the_originals(micro):
+    """The original's prompt alignment: tgt_tok(prompt, max_length=K) embedded, zero-padded to
+    K, diff = (soft - prompt) x mask, sum(diff^2) / mask.sum(); the pooled MSE of the default is
+    a far smaller number (measured: the ratio stays above 10 on the micro pair)."""
+    kw = {"kl_weight": 0.0, "infonce_weight": 0.0}
+    pair, translator, items = micro(**kw, prompt_align="per_position")
+    k = BASE["K"]
+    with torch.no_grad():
+        _, parts, _ = pair.loss(translator, items, 1)
+        soft = pair.soft(translator, items).float()
+    texts = [world.prompt("gsm8k", i) for i in items]
+    enc = pair.tgt_tok(texts, truncation=True, max_length=k)["input_ids"]
+    pe = torch.zeros_like(soft)
+    mask = torch.zeros(soft.shape[:2] + (1,))
+    for r, ids in enumerate(enc):
+        pe[r, : len(ids)] = _embed(pair, ids)
+        mask[r, : len(ids)] = 1
+    expected = ((soft - pe) * mask).pow(2).sum() / mask.sum()
+    assert parts["align"] == pytest.approx(float(expected), rel=1e-5)
+    pair.p = {**pair.p, "prompt_align": "pooled"}
+    with torch.no_grad():
+        pooled = pair.loss(translator, items, 1)[1]["align"]
+    assert parts["align"] / pooled > 10
+
+
+def test_first_k_infonce_prompt_is_the_later_eras(micro):
+    """The later era's InfoNCE: the target prompt cut to its first K tokens (max_length=K, BOS
+    included), its embeddings mean-pooled, against the mean-pooled soft tokens (cosine / 0.07)."""
+    kw = {"kl_weight": 0.0, "prompt_align_weight": 0.0}
+    pair, translator, items = micro(**kw, infonce_prompt="first_k")
+    with torch.no_grad():
+        _, parts, _ = pair.loss(translator, items, 1)
+        soft = pair.soft(translator, items).float()
+    texts = [world.prompt("gsm8k", i) for i in items]
+    enc = pair.tgt_tok(texts, truncation=True, max_length=BASE["K"])["input_ids"]
+    assert len({len(ids) for ids in enc}) == 1  # no padding: the original's mean is the same
+    pooled = _embed(pair, enc).mean(1)
+    logits = F.normalize(soft.mean(1), dim=-1) @ F.normalize(pooled, dim=-1).T / 0.07
+    expected = F.cross_entropy(logits, torch.arange(len(items)))
+    assert parts["infonce"] == pytest.approx(float(expected), rel=1e-5)
+    pair.p = {**pair.p, "infonce_prompt": "full"}
+    with torch.no_grad():
+        full = pair.loss(translator, items, 1)[1]["infonce"]
+    assert full != pytest.approx(parts["infonce"], rel=1e-4)
+
+
+def test_pooled_prompt_counts_no_padding(micro):
+    """A deliberate fix: the original's early-era InfoNCE averaged the padded prompt embeddings,
+    so a row's pooled prompt moved with the batch's longest prompt; here it does not (measured:
+    the original's pooled vector of the shortest prompt moves, this one stays)."""
+    pair, _, items = micro()
+    prompts = [pair.prompt_ids(i) for i in items]
+    short = min(range(len(items)), key=lambda r: len(prompts[r]))
+    longer = prompts[short] + prompts[short]  # a batch mate longer than the short prompt
+    alone = pair.pooled_prompt([prompts[short]])[0]
+    beside = pair.pooled_prompt([prompts[short], longer])[0]
+    torch.testing.assert_close(alone, beside)
+    ids = torch.tensor([prompts[short] + [pair.tgt_tok.pad_token_id] * len(prompts[short])])
+    padded_mean = pair.target.get_input_embeddings()(ids).float().mean(1)[0]  # the original's
+    assert (padded_mean - alone).norm() > 0.1 * alone.norm()
+
+
+@pytest.mark.parametrize(
+    "key, weight_off",
+    [
+        ("kl_reduction", "kl_weight"),
+        ("kl_teacher", "kl_weight"),
+        ("infonce_prompt", "infonce_weight"),
+        ("prompt_align", "prompt_align_weight"),
+    ],
+)
+def test_a_definition_of_a_term_that_is_off_splits_no_run(key, weight_off):
+    """The definitions are switches: one of a term that is off is reset to its default."""
+    other = {"kl_reduction": "batchmean", "kl_teacher": "answer_only"}.get(key)
+    other = other or {"infonce_prompt": "first_k", "prompt_align": "per_position"}[key]
+    off = {weight_off: 0.0}
+    assert bridge_params.resolve({**off, key: other}) == bridge_params.resolve(off)
+    assert bridge_params.resolve({key: other})[key] == other
+
+
+def test_definitions_at_their_defaults_keep_recorded_params():
+    """Runs recorded before the definitions existed keep their params and run ids."""
+    p = bridge_params.resolve({})
+    names = {"nll_labels", "kl_reduction", "kl_teacher", "infonce_prompt", "prompt_align"}
+    assert names <= set(p) and not names & set(bridge_params.recorded(p))
+    q = bridge_params.resolve({"nll_labels": "original"})
+    assert bridge_params.recorded(q)["nll_labels"] == "original"
+
+
+@pytest.mark.parametrize("kl_teacher", ["full", "prompt_only", "answer_only"])
+@pytest.mark.parametrize("nll_labels", ["answer", "original"])
+def test_the_teacher_rows_a_cache_stores_give_the_live_kl(micro, kl_teacher, nll_labels):
+    """``Pair.teacher_states`` (what the teacher cache holds) are the rows the live KL compares,
+    for each teacher and each labelling (the cache key holds both: caches.teacher_key)."""
+    kw = {"infonce_weight": 0.0, "prompt_align_weight": 0.0}
+    pair, translator, items = micro(**kw, kl_teacher=kl_teacher, nll_labels=nll_labels)
+    with torch.no_grad():
+        live = pair.loss(translator, items, 1)[1]["kl"]
+        rows, _ = pair.teacher_states(items)
+        stored = pair.loss(translator, items, 1, teacher=rows)[1]["kl"]
+    assert stored == pytest.approx(live, rel=1e-5) and live > 0
+
+
+def test_the_teacher_cache_key_holds_the_definitions_off_their_defaults():
+    from test_bridge_grid import bridge_config
+
+    bridge = bridge_config()
+    p = bridge_params.resolve({})
+    key = caches.teacher_key(bridge, "target", p)
+    assert not set(caches.TEACHER_DEFINITIONS) & set(key)  # the default's caches keep their ids
+    for kw in ({"kl_teacher": "answer_only"}, {"nll_labels": "original"}):
+        other = caches.teacher_key(bridge, "target", bridge_params.resolve(kw))
+        assert other == {**key, **kw}
+        assert caches.states_params({"key": other, "batch": 4}).items() >= kw.items()
