@@ -445,7 +445,11 @@ def record(path: Path, result: dict, run_id: str, seconds: float) -> str:
             **result,
             "phases": {"load_model": seconds},
             "throughput": {"train_runtime_s": seconds},
-            "provenance": {"run_id": run_id, "finished_at": f"2026-11-26T11:{seconds:02.0f}"},
+            "provenance": {
+                "run_id": run_id,
+                "config_hash": "h",
+                "finished_at": f"2026-11-26T11:{seconds:02.0f}",
+            },
         },
     )
     return runcache.input_fingerprint(path)
@@ -467,6 +471,7 @@ def test_a_downstream_key_holds_its_inputs_result_not_their_run(tmp_path):
     first = record(folder / "summary.json", {"items": {"train": 3}}, "run-1", 3.0)
     key = runcache.input_fingerprint(folder)
     record(folder / "summary.json", {"items": {"train": 3}}, "run-2", 4.0)
+    assert (folder / "history" / "run-2.summary.json").is_file()  # io.write_json's copy
     assert runcache.input_fingerprint(folder) == key
     (folder / "states.bin").write_bytes(b"\1" * 64)
     assert runcache.input_fingerprint(folder) != key

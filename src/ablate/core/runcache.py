@@ -135,8 +135,9 @@ def input_fingerprint(path: str | os.PathLike) -> str:
     (:func:`ablate.core.records.result_content`), any other file by its bytes, a folder by the
     sorted (relative name, fingerprint) list of its files; a checkpoint folder by its hash
     manifest (:func:`ablate.core.provenance.fingerprint_path`: its weights' hashes, the same for
-    bit-identical weights)."""
-    from ablate.core import checkpoint
+    bit-identical weights). A folder's ``history/`` (:data:`ablate.core.io.HISTORY_DIR`: a copy
+    of each record it held, named by its run id) is of the runs, not of the result."""
+    from ablate.core import checkpoint, io
 
     p = Path(path)
     if p.is_dir() and (p / checkpoint.MANIFEST_NAME).is_file():
@@ -145,7 +146,9 @@ def input_fingerprint(path: str | os.PathLike) -> str:
         files = {"": p}
     else:
         found = sorted(x for x in p.rglob("*") if x.is_file() and x.name not in _SKIPPED)
-        files = {str(x.relative_to(p)): x for x in found}
+        files = {
+            str(x.relative_to(p)): x for x in found if io.HISTORY_DIR not in x.relative_to(p).parts
+        }
     digests = {}
     for rel, f in files.items():
         if f.suffix == ".json" and (digest := _json_digest(f)) is not None:
