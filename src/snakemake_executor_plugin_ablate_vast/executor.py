@@ -37,6 +37,10 @@ The workarounds, all in this module and pinned to the plugin version they were w
    destruction and reported the job failed, and (3) tried to fetch its log from the dead host.
    A failure once the event is set is now the cancel's: no outcome, no log, as the stock
    ``JobCancelled``.
+9. Credentials. The stock plugin forwards the submitting shell's cloud credentials (its
+   ``CREDENTIAL_ENVVARS``: AWS_*, AZURE_STORAGE_*, GOOGLE_CLOUD_PROJECT, and the content of the
+   GOOGLE_APPLICATION_CREDENTIALS file) to every rented instance unless told not to. Here they
+   stay home unless ``forward-credentials`` is set (``ExecutorSettings.__post_init__``).
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
 project's pinned requirements (except torch when the image has one), so the instance runs this
@@ -46,6 +50,7 @@ checkout's library. The API key is read from the environment only (``VAST_API_KE
 # No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
 import importlib.metadata
 import json
+import math
 import os
 import shlex
 import signal
@@ -105,6 +110,20 @@ class ExecutorSettings(_stock.ExecutorSettings):
             "spend so far reaches it. Unset: no bound.",
         },
     )
+    forward_credentials: bool = field(
+        default=False,
+        metadata={
+            "help": "Forward the submitting shell's cloud credentials (AWS_*, AZURE_STORAGE_*, "
+            "GOOGLE_CLOUD_PROJECT and the GOOGLE_APPLICATION_CREDENTIALS file's content) to "
+            "every rented instance, for a default storage provider there. Unset: they stay "
+            "here. A storage plugin's own settings and declared envvars are forwarded by "
+            "Snakemake either way.",
+        },
+    )
+
+    def __post_init__(self):
+        # Workaround (9): the stock plugin reads only its opt-out, default off (so forwarding).
+        self.no_forward_credentials = self.no_forward_credentials or not self.forward_credentials
 
 
 # The status loop only reads what the runner threads recorded (no API call in SSH mode), so
@@ -161,9 +180,37 @@ def project_requirements() -> list[str]:
     return [r.split(";")[0].strip() for r in reqs if "extra ==" not in r]
 
 
-def offer_price(offer: dict, bid: float | None) -> float:
-    """USD per hour an instance of ``offer`` costs at most: its on-demand price, or the bid."""
-    return float(offer.get("dph_total") or 0) if bid is None else bid
+def offer_price(offer: dict, bid: float | None) -> float | None:
+    """USD per hour an instance of ``offer`` costs at most: the bid, else its on-demand price
+    (``dph_total``, storage included). None when the offer states no positive price (null,
+    missing, 0, negative, not a number): the spending bound cannot count it, so it is refused,
+    never taken as free."""
+    if bid is not None:
+        return bid
+    try:
+        price = float(offer.get("dph_total"))
+    except (TypeError, ValueError):
+        return None
+    return price if math.isfinite(price) and price > 0 else None
+
+
+def settings_error(settings) -> str | None:
+    """One line for executor settings that cannot work together, naming the settings; None
+    when they can."""
+    if settings.bid is not None and not settings.bid > 0:
+        return f"{PLUGIN_NAME}-bid {settings.bid}: a bid is a price in USD per hour above 0"
+    if settings.bid is not None and settings.max_price is not None:
+        if settings.bid > settings.max_price:
+            return (
+                f"{PLUGIN_NAME}-bid {settings.bid} is above {PLUGIN_NAME}-max-price "
+                f"{settings.max_price}: a bid is capped by the on-demand price cap"
+            )
+    if settings.forward_credentials and settings.no_forward_credentials:
+        return (
+            f"{PLUGIN_NAME}-forward-credentials and {PLUGIN_NAME}-no-forward-credentials are both "
+            "set: keep one (credentials stay here unless forward-credentials is set)"
+        )
+    return None
 
 
 class GuardedSSHJobRunner(SSHJobRunner):
@@ -309,12 +356,8 @@ class Executor(_stock.Executor):
         settings.api_key = key  # explicit, so the SDK does not fall back to its key files
         self._sigterm_installed = False
         self._spend_stopped = False  # the run stopped at the spending bound (status thread)
-        if settings.bid is not None and settings.max_price is not None:
-            if settings.bid > settings.max_price:
-                raise WorkflowError(
-                    f"{PLUGIN_NAME}-bid {settings.bid} is above {PLUGIN_NAME}-max-price "
-                    f"{settings.max_price}: a bid is capped by the on-demand price cap"
-                )
+        if msg := settings_error(settings):
+            raise WorkflowError(msg)
         self.spend = SpendMeter(settings.max_spend)
         super().__post_init__()
 
@@ -349,6 +392,14 @@ class Executor(_stock.Executor):
             offers = search(*args, **kwargs) or []
             if bid is not None:  # offers this bid can win
                 offers = [o for o in offers if float(o.get("min_bid") or 0) <= bid]
+            unpriced = [o for o in offers if offer_price(o, bid) is None]
+            if unpriced:
+                self.logger.warning(
+                    f"job {job.name}: {len(unpriced)} Vast.ai offer(s) without a positive price "
+                    f"skipped (dph_total {', '.join(repr(o.get('dph_total')) for o in unpriced)}): "
+                    "the spending bound cannot count them"
+                )
+            offers = [o for o in offers if o not in unpriced]
             prices.update({o["id"]: offer_price(o, bid) for o in offers})
             fitting = [o for o in offers if self.spend.admits(prices[o["id"]], forecast_h)]
             if offers and not fitting:
@@ -361,12 +412,13 @@ class Executor(_stock.Executor):
             return fitting
 
         def metered_create(*args, **kwargs):
+            price = prices[kwargs["id"]]  # an offer the metered search priced, before renting
             if bid is not None:
-                kwargs["price"] = prices[kwargs["id"]]
+                kwargs["price"] = price
             response = create(*args, **kwargs)
             if response.get("success"):
                 iid = response["new_contract"]
-                self.spend.rented(iid, prices.get(kwargs.get("id"), 0.0), forecast_h)
+                self.spend.rented(iid, price, forecast_h)
                 self._write_spend()
             return response
 
