@@ -287,13 +287,14 @@ def say(msg: str) -> None:
     print(f"[resume] {msg}", file=sys.stderr, flush=True)
 
 
-def set_aside(ckpt: Path, why: str) -> Path:
-    """Rename a checkpoint that failed its check out of the way (kept, never resumed from)."""
-    aside = ckpt.with_name(SET_ASIDE_PREFIX + ckpt.name)
+def set_aside(ckpt: Path, into: Path | None = None) -> Path:
+    """Rename a checkpoint that failed its check out of the way, into its folder or ``into``:
+    kept for a look, never resumed from. Returns its new path; the caller says why."""
+    into = ckpt.parent if into is None else into
+    aside = into / (SET_ASIDE_PREFIX + ckpt.name)
     n = 1
     while aside.exists():
         n += 1
-        aside = ckpt.with_name(f"{SET_ASIDE_PREFIX}{n}-{ckpt.name}")
+        aside = into / f"{SET_ASIDE_PREFIX}{n}-{ckpt.name}"
     os.replace(ckpt, aside)
-    say(f"{ckpt.name} set aside as {aside.name}: {why}")
     return aside

@@ -94,7 +94,8 @@ def prepare_resume(
         try:
             checkpoint.verify(ckpt)
         except checkpoint.CheckpointError as exc:
-            checkpoint.set_aside(ckpt, str(exc))
+            aside = checkpoint.set_aside(ckpt)
+            checkpoint.say(f"{ckpt.name} set aside as {aside.name}: {exc}")
             continue
         return ckpt
     return None

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import types
 from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.metadata import StorageMeta
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -113,10 +115,56 @@ def save_checkpoint(model, optimizer, directory: str | os.PathLike) -> None:
     dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=Path(directory) / SHARDS_DIR)
 
 
+#: What a torch.distributed.checkpoint ``.metadata`` pickle names besides the classes of
+#: ``torch.distributed.checkpoint.metadata`` and torch's dtypes (torch 2.13).
+_METADATA_GLOBALS = frozenset(
+    {
+        ("pathlib", "PosixPath"),
+        ("torch", "Size"),
+        ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+        ("torch.serialization", "_get_layout"),
+    }
+)
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (
+            (module, name) in _METADATA_GLOBALS
+            or module == "torch.distributed.checkpoint.metadata"
+            or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype))
+        ):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"a sharded checkpoint's .metadata names {module}.{name}, which no checkpoint "
+            "metadata holds: refused (the file was altered)"
+        )
+
+
+class MetadataReader(dcp.FileSystemReader):
+    """torch's checkpoint reader, except for ``.metadata``: torch unpickles it with
+    ``pickle.load``, which runs whatever callable a payload names (a checkpoint comes from
+    another host: a Vast instance). Here only the classes checkpoint metadata consists of load.
+    The body is torch's ``FileSystemReader.read_metadata`` with that unpickler."""
+
+    def read_metadata(self, *args, **kwargs):
+        path = self._get_metadata_path(kwargs.get("rank"))
+        with self.fs.create_stream(path, "rb") as f:
+            metadata = _MetadataUnpickler(f).load()
+        if getattr(metadata, "storage_meta", None) is None:
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
+def _load(state: dict, directory: str | os.PathLike) -> None:
+    dcp.load(state, storage_reader=MetadataReader(Path(directory) / SHARDS_DIR))
+
+
 def load_model(model, directory: str | os.PathLike) -> None:
     """The weights of :func:`save_checkpoint` back into the sharded ``model`` (a collective)."""
     state = {"model": get_model_state_dict(model)}
-    dcp.load(state, checkpoint_id=Path(directory) / SHARDS_DIR)
+    _load(state, directory)
     set_model_state_dict(model, state["model"])
 
 
@@ -124,7 +172,7 @@ def load_optimizer(model, optimizer, directory: str | os.PathLike) -> None:
     """The optimizer state of :func:`save_checkpoint` back into ``optimizer`` (a collective;
     torch first initialises an empty state with one zero-gradient step at learning rate 0)."""
     state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
-    dcp.load(state, checkpoint_id=Path(directory) / SHARDS_DIR)
+    _load(state, directory)
     set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 

@@ -1,0 +1,116 @@
+"""A rerun resumes only from a checkpoint trained on the same inputs (by content, not path) whose
+files match their hash manifest, on the tiny model: a changed base model or SFT data at the same
+path starts fresh and says why; a truncated or bit-flipped newest checkpoint is set aside and the
+one before it resumed from, to the uninterrupted run's weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from test_training import FAST, no_leak, synthetic_rows, weights
+
+from ablate.core import checkpoint
+from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+from ablate.mask.training.run import FinetuneSpec, finetune
+
+PARAMS = {**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0, "keep_checkpoints": True}
+
+
+def _rows_file(path: Path, seed: int) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(seed=seed)))
+    return path
+
+
+def _base(path: Path, tiny_model_dir: Path, seed: int) -> Path:
+    """A base model folder with its manifest, as a pretraining's ``final`` (its identity)."""
+    if not path.exists():
+        shutil.copytree(tiny_model_dir, path)  # the tokenizer
+    build_tiny_model(tiny_ministral3_config(), seed=seed).save_pretrained(path)
+    checkpoint.write_manifest(path)
+    return path
+
+
+def _run(base: Path, data: Path, out: Path) -> dict:
+    return finetune(
+        FinetuneSpec.parse("causal", PARAMS),
+        model_path=base,
+        data=data,
+        out_dir=out,
+        probe_result=no_leak("causal"),
+    )
+
+
+def _killed_after(out: Path, step: int) -> None:
+    """As if killed after checkpoint-``step`` was saved: later checkpoints and outputs lost."""
+    for c in checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR):
+        if int(c.name.split("-")[-1]) > step:
+            shutil.rmtree(c)
+    shutil.rmtree(out / "final")
+    (out / checkpoint.SUMMARY_NAME).unlink()
+
+
+@pytest.mark.parametrize("changed", ["model", "data"])
+def test_checkpoints_of_other_inputs_at_the_same_path_are_not_resumed(
+    tiny_model_dir, tmp_path, capfd, changed
+):
+    base = _base(tmp_path / "base", tiny_model_dir, seed=0)
+    data = _rows_file(tmp_path / "sft.jsonl", seed=0)
+    out = tmp_path / "run"
+    _run(base, data, out)
+    _killed_after(out, 1)
+    if changed == "model":  # another pretraining wrote the base model's folder
+        _base(base, tiny_model_dir, seed=1)
+    else:
+        _rows_file(data, seed=1)
+    capfd.readouterr()
+    summary = _run(base, data, out)
+    err = capfd.readouterr().err
+    path = base if changed == "model" else data
+    assert f"were trained on another {changed} ({path} changed): starting fresh" in err
+    assert summary["resumed_from_step"] is None and summary["steps_done"] == PARAMS["max_steps"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, tmp_path_factory):
+    """The reference run (checkpoints 1 and 2 kept) and its final weights, run once."""
+    tmp = tmp_path_factory.mktemp("resume_checks")
+    base = _base(tmp / "base", tiny_model_dir, seed=0)
+    data = _rows_file(tmp / "sft.jsonl", seed=0)
+    out = tmp / "run"
+    _run(base, data, out)
+    return base, data, out, weights(out / "final")
+
+
+def _truncate(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+def _flip_a_bit(path: Path) -> None:
+    """One bit of the first tensor's bytes (after the safetensors header): still loads."""
+    raw = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(raw[:8], "little")
+    raw[start + 3] ^= 0x40  # an exponent bit of the first float32
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_a_bit], ids=["truncated", "bit-flipped"])
+def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_resumed(uninterrupted, capfd, damage):
+    base, data, ref_out, ref_weights = uninterrupted
+    out = ref_out.with_name(f"run-{damage.__name__}")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 2)
+    ckpts = out / checkpoint.CHECKPOINTS_DIR
+    damage(ckpts / "checkpoint-2" / "model.safetensors")
+    capfd.readouterr()
+    summary = _run(base, data, out)
+    err = capfd.readouterr().err
+    assert "[resume] checkpoint-2 set aside as corrupt-checkpoint-2: checkpoint " in err
+    assert (ckpts / "corrupt-checkpoint-2" / "model.safetensors").is_file()  # kept for a look
+    assert summary["resumed_from_step"] == 1
+    got = weights(out / "final")
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
