@@ -5,18 +5,21 @@ outputs (:mod:`ablate.core.checkpoint`). While the job runs, :class:`CheckpointC
 new complete one to the submit host, at the same relative path, over the runner's SSH channel (a
 tar stream, nothing staged on the instance's disk). A retry of the job, on any instance, gets the
 newest complete copy shipped up before it starts, so the training resumes there
-(:func:`ablate.core.checkpoint.prepare_resume`) instead of from step 0. After the job succeeded
+(:func:`ablate.core.resume.prepare_resume`) instead of from step 0. After the job succeeded
 the copies are removed (its outputs are what counts then).
 
 A copy is extracted into ``checkpoints/.incoming`` and moved into place only once the stream ended
-cleanly and its completion marker is inside, so a copy cut off by a lost instance is never
-resumed from; the previous copy is removed only after the next one is in place.
+cleanly, its completion marker is inside and its files match its hash manifest, so a copy cut off
+by a lost instance or altered on the way is never resumed from (one that fails is set aside as
+``corrupt-checkpoint-N``); the previous copy is removed only after the next one is in place. A
+copy is checked against its manifest again before it is shipped to a retry.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -74,8 +77,6 @@ def newest_local(ckpt_dir: str | os.PathLike) -> Path | None:
 
 def _python(script: str, *args: str) -> str:
     """A shell command running ``script`` with the instance's python in its work directory."""
-    import shlex
-
     quoted = " ".join(shlex.quote(a) for a in (script, *args))
     return f"cd {REMOTE_WORKDIR} && . ./env.sh && python -c {quoted}"
 
@@ -89,6 +90,7 @@ class CheckpointCopies:
         self.dirs = checkpoint_dirs(runner.job)
         # what the submit host holds already (an earlier attempt's copies)
         self.copied = {d: step_of(c) for d in self.dirs if (c := newest_local(d)) is not None}
+        self.refused: dict[str, int] = {}  # {folder: step} whose copy failed its manifest
 
     def _argv(self, command: str) -> list[str]:
         r = self.runner
@@ -104,10 +106,20 @@ class CheckpointCopies:
         shipped = {}
         for d, step in sorted(self.copied.items()):
             ckpt = Path(d) / f"checkpoint-{step}"
+            try:
+                checkpoint.verify(ckpt)
+            except checkpoint.CheckpointError as exc:
+                aside = checkpoint.set_aside(ckpt)
+                self.runner.logger.warning(
+                    f"{self._label()}: not shipping {ckpt}, set aside as {aside.name}: {exc}"
+                )
+                continue
             paths = [ckpt] + [p for p in [Path(d) / checkpoint.RUN_KEY_FILE] if p.is_file()]
             t0 = time.monotonic()
             proc = subprocess.Popen(
-                self._argv(f"mkdir -p {REMOTE_WORKDIR}/{d} && " + _python(_UNPACK, d)),
+                self._argv(
+                    f"mkdir -p {shlex.quote(f'{REMOTE_WORKDIR}/{d}')} && " + _python(_UNPACK, d)
+                ),
                 stdin=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
@@ -146,7 +158,11 @@ class CheckpointCopies:
             return []
         steps = []
         for d, step in sorted(newest.items()):
-            if step > self.copied.get(d, -1) and self._pull(d, step):
+            if (
+                step > self.copied.get(d, -1)
+                and step != self.refused.get(d)
+                and self._pull(d, step)
+            ):
                 steps.append(step)
         return steps
 
@@ -175,6 +191,16 @@ class CheckpointCopies:
             # rotated away by the Trainer meanwhile, or the instance is going: the next look decides
             self.runner.logger.warning(f"{self._label()}: copy of {d}/{name} failed: {err[-300:]}")
             shutil.rmtree(incoming, ignore_errors=True)
+            return False
+        try:
+            checkpoint.verify(incoming / name)
+        except checkpoint.CheckpointError as exc:  # not retried: the instance's copy is the same
+            aside = checkpoint.set_aside(incoming / name, into=local)
+            self.runner.logger.warning(
+                f"{self._label()}: copy of {d}/{name} set aside as {aside.name}: {exc}"
+            )
+            shutil.rmtree(incoming, ignore_errors=True)
+            self.refused[d] = step
             return False
         os.replace(incoming / name, local / name)
         os.replace(incoming / checkpoint.RUN_KEY_FILE, local / checkpoint.RUN_KEY_FILE)
