@@ -88,6 +88,22 @@ def test_key_written_twice_fails_the_dry_run(workflow_copy):  # noqa: F811
     assert "Building DAG" not in out, out
 
 
+def test_ablate_train_params_file_with_a_key_written_twice(tmp_path, capsys):
+    """`ablate train --params FILE.yaml` reads through the same loader: refused before training."""
+    from ablate.mask.training.cli import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text("max_steps: 5\nlearning_rate: 1.0e-3\nmax_steps: 50\n")
+    out = tmp_path / "out"
+    argv = ["pretrain", "--corpus", "c.jsonl", "--tokenizer", "tok", "--out", str(out)]
+    assert main([*argv, "--params", str(params)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --params: {params}: the key max_steps is written twice, at lines 1 and 3 "
+        "(YAML would keep the second silently): delete one of them\n"
+    )
+    assert not out.exists()
+
+
 def test_a_key_over_a_merged_one_is_no_duplicate(tmp_path):
     """YAML's own override (a key after `<<: *anchor`) and one key in two mappings are fine."""
     path = tmp_path / "merge.yaml"

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ablate.core.checkpoint import CheckpointError
+from ablate.core.config import ConfigError, load_config_file
 from ablate.core.training.params import TrainingConfigError, TrainingError
 from ablate.mask import masks, sft_data, study
 from ablate.mask.training.gate import LeakageGateError, resolve_params
@@ -22,13 +23,14 @@ def _load_mapping(text: str | None, what: str) -> dict:
         return {}
     path = Path(text)
     if not text.lstrip().startswith("{") and path.exists():
-        import yaml
-
-        data = (
-            yaml.safe_load(path.read_text())
-            if path.suffix in (".yaml", ".yml")
-            else json.loads(path.read_text())
-        )
+        try:
+            data = (
+                load_config_file(path)  # a key written twice is an error, not the second kept
+                if path.suffix in (".yaml", ".yml")
+                else json.loads(path.read_text())
+            )
+        except ConfigError as exc:
+            raise TrainingConfigError(f"{what}: {exc}") from None
     else:
         try:
             data = json.loads(text)
