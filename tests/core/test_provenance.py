@@ -173,3 +173,16 @@ def test_diff_names_a_pinned_mkl_path(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert "hardware: 1 changed" in out
     assert '  numerics.env.MKL_CBWR <absent> -> "COMPATIBLE"' in out
+
+
+def test_the_report_cell_names_the_numerics_and_the_gpus(monkeypatch):
+    """The report's provenance page: a row made under MKL_CBWR says so beside its CPU; a GPU
+    record (its GPUs as provenance writes them, names) names its GPUs."""
+    from ablate.core.status_report import hardware_summary
+
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    hw = provenance.hardware()
+    cell = hardware_summary(hw)
+    assert hw["torch_cpu_capability"] in cell and "MKL_CBWR=COMPATIBLE" in cell
+    gpu = {**hw, "gpus": ["NVIDIA H100 80GB HBM3"]}
+    assert hardware_summary(gpu).endswith("; 1x NVIDIA H100 80GB HBM3")

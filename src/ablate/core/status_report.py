@@ -41,11 +41,22 @@ def _revision(record: dict) -> str:
     return ""
 
 
-def _hardware(hw: dict) -> str:
+def hardware_summary(hw: dict) -> str:
+    """A record's ``hardware`` in one cell: the CPU and its cores, torch's instruction set, the
+    BLAS, the numerics variables set, the GPUs; rows that differ here need not agree bit for bit
+    (docs/guide.md, "What the embedded default shows")."""
     gpus = hw.get("gpus") or []
-    names = ", ".join(sorted({g.get("name", "?") for g in gpus if isinstance(g, dict)}))
+    names = ", ".join(sorted({g.get("name", "?") if isinstance(g, dict) else str(g) for g in gpus}))
+    numerics = hw.get("numerics") or {}
+    blas = " ".join(str(x) for x in (numerics.get("blas"), numerics.get("mkl")) if x)
+    cells = [
+        f"{hw.get('cpu_model') or hw.get('processor') or '?'} x{hw.get('cpu_count')}",
+        hw.get("torch_cpu_capability"),
+        blas,
+        *(f"{k}={v}" for k, v in (numerics.get("env") or {}).items()),
+    ]
     gpu = f"; {len(gpus)}x {names}" if gpus else ""
-    return f"{hw.get('cpu_model') or hw.get('processor') or '?'} x{hw.get('cpu_count')}{gpu}"
+    return ", ".join(c for c in cells if c) + gpu
 
 
 def provenance_row(row: Row, workdir: Path) -> dict[str, Any] | None:
@@ -65,7 +76,7 @@ def provenance_row(row: Row, workdir: Path) -> dict[str, Any] | None:
         "config_hash": prov.get("config_hash", ""),
         "model revision": _revision(record),
         "packages": ", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v),
-        "hardware": _hardware(prov.get("hardware") or {}),
+        "hardware": hardware_summary(prov.get("hardware") or {}),
         "finished_at": prov.get("finished_at", ""),
     }
 
