@@ -50,7 +50,8 @@ def load_config_file(path: str | os.PathLike) -> Any:
     is YAML's own override, not a duplicate."""
     import yaml
 
-    loader = yaml.SafeLoader(Path(path).read_text())
+    # libyaml's parser where PyYAML has it: ~9x faster, and the Snakefile reads every config file
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(Path(path).read_text())
     try:
         try:
             root = loader.get_single_node()
