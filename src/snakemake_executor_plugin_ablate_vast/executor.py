@@ -182,16 +182,16 @@ def project_requirements() -> list[str]:
 
 def offer_price(offer: dict, bid: float | None) -> float | None:
     """USD per hour an instance of ``offer`` costs at most: the bid, else its on-demand price
-    (``dph_total``, storage included). None when the offer states no positive price (null,
-    missing, 0, negative, not a number): the spending bound cannot count it, so it is refused,
-    never taken as free."""
-    if bid is not None:
-        return bid
+    (``dph_total``, storage included). None when the offer states no positive ``dph_total``
+    (null, missing, 0, negative, not a number), bid or not: the spending bound cannot count it,
+    so it is refused, never taken as free (and the stock plugin's rental line formats it)."""
     try:
         price = float(offer.get("dph_total"))
     except (TypeError, ValueError):
         return None
-    return price if math.isfinite(price) and price > 0 else None
+    if not (math.isfinite(price) and price > 0):
+        return None
+    return price if bid is None else bid
 
 
 def settings_error(settings) -> str | None:

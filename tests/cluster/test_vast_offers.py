@@ -52,7 +52,8 @@ JOB = SimpleNamespace(name="finetune", resources={"runtime": 60})  # forecast: 1
 def test_offer_without_a_positive_price_has_none(price):
     assert offer_price({"id": 1, "dph_total": price}, None) is None
     assert offer_price({"id": 1}, None) is None  # dph_total missing
-    assert offer_price({"id": 1, "dph_total": price}, 0.4) == 0.4  # a bid is the price paid
+    assert offer_price({"id": 1, "dph_total": price}, 0.4) is None  # a bid offer too
+    assert offer_price({"id": 1, "dph_total": 0.9}, 0.4) == 0.4  # a bid is the price paid
 
 
 def test_unpriced_offers_are_refused_not_rented_free(caplog):
