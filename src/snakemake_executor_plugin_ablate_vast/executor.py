@@ -184,7 +184,8 @@ def offer_price(offer: dict, bid: float | None) -> float | None:
     """USD per hour an instance of ``offer`` costs at most: the bid, else its on-demand price
     (``dph_total``, storage included). None when the offer states no positive ``dph_total``
     (null, missing, 0, negative, not a number), bid or not: the spending bound cannot count it,
-    so it is refused, never taken as free (and the stock plugin's rental line formats it)."""
+    so it is refused, never taken as free (the stock plugin's log line of a rental formats it
+    as a number, after the instance is rented)."""
     try:
         price = float(offer.get("dph_total"))
     except (TypeError, ValueError):
