@@ -207,7 +207,8 @@ def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
 # Environment variables that change float results on one machine, recorded by name and value
 # (no other variable is): MKL's code path and instruction set (MKL_CBWR, MKL_ENABLE_INSTRUCTIONS),
 # oneDNN's (ONEDNN_MAX_CPU_ISA), thread counts (how a reduction is split), torch's kernel dispatch
-# (ATEN_CPU_CAPABILITY) and the GPU's TF32 and cuBLAS overrides.
+# (ATEN_CPU_CAPABILITY), the GPU's TF32 and cuBLAS overrides and NCCL's all-reduce algorithm (the
+# order a multi-GPU gradient is summed in).
 NUMERICS_ENV_PREFIXES = ("MKL_", "ONEDNN_", "DNNL_", "OMP_", "KMP_", "OPENBLAS_")
 NUMERICS_ENV_NAMES = frozenset(
     {
@@ -215,6 +216,8 @@ NUMERICS_ENV_NAMES = frozenset(
         "NVIDIA_TF32_OVERRIDE",
         "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
         "CUBLAS_WORKSPACE_CONFIG",
+        "NCCL_ALGO",
+        "NCCL_PROTO",
     }
 )
 
@@ -278,6 +281,7 @@ def numerics() -> dict[str, Any]:
             "cuda_matmul_tf32": _tf32(lambda: cuda.allow_tf32, cuda),
             "cuda_fp16_reduced_reduction": cuda.allow_fp16_reduced_precision_reduction,
             "cuda_bf16_reduced_reduction": cuda.allow_bf16_reduced_precision_reduction,
+            "cuda_blas": torch.backends.cuda.preferred_blas_library().name,  # cuBLAS or cuBLASLt
             "cudnn": cudnn.version(),
             "cudnn_tf32": _tf32(lambda: cudnn.allow_tf32, cudnn),
             "cudnn_benchmark": cudnn.benchmark,
