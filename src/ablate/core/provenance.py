@@ -2,7 +2,8 @@
 
 Never records command lines, and of the environment only the variables that change float results
 (:data:`NUMERICS_ENV_PREFIXES`, :data:`NUMERICS_ENV_NAMES`: MKL's, oneDNN's, OpenMP's, torch's
-dispatch, TF32 overrides), so secrets (API keys, tokens) cannot leak into outputs through it.
+dispatch, TF32 overrides, NCCL's algorithm), so secrets (API keys, tokens) cannot leak into
+outputs through it.
 
 The code is the workflow's checkout (the folder of the Snakefile), not the folder the library is
 installed from: a non-editable install has no git state, and an edit of a rule or a config in the
