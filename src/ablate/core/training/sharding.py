@@ -12,7 +12,8 @@ A Trainer checkpoint of a sharded run (:func:`save_checkpoint`) holds the fp32 w
 optimizer state as torch.distributed.checkpoint shards (:data:`SHARDS_DIR`, each process writes its
 own rows); the scheduler, the per-process RNG states and the Trainer state are the Trainer's files
 beside them. Resuming loads them back into the sharded model and optimizer (:func:`load_model`,
-:func:`load_optimizer`).
+:func:`load_optimizer`), the index ``.metadata`` through :class:`MetadataReader` (no arbitrary
+unpickling of a file that may come from another host).
 
 The fast head (:func:`~ablate.core.training.trainer.loss_sum`) calls the decoder and the lm_head
 itself, not ``model.forward``: :func:`gathered` runs it as a forward of the root, so the root's
