@@ -81,6 +81,7 @@ def test_a_spec_records_the_slice_it_was_built_from():
         "share_contexts": True,
         "bootstrap_iters": 0,
         "seed": 0,
+        "protocol": "lm_eval",
     }
     assert EvalSpec(**ev).config_slice() == ev
     probe = {"n_pairs": 4, "max_seq_len": 8, "batch_size": 2, "dtype": "float32", "threshold": None}

@@ -94,7 +94,7 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
     chance = {"emb_pair": 0.5, "emb_order": 0.5}
     for t in TASKS:
         entry = metrics["tasks"][t]
-        for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "score"):
+        for key in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "acc_tokens", "score"):
             assert isinstance(entry[key], float), (t, key)
         assert entry["n"] == 6 and entry["chance"] == chance.get(t, 0.25)
         assert entry["headline_metric"] == ("acc" if t == "emb_order" else "acc_norm")
@@ -115,7 +115,8 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
     samples = pd.read_parquet(d / "samples.parquet")
     assert list(samples.columns) == [
         "task", "doc_id", "choice", "choice_text", "loglikelihood", "is_greedy",
-        "length", "predicted", "predicted_norm", "gold", "acc", "acc_norm",
+        "length", "tokens", "predicted", "predicted_norm", "predicted_tokens", "gold", "acc",
+        "acc_norm", "acc_tokens",
     ]  # fmt: skip
     # Every number can be recomputed from the per-sample table.
     for t in TASKS:
@@ -129,6 +130,10 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
         gold = per_doc.gold.first()
         assert (argmax == gold).mean() == pytest.approx(metrics["tasks"][t]["acc"])
         assert (norm == gold).mean() == pytest.approx(metrics["tasks"][t]["acc_norm"])
+        per_token = (
+            (s.loglikelihood / s.tokens).groupby(s.doc_id).apply(lambda x: int(x.values.argmax()))
+        )
+        assert (per_token == gold).mean() == pytest.approx(metrics["tasks"][t]["acc_tokens"])
         assert 1 / per_doc.size().mean() == pytest.approx(metrics["tasks"][t]["chance"])
 
 

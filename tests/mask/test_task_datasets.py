@@ -17,7 +17,7 @@ import pytest
 
 from ablate.core import hub_revisions, planner, runcache
 from ablate.core.stale import stale_lines
-from ablate.mask import study, tasks
+from ablate.mask import original_tasks, study, tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B = "a" * 40, "b" * 40
@@ -84,7 +84,16 @@ def test_each_hub_task_dataset_is_pinned_through_the_lock(index, tmp_path):
     lock(res, B)  # the lock moved (its entries deleted and resolved again): so do the pins
     assert {p["revision"] for p in tasks.pinned_datasets(names, res).values()} == {B}
     assert index == [1]  # the index (names and datasets) read from its cache the second time
-    assert tasks.lm_eval_task_index() == frozenset(CONFIGS)
+    assert tasks.lm_eval_task_index() == frozenset(CONFIGS) | set(original_tasks.NAMES)
+
+
+def test_the_original_study_tasks_are_pinned_as_lm_evals_are(index, tmp_path):
+    """The tasks with the original's prompts load lm-eval's datasets, pinned by the same lock."""
+    res = tmp_path / "res"
+    lock(res, A)
+    names = ["hellaswag", "piqa", "arc_easy", "arc_challenge", "winogrande"]
+    pins = tasks.pinned_datasets([f"{n}_original" for n in names], res)
+    assert pins == {f"{n}_original": tasks.pinned_datasets([n], res)[n] for n in names}
 
 
 def test_unresolved_offline_names_the_branch(index, tmp_path, capsys):

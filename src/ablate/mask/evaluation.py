@@ -27,7 +27,7 @@ from ablate.mask import study
 from ablate.mask.eval_results import SAMPLE_COLUMNS, macro, task_result
 from ablate.mask.lm_tasks import TaskNotFoundError, data_file_list, load_tasks
 from ablate.mask.masks import POLICIES, check_policy
-from ablate.mask.policy_lm import MaskPolicyLM
+from ablate.mask.policy_lm import PROTOCOLS, MaskPolicyLM
 
 
 def _doc_indices(task_objs: dict[str, Any], limits: dict[str, int | None]) -> dict[str, list[int]]:
@@ -92,13 +92,15 @@ def _inputs(model: str | os.PathLike, local: dict[str, dict]) -> dict[str, Any]:
     return inputs
 
 
-def _task_results(tasks, task_objs, res, headline) -> tuple[dict[str, Any], list[dict]]:
+def _task_results(
+    tasks, task_objs, res, headline, continuation_tokens
+) -> tuple[dict[str, Any], list[dict]]:
     """Each task's metrics.json entry (logged as it comes) and all tasks' sample rows."""
     per_task: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     for t in tasks:
         per_task[t], task_rows = task_result(
-            t, task_objs[t], res["results"][t], res["samples"][t], headline
+            t, task_objs[t], res["results"][t], res["samples"][t], headline, continuation_tokens
         )
         rows.extend(task_rows)
         entry = per_task[t]
@@ -138,7 +140,8 @@ class EvalSpec:
     """An evaluation's config slice (config ``mask.eval``: the job's ``Job.config``), one field per
     key: ``tasks`` (each ``{name, metric, limit}``: the headline metric, None: ``acc_norm`` where
     the task has it, else ``acc``; the first ``limit`` docs, None: all), the scorer's ``dtype``,
-    ``max_batch_tokens`` and ``share_contexts``, lm-eval's ``bootstrap_iters`` and ``seed``, and
+    ``max_batch_tokens`` and ``share_contexts``, lm-eval's ``bootstrap_iters`` and ``seed``, the
+    ``protocol`` (how a request becomes a scored row: :data:`ablate.mask.policy_lm.PROTOCOLS`), and
     the pipeline's ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its
     hub dataset pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
     loaded at that commit; None for the embedded tasks). ``device`` (None: a GPU when there is one)
@@ -153,6 +156,7 @@ class EvalSpec:
     share_contexts: bool
     bootstrap_iters: int
     seed: int
+    protocol: str
     ablated_policy: str | None = None
     datasets: dict[str, dict[str, Any]] | None = None
     device: str | None = None
@@ -231,13 +235,14 @@ def evaluate(
             device=spec.device,
             max_batch_tokens=max_batch_tokens,
             share_contexts=share_contexts,
+            protocol=spec.protocol,
         )
     with phases("evaluate"):  # lm-eval: requests built, scored (evaluate.score), aggregated
         res = _run_lm_eval(
             lm, task_objs, tasks, task_manager, samples_idx, spec.bootstrap_iters, spec.seed
         )
     phases.add("evaluate.score", lm.scoring_s)
-    per_task, rows = _task_results(tasks, task_objs, res, headline)
+    per_task, rows = _task_results(tasks, task_objs, res, headline, lm.continuation_tokens)
     model_block = _model_block(model, model_id, revision)
     run_config = spec.config_slice()
     scorer = {
@@ -298,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--max-batch-tokens", type=int, default=None)
     ap.add_argument("--no-share-contexts", action="store_true")
+    ap.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        default=None,
+        help="lm_eval (BOS, lm-eval's rows) or original (the original study's: no BOS, the "
+        "whole continuation in the forward)",
+    )
     a = ap.parse_args(argv)
     spec = EvalSpec.parse(
         [t.strip() for t in a.tasks.split(",") if t.strip()],
@@ -310,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=a.device,
                 max_batch_tokens=a.max_batch_tokens,
                 share_contexts=False if a.no_share_contexts else None,
+                protocol=a.protocol,
             ).items()
             if v is not None
         },

@@ -80,11 +80,17 @@ def load_tasks(
     """
     from lm_eval.tasks import TaskManager
 
+    from ablate.mask import original_tasks
+
     local: dict[str, dict] = {}
     for d in task_dirs:
         local.update(local_task_configs(d))
     remote = [t for t in tasks if t not in local]
-    tm = TaskManager(include_defaults=bool(remote))  # skip the 5 s scan when all are local
+    # skip the 5 s scan of lm-eval's own tasks when none is asked for
+    tm = TaskManager(
+        include_defaults=any(t not in original_tasks.NAMES for t in remote),
+        include_path=str(original_tasks.TASK_DIR) if remote else None,
+    )
     unknown = [t for t in remote if t not in tm.all_tasks]
     if unknown:
         known = list(local) + tm.all_tasks

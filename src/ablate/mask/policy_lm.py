@@ -6,6 +6,12 @@ context/continuation boundary, builds the padding mask and position ids itself (
 right-pads with token 0 and passes no mask) and applies the policy. Under ``causal`` it returns
 what stock lm-eval returns on the same model (tests/mask/test_evaluation.py). Importing this module
 registers it with lm-eval as ``maskpolicy-hf``.
+
+``protocol`` (config ``mask.eval.protocol``, :data:`PROTOCOLS`) says how a request becomes a row:
+lm-eval's (BOS prepended, the continuation's last token not in the row) or the original study's
+(``eval_mcq.py``: no BOS, the whole continuation in the forward). The original's prompt strings are
+its own tasks (:mod:`ablate.mask.original_tasks`), its length normalisation the ``acc_tokens``
+metric (:mod:`ablate.mask.eval_results`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ from ablate.core.modeling import load_causal_lm, load_tokenizer
 from ablate.mask.masks import check_policy
 from ablate.mask.scoring import score_requests
 
+#: Each evaluation protocol's tokenization and rows: lm-eval's ``add_bos_token`` (None: the
+#: tokenizer's default, which prepends BOS) and the scorer's ``whole_continuation``.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "lm_eval": {"add_bos_token": None, "whole_continuation": False},
+    "original": {"add_bos_token": False, "whole_continuation": True},
+}
+
 
 @register_model("maskpolicy-hf")
 class MaskPolicyLM(HFLM):
@@ -30,7 +43,9 @@ class MaskPolicyLM(HFLM):
     ``pretrained`` is a model object or a path / hub id, loaded through
     :func:`ablate.core.modeling.load_causal_lm` (which handles the Mistral3 VLM checkpoint).
     ``max_batch_tokens`` bounds a scoring batch (padded tokens); ``share_contexts`` encodes a
-    context shared by several choices once (causal and prefix_bidir only).
+    context shared by several choices once (causal and prefix_bidir only); ``protocol`` a key of
+    :data:`PROTOCOLS`. ``continuation_tokens`` maps each scored (context, continuation) to its
+    continuation's token count (the ``acc_tokens`` divisor).
     """
 
     def __init__(
@@ -45,9 +60,17 @@ class MaskPolicyLM(HFLM):
         attn_implementation: str = "sdpa",
         max_batch_tokens: int = 16384,
         share_contexts: bool = True,
+        protocol: str = "lm_eval",
         **kwargs: Any,
     ):
         self.mask_policy = check_policy(mask_policy)
+        if protocol not in PROTOCOLS:
+            raise ValueError(
+                f"unknown evaluation protocol {protocol!r} (mask.eval.protocol): "
+                f"use one of {', '.join(PROTOCOLS)}"
+            )
+        self.protocol = protocol
+        self.continuation_tokens: dict[tuple[str, str], int] = {}
         self.scoring_s = 0.0  # seconds inside the scorer (the rest of an evaluation is set-up)
         self.max_batch_tokens = int(max_batch_tokens)
         self.share_contexts = share_contexts not in (False, "False", "false", "0", 0)
@@ -72,6 +95,9 @@ class MaskPolicyLM(HFLM):
             raise ValueError("MaskPolicyLM needs a tokenizer when given a model object")
         kwargs.pop("batch_size", None)  # batches are bounded by max_batch_tokens instead
         kwargs.pop("max_batch_size", None)
+        add_bos = PROTOCOLS[protocol]["add_bos_token"]
+        if add_bos is not None:
+            kwargs["add_bos_token"] = add_bos
         super().__init__(pretrained=pretrained, tokenizer=tokenizer, **kwargs)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
@@ -83,11 +109,13 @@ class MaskPolicyLM(HFLM):
             max_length=self.max_length,
             max_batch_tokens=self.max_batch_tokens,
             share_contexts=self.share_contexts,
+            whole_continuation=PROTOCOLS[self.protocol]["whole_continuation"],
             progress=not disable_tqdm and self.rank == 0,
             desc=f"loglikelihood [{self.mask_policy}]",
         )
         self.scoring_s += time.perf_counter() - t0
-        for (key, _, _), answer in zip(requests, scores):
+        for (key, _, cont), answer in zip(requests, scores):
             if key is not None:  # rolling-loglikelihood pieces have no cache key
+                self.continuation_tokens[tuple(key)] = len(cont)
                 self.cache_hook.add_partial("loglikelihood", key, answer)
         return scores

@@ -4,6 +4,10 @@ Independent of lm-eval (the GPU benchmark needs only torch + transformers); lm-e
 ``loglikelihood`` semantics are kept exactly: each request is left-truncated to
 ``max_length + 1`` tokens and its last token dropped; the continuation's log-probability is the
 sum over its tokens, ``is_greedy`` says whether every continuation token is the argmax.
+With ``whole_continuation`` the row keeps that last token (the original study's evaluator fed
+context + the whole continuation to one forward; truncated to ``max_length``): the same scores
+under ``causal`` and ``prefix_bidir``, where no prediction sees the last token; under
+``prefill_bidir`` every continuation token, the last included, is visible to every prediction.
 Under ``prefix_bidir`` the context tokens in the input row are the bidirectional prefix; under
 ``prefill_bidir`` the whole input row is bidirectional (so the continuation leaks, by design).
 
@@ -40,11 +44,15 @@ class _Row:
     index: int  # position in the caller's request list
     inp: tuple[int, ...]  # model input: (context + continuation)[-(max_length+1):][:-1]
     n_prompt: int  # context tokens inside ``inp`` (>= 1)
+    # (whole continuation: (context + continuation)[-max_length:], the last token never predicts)
     targets: tuple[int, ...]  # continuation tokens, predicted from inp[n_prompt-1:]
 
 
-def prepare(requests: Sequence[Request], max_length: int) -> list[_Row]:
-    """Apply lm-eval's truncation and split every request into input row and targets."""
+def prepare(
+    requests: Sequence[Request], max_length: int, whole_continuation: bool = False
+) -> list[_Row]:
+    """Apply lm-eval's truncation and split every request into input row and targets; with
+    ``whole_continuation`` the row keeps the continuation's last token (module docstring)."""
     rows = []
     for i, (ctx, cont) in enumerate(requests):
         ctx, cont = list(ctx), list(cont)
@@ -57,8 +65,17 @@ def prepare(requests: Sequence[Request], max_length: int) -> list[_Row]:
             raise ValueError(
                 f"request {i}: continuation of {len(cont)} tokens exceeds max_length {max_length}"
             )
-        inp = (ctx + cont)[-(max_length + 1) :][:-1]
-        rows.append(_Row(i, tuple(inp), len(inp) - len(cont) + 1, tuple(cont)))
+        if whole_continuation:
+            inp = (ctx + cont)[-max_length:]
+            n_prompt = len(inp) - len(cont)
+        else:
+            inp = (ctx + cont)[-(max_length + 1) :][:-1]
+            n_prompt = len(inp) - len(cont) + 1
+        if n_prompt < 1:
+            raise ValueError(
+                f"request {i}: no context token left in a row of max_length {max_length}"
+            )
+        rows.append(_Row(i, tuple(inp), n_prompt, tuple(cont)))
     return rows
 
 
@@ -196,7 +213,7 @@ def _shared_batch(body, head, groups, policy, softcap, results, device):
     b_idx, t_idx, targets, owners = [], [], [], []
     for b, (_, r) in enumerate(cont_rows):
         n = len(r.targets) - 1
-        q_ids[b, :n] = torch.tensor(r.inp[r.n_prompt :])
+        q_ids[b, :n] = torch.tensor(r.inp[r.n_prompt : r.n_prompt + n])
         q_am[b, :n] = 1
         for k in range(n):
             b_idx.append(b)
@@ -225,10 +242,12 @@ def score_requests(
     max_batch_tokens: int = 16384,
     max_batch_rows: int = 256,
     share_contexts: bool = True,
+    whole_continuation: bool = False,
     progress: bool = False,
     desc: str = "scoring",
 ) -> list[tuple[float, bool]]:
-    """Score ``requests`` (context tokens, continuation tokens) with ``model`` under ``policy``.
+    """Score ``requests`` (context tokens, continuation tokens) with ``model`` under ``policy``;
+    ``whole_continuation``: the original study's rows (module docstring).
 
     Returns per request ``(sum log-prob of the continuation, is_greedy)`` in request order.
     ``max_length`` defaults to the model's ``max_position_embeddings``. A batch holds at most
@@ -242,7 +261,7 @@ def score_requests(
         config = model.config
         config = config.get_text_config() if hasattr(config, "get_text_config") else config
         max_length = config.max_position_embeddings
-    rows = prepare(requests, max_length)
+    rows = prepare(requests, max_length, whole_continuation)
     body, head = _body_and_head(model)
     softcap = _softcap(model)
     device = next(model.parameters()).device
@@ -284,24 +303,30 @@ def score_requests(
 
 
 def score_naive(
-    model, requests: Sequence[Request], policy: str = "causal", *, max_length: int
+    model,
+    requests: Sequence[Request],
+    policy: str = "causal",
+    *,
+    max_length: int,
+    whole_continuation: bool = False,
 ) -> list[tuple[float, bool]]:
     """Reference: one full-model forward per request and a full-vocab fp32 log-softmax.
 
-    The slow path the fast scorer must reproduce (tests, bench); also what the seed study did.
+    The slow path the fast scorer must reproduce (tests, bench); the original study's evaluator
+    ran one such forward per request, on whole-continuation rows.
     """
     check_policy(policy)
     device = next(model.parameters()).device
     out = []
     with torch.inference_mode():
-        for r in prepare(requests, max_length):
+        for r in prepare(requests, max_length, whole_continuation):
             ids = torch.tensor([r.inp], device=device)
             am = torch.ones_like(ids)
             kw = policy_forward_kwargs(
                 model, ids, am, torch.tensor([r.n_prompt], device=device), policy
             )
             logp = torch.log_softmax(model(**kw).logits[0].float(), dim=-1)
-            pos = torch.arange(r.n_prompt - 1, len(r.inp), device=device)
+            pos = torch.arange(r.n_prompt - 1, r.n_prompt - 1 + len(r.targets), device=device)
             tgt = torch.tensor(r.targets, device=device)
             out.append(
                 (

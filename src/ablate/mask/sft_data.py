@@ -1,10 +1,13 @@
 """Instruction/response pairs: loading, prompt formatting, tokenization with prompt lengths.
 
 Two row formats. Alpaca (yahma/alpaca-cleaned: ``instruction``, ``input``, ``output``), the real
-data, is put in the Alpaca template. Plain (``prompt``, ``output``), the embedded world's, is a
-text and its continuation with no template: the response is ``output`` as written (a leading
-space included), so prompt + output is the sentence the evaluation scores. Training, the leakage
-probe and the planner all read pairs through here.
+data, is put in a template, the SFT format (config ``mask.data.sft_format``, :data:`SFT_FORMATS`):
+``alpaca``, BOS + the Stanford Alpaca template (its preamble and ``### ...:`` headings), or
+``original``, the original study's (``finetune_sft.py``): the bare headings, fields stripped, no
+BOS. Plain (``prompt``, ``output``), the embedded world's, is a text and its continuation with no
+template whatever the format: the response is ``output`` as written (a leading space included),
+so prompt + output is the sentence the evaluation scores. Training, the leakage probe and the
+planner all read pairs through here.
 """
 
 from __future__ import annotations
@@ -28,6 +31,23 @@ PROMPT_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately "
     "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 )
+#: The SFT formats of Alpaca rows: the templates with and without an input, whether the fields
+#: are stripped and whether the prompt starts with BOS. The response is followed by EOS in both
+#: (the original appended the string ``</s>``, which Tekken encodes as the EOS token).
+SFT_FORMATS: dict[str, dict[str, Any]] = {
+    "alpaca": {
+        "with_input": PROMPT_WITH_INPUT,
+        "no_input": PROMPT_NO_INPUT,
+        "strip": False,
+        "bos": True,
+    },
+    "original": {
+        "with_input": ("### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
+        "no_input": "### Instruction:\n{instruction}\n\n### Response:\n",
+        "strip": True,
+        "bos": False,
+    },
+}
 
 
 class SFTDataError(ValueError):
@@ -64,12 +84,29 @@ def check_columns(rows: list[dict[str, Any]], source: str) -> None:
         )
 
 
-def format_prompt(row: dict[str, Any]) -> str:
+def _format(sft_format: str) -> dict[str, Any]:
+    if sft_format not in SFT_FORMATS:
+        raise SFTDataError(
+            f"unknown SFT format {sft_format!r} (mask.data.sft_format): "
+            f"use one of {', '.join(SFT_FORMATS)}"
+        )
+    return SFT_FORMATS[sft_format]
+
+
+def _field(row: dict[str, Any], key: str, fmt: dict[str, Any]) -> str:
+    text = str(row.get(key) or "")
+    return text.strip() if fmt["strip"] else text
+
+
+def format_prompt(row: dict[str, Any], sft_format: str = "alpaca") -> str:
+    """The prompt of a row: a plain row's as written, an Alpaca row's in ``sft_format``."""
     if is_plain(row):  # no template
         return str(row["prompt"])
+    fmt = _format(sft_format)
+    instruction = _field(row, "instruction", fmt)
     if str(row.get("input") or "").strip():
-        return PROMPT_WITH_INPUT.format(instruction=row["instruction"], input=row["input"])
-    return PROMPT_NO_INPUT.format(instruction=row["instruction"])
+        return fmt["with_input"].format(instruction=instruction, input=_field(row, "input", fmt))
+    return fmt["no_input"].format(instruction=instruction)
 
 
 def is_local(source: str | Path) -> bool:
@@ -127,10 +164,16 @@ def split_rows(
     return train, evals
 
 
-def tokenize_pair(tokenizer, row: dict[str, Any], max_seq_len: int) -> TokenizedPair:
-    """BOS + prompt, then response + EOS; truncated at ``max_seq_len`` keeping >= 1 response token."""
-    prompt_ids = tokenizer(format_prompt(row), add_special_tokens=True)["input_ids"]
-    response_ids = tokenizer(str(row["output"]), add_special_tokens=False)["input_ids"]
+def tokenize_pair(
+    tokenizer, row: dict[str, Any], max_seq_len: int, sft_format: str = "alpaca"
+) -> TokenizedPair:
+    """BOS (a plain row, or the format's) + prompt, then response + EOS; truncated at
+    ``max_seq_len`` keeping >= 1 response token."""
+    fmt = _format(sft_format)
+    bos = is_plain(row) or fmt["bos"]
+    prompt_ids = tokenizer(format_prompt(row, sft_format), add_special_tokens=bos)["input_ids"]
+    output = str(row["output"]) if is_plain(row) else _field(row, "output", fmt)
+    response_ids = tokenizer(output, add_special_tokens=False)["input_ids"]
     response_ids = response_ids + [tokenizer.eos_token_id]
     prompt_ids = prompt_ids[: max(1, max_seq_len - 1)]
     ids = (prompt_ids + response_ids)[:max_seq_len]
@@ -138,9 +181,9 @@ def tokenize_pair(tokenizer, row: dict[str, Any], max_seq_len: int) -> Tokenized
 
 
 def tokenize_rows(
-    tokenizer, rows: Iterable[dict[str, Any]], max_seq_len: int
+    tokenizer, rows: Iterable[dict[str, Any]], max_seq_len: int, sft_format: str = "alpaca"
 ) -> list[TokenizedPair]:
-    return [tokenize_pair(tokenizer, r, max_seq_len) for r in rows]
+    return [tokenize_pair(tokenizer, r, max_seq_len, sft_format) for r in rows]
 
 
 def length_stats(pairs: list[TokenizedPair], max_seq_len: int) -> dict[str, Any]:

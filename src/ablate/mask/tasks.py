@@ -66,9 +66,18 @@ def _index(cache: str | os.PathLike | None = None) -> dict[str, dict[str, Any] |
     return index
 
 
+def _with_original_tasks(index: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """lm-eval's index and the original study's tasks this package ships
+    (:mod:`ablate.mask.original_tasks`), which lm-eval loads from their folder."""
+    from ablate.mask import original_tasks
+
+    return {**index, **original_tasks.datasets()}
+
+
 def lm_eval_task_index(cache: str | os.PathLike | None = None) -> frozenset[str]:
-    """Every task, group and tag name lm-eval's TaskManager knows (:func:`_index`)."""
-    return frozenset(_index(cache))
+    """Every task, group and tag name lm-eval's TaskManager knows (:func:`_index`), and the
+    original study's tasks."""
+    return frozenset(_with_original_tasks(_index(cache)))
 
 
 def pinned_datasets(
@@ -79,7 +88,7 @@ def pinned_datasets(
     revisions' lock in ``results`` (:func:`ablate.core.hub_revisions.resolve`)."""
     from ablate.core import hub_revisions
 
-    index = _index(cache)
+    index = _with_original_tasks(_index(cache))
     out = {}
     for name in names:
         ds = index.get(name)

@@ -115,7 +115,8 @@ def _leakage_gate(model, pairs, spec: FinetuneSpec, probe_result) -> dict:
 
 def _sft_pairs(data, model_path, revision, p: dict[str, Any]):
     """The tokenizer and the tokenized train / held-out pairs (``eval_size`` rows split off by
-    ``seed``); the tokenizer loads before the model, so a model without one fails early."""
+    ``seed``) in the ``sft_format`` template; the tokenizer loads before the model, so a model
+    without one fails early."""
     from ablate.core.modeling import load_tokenizer
 
     rows = sft_data.load_rows(data)
@@ -124,8 +125,9 @@ def _sft_pairs(data, model_path, revision, p: dict[str, Any]):
     else:
         train_rows, eval_rows = rows, []
     tokenizer = load_tokenizer(model_path, revision=revision)
-    train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"])
-    eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"])
+    fmt = p["sft_format"]
+    train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"], fmt)
+    eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"], fmt)
     return tokenizer, train_pairs, eval_pairs
 
 

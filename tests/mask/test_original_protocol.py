@@ -1,0 +1,392 @@
+"""The original study's evaluation and SFT format (config mask.eval.protocol: original, the tasks
+<name>_original, the metric acc_tokens, mask.data.sft_format: original) against the original code's
+definitions (qudent/ministral-prefill-mask-ablation: eval_mcq.py, finetune_sft.py), transcribed
+below as references, and each difference from lm-eval's scoring measured on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+
+import pytest
+import torch
+
+from ablate.mask import original_tasks
+from ablate.mask.scoring import score_naive, score_requests
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# Hand-written docs in each hub dataset's schema (the fields eval_mcq.py reads).
+DOCS = {
+    "hellaswag_original": [
+        {
+            "activity_label": "Removing ice from car",
+            "ctx_a": "Then, the man writes over the snow  covering the window of a car.",
+            "ctx_b": "then",
+            "endings": [
+                ", the man adds wax to the windshield.",
+                ", a person boards a ski lift.",
+                ", the man puts on a coat.",
+                ",  the man keeps removing the snow.",
+            ],
+            "label": "3",
+        }
+    ],
+    "piqa_original": [
+        {
+            "goal": "When boiling  butter, when it's ready, you can",
+            "sol1": "Pour it onto a plate",
+            "sol2": "Pour it into a jar",
+            "label": 1,
+        }
+    ],
+    "arc_easy_original": [
+        {
+            "question": "Which is the most likely effect of a faster rotation?",
+            "choices": {
+                "text": ["Days get longer.", "Days get shorter.", "Years get longer."],
+                "label": ["A", "B", "C"],
+            },
+            "answerKey": "B",
+        },
+        {  # an answer key that is no label: the original skips the question
+            "question": "Broken item?",
+            "choices": {"text": ["yes", "no"], "label": ["A", "B"]},
+            "answerKey": "E",
+        },
+        {
+            "question": "What do plants need  to grow?",
+            "choices": {"text": ["light", "noise"], "label": ["1", "2"]},
+            "answerKey": "1",
+        },
+    ],
+    "winogrande_original": [
+        {
+            "sentence": "Sarah was a much better surgeon than Maria so _ always got the harder cases.",
+            "option1": "Sarah",
+            "option2": "Maria",
+            "answer": "1",
+        },
+        {"sentence": "no blank here", "option1": "a", "option2": "b", "answer": "2"},
+    ],
+}
+DOCS["arc_challenge_original"] = DOCS["arc_easy_original"][:1]
+
+# What eval_mcq.py builds from those docs (prompt, choices, label), derived by hand from its
+# loaders: whitespace collapsed, no "Question: ", hellaswag's ctx_b as written, winogrande split
+# at the blank; the docs it skips are absent.
+EXPECTED = {
+    "hellaswag_original": [
+        (
+            "Removing ice from car: Then, the man writes over the snow covering the window of a "
+            "car. then",
+            [
+                " , the man adds wax to the windshield.",
+                " , a person boards a ski lift.",
+                " , the man puts on a coat.",
+                " , the man keeps removing the snow.",
+            ],
+            3,
+        )
+    ],
+    "piqa_original": [
+        (
+            "When boiling butter, when it's ready, you can\nAnswer:",
+            [" Pour it onto a plate", " Pour it into a jar"],
+            1,
+        )
+    ],
+    "arc_easy_original": [
+        (
+            "Which is the most likely effect of a faster rotation?\nAnswer:",
+            [" Days get longer.", " Days get shorter.", " Years get longer."],
+            1,
+        ),
+        ("What do plants need to grow?\nAnswer:", [" light", " noise"], 0),
+    ],
+    "arc_challenge_original": [
+        (
+            "Which is the most likely effect of a faster rotation?\nAnswer:",
+            [" Days get longer.", " Days get shorter.", " Years get longer."],
+            1,
+        )
+    ],
+    "winogrande_original": [
+        (
+            "Sarah was a much better surgeon than Maria so ",
+            ["Sarah always got the harder cases.", "Maria always got the harder cases."],
+            0,
+        )
+    ],
+}
+
+
+def sequence_logprob(model, tokenizer, prompt, continuation, length_normalize):
+    """eval_mcq.py's scorer, transcribed (one forward of prompt + the whole continuation)."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    full_ids = tokenizer(prompt + continuation, add_special_tokens=False).input_ids
+    if len(full_ids) <= len(prompt_ids):
+        return float("-inf")
+    input_ids = torch.tensor([full_ids], dtype=torch.long)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, use_cache=False).logits
+    logits = logits[:, :-1, :]
+    targets = input_ids[:, 1:]
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    start = max(len(prompt_ids) - 1, 0)
+    token_log_probs = log_probs[:, start:, :].gather(-1, targets[:, start:].unsqueeze(-1))
+    total = float(token_log_probs.sum().item())
+    if length_normalize:
+        total /= max(int(token_log_probs.numel()), 1)
+    return total
+
+
+class prefill_patch:
+    """attention_ablation.py's patch as the original ran it (sdpa, one unpadded row): every
+    attention module's ``is_causal`` False for a forward of more than one token."""
+
+    def __init__(self, model):
+        self.modules = [
+            m
+            for m in model.modules()
+            if "attention" in type(m).__name__.lower()
+            and isinstance(getattr(m, "is_causal", 0), bool)
+        ]
+
+    def __enter__(self):
+        for m in self.modules:
+            m.is_causal = False
+
+    def __exit__(self, *exc):
+        for m in self.modules:
+            m.is_causal = True
+
+
+def load_original_task(name, tmp_path):
+    """The packaged task ``name`` on the hand-written docs (a local json file in place of the hub
+    dataset; everything else as shipped)."""
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    data = tmp_path / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in DOCS[name]))
+    cfg = load_yaml(original_tasks.TASK_DIR / f"{name}.yaml", resolve_func=True)
+    cfg.update(
+        dataset_path="json",
+        dataset_name=None,
+        dataset_kwargs={"data_files": {"validation": str(data)}},
+    )
+    return TaskManager(include_defaults=False).load([cfg])["tasks"][name]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    from ablate.core.modeling import load_causal_lm
+
+    return load_causal_lm(tiny_model_dir, attn_implementation="sdpa").eval()
+
+
+@pytest.fixture(scope="module")
+def runs(model, tokenizer, tmp_path_factory):
+    """lm-eval's run of the five original tasks under the original protocol and each policy,
+    through maskpolicy-hf."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from ablate.mask.policy_lm import MaskPolicyLM
+
+    tmp = tmp_path_factory.mktemp("original_tasks")
+    tasks = {n: load_original_task(n, tmp) for n in original_tasks.NAMES}
+    tm = TaskManager(include_defaults=False)  # else simple_evaluate scans lm-eval's tasks each run
+    out = {}
+    for policy in ("causal", "prefill_bidir"):
+        lm = MaskPolicyLM(model, policy, tokenizer=tokenizer, protocol="original")
+        res = simple_evaluate(
+            model=lm,
+            tasks=list(tasks.values()),
+            task_manager=tm,
+            log_samples=True,
+            bootstrap_iters=0,
+        )
+        out[policy] = (res, lm, tasks)
+    return out
+
+
+@pytest.mark.parametrize("name", original_tasks.NAMES)
+def test_original_tasks_build_eval_mcq_strings(runs, name):
+    res, _, tasks = runs["causal"]
+    samples = sorted(res["samples"][name], key=lambda s: s["doc_id"])
+    assert len(samples) == len(EXPECTED[name])  # the skipped docs are gone
+    for s, (prompt, choices, label) in zip(samples, EXPECTED[name]):
+        assert [tuple(a) for a in s["arguments"]] == [(prompt, c) for c in choices]
+        assert tasks[name].doc_to_target(s["doc"]) == label
+
+
+@pytest.mark.parametrize("policy", ["causal", "prefill_bidir"])
+def test_original_protocol_scores_as_eval_mcq(runs, model, tokenizer, policy):
+    """Per choice, log-likelihood / continuation tokens equals eval_mcq.py's --length-normalize
+    score (under prefill_bidir with its patch), and acc_tokens is its accuracy."""
+    from ablate.mask.eval_results import task_result
+
+    res, lm, tasks = runs[policy]
+    n = 0
+    for name in original_tasks.NAMES:
+        for s in res["samples"][name]:
+            prompt, _ = s["arguments"][0]
+            refs = []
+            for args, (ll, _) in zip(s["arguments"], s["filtered_resps"]):
+                # winogrande: the original's tokenization of its prompt's trailing space drops the
+                # option word from the scored span (test below); lm-eval scores it, as intended
+                ctx, cont = args[0].rstrip(), args[0][len(args[0].rstrip()) :] + args[1]
+                with prefill_patch(model) if policy == "prefill_bidir" else nullcontext():
+                    ref = sequence_logprob(model, tokenizer, ctx, cont, True)
+                assert ll / lm.continuation_tokens[tuple(args)] == pytest.approx(ref, abs=2e-5)
+                refs.append(ref)
+                n += 1
+            entry, _ = task_result(
+                name, tasks[name], res["results"][name], [s], None, lm.continuation_tokens
+            )
+            gold = tasks[name].doc_to_target(s["doc"])
+            assert entry["acc_tokens"] == float(max(range(len(refs)), key=refs.__getitem__) == gold)
+    assert n == 4 + 2 + 5 + 3 + 2
+
+
+def requests(tokenizer, bos: bool):
+    """The hand-written docs' requests as lm-eval encodes them (a context's trailing space moved
+    to its continuation), with or without BOS."""
+    out = []
+    for docs in EXPECTED.values():
+        for prompt, choices, _ in docs:
+            for choice in choices:
+                ctx = prompt.rstrip()
+                ctx_ids = tokenizer(ctx, add_special_tokens=False).input_ids
+                whole = tokenizer(prompt + choice, add_special_tokens=False).input_ids
+                out.append(([tokenizer.bos_token_id] * bos + ctx_ids, whole[len(ctx_ids) :]))
+    return out
+
+
+def mean_gap(a, b) -> float:
+    return sum(abs(x[0] - y[0]) for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def test_only_the_lm_eval_protocol_prepends_bos(model, tokenizer):
+    from ablate.mask.policy_lm import MaskPolicyLM
+
+    ids = {
+        p: MaskPolicyLM(model, "causal", tokenizer=tokenizer, protocol=p).tok_encode("Days get")
+        for p in ("lm_eval", "original")
+    }
+    assert ids["lm_eval"] == [tokenizer.bos_token_id, *ids["original"]]
+    assert tokenizer.bos_token_id not in ids["original"]
+
+
+def test_bos_moves_each_score(model, tokenizer):
+    """BOS vs none, causal, the same continuation tokens: 0.031 nats per request on the tiny
+    model (docs/differences.md); a change that removes or grows it fails."""
+    with_bos = score_requests(model, requests(tokenizer, True), "causal")
+    without = score_requests(model, requests(tokenizer, False), "causal")
+    assert 0.01 < mean_gap(with_bos, without) < 0.1
+
+
+def test_whole_continuation_rows_differ_only_under_prefill_bidir(model, tokenizer):
+    """The original's rows hold the continuation's last token: under prefill_bidir every
+    prediction sees it (0.047 nats per request on the tiny model), under causal and
+    prefix_bidir nothing does (equal scores)."""
+    reqs = requests(tokenizer, False)
+    for policy in ("causal", "prefix_bidir"):
+        assert (
+            mean_gap(
+                score_requests(model, reqs, policy, whole_continuation=True),
+                score_requests(model, reqs, policy),
+            )
+            < 1e-5
+        )
+    gap = mean_gap(
+        score_requests(model, reqs, "prefill_bidir", whole_continuation=True),
+        score_requests(model, reqs, "prefill_bidir"),
+    )
+    assert 0.015 < gap < 0.15
+
+
+def test_a_one_token_answer_leaks_only_in_the_original_rows(model, tokenizer):
+    """lm-eval's row of a one-token continuation is all context: prefill_bidir scores it as
+    prefix_bidir does. The original's row holds the answer token, which every position sees."""
+    one = [r for r in requests(tokenizer, False) if len(r[1]) == 1]
+    assert one  # arc's " light" / " noise"
+    for whole, leaks in ((False, False), (True, True)):
+        gap = mean_gap(
+            score_requests(model, one, "prefill_bidir", whole_continuation=whole),
+            score_requests(model, one, "prefix_bidir", whole_continuation=whole),
+        )
+        assert (gap > 1e-4) is leaks, (whole, gap)
+
+
+@pytest.mark.parametrize("policy", ["causal", "prefix_bidir"])
+def test_shared_contexts_on_whole_rows_equal_one_forward_each(model, tokenizer, policy):
+    reqs = requests(tokenizer, False)
+    ref = score_naive(model, reqs, policy, max_length=2048, whole_continuation=True)
+    got = score_requests(model, reqs, policy, share_contexts=True, whole_continuation=True)
+    assert mean_gap(got, ref) < 1e-5
+
+
+def test_winogrande_fault_of_the_original(tokenizer):
+    """eval_mcq.py tokenizes its winogrande prompt with the trailing space: Tekken encodes that
+    space as a token of its own, which prompt + option merges into the option word, so the
+    original scored from the token after the option word on (the option never scored). The
+    task here scores the option word (lm-eval moves the space into the continuation)."""
+    prompt, choices, _ = EXPECTED["winogrande_original"][0]
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    full = tokenizer(prompt + choices[0], add_special_tokens=False).input_ids
+    original_scored = full[len(prompt_ids) :]  # eval_mcq.py's targets[start:]
+    ours = requests(tokenizer, False)[-2][1]  # the same choice, as lm-eval encodes it
+    option = tokenizer(" Sarah", add_special_tokens=False).input_ids
+    assert ours[: len(option)] == option
+    assert ours[len(option) :] == original_scored
+
+
+def format_alpaca_record(row):
+    """finetune_sft.py's template, transcribed."""
+    instruction = str(row.get("instruction", "")).strip()
+    context = str(row.get("input", "")).strip()
+    output = str(row.get("output", "")).strip()
+    if context:
+        prompt = f"### Instruction:\n{instruction}\n\n### Input:\n{context}\n\n### Response:\n"
+    else:
+        prompt = f"### Instruction:\n{instruction}\n\n### Response:\n"
+    return prompt, output
+
+
+def encode_record(row, tokenizer, max_seq_len):
+    """finetune_sft.py's tokenization, transcribed: input ids and prompt length."""
+    prompt, response = format_alpaca_record(row)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    response_ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False).input_ids
+    input_ids = (prompt_ids + response_ids)[:max_seq_len]
+    return input_ids, min(len(prompt_ids), len(input_ids))
+
+
+SFT_ROWS = [
+    {"instruction": " Give three tips for staying healthy.\n", "input": "", "output": "Eat well. "},
+    {"instruction": "Translate to French.", "input": "  Good morning ", "output": "Bonjour."},
+]
+
+
+@pytest.mark.parametrize("row", SFT_ROWS, ids=["no_input", "input"])
+def test_original_sft_format_is_finetune_sft(tokenizer, row):
+    from ablate.mask.sft_data import tokenize_pair
+
+    pair = tokenize_pair(tokenizer, row, 1024, "original")
+    assert (pair.input_ids, pair.prompt_length) == encode_record(row, tokenizer, 1024)
+
+
+def test_alpaca_format_adds_bos_and_the_preamble(tokenizer):
+    """The default's prompt: BOS + the Stanford template's preamble before the same headings, the
+    fields as written: 19 and 30 prompt tokens more with Tekken."""
+    from ablate.mask.sft_data import tokenize_pair
+
+    extra = [
+        tokenize_pair(tokenizer, row, 1024, "alpaca").prompt_length
+        - tokenize_pair(tokenizer, row, 1024, "original").prompt_length
+        for row in SFT_ROWS
+    ]
+    assert extra == [19, 30]
