@@ -247,3 +247,79 @@ def test_the_teacher_cache_key_holds_the_definitions_off_their_defaults():
         other = caches.teacher_key(bridge, "target", bridge_params.resolve(kw))
         assert other == {**key, **kw}
         assert caches.states_params({"key": other, "batch": 4}).items() >= kw.items()
+
+
+def test_the_original_overlay_sets_each_eras_definitions(monkeypatch):
+    """config/latentwire-original.yaml over config/latentwire.yaml: the later era's definitions
+    for every entry, the early era's for 1b, every run under a run id of its own."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the run ids name the branches: no hub lookup
+    import yaml
+    from snakemake.utils import update_config
+    from test_bridge_grid import ROOT, bridge_config
+
+    from ablate.bridge import grid
+    from ablate.core.config import validate_config
+
+    cfg = yaml.safe_load((ROOT / "config" / "latentwire.yaml").read_text())
+    update_config(cfg, yaml.safe_load((ROOT / "config" / "latentwire-original.yaml").read_text()))
+    validate_config(cfg)
+    assert cfg["results"] != "results/latentwire"
+    original = grid.resolve(cfg["bridge"]).entries
+    default = grid.resolve(bridge_config("latentwire.yaml")).entries
+    assert set(original) == set(default)
+    later = {"nll_labels": "original", "kl_reduction": "batchmean", "kl_teacher": "answer_only"}
+    for name, e in original.items():
+        p = bridge_params.check(e.params)  # complete: late keys at defaults filled in
+        assert {k: p[k] for k in later} == {
+            **later,
+            **({"kl_teacher": "prompt_only"} if name == "1b" else {}),
+        }
+        assert p["infonce_prompt"] == ("first_k" if p["infonce_weight"] > 0 else "full")
+        assert p["prompt_align"] == ("per_position" if p["prompt_align_weight"] > 0 else "pooled")
+        assert e.run_id != default[name].run_id
+    assert original["1b"].params["prompt_align_weight"] == 0
+
+
+def test_kl_rows_past_an_answers_end_are_not_counted(micro):
+    """A deliberate fix: the later era's KL runs over the padded batch, so a shorter answer's
+    pad rows add to the sum; here only rows predicting a real answer token count (measured: the
+    pipeline's batchmean is the real rows' sum / rows, the padded sum is another number)."""
+    kw = {"infonce_weight": 0.0, "prompt_align_weight": 0.0, "nll_labels": "original"}
+    n = 200  # past every answer's end
+    pair, translator, items = micro(
+        **kw, kl_teacher="answer_only", kl_reduction="batchmean", kl_positions=n
+    )
+    with torch.no_grad():
+        _, parts, _ = pair.loss(translator, items, 1)
+        soft = pair.soft(translator, items).float()
+    tails = [_original_tail(pair, i) for i in items]
+    width = max(len(t) for t in tails)
+    assert len({len(t) for t in tails}) > 1 and width < n
+    pad = pair.tgt_tok.pad_token_id
+    padded = [t + [pad] * (width - len(t)) for t in tails]
+    mask = torch.tensor([[int(j < len(t)) for j in range(width)] for t in tails])
+    lead = _embed(pair, [pair.tgt_tok.bos_token_id])
+    embeds = torch.stack(
+        [torch.cat([lead, s, _embed(pair, t)]) for s, t in zip(soft, padded, strict=True)]
+    )
+    k_soft = 1 + soft.shape[1]
+    full_mask = torch.cat([torch.ones(len(items), k_soft, dtype=torch.long), mask], dim=1)
+    with torch.no_grad():
+        bridged = pair.target(inputs_embeds=embeds, attention_mask=full_mask).logits.float()
+        teacher = pair.target(input_ids=torch.tensor(padded), attention_mask=mask).logits.float()
+    rows = F.kl_div(
+        F.log_softmax(bridged[:, k_soft:], dim=-1), F.softmax(teacher, dim=-1), reduction="none"
+    ).sum(-1)  # [B, width]: row j predicts answer token j + 1 (the last real row: none)
+    real = torch.tensor([[float(j < len(t) - 1) for j in range(width)] for t in tails])
+    assert parts["kl"] == pytest.approx(float((rows * real).sum() / len(items)), rel=1e-4)
+    assert parts["kl"] != pytest.approx(float(rows.sum() / len(items)), rel=1e-2)
+
+
+def test_prompt_alignment_weight_is_applied_once(micro):
+    """A deliberate fix: the later era's last script multiplied the alignment by its weight in
+    the batch builder and again in the loss (0.001 x 0.001); here the total adds it once."""
+    pair, translator, items = micro(kl_weight=0.0, infonce_weight=0.0, prompt_align="per_position")
+    with torch.no_grad():
+        total, parts, _ = pair.loss(translator, items, 1)
+    expected = parts["nll"] + pair.p["prompt_align_weight"] * parts["align"]
+    assert float(total) == pytest.approx(expected, rel=1e-6)

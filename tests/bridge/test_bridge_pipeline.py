@@ -92,6 +92,26 @@ def test_seed_study_plans_offline(fresh):
     assert sorted(warned) == sorted(hub), r.stderr
 
 
+def test_seed_study_with_the_original_losses_plans_offline(fresh):
+    """config/latentwire-original.yaml read after config/latentwire.yaml (the original's loss
+    definitions) plans the same grid offline, into its own results folder."""
+    r = snakemake(
+        fresh,
+        "-n",
+        "--configfile",
+        "config/latentwire.yaml",
+        "config/latentwire-original.yaml",
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    assert counts.get("bridge_train") == 8 and counts.get("bridge_infer") == 2, counts
+    assert "results/latentwire-original/bridge/runs/gsm8k-k64-" in r.stdout
+    assert "results/latentwire/" not in r.stdout
+    assert not (fresh / "results" / "latentwire-original").exists()
+
+
 def test_seed_study_pins_the_locked_commits(fresh):
     """A lock entry per model: no warning, the run ids hash the commits, and every job loading a
     hub model declares the lock (a Vast instance re-parses the workflow with it)."""

@@ -1,0 +1,175 @@
+"""Each bridge loss definition's value on the embedded bridge's tiny models (docs/differences.md,
+"Bridge study: losses"): the pipeline's default against the original's definition, term by term.
+
+    PYTHONPATH=src python bench/bridge_loss_definitions.py [--steps 40] [--out FILE.md]
+
+Builds the embedded default's world and its two tiny models exactly as config/config.yaml does
+(ablate.bridge.world.write_world, ablate.bridge.models.prepare_model: tokenizers trained and
+models pretrained here), trains one translator for ``--steps`` steps on the default loss (so its
+soft tokens carry the source), then evaluates every term on the same fixed training batches under
+each definition (translator in eval mode: no dropout; the KL on from step 1). A term's value is
+the mean over the batches; "x weight" is what it adds to the loss at the weight of
+config/latentwire.yaml. One thread: the numbers do not depend on the machine beyond rounding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from ablate.bridge import models, train, world
+from ablate.bridge import params as bridge_params
+from ablate.bridge import translator as tr
+from ablate.bridge.pair import load_pair
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCHES, ROWS = 8, 4
+
+#: (term, the part's name in Pair.loss, the settings of each definition; the first is the default)
+ROWS_OF_TABLE = [
+    ("NLL", "nll", {"answer (default)": {}, "original": {"nll_labels": "original"}}),
+    (
+        "KL",
+        "kl",
+        {
+            "full teacher, mean (default)": {},
+            "full teacher, batchmean": {"kl_reduction": "batchmean"},
+            "early era: prompt_only, batchmean, original labels": {
+                "kl_teacher": "prompt_only",
+                "kl_reduction": "batchmean",
+                "nll_labels": "original",
+            },
+            "later era: answer_only, batchmean, original labels": {
+                "kl_teacher": "answer_only",
+                "kl_reduction": "batchmean",
+                "nll_labels": "original",
+            },
+            "answer_only, mean": {"kl_teacher": "answer_only"},
+            "prompt_only, mean": {"kl_teacher": "prompt_only"},
+        },
+    ),
+    ("InfoNCE", "infonce", {"full (default)": {}, "first_k": {"infonce_prompt": "first_k"}}),
+    (
+        "prompt alignment",
+        "align",
+        {"pooled (default)": {}, "per_position": {"prompt_align": "per_position"}},
+    ),
+]
+
+
+def embedded(tmp: Path) -> tuple[dict, dict, dict]:
+    """The embedded default's world, model cards and grid defaults (config/config.yaml)."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["bridge"]
+    files = world.write_world(tmp / "world", seed=cfg["data"]["seed"], **cfg["data"]["embedded"])
+    cards = {}
+    for role in ("source", "target"):
+        m = cfg[role]
+        models.prepare_model(
+            family=m["family"],
+            arch=m.get("arch"),
+            pretrain=m.get("pretrain"),
+            corpus=files["corpus"],
+            out_dir=tmp / role,
+            config_slice={"family": m["family"]},
+        )
+        cards[role] = tmp / role / "card.json"
+    return files, cards, cfg["defaults"]
+
+
+def seed_weights() -> dict:
+    """The loss weights of config/latentwire.yaml (the seed's)."""
+    d = yaml.safe_load((ROOT / "config" / "latentwire.yaml").read_text())["bridge"]["defaults"]
+    return {
+        "nll": 1.0,
+        "kl": d["kl_weight"],
+        "infonce": d["infonce_weight"],
+        "align": d["prompt_align_weight"],
+    }
+
+
+def terms(pair, translator, p, fixed) -> dict[tuple[str, str], float]:
+    """Every (term, definition)'s value: the mean over the ``fixed`` batches."""
+    out = {}
+    for term, part, definitions in ROWS_OF_TABLE:
+        for name, settings in definitions.items():
+            pair.p = bridge_params.check(bridge_params.resolve({**p, **settings}))
+            with torch.no_grad():
+                values = [pair.loss(translator, b, 1)[1][part] for b in fixed]
+            out[term, name] = sum(values) / len(values)
+    pair.p = p
+    return out
+
+
+def measure(files, cards, defaults, steps: int) -> list[dict]:
+    """Each definition's value at the fresh translator (gates at 0: the soft tokens are its
+    queries, whatever the source) and after ``steps`` steps of the default loss."""
+    p = bridge_params.resolve({**defaults, "warmup_steps": 0})
+    pair = load_pair(cards["source"], cards["target"], "gsm8k", p)
+    items = world.load_dataset(files["gsm8k_train"], "gsm8k")
+    fixed = [items[len(items) - (b + 1) * ROWS :][:ROWS] for b in range(BATCHES)]
+    torch.manual_seed(p["seed"])
+    translator = tr.build(p, pair.source, pair.target).to(pair.device)
+    at_init = terms(pair, translator.eval(), p, fixed)
+    translator.train()
+    opt, sched = train.optimizer(translator, p)
+    for s in range(steps):
+        batch = items[(s * ROWS) % len(items) :][:ROWS]
+        train.train_step(pair, translator, opt, sched, batch, s + 1, p["grad_clip"])
+    trained = terms(pair, translator.eval(), p, fixed)
+    weights = seed_weights()
+    rows = []
+    for term, part, definitions in ROWS_OF_TABLE:
+        default = next(iter(definitions))
+        for name in definitions:
+            v0, v = at_init[term, name], trained[term, name]
+            rows.append(
+                dict(term=term, name=name, init=v0, init_ratio=v0 / at_init[term, default],
+                     value=v, weighted=weights[part] * v, ratio=v / trained[term, default])
+            )  # fmt: skip
+    return rows
+
+
+def table(rows, steps: int, seconds: float) -> str:
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        f"{BATCHES} fixed batches of {ROWS} training items; torch {torch.__version__}, 1 thread,"
+        f" {cpu}; {seconds:.0f} s. At init: the fresh translator; trained: after {steps} steps of"
+        " the default loss; x weight: at config/latentwire.yaml's weights",
+        "",
+        "| term | definition | at init | / default | trained | / default | trained x weight |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['term']} | {r['name']} | {r['init']:.4f} | {r['init_ratio']:.2f} |"
+            f" {r['value']:.4f} | {r['ratio']:.2f} | {r['weighted']:.5f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        files, cards, defaults = embedded(Path(tmp))
+        rows = measure(files, cards, defaults, args.steps)
+    text = table(rows, args.steps, time.time() - t0)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
