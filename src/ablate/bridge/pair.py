@@ -145,7 +145,10 @@ class Pair:
     def loss(
         self, translator, items, step: int, states=None, teacher=None
     ) -> tuple[torch.Tensor, dict[str, float], int]:
-        """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE + MSE.
+        """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE +
+        prompt alignment, each term in the definition its switch names (``nll_labels``,
+        ``kl_teacher``, ``kl_reduction``, ``infonce_prompt``, ``prompt_align``: the pipeline's by
+        default, or the original's; docs/differences.md).
 
         Data-parallel (ablate.bridge.parallel): this process's share of the loss of the whole
         global batch, so that DDP's gradient average is the gradient of that loss; the parts
