@@ -3,7 +3,8 @@ files match their manifest (:mod:`ablate.core.checkpoint`).
 
 "The same run" is :func:`resume_identity`: the run key (the config its caller names), the content
 of its inputs (a changed base model or data file at the same path is another run: its checkpoints
-were trained on other inputs), the code and the installed packages. Any difference: the folder
+were trained on other inputs), the code that ran (:func:`loaded_code`) and the installed
+packages. Any difference: the folder
 is removed and the run starts fresh, saying in one line what changed (:func:`prepare_resume`).
 """
 
@@ -12,10 +13,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
-from ablate.core import checkpoint, io, provenance, runcache
+from ablate.core import checkpoint, io, provenance
+
+
+def loaded_code() -> dict[str, str]:
+    """sha256 of the source of every ``ablate`` module this process has imported: the code that
+    computes the run. Not the whole package (the run cache's ``code_hash``): an edit of a module
+    the run never imports (a planner's, a report's) must not throw hours of training away."""
+    out = {}
+    for name, module in sorted(list(sys.modules.items())):
+        path = getattr(module, "__file__", None) or ""
+        if (name == "ablate" or name.startswith("ablate.")) and path.endswith(".py"):
+            out[name] = checkpoint.sha256_file(path)
+    return out
 
 
 def resume_identity(
@@ -23,8 +37,8 @@ def resume_identity(
 ) -> dict[str, Any]:
     """What a checkpoint must have been trained on to be resumed: the run key (its config), the
     content of each input that is a file or folder (a model folder with a manifest: the
-    manifest's hashes, not a rehash; a hub id's revision is in the run key), the code and the
-    installed packages (the run cache's definitions of both)."""
+    manifest's hashes, not a rehash; a hub id's revision is in the run key), the code that ran
+    (:func:`loaded_code`) and the installed packages (the run cache's definition)."""
     return json.loads(
         json.dumps(
             {
@@ -34,7 +48,7 @@ def resume_identity(
                     for label, path in sorted((inputs or {}).items())
                     if Path(path).exists()
                 },
-                "code": runcache.code_hash(),
+                "code": loaded_code(),
                 "packages": provenance.runtime_packages(),
             },
             default=str,
@@ -45,7 +59,7 @@ def resume_identity(
 def _why_other(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     """Why a checkpoints folder of identity ``old`` is not this run's: which part changed (an
     input by its content, not its path); "" when it is."""
-    if not isinstance(old, dict) or set(old) != set(new):
+    if not isinstance(old, dict) or set(old) != set(new) or not isinstance(old["code"], dict):
         return "were written by another version of this pipeline (no comparable run key)"
     reasons = []
     old_in, new_in = old["inputs"], new["inputs"]
@@ -56,8 +70,12 @@ def _why_other(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     changed = provenance.changed_keys(old["config"], new["config"])
     if changed:
         reasons.append(f"belong to another configuration ({'; '.join(changed[:3])})")
-    if old["code"] != new["code"]:
-        reasons.append("were trained by other code (the ablate package changed)")
+    # modules both runs imported (a module only one imported is imported by one that changed,
+    # or by another code path of the same code)
+    old_code, new_code = old["code"], new["code"]
+    changed = [m for m in sorted(set(old_code) & set(new_code)) if old_code[m] != new_code[m]]
+    if changed:
+        reasons.append(f"were trained by other code ({', '.join(changed[:3])} changed)")
     changed = provenance.changed_keys(old["packages"], new["packages"])
     if changed:
         reasons.append(f"were trained with other packages ({'; '.join(changed[:3])})")
