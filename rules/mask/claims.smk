@@ -40,5 +40,7 @@ rule mask_claims:
         claims=MASK_CLAIMS,
         ablated_policy=MASK["eval"]["ablated_policy"],
         tasks=[t["name"] for t in MASK["eval"]["tasks"]],
+        # named under the table (the evaluations' protocol is read from their records)
+        sft_formats=sorted({v["params"]["sft_format"] for v in VARIANTS.values()}),
     script:
         "../../workflow/scripts/mask_claims.py"

@@ -425,10 +425,22 @@ def test_configfile_error(tmp_path, monkeypatch):
     )
 
 
-def test_seed_study_dag_builds_offline(workflow_copy):
-    """The real config plans the same stages; nothing is fetched by a dry run."""
+@pytest.mark.parametrize(
+    "overlay", [[], ["config/ministral3b-original.yaml"]], ids=["lm_eval", "original"]
+)
+def test_seed_study_dag_builds_offline(workflow_copy, overlay):
+    """The real config plans the same stages, under lm-eval's protocol or the original study's
+    (the overlay); nothing is fetched by a dry run."""
     r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/ministral3b.yaml"],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            "config/ministral3b.yaml",
+            *overlay,
+        ],
         cwd=workflow_copy,
         capture_output=True,
         text=True,

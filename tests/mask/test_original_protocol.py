@@ -390,3 +390,59 @@ def test_alpaca_format_adds_bos_and_the_preamble(tokenizer):
         for row in SFT_ROWS
     ]
     assert extra == [19, 30]
+
+
+def record(run_id, policy, protocol, score):
+    task = {"headline_metric": "acc_tokens", "score": score, "acc_tokens_stderr": 0.01, "n": 50}
+    return {
+        "run_id": run_id,
+        "policy": policy,
+        "tasks": {"piqa_original": {**task, "chance": 0.5}},
+        "macro": {"score": score, "chance": 0.5, "n_tasks": 1},
+        "provenance": {"run_id": run_id, "config": {"protocol": protocol}},
+    }
+
+
+def test_recovery_table_and_claims_name_the_protocol_and_sft_format(tmp_path):
+    """Each recovery row names its evaluation's protocol (from its record) and its finetune's
+    SFT format (from the finetune's summary); the claims' note and the score plot's title say
+    both, so two protocols' numbers are never compared unknowingly."""
+    from ablate.mask import recovery
+    from ablate.mask.claims import protocol_note
+
+    files = {}
+    for run_id, model, policy, score in (
+        ("r1", "base", "causal", 0.8),
+        ("r2", "base", "prefill_bidir", 0.6),
+        ("r3", "3B", "prefill_bidir", 0.7),
+    ):
+        path = tmp_path / "eval" / model / policy / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record(run_id, policy, "original", score)))
+        files[run_id] = str(path)
+    summary = tmp_path / "finetune" / "3B" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text(
+        json.dumps(
+            {"provenance": {"run_id": "t3b", "config": {"params": {"sft_format": "original"}}}}
+        )
+    )
+    labels = {
+        files["r1"]: {"stage": 1, "variant": "base", "train_policy": None},
+        files["r2"]: {"stage": 2, "variant": "base", "train_policy": None},
+        files["r3"]: {"stage": 4, "variant": "3B", "train_policy": "prefix_bidir"},
+    }
+    entries = recovery.entries_from_results(list(files.values()), labels, [summary])
+    df = recovery.build_recovery(entries)
+    assert set(df["protocol"]) == {"original"}
+    assert df.loc[df["variant"] == "base", "sft_format"].isna().all()  # not finetuned
+    assert (df.loc[df["variant"] == "3B", "sft_format"] == "original").all()
+    assert protocol_note(files.values(), ["original"]) == (
+        "Scoring protocol: original (headline metrics: acc_tokens); SFT format of the finetunes: "
+        "original. docs/differences.md says how each differs from the original study's."
+    )
+    # a record from before the protocol was recorded, beside one of lm-eval's: both named
+    assert recovery.protocol_line([None, "lm_eval"], ["acc", "acc_norm"], []) == (
+        "Scoring protocol: lm_eval, unrecorded (headline metrics: acc, acc_norm). "
+        "docs/differences.md says how each differs from the original study's."
+    )

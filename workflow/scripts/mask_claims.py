@@ -5,7 +5,7 @@ from ablate import job_script
 job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
 from ablate.core.claims import write_claims
-from ablate.mask.claims import claims_table
+from ablate.mask.claims import claims_table, protocol_note
 
 df = claims_table(
     snakemake.params.claims,
@@ -14,5 +14,7 @@ df = claims_table(
     snakemake.input.metrics,
     snakemake.input.samples,
 )
-write_claims(df, snakemake.output.csv, snakemake.output.md, snakemake.output.html)
+# under the table: which scoring and SFT format produced its numbers
+note = "\n\n" + protocol_note(snakemake.input.metrics, snakemake.params.sft_formats) + "\n"
+write_claims(df, snakemake.output.csv, snakemake.output.md, snakemake.output.html, note)
 print(df[["claim", "verdict", "evidence"]].to_string(index=False))

@@ -238,6 +238,18 @@ def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | P
     return Evidence(inputs, params={"chance": chance})
 
 
+def protocol_note(metrics_files: Iterable[str | Path], sft_formats: Iterable[str]) -> str:
+    """The line under the claims table naming the scoring protocol and headline metrics of the
+    evaluations it read (their records' config slices) and the finetunes' SFT formats
+    (:func:`ablate.mask.recovery.protocol_line`)."""
+    from ablate.mask.recovery import protocol_line
+
+    records = [json.loads(Path(m).read_text()) for m in metrics_files if Path(m).exists()]
+    protocols = [(r.get("provenance") or {}).get("config", {}).get("protocol") for r in records]
+    metrics = [t["headline_metric"] for r in records for t in r["tasks"].values()]
+    return protocol_line(protocols, metrics, sft_formats)
+
+
 def claims_table(
     cfg: dict[str, Any],
     ablated: str,

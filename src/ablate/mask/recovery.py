@@ -16,7 +16,11 @@ finetune evaluated under causal; ``recovered_fraction`` on those rows only where
 stage-2 drop of that task is itself significant (stage 1 and 2 carry its anchors 1 and 0).
 ``within_noise`` says whether the row's own comparison is not significant: the recovery (vs stage
 2) for a finetune under the ablated policy, the drop or side effect (vs stage 1) otherwise. Each
-row carries the ``run_id`` of the metrics.json it came from, the join key back to its provenance.
+row carries the ``run_id`` of the metrics.json it came from, the join key back to its provenance,
+and names how its number was made: ``protocol``, the evaluation's scoring (config
+``mask.eval.protocol``, from the record's config slice) and ``sft_format``, the finetune's SFT
+template (its ``params.sft_format``; empty for the base model), so numbers of two protocols are
+never compared unknowingly.
 
 CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``
 where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics[, samples]}`` objects
@@ -43,8 +47,10 @@ COLUMNS = [
     "stage",
     "variant",
     "train_policy",
+    "sft_format",
     "eval_policy",
     "metric",
+    "protocol",
     "score",
     "stderr",
     "n",
@@ -122,6 +128,8 @@ def _rows(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.Series | None
         variant=str(entry["variant"]),
         train_policy=str(entry.get("train_policy") or NO_TRAINING),
         eval_policy=str(metrics["policy"]),
+        protocol=((metrics.get("provenance") or {}).get("config") or {}).get("protocol"),
+        sft_format=entry.get("sft_format"),
         run_id=str(metrics["run_id"]),
         train_run_id=entry.get("train_run_id"),
         metrics_file=source,
@@ -208,7 +216,8 @@ def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) ->
     stage-5 finetune), ``variant`` (``base`` or the finetune variant), ``train_policy`` (None for
     the base model), ``metrics`` (a metrics.json path or its loaded dict), optionally ``samples``
     (its samples.parquet path or frame: paired tests) and ``train_run_id`` (the run_id of the
-    finetune that produced the evaluated checkpoint). Exactly one stage-1 and one stage-2 entry
+    finetune that produced the evaluated checkpoint) and ``sft_format`` (its SFT template). Exactly
+    one stage-1 and one stage-2 entry
     are required: every other row is compared to them. ``alpha``: the tests' significance level.
     """
     rows, correct = [], {}
@@ -324,12 +333,14 @@ def entries_from_results(
     ``variant`` and ``train_policy`` (the study's job list: ``ablate.mask.study.recovery_labels``);
     ``samples_files`` their ``samples.parquet`` siblings (matched by folder; an evaluation without
     one is compared through its stderrs); ``summaries`` are ``.../finetune/<variant>/summary.json``,
-    whose run_id becomes ``train_run_id``.
+    whose run_id becomes ``train_run_id`` and whose ``params.sft_format`` ``sft_format``.
     """
-    train_run_ids = {}
+    train_run_ids, sft_formats = {}, {}
     for s in summaries:
-        data = json.loads(Path(s).read_text())
-        train_run_ids[Path(s).parent.name] = (data.get("provenance") or {}).get("run_id")
+        prov = json.loads(Path(s).read_text()).get("provenance") or {}
+        train_run_ids[Path(s).parent.name] = prov.get("run_id")
+        params = (prov.get("config") or {}).get("params") or {}
+        sft_formats[Path(s).parent.name] = params.get("sft_format")
     samples = {Path(f).parent: str(f) for f in samples_files}
     entries = []
     for path in metrics_files:
@@ -342,12 +353,30 @@ def entries_from_results(
                 variant=label["variant"],
                 train_policy=label["train_policy"],
                 train_run_id=train_run_ids.get(label["variant"]),
+                sft_format=sft_formats.get(label["variant"]),
                 metrics=str(path),
                 samples=samples.get(Path(path).parent),
                 **{k: label[k] for k in ("base", "seed") if k in label},
             )
         )
     return entries
+
+
+def protocol_line(
+    protocols: Iterable[str | None], metrics: Iterable[str], sft_formats: Iterable[str | None]
+) -> str:
+    """One sentence naming how a table's numbers were made: the evaluations' scoring protocols,
+    their headline metrics and the finetunes' SFT formats (each distinct value, sorted; an
+    unrecorded one is "unrecorded"), for the claims and the report (docs/differences.md)."""
+
+    def names(values) -> str:
+        return ", ".join(sorted({"unrecorded" if v is None or v != v else str(v) for v in values}))
+
+    formats = list(sft_formats)
+    text = f"Scoring protocol: {names(protocols)} (headline metrics: {names(metrics)})"
+    if formats:
+        text += f"; SFT format of the finetunes: {names(formats)}"
+    return text + ". docs/differences.md says how each differs from the original study's."
 
 
 #: Floats of recovery.csv: 6 significant digits (0.953, not 0.9530000000000001; p-values keep

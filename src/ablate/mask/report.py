@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ablate.mask.recovery import MACRO  # noqa: E402
+from ablate.mask.recovery import MACRO, protocol_line  # noqa: E402
 
 
 def evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
@@ -82,6 +82,12 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     _plot_differences(dax, df, tasks, colors)
     if seeded:
         plot_seed_spread(sax[0], df)
+    if "protocol" in df:  # which scoring and SFT format made these numbers
+        finetunes = df.loc[df["stage"] > 2, "sft_format"]
+        fig.suptitle(
+            protocol_line(df["protocol"], df.loc[df["task"] != MACRO, "metric"], finetunes),
+            fontsize=8,
+        )
     fig.tight_layout()
     return _save(fig, out)
 
