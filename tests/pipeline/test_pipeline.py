@@ -291,6 +291,49 @@ def test_pretraining_and_evaluation_are_bit_identical(finished, tmp_path):
     assert samples[0].loglikelihood.tolist() == samples[1].loglikelihood.tolist()
 
 
+# Where the landing page's parts are in a real browser, in px from the window's top.
+LANDING_PARTS = """
+const caption = (start) => [...document.querySelectorAll('caption')]
+    .find((c) => c.innerText.startsWith(start));
+const box = (el) => el && el.getBoundingClientRect();
+const mask = caption('Result: mask study');
+const rows = mask ? [...mask.closest('table').querySelectorAll('tbody tr')] : [];
+const img = document.querySelector('img[alt$="scores.png"]');
+return {
+  height: window.innerHeight,
+  mask: box(mask) && box(mask).top,
+  claims: rows.map((r) => [r.innerText, box(r).bottom]),
+  plot: box(img) && [box(img).top, box(img).bottom, img.complete && img.naturalWidth],
+  recovery: box(caption('Recovery:')) && box(caption('Recovery:')).top,
+  bridge: box(caption('Result: bridge study')) && box(caption('Result: bridge study')).top,
+};
+"""
+
+
+def landing_parts(report: Path, width: int, height: int) -> dict:
+    """The report opened in Debian's Chromium, headless, in a window of this size (the README's
+    test command installs chromium and chromium-driver; selenium drives them)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    try:
+        driver.set_window_size(width, height)
+        # the window's outer size holds the browser's frame: size the page itself
+        inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+        driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
+        driver.get(report.as_uri())
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script(LANDING_PARTS)["plot"])
+        return driver.execute_script(LANDING_PARTS)
+    finally:
+        driver.quit()
+
+
 def test_snakemake_report(finished, tmp_path):
     out = tmp_path / "report.html"
     r = snakemake(finished, "--report", str(out))
@@ -298,6 +341,19 @@ def test_snakemake_report(finished, tmp_path):
     html = out.read_text()
     for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html", "mask.html"):
         assert name in html, name
+    # the first screen is the result: the mask study's headline claims, then its score plot,
+    # whole and unscrolled, on windows of 1400x900 and larger; the recovery table and the other
+    # study's claims below them
+    for width, height in ((1400, 900), (1440, 900), (1920, 1080)):
+        parts = landing_parts(out, width, height)
+        assert parts["height"] == height, parts
+        claims = dict(parts["claims"])
+        assert any(c.startswith("ablation_hurts") for c in claims), parts
+        assert any(c.startswith("prefix_recovers_more") for c in claims), parts
+        assert 0 <= parts["mask"] and all(b <= height for b in claims.values()), parts
+        top, bottom, loaded = parts["plot"]
+        assert max(claims.values()) <= top < bottom <= height and loaded, parts
+        assert bottom <= parts["recovery"] < parts["bridge"], parts
 
 
 def test_leaking_variant_is_refused_by_the_probe(finished, tmp_path):
