@@ -1,7 +1,8 @@
 """The run cache through Snakemake, on copies of the finished embedded default (the session's
 `embedded_run`, or ABLATE_FINISHED_RUN) with this checkout's code: one evaluation job (stage 1,
 the base model under causal; about 17 s on a 2-core CPU) is stored, then restored after an edit
-and its revert, restored in a second clone, and refused from a corrupted entry.
+and its revert, restored in a second clone and after its model card was written again by another
+run, and refused from a corrupted entry.
 Library-level cases: tests/core/test_core_runcache.py.
 """
 
@@ -120,6 +121,25 @@ def test_a_corrupted_entry_is_refused_and_the_job_runs(stored, embedded_run, tmp
     )  # it ran
     assert list((cache / runcache.REFUSED).iterdir())
     assert not (wd / (TARGET + runcache.RESTORED_SUFFIX)).exists()
+
+
+def test_an_upstream_rerun_of_the_same_result_keeps_the_evaluation_restorable(stored):
+    """The base model's card as a rerun of its job writes it (the same model, another run id and
+    time, a newer file): the evaluation's key holds the card's result content, so it restores.
+    Before, the card's run id was in the key: every job after an upstream rerun ran again."""
+    wd, cache, first, _ = stored
+    card = wd / "results/model/base.json"
+    before = card.read_bytes()
+    record = json.loads(before)
+    record["pretrain_run_id"] = record["provenance"]["run_id"] = "20261126T000000-rerun000"
+    record["provenance"]["finished_at"] = "2026-11-26T00:00:00+0000"
+    try:
+        card.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        log = run_eval(wd, cache)
+        assert "[run cache] restored entry" in log, log[-3000:]
+        assert outputs(wd) == first
+    finally:
+        card.write_bytes(before)  # the other tests' key
 
 
 def test_the_plan_rule_counts_the_stored_job_as_zero(stored):
