@@ -20,6 +20,10 @@ COMMANDS = {
         "ablate.core.diff",
         "compare two runs (run_ids or record files): config, inputs, hardware, numerics, scores",
     ),
+    "flips": (
+        "ablate.mask.flips",
+        "the items whose correctness differs between two evaluations, counted per task",
+    ),
     "plan": (
         "ablate.core.planner",
         "predict wall time and cost per job and setup; compare after a run",

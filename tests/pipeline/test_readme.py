@@ -191,6 +191,10 @@ GUIDE_STEPS = [
         how=SKIP,
         why="placeholders (tests/pipeline/test_status.py diffs two real runs)",
     ),
+    Step(
+        "ablate flips results/eval/base/causal results/eval/base/prefill_bidir",
+        check=lambda wd, out: "lost  gained" in out and "(lost): gold" in out,
+    ),
     # Run the real study
     Step(
         "snakemake --profile <profile> results/ministral3b/recovery.csv "

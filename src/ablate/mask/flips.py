@@ -1,0 +1,148 @@
+"""``ablate flips A B``: the items whose correctness differs between two evaluations (under the
+mask and without it, before and after a finetune), with the choices each one picked and their
+log-likelihoods, and the counts per task.
+
+An evaluation is its folder (``metrics.json`` + ``samples.parquet``, as ``ablate eval`` writes
+them) or its ``metrics.json``. An item is (task, doc_id); its correctness is the task's headline
+metric (:func:`ablate.mask.items.correctness`), and the choice it picked is that metric's
+prediction column in samples.parquet: ``acc`` -> ``predicted``, ``acc_norm`` ->
+``predicted_norm``, ``acc_tokens`` -> ``predicted_tokens`` (the metric's suffix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ablate.mask import items
+
+METRICS_FILE, SAMPLES_FILE = "metrics.json", "samples.parquet"
+#: per task: items right in A only (lost in B), in B only (gained), in both, in neither
+COUNT_COLUMNS = ["task", "n", "lost", "gained", "both_right", "both_wrong", "net"]
+
+
+class FlipsError(ValueError):
+    pass
+
+
+def load_eval(path: str | Path) -> tuple[dict, pd.DataFrame, Path]:
+    """(metrics, samples, folder) of one evaluation folder or its metrics.json."""
+    path = Path(path)
+    folder = path.parent if path.name == METRICS_FILE else path
+    metrics_file = folder / METRICS_FILE
+    if not metrics_file.exists():
+        raise FlipsError(
+            f"{metrics_file} does not exist: give an evaluation folder or its metrics.json"
+        )
+    return json.loads(metrics_file.read_text()), items.load(folder / SAMPLES_FILE), folder
+
+
+def prediction_column(metric: str) -> str:
+    return "predicted" + metric.removeprefix("acc")
+
+
+def picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
+    """Per item: the gold choice's text, the choice the headline metric picked, its text and
+    log-likelihood (indexed by task, doc_id)."""
+    rows = []
+    for task, result in metrics["tasks"].items():
+        docs = samples[samples["task"] == task]
+        col = prediction_column(result["headline_metric"])
+        if col not in docs:
+            raise FlipsError(
+                f"samples of {task!r} lack {col!r}, the prediction of its headline metric"
+            )
+        for doc_id, doc in docs.groupby("doc_id", sort=True):
+            by_choice = doc.set_index("choice")
+            pick, gold = int(doc[col].iloc[0]), int(doc["gold"].iloc[0])
+            rows.append(
+                {
+                    "task": task,
+                    "doc_id": doc_id,
+                    "gold_text": by_choice["choice_text"].get(gold, ""),
+                    "pick": pick,
+                    "pick_text": by_choice["choice_text"][pick],
+                    "pick_ll": float(by_choice["loglikelihood"][pick]),
+                }
+            )
+    return pd.DataFrame(rows).set_index(list(items.ITEM_ID))
+
+
+def compare(a: str | Path, b: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the flipped items, the counts per task) of evaluations ``a`` and ``b``, on the items both
+    scored; tasks of only one of them are left out."""
+    ma, sa, fa = load_eval(a)
+    mb, sb, fb = load_eval(b)
+    common = sorted(set(ma["tasks"]) & set(mb["tasks"]))
+    if not common:
+        raise FlipsError(f"{fa} and {fb} scored no task in common")
+    ma = {**ma, "tasks": {t: ma["tasks"][t] for t in common}}
+    mb = {**mb, "tasks": {t: mb["tasks"][t] for t in common}}
+    right = pd.DataFrame(
+        {
+            "a_right": items.correctness(ma, sa, str(fa)),
+            "b_right": items.correctness(mb, sb, str(fb)),
+        }
+    ).dropna()
+    both = right.join(picks(ma, sa).add_prefix("a_")).join(picks(mb, sb).add_prefix("b_"))
+    both = both.drop(columns="b_gold_text").rename(columns={"a_gold_text": "gold_text"})
+    counts = []
+    for task, t in right.groupby(level="task"):
+        lost = int(((t.a_right == 1) & (t.b_right == 0)).sum())
+        gained = int(((t.a_right == 0) & (t.b_right == 1)).sum())
+        right_both = int(((t.a_right == 1) & (t.b_right == 1)).sum())
+        counts.append(
+            [
+                task,
+                len(t),
+                lost,
+                gained,
+                right_both,
+                len(t) - lost - gained - right_both,
+                gained - lost,
+            ]
+        )
+    flipped = both[both.a_right != both.b_right].reset_index()
+    return flipped, pd.DataFrame(counts, columns=COUNT_COLUMNS)
+
+
+def report_lines(flipped: pd.DataFrame, counts: pd.DataFrame, limit: int) -> list[str]:
+    lines = [counts.to_string(index=False), ""]
+    for _, r in flipped.head(limit).iterrows():
+        way = "lost" if r.a_right else "gained"
+        lines.append(
+            f"{r.task} {r.doc_id} ({way}): gold {r.gold_text!r}; "
+            f"A picked {r.a_pick_text!r} (ll {r.a_pick_ll:.3f}), "
+            f"B picked {r.b_pick_text!r} (ll {r.b_pick_ll:.3f})"
+        )
+    if len(flipped) > limit:
+        lines.append(f"... {len(flipped) - limit} more (--limit, or --csv for all)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ablate flips", description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "a", help="evaluation folder (or its metrics.json): A, e.g. results/eval/base/causal"
+    )
+    ap.add_argument(
+        "b", help="evaluation folder (or its metrics.json): B, e.g. results/eval/base/prefill_bidir"
+    )
+    ap.add_argument("--task", action="append", help="only this task (repeatable)")
+    ap.add_argument("--limit", type=int, default=20, help="flipped items listed (default 20)")
+    ap.add_argument("--csv", help="write every flipped item here")
+    args = ap.parse_args(argv)
+    try:
+        flipped, counts = compare(args.a, args.b)
+    except (FlipsError, items.ItemsError) as exc:
+        ap.exit(2, f"ablate flips: {exc}\n")
+    if args.task:
+        flipped = flipped[flipped.task.isin(args.task)]
+        counts = counts[counts.task.isin(args.task)]
+    print("\n".join(report_lines(flipped, counts, args.limit)))
+    if args.csv:
+        flipped.to_csv(args.csv, index=False)
+    return 0

@@ -1,0 +1,87 @@
+"""`ablate flips A B`: the items whose correctness differs between two evaluations, with the
+choices each picked, and the counts per task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.mask import flips
+
+
+def evaluation(folder: Path, picks: dict[str, list[int]], metric: str = "acc") -> Path:
+    """An evaluation folder: two choices per doc, gold 0, the doc's pick per task as given."""
+    rows, tasks = [], {}
+    for task, chosen in picks.items():
+        for doc_id, pick in enumerate(chosen):
+            for choice in (0, 1):
+                right = float(pick == 0)
+                rows.append(
+                    dict(
+                        task=task,
+                        doc_id=doc_id,
+                        choice=choice,
+                        choice_text=f"{task}-{doc_id}-{choice}",
+                        loglikelihood=-1.0 if choice == pick else -2.0,
+                        predicted=pick,
+                        predicted_norm=1 - pick,
+                        gold=0,
+                        acc=right,
+                        acc_norm=1.0 - right,
+                    )
+                )
+        score = sum(p == 0 for p in chosen) / len(chosen)
+        if metric == "acc_norm":
+            score = 1 - score
+        tasks[task] = {"headline_metric": metric, "score": score}
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(folder / "samples.parquet")
+    (folder / "metrics.json").write_text(json.dumps({"tasks": tasks}))
+    return folder
+
+
+def test_counts_and_flipped_items_per_task(tmp_path):
+    a = evaluation(tmp_path / "a", {"t1": [0, 0, 1, 1], "t2": [0, 1]})
+    b = evaluation(tmp_path / "b", {"t1": [0, 1, 0, 1], "t2": [1, 1]})
+    flipped, counts = flips.compare(a, b / "metrics.json")
+    assert counts.to_dict("records") == [
+        dict(task="t1", n=4, lost=1, gained=1, both_right=1, both_wrong=1, net=0),
+        dict(task="t2", n=2, lost=1, gained=0, both_right=0, both_wrong=1, net=-1),
+    ]
+    assert flipped[["task", "doc_id", "a_right", "b_right"]].values.tolist() == [
+        ["t1", 1, 1.0, 0.0],
+        ["t1", 2, 0.0, 1.0],
+        ["t2", 0, 1.0, 0.0],
+    ]
+    first = flipped.iloc[0]
+    assert (first.gold_text, first.a_pick_text, first.b_pick_text) == ("t1-1-0", "t1-1-0", "t1-1-1")
+    assert first.a_pick_ll == first.b_pick_ll == -1.0
+
+
+def test_the_headline_metric_decides_the_pick(tmp_path):
+    # under acc_norm the picks are the other choices: what was right under acc is wrong
+    a = evaluation(tmp_path / "a", {"t": [0, 1]}, metric="acc_norm")
+    b = evaluation(tmp_path / "b", {"t": [1, 1]}, metric="acc_norm")
+    flipped, counts = flips.compare(a, b)
+    assert counts.to_dict("records")[0] == dict(
+        task="t", n=2, lost=0, gained=1, both_right=1, both_wrong=0, net=1
+    )
+    assert flipped.a_pick_text.tolist() == ["t-0-1"] and flipped.b_pick_text.tolist() == ["t-0-0"]
+
+
+def test_cli_lists_flips_and_writes_them_all(tmp_path, capsys):
+    a = evaluation(tmp_path / "a", {"t1": [0, 0, 0], "t2": [1]})
+    b = evaluation(tmp_path / "b", {"t1": [1, 1, 1], "t2": [0]})
+    out = tmp_path / "flips.csv"
+    assert flips.main([str(a), str(b), "--limit", "1", "--csv", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "t1 0 (lost): gold 't1-0-0'; A picked 't1-0-0' (ll -1.000), B picked 't1-0-1'" in text
+    assert "... 3 more" in text and len(pd.read_csv(out)) == 4
+    assert flips.main([str(a), str(b), "--task", "t2"]) == 0
+    assert "t2 0 (gained)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        flips.main([str(a), str(tmp_path / "nowhere")])
+    assert exc.value.code == 2 and "nowhere/metrics.json does not exist" in capsys.readouterr().err
