@@ -57,6 +57,7 @@ rule bridge_claims:
             category="Bridge",
             labels={"table": "claims"},
         ),
+        tex=bout("claims_tex"),
     log:
         bout("log", folder="tables", stem="claims"),
     conda:

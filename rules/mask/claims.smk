@@ -32,6 +32,7 @@ rule mask_claims:
             category="Claims",
             labels={"table": "mask study claims"},
         ),
+        tex=out(P["claims_tex"]),
     log:
         out(P["claims_log"]),
     conda:

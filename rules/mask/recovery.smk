@@ -18,6 +18,7 @@ rule recovery_table:
             labels={"table": "recovery (long format)"},
         ),
         parquet=out(P["recovery_parquet"]),
+        tex=out(P["recovery_tex"]),
     log:
         out(P["recovery_log"]),
     conda:

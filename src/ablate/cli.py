@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from ablate.mask.commands import PARSERS
+
 # command -> (module, one-line help). Each module exposes ``main(argv: list[str] | None) -> int``.
 COMMANDS = {
     "probe": ("ablate.mask.leakage", "label-leakage probe: causal vs policy loss"),
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"  {c:<{width}}  {h}" for c, (_, h) in COMMANDS.items()]
         print("usage: ablate <command> [args]\n\ncommands:\n" + "\n".join(lines))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] in PARSERS:  # --help and argument errors answer before torch is imported
+        PARSERS[argv[0]]().parse_args(argv[1:])
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return int(module.main(argv[1:]) or 0)
 

@@ -13,5 +13,6 @@ claims.write(
     snakemake.output.csv,
     snakemake.output.md,
     snakemake.output.html,
+    snakemake.output.tex,
     embedded=snakemake.params.embedded,
 )

@@ -16,5 +16,7 @@ df = claims_table(
 )
 # under the table: which scoring and SFT format produced its numbers
 note = "\n\n" + protocol_note(snakemake.input.metrics, snakemake.params.sft_formats) + "\n"
-write_claims(df, snakemake.output.csv, snakemake.output.md, snakemake.output.html, note)
+write_claims(
+    df, snakemake.output.csv, snakemake.output.md, snakemake.output.html, note, snakemake.output.tex
+)
 print(df[["claim", "verdict", "evidence"]].to_string(index=False))

@@ -14,5 +14,5 @@ entries = recovery.entries_from_results(
     snakemake.input.samples,
 )
 df = recovery.build_recovery(entries, alpha=snakemake.params.alpha)
-recovery.write_recovery(df, snakemake.output.csv, snakemake.output.parquet)
+recovery.write_recovery(df, snakemake.output.csv, snakemake.output.parquet, snakemake.output.tex)
 print("\n".join(recovery.summary_lines(df)))

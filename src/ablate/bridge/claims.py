@@ -200,8 +200,11 @@ question for the real models (`config/latentwire.yaml`, docs/bridge.md).
 """
 
 
-def write(entries, run_samples, infer_samples, csv, md, html=None, embedded=False) -> pd.DataFrame:
-    """Evaluate the claims, write the CSV, the Markdown table and (``html``) the report's page;
+def write(
+    entries, run_samples, infer_samples, csv, md, html=None, tex=None, embedded=False
+) -> pd.DataFrame:
+    """Evaluate the claims, write the CSV, the Markdown table, (``html``) the report's page and
+    (``tex``) the paper's table;
     ``embedded``: the models are the embedded pair, and both tables say what that run can show."""
     ev = evidence(entries, run_samples, infer_samples)
     seeds = seed_inputs(entries)
@@ -211,6 +214,6 @@ def write(entries, run_samples, infer_samples, csv, md, html=None, embedded=Fals
         df = core_claims.evaluate_seeded(study_claims(), ev, seeds, STUDY, labels)
     else:
         df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
-    core_claims.write_claims(df, csv, md, html, note=EMBEDDED_NOTE if embedded else "")
+    core_claims.write_claims(df, csv, md, html, note=EMBEDDED_NOTE if embedded else "", tex=tex)
     print(df[["claim", "verdict", "p_value", "n"]].to_string(index=False), flush=True)
     return df

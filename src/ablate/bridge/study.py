@@ -53,6 +53,7 @@ PATTERNS = {
     "claims": "bridge/claims.csv",
     "claims_md": "bridge/claims.md",
     "claims_html": "bridge/claims.html",  # the report's view of the table
+    "claims_tex": "tables/bridge_claims.tex",  # for a paper
     "plot_curves": "bridge/plots/accuracy_over_steps.png",
     "plot_k": "bridge/plots/accuracy_vs_k.png",
     "plot_baselines": "bridge/plots/baselines.png",
@@ -295,7 +296,7 @@ def _table_jobs(config: dict[str, Any], trains: list[str], infers: list[str]) ->
         table(
             "bridge_claims",
             "claims",
-            ("claims", "claims_md", "claims_html"),
+            ("claims", "claims_md", "claims_html", "claims_tex"),
             ["summary", *trains, *infers],
         ),
         table(

@@ -151,15 +151,35 @@ def write_claims(
     md: str | Path | None = None,
     html: str | Path | None = None,
     note: str = "",
+    tex: str | Path | None = None,
 ) -> None:
-    """The table as CSV and, optionally, as Markdown (the README's copy) and as an HTML page (the
+    """The table as CSV and, optionally, as Markdown (the README's copy), as an HTML page (the
     Snakemake report's view: its viewer opens HTML, images and PDF from their icon, and only
-    offers a CSV or Markdown file as a download); ``note`` (Markdown) goes under both."""
+    offers a CSV or Markdown file as a download) and as a LaTeX table for a paper; ``note``
+    (Markdown) goes under the Markdown and the HTML."""
     io.write_frame(csv, df)
     if md is not None:
         io.write_text(md, to_markdown(df) + note)
     if html is not None:
         io.write_text(html, to_html(df, note))
+    if tex is not None:
+        io.write_text(tex, to_latex(df, str(csv)))
+
+
+#: The columns of the paper's table, as ``to_latex`` heads them.
+LATEX_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "evidence": "Evidence", "p_value": "p"}
+
+
+def to_latex(df: pd.DataFrame, source: str) -> str:
+    """The claims as a booktabs table (claim, verdict, evidence, p), each row's inputs (the
+    evaluations and their run ids) named in a comment above it."""
+    from ablate.core.latex import booktabs
+
+    cells = pd.DataFrame(_cells(df), columns=SHOWN)[list(LATEX_COLUMNS)].rename(
+        columns=LATEX_COLUMNS
+    )
+    inputs = [f"{r['claim']} <- {r['inputs'] or 'no input'}" for r in _cells(df)]
+    return booktabs(cells, source, inputs, column_format="llp{0.55\\linewidth}r")
 
 
 #: The columns a person reads (``study`` is the title).

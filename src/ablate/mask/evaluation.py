@@ -12,7 +12,6 @@ that runs them and writes its record, and its command line (``ablate eval``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
@@ -24,10 +23,11 @@ from ablate.core import io, provenance
 from ablate.core.config import sorted_tree
 from ablate.core.phases import Phases
 from ablate.mask import study
+from ablate.mask.commands import eval_parser
 from ablate.mask.eval_results import SAMPLE_COLUMNS, macro, task_result
 from ablate.mask.lm_tasks import TaskNotFoundError, data_file_list, load_tasks
-from ablate.mask.masks import POLICIES, check_policy
-from ablate.mask.policy_lm import PROTOCOLS, MaskPolicyLM
+from ablate.mask.masks import check_policy
+from ablate.mask.policy_lm import MaskPolicyLM
 
 
 def _doc_indices(task_objs: dict[str, Any], limits: dict[str, int | None]) -> dict[str, list[int]]:
@@ -284,33 +284,7 @@ def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="ablate eval",
-        description="Score lm-eval multiple-choice tasks under a mask policy; "
-        "write metrics.json and samples.parquet.",
-    )
-    ap.add_argument("--model", required=True, help="model dir or hub id")
-    ap.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
-    ap.add_argument("--policy", required=True, choices=POLICIES, help=study.policy_help())
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--task-dir", action="append", default=[], help="folder of local task YAMLs")
-    ap.add_argument("--limit", type=int, default=None, help="docs per task")
-    ap.add_argument("--headline", action="append", default=[], metavar="TASK=METRIC")
-    ap.add_argument("--model-id", default=None, help="label recorded as model.id")
-    ap.add_argument("--revision", default=None)
-    # unset: the config schema's defaults (mask.eval), as the pipeline's
-    ap.add_argument("--dtype", default=None)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--max-batch-tokens", type=int, default=None)
-    ap.add_argument("--no-share-contexts", action="store_true")
-    ap.add_argument(
-        "--protocol",
-        choices=list(PROTOCOLS),
-        default=None,
-        help="lm_eval (BOS, lm-eval's rows) or original (the original study's: no BOS, the "
-        "whole continuation in the forward)",
-    )
-    a = ap.parse_args(argv)
+    a = eval_parser().parse_args(argv)
     spec = EvalSpec.parse(
         [t.strip() for t in a.tasks.split(",") if t.strip()],
         limit=a.limit,

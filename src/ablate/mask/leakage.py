@@ -23,7 +23,6 @@ which exits 0 whenever it ran (the training gate reads ``leaks``).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -34,13 +33,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ablate.core import config, io
+from ablate.core import io
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import IGNORE_INDEX
-from ablate.mask import masks, study
+from ablate.mask import masks
+from ablate.mask.commands import DEFAULT_THRESHOLD, PROBE_ATTN_IMPLEMENTATION, probe_parser
 from ablate.mask.sft_data import TokenizedPair
 
-DEFAULT_THRESHOLD = 0.5
 #: |change| in nats of a response-token loss, above which the policy reads later tokens.
 #: Leak-free policies give exactly 0 change (the computation for those positions is identical);
 #: leaking ones move it by >1e-2 even in bf16 on random weights.
@@ -205,7 +204,7 @@ class ProbeSpec:
     dtype: str
     threshold: float | None = None
     device: str | None = None
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = PROBE_ATTN_IMPLEMENTATION
 
     def config_slice(self) -> dict[str, Any]:
         """The slice it records in its provenance: its config keys."""
@@ -272,38 +271,7 @@ def run_probe(
 def main(argv: list[str] | None = None) -> int:
     """``ablate probe``: :func:`run_probe` from a command line (defaults: the config schema's
     ``mask.leakage`` section)."""
-    d = config.schema_defaults("properties/mask/properties/leakage")
-    p = argparse.ArgumentParser(
-        prog="ablate probe",
-        description="Label-leakage probe: response-token loss under causal vs a mask policy.",
-    )
-    p.add_argument("--model", required=True, help="model directory (or hub id)")
-    p.add_argument("--data", required=True, help="Alpaca-style .jsonl (instruction, input, output)")
-    p.add_argument("--policy", required=True, choices=masks.POLICIES, help=study.policy_help())
-    p.add_argument("--out", required=True, help="output JSON")
-    p.add_argument(
-        "--n", type=int, default=d["n_pairs"], help="first N rows of --data (default %(default)s)"
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=d["threshold"],
-        help=f"flag when loss_policy/loss_causal is below this (default {DEFAULT_THRESHOLD})",
-    )
-    p.add_argument("--revision", help="hub revision of a hub id --model (default: the newest)")
-    p.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
-    p.add_argument("--max-seq-len", type=int, default=d["max_seq_len"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
-    p.add_argument(
-        "--dtype",
-        default=d["dtype"],
-        choices=("float32", "bfloat16", "float16"),
-        help="default %(default)s",
-    )
-    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument(
-        "--attn-implementation", default=ProbeSpec.attn_implementation, help="default %(default)s"
-    )
+    p = probe_parser()
     args = p.parse_args(argv)
     try:
         spec = ProbeSpec(

@@ -384,10 +384,50 @@ def protocol_line(
 CSV_FLOAT_FORMAT = "%.6g"
 
 
-def write_recovery(df: pd.DataFrame, csv: str | Path, parquet: str | Path | None = None) -> None:
+def write_recovery(
+    df: pd.DataFrame,
+    csv: str | Path,
+    parquet: str | Path | None = None,
+    tex: str | Path | None = None,
+) -> None:
     io.write_frame(csv, df, float_format=CSV_FLOAT_FORMAT)
     if parquet is not None:
         io.write_frame(parquet, df)
+    if tex is not None:
+        io.write_text(tex, to_latex(df, str(csv)))
+
+
+def to_latex(df: pd.DataFrame, source: str) -> str:
+    """The macro rows as a paper's booktabs table: stage, variant (and seed), evaluation policy,
+    score with its standard error, the change from stage 1 with its 95 % interval and the
+    recovered fraction; each row's metrics.json and run id named above it, the protocol line
+    under the sources."""
+    from ablate.core.latex import booktabs
+
+    def num(v, fmt: str = "{:.3f}") -> str:
+        return "" if v is None or pd.isna(v) else fmt.format(v)
+
+    macro = df[df["task"] == MACRO]
+    seeded = "seed" in macro and macro["seed"].notna().any()
+    rows = []
+    for _, r in macro.iterrows():
+        ci = f" [{num(r['delta_vs_stage1_ci_low'], '{:+.3f}')}, {num(r['delta_vs_stage1_ci_high'], '{:+.3f}')}]"
+        rows.append(
+            {
+                "Stage": str(r["stage"]),
+                "Variant": str(r["variant"]),
+                **({"Seed": num(r["seed"], "{:.0f}")} if seeded else {}),
+                "Evaluated under": str(r["eval_policy"]),
+                "Score": f"{num(r['score'])} ± {num(r['stderr'])}",
+                "vs stage 1 [95% CI]": num(r["delta_vs_stage1"], "{:+.3f}")
+                + (ci if pd.notna(r["delta_vs_stage1_ci_low"]) else ""),
+                "Recovered": num(r["recovered_fraction"], "{:.2f}"),
+            }
+        )
+    sources = [f"{r['metrics_file']} (run {r['run_id']})" for _, r in macro.iterrows()]
+    tasks = df[df["task"] != MACRO]
+    line = protocol_line(tasks["protocol"], tasks["metric"], tasks["sft_format"].dropna())
+    return booktabs(pd.DataFrame(rows), source, sources) + f"% {line}\n"
 
 
 def summary_lines(df: pd.DataFrame) -> list[str]:

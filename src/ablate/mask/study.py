@@ -215,6 +215,7 @@ PATTERNS: dict[str, str] = {
     # recovery_table and the report's plots
     "recovery_csv": "recovery.csv",
     "recovery_parquet": "recovery.parquet",
+    "recovery_tex": "tables/recovery.tex",  # its macro rows, for a paper
     "recovery_log": _log("recovery_table"),
     "plot_scores": "plots/scores.png",
     "plot_scores_log": _log("plot_scores"),
@@ -224,6 +225,7 @@ PATTERNS: dict[str, str] = {
     "claims_csv": "claims/mask.csv",
     "claims_md": "claims/mask.md",
     "claims_html": "claims/mask.html",  # the report's view of the table
+    "claims_tex": "tables/mask_claims.tex",  # for a paper
     "claims_log": _log("mask_claims"),
 }
 BASE = "base"  # the evaluated model name of the base model (the others are variants)
@@ -240,10 +242,15 @@ RULE_OUTPUTS: dict[str, dict[str, str]] = {
     "leakage_probe": {"probe": "leakage"},
     "finetune": {"model": "finetune_model", "summary": "finetune_summary"},
     "eval_model": {"metrics": "eval_metrics", "samples": "eval_samples"},
-    "recovery_table": {"csv": "recovery_csv", "parquet": "recovery_parquet"},
+    "recovery_table": {"csv": "recovery_csv", "parquet": "recovery_parquet", "tex": "recovery_tex"},
     "plot_scores": {"png": "plot_scores"},
     "plot_loss_curves": {"png": "plot_loss_curves"},
-    "mask_claims": {"csv": "claims_csv", "md": "claims_md", "html": "claims_html"},
+    "mask_claims": {
+        "csv": "claims_csv",
+        "md": "claims_md",
+        "html": "claims_html",
+        "tex": "claims_tex",
+    },
 }
 
 

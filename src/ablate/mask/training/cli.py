@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -12,7 +11,8 @@ import torch
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.config import ConfigError, load_config_file
 from ablate.core.training.params import TrainingConfigError, TrainingError
-from ablate.mask import masks, sft_data, study
+from ablate.mask import sft_data
+from ablate.mask.commands import train_parser
 from ablate.mask.training.gate import LeakageGateError, resolve_params
 from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
@@ -55,38 +55,7 @@ def _apply_sets(params: dict, sets: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ablate train",
-        description="Pretrain or finetune under a mask policy (docs/training.md).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    ft = sub.add_parser("finetune", help="SFT under a mask policy (response-only loss)")
-    ft.add_argument("--model", required=True, help="model directory or hub id")
-    ft.add_argument("--data", required=True, help="Alpaca .jsonl or datasets id")
-    ft.add_argument("--policy", required=True, choices=masks.POLICIES, help=study.policy_help())
-    ft.add_argument(
-        "--probe-result", help="JSON written by `ablate probe` (else the probe runs here)"
-    )
-    ft.add_argument(
-        "--allow-leakage", action="store_true", help="train under a leaking policy on purpose"
-    )
-    pt = sub.add_parser("pretrain", help="causal pretraining of a fresh tiny Ministral-3")
-    pt.add_argument("--corpus", required=True, help=".jsonl with a 'text' field, or text lines")
-    pt.add_argument("--tokenizer", required=True, help="tokenizer directory")
-    pt.add_argument("--arch", help="tiny architecture overrides: JSON/YAML file or inline JSON")
-    for p in (ft, pt):
-        p.add_argument(
-            "--out", required=True, help="output directory (final/, summary.json, checkpoints/)"
-        )
-        p.add_argument(
-            "--params",
-            help="hyperparameters: JSON/YAML file or inline JSON (unset: the config schema's defaults)",
-        )
-        p.add_argument(
-            "--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter"
-        )
-        p.add_argument("--threads", type=int, help="torch CPU threads")
-    args = parser.parse_args(argv)
+    args = train_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -1,0 +1,130 @@
+"""The argument parsers of the mask study's torch commands: ``ablate probe``, ``eval``, ``train``.
+
+They live here, apart from the commands' modules, because importing those pulls in torch,
+transformers and lm-eval (tens of seconds): :func:`ablate.cli.main` parses with these first, so
+``--help`` and a wrong argument answer at once. Pure Python (no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ablate.core import config
+from ablate.mask import study
+
+#: The leakage probe's loss-ratio threshold (why 0.5: :mod:`ablate.mask.leakage`'s docstring).
+DEFAULT_THRESHOLD = 0.5
+#: The leakage probe's attention backend unless ``--attn-implementation`` says otherwise.
+PROBE_ATTN_IMPLEMENTATION = "sdpa"
+#: ``ablate eval --protocol`` choices: :data:`ablate.mask.policy_lm.PROTOCOLS`' names, which a
+#: test holds equal to the config schema's enum (read here without importing the scorer).
+EVAL_PROTOCOLS: tuple[str, ...] = tuple(
+    config.subschema("properties/mask/properties/eval/properties/protocol")["enum"]
+)
+
+
+def probe_parser() -> argparse.ArgumentParser:
+    """``ablate probe`` (defaults: the config schema's ``mask.leakage`` section)."""
+    d = config.schema_defaults("properties/mask/properties/leakage")
+    p = argparse.ArgumentParser(
+        prog="ablate probe",
+        description="Label-leakage probe: response-token loss under causal vs a mask policy.",
+    )
+    p.add_argument("--model", required=True, help="model directory (or hub id)")
+    p.add_argument("--data", required=True, help="Alpaca-style .jsonl (instruction, input, output)")
+    p.add_argument("--policy", required=True, choices=study.POLICIES, help=study.policy_help())
+    p.add_argument("--out", required=True, help="output JSON")
+    p.add_argument(
+        "--n", type=int, default=d["n_pairs"], help="first N rows of --data (default %(default)s)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=d["threshold"],
+        help=f"flag when loss_policy/loss_causal is below this (default {DEFAULT_THRESHOLD})",
+    )
+    p.add_argument("--revision", help="hub revision of a hub id --model (default: the newest)")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
+    p.add_argument("--max-seq-len", type=int, default=d["max_seq_len"], help="default %(default)s")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
+    p.add_argument(
+        "--dtype",
+        default=d["dtype"],
+        choices=("float32", "bfloat16", "float16"),
+        help="default %(default)s",
+    )
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument(
+        "--attn-implementation", default=PROBE_ATTN_IMPLEMENTATION, help="default %(default)s"
+    )
+    return p
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    """``ablate eval``; unset options take the config schema's defaults (``mask.eval``)."""
+    ap = argparse.ArgumentParser(
+        prog="ablate eval",
+        description="Score lm-eval multiple-choice tasks under a mask policy; "
+        "write metrics.json and samples.parquet.",
+    )
+    ap.add_argument("--model", required=True, help="model dir or hub id")
+    ap.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
+    ap.add_argument("--policy", required=True, choices=study.POLICIES, help=study.policy_help())
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--task-dir", action="append", default=[], help="folder of local task YAMLs")
+    ap.add_argument("--limit", type=int, default=None, help="docs per task")
+    ap.add_argument("--headline", action="append", default=[], metavar="TASK=METRIC")
+    ap.add_argument("--model-id", default=None, help="label recorded as model.id")
+    ap.add_argument("--revision", default=None)
+    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--max-batch-tokens", type=int, default=None)
+    ap.add_argument("--no-share-contexts", action="store_true")
+    ap.add_argument(
+        "--protocol",
+        choices=EVAL_PROTOCOLS,
+        default=None,
+        help="lm_eval (BOS, lm-eval's rows) or original (the original study's: no BOS, the "
+        "whole continuation in the forward)",
+    )
+    return ap
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """``ablate train finetune|pretrain``."""
+    parser = argparse.ArgumentParser(
+        prog="ablate train",
+        description="Pretrain or finetune under a mask policy (docs/training.md).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    ft = sub.add_parser("finetune", help="SFT under a mask policy (response-only loss)")
+    ft.add_argument("--model", required=True, help="model directory or hub id")
+    ft.add_argument("--data", required=True, help="Alpaca .jsonl or datasets id")
+    ft.add_argument("--policy", required=True, choices=study.POLICIES, help=study.policy_help())
+    ft.add_argument(
+        "--probe-result", help="JSON written by `ablate probe` (else the probe runs here)"
+    )
+    ft.add_argument(
+        "--allow-leakage", action="store_true", help="train under a leaking policy on purpose"
+    )
+    pt = sub.add_parser("pretrain", help="causal pretraining of a fresh tiny Ministral-3")
+    pt.add_argument("--corpus", required=True, help=".jsonl with a 'text' field, or text lines")
+    pt.add_argument("--tokenizer", required=True, help="tokenizer directory")
+    pt.add_argument("--arch", help="tiny architecture overrides: JSON/YAML file or inline JSON")
+    for p in (ft, pt):
+        p.add_argument(
+            "--out", required=True, help="output directory (final/, summary.json, checkpoints/)"
+        )
+        p.add_argument(
+            "--params",
+            help="hyperparameters: JSON/YAML file or inline JSON (unset: the config schema's defaults)",
+        )
+        p.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter"
+        )
+        p.add_argument("--threads", type=int, help="torch CPU threads")
+    return parser
+
+
+#: command -> its parser, for the commands whose module is slow to import.
+PARSERS = {"probe": probe_parser, "eval": eval_parser, "train": train_parser}
