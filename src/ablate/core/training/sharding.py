@@ -121,6 +121,7 @@ def save_checkpoint(model, optimizer, directory: str | os.PathLike) -> None:
 _METADATA_GLOBALS = frozenset(
     {
         ("pathlib", "PosixPath"),
+        ("pathlib._local", "PosixPath"),  # where Python 3.13 defines it
         ("torch", "Size"),
         ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
         ("torch.serialization", "_get_layout"),
