@@ -56,7 +56,7 @@ def load_config_file(path: str | os.PathLike) -> Any:
         try:
             root = loader.get_single_node()
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not a YAML file: {' '.join(str(exc).split())}") from None
+            raise ConfigError(yaml_error_line(path, exc)) from None
         if root is None:
             return None
         if twice := _written_twice(root, loader, (), set()):
@@ -68,6 +68,22 @@ def load_config_file(path: str | os.PathLike) -> Any:
         return loader.construct_document(root)
     finally:
         loader.dispose()
+
+
+def yaml_error_line(path: str | os.PathLike, exc: Exception) -> str:
+    """One line for a YAML syntax error in ``path``: ``FILE:LINE:COLUMN: what is wrong`` (the
+    error's ``problem_mark``), and where the mapping or list it was reading began."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {' '.join(str(exc).split())}"
+    what = getattr(exc, "problem", None) or "a YAML syntax error"
+    context, at = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and at is not None and (at.line, at.column) != (mark.line, mark.column):
+        what += f" ({context} from line {at.line + 1}, column {at.column + 1})"
+    return (
+        f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {what}; "
+        "check the indentation (spaces, no tabs), brackets and quotes there"
+    )
 
 
 def _written_twice(
@@ -277,6 +293,8 @@ def typed_config_args(entries: list[str] | None) -> dict[str, Any]:
 
 
 CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
+#: Suffixes of a config file: one Snakemake cannot read has a syntax error, not a target's name.
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def configfile_args(argv: list[str]) -> list[str]:
@@ -298,7 +316,8 @@ def configfile_args(argv: list[str]) -> list[str]:
 
 def unreadable_configfile_error(argv: list[str]) -> str | None:
     """One line for a ``--configfile`` of ``argv`` that Snakemake cannot read as a config: a
-    target typed after ``--configfile`` (a table, a picture) or a file that does not exist; None
+    target typed after ``--configfile`` (a table, a picture), a file that does not exist, or a
+    YAML or JSON file with a syntax error (:func:`yaml_error_line`: file, line, column); None
     when each one reads as a mapping. Snakemake reads config files in its command line, before
     any workflow file runs, and stops there with a traceback (``UnicodeDecodeError``,
     ``FileNotFoundError``) or a line that names no file; the workflow profile
@@ -315,6 +334,11 @@ def unreadable_configfile_error(argv: list[str]) -> str | None:
                 continue
             except Exception:  # noqa: BLE001 - whatever Snakemake would stop on
                 what = "not a JSON or YAML config file"
+                if Path(f).suffix.lower() in CONFIG_SUFFIXES:  # a config: blame its syntax
+                    try:
+                        load_config_file(f)
+                    except ConfigError as exc:
+                        return str(exc)
         configs = " ".join(c for c in files if c != f)
         return (
             f"--configfile {f}: {what} (a target typed after --configfile is read as one more "
