@@ -45,7 +45,7 @@ def checkpointing(
 ) -> Iterator[None]:
     """Within it, the training loop saves into and resumes from ``ckpt_dir`` (checkpoints of
     another ``run_key``, or trained on ``inputs`` of other content, are dropped:
-    :func:`ablate.core.resume.prepare_resume`); the folder goes once the block ended without an
+    :func:`ablate.core.resume.resume_point`); the folder goes once the block ended without an
     error."""
     token = _WHERE.set((Path(ckpt_dir), run_key, inputs))
     try:
@@ -76,13 +76,7 @@ def restore(translator, opt, sched) -> tuple[dict[str, Any], Path] | None:
     where = _WHERE.get()
     if where is None:
         return None
-    ckpt_dir, key, inputs = where
-    if parallel.rank() != 0:
-        parallel.barrier()
-        newest = checkpoint.newest_complete(ckpt_dir)
-    else:
-        newest = resume.prepare_resume(ckpt_dir, key, inputs)
-        parallel.barrier()
+    newest = resume.resume_point(*where)
     if newest is None:
         return None
     state = torch.load(newest / STATE_FILE, map_location="cpu", weights_only=True)

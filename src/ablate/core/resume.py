@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ablate.core import checkpoint, io, provenance
+from ablate.core import checkpoint, io, parallel, provenance
 
 
 def loaded_code() -> dict[str, str]:
@@ -90,8 +90,7 @@ def prepare_resume(
     """The newest complete checkpoint of the same run (:func:`resume_identity` of ``run_key`` and
     ``inputs``) whose files match its manifest, or None. A folder of another run is removed (one
     line says what changed), incomplete checkpoints are removed, one that fails its manifest is
-    set aside. Data-parallel: process 0 alone calls it, the others then take
-    :func:`ablate.core.checkpoint.newest_complete`."""
+    set aside. Data-parallel: process 0 alone calls it (:func:`resume_point`)."""
     ckpt_dir = Path(ckpt_dir)
     key_file = ckpt_dir / checkpoint.RUN_KEY_FILE
     identity = resume_identity(run_key, inputs)
@@ -117,3 +116,18 @@ def prepare_resume(
             continue
         return ckpt
     return None
+
+
+def resume_point(
+    ckpt_dir: str | os.PathLike,
+    run_key: dict[str, Any],
+    inputs: dict[str, str | os.PathLike] | None = None,
+) -> Path | None:
+    """:func:`prepare_resume` for every process of a run (one or data-parallel): process 0 clears
+    and checks the checkpoints before the others take the newest complete one."""
+    if parallel.rank() != 0:
+        parallel.barrier()
+        return checkpoint.newest_complete(ckpt_dir)
+    found = prepare_resume(ckpt_dir, run_key, inputs)
+    parallel.barrier()
+    return found

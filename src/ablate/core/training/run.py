@@ -104,19 +104,6 @@ def _cut_table(model, tokenizer, head_loss, params: dict[str, Any], label: str):
     return rows, table if rows is None else len(rows.ids)
 
 
-def _resume_point(
-    ckpt_dir: Path, run_key: dict[str, Any], inputs: dict[str, str | os.PathLike]
-) -> Path | None:
-    """The newest good checkpoint of this run (:func:`ablate.core.resume.prepare_resume`);
-    data-parallel, rank 0 clears and checks them before the other ranks look."""
-    if parallel.rank() != 0:
-        parallel.barrier()
-        return checkpoint.newest_complete(ckpt_dir)
-    resume_from = resume.prepare_resume(ckpt_dir, run_key, inputs)
-    parallel.barrier()
-    return resume_from
-
-
 def _train(trainer, stop_rules, throughput, resume_from, params, label, phases):
     """Train (resuming from ``resume_from``), or only reload it when a stop rule had already fired
     at its save step (killed before the final save: training on would pass the stop). Returns
@@ -201,7 +188,7 @@ def train_run(
     # the other's, so a change between them starts fresh (N -> M sharded processes reshards)
     run_key = {**run_key, "checkpoint_layout": "sharded" if sharded_run() else "whole"}
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
-    resume_from = _resume_point(ckpt_dir, run_key, run.inputs)
+    resume_from = resume.resume_point(ckpt_dir, run_key, run.inputs)
     with phases("build_trainer"):
         trainer, stop_rules, throughput = run.build(
             TrainerSpec(params, ckpt_dir, label, head_loss=head_loss),
