@@ -53,6 +53,45 @@ def test_plot_scores_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
 
 
+def test_plot_scores_with_seeds_gives_each_series_its_colour_and_integer_seeds(
+    tmp_path, monkeypatch
+):
+    """The seeds3 overlay's shape: 3A and 3B with seeds 5, 6, 7 evaluated under both policies,
+    14 bar series. tab10 alone repeated colours (3B-s6 looked like the base model), and the
+    seeds read back from the CSV as floats were labelled s5.0."""
+    import matplotlib.pyplot as plt
+
+    entries = [
+        dict(stage=1, variant="base", metrics=_metrics("a", "causal", {"x": 0.8, "y": 0.7})),
+        dict(stage=2, variant="base", metrics=_metrics("b", "prefill_bidir", {"x": 0.4, "y": 0.5})),
+    ]
+    for v, policy in (("3A", "causal"), ("3B", "prefix_bidir")):
+        for seed in (5, 6, 7):
+            for p in ("causal", "prefill_bidir"):
+                score = 0.5 + seed / 100
+                entries.append(
+                    dict(
+                        stage=4,
+                        variant=f"{v}-s{seed}",
+                        base=v,
+                        seed=seed,
+                        train_policy=policy,
+                        metrics=_metrics(f"{v}{seed}{p}", p, {"x": score, "y": score}),
+                    )
+                )
+    csv = tmp_path / "r.csv"
+    recovery.build_recovery(entries).to_csv(csv, index=False)
+    monkeypatch.setattr(report.plt, "close", lambda fig: None)  # keep the figure to look at
+    report.plot_scores(csv, tmp_path / "scores.png")
+    fig = plt.figure(plt.get_fignums()[-1])
+    bars, _, spread = fig.axes
+    colors = [c.patches[0].get_facecolor() for c in bars.containers]
+    assert len(colors) == 14 and len(set(colors)) == 14, colors
+    seeds = sorted({t.get_text() for t in spread.texts})
+    plt.close(fig)
+    assert seeds == ["s5", "s6", "s7"]
+
+
 def test_plot_loss_curves_png(tmp_path):
     paths = []
     for name, kind, stop in [("base", "pretrain", "max_steps"), ("3B", "finetune", "plateau")]:

@@ -25,6 +25,15 @@ def evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
     return f"S{stage} {variant} | eval {eval_policy}"
 
 
+def distinct_colors(n: int) -> list:
+    """``n`` colours, no two alike: tab10's; tab20's (tab10's hues, dark and light) for up to
+    twenty series (seeded variants give more than ten); evenly spaced hues beyond."""
+    for name in ("tab10", "tab20"):
+        if n <= len(palette := plt.get_cmap(name).colors):
+            return list(palette[:n])
+    return [plt.get_cmap("hsv")(i / n) for i in range(n)]
+
+
 def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike) -> Path:
     """Two panels. Top: grouped bars, one group per task (macro last), one bar per evaluation
     in stage order. Bottom: the differences that carry the finding, with their confidence
@@ -53,19 +62,17 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
         ),
         height_ratios=(1.2, 1, 1) if seeded else (1.2, 1),
     )
-    cmap = plt.get_cmap("tab10")
-    colors = {}
+    colors = dict(zip(evals, distinct_colors(len(evals))))
     for i, (stage, variant, policy) in enumerate(evals):
         sel = df[(df.stage == stage) & (df.variant == variant) & (df.eval_policy == policy)]
         scores = sel.set_index("task")["score"].reindex(tasks)
         xs = [j + (i - (len(evals) - 1) / 2) * width for j in range(len(tasks))]
-        colors[(stage, variant, policy)] = cmap(i % 10)
         ax.bar(
             xs,
             scores.values,
             width,
             label=evaluation_label(stage, variant, policy),
-            color=cmap(i % 10),
+            color=colors[(stage, variant, policy)],
             hatch="//" if policy != "causal" else None,
             edgecolor="white",
             linewidth=0.5,
@@ -101,7 +108,12 @@ def plot_seed_spread(ax, df: pd.DataFrame) -> None:
         ax.scatter([i] * len(sel), sel["score"], color="tab:blue", zorder=3)
         for seed, score in zip(sel["seed"], sel["score"]):
             ax.annotate(
-                f"s{seed}", (i, score), xytext=(5, 0), textcoords="offset points", fontsize=7
+                # the CSV reads the seed column as float (blank on unseeded rows): 5.0 -> s5
+                f"s{int(seed)}",
+                (i, score),
+                xytext=(5, 0),
+                textcoords="offset points",
+                fontsize=7,
             )
         ax.hlines(sel["score"].mean(), i - 0.3, i + 0.3, colors="black", linewidth=1.5)
     ax.set_xticks(range(len(groups)), [evaluation_label(*k) for k, _ in groups], fontsize=7)
