@@ -23,8 +23,10 @@ POLICY_DESCRIPTIONS: dict[str, str] = {
         "no causal mask in any forward of more than one token, over prompt and answer alike; "
         "single-token decode steps stay causal (the prefill-mask ablation study's ablation). "
         "Teacher-forced, the prediction of an answer token sees that token and the later ones: a label leak in "
-        "training, and in scoring for every answer token but the last (the last is not in the "
-        "input), so only multi-token answers are affected"
+        "training, and in scoring for every answer token but the last (the last is not in "
+        "lm-eval's input row), so only multi-token answers are affected; under the original "
+        "study's rows (mask.eval.protocol: original) every answer token is in the input and "
+        "every answer leaks"
     ),
     "prefix_bidir": (
         "prompt tokens see the whole prompt in both directions; answer tokens stay causal (the "
