@@ -446,3 +446,49 @@ def test_recovery_table_and_claims_name_the_protocol_and_sft_format(tmp_path):
         "Scoring protocol: lm_eval, unrecorded (headline metrics: acc, acc_norm). "
         "docs/differences.md says how each differs from the original study's."
     )
+
+
+class HandTask:
+    """Two docs' choices and golds, as an lm-eval task gives them to the results code."""
+
+    multiple_input = False
+
+    def doc_to_choice(self, doc):
+        return doc["choices"]
+
+    def doc_to_target(self, doc):
+        return doc["gold"]
+
+
+def test_acc_tokens_divides_by_tokens_acc_norm_by_characters():
+    """Worked by hand. Doc 0: log-likelihoods -6 and -8 over 6 and 16 characters (-1.0, -0.5 per
+    character: acc_norm picks choice 1) and over 3 and 2 tokens (-2.0, -4.0 per token: acc_tokens
+    picks choice 0, the gold). Doc 1: -3 and -2.5 over 1 and 5 tokens (-3.0, -0.5): choice 1, the
+    gold. acc_tokens = 1.0 where acc_norm = 0.5."""
+    from ablate.mask.eval_results import task_result
+
+    docs = [
+        {"choices": ["xxxxxx", "y" * 16], "gold": 0, "lls": [-6.0, -8.0], "tokens": [3, 2]},
+        {"choices": ["abc", "def"], "gold": 1, "lls": [-3.0, -2.5], "tokens": [1, 5]},
+    ]
+    samples, counts = [], {}
+    for i, d in enumerate(docs):
+        args = [(f"ctx {i}", c) for c in d["choices"]]
+        counts.update(zip(args, d["tokens"]))
+        samples.append(
+            {
+                "doc_id": i,
+                "doc": d,
+                "doc_hash": str(i),
+                "arguments": args,
+                "filtered_resps": [(ll, False) for ll in d["lls"]],
+                "acc": 1.0,
+                "acc_norm": float(i == 1),
+            }
+        )
+    results = {"acc,none": 1.0, "acc_norm,none": 0.5}
+    entry, rows = task_result("t", HandTask(), results, samples, "acc_tokens", counts)
+    assert (entry["score"], entry["acc_tokens"], entry["acc_tokens_stderr"]) == (1.0, 1.0, 0.0)
+    assert [r["predicted_norm"] for r in rows[::2]] == [1, 1]
+    assert [r["predicted_tokens"] for r in rows[::2]] == [0, 1]
+    assert [r["tokens"] for r in rows] == [3, 2, 1, 5]
