@@ -492,3 +492,34 @@ def test_acc_tokens_divides_by_tokens_acc_norm_by_characters():
     assert [r["predicted_norm"] for r in rows[::2]] == [1, 1]
     assert [r["predicted_tokens"] for r in rows[::2]] == [0, 1]
     assert [r["tokens"] for r in rows] == [3, 2, 1, 5]
+
+
+def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path):
+    """Switching to the original protocol and SFT format makes the evaluations and finetunes
+    stale (their run-cache keys change with their slices), each line naming the key it edits."""
+    import copy
+
+    from ablate.core import planner
+    from ablate.core.stale import stale_lines
+    from ablate.mask import study
+
+    root = original_tasks.TASK_DIR.parents[3]
+    cfg = planner.load_config(root / "config" / "config.yaml")
+    cfg["results"] = str(tmp_path / "res")
+    for job in study.jobs(cfg):
+        if job.name in ("eval/base/causal", "finetune/3B"):
+            record = tmp_path / job.record
+            record.parent.mkdir(parents=True)
+            record.write_text(json.dumps({"provenance": {"config": job.config}}))
+    new = copy.deepcopy(cfg)
+    new["mask"]["eval"]["protocol"] = "original"
+    new["mask"]["finetune"]["defaults"]["sft_format"] = "original"
+    jobs = {j.name: j for j in study.jobs(new)}
+    assert jobs["eval/base/causal"].config["protocol"] == "original"
+    assert jobs["finetune/3B"].config["params"]["sft_format"] == "original"
+    lines = stale_lines(jobs.values(), new, tmp_path)
+    assert 'stale: eval_model base/causal: mask.eval.protocol "lm_eval" -> "original"' in lines
+    assert (
+        'stale: finetune 3B: mask.finetune.variants.3B.sft_format "alpaca" -> "original" '
+        "(now set by mask.finetune.defaults.sft_format)"
+    ) in lines
