@@ -523,3 +523,31 @@ def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path):
         'stale: finetune 3B: mask.finetune.variants.3B.sft_format "alpaca" -> "original" '
         "(now set by mask.finetune.defaults.sft_format)"
     ) in lines
+
+
+def test_the_overlay_evaluates_the_original_protocol_on_pinned_datasets(tmp_path):
+    """config/ministral3b-original.yaml over config/ministral3b.yaml: every evaluation's slice
+    holds the original protocol, its tasks with acc_tokens and their hub datasets pinned as
+    lm-eval's are; every finetune trains in the original SFT format; its own results folder."""
+    from ablate.core import planner
+    from ablate.mask import study
+
+    config = original_tasks.TASK_DIR.parents[3] / "config"
+    cfg = planner.load_config([config / "ministral3b.yaml", config / "ministral3b-original.yaml"])
+    assert cfg["results"] == "results/ministral3b-original"
+    cfg["results"] = str(tmp_path)  # no lock there: the pins name the branch, offline
+    jobs = study.jobs(cfg)
+    evals = [j for j in jobs if j.rule == "eval_model"]
+    assert len(evals) == 8
+    for job in evals:
+        assert job.config["protocol"] == "original"
+        assert {t["name"]: t["metric"] for t in job.config["tasks"]} == {
+            n: "acc_tokens" for n in original_tasks.NAMES
+        }
+        assert job.config["datasets"]["arc_challenge_original"] == {
+            "path": "allenai/ai2_arc",
+            "name": "ARC-Challenge",
+            "revision": "main",
+        }
+    finetunes = [j for j in jobs if j.rule == "finetune"]
+    assert {j.config["params"]["sft_format"] for j in finetunes} == {"original"}
