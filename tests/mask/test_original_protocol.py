@@ -551,3 +551,30 @@ def test_the_overlay_evaluates_the_original_protocol_on_pinned_datasets(tmp_path
         }
     finetunes = [j for j in jobs if j.rule == "finetune"]
     assert {j.config["params"]["sft_format"] for j in finetunes} == {"original"}
+
+
+def test_a_prompt_longer_than_max_seq_len(tokenizer):
+    """The original cuts prompt + response at max_seq_len and drops a pair left without a response
+    token; here the prompt is cut so that one response token stays."""
+    from ablate.mask.sft_data import tokenize_pair
+
+    row = {"instruction": "word " * 40, "input": "", "output": "Yes."}
+    ids, prompt_len = encode_record(row, tokenizer, 8)
+    assert prompt_len == len(ids) == 8  # no response token: finetune_sft.py filters it out
+    pair = tokenize_pair(tokenizer, row, 8, "original")
+    assert (len(pair.input_ids), pair.prompt_length) == (8, 7)
+
+
+def test_lm_evals_arc_scores_the_test_split_the_original_validation():
+    """The split of every original task is validation (eval_mcq.py --split validation); lm-eval's
+    arc tasks score test (its hellaswag, piqa and winogrande have no test split)."""
+    from pathlib import Path
+
+    import lm_eval
+    import yaml
+
+    arc = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/arc/arc_easy.yaml").read_text())
+    assert arc["test_split"] == "test"
+    for name in original_tasks.NAMES:
+        text = (original_tasks.TASK_DIR / f"{name}.yaml").read_text()
+        assert "validation_split: validation\ntest_split: null\n" in text, name
