@@ -80,6 +80,25 @@ def _only_3a_reruns(wd: Path, out: str) -> None:
     assert evals == finetunes == {"3A"}, (evals, finetunes)
 
 
+CACHE_ON = "snakemake -c2 --config run_cache=$HOME/ablate-cache"
+PLAIN_3A = "3A: {stage: 3, policy: causal}"
+EDITED_3A_LINE = "3A: {stage: 3, policy: causal, max_steps: 40}"
+
+
+def _3a_restored(wd: Path, out: str) -> None:
+    """After the revert 3A's finetune and evaluations came from the run cache (their markers
+    are newer than the revert), not computed again."""
+    _only_3a_reruns(wd, out)
+    reverted = (wd / "config/config.yaml").stat().st_mtime
+    for output in (
+        "results/finetune/3A/final",
+        "results/eval/3A/causal/metrics.json",
+        "results/eval/3A/prefill_bidir/metrics.json",
+    ):
+        marker = wd / f"{output}.restored.json"
+        assert marker.is_file() and marker.stat().st_mtime >= reverted, marker
+
+
 def _status_all_done(wd: Path, out: str) -> None:
     """After the rerun of the edit every job is done again, and STATUS.md says so."""
     text = (wd / "results/STATUS.md").read_text()
@@ -146,20 +165,29 @@ GUIDE_STEPS = [
         "snakemake -c2",
         rules={"recovery_table": 1, "plot_scores": 1, "mask_claims": 1, "plan": 1, "status": 1},
     ),
-    # What reruns when: an edit of 3A and its rerun
-    Step(
-        "sed -i 's/3A: {stage: 3, policy: causal}/3A: {stage: 3, policy: causal, max_steps: 40}/' "
-        "config/config.yaml",
-        check=lambda wd, out: "max_steps: 40}" in (wd / "config/config.yaml").read_text(),
-    ),
-    Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
-    Step("snakemake -c2", rules=EDITED_3A, check=_only_3a_reruns),
     # Reuse finished jobs: the run cache switched on reruns nothing
     Step(
-        "snakemake -c2 --config run_cache=$HOME/ablate-cache",
+        CACHE_ON,
         rules=NOTHING,
         check=lambda wd, out: "Nothing to be done" in out,
     ),
+    # What reruns when: 3A stored, an edit of 3A, its rerun and its revert (restored)
+    Step(
+        f"{CACHE_ON} --forcerun results/finetune/3A/summary.json",
+        rules={r: n for r, n in EDITED_3A.items() if r != "plan_estimate"},
+        check=_only_3a_reruns,
+    ),
+    Step(
+        f"sed -i 's/{PLAIN_3A}/{EDITED_3A_LINE}/' config/config.yaml",
+        check=lambda wd, out: "max_steps: 40}" in (wd / "config/config.yaml").read_text(),
+    ),
+    Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
+    Step(CACHE_ON, rules=EDITED_3A, check=_only_3a_reruns),
+    Step(
+        f"sed -i 's/{EDITED_3A_LINE}/{PLAIN_3A}/' config/config.yaml",
+        check=lambda wd, out: "max_steps: 40}" not in (wd / "config/config.yaml").read_text(),
+    ),
+    Step(CACHE_ON, rules=EDITED_3A, check=_3a_restored),
     # Seeds: three of the default's finetunes and stability pair (the run: tests/pipeline/test_seeds_pipeline.py)
     Step(
         "snakemake -c2 --configfile config/config.yaml config/seeds3.yaml",
