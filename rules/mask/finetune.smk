@@ -8,7 +8,9 @@ rule finetune:
     input:
         **base_model_inputs(),
         **hub_lock_input(not EMBEDDED_DATA),
-        probe=lambda wc: out(P["leakage"].format(policy=VARIANTS[wc.variant]["policy"])),
+        probe=lambda wc: out(
+            P["leakage_verdict"].format(policy=VARIANTS[wc.variant]["policy"])
+        ),
         sft=sft_input(),
     output:
         model=directory(out(P["finetune_model"])),

@@ -11,6 +11,9 @@ rule leakage_probe:
         sft=sft_input(),
     output:
         probe=out(P["leakage"]),
+        # what a finetune reads: the verdict alone (a probe of other evidence and the same
+        # verdict keeps the finetunes' run-cache keys)
+        verdict=out(P["leakage_verdict"]),
     log:
         out(P["leakage_log"]),
     benchmark:

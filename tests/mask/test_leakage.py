@@ -167,3 +167,26 @@ def test_cli_writes_json_with_provenance(tmp_path, tiny_model_dir):
     }
     assert set(prov["inputs"]) == {"data", "model"}
     assert 0 < res["phases"]["probe"] and 0 < res["phases"]["load_model"] < res["phases"]["total"]
+
+
+def test_a_finetune_reads_the_verdict_so_other_evidence_keeps_its_key(tmp_path):
+    """A probe of other n_pairs with the same verdict leaves the finetune's input, and so its
+    run-cache key, as it was (restored, not retrained to the same weights); another verdict
+    changes it."""
+    from ablate.core import io, runcache
+
+    record = tmp_path / "leakage" / "prefix_bidir.json"
+    first = {"policy": "prefix_bidir", "leaks": False, "loss_causal": 1.2, "n_examples": 4}
+    other_evidence = {**first, "loss_causal": 1.3, "n_examples": 8}
+    leaking = {**first, "leaks": True}
+    fingerprints = []
+    for i, result in enumerate((first, other_evidence, leaking)):
+        out = tmp_path / f"v{i}" / "prefix_bidir.verdict.json"
+        io.write_json(out, leakage.verdict(result, record))
+        fingerprints.append(runcache.input_fingerprint(out))
+    assert json.loads(out.read_text()) == {
+        "policy": "prefix_bidir",
+        "leaks": True,
+        "record": str(record),
+    }
+    assert fingerprints[0] == fingerprints[1] != fingerprints[2]

@@ -20,7 +20,7 @@ from ablate.core.training.callbacks import StopRules
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import TrainingConfigError
 from ablate.core.training.trainer import MasterWeightsOptimizer
-from ablate.mask import sft_data
+from ablate.mask import leakage, sft_data
 from ablate.mask.training import cli
 from ablate.mask.training.gate import LeakageGateError, resolve_params
 from ablate.mask.training.policy import MaskPolicyTrainer, policy_loss_sum
@@ -445,6 +445,20 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
     msg = str(err.value)
     assert "prefill_bidir" in msg and "0.07" in msg and "1.023" in msg and "allow_leakage" in msg
     assert not (tmp_path / "refused" / "final").exists()
+    # the pipeline hands a finetune the probe's verdict alone: the refusal still cites the
+    # evidence, from the record the verdict names
+    record = tmp_path / "leakage" / "prefill_bidir.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps(leaking))
+    with pytest.raises(LeakageGateError) as err:
+        finetune(
+            FinetuneSpec.parse("prefill_bidir", FAST),
+            model_path=tiny_model_dir,
+            data=sft_file,
+            out_dir=tmp_path / "refused",
+            probe_result=leakage.verdict(leaking, record),
+        )
+    assert "0.07" in str(err.value) and "1.023" in str(err.value)
     # a probe result for another policy is not accepted as evidence
     with pytest.raises(TrainingConfigError, match="probe result is for policy"):
         finetune(

@@ -15,6 +15,7 @@ leakage.run_probe(
     revision=revision,
     data=snakemake.input.sft[0] if snakemake.input.sft else snakemake.params.sft["sft"],
     policy=policy,
-    out=snakemake.output[0],
+    out=snakemake.output.probe,
+    verdict_out=snakemake.output.verdict,
 )
 job_cache.store()

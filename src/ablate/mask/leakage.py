@@ -211,6 +211,18 @@ class ProbeSpec:
         return {k: getattr(self, k) for k in PROBE_KEYS}
 
 
+#: The fields of a probe's result a finetune's leakage gate acts on; the rest is evidence.
+VERDICT_FIELDS = ("policy", "leaks")
+
+
+def verdict(result: dict[str, Any], record: str | os.PathLike) -> dict[str, Any]:
+    """What a finetune takes from a probe: its verdict and the record that holds the evidence.
+    A finetune reads this, not the record, so a probe rerun to other evidence and the same
+    verdict (another ``n_pairs``) leaves the finetune's run-cache key as it was: restored, not
+    retrained to the same weights."""
+    return {**{k: result[k] for k in VERDICT_FIELDS}, "record": str(record)}
+
+
 def run_probe(
     spec: ProbeSpec,
     *,
@@ -220,10 +232,11 @@ def run_probe(
     out: str | os.PathLike,
     revision: str | None = None,
     tokenizer: str | None = None,
+    verdict_out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Probe ``model`` (a directory or hub id at ``revision``) on the first ``spec.n_pairs``
-    Alpaca rows of ``data`` and write the result with a provenance block to ``out`` (JSON);
-    returns it. ``tokenizer`` None is the model's.
+    Alpaca rows of ``data`` and write the result with a provenance block to ``out`` (JSON), and
+    its :func:`verdict` to ``verdict_out``; returns the result. ``tokenizer`` None is the model's.
     """
     from ablate.core import modeling, provenance
     from ablate.core.phases import Phases
@@ -259,6 +272,8 @@ def run_probe(
     )
     result["phases"] = phases.as_dict()
     io.write_json(out, result, indent=2)
+    if verdict_out is not None:
+        io.write_json(verdict_out, verdict(result, out), indent=2)
     print(
         f"[probe] {policy}: loss causal {result['loss_causal']:.4f}, policy "
         f"{result['loss_policy']:.4f}, ratio {result['ratio']:.3f} (threshold {threshold}), "

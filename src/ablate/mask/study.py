@@ -202,6 +202,7 @@ PATTERNS: dict[str, str] = {
     "prepare_model_benchmark": _benchmark("prepare_model"),
     # leakage_probe, one per training policy
     "leakage": "leakage/{policy}.json",
+    "leakage_verdict": "leakage/{policy}.verdict.json",  # the finetunes' input (leakage.verdict)
     "leakage_log": _log("leakage_probe"),
     "leakage_benchmark": _benchmark("leakage_probe"),
     # finetune, one per variant
@@ -241,7 +242,7 @@ RULE_OUTPUTS: dict[str, dict[str, str]] = {
         "card": "model_card",
     },
     "register_model": {"card": "model_card"},  # prepare_model of a pretrained model
-    "leakage_probe": {"probe": "leakage"},
+    "leakage_probe": {"probe": "leakage", "verdict": "leakage_verdict"},
     "finetune": {"model": "finetune_model", "summary": "finetune_summary"},
     "eval_model": {"metrics": "eval_metrics", "samples": "eval_samples"},
     "recovery_table": {"csv": "recovery_csv", "parquet": "recovery_parquet", "tex": "recovery_tex"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,10 @@ def _leakage_gate(model, pairs, spec: FinetuneSpec, probe_result) -> dict:
             f"but training uses {policy!r}"
         )
     if probe_result.get("leaks") and not allow_leakage:
+        # a verdict (leakage.verdict) names the record that holds the evidence the refusal cites
+        record = Path(probe_result.get("record") or "")
+        if record.is_file():
+            probe_result = {**json.loads(record.read_text()), **probe_result}
 
         def g(key):
             value = probe_result.get(key)
