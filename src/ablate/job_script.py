@@ -2,7 +2,8 @@
 
 The order matters, so each step is here once rather than in every script:
 
-1. stdout and stderr go to the rule's log (everything after is in it);
+1. stdout and stderr go to the rule's log (everything after is in it); an interrupt ends it with
+   one line, no traceback (:func:`interrupt_hook`);
 2. the job's hub-offline switch (:func:`ablate.studies.hub_switch`), before any Hugging Face
    import reads it;
 3. (:func:`start` only: the jobs that load a model) the run cache, where a job it restores is
@@ -53,6 +54,23 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
+def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
+    """``sys.excepthook`` of a job: an interrupt (Ctrl-C, a SIGTERM) is handled, not a bug, so
+    it ends the log with one line, not a traceback (Snakemake shows a failed job's log: a
+    Ctrl-C printed a hundred lines of Trainer frames). Any other error keeps its traceback."""
+    from ablate.core.interrupts import TrainingInterrupted
+
+    if issubclass(exc_type, KeyboardInterrupt):
+        print(
+            "[interrupt] KeyboardInterrupt: stopped at once; a rerun runs the job again",
+            file=sys.stderr,
+        )
+    elif issubclass(exc_type, TrainingInterrupted):
+        print(f"[interrupt] {exc_type.__name__}: {exc}", file=sys.stderr)
+    else:
+        sys.__excepthook__(exc_type, exc, tb)
+
+
 def log_only(snakemake: Any) -> None:
     """Step 1 alone: a job of no study (STATUS, the plan)."""
     keep_freed_memory()
@@ -60,6 +78,7 @@ def log_only(snakemake: Any) -> None:
     # 1 s a job); frozen, it walks none. Registered first, so it runs after every other handler.
     atexit.register(gc.freeze)
     sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
+    sys.excepthook = interrupt_hook
 
 
 def start_light(snakemake: Any, study: str) -> None:
