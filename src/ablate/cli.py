@@ -22,6 +22,7 @@ COMMANDS = {
         "ablate.core.diff",
         "compare two runs (run_ids or record files): config, inputs, hardware, numerics, scores",
     ),
+    "runs": ("ablate.core.runs", "every results tree side by side: changed keys, numbers, claims"),
     "flips": (
         "ablate.mask.flips",
         "the items whose correctness differs between two evaluations, counted per task",

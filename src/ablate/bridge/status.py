@@ -50,6 +50,20 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     return lines + [verdict_line(c) for c in claims]
 
 
+def run_numbers(results: Path) -> list[str]:
+    """``ablate runs``' cells: each grid entry's peak and final accuracy (summary.csv of the
+    results folder ``results``)."""
+    return [
+        f"{r['entry']} peak {float(r['peak']):.3f} final {float(r['final']):.3f}"
+        for r in read_csv(results / layout.PATTERNS["summary"])
+    ]
+
+
+def claims(results: Path) -> list[dict[str, str]]:
+    """The rows of the claims table of the results folder ``results``."""
+    return read_csv(results / layout.PATTERNS["claims"])
+
+
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str]:
     """The planner's forecast of the jobs not done (when ``plan.studies`` plans the bridge), else
     their requested runtimes (``bridge.resources``, an upper bound)."""

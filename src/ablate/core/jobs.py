@@ -129,7 +129,9 @@ class StudyLayout(Protocol):
 
 @runtime_checkable
 class StudyStatus(Protocol):
-    """A study's side of STATUS.md."""
+    """A study's side of STATUS.md. It may also give ``ablate runs`` (:mod:`ablate.core.runs`)
+    ``run_numbers(results)``, its headline numbers in a results folder, and ``claims(results)``,
+    its claims table's rows (``claim``, ``verdict``)."""
 
     def headline(self, job: Job, record: dict[str, Any]) -> str:
         """A finished job's headline numbers, from its record."""

@@ -106,6 +106,21 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     return lines
 
 
+def run_numbers(results: Path) -> list[str]:
+    """``ablate runs``' cells: the macro score of each stage, variant and eval policy (the
+    recovery table of the results folder ``results``)."""
+    return [
+        f"{r['variant']} under {r['eval_policy']} {float(r['score']):.3f}"
+        for r in read_csv(results / study.PATTERNS["recovery_csv"])
+        if r["task"] == "macro"
+    ]
+
+
+def claims(results: Path) -> list[dict[str, str]]:
+    """The rows of the claims table of the results folder ``results``."""
+    return read_csv(results / study.PATTERNS["claims_csv"])
+
+
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str]:
     """The planner's forecast of the jobs not done, else their requested runtimes."""
 

@@ -1,0 +1,409 @@
+"""``ablate runs``: every results tree under a folder side by side, one row each (as DVC's
+``exp show`` or MLflow's run comparison): the config keys its records differ in from a base
+tree's, each study's headline numbers, the claim verdicts, when and where it last ran, and, for
+a configuration given with ``--configfile``, its jobs' status (done, stale, to run) with the jobs
+whose records another configuration made.
+
+A **results tree** is a folder holding the job logs of a configuration (the first part of
+:data:`ablate.core.jobs.LOG`) and records (JSON with a provenance block that holds a config
+slice); a record belongs to the innermost tree above it (results/ministral3b/ lies inside
+results/). Found by their records, not by a list of folders: a config's ``results:`` may name
+any. A record under a history folder is an earlier run of the same job, and a checkpoint
+folder (its hash manifest) holds model files, not records: both are skipped.
+
+Study-agnostic: a study's status module may give ``run_numbers(results)`` (its headline numbers,
+short cells) and ``claims(results)`` (its claims table's rows, each with ``claim`` and
+``verdict``); found through the registry :mod:`ablate.studies`. No torch: it reads JSON and CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablate import studies
+from ablate.core import io, runcache
+from ablate.core.checkpoint import MANIFEST_NAME
+from ablate.core.jobs import LOG
+from ablate.core.provenance import changed_keys
+from ablate.core.records import provenance_of, read_json
+
+#: the folder of a tree's job logs: a folder holding it (and records) is a results tree
+LOGS = LOG.split("/")[0]
+#: folders never searched: the workflow's state, environments, version control, and the copies
+#: of earlier runs kept beside each record (ablate.core.io.HISTORY_DIR)
+SKIPPED = frozenset({".snakemake", ".git", ".venv", "node_modules", "__pycache__", io.HISTORY_DIR})
+#: the columns of the table, the CSV and the HTML page
+COLUMNS = (
+    "tree",
+    "records",
+    "last run",
+    "where",
+    "commits",
+    "differs from base",
+    "numbers",
+    "claims",
+    "status",
+)
+
+
+@dataclass
+class Tree:
+    """One results tree: its records (path relative to the tree -> provenance block)."""
+
+    path: Path
+    records: dict[str, dict] = field(default_factory=dict)
+
+
+def find_trees(root: str | os.PathLike) -> list[Tree]:
+    """Every results tree under ``root`` with its records, in path order."""
+    root = Path(root)
+    found: dict[Path, Tree] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED)
+        if MANIFEST_NAME in filenames:  # a checkpoint: weights and tokenizer files
+            dirnames[:] = []
+            continue
+        here = Path(dirpath)
+        if (here / LOGS).is_dir():
+            found.setdefault(here, Tree(here))
+        for name in filenames:
+            if not name.endswith(".json"):
+                continue
+            prov = provenance_of(read_json(here / name))
+            if "config" not in prov:
+                continue
+            tree = next((found[p] for p in (here, *here.parents) if p in found), None)
+            if tree is not None:
+                tree.records[str((here / name).relative_to(tree.path))] = prov
+    return [t for _, t in sorted(found.items()) if t.records]
+
+
+def differences(base: Tree, tree: Tree) -> list[str]:
+    """The config keys the records of ``tree`` differ in from the same records of ``base``
+    (``folder: key old -> new``, one line per change, with how many records it is in), and the
+    records only one of them has."""
+    per_change: Counter[str] = Counter()
+    for rel in sorted(set(base.records) & set(tree.records)):
+        folder = str(Path(rel).parent)
+        old, new = base.records[rel].get("config"), tree.records[rel].get("config")
+        for change in changed_keys(old, new):
+            per_change[f"{folder}: {change}"] += 1
+    lines = [f"{c} ({n} records)" if n > 1 else c for c, n in per_change.items()]
+    only_here = len(set(tree.records) - set(base.records))
+    only_base = len(set(base.records) - set(tree.records))
+    if only_here:
+        lines.append(f"{only_here} records not in base")
+    if only_base:
+        lines.append(f"{only_base} records of base not here")
+    return lines
+
+
+def newest(tree: Tree) -> str:
+    """The newest ``finished_at`` of the tree's records (ISO times sort as text)."""
+    return max((str(p.get("finished_at") or "") for p in tree.records.values()), default="")
+
+
+def where(tree: Tree) -> list[str]:
+    """Each host the records ran on, with its GPUs (else its CPU and kernel set) and how many."""
+    hosts: Counter[str] = Counter()
+    for prov in tree.records.values():
+        hw = prov.get("hardware") or {}
+        device = ", ".join(hw.get("gpus") or []) or " ".join(
+            str(x) for x in (hw.get("cpu_model"), hw.get("torch_cpu_capability")) if x
+        )
+        hosts[f"{hw.get('hostname') or '?'} ({device or 'unknown device'})"] += 1
+    return [f"{h}: {n}" for h, n in hosts.most_common()]
+
+
+def commits(tree: Tree) -> list[str]:
+    """The code each record ran with: short commit (``+dirty`` for uncommitted edits), count."""
+    seen: Counter[str] = Counter()
+    for prov in tree.records.values():
+        git = prov.get("git") or {}
+        seen[str(git.get("commit") or "?")[:10] + ("+dirty" if git.get("dirty") else "")] += 1
+    return [f"{c}: {n}" for c, n in seen.most_common()]
+
+
+def study_numbers(results: Path) -> tuple[list[str], list[str]]:
+    """Each study's headline numbers and its claims' verdicts (counts, then each study-level
+    claim's verdict) in ``results``, from the studies' status modules."""
+    numbers, claims = [], []
+    for study in studies.STUDIES:
+        mod = studies.side(study, "status")
+        if hasattr(mod, "run_numbers"):
+            numbers += [f"{study}: {n}" for n in mod.run_numbers(results)]
+        rows = mod.claims(results) if hasattr(mod, "claims") else []
+        if rows:
+            counts = Counter(r.get("verdict") or "?" for r in rows)
+            claims.append(f"{study}: " + ", ".join(f"{n} {v}" for v, n in counts.most_common()))
+            # a per-task claim ("learned/emb_count") details a study-level one
+            claims += [f"  {r['claim']}: {r.get('verdict')}" for r in rows if "/" not in r["claim"]]
+    return numbers, claims
+
+
+@dataclass
+class Configuration:
+    """A configuration given with ``--configfile``: its files, its results tree, each job's
+    status row (:func:`ablate.core.status.build`) and its jobs' outputs."""
+
+    files: list[str]
+    tree: Path
+    rows: list[Any]
+    outputs: set[str]
+
+    @classmethod
+    def load(cls, files: list[str], workdir: Path) -> Configuration:
+        from ablate.core import status
+        from ablate.core.planner.inputs import load_config
+
+        config = load_config(files)
+        _, rows = status.build(config, workdir)
+        outputs = {os.path.normpath(workdir / o) for r in rows for o in r.job.outputs.values()}
+        return cls(files, (workdir / config["results"]).resolve(), rows, outputs)
+
+    def writes(self, path: Path) -> bool:
+        """Whether ``path`` is one of its jobs' outputs or lies in one (a folder output)."""
+        path = Path(os.path.normpath(path))
+        return any(str(p) in self.outputs for p in (path, *path.parents))
+
+    def lines(self, tree: Tree) -> tuple[list[str], list[str]]:
+        """Its jobs' status in ``tree`` (counts, then each stale job and why) and the records
+        of ``tree`` that no job of it writes (another configuration's: an overlay's seeds)."""
+        from ablate.core.status import STATES
+
+        counts = Counter(r.status for r in self.rows)
+        lines = [
+            " ".join(self.files) + ": " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+        ]
+        lines += [f"  {r.job.name}: {r.why}" for r in self.rows if r.status == "stale"]
+        foreign = [rel for rel in tree.records if not self.writes(tree.path / rel)]
+        return lines, foreign
+
+
+def table_rows(
+    root: str | os.PathLike = ".",
+    base: str | os.PathLike | None = None,
+    configurations: list[list[str]] | None = None,
+) -> list[dict[str, list[str]]]:
+    """One row per results tree under ``root``: each column of :data:`COLUMNS` as lines.
+    ``base``: the tree the others are compared with (default: the first found);
+    ``configurations``: the config files of each configuration to check (its tree gets its
+    jobs' status; a tree that two name, or that holds records none of its configurations
+    writes, is marked ``mixed``)."""
+    root = Path(root)
+    trees = find_trees(root)
+    if not trees:
+        return []
+    by_path = {t.path.resolve(): t for t in trees}
+    base_tree = trees[0] if base is None else by_path.get((root / base).resolve())
+    if base_tree is None:
+        raise LookupError(
+            f"--base {base}: no results tree there (one of: "
+            + ", ".join(str(t.path.relative_to(root)) for t in trees)
+            + ")"
+        )
+    configs = [Configuration.load(files, root) for files in configurations or []]
+    out = []
+    for tree in trees:
+        numbers, claims = study_numbers(tree.path)
+        state, mixed = [], []
+        mine = [c for c in configs if c.tree == tree.path.resolve()]
+        if len(mine) > 1:
+            mixed.append("written by " + "; ".join(" ".join(c.files) for c in mine))
+        for c in mine:
+            lines, foreign = c.lines(tree)
+            state += lines
+            if foreign:
+                mixed.append(
+                    f"{len(foreign)} records no job of {' '.join(c.files)} writes: "
+                    + ", ".join(sorted(foreign))
+                )
+        name = str(tree.path.relative_to(root)) or "."
+        out.append(
+            {
+                "tree": [name + (" (mixed)" if mixed else "")],
+                "records": [str(len(tree.records))],
+                "last run": [newest(tree)],
+                "where": where(tree),
+                "commits": commits(tree),
+                "differs from base": ["(base)"]
+                if tree is base_tree
+                else differences(base_tree, tree) or ["nothing"],
+                "numbers": numbers,
+                "claims": claims,
+                "status": state + [f"mixed: {m}" for m in mixed],
+            }
+        )
+    return out
+
+
+#: the columns of the run cache's table (``--cache``)
+CACHE_COLUMNS = ("tree", "job", "entries", "last stored", "hosts", "params differ")
+
+
+def cache_rows(cache: str | os.PathLike, root: str | os.PathLike = ".") -> list[dict[str, str]]:
+    """One row per job of the run cache ``cache`` (its rule and wildcards), each entry's results
+    tree from the outputs its manifest names (relative to the working directory ``root``, as a
+    job names them): how many entries, the newest one's time and host, and the params (config
+    slice) in which its entries differ from the oldest one. A tree that no longer exists under
+    ``root`` is named by its outputs' folder."""
+    root = Path(root)
+    trees = [str(t.path.relative_to(root)) for t in find_trees(root)]
+    jobs: dict[tuple[str, str], list[dict]] = {}
+    for entry in sorted(Path(cache).iterdir()):
+        manifest = read_json(entry / runcache.MANIFEST) if entry.is_dir() else None
+        parts = (manifest or {}).get("parts")
+        if not isinstance(parts, dict) or not manifest.get("outputs"):
+            continue  # refused/, a store under way, something else
+        first = os.path.normpath(manifest["outputs"][0])
+        inside = [t for t in trees if t == "." or first.startswith(t + os.sep)]
+        tree = max(inside, key=len) if inside else os.path.dirname(first)
+        wildcards = ",".join(f"{k}={v}" for k, v in (parts.get("wildcards") or {}).items())
+        job = f"{parts.get('rule')}" + (f" {wildcards}" if wildcards else "")
+        jobs.setdefault((tree, job), []).append(manifest)
+    out = []
+    for (tree, job), entries in sorted(jobs.items()):
+        entries.sort(key=lambda m: str(m.get("stored_at") or ""))
+        first, last = entries[0], entries[-1]
+        differ = {
+            c
+            for m in entries[1:]
+            for c in changed_keys(first["parts"].get("params"), m["parts"].get("params"))
+        }
+        out.append(
+            {
+                "tree": tree,
+                "job": job,
+                "entries": str(len(entries)),
+                "last stored": f"{last.get('stored_at') or '?'} (run {last.get('run_id') or '?'})",
+                "hosts": ", ".join(sorted({str(m.get("host") or "?") for m in entries})),
+                "params differ": "; ".join(sorted(differ))
+                or ("" if len(entries) == 1 else "none (inputs, code or packages differ)"),
+            }
+        )
+    return out
+
+
+def render_text(rows: list[dict[str, list[str]]], cache: list[dict[str, str]] = ()) -> str:
+    """The terminal form: one block per tree, one line per column that has something; then the
+    run cache's jobs, one line each."""
+    blocks = []
+    for row in rows:
+        lines = [f"== {row['tree'][0]}"]
+        for col in COLUMNS[1:]:
+            cells = row[col]
+            if not cells:
+                continue
+            if len(cells) == 1:
+                lines.append(f"  {col}: {cells[0]}")
+            else:
+                lines.append(f"  {col}:")
+                lines += [f"    {c}" for c in cells]
+        blocks.append("\n".join(lines))
+    if cache:
+        lines = ["== run cache"]
+        for c in cache:
+            lines.append(
+                f"  {c['tree']}: {c['job']}: {c['entries']} entries, last {c['last stored']} "
+                f"on {c['hosts']}"
+                + (f"; params differ: {c['params differ']}" if c["params differ"] else "")
+            )
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def write_csv(rows: list[dict[str, list[str]]], path: str | os.PathLike) -> None:
+    """One CSV row per tree; a cell's lines joined by ``; ``."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for row in rows:
+            w.writerow(["; ".join(c.strip() for c in row[col]) for col in COLUMNS])
+
+
+def html_table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    """An HTML table; a cell of several lines is one line each."""
+
+    def cell(value: Any) -> str:
+        lines = [value] if isinstance(value, str) else value
+        return "<td>" + "<br>".join(html.escape(x) for x in lines) + "</td>"
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(cell(r[c]) for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(rows: list[dict[str, list[str]]], cache: list[dict[str, str]] = ()) -> str:
+    """A self-contained HTML page: the trees' table, then the run cache's."""
+    tables = "<h2>Results trees</h2>" + html_table(COLUMNS, rows)
+    if cache:
+        tables += "<h2>Run cache</h2>" + html_table(CACHE_COLUMNS, list(cache))
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Runs</title><style>"
+        "table{border-collapse:collapse;font:13px sans-serif}td,th{border:1px solid #ccc;"
+        "padding:4px;vertical-align:top;text-align:left}</style></head><body>"
+        f"{tables}</body></html>\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ablate.core.planner.inputs import PlanError
+
+    ap = argparse.ArgumentParser(
+        prog="ablate runs",
+        description="Every results tree under a folder side by side: the config keys its "
+        "records differ in from a base tree's, the headline numbers, the claim verdicts, when "
+        "and where it last ran; with --cache, the run cache's entries per job. Runs no job.",
+    )
+    ap.add_argument("--root", default=".", help="the folder searched for results trees")
+    ap.add_argument(
+        "--base",
+        help="the tree the others are compared with, relative to --root (default: the first)",
+    )
+    ap.add_argument(
+        "--configfile",
+        "--configfiles",
+        nargs="+",
+        action="append",
+        metavar="FILE",
+        help="a configuration's files, as given to snakemake (repeat the flag for another "
+        "configuration): its tree also shows its jobs' status, and the records no job of it "
+        "writes mark the tree mixed",
+    )
+    ap.add_argument("--cache", metavar="DIR", help="also list this run cache's entries per job")
+    ap.add_argument("--csv", metavar="FILE", help="also write the trees' table as CSV")
+    ap.add_argument("--html", metavar="FILE", help="also write both tables as an HTML page")
+    args = ap.parse_args(argv)
+    if args.cache and not Path(args.cache).is_dir():
+        print(
+            f"ablate runs: --cache {args.cache}: no such folder (the run cache: the config's run_cache)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        rows = table_rows(args.root, args.base, args.configfile)
+    except (LookupError, PlanError) as exc:
+        print(f"ablate runs: {exc}", file=sys.stderr)
+        return 2
+    cache = cache_rows(args.cache, args.root) if args.cache else []
+    if not rows and not cache:
+        print(
+            f"ablate runs: no results tree under {args.root} (a folder with {LOGS}/ and job "
+            "records); run the workflow first, or pass --root",
+            file=sys.stderr,
+        )
+        return 1
+    print(render_text(rows, cache))
+    if args.csv:
+        write_csv(rows, args.csv)
+    if args.html:
+        io.write_text(args.html, render_html(rows, cache))
+    return 0

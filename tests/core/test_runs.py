@@ -1,0 +1,235 @@
+"""`ablate runs` (ablate.core.runs) on small results trees written here: the key two trees differ
+in, each study's headline numbers and claim verdicts, where and when a tree ran, a tree another
+configuration also wrote into (mixed), the run cache's entries per job, the CLI's output files.
+No pipeline run; about two seconds together (the configuration tests load the default config)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablate import cli
+from ablate.bridge import study as bridge_layout
+from ablate.core import runs
+from ablate.core.checkpoint import MANIFEST_NAME
+from ablate.core.runcache import MANIFEST
+from ablate.mask import study as mask_layout
+
+ROOT = Path(__file__).resolve().parents[2]
+EVAL = "eval/base/causal/metrics.json"
+EVAL_SLICE = {"seed": 0, "tasks": ["emb_count"], "dtype": "float32"}
+
+
+def record(tree: Path, rel: str, config: dict, *, host="box", when="2026-11-26T10:00:00+0000"):
+    """A job record with its provenance block (as ablate.core.provenance.collect writes it);
+    ``tree`` becomes a results tree (its logs folder)."""
+    (tree / "logs").mkdir(parents=True, exist_ok=True)
+    path = tree / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prov = {
+        "run_id": f"run-{host}",
+        "config": config,
+        "config_hash": "h",
+        "finished_at": when,
+        "git": {"commit": "abcdef0123456789", "dirty": False},
+        "hardware": {
+            "hostname": host,
+            "cpu_model": "Intel Xeon",
+            "torch_cpu_capability": "AVX512",
+        },
+    }
+    path.write_text(json.dumps({"macro": {"score": 0.9}, "provenance": prov}))
+
+
+def table(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def by_tree(rows: list[dict]) -> dict[str, dict]:
+    return {r["tree"][0]: r for r in rows}
+
+
+def test_two_trees_differing_in_one_key(tmp_path):
+    record(tmp_path / "results", EVAL, EVAL_SLICE)
+    record(tmp_path / "results/seed1", EVAL, {**EVAL_SLICE, "seed": 1}, host="gpu1")
+    record(tmp_path / "results/seed1", "eval/3A/causal/metrics.json", EVAL_SLICE, host="gpu1")
+    rows = by_tree(runs.table_rows(tmp_path))
+    assert list(rows) == ["results", "results/seed1"]  # the nested tree is its own
+    assert rows["results"]["records"] == ["1"]
+    assert rows["results"]["differs from base"] == ["(base)"]
+    assert rows["results/seed1"]["differs from base"] == [
+        "eval/base/causal: seed 0 -> 1",
+        "1 records not in base",
+    ]
+    assert rows["results/seed1"]["where"] == ["gpu1 (Intel Xeon AVX512): 2"]
+    assert rows["results/seed1"]["commits"] == ["abcdef0123: 2"]
+    # the other way round, with the seed-1 tree as base
+    rows = by_tree(runs.table_rows(tmp_path, base="results/seed1"))
+    assert rows["results"]["differs from base"] == [
+        "eval/base/causal: seed 1 -> 0",
+        "1 records of base not here",
+    ]
+
+
+def test_records_found_where_a_run_writes_them(tmp_path):
+    tree = tmp_path / "out"
+    record(tree, EVAL, EVAL_SLICE, when="2026-11-26T09:00:00+0000")
+    record(tree, "finetune/3A/summary.json", {"max_steps": 3}, when="2026-11-26T11:00:00+0000")
+    # an earlier run's copy and a checkpoint's JSON are no records of the tree
+    record(tree, "eval/base/causal/history/old.metrics.json", {"seed": 9})
+    record(tree, "finetune/3A/final/config.json", {"x": 1})
+    (tree / "finetune/3A/final" / MANIFEST_NAME).write_text("{}")
+    # a folder without logs/ is no results tree: its records are its parent's
+    record(tmp_path / "elsewhere", "a.json", {"y": 1})
+    (tmp_path / "elsewhere/logs").rmdir()
+    (trees,) = [t for t in runs.find_trees(tmp_path) if t.path == tree]
+    assert sorted(trees.records) == [EVAL, "finetune/3A/summary.json"]
+    assert [t.path for t in runs.find_trees(tmp_path)] == [tree]
+    assert runs.newest(trees) == "2026-11-26T11:00:00+0000"
+
+
+def test_headline_numbers_and_claim_verdicts(tmp_path):
+    tree = tmp_path / "results"
+    record(tree, EVAL, EVAL_SLICE)
+    recovery = [
+        {"task": "macro", "variant": "base", "eval_policy": "causal", "score": "0.951"},
+        {"task": "emb_count", "variant": "base", "eval_policy": "causal", "score": "1.0"},
+        {"task": "macro", "variant": "3B", "eval_policy": "prefill_bidir", "score": "0.6364"},
+    ]
+    table(tree / mask_layout.PATTERNS["recovery_csv"], recovery)
+    claims = [
+        {"claim": "learned", "verdict": "supported"},
+        {"claim": "learned/emb_count", "verdict": "supported"},
+        {"claim": "prefix_recovers_more", "verdict": "inconclusive"},
+    ]
+    table(tree / mask_layout.PATTERNS["claims_csv"], claims)
+    summary = [{"entry": "1a", "peak": "0.078125", "final": "0.0625"}]
+    table(tree / bridge_layout.PATTERNS["summary"], summary)
+    table(tree / bridge_layout.PATTERNS["claims"], [{"claim": "kv", "verdict": "not supported"}])
+    (row,) = runs.table_rows(tmp_path)
+    assert row["numbers"] == [
+        "mask: base under causal 0.951",
+        "mask: 3B under prefill_bidir 0.636",
+        "bridge: 1a peak 0.078 final 0.062",
+    ]
+    assert row["claims"] == [
+        "mask: 2 supported, 1 inconclusive",
+        "  learned: supported",
+        "  prefix_recovers_more: inconclusive",
+        "bridge: 1 not supported",
+        "  kv: not supported",
+    ]
+
+
+def overlay(tmp_path: Path, name: str, content: dict) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(content))
+    return str(path)
+
+
+def test_a_tree_another_configuration_wrote_into_is_mixed(tmp_path):
+    tree = tmp_path / "results"
+    record(tree, EVAL, EVAL_SLICE)
+    # a seed of an overlay (config/seeds3.yaml): no job of the default writes it
+    record(tree, "finetune/3A-s6/summary.json", {"seed": 6})
+    default = [str(ROOT / "config/config.yaml")]
+    (row,) = runs.table_rows(tmp_path, configurations=[default])
+    assert row["tree"] == ["results (mixed)"]
+    status = row["status"]
+    assert status[0].startswith(f"{default[0]}: ") and " to run" in status[0]
+    assert status[-1] == (
+        f"mixed: 1 records no job of {default[0]} writes: finetune/3A-s6/summary.json"
+    )
+    # the default's own records alone: not mixed; a second configuration naming the tree is
+    (tree / "finetune/3A-s6/summary.json").unlink()
+    (row,) = runs.table_rows(tmp_path, configurations=[default])
+    assert row["tree"] == ["results"] and not any(s.startswith("mixed") for s in row["status"])
+    other = [*default, overlay(tmp_path, "more.yaml", {"mask": {"eval": {"seed": 3}}})]
+    (row,) = runs.table_rows(tmp_path, configurations=[default, other])
+    assert row["tree"] == ["results (mixed)"]
+    assert f"mixed: written by {default[0]}; {' '.join(other)}" in row["status"]
+
+
+def cache_entry(cache: Path, key: str, params: dict, when: str, host: str, tree="results"):
+    (cache / key).mkdir(parents=True)
+    manifest = {
+        "key": key,
+        "parts": {"rule": "eval_model", "wildcards": {"model": "base"}, "params": params},
+        "outputs": [f"{tree}/{EVAL}"],
+        "run_id": f"run-{key}",
+        "stored_at": when,
+        "host": host,
+    }
+    (cache / key / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_run_cache_entries_per_job(tmp_path):
+    record(tmp_path / "results", EVAL, EVAL_SLICE)
+    cache = tmp_path / "cache"
+    cache_entry(cache, "k1", {"seed": 0}, "2026-11-26T09:00:00+0000", "a")
+    cache_entry(cache, "k2", {"seed": 1}, "2026-11-26T10:00:00+0000", "b")
+    cache_entry(cache, "k3", {"seed": 0}, "2026-11-26T08:00:00+0000", "a", tree="gone")
+    (cache / "refused").mkdir()
+    rows = runs.cache_rows(cache, tmp_path)
+    assert rows == [
+        {
+            "tree": "gone/eval/base/causal",
+            "job": "eval_model model=base",
+            "entries": "1",
+            "last stored": "2026-11-26T08:00:00+0000 (run run-k3)",
+            "hosts": "a",
+            "params differ": "",
+        },
+        {
+            "tree": "results",
+            "job": "eval_model model=base",
+            "entries": "2",
+            "last stored": "2026-11-26T10:00:00+0000 (run run-k2)",
+            "hosts": "a, b",
+            "params differ": "seed 0 -> 1",
+        },
+    ]
+
+
+def test_command_line(tmp_path, capsys):
+    record(tmp_path / "results", EVAL, EVAL_SLICE)
+    record(tmp_path / "results/b", EVAL, {**EVAL_SLICE, "dtype": "bfloat16"})
+    cache = tmp_path / "cache"
+    cache_entry(cache, "k1", {"seed": 0}, "2026-11-26T09:00:00+0000", "a")
+    out_csv, out_html = tmp_path / "runs.csv", tmp_path / "runs.html"
+    argv = ["runs", "--root", str(tmp_path), "--cache", str(cache)]
+    assert cli.main([*argv, "--csv", str(out_csv), "--html", str(out_html)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "== results/b\n" in text and 'differs from base: eval/base/causal: dtype "float32"' in text
+    )
+    assert "== run cache\n  results: eval_model model=base: 1 entries" in text
+    with open(out_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["tree"] for r in rows] == ["results", "results/b"]
+    assert rows[1]["differs from base"] == 'eval/base/causal: dtype "float32" -> "bfloat16"'
+    page = out_html.read_text()
+    assert page.count("<tr>") == 3 + 2 and "<h2>Run cache</h2>" in page
+    # a wrong --base, a missing cache, nothing found: one line each, naming the fix
+    assert cli.main(["runs", "--root", str(tmp_path), "--base", "nope"]) == 2
+    assert capsys.readouterr().err == (
+        "ablate runs: --base nope: no results tree there (one of: results, results/b)\n"
+    )
+    assert cli.main(["runs", "--root", str(tmp_path), "--cache", str(tmp_path / "x")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert cli.main(["runs", "--root", str(tmp_path / "results/b/logs")]) == 1
+    assert "no results tree under" in capsys.readouterr().err
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["runs", "--help"])
+    assert exc.value.code == 0 and "--configfile" in capsys.readouterr().out
