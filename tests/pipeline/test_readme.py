@@ -223,6 +223,15 @@ GUIDE_STEPS = [
         "ablate flips results/eval/base/causal results/eval/base/prefill_bidir",
         check=lambda wd, out: "lost  gained" in out and "(lost): gold" in out,
     ),
+    Step(
+        "ablate runs --configfile config/config.yaml",
+        check=lambda wd, out: (
+            "== results\n" in out
+            and "mask: base under causal" in out
+            and "config/config.yaml: " in out
+            and "(mixed)" not in out
+        ),
+    ),
     # Run the real study
     Step(
         "snakemake --profile <profile> results/ministral3b/recovery.csv "
