@@ -16,6 +16,7 @@ from ablate import cli
 from ablate.bridge import study as bridge_layout
 from ablate.core import runs
 from ablate.core.checkpoint import MANIFEST_NAME
+from ablate.core.io import write_json
 from ablate.core.runcache import MANIFEST
 from ablate.mask import study as mask_layout
 
@@ -42,7 +43,7 @@ def record(tree: Path, rel: str, config: dict, *, host="box", when="2026-11-26T1
             "torch_cpu_capability": "AVX512",
         },
     }
-    path.write_text(json.dumps({"macro": {"score": 0.9}, "provenance": prov}))
+    write_json(path, {"macro": {"score": 0.9}, "provenance": prov})  # and its history copy
 
 
 def table(path: Path, rows: list[dict]) -> None:
@@ -83,8 +84,10 @@ def test_records_found_where_a_run_writes_them(tmp_path):
     tree = tmp_path / "out"
     record(tree, EVAL, EVAL_SLICE, when="2026-11-26T09:00:00+0000")
     record(tree, "finetune/3A/summary.json", {"max_steps": 3}, when="2026-11-26T11:00:00+0000")
-    # an earlier run's copy and a checkpoint's JSON are no records of the tree
+    # an earlier run's copy, a JSON file without a history copy and a checkpoint's JSON are no
+    # records of the tree
     record(tree, "eval/base/causal/history/old.metrics.json", {"seed": 9})
+    (tree / "eval/base/causal/tokenizer.json").write_text('{"provenance": {"config": {}}}')
     record(tree, "finetune/3A/final/config.json", {"x": 1})
     (tree / "finetune/3A/final" / MANIFEST_NAME).write_text("{}")
     # a folder without logs/ is no results tree: its records are its parent's

@@ -9,7 +9,8 @@ A **results tree** is a folder holding the job logs of a configuration (the firs
 slice); a record belongs to the innermost tree above it (results/ministral3b/ lies inside
 results/). Found by their records, not by a list of folders: a config's ``results:`` may name
 any. A record under a history folder is an earlier run of the same job, and a checkpoint
-folder (its hash manifest) holds model files, not records: both are skipped.
+folder (its hash manifest) holds model files, not records: both are skipped. A record is a file
+that :func:`ablate.core.io.write_json` also copied into the history folder beside it.
 
 Study-agnostic: a study's status module may give ``run_numbers(results)`` (its headline numbers,
 short cells) and ``claims(results)`` (its claims table's rows, each with ``claim`` and
@@ -74,9 +75,10 @@ def find_trees(root: str | os.PathLike) -> list[Tree]:
         here = Path(dirpath)
         if (here / LOGS).is_dir():
             found.setdefault(here, Tree(here))
-        for name in filenames:
-            if not name.endswith(".json"):
-                continue
+        # a record is kept in the history folder beside it as <run_id>.<name> (io.write_json):
+        # only those files are read, not a tokenizer's 17 MB of JSON
+        kept = os.listdir(here / io.HISTORY_DIR) if (here / io.HISTORY_DIR).is_dir() else []
+        for name in sorted({k.split(".", 1)[-1] for k in kept} & set(filenames)):
             prov = provenance_of(read_json(here / name))
             if "config" not in prov:
                 continue
