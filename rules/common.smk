@@ -156,3 +156,13 @@ def resource_helpers(resources):
 def job_outputs(jobs):
     """Every output of every job (core Jobs): what rule all asks for beside the study targets."""
     return [f for j in jobs for f in j.outputs.values()]
+
+
+onstart:
+    # A results folder another configuration also wrote into (an overlay's seeds, another config
+    # with the same `results:`): said in one line before the first job (a dry run skips it).
+    import sys
+    from ablate.core.runs import mixed_warning
+
+    if msg := mixed_warning(RESULTS, job_outputs(JOBS)):
+        print(msg, file=sys.stderr)

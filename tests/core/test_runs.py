@@ -236,3 +236,23 @@ def test_help(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["runs", "--help"])
     assert exc.value.code == 0 and "--configfile" in capsys.readouterr().out
+
+
+def test_start_warning_names_another_configurations_records(tmp_path, monkeypatch):
+    """rules/common.smk's onstart line: the records of the results folder no job of this run
+    writes (a nested tree's records are that tree's; a folder output holds its files)."""
+    monkeypatch.chdir(tmp_path)
+    record(Path("results"), EVAL, EVAL_SLICE)
+    record(Path("results"), "bridge/runs/x/summary.json", {"k": 8})
+    record(Path("results/other"), EVAL, EVAL_SLICE)
+    outputs = [f"results/{EVAL}", "results/bridge/runs/x"]
+    assert runs.mixed_warning("results", outputs) is None
+    for seed in (6, 7, 8, 9):
+        record(Path("results"), f"finetune/3A-s{seed}/summary.json", {"seed": seed})
+    msg = runs.mixed_warning("results", outputs)
+    assert msg.startswith(
+        "warning: results/ holds 4 records no job of this configuration writes "
+        "(finetune/3A-s6/summary.json, finetune/3A-s7/summary.json, "
+        "finetune/3A-s8/summary.json, ...): another configuration wrote into"
+    )
+    assert "\n" not in msg and runs.mixed_warning("nothing-here", outputs) is None

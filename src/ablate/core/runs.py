@@ -25,6 +25,7 @@ import html
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,11 +172,6 @@ class Configuration:
         outputs = {os.path.normpath(workdir / o) for r in rows for o in r.job.outputs.values()}
         return cls(files, (workdir / config["results"]).resolve(), rows, outputs)
 
-    def writes(self, path: Path) -> bool:
-        """Whether ``path`` is one of its jobs' outputs or lies in one (a folder output)."""
-        path = Path(os.path.normpath(path))
-        return any(str(p) in self.outputs for p in (path, *path.parents))
-
     def lines(self, tree: Tree) -> tuple[list[str], list[str]]:
         """Its jobs' status in ``tree`` (counts, then each stale job and why) and the records
         of ``tree`` that no job of it writes (another configuration's: an overlay's seeds)."""
@@ -186,8 +182,38 @@ class Configuration:
             " ".join(self.files) + ": " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
         ]
         lines += [f"  {r.job.name}: {r.why}" for r in self.rows if r.status == "stale"]
-        foreign = [rel for rel in tree.records if not self.writes(tree.path / rel)]
-        return lines, foreign
+        return lines, not_written_by(tree, self.outputs)
+
+
+def not_written_by(tree: Tree, outputs: Iterable[str | os.PathLike]) -> list[str]:
+    """The records of ``tree`` (relative to it) that are none of ``outputs`` and lie in none (a
+    folder output): another configuration's. ``outputs`` and ``tree.path`` relative to one
+    folder (or both absolute)."""
+    outs = {os.path.normpath(o) for o in outputs}
+
+    def written(path: Path) -> bool:
+        path = Path(os.path.normpath(path))
+        return any(str(p) in outs for p in (path, *path.parents))
+
+    return [rel for rel in tree.records if not written(tree.path / rel)]
+
+
+def mixed_warning(results: str, outputs: Iterable[str | os.PathLike]) -> str | None:
+    """One line when the results folder ``results`` holds records no job of this configuration
+    writes (its jobs' ``outputs``): another configuration (an overlay's seeds, another config
+    with the same ``results:``) wrote there, and the tables this run writes replace the ones
+    that read them; None otherwise. The Snakefile's start says it (rules/common.smk)."""
+    tree = next((t for t in find_trees(results) if t.path == Path(results)), None)
+    foreign = sorted(not_written_by(tree, outputs)) if tree else []
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    return (
+        f"warning: {results}/ holds {len(foreign)} records no job of this configuration writes "
+        f"({shown}): another configuration wrote into this results folder, and this run's "
+        f"tables replace the ones made from them; give each configuration its own `results:` "
+        f"(`ablate runs --configfile <its files>` lists them)"
+    )
 
 
 def table_rows(
