@@ -1,7 +1,8 @@
 # STATUS.md (ablate.core.status), for every study of the run: per job done / running / stale (the
 # changed config key) / to run, wall time, GPU hours, numbers, artifacts; the forecast of what
 # remains. A full run writes it last (its inputs are the studies' targets) with the report's
-# views of it: the status page and every record's provenance block next to its numbers. Asked
+# views of it: the status page, every record's provenance block next to its numbers, and every
+# results tree of the working directory beside this one (`ablate runs`). Asked
 # for alone (`snakemake -c1 --nolock -f results/STATUS.md`) it runs no other job; `ablate status`
 # writes the same file without Snakemake, cheap enough to run every minute during a run.
 from ablate.core.status import STATUS_FILE
@@ -34,6 +35,12 @@ rule status:
             caption="../workflow/report/provenance.rst",
             category="Status",
             labels={"page": "provenance of every record"},
+        ),
+        runs=report(
+            out("status/runs.html"),
+            caption="../workflow/report/runs.rst",
+            category="Status",
+            labels={"page": "every results tree side by side"},
         ),
     log:
         out("logs/status/status.log"),

@@ -138,13 +138,17 @@ def overlay(tmp_path: Path, name: str, content: dict) -> str:
     return str(path)
 
 
+def load(files: list[str], workdir: Path) -> runs.Configuration:
+    return runs.Configuration.load(files, workdir)
+
+
 def test_a_tree_another_configuration_wrote_into_is_mixed(tmp_path):
     tree = tmp_path / "results"
     record(tree, EVAL, EVAL_SLICE)
     # a seed of an overlay (config/seeds3.yaml): no job of the default writes it
     record(tree, "finetune/3A-s6/summary.json", {"seed": 6})
     default = [str(ROOT / "config/config.yaml")]
-    (row,) = runs.table_rows(tmp_path, configurations=[default])
+    (row,) = runs.table_rows(tmp_path, configurations=[load(default, tmp_path)])
     assert row["tree"] == ["results (mixed)"]
     status = row["status"]
     assert status[0].startswith(f"{default[0]}: ") and " to run" in status[0]
@@ -153,10 +157,12 @@ def test_a_tree_another_configuration_wrote_into_is_mixed(tmp_path):
     )
     # the default's own records alone: not mixed; a second configuration naming the tree is
     (tree / "finetune/3A-s6/summary.json").unlink()
-    (row,) = runs.table_rows(tmp_path, configurations=[default])
+    (row,) = runs.table_rows(tmp_path, configurations=[load(default, tmp_path)])
     assert row["tree"] == ["results"] and not any(s.startswith("mixed") for s in row["status"])
     other = [*default, overlay(tmp_path, "more.yaml", {"mask": {"eval": {"seed": 3}}})]
-    (row,) = runs.table_rows(tmp_path, configurations=[default, other])
+    (row,) = runs.table_rows(
+        tmp_path, configurations=[load(default, tmp_path), load(other, tmp_path)]
+    )
     assert row["tree"] == ["results (mixed)"]
     assert f"mixed: written by {default[0]}; {' '.join(other)}" in row["status"]
 
@@ -256,3 +262,22 @@ def test_start_warning_names_another_configurations_records(tmp_path, monkeypatc
         "finetune/3A-s8/summary.json, ...): another configuration wrote into"
     )
     assert "\n" not in msg and runs.mixed_warning("nothing-here", outputs) is None
+
+
+def test_report_page_shows_this_runs_tree_as_base_and_mixed(tmp_path, monkeypatch):
+    """The status rule's runs page: this run's tree is the base, its jobs' status shown, the
+    record another configuration wrote there named; a sibling tree's changed key listed."""
+    from ablate.core import status
+    from ablate.core.planner.inputs import load_config
+
+    monkeypatch.chdir(tmp_path)
+    record(Path("results"), EVAL, EVAL_SLICE)
+    record(Path("results"), "finetune/3A-s6/summary.json", {"seed": 6})
+    record(Path("results/seed1"), EVAL, {**EVAL_SLICE, "seed": 1})
+    config = load_config([ROOT / "config/config.yaml"])
+    _, rows = status.build(config)
+    page = runs.write_page(config, rows, "runs.html").read_text()
+    assert "<td>results (mixed)</td>" in page and "<td>(base)</td>" in page
+    assert "<td>eval/base/causal: seed 0 -&gt; 1\n1 records of base not here</td>" in page
+    assert "this run&#x27;s configuration: " in page
+    assert "writes: finetune/3A-s6/summary.json" in page

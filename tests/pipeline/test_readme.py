@@ -66,6 +66,7 @@ def _report_has_every_figure(wd: Path, out: str) -> None:
         "plan.html",
         "status.html",
         "provenance.html",
+        "runs.html",
     ):
         assert name in html, name
     # the first screen: the headline claims and the embedded score plot before the description

@@ -1,9 +1,13 @@
-"""status: STATUS.md and the report's status and provenance pages (ablate.core.status_report)."""
+"""status: STATUS.md and the report's status and provenance pages (ablate.core.status_report),
+and its runs page: every results tree side by side (ablate.core.runs)."""
 
 from ablate import job_script
 
 job_script.log_only(snakemake)
 
+from ablate.core import runs
 from ablate.core.status_report import write_all
 
-write_all(snakemake.config, snakemake.output.md, snakemake.output.html, snakemake.output.provenance)
+out = snakemake.output
+rows = write_all(snakemake.config, out.md, out.html, out.provenance)
+runs.write_page(snakemake.config, rows, out.runs)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import html
 import os
 import sys
 from collections import Counter
@@ -154,8 +153,8 @@ def study_numbers(results: Path) -> tuple[list[str], list[str]]:
 
 @dataclass
 class Configuration:
-    """A configuration given with ``--configfile``: its files, its results tree, each job's
-    status row (:func:`ablate.core.status.build`) and its jobs' outputs."""
+    """A configuration (named by its config files, or as the run's own): its results tree,
+    each job's status row (:func:`ablate.core.status.build`) and its jobs' outputs."""
 
     files: list[str]
     tree: Path
@@ -163,14 +162,19 @@ class Configuration:
     outputs: set[str]
 
     @classmethod
+    def of(cls, files: list[str], config: dict, rows: list[Any], workdir: Path) -> Configuration:
+        """``config``'s, from its status ``rows`` (paths relative to ``workdir``)."""
+        outputs = {os.path.normpath(workdir / o) for r in rows for o in r.job.outputs.values()}
+        return cls(files, (workdir / config["results"]).resolve(), rows, outputs)
+
+    @classmethod
     def load(cls, files: list[str], workdir: Path) -> Configuration:
+        """The configuration of these config files (merged in order, as snakemake does)."""
         from ablate.core import status
         from ablate.core.planner.inputs import load_config
 
         config = load_config(files)
-        _, rows = status.build(config, workdir)
-        outputs = {os.path.normpath(workdir / o) for r in rows for o in r.job.outputs.values()}
-        return cls(files, (workdir / config["results"]).resolve(), rows, outputs)
+        return cls.of(files, config, status.build(config, workdir)[1], workdir)
 
     def lines(self, tree: Tree) -> tuple[list[str], list[str]]:
         """Its jobs' status in ``tree`` (counts, then each stale job and why) and the records
@@ -219,13 +223,12 @@ def mixed_warning(results: str, outputs: Iterable[str | os.PathLike]) -> str | N
 def table_rows(
     root: str | os.PathLike = ".",
     base: str | os.PathLike | None = None,
-    configurations: list[list[str]] | None = None,
+    configurations: list[Configuration] = (),
 ) -> list[dict[str, list[str]]]:
     """One row per results tree under ``root``: each column of :data:`COLUMNS` as lines.
     ``base``: the tree the others are compared with (default: the first found);
-    ``configurations``: the config files of each configuration to check (its tree gets its
-    jobs' status; a tree that two name, or that holds records none of its configurations
-    writes, is marked ``mixed``)."""
+    ``configurations``: the configurations to check (its tree gets its jobs' status; a tree that
+    two name, or that holds records none of its configurations writes, is marked ``mixed``)."""
     root = Path(root)
     trees = find_trees(root)
     if not trees:
@@ -238,12 +241,11 @@ def table_rows(
             + ", ".join(str(t.path.relative_to(root)) for t in trees)
             + ")"
         )
-    configs = [Configuration.load(files, root) for files in configurations or []]
     out = []
     for tree in trees:
         numbers, claims = study_numbers(tree.path)
         state, mixed = [], []
-        mine = [c for c in configs if c.tree == tree.path.resolve()]
+        mine = [c for c in configurations if c.tree == tree.path.resolve()]
         if len(mine) > 1:
             mixed.append("written by " + "; ".join(" ".join(c.files) for c in mine))
         for c in mine:
@@ -357,29 +359,27 @@ def write_csv(rows: list[dict[str, list[str]]], path: str | os.PathLike) -> None
             w.writerow(["; ".join(c.strip() for c in row[col]) for col in COLUMNS])
 
 
-def html_table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
-    """An HTML table; a cell of several lines is one line each."""
-
-    def cell(value: Any) -> str:
-        lines = [value] if isinstance(value, str) else value
-        return "<td>" + "<br>".join(html.escape(x) for x in lines) + "</td>"
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(cell(r[c]) for c in columns) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def render_html(rows: list[dict[str, list[str]]], cache: list[dict[str, str]] = ()) -> str:
-    """A self-contained HTML page: the trees' table, then the run cache's."""
-    tables = "<h2>Results trees</h2>" + html_table(COLUMNS, rows)
+    """A self-contained HTML page (the report's status pages' style): the trees' table, then the
+    run cache's; a cell's lines on lines of their own."""
+    from ablate.core.status_report import STYLE, html_table
+
+    trees = [{c: "\n".join(r[c]) for c in COLUMNS} for r in rows]
+    tables = "<h2>Results trees</h2>" + html_table(list(COLUMNS), trees)
     if cache:
-        tables += "<h2>Run cache</h2>" + html_table(CACHE_COLUMNS, list(cache))
+        tables += "<h2>Run cache</h2>" + html_table(list(CACHE_COLUMNS), list(cache))
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Runs</title><style>"
-        "table{border-collapse:collapse;font:13px sans-serif}td,th{border:1px solid #ccc;"
-        "padding:4px;vertical-align:top;text-align:left}</style></head><body>"
-        f"{tables}</body></html>\n"
+        f"<html><head><meta charset='utf-8'>{STYLE}<style>td{{white-space:pre-line}}</style>"
+        f"</head><body>{tables}</body></html>\n"
     )
+
+
+def write_page(config: dict, rows: list[Any], out: str | os.PathLike, workdir: str = ".") -> Path:
+    """The report's runs page (rules/status.smk): every results tree under the working
+    directory beside this run's (the base), this run's tree with its jobs' status (``rows``, its
+    STATUS rows) and marked mixed where another configuration wrote into it."""
+    this = Configuration.of(["this run's configuration"], config, rows, Path(workdir))
+    return io.write_text(out, render_html(table_rows(workdir, config["results"], [this])))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        rows = table_rows(args.root, args.base, args.configfile)
+        configs = [Configuration.load(f, Path(args.root)) for f in args.configfile or []]
+        rows = table_rows(args.root, args.base, configs)
     except (LookupError, PlanError) as exc:
         print(f"ablate runs: {exc}", file=sys.stderr)
         return 2

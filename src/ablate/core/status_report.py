@@ -143,9 +143,10 @@ def write_status_html(text: str, out: str | os.PathLike) -> Path:
     return io.write_text(out, page)
 
 
-def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> None:
-    """The status rule's outputs: STATUS.md and the report's two pages."""
+def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> list[Row]:
+    """The status rule's outputs: STATUS.md and the report's two pages; STATUS's rows."""
     text, rows = build(config)
     io.write_text(md, text)
     write_status_html(text, status_html)
     write_provenance(rows, provenance_html)
+    return rows
