@@ -25,7 +25,9 @@ EVAL = "eval/base/causal/metrics.json"
 EVAL_SLICE = {"seed": 0, "tasks": ["emb_count"], "dtype": "float32"}
 
 
-def record(tree: Path, rel: str, config: dict, *, host="box", when="2026-11-26T10:00:00+0000"):
+def record(
+    tree: Path, rel: str, config: dict, *, host="box", when="2026-11-26T10:00:00+0000", gpus=()
+):
     """A job record with its provenance block (as ablate.core.provenance.collect writes it);
     ``tree`` becomes a results tree (its logs folder)."""
     (tree / "logs").mkdir(parents=True, exist_ok=True)
@@ -41,6 +43,7 @@ def record(tree: Path, rel: str, config: dict, *, host="box", when="2026-11-26T1
             "hostname": host,
             "cpu_model": "Intel Xeon",
             "torch_cpu_capability": "AVX512",
+            **({"gpus": list(gpus)} if gpus else {}),
         },
     }
     write_json(path, {"macro": {"score": 0.9}, "provenance": prov})  # and its history copy
@@ -72,10 +75,15 @@ def test_two_trees_differing_in_one_key(tmp_path):
     ]
     assert rows["results/seed1"]["where"] == ["gpu1 (Intel Xeon AVX512): 2"]
     assert rows["results/seed1"]["commits"] == ["abcdef0123: 2"]
+    # a GPU job names its GPUs (names, or the {"name": ...} form), not the host's CPU
+    record(tmp_path / "results", "finetune/3A/summary.json", {}, gpus=["H100", {"name": "H100"}])
+    rows = by_tree(runs.table_rows(tmp_path))
+    assert rows["results"]["where"] == ["box (Intel Xeon AVX512): 1", "box (H100): 1"]
     # the other way round, with the seed-1 tree as base
     rows = by_tree(runs.table_rows(tmp_path, base="results/seed1"))
     assert rows["results"]["differs from base"] == [
         "eval/base/causal: seed 1 -> 0",
+        "1 records not in base",
         "1 records of base not here",
     ]
 

@@ -118,7 +118,8 @@ def where(tree: Tree) -> list[str]:
     hosts: Counter[str] = Counter()
     for prov in tree.records.values():
         hw = prov.get("hardware") or {}
-        device = ", ".join(hw.get("gpus") or []) or " ".join(
+        gpus = [g.get("name", "?") if isinstance(g, dict) else str(g) for g in hw.get("gpus") or []]
+        device = ", ".join(sorted(set(gpus))) or " ".join(
             str(x) for x in (hw.get("cpu_model"), hw.get("torch_cpu_capability")) if x
         )
         hosts[f"{hw.get('hostname') or '?'} ({device or 'unknown device'})"] += 1
