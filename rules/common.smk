@@ -164,5 +164,5 @@ onstart:
     import sys
     from ablate.core.runs import mixed_warning
 
-    if msg := mixed_warning(RESULTS, job_outputs(JOBS)):
+    if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):
         print(msg, file=sys.stderr)

@@ -260,16 +260,19 @@ def test_start_warning_names_another_configurations_records(tmp_path, monkeypatc
     record(Path("results"), "bridge/runs/x/summary.json", {"k": 8})
     record(Path("results/other"), EVAL, EVAL_SLICE)
     outputs = [f"results/{EVAL}", "results/bridge/runs/x"]
-    assert runs.mixed_warning("results", outputs) is None
+    both = ["mask", "bridge"]
+    assert runs.mixed_warning("results", outputs, both) is None
     for seed in (6, 7, 8, 9):
         record(Path("results"), f"finetune/3A-s{seed}/summary.json", {"seed": seed})
-    msg = runs.mixed_warning("results", outputs)
+    # a run of the bridge study alone reads and replaces none of the mask study's files
+    assert runs.mixed_warning("results", ["results/bridge/runs/x"], ["bridge"]) is None
+    msg = runs.mixed_warning("results", outputs, both)
     assert msg.startswith(
         "warning: results/ holds 4 records no job of this configuration writes "
         "(finetune/3A-s6/summary.json, finetune/3A-s7/summary.json, "
         "finetune/3A-s8/summary.json, ...): another configuration wrote into"
     )
-    assert "\n" not in msg and runs.mixed_warning("nothing-here", outputs) is None
+    assert "\n" not in msg and runs.mixed_warning("nothing-here", outputs, both) is None
 
 
 def test_report_page_shows_this_runs_tree_as_base_and_mixed(tmp_path, monkeypatch):

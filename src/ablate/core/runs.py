@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterable
@@ -161,12 +163,14 @@ class Configuration:
     tree: Path
     rows: list[Any]
     outputs: set[str]
+    studies: list[str]
 
     @classmethod
     def of(cls, files: list[str], config: dict, rows: list[Any], workdir: Path) -> Configuration:
         """``config``'s, from its status ``rows`` (paths relative to ``workdir``)."""
         outputs = {os.path.normpath(workdir / o) for r in rows for o in r.job.outputs.values()}
-        return cls(files, (workdir / config["results"]).resolve(), rows, outputs)
+        tree = (workdir / config["results"]).resolve()
+        return cls(files, tree, rows, outputs, list(config["studies"]))
 
     @classmethod
     def load(cls, files: list[str], workdir: Path) -> Configuration:
@@ -187,29 +191,57 @@ class Configuration:
             " ".join(self.files) + ": " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
         ]
         lines += [f"  {r.job.name}: {r.why}" for r in self.rows if r.status == "stale"]
-        return lines, not_written_by(tree, self.outputs)
+        return lines, not_written_by(tree, self.outputs, self.studies)
 
 
-def not_written_by(tree: Tree, outputs: Iterable[str | os.PathLike]) -> list[str]:
+@functools.cache
+def study_patterns() -> dict[str, re.Pattern]:
+    """Each study's files (its layout's PATTERNS, relative to a results folder) as one regex: a
+    pattern's file, a file in its folder, or its sidecar (``<table>.provenance.json``)."""
+    out = {}
+    for study in studies.STUDIES:
+        alts = [
+            "".join(re.escape(t) if i % 2 == 0 else "[^/]+" for i, t in enumerate(parts))
+            for parts in (
+                re.split(r"\{([^}]+)\}", p) for p in studies.side(study, "layout").PATTERNS.values()
+            )
+        ]
+        out[study] = re.compile("(?:" + "|".join(alts) + r")(?:[/.].*)?")
+    return out
+
+
+def not_written_by(
+    tree: Tree, outputs: Iterable[str | os.PathLike], run: Iterable[str] | None = None
+) -> list[str]:
     """The records of ``tree`` (relative to it) that are none of ``outputs`` and lie in none (a
     folder output): another configuration's. ``outputs`` and ``tree.path`` relative to one
-    folder (or both absolute)."""
+    folder (or both absolute). ``run``: the studies of the configuration; a record of a study
+    it leaves out is left out (a run of one study beside both studies' results mixes nothing:
+    it reads and replaces none of the other's files)."""
     outs = {os.path.normpath(o) for o in outputs}
+    others = [p for s, p in study_patterns().items() if run is not None and s not in run]
 
     def written(path: Path) -> bool:
         path = Path(os.path.normpath(path))
         return any(str(p) in outs for p in (path, *path.parents))
 
-    return [rel for rel in tree.records if not written(tree.path / rel)]
+    return [
+        rel
+        for rel in tree.records
+        if not written(tree.path / rel) and not any(p.fullmatch(rel) for p in others)
+    ]
 
 
-def mixed_warning(results: str, outputs: Iterable[str | os.PathLike]) -> str | None:
-    """One line when the results folder ``results`` holds records no job of this configuration
-    writes (its jobs' ``outputs``): another configuration (an overlay's seeds, another config
-    with the same ``results:``) wrote there, and the tables this run writes replace the ones
-    that read them; None otherwise. The Snakefile's start says it (rules/common.smk)."""
+def mixed_warning(
+    results: str, outputs: Iterable[str | os.PathLike], run: Iterable[str]
+) -> str | None:
+    """One line when the results folder ``results`` holds records of the studies ``run`` that
+    no job of this configuration writes (its jobs' ``outputs``): another configuration (an
+    overlay's seeds, another config with the same ``results:``) wrote there, and the tables
+    this run writes replace the ones that read them; None otherwise. The Snakefile's start says
+    it (rules/common.smk)."""
     tree = next((t for t in find_trees(results) if t.path == Path(results)), None)
-    foreign = sorted(not_written_by(tree, outputs)) if tree else []
+    foreign = sorted(not_written_by(tree, outputs, list(run))) if tree else []
     if not foreign:
         return None
     shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
