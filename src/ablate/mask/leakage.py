@@ -232,11 +232,10 @@ def run_probe(
     out: str | os.PathLike,
     revision: str | None = None,
     tokenizer: str | None = None,
-    verdict_out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Probe ``model`` (a directory or hub id at ``revision``) on the first ``spec.n_pairs``
-    Alpaca rows of ``data`` and write the result with a provenance block to ``out`` (JSON), and
-    its :func:`verdict` to ``verdict_out``; returns the result. ``tokenizer`` None is the model's.
+    Alpaca rows of ``data`` and write the result with a provenance block to ``out`` (JSON);
+    returns it. ``tokenizer`` None is the model's.
     """
     from ablate.core import modeling, provenance
     from ablate.core.phases import Phases
@@ -272,8 +271,6 @@ def run_probe(
     )
     result["phases"] = phases.as_dict()
     io.write_json(out, result, indent=2)
-    if verdict_out is not None:
-        io.write_json(verdict_out, verdict(result, out), indent=2)
     print(
         f"[probe] {policy}: loss causal {result['loss_causal']:.4f}, policy "
         f"{result['loss_policy']:.4f}, ratio {result['ratio']:.3f} (threshold {threshold}), "
