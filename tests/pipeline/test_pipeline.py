@@ -139,12 +139,12 @@ def test_every_row_traces_to_its_metrics_provenance(finished, table):
         summary = json.loads((finished / f"results/finetune/{v}/summary.json").read_text())
         assert set(table[table.variant == v].train_run_id) == {summary["provenance"]["run_id"]}
     # the paper's tables name the record of each row's numbers
-    tex = (finished / "results/tables/recovery.tex").read_text()
+    tex = (finished / "results/recovery.tex").read_text()
     for row in table[table.task == "macro"].itertuples():
         assert f"{row.metrics_file} (run {row.run_id})" in tex
         assert f" & {row.score:.3f} ± " in tex
-    for name in ("mask_claims.tex", "bridge_claims.tex"):
-        assert "\\bottomrule" in (finished / "results/tables" / name).read_text()
+    for name in ("claims/mask.tex", "bridge/claims.tex"):
+        assert "\\bottomrule" in (finished / "results" / name).read_text()
 
 
 def test_study_targets_on_the_embedded_default(table):

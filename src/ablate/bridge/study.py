@@ -53,7 +53,7 @@ PATTERNS = {
     "claims": "bridge/claims.csv",
     "claims_md": "bridge/claims.md",
     "claims_html": "bridge/claims.html",  # the report's view of the table
-    "claims_tex": "tables/bridge_claims.tex",  # for a paper
+    "claims_tex": "bridge/claims.tex",  # for a paper (booktabs)
     "plot_curves": "bridge/plots/accuracy_over_steps.png",
     "plot_k": "bridge/plots/accuracy_vs_k.png",
     "plot_baselines": "bridge/plots/baselines.png",

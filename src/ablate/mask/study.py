@@ -218,7 +218,7 @@ PATTERNS: dict[str, str] = {
     # recovery_table and the report's plots
     "recovery_csv": "recovery.csv",
     "recovery_parquet": "recovery.parquet",
-    "recovery_tex": "tables/recovery.tex",  # its macro rows, for a paper
+    "recovery_tex": "recovery.tex",  # its macro rows, for a paper (booktabs)
     "recovery_log": _log("recovery_table"),
     "plot_scores": "plots/scores.png",
     "plot_scores_log": _log("plot_scores"),
@@ -228,7 +228,7 @@ PATTERNS: dict[str, str] = {
     "claims_csv": "claims/mask.csv",
     "claims_md": "claims/mask.md",
     "claims_html": "claims/mask.html",  # the report's view of the table
-    "claims_tex": "tables/mask_claims.tex",  # for a paper
+    "claims_tex": "claims/mask.tex",  # for a paper (booktabs)
     "claims_log": _log("mask_claims"),
 }
 BASE = "base"  # the evaluated model name of the base model (the others are variants)

@@ -1,6 +1,6 @@
 """The original study's prompt strings for its five tasks, as lm-eval tasks ``<task>_original``.
 
-The original (qudent/ministral-prefill-mask-ablation, ``src/prefill_ablation/eval_mcq.py``) built
+The original (qudent/ministral-prefill-mask-ablation, its ``prefill_ablation/eval_mcq.py``) built
 its own prompts: no ``Question: `` prefix, hellaswag's context with whitespace collapsed (not
 lm-eval's clean-up), winogrande scored in full (the option word and the rest of the sentence after
 the sentence up to the blank), the validation split of every task (lm-eval's arc scores the test
