@@ -195,7 +195,7 @@ def test_eval_size_that_leaves_no_training_row_is_refused(tmp_path):
 
 
 def test_eval_size_over_the_data_fails_the_dry_run(workflow_copy):  # noqa: F811
-    """The issue's case: 1600 embedded pairs, eval_size 100000. Refused by the dry run, so a real
+    """The reported case: 1600 embedded pairs, eval_size 100000. Refused by the dry run, so a real
     run never starts the finetune (and never removes the finished one's outputs)."""
     r = dry_run_with(workflow_copy, edit("mask.finetune.defaults.eval_size", 100000))
     out = r.stdout + r.stderr
