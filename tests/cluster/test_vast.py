@@ -297,7 +297,7 @@ def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_
     shipped = {  # besides the code: the inputs each instance got from here
         ran_on["3A/causal"][0]: (
             "results/model/base/final/model.safetensors",
-            "results/leakage/causal.json",
+            "results/leakage/causal.verdict.json",  # what a finetune reads of its probe
             "results/data/sft.jsonl",
         ),
         ran_on["base/prefill_bidir"][0]: (

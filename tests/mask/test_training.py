@@ -459,6 +459,16 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
             probe_result=leakage.verdict(leaking, record),
         )
     assert "0.07" in str(err.value) and "1.023" in str(err.value)
+    # where the record was not shipped (a rented host gets the verdict alone), the line names it
+    record.unlink()
+    with pytest.raises(LeakageGateError, match=f"the probe's evidence is in {record}"):
+        finetune(
+            FinetuneSpec.parse("prefill_bidir", FAST),
+            model_path=tiny_model_dir,
+            data=sft_file,
+            out_dir=tmp_path / "refused",
+            probe_result=leakage.verdict(leaking, record),
+        )
     # a probe result for another policy is not accepted as evidence
     with pytest.raises(TrainingConfigError, match="probe result is for policy"):
         finetune(

@@ -91,10 +91,11 @@ def _leakage_gate(model, pairs, spec: FinetuneSpec, probe_result) -> dict:
             f"but training uses {policy!r}"
         )
     if probe_result.get("leaks") and not allow_leakage:
-        # a verdict (leakage.verdict) names the record that holds the evidence the refusal cites
-        record = Path(probe_result.get("record") or "")
-        if record.is_file():
-            probe_result = {**json.loads(record.read_text()), **probe_result}
+        # a verdict (leakage.verdict) names the record that holds the evidence the refusal cites;
+        # on a rented host only the verdict was shipped: the refusal names the record instead
+        record = probe_result.get("record")
+        if record and Path(record).is_file():
+            probe_result = {**json.loads(Path(record).read_text()), **probe_result}
 
         def g(key):
             value = probe_result.get(key)
@@ -106,10 +107,13 @@ def _leakage_gate(model, pairs, spec: FinetuneSpec, probe_result) -> dict:
                 f"response losses move by up to {g('future_sensitivity')} nats when only a later "
                 f"token changes"
             )
-        evidence.append(
-            f"response loss {g('loss_policy')} under {policy} vs {g('loss_causal')} causal "
-            f"(ratio {g('ratio')}, leak threshold < {g('threshold')})"
-        )
+        if "loss_policy" in probe_result:
+            evidence.append(
+                f"response loss {g('loss_policy')} under {policy} vs {g('loss_causal')} causal "
+                f"(ratio {g('ratio')}, leak threshold < {g('threshold')})"
+            )
+        else:
+            evidence.append(f"the probe's evidence is in {record}")
         raise LeakageGateError(
             f"leakage gate: training under policy {policy!r} leaks labels: {'; '.join(evidence)}. "
             f"The model would learn to read the answer. To reproduce this on purpose set "
