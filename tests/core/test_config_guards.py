@@ -5,12 +5,16 @@ before any job starts and before Snakemake removes a finished job's outputs."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import jsonschema
 import pytest
-from test_config_schema import ROOT, dry_run_with, edit, validated, workflow_copy  # noqa: F401
+from test_config_schema import (  # noqa: F401
+    ROOT,
+    dry_run,
+    dry_run_with,
+    edit,
+    validated,
+    workflow_copy,
+)
 
 from ablate.core.config import ConfigError, load_config_file, subschema
 
@@ -72,13 +76,7 @@ def test_key_written_twice_fails_the_dry_run(workflow_copy):  # noqa: F811
     text = written_twice(after, line)
     path = workflow_copy / "config" / "twice.yaml"
     path.write_text(text)
-    r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", "config/twice.yaml"],
-        cwd=workflow_copy,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = dry_run(workflow_copy, "-n", "--configfile", "config/twice.yaml")
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert (
