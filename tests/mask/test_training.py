@@ -434,14 +434,18 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
         "threshold": 0.5,
         "n_examples": 4,
     }
-    with pytest.raises(LeakageGateError) as err:
-        finetune(
+
+    def train_with(probe_result, out="refused"):
+        return finetune(
             FinetuneSpec.parse("prefill_bidir", FAST),
             model_path=tiny_model_dir,
             data=sft_file,
-            out_dir=tmp_path / "refused",
-            probe_result=leaking,
+            out_dir=tmp_path / out,
+            probe_result=probe_result,
         )
+
+    with pytest.raises(LeakageGateError) as err:
+        train_with(leaking)
     msg = str(err.value)
     assert "prefill_bidir" in msg and "0.07" in msg and "1.023" in msg and "allow_leakage" in msg
     assert not (tmp_path / "refused" / "final").exists()
@@ -451,33 +455,15 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
     record.parent.mkdir()
     record.write_text(json.dumps(leaking))
     with pytest.raises(LeakageGateError) as err:
-        finetune(
-            FinetuneSpec.parse("prefill_bidir", FAST),
-            model_path=tiny_model_dir,
-            data=sft_file,
-            out_dir=tmp_path / "refused",
-            probe_result=leakage.verdict(leaking, record),
-        )
+        train_with(leakage.verdict(leaking, record))
     assert "0.07" in str(err.value) and "1.023" in str(err.value)
     # where the record was not shipped (a rented host gets the verdict alone), the line names it
     record.unlink()
     with pytest.raises(LeakageGateError, match=f"the probe's evidence is in {record}"):
-        finetune(
-            FinetuneSpec.parse("prefill_bidir", FAST),
-            model_path=tiny_model_dir,
-            data=sft_file,
-            out_dir=tmp_path / "refused",
-            probe_result=leakage.verdict(leaking, record),
-        )
+        train_with(leakage.verdict(leaking, record))
     # a probe result for another policy is not accepted as evidence
     with pytest.raises(TrainingConfigError, match="probe result is for policy"):
-        finetune(
-            FinetuneSpec.parse("prefill_bidir", FAST),
-            model_path=tiny_model_dir,
-            data=sft_file,
-            out_dir=tmp_path / "x",
-            probe_result=no_leak("causal"),
-        )
+        train_with(no_leak("causal"), out="x")
     # the seed's naive training, reproduced on purpose
     summary = finetune(
         FinetuneSpec.parse("prefill_bidir", {**FAST, "max_steps": 2, "eval_size": 0}, True),

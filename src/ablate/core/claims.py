@@ -175,10 +175,9 @@ def to_latex(df: pd.DataFrame, source: str) -> str:
     evaluations and their run ids) named in a comment above it."""
     from ablate.core.latex import booktabs
 
-    cells = pd.DataFrame(_cells(df), columns=SHOWN)[list(LATEX_COLUMNS)].rename(
-        columns=LATEX_COLUMNS
-    )
-    inputs = [f"{r['claim']} <- {r['inputs'] or 'no input'}" for r in _cells(df)]
+    rows = _cells(df)
+    cells = pd.DataFrame(rows, columns=SHOWN)[list(LATEX_COLUMNS)].rename(columns=LATEX_COLUMNS)
+    inputs = [f"{r['claim']} <- {r['inputs'] or 'no input'}" for r in rows]
     return booktabs(cells, source, inputs, column_format="llp{0.55\\linewidth}r")
 
 
