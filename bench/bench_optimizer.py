@@ -45,7 +45,7 @@ def build(shape: str) -> list[torch.nn.Parameter]:
 def run_row(size: int | None, shape: str, steps: int) -> dict:
     """One row in this process: ``size`` None is HF's Adafactor, else FusedAdafactor's GROUP_SIZE."""
     from ablate.core.training import adafactor
-    from ablate.core.training.trainer import MasterWeightsOptimizer
+    from ablate.core.training.optim import MasterWeightsOptimizer
 
     params = build(shape)
     groups = [  # the Trainer's two groups: decay on matrices, none on norms

@@ -33,7 +33,7 @@ import time
 import torch
 
 from ablate.core import modeling
-from ablate.core.training.trainer import vocab_head_loss
+from ablate.core.training.loss import vocab_head_loss
 from ablate.mask import embedded, masks, sft_data, tiny
 
 # candidate words of the tasks the embedded world does not have (single Tekken tokens)

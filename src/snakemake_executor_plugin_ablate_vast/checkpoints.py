@@ -1,6 +1,6 @@
-"""Trainer checkpoints that outlive the instance.
+"""training checkpoints that outlive the instance.
 
-A training job writes complete-or-ignored Trainer checkpoints into ``<out>/checkpoints`` beside its
+A training job writes complete-or-ignored training checkpoints into ``<out>/checkpoints`` beside its
 outputs (:mod:`ablate.core.checkpoint`). While the job runs, :class:`CheckpointCopies` copies each
 new complete one to the submit host, at the same relative path, over the runner's SSH channel (a
 tar stream, nothing staged on the instance's disk). A retry of the job, on any instance, gets the
@@ -60,7 +60,7 @@ with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as t:
 
 
 def checkpoint_dirs(job) -> list[str]:
-    """Where the jobs of ``job`` (a group job: each of its jobs) write Trainer checkpoints: the
+    """Where the jobs of ``job`` (a group job: each of its jobs) write training checkpoints: the
     checkpoints folder beside each output (a finetune's ``final`` and ``summary.json``)."""
     outputs = (Path(str(f)) for j in getattr(job, "jobs", [job]) for f in j.output)
     return sorted({str(p.parent / checkpoint.CHECKPOINTS_DIR) for p in outputs})

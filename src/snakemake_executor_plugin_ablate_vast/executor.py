@@ -24,7 +24,7 @@ The workarounds, all in this module and pinned to the plugin version they were w
    of every job in the group (benchmark files included).
 5. Cores. The submit host's ``--cores`` (when the command line gives one) is passed to every
    job and caps its threads on a larger instance; jobs get ``--cores all`` instead.
-6. Checkpoints. Trainer checkpoints lived on the instance only, so a retry after a lost
+6. Checkpoints. training checkpoints lived on the instance only, so a retry after a lost
    instance trained from step 0. Each complete one is copied to the submit host while the job
    runs, and a retry starts from the newest copy (``checkpoints.py``).
 7. Detached start. The stock start command ``cd W && nohup sh job.sh > job.log ... &``
@@ -216,7 +216,7 @@ def settings_error(settings) -> str | None:
 
 class GuardedSSHJobRunner(SSHJobRunner):
     """The stock SSH runner with workarounds (1) lost instance, (3) failed job's log,
-    (4) group outputs and (8) cancelled jobs, and the job's Trainer checkpoints copied off the
+    (4) group outputs and (8) cancelled jobs, and the job's training checkpoints copied off the
     instance (6)."""
 
     def _upload(self):

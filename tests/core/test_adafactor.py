@@ -12,7 +12,7 @@ from torch._dynamo.utils import counters
 from transformers.optimization import Adafactor
 
 from ablate.core.training.adafactor import FusedAdafactor
-from ablate.core.training.trainer import MasterWeightsOptimizer
+from ablate.core.training.optim import MasterWeightsOptimizer
 
 # the HF Trainer's kwargs for optim: adafactor (trainer_optimizer._get_adafactor)
 KW = dict(scale_parameter=False, relative_step=False, warmup_init=False, lr=1e-2)
@@ -115,7 +115,7 @@ def test_the_trainer_picks_it_for_adafactor_on_cuda(tmp_path):
 
     from transformers import Trainer, TrainingArguments
 
-    from ablate.core.training.trainer import fused_inner
+    from ablate.core.training.optim import fused_inner
 
     args = TrainingArguments(output_dir=str(tmp_path), optim="adafactor", use_cpu=True)
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)

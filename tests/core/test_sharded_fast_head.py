@@ -21,7 +21,7 @@ def compare(model_path: str, out: str) -> None:
     from ablate.core import parallel
     from ablate.core.modeling import load_causal_lm
     from ablate.core.training import sharding
-    from ablate.core.training.trainer import head_loss_sum, loss_sum, vocab_head_loss
+    from ablate.core.training.loss import head_loss_sum, loss_sum, vocab_head_loss
 
     model = load_causal_lm(model_path)
     reference = copy.deepcopy(model)

@@ -19,11 +19,11 @@ from ablate.core.modeling import load_causal_lm
 from ablate.core.training.callbacks import StopRules
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import TrainingConfigError
-from ablate.core.training.trainer import MasterWeightsOptimizer
+from ablate.core.training.optim import MasterWeightsOptimizer
 from ablate.mask import leakage, sft_data
 from ablate.mask.training import cli
 from ablate.mask.training.gate import LeakageGateError, resolve_params
-from ablate.mask.training.policy import MaskPolicyTrainer, policy_loss_sum
+from ablate.mask.training.policy import policy_loss_sum
 from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
 torch.set_num_threads(2)
@@ -401,7 +401,7 @@ def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed)
     assert not (out / "final.tmp").exists() and not (out / "checkpoints").exists()
     # where the job's seconds went (issue 16): every phase, the steps a part of "train"
     ph = on_disk["phases"]
-    for key in ("startup", "data", "load_model", "build_trainer", "train", "train.steps",
+    for key in ("startup", "data", "load_model", "setup", "train", "train.steps",
                 "save_final", "save_final.write", "other", "total"):  # fmt: skip
         assert ph[key] is not None and ph[key] >= 0, key
     assert 0 < ph["train.steps"] <= ph["train"] and ph["save_final.write"] <= ph["save_final"]
@@ -732,7 +732,7 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
 
 
 def test_vocab_head_loss_is_cross_entropy_over_its_rows():
-    from ablate.core.training.trainer import head_loss_sum, vocab_head_loss
+    from ablate.core.training.loss import head_loss_sum, vocab_head_loss
 
     torch.manual_seed(0)
     head = torch.nn.Linear(8, 50, bias=False)
@@ -887,7 +887,7 @@ def test_finetune_loss_vocab_corpus_trains_only_the_pairs_rows(
 def test_a_head_loss_without_the_fast_head_is_refused(tiny_model_dir, tokenizer):
     """A custom head loss only runs on the fast head: where the model's own loss would run
     instead (a wrapped model, fast_head off), the run stops rather than ignore it."""
-    from ablate.core.training.trainer import vocab_head_loss
+    from ablate.core.training.loss import vocab_head_loss
     from ablate.mask.training.policy import policy_loss_sum
 
     model = load_causal_lm(tiny_model_dir)

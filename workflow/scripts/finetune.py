@@ -46,8 +46,8 @@ kwargs = dict(
     out_dir=str(out_dir),
     probe_result=json.loads(Path(snakemake.input.probe).read_text()),
 )
-callbacks = dict(
-    call="ablate.core.tracking:trainer_callbacks", kwargs=dict(tracking=track, out_dir=str(out_dir))
+reporters = dict(
+    call="ablate.core.tracking:reporters", kwargs=dict(tracking=track, out_dir=str(out_dir))
 )
 gpus_granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
 if gpus_granted > 1:  # data-parallel over the job's GPUs, the same global batch (docs/training.md)
@@ -56,9 +56,9 @@ if gpus_granted > 1:  # data-parallel over the job's GPUs, the same global batch
         kwargs,
         gpus_granted,
         snakemake.threads,
-        callbacks=callbacks,
+        reporters=reporters,
     )
 else:
-    finetune(**kwargs, callbacks=parallel.resolve(callbacks["call"])(**callbacks["kwargs"]))
+    finetune(**kwargs, reporters=parallel.resolve(reporters["call"])(**reporters["kwargs"]))
 log_run()
 job_cache.store()

@@ -169,7 +169,7 @@ def prepare_model(
     """
     from transformers import AutoModelForCausalLM
 
-    # train_run is the training core (resume, Trainer, atomic final, summary)
+    # train_run is the training core (resume, the loop, atomic final, summary)
     from ablate.core.phases import Phases
     from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
     from ablate.core.training.params import resolve_params
@@ -208,7 +208,7 @@ def prepare_model(
         config_slice=config_slice,
         inputs={"corpus": corpus},
         phases=phases,
-        # the key its summary and manifest had when it ran through the mask study's Trainer
+        # the key its summary and manifest have had since it ran through the mask study's trainer
         record={"policy": "causal"},
     )
     summary = train_run(

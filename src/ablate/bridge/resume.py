@@ -1,7 +1,7 @@
 """Resumable translator training: a checkpoint at every evaluation that training goes on from,
 and a rerun (a lost Vast instance's retry, a killed local job) resumes from the newest complete one.
 
-The checkpoints are the core's complete-or-ignored Trainer checkpoints (:mod:`ablate.core.checkpoint`:
+The checkpoints are the core's complete-or-ignored training checkpoints (:mod:`ablate.core.checkpoint`:
 ``<out>/checkpoints/checkpoint-N`` beside the run's outputs, its completion marker written last, a
 run key that names the run), so the Vast executor copies them off the instance as the mask
 finetune's and ships the newest copy to a retry. One holds what the loop needs to go on exactly

@@ -10,7 +10,7 @@ over ``final``, and completed by the hash manifest :data:`MANIFEST_NAME`, writte
   never loads without its manifest (:func:`check_before_load`, which the loaders call); a foreign
   model directory (neither) loads as it is.
 
-Trainer checkpoints (``<out>/checkpoints/checkpoint-N``) are complete-or-ignored instead: they get
+training checkpoints (``<out>/checkpoints/checkpoint-N``) are complete-or-ignored instead: they get
 their hash manifest, then :data:`CHECKPOINT_MARKER` written last (:func:`mark_complete`), and a
 rerun resumes only from a complete one of the same run whose files match their manifest: one
 that does not is set aside (:data:`SET_ASIDE_PREFIX`) and the one before it is tried
@@ -34,18 +34,18 @@ from ablate.core import io
 MANIFEST_NAME = "checkpoint_manifest.json"
 #: Written into a final checkpoint before anything else: the directory is this pipeline's.
 WRITER_MARKER = "ablate_checkpoint.json"
-CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every Trainer checkpoint
+CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every training checkpoint
 RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
-#: Trainer checkpoints live in ``<out>/checkpoints`` beside the run's outputs (``final``, the
+#: training checkpoints live in ``<out>/checkpoints`` beside the run's outputs (``final``, the
 #: summary); the Vast executor copies them off the instance from there.
 CHECKPOINTS_DIR = "checkpoints"
 FORMAT_SAVE_PRETRAINED = "save_pretrained"
 FORMAT_FALLBACK = "state_dict_fallback"
-#: a Trainer checkpoint of a sharded run: torch.distributed.checkpoint shards, no whole weights
+#: a training checkpoint of a sharded run: torch.distributed.checkpoint shards, no whole weights
 FORMAT_SHARDED = "sharded"
 SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``
-#: A Trainer checkpoint that fails its manifest is renamed to ``corrupt-checkpoint-N``, kept for a
-#: look: a name the Trainer's rotation (``checkpoint-*``) never counts or deletes.
+#: A training checkpoint that fails its manifest is renamed to ``corrupt-checkpoint-N``, kept for a
+#: look: a name the rotation (``checkpoint-*``) never counts or deletes.
 SET_ASIDE_PREFIX = "corrupt-"
 # Not part of a checkpoint: the manifest itself, the completion marker written after it, and the
 # mtime file Snakemake puts into every directory() output after its job.
@@ -254,18 +254,18 @@ def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) 
         tokenizer.save_pretrained(out)
 
 
-# ------------------------------------------------------------------------------------ Trainer saves
+# ------------------------------------------------------------------------------------ training saves
 
 
 def mark_complete(ckpt: str | os.PathLike, step: int, fmt: str | None) -> None:
-    """The Trainer checkpoint's last writes: its hash manifest, then the marker (without it, it
+    """The training checkpoint's last writes: its hash manifest, then the marker (without it, it
     was cut off mid-save). Every process's files must be in (a sharded run's shards)."""
     write_manifest(ckpt, extra={"step": step, "format": fmt})
     io.write_json(Path(ckpt) / CHECKPOINT_MARKER, {"step": step, "format": fmt})
 
 
 def complete_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
-    """Trainer checkpoints carrying the completion marker, oldest first."""
+    """training checkpoints carrying the completion marker, oldest first."""
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []

@@ -1,5 +1,5 @@
 """What an interrupt costs: a training job stops at the end of its current step with a complete
-Trainer checkpoint (a rerun resumes there), and an interrupt sent to Snakemake alone reaches its
+checkpoint (a rerun resumes there), and an interrupt sent to Snakemake alone reaches its
 jobs as a terminal's Ctrl-C would.
 
 Snakemake 9 on SIGINT (``KeyboardInterrupt`` in its scheduler: "Terminating processes on user
@@ -11,8 +11,8 @@ Snakemake, already cancelling, left it marked incomplete, so the rerun redid the
 Snakemake's child processes first. On SIGTERM Snakemake waits for its running jobs and records
 them as finished (its graceful exit), so that one is left alone.
 
-In a training job, the callback of :func:`save_on_interrupt` turns the first SIGINT or SIGTERM into: finish the
-step, save a complete Trainer checkpoint (also with ``save_steps: 0``), stop with
+In a training job, :class:`InterruptWatch` turns the first SIGINT or SIGTERM into: finish the
+step, save a complete checkpoint (also with ``save_steps: 0``), stop with
 :class:`TrainingInterrupted`, so the job fails, writes no result, and its rerun resumes from that
 checkpoint. A repeat of the signal within :data:`SAME_INTERRUPT_S` is the same interrupt (a
 terminal's Ctrl-C plus Snakemake forwarding it); a later one stops at once. Data-parallel, every
@@ -60,61 +60,52 @@ def forward_sigint_to_jobs() -> None:
     signal.signal(signal.SIGINT, forward)
 
 
-def save_on_interrupt():
-    """A Trainer callback: on SIGINT or SIGTERM during training, save a checkpoint at the end of
-    the current step and stop with :class:`TrainingInterrupted` (module doc)."""
-    from transformers import TrainerCallback
+class InterruptWatch:
+    """In a training job: the first SIGINT or SIGTERM asks the loop to save a checkpoint at the end
+    of the current step and stop (module doc). :meth:`install` before the loop, :meth:`requested`
+    at each step's end (a collective when data-parallel), :meth:`interrupted` for the error to
+    raise after the save, :meth:`restore` after the loop."""
 
-    class SaveOnInterrupt(TrainerCallback):
-        def __init__(self):
-            self.signal: signal.Signals | None = None
-            self.stopping = False  # this or another data-parallel process got the signal
-            self._at = 0.0
-            self._previous: dict[int, object] = {}
+    def __init__(self):
+        self.signal: signal.Signals | None = None
+        self._at = 0.0
+        self._previous: dict[int, object] = {}
 
-        def _handle(self, signum, frame):
-            if self.signal is None:
-                self.signal, self._at = signal.Signals(signum), time.monotonic()
-                print(
-                    f"[interrupt] {self.signal.name}: saving a checkpoint at the end of this step, "
-                    "then stopping (a rerun resumes from it; send it again to stop at once)",
-                    flush=True,
-                )
-            elif time.monotonic() - self._at > SAME_INTERRUPT_S:
-                self._restore()
-                raise KeyboardInterrupt
+    def _handle(self, signum, frame):
+        if self.signal is None:
+            self.signal, self._at = signal.Signals(signum), time.monotonic()
+            print(
+                f"[interrupt] {self.signal.name}: saving a checkpoint at the end of this step, "
+                "then stopping (a rerun resumes from it; send it again to stop at once)",
+                flush=True,
+            )
+        elif time.monotonic() - self._at > SAME_INTERRUPT_S:
+            self.restore()
+            raise KeyboardInterrupt
 
-        def _restore(self) -> None:
-            for signum, handler in self._previous.items():
-                signal.signal(signum, handler)
-            self._previous = {}
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            # an ignored signal (nohup) stays ignored
+            handled = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+            self._previous = {s: signal.signal(s, self._handle) for s in handled}
 
-        def on_train_begin(self, args, state, control, **kw):
-            if threading.current_thread() is threading.main_thread():
-                # an ignored signal (nohup) stays ignored
-                handled = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
-                self._previous = {s: signal.signal(s, self._handle) for s in handled}
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
-        def on_step_end(self, args, state, control, **kw):
-            from ablate.core import parallel
+    def requested(self) -> bool:
+        """Whether this or another data-parallel process got the signal: every process stops at
+        the same step (the checkpoint's saves are collectives), also those the signal reached
+        one step later, or not at all."""
+        from ablate.core import parallel
 
-            # data-parallel, every process stops at the same step (the checkpoint's saves are
-            # collectives), also those the signal reached one step later, or not at all
-            if parallel.any_process(self.signal is not None):
-                self.stopping = True
-                control.should_save = True
-                control.should_training_stop = True
+        return parallel.any_process(self.signal is not None)
 
-        def on_save(self, args, state, control, **kw):
-            if self.stopping:
-                self._restore()
-                by = self.signal.name if self.signal is not None else "another process's signal"
-                raise TrainingInterrupted(
-                    f"training stopped by {by} after step {state.global_step}; "
-                    f"checkpoint-{state.global_step} is saved and a rerun resumes from it"
-                )
-
-        def on_train_end(self, args, state, control, **kw):
-            self._restore()
-
-    return SaveOnInterrupt()
+    def interrupted(self, step: int) -> TrainingInterrupted:
+        self.restore()
+        by = self.signal.name if self.signal is not None else "another process's signal"
+        return TrainingInterrupted(
+            f"training stopped by {by} after step {step}; "
+            f"checkpoint-{step} is saved and a rerun resumes from it"
+        )

@@ -59,6 +59,27 @@ def any_process(flag: bool) -> bool:
     return bool(t.item())
 
 
+def sum_int(n: int) -> int:
+    """``n`` summed over every process (a collective over the CPU group, as :func:`any_process`)."""
+    global _flag_group
+    if world_size() == 1:
+        return n
+    if _flag_group is None:
+        _flag_group = dist.new_group(backend="gloo")
+    t = torch.tensor([n], dtype=torch.long)
+    dist.all_reduce(t, group=_flag_group)
+    return int(t.item())
+
+
+def sum_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over every process (a collective on the default group: a device tensor)."""
+    if world_size() == 1:
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
+
+
 def launched() -> bool:
     """Started by torchrun (or any launcher that sets the torch.distributed environment)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -86,7 +107,7 @@ def abort() -> None:
     """Leave the group after an error without waiting for anyone. A graceful
     ``destroy_process_group`` lets NCCL finish pending work first, and a peer blocked in a
     collective this process will never join keeps it waiting: on 2 H200s a process whose
-    callback raised at step 1 hung until killed, its traceback never printed, while the other
+    reporter raised at step 1 hung until killed, its traceback never printed, while the other
     waited in the next all-reduce (bench/results/h200x2_pool_ddp.md)."""
     if not (dist.is_available() and dist.is_initialized()):
         return
@@ -114,18 +135,18 @@ def launch(
     nproc: int,
     threads: int,
     log: TextIO | None = None,
-    callbacks: dict[str, Any] | None = None,
+    reporters: dict[str, Any] | None = None,
 ) -> None:
     """Run ``call`` (``"module:function"``) with ``kwargs`` (JSON; a dataclass value, an entry
     point's spec, is rebuilt in each process) in ``nproc`` data-parallel processes of
-    ``threads // nproc`` CPU threads each; raise if one fails. ``callbacks`` (``{"call",
-    "kwargs"}``): a function each process calls for its ``callbacks=`` argument (objects that
-    JSON cannot carry, e.g. ablate.core.tracking.trainer_callbacks)."""
+    ``threads // nproc`` CPU threads each; raise if one fails. ``reporters`` (``{"call",
+    "kwargs"}``): a function each process calls for its ``reporters=`` argument (objects that
+    JSON cannot carry, e.g. ablate.core.tracking.reporters)."""
     kwargs = encode_kwargs(kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
         spec.write_text(
-            json.dumps({"call": call, "kwargs": kwargs, "callbacks": callbacks}, default=str)
+            json.dumps({"call": call, "kwargs": kwargs, "reporters": reporters}, default=str)
         )
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // nproc))}
         out = log or sys.stdout
@@ -184,9 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     spec = json.loads(Path(argv[0]).read_text())
     init()
     try:
-        kwargs, cb = {k: _decode(v) for k, v in spec["kwargs"].items()}, spec.get("callbacks")
-        if cb:
-            kwargs["callbacks"] = resolve(cb["call"])(**cb["kwargs"])
+        kwargs, rep = {k: _decode(v) for k, v in spec["kwargs"].items()}, spec.get("reporters")
+        if rep:
+            kwargs["reporters"] = resolve(rep["call"])(**rep["kwargs"])
         resolve(spec["call"])(**kwargs)
         # nobody leaves the group before all are done: a process that exits while a peer still
         # reads its last message (a gather to process 0) can break that read (gloo: "Connection

@@ -1,4 +1,4 @@
-"""Which Trainer checkpoint a rerun resumes from: only one of the same run, by content, whose
+"""Which training checkpoint a rerun resumes from: only one of the same run, by content, whose
 files match their manifest (:mod:`ablate.core.checkpoint`).
 
 "The same run" is :func:`resume_identity`: the run key (the config its caller names), the content

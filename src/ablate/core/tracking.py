@@ -1,6 +1,6 @@
 """Live curves and run tracking where researchers look (config ``tracking:``).
 
-- TensorBoard: a finetune's Trainer reports to event files in ``<out_dir>/tensorboard/`` (loss,
+- TensorBoard: a finetune's training loop reports to event files in ``<out_dir>/tensorboard/`` (loss,
   learning rate, grad norm, eval loss, tokens per second; on a GPU its utilisation and memory),
   written as it trains, so ``tensorboard --logdir <results>`` follows a run locally or on a
   cluster's shared disk. The folder holds one run: a rerun that starts fresh empties it; a
@@ -52,53 +52,63 @@ def check(tracking: dict[str, Any] | None) -> None:
             ) from None
 
 
-def trainer_callbacks(tracking: dict[str, Any] | None, out_dir: str | os.PathLike) -> list:
-    """The Trainer callbacks ``tracking`` asks for (none when it is None or off)."""
+class TensorBoard:
+    """The training loop's reporter into event files in a finetune's folder (``train/loss``,
+    ``train/learning_rate``, ``train/grad_norm``, ``train/tokens_per_second``, ``eval/loss``;
+    on a GPU ``gpu/util_pct`` and ``gpu/mem_mib``). Process 0 alone writes."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self.writer = None
+        self._last: tuple[float, int] | None = None
+
+    def begin(self, step: int) -> None:
+        # a fresh run (step 0) starts an empty folder, so a rerun's curves never overlay the run
+        # it replaces; a resumed run (its checkpoints are of the same configuration) keeps its
+        # events and hides those logged after the step it resumes from
+        from torch.utils.tensorboard import SummaryWriter
+
+        from ablate.core import parallel
+
+        if parallel.rank() != 0:
+            return
+        if step == 0 and self.log_dir.is_dir():
+            shutil.rmtree(self.log_dir)
+        self.writer = SummaryWriter(
+            log_dir=str(self.log_dir), purge_step=step + 1 if step else None
+        )
+
+    def log(self, step: int, logs: dict[str, float], tokens: int) -> None:
+        if self.writer is None:
+            return
+        for key, value in logs.items():
+            if key != "step":
+                split = key.split("_", 1)
+                tag = f"eval/{split[1]}" if split[0] == "eval" else f"train/{key}"
+                self.writer.add_scalar(tag, value, step)
+        if "loss" in logs:
+            now = time.perf_counter()
+            if self._last and now > self._last[0]:
+                rate = (tokens - self._last[1]) / (now - self._last[0])
+                self.writer.add_scalar("train/tokens_per_second", rate, step)
+            self._last = (now, tokens)
+        if sample := gpu_watch.latest():  # a GPU job: how busy its GPUs are
+            n = len(sample.util_pct)
+            self.writer.add_scalar("gpu/util_pct", sum(sample.util_pct) / n, step)
+            self.writer.add_scalar("gpu/mem_mib", max(sample.mem_mib), step)
+        self.writer.flush()  # readable while the run goes on
+
+    def end(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def reporters(tracking: dict[str, Any] | None, out_dir: str | os.PathLike) -> tuple:
+    """The training loop's reporters ``tracking`` asks for (none when it is None or off)."""
     if not (tracking or {}).get("tensorboard"):
-        return []
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
-
-    class TensorBoard(TensorBoardCallback):
-        """The Trainer's TensorBoard reporting into the finetune's folder (the default,
-        under output_dir, is the checkpoints folder a finished run deletes), plus tokens/s."""
-
-        def __init__(self, log_dir: Path):
-            super().__init__()
-            self.logging_dir = str(log_dir)
-            self._last: tuple[float, int] | None = None
-
-        def on_train_begin(self, args, state, control, **kw):
-            # the writer waits for the state: a fresh run (step 0) starts an empty folder, so a
-            # rerun's curves never overlay the run it replaces; a resumed run (its checkpoints
-            # are of the same configuration) keeps its events and hides those logged after the
-            # step it resumes from
-            if state.is_world_process_zero and self.tb_writer is None:
-                log_dir = Path(self.logging_dir)
-                if state.global_step == 0 and log_dir.is_dir():
-                    shutil.rmtree(log_dir)
-                purge = state.global_step + 1 if state.global_step else None
-                self.tb_writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
-            super().on_train_begin(args, state, control, **kw)
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            now, tokens = time.perf_counter(), state.num_input_tokens_seen
-            if logs is not None and "loss" in logs and self._last:
-                dt = now - self._last[0]
-                if dt > 0:
-                    logs = {**logs, "tokens_per_second": (tokens - self._last[1]) / dt}
-            if logs is not None and "loss" in logs:
-                self._last = (now, tokens)
-            super().on_log(args, state, control, logs=logs, **kw)
-            if self.tb_writer is not None:  # None on ranks > 0: only rank 0 writes
-                if sample := gpu_watch.latest():  # a GPU job: how busy its GPUs are
-                    n = len(sample.util_pct)
-                    step = state.global_step
-                    self.tb_writer.add_scalar("gpu/util_pct", sum(sample.util_pct) / n, step)
-                    self.tb_writer.add_scalar("gpu/mem_mib", max(sample.mem_mib), step)
-                self.tb_writer.flush()  # readable while the run goes on
-
-    return [TensorBoard(Path(out_dir) / TENSORBOARD_DIR)]
+        return ()
+    return (TensorBoard(Path(out_dir) / TENSORBOARD_DIR),)
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

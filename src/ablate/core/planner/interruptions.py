@@ -5,7 +5,7 @@ over the time an instance runs. Each costs the job
 
     per = restart_s + lost_s
     restart_s = its rental and job overheads again (boot, setup, shipping in, start-up, load),
-                + shipping the copied Trainer checkpoint up when it resumes from one; a job of a
+                + shipping the copied training checkpoint up when it resumes from one; a job of a
                 group (an evaluation on its finetune's instance) counts its own restart only
     lost_s    = half a checkpoint interval (an interruption at a uniform point of it) + the time
                 the newest checkpoint takes to reach the submit host (the retry resumes from the

@@ -171,7 +171,7 @@ def _run(name: str, *args) -> None:
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
     (the HF Trainer's ``optim: adafactor``) with a fused, grouped step; fp32 parameters only
-    (it runs on :class:`~ablate.core.training.trainer.MasterWeightsOptimizer`'s masters, or on the
+    (it runs on :class:`~ablate.core.training.optim.MasterWeightsOptimizer`'s masters, or on the
     fp32 shards of a sharded model).
 
     Two inputs besides ``p.grad`` let the masters' optimizer skip passes over 3.4 B fp32 values:

@@ -1,4 +1,5 @@
-"""TrainerCallbacks: stop rules, pure step-time throughput, one-line progress."""
+"""What the training loop reports to: the stop rules, the pure step-time throughput, one-line
+progress (plain objects the loop calls; :mod:`ablate.core.training.loop`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import time
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
 
 
-class StopRules(TrainerCallback):
+class StopRules:
     """Stop rules, each recorded as ``{"reason", "step", "detail"}``.
 
     - ``no_learning``: at the first train-loss log at or after ``no_learning_steps``, the gain over
@@ -20,10 +20,10 @@ class StopRules(TrainerCallback):
     - ``plateau``: ``plateau_patience`` evaluations in a row without eval loss improving on the best
       by more than ``plateau_min_delta``, once ``global_step >= plateau_min_steps``.
     - ``nonfinite``: a non-finite train loss (every micro-batch's, read on the host only at a step
-      that logs, evaluates, saves or ends training) or eval loss. Nothing is saved or evaluated
-      after it; the caller restores the last complete checkpoint.
+      that logs, evaluates, saves or ends training: :meth:`nonfinite`) or eval loss. Nothing is
+      saved or evaluated after it; the caller restores the last complete checkpoint.
 
-    State is rebuilt from ``state.log_history`` at train begin, so a resumed run continues the
+    A resumed run rebuilds the state from its log history (:meth:`replay`), so it continues the
     same patience counters and first loss.
     """
 
@@ -100,18 +100,28 @@ class StopRules(TrainerCallback):
         return self.stop
 
     def watch_micro_loss(self, step: int, loss: torch.Tensor) -> None:
-        """Called by the trainer for each micro-batch loss, kept on the device until a step that
-        needs it (:meth:`on_step_end`): reading it per micro-batch (as the Trainer's NaN filter,
-        turned off, did) made the host wait for each backward before it queued the optimizer."""
+        """Each micro-batch's loss, kept on the device until a step that needs it
+        (:meth:`nonfinite`): reading it per micro-batch made the host wait for each backward
+        before it queued the optimizer step."""
         self._micro.append((step, loss.detach()))
 
-    def _first_nonfinite(self) -> dict | None:
+    def nonfinite(self) -> dict | None:
+        """The stop for the first non-finite micro-batch loss since the last call (one device
+        sync), or None."""
         micro, self._micro = self._micro, []
+        if not micro:
+            return None
         bad = ~torch.isfinite(torch.stack([loss for _, loss in micro]).float())
         if not bool(bad.any()):  # the one sync
             return None
         i = int(bad.nonzero()[0, 0])
-        return {"step": micro[i][0], "value": float(micro[i][1])}
+        first = {"step": micro[i][0], "value": float(micro[i][1])}
+        return self._set("nonfinite", first["step"], {"what": "train_loss", **first})
+
+    def nonfinite_elsewhere(self, step: int) -> dict:
+        """The stop of a data-parallel process whose own losses were finite at ``step`` while
+        another's were not (all stop at the same step)."""
+        return self._set("nonfinite", step, {"what": "train_loss", "process": "another"})
 
     def replay(self, log_history: list[dict]) -> dict | None:
         """Rebuild the rule state from a (resumed) log history; returns a stop it already implies."""
@@ -124,65 +134,14 @@ class StopRules(TrainerCallback):
                 self.observe_eval_loss(entry["step"], entry["eval_loss"])
         return self.stop
 
-    # -- Trainer hooks
-    def on_train_begin(self, args, state, control, **kw):
-        # train_run checks a resumed history for a stop before training; here only the counters matter
-        self.replay(state.log_history)
-        self.stop = None
 
-    def on_step_end(self, args, state, control, **kw):
-        # read before anything is logged, evaluated or saved, and at the end (the flow callback,
-        # which sets these, runs first); other steps queue the next one without waiting
-        wanted = control.should_log or control.should_evaluate or control.should_save
-        if not self._micro or not (wanted or control.should_training_stop):
-            return
-        first = self._first_nonfinite()
-        if first is not None:
-            self._set("nonfinite", first["step"], {"what": "train_loss", **first})
-            # never save or evaluate weights that took a non-finite update
-            control.should_save = control.should_evaluate = control.should_log = False
-            control.should_training_stop = True
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs and "loss" in logs and self.stop is None:
-            if self.observe_train_loss(state.global_step, float(logs["loss"])):
-                control.should_training_stop = True
-
-    def on_evaluate(self, args, state, control, metrics=None, **kw):
-        if metrics and "eval_loss" in metrics and self.stop is None:
-            if self.observe_eval_loss(state.global_step, float(metrics["eval_loss"])):
-                control.should_training_stop = True
-                if self.stop["reason"] == "nonfinite":
-                    control.should_save = False
-
-
-class Throughput(TrainerCallback):
-    """Pure training-step time (on_step_begin -> on_step_end: no eval, no saving) and non-pad tokens.
-
-    Tokens are the Trainer's ``num_input_tokens_seen`` since training began, read when asked: the
-    core Trainer adds to it without a GPU sync per micro-batch and brings it up to date before
-    every log and at the end (``CoreTrainer._track_num_input_tokens``)."""
+class Throughput:
+    """Pure training-step time (the step alone: no eval, no saving) and non-pad tokens since
+    training began (or resumed)."""
 
     def __init__(self):
         self.step_times: list[float] = []
-        self._t0 = None
-        self._state = None
-        self._tok_begin = 0
-
-    @property
-    def tokens(self) -> int:
-        return self._state.num_input_tokens_seen - self._tok_begin if self._state else 0
-
-    def on_train_begin(self, args, state, control, **kw):
-        self._state, self._tok_begin = state, state.num_input_tokens_seen
-
-    def on_step_begin(self, args, state, control, **kw):
-        self._t0 = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        if self._t0 is not None:
-            self.step_times.append(time.perf_counter() - self._t0)
-            self._t0 = None
+        self.tokens = 0
 
     def summary(self, skip_first: int = 1) -> dict[str, Any]:
         """Rates over the timed steps, skipping the first (allocator warm-up, kernel selection)."""
@@ -202,11 +161,8 @@ class Throughput(TrainerCallback):
         )
 
 
-class Progress(TrainerCallback):
-    """One flushed line per log/eval event (Snakemake logs read better than a tqdm bar).
-
-    Also forces a log at the last step, so the loss curve always ends at the final step.
-    """
+class Progress:
+    """One flushed line per log or evaluation (Snakemake logs read better than a tqdm bar)."""
 
     def __init__(self, label: str, throughput: Throughput, stream=None):
         self.label = label
@@ -218,26 +174,18 @@ class Progress(TrainerCallback):
     def _print(self, msg: str):
         print(f"[{self.label}] {msg}", file=self.stream, flush=True)
 
-    def on_train_begin(self, args, state, control, **kw):
-        self.t_start, self.step_start = time.perf_counter(), state.global_step
-        where = f"resumed at step {state.global_step}" if state.global_step else "starting"
-        self._print(
-            f"{where}: max_steps {state.max_steps}, batch {args.per_device_train_batch_size} "
-            f"x grad_accum {args.gradient_accumulation_steps}, device {args.device}"
-        )
+    def begin(self, step: int, max_steps: int, how: str) -> None:
+        """``how``: the batch and the device, in words."""
+        self.t_start, self.step_start = time.perf_counter(), step
+        where = f"resumed at step {step}" if step else "starting"
+        self._print(f"{where}: max_steps {max_steps}, {how}")
 
-    def on_step_end(self, args, state, control, **kw):
-        if state.global_step >= state.max_steps:
-            control.should_log = True
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if not logs:
-            return
-        done = state.global_step - self.step_start
+    def log(self, step: int, max_steps: int, logs: dict[str, float]) -> None:
+        done = step - self.step_start
         elapsed = time.perf_counter() - self.t_start
         rate = done / elapsed if elapsed > 0 and done else None
-        eta = (state.max_steps - state.global_step) / rate if rate else None
-        parts = [f"step {state.global_step}/{state.max_steps}"]
+        eta = (max_steps - step) / rate if rate else None
+        parts = [f"step {step}/{max_steps}"]
         for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
             if key in logs:
                 parts.append(f"{key} {logs[key]:.4g}")

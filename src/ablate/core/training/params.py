@@ -122,33 +122,3 @@ def save_dtype(p: dict[str, Any]) -> torch.dtype:
     if p["save_dtype"] == "auto":
         return torch.bfloat16 if bf16_enabled(p["bf16"]) else torch.float32
     return _dtype(p["save_dtype"])
-
-
-def disk_need_mb(n_params: float, p: dict[str, Any], gpu: bool = True) -> float:
-    """Disk a run of ``p`` (resolved params) writes at its peak, in MB, +10 %: what
-    ``resources.finetune.disk_mb`` must cover (docs/training.md, "Disk").
-
-    - the final checkpoint in ``save_dtype``, twice: a rerun writes ``final.tmp`` beside the
-      previous ``final`` and replaces it only when complete;
-    - with ``save_steps`` > 0, ``save_total_limit`` + 1 Trainer checkpoints (the Trainer writes the
-      next before it deletes the oldest), each the weights in ``model_dtype``, the fp32 master
-      copies (``master_weights``) and the optimizer states (fp32 on the masters, else the weights'
-      dtype; adafactor's are factored: ~0).
-
-    ``gpu`` picks how ``auto`` settings resolve (bf16 on a GPU, fp32 on the CPU).
-    """
-    from ablate.core.planner.overheads import OPTIM_STATES
-
-    bf16 = p["bf16"] == "auto" and gpu or p["bf16"] is True
-    weights = 2 if (p["model_dtype"] == "auto" and bf16) else _dtype_bytes(p["model_dtype"], 4)
-    master = weights < 4 if p["master_weights"] == "auto" else bool(p["master_weights"])
-    final = 2 if (p["save_dtype"] == "auto" and bf16) else _dtype_bytes(p["save_dtype"], 4)
-    per_param = 2 * final
-    if p["save_steps"] > 0:
-        states = OPTIM_STATES.get(p["optim"], 2) * (4 if master else weights)
-        per_param += (p["save_total_limit"] + 1) * (weights + (4 if master else 0) + states)
-    return n_params * per_param * 1.1 / 1e6
-
-
-def _dtype_bytes(name: str, auto: int) -> int:
-    return auto if name == "auto" else _dtype(name).itemsize

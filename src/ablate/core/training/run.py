@@ -1,30 +1,22 @@
-"""``train_run``: one training run on the core Trainer, start to end: resume from the last complete
-checkpoint, train (stop rules), restore the last good checkpoint after a non-finite loss, the final
-save, ``summary.json`` with provenance and phases."""
+"""``train_run``: one training run start to end: resume from the last complete checkpoint of the
+same run, train (:mod:`.loop`; stop rules), restore the last good checkpoint after a non-finite
+loss, the final save, ``summary.json`` with provenance and phases."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerState
-
 from ablate.core import checkpoint, io, parallel, provenance, resume
 from ablate.core.phases import Phases
-from ablate.core.training import vocab_rows
+from ablate.core.training import checkpointing, loop, vocab_rows
 from ablate.core.training.callbacks import StopRules
+from ablate.core.training.loss import vocab_head_loss
 from ablate.core.training.params import TrainingError, save_dtype
-from ablate.core.training.trainer import (
-    TrainerSpec,
-    build_trainer,
-    save_final,
-    sharded_run,
-    vocab_head_loss,
-)
 
 
 def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
@@ -51,8 +43,8 @@ class TrainRun:
     ``inputs``: fingerprinted in the provenance, and a checkpoint resumes only a run whose inputs
     have the same content; ``phases``: the run's timer, started by the
     caller. A study's: ``label`` (log prefix, default ``kind``), ``record`` (written into the
-    summary and the final manifest, e.g. its attention policy) and ``build`` (its Trainer
-    builder)."""
+    summary and the final manifest, e.g. its attention policy) and ``hooks`` (its forward kwargs
+    and micro-batches, :class:`~.loop.Hooks`; the head loss is set here)."""
 
     kind: str
     params: dict[str, Any]
@@ -64,17 +56,17 @@ class TrainRun:
     phases: Phases
     label: str | None = None
     record: dict[str, Any] = field(default_factory=dict)
-    build: Callable[..., Any] = build_trainer
+    hooks: loop.Hooks = field(default_factory=loop.Hooks)
 
 
 @dataclass
 class _Outcome:
-    """How the training went: its final Trainer state, the stop, the measured throughput."""
+    """How the training went: the loop's final state, the stop, the measured throughput."""
 
-    state: Any
+    state: loop.State
     stop: dict[str, Any]
     throughput: Any
-    train_out: Any
+    train_s: float | None
     resumed_from_step: int | None
 
 
@@ -104,28 +96,29 @@ def _cut_table(model, tokenizer, head_loss, params: dict[str, Any], label: str):
     return rows, table if rows is None else len(rows.ids)
 
 
-def _train(trainer, stop_rules, throughput, resume_from, params, label, phases):
+def _train(run: loop.Run, resume_from: Path | None, label: str, phases: Phases) -> float | None:
     """Train (resuming from ``resume_from``), or only reload it when a stop rule had already fired
     at its save step (killed before the final save: training on would pass the stop). Returns
-    the Trainer's train output (None when nothing trained)."""
-    prior_stop = None
+    the training's seconds (None when nothing trained)."""
     if resume_from:
         print(f"[{label}] resuming from {resume_from}", flush=True)
-        prior = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
-        prior_stop = StopRules(params).replay(prior.log_history)
-    if prior_stop:
-        trainer._load_from_checkpoint(str(resume_from))
-        trainer.state = prior
-        stop_rules.stop = prior_stop
-        return None
+        prior = checkpointing.load_state(resume_from)
+        prior_stop = StopRules(run.params).replay(prior["log_history"])
+        if prior_stop:
+            checkpointing.load_weights(run, resume_from)
+            run.state = loop.State(**prior)
+            run.stop_rules.stop = prior_stop
+            return None
+        checkpointing.load(run, resume_from)
+    t0 = time.perf_counter()
     with phases("train"):
-        train_out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        loop.train(run)
     # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
-    phases.add("train.steps", sum(throughput.step_times))
-    return train_out
+    phases.add("train.steps", sum(run.throughput.step_times))
+    return time.perf_counter() - t0
 
 
-def _restore_last_good(trainer, stop, ckpt_dir: Path, label: str) -> bool:
+def _restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
     """After a non-finite loss: load the last complete checkpoint before it (False: none)."""
     good = [
         c
@@ -134,9 +127,7 @@ def _restore_last_good(trainer, stop, ckpt_dir: Path, label: str) -> bool:
     ]
     if not good:
         return False
-    trainer._load_from_checkpoint(str(good[-1]))
-    if trainer.master_optimizer is not None:
-        trainer.master_optimizer.sync_master_from_model()
+    checkpointing.load_weights(run, good[-1])
     stop["detail"]["restored_from_step"] = int(good[-1].name.split("-")[-1])
     print(
         f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
@@ -145,14 +136,15 @@ def _restore_last_good(trainer, stop, ckpt_dir: Path, label: str) -> bool:
     return True
 
 
-def _final_eval(trainer, state, phases) -> None:
+def _final_eval(run: loop.Run, phases: Phases) -> None:
     """Evaluate once more unless the last step was evaluated, so the summary's last eval loss
     belongs to the final weights."""
-    if trainer.args.eval_strategy != "no" and not any(
-        e.get("step") == state.global_step and "eval_loss" in e for e in state.log_history
+    state = run.state
+    if run.eval_data is not None and not any(
+        e.get("step") == state.step and "eval_loss" in e for e in state.log_history
     ):
         with phases("final_eval"):
-            trainer.evaluate()
+            state.log_history.append({"step": state.step, "eval_loss": loop.evaluate(run)})
 
 
 def _write_summary(
@@ -172,10 +164,10 @@ def train_run(
     tokenizer,
     train_dataset,
     eval_dataset,
-    callbacks: list | None = None,
+    reporters: tuple = (),
 ) -> dict[str, Any]:
-    """Train ``model`` with ``run.build`` (:func:`build_trainer` by default) into ``run.out_dir``;
-    ``callbacks``: extra Trainer callbacks. Returns the summary."""
+    """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`.loop.train`);
+    ``reporters``: more of the loop's reporters (TensorBoard). Returns the summary."""
     params, out_dir, phases, kind = run.params, Path(run.out_dir), run.phases, run.kind
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,54 +178,52 @@ def train_run(
         run_key = {**run_key, "embedding_rows": covered}
     # a sharded run's checkpoints hold shards, a one-process run's whole weights: neither loads
     # the other's, so a change between them starts fresh (N -> M sharded processes reshards)
-    run_key = {**run_key, "checkpoint_layout": "sharded" if sharded_run() else "whole"}
+    sharded = parallel.world_size() > 1
+    run_key = {**run_key, "checkpoint_layout": "sharded" if sharded else "whole"}
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
     resume_from = resume.resume_point(ckpt_dir, run_key, run.inputs)
-    with phases("build_trainer"):
-        trainer, stop_rules, throughput = run.build(
-            TrainerSpec(params, ckpt_dir, label, head_loss=head_loss),
-            model=model,
-            tokenizer=tokenizer,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            extra_callbacks=callbacks,
-        )
-    train_out = _train(trainer, stop_rules, throughput, resume_from, params, label, phases)
-    state = trainer.state
-    stop = stop_rules.stop or {
+    hooks = run.hooks if head_loss is None else replace(run.hooks, head_loss=head_loss)
+    spec = loop.Spec(
+        params, ckpt_dir, label, tokenizer.pad_token_id, hooks=hooks, reporters=tuple(reporters)
+    )
+    with phases("setup"):
+        r = loop.setup(spec, model=model, train_dataset=train_dataset, eval_dataset=eval_dataset)
+    train_s = _train(r, resume_from, label, phases)
+    state = r.state
+    stop = r.stop_rules.stop or {
         "reason": "max_steps",
-        "step": state.global_step,
+        "step": state.step,
         "detail": {"max_steps": params["max_steps"]},
     }
     resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
-    outcome = _Outcome(state, stop, throughput, train_out, resumed_from_step)
+    outcome = _Outcome(state, stop, r.throughput, train_s, resumed_from_step)
     if stop["reason"] == "nonfinite":
-        if not _restore_last_good(trainer, stop, ckpt_dir, label):
+        if not _restore_last_good(r, stop, ckpt_dir, label):
             _write_summary(run, outcome, None, out_dir)
             raise TrainingError(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
                 f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
             )
     else:
-        _final_eval(trainer, state, phases)
+        _final_eval(r, phases)
     if rows is not None:
         rows.restore()
-    trainer.gather_weights()  # a sharded model's weights onto rank 0 (every rank joins)
-    if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
-        return {"rank": parallel.rank(), "steps_done": state.global_step}
-    ckpt_info = save_final(
-        trainer,
+    ckpt_info = checkpointing.save_final(
+        r,
         out_dir,
+        tokenizer=tokenizer,
         dtype=save_dtype(params),
-        extra={"kind": kind, **run.record, "step": state.global_step},
+        extra={"kind": kind, **run.record, "step": state.step},
         phases=phases,
     )
+    if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
+        return {"rank": parallel.rank(), "steps_done": state.step}
     if not params["keep_checkpoints"]:
         with phases("remove_checkpoints"):
             shutil.rmtree(ckpt_dir, ignore_errors=True)
     summary = _write_summary(run, outcome, ckpt_info, out_dir)
     print(
-        f"[{label}] done: {state.global_step} steps, stop reason {stop['reason']}, "
+        f"[{label}] done: {state.step} steps, stop reason {stop['reason']}, "
         f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
         flush=True,
     )
@@ -245,13 +235,11 @@ def _summary(run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None)
     curves = _curves(state.log_history)
     evals = [e["eval_loss"] for e in curves["eval"]]
     tp = outcome.throughput.summary()
-    tp["train_runtime_s"] = (
-        outcome.train_out.metrics.get("train_runtime") if outcome.train_out is not None else None
-    )
+    tp["train_runtime_s"] = outcome.train_s
     return {
         "kind": run.kind,
         **run.record,
-        "steps_done": state.global_step,
+        "steps_done": state.step,
         "max_steps": params["max_steps"],
         "stop": outcome.stop,
         "resumed_from_step": outcome.resumed_from_step,
@@ -260,7 +248,7 @@ def _summary(run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None)
         "best_eval_loss": min(evals) if evals else None,
         "curves": curves,
         "throughput": tp,
-        "tokens_seen": state.num_input_tokens_seen,
+        "tokens_seen": state.tokens_seen,
         "checkpoint": ckpt_info,
         "params": params,
         **run.summary_extra,

@@ -6,25 +6,22 @@ keeps and steps 1/N of them), all-gathered in the compute dtype (bf16 when ``bf1
 forward and backward, gradients reduce-scattered in fp32. No autocast: the policy casts. The
 optimizer steps the local shards (:class:`~ablate.core.training.adafactor.FusedAdafactor` reduces
 the statistics that span shards). One process keeps the bf16-weights + fp32-masters path of
-:mod:`~ablate.core.training.trainer` (faster there: docs/training.md).
+:mod:`~ablate.core.training.optim` (faster there: docs/training.md).
 
-A Trainer checkpoint of a sharded run (:func:`save_checkpoint`) holds the fp32 weights and the
-optimizer state as torch.distributed.checkpoint shards (:data:`SHARDS_DIR`, each process writes its
-own rows); the scheduler, the per-process RNG states and the Trainer state are the Trainer's files
-beside them. Resuming loads them back into the sharded model and optimizer (:func:`load_model`,
-:func:`load_optimizer`), the index ``.metadata`` through :class:`MetadataReader` (no arbitrary
-unpickling of a file that may come from another host).
+A checkpoint of a sharded run (:func:`save_checkpoint`) holds the fp32 weights and the optimizer
+state as torch.distributed.checkpoint shards (:data:`SHARDS_DIR`, each process writes its own
+rows); the schedule, the per-process RNG states and the loop's state are beside them
+(:mod:`~ablate.core.training.checkpointing`). Resuming loads them back into the sharded model and
+optimizer (:func:`load_model`, :func:`load_optimizer`), the index ``.metadata`` through
+:class:`MetadataReader` (no arbitrary unpickling of a file that may come from another host).
 
-The fast head (:func:`~ablate.core.training.trainer.loss_sum`) calls the decoder and the lm_head
+The fast head (:func:`~ablate.core.training.loss.loss_sum`) calls the decoder and the lm_head
 itself, not ``model.forward``: :func:`gathered` runs it as a forward of the root, so the root's
 weights are gathered around it.
-
-Everything that touches the HF Trainer's internals for a sharded model is :class:`ShardedAdapter`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import types
@@ -181,40 +178,3 @@ def load_optimizer(model, optimizer, directory: str | os.PathLike) -> None:
 def local(t: torch.Tensor) -> torch.Tensor:
     """This process's shard of a (possibly) sharded tensor; a plain tensor as it is."""
     return t.to_local() if isinstance(t, DTensor) else t
-
-
-class ShardedAdapter:
-    """The HF Trainer's view of a model :func:`shard` sharded before the Trainer was built: the
-    one place where private Trainer/transformers names are touched for it.
-
-    transformers 5.23 runs a model it sharded at load time (``from_pretrained(distributed_config=
-    ...)``) without wrapping it again (no DDP, no second ``fully_shard``), and keeps every process
-    in ``_save`` for the gathers. A model sharded here is marked the same way; the two Trainer
-    methods that read that load path's ``config.distributed_config`` are replaced."""
-
-    @staticmethod
-    def mark(model) -> None:
-        model._is_distributed_loading_by_transformers = True
-
-    @staticmethod
-    @contextlib.contextmanager
-    def constructing(args):
-        """Around the Trainer's ``__init__``: it refuses checkpoints with optimizer state for a
-        model sharded at load time (which it cannot save); ``CoreTrainer`` saves and loads them
-        (:func:`save_checkpoint`), so ``save_only_model`` passes that check and is put back."""
-        saved, args.save_only_model = args.save_only_model, True
-        try:
-            yield
-        finally:
-            args.save_only_model = saved
-
-    @staticmethod
-    @contextlib.contextmanager
-    def defer_gradient_reduction(model):
-        """Micro-batches before the last of an accumulation keep their gradients unreduced (the
-        Trainer's ``_defer_fsdp_gradient_reduction``, without HSDP)."""
-        model.set_requires_gradient_sync(False)
-        try:
-            yield
-        finally:
-            model.set_requires_gradient_sync(True)

@@ -1,7 +1,7 @@
 """A run with ``loss_vocab: corpus`` trains only the rows of a tied embedding its data uses.
 
 The embedded model keeps Tekken's 131,072-row tied embedding, and the corpus loss
-(:func:`ablate.core.training.trainer.vocab_head_loss`) scores only the few hundred ids its data
+(:func:`ablate.core.training.loss.vocab_head_loss`) scores only the few hundred ids its data
 holds. Every other row gets gradient 0, and an elementwise optimizer without weight decay
 updates it by exactly 0. A step over the whole [V, d] table still zero-fills two gradients of its
 size (the head's gather, the embedding's lookup), adds them, takes their norm for the clip and

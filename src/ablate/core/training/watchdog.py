@@ -28,8 +28,6 @@ import threading
 import time
 from typing import Any
 
-from transformers import TrainerCallback
-
 STALL_EXIT = 75  # EX_TEMPFAIL: a retry may succeed
 STALL_FACTOR = 2.0
 STALL_MIN_S = 300.0
@@ -70,8 +68,9 @@ def _fault_file() -> Any:
         return sys.__stderr__
 
 
-class StallWatchdog(TrainerCallback):
-    """Ends the process when no training progress came for the bound (module doc)."""
+class StallWatchdog:
+    """Ends the process when no training progress came for the bound (module doc): the loop calls
+    :meth:`start`, :meth:`progress` after each step and evaluation batch, and :meth:`stop`."""
 
     def __init__(self, params: dict[str, Any], step_times: list[float], label: str):
         self.params, self.step_times, self.label = params, step_times, label
@@ -79,7 +78,7 @@ class StallWatchdog(TrainerCallback):
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _progress(self) -> None:
+    def progress(self) -> None:
         self._last = time.monotonic()
         bound, _ = stall_bound(self.params, self.step_times)
         faulthandler.dump_traceback_later(1.5 * bound + 30, exit=True, file=_fault_file())
@@ -100,22 +99,13 @@ class StallWatchdog(TrainerCallback):
                 sys.stdout.flush()
                 os._exit(STALL_EXIT)
 
-    def on_train_begin(self, args, state, control, **kw):
-        self._progress()
+    def start(self) -> None:
+        self.progress()
         self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
         self._thread.start()
-
-    def on_step_end(self, args, state, control, **kw):
-        self._progress()
-
-    def on_prediction_step(self, args, state, control, **kw):
-        self._progress()
 
     def stop(self) -> None:
         self._done.set()
         faulthandler.cancel_dump_traceback_later()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-
-    def on_train_end(self, args, state, control, **kw):
-        self.stop()

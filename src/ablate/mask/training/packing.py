@@ -167,7 +167,7 @@ def key_spans(
     """``lo, hi`` (rows, width): under ``policy`` a query ``q`` of a packed batch sees exactly the
     keys ``lo[q] <= kv <= hi[q]`` of its row; ``window``: a sliding-window layer's, with HF's
     bounds (causal ``q - kv < window``; prefill_bidir's block ``|q - kv| <= window``; the prompt
-    block of prefix_bidir ``|q - kv| < window``, as :func:`ablate.mask.masks._windowed_prompt_block`).
+    block of prefix_bidir ``|q - kv| < window``, as :func:`ablate.mask.masks.windowed_prompt_block`).
     Pads (example id -1) are one run per row and, as under HF's block overlay, causal."""
     seq_ids = batch[SEQ_IDS]
     lo, last = _run_bounds(seq_ids)
@@ -211,7 +211,7 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
     """The attention mask of a packed batch under ``policy``, in the backend's format (a dict by
     layer type for configs that alternate full and sliding-window layers)."""
     masks.check_policy(policy)
-    config = masks._text_config(model_or_config)
+    config = masks.text_config(model_or_config)
     impl = getattr(config, "_attn_implementation", None)
     if impl not in PACKED_BACKENDS:
         raise TrainingConfigError(
@@ -233,8 +233,8 @@ def _by_layer_type(config, build):
     sliding-window layers alternate."""
     layer_types = sorted(set(getattr(config, "layer_types", None) or []))
     if len(layer_types) > 1:
-        return {lt: build(masks._is_sliding(config, lt)) for lt in layer_types}
-    return build(masks._is_sliding(config, layer_types[0] if layer_types else None))
+        return {lt: build(masks.is_sliding(config, lt)) for lt in layer_types}
+    return build(masks.is_sliding(config, layer_types[0] if layer_types else None))
 
 
 def composed_mask(
@@ -248,7 +248,7 @@ def composed_mask(
     and sdpa one; for flex_attention the composed twin of :func:`key_spans`).
     ``same_example=False`` drops the "same example" part: the examples of a row then see each
     other, a wrong mask (the leakage control of bench/bench_packing.py)."""
-    config = masks._text_config(model_or_config)
+    config = masks.text_config(model_or_config)
     seq_ids = batch[SEQ_IDS]
     # bidirectional blocks: a whole example (prefill_bidir) or its prompt (prefix_bidir)
     block_ids = None
@@ -277,7 +277,7 @@ def composed_mask(
                 window = masking_utils.sliding_window_bidirectional_overlay(w)
                 overlay = masking_utils.and_masks(block, window)
             elif block_ids is not None:  # prefix_bidir: as masks.prefix_lm_mask, |q - kv| < w
-                overlay = masks._windowed_prompt_block(block_ids, w)
+                overlay = masks.windowed_prompt_block(block_ids, w)
             return masking_utils.create_sliding_window_causal_mask(
                 **common, or_mask_function=overlay
             )
@@ -308,8 +308,8 @@ def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: st
     kw: dict[str, Any] = dict(
         input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"]
     )
-    impl = getattr(masks._text_config(model), "_attn_implementation", None)
+    impl = getattr(masks.text_config(model), "_attn_implementation", None)
     # the mask is in this backend's format: refuse it under another (as masks does)
-    masks._install_backend_check(model)
+    masks.install_backend_check(model)
     kw[BUILT_FOR_KWARG] = impl
     return kw

@@ -1,18 +1,18 @@
-"""The mask policy's hook into the core Trainer (:mod:`ablate.core.training.trainer`): every forward
-under a policy (packed batches with their per-example mask), packed steps one row at a time, and
-the Trainer builder that picks the packing collator."""
+"""The mask policy's hooks into the training loop (:mod:`ablate.core.training.loop`): every
+forward under a policy (packed batches with their per-example mask), and a packed step's
+examples as rows, one micro-batch each."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
 import torch
 
-from ablate.core.training import trainer as core_trainer
-from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
-from ablate.core.training.trainer import CoreTrainer, head_loss_sum, loss_sum
+from ablate.core.training.data import PolicyCollator
+from ablate.core.training.loop import Hooks
+from ablate.core.training.loss import head_loss_sum, loss_sum
+from ablate.core.training.params import TrainingConfigError
 from ablate.mask import masks
 from ablate.mask.training import packing
 
@@ -35,54 +35,33 @@ def policy_loss_sum(
     fast_head: bool = True,
     head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ablate.core.training.trainer.loss_sum` under ``policy``."""
+    """:func:`ablate.core.training.loss.loss_sum` under ``policy``."""
     forward = functools.partial(batch_forward_kwargs, policy=policy)
     return loss_sum(model, batch, forward, fast_head=fast_head, head_loss=head_loss)
 
 
-class MaskPolicyTrainer(CoreTrainer):
-    """The core Trainer whose forward obeys a mask policy; a packed step runs row by row."""
+def packed_rows(collator: packing.PackedCollator, examples: list, size: int) -> list[dict]:
+    """A step's examples packed into rows, each row one micro-batch (the memory of one row); the
+    loop divides every row's loss by the labelled tokens of the whole step, as for unpacked
+    micro-batches, so the step equals the unpacked one up to summation order."""
+    return list(packing.split_rows(collator(examples)))
 
-    def __init__(self, *args, policy: str, **kwargs):
-        self.policy = masks.check_policy(policy)
-        forward = functools.partial(batch_forward_kwargs, policy=policy)
-        super().__init__(*args, forward_kwargs=forward, **kwargs)
 
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        if not packing.is_packed(inputs) or inputs["input_ids"].shape[0] == 1:
-            return super().training_step(model, inputs, num_items_in_batch)
-        # A packed step of several rows: one forward/backward per row (the memory of one row),
-        # each normalised by the response tokens of the whole step, like grad accumulation.
-        if num_items_in_batch is None:
-            num_items_in_batch = (inputs["labels"][:, 1:] != IGNORE_INDEX).sum()
-        return sum(
-            super(MaskPolicyTrainer, self).training_step(model, row, num_items_in_batch)
-            for row in packing.split_rows(inputs)
+def hooks(policy: str, params: dict[str, Any], pad_token_id: int) -> Hooks:
+    """The loop's hooks of a run under ``policy``; ``packing: true`` packs a step's examples into
+    rows (held-out batches stay unpacked: the same loss)."""
+    masks.check_policy(policy)
+    forward = functools.partial(batch_forward_kwargs, policy=policy)
+    if not params["packing"]:
+        return Hooks(forward_kwargs=forward)
+    if params["packing_row_tokens"] < params["max_seq_len"]:
+        raise TrainingConfigError(
+            f"packing_row_tokens={params['packing_row_tokens']} is below max_seq_len="
+            f"{params['max_seq_len']}: an example of max_seq_len tokens would not fit a packed row"
         )
-
-
-def build_trainer(spec: core_trainer.TrainerSpec, *, policy: str, **data):
-    """:func:`ablate.core.training.trainer.build_trainer` with a :class:`MaskPolicyTrainer` under
-    ``policy``; ``packing: true`` packs a step's examples into rows (its batch: the whole step).
-    ``data``: build_trainer's model, tokenizer, datasets and callbacks."""
-    p = spec.params
-    hooks: dict[str, Any] = {}
-    if p["packing"]:
-        if p["packing_row_tokens"] < p["max_seq_len"]:
-            raise TrainingConfigError(
-                f"packing_row_tokens={p['packing_row_tokens']} is below max_seq_len="
-                f"{p['max_seq_len']}: an example of max_seq_len tokens would not fit a packed row"
-            )
-        pad_token_id = spec.pad_token_id
-        if pad_token_id is None:
-            pad_token_id = data["tokenizer"].pad_token_id
-        # the Trainer loads a whole step's examples at once; the collator packs them
-        hooks["step"] = (p["batch_size"] * p["grad_accum"], 1)
-        hooks["collator"] = packing.PackedCollator(pad_token_id, p["packing_row_tokens"])
-    spec = dataclasses.replace(
-        spec,
-        trainer_cls=MaskPolicyTrainer,
-        trainer_kwargs={**spec.trainer_kwargs, "policy": policy},
-        **hooks,
+    collator = packing.PackedCollator(pad_token_id, params["packing_row_tokens"])
+    return Hooks(
+        forward_kwargs=forward,
+        collate=PolicyCollator(pad_token_id),
+        micro_batches=functools.partial(packed_rows, collator),
     )
-    return core_trainer.build_trainer(spec, **data)

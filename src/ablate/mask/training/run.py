@@ -1,10 +1,9 @@
 """Entry points: :func:`finetune` (SFT under a policy, leakage gate) and :func:`pretrain` (tiny model),
-each a :func:`ablate.core.training.run.train_run` with the policy's Trainer."""
+each a :func:`ablate.core.training.run.train_run` with the policy's hooks."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from dataclasses import dataclass
@@ -19,13 +18,13 @@ from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
 from ablate.core.training.params import TrainingConfigError, model_dtype
 from ablate.core.training.run import TrainRun, train_run
 from ablate.mask import masks, sft_data
-from ablate.mask.training import policy as policy_trainer
 from ablate.mask.training.gate import (
     PROBE_PARAMS,
     LeakageGateError,
     check_params,
     resolve_params,
 )
+from ablate.mask.training.policy import hooks as policy_hooks
 
 
 def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
@@ -34,12 +33,12 @@ def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
     )
 
 
-def _policy_run(policy: str, kind: str) -> dict[str, Any]:
-    """train_run's study keys for a run under ``policy``: log label, recorded keys, Trainer."""
+def _policy_run(policy: str, kind: str, params: dict[str, Any], tokenizer) -> dict[str, Any]:
+    """train_run's study keys for a run under ``policy``: log label, recorded keys, hooks."""
     return {
         "label": f"{kind} {policy}" if kind == "finetune" else kind,
         "record": {"policy": policy},
-        "build": functools.partial(policy_trainer.build_trainer, policy=policy),
+        "hooks": policy_hooks(policy, params, tokenizer.pad_token_id),
     }
 
 
@@ -161,15 +160,15 @@ def finetune(
     out_dir: str | os.PathLike,
     revision: str | None = None,
     probe_result: dict | None = None,
-    callbacks: list | None = None,
+    reporters: tuple = (),
 ) -> dict[str, Any]:
     """Full-weight SFT of ``model_path`` on Alpaca rows from ``data`` as ``spec`` says.
 
     ``revision`` pins a hub id ``model_path`` (ignored for a directory).
     Writes ``out_dir/final/`` (safetensors + tokenizer + manifest) and ``out_dir/summary.json``;
-    Trainer checkpoints go to ``out_dir/checkpoints/`` and a rerun resumes from the last complete
-    one. Raises :class:`LeakageGateError` before training when the policy leaks and
-    ``spec.allow_leakage`` is false. ``callbacks``: extra Trainer callbacks (ablate.core.tracking).
+    checkpoints go to ``out_dir/checkpoints/`` and a rerun resumes from the last complete one.
+    Raises :class:`LeakageGateError` before training when the policy leaks and
+    ``spec.allow_leakage`` is false. ``reporters``: the loop's reporters (ablate.core.tracking).
     """
     phases = Phases()
     policy = spec.policy
@@ -216,7 +215,7 @@ def finetune(
         config_slice=spec.config_slice(),
         inputs=inputs,
         phases=phases,
-        **_policy_run(policy, "finetune"),
+        **_policy_run(policy, "finetune", p, tokenizer),
     )
     return train_run(
         run,
@@ -224,7 +223,7 @@ def finetune(
         tokenizer=tokenizer,
         train_dataset=sft_examples(train_pairs),
         eval_dataset=sft_examples(eval_pairs),
-        callbacks=callbacks,
+        reporters=reporters,
     )
 
 
@@ -299,7 +298,7 @@ def pretrain(
         config_slice=config_slice,
         inputs={"corpus": corpus, "tokenizer": tokenizer_dir},
         phases=phases,
-        **_policy_run("causal", "pretrain"),
+        **_policy_run("causal", "pretrain", p, tokenizer),
     )
     return train_run(
         run,

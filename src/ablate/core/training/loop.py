@@ -1,0 +1,378 @@
+"""The training loop of every run: :func:`setup` builds a run from its :class:`Spec`, :func:`train`
+runs it, and one optimizer step is :func:`step`, read in one screen.
+
+A study plugs in :class:`Hooks` (its forward kwargs, e.g. the mask policy; its micro-batches,
+e.g. packed rows; its head loss), nothing else. One process trains whole weights (16-bit weights
+with fp32 masters where ``master_weights`` resolves on: :class:`~.optim.MasterWeightsOptimizer`);
+N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.checkpointing`; one run
+start to end (resume, the stop rules' outcome, the final save, the summary): :mod:`.run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.core import interrupts, parallel
+from ablate.core.training import sharding, speed
+from ablate.core.training.callbacks import Progress, StopRules, Throughput
+from ablate.core.training.data import PolicyCollator
+from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum
+from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, build_scheduler
+from ablate.core.training.params import (
+    IGNORE_INDEX,
+    TrainingConfigError,
+    bf16_enabled,
+    master_weights_enabled,
+)
+from ablate.core.training.watchdog import StallWatchdog
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a study changes in a step.
+
+    ``forward_kwargs(model, batch)``: the model's forward kwargs (default: causal attention over
+    the padding mask). ``collate(examples)``: a batch with ``labels`` (default:
+    :class:`~.data.PolicyCollator`; evaluation batches too). ``micro_batches(examples, size)``:
+    this process's examples of one step as micro-batches (default: ``collate`` in chunks of
+    ``size``). ``head_loss``: the loss of the lm_head at labelled positions."""
+
+    forward_kwargs: Callable[..., dict] = causal_forward_kwargs
+    collate: Callable[[list], dict] | None = None
+    micro_batches: Callable[[list, int], list[dict]] | None = None
+    head_loss: Callable[..., Any] = head_loss_sum
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A run as :func:`setup` builds it: its resolved ``params`` (the config's training keys),
+    where its checkpoints go, its log label, the padding id, the study's hooks; ``save=False``:
+    no checkpoints at all (a benchmark); ``reporters``: objects with ``log(step, logs, tokens)``,
+    ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.tracking.reporters`)."""
+
+    params: dict[str, Any]
+    checkpoints: Path
+    label: str
+    pad_token_id: int
+    hooks: Hooks = field(default_factory=Hooks)
+    save: bool = True
+    reporters: tuple = ()
+
+
+@dataclass
+class State:
+    """What a checkpoint's ``loop_state.json`` holds: the steps done, the non-pad tokens seen,
+    every logged and evaluated value."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """What :func:`setup` built: the model (sharded when N > 1 processes), its optimizer and
+    schedule, the data, the state and what the loop reports to."""
+
+    spec: Spec
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    train_data: Any
+    eval_data: Any
+    share: int  # this process's examples per step
+    micro: int  # its examples per micro-batch
+    sharded: bool
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    state: State = field(default_factory=State)
+    stop_rules: StopRules | None = None
+    throughput: Throughput = field(default_factory=Throughput)
+    losses: list[torch.Tensor] = field(default_factory=list)  # step losses since the last log
+    pending_tokens: torch.Tensor | int = 0  # counted on the device, not yet in state
+    last_lr: float = 0.0  # the learning rate of the last step
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.spec.params
+
+    @property
+    def master(self) -> MasterWeightsOptimizer | None:
+        return self.optimizer if isinstance(self.optimizer, MasterWeightsOptimizer) else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def shares(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(examples per step, examples per micro-batch) of one of ``world`` processes, such that the
+    ``batch_size x grad_accum`` examples of a step split evenly: the accumulation split first
+    (the same micro-batches, spread over processes), else the batch."""
+    if grad_accum % world == 0:
+        return batch_size * grad_accum // world, batch_size
+    if batch_size % world == 0:
+        return batch_size * grad_accum // world, batch_size // world
+    raise TrainingConfigError(
+        f"the global batch (batch_size {batch_size} x grad_accum {grad_accum}) does not split "
+        f"over {world} data-parallel processes: make grad_accum or batch_size a multiple of {world}"
+    )
+
+
+def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
+    """The run of ``spec`` on ``model`` (on its device; sharded here when N > 1 processes)."""
+    p = spec.params
+    torch.manual_seed(p["seed"])
+    if p.get("compile_layers"):
+        speed.compile_layers(model)
+    sharded = parallel.world_size() > 1
+    bf16 = bf16_enabled(p["bf16"])
+    if sharded:  # fp32 shards, cast to bf16 per layer by FSDP's policy: no autocast
+        model = sharding.shard(model, torch.bfloat16 if bf16 else torch.float32)
+    if p["gradient_checkpointing"]:
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
+    model.train()
+    optimizer = build_optimizer(
+        model, p, master_weights=master_weights_enabled(p) and not sharded, sharded=sharded
+    )
+    device_type = next(model.parameters()).device.type
+
+    def autocast():
+        on = bf16 and not sharded
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=on)
+
+    share, micro = shares(p["batch_size"], p["grad_accum"], parallel.world_size())
+    if len(train_dataset) == 0:
+        raise TrainingConfigError(f"{spec.label}: no training examples")
+    has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
+    if p.get("packing") and spec.hooks.micro_batches is None:  # a study that packs passes them
+        raise TrainingConfigError("packing: true needs packed micro-batches; this run has none")
+    if spec.hooks.collate is None:
+        spec = _with_hooks(spec, collate=PolicyCollator(spec.pad_token_id))
+    return Run(
+        spec=spec,
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, p),
+        train_data=train_dataset,
+        eval_data=eval_dataset if has_eval else None,
+        share=share,
+        micro=micro,
+        sharded=sharded,
+        autocast=autocast,
+        stop_rules=StopRules(p),
+    )
+
+
+def _with_hooks(spec: Spec, **changes) -> Spec:
+    return replace(spec, hooks=replace(spec.hooks, **changes))
+
+
+def step_examples(run: Run, step: int) -> list:
+    """This process's examples of optimizer step ``step`` (from 0): the data is a stream of
+    epochs, each a permutation drawn from ``seed`` and the epoch, cut into steps of
+    ``batch_size x grad_accum`` examples; process r takes the r-th share of each step. The
+    order depends on nothing but the step, so a resumed run trains on the same examples."""
+    data, p = run.train_data, run.params
+    n, per_step = len(data), p["batch_size"] * p["grad_accum"]
+    start = step * per_step + parallel.rank() * run.share
+    orders: dict[int, list[int]] = {}
+    out = []
+    for pos in range(start, start + run.share):
+        epoch, i = divmod(pos, n)
+        if epoch not in orders:
+            g = torch.Generator().manual_seed(p["seed"] * 1_000_003 + epoch)
+            orders[epoch] = torch.randperm(n, generator=g).tolist()
+        out.append(data[orders[epoch][i]])
+    return out
+
+
+@contextlib.contextmanager
+def _no_grad_sync(run: Run, last: bool) -> Iterator[None]:
+    """A sharded model's gradients reduce-scatter only after the step's last micro-batch."""
+    if run.sharded and not last:
+        run.model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            run.model.set_requires_gradient_sync(True)
+    else:
+        yield
+
+
+def micro_batches(run: Run, examples: list) -> list[dict]:
+    hooks = run.spec.hooks
+    if hooks.micro_batches is not None:
+        return hooks.micro_batches(examples, run.micro)
+    return [hooks.collate(examples[i : i + run.micro]) for i in range(0, len(examples), run.micro)]
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def step(run: Run, examples: list) -> torch.Tensor | None:
+    """One optimizer step on this process's ``examples``; returns the gradient norm before
+    clipping (None when ``max_grad_norm`` is 0). The step's loss is the mean next-token loss over
+    every labelled token of the step, all processes' together."""
+    p, hooks, model = run.params, run.spec.hooks, run.model
+    batches = micro_batches(run, examples)
+    # labelled tokens of the whole step: counted on the host before any forward (no device sync)
+    n_items = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
+    n_items = max(parallel.sum_int(n_items), 1)
+    world = parallel.world_size()  # sharded gradients are averaged over processes: undo that
+    step_loss = None
+    for i, batch in enumerate(batches):
+        batch = _to(batch, run.device)
+        with _no_grad_sync(run, last=i == len(batches) - 1), run.autocast():
+            total, _ = loss_sum(model, batch, hooks.forward_kwargs, head_loss=hooks.head_loss)
+            loss = total * world / n_items
+        loss.backward()
+        run.stop_rules.watch_micro_loss(run.state.step + 1, loss)
+        step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
+        run.pending_tokens = run.pending_tokens + batch["attention_mask"].sum()
+    run.losses.append(step_loss / world)  # this process's part of the step's mean loss
+    grad_norm = clip(run, p["max_grad_norm"])
+    run.last_lr = run.optimizer.param_groups[0]["lr"]  # the schedule moves on below
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.state.step += 1
+    return grad_norm
+
+
+def clip(run: Run, max_norm: float) -> torch.Tensor | None:
+    """Clip the gradients to ``max_norm`` (0: no clip); the norm before clipping."""
+    if not max_norm:
+        return None
+    if run.master is not None:  # the gradients live on the fp32 masters
+        return run.master.clip_(max_norm)
+    params = [t for t in run.model.parameters() if t.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # sharded: a DTensor
+
+
+@torch.no_grad()
+def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
+    """The mean next-token loss over every labelled token of the held-out examples (each process
+    takes every world-th one; all run the same number of forwards, as sharded forwards are
+    collectives)."""
+    data, p, hooks = run.eval_data, run.params, run.spec.hooks
+    mine = list(range(parallel.rank(), len(data), parallel.world_size()))
+    size = p["eval_batch_size"]
+    most = math.ceil(len(data) / parallel.world_size())  # the examples of the busiest process
+    rounds = math.ceil(most / size)
+    run.model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=run.device)
+    count = torch.zeros((), dtype=torch.float64, device=run.device)
+    for r in range(rounds):
+        chunk = mine[r * size : (r + 1) * size]
+        batch = _to(hooks.collate([data[i] for i in (chunk or [0])]), run.device)
+        with run.autocast():
+            t, n = loss_sum(run.model, batch, hooks.forward_kwargs, head_loss=hooks.head_loss)
+        if chunk:  # a process with no examples left joins the forward and counts nothing
+            total += t.double()
+            count += n.double()
+        if watchdog is not None:
+            watchdog.progress()
+    run.model.train()
+    total, count = parallel.sum_tensor(total), parallel.sum_tensor(count)
+    return float(total / count.clamp(min=1))
+
+
+def _flush_tokens(run: Run) -> None:
+    """The tokens counted on the device into the state (a sync; all processes' together)."""
+    tokens = parallel.sum_int(int(run.pending_tokens))
+    run.state.tokens_seen += tokens
+    run.throughput.tokens += tokens
+    run.pending_tokens = 0
+
+
+def log_train(run: Run, grad_norm) -> dict[str, float]:
+    """The entry of a logging step: the mean step loss since the last one, the learning rate of
+    this step, its gradient norm; the stop rules see the loss."""
+    _flush_tokens(run)
+    loss = parallel.sum_tensor(torch.stack(run.losses).mean().float())
+    run.losses = []
+    entry = {"step": run.state.step, "loss": float(loss), "learning_rate": run.last_lr}
+    if grad_norm is not None:
+        entry["grad_norm"] = float(grad_norm)
+    return entry
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def train(run: Run) -> None:
+    """Train from ``run.state.step`` to ``max_steps`` or a stop rule; checkpoints every
+    ``save_steps``, and one on an interrupt before it raises
+    :class:`~ablate.core.interrupts.TrainingInterrupted`."""
+    from ablate.core.training import checkpointing
+
+    p, state, rules, spec = run.params, run.state, run.stop_rules, run.spec
+    rules.replay(state.log_history)  # the patience counters and first loss of a resumed run
+    progress = Progress(spec.label, run.throughput)
+    watchdog = StallWatchdog(p, run.throughput.step_times, spec.label)
+    interrupt = interrupts.InterruptWatch()
+    world = parallel.world_size()
+    how = f"{run.share} examples per step and process, {world} process(es), device {run.device}"
+    progress.begin(state.step, p["max_steps"], how)
+    for r in spec.reporters:
+        r.begin(state.step)
+    save = spec.save and p["save_steps"] > 0
+    interrupt.install()
+    watchdog.start()
+    try:
+        while state.step < p["max_steps"] and rules.stop is None:
+            t0 = time.perf_counter()
+            grad_norm = step(run, step_examples(run, state.step))
+            run.throughput.step_times.append(time.perf_counter() - t0)
+            watchdog.progress()
+            s, last = state.step, state.step >= p["max_steps"]
+            do_log = s == 1 or last or _due(s, p["logging_steps"])
+            do_eval = run.eval_data is not None and _due(s, p["eval_steps"])
+            do_save = save and _due(s, p["save_steps"])
+            stopping = interrupt.requested()
+            due = do_log or do_eval or do_save or last or stopping
+            if due and parallel.any_process(rules.nonfinite() is not None):
+                rules.nonfinite_elsewhere(s)
+                break  # never log, evaluate or save weights that took a non-finite update
+            if do_log:
+                entry = log_train(run, grad_norm)
+                _record(run, progress, entry)
+                rules.observe_train_loss(s, entry["loss"])
+            if do_eval:
+                entry = {"step": s, "eval_loss": evaluate(run, watchdog)}
+                _record(run, progress, entry)
+                stop = rules.observe_eval_loss(s, entry["eval_loss"])
+                if stop and stop["reason"] == "nonfinite":
+                    break
+            if do_save or stopping:
+                _flush_tokens(run)
+                checkpointing.save(run)
+                watchdog.progress()
+            if stopping:
+                raise interrupt.interrupted(s)
+    finally:  # the watchdog must not outlive its training, nor the handlers
+        watchdog.stop()
+        interrupt.restore()
+        for r in spec.reporters:
+            r.end()
+    _flush_tokens(run)
+
+
+def _record(run: Run, progress: Progress, entry: dict[str, Any]) -> None:
+    run.state.log_history.append(entry)
+    progress.log(entry["step"], run.params["max_steps"], entry)
+    for r in run.spec.reporters:
+        r.log(entry["step"], entry, run.state.tokens_seen)

@@ -1,0 +1,231 @@
+"""The optimizer of a run: its class and settings from the params (``optim``), the weight-decay
+groups, the fp32 master weights of 16-bit weights (:class:`MasterWeightsOptimizer`), the learning
+rate schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import get_scheduler
+from transformers.optimization import Adafactor
+
+from ablate.core.training.adafactor import FusedAdafactor
+
+
+def optimizer_class(p: dict[str, Any]) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
+    """The class and settings of ``optim`` (the HF names the config uses, their HF defaults:
+    AdamW betas 0.9/0.999 and eps 1e-8; Adafactor with an external learning rate, no relative
+    step and no parameter scaling; plain SGD)."""
+    lr, name = p["learning_rate"], p["optim"]
+    if name == "adafactor":
+        return Adafactor, {"lr": lr, "scale_parameter": False, "relative_step": False}
+    if name in ("adamw_torch", "adamw_torch_fused"):
+        kwargs = {"lr": lr, "betas": (0.9, 0.999), "eps": 1e-8}
+        return torch.optim.AdamW, {**kwargs, "fused": True} if name.endswith("fused") else kwargs
+    if name == "sgd":
+        return torch.optim.SGD, {"lr": lr}
+    raise ValueError(
+        f"optim: {name!r} is not one of adafactor, adamw_torch, adamw_torch_fused, sgd"
+    )
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The trained parameters in two groups: matrices (embeddings, projections) decay; vectors
+    (norms, biases) do not (nanoGPT's rule; HF's by-name rule picks the same parameters in these
+    models)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(
+    model: torch.nn.Module, p: dict[str, Any], *, master_weights: bool, sharded: bool
+) -> torch.optim.Optimizer:
+    """The run's optimizer: on fp32 masters of 16-bit weights (``master_weights``), else on the
+    weights themselves (fp32 weights, or a sharded model's fp32 shards, which are its masters;
+    there Adafactor is :class:`FusedAdafactor`, whose statistics span the shards)."""
+    cls, kwargs = optimizer_class(p)
+    groups = decay_groups(model, p["weight_decay"])
+    if sharded:
+        if cls is Adafactor and FusedAdafactor.supports(kwargs):
+            cls = FusedAdafactor
+        return cls(groups, **kwargs)
+    if master_weights:
+        params = [t for g in groups for t in g["params"]]
+        return MasterWeightsOptimizer(groups, fused_inner(cls, kwargs, params), kwargs)
+    return cls(groups, **kwargs)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, p: dict[str, Any]):
+    """The learning-rate schedule: ``lr_scheduler`` over ``max_steps``, with
+    ``ceil(warmup_ratio x max_steps)`` warm-up steps (transformers' schedule functions)."""
+    warmup = -(-p["warmup_ratio"] * p["max_steps"] // 1)
+    return get_scheduler(
+        p["lr_scheduler"],
+        optimizer,
+        num_warmup_steps=int(warmup),
+        num_training_steps=p["max_steps"],
+    )
+
+
+class MasterWeightsOptimizer(torch.optim.Optimizer):
+    """Any torch optimizer run on fp32 master copies of 16-bit model weights.
+
+    bf16 weights make the forward/backward 2.2x faster than bf16 autocast over fp32 weights on an
+    H200 (docs/benchmarks.md), but a bf16 weight cannot take a 2e-5 x O(1) update (its spacing near
+    0.02 is ~1e-4): the update rounds away. So the optimizer keeps fp32 masters, the backward
+    accumulates each gradient into the master's fp32 ``.grad`` (a post-accumulate hook, which also
+    frees the 16-bit grad), the inner optimizer steps the masters, and the weights are copied back.
+    Numerically this is fp32-master mixed precision; the 16-bit weights are only a cache.
+    An inner optimizer with ``takes_low_precision_grads`` and ``mirrors`` (FusedAdafactor) gets a
+    single micro-batch's gradient uncast (the sum of several in fp32, as above) and writes the
+    16-bit weights itself: the same numbers with three fewer passes over the masters' size.
+    Its state_dict carries the masters, so a resumed run continues bit-for-bit.
+    """
+
+    def __init__(self, param_groups: list[dict], inner_cls, inner_kwargs: dict):
+        self.model_params: list[torch.nn.Parameter] = []
+        self.master_params: list[torch.Tensor] = []
+        self._hooks = []
+        self._grad_scale: torch.Tensor | None = None  # a clip factor for the fused step (clip_)
+        # an inner optimizer that takes 16-bit gradients (FusedAdafactor) gets a micro-batch's
+        # gradient uncast, as a ``grads`` entry (a tensor's .grad must have its dtype): with one
+        # micro-batch per step, no fp32 copy is written and its reads move half the bytes
+        self._low = getattr(inner_cls, "takes_low_precision_grads", False)
+        self._grads: list[torch.Tensor | None] = []
+        master_groups = []
+        for group in param_groups:
+            masters = []
+            for p in group["params"]:
+                m = p.detach().float().clone()
+                self._hooks.append(
+                    p.register_post_accumulate_grad_hook(self._hook(m, len(self._grads)))
+                )
+                self.model_params.append(p)
+                self.master_params.append(m)
+                self._grads.append(None)
+                masters.append(m)
+            master_groups.append({**group, "params": masters})
+        self.inner = inner_cls(master_groups, **inner_kwargs)
+        mirrors = getattr(self.inner, "mirrors", None)  # an inner that writes the 16-bit weights
+        if mirrors is not None:
+            mirrors.update(zip(self.master_params, self.model_params))
+        self._copy_back = mirrors is None
+        # the attributes torch's Optimizer API (LR schedulers, accelerate) reads
+        self.defaults = self.inner.defaults
+        self._optimizer_step_pre_hooks = {}
+        self._optimizer_step_post_hooks = {}
+        self._optimizer_state_dict_pre_hooks = {}
+        self._optimizer_state_dict_post_hooks = {}
+        self._optimizer_load_state_dict_pre_hooks = {}
+        self._optimizer_load_state_dict_post_hooks = {}
+
+    def _hook(self, master: torch.Tensor, i: int):
+        def accumulate(p: torch.Tensor) -> None:
+            if not self._low:
+                g = p.grad.to(torch.float32)
+                if master.grad is None:
+                    master.grad = g
+                else:
+                    master.grad.add_(g)
+            elif self._grads[i] is None:
+                self._grads[i] = p.grad  # kept as it is: cast where the optimizer reads it
+            elif self._grads[i].dtype != torch.float32:  # a second micro-batch: sum in fp32
+                self._grads[i] = self._grads[i].float().add_(p.grad)
+            else:
+                self._grads[i].add_(p.grad)
+            p.grad = None
+
+        return accumulate
+
+    def grads(self) -> list[torch.Tensor | None]:
+        """Each master's gradient: its ``.grad`` (set by hand, or by the hooks in fp32 mode) or the
+        hooks' accumulated one."""
+        return [
+            m.grad if m.grad is not None else g for m, g in zip(self.master_params, self._grads)
+        ]
+
+    def clip_(self, max_norm: float) -> torch.Tensor:
+        """Clip the masters' gradients to ``max_norm``; returns the norm before clipping.
+
+        A fused inner optimizer (torch's fused AdamW) takes the clip factor as its AMP
+        ``grad_scale`` input and divides inside its own kernel: at 3.4 B parameters that saves a
+        read and a write of 13.7 GB of fp32 gradients per step (~9 ms on an H100,
+        bench/results/mfu_h100.md). Others get torch's own in-place clip."""
+        grads = [g for g in self.grads() if g is not None]
+        # get_total_norm's computation, in fp32 whatever the gradients' dtype
+        norms = torch._foreach_norm(grads, 2.0, dtype=torch.float32) if grads else []
+        norm = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+        if getattr(self.inner, "_step_supports_amp_scaling", False):
+            # clip_grads_with_norm_'s factor max_norm / (norm + 1e-6), capped at 1, as a divisor
+            self._grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0)
+        else:  # it takes the tensors whose .grad it scales (given the grads, it did nothing)
+            with_grad = [m for m in self.master_params if m.grad is not None]
+            torch.nn.utils.clip_grads_with_norm_(with_grad, max_norm, norm)
+        return norm
+
+    @property
+    def param_groups(self):
+        return self.inner.param_groups
+
+    @property
+    def state(self):
+        return self.inner.state
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        scale, self._grad_scale = self._grad_scale, None
+        self.inner.grad_scale = scale  # None: no clip pending (torch's optimizers read None)
+        if self._low:
+            self.inner.grads = {
+                m: g for m, g in zip(self.master_params, self._grads) if g is not None
+            }
+        try:
+            loss = self.inner.step(closure)
+        finally:
+            del self.inner.grad_scale
+        if self._copy_back:
+            torch._foreach_copy_(self.model_params, self.master_params)
+        self.zero_grad()  # model.zero_grad() cannot see the masters'
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for t in (*self.master_params, *self.model_params):
+            t.grad = None
+        self._grads = [None] * len(self._grads)
+        if self._low:
+            self.inner.grads = {}
+
+    @torch.no_grad()
+    def write_model(self) -> None:
+        """The masters' values into the model's weights (in the weights' dtype)."""
+        torch._foreach_copy_(self.model_params, self.master_params)
+
+    @torch.no_grad()
+    def sync_master_from_model(self) -> None:
+        torch._foreach_copy_(self.master_params, self.model_params)
+
+    def state_dict(self) -> dict:
+        return {"inner": self.inner.state_dict(), "master": list(self.master_params)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.inner.load_state_dict(state_dict["inner"])
+        torch._foreach_copy_(
+            self.master_params,
+            [t.to(m.device) for t, m in zip(state_dict["master"], self.master_params, strict=True)],
+        )
+        torch._foreach_copy_(self.model_params, self.master_params)
+
+
+def fused_inner(cls, kwargs: dict, params: list[torch.Tensor]):
+    """The masters' optimizer class: HF's Adafactor becomes :class:`FusedAdafactor` (the same
+    update, compiled per group of like parameters, the clip inside it) on CUDA; on CPU HF's own
+    loop stays (compiling costs seconds there and saves little, docs/training.md)."""
+    if cls is Adafactor and FusedAdafactor.supports(kwargs) and all(p.is_cuda for p in params):
+        return FusedAdafactor
+    return cls
