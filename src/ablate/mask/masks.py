@@ -84,12 +84,14 @@ def prompt_token_mask(
     return attention_mask.bool() & (pos < lengths)
 
 
-def _text_config(model_or_config: Any):
+def text_config(model_or_config: Any):
+    """The text model's config of ``model_or_config`` (a model or a config; a VLM's text part)."""
     config = getattr(model_or_config, "config", model_or_config)
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
-def _is_sliding(config, layer_type: str | None) -> bool:
+def is_sliding(config, layer_type: str | None) -> bool:
+    """Whether layers of ``layer_type`` (None: the config's one kind) attend in a sliding window."""
     if layer_type is not None:
         return layer_type in ("sliding_attention", "sliding_window")
     return bool(getattr(config, "sliding_window", None))
@@ -97,10 +99,10 @@ def _is_sliding(config, layer_type: str | None) -> bool:
 
 def _has_sliding_layers(config) -> bool:
     layer_types = getattr(config, "layer_types", None) or [None]
-    return any(_is_sliding(config, lt) for lt in layer_types)
+    return any(is_sliding(config, lt) for lt in layer_types)
 
 
-def _windowed_prompt_block(block_ids: torch.Tensor, window: int):
+def windowed_prompt_block(block_ids: torch.Tensor, window: int):
     """Prompt-block overlay limited to the layer's window: the bidirectional twin of the causal
     sliding window (HF's causal window is ``q - kv < window``; in the prompt ``|q - kv| < window``).
     """
@@ -135,7 +137,7 @@ def prefix_lm_mask(
     intersected with the window (``|q - kv| < window``), built as an ``or_mask_function`` of the
     same ``create_sliding_window_causal_mask``.
     """
-    config = _text_config(model_or_config)
+    config = text_config(model_or_config)
     if position_ids is None:
         position_ids = position_ids_from_mask(attention_mask)
     if query_length is None:
@@ -155,10 +157,10 @@ def prefix_lm_mask(
     )
 
     def build(layer_type: str | None):
-        if _is_sliding(config, layer_type):
+        if is_sliding(config, layer_type):
             window = config.sliding_window
             return masking_utils.create_sliding_window_causal_mask(
-                **common, or_mask_function=_windowed_prompt_block(block_ids, window)
+                **common, or_mask_function=windowed_prompt_block(block_ids, window)
             )
         return masking_utils.create_causal_mask(**common, block_sequence_ids=block_ids)
 
@@ -188,7 +190,7 @@ def _right_padded(attention_mask: torch.Tensor, hint: bool | None) -> bool:
 
 
 def _uses_prefix_split(model, past_key_values, attention_mask, right_padded) -> bool:
-    config = _text_config(model)
+    config = text_config(model)
     return (
         getattr(config, "_attn_implementation", None) == PREFIX_SDPA
         and past_key_values is None
@@ -229,7 +231,7 @@ def _check_built_for(module: torch.nn.Module, args: tuple, kwargs: dict):
     built_for = kwargs.pop(BUILT_FOR_KWARG, None)
     if built_for is None:
         return None
-    now = getattr(_text_config(module), "_attn_implementation", None)
+    now = getattr(text_config(module), "_attn_implementation", None)
     if now != built_for:
         raise BackendMismatchError(
             f"these forward kwargs were built by masks.policy_forward_kwargs for attention "
@@ -240,7 +242,7 @@ def _check_built_for(module: torch.nn.Module, args: tuple, kwargs: dict):
     return args, kwargs
 
 
-def _install_backend_check(model: Any) -> None:
+def install_backend_check(model: Any) -> None:
     """Hook :func:`_check_built_for` once onto ``model`` and its decoder (the fast paths call the
     decoder with the same kwargs)."""
     targets = [model]
@@ -307,9 +309,9 @@ def policy_forward_kwargs(
             f"{input_ids.shape[0]} rows"
         )
     _check_prompt_lengths(attention_mask, prompt_lengths, sync=right_padded is not True)
-    impl = getattr(_text_config(model), "_attn_implementation", None)
+    impl = getattr(text_config(model), "_attn_implementation", None)
     if impl is not None:
-        _install_backend_check(model)
+        install_backend_check(model)
         kw[BUILT_FOR_KWARG] = impl
     if _uses_prefix_split(model, past_key_values, attention_mask, right_padded):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
@@ -366,7 +368,7 @@ def incremental_logits(
         ids[b, n_prompt - p : n_prompt - p + len(r)] = r
         mask[b, n_prompt - p : n_prompt - p + len(r)] = 1
     full_pos = position_ids_from_mask(mask)
-    cache = DynamicCache(config=_text_config(model))
+    cache = DynamicCache(config=text_config(model))
     out = model(
         **policy_forward_kwargs(
             model,
