@@ -117,11 +117,6 @@ def generate(model, tokenizer, prompts, params, batch_size=None) -> tuple[list[s
     return texts, [len(row) for row in new]
 
 
-def generate_from_ids(model, tokenizer, id_lists, params, batch_size=None):
-    """Greedy continuations of token-id prompts, fed as their embeddings: (texts, lengths)."""
-    return generate(model, tokenizer, embed_ids(model, id_lists), params, batch_size)
-
-
 def score_rows(kind: str, items: list[dict], predictions: list[str]) -> list[dict[str, Any]]:
     rows = []
     for item, pred in zip(items, predictions, strict=True):
