@@ -14,8 +14,8 @@ import torch
 from ablate.core import checkpoint, phases, planner, provenance
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.planner.inputs import Reference
+from ablate.core.planner.overheads import disk_need_mb
 from ablate.core.planner.params import count_params, params_of_hub_model
-from ablate.core.training.params import disk_need_mb
 from ablate.mask import study
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training.gate import resolve_params
