@@ -290,24 +290,44 @@ def test_plateau_rule_patience_delta_min_steps():
     assert stop["detail"]["best_step"] == 400 and stop["detail"]["evals_without_improvement"] == 2
 
 
-def test_nonfinite_micro_loss_is_read_only_before_a_log_save_or_stop():
-    """Micro-batch losses stay on the device until a step that logs, evaluates, saves or ends
-    (no host sync on the steps between); the stop names the first non-finite step."""
-    from types import SimpleNamespace
-
-    from transformers import TrainerControl
-
+def test_nonfinite_micro_loss_is_read_once_and_names_the_first_bad_step():
+    """Micro-batch losses stay on the device until the loop asks (one sync); the stop names the
+    first non-finite step."""
     r = rules()
-    losses = {1: 2.0, 2: float("nan"), 3: 1.5, 4: float("inf")}
-    for step, loss in losses.items():
+    for step, loss in {1: 2.0, 2: float("nan"), 3: 1.5, 4: float("inf")}.items():
         r.watch_micro_loss(step, torch.tensor(loss))
-        control = TrainerControl(should_log=step == 4)
-        r.on_step_end(None, SimpleNamespace(global_step=step), control)
-        if step < 4:  # not read yet: training goes on, nothing decided
-            assert r.stop is None and not control.should_training_stop and r._micro
-    assert r.stop["reason"] == "nonfinite" and r.stop["step"] == 2
-    assert r.stop["detail"]["step"] == 2 and r.stop["detail"]["value"] != r.stop["detail"]["value"]
-    assert control.should_training_stop and not control.should_log and not r._micro
+    assert r.stop is None  # nothing read yet
+    stop = r.nonfinite()
+    assert stop["reason"] == "nonfinite" and stop["step"] == 2 and r.stop is stop
+    assert stop["detail"]["step"] == 2 and stop["detail"]["value"] != stop["detail"]["value"]
+    assert r.nonfinite() is None or r.stop is stop  # read: the queue is empty
+
+
+def test_the_loop_reads_losses_only_at_a_step_that_logs_evaluates_saves_or_ends(
+    tiny_model_dir, sft_file, tmp_path, monkeypatch
+):
+    """No host sync on the steps between: 7 steps logging every 3 (and the first), evaluating at
+    6, saving at 4, read at steps 1, 3, 4, 6 and 7 only."""
+    from ablate.core.training.callbacks import StopRules
+
+    read_at = []
+    real = StopRules.nonfinite
+
+    def nonfinite(self):
+        read_at.append(self._micro[-1][0])
+        return real(self)
+
+    monkeypatch.setattr(StopRules, "nonfinite", nonfinite)
+    finetune(
+        FinetuneSpec.parse(
+            "causal", {**FAST, "max_steps": 7, "logging_steps": 3, "eval_steps": 6, "save_steps": 4}
+        ),
+        model_path=tiny_model_dir,
+        data=sft_file,
+        out_dir=tmp_path / "o",
+        probe_result=no_leak("causal"),
+    )
+    assert read_at == [1, 3, 4, 6, 7]
 
 
 def test_nonfinite_rule_and_replay():
