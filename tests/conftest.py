@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# The suite lives in folders by part (core, mask, bridge, pipeline, cluster); a test module may
-# import another's helpers by module name (`from test_pipeline_dag import job_counts`), so every
-# folder is importable, as when they shared one folder (module names stay unique).
+# The suite lives in folders by part (core, mask, bridge, pipeline, cluster); shared helpers are in
+# tests/helpers.py (`from helpers import job_counts`). Every folder is importable, as when they
+# shared one folder (module names stay unique).
 for _part in ("core", "mask", "bridge", "pipeline"):
     sys.path.insert(0, str(Path(__file__).parent / _part))
 
@@ -46,6 +46,21 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory):
+    """The workflow without the library (dry runs use the installed one), one copy a module: the
+    config-error tests write their config files into it."""
+    import shutil
+
+    from helpers import ROOT
+
+    wd = tmp_path_factory.mktemp("wf_schema")
+    for name in ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / name)
+    return wd
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 
 import pytest
-import yaml
+from helpers import bridge_config
 
 from ablate.bridge import grid
 from ablate.bridge import study as layout
 from ablate.core.config import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def bridge_config(name: str = "config.yaml") -> dict:
-    """The bridge section of a shipped config, validated (defaults filled) like the Snakefile does."""
-    from ablate.core.config import validate_config
-
-    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
-    validate_config(cfg)
-    return cfg["bridge"]
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def test_a_late_key_at_its_default_leaves_the_recorded_params_and_their_check():
 def test_grid_records_a_set_group_in_the_run_identity():
     """A group is part of the run: spelled as the data-parallel run it equals (one process of
     4 rows in groups of 2 = 2 processes of 2 rows), the job's params keep it."""
-    from test_bridge_grid import bridge_config
+    from helpers import bridge_config
 
     bridge = bridge_config()
     bridge["grid"] = {"a": {}, "b": {"infonce_group": 2}}

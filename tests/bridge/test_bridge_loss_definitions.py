@@ -237,7 +237,7 @@ def test_the_teacher_rows_a_cache_stores_give_the_live_kl(micro, kl_teacher, nll
 
 
 def test_the_teacher_cache_key_holds_the_definitions_off_their_defaults():
-    from test_bridge_grid import bridge_config
+    from helpers import bridge_config
 
     bridge = bridge_config()
     p = bridge_params.resolve({})
@@ -254,8 +254,8 @@ def test_the_original_overlay_sets_each_eras_definitions(monkeypatch):
     for every entry, the early era's for 1b, every run under a run id of its own."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the run ids name the branches: no hub lookup
     import yaml
+    from helpers import ROOT, bridge_config
     from snakemake.utils import update_config
-    from test_bridge_grid import ROOT, bridge_config
 
     from ablate.bridge import grid
     from ablate.core.config import validate_config

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from checkout import BRIDGE_ARGS, copy_checkout, snakemake
-from test_pipeline_dag import job_counts, load_workflow
+from helpers import job_counts, load_workflow, shipped_config
 
 from ablate.bridge.pins import ROLES
 
@@ -33,10 +33,6 @@ BRIDGE_RULES = {
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     return copy_checkout(tmp_path_factory.mktemp("bridge_dag"))
-
-
-def load(name: str = "config.yaml") -> dict:
-    return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
 def dry_run_with(wd: Path, cfg: dict, *args: str, env: dict | None = None):
@@ -87,7 +83,7 @@ def test_seed_study_plans_offline(fresh):
     assert not (fresh / "results" / "latentwire").exists()
     # offline and uncached: run ids name the branch, said once per model and dataset, not per job
     warned = re.findall(r"warning: hub revision (\S+)@main is not resolved", r.stderr)
-    bridge = load("latentwire.yaml")["bridge"]
+    bridge = shipped_config("latentwire.yaml")["bridge"]
     hub = [bridge[k]["path"] for k in ROLES] + [f"datasets/{d['path']}" for d in _hub_data(bridge)]
     assert sorted(warned) == sorted(hub), r.stderr
 
@@ -115,7 +111,7 @@ def test_seed_study_with_the_original_losses_plans_offline(fresh):
 def test_seed_study_pins_the_locked_commits(fresh):
     """A lock entry per model: no warning, the run ids hash the commits, and every job loading a
     hub model declares the lock (a Vast instance re-parses the workflow with it)."""
-    cfg = load("latentwire.yaml")
+    cfg = shipped_config("latentwire.yaml")
     lock = fresh / "results" / "latentwire" / "hub_revisions.json"
     repos = [cfg["bridge"][k]["path"] for k in ROLES]
     repos += [f"datasets/{d['path']}" for d in _hub_data(cfg["bridge"])]
@@ -146,7 +142,7 @@ def _run_ids(stdout: str) -> set[str]:
 
 def test_misspelled_hub_dataset_fails_the_dry_run(fresh):
     """The seed's own typo: checked against the offline list of hub ids before the DAG is built."""
-    cfg = load("latentwire.yaml")
+    cfg = shipped_config("latentwire.yaml")
     cfg["bridge"]["data"]["hotpotqa"]["path"] = "hot_pot_qa"
     r = dry_run_with(fresh, cfg)
     out = r.stdout + r.stderr
@@ -206,7 +202,7 @@ def test_seed_study_computes_each_frozen_state_once(fresh):
 
 
 def _grid_edit(**entries) -> dict:
-    cfg = load()
+    cfg = shipped_config("config.yaml")
     cfg["studies"] = ["bridge"]
     cfg["bridge"]["grid"].update(entries)
     return cfg
@@ -226,14 +222,14 @@ def _grid_edit(**entries) -> dict:
             "bridge.grid.2b.bottleneck = 64 is not divisible by bridge.grid.2b.heads = 3",
         ),
         (
-            {**_grid_edit(), "bridge": {**load()["bridge"], "bogus": 1}},
+            {**_grid_edit(), "bridge": {**shipped_config("config.yaml")["bridge"], "bogus": 1}},
             "invalid config at bridge: Additional properties are not allowed ('bogus'",
         ),
         (
             {
                 **_grid_edit(),
                 "bridge": {
-                    **load()["bridge"],
+                    **shipped_config("config.yaml")["bridge"],
                     "target": {"source": "embedded", "family": "mistral"},
                 },
             },
@@ -258,7 +254,7 @@ def test_same_as_entry_has_no_job(fresh):
 
     r = snakemake(fresh, "-n", *BRIDGE_ARGS, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    cfg = load()
+    cfg = shipped_config("config.yaml")
     from ablate.core.config import validate_config
 
     validate_config(cfg)

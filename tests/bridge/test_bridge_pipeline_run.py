@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from checkout import snakemake
-from test_pipeline_dag import job_counts
+from helpers import job_counts
 
 from ablate.core import status
 from ablate.core.planner.inputs import load_config

@@ -8,8 +8,8 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-from test_bridge_grid import bridge_config
-from test_bridge_tables import ENTRIES, run_summary
+from helpers import BRIDGE_ENTRIES as ENTRIES
+from helpers import bridge_config, run_summary
 
 from ablate.bridge import claims, grid, tables
 from ablate.bridge import study as layout

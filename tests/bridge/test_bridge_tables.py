@@ -8,34 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import BRIDGE_ENTRIES as ENTRIES
+from helpers import run_summary
 
 from ablate.bridge import claims, tables
 from ablate.core import io
-
-ENTRIES = {
-    "1a": dict(run_id="r1a", same_as=None, dataset="gsm8k", K=8, direction="source->target"),
-    "1b": dict(run_id="r1b", same_as=None, dataset="gsm8k", K=8, direction="source->target"),
-    "2a": dict(run_id="r2a", same_as=None, dataset="gsm8k", K=4, direction="source->target"),
-    "2b": dict(run_id="r2b", same_as=None, dataset="gsm8k", K=6, direction="source->target"),
-    "2c": dict(run_id="r1a", same_as="1a", dataset="gsm8k", K=8, direction="source->target"),
-}
-
-
-def run_summary(run_id: str, peak: float, final: float, K: int) -> dict:
-    return dict(
-        run_id=run_id,
-        K=K,
-        peak=peak,
-        peak_step=40,
-        final=final,
-        degradation=peak - final,
-        mean_prompt_tokens=24.0,
-        compression_ratio=24.0 / K,
-        steps_done=80,
-        stop_reason="max_steps",
-        wall_s=10.0,
-        curve=[{"step": 0, "accuracy": 0.0}, {"step": 40, "accuracy": peak}],
-    )
 
 
 @pytest.fixture

@@ -120,6 +120,56 @@ def wait_for(
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
+# ----------------------------------------------------------------------------- Vast helpers
+
+# Test pace: look at running jobs every second instead of the profile's 10/15 s.
+VAST_POLL = ("--ablate-vast-poll-seconds", "1", "--seconds-between-status-checks", "1")
+STOCK = os.environ.get("ABLATE_TEST_VAST_EXECUTOR")
+EXECUTOR = ("--executor", STOCK) if STOCK else ()
+
+
+def minimal_checkout(tmp_path: Path) -> Path:
+    """The minimal workflow as a git checkout, with `vast` -> the repository's vast profile."""
+    wd = tmp_path / "wf"
+    shutil.copytree(HERE / "minimal", wd)
+    (wd / "vast").symlink_to(ROOT / "profiles" / "vast")
+    git_add_all(wd)
+    return wd
+
+
+def start_snakemake(wd: Path, vast, *args: str) -> subprocess.Popen:
+    """Snakemake as a terminal starts it: SIGINT at its default even where this test runs with
+    it ignored (a suite started in the background by a non-interactive shell, or under nohup:
+    an ignored signal stays ignored across exec, and Snakemake then never sees a Ctrl-C)."""
+    log = open(wd / "snakemake.log", "w")
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # exec makes it the default
+    try:
+        return subprocess.Popen(
+            [SNAKEMAKE, "--profile", "vast", *VAST_POLL, *EXECUTOR, *args],
+            cwd=wd,
+            env={**CLEAN_ENV, **vast.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def api_calls(vast, method: str, fragment: str) -> list[dict]:
+    return [c for c in vast.calls if c["method"] == method and fragment in c["path"]]
+
+
+def destroyed(vast) -> set[int]:
+    return {
+        int(c["path"].rstrip("/").rsplit("/", 1)[1])
+        for c in api_calls(vast, "DELETE", "/instances/")
+    }
+
+
 # ----------------------------------------------------------------------------- SLURM
 
 

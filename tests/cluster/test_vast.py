@@ -10,75 +10,32 @@ failed-log and group tests then fail (SIGINT passes: the stock plugin handles Ct
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import (
     CLEAN_ENV,
-    HERE,
-    ROOT,
+    EXECUTOR,
     SNAKEMAKE,
+    STOCK,
+    VAST_POLL,
+    api_calls,
+    destroyed,
     git_add_all,
+    minimal_checkout,
     run_snakemake,
+    start_snakemake,
     stop_process,
     wait_for,
 )
 
 pytestmark = pytest.mark.cluster
 
-# Test pace: look at running jobs every second instead of the profile's 10/15 s.
-FAST = ("--ablate-vast-poll-seconds", "1", "--seconds-between-status-checks", "1")
-STOCK = os.environ.get("ABLATE_TEST_VAST_EXECUTOR")
-EXECUTOR = ("--executor", STOCK) if STOCK else ()
 LOST_AFTER = 5
-
-
-def minimal_checkout(tmp_path: Path) -> Path:
-    """The minimal workflow as a git checkout, with `vast` -> the repository's vast profile."""
-    wd = tmp_path / "wf"
-    shutil.copytree(HERE / "minimal", wd)
-    (wd / "vast").symlink_to(ROOT / "profiles" / "vast")
-    git_add_all(wd)
-    return wd
-
-
-def start_snakemake(wd: Path, vast, *args: str) -> subprocess.Popen:
-    """Snakemake as a terminal starts it: SIGINT at its default even where this test runs with
-    it ignored (a suite started in the background by a non-interactive shell, or under nohup:
-    an ignored signal stays ignored across exec, and Snakemake then never sees a Ctrl-C)."""
-    log = open(wd / "snakemake.log", "w")
-    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    if ignored:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # exec makes it the default
-    try:
-        return subprocess.Popen(
-            [SNAKEMAKE, "--profile", "vast", *FAST, *EXECUTOR, *args],
-            cwd=wd,
-            env={**CLEAN_ENV, **vast.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        if ignored:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def api_calls(vast, method: str, fragment: str) -> list[dict]:
-    return [c for c in vast.calls if c["method"] == method and fragment in c["path"]]
-
-
-def destroyed(vast) -> set[int]:
-    return {
-        int(c["path"].rstrip("/").rsplit("/", 1)[1])
-        for c in api_calls(vast, "DELETE", "/instances/")
-    }
 
 
 def job_started(vast, marker: str):
@@ -98,7 +55,7 @@ def test_jobs_ship_run_on_instance_come_back_and_instances_are_destroyed(vast, t
     vast.fail_next_creates(2)  # the two cheapest offers were taken meanwhile
     # --cores 1: what the workflow profile's `cores: all` means on a 1-core submit host
     r = run_snakemake(
-        wd, "--profile", "vast", *FAST, *EXECUTOR, "--cores", "1", env=vast.env, timeout=300
+        wd, "--profile", "vast", *VAST_POLL, *EXECUTOR, "--cores", "1", env=vast.env, timeout=300
     )
     assert r.returncode == 0, r.stdout[-5000:]
 
@@ -138,7 +95,7 @@ def test_failed_job_is_reported_its_log_fetched_and_instance_destroyed(vast, tmp
         wd,
         "--profile",
         "vast",
-        *FAST,
+        *VAST_POLL,
         *EXECUTOR,
         "--retries",
         "0",
@@ -231,7 +188,7 @@ def test_group_job_runs_on_one_instance_and_brings_back_its_checkpoint(vast, tmp
         wd,
         "--profile",
         "vast",
-        *FAST,
+        *VAST_POLL,
         *EXECUTOR,
         "results/eval/causal.txt",
         "results/eval/prefill_bidir.txt",

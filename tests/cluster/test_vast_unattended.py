@@ -11,10 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, git_add_all, run_snakemake, stop_process, wait_for
+from conftest import (
+    ROOT,
+    VAST_POLL,
+    api_calls,
+    destroyed,
+    git_add_all,
+    minimal_checkout,
+    run_snakemake,
+    start_snakemake,
+    stop_process,
+    wait_for,
+)
 from test_training import FAST, no_leak, synthetic_rows, weights
-from test_vast import FAST as FAST_POLL
-from test_vast import api_calls, destroyed, minimal_checkout, start_snakemake
 
 from ablate.core import checkpoint, spend
 from ablate.mask.training.run import FinetuneSpec, finetune
@@ -189,7 +198,7 @@ def test_spending_bound_rents_nothing_past_it_and_stops_the_run(vast, tmp_path):
         wd,
         "--profile",
         "vast",
-        *FAST_POLL,
+        *VAST_POLL,
         "--ablate-vast-max-spend",
         "0.04",
         "results/gpu/1.txt",
@@ -222,7 +231,7 @@ def test_spending_bound_reached_while_a_job_runs_stops_the_run(vast, tmp_path):
         wd,
         "--profile",
         "vast",
-        *FAST_POLL,
+        *VAST_POLL,
         "--jobs",
         "1",
         "--ablate-vast-max-price",

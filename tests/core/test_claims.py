@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 from fake_evals import correct_items, evaluation, shift, write
+from helpers import CLAIMS_CFG as CFG
 
 from ablate.core import claims as C
 from ablate.core.config import ConfigError, subschema
@@ -138,19 +139,6 @@ def test_a_printed_table_states_the_p_floor_it_prints_at(ev):
 
 # ---------------------------------------------------------------- the mask study's claims
 
-CFG = dict(
-    prefix_variant="3B",
-    causal_variant="3A",
-    long_variant="5B",
-    side_effect_margin=0.05,
-    learned_margin=0.10,
-    learned_margin_macro=0.20,
-    min_drop=0.10,
-    min_tasks_hurt=3,
-    long_margin=0.02,
-    alpha=0.05,
-    min_n=20,
-)
 VARIANTS = {
     "3A": {"stage": 3, "policy": "causal"},
     "3B": {"stage": 3, "policy": "prefix_bidir"},

@@ -7,14 +7,7 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
-from test_config_schema import (  # noqa: F401
-    ROOT,
-    dry_run,
-    dry_run_with,
-    edit,
-    validated,
-    workflow_copy,
-)
+from helpers import ROOT, dry_run, dry_run_with, edit, validated
 
 from ablate.core.config import ConfigError, load_config_file, subschema
 

@@ -10,33 +10,18 @@ import copy
 import json
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from helpers import ROOT, dry_run, dry_run_with, edit, load_workflow, shipped_config, validated
 
 from ablate.core.config import (
     config_schema,
     defaults_of,
     schema_path,
     subschema,
-    validate_config,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load(name: str) -> dict:
-    return yaml.safe_load((ROOT / "config" / name).read_text())
-
-
-def validated(cfg: dict) -> dict:
-    cfg = copy.deepcopy(cfg)
-    validate_config(cfg)
-    return cfg
 
 
 def schema_defs() -> dict:
@@ -45,7 +30,7 @@ def schema_defs() -> dict:
 
 @pytest.mark.parametrize("name", ["config.yaml", "ministral3b.yaml", "ministral3b-smoke.yaml"])
 def test_shipped_configs_validate_and_get_defaults(name):
-    cfg = validated(load(name))
+    cfg = validated(shipped_config(name))
     defaults = cfg["mask"]["finetune"]["defaults"]
     defs = schema_defs()
     props = {**defs["finetune_params"]["properties"], **defs["mask_finetune_params"]["properties"]}
@@ -57,7 +42,7 @@ def test_shipped_configs_validate_and_get_defaults(name):
 
 def test_variant_overrides_get_no_defaults():
     """Overrides are not padded with defaults: they would mask finetune.defaults."""
-    cfg = validated(load("config.yaml"))
+    cfg = validated(shipped_config("config.yaml"))
     assert cfg["mask"]["finetune"]["variants"]["3A"] == {"stage": 3, "policy": "causal"}
 
 
@@ -97,7 +82,7 @@ def test_pipeline_and_library_resolve_the_same_training_params():
     """What the pipeline validates (config defaults filled in) is what the library would resolve."""
     from ablate.mask.training.gate import resolve_params
 
-    cfg = validated(load("config.yaml"))
+    cfg = validated(shipped_config("config.yaml"))
     pretrain = cfg["mask"]["model"]["embedded"]["pretrain"]
     assert resolve_params(pretrain, "pretrain") == pretrain
     finetune = cfg["mask"]["finetune"]["defaults"]
@@ -123,8 +108,8 @@ def test_library_reads_the_embedded_defaults_of_the_schema():
 
 def test_pretrained_model_settings_carry_no_embedded_block():
     """mask.model.embedded is filled in for an embedded model only: a hub model's params stay its own."""
-    assert "embedded" not in validated(load("ministral3b.yaml"))["mask"]["model"]
-    cfg = load("config.yaml")
+    assert "embedded" not in validated(shipped_config("ministral3b.yaml"))["mask"]["model"]
+    cfg = shipped_config("config.yaml")
     del cfg["mask"]["model"]["embedded"]
     filled = validated(cfg)["mask"]["model"]["embedded"]
     assert (
@@ -134,7 +119,7 @@ def test_pretrained_model_settings_carry_no_embedded_block():
 
 
 def test_seed_study_settings():
-    cfg = validated(load("ministral3b.yaml"))
+    cfg = validated(shipped_config("ministral3b.yaml"))
     assert cfg["mask"]["model"]["path"] == "mistralai/Ministral-3-3B-Instruct-2512"
     tasks = {t["name"]: (t["metric"], t["limit"]) for t in cfg["mask"]["eval"]["tasks"]}
     assert tasks == {
@@ -156,41 +141,6 @@ def test_seed_study_settings():
 
 
 # --------------------------------------------------------------- bad configs, through snakemake
-
-
-@pytest.fixture(scope="module")
-def workflow_copy(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("wf_schema")
-    for name in ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / name)
-    return wd
-
-
-def dry_run_with(wd: Path, cfg: dict, *base: str) -> subprocess.CompletedProcess:
-    """`snakemake -n` with ``cfg`` as the config file, merged over the config files ``base``."""
-    path = wd / "config" / "edited.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", *base, str(path)],
-        cwd=wd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def edit(path: str, value, *, delete: bool = False) -> dict:
-    cfg = load("config.yaml")
-    *parents, last = path.split(".")
-    node = cfg
-    for p in parents:
-        node = node[int(p)] if isinstance(node, list) else node[p]
-    if delete:
-        del node[last]
-    else:
-        node[last] = value
-    return cfg
 
 
 @pytest.mark.parametrize(
@@ -342,7 +292,7 @@ MOVED = (
 def test_old_config_fails_with_how_to_convert(workflow_copy, name):
     """A config of the old shape stops before any job with one line naming its keys and how to
     convert them, not with the schema's "Additional properties" for each."""
-    r = dry_run_with(workflow_copy, old_shape(load(name)))
+    r = dry_run_with(workflow_copy, old_shape(shipped_config(name)))
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     keys = "model, data, eval, leakage, finetune, resources" + (
@@ -369,7 +319,7 @@ def test_planner_refuses_an_old_config_with_how_to_convert(tmp_path, monkeypatch
     from ablate.core.planner.inputs import PlanError, load_config
 
     old = tmp_path / "old.yaml"
-    old.write_text(yaml.safe_dump(old_shape(load("ministral3b.yaml"))))
+    old.write_text(yaml.safe_dump(old_shape(shipped_config("ministral3b.yaml"))))
     with pytest.raises(PlanError) as info:
         load_config(old)
     keys = "model, data, eval, leakage, finetune, resources"
@@ -389,13 +339,7 @@ def test_target_after_configfile_is_named_in_one_line(workflow_copy):
     target.write_text(json.dumps({"macro": {"score": 0.5}, "provenance": {"run_id": "r1"}}))
     command = ["-n", "--configfile", "config/config.yaml", str(target)]
     try:
-        r = subprocess.run(
-            [sys.executable, "-m", "snakemake", *command],
-            cwd=workflow_copy,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        r = dry_run(workflow_copy, *command)
     finally:
         shutil.rmtree(workflow_copy / "results")  # the module's copy stays a fresh checkout
     out = r.stdout + r.stderr
@@ -431,21 +375,7 @@ def test_configfile_error(tmp_path, monkeypatch):
 def test_seed_study_dag_builds_offline(workflow_copy, overlay):
     """The real config plans the same stages, under lm-eval's protocol or the original study's
     (the overlay); nothing is fetched by a dry run."""
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--configfile",
-            "config/ministral3b.yaml",
-            *overlay,
-        ],
-        cwd=workflow_copy,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = dry_run(workflow_copy, "-n", "--configfile", "config/ministral3b.yaml", *overlay)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "make_data" not in r.stdout  # hub data: no embedded world
     for rule, n in [("prepare_model", 1), ("eval_model", 8), ("finetune", 3), ("leakage_probe", 2)]:
@@ -536,13 +466,7 @@ def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
     assert "    learning_rate: 2.5e-4" in text  # mask.finetune.defaults, a number as written
     path = workflow_copy / "config" / "typed.yaml"
     path.write_text(text.replace("    learning_rate: 2.5e-4", "    learning_rate: 1e-3"))
-    r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
-        cwd=workflow_copy,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = dry_run(workflow_copy, "-n", "--configfile", str(path))
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert (
@@ -596,13 +520,7 @@ def test_misspelled_hub_task_fails_the_dry_run(workflow_copy):
     text = (ROOT / "config" / "ministral3b.yaml").read_text()
     path = workflow_copy / "config" / "typo.yaml"
     path.write_text(text.replace("{name: hellaswag,", "{name: hellaswg,"))
-    r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)],
-        cwd=workflow_copy,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = dry_run(workflow_copy, "-n", "--configfile", str(path), timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert (
@@ -610,16 +528,6 @@ def test_misspelled_hub_task_fails_the_dry_run(workflow_copy):
         "(did you mean 'hellaswag'?)"
     ) in out, out
     assert "Building DAG" not in out, out
-
-
-def dry_run(wd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=wd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(
@@ -768,8 +676,6 @@ def test_command_line_targets():
 def test_every_file_of_a_full_run_is_a_known_target(workflow_copy):
     """The unknown-target check refuses no file a full run makes: every output of the default
     run's DAG (`snakemake --summary`) is among the files it accepts."""
-    from test_pipeline_dag import load_workflow
-
     from ablate.core.targets import target_files
 
     r = dry_run(workflow_copy, "--summary")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from test_config_schema import ROOT, dry_run, workflow_copy  # noqa: F401
+from helpers import ROOT, dry_run
 
 from ablate.core.config import ConfigError, load_config_file
 

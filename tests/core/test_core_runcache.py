@@ -283,7 +283,7 @@ def test_a_restored_job_brings_back_its_mlflow_run_once(tmp_path, monkeypatch):
 
 
 def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):
-    from test_planner import EMBEDDED_RUN, load
+    from helpers import EMBEDDED_RUN, planner_config
 
     from ablate.core.planner.estimate import estimate
     from ablate.core.planner.history import pipeline_measurements
@@ -298,7 +298,7 @@ def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):
     run(job)
     assert runcache.holds(cache, parts)
 
-    config = load("config.yaml")
+    config = planner_config("config.yaml")
     plan = config["plan"]
     ref = load_reference(plan["measurements"])
     plans = study_plans(config, ref, EMBEDDED_RUN)
@@ -368,8 +368,8 @@ def test_the_plan_counts_a_job_whose_key_the_cache_holds_as_zero(tmp_path, monke
     key_parts of its job_spec that JobCache builds) has an entry costs nothing; once an input
     changes the key has no entry and it is forecast in full; a job whose inputs are not there yet,
     and every job outside Snakemake (no specs), get a note instead."""
-    from test_planner import REPO as REPO_ROOT
-    from test_planner import load, row
+    from helpers import ROOT as REPO_ROOT
+    from helpers import planner_config, row
 
     from ablate.core.planner import make_plan
 
@@ -383,7 +383,7 @@ def test_the_plan_counts_a_job_whose_key_the_cache_holds_as_zero(tmp_path, monke
         "eval/3A/causal": dict(spec, inputs=["finetune/3A/final"]),
         "eval/3A/prefill_bidir": {"error": "WorkflowError: no such rule"},
     }
-    config = dict(load("config.yaml"), run_cache=str(cache))
+    config = dict(planner_config("config.yaml"), run_cache=str(cache))
 
     def plan(cache_jobs=specs):
         return make_plan(

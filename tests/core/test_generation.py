@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 import torch
 from bridge_fixtures import MICRO_PARAMS
+from helpers import tiny_llama
 
 from ablate.bridge import evaluate, world
 from ablate.bridge import params as bridge_params
@@ -249,8 +250,6 @@ def test_padded_batches_decode_alike_through_both_loops_with_hygiene():
     engine's workaround of its padded-row penalty, generation.embeds_repetition_penalty) and the
     engine's own loop decode the same tokens; without the workaround they did not (a row padded
     by k had its first k generated tokens exempt from the penalty)."""
-    from test_upstream_transformers import tiny_llama
-
     model = tiny_llama(64, 128, layers=2, heads=4, kv_heads=2, vocab=96)
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randn(12 - i % 6, 64, generator=g) * 0.5 for i in range(8)]
@@ -304,8 +303,6 @@ def test_own_loop_keeps_its_cache_between_calls_of_one_shape():
     reset (a new cache at new addresses has torch record the compiled step's CUDA graph again):
     the tokens are those of a freshly allocated cache; another shape replaces the cache, and
     ``release`` frees it."""
-    from test_upstream_transformers import tiny_llama
-
     from ablate.core import decode_loop
 
     model = tiny_llama(64, 128, layers=2, heads=4, kv_heads=2, vocab=96)

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 from checkout import copy_checkout, snakemake
+from helpers import EMBEDDED_RUN, MINISTRAL_RUN, SETUPS, planner_config, row
 
 from ablate.core import planner
 from ablate.core.jobs import Job
@@ -35,16 +36,6 @@ from ablate.mask import plan as mask_plan
 from ablate.mask.tiny import tiny_ministral3_config
 
 REPO = Path(__file__).resolve().parents[2]
-FIX = REPO / "tests" / "fixtures" / "planner"
-EMBEDDED_RUN = FIX / "embedded_cpu"
-MINISTRAL_RUN = FIX / "ministral_h200"
-SETUPS = [
-    {"gpu": "cpu"},
-    {"gpu": "H200"},
-    {"gpu": "H100 SXM"},
-    {"gpu": "H100 SXM", "count": 8},
-    {"gpu": "RTX 4090"},
-]
 
 
 @pytest.fixture(autouse=True)
@@ -53,12 +44,6 @@ def _repo_cwd(monkeypatch):
     # to the repository root
     monkeypatch.chdir(REPO)
     monkeypatch.delenv("VAST_API_KEY", raising=False)
-
-
-def load(name: str, **plan) -> dict:
-    config = planner.load_config(REPO / "config" / name)
-    config["plan"].update({"setups": SETUPS, **plan})
-    return config
 
 
 def load_unpacked(name: str, tmp_path: Path, defaults: dict | None = None, **plan) -> dict:
@@ -71,12 +56,6 @@ def load_unpacked(name: str, tmp_path: Path, defaults: dict | None = None, **pla
     config = planner.load_config(out)
     config["plan"].update({"setups": SETUPS, **plan})
     return config
-
-
-def row(t: pd.DataFrame, setup: str, job: str) -> pd.Series:
-    hit = t[(t["setup"] == setup) & (t["job"] == job)]
-    assert len(hit) == 1, (setup, job)
-    return hit.iloc[0]
 
 
 def check_arithmetic(t: pd.DataFrame) -> None:
@@ -95,7 +74,7 @@ def check_arithmetic(t: pd.DataFrame) -> None:
 
 
 def test_embedded_default_plan_from_fixture_run():
-    p = planner.make_plan(load("config.yaml"), root=EMBEDDED_RUN, actuals=False)
+    p = planner.make_plan(planner_config("config.yaml"), root=EMBEDDED_RUN, actuals=False)
     t = p.table
     assert list(t.columns) == planner.COLUMNS
     evals = [
@@ -145,7 +124,9 @@ def test_embedded_default_plan_from_fixture_run():
 
 def test_real_config_plan_from_fixture_measurements(tmp_path):
     # the fixture's finetunes ran unpacked: they set the rate of the unpacked config only
-    packed = planner.make_plan(load("ministral3b.yaml"), root=MINISTRAL_RUN, actuals=False).table
+    packed = planner.make_plan(
+        planner_config("ministral3b.yaml"), root=MINISTRAL_RUN, actuals=False
+    ).table
     r = row(packed, "1x H200", "finetune/3A")
     assert r["tok_s_per_gpu"] == 17649.9  # packed and compiled, as the config runs it
     assert "seed-packed-flex-compile causal" in r["throughput_source"]
@@ -195,7 +176,7 @@ def test_forecast_uses_the_smoke_runs_overheads_and_the_seed_step_times(tmp_path
     run's grad_accum-1 step time does not carry over to grad_accum 16."""
     ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
     measured = {(o.kind, o.rule): o for o in ref.job_overheads if o.gpu == "H100 SXM"}
-    t = planner.make_plan(load("ministral3b.yaml"), root=tmp_path, actuals=False).table
+    t = planner.make_plan(planner_config("ministral3b.yaml"), root=tmp_path, actuals=False).table
     check_arithmetic(t)
     ft = row(t, "1x H100 SXM", "finetune/3A")
     # packed and compiled (the config's mode): that seed step's rate, not the full-row, unpacked
@@ -239,7 +220,7 @@ def test_forecast_uses_the_smoke_runs_overheads_and_the_seed_step_times(tmp_path
 
 
 def test_estimate_vs_actual_after_a_run(tmp_path):
-    config = load("config.yaml")
+    config = planner_config("config.yaml")
     # forecast before the run: nothing measured yet (an empty root)
     before = planner.make_plan(config, root=tmp_path, actuals=False).table
     assert before["actual_s"].isna().all() and before["error_pct"].isna().all()
@@ -278,7 +259,7 @@ def test_estimate_vs_actual_after_a_run(tmp_path):
 
 
 def test_actuals_of_a_job_on_unplanned_hardware_get_their_own_row(tmp_path):
-    config = load("ministral3b.yaml", setups=[{"gpu": "H100 SXM"}])
+    config = planner_config("ministral3b.yaml", setups=[{"gpu": "H100 SXM"}])
     p = planner.make_plan(config, root=MINISTRAL_RUN)
     extra = p.table[p.table["setup"] == "1x H200"]
     assert sorted(extra["job"]) == ["eval/base/causal", "finetune/3B"]
@@ -306,7 +287,7 @@ def test_missing_prices_are_reported_not_invented(tmp_path):
             }
         )
     )
-    config = load(
+    config = planner_config(
         "config.yaml",
         offers_snapshot=str(snap),
         setups=[
@@ -384,7 +365,7 @@ def fake_vast(monkeypatch):
 
 
 def test_live_offers_through_the_vastai_sdk(fake_vast, tmp_path):
-    config = load(
+    config = planner_config(
         "config.yaml",
         prices="vast",
         setups=[{"gpu": "H200"}, {"gpu": "H100 SXM", "count": 8}, {"gpu": "RTX 4090"}],
@@ -415,7 +396,7 @@ def test_plans_on_a_host_without_the_vast_plugin(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "snakemake_executor_plugin_vastai", None)  # ImportError
     profile = tmp_path / "vast.yaml"
     profile.write_text("ablate-vast-max-price: 2.0\nablate-vast-api-key: never-read\n")
-    config = load("ministral3b.yaml", vast_profile=str(profile), setups=[{"gpu": "H200"}])
+    config = planner_config("ministral3b.yaml", vast_profile=str(profile), setups=[{"gpu": "H200"}])
     assert vast_profile(config["plan"])["settings"] == {"max_price": 2.0}
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     assert "above max_price 2 $/h" in row(t, "1x H200", "finetune/3A")["price_source"]
@@ -427,7 +408,7 @@ def test_vast_profile_price_cap_and_instance_groups(tmp_path):
         "groups: {finetune: te, eval_model: te}\nablate-vast-max-price: 2.0\n"
         "ablate-vast-api-key: never-read\n"
     )
-    config = load(
+    config = planner_config(
         "ministral3b.yaml", vast_profile=str(profile), setups=[{"gpu": "H200"}, {"gpu": "H100 SXM"}]
     )
     vast = vast_profile(config["plan"])
@@ -452,7 +433,7 @@ def test_live_search_failure_falls_back_to_the_snapshot_and_says_so(
     fake_vast, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("VAST_API_KEY", "wrong-key")
-    config = load("config.yaml", setups=[{"gpu": "H200"}])  # prices: auto
+    config = planner_config("config.yaml", setups=[{"gpu": "H200"}])  # prices: auto
     r = row(planner.make_plan(config, root=tmp_path, actuals=False).table, "1x H200", planner.TOTAL)
     assert r["price_per_hour"] == 3.5 and r["prices_captured_at"] == "2026-05"
     assert (
@@ -462,7 +443,7 @@ def test_live_search_failure_falls_back_to_the_snapshot_and_says_so(
 
 
 def test_capture_offers_writes_a_loadable_snapshot(fake_vast, tmp_path):
-    config = load("config.yaml")
+    config = planner_config("config.yaml")
     ref = Reference.load(config["plan"]["measurements"])
     out = tmp_path / "snap.json"
     snap = capture_offers(parse_setups(config["plan"], ref), config["plan"], out)
@@ -525,7 +506,7 @@ def test_bad_inputs_name_the_key(tmp_path):
     )
     with pytest.raises(planner.PlanError, match=r"offers\[0\] lacks 'dph_total'"):
         load_snapshot(snap)
-    config = load("config.yaml")
+    config = planner_config("config.yaml")
     config["mask"]["eval"]["tasks"] = [{"name": "mystery", "limit": 10}]
     config["mask"]["data"]["source"] = "hub"
     sp = mask_plan.study_plan(config, Reference.load(config["plan"]["measurements"]), tmp_path)
@@ -545,7 +526,7 @@ def test_benchmark_file_mean_of_repeats(tmp_path):
 
 def test_partial_run_says_which_jobs_ran(tmp_path):
     """Some jobs finished: their actuals fill in, every other row says it has not run yet."""
-    config = load("config.yaml", setups=[{"gpu": "cpu"}, {"gpu": "H200"}])
+    config = planner_config("config.yaml", setups=[{"gpu": "cpu"}, {"gpu": "H200"}])
     frozen = planner.make_plan(config, root=tmp_path, actuals=False).table
     assert frozen["status"].isna().all()  # an estimate only: actuals were not looked for
     none = planner.make_plan(config, root=tmp_path, frozen=frozen)
@@ -773,7 +754,7 @@ def test_leakage_records_name_their_model_as_a_string(tmp_path):
     shutil.copytree(EMBEDDED_RUN, root)
     probe = json.loads((root / "results/leakage/causal.json").read_text())
     assert isinstance(probe["model"], str)  # as the pipeline writes it
-    t = planner.make_plan(load("config.yaml"), root=root).table
+    t = planner.make_plan(planner_config("config.yaml"), root=root).table
     r = row(t, "1x cpu", "leakage/causal")
     assert "results/leakage/causal.json" in r["throughput_source"] and r["status"] == (
         "ran on this setup"
@@ -796,7 +777,7 @@ def test_leakage_records_name_their_model_as_a_string(tmp_path):
             }
         )
     )
-    t = planner.make_plan(load("ministral3b.yaml"), root=mroot).table
+    t = planner.make_plan(planner_config("ministral3b.yaml"), root=mroot).table
     r = row(t, "1x H200", "leakage/causal")
     assert "m-leak-causal" in r["throughput_source"] and r["status"] == "ran on this setup"
 
@@ -804,7 +785,7 @@ def test_leakage_records_name_their_model_as_a_string(tmp_path):
 def test_unknown_hub_model_gives_rows_that_say_so(tmp_path):
     """Issue 13: a hub model the measurements file does not know (and offline) is no exception:
     every row of the plan says the model size is missing, the totals say which jobs lack one."""
-    config = load("ministral3b.yaml")
+    config = planner_config("ministral3b.yaml")
     config["mask"]["model"]["path"] = "someorg/unknown-model-7b"
     p = planner.make_plan(config, root=tmp_path)
     t = p.table
@@ -825,7 +806,7 @@ def test_unusable_inputs_are_row_notes(tmp_path, monkeypatch):
     estimate: the plan is still made, and says what it lacked."""
     snap = tmp_path / "offers.json"
     snap.write_text("{not json")
-    config = load(
+    config = planner_config(
         "config.yaml",
         measurements=str(tmp_path / "absent.yaml"),
         offers_snapshot=str(snap),
@@ -839,7 +820,7 @@ def test_unusable_inputs_are_row_notes(tmp_path, monkeypatch):
     assert pd.isna(h200["est_s"]) and "no spec for GPU 'H200'" in h200["throughput_source"]
     assert h200["price_source"].startswith(f"no price: offers snapshot {snap} unreadable")
     assert "warning: measurements file" in "\n".join(planner.summary_lines(p))
-    config = load("config.yaml", prices="vast", setups=[{"gpu": "H200"}])
+    config = planner_config("config.yaml", prices="vast", setups=[{"gpu": "H200"}])
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     assert row(t, "1x H200", planner.TOTAL)["price_source"] == (
         "no price: plan.prices is 'vast' but VAST_API_KEY is not set"
@@ -891,7 +872,7 @@ def test_finetune_tokens_from_recorded_pair_lengths(tmp_path):
     """A finetune's tokens are pairs x their mean length, not max_seq_len per pair: the
     measurements file's sft_lengths of the hub dataset until a finetune of the results folder
     records its own (summary.json lengths, written by ablate.mask.training.run.finetune)."""
-    config = load("ministral3b.yaml")
+    config = planner_config("ministral3b.yaml")
     ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
     mean = ref.sft_lengths["yahma/alpaca-cleaned"]["mean"]
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
@@ -930,7 +911,7 @@ def test_multi_gpu_setup_runs_finetunes_side_by_side_and_data_parallel(tmp_path)
     """8x H100: the three finetunes (and the evaluations) at once on one machine, so the study
     ends sooner than on 1x; a finetune with resources gpu: 2 runs data-parallel at
     plan.scaling.finetune_data_parallel on any setup of 2 GPUs or more, and on 1 GPU at speedup 1."""
-    t = planner.make_plan(load("ministral3b.yaml"), root=tmp_path, actuals=False).table
+    t = planner.make_plan(planner_config("ministral3b.yaml"), root=tmp_path, actuals=False).table
     one, eight = row(t, "1x H100 SXM", planner.TOTAL), row(t, "8x H100 SXM", planner.TOTAL)
     assert one["est_s"] == pytest.approx(
         t[(t["setup"] == "1x H100 SXM") & (t["job"] != planner.TOTAL)]["est_s"].sum(), abs=1
@@ -958,7 +939,7 @@ def test_one_rented_machine_boots_once_and_downloads_each_model_once(tmp_path):
     boot and setup, and only the first job that loads the hub model downloads it; rented per job
     (the vast profile) every job that loads it pays both. Several GPUs are always one machine."""
     setups = [{"gpu": "H100 SXM"}, {"gpu": "H100 SXM", "machine": True}, SETUPS[3]]
-    config = load("ministral3b.yaml", setups=setups)
+    config = planner_config("ministral3b.yaml", setups=setups)
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     check_arithmetic(t)
     o = config["plan"]["overheads"]
@@ -1000,7 +981,7 @@ def test_interruptible_setup_adds_expected_restarts_at_the_bid(tmp_path):
         {"gpu": "H100 SXM", "interruptible": True},
         {"gpu": "RTX 4090", "interruptible": True},
     ]
-    config = load("ministral3b.yaml", setups=setups)
+    config = planner_config("ministral3b.yaml", setups=setups)
     p = planner.make_plan(config, root=tmp_path, actuals=False)
     t, plan = p.table, config["plan"]
     check_arithmetic(t)
@@ -1061,7 +1042,9 @@ def test_interruptible_setup_adds_expected_restarts_at_the_bid(tmp_path):
 
 
 def test_interruptible_live_price_is_the_lowest_min_bid(fake_vast, tmp_path):
-    config = load("config.yaml", prices="vast", setups=[{"gpu": "H200", "interruptible": True}])
+    config = planner_config(
+        "config.yaml", prices="vast", setups=[{"gpu": "H200", "interruptible": True}]
+    )
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     total = row(t, "1x H200 bid", planner.TOTAL)
     assert total["price_per_hour"] == pytest.approx(2.9 / 3, abs=1e-4)

@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_llama
 from torch.utils._python_dispatch import TorchDispatchMode
-from transformers import LlamaConfig, LlamaForCausalLM, RepetitionPenaltyLogitsProcessor
+from transformers import RepetitionPenaltyLogitsProcessor
 
 WORKAROUND = "ablate.core.generation.embeds_repetition_penalty"
-
-
-def tiny_llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, vocab: int):
-    """A random-init Llama of that shape (seed 0, eval mode, pad id 0)."""
-    cfg = LlamaConfig(
-        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab, pad_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return LlamaForCausalLM(cfg).eval()
 
 
 def test_generate_from_embeddings_exempts_padded_rows_first_tokens_from_the_repetition_penalty(

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from fake_evals import correct_items, evaluation, shift, write
 from fake_evals import labels as job_labels
-from test_claims import CFG
+from helpers import CLAIMS_CFG as CFG
 
 from ablate.core import claims as C
 from ablate.core.config import ConfigError

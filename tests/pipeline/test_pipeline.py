@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 from checkout import snakemake
+from helpers import planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -32,25 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = {"3A": ("causal", 4), "3B": ("prefix_bidir", 4), "5B": ("prefix_bidir", 5)}
 TASKS = ["emb_count", "emb_order", "emb_pair", "emb_repeat3", "emb_repeat5", "macro"]
 EVAL_POLICIES = ("causal", "prefill_bidir")
-#: aggregate rules that follow any change of what they collect (not stages)
-AGGREGATES = {"all", "plan", "plan_estimate", "status"}
-
-
-def planned_jobs(out: str) -> set[tuple[str, str | None]]:
-    """(rule, first output) of every job a dry run lists."""
-    jobs, rule = set(), None
-    for line in out.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):$", line)
-        if m:
-            if rule is not None:
-                jobs.add((rule, None))
-            rule = m.group(1)
-        elif rule is not None and line.strip().startswith("output:"):
-            jobs.add((rule, line.split(":", 1)[1].split(",")[0].strip()))
-            rule = None
-    if rule is not None:
-        jobs.add((rule, None))
-    return {j for j in jobs if j[0] not in AGGREGATES}
 
 
 def eval_jobs(models) -> set[tuple[str, str]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from checkout import copy_checkout, snakemake
+from helpers import job_counts, load_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,21 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def fresh(tmp_path_factory):
     """A copy without results: the full plan of a first run."""
     return copy_checkout(tmp_path_factory.mktemp("wf_dag"))
-
-
-def job_counts(stdout: str) -> dict[str, int]:
-    counts, table = {}, False
-    for line in stdout.splitlines():
-        if line.startswith("job ") and "count" in line:
-            table = True
-            continue
-        if table:
-            parts = line.split()
-            if parts and parts[0] == "total":
-                break
-            if len(parts) == 2 and parts[1].isdigit():
-                counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def test_lint_clean(fresh):
@@ -125,32 +111,6 @@ def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_m
             rule,
             inputs,
         )
-
-
-def load_workflow(wd: Path, configfile: str | None = None):
-    """The parsed workflow (Snakemake's API) with its DAG built, as a run would see it.
-
-    In this process: the Snakefile's parse-time settings (rules/common.smk exports the workflow
-    folder for provenance) are undone afterwards, so later tests see the environment they had."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
-    environ, cwd = dict(os.environ), os.getcwd()
-    configs = ConfigSettings(configfiles=[wd / configfile]) if configfile else ConfigSettings()
-    try:
-        with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
-            wf_api = api.workflow(
-                resource_settings=ResourceSettings(),
-                config_settings=configs,
-                snakefile=wd / "Snakefile",
-                workdir=wd,
-            )
-            wf_api.dag()
-            return wf_api._workflow
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-        os.chdir(cwd)
 
 
 @pytest.mark.parametrize("configfile, gpus", [(None, 0), ("config/ministral3b.yaml", 1)])

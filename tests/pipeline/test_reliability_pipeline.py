@@ -32,8 +32,7 @@ import pytest
 import torch
 import yaml
 from checkout import copy_checkout
-from test_pipeline import planned_jobs
-from test_reliability import SECRETS
+from helpers import planned_jobs
 
 from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
@@ -43,6 +42,13 @@ from ablate.mask.training.run import FinetuneSpec, finetune
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+# Fake secrets: long and unique, so a hit in any file can only be a leak.
+SECRETS = {
+    "VAST_API_KEY": "vastFAKEsecret-2e8d4b6f0a1c3e57",
+    "HF_TOKEN": "hf_FAKEsecretToken4a6c8e0b2d9f1e35",
+    "AWS_SECRET_ACCESS_KEY": "awsFAKEsecretKey+5d7f9b1c3e2a4g6h",
+    "AWS_ACCESS_KEY_ID": "AKIAFAKESECRET4567ZW",
+}
 SAVE_STEPS, MAX_STEPS, KILL_AT = 3, 12, 6
 TASKS = ["emb_repeat5", "emb_pair"]
 

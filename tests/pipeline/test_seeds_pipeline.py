@@ -90,7 +90,7 @@ def test_status_agrees_with_snakemake_after_the_overlay_run(seeded_run, files):
     `snakemake -n` of the same config files plans nothing: the default's claims and bridge
     summary, last written by the overlay's run from its seeds, are stale (its STATUS said every
     job done and nothing remains while the dry run planned them again)."""
-    from test_status import disagreements, planned_outputs
+    from helpers import disagreements, planned_outputs
 
     from ablate.core import status
     from ablate.core.planner.inputs import load_config

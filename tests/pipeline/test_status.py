@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from helpers import disagreements, planned_outputs
 
 from ablate.core import diff, status, tracking
 from ablate.core.jobs import Job
@@ -283,30 +284,6 @@ def test_during_a_run_and_after_an_edit(embedded_run, tmp_path):
 
 
 # ---------------------------------------------------------------- STATUS agrees with Snakemake
-
-
-def planned_outputs(wd: Path, *args: str) -> set[str]:
-    """The output files of every job `snakemake -n ARGS` plans in wd."""
-    from checkout import snakemake
-
-    r = snakemake(wd, "-n", *args, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    outs = set()
-    for line in r.stdout.splitlines():
-        if line.strip().startswith("output: "):
-            outs |= {f.strip() for f in line.split(":", 1)[1].split(",")}
-    return outs
-
-
-def disagreements(rows: list[status.Row], planned: set[str]) -> list[tuple[str, str, bool]]:
-    """(job, STATUS's status, whether Snakemake plans it) of each job where they disagree: a job
-    is done in STATUS exactly when Snakemake does not plan it."""
-    out = []
-    for r in rows:
-        runs = bool(set(r.job.outputs.values()) & planned)
-        if (r.status == "done") == runs:
-            out.append((f"{r.job.study}:{r.job.name}", r.status, runs))
-    return out
 
 
 @pytest.fixture

@@ -1,0 +1,253 @@
+"""Helpers shared by several test modules (a test module imports helpers from here, never from
+another test module): shipped configs, dry runs and their job lists, the planner's fixture runs,
+fabricated bridge and claims inputs, a tiny Llama. Fixtures shared across modules live in
+conftest.py; checkout copies and the embedded run in checkout.py."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- shipped configs
+
+
+def shipped_config(name: str) -> dict:
+    """config/<name> as YAML reads it (no defaults filled)."""
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+def validated(cfg: dict) -> dict:
+    """A validated copy of cfg (defaults filled, as the Snakefile does)."""
+    from ablate.core.config import validate_config
+
+    cfg = copy.deepcopy(cfg)
+    validate_config(cfg)
+    return cfg
+
+
+def edit(path: str, value, *, delete: bool = False) -> dict:
+    """The default config with the key at dotted ``path`` set to value (or deleted)."""
+    cfg = shipped_config("config.yaml")
+    *parents, last = path.split(".")
+    node = cfg
+    for p in parents:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return cfg
+
+
+def bridge_config(name: str = "config.yaml") -> dict:
+    """The bridge section of a shipped config, validated (defaults filled) like the Snakefile does."""
+    return validated(shipped_config(name))["bridge"]
+
+
+# ---------------------------------------------------------------- Snakemake, dry runs
+
+
+def dry_run(wd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m snakemake ARGS` in wd (a workflow copy without src/: the installed library)."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def dry_run_with(wd: Path, cfg: dict, *base: str) -> subprocess.CompletedProcess:
+    """`snakemake -n` with ``cfg`` as the config file, merged over the config files ``base``."""
+    path = wd / "config" / "edited.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dry_run(wd, "-n", "--configfile", *base, str(path))
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """{rule: count} of the job table a dry run prints."""
+    counts, table = {}, False
+    for line in stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            table = True
+            continue
+        if table:
+            parts = line.split()
+            if parts and parts[0] == "total":
+                break
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+#: aggregate rules that follow any change of what they collect (not stages)
+AGGREGATES = {"all", "plan", "plan_estimate", "status"}
+
+
+def planned_jobs(out: str) -> set[tuple[str, str | None]]:
+    """(rule, first output) of every job a dry run lists, aggregates left out."""
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            if rule is not None:
+                jobs.add((rule, None))
+            rule = m.group(1)
+        elif rule is not None and line.strip().startswith("output:"):
+            jobs.add((rule, line.split(":", 1)[1].split(",")[0].strip()))
+            rule = None
+    if rule is not None:
+        jobs.add((rule, None))
+    return {j for j in jobs if j[0] not in AGGREGATES}
+
+
+def planned_outputs(wd: Path, *args: str) -> set[str]:
+    """The output files of every job `snakemake -n ARGS` plans in wd."""
+    from checkout import snakemake
+
+    r = snakemake(wd, "-n", *args, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    outs = set()
+    for line in r.stdout.splitlines():
+        if line.strip().startswith("output: "):
+            outs |= {f.strip() for f in line.split(":", 1)[1].split(",")}
+    return outs
+
+
+def disagreements(rows: list, planned: set[str]) -> list[tuple[str, str, bool]]:
+    """(job, STATUS's status, whether Snakemake plans it) of each job where they disagree: a job
+    is done in STATUS exactly when Snakemake does not plan it."""
+    out = []
+    for r in rows:
+        runs = bool(set(r.job.outputs.values()) & planned)
+        if (r.status == "done") == runs:
+            out.append((f"{r.job.study}:{r.job.name}", r.status, runs))
+    return out
+
+
+def load_workflow(wd: Path, configfile: str | None = None):
+    """The parsed workflow (Snakemake's API) with its DAG built, as a run would see it.
+
+    In this process: the Snakefile's parse-time settings (rules/common.smk exports the workflow
+    folder for provenance) are undone afterwards, so later tests see the environment they had."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    environ, cwd = dict(os.environ), os.getcwd()
+    configs = ConfigSettings(configfiles=[wd / configfile]) if configfile else ConfigSettings()
+    try:
+        with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+            wf_api = api.workflow(
+                resource_settings=ResourceSettings(),
+                config_settings=configs,
+                snakefile=wd / "Snakefile",
+                workdir=wd,
+            )
+            wf_api.dag()
+            return wf_api._workflow
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+
+
+# ---------------------------------------------------------------- the planner's fixture runs
+
+PLANNER_FIXTURES = ROOT / "tests" / "fixtures" / "planner"
+#: a complete cpu run of config/config.yaml (synthetic numbers in the real file formats)
+EMBEDDED_RUN = PLANNER_FIXTURES / "embedded_cpu"
+#: finetune 3B and eval base/causal of config/ministral3b.yaml on one H200
+MINISTRAL_RUN = PLANNER_FIXTURES / "ministral_h200"
+SETUPS = [
+    {"gpu": "cpu"},
+    {"gpu": "H200"},
+    {"gpu": "H100 SXM"},
+    {"gpu": "H100 SXM", "count": 8},
+    {"gpu": "RTX 4090"},
+]
+
+
+def planner_config(name: str, **plan) -> dict:
+    """config/<name> as the planner reads it, planned for SETUPS (and ``plan``'s keys)."""
+    from ablate.core import planner
+
+    config = planner.load_config(ROOT / "config" / name)
+    config["plan"].update({"setups": SETUPS, **plan})
+    return config
+
+
+def row(t, setup: str, job: str):
+    """The one row of plan table t for that setup and job."""
+    hit = t[(t["setup"] == setup) & (t["job"] == job)]
+    assert len(hit) == 1, (setup, job)
+    return hit.iloc[0]
+
+
+# ---------------------------------------------------------------- fabricated study inputs
+
+#: the mask study's claims settings (config's mask.claims)
+CLAIMS_CFG = dict(
+    prefix_variant="3B",
+    causal_variant="3A",
+    long_variant="5B",
+    side_effect_margin=0.05,
+    learned_margin=0.10,
+    learned_margin_macro=0.20,
+    min_drop=0.10,
+    min_tasks_hurt=3,
+    long_margin=0.02,
+    alpha=0.05,
+    min_n=20,
+)
+
+#: a resolved bridge grid's entries (2c reuses 1a's run)
+BRIDGE_ENTRIES = {
+    "1a": dict(run_id="r1a", same_as=None, dataset="gsm8k", K=8, direction="source->target"),
+    "1b": dict(run_id="r1b", same_as=None, dataset="gsm8k", K=8, direction="source->target"),
+    "2a": dict(run_id="r2a", same_as=None, dataset="gsm8k", K=4, direction="source->target"),
+    "2b": dict(run_id="r2b", same_as=None, dataset="gsm8k", K=6, direction="source->target"),
+    "2c": dict(run_id="r1a", same_as="1a", dataset="gsm8k", K=8, direction="source->target"),
+}
+
+
+def run_summary(run_id: str, peak: float, final: float, K: int) -> dict:
+    """A bridge run's summary record."""
+    return dict(
+        run_id=run_id,
+        K=K,
+        peak=peak,
+        peak_step=40,
+        final=final,
+        degradation=peak - final,
+        mean_prompt_tokens=24.0,
+        compression_ratio=24.0 / K,
+        steps_done=80,
+        stop_reason="max_steps",
+        wall_s=10.0,
+        curve=[{"step": 0, "accuracy": 0.0}, {"step": 40, "accuracy": peak}],
+    )
+
+
+# ---------------------------------------------------------------- models
+
+
+def tiny_llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int, vocab: int):
+    """A random-init Llama of that shape (seed 0, eval mode, pad id 0)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=vocab, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg).eval()
