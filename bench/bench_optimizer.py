@@ -1,5 +1,5 @@
 """The optimizer step alone on the Ministral-3-3B parameter shapes (one GPU): transformers'
-Adafactor loop against FusedAdafactor at several GROUP_SIZEs, each as the Trainer runs it (bf16
+Adafactor loop against FusedAdafactor at several group sizes, each as the Trainer runs it (bf16
 weights, fp32 masters through MasterWeightsOptimizer, the gradient clip, random bf16 gradients
 delivered by a backward into the hooks). Prints a markdown table; --out writes the rows as JSON.
 
@@ -29,7 +29,7 @@ from transformers.optimization import Adafactor
 
 # the HF Trainer's kwargs for optim: adafactor (trainer_optimizer._get_adafactor); the real lr
 KW = dict(scale_parameter=False, relative_step=False, warmup_init=False, lr=2e-5)
-DYNAMIC: bool | None = False  # --dynamic: adafactor.DYNAMIC for the FusedAdafactor rows
+DYNAMIC: bool | None = False  # --dynamic: FusedAdafactor's ``dynamic`` for its rows
 
 
 def build(shape: str) -> list[torch.nn.Parameter]:
@@ -43,7 +43,7 @@ def build(shape: str) -> list[torch.nn.Parameter]:
 
 
 def run_row(size: int | None, shape: str, steps: int) -> dict:
-    """One row in this process: ``size`` None is HF's Adafactor, else FusedAdafactor's GROUP_SIZE."""
+    """One row in this process: ``size`` None is HF's Adafactor, else FusedAdafactor's group_size."""
     from ablate.core.training import adafactor
     from ablate.core.training.optim import MasterWeightsOptimizer
 
@@ -52,12 +52,11 @@ def run_row(size: int | None, shape: str, steps: int) -> dict:
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    if size is not None:
-        adafactor.GROUP_SIZE = size
-        adafactor.DYNAMIC = DYNAMIC
-    opt = MasterWeightsOptimizer(
-        groups, Adafactor if size is None else adafactor.FusedAdafactor, dict(KW)
-    )
+    if size is None:
+        opt = MasterWeightsOptimizer(groups, Adafactor, dict(KW))
+    else:
+        kw = dict(KW, group_size=size, dynamic=DYNAMIC)
+        opt = MasterWeightsOptimizer(groups, adafactor.FusedAdafactor, kw)
     cuda = params[0].is_cuda
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     gen = torch.Generator(device=params[0].device).manual_seed(0)

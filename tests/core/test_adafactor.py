@@ -135,13 +135,14 @@ def test_a_compile_failure_falls_back_to_the_same_update_uncompiled(monkeypatch)
     def broken(*args):
         raise torch._dynamo.exc.TorchDynamoException("no compiler here")
 
-    monkeypatch.setattr(adafactor, "_compiled", {"factored": broken, "unfactored": broken})
+    failing = {(name, True): broken for name in ("factored", "unfactored")}
+    monkeypatch.setattr(adafactor, "_compiled", failing)
     ours, hf = _master(FusedAdafactor, 0.1), _master(Adafactor, 0.1)
     with pytest.warns(UserWarning, match="runs uncompiled"):
         _run(ours, 2, 1.0)
     _run(hf, 2, 1.0)
     _assert_same(ours, hf)
-    assert adafactor._compiled["factored"] is adafactor._EAGER["factored"]
+    assert adafactor._compiled[("factored", True)] is adafactor._EAGER["factored"]
 
 
 def _bf16_model() -> torch.nn.Module:

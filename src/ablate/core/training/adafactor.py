@@ -34,10 +34,6 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Replicate, Shard
 from transformers.optimization import Adafactor
 
-#: False skips the cross-shard reductions of a sharded step (each process then normalises by its
-#: own rows only): a test switch, which tests/core/test_sharded_recipe.py shows the check catches
-CROSS_SHARD_REDUCE = True
-
 
 def _rms(t: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(t) / math.sqrt(t.numel())
@@ -88,6 +84,15 @@ def _unfactored_many(ps, grads, sq_avgs, mirrors, scal, scale, eps: float, clip:
         _unfactored(ps[i], grads[i], sq_avgs[i], scal, scale, eps, clip, mirrors[i])
 
 
+def shard_mean(total: torch.Tensor, local_count: int, count: int, group) -> torch.Tensor:
+    """A mean over dim 0 of a tensor sharded on it, from this shard's sum ``total`` (over its
+    ``local_count`` rows of ``count``): the sum over every shard of ``group``, divided by
+    ``count``. (tests/core/test_sharded_recipe.py replaces it with this shard's own mean and
+    shows the 1/2/4-process comparison catches the difference.)"""
+    dist.all_reduce(total, group=group)
+    return total / count
+
+
 def _sharded(p: DTensor, grad: DTensor, state: dict, scal: list[float], scale, eps, clip) -> None:
     """One step of a parameter sharded on dim 0, on this process's rows: the update of
     :func:`_factored` / :func:`_unfactored` with every reduction over dim 0 summed over the group."""
@@ -100,22 +105,14 @@ def _sharded(p: DTensor, grad: DTensor, state: dict, scal: list[float], scale, e
     g = grad.to_local().float()
     if scale is not None:
         g = g / scale
-    reduce = CROSS_SHARD_REDUCE
-
-    def mean0(total: torch.Tensor, local_count: int, count: int) -> torch.Tensor:
-        """A mean over dim 0 from this shard's ``total`` (``local_count`` rows of ``count``)."""
-        if not reduce:
-            return total / max(local_count, 1)
-        dist.all_reduce(total, group=group)
-        return total / count
-
     if p.dim() >= 2:
         row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
         sq = g * g + eps
         row.copy_(row * beta2t + sq.mean(dim=-1) * (1.0 - beta2t))
         if p.dim() == 2:  # dim -2 is the sharded dim 0: the column and row-statistic means span it
-            col_mean = mean0(sq.sum(dim=-2), w.shape[0], p.shape[0])
-            row_mean = mean0(row.sum(dim=-1, keepdim=True), w.shape[0], p.shape[0])
+            col_mean = shard_mean(sq.sum(dim=-2), w.shape[0], p.shape[0], group)
+            row_sum = row.sum(dim=-1, keepdim=True)
+            row_mean = shard_mean(row_sum, w.shape[0], p.shape[0], group)
         else:
             col_mean, row_mean = sq.mean(dim=-2), row.mean(dim=-1, keepdim=True)
         col.copy_(col * beta2t + col_mean * (1.0 - beta2t))
@@ -124,47 +121,42 @@ def _sharded(p: DTensor, grad: DTensor, state: dict, scal: list[float], scale, e
         sq_avg = state["exp_avg_sq"]
         sq_avg.copy_(sq_avg * beta2t + (g * g + eps) * (1.0 - beta2t))
         update = sq_avg.rsqrt() * g
-    rms = mean0((update * update).sum(), w.numel(), p.numel()).sqrt()
+    rms = shard_mean((update * update).sum(), w.numel(), p.numel(), group).sqrt()
     update = update / (rms / clip).clamp(min=1.0) * lr
     w.copy_(w + w * (-weight_decay * lr) - update)
 
 
 _EAGER = {"factored": _factored_many, "unfactored": _unfactored_many}
-# compiled once per process and shared; each call length (and dtype) compiles once
-_compiled: dict[str, object] = {}
+# compiled once per process and shared, by (name, dynamic); each call length (and dtype) compiles
+# once
+_compiled: dict[tuple[str, bool | None], object] = {}
 RECOMPILE_LIMIT = 64
-#: parameters per call at most, and dynamic shapes: one graph per call length (Ministral-3-3B:
-#: 4, 2 and 1), whatever the shapes; a graph of n copies compiles ~n times longer. On an H100
-#: (bench/results/bench_optimizer_h100.md) 4 + dynamic stepped 3.4 B masters in 45.8 ms and
-#: compiled in 42 s (10 s from the inductor cache); 13 + static: 50 ms, 81 s; one call per
-#: parameter: 99 ms (host-bound: ~0.4 ms of guards and wrappers per call), 22 s.
-GROUP_SIZE = 4
-DYNAMIC: bool | None = True
 
 
-def compiled(name: str):
-    if name not in _compiled:
-        _compiled[name] = torch.compile(_EAGER[name], fullgraph=True, dynamic=DYNAMIC)
-    return _compiled[name]
+def compiled(name: str, dynamic: bool | None = True):
+    key = (name, dynamic)
+    if key not in _compiled:
+        _compiled[key] = torch.compile(_EAGER[name], fullgraph=True, dynamic=dynamic)
+    return _compiled[key]
 
 
-def _run(name: str, *args) -> None:
+def _run(name: str, dynamic: bool | None, *args) -> None:
     """The compiled step; where torch.compile fails on a host (a compiler or Triton problem,
     raised before the step writes anything), the same function eagerly from then on, with one
     warning: slower, never a lost run."""
     try:
         limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         with torch._dynamo.config.patch(recompile_limit=limit):
-            compiled(name)(*args)
+            compiled(name, dynamic)(*args)
     except torch._dynamo.exc.TorchDynamoException as exc:
-        if _compiled[name] is _EAGER[name]:
+        if _compiled[(name, dynamic)] is _EAGER[name]:
             raise
         warnings.warn(
             f"FusedAdafactor: torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
             "its update runs uncompiled (same numbers, slower)",
             stacklevel=2,
         )
-        _compiled[name] = _EAGER[name]
+        _compiled[(name, dynamic)] = _EAGER[name]
         _EAGER[name](*args)
 
 
@@ -177,13 +169,22 @@ class FusedAdafactor(Adafactor):
     Two inputs besides ``p.grad`` let the masters' optimizer skip passes over 3.4 B fp32 values:
     ``grads`` (parameter -> gradient, which may be the model's 16-bit one: a parameter without
     ``.grad`` takes its gradient from here) and ``mirrors`` (parameter -> the 16-bit model weight
-    its new value is also written to)."""
+    its new value is also written to).
+
+    ``group_size``: parameters of one shape per compiled call at most; ``dynamic``: torch.compile's
+    ``dynamic`` for those calls. The defaults, 4 and dynamic shapes: one graph per call length
+    (Ministral-3-3B: 4, 2 and 1), whatever the shapes; a graph of n copies compiles ~n times
+    longer. On an H100 (bench/results/bench_optimizer_h100.md, bench/bench_optimizer.py) 4 +
+    dynamic stepped 3.4 B masters in 45.8 ms and compiled in 42 s (10 s from the inductor cache);
+    13 + static: 50 ms, 81 s; one call per parameter: 99 ms (host-bound: ~0.4 ms of guards and
+    wrappers per call), 22 s."""
 
     _step_supports_amp_scaling = True  # MasterWeightsOptimizer.clip_ hands the clip as grad_scale
     takes_low_precision_grads = True  # and its gradients as ``grads``, uncast
 
-    def __init__(self, params, **kwargs):
+    def __init__(self, params, group_size: int = 4, dynamic: bool | None = True, **kwargs):
         super().__init__(params, **kwargs)
+        self.group_size, self.dynamic = group_size, dynamic
         for g in self.param_groups:
             if g["relative_step"] or g["scale_parameter"] or g["beta1"] is not None:
                 raise ValueError(
@@ -287,14 +288,12 @@ class FusedAdafactor(Adafactor):
                 like = (kind, key, eps, clip, p.shape, grad.dtype, mirror is None)
                 calls.setdefault(like, []).append((p, grad, state, mirror))
         for (kind, key, eps, clip, *_), like_members in calls.items():
-            for at in range(0, len(like_members), GROUP_SIZE):
-                self._call(
-                    kind, like_members[at : at + GROUP_SIZE], scalars[key], grad_scale, eps, clip
-                )
+            for at in range(0, len(like_members), self.group_size):
+                members = like_members[at : at + self.group_size]
+                self._call(kind, members, scalars[key], grad_scale, eps, clip)
         return loss
 
-    @staticmethod
-    def _call(kind, members, scal, grad_scale, eps: float, clip: float) -> None:
+    def _call(self, kind, members, scal, grad_scale, eps: float, clip: float) -> None:
         ps, grads, states, mirrors = (list(t) for t in zip(*members))
         moments = (
             [[s["exp_avg_sq_row"] for s in states], [s["exp_avg_sq_col"] for s in states]]
@@ -302,7 +301,7 @@ class FusedAdafactor(Adafactor):
             else [[s["exp_avg_sq"] for s in states]]
         )
         scale = grad_scale if grad_scale is not None else _one(ps[0].device)
-        _run(kind, ps, grads, *moments, mirrors, scal, scale, eps, clip)
+        _run(kind, self.dynamic, ps, grads, *moments, mirrors, scal, scale, eps, clip)
 
 
 def _to_device(values: list[float], device: torch.device) -> torch.Tensor:
