@@ -1,5 +1,5 @@
 """FusedAdafactor (ablate.core.training.adafactor) against transformers' Adafactor, both as the
-inner optimizer of MasterWeightsOptimizer with the Trainer's options (optim: adafactor): the same
+inner optimizer of MasterWeightsOptimizer with the loop's options (optim: adafactor): the same
 parameters and gradients, an lr that a scheduler changes every step, a gradient clip (torch's
 in-place clip for HF, the grad_scale divisor for ours). Tolerance: rtol 1e-5, atol 1e-7 (fp32; the
 fused reductions sum in another order). One process-wide compiled function serves every test."""
@@ -14,7 +14,8 @@ from transformers.optimization import Adafactor
 from ablate.core.training.adafactor import FusedAdafactor
 from ablate.core.training.optim import MasterWeightsOptimizer
 
-# the HF Trainer's kwargs for optim: adafactor (trainer_optimizer._get_adafactor)
+# the loop's kwargs for optim: adafactor (ablate.core.training.optim.optimizer_class; HF's
+# defaults otherwise, warmup_init False among them)
 KW = dict(scale_parameter=False, relative_step=False, warmup_init=False, lr=1e-2)
 SHAPES = [(12, 7), (7,), (2, 3), (3,)]  # 2-D non-square, 1-D, tiny 2-D, tiny 1-D
 TOL = dict(rtol=1e-5, atol=1e-7)
@@ -23,7 +24,7 @@ TOL = dict(rtol=1e-5, atol=1e-7)
 def _master(cls, weight_decay: float) -> MasterWeightsOptimizer:
     gen = torch.Generator().manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in SHAPES]
-    groups = [  # decay on the 2-D ones, as the Trainer's two groups
+    groups = [  # decay on the 2-D ones, as the loop's two groups (optim.decay_groups)
         {"params": [params[0], params[2]], "weight_decay": weight_decay},
         {"params": [params[1], params[3]], "weight_decay": 0.0},
     ]
@@ -107,19 +108,20 @@ def test_plain_clip_scales_the_master_grads():
     assert float(clipped) == pytest.approx(1.0, rel=1e-5)
 
 
-def test_the_trainer_picks_it_for_adafactor_on_cuda(tmp_path):
+def test_the_loop_picks_it_for_adafactor_on_cuda():
     """optim: adafactor with master weights: FusedAdafactor where the params are on CUDA (faked
     here: this test runs on CPU), HF's own loop on CPU (compiling costs ~9 s there for ~3 ms a
     step, docs/training.md), any other optimizer untouched."""
     from types import SimpleNamespace
 
-    from transformers import Trainer, TrainingArguments
+    from ablate.core.training.optim import fused_inner, optimizer_class
 
-    from ablate.core.training.optim import fused_inner
-
-    args = TrainingArguments(output_dir=str(tmp_path), optim="adafactor", use_cpu=True)
-    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
-    assert cls is Adafactor and FusedAdafactor.supports(kwargs)  # the Trainer's own kwargs
+    cls, kwargs = optimizer_class({"optim": "adafactor", "learning_rate": 1e-2})
+    assert cls is Adafactor and FusedAdafactor.supports(kwargs)  # the loop's own kwargs
+    # the settings the tests here step HF's Adafactor with
+    assert (
+        Adafactor([torch.zeros(1)], **kwargs).defaults == Adafactor([torch.zeros(1)], **KW).defaults
+    )
     cuda, cpu = SimpleNamespace(is_cuda=True), torch.zeros(1)
     assert fused_inner(cls, kwargs, [cuda, cuda]) is FusedAdafactor
     assert fused_inner(cls, kwargs, [cuda, cpu]) is Adafactor
@@ -154,7 +156,7 @@ def _bf16_model() -> torch.nn.Module:
 
 
 def _train_bf16(cls, micro_batches: int, steps: int = 3):
-    """``steps`` clipped steps of a bf16 model through the masters' hooks, as the Trainer runs them."""
+    """``steps`` clipped steps of a bf16 model through the masters' hooks, as the loop runs them."""
     model = _bf16_model()
     params = list(model.parameters())
     opt = MasterWeightsOptimizer([{"params": params, "weight_decay": 0.1}], cls, dict(KW))

@@ -30,28 +30,34 @@ def test_bound_is_the_override_else_forecast_times_checkpoint_interval():
     assert bound == watchdog.STALL_MIN_S and "eval_steps 50 = 145 s" in why
 
 
-# a finetune whose step 3 never ends (a data-loader or NCCL hang), stall_s 4
+# a finetune that hangs after step 2 (a data-loader or NCCL hang): a reporter whose log of step 2
+# never returns (logging_steps 1), stall_s 4
 HANGING = """
 import json, sys, time
-from transformers import TrainerCallback
 from ablate.mask.training.run import FinetuneSpec, finetune
 
-class Hang(TrainerCallback):
-    def on_step_begin(self, args, state, control, **kw):
-        if state.global_step == 2:
+class Hang:
+    def begin(self, step):
+        pass
+
+    def log(self, step, logs, tokens):
+        if step == 2:
             print("hanging now", flush=True)
             time.sleep(3600)
 
+    def end(self):
+        pass
+
 model, data, out, params, probe = sys.argv[1:6]
 finetune(FinetuneSpec.parse("causal", json.loads(params)), model_path=model, data=data,
-         out_dir=out, probe_result=json.loads(probe), callbacks=[Hang()])
+         out_dir=out, probe_result=json.loads(probe), reporters=[Hang()])
 """
 
 
 def test_a_hung_training_ends_within_its_bound_and_names_it(tiny_model_dir, tmp_path):
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
-    params = {**FAST, "max_steps": 20, "stall_s": 4}
+    params = {**FAST, "max_steps": 20, "stall_s": 4, "logging_steps": 1}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -78,7 +84,9 @@ def test_a_hung_training_ends_within_its_bound_and_names_it(tiny_model_dir, tmp_
     idle = float(line.split("no training progress for ")[1].split(" s")[0])
     assert 4 <= idle < 4 + 5, line  # within the bound and the watchdog's look interval
     assert "over the stall bound 4 s (stall_s: 4 (config))" in line, line
-    assert "time.sleep" in err or "in on_step_begin" in err  # where it hung: every thread's stack
+    # where it hung, in every thread's stack: the reporter's log (of the -c script, "<string>")
+    hung = [x for x in err.splitlines() if x.strip().startswith('File "<string>"')]
+    assert any(x.endswith(" in log") for x in hung), err[-3000:]
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
@@ -112,6 +120,6 @@ def test_the_watchdog_starts_where_stderr_has_no_file_descriptor(monkeypatch):
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     dog = watchdog.StallWatchdog({"stall_s": 60}, [], "t")
-    dog.on_train_begin(None, None, None)
-    dog.on_step_end(None, None, None)
+    dog.start()
+    dog.progress()
     dog.stop()
