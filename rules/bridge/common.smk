@@ -3,7 +3,6 @@
 # jobs, file patterns). Any bad entry (unknown key, a K the translator cannot build, two
 # identical entries without same_as, a model pair with one tokenizer) stops here, before any
 # job, with the key named.
-from ablate.bridge import caches as bridge_caches
 from ablate.bridge import grid as bridge_grid
 from ablate.bridge import pins as bridge_pins
 from ablate.bridge import study as bridge_study
@@ -109,64 +108,15 @@ def bridge_states_inputs(wildcards):
     return {**bridge_model_inputs([role]), **bridge_data_inputs(e.kind)}
 
 
-# ---------------------------------------------------------------- params of the rules
-
-
-def bridge_train_params(wildcards):
-    e = bridge_entry_of_run(wildcards.run_id)
-    return sorted_tree(
-        dict(
-            run_id=e.run_id,
-            identity=e.identity,
-            params=e.params,
-            source_role=e.source_role,
-            target_role=e.target_role,
-            kind=e.kind,
-            # a seed's key is its declared entry's: a seed equal to the default's reuses its run
-            where=f"bridge.grid.{e.base or e.name}",
-            processes=bridge_grid.processes(BRIDGE_CFG),
-        )
-    )
-
-
-def bridge_states_params(wildcards):
-    """What the cache depends on, not the params of the runs reading it (an lr edit keeps it)."""
-    e = bridge_states_entry(wildcards.states_id)
-    st = BRIDGE.states[wildcards.states_id]
-    return sorted_tree(
-        dict(
-            identity=bridge_study.states_slice(BRIDGE, wildcards.states_id),
-            params=bridge_caches.states_params(st),
-            what=st["what"],
-            role=st["role"],
-            kind=e.kind,
-            test_items=st["test_items"],
-        )
-    )
-
-
-def bridge_infer_params(wildcards):
-    e = bridge_entry_of_run(wildcards.run_id)
-    return sorted_tree(
-        dict(
-            run_id=e.run_id,
-            identity=bridge_grid.infer_identity(BRIDGE, e),
-            params=bridge_grid.infer_params(BRIDGE, e),
-            timed_samples=BRIDGE.config["infer"]["timed_samples"],
-            source_role=e.source_role,
-            target_role=e.target_role,
-            kind=e.kind,
-            where=f"bridge.grid.{e.base or e.name}",
-        )
-    )
-
-
 def bridge_infer_inputs(wildcards):
     inputs = {k: v for k, v in bridge_run_inputs(wildcards).items() if k != "train"}
     return {
         **inputs,
         "translator": bout("translator", run_id=wildcards.run_id),
     }
+
+
+# ---------------------------------------------------------------- params of the rules
 
 
 def bridge_entries_table():

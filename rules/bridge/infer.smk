@@ -28,6 +28,6 @@ rule bridge_infer:
     resources:
         **bridge_resources_of("infer"),
     params:
-        run=bridge_infer_params,
+        run=job_config("bridge_infer"),
     script:
         "../../workflow/scripts/bridge_infer.py"

@@ -31,7 +31,7 @@ if BRIDGE_SOURCE_STATES:
         resources:
             **bridge_resources_of("frozen_states"),
         params:
-            states=bridge_states_params,
+            states=job_config("bridge_source_states"),
         script:
             "../../workflow/scripts/bridge_frozen_states.py"
 
@@ -56,6 +56,6 @@ if BRIDGE_TEACHER_STATES:
         resources:
             **bridge_resources_of("frozen_states"),
         params:
-            states=bridge_states_params,
+            states=job_config("bridge_teacher_states"),
         script:
             "../../workflow/scripts/bridge_frozen_states.py"

@@ -22,6 +22,6 @@ rule bridge_train:
     resources:
         **bridge_resources_of("train"),
     params:
-        run=bridge_train_params,
+        run=job_config("bridge_train"),
     script:
         "../../workflow/scripts/bridge_train.py"

@@ -91,7 +91,8 @@ def test_status_reads_a_bridge_job(tmp_path):
     for p in job.outputs.values():
         (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / p).write_text("{}")
-    prov = {"run_id": "r1", "config": job.config, "config_hash": config_hash(job.config)}
+    recorded = job.config["identity"]  # the slice of its config the run records
+    prov = {"run_id": "r1", "config": recorded, "config_hash": config_hash(recorded)}
     record = {"provenance": prov, "peak": 0.5, "peak_step": 3, "final": 0.4, "steps_done": 9}
     (tmp_path / job.record).write_text(json.dumps(record))
     (tmp_path / job.benchmark).parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,7 @@ def test_status_reads_a_bridge_job(tmp_path):
     (row,) = status.job_rows([job], tmp_path, side, config)
     assert (row.status, row.wall_s, row.run_id) == ("done", 12.0, "r1")
     assert row.headline.startswith("peak 0.500 @ 3")
-    old = json.loads(json.dumps(job.config))
+    old = json.loads(json.dumps(recorded))
     old["params"]["lr"] = old["params"]["lr"] * 2
     record["provenance"]["config"] = old
     (tmp_path / job.record).write_text(json.dumps(record))

@@ -140,11 +140,12 @@ def _save(tmp: Path, arr: np.ndarray) -> None:
 
 @dataclass(frozen=True)
 class StatesSpec:
-    """A cache job as its rule passes it (rules/bridge/common.smk, ``bridge_states_params``),
-    one field per key: ``what`` (``source``: the source model's states of the whole train split
-    and the first ``test_items`` test items; ``teacher``: the KL teacher's rows of the train
-    split), the ``params`` it computes with, the data ``kind``, ``identity`` (the cache's config
-    slice, its record holds; None: ``params``) and the job script's ``role`` (which model card)."""
+    """A cache job as its rule passes it (its job's config, ``ablate.bridge.study.states_config``,
+    through the rules' ``job_config``), one field per key: ``what`` (``source``: the source
+    model's states of the whole train split and the first ``test_items`` test items;
+    ``teacher``: the KL teacher's rows of the train split), the ``params`` it computes with, the
+    data ``kind``, ``identity`` (the cache's config slice, its record holds; None: ``params``) and
+    the job script's ``role`` (which model card)."""
 
     what: str
     params: dict[str, Any]

@@ -17,10 +17,13 @@ from ablate.core.status import Row, planned_forecast, read_csv
 
 def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
     """The keys changed between the slice the job's record holds and its slice now (the job
-    list's ``config``); the model jobs compare the model keys (the identity follows from them)."""
+    list's ``config``); the model jobs compare the model keys (the identity follows from them),
+    the jobs whose config is their rule's whole params the ``identity`` in it."""
     new = job.config
     if job.rule in ("bridge_model", "bridge_register") and isinstance(old, dict):
         old, new = old.get("model"), new["model"]
+    elif job.rule in layout.IDENTITY_IN_CONFIG:
+        new = new["identity"]
     return config_changes(old, new, job.labels["where"]) if new is not None else []
 
 

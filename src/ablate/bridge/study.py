@@ -10,8 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ablate.bridge.caches import FROZEN_SPLITS
-from ablate.bridge.grid import Study, datasets_used, infer_identity, resolve
+from ablate.bridge.caches import FROZEN_SPLITS, states_params
+from ablate.bridge.grid import (
+    Study,
+    datasets_used,
+    infer_identity,
+    infer_params,
+    processes,
+    resolve,
+)
 from ablate.bridge.pins import ROLES, model_identity
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
 from ablate.core.config import sorted_tree
@@ -101,6 +108,69 @@ def states_slice(study: Study, states_id: str) -> dict[str, Any]:
     """What a cache job records and reruns on: its key, the test items it holds, its batch."""
     st = study.states[states_id]
     return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
+
+
+def states_config(study: Study, states_id: str) -> dict[str, Any]:
+    """A cache job's config, its rule's params: what the cache depends on, not the params of the
+    runs reading it (an lr edit keeps it); its record holds ``identity`` (:func:`states_slice`)."""
+    e = study.runs[study.states[states_id]["runs"][0]]  # a run reading it: they share its key
+    st = study.states[states_id]
+    return sorted_tree(
+        dict(
+            identity=states_slice(study, states_id),
+            params=states_params(st),
+            what=st["what"],
+            role=st["role"],
+            kind=e.kind,
+            test_items=st["test_items"],
+        )
+    )
+
+
+def train_config(study: Study, run_id: str) -> dict[str, Any]:
+    """A training job's config, its rule's params: the run as :class:`ablate.bridge.params.RunSpec`
+    takes it; its record holds ``identity``."""
+    e = study.runs[run_id]
+    return sorted_tree(
+        dict(
+            run_id=e.run_id,
+            identity=e.identity,
+            params=e.params,
+            source_role=e.source_role,
+            target_role=e.target_role,
+            kind=e.kind,
+            # a seed's key is its declared entry's: a seed equal to the default's reuses its run
+            where=f"bridge.grid.{e.base or e.name}",
+            processes=processes(study.config),
+        )
+    )
+
+
+def infer_config(study: Study, e: Any) -> dict[str, Any]:
+    """An inference benchmark's config, its rule's params (a RunSpec) from the run it benchmarks;
+    its record holds ``identity`` (:func:`ablate.bridge.grid.infer_identity`)."""
+    e = study.runs[e.run_id]
+    return sorted_tree(
+        dict(
+            run_id=e.run_id,
+            identity=infer_identity(study, e),
+            params=infer_params(study, e),
+            timed_samples=study.config["infer"]["timed_samples"],
+            source_role=e.source_role,
+            target_role=e.target_role,
+            kind=e.kind,
+            where=f"bridge.grid.{e.base or e.name}",
+        )
+    )
+
+
+#: The rules whose job config (their params) holds the slice their record holds as ``identity``.
+IDENTITY_IN_CONFIG = (
+    "bridge_source_states",
+    "bridge_teacher_states",
+    "bridge_train",
+    "bridge_infer",
+)
 
 
 #: The planner's kind of each planned rule's jobs; the other rules run local (data, registration,
@@ -213,7 +283,7 @@ def _states_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list
                 stem=sid,
                 wildcards={"states_id": sid},
                 record="summary",
-                config=states_slice(study, sid),
+                config=states_config(study, sid),
                 labels={"where": f"bridge.grid.{serves[0]}"},
                 upstream=_setup_names(setup, {st["role"]}),
                 serves=serves,
@@ -242,7 +312,7 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
                 stem=run_id,
                 wildcards={"run_id": run_id},
                 record="summary",
-                config=e.identity,
+                config=train_config(study, run_id),
                 labels={"where": f"bridge.grid.{e.name}"},
                 upstream=_setup_names(setup, {e.source_role, e.target_role}) + caches,
                 serves=_serving(study, lambda x, r=run_id: x.run_id == r),
@@ -263,7 +333,7 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
                 stem=e.run_id,
                 wildcards={"run_id": e.run_id},
                 record="provenance",
-                config=infer_identity(study, e),
+                config=infer_config(study, e),
                 labels={"where": f"bridge.grid.{e.name}"},
                 upstream=[
                     *_setup_names(setup, {e.source_role, e.target_role}),
