@@ -23,7 +23,7 @@ import pytest
 from ablate.core import checkpoint, diff, interrupts, model_card, provenance, tracking
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
-from ablate.core.training import run as run_module
+from ablate.core.training import checkpointing
 from ablate.mask import embedded, evaluation, lm_tasks, sft_data
 from ablate.mask.lm_tasks import TaskFileError, TaskNotFoundError
 from ablate.mask.training.run import FinetuneSpec, finetune
@@ -352,7 +352,7 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
         )
     monkeypatch.undo()
     assert not (out / "final").exists() and not (out / "summary.json").exists()
-    # the half-written Trainer checkpoint has no completion marker: a rerun never resumes from it
+    # the half-written checkpoint has no completion marker: a rerun never resumes from it
     assert checkpoint.complete_checkpoints(out / "checkpoints") == []
 
 
@@ -371,13 +371,13 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
     before = checkpoint.verify(out / "final")
     summary_before = (out / "summary.json").read_text()
 
-    real_save_final = run_module.save_final
+    real_save_final = checkpointing.save_final
 
-    def save_final_on_full_disk(trainer, out_dir, **kw):
+    def save_final_on_full_disk(run, out_dir, **kw):
         _enospc(monkeypatch)  # training went fine; the disk fills at the final save
-        return real_save_final(trainer, out_dir, **kw)
+        return real_save_final(run, out_dir, **kw)
 
-    monkeypatch.setattr(run_module, "save_final", save_final_on_full_disk)
+    monkeypatch.setattr(checkpointing, "save_final", save_final_on_full_disk)
     with pytest.raises(OSError, match="No space left on device"):
         finetune(
             FinetuneSpec.parse("causal", {**FAST, "save_steps": 0}),
@@ -395,7 +395,7 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
 
 
 def causal_finetune(model_dir: Path, sft: Path, out: Path, steps: int, **kw) -> None:
-    """A few causal steps, save_steps 0 (the default's: no Trainer checkpoint)."""
+    """A few causal steps, save_steps 0 (the default's: no intermediate checkpoint)."""
     finetune(
         FinetuneSpec.parse("causal", {**FAST, "max_steps": steps, "save_steps": 0}),
         model_path=model_dir,
@@ -421,24 +421,21 @@ def test_rerun_starts_an_empty_tensorboard_folder(tiny_model_dir, sft_file, tmp_
     own event file; before, the old run's curves stayed beside it (3 files after one edit)."""
     out = tmp_path / "o"
     for steps in (3, 2):
-        callbacks = tracking.trainer_callbacks({"tensorboard": True}, out)
-        causal_finetune(tiny_model_dir, sft_file, out, steps, callbacks=callbacks)
+        reporters = tracking.reporters({"tensorboard": True}, out)
+        causal_finetune(tiny_model_dir, sft_file, out, steps, reporters=reporters)
     assert tensorboard_steps(out) == (1, [1, 2])
 
 
 def test_resumed_run_keeps_its_curves_up_to_the_resumed_step(tmp_path):
-    """A resumed run (Trainer state at step 4) keeps the folder and hides what the killed run
-    logged after step 4 (TensorBoard's purge_step); a fresh one (step 0) empties it."""
-    from transformers import TrainerControl, TrainerState, TrainingArguments
+    """A resumed run (resumed at step 4) keeps the folder and hides what the killed run logged
+    after step 4 (TensorBoard's purge_step); a fresh one (step 0) empties it."""
 
     def start(step: int, losses: dict[int, float]) -> None:
-        (cb,) = tracking.trainer_callbacks({"tensorboard": True}, tmp_path)
-        state = TrainerState(global_step=step)
-        args = TrainingArguments(output_dir=str(tmp_path / "ckpt"), report_to=[])
-        cb.on_train_begin(args, state, TrainerControl())
-        for state.global_step, loss in losses.items():
-            cb.on_log(args, state, TrainerControl(), logs={"loss": loss})
-        cb.on_train_end(args, state, TrainerControl())
+        (reporter,) = tracking.reporters({"tensorboard": True}, tmp_path)
+        reporter.begin(step)
+        for at, loss in losses.items():
+            reporter.log(at, {"step": at, "loss": loss}, tokens=100 * at)
+        reporter.end()
 
     start(0, {1: 3.0, 2: 2.9, 4: 2.8, 5: 2.7, 6: 2.6})  # killed after step 6, saved at 4
     start(4, {5: 2.5, 6: 2.4})
@@ -476,23 +473,28 @@ def test_diff_finds_the_run_a_rerun_replaced(tiny_model_dir, sft_file, tmp_path,
 def test_interrupt_saves_a_checkpoint_and_the_rerun_resumes(
     tiny_model_dir, sft_file, tmp_path, capsys, signum
 ):
-    """With the default save_steps 0 (no Trainer checkpoints), a SIGINT or SIGTERM at step 2 of 4:
-    the step ends, checkpoint-2 is saved complete, training stops with TrainingInterrupted and no
-    result is written; the rerun resumes from it. Before: the signal killed it at once (SIGINT)
-    and the rerun started from step 0."""
-    from transformers import TrainerCallback
+    """With the default save_steps 0 (no intermediate checkpoints), a SIGINT or SIGTERM during
+    step 2 of 4: the step ends, checkpoint-2 is saved complete, training stops with
+    TrainingInterrupted and no result is written; the rerun resumes from it. Before: the signal
+    killed it at once (SIGINT) and the rerun started from step 0."""
 
-    class SignalAtStep2(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            if state.global_step == 1:
+    class SignalAtStep2:  # a reporter: step 1's log is the last thing before step 2
+        def begin(self, step):
+            pass
+
+        def log(self, step, logs, tokens):
+            if step == 1:
                 os.kill(os.getpid(), signum)
+
+        def end(self):
+            pass
 
     out = tmp_path / "o"
     # as in a terminal: a background (nohup) test run has SIGINT ignored, and that is respected
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(interrupts.TrainingInterrupted, match=f"{signum.name} after step 2"):
-            causal_finetune(tiny_model_dir, sft_file, out, 4, callbacks=[SignalAtStep2()])
+            causal_finetune(tiny_model_dir, sft_file, out, 4, reporters=[SignalAtStep2()])
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     finally:
         signal.signal(signal.SIGINT, before)
@@ -544,7 +546,7 @@ def test_secrets_never_reach_outputs_or_logs(
         "provenance": json.dumps(block).encode(),
     }
     files = [p for p in out.rglob("*") if p.is_file()]
-    assert len(files) > 10 and any(p.name == "training_args.bin" for p in files)  # pickles too
+    assert len(files) > 10 and any(p.name == "optimizer.pt" for p in files)  # pickles too
     blobs.update({str(p): p.read_bytes() for p in files})
     leaks = [
         (name, k) for name, data in blobs.items() for k, v in SECRETS.items() if v.encode() in data

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -61,7 +60,7 @@ def test_before_a_run_everything_is_to_run(tmp_path):
 
 def test_running_job_from_snakemake_markers(tmp_path):
     """Snakemake's incomplete marker (base64 of the output path) plus a lock: running, with
-    the last step and loss the Trainer's Progress callback logged."""
+    the last step and loss the training loop's progress line logged."""
     from ablate.core.training.callbacks import Progress, Throughput
 
     out = "results/finetune/3A/summary.json"
@@ -71,8 +70,7 @@ def test_running_job_from_snakemake_markers(tmp_path):
     assert set(status.incomplete_outputs(tmp_path)) == {out}
     log = io.StringIO()
     progress = Progress("finetune causal", Throughput(), stream=log)
-    state = SimpleNamespace(global_step=7, max_steps=40)
-    progress.on_log(None, state, None, logs={"loss": 3.25, "learning_rate": 1e-3})
+    progress.log(7, 40, {"loss": 3.25, "learning_rate": 1e-3})
     (tmp_path / "ft.log").write_text("loading\n" + log.getvalue())
     job = Job("mask", "finetune", "finetune/3A", {}, {"summary": out}, log="ft.log", stage=3)
     (row,) = status.job_rows([job], tmp_path)

@@ -19,8 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
-from safetensors.torch import load_model, save_model
 
 from ablate.core import checkpoint, io, modeling, parallel
 from ablate.core.phases import Phases
@@ -58,7 +58,7 @@ def save(run) -> Path:
         sharding.save_checkpoint(run.model, run.optimizer, ckpt)
         fmt = checkpoint.FORMAT_SHARDED
     else:
-        save_model(run.model, str(ckpt / WEIGHTS))
+        safetensors.torch.save_model(run.model, str(ckpt / WEIGHTS))
         torch.save(run.optimizer.state_dict(), ckpt / OPTIMIZER)
         fmt = FORMAT_WHOLE
     torch.save(_rng_state(), ckpt / _rng_file(run.sharded))
@@ -91,7 +91,7 @@ def load_weights(run, ckpt: Path) -> None:
     if run.sharded:
         sharding.load_model(run.model, ckpt)
         return
-    load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
+    safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
     if run.master is not None:
         run.master.sync_master_from_model()
 
@@ -105,7 +105,7 @@ def load(run, ckpt: Path) -> None:
         sharding.load_model(run.model, ckpt)
         sharding.load_optimizer(run.model, run.optimizer, ckpt)
     else:
-        load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
+        safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
         run.optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER, weights_only=True))
     run.scheduler.load_state_dict(torch.load(ckpt / SCHEDULER, weights_only=True))
     rng = torch.load(ckpt / _rng_file(run.sharded), weights_only=True)
