@@ -27,7 +27,7 @@ def _fast_head_ok(model) -> bool:
 
 def head_loss_sum(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch.Tensor):
     """Summed CE of ``lm_head(hidden)`` against ``targets`` (the fast head's loss; a fused
-    linear-CE kernel with the same signature can replace it: ``CoreTrainer.head_loss``)."""
+    linear-CE kernel with the same signature can replace it: ``loop.Hooks.head_loss``)."""
     return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
 
 
