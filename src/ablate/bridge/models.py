@@ -81,7 +81,8 @@ class ModelSetupError(ValueError):
     pass
 
 
-def _arch(family: str, arch: dict | None) -> dict[str, Any]:
+def family_arch(family: str, arch: dict | None) -> dict[str, Any]:
+    """An embedded model's architecture: its family's, with ``arch``'s keys over it."""
     if family not in FAMILIES:
         raise ModelSetupError(
             f"unknown model family {family!r}; the embedded bridge knows {', '.join(FAMILIES)}"
@@ -178,7 +179,7 @@ def prepare_model(
     started = time.time()
     phases = Phases(started)
     out = Path(out_dir)
-    a = _arch(family, arch)
+    a = family_arch(family, arch)
     p = resolve_params({**PRETRAIN, **(pretrain or {})}, "pretrain")
     docs = load_corpus(corpus)
     tokenizer = train_tokenizer(docs, a["tokenizer"], out / "tokenizer")

@@ -32,7 +32,7 @@ FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
 def model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | None, str]:
     """(parameters, hidden size, where from) of a bridge model, offline."""
     if m["source"] == "embedded":
-        a = models._arch(m["family"], m.get("arch"))
+        a = models.family_arch(m["family"], m.get("arch"))
         cfg = {k: v for k, v in a.items() if k != "tokenizer"}
         cfg.update(
             model_type=m["family"],
