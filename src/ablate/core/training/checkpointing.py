@@ -92,8 +92,8 @@ def load_weights(run, ckpt: Path) -> None:
         sharding.load_model(run.model, ckpt)
         return
     safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
-    if run.master is not None:
-        run.master.sync_master_from_model()
+    if run.master is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
+        run.optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER, weights_only=True))
 
 
 def load(run, ckpt: Path) -> None:

@@ -205,10 +205,6 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         """The masters' values into the model's weights (in the weights' dtype)."""
         torch._foreach_copy_(self.model_params, self.master_params)
 
-    @torch.no_grad()
-    def sync_master_from_model(self) -> None:
-        torch._foreach_copy_(self.master_params, self.model_params)
-
     def state_dict(self) -> dict:
         return {"inner": self.inner.state_dict(), "master": list(self.master_params)}
 
