@@ -57,7 +57,7 @@ def keep_freed_memory() -> None:
 def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
     """``sys.excepthook`` of a job: an interrupt (Ctrl-C, a SIGTERM) is handled, not a bug, so
     it ends the log with one line, not a traceback (Snakemake shows a failed job's log: a
-    Ctrl-C printed a hundred lines of Trainer frames). Any other error keeps its traceback."""
+    Ctrl-C printed a hundred lines of training frames). Any other error keeps its traceback."""
     from ablate.core.interrupts import TrainingInterrupted
 
     if issubclass(exc_type, KeyboardInterrupt):

@@ -188,7 +188,7 @@ class CheckpointCopies:
         else:
             err = proc.stderr.read().decode(errors="replace").strip()
         if not ok or not (incoming / name / checkpoint.CHECKPOINT_MARKER).is_file():
-            # rotated away by the Trainer meanwhile, or the instance is going: the next look decides
+            # rotated away by the training loop meanwhile, or the instance is going: the next look decides
             self.runner.logger.warning(f"{self._label()}: copy of {d}/{name} failed: {err[-300:]}")
             shutil.rmtree(incoming, ignore_errors=True)
             return False

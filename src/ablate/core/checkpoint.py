@@ -1,4 +1,4 @@
-"""Checkpoint I/O, all of it: writing, integrity, the loading check, Trainer saves and resume.
+"""Checkpoint I/O, all of it: writing, integrity, the loading check, training checkpoints and resume.
 
 A final checkpoint (``<out>/final``) is written by :func:`write_final`: into ``final.tmp``, which
 first gets :data:`WRITER_MARKER` (this pipeline wrote it), then the weights, then it is renamed

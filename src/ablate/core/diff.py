@@ -23,7 +23,7 @@ from ablate.core.io import HISTORY_DIR
 from ablate.core.provenance import changed_keys
 from ablate.core.records import provenance_of, read_json
 
-# folders that hold no record (weights, Trainer state, event files, Snakemake's state)
+# folders that hold no record (weights, training state, event files, Snakemake's state)
 SKIP_DIRS = {"final", "checkpoints", "tensorboard", "tokenizer", ".snakemake", ".git", "mlruns"}
 
 

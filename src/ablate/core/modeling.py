@@ -161,9 +161,8 @@ def _is_accelerator(device: str | torch.device | None) -> bool:
 
 
 def _device_index(device: str | torch.device) -> int | str:
-    """A CUDA device as its index: the model's ``hf_device_map`` then names the device the
-    Trainer trains on (``"cuda"`` != ``cuda:0`` would make it treat the model as model-parallel
-    and leave it unmoved, ``Trainer.is_model_parallel``)."""
+    """A CUDA device as its index, so the model's ``hf_device_map`` names one device
+    (``"cuda"`` and ``cuda:0`` would read as two: a model-parallel model to transformers)."""
     d = torch.device(device)
     if d.type == "cuda":
         return torch.cuda.current_device() if d.index is None else d.index

@@ -65,7 +65,7 @@ def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, pl
 
     The model size of each run comes from its study (the checkpoint it wrote or evaluated), so
     results left by another config (the embedded tiny model) cannot pose as the 3B model. Train
-    rates are the Trainer's pure step time (summary ``throughput``); eval and probe rates come from
+    rates are the training loop's pure step time (summary ``throughput``); eval and probe rates come from
     the record's own-work phase (:data:`OWN_WORK_PHASE`) where it has ``phases``, else from the
     provenance wall time (else the benchmark file) minus the modelled start-up and load time (at
     most half of it is taken off).

@@ -23,7 +23,7 @@ def disk_need_mb(n_params: float, p: dict[str, Any], gpu: bool = True) -> float:
 
     - the final checkpoint in ``save_dtype``, twice: a rerun writes ``final.tmp`` beside the
       previous ``final`` and replaces it only when complete;
-    - with ``save_steps`` > 0, ``save_total_limit`` + 1 Trainer checkpoints (the Trainer writes the
+    - with ``save_steps`` > 0, ``save_total_limit`` + 1 checkpoints (the loop writes the
       next before it deletes the oldest), each the weights in ``model_dtype``, the fp32 master
       copies (``master_weights``) and the optimizer states (fp32 on the masters, else the weights'
       dtype; adafactor's are factored: ~0).

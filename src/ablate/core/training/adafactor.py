@@ -2,10 +2,10 @@
 
 ``transformers.optimization.Adafactor`` runs a Python loop per parameter of ~10 full-tensor fp32
 passes (grad**2 + eps, row/col means, the rsqrt outer product, the update's RMS, the clamp, lr,
-weight decay, the add), and, not being a fused optimizer, needs the Trainer's gradient clip as a
+weight decay, the add), and, not being a fused optimizer, needs the loop's gradient clip as a
 separate in-place pass over every fp32 gradient. With few tokens per optimizer step (the packed
 seed finetune: 3.3k) that fixed cost dominates the step. :class:`FusedAdafactor` computes the same
-update for the options the HF Trainer uses (``optim: adafactor``: external lr, beta1 None, no
+update for the options ``optim: adafactor`` sets (:func:`~.optim.optimizer_class`: external lr, beta1 None, no
 parameter scaling) with inductor fusing the passes, and takes the clip factor as the AMP
 ``grad_scale`` divisor like torch's fused optimizers (``MasterWeightsOptimizer.clip_``). Its state
 has HF's layout (``step``, ``exp_avg_sq_row``/``exp_avg_sq_col`` or ``exp_avg_sq``, ``RMS``), so
@@ -162,7 +162,7 @@ def _run(name: str, dynamic: bool | None, *args) -> None:
 
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
-    (the HF Trainer's ``optim: adafactor``) with a fused, grouped step; fp32 parameters only
+    (``optim: adafactor``) with a fused, grouped step; fp32 parameters only
     (it runs on :class:`~ablate.core.training.optim.MasterWeightsOptimizer`'s masters, or on the
     fp32 shards of a sharded model).
 
@@ -189,7 +189,7 @@ class FusedAdafactor(Adafactor):
             if g["relative_step"] or g["scale_parameter"] or g["beta1"] is not None:
                 raise ValueError(
                     "FusedAdafactor implements relative_step=False, scale_parameter=False, "
-                    "beta1=None only (the HF Trainer's optim: adafactor)"
+                    "beta1=None only (optim: adafactor)"
                 )
         self.grads: dict[torch.Tensor, torch.Tensor] = {}
         self.mirrors: dict[torch.Tensor, torch.Tensor] = {}

@@ -5,7 +5,7 @@ precision change: inputs rounded to a 10-bit mantissa). The CPU's numbers stay a
 
 ``compile_layers: true`` compiles each decoder layer in place (``nn.Module.compile``, the regional
 compilation torchtune and the PyTorch recipes use): parameter names, the state_dict, checkpoints
-and the core Trainer's fast head (which calls the decoder body directly) stay as they are, and
+and the loss's fast head (which calls the decoder body directly) stay as they are, and
 one compiled graph serves every layer. Inductor fuses the norms, the rotary embedding, SiLU x up
 and the bf16/fp32 casts around them; on an H100 the 3.4 B step at fixed 1024-token rows went from
 0.234 to 0.185 s (bench/results/mfu_h100.md).

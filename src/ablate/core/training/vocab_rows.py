@@ -79,7 +79,7 @@ class Rows:
 
     @torch.no_grad()
     def restore(self) -> None:
-        self.embedding.to(self.weight.device)  # the Trainer may have moved the model
+        self.embedding.to(self.weight.device)  # the model may have moved since the cut
         self.embedding.weight[self.ids] = self.weight.to(self.embedding.weight.dtype)
         self.model.set_input_embeddings(self.embedding)
         self.model.set_output_embeddings(self.head)

@@ -1,8 +1,8 @@
 """Packed SFT steps: the examples of one optimizer step concatenated into padding-free rows.
 
-Opt-in by ``packing: true`` (finetune params). The Trainer then loads all ``batch_size x
+Opt-in by ``packing: true`` (finetune params). The loop then hands all ``batch_size x
 grad_accum`` examples of a step at once (the same examples, in the same order, as the unpacked
-step: the sampler's permutation does not depend on the batch size) and :class:`PackedCollator`
+step: :func:`ablate.core.training.loop.step_examples` does not depend on the batch size) and :class:`PackedCollator`
 lays them end to end into rows of at most ``packing_row_tokens`` tokens. Each example keeps its
 own position ids (0, 1, ...) and its own attention: :func:`packed_forward_kwargs` builds the mask
 "same example AND the policy", through transformers' ``masking_utils`` builders, so it comes in
@@ -25,7 +25,7 @@ on the seed's packed step it made prefix_bidir's attention 1.25-1.29x causal's (
 
 The first token of every example has label -100, so no example is trained to predict the next
 one's first token; the loss of every row is divided by the response tokens of the whole step (the
-Trainer's ``num_items_in_batch``), so a step equals the unpacked one up to float summation order
+loop's ``n_items``), so a step equals the unpacked one up to float summation order
 (tests/mask/test_packing.py, every policy, loss and gradients, grad accumulation included).
 """
 
