@@ -234,7 +234,7 @@ def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_
     final_ref = json.loads((wd / "results/finetune/3A/summary.json").read_text())
     for e in evals:
         shutil.rmtree(wd / "results/eval" / e)
-    shutil.rmtree(wd / "results/finetune/3A")  # its Trainer checkpoints too: a run from scratch
+    shutil.rmtree(wd / "results/finetune/3A")  # its checkpoints too: a run from scratch
     for f in ("recovery.csv", "recovery.parquet"):
         (wd / "results" / f).unlink()
 

@@ -1,6 +1,7 @@
-"""Per-process callbacks hooks for runs under ablate.core.parallel.launch (its ``callbacks``
-argument), in a module that imports no test module: one imported there would change the run
-(tests/mask/test_training.py sets torch's thread count at import, and so the float sums)."""
+"""Per-process hooks for runs under ablate.core.parallel.launch (its ``reporters`` argument: each
+returns the training loop's reporters of its process), in a module that imports no test module:
+one imported there would change the run (tests/mask/test_training.py sets torch's thread count at
+import, and so the float sums)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,34 @@ from ablate.core import parallel
 from ablate.core.training import adafactor
 
 
+class _SignalBefore:
+    """A reporter that sends its own process SIGTERM once, as it reports step ``step - 1``: after
+    that step's end-of-step check, so the loop sees the signal at the end of step ``step`` (the
+    run logs every step: ``logging_steps: 1``)."""
+
+    def __init__(self, step: int):
+        self.step, self.sent = step, False
+
+    def begin(self, step: int) -> None:
+        pass
+
+    def log(self, step: int, logs: dict, tokens: int) -> None:
+        if step + 1 == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def end(self) -> None:
+        pass
+
+
 def sigterm_to_process_1(step: int) -> list:
     """Process 1 alone sends itself SIGTERM as ``step`` begins (a signal that reached one process
     of a data-parallel run, or reached it a step after the others)."""
-    from transformers import TrainerCallback
-
-    class Signal(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            if state.global_step + 1 == step:
-                os.kill(os.getpid(), signal.SIGTERM)
-
-    return [Signal()] if parallel.rank() == 1 else []
+    return [_SignalBefore(step)] if parallel.rank() == 1 else []
 
 
 def skip_cross_shard_reduce() -> list:
     """This process's sharded Adafactor skips its cross-shard reductions: each mean over the
-    sharded dim is its own rows' (no callbacks)."""
+    sharded dim is its own rows' (no reporters)."""
     adafactor.shard_mean = lambda total, local_count, count, group: total / max(local_count, 1)
     return []

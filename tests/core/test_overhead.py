@@ -104,7 +104,7 @@ def test_gpu_configs_request_the_disk_a_finetune_writes(name, size):
         assert have >= need, f"{name}: finetune {v} writes up to {need:.0f} MB, disk_mb {have}"
 
 
-def test_disk_need_counts_trainer_checkpoints_only_when_saved():
+def test_disk_need_counts_checkpoints_only_when_saved():
     p = resolve_params({"save_steps": 0}, "finetune")
     n = 1e9
     assert disk_need_mb(n, p) == pytest.approx(n * 2 * 2 * 1.1 / 1e6)  # two bf16 finals
@@ -117,8 +117,9 @@ def test_disk_need_counts_trainer_checkpoints_only_when_saved():
 
 
 def test_gpu_loads_name_the_device_by_index():
-    """load_causal_lm's device_map names a CUDA device by index, so the Trainer sees the device it
-    trains on (a map to "cuda" made it treat the model as model-parallel and leave it unmoved)."""
+    """load_causal_lm's device_map names a CUDA device by index, so the model sits on one device,
+    the one the training loop trains on (a map to "cuda" made HF's Trainer, before the loop, treat
+    the model as model-parallel and leave it unmoved)."""
     from ablate.core.modeling import _device_index, _is_accelerator
 
     assert _device_index("cuda:1") == 1 and _device_index(torch.device("cuda", 0)) == 0

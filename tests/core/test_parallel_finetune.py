@@ -12,8 +12,8 @@ import pytest
 from test_training import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import parallel
+from ablate.core.training.loop import shares
 from ablate.core.training.params import TrainingConfigError
-from ablate.core.training.trainer import per_process_batch
 from ablate.mask.training.run import FinetuneSpec, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,12 +25,16 @@ WEIGHT_RTOL, WEIGHT_ATOL = 1e-4, 1e-6
 PARAMS = {**FAST, "batch_size": 2, "grad_accum": 4, "optim": "sgd", "save_steps": 0, "max_steps": 3}
 
 
-def test_per_process_batch_keeps_the_global_batch():
-    assert per_process_batch(1, 16, 1) == (1, 16)
-    assert per_process_batch(1, 16, 2) == (1, 8)  # the accumulation is split first
-    assert per_process_batch(16, 1, 2) == (8, 1)  # packed: one step's pairs, split
+def test_shares_keep_the_global_batch():
+    """(examples per step and process, examples per micro-batch): the step's batch_size x
+    grad_accum examples split evenly over the processes, in micro-batches of batch_size where the
+    accumulation splits."""
+    assert shares(1, 16, 1) == (16, 1)
+    assert shares(1, 16, 2) == (8, 1)  # the accumulation is split first: 8 micro-batches of 1
+    assert shares(2, 4, 4) == (2, 2)  # one micro-batch of the batch each
+    assert shares(16, 1, 2) == (8, 8)  # packed: one step's pairs, split
     with pytest.raises(TrainingConfigError, match="does not split over 2"):
-        per_process_batch(3, 1, 2)
+        shares(3, 1, 2)
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -57,8 +61,8 @@ def test_two_processes_train_like_one(tiny_model_dir, tmp_path, monkeypatch, pac
             threads=2,
             log=log,
             # as workflow/scripts/finetune.py: TensorBoard on (rank 0 alone has a writer)
-            callbacks=dict(
-                call="ablate.core.tracking:trainer_callbacks",
+            reporters=dict(
+                call="ablate.core.tracking:reporters",
                 kwargs=dict(tracking={"tensorboard": True}, out_dir=str(tmp_path / "two")),
             ),
         )

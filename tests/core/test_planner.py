@@ -193,7 +193,7 @@ def test_forecast_uses_the_smoke_runs_overheads_and_the_seed_step_times(tmp_path
         load_unpacked("ministral3b.yaml", tmp_path), root=tmp_path, actuals=False
     ).table
     assert row(unpacked, "1x H100 SXM", "finetune/3A")["tok_s_per_gpu"] == 957.2
-    # measured 85 s (the final save included) + the 3 Trainer checkpoints of save_steps 400
+    # measured 85 s (the final save included) + the 3 checkpoints of save_steps 400
     # (1200 steps) + the hub download, as modelled
     assert ft["note"].startswith(
         f"job overhead: measured {measured['train', 'finetune'].seconds:.0f}"

@@ -1,4 +1,4 @@
-"""A sharded run's Trainer checkpoints resume exactly: 2 processes (FSDP2, gloo on CPU), Adafactor
+"""A sharded run's checkpoints resume exactly: 2 processes (FSDP2, gloo on CPU), Adafactor
 with a decaying learning rate, a checkpoint every 2 steps. Losing everything after checkpoint-2 (as
 a run killed there) and rerunning, or a SIGTERM that reaches one process alone during step 3 (both
 stop there and save), then a rerun, gives the uninterrupted run's loss and grad norm at every step
@@ -17,7 +17,7 @@ from sharded_setup import finetune_kwargs, process_path
 from test_training import FAST, weights
 
 from ablate.core import checkpoint, parallel
-from ablate.core.training import sharding
+from ablate.core.training import checkpointing, sharding
 
 PARAMS = {
     **FAST,
@@ -34,7 +34,7 @@ PARAMS = {
 }
 
 
-def _launch(kwargs: dict, out: Path, log: Path, callbacks=None) -> dict:
+def _launch(kwargs: dict, out: Path, log: Path, reporters=None) -> dict:
     with log.open("w") as f:
         parallel.launch(
             "ablate.mask.training.run:finetune",
@@ -42,7 +42,7 @@ def _launch(kwargs: dict, out: Path, log: Path, callbacks=None) -> dict:
             nproc=2,
             threads=2,
             log=f,
-            callbacks=callbacks,
+            reporters=reporters,
         )
     return json.loads((out / "summary.json").read_text())
 
@@ -69,6 +69,9 @@ def test_sharded_run_resumes_exactly(uninterrupted, tmp_path):
     assert marker["format"] == checkpoint.FORMAT_SHARDED
     assert (ckpt2 / sharding.SHARDS_DIR / ".metadata").is_file()
     assert {p.name for p in ckpt2.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    # the schedule's position and the loop's state (step, tokens, log history): written once
+    assert all((ckpt2 / f).is_file() for f in (checkpointing.SCHEDULER, checkpointing.LOOP_STATE))
+    assert checkpointing.load_state(ckpt2)["step"] == 2
 
     # as if killed after checkpoint-2: the later checkpoint, the final weights, the summary lost
     out = tmp_path / "run"
@@ -90,7 +93,7 @@ def test_signal_to_one_process_stops_both_at_one_step(uninterrupted, tmp_path):
     out = tmp_path / "run"
     hook = {"call": "launch_hooks:sigterm_to_process_1", "kwargs": {"step": 3}}
     with pytest.raises(RuntimeError, match="failed in 2 data-parallel processes"):
-        _launch(kwargs, out, tmp_path / "interrupted.log", callbacks=hook)
+        _launch(kwargs, out, tmp_path / "interrupted.log", reporters=hook)
     log = (tmp_path / "interrupted.log").read_text()
     assert "training stopped by SIGTERM after step 3" in log  # process 1
     assert "training stopped by another process's signal after step 3" in log  # process 0
