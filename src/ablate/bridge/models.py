@@ -19,8 +19,17 @@ core: 5.4 s per pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens fo
 vocabulary would no longer be the real tokenizer, so the two tokenizers are trained here instead,
 with the two families' different algorithms (different pieces, ids and boundaries).
 
+The embedded corpus is small: the BPE trainer stops short of ``vocab_size`` (a few hundred
+pieces). ``arch.tokenizer.pad_to_size: true`` fills the vocabulary up to ``vocab_size`` with pieces
+no text encodes to (``<unused_N>``), so the embedding and lm_head have exactly that many rows: the
+GPU smoke config (``config/latentwire-smoke.yaml``) builds Mistral-7B-v0.3's 32768 and
+Llama-3.1-8B's 128256 so. ``arch`` also sets any other field of the family's transformers config
+(``tie_word_embeddings``, ``max_position_embeddings``, ``rope_parameters``, ...).
+
 Pretraining runs on the core's training (:mod:`ablate.core.training.run`): packed
-causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``.
+causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``. The
+model is built where it trains (a GPU when there is one: a random 8 B model in seconds, not fp32
+on the host) in the pretraining's ``model_dtype``.
 """
 
 from __future__ import annotations
@@ -123,6 +132,8 @@ def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.Pa
         show_progress=False,
     )
     tk.train_from_iterator(texts, trainer=trainer)
+    if spec.get("pad_to_size"):
+        tk = _pad_vocab(tk, int(spec["vocab_size"]))
     bos = tk.token_to_id("<s>")
     tk.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)]
@@ -135,21 +146,46 @@ def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.Pa
     return load_tokenizer(out_dir)
 
 
+def _pad_vocab(tk, size: int):
+    """``tk`` (a trained BPE) with its vocabulary filled up to ``size`` pieces by ``<unused_N>``
+    (id N): pieces no merge produces, so no text encodes to them (the real tokenizers' reserved
+    pieces likewise); they decode to their name."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    state = json.loads(tk.to_str())
+    vocab = state["model"]["vocab"]
+    for i in range(len(vocab), size):
+        vocab[f"<unused_{i}>"] = i
+    return Tokenizer.from_str(json.dumps(state))
+
+
+#: transformers config fields the embedded models set unless ``arch`` does
+CONFIG_DEFAULTS: dict[str, Any] = {"max_position_embeddings": 512, "tie_word_embeddings": True}
+
+
 def build_config(family: str, arch: dict[str, Any], tokenizer):
+    """The family's transformers config: :data:`CONFIG_DEFAULTS`, ``arch``'s fields over them
+    (every one but ``tokenizer``), the vocabulary and special ids from ``tokenizer``."""
     from transformers import LlamaConfig, MistralConfig
 
     fields = {k: v for k, v in arch.items() if k != "tokenizer"}
-    common = dict(
-        vocab_size=len(tokenizer),
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    if "vocab_size" in fields:
+        raise ModelSetupError(
+            "arch.vocab_size: the vocabulary is the tokenizer's; set arch.tokenizer.vocab_size "
+            "(with arch.tokenizer.pad_to_size: true for exactly that many rows)"
+        )
+    common = {
+        **CONFIG_DEFAULTS,
         **fields,
-    )
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     if family == "mistral":
-        return MistralConfig(sliding_window=None, **common)
+        return MistralConfig(**{"sliding_window": None, **common})
     return LlamaConfig(**common)
 
 
@@ -173,7 +209,7 @@ def prepare_model(
     # train_run is the training core (resume, the loop, atomic final, summary)
     from ablate.core.phases import Phases
     from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
-    from ablate.core.training.params import resolve_params
+    from ablate.core.training.params import model_dtype, resolve_params
     from ablate.core.training.run import TrainRun, train_run
 
     started = time.time()
@@ -187,8 +223,14 @@ def prepare_model(
     order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(p["seed"])).tolist()
     n_eval = min(p["eval_size"], len(blocks) - 1)
     config = build_config(family, a, tokenizer)
+    # random init where it trains, in its dtype: on a GPU a 7-8 B model is built in seconds (the
+    # host took minutes in fp32); CPU and CUDA random streams differ, so a seed's weights do too
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(p["seed"])
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=p["attn_implementation"])
+    with phases("build_model"), torch.device(device):
+        model = AutoModelForCausalLM.from_config(
+            config, attn_implementation=p["attn_implementation"], dtype=model_dtype(p)
+        )
     model.config.use_cache = False
     n_params = sum(t.numel() for t in model.parameters())
     print(

@@ -29,17 +29,20 @@ OPTIM = "adamw_torch"  # ablate.bridge.train.optimizer: torch AdamW
 FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
 
 
+def embedded_config(m: dict[str, Any]) -> dict[str, Any]:
+    """The transformers config (a dict with ``model_type``) of an embedded bridge model as
+    :func:`ablate.bridge.models.build_config` builds it, offline: the tokenizer's ``vocab_size``
+    is exact with ``pad_to_size``, else the upper bound of the trained vocabulary."""
+    a = models.family_arch(m["family"], m.get("arch"))
+    cfg = {**models.CONFIG_DEFAULTS, **{k: v for k, v in a.items() if k != "tokenizer"}}
+    return {**cfg, "model_type": m["family"], "vocab_size": a["tokenizer"]["vocab_size"]}
+
+
 def model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | None, str]:
     """(parameters, hidden size, where from) of a bridge model, offline."""
     if m["source"] == "embedded":
-        a = models.family_arch(m["family"], m.get("arch"))
-        cfg = {k: v for k, v in a.items() if k != "tokenizer"}
-        cfg.update(
-            model_type=m["family"],
-            vocab_size=a["tokenizer"]["vocab_size"],
-            tie_word_embeddings=True,
-        )
-        return float(count_params(cfg)), a["hidden_size"], f"embedded {m['family']} (arch)"
+        cfg = embedded_config(m)
+        return float(count_params(cfg)), cfg["hidden_size"], f"embedded {m['family']} (arch)"
     params, where = params_of_hub_model(m["path"], m.get("revision"), ref.models, ref.path)
     hidden = None
     if m["path"] in ref.models:
@@ -92,7 +95,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
             continue  # local jobs (data, registration, tables): seconds on the submit host
         common = dict(
             job=j,
-            dtype="bfloat16" if hub else "float32",
+            dtype=_frozen_dtype(j, study),
             # its `gpu` resource (bridge.resources.<group>.gpu): the devices it holds on a
             # machine, so jobs of fewer GPUs run side by side there; and the jobs it reads
             gpus=j.gpus,
@@ -131,19 +134,41 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
     )
 
 
+def _frozen_dtype(j, study: grid.Study) -> str:
+    """The dtype a job holds its frozen models in: its entry's ``model_dtype`` (resolved at
+    parse time: ``auto`` is bfloat16 when the training requests GPUs); float32 where it has no
+    entry (the pretraining sets its own)."""
+    w = j.wildcards
+    if "run_id" in w:
+        return study.runs[w["run_id"]].params["model_dtype"]
+    if "states_id" in w:
+        return study.runs[study.states[w["states_id"]]["runs"][0]].params["model_dtype"]
+    return "float32"
+
+
 def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
+    """An embedded model's pretraining: its dtype, optimizer and master weights from its
+    pretraining params (the memory check), activations of one batch of packed blocks."""
+    from ablate.core.planner.params import model_shape as shape_of
+    from ablate.core.training.params import resolve_params
+
     role = j.wildcards["role"]
-    p = {**models.PRETRAIN, **(bridge[role].get("pretrain") or {})}
-    tokens = p["max_steps"] * p["batch_size"] * p["max_seq_len"]
+    p = resolve_params({**models.PRETRAIN, **(bridge[role].get("pretrain") or {})}, "pretrain")
+    tokens = p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"]
     return PlannedJob(
         model=f"{role} ({bridge[role]['family']})",
         policy="causal",
         tokens=float(tokens),
-        tokens_source="max_steps x batch_size x max_seq_len (packed blocks)",
+        tokens_source="max_steps x batch_size x grad_accum x max_seq_len (packed blocks)",
         params=shapes[role][0],
         params_source=shapes[role][2],
-        optim="adamw_torch",
-        **common,
+        optim=p["optim"],
+        # "auto" (bf16 only on a bf16-capable GPU): the memory check counts the larger
+        master_weights=p["master_weights"] is not False,
+        shape=shape_of(embedded_config(bridge[role])),
+        forward_tokens=float(p["batch_size"] * p["max_seq_len"]),
+        gradient_checkpointing=bool(p["gradient_checkpointing"]),
+        **{**common, "dtype": p["model_dtype"]},
     )
 
 
@@ -154,16 +179,23 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     st = study.states[sid]
     what, role = st["what"], st["role"]
     e = study.runs[st["runs"][0]]
-    n, n_where = lengths(e.params, study.config["data"], ref)
-    spec = ref.bridge_lengths.get(e.dataset) or {}
-    if "train" not in spec:
-        raise KeyError(f"no bridge_lengths.{e.dataset}.train (training items) in {ref.path}")
-    items = int(spec["train"]) + st["test_items"]
+    data = study.config["data"]
+    n, n_where = lengths(e.params, data, ref)
+    if data["source"] == "embedded":  # the generated world's train split (its config's size)
+        world = data.get("embedded") or {}
+        key = "n_qa_train" if e.dataset == "hotpotqa" else "n_train"
+        n_train = int(world.get(key, 400))
+    else:
+        spec = ref.bridge_lengths.get(e.dataset) or {}
+        if "train" not in spec:
+            raise KeyError(f"no bridge_lengths.{e.dataset}.train (training items) in {ref.path}")
+        n_train = int(spec["train"])
+    items = n_train + st["test_items"]
     return PlannedJob(
         model=f"{names[role]} ({what} states of {e.dataset})",
         policy=None,
         tokens=float(items * cost.frozen_tokens(what, n)),
-        tokens_source=f"{spec['train']} train + {st['test_items']} test items x "
+        tokens_source=f"{n_train} train + {st['test_items']} test items x "
         f"{cost.frozen_tokens(what, n)} tokens ({n_where})",
         params=shapes[role][0],
         params_source=shapes[role][2],
