@@ -20,7 +20,8 @@ rows, 4 GPUs) with the same loss at 40 rows on one GPU. ``--shape tiny`` runs on
 of the script, not a measurement).
 
 decode: ``ablate.core.generation.generate`` (the engine) at each batch (``--paths``: 1 the static
-cache through transformers' loop, 2 through the engine's own, ``Decoding.own_loop``, 0 dynamic), a 150-token embedded
+cache through transformers' loop, 2 through the engine's own, ``generate``'s ``own_loop``, 0
+dynamic), a 150-token embedded
 prompt, ``--new`` new tokens, hygiene on: ms per step and, under torch.profiler, GPU busy time
 per step and the top kernels (where a step's time goes).
 """
@@ -230,13 +231,11 @@ def decode_cmd(a) -> None:
         prompts = list(embeds.unbind(0))
         for static in a.paths:
             own = static == 2  # the engine's own loop (ablate.core.decode_loop)
-            dec = generation.Decoding(
-                **{**_dec(p, b).__dict__, "static": bool(static), "own_loop": own}
-            )
-            generation.generate(target, prompts, dec)
+            dec = generation.Decoding(**{**_dec(p, b).__dict__, "static": bool(static)})
+            generation.generate(target, prompts, dec, own_loop=own)
             sync(dev)
             t0 = time.perf_counter()
-            generation.generate(target, prompts, dec)
+            generation.generate(target, prompts, dec, own_loop=own)
             sync(dev)
             sec = time.perf_counter() - t0
             path = names[static]
@@ -245,7 +244,7 @@ def decode_cmd(a) -> None:
                 print(row + " - |", flush=True)
                 continue
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                generation.generate(target, prompts, dec)
+                generation.generate(target, prompts, dec, own_loop=own)
                 sync(dev)
             ka = prof.key_averages()
             busy = sum(e.self_device_time_total for e in ka if e.device_type.name == "CUDA")
@@ -271,9 +270,9 @@ def check_tokens(target, p: dict, batches: list[int], d: int, dev: torch.device)
         ]
         outs = []
         for own in (False, True):
-            kw = {**_dec(p, b).__dict__, "static": True, "own_loop": own, "exact_lengths": False}
+            kw = {**_dec(p, b).__dict__, "static": True, "exact_lengths": False}
             dec = generation.Decoding(**kw)
-            outs.append(generation.generate(target, prompts, dec))
+            outs.append(generation.generate(target, prompts, dec, own_loop=own))
         same = sum(x == y for x, y in zip(*outs, strict=True))
         print(f"| {b} | {b} | {same} |", flush=True)
 

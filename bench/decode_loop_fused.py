@@ -11,7 +11,9 @@ and not kept (bench/results/bridge_speed_h100.md, "Decoding: what was tried and 
   1 (the compiled pick's guards on the host each step), against the engine's 5,787-5,798 and
   134-138 on other hosts.
 
-Run through bench/decode_loop_variants.py, which swaps it in for the engine's ``greedy``.
+Run through bench/decode_loop_variants.py, which swaps it in for the engine's ``greedy``. The
+prefill, the kept KV cache and the stopping check's period are the engine's
+(``decode_loop.prefill``, ``decode_loop.CHECK_EVERY``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ from typing import Any
 
 import torch
 
-#: Steps between two host checks of "every row has stopped": up to this many steps decoded past
-#: the last EOS, in exchange for one synchronisation per this many steps instead of each.
-CHECK_EVERY = 16
+from ablate.core import decode_loop
 
 _COMPILED: dict[int, Any] = {}
 #: the step compiled whole (``_step_fn``) or the forward and the pick apart (``_compiled``)
@@ -141,19 +141,11 @@ def _step(model, cache, state: dict[str, torch.Tensor], hygiene: dict | None, pa
 
 @torch.no_grad()
 def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> torch.Tensor:
-    """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings
-    ``embeds`` [B, T, d] with ``mask`` [B, T]: the tokens of transformers' greedy ``generate``
-    with a static cache of ``cache_len`` and ``hygiene`` (``repetition_penalty`` and
-    ``no_repeat_ngram_size``, or None), pad after each row's EOS."""
-    from transformers import StaticCache
-
+    """:func:`ablate.core.decode_loop.greedy` (its arguments, its result) with the fixed-shape
+    step."""
     b, width = mask.shape
     dev, steps = embeds.device, dec.max_new_tokens
-    cache_len = max(cache_len, width + steps)
-    cache = StaticCache(config=model.config, max_cache_len=cache_len)
-    full = torch.zeros(b, cache_len, dtype=mask.dtype, device=dev)
-    full[:, :width] = mask
-    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    cache, full, positions, logits = decode_loop.prefill(model, embeds, mask, steps, cache_len)
     vocab = model.config.get_text_config().vocab_size
     # the loop's state: fixed shapes, updated in place (the compiled pick is one graph for all steps)
     state = {
@@ -166,23 +158,15 @@ def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> to
         "at": torch.tensor([width], device=dev),
         "t": torch.zeros((), dtype=torch.long, device=dev),
     }
-    out = model(
-        inputs_embeds=embeds,
-        attention_mask=full[:, :width],
-        position_ids=positions,
-        past_key_values=cache,
-        cache_position=torch.arange(width, device=dev),
-        logits_to_keep=1,
-        use_cache=True,
-    )
     if WHOLE:  # the state is the whole step's CUDA graph's inputs: fixed addresses
         for tensor in state.values():
             torch._dynamo.mark_static_address(tensor)
     eos = -1 if dec.eos_token_id is None else dec.eos_token_id  # -1: no row ever stops
     hygiene = _rules(hygiene)
-    _pick(out.logits[:, -1].float(), state, hygiene, dec.pad_token_id, eos)
+    _pick(logits, state, hygiene, dec.pad_token_id, eos)
+    every = decode_loop.CHECK_EVERY
     for t in range(1, steps + 1):
-        if dec.eos_token_id is not None and t % CHECK_EVERY == 0 and bool(state["done"].all()):
+        if dec.eos_token_id is not None and t % every == 0 and bool(state["done"].all()):
             return state["tokens"][:, :t]
         if t == steps:
             break

@@ -49,14 +49,12 @@ def main() -> None:
             (torch.randn(150 - i % 16, d, generator=g) * 0.02).to(dev, target.dtype)
             for i in range(b)
         ]
-        kw = {**_dec(p, b).__dict__, "static": True, "exact_lengths": False}
-        kw.pop("own_loop")
-        ref = generation.generate(target, prompts, generation.Decoding(**kw, own_loop=False))
+        dec = generation.Decoding(**{**_dec(p, b).__dict__, "static": True, "exact_lengths": False})
+        ref = generation.generate(target, prompts, dec, own_loop=False)
         for name in a.variants:
             torch._dynamo.reset()
             fused._COMPILED.clear()
             fused.WHOLE, fused.WHOLE_COMPILE = VARIANTS[name]
-            dec = generation.Decoding(**kw, own_loop=True)
             try:
                 got = generation.generate(target, prompts, dec)
                 same = sum(x == y for x, y in zip(got, ref, strict=True))

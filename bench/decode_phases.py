@@ -8,8 +8,8 @@ Variants: ``engine`` (``ablate.core.generation.generate``, its own loop: the hyg
 generated columns only), ``dense`` (the same loop with the hygiene as it was before: dense
 passes over every row's whole vocabulary each step), ``prefill`` (the engine with its prefill
 compiled by Inductor, no CUDA graphs: an experiment, not the engine), ``strided`` (the engine with
-its head given transformers' strided last-token view: ``generation.contiguous_head`` off; the
-reference loop keeps it on), ``fresh`` (the engine with a new KV cache each call, as before
+its head given transformers' strided last-token view: ``generate``'s ``strided_head``; the
+reference loop keeps the contiguous head), ``fresh`` (the engine with a new KV cache each call, as before
 ``decode_loop.cache`` kept one: ``generation.release`` before every call). A variant may be
 named more than once (the first one run pays for the compiles in its warm-up, not in its
 timings). Per variant: the call's seconds, the prefill's (the same call with one new token and
@@ -141,18 +141,17 @@ def main() -> None:
         ]
         dec = replace(_dec(p, b), static=True, exact_lengths=False, cache_len=150 + a.new)
         one = replace(dec, max_new_tokens=1)
-        ref = generation.generate(target, prompts, replace(dec, own_loop=False))
+        ref = generation.generate(target, prompts, dec, own_loop=False)
         for name in a.variants:
             decode_loop._repetition, decode_loop._ngram_ban = (
                 (_dense_repetition, _dense_ngram_ban) if name == "dense" else _SPARSE
             )
-            generation.CONTIGUOUS_HEAD = name != "strided"
             model = CompiledPrefill(target) if name == "prefill" else target
 
-            def run(d, m=model, x=prompts, fresh=name == "fresh"):
+            def run(d, m=model, x=prompts, fresh=name == "fresh", strided=name == "strided"):
                 if fresh:
                     generation.release(m)
-                return generation.generate(m, x, d)
+                return generation.generate(m, x, d, strided_head=strided)
 
             t0 = time.perf_counter()
             got = run(dec)  # warm-up: compiles
@@ -172,7 +171,6 @@ def main() -> None:
             if model is not target:  # the wrapper's own KV cache, beside the target's
                 generation.release(model)
         decode_loop._repetition, decode_loop._ngram_ban = _SPARSE
-        generation.CONTIGUOUS_HEAD = True
         if a.profile:
             profile_prefill(target, prompts, one, dev, a.profile)
 

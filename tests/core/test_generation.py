@@ -50,7 +50,7 @@ def old_from_ids(model, tok, ids, p, eos=None) -> list[int]:
 def own_loop(dec: generation.Decoding) -> generation.Decoding:
     """The static path through the engine's own loop (ablate.core.decode_loop; uncompiled on
     CPU), in exact-length batches as the CPU's engine."""
-    return replace(dec, static=True, own_loop=True, exact_lengths=True)
+    return replace(dec, static=True, exact_lengths=True)
 
 
 @pytest.fixture(scope="module")
@@ -255,16 +255,16 @@ def test_padded_batches_decode_alike_through_both_loops_with_hygiene():
     prompts = [torch.randn(12 - i % 6, 64, generator=g) * 0.5 for i in range(8)]
     dec = generation.Decoding(
         max_new_tokens=24, pad_token_id=0, eos_token_id=None, hygiene=True, batch_size=8,
-        static=True, exact_lengths=False, own_loop=False,
+        static=True, exact_lengths=False,
     )  # fmt: skip
-    hf = generation.generate(model, prompts, dec)
-    own = generation.generate(model, prompts, replace(dec, own_loop=True))
+    hf = generation.generate(model, prompts, dec, own_loop=False)
+    own = generation.generate(model, prompts, dec)
     assert hf == own
     # the workaround is what makes them agree here
     plain = generation.embeds_repetition_penalty
     try:
         generation.embeds_repetition_penalty = lambda kwargs: kwargs
-        assert generation.generate(model, prompts, dec) != own
+        assert generation.generate(model, prompts, dec, own_loop=False) != own
     finally:
         generation.embeds_repetition_penalty = plain
 

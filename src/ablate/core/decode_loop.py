@@ -1,5 +1,5 @@
 """The engine's own greedy loop over a static KV cache: transformers' ``generate`` without its
-host work per step (:mod:`ablate.core.generation` picks it with ``Decoding.own_loop``, the default).
+host work per step (:func:`ablate.core.generation.generate` runs it unless ``own_loop=False``).
 
 At batch 1 on an H100 transformers' loop is bound by the host, not the GPU: 6.9 ms of kernels in
 a 10 ms step, the rest the CUDA-graph launch, the dynamo guard and a synchronisation each step for
@@ -113,20 +113,17 @@ def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> torch.Tensor:
-    """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings
-    ``embeds`` [B, T, d] with ``mask`` [B, T]: the tokens of transformers' greedy ``generate``
-    with a static cache of ``cache_len`` and ``hygiene`` (``repetition_penalty`` and
-    ``no_repeat_ngram_size``, or None), pad after each row's EOS."""
+def prefill(model, embeds, mask, steps: int, cache_len: int):
+    """The prompts' forward before ``steps`` decode steps: (the kept KV cache (:func:`cache`),
+    the [B, cache length] attention mask with the prompts' columns set, the prompts' position
+    ids, the last position's logits as an fp32 copy)."""
     b, width = mask.shape
-    dev, steps = embeds.device, dec.max_new_tokens
+    dev = embeds.device
     cache_len = max(cache_len, width + steps)
     kv = cache(model, b, cache_len)
     full = torch.zeros(b, cache_len, dtype=mask.dtype, device=dev)
     full[:, :width] = mask
     positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    tokens = torch.full((b, steps), dec.pad_token_id, dtype=torch.long, device=dev)
-    done = torch.zeros(b, dtype=torch.bool, device=dev)
     out = model(
         inputs_embeds=embeds,
         attention_mask=full[:, :width],
@@ -136,7 +133,21 @@ def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> to
         logits_to_keep=1,
         use_cache=True,
     )
-    logits = out.logits[:, -1].to(torch.float32, copy=True)  # hygiene writes in place
+    return kv, full, positions, out.logits[:, -1].to(torch.float32, copy=True)
+
+
+@torch.no_grad()
+def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> torch.Tensor:
+    """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings
+    ``embeds`` [B, T, d] with ``mask`` [B, T]: the tokens of transformers' greedy ``generate``
+    with a static cache of ``cache_len`` and ``hygiene`` (``repetition_penalty`` and
+    ``no_repeat_ngram_size``, or None), pad after each row's EOS."""
+    b, width = mask.shape
+    dev, steps = embeds.device, dec.max_new_tokens
+    # the logits are a copy: the hygiene writes in place
+    kv, full, positions, logits = prefill(model, embeds, mask, steps, cache_len)
+    tokens = torch.full((b, steps), dec.pad_token_id, dtype=torch.long, device=dev)
+    done = torch.zeros(b, dtype=torch.bool, device=dev)
     step = _step_fn(model)
     pos = positions[:, -1:] + 1
     at = torch.tensor([width], device=dev)

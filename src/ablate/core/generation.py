@@ -37,6 +37,7 @@ owns the static cache and the compiled step.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,11 +73,6 @@ class Decoding:
     #: transformers sizes the cache max(this, prompt + max_new_tokens). Calls that share one
     #: length (and one batch size) share one compiled decode step
     cache_len: int | None = None
-    #: the static path's loop for embedding prompts: True = the engine's own
-    #: (:mod:`ablate.core.decode_loop`: no host synchronisation per step), 1.03-1.28x
-    #: transformers' ``generate`` at batches 1-512 on an H100 and token-identical to it on
-    #: left-padded batches (bench/results/bridge_speed_h100.md, section 5); False = ``generate``
-    own_loop: bool = True
 
     def kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = dict(
@@ -140,18 +136,18 @@ def use_packed_attention(model) -> None:
     model.set_attn_implementation(DECODE_ATTENTION)
 
 
-#: False: the head's input as transformers passes it (bench/decode_phases.py's ``strided`` variant)
-CONTIGUOUS_HEAD = True
+#: each head given :func:`contiguous_head`'s hook -> the hook's handle
+_HEAD_HOOKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _contiguous_input(module, args):
     # eager only: a compiled step lays its tensors out itself, and keeps the graph it had
-    if CONTIGUOUS_HEAD and not torch.compiler.is_compiling():
+    if not torch.compiler.is_compiling():
         return (args[0].contiguous(), *args[1:])
     return None
 
 
-def contiguous_head(model) -> None:
+def contiguous_head(model, contiguous: bool = True) -> None:
     """Work around a transformers/torch slowdown (transformers 5.23, torch 2.11-2.13;
     tests/core/test_upstream_transformers.py shows it): given ``logits_to_keep``, a causal LM
     passes its head ``hidden[:, -k:, :]``, a non-contiguous view for a batch of rows, and
@@ -160,12 +156,16 @@ def contiguous_head(model) -> None:
     64 prompts on an H100, 23 ms reading Llama-3.1-8B's 1 GB head 64 times
     (bench/results/bridge_speed_h100.md, section 8). A forward pre-hook makes the input
     contiguous: one mm. Only on CUDA, where the bridge decodes; the CPU's embedded items keep
-    their kernels (and so their tokens)."""
+    their kernels (and so their tokens). ``contiguous`` False takes the hook off again: the
+    head's input as transformers passes it (:func:`generate`'s ``strided_head``)."""
     head = model.get_output_embeddings()
-    if head is None or model.device.type != "cuda" or getattr(head, "_contiguous_input", False):
+    if head is None or model.device.type != "cuda":
         return
-    head.register_forward_pre_hook(_contiguous_input)
-    head._contiguous_input = True
+    hooked = _HEAD_HOOKS.get(head)
+    if contiguous and hooked is None:
+        _HEAD_HOOKS[head] = head.register_forward_pre_hook(_contiguous_input)
+    elif not contiguous and hooked is not None:
+        _HEAD_HOOKS.pop(head).remove()
 
 
 def release(model) -> None:
@@ -216,11 +216,20 @@ def trim(row: list[int], eos_token_id: int | None) -> list[int]:
 
 
 @torch.no_grad()
-def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
-    """One ``model.generate`` call on a padded batch: new tokens [B, N] (N <= max_new_tokens)."""
-    contiguous_head(model)
+def generate_batch(
+    model,
+    batch: torch.Tensor,
+    mask: torch.Tensor,
+    dec: Decoding,
+    own_loop: bool = True,
+    strided_head: bool = False,
+    **extra,
+):
+    """One ``model.generate`` call on a padded batch: new tokens [B, N] (N <= max_new_tokens);
+    ``own_loop`` and ``strided_head`` as :func:`generate` takes them."""
+    contiguous_head(model, not strided_head)
     key = "input_ids" if batch.dim() == 2 else "inputs_embeds"
-    if dec.own_loop and key == "inputs_embeds" and "max_cache_len" in extra:
+    if own_loop and key == "inputs_embeds" and "max_cache_len" in extra:
         from ablate.core import decode_loop
 
         hygiene = HYGIENE if dec.hygiene else None
@@ -253,8 +262,21 @@ def embeds_repetition_penalty(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int]]:
-    """Each prompt's greedy new tokens (up to its EOS), batched by length, in input order."""
+def generate(
+    model,
+    prompts: list[torch.Tensor],
+    dec: Decoding,
+    own_loop: bool = True,
+    strided_head: bool = False,
+) -> list[list[int]]:
+    """Each prompt's greedy new tokens (up to its EOS), batched by length, in input order.
+
+    The two comparisons the tests and benchmarks make against transformers: ``own_loop`` False
+    decodes the static path's embedding prompts through transformers' ``generate`` instead of the
+    engine's own loop (:mod:`ablate.core.decode_loop`: no host synchronisation per step,
+    1.03-1.28x ``generate`` at batches 1-512 on an H100 and token-identical to it on left-padded
+    batches, bench/results/bridge_speed_h100.md, section 5); ``strided_head`` True gives the head
+    its input as transformers passes it (without :func:`contiguous_head`)."""
     if not prompts:
         return []
     dev = model.device
@@ -272,7 +294,7 @@ def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int
     exact = dec.exact_lengths if dec.exact_lengths is not None else dev.type != "cuda"
     for idx in buckets([len(p) for p in prompts], dec.batch_size, exact):
         batch, mask = left_pad([prompts[i] for i in idx], dec.pad_token_id, rows)
-        new = generate_batch(model, batch, mask, dec, **extra).tolist()
+        new = generate_batch(model, batch, mask, dec, own_loop, strided_head, **extra).tolist()
         for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
             out[i] = trim(row, dec.eos_token_id)
     return out  # type: ignore[return-value]
