@@ -12,14 +12,15 @@ import sys
 import time
 
 import pytest
+import safetensors.torch
 import torch
 
 from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
 from ablate.core.training.callbacks import StopRules
 from ablate.core.training.data import PolicyCollator
-from ablate.core.training.params import TrainingConfigError
 from ablate.core.training.optim import MasterWeightsOptimizer
+from ablate.core.training.params import TrainingConfigError
 from ablate.mask import leakage, sft_data
 from ablate.mask.training import cli
 from ablate.mask.training.gate import LeakageGateError, resolve_params
@@ -550,13 +551,16 @@ def test_save_pretrained_failure_falls_back(tiny_model_dir, sft_file, tmp_path, 
 
 
 def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp_path, monkeypatch):
-    real = MaskPolicyTrainer.compute_loss
+    from ablate.core.training import loop
 
-    def poisoned(self, model, inputs, **kw):
-        loss = real(self, model, inputs, **kw)
-        return loss * float("nan") if self.state.global_step >= 4 and model.training else loss
+    real, calls = loop.loss_sum, []
 
-    monkeypatch.setattr(MaskPolicyTrainer, "compute_loss", poisoned)
+    def poisoned(model, batch, *args, **kw):
+        total, n = real(model, batch, *args, **kw)
+        calls.append(model.training)  # one training forward per step here (batch 4, no eval)
+        return (total * float("nan") if len(calls) >= 5 and model.training else total), n
+
+    monkeypatch.setattr(loop, "loss_sum", poisoned)
     out = tmp_path / "nan"
     summary = finetune(
         FinetuneSpec.parse(
@@ -571,8 +575,9 @@ def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp
     assert summary["stop"]["reason"] == "nonfinite" and summary["stop"]["step"] == 5
     assert summary["stop"]["detail"]["restored_from_step"] == 4
     assert not (out / "checkpoints" / "checkpoint-5").exists()  # the poisoned step was never saved
-    final, good = weights(out / "final"), weights(out / "checkpoints" / "checkpoint-4")
-    assert all(torch.equal(final[k], good[k]) for k in good)
+    final = weights(out / "final")
+    good = safetensors.torch.load_file(out / "checkpoints" / "checkpoint-4" / "model.safetensors")
+    assert good and all(torch.equal(final[k], good[k]) for k in good)
     assert all(torch.isfinite(v).all() for v in final.values())
 
 
