@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from ablate.bridge import train
+from ablate.bridge.pair import Pair
 
 
 def train_entry_killed_in(kill_in: int, **kwargs):
-    step_once = train.train_step
+    loss_once = Pair.loss
 
-    def killed(pair, model, opt, sched, items, step, *a, **kw):
+    def killed(pair, model, items, step, *a, **kw):
         if step == kill_in:
             raise SystemExit(f"killed in step {step}")  # as a lost instance: nothing saved
-        return step_once(pair, model, opt, sched, items, step, *a, **kw)
+        return loss_once(pair, model, items, step, *a, **kw)
 
-    train.train_step = killed
+    Pair.loss = killed
     return train.train_entry(**kwargs)

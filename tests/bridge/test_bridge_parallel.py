@@ -204,8 +204,8 @@ def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, 
     """torchrun, 2 processes: killed in step 3 after the checkpoint of step 2 (one RNG file per
     process), the rerun resumes at step 2 in both and ends with the uninterrupted run's losses and
     translator."""
-    from ablate.bridge import resume
     from ablate.core import checkpoint
+    from ablate.core.training import checkpointing
 
     params = {**EXACT, "batch_size": 2, "eval_every": 2}
     path = os.pathsep.join(
@@ -227,7 +227,8 @@ def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, 
     assert r.returncode != 0
     (ckpt,) = checkpoint.complete_checkpoints(tmp_path / "run" / checkpoint.CHECKPOINTS_DIR)
     assert ckpt.name == "checkpoint-2"
-    assert {p.name for p in ckpt.iterdir()} >= {resume.STATE_FILE, "rng-0.pt", "rng-1.pt"}
+    names = {checkpointing.WEIGHTS, checkpointing.EVALUATION, "rng_state_0.pth", "rng_state_1.pth"}
+    assert {p.name for p in ckpt.iterdir()} >= names
     r = torchrun("run")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("resuming from") == 1 and "(step 2)" in r.stdout  # rank 0 says it

@@ -268,7 +268,9 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     """Killed in step 5 (checkpoints at steps 2 and 4, their evaluations): the rerun resumes at 4,
     says so, and ends with the curve, losses and translator of an uninterrupted run; the
     checkpoints are gone once the run finished."""
-    from ablate.bridge import resume, translator
+    from ablate.bridge import translator
+    from ablate.bridge.pair import Pair
+    from ablate.core.training import checkpointing
 
     params = {**MICRO_PARAMS, "steps": 6, "early_stopping": False, "log_every": 1}
 
@@ -284,22 +286,23 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
 
     ref = run(tmp_path / "ref")
     assert ref["resumed_from_step"] is None
-    step_once = train.train_step
+    loss_once = Pair.loss
 
-    def killed_in_5(pair, model, opt, sched, items, step, *a, **kw):
+    def killed_in_5(pair, model, items, step, *a, **kw):
         if step == 5:
             raise KeyboardInterrupt("killed")  # as a lost instance: no clean-up runs
-        return step_once(pair, model, opt, sched, items, step, *a, **kw)
+        return loss_once(pair, model, items, step, *a, **kw)
 
-    monkeypatch.setattr(train, "train_step", killed_in_5)
+    monkeypatch.setattr(Pair, "loss", killed_in_5)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run(out)
     ckpts = checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR)
     assert [c.name for c in ckpts] == ["checkpoint-4"]  # the older one went once 4 was complete
-    assert {p.name for p in ckpts[0].iterdir()} >= {resume.STATE_FILE, "rng-0.pt"}
+    names = {checkpointing.WEIGHTS, checkpointing.EVALUATION, checkpointing.LOOP_STATE}
+    assert {p.name for p in ckpts[0].iterdir()} >= names | {"rng_state.pth"}
     (out / checkpoint.CHECKPOINTS_DIR / "checkpoint-6").mkdir()  # cut off mid-save: ignored
-    monkeypatch.setattr(train, "train_step", step_once)
+    monkeypatch.setattr(Pair, "loss", loss_once)
     capsys.readouterr()
     s = run(out)
     assert f"resuming from {out / checkpoint.CHECKPOINTS_DIR / 'checkpoint-4'} (step 4)" in (

@@ -1,5 +1,6 @@
 """Checkpoint files come from other hosts (a Vast instance's copies): nothing in them runs code
-when loaded. The bridge's resume files load with torch's weights_only unpickler; a sharded
+when loaded. The loop's checkpoint files (a study evaluation's tensors with them: the bridge's
+best state) load with torch's weights_only unpickler; a sharded
 checkpoint's ``.metadata`` (a plain pickle that torch's reader loads with ``pickle.load``) through
 :class:`ablate.core.training.sharding.MetadataReader`. The payloads here would touch a file."""
 
@@ -7,15 +8,16 @@ from __future__ import annotations
 
 import pathlib
 import pickle
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 
-from ablate.bridge import resume
 from ablate.core import checkpoint
-from ablate.core.training import sharding
+from ablate.core.training import checkpointing, sharding
+from ablate.core.training.loop import State
 
 
 class Payload:
@@ -39,35 +41,53 @@ def _parts():
     return net, opt, sched
 
 
-@pytest.mark.parametrize("name", [resume.STATE_FILE, resume.RNG_FILE.format(rank=0)])
-def test_a_payload_in_a_bridge_resume_file_never_runs(tmp_path, name):
-    ckpts, ran = tmp_path / "checkpoints", tmp_path / "payload-ran"
+class _Evaluation:
+    """A study's evaluation as the loop's checkpoints carry it (the bridge's: curve, best state)."""
+
+    def __init__(self, best: dict[str, torch.Tensor]):
+        self.values, self.tensors = {"curve": [{"step": 2, "accuracy": 0.5}]}, best
+
+    def state(self):
+        return self.values, self.tensors
+
+    def load(self, values, tensors):
+        self.values, self.tensors = values, tensors
+
+
+def _run(ckpts: pathlib.Path, evaluation: _Evaluation):
+    """What :func:`checkpointing.save` and ``load`` read of a one-process run."""
     net, opt, sched = _parts()
-    with resume.checkpointing(ckpts, {"run": "r"}, {}):
-        assert resume.restore(net, opt, sched) is None  # the loop's first look: nothing yet
-        resume.save(2, net, opt, sched, {"step": 2, "losses": [0.5], "best": {"step": 2}})
-        ckpt = ckpts / "checkpoint-2"
-        # the file replaced and the manifest written again, as by whoever altered the copy
-        torch.save({"translator": Payload(ran)}, ckpt / name)
-        checkpoint.mark_complete(ckpt, 2, "torch")
-        with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
-            resume.restore(*_parts())
+    spec = SimpleNamespace(checkpoints=ckpts, evaluation=evaluation)
+    return SimpleNamespace(
+        spec=spec, model=net, optimizer=opt, scheduler=sched, sharded=False, master=None,
+        device=torch.device("cpu"), state=State(step=2), params={"save_total_limit": 1},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name", [checkpointing.EVALUATION, checkpointing.OPTIMIZER, checkpointing.SCHEDULER]
+)
+def test_a_payload_in_a_loop_checkpoint_file_never_runs(tmp_path, name):
+    ckpts, ran = tmp_path / "checkpoints", tmp_path / "payload-ran"
+    ckpt = checkpointing.save(_run(ckpts, _Evaluation({"w": torch.ones(2)})))
+    # the file replaced and the manifest written again, as by whoever altered the copy
+    torch.save({"state": Payload(ran)}, ckpt / name)
+    checkpoint.mark_complete(ckpt, 2, checkpointing.FORMAT_WHOLE)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        checkpointing.load(_run(ckpts, _Evaluation({})), ckpt)
     assert not ran.exists()
 
 
-def test_bridge_resume_files_round_trip_under_weights_only(tmp_path):
-    ckpts = tmp_path / "checkpoints"
-    net, opt, sched = _parts()
-    loop = {"step": 2, "losses": [{"step": 1, "loss": 0.5}], "best": {"state": net.state_dict()}}
-    with resume.checkpointing(ckpts, {"run": "r"}, {}):
-        assert resume.restore(net, opt, sched) is None
-        resume.save(2, net, opt, sched, loop)
-        torch.manual_seed(7)  # the checkpoint's RNG state must come back over this
-        other = _parts()
-        got_loop, where = resume.restore(*other)
-        assert where.name == "checkpoint-2" and got_loop["step"] == 2
-        assert torch.equal(other[0].weight, net.weight)
-        assert other[2].last_epoch == sched.last_epoch
+def test_a_study_evaluation_round_trips_under_weights_only(tmp_path):
+    best = {"weight": torch.arange(6.0).reshape(2, 3)}
+    ckpt = checkpointing.save(_run(tmp_path / "checkpoints", _Evaluation(best)))
+    torch.manual_seed(7)  # the checkpoint's RNG state must come back over this
+    evaluation = _Evaluation({})
+    run = _run(tmp_path / "checkpoints", evaluation)
+    run.state = State()
+    checkpointing.load(run, ckpt)
+    assert run.state.step == 2 and evaluation.values == {"curve": [{"step": 2, "accuracy": 0.5}]}
+    assert torch.equal(evaluation.tensors["weight"], best["weight"])
 
 
 def _sharded_checkpoint(directory: pathlib.Path) -> torch.nn.Module:

@@ -25,9 +25,8 @@ Module map:
   the scorer's normalisation).
 - :mod:`~ablate.bridge.scoring`: GSM8K extraction (``[invalid]`` never correct), EM/F1.
 - :mod:`~ablate.bridge.train`: ``train_entry`` (one grid entry: training, early stopping,
-  restore-best, summary, per-sample rows).
-- :mod:`~ablate.bridge.resume`: the training's checkpoints at each evaluation, and the resume
-  from the newest complete one (a killed job, a lost Vast instance's retry).
+  restore-best, summary, per-sample rows) on the core's training loop, its checkpoints at each
+  evaluation and the resume from the newest complete one (a killed job, a lost Vast retry).
 - :mod:`~ablate.bridge.infer`: ``benchmark`` (ablation 4: five baselines, batch 1).
 - :mod:`~ablate.bridge.grid`: the grid resolved at parse time (no torch): entries, run ids.
 - :mod:`~ablate.bridge.pins`: the models' and the data's identity, hub branches and tags pinned

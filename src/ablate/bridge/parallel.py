@@ -1,5 +1,6 @@
-"""Data-parallel bridge jobs: the translator's DDP wrap, the loss share, the data split (training,
-evaluation, frozen-state extraction).
+"""Data-parallel bridge jobs: the loss share, the data split (training, evaluation, frozen-state
+extraction); the translator's DDP replicas are the training loop's
+(:func:`ablate.core.training.loop.replicate`).
 
 The process group and the launcher are the core's (:mod:`ablate.core.parallel`: torchrun starts N
 processes, each joins the group). Without torchrun every helper here is the single-process
@@ -15,16 +16,6 @@ import torch.distributed as dist
 
 # the process-group helpers, used here and by the bridge's modules as parallel.<name>
 from ablate.core.parallel import close, init, launched, rank, world_size  # noqa: F401
-
-
-def wrap(translator: torch.nn.Module) -> torch.nn.Module:
-    """DDP around the translator when data-parallel (gradients averaged over processes)."""
-    if world_size() == 1:
-        return translator
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [torch.cuda.current_device()] if torch.cuda.is_available() else None
-    return DistributedDataParallel(translator, device_ids=ids)
 
 
 def _sum(t: torch.Tensor) -> torch.Tensor:

@@ -254,7 +254,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         trainable_params=float(ptr),
         memory_measured=True,
         unfit_note=unfit_note(e, rows),
-        resume_every=(p["eval_every"], p["steps"]),  # ablate.bridge.resume: at each evaluation
+        resume_every=(p["eval_every"], p["steps"]),  # the loop's checkpoints: at each evaluation
         scaling_key="data_parallel",
         extra=[
             dict(

@@ -4,22 +4,32 @@ Evaluated (bridged accuracy, greedy) at step 0, every ``eval_every`` steps and a
 stopping on bridged accuracy with ``patience``; ``restore_best`` makes the final state the best
 evaluated one, *re-evaluated* (final is measured, not copied). Writes ``out_dir/translator/``
 (safetensors + config + hash manifest), ``out_dir/samples.parquet`` (per-sample rows of the final
-evaluation, for paired tests) and, last, ``out_dir/summary.json``. A checkpoint at every
-evaluation training goes on from lets a rerun resume there (:mod:`ablate.bridge.resume`).
+evaluation, for paired tests) and, last, ``out_dir/summary.json``.
+
+The training is the core's loop (:mod:`ablate.core.training.loop`) with the bridge's hooks: its
+loss (:meth:`Pair.loss`), its data order (:class:`BatchOrder`), its optimizer (:func:`optimizer`)
+and its evaluation with early stopping (:class:`Evaluations`). Its checkpoints are the loop's
+(:mod:`ablate.core.training.checkpointing`, ``<out>/checkpoints/checkpoint-N``, the evaluation's
+curve and best state with them), one at every evaluation training goes on from: a rerun (a lost
+Vast instance's retry, a killed job) resumes from the newest complete one of the same run key
+and inputs (:func:`ablate.core.resume.resume_point`); they go once the outputs are written.
 
 Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; the core's launcher,
 ``ablate.core.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
 ``batch_size`` items per process and step (the seed's "10 per GPU"), each process a slice of
-one global batch order, DDP averaging the gradients; the evaluation is split over the processes
-and gathered; only rank 0 writes. On one process it is the plain loop. With ``states["source"]`` (a cache
-folder of :mod:`ablate.bridge.states`) the source model's weights are not loaded at all; with
-``states["teacher"]`` the KL term reads its teacher's rows instead of a target forward pass.
+one global batch order, the translator replicated and DDP averaging the gradients (the loop's
+``replicated``); the evaluation is split over the processes and gathered; only rank 0 writes.
+With ``states["source"]`` (a cache folder of :mod:`ablate.bridge.states`) the source model's
+weights are not loaded at all; with ``states["teacher"]`` the KL term reads its teacher's rows
+instead of a target forward pass.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +38,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablate.bridge import models, parallel, resume, switches, world
+from ablate.bridge import models, parallel, switches, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
-from ablate.core import checkpoint, generation, io, provenance
-from ablate.core.training import speed
+from ablate.core import checkpoint, generation, io, provenance, resume
+from ablate.core.training import checkpointing, loop, speed
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
@@ -80,6 +90,20 @@ def _batches(n: int, batch_size: int, seed: int):
             yield order[i : i + batch_size]
 
 
+class BatchOrder:
+    """The loop's ``order`` hook: step s (from 0) takes the s-th global batch of one seeded
+    stream of epochs (each a shuffle of the items, its incomplete last batch dropped); a resumed
+    run draws the stream up to its step again."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.stream, self.drawn = _batches(n, batch_size, seed), []
+
+    def __call__(self, step: int) -> list[int]:
+        while len(self.drawn) <= step:
+            self.drawn.append(next(self.stream))
+        return self.drawn[step]
+
+
 @dataclass
 class Step:
     loss: float  # the global batch's loss (this process's on one process)
@@ -91,7 +115,9 @@ class Step:
 def train_step(
     pair: Pair, model, opt, sched, items, step: int, grad_clip: float, states=None, teacher=None
 ):
-    """One optimisation step of the translator ``model`` (DDP-wrapped or not) on ``items``.
+    """One optimisation step of the translator ``model`` (DDP-wrapped or not) on ``items``: the
+    GPU benchmarks' step, outside the loop (:func:`fit` runs :func:`ablate.core.training.loop.step`
+    with the same loss, clip and update).
 
     ``states`` = (source states [B, S, d_src], mask [B, S]) skips the source model, ``teacher``
     = the KL teacher's final states [B, n, d_tgt] at the first answer positions skips the teacher
@@ -107,6 +133,34 @@ def train_step(
     opt.step()
     sched.step()
     return Step(value, parts, n_tok, float(grad_norm))
+
+
+class NonFiniteLoss(Exception):
+    """A step's loss was not finite: raised before its backward, so nothing was updated."""
+
+
+class Objective:
+    """The translator's loss as the loop's hooks: :meth:`loss` (:meth:`Pair.loss`: this process's
+    share of the global batch's loss, already a mean, so it ``count``s 1 per process and batch),
+    ``tokens`` and the logged parts of the last step."""
+
+    def __init__(self, pair: Pair):
+        self.pair, self.last, self.n_tok = pair, {}, 0
+
+    def loss(self, model, batch: dict, step: int) -> tuple[torch.Tensor, int]:
+        loss, parts, self.n_tok = self.pair.loss(model, batch["items"], step)
+        value = parallel.mean_value(loss)  # every process the same: all stop alike
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"step {step}: loss {value}")
+        # the logged loss is the logging step's own, not the loop's mean since the last log
+        self.last = {"loss": value, **parts}
+        return loss, 1
+
+    def tokens(self, batch: dict) -> int:
+        return self.n_tok  # counted by the batch's loss (source input + target input)
+
+    def log_parts(self) -> dict[str, float]:
+        return self.last
 
 
 def _say(*args, **kwargs) -> None:
@@ -126,9 +180,10 @@ def global_batch(p: dict[str, Any], n_train: int) -> int:
     return p["batch_size"] * w
 
 
-class _Evaluations:
-    """Every bridged evaluation of a run: the curve, the best state so far (for ``restore_best``)
-    and the evaluations without improvement (early stopping's patience)."""
+class Evaluations:
+    """Every bridged evaluation of a run (the loop's ``evaluation``): the curve, the best state so
+    far (for ``restore_best``), the evaluations without improvement (early stopping's
+    patience), the last rows; a checkpoint carries them (:meth:`state`), and the seconds trained."""
 
     def __init__(self, pair: Pair, translator, eval_items, p: dict[str, Any], label: str):
         self.pair, self.translator, self.eval_items = pair, translator, eval_items
@@ -137,6 +192,7 @@ class _Evaluations:
         self.best: dict[str, Any] = {"accuracy": -1.0}
         self.bad_evals = 0
         self.last_rows: list[dict] = []
+        self.started = time.time()  # moved back by a resumed run's seconds
 
     def rows(self) -> list[dict]:
         """Each process evaluates a share of the items, gathered in order."""
@@ -144,8 +200,8 @@ class _Evaluations:
             _evaluate(self.pair, self.translator, parallel.shard(self.eval_items))
         )
 
-    def __call__(self, at: int) -> bool:
-        """Evaluate at step ``at``; True when early stopping says stop."""
+    def __call__(self, at: int) -> dict[str, Any] | None:
+        """Evaluate at step ``at``; early stopping's stop (before the last step), or None."""
         from ablate.bridge.evaluate import accuracy
 
         self.last_rows = self.rows()
@@ -163,72 +219,124 @@ class _Evaluations:
             f"(F1 {acc['f1']:.3f}); best {best['accuracy']:.3f} at step {best['step']}"
         )
         patience = switches.stop_patience(self.p)
-        return patience is not None and self.bad_evals >= patience
+        if patience is None or self.bad_evals < patience or at >= self.p["steps"]:
+            return None
+        return {"reason": "early_stopping", "step": at, "detail": {"patience": patience}}
+
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(plain values, the best state's tensors): what a checkpoint carries."""
+        best = {k: v for k, v in self.best.items() if k != "state"}
+        values = {"curve": self.curve, "best": best, "bad_evals": self.bad_evals}
+        values |= {"last_rows": self.last_rows, "seconds": time.time() - self.started}
+        return values, self.best.get("state", {})
+
+    def load(self, values: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.curve, self.bad_evals, self.last_rows = (
+            values["curve"],
+            values["bad_evals"],
+            values["last_rows"],
+        )
+        self.best = {**values["best"], **({"state": tensors} if tensors else {})}
+        self.started = time.time() - values["seconds"]
 
 
-def _log_step(label: str, step: int, p: dict[str, Any], out: Step, lr: float, t0: float) -> None:
-    """One progress line: the loss and its parts, the gradient norm, the rate and the ETA."""
-    rate = step / (time.time() - t0)
-    _say(
-        f"[{label}] step {step}/{p['steps']} loss {out.loss:.4f} "
-        + " ".join(f"{k} {v:.4f}" for k, v in out.parts.items())
-        + f" grad_norm {out.grad_norm:.3f} lr {lr:.2e}"
-        f" {rate:.1f} steps/s ETA {(p['steps'] - step) / rate:.0f} s"
-    )
+def loop_params(p: dict[str, Any], n_global: int) -> dict[str, Any]:
+    """The loop's params of a translator training: one global batch a step (``batch_size`` per
+    process), no accumulation, fp32 (the pair's dtypes are its own), the clip, the evaluation
+    and checkpoint interval ``eval_every``, the newest checkpoint alone kept, none of the loop's
+    own stop rules (early stopping is the evaluation's)."""
+    return {
+        "seed": p["seed"],
+        "batch_size": n_global,
+        "grad_accum": 1,
+        "max_steps": p["steps"],
+        "max_grad_norm": p["grad_clip"],
+        "bf16": False,
+        "master_weights": False,
+        "gradient_checkpointing": False,
+        "logging_steps": p["log_every"],
+        "eval_steps": p["eval_every"],
+        "eval_batch_size": p["eval_batch_size"],
+        "save_steps": p["eval_every"],
+        "save_total_limit": 1,
+        # an evaluation decodes eval_size items between two steps: the watchdog's bound from
+        # step times alone would be too short for it
+        "stall_s": STALL_S,
+    }
 
 
-def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[str, Any]:
-    """The training loop; returns the curve, the final rows and the stop facts."""
-    model = parallel.wrap(translator)
+#: the stall watchdog's bound of a translator training (:mod:`ablate.core.training.watchdog`)
+STALL_S = 3600
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where :func:`fit` saves and resumes: the folder, the run key and the inputs
+    (:func:`ablate.core.resume.resume_point`: another key's, or other inputs', are dropped)."""
+
+    folder: Path
+    run_key: dict[str, Any]
+    inputs: dict[str, Any]
+
+
+def fit(
+    pair: Pair,
+    translator,
+    train_items,
+    eval_items,
+    p,
+    label: str,
+    checkpoints: Checkpoints,
+) -> dict[str, Any]:
+    """Train the translator on the core's loop (:mod:`ablate.core.training.loop`, the bridge's
+    hooks: its loss, data order, optimizer, evaluation); returns the curve, the final rows and
+    the stop facts. ``checkpoints``: where a checkpoint at every evaluation training goes on
+    from is saved (the loop's, :mod:`ablate.core.training.checkpointing`), and the newest
+    complete one resumed."""
     speed.tf32_matmuls(pair.device)
     pair.compiled = pair.device.type == "cuda"  # the target's layers, for the training forward
-    opt, sched = optimizer(translator, p)
-    evaluation = _Evaluations(pair, translator, eval_items, p, label)
-    losses = []
-    stop_reason, step = "max_steps", 0
-    tokens, t0, resumed_from = 0, time.time(), None
     n_global = global_batch(p, len(train_items))
-    per_process = n_global // parallel.world_size()
-    batches = _batches(len(train_items), n_global, p["seed"])
-    resumed = resume.restore(translator, opt, sched)
-    if resumed is None:
-        stop = evaluation(0)
-    else:  # on from a checkpoint: the loop's state, the batch order replayed to its step
-        loop, where = resumed
-        step, tokens, losses, t0 = loop["step"], loop["tokens"], loop["losses"], t0 - loop["s"]
-        for name in ("curve", "best", "bad_evals", "last_rows"):
-            setattr(evaluation, name, loop[name])
-        for _ in range(step):
-            next(batches)
-        stop, resumed_from = False, step
-        _say(f"[{label}] resuming from {where} (step {step})")
-    translator.train()
-    while not stop and step < p["steps"]:
-        step += 1
-        mine = next(batches)[parallel.rank() * per_process :][:per_process]
-        out = train_step(
-            pair, model, opt, sched, [train_items[i] for i in mine], step, p["grad_clip"]
-        )
-        if out.grad_norm is None:  # before the update: the weights stay the last good ones
-            stop_reason = "nonfinite_loss"
-            step -= 1
-            break
-        tokens += parallel.total(out.tokens)
-        if step % p["log_every"] == 0 or step == p["steps"]:
-            losses.append({"step": step, "loss": out.loss, **out.parts})
-            _log_step(label, step, p, out, sched.get_last_lr()[0], t0)
-        if step % p["eval_every"] == 0 or step == p["steps"]:
-            if evaluation(step) and step < p["steps"]:
-                stop_reason = "early_stopping"
-                break
-            if step < p["steps"]:  # training goes on from here: what a rerun resumes from
-                loop = {"step": step, "tokens": tokens, "losses": losses, "s": time.time() - t0}
-                for name in ("curve", "best", "bad_evals", "last_rows"):
-                    loop[name] = getattr(evaluation, name)
-                resume.save(step, translator, opt, sched, loop)
-    if evaluation.curve[-1]["step"] != step:  # ended between evaluations (non-finite loss)
+    objective = Objective(pair)
+    evaluation = Evaluations(pair, translator, eval_items, p, label)
+    hooks = loop.Hooks(
+        collate=lambda items: {"items": items},
+        loss=objective.loss,
+        count=lambda batch: 1,
+        tokens=objective.tokens,
+        order=BatchOrder(len(train_items), n_global, p["seed"]),
+        log_parts=objective.log_parts,
+        optimizer=lambda model, _: optimizer(translator, p),
+    )
+    spec = loop.Spec(
+        loop_params(p, n_global),
+        checkpoints.folder,
+        label,
+        pair.tgt_tok.pad_token_id,
+        hooks=hooks,
+        evaluation=evaluation,
+        replicated=True,
+    )
+    with torch.random.fork_rng():  # setup seeds torch: the dropout goes on from the translator's
+        run = loop.setup(spec, model=translator, train_dataset=train_items, eval_dataset=None)
+    newest = resume.resume_point(checkpoints.folder, checkpoints.run_key, checkpoints.inputs)
+    if newest is None:
+        evaluation(0)
+    else:  # on from a checkpoint: weights, optimizer, schedule, RNG, the loop's state
+        checkpointing.load(run, newest)
+        _say(f"[{label}] resuming from {newest} (step {run.state.step})")
+    stop_reason = "max_steps"
+    try:
+        loop.train(run)
+    except NonFiniteLoss as e:  # before the update: the weights stay the last good ones
+        _say(f"[{label}] non-finite loss, {e}: training ends at the last good step")
+        loop.flush_tokens(run)
+        stop_reason = "nonfinite_loss"
+    if run.stop_rules.stop is not None:
+        stop_reason = run.stop_rules.stop["reason"]
+    step = run.state.step
+    if evaluation.curve[-1]["step"] != step:  # the last step between evaluations
         evaluation(step)
-    train_s = time.time() - t0
+    train_s = time.time() - evaluation.started
     restored_from = None
     best = evaluation.best
     if p["restore_best"] and best.get("state") is not None:
@@ -237,16 +345,30 @@ def fit(pair: Pair, translator, train_items, eval_items, p, label: str) -> dict[
         final_rows = evaluation.rows()  # re-evaluated, not copied
     else:
         final_rows = evaluation.last_rows
+    logged = [e for e in run.state.log_history if "loss" in e]
     return {
         "curve": evaluation.curve,
-        "losses": losses,
+        "losses": [_loss_entry(e) for e in logged if _logs(p, e["step"])],
         "final_rows": final_rows,
         "steps_done": step,
         "stop_reason": stop_reason,
         "restored_from_step": restored_from,
-        "resumed_from_step": resumed_from,
-        "train_tokens": tokens,
+        "resumed_from_step": int(newest.name.split("-")[-1]) if newest else None,
+        "train_tokens": run.state.tokens_seen,
         "train_s": train_s,
+    }
+
+
+def _logs(p: dict[str, Any], step: int) -> bool:
+    """A step of the bridge's loss curve: every ``log_every`` and the last (the loop also logs
+    step 1)."""
+    return step % p["log_every"] == 0 or step == p["steps"]
+
+
+def _loss_entry(e: dict[str, Any]) -> dict[str, Any]:
+    """The logged loss and its parts, without the loop's learning rate and gradient norm."""
+    return {"step": e["step"], "loss": e["loss"]} | {
+        k: v for k, v in e.items() if k not in ("step", "loss", "learning_rate", "grad_norm")
     }
 
 
@@ -366,7 +488,8 @@ def train_entry(
     out = Path(out_dir)
     e = _set_up(spec, train_file, eval_file, (source_card, target_card), states)
     p = e.p
-    key = {"run_id": run_id, "params": p, "world_size": parallel.world_size()}
+    # "checkpoint": the loop's format (an older run's state.pt checkpoints are dropped, not read)
+    key = {"run_id": run_id, "params": p, "world_size": parallel.world_size(), "checkpoint": "loop"}
     inputs = {
         "train_file": train_file,
         "eval_file": eval_file,
@@ -377,8 +500,10 @@ def train_entry(
             for what, folder in sorted(states.items())
         },
     }
-    with resume.checkpointing(out / checkpoint.CHECKPOINTS_DIR, key, inputs):
-        res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label)
+    ckpts = Checkpoints(out / checkpoint.CHECKPOINTS_DIR, key, inputs)
+    res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label, ckpts)
+    if parallel.rank() == 0:  # the run's outputs are what counts now
+        shutil.rmtree(ckpts.folder, ignore_errors=True)
     world_size = parallel.world_size()
     if parallel.rank() != 0:
         return {"run_id": run_id, "rank": parallel.rank(), "world_size": world_size, **res}

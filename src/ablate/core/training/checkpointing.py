@@ -2,9 +2,11 @@
 
 ``checkpoint-N`` of one process holds the weights (``model.safetensors``), the optimizer state
 (``optimizer.pt``: the fp32 masters with it), the schedule (``scheduler.pt``), the RNG state
-(``rng_state.pth``) and the loop's state (``loop_state.json``: step, tokens, log history). A
-sharded run writes weights and optimizer state as torch.distributed.checkpoint shards
-(:func:`ablate.core.training.sharding.save_checkpoint`) and one RNG file per process. Every file
+(``rng_state.pth``) and the loop's state (``loop_state.json``: step, tokens, log history, a
+study evaluation's plain values; its tensors, e.g. the bridge's best state, in
+``evaluation.pt``). A sharded run writes weights and optimizer state as
+torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_checkpoint`), a
+replicated one (DDP) process 0's copy; with N processes each writes its own RNG file. Every file
 loads without unpickling code (``weights_only=True``, safetensors, JSON). The hash manifest and
 the completion marker come last (:func:`ablate.core.checkpoint.mark_complete`); the oldest
 complete checkpoints beyond ``save_total_limit`` are then removed.
@@ -31,6 +33,7 @@ WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.pt"
 SCHEDULER = "scheduler.pt"
 LOOP_STATE = "loop_state.json"
+EVALUATION = "evaluation.pt"
 #: a whole-weights checkpoint of one process
 FORMAT_WHOLE = "whole"
 #: max_shard_size of the final weights: the manifest and the loaders' checks hash the shards in
@@ -38,8 +41,9 @@ FORMAT_WHOLE = "whole"
 SAVE_SHARD = "2GB"
 
 
-def _rng_file(sharded: bool) -> str:
-    return f"rng_state_{parallel.rank()}.pth" if sharded else "rng_state.pth"
+def _rng_file() -> str:
+    """Each process draws its own dropout masks: one RNG file per process when N > 1."""
+    return f"rng_state_{parallel.rank()}.pth" if parallel.world_size() > 1 else "rng_state.pth"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -58,12 +62,16 @@ def save(run) -> Path:
         sharding.save_checkpoint(run.model, run.optimizer, ckpt)
         fmt = checkpoint.FORMAT_SHARDED
     else:
-        safetensors.torch.save_model(run.model, str(ckpt / WEIGHTS))
-        torch.save(run.optimizer.state_dict(), ckpt / OPTIMIZER)
+        if parallel.rank() == 0:  # replicas (DDP) are equal: one copy
+            safetensors.torch.save_model(run.model, str(ckpt / WEIGHTS))
+            torch.save(run.optimizer.state_dict(), ckpt / OPTIMIZER)
         fmt = FORMAT_WHOLE
-    torch.save(_rng_state(), ckpt / _rng_file(run.sharded))
+    torch.save(_rng_state(), ckpt / _rng_file())
     if parallel.rank() == 0:
         torch.save(run.scheduler.state_dict(), ckpt / SCHEDULER)
+        if run.spec.evaluation is not None:
+            run.state.evaluation, tensors = run.spec.evaluation.state()
+            torch.save(tensors, ckpt / EVALUATION)
         io.write_json(ckpt / LOOP_STATE, asdict(run.state))
     parallel.barrier()  # every process's files are in before the manifest and the marker
     if parallel.rank() == 0:
@@ -108,11 +116,14 @@ def load(run, ckpt: Path) -> None:
         safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
         run.optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER, weights_only=True))
     run.scheduler.load_state_dict(torch.load(ckpt / SCHEDULER, weights_only=True))
-    rng = torch.load(ckpt / _rng_file(run.sharded), weights_only=True)
+    rng = torch.load(ckpt / _rng_file(), weights_only=True)
     torch.set_rng_state(rng["cpu"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     run.state = State(**load_state(ckpt))
+    if run.spec.evaluation is not None:
+        tensors = torch.load(ckpt / EVALUATION, map_location="cpu", weights_only=True)
+        run.spec.evaluation.load(run.state.evaluation, tensors)
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:

@@ -43,12 +43,27 @@ class Hooks:
     the padding mask). ``collate(examples)``: a batch with ``labels`` (default:
     :class:`~.data.PolicyCollator`; evaluation batches too). ``micro_batches(examples, size)``:
     this process's examples of one step as micro-batches (default: ``collate`` in chunks of
-    ``size``). ``head_loss``: the loss of the lm_head at labelled positions."""
+    ``size``). ``head_loss``: the loss of the lm_head at labelled positions.
+
+    A study with a loss of its own (the bridge's translator) also sets: ``loss(model, batch,
+    step)`` -> (summed loss, count) (default: next-token CE through ``forward_kwargs`` and
+    ``head_loss``); ``count(batch)``: the units the step's loss is averaged over, counted before
+    the forward (default: labelled tokens); ``tokens(batch)``: its tokens, read after its
+    forward (default: non-pad tokens); ``order(step)``: the indices of a step's examples, all
+    processes' (default: :func:`step_examples`'s permutations); ``log_parts()``: more entries of
+    a logging step (they win over the loop's); ``optimizer(model, params)`` -> (optimizer,
+    schedule) (default: :mod:`.optim`'s)."""
 
     forward_kwargs: Callable[..., dict] = causal_forward_kwargs
     collate: Callable[[list], dict] | None = None
     micro_batches: Callable[[list, int], list[dict]] | None = None
     head_loss: Callable[..., Any] = head_loss_sum
+    loss: Callable[..., tuple[torch.Tensor, Any]] | None = None
+    count: Callable[[dict], int] | None = None
+    tokens: Callable[[dict], Any] | None = None
+    order: Callable[[int], list[int]] | None = None
+    log_parts: Callable[[], dict[str, float]] | None = None
+    optimizer: Callable[..., tuple[torch.optim.Optimizer, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +71,14 @@ class Spec:
     """A run as :func:`setup` builds it: its resolved ``params`` (the config's training keys),
     where its checkpoints go, its log label, the padding id, the study's hooks; ``save=False``:
     no checkpoints at all (a benchmark); ``reporters``: objects with ``log(step, logs, tokens)``,
-    ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.tracking.reporters`)."""
+    ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.tracking.reporters`).
+
+    ``evaluation``: a study's own evaluation instead of the eval loss (the bridge's bridged
+    accuracy), every ``eval_steps``: ``evaluation(step)`` returns its stop (``{"reason", "step",
+    "detail"}``: training ends there, unsaved) or None; ``evaluation.state()`` -> (plain values,
+    tensors) that each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back.
+    ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
+    instead of FSDP2 shards."""
 
     params: dict[str, Any]
     checkpoints: Path
@@ -65,16 +87,19 @@ class Spec:
     hooks: Hooks = field(default_factory=Hooks)
     save: bool = True
     reporters: tuple = ()
+    evaluation: Any = None
+    replicated: bool = False
 
 
 @dataclass
 class State:
     """What a checkpoint's ``loop_state.json`` holds: the steps done, the non-pad tokens seen,
-    every logged and evaluated value."""
+    every logged and evaluated value, the plain values of a study's evaluation."""
 
     step: int = 0
     tokens_seen: int = 0
     log_history: list[dict[str, Any]] = field(default_factory=list)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,18 +157,24 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     torch.manual_seed(p["seed"])
     if p.get("compile_layers"):
         speed.compile_layers(model)
-    sharded = parallel.world_size() > 1
+    sharded = parallel.world_size() > 1 and not spec.replicated
     bf16 = bf16_enabled(p["bf16"])
     if sharded:  # fp32 shards, cast to bf16 per layer by FSDP's policy: no autocast
         model = sharding.shard(model, torch.bfloat16 if bf16 else torch.float32)
+    elif parallel.world_size() > 1:
+        model = replicate(model)
     if p["gradient_checkpointing"]:
         model.activation_checkpointing_enable(
             activation_checkpointing_kwargs={"use_reentrant": False}
         )
     model.train()
-    optimizer = build_optimizer(
-        model, p, master_weights=master_weights_enabled(p) and not sharded, sharded=sharded
-    )
+    if spec.hooks.optimizer is not None:
+        optimizer, scheduler = spec.hooks.optimizer(model, p)
+    else:
+        optimizer = build_optimizer(
+            model, p, master_weights=master_weights_enabled(p) and not sharded, sharded=sharded
+        )
+        scheduler = build_scheduler(optimizer, p)
     device_type = next(model.parameters()).device.type
 
     def autocast():
@@ -162,7 +193,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         spec=spec,
         model=model,
         optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, p),
+        scheduler=scheduler,
         train_data=train_dataset,
         eval_data=eval_dataset if has_eval else None,
         share=share,
@@ -177,12 +208,24 @@ def _with_hooks(spec: Spec, **changes) -> Spec:
     return replace(spec, hooks=replace(spec.hooks, **changes))
 
 
+def replicate(model: torch.nn.Module) -> torch.nn.Module:
+    """DDP around a whole copy of ``model`` in each process (gradients averaged)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [torch.cuda.current_device()] if torch.cuda.is_available() else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
 def step_examples(run: Run, step: int) -> list:
     """This process's examples of optimizer step ``step`` (from 0): the data is a stream of
     epochs, each a permutation drawn from ``seed`` and the epoch, cut into steps of
     ``batch_size x grad_accum`` examples; process r takes the r-th share of each step. The
-    order depends on nothing but the step, so a resumed run trains on the same examples."""
+    order depends on nothing but the step, so a resumed run trains on the same examples. A
+    study's ``order`` hook replaces the permutations."""
     data, p = run.train_data, run.params
+    if run.spec.hooks.order is not None:
+        first = parallel.rank() * run.share
+        return [data[i] for i in run.spec.hooks.order(step)[first : first + run.share]]
     n, per_step = len(data), p["batch_size"] * p["grad_accum"]
     start = step * per_step + parallel.rank() * run.share
     orders: dict[int, list[int]] = {}
@@ -217,29 +260,55 @@ def micro_batches(run: Run, examples: list) -> list[dict]:
 
 
 def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    """The batch's tensors on ``device`` (a study's batch may hold other values: items)."""
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+
+
+def batch_loss(run: Run, batch: dict, step: int) -> tuple[torch.Tensor, Any]:
+    """(summed loss, count) of ``batch``: the study's ``loss`` hook or next-token CE."""
+    hooks = run.spec.hooks
+    if hooks.loss is not None:
+        return hooks.loss(run.model, batch, step)
+    return loss_sum(run.model, batch, hooks.forward_kwargs, head_loss=hooks.head_loss)
+
+
+def count(run: Run, batch: dict) -> int:
+    """The units ``batch``'s loss sums over, counted on the host: labelled tokens by default."""
+    if run.spec.hooks.count is not None:
+        return run.spec.hooks.count(batch)
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def tokens(run: Run, batch: dict):
+    """``batch``'s tokens: non-pad ones by default (on the device: no sync)."""
+    if run.spec.hooks.tokens is not None:
+        return run.spec.hooks.tokens(batch)
+    return batch["attention_mask"].sum()
 
 
 def step(run: Run, examples: list) -> torch.Tensor | None:
     """One optimizer step on this process's ``examples``; returns the gradient norm before
     clipping (None when ``max_grad_norm`` is 0). The step's loss is the mean next-token loss over
-    every labelled token of the step, all processes' together."""
-    p, hooks, model = run.params, run.spec.hooks, run.model
+    every labelled token of the step (a study's ``loss``: over its ``count``), all processes'
+    together."""
+    p = run.params
     batches = micro_batches(run, examples)
     # labelled tokens of the whole step: counted on the host before any forward (no device sync)
-    n_items = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
-    n_items = max(parallel.sum_int(n_items), 1)
-    world = parallel.world_size()  # sharded gradients are averaged over processes: undo that
+    n_items = max(parallel.sum_int(sum(count(run, b) for b in batches)), 1)
+    world = parallel.world_size()  # gradients are averaged over processes (FSDP, DDP): undo that
     step_loss = None
     for i, batch in enumerate(batches):
         batch = _to(batch, run.device)
         with _no_grad_sync(run, last=i == len(batches) - 1), run.autocast():
-            total, _ = loss_sum(model, batch, hooks.forward_kwargs, head_loss=hooks.head_loss)
+            total, _ = batch_loss(run, batch, run.state.step + 1)
             loss = total * world / n_items
         loss.backward()
         run.stop_rules.watch_micro_loss(run.state.step + 1, loss)
         step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
-        run.pending_tokens = run.pending_tokens + batch["attention_mask"].sum()
+        run.pending_tokens = run.pending_tokens + tokens(run, batch)
     run.losses.append(step_loss / world)  # this process's part of the step's mean loss
     grad_norm = clip(run, p["max_grad_norm"])
     run.last_lr = run.optimizer.param_groups[0]["lr"]  # the schedule moves on below
@@ -278,7 +347,7 @@ def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
         chunk = mine[r * size : (r + 1) * size]
         batch = _to(hooks.collate([data[i] for i in (chunk or [0])]), run.device)
         with run.autocast():
-            t, n = loss_sum(run.model, batch, hooks.forward_kwargs, head_loss=hooks.head_loss)
+            t, n = batch_loss(run, batch, run.state.step)
         if chunk:  # a process with no examples left joins the forward and counts nothing
             total += t.double()
             count += n.double()
@@ -289,7 +358,7 @@ def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
     return float(total / count.clamp(min=1))
 
 
-def _flush_tokens(run: Run) -> None:
+def flush_tokens(run: Run) -> None:
     """The tokens counted on the device into the state (a sync; all processes' together)."""
     tokens = parallel.sum_int(int(run.pending_tokens))
     run.state.tokens_seen += tokens
@@ -300,12 +369,14 @@ def _flush_tokens(run: Run) -> None:
 def log_train(run: Run, grad_norm) -> dict[str, float]:
     """The entry of a logging step: the mean step loss since the last one, the learning rate of
     this step, its gradient norm; the stop rules see the loss."""
-    _flush_tokens(run)
+    flush_tokens(run)
     loss = parallel.sum_tensor(torch.stack(run.losses).mean().float())
     run.losses = []
     entry = {"step": run.state.step, "loss": float(loss), "learning_rate": run.last_lr}
     if grad_norm is not None:
         entry["grad_norm"] = float(grad_norm)
+    if run.spec.hooks.log_parts is not None:
+        entry.update(run.spec.hooks.log_parts())
     return entry
 
 
@@ -340,7 +411,8 @@ def train(run: Run) -> None:
             watchdog.progress()
             s, last = state.step, state.step >= p["max_steps"]
             do_log = s == 1 or last or _due(s, p["logging_steps"])
-            do_eval = run.eval_data is not None and _due(s, p["eval_steps"])
+            evaluates = run.eval_data is not None or spec.evaluation is not None
+            do_eval = evaluates and _due(s, p["eval_steps"])
             do_save = save and _due(s, p["save_steps"])
             stopping = interrupt.requested()
             due = do_log or do_eval or do_save or last or stopping
@@ -351,14 +423,19 @@ def train(run: Run) -> None:
                 entry = log_train(run, grad_norm)
                 _record(run, progress, entry)
                 rules.observe_train_loss(s, entry["loss"])
-            if do_eval:
+            if do_eval and spec.evaluation is not None:  # the study's own, with its stop rule
+                rules.stop = spec.evaluation(s)  # None here before: the loop's condition
+                watchdog.progress()
+                if rules.stop is not None:
+                    break  # unsaved: training ends at this evaluation
+            elif do_eval:
                 entry = {"step": s, "eval_loss": evaluate(run, watchdog)}
                 _record(run, progress, entry)
                 stop = rules.observe_eval_loss(s, entry["eval_loss"])
                 if stop and stop["reason"] == "nonfinite":
                     break
             if do_save or stopping:
-                _flush_tokens(run)
+                flush_tokens(run)
                 checkpointing.save(run)
                 watchdog.progress()
             if stopping:
@@ -368,7 +445,7 @@ def train(run: Run) -> None:
         interrupt.restore()
         for r in spec.reporters:
             r.end()
-    _flush_tokens(run)
+    flush_tokens(run)
 
 
 def _record(run: Run, progress: Progress, entry: dict[str, Any]) -> None:
