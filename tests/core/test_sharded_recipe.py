@@ -13,10 +13,13 @@ import json
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 from sharded_setup import finetune_kwargs, process_path
 from test_training import FAST, weights
 
 from ablate.core import checkpoint, parallel
+from ablate.core.modeling import load_causal_lm
+from ablate.core.training import checkpointing
 from ablate.mask.training.run import FinetuneSpec, finetune
 
 #: fp32 on CPU (bf16 "auto" is off there): N processes sum the same per-token losses and
@@ -46,7 +49,7 @@ PARAMS = {
 }
 
 
-def _run(kwargs: dict, tmp_path: Path, nproc: int, name: str, callbacks=None) -> Path:
+def _run(kwargs: dict, tmp_path: Path, nproc: int, name: str, reporters=None) -> Path:
     out = tmp_path / name
     if nproc == 1:  # the reference, with a checkpoint at SKIP_STEPS (saving changes no number)
         params = {**PARAMS, "save_steps": SKIP_STEPS, "keep_checkpoints": True}
@@ -60,7 +63,7 @@ def _run(kwargs: dict, tmp_path: Path, nproc: int, name: str, callbacks=None) ->
             nproc=nproc,
             threads=nproc,
             log=log,
-            callbacks=callbacks,
+            reporters=reporters,
         )
     return out
 
@@ -68,7 +71,7 @@ def _run(kwargs: dict, tmp_path: Path, nproc: int, name: str, callbacks=None) ->
 def _differences(a: Path, b: Path, steps: int = STEPS) -> dict[str, float]:
     """The largest relative difference of the per-step loss and grad norm over the first
     ``steps``, and the largest absolute difference of a weight after them, of run ``b`` from
-    run ``a`` (``a``'s weights then: its final ones, or its Trainer checkpoint at ``steps``)."""
+    run ``a`` (``a``'s weights then: its final ones, or its checkpoint at ``steps``)."""
     ca, cb = (json.loads((p / "summary.json").read_text())["curves"]["train"] for p in (a, b))
     ca = [e for e in ca if e["step"] <= steps]
     assert [e["step"] for e in ca] == [e["step"] for e in cb] == list(range(1, steps + 1))
@@ -76,11 +79,20 @@ def _differences(a: Path, b: Path, steps: int = STEPS) -> dict[str, float]:
     def rel(key):
         return max(abs(y[key] - x[key]) / abs(x[key]) for x, y in zip(ca, cb, strict=True))
 
-    at = a / "final" if steps == STEPS else a / checkpoint.CHECKPOINTS_DIR / f"checkpoint-{steps}"
-    wa, wb = weights(at), weights(b / "final")
+    wa = weights(a / "final") if steps == STEPS else _checkpoint_weights(a, steps)
+    wb = weights(b / "final")
     assert wa.keys() == wb.keys()
     weight = max(float((wb[k] - wa[k]).abs().max()) for k in wa)
     return {"loss": rel("loss"), "grad_norm": rel("grad_norm"), "weight": weight}
+
+
+def _checkpoint_weights(run: Path, step: int) -> dict:
+    """The weights of ``run``'s checkpoint at ``step`` (its ``model.safetensors``), read into the
+    model of its final folder: the weights as :func:`weights` reads the final ones."""
+    model = load_causal_lm(run / "final")
+    ckpt = run / checkpoint.CHECKPOINTS_DIR / f"checkpoint-{step}"
+    safetensors.torch.load_model(model, str(ckpt / checkpointing.WEIGHTS))
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +122,7 @@ def test_skipping_the_cross_shard_reduction_fails_the_comparison(runs):
     switch = {"call": "launch_hooks:skip_cross_shard_reduce", "kwargs": {}}
     short = {**PARAMS, "max_steps": SKIP_STEPS}
     kwargs = {**kwargs, "spec": FinetuneSpec.parse("prefix_bidir", short)}
-    out = _run(kwargs, tmp_path, 2, "skip", callbacks=switch)
+    out = _run(kwargs, tmp_path, 2, "skip", reporters=switch)
     d = _differences(one, out, SKIP_STEPS)
     print(f"2 processes, no cross-shard reduction, against 1: {d}")
     assert d["grad_norm"] > RTOL or d["loss"] > RTOL
@@ -118,7 +130,7 @@ def test_skipping_the_cross_shard_reduction_fails_the_comparison(runs):
 
 
 def test_activation_checkpointing_trains_alike_sharded(runs):
-    """``gradient_checkpointing`` (the Trainer's activation checkpointing) under the sharded
+    """``gradient_checkpointing`` (the loop's activation checkpointing) under the sharded
     recipe: 2 processes recompute each layer's activations in the backward, through FSDP2's
     gathers, and train as the 1-process reference without it (recomputation changes no number)."""
     kwargs, tmp_path, one = runs
