@@ -1,15 +1,20 @@
-"""Finetuning step benchmark: the real training path (ablate.mask.training.policy.build_trainer -> MaskPolicyTrainer,
-HF Trainer loop, policy forward, response-only fast head, optimizer) on the Ministral-3-3B text shape with
-random weights, causal vs prefix_bidir. Prints a markdown table.
+"""Finetuning step benchmark: the real training path (ablate.core.training.loop.setup with the policy's
+hooks, ablate.mask.training.policy.hooks, then loop.step: policy forward, response-only fast head,
+optimizer) on the Ministral-3-3B text shape with random weights, causal vs prefix_bidir. Prints a
+markdown table.
 
     PYTHONPATH=src python bench/bench_finetune.py [--only NAME ...] [--json OUT.json] [--smoke]
     PYTHONPATH=src python bench/bench_finetune.py --ddp 2 [--only seed-GA16-split] [--json OUT.json]
 
 --ddp N: each row (causal) on 1 process and on N data-parallel processes (torchrun through
-ablate.core.parallel.launch, one GPU each), the same global batch and data; both in the recipe the
-data-parallel path runs (fp32 weights + bf16 autocast: the fp32-master hooks are single-process);
+ablate.core.parallel.launch, one GPU each), the same global batch and data; both with fp32 weights and
+no masters, the recipe of the data-parallel path (the loop shards them with FSDP2 and computes in bf16;
+1 process: bf16 autocast; fp32 masters are single-process);
 prints s/step, tokens/s, speed-up, efficiency (speed-up / N: plan.scaling.data_parallel) and the
 largest relative difference of the per-step losses.
+
+The timed steps run as a finetune runs them (no device sync between them; the loss read at the last
+only, --ddp: at each step), timed as one interval from a sync before the first to one after the last.
 
 Rows (all T=1024, prompt 1/8-1/2 of each row, no padding, no checkpoint saves, no eval; each row runs
 causal and prefix_bidir; weights are the GPU default, bf16 + fp32 masters in the optimizer, unless named):
@@ -47,13 +52,13 @@ from step_profile import StepProfiler, print_table
 
 from ablate.core import parallel
 from ablate.core.planner.inputs import Reference
-from ablate.core.training import params
+from ablate.core.training import loop, params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
-from ablate.core.training.trainer import TrainerSpec
 from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config
 from ablate.mask.training import gate
-from ablate.mask.training.policy import build_trainer, policy_loss_sum
+from ablate.mask.training.policy import hooks as policy_hooks
+from ablate.mask.training.policy import policy_loss_sum
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
 MEASUREMENTS = Path(__file__).resolve().parents[1] / "config" / "gpu_measurements.yaml"
@@ -70,7 +75,7 @@ SMOKE_SHAPE = dict(
     head_dim=16,
 )
 DEVICE = "cuda"
-OUT_DIR = "/tmp/bench_finetune"  # the Trainer's output_dir: nothing is saved there
+OUT_DIR = Path("/tmp/bench_finetune")  # the run's checkpoint directory: nothing is saved there
 T = 1024
 LOG_STEPS = 1000  # --ddp: 1, for the loss curve
 
@@ -198,18 +203,44 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
     return ExampleDataset(ex)
 
 
-def bench_trainer(model, data, policy: str, p: dict, label: str, callbacks: list):
-    """The pipeline's trainer (build_trainer) as every bench row builds it: the rows' data, no
-    tokenizer, no evaluation set, no saves."""
-    return build_trainer(
-        TrainerSpec(p, OUT_DIR, label, save=False, pad_token_id=11),
+def bench_run(model, data, policy: str, p: dict, label: str, hooks=None) -> loop.Run:
+    """The pipeline's run (loop.setup with the policy's hooks, as ablate.mask.training.run builds
+    it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints;
+    ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
+    hooks = hooks or policy_hooks(policy, p, 11)
+    return loop.setup(
+        loop.Spec(p, OUT_DIR, label, pad_token_id=11, hooks=hooks, save=False),
         model=model,
-        extra_callbacks=callbacks or None,
-        tokenizer=None,
         train_dataset=data,
         eval_dataset=None,
-        policy=policy,
     )
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def train_steps(
+    run: loop.Run, n: int, *, log_every: int = 1, sync_each: bool = True
+) -> tuple[list[float], list[dict]]:
+    """``n`` optimizer steps of ``run`` as loop.train takes them (loop.step on the step's
+    examples, loop.step_examples), each timed from its start to its end (``sync_each``: to a
+    device sync after it; else the host's time, as loop.train's throughput counts it). At step
+    1, every ``log_every`` steps and the last, the loop's log entry (loop.log_train: the mean
+    step loss since the last entry; the non-pad tokens into ``run.state``) with
+    ``tokens_seen``, outside the time. Returns (each step's seconds, the entries)."""
+    times, logs = [], []
+    for i in range(n):
+        t0 = time.perf_counter()
+        grad_norm = loop.step(run, loop.step_examples(run, run.state.step))
+        if sync_each:
+            sync()
+        times.append(time.perf_counter() - t0)
+        s = run.state.step
+        if s == 1 or s % log_every == 0 or i == n - 1:
+            logs.append({**loop.log_train(run, grad_norm), "tokens_seen": run.state.tokens_seen})
+    return times, logs
 
 
 def build_model(dtype: torch.dtype, attn: str):
@@ -247,7 +278,6 @@ def _run_once(
             **overrides,
             "max_steps": warmup + timed + PROFILE_STEPS,
             "eval_size": 0,
-            "logging_steps": LOG_STEPS,
             "no_learning_steps": 0,
             "plateau_patience": 0,
             "warmup_ratio": 0.0,
@@ -262,18 +292,23 @@ def _run_once(
     data = make_examples(
         (warmup + timed + PROFILE_STEPS) * p["batch_size"] * p["grad_accum"], seed=data_seed
     )
-    # profiled steps follow the timed ones, so the profiler does not slow what is timed
-    prof = StepProfiler(warmup + timed, PROFILE_STEPS) if PROFILE_STEPS else None
-    callbacks = [prof] if prof else []
-    trainer, _, tp = bench_trainer(model, data, policy, p, f"{name} {policy}", callbacks)
+    run = bench_run(model, data, policy, p, f"{name} {policy}")
     if DEVICE == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    trainer.train()
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-    times = tp.step_times[warmup : warmup + timed]
-    s_step = sum(times) / len(times)
+    _, warm_logs = train_steps(run, warmup, log_every=LOG_STEPS)
+    sync()
+    t0 = time.perf_counter()
+    times, logs = train_steps(run, timed, log_every=LOG_STEPS, sync_each=False)
+    sync()
+    window_s = time.perf_counter() - t0
+    # profiled steps follow the timed ones, so the profiler does not slow what is timed; no sync
+    # between them, and their loss read at the last only
+    prof = StepProfiler(PROFILE_STEPS) if PROFILE_STEPS else None
+    if prof is not None:
+        with prof:
+            train_steps(run, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
+    s_step = window_s / timed
     tokens_step = p["batch_size"] * p["grad_accum"] * T
     tok_s = tokens_step / s_step
     out = dict(
@@ -284,7 +319,7 @@ def _run_once(
         weights=_weights_label(p),
         batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
         s_per_step=s_step,
-        s_per_step_min=min(times),
+        s_per_step_min=min(times),  # the host's time of a step (no sync between them)
         tokens_per_s=tok_s,
         mfu=6 * n_params * tok_s / (PEAK_TFLOPS * 1e12),
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if DEVICE == "cuda" else float("nan"),
@@ -292,15 +327,13 @@ def _run_once(
         alloc_retries=torch.cuda.memory_stats().get("num_alloc_retries") if DEVICE == "cuda" else 0,
         n_params=n_params,
         timed_steps=len(times),
-        losses=[e["loss"] for e in trainer.state.log_history if "loss" in e],
+        losses=[e["loss"] for e in warm_logs + logs],  # the mean step loss of each log
         world_size=parallel.world_size(),
     )
     if prof is not None:
         out["profile"] = prof.table()
         print_table(f"{name} {policy}", out["profile"])
-    if trainer.master_optimizer is not None:
-        trainer.master_optimizer.remove_hooks()
-    del trainer, model, data
+    del run, model, data
     gc.collect()
     torch.cuda.empty_cache()
     return out
@@ -341,7 +374,7 @@ def ddp_worker(name, overrides, warmup, timed, smoke, out) -> None:
 
 def _launch_row(name: str, over: dict, warmup: int, timed: int, smoke: bool, n: int) -> dict:
     """One row on ``n`` processes (torchrun), each on its own GPU: the 1-process row too, on the
-    first device alone (a training process that sees several GPUs is refused: DataParallel)."""
+    first device alone (as the GPU pool gives a one-GPU job)."""
     out = Path(f"/tmp/bench_finetune_ddp_{name}_{n}.json")
     kwargs = dict(name=name, overrides=over, warmup=warmup, timed=timed, smoke=smoke, out=str(out))
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")

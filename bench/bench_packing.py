@@ -1,6 +1,7 @@
 """Packed SFT steps vs today's default path, side by side in one run, on the Ministral-3-3B text
-shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own Trainer
-(ablate.mask.training.policy.build_trainer). Prints a markdown table; --out writes the raw rows.
+shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own training loop
+(ablate.core.training.loop.setup with ablate.mask.training.policy.hooks, then loop.step). Prints a
+markdown table; --out writes the raw rows.
 
     PYTHONPATH=src python bench/bench_packing.py [--shape real|tiny] [--only ROW ...]
         [--steps N] [--liger] [--compile] [--hfopt] [--profile N] [--window]
@@ -25,8 +26,8 @@ Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
    the same with the flex mask composed by HF's mask builders, as the pipeline built it before
    packing.key_spans)
   (+ ROW-hfopt for each row with --hfopt: the same row with transformers' own Adafactor loop on
-   the masters instead of ablate.core.training.adafactor.FusedAdafactor, which the Trainer picks
-   on CUDA; the table's optimizer column names the class that ran)
+   the masters instead of ablate.core.training.adafactor.FusedAdafactor, which the optimizer
+   picks on CUDA (optim.fused_inner); the table's optimizer column names the class that ran)
 --profile N: N more steps of each row under torch.profiler (bench/step_profile.py, GPU only),
 after the timed ones; its table is printed per row and kept in --out. FusedAdafactor's kernels
 are inductor Triton kernels, which step_profile counts under "norm/act/rope (fused)"; the HF
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -61,16 +63,16 @@ import sys
 import time
 from pathlib import Path
 
-import bench_finetune as bf  # the same model shape, builder and MFU convention
+import bench_finetune as bf  # the same model shape, builder, steps and MFU convention
 import torch
 from step_profile import StepProfiler
 from step_profile import print_table as print_profile
-from transformers import TrainerCallback
 
-from ablate.core.training import params
+from ablate.core.training import optim, params
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
 from ablate.mask.training import gate, packing
+from ablate.mask.training.policy import hooks as policy_hooks
 
 # Token counts (Tekken-like tokenizer) of an Alpaca row: template + instruction (+ input) as the
 # prompt, response + EOS. Lognormal medians / sigmas; the template sizes are those of
@@ -151,53 +153,6 @@ def make_examples(lengths: list[tuple], seed: int, vocab: int) -> ExampleDataset
     )
 
 
-class StepClock(TrainerCallback):
-    """Device-synchronised step times and the real (non-pad) tokens of each step.
-
-    Tokens come from each step's log (logging_steps 1): the core Trainer brings
-    ``num_input_tokens_seen`` up to date before a log, not at every step.
-
-    With ``window`` (--window): no sync per step, as in a finetune, which logs (and reads the
-    device) every ``logging_steps`` = WINDOW_LOG steps: one time and one token count over the
-    steps after the warm-up, from a sync before the first to one after the last."""
-
-    def __init__(self, window: tuple[int, int] | None = None):
-        self.times: list[float] = []
-        self.tokens: list[int] = []
-        self._seen = 0
-        self.window = window  # (warm-up steps, last step)
-        self.window_s = self.window_tokens = None
-        self._at: dict[int, int] = {}  # step -> tokens seen, at its log
-
-    def _sync(self):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    def on_train_begin(self, args, state, control, **kw):
-        self._seen = state.num_input_tokens_seen
-
-    def on_step_begin(self, args, state, control, **kw):
-        if self.window is None or state.global_step == self.window[0]:
-            self._sync()
-            self._t0 = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        if self.window is None:
-            self._sync()
-            self.times.append(time.perf_counter() - self._t0)
-        elif state.global_step == self.window[1]:
-            self._sync()
-            self.window_s = time.perf_counter() - self._t0
-
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs and "loss" in logs:  # a step's log, not the run's closing metrics
-            self.tokens.append(state.num_input_tokens_seen - self._seen)
-            self._seen = state.num_input_tokens_seen
-            self._at[state.global_step] = state.num_input_tokens_seen
-            if self.window and state.global_step == self.window[1]:
-                self.window_tokens = self._at[state.global_step] - self._at[self.window[0]]
-
-
 def liger_head_loss():
     """The fast head's loss as liger-kernel's fused linear cross-entropy (no full logits)."""
     from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
@@ -220,8 +175,33 @@ def leaky_mask(model_or_config, batch, policy, dtype):
 MASKS = {"leaky": leaky_mask, "hfmask": packing.composed_mask}
 
 
+@contextlib.contextmanager
+def hf_optimizer():
+    """A -hfopt row's run: the optimizer built inside keeps transformers' class on the masters
+    (optim.fused_inner, which puts FusedAdafactor there on CUDA, returns the class it is given).
+    A run's optimizer cannot be swapped after loop.setup instead: the MasterWeightsOptimizer it
+    built keeps its gradient hooks on the weights."""
+    keep = optim.fused_inner
+    optim.fused_inner = lambda cls, kwargs, params: cls
+    try:
+        yield
+    finally:
+        optim.fused_inner = keep
+
+
+def step_tokens(logs: list[dict], before: int = 0) -> list[int]:
+    """The non-pad tokens of each logged interval (the loop's count: run.state.tokens_seen)."""
+    seen = [before, *(e["tokens_seen"] for e in logs)]
+    return [b - a for a, b in zip(seen, seen[1:])]
+
+
 def run_row(name: str, overrides: dict, option: str | None, policy: str, data, steps: int, T: int):
-    """One row: ``steps`` timed-or-warm-up steps, then PROFILE_STEPS profiled ones."""
+    """One row: ``steps`` timed-or-warm-up steps, then PROFILE_STEPS profiled ones.
+
+    Each step is timed to a device sync after it, and its loss and tokens read after that;
+    with --window (WINDOW: the warm-up steps) the steps after the warm-up are one interval
+    from a sync before the first to one after the last, read every WINDOW_LOG steps as a
+    finetune logs (its only device reads)."""
     p = gate.resolve_params(
         {
             **overrides,
@@ -237,27 +217,37 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     )
     model = bf.build_model(params.model_dtype(p), p["attn_implementation"])
     n_params = sum(t.numel() for t in model.parameters())
-    clock = StepClock((WINDOW, steps) if WINDOW is not None else None)
-    prof = StepProfiler(steps, PROFILE_STEPS) if PROFILE_STEPS else None
-    callbacks = [clock, *([prof] if prof else [])]
-    trainer, _, _ = bf.bench_trainer(model, data, policy, p, f"{name} {policy}", callbacks)
+    hooks = policy_hooks(policy, p, 11)
     if option == "liger":
-        trainer.head_loss = liger_head_loss()
-    trainer.fused_optimizer = not name.endswith(HFOPT)  # -hfopt: HF's Adafactor loop
+        hooks = dataclasses.replace(hooks, head_loss=liger_head_loss())
+    with hf_optimizer() if name.endswith(HFOPT) else contextlib.nullcontext():
+        run = bf.bench_run(model, data, policy, p, f"{name} {policy}", hooks)
+    inner = run.master.inner if run.master is not None else run.optimizer
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     mask = MASKS.get(option)
+    window_s = window_tokens = None
     with packing.mask_override(mask) if mask else contextlib.nullcontext():
-        trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h][:steps]
-    inner = trainer.master_optimizer.inner if trainer.master_optimizer else trainer.optimizer
-    inner = getattr(inner, "optimizer", inner)  # accelerate's wrapper without masters
+        if WINDOW is None:
+            times, logs = bf.train_steps(run, steps)
+            tokens = step_tokens(logs)
+        else:
+            _, warm = bf.train_steps(run, WINDOW, log_every=WINDOW_LOG)
+            bf.sync()
+            t0 = time.perf_counter()
+            _, logs = bf.train_steps(run, steps - WINDOW, log_every=WINDOW_LOG, sync_each=False)
+            bf.sync()
+            window_s = time.perf_counter() - t0
+            window_tokens = logs[-1]["tokens_seen"] - warm[-1]["tokens_seen"]
+            logs, times, tokens = warm + logs, [], step_tokens(warm + logs)
+        prof = StepProfiler(PROFILE_STEPS) if PROFILE_STEPS else None
+        if prof is not None:
+            with prof:
+                bf.train_steps(run, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
     profile = prof.table() if prof else None
     if profile is not None:
         print_profile(f"{name} {policy}", profile)
-    if trainer.master_optimizer is not None:
-        trainer.master_optimizer.remove_hooks()
-    del trainer, model
+    del run, model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -270,12 +260,12 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         optim=p["optim"],
         batch=f"{p['batch_size']}x{p['grad_accum']}",
         optimizer=type(inner).__name__,
-        step_times=clock.times[:steps],
-        step_tokens=clock.tokens[:steps],
+        step_times=times,
+        step_tokens=tokens,
         steps=steps,
-        window_s=clock.window_s,
-        window_tokens=clock.window_tokens,
-        losses=losses,
+        window_s=window_s,
+        window_tokens=window_tokens,
+        losses=[e["loss"] for e in logs],
         profile=profile,
         n_params=n_params,
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,

@@ -1,11 +1,11 @@
-"""Where a training step's GPU time goes: torch.profiler over the timed steps of a Trainer run,
+"""Where a training step's GPU time goes: torch.profiler over some steps of a training run,
 CUDA kernel time summed by category (matmuls, attention, optimizer, head/loss, norms and other
 elementwise work, copies and casts) plus the time the GPU sat idle between kernels.
 
-Used by bench/bench_finetune.py --profile. The categories are regexes over kernel names (cuBLAS,
-CUTLASS, nvjet, flash/cuDNN attention, the fused AdamW multi-tensor kernels, Triton kernels from
-torch.compile or Liger); a kernel no regex names counts as "other", listed by name so the table
-never hides where time went.
+Used by bench/bench_finetune.py and bench/bench_packing.py --profile. The categories are regexes
+over kernel names (cuBLAS, CUTLASS, nvjet, flash/cuDNN attention, the fused AdamW multi-tensor
+kernels, Triton kernels from torch.compile or Liger); a kernel no regex names counts as "other",
+listed by name so the table never hides where time went.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from transformers import TrainerCallback
 
 #: category -> kernel-name regex, first match wins (order matters: a fused Triton kernel that
 #: mentions "rsqrt" is a norm, a cuBLAS kernel that mentions "bias" is still a matmul)
@@ -37,27 +36,28 @@ def category(name: str) -> str:
     return "other"
 
 
-class StepProfiler(TrainerCallback):
-    """Profiles steps ``first`` .. ``first + n - 1`` of a Trainer run (CUDA kernels only)."""
+class StepProfiler:
+    """Profiles the ``n`` steps run inside ``with profiler:`` (CUDA kernels only), from a device
+    sync before the first to one after the last."""
 
-    def __init__(self, first: int, n: int):
-        self.first, self.n = first, n
+    def __init__(self, n: int):
+        self.n = n
         self.prof = None
         self.wall_s = 0.0
         self._t0 = 0.0
 
-    def on_step_begin(self, args, state, control, **kw):
-        if state.global_step == self.first and self.prof is None:
-            torch.cuda.synchronize()
-            self.prof = profile(activities=[ProfilerActivity.CUDA])
-            self.prof.__enter__()
-            self._t0 = time.perf_counter()
+    def __enter__(self):
+        torch.cuda.synchronize()
+        self.prof = profile(activities=[ProfilerActivity.CUDA])
+        self.prof.__enter__()
+        self._t0 = time.perf_counter()
+        return self
 
-    def on_step_end(self, args, state, control, **kw):
-        if self.prof is not None and state.global_step == self.first + self.n and not self.wall_s:
-            torch.cuda.synchronize()
-            self.wall_s = time.perf_counter() - self._t0
-            self.prof.__exit__(None, None, None)
+    def __exit__(self, *exc):
+        torch.cuda.synchronize()
+        self.wall_s = time.perf_counter() - self._t0
+        self.prof.__exit__(*exc)
+        return False
 
     def table(self) -> dict:
         """{wall_s, kernel_s, idle_s, by_category: {cat: s}, top_other: [(name, s)]} per step."""

@@ -9,8 +9,8 @@ import inspect
 import pytest
 
 from ablate.core.config import subschema
+from ablate.core.training import loop
 from ablate.core.training import run as core_run
-from ablate.core.training import trainer as core_trainer
 
 MAX_OTHERS = 6
 
@@ -18,13 +18,11 @@ MAX_OTHERS = 6
 def entry_points():
     from ablate.bridge import infer, states, train
     from ablate.mask import evaluation, leakage
-    from ablate.mask.training import policy
     from ablate.mask.training import run as mask_run
 
     return [
         core_run.train_run,
-        core_trainer.build_trainer,
-        policy.build_trainer,
+        loop.setup,  # a study's run (the mask policy's too) is loop.Spec with the study's hooks
         mask_run.finetune,
         evaluation.evaluate,
         leakage.run_probe,

@@ -10,7 +10,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -115,15 +114,6 @@ def test_off_under_slurm_and_without_gpus(tmp_path, monkeypatch):
         assert gpus.claim(0) == [] and os.environ["CUDA_VISIBLE_DEVICES"] == ""
     finally:
         gpus.release()
-
-
-def test_trainer_refuses_dataparallel():
-    from ablate.core.training.params import TrainingConfigError
-    from ablate.core.training.trainer import one_device_per_process
-
-    one_device_per_process(SimpleNamespace(n_gpu=1))
-    with pytest.raises(TrainingConfigError, match="DataParallel"):
-        one_device_per_process(SimpleNamespace(n_gpu=2))
 
 
 SNAKEFILE = """

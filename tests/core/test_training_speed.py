@@ -1,4 +1,4 @@
-"""The step-speed changes of the core Trainer keep its math: the clip fused into the optimizer, the
+"""The step-speed changes of the training loop keep its math: the clip fused into the optimizer, the
 token count without a sync per micro-batch, regional compilation (bench/results/mfu_h100.md)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ablate.core.modeling import load_causal_lm
-from ablate.core.training import params, speed
+from ablate.core.training import loop, params, speed
 from ablate.core.training.data import ExampleDataset
-from ablate.core.training.trainer import MasterWeightsOptimizer, TrainerSpec, build_trainer
+from ablate.core.training.optim import MasterWeightsOptimizer
 
 
 def _clipped_step(fused: bool, max_norm: float):
@@ -39,46 +39,71 @@ def test_fused_clip_equals_torch_clip(max_norm):
     assert not hasattr(opt.inner, "grad_scale")  # nothing left for the next step
 
 
+class TokensAtLogs:
+    """A loop reporter: the tokens seen the loop reports with each step's log."""
+
+    def __init__(self):
+        self.at: dict[int, int] = {}
+
+    def begin(self, step):
+        pass
+
+    def log(self, step, logs, tokens):
+        if "loss" in logs:
+            self.at[step] = tokens
+
+    def end(self):
+        pass
+
+
 def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
-    """The Trainer's non-pad token count, kept on the device and added before each log: after every
-    log and at the end it equals steps x batch x grad_accum x row length (no padding here)."""
+    """The loop's non-pad token count, kept on the device and added to the state before each log:
+    at every log (steps 1, 2, 4: step 3's tokens wait on the device for step 4's) and at the end
+    it equals the non-pad tokens of the steps' examples (padded rows of several lengths here)."""
     model = load_causal_lm(tiny_model_dir, dtype=torch.float32)
-    length, batch, accum, steps = 24, 2, 2, 4
+    max_len, batch, accum, steps = 24, 2, 2, 4
     g = torch.Generator().manual_seed(0)
-    rows = [
-        {
-            "input_ids": torch.randint(1000, 2000, (length,), generator=g).tolist(),
-            "prompt_length": 8,
-        }
-        for _ in range(batch * accum * steps)
-    ]
+    rows = []
+    for _ in range(batch * accum * steps):
+        k = int(torch.randint(10, max_len + 1, (1,), generator=g))
+        rows.append(
+            {"input_ids": torch.randint(1000, 2000, (k,), generator=g).tolist(), "prompt_length": 8}
+        )
+    assert len({len(r["input_ids"]) for r in rows}) > 1  # micro-batches carry padding
     p = params.resolve_params(
         dict(
             max_steps=steps,
             batch_size=batch,
             grad_accum=accum,
-            logging_steps=1,
+            logging_steps=2,
             eval_size=0,
             save_steps=0,
             warmup_ratio=0.0,
-            max_seq_len=length,
+            max_seq_len=max_len,
             optim="adamw_torch",
             no_learning_steps=0,
         ),
         "finetune",
     )
-    trainer, _, throughput = build_trainer(
-        TrainerSpec(p, tmp_path, "tokens", save=False, pad_token_id=11),
+    seen = TokensAtLogs()
+    run = loop.setup(
+        loop.Spec(p, tmp_path, "tokens", pad_token_id=11, save=False, reporters=(seen,)),
         model=model,
-        tokenizer=None,
         train_dataset=ExampleDataset(rows),
         eval_dataset=None,
     )
-    trainer.train()
-    per_step = batch * accum * length
-    logged = [e["num_input_tokens_seen"] for e in trainer.state.log_history if "loss" in e]
-    assert logged == [per_step * (i + 1) for i in range(steps)]
-    assert trainer.state.num_input_tokens_seen == per_step * steps == throughput.tokens
+    per_step = [
+        sum(len(ex["input_ids"]) for ex in loop.step_examples(run, s)) for s in range(steps)
+    ]
+    padded = sum(
+        b["input_ids"].numel()
+        for s in range(steps)
+        for b in loop.micro_batches(run, loop.step_examples(run, s))
+    )
+    assert padded > sum(per_step)  # a count of padded positions would be off
+    loop.train(run)
+    assert seen.at == {s: sum(per_step[:s]) for s in (1, 2, 4)}
+    assert run.state.tokens_seen == sum(per_step) == run.throughput.tokens
 
 
 def test_compile_layers_is_regional(tiny_model_dir):
@@ -116,10 +141,11 @@ def test_layers_compiled_only_within(tiny_model_dir, monkeypatch):
         assert all(layer._compiled_call_impl is None for layer in layers)
 
 
-def test_fast_head_runs_under_the_trainers_autocast(tiny_model_dir, tmp_path):
-    """fp32 weights with bf16 on: the Trainer's autocast wraps the model's forward, and the fast
-    head calls the decoder directly, which ran it in full fp32 (10x slower on an H200:
-    bench/results/h200x2_pool_ddp.md). The decoder's matmuls must run in bf16 there too."""
+def test_fast_head_runs_under_the_loops_autocast(tiny_model_dir, tmp_path):
+    """fp32 weights with bf16 on: the loop's autocast must wrap the loss, whose fast head calls
+    the decoder directly, not the model's forward (an autocast around ``model.forward`` alone
+    left it in full fp32: 10x slower on an H200, bench/results/h200x2_pool_ddp.md). The
+    decoder's matmuls run in bf16, and the head only at the labelled positions."""
     model = load_causal_lm(tiny_model_dir, dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
     rows = [
@@ -132,16 +158,20 @@ def test_fast_head_runs_under_the_trainers_autocast(tiny_model_dir, tmp_path):
              bf16=True, model_dtype="float32", master_weights=False),
         "finetune",
     )  # fmt: skip
-    trainer, _, _ = build_trainer(
-        TrainerSpec(p, tmp_path, "autocast", save=False, pad_token_id=11),
-        model=model, tokenizer=None, train_dataset=ExampleDataset(rows), eval_dataset=None,
+    run = loop.setup(
+        loop.Spec(p, tmp_path, "autocast", pad_token_id=11, save=False),
+        model=model, train_dataset=ExampleDataset(rows), eval_dataset=None,
     )  # fmt: skip
-    assert trainer.fast_head and next(model.parameters()).dtype == torch.float32
-    seen = []
+    assert run.master is None and next(model.parameters()).dtype == torch.float32
+    seen, head_rows = [], []
     layer = model.get_decoder().layers[0].mlp.down_proj
     layer.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
-    trainer.train()
+    head = model.get_output_embeddings()
+    head.register_forward_hook(lambda mod, args, out: head_rows.append(tuple(args[0].shape)))
+    loop.train(run)
     assert seen and set(seen) == {torch.bfloat16}
+    # the fast head: lm_head on the (2 x 12) labelled positions only, not on every position
+    assert head_rows == [(2 * (16 - 4), head.in_features)]
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ablate.core.training import loop
 from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
-from ablate.core.training.trainer import TrainerSpec
 from ablate.mask import PREFIX_SDPA
 from ablate.mask.study import POLICIES
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
+from ablate.mask.training import policy as mask_policy
 from ablate.mask.training.gate import resolve_params
-from ablate.mask.training.policy import build_trainer, policy_loss_sum
+from ablate.mask.training.policy import policy_loss_sum
 
 # fp32 on CPU: packed and unpacked differ only in float summation order (softmax over more
 # masked keys, matmuls over more rows)
@@ -73,7 +74,7 @@ def grads(model) -> dict[str, torch.Tensor]:
 
 def unpacked_step(model, exs, policy, micro: int):
     """Today's path: right-padded micro-batches of ``micro`` examples, each loss sum divided by
-    the response tokens of the whole step (the Trainer's num_items_in_batch), grads accumulated."""
+    the response tokens of the whole step (as the loop's step divides), grads accumulated."""
     model.zero_grad()
     batches = [PolicyCollator(11)(exs[i : i + micro]) for i in range(0, len(exs), micro)]
     total = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
@@ -154,8 +155,8 @@ def test_collator_layout():
         packing.PackedCollator(0, row_tokens=4)(exs)
 
 
-def _train(tmp_path, name, packed: bool, policy: str):
-    p = resolve_params(
+def _params(packed: bool, **over):
+    return resolve_params(
         dict(
             max_steps=3,
             batch_size=1,
@@ -174,29 +175,44 @@ def _train(tmp_path, name, packed: bool, policy: str):
             packing=packed,
             packing_row_tokens=64,
             attn_implementation=PREFIX_SDPA,
+            **over,
         ),
         "finetune",
     )
-    model = tiny_model(PREFIX_SDPA)
-    trainer, _, _ = build_trainer(
-        TrainerSpec(p, tmp_path / name, name, save=False, pad_token_id=11),
-        model=model,
-        tokenizer=None,
-        train_dataset=ExampleDataset(examples(15, seed=3)),
+
+
+def _setup(tmp_path, name, p, policy: str, hooks=None, n_examples: int = 15) -> loop.Run:
+    """The run the pipeline builds (loop.setup with the policy's hooks), without saves."""
+    hooks = mask_policy.hooks(policy, p, 11) if hooks is None else hooks
+    return loop.setup(
+        loop.Spec(p, tmp_path / name, name, pad_token_id=11, hooks=hooks, save=False),
+        model=tiny_model(PREFIX_SDPA),
+        train_dataset=ExampleDataset(examples(n_examples, seed=3)),
         eval_dataset=None,
-        policy=policy,
     )
-    trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return losses, {n: t.detach().clone() for n, t in model.state_dict().items()}
+
+
+def _train(tmp_path, name, packed: bool, policy: str):
+    run = _setup(tmp_path, name, _params(packed), policy)
+    batches = loop.micro_batches(run, loop.step_examples(run, 0))
+    loop.train(run)
+    losses = [h["loss"] for h in run.state.log_history if "loss" in h]
+    weights = {n: t.detach().clone() for n, t in run.model.state_dict().items()}
+    return losses, weights, batches
 
 
 @pytest.mark.parametrize("policy", ["causal", "prefix_bidir"])
-def test_trainer_packed_run_equals_unpacked(tmp_path, policy):
-    """Through build_trainer: batch 1 x grad_accum 5 unpacked vs the same 5 examples per step
-    packed (rows of 64 tokens: several per step): same logged losses, same weights after 3 steps."""
-    ref_losses, ref_weights = _train(tmp_path, "unpacked", False, policy)
-    losses, weights = _train(tmp_path, "packed", True, policy)
+def test_loop_packed_run_equals_unpacked(tmp_path, policy):
+    """Through loop.setup with the policy's hooks and loop.train: batch 1 x grad_accum 5 unpacked
+    vs the same 5 examples per step packed (rows of 64 tokens: several per step): same logged
+    losses, same weights after 3 steps."""
+    ref_losses, ref_weights, ref_batches = _train(tmp_path, "unpacked", False, policy)
+    losses, weights, batches = _train(tmp_path, "packed", True, policy)
+    # the unpacked step is 5 micro-batches of one example; the packed one fewer rows, one of
+    # several examples: the two runs took different paths
+    assert len(ref_batches) == 5 and not any(packing.is_packed(b) for b in ref_batches)
+    assert 1 < len(batches) < 5 and all(packing.is_packed(b) for b in batches)
+    assert any(int(b[packing.SEQ_IDS].max()) >= 1 for b in batches)
     assert len(losses) == len(ref_losses) == 3
     assert abs(ref_losses[-1] - ref_losses[0]) > 1e-2  # the steps moved the weights
     assert losses == pytest.approx(ref_losses, rel=1e-4)
@@ -204,17 +220,42 @@ def test_trainer_packed_run_equals_unpacked(tmp_path, policy):
         torch.testing.assert_close(weights[n], ref_weights[n], rtol=1e-4, atol=1e-5, msg=n)
 
 
-def test_row_tokens_below_max_seq_len_is_refused(tmp_path):
+def _weight_delta(run: loop.Run) -> dict[str, torch.Tensor]:
+    """One loop.step on the run's first examples: each weight's change (SGD at learning rate
+    0.5: -0.5 x the step's gradient)."""
+    before = {n: t.detach().clone() for n, t in run.model.named_parameters()}
+    loop.step(run, loop.step_examples(run, 0))
+    return {n: t.detach() - before[n] for n, t in run.model.named_parameters()}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_loop_packed_step_equals_unpacked_gradients(tmp_path, policy):
+    """One loop.step, every policy, no clip: the packed step's update (its gradient, under SGD)
+    equals the unpacked step's with grad accumulation over 5 micro-batches, and both equal
+    -lr x the reference step's gradient (unpacked_step: every micro-batch's loss divided by the
+    whole step's labelled tokens)."""
+    ref_run = _setup(tmp_path, "unpacked", _params(False, max_grad_norm=0), policy)
+    exs = loop.step_examples(ref_run, 0)
+    _, want = unpacked_step(tiny_model(PREFIX_SDPA), exs, policy, micro=1)
+    ref = _weight_delta(ref_run)
+    got = _weight_delta(_setup(tmp_path, "packed", _params(True, max_grad_norm=0), policy))
+    assert any(float(d.abs().max()) > 1e-4 for d in ref.values())  # the step moved the weights
+    for name, grad in want.items():
+        torch.testing.assert_close(ref[name], -0.5 * grad, rtol=GRAD_RTOL, atol=GRAD_ATOL)
+        torch.testing.assert_close(got[name], ref[name], rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=name)
+
+
+def test_row_tokens_below_max_seq_len_is_refused():
     p = resolve_params(dict(packing=True, packing_row_tokens=32, max_seq_len=64), "finetune")
     with pytest.raises(TrainingConfigError, match="packing_row_tokens=32"):
-        build_trainer(
-            TrainerSpec(p, tmp_path, "x", save=False, pad_token_id=11),
-            model=tiny_model("sdpa"),
-            tokenizer=None,
-            train_dataset=ExampleDataset(examples(2)),
-            eval_dataset=None,
-            policy="causal",
-        )
+        mask_policy.hooks("causal", p, 11)
+
+
+def test_packing_without_packed_micro_batches_is_refused(tmp_path):
+    """packing: true with hooks that do not pack (a study that forgot them) is refused at set-up,
+    not trained unpacked."""
+    with pytest.raises(TrainingConfigError, match="packed micro-batches"):
+        _setup(tmp_path, "x", _params(True), "causal", hooks=loop.Hooks(), n_examples=2)
 
 
 def test_packed_needs_a_mask_backend():
