@@ -182,6 +182,31 @@ def test_master_weights_keep_updates_that_bf16_rounds_away():
     assert torch.all(w == torch.tensor(0.995).to(torch.bfloat16))
 
 
+def test_a_dropped_master_optimizer_is_freed_and_another_takes_its_weights():
+    """The gradient hooks hold the optimizer weakly: a dropped run's masters and state are freed
+    (a benchmark builds several runs in one process; before, a second 3.4 B run found the GPU
+    full), and a new optimizer on the same weights trains (before: its first backward failed)."""
+    import gc
+    import weakref
+
+    from ablate.core.training import optim
+
+    lin = torch.nn.Linear(64, 64).to(torch.bfloat16)
+    p = {"learning_rate": 1e-3, "optim": "adamw_torch", "weight_decay": 0.0}
+    first = optim.build_optimizer(lin, p, master_weights=True, sharded=False)
+    lin(torch.randn(2, 64, dtype=torch.bfloat16)).sum().backward()
+    first.step()
+    gone = weakref.ref(first)
+    del first
+    gc.collect()
+    assert gone() is None
+    second = optim.build_optimizer(lin, p, master_weights=True, sharded=False)
+    before = lin.weight.detach().clone()
+    lin(torch.randn(2, 64, dtype=torch.bfloat16)).sum().backward()
+    second.step()
+    assert not torch.equal(before, lin.weight)
+
+
 def test_master_weights_accumulate_fp32_grads_and_round_trip_state():
     lin = torch.nn.Linear(3, 2).to(torch.bfloat16)
     groups = [{"params": list(lin.parameters()), "weight_decay": 0.0}]

@@ -260,9 +260,14 @@ def micro_batches(run: Run, examples: list) -> list[dict]:
 
 
 def _to(batch: dict, device: torch.device) -> dict:
-    """The batch's tensors on ``device`` (a study's batch may hold other values: items)."""
+    """The batch's tensors on ``device`` (a study's batch may hold other values: items). To a GPU
+    through pinned memory: a copy from pageable memory waits for the queued kernels, so the host
+    would stop queueing the step at every micro-batch."""
+    pin = device.type == "cuda"
     return {
-        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        k: (v.pin_memory() if pin else v).to(device, non_blocking=True)
+        if isinstance(v, torch.Tensor)
+        else v
         for k, v in batch.items()
     }
 

@@ -4,6 +4,7 @@ rate schedule."""
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -103,13 +104,16 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 m = p.detach().float().clone()
                 self._hooks.append(
-                    p.register_post_accumulate_grad_hook(self._hook(m, len(self._grads)))
+                    p.register_post_accumulate_grad_hook(self._hook(len(self._grads)))
                 )
                 self.model_params.append(p)
                 self.master_params.append(m)
                 self._grads.append(None)
                 masters.append(m)
             master_groups.append({**group, "params": masters})
+        # the hooks hold the optimizer weakly and go with it: a dropped run frees its masters and
+        # state (a benchmark builds several in one process), and another optimizer can take over
+        weakref.finalize(self, _remove_hooks, self._hooks)
         self.inner = inner_cls(master_groups, **inner_kwargs)
         mirrors = getattr(self.inner, "mirrors", None)  # an inner that writes the 16-bit weights
         if mirrors is not None:
@@ -124,8 +128,14 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         self._optimizer_load_state_dict_pre_hooks = {}
         self._optimizer_load_state_dict_post_hooks = {}
 
-    def _hook(self, master: torch.Tensor, i: int):
+    def _hook(self, i: int):
+        ref = weakref.ref(self)
+
         def accumulate(p: torch.Tensor) -> None:
+            self = ref()
+            if self is None:  # the optimizer is gone (its finalizer removes this hook)
+                return
+            master = self.master_params[i]
             if not self._low:
                 g = p.grad.to(torch.float32)
                 if master.grad is None:
@@ -216,6 +226,11 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
             [t.to(m.device) for t, m in zip(state_dict["master"], self.master_params, strict=True)],
         )
         torch._foreach_copy_(self.model_params, self.master_params)
+
+
+def _remove_hooks(handles: list) -> None:
+    for h in handles:
+        h.remove()
 
 
 def fused_inner(cls, kwargs: dict, params: list[torch.Tensor]):
