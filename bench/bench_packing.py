@@ -53,7 +53,6 @@ only, so the hardware does less than 6N per token).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import json
@@ -170,23 +169,19 @@ def leaky_mask(model_or_config, batch, policy, dtype):
     return packing.composed_mask(model_or_config, batch, policy, dtype, same_example=False)
 
 
-#: The mask a row's option swaps in (packing.mask_override): -hfmask rows take HF's composed
+#: The mask a row's option builds (packed_forward_kwargs's build): -hfmask rows take HF's composed
 #: mask under flex_attention too (not the key spans).
 MASKS = {"leaky": leaky_mask, "hfmask": packing.composed_mask}
 
 
-@contextlib.contextmanager
-def hf_optimizer():
-    """A -hfopt row's run: the optimizer built inside keeps transformers' class on the masters
-    (optim.fused_inner, which puts FusedAdafactor there on CUDA, returns the class it is given).
-    A run's optimizer cannot be swapped after loop.setup instead: the MasterWeightsOptimizer it
-    built keeps its gradient hooks on the weights."""
-    keep = optim.fused_inner
-    optim.fused_inner = lambda cls, kwargs, params: cls
-    try:
-        yield
-    finally:
-        optim.fused_inner = keep
+def hf_optimizer(run, p: dict) -> None:
+    """A -hfopt row: the run's optimizer rebuilt on the masters with transformers' own Adafactor
+    loop (optim.fused_inner puts FusedAdafactor there on CUDA); the one setup built is dropped,
+    and its gradient hooks with it."""
+    cls, kwargs = optim.optimizer_class(p)
+    groups = optim.decay_groups(run.model, p["weight_decay"])
+    run.optimizer = optim.MasterWeightsOptimizer(groups, cls, kwargs)
+    run.scheduler = optim.build_scheduler(run.optimizer, p)
 
 
 def step_tokens(logs: list[dict], before: int = 0) -> list[int]:
@@ -220,30 +215,36 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     hooks = policy_hooks(policy, p, 11)
     if option == "liger":
         hooks = dataclasses.replace(hooks, head_loss=liger_head_loss())
-    with hf_optimizer() if name.endswith(HFOPT) else contextlib.nullcontext():
-        run = bf.bench_run(model, data, policy, p, f"{name} {policy}", hooks)
+    mask = MASKS.get(option)
+    if mask is not None:  # this row's packed steps under another mask
+
+        def forward(model, batch, policy=policy, build=mask):
+            return packing.packed_forward_kwargs(model, batch, policy, build=build)
+
+        hooks = dataclasses.replace(hooks, forward_kwargs=forward)
+    run = bf.bench_run(model, data, policy, p, f"{name} {policy}", hooks)
+    if name.endswith(HFOPT):
+        hf_optimizer(run, p)
     inner = run.master.inner if run.master is not None else run.optimizer
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    mask = MASKS.get(option)
     window_s = window_tokens = None
-    with packing.mask_override(mask) if mask else contextlib.nullcontext():
-        if WINDOW is None:
-            times, logs = bf.train_steps(run, steps)
-            tokens = step_tokens(logs)
-        else:
-            _, warm = bf.train_steps(run, WINDOW, log_every=WINDOW_LOG)
-            bf.sync()
-            t0 = time.perf_counter()
-            _, logs = bf.train_steps(run, steps - WINDOW, log_every=WINDOW_LOG, sync_each=False)
-            bf.sync()
-            window_s = time.perf_counter() - t0
-            window_tokens = logs[-1]["tokens_seen"] - warm[-1]["tokens_seen"]
-            logs, times, tokens = warm + logs, [], step_tokens(warm + logs)
-        prof = StepProfiler(PROFILE_STEPS) if PROFILE_STEPS else None
-        if prof is not None:
-            with prof:
-                bf.train_steps(run, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
+    if WINDOW is None:
+        times, logs = bf.train_steps(run, steps)
+        tokens = step_tokens(logs)
+    else:
+        _, warm = bf.train_steps(run, WINDOW, log_every=WINDOW_LOG)
+        bf.sync()
+        t0 = time.perf_counter()
+        _, logs = bf.train_steps(run, steps - WINDOW, log_every=WINDOW_LOG, sync_each=False)
+        bf.sync()
+        window_s = time.perf_counter() - t0
+        window_tokens = logs[-1]["tokens_seen"] - warm[-1]["tokens_seen"]
+        logs, times, tokens = warm + logs, [], step_tokens(warm + logs)
+    prof = StepProfiler(PROFILE_STEPS) if PROFILE_STEPS else None
+    if prof is not None:
+        with prof:
+            bf.train_steps(run, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
     profile = prof.table() if prof else None
     if profile is not None:
         print_profile(f"{name} {policy}", profile)

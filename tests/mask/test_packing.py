@@ -266,10 +266,10 @@ def test_packed_needs_a_mask_backend():
         packing.packed_mask(model, batch, "causal", torch.float32)
 
 
-def test_mask_override_swaps_the_packed_mask_inside_its_block_only():
-    """packing.mask_override (bench/bench_packing.py's -hfmask and leaky rows): the training
-    path's packed steps take the given mask inside the block, packed_mask outside it; the leaky
-    composed mask lets the examples of a row see each other."""
+def test_a_given_mask_builder_replaces_the_packed_mask():
+    """packed_forward_kwargs(build=...) (bench/bench_packing.py's -hfmask and leaky rows): the
+    given builder's mask, packed_mask's without it; the leaky composed mask lets the examples of
+    a row see each other."""
     model = tiny_model("sdpa")
     batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples(9))
     right = packing.packed_mask(model, batch, "prefix_bidir", torch.float32)
@@ -277,10 +277,11 @@ def test_mask_override_swaps_the_packed_mask_inside_its_block_only():
     def leaky(*args):
         return packing.composed_mask(*args, same_example=False)
 
-    with packing.mask_override(leaky):
-        inside = packing.packed_forward_kwargs(model, batch, "prefix_bidir")["attention_mask"]
-    after = packing.packed_forward_kwargs(model, batch, "prefix_bidir")["attention_mask"]
-    assert torch.equal(after, right) and not torch.equal(inside, right)
+    given = packing.packed_forward_kwargs(model, batch, "prefix_bidir", build=leaky)
+    default = packing.packed_forward_kwargs(model, batch, "prefix_bidir")
+    assert torch.equal(default["attention_mask"], right)
+    assert not torch.equal(given["attention_mask"], right)
+    inside = given["attention_mask"]
     assert bool((inside & ~right).any()) and not bool((right & ~inside).any())  # only more seen
 
 

@@ -31,8 +31,7 @@ loop's ``n_items``), so a step equals the unpacked one up to float summation ord
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -48,8 +47,6 @@ SEQ_IDS = "seq_ids"
 PROMPT_MASK = "prompt_mask"
 #: Backends whose mask builders take an arbitrary mask function (flash/varlen kernels do not).
 PACKED_BACKENDS = ("eager", "sdpa", PREFIX_SDPA, "flex_attention")
-#: What :func:`packed_forward_kwargs` builds the mask with; None: :func:`packed_mask`.
-_mask_override: Callable[..., Any] | None = None
 
 
 def is_packed(batch: dict[str, Any]) -> bool:
@@ -287,23 +284,13 @@ def composed_mask(
     return _by_layer_type(config, build)
 
 
-@contextmanager
-def mask_override(build: Callable[..., Any]) -> Iterator[None]:
-    """Inside the block packed steps take their mask from ``build`` (called as
-    :func:`packed_mask`) instead of :func:`packed_mask`: the pipeline's own training path under
-    another mask, for a benchmark's comparison rows (bench/bench_packing.py: HF's composed mask
-    under flex_attention, a leaky control). Not for runs: no record says which mask trained."""
-    global _mask_override
-    before, _mask_override = _mask_override, build
-    try:
-        yield
-    finally:
-        _mask_override = before
-
-
-def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: str) -> dict:
-    """kwargs for ``model(**kw)`` (or its decoder) that run a packed batch under ``policy``."""
-    build = _mask_override or packed_mask
+def packed_forward_kwargs(
+    model: Any, batch: dict[str, torch.Tensor], policy: str, build: Callable[..., Any] | None = None
+) -> dict:
+    """kwargs for ``model(**kw)`` (or its decoder) that run a packed batch under ``policy``, the
+    mask from ``build`` (called as :func:`packed_mask`, the default; a benchmark's comparison
+    rows pass another: HF's composed mask, a leaky control)."""
+    build = build or packed_mask
     mask = build(model, batch, policy, getattr(model, "dtype", torch.float32))
     kw: dict[str, Any] = dict(
         input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"]
