@@ -20,6 +20,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+#: Session fixtures that run the embedded pipeline (minutes): a test using one is slow.
+PIPELINE_RUNS = {"embedded_run", "bridge_run"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """A test that needs a whole embedded run is slow, marked so or not: `-m "not slow"` (the
+    fast tier) must never start one (before `-m` deselects)."""
+    for item in items:
+        if PIPELINE_RUNS & set(item.fixturenames) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tekken_dir(tmp_path_factory):
     from ablate.mask.tiny import prepare_tekken_tokenizer

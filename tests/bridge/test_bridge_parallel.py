@@ -1,7 +1,8 @@
 """Bridge study at scale: data-parallel training under torchrun, and the source-state cache.
 
 Both on the micro model pair of bridge_fixtures (CPU, seconds): two gloo processes with half the
-batch each follow the one-process loss curve; cached source states give the live path's loss.
+batch each follow the one-process loss curve (slow: torchrun starts two processes); cached source
+states give the live path's loss.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def _kwargs(world_files, cards, out, params):
     )
 
 
+@pytest.mark.slow  # torchrun, 2 processes
 def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_cards, tmp_path):
     """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (the same global batch) with
     InfoNCE in groups of 2 (the processes' batches): the same loss at more rows per process."""
@@ -161,6 +163,7 @@ parallel.close()
 """
 
 
+@pytest.mark.slow  # torchrun, 2 processes
 def test_two_processes_evaluate_each_item_as_one_process(bridge_world, bridge_cards, tmp_path):
     """The bridged evaluation under data parallelism (each rank decodes its shard through the
     generation engine, gathered in order): per-item rows equal to one process's, hygiene on."""
@@ -200,6 +203,7 @@ def test_length_batched_cache_reads_as_the_ordered_one(bridge_world, bridge_card
     assert torch.equal(a[1], b[1]) and torch.allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # torchrun, 2 processes
 def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, tmp_path):
     """torchrun, 2 processes: killed in step 3 after the checkpoint of step 2 (one RNG file per
     process), the rerun resumes at step 2 in both and ends with the uninterrupted run's losses and

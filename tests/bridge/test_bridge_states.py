@@ -23,6 +23,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(f.relative_to(folder)): f.read_bytes() for f in files if "summary" not in f.name}
 
 
+@pytest.mark.slow  # the core launcher, 2 processes
 @pytest.mark.parametrize("what, role", [("source", "source"), ("teacher", "target")])
 def test_two_processes_write_the_one_process_cache(
     what, role, bridge_world, bridge_cards, tmp_path, monkeypatch

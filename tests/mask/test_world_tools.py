@@ -1,6 +1,6 @@
 """bench/tools/seed_spread.py (the seed spread of issue 17's finding) and bench/tools/world_search.py (the
-world-design search): their config and table logic on the suite's one embedded run, and a
-seconds-long smoke run of the search. Cost: ~20 s."""
+world-design search): their config and table logic on the suite's one embedded run (slow), and
+a seconds-long smoke run of the search."""
 
 import json
 from pathlib import Path
@@ -36,6 +36,7 @@ def test_seed_spread_config_sets_every_seed_key_and_overrides(bench):
         seed_spread.run_config(base, 0, ["mask.model.embedded.pretrain.seed"])
 
 
+@pytest.mark.slow  # the session's embedded run (minutes)
 def test_seed_spread_table_reads_a_finished_run(bench, embedded_run, tmp_path):
     import seed_spread
 
