@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("revs", nargs="+", help="git revisions, the first the reference")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--top", type=int, default=6, help="slowest jobs listed per revision")
-    ap.add_argument("--keep", action="store_true", help="keep the runs' trees (their paths printed)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the runs' trees (their paths printed)"
+    )
     args = ap.parse_args(argv)
     rows, trees, load = [], [], os.getloadavg()[0]
     try:
@@ -97,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep:
                 print(f"kept: {where}")
             else:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)])
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)]
+                )
     print(f"`snakemake -c{args.cores}`, embedded default, both studies; {cpu()}, "
           f"{os.cpu_count()} cores, load average before {load:.2f}\n")  # fmt: skip
     print(pd.DataFrame(rows).to_markdown(index=False))
