@@ -1,16 +1,16 @@
 """The old tree's bench_finetune (HF Trainer path) timed as the new bench times the loop: one
 interval from a device sync after the warm-up steps to one after the last (the old bench reported
 the mean of the Trainer's unsynced per-step host times). Run in the old tree's root:
-    PYTHONPATH=src:bench python old_window.py --only B6-adamw-compile --policies causal prefix_bidir --passes 1 --warmup 3 --timed 8
+    PYTHONPATH=src:bench python old_window.py --only B6-adamw-compile \
+        --policies causal prefix_bidir --passes 1 --warmup 3 --timed 8
 """
 
 import sys
 import time
 
+import bench_finetune as bf
 import torch
 from transformers import TrainerCallback
-
-import bench_finetune as bf
 
 warmup = int(sys.argv[sys.argv.index("--warmup") + 1])
 timed = int(sys.argv[sys.argv.index("--timed") + 1])
