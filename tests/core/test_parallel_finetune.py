@@ -38,6 +38,7 @@ def test_shares_keep_the_global_batch():
 
 
 @pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.slow
 def test_two_processes_train_like_one(tiny_model_dir, tmp_path, monkeypatch, packed):
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))

@@ -35,6 +35,7 @@ def fail_while_the_other_waits() -> None:
     dist.all_reduce(torch.ones(1))
 
 
+@pytest.mark.slow
 def test_a_process_that_fails_while_another_waits_ends_the_launch(tmp_path, monkeypatch):
     """The launch ends with the failing process's error, soon, though the other process is
     blocked in an all-reduce (on NCCL a graceful leave waited for it: parallel.abort)."""

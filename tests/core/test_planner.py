@@ -831,6 +831,7 @@ def test_unusable_inputs_are_row_notes(tmp_path, monkeypatch):
     assert any("estimated afresh" in x for x in again.info["problems"])
 
 
+@pytest.mark.slow
 def test_plan_rule_finishes_with_an_unknown_hub_model_and_with_finished_probes(tmp_path):
     """The plan rules run to the end (they are part of `all`) where the planner used to raise:
     a hub model unknown offline, and a results folder with finished leakage probes."""

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from sharded_setup import finetune_kwargs, process_path
 from test_training import FAST
 
@@ -45,6 +46,7 @@ def killed_after_step_1(out: Path) -> None:
     (out / checkpoint.SUMMARY_NAME).unlink()
 
 
+@pytest.mark.slow
 def test_checkpoints_of_one_process_and_of_two_start_fresh_in_the_other(
     tiny_model_dir, tmp_path, capfd
 ):

@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -56,6 +58,7 @@ def compare(model_path: str, out: str) -> None:
         Path(out).write_text(json.dumps(result))
 
 
+@pytest.mark.slow
 def test_fast_head_of_a_sharded_model_equals_the_unsharded(tiny_model_dir, tmp_path, monkeypatch):
     from ablate.core import parallel
 

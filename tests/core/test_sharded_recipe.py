@@ -105,6 +105,7 @@ def runs(tiny_model_dir, tmp_path_factory):
         yield kwargs, tmp_path, one
 
 
+@pytest.mark.slow
 def test_one_two_four_processes_train_alike(runs):
     kwargs, tmp_path, one = runs
     for nproc in (2, 4):
@@ -117,6 +118,7 @@ def test_one_two_four_processes_train_alike(runs):
         assert (tmp_path / f"n{nproc}.log").read_text().count("done:") == 1
 
 
+@pytest.mark.slow
 def test_skipping_the_cross_shard_reduction_fails_the_comparison(runs):
     kwargs, tmp_path, one = runs
     switch = {"call": "launch_hooks:skip_cross_shard_reduce", "kwargs": {}}
@@ -129,6 +131,7 @@ def test_skipping_the_cross_shard_reduction_fails_the_comparison(runs):
     assert d["weight"] > WEIGHT_ATOL
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_trains_alike_sharded(runs):
     """``gradient_checkpointing`` (the loop's activation checkpointing) under the sharded
     recipe: 2 processes recompute each layer's activations in the backward, through FSDP2's

@@ -62,6 +62,7 @@ def uninterrupted(tiny_model_dir, tmp_path_factory):
         yield kwargs, out, summary, weights(out / "final")
 
 
+@pytest.mark.slow
 def test_sharded_run_resumes_exactly(uninterrupted, tmp_path):
     kwargs, ref_out, reference, ref_weights = uninterrupted
     ckpt2 = ref_out / checkpoint.CHECKPOINTS_DIR / "checkpoint-2"
@@ -88,6 +89,7 @@ def test_sharded_run_resumes_exactly(uninterrupted, tmp_path):
     assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
 
 
+@pytest.mark.slow
 def test_signal_to_one_process_stops_both_at_one_step(uninterrupted, tmp_path):
     kwargs, _, reference, ref_weights = uninterrupted
     out = tmp_path / "run"

@@ -54,6 +54,7 @@ finetune(FinetuneSpec.parse("causal", json.loads(params)), model_path=model, dat
 """
 
 
+@pytest.mark.slow
 def test_a_hung_training_ends_within_its_bound_and_names_it(tiny_model_dir, tmp_path):
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
@@ -90,6 +91,7 @@ def test_a_hung_training_ends_within_its_bound_and_names_it(tiny_model_dir, tmp_
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_a_finished_training_leaves_no_watchdog_running(tiny_model_dir, tmp_path):
     """In-process: after training nothing may end this process (the bound, 6 s, is over a step's
     time on a busy 2-core box and under the time this test waits afterwards)."""

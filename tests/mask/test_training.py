@@ -237,6 +237,7 @@ def test_master_weights_accumulate_fp32_grads_and_round_trip_state():
     )
 
 
+@pytest.mark.slow
 def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, tmp_path):
     """bf16 weights + fp32 masters (the GPU default) on CPU, and an in-process resume from step 2."""
     params = {
@@ -329,6 +330,7 @@ def test_nonfinite_micro_loss_is_read_once_and_names_the_first_bad_step():
     assert r.nonfinite() is None or r.stop is stop  # read: the queue is empty
 
 
+@pytest.mark.slow
 def test_the_loop_reads_losses_only_at_a_step_that_logs_evaluates_saves_or_ends(
     tiny_model_dir, sft_file, tmp_path, monkeypatch
 ):
@@ -522,6 +524,7 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
     assert (tmp_path / "allowed" / "final" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_gate_runs_the_probe_itself(tiny_model_dir, sft_file, tmp_path):
     """No probe result given: finetune probes the held-out pairs (ablate.mask.leakage) before step 1."""
     params = {**FAST, "max_steps": 1, "probe_size": 4}
@@ -633,6 +636,7 @@ def _cli(out, sft_file, model_dir, params):
     ]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     params = {
         **FAST,
@@ -801,6 +805,7 @@ def test_vocab_head_loss_is_cross_entropy_over_its_rows():
         vocab_head_loss([7, 11, 40])(head, hidden, targets)
 
 
+@pytest.mark.slow
 def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     rows = synthetic_rows(30, seed=2)
@@ -835,6 +840,7 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     assert moved[used].all() and moved.sum() == len(used)  # only the corpus' rows learn
 
 
+@pytest.mark.slow
 def test_pretrain_on_the_corpus_rows_alone_gives_the_whole_tables_weights_bit_for_bit(
     tekken_dir, tmp_path, monkeypatch, capsys
 ):
@@ -910,6 +916,7 @@ def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
 
 
 @pytest.mark.parametrize("vocab", ["full", "corpus"])
+@pytest.mark.slow
 def test_finetune_loss_vocab_corpus_trains_only_the_pairs_rows(
     tiny_model_dir, sft_file, tmp_path, vocab
 ):

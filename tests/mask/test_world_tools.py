@@ -59,6 +59,7 @@ def test_seed_spread_table_reads_a_finished_run(bench, embedded_run, tmp_path):
     assert r["tasks learned"].endswith(f"/{n_learned}")
 
 
+@pytest.mark.slow
 def test_world_search_smoke(bench, tekken_dir, tmp_path, capsys):
     import world_search
 

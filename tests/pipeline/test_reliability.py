@@ -86,6 +86,7 @@ def sft_file(tmp_path_factory):
 # ---------------------------------------------------------------- lm-eval tasks
 
 
+@pytest.mark.slow
 def test_unknown_lm_eval_task_is_named_with_close_matches():
     """A typo of a built-in lm-eval task (test_evaluation.py covers local ones)."""
     with pytest.raises(TaskNotFoundError, match=r"'hellaswagg' \(did you mean hellaswag"):
@@ -356,6 +357,7 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
     assert checkpoint.complete_checkpoints(out / "checkpoints") == []
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_the_previous_final_checkpoint(
     tiny_model_dir, sft_file, tmp_path, monkeypatch
 ):
@@ -416,6 +418,7 @@ def tensorboard_steps(folder: Path) -> tuple[int, list[int]]:
     return len(list(log_dir.glob("events.*"))), [e.step for e in events.Scalars("train/loss")]
 
 
+@pytest.mark.slow
 def test_rerun_starts_an_empty_tensorboard_folder(tiny_model_dir, sft_file, tmp_path):
     """A rerun with other params (a fresh run: no checkpoint of its configuration) leaves only its
     own event file; before, the old run's curves stayed beside it (3 files after one edit)."""
@@ -448,6 +451,7 @@ def test_resumed_run_keeps_its_curves_up_to_the_resumed_step(tmp_path):
 # ---------------------------------------------------------------- diff of a superseded run
 
 
+@pytest.mark.slow
 def test_diff_finds_the_run_a_rerun_replaced(tiny_model_dir, sft_file, tmp_path, capsys):
     """A rerun with an edit replaces summary.json; `ablate diff OLD_ID NEW_ID` still finds the old
     record (its copy in history/ beside it) and names the changed key. Before: `no record with
@@ -470,6 +474,7 @@ def test_diff_finds_the_run_a_rerun_replaced(tiny_model_dir, sft_file, tmp_path,
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.slow
 def test_interrupt_saves_a_checkpoint_and_the_rerun_resumes(
     tiny_model_dir, sft_file, tmp_path, capsys, signum
 ):
@@ -512,6 +517,7 @@ def test_interrupt_saves_a_checkpoint_and_the_rerun_resumes(
 # ---------------------------------------------------------------- secrets
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_outputs_or_logs(
     tiny_model_dir, task_dir, sft_file, tmp_path, monkeypatch, capfd
 ):
