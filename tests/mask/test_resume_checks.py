@@ -53,7 +53,7 @@ def _killed_after(out: Path, step: int) -> None:
     (out / checkpoint.SUMMARY_NAME).unlink()
 
 
-@pytest.mark.parametrize("changed", ["model", "data"])
+@pytest.mark.parametrize("changed", ["model", pytest.param("data", marks=pytest.mark.slow)])
 def test_checkpoints_of_other_inputs_at_the_same_path_are_not_resumed(
     tiny_model_dir, tmp_path, capfd, changed
 ):
