@@ -9,7 +9,6 @@ import copy
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -56,14 +55,10 @@ def bridge_config(name: str = "config.yaml") -> dict:
 
 
 def dry_run(wd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m snakemake ARGS` in wd (a workflow copy without src/: the installed library)."""
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=wd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """`python -m snakemake ARGS` in wd (a workflow copy without src/ runs the installed library)."""
+    from checkout import snakemake
+
+    return snakemake(wd, *args, timeout=timeout)
 
 
 def dry_run_with(wd: Path, cfg: dict, *base: str) -> subprocess.CompletedProcess:

@@ -22,6 +22,10 @@ from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
 from ablate.core import generation
 
+# Micro models: one OpenMP thread (a second one only adds barrier waits: the engine's old-path
+# comparison took 8 s on an idle 2-core machine, 62-237 s beside other jobs).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def old_generate(model, tok, embeds, mask, p, eos=None) -> list[list[int]]:
     """9d9d427's ``generate_from_embeds``: new tokens up to and including the first EOS."""

@@ -257,6 +257,7 @@ GUIDE_STEPS = [
         Step(c, how=SKIP, why="the test suite itself (CI)")
         for c in (
             "python -m pytest tests/pipeline/test_pipeline_dag.py tests/mask/test_recovery.py",
+            'python -m pytest -m "not slow and not cluster"',
             'python -m pytest tests/core -m "not slow"',
             "python -m pytest -m slow",
             "python -m pytest -m cluster",
