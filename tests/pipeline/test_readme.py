@@ -250,6 +250,11 @@ GUIDE_STEPS = [
         how=SKIP,
         why="a placeholder (the dry run of config/latentwire.yaml: tests/bridge/test_bridge_pipeline.py)",
     ),
+    Step(
+        "snakemake --cores 16 --resources gpu=1 --configfile config/latentwire-smoke.yaml",
+        how=DRY,
+        why="a GPU (7-8 B parameters)",
+    ),
     # Cluster profiles
     Step("snakemake -c2 results/recovery.csv", rules=NOTHING),
     # Development

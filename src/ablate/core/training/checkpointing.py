@@ -107,8 +107,6 @@ def load_weights(run, ckpt: Path) -> None:
 def load(run, ckpt: Path) -> None:
     """Everything of ``ckpt`` into ``run``: weights, optimizer, schedule, RNG, the loop's state
     (the same data order follows from the step)."""
-    from ablate.core.training.loop import State
-
     if run.sharded:
         sharding.load_model(run.model, ckpt)
         sharding.load_optimizer(run.model, run.optimizer, ckpt)
@@ -120,7 +118,7 @@ def load(run, ckpt: Path) -> None:
     torch.set_rng_state(rng["cpu"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    run.state = State(**load_state(ckpt))
+    run.state = type(run.state)(**load_state(ckpt))  # the loop's State
     if run.spec.evaluation is not None:
         tensors = torch.load(ckpt / EVALUATION, map_location="cpu", weights_only=True)
         run.spec.evaluation.load(run.state.evaluation, tensors)
