@@ -1,12 +1,14 @@
 """Helpers shared by several test modules (a test module imports helpers from here, never from
 another test module): shipped configs, dry runs and their job lists, the planner's fixture runs,
-fabricated bridge and claims inputs, a tiny Llama. Fixtures shared across modules live in
+fabricated bridge and claims inputs, a tiny Llama, the training tests' fast params and
+learnable SFT rows. Fixtures shared across modules live in
 conftest.py; checkout copies and the embedded run in checkout.py."""
 
 from __future__ import annotations
 
 import copy
 import os
+import random
 import re
 import subprocess
 from pathlib import Path
@@ -246,3 +248,71 @@ def tiny_llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads
     )  # fmt: skip
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg).eval()
+
+
+# ---------------------------------------------------------------- training runs (tests of the loop)
+
+# Small and fast: a few steps of the real tiny Ministral-3 (vocab 131072) on CPU.
+FAST = dict(
+    max_steps=6,
+    batch_size=4,
+    grad_accum=1,
+    learning_rate=1e-2,
+    lr_scheduler="constant",
+    optim="adamw_torch",
+    warmup_ratio=0.0,
+    max_seq_len=96,
+    eval_size=4,
+    eval_steps=3,
+    eval_batch_size=4,
+    save_steps=3,
+    logging_steps=1,
+    no_learning_steps=0,
+    plateau_patience=0,
+)
+NO_LEAK = {
+    "policy": None,
+    "leaks": False,
+    "loss_causal": 2.0,
+    "loss_policy": 2.0,
+    "ratio": 1.0,
+    "threshold": 0.5,
+    "n_examples": 4,
+}
+
+
+def no_leak(policy):
+    return {**NO_LEAK, "policy": policy}
+
+
+def synthetic_rows(n: int = 40, seed: int = 0) -> list[dict]:
+    """Alpaca rows whose response is a deterministic function of the prompt (learnable in a few steps)."""
+    rng = random.Random(seed)
+    words = ["apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "comet"]
+    rows = []
+    for i in range(n):
+        w = rng.choice(words)
+        if i % 2:
+            rows.append(
+                {
+                    "instruction": f"Repeat the word {w} three times.",
+                    "input": "",
+                    "output": f"{w} {w} {w}",
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "instruction": "Name the colour of the object.",
+                    "input": f"a {w}",
+                    "output": f"The {w} is {'red' if len(w) == 5 else 'blue'}.",
+                }
+            )
+    return rows
+
+
+def weights(path):
+    """A checkpoint's tensors, loaded (and verified) as every stage loads them."""
+    from ablate.core.modeling import load_causal_lm
+
+    return {k: v.clone() for k, v in load_causal_lm(path).state_dict().items()}

@@ -23,7 +23,7 @@ from conftest import (
     stop_process,
     wait_for,
 )
-from test_training import FAST, no_leak, synthetic_rows, weights
+from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import checkpoint, spend
 from ablate.mask.training.run import FinetuneSpec, finetune

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_training import no_leak, synthetic_rows
+from helpers import no_leak, synthetic_rows
 
 from ablate.mask.training.run import FinetuneSpec
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_training import FAST, no_leak, synthetic_rows, weights
+from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import parallel
 from ablate.core.training.loop import shares

@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import FAST
 from sharded_setup import finetune_kwargs, process_path
-from test_training import FAST
 
 from ablate.core import checkpoint, parallel
 from ablate.mask.training.run import finetune

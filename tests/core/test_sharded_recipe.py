@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import safetensors.torch
+from helpers import FAST, weights
 from sharded_setup import finetune_kwargs, process_path
-from test_training import FAST, weights
 
 from ablate.core import checkpoint, parallel
 from ablate.core.modeling import load_causal_lm

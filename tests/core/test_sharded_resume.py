@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import FAST, weights
 from sharded_setup import finetune_kwargs, process_path
-from test_training import FAST, weights
 
 from ablate.core import checkpoint, parallel
 from ablate.core.training import checkpointing, sharding

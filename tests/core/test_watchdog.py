@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from test_training import FAST, no_leak, synthetic_rows
+from helpers import FAST, no_leak, synthetic_rows
 
 from ablate.core.training import watchdog
 from ablate.core.training.watchdog import STALL_EXIT, stall_bound

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_training import FAST, no_leak, synthetic_rows, weights
+from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import checkpoint
 from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config

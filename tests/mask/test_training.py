@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 import pytest
 import safetensors.torch
 import torch
+from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
@@ -29,74 +29,12 @@ from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
 torch.set_num_threads(2)
 
-# Small and fast: a few steps of the real tiny Ministral-3 (vocab 131072) on CPU.
-FAST = dict(
-    max_steps=6,
-    batch_size=4,
-    grad_accum=1,
-    learning_rate=1e-2,
-    lr_scheduler="constant",
-    optim="adamw_torch",
-    warmup_ratio=0.0,
-    max_seq_len=96,
-    eval_size=4,
-    eval_steps=3,
-    eval_batch_size=4,
-    save_steps=3,
-    logging_steps=1,
-    no_learning_steps=0,
-    plateau_patience=0,
-)
-NO_LEAK = {
-    "policy": None,
-    "leaks": False,
-    "loss_causal": 2.0,
-    "loss_policy": 2.0,
-    "ratio": 1.0,
-    "threshold": 0.5,
-    "n_examples": 4,
-}
-
-
-def no_leak(policy):
-    return {**NO_LEAK, "policy": policy}
-
-
-def synthetic_rows(n: int = 40, seed: int = 0) -> list[dict]:
-    """Alpaca rows whose response is a deterministic function of the prompt (learnable in a few steps)."""
-    rng = random.Random(seed)
-    words = ["apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "comet"]
-    rows = []
-    for i in range(n):
-        w = rng.choice(words)
-        if i % 2:
-            rows.append(
-                {
-                    "instruction": f"Repeat the word {w} three times.",
-                    "input": "",
-                    "output": f"{w} {w} {w}",
-                }
-            )
-        else:
-            rows.append(
-                {
-                    "instruction": "Name the colour of the object.",
-                    "input": f"a {w}",
-                    "output": f"The {w} is {'red' if len(w) == 5 else 'blue'}.",
-                }
-            )
-    return rows
-
 
 @pytest.fixture(scope="module")
 def sft_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("sft") / "sft.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
     return path
-
-
-def weights(path):
-    return {k: v.clone() for k, v in load_causal_lm(path).state_dict().items()}
 
 
 # ---------------------------------------------------------------- loss and collator
