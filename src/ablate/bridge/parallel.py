@@ -15,13 +15,7 @@ import torch
 import torch.distributed as dist
 
 # the process-group helpers, used here and by the bridge's modules as parallel.<name>
-from ablate.core.parallel import close, init, launched, rank, world_size  # noqa: F401
-
-
-def _sum(t: torch.Tensor) -> torch.Tensor:
-    t = t.detach().clone()
-    dist.all_reduce(t)
-    return t
+from ablate.core.parallel import close, init, launched, rank, sum_tensor, world_size  # noqa: F401
 
 
 def share_of_mean(local_sum: torch.Tensor, local_count: torch.Tensor) -> torch.Tensor:
@@ -29,7 +23,7 @@ def share_of_mean(local_sum: torch.Tensor, local_count: torch.Tensor) -> torch.T
 
     DDP averages gradients over the W processes, so the average of these shares (and of their
     gradients) is ``global_sum / global_count``, whatever each process's count."""
-    count = _sum(local_count.float()).clamp_min(1)
+    count = sum_tensor(local_count.detach().float()).clamp_min(1)
     return local_sum * world_size() / count
 
 
@@ -37,15 +31,7 @@ def mean_value(local: torch.Tensor) -> float:
     """The mean over processes of a per-process value (the global batch's, for a share)."""
     if world_size() == 1:
         return float(local.detach())
-    return float(_sum(local.float()) / world_size())
-
-
-def total(n: int) -> int:
-    """A per-process count summed over processes (tokens of the global batch)."""
-    if world_size() == 1:
-        return n
-    dev = "cuda" if torch.cuda.is_available() else "cpu"  # NCCL reduces GPU tensors only
-    return int(_sum(torch.tensor(n, dtype=torch.long, device=dev)))
+    return float(sum_tensor(local.detach().float()) / world_size())
 
 
 def shard(items: list[Any]) -> list[Any]:

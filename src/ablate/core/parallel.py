@@ -42,33 +42,33 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-_flag_group = None  # a CPU (gloo) group for any_process, made at its first call
+_cpu_group = None  # a CPU (gloo) group for the host-side collectives, made at its first use
+
+
+def _all_reduce_on_cpu(n: int, op) -> int:
+    """``n`` reduced over every process through a gloo group on the CPU, so on GPUs it waits for
+    no device work: no sync of the step's queued kernels."""
+    global _cpu_group
+    if _cpu_group is None:
+        _cpu_group = dist.new_group(backend="gloo")
+    t = torch.tensor([n], dtype=torch.long)
+    dist.all_reduce(t, op=op, group=_cpu_group)
+    return int(t.item())
 
 
 def any_process(flag: bool) -> bool:
     """Whether ``flag`` holds in any process (a collective: every process calls it at the same
-    point; on one process, ``flag``). Over a gloo group on the CPU, so on GPUs it waits for no
-    device work: no sync of the step's queued kernels."""
-    global _flag_group
+    point; on one process, ``flag``)."""
     if world_size() == 1:
         return flag
-    if _flag_group is None:
-        _flag_group = dist.new_group(backend="gloo")
-    t = torch.tensor([int(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_flag_group)
-    return bool(t.item())
+    return bool(_all_reduce_on_cpu(int(flag), dist.ReduceOp.MAX))
 
 
 def sum_int(n: int) -> int:
-    """``n`` summed over every process (a collective over the CPU group, as :func:`any_process`)."""
-    global _flag_group
+    """``n`` summed over every process (a collective, as :func:`any_process`)."""
     if world_size() == 1:
         return n
-    if _flag_group is None:
-        _flag_group = dist.new_group(backend="gloo")
-    t = torch.tensor([n], dtype=torch.long)
-    dist.all_reduce(t, group=_flag_group)
-    return int(t.item())
+    return _all_reduce_on_cpu(n, dist.ReduceOp.SUM)
 
 
 def sum_tensor(t: torch.Tensor) -> torch.Tensor:
