@@ -353,7 +353,7 @@ def fit(
         "steps_done": step,
         "stop_reason": stop_reason,
         "restored_from_step": restored_from,
-        "resumed_from_step": int(newest.name.split("-")[-1]) if newest else None,
+        "resumed_from_step": checkpoint.step_of(newest) if newest else None,
         "train_tokens": run.state.tokens_seen,
         "train_s": train_s,
     }

@@ -264,6 +264,12 @@ def mark_complete(ckpt: str | os.PathLike, step: int, fmt: str | None) -> None:
     io.write_json(Path(ckpt) / CHECKPOINT_MARKER, {"step": step, "format": fmt})
 
 
+def step_of(ckpt: str | os.PathLike) -> int | None:
+    """The step of a ``checkpoint-N`` folder (None: not one)."""
+    n = Path(ckpt).name.split("-")[-1]
+    return int(n) if Path(ckpt).name.startswith("checkpoint-") and n.isdigit() else None
+
+
 def complete_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
     """training checkpoints carrying the completion marker, oldest first."""
     ckpt_dir = Path(ckpt_dir)
@@ -272,9 +278,9 @@ def complete_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
     found = [
         d
         for d in ckpt_dir.glob("checkpoint-*")
-        if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and d.name.split("-")[-1].isdigit()
+        if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and step_of(d) is not None
     ]
-    return sorted(found, key=lambda d: int(d.name.split("-")[-1]))
+    return sorted(found, key=step_of)
 
 
 def newest_complete(ckpt_dir: str | os.PathLike) -> Path | None:

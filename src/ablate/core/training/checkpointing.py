@@ -86,11 +86,10 @@ def _rotate(directory: Path, limit: int) -> None:
     complete = checkpoint.complete_checkpoints(directory)
     if not complete:
         return
-    newest_kept = complete[-limit:]
-    oldest_kept = int(newest_kept[0].name.split("-")[-1])
+    oldest_kept = checkpoint.step_of(complete[-limit:][0])
     for d in directory.glob("checkpoint-*"):
-        n = d.name.split("-")[-1]
-        if n.isdigit() and int(n) < oldest_kept:
+        n = checkpoint.step_of(d)
+        if n is not None and n < oldest_kept:
             shutil.rmtree(d, ignore_errors=True)
 
 

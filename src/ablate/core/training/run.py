@@ -121,14 +121,12 @@ def _train(run: loop.Run, resume_from: Path | None, label: str, phases: Phases) 
 def _restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
     """After a non-finite loss: load the last complete checkpoint before it (False: none)."""
     good = [
-        c
-        for c in checkpoint.complete_checkpoints(ckpt_dir)
-        if int(c.name.split("-")[-1]) < stop["step"]
+        c for c in checkpoint.complete_checkpoints(ckpt_dir) if checkpoint.step_of(c) < stop["step"]
     ]
     if not good:
         return False
     checkpointing.load_weights(run, good[-1])
-    stop["detail"]["restored_from_step"] = int(good[-1].name.split("-")[-1])
+    stop["detail"]["restored_from_step"] = checkpoint.step_of(good[-1])
     print(
         f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
         flush=True,
@@ -195,7 +193,7 @@ def train_run(
         "step": state.step,
         "detail": {"max_steps": params["max_steps"]},
     }
-    resumed_from_step = int(resume_from.name.split("-")[-1]) if resume_from else None
+    resumed_from_step = checkpoint.step_of(resume_from) if resume_from else None
     outcome = _Outcome(state, stop, r.throughput, train_s, resumed_from_step)
     if stop["reason"] == "nonfinite":
         if not _restore_last_good(r, stop, ckpt_dir, label):
