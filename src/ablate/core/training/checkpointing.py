@@ -3,7 +3,7 @@
 ``checkpoint-N`` of one process holds the weights (``model.safetensors``), the optimizer state
 (``optimizer.pt``: the fp32 masters with it), the schedule (``scheduler.pt``), the RNG state
 (``rng_state.pth``) and the loop's state (``loop_state.json``: step, tokens, log history, a
-study evaluation's plain values; its tensors, e.g. the bridge's best state, in
+study evaluation's plain values; its tensors, e.g. a best state kept for restoring, in
 ``evaluation.pt``). A sharded run writes weights and optimizer state as
 torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_checkpoint`), a
 replicated one (DDP) process 0's copy; with N processes each writes its own RNG file. Every file

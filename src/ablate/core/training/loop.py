@@ -1,7 +1,7 @@
 """The training loop of every run: :func:`setup` builds a run from its :class:`Spec`, :func:`train`
 runs it, and one optimizer step is :func:`step`, read in one screen.
 
-A study plugs in :class:`Hooks` (its forward kwargs, e.g. the mask policy; its micro-batches,
+A study plugs in :class:`Hooks` (its forward kwargs, e.g. an attention rule; its micro-batches,
 e.g. packed rows; its head loss), nothing else. One process trains whole weights (16-bit weights
 with fp32 masters where ``master_weights`` resolves on: :class:`~.optim.MasterWeightsOptimizer`);
 N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.checkpointing`; one run
@@ -45,7 +45,7 @@ class Hooks:
     this process's examples of one step as micro-batches (default: ``collate`` in chunks of
     ``size``). ``head_loss``: the loss of the lm_head at labelled positions.
 
-    A study with a loss of its own (the bridge's translator) also sets: ``loss(model, batch,
+    A study with a loss of its own (a small model between frozen ones) also sets: ``loss(model, batch,
     step)`` -> (summed loss, count) (default: next-token CE through ``forward_kwargs`` and
     ``head_loss``); ``count(batch)``: the units the step's loss is averaged over, counted before
     the forward (default: labelled tokens); ``tokens(batch)``: its tokens, read after its
@@ -73,7 +73,7 @@ class Spec:
     no checkpoints at all (a benchmark); ``reporters``: objects with ``log(step, logs, tokens)``,
     ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.tracking.reporters`).
 
-    ``evaluation``: a study's own evaluation instead of the eval loss (the bridge's bridged
+    ``evaluation``: a study's own evaluation instead of the eval loss (e.g. a generative
     accuracy), every ``eval_steps``: ``evaluation(step)`` returns its stop (``{"reason", "step",
     "detail"}``: training ends there, unsaved) or None; ``evaluation.state()`` -> (plain values,
     tensors) that each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back.
