@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))  # for the subprocess run (the package is installed editable)
 
-from ablate.mask import masks  # noqa: E402
+from ablate.mask import families, masks  # noqa: E402
 
 VOCAB = 300
 PAD = 0
@@ -40,7 +40,17 @@ IN_PROCESS_IMPLS = ("eager", "sdpa", masks.PREFIX_SDPA)
 
 
 def _config(family: str, **overrides):
-    from transformers import LlamaConfig, MinistralConfig, MistralConfig
+    from transformers import (
+        Gemma2Config,
+        Gemma3TextConfig,
+        LlamaConfig,
+        MinistralConfig,
+        MistralConfig,
+        Olmo2Config,
+        Phi3Config,
+        Qwen2Config,
+        Qwen3Config,
+    )
 
     from ablate.mask.tiny import tiny_ministral3_config
 
@@ -67,12 +77,71 @@ def _config(family: str, **overrides):
         return LlamaConfig(**common)
     if family == "ministral":  # alternating sliding / full layers (config.layer_types)
         return MinistralConfig(**common)
+    if family == "qwen2":
+        return Qwen2Config(**common)
+    if family == "qwen3":
+        return Qwen3Config(**common)
+    if family == "gemma2":  # 2 layers: sliding, full (its default layer_types)
+        return Gemma2Config(
+            **{"sliding_window": 3, "query_pre_attn_scalar": 16, **GEMMA2_CAPS, **common}
+        )
+    if family == "gemma3_text":
+        gemma3 = dict(
+            sliding_window=3,
+            layer_types=["sliding_attention", "full_attention"],
+            query_pre_attn_scalar=16,
+            final_logit_softcapping=GEMMA2_CAPS["final_logit_softcapping"],
+        )
+        return Gemma3TextConfig(**{**gemma3, **common})
+    if family == "phi3":
+        return Phi3Config(**{k: v for k, v in common.items() if k != "head_dim"})
+    if family == "olmo2":
+        return Olmo2Config(**{k: v for k, v in common.items() if k != "head_dim"})
     raise ValueError(family)
+
+
+#: Gemma 2's soft-capping, small enough to move the tiny random model's logits
+#: (test_soft_capping_is_visible; at Gemma 2's own 50 and 30 it would not show).
+GEMMA2_CAPS = dict(attn_logit_softcapping=0.1, final_logit_softcapping=1.0)
+
+
+def _vlm_text_model(dtype=torch.float32, **overrides):
+    """The text model of a tiny Mistral3 vision-language checkpoint (ministral3 text config,
+    pixtral vision tower), saved and loaded as ``modeling.load_causal_lm`` loads the study model."""
+    import shutil
+    import tempfile
+
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    from ablate.core.modeling import load_causal_lm
+    from ablate.mask import families
+
+    vision = dict(
+        model_type="pixtral",
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        head_dim=8,
+        image_size=32,
+        patch_size=16,
+    )
+    text = _config("ministral3", **overrides).to_dict()
+    cfg = Mistral3Config(text_config=text, vision_config=vision, spatial_merge_size=1)
+    torch.manual_seed(0)
+    folder = tempfile.mkdtemp(prefix="tiny-mistral3-")
+    try:
+        Mistral3ForConditionalGeneration(cfg).to(dtype).save_pretrained(folder)
+        return load_causal_lm(folder, dtype=dtype, verify=False, config_check=families.check_config)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def new_model(family: str, dtype=torch.float32, **overrides):
     from transformers import AutoModelForCausalLM
 
+    if family == "mistral3":
+        return _vlm_text_model(dtype, **overrides).eval()
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(_config(family, **overrides), dtype=dtype)
     return model.eval()
@@ -491,12 +560,189 @@ def test_causal_and_prefill_kwargs_are_backend_free():
         assert (a - b)[mask.bool()].abs().max().item() <= AGREE
 
 
+# ----------------------------------------------------------------------------- families
+
+ALTERNATING = dict(sliding_window=3, layer_types=("sliding_attention", "full_attention"))
+#: model_type -> the configs its proof audits: (family of _config, overrides); a windowed one
+#: where the family has sliding windows. Its keys are ablate.mask.families.PROVEN's
+#: (test_registry_matches_the_audit).
+FAMILIES = {
+    "ministral3": (("ministral3", {}), ("ministral3", {"sliding_window": 3})),
+    "mistral3": (("mistral3", {}),),
+    "mistral": (("mistral", {}), ("mistral", {"sliding_window": 3})),
+    "ministral": (("ministral", ALTERNATING),),
+    "llama": (("llama", {}),),
+    "qwen2": (
+        ("qwen2", {}),
+        ("qwen2", dict(use_sliding_window=True, sliding_window=3, max_window_layers=1)),
+    ),
+    "qwen3": (("qwen3", {}),),
+    "gemma2": (("gemma2", {}),),
+    "gemma3_text": (("gemma3_text", {}),),
+    "phi3": (("phi3", {}), ("phi3", {"sliding_window": 3})),
+    "olmo2": (("olmo2", {}),),
+}
+#: (prompt, response) rows of the decode check: a 1-token prompt among them
+DECODE_SHAPES = ((7, 4), (4, 2), (9, 5), (1, 3))
+#: prompts no longer than the audit's window of 3 (where prefill_bidir's inclusive window and
+#: prefix_bidir's agree) and responses longer than it
+SHORT_PROMPTS = ((3, 6), (2, 5), (1, 7))
+
+
+def in_process_backends(model_type: str) -> list[str]:
+    return [b for b in families.PROVEN[model_type].backends if b in IN_PROCESS_IMPLS]
+
+
+def decode_rows(shapes, seed: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randint(4, VOCAB, (p,), generator=g), torch.randint(4, VOCAB, (r,), generator=g))
+        for p, r in shapes
+    ]
+
+
+def check_decode(model, label: str, policies=masks.POLICIES) -> None:
+    """A prefill under the policy then cached one-token steps (masks.incremental_logits, what
+    generation runs): under causal and prefix_bidir equal to the full teacher-forced forward;
+    under prefill_bidir the steps stay causal, so its generation equals prefix_bidir's where the
+    two prefills agree (prompts within the window)."""
+    for side in SIDES:
+        for policy in policies:
+            shapes = SHORT_PROMPTS if policy == "prefill_bidir" else DECODE_SHAPES
+            ids, mask, lengths = make_batch(decode_rows(shapes), side)
+            inc = masks.incremental_logits(model, ids, mask, lengths, policy)
+            with torch.no_grad():
+                if policy == "prefill_bidir":
+                    want = masks.incremental_logits(model, ids, mask, lengths, "prefix_bidir")
+                    tf = model(**masks.policy_forward_kwargs(model, ids, mask, lengths, policy))
+                    leak = (tf.logits - inc)[mask.bool()].abs().max().item()
+                    assert leak > 1e-3, f"{label}/{side}: prefill_bidir's forward read no future"
+                else:
+                    kw = masks.policy_forward_kwargs(model, ids, mask, lengths, policy)
+                    want = model(**kw).logits
+            diff = (inc - want)[mask.bool()].abs().max().item()
+            assert diff <= AGREE, f"{label}/{policy}/{side}: decode differs by {diff:.1e}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_family_proven(model_type, request):
+    """The proof of one family (ablate.mask.families.proof): the audit of every policy x padding
+    side on each of its configs and every proven in-process backend (== eager), the decode step,
+    and flex_attention's subprocess audit where the registry lists it."""
+    backends = in_process_backends(model_type)
+    for family, overrides in FAMILIES[model_type]:
+        for policy in masks.POLICIES:
+            for side in SIDES:
+                ref = cached_audit(family, "eager", policy, side, **overrides)
+                for impl in backends:
+                    res = cached_audit(family, impl, policy, side, **overrides)
+                    label = f"{model_type}{overrides or ''}/{impl}/{policy}/{side}"
+                    check(res, None if impl == "eager" else ref, label)
+        for impl in backends:
+            check_decode(with_impl(build(family, **overrides), impl), f"{model_type}/{impl}")
+    if families.FLEX in families.PROVEN[model_type].backends:
+        flex = request.getfixturevalue("flex_results")
+        for policy in masks.POLICIES:
+            for side in SIDES:
+                res = flex[f"{policy}/{side}"]
+                check(res["flex_attention"], res["eager"], f"flex/{policy}/{side}")
+        assert build(FAMILIES[model_type][0][0]).config.model_type == FLEX_FAMILY
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_family_fast(model_type):
+    """The fast tier's check of each family (its whole proof: test_family_proven, slow):
+    prefix_bidir under left padding on its last proven backend, against eager, and that
+    backend's prefix_bidir decode step on its first config."""
+    family, overrides = FAMILIES[model_type][-1]
+    impl = in_process_backends(model_type)[-1]
+    ref = cached_audit(family, "eager", "prefix_bidir", "left", **overrides)
+    res = cached_audit(family, impl, "prefix_bidir", "left", **overrides)
+    check(res, None if impl == "eager" else ref, f"{model_type}/{impl}/prefix_bidir/left")
+    family, overrides = FAMILIES[model_type][0]
+    model = with_impl(build(family, **overrides), impl)
+    check_decode(model, f"{model_type}/{impl}", policies=("prefix_bidir",))
+
+
+def test_registry_matches_the_audit():
+    """ablate.mask.families.PROVEN and this file's FAMILIES name the same model types, each
+    proof is a node of test_family_proven, each family's configs build a model of that
+    model_type, and flex_attention is listed only where its subprocess audit runs."""
+    assert set(families.PROVEN) == set(FAMILIES)
+    params = {m.name: m for m in test_family_proven.pytestmark}["parametrize"].args[1]
+    for model_type in families.PROVEN:
+        node = families.proof(model_type)
+        path, name = node.split("::")
+        assert (ROOT / path).resolve() == Path(__file__).resolve()
+        assert name == f"test_family_proven[{model_type}]" and model_type in params
+        assert set(families.PROVEN[model_type].backends) <= {*IN_PROCESS_IMPLS, families.FLEX}
+        assert in_process_backends(model_type), f"{model_type}: no in-process backend proven"
+        for family, overrides in FAMILIES[model_type]:
+            if family == "mistral3":  # the wrapper's own config, as the loader reads it
+                continue
+            assert _config(family, **overrides).model_type == model_type
+    with_flex = {t for t, f in families.PROVEN.items() if families.FLEX in f.backends}
+    assert with_flex == {"ministral3", "mistral3"}  # _flex_main audits ministral3, the text
+    # model mistral3's loader returns (test_family_proven checks the loaded model's type)
+
+
+def test_vlm_wrapper_loads_its_text_model():
+    """The Mistral3 wrapper's audited model is what modeling.load_causal_lm returns for a
+    checkpoint of model_type mistral3: a Ministral3ForCausalLM with the text config."""
+    from ablate.core.modeling import VLM_MODEL_TYPES
+
+    model = build("mistral3")
+    assert "mistral3" in VLM_MODEL_TYPES
+    assert type(model).__name__ == "Ministral3ForCausalLM"
+    assert model.config.model_type == FLEX_FAMILY
+
+
+def test_soft_capping_is_visible():
+    """Gemma 2's attention and final soft-capping and Gemma 3's final soft-capping move the tiny
+    models' logits, so the audit runs with them on (Gemma 3's attention soft-capping key is read
+    by no code of the installed transformers: not set)."""
+    exs = examples()
+    for family, caps in (
+        ("gemma2", GEMMA2_CAPS),
+        ("gemma3_text", {"final_logit_softcapping": 1.0}),
+    ):
+        base = run(build(family), exs, "right", "causal")
+        for key in caps:
+            other = run(new_model(family, **{key: None}), exs, "right", "causal")
+            moved = max((a - b).abs().max().item() for a, b in zip(base, other))
+            assert moved > 1e-4, f"{family}: {key} does not show ({moved:.1e})"
+
+
+def test_gemma2_refuses_sdpa_upstream():
+    """Why Gemma 2 is proven on eager only: transformers refuses sdpa (and so the split backend)
+    for it. If this flips, audit those backends and list them in ablate.mask.families.PROVEN."""
+    model = new_model("gemma2")
+    for impl in ("sdpa", masks.PREFIX_SDPA):
+        with pytest.raises(ValueError, match="does not support"):
+            model.set_attn_implementation(impl)
+    assert families.PROVEN["gemma2"].backends == ("eager",)
+
+
+def test_bidirectional_config_overrides_the_policy_upstream():
+    """A Gemma 3 config with use_bidirectional_attention builds its own bidirectional masks: the
+    causal policy is silently not causal (the audit fails), so such a config is refused."""
+    model = new_model("gemma3_text", use_bidirectional_attention=True)
+    assert audit(with_impl(model, "eager"), "causal", "right")["mismatches"]
+    with pytest.raises(families.UnprovenFamilyError, match="use_bidirectional_attention: True"):
+        families.check_config(model.config, "eager")
+
+
 # ----------------------------------------------------------------------------- subprocess
+
+
+#: the family the flex_attention subprocess audits
+FLEX_FAMILY = "ministral3"
 
 
 def _flex_main() -> None:
     torch.set_num_threads(1)
-    model = build("ministral3")
+    model = build(FLEX_FAMILY)
     out = {}
     for policy in masks.POLICIES:
         for side in SIDES:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ def load_causal_lm(
     attn_implementation: str = "sdpa",
     device: str | torch.device | None = None,
     verify: bool = True,
+    config_check: Callable[[Any, str], None] | None = None,
 ):
     """Load a causal LM (or the text half of a Mistral3 VLM) from a local dir or hub id.
 
@@ -107,7 +109,10 @@ def load_causal_lm(
     (``checkpoint.check_before_load``) so a truncated, altered or uncompleted checkpoint fails
     here, not as garbage scores later. ``attn_implementation`` may be a study's
     (:func:`register_attention`); one known wrong on the target device (``device``, else CUDA when
-    available) is refused before loading.
+    available) is refused before loading. ``config_check(config, attn_implementation)`` sees the
+    model's config (a local folder's config.json as a dict, else the transformers config) before
+    any weight file is read, and raises to refuse the model (the mask study's:
+    ``ablate.mask.families.check_config``, which refuses a family its audit has not proven).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -119,7 +124,9 @@ def load_causal_lm(
     local = Path(path)
     pending = None
     if local.exists():
-        _read_config(local)
+        raw = _read_config(local)
+        if config_check is not None:
+            config_check(raw, attn_implementation)  # before the hashes read the weights
         if verify:
             # layout checked now, the hashes while the weights load (one pass, overlapped)
             pending = checkpoint.start_check_before_load(local)
@@ -129,6 +136,8 @@ def load_causal_lm(
     direct = {"device_map": {"": _device_index(device)}} if _is_accelerator(device) else {}
     try:
         config = AutoConfig.from_pretrained(str(path), revision=revision)
+        if config_check is not None and not local.exists():
+            config_check(config, attn_implementation)
         if config.model_type in VLM_MODEL_TYPES:
             model = _text_lm_from_vlm(str(path), revision, dtype, attn_implementation)
             direct = {}  # built on the host from the VLM's weights: moved below
