@@ -4,6 +4,7 @@
 # the planner and the recovery table read too.
 import sys
 
+from ablate.mask import families as mask_families
 from ablate.mask import sft_data
 from ablate.mask import status as mask_status
 from ablate.mask import study as mask_study
@@ -34,6 +35,13 @@ try:
     # the outputs of the finished finetune it would replace (a local file's rows are counted)
     if workflow.is_main_process:
         mask_study.check_eval_sizes(config, VARIANTS)
+        # a model family (or backend) whose mask policies no audit has proven: refused here,
+        # before any job, when its config.json can be read offline; else when it loads
+        mask_families.check_study(
+            MASK,
+            mask_families.study_backends(VARIANTS),
+            measurements=config["plan"]["measurements"],
+        )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 MODELS = mask_study.models(VARIANTS)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ablate.core import io
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import IGNORE_INDEX
-from ablate.mask import masks
+from ablate.mask import families, masks
 from ablate.mask.commands import DEFAULT_THRESHOLD, PROBE_ATTN_IMPLEMENTATION, probe_parser
 from ablate.mask.sft_data import TokenizedPair
 
@@ -257,6 +257,7 @@ def run_probe(
             dtype=spec.dtype,
             attn_implementation=spec.attn_implementation,
             device=device,
+            config_check=families.check_config,  # an unproven family: refused before its weights
         )
     with phases("probe"):
         result = probe(lm, pairs, policy, threshold=threshold, batch_size=spec.batch_size)

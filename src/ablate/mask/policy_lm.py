@@ -25,6 +25,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from ablate.core.modeling import load_causal_lm, load_tokenizer
+from ablate.mask import families
 from ablate.mask.masks import check_policy
 from ablate.mask.scoring import score_requests
 
@@ -84,6 +85,7 @@ class MaskPolicyLM(HFLM):
                 dtype=dtype,
                 attn_implementation=attn_implementation,
                 device=device,
+                config_check=families.check_config,  # an unproven family: refused before weights
             )
             # A local dir: tokenizer first, so a dir without one fails before the slow load.
             # Anything else: the model loader says best what is wrong with the path or id.

@@ -17,7 +17,7 @@ from ablate.core.phases import Phases
 from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
 from ablate.core.training.params import TrainingConfigError, model_dtype
 from ablate.core.training.run import TrainRun, train_run
-from ablate.mask import masks, sft_data
+from ablate.mask import families, masks, sft_data
 from ablate.mask.training.gate import (
     PROBE_PARAMS,
     LeakageGateError,
@@ -149,6 +149,7 @@ def _load_model(model_path, revision, p: dict[str, Any]):
         dtype=model_dtype(p),
         attn_implementation=p["attn_implementation"],
         device="cuda" if torch.cuda.is_available() else None,
+        config_check=families.check_config,  # a family the mask audit has not proven: refused
     )
 
 
