@@ -30,10 +30,12 @@ vectors):
   ...+gradckpt         + gradient checkpointing of the target (memory for time)
   ...+batch x2 / x4    larger batch per GPU (tokens/s; global batch changes)
   ...+compile          + torch.compile of the translator
-  pipeline:seed        ablate.bridge.train.train_step itself (Pair.loss over synthetic items of the
+  pipeline:seed        the pipeline's own step: ablate.core.training.loop.step on the run
+                       ablate.bridge.train.loop_run builds (Pair.loss over synthetic items of the
                        same lengths), live source and teacher: end to end, no phases
-  pipeline:cached      the same with the cached source states and teacher rows (bscale's caches):
-                       the pipeline's recipe, the row the planner's measurement is made from
+  pipeline:cached      the same with the source states and teacher rows read from the pair's
+                       caches (bscale's; here in memory, bridge_work.FixedStates): the pipeline's
+                       recipe, the row the planner's measurement is made from
 Phases are timed with a device sync around each, so the phase sum is slightly above the step;
 translator_forward is a part of loss_forward_backward (the translator, the target's forward and
 backward). Under --ddp the loss's token counts are all-reduced, as in a data-parallel run.

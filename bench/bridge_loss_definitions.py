@@ -28,6 +28,7 @@ from ablate.bridge import models, train, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
+from ablate.core.training import loop
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES, ROWS = 8, 4
@@ -118,10 +119,9 @@ def measure(files, cards, defaults, steps: int) -> list[dict]:
     translator = tr.build(p, pair.source, pair.target).to(pair.device)
     at_init = terms(pair, translator.eval(), p, fixed)
     translator.train()
-    opt, sched = train.optimizer(translator, p)
-    for s in range(steps):
-        batch = items[(s * ROWS) % len(items) :][:ROWS]
-        train.train_step(pair, translator, opt, sched, batch, s + 1, p["grad_clip"])
+    run = train.loop_run(pair, translator, items, {**p, "batch_size": ROWS}, "definitions")
+    for s in range(steps):  # the pipeline's step (ablate.core.training.loop.step), steps 1..
+        loop.step(run, items[(s * ROWS) % len(items) :][:ROWS])
     trained = terms(pair, translator.eval(), p, fixed)
     weights = seed_weights()
     rows = []

@@ -5,15 +5,20 @@ profiled at the real shape (random weights), with the speed options the pipeline
     PYTHONPATH=src:bench python bench/bridge_speed.py train --rows 10 40 --group 10 --compile 0
     PYTHONPATH=src:bench python bench/bridge_speed.py decode --batches 1 64 512
 
-train: ``ablate.bridge.train.train_step`` itself (``Pair.loss`` over synthetic GSM8K-shaped items
-of ``bridge_lengths.gsm8k``, cached source states and teacher rows, KL on; the optimizer of
-``train.optimizer`` and, unless ``--fp32``, TF32 matmuls as ``train.fit``: the pipeline's recipe)
-on the target Llama-3.1-8B (the source is built on the meta device: only its config is read). Per
+train: the step the pipeline trains, ``ablate.core.training.loop.step`` on the run
+``ablate.bridge.train.loop_run`` builds (``Pair.loss`` over synthetic GSM8K-shaped items of
+``bridge_lengths.gsm8k``, the KL term on; the optimizer of ``train.optimizer``, the clip and the
+schedule of the loop and, unless ``--fp32``, TF32 matmuls as ``train.fit``: the pipeline's recipe)
+on the target Llama-3.1-8B (the source is built on the meta device: only its config is read). The
+source states (random) and the teacher rows (one target forward) are read from the pair's caches,
+``Pair.cache`` and ``Pair.teacher_cache``, as a run with both caches does: here in-memory readers
+of those tensors, already on the GPU (``bridge_work.FixedStates``: no copy from the host). Per
 variant (rows per step x compiled decoder layers): seconds per step (median of ``--steps``), model
 FLOPs per step (``ablate.bridge.cost.example_flops``, the planner's count), MFU against the H100
 SXM's dense bf16 peak (989 TFLOP/s), peak memory. ``--profile``: one step under CUDA events at
 the region boundaries (translator forward, target forward, head + losses, head backward, target
-backward, translator backward, optimizer) and torch.profiler's busy time (idle = wall - kernels).
+backward, translator backward (up to the loop's clip), optimizer) and torch.profiler's busy time
+(idle = wall - kernels).
 ``--group N``: InfoNCE's negatives in groups of N rows (``infonce_group``) wherever the rows are
 a multiple of N, so ``--rows 10 40 --group 10`` compares one GPU's share of the seed's step (10
 rows, 4 GPUs) with the same loss at 40 rows on one GPU. ``--shape tiny`` runs on the CPU (a check
@@ -35,17 +40,20 @@ import time
 
 import torch
 from bridge_work import (
+    FixedStates,
     build_lm,
     build_translator,
     n_params,
     peak_gb,
     pipeline_pair,
+    pipeline_step,
     reset_peak,
     setup,
     sync,
 )
 
 from ablate.bridge import cost
+from ablate.core.training import loop
 
 PEAK_BF16 = 989e12  # H100 SXM dense bf16 (datasheet, no sparsity)
 
@@ -92,23 +100,22 @@ def instrument(pair, tr, marks: Marks):
         return out
 
     tr.forward, body.forward = translator_forward, body_forward
-    clip = torch.nn.utils.clip_grad_norm_
+    clip = loop.clip  # what loop.step calls after the step's backward
 
     def clip_marked(*a, **k):
         marks("translator backward")
         return clip(*a, **k)
 
-    torch.nn.utils.clip_grad_norm_ = clip_marked
+    loop.clip = clip_marked
 
     def restore():
         tr.forward, body.forward = fwd_tr, body_fwd
-        torch.nn.utils.clip_grad_norm_ = clip
+        loop.clip = clip
 
     return restore
 
 
 def train_cmd(a) -> None:
-    from ablate.bridge import train as btrain
     from ablate.core.training import speed
 
     s = setup(a.shape)
@@ -125,32 +132,32 @@ def train_cmd(a) -> None:
             pair, items = pipeline_pair(s2, (source, target), rows)
             pair.compiled = bool(comp)  # the target's layers compiled for the step, as train.fit
             tr = build_translator(s2, source, target, dev).train()
-            opt, sched = btrain.optimizer(tr, p)
             torch.backends.cuda.matmul.allow_tf32 = False
             if not a.fp32:  # the pipeline's recipe (ablate.bridge.train.fit)
                 speed.tf32_matmuls(dev)
             h = torch.randn(rows, s.n.source, source.config.hidden_size, device=dev)
-            states = (h.to(torch.bfloat16), torch.ones(rows, s.n.source, device=dev).long())
-            teacher = pair.teacher_states(items)[0]
-            at = p["warmup_steps"] + 1
+            mask = torch.ones(rows, s.n.source, device=dev).long()
+            pair.cache = FixedStates(items, h.to(torch.bfloat16), mask)  # the source's cache
+            pair.teacher_cache = FixedStates(items, *pair.teacher_states(items))  # the KL's
+            run, step = pipeline_step(pair, tr, items, p)
             name = f"rows {rows}, compiled layers {bool(comp)}" + (", fp32" if a.fp32 else "")
             name += f", InfoNCE groups of {group}" if group else ""
             try:
                 reset_peak(dev)
                 t_first = time.perf_counter()
                 for _ in range(a.warmup):
-                    btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+                    step()
                 sync(dev)
                 first = time.perf_counter() - t_first
                 times = []
                 for _ in range(a.steps):
                     t0 = time.perf_counter()
-                    btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+                    step()
                     sync(dev)
                     times.append(time.perf_counter() - t0)
             except torch.OutOfMemoryError as exc:
                 print(f"| {name} | OOM {str(exc)[:80]} |", flush=True)
-                del pair, tr, opt
+                del pair, tr, run, step
                 torch.cuda.empty_cache()
                 continue
             peak = peak_gb(dev)
@@ -166,24 +173,24 @@ def train_cmd(a) -> None:
                 flush=True,
             )
             if a.profile and rows == a.rows[0] and dev.type == "cuda":
-                profile_step(pair, tr, opt, sched, items, at, states, teacher, name, a)
-            del pair, tr, opt, sched
+                profile_step(pair, tr, step, name, a)
+            del pair, tr, run, step
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
 
 
-def profile_step(pair, tr, opt, sched, items, at, states, teacher, name, a) -> None:
+def profile_step(pair, tr, step, name, a) -> None:
+    """One step of ``step`` (``pipeline_step``'s) in regions of CUDA events, one under
+    torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
-
-    from ablate.bridge import train as btrain
 
     marks = Marks()
     restore = instrument(pair, tr, marks)
-    btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+    step()
     sync(torch.device("cuda"))
     marks.on = True  # the regions: events only (the profiler's own overhead would stretch them)
     t0 = time.perf_counter()
-    btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+    step()
     marks("optimizer")
     sync(torch.device("cuda"))
     wall = time.perf_counter() - t0
@@ -191,7 +198,7 @@ def profile_step(pair, tr, opt, sched, items, at, states, teacher, name, a) -> N
     restore()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
-        btrain.train_step(pair, tr, opt, sched, items, at, 1.0, states, teacher)
+        step()
         sync(torch.device("cuda"))
         wall_prof = time.perf_counter() - t0
     busy = sum(

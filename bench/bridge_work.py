@@ -1,6 +1,7 @@
 """The bridge benchmark's set-up and training steps (bench/bench_bridge.py runs them): the real or
 tiny shapes, the frozen models built on the device, the pipeline's loss (``Pair.loss``) in timed
-phases under each variant, and the pipeline's own ``ablate.bridge.train.train_step``."""
+phases under each variant, and the pipeline's own step: ``ablate.core.training.loop.step`` on the
+run ``ablate.bridge.train.loop_run`` builds, as ``train.fit`` trains."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ RESERVE_S = {"eval": 20.0, "infer": 75.0, "kv": 10.0, "compile": 60.0}
 CPU_FLAG = "TINY SHAPE ON CPU: checks the script only, not the real grid; replace with the GPU run"
 
 
-#: The pipeline's train.train_step timed end to end (no phases): cross-checks the tensor-level step.
+#: The pipeline's loop step timed end to end (no phases): cross-checks the tensor-level step.
 PIPELINE_VARIANTS = (("pipeline:seed", False), ("pipeline:cached", True))
 
 
@@ -243,7 +244,7 @@ def run_variant(s, v, models_, device, steps: int, warmup: int, ddp: bool = Fals
     )
 
 
-# --- the pipeline's own step (ablate.bridge.train.train_step) ------------------------------------
+# --- the pipeline's own step (ablate.core.training.loop.step on train.loop_run's run) ------------
 class LengthTokenizer:
     """A stand-in for a real tokenizer (none offline): a text becomes ``lengths[text]`` ids (else
     ``default``), the same ids every time, so ``Pair`` builds the benchmark's lengths from
@@ -279,38 +280,75 @@ def pipeline_pair(s, models_, B: int):
     return Pair(source, src_tok, target, tgt_tok, "gsm8k", s.p), items
 
 
-def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, warmup: int) -> dict:
-    """train.train_step end to end: live source and teacher (the seed's path) or both cached."""
+class FixedStates:
+    """An in-memory stand-in for a frozen-state cache (:class:`ablate.bridge.states.Reader`, what
+    ``Pair.cache`` and ``Pair.teacher_cache`` read): the (states, mask) it holds, already on the
+    device, for a batch of exactly the items it was made for (no per-step copy from the host)."""
+
+    def __init__(self, items, states: torch.Tensor, mask: torch.Tensor):
+        self.ids, self.states, self.mask = [it["id"] for it in items], states, mask
+
+    def batch(self, items, device) -> tuple[torch.Tensor, torch.Tensor]:
+        if [it["id"] for it in items] != self.ids:
+            raise ValueError("FixedStates holds the states of other items")
+        return self.states, self.mask
+
+
+def pipeline_step(pair, translator, items, p: dict):
+    """The pipeline's run of ``translator`` on ``items`` (``train.loop_run``: its loss, optimizer,
+    clip and schedule) and the step to time: ``loop.step`` on the whole ``items`` with the KL term
+    on (step ``warmup_steps + 1``, as in most of a run); the step returns its gradient norm, or
+    None where the loss was not finite (nothing updated)."""
     from ablate.bridge import train as btrain
+    from ablate.core.training import loop
+
+    run = btrain.loop_run(pair, translator, items, p, "bench")
+
+    def step():
+        run.state.step = p["warmup_steps"]  # loop.step trains step state.step + 1
+        try:
+            return loop.step(run, items)
+        except btrain.NonFiniteLoss:
+            return None
+
+    return run, step
+
+
+def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, warmup: int) -> dict:
+    """The pipeline's loop step end to end: live source and teacher (the seed's path) or both read
+    from the pair's caches (``Pair.cache``, ``Pair.teacher_cache``: :class:`FixedStates` here)."""
     from ablate.core.training import speed
 
     source, target = models_
     B = s.p["batch_size"]
     pair, items = pipeline_pair(s, models_, B)
     tr = build_translator(s, source, target, device).train()
-    opt, sched = btrain.optimizer(tr, s.p)
     speed.tf32_matmuls(device)  # as train.fit
-    states = pair.source_states(items) if cached else None
-    teacher = pair.teacher_states(items)[0] if cached else None
-    at = s.p["warmup_steps"] + 1  # the KL term on, as in most of a run
+    if cached:
+        pair.cache = FixedStates(items, *pair.source_states(items))
+        pair.teacher_cache = FixedStates(items, *pair.teacher_states(items))
+    run, step = pipeline_step(pair, tr, items, s.p)
     for _ in range(warmup):
-        btrain.train_step(pair, tr, opt, sched, items, at, s.p["grad_clip"], states, teacher)
+        step()
     reset_peak(device)
     sync(device)
     t0 = time.perf_counter()
+    finite = True
     for _ in range(steps):
-        st = btrain.train_step(pair, tr, opt, sched, items, at, s.p["grad_clip"], states, teacher)
+        finite = step() is not None and finite
     sync(device)
     dt = (time.perf_counter() - t0) / steps
+    last = run.spec.hooks.log_parts()  # the last step's loss and parts (Objective)
+    tokens = run.spec.hooks.tokens({})  # Pair.loss's own count (= B x cost.example_tokens)
     return dict(
         section="train",
         variant=name,
         batch_per_gpu=B,
         s_per_step=dt,
-        tokens_per_step=st.tokens,  # Pair.loss's own count (= B x cost.example_tokens)
-        tokens_per_s=st.tokens / dt,
+        tokens_per_step=tokens,
+        tokens_per_s=tokens / dt,
         peak_mem_gb=peak_gb(device),
-        loss=st.loss,
-        finite=st.grad_norm is not None,
-        parts=st.parts,
+        loss=last.get("loss", float("nan")),
+        finite=finite,
+        parts={k: v for k, v in last.items() if k != "loss"},
     )

@@ -22,6 +22,7 @@ from ablate.bridge import states, train, world
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
 from ablate.core import parallel as core_parallel
+from ablate.core.training import loop
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Deterministic steps: no dropout (each process draws its own masks); a loss logged every step.
@@ -107,14 +108,17 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
     read = caches["teacher"].batch
     caches["teacher"].batch = lambda batch, device: reads.append(len(batch)) or read(batch, device)
     curves = []
-    for pair in (live, cached):
+    for pair in (live, cached):  # the pipeline's step: the loop's, on its own data order
         torch.manual_seed(p["seed"])
         translator = tr.build(p, pair.source, pair.target).to(pair.device)
-        opt, sched = train.optimizer(translator, p)
-        steps = [train.train_step(pair, translator, opt, sched, items[4 * s : 4 * s + 4], s + 1,
-                                  p["grad_clip"]) for s in range(3)]  # fmt: skip
-        curves.append([(x.loss, x.parts["nll"], x.parts["kl"]) for x in steps])
-    assert reads == [4, 4, 4]
+        run = train.loop_run(pair, translator, items, p, "cached")
+        curve = []
+        for _ in range(3):
+            loop.step(run, loop.step_examples(run, run.state.step))
+            last = run.spec.hooks.log_parts()
+            curve.append((last["loss"], last["nll"], last["kl"]))
+        curves.append(curve)
+    assert reads == [p["batch_size"]] * 3
     # abs: the KL part is ~1e-3, and on a GPU the cache's other batch shapes move it by ~2e-8
     for a, b in zip(curves[0], curves[1], strict=True):
         assert b == pytest.approx(a, rel=1e-5, abs=1e-7)

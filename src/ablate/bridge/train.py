@@ -104,37 +104,6 @@ class BatchOrder:
         return self.drawn[step]
 
 
-@dataclass
-class Step:
-    loss: float  # the global batch's loss (this process's on one process)
-    parts: dict[str, float]
-    tokens: int  # this process's tokens (source input + target input)
-    grad_norm: float | None  # None: the loss was not finite and nothing was updated
-
-
-def train_step(
-    pair: Pair, model, opt, sched, items, step: int, grad_clip: float, states=None, teacher=None
-):
-    """One optimisation step of the translator ``model`` (DDP-wrapped or not) on ``items``: the
-    GPU benchmarks' step, outside the loop (:func:`fit` runs :func:`ablate.core.training.loop.step`
-    with the same loss, clip and update).
-
-    ``states`` = (source states [B, S, d_src], mask [B, S]) skips the source model, ``teacher``
-    = the KL teacher's final states [B, n, d_tgt] at the first answer positions skips the teacher
-    forward (cached, or the GPU benchmark's); without them the pair's caches or the live models
-    are used. A non-finite loss updates nothing (the weights stay the last good ones)."""
-    loss, parts, n_tok = pair.loss(model, items, step, states=states, teacher=teacher)
-    value = parallel.mean_value(loss)
-    if not torch.isfinite(torch.tensor(value)):
-        return Step(value, parts, n_tok, None)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-    sched.step()
-    return Step(value, parts, n_tok, float(grad_norm))
-
-
 class NonFiniteLoss(Exception):
     """A step's loss was not finite: raised before its backward, so nothing was updated."""
 
@@ -269,6 +238,46 @@ def loop_params(p: dict[str, Any], n_global: int) -> dict[str, Any]:
 STALL_S = 3600
 
 
+def loop_run(
+    pair: Pair,
+    translator,
+    train_items,
+    p: dict[str, Any],
+    label: str,
+    folder: Path | None = None,
+    evaluation: Evaluations | None = None,
+) -> loop.Run:
+    """The loop's run of a translator training (:func:`ablate.core.training.loop.setup` with the
+    bridge's hooks: the loss :meth:`Pair.loss` through :class:`Objective`, :class:`BatchOrder`,
+    :func:`optimizer`), what :func:`fit` trains and the GPU benchmarks time one
+    :func:`~ablate.core.training.loop.step` of. ``folder``: where its checkpoints go (None: a
+    run that saves none, a benchmark's); ``evaluation``: the loop's (:class:`Evaluations`). The
+    global RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
+    n_global = global_batch(p, len(train_items))
+    objective = Objective(pair)
+    hooks = loop.Hooks(
+        collate=lambda items: {"items": items},
+        loss=objective.loss,
+        count=lambda batch: 1,
+        tokens=objective.tokens,
+        order=BatchOrder(len(train_items), n_global, p["seed"]),
+        log_parts=objective.log_parts,
+        optimizer=lambda model, _: optimizer(translator, p),
+    )
+    spec = loop.Spec(
+        loop_params(p, n_global),
+        Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
+        label,
+        pair.tgt_tok.pad_token_id,
+        hooks=hooks,
+        save=folder is not None,
+        evaluation=evaluation,
+        replicated=True,
+    )
+    with torch.random.fork_rng():
+        return loop.setup(spec, model=translator, train_dataset=train_items, eval_dataset=None)
+
+
 @dataclass(frozen=True)
 class Checkpoints:
     """Where :func:`fit` saves and resumes: the folder, the run key and the inputs
@@ -295,29 +304,8 @@ def fit(
     complete one resumed."""
     speed.tf32_matmuls(pair.device)
     pair.compiled = pair.device.type == "cuda"  # the target's layers, for the training forward
-    n_global = global_batch(p, len(train_items))
-    objective = Objective(pair)
     evaluation = Evaluations(pair, translator, eval_items, p, label)
-    hooks = loop.Hooks(
-        collate=lambda items: {"items": items},
-        loss=objective.loss,
-        count=lambda batch: 1,
-        tokens=objective.tokens,
-        order=BatchOrder(len(train_items), n_global, p["seed"]),
-        log_parts=objective.log_parts,
-        optimizer=lambda model, _: optimizer(translator, p),
-    )
-    spec = loop.Spec(
-        loop_params(p, n_global),
-        checkpoints.folder,
-        label,
-        pair.tgt_tok.pad_token_id,
-        hooks=hooks,
-        evaluation=evaluation,
-        replicated=True,
-    )
-    with torch.random.fork_rng():  # setup seeds torch: the dropout goes on from the translator's
-        run = loop.setup(spec, model=translator, train_dataset=train_items, eval_dataset=None)
+    run = loop_run(pair, translator, train_items, p, label, checkpoints.folder, evaluation)
     newest = resume.resume_point(checkpoints.folder, checkpoints.run_key, checkpoints.inputs)
     if newest is None:
         evaluation(0)
