@@ -25,6 +25,16 @@ def shipped_config(name: str) -> dict:
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
+#: the mask study at its real shape on other model families: overlays read after
+#: config/ministral3b.yaml -> (hub id, model_type, parameters as the planner counts them from the
+#: id's 'models:' entry in config/gpu_measurements.yaml)
+FAMILY_OVERLAYS = {
+    "llama3.2-3b.yaml": ("meta-llama/Llama-3.2-3B-Instruct", "llama", 3.213e9),
+    "qwen2.5-3b.yaml": ("Qwen/Qwen2.5-3B-Instruct", "qwen2", 3.086e9),
+    "gemma3-1b.yaml": ("google/gemma-3-1b-it", "gemma3_text", 1.000e9),
+}
+
+
 def validated(cfg: dict) -> dict:
     """A validated copy of cfg (defaults filled, as the Snakefile does)."""
     from ablate.core.config import validate_config

@@ -14,7 +14,16 @@ import shutil
 import jsonschema
 import pytest
 import yaml
-from helpers import ROOT, dry_run, dry_run_with, edit, load_workflow, shipped_config, validated
+from helpers import (
+    FAMILY_OVERLAYS,
+    ROOT,
+    dry_run,
+    dry_run_with,
+    edit,
+    load_workflow,
+    shipped_config,
+    validated,
+)
 
 from ablate.core.config import (
     config_schema,
@@ -370,11 +379,21 @@ def test_configfile_error(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "overlay", [[], ["config/ministral3b-original.yaml"]], ids=["lm_eval", "original"]
+    "overlay",
+    [
+        pytest.param([], id="lm_eval"),
+        pytest.param(["config/ministral3b-original.yaml"], id="original"),
+        # the other families: the first in the fast tier, the rest (seconds each) in the slow one
+        *(
+            pytest.param([f"config/{name}"], id=name, marks=[pytest.mark.slow] * (i > 0))
+            for i, name in enumerate(sorted(FAMILY_OVERLAYS))
+        ),
+    ],
 )
 def test_seed_study_dag_builds_offline(workflow_copy, overlay):
     """The real config plans the same stages, under lm-eval's protocol or the original study's
-    (the overlay); nothing is fetched by a dry run."""
+    (the overlay), and on the other model families (their overlays: the model's shape and family
+    from config/gpu_measurements.yaml's 'models:'); nothing is fetched by a dry run."""
     r = dry_run(workflow_copy, "-n", "--configfile", "config/ministral3b.yaml", *overlay)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "make_data" not in r.stdout  # hub data: no embedded world

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import FAMILY_OVERLAYS
 
 from ablate.core import checkpoint, phases, planner, provenance
 from ablate.core.checkpoint import CheckpointError
@@ -87,6 +88,7 @@ def test_fingerprint_of_a_checkpoint_comes_from_its_manifest(tmp_path, monkeypat
         ("ministral3b.yaml", 3.429e9),
         ("ministral3b-smoke.yaml", 3.429e9),
         ("ministral3b.yaml ministral8b.yaml", 8.020e9),  # an overlay, read after its base
+        *((f"ministral3b.yaml {name}", size) for name, (_, _, size) in FAMILY_OVERLAYS.items()),
     ],
 )
 def test_gpu_configs_request_the_disk_a_finetune_writes(name, size):

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 from checkout import copy_checkout, snakemake
-from helpers import EMBEDDED_RUN, MINISTRAL_RUN, SETUPS, planner_config, row
+from helpers import EMBEDDED_RUN, FAMILY_OVERLAYS, MINISTRAL_RUN, SETUPS, planner_config, row
 
 from ablate.core import planner
 from ablate.core.jobs import Job
@@ -1101,6 +1101,36 @@ def test_memory_divides_over_the_gpus_of_the_sharded_recipe():
         - act
         + 1024 * 4096 * (36 * 2 + ACTIVATION_BYTES) / 1e9
     )
+
+
+@pytest.mark.parametrize("name", FAMILY_OVERLAYS)
+def test_other_family_overlays_plan_every_job_offline(tmp_path, name):
+    """config/<family>.yaml over config/ministral3b.yaml: the hub model's size from its 'models:'
+    entry (offline, the published config.json), every job of the seed study planned on one H100
+    with its memory and time (no measurement at these sizes: the FLOP estimate), the finetunes on
+    one GPU, and a results folder of its own."""
+    path, _, size = FAMILY_OVERLAYS[name]
+    config = planner.load_config([REPO / "config" / "ministral3b.yaml", REPO / "config" / name])
+    assert config["mask"]["model"]["path"] == path and config["results"] == (
+        f"results/{name.removesuffix('.yaml')}"
+    )
+    config["plan"].update({"setups": [{"gpu": "H100 SXM"}]})
+    p = planner.make_plan(config, root=tmp_path, actuals=False)
+    t = p.table
+    check_arithmetic(t)
+    assert p.info["params"] == pytest.approx(size, rel=1e-3)
+    assert f"config.json of {path}" in p.info["params_source"]
+    jobs = t[t["job"] != planner.TOTAL]
+    evals = [
+        f"eval/{m}/{q}" for m in ("base", "3A", "3B", "5B") for q in ("causal", "prefill_bidir")
+    ]
+    finetunes = ["finetune/3A", "finetune/3B", "finetune/5B"]
+    assert jobs["job"].tolist() == ["leakage/causal", "leakage/prefix_bidir", *finetunes, *evals]
+    assert (jobs["fits_memory"] == "yes").all() and jobs["est_s"].notna().all()
+    assert (jobs["memory_gb"] < 80).all() and jobs["throughput_source"].str.startswith(
+        "flop-estimate"
+    ).all()
+    assert not pd.isna(row(t, "1x H100 SXM", planner.TOTAL)["est_s"])
 
 
 def test_a_model_larger_than_one_gpu_plans_onto_the_smallest_setup_where_it_fits(tmp_path):

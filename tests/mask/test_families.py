@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
+from helpers import FAMILY_OVERLAYS, ROOT
 
+from ablate.core import planner
 from ablate.core.modeling import load_causal_lm
 from ablate.mask import families
 
@@ -78,6 +81,28 @@ def test_study_check_reads_the_model_offline(tmp_path):
         )
     families.check_study(_study("nobody/not-in-any-cache"), ["sdpa"], measurements=measurements)
     families.check_study({"model": {"source": "embedded"}}, ["sdpa", "sdpa_prefix_split"])
+
+
+@pytest.mark.parametrize("name", FAMILY_OVERLAYS)
+def test_other_family_overlays_pass_the_parse_time_check_offline(name):
+    """config/<family>.yaml over config/ministral3b.yaml: its model is read offline from the
+    'models:' entry (as in a dry run, where the hub is not asked), its family is proven, and
+    every backend the study runs (the finetunes', the evaluations', the probe's) is one its
+    audit covers (not flex_attention: the overlay sets sdpa_prefix_split)."""
+    from ablate.mask import study
+
+    path, model_type, _ = FAMILY_OVERLAYS[name]
+    config = planner.load_config([ROOT / "config" / "ministral3b.yaml", ROOT / "config" / name])
+    measurements = ROOT / config["plan"]["measurements"]
+    models = yaml.safe_load(measurements.read_text())["models"]
+    found = families.read_model_config(path, None, models)
+    assert found is not None and found[1] == f"'models:' entry of {path}"
+    assert found[0]["model_type"] == model_type
+    backends = families.study_backends(study.variants_of(config))
+    assert "flex_attention" not in backends
+    families.check_study(config["mask"], backends, measurements=measurements)
+    with pytest.raises(families.UnprovenFamilyError, match="'flex_attention'"):
+        families.check_study(config["mask"], ["flex_attention"], measurements=measurements)
 
 
 def test_embedded_pretraining_backend_is_checked():

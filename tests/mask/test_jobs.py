@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pytest
 from checkout import copy_checkout, snakemake
+from helpers import FAMILY_OVERLAYS
 
 from ablate.core import planner
 from ablate.mask import study
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["config/config.yaml", "config/ministral3b.yaml"]
+#: the overlays on other model families, each after config/ministral3b.yaml (their dry runs:
+#: seconds each, so in the slow tier; the job list itself is checked in the fast one)
+OVERLAYS = [f"config/ministral3b.yaml config/{name}" for name in FAMILY_OVERLAYS]
 # the target rule, the core's plan rules and STATUS.md
 NOT_STUDY_RULES = {"all", "plan", "plan_estimate", "status"}
 
@@ -25,8 +29,8 @@ def fresh(tmp_path_factory):
 
 
 def config_of(name: str) -> dict:
-    """The config as the rules get it: schema defaults filled."""
-    return planner.load_config(ROOT / name)
+    """The config as the rules get it: schema defaults filled (``name``: config files, in order)."""
+    return planner.load_config([ROOT / n for n in name.split()])
 
 
 def dry_run_jobs(stdout: str) -> list[tuple[str, frozenset[str], str | None]]:
@@ -45,10 +49,12 @@ def dry_run_jobs(stdout: str) -> list[tuple[str, frozenset[str], str | None]]:
     return jobs
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize(
+    "name", [*CONFIGS, *(pytest.param(n, marks=pytest.mark.slow) for n in OVERLAYS)]
+)
 def test_the_rules_run_exactly_the_job_list(fresh, name):
     config = config_of(name)
-    r = snakemake(fresh, "-n", "--configfile", name, timeout=300)
+    r = snakemake(fresh, "-n", "--configfile", *name.split(), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     # the mask study's jobs (the bridge study's own list: tests/bridge/test_bridge_pipeline.py)
     ran = [
@@ -62,7 +68,7 @@ def test_the_rules_run_exactly_the_job_list(fresh, name):
     assert len(ran) == len(listed) == len({j.name for j in study.jobs(config)})
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", [*CONFIGS, *OVERLAYS])
 def test_every_planned_job_is_a_job_of_the_list(name, monkeypatch):
     monkeypatch.chdir(ROOT)  # the measurements file is relative to the repository root
     """The planner forecasts the jobs with a kind, with the job list's record and benchmark."""
