@@ -5,9 +5,9 @@ turn and the positions whose logits move are compared with the dependency set th
 defines, composed over the layers (exact for random weights). Rows of a padded batch must equal
 the example run alone, and every backend must agree with eager (fp32, <= 1e-5).
 
-flex_attention compiles on CPU for ~20 s per mask function and once crashed the interpreter
-(findings 1), so its audit runs in a subprocess (this file run as a script) and only for the
-Ministral-3 family; eager, sdpa and the split-sdpa backend run in-process for every family.
+flex_attention compiles on CPU for seconds per mask function and once crashed the interpreter
+(findings 1), so its audit runs in a subprocess (this file run as a script, slow) for the families
+of FLEX_AUDITS; eager, sdpa and the split-sdpa backend run in-process for every family.
 """
 
 from __future__ import annotations
@@ -324,6 +324,13 @@ def test_dependency_margin():
     assert max(r["indep_max"] for r in results) < CHANGED / 30
 
 
+#: the family whose text model the Mistral3 wrapper loads (its flex proof is this family's)
+FLEX_FAMILY = "ministral3"
+#: model_type -> the config the flex_attention subprocess audits (family of _config, overrides):
+#: the study model's family, and Mistral (Ministral-8B's) with a window
+FLEX_AUDITS = {"ministral3": ("ministral3", {}), "mistral": ("mistral", {"sliding_window": 3})}
+
+
 @pytest.fixture(scope="module")
 def flex_results():
     proc = subprocess.run(
@@ -339,11 +346,13 @@ def flex_results():
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # the subprocess compiles a flex kernel per mask: about a minute on 2 cores
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("policy", masks.POLICIES)
-def test_audit_flex_attention(flex_results, policy, side):
-    res = flex_results[f"{policy}/{side}"]
-    check(res["flex_attention"], res["eager"], f"ministral3/flex_attention/{policy}/{side}")
+@pytest.mark.parametrize("model_type", sorted(FLEX_AUDITS))
+def test_audit_flex_attention(flex_results, model_type, policy, side):
+    res = flex_results[f"{model_type}/{policy}/{side}"]
+    check(res["flex_attention"], res["eager"], f"{model_type}/flex_attention/{policy}/{side}")
 
 
 @pytest.mark.parametrize("policy", masks.POLICIES)
@@ -643,11 +652,13 @@ def test_family_proven(model_type, request):
             check_decode(with_impl(build(family, **overrides), impl), f"{model_type}/{impl}")
     if families.FLEX in families.PROVEN[model_type].backends:
         flex = request.getfixturevalue("flex_results")
+        # the wrapper's flex proof is its loaded text model's
+        audited = model_type if model_type in FLEX_AUDITS else FLEX_FAMILY
         for policy in masks.POLICIES:
             for side in SIDES:
-                res = flex[f"{policy}/{side}"]
-                check(res["flex_attention"], res["eager"], f"flex/{policy}/{side}")
-        assert build(FAMILIES[model_type][0][0]).config.model_type == FLEX_FAMILY
+                res = flex[f"{audited}/{policy}/{side}"]
+                check(res["flex_attention"], res["eager"], f"flex/{audited}/{policy}/{side}")
+        assert build(FAMILIES[model_type][0][0]).config.model_type == audited
 
 
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
@@ -683,8 +694,9 @@ def test_registry_matches_the_audit():
                 continue
             assert _config(family, **overrides).model_type == model_type
     with_flex = {t for t, f in families.PROVEN.items() if families.FLEX in f.backends}
-    assert with_flex == {"ministral3", "mistral3"}  # _flex_main audits ministral3, the text
-    # model mistral3's loader returns (test_family_proven checks the loaded model's type)
+    # _flex_main audits FLEX_AUDITS; mistral3's loader returns ministral3's text model
+    # (test_family_proven checks the loaded model's type)
+    assert with_flex == {*FLEX_AUDITS, "mistral3"}
 
 
 def test_vlm_wrapper_loads_its_text_model():
@@ -736,21 +748,18 @@ def test_bidirectional_config_overrides_the_policy_upstream():
 # ----------------------------------------------------------------------------- subprocess
 
 
-#: the family the flex_attention subprocess audits
-FLEX_FAMILY = "ministral3"
-
-
 def _flex_main() -> None:
     torch.set_num_threads(1)
-    model = build(FLEX_FAMILY)
     out = {}
-    for policy in masks.POLICIES:
-        for side in SIDES:
-            out[f"{policy}/{side}"] = {
-                impl: audit(with_impl(model, impl), policy, side)
-                for impl in ("eager", "flex_attention")
-            }
-            print(f"flex audit {policy}/{side} done", file=sys.stderr, flush=True)
+    for model_type, (family, overrides) in FLEX_AUDITS.items():
+        model = build(family, **overrides)
+        for policy in masks.POLICIES:
+            for side in SIDES:
+                out[f"{model_type}/{policy}/{side}"] = {
+                    impl: audit(with_impl(model, impl), policy, side)
+                    for impl in ("eager", "flex_attention")
+                }
+                print(f"flex audit {model_type}/{policy}/{side} done", file=sys.stderr, flush=True)
     print(json.dumps(out))
 
 

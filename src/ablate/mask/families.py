@@ -52,7 +52,9 @@ PROVEN: dict[str, Family] = {
         "vision-language wrapper: its ministral3 text model, loaded as modeling.load_causal_lm "
         "loads it; flex_attention through that text model's audit",
     ),
-    "mistral": Family(),
+    "mistral": Family(
+        (*IN_PROCESS, FLEX), "plain and with a window; flex_attention in a subprocess (windowed)"
+    ),
     "ministral": Family(note="alternating sliding and full layers"),
     "llama": Family(),
     "qwen2": Family(note="with and without its sliding-window layers"),
