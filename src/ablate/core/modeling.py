@@ -111,8 +111,8 @@ def load_causal_lm(
     (:func:`register_attention`); one known wrong on the target device (``device``, else CUDA when
     available) is refused before loading. ``config_check(config, attn_implementation)`` sees the
     model's config (a local folder's config.json as a dict, else the transformers config) before
-    any weight file is read, and raises to refuse the model (the mask study's:
-    ``ablate.mask.families.check_config``, which refuses a family its audit has not proven).
+    any weight file is read, and raises to refuse the model (a study's check, e.g. one that
+    refuses an architecture family its tests have not proven).
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
