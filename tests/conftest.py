@@ -24,13 +24,21 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 PIPELINE_RUNS = {"embedded_run", "bridge_run"}
 
 
+#: Tests that share one machine-wide resource run on one pytest-xdist worker, one after another
+#: (`-n 2 --dist loadgroup`): the local SLURM cluster's fixed ports, the fake Vast hosts' mounts.
+CLUSTER_GROUP = "cluster"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """A test that needs a whole embedded run is slow, marked so or not: `-m "not slow"` (the
-    fast tier) must never start one (before `-m` deselects)."""
+    fast tier) must never start one (before `-m` deselects). The cluster tests are one xdist
+    group."""
     for item in items:
         if PIPELINE_RUNS & set(item.fixturenames) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
 
 
 @pytest.fixture(scope="session")
@@ -88,17 +96,32 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def embedded_run(tmp_path_factory) -> Path:
+def embedded_run(tmp_path_factory, worker_id) -> Path:
     """The embedded default run once per session (`snakemake -c2`, every default target) in a
     checkout copy. Tests may read it and ask Snakemake about it (dry runs, no-op reruns); a test
     that changes files works on its own copy (shutil.copytree(..., symlinks=True) keeps mtimes).
+    Under pytest-xdist the workers share one run: the first to ask makes it, under a file lock in
+    the session's shared temporary folder, and the others wait for it.
     ABLATE_FINISHED_RUN=<folder> reuses a finished run instead (development)."""
     from checkout import run_embedded_default
+    from filelock import FileLock
 
     reuse = os.environ.get("ABLATE_FINISHED_RUN")
     if reuse:
         return Path(reuse)
-    return run_embedded_default(tmp_path_factory.mktemp("embedded"))
+    if worker_id == "master":  # no xdist
+        return run_embedded_default(tmp_path_factory.mktemp("embedded"))
+    shared = tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
+    folder, done = shared / "embedded", shared / "embedded.done"
+    with FileLock(str(shared / "embedded.lock")):
+        if not done.exists():
+            if folder.exists():  # a worker's earlier attempt failed half-way
+                import shutil
+
+                shutil.rmtree(folder)
+            run_embedded_default(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
