@@ -9,7 +9,7 @@ from ablate.mask import sft_data
 from ablate.mask import status as mask_status
 from ablate.mask import study as mask_study
 from ablate.mask.study import PATTERNS as P
-from ablate.mask.tasks import check_task_names
+from ablate.mask.tasks import check_task_names, own_tasks
 
 # the study's own config keys (config `mask:`), as the bridge's BRIDGE_CFG
 MASK = config["mask"]
@@ -19,13 +19,18 @@ EMBEDDED_DATA = MASK["data"]["source"] == "embedded"
 # A misspelled task fails here, at parse time (a dry run), not on the first GPU job; not again in
 # each spawned job. (A hub study's job list reads the same index for its tasks' datasets, pinned
 # in the evaluations' slice: a fresh node builds it once, 5-30 s, then reads its cache.)
-if workflow.is_main_process:
-    try:
+# The user's own task folders (mask.eval.task_dirs): task name -> its YAML and data files, every
+# one an input of every evaluation (a folder or YAML that cannot be read: one line, here).
+try:
+    OWN_TASKS = own_tasks(MASK["eval"]["task_dirs"])
+    if workflow.is_main_process:
         check_task_names(
-            [t["name"] for t in MASK["eval"]["tasks"]], embedded=EMBEDDED_DATA
+            [t["name"] for t in MASK["eval"]["tasks"]],
+            embedded=EMBEDDED_DATA,
+            own=OWN_TASKS,
         )
-    except ConfigError as exc:
-        raise WorkflowError(str(exc)) from None
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 # Every job of the study (ablate.mask.study.jobs): the plan rules forecast them, the recovery
 # table labels its rows with their stages. A variant or claims role the config gets wrong: one line.
 try:
@@ -86,7 +91,14 @@ def sft_input():
 
 
 def task_inputs():
+    """The generated tasks' folder (embedded)."""
     return [out(P["tasks"])] if EMBEDDED_DATA else []
+
+
+def own_task_inputs():
+    """The YAMLs of the user's task folders and the data files they name: an edit reruns the
+    evaluations (and the tables), and is in their run cache key."""
+    return sorted({f for files in OWN_TASKS.values() for f in files})
 
 
 def base_model_inputs():

@@ -8,6 +8,7 @@ rule eval_model:
         unpack(model_inputs),
         **hub_lock_input(not EMBEDDED_DATA),
         tasks=task_inputs(),
+        own_tasks=own_task_inputs(),
     output:
         metrics=out(P["eval_metrics"]),
         samples=out(P["eval_samples"]),

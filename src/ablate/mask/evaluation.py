@@ -144,7 +144,9 @@ class EvalSpec:
     ``protocol`` (how a request becomes a scored row: :data:`ablate.mask.policy_lm.PROTOCOLS`), and
     the pipeline's ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its
     hub dataset pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
-    loaded at that commit; None for the embedded tasks). ``device`` (None: a GPU when there is one)
+    loaded at that commit; None for the embedded tasks), ``task_dirs`` (folders of the user's own
+    task YAMLs, config ``mask.eval.task_dirs``: loaded with the ``task_dirs`` :func:`evaluate` is
+    given; None: none). ``device`` (None: a GPU when there is one)
     is the command line's, not a config key, and not in the recorded slice.
 
     The pipeline builds it from the job's slice (``EvalSpec(**slice)``: defaults filled in when
@@ -159,6 +161,7 @@ class EvalSpec:
     protocol: str
     ablated_policy: str | None = None
     datasets: dict[str, dict[str, Any]] | None = None
+    task_dirs: list[str] | None = None
     device: str | None = None
 
     @classmethod
@@ -183,7 +186,9 @@ class EvalSpec:
                     f"{what} given for task(s) not evaluated: {', '.join(sorted(bad))}"
                 )
         defaults = schema_defaults("properties/mask/properties/eval")
-        fields = {k: v for k, v in defaults.items() if k not in ("tasks", "ablated_policy")}
+        fields = {
+            k: v for k, v in defaults.items() if k not in ("tasks", "ablated_policy", "task_dirs")
+        }
         rows = [
             {"name": t, "metric": per_task(headline, t), "limit": per_task(limit, t)} for t in tasks
         ]
@@ -207,8 +212,9 @@ def evaluate(
     revision: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``spec.tasks`` under ``policy``; write metrics.json and
-    samples.parquet. ``model_id`` labels the model in the record (default: ``model``);
-    ``revision`` pins a hub id. Returns the metrics.json content.
+    samples.parquet. ``task_dirs``: folders of task YAMLs loaded before lm-eval's tasks, and
+    ``spec.task_dirs`` after them. ``model_id`` labels the model in the record (default:
+    ``model``); ``revision`` pins a hub id. Returns the metrics.json content.
     """
     tasks = [t["name"] for t in spec.tasks]
     limit = {t["name"]: t["limit"] for t in spec.tasks}
@@ -223,7 +229,9 @@ def evaluate(
         flush=True,
     )
     with phases("load_tasks"):
-        task_objs, local, task_manager = load_tasks(list(tasks), task_dirs, spec.datasets)
+        task_objs, local, task_manager = load_tasks(
+            list(tasks), [*task_dirs, *(spec.task_dirs or ())], spec.datasets
+        )
     samples_idx = _doc_indices(task_objs, limit)
     print(f"[eval] loading model {model}", flush=True)
     with phases("load_model"):  # the manifest's hashes checked while the weights load

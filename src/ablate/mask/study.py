@@ -460,8 +460,10 @@ def eval_slice(config: dict[str, Any]) -> tuple[dict[str, Any], str | dict[str, 
     """The evaluations' config slice and where the config sets its keys: ``mask.eval``, with the
     hub tasks' datasets (``datasets``: task -> path, name, commit) pinned by the hub revisions'
     lock (:func:`ablate.mask.tasks.pinned_datasets`), so a new pin reruns the evaluations and
-    never restores the old result. The embedded tasks (generated files) are the slice alone."""
-    node = config["mask"]["eval"]
+    never restores the old result. The embedded tasks (generated files) are the slice alone.
+    ``task_dirs`` (the user's task folders) is in it when set: a slice without, as before it
+    existed, for a study with none."""
+    node = {k: v for k, v in config["mask"]["eval"].items() if k != "task_dirs" or v}
     if config["mask"]["data"]["source"] == "embedded":
         return sorted_tree(node), "mask.eval"
     from ablate.core.hub_revisions import lock_path

@@ -98,30 +98,88 @@ def pinned_datasets(
     return out
 
 
+#: The config key of the user's own task folders.
+OWN_TASKS_KEY = "mask.eval.task_dirs"
+
+
+def own_tasks(dirs: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
+    """Task name -> its files (its YAML, then the local data files it names: ``dataset_kwargs.
+    data_files``) of every ``*.yaml`` in the folders ``dirs`` (config ``mask.eval.task_dirs``), as
+    the evaluation loads them (:func:`ablate.mask.lm_tasks.local_task_configs`). The files are the
+    evaluations' inputs: paths as given, a data file relative to the working directory when it
+    is under it. ConfigError naming the key: a folder that does not exist or holds no YAML, a
+    YAML that is no task or names a missing data file, a task name in two folders."""
+    import yaml
+
+    from ablate.mask.lm_tasks import TaskFileError, data_file_list, local_task_configs
+
+    found: dict[str, list[str]] = {}
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise ConfigError(f"invalid config at {OWN_TASKS_KEY}: {d} is not a folder")
+        try:
+            configs = local_task_configs(d)
+        except (TaskFileError, FileNotFoundError) as exc:
+            raise ConfigError(f"invalid config at {OWN_TASKS_KEY}: {exc}") from None
+        if not configs:
+            raise ConfigError(f"invalid config at {OWN_TASKS_KEY}: {d} holds no *.yaml task")
+        for path in sorted(Path(d).glob("*.yaml")):  # the YAML of each task, by its 'task' key
+            name = yaml.safe_load(path.read_text())["task"]
+            if name in found:
+                raise ConfigError(
+                    f"invalid config at {OWN_TASKS_KEY}: task {name} is in {found[name][0]} "
+                    f"and {path}"
+                )
+            data = [_relative(f) for f in data_file_list(configs[name])]
+            found[name] = [str(path), *data]
+    return found
+
+
+def _relative(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _unknown(names: list[str], known: Iterable[str], what: str, quote: bool) -> list[str]:
+    """``<name> is not <what> (did you mean <the closest known name>?)`` per unknown name."""
+    known = sorted(known)
+    problems = []
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{repr(name) if quote else name} is not {what}{hint}")
+    return problems
+
+
 def check_task_names(
-    names: Iterable[str], *, embedded: bool = False, cache: str | os.PathLike | None = None
+    names: Iterable[str],
+    *,
+    embedded: bool = False,
+    own: Iterable[str] = (),
+    cache: str | os.PathLike | None = None,
 ) -> None:
     """Raise ConfigError naming each of ``names`` (config ``mask.eval.tasks``) that is not a task of
-    the embedded world (``embedded``) or of lm-eval, with the closest known names."""
-    names = list(names)
+    the embedded world (``embedded``) or of lm-eval (its index and the original study's tasks),
+    nor one of the user's own tasks ``own`` (:func:`own_tasks`), with the closest known names;
+    and an own task that has the name of one of those (it would shadow it)."""
+    names, own = list(names), set(own)
     if embedded:
         # the embedded world's tasks are known without lm-eval's index
-        from ablate.mask.embedded import TASK_NAMES
+        from ablate.mask.embedded import TASK_NAMES as index
 
-        unknown = [n for n in names if n not in TASK_NAMES]
-        if unknown:
-            raise ConfigError(
-                f"invalid config at mask.eval.tasks: {', '.join(unknown)} is not an embedded task "
-                f"(mask.data.source: embedded has {', '.join(sorted(TASK_NAMES))})"
-            )
-        return
-    index = lm_eval_task_index(cache)
-    unknown = [n for n in names if n not in index]
-    if not unknown:
-        return
-    problems = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, sorted(index), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        problems.append(f"{name!r} is not an lm-eval task{hint}")
-    raise ConfigError(f"invalid config at mask.eval.tasks: {'; '.join(problems)}")
+        what = "an embedded task" + (f" nor in {OWN_TASKS_KEY}" if own else "")
+    else:
+        index = lm_eval_task_index(cache)
+        what = "an lm-eval task" + (f" nor in {OWN_TASKS_KEY}" if own else "")
+    shadow = sorted(own & set(index))
+    if shadow:
+        raise ConfigError(
+            f"invalid config at {OWN_TASKS_KEY}: {', '.join(shadow)} is already "
+            f"{'an embedded' if embedded else 'an lm-eval'} task: name yours another way"
+        )
+    problems = _unknown(names, [*index, *own], what, quote=not embedded)
+    if problems and embedded:  # what the embedded world has
+        problems[-1] += f" (mask.data.source: embedded has {', '.join(sorted(index))})"
+    if problems:
+        raise ConfigError(f"invalid config at mask.eval.tasks: {'; '.join(problems)}")
