@@ -24,21 +24,26 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 PIPELINE_RUNS = {"embedded_run", "bridge_run"}
 
 
-#: Tests that share one machine-wide resource run on one pytest-xdist worker, one after another
-#: (`-n 2 --dist loadgroup`): the local SLURM cluster's fixed ports, the fake Vast hosts' mounts.
-CLUSTER_GROUP = "cluster"
+#: Tests that share one resource run on one pytest-xdist worker, one after another (`-n 2 --dist
+#: loadgroup`): the cluster tests (the local SLURM cluster's fixed ports, the fake Vast hosts'
+#: mounts), and the tests of the session's embedded run (they run Snakemake in its folder and
+#: write edited configs there, as when the suite ran in one process).
+CLUSTER_GROUP, EMBEDDED_GROUP = "cluster", "embedded"
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """A test that needs a whole embedded run is slow, marked so or not: `-m "not slow"` (the
     fast tier) must never start one (before `-m` deselects). The cluster tests are one xdist
-    group."""
+    group, the other tests of the embedded run another (a cluster test only reads or copies it)."""
     for item in items:
-        if PIPELINE_RUNS & set(item.fixturenames) and not item.get_closest_marker("slow"):
+        uses_run = bool(PIPELINE_RUNS & set(item.fixturenames))
+        if uses_run and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
+        elif uses_run:
+            item.add_marker(pytest.mark.xdist_group(EMBEDDED_GROUP))
 
 
 @pytest.fixture(scope="session")
