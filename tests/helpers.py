@@ -74,8 +74,10 @@ def dry_run(wd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedP
 
 
 def dry_run_with(wd: Path, cfg: dict, *base: str) -> subprocess.CompletedProcess:
-    """`snakemake -n` with ``cfg`` as the config file, merged over the config files ``base``."""
-    path = wd / "config" / "edited.yaml"
+    """`snakemake -n` with ``cfg`` as the config file, merged over the config files ``base``. The
+    file is written beside config/, not in it: a later test's message that names the config file
+    of a results folder (config/*.yaml) must not find this one."""
+    path = wd / "edited.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return dry_run(wd, "-n", "--configfile", *base, str(path))
 
