@@ -1,6 +1,6 @@
 """Helpers shared by several test modules (a test module imports helpers from here, never from
 another test module): shipped configs, dry runs and their job lists, the planner's fixture runs,
-fabricated bridge and claims inputs, a tiny Llama, the training tests' fast params and
+fabricated bridge and claims inputs, a tiny Llama and Mistral3, the training tests' fast params and
 learnable SFT rows. Fixtures shared across modules live in
 conftest.py; checkout copies and the embedded run in checkout.py."""
 
@@ -260,6 +260,27 @@ def tiny_llama(hidden: int, intermediate: int, layers: int, heads: int, kv_heads
     )  # fmt: skip
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg).eval()
+
+
+def tiny_mistral3(text_config):
+    """A random-init tiny Mistral3ForConditionalGeneration (the study model's class: a pixtral
+    vision tower around ``text_config``, a ministral3 config), seeded."""
+    import torch
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    vision = dict(
+        model_type="pixtral",
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        head_dim=8,
+        image_size=32,
+        patch_size=16,
+    )
+    cfg = Mistral3Config(text_config=text_config, vision_config=vision, spatial_merge_size=1)
+    torch.manual_seed(0)
+    return Mistral3ForConditionalGeneration(cfg)
 
 
 # ---------------------------------------------------------------- training runs (tests of the loop)

@@ -255,23 +255,13 @@ def test_registered_in_lm_eval(tiny_model_dir):
 
 def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
     """The real model's class: a tiny Mistral3ForConditionalGeneration, saved with Tekken."""
-    from transformers import (
-        Mistral3Config,
-        Mistral3ForConditionalGeneration,
-        PixtralVisionConfig,
-    )
+    from helpers import tiny_mistral3
 
     from ablate.mask.policy_lm import MaskPolicyLM
     from ablate.mask.scoring import score_naive
     from ablate.mask.tiny import tiny_ministral3_config
 
-    vision = PixtralVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        head_dim=16, image_size=64, patch_size=16,
-    )  # fmt: skip
-    cfg = Mistral3Config(text_config=tiny_ministral3_config(), vision_config=vision)
-    torch.manual_seed(0)
-    vlm = Mistral3ForConditionalGeneration(cfg).eval()
+    vlm = tiny_mistral3(tiny_ministral3_config()).eval()
     vlm.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
 

@@ -111,27 +111,16 @@ def _vlm_text_model(dtype=torch.float32, **overrides):
     import shutil
     import tempfile
 
-    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+    from helpers import tiny_mistral3
 
     from ablate.core.modeling import load_causal_lm
     from ablate.mask import families
 
-    vision = dict(
-        model_type="pixtral",
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        head_dim=8,
-        image_size=32,
-        patch_size=16,
-    )
-    text = _config("ministral3", **overrides).to_dict()
-    cfg = Mistral3Config(text_config=text, vision_config=vision, spatial_merge_size=1)
-    torch.manual_seed(0)
     folder = tempfile.mkdtemp(prefix="tiny-mistral3-")
     try:
-        Mistral3ForConditionalGeneration(cfg).to(dtype).save_pretrained(folder)
+        tiny_mistral3(_config("ministral3", **overrides).to_dict()).to(dtype).save_pretrained(
+            folder
+        )
         return load_causal_lm(folder, dtype=dtype, verify=False, config_check=families.check_config)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
