@@ -1,4 +1,5 @@
-"""prepare_model (embedded): Tekken tokenizer, tiny Ministral-3 pretrained causally, model card."""
+"""prepare_model (embedded): Tekken tokenizer, tiny model (mask.model.embedded.family) pretrained
+causally, model card."""
 
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ summary = pretrain(
     corpus=snakemake.input.corpus,
     tokenizer_dir=out.tokenizer,
     arch=emb["arch"],
+    family=emb["family"],
     params=emb["pretrain"],
     out_dir=Path(out.summary).parent,
     config_slice=cfg,

@@ -174,13 +174,16 @@ def study_backends(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 def check_study(mask: Mapping[str, Any], backends: Iterable[str], *, measurements=None) -> None:
     """The mask study's base model, checked when the workflow is parsed (before any job): the
-    embedded model is a tiny Ministral-3; a pretrained one is read offline
+    embedded model is a tiny one of ``mask.model.embedded.family`` (its model_type); a pretrained
+    one is read offline
     (:func:`read_model_config`; ``measurements``: the planner's file, for its ``models:``)."""
     model = mask["model"]
     if model["source"] == "embedded":
-        pretrain = model.get("embedded", {}).get("pretrain", {}).get("attn_implementation")
+        embedded = model.get("embedded", {})
+        pretrain = embedded.get("pretrain", {}).get("attn_implementation")
         backends = [*backends, *([pretrain] if pretrain else [])]
-        check("ministral3", backends, what="the embedded model (mask.model.source: embedded)")
+        family = embedded.get("family", "ministral3")  # tiny_config's families: their model_type
+        check(family, backends, what=f"the embedded model (mask.model.embedded.family: {family})")
         return
     models = None
     if measurements is not None and Path(measurements).is_file():

@@ -60,12 +60,13 @@ class MaskPlanner:
         m = self.mask["model"]
         try:
             if self.embedded_model:
-                from ablate.mask.tiny import tiny_ministral3_config
+                from ablate.mask.tiny import tiny_config
 
-                arch = (m.get("embedded") or {}).get("arch") or {}
+                emb = m.get("embedded") or {}
+                family = emb.get("family", "ministral3")
                 return (
-                    model_shape(tiny_ministral3_config(**arch)),
-                    "embedded tiny Ministral-3 (mask.model.embedded.arch)",
+                    model_shape(tiny_config(family, **(emb.get("arch") or {}))),
+                    f"embedded tiny {family} (mask.model.embedded)",
                 )
             return shape_of_hub_model(m["path"], m.get("revision"), self.ref.models, self.ref.path)
         except Exception as exc:  # an unbuildable shape: no size, every row says why
@@ -317,9 +318,10 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
     """The mask study's planned jobs (those with a kind: the GPU-capable ones) for the planner."""
     mp = MaskPlanner(config, ref, Path(root))
     m = config["mask"]["model"]
+    family = (m.get("embedded") or {}).get("family", "ministral3")
     return StudyPlan(
         study="mask",
-        model=m.get("path") or "embedded tiny Ministral-3",
+        model=m.get("path") or f"embedded tiny {family}",
         params=mp.params,
         params_source=mp.params_source,
         jobs=[mp.planned(j) for j in mp.jobs.values() if j.kind],

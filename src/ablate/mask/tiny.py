@@ -1,5 +1,6 @@
-"""The embedded tiny Ministral-3: the real Tekken tokenizer shipped by the mistral-common package
-(so no hub access is ever needed), the scaled-down config and its random-init builder."""
+"""The embedded tiny model: the real Tekken tokenizer shipped by the mistral-common package (so
+no hub access is ever needed), the scaled-down config of a family (Ministral-3 by default, or
+Llama or Qwen2) and its random-init builder."""
 
 from __future__ import annotations
 
@@ -70,13 +71,32 @@ MINISTRAL3_3B = dict(
 )
 
 
-def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
-    """A Ministral-3 text config of the real architecture, scaled down: the sizes of the config
-    schema's ``mask.model.embedded.arch`` defaults, then ``overrides``. ``vocab_size`` defaults to
-    Tekken's (the pipeline passes its tokenizer's)."""
-    from transformers import Ministral3Config
+#: the architecture families ``mask.model.embedded.family`` can build (the schema's enum)
+FAMILIES = ("ministral3", "llama", "qwen2")
 
-    from ablate.core.config import schema_defaults
+#: Ministral-3's rope: yarn at factor 1 (so plain rope) with its llama-4 position scaling
+MINISTRAL3_ROPE = {
+    "rope_type": "yarn",
+    "rope_theta": 1_000_000.0,
+    "factor": 1.0,
+    "original_max_position_embeddings": 2048,
+    "max_position_embeddings": 2048,
+    "beta_fast": 32.0,
+    "beta_slow": 1.0,
+    "mscale": 1.0,
+    "mscale_all_dim": 1.0,
+    "llama_4_scaling_beta": 0.1,
+}
+
+
+def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
+    """The transformers config of a tiny model of ``family`` (:data:`FAMILIES`): the sizes of the
+    config schema's ``mask.model.embedded.arch`` defaults, Tekken's special-token ids, then
+    ``overrides``. ``vocab_size`` defaults to Tekken's (the pipeline passes its tokenizer's). An
+    ``arch`` key the family cannot honour is refused, never ignored."""
+    import transformers
+
+    from ablate.core.config import ConfigError, schema_defaults
 
     params: dict[str, Any] = dict(
         **schema_defaults("$defs/embedded_model/properties/arch"),
@@ -84,29 +104,51 @@ def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=11,
-        rope_parameters={
-            "rope_type": "yarn",
-            "rope_theta": 1_000_000.0,
-            "factor": 1.0,
-            "original_max_position_embeddings": 2048,
-            "max_position_embeddings": 2048,
-            "beta_fast": 32.0,
-            "beta_slow": 1.0,
-            "mscale": 1.0,
-            "mscale_all_dim": 1.0,
-            "llama_4_scaling_beta": 0.1,
-        },
     )
     params.update(overrides)
-    return Ministral3Config(**params)
+    if family == "ministral3":
+        return transformers.Ministral3Config(**{"rope_parameters": dict(MINISTRAL3_ROPE), **params})
+    params.setdefault("rope_parameters", {"rope_type": "default", "rope_theta": 1_000_000.0})
+    window = params.pop("sliding_window", None)
+    if family == "llama":  # LlamaConfig has no window: a set one would be silently ignored
+        if window is not None:
+            raise ConfigError(
+                f"mask.model.embedded.arch.sliding_window: {window}: the llama family has no "
+                "sliding window; set it to null or use family ministral3 or qwen2"
+            )
+        return transformers.LlamaConfig(**params)
+    if family == "qwen2":
+        # its window covers the layers from max_window_layers on: 0 = every layer, as
+        # Ministral-3's does. Qwen2Config declares no head_dim; it keeps it, and the modeling
+        # reads it (tests/mask/test_embedded_family.py builds one), where the config kept it.
+        config = transformers.Qwen2Config(
+            **params,
+            use_sliding_window=window is not None,
+            sliding_window=window,
+            max_window_layers=0,
+        )
+        kept = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        if params.get("head_dim") not in (None, kept):
+            raise ConfigError(
+                f"mask.model.embedded.arch.head_dim: {params.get('head_dim')}: this transformers' "
+                "Qwen2Config does not keep it; leave it at hidden_size / num_attention_heads"
+            )
+        return config
+    raise ConfigError(f"mask.model.embedded.family: {family!r} is not one of {', '.join(FAMILIES)}")
+
+
+def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
+    """:func:`tiny_config` of the ministral3 family (the benches' and tests' name)."""
+    return tiny_config("ministral3", vocab_size, **overrides)
 
 
 def build_tiny_model(config, seed: int = 0, device: str | torch.device = "cpu"):
-    """A randomly initialised model, built on ``device`` (a GPU builds and initialises 3.4 B
-    parameters in seconds; the host took minutes in fp32). The same seed gives the same weights
-    on the same kind of device only: CPU and CUDA random streams differ."""
-    from transformers import Ministral3ForCausalLM
+    """A randomly initialised causal LM of ``config`` (any family of :func:`tiny_config`), built
+    on ``device`` (a GPU builds and initialises 3.4 B parameters in seconds; the host took
+    minutes in fp32). The same seed gives the same weights on the same kind of device only: CPU
+    and CUDA random streams differ."""
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     with torch.device(device):
-        return Ministral3ForCausalLM(config)
+        return AutoModelForCausalLM.from_config(config)

@@ -236,8 +236,10 @@ def pretrain(
     params: dict | None,
     out_dir: str | os.PathLike,
     config_slice: Any = None,
+    family: str = "ministral3",
 ) -> dict[str, Any]:
-    """Causal pretraining of a fresh tiny Ministral-3 (``tiny_ministral3_config(**arch)``) on ``corpus``."""
+    """Causal pretraining of a fresh tiny model of ``family`` (``tiny_config(family, **arch)``:
+    ``mask.model.embedded``'s) on ``corpus``."""
     from ablate.core import modeling
     from ablate.mask import tiny
 
@@ -263,7 +265,7 @@ def pretrain(
         ("pad_token_id", tokenizer.pad_token_id),
     ):
         arch.setdefault(key, tok_id)
-    config = tiny.tiny_ministral3_config(**arch)
+    config = tiny.tiny_config(family, **arch)
     config._attn_implementation = p["attn_implementation"]
     with phases("build_model"):
         # random init where it trains: on a GPU, not 3.4 B fp32 on the host
@@ -281,6 +283,7 @@ def pretrain(
         "kind": "pretrain",
         "corpus": str(corpus),
         "tokenizer": str(tokenizer_dir),
+        "family": family,
         "arch": arch,
         "params": p,
     }
@@ -291,6 +294,7 @@ def pretrain(
         run_key=run_key,
         summary_extra={
             "corpus": str(corpus),
+            "family": family,
             "arch": arch,
             "n_train_blocks": len(train_blocks),
             "n_eval_blocks": len(eval_blocks),
