@@ -35,6 +35,22 @@ FAMILY_OVERLAYS = {
 }
 
 
+#: The mask study's shipped config sets (file names under config/, read in order, a later one
+#: merged over the earlier ones): the embedded default and its overlays, the real study and its
+#: overlays, the smoke run. The first two are the base configs (the fast tier dry-runs them).
+MASK_CONFIG_SETS = [
+    ["config.yaml"],
+    ["ministral3b.yaml"],
+    ["config.yaml", "seeds3.yaml"],
+    ["config.yaml", "models-embedded.yaml"],
+    ["ministral3b.yaml", "ministral3b-original.yaml"],
+    ["ministral3b.yaml", "ministral8b.yaml"],
+    ["ministral3b.yaml", "families3b.yaml"],
+    ["ministral3b-smoke.yaml"],
+    *(["ministral3b.yaml", name] for name in FAMILY_OVERLAYS),
+]
+
+
 def validated(cfg: dict) -> dict:
     """A validated copy of cfg (defaults filled, as the Snakefile does)."""
     from ablate.core.config import validate_config

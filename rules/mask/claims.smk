@@ -1,17 +1,13 @@
 # The mask study's claims table: each claim of the study (config `mask.claims:`, docs/claims.md)
 # computed from the evaluations' per-item results as supported / not supported / inconclusive /
-# not run, with the numbers, the paired test and its p-value.
+# not run, with the numbers, the paired test and its p-value (each model's own, in its folder,
+# for a multi-model config; then each claim counted over the models).
 from ablate.mask.study import resolve_claims
 
 try:
     MASK_CLAIMS = resolve_claims(MASK["claims"], VARIANTS)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-
-# the evaluations the claims read: the upstream of the job list's claims job (the base model
-# and each variant a role names), so STATUS and the planner see the inputs Snakemake does
-_CLAIMS_JOB = next(j for j in MASK_JOBS if j.rule == "mask_claims")
-MASK_CLAIMS_EVALS = [j for j in MASK_JOBS if j.name in _CLAIMS_JOB.upstream]
 
 
 localrules:
@@ -20,21 +16,21 @@ localrules:
 
 rule mask_claims:
     input:
-        metrics=[j.outputs["metrics"] for j in MASK_CLAIMS_EVALS],
-        samples=[j.outputs["samples"] for j in MASK_CLAIMS_EVALS],
+        unpack(claims_evals),
     output:
-        csv=out(P["claims_csv"]),
-        md=out(P["claims_md"]),
+        csv=mout("claims_csv"),
+        md=mout("claims_md"),
         # the report opens HTML from its icon (a CSV or .md is only offered as a download)
         html=report(
-            out(P["claims_html"]),
+            mout("claims_html"),
             caption="../../workflow/report/claims.rst",
             category="Claims",
+            subcategory=REPORT_MODEL,
             labels={"table": "mask study claims"},
         ),
-        tex=out(P["claims_tex"]),
+        tex=mout("claims_tex"),
     log:
-        out(P["claims_log"]),
+        mout("claims_log"),
     conda:
         "../../environment.yml"
     params:
@@ -45,3 +41,32 @@ rule mask_claims:
         sft_formats=sorted({v["params"]["sft_format"] for v in VARIANTS.values()}),
     script:
         "../../workflow/scripts/mask_claims.py"
+
+
+if LMS:
+
+    localrules:
+        models_claims,
+
+    # A multi-model config: each claim counted over the models, each model's verdicts beside it.
+    rule models_claims:
+        input:
+            tables=expand(mout("claims_csv"), lm=LMS),
+        output:
+            csv=out(P["claims_csv"]),
+            md=out(P["claims_md"]),
+            html=report(
+                out(P["claims_html"]),
+                caption="../../workflow/report/claims.rst",
+                category="Claims",
+                labels={"table": "mask study claims, every model"},
+            ),
+            tex=out(P["claims_tex"]),
+        log:
+            out(P["models_claims_log"]),
+        conda:
+            "../../environment.yml"
+        params:
+            models=LMS,
+        script:
+            "../../workflow/scripts/models_claims.py"

@@ -5,6 +5,7 @@
 import sys
 
 from ablate.mask import families as mask_families
+from ablate.mask import models as mask_models
 from ablate.mask import sft_data
 from ablate.mask import status as mask_status
 from ablate.mask import study as mask_study
@@ -13,7 +14,15 @@ from ablate.mask.tasks import check_task_names, own_tasks
 
 # the study's own config keys (config `mask:`), as the bridge's BRIDGE_CFG
 MASK = config["mask"]
-EMBEDDED_MODEL = MASK["model"]["source"] == "embedded"
+# Models as a study dimension (mask.models, ablate.mask.models): each model's files in its
+# folder, the rules' {lm} wildcard; [] and no folder for the one model of mask.model.
+LMS = mask_models.names(config)
+IN_MODEL = f"{mask_models.MODEL_DIR}/" if LMS else ""
+try:  # each model's base model: mask.model with its entry of mask.models over it
+    LM_MODELS = {lm: mask_models.model_of(config, lm) for lm in LMS}
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+EMBEDDED_MODEL = (LM_MODELS[LMS[0]] if LMS else MASK["model"])["source"] == "embedded"
 EMBEDDED_DATA = MASK["data"]["source"] == "embedded"
 # the hub-offline switch is per job: each script sets it from its study (ablate.studies.hub_switch)
 # A misspelled task fails here, at parse time (a dry run), not on the first GPU job; not again in
@@ -40,13 +49,16 @@ try:
     # the outputs of the finished finetune it would replace (a local file's rows are counted)
     if workflow.is_main_process:
         mask_study.check_eval_sizes(config, VARIANTS)
+        mask_models.check(config)
         # a model family (or backend) whose mask policies no audit has proven: refused here,
         # before any job, when its config.json can be read offline; else when it loads
-        mask_families.check_study(
-            MASK,
-            mask_families.study_backends(VARIANTS),
-            measurements=config["plan"]["measurements"],
-        )
+        for _lm in LMS or [None]:
+            mask_families.check_study(
+                mask_models.model_config(config, _lm)["mask"] if _lm else MASK,
+                mask_families.study_backends(VARIANTS),
+                measurements=config["plan"]["measurements"],
+                where=f"mask.models.{_lm}" if _lm else "mask.model",
+            )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 MODELS = mask_study.models(VARIANTS)
@@ -55,23 +67,50 @@ res, resources_of = resource_helpers(MASK["resources"])
 JOBS.extend(MASK_JOBS)
 
 
-def outputs_of(rule, name):
-    """The output `name` of every job of `rule`, in job-list order."""
-    return [j.outputs[name] for j in MASK_JOBS if j.rule == rule]
+def outputs_of(rule, name, wildcards=None):
+    """The output `name` of every job of `rule`, in job-list order (of the job's model, for a
+    rule with an {lm} wildcard)."""
+    lm = wildcards.get("lm") if wildcards else None
+    return [
+        j.outputs[name] for j in mask_models.of_model(MASK_JOBS, lm) if j.rule == rule
+    ]
+
+
+def mout(key):
+    """A file of one model's study (PATTERNS[key]), in the model's folder, as an output or log."""
+    return out(IN_MODEL + P[key])
+
+
+def model_file(key, wildcards, **values):
+    """One model's file for a job's wildcards (its {lm}) and ``values``: an input."""
+    return mout(key).format(**({"lm": wildcards.lm} if LMS else {}), **values)
+
+
+def job_of(rule, wildcards):
+    """The job of `rule` for these wildcards (its model's, for a rule with an {lm} wildcard)."""
+    lm = wildcards.get("lm")
+    return next(j for j in mask_models.of_model(MASK_JOBS, lm) if j.rule == rule)
+
+
+# the report's entries of one model's files: under its name (a multi-model config)
+REPORT_MODEL = "{lm}" if LMS else None
 
 
 wildcard_constraints:
     variant="|".join(sorted(VARIANTS)),
     model="|".join(MODELS),
     policy="|".join(mask_study.POLICIES),
+    lm="|".join(LMS) or "-",
 
 
 # ---------------------------------------------------------------- params (sorted sub-trees)
 
 
-def recovery_params():
-    """What the table needs to label rows: per metrics.json, its stage, variant, training policy."""
-    return sorted_tree(mask_study.recovery_labels(MASK_JOBS))
+def recovery_params(wildcards):
+    """What the table needs to label rows: per metrics.json, its stage, variant, training policy
+    (of the job's model's evaluations)."""
+    jobs = mask_models.of_model(MASK_JOBS, wildcards.get("lm"))
+    return sorted_tree(mask_study.recovery_labels(jobs))
 
 
 # ---------------------------------------------------------------- inputs and resources
@@ -101,23 +140,27 @@ def own_task_inputs():
     return sorted({f for files in OWN_TASKS.values() for f in files})
 
 
-def base_model_inputs():
-    """The base model's files, declared by every job that loads the model, because an executor
-    without a shared filesystem (Vast) ships declared inputs only. The embedded model is the
-    workflow's own; a local model directory is the user's. A hub id is no file; each job loads
-    the card's pinned revision itself (model_card.locate)."""
-    base = out(P["base_model"]) if EMBEDDED_MODEL else MASK["model"]["path"]
+def base_model_inputs(wildcards):
+    """The base model's files (of the job's model), declared by every job that loads the model,
+    because an executor without a shared filesystem (Vast) ships declared inputs only. The
+    embedded model is the workflow's own; a local model directory is the user's. A hub id is no
+    file; each job loads the card's pinned revision itself (model_card.locate)."""
+    model = LM_MODELS[wildcards.lm] if LMS else MASK["model"]
+    base = model_file("base_model", wildcards) if EMBEDDED_MODEL else model["path"]
     local = EMBEDDED_MODEL or os.path.isdir(base)
-    return {"card": out(P["model_card"]), **({"base": base} if local else {})}
+    return {
+        "card": model_file("model_card", wildcards),
+        **({"base": base} if local else {}),
+    }
 
 
 def model_inputs(wildcards):
     """The evaluated model: the base model, or a finetune's final checkpoint + summary."""
     if wildcards.model == "base":
-        return base_model_inputs()
+        return base_model_inputs(wildcards)
     return {
-        "checkpoint": out(P["finetune_model"].format(variant=wildcards.model)),
-        "summary": out(P["finetune_summary"].format(variant=wildcards.model)),
+        "checkpoint": model_file("finetune_model", wildcards, variant=wildcards.model),
+        "summary": model_file("finetune_summary", wildcards, variant=wildcards.model),
     }
 
 
@@ -140,3 +183,15 @@ if workflow.is_main_process and _older:
         "when a dry run prints no `stale:` line",
         file=sys.stderr,
     )
+
+
+def claims_evals(wildcards):
+    """The evaluations the claims read: the upstream of the job list's claims job (the base
+    model and each variant a role names), so STATUS and the planner see the inputs Snakemake does.
+    """
+    names = set(job_of("mask_claims", wildcards).upstream)
+    evals = [j for j in MASK_JOBS if j.name in names]
+    return {
+        "metrics": [j.outputs["metrics"] for j in evals],
+        "samples": [j.outputs["samples"] for j in evals],
+    }

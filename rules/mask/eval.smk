@@ -10,12 +10,12 @@ rule eval_model:
         tasks=task_inputs(),
         own_tasks=own_task_inputs(),
     output:
-        metrics=out(P["eval_metrics"]),
-        samples=out(P["eval_samples"]),
+        metrics=mout("eval_metrics"),
+        samples=mout("eval_samples"),
     log:
-        out(P["eval_log"]),
+        mout("eval_log"),
     benchmark:
-        out(P["eval_benchmark"])
+        mout("eval_benchmark")
     conda:
         "../../environment.yml"
     threads: res("eval", "threads")

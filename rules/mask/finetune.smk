@@ -6,19 +6,19 @@
 
 rule finetune:
     input:
-        **base_model_inputs(),
+        unpack(base_model_inputs),
         **hub_lock_input(not EMBEDDED_DATA),
-        probe=lambda wc: out(
-            P["leakage_verdict"].format(policy=VARIANTS[wc.variant]["policy"])
+        probe=lambda wc: model_file(
+            "leakage_verdict", wc, policy=VARIANTS[wc.variant]["policy"]
         ),
         sft=sft_input(),
     output:
-        model=directory(out(P["finetune_model"])),
-        summary=out(P["finetune_summary"]),
+        model=directory(mout("finetune_model")),
+        summary=mout("finetune_summary"),
     log:
-        out(P["finetune_log"]),
+        mout("finetune_log"),
     benchmark:
-        out(P["finetune_benchmark"])
+        mout("finetune_benchmark")
     conda:
         "../../environment.yml"
     threads: res("finetune", "threads")

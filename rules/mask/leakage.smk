@@ -6,18 +6,18 @@
 
 rule leakage_probe:
     input:
-        **base_model_inputs(),
+        unpack(base_model_inputs),
         **hub_lock_input(not EMBEDDED_DATA),
         sft=sft_input(),
     output:
-        probe=out(P["leakage"]),
+        probe=mout("leakage"),
         # what a finetune reads: the verdict alone (a probe of other evidence and the same
         # verdict keeps the finetunes' run-cache keys)
-        verdict=out(P["leakage_verdict"]),
+        verdict=mout("leakage_verdict"),
     log:
-        out(P["leakage_log"]),
+        mout("leakage_log"),
     benchmark:
-        out(P["leakage_benchmark"])
+        mout("leakage_benchmark")
     conda:
         "../../environment.yml"
     threads: res("leakage", "threads")

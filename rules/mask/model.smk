@@ -8,14 +8,14 @@ if EMBEDDED_MODEL:
         input:
             corpus=out(P["corpus"]),
         output:
-            tokenizer=directory(out(P["tokenizer"])),
-            model=directory(out(P["base_model"])),
-            summary=out(P["base_summary"]),
-            card=out(P["model_card"]),
+            tokenizer=directory(mout("tokenizer")),
+            model=directory(mout("base_model")),
+            summary=mout("base_summary"),
+            card=mout("model_card"),
         log:
-            out(P["prepare_model_log"]),
+            mout("prepare_model_log"),
         benchmark:
-            out(P["prepare_model_benchmark"])
+            mout("prepare_model_benchmark")
         conda:
             "../../environment.yml"
         threads: res("prepare_model", "threads")
@@ -36,9 +36,9 @@ else:
 
     rule prepare_model:
         output:
-            card=out(P["model_card"]),
+            card=mout("model_card"),
         log:
-            out(P["prepare_model_log"]),
+            mout("prepare_model_log"),
         conda:
             "../../environment.yml"
         threads: res("prepare_model", "threads")

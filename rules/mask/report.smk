@@ -8,16 +8,17 @@ localrules:
 
 rule plot_scores:
     input:
-        out(P["recovery_csv"]),
+        mout("recovery_csv"),
     output:
         report(
-            out(P["plot_scores"]),
+            mout("plot_scores"),
             caption="../../workflow/report/scores.rst",
             category="Plots",
+            subcategory=REPORT_MODEL,
             labels={"figure": "scores by stage"},
         ),
     log:
-        out(P["plot_scores_log"]),
+        mout("plot_scores_log"),
     conda:
         "../../environment.yml"
     script:
@@ -26,17 +27,18 @@ rule plot_scores:
 
 rule plot_loss_curves:
     input:
-        pretrain=[out(P["base_summary"])] if EMBEDDED_MODEL else [],
-        finetunes=outputs_of("finetune", "summary"),
+        pretrain=lambda wc: [model_file("base_summary", wc)] if EMBEDDED_MODEL else [],
+        finetunes=lambda wc: outputs_of("finetune", "summary", wc),
     output:
         report(
-            out(P["plot_loss_curves"]),
+            mout("plot_loss_curves"),
             caption="../../workflow/report/loss_curves.rst",
             category="Plots",
+            subcategory=REPORT_MODEL,
             labels={"figure": "loss curves"},
         ),
     log:
-        out(P["plot_loss_curves_log"]),
+        mout("plot_loss_curves_log"),
     conda:
         "../../environment.yml"
     script:

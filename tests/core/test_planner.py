@@ -509,7 +509,7 @@ def test_bad_inputs_name_the_key(tmp_path):
     config = planner_config("config.yaml")
     config["mask"]["eval"]["tasks"] = [{"name": "mystery", "limit": 10}]
     config["mask"]["data"]["source"] = "hub"
-    sp = mask_plan.study_plan(config, Reference.load(config["plan"]["measurements"]), tmp_path)
+    (sp,) = mask_plan.study_plan(config, Reference.load(config["plan"]["measurements"]), tmp_path)
     ev = [j for j in sp.jobs if j.kind == "eval"][0]
     assert ev.tokens is None and "plan.tasks.<task>" in ev.tokens_source
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import yaml
-from helpers import FAMILY_OVERLAYS, ROOT
+from helpers import FAMILY_OVERLAYS, MASK_CONFIG_SETS, ROOT
 
 from ablate.core import planner
 from ablate.core.modeling import load_causal_lm
@@ -117,26 +117,20 @@ def test_embedded_pretraining_backend_is_checked():
 
 
 #: every mask-study config the repository ships, as it is read (later files over earlier ones)
-SHIPPED = [
-    ["config.yaml"],
-    ["config.yaml", "seeds3.yaml"],
-    ["ministral3b.yaml"],
-    ["ministral3b.yaml", "ministral3b-original.yaml"],
-    ["ministral3b.yaml", "ministral8b.yaml"],
-    ["ministral3b-smoke.yaml"],
-    *(["ministral3b.yaml", name] for name in FAMILY_OVERLAYS),
-]
 
 
-@pytest.mark.parametrize("names", SHIPPED, ids=" ".join)
+@pytest.mark.parametrize("names", MASK_CONFIG_SETS, ids=" ".join)
 def test_every_shipped_config_passes_the_parse_time_check(names):
     """What the workflow checks when it is parsed, on each shipped config: a backend a config
     asks for that its family's audit does not cover (Ministral-8B's mistral under the packed
     finetune's flex_attention, before flex was audited for mistral) stops its every dry run."""
-    from ablate.mask import study
+    from ablate.mask import models, study
 
     config = planner.load_config([ROOT / "config" / n for n in names])
     backends = families.study_backends(study.variants_of(config))
-    families.check_study(
-        config["mask"], backends, measurements=ROOT / config["plan"]["measurements"]
-    )
+    for lm in models.names(config) or [None]:  # each model of a multi-model config
+        families.check_study(
+            models.model_config(config, lm)["mask"] if lm else config["mask"],
+            backends,
+            measurements=ROOT / config["plan"]["measurements"],
+        )

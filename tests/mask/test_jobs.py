@@ -9,16 +9,19 @@ from pathlib import Path
 
 import pytest
 from checkout import copy_checkout, snakemake
-from helpers import FAMILY_OVERLAYS
+from helpers import MASK_CONFIG_SETS
 
 from ablate.core import planner
 from ablate.mask import study
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ["config/config.yaml", "config/ministral3b.yaml"]
-#: the overlays on other model families, each after config/ministral3b.yaml (their dry runs:
-#: seconds each, so in the slow tier; the job list itself is checked in the fast one)
-OVERLAYS = [f"config/ministral3b.yaml config/{name}" for name in FAMILY_OVERLAYS]
+#: every shipped config set as --configfile takes it: the two base configs, then the overlays
+#: and the smoke run (their dry runs: seconds each, so in the slow tier; the job list itself is
+#: checked in the fast one)
+CONFIGS, OVERLAYS = (
+    [" ".join(f"config/{n}" for n in names) for names in sets]
+    for sets in (MASK_CONFIG_SETS[:2], MASK_CONFIG_SETS[2:])
+)
 # the target rule, the core's plan rules and STATUS.md
 NOT_STUDY_RULES = {"all", "plan", "plan_estimate", "status"}
 
@@ -77,7 +80,8 @@ def test_every_planned_job_is_a_job_of_the_list(name, monkeypatch):
     from ablate.core.planner.inputs import load_reference
     from ablate.mask.plan import study_plan
 
-    planned = study_plan(config, load_reference(config["plan"]["measurements"]), ROOT / "none").jobs
+    ref = load_reference(config["plan"]["measurements"])
+    planned = [j for sp in study_plan(config, ref, ROOT / "none") for j in sp.jobs]
     assert [p.id for p in planned] == list(listed)
     for p in planned:
         j = listed[p.id]
@@ -105,7 +109,10 @@ def test_stages_of_the_evaluations():
 
 
 def test_file_patterns_are_defined_once():
-    """The rules take every path from ablate.mask.study.PATTERNS: no literal path in them."""
+    """The rules take every path from ablate.mask.study.PATTERNS: no literal path in them (a
+    model's file, mout("<key>"), names a key of PATTERNS)."""
     for smk in (ROOT / "rules" / "mask").glob("*.smk"):
         text = smk.read_text()
-        assert not re.search(r'out\(\s*f?"', text), f"{smk.name} writes a path of its own"
+        assert not re.search(r'(?<!m)out\(\s*f?"', text), f"{smk.name} writes a path of its own"
+        for key in re.findall(r'(?:mout|model_file)\(\s*"([^"]*)"', text):
+            assert key in study.PATTERNS, f"{smk.name}: {key!r} is no key of PATTERNS"

@@ -7,10 +7,12 @@ whose records another configuration made.
 A **results tree** is a folder holding the job logs of a configuration (the first part of
 :data:`ablate.core.jobs.LOG`) and records (JSON with a provenance block that holds a config
 slice); a record belongs to the innermost tree above it (results/ministral3b/ lies inside
-results/). Found by their records, not by a list of folders: a config's ``results:`` may name
-any. A record under a history folder is an earlier run of the same job, and a checkpoint
-folder (its hash manifest) holds model files, not records: both are skipped. A record is a file
-that :func:`ablate.core.io.write_json` also copied into the history folder beside it.
+results/). A study's part folders (:func:`part_folders`: a multi-model config's
+``models/<name>/``) belong to the tree above them. Found by their records, not by a list of
+folders: a config's ``results:`` may name any. A record under a history folder is an earlier
+run of the same job, and a checkpoint folder (its hash manifest) holds model files, not records:
+both are skipped. A record is a file that :func:`ablate.core.io.write_json` also copied into
+the history folder beside it.
 
 Study-agnostic: a study's status module may give ``run_numbers(results)`` (its headline numbers,
 short cells) and ``claims(results)`` (its claims table's rows, each with ``claim`` and
@@ -65,6 +67,15 @@ class Tree:
     records: dict[str, dict] = field(default_factory=dict)
 
 
+@functools.cache
+def part_folders() -> frozenset[str]:
+    """The folders of a results tree that hold parts of its one configuration, each with logs of
+    its own (a study layout's ``PART_FOLDERS``: the mask study's ``models/<name>/``): not trees."""
+    return frozenset(
+        f for s in studies.STUDIES for f in getattr(studies.side(s, "layout"), "PART_FOLDERS", ())
+    )
+
+
 def find_trees(root: str | os.PathLike) -> list[Tree]:
     """Every results tree under ``root`` with its records, in path order."""
     root = Path(root)
@@ -75,7 +86,8 @@ def find_trees(root: str | os.PathLike) -> list[Tree]:
             dirnames[:] = []
             continue
         here = Path(dirpath)
-        if (here / LOGS).is_dir():
+        part = here.parent.name in part_folders() and here.parent.parent in found
+        if (here / LOGS).is_dir() and not part:
             found.setdefault(here, Tree(here))
         # a record is kept in the history folder beside it as <run_id>.<name> (io.write_json):
         # only those files are read, not a tokenizer's 17 MB of JSON

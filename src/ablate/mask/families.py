@@ -172,18 +172,25 @@ def study_backends(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return sorted({*found, "sdpa", PROBE_ATTN_IMPLEMENTATION})
 
 
-def check_study(mask: Mapping[str, Any], backends: Iterable[str], *, measurements=None) -> None:
+def check_study(
+    mask: Mapping[str, Any],
+    backends: Iterable[str],
+    *,
+    measurements=None,
+    where: str = "mask.model",
+) -> None:
     """The mask study's base model, checked when the workflow is parsed (before any job): the
     embedded model is a tiny one of ``mask.model.embedded.family`` (its model_type); a pretrained
     one is read offline
-    (:func:`read_model_config`; ``measurements``: the planner's file, for its ``models:``)."""
+    (:func:`read_model_config`; ``measurements``: the planner's file, for its ``models:``).
+    ``where``: the model's config key (``mask.models.<name>`` for one of several)."""
     model = mask["model"]
     if model["source"] == "embedded":
         embedded = model.get("embedded", {})
         pretrain = embedded.get("pretrain", {}).get("attn_implementation")
         backends = [*backends, *([pretrain] if pretrain else [])]
         family = embedded.get("family", "ministral3")  # tiny_config's families: their model_type
-        check(family, backends, what=f"the embedded model (mask.model.embedded.family: {family})")
+        check(family, backends, what=f"the embedded model ({where}.embedded.family: {family})")
         return
     models = None
     if measurements is not None and Path(measurements).is_file():
@@ -194,7 +201,7 @@ def check_study(mask: Mapping[str, Any], backends: Iterable[str], *, measurement
     if found is None:
         return  # not readable offline: checked at load, before the weights are read
     cfg, source = found
-    what = f"mask.model.path {model['path']} ({source})"
+    what = f"{where}.path {model['path']} ({source})"
     check_config(cfg, what=what)
     for backend in backends:
         check(cfg.get("model_type"), [backend], what=what)

@@ -22,6 +22,7 @@ from ablate.core.planner.params import (
     shape_of_hub_model,
 )
 from ablate.core.records import read_json
+from ablate.mask import models as model_dim
 from ablate.mask import study
 
 TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
@@ -42,16 +43,19 @@ def _fill(p: dict[str, Any], per_step: float) -> str:
 
 
 class MaskPlanner:
-    """Token counts and model sizes of the mask study's GPU jobs for one config."""
+    """Token counts and model sizes of the mask study's GPU jobs for one config (of one of its
+    models, ``lm``, in a multi-model config: each model is planned with its own size)."""
 
-    def __init__(self, config: dict[str, Any], ref: Reference, root: Path):
-        self.config, self.ref, self.root = config, ref, root
+    def __init__(self, config: dict[str, Any], ref: Reference, root: Path, lm: str | None = None):
+        self.config, self.ref, self.root, self.lm = config, ref, root, lm
         self.plan = config["plan"]
-        self.mask = config["mask"]  # the study's own keys
+        # the study's own keys, mask.model the model's
+        self.mask = (model_dim.model_config(config, lm) if lm else config)["mask"]
         self.embedded_model = self.mask["model"]["source"] == "embedded"
         self.embedded_data = self.mask["data"]["source"] == "embedded"
         self.variants = study.variants_of(config)
-        self.jobs = {j.name: j for j in study.jobs(config, self.variants)}
+        every = study.jobs(config, self.variants)
+        self.jobs = {j.name: j for j in model_dim.of_model(every, lm)}
         self.shape, self.params_source = self._base_shape()
         self.params = None if self.shape is None else float(self.shape.params)
 
@@ -85,12 +89,16 @@ class MaskPlanner:
         if isinstance(path, str) and path and (Path(path) / "config.json").is_file():
             return params_from_dir(path)
         if job.model != study.BASE:
-            return params_from_dir(
-                self.root / study.path(self.config, "finetune_model", variant=job.model)
-            )
+            return params_from_dir(self.root / self.path("finetune_model", variant=job.model))
         if self.embedded_model:
-            return params_from_dir(self.root / study.path(self.config, "base_model"))
+            return params_from_dir(self.root / self.path("base_model"))
         return self.params
+
+    def path(self, key: str, **wildcards: str) -> str:
+        """A file of this model's study."""
+        if self.lm:
+            return study.model_path(self.config, self.lm, key, **wildcards)
+        return study.path(self.config, key, **wildcards)
 
     def tokens_of_run(self, job: PlannedJob, data: dict[str, Any]) -> float | None:
         """An evaluation's tokens with the documents it actually scored (metrics.json ``n``)."""
@@ -314,14 +322,20 @@ class MaskPlanner:
         job.dtype = self.mask["eval"].get("dtype", "float32")
 
 
-def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
-    """The mask study's planned jobs (those with a kind: the GPU-capable ones) for the planner."""
-    mp = MaskPlanner(config, ref, Path(root))
-    m = config["mask"]["model"]
+def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> list[StudyPlan]:
+    """The mask study's planned jobs (those with a kind: the GPU-capable ones) for the planner:
+    one plan, or one per model of a multi-model config (each its own size and memory)."""
+    return [_model_plan(config, ref, Path(root), lm) for lm in model_dim.names(config) or [None]]
+
+
+def _model_plan(config: dict[str, Any], ref: Reference, root: Path, lm: str | None) -> StudyPlan:
+    mp = MaskPlanner(config, ref, root, lm)
+    m = mp.mask["model"]
     family = (m.get("embedded") or {}).get("family", "ministral3")
+    model = m.get("path") or f"embedded tiny {family}"
     return StudyPlan(
         study="mask",
-        model=m.get("path") or f"embedded tiny {family}",
+        model=f"{lm}: {model}" if lm else model,
         params=mp.params,
         params_source=mp.params_source,
         jobs=[mp.planned(j) for j in mp.jobs.values() if j.kind],

@@ -414,6 +414,7 @@ def to_latex(df: pd.DataFrame, source: str) -> str:
         ci = f" [{num(r['delta_vs_stage1_ci_low'], '{:+.3f}')}, {num(r['delta_vs_stage1_ci_high'], '{:+.3f}')}]"
         rows.append(
             {
+                **({"Model": str(r["model"])} if "model" in macro else {}),
                 "Stage": str(r["stage"]),
                 "Variant": str(r["variant"]),
                 **({"Seed": num(r["seed"], "{:.0f}")} if seeded else {}),
@@ -440,7 +441,8 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
             "" if pd.isna(r["within_noise"]) else (" (within noise)" if r["within_noise"] else "")
         )
         lines.append(
-            f"stage {r['stage']} {r['variant']:>8} eval={r['eval_policy']:<13} "
+            (f"{r['model']}: " if "model" in r else "")
+            + f"stage {r['stage']} {r['variant']:>8} eval={r['eval_policy']:<13} "
             f"macro={r['score']:.4f} (chance {r['chance']:.3f}) "
             f"vs S1 {r['delta_vs_stage1']:+.4f} "
             f"{stats.p_text(r['p_vs_stage1'], stats.p_floor(r['test']))} "

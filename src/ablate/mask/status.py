@@ -96,21 +96,34 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     for r in recovery:
         rec = number(r.get("recovered_fraction"))
         lines.append(
-            f"- stage {r['stage']} {r['variant']} under {r['eval_policy']}: macro "
+            f"- {_of_model(r)}stage {r['stage']} {r['variant']} under {r['eval_policy']}: macro "
             f"{float(r['score']):.3f}"
             + (f", recovered fraction {rec:.2f}" if rec is not None else "")
         )
-    lines += spread_lines(recovery, ("base_variant", "eval_policy"), "score", "macro")
+    group = ("base_variant", "eval_policy")
+    lines += spread_lines(
+        recovery, ("model", *group) if _models(recovery) else group, "score", "macro"
+    )
     claims = read_csv(results / study.PATTERNS["claims_csv"])
     lines += [verdict_line(c) for c in claims if "/" not in c["claim"]]
     return lines
+
+
+def _models(rows: list[dict[str, str]]) -> bool:
+    """Whether a recovery table is a multi-model config's (its ``model`` column)."""
+    return bool(rows) and "model" in rows[0]
+
+
+def _of_model(row: dict[str, str]) -> str:
+    """A recovery row's model as a line names it first (a multi-model config's table)."""
+    return f"{row['model']}: " if row.get("model") else ""
 
 
 def run_numbers(results: Path) -> list[str]:
     """``ablate runs``' cells: the macro score of each stage, variant and eval policy (the
     recovery table of the results folder ``results``)."""
     return [
-        f"{r['variant']} under {r['eval_policy']} {float(r['score']):.3f}"
+        f"{_of_model(r)}{r['variant']} under {r['eval_policy']} {float(r['score']):.3f}"
         for r in read_csv(results / study.PATTERNS["recovery_csv"])
         if r["task"] == "macro"
     ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from ablate.core.config import ConfigError, sorted_tree
 from ablate.core.jobs import Job, benchmark_pattern, log_pattern, make_job
+from ablate.mask import models as model_dim
 
 POLICIES: tuple[str, ...] = ("causal", "prefill_bidir", "prefix_bidir")
 #: What each policy lets a token see: the one wording every help text and document uses.
@@ -173,6 +174,9 @@ FILE_STEMS = {
     "plot_scores": "scores",
     "plot_loss_curves": "loss_curves",
     "mask_claims": "mask",
+    # a multi-model config's cross-model table and claims (ablate.mask.models)
+    "models_recovery": "recovery",
+    "models_claims": "mask",
 }
 
 
@@ -230,8 +234,14 @@ PATTERNS: dict[str, str] = {
     "claims_html": "claims/mask.html",  # the report's view of the table
     "claims_tex": "claims/mask.tex",  # for a paper (booktabs)
     "claims_log": _log("mask_claims"),
+    # a multi-model config (mask.models): each model's files above are under MODEL_DIR; its
+    # cross-model table and claims are the files above, their logs these
+    "models_recovery_log": _log("models_recovery"),
+    "models_claims_log": _log("models_claims"),
 }
 BASE = "base"  # the evaluated model name of the base model (the others are variants)
+#: the folders of a results tree that hold its models' studies (ablate.core.runs: not trees)
+PART_FOLDERS = (model_dim.MODEL_DIR.split("/")[0],)
 #: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).
 RULE_OUTPUTS: dict[str, dict[str, str]] = {
     "make_data": {"corpus": "corpus", "tasks": "tasks", "sft": "sft"},
@@ -255,6 +265,8 @@ RULE_OUTPUTS: dict[str, dict[str, str]] = {
         "tex": "claims_tex",
     },
 }
+RULE_OUTPUTS["models_recovery"] = RULE_OUTPUTS["recovery_table"]
+RULE_OUTPUTS["models_claims"] = RULE_OUTPUTS["mask_claims"]
 
 
 #: the config's resources group (``mask.resources``) of each GPU-capable rule
@@ -549,11 +561,30 @@ def _table_jobs(
 
 def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list[Job]:
     """Every job of the mask study for a schema-validated config, in run order (core Jobs: the
-    rules, STATUS and the planner read them).
+    rules, STATUS and the planner read them). A multi-model config (``mask.models``): the data,
+    then each model's study in its folder (:func:`ablate.mask.models.in_model`), then the
+    cross-model table and claims.
 
     ``variants``: the resolved finetune variants, when the caller already has them.
     """
     variants = variants_of(config) if variants is None else variants
+    lms = model_dim.names(config)
+    if not lms:
+        return _model_jobs(config, variants)
+    data = [j for j in _setup_jobs(config) if j.rule == "make_data"]
+    shared = [j.name for j in data]
+    per_model = [
+        model_dim.in_model(j, lm, config["results"], shared)
+        for lm in lms
+        for j in _model_jobs(model_dim.model_config(config, lm), variants)
+        if j.name not in shared
+    ]
+    return data + per_model + _cross_model_jobs(config, per_model)
+
+
+def _model_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
+    """One model's study (``mask.model``): data, base model, probes, finetunes, evaluations, the
+    table, plots and claims."""
     trains = _train_jobs(config, variants)
     evals = _eval_jobs(config, variants)
     finetunes = [j.name for j in trains if j.rule == "finetune"]
@@ -562,10 +593,40 @@ def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list
     return _setup_jobs(config) + trains + evals + tables
 
 
+def _cross_model_jobs(config: dict[str, Any], per_model: list[Job]) -> list[Job]:
+    """The cross-model recovery table and claims, from each model's table and claims."""
+
+    def of(rule: str) -> list[str]:
+        return [j.name for j in per_model if j.rule == rule]
+
+    return [
+        _job(
+            config,
+            "models_recovery",
+            "models_recovery",
+            "models_recovery",
+            upstream=of("recovery_table"),
+        ),
+        _job(config, "models_claims", "models_claims", "models_claims", upstream=of("mask_claims")),
+    ]
+
+
 def targets(config: dict[str, Any]) -> list[str]:
-    """The files a full run of the mask study ends with: the recovery table, plots, claims."""
-    keys = ("recovery_csv", "recovery_parquet", "plot_scores", "plot_loss_curves", "claims_csv")
-    return [path(config, k) for k in keys]
+    """The files a full run of the mask study ends with: the recovery table, plots, claims (a
+    multi-model config: the cross-model table and claims, and each model's plots)."""
+    tables = ("recovery_csv", "recovery_parquet", "claims_csv")
+    plots = ("plot_scores", "plot_loss_curves")
+    lms = model_dim.names(config)
+    if not lms:
+        return [path(config, k) for k in (*tables[:2], *plots, tables[2])]
+    return [path(config, k) for k in tables] + [
+        model_path(config, lm, k) for lm in lms for k in plots
+    ]
+
+
+def model_path(config: dict[str, Any], lm: str, key: str, **wildcards: str) -> str:
+    """A file of one model's study (a multi-model config), wildcards filled."""
+    return f"{model_dim.folder(config['results'], lm)}/{PATTERNS[key]}".format(**wildcards)
 
 
 def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:

@@ -4,9 +4,9 @@ The planner knows no study. Each study's plan side (the study protocol's ``plan`
 :mod:`ablate.core.jobs`, found through the registry :mod:`ablate.studies`) pairs each job of its
 job list that has a ``kind`` (a core :class:`ablate.core.jobs.Job`) with what the planner needs
 besides (the tokens it processes, the size of the model it runs, what it loads and writes): a
-:class:`PlannedJob`; its ``study_plan(config, ref, root)`` returns a :class:`StudyPlan`. A job
-whose size cannot be worked out still gets a row: ``tokens`` or ``params`` is None and ``notes``
-says what is missing.
+:class:`PlannedJob`; its ``study_plan(config, ref, root)`` returns a :class:`StudyPlan` (or a
+list of them: one per model of a study of several). A job whose size cannot be worked out still
+gets a row: ``tokens`` or ``params`` is None and ``notes`` says what is missing.
 """
 
 from __future__ import annotations
@@ -133,11 +133,12 @@ def study_plans(config: dict[str, Any], ref: Reference, root: str | os.PathLike)
     wanted = config["plan"]["studies"]
     for name in [s for s in config["studies"] if s in wanted]:
         module = studies.side(name, "plan")
-        sp = module.study_plan(config, ref, Path(root))
-        rules = {j.id: j.rule for j in sp.jobs}
-        for j in sp.jobs:
-            up = rules.get(j.upstream or "")
-            if up and groups.get(j.rule) is not None and groups.get(j.rule) == groups.get(up):
-                j.shares_instance = j.upstream
-        plans.append(sp)
+        got = module.study_plan(config, ref, Path(root))
+        for sp in got if isinstance(got, list) else [got]:  # a plan, or one per studied model
+            rules = {j.id: j.rule for j in sp.jobs}
+            for j in sp.jobs:
+                up = rules.get(j.upstream or "")
+                if up and groups.get(j.rule) is not None and groups.get(j.rule) == groups.get(up):
+                    j.shares_instance = j.upstream
+            plans.append(sp)
     return plans

@@ -26,6 +26,8 @@ def summary_lines(p: Plan) -> list[str]:
     if "failed" in info:
         return [f"no plan: {info['failed']}"]
     size = f"{info['params'] / 1e9:.4g} B parameters" if info.get("params") else "size unknown"
+    if info.get("several_models"):  # each its own size, in the model list
+        size = "sizes as listed"
     lines = [f"model: {info['model']}, {size} ({info['params_source']})"]
     lines += [f"warning: {x}" for x in info.get("problems", [])]
     dates = ", ".join(info["captured_at"]) or "none"

@@ -47,9 +47,16 @@ def make_plan(
     ref = load_reference(plan["measurements"])
     plans = study_plans(config, ref, root)
     jobs = [j for sp in plans for j in sp.jobs]
+    # one plan: its model and size; several (a study of several models): each model's size
+    several = len(plans) > 1
     info = {
-        "model": "; ".join(sp.model for sp in plans) or "no study planned",
-        "params": plans[0].params if plans else None,
+        "model": "; ".join(
+            sp.model + (f" ({sp.params / 1e9:.4g} B)" if several and sp.params else "")
+            for sp in plans
+        )
+        or "no study planned",
+        "params": plans[0].params if len(plans) == 1 else None,
+        "several_models": several,
         "params_source": "; ".join(sp.params_source for sp in plans),
         "measurements_file": ref.path,
         "problems": [ref.problem] if ref.problem else [],
