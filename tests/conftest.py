@@ -20,30 +20,32 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-#: Session fixtures that run the embedded pipeline (minutes): a test using one is slow.
-PIPELINE_RUNS = {"embedded_run", "bridge_run"}
-
-
-#: Tests that share one resource run on one pytest-xdist worker, one after another (`-n 2 --dist
-#: loadgroup`): the cluster tests (the local SLURM cluster's fixed ports, the fake Vast hosts'
-#: mounts), and the tests of the session's embedded run (they run Snakemake in its folder and
-#: write edited configs there, as when the suite ran in one process).
-CLUSTER_GROUP, EMBEDDED_GROUP = "cluster", "embedded"
+#: Session fixtures that run an embedded pipeline (minutes): a test using one is slow. Each is
+#: made once for every pytest-xdist worker (a file lock, `shared_run`); no test writes into its
+#: folder (a test that runs Snakemake there runs dry runs only; one that changes files or runs
+#: jobs works on its own copy), so its tests run on both workers at once.
+PIPELINE_RUNS = {"embedded_run", "bridge_run", "models_run"}
+#: The cluster tests share one worker, one after another (`-n 2 --dist loadgroup`): the local
+#: SLURM cluster's fixed ports, the fake Vast hosts' mounts.
+CLUSTER_GROUP = "cluster"
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """A test that needs a whole embedded run is slow, marked so or not: `-m "not slow"` (the
     fast tier) must never start one (before `-m` deselects). The cluster tests are one xdist
-    group, the other tests of the embedded run another (a cluster test only reads or copies it)."""
+    group; a module with slow tests is a group of its own, so that a module fixture that runs a
+    pipeline (a seeds run, a run cache, a fault's run) is made once, not once per worker, and its
+    tests see it in their file's order."""
     for item in items:
-        uses_run = bool(PIPELINE_RUNS & set(item.fixturenames))
-        if uses_run and not item.get_closest_marker("slow"):
+        if PIPELINE_RUNS & set(item.fixturenames) and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    for item in items:
         if item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
-        elif uses_run:
-            item.add_marker(pytest.mark.xdist_group(EMBEDDED_GROUP))
+        elif item.path in slow:
+            item.add_marker(pytest.mark.xdist_group(str(item.path.relative_to(config.rootpath))))
 
 
 @pytest.fixture(scope="session")
@@ -103,28 +105,44 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def embedded_run(tmp_path_factory, worker_id) -> Path:
     """The embedded default run once per session (`snakemake -c2`, every default target) in a
-    checkout copy. Tests may read it and ask Snakemake about it (dry runs, no-op reruns); a test
-    that changes files works on its own copy (shutil.copytree(..., symlinks=True) keeps mtimes).
+    checkout copy. Tests may read it and ask Snakemake about it (dry runs: they write nothing
+    there, not even a lock); a test that runs a job or changes a file works on its own copy
+    (shutil.copytree(..., symlinks=True) keeps mtimes).
     Under pytest-xdist the workers share one run: the first to ask makes it, under a file lock in
     the session's shared temporary folder, and the others wait for it.
     ABLATE_FINISHED_RUN=<folder> reuses a finished run instead (development)."""
-    from checkout import run_embedded_default
-    from filelock import FileLock
-
     reuse = os.environ.get("ABLATE_FINISHED_RUN")
     if reuse:
         return Path(reuse)
+    return shared_run(tmp_path_factory, worker_id, "embedded")
+
+
+@pytest.fixture(scope="session")
+def models_run(tmp_path_factory, worker_id) -> Path:
+    """The embedded multi-model overlay (config/models-embedded.yaml: a tiny Ministral-3 and a
+    tiny Llama) run once per session, shared as `embedded_run` is."""
+    args = ("--configfile", "config/config.yaml", "config/models-embedded.yaml")
+    return shared_run(tmp_path_factory, worker_id, "models", *args)
+
+
+def shared_run(tmp_path_factory, worker_id, name: str, *args: str) -> Path:
+    """`snakemake -c2 ARGS` in a checkout copy, once per session: under pytest-xdist the first
+    worker to ask makes it, under a file lock in the session's shared temporary folder, and the
+    others wait for it."""
+    from checkout import run_embedded_default
+    from filelock import FileLock
+
     if worker_id == "master":  # no xdist
-        return run_embedded_default(tmp_path_factory.mktemp("embedded"))
+        return run_embedded_default(tmp_path_factory.mktemp(name), *args)
     shared = tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
-    folder, done = shared / "embedded", shared / "embedded.done"
-    with FileLock(str(shared / "embedded.lock")):
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
         if not done.exists():
             if folder.exists():  # a worker's earlier attempt failed half-way
                 import shutil
 
                 shutil.rmtree(folder)
-            run_embedded_default(folder)
+            run_embedded_default(folder, *args)
             done.touch()
     return folder
 

@@ -238,3 +238,17 @@ def test_a_model_whose_family_is_not_proven_on_the_shared_recipe_is_refused_by_n
         "whose mask policies are proven on" in out
     ), out[-2000:]
     assert "not on attn_implementation 'flex_attention'" in out
+
+
+def test_the_pages_example_is_the_shipped_overlay():
+    """docs/own-model.md, "Several models in one study": its YAML is config/models-embedded.yaml's
+    keys, its command that overlay's."""
+    import re
+
+    import yaml
+
+    page = (ROOT / "docs" / "own-model.md").read_text()
+    section = page.split("## Several models in one study")[1].split("\n## ")[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    assert yaml.safe_load(block) == shipped_config("models-embedded.yaml")
+    assert "snakemake -c2 --configfile config/config.yaml config/models-embedded.yaml" in section
