@@ -20,13 +20,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-#: Session fixtures that run an embedded pipeline (minutes): a test using one is slow. Each is
-#: made once for every pytest-xdist worker (a file lock, `shared_run`); no test writes into its
-#: folder (a test that runs Snakemake there runs dry runs only; one that changes files or runs
-#: jobs works on its own copy), so its tests run on both workers at once.
-PIPELINE_RUNS = {"embedded_run", "bridge_run", "models_run"}
-#: The cluster tests share one worker, one after another (`-n 2 --dist loadgroup`): the local
-#: SLURM cluster's fixed ports, the fake Vast hosts' mounts.
+#: Session fixtures that run an embedded pipeline (minutes), each with its xdist group: a test
+#: using one is slow; the tests of one run share one pytest-xdist worker, one after another
+#: (`-n 2 --dist loadgroup`). Each run is made once for every worker (a file lock, `shared_run`).
+PIPELINE_RUNS = {"embedded_run": "embedded", "bridge_run": "embedded", "models_run": "models"}
+#: The cluster tests share one worker too: the local SLURM cluster's fixed ports, the fake Vast
+#: hosts' mounts.
 CLUSTER_GROUP = "cluster"
 
 
@@ -34,18 +33,15 @@ CLUSTER_GROUP = "cluster"
 def pytest_collection_modifyitems(config, items):
     """A test that needs a whole embedded run is slow, marked so or not: `-m "not slow"` (the
     fast tier) must never start one (before `-m` deselects). The cluster tests are one xdist
-    group; a module with slow tests is a group of its own, so that a module fixture that runs a
-    pipeline (a seeds run, a run cache, a fault's run) is made once, not once per worker, and its
-    tests see it in their file's order."""
+    group, the tests of each pipeline run another (a cluster test only reads or copies it)."""
     for item in items:
-        if PIPELINE_RUNS & set(item.fixturenames) and not item.get_closest_marker("slow"):
+        runs = [g for f, g in PIPELINE_RUNS.items() if f in item.fixturenames]
+        if runs and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    for item in items:
         if item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
-        elif item.path in slow:
-            item.add_marker(pytest.mark.xdist_group(str(item.path.relative_to(config.rootpath))))
+        elif runs:
+            item.add_marker(pytest.mark.xdist_group(runs[0]))
 
 
 @pytest.fixture(scope="session")
@@ -120,8 +116,11 @@ def embedded_run(tmp_path_factory, worker_id) -> Path:
 @pytest.fixture(scope="session")
 def models_run(tmp_path_factory, worker_id) -> Path:
     """The embedded multi-model overlay (config/models-embedded.yaml: a tiny Ministral-3 and a
-    tiny Llama) run once per session, shared as `embedded_run` is."""
-    args = ("--configfile", "config/config.yaml", "config/models-embedded.yaml")
+    tiny Llama) run once per session, shared as `embedded_run` is, at a smaller size
+    (tests/fixtures/models-small.yaml: the same jobs and files, a fraction of the time)."""
+    from helpers import MODELS_RUN_CONFIGS
+
+    args = ("--configfile", *MODELS_RUN_CONFIGS)
     return shared_run(tmp_path_factory, worker_id, "models", *args)
 
 

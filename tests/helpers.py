@@ -51,6 +51,15 @@ MASK_CONFIG_SETS = [
 ]
 
 
+#: The config files of the suite's multi-model run (conftest `models_run`), in order: the default,
+#: the overlay, the suite's smaller size of it (absolute: the run's checkout has no tests/).
+MODELS_RUN_CONFIGS = (
+    "config/config.yaml",
+    "config/models-embedded.yaml",
+    str(ROOT / "tests" / "fixtures" / "models-small.yaml"),
+)
+
+
 def validated(cfg: dict) -> dict:
     """A validated copy of cfg (defaults filled, as the Snakefile does)."""
     from ablate.core.config import validate_config

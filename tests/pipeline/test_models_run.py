@@ -9,12 +9,13 @@ import json
 import pandas as pd
 import pytest
 from checkout import snakemake
+from helpers import MODELS_RUN_CONFIGS
 
 from ablate.mask import models as model_dim
 
 RESULTS = "results/models-embedded"
 MODELS = {"ministral3": "ministral3", "llama": "llama"}  # name -> its base model's model_type
-ARGS = ("--configfile", "config/config.yaml", "config/models-embedded.yaml")
+ARGS = ("--configfile", *MODELS_RUN_CONFIGS)
 
 pytestmark = pytest.mark.slow
 
