@@ -95,6 +95,11 @@ def _checkpoint_weights(run: Path, step: int) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+# One worker runs these tests (-n 2 --dist loadgroup): the reference run is made once, not once per
+# worker.
+pytestmark = pytest.mark.xdist_group("sharded_recipe")
+
+
 @pytest.fixture(scope="module")
 def runs(tiny_model_dir, tmp_path_factory):
     """The 1-process reference, run once for the module's tests."""

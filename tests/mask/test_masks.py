@@ -336,6 +336,7 @@ def flex_results():
 
 
 @pytest.mark.slow  # the subprocess compiles a flex kernel per mask: about a minute on 2 cores
+@pytest.mark.xdist_group("flex_audit")  # one worker: the subprocess runs once, not once per worker
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("policy", masks.POLICIES)
 @pytest.mark.parametrize("model_type", sorted(FLEX_AUDITS))

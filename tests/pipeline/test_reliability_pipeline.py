@@ -39,7 +39,8 @@ from ablate.core.modeling import load_causal_lm
 from ablate.mask import evaluation
 from ablate.mask.training.run import FinetuneSpec, finetune
 
-pytestmark = pytest.mark.slow
+# One worker runs the module (-n 2 --dist loadgroup): its three runs are made once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reliability_pipeline")]
 
 ROOT = Path(__file__).resolve().parents[2]
 # Fake secrets: long and unique, so a hit in any file can only be a leak.
