@@ -1,4 +1,4 @@
-"""The mask study for several seeds side by side, and the spread of its finding (issue 17).
+"""The mask study for several seeds side by side, and the spread of its finding over them.
 
 Each seed runs in its own clone of this repository's HEAD (committed work only), with a config
 that is ``--configfile`` (default config/config.yaml) plus ``mask.data.seed``,

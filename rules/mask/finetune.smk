@@ -1,6 +1,6 @@
 # Stages 3 and 5: full-weight SFT of the base model under each variant's policy. Params are the
 # variant's resolved hyperparameters only, so editing one variant reruns that finetune and its
-# evaluations, nothing upstream. Trainer checkpoints (results/finetune/<v>/checkpoints/) are not
+# evaluations, nothing upstream. Training checkpoints (results/finetune/<v>/checkpoints/) are not
 # outputs: a rerun of the same configuration resumes from them.
 
 

@@ -9,10 +9,11 @@ exactly these. A text in double quotes
 in a command's comment must appear in what the command printed.
 
 What is not run as written, and why: the install prefix of the quick start (the shared
-`embedded_run` fixture is that `snakemake -c2`, once per session); the test-suite commands (CI
-runs them); the real study's GPU runs (run as dry runs: offline, no GPU here); the SLURM and Vast
+`embedded_run` fixture is that `snakemake -c2`, once per pytest run); the test-suite commands (CI
+runs them); the real study's GPU runs (run as dry runs: offline, no GPU here); the seeds run (a dry
+run: 9 finetunes on a CPU; tests/pipeline/test_seeds_pipeline.py runs 2 seeds); the SLURM and Vast
 commands and their environment lines (tests/cluster/ runs them against a local SLURM cluster and a
-fake Vast API); a command with a <placeholder>.
+fake Vast API); `tensorboard` (a server); a command with a <placeholder>.
 """
 
 from __future__ import annotations
@@ -357,7 +358,7 @@ def test_readme_lists_what_this_test_runs():
 def test_every_cpu_measurement_names_its_instruction_set():
     """Fast: a README or guide paragraph (or table) naming a CPU (a timing, a score, a verdict)
     names its instruction set too: "AMD EPYC" is printed by CPUs with and without AVX-512, whose
-    runs differ in time (1.9x) and in one claim's verdict (issue 31)."""
+    runs differ in time (1.9x) and in one claim's verdict."""
     text = (ROOT / "README.md").read_text() + "\n\n" + GUIDE.read_text()
     for part in re.split(r"\n\s*\n", text):
         if re.search(r"EPYC|Xeon", part):

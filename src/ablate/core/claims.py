@@ -31,7 +31,8 @@ import pandas as pd
 from ablate.core import io, stats
 
 VERDICTS = ("supported", "not supported", "inconclusive", "not run")
-#: Column order of a claims table (results/claims/<study>.csv): the contract with the report.
+#: Column order of a claims table (a study's claims CSV, at the path its layout gives): the
+#: contract with the report.
 COLUMNS = [
     "study",
     "claim",
