@@ -144,6 +144,22 @@ def planned_jobs(out: str) -> set[tuple[str, str | None]]:
     return {j for j in jobs if j[0] not in AGGREGATES}
 
 
+def dry_run_jobs(stdout: str) -> list[tuple[str, frozenset[str], str | None]]:
+    """(rule, outputs, log) of every job a dry run lists."""
+    jobs, rule, fields = [], None, {}
+    for line in stdout.splitlines() + [""]:
+        m = re.match(r"(?:local)?rule (\w+):$", line)
+        if m or not line.startswith("    "):
+            if rule:
+                outputs = frozenset(f.strip() for f in fields.get("output", "").split(","))
+                jobs.append((rule, outputs, fields.get("log")))
+            rule, fields = (m.group(1) if m else None), {}
+            continue
+        key, _, value = line.strip().partition(": ")
+        fields[key] = value
+    return jobs
+
+
 def planned_outputs(wd: Path, *args: str) -> set[str]:
     """The output files of every job `snakemake -n ARGS` plans in wd."""
     from checkout import snakemake

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from checkout import copy_checkout, snakemake
-from helpers import MASK_CONFIG_SETS
+from helpers import AGGREGATES, MASK_CONFIG_SETS, dry_run_jobs
 
 from ablate.core import planner
 from ablate.mask import study
@@ -22,8 +22,6 @@ CONFIGS, OVERLAYS = (
     [" ".join(f"config/{n}" for n in names) for names in sets]
     for sets in (MASK_CONFIG_SETS[:2], MASK_CONFIG_SETS[2:])
 )
-# the target rule, the core's plan rules and STATUS.md
-NOT_STUDY_RULES = {"all", "plan", "plan_estimate", "status"}
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +32,6 @@ def fresh(tmp_path_factory):
 def config_of(name: str) -> dict:
     """The config as the rules get it: schema defaults filled (``name``: config files, in order)."""
     return planner.load_config([ROOT / n for n in name.split()])
-
-
-def dry_run_jobs(stdout: str) -> list[tuple[str, frozenset[str], str | None]]:
-    """(rule, outputs, log) of every job a dry run lists."""
-    jobs, rule, fields = [], None, {}
-    for line in stdout.splitlines() + [""]:
-        m = re.match(r"(?:local)?rule (\w+):$", line)
-        if m or not line.startswith("    "):
-            if rule:
-                outputs = frozenset(f.strip() for f in fields.get("output", "").split(","))
-                jobs.append((rule, outputs, fields.get("log")))
-            rule, fields = (m.group(1) if m else None), {}
-            continue
-        key, _, value = line.strip().partition(": ")
-        fields[key] = value
-    return jobs
 
 
 @pytest.mark.parametrize(
@@ -63,7 +45,7 @@ def test_the_rules_run_exactly_the_job_list(fresh, name):
     ran = [
         j
         for j in dry_run_jobs(r.stdout)
-        if j[0] not in NOT_STUDY_RULES and not j[0].startswith("bridge_")
+        if j[0] not in AGGREGATES and not j[0].startswith("bridge_")
     ]
     listed = [(j.rule, frozenset(j.outputs.values()), j.log) for j in study.jobs(config)]
     # the same jobs (counts per rule included), each with the job list's outputs and log

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from checkout import copy_checkout, snakemake
-from helpers import ROOT
-from test_jobs import NOT_STUDY_RULES, dry_run_jobs
+from helpers import AGGREGATES, ROOT, dry_run_jobs
 
 from ablate.core import model_card, planner
 from ablate.mask import families, study
@@ -130,7 +129,7 @@ def test_a_local_folder_plans_the_study(checkout):
     args = doc_command("snakemake -n", LOCAL)
     r = snakemake(checkout, "-n", *args, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    ran = [j for j in dry_run_jobs(r.stdout) if j[0] not in NOT_STUDY_RULES]
+    ran = [j for j in dry_run_jobs(r.stdout) if j[0] not in AGGREGATES]
     config = config_of(checkout, *args[args.index("--configfile") + 1 :])
     assert config["mask"]["model"] == {
         **config["mask"]["model"],
