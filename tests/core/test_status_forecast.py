@@ -58,7 +58,9 @@ def test_every_job_left_gives_the_setups_total_row_not_the_sum_of_its_jobs(tmp_p
     # 8 GPUs run the two jobs side by side: the planner's total (1761 s, $7.24) is not their sum
     plan = job_rows("8x H100 SXM", {"eval/base/causal": 600, "finetune/3A": 1500}, [2.5, 6.1])
     plan.append({"setup": "8x H100 SXM", "job": TOTAL, "est_s": 1761, "est_cost_usd": 7.24})
-    assert forecast(tmp_path, plan) == ["- mask on 8x H100 SXM: 2 jobs left, 0:29:21 total, $7.24"]
+    assert forecast(tmp_path, plan) == [
+        "- mask on 8x H100 SXM: 2 planned jobs left, 0:29:21 total, $7.24"
+    ]
 
 
 def test_a_job_that_does_not_fit_makes_the_setup_incomplete_and_says_why(tmp_path):
@@ -74,13 +76,13 @@ def test_a_job_that_does_not_fit_makes_the_setup_incomplete_and_says_why(tmp_pat
     ]
     (line,) = forecast(tmp_path, plan)
     assert line == (
-        "- mask on 1x RTX 4090: 2 jobs left, - total, incomplete: no estimate for finetune/3A "
+        "- mask on 1x RTX 4090: 2 planned jobs left, - total, incomplete: no estimate for finetune/3A "
         "(does not fit in memory: finetune/3A)"
     )
     # some done: the jobs left are summed, and one without an estimate still makes it incomplete
     (line,) = forecast(tmp_path / "partial", plan, done={"eval/base/causal"})
     assert line.startswith(
-        "- mask on 1x RTX 4090: 1 jobs left, - total, incomplete: no estimate for finetune/3A "
+        "- mask on 1x RTX 4090: 1 planned job left, - total, incomplete: no estimate for finetune/3A "
         "(does not fit in memory: finetune/3A) (of 2 planned; the plan's whole run: - total"
     )
 
@@ -89,7 +91,7 @@ def test_with_some_jobs_done_the_jobs_left_are_summed_beside_the_whole_runs_tota
     plan = job_rows("1x H100 SXM", {"eval/base/causal": 600, "finetune/3A": 1500}, [0.5, 1.25])
     plan.append({"setup": "1x H100 SXM", "job": TOTAL, "est_s": 2100, "est_cost_usd": 1.75})
     assert forecast(tmp_path, plan, done={"eval/base/causal"}) == [
-        "- mask on 1x H100 SXM: 1 jobs left, 0:25:00 total, $1.25 (of 2 planned; the plan's "
+        "- mask on 1x H100 SXM: 1 planned job left, 0:25:00 total, $1.25 (of 2 planned; the plan's "
         "whole run: 0:35:00 total, $1.75)"
     ]
 
@@ -103,7 +105,21 @@ def test_an_estimate_that_missed_says_it_came_from_the_flop_estimate(tmp_path):
     plan.append({"setup": "1x cpu", "job": TOTAL, "est_s": 1570, "error_pct": 956.0})
     (line,) = forecast(tmp_path, plan)
     assert line == (
-        "- mask on 1x cpu: 2 jobs left, 0:26:10 total, no price (estimate +956 %: 2 of 2 finished "
+        "- mask on 1x cpu: 2 planned jobs left, 0:26:10 total, no price (estimate +956 %: 2 of 2 finished "
         "jobs estimated from the FLOP estimate (an assumed peak and MFU: nothing measured on this "
         "setup when it was made); the largest miss finetune/3A +2355 %)"
     )
+
+
+def test_jobs_the_planner_does_not_time_are_named_once_not_counted_in_the_totals(tmp_path):
+    """STATUS's 'N to run' counts every job; the forecast's totals only the planned ones: the jobs
+    between them (tables, plots) are named, so the two counts do not seem to disagree."""
+    plan = job_rows("8x H100 SXM", {"eval/base/causal": 600, "finetune/3A": 1500}, [2.5, 6.1])
+    plan.append({"setup": "8x H100 SXM", "job": TOTAL, "est_s": 1761, "est_cost_usd": 7.24})
+    config = write_plan(tmp_path, plan)
+    rows = status_rows(set(), names=("eval/base/causal", "finetune/3A", "recovery_table"))
+    assert status.planned_forecast("mask", config, tmp_path, rows, lambda j: 60) == [
+        "- mask: 3 jobs left, 1 of them not in the plan (the planner times no recovery_table): "
+        "the totals below leave them out",
+        "- mask on 8x H100 SXM: 2 planned jobs left, 0:29:21 total, $7.24",
+    ]

@@ -274,7 +274,15 @@ def planned_forecast(
             f"- {study}: {len(left)} jobs left; {why}; at most {hours:.3g} h by the "
             "requested runtimes"
         ]
-    lines = []
+    unplanned = sorted(names - {p["job"] for p in planned})
+    lines = (
+        [
+            f"- {study}: {_jobs(len(left))} left, {len(unplanned)} of them not in the plan "
+            f"(the planner times no {', '.join(unplanned)}): the totals below leave them out"
+        ]
+        if unplanned
+        else []
+    )
     for total in (p for p in plan if p["job"] == TOTAL):
         setup = total["setup"]
         jobs = [p for p in plan if p["setup"] == setup and p["job"] != TOTAL]
@@ -288,8 +296,12 @@ def planned_forecast(
         else:
             text = _left_jobs_text(mine) + f" (of {len(jobs)} planned; the plan's whole run: "
             text += total_text(total) + ")"
-        lines.append(f"- {study} on {setup}: {len(mine)} jobs left, {text}")
+        lines.append(f"- {study} on {setup}: {_jobs(len(mine), 'planned ')} left, {text}")
     return lines
+
+
+def _jobs(n: int, kind: str = "") -> str:
+    return f"{n} {kind}job{'' if n == 1 else 's'}"
 
 
 def _left_jobs_text(jobs: list[dict[str, str]]) -> str:
