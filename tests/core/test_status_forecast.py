@@ -76,14 +76,15 @@ def test_a_job_that_does_not_fit_makes_the_setup_incomplete_and_says_why(tmp_pat
     ]
     (line,) = forecast(tmp_path, plan)
     assert line == (
-        "- mask on 1x RTX 4090: 2 planned jobs left, - total, incomplete: no estimate for finetune/3A "
-        "(does not fit in memory: finetune/3A)"
+        "- mask on 1x RTX 4090: 2 planned jobs left, - total, incomplete: no estimate for "
+        "finetune/3A (does not fit in memory: finetune/3A)"
     )
     # some done: the jobs left are summed, and one without an estimate still makes it incomplete
     (line,) = forecast(tmp_path / "partial", plan, done={"eval/base/causal"})
     assert line.startswith(
-        "- mask on 1x RTX 4090: 1 planned job left, - total, incomplete: no estimate for finetune/3A "
-        "(does not fit in memory: finetune/3A) (of 2 planned; the plan's whole run: - total"
+        "- mask on 1x RTX 4090: 1 planned job left, - total, incomplete: no estimate for "
+        "finetune/3A (does not fit in memory: finetune/3A) (of 2 planned; the plan's whole run: "
+        "- total"
     )
 
 
@@ -105,8 +106,8 @@ def test_an_estimate_that_missed_says_it_came_from_the_flop_estimate(tmp_path):
     plan.append({"setup": "1x cpu", "job": TOTAL, "est_s": 1570, "error_pct": 956.0})
     (line,) = forecast(tmp_path, plan)
     assert line == (
-        "- mask on 1x cpu: 2 planned jobs left, 0:26:10 total, no price (estimate +956 %: 2 of 2 finished "
-        "jobs estimated from the FLOP estimate (an assumed peak and MFU: nothing measured on this "
+        "- mask on 1x cpu: 2 planned jobs left, 0:26:10 total, no price (estimate +956 %: 2 of 2 "
+        "finished jobs estimated from the FLOP estimate (an assumed peak and MFU: nothing measured on this "
         "setup when it was made); the largest miss finetune/3A +2355 %)"
     )
 
