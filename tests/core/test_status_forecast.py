@@ -107,8 +107,8 @@ def test_an_estimate_that_missed_says_it_came_from_the_flop_estimate(tmp_path):
     (line,) = forecast(tmp_path, plan)
     assert line == (
         "- mask on 1x cpu: 2 planned jobs left, 0:26:10 total, no price (estimate +956 %: 2 of 2 "
-        "finished jobs estimated from the FLOP estimate (an assumed peak and MFU: nothing measured on this "
-        "setup when it was made); the largest miss finetune/3A +2355 %)"
+        "finished jobs estimated from the FLOP estimate (an assumed peak and MFU: nothing measured "
+        "on this setup when it was made); the largest miss finetune/3A +2355 %)"
     )
 
 
