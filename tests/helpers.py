@@ -127,37 +127,41 @@ def job_counts(stdout: str) -> dict[str, int]:
 AGGREGATES = {"all", "plan", "plan_estimate", "status"}
 
 
-def planned_jobs(out: str) -> set[tuple[str, str | None]]:
-    """(rule, first output) of every job a dry run lists, aggregates left out."""
-    jobs, rule = set(), None
-    for line in out.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):$", line)
-        if m:
-            if rule is not None:
-                jobs.add((rule, None))
-            rule = m.group(1)
-        elif rule is not None and line.strip().startswith("output:"):
-            jobs.add((rule, line.split(":", 1)[1].split(",")[0].strip()))
-            rule = None
-    if rule is not None:
-        jobs.add((rule, None))
-    return {j for j in jobs if j[0] not in AGGREGATES}
-
-
-def dry_run_jobs(stdout: str) -> list[tuple[str, frozenset[str], str | None]]:
-    """(rule, outputs, log) of every job a dry run lists."""
+def dry_run_fields(stdout: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, {field: value}) of every job a dry run lists (fields: input, output, log, ...)."""
     jobs, rule, fields = [], None, {}
     for line in stdout.splitlines() + [""]:
         m = re.match(r"(?:local)?rule (\w+):$", line)
         if m or not line.startswith("    "):
             if rule:
-                outputs = frozenset(f.strip() for f in fields.get("output", "").split(","))
-                jobs.append((rule, outputs, fields.get("log")))
+                jobs.append((rule, fields))
             rule, fields = (m.group(1) if m else None), {}
             continue
         key, _, value = line.strip().partition(": ")
         fields[key] = value
     return jobs
+
+
+def files_of(value: str) -> list[str]:
+    """The files of a dry run's `input:` or `output:` field, in order."""
+    return [f.strip() for f in value.split(",")] if value else []
+
+
+def planned_jobs(out: str) -> set[tuple[str, str | None]]:
+    """(rule, first output) of every job a dry run lists, aggregates left out."""
+    return {
+        (rule, next(iter(files_of(f.get("output", ""))), None))
+        for rule, f in dry_run_fields(out)
+        if rule not in AGGREGATES
+    }
+
+
+def dry_run_jobs(stdout: str) -> list[tuple[str, frozenset[str], str | None]]:
+    """(rule, outputs, log) of every job a dry run lists."""
+    return [
+        (rule, frozenset(files_of(f.get("output", ""))), f.get("log"))
+        for rule, f in dry_run_fields(stdout)
+    ]
 
 
 def planned_outputs(wd: Path, *args: str) -> set[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from checkout import BRIDGE_ARGS, copy_checkout, snakemake
-from helpers import job_counts, load_workflow, shipped_config
+from helpers import dry_run_fields, job_counts, load_workflow, shipped_config
 
 from ablate.bridge.pins import ROLES
 
@@ -153,15 +153,7 @@ def test_misspelled_hub_dataset_fails_the_dry_run(fresh):
 
 def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
     """Each job of a dry run: its rule and fields (input, output, wildcards...)."""
-    jobs: list[dict[str, str]] = []
-    for line in stdout.splitlines():
-        m = re.match(r"(?:local)?rule (\w+):$", line)
-        if m:
-            jobs.append({"rule": m.group(1)})
-        elif jobs and line.startswith("    ") and ": " in line:
-            key, _, value = line.strip().partition(": ")
-            jobs[-1][key] = value
-    return jobs
+    return [{"rule": rule, **fields} for rule, fields in dry_run_fields(stdout)]
 
 
 def test_seed_study_computes_each_frozen_state_once(fresh):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from checkout import copy_checkout, snakemake
-from helpers import job_counts, load_workflow
+from helpers import dry_run_fields, files_of, job_counts, load_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -226,16 +226,12 @@ def test_the_real_studys_task_datasets_enter_the_key_at_their_commit(fresh):
         lock.unlink()
 
 
-def planned_jobs(stdout: str) -> list[dict[str, list[str]]]:
+def job_files(stdout: str) -> list[dict[str, list[str]]]:
     """Each job a dry run prints: its input and output files."""
-    out: list[dict[str, list[str]]] = []
-    for line in stdout.splitlines():
-        if line.startswith(("rule ", "localrule ")):
-            out.append({"input": [], "output": []})
-        elif out and line.strip().startswith(("input: ", "output: ")):
-            key, files = line.strip().split(": ", 1)
-            out[-1][key] = [os.path.normpath(f.strip()) for f in files.split(",")]
-    return out
+    return [
+        {k: [os.path.normpath(f) for f in files_of(fields.get(k, ""))] for k in ("input", "output")}
+        for _, fields in dry_run_fields(stdout)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -256,7 +252,7 @@ def test_each_jobs_upstream_is_what_its_rule_reads(fresh, files):
     jobs = [j for s in config["studies"] for j in studies.side(s, "layout").jobs(config)]
     maker = {os.path.normpath(f): (j.study, j.name) for j in jobs for f in j.outputs.values()}
     reads = {}
-    for planned in planned_jobs(r.stdout):
+    for planned in job_files(r.stdout):
         if (job := maker.get(next(iter(planned["output"]), ""))) is not None:
             reads[job] = {maker[f] for f in planned["input"] if f in maker} - {job}
     assert set(reads) == set(maker.values())  # a first run: every job planned
