@@ -4,14 +4,17 @@ optimizer) on the Ministral-3-3B text shape with random weights, causal vs prefi
 markdown table.
 
     PYTHONPATH=src python bench/bench_finetune.py [--only NAME ...] [--json OUT.json] [--smoke]
-    PYTHONPATH=src python bench/bench_finetune.py --ddp 2 [--only seed-GA16-split] [--json OUT.json]
+    PYTHONPATH=src python bench/bench_finetune.py --ddp 2 4 [--only seed-GA16-split] [--json OUT.json]
 
---ddp N: each row (causal) on 1 process and on N data-parallel processes (torchrun through
-ablate.core.parallel.launch, one GPU each), the same global batch and data; both with fp32 weights and
-no masters, the recipe of the data-parallel path (the loop shards them with FSDP2 and computes in bf16;
-1 process: bf16 autocast; fp32 masters are single-process);
-prints s/step, tokens/s, speed-up, efficiency (speed-up / N: plan.scaling.data_parallel) and the
-largest relative difference of the per-step losses.
+--ddp N [N ...]: each row (causal) on 1 GPU with the one-GPU default recipe (bf16 weights + fp32
+masters: what a `gpu: 1` job runs), then on each N data-parallel processes (torchrun through
+ablate.core.parallel.launch, one GPU each) with the recipe the loop picks there (fp32 shards, bf16
+compute, gradients reduced once per step, `gather_weights` as resolved: the row's log says which),
+the same global batch and data; prints s/step, tokens/s, speed-up and efficiency (speed-up / N)
+against the one-GPU default, each N's loss curve's largest relative difference from it, and with
+--profile the workers' profile: compute, collectives, collectives not hidden by compute, idle.
+--shape 8b: the rows at the Ministral-8B text shape (config/ministral8b.yaml's model: 8.02 B, untied
+embeddings), built as a ministral3 model of that shape (the same layers' compute).
 
 The timed steps run as a finetune runs them (no device sync between them; the loss read at the last
 only, --ddp: at each step), timed as one interval from a sync before the first to one after the last.
@@ -29,6 +32,8 @@ causal and prefix_bidir; weights are the GPU default, bf16 + fp32 masters in the
   B4-adamw-compile        B4-adamw with compile_layers: true (each decoder layer torch.compile'd)
   B4-adamw-GA4-compile    both
   B6-/B8-adamw-compile    B=6 / 8 x grad_accum 1, compile_layers: true (one optimizer step per 6 / 8 rows)
+  seed-GA16-split-compile B=1 x grad_accum 16, Adafactor, split, compile_layers: true (16 full rows a step)
+  B4-GA4-adafactor-split-compile  the same 16 rows as B=4 x grad_accum 4
   B4-adamw-liger          B4-adamw with Liger's Triton RMSNorm, SwiGLU, RoPE (an experiment: a hook)
 --profile N: N more steps of each row under torch.profiler, GPU time by kernel category
 (bench/step_profile.py); --policies: which of causal, prefix_bidir each row runs.
@@ -48,7 +53,8 @@ import time
 from pathlib import Path
 
 import torch
-from step_profile import StepProfiler, print_table
+from step_profile import StepProfiler
+from step_profile import print_table as print_profile
 
 from ablate.core import parallel
 from ablate.core.planner.inputs import Reference
@@ -62,7 +68,10 @@ from ablate.mask.training.policy import policy_loss_sum
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
 MEASUREMENTS = Path(__file__).resolve().parents[1] / "config" / "gpu_measurements.yaml"
-PEAK_TFLOPS = float(Reference.load(MEASUREMENTS).gpus["H100 SXM"]["tflops_bf16"])
+REFERENCE = Reference.load(MEASUREMENTS)
+PEAK_TFLOPS = float(REFERENCE.gpus["H100 SXM"]["tflops_bf16"])
+#: --shape 8b: config/ministral8b.yaml's model, its text shape from the measurements file
+MINISTRAL_8B = "mistralai/Ministral-8B-Instruct-2410"
 SHAPE = dict(MINISTRAL3_3B)  # a copy: --smoke updates it
 # --smoke: the same code on a tiny shape on CPU, to check the script runs (numbers meaningless)
 SMOKE_SHAPE = dict(
@@ -181,12 +190,26 @@ ROWS.update(
         ),
     }
 )
+# 16 full rows per step with Adafactor, compiled (config/ministral3b.yaml's recipe at full rows):
+# one row per micro-batch, or four (the same global batch; on N GPUs: 16 / N and 4 / N of them)
+ADAFACTOR_SPLIT = dict(optim="adafactor", attn_implementation=SPLIT, compile_layers=True)
+ROWS.update(
+    {
+        "seed-GA16-split-compile": (dict(batch_size=1, grad_accum=16, **ADAFACTOR_SPLIT), None),
+        "B4-GA4-adafactor-split-compile": (
+            dict(batch_size=4, grad_accum=4, **ADAFACTOR_SPLIT),
+            "seed-GA16-split-compile",
+        ),
+    }
+)
 HOOKS = {"B4-adamw-liger": _liger}
 #: --profile: profile this many steps after the warm-up of every row (bench/step_profile.py)
 PROFILE_STEPS = 0
 
 
-def _weights_label(p: dict) -> str:
+def weights_label(p: dict) -> str:
+    if parallel.world_size() > 1:  # the loop shards the model: FSDP2 casts, no autocast
+        return "fp32 shards, bf16 compute" if params.bf16_enabled(p["bf16"]) else "fp32 shards"
     dtype = params.model_dtype(p)
     if dtype == torch.float32:
         return "fp32 + bf16 autocast" if params.bf16_enabled(p["bf16"]) else "fp32"
@@ -316,12 +339,12 @@ def _run_once(
         policy=policy,
         attn=p["attn_implementation"],
         optim=p["optim"],
-        weights=_weights_label(p),
+        weights=weights_label(p),
         batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
         s_per_step=s_step,
         s_per_step_min=min(times),  # the host's time of a step (no sync between them)
-        tokens_per_s=tok_s,
-        mfu=6 * n_params * tok_s / (PEAK_TFLOPS * 1e12),
+        tokens_per_s=tok_s,  # every process's together
+        mfu=6 * n_params * tok_s / (PEAK_TFLOPS * 1e12 * parallel.world_size()),  # per GPU
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if DEVICE == "cuda" else float("nan"),
         # the allocator freed its cache and retried (a device sync): memory pressure, not compute
         alloc_retries=torch.cuda.memory_stats().get("num_alloc_retries") if DEVICE == "cuda" else 0,
@@ -329,10 +352,11 @@ def _run_once(
         timed_steps=len(times),
         losses=[e["loss"] for e in warm_logs + logs],  # the mean step loss of each log
         world_size=parallel.world_size(),
+        gather=run.gather,
     )
     if prof is not None:
         out["profile"] = prof.table()
-        print_table(f"{name} {policy}", out["profile"])
+        print_profile(f"{name} {policy}", out["profile"])
     del run, model, data
     gc.collect()
     torch.cuda.empty_cache()
@@ -361,66 +385,115 @@ def use_smoke_shape() -> None:
     SHAPE.update(SMOKE_SHAPE)
 
 
-def ddp_worker(name, overrides, warmup, timed, smoke, out) -> None:
-    """One process of a --ddp run (started by ablate.core.parallel.launch); rank 0 writes the row."""
-    global LOG_STEPS
-    LOG_STEPS = 1
-    if smoke:
+def use_shape(shape: str) -> None:
+    """The rows' model: ``3b`` (default), ``8b`` or ``smoke`` (tiny, CPU)."""
+    if shape == "smoke":
         use_smoke_shape()
-    r = _run_once(name, "causal", overrides, warmup, timed, data_seed=100)
+    elif shape == "8b":
+        text = dict(REFERENCE.models[MINISTRAL_8B]["text_config"])
+        SHAPE.update({k: text[k] for k in SHAPE})  # the keys the 3.4 B shape sets
+
+
+def ddp_worker(name, overrides, warmup, timed, shape, profile, out) -> None:
+    """One process of a --ddp run (started by ablate.core.parallel.launch); rank 0 writes the row
+    (its profile with --profile: rank 0's GPU)."""
+    global LOG_STEPS, PROFILE_STEPS
+    LOG_STEPS, PROFILE_STEPS = 1, profile if DEVICE == "cuda" else 0
+    use_shape(shape)
+    if DEVICE == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        r = _run_once(name, "causal", overrides, warmup, timed, data_seed=100)
+    except torch.OutOfMemoryError as exc:  # a shape that does not fit N GPUs: a row that says so
+        r = {"row": name, "world_size": parallel.world_size(), "oom": str(exc)[:200]}
     if parallel.rank() == 0:
         Path(out).write_text(json.dumps(r))
 
 
-def _launch_row(name: str, over: dict, warmup: int, timed: int, smoke: bool, n: int) -> dict:
-    """One row on ``n`` processes (torchrun), each on its own GPU: the 1-process row too, on the
-    first device alone (as the GPU pool gives a one-GPU job)."""
-    out = Path(f"/tmp/bench_finetune_ddp_{name}_{n}.json")
-    kwargs = dict(name=name, overrides=over, warmup=warmup, timed=timed, smoke=smoke, out=str(out))
+def launch_row(worker: str, kwargs: dict, n: int) -> dict:
+    """``worker`` (``module:function`` of bench/, writing its row to ``kwargs["out"]``) on ``n``
+    processes (torchrun), each on its own GPU; ``n`` = 1 on the first device alone (as the GPU
+    pool gives a one-GPU job)."""
+    bench_dir = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [bench_dir, os.environ.get("PYTHONPATH")])
+    )
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if n == 1 and DEVICE == "cuda":
         os.environ["CUDA_VISIBLE_DEVICES"] = (visible or "0").split(",")[0]
     try:
-        parallel.launch("bench_finetune:ddp_worker", kwargs, n, os.cpu_count() or n)
+        parallel.launch(worker, kwargs, n, os.cpu_count() or n)
     finally:
         if visible is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = visible
-    return json.loads(out.read_text())
+    return json.loads(Path(kwargs["out"]).read_text())
 
 
-def run_ddp(names: list[str], n: int, warmup: int, timed: int, smoke: bool) -> list[dict]:
-    """Each row on 1 process and on ``n`` (torchrun both): the same global batch and data."""
-    bench_dir = str(Path(__file__).resolve().parent)
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [bench_dir, os.environ.get("PYTHONPATH")])
+def scaling(rows: list[dict]) -> list[dict]:
+    """Each row's speed-up and efficiency against the 1-process row of its name (the one-GPU
+    default recipe), and the largest relative difference of its loss curve from that row's."""
+    for r in rows:
+        base = next(b for b in rows if b["row"] == r["row"] and b["world_size"] == 1)
+        if "oom" in r or "oom" in base:
+            continue
+        r["speedup"] = base["s_per_step"] / r["s_per_step"]
+        r["efficiency"] = r["speedup"] / r["world_size"]
+        r["loss_rel_diff"] = max(
+            abs(a - b) / abs(a) for a, b in zip(base["losses"], r["losses"], strict=True)
+        )
+    return rows
+
+
+def print_scaling(rows: list[dict]) -> None:
+    print(
+        "\n| row | GPUs | recipe | B x GA x T (global) | s/step | tokens/s | MFU | speed-up "
+        "| efficiency | loss vs 1 GPU (max rel) | peak GB |"
     )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "oom" in r:
+            print(f"| {r['row']} | {r['world_size']} | out of memory | | | | | | | | |")
+            continue
+        recipe = r["weights"] + (f", gathered per {r['gather']}" if r.get("gather") else "")
+        print(
+            f"| {r['row']} | {r['world_size']} | {recipe} | {r['batch']} | {r['s_per_step']:.3f} | "
+            f"{r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {fmt(r.get('speedup'), '.2f')} | "
+            f"{fmt(r.get('efficiency'), '.3f')} | {fmt(r.get('loss_rel_diff'), '.1e')} | "
+            f"{fmt(r['peak_gb'], '.1f')} |"
+        )
+    for r in rows:
+        if r.get("profile"):
+            print_profile(f"{r['row']}, {r['world_size']} GPU(s), rank 0", r["profile"])
+
+
+def fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def run_ddp(
+    names: list[str], counts: list[int], warmup: int, timed: int, shape: str, profile: int
+) -> list[dict]:
+    """Each row on 1 process with the one-GPU default recipe, then on each of ``counts``
+    processes with the loop's data-parallel recipe: the same global batch and data."""
     rows = []
     for name in names:
-        # the data-parallel recipe on both sides (params.model_dtype: fp32 weights when WORLD_SIZE > 1)
-        over = {**ROWS[name][0], "model_dtype": "float32", "master_weights": False}
-        one, many = (_launch_row(name, over, warmup, timed, smoke, k) for k in (1, n))
-        speedup = one["s_per_step"] / many["s_per_step"]
-        diff = max(abs(a - b) / abs(a) for a, b in zip(one["losses"], many["losses"], strict=True))
-        for r in (one, many):
-            r.update(speedup=speedup if r is many else 1.0, loss_rel_diff=diff)
-            r["efficiency"] = r["speedup"] / r["world_size"]
+        for n in [1, *counts]:
+            out = f"/tmp/bench_finetune_ddp_{name}_{n}.json"
+            kwargs = dict(
+                name=name,
+                overrides=ROWS[name][0],
+                warmup=warmup,
+                timed=timed,
+                shape=shape,
+                profile=profile,
+                out=out,
+            )
+            r = launch_row("bench_finetune:ddp_worker", kwargs, n)
             rows.append(r)
             print(json.dumps(r), flush=True)
-    print(
-        "\n| row | GPUs | B x GA x T (global) | weights | s/step | tokens/s | MFU | speed-up | efficiency | losses |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['row']} | {r['world_size']} | {r['batch']} | {r['weights']} | {r['s_per_step']:.3f} | "
-            f"{r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {r['speedup']:.2f} | {r['efficiency']:.3f} | "
-            f"{' '.join(f'{x:.4f}' for x in r['losses'])} |"
-        )
-    diff = max(r["loss_rel_diff"] for r in rows)
-    print(f"\nlargest relative difference of a step's loss, 1 vs {n} processes: {diff:.2e}")
-    return rows
+    return scaling(rows)
 
 
 def main(argv=None) -> int:
@@ -435,7 +508,10 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--smoke", action="store_true", help="tiny shape on CPU: checks the script, not speed"
     )
-    ap.add_argument("--ddp", type=int, default=0, help="N: 1 vs N data-parallel processes (above)")
+    ap.add_argument(
+        "--ddp", type=int, nargs="+", default=[], help="N ...: 1 GPU vs N processes (above)"
+    )
+    ap.add_argument("--shape", choices=["3b", "8b"], default="3b", help="the rows' model shape")
     ap.add_argument(
         "--policies", nargs="+", default=["causal", "prefix_bidir"], help="policies of each row"
     )
@@ -454,6 +530,7 @@ def main(argv=None) -> int:
         print("bench_finetune needs a CUDA GPU (or --smoke)", file=sys.stderr)
         return 2
     else:
+        use_shape(args.shape)
         torch.backends.cuda.matmul.allow_tf32 = True
     device_name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu (smoke)"
     print(
@@ -468,11 +545,14 @@ def main(argv=None) -> int:
             f"flash {torch.backends.cuda.flash_sdp_enabled()}",
             flush=True,
         )
-    if args.ddp > 1:
+    if args.ddp:
         names = args.only or ["seed-GA16-split"]
-        rows = run_ddp(names, args.ddp, args.warmup, args.timed, args.smoke)
+        shape = "smoke" if args.smoke else args.shape
+        rows = run_ddp(names, args.ddp, args.warmup, args.timed, shape, args.profile)
+        print_scaling(rows)
         if args.json:
-            Path(args.json).write_text(json.dumps({"rows": rows, "device": device_name}, indent=1))
+            meta = {"device": device_name, "command": " ".join(sys.argv), "rows": rows}
+            Path(args.json).write_text(json.dumps(meta, indent=1))
         return 0
     results = []
     flex_diff = None

@@ -4,7 +4,7 @@ shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own traini
 markdown table; --out writes the raw rows.
 
     PYTHONPATH=src python bench/bench_packing.py [--shape real|tiny] [--only ROW ...]
-        [--steps N] [--liger] [--compile] [--hfopt] [--profile N] [--window]
+        [--steps N] [--liger] [--compile] [--hfopt] [--profile N] [--window] [--ddp N ...]
         [--out bench/results/bench_packing_h200.json]
 
 Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
@@ -32,6 +32,11 @@ Rows (each runs causal and prefix_bidir, except full-packed-flex: causal only):
 after the timed ones; its table is printed per row and kept in --out. FusedAdafactor's kernels
 are inductor Triton kernels, which step_profile counts under "norm/act/rope (fused)"; the HF
 loop's land in "elementwise/reduce", so compare a row with its -hfopt twin.
+--ddp N [N ...]: each row (causal) on 1 GPU with the one-GPU default recipe, then on N
+data-parallel processes (torchrun, one GPU each; the loop's recipe: fp32 shards, bf16 compute,
+gradients reduced once per step), the same 16 pairs per step, timed with --window; prints
+bench_finetune.py's scaling table (efficiency against the one GPU, loss curves, --profile: rank 0's
+compute, collectives, exposed collectives and idle time).
 --window: the steps after the warm-up timed as one interval with logging_steps 10, as a finetune
 runs (its only device reads are at logs), instead of a sync around every step (the default, which
 also makes the host wait at each step's start and end).
@@ -67,6 +72,7 @@ import torch
 from step_profile import StepProfiler
 from step_profile import print_table as print_profile
 
+from ablate.core import parallel
 from ablate.core.training import optim, params
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
@@ -226,6 +232,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     if name.endswith(HFOPT):
         hf_optimizer(run, p)
     inner = run.master.inner if run.master is not None else run.optimizer
+    gather = run.gather
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     window_s = window_tokens = None
@@ -270,6 +277,9 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         profile=profile,
         n_params=n_params,
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
+        world_size=parallel.world_size(),
+        gather=gather,
+        weights=bf.weights_label(p),
     )
 
 
@@ -279,14 +289,14 @@ def summarise(r: dict, warmup: int, peak_tflops: float) -> None:
         n = r["timed_steps"] = r["steps"] - warmup
         r["s_per_step"], r["tokens_per_step"] = r["window_s"] / n, r["window_tokens"] / n
         r["tokens_per_s"] = r["window_tokens"] / r["window_s"]
-        r["mfu"] = 6 * r["n_params"] * r["tokens_per_s"] / (peak_tflops * 1e12)
+        r["mfu"] = 6 * r["n_params"] * r["tokens_per_s"] / (peak_tflops * 1e12 * r["world_size"])
         return
     times, tokens = r["step_times"][warmup:], r["step_tokens"][warmup:]
     r["timed_steps"] = len(times)
     r["s_per_step"] = sum(times) / len(times)
     r["tokens_per_step"] = sum(tokens) / len(tokens)
     r["tokens_per_s"] = sum(tokens) / sum(times)
-    r["mfu"] = 6 * r["n_params"] * r["tokens_per_s"] / (peak_tflops * 1e12)
+    r["mfu"] = 6 * r["n_params"] * r["tokens_per_s"] / (peak_tflops * 1e12 * r["world_size"])
 
 
 def fmt(x, spec: str) -> str:
@@ -341,6 +351,63 @@ def write_out(path: str, meta: dict, results: list[dict]) -> None:
         json.dump({**meta, "rows": results}, f, indent=1)
 
 
+def row_entry(name: str) -> tuple[str, dict, str | None]:
+    """(group, params, option) of a row of ROWS or OPTIONAL_ROWS."""
+    entry = ROWS.get(name) or OPTIONAL_ROWS[name]
+    return entry if len(entry) == 3 else (*entry, None)
+
+
+def shape_setup(tiny: bool) -> tuple[int, float]:
+    """(row length, length scale) of ``--shape``: the model shape set on bench_finetune."""
+    if tiny:  # the same code at a toy size on CPU: checks the script, not speed
+        bf.DEVICE = "cpu"
+        bf.SHAPE.update(bf.SMOKE_SHAPE, vocab_size=2048)
+        return 128, 0.125
+    torch.backends.cuda.matmul.allow_tf32 = True
+    return FULL_T, 1.0
+
+
+def row_data(group: str, steps: int, T: int, scale: float) -> ExampleDataset:
+    """The examples of a row's group for ``steps`` steps (and PROFILE_STEPS more): the seed's
+    alpaca-like pairs or full rows; the same for every row and process count."""
+    n = steps + PROFILE_STEPS
+    if group == "seed":
+        lengths = alpaca_like_lengths(n * SEED_EXAMPLES_PER_STEP, seed=1, max_len=T, scale=scale)
+        return make_examples(lengths, seed=2, vocab=bf.SHAPE["vocab_size"])
+    full = [(T, T // 8 + (i * 7) % (3 * T // 8)) for i in range(n * FULL_EXAMPLES)]
+    return make_examples(full, seed=3, vocab=bf.SHAPE["vocab_size"])
+
+
+def ddp_worker(name, steps, warmup, tiny, profile, out) -> None:
+    """One process of a --ddp row (ablate.core.parallel.launch): timed with --window; rank 0
+    writes it."""
+    global WINDOW, PROFILE_STEPS
+    T, scale = shape_setup(tiny)
+    WINDOW, PROFILE_STEPS = warmup, profile if not tiny else 0
+    group, over, option = row_entry(name)
+    r = run_row(name, over, option, "causal", row_data(group, steps, T, scale), steps, T)
+    r["group"] = group
+    summarise(r, warmup, bf.PEAK_TFLOPS)
+    if parallel.rank() == 0:
+        Path(out).write_text(json.dumps(r))
+
+
+def run_ddp(names: list[str], counts: list[int], args, tiny: bool) -> list[dict]:
+    rows = []
+    for name in names:
+        for n in [1, *counts]:
+            out = f"/tmp/bench_packing_ddp_{name}_{n}.json"
+            kwargs = dict(
+                name=name, steps=args.steps, warmup=args.warmup, tiny=tiny,
+                profile=args.profile, out=out,
+            )  # fmt: skip
+            r = bf.launch_row("bench_packing:ddp_worker", kwargs, n)
+            r["batch"] = f"{SEED_EXAMPLES_PER_STEP} pairs packed"
+            rows.append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "step_times"}), flush=True)
+    return bf.scaling(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=["real", "tiny"], default="real")
@@ -363,6 +430,9 @@ def main(argv=None) -> int:
         "(a finetune's syncs) instead of syncing around each step; --steps and --warmup: "
         f"multiples of {WINDOW_LOG}",
     )
+    ap.add_argument(
+        "--ddp", type=int, nargs="+", default=[], help="N ...: 1 GPU vs N processes (above)"
+    )
     ap.add_argument("--out", help="write the raw rows as JSON (e.g. under bench/results/)")
     ap.add_argument(
         "--table", nargs="+", metavar="JSON", help="only print the table of earlier --out files"
@@ -379,16 +449,22 @@ def main(argv=None) -> int:
     if PROFILE_STEPS and tiny:
         print("--profile needs a CUDA GPU (the profiler counts CUDA kernels)", file=sys.stderr)
         return 2
-    if tiny:  # the same code at a toy size on CPU: checks the script, not speed
-        bf.DEVICE = "cpu"
-        bf.SHAPE.update(bf.SMOKE_SHAPE, vocab_size=2048)
-        T, scale, steps, warmup = 128, 0.125, args.steps or 2, args.warmup or 1
-    elif not torch.cuda.is_available():
+    if not tiny and not torch.cuda.is_available():
         print("bench_packing needs a CUDA GPU (or --shape tiny)", file=sys.stderr)
         return 2
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        T, scale, steps, warmup = FULL_T, 1.0, args.steps or 5, args.warmup or 2
+    T, scale = shape_setup(tiny)
+    steps, warmup = args.steps or (2 if tiny else 5), args.warmup or (1 if tiny else 2)
+    if args.ddp:
+        if steps % WINDOW_LOG or warmup % WINDOW_LOG or not 0 < warmup < steps:
+            print(f"--ddp times with --window: --steps, --warmup multiples of {WINDOW_LOG}")
+            return 2
+        args.steps, args.warmup = steps, warmup
+        rows = run_ddp(args.only or ["seed-packed-flex-compile"], args.ddp, args, tiny)
+        bf.print_scaling(rows)
+        if args.out:
+            meta = dict(device=torch.cuda.get_device_name(0) if not tiny else "cpu (tiny shape)")
+            write_out(args.out, {**meta, "command": " ".join(sys.argv)}, rows)
+        return 0
     if args.window:
         global WINDOW
         if steps % WINDOW_LOG or warmup % WINDOW_LOG or not 0 < warmup < steps:
@@ -410,32 +486,18 @@ def main(argv=None) -> int:
     device = torch.cuda.get_device_name(0) if not tiny else "cpu (tiny shape)"
     print(f"# {device}, torch {torch.__version__}", flush=True)
 
-    vocab = bf.SHAPE["vocab_size"]
-    # profiled steps draw more examples after the timed ones (the same first ones: one stream)
-    seed_lengths = alpaca_like_lengths(
-        (steps + PROFILE_STEPS) * SEED_EXAMPLES_PER_STEP, seed=1, max_len=T, scale=scale
-    )
-    timed_lengths = seed_lengths[: steps * SEED_EXAMPLES_PER_STEP]
-    totals = sorted(k for k, _ in timed_lengths)
+    data = {group: row_data(group, steps, T, scale) for group in ("seed", "full")}
+    # the timed pairs' lengths (profiled steps draw more examples after them: one stream)
+    timed = [data["seed"][i] for i in range(steps * SEED_EXAMPLES_PER_STEP)]
+    totals = sorted(len(ex["input_ids"]) for ex in timed)
     dist = dict(
         mean=statistics.mean(totals),
         median=statistics.median(totals),
         p90=totals[int(0.9 * (len(totals) - 1))],
         max=totals[-1],
-        prompt_mean=statistics.mean(p for _, p in timed_lengths),
+        prompt_mean=statistics.mean(ex["prompt_length"] for ex in timed),
     )
     print(f"# alpaca-like example tokens: {json.dumps(dist)}", flush=True)
-    data = {
-        "seed": make_examples(seed_lengths, seed=2, vocab=vocab),
-        "full": make_examples(
-            [
-                (T, T // 8 + (i * 7) % (3 * T // 8))
-                for i in range((steps + PROFILE_STEPS) * FULL_EXAMPLES)
-            ],
-            seed=3,
-            vocab=vocab,
-        ),
-    }
     meta = dict(
         device=device,
         torch=torch.__version__,
@@ -447,8 +509,7 @@ def main(argv=None) -> int:
     results = []
     for name in names:
         base = name.removesuffix(HFOPT)
-        entry = ROWS.get(base) or OPTIONAL_ROWS[base]
-        group, over, option = entry if len(entry) == 3 else (*entry, None)
+        group, over, option = row_entry(base)
         for policy in ["causal"] if base in CAUSAL_ONLY else args.policies:
             t0 = time.time()
             try:

@@ -139,7 +139,7 @@ def asked_alone(names, output, full_inputs):
 def resource_helpers(resources):
     """(res, resources_of) over one study's own resources node (group -> key -> value):
     ``res(group, key)`` one value; ``resources_of(group)`` a GPU-capable group's resources, a
-    null gpu_model left out (any GPU)."""
+    null gpu_model left out (any GPU), one SLURM task for a job of several GPUs."""
 
     def res(group, key):
         return resources[group][key]
@@ -148,6 +148,11 @@ def resource_helpers(resources):
         r = {k: v for k, v in resources[group].items() if k != "threads"}
         if r.get("gpu_model") is None:
             r.pop("gpu_model", None)
+        if r.get("gpu", 0) > 1:
+            # a job of N GPUs is one SLURM task holding them all, which launches its N processes
+            # itself (torchrun): the slurm plugin's tasks_per_gpu: 0 drops its default
+            # --ntasks-per-gpu=1, which would start the job's script N times
+            r["tasks_per_gpu"] = 0
         return r
 
     return res, resources_of

@@ -27,18 +27,7 @@ def bout(key, **wildcards):
     return out(pattern)
 
 
-bridge_res, _bridge_resources = resource_helpers(BRIDGE_CFG["resources"])
-
-
-def bridge_resources_of(group):
-    """A bridge rule group's resources (resource_helpers), the launch of a data-parallel group
-    (train, frozen_states: gpu > 1) added."""
-    r = _bridge_resources(group)
-    if group in ("train", "frozen_states") and r.get("gpu", 0) > 1:
-        # one SLURM task holding every GPU: torchrun starts the processes (the slurm plugin's
-        # tasks_per_gpu: 0 drops its default --ntasks-per-gpu=1, one task per GPU)
-        r["tasks_per_gpu"] = 0
-    return r
+bridge_res, bridge_resources_of = resource_helpers(BRIDGE_CFG["resources"])
 
 
 BRIDGE_RUN_IDS = sorted(BRIDGE.runs)

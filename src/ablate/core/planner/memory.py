@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from ablate.core.planner.inputs import Measurement
 from ablate.core.planner.jobs import PlannedJob
-from ablate.core.planner.overheads import DTYPE_BYTES, OPTIM_STATES
+from ablate.core.planner.overheads import DTYPE_BYTES
+from ablate.core.training.memory import OPTIM_STATES
 
 #: Activation bytes per token, decoder layer and hidden unit of a bf16 training step without
 #: activation checkpointing (logits and loss included): the slope of measured peaks where only the

@@ -1,7 +1,7 @@
 """Time besides the compute (start-up, load, saves; boot and shipping of a rented instance).
 Assumptions with defaults in ``plan.overheads`` (docs/planner.md). The bytes per parameter of a
-dtype and an optimizer's states live here too (read by :mod:`.memory` and :func:`disk_need_mb`, the
-disk a finetune writes).
+dtype live here too (read by :mod:`.memory` and :func:`disk_need_mb`, the disk a finetune writes;
+an optimizer's states: :mod:`ablate.core.training.memory`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from typing import Any
 
 from ablate.core.planner.inputs import Reference, Setup
 from ablate.core.planner.jobs import PlannedJob
+from ablate.core.training.memory import OPTIM_STATES
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-#: Optimizer states per parameter, in the weights' dtype (torch allocates them like the weights;
-#: adafactor's are factored into row/column vectors: ~0).
-OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd": 0}
 
 
 def disk_need_mb(n_params: float, p: dict[str, Any], gpu: bool = True) -> float:

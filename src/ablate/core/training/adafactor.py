@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import torch
 import torch._dynamo.exc
@@ -84,49 +85,116 @@ def _unfactored_many(ps, grads, sq_avgs, mirrors, scal, scale, eps: float, clip:
         _unfactored(ps[i], grads[i], sq_avgs[i], scal, scale, eps, clip, mirrors[i])
 
 
-def shard_mean(total: torch.Tensor, local_count: int, count: int, group) -> torch.Tensor:
-    """A mean over dim 0 of a tensor sharded on it, from this shard's sum ``total`` (over its
-    ``local_count`` rows of ``count``): the sum over every shard of ``group``, divided by
-    ``count``. (tests/core/test_sharded_recipe.py replaces it with this shard's own mean and
-    shows the 1/2/4-process comparison catches the difference.)"""
-    dist.all_reduce(total, group=group)
-    return total / count
+def shard_sums(partials: list[torch.Tensor], group) -> list[torch.Tensor]:
+    """Each of ``partials`` (this shard's part of a statistic over the sharded dim) summed over
+    every shard of ``group``: one all-reduce of them all, flattened, so a step of N sharded
+    parameters costs one collective here, not one per statistic. (tests/core/launch_hooks.py
+    replaces it with this shard's own parts, and tests/core/test_sharded_recipe.py shows the
+    1/2/4-process comparison catches the difference.)"""
+    if not partials:
+        return []
+    flat = torch.cat([t.reshape(-1) for t in partials])
+    dist.all_reduce(flat, group=group)
+    return [t.view_as(part) for t, part in zip(flat.split([t.numel() for t in partials]), partials)]
 
 
-def _sharded(p: DTensor, grad: DTensor, state: dict, scal: list[float], scale, eps, clip) -> None:
-    """One step of a parameter sharded on dim 0, on this process's rows: the update of
-    :func:`_factored` / :func:`_unfactored` with every reduction over dim 0 summed over the group."""
-    if tuple(p.placements) != (Shard(0),):
-        raise RuntimeError(f"FusedAdafactor steps parameters sharded on dim 0, not {p.placements}")
-    lr, beta2t, weight_decay = scal
-    state = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in state.items()}
-    group = p.device_mesh.get_group()
-    w = p.to_local()
-    g = grad.to_local().float()
-    if scale is not None:
-        g = g / scale
-    if p.dim() >= 2:
-        row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+# A parameter sharded on dim 0 (FSDP2) steps its local rows in three phases, each one compiled
+# call per group of like shards, with one all-reduce between them: (1) the row statistics, which
+# are per row, and this shard's part of the column means and of the mean row statistic; (2) the
+# column statistics from the summed means, and this shard's part of each update's sum of squares;
+# (3) the update (recomputed: keeping every update between phases would hold a second fp32 copy
+# of the shards), clipped to the global RMS, applied. ``scal`` = (lr, beta2t, weight_decay).
+
+
+class _Shard(NamedTuple):
+    """One sharded parameter's step inputs, local: its rows ``w``, their gradient ``g``, its
+    state's local tensors; ``scal`` (device), ``eps``, ``clip`` and the parameter's whole
+    ``shape`` (the means and the RMS divide by it) are constants of a compiled call."""
+
+    w: torch.Tensor
+    g: torch.Tensor
+    state: dict
+    scal: torch.Tensor
+    eps: float
+    clip: float
+    shape: torch.Size
+
+    @property
+    def matrix(self) -> bool:
+        return len(self.shape) == 2
+
+    @classmethod
+    def of(cls, p: DTensor, grad: DTensor, state: dict, scal, eps: float, clip: float) -> _Shard:
+        if tuple(p.placements) != (Shard(0),) or p.dim() not in (1, 2):
+            raise RuntimeError(
+                "FusedAdafactor steps 1-D and 2-D parameters sharded on dim 0, not a "
+                f"{p.dim()}-D one placed {p.placements}"
+            )
+        local = {k: v.to_local() if isinstance(v, DTensor) else v for k, v in state.items()}
+        return cls(p.to_local(), grad.to_local(), local, scal, eps, clip, p.shape)
+
+
+def _matrix_update(g, row, col, row_mean, scale):
+    return (row / row_mean).rsqrt().unsqueeze(-1) * col.unsqueeze(-2).rsqrt() * (g.float() / scale)
+
+
+def _matrix_means_many(gs, rows, scal, shape, eps: float, clip: float, scale):
+    out = []
+    for i in range(len(gs)):
+        g = gs[i].float() / scale
         sq = g * g + eps
-        row.copy_(row * beta2t + sq.mean(dim=-1) * (1.0 - beta2t))
-        if p.dim() == 2:  # dim -2 is the sharded dim 0: the column and row-statistic means span it
-            col_mean = shard_mean(sq.sum(dim=-2), w.shape[0], p.shape[0], group)
-            row_sum = row.sum(dim=-1, keepdim=True)
-            row_mean = shard_mean(row_sum, w.shape[0], p.shape[0], group)
-        else:
-            col_mean, row_mean = sq.mean(dim=-2), row.mean(dim=-1, keepdim=True)
-        col.copy_(col * beta2t + col_mean * (1.0 - beta2t))
-        update = (row / row_mean).rsqrt().unsqueeze(-1) * col.unsqueeze(-2).rsqrt() * g
-    else:
-        sq_avg = state["exp_avg_sq"]
-        sq_avg.copy_(sq_avg * beta2t + (g * g + eps) * (1.0 - beta2t))
-        update = sq_avg.rsqrt() * g
-    rms = shard_mean((update * update).sum(), w.numel(), p.numel(), group).sqrt()
-    update = update / (rms / clip).clamp(min=1.0) * lr
-    w.copy_(w + w * (-weight_decay * lr) - update)
+        rows[i].copy_(rows[i] * scal[1] + sq.mean(dim=-1) * (1.0 - scal[1]))
+        out.append(sq.sum(dim=-2) / shape[0])  # divided before the sum: the mean over all rows
+        out.append(rows[i].sum(dim=-1, keepdim=True) / shape[0])
+    return out
 
 
-_EAGER = {"factored": _factored_many, "unfactored": _unfactored_many}
+def _matrix_sumsq_many(gs, rows, cols, col_means, row_means, scal, shape, eps, clip, scale):
+    out = []
+    for i in range(len(gs)):
+        cols[i].copy_(cols[i] * scal[1] + col_means[i] * (1.0 - scal[1]))
+        u = _matrix_update(gs[i], rows[i], cols[i], row_means[i], scale)
+        out.append((u * u).sum())
+    return out
+
+
+def _shard_finish(w, u, sumsq, scal, shape, clip: float) -> None:
+    """HF's tail (as :func:`_finish`) on a shard: the update's RMS is the whole parameter's."""
+    u = u / ((sumsq / shape.numel()).sqrt() / clip).clamp(min=1.0) * scal[0]
+    w.copy_(w + w * (-scal[2] * scal[0]) - u)
+
+
+def _matrix_apply_many(ws, gs, rows, cols, row_means, sumsqs, scal, shape, eps, clip, scale):
+    for i in range(len(ws)):
+        u = _matrix_update(gs[i], rows[i], cols[i], row_means[i], scale)
+        _shard_finish(ws[i], u, sumsqs[i], scal, shape, clip)
+
+
+def _vector_sumsq_many(gs, sq_avgs, scal, shape, eps: float, clip: float, scale):
+    out = []
+    for i in range(len(gs)):
+        g = gs[i].float() / scale
+        sq_avgs[i].copy_(sq_avgs[i] * scal[1] + (g * g + eps) * (1.0 - scal[1]))
+        u = sq_avgs[i].rsqrt() * g
+        out.append((u * u).sum())
+    return out
+
+
+def _vector_apply_many(ws, gs, sq_avgs, sumsqs, scal, shape, eps, clip, scale):
+    for i in range(len(ws)):
+        u = sq_avgs[i].rsqrt() * (gs[i].float() / scale)
+        _shard_finish(ws[i], u, sumsqs[i], scal, shape, clip)
+
+
+_EAGER = {
+    "factored": _factored_many,
+    "unfactored": _unfactored_many,
+    "matrix_means": _matrix_means_many,
+    "matrix_sumsq": _matrix_sumsq_many,
+    "matrix_apply": _matrix_apply_many,
+    "vector_sumsq": _vector_sumsq_many,
+    "vector_apply": _vector_apply_many,
+}
 # compiled once per process and shared, by (name, dynamic); each call length (and dtype) compiles
 # once
 _compiled: dict[tuple[str, bool | None], object] = {}
@@ -140,14 +208,14 @@ def compiled(name: str, dynamic: bool | None = True):
     return _compiled[key]
 
 
-def _run(name: str, dynamic: bool | None, *args) -> None:
+def _run(name: str, dynamic: bool | None, *args):
     """The compiled step; where torch.compile fails on a host (a compiler or Triton problem,
     raised before the step writes anything), the same function eagerly from then on, with one
     warning: slower, never a lost run."""
     try:
         limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         with torch._dynamo.config.patch(recompile_limit=limit):
-            compiled(name, dynamic)(*args)
+            return compiled(name, dynamic)(*args)
     except torch._dynamo.exc.TorchDynamoException as exc:
         if _compiled[(name, dynamic)] is _EAGER[name]:
             raise
@@ -157,7 +225,7 @@ def _run(name: str, dynamic: bool | None, *args) -> None:
             stacklevel=2,
         )
         _compiled[(name, dynamic)] = _EAGER[name]
-        _EAGER[name](*args)
+        return _EAGER[name](*args)
 
 
 class FusedAdafactor(Adafactor):
@@ -258,6 +326,7 @@ class FusedAdafactor(Adafactor):
         grad_scale = getattr(self, "grad_scale", None)
         scalars: dict = {}  # (device, lr, step, weight_decay) -> one host-to-device copy
         calls: dict[tuple, list] = {}  # one compiled call per group of like parameters
+        shards: list[tuple] = []  # parameters sharded on dim 0, in parameter order
         for group in self.param_groups:
             eps, clip = float(group["eps"][0]), float(group["clip_threshold"])
             for p in group["params"]:
@@ -273,16 +342,14 @@ class FusedAdafactor(Adafactor):
                 else:
                     self._init_state(p, state)
                 state["step"] += 1
-                if sharded:  # eager, in parameter order: every process joins the same reductions
-                    beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
-                    scal = [group["lr"], beta2t, group["weight_decay"]]
-                    _sharded(p, grad, state, scal, grad_scale, eps, clip)
-                    continue
                 key = (p.device, group["lr"], state["step"], group["weight_decay"])
                 if key not in scalars:
                     beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
                     values = [group["lr"], beta2t, group["weight_decay"]]
                     scalars[key] = _to_device(values, p.device)
+                if sharded:
+                    shards.append((p, grad, state, scalars[key], eps, clip))
+                    continue
                 mirror = self.mirrors.get(p)
                 kind = "factored" if p.dim() >= 2 else "unfactored"
                 like = (kind, key, eps, clip, p.shape, grad.dtype, mirror is None)
@@ -291,7 +358,71 @@ class FusedAdafactor(Adafactor):
             for at in range(0, len(like_members), self.group_size):
                 members = like_members[at : at + self.group_size]
                 self._call(kind, members, scalars[key], grad_scale, eps, clip)
+        if shards:
+            self._step_shards(shards, grad_scale)
         return loss
+
+    def _step_shards(self, shards: list[tuple], grad_scale) -> None:
+        """The step of every parameter sharded on dim 0: the three phases above, each a compiled
+        call per group of like shards, with the cross-shard sums of all the parameters in one
+        all-reduce per phase (two a step). Every process lists the partial sums in parameter
+        order; their sizes (a matrix's columns, one per sum) are the same on every process."""
+        groups = {p.device_mesh.get_group() for p, *_ in shards}
+        if len(groups) != 1:
+            raise RuntimeError("FusedAdafactor steps parameters sharded over one process group")
+        group = groups.pop()
+        scale = grad_scale if grad_scale is not None else _one(shards[0][0].device)
+        local = [_Shard.of(*member) for member in shards]
+        like: dict[tuple, list[int]] = {}  # one compiled call per group of like shards
+        for i, sh in enumerate(local):
+            key = (sh.matrix, id(sh.scal), sh.eps, sh.clip, sh.shape, sh.w.shape, sh.g.dtype)
+            like.setdefault(key, []).append(i)
+        calls = [
+            (idx[0], idx[at : at + self.group_size])
+            for idx in like.values()
+            for at in range(0, len(idx), self.group_size)
+        ]
+
+        def run(name, idx, *lists):
+            sh = local[idx[0]]  # the call's constants: like shards share them
+            args = (*([x[i] for i in idx] for x in lists), sh.scal, sh.shape, sh.eps, sh.clip)
+            if not sh.w.is_cuda:  # compiling costs seconds on a CPU and saves little there
+                return _EAGER[name](*args, scale)
+            return _run(name, self.dynamic, *args, scale)
+
+        ws, gs = [sh.w for sh in local], [sh.g for sh in local]
+        rows, cols = (
+            [sh.state.get("exp_avg_sq_row") for sh in local],
+            [sh.state.get("exp_avg_sq_col") for sh in local],
+        )
+        sq_avgs = [sh.state.get("exp_avg_sq") for sh in local]
+        # (1) every matrix's column-mean and mean-row parts, summed over the shards at once
+        matrices = [i for i in range(len(local)) if local[i].matrix]
+        parts: dict[int, list] = {}
+        for first, idx in calls:
+            if local[first].matrix:
+                out = run("matrix_means", idx, gs, rows)
+                parts.update((i, out[2 * j : 2 * j + 2]) for j, i in enumerate(idx))
+        summed = shard_sums([t for i in matrices for t in parts[i]], group)
+        col_means, row_means = [None] * len(local), [None] * len(local)
+        for k, i in enumerate(matrices):
+            col_means[i], row_means[i] = summed[2 * k], summed[2 * k + 1]
+        # (2) each update's sum of squares over this shard, summed over the shards at once
+        sumsqs: list = [None] * len(local)
+        for first, idx in calls:
+            if local[first].matrix:
+                out = run("matrix_sumsq", idx, gs, rows, cols, col_means, row_means)
+            else:
+                out = run("vector_sumsq", idx, gs, sq_avgs)
+            for j, i in enumerate(idx):
+                sumsqs[i] = out[j]
+        sumsqs = shard_sums(sumsqs, group)
+        # (3) the updates, clipped to the whole parameters' RMS, applied
+        for first, idx in calls:
+            if local[first].matrix:
+                run("matrix_apply", idx, ws, gs, rows, cols, row_means, sumsqs)
+            else:
+                run("vector_apply", idx, ws, gs, sq_avgs, sumsqs)
 
     def _call(self, kind, members, scal, grad_scale, eps: float, clip: float) -> None:
         ps, grads, states, mirrors = (list(t) for t in zip(*members))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ablate.core.training import sharding, speed
 from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum
+from ablate.core.training.memory import gather_mode as decide_gather
 from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, build_scheduler
 from ablate.core.training.params import (
     IGNORE_INDEX,
@@ -117,6 +118,7 @@ class Run:
     micro: int  # its examples per micro-batch
     sharded: bool
     autocast: Callable[[], contextlib.AbstractContextManager]
+    gather: str | None = None  # sharded: how long a layer's weights stay gathered (sharding)
     state: State = field(default_factory=State)
     stop_rules: StopRules | None = None
     throughput: Throughput = field(default_factory=Throughput)
@@ -159,8 +161,12 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         speed.compile_layers(model)
     sharded = parallel.world_size() > 1 and not spec.replicated
     bf16 = bf16_enabled(p["bf16"])
+    share, micro = shares(p["batch_size"], p["grad_accum"], parallel.world_size())
+    gather = None
     if sharded:  # fp32 shards, cast to bf16 per layer by FSDP's policy: no autocast
-        model = sharding.shard(model, torch.bfloat16 if bf16 else torch.float32)
+        gather, why = gather_mode(model, p, micro_batches=share // micro, bf16=bf16)
+        print(f"{spec.label}: weights gathered per {gather} ({why})", flush=True)
+        model = sharding.shard(model, torch.bfloat16 if bf16 else torch.float32, gather)
     elif parallel.world_size() > 1:
         model = replicate(model)
     if p["gradient_checkpointing"]:
@@ -181,7 +187,6 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         on = bf16 and not sharded
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=on)
 
-    share, micro = shares(p["batch_size"], p["grad_accum"], parallel.world_size())
     if len(train_dataset) == 0:
         raise TrainingConfigError(f"{spec.label}: no training examples")
     has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
@@ -200,6 +205,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         micro=micro,
         sharded=sharded,
         autocast=autocast,
+        gather=gather,
         stop_rules=StopRules(p),
     )
 
@@ -239,17 +245,29 @@ def step_examples(run: Run, step: int) -> list:
     return out
 
 
-@contextlib.contextmanager
-def _no_grad_sync(run: Run, last: bool) -> Iterator[None]:
-    """A sharded model's gradients reduce-scatter only after the step's last micro-batch."""
-    if run.sharded and not last:
-        run.model.set_requires_gradient_sync(False)
-        try:
-            yield
-        finally:
-            run.model.set_requires_gradient_sync(True)
-    else:
-        yield
+def gather_mode(model, p: dict[str, Any], *, micro_batches: int, bf16: bool) -> tuple[str, str]:
+    """(how long a sharded ``model``'s layers stay gathered, why): ``gather_weights``, or what
+    fits this process's device (:func:`~.memory.gather_mode`)."""
+    return decide_gather(
+        p.get("gather_weights"),
+        n_params=sum(t.numel() for t in model.parameters()),
+        world=parallel.world_size(),
+        compute_bytes=2 if bf16 else 4,
+        accumulates=micro_batches > 1,
+        optim=p["optim"],
+        memory_bytes=sharding.device_memory(next(model.parameters()).device),
+    )
+
+
+def accumulating(run: Run, last: bool) -> contextlib.AbstractContextManager:
+    """Around a micro-batch's forward and backward: the gradients of N processes are reduced
+    once per step, in the last micro-batch's backward, not after every one (FSDP2: and the
+    weights stay gathered in ``step`` mode; DDP: its ``no_sync``)."""
+    if run.sharded:
+        return sharding.accumulating(run.model, last=last, gather=run.gather)
+    if not last and parallel.world_size() > 1:  # replicated: DDP
+        return run.model.no_sync()
+    return contextlib.nullcontext()
 
 
 def micro_batches(run: Run, examples: list) -> list[dict]:
@@ -307,10 +325,11 @@ def step(run: Run, examples: list) -> torch.Tensor | None:
     step_loss = None
     for i, batch in enumerate(batches):
         batch = _to(batch, run.device)
-        with _no_grad_sync(run, last=i == len(batches) - 1), run.autocast():
-            total, _ = batch_loss(run, batch, run.state.step + 1)
-            loss = total * world / n_items
-        loss.backward()
+        with accumulating(run, last=i == len(batches) - 1):  # the backward inside: it reduces
+            with run.autocast():
+                total, _ = batch_loss(run, batch, run.state.step + 1)
+                loss = total * world / n_items
+            loss.backward()
         run.stop_rules.watch_micro_loss(run.state.step + 1, loss)
         step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
         run.pending_tokens = run.pending_tokens + tokens(run, batch)
@@ -359,6 +378,8 @@ def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
         if watchdog is not None:
             watchdog.progress()
     run.model.train()
+    if run.sharded:
+        sharding.reshard(run.model)
     total, count = parallel.sum_tensor(total), parallel.sum_tensor(count)
     return float(total / count.clamp(min=1))
 

@@ -22,9 +22,11 @@ weights are gathered around it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -66,17 +68,58 @@ def _layers(model) -> list[torch.nn.Module]:
     return layers
 
 
-def shard(model, compute_dtype: torch.dtype):
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory one process of this host may use on ``device``: the GPU's; on a CPU its
+    share of the host's memory (the processes of a job share it)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // max(local, 1)
+
+
+def shard(model, compute_dtype: torch.dtype, gather: str = "layer"):
     """Shard ``model`` in place over the default process group; returns it. Its weights become
-    fp32 first (a bf16-loaded model is upcast: its shards are the master weights)."""
+    fp32 first (a bf16-loaded model is upcast: its shards are the master weights). ``gather``:
+    one of :data:`GATHER_MODES` (``step``: no layer reshards after its forward; the loop keeps
+    them gathered through the step's backwards, :func:`accumulating`)."""
     policy = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
     model.float()
+    keep = gather == "step"
     for layer in _layers(model):
-        fully_shard(layer, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+        fully_shard(layer, mp_policy=policy, reshard_after_forward=not keep)
+    fully_shard(model, mp_policy=policy, reshard_after_forward=False if keep else None)
     setattr(model, _GATHERED, types.MethodType(_gathered, model))
     register_fsdp_forward_method(model, _GATHERED)
     return model
+
+
+@contextlib.contextmanager
+def accumulating(model, *, last: bool, gather: str) -> Iterator[None]:
+    """Around a micro-batch's forward and backward: before the step's last one the gradients
+    accumulate unreduced (no reduce-scatter), and in ``step`` mode the gathered weights stay for
+    the next micro-batch (no reshard, so no second all-gather); the last one's backward reduces
+    and reshards. FSDP2 reads both flags in the backward, so they must hold through it."""
+    if last:
+        yield
+        return
+    keep = gather == "step"
+    model.set_requires_gradient_sync(False)
+    if keep:
+        model.set_reshard_after_backward(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+        if keep:
+            model.set_reshard_after_backward(True)
+
+
+def reshard(model) -> None:
+    """Every layer's gathered weights freed (after forwards without a backward: an evaluation in
+    ``step`` mode keeps them gathered otherwise)."""
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 #: the root's forward method that :func:`gathered` calls

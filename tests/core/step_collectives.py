@@ -1,0 +1,55 @@
+"""A worker for ablate.core.parallel.launch (tests/core/test_step_collectives.py): one optimizer
+step of the training loop on a tiny Llama in N processes (gloo), every collective it issues
+counted by torch's profiler (the ``c10d::`` operators that every backend dispatches through),
+rank 0 writing the counts to ``out``. In a module that imports no test module (a test module's
+imports change the run: launch_hooks.py says why)."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from ablate.core import parallel
+from ablate.core.training import loop, params
+
+#: The tiny model: each decoder layer and the root (embeddings, final norm, lm_head) one FSDP2 unit
+LAYERS = 3
+VOCAB = 64
+
+
+def model() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=LAYERS, num_attention_heads=2,
+        num_key_value_heads=1, vocab_size=VOCAB, pad_token_id=0,
+    )  # fmt: skip
+    return LlamaForCausalLM(cfg)
+
+
+def examples(n: int) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    return [
+        {"input_ids": torch.randint(1, VOCAB, (12,), generator=g).tolist(), "prompt_length": 4}
+        for _ in range(n)
+    ]
+
+
+def count(out: str, overrides: dict, replicated: bool = False) -> None:
+    """One warm-up step (the optimizer's state is made in its first), then one counted step."""
+    p = params.resolve_params(
+        {"max_steps": 4, "eval_size": 0, "eval_steps": 0, "save_steps": 0, **overrides},
+        "finetune",
+    )
+    spec = loop.Spec(p, Path(out).parent, "count", pad_token_id=0, replicated=replicated)
+    run = loop.setup(spec, model=model(), train_dataset=examples(64), eval_dataset=None)
+    loop.step(run, loop.step_examples(run, 0))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        loop.step(run, loop.step_examples(run, 1))
+    names = collections.Counter(e.name for e in prof.events() if e.name.startswith("c10d::"))
+    if parallel.rank() == 0:
+        Path(out).write_text(json.dumps({"counts": names, "gather": run.gather}))
