@@ -127,3 +127,37 @@ def test_a_payload_in_sharded_metadata_never_runs(tmp_path):
     with pytest.raises(CheckpointException, match=r"names pathlib\.Path\.touch.*refused"):
         sharding.load_model(torch.nn.Linear(3, 2), tmp_path)
     assert not ran.exists()
+
+
+def _dotted_global_payload(module: str, name: str, arg: str) -> bytes:
+    """A protocol-4 pickle calling ``module``'s ``name`` with ``arg``: STACK_GLOBAL takes a dotted
+    ``name`` and resolves it attribute by attribute through the module's namespace."""
+    strings = b"".join(
+        pickle.SHORT_BINUNICODE + bytes([len(s.encode())]) + s.encode() for s in (module, name)
+    )
+    call = pickle.SHORT_BINUNICODE + bytes([len(arg.encode())]) + arg.encode()
+    return pickle.PROTO + b"\x04" + strings + pickle.STACK_GLOBAL + call + pickle.TUPLE1 + b"R."
+
+
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        # the module the metadata classes live in imports os and torch
+        ("torch.distributed.checkpoint.metadata", "os.mkdir"),
+        ("torch.distributed.checkpoint.metadata", "torch.serialization.os.mkdir"),
+        ("torch.distributed.checkpoint.metadata", "Metadata.__init__.__globals__"),
+        ("torch", "serialization.os.mkdir"),
+    ],
+)
+def test_a_dotted_name_in_sharded_metadata_never_resolves(tmp_path, module, name):
+    ran = tmp_path / "payload-ran"
+    payload = _dotted_global_payload(module, name, str(ran))
+    if name.endswith("mkdir"):  # the payload works: plain pickle runs it
+        pickle.loads(payload)
+        assert ran.is_dir()
+        ran.rmdir()
+    _sharded_checkpoint(tmp_path)
+    (tmp_path / sharding.SHARDS_DIR / ".metadata").write_bytes(payload)
+    with pytest.raises(CheckpointException, match=rf"names {module}\.{name}, .*refused"):
+        sharding.load_model(torch.nn.Linear(3, 2), tmp_path)
+    assert not ran.exists()
