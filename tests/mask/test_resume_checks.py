@@ -114,3 +114,43 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_resumed(uninterrup
     assert summary["resumed_from_step"] == 1
     got = weights(out / "final")
     assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+@pytest.mark.parametrize(
+    "manifest", ["{not json", '{"step": 2}'], ids=["unparsable", "without-files"]
+)
+def test_a_checkpoint_with_an_unreadable_manifest_is_set_aside_and_the_one_before_resumed(
+    uninterrupted, capfd, manifest
+):
+    base, data, ref_out, ref_weights = uninterrupted
+    out = ref_out.with_name(f"run-manifest-{len(manifest)}")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 2)
+    ckpts = out / checkpoint.CHECKPOINTS_DIR
+    (ckpts / "checkpoint-2" / checkpoint.MANIFEST_NAME).write_text(manifest)
+    capfd.readouterr()
+    summary = _run(base, data, out)
+    err = capfd.readouterr().err
+    assert "[resume] checkpoint-2 set aside as corrupt-checkpoint-2: checkpoint " in err
+    assert "checkpoint_manifest.json is unreadable" in err
+    assert summary["resumed_from_step"] == 1
+    got = weights(out / "final")
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+def test_an_unreadable_run_key_sets_the_checkpoints_aside_and_starts_fresh(uninterrupted, capfd):
+    """Whose checkpoints they are is unknown: none is resumed, none is deleted."""
+    base, data, ref_out, ref_weights = uninterrupted
+    out = ref_out.with_name("run-key")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 2)
+    (out / checkpoint.CHECKPOINTS_DIR / checkpoint.RUN_KEY_FILE).write_text('{"config": ')
+    capfd.readouterr()
+    summary = _run(base, data, out)
+    err = capfd.readouterr().err
+    assert "run_key.json is unreadable (JSONDecodeError: " in err
+    assert "checkpoints set aside as corrupt-checkpoints, starting fresh" in err
+    assert (out / "corrupt-checkpoints" / "checkpoint-2" / checkpoint.CHECKPOINT_MARKER).is_file()
+    assert summary["resumed_from_step"] is None and summary["steps_done"] == PARAMS["max_steps"]
+    got = weights(out / "final")  # the same training from step 0
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)

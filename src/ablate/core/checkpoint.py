@@ -96,6 +96,28 @@ def write_manifest(directory: str | os.PathLike, extra: dict[str, Any] | None = 
     return manifest
 
 
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The manifest of ``directory``: ``{"files": {relative path: {"bytes": int, "sha256": str}},
+    ...}``. One that does not parse or lacks these keys was cut off or altered:
+    :class:`CheckpointError`, as for a file that fails it (a checkpoint set aside, not a rerun
+    that fails on every try)."""
+    d = Path(directory)
+    try:
+        manifest = json.loads((d / MANIFEST_NAME).read_text())
+        files = manifest["files"]
+        if not all(
+            isinstance(m, dict) and isinstance(m["bytes"], int) and isinstance(m["sha256"], str)
+            for m in files.values()
+        ):
+            raise TypeError("an entry without an integer bytes and a string sha256")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {d}: its {MANIFEST_NAME} is unreadable ({type(exc).__name__}: {exc}); "
+            "cut off or altered"
+        ) from exc
+    return manifest
+
+
 def verify_layout(directory: str | os.PathLike) -> dict:
     """The cheap part of :func:`verify` (no reading of file contents): the manifest exists, every
     file it lists exists with its size, and no file was added. Returns the manifest."""
@@ -103,7 +125,7 @@ def verify_layout(directory: str | os.PathLike) -> dict:
     mpath = d / MANIFEST_NAME
     if not mpath.exists():
         raise CheckpointError(f"{d} has no {MANIFEST_NAME}: the checkpoint was never completed")
-    manifest = json.loads(mpath.read_text())
+    manifest = read_manifest(d)
     for rel, meta in manifest["files"].items():
         p = d / rel
         if not p.exists():
