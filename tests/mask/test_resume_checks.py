@@ -14,6 +14,7 @@ import torch
 from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import checkpoint
+from ablate.core.training import checkpointing
 from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 from ablate.mask.training.run import FinetuneSpec, finetune
 
@@ -153,4 +154,41 @@ def test_an_unreadable_run_key_sets_the_checkpoints_aside_and_starts_fresh(unint
     assert (out / "corrupt-checkpoints" / "checkpoint-2" / checkpoint.CHECKPOINT_MARKER).is_file()
     assert summary["resumed_from_step"] is None and summary["steps_done"] == PARAMS["max_steps"]
     got = weights(out / "final")  # the same training from step 0
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+class _Payload:
+    """Unpickled, it calls ``Path.touch`` on ``target``."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def test_a_payload_in_a_checkpoint_file_sets_it_aside_and_the_one_before_is_resumed(
+    uninterrupted, capfd, tmp_path
+):
+    """The file replaced and the manifest written again (as by the host that wrote the copy): the
+    loader refuses it, and the checkpoint counts as corrupt instead of failing every rerun."""
+    base, data, ref_out, ref_weights = uninterrupted
+    out = ref_out.with_name("run-payload")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 2)
+    ckpt, ran = out / checkpoint.CHECKPOINTS_DIR / "checkpoint-2", tmp_path / "payload-ran"
+    torch.save({"state": _Payload(ran)}, ckpt / checkpointing.OPTIMIZER)
+    checkpoint.mark_complete(ckpt, 2, checkpointing.FORMAT_WHOLE)
+    capfd.readouterr()
+    summary = _run(base, data, out)
+    err = capfd.readouterr().err
+    assert not ran.exists()
+    assert (
+        "[resume] checkpoint-2 set aside as corrupt-checkpoint-2: "
+        f"{ckpt / checkpointing.OPTIMIZER} holds objects no checkpoint holds "
+        "(global: GLOBAL getattr): refused, nothing of it ran" in err
+    )
+    assert "weights_only" not in err
+    assert summary["resumed_from_step"] == 1
+    got = weights(out / "final")
     assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)

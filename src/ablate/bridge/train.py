@@ -12,7 +12,8 @@ and its evaluation with early stopping (:class:`Evaluations`). Its checkpoints a
 (:mod:`ablate.core.training.checkpointing`, ``<out>/checkpoints/checkpoint-N``, the evaluation's
 curve and best state with them), one at every evaluation training goes on from: a rerun (a lost
 Vast instance's retry, a killed job) resumes from the newest complete one of the same run key
-and inputs (:func:`ablate.core.resume.resume_point`); they go once the outputs are written.
+and inputs (:func:`ablate.core.training.checkpointing.resume_from`); they go once the outputs
+are written.
 
 Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; the core's launcher,
 ``ablate.core.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
@@ -43,7 +44,7 @@ from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
-from ablate.core import checkpoint, generation, io, provenance, resume
+from ablate.core import checkpoint, generation, io, provenance
 from ablate.core.training import checkpointing, loop, speed
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
@@ -281,7 +282,8 @@ def loop_run(
 @dataclass(frozen=True)
 class Checkpoints:
     """Where :func:`fit` saves and resumes: the folder, the run key and the inputs
-    (:func:`ablate.core.resume.resume_point`: another key's, or other inputs', are dropped)."""
+    (:func:`ablate.core.training.checkpointing.resume_from`: another key's, or other inputs', are
+    dropped)."""
 
     folder: Path
     run_key: dict[str, Any]
@@ -306,11 +308,16 @@ def fit(
     pair.compiled = pair.device.type == "cuda"  # the target's layers, for the training forward
     evaluation = Evaluations(pair, translator, eval_items, p, label)
     run = loop_run(pair, translator, train_items, p, label, checkpoints.folder, evaluation)
-    newest = resume.resume_point(checkpoints.folder, checkpoints.run_key, checkpoints.inputs)
+    # on from a checkpoint: weights, optimizer, schedule, RNG, the loop's state
+    newest, _ = checkpointing.resume_from(
+        checkpoints.folder,
+        checkpoints.run_key,
+        checkpoints.inputs,
+        lambda ckpt: checkpointing.load(run, ckpt),
+    )
     if newest is None:
         evaluation(0)
-    else:  # on from a checkpoint: weights, optimizer, schedule, RNG, the loop's state
-        checkpointing.load(run, newest)
+    else:
         _say(f"[{label}] resuming from {newest} (step {run.state.step})")
     stop_reason = "max_steps"
     try:

@@ -20,12 +20,14 @@ same run: its config, the content of its inputs, the code).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,43 @@ def start_check_before_load(directory: str | os.PathLike) -> PendingVerify | Non
 
 
 # ------------------------------------------------------------------------------------ writing
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it came from, is a full disk or an exhausted quota: an
+    ``OSError`` of that errno, or a library's error quoting its text (safetensors', or
+    torch.distributed.checkpoint's, which carries its writer threads' tracebacks as text)."""
+    texts = tuple(os.strerror(e) for e in _NO_SPACE)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return True
+        if any(t in str(seen) for t in texts):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(what: str, where: str | os.PathLike) -> Iterator[None]:
+    """Around writing ``what`` into ``where``: an error that is the disk being full
+    (:func:`out_of_space`) becomes one line naming the disk, its free space and the fix."""
+    try:
+        yield
+    except Exception as exc:
+        if not out_of_space(exc):
+            raise
+        d = Path(where)
+        while not d.exists() and d != d.parent:
+            d = d.parent
+        usage = shutil.disk_usage(d)
+        raise CheckpointError(
+            f"{what} failed: no space left on the disk holding {where} ({usage.free / 1e9:.2f} "
+            f"GB free of {usage.total / 1e9:.1f} GB); free space there or move the results to "
+            "a larger disk, then rerun"
+        ) from exc
 
 
 def write_final(

@@ -15,16 +15,19 @@ complete checkpoints beyond ``save_total_limit`` are then removed.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import safetensors.torch
 import torch
 
-from ablate.core import checkpoint, io, modeling, parallel
+from ablate.core import checkpoint, io, modeling, parallel, resume
 from ablate.core.phases import Phases
 from ablate.core.training import sharding
 from ablate.core.training.params import dtype_name
@@ -53,10 +56,24 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def _torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file: a full disk then raises ``OSError(ENOSPC)``, where
+    torch's own file writer reports only "unexpected pos"."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
 def save(run) -> Path:
-    """``checkpoint-<step>`` of ``run`` (a collective when sharded); returns its path."""
+    """``checkpoint-<step>`` of ``run`` (a collective when sharded); returns its path. A full
+    disk is named in one line (:func:`ablate.core.checkpoint.naming_a_full_disk`); the
+    checkpoint, never completed, is ignored by the rerun, which resumes from the one before."""
+    ckpt = Path(run.spec.checkpoints) / f"checkpoint-{run.state.step}"
+    with checkpoint.naming_a_full_disk(f"saving {ckpt.name}", ckpt):
+        return _save(run, ckpt)
+
+
+def _save(run, ckpt: Path) -> Path:
     step = run.state.step
-    ckpt = Path(run.spec.checkpoints) / f"checkpoint-{step}"
     ckpt.mkdir(parents=True, exist_ok=True)
     if run.sharded:
         sharding.save_checkpoint(run.model, run.optimizer, ckpt)
@@ -64,14 +81,14 @@ def save(run) -> Path:
     else:
         if parallel.rank() == 0:  # replicas (DDP) are equal: one copy
             safetensors.torch.save_model(run.model, str(ckpt / WEIGHTS))
-            torch.save(run.optimizer.state_dict(), ckpt / OPTIMIZER)
+            _torch_save(run.optimizer.state_dict(), ckpt / OPTIMIZER)
         fmt = FORMAT_WHOLE
-    torch.save(_rng_state(), ckpt / _rng_file())
+    _torch_save(_rng_state(), ckpt / _rng_file())
     if parallel.rank() == 0:
-        torch.save(run.scheduler.state_dict(), ckpt / SCHEDULER)
+        _torch_save(run.scheduler.state_dict(), ckpt / SCHEDULER)
         if run.spec.evaluation is not None:
             run.state.evaluation, tensors = run.spec.evaluation.state()
-            torch.save(tensors, ckpt / EVALUATION)
+            _torch_save(tensors, ckpt / EVALUATION)
         io.write_json(ckpt / LOOP_STATE, asdict(run.state))
     parallel.barrier()  # every process's files are in before the manifest and the marker
     if parallel.rank() == 0:
@@ -93,39 +110,135 @@ def _rotate(directory: Path, limit: int) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+class UnreadableCheckpoint(checkpoint.CheckpointError):
+    """A file of a checkpoint that matched its manifest does not load: the restricted loaders
+    refused it (it names code or objects no checkpoint holds) or it does not parse. Its files
+    were altered and the manifest written again; the checkpoint counts as corrupt
+    (:func:`resume_from`)."""
+
+
+def _torch_file(path: Path, **kwargs) -> Any:
+    """A pickled checkpoint file through torch's weights_only unpickler, nothing of it run. A
+    refusal names the file and what it held, never torch's advice to load it unrestricted."""
+    try:
+        return torch.load(path, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as exc:
+        what = re.search(r"Unsupported (global: GLOBAL \S+|operand \S+)", str(exc))
+        held = f" ({what.group(1)})" if what else ""
+        raise UnreadableCheckpoint(
+            f"{path} holds objects no checkpoint holds{held}: refused, nothing of it ran; the "
+            "file was altered or is not this pipeline's"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise UnreadableCheckpoint(
+            f"{path} does not load ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
+
+
+def _shard_index(ckpt: Path) -> None:
+    """A sharded checkpoint's ``.metadata`` read as its loads will read it (nothing loaded)."""
+    try:
+        sharding.read_metadata(ckpt)
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError) as exc:
+        raise UnreadableCheckpoint(str(exc).splitlines()[0]) from None
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    """The loop's state a checkpoint holds (step, tokens, log history)."""
+    path = ckpt / LOOP_STATE
+    try:
+        state = json.loads(path.read_text())
+        if not (isinstance(state["step"], int) and isinstance(state["log_history"], list)):
+            raise TypeError("step or log_history of another type")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnreadableCheckpoint(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
+    return state
+
+
+def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
+    """``read()`` in every process; when it fails in any of them, all raise (the loads that
+    follow are collectives), before anything of the checkpoint went into the run."""
+    try:
+        got, error = read(), None
+    except UnreadableCheckpoint as exc:
+        got, error = None, exc
+        if parallel.world_size() > 1:
+            checkpoint.say(f"process {parallel.rank()}: {exc}")
+    if parallel.any_process(error is not None):
+        raise error or UnreadableCheckpoint(f"another process refused a file of {ckpt}")
+    return got
+
+
 def load_weights(run, ckpt: Path) -> None:
     """The weights of ``ckpt`` into the model (the fp32 masters follow where there are some)."""
     if run.sharded:
+        _agreed(lambda: _shard_index(ckpt), ckpt)
         sharding.load_model(run.model, ckpt)
         return
+    masters = _agreed(lambda: None if run.master is None else _torch_file(ckpt / OPTIMIZER), ckpt)
     safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
-    if run.master is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
-        run.optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER, weights_only=True))
+    if masters is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
+        run.optimizer.load_state_dict(masters)
+
+
+def _read(run, ckpt: Path) -> dict[str, Any]:
+    """Every file of ``ckpt`` this process loads besides the weights, parsed and unpickled (a
+    sharded run's shard index too), so that a refused one changes nothing of the run."""
+    if run.sharded:
+        _shard_index(ckpt)
+    return {
+        "optimizer": None if run.sharded else _torch_file(ckpt / OPTIMIZER),
+        "scheduler": _torch_file(ckpt / SCHEDULER),
+        "rng": _torch_file(ckpt / _rng_file()),
+        "state": load_state(ckpt),
+        "evaluation": None
+        if run.spec.evaluation is None
+        else _torch_file(ckpt / EVALUATION, map_location="cpu"),
+    }
 
 
 def load(run, ckpt: Path) -> None:
     """Everything of ``ckpt`` into ``run``: weights, optimizer, schedule, RNG, the loop's state
-    (the same data order follows from the step)."""
+    (the same data order follows from the step). :class:`UnreadableCheckpoint` before any of it
+    when a file is refused or does not parse."""
+    files = _agreed(lambda: _read(run, ckpt), ckpt)
     if run.sharded:
         sharding.load_model(run.model, ckpt)
         sharding.load_optimizer(run.model, run.optimizer, ckpt)
     else:
         safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
-        run.optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER, weights_only=True))
-    run.scheduler.load_state_dict(torch.load(ckpt / SCHEDULER, weights_only=True))
-    rng = torch.load(ckpt / _rng_file(), weights_only=True)
+        run.optimizer.load_state_dict(files["optimizer"])
+    run.scheduler.load_state_dict(files["scheduler"])
+    rng = files["rng"]
     torch.set_rng_state(rng["cpu"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    run.state = type(run.state)(**load_state(ckpt))  # the loop's State
+    run.state = type(run.state)(**files["state"])  # the loop's State
     if run.spec.evaluation is not None:
-        tensors = torch.load(ckpt / EVALUATION, map_location="cpu", weights_only=True)
-        run.spec.evaluation.load(run.state.evaluation, tensors)
+        run.spec.evaluation.load(run.state.evaluation, files["evaluation"])
 
 
-def load_state(ckpt: Path) -> dict[str, Any]:
-    """The loop's state a checkpoint holds (step, tokens, log history)."""
-    return json.loads((ckpt / LOOP_STATE).read_text())
+T = TypeVar("T")
+
+
+def resume_from(
+    ckpt_dir: Path,
+    run_key: dict[str, Any],
+    inputs: dict[str, Any] | None,
+    load: Callable[[Path], T],
+) -> tuple[Path | None, T | None]:
+    """The newest checkpoint of the same run (:func:`ablate.core.resume.resume_point`) loaded by
+    ``load``, and what ``load`` returned; (None, None): none, a fresh start. One whose file
+    ``load`` refuses (:class:`UnreadableCheckpoint`) is set aside in one line like one that
+    fails its manifest, and the one before it is tried."""
+    while (ckpt := resume.resume_point(ckpt_dir, run_key, inputs)) is not None:
+        try:
+            return ckpt, load(ckpt)
+        except UnreadableCheckpoint as exc:
+            if parallel.rank() == 0:
+                aside = checkpoint.set_aside(ckpt)
+                checkpoint.say(f"{ckpt.name} set aside as {aside.name}: {exc}")
+    return None, None
 
 
 def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
@@ -137,6 +250,8 @@ def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
             tokenizer.save_pretrained(out)
         return checkpoint.FORMAT_SAVE_PRETRAINED
     except Exception as exc:  # any failure of the model's own serializer
+        if checkpoint.out_of_space(exc):
+            raise  # the fallback would fill the same disk
         print(
             f"[save] save_pretrained failed ({type(exc).__name__}: {exc}); "
             f"writing the state_dict fallback to {out}",
@@ -176,5 +291,6 @@ def save_final(
             return fmt
 
         name = dtype_name(dtype)
-        info = checkpoint.write_final(out_dir, write, extra={"dtype": name, **extra})
+        with checkpoint.naming_a_full_disk("saving the final weights", out_dir / "final"):
+            info = checkpoint.write_final(out_dir, write, extra={"dtype": name, **extra})
     return {"path": info["path"], "format": info["format"], "dtype": name}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ablate.core import checkpoint, io, parallel, provenance, resume
+from ablate.core import checkpoint, io, parallel, provenance
 from ablate.core.phases import Phases
 from ablate.core.training import checkpointing, loop, vocab_rows
 from ablate.core.training.callbacks import StopRules
@@ -96,20 +96,26 @@ def _cut_table(model, tokenizer, head_loss, params: dict[str, Any], label: str):
     return rows, table if rows is None else len(rows.ids)
 
 
-def _train(run: loop.Run, resume_from: Path | None, label: str, phases: Phases) -> float | None:
-    """Train (resuming from ``resume_from``), or only reload it when a stop rule had already fired
-    at its save step (killed before the final save: training on would pass the stop). Returns
+def _resume(run: loop.Run, ckpt: Path) -> bool:
+    """Load ``ckpt`` into ``run``: everything, or only the weights and the loop's state when a
+    stop rule had already fired at its save step (killed before the final save: training on
+    would pass the stop). Returns whether it had."""
+    prior = checkpointing.load_state(ckpt)
+    prior_stop = StopRules(run.params).replay(prior["log_history"])
+    if prior_stop:
+        checkpointing.load_weights(run, ckpt)
+        run.state = loop.State(**prior)
+        run.stop_rules.stop = prior_stop
+        return True
+    checkpointing.load(run, ckpt)
+    return False
+
+
+def _train(run: loop.Run, stopped: bool, label: str, phases: Phases) -> float | None:
+    """Train on from ``run``'s state, unless a stop rule had already fired (``stopped``). Returns
     the training's seconds (None when nothing trained)."""
-    if resume_from:
-        print(f"[{label}] resuming from {resume_from}", flush=True)
-        prior = checkpointing.load_state(resume_from)
-        prior_stop = StopRules(run.params).replay(prior["log_history"])
-        if prior_stop:
-            checkpointing.load_weights(run, resume_from)
-            run.state = loop.State(**prior)
-            run.stop_rules.stop = prior_stop
-            return None
-        checkpointing.load(run, resume_from)
+    if stopped:
+        return None
     t0 = time.perf_counter()
     with phases("train"):
         loop.train(run)
@@ -179,14 +185,18 @@ def train_run(
     sharded = parallel.world_size() > 1
     run_key = {**run_key, "checkpoint_layout": "sharded" if sharded else "whole"}
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
-    resume_from = resume.resume_point(ckpt_dir, run_key, run.inputs)
     hooks = run.hooks if head_loss is None else replace(run.hooks, head_loss=head_loss)
     spec = loop.Spec(
         params, ckpt_dir, label, tokenizer.pad_token_id, hooks=hooks, reporters=tuple(reporters)
     )
     with phases("setup"):
         r = loop.setup(spec, model=model, train_dataset=train_dataset, eval_dataset=eval_dataset)
-    train_s = _train(r, resume_from, label, phases)
+    resume_from, stopped = checkpointing.resume_from(
+        ckpt_dir, run_key, run.inputs, lambda ckpt: _resume(r, ckpt)
+    )
+    if resume_from:
+        print(f"[{label}] resuming from {resume_from}", flush=True)
+    train_s = _train(r, bool(stopped), label, phases)
     state = r.state
     stop = r.stop_rules.stop or {
         "reason": "max_steps",

@@ -173,6 +173,12 @@ class MetadataReader(dcp.FileSystemReader):
         return metadata
 
 
+def read_metadata(directory: str | os.PathLike):
+    """The shard index of :func:`save_checkpoint`'s ``directory``, through :class:`MetadataReader`
+    (``pickle.UnpicklingError`` for one that names anything else)."""
+    return MetadataReader(Path(directory) / SHARDS_DIR).read_metadata()
+
+
 def _load(state: dict, directory: str | os.PathLike) -> None:
     dcp.load(state, storage_reader=MetadataReader(Path(directory) / SHARDS_DIR))
 
