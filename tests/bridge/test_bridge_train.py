@@ -309,6 +309,8 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
         capsys.readouterr().out
     )
     assert s["resumed_from_step"] == 4 and s["steps_done"] == 6
+    # the record names both segments of the training (where each ran), not the last alone
+    assert [g["steps"] for g in s["provenance"]["training_segments"]] == [[1, 4], [5, 6]]
     assert s["curve"] == ref["curve"] and s["final"] == ref["final"]
     for a, b in zip(s["losses"], ref["losses"], strict=True):
         assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)

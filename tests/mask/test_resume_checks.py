@@ -192,3 +192,24 @@ def test_a_payload_in_a_checkpoint_file_sets_it_aside_and_the_one_before_is_resu
     assert summary["resumed_from_step"] == 1
     got = weights(out / "final")
     assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+def test_a_resume_under_another_numerics_environment_records_both(
+    uninterrupted, monkeypatch, capfd
+):
+    """The weights of steps 1 and 2 were computed under two environments: the record names the
+    steps each trained, not the last one's for both."""
+    base, data, ref_out, _ = uninterrupted
+    out = ref_out.with_name("run-numerics")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 1)
+    monkeypatch.setenv("NCCL_ALGO", "Tree")  # a NUMERICS_ENV variable, inert on one CPU process
+    summary = _run(base, data, out)
+    assert summary["resumed_from_step"] == 1
+    first, second = summary["provenance"]["training_segments"]
+    assert (first["steps"], second["steps"]) == ([1, 1], [2, 2])
+    assert "NCCL_ALGO" not in first["hardware"]["numerics"]["env"]
+    assert second["hardware"]["numerics"]["env"]["NCCL_ALGO"] == "Tree"
+    assert first["world_size"] == second["world_size"] == 1
+    # the provenance's own hardware is the last segment's (the final save's)
+    assert summary["provenance"]["hardware"]["numerics"]["env"]["NCCL_ALGO"] == "Tree"

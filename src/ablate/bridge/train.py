@@ -320,6 +320,7 @@ def fit(
     else:
         _say(f"[{label}] resuming from {newest} (step {run.state.step})")
     stop_reason = "max_steps"
+    checkpointing.begin_segment(run)
     try:
         loop.train(run)
     except NonFiniteLoss as e:  # before the update: the weights stay the last good ones
@@ -351,6 +352,7 @@ def fit(
         "resumed_from_step": checkpoint.step_of(newest) if newest else None,
         "train_tokens": run.state.tokens_seen,
         "train_s": train_s,
+        "segments": checkpointing.segments(run.state),
     }
 
 
@@ -520,7 +522,7 @@ def train_entry(
             inputs=inputs,
             started=started,
             run_id=run_id,
-            extra={"world_size": world_size},
+            extra={"world_size": world_size, "training_segments": res["segments"]},
         ),
     }
     io.write_json(out / "summary.json", summary)

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import safetensors.torch
 import torch
 
-from ablate.core import checkpoint, io, modeling, parallel, resume
+from ablate.core import checkpoint, io, modeling, parallel, provenance, resume
 from ablate.core.phases import Phases
 from ablate.core.training import sharding
 from ablate.core.training.params import dtype_name
@@ -216,6 +216,34 @@ def load(run, ckpt: Path) -> None:
     run.state = type(run.state)(**files["state"])  # the loop's State
     if run.spec.evaluation is not None:
         run.spec.evaluation.load(run.state.evaluation, files["evaluation"])
+
+
+def begin_segment(run) -> None:
+    """A segment of the training starts at ``run``'s step (a start or a resume): its process
+    count and hardware, numerics environment included, go into the loop's state, so each
+    checkpoint carries every segment its weights were trained in (:func:`segments`)."""
+    run.state.segments.append(
+        {
+            "from_step": run.state.step,
+            "world_size": parallel.world_size(),
+            "hardware": provenance.hardware(),
+        }
+    )
+
+
+def segments(state) -> list[dict[str, Any]]:
+    """The segments of ``state`` (the loop's state) that trained steps, each with the steps it
+    trained, ``"steps": [first, last]``: the record of a run resumed on other hardware or
+    under another numerics environment names each, not the last one's alone."""
+    out = []
+    for i, seg in enumerate(state.segments):
+        end = state.segments[i + 1]["from_step"] if i + 1 < len(state.segments) else state.step
+        if end > seg["from_step"]:
+            first = seg["from_step"] + 1
+            out.append(
+                {"steps": [first, end], **{k: v for k, v in seg.items() if k != "from_step"}}
+            )
+    return out
 
 
 T = TypeVar("T")

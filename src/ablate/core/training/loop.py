@@ -94,12 +94,15 @@ class Spec:
 @dataclass
 class State:
     """What a checkpoint's ``loop_state.json`` holds: the steps done, the non-pad tokens seen,
-    every logged and evaluated value, the plain values of a study's evaluation."""
+    every logged and evaluated value, the plain values of a study's evaluation, and where each
+    segment of the training ran (one per start or resume, from its step:
+    :func:`~.checkpointing.begin_segment`)."""
 
     step: int = 0
     tokens_seen: int = 0
     log_history: list[dict[str, Any]] = field(default_factory=list)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -116,6 +116,7 @@ def _train(run: loop.Run, stopped: bool, label: str, phases: Phases) -> float | 
     the training's seconds (None when nothing trained)."""
     if stopped:
         return None
+    checkpointing.begin_segment(run)
     t0 = time.perf_counter()
     with phases("train"):
         loop.train(run)
@@ -266,6 +267,7 @@ def _summary(run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None)
             else {**run.record, "params": params},
             inputs=run.inputs,
             started=phases.started,
+            extra={"training_segments": checkpointing.segments(state)},
         ),
         "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
     }
