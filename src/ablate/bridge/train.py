@@ -320,7 +320,7 @@ def fit(
     else:
         _say(f"[{label}] resuming from {newest} (step {run.state.step})")
     stop_reason = "max_steps"
-    checkpointing.begin_segment(run)
+    checkpointing.begin_segment(run, newest)
     try:
         loop.train(run)
     except NonFiniteLoss as e:  # before the update: the weights stay the last good ones

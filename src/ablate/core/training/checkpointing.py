@@ -14,6 +14,7 @@ complete checkpoints beyond ``save_total_limit`` are then removed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import re
@@ -44,9 +45,26 @@ FORMAT_WHOLE = "whole"
 SAVE_SHARD = "2GB"
 
 
-def _rng_file() -> str:
-    """Each process draws its own dropout masks: one RNG file per process when N > 1."""
-    return f"rng_state_{parallel.rank()}.pth" if parallel.world_size() > 1 else "rng_state.pth"
+def _rng_file(rank: int | None = None) -> str:
+    """Each process draws its own dropout masks: one RNG file per process when N > 1 (``rank``:
+    another process's file; default this one's)."""
+    if parallel.world_size() == 1:
+        return "rng_state.pth"
+    return f"rng_state_{parallel.rank() if rank is None else rank}.pth"
+
+
+def _unsaved_rng(ckpt: Path) -> list[int]:
+    """The processes of this run whose RNG state ``ckpt`` does not hold: it was saved by fewer
+    processes (a sharded run resumed with more of them)."""
+    return [r for r in range(parallel.world_size()) if not (ckpt / _rng_file(r)).is_file()]
+
+
+def rank_seed(seed: int, step: int, rank: int) -> int:
+    """The RNG seed of process ``rank`` resuming at ``step`` from a checkpoint without its RNG
+    state: derived from the run's seed, the step and the rank, so the same resume draws the
+    same, and no two processes alike."""
+    digest = hashlib.sha256(f"{seed}/{step}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _rng_state() -> dict[str, Any]:
@@ -189,7 +207,7 @@ def _read(run, ckpt: Path) -> dict[str, Any]:
     return {
         "optimizer": None if run.sharded else _torch_file(ckpt / OPTIMIZER),
         "scheduler": _torch_file(ckpt / SCHEDULER),
-        "rng": _torch_file(ckpt / _rng_file()),
+        "rng": None if parallel.rank() in _unsaved_rng(ckpt) else _torch_file(ckpt / _rng_file()),
         "state": load_state(ckpt),
         "evaluation": None
         if run.spec.evaluation is None
@@ -209,23 +227,39 @@ def load(run, ckpt: Path) -> None:
         safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
         run.optimizer.load_state_dict(files["optimizer"])
     run.scheduler.load_state_dict(files["scheduler"])
-    rng = files["rng"]
-    torch.set_rng_state(rng["cpu"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
     run.state = type(run.state)(**files["state"])  # the loop's State
+    rng = files["rng"]
+    if rng is None:  # saved by fewer processes than this run has: seeded (begin_segment records)
+        torch.manual_seed(rank_seed(run.params["seed"], run.state.step, parallel.rank()))
+    else:
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    unsaved = _unsaved_rng(ckpt)
+    if unsaved and parallel.rank() == 0:
+        checkpoint.say(
+            f"{ckpt.name} holds the RNG states of fewer processes than this run's "
+            f"{parallel.world_size()}: process(es) {', '.join(map(str, unsaved))} seed theirs "
+            "from the run's seed, the step and their rank (rank_seed)"
+        )
     if run.spec.evaluation is not None:
         run.spec.evaluation.load(run.state.evaluation, files["evaluation"])
 
 
-def begin_segment(run) -> None:
-    """A segment of the training starts at ``run``'s step (a start or a resume): its process
-    count and hardware, numerics environment included, go into the loop's state, so each
-    checkpoint carries every segment its weights were trained in (:func:`segments`)."""
+def begin_segment(run, resumed_from: Path | None) -> None:
+    """A segment of the training starts at ``run``'s step (a start, or a resume from
+    ``resumed_from``): its process count, which processes' RNG states came from the checkpoint
+    and which were seeded (a fresh start's, or those a checkpoint of fewer processes lacks:
+    :func:`rank_seed`), and its hardware, numerics environment included, go into the loop's
+    state, so each checkpoint carries every segment its weights were trained in
+    (:func:`segments`)."""
+    ranks = range(parallel.world_size())
+    seeded = list(ranks) if resumed_from is None else _unsaved_rng(resumed_from)
     run.state.segments.append(
         {
             "from_step": run.state.step,
             "world_size": parallel.world_size(),
+            "rng": {"restored": [r for r in ranks if r not in seeded], "seeded": seeded},
             "hardware": provenance.hardware(),
         }
     )

@@ -111,12 +111,12 @@ def _resume(run: loop.Run, ckpt: Path) -> bool:
     return False
 
 
-def _train(run: loop.Run, stopped: bool, label: str, phases: Phases) -> float | None:
-    """Train on from ``run``'s state, unless a stop rule had already fired (``stopped``). Returns
-    the training's seconds (None when nothing trained)."""
+def _train(run: loop.Run, resumed_from: Path | None, stopped: bool, phases: Phases) -> float | None:
+    """Train on from ``run``'s state (resumed from ``resumed_from``), unless a stop rule had
+    already fired (``stopped``). Returns the training's seconds (None when nothing trained)."""
     if stopped:
         return None
-    checkpointing.begin_segment(run)
+    checkpointing.begin_segment(run, resumed_from)
     t0 = time.perf_counter()
     with phases("train"):
         loop.train(run)
@@ -197,7 +197,7 @@ def train_run(
     )
     if resume_from:
         print(f"[{label}] resuming from {resume_from}", flush=True)
-    train_s = _train(r, bool(stopped), label, phases)
+    train_s = _train(r, resume_from, bool(stopped), phases)
     state = r.state
     stop = r.stop_rules.stop or {
         "reason": "max_steps",
