@@ -167,3 +167,21 @@ def test_a_dotted_name_in_sharded_metadata_never_resolves(tmp_path, module, name
     with pytest.raises(CheckpointException, match=rf"names {module}\.{name}, .*refused"):
         sharding.load_model(torch.nn.Linear(3, 2), tmp_path)
     assert not ran.exists()
+
+
+def test_a_dotted_name_in_a_loop_checkpoint_file_never_resolves(tmp_path):
+    """The loop's files load through torch's weights_only unpickler, whose allow-list is of full
+    names: the same protocol-4 payload as a torch file's pickle is refused, never run."""
+    import zipfile
+
+    ran, path = tmp_path / "payload-ran", tmp_path / "scheduler.pt"
+    torch.save({"last_epoch": 1}, path)
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    payload = _dotted_global_payload("torch.distributed.checkpoint.metadata", "os.mkdir", str(ran))
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, payload if n.endswith("data.pkl") else data)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    assert not ran.exists()
