@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
-from ablate.core import checkpoint, generation, io, provenance
+from ablate.core import checkpoint, generation, interrupts, io, provenance
 from ablate.core.training import checkpointing, loop, speed
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
@@ -298,12 +297,14 @@ def fit(
     p,
     label: str,
     checkpoints: Checkpoints,
+    watch: interrupts.InterruptWatch,
 ) -> dict[str, Any]:
     """Train the translator on the core's loop (:mod:`ablate.core.training.loop`, the bridge's
     hooks: its loss, data order, optimizer, evaluation); returns the curve, the final rows and
     the stop facts. ``checkpoints``: where a checkpoint at every evaluation training goes on
     from is saved (the loop's, :mod:`ablate.core.training.checkpointing`), and the newest
-    complete one resumed."""
+    complete one resumed. ``watch``: the job's interrupt watch, installed; held from the end of
+    the training (the final evaluations on) until the caller's outputs are complete."""
     speed.tf32_matmuls(pair.device)
     pair.compiled = pair.device.type == "cuda"  # the target's layers, for the training forward
     evaluation = Evaluations(pair, translator, eval_items, p, label)
@@ -322,11 +323,12 @@ def fit(
     stop_reason = "max_steps"
     checkpointing.begin_segment(run, newest)
     try:
-        loop.train(run)
+        loop.train(run, watch)
     except NonFiniteLoss as e:  # before the update: the weights stay the last good ones
         _say(f"[{label}] non-finite loss, {e}: training ends at the last good step")
         loop.flush_tokens(run)
         stop_reason = "nonfinite_loss"
+    watch.hold()
     if run.stop_rules.stop is not None:
         stop_reason = run.stop_rules.stop["reason"]
     step = run.state.step
@@ -480,7 +482,7 @@ def train_entry(
     and rank 0 alone writes (the others return the same summary, unwritten)."""
     started = time.time()
     states = dict(states or {})
-    run_id, dataset_kind = spec.run_id, spec.kind
+    run_id = spec.run_id
     models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
     out = Path(out_dir)
     e = _set_up(spec, train_file, eval_file, (source_card, target_card), states)
@@ -498,12 +500,35 @@ def train_entry(
         },
     }
     ckpts = Checkpoints(out / checkpoint.CHECKPOINTS_DIR, key, inputs)
-    res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label, ckpts)
-    if parallel.rank() == 0:  # the run's outputs are what counts now
-        shutil.rmtree(ckpts.folder, ignore_errors=True)
-    world_size = parallel.world_size()
+    # a signal in the loop saves and stops; once the training ended, it waits for the outputs
+    with interrupts.InterruptWatch() as watch:
+        res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label, ckpts, watch)
+        summary = (
+            _write_outputs(spec, e, res, out, inputs, started) if parallel.rank() == 0 else None
+        )
+        # the checkpoints go last, once the outputs are complete (kept after a signal)
+        checkpointing.end_of_run(watch, ckpts.folder, keep=False)
     if parallel.rank() != 0:
+        world_size = parallel.world_size()
         return {"run_id": run_id, "rank": parallel.rank(), "world_size": world_size, **res}
+    _say(
+        f"[{e.label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
+        f"{summary['final']:.3f}, {res['steps_done']} steps ({res['stop_reason']}), "
+        f"{summary['wall_s']:.1f} s"
+    )
+    return summary
+
+
+def _write_outputs(
+    spec: bridge_params.RunSpec,
+    e: _Entry,
+    res: dict[str, Any],
+    out: Path,
+    inputs: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """translator/, samples.parquet and, last, summary.json of a trained entry (process 0)."""
+    run_id, p, world_size = spec.run_id, e.p, parallel.world_size()
     tr.save(
         e.translator,
         out / "translator",
@@ -514,7 +539,7 @@ def train_entry(
     summary = {
         "run_id": run_id,
         "dataset": p["dataset"],
-        "dataset_kind": dataset_kind,
+        "dataset_kind": spec.kind,
         **_results(e, res, started),
         "params": p,
         "provenance": provenance.collect(
@@ -526,9 +551,4 @@ def train_entry(
         ),
     }
     io.write_json(out / "summary.json", summary)
-    _say(
-        f"[{e.label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
-        f"{summary['final']:.3f}, {res['steps_done']} steps ({res['stop_reason']}), "
-        f"{summary['wall_s']:.1f} s"
-    )
     return summary

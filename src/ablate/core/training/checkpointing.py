@@ -303,6 +303,33 @@ def resume_from(
     return None, None
 
 
+def end_of_run(
+    watch, ckpt_dir: Path, *, keep: bool, save_last: Callable[[], Any] | None = None
+) -> bool:
+    """A job's last act, once its outputs are complete (a collective): its checkpoints are
+    removed (unless ``keep``), or, when a signal came since the training ended (``watch``, an
+    :class:`~ablate.core.interrupts.InterruptWatch` holding it, in any process), kept, with
+    ``save_last()`` first (a checkpoint of the finished training), so a rerun writes the outputs
+    again from it: an interrupted Snakemake can mark the job incomplete and delete them. Returns
+    whether a signal came."""
+    if not watch.requested():
+        if not keep and parallel.rank() == 0:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return False
+    if save_last is not None:
+        save_last()
+    if parallel.rank() == 0:
+        newest = checkpoint.newest_complete(ckpt_dir)
+        kept = f"{ckpt_dir} kept" + (f" ({newest.name})" if newest else "")
+        print(
+            f"[interrupt] {watch.signal.name if watch.signal else 'a signal'} came while the "
+            f"outputs were written: they are complete; {kept}, from which a rerun writes them "
+            "again",
+            flush=True,
+        )
+    return True
+
+
 def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
     """``save_pretrained`` in shards of :data:`SAVE_SHARD`, or, when it raises, the state_dict
     fallback (the seed hit a conversion error there); returns the format written."""

@@ -5,13 +5,12 @@ loss, the final save, ``summary.json`` with provenance and phases."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ablate.core import checkpoint, io, parallel, provenance
+from ablate.core import checkpoint, interrupts, io, parallel, provenance
 from ablate.core.phases import Phases
 from ablate.core.training import checkpointing, loop, vocab_rows
 from ablate.core.training.callbacks import StopRules
@@ -111,7 +110,13 @@ def _resume(run: loop.Run, ckpt: Path) -> bool:
     return False
 
 
-def _train(run: loop.Run, resumed_from: Path | None, stopped: bool, phases: Phases) -> float | None:
+def _train(
+    run: loop.Run,
+    resumed_from: Path | None,
+    stopped: bool,
+    phases: Phases,
+    watch: interrupts.InterruptWatch,
+) -> float | None:
     """Train on from ``run``'s state (resumed from ``resumed_from``), unless a stop rule had
     already fired (``stopped``). Returns the training's seconds (None when nothing trained)."""
     if stopped:
@@ -119,7 +124,7 @@ def _train(run: loop.Run, resumed_from: Path | None, stopped: bool, phases: Phas
     checkpointing.begin_segment(run, resumed_from)
     t0 = time.perf_counter()
     with phases("train"):
-        loop.train(run)
+        loop.train(run, watch)
     # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
     phases.add("train.steps", sum(run.throughput.step_times))
     return time.perf_counter() - t0
@@ -197,15 +202,38 @@ def train_run(
     )
     if resume_from:
         print(f"[{label}] resuming from {resume_from}", flush=True)
-    train_s = _train(r, resume_from, bool(stopped), phases)
-    state = r.state
-    stop = r.stop_rules.stop or {
+    # a signal in the loop saves and stops; once the training ended, it waits for the outputs
+    with interrupts.InterruptWatch() as watch:
+        train_s = _train(r, resume_from, bool(stopped), phases, watch)
+        watch.hold()
+        resumed_from_step = checkpoint.step_of(resume_from) if resume_from else None
+        outcome = _Outcome(r.state, _stop(r), r.throughput, train_s, resumed_from_step)
+        return _finish(run, r, outcome, rows, tokenizer, watch)
+
+
+def _stop(r: loop.Run) -> dict[str, Any]:
+    """The training's stop: a stop rule's, or its last step."""
+    return r.stop_rules.stop or {
         "reason": "max_steps",
-        "step": state.step,
-        "detail": {"max_steps": params["max_steps"]},
+        "step": r.state.step,
+        "detail": {"max_steps": r.params["max_steps"]},
     }
-    resumed_from_step = checkpoint.step_of(resume_from) if resume_from else None
-    outcome = _Outcome(state, stop, r.throughput, train_s, resumed_from_step)
+
+
+def _finish(
+    run: TrainRun,
+    r: loop.Run,
+    outcome: _Outcome,
+    rows,
+    tokenizer,
+    watch: interrupts.InterruptWatch,
+) -> dict[str, Any]:
+    """The outputs of the ended training, ``watch`` holding a signal meanwhile: the final
+    evaluation, ``final/``, the summary, the checkpoints' removal last
+    (:func:`~.checkpointing.end_of_run`)."""
+    params, out_dir, phases = run.params, Path(run.out_dir), run.phases
+    label, state, stop = run.label or run.kind, outcome.state, outcome.stop
+    ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
     if stop["reason"] == "nonfinite":
         if not _restore_last_good(r, stop, ckpt_dir, label):
             _write_summary(run, outcome, None, out_dir)
@@ -222,15 +250,28 @@ def train_run(
         out_dir,
         tokenizer=tokenizer,
         dtype=save_dtype(params),
-        extra={"kind": kind, **run.record, "step": state.step},
+        extra={"kind": run.kind, **run.record, "step": state.step},
         phases=phases,
     )
+    # process 0 alone writes (and computes) the summary; the others wait in end_of_run
+    summary = _write_summary(run, outcome, ckpt_info, out_dir) if parallel.rank() == 0 else None
+
+    def save_last() -> None:
+        # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
+        # weights are an earlier checkpoint's: the rerun resumes there and stops alike)
+        newest = checkpoint.newest_complete(ckpt_dir)
+        if stop["reason"] != "nonfinite" and (
+            newest is None or checkpoint.step_of(newest) != state.step
+        ):
+            with phases("save_last"):
+                checkpointing.save(r)
+
+    with phases("remove_checkpoints"):
+        checkpointing.end_of_run(
+            watch, ckpt_dir, keep=params["keep_checkpoints"], save_last=save_last
+        )
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.step}
-    if not params["keep_checkpoints"]:
-        with phases("remove_checkpoints"):
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-    summary = _write_summary(run, outcome, ckpt_info, out_dir)
     print(
         f"[{label}] done: {state.step} steps, stop reason {stop['reason']}, "
         f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
