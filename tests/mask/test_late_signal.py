@@ -19,9 +19,8 @@ import pytest
 import torch
 from helpers import weights
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint, provenance
 from ablate.core.training import checkpointing, loop
-from ablate.core.training import run as training_run
 from ablate.mask import embedded
 from ablate.mask.training.run import FinetuneSpec, finetune
 
@@ -92,7 +91,7 @@ def _finetune(model_dir: Path, sft: Path, out: Path) -> dict:
 WINDOWS = {
     "final_eval": (loop, "evaluate", None),
     "final_save": (checkpointing, "save_pretrained", None),
-    "summary": (training_run, "_summary", None),
+    "summary": (provenance, "collect", None),  # the summary's provenance block
     "removing_checkpoints": (
         shutil,
         "rmtree",

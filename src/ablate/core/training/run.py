@@ -258,7 +258,9 @@ def _finish(
 
     def save_last() -> None:
         # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
-        # weights are an earlier checkpoint's: the rerun resumes there and stops alike)
+        # weights are an earlier checkpoint's: the rerun resumes there and stops alike). After
+        # the final save, one process's weights may be in the save dtype: enough, as a rerun
+        # from it trains no step and writes the same final weights
         newest = checkpoint.newest_complete(ckpt_dir)
         if stop["reason"] != "nonfinite" and (
             newest is None or checkpoint.step_of(newest) != state.step
