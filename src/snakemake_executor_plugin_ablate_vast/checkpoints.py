@@ -104,16 +104,12 @@ class CheckpointCopies:
         """Ship the newest complete copy of each checkpoint folder (with its run key) to the
         instance; returns {folder: step}. Raises on a failed transfer (the job is retried)."""
         shipped = {}
-        for d, step in sorted(self.copied.items()):
-            ckpt = Path(d) / f"checkpoint-{step}"
-            try:
-                checkpoint.verify(ckpt)
-            except checkpoint.CheckpointError as exc:
-                aside = checkpoint.set_aside(ckpt)
-                self.runner.logger.warning(
-                    f"{self._label()}: not shipping {ckpt}, set aside as {aside.name}: {exc}"
-                )
+        for d in sorted(self.copied):
+            ckpt = self._newest_good(d)
+            if ckpt is None:
+                del self.copied[d]
                 continue
+            step = self.copied[d] = step_of(ckpt)
             paths = [ckpt] + [p for p in [Path(d) / checkpoint.RUN_KEY_FILE] if p.is_file()]
             t0 = time.monotonic()
             proc = subprocess.Popen(
@@ -138,6 +134,21 @@ class CheckpointCopies:
                 f"({_size(ckpt)} in {time.monotonic() - t0:.1f} s)"
             )
         return shipped
+
+    def _newest_good(self, d: str) -> Path | None:
+        """The newest complete copy in ``d`` that matches its manifest; each newer one that does
+        not (or whose manifest is unreadable) is set aside with a line, never shipped."""
+        for ckpt in reversed(checkpoint.complete_checkpoints(d)):
+            try:
+                checkpoint.verify(ckpt)
+            except checkpoint.CheckpointError as exc:
+                aside = checkpoint.set_aside(ckpt)
+                self.runner.logger.warning(
+                    f"{self._label()}: not shipping {ckpt}, set aside as {aside.name}: {exc}"
+                )
+                continue
+            return ckpt
+        return None
 
     # ---- down: while the job runs
     def sync(self) -> list[int]:

@@ -309,6 +309,8 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
         capsys.readouterr().out
     )
     assert s["resumed_from_step"] == 4 and s["steps_done"] == 6
+    # the record names both segments of the training (where each ran), not the last alone
+    assert [g["steps"] for g in s["provenance"]["training_segments"]] == [[1, 4], [5, 6]]
     assert s["curve"] == ref["curve"] and s["final"] == ref["final"]
     for a, b in zip(s["losses"], ref["losses"], strict=True):
         assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
@@ -316,4 +318,61 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     want = translator.load(tmp_path / "ref" / "translator").state_dict()
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert not (out / checkpoint.CHECKPOINTS_DIR).exists()
+
+
+def test_a_signal_while_the_outputs_are_written_keeps_the_training(
+    bridge_world, bridge_cards, tmp_path, monkeypatch, capsys
+):
+    """SIGTERM while the translator is saved (the training ended at step 4, checkpointed there):
+    the signal waits, the outputs are completed, the checkpoints stay (they went before the
+    outputs were written); after Snakemake deleted the outputs of the job it marked
+    incomplete, the rerun resumes at step 4, not step 0, to the same translator."""
+    import os
+    import shutil
+    import signal
+
+    from ablate.bridge import translator
+
+    class Killed(Exception):
+        """SIGTERM's default action here: the job ends where it is (pytest lives on)."""
+
+    def kill(signum, frame):
+        raise Killed
+
+    def run():
+        return train.train_entry(
+            bridge_params.RunSpec.parse("late-signal", MICRO_PARAMS, "gsm8k"),
+            source_card=bridge_cards["source"],
+            target_card=bridge_cards["target"],
+            train_file=bridge_world["gsm8k_train"],
+            eval_file=bridge_world["gsm8k_test"],
+            out_dir=out,
+        )
+
+    out, save = tmp_path / "run", translator.save
+
+    def signalled_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(translator, "save", signalled_save)
+    before = signal.signal(signal.SIGTERM, kill)
+    try:
+        first = run()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    monkeypatch.setattr(translator, "save", save)
+    assert "[interrupt] SIGTERM came while the outputs were written" in capsys.readouterr().out
+    checkpoint.verify(out / "translator")
+    assert json.loads((out / "summary.json").read_text())["steps_done"] == 4
+    kept = checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR)
+    assert [c.name for c in kept] == ["checkpoint-4"]
+    trained = translator.load(out / "translator").state_dict()
+    for name in ("translator", "samples.parquet", "summary.json"):  # as Snakemake deletes them
+        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+    again = run()
+    assert again["resumed_from_step"] == 4 and again["curve"] == first["curve"]
+    got = translator.load(out / "translator").state_dict()
+    assert all(torch.equal(got[k], trained[k]) for k in trained)
     assert not (out / checkpoint.CHECKPOINTS_DIR).exists()

@@ -1,7 +1,8 @@
 """A rerun with another process count between one process (whole weights) and a sharded run
 (2 processes, FSDP2 with gloo on CPU) cannot load the other's checkpoints: it starts fresh and says
-so in one line, in both directions (N -> M sharded processes reshards:
-tests/core/test_sharded_resume.py)."""
+so in one line, in both directions. N -> M sharded processes reshards (bit for bit at the same
+count: tests/core/test_sharded_resume.py); with more processes than saved RNG states, the others
+seed theirs, which the record says."""
 
 from __future__ import annotations
 
@@ -28,16 +29,20 @@ PARAMS = {
 }
 
 
-def two_processes(kwargs: dict, out: Path, log: Path) -> dict:
+def processes(n: int, kwargs: dict, out: Path, log: Path) -> dict:
     with process_path(), log.open("w") as f:
         parallel.launch(
             "ablate.mask.training.run:finetune",
             {**kwargs, "out_dir": str(out)},
-            nproc=2,
+            nproc=n,
             threads=1,
             log=f,
         )
     return json.loads((out / checkpoint.SUMMARY_NAME).read_text())
+
+
+def two_processes(kwargs: dict, out: Path, log: Path) -> dict:
+    return processes(2, kwargs, out, log)
 
 
 def killed_after_step_1(out: Path) -> None:
@@ -70,3 +75,25 @@ def test_checkpoints_of_one_process_and_of_two_start_fresh_in_the_other(
     err = capfd.readouterr().err
     assert 'belong to another configuration (checkpoint_layout "sharded" -> "whole")' in err
     assert summary["resumed_from_step"] is None and summary["steps_done"] == 2
+
+
+@pytest.mark.slow
+def test_a_sharded_run_resumes_with_more_processes(tiny_model_dir, tmp_path):
+    """2 -> 4 processes: the checkpoint holds the RNG states of processes 0 and 1; 2 and 3 seed
+    theirs (rank_seed), say so in one line, and the record names both segments."""
+    params = {**PARAMS, "grad_accum": 4}  # the step's 8 examples split over 2 and over 4
+    kwargs = finetune_kwargs(tiny_model_dir, tmp_path, params)
+    out = tmp_path / "run"
+    processes(2, kwargs, out, tmp_path / "two.log")
+    killed_after_step_1(out)
+    summary = processes(4, kwargs, out, tmp_path / "four.log")
+    log = (tmp_path / "four.log").read_text()
+    assert (
+        "[resume] checkpoint-1 holds the RNG states of fewer processes than this run's 4: "
+        "process(es) 2, 3 seed theirs from the run's seed, the step and their rank" in log
+    )
+    assert summary["resumed_from_step"] == 1 and summary["steps_done"] == 2
+    first, second = summary["provenance"]["training_segments"]
+    assert (first["steps"], first["world_size"]) == ([1, 1], 2)
+    assert (second["steps"], second["world_size"]) == ([2, 2], 4)
+    assert second["rng"] == {"restored": [0, 1], "seeded": [2, 3]}

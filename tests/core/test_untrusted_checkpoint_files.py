@@ -73,9 +73,15 @@ def test_a_payload_in_a_loop_checkpoint_file_never_runs(tmp_path, name):
     # the file replaced and the manifest written again, as by whoever altered the copy
     torch.save({"state": Payload(ran)}, ckpt / name)
     checkpoint.mark_complete(ckpt, 2, checkpointing.FORMAT_WHOLE)
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(checkpointing.UnreadableCheckpoint) as refused:
         checkpointing.load(_run(ckpts, _Evaluation({})), ckpt)
     assert not ran.exists()
+    # one line naming the file as altered, never torch's advice to load it unrestricted
+    message = str(refused.value)
+    assert message == (
+        f"{ckpt / name} holds objects no checkpoint holds (global: GLOBAL getattr): "
+        "refused, nothing of it ran; the file was altered or is not this pipeline's"
+    )
 
 
 def test_a_study_evaluation_round_trips_under_weights_only(tmp_path):
@@ -126,4 +132,56 @@ def test_a_payload_in_sharded_metadata_never_runs(tmp_path):
     # torch reports the reader's refusal inside its own exception
     with pytest.raises(CheckpointException, match=r"names pathlib\.Path\.touch.*refused"):
         sharding.load_model(torch.nn.Linear(3, 2), tmp_path)
+    assert not ran.exists()
+
+
+def _dotted_global_payload(module: str, name: str, arg: str) -> bytes:
+    """A protocol-4 pickle calling ``module``'s ``name`` with ``arg``: STACK_GLOBAL takes a dotted
+    ``name`` and resolves it attribute by attribute through the module's namespace."""
+    strings = b"".join(
+        pickle.SHORT_BINUNICODE + bytes([len(s.encode())]) + s.encode() for s in (module, name)
+    )
+    call = pickle.SHORT_BINUNICODE + bytes([len(arg.encode())]) + arg.encode()
+    return pickle.PROTO + b"\x04" + strings + pickle.STACK_GLOBAL + call + pickle.TUPLE1 + b"R."
+
+
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        # the module the metadata classes live in imports os and torch
+        ("torch.distributed.checkpoint.metadata", "os.mkdir"),
+        ("torch.distributed.checkpoint.metadata", "torch.serialization.os.mkdir"),
+        ("torch.distributed.checkpoint.metadata", "Metadata.__init__.__globals__"),
+        ("torch", "serialization.os.mkdir"),
+    ],
+)
+def test_a_dotted_name_in_sharded_metadata_never_resolves(tmp_path, module, name):
+    ran = tmp_path / "payload-ran"
+    payload = _dotted_global_payload(module, name, str(ran))
+    if name.endswith("mkdir"):  # the payload works: plain pickle runs it
+        pickle.loads(payload)
+        assert ran.is_dir()
+        ran.rmdir()
+    _sharded_checkpoint(tmp_path)
+    (tmp_path / sharding.SHARDS_DIR / ".metadata").write_bytes(payload)
+    with pytest.raises(CheckpointException, match=rf"names {module}\.{name}, .*refused"):
+        sharding.load_model(torch.nn.Linear(3, 2), tmp_path)
+    assert not ran.exists()
+
+
+def test_a_dotted_name_in_a_loop_checkpoint_file_never_resolves(tmp_path):
+    """The loop's files load through torch's weights_only unpickler, whose allow-list is of full
+    names: the same protocol-4 payload as a torch file's pickle is refused, never run."""
+    import zipfile
+
+    ran, path = tmp_path / "payload-ran", tmp_path / "scheduler.pt"
+    torch.save({"last_epoch": 1}, path)
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    payload = _dotted_global_payload("torch.distributed.checkpoint.metadata", "os.mkdir", str(ran))
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, payload if n.endswith("data.pkl") else data)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
     assert not ran.exists()

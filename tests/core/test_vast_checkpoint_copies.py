@@ -132,3 +132,21 @@ def test_a_copy_coming_back_is_checked_against_its_manifest(
         assert c.sync() == [] and len(popen[0]) == 1  # not fetched again at the next look
     else:
         checkpoint.verify(local / "checkpoint-4")
+
+
+@pytest.mark.parametrize(
+    "manifest", ["{not json", '{"step": 2}'], ids=["unparsable", "without-files"]
+)
+def test_a_copy_with_an_unreadable_manifest_is_set_aside_and_the_older_one_shipped(
+    tmp_path, monkeypatch, popen, caplog, manifest
+):
+    monkeypatch.chdir(tmp_path)
+    ckpts = Path("results/ft") / checkpoint.CHECKPOINTS_DIR
+    _checkpoint(ckpts, 1)
+    newest = _checkpoint(ckpts, 2)
+    (newest / checkpoint.MANIFEST_NAME).write_text(manifest)
+    with caplog.at_level(logging.WARNING):
+        shipped = copies.CheckpointCopies(_runner("results/ft")).ship_newest()
+    assert shipped == {str(ckpts): 1}
+    assert "checkpoint_manifest.json is unreadable" in caplog.text
+    assert (ckpts / "corrupt-checkpoint-2").is_dir() and not newest.exists()

@@ -14,6 +14,7 @@ import torch
 from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import checkpoint
+from ablate.core.training import checkpointing
 from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 from ablate.mask.training.run import FinetuneSpec, finetune
 
@@ -114,3 +115,101 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_resumed(uninterrup
     assert summary["resumed_from_step"] == 1
     got = weights(out / "final")
     assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+@pytest.mark.parametrize(
+    "manifest", ["{not json", '{"step": 2}'], ids=["unparsable", "without-files"]
+)
+def test_a_checkpoint_with_an_unreadable_manifest_is_set_aside_and_the_one_before_resumed(
+    uninterrupted, capfd, manifest
+):
+    base, data, ref_out, ref_weights = uninterrupted
+    out = ref_out.with_name(f"run-manifest-{len(manifest)}")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 2)
+    ckpts = out / checkpoint.CHECKPOINTS_DIR
+    (ckpts / "checkpoint-2" / checkpoint.MANIFEST_NAME).write_text(manifest)
+    capfd.readouterr()
+    summary = _run(base, data, out)
+    err = capfd.readouterr().err
+    assert "[resume] checkpoint-2 set aside as corrupt-checkpoint-2: checkpoint " in err
+    assert "checkpoint_manifest.json is unreadable" in err
+    assert summary["resumed_from_step"] == 1
+    got = weights(out / "final")
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+def test_an_unreadable_run_key_sets_the_checkpoints_aside_and_starts_fresh(uninterrupted, capfd):
+    """Whose checkpoints they are is unknown: none is resumed, none is deleted."""
+    base, data, ref_out, ref_weights = uninterrupted
+    out = ref_out.with_name("run-key")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 2)
+    (out / checkpoint.CHECKPOINTS_DIR / checkpoint.RUN_KEY_FILE).write_text('{"config": ')
+    capfd.readouterr()
+    summary = _run(base, data, out)
+    err = capfd.readouterr().err
+    assert "run_key.json is unreadable (JSONDecodeError: " in err
+    assert "checkpoints set aside as corrupt-checkpoints, starting fresh" in err
+    assert (out / "corrupt-checkpoints" / "checkpoint-2" / checkpoint.CHECKPOINT_MARKER).is_file()
+    assert summary["resumed_from_step"] is None and summary["steps_done"] == PARAMS["max_steps"]
+    got = weights(out / "final")  # the same training from step 0
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+class _Payload:
+    """Unpickled, it calls ``Path.touch`` on ``target``."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def test_a_payload_in_a_checkpoint_file_sets_it_aside_and_the_one_before_is_resumed(
+    uninterrupted, capfd, tmp_path
+):
+    """The file replaced and the manifest written again (as by the host that wrote the copy): the
+    loader refuses it, and the checkpoint counts as corrupt instead of failing every rerun."""
+    base, data, ref_out, ref_weights = uninterrupted
+    out = ref_out.with_name("run-payload")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 2)
+    ckpt, ran = out / checkpoint.CHECKPOINTS_DIR / "checkpoint-2", tmp_path / "payload-ran"
+    torch.save({"state": _Payload(ran)}, ckpt / checkpointing.OPTIMIZER)
+    checkpoint.mark_complete(ckpt, 2, checkpointing.FORMAT_WHOLE)
+    capfd.readouterr()
+    summary = _run(base, data, out)
+    err = capfd.readouterr().err
+    assert not ran.exists()
+    assert (
+        "[resume] checkpoint-2 set aside as corrupt-checkpoint-2: "
+        f"{ckpt / checkpointing.OPTIMIZER} holds objects no checkpoint holds "
+        "(global: GLOBAL getattr): refused, nothing of it ran" in err
+    )
+    assert "weights_only" not in err
+    assert summary["resumed_from_step"] == 1
+    got = weights(out / "final")
+    assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
+
+
+def test_a_resume_under_another_numerics_environment_records_both(
+    uninterrupted, monkeypatch, capfd
+):
+    """The weights of steps 1 and 2 were computed under two environments: the record names the
+    steps each trained, not the last one's for both."""
+    base, data, ref_out, _ = uninterrupted
+    out = ref_out.with_name("run-numerics")
+    shutil.copytree(ref_out, out)
+    _killed_after(out, 1)
+    monkeypatch.setenv("NCCL_ALGO", "Tree")  # a NUMERICS_ENV variable, inert on one CPU process
+    summary = _run(base, data, out)
+    assert summary["resumed_from_step"] == 1
+    first, second = summary["provenance"]["training_segments"]
+    assert (first["steps"], second["steps"]) == ([1, 1], [2, 2])
+    assert "NCCL_ALGO" not in first["hardware"]["numerics"]["env"]
+    assert second["hardware"]["numerics"]["env"]["NCCL_ALGO"] == "Tree"
+    assert first["world_size"] == second["world_size"] == 1
+    # the provenance's own hardware is the last segment's (the final save's)
+    assert summary["provenance"]["hardware"]["numerics"]["env"]["NCCL_ALGO"] == "Tree"

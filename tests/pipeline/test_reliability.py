@@ -343,7 +343,11 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
 ):
     out = tmp_path / "ft"
     _enospc(monkeypatch)
-    with pytest.raises(OSError, match="No space left on device"):
+    disk = rf"{out / 'checkpoints' / 'checkpoint-1'} \([\d.]+ GB free of [\d.]+ GB\)"
+    with pytest.raises(
+        CheckpointError,
+        match=f"saving checkpoint-1 failed: no space left on the disk holding {disk}",
+    ):
         finetune(
             FinetuneSpec.parse("causal", FAST),
             model_path=tiny_model_dir,
@@ -380,7 +384,11 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
         return real_save_final(run, out_dir, **kw)
 
     monkeypatch.setattr(checkpointing, "save_final", save_final_on_full_disk)
-    with pytest.raises(OSError, match="No space left on device"):
+    disk = rf"{out / 'final'} \([\d.]+ GB free of [\d.]+ GB\)"
+    with pytest.raises(
+        CheckpointError,
+        match=f"saving the final weights failed: no space left on the disk holding {disk}",
+    ):
         finetune(
             FinetuneSpec.parse("causal", {**FAST, "save_steps": 0}),
             model_path=tiny_model_dir,

@@ -12,7 +12,8 @@ and its evaluation with early stopping (:class:`Evaluations`). Its checkpoints a
 (:mod:`ablate.core.training.checkpointing`, ``<out>/checkpoints/checkpoint-N``, the evaluation's
 curve and best state with them), one at every evaluation training goes on from: a rerun (a lost
 Vast instance's retry, a killed job) resumes from the newest complete one of the same run key
-and inputs (:func:`ablate.core.resume.resume_point`); they go once the outputs are written.
+and inputs (:func:`ablate.core.training.checkpointing.resume_from`); they go once the outputs
+are written.
 
 Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; the core's launcher,
 ``ablate.core.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
@@ -29,7 +30,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,7 @@ from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
-from ablate.core import checkpoint, generation, io, provenance, resume
+from ablate.core import checkpoint, generation, interrupts, io, provenance
 from ablate.core.training import checkpointing, loop, speed
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
@@ -281,7 +281,8 @@ def loop_run(
 @dataclass(frozen=True)
 class Checkpoints:
     """Where :func:`fit` saves and resumes: the folder, the run key and the inputs
-    (:func:`ablate.core.resume.resume_point`: another key's, or other inputs', are dropped)."""
+    (:func:`ablate.core.training.checkpointing.resume_from`: another key's, or other inputs', are
+    dropped)."""
 
     folder: Path
     run_key: dict[str, Any]
@@ -296,29 +297,38 @@ def fit(
     p,
     label: str,
     checkpoints: Checkpoints,
+    watch: interrupts.InterruptWatch,
 ) -> dict[str, Any]:
     """Train the translator on the core's loop (:mod:`ablate.core.training.loop`, the bridge's
     hooks: its loss, data order, optimizer, evaluation); returns the curve, the final rows and
     the stop facts. ``checkpoints``: where a checkpoint at every evaluation training goes on
     from is saved (the loop's, :mod:`ablate.core.training.checkpointing`), and the newest
-    complete one resumed."""
+    complete one resumed. ``watch``: the job's interrupt watch, installed; held from the end of
+    the training (the final evaluations on) until the caller's outputs are complete."""
     speed.tf32_matmuls(pair.device)
     pair.compiled = pair.device.type == "cuda"  # the target's layers, for the training forward
     evaluation = Evaluations(pair, translator, eval_items, p, label)
     run = loop_run(pair, translator, train_items, p, label, checkpoints.folder, evaluation)
-    newest = resume.resume_point(checkpoints.folder, checkpoints.run_key, checkpoints.inputs)
+    # on from a checkpoint: weights, optimizer, schedule, RNG, the loop's state
+    newest, _ = checkpointing.resume_from(
+        checkpoints.folder,
+        checkpoints.run_key,
+        checkpoints.inputs,
+        lambda ckpt: checkpointing.load(run, ckpt),
+    )
     if newest is None:
         evaluation(0)
-    else:  # on from a checkpoint: weights, optimizer, schedule, RNG, the loop's state
-        checkpointing.load(run, newest)
+    else:
         _say(f"[{label}] resuming from {newest} (step {run.state.step})")
     stop_reason = "max_steps"
+    checkpointing.begin_segment(run, newest)
     try:
-        loop.train(run)
+        loop.train(run, watch)
     except NonFiniteLoss as e:  # before the update: the weights stay the last good ones
         _say(f"[{label}] non-finite loss, {e}: training ends at the last good step")
         loop.flush_tokens(run)
         stop_reason = "nonfinite_loss"
+    watch.hold()
     if run.stop_rules.stop is not None:
         stop_reason = run.stop_rules.stop["reason"]
     step = run.state.step
@@ -344,6 +354,7 @@ def fit(
         "resumed_from_step": checkpoint.step_of(newest) if newest else None,
         "train_tokens": run.state.tokens_seen,
         "train_s": train_s,
+        "segments": checkpointing.segments(run.state),
     }
 
 
@@ -471,7 +482,7 @@ def train_entry(
     and rank 0 alone writes (the others return the same summary, unwritten)."""
     started = time.time()
     states = dict(states or {})
-    run_id, dataset_kind = spec.run_id, spec.kind
+    run_id = spec.run_id
     models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
     out = Path(out_dir)
     e = _set_up(spec, train_file, eval_file, (source_card, target_card), states)
@@ -489,12 +500,35 @@ def train_entry(
         },
     }
     ckpts = Checkpoints(out / checkpoint.CHECKPOINTS_DIR, key, inputs)
-    res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label, ckpts)
-    if parallel.rank() == 0:  # the run's outputs are what counts now
-        shutil.rmtree(ckpts.folder, ignore_errors=True)
-    world_size = parallel.world_size()
+    # a signal in the loop saves and stops; once the training ended, it waits for the outputs
+    with interrupts.InterruptWatch() as watch:
+        res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label, ckpts, watch)
+        summary = (
+            _write_outputs(spec, e, res, out, inputs, started) if parallel.rank() == 0 else None
+        )
+        # the checkpoints go last, once the outputs are complete (kept after a signal)
+        checkpointing.end_of_run(watch, ckpts.folder, keep=False)
     if parallel.rank() != 0:
+        world_size = parallel.world_size()
         return {"run_id": run_id, "rank": parallel.rank(), "world_size": world_size, **res}
+    _say(
+        f"[{e.label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
+        f"{summary['final']:.3f}, {res['steps_done']} steps ({res['stop_reason']}), "
+        f"{summary['wall_s']:.1f} s"
+    )
+    return summary
+
+
+def _write_outputs(
+    spec: bridge_params.RunSpec,
+    e: _Entry,
+    res: dict[str, Any],
+    out: Path,
+    inputs: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """translator/, samples.parquet and, last, summary.json of a trained entry (process 0)."""
+    run_id, p, world_size = spec.run_id, e.p, parallel.world_size()
     tr.save(
         e.translator,
         out / "translator",
@@ -505,7 +539,7 @@ def train_entry(
     summary = {
         "run_id": run_id,
         "dataset": p["dataset"],
-        "dataset_kind": dataset_kind,
+        "dataset_kind": spec.kind,
         **_results(e, res, started),
         "params": p,
         "provenance": provenance.collect(
@@ -513,13 +547,8 @@ def train_entry(
             inputs=inputs,
             started=started,
             run_id=run_id,
-            extra={"world_size": world_size},
+            extra={"world_size": world_size, "training_segments": res["segments"]},
         ),
     }
     io.write_json(out / "summary.json", summary)
-    _say(
-        f"[{e.label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
-        f"{summary['final']:.3f}, {res['steps_done']} steps ({res['stop_reason']}), "
-        f"{summary['wall_s']:.1f} s"
-    )
     return summary

@@ -20,12 +20,14 @@ same run: its config, the content of its inputs, the code).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,28 @@ def write_manifest(directory: str | os.PathLike, extra: dict[str, Any] | None = 
     return manifest
 
 
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The manifest of ``directory``: ``{"files": {relative path: {"bytes": int, "sha256": str}},
+    ...}``. One that does not parse or lacks these keys was cut off or altered:
+    :class:`CheckpointError`, as for a file that fails it (a checkpoint set aside, not a rerun
+    that fails on every try)."""
+    d = Path(directory)
+    try:
+        manifest = json.loads((d / MANIFEST_NAME).read_text())
+        files = manifest["files"]
+        if not all(
+            isinstance(m, dict) and isinstance(m["bytes"], int) and isinstance(m["sha256"], str)
+            for m in files.values()
+        ):
+            raise TypeError("an entry without an integer bytes and a string sha256")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {d}: its {MANIFEST_NAME} is unreadable ({type(exc).__name__}: {exc}); "
+            "cut off or altered"
+        ) from exc
+    return manifest
+
+
 def verify_layout(directory: str | os.PathLike) -> dict:
     """The cheap part of :func:`verify` (no reading of file contents): the manifest exists, every
     file it lists exists with its size, and no file was added. Returns the manifest."""
@@ -103,7 +127,7 @@ def verify_layout(directory: str | os.PathLike) -> dict:
     mpath = d / MANIFEST_NAME
     if not mpath.exists():
         raise CheckpointError(f"{d} has no {MANIFEST_NAME}: the checkpoint was never completed")
-    manifest = json.loads(mpath.read_text())
+    manifest = read_manifest(d)
     for rel, meta in manifest["files"].items():
         p = d / rel
         if not p.exists():
@@ -202,6 +226,43 @@ def start_check_before_load(directory: str | os.PathLike) -> PendingVerify | Non
 
 
 # ------------------------------------------------------------------------------------ writing
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it came from, is a full disk or an exhausted quota: an
+    ``OSError`` of that errno, or a library's error quoting its text (safetensors', or
+    torch.distributed.checkpoint's, which carries its writer threads' tracebacks as text)."""
+    texts = tuple(os.strerror(e) for e in _NO_SPACE)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return True
+        if any(t in str(seen) for t in texts):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(what: str, where: str | os.PathLike) -> Iterator[None]:
+    """Around writing ``what`` into ``where``: an error that is the disk being full
+    (:func:`out_of_space`) becomes one line naming the disk, its free space and the fix."""
+    try:
+        yield
+    except Exception as exc:
+        if not out_of_space(exc):
+            raise
+        d = Path(where)
+        while not d.exists() and d != d.parent:
+            d = d.parent
+        usage = shutil.disk_usage(d)
+        raise CheckpointError(
+            f"{what} failed: no space left on the disk holding {where} ({usage.free / 1e9:.2f} "
+            f"GB free of {usage.total / 1e9:.1f} GB); free space there or move the results to "
+            "a larger disk, then rerun"
+        ) from exc
 
 
 def write_final(

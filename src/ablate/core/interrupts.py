@@ -19,6 +19,13 @@ terminal's Ctrl-C plus Snakemake forwarding it); a later one stops at once. Data
 process stops and saves at the same step, whichever of them got the signal
 (:func:`ablate.core.parallel.any_process` at each step's end): the saves are collectives.
 
+Once the training has ended (:meth:`InterruptWatch.hold`), the signal waits until the job's
+outputs are complete (the final evaluation, the final save, the summary): a job killed there lost
+a finished training, which Snakemake deleted. The job then keeps its checkpoints, with one of the
+finished training (:func:`ablate.core.training.checkpointing.end_of_run`), since an interrupted
+Snakemake may still mark it incomplete and delete those outputs before the rerun, which then
+writes them again from that checkpoint instead of training again.
+
 Imports no torch or transformers at module level: the Snakefile imports it at parse time.
 """
 
@@ -64,26 +71,45 @@ class InterruptWatch:
     """In a training job: the first SIGINT or SIGTERM asks the loop to save a checkpoint at the end
     of the current step and stop (module doc). :meth:`install` before the loop, :meth:`requested`
     at each step's end (a collective when data-parallel), :meth:`interrupted` for the error to
-    raise after the save, :meth:`restore` after the loop."""
+    raise after the save, :meth:`restore` after the loop; a job's driver holds it installed
+    around the loop and its outputs (``with``), :meth:`hold` once the training ended."""
 
     def __init__(self):
         self.signal: signal.Signals | None = None
+        self.holding = False
         self._at = 0.0
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame):
         if self.signal is None:
             self.signal, self._at = signal.Signals(signum), time.monotonic()
-            print(
-                f"[interrupt] {self.signal.name}: saving a checkpoint at the end of this step, "
-                "then stopping (a rerun resumes from it; send it again to stop at once)",
-                flush=True,
+            then = (
+                "the training is finished: writing its outputs first, then stopping; send it "
+                "again to stop at once"
+                if self.holding
+                else "saving a checkpoint at the end of this step, then stopping (a rerun "
+                "resumes from it; send it again to stop at once)"
             )
+            print(f"[interrupt] {self.signal.name}: {then}", flush=True)
         elif time.monotonic() - self._at > SAME_INTERRUPT_S:
             self.restore()
             raise KeyboardInterrupt
 
+    def __enter__(self) -> InterruptWatch:
+        self.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def hold(self) -> None:
+        """The training has ended: a signal from now on waits until the job's outputs are
+        complete (module doc)."""
+        self.holding = True
+
     def install(self) -> None:
+        if self._previous:
+            return  # installed already (by the job's driver, around the loop and its outputs)
         if threading.current_thread() is threading.main_thread():
             # an ignored signal (nohup) stays ignored
             handled = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]

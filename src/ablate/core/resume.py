@@ -82,6 +82,13 @@ def _why_other(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     return "; ".join(reasons)
 
 
+def _remove_incomplete(ckpt_dir: Path) -> None:
+    for d in ckpt_dir.glob("checkpoint-*"):
+        if d.is_dir() and not (d / checkpoint.CHECKPOINT_MARKER).exists():
+            checkpoint.say(f"removing incomplete {d.name} (killed while saving)")
+            shutil.rmtree(d)
+
+
 def prepare_resume(
     ckpt_dir: str | os.PathLike,
     run_key: dict[str, Any],
@@ -89,22 +96,29 @@ def prepare_resume(
 ) -> Path | None:
     """The newest complete checkpoint of the same run (:func:`resume_identity` of ``run_key`` and
     ``inputs``) whose files match its manifest, or None. A folder of another run is removed (one
-    line says what changed), incomplete checkpoints are removed, one that fails its manifest is
-    set aside. Data-parallel: process 0 alone calls it (:func:`resume_point`)."""
+    line says what changed), one whose run key is unreadable set aside, incomplete checkpoints
+    are removed, one that fails its manifest (or whose manifest is unreadable) is set aside.
+    Data-parallel: process 0 alone calls it (:func:`resume_point`)."""
     ckpt_dir = Path(ckpt_dir)
     key_file = ckpt_dir / checkpoint.RUN_KEY_FILE
     identity = resume_identity(run_key, inputs)
     if ckpt_dir.is_dir():
-        old = json.loads(key_file.read_text()) if key_file.exists() else None
-        why = _why_other(old, identity)
-        if why:
-            checkpoint.say(f"{ckpt_dir} {why}: starting fresh")
-            shutil.rmtree(ckpt_dir)
+        try:
+            old = json.loads(key_file.read_text()) if key_file.exists() else None
+            why = _why_other(old, identity)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # cut off or altered: whose checkpoints these are is unknown, so none is resumed
+            aside = checkpoint.set_aside(ckpt_dir)
+            checkpoint.say(
+                f"{key_file} is unreadable ({type(exc).__name__}: {exc}): {ckpt_dir.name} set "
+                f"aside as {aside.name}, starting fresh"
+            )
         else:
-            for d in ckpt_dir.glob("checkpoint-*"):
-                if d.is_dir() and not (d / checkpoint.CHECKPOINT_MARKER).exists():
-                    checkpoint.say(f"removing incomplete {d.name} (killed while saving)")
-                    shutil.rmtree(d)
+            if why:
+                checkpoint.say(f"{ckpt_dir} {why}: starting fresh")
+                shutil.rmtree(ckpt_dir)
+            else:
+                _remove_incomplete(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     io.write_json(key_file, identity)
     for ckpt in reversed(checkpoint.complete_checkpoints(ckpt_dir)):

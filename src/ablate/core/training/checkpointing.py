@@ -14,17 +14,21 @@ complete checkpoints beyond ``save_total_limit`` are then removed.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
+import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import safetensors.torch
 import torch
 
-from ablate.core import checkpoint, io, modeling, parallel
+from ablate.core import checkpoint, io, modeling, parallel, provenance, resume
 from ablate.core.phases import Phases
 from ablate.core.training import sharding
 from ablate.core.training.params import dtype_name
@@ -41,9 +45,26 @@ FORMAT_WHOLE = "whole"
 SAVE_SHARD = "2GB"
 
 
-def _rng_file() -> str:
-    """Each process draws its own dropout masks: one RNG file per process when N > 1."""
-    return f"rng_state_{parallel.rank()}.pth" if parallel.world_size() > 1 else "rng_state.pth"
+def _rng_file(rank: int | None = None) -> str:
+    """Each process draws its own dropout masks: one RNG file per process when N > 1 (``rank``:
+    another process's file; default this one's)."""
+    if parallel.world_size() == 1:
+        return "rng_state.pth"
+    return f"rng_state_{parallel.rank() if rank is None else rank}.pth"
+
+
+def _unsaved_rng(ckpt: Path) -> list[int]:
+    """The processes of this run whose RNG state ``ckpt`` does not hold: it was saved by fewer
+    processes (a sharded run resumed with more of them)."""
+    return [r for r in range(parallel.world_size()) if not (ckpt / _rng_file(r)).is_file()]
+
+
+def rank_seed(seed: int, step: int, rank: int) -> int:
+    """The RNG seed of process ``rank`` resuming at ``step`` from a checkpoint without its RNG
+    state: derived from the run's seed, the step and the rank, so the same resume draws the
+    same, and no two processes alike."""
+    digest = hashlib.sha256(f"{seed}/{step}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _rng_state() -> dict[str, Any]:
@@ -53,10 +74,24 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def _torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file: a full disk then raises ``OSError(ENOSPC)``, where
+    torch's own file writer reports only "unexpected pos"."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
 def save(run) -> Path:
-    """``checkpoint-<step>`` of ``run`` (a collective when sharded); returns its path."""
+    """``checkpoint-<step>`` of ``run`` (a collective when sharded); returns its path. A full
+    disk is named in one line (:func:`ablate.core.checkpoint.naming_a_full_disk`); the
+    checkpoint, never completed, is ignored by the rerun, which resumes from the one before."""
+    ckpt = Path(run.spec.checkpoints) / f"checkpoint-{run.state.step}"
+    with checkpoint.naming_a_full_disk(f"saving {ckpt.name}", ckpt):
+        return _save(run, ckpt)
+
+
+def _save(run, ckpt: Path) -> Path:
     step = run.state.step
-    ckpt = Path(run.spec.checkpoints) / f"checkpoint-{step}"
     ckpt.mkdir(parents=True, exist_ok=True)
     if run.sharded:
         sharding.save_checkpoint(run.model, run.optimizer, ckpt)
@@ -64,14 +99,14 @@ def save(run) -> Path:
     else:
         if parallel.rank() == 0:  # replicas (DDP) are equal: one copy
             safetensors.torch.save_model(run.model, str(ckpt / WEIGHTS))
-            torch.save(run.optimizer.state_dict(), ckpt / OPTIMIZER)
+            _torch_save(run.optimizer.state_dict(), ckpt / OPTIMIZER)
         fmt = FORMAT_WHOLE
-    torch.save(_rng_state(), ckpt / _rng_file())
+    _torch_save(_rng_state(), ckpt / _rng_file())
     if parallel.rank() == 0:
-        torch.save(run.scheduler.state_dict(), ckpt / SCHEDULER)
+        _torch_save(run.scheduler.state_dict(), ckpt / SCHEDULER)
         if run.spec.evaluation is not None:
             run.state.evaluation, tensors = run.spec.evaluation.state()
-            torch.save(tensors, ckpt / EVALUATION)
+            _torch_save(tensors, ckpt / EVALUATION)
         io.write_json(ckpt / LOOP_STATE, asdict(run.state))
     parallel.barrier()  # every process's files are in before the manifest and the marker
     if parallel.rank() == 0:
@@ -93,39 +128,206 @@ def _rotate(directory: Path, limit: int) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+class UnreadableCheckpoint(checkpoint.CheckpointError):
+    """A file of a checkpoint that matched its manifest does not load: the restricted loaders
+    refused it (it names code or objects no checkpoint holds) or it does not parse. Its files
+    were altered and the manifest written again; the checkpoint counts as corrupt
+    (:func:`resume_from`)."""
+
+
+def _torch_file(path: Path, **kwargs) -> Any:
+    """A pickled checkpoint file through torch's weights_only unpickler, nothing of it run. A
+    refusal names the file and what it held, never torch's advice to load it unrestricted."""
+    try:
+        return torch.load(path, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as exc:
+        what = re.search(r"Unsupported (global: GLOBAL \S+|operand \S+)", str(exc))
+        held = f" ({what.group(1)})" if what else ""
+        raise UnreadableCheckpoint(
+            f"{path} holds objects no checkpoint holds{held}: refused, nothing of it ran; the "
+            "file was altered or is not this pipeline's"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        raise UnreadableCheckpoint(
+            f"{path} does not load ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
+
+
+def _shard_index(ckpt: Path) -> None:
+    """A sharded checkpoint's ``.metadata`` read as its loads will read it (nothing loaded)."""
+    try:
+        sharding.read_metadata(ckpt)
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError) as exc:
+        raise UnreadableCheckpoint(str(exc).splitlines()[0]) from None
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    """The loop's state a checkpoint holds (step, tokens, log history)."""
+    path = ckpt / LOOP_STATE
+    try:
+        state = json.loads(path.read_text())
+        if not (isinstance(state["step"], int) and isinstance(state["log_history"], list)):
+            raise TypeError("step or log_history of another type")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnreadableCheckpoint(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
+    return state
+
+
+def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
+    """``read()`` in every process; when it fails in any of them, all raise (the loads that
+    follow are collectives), before anything of the checkpoint went into the run."""
+    try:
+        got, error = read(), None
+    except UnreadableCheckpoint as exc:
+        got, error = None, exc
+        if parallel.world_size() > 1:
+            checkpoint.say(f"process {parallel.rank()}: {exc}")
+    if parallel.any_process(error is not None):
+        raise error or UnreadableCheckpoint(f"another process refused a file of {ckpt}")
+    return got
+
+
 def load_weights(run, ckpt: Path) -> None:
     """The weights of ``ckpt`` into the model (the fp32 masters follow where there are some)."""
     if run.sharded:
+        _agreed(lambda: _shard_index(ckpt), ckpt)
         sharding.load_model(run.model, ckpt)
         return
+    masters = _agreed(lambda: None if run.master is None else _torch_file(ckpt / OPTIMIZER), ckpt)
     safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
-    if run.master is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
-        run.optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER, weights_only=True))
+    if masters is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
+        run.optimizer.load_state_dict(masters)
+
+
+def _read(run, ckpt: Path) -> dict[str, Any]:
+    """Every file of ``ckpt`` this process loads besides the weights, parsed and unpickled (a
+    sharded run's shard index too), so that a refused one changes nothing of the run."""
+    if run.sharded:
+        _shard_index(ckpt)
+    return {
+        "optimizer": None if run.sharded else _torch_file(ckpt / OPTIMIZER),
+        "scheduler": _torch_file(ckpt / SCHEDULER),
+        "rng": None if parallel.rank() in _unsaved_rng(ckpt) else _torch_file(ckpt / _rng_file()),
+        "state": load_state(ckpt),
+        "evaluation": None
+        if run.spec.evaluation is None
+        else _torch_file(ckpt / EVALUATION, map_location="cpu"),
+    }
 
 
 def load(run, ckpt: Path) -> None:
     """Everything of ``ckpt`` into ``run``: weights, optimizer, schedule, RNG, the loop's state
-    (the same data order follows from the step)."""
+    (the same data order follows from the step). :class:`UnreadableCheckpoint` before any of it
+    when a file is refused or does not parse."""
+    files = _agreed(lambda: _read(run, ckpt), ckpt)
     if run.sharded:
         sharding.load_model(run.model, ckpt)
         sharding.load_optimizer(run.model, run.optimizer, ckpt)
     else:
         safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
-        run.optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER, weights_only=True))
-    run.scheduler.load_state_dict(torch.load(ckpt / SCHEDULER, weights_only=True))
-    rng = torch.load(ckpt / _rng_file(), weights_only=True)
-    torch.set_rng_state(rng["cpu"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    run.state = type(run.state)(**load_state(ckpt))  # the loop's State
+        run.optimizer.load_state_dict(files["optimizer"])
+    run.scheduler.load_state_dict(files["scheduler"])
+    run.state = type(run.state)(**files["state"])  # the loop's State
+    rng = files["rng"]
+    if rng is None:  # saved by fewer processes than this run has: seeded (begin_segment records)
+        torch.manual_seed(rank_seed(run.params["seed"], run.state.step, parallel.rank()))
+    else:
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    unsaved = _unsaved_rng(ckpt)
+    if unsaved and parallel.rank() == 0:
+        checkpoint.say(
+            f"{ckpt.name} holds the RNG states of fewer processes than this run's "
+            f"{parallel.world_size()}: process(es) {', '.join(map(str, unsaved))} seed theirs "
+            "from the run's seed, the step and their rank (rank_seed)"
+        )
     if run.spec.evaluation is not None:
-        tensors = torch.load(ckpt / EVALUATION, map_location="cpu", weights_only=True)
-        run.spec.evaluation.load(run.state.evaluation, tensors)
+        run.spec.evaluation.load(run.state.evaluation, files["evaluation"])
 
 
-def load_state(ckpt: Path) -> dict[str, Any]:
-    """The loop's state a checkpoint holds (step, tokens, log history)."""
-    return json.loads((ckpt / LOOP_STATE).read_text())
+def begin_segment(run, resumed_from: Path | None) -> None:
+    """A segment of the training starts at ``run``'s step (a start, or a resume from
+    ``resumed_from``): its process count, which processes' RNG states came from the checkpoint
+    and which were seeded (a fresh start's, or those a checkpoint of fewer processes lacks:
+    :func:`rank_seed`), and its hardware, numerics environment included, go into the loop's
+    state, so each checkpoint carries every segment its weights were trained in
+    (:func:`segments`)."""
+    ranks = range(parallel.world_size())
+    seeded = list(ranks) if resumed_from is None else _unsaved_rng(resumed_from)
+    run.state.segments.append(
+        {
+            "from_step": run.state.step,
+            "world_size": parallel.world_size(),
+            "rng": {"restored": [r for r in ranks if r not in seeded], "seeded": seeded},
+            "hardware": provenance.hardware(),
+        }
+    )
+
+
+def segments(state) -> list[dict[str, Any]]:
+    """The segments of ``state`` (the loop's state) that trained steps, each with the steps it
+    trained, ``"steps": [first, last]``: the record of a run resumed on other hardware or
+    under another numerics environment names each, not the last one's alone."""
+    out = []
+    for i, seg in enumerate(state.segments):
+        end = state.segments[i + 1]["from_step"] if i + 1 < len(state.segments) else state.step
+        if end > seg["from_step"]:
+            first = seg["from_step"] + 1
+            out.append(
+                {"steps": [first, end], **{k: v for k, v in seg.items() if k != "from_step"}}
+            )
+    return out
+
+
+T = TypeVar("T")
+
+
+def resume_from(
+    ckpt_dir: Path,
+    run_key: dict[str, Any],
+    inputs: dict[str, Any] | None,
+    load: Callable[[Path], T],
+) -> tuple[Path | None, T | None]:
+    """The newest checkpoint of the same run (:func:`ablate.core.resume.resume_point`) loaded by
+    ``load``, and what ``load`` returned; (None, None): none, a fresh start. One whose file
+    ``load`` refuses (:class:`UnreadableCheckpoint`) is set aside in one line like one that
+    fails its manifest, and the one before it is tried."""
+    while (ckpt := resume.resume_point(ckpt_dir, run_key, inputs)) is not None:
+        try:
+            return ckpt, load(ckpt)
+        except UnreadableCheckpoint as exc:
+            if parallel.rank() == 0:
+                aside = checkpoint.set_aside(ckpt)
+                checkpoint.say(f"{ckpt.name} set aside as {aside.name}: {exc}")
+    return None, None
+
+
+def end_of_run(
+    watch, ckpt_dir: Path, *, keep: bool, save_last: Callable[[], Any] | None = None
+) -> bool:
+    """A job's last act, once its outputs are complete (a collective): its checkpoints are
+    removed (unless ``keep``), or, when a signal came since the training ended (``watch``, an
+    :class:`~ablate.core.interrupts.InterruptWatch` holding it, in any process), kept, with
+    ``save_last()`` first (a checkpoint of the finished training), so a rerun writes the outputs
+    again from it: an interrupted Snakemake can mark the job incomplete and delete them. Returns
+    whether a signal came."""
+    if not watch.requested():
+        if not keep and parallel.rank() == 0:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return False
+    if save_last is not None:
+        save_last()
+    if parallel.rank() == 0:
+        newest = checkpoint.newest_complete(ckpt_dir)
+        kept = f"{ckpt_dir} kept" + (f" ({newest.name})" if newest else "")
+        print(
+            f"[interrupt] {watch.signal.name if watch.signal else 'a signal'} came while the "
+            f"outputs were written: they are complete; {kept}, from which a rerun writes them "
+            "again",
+            flush=True,
+        )
+    return True
 
 
 def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
@@ -137,6 +339,8 @@ def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
             tokenizer.save_pretrained(out)
         return checkpoint.FORMAT_SAVE_PRETRAINED
     except Exception as exc:  # any failure of the model's own serializer
+        if checkpoint.out_of_space(exc):
+            raise  # the fallback would fill the same disk
         print(
             f"[save] save_pretrained failed ({type(exc).__name__}: {exc}); "
             f"writing the state_dict fallback to {out}",
@@ -176,5 +380,6 @@ def save_final(
             return fmt
 
         name = dtype_name(dtype)
-        info = checkpoint.write_final(out_dir, write, extra={"dtype": name, **extra})
+        with checkpoint.naming_a_full_disk("saving the final weights", out_dir / "final"):
+            info = checkpoint.write_final(out_dir, write, extra={"dtype": name, **extra})
     return {"path": info["path"], "format": info["format"], "dtype": name}

@@ -95,12 +95,15 @@ class Spec:
 @dataclass
 class State:
     """What a checkpoint's ``loop_state.json`` holds: the steps done, the non-pad tokens seen,
-    every logged and evaluated value, the plain values of a study's evaluation."""
+    every logged and evaluated value, the plain values of a study's evaluation, and where each
+    segment of the training ran (one per start or resume, from its step:
+    :func:`~.checkpointing.begin_segment`)."""
 
     step: int = 0
     tokens_seen: int = 0
     log_history: list[dict[str, Any]] = field(default_factory=list)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -410,17 +413,20 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def train(run: Run) -> None:
+def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
     """Train from ``run.state.step`` to ``max_steps`` or a stop rule; checkpoints every
     ``save_steps``, and one on an interrupt before it raises
-    :class:`~ablate.core.interrupts.TrainingInterrupted`."""
+    :class:`~ablate.core.interrupts.TrainingInterrupted`. ``interrupt``: the job's own watch,
+    installed by its driver, which holds it past the loop until its outputs are complete
+    (:meth:`~ablate.core.interrupts.InterruptWatch.hold`); None: the loop's own."""
     from ablate.core.training import checkpointing
 
     p, state, rules, spec = run.params, run.state, run.stop_rules, run.spec
     rules.replay(state.log_history)  # the patience counters and first loss of a resumed run
     progress = Progress(spec.label, run.throughput)
     watchdog = StallWatchdog(p, run.throughput.step_times, spec.label)
-    interrupt = interrupts.InterruptWatch()
+    own = interrupt is None
+    interrupt = interrupts.InterruptWatch() if own else interrupt
     world = parallel.world_size()
     how = f"{run.share} examples per step and process, {world} process(es), device {run.device}"
     progress.begin(state.step, p["max_steps"], how)
@@ -466,9 +472,10 @@ def train(run: Run) -> None:
                 watchdog.progress()
             if stopping:
                 raise interrupt.interrupted(s)
-    finally:  # the watchdog must not outlive its training, nor the handlers
+    finally:  # the watchdog must not outlive its training, nor the loop's own handlers
         watchdog.stop()
-        interrupt.restore()
+        if own:
+            interrupt.restore()
         for r in spec.reporters:
             r.end()
     flush_tokens(run)

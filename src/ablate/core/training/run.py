@@ -5,13 +5,12 @@ loss, the final save, ``summary.json`` with provenance and phases."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ablate.core import checkpoint, io, parallel, provenance, resume
+from ablate.core import checkpoint, interrupts, io, parallel, provenance
 from ablate.core.phases import Phases
 from ablate.core.training import checkpointing, loop, vocab_rows
 from ablate.core.training.callbacks import StopRules
@@ -96,23 +95,36 @@ def _cut_table(model, tokenizer, head_loss, params: dict[str, Any], label: str):
     return rows, table if rows is None else len(rows.ids)
 
 
-def _train(run: loop.Run, resume_from: Path | None, label: str, phases: Phases) -> float | None:
-    """Train (resuming from ``resume_from``), or only reload it when a stop rule had already fired
-    at its save step (killed before the final save: training on would pass the stop). Returns
-    the training's seconds (None when nothing trained)."""
-    if resume_from:
-        print(f"[{label}] resuming from {resume_from}", flush=True)
-        prior = checkpointing.load_state(resume_from)
-        prior_stop = StopRules(run.params).replay(prior["log_history"])
-        if prior_stop:
-            checkpointing.load_weights(run, resume_from)
-            run.state = loop.State(**prior)
-            run.stop_rules.stop = prior_stop
-            return None
-        checkpointing.load(run, resume_from)
+def _resume(run: loop.Run, ckpt: Path) -> bool:
+    """Load ``ckpt`` into ``run``: everything, or only the weights and the loop's state when a
+    stop rule had already fired at its save step (killed before the final save: training on
+    would pass the stop). Returns whether it had."""
+    prior = checkpointing.load_state(ckpt)
+    prior_stop = StopRules(run.params).replay(prior["log_history"])
+    if prior_stop:
+        checkpointing.load_weights(run, ckpt)
+        run.state = loop.State(**prior)
+        run.stop_rules.stop = prior_stop
+        return True
+    checkpointing.load(run, ckpt)
+    return False
+
+
+def _train(
+    run: loop.Run,
+    resumed_from: Path | None,
+    stopped: bool,
+    phases: Phases,
+    watch: interrupts.InterruptWatch,
+) -> float | None:
+    """Train on from ``run``'s state (resumed from ``resumed_from``), unless a stop rule had
+    already fired (``stopped``). Returns the training's seconds (None when nothing trained)."""
+    if stopped:
+        return None
+    checkpointing.begin_segment(run, resumed_from)
     t0 = time.perf_counter()
     with phases("train"):
-        loop.train(run)
+        loop.train(run, watch)
     # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
     phases.add("train.steps", sum(run.throughput.step_times))
     return time.perf_counter() - t0
@@ -179,22 +191,49 @@ def train_run(
     sharded = parallel.world_size() > 1
     run_key = {**run_key, "checkpoint_layout": "sharded" if sharded else "whole"}
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
-    resume_from = resume.resume_point(ckpt_dir, run_key, run.inputs)
     hooks = run.hooks if head_loss is None else replace(run.hooks, head_loss=head_loss)
     spec = loop.Spec(
         params, ckpt_dir, label, tokenizer.pad_token_id, hooks=hooks, reporters=tuple(reporters)
     )
     with phases("setup"):
         r = loop.setup(spec, model=model, train_dataset=train_dataset, eval_dataset=eval_dataset)
-    train_s = _train(r, resume_from, label, phases)
-    state = r.state
-    stop = r.stop_rules.stop or {
+    resume_from, stopped = checkpointing.resume_from(
+        ckpt_dir, run_key, run.inputs, lambda ckpt: _resume(r, ckpt)
+    )
+    if resume_from:
+        print(f"[{label}] resuming from {resume_from}", flush=True)
+    # a signal in the loop saves and stops; once the training ended, it waits for the outputs
+    with interrupts.InterruptWatch() as watch:
+        train_s = _train(r, resume_from, bool(stopped), phases, watch)
+        watch.hold()
+        resumed_from_step = checkpoint.step_of(resume_from) if resume_from else None
+        outcome = _Outcome(r.state, _stop(r), r.throughput, train_s, resumed_from_step)
+        return _finish(run, r, outcome, rows, tokenizer, watch)
+
+
+def _stop(r: loop.Run) -> dict[str, Any]:
+    """The training's stop: a stop rule's, or its last step."""
+    return r.stop_rules.stop or {
         "reason": "max_steps",
-        "step": state.step,
-        "detail": {"max_steps": params["max_steps"]},
+        "step": r.state.step,
+        "detail": {"max_steps": r.params["max_steps"]},
     }
-    resumed_from_step = checkpoint.step_of(resume_from) if resume_from else None
-    outcome = _Outcome(state, stop, r.throughput, train_s, resumed_from_step)
+
+
+def _finish(
+    run: TrainRun,
+    r: loop.Run,
+    outcome: _Outcome,
+    rows,
+    tokenizer,
+    watch: interrupts.InterruptWatch,
+) -> dict[str, Any]:
+    """The outputs of the ended training, ``watch`` holding a signal meanwhile: the final
+    evaluation, ``final/``, the summary, the checkpoints' removal last
+    (:func:`~.checkpointing.end_of_run`)."""
+    params, out_dir, phases = run.params, Path(run.out_dir), run.phases
+    label, state, stop = run.label or run.kind, outcome.state, outcome.stop
+    ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
     if stop["reason"] == "nonfinite":
         if not _restore_last_good(r, stop, ckpt_dir, label):
             _write_summary(run, outcome, None, out_dir)
@@ -211,15 +250,30 @@ def train_run(
         out_dir,
         tokenizer=tokenizer,
         dtype=save_dtype(params),
-        extra={"kind": kind, **run.record, "step": state.step},
+        extra={"kind": run.kind, **run.record, "step": state.step},
         phases=phases,
     )
+    # process 0 alone writes (and computes) the summary; the others wait in end_of_run
+    summary = _write_summary(run, outcome, ckpt_info, out_dir) if parallel.rank() == 0 else None
+
+    def save_last() -> None:
+        # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
+        # weights are an earlier checkpoint's: the rerun resumes there and stops alike). After
+        # the final save, one process's weights may be in the save dtype: enough, as a rerun
+        # from it trains no step and writes the same final weights
+        newest = checkpoint.newest_complete(ckpt_dir)
+        if stop["reason"] != "nonfinite" and (
+            newest is None or checkpoint.step_of(newest) != state.step
+        ):
+            with phases("save_last"):
+                checkpointing.save(r)
+
+    with phases("remove_checkpoints"):
+        checkpointing.end_of_run(
+            watch, ckpt_dir, keep=params["keep_checkpoints"], save_last=save_last
+        )
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.step}
-    if not params["keep_checkpoints"]:
-        with phases("remove_checkpoints"):
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-    summary = _write_summary(run, outcome, ckpt_info, out_dir)
     print(
         f"[{label}] done: {state.step} steps, stop reason {stop['reason']}, "
         f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
@@ -256,6 +310,7 @@ def _summary(run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None)
             else {**run.record, "params": params},
             inputs=run.inputs,
             started=phases.started,
+            extra={"training_segments": checkpointing.segments(state)},
         ),
         "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
     }

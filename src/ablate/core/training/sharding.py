@@ -156,30 +156,47 @@ def save_checkpoint(model, optimizer, directory: str | os.PathLike) -> None:
     dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=Path(directory) / SHARDS_DIR)
 
 
-#: What a torch.distributed.checkpoint ``.metadata`` pickle names besides the classes of
-#: ``torch.distributed.checkpoint.metadata`` and torch's dtypes (torch 2.13).
-_METADATA_GLOBALS = frozenset(
+_METADATA_MODULE = "torch.distributed.checkpoint.metadata"
+#: Every global a torch.distributed.checkpoint ``.metadata`` pickle names (torch 2.13), as exact
+#: (module, name) pairs: the metadata classes, the paths and storage info beside them, torch's
+#: dtypes. Exact pairs, because pickle (protocol 4) resolves a dotted name through a module's
+#: namespace: (``_METADATA_MODULE``, ``"os.system"``) is ``os.system``.
+METADATA_GLOBALS = frozenset(
     {
+        *(
+            (_METADATA_MODULE, name)
+            for name in (
+                "BytesStorageMetadata",
+                "ChunkStorageMetadata",
+                "Metadata",
+                "MetadataIndex",
+                "StorageMeta",
+                "TensorProperties",
+                "TensorStorageMetadata",
+                "_MEM_FORMAT_ENCODING",
+            )
+        ),
         ("pathlib", "PosixPath"),
         ("pathlib._local", "PosixPath"),  # where Python 3.13 defines it
         ("torch", "Size"),
         ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
         ("torch.serialization", "_get_layout"),
+        *(("torch", name) for name, v in vars(torch).items() if isinstance(v, torch.dtype)),
     }
 )
 
 
 class _MetadataUnpickler(pickle.Unpickler):
+    def __init__(self, file, path: Path):
+        super().__init__(file)
+        self.path = path
+
     def find_class(self, module: str, name: str):
-        if (
-            (module, name) in _METADATA_GLOBALS
-            or module == "torch.distributed.checkpoint.metadata"
-            or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype))
-        ):
+        if (module, name) in METADATA_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(
-            f"a sharded checkpoint's .metadata names {module}.{name}, which no checkpoint "
-            "metadata holds: refused (the file was altered)"
+            f"{self.path} names {module}.{name}, which no checkpoint metadata holds: refused "
+            "(the file was altered or is not this pipeline's)"
         )
 
 
@@ -192,11 +209,17 @@ class MetadataReader(dcp.FileSystemReader):
     def read_metadata(self, *args, **kwargs):
         path = self._get_metadata_path(kwargs.get("rank"))
         with self.fs.create_stream(path, "rb") as f:
-            metadata = _MetadataUnpickler(f).load()
+            metadata = _MetadataUnpickler(f, path).load()
         if getattr(metadata, "storage_meta", None) is None:
             metadata.storage_meta = StorageMeta()
         metadata.storage_meta.load_id = self.load_id
         return metadata
+
+
+def read_metadata(directory: str | os.PathLike):
+    """The shard index of :func:`save_checkpoint`'s ``directory``, through :class:`MetadataReader`
+    (``pickle.UnpicklingError`` for one that names anything else)."""
+    return MetadataReader(Path(directory) / SHARDS_DIR).read_metadata()
 
 
 def _load(state: dict, directory: str | os.PathLike) -> None:
