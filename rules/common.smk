@@ -159,10 +159,32 @@ def job_outputs(jobs):
 
 
 onstart:
-    # A results folder another configuration also wrote into (an overlay's seeds, another config
-    # with the same `results:`): said in one line before the first job (a dry run skips it).
+    # One running Snakemake per results folder (ablate.core.results_lock): a second run, from
+    # another working directory too, stops here in one line, before its first job removes
+    # anything. A dry run runs no onstart; --nolock (Snakemake's own lock off) takes none either.
     import sys
+    from ablate.core import results_lock
     from ablate.core.runs import mixed_warning
 
+    if workflow.execution_settings.lock:
+        try:
+            if note := results_lock.acquire(RESULTS):
+                print(note, file=sys.stderr)
+        except results_lock.ResultsLocked as exc:
+            raise WorkflowError(str(exc)) from None
+    # A results folder another configuration also wrote into (an overlay's seeds, another config
+    # with the same `results:`): said in one line before the first job.
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):
         print(msg, file=sys.stderr)
+
+
+onsuccess:
+    from ablate.core import results_lock
+
+    results_lock.release(RESULTS)
+
+
+onerror:
+    from ablate.core import results_lock
+
+    results_lock.release(RESULTS)
