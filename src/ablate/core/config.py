@@ -219,6 +219,11 @@ def validate_config(config: dict[str, Any]) -> None:
     for error in validator(config_schema(), fill_defaults=True).iter_errors(config):
         raise error
     config["plan"].setdefault("studies", studies.planned_by_default(config["studies"]))
+    # one spelling of the results folder (./results is results): Snakemake keys its record of a
+    # job by the output's path as written (ablate.core.results_origin)
+    from ablate.core.results_origin import normalized
+
+    config["results"] = normalized(config["results"])
 
 
 def subschema(pointer: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate import studies
-from ablate.core import io, results_lock, runcache, spend
+from ablate.core import io, results_lock, results_origin, runcache, spend
 from ablate.core.jobs import Job
 from ablate.core.planner.files import PLAN_FILES
 from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
@@ -60,20 +60,7 @@ class Row:
 def incomplete_outputs(workdir: Path) -> dict[str, float]:
     """Output path -> start time of every job Snakemake marked started and not finished."""
     root = workdir / ".snakemake" / "incomplete"
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        rel = Path(dirpath).relative_to(root).parts
-        for f in files:
-            if f == "migration_underway":
-                continue
-            # long keys are split into "@"-prefixed folder names (snakemake.persistence)
-            chunks = [p.removeprefix("@") for p in rel] + [f]
-            try:
-                key = base64.urlsafe_b64decode("".join(chunks)).decode()
-            except ValueError:
-                continue
-            out[os.path.normpath(key)] = os.path.getmtime(os.path.join(dirpath, f))
-    return out
+    return {path: os.path.getmtime(f) for path, f in results_origin.snakemake_records(root)}
 
 
 def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
