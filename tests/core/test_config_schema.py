@@ -582,6 +582,22 @@ def test_library_params_refuse_numbers_a_run_cannot_use(params, hint):
         resolve_params(params, "finetune")
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_command_line_numbers_are_finite(value, capsys):
+    """A library command's number option (`ablate recovery --alpha`, `ablate probe
+    --threshold`) refuses what the config schema refuses: argparse's float takes nan."""
+    from ablate.mask import commands, recovery
+
+    with pytest.raises(SystemExit) as info:
+        recovery.main(["--entries", "e.json", "--csv", "r.csv", f"--alpha={value}"])
+    assert info.value.code == 2
+    assert f"argument --alpha: {value} is not a finite number" in capsys.readouterr().err
+    args = ["--model", "m", "--data", "d", "--policy", "causal", "--out", "o"]
+    with pytest.raises(SystemExit):
+        commands.probe_parser().parse_args([*args, f"--threshold={value}"])
+    assert f"argument --threshold: {value} is not a finite number" in capsys.readouterr().err
+
+
 def test_the_seed_range_suits_every_generator_a_seed_reaches():
     """The schema's largest seed seeds numpy's legacy generator (lm-eval's numpy_random_seed) and
     torch, also as a training run's epoch shuffle derives it; one more is refused by numpy."""

@@ -207,6 +207,20 @@ def _strict_types(checker: Any) -> Any:
     return checker.redefine_many({"integer": integer, "number": finite})
 
 
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for a number option: a finite float (``float`` takes ``nan`` and
+    ``inf``, which pass every bound, as :func:`validator` refuses them in a config)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number: write one")
+    return value
+
+
 def validate_config(config: dict[str, Any]) -> None:
     """Check a whole pipeline config against :func:`config_schema`, filling in every default
     (``studies`` unset: the studies whose section the config has; ``plan.studies`` unset: those
