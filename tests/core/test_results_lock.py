@@ -7,6 +7,7 @@ holder, a dead holder's lock is taken over and a finished run gives the lock bac
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -121,6 +122,9 @@ def test_status_line(tmp_path, sleeper):
     )
     hold(results, 1, host="gpu-node-7")
     assert results_lock.status_line(results).endswith("(on another host: not checked from here)")
+    # the run that asks (its status job, a child of the Snakemake holding the lock): no line
+    hold(results, os.getppid())
+    assert results_lock.status_line(results) is None
 
 
 # ------------------------------------------------------------------ through Snakemake

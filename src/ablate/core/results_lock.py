@@ -183,11 +183,27 @@ def release(results: str | os.PathLike) -> None:
         lock_path(results).unlink(missing_ok=True)
 
 
+def ancestors() -> set[int]:
+    """This process and the processes above it (``/proc``; without it, the parent alone)."""
+    found, pid = {os.getpid(), os.getppid()}, os.getppid()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        found.add(pid)
+    return found
+
+
 def status_line(results: str | os.PathLike) -> str | None:
     """One line for ``ablate status`` while a run holds the folder (or a stale lock lies there);
-    None when it is free."""
+    None when it is free, or held by the run that asks (its status job: STATUS.md written at a
+    run's end would name the run that wrote it as holding the folder after it ended)."""
     holder = read(results)
     if holder is None:
+        return None
+    if holder.get("host") == socket.gethostname() and holder.get("pid") in ancestors():
         return None
     alive = running(holder)
     if alive is False:
