@@ -97,11 +97,9 @@ def running(holder: dict[str, Any]) -> bool | None:
 
 
 def is_ours(holder: dict[str, Any] | None) -> bool:
-    return (
-        bool(holder)
-        and holder.get("pid") == os.getpid()
-        and (holder.get("host") == socket.gethostname())
-    )
+    """Whether ``holder`` is this process."""
+    me = (os.getpid(), socket.gethostname())
+    return bool(holder) and (holder.get("pid"), holder.get("host")) == me
 
 
 def describe(holder: dict[str, Any]) -> str:
