@@ -9,7 +9,7 @@ from snakemake.io import IOFile
 from snakemake.utils import update_config
 
 from ablate import studies
-from ablate.core import hub_revisions
+from ablate.core import hub_revisions, results_origin
 from ablate.core.config import (
     ConfigError,
     config_files_error,
@@ -66,6 +66,14 @@ PLANNED_STUDIES = [s for s in STUDIES if s in config["plan"]["studies"]]
 # Every file this configuration writes lives under one folder (config key `results`), so two
 # configurations (the embedded default, a real study) never mix their outputs.
 RESULTS = config["results"]
+# Not the workflow's own folder; not a folder made under another name or by another working
+# directory's runs (ablate.core.results_origin): refused before any job, a dry run too. A job's
+# own parse (a cluster or remote job) is the run's, checked already.
+if msg := results_origin.name_error(RESULTS):
+    raise WorkflowError(msg)
+if workflow.is_main_process:
+    if msg := results_origin.origin_error(RESULTS, os.getcwd()):
+        raise WorkflowError(msg)
 
 
 # Every job of the studies this configuration runs (core Jobs, ablate.core.jobs: each study's
@@ -164,10 +172,34 @@ def job_outputs(jobs):
 
 
 onstart:
-    # A results folder another configuration also wrote into (an overlay's seeds, another config
-    # with the same `results:`): said in one line before the first job (a dry run skips it).
+    # One running Snakemake per results folder (ablate.core.results_lock): a second run, from
+    # another working directory too, stops here in one line, before its first job removes
+    # anything. A dry run runs no onstart; --nolock (Snakemake's own lock off) takes none either.
     import sys
+    from ablate.core import results_lock
     from ablate.core.runs import mixed_warning
 
+    if workflow.execution_settings.lock:
+        try:
+            if note := results_lock.acquire(RESULTS):
+                print(note, file=sys.stderr)
+        except results_lock.ResultsLocked as exc:
+            raise WorkflowError(str(exc)) from None
+    # the name and working directory this run's records of the folder's jobs are kept under
+    results_origin.record(RESULTS, os.getcwd())
+    # A results folder another configuration also wrote into (an overlay's seeds, another config
+    # with the same `results:`): said in one line before the first job.
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):
         print(msg, file=sys.stderr)
+
+
+onsuccess:
+    from ablate.core import results_lock
+
+    results_lock.release(RESULTS)
+
+
+onerror:
+    from ablate.core import results_lock
+
+    results_lock.release(RESULTS)

@@ -83,7 +83,6 @@ def test_an_override_equal_to_the_defaults_is_a_duplicate(bridge):
         ({"prompt_align_weight": 0}, {"prompt_align_weight": 0.0}),  # 0 vs 0.0
         ({}, {"grad_clip": 1}),  # vs the default 1.0
         ({}, {"gate_lr_multiplier": 3}),  # vs the default 3.0
-        ({}, {"K": 8.0}),  # an integer written as a float
         ({"early_stopping": False}, {"early_stopping": False, "patience": 9}),  # inert
         ({"kl_weight": 0}, {"kl_weight": 0.0, "kl_positions": 5, "kl_after_warmup": False}),
         ({"infonce_weight": 0}, {"infonce_weight": 0, "infonce_temperature": 0.5}),
@@ -109,6 +108,16 @@ def test_spellings_of_one_configuration_are_one_run(bridge, base, spelling):
     bridge["grid"]["second"] = {**spelling, "seed": 7}  # a real difference is its own run
     study = grid.resolve(bridge)
     assert study.entries["first"].run_id != study.entries["second"].run_id
+
+
+def test_an_integer_written_as_a_float_is_refused_naming_the_entrys_key(bridge):
+    """`K: 8.0` was one spelling of `K: 8` (canonicalized); every schema now refuses a float
+    where an integer is meant, as `batch_size: 8.0` failed a finetune after the dry run."""
+    bridge["grid"] = {"first": {}, "second": {"K": 8.0}}
+    with pytest.raises(
+        ConfigError, match=r"bridge\.grid\.second\.K: 8\.0 is not of type 'integer': write 8"
+    ):
+        grid.resolve(bridge)
 
 
 def test_auto_dtype_is_the_dtype_of_the_training_device(bridge):

@@ -468,13 +468,25 @@ def test_policies_restated_in_the_schema_match_the_library():
         ("fast", "number", None),
         ("inf", "number", None),
         ("1e-3", "string", None),
+        (
+            float("nan"),
+            "number",
+            "write a finite number (YAML's .nan and .inf are no value a run can use)",
+        ),
+        (
+            float("-inf"),
+            ["number", "null"],
+            "write a finite number (YAML's .nan and .inf are no value a run can use)",
+        ),
+        (8.0, "integer", "write 8 (the key takes a whole number, written without a decimal point)"),
+        (0.5, "number", None),
     ],
 )
 def test_number_hint(value, wanted, hint):
     from ablate.core.config import number_hint
 
     assert number_hint(value, wanted) == hint
-    if hint and hint.startswith("write ") and wanted == "number":
+    if hint and re.match(r"write [-+.0-9]", hint) and wanted == "number":
         written = hint.split()[1]
         assert isinstance(yaml.safe_load(f"x: {written}")["x"], float)  # the advice works
 
@@ -492,6 +504,126 @@ def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
         "invalid config at mask.finetune.defaults.learning_rate: '1e-3' is not of type 'number': "
         "write 1.0e-3 (YAML reads 1e-3 without a dot as text)"
     ) in out, out
+
+
+# --------------------------------------------------------------- numbers a run cannot use
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "path, value, hint",
+    [
+        ("mask.finetune.defaults.learning_rate", NAN, "write a finite number"),
+        ("mask.finetune.defaults.weight_decay", NAN, "write a finite number"),
+        ("mask.finetune.defaults.warmup_ratio", NAN, "write a finite number"),
+        ("mask.finetune.defaults.weight_decay", INF, "write a finite number"),
+        ("mask.model.embedded.pretrain.batch_size", 8.0, "write 8 (the key takes a whole number"),
+        ("mask.finetune.defaults.eval_size", 32.0, "write 32 (the key takes a whole number"),
+        ("mask.finetune.defaults.eval_size", 32.5, "write a whole number (the key takes"),
+        ("mask.claims.side_effect_margin", NAN, "write a finite number"),
+        ("mask.finetune.defaults.seed", 2**64, None),
+        ("mask.data.seed", 2**32, None),
+        ("mask.finetune.variants.3A.seeds", [1, 2**63], None),
+        ("bridge.data.seed", -1, None),
+        ("mask.resources.eval.mem_mb", 2000.0, "write 2000 (the key takes a whole number"),
+    ],
+)
+def test_numbers_a_run_cannot_use_are_refused_at_parse_time(path, value, hint):
+    """NaN passes every bound (each comparison with it is false), jsonschema takes 8.0 as an
+    integer, and a seed beyond numpy's legacy range (2**32 - 1) fails in the job: each failed
+    after Snakemake had removed the finished result. Now the schema refuses each, naming the key
+    and what to write."""
+    from ablate.core.config import schema_error
+
+    with pytest.raises(jsonschema.ValidationError) as info:
+        validated(edit(path, value))
+    message = schema_error(info.value)
+    assert message.startswith(f"invalid config at {path}") and "\n" not in message, message
+    if hint:
+        assert hint in message, message
+    else:
+        assert "4294967295" in message or "less than the minimum of 0" in message, message
+
+
+@pytest.mark.parametrize(
+    "params, key, hint",
+    [
+        ({"lr": NAN}, "lr", "write a finite number"),
+        ({"weight_decay": INF}, "weight_decay", "write a finite number"),
+        ({"steps": 8.0}, "steps", "write 8 (the key takes a whole number"),
+        ({"eval_size": 32.0}, "eval_size", "write 32"),
+        ({"seed": 2**64}, "seed", "4294967295"),
+    ],
+)
+def test_bridge_entry_refuses_numbers_a_run_cannot_use(params, key, hint):
+    """A grid entry's params (bridge.defaults, an entry's overrides) go through the same checker:
+    a NaN lr trained a one-step translator and exited 0."""
+    from ablate.bridge import params as bridge_params
+
+    with pytest.raises(bridge_params.BridgeConfigError) as info:
+        bridge_params.resolve(params, "bridge.defaults")
+    assert str(info.value).startswith(f"bridge.defaults.{key}: ") and hint in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "params, hint",
+    [
+        ({"learning_rate": NAN}, "learning_rate: nan is not of type 'number': write a finite"),
+        ({"batch_size": 8.0}, "batch_size: 8.0 is not of type 'integer': write 8"),
+        ({"seed": 2**64}, "seed: 18446744073709551616 is greater than the maximum of 4294967295"),
+    ],
+)
+def test_library_params_refuse_numbers_a_run_cannot_use(params, hint):
+    """`ablate train --params` and every library caller resolve params through the same check."""
+    from ablate.core.training.params import TrainingConfigError, resolve_params
+
+    with pytest.raises(TrainingConfigError, match=re.escape(hint)):
+        resolve_params(params, "finetune")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_command_line_numbers_are_finite(value, capsys):
+    """A library command's number option (`ablate recovery --alpha`, `ablate probe
+    --threshold`) refuses what the config schema refuses: argparse's float takes nan."""
+    from ablate.mask import commands, recovery
+
+    with pytest.raises(SystemExit) as info:
+        recovery.main(["--entries", "e.json", "--csv", "r.csv", f"--alpha={value}"])
+    assert info.value.code == 2
+    assert f"argument --alpha: {value} is not a finite number" in capsys.readouterr().err
+    args = ["--model", "m", "--data", "d", "--policy", "causal", "--out", "o"]
+    with pytest.raises(SystemExit):
+        commands.probe_parser().parse_args([*args, f"--threshold={value}"])
+    assert f"argument --threshold: {value} is not a finite number" in capsys.readouterr().err
+
+
+def test_the_seed_range_suits_every_generator_a_seed_reaches():
+    """The schema's largest seed seeds numpy's legacy generator (lm-eval's numpy_random_seed) and
+    torch, also as a training run's epoch shuffle derives it; one more is refused by numpy."""
+    import numpy as np
+    import torch
+
+    top = schema_defs()["seed"]["maximum"]
+    np.random.seed(top)
+    torch.Generator().manual_seed(top * 1_000_003 + 1000)
+    with pytest.raises(ValueError):
+        np.random.seed(top + 1)
+
+
+def test_nan_in_a_yaml_config_fails_the_dry_run_in_one_line(workflow_copy):
+    """YAML's own spelling (.nan), as a user writes it: one line before any job."""
+    text = (ROOT / "config" / "config.yaml").read_text()
+    path = workflow_copy / "nan.yaml"
+    path.write_text(text.replace("    learning_rate: 2.5e-4", "    learning_rate: .nan"))
+    r = dry_run(workflow_copy, "-n", "--configfile", str(path))
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "invalid config at mask.finetune.defaults.learning_rate: nan is not of type 'number': "
+        "write a finite number"
+    ) in out, out
+    assert "Building DAG" not in out, out
 
 
 # --------------------------------------------------------------- task names, checked offline

@@ -12,8 +12,11 @@ import pytest
 from ablate.mask import flips
 
 
-def evaluation(folder: Path, picks: dict[str, list[int]], metric: str = "acc") -> Path:
-    """An evaluation folder: two choices per doc, gold 0, the doc's pick per task as given."""
+def evaluation(
+    folder: Path, picks: dict[str, list[int]], metric: str = "acc", data: str | None = "v1"
+) -> Path:
+    """An evaluation folder: two choices per doc, gold 0, the doc's pick per task as given; its
+    docs' fingerprint names ``data`` (None: none recorded)."""
     rows, tasks = [], {}
     for task, chosen in picks.items():
         for doc_id, pick in enumerate(chosen):
@@ -36,7 +39,9 @@ def evaluation(folder: Path, picks: dict[str, list[int]], metric: str = "acc") -
         score = sum(p == 0 for p in chosen) / len(chosen)
         if metric == "acc_norm":
             score = 1 - score
-        tasks[task] = {"headline_metric": metric, "score": score}
+        tasks[task] = {"headline_metric": metric, "score": score, "n": len(chosen)}
+        if data is not None:
+            tasks[task]["fingerprint"] = f"{task}-{len(chosen)}-{data}".ljust(64, "0")
     folder.mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(folder / "samples.parquet")
     (folder / "metrics.json").write_text(json.dumps({"tasks": tasks}))
@@ -85,3 +90,43 @@ def test_cli_lists_flips_and_writes_them_all(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         flips.main([str(a), str(tmp_path / "nowhere")])
     assert exc.value.code == 2 and "nowhere/metrics.json does not exist" in capsys.readouterr().err
+
+
+def test_evaluations_of_different_data_are_refused(tmp_path, capsys):
+    """Items pair by doc_id: doc 3 of another data file (or hub revision, or limit) is another
+    question, and the report was confident all the same."""
+    a = evaluation(tmp_path / "a", {"t1": [0, 0, 1, 1], "t2": [0, 1]})
+    b = evaluation(tmp_path / "b", {"t1": [0, 1, 0, 1]}, data="v2")
+    with pytest.raises(flips.FlipsError) as info:
+        flips.compare(a, b)
+    message = str(info.value)
+    assert message.startswith(
+        f"{a}/metrics.json and {b}/metrics.json scored different data for task t1 (4 and 4 docs, "
+        "fingerprints t1-4-v100000 and t1-4-v200000): "
+    ), message
+    assert "\n" not in message
+    with pytest.raises(SystemExit) as exc:
+        flips.main([str(a), str(b)])
+    assert exc.value.code == 2 and "scored different data for task t1" in capsys.readouterr().err
+    # fewer docs (a limit) of the same data: other docs, refused too
+    c = evaluation(tmp_path / "c", {"t1": [0, 1]})
+    with pytest.raises(flips.FlipsError, match="2 and 4 docs"):
+        flips.compare(c, a)
+    # the differing task left out with --task, the others compare
+    d = evaluation(tmp_path / "d", {"t1": [1, 1, 1, 1], "t2": [1, 1]})
+    metrics = json.loads((d / "metrics.json").read_text())
+    metrics["tasks"]["t1"]["fingerprint"] = "0" * 64
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(flips.FlipsError, match="different data for task t1"):
+        flips.compare(a, d)
+    assert flips.compare(a, d, ["t2"])[1].to_dict("records") == [
+        dict(task="t2", n=2, lost=1, gained=0, both_right=0, both_wrong=1, net=-1)
+    ]
+    assert flips.main([str(a), str(d), "--task", "t2"]) == 0
+
+
+def test_an_evaluation_without_a_data_fingerprint_is_refused(tmp_path):
+    a = evaluation(tmp_path / "a", {"t": [0, 1]})
+    b = evaluation(tmp_path / "b", {"t": [1, 1]}, data=None)
+    with pytest.raises(flips.FlipsError, match=f"^{b}/metrics.json records no fingerprint"):
+        flips.compare(a, b)

@@ -104,6 +104,42 @@ def test_a_missing_task_folder_fails_the_dry_run_naming_the_key(example):
     assert "invalid config at mask.eval.task_dirs: my_taks is not a folder" in r.stdout + r.stderr
 
 
+def test_a_task_yaml_whose_task_is_not_text_fails_the_dry_run_naming_file_and_key(example):
+    """`task: [count_up]` (lm-eval's group form) stopped the parse with a TypeError (unhashable
+    type: 'list') naming neither the file nor the key."""
+    bad = example / "bad_tasks"
+    bad.mkdir()
+    for name in ("count_up.yaml", "count_up.jsonl"):
+        text = (example / "my_tasks" / name).read_text()
+        (bad / name).write_text(text.replace("task: count_up", "task: [count_up]"))
+    overlay = (example / "my-task.yaml").read_text().replace("[my_tasks]", "[bad_tasks]")
+    (example / "listtask.yaml").write_text(overlay)
+    r = snakemake(example, "-n", *ARGS[:2], "listtask.yaml", *ARGS[3:], timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert (
+        "invalid config at mask.eval.task_dirs: bad_tasks/count_up.yaml: the key 'task' is "
+        "['count_up'], not a task name: write one name as text"
+    ) in out, out
+    assert "TypeError" not in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("value", ["5", "null", "''", "{name: x}"])
+def test_own_tasks_refuse_a_task_key_that_is_no_name(tmp_path, monkeypatch, value):
+    from ablate.core.config import ConfigError
+    from ablate.mask import tasks
+
+    monkeypatch.chdir(tmp_path)
+    write_example(tmp_path)
+    yaml_file = tmp_path / "my_tasks/count_up.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace("task: count_up", f"task: {value}"))
+    with pytest.raises(ConfigError) as info:
+        tasks.own_tasks(["my_tasks"])
+    assert str(info.value).startswith(
+        "invalid config at mask.eval.task_dirs: my_tasks/count_up.yaml: the key 'task' is "
+    ), info.value
+
+
 def finished(wd: Path) -> None:
     """Every output the dry run lists made (empty; a path without a suffix a folder) and marked
     done by `snakemake --touch`: a finished run's state, without running a job."""

@@ -56,7 +56,8 @@ def schema() -> dict[str, Any]:
     path = config.schema_path("ablate.bridge", "params")
     if not path.exists():
         raise BridgeConfigError(f"the bridge parameter schema {path} is missing")
-    return yaml.safe_load(path.read_text())
+    # its $refs (a seed's range) point into the pipeline config schema's $defs, the one place
+    return {**yaml.safe_load(path.read_text()), "$defs": config.subschema("$defs")["$defs"]}
 
 
 def defaults() -> dict[str, Any]:
@@ -78,7 +79,8 @@ def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, A
     if errors:
         e = errors[0]
         key = ".".join(str(x) for x in e.path)
-        raise BridgeConfigError(f"{where}.{key}: {e.message}")
+        hint = config.error_hint(e)
+        raise BridgeConfigError(f"{where}.{key}: {e.message}" + (f": {hint}" if hint else ""))
     out = canonical(out)
     try:
         validate_arch(out, where)
@@ -147,8 +149,8 @@ class RunSpec:
 
 def canonical(p: dict[str, Any]) -> dict[str, Any]:
     """Valid params in one spelling: numbers by their schema type (``0`` and ``0.0`` of a
-    ``number`` are 0.0, ``2.0`` of an ``integer`` is 2), switches that cannot act reset
-    (:func:`ablate.bridge.switches.canonical`)."""
+    ``number`` are 0.0; an ``integer`` is an int, the schema refuses ``2.0``), switches that
+    cannot act reset (:func:`ablate.bridge.switches.canonical`)."""
     from ablate.bridge import switches
 
     props = schema()["properties"]
@@ -157,6 +159,4 @@ def canonical(p: dict[str, Any]) -> dict[str, Any]:
         kind = props[key].get("type")
         if kind == "number" and not isinstance(value, bool):
             out[key] = float(value)
-        elif kind == "integer" and isinstance(value, float) and value.is_integer():
-            out[key] = int(value)
     return switches.canonical(out, defaults())

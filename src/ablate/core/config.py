@@ -176,6 +176,7 @@ def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
     import jsonschema
 
     cls = jsonschema.validators.validator_for(config_schema())
+    cls = jsonschema.validators.extend(cls, type_checker=_strict_types(cls.TYPE_CHECKER))
     if fill_defaults:
         properties = cls.VALIDATORS["properties"]
 
@@ -190,6 +191,36 @@ def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
     return cls(schema)
 
 
+def _strict_types(checker: Any) -> Any:
+    """jsonschema's type checker with its two number types as a run can use them: ``integer``
+    is an ``int`` only (jsonschema takes ``8.0``, which ``range`` and tensor shapes refuse, late,
+    in a job), ``number`` a finite one (YAML's ``.nan`` and ``.inf`` pass every bound, since
+    every comparison with NaN is false, and reach the optimizer or a claim's margin)."""
+
+    def integer(_, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def finite(_, value: Any) -> bool:
+        # an int is finite (math.isfinite cannot take one beyond a float's range)
+        return checker.is_type(value, "number") and (isinstance(value, int) or math.isfinite(value))
+
+    return checker.redefine_many({"integer": integer, "number": finite})
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for a number option: a finite float (``float`` takes ``nan`` and
+    ``inf``, which pass every bound, as :func:`validator` refuses them in a config)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number: write one")
+    return value
+
+
 def validate_config(config: dict[str, Any]) -> None:
     """Check a whole pipeline config against :func:`config_schema`, filling in every default
     (``studies`` unset: the studies whose section the config has; ``plan.studies`` unset: those
@@ -202,6 +233,11 @@ def validate_config(config: dict[str, Any]) -> None:
     for error in validator(config_schema(), fill_defaults=True).iter_errors(config):
         raise error
     config["plan"].setdefault("studies", studies.planned_by_default(config["studies"]))
+    # one spelling of the results folder (./results is results): Snakemake keys its record of a
+    # job by the output's path as written (ablate.core.results_origin)
+    from ablate.core.results_origin import normalized
+
+    config["results"] = normalized(config["results"])
 
 
 def subschema(pointer: str) -> dict[str, Any]:
@@ -237,7 +273,7 @@ def check(obj: Any, schema: dict[str, Any], what: str) -> None:
     error = jsonschema.exceptions.best_match(validator(schema).iter_errors(obj))
     if error is not None:
         key = ".".join(map(str, error.absolute_path))
-        hint = key_hint(error)
+        hint = error_hint(error)
         raise ConfigError(
             f"invalid {what}{' ' + key if key else ''}: {error.message}"
             + (f": {hint}" if hint else "")
@@ -352,9 +388,17 @@ def schema_error(error: Any) -> str:
     """One line for a jsonschema ``ValidationError`` of the config: the key path, the schema's
     message and, for a number YAML read as text (``1e-3``), what to write instead."""
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-    hint = number_hint(error.instance, error.validator_value) if error.validator == "type" else None
-    hint = hint or key_hint(error)
+    hint = error_hint(error)
     return f"invalid config at {where}: {error.message}" + (f": {hint}" if hint else "")
+
+
+def error_hint(error: Any) -> str | None:
+    """What to write instead, for a jsonschema ``ValidationError``: the number a value of the
+    wrong type means (:func:`number_hint`), else the key an unknown one may be (:func:`key_hint`);
+    None when there is nothing to say."""
+    if error.validator == "type":
+        return number_hint(error.instance, error.validator_value)
+    return key_hint(error)
 
 
 def key_hint(error: Any) -> str | None:
@@ -394,10 +438,20 @@ _SCIENTIFIC = re.compile(r"([-+]?)([0-9_]*)(?:\.([0-9_]*))?[eE]([-+]?)([0-9]+)")
 
 
 def number_hint(value: Any, wanted: str | list[str]) -> str | None:
-    """What to write for ``value``, a string the schema wanted as ``wanted`` (a JSON-schema type
-    or list of them), when it reads as a number; None when it does not."""
+    """What to write for ``value``, which the schema did not take as ``wanted`` (a JSON-schema
+    type or list of them): for a string that reads as a number, that number; for a float, a
+    finite one, or a whole number where the key takes only those. None when it is none of these."""
     types = {wanted} if isinstance(wanted, str) else set(wanted)
-    if not isinstance(value, str) or not types & {"number", "integer"}:
+    if not types & {"number", "integer"}:
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "write a finite number (YAML's .nan and .inf are no value a run can use)"
+        if "number" in types:
+            return None
+        whole = f"write {int(value)}" if value.is_integer() else "write a whole number"
+        return f"{whole} (the key takes a whole number, written without a decimal point)"
+    if not isinstance(value, str):
         return None
     text = value.strip()
     try:

@@ -9,7 +9,8 @@ finished job is stale, its key results and forecast (both found through the regi
 :mod:`ablate.core.records`, as the planner reads them. What it reads, all cheap (no torch, no
 Snakemake DAG): the declared outputs, the provenance block of each job's record (the config slice
 it ran with, compared with the config now), Snakemake's markers (``.snakemake/incomplete/``: a
-job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder) and
+job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder; the
+results folder's lock, :mod:`ablate.core.results_lock`: a run, of any working directory, holds it) and
 records (``.snakemake/metadata/``: the inputs each output's last job read, so a job last run by
 another configuration, an overlay, is stale), the benchmark TSVs, the job logs (a running
 finetune's last logged step and loss) and the planners' tables (forecast).
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate import studies
-from ablate.core import io, runcache, spend
+from ablate.core import io, results_lock, results_origin, runcache, spend
 from ablate.core.jobs import Job
 from ablate.core.planner.files import PLAN_FILES
 from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
@@ -59,20 +60,7 @@ class Row:
 def incomplete_outputs(workdir: Path) -> dict[str, float]:
     """Output path -> start time of every job Snakemake marked started and not finished."""
     root = workdir / ".snakemake" / "incomplete"
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        rel = Path(dirpath).relative_to(root).parts
-        for f in files:
-            if f == "migration_underway":
-                continue
-            # long keys are split into "@"-prefixed folder names (snakemake.persistence)
-            chunks = [p.removeprefix("@") for p in rel] + [f]
-            try:
-                key = base64.urlsafe_b64decode("".join(chunks)).decode()
-            except ValueError:
-                continue
-            out[os.path.normpath(key)] = os.path.getmtime(os.path.join(dirpath, f))
-    return out
+    return {path: os.path.getmtime(f) for path, f in results_origin.snakemake_records(root)}
 
 
 def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
@@ -319,8 +307,14 @@ def _left_jobs_text(jobs: list[dict[str, str]]) -> str:
 
 
 def render(
-    config: dict, rows: list[Row], key_results: dict[str, list[str]], forecast: list[str]
+    config: dict,
+    rows: list[Row],
+    key_results: dict[str, list[str]],
+    forecast: list[str],
+    held: str | None = None,
 ) -> str:
+    """STATUS.md's text; ``held``: the results folder's lock, as
+    :func:`ablate.core.results_lock.status_line` says it (None: free)."""
     counts = {s: sum(r.status == s for r in rows) for s in STATES}
     spent = sum(r.wall_s or 0.0 for r in rows)
     gpu_h = sum((r.wall_s or 0.0) * r.job.gpus for r in rows) / 3600
@@ -334,6 +328,8 @@ def render(
         f"{spent / 3600:.3g} h of job wall time spent ({gpu_h:.3g} GPU h).",
         "",
     ]
+    if held:
+        lines += [f"Lock: {held}.", ""]
     # a GPU job's mean utilisation, so an idle GPU shows; no column where no job sampled one
     util = any(r.gpu_util is not None for r in rows)
     for study in config["studies"]:
@@ -379,7 +375,8 @@ def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row
         rows += study_rows
         results[study] = mod.key_results(config, Path(workdir))
         forecast += mod.forecast(config, Path(workdir), study_rows)
-    text = render(config, rows, results, forecast)
+    held = results_lock.status_line(Path(workdir) / config["results"])
+    text = render(config, rows, results, forecast, held)
     if line := spend.status_line(workdir):  # what rented instances have cost (the Vast executor)
         text += f"\n## Rented instances\n\n{line}\n"
     return text, rows
@@ -418,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     text, rows = build(config, args.directory)
     path = io.write_text(args.out or Path(args.directory) / config["results"] / STATUS_FILE, text)
     counts = {s: sum(r.status == s for r in rows) for s in STATES}
-    print(
-        text if args.print else f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    )
+    summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if held := results_lock.status_line(Path(args.directory) / config["results"]):
+        summary += f"; {held}"
+    print(text if args.print else summary)
     return 0

@@ -39,7 +39,7 @@ def probe_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=config.finite_float,
         default=d["threshold"],
         help=f"flag when loss_policy/loss_causal is below this (default {DEFAULT_THRESHOLD})",
     )

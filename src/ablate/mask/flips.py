@@ -6,7 +6,9 @@ An evaluation is its folder (``metrics.json`` + ``samples.parquet``, as ``ablate
 them) or its ``metrics.json``. An item is (task, doc_id); its correctness is the task's headline
 metric (:func:`ablate.mask.items.correctness`), and the choice it picked is that metric's
 prediction column in samples.parquet: ``acc`` -> ``predicted``, ``acc_norm`` ->
-``predicted_norm``, ``acc_tokens`` -> ``predicted_tokens`` (the metric's suffix).
+``predicted_norm``, ``acc_tokens`` -> ``predicted_tokens`` (the metric's suffix). Items pair by
+doc_id, so both evaluations must have scored the same docs of a task: the same docs'
+fingerprint in their metrics.json (:func:`same_data_error`).
 """
 
 from __future__ import annotations
@@ -71,14 +73,43 @@ def picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(list(items.ITEM_ID))
 
 
-def compare(a: str | Path, b: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def same_data_error(fa: Path, ma: dict, fb: Path, mb: dict, task: str) -> str | None:
+    """One line when evaluations ``a`` and ``b`` did not score the same docs of ``task``: their
+    metrics.json's ``fingerprint`` of it (each doc's id and content hash, as lm-eval hashed the
+    doc) differs, or one records none; None when they match. Items pair by doc_id, and a doc_id
+    of other data (another data file, hub revision or limit) is another question."""
+    ra, rb = ma["tasks"][task], mb["tasks"][task]
+    for folder, r in ((fa, ra), (fb, rb)):
+        if not r.get("fingerprint"):
+            return (
+                f"{folder / METRICS_FILE} records no fingerprint of the docs of task {task} (an "
+                "evaluation made before ablate eval recorded one): rerun that evaluation"
+            )
+    if ra["fingerprint"] == rb["fingerprint"]:
+        return None
+    return (
+        f"{fa / METRICS_FILE} and {fb / METRICS_FILE} scored different data for task {task} "
+        f"({ra.get('n', '?')} and {rb.get('n', '?')} docs, fingerprints "
+        f"{ra['fingerprint'][:12]} and {rb['fingerprint'][:12]}): their doc_ids name other "
+        "questions; compare evaluations of the same data (file, revision, limit), or leave the "
+        "task out with --task"
+    )
+
+
+def compare(
+    a: str | Path, b: str | Path, tasks: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the flipped items, the counts per task) of evaluations ``a`` and ``b``, on the items both
-    scored; tasks of only one of them are left out."""
+    scored; tasks of only one of them are left out, and so are those not in ``tasks`` (None:
+    all). FlipsError when a task's data differ (:func:`same_data_error`)."""
     ma, sa, fa = load_eval(a)
     mb, sb, fb = load_eval(b)
-    common = sorted(set(ma["tasks"]) & set(mb["tasks"]))
+    common = sorted(set(ma["tasks"]) & set(mb["tasks"]) & set(tasks or ma["tasks"]))
     if not common:
         raise FlipsError(f"{fa} and {fb} scored no task in common")
+    for task in common:
+        if msg := same_data_error(fa, ma, fb, mb, task):
+            raise FlipsError(msg)
     ma = {**ma, "tasks": {t: ma["tasks"][t] for t in common}}
     mb = {**mb, "tasks": {t: mb["tasks"][t] for t in common}}
     right = pd.DataFrame(
@@ -136,12 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", help="write every flipped item here")
     args = ap.parse_args(argv)
     try:
-        flipped, counts = compare(args.a, args.b)
+        flipped, counts = compare(args.a, args.b, args.task)
     except (FlipsError, items.ItemsError) as exc:
         ap.exit(2, f"ablate flips: {exc}\n")
-    if args.task:
-        flipped = flipped[flipped.task.isin(args.task)]
-        counts = counts[counts.task.isin(args.task)]
     print("\n".join(report_lines(flipped, counts, args.limit)))
     if args.csv:
         flipped.to_csv(args.csv, index=False)

@@ -50,6 +50,12 @@ def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
             raise TaskFileError(f"task config {path} is not valid YAML: {exc}") from exc
         if not isinstance(cfg, dict) or "task" not in cfg:
             raise TaskFileError(f"{path} is not an lm-eval task config (no 'task' key)")
+        if not isinstance(cfg["task"], str) or not cfg["task"].strip():
+            # a list (lm-eval's group form), a number or nothing: no task name to index it by
+            raise TaskFileError(
+                f"{path}: the key 'task' is {cfg['task']!r}, not a task name: write one name as "
+                "text (task: my_task; a number in quotes), one task per YAML file"
+            )
         files = (cfg.get("dataset_kwargs") or {}).get("data_files")
         if files is not None:
             cfg["dataset_kwargs"]["data_files"] = _resolve_data_files(files, path.parent, path)

@@ -39,6 +39,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.core import io, stats
+from ablate.core.config import finite_float
 from ablate.mask import items
 
 #: Column order of the table (the contract with the report and the tests; README.md).
@@ -458,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="JSON list of {stage, variant, train_policy, metrics[, samples, train_run_id]}",
     )
-    ap.add_argument("--alpha", type=float, default=0.05, help="significance level of the tests")
+    ap.add_argument(
+        "--alpha", type=finite_float, default=0.05, help="significance level of the tests"
+    )
     ap.add_argument("--csv", required=True, help="output CSV")
     ap.add_argument("--parquet", help="optional parquet copy")
     args = ap.parse_args(argv)

@@ -231,7 +231,7 @@ def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
     import jsonschema
     from snakemake.utils import update_config
 
-    from ablate.core.config import ConfigError, load_config_file, validate_config
+    from ablate.core.config import ConfigError, error_hint, load_config_file, validate_config
 
     paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(x) for x in path]
     config: dict = {}
@@ -249,8 +249,10 @@ def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
         validate_config(config)
     except jsonschema.ValidationError as cause:
         where = ".".join(str(x) for x in cause.absolute_path)
+        hint = error_hint(cause)
         raise PlanError(
             f"invalid config {p} at {where or '<top level>'}: {cause.message}"
+            + (f": {hint}" if hint else "")
         ) from None
     return config
 

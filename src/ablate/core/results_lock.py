@@ -1,0 +1,213 @@
+"""The results folder's lock: one running Snakemake per results folder.
+
+Snakemake locks its working directory (``.snakemake/locks``), not the folder the outputs go to:
+two runs from two checkouts (or working directories) with one ``results:`` folder each saw the
+other's outputs as their own, and one resumed the other's training checkpoint and recorded its
+own config for it. A run takes this lock before its first job (the Snakefile's ``onstart``; a dry
+run takes none) and gives it back when it ends; a second run on the folder stops there, before
+it removes anything, with one line naming the holder.
+
+The lock is the file :data:`LOCK_NAME` in the results folder, created whole in one step (a link
+of a written file, atomic on local and network filesystems), holding its holder: process id,
+host, working directory, since when and the process's start time. A holder on this host that no
+longer runs (its process gone, or its id reused by another process) left a stale lock: the next
+run takes it over with one line. A holder on another host cannot be checked from here: the
+message says to delete the file if that run has ended.
+
+Pure Python (no torch): the Snakefile imports it at parse time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: The lock file, in the results folder.
+LOCK_NAME = ".run.lock"
+
+
+class ResultsLocked(RuntimeError):
+    """Another running Snakemake holds the results folder; the message is one line."""
+
+
+def lock_path(results: str | os.PathLike) -> Path:
+    return Path(results) / LOCK_NAME
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat``, field 22), which
+    tells a process from a later one given the same id; None where there is no ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces: count after its end
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+def this_holder() -> dict[str, Any]:
+    """The holder record of this process."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "cwd": os.getcwd(),
+        "since": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "started": start_time(os.getpid()),
+        "command": " ".join(sys.argv),
+    }
+
+
+def read(results: str | os.PathLike) -> dict[str, Any] | None:
+    """The holder recorded in the folder's lock file; None without one. A file that does not
+    read as a holder (edited by hand) reads as a holder of unknown process and host."""
+    return holder_in(lock_path(results))
+
+
+def holder_in(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        holder = None
+    return holder if isinstance(holder, dict) else {}
+
+
+def running(holder: dict[str, Any]) -> bool | None:
+    """Whether the holder's process still runs: True or False on this host (its id alive and
+    started when the holder says), None on another host or where it cannot be told."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return None
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    recorded, now = holder.get("started"), start_time(holder["pid"])
+    return recorded is None or now is None or recorded == now
+
+
+def is_ours(holder: dict[str, Any] | None) -> bool:
+    """Whether ``holder`` is this process."""
+    me = (os.getpid(), socket.gethostname())
+    return bool(holder) and (holder.get("pid"), holder.get("host")) == me
+
+
+def describe(holder: dict[str, Any]) -> str:
+    """``pid 123 on host, working directory /x, since 2025-01-01 10:00:00 +0000``."""
+    return (
+        f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, working directory "
+        f"{holder.get('cwd', '?')}, since {holder.get('since', '?')}"
+    )
+
+
+def held_message(results: str | os.PathLike, holder: dict[str, Any]) -> str:
+    """One line: the folder is held, by whom, and what to do."""
+    gone = (
+        f"; if that run has ended (its host is down, it was killed), delete {lock_path(results)}"
+        if running(holder) is None
+        else ""
+    )
+    return (
+        f"{results}/ is in use by another Snakemake run ({describe(holder)}): two runs on one "
+        "results folder take over each other's checkpoints and records; wait until it ends (or "
+        f"stop it), or give this configuration its own `results:`{gone}"
+    )
+
+
+def acquire(results: str | os.PathLike) -> str | None:
+    """Take the folder's lock for this process, released at its exit (and by :func:`release`).
+    Raises :class:`ResultsLocked` when a running process holds it (or one on another host);
+    takes over a stale lock, returning one line saying so (None otherwise)."""
+    path = lock_path(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mine = this_holder()
+    note = None
+    for _ in range(3):
+        # written whole beside it, then linked in: the lock never exists half written, and the
+        # link fails if another run's lock is there (atomic on NFS too, unlike O_EXCL on old ones)
+        tmp = path.with_name(f"{LOCK_NAME}.{mine['host']}.{mine['pid']}")
+        tmp.write_text(json.dumps(mine) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        else:
+            atexit.register(release, results)
+            return note
+        finally:
+            tmp.unlink(missing_ok=True)
+        holder = read(results)
+        if holder is None:
+            continue  # released meanwhile: try again
+        if is_ours(holder):
+            return note
+        if running(holder) is not False:
+            raise ResultsLocked(held_message(results, holder))
+        # stale: moved aside under this process's name, so that of two runs taking it over at
+        # once only one gets it, and a live lock that replaced it meanwhile is put back
+        aside = path.with_name(f"{LOCK_NAME}.{mine['host']}.{mine['pid']}.stale")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            continue
+        if holder_in(aside) != holder:  # a live lock: back in place, unless one is there now
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+            aside.unlink()
+            continue
+        aside.unlink()
+        note = (
+            f"{results}/: took over the lock of a run that ended without releasing it "
+            f"({describe(holder)})"
+        )
+    raise ResultsLocked(f"{results}/: could not take its lock {path}: retry")
+
+
+def release(results: str | os.PathLike) -> None:
+    """Give the lock back if this process holds it (a run's end, also on error or interrupt)."""
+    if is_ours(read(results)):
+        lock_path(results).unlink(missing_ok=True)
+
+
+def ancestors() -> set[int]:
+    """This process and the processes above it (``/proc``; without it, the parent alone)."""
+    found, pid = {os.getpid(), os.getppid()}, os.getppid()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        found.add(pid)
+    return found
+
+
+def status_line(results: str | os.PathLike) -> str | None:
+    """One line for ``ablate status`` while a run holds the folder (or a stale lock lies there);
+    None when it is free, or held by the run that asks (its status job: STATUS.md written at a
+    run's end would name the run that wrote it as holding the folder after it ended)."""
+    holder = read(results)
+    if holder is None:
+        return None
+    if holder.get("host") == socket.gethostname() and holder.get("pid") in ancestors():
+        return None
+    alive = running(holder)
+    if alive is False:
+        return (
+            f"a stale lock ({lock_path(results)}): its run ({describe(holder)}) ended without "
+            "releasing it; the next run takes it over"
+        )
+    where = "" if alive else " (on another host: not checked from here)"
+    return f"a Snakemake run holds {results}/: {describe(holder)}{where}"
