@@ -1,12 +1,21 @@
 """lm-eval task objects for an evaluation: local task YAMLs (their data files resolved), tasks
 loaded by name (local first, then lm-eval's index) with close matches for an unknown one, a
 task's hub dataset loaded at its pinned commit, and each local doc checked for a valid gold
-answer before it is scored."""
+answer before it is scored.
+
+A local task reads its YAML and the data it names: ``dataset_kwargs.data_files``, the files of
+``dataset_kwargs.data_dir`` or of a local folder as ``dataset_path`` (:func:`data_file_list`, the
+evaluations' declared inputs). Every such path is relative to the YAML's folder and made absolute
+here, and the tasks load in an empty working directory, so datasets reads no local file that is
+not in that list.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +40,58 @@ def _resolve_data_files(files, base: Path, yaml_path: Path):
     return str(path.resolve())
 
 
+def _path_like(value: str) -> bool:
+    """Whether a ``dataset_path`` is written as a path (a bare word is a datasets builder such as
+    ``json``, or a hub id)."""
+    return os.sep in value or "/" in value or value.startswith((".", "~"))
+
+
+def _local_folder(value: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(value))
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
+    """``cfg`` with its local paths absolute, resolved against the YAML's folder: a
+    ``dataset_path`` written as a path that is a folder there, the ``data_dir`` of a datasets
+    builder (``json``, ...: a bare word; a local ``dataset_path``'s ``data_dir`` is inside it,
+    datasets' rule, and a hub dataset's in its repo), ``data_files`` (against a local
+    ``data_dir``, as datasets does). TaskFileError for a folder that would be read from the
+    working directory instead, or a builder's ``data_dir`` that is no folder."""
+    base = yaml_path.parent
+    kwargs = dict(cfg.get("dataset_kwargs") or {})
+    source = cfg.get("dataset_path")
+    local_source = isinstance(source, str) and _path_like(source)
+    if local_source and _local_folder(source, base).is_dir():
+        cfg["dataset_path"] = str(_local_folder(source, base))
+        base = Path(cfg["dataset_path"], kwargs.get("data_dir") or "")
+    elif local_source and Path(source).is_dir():  # datasets would read it from the cwd
+        raise TaskFileError(
+            f"task config {yaml_path}: dataset_path {source} is a folder of the working "
+            f"directory, not of the YAML's folder {yaml_path.parent}: give it relative to the "
+            "YAML's folder, or absolute"
+        )
+    elif kwargs.get("data_dir") is not None and not local_source:
+        # a datasets builder (json, csv, ...) on a local folder; a hub dataset's is in its repo
+        data_dir = _local_folder(str(kwargs["data_dir"]), base)
+        if not data_dir.is_dir():
+            raise TaskFileError(
+                f"task config {yaml_path}: data_dir {kwargs['data_dir']} is not a folder "
+                f"({data_dir}): give it relative to the YAML's folder, or absolute"
+            )
+        base, kwargs["data_dir"] = data_dir, str(data_dir)
+    if kwargs.get("data_files") is not None:
+        kwargs["data_files"] = _resolve_data_files(kwargs["data_files"], base, yaml_path)
+    if kwargs:
+        cfg["dataset_kwargs"] = kwargs
+    return cfg
+
+
 def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Task name -> lm-eval config for every ``*.yaml`` in ``task_dir``.
 
-    Relative ``dataset_kwargs.data_files`` are resolved against the YAML's folder, so the task
-    folder can move and the job can run from any working directory.
+    Local paths are resolved against the YAML's folder, so the task folder can move and the job
+    can run from any working directory.
     """
     import yaml
 
@@ -50,10 +106,7 @@ def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
             raise TaskFileError(f"task config {path} is not valid YAML: {exc}") from exc
         if not isinstance(cfg, dict) or "task" not in cfg:
             raise TaskFileError(f"{path} is not an lm-eval task config (no 'task' key)")
-        files = (cfg.get("dataset_kwargs") or {}).get("data_files")
-        if files is not None:
-            cfg["dataset_kwargs"]["data_files"] = _resolve_data_files(files, path.parent, path)
-        configs[cfg["task"]] = cfg
+        configs[cfg["task"]] = _with_local_paths(cfg, path)
     return configs
 
 
@@ -73,6 +126,7 @@ def load_tasks(
 ) -> tuple[dict[str, Any], dict[str, dict], Any]:
     """lm-eval Task objects by name (local configs first), the local configs used, and the
     TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index again).
+    The tasks load in an empty working directory: no relative path reaches an undeclared file.
 
     ``datasets``: task -> its hub dataset's pin (``revision``: the commit it loads,
     :func:`ablate.mask.tasks.pinned_datasets`); a task without one loads what lm-eval names.
@@ -109,7 +163,8 @@ def load_tasks(
             local[t] if t in local else pinned_config(tm, t, pins[t]) if t in pins else t
             for t in tasks
         ]
-        loaded = tm.load(specs)
+        with tempfile.TemporaryDirectory(prefix="ablate-tasks-") as empty, contextlib.chdir(empty):
+            loaded = tm.load(specs)
     except (
         Exception
     ) as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)
@@ -151,10 +206,28 @@ def gold_index(task, doc, choices: list[str]) -> int:
 
 
 def data_file_list(cfg: dict) -> list[str]:
-    files = (cfg.get("dataset_kwargs") or {}).get("data_files") or []
+    """Every local file a task's config (of :func:`local_tasks`: local paths absolute) reads
+    through datasets: its ``data_files``, and every file of a local ``dataset_path`` folder or of
+    a local ``data_dir`` (:func:`folder_files`)."""
+    kwargs = cfg.get("dataset_kwargs") or {}
+    files = kwargs.get("data_files") or []
     if isinstance(files, dict):
         files = list(files.values())
     flat: list[str] = []
     for f in files if isinstance(files, list) else [files]:
         flat.extend(f if isinstance(f, list) else [f])
+    for folder in (cfg.get("dataset_path"), kwargs.get("data_dir")):
+        if isinstance(folder, str) and os.path.isabs(folder):
+            flat.extend(f for f in folder_files(Path(folder)) if f not in flat)
+            break  # a local dataset_path's data_dir is inside it
     return flat
+
+
+def folder_files(folder: Path) -> list[str]:
+    """The files datasets can read from a folder it is pointed at: all but hidden ones (a part
+    of the name starting with "." or "__", as datasets skips them)."""
+    return [
+        str(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(x.startswith((".", "__")) for x in p.relative_to(folder).parts)
+    ]
