@@ -7,15 +7,19 @@ A local task reads its YAML and the data it names: ``dataset_kwargs.data_files``
 ``dataset_kwargs.data_dir`` or of a local folder as ``dataset_path`` (:func:`data_file_list`, the
 evaluations' declared inputs). Every such path is relative to the YAML's folder and made absolute
 here, and the tasks load in an empty working directory, so datasets reads no local file that is
-not in that list.
+not in that list. datasets' own cache of a local file is keyed by its path and mtime, not its
+bytes: a local task loads through a fresh cache each time (:func:`load_tasks`), and the sha256 of
+each file it read is taken before and after, so the record names the bytes that were read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +91,18 @@ def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
     return cfg
 
 
-def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Task name -> lm-eval config for every ``*.yaml`` in ``task_dir``.
+@dataclass(frozen=True)
+class LocalTask:
+    """A task of a local YAML: the YAML, the sha256 of the bytes of it that were parsed, and its
+    lm-eval config (every local path in it absolute: :func:`_with_local_paths`)."""
+
+    yaml: Path
+    yaml_sha256: str
+    config: dict[str, Any]
+
+
+def local_tasks(task_dir: str | os.PathLike) -> dict[str, LocalTask]:
+    """Task name -> :class:`LocalTask` for every ``*.yaml`` in ``task_dir``.
 
     Local paths are resolved against the YAML's folder, so the task folder can move and the job
     can run from any working directory.
@@ -98,16 +112,23 @@ def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
     d = Path(task_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"task folder {d} does not exist")
-    configs = {}
+    tasks = {}
     for path in sorted(d.glob("*.yaml")):
+        raw = path.read_bytes()
         try:
-            cfg = yaml.safe_load(path.read_text())
+            cfg = yaml.safe_load(raw)
         except yaml.YAMLError as exc:  # its own message names "<unicode string>", not the file
             raise TaskFileError(f"task config {path} is not valid YAML: {exc}") from exc
         if not isinstance(cfg, dict) or "task" not in cfg:
             raise TaskFileError(f"{path} is not an lm-eval task config (no 'task' key)")
-        configs[cfg["task"]] = _with_local_paths(cfg, path)
-    return configs
+        cfg = _with_local_paths(cfg, path)
+        tasks[cfg["task"]] = LocalTask(path, hashlib.sha256(raw).hexdigest(), cfg)
+    return tasks
+
+
+def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Task name -> lm-eval config for every ``*.yaml`` in ``task_dir`` (:func:`local_tasks`)."""
+    return {name: task.config for name, task in local_tasks(task_dir).items()}
 
 
 def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:
@@ -123,10 +144,16 @@ def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:
 
 def load_tasks(
     tasks: list[str], task_dirs=(), datasets: dict[str, dict] | None = None
-) -> tuple[dict[str, Any], dict[str, dict], Any]:
-    """lm-eval Task objects by name (local configs first), the local configs used, and the
-    TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index again).
-    The tasks load in an empty working directory: no relative path reaches an undeclared file.
+) -> tuple[dict[str, Any], dict[str, dict[str, str]], Any]:
+    """lm-eval Task objects by name (local configs first), what the local tasks read (task ->
+    file -> the sha256 of the bytes read: its YAML first, then its data, :func:`data_file_list`),
+    and the TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index
+    again).
+
+    A local task's data loads through a fresh datasets cache (datasets keys its cache of a local
+    file by path and mtime: an edit that keeps both would be served the old rows) and in an empty
+    working directory (no relative path reaches an undeclared file); its data files are hashed
+    before and after, and one that changed meanwhile is a TaskFileError naming it.
 
     ``datasets``: task -> its hub dataset's pin (``revision``: the commit it loads,
     :func:`ablate.mask.tasks.pinned_datasets`); a task without one loads what lm-eval names.
@@ -136,9 +163,10 @@ def load_tasks(
 
     from ablate.mask import original_tasks
 
-    local: dict[str, dict] = {}
+    found: dict[str, LocalTask] = {}
     for d in task_dirs:
-        local.update(local_task_configs(d))
+        found.update(local_tasks(d))
+    local = {name: task.config for name, task in found.items()}
     remote = [t for t in tasks if t not in local]
     # skip the 5 s scan of lm-eval's own tasks when none is asked for
     tm = TaskManager(
@@ -157,14 +185,21 @@ def load_tasks(
             )
             + (f". Local tasks: {', '.join(sorted(local))}" if local else "")
         )
+    used = [t for t in tasks if t in local]
+    before = {t: _sha256s(data_file_list(local[t])) for t in used}
     try:
         pins = {t: d["revision"] for t, d in (datasets or {}).items() if t in remote}
-        specs = [
-            local[t] if t in local else pinned_config(tm, t, pins[t]) if t in pins else t
-            for t in tasks
-        ]
-        with tempfile.TemporaryDirectory(prefix="ablate-tasks-") as empty, contextlib.chdir(empty):
-            loaded = tm.load(specs)
+        with tempfile.TemporaryDirectory(prefix="ablate-tasks-") as empty:
+            specs = [
+                _fresh_cache(local[t], Path(empty, ".cache", t))
+                if t in local
+                else pinned_config(tm, t, pins[t])
+                if t in pins
+                else t
+                for t in tasks
+            ]
+            with contextlib.chdir(empty):
+                loaded = tm.load(specs)
     except (
         Exception
     ) as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)
@@ -174,10 +209,33 @@ def load_tasks(
             f"cannot load task(s) {', '.join(tasks)}: {type(exc).__name__}: {exc}{cause}"
             + (f"; local data files: {', '.join(files)}" if files else "")
         ) from exc
-    used_local = {t: local[t] for t in tasks if t in local}
-    for t in used_local:  # a doc without a valid gold answer would be scored silently wrong
-        _check_local_docs(t, loaded["tasks"][t], used_local[t])
-    return loaded["tasks"], used_local, tm
+    read = {}
+    for t in used:
+        after = _sha256s(data_file_list(local[t]))
+        if changed := [f for f in {*before[t], *after} if before[t].get(f) != after.get(f)]:
+            raise TaskFileError(
+                f"task {t}: {changed[0]} changed while the evaluation read it: run it again"
+            )
+        read[t] = {str(found[t].yaml): found[t].yaml_sha256, **after}
+    for t in used:  # a doc without a valid gold answer would be scored silently wrong
+        _check_local_docs(t, loaded["tasks"][t], local[t])
+    return loaded["tasks"], read, tm
+
+
+def _sha256s(files: list[str]) -> dict[str, str]:
+    from ablate.core.checkpoint import hash_files
+
+    return dict(zip(files, hash_files([Path(f) for f in files]), strict=True))
+
+
+def _fresh_cache(cfg: dict[str, Any], cache: Path) -> dict[str, Any]:
+    """``cfg`` loading its local data through the empty datasets cache ``cache``, held in
+    memory (the cache is removed once the tasks are loaded); a task of hub data unchanged (its
+    cache is keyed by the pinned commit)."""
+    if not data_file_list(cfg):
+        return cfg
+    kwargs = {**(cfg.get("dataset_kwargs") or {}), "cache_dir": str(cache), "keep_in_memory": True}
+    return {**cfg, "dataset_kwargs": kwargs}
 
 
 def _check_local_docs(name: str, task, cfg: dict) -> None:
