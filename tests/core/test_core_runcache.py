@@ -180,6 +180,38 @@ def test_the_key_covers_inputs_params_code_and_packages(tmp_path, monkeypatch):
         assert key() != base, name
 
 
+def test_the_code_hash_covers_the_original_protocols_task_yamls(tmp_path, monkeypatch):
+    """G10: the packaged task YAMLs (the original protocol's prompts) were outside the code hash:
+    an edit of one restored evaluations scored with the old prompts."""
+    import ablate
+
+    package = tmp_path / "ablate"
+    shutil.copytree(
+        Path(ablate.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    monkeypatch.setattr(ablate, "__file__", str(package / "__init__.py"))
+    base = runcache.code_hash()
+    task = package / "mask" / "original_tasks" / "hellaswag_original.yaml"
+    task.write_text(task.read_text().replace("test_split:", "test_split:  "))
+    assert runcache.code_hash() != base
+
+
+def test_every_file_the_package_ships_counts_as_code():
+    """The package's data files (pyproject's package-data: schemas, task YAMLs) are in the code
+    hash's list of the files that count as code, so none is left out of the key."""
+    import fnmatch
+    import tomllib
+
+    shipped = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["ablate"]
+    files = [p for p in (REPO / "src" / "ablate").rglob("*") if p.is_file()]
+    data = [p for p in files if any(p.match(pattern) for pattern in shipped)]
+    assert data and all(
+        any(fnmatch.fnmatch(p.name, pattern) for pattern in runcache.CODE_FILES) for p in data
+    )
+
+
 def test_the_key_covers_every_distribution_a_job_can_import():
     """Every third-party module the library and the job scripts import is of a distribution in
     the key (derived from the requirements, so a new dependency enters by itself)."""
