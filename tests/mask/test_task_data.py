@@ -182,3 +182,11 @@ def test_a_file_that_changes_while_the_task_loads_is_refused(own, monkeypatch):
     assert str(err.value) == (
         f"task by_files: {data.resolve()} changed while the evaluation read it: run it again"
     )
+
+
+def test_dataset_kwargs_that_is_no_mapping_is_refused_in_one_line(own):
+    (own / "bad.yaml").write_text(task_yaml("bad", "json", "files.jsonl"))
+    with pytest.raises(
+        ConfigError, match=r"task config .*bad.yaml: dataset_kwargs is not a mapping$"
+    ):
+        tasks.own_tasks(["my_tasks"])

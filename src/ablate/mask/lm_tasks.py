@@ -47,7 +47,7 @@ def _resolve_data_files(files, base: Path, yaml_path: Path):
 def _path_like(value: str) -> bool:
     """Whether a ``dataset_path`` is written as a path (a bare word is a datasets builder such as
     ``json``, or a hub id)."""
-    return os.sep in value or "/" in value or value.startswith((".", "~"))
+    return "/" in value or value.startswith((".", "~"))
 
 
 def _local_folder(value: str, base: Path) -> Path:
@@ -63,6 +63,8 @@ def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
     ``data_dir``, as datasets does). TaskFileError for a folder that would be read from the
     working directory instead, or a builder's ``data_dir`` that is no folder."""
     base = yaml_path.parent
+    if not isinstance(cfg.get("dataset_kwargs") or {}, dict):
+        raise TaskFileError(f"task config {yaml_path}: dataset_kwargs is not a mapping")
     kwargs = dict(cfg.get("dataset_kwargs") or {})
     source = cfg.get("dataset_path")
     local_source = isinstance(source, str) and _path_like(source)
