@@ -141,6 +141,27 @@ def test_a_cache_that_cannot_store_never_fails_the_job(tmp_path, capsys):
     assert "[run cache] not stored" in capsys.readouterr().out
 
 
+def test_an_input_edited_while_the_job_ran_is_not_stored_under_the_key_of_its_old_bytes(
+    tmp_path, capsys
+):
+    """The key is taken at the job's start: a task's data edited before the job read it gave a
+    result of the new bytes under the key of the old ones, restored for the old bytes later."""
+    cache = tmp_path / "cache"
+    job = make_job(tmp_path / "w", cache)
+    cached = runcache.JobCache(job)
+    assert not cached.restored()
+    Path(job.input[0]).write_text("a b d\n")  # edited after the key, before the job read it
+    for p in map(Path, job.output):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("{}")
+    cached.store()
+    assert not cache.exists() or not any(cache.iterdir())
+    assert (
+        f"[run cache] not stored: {job.input[0]} changed while the job ran (its key is of the "
+        "bytes before); the job's outputs stand"
+    ) in capsys.readouterr().out
+
+
 def test_a_restore_that_fails_half_way_leaves_no_output_and_the_job_runs(
     tmp_path, monkeypatch, capsys
 ):

@@ -440,6 +440,12 @@ class JobCache:
                 _remove([p])
         if self.where is None:
             return
+        if changed := self._changed_input():
+            log(
+                f"not stored: {changed} changed while the job ran (its key is of the bytes "
+                "before); the job's outputs stand"
+            )
+            return
         try:
             if isinstance(self.where, dict):
                 self._store_to_plugin()
@@ -448,6 +454,15 @@ class JobCache:
                 store(Path(self.where), self.parts, self.outputs, self.side)
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
+
+    def _changed_input(self) -> str | None:
+        """The first declared input file whose fingerprint is no longer the key's: the job may
+        have read its new bytes, which the key does not name. Folders are not read again (a
+        checkpoint's files are checked by its loader, against its manifest)."""
+        for path, before in zip(self.inputs, self.parts["inputs"], strict=True):
+            if Path(path).is_file() and input_fingerprint(path) != before:
+                return path
+        return None
 
     def _restored_from_plugin(self) -> bool:
         from ablate.core.runcache_storage import PluginEntries
