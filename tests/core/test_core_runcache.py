@@ -141,6 +141,27 @@ def test_a_cache_that_cannot_store_never_fails_the_job(tmp_path, capsys):
     assert "[run cache] not stored" in capsys.readouterr().out
 
 
+def test_an_input_edited_while_the_job_ran_is_not_stored_under_the_key_of_its_old_bytes(
+    tmp_path, capsys
+):
+    """The key is taken at the job's start: a task's data edited before the job read it gave a
+    result of the new bytes under the key of the old ones, restored for the old bytes later."""
+    cache = tmp_path / "cache"
+    job = make_job(tmp_path / "w", cache)
+    cached = runcache.JobCache(job)
+    assert not cached.restored()
+    Path(job.input[0]).write_text("a b d\n")  # edited after the key, before the job read it
+    for p in map(Path, job.output):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("{}")
+    cached.store()
+    assert not cache.exists() or not any(cache.iterdir())
+    assert (
+        f"[run cache] not stored: {job.input[0]} changed while the job ran (its key is of the "
+        "bytes before); the job's outputs stand"
+    ) in capsys.readouterr().out
+
+
 def test_a_restore_that_fails_half_way_leaves_no_output_and_the_job_runs(
     tmp_path, monkeypatch, capsys
 ):
@@ -178,6 +199,38 @@ def test_the_key_covers_inputs_params_code_and_packages(tmp_path, monkeypatch):
     for name in ("torch", "tokenizers", "safetensors", "tiktoken"):  # tokenizers: every mask job
         monkeypatch.setattr(runcache, "runtime_packages", lambda n=name: {**versions, n: "0.0"})
         assert key() != base, name
+
+
+def test_the_code_hash_covers_the_original_protocols_task_yamls(tmp_path, monkeypatch):
+    """G10: the packaged task YAMLs (the original protocol's prompts) were outside the code hash:
+    an edit of one restored evaluations scored with the old prompts."""
+    import ablate
+
+    package = tmp_path / "ablate"
+    shutil.copytree(
+        Path(ablate.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    monkeypatch.setattr(ablate, "__file__", str(package / "__init__.py"))
+    base = runcache.code_hash()
+    task = package / "mask" / "original_tasks" / "hellaswag_original.yaml"
+    task.write_text(task.read_text().replace("test_split:", "test_split:  "))
+    assert runcache.code_hash() != base
+
+
+def test_every_file_the_package_ships_counts_as_code():
+    """The package's data files (pyproject's package-data: schemas, task YAMLs) are in the code
+    hash's list of the files that count as code, so none is left out of the key."""
+    import fnmatch
+    import tomllib
+
+    shipped = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["ablate"]
+    files = [p for p in (REPO / "src" / "ablate").rglob("*") if p.is_file()]
+    data = [p for p in files if any(p.match(pattern) for pattern in shipped)]
+    assert data and all(
+        any(fnmatch.fnmatch(p.name, pattern) for pattern in runcache.CODE_FILES) for p in data
+    )
 
 
 def test_the_key_covers_every_distribution_a_job_can_import():

@@ -107,7 +107,8 @@ def test_outputs_have_the_declared_fields(policy_runs, policy, task_dir):
     assert prov["config_hash"] and prov["wall_time_s"] > 0
     assert prov["packages"]["lm_eval"] and prov["hardware"]["cpu_count"]
     assert set(prov["task_fingerprints"]) == set(TASKS)
-    assert {f"task:{t}" for t in TASKS} <= set(prov["inputs"])
+    for t in TASKS:  # each task's YAML and data, by the sha256 of the bytes read
+        assert {f"task:{t}:{t}.yaml", f"task:{t}:{t}.jsonl"} <= set(prov["inputs"])
     ph = metrics["phases"]
     assert 0 < ph["evaluate.score"] <= ph["evaluate"] and ph["load_model"] > 0
     assert ph["total"] >= ph["load_tasks"] + ph["load_model"] + ph["evaluate"]

@@ -210,3 +210,28 @@ def test_own_tasks_name_their_files_and_refuse_what_cannot_load(tmp_path, monkey
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="at mask.eval.task_dirs: empty holds no"):
         tasks.own_tasks(["empty"])
+
+
+@pytest.mark.slow
+def test_editing_data_a_task_reaches_through_data_dir_reruns_the_evaluations(tmp_path):
+    """G8: the data of a task YAML's data_dir was no input of the evaluations: an edit reran
+    nothing (and the run cache's key, over the declared inputs, kept the old result's)."""
+    wd = copy_checkout(tmp_path / "wd")
+    write_example(wd)
+    yaml = wd / "my_tasks/count_up.yaml"
+    yaml.write_text(
+        yaml.read_text().replace("data_files: {test: count_up.jsonl}", "data_dir: data")
+    )
+    yaml.write_text(yaml.read_text().replace("test_split: test", "test_split: train"))
+    (wd / "my_tasks/data").mkdir()
+    (wd / "my_tasks/count_up.jsonl").rename(wd / "my_tasks/data/count_up.jsonl")
+    finished(wd)
+    data = wd / "my_tasks/data/count_up.jsonl"
+    data.write_text(data.read_text().replace("nine two one", "nine two two"))
+    r = snakemake(wd, "-n", *ARGS, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    evals = [j for j in jobs_of(r.stdout) if j["rule"] == "eval_model"]
+    config = planner.load_config([wd / "config/config.yaml", wd / "my-task.yaml"])
+    assert len(evals) == len([j for j in study.jobs(config) if j.rule == "eval_model"])
+    for j in evals:
+        assert j["reason"] == "Updated input files: my_tasks/data/count_up.jsonl", j

@@ -323,19 +323,23 @@ def collect(
     *,
     config_slice: Any,
     inputs: dict[str, str | os.PathLike] | None = None,
+    digests: dict[str, str] | None = None,
     started: float | None = None,
     run_id: str | None = None,
     extra: dict[str, Any] | None = None,
     workflow_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint;
-    ``workflow_dir`` is the checkout whose git state is recorded (default: see module doc)."""
+    ``digests`` a label to the sha256 the job took of what it read, when it read it (a file
+    edited since would be fingerprinted as what the job never read); ``workflow_dir`` is the
+    checkout whose git state is recorded (default: see module doc)."""
+    fingerprints = {k: fingerprint_path(v) for k, v in (inputs or {}).items()}
     block = {
         "run_id": run_id or new_run_id(),
         "git": git_state(checkout_dir(workflow_dir)),
         "config_hash": config_hash(config_slice),
         "config": config_slice,
-        "inputs": {k: fingerprint_path(v) for k, v in sorted((inputs or {}).items())},
+        "inputs": dict(sorted({**fingerprints, **(digests or {})}.items())),
         "packages": package_versions(),
         "hardware": hardware(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -6,7 +6,8 @@ wildcards, the job's params (its config slice),
 the result content of every declared input (:func:`input_fingerprint`: a JSON record without its
 run id, timings and provenance, so an upstream rerun that computes the same result keeps the key;
 a checkpoint by its hash manifest; any other file by its bytes), the code
-(every module of the ``ablate`` package and every job script of ``workflow/scripts/``) and the version
+(:func:`code_hash`: every module of the ``ablate`` package and every file it ships, and every job
+script of ``workflow/scripts/``) and the version
 of every distribution a job can import (:func:`ablate.core.provenance.runtime_packages`: ``ablate``'s
 requirements, transitively, from the installed metadata). Hardware is not in it: a result
 made on another machine is reused, and its provenance still names that machine.
@@ -52,17 +53,25 @@ def log(msg: str) -> None:
     print(f"[run cache] {msg}", flush=True)
 
 
+#: The files that count as code (by name): the modules, and the data files the package ships
+#: (pyproject's package-data: the config schemas, whose defaults fill a job's slice, and the
+#: original protocol's task YAMLs, its prompts), which change what a job computes as a module does.
+CODE_FILES = ("*.py", "*.yaml", "*.json", "*.jsonl")
+
+
 def code_hash(scripts: str | os.PathLike | None = None) -> str:
-    """sha256 of every .py file of the ``ablate`` package and of the workflow's scripts folder
-    (by relative name): an edit of the library or of any job script changes every key (a
-    docstring's too: the key errs on the side of running)."""
+    """sha256 of every file of :data:`CODE_FILES` in the ``ablate`` package and in the
+    workflow's scripts folder (by relative name): an edit of the library, of a file it ships or
+    of any job script changes every key (a docstring's too: the key errs on the side of
+    running)."""
     import ablate
 
     h = hashlib.sha256()
     for label, root in (("ablate", Path(ablate.__file__).parent), ("scripts", scripts)):
         if root is None:
             continue
-        for p in sorted(x for x in Path(root).rglob("*.py") if "__pycache__" not in x.parts):
+        files = {x for pattern in CODE_FILES for x in Path(root).rglob(pattern) if x.is_file()}
+        for p in sorted(x for x in files if "__pycache__" not in x.parts):
             h.update(f"{label}/{p.relative_to(root)}".encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -431,6 +440,12 @@ class JobCache:
                 _remove([p])
         if self.where is None:
             return
+        if changed := self._changed_input():
+            log(
+                f"not stored: {changed} changed while the job ran (its key is of the bytes "
+                "before); the job's outputs stand"
+            )
+            return
         try:
             if isinstance(self.where, dict):
                 self._store_to_plugin()
@@ -439,6 +454,15 @@ class JobCache:
                 store(Path(self.where), self.parts, self.outputs, self.side)
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
+
+    def _changed_input(self) -> str | None:
+        """The first declared input file whose fingerprint is no longer the key's: the job may
+        have read its new bytes, which the key does not name. Folders are not read again (a
+        checkpoint's files are checked by its loader, against its manifest)."""
+        for path, before in zip(self.inputs, self.parts["inputs"], strict=True):
+            if Path(path).is_file() and input_fingerprint(path) != before:
+                return path
+        return None
 
     def _restored_from_plugin(self) -> bool:
         from ablate.core.runcache_storage import PluginEntries

@@ -25,7 +25,7 @@ from ablate.core.phases import Phases
 from ablate.mask import study
 from ablate.mask.commands import eval_parser
 from ablate.mask.eval_results import SAMPLE_COLUMNS, macro, task_result
-from ablate.mask.lm_tasks import TaskNotFoundError, data_file_list, load_tasks
+from ablate.mask.lm_tasks import TaskNotFoundError, load_tasks
 from ablate.mask.masks import check_policy
 from ablate.mask.policy_lm import MaskPolicyLM
 
@@ -78,12 +78,22 @@ def _model_block(model: str | os.PathLike, model_id: str | None, revision: str |
     }
 
 
-def _inputs(model: str | os.PathLike, local: dict[str, dict]) -> dict[str, Any]:
-    """The fingerprinted inputs: local tasks' data files, the model's manifest (else config)."""
+def _task_digests(read: dict[str, dict[str, str]]) -> dict[str, str]:
+    """``task:<task>:<file>`` -> the sha256 of the bytes the task read (:func:`load_tasks`): its
+    YAML and data files, named relative to the YAML's folder (absolute outside it)."""
+    out = {}
+    for t, files in read.items():
+        folder = Path(next(iter(files))).parent  # the YAML comes first
+        for f, digest in files.items():
+            rel = os.path.relpath(f, folder)
+            out[f"task:{t}:{f if rel.startswith('..') else rel}"] = digest
+    return out
+
+
+def _inputs(model: str | os.PathLike) -> dict[str, Any]:
+    """The fingerprinted inputs besides the tasks: the model's manifest (else config)."""
     local_path = Path(model)
-    inputs: dict[str, Any] = {
-        f"task:{t}": f for t, cfg in local.items() for f in data_file_list(cfg)
-    }
+    inputs: dict[str, Any] = {}
     manifest = local_path / "checkpoint_manifest.json"
     if manifest.exists():
         inputs["model_manifest"] = manifest
@@ -112,9 +122,12 @@ def _task_results(
     return per_task, rows
 
 
-def _metrics(policy, model_block, per_task, run_config, inputs, scorer, phases) -> dict[str, Any]:
-    """metrics.json: the per-task and macro scores with their provenance; the phases last, so
-    the provenance's own work counts."""
+def _metrics(
+    policy, model_block, per_task, run_config, inputs, read, scorer, phases
+) -> dict[str, Any]:
+    """metrics.json: the per-task and macro scores with their provenance (``read``: what the
+    local tasks read, :func:`_task_digests`); the phases last, so the provenance's own work
+    counts."""
     metrics = {
         "policy": policy,
         "model": model_block,
@@ -123,6 +136,7 @@ def _metrics(policy, model_block, per_task, run_config, inputs, scorer, phases) 
         "provenance": provenance.collect(
             config_slice=run_config,
             inputs=inputs,
+            digests=_task_digests(read),
             started=phases.started,
             extra={
                 "task_fingerprints": {t: v["fingerprint"] for t, v in per_task.items()},
@@ -229,7 +243,7 @@ def evaluate(
         flush=True,
     )
     with phases("load_tasks"):
-        task_objs, local, task_manager = load_tasks(
+        task_objs, read, task_manager = load_tasks(
             list(tasks), [*task_dirs, *(spec.task_dirs or ())], spec.datasets
         )
     samples_idx = _doc_indices(task_objs, limit)
@@ -260,7 +274,7 @@ def evaluate(
         "device": str(lm.device),
     }
     metrics = _metrics(
-        policy, model_block, per_task, run_config, _inputs(model, local), scorer, phases
+        policy, model_block, per_task, run_config, _inputs(model), read, scorer, phases
     )
     _write(Path(out_dir), metrics, rows, phases)
     return metrics

@@ -1,12 +1,25 @@
 """lm-eval task objects for an evaluation: local task YAMLs (their data files resolved), tasks
 loaded by name (local first, then lm-eval's index) with close matches for an unknown one, a
 task's hub dataset loaded at its pinned commit, and each local doc checked for a valid gold
-answer before it is scored."""
+answer before it is scored.
+
+A local task reads its YAML and the data it names: ``dataset_kwargs.data_files``, the files of
+``dataset_kwargs.data_dir`` or of a local folder as ``dataset_path`` (:func:`data_file_list`, the
+evaluations' declared inputs). Every such path is relative to the YAML's folder and made absolute
+here, and the tasks load in an empty working directory, so datasets reads no local file that is
+not in that list. datasets' own cache of a local file is keyed by its path and mtime, not its
+bytes: a local task loads through a fresh cache each time (:func:`load_tasks`), and the sha256 of
+each file it read is taken before and after, so the record names the bytes that were read.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +44,81 @@ def _resolve_data_files(files, base: Path, yaml_path: Path):
     return str(path.resolve())
 
 
-def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Task name -> lm-eval config for every ``*.yaml`` in ``task_dir``.
+def _path_like(value: str) -> bool:
+    """Whether a ``dataset_path`` is written as a path (a bare word is a datasets builder such as
+    ``json``, or a hub id)."""
+    return "/" in value or value.startswith((".", "~"))
 
-    Relative ``dataset_kwargs.data_files`` are resolved against the YAML's folder, so the task
-    folder can move and the job can run from any working directory.
+
+def _local_folder(value: str, base: Path) -> Path:
+    path = Path(os.path.expanduser(value))
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
+    """``cfg`` with its local paths absolute, resolved against the YAML's folder: a
+    ``dataset_path`` written as a path that is a folder there, the ``data_dir`` of a datasets
+    builder (``json``, ...: a bare word; a local ``dataset_path``'s ``data_dir`` is inside it,
+    datasets' rule, and a hub dataset's in its repo), ``data_files`` (against a local
+    ``data_dir``, as datasets does). TaskFileError for a folder that would be read from the
+    working directory instead, or a builder's ``data_dir`` that is no folder."""
+    base = yaml_path.parent
+    if not isinstance(cfg.get("dataset_kwargs") or {}, dict):
+        raise TaskFileError(f"task config {yaml_path}: dataset_kwargs is not a mapping")
+    kwargs = dict(cfg.get("dataset_kwargs") or {})
+    source = cfg.get("dataset_path")
+    local_source = isinstance(source, str) and _path_like(source)
+    if local_source and _local_folder(source, base).is_dir():
+        cfg["dataset_path"] = str(_local_folder(source, base))
+        base = Path(cfg["dataset_path"], kwargs.get("data_dir") or "")
+    elif local_source and Path(source).is_dir():  # datasets would read it from the cwd
+        raise TaskFileError(
+            f"task config {yaml_path}: dataset_path {source} is a folder of the working "
+            f"directory, not of the YAML's folder {yaml_path.parent}: give it relative to the "
+            "YAML's folder, or absolute"
+        )
+    elif kwargs.get("data_dir") is not None and not local_source:
+        # a datasets builder (json, csv, ...) on a local folder; a hub dataset's is in its repo
+        data_dir = _local_folder(str(kwargs["data_dir"]), base)
+        if not data_dir.is_dir():
+            raise TaskFileError(
+                f"task config {yaml_path}: data_dir {kwargs['data_dir']} is not a folder "
+                f"({data_dir}): give it relative to the YAML's folder, or absolute"
+            )
+        base, kwargs["data_dir"] = data_dir, str(data_dir)
+    if kwargs.get("data_files") is not None:
+        kwargs["data_files"] = _resolve_data_files(kwargs["data_files"], base, yaml_path)
+    if kwargs:
+        cfg["dataset_kwargs"] = kwargs
+    return cfg
+
+
+@dataclass(frozen=True)
+class LocalTask:
+    """A task of a local YAML: the YAML, the sha256 of the bytes of it that were parsed, and its
+    lm-eval config (every local path in it absolute: :func:`_with_local_paths`)."""
+
+    yaml: Path
+    yaml_sha256: str
+    config: dict[str, Any]
+
+
+def local_tasks(task_dir: str | os.PathLike) -> dict[str, LocalTask]:
+    """Task name -> :class:`LocalTask` for every ``*.yaml`` in ``task_dir``.
+
+    Local paths are resolved against the YAML's folder, so the task folder can move and the job
+    can run from any working directory.
     """
     import yaml
 
     d = Path(task_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"task folder {d} does not exist")
-    configs = {}
+    tasks = {}
     for path in sorted(d.glob("*.yaml")):
+        raw = path.read_bytes()
         try:
-            cfg = yaml.safe_load(path.read_text())
+            cfg = yaml.safe_load(raw)
         except yaml.YAMLError as exc:  # its own message names "<unicode string>", not the file
             raise TaskFileError(f"task config {path} is not valid YAML: {exc}") from exc
         if not isinstance(cfg, dict) or "task" not in cfg:
@@ -56,11 +129,14 @@ def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]
                 f"{path}: the key 'task' is {cfg['task']!r}, not a task name: write one name as "
                 "text (task: my_task; a number in quotes), one task per YAML file"
             )
-        files = (cfg.get("dataset_kwargs") or {}).get("data_files")
-        if files is not None:
-            cfg["dataset_kwargs"]["data_files"] = _resolve_data_files(files, path.parent, path)
-        configs[cfg["task"]] = cfg
-    return configs
+        cfg = _with_local_paths(cfg, path)
+        tasks[cfg["task"]] = LocalTask(path, hashlib.sha256(raw).hexdigest(), cfg)
+    return tasks
+
+
+def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Task name -> lm-eval config for every ``*.yaml`` in ``task_dir`` (:func:`local_tasks`)."""
+    return {name: task.config for name, task in local_tasks(task_dir).items()}
 
 
 def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:
@@ -76,9 +152,16 @@ def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:
 
 def load_tasks(
     tasks: list[str], task_dirs=(), datasets: dict[str, dict] | None = None
-) -> tuple[dict[str, Any], dict[str, dict], Any]:
-    """lm-eval Task objects by name (local configs first), the local configs used, and the
-    TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index again).
+) -> tuple[dict[str, Any], dict[str, dict[str, str]], Any]:
+    """lm-eval Task objects by name (local configs first), what the local tasks read (task ->
+    file -> the sha256 of the bytes read: its YAML first, then its data, :func:`data_file_list`),
+    and the TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index
+    again).
+
+    A local task's data loads through a fresh datasets cache (datasets keys its cache of a local
+    file by path and mtime: an edit that keeps both would be served the old rows) and in an empty
+    working directory (no relative path reaches an undeclared file); its data files are hashed
+    before and after, and one that changed meanwhile is a TaskFileError naming it.
 
     ``datasets``: task -> its hub dataset's pin (``revision``: the commit it loads,
     :func:`ablate.mask.tasks.pinned_datasets`); a task without one loads what lm-eval names.
@@ -88,9 +171,10 @@ def load_tasks(
 
     from ablate.mask import original_tasks
 
-    local: dict[str, dict] = {}
+    found: dict[str, LocalTask] = {}
     for d in task_dirs:
-        local.update(local_task_configs(d))
+        found.update(local_tasks(d))
+    local = {name: task.config for name, task in found.items()}
     remote = [t for t in tasks if t not in local]
     # skip the 5 s scan of lm-eval's own tasks when none is asked for
     tm = TaskManager(
@@ -109,13 +193,21 @@ def load_tasks(
             )
             + (f". Local tasks: {', '.join(sorted(local))}" if local else "")
         )
+    used = [t for t in tasks if t in local]
+    before = {t: _sha256s(data_file_list(local[t])) for t in used}
     try:
         pins = {t: d["revision"] for t, d in (datasets or {}).items() if t in remote}
-        specs = [
-            local[t] if t in local else pinned_config(tm, t, pins[t]) if t in pins else t
-            for t in tasks
-        ]
-        loaded = tm.load(specs)
+        with tempfile.TemporaryDirectory(prefix="ablate-tasks-") as empty:
+            specs = [
+                _fresh_cache(local[t], Path(empty, ".cache", t))
+                if t in local
+                else pinned_config(tm, t, pins[t])
+                if t in pins
+                else t
+                for t in tasks
+            ]
+            with contextlib.chdir(empty):
+                loaded = tm.load(specs)
     except (
         Exception
     ) as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)
@@ -125,10 +217,33 @@ def load_tasks(
             f"cannot load task(s) {', '.join(tasks)}: {type(exc).__name__}: {exc}{cause}"
             + (f"; local data files: {', '.join(files)}" if files else "")
         ) from exc
-    used_local = {t: local[t] for t in tasks if t in local}
-    for t in used_local:  # a doc without a valid gold answer would be scored silently wrong
-        _check_local_docs(t, loaded["tasks"][t], used_local[t])
-    return loaded["tasks"], used_local, tm
+    read = {}
+    for t in used:
+        after = _sha256s(data_file_list(local[t]))
+        if changed := [f for f in {*before[t], *after} if before[t].get(f) != after.get(f)]:
+            raise TaskFileError(
+                f"task {t}: {changed[0]} changed while the evaluation read it: run it again"
+            )
+        read[t] = {str(found[t].yaml): found[t].yaml_sha256, **after}
+    for t in used:  # a doc without a valid gold answer would be scored silently wrong
+        _check_local_docs(t, loaded["tasks"][t], local[t])
+    return loaded["tasks"], read, tm
+
+
+def _sha256s(files: list[str]) -> dict[str, str]:
+    from ablate.core.checkpoint import hash_files
+
+    return dict(zip(files, hash_files([Path(f) for f in files]), strict=True))
+
+
+def _fresh_cache(cfg: dict[str, Any], cache: Path) -> dict[str, Any]:
+    """``cfg`` loading its local data through the empty datasets cache ``cache``, held in
+    memory (the cache is removed once the tasks are loaded); a task of hub data unchanged (its
+    cache is keyed by the pinned commit)."""
+    if not data_file_list(cfg):
+        return cfg
+    kwargs = {**(cfg.get("dataset_kwargs") or {}), "cache_dir": str(cache), "keep_in_memory": True}
+    return {**cfg, "dataset_kwargs": kwargs}
 
 
 def _check_local_docs(name: str, task, cfg: dict) -> None:
@@ -157,10 +272,28 @@ def gold_index(task, doc, choices: list[str]) -> int:
 
 
 def data_file_list(cfg: dict) -> list[str]:
-    files = (cfg.get("dataset_kwargs") or {}).get("data_files") or []
+    """Every local file a task's config (of :func:`local_tasks`: local paths absolute) reads
+    through datasets: its ``data_files``, and every file of a local ``dataset_path`` folder or of
+    a local ``data_dir`` (:func:`folder_files`)."""
+    kwargs = cfg.get("dataset_kwargs") or {}
+    files = kwargs.get("data_files") or []
     if isinstance(files, dict):
         files = list(files.values())
     flat: list[str] = []
     for f in files if isinstance(files, list) else [files]:
         flat.extend(f if isinstance(f, list) else [f])
+    for folder in (cfg.get("dataset_path"), kwargs.get("data_dir")):
+        if isinstance(folder, str) and os.path.isabs(folder):
+            flat.extend(f for f in folder_files(Path(folder)) if f not in flat)
+            break  # a local dataset_path's data_dir is inside it
     return flat
+
+
+def folder_files(folder: Path) -> list[str]:
+    """The files datasets can read from a folder it is pointed at: all but hidden ones (a part
+    of the name starting with "." or "__", as datasets skips them)."""
+    return [
+        str(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(x.startswith((".", "__")) for x in p.relative_to(folder).parts)
+    ]

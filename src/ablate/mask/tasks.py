@@ -103,12 +103,13 @@ OWN_TASKS_KEY = "mask.eval.task_dirs"
 
 
 def own_tasks(dirs: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
-    """Task name -> its files (its YAML, then the local data files it names: ``dataset_kwargs.
-    data_files``) of every ``*.yaml`` in the folders ``dirs`` (config ``mask.eval.task_dirs``), as
-    the evaluation loads them (:func:`ablate.mask.lm_tasks.local_task_configs`). The files are the
-    evaluations' inputs: paths as given, a data file relative to the working directory when it
-    is under it. ConfigError naming the key: a folder that does not exist or holds no YAML, a
-    YAML that is no task or names a missing data file, a task name in two folders."""
+    """Task name -> its files (its YAML, then every local data file it reads:
+    :func:`ablate.mask.lm_tasks.data_file_list`) of every ``*.yaml`` in the folders ``dirs``
+    (config ``mask.eval.task_dirs``), as the evaluation loads them
+    (:func:`ablate.mask.lm_tasks.local_task_configs`). The files are the evaluations' inputs:
+    paths as given, a data file relative to the working directory when it is under it.
+    ConfigError naming the key: a folder that does not exist or holds no YAML, a YAML that is no
+    task or names missing data, a task name in two folders."""
     import yaml
 
     from ablate.mask.lm_tasks import TaskFileError, data_file_list, local_task_configs
