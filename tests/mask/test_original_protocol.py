@@ -393,6 +393,62 @@ def test_winogrande_fault_of_the_original(tokenizer):
     assert ours[len(option) :] == original_scored
 
 
+def test_winogrande_blank_first_the_original_never_scores_the_first_token(model, tokenizer):
+    """A sentence whose blank is its first character: the original's prompt is empty, so it
+    scores option + rest without BOS from the second token on (the first is never predicted,
+    its --length-normalize divides by one token fewer); lm-eval makes the empty context its BOS
+    and scores every token (docs/differences.md: the gap measured here on the tiny model)."""
+    from lm_eval.api.instance import Instance
+
+    from ablate.mask.original_tasks import prompts
+    from ablate.mask.policy_lm import MaskPolicyLM
+
+    doc = {
+        "sentence": "_ always got the harder cases, as Sarah was a much better surgeon.",
+        "option1": "Maria",
+        "option2": "Sarah",
+        "answer": "1",
+    }
+    ctx = prompts.winogrande_text(doc)
+    assert ctx == ""
+    lm = MaskPolicyLM(model, "causal", tokenizer=tokenizer, protocol="original")
+    gaps = []
+    for cont in prompts.winogrande_choices(doc):
+        ids = tokenizer(cont, add_special_tokens=False).input_ids
+        [(ll, _)] = lm.loglikelihood([Instance("loglikelihood", doc, (ctx, cont), 0)], True)
+        [(every, _)] = score_requests(model, [([tokenizer.bos_token_id], ids)], "causal")
+        assert ll == pytest.approx(every, rel=1e-6)
+        assert lm.continuation_tokens[(ctx, cont)] == len(ids)
+        original = sequence_logprob(model, tokenizer, ctx, cont, False)
+        [(rest, _)] = score_requests(model, [(ids[:1], ids[1:])], "causal")
+        assert original == pytest.approx(rest, rel=1e-6)
+        gaps.append(original - ll)
+    assert min(gaps) > 1.0, gaps  # the first token's log-likelihood and BOS's context
+
+
+def test_chance_is_a_uniform_guess_expected_accuracy_not_the_originals():
+    """Each task's chance is mean(1 / choices), a uniform guess's expected accuracy; the
+    original's eval_mcq.py reports 1 / mean(choices), lower wherever the docs' choice counts
+    differ (Jensen): 0.2611 against 0.2500 on docs of 4, 3 and 5 choices. The learned claim
+    reads this chance."""
+    from ablate.mask.eval_results import task_result
+
+    counts = [4, 3, 5]
+    samples = []
+    for i, n in enumerate(counts):
+        doc = {"choices": [f"c{j}" for j in range(n)], "gold": 0}
+        args = [(f"q{i}", c) for c in doc["choices"]]
+        resps = [(-float(j), False) for j in range(n)]
+        samples.append(
+            {"doc_id": i, "doc": doc, "doc_hash": str(i), "arguments": args,
+             "filtered_resps": resps, "acc": 1.0, "acc_norm": 1.0}
+        )  # fmt: skip
+    tokens = {a: 1 for s in samples for a in s["arguments"]}
+    entry, _ = task_result("t", HandTask(), {"acc,none": 1.0}, samples, "acc", tokens)
+    original = 1.0 / max(sum(counts) / len(counts), 1.0)  # evaluate_task's chance, transcribed
+    assert (round(entry["chance"], 4), original) == (0.2611, 0.25)
+
+
 def format_alpaca_record(row):
     """finetune_sft.py's template, transcribed."""
     instruction = str(row.get("instruction", "")).strip()
