@@ -237,10 +237,14 @@ def test_definitions_at_their_defaults_keep_recorded_params():
 
 @pytest.mark.parametrize("kl_teacher", ["full", "prompt_only", "answer_only"])
 @pytest.mark.parametrize("nll_labels", ["answer", "original"])
-def test_the_teacher_rows_a_cache_stores_give_the_live_kl(micro, kl_teacher, nll_labels):
+@pytest.mark.parametrize(
+    "layout", [{}, {"kl_rows": "original", "padding": "left"}], ids=["default", "original"]
+)
+def test_the_teacher_rows_a_cache_stores_give_the_live_kl(micro, kl_teacher, nll_labels, layout):
     """``Pair.teacher_states`` (what the teacher cache holds) are the rows the live KL compares,
-    for each teacher and each labelling (the cache key holds both: caches.teacher_key)."""
-    kw = {"infonce_weight": 0.0, "prompt_align_weight": 0.0}
+    for each teacher, each labelling, and the original's rows and padding (the cache key holds
+    them: caches.teacher_key)."""
+    kw = {"infonce_weight": 0.0, "prompt_align_weight": 0.0, **layout}
     pair, translator, items = micro(**kw, kl_teacher=kl_teacher, nll_labels=nll_labels)
     with torch.no_grad():
         live = pair.loss(translator, items, 1)[1]["kl"]
