@@ -10,6 +10,11 @@ soft tokens carry the source), then evaluates every term on the same fixed train
 each definition (translator in eval mode: no dropout; the KL on from step 1). A term's value is
 the mean over the batches; "x weight" is what it adds to the loss at the weight of
 config/latentwire.yaml. One thread: the numbers do not depend on the machine beyond rounding.
+
+Below the table: how many rows of the original's KL window are pad rows when its batches are
+padded on the left (its tokenizers' side) or the right (token counts of the same batches: the
+pipeline never counts them), and the translator's gradient of the default loss with the soft
+tokens' RMS statistic detached (``rms_detach``, the original's) against without.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import yaml
 
 from ablate.bridge import models, train, world
@@ -35,7 +41,15 @@ BATCHES, ROWS = 8, 4
 
 #: (term, the part's name in Pair.loss, the settings of each definition; the first is the default)
 ROWS_OF_TABLE = [
-    ("NLL", "nll", {"answer (default)": {}, "original": {"nll_labels": "original"}}),
+    (
+        "NLL",
+        "nll",
+        {
+            "answer (default)": {},
+            "original": {"nll_labels": "original"},
+            "original, left padding": {"nll_labels": "original", "padding": "left"},
+        },
+    ),
     (
         "KL",
         "kl",
@@ -47,10 +61,29 @@ ROWS_OF_TABLE = [
                 "kl_reduction": "batchmean",
                 "nll_labels": "original",
             },
+            "early era, left padding": {
+                "kl_teacher": "prompt_only",
+                "kl_reduction": "batchmean",
+                "nll_labels": "original",
+                "padding": "left",
+            },
             "later era: answer_only, batchmean, original labels": {
                 "kl_teacher": "answer_only",
                 "kl_reduction": "batchmean",
                 "nll_labels": "original",
+            },
+            "later era, + the row at the answer's last token (kl_rows)": {
+                "kl_teacher": "answer_only",
+                "kl_reduction": "batchmean",
+                "nll_labels": "original",
+                "kl_rows": "original",
+            },
+            "later era, kl_rows, left padding (the overlay's)": {
+                "kl_teacher": "answer_only",
+                "kl_reduction": "batchmean",
+                "nll_labels": "original",
+                "kl_rows": "original",
+                "padding": "left",
             },
             "answer_only, mean": {"kl_teacher": "answer_only"},
             "prompt_only, mean": {"kl_teacher": "prompt_only"},
@@ -108,9 +141,66 @@ def terms(pair, translator, p, fixed) -> dict[tuple[str, str], float]:
     return out
 
 
-def measure(files, cards, defaults, steps: int) -> list[dict]:
+def window_pad_rows(pair, p, fixed) -> list[str]:
+    """Per era and padding side: the rows of the original's KL window (its first kl_positions
+    positions of the padded batch, the soft tokens' own in the early era) that are pad rows of
+    its teacher, over the ``fixed`` batches; from token counts alone."""
+    pair.p = bridge_params.check(bridge_params.resolve({**p, "nll_labels": "original"}))
+    n = p["kl_positions"]
+    lines = []
+    for era, lengths in (
+        ("early (the prompt alone)", lambda b: [len(pair.prompt_ids(i)) for i in b]),
+        ("later (BOS + answer)", lambda b: [len(t) for t in pair.tails(b)[0]]),
+    ):
+        for side in ("left", "right"):
+            pads = total = 0
+            for batch in fixed:
+                ls = lengths(batch)
+                width = max(ls)
+                window = min(n, width)
+                for length in ls:
+                    real = range(width - length, width) if side == "left" else range(length)
+                    pads += sum(j not in real for j in range(window))
+                    total += window
+            lines.append(f"| {era} | {side} | {pads} of {total} |")
+    pair.p = p
+    return lines
+
+
+def rms_gradients(pair, translator, p, fixed) -> tuple[float, float, float]:
+    """The default loss's gradient over the translator's weights with the RMS statistic
+    detached against without (eval mode: no dropout): |g_detached - g| / |g|, the cosine, and
+    the share of soft tokens whose scale is inside its clamp (elsewhere the two gradients are
+    one: the clamp cuts the gradient through the RMS)."""
+    grads = []
+    for detach in (False, True):
+        translator.detach_rms = detach
+        translator.zero_grad()
+        for b in fixed:
+            pair.loss(translator, b, 1)[0].backward()
+        grads.append(torch.cat([q.grad.flatten() for q in translator.parameters()]))
+    translator.detach_rms = p["rms_detach"]
+    translator.zero_grad()
+    inside, (lo, hi) = [], tr.SCALE_CLAMP
+
+    def scales(module, args, y):  # the output before the rescaling
+        scale = translator.target_rms / y.pow(2).mean(-1).sqrt()
+        inside.append((scale > lo) & (scale < hi))
+
+    hook = translator.out.register_forward_hook(scales)
+    with torch.no_grad():
+        for b in fixed:
+            pair.soft(translator, b)
+    hook.remove()
+    g, d = grads
+    share = float(torch.cat([x.flatten() for x in inside]).float().mean())
+    return float((d - g).norm() / g.norm()), float(F.cosine_similarity(g, d, 0)), share
+
+
+def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], tuple]:
     """Each definition's value at the fresh translator (gates at 0: the soft tokens are its
-    queries, whatever the source) and after ``steps`` steps of the default loss."""
+    queries, whatever the source) and after ``steps`` steps of the default loss; the pad rows of
+    the original's KL window; the RMS detach's gradient (trained translator)."""
     p = bridge_params.resolve({**defaults, "warmup_steps": 0})
     pair = load_pair(cards["source"], cards["target"], "gsm8k", p)
     items = world.load_dataset(files["gsm8k_train"], "gsm8k")
@@ -123,6 +213,8 @@ def measure(files, cards, defaults, steps: int) -> list[dict]:
     for s in range(steps):  # the pipeline's step (ablate.core.training.loop.step), steps 1..
         loop.step(run, items[(s * ROWS) % len(items) :][:ROWS])
     trained = terms(pair, translator.eval(), p, fixed)
+    pads = window_pad_rows(pair, p, fixed)
+    gradient = rms_gradients(pair, translator, p, fixed)
     weights = seed_weights()
     rows = []
     for term, part, definitions in ROWS_OF_TABLE:
@@ -133,10 +225,10 @@ def measure(files, cards, defaults, steps: int) -> list[dict]:
                 dict(term=term, name=name, init=v0, init_ratio=v0 / at_init[term, default],
                      value=v, weighted=weights[part] * v, ratio=v / trained[term, default])
             )  # fmt: skip
-    return rows
+    return rows, pads, gradient
 
 
-def table(rows, steps: int, seconds: float) -> str:
+def table(rows, pads, gradient, steps: int, seconds: float) -> str:
     cpu = platform.processor() or platform.machine()
     lines = [
         f"{BATCHES} fixed batches of {ROWS} training items; torch {torch.__version__}, 1 thread,"
@@ -151,6 +243,19 @@ def table(rows, steps: int, seconds: float) -> str:
             f"| {r['term']} | {r['name']} | {r['init']:.4f} | {r['init_ratio']:.2f} |"
             f" {r['value']:.4f} | {r['ratio']:.2f} | {r['weighted']:.5f} |"
         )
+    lines += [
+        "",
+        "The original's KL window (the first kl_positions rows of its padded batch): its pad rows",
+        "",
+        "| era | padding | pad rows of the window |",
+        "|---|---|---|",
+        *pads,
+        "",
+        "The trained translator's gradient of the default loss over the same batches, the RMS"
+        f" statistic detached against not: |difference| / |gradient| {gradient[0]:.2e}, cosine"
+        f" {gradient[1]:.6f}; soft tokens whose scale is inside its clamp"
+        f" {tr.SCALE_CLAMP}: {gradient[2]:.1%}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -163,8 +268,8 @@ def main() -> int:
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         files, cards, defaults = embedded(Path(tmp))
-        rows = measure(files, cards, defaults, args.steps)
-    text = table(rows, args.steps, time.time() - t0)
+        rows, pads, gradient = measure(files, cards, defaults, args.steps)
+    text = table(rows, pads, gradient, args.steps, time.time() - t0)
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -1,8 +1,9 @@
-"""The bridge losses' definitions (``nll_labels``, ``kl_reduction``, ``kl_teacher``,
-``infonce_prompt``, ``prompt_align``): each original setting against the value its formula in the
-original script (LatentWire ``paper_writing/cross_attention.py``, both eras) gives on the micro
-pair, computed here with plain torch ops from the model's own forward; and the differences the
-defaults keep, measured (fast: one micro pair, a few forwards)."""
+"""The bridge losses' definitions (``nll_labels``, ``kl_reduction``, ``kl_teacher``, ``kl_rows``,
+``infonce_prompt``, ``prompt_align``), the batch layout (``padding``) and the soft tokens' rescaling
+(``rms_detach``): each original setting against the value its formula in the original script
+(LatentWire ``paper_writing/cross_attention.py``, both eras) gives on the micro pair, computed here
+with plain torch ops from the model's own forward; and the differences the defaults keep, measured
+(fast: one micro pair, a few forwards)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from bridge_fixtures import MICRO_PARAMS
 
-from ablate.bridge import caches, world
+from ablate.bridge import caches, evaluate, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
@@ -213,10 +214,22 @@ def test_a_definition_of_a_term_that_is_off_splits_no_run(key, weight_off):
     assert bridge_params.resolve({key: other})[key] == other
 
 
+def test_kl_rows_acts_only_where_no_label_follows_the_answer():
+    """kl_rows: original adds the row at the answer's last token; under nll_labels: answer that
+    row predicts the EOS label and counts either way, a prompt_only teacher never reads the
+    answer, and without the KL there is no row: there it is reset, splitting no run."""
+    acts = {"nll_labels": "original", "kl_rows": "original"}
+    assert bridge_params.resolve(acts)["kl_rows"] == "original"
+    for inert in ({"nll_labels": "answer"}, {"kl_teacher": "prompt_only"}, {"kl_weight": 0.0}):
+        without = {**acts, **inert, "kl_rows": "answer"}
+        assert bridge_params.resolve({**acts, **inert}) == bridge_params.resolve(without)
+
+
 def test_definitions_at_their_defaults_keep_recorded_params():
     """Runs recorded before the definitions existed keep their params and run ids."""
     p = bridge_params.resolve({})
     names = {"nll_labels", "kl_reduction", "kl_teacher", "infonce_prompt", "prompt_align"}
+    names |= {"kl_rows", "padding", "rms_detach"}
     assert names <= set(p) and not names & set(bridge_params.recorded(p))
     q = bridge_params.resolve({"nll_labels": "original"})
     assert bridge_params.recorded(q)["nll_labels"] == "original"
@@ -224,10 +237,14 @@ def test_definitions_at_their_defaults_keep_recorded_params():
 
 @pytest.mark.parametrize("kl_teacher", ["full", "prompt_only", "answer_only"])
 @pytest.mark.parametrize("nll_labels", ["answer", "original"])
-def test_the_teacher_rows_a_cache_stores_give_the_live_kl(micro, kl_teacher, nll_labels):
+@pytest.mark.parametrize(
+    "layout", [{}, {"kl_rows": "original", "padding": "left"}], ids=["default", "original"]
+)
+def test_the_teacher_rows_a_cache_stores_give_the_live_kl(micro, kl_teacher, nll_labels, layout):
     """``Pair.teacher_states`` (what the teacher cache holds) are the rows the live KL compares,
-    for each teacher and each labelling (the cache key holds both: caches.teacher_key)."""
-    kw = {"infonce_weight": 0.0, "prompt_align_weight": 0.0}
+    for each teacher, each labelling, and the original's rows and padding (the cache key holds
+    them: caches.teacher_key)."""
+    kw = {"infonce_weight": 0.0, "prompt_align_weight": 0.0, **layout}
     pair, translator, items = micro(**kw, kl_teacher=kl_teacher, nll_labels=nll_labels)
     with torch.no_grad():
         live = pair.loss(translator, items, 1)[1]["kl"]
@@ -243,7 +260,12 @@ def test_the_teacher_cache_key_holds_the_definitions_off_their_defaults():
     p = bridge_params.resolve({})
     key = caches.teacher_key(bridge, "target", p)
     assert not set(caches.TEACHER_DEFINITIONS) & set(key)  # the default's caches keep their ids
-    for kw in ({"kl_teacher": "answer_only"}, {"nll_labels": "original"}):
+    for kw in (
+        {"kl_teacher": "answer_only"},
+        {"nll_labels": "original"},
+        {"nll_labels": "original", "kl_rows": "original"},
+        {"padding": "left"},
+    ):
         other = caches.teacher_key(bridge, "target", bridge_params.resolve(kw))
         assert other == {**key, **kw}
         assert caches.states_params({"key": other, "batch": 4}).items() >= kw.items()
@@ -267,12 +289,20 @@ def test_the_original_overlay_sets_each_eras_definitions(monkeypatch):
     original = grid.resolve(cfg["bridge"]).entries
     default = grid.resolve(bridge_config("latentwire.yaml")).entries
     assert set(original) == set(default)
-    later = {"nll_labels": "original", "kl_reduction": "batchmean", "kl_teacher": "answer_only"}
+    later = {
+        "nll_labels": "original",
+        "kl_reduction": "batchmean",
+        "kl_teacher": "answer_only",
+        "kl_rows": "original",
+        "padding": "left",
+        "rms_detach": True,
+    }
     for name, e in original.items():
         p = bridge_params.check(e.params)  # complete: late keys at defaults filled in
         assert {k: p[k] for k in later} == {
             **later,
-            **({"kl_teacher": "prompt_only"} if name == "1b" else {}),
+            # the early era: kl_rows cannot act (its teacher never reads the answer)
+            **({"kl_teacher": "prompt_only", "kl_rows": "answer"} if name == "1b" else {}),
         }
         assert p["infonce_prompt"] == ("first_k" if p["infonce_weight"] > 0 else "full")
         assert p["prompt_align"] == ("per_position" if p["prompt_align_weight"] > 0 else "pooled")
@@ -323,3 +353,146 @@ def test_prompt_alignment_weight_is_applied_once(micro):
         total, parts, _ = pair.loss(translator, items, 1)
     expected = parts["nll"] + pair.p["prompt_align_weight"] * parts["align"]
     assert float(total) == pytest.approx(expected, rel=1e-6)
+
+
+def _original_later_kl(pair, soft, items, side):
+    """The later era's KL term, transcribed (cross_attention.py from 15 Nov 2025): the training
+    batch (build_batch_inputs: soft tokens, then tgt_tok(answers)) and the teacher's input
+    (tgt_tok(answers)) padded on ``side`` (the original's tokenizers: left), here after the
+    pipeline's leading <s>. Its kl_div(..., "batchmean") over the window of the first n padded
+    positions is rows[:, :n].sum() / B; returned: rows [B, W] (every position of the padded
+    width, kl_tokens past it) and the mask of its real tokens."""
+    enc = pair.tgt_tok(
+        [str(i["answer"]).strip() for i in items],
+        padding=True,
+        padding_side=side,
+        return_tensors="pt",
+    )
+    b = len(items)
+    lead = _embed(pair, [pair.tgt_tok.bos_token_id]).expand(b, 1, -1)
+    embeds = torch.cat([lead, soft, _embed(pair, enc.input_ids)], dim=1)
+    k_soft = 1 + soft.shape[1]
+    mask = torch.cat([torch.ones(b, k_soft, dtype=torch.long), enc.attention_mask], dim=1)
+    with torch.no_grad():
+        bridged = pair.target(inputs_embeds=embeds, attention_mask=mask).logits.float()
+        teacher = pair.target(**enc).logits.float()
+    rows = F.kl_div(
+        F.log_softmax(bridged[:, k_soft:], dim=-1), F.softmax(teacher, dim=-1), reduction="none"
+    ).sum(-1)
+    return rows, enc.attention_mask
+
+
+LATER_KL = {
+    "infonce_weight": 0.0,
+    "prompt_align_weight": 0.0,
+    "nll_labels": "original",
+    "kl_teacher": "answer_only",
+    "kl_reduction": "batchmean",
+    "kl_positions": 200,  # past every answer's end: every real row counts
+}
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padding_and_kl_rows_are_the_later_eras_batch(micro, side):
+    """The original's batch padded on ``side``: under padding: <side> and kl_rows: original the
+    KL is its term over the real rows of its window (the BOS and every answer token, the last one
+    included: min(kl_tokens, 1 + len(answer)) rows); its pad rows, which the original's window
+    also sums (right: past an answer's end; left: before a shorter answer, where the teacher's
+    rows attend to nothing), are the fault that stays fixed. kl_rows: answer counts one row
+    fewer per item (the one at the answer's last token)."""
+    pair, translator, items = micro(**LATER_KL, padding=side, kl_rows="original")
+    with torch.no_grad():
+        _, parts, _ = pair.loss(translator, items, 1)
+        soft = pair.soft(translator, items).float()
+    rows, real = _original_later_kl(pair, soft, items, side)
+    assert len(set(real.sum(1).tolist())) > 1  # unequal lengths: pad rows in the batch
+    b = len(items)
+    assert parts["kl"] == pytest.approx(float((rows * real).sum() / b), rel=1e-4)
+    assert parts["kl"] != pytest.approx(float(rows.sum() / b), rel=1e-2)  # the original's
+    last = real * (real.cumsum(1) == real.sum(1, keepdim=True))  # each row's last real token
+    pair.p = {**pair.p, "kl_rows": "answer"}
+    with torch.no_grad():
+        fewer = pair.loss(translator, items, 1)[1]["kl"]
+    assert fewer == pytest.approx(float((rows * (real - last)).sum() / b), rel=1e-4)
+
+
+def test_left_padding_is_the_originals_nll(micro):
+    """The original's NLL on its left-padded batch (HF's loss over soft tokens + pads + BOS +
+    answer, pads and soft tokens unlabelled): a shorter answer sits after masked pad positions,
+    its BOS predicted from the last of them; padding: left gives it, right another number."""
+    pair, translator, items = micro(**OFF, nll_labels="original", padding="left")
+    with torch.no_grad():
+        _, parts, _ = pair.loss(translator, items, 1)
+        soft = pair.soft(translator, items).float()
+    enc = pair.tgt_tok(
+        [str(i["answer"]).strip() for i in items],
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+    )
+    assert (enc.attention_mask == 0).any()
+    b, k_soft = len(items), 1 + soft.shape[1]
+    lead = _embed(pair, [pair.tgt_tok.bos_token_id]).expand(b, 1, -1)
+    embeds = torch.cat([lead, soft, _embed(pair, enc.input_ids)], dim=1)
+    mask = torch.cat([torch.ones(b, k_soft, dtype=torch.long), enc.attention_mask], dim=1)
+    labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
+    labels = torch.cat([torch.full((b, k_soft), -100), labels], dim=1)
+    with torch.no_grad():
+        expected = pair.target(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
+    assert parts["nll"] == pytest.approx(float(expected), rel=1e-5)
+    pair.p = {**pair.p, "padding": "right"}
+    with torch.no_grad():
+        right = pair.loss(translator, items, 1)[1]["nll"]
+    assert abs(right - parts["nll"]) > 1e-4 * parts["nll"]
+
+
+def test_the_sources_padding_side_moves_no_soft_token(micro):
+    """The original pads the source's input on the left too; the pipeline keeps it right-padded:
+    the translator's attention over the source states is order-free and a causal model's states
+    of the real tokens do not depend on the pads before them (positions shift alike), so the
+    soft tokens agree to rounding (measured: within 1e-5 on the micro pair)."""
+    pair, translator, items = micro()
+    ids = [pair.source_ids(i) for i in items]
+    soft = {}
+    for side in ("right", "left"):
+        x, m = evaluate.pad(ids, pair.src_tok.pad_token_id, side)
+        with torch.no_grad():
+            h = pair.source.base_model(input_ids=x, attention_mask=m).last_hidden_state
+            soft[side] = pair.soft(translator, items, (h, m))
+    assert len({len(x) for x in ids}) > 1
+    torch.testing.assert_close(soft["left"], soft["right"], atol=1e-5, rtol=1e-5)
+
+
+def apply_rms_matching(soft_tokens, target_rms, eps=1e-8, detach_stats=True, clamp=(0.25, 4.0)):
+    """cross_attention.py's rescaling of the soft tokens, transcribed (both eras; blend 1)."""
+    current_rms = soft_tokens.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(eps)
+    if detach_stats:
+        current_rms = current_rms.detach()
+    scale = target_rms / current_rms
+    lo, hi = clamp
+    scale = scale.clamp(min=lo, max=hi)
+    return soft_tokens * scale
+
+
+def test_rms_detach_is_the_originals_rescaling(micro):
+    """rms_detach: the soft tokens' rescaling and its gradient are apply_rms_matching's
+    (detach_stats=True); the default's forward is the same, its gradient another (the RMS the
+    scale divides by is differentiated too), where the scale is inside its clamp."""
+    torch.manual_seed(0)
+    y = torch.randn(2, 4, 16) * torch.tensor([0.5, 1.0, 2.0, 3.0])[None, :, None]
+    target, w = torch.tensor(1.3), torch.randn(2, 4, 16)
+    assert ((target / y.pow(2).mean(-1).sqrt()) - 1).abs().lt(3).all()  # inside the clamp
+
+    def grad(fn):
+        leaf = y.clone().requires_grad_()
+        out = fn(leaf)
+        (out * w).sum().backward()
+        return out.detach(), leaf.grad
+
+    ref, ref_grad = grad(lambda v: apply_rms_matching(v, target))
+    for detach in (True, False):
+        out, g = grad(lambda v, d=detach: tr.match_rms(v, target, d))
+        torch.testing.assert_close(out, ref)
+        assert torch.allclose(g, ref_grad, atol=1e-6) is detach
+    pair, translator, _ = micro(rms_detach=True)  # the run's translator, built from its params
+    assert translator.detach_rms and bridge_params.recorded(pair.p)["rms_detach"]

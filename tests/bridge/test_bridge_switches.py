@@ -65,7 +65,7 @@ def test_the_loop_reads_the_switches_only_through_this_module():
     """A switch read elsewhere would act without entering the behaviour the identity hashes
     (the values the behaviour carries, kl_positions where KL is on, are read where they act)."""
     conditions = set(switches.SWITCHES) - set(switches.behaviour(bridge_params.defaults()))
-    assert conditions == {"kl_after_warmup", "early_stopping", "patience"}
+    assert conditions == {"kl_after_warmup", "early_stopping", "patience", "kl_rows"}
     for path in BRIDGE_SRC.glob("*.py"):
         if path.name in ("switches.py", "params.py"):
             continue

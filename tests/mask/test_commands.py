@@ -46,3 +46,10 @@ def test_eval_protocol_choices_are_the_scorers():
     from ablate.mask.policy_lm import PROTOCOLS
 
     assert EVAL_PROTOCOLS == tuple(PROTOCOLS)
+
+
+def test_eval_softmax_dtype_choices_are_the_scorers():
+    from ablate.mask.commands import EVAL_SOFTMAX_DTYPES
+    from ablate.mask.policy_lm import SOFTMAX_DTYPES
+
+    assert EVAL_SOFTMAX_DTYPES == SOFTMAX_DTYPES

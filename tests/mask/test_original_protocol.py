@@ -132,7 +132,7 @@ def sequence_logprob(model, tokenizer, prompt, continuation, length_normalize):
         logits = model(input_ids=input_ids, use_cache=False).logits
     logits = logits[:, :-1, :]
     targets = input_ids[:, 1:]
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs = torch.log_softmax(logits, dim=-1)  # in the model's dtype: bf16 logits stay bf16
     start = max(len(prompt_ids) - 1, 0)
     token_log_probs = log_probs[:, start:, :].gather(-1, targets[:, start:].unsqueeze(-1))
     total = float(token_log_probs.sum().item())
@@ -251,6 +251,55 @@ def test_original_protocol_scores_as_eval_mcq(runs, model, tokenizer, policy):
     assert n == 4 + 2 + 5 + 3 + 2
 
 
+def string_pairs():
+    """Every (context, continuation) string pair of the hand-written docs as lm-eval passes them
+    to the model (a context's trailing space moved to its continuation)."""
+    return [
+        (prompt.rstrip(), prompt[len(prompt.rstrip()) :] + choice)
+        for docs in EXPECTED.values()
+        for prompt, choices, _ in docs
+        for choice in choices
+    ]
+
+
+@pytest.fixture(scope="module")
+def model_bf16(tiny_model_dir):
+    from ablate.core.modeling import load_causal_lm
+
+    return load_causal_lm(tiny_model_dir, dtype="bfloat16", attn_implementation="sdpa").eval()
+
+
+@pytest.mark.parametrize("policy", ["causal", "prefill_bidir"])
+def test_softmax_in_the_model_dtype_scores_as_eval_mcq_in_bf16(model_bf16, tokenizer, policy):
+    """In bf16 weights, mask.eval.softmax_dtype: model (with the original protocol) gives each
+    request eval_mcq.py's summed log-likelihood (its log_softmax of the bf16 logits, its bf16
+    sum) to the last bit; the default's fp32 log-softmax gives other numbers (measured on the
+    tiny model: up to 0.04 nats per token, docs/differences.md)."""
+    from ablate.mask.policy_lm import MaskPolicyLM
+
+    pairs = string_pairs()
+    reqs = []
+    for ctx, cont in pairs:
+        ctx_ids = tokenizer(ctx, add_special_tokens=False).input_ids
+        whole = tokenizer(ctx + cont, add_special_tokens=False).input_ids
+        reqs.append((None, ctx_ids, whole[len(ctx_ids) :]))
+    with prefill_patch(model_bf16) if policy == "prefill_bidir" else nullcontext():
+        refs = [sequence_logprob(model_bf16, tokenizer, c, x, False) for c, x in pairs]
+    got = {}
+    for softmax_dtype in ("model", "float32"):
+        lm = MaskPolicyLM(
+            model_bf16,
+            policy,
+            tokenizer=tokenizer,
+            protocol="original",
+            softmax_dtype=softmax_dtype,
+        )
+        got[softmax_dtype] = [ll for ll, _ in lm._loglikelihood_tokens(reqs, disable_tqdm=True)]
+    assert got["model"] == refs
+    per_token = [abs(a - b) / len(r[2]) for a, b, r in zip(got["float32"], refs, reqs)]
+    assert max(per_token) > 1e-3, per_token
+
+
 def requests(tokenizer, bos: bool):
     """The hand-written docs' requests as lm-eval encodes them (a context's trailing space moved
     to its continuation), with or without BOS."""
@@ -342,6 +391,62 @@ def test_winogrande_fault_of_the_original(tokenizer):
     option = tokenizer(" Sarah", add_special_tokens=False).input_ids
     assert ours[: len(option)] == option
     assert ours[len(option) :] == original_scored
+
+
+def test_winogrande_blank_first_the_original_never_scores_the_first_token(model, tokenizer):
+    """A sentence whose blank is its first character: the original's prompt is empty, so it
+    scores option + rest without BOS from the second token on (the first is never predicted,
+    its --length-normalize divides by one token fewer); lm-eval makes the empty context its BOS
+    and scores every token (docs/differences.md: the gap measured here on the tiny model)."""
+    from lm_eval.api.instance import Instance
+
+    from ablate.mask.original_tasks import prompts
+    from ablate.mask.policy_lm import MaskPolicyLM
+
+    doc = {
+        "sentence": "_ always got the harder cases, as Sarah was a much better surgeon.",
+        "option1": "Maria",
+        "option2": "Sarah",
+        "answer": "1",
+    }
+    ctx = prompts.winogrande_text(doc)
+    assert ctx == ""
+    lm = MaskPolicyLM(model, "causal", tokenizer=tokenizer, protocol="original")
+    gaps = []
+    for cont in prompts.winogrande_choices(doc):
+        ids = tokenizer(cont, add_special_tokens=False).input_ids
+        [(ll, _)] = lm.loglikelihood([Instance("loglikelihood", doc, (ctx, cont), 0)], True)
+        [(every, _)] = score_requests(model, [([tokenizer.bos_token_id], ids)], "causal")
+        assert ll == pytest.approx(every, rel=1e-6)
+        assert lm.continuation_tokens[(ctx, cont)] == len(ids)
+        original = sequence_logprob(model, tokenizer, ctx, cont, False)
+        [(rest, _)] = score_requests(model, [(ids[:1], ids[1:])], "causal")
+        assert original == pytest.approx(rest, rel=1e-6)
+        gaps.append(original - ll)
+    assert min(gaps) > 1.0, gaps  # the first token's log-likelihood and BOS's context
+
+
+def test_chance_is_a_uniform_guess_expected_accuracy_not_the_originals():
+    """Each task's chance is mean(1 / choices), a uniform guess's expected accuracy; the
+    original's eval_mcq.py reports 1 / mean(choices), lower wherever the docs' choice counts
+    differ (Jensen): 0.2611 against 0.2500 on docs of 4, 3 and 5 choices. The learned claim
+    reads this chance."""
+    from ablate.mask.eval_results import task_result
+
+    counts = [4, 3, 5]
+    samples = []
+    for i, n in enumerate(counts):
+        doc = {"choices": [f"c{j}" for j in range(n)], "gold": 0}
+        args = [(f"q{i}", c) for c in doc["choices"]]
+        resps = [(-float(j), False) for j in range(n)]
+        samples.append(
+            {"doc_id": i, "doc": doc, "doc_hash": str(i), "arguments": args,
+             "filtered_resps": resps, "acc": 1.0, "acc_norm": 1.0}
+        )  # fmt: skip
+    tokens = {a: 1 for s in samples for a in s["arguments"]}
+    entry, _ = task_result("t", HandTask(), {"acc,none": 1.0}, samples, "acc", tokens)
+    original = 1.0 / max(sum(counts) / len(counts), 1.0)  # evaluate_task's chance, transcribed
+    assert (round(entry["chance"], 4), original) == (0.2611, 0.25)
 
 
 def format_alpaca_record(row):
@@ -513,12 +618,17 @@ def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path):
             record.write_text(json.dumps({"provenance": {"config": job.config}}))
     new = copy.deepcopy(cfg)
     new["mask"]["eval"]["protocol"] = "original"
+    new["mask"]["eval"]["softmax_dtype"] = "model"
     new["mask"]["finetune"]["defaults"]["sft_format"] = "original"
     jobs = {j.name: j for j in study.jobs(new)}
     assert jobs["eval/base/causal"].config["protocol"] == "original"
+    assert jobs["eval/base/causal"].config["softmax_dtype"] == "model"
     assert jobs["finetune/3B"].config["params"]["sft_format"] == "original"
     lines = stale_lines(jobs.values(), new, tmp_path)
-    assert 'stale: eval_model base/causal: mask.eval.protocol "lm_eval" -> "original"' in lines
+    assert (
+        'stale: eval_model base/causal: mask.eval.protocol "lm_eval" -> "original", '
+        'mask.eval.softmax_dtype <absent> -> "model"'
+    ) in lines
     assert (
         'stale: finetune 3B: mask.finetune.variants.3B.sft_format "alpaca" -> "original" '
         "(now set by mask.finetune.defaults.sft_format)"
@@ -541,6 +651,7 @@ def test_the_overlay_evaluates_the_original_protocol_on_pinned_datasets(tmp_path
     assert len(evals) == 8
     for job in evals:
         assert job.config["protocol"] == "original"
+        assert job.config["softmax_dtype"] == "model"
         assert {t["name"]: t["metric"] for t in job.config["tasks"]} == {
             n: "acc_tokens" for n in original_tasks.NAMES
         }
@@ -551,6 +662,21 @@ def test_the_overlay_evaluates_the_original_protocol_on_pinned_datasets(tmp_path
         }
     finetunes = [j for j in jobs if j.rule == "finetune"]
     assert {j.config["params"]["sft_format"] for j in finetunes} == {"original"}
+
+
+def test_the_softmax_dtype_at_its_default_leaves_the_evaluations_slices_as_they_were():
+    """mask.eval.softmax_dtype came after evaluations were recorded: at its default it is not in
+    their slice (their records and run-cache keys stay), set to model it is."""
+    from ablate.core import planner
+    from ablate.mask import study
+
+    root = original_tasks.TASK_DIR.parents[3]
+    cfg = planner.load_config(root / "config" / "config.yaml")
+    assert cfg["mask"]["eval"]["softmax_dtype"] == "float32"  # the schema's default, filled in
+    sliced, _ = study.eval_slice(cfg)
+    assert "softmax_dtype" not in sliced
+    cfg["mask"]["eval"]["softmax_dtype"] = "model"
+    assert study.eval_slice(cfg)[0] == {**sliced, "softmax_dtype": "model"}
 
 
 def test_a_prompt_longer_than_max_seq_len(tokenizer):

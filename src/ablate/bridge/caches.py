@@ -50,7 +50,7 @@ def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> d
 
 #: The definitions the teacher's rows depend on (which input, which answer tokens): in the key
 #: where they are not at their defaults, so the caches of the default's runs keep their ids.
-TEACHER_DEFINITIONS = ("kl_teacher", "nll_labels")
+TEACHER_DEFINITIONS = ("kl_teacher", "nll_labels", "kl_rows", "padding")
 
 
 def teacher_key(bridge: dict[str, Any], target_role: str, p: dict[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,11 @@ def original_answer_ids(tokenizer, kind: str, item: dict[str, Any]) -> list[int]
     return tokenizer(world.answer_text(kind, item).strip(), add_special_tokens=True)["input_ids"]
 
 
+def pad_before(length: int, width: int, side: str) -> int:
+    """The pad tokens before a row of ``length`` tokens padded to ``width`` on ``side``."""
+    return width - length if side == "left" else 0
+
+
 def pad(id_lists: list[list[int]], pad_id: int, side: str = "right"):
     """(ids [B, T], mask [B, T]) padded on ``side``."""
     width = max(len(x) for x in id_lists)

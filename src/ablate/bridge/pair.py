@@ -110,20 +110,25 @@ class Pair:
     def latent_embeds(
         self, soft: torch.Tensor, tails: list[list[int]] | None = None, cue: bool = True
     ):
-        """[BOS] + soft + cue (+ per-row ``tails``, right-padded): (embeds, mask, prefix length);
-        ``cue=False`` leaves the cue out (the original's training input)."""
+        """[BOS] + soft + cue (+ per-row ``tails``), the text after the soft tokens padded on the
+        side ``padding`` names: (embeds, mask, each row's first tail position [B]); ``cue=False``
+        leaves the cue out (the original's training input)."""
         before, after = evaluate.latent_target_ids(self.tgt_tok)
         after = after if cue else []
         b = soft.shape[0]
         tails = tails or [[] for _ in range(b)]
-        ids, mask = evaluate.pad([after + t for t in tails], self.tgt_tok.pad_token_id)
+        texts = [after + t for t in tails]
+        ids, mask = evaluate.pad(texts, self.tgt_tok.pad_token_id, self.p["padding"])
         emb = self.target.get_input_embeddings()
         dt = emb.weight.dtype
         head = emb(torch.tensor(before, device=self.device)).expand(b, -1, -1)
         embeds = torch.cat([head, soft.to(dt), emb(ids.to(self.device))], dim=1)
         ones = torch.ones(b, len(before) + soft.shape[1], dtype=torch.long)
         full_mask = torch.cat([ones, mask], dim=1).to(self.device)
-        return embeds, full_mask, len(before) + soft.shape[1] + len(after)
+        pads = torch.tensor(
+            [evaluate.pad_before(len(x), ids.shape[1], self.p["padding"]) for x in texts]
+        )
+        return embeds, full_mask, len(before) + soft.shape[1] + len(after) + pads.to(self.device)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.target.get_output_embeddings()(hidden).float()
@@ -158,7 +163,7 @@ class Pair:
         p = self.p
         soft = self.soft(translator, items, states)
         tails, start = self.tails(items)
-        embeds, mask, prefix = self.latent_embeds(soft, tails, cue=start == 0)
+        embeds, mask, firsts = self.latent_embeds(soft, tails, cue=start == 0)
         # use_cache=False: a hub model's config asks for a KV cache, which a training forward
         # only fills (copies of every layer's keys and values) and which makes compiled layers
         # recompile per layer
@@ -166,13 +171,17 @@ class Pair:
             h = self.target.base_model(
                 inputs_embeds=embeds, attention_mask=mask, use_cache=False
             ).last_hidden_state
-        width = max(len(a) for a in tails)
+        # one more row where the KL counts the one at the answer's last token (no label there)
+        width = max(len(a) for a in tails) + switches.kl_last_row(p)
         labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
         for r, a in enumerate(tails):
             labels[r, : len(a)] = torch.as_tensor(a)
         labels = labels.to(self.device)
-        # position prefix-1+j predicts tail token j; soft tokens and the prompt carry no label
-        student = self._logits(h[:, prefix - 1 : prefix - 1 + width])
+        # position first-1+j predicts tail token j; soft tokens and the prompt carry no label
+        pos = (firsts[:, None] - 1 + torch.arange(width, device=self.device)).clamp_max(
+            h.shape[1] - 1
+        )
+        student = self._logits(h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1])))
         if parallel.world_size() == 1:
             nll = speed.token_cross_entropy(student, labels, IGNORE_INDEX)
         else:  # a token mean over the global batch: each process's sum over the global count
@@ -184,8 +193,7 @@ class Pair:
         if step in switches.kl_steps(p):
             # the KL compares the answer's rows: a labelled BOS before them (the original's) is not
             answers = [t[start:] for t in tails]
-            rows = (student[:, start:], labels[:, start:])
-            kl = self._kl(h, *rows, items, prompts, answers, teacher)
+            kl = self._kl(h, student[:, start:], items, prompts, answers, teacher)
             total = total + p["kl_weight"] * kl
             parts["kl"] = parallel.mean_value(kl)
         pooled_soft = soft.float().mean(1)
@@ -212,26 +220,32 @@ class Pair:
         """The KL teacher's (``kl_teacher``) token inputs, per row the position of its first
         compared row and its rows: ``full`` = prompt + answer from the row predicting answer
         token 0; ``answer_only`` = BOS + answer, likewise; ``prompt_only`` = the prompt alone
-        from its first position (compared with the soft tokens' positions)."""
+        from its first position (compared with the soft tokens' positions). The answer's rows
+        are those predicting an answer token, and the one at its last token where ``kl_rows``
+        counts it (:func:`ablate.bridge.switches.kl_last_row`)."""
         if self.p["kl_teacher"] == "prompt_only":
             return prompts, [0] * len(prompts), [len(pr) for pr in prompts]
+        rows = [len(a) + switches.kl_last_row(self.p) for a in answers]
         if self.p["kl_teacher"] == "answer_only":
             bos = [self.tgt_tok.bos_token_id]
-            return [bos + a for a in answers], [0] * len(answers), [len(a) for a in answers]
+            return [bos + a for a in answers], [0] * len(answers), rows
         seqs = [pr + a for pr, a in zip(prompts, answers, strict=True)]
-        return seqs, [len(pr) - 1 for pr in prompts], [len(a) for a in answers]
+        return seqs, [len(pr) - 1 for pr in prompts], rows
 
     @torch.no_grad()
     def teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
-        """The teacher's final states at its first n compared rows (:meth:`teacher_inputs`):
-        [B, n, d]."""
+        """The teacher's final states at its first n compared rows (:meth:`teacher_inputs`), its
+        inputs padded on the side ``padding`` names: [B, n, d]."""
         seqs, starts, _ = self.teacher_inputs(prompts, answers)
-        ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id)
+        side = self.p["padding"]
+        ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id, side)
         h = self.target.base_model(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
         ).last_hidden_state
+        width = ids.shape[1]
+        firsts = [s + evaluate.pad_before(len(x), width, side) for s, x in zip(starts, seqs)]
         pos = torch.tensor(
-            [[min(s + j, ids.shape[1] - 1) for j in range(n)] for s in starts], device=self.device
+            [[min(f + j, width - 1) for j in range(n)] for f in firsts], device=self.device
         )
         return h.gather(1, pos.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
 
@@ -260,11 +274,13 @@ class Pair:
             rows = self.teacher_hidden(prompts, answers, n)
         return self._logits(rows)
 
-    def _kl(self, h, student, labels, items, prompts, answers, teacher=None) -> torch.Tensor:
+    def _kl(self, h, student, items, prompts, answers, teacher=None) -> torch.Tensor:
         """KL(p_text || p_bridged) over the first ``kl_positions`` rows of ``kl_teacher``: the
-        answer's (``student``: the logits predicting answer token j, ``labels`` its label) or,
-        for ``prompt_only``, the soft tokens' own positions of ``h``. ``kl_reduction``: the mean
-        over the counted rows, or (``batchmean``) their sum over the rows of the batch."""
+        answer's (``student``: the logits predicting answer token j, and the row at its last
+        token where ``kl_rows`` counts it) or, for ``prompt_only``, the soft tokens' own
+        positions of ``h``; a row past an answer's end (a prompt's) never counts.
+        ``kl_reduction``: the mean over the counted rows, or (``batchmean``) their sum over the
+        rows of the batch."""
         p = self.p
         if p["kl_teacher"] == "prompt_only":
             n = min(p["kl_positions"], p["K"], max(len(pr) for pr in prompts))
@@ -275,7 +291,9 @@ class Pair:
         else:
             n = min(p["kl_positions"], student.shape[1])
             student = student[:, :n]
-            valid = (labels[:, :n] != IGNORE_INDEX).float()
+            rows = self.teacher_inputs(prompts, answers)[2]
+            valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows])
+            valid = valid.to(self.device)
         teacher = self._teacher_logits(items, prompts, answers, n, teacher)
         kl = kl_rows(teacher.log_softmax(-1), student)
         count = valid.sum() if p["kl_reduction"] == "mean" else valid.new_tensor(len(items))

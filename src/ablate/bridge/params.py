@@ -27,6 +27,9 @@ LATE_KEYS = (
     "kl_teacher",
     "infonce_prompt",
     "prompt_align",
+    "kl_rows",
+    "padding",
+    "rms_detach",
 )
 
 

@@ -27,6 +27,7 @@ SWITCHES = (
     "kl_teacher",
     "infonce_prompt",
     "prompt_align",
+    "kl_rows",
 )
 
 
@@ -37,6 +38,20 @@ def kl_steps(p: dict[str, Any]) -> range:
         return range(0)
     first = p["warmup_steps"] + 1 if p["kl_after_warmup"] else 1
     return range(first, p["steps"] + 1)
+
+
+def kl_last_row(p: dict[str, Any]) -> bool:
+    """Whether the KL counts, past the rows predicting an answer token, the one at the answer's
+    last token (``kl_rows: original``, the later era's ``min(20, 1 + len(answer))`` rows). It acts
+    only where no label follows the answer (``nll_labels: original``; under ``answer`` that row
+    predicts the EOS label, counted either way) and the teacher reads the answer (not
+    ``prompt_only``)."""
+    return (
+        bool(kl_steps(p))
+        and p["kl_teacher"] != "prompt_only"
+        and p["nll_labels"] == "original"
+        and p["kl_rows"] == "original"
+    )
 
 
 def stop_patience(p: dict[str, Any]) -> int | None:
@@ -69,6 +84,7 @@ def behaviour(p: dict[str, Any]) -> dict[str, Any]:
         "kl_teacher": p["kl_teacher"] if kl else None,
         "infonce_prompt": p["infonce_prompt"] if p["infonce_weight"] > 0 else None,
         "prompt_align": p["prompt_align"] if p["prompt_align_weight"] > 0 else None,
+        "kl_last_row": kl_last_row(p),
     }
 
 

@@ -6,7 +6,9 @@ the source padding mask, and a feed-forward layer; every residual branch is scal
 ``tanh(gate)`` with the gate initialised at 0, so a fresh translator passes its queries through
 unchanged. Then a final norm, ``Linear(bottleneck -> d_target)``, and each output vector is
 rescaled to the median row RMS of the target's input-embedding table (scale clamped to
-[0.25, 4]), so soft tokens have the norm of real token embeddings. The optional "RoPE projection"
+[0.25, 4]), so soft tokens have the norm of real token embeddings; with ``detach_rms`` (param
+``rms_detach``, the seed's ``apply_rms_matching(detach_stats=True)``) the gradient does not flow
+through the row RMS the scale divides by (the forward is the same). The optional "RoPE projection"
 is a ``d_src x d_src`` linear layer initialised to the identity, applied to the source states first.
 """
 
@@ -61,6 +63,7 @@ class BottleneckedGatedTranslator(nn.Module):
         heads: int,
         dropout: float = 0.1,
         rope_projection: bool = False,
+        detach_rms: bool = False,
         where: str = "bridge",
     ):
         super().__init__()
@@ -85,6 +88,8 @@ class BottleneckedGatedTranslator(nn.Module):
         self.out_norm = nn.LayerNorm(bottleneck)
         self.out = nn.Linear(bottleneck, d_tgt)
         self.register_buffer("target_rms", torch.tensor(float(target_rms)))
+        # a training choice, not the translator's function: not in its saved config
+        self.detach_rms = detach_rms
 
     def forward(self, src_states: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         """[B, S, d_src] states + [B, S] mask (1 = token) -> [B, K, d_tgt] soft tokens."""
@@ -96,12 +101,18 @@ class BottleneckedGatedTranslator(nn.Module):
         pad = src_mask == 0
         for block in self.blocks:
             q = block(q, memory, pad)
-        y = self.out(self.out_norm(q))
-        rms = y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-8)
-        return y * (self.target_rms / rms).clamp(*SCALE_CLAMP)
+        return match_rms(self.out(self.out_norm(q)), self.target_rms, self.detach_rms)
 
     def gate_parameters(self) -> list[nn.Parameter]:
         return [b.gates for b in self.blocks]
+
+
+def match_rms(y: torch.Tensor, target_rms: torch.Tensor, detach: bool) -> torch.Tensor:
+    """Each vector of ``y`` rescaled to the RMS ``target_rms`` (the scale clamped to
+    :data:`SCALE_CLAMP`); ``detach``: no gradient through its own RMS."""
+    rms = y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-8)
+    rms = rms.detach() if detach else rms
+    return y * (target_rms / rms).clamp(*SCALE_CLAMP)
 
 
 def median_row_rms(embedding: torch.Tensor) -> float:
@@ -110,12 +121,18 @@ def median_row_rms(embedding: torch.Tensor) -> float:
 
 
 def build(arch: dict[str, Any], source, target, where: str = "bridge"):
-    """A translator for a (source, target) model pair, sized from their configs."""
+    """A translator for a (source, target) model pair, sized from their configs; ``arch``: the
+    run's params (its :data:`ARCH_KEYS` and ``rms_detach``)."""
     d_src = source.config.get_text_config().hidden_size
     d_tgt = target.config.get_text_config().hidden_size
     rms = median_row_rms(target.get_input_embeddings().weight)
     return BottleneckedGatedTranslator(
-        d_src=d_src, d_tgt=d_tgt, target_rms=rms, where=where, **{k: arch[k] for k in ARCH_KEYS}
+        d_src=d_src,
+        d_tgt=d_tgt,
+        target_rms=rms,
+        detach_rms=arch["rms_detach"],
+        where=where,
+        **{k: arch[k] for k in ARCH_KEYS},
     )
 
 

@@ -21,6 +21,11 @@ PROBE_ATTN_IMPLEMENTATION = "sdpa"
 EVAL_PROTOCOLS: tuple[str, ...] = tuple(
     config.subschema("properties/mask/properties/eval/properties/protocol")["enum"]
 )
+#: ``ablate eval --softmax-dtype`` choices: :data:`ablate.mask.policy_lm.SOFTMAX_DTYPES` (a test
+#: holds them equal to the config schema's enum).
+EVAL_SOFTMAX_DTYPES: tuple[str, ...] = tuple(
+    config.subschema("properties/mask/properties/eval/properties/softmax_dtype")["enum"]
+)
 
 
 def probe_parser() -> argparse.ArgumentParser:
@@ -86,6 +91,13 @@ def eval_parser() -> argparse.ArgumentParser:
         default=None,
         help="lm_eval (BOS, lm-eval's rows) or original (the original study's: no BOS, the "
         "whole continuation in the forward)",
+    )
+    ap.add_argument(
+        "--softmax-dtype",
+        choices=EVAL_SOFTMAX_DTYPES,
+        default=None,
+        help="float32 (the logits upcast; default) or model (the log-softmax and each sum in the "
+        "weights' dtype, as the original study's eval_mcq.py)",
     )
     return ap
 

@@ -155,7 +155,9 @@ class EvalSpec:
     key: ``tasks`` (each ``{name, metric, limit}``: the headline metric, None: ``acc_norm`` where
     the task has it, else ``acc``; the first ``limit`` docs, None: all), the scorer's ``dtype``,
     ``max_batch_tokens`` and ``share_contexts``, lm-eval's ``bootstrap_iters`` and ``seed``, the
-    ``protocol`` (how a request becomes a scored row: :data:`ablate.mask.policy_lm.PROTOCOLS`), and
+    ``protocol`` (how a request becomes a scored row: :data:`ablate.mask.policy_lm.PROTOCOLS`),
+    ``softmax_dtype`` (:data:`ablate.mask.policy_lm.SOFTMAX_DTYPES`; None: float32, its default,
+    which a slice leaves out: :data:`ablate.mask.study.LATE_EVAL_KEYS`), and
     the pipeline's ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its
     hub dataset pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
     loaded at that commit; None for the embedded tasks), ``task_dirs`` (folders of the user's own
@@ -174,6 +176,7 @@ class EvalSpec:
     seed: int
     protocol: str
     ablated_policy: str | None = None
+    softmax_dtype: str | None = None
     datasets: dict[str, dict[str, Any]] | None = None
     task_dirs: list[str] | None = None
     device: str | None = None
@@ -201,7 +204,9 @@ class EvalSpec:
                 )
         defaults = schema_defaults("properties/mask/properties/eval")
         fields = {
-            k: v for k, v in defaults.items() if k not in ("tasks", "ablated_policy", "task_dirs")
+            k: v
+            for k, v in defaults.items()
+            if k not in ("tasks", "ablated_policy", *study.LATE_EVAL_KEYS)
         }
         rows = [
             {"name": t, "metric": per_task(headline, t), "limit": per_task(limit, t)} for t in tasks
@@ -258,6 +263,7 @@ def evaluate(
             max_batch_tokens=max_batch_tokens,
             share_contexts=share_contexts,
             protocol=spec.protocol,
+            softmax_dtype=spec.softmax_dtype,
         )
     with phases("evaluate"):  # lm-eval: requests built, scored (evaluate.score), aggregated
         res = _run_lm_eval(
@@ -319,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_batch_tokens=a.max_batch_tokens,
                 share_contexts=False if a.no_share_contexts else None,
                 protocol=a.protocol,
+                softmax_dtype=a.softmax_dtype,
             ).items()
             if v is not None
         },

@@ -11,7 +11,8 @@ registers it with lm-eval as ``maskpolicy-hf``.
 lm-eval's (BOS prepended, the continuation's last token not in the row) or the original study's
 (``eval_mcq.py``: no BOS, the whole continuation in the forward). The original's prompt strings are
 its own tasks (:mod:`ablate.mask.original_tasks`), its length normalisation the ``acc_tokens``
-metric (:mod:`ablate.mask.eval_results`).
+metric (:mod:`ablate.mask.eval_results`). ``softmax_dtype`` (config ``mask.eval.softmax_dtype``,
+:data:`SOFTMAX_DTYPES`) says in which dtype a token's log-probability is computed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "original": {"add_bos_token": False, "whole_continuation": True},
 }
 
+#: Where a token's log-probability is computed (the scorer's ``softmax_in_model_dtype``):
+#: ``float32``, the head's logits upcast; ``model``, the weights' dtype, each continuation's sum
+#: rounded to it (the original study's eval_mcq.py, and stock lm-eval's ``softmax_dtype`` unset).
+SOFTMAX_DTYPES = ("float32", "model")
+
 
 @register_model("maskpolicy-hf")
 class MaskPolicyLM(HFLM):
@@ -45,7 +51,8 @@ class MaskPolicyLM(HFLM):
     :func:`ablate.core.modeling.load_causal_lm` (which handles the Mistral3 VLM checkpoint).
     ``max_batch_tokens`` bounds a scoring batch (padded tokens); ``share_contexts`` encodes a
     context shared by several choices once (causal and prefix_bidir only); ``protocol`` a key of
-    :data:`PROTOCOLS`. ``continuation_tokens`` maps each scored (context, continuation) to its
+    :data:`PROTOCOLS`; ``softmax_dtype`` one of :data:`SOFTMAX_DTYPES` (None: ``float32``).
+    ``continuation_tokens`` maps each scored (context, continuation) to its
     continuation's token count (the ``acc_tokens`` divisor).
     """
 
@@ -62,6 +69,7 @@ class MaskPolicyLM(HFLM):
         max_batch_tokens: int = 16384,
         share_contexts: bool = True,
         protocol: str = "lm_eval",
+        softmax_dtype: str | None = None,
         **kwargs: Any,
     ):
         self.mask_policy = check_policy(mask_policy)
@@ -70,7 +78,13 @@ class MaskPolicyLM(HFLM):
                 f"unknown evaluation protocol {protocol!r} (mask.eval.protocol): "
                 f"use one of {', '.join(PROTOCOLS)}"
             )
+        if softmax_dtype not in (None, *SOFTMAX_DTYPES):
+            raise ValueError(
+                f"unknown softmax dtype {softmax_dtype!r} (mask.eval.softmax_dtype): "
+                f"use one of {', '.join(SOFTMAX_DTYPES)}"
+            )
         self.protocol = protocol
+        self.softmax_in_model_dtype = softmax_dtype == "model"
         self.continuation_tokens: dict[tuple[str, str], int] = {}
         self.scoring_s = 0.0  # seconds inside the scorer (the rest of an evaluation is set-up)
         self.max_batch_tokens = int(max_batch_tokens)
@@ -112,6 +126,7 @@ class MaskPolicyLM(HFLM):
             max_batch_tokens=self.max_batch_tokens,
             share_contexts=self.share_contexts,
             whole_continuation=PROTOCOLS[self.protocol]["whole_continuation"],
+            softmax_in_model_dtype=self.softmax_in_model_dtype,
             progress=not disable_tqdm and self.rank == 0,
             desc=f"loglikelihood [{self.mask_policy}]",
         )

@@ -14,7 +14,7 @@ Under ``prefix_bidir`` the context tokens in the input row are the bidirectional
 Why it is fast, compared with one padded full forward + full-vocab log-softmax per batch:
 
 - length-sorted batches bounded by a token budget (little padding, large GEMMs);
-- the decoder body runs once per row and the lm_head + fp32 log-softmax run only on the hidden
+- the decoder body runs once per row and the lm_head + log-softmax run only on the hidden
   states that predict continuation tokens (about a sixth of the positions of a typical
   multiple-choice request, and the vocab-sized logits dominate memory traffic);
 - with ``share_contexts`` (causal and prefix_bidir only) a context shared by several
@@ -22,6 +22,12 @@ Why it is fast, compared with one padded full forward + full-vocab log-softmax p
   causally on top of it. Under prefix_bidir that is exact: context tokens never attend to the
   continuation, and continuation tokens attend causally. Never under prefill_bidir, where the
   context representations depend on the continuation.
+
+The log-softmax runs in fp32 (the head's logits upcast) and a continuation's token log-probs are
+summed in float64. With ``softmax_in_model_dtype`` it runs in the weights' dtype and each sum is
+rounded to that dtype, as the original study's evaluator (``eval_mcq.py``: ``log_softmax`` of the
+model's bf16 logits, summed by a bf16 tensor's ``sum``) and stock lm-eval's HF model (its
+``softmax_dtype`` unset) compute it; in fp32 weights the two are one computation.
 """
 
 from __future__ import annotations
@@ -99,27 +105,39 @@ def _softcap(model) -> float | None:
 
 
 def _token_scores(
-    head, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None
+    head,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    softcap: float | None,
+    in_model_dtype: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per scored position: log p(target) in fp32 and whether target is the argmax."""
+    """Per scored position: log p(target) (computed in fp32, or ``in_model_dtype``: the
+    log-softmax of the head's logits in their own dtype; returned as fp32) and whether target is
+    the argmax."""
     logps, greedy = [], []
     for s in range(0, hidden.shape[0], LOGIT_CHUNK_ROWS):
-        logits = head(hidden[s : s + LOGIT_CHUNK_ROWS]).float()
+        logits = head(hidden[s : s + LOGIT_CHUNK_ROWS])
+        logits = logits if in_model_dtype else logits.float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         tgt = targets[s : s + LOGIT_CHUNK_ROWS]
-        logps.append(logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
+        if in_model_dtype:  # the original's log_softmax, its output rounded to the dtype
+            logps.append(logits.log_softmax(-1).gather(1, tgt[:, None])[:, 0].float())
+        else:
+            logps.append(logits.gather(1, tgt[:, None])[:, 0] - torch.logsumexp(logits, dim=-1))
         # max's index is argmax's (the first of tied maxima) at half its cost on a CPU
         greedy.append(logits.max(dim=-1).indices == tgt)
     return torch.cat(logps), torch.cat(greedy)
 
 
 class _Results:
-    """Accumulates per-token scores into per-request (sum log-prob, all greedy)."""
+    """Accumulates per-token scores into per-request (sum log-prob, all greedy); each sum rounded
+    to ``round_to`` at the end (None: kept in float64)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, round_to: torch.dtype | None = None):
         self.logp = [0.0] * n
         self.greedy = [True] * n
+        self.round_to = round_to
 
     def add(self, owners: list[int], logp: torch.Tensor, greedy: torch.Tensor):
         for i, lp, g in zip(owners, logp.tolist(), greedy.tolist()):
@@ -127,7 +145,10 @@ class _Results:
             self.greedy[i] = self.greedy[i] and g
 
     def out(self) -> list[tuple[float, bool]]:
-        return list(zip(self.logp, self.greedy))
+        logp = self.logp
+        if self.round_to is not None:  # a bf16 tensor's sum: accumulated in fp32, then rounded
+            logp = torch.tensor(logp, dtype=torch.float32).to(self.round_to).tolist()
+        return list(zip(logp, self.greedy))
 
 
 def _batches(items: list, cost: Callable[[list], int], budget: int, max_rows: int, size=len):
@@ -143,7 +164,7 @@ def _batches(items: list, cost: Callable[[list], int], budget: int, max_rows: in
         yield batch
 
 
-def _flat_batch(body, head, rows: list[_Row], policy, softcap, results, device):
+def _flat_batch(body, score, rows: list[_Row], policy, results, device):
     """One padded forward of whole rows (any policy), scoring only continuation positions."""
     T = max(len(r.inp) for r in rows)
     ids = torch.zeros(len(rows), T, dtype=torch.long)
@@ -162,11 +183,11 @@ def _flat_batch(body, head, rows: list[_Row], policy, softcap, results, device):
     kw = policy_forward_kwargs(body, ids, am, prompt_lengths, policy)
     hidden = body(**kw, use_cache=False).last_hidden_state
     sel = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
-    logp, greedy = _token_scores(head, sel, torch.tensor(targets, device=device), softcap)
+    logp, greedy = score(sel, torch.tensor(targets, device=device))
     results.add(owners, logp, greedy)
 
 
-def _shared_batch(body, head, groups, policy, softcap, results, device):
+def _shared_batch(body, score, groups, policy, results, device):
     """Encode each distinct context once, then its continuations on the expanded KV cache.
 
     ``groups`` is a list of (context tokens, [rows sharing it]). Contexts are left-padded so the
@@ -195,11 +216,8 @@ def _shared_batch(body, head, groups, policy, softcap, results, device):
             first_owner.append(r.index)
             if len(r.targets) > 1:
                 cont_rows.append((g, r))
-    logp, greedy = _token_scores(
-        head,
-        last[torch.tensor(first_g, device=device)],
-        torch.tensor(first_t, device=device),
-        softcap,
+    logp, greedy = score(
+        last[torch.tensor(first_g, device=device)], torch.tensor(first_t, device=device)
     )
     results.add(first_owner, logp, greedy)
     if not cont_rows:
@@ -229,7 +247,7 @@ def _shared_batch(body, head, groups, policy, softcap, results, device):
     )
     hidden = body(**kw, use_cache=True).last_hidden_state
     sel = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
-    logp, greedy = _token_scores(head, sel, torch.tensor(targets, device=device), softcap)
+    logp, greedy = score(sel, torch.tensor(targets, device=device))
     results.add(owners, logp, greedy)
 
 
@@ -243,11 +261,13 @@ def score_requests(
     max_batch_rows: int = 256,
     share_contexts: bool = True,
     whole_continuation: bool = False,
+    softmax_in_model_dtype: bool = False,
     progress: bool = False,
     desc: str = "scoring",
 ) -> list[tuple[float, bool]]:
     """Score ``requests`` (context tokens, continuation tokens) with ``model`` under ``policy``;
-    ``whole_continuation``: the original study's rows (module docstring).
+    ``whole_continuation``: the original study's rows, ``softmax_in_model_dtype``: its
+    log-softmax and sums in the weights' dtype (module docstring).
 
     Returns per request ``(sum log-prob of the continuation, is_greedy)`` in request order.
     ``max_length`` defaults to the model's ``max_position_embeddings``. A batch holds at most
@@ -265,7 +285,11 @@ def score_requests(
     body, head = _body_and_head(model)
     softcap = _softcap(model)
     device = next(model.parameters()).device
-    results = _Results(len(rows))
+
+    def score(hidden, targets):
+        return _token_scores(head, hidden, targets, softcap, softmax_in_model_dtype)
+
+    results = _Results(len(rows), head.weight.dtype if softmax_in_model_dtype else None)
     bar = tqdm(total=len(rows), desc=desc, disable=not progress)
     with torch.inference_mode():
         if share_contexts and policy != "prefill_bidir":
@@ -286,7 +310,7 @@ def score_requests(
                 return sum(len(rs) for _, rs in batch)
 
             for batch in _batches(groups, cost, max_batch_tokens, max_batch_rows, size=rows_of):
-                _shared_batch(body, head, batch, policy, softcap, results, device)
+                _shared_batch(body, score, batch, policy, results, device)
                 bar.update(sum(len(rs) for _, rs in batch))
         else:
             rows_sorted = sorted(rows, key=lambda r: -len(r.inp))
@@ -296,7 +320,7 @@ def score_requests(
                 max_batch_tokens,
                 max_batch_rows,
             ):
-                _flat_batch(body, head, batch, policy, softcap, results, device)
+                _flat_batch(body, score, batch, policy, results, device)
                 bar.update(len(batch))
     bar.close()
     return results.out()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablate.core.config import ConfigError, sorted_tree
+from ablate.core.config import ConfigError, schema_defaults, sorted_tree
 from ablate.core.jobs import Job, benchmark_pattern, log_pattern, make_job
 from ablate.mask import models as model_dim
 
@@ -468,14 +468,22 @@ def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
     return out
 
 
+#: ``mask.eval`` keys added after evaluations were recorded: in the evaluations' slice only when
+#: set off their default, so a study without them keeps the slice (and the records) it had.
+LATE_EVAL_KEYS = ("task_dirs", "softmax_dtype")
+
+
 def eval_slice(config: dict[str, Any]) -> tuple[dict[str, Any], str | dict[str, str]]:
     """The evaluations' config slice and where the config sets its keys: ``mask.eval``, with the
     hub tasks' datasets (``datasets``: task -> path, name, commit) pinned by the hub revisions'
     lock (:func:`ablate.mask.tasks.pinned_datasets`), so a new pin reruns the evaluations and
     never restores the old result. The embedded tasks (generated files) are the slice alone.
-    ``task_dirs`` (the user's task folders) is in it when set: a slice without, as before it
-    existed, for a study with none."""
-    node = {k: v for k, v in config["mask"]["eval"].items() if k != "task_dirs" or v}
+    Each of :data:`LATE_EVAL_KEYS` (the user's task folders, the softmax dtype) is in it when
+    set off its default: a slice without, as before it existed, for a study that leaves it."""
+    late = schema_defaults("properties/mask/properties/eval")
+    node = {
+        k: v for k, v in config["mask"]["eval"].items() if k not in LATE_EVAL_KEYS or v != late[k]
+    }
     if config["mask"]["data"]["source"] == "embedded":
         return sorted_tree(node), "mask.eval"
     from ablate.core.hub_revisions import lock_path
