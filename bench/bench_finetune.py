@@ -9,7 +9,7 @@ markdown table.
 --ddp N [N ...]: each row (causal) on 1 GPU with the one-GPU default recipe (bf16 weights + fp32
 masters: what a `gpu: 1` job runs), then on each N data-parallel processes (torchrun through
 ablate.core.parallel.launch, one GPU each) with the recipe the loop picks there (fp32 shards, bf16
-compute, gradients reduced once per step, `gather_weights` as resolved: the row's log says which),
+the weights' `data_parallel` recipe as resolved: the row's log says which),
 the same global batch and data; prints s/step, tokens/s, speed-up and efficiency (speed-up / N)
 against the one-GPU default, each N's loss curve's largest relative difference from it, and with
 --profile the workers' profile: compute, collectives, collectives not hidden by compute, idle.
@@ -207,9 +207,16 @@ HOOKS = {"B4-adamw-liger": _liger}
 PROFILE_STEPS = 0
 
 
-def weights_label(p: dict) -> str:
-    if parallel.world_size() > 1:  # the loop shards the model: FSDP2 casts, no autocast
+def weights_label(p: dict, recipe: str | None = None) -> str:
+    """The row's weights: the one-GPU recipe, or the loop's recipe of N processes."""
+    if recipe == "sharded_weights":  # FSDP2 casts its fp32 shards, no autocast
         return "fp32 shards, bf16 compute" if params.bf16_enabled(p["bf16"]) else "fp32 shards"
+    if recipe == "sharded_masters":
+        return (
+            "bf16 + fp32 masters, sharded"
+            if params.bf16_enabled(p["bf16"])
+            else "fp32 + fp32 masters, sharded"
+        )
     dtype = params.model_dtype(p)
     if dtype == torch.float32:
         return "fp32 + bf16 autocast" if params.bf16_enabled(p["bf16"]) else "fp32"
@@ -339,7 +346,7 @@ def _run_once(
         policy=policy,
         attn=p["attn_implementation"],
         optim=p["optim"],
-        weights=weights_label(p),
+        weights=weights_label(p, run.recipe),
         batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
         s_per_step=s_step,
         s_per_step_min=min(times),  # the host's time of a step (no sync between them)
@@ -352,7 +359,7 @@ def _run_once(
         timed_steps=len(times),
         losses=[e["loss"] for e in warm_logs + logs],  # the mean step loss of each log
         world_size=parallel.world_size(),
-        gather=run.gather,
+        recipe=run.recipe,
     )
     if prof is not None:
         out["profile"] = prof.table()
@@ -456,7 +463,7 @@ def print_scaling(rows: list[dict]) -> None:
         if "oom" in r:
             print(f"| {r['row']} | {r['world_size']} | out of memory | | | | | | | | |")
             continue
-        recipe = r["weights"] + (f", gathered per {r['gather']}" if r.get("gather") else "")
+        recipe = r["weights"]
         print(
             f"| {r['row']} | {r['world_size']} | {recipe} | {r['batch']} | {r['s_per_step']:.3f} | "
             f"{r['tokens_per_s'] / 1e3:.1f}k | {r['mfu']:.3f} | {fmt(r.get('speedup'), '.2f')} | "

@@ -33,8 +33,8 @@ after the timed ones; its table is printed per row and kept in --out. FusedAdafa
 are inductor Triton kernels, which step_profile counts under "norm/act/rope (fused)"; the HF
 loop's land in "elementwise/reduce", so compare a row with its -hfopt twin.
 --ddp N [N ...]: each row (causal) on 1 GPU with the one-GPU default recipe, then on N
-data-parallel processes (torchrun, one GPU each; the loop's recipe: fp32 shards, bf16 compute,
-gradients reduced once per step), the same 16 pairs per step, timed with --window; prints
+data-parallel processes (torchrun, one GPU each; the loop's recipe), the same 16 pairs per
+step, timed with --window; prints
 bench_finetune.py's scaling table (efficiency against the one GPU, loss curves, --profile: rank 0's
 compute, collectives, exposed collectives and idle time).
 --window: the steps after the warm-up timed as one interval with logging_steps 10, as a finetune
@@ -232,7 +232,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     if name.endswith(HFOPT):
         hf_optimizer(run, p)
     inner = run.master.inner if run.master is not None else run.optimizer
-    gather = run.gather
+    recipe = run.recipe
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     window_s = window_tokens = None
@@ -278,8 +278,8 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         n_params=n_params,
         peak_gb=torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
         world_size=parallel.world_size(),
-        gather=gather,
-        weights=bf.weights_label(p),
+        recipe=recipe,
+        weights=bf.weights_label(p, recipe),
     )
 
 

@@ -52,4 +52,4 @@ def count(out: str, overrides: dict, replicated: bool = False) -> None:
         loop.step(run, loop.step_examples(run, 1))
     names = collections.Counter(e.name for e in prof.events() if e.name.startswith("c10d::"))
     if parallel.rank() == 0:
-        Path(out).write_text(json.dumps({"counts": names, "gather": run.gather}))
+        Path(out).write_text(json.dumps({"counts": names, "recipe": run.recipe}))

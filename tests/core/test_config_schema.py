@@ -79,11 +79,12 @@ def test_library_reads_the_training_defaults_of_the_schema():
         if "default" in p
     }
     # every training key can be overridden per variant and set for pretraining; loss_vocab (unset
-    # = full) and stall_s (unset = derived) have no default, so a run made before the key existed
-    # stays fresh, and pretraining lists only defaults
+    # = full), stall_s and data_parallel (unset = derived) have no default, so a run made before
+    # the key existed stays fresh, and pretraining lists only defaults
+    unset = ("loss_vocab", "stall_s", "data_parallel")
     assert set(defs["finetune_params_override"]["properties"]) == set(props)
-    assert set(pretrain) == set(props) - {"loss_vocab", "stall_s"}
-    for key in ("loss_vocab", "stall_s"):
+    assert set(pretrain) == set(props) - set(unset)
+    for key in unset:
         assert "default" not in props[key] and key not in library
 
 

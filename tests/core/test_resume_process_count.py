@@ -1,8 +1,10 @@
-"""A rerun with another process count between one process (whole weights) and a sharded run
-(2 processes, FSDP2 with gloo on CPU) cannot load the other's checkpoints: it starts fresh and says
-so in one line, in both directions. N -> M sharded processes reshards (bit for bit at the same
-count: tests/core/test_sharded_resume.py); with more processes than saved RNG states, the others
-seed theirs, which the record says."""
+"""A rerun with another process count. Between one process (whole weights) and a run whose
+weights are sharded (2 processes, FSDP2 with gloo on CPU: ``data_parallel: sharded_weights``)
+neither loads the other's checkpoints: it starts fresh and says so in one line, in both
+directions. N -> M sharded processes reshards (bit for bit at the same count:
+tests/core/test_sharded_resume.py). Sharded masters checkpoint whole weights, the one-process
+optimizer's state gathered: any process count resumes them. With more processes than saved RNG
+states, the others seed theirs, which the record says."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ PARAMS = {
     **FAST,
     "batch_size": 2,
     "grad_accum": 2,  # one micro-batch per process
+    "data_parallel": "sharded_weights",  # one process: no meaning (the same run key)
     "max_steps": 2,
     "save_steps": 1,
     "eval_size": 0,
@@ -97,3 +100,26 @@ def test_a_sharded_run_resumes_with_more_processes(tiny_model_dir, tmp_path):
     assert (first["steps"], first["world_size"]) == ([1, 1], 2)
     assert (second["steps"], second["world_size"]) == ([2, 2], 4)
     assert second["rng"] == {"restored": [0, 1], "seeded": [2, 3]}
+
+
+@pytest.mark.slow
+def test_sharded_masters_resume_on_another_process_count(tiny_model_dir, tmp_path):
+    """2 processes of sharded masters -> 1 -> 2: each rerun resumes the other's checkpoint-1
+    (whole weights, the masters and optimizer state gathered in the one-process format)."""
+    params = {k: v for k, v in PARAMS.items() if k != "data_parallel"}
+    kwargs = finetune_kwargs(tiny_model_dir, tmp_path, params)
+    out = tmp_path / "run"
+    processes(2, kwargs, out, tmp_path / "two.log")
+    assert "2 processes, sharded_masters" in (tmp_path / "two.log").read_text()
+    marker = json.loads(
+        (out / "checkpoints/checkpoint-1" / checkpoint.CHECKPOINT_MARKER).read_text()
+    )
+    assert marker["format"] == "whole"
+    killed_after_step_1(out)
+    summary = finetune(**kwargs, out_dir=out)
+    assert summary["resumed_from_step"] == 1 and summary["steps_done"] == 2
+    killed_after_step_1(out)
+    summary = processes(2, kwargs, out, tmp_path / "again.log")
+    assert summary["resumed_from_step"] == 1 and summary["steps_done"] == 2
+    worlds = [s["world_size"] for s in summary["provenance"]["training_segments"]]
+    assert worlds == [1, 2]

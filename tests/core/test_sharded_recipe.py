@@ -1,8 +1,10 @@
 """One recipe at any process count: the tiny model's finetune in 1, 2 and 4 processes (the
-launcher, torchrun, gloo on CPU; N > 1 sharded by FSDP2, ablate.core.training.sharding) with the
-same global batch and seed gives the same loss and gradient norm at each of 20 steps and the same
-final weights, with Adafactor, whose factored statistics span the shards; and the same comparison
-fails when the sharded optimizer skips its cross-shard reductions.
+launcher, torchrun, gloo on CPU) with the same global batch and seed gives the same loss and
+gradient norm at each of 20 steps and the same final weights, with Adafactor, under both
+data-parallel recipes: sharded masters (the default where the weights fit:
+ablate.core.training.sharded_masters) and sharded weights (FSDP2, ablate.core.training.sharding,
+whose Adafactor reduces the factored statistics that span the shards); and the same comparison
+fails when that optimizer skips its cross-shard reductions.
 
 The 1-process reference runs once for both tests (module-scoped), and the skipped-reduction run
 stops at :data:`SKIP_STEPS`, compared with the reference's first steps and its checkpoint there."""
@@ -111,23 +113,35 @@ def runs(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_one_two_four_processes_train_alike(runs):
+@pytest.mark.parametrize(
+    ("nproc", "recipe"),
+    [
+        (2, "sharded_masters"),
+        (4, "sharded_masters"),
+        (2, "sharded_weights"),
+        (4, "sharded_weights"),
+    ],
+)
+def test_one_two_four_processes_train_alike(runs, nproc, recipe):
     kwargs, tmp_path, one = runs
-    for nproc in (2, 4):
-        out = _run(kwargs, tmp_path, nproc, f"n{nproc}")
-        d = _differences(one, out)
-        print(f"{nproc} processes against 1: {d}")
-        assert d["loss"] <= RTOL and d["grad_norm"] <= RTOL, (nproc, d)
-        assert d["weight"] <= WEIGHT_ATOL, (nproc, d)
-        # rank 0 alone saved (the gathered weights), and its copy is the whole model
-        assert (tmp_path / f"n{nproc}.log").read_text().count("done:") == 1
+    name = f"n{nproc}-{recipe}"
+    spec = FinetuneSpec.parse("prefix_bidir", {**PARAMS, "data_parallel": recipe})
+    out = _run({**kwargs, "spec": spec}, tmp_path, nproc, name)
+    d = _differences(one, out)
+    print(f"{nproc} processes ({recipe}) against 1: {d}")
+    assert d["loss"] <= RTOL and d["grad_norm"] <= RTOL, (nproc, d)
+    assert d["weight"] <= WEIGHT_ATOL, (nproc, d)
+    log = (tmp_path / f"{name}.log").read_text()
+    assert f"{nproc} processes, {recipe}" in log
+    # rank 0 alone saved (the gathered weights), and its copy is the whole model
+    assert log.count("done:") == 1
 
 
 @pytest.mark.slow
 def test_skipping_the_cross_shard_reduction_fails_the_comparison(runs):
     kwargs, tmp_path, one = runs
     switch = {"call": "launch_hooks:skip_cross_shard_reduce", "kwargs": {}}
-    short = {**PARAMS, "max_steps": SKIP_STEPS}
+    short = {**PARAMS, "max_steps": SKIP_STEPS, "data_parallel": "sharded_weights"}
     kwargs = {**kwargs, "spec": FinetuneSpec.parse("prefix_bidir", short)}
     out = _run(kwargs, tmp_path, 2, "skip", reporters=switch)
     d = _differences(one, out, SKIP_STEPS)

@@ -1,4 +1,5 @@
-"""A sharded run's checkpoints resume exactly: 2 processes (FSDP2, gloo on CPU), Adafactor
+"""A sharded run's checkpoints resume exactly: 2 processes (FSDP2: ``data_parallel:
+sharded_weights``, gloo on CPU), Adafactor
 with a decaying learning rate, a checkpoint every 2 steps. Losing everything after checkpoint-2 (as
 a run killed there) and rerunning, or a SIGTERM that reaches one process alone during step 3 (both
 stop there and save), then a rerun, gives the uninterrupted run's loss and grad norm at every step
@@ -24,6 +25,7 @@ PARAMS = {
     "batch_size": 2,
     "grad_accum": 2,  # one micro-batch per process
     "optim": "adafactor",
+    "data_parallel": "sharded_weights",
     "learning_rate": 1e-3,
     "lr_scheduler": "linear",  # the scheduler's position must come back too
     "max_steps": 4,

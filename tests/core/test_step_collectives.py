@@ -1,12 +1,12 @@
 """The collectives of one optimizer step in 2 processes (gloo, CPU), counted by torch's profiler
 (tests/core/step_collectives.py): the gradients are reduced once per step, however many
-micro-batches a process accumulates, and the sharded Adafactor's cross-shard statistics cost
-two all-reduces a step, not three per matrix.
+micro-batches a process accumulates, under each data-parallel recipe.
 
 Each process takes 2 micro-batches a step (batch 1 x grad_accum 4 over 2 processes). The tiny
 Llama is 4 FSDP2 units (3 decoder layers and the root). Measured before the step synced once
-(backward outside FSDP2's no-sync flag, the optimizer reducing per statistic): 8 reduce-scatters,
-14 all-gathers and 78 all-reduces in the sharded step; 2 gradient all-reduces under DDP."""
+(the backward outside FSDP2's no-sync flag, the sharded Adafactor reducing per statistic): 8
+reduce-scatters, 14 all-gathers and 78 all-reduces in the sharded step; 2 gradient all-reduces
+under DDP."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ GATHERS, SCATTERS, REDUCES = (
 #: the step's all-reduces besides the gradients': the label count of the step (the loop's
 #: ``parallel.sum_int``) and the gradient norm of the clip
 STEP_REDUCES = 2
-OPTIMIZER_REDUCES = 2  # sharded Adafactor: the column/row means, then the updates' RMS
+OPTIMIZER_REDUCES = 2  # FSDP2's Adafactor: the column/row means, then the updates' RMS
 ADAFACTOR = {"batch_size": 1, "grad_accum": 4, "optim": "adafactor"}
 
 pytestmark = pytest.mark.slow  # torchrun processes
@@ -42,22 +42,21 @@ def _count(tmp_path, overrides: dict, replicated: bool = False) -> dict:
     return json.loads(out.read_text())
 
 
-def test_sharded_step_gathers_and_reduces_once(tmp_path):
-    """``step`` mode (the tiny model fits): every unit gathered once and reduced once a step."""
+def test_sharded_masters_reduce_and_gather_once_a_step(tmp_path):
+    """The default where the weights fit: one reduce-scatter of every gradient, one all-gather
+    of every updated weight, the clip's norm; the optimizer steps whole parameters (none of its
+    own)."""
     got = _count(tmp_path, ADAFACTOR)
-    assert got["gather"] == "step"
-    assert got["counts"] == {
-        GATHERS: UNITS,
-        SCATTERS: UNITS,
-        REDUCES: STEP_REDUCES + OPTIMIZER_REDUCES,
-    }
+    assert got["recipe"] == "sharded_masters"
+    assert got["counts"] == {GATHERS: 1, SCATTERS: 1, REDUCES: STEP_REDUCES}
 
 
-def test_fully_sharded_step_reduces_once(tmp_path):
-    """``layer`` mode: each micro-batch gathers every unit for its forward and every layer again
-    for its backward (FSDP2 keeps the root gathered), but the gradients still reduce once."""
-    got = _count(tmp_path, {**ADAFACTOR, "gather_weights": "layer"})
-    assert got["gather"] == "layer"
+def test_sharded_weights_reduce_once_a_step(tmp_path):
+    """FSDP2: each micro-batch gathers every unit for its forward and every layer again for its
+    backward (FSDP2 keeps the root gathered), the gradients reduce once; Adafactor's statistics
+    across the shards in two all-reduces."""
+    got = _count(tmp_path, {**ADAFACTOR, "data_parallel": "sharded_weights"})
+    assert got["recipe"] == "sharded_weights"
     assert got["counts"] == {
         GATHERS: MICRO * (2 * UNITS - 1),
         SCATTERS: UNITS,

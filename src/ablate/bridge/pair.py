@@ -21,7 +21,7 @@ from ablate.core.training.params import IGNORE_INDEX
 
 def model_dtype(p: dict[str, Any]) -> str:
     """The frozen pair's dtype name (the core's rule, :func:`ablate.core.training.params.model_dtype`)."""
-    return training_params.dtype_name(training_params.model_dtype(p, trained=False))
+    return training_params.dtype_name(training_params.model_dtype(p))
 
 
 def kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:

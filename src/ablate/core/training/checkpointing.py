@@ -5,8 +5,9 @@
 (``rng_state.pth``) and the loop's state (``loop_state.json``: step, tokens, log history, a
 study evaluation's plain values; its tensors, e.g. a best state kept for restoring, in
 ``evaluation.pt``). A sharded run writes weights and optimizer state as
-torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_checkpoint`), a
-replicated one (DDP) process 0's copy; with N processes each writes its own RNG file. Every file
+torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_checkpoint`), one
+of sharded masters or replicated (DDP) process 0's copy in the one-process format (sharded
+masters gathered there); with N processes each writes its own RNG file. Every file
 loads without unpickling code (``weights_only=True``, safetensors, JSON). The hash manifest and
 the completion marker come last (:func:`ablate.core.checkpoint.mark_complete`); the oldest
 complete checkpoints beyond ``save_total_limit`` are then removed.
@@ -97,9 +98,11 @@ def _save(run, ckpt: Path) -> Path:
         sharding.save_checkpoint(run.model, run.optimizer, ckpt)
         fmt = checkpoint.FORMAT_SHARDED
     else:
-        if parallel.rank() == 0:  # replicas (DDP) are equal: one copy
+        # every process joins: sharded masters gather theirs onto process 0 (a collective)
+        optimizer = run.optimizer.state_dict()
+        if parallel.rank() == 0:  # replicas are equal: one copy
             safetensors.torch.save_model(run.model, str(ckpt / WEIGHTS))
-            _torch_save(run.optimizer.state_dict(), ckpt / OPTIMIZER)
+            _torch_save(optimizer, ckpt / OPTIMIZER)
         fmt = FORMAT_WHOLE
     _torch_save(_rng_state(), ckpt / _rng_file())
     if parallel.rank() == 0:
@@ -369,7 +372,9 @@ def save_final(
         else:
             model.to(dtype)
             if run.master is not None:  # the fp32 masters are the weights' values
-                run.master.write_model()
+                run.master.write_model()  # sharded masters: a collective
+            if parallel.rank() != 0:  # replicas are equal: process 0 writes
+                return None
 
         def write(tmp: Path) -> str:
             with phases("save_final.write"):

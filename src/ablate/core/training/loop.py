@@ -25,7 +25,7 @@ from ablate.core.training import sharding, speed
 from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum
-from ablate.core.training.memory import gather_mode as decide_gather
+from ablate.core.training.memory import data_parallel_recipe as choose_recipe
 from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, build_scheduler
 from ablate.core.training.params import (
     IGNORE_INDEX,
@@ -121,7 +121,7 @@ class Run:
     micro: int  # its examples per micro-batch
     sharded: bool
     autocast: Callable[[], contextlib.AbstractContextManager]
-    gather: str | None = None  # sharded: how long a layer's weights stay gathered (sharding)
+    recipe: str | None = None  # N > 1 processes, not replicated: memory.RECIPES
     state: State = field(default_factory=State)
     stop_rules: StopRules | None = None
     throughput: Throughput = field(default_factory=Throughput)
@@ -162,15 +162,15 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     torch.manual_seed(p["seed"])
     if p.get("compile_layers"):
         speed.compile_layers(model)
-    sharded = parallel.world_size() > 1 and not spec.replicated
     bf16 = bf16_enabled(p["bf16"])
-    share, micro = shares(p["batch_size"], p["grad_accum"], parallel.world_size())
-    gather = None
+    recipe = None
+    if parallel.world_size() > 1 and not spec.replicated:
+        recipe, why = data_parallel_recipe(model, p, bf16=bf16)
+        print(f"{spec.label}: {parallel.world_size()} processes, {recipe} ({why})", flush=True)
+    sharded = recipe == "sharded_weights"
     if sharded:  # fp32 shards, cast to bf16 per layer by FSDP's policy: no autocast
-        gather, why = gather_mode(model, p, micro_batches=share // micro, bf16=bf16)
-        print(f"{spec.label}: weights gathered per {gather} ({why})", flush=True)
-        model = sharding.shard(model, torch.bfloat16 if bf16 else torch.float32, gather)
-    elif parallel.world_size() > 1:
+        model = sharding.shard(model, torch.bfloat16 if bf16 else torch.float32)
+    elif spec.replicated and parallel.world_size() > 1:
         model = replicate(model)
     if p["gradient_checkpointing"]:
         model.activation_checkpointing_enable(
@@ -181,7 +181,11 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         optimizer, scheduler = spec.hooks.optimizer(model, p)
     else:
         optimizer = build_optimizer(
-            model, p, master_weights=master_weights_enabled(p) and not sharded, sharded=sharded
+            model,
+            p,
+            master_weights=master_weights_enabled(p) and not sharded,
+            sharded=sharded,
+            sharded_masters=recipe == "sharded_masters",
         )
         scheduler = build_scheduler(optimizer, p)
     device_type = next(model.parameters()).device.type
@@ -190,6 +194,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         on = bf16 and not sharded
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=on)
 
+    share, micro = shares(p["batch_size"], p["grad_accum"], parallel.world_size())
     if len(train_dataset) == 0:
         raise TrainingConfigError(f"{spec.label}: no training examples")
     has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
@@ -208,7 +213,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         micro=micro,
         sharded=sharded,
         autocast=autocast,
-        gather=gather,
+        recipe=recipe,
         stop_rules=StopRules(p),
     )
 
@@ -248,15 +253,14 @@ def step_examples(run: Run, step: int) -> list:
     return out
 
 
-def gather_mode(model, p: dict[str, Any], *, micro_batches: int, bf16: bool) -> tuple[str, str]:
-    """(how long a sharded ``model``'s layers stay gathered, why): ``gather_weights``, or what
-    fits this process's device (:func:`~.memory.gather_mode`)."""
-    return decide_gather(
-        p.get("gather_weights"),
+def data_parallel_recipe(model, p: dict[str, Any], *, bf16: bool) -> tuple[str, str]:
+    """(the recipe of N > 1 processes, why): ``data_parallel``, or what fits this process's
+    device (:func:`~.memory.data_parallel_recipe`)."""
+    return choose_recipe(
+        p.get("data_parallel"),
         n_params=sum(t.numel() for t in model.parameters()),
         world=parallel.world_size(),
         compute_bytes=2 if bf16 else 4,
-        accumulates=micro_batches > 1,
         optim=p["optim"],
         memory_bytes=sharding.device_memory(next(model.parameters()).device),
     )
@@ -264,11 +268,11 @@ def gather_mode(model, p: dict[str, Any], *, micro_batches: int, bf16: bool) -> 
 
 def accumulating(run: Run, last: bool) -> contextlib.AbstractContextManager:
     """Around a micro-batch's forward and backward: the gradients of N processes are reduced
-    once per step, in the last micro-batch's backward, not after every one (FSDP2: and the
-    weights stay gathered in ``step`` mode; DDP: its ``no_sync``)."""
+    once per step, in the last micro-batch's backward (FSDP2's no-sync flag, DDP's ``no_sync``),
+    not after every one; sharded masters reduce in the optimizer's step."""
     if run.sharded:
-        return sharding.accumulating(run.model, last=last, gather=run.gather)
-    if not last and parallel.world_size() > 1:  # replicated: DDP
+        return sharding.accumulating(run.model, last=last)
+    if not last and run.spec.replicated and parallel.world_size() > 1:  # DDP
         return run.model.no_sync()
     return contextlib.nullcontext()
 
@@ -381,8 +385,6 @@ def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
         if watchdog is not None:
             watchdog.progress()
     run.model.train()
-    if run.sharded:
-        sharding.reshard(run.model)
     total, count = parallel.sum_tensor(total), parallel.sum_tensor(count)
     return float(total / count.clamp(min=1))
 

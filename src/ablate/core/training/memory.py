@@ -1,6 +1,6 @@
 """Memory facts of a training run that the planner shares without torch: an optimizer's state
-per weight, and how long a sharded run keeps a layer's weights gathered (:func:`gather_mode`:
-the loop decides with it, :mod:`ablate.core.planner.memory` forecasts with it)."""
+per weight, and which recipe a run of N processes takes (:func:`data_parallel_recipe`: the loop
+decides with it, :mod:`ablate.core.planner.memory` forecasts with it)."""
 
 from __future__ import annotations
 
@@ -8,39 +8,38 @@ from __future__ import annotations
 #: like the weights; Adafactor's are factored into row/column vectors: ~0).
 OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd": 0}
 
-#: How long a sharded run keeps a layer's weights gathered (param ``gather_weights``): for the
-#: whole optimizer step (``step``: one all-gather and one reduce-scatter per layer and step,
-#: whatever the micro-batches; a whole compute-dtype copy of the weights and an fp32 copy of the
-#: gradients on every GPU), or for one forward or backward of one layer (``layer``: gathered
-#: again for each; the least memory: fully sharded).
-GATHER_MODES = ("step", "layer")
-#: ``gather_weights`` unset (auto): ``step`` while the weights, gradients and optimizer state a
-#: process holds then take at most this share of its device's memory (the rest: activations)
-GATHER_STEP_SHARE = 0.5
+#: The recipes of a run in N > 1 processes (param ``data_parallel``): ``sharded_masters``, the
+#: one-GPU recipe with the fp32 masters and the optimizer state divided over the processes
+#: (:mod:`~ablate.core.training.sharded_masters`: 16-bit weights and fp32 gradients whole on every
+#: GPU, one reduce-scatter and one all-gather a step), or ``sharded_weights``, everything divided
+#: (FSDP2, :mod:`~ablate.core.training.sharding`: the least memory, two all-gathers of each layer
+#: per micro-batch).
+RECIPES = ("sharded_masters", "sharded_weights")
+#: ``data_parallel`` unset: ``sharded_masters`` while the weights, gradients and optimizer state
+#: a process then holds take at most this share of its device's memory (the rest: activations)
+MASTERS_SHARE = 0.5
 
 
-def gather_mode(
+def data_parallel_recipe(
     setting: str | None,
     *,
     n_params: int,
     world: int,
     compute_bytes: int,
-    accumulates: bool,
     optim: str,
     memory_bytes: int,
 ) -> tuple[str, str]:
-    """(the mode of :data:`GATHER_MODES`, why) for ``n_params`` weights over ``world`` processes,
-    each with ``memory_bytes`` of device memory: ``setting`` when set, else ``step`` where it fits
-    (:data:`GATHER_STEP_SHARE`). Kept per process in ``step`` mode: the gathered weights
-    (``compute_bytes`` each), their fp32 gradients when a process accumulates several
-    micro-batches, and 1/``world`` of the fp32 weights, their gradients and ``optim``'s states."""
+    """(the recipe of :data:`RECIPES`, why) for ``n_params`` weights over ``world`` processes,
+    each with ``memory_bytes`` of device memory: ``setting`` when set, else ``sharded_masters``
+    where it fits (:data:`MASTERS_SHARE`). It keeps per process the weights (``compute_bytes``
+    each), their fp32 gradients, and 1/``world`` of the fp32 masters and ``optim``'s states."""
     gib = 2**30
     states = 4 * OPTIM_STATES.get(optim, 2)
-    need = n_params * (compute_bytes + 4 * accumulates + (8 + states) / world)
-    why = f"{need / gib:.1f} GiB of weights, gradients and optimizer state per process in step mode"
+    need = n_params * (compute_bytes + 4 + (4 + states) / world)
+    why = f"sharded_masters keeps {need / gib:.1f} GiB of weights, gradients and optimizer state"
     if setting is not None:
-        return setting, f"gather_weights: {setting} ({why})"
-    limit = GATHER_STEP_SHARE * memory_bytes
-    if need <= limit:
-        return "step", f"{why}, within {GATHER_STEP_SHARE:.0%} of {memory_bytes / gib:.0f} GiB"
-    return "layer", f"{why}, over {GATHER_STEP_SHARE:.0%} of {memory_bytes / gib:.0f} GiB"
+        return setting, f"data_parallel: {setting} ({why})"
+    fits = need <= MASTERS_SHARE * memory_bytes
+    recipe = RECIPES[0] if fits else RECIPES[1]
+    where = "within" if fits else "over"
+    return recipe, f"{why}, {where} {MASTERS_SHARE:.0%} of {memory_bytes / gib:.0f} GiB"

@@ -3,7 +3,6 @@ errors."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -86,19 +85,12 @@ def _dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def _distributed() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def model_dtype(p: dict[str, Any], *, trained: bool = True) -> torch.dtype:
+def model_dtype(p: dict[str, Any]) -> torch.dtype:
     """The weights' dtype of params ``p``: ``p["model_dtype"]``, where ``auto`` is bfloat16 when
-    bf16 is on (``p["bf16"]``; unset: ``auto``, a GPU with bf16) and float32 otherwise. Weights
-    that train (``trained``) stay float32 under several processes."""
+    bf16 is on (``p["bf16"]``; unset: ``auto``, a GPU with bf16) and float32 otherwise (any
+    process count: a run whose weights are sharded upcasts its shards, which are its masters)."""
     if p["model_dtype"] == "auto":
-        # multi-process runs are sharded (training.sharding): their fp32 shards are the masters,
-        # cast to bf16 per layer for the compute
-        bf16 = bf16_enabled(p.get("bf16", "auto")) and not (trained and _distributed())
-        return torch.bfloat16 if bf16 else torch.float32
+        return torch.bfloat16 if bf16_enabled(p.get("bf16", "auto")) else torch.float32
     return _dtype(p["model_dtype"])
 
 
@@ -110,11 +102,6 @@ def dtype_name(dtype: torch.dtype) -> str:
 def master_weights_enabled(p: dict[str, Any]) -> bool:
     if p["master_weights"] == "auto":
         return model_dtype(p).itemsize < 4
-    if p["master_weights"] and _distributed():
-        raise TrainingConfigError(
-            "master_weights: true is single-process only (WORLD_SIZE > 1 here); "
-            "use model_dtype: float32 with bf16 for multi-GPU runs"
-        )
     return bool(p["master_weights"])
 
 

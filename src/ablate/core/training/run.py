@@ -186,10 +186,6 @@ def train_run(
     if head_loss is not None:  # a checkpoint holds the table as cut: resume only into that cut
         rows, covered = _cut_table(model, tokenizer, head_loss, params, label)
         run_key = {**run_key, "embedding_rows": covered}
-    # a sharded run's checkpoints hold shards, a one-process run's whole weights: neither loads
-    # the other's, so a change between them starts fresh (N -> M sharded processes reshards)
-    sharded = parallel.world_size() > 1
-    run_key = {**run_key, "checkpoint_layout": "sharded" if sharded else "whole"}
     ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
     hooks = run.hooks if head_loss is None else replace(run.hooks, head_loss=head_loss)
     spec = loop.Spec(
@@ -197,6 +193,10 @@ def train_run(
     )
     with phases("setup"):
         r = loop.setup(spec, model=model, train_dataset=train_dataset, eval_dataset=eval_dataset)
+    # a run whose weights are sharded (FSDP2) checkpoints shards, any other run whole weights
+    # (sharded masters gathered: any process count resumes them): neither loads the other's, so
+    # a change between them starts fresh (N -> M sharded processes reshards)
+    run_key = {**run_key, "checkpoint_layout": "sharded" if r.sharded else "whole"}
     resume_from, stopped = checkpointing.resume_from(
         ckpt_dir, run_key, run.inputs, lambda ckpt: _resume(r, ckpt)
     )

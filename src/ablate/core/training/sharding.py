@@ -77,49 +77,32 @@ def device_memory(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // max(local, 1)
 
 
-def shard(model, compute_dtype: torch.dtype, gather: str = "layer"):
+def shard(model, compute_dtype: torch.dtype):
     """Shard ``model`` in place over the default process group; returns it. Its weights become
-    fp32 first (a bf16-loaded model is upcast: its shards are the master weights). ``gather``:
-    one of :data:`GATHER_MODES` (``step``: no layer reshards after its forward; the loop keeps
-    them gathered through the step's backwards, :func:`accumulating`)."""
+    fp32 first (a bf16-loaded model is upcast: its shards are the master weights)."""
     policy = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
     model.float()
-    keep = gather == "step"
     for layer in _layers(model):
-        fully_shard(layer, mp_policy=policy, reshard_after_forward=not keep)
-    fully_shard(model, mp_policy=policy, reshard_after_forward=False if keep else None)
+        fully_shard(layer, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
     setattr(model, _GATHERED, types.MethodType(_gathered, model))
     register_fsdp_forward_method(model, _GATHERED)
     return model
 
 
 @contextlib.contextmanager
-def accumulating(model, *, last: bool, gather: str) -> Iterator[None]:
+def accumulating(model, *, last: bool) -> Iterator[None]:
     """Around a micro-batch's forward and backward: before the step's last one the gradients
-    accumulate unreduced (no reduce-scatter), and in ``step`` mode the gathered weights stay for
-    the next micro-batch (no reshard, so no second all-gather); the last one's backward reduces
-    and reshards. FSDP2 reads both flags in the backward, so they must hold through it."""
+    accumulate unreduced (no reduce-scatter); the last one's backward reduces them. FSDP2 reads
+    the flag in the backward, so it must hold through it."""
     if last:
         yield
         return
-    keep = gather == "step"
     model.set_requires_gradient_sync(False)
-    if keep:
-        model.set_reshard_after_backward(False)
     try:
         yield
     finally:
         model.set_requires_gradient_sync(True)
-        if keep:
-            model.set_reshard_after_backward(True)
-
-
-def reshard(model) -> None:
-    """Every layer's gathered weights freed (after forwards without a backward: an evaluation in
-    ``step`` mode keeps them gathered otherwise)."""
-    for module in model.modules():
-        if isinstance(module, FSDPModule):
-            module.reshard()
 
 
 #: the root's forward method that :func:`gathered` calls
