@@ -52,19 +52,31 @@ def run(opt, m, steps: int, world: int, ranks: list[int], clip: float | None) ->
         if clip is not None:
             norms.append(float(opt.clip_(clip)))
         opt.step()
+        opt.zero_grad(set_to_none=True)  # as the loop does (the masters' optimizers do it too)
     return norms
+
+
+def one_process(m: torch.nn.Module, cls, kw: dict):
+    """The one-process optimizer the loop builds: on fp32 masters of 16-bit weights, else on the
+    weights themselves (optim.build_optimizer)."""
+    groups = decay_groups(m, 0.1)
+    if next(m.parameters()).dtype == torch.float32:
+        return cls(groups, **kw)
+    return MasterWeightsOptimizer(groups, cls, dict(kw))
 
 
 def compare(out: str, optim: str, dtype: str, clip: float | None) -> None:
     dt = getattr(torch, dtype)
     world, rank = parallel.world_size(), parallel.rank()
     cls, kw = KW[optim]
+    plain = dt == torch.float32  # one process keeps no masters: its state_dict is the inner's
     one = model(dt)
-    ref = MasterWeightsOptimizer(decay_groups(one, 0.1), cls, dict(kw))
-    ref_norms = run(ref, one, 3, 1, list(range(world)), clip)
+    ref = one_process(one, cls, kw)
+    clip_one = ref.clip_ if not plain else None
+    ref_norms = run(ref, one, 3, 1, list(range(world)), clip if clip_one else None)
     many = model(dt)
     opt = ShardedMastersOptimizer(decay_groups(many, 0.1), cls, dict(kw))
-    norms = run(opt, many, 3, world, [rank], clip)
+    norms = run(opt, many, 3, world, [rank], clip if clip_one else None)
     weights = max(
         float((a.float() - b.float()).abs().max())
         for a, b in zip(one.parameters(), many.parameters())
@@ -73,37 +85,46 @@ def compare(out: str, optim: str, dtype: str, clip: float | None) -> None:
     result = {"weights": weights, "norms": norms, "ref_norms": ref_norms}
     if rank == 0:  # the one-process optimizer's state_dict, key for key
         ref_state = ref.state_dict()
-        pairs = list(zip(full["master"], ref_state["master"], strict=True))
-        result["masters"] = max(float((a.cpu() - b.cpu()).abs().max()) for a, b in pairs)
-        ours, theirs = full["inner"]["state"], ref_state["inner"]["state"]
-        result["state_keys"] = {i: sorted(s) for i, s in ours.items()} == {
-            i: sorted(s) for i, s in theirs.items()
+        ours, theirs = (d if plain else d["inner"] for d in (full, ref_state))
+        if not plain:
+            pairs = list(zip(full["master"], ref_state["master"], strict=True))
+            result["masters"] = max(float((a.cpu() - b.cpu()).abs().max()) for a, b in pairs)
+        result["state_keys"] = {i: sorted(s) for i, s in ours["state"].items()} == {
+            i: sorted(s) for i, s in theirs["state"].items()
         }
         result["state"] = max(
             float(
-                (torch.as_tensor(v).float() - torch.as_tensor(theirs[i][k]).float().cpu())
+                (torch.as_tensor(v).float() - torch.as_tensor(theirs["state"][i][k]).float().cpu())
                 .abs()
                 .max()
             )
-            for i, s in ours.items()
+            for i, s in ours["state"].items()
             for k, v in s.items()
         )
-        result["groups"] = full["inner"]["param_groups"] == ref_state["inner"]["param_groups"]
-    # the checkpoint resumes on N processes (a copy: a loaded state is the optimizer's own)
+        result["groups"] = ours["param_groups"] == theirs["param_groups"]
+    # the checkpoint (the weights, then the optimizer's state) resumes on N processes (a copy:
+    # a loaded state is the optimizer's own)
     state = [copy.deepcopy(full)] if rank == 0 else [None]
     torch.distributed.broadcast_object_list(state, src=0)
     again = model(dt)
+    again.load_state_dict(many.state_dict())
     back = ShardedMastersOptimizer(decay_groups(again, 0.1), cls, dict(kw))
     back.load_state_dict(state[0])
-    run(back, again, 1, world, [rank], clip)
-    run(opt, many, 1, world, [rank], clip)
+    run(back, again, 1, world, [rank], clip if clip_one else None)
+    run(opt, many, 1, world, [rank], clip if clip_one else None)
     pairs = zip(again.parameters(), many.parameters())
     result["resumed"] = max(float((a - b).abs().max()) for a, b in pairs)
-    if rank == 0:  # and on one process: its weights become the masters' values
+    if rank == 0:  # and on one process (16-bit: its weights become the masters' values)
         single = model(dt)
-        groups = decay_groups(single, 0.1)
-        solo = MasterWeightsOptimizer(groups, cls, dict(kw))
+        single.load_state_dict(one.state_dict())
+        solo = one_process(single, cls, kw)
         solo.load_state_dict(copy.deepcopy(full))
-        pairs = zip([t for g in groups for t in g["params"]], full["master"], strict=True)
-        result["loaded_one"] = max(float((a - b.to(dt)).abs().max()) for a, b in pairs)
+        if plain:  # the inner state loads: it steps as the reference
+            result["loaded_one"] = (
+                0.0 if solo.state_dict()["state"].keys() == ours["state"].keys() else 1.0
+            )
+        else:
+            groups = decay_groups(single, 0.1)
+            pairs = zip([t for g in groups for t in g["params"]], full["master"], strict=True)
+            result["loaded_one"] = max(float((a - b.to(dt)).abs().max()) for a, b in pairs)
         Path(out).write_text(json.dumps(result))

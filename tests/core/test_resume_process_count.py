@@ -104,11 +104,11 @@ def test_a_sharded_run_resumes_with_more_processes(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_sharded_masters_resume_on_another_process_count(tiny_model_dir, tmp_path):
-    """2 processes of sharded masters -> 1 -> 2: each rerun resumes the other's checkpoint-1
-    (whole weights, the masters and optimizer state gathered in the one-process format)."""
+    """2 processes of sharded masters -> 1, and 1 -> 2: each rerun resumes the other's
+    checkpoint-1 (whole weights, the optimizer's state gathered in the one-process format)."""
     params = {k: v for k, v in PARAMS.items() if k != "data_parallel"}
     kwargs = finetune_kwargs(tiny_model_dir, tmp_path, params)
-    out = tmp_path / "run"
+    out = tmp_path / "two-one"
     processes(2, kwargs, out, tmp_path / "two.log")
     assert "2 processes, sharded_masters" in (tmp_path / "two.log").read_text()
     marker = json.loads(
@@ -118,8 +118,10 @@ def test_sharded_masters_resume_on_another_process_count(tiny_model_dir, tmp_pat
     killed_after_step_1(out)
     summary = finetune(**kwargs, out_dir=out)
     assert summary["resumed_from_step"] == 1 and summary["steps_done"] == 2
+    assert [s["world_size"] for s in summary["provenance"]["training_segments"]] == [2, 1]
+    out = tmp_path / "one-two"
+    finetune(**kwargs, out_dir=out)
     killed_after_step_1(out)
     summary = processes(2, kwargs, out, tmp_path / "again.log")
     assert summary["resumed_from_step"] == 1 and summary["steps_done"] == 2
-    worlds = [s["world_size"] for s in summary["provenance"]["training_segments"]]
-    assert worlds == [1, 2]
+    assert [s["world_size"] for s in summary["provenance"]["training_segments"]] == [1, 2]

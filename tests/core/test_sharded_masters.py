@@ -1,7 +1,8 @@
 """Sharded masters (ablate.core.training.sharded_masters) in 2 processes (gloo, CPU) against the
-one-process MasterWeightsOptimizer on the same gradients (tests/core/sharded_masters_worker.py):
-the same weights, gradient norms, masters and optimizer state; its state_dict is the one-process
-optimizer's, so a checkpoint resumes on one process or on N.
+one-process optimizer on the same gradients (tests/core/sharded_masters_worker.py: fp32 masters
+of 16-bit weights, or the optimizer on fp32 weights, as the loop builds them): the same weights,
+gradient norms, masters and optimizer state; its state_dict is the one-process optimizer's, so a
+checkpoint resumes on one process or on N.
 
 Tolerances: fp32 to float rounding (the sum over processes is in another order). bf16 weights:
 each process's gradient is rounded to bf16 before the processes' sum (one process rounds the
@@ -31,7 +32,12 @@ def test_owners_balance_whole_parameters():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("optim", "dtype", "clip"),
-    [("adafactor", "float32", None), ("adafactor", "bfloat16", 0.5), ("adamw", "bfloat16", 0.5)],
+    [
+        ("adafactor", "float32", None),
+        ("adamw", "float32", None),
+        ("adafactor", "bfloat16", 0.5),
+        ("adamw", "bfloat16", 0.5),
+    ],
 )
 def test_two_processes_step_as_one(tmp_path, optim, dtype, clip):
     out = tmp_path / "result.json"
@@ -40,7 +46,8 @@ def test_two_processes_step_as_one(tmp_path, optim, dtype, clip):
         parallel.launch("sharded_masters_worker:compare", kwargs, nproc=2, threads=2, log=log)
     r = json.loads(out.read_text())
     tol = TOL[dtype]
-    assert r["masters"] <= tol and r["state"] <= tol and r["state_keys"] and r["groups"], r
+    assert r.get("masters", 0.0) <= tol and r["state"] <= tol, r  # fp32: no masters
+    assert r["state_keys"] and r["groups"], r
     assert r["weights"] <= (tol if dtype == "float32" else 4e-3), r  # a bf16 step apart
     for a, b in zip(r["norms"], r["ref_norms"], strict=True):
         assert abs(a - b) <= tol * abs(b), r

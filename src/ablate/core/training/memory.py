@@ -31,11 +31,12 @@ def data_parallel_recipe(
 ) -> tuple[str, str]:
     """(the recipe of :data:`RECIPES`, why) for ``n_params`` weights over ``world`` processes,
     each with ``memory_bytes`` of device memory: ``setting`` when set, else ``sharded_masters``
-    where it fits (:data:`MASTERS_SHARE`). It keeps per process the weights (``compute_bytes``
-    each), their fp32 gradients, and 1/``world`` of the fp32 masters and ``optim``'s states."""
+    where it fits (:data:`MASTERS_SHARE`). It keeps per process the weights and their gathered
+    copy (``compute_bytes`` each), their fp32 gradients, and 1/``world`` of the fp32 masters and
+    ``optim``'s states."""
     gib = 2**30
     states = 4 * OPTIM_STATES.get(optim, 2)
-    need = n_params * (compute_bytes + 4 + (4 + states) / world)
+    need = n_params * (2 * compute_bytes + 4 + (4 + states) / world)
     why = f"sharded_masters keeps {need / gib:.1f} GiB of weights, gradients and optimizer state"
     if setting is not None:
         return setting, f"data_parallel: {setting} ({why})"

@@ -13,9 +13,10 @@ optimizer whose statistics span a parameter (Adafactor's factored moments) steps
 one GPU, compiled, with no collective of its own. The gradient norm of the clip is one all-reduce
 of a scalar.
 
-The weights and the gradients live in two flat buffers laid out by owner (each process's
+The updated weights and the gradients live in two flat buffers laid out by owner (each process's
 parameters in model order, its region padded to the largest), so both collectives run in place on
-one tensor: the model's parameters are views into the weights' buffer. Its state_dict (a
+one tensor; the gathered weights are then copied into the model's (which keep their own storage:
+safetensors saves and loads no view of a larger one). Its state_dict (a
 collective) is the one-GPU optimizer's: every master and the inner state of every parameter,
 gathered on process 0, so a checkpoint resumes on any number of processes, one included.
 """
@@ -47,7 +48,13 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
     processes and divided by their number: the loop's loss of N processes is the mean loss
     times N, as for FSDP's and DDP's averaged gradients."""
 
-    def __init__(self, param_groups: list[dict], inner_cls, inner_kwargs: dict, group=None):
+    def __init__(
+        self,
+        param_groups: list[dict],
+        inner_cls,
+        inner_kwargs: dict,
+        group=None,
+    ):
         self.group = group
         self.world, self.rank = dist.get_world_size(group), dist.get_rank(group)
         params = [p for g in param_groups for p in g["params"]]
@@ -73,11 +80,13 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             self.world * self.region, dtype=torch.float32, device=first.device
         )
         with torch.no_grad():
-            for i, p in enumerate(params):  # the weights become views into the flat buffer
-                view = self._slot(self.flat_weights, i, p)
-                view.copy_(p)
-                p.data = view
+            for i, p in enumerate(params):
+                self._slot(self.flat_weights, i, p).copy_(p)
         self.model_params = params
+        self.plain = first.dtype == torch.float32  # masters equal to the weights
+        # the weights keep their own storage (safetensors saves and loads no view of a larger
+        # one): each all-gather's result is copied into them (one pass over the 16-bit weights)
+        self.slots = [self._slot(self.flat_weights, i, p) for i, p in enumerate(params)]
         self.group_sizes = [len(g["params"]) for g in param_groups]
         self._fresh = [True] * len(params)  # the step's first gradient is copied, later ones added
         self._reduced = False
@@ -94,9 +103,11 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             master_groups.append({**group_, "params": owned})
             at += n
         self.inner = inner_cls(master_groups, **inner_kwargs)
+        # where the updated 16-bit weights go: the owner's region of the flat buffer
+        self.targets = [self.slots[i] for i in self.mine]
         mirrors = getattr(self.inner, "mirrors", None)  # an inner that writes the 16-bit weights
         if mirrors is not None:
-            mirrors.update((self.masters[i], params[i]) for i in self.mine)
+            mirrors.update(zip(self.master_params, self.targets))
         self._copy_back = mirrors is None
         self._low = False
         self._grads = []
@@ -176,9 +187,10 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         finally:
             del self.inner.grad_scale
         if self._copy_back and self.mine:
-            torch._foreach_copy_([self.model_params[i] for i in self.mine], self.master_params)
+            torch._foreach_copy_(self.targets, self.master_params)
         own = self._own_region(self.flat_weights)
         dist.all_gather_into_tensor(self.flat_weights, own, group=self.group)
+        torch._foreach_copy_(self.model_params, self.slots)
         self.zero_grad()
         return loss
 
@@ -210,8 +222,9 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
 
     def state_dict(self) -> dict:
         """The one-GPU optimizer's state_dict (every master, every parameter's inner state, on
-        the CPU) on process 0; the others get an empty dict. A collective."""
-        masters = [t.to("cpu", copy=True) for t in self._gathered(self.masters)]
+        the CPU) on process 0; the others get an empty dict. A collective. Of fp32 weights: the
+        inner optimizer's, as one process keeps no masters of them."""
+        masters = None if self.plain else [t.to("cpu", copy=True) for t in self._gathered(self.masters)]
         local = self.inner.state_dict()
         # this process's inner state by global parameter index: parameter-shaped tensors go
         # through the buffer, the rest (row/column statistics, steps) as objects
@@ -235,21 +248,31 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
                     state.setdefault(i, {})[key] = full[i].to("cpu", copy=True)
         if self.rank != 0:
             return {}
+        inner = {"state": state, "param_groups": self._full_groups()}
+        # fp32 weights: one process steps them without masters (its state_dict is the inner
+        # optimizer's), and the masters are the weights
+        return inner if self.plain else {"inner": inner, "master": masters}
+
+    def _full_groups(self) -> list[dict]:
+        """The inner optimizer's groups as one process would number every parameter."""
         groups, at = [], 0
         for g, n in zip(self.inner.param_groups, self.group_sizes):
             hyper = {k: v for k, v in g.items() if k != "params"}
             groups.append({**hyper, "params": list(range(at, at + n))})
             at += n
-        return {"inner": {"state": state, "param_groups": groups}, "master": masters}
+        return groups
 
     @torch.no_grad()
     def load_state_dict(self, state_dict: dict) -> None:
         """The one-GPU optimizer's state_dict (any process count's: :meth:`state_dict`): this
-        process's masters and their inner state, then every weight from the masters."""
-        full = state_dict["master"]
+        process's masters and their inner state, then every weight from the masters (fp32
+        weights: the inner optimizer's state_dict, the masters from the weights loaded)."""
+        if self.plain:
+            full, inner = [p.detach() for p in self.model_params], state_dict
+        else:
+            full, inner = state_dict["master"], state_dict["inner"]
         for i in self.mine:
             self.masters[i].copy_(full[i].to(self.masters[i].device))
-        inner = state_dict["inner"]
         local = self.inner.state_dict()
         local["state"] = {
             j: inner["state"][i] for j, i in enumerate(self.mine) if i in inner["state"]
@@ -257,8 +280,9 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         for g, saved in zip(local["param_groups"], inner["param_groups"]):
             g.update({k: v for k, v in saved.items() if k != "params"})
         self.inner.load_state_dict(local)
-        for i, p in enumerate(self.model_params):
-            p.copy_(full[i].to(p.device))
+        for p, slot, value in zip(self.model_params, self.slots, full, strict=True):
+            p.copy_(value.to(p.device))
+            slot.copy_(p)
 
 
 def _held(everyone: list) -> set[int]:
