@@ -6,6 +6,7 @@ import sys
 
 from ablate.mask import families as mask_families
 from ablate.mask import models as mask_models
+from ablate.mask import plan as mask_plan
 from ablate.mask import sft_data
 from ablate.mask import status as mask_status
 from ablate.mask import study as mask_study
@@ -183,6 +184,10 @@ if workflow.is_main_process and _older:
         "when a dry run prints no `stale:` line",
         file=sys.stderr,
     )
+
+# a finetune's GPUs that buy little (measured): said before the first job, dry runs too
+if workflow.is_main_process and (_note := mask_plan.data_parallel_note(config)):
+    print(_note, file=sys.stderr)
 
 
 def claims_evals(wildcards):

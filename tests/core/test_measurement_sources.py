@@ -18,7 +18,7 @@ COMMAND = re.compile(r"`[^`]*\b(python3?|snakemake|torchrun)\b[^`]*`|\bpython3? 
 NOT_RECORDED = "command not recorded"
 #: Sections of measured numbers; the others hold published facts (datasheets, hub config.json,
 #: lm-eval tasks) or stated estimates.
-MEASURED = ("measurements", "job_overheads", "tokens_per_request")
+MEASURED = ("measurements", "job_overheads", "tokens_per_request", "scaling")
 PUBLISHED = ("NVIDIA ", "config.json of ", "lm-eval ")
 #: Places a user cannot open (issue 31): outside the repository.
 OUTSIDE = re.compile(r"shared findings|findings section|\blent\b", re.IGNORECASE)

@@ -910,8 +910,9 @@ def test_makespan_runs_independent_jobs_side_by_side():
 
 def test_multi_gpu_setup_runs_finetunes_side_by_side_and_data_parallel(tmp_path):
     """8x H100: the three finetunes (and the evaluations) at once on one machine, so the study
-    ends sooner than on 1x; a finetune with resources gpu: 2 runs data-parallel at
-    plan.scaling.finetune_data_parallel on any setup of 2 GPUs or more, and on 1 GPU at speedup 1."""
+    ends sooner than on 1x; a finetune with resources gpu: 2 runs data-parallel at the speed-up
+    measured for its recipe and packing mode on any setup of 2 GPUs or more, and on 1 GPU at
+    speedup 1."""
     t = planner.make_plan(planner_config("ministral3b.yaml"), root=tmp_path, actuals=False).table
     one, eight = row(t, "1x H100 SXM", planner.TOTAL), row(t, "8x H100 SXM", planner.TOTAL)
     assert one["est_s"] == pytest.approx(
@@ -927,9 +928,10 @@ def test_multi_gpu_setup_runs_finetunes_side_by_side_and_data_parallel(tmp_path)
     config["plan"].update({"setups": SETUPS})
     dp = planner.make_plan(config, root=tmp_path, actuals=False).table
     check_arithmetic(dp)
-    eff = config["plan"]["scaling"]["finetune_data_parallel"]
-    assert eff != config["plan"]["scaling"]["data_parallel"]  # the finetune's own, measured
-    assert row(dp, "8x H100 SXM", "finetune/5B")["speedup"] == pytest.approx(1 + eff)
+    # the packed finetune's measured speed-up of sharded masters on 2 H100s (the scaling rows)
+    got = row(dp, "8x H100 SXM", "finetune/5B")
+    assert got["speedup"] == pytest.approx(1.06)
+    assert "sharded_masters, measured on 2 H100 SXM" in got["note"]
     assert row(dp, "1x H100 SXM", "finetune/5B")["speedup"] == 1
     assert row(dp, "8x H100 SXM", "eval/5B/causal")["speedup"] == 1
     assert row(dp, "8x H100 SXM", planner.TOTAL)["est_s"] < eight["est_s"]
@@ -1054,9 +1056,11 @@ def test_interruptible_live_price_is_the_lowest_min_bid(fake_vast, tmp_path):
 
 
 def test_memory_divides_over_the_gpus_of_the_sharded_recipe():
-    """The sharded recipe's need per GPU: fp32 params, grads and states / N + the gathered root
-    and two layers + activations; the one-GPU recipe counts bf16 weights + fp32 masters, grads and
-    states; gradient_checkpointing keeps one layer's activations instead of every layer's."""
+    """The need per GPU of sharded weights: fp32 params, grads and states / N + the gathered root
+    and two layers + activations; of sharded masters: bf16 weights and their gathered copy,
+    fp32 grads, fp32 masters and states / N + activations; the one-GPU recipe counts bf16 weights
+    + fp32 masters, grads and states; gradient_checkpointing keeps one layer's activations
+    instead of every layer's."""
     from ablate.core.planner.memory import ACTIVATION_BYTES, fewest_gpus, memory_need_gb
     from ablate.core.planner.params import model_shape
 
@@ -1085,10 +1089,17 @@ def test_memory_divides_over_the_gpus_of_the_sharded_recipe():
     one = memory_need_gb(job, shape.params, plan, 1)[0]
     assert one == pytest.approx(shape.params * 10 / 1e9 + act)  # 2 + 4 + 4 B/param, adafactor
     gathered = (shape.root_params + 2 * shape.layer_params) * 8 / 1e9
-    for n in (2, 4, 8):
+    for n in (2, 4, 8):  # the GPU's memory unknown: the least memory, its weights sharded
         need, what = memory_need_gb(job, shape.params, plan, n)
         assert need == pytest.approx(shape.params * 8 / n / 1e9 + gathered + act)
-        assert "sharded recipe" in what and f"/ {n} GPUs" in what
+        assert what.startswith("sharded_weights") and f"/ {n} GPUs" in what
+    # the recipe the loop picks on a GPU of that memory (training.memory.data_parallel_recipe):
+    # on 4 H200s the weights (and their gathered copy) and fp32 gradients fit whole, the masters
+    # and states divided; on 2 they would not (over half the memory): sharded weights
+    need, what = memory_need_gb(job, shape.params, plan, 4, 141)
+    assert need == pytest.approx(shape.params * (2 * 2 + 4 + 4 / 4) / 1e9 + act)
+    assert what.startswith("sharded_masters")
+    assert memory_need_gb(job, shape.params, plan, 2, 141)[1].startswith("sharded_weights")
     assert fewest_gpus(job, shape.params, plan, 80, 8) == 2
     assert fewest_gpus(job, shape.params, plan, 141, 8) == 1
     assert fewest_gpus(job, shape.params, plan, 10, 8) is None
@@ -1135,8 +1146,9 @@ def test_other_family_overlays_plan_every_job_offline(tmp_path, name):
 
 def test_a_model_larger_than_one_gpu_plans_onto_the_smallest_setup_where_it_fits(tmp_path):
     """config/ministral8b.yaml (over ministral3b.yaml): its finetunes are refused on one H100 with
-    the need per GPU and from how many GPUs they fit, fit on 2x (sharded) and on one H200; the
-    summary names the smallest setup of each GPU and says the sharded efficiency is unmeasured."""
+    the need per GPU and from how many GPUs they fit, fit on 2x (its weights sharded) and on one
+    H200; the summary names the smallest setup of each GPU and says that recipe's speed-up is
+    unmeasured."""
     config = planner.load_config(
         [REPO / "config" / "ministral3b.yaml", REPO / "config" / "ministral8b.yaml"]
     )
@@ -1153,7 +1165,7 @@ def test_a_model_larger_than_one_gpu_plans_onto_the_smallest_setup_where_it_fits
         )
         two = row(t, "2x H100 SXM", f"finetune/{v}")
         assert two["fits_memory"] == "yes" and two["memory_gb"] < 80 < one["memory_gb"]
-        assert "sharded recipe" in two["note"] and "efficiency is unmeasured" in two["note"]
+        assert "sharded_weights (" in two["note"] and "sharded_weights unmeasured" in two["note"]
         assert row(t, "8x H100 SXM", f"finetune/{v}")["memory_gb"] == two["memory_gb"]  # gpu: 2
         assert row(t, "1x H200", f"finetune/{v}")["fits_memory"] == "yes"
     assert "does not fit in memory: finetune/3A" in row(t, "1x H100 SXM", planner.TOTAL)["note"]
@@ -1166,9 +1178,65 @@ def test_a_model_larger_than_one_gpu_plans_onto_the_smallest_setup_where_it_fits
         f"({row(t, '1x H200', 'finetune/3A')['memory_gb']:.3g} GB per GPU), 2x H100 SXM "
         f"({two['memory_gb']:.3g} GB per GPU)"
     ]
-    assert any(x.startswith("scaling: the sharded recipe's (FSDP2)") for x in lines)
+    assert any(
+        x.startswith("scaling: the data-parallel speed-up of finetune/3A, finetune/3B, finetune/5B")
+        for x in lines
+    )
     # the CLI takes the overlay after its base, as Snakemake's --configfile does
     assert planner.main(
         ["--config", "config/ministral3b.yaml", "config/ministral8b.yaml", "--no-actuals",
          "--out", str(tmp_path / "plan.csv")]
     ) == 0  # fmt: skip
+
+
+def test_a_data_parallel_speedup_comes_from_the_measured_scaling_rows():
+    """The measurements file's scaling rows: a measured GPU count as measured; another from the
+    row of the most GPUs (a fixed exchange per step: n / (1 + x (n - 1))), marked extrapolated
+    beyond it; a recipe or mode never measured: None (the plan falls back to plan.scaling)."""
+    ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
+    args = ("train", "sharded_masters", False, "H100 SXM", 3.43e9)
+    assert ref.speedup(*args, 2)[0] == pytest.approx(1.94)
+    four = next(r for r in ref.scaling if (r.packing, r.gpus) == (False, 4))
+    x = (4 / four.speedup - 1) / 3
+    eight, how = ref.speedup(*args, 8)
+    assert eight == pytest.approx(8 / (1 + 7 * x)) and how.startswith("extrapolated from 3.49x")
+    assert ref.speedup(*args, 3)[1].startswith("interpolated")
+    assert ref.speedup("train", "sharded_weights", False, "H100 SXM", 3.43e9, 2) is None
+
+
+def test_the_plan_says_what_each_gpu_count_buys_a_finetune(tmp_path):
+    """`ablate plan`'s summary: each data-parallel finetune on 1, 2, 4 and 8 GPUs, the time and
+    speed-up from its own estimate, 8 marked extrapolated (measured on at most 4)."""
+    config = planner_config("ministral3b.yaml", setups=[{"gpu": "H100 SXM"}])
+    p = planner.make_plan(config, root=tmp_path, actuals=False)
+    lines = planner.summary_lines(p)
+    at = lines.index(
+        "each data-parallel job on 1, 2, 4, 8 GPUs (its resources gpu; time, speed-up):"
+    )
+    per_job = lines[at + 1 : at + 4]
+    assert [x.split(" on ")[0].strip() for x in per_job] == [
+        "finetune/3A",
+        "finetune/3B",
+        "finetune/5B",
+    ]
+    for x in per_job:
+        assert "1: " in x and "(1.00x)" in x and "2: " in x and "(1.06x)" in x
+        assert "(1.25x)" in x and "x, extrapolated)" in x.split("8: ")[1]
+
+
+@pytest.mark.parametrize(("gpus", "said"), [(1, False), (2, False), (4, True)])
+def test_finetune_gpus_that_buy_little_are_named_at_the_dry_run(gpus, said):
+    """mask.resources.finetune.gpu above what pays (measured below half of linear: 4 GPUs give
+    the packed step 1.25x) is named in one line with the key and the alternative; 2 GPUs (1.06x,
+    0.53 of linear) and 1 pass silently."""
+    from ablate.mask.plan import data_parallel_note
+
+    config = planner.load_config(REPO / "config" / "ministral3b.yaml")
+    config["mask"]["resources"]["finetune"]["gpu"] = gpus
+    note = data_parallel_note(config)
+    assert (note is not None) == said
+    if said:
+        assert note.startswith(
+            "note: mask.resources.finetune.gpu: 4 buys little: 3A, 3B, 5B: 1.25x"
+        )
+        assert "--resources gpu=N" in note and "\n" not in note

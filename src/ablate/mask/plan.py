@@ -284,9 +284,11 @@ class MaskPlanner:
     def _plan_finetune(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = sj.labels["variant"]["params"]
         self._train_shape(job, p, f"mask.finetune.variants.{sj.labels['model']}")
-        # gpu > 1: the sharded recipe under torchrun (ablate.core.parallel), the global batch held
+        # gpu > 1: the loop's data-parallel recipe under torchrun (ablate.core.parallel), the
+        # global batch held
         job.scaling_key = "finetune_data_parallel"
         job.sharded = True
+        job.data_parallel = p.get("data_parallel")
         job.loads_hub_model, job.ships_checkpoint = hub, not hub
         measured = self._measured_tokens_per_step(job.train_shape)
         if measured:
@@ -341,4 +343,40 @@ def _model_plan(config: dict[str, Any], ref: Reference, root: Path, lm: str | No
         jobs=[mp.planned(j) for j in mp.jobs.values() if j.kind],
         params_of_run=mp.params_of_run,
         tokens_of_run=mp.tokens_of_run,
+    )
+
+
+#: below this share of linear a finetune's GPUs pay less than the GPU pool's side by side runs
+PAYS = 0.5
+
+
+def data_parallel_note(config: dict[str, Any]) -> str | None:
+    """One line for a config whose finetunes ask more GPUs (``mask.resources.finetune.gpu``)
+    than pay: measured slower than one GPU, or below :data:`PAYS` of linear (the measurements
+    file's ``scaling`` rows of each variant's recipe and packing mode), with the key and the
+    alternative; None where they pay or nothing was measured."""
+    n = config["mask"]["resources"]["finetune"]["gpu"]
+    if n <= 1:
+        return None
+    try:
+        ref = Reference.load(config["plan"]["measurements"])
+    except Exception:  # noqa: BLE001 (a missing or bad file: the planner says so; no note here)
+        return None
+    gpu = config["mask"]["resources"]["finetune"].get("gpu_model") or ""
+    low: dict[str, list[str]] = {}
+    for name, v in study.variants_of(config).items():
+        p = v["params"]
+        recipe = p.get("data_parallel") or "sharded_masters"
+        got = ref.speedup("train", recipe, bool(p.get("packing")), gpu, 0.0, n)
+        if got is not None and (got[0] < 1 or got[0] / n < PAYS):
+            mode = "packed steps" if p.get("packing") else "full rows"
+            low.setdefault(f"{got[0]:.2f}x one GPU's speed ({mode}, {recipe})", []).append(name)
+    if not low:
+        return None
+    what = "; ".join(f"{', '.join(names)}: {speed}" for speed, names in low.items())
+    return (
+        f"note: mask.resources.finetune.gpu: {n} buys little: {what}, measured "
+        f"(config/gpu_measurements.yaml, scaling; below {PAYS:.0%} of linear): set it to 1 and "
+        "give the machine's GPUs to the pool (--resources gpu=N): the finetunes and evaluations "
+        "then run side by side, one GPU each (docs/profiles.md)"
     )

@@ -2,7 +2,8 @@
 
     est_s      = rental_overhead_s + job_overhead_s + compute_s [+ interruption_s]
     compute_s  = tokens / (tok_s_per_gpu * speedup(count))
-    speedup(n) = 1 + (n - 1) * plan.scaling[kind]
+    speedup(n) = 1 + (n - 1) * plan.scaling[kind], or a data-parallel training step's measured
+                 speed-up (the measurements file's ``scaling`` rows: Reference.speedup)
     est_cost   = est_s / 3600 * price_per_hour (the whole instance)
 
 A row whose numbers cannot be worked out (unknown tokens or model size, no GPU spec, an error)
@@ -22,7 +23,12 @@ import pandas as pd
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.interruptions import interruption_overhead
 from ablate.core.planner.jobs import PlannedJob
-from ablate.core.planner.memory import fewest_gpus, measured_need_gb, memory_need_gb
+from ablate.core.planner.memory import (
+    fewest_gpus,
+    measured_need_gb,
+    memory_need_gb,
+    recipe_on,
+)
 from ablate.core.planner.overheads import (
     downloads_on,
     job_overhead,
@@ -68,11 +74,8 @@ COLUMNS = [
     "note",
 ]
 MOST_GPUS = 8  # the largest machine a refusal looks for a fit on (Vast's largest hosts)
-#: What a sharded finetune's speedup rests on, said on its rows until a bench measures it.
-SHARDED_EFFICIENCY = (
-    "the sharded recipe's (FSDP2) multi-GPU efficiency is unmeasured: the speedup uses the "
-    "efficiency measured for the earlier replicated (DDP) recipe"
-)
+#: said on a data-parallel training row whose recipe has no measured scaling row
+UNMEASURED = " unmeasured: "
 
 
 def _r(x: float | None, nd: int = 1) -> float | None:
@@ -134,6 +137,31 @@ def _job_columns(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
     )
 
 
+def job_speedup(
+    job: PlannedJob,
+    s: Setup,
+    ref: Reference,
+    plan: dict,
+    params: float,
+    used: int,
+    memory: float | None,
+) -> tuple[float, str]:
+    """(speed-up of ``job`` on ``used`` GPUs, where it comes from): a data-parallel training
+    job's from the measured ``scaling`` rows of its recipe and packing mode (:meth:`Reference.
+    speedup`), else ``1 + (used - 1) x plan.scaling[key]``."""
+    key = job.scaling_key or job.kind
+    if used > 1 and job.sharded and job.kind == "train":
+        recipe = recipe_on(job, params, used, memory)[0]
+        got = ref.speedup(job.kind, recipe, bool(job.packing), s.gpu, params, used)
+        if got is not None:
+            return got[0], f"{recipe}, {got[1]}"
+        what = f"{recipe}{UNMEASURED}1 + ({used}-1) x {plan['scaling'][key]:g} (plan.scaling.{key})"
+        return 1 + (used - 1) * plan["scaling"][key], what
+    return 1 + (used - 1) * plan["scaling"][
+        key
+    ], f"1 + ({used}-1) x {plan['scaling'][key]:g} (plan.scaling.{key})"
+
+
 def job_row(
     job: PlannedJob,
     s: Setup,
@@ -153,20 +181,18 @@ def job_row(
         return dict(row, note="; ".join(notes))
     params = job.params
     tp = pick_throughput(job, s.gpu, ms, ref, plan)
-    scaling = job.scaling_key or job.kind
-    eff = plan["scaling"][scaling]
     used = s.count if job.gpus is None else max(1, min(job.gpus, s.count))
-    speedup = 1 + (used - 1) * eff
+    mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
+    speedup, speedup_what = job_speedup(job, s, ref, plan, params, used, mem)
     job_s, job_what = job_overhead(job, s, params, plan, ref, downloads)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
     measured = measured_need_gb(job, tp.measurement, plan)
     if measured is not None:
         need, need_what = measured
     else:
-        need, need_what = memory_need_gb(job, params, plan, used)
+        need, need_what = memory_need_gb(job, params, plan, used, mem)
         if job.memory_measured:
             need_what += f"; no measured peak at {job.policy}: activations not counted"
-    mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
     fits = "n/a" if mem is None else ("yes" if need <= mem else "no")
     on = f"on {used} GPU{'s' if used > 1 else ''}"
     notes += [
@@ -176,9 +202,7 @@ def job_row(
         + (f" vs {mem} GB" if mem else ""),
     ]
     if used > 1:
-        notes.append(f"speedup 1 + ({used}-1) x {eff:g} (plan.scaling.{scaling})")
-        if job.sharded and job.kind == "train":
-            notes.append(SHARDED_EFFICIENCY)
+        notes.append(f"speedup {speedup:.3g} on {used} GPUs: {speedup_what}")
     compute = job.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and job.tokens else None
     compute = _with_extras(compute, job, s, ms, ref, plan, notes, used)
     if fits == "no":

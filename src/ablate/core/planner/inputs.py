@@ -83,6 +83,33 @@ class Measurement:
 
 
 @dataclass
+class Scaling:
+    """A measured speed-up of a training step on ``gpus`` GPUs of one host against the one-GPU
+    default recipe on the same host (the same global batch): ``recipe`` (the loop's
+    data-parallel recipe, ablate.core.training.memory.RECIPES), ``packing`` (packed steps or
+    full rows), the model's ``params`` and the GPU."""
+
+    kind: str
+    gpu: str
+    params: float
+    gpus: int
+    speedup: float
+    recipe: str
+    packing: bool
+    source: str
+
+    @property
+    def exchange(self) -> float:
+        """The step's exchange time per unit of one GPU's step time, from this row: a step on n
+        GPUs takes 1/n of the work plus (n - 1)/n of a fixed exchange (the ring collectives'
+        volume), so speedup(n) = n / (1 + exchange x (n - 1))."""
+        return (self.gpus / self.speedup - 1) / (self.gpus - 1)
+
+    def speedup_at(self, n: int) -> float:
+        return n / (1 + self.exchange * (n - 1))
+
+
+@dataclass
 class JobOverhead:
     """Measured seconds of one kind of job outside its own work (steps, scoring, probe forward):
     start-up, load, saves. Used for jobs of that kind, that GPU and that model size (5 %), and of
@@ -125,6 +152,8 @@ class Reference:
     bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: token lengths of one SFT pair per hub dataset (ablate.mask.plan), until a finetune records them
     sft_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: measured data-parallel speed-ups of training steps (:meth:`speedup`)
+    scaling: list[Scaling] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reference:
@@ -170,6 +199,19 @@ class Reference:
                     o.get("rule"),
                 )  # fmt: skip
             )
+        scaling = [
+            Scaling(
+                r["kind"],
+                r["gpu"],
+                float(r["params"]),
+                int(r["gpus"]),
+                float(r["speedup"]),
+                r["recipe"],
+                bool(r["packing"]),
+                f"{r['source']} [{p.name}]",
+            )  # fmt: skip
+            for r in _checked_rows(p, data, "scaling", "speedup")
+        ]
         return cls(
             gpus=data["gpus"],
             models=data.get("models") or {},
@@ -180,6 +222,30 @@ class Reference:
             job_overheads=overheads,
             bridge_lengths=data.get("bridge_lengths") or {},
             sft_lengths=data.get("sft_lengths") or {},
+            scaling=scaling,
+        )
+
+    def speedup(
+        self, kind: str, recipe: str, packing: bool, gpu: str, params: float, n: int
+    ) -> tuple[float, str] | None:
+        """The speed-up of a ``kind`` step on ``n`` GPUs from the measured rows of its recipe
+        and packing mode (its GPU first, then any; the nearest model size); the row of ``n``
+        GPUs as measured, another ``n`` from the row of the most GPUs measured
+        (:meth:`Scaling.speedup_at`), beyond them marked extrapolated. None: no such row."""
+        rows = [r for r in self.scaling if (r.kind, r.recipe, r.packing) == (kind, recipe, packing)]
+        rows = [r for r in rows if r.gpu == gpu] or rows
+        if not rows:
+            return None
+        size = min(rows, key=lambda r: abs(r.params - params)).params
+        rows = [r for r in rows if r.params == size]
+        exact = next((r for r in rows if r.gpus == n), None)
+        if exact is not None:
+            return exact.speedup, f"measured on {n} {exact.gpu}: {exact.source}"
+        most = max(rows, key=lambda r: r.gpus)
+        how = "extrapolated" if n > most.gpus else "interpolated"
+        return most.speedup_at(n), (
+            f"{how} from {most.speedup:g}x measured on {most.gpus} {most.gpu} (a fixed exchange "
+            f"per step, {most.exchange:.3f} of one GPU's step): {most.source}"
         )
 
     def job_overhead(self, kind: str, rule: str, gpu: str, params: float) -> JobOverhead | None:

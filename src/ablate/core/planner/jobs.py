@@ -43,9 +43,12 @@ class PlannedJob:
     dtype: str = "float32"  # dtype the weights are held in (memory check)
     optim: str | None = None  # optimizer (train): its states count in the memory check
     master_weights: bool = True  # 16-bit weights train with fp32 masters (memory check)
-    #: trains with the sharded recipe (FSDP2) on more than one GPU: its parameters, gradients and
-    #: optimizer states divide over the GPUs (memory check, :mod:`.memory`); False: replicated
+    #: trains under the loop's data-parallel recipes on more than one GPU (its fp32 masters and
+    #: optimizer states divide over the GPUs, its weights too where they do not fit: memory
+    #: check, :mod:`.memory`; its speed-up from the measured ``scaling`` rows); False: replicated
     sharded: bool = False
+    #: its ``data_parallel`` setting (None: chosen by what fits, as the loop chooses)
+    data_parallel: str | None = None
     shape: ModelShape | None = None  # hidden size, layers (train: activations, gathered layers)
     #: tokens of one forward of one process (train: activations); None: unknown
     forward_tokens: float | None = None

@@ -1,9 +1,11 @@
 """GPU memory a job needs per GPU (``fits_memory``): weights, training state, activations.
 
 A finetune in one process keeps 16-bit weights with fp32 master copies (the one-GPU recipe,
-``MasterWeightsOptimizer``). A job of a study that trains with the sharded recipe (FSDP2,
-``PlannedJob.sharded``) on N > 1 GPUs divides its fp32 parameters, gradients and optimizer states
-by N and holds besides what FSDP2 gathers unsharded: the root (embeddings, lm_head, final norm;
+``MasterWeightsOptimizer``). A job of a study that trains data-parallel (``PlannedJob.sharded``)
+on N > 1 GPUs takes the loop's recipe for the GPU's memory (:func:`recipe_on`): sharded masters
+divide the fp32 masters and states by N and keep the weights, their gathered copy and the fp32
+gradients whole; sharded weights (FSDP2) divide its fp32 parameters, gradients and optimizer
+states by N and hold besides what FSDP2 gathers unsharded: the root (embeddings, lm_head, final norm;
 FSDP2 does not reshard the root after the forward, the backward needs it at once) and
 ``IN_FLIGHT_LAYERS`` decoder layers (the one computing and the one prefetched), each as bf16
 parameters and gradients plus the fp32 copy of the gradients reduced in fp32. Activations scale
@@ -16,7 +18,7 @@ from __future__ import annotations
 from ablate.core.planner.inputs import Measurement
 from ablate.core.planner.jobs import PlannedJob
 from ablate.core.planner.overheads import DTYPE_BYTES
-from ablate.core.training.memory import OPTIM_STATES
+from ablate.core.training.memory import OPTIM_STATES, RECIPES, data_parallel_recipe
 
 #: Activation bytes per token, decoder layer and hidden unit of a bf16 training step without
 #: activation checkpointing (logits and loss included): the slope of measured peaks where only the
@@ -89,9 +91,39 @@ def _sharded_gb(job: PlannedJob, params: float, states: int, gpus: int) -> tuple
     )
 
 
-def memory_need_gb(job: PlannedJob, params: float, plan: dict, gpus: int = 1) -> tuple[float, str]:
-    """GPU memory per GPU of ``job`` on ``gpus`` GPUs (GB) x (1 + plan.memory_margin), and how it
-    was counted."""
+def recipe_on(job: PlannedJob, params: float, gpus: int, memory: float | None) -> tuple[str, str]:
+    """The loop's data-parallel recipe of a train ``job`` on ``gpus`` GPUs of ``memory`` GB
+    (:func:`ablate.core.training.memory.data_parallel_recipe`; unknown memory: its weights
+    sharded, the least memory)."""
+    if memory is None and job.data_parallel is None:
+        return RECIPES[1], "the GPU's memory unknown"
+    return data_parallel_recipe(
+        job.data_parallel,
+        n_params=int(params),
+        world=gpus,
+        compute_bytes=2 if job.dtype in ("bfloat16", "float16", "auto") else 4,
+        optim=job.optim or "",
+        memory_bytes=int((memory or 0) * 2**30),
+    )
+
+
+def _sharded_masters_gb(
+    job: PlannedJob, params: float, states: int, gpus: int
+) -> tuple[float, str]:
+    """Weights (16-bit) and their gathered copy, fp32 gradients, and 1/``gpus`` of the fp32
+    masters and states: :mod:`ablate.core.training.sharded_masters`."""
+    per = 2 * 2 + 4 + 4 * (1 + states) / gpus
+    return params * per / 1e9, (
+        f"{per:.3g} B/param (bf16 weights + their gathered copy + fp32 grads, fp32 masters and "
+        f"{job.optim} states / {gpus} GPUs)"
+    )
+
+
+def memory_need_gb(
+    job: PlannedJob, params: float, plan: dict, gpus: int = 1, memory: float | None = None
+) -> tuple[float, str]:
+    """GPU memory per GPU of ``job`` on ``gpus`` GPUs of ``memory`` GB each (GB) x (1 +
+    plan.memory_margin), and how it was counted."""
     b = DTYPE_BYTES.get(job.dtype, 4)
     margin = plan["memory_margin"]
     states = OPTIM_STATES.get(job.optim or "", 2)
@@ -103,8 +135,12 @@ def memory_need_gb(job: PlannedJob, params: float, plan: dict, gpus: int = 1) ->
             f"(grads + {job.optim} states)"
         )
     elif job.kind == "train" and job.sharded and gpus > 1:
-        need, what = _sharded_gb(job, params, states, gpus)
-        what = f"sharded recipe: {what}"
+        recipe, why = recipe_on(job, params, gpus, memory)
+        if recipe == RECIPES[0]:
+            need, what = _sharded_masters_gb(job, params, states, gpus)
+        else:
+            need, what = _sharded_gb(job, params, states, gpus)
+        what = f"{recipe} ({why}): {what}"
     elif job.kind == "train":
         per, what = _one_process_bytes(job, states)
         need, what = params * per / 1e9, f"{per:g} B/param ({what})"
@@ -138,5 +174,10 @@ def measured_need_gb(
 def fewest_gpus(job: PlannedJob, params: float, plan: dict, memory: float, most: int) -> int | None:
     """The fewest GPUs (at most ``most``) of ``memory`` GB on which ``job`` fits; None: none."""
     return next(
-        (n for n in range(1, most + 1) if memory_need_gb(job, params, plan, n)[0] <= memory), None
+        (
+            n
+            for n in range(1, most + 1)
+            if memory_need_gb(job, params, plan, n, memory)[0] <= memory
+        ),
+        None,
     )

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ablate.core import io
 from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
-from ablate.core.planner.estimate import COLUMNS, SHARDED_EFFICIENCY
+from ablate.core.planner.estimate import COLUMNS, UNMEASURED
 from ablate.core.planner.plan import Plan
 from ablate.core.planner.totals import FLOP_ESTIMATE, TOTAL, error_reason, hms, total_text
 
@@ -49,8 +49,17 @@ def summary_lines(p: Plan) -> list[str]:
             f"jobs run: {ran} of {n}"
             + (" (actual_s and error_pct fill in as the jobs finish)" if ran < n else "")
         )
-    if jobs["note"].fillna("").str.contains(SHARDED_EFFICIENCY, regex=False).any():
-        lines.append(f"scaling: {SHARDED_EFFICIENCY} (plan.scaling.finetune_data_parallel)")
+    unmeasured = sorted(set(jobs[jobs["note"].fillna("").str.contains(UNMEASURED)]["job"]))
+    if unmeasured:
+        lines.append(
+            f"scaling: the data-parallel speed-up of {', '.join(unmeasured)} is unmeasured for "
+            "its recipe (no scaling row of the measurements file): plan.scaling's value (the note)"
+        )
+    if info.get("gpu_counts"):
+        lines.append(
+            "each data-parallel job on 1, 2, 4, 8 GPUs (its resources gpu; time, speed-up):"
+        )
+        lines += info["gpu_counts"]
     lines += memory_lines(jobs)
     for _, r in t[t["job"] == TOTAL].iterrows():
         act = ""

@@ -15,6 +15,7 @@ from ablate.core.planner.estimate import COLUMNS, estimate
 from ablate.core.planner.history import pipeline_measurements
 from ablate.core.planner.inputs import load_reference, log, parse_setups
 from ablate.core.planner.jobs import study_plans
+from ablate.core.planner.per_gpus import gpu_count_lines
 from ablate.core.planner.prices import resolve_prices
 
 
@@ -69,9 +70,10 @@ def make_plan(
         log.warning("planner: %s", why)
         info["problems"].append(why)
         frozen = None
+    setups = parse_setups(plan, ref)
+    ms = pipeline_measurements(plans, root, ref, plan) + ref.measurements
+    info["gpu_counts"] = gpu_count_lines(jobs, setups, ref, ms, plan)
     if frozen is None:
-        setups = parse_setups(plan, ref)
-        ms = pipeline_measurements(plans, root, ref, plan) + ref.measurements
         held = in_cache(config, jobs, cache_jobs, root, scripts)
         table = estimate(jobs, setups, resolve_prices(setups, plan), ref, ms, plan, held)
     else:

@@ -14,8 +14,10 @@ resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpu
 ``loss`` (the loss, the fast head, the corpus-vocabulary head loss), ``optim`` (the optimizer,
 the fp32-master wrapper, the schedule), ``adafactor`` (HF Adafactor's update fused, and the
 sharded step), ``callbacks`` (stop rules, throughput, progress), ``loop`` (``setup``, ``train``,
-``step``, ``evaluate``), ``checkpointing`` (a run's checkpoints and final weights), ``sharding``
-(FSDP2 sharding of a run in N > 1 processes), ``speed`` (regional compilation), ``watchdog`` (a
+``step``, ``evaluate``), ``checkpointing`` (a run's checkpoints and final weights),
+``sharded_masters`` (a run in N > 1 processes of a model that fits: the fp32 masters and the
+optimizer state divided), ``sharding`` (FSDP2 sharding of one that does not), ``memory`` (which of
+the two fits; an optimizer's states per weight), ``speed`` (regional compilation), ``watchdog`` (a
 stalled run fails within a bound), ``vocab_rows`` (a ``loss_vocab: corpus`` run's step over the
 data's rows of a tied embedding only), ``run`` (``train_run``: one run start to end).
 """

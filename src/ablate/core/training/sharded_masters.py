@@ -224,7 +224,9 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         """The one-GPU optimizer's state_dict (every master, every parameter's inner state, on
         the CPU) on process 0; the others get an empty dict. A collective. Of fp32 weights: the
         inner optimizer's, as one process keeps no masters of them."""
-        masters = None if self.plain else [t.to("cpu", copy=True) for t in self._gathered(self.masters)]
+        masters = (
+            None if self.plain else [t.to("cpu", copy=True) for t in self._gathered(self.masters)]
+        )
         local = self.inner.state_dict()
         # this process's inner state by global parameter index: parameter-shaped tensors go
         # through the buffer, the rest (row/column statistics, steps) as objects

@@ -1,0 +1,45 @@
+"""What more GPUs buy a data-parallel training job: its estimate on 1, 2, 4 and 8 GPUs of one
+machine (:func:`gpu_count_lines`, said by ``ablate plan`` and STATUS), each from the job's own
+estimate (:func:`~.estimate.job_row`) with its ``gpu`` resource set to that count; beyond the
+most GPUs a scaling row measured, the line says extrapolated."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ablate.core.planner.estimate import job_row
+from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup
+from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.prices import Price
+from ablate.core.planner.totals import hms
+
+#: the GPU counts a job is forecast on
+COUNTS = (1, 2, 4, 8)
+_NO_PRICE = Price(None, "none: a per-GPU-count forecast", None)
+
+
+def gpu_count_lines(
+    jobs: list[PlannedJob], setups: list[Setup], ref: Reference, ms: list[Measurement], plan: dict
+) -> list[str]:
+    """One line per data-parallel training job on the GPU of the first GPU setup: its time on
+    each of :data:`COUNTS` GPUs of one machine (job time, no rental), its speed-up, a count it
+    does not fit named so; empty without a GPU setup."""
+    gpu = next((s.gpu for s in setups if s.gpu != CPU), None)
+    if gpu is None:
+        return []
+    lines = []
+    for job in jobs:
+        if not (job.kind == "train" and job.sharded):
+            continue
+        parts = []
+        for n in COUNTS:
+            r = job_row(replace(job, gpus=n), Setup(gpu, n, machine=True), _NO_PRICE, ref, ms, plan)
+            if r.get("fits_memory") == "no":
+                parts.append(f"{n}: does not fit")
+            elif r.get("est_job_s") is None:
+                parts.append(f"{n}: no estimate")
+            else:
+                mark = ", extrapolated" if "extrapolated" in r["note"] else ""
+                parts.append(f"{n}: {hms(r['est_job_s'])} ({r['speedup']:.2f}x{mark})")
+        lines.append(f"  {job.id} on {gpu} GPUs of one machine: " + "; ".join(parts))
+    return lines
