@@ -148,9 +148,10 @@ def test_the_embedded_tasks_slice_is_unchanged():
     """The embedded world's tasks are generated files: no lm-eval index, no pin, the node alone."""
     cfg = planner.load_config(ROOT / "config/config.yaml")
     (job,) = [j for j in study.jobs(cfg) if j.name == "eval/base/causal"]
-    # task_dirs (none here) stays out of the slice, so a finished run's params are unchanged
+    # task_dirs (none here) and the other late keys at their defaults stay out of the slice, so a
+    # finished run's params are unchanged
     assert cfg["mask"]["eval"]["task_dirs"] == []
-    unset = {k: v for k, v in cfg["mask"]["eval"].items() if k != "task_dirs"}
+    unset = {k: v for k, v in cfg["mask"]["eval"].items() if k not in study.LATE_EVAL_KEYS}
     assert job.config == study.sorted_tree(unset)
     assert job.labels["where"] == "mask.eval"
 

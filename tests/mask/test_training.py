@@ -331,9 +331,10 @@ def test_one_model_dtype_rule_for_trained_and_frozen_weights(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert model_dtype(resolve_params({}, "finetune")) == torch.bfloat16
     assert pair_dtype({"model_dtype": "auto"}) == "bfloat16"
-    # several processes: trained weights stay float32 (DDP), frozen ones need not
+    # several processes: the same rule (sharded masters keep bf16 weights; sharded weights
+    # upcast their fp32 shards, the masters, themselves)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert model_dtype(resolve_params({}, "finetune")) == torch.float32
+    assert model_dtype(resolve_params({}, "finetune")) == torch.bfloat16
     assert pair_dtype({"model_dtype": "auto"}) == "bfloat16"
     assert pair_dtype({"model_dtype": "float32"}) == "float32"
 

@@ -16,9 +16,10 @@ Modules, one concern each:
 ``prices``         the user's price, live Vast offers, the offers snapshot
 ``history``        past runs: records, benchmark files, the throughput they measured
 ``overheads``      start-up, load, saves, boot and shipping
-``memory``         memory per GPU: the one-GPU recipe, the sharded one over N GPUs, activations
+``memory``         memory per GPU: the one-GPU recipe, the data-parallel ones over N GPUs, activations
 ``interruptions``  expected restarts on an interruptible (bid) instance
 ``estimate``       the forecast table (COLUMNS)
+``per_gpus``       a data-parallel job's estimate on 1, 2, 4 and 8 GPUs (the plan's summary)
 ``cached``         which jobs the run cache holds (zero cost; config ``run_cache``)
 ``schedule``       jobs side by side on one multi-GPU machine (which job reads which)
 ``actuals``        actual times, error and status of finished jobs

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ablate.core import interrupts, parallel
-from ablate.core.training import sharding, speed
+from ablate.core.training import sharded_masters, sharding, speed
 from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum
@@ -180,13 +180,12 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     if spec.hooks.optimizer is not None:
         optimizer, scheduler = spec.hooks.optimizer(model, p)
     else:
-        optimizer = build_optimizer(
-            model,
-            p,
-            master_weights=master_weights_enabled(p) and not sharded,
-            sharded=sharded,
-            sharded_masters=recipe == "sharded_masters",
-        )
+        if recipe == "sharded_masters":
+            optimizer = sharded_masters.build(model, p)
+        else:
+            optimizer = build_optimizer(
+                model, p, master_weights=master_weights_enabled(p) and not sharded, sharded=sharded
+            )
         scheduler = build_scheduler(optimizer, p)
     device_type = next(model.parameters()).device.type
 

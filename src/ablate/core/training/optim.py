@@ -44,25 +44,14 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 def build_optimizer(
-    model: torch.nn.Module,
-    p: dict[str, Any],
-    *,
-    master_weights: bool,
-    sharded: bool,
-    sharded_masters: bool = False,
+    model: torch.nn.Module, p: dict[str, Any], *, master_weights: bool, sharded: bool
 ) -> torch.optim.Optimizer:
-    """The run's optimizer: on fp32 masters of 16-bit weights (``master_weights``), divided over
-    the processes (``sharded_masters``: :mod:`.sharded_masters`, masters whatever the weights'
-    dtype), else on the weights themselves (fp32 weights, or a sharded model's fp32 shards,
-    which are its masters; there Adafactor is :class:`FusedAdafactor`, whose statistics span the
-    shards)."""
+    """The run's optimizer: on fp32 masters of 16-bit weights (``master_weights``), else on the
+    weights themselves (fp32 weights, or a sharded model's fp32 shards, which are its masters;
+    there Adafactor is :class:`FusedAdafactor`, whose statistics span the shards). N processes
+    of sharded masters: :func:`ablate.core.training.sharded_masters.build`."""
     cls, kwargs = optimizer_class(p)
     groups = decay_groups(model, p["weight_decay"])
-    if sharded_masters:
-        from ablate.core.training.sharded_masters import ShardedMastersOptimizer
-
-        params = [t for g in groups for t in g["params"]]
-        return ShardedMastersOptimizer(groups, fused_inner(cls, kwargs, params), kwargs)
     if sharded:
         if cls is Adafactor and FusedAdafactor.supports(kwargs):
             cls = FusedAdafactor

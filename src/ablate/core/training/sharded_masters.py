@@ -28,7 +28,21 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ablate.core.training.optim import MasterWeightsOptimizer
+from ablate.core.training.optim import (
+    MasterWeightsOptimizer,
+    decay_groups,
+    fused_inner,
+    optimizer_class,
+)
+
+
+def build(model: torch.nn.Module, p: dict[str, Any]) -> ShardedMastersOptimizer:
+    """The optimizer of ``p`` (``optim``, its settings, the weight-decay groups) on sharded
+    masters of ``model``'s weights, whatever their dtype (fp32 weights: masters equal to them)."""
+    cls, kwargs = optimizer_class(p)
+    groups = decay_groups(model, p["weight_decay"])
+    params = [t for g in groups for t in g["params"]]
+    return ShardedMastersOptimizer(groups, fused_inner(cls, kwargs, params), kwargs)
 
 
 def owners(sizes: list[int], world: int) -> list[int]:
