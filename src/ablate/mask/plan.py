@@ -22,6 +22,7 @@ from ablate.core.planner.params import (
     shape_of_hub_model,
 )
 from ablate.core.records import read_json
+from ablate.core.training.memory import SHARDED_MASTERS
 from ablate.mask import models as model_dim
 from ablate.mask import study
 
@@ -366,7 +367,7 @@ def data_parallel_note(config: dict[str, Any]) -> str | None:
     low: dict[str, list[str]] = {}
     for name, v in study.variants_of(config).items():
         p = v["params"]
-        recipe = p.get("data_parallel") or "sharded_masters"
+        recipe = p.get("data_parallel") or SHARDED_MASTERS  # the recipe's where it fits
         got = ref.speedup("train", recipe, bool(p.get("packing")), gpu, 0.0, n)
         if got is not None and (got[0] < 1 or got[0] / n < PAYS):
             mode = "packed steps" if p.get("packing") else "full rows"

@@ -25,7 +25,7 @@ from ablate.core.training import sharded_masters, sharding, speed
 from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum
-from ablate.core.training.memory import data_parallel_recipe as choose_recipe
+from ablate.core.training.memory import SHARDED_MASTERS, SHARDED_WEIGHTS, data_parallel_recipe
 from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, build_scheduler
 from ablate.core.training.params import (
     IGNORE_INDEX,
@@ -165,9 +165,9 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     bf16 = bf16_enabled(p["bf16"])
     recipe = None
     if parallel.world_size() > 1 and not spec.replicated:
-        recipe, why = data_parallel_recipe(model, p, bf16=bf16)
+        recipe, why = recipe_of(model, p, bf16=bf16)
         print(f"{spec.label}: {parallel.world_size()} processes, {recipe} ({why})", flush=True)
-    sharded = recipe == "sharded_weights"
+    sharded = recipe == SHARDED_WEIGHTS
     if sharded:  # fp32 shards, cast to bf16 per layer by FSDP's policy: no autocast
         model = sharding.shard(model, torch.bfloat16 if bf16 else torch.float32)
     elif spec.replicated and parallel.world_size() > 1:
@@ -180,7 +180,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     if spec.hooks.optimizer is not None:
         optimizer, scheduler = spec.hooks.optimizer(model, p)
     else:
-        if recipe == "sharded_masters":
+        if recipe == SHARDED_MASTERS:
             optimizer = sharded_masters.build(model, p)
         else:
             optimizer = build_optimizer(
@@ -252,10 +252,10 @@ def step_examples(run: Run, step: int) -> list:
     return out
 
 
-def data_parallel_recipe(model, p: dict[str, Any], *, bf16: bool) -> tuple[str, str]:
+def recipe_of(model, p: dict[str, Any], *, bf16: bool) -> tuple[str, str]:
     """(the recipe of N > 1 processes, why): ``data_parallel``, or what fits this process's
     device (:func:`~.memory.data_parallel_recipe`)."""
-    return choose_recipe(
+    return data_parallel_recipe(
         p.get("data_parallel"),
         n_params=sum(t.numel() for t in model.parameters()),
         world=parallel.world_size(),

@@ -14,7 +14,7 @@ OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd":
 #: GPU, one reduce-scatter and one all-gather a step), or ``sharded_weights``, everything divided
 #: (FSDP2, :mod:`~ablate.core.training.sharding`: the least memory, two all-gathers of each layer
 #: per micro-batch).
-RECIPES = ("sharded_masters", "sharded_weights")
+RECIPES = SHARDED_MASTERS, SHARDED_WEIGHTS = ("sharded_masters", "sharded_weights")
 #: ``data_parallel`` unset: ``sharded_masters`` while the weights, gradients and optimizer state
 #: a process then holds take at most this share of its device's memory (the rest: activations)
 MASTERS_SHARE = 0.5
