@@ -15,9 +15,10 @@ master saved per step, and HF's loop recomputes it before any use. Equivalence:
 tests/core/test_adafactor.py.
 
 A sharded parameter (a DTensor of :mod:`~ablate.core.training.sharding`, dim 0 split over the
-processes) steps its local shard eagerly: the statistics that span dim 0 (a matrix's column
-means, the mean of its row statistics, the update's RMS) are all-reduced across the shard group
-first, so every process computes the unsharded update of its rows (tests/core/test_sharded_recipe.py).
+processes) steps its local shard, compiled on a GPU: the statistics that span dim 0 (a matrix's
+column means, the mean of its row statistics, the update's RMS) are summed across the shard group,
+every parameter's in one all-reduce per phase (two a step), so every process computes the
+unsharded update of its rows (tests/core/test_sharded_recipe.py, tests/core/test_step_collectives.py).
 Its state is sharded like it (DTensors: a row statistic or second moment Shard(0), a matrix's
 column statistics replicated), so torch.distributed.checkpoint saves every process's rows
 (:func:`~ablate.core.training.sharding.save_checkpoint`).
