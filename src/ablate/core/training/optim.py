@@ -115,13 +115,18 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         # the hooks hold the optimizer weakly and go with it: a dropped run frees its masters and
         # state (a benchmark builds several in one process), and another optimizer can take over
         weakref.finalize(self, _remove_hooks, self._hooks)
-        self.inner = inner_cls(master_groups, **inner_kwargs)
-        mirrors = getattr(self.inner, "mirrors", None)  # an inner that writes the 16-bit weights
+        self._wrap(inner_cls(master_groups, **inner_kwargs), self.model_params)
+
+    def _wrap(self, inner: torch.optim.Optimizer, targets: list[torch.Tensor]) -> None:
+        """``inner`` steps the masters and writes their 16-bit values into ``targets`` where it
+        can (FusedAdafactor's mirrors; else :meth:`step` copies them back)."""
+        self.inner = inner
+        mirrors = getattr(inner, "mirrors", None)  # an inner that writes the 16-bit weights
         if mirrors is not None:
-            mirrors.update(zip(self.master_params, self.model_params))
+            mirrors.update(zip(self.master_params, targets))
         self._copy_back = mirrors is None
         # the attributes torch's Optimizer API (LR schedulers, accelerate) reads
-        self.defaults = self.inner.defaults
+        self.defaults = inner.defaults
         self._optimizer_step_pre_hooks = {}
         self._optimizer_step_post_hooks = {}
         self._optimizer_state_dict_pre_hooks = {}

@@ -116,23 +116,12 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             owned = [self.masters[i] for i in range(at, at + n) if i in self.masters]
             master_groups.append({**group_, "params": owned})
             at += n
-        self.inner = inner_cls(master_groups, **inner_kwargs)
         # where the updated 16-bit weights go: the owner's region of the flat buffer
         self.targets = [self.slots[i] for i in self.mine]
-        mirrors = getattr(self.inner, "mirrors", None)  # an inner that writes the 16-bit weights
-        if mirrors is not None:
-            mirrors.update(zip(self.master_params, self.targets))
-        self._copy_back = mirrors is None
+        self._wrap(inner_cls(master_groups, **inner_kwargs), self.targets)
         self._low = False
         self._grads = []
         self._grad_scale = None
-        self.defaults = self.inner.defaults
-        self._optimizer_step_pre_hooks = {}
-        self._optimizer_step_post_hooks = {}
-        self._optimizer_state_dict_pre_hooks = {}
-        self._optimizer_state_dict_post_hooks = {}
-        self._optimizer_load_state_dict_pre_hooks = {}
-        self._optimizer_load_state_dict_post_hooks = {}
 
     def _slot(self, flat: torch.Tensor, i: int, like: torch.Tensor) -> torch.Tensor:
         return flat[self.offsets[i] : self.offsets[i] + like.numel()].view(like.shape)
