@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import weights
+from helpers import no_leak, weights
 
 from ablate.core import checkpoint, provenance
 from ablate.core.training import checkpointing, loop
@@ -40,15 +40,6 @@ PARAMS = {
     "logging_steps": 1,
     "no_learning_steps": 0,
     "plateau_patience": 0,
-}
-NO_LEAK = {
-    "policy": "causal",
-    "leaks": False,
-    "loss_causal": 2.0,
-    "loss_policy": 2.0,
-    "ratio": 1.0,
-    "threshold": 0.5,
-    "n_examples": 4,
 }
 
 
@@ -83,7 +74,7 @@ def _finetune(model_dir: Path, sft: Path, out: Path) -> dict:
         model_path=model_dir,
         data=sft,
         out_dir=out,
-        probe_result=NO_LEAK,
+        probe_result=no_leak("causal"),
     )
 
 
