@@ -87,6 +87,17 @@ def workflow_copy(tmp_path_factory):
     return wd
 
 
+@pytest.fixture
+def gpu_host(monkeypatch):
+    """Snakemake started by the test plans a config whose jobs ask for GPUs as on the GPU host it
+    is made for (checkout.GPU_HOST): its dry run passes the parse-time preflight on a machine
+    without one (ablate.core.preflight)."""
+    from checkout import GPU_HOST
+
+    for key, value in GPU_HOST.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny matrices: a second OpenMP thread only adds barrier waits (~20x slower on a busy box)."""

@@ -611,6 +611,7 @@ def files_under(wd: Path, *dirs: str) -> set[str]:
 
 
 @pytest.mark.parametrize("config_args", CONFIGS)
+@pytest.mark.usefixtures("gpu_host")
 def test_plan_targets_alone_pull_in_no_stage(tmp_path, config_args):
     config_args, res = config_args
     wd = copy_checkout(tmp_path / "wd")

@@ -89,6 +89,7 @@ def job_inputs(stdout: str) -> list[tuple[str, list[str]]]:
     "model",
     ["embedded", *(pytest.param(m, marks=pytest.mark.slow) for m in ("hub", "local"))],
 )
+@pytest.mark.usefixtures("gpu_host")
 def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_model_dir, model):
     """A Vast job gets its declared inputs only: every job that loads the base model declares
     the model's files when they are files (embedded or a local directory), not for a hub id."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from checkout import GPU_HOST
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -322,9 +323,10 @@ def jobs_of(output: str) -> dict[str, int]:
     return dict(collections.Counter(r for r in rules if r != "all"))
 
 
-def shell(wd: Path, command: str) -> subprocess.CompletedProcess:
+def shell(wd: Path, command: str, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
+        **(env or {}),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **({"PYTHONPATH": str(wd / "src")} if (wd / "src").is_dir() else {}),
     }
@@ -375,7 +377,8 @@ def test_every_readme_command_in_order(embedded_run, tmp_path):
         if step.how == SKIP:
             continue
         run = dry(command) if step.how == DRY else command
-        r = shell(wd, run)
+        # a GPU command's dry run plans it as on its GPU host (ablate.core.preflight)
+        r = shell(wd, run, GPU_HOST if step.how == DRY else None)
         out = r.stdout + r.stderr
         where = f"documented command `{command}` ({step.how}):\n{out[-6000:]}"
         assert r.returncode == 0, where
