@@ -264,7 +264,8 @@ GUIDE_STEPS = [
         Step(c, how=SKIP, why="the test suite itself (CI)")
         for c in (
             "python -m pytest tests/pipeline/test_pipeline_dag.py tests/mask/test_recovery.py",
-            'python -m pytest -n 2 --dist loadgroup -m "not slow and not cluster"',
+            "python -m pytest -n 2 --dist loadgroup",
+            'python -m pytest -m "" -n 2 --dist loadgroup',
             'python -m pytest tests/core -m "not slow"',
             "python -m pytest -m slow",
             "python -m pytest -m cluster",
@@ -352,7 +353,7 @@ def test_readme_lists_what_this_test_runs():
     needed)."""
     install, suite, *rest = readme_commands((ROOT / "README.md").read_text())
     assert install[0].endswith(".venv/bin/snakemake -c2"), install  # the embedded_run fixture
-    assert suite[0].endswith(".venv/bin/python -m pytest -n 2 --dist loadgroup"), suite
+    assert suite[0].endswith('.venv/bin/python -m pytest -m "" -n 2 --dist loadgroup'), suite
     assert [c for c, _ in rest] == [s.command for s in README_STEPS]
     assert [c for c, _ in readme_commands(GUIDE.read_text())] == [s.command for s in GUIDE_STEPS]
 
