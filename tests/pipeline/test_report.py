@@ -92,6 +92,34 @@ def test_plot_scores_with_seeds_gives_each_series_its_colour_and_integer_seeds(
     assert seeds == ["s5", "s6", "s7"]
 
 
+def test_the_early_stop_line_marks_only_a_run_stopped_before_its_budget(tmp_path, monkeypatch):
+    """The loss panel drew an "early stop" line at 5B's max_steps: its plateau rule fired at its
+    last step. A dotted line now marks a run that stopped before its step budget only."""
+    import matplotlib.axes
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda ax, x, **kw: drawn.append(x))
+    paths = []
+    for name, done in (("5B", 400), ("3C", 250)):  # plateau at the budget; plateau before it
+        p = tmp_path / name / "summary.json"
+        p.parent.mkdir()
+        p.write_text(
+            json.dumps(
+                {
+                    "kind": "finetune",
+                    "policy": "causal",
+                    "max_steps": 400,
+                    "steps_done": done,
+                    "stop": {"reason": "plateau", "step": done},
+                    "curves": {"train": [{"step": s, "loss": 3 / s} for s in range(1, done + 1)]},
+                }
+            )
+        )
+        paths.append(p)
+    report.plot_loss_curves(paths, tmp_path / "loss.png")
+    assert drawn == [250]
+
+
 def test_plot_loss_curves_png(tmp_path):
     paths = []
     for name, kind, stop in [("base", "pretrain", "max_steps"), ("3B", "finetune", "plateau")]:

@@ -170,6 +170,17 @@ def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> N
     ax.set_title("Drop by the ablation, recovery by finetuning\n(hollow: within noise)")
 
 
+def stopped_early(summary: dict) -> bool:
+    """Whether a training run stopped before its step budget: a stop rule (plateau, no learning,
+    a non-finite loss) that fired at the last step (5B's plateau rule at its max_steps) ended
+    nothing early."""
+    stop = (summary.get("stop") or {}).get("reason")
+    done, budget = summary.get("steps_done"), summary.get("max_steps")
+    if not stop or stop == "max_steps":
+        return False
+    return not (isinstance(done, int) and isinstance(budget, int) and done >= budget)
+
+
 def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Train loss (lines) and held-out loss (markers) per run, pretraining in its own panel.
 
@@ -219,8 +230,7 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
                     alpha=0.8,
                     label=f"{label} held-out",
                 )
-            stop = (data.get("stop") or {}).get("reason")
-            if stop and stop != "max_steps" and train:
+            if train and stopped_early(data):
                 ax.axvline(data.get("steps_done", train[-1]["step"]), color=color, linestyle=":")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("loss" + (" (response tokens)" if kind == "finetune" else ""))
