@@ -157,8 +157,11 @@ README_STEPS = [
 #: The user guide's commands, in its order, run after the README's.
 GUIDE_STEPS = [
     # View the DAG
-    Step("snakemake --rulegraph | dot -Tsvg > rulegraph.svg", files=("rulegraph.svg",)),
-    Step("snakemake --dag | dot -Tsvg > dag.svg", files=("dag.svg",)),
+    Step(
+        "snakemake --rulegraph | dot -Tsvg > results/rulegraph.svg",
+        files=("results/rulegraph.svg",),
+    ),
+    Step("snakemake --dag | dot -Tsvg > results/dag.svg", files=("results/dag.svg",)),
     # Rerun one stage
     Step(
         "snakemake -c2 --force results/eval/base/prefill_bidir/metrics.json",
@@ -356,6 +359,14 @@ def test_readme_lists_what_this_test_runs():
     assert suite[0].endswith('.venv/bin/python -m pytest -m "" -n 2 --dist loadgroup'), suite
     assert [c for c, _ in rest] == [s.command for s in README_STEPS]
     assert [c for c, _ in readme_commands(GUIDE.read_text())] == [s.command for s in GUIDE_STEPS]
+
+
+def test_no_documented_command_writes_into_the_checkout():
+    """Fast: a file a documented command writes (`> FILE`) goes under results/ (ignored by git),
+    not into the repository's root among its tracked files (the DAG pictures went there)."""
+    for command, _ in documented_commands():
+        for target in re.findall(r"(?:^|\s)>>?\s*([^\s|;&]+)", command):
+            assert target.startswith(("results/", "/", "$")), (command, target)
 
 
 def test_every_cpu_measurement_names_its_instruction_set():
