@@ -156,6 +156,13 @@ README_STEPS = [
 
 #: The user guide's commands, in its order, run after the README's.
 GUIDE_STEPS = [
+    # Install: the CPU-only torch
+    Step(
+        "python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 --index-url "
+        "https://download.pytorch.org/whl/cpu && .venv/bin/pip install -e .",
+        how=SKIP,
+        why="an install (the suite runs in the environment it was installed in)",
+    ),
     # View the DAG
     Step(
         "snakemake --rulegraph | dot -Tsvg > results/rulegraph.svg",
