@@ -40,6 +40,11 @@ class Formatter(DefaultFormatter):
         lines = super()._format_job_info(msg)
         return [terminal.short_line(line, self.width) for line in lines] if self.width else lines
 
+    def format_shellcmd(self, msg):
+        # a script: or run: job has no shell command; printshellcmds (the SLURM and Vast
+        # profiles) printed "Shell command: None" for each (the handler prints nothing for "")
+        return super().format_shellcmd(msg) if msg.get("shellcmd") else ""
+
     def format_progress(self, msg):
         return super().format_progress(msg) + terminal.progress_note()
 

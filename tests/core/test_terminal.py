@@ -93,6 +93,21 @@ def test_a_program_reading_the_listing_gets_every_file():
     assert f"Input files updated by another job: {FILES}" in text and "'k399'" not in text
 
 
+def test_a_job_without_a_shell_command_prints_none():
+    """printshellcmds (the SLURM and Vast profiles) printed `Shell command: None` for every
+    script job; a shell rule's command still prints."""
+    from snakemake_logger_plugin_ablate import Formatter
+
+    def shown(cmd):
+        record = logging.makeLogRecord(
+            dict(msg=f"Shell command: {cmd}", event="shellcmd", shellcmd=cmd, indent=False)
+        )
+        return Formatter().format(record)
+
+    assert shown(None) == ""
+    assert shown("echo hi") == "Shell command: echo hi"  # as Snakemake prints it
+
+
 def test_progress_says_the_time_left_by_the_planner_estimates(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     jobs = [
