@@ -54,6 +54,8 @@ STUDY_TARGETS = [
 
 # STATUS.md and the report's status pages, last (every study)
 include: "rules/status.smk"
+# a local run of jobs that ask for GPUs on a machine without one: one line, before any job
+include: "rules/preflight.smk"
 
 
 rule all:

@@ -191,12 +191,35 @@ onstart:
     # with the same `results:`): said in one line before the first job.
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):
         print(msg, file=sys.stderr)
+    # the progress line's time left: the planner's estimates of this run's planned jobs still to
+    # do, on this machine's setup (a local run; ablate.core.terminal)
+    if workflow.local_exec and PLANNED_STUDIES:
+        from ablate.core import terminal
+        from ablate.core.planner.files import PLAN_FILES
+
+        terminal.follow(
+            [j for j in JOBS if j.study in PLANNED_STUDIES],
+            {str(f) for job in workflow.dag.needrun_jobs() for f in job.output},
+            out(PLAN_FILES["estimate_csv"]),
+            terminal.local_setup(config),
+        )
 
 
 onsuccess:
-    from ablate.core import results_lock
+    from snakemake.logging import logger
+    from ablate.core import results_lock, terminal
 
     results_lock.release(RESULTS)
+    # the run's end: claims, where the results are, the report command (the logger plugin
+    # prints it after Snakemake's closing lines)
+    logger.info(
+        "\n".join(
+            terminal.run_summary(
+                config, STUDIES, workflow.overwrite_configfiles or [], os.getcwd()
+            )
+        ),
+        extra={terminal.SUMMARY: True},
+    )
 
 
 onerror:

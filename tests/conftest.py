@@ -29,6 +29,30 @@ PIPELINE_RUNS = {"embedded_run": "embedded", "bridge_run": "embedded", "models_r
 CLUSTER_GROUP = "cluster"
 
 
+#: What plain `pytest` runs: the fast tier (minutes). `-m EXPR` picks another selection; `-m ""`
+#: is the whole suite (what CI runs, .ci/run); a test named by its id (`path::name`) runs whatever
+#: its marks (a refusal's "run pytest 'tests/...::test_family_proven[gpt2]'" must run it).
+FAST_TIER = "not slow and not cluster"
+
+
+def _marks_given(config) -> bool:
+    """Whether the command line (or $PYTEST_ADDOPTS) has a -m, an empty one included."""
+    words = [*config.invocation_params.args, *os.environ.get("PYTEST_ADDOPTS", "").split()]
+    return any(str(w).startswith("-m") for w in words)
+
+
+def pytest_configure(config):
+    # an xdist worker parses the same command line (the workers collect): the same choice
+    if not _marks_given(config) and not any("::" in str(a) for a in config.args):
+        config.option.markexpr = FAST_TIER
+
+
+def pytest_report_header(config):
+    if config.option.markexpr == FAST_TIER:
+        return f'the fast tier (-m "{FAST_TIER}"); the whole suite: pytest -m ""'
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """A test that needs a whole embedded run is slow, marked so or not: `-m "not slow"` (the
@@ -85,6 +109,17 @@ def workflow_copy(tmp_path_factory):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / name)
     return wd
+
+
+@pytest.fixture
+def gpu_host(monkeypatch):
+    """Snakemake started by the test plans a config whose jobs ask for GPUs as on the GPU host it
+    is made for (checkout.GPU_HOST): its dry run passes the parse-time preflight on a machine
+    without one (ablate.core.preflight)."""
+    from checkout import GPU_HOST
+
+    for key, value in GPU_HOST.items():
+        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="module")

@@ -91,11 +91,14 @@ def bridge_config(name: str = "config.yaml") -> dict:
 # ---------------------------------------------------------------- Snakemake, dry runs
 
 
-def dry_run(wd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m snakemake ARGS` in wd (a workflow copy without src/ runs the installed library)."""
+def dry_run(
+    wd: Path, *args: str, timeout: float = 120, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m snakemake ARGS` in wd (a workflow copy without src/ runs the installed library),
+    with ``env`` over this process's environment."""
     from checkout import snakemake
 
-    return snakemake(wd, *args, timeout=timeout)
+    return snakemake(wd, *args, timeout=timeout, env=env)
 
 
 def dry_run_with(wd: Path, cfg: dict, *base: str) -> subprocess.CompletedProcess:

@@ -54,10 +54,21 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
+def refusals() -> tuple[type, ...]:
+    """The errors whose message says everything (what, where, the fix) in one line, written for
+    the user: a config the pipeline cannot run, a model it cannot find (offline, not cached)."""
+    from ablate.core.config import ConfigError
+    from ablate.core.model_card import ModelCardError
+
+    return (ConfigError, ModelCardError)
+
+
 def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
     """``sys.excepthook`` of a job: an interrupt (Ctrl-C, a SIGTERM) is handled, not a bug, so
     it ends the log with one line, not a traceback (Snakemake shows a failed job's log: a
-    Ctrl-C printed a hundred lines of training frames). Any other error keeps its traceback."""
+    Ctrl-C printed a hundred lines of training frames); so does a refusal (:func:`refusals`: the
+    hub unreachable printed 40 lines of network frames before its one-line message). Any other
+    error keeps its traceback."""
     from ablate.core.interrupts import TrainingInterrupted
 
     if issubclass(exc_type, KeyboardInterrupt):
@@ -67,6 +78,8 @@ def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
         )
     elif issubclass(exc_type, TrainingInterrupted):
         print(f"[interrupt] {exc_type.__name__}: {exc}", file=sys.stderr)
+    elif issubclass(exc_type, refusals()):
+        print(f"[error] {exc_type.__name__}: {exc}", file=sys.stderr)
     else:
         sys.__excepthook__(exc_type, exc, tb)
 

@@ -30,6 +30,10 @@ BRIDGE_RULES = {
 }
 
 
+# the real grid's dry runs plan it as on its GPU host (ablate.core.preflight)
+pytestmark = pytest.mark.usefixtures("gpu_host")
+
+
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     return copy_checkout(tmp_path_factory.mktemp("bridge_dag"))

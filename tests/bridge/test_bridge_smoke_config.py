@@ -97,6 +97,7 @@ def test_smoke_tokenizers_fill_the_real_vocabulary(tmp_path):
         assert tok.decode([spec["vocab_size"] - 1]) == f"<unused_{spec['vocab_size'] - 1}>"
 
 
+@pytest.mark.usefixtures("gpu_host")
 def test_smoke_dry_run_holds_every_bridge_rule(tmp_path):
     wd = copy_checkout(tmp_path / "checkout")
     r = snakemake(wd, "-n", "--configfile", f"config/{NAME}", timeout=300)

@@ -112,7 +112,7 @@ def test_slurm_partition_and_account_come_from_the_environment():
     both = _parse_profile("slurm", {"SBATCH_PARTITION": "gpu-h100", "SBATCH_ACCOUNT": "proj42"})
     assert "slurm_partition=gpu-h100" in both["default-resources"]
     assert "slurm_account=proj42" in both["default-resources"]
-    assert both["executor"] == "slurm"
+    assert both["executor"] == "ablate-slurm"
 
 
 def test_vast_profile_has_no_api_key():

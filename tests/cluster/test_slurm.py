@@ -21,9 +21,9 @@ pytestmark = pytest.mark.cluster
 # Test pace and the test cluster: it has no slurmdbd, so jobs are followed with squeue (a real
 # cluster's sacct is the plugin's default and what the profile leaves on).
 FAST = (
-    "--slurm-status-command",
+    "--ablate-slurm-status-command",
     "squeue",
-    "--slurm-init-seconds-before-status-checks",
+    "--ablate-slurm-init-seconds-before-status-checks",
     "1",
     "--seconds-between-status-checks",
     "2",

@@ -391,6 +391,7 @@ def test_configfile_error(tmp_path, monkeypatch):
         ),
     ],
 )
+@pytest.mark.usefixtures("gpu_host")
 def test_seed_study_dag_builds_offline(workflow_copy, overlay):
     """The real config plans the same stages, under lm-eval's protocol or the original study's
     (the overlay), and on the other model families (their overlays: the model's shape and family
@@ -758,6 +759,8 @@ def test_typed_config_args():
     }
     assert typed_config_args(["studies=[mask]", "bad={a: [}", "noequals"]) == {"studies": ["mask"]}
     assert typed_config_args(None) == {}
+    # Snakemake types only True/False: the YAML boolean a config file would have
+    assert typed_config_args(["allow_cpu=true", "results=r"]) == {"allow_cpu": True}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ Trainer's frames, although the interrupt was handled (checkpoint saved, the reru
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -44,3 +45,35 @@ def test_an_interrupt_ends_the_job_log_in_one_line(tmp_path, raised, last_line):
         assert lines == ["step 5/200", last_line]
     else:  # a bug keeps its traceback
         assert "Traceback (most recent call last):" in lines
+
+
+# the model registration of a hub model on a machine that cannot reach the hub (a port nothing
+# listens on stands for a lost network: refused at once, as a failed DNS lookup is)
+REGISTER = """
+import sys, types
+from ablate import job_script
+job_script.log_only(types.SimpleNamespace(log=[sys.argv[1]]))
+from ablate.core import model_card
+model_card.register_pretrained(sys.argv[2], model="mistralai/Ministral-3-3B-Instruct-2512")
+"""
+
+
+def test_a_hub_the_job_cannot_reach_ends_its_log_in_one_line(tmp_path):
+    """prepare_model of a hub model offline printed 40 lines of network frames (httpx, httpcore,
+    huggingface_hub) before its one-line message: now that line alone."""
+    log = tmp_path / "job.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    r = subprocess.run(
+        [sys.executable, "-c", REGISTER, str(log), str(tmp_path / "card.json")],
+        env={**env, "HF_ENDPOINT": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "[error] ModelCardError: cannot resolve model.path 'mistralai/Ministral-3-3B-Instruct-2512'"
+    ), lines
+    assert lines[0].endswith("point model.path to a local directory."), lines

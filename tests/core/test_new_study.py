@@ -24,6 +24,18 @@ def test_a_third_study_plugs_in_through_the_registry(tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(wd / "src"), str(TOY)])}
     r = snakemake(wd, "-c1", "--configfile", "config/toy.yaml", env=env, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
+    # the terminal (ablate.core.terminal): the time left by the planner's estimates of its one
+    # planned job, then the run ends with its summary: claims, results, the report command
+    assert "left by the planner's estimates (1 planned job to go on " in r.stderr, r.stderr
+    tail = r.stderr.rstrip().splitlines()[-5:]
+    assert tail == [
+        "Finished: the results are under results/ (what ran and why: results/STATUS.md)",
+        "toy claims (results/claims/toy.csv): 1 supported",
+        tail[2],
+        "toy results: results/claims/toy.csv",
+        "Report: snakemake --report results/report.html --configfile config/toy.yaml",
+    ], tail
+    assert tail[2].startswith("  heads_win: supported ("), tail
     results = wd / "results"
     claims = pd.read_csv(results / "claims" / "toy.csv")
     assert list(zip(claims["study"], claims["claim"], claims["verdict"])) == [

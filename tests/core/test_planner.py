@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import threading
 from dataclasses import replace
@@ -611,6 +612,7 @@ def files_under(wd: Path, *dirs: str) -> set[str]:
 
 
 @pytest.mark.parametrize("config_args", CONFIGS)
+@pytest.mark.usefixtures("gpu_host")
 def test_plan_targets_alone_pull_in_no_stage(tmp_path, config_args):
     config_args, res = config_args
     wd = copy_checkout(tmp_path / "wd")
@@ -1173,10 +1175,10 @@ def test_a_model_larger_than_one_gpu_plans_onto_the_smallest_setup_where_it_fits
     lines = planner.summary_lines(p)
     mem = [x for x in lines if x.startswith("memory:")]
     assert mem == [
-        f"memory: finetune/3A, finetune/3B, finetune/5B do not fit 1x H100 SXM ({one['memory_gb']:.3g} "
-        "GB per GPU) (the note says why); the smallest setup of each GPU where they fit: 1x H200 "
-        f"({row(t, '1x H200', 'finetune/3A')['memory_gb']:.3g} GB per GPU), 2x H100 SXM "
-        f"({two['memory_gb']:.3g} GB per GPU)"
+        "memory: finetune/3A, finetune/3B, finetune/5B do not fit 1x H100 SXM (needs "
+        f"{one['memory_gb']:.3g} GB a GPU) (the note says why); the smallest setup of each GPU "
+        f"where they fit: 1x H200 (needs {row(t, '1x H200', 'finetune/3A')['memory_gb']:.3g} GB "
+        f"a GPU), 2x H100 SXM (needs {two['memory_gb']:.3g} GB a GPU)"
     ]
     assert any(
         x.startswith("scaling: the data-parallel speed-up of finetune/3A, finetune/3B, finetune/5B")
@@ -1187,6 +1189,17 @@ def test_a_model_larger_than_one_gpu_plans_onto_the_smallest_setup_where_it_fits
         ["--config", "config/ministral3b.yaml", "config/ministral8b.yaml", "--no-actuals",
          "--out", str(tmp_path / "plan.csv")]
     ) == 0  # fmt: skip
+
+
+def test_the_setups_are_listed_fastest_first_and_weeks_in_days(tmp_path):
+    """`ablate plan` of the real study on a machine without a GPU listed its local setup first:
+    "1x cpu: 5318:30:20 total" (221 days, read as hours). Now the fastest setup comes first, a
+    total of two days or more says its days, and a setup without a total comes last."""
+    config = planner_config("ministral3b.yaml", setups=[{"gpu": "cpu"}, {"gpu": "H100 SXM"}])
+    lines = planner.summary_lines(planner.make_plan(config, root=tmp_path, actuals=False))
+    totals = [x.strip() for x in lines if " total" in x]
+    assert [x.split(":")[0] for x in totals] == ["1x H100 SXM", "1x cpu"], totals
+    assert re.fullmatch(r"1x cpu: \d{4,}:\d\d:\d\d total \(\d+ days\), no price", totals[1]), totals
 
 
 def test_a_data_parallel_speedup_comes_from_the_measured_scaling_rows():

@@ -175,6 +175,24 @@ def test_diff_names_a_pinned_mkl_path(tmp_path, monkeypatch, capsys):
     assert '  numerics.env.MKL_CBWR <absent> -> "COMPATIBLE"' in out
 
 
+def test_diff_rounds_results_and_keeps_timings_apart(tmp_path):
+    """`ablate diff` printed `macro.score 0.954 -> 0.9560000000000001` and the phase timings
+    among the results: now 6 significant digits, and the run's own fields in their section."""
+    from ablate.core import diff
+
+    records = []
+    for name, score, took in (("a", 0.954, 30.55), ("b", 0.9560000000000001, 35.5661234)):
+        prov = provenance.collect(config_slice={"seed": 5}, run_id=f"run-{name}")
+        records.append(tmp_path / f"{name}.json")
+        records[-1].write_text(
+            json.dumps({"macro": {"score": score}, "phases": {"total": took}, "provenance": prov})
+        )
+    lines = diff.diff(*records)
+    results = lines.index("results: 1 changed")
+    assert lines[results + 1] == "  macro.score 0.954 -> 0.956"
+    assert lines[results + 2 :] == ["run (timings): 1 changed", "  phases.total 30.55 -> 35.5661"]
+
+
 def test_the_report_cell_names_the_numerics_and_the_gpus(monkeypatch):
     """The report's provenance page: a row made under MKL_CBWR says so beside its CPU; a GPU
     record (its GPUs as provenance writes them, names) names its GPUs."""

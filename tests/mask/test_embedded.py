@@ -164,6 +164,29 @@ def test_tasks_load_in_lm_eval_from_anywhere(tmp_path, monkeypatch):
     assert tasks["emb_count"].multiple_input == 0
 
 
+def test_cli_defaults_are_the_embedded_defaults_world(tmp_path, monkeypatch, capsys):
+    """`ablate data --out DIR` wrote a smaller world than the embedded default's (1200 documents,
+    5 sentences, 400 pairs split at the answer, seed 0: the schema's defaults) and `--help` said
+    those: now its defaults are config/config.yaml's mask.data, what make_data writes there."""
+    from helpers import ROOT, shipped_config, validated
+
+    monkeypatch.chdir(ROOT)
+    data = validated(shipped_config("config.yaml"))["mask"]["data"]
+    want = {"seed": data["seed"], **data["embedded"]}
+    assert embedded.config_options("config/config.yaml") == want
+    assert want["corpus_docs"] != embedded.options()["corpus_docs"]  # not the schema's
+    with pytest.raises(SystemExit):
+        embedded.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert (
+        f"--corpus-docs CORPUS_DOCS default {want['corpus_docs']} (config/config.yaml" in help_text
+    )
+    assert embedded.main(["--out", str(tmp_path / "cli")]) == 0
+    embedded.write_all(tmp_path / "pipeline", **want)  # what make_data writes for the default
+    for name in ("corpus.jsonl", "sft.jsonl"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "pipeline" / name).read_bytes()
+
+
 def test_cli(tmp_path, capsys):
     argv = [
         "--out",

@@ -37,6 +37,7 @@ def config_of(name: str) -> dict:
 @pytest.mark.parametrize(
     "name", [*CONFIGS, *(pytest.param(n, marks=pytest.mark.slow) for n in OVERLAYS)]
 )
+@pytest.mark.usefixtures("gpu_host")
 def test_the_rules_run_exactly_the_job_list(fresh, name):
     config = config_of(name)
     r = snakemake(fresh, "-n", "--configfile", *name.split(), timeout=300)

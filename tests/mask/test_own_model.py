@@ -188,6 +188,7 @@ def test_the_hub_overlay_passes_the_check_with_its_models_entry(checkout):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("gpu_host")
 def test_the_hub_overlay_dry_runs_and_plans_with_the_documented_commands(checkout):
     """The page's dry run and `ablate plan` of the hub overlay, as written (seconds each: the
     real study's config, the planner's 1.5 B shape)."""

@@ -25,6 +25,9 @@ import pytest
 import yaml
 from checkout import snakemake
 from helpers import planned_jobs
+from PIL import Image
+
+from ablate.mask.report import MIN_FONT_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -285,16 +288,19 @@ LANDING_PARTS = """
 const caption = (start) => [...document.querySelectorAll('caption')]
     .find((c) => c.innerText.startsWith(start));
 const box = (el) => el && el.getBoundingClientRect();
-const mask = caption('Result: mask study');
-const rows = mask ? [...mask.closest('table').querySelectorAll('tbody tr')] : [];
+const rows = (start) => {
+  const c = caption(start);
+  return c ? [...c.closest('table').querySelectorAll('tbody tr')] : [];
+};
 const img = document.querySelector('img[alt$="scores.png"]');
 return {
   height: window.innerHeight,
-  mask: box(mask) && box(mask).top,
-  claims: rows.map((r) => [r.innerText, box(r).bottom]),
-  plot: box(img) && [box(img).top, box(img).bottom, img.complete && img.naturalWidth],
+  mask: box(caption('mask study:')) && box(caption('mask study:')).top,
+  claims: rows('mask study:').map((r) => [r.innerText, box(r).bottom]),
+  bridge: rows('bridge study:').map((r) => [r.innerText, box(r).bottom]),
+  plot: box(img) && [box(img).top, box(img).bottom, img.complete && img.naturalWidth,
+                     box(img).width],
   recovery: box(caption('Recovery:')) && box(caption('Recovery:')).top,
-  bridge: box(caption('Result: bridge study')) && box(caption('Result: bridge study')).top,
 };
 """
 
@@ -330,19 +336,23 @@ def test_snakemake_report(finished, tmp_path):
     html = out.read_text()
     for name in ("recovery.csv", "scores.png", "loss_curves.png", "plan.html", "mask.html"):
         assert name in html, name
-    # the first screen is the result: the mask study's headline claims, then its score plot,
-    # whole and unscrolled, on windows of 1400x900 and larger; the recovery table and the other
-    # study's claims below them
+    # the first screen is the result: both studies' headline claims, then the score plot, whole,
+    # unscrolled and its smallest text at least 10 px (the plot scaled to 0.42 had 5 px text), on
+    # windows of 1400x900 and larger; the recovery table below them
+    smallest = float(Image.open(finished / "results/plots/scores.png").text[MIN_FONT_KEY])
     for width, height in ((1400, 900), (1440, 900), (1920, 1080)):
         parts = landing_parts(out, width, height)
         assert parts["height"] == height, parts
-        claims = dict(parts["claims"])
+        claims, bridge = dict(parts["claims"]), dict(parts["bridge"])
         assert any(c.startswith("ablation_hurts") for c in claims), parts
         assert any(c.startswith("prefix_recovers_more") for c in claims), parts
-        assert 0 <= parts["mask"] and all(b <= height for b in claims.values()), parts
-        top, bottom, loaded = parts["plot"]
-        assert max(claims.values()) <= top < bottom <= height and loaded, parts
-        assert bottom <= parts["recovery"] < parts["bridge"], parts
+        assert any(c.startswith("latent_beats_both") for c in bridge), parts
+        assert 0 <= parts["mask"], parts
+        assert all(b <= height for b in [*claims.values(), *bridge.values()]), parts
+        top, bottom, natural, shown = parts["plot"]
+        assert max(claims.values()) <= top < bottom <= height and natural, parts
+        assert smallest * shown / natural >= 10, (smallest, shown, natural)
+        assert bottom <= parts["recovery"], parts
 
 
 def test_leaking_variant_is_refused_by_the_probe(finished, tmp_path):

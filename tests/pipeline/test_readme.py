@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from checkout import GPU_HOST
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -155,9 +156,19 @@ README_STEPS = [
 
 #: The user guide's commands, in its order, run after the README's.
 GUIDE_STEPS = [
+    # Install: the CPU-only torch
+    Step(
+        "python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 --index-url "
+        "https://download.pytorch.org/whl/cpu && .venv/bin/pip install -e .",
+        how=SKIP,
+        why="an install (the suite runs in the environment it was installed in)",
+    ),
     # View the DAG
-    Step("snakemake --rulegraph | dot -Tsvg > rulegraph.svg", files=("rulegraph.svg",)),
-    Step("snakemake --dag | dot -Tsvg > dag.svg", files=("dag.svg",)),
+    Step(
+        "snakemake --rulegraph | dot -Tsvg > results/rulegraph.svg",
+        files=("results/rulegraph.svg",),
+    ),
+    Step("snakemake --dag | dot -Tsvg > results/dag.svg", files=("results/dag.svg",)),
     # Rerun one stage
     Step(
         "snakemake -c2 --force results/eval/base/prefill_bidir/metrics.json",
@@ -263,7 +274,8 @@ GUIDE_STEPS = [
         Step(c, how=SKIP, why="the test suite itself (CI)")
         for c in (
             "python -m pytest tests/pipeline/test_pipeline_dag.py tests/mask/test_recovery.py",
-            'python -m pytest -n 2 --dist loadgroup -m "not slow and not cluster"',
+            "python -m pytest -n 2 --dist loadgroup",
+            'python -m pytest -m "" -n 2 --dist loadgroup',
             'python -m pytest tests/core -m "not slow"',
             "python -m pytest -m slow",
             "python -m pytest -m cluster",
@@ -322,9 +334,10 @@ def jobs_of(output: str) -> dict[str, int]:
     return dict(collections.Counter(r for r in rules if r != "all"))
 
 
-def shell(wd: Path, command: str) -> subprocess.CompletedProcess:
+def shell(wd: Path, command: str, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
+        **(env or {}),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **({"PYTHONPATH": str(wd / "src")} if (wd / "src").is_dir() else {}),
     }
@@ -350,9 +363,17 @@ def test_readme_lists_what_this_test_runs():
     needed)."""
     install, suite, *rest = readme_commands((ROOT / "README.md").read_text())
     assert install[0].endswith(".venv/bin/snakemake -c2"), install  # the embedded_run fixture
-    assert suite[0].endswith(".venv/bin/python -m pytest -n 2 --dist loadgroup"), suite
+    assert suite[0].endswith('.venv/bin/python -m pytest -m "" -n 2 --dist loadgroup'), suite
     assert [c for c, _ in rest] == [s.command for s in README_STEPS]
     assert [c for c, _ in readme_commands(GUIDE.read_text())] == [s.command for s in GUIDE_STEPS]
+
+
+def test_no_documented_command_writes_into_the_checkout():
+    """Fast: a file a documented command writes (`> FILE`) goes under results/ (ignored by git),
+    not into the repository's root among its tracked files (the DAG pictures went there)."""
+    for command, _ in documented_commands():
+        for target in re.findall(r"(?:^|\s)>>?\s*([^\s|;&]+)", command):
+            assert target.startswith(("results/", "/", "$")), (command, target)
 
 
 def test_every_cpu_measurement_names_its_instruction_set():
@@ -375,7 +396,8 @@ def test_every_readme_command_in_order(embedded_run, tmp_path):
         if step.how == SKIP:
             continue
         run = dry(command) if step.how == DRY else command
-        r = shell(wd, run)
+        # a GPU command's dry run plans it as on its GPU host (ablate.core.preflight)
+        r = shell(wd, run, GPU_HOST if step.how == DRY else None)
         out = r.stdout + r.stderr
         where = f"documented command `{command}` ({step.how}):\n{out[-6000:]}"
         assert r.returncode == 0, where

@@ -92,6 +92,34 @@ def test_plot_scores_with_seeds_gives_each_series_its_colour_and_integer_seeds(
     assert seeds == ["s5", "s6", "s7"]
 
 
+def test_the_early_stop_line_marks_only_a_run_stopped_before_its_budget(tmp_path, monkeypatch):
+    """The loss panel drew an "early stop" line at 5B's max_steps: its plateau rule fired at its
+    last step. A dotted line now marks a run that stopped before its step budget only."""
+    import matplotlib.axes
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda ax, x, **kw: drawn.append(x))
+    paths = []
+    for name, done in (("5B", 400), ("3C", 250)):  # plateau at the budget; plateau before it
+        p = tmp_path / name / "summary.json"
+        p.parent.mkdir()
+        p.write_text(
+            json.dumps(
+                {
+                    "kind": "finetune",
+                    "policy": "causal",
+                    "max_steps": 400,
+                    "steps_done": done,
+                    "stop": {"reason": "plateau", "step": done},
+                    "curves": {"train": [{"step": s, "loss": 3 / s} for s in range(1, done + 1)]},
+                }
+            )
+        )
+        paths.append(p)
+    report.plot_loss_curves(paths, tmp_path / "loss.png")
+    assert drawn == [250]
+
+
 def test_plot_loss_curves_png(tmp_path):
     paths = []
     for name, kind, stop in [("base", "pretrain", "max_steps"), ("3B", "finetune", "plateau")]:
@@ -143,10 +171,15 @@ def test_plot_scores_shows_drop_and_recovery(tmp_path):
     csv = tmp_path / "r.csv"
     df.to_csv(csv, index=False)
     out = report.plot_scores(csv, tmp_path / "scores.png")
-    import matplotlib.image
+    from PIL import Image
 
-    img = matplotlib.image.imread(out)
-    assert img.shape[0] > img.shape[1] * 0.6  # two panels stacked
+    img = Image.open(out)
+    width, height = img.size
+    assert width > 2 * height  # two panels side by side, the legend under them
+    # its smallest text, as the report test scales it by the size the browser shows it
+    assert float(img.text[report.MIN_FONT_KEY]) == pytest.approx(
+        report.MIN_FONT_PT * report.DPI / 72, abs=0.01
+    )
 
 
 # ------------------------------------------------------------- what the report opens from its icon
@@ -281,9 +314,9 @@ def test_landing_page_shows_the_result_first(tmp_path, monkeypatch):
     headline, prose = page.index("prefix_recovers_more"), page.index("<p>")
     image = page.index('src="data:image/png')
     assert headline < image < prose, page
-    # the column beside the rule graph widened from 32rem, so the plot shows near its size
-    assert page.index(".prose.max-w-lg { max-width: 75rem; }") < image
-    assert "3B 0.743 - 3A 0.616: diff +0.127, p=1.6e-17" in page and "<strong>supported" in page
+    # the text takes the page's width (the rule graph goes under it), so the plot shows near its size
+    assert page.index(".prose.max-w-lg { max-width: none; }") < image
+    assert "diff +0.127, p=1.6e-17" in page and "<strong>supported" in page
     assert "emb_pair" not in page and "per task" not in page
     # a run without those files: the description alone
     assert "<table" not in landing_page([], config) and "<img" not in landing_page([], config)

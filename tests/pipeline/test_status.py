@@ -10,6 +10,7 @@ reruns one finetune and one evaluation in a copy of it (~45 s on 2 cores).
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -77,8 +78,44 @@ def test_running_job_from_snakemake_markers(tmp_path):
     assert (row.status, row.why.split("; ")[1]) == ("interrupted", "step 7/40, loss 3.25")
     (tmp_path / ".snakemake/locks").mkdir()
     (tmp_path / ".snakemake/locks/0.output.lock").write_text(out)
-    (row,) = status.job_rows([job], tmp_path)
+    with a_snakemake_in(tmp_path):  # the lock's holder runs
+        (row,) = status.job_rows([job], tmp_path)
     assert row.status == "running" and "step 7/40, loss 3.25" in row.why
+
+
+@contextlib.contextmanager
+def a_snakemake_in(wd):
+    """A process whose command line is `snakemake` (as `python -m snakemake` is) running in wd."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "snakemake"], cwd=wd
+    )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_stale_snakemake_lock_is_named_and_its_jobs_interrupted(tmp_path, capsys):
+    """A killed run (SIGKILL; the 12.5-min SLURM hang ended so) leaves Snakemake's lock: the next
+    run stops on it, and `ablate status` called its started jobs running and said nothing. Now the
+    lock is stale when no snakemake runs there: its jobs are interrupted and a line names it."""
+    out = "results/finetune/3A/summary.json"
+    inc = tmp_path / ".snakemake/incomplete"
+    inc.mkdir(parents=True)
+    (inc / base64.urlsafe_b64encode(out.encode()).decode()).write_text("{}")
+    (tmp_path / ".snakemake/locks").mkdir()
+    (tmp_path / ".snakemake/locks/0.output.lock").write_text(out)
+    job = Job("mask", "finetune", "finetune/3A", {}, {"summary": out}, log=None, stage=3)
+    (row,) = status.job_rows([job], tmp_path)
+    assert row.status == "interrupted", row
+    line = status.stale_lock_line(tmp_path)
+    assert line and line.endswith("the next run stops on it until `snakemake --unlock`"), line
+    assert status.main(["-d", str(tmp_path)]) == 0
+    assert "a stale Snakemake lock" in capsys.readouterr().out
+    assert "Lock: a stale Snakemake lock" in (tmp_path / "results" / status.STATUS_FILE).read_text()
+    with a_snakemake_in(tmp_path):
+        assert status.stale_lock_line(tmp_path) is None
 
 
 def test_a_restored_job_says_so_and_from_which_run(tmp_path):

@@ -311,7 +311,9 @@ def typed_config_args(entries: list[str] | None) -> dict[str, Any]:
     (``mask={finetune: {defaults: {max_steps: 5}}}``) with YAML's base loader, which types
     nothing: every leaf is text, and the schema then refuses ``'5'``. Merged over the config
     (``snakemake.utils.update_config``), these replace those leaves with YAML's own reading of the
-    same text. Top-level scalars are left out: Snakemake has typed them already."""
+    same text. A top-level boolean too: Snakemake reads only ``True`` and ``False`` as one, so
+    ``allow_cpu=true`` stayed the text ``'true'``. Other top-level scalars are left out: Snakemake
+    has typed them already (int, float)."""
     import yaml
 
     typed: dict[str, Any] = {}
@@ -323,7 +325,7 @@ def typed_config_args(entries: list[str] | None) -> dict[str, Any]:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             continue  # Snakemake kept it as text; the schema names it if that is wrong
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list, bool)):
             typed[key] = value
     return typed
 

@@ -7,8 +7,11 @@ rerun replaced is found in its copy under ``history/`` beside it, ``ablate.core.
 or the path of a record. Printed, each as ``key old -> new``: the config slice the job ran with (naming the
 changed key of an edited config), the input fingerprints, the code (git commit, dirty flag),
 package versions, hardware and its numerics environment (``hardware.numerics``: BLAS, precision
-switches, ``MKL_CBWR`` and its kin), and the results (scores, losses: every number and string of the
-record outside its provenance block and curves).
+switches, ``MKL_CBWR`` and its kin), the results (scores, losses: every number and string of the
+record outside its provenance block and curves, and outside the fields that describe the run,
+``ablate.core.records.RUN_FIELDS``), then those run fields (phase timings, throughput). Numbers
+of the results and the run are shown to 6 significant digits, as the tables write them (a change
+below that is float noise, not a result).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from ablate.core.io import HISTORY_DIR
 from ablate.core.provenance import changed_keys
-from ablate.core.records import provenance_of, read_json
+from ablate.core.records import RUN_FIELDS, provenance_of, read_json, result_content
 
 # folders that hold no record (weights, training state, event files, Snakemake's state)
 SKIP_DIRS = {"final", "checkpoints", "tensorboard", "tokenizer", ".snakemake", ".git", "mlruns"}
@@ -53,14 +56,28 @@ def find_record(run: str, roots: list[str]) -> Path:
     return sorted(hits, key=lambda p: (p.parent.name == HISTORY_DIR, p))[0]
 
 
+#: significant digits of a number as the diff shows it (the tables' ``%.6g``)
+DIGITS = 6
+#: run ids are in the header; the provenance block has its own sections
+NOT_SHOWN = {"provenance", "run_id"}
+
+
 def _results(record: dict) -> dict:
-    """The record's own numbers and labels: no provenance, no curves or per-item lists."""
-    return {k: v for k, v in record.items() if k != "provenance" and not isinstance(v, list)}
+    """The record's own numbers and labels: no run fields, no curves or per-item lists."""
+    return _shown(result_content(record))
 
 
-def _strip_lists(tree: Any) -> Any:
+def _run(record: dict) -> dict:
+    """The record's fields that describe its run (timings, throughput), at the top level."""
+    return _shown({k: v for k, v in record.items() if k in RUN_FIELDS - NOT_SHOWN})
+
+
+def _shown(tree: Any) -> Any:
+    """Lists left out, numbers to :data:`DIGITS` significant digits."""
     if isinstance(tree, dict):
-        return {k: _strip_lists(v) for k, v in tree.items() if not isinstance(v, list)}
+        return {k: _shown(v) for k, v in tree.items() if not isinstance(v, list)}
+    if isinstance(tree, float):
+        return float(f"{tree:.{DIGITS}g}")
     return tree
 
 
@@ -75,7 +92,8 @@ def diff(a: Path, b: Path) -> list[str]:
         ("code", changed_keys(pa.get("git"), pb.get("git"), "git")),
         ("packages", changed_keys(pa.get("packages"), pb.get("packages"))),
         ("hardware", changed_keys(pa.get("hardware"), pb.get("hardware"))),
-        ("results", changed_keys(_strip_lists(_results(ra)), _strip_lists(_results(rb)))),
+        ("results", changed_keys(_results(ra), _results(rb))),
+        ("run (timings)", changed_keys(_run(ra), _run(rb))),
     ]
     lines = [
         f"A: {a} (run {pa.get('run_id')}, config {pa.get('config_hash')}, {pa.get('finished_at')})",

@@ -9,7 +9,8 @@ finished job is stale, its key results and forecast (both found through the regi
 :mod:`ablate.core.records`, as the planner reads them. What it reads, all cheap (no torch, no
 Snakemake DAG): the declared outputs, the provenance block of each job's record (the config slice
 it ran with, compared with the config now), Snakemake's markers (``.snakemake/incomplete/``: a
-job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder; the
+job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder, or a
+killed one left them (no ``snakemake`` runs there: :func:`snakemake_lock`); the
 results folder's lock, :mod:`ablate.core.results_lock`: a run, of any working directory, holds it) and
 records (``.snakemake/metadata/``: the inputs each output's last job read, so a job last run by
 another configuration, an overlay, is stale), the benchmark TSVs, the job logs (a running
@@ -93,11 +94,56 @@ def foreign_input(job: Job, workdir: Path, produced: set[str], results: str | No
     return None
 
 
-def snakemake_active(workdir: Path) -> bool:
-    """Whether a Snakemake process holds this folder (its lock files; a killed one leaves them
-    until `snakemake --unlock`)."""
-    locks = workdir / ".snakemake" / "locks"
-    return locks.is_dir() and any(locks.glob("*.lock"))
+def snakemake_runs_in(workdir: Path) -> bool | None:
+    """Whether a ``snakemake`` process of this host runs in ``workdir`` (``/proc``: each process's
+    working directory and command line); None where ``/proc`` cannot tell."""
+    proc, target = Path("/proc"), Path(workdir).resolve()
+    if not (proc / "self" / "cwd").exists():
+        return None
+    for p in proc.iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(p / "cwd")) != target:
+                continue
+            argv = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(os.path.basename(a) == "snakemake" for a in argv):
+            return True
+    return False
+
+
+def snakemake_lock(workdir: Path, results: str | None = None) -> str:
+    """Snakemake's lock of the working directory (``.snakemake/locks``): "free", "held" by a
+    running Snakemake, or "stale": a run that ended without releasing it (killed: SIGKILL, a
+    lost terminal), which stops the next run until ``snakemake --unlock``. Held while a
+    ``snakemake`` process runs there on this host, or the results folder's lock names a run
+    this host cannot check (another host) or that runs."""
+    locks = Path(workdir) / ".snakemake" / "locks"
+    if not (locks.is_dir() and any(locks.glob("*.lock"))):
+        return "free"
+    holder = results_lock.read(Path(workdir) / results) if results else None
+    if holder is not None and results_lock.running(holder) is not False:
+        return "held"
+    return "stale" if snakemake_runs_in(Path(workdir)) is False else "held"
+
+
+def snakemake_active(workdir: Path, results: str | None = None) -> bool:
+    """Whether a running Snakemake holds this folder (:func:`snakemake_lock`)."""
+    return snakemake_lock(workdir, results) == "held"
+
+
+def stale_lock_line(workdir: str | os.PathLike, results: str | None = None) -> str | None:
+    """One line for ``ablate status`` when Snakemake's lock was left by a run that ended."""
+    if snakemake_lock(Path(workdir), results) != "stale":
+        return None
+    where = Path(workdir) / ".snakemake" / "locks"
+    return (
+        f"a stale Snakemake lock ({os.path.normpath(where)}): the run that took it ended "
+        "(no snakemake runs there on this host), and the next run stops on it until "
+        "`snakemake --unlock`"
+    )
 
 
 def last_progress(log: str | None) -> str | None:
@@ -184,7 +230,7 @@ def job_rows(
     of the configuration's jobs (default: of ``jobs``), for :func:`foreign_input`."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
-    active = snakemake_active(workdir)
+    active = snakemake_active(workdir, (config or {}).get("results"))
     if produced is None:
         produced = {os.path.normpath(f) for j in jobs for f in j.outputs.values()}
     rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
@@ -314,7 +360,8 @@ def render(
     held: str | None = None,
 ) -> str:
     """STATUS.md's text; ``held``: the results folder's lock, as
-    :func:`ablate.core.results_lock.status_line` says it (None: free)."""
+    :func:`ablate.core.results_lock.status_line` says it, and a stale Snakemake lock
+    (:func:`stale_lock_line`; None: free)."""
     counts = {s: sum(r.status == s for r in rows) for s in STATES}
     spent = sum(r.wall_s or 0.0 for r in rows)
     gpu_h = sum((r.wall_s or 0.0) * r.job.gpus for r in rows) / 3600
@@ -375,8 +422,16 @@ def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row
         rows += study_rows
         results[study] = mod.key_results(config, Path(workdir))
         forecast += mod.forecast(config, Path(workdir), study_rows)
-    held = results_lock.status_line(Path(workdir) / config["results"])
-    text = render(config, rows, results, forecast, held)
+    held = "; ".join(
+        filter(
+            None,
+            [
+                results_lock.status_line(Path(workdir) / config["results"]),
+                stale_lock_line(workdir, config["results"]),
+            ],
+        )
+    )
+    text = render(config, rows, results, forecast, held or None)
     if line := spend.status_line(workdir):  # what rented instances have cost (the Vast executor)
         text += f"\n## Rented instances\n\n{line}\n"
     return text, rows
@@ -416,7 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     path = io.write_text(args.out or Path(args.directory) / config["results"] / STATUS_FILE, text)
     counts = {s: sum(r.status == s for r in rows) for s in STATES}
     summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    if held := results_lock.status_line(Path(args.directory) / config["results"]):
-        summary += f"; {held}"
+    for held in (
+        results_lock.status_line(Path(args.directory) / config["results"]),
+        stale_lock_line(args.directory, config["results"]),
+    ):
+        if held:
+            summary += f"; {held}"
     print(text if args.print else summary)
     return 0

@@ -20,14 +20,20 @@ def _norm(path: str | os.PathLike) -> str:
     return os.path.normpath(os.path.relpath(os.path.abspath(path)))
 
 
+def is_snakemake_cli(argv: list[str]) -> bool:
+    """Whether ``argv`` is the ``snakemake`` command line (the console script or ``python -m
+    snakemake``), not a program that runs Snakemake through its API (a test, another tool)."""
+    prog = Path(argv[0]) if argv else Path()
+    return "snakemake" in (prog.name, prog.parent.name)
+
+
 def command_line_targets(argv: list[str] | None = None) -> list[str]:
     """The targets of the ``snakemake`` command line this process runs (``sys.argv``).
     Snakemake hands its targets to the workflow only after parsing it, so they are read from
     the command line with Snakemake's own parser; none when Snakemake runs through its API
     (a test, another tool: the program is not ``snakemake``)."""
     argv = sys.argv if argv is None else argv
-    prog = Path(argv[0]) if argv else Path()
-    if "snakemake" not in (prog.name, prog.parent.name):
+    if not is_snakemake_cli(argv):
         return []
     from snakemake.cli import get_argument_parser
 

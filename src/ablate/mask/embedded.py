@@ -32,6 +32,7 @@ working directory still works.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -285,17 +286,44 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     }
 
 
+#: the config whose world ``ablate data`` writes unless told otherwise: the embedded default's
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+def config_options(configfile: str | os.PathLike) -> dict[str, Any]:
+    """The world's options as a config file sets them (its ``mask.data``, the schema's defaults
+    filled in): what its ``make_data`` job writes."""
+    from ablate.core.planner.inputs import load_config
+
+    data = load_config(configfile)["mask"]["data"]
+    return {"seed": data["seed"], **{k: data["embedded"][k] for k in options() if k != "seed"}}
+
+
 def main(argv: list[str] | None = None) -> int:
+    # the defaults are the embedded default's world (config/config.yaml), the one its pipeline
+    # writes; the schema's own defaults (a smaller world) only where that file is not there
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--configfile", default=DEFAULT_CONFIG)
+    known, _ = pre.parse_known_args(argv)
+    if Path(known.configfile).is_file():
+        defaults, source = config_options(known.configfile), f"{known.configfile}: mask.data"
+    else:
+        defaults, source = options(), "the config schema's (no config file)"
     ap = argparse.ArgumentParser(
         prog="ablate data",
-        description="Write the embedded world: corpus.jsonl, tasks/ (lm-eval YAML + jsonl), sft.jsonl.",
+        description="Write the embedded world: corpus.jsonl, tasks/ (lm-eval YAML + jsonl), "
+        f"sft.jsonl; by default the world of {DEFAULT_CONFIG} (what its make_data job writes).",
     )
     ap.add_argument("--out", required=True, help="output folder (e.g. results/data)")
-    defaults = options()
+    ap.add_argument(
+        "--configfile",
+        default=DEFAULT_CONFIG,
+        help="the config whose mask.data gives the defaults below (default %(default)s)",
+    )
     for key, value in defaults.items():
         kind = {"choices": SFT_SPLITS} if key == "sft_split" else {"type": int}
         ap.add_argument(
-            f"--{key.replace('_', '-')}", default=value, help=f"default {value}", **kind
+            f"--{key.replace('_', '-')}", default=value, help=f"default {value} ({source})", **kind
         )
     a = ap.parse_args(argv)
     paths = write_all(a.out, **{key: getattr(a, key) for key in defaults})

@@ -34,11 +34,22 @@ def distinct_colors(n: int) -> list:
     return [plt.get_cmap("hsv")(i / n) for i in range(n)]
 
 
+#: the smallest text a figure draws, in points: the report shows the score plot at about 0.7 of
+#: its size (1400 px wide window), where 10 pt at :data:`DPI` is 11 px
+MIN_FONT_PT = 10
+DPI = 120
+#: the PNG text chunk that holds the smallest text's size in the image's own pixels (the report
+#: test scales it by how large the browser shows the image)
+MIN_FONT_KEY = "ablate:min_font_px"
+
+
 def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Two panels. Top: grouped bars, one group per task (macro last), one bar per evaluation
-    in stage order. Bottom: the differences that carry the finding, with their confidence
-    intervals: the drop (stage 2 - stage 1) and each finetune's recovery under the ablated policy
-    (score - stage 2); hollow markers are within noise."""
+    """Two panels side by side (a third with seeds: the spread over seeds), one legend below
+    them, so the report's first screen shows the figure under both studies' claims with its text
+    readable. Left: grouped bars, one group per task (macro last), one bar per evaluation in
+    stage order. Right: the differences that carry the finding, with their confidence intervals:
+    the drop (stage 2 - stage 1) and each finetune's recovery under the ablated policy (score -
+    stage 2); hollow markers are within noise."""
     df = pd.read_csv(table) if not isinstance(table, pd.DataFrame) else table
     if df.empty:
         raise ValueError("the recovery table is empty: nothing to plot")
@@ -52,51 +63,55 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     evals = list(evals)
     width = 0.8 / len(evals)
     seeded = "seed" in df and df["seed"].notna().any()  # a third panel: the spread over seeds
-    fig, (ax, dax, *sax) = plt.subplots(
-        3 if seeded else 2,
-        1,
-        # at most 12 in (1440 px) and the legend: the report shows it near its size, text readable
-        figsize=(
-            min(12, max(10, 1.6 * len(tasks) * max(1, len(evals) / 4))),
-            12.6 if seeded else 8.4,
-        ),
-        height_ratios=(1.2, 1, 1) if seeded else (1.2, 1),
-    )
-    colors = dict(zip(evals, distinct_colors(len(evals))))
-    for i, (stage, variant, policy) in enumerate(evals):
-        sel = df[(df.stage == stage) & (df.variant == variant) & (df.eval_policy == policy)]
-        scores = sel.set_index("task")["score"].reindex(tasks)
-        xs = [j + (i - (len(evals) - 1) / 2) * width for j in range(len(tasks))]
-        ax.bar(
-            xs,
-            scores.values,
-            width,
-            label=evaluation_label(stage, variant, policy),
-            color=colors[(stage, variant, policy)],
-            hatch="//" if policy != "causal" else None,
-            edgecolor="white",
-            linewidth=0.5,
+    with plt.rc_context({"font.size": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT}):
+        fig, (ax, dax, *sax) = plt.subplots(
+            1,
+            3 if seeded else 2,
+            figsize=(19 if seeded else 14, 5.2),
+            width_ratios=(1.3, 1, 1) if seeded else (1.3, 1),
         )
-    chance = df.drop_duplicates("task").set_index("task")["chance"].reindex(tasks)
-    for j, c in enumerate(chance.values):
-        if pd.notna(c):
-            ax.hlines(c, j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=1)
-    ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_ylabel("headline score (dashed: chance)")
-    ax.set_ylim(0, 1)
-    ax.set_title("Scores by task and stage (hatched: evaluated under the ablated mask)")
-    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _plot_differences(dax, df, tasks, colors)
-    if seeded:
-        plot_seed_spread(sax[0], df)
-    if "protocol" in df:  # which scoring and SFT format made these numbers
-        finetunes = df.loc[df["stage"] > 2, "sft_format"]
-        fig.suptitle(
-            protocol_line(df["protocol"], df.loc[df["task"] != MACRO, "metric"], finetunes),
-            fontsize=8,
+        colors = dict(zip(evals, distinct_colors(len(evals))))
+        for i, (stage, variant, policy) in enumerate(evals):
+            sel = df[(df.stage == stage) & (df.variant == variant) & (df.eval_policy == policy)]
+            scores = sel.set_index("task")["score"].reindex(tasks)
+            xs = [j + (i - (len(evals) - 1) / 2) * width for j in range(len(tasks))]
+            ax.bar(
+                xs,
+                scores.values,
+                width,
+                label=evaluation_label(stage, variant, policy),
+                color=colors[(stage, variant, policy)],
+                hatch="//" if policy != "causal" else None,
+                edgecolor="white",
+                linewidth=0.5,
+            )
+        chance = df.drop_duplicates("task").set_index("task")["chance"].reindex(tasks)
+        for j, c in enumerate(chance.values):
+            if pd.notna(c):
+                ax.hlines(c, j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=1)
+        ax.set_xticks(range(len(tasks)), tasks, rotation=20)
+        ax.set_ylabel("headline score (dashed: chance)")
+        ax.set_ylim(0, 1)
+        ax.set_title("Scores by task and stage (hatched: the ablated mask)")
+        _plot_differences(dax, df, tasks, colors)
+        if seeded:
+            plot_seed_spread(sax[0], df)
+        handles, labels = ax.get_legend_handles_labels()
+        more = dax.get_legend_handles_labels()
+        fig.legend(
+            handles + more[0],
+            labels + more[1],
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(6, len(labels + more[1])),
         )
-    fig.tight_layout()
-    return _save(fig, out)
+        if "protocol" in df:  # which scoring and SFT format made these numbers
+            finetunes = df.loc[df["stage"] > 2, "sft_format"]
+            fig.suptitle(
+                protocol_line(df["protocol"], df.loc[df["task"] != MACRO, "metric"], finetunes)
+            )
+        fig.tight_layout()
+        return _save(fig, out)
 
 
 def plot_seed_spread(ax, df: pd.DataFrame) -> None:
@@ -113,10 +128,11 @@ def plot_seed_spread(ax, df: pd.DataFrame) -> None:
                 (i, score),
                 xytext=(5, 0),
                 textcoords="offset points",
-                fontsize=7,
             )
         ax.hlines(sel["score"].mean(), i - 0.3, i + 0.3, colors="black", linewidth=1.5)
-    ax.set_xticks(range(len(groups)), [evaluation_label(*k) for k, _ in groups], fontsize=7)
+    ax.set_xticks(
+        range(len(groups)), [evaluation_label(*k) for k, _ in groups], rotation=20, ha="right"
+    )
     ax.set_ylabel("macro score")
     ax.set_title("Spread over seeds: each seed's macro score (bar: their mean)")
 
@@ -149,10 +165,20 @@ def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> N
                 label=label if filled or noise.all() else None,
             )
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=20)
     ax.set_ylabel("score difference (95% CI)")
-    ax.set_title("Drop under the ablation and recovery by finetuning (hollow: within noise)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("Drop by the ablation, recovery by finetuning\n(hollow: within noise)")
+
+
+def stopped_early(summary: dict) -> bool:
+    """Whether a training run stopped before its step budget: a stop rule (plateau, no learning,
+    a non-finite loss) that fired at the last step (5B's plateau rule at its max_steps) ended
+    nothing early."""
+    stop = (summary.get("stop") or {}).get("reason")
+    done, budget = summary.get("steps_done"), summary.get("max_steps")
+    if not stop or stop == "max_steps":
+        return False
+    return not (isinstance(done, int) and isinstance(budget, int) and done >= budget)
 
 
 def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
@@ -204,8 +230,7 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
                     alpha=0.8,
                     label=f"{label} held-out",
                 )
-            stop = (data.get("stop") or {}).get("reason")
-            if stop and stop != "max_steps" and train:
+            if train and stopped_early(data):
                 ax.axvline(data.get("steps_done", train[-1]["step"]), color=color, linestyle=":")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("loss" + (" (response tokens)" if kind == "finetune" else ""))
@@ -217,9 +242,19 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
     return _save(fig, out)
 
 
+def min_font_px(fig, dpi: float = DPI) -> float:
+    """The size of the smallest text the figure draws, in pixels of its image at ``dpi``."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    return min(sizes) * dpi / 72
+
+
 def _save(fig, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")  # legends sit outside the axes
+    meta = {MIN_FONT_KEY: f"{min_font_px(fig):.2f}"} if out.suffix == ".png" else None
+    # legends sit outside the axes
+    fig.savefig(out, dpi=DPI, bbox_inches="tight", metadata=meta)
     plt.close(fig)
     return out

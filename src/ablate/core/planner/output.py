@@ -11,7 +11,14 @@ from ablate.core import io
 from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
 from ablate.core.planner.estimate import COLUMNS, UNMEASURED
 from ablate.core.planner.plan import Plan
-from ablate.core.planner.totals import FLOP_ESTIMATE, TOTAL, error_reason, hms, total_text
+from ablate.core.planner.totals import (
+    FLOP_ESTIMATE,
+    TOTAL,
+    error_reason,
+    hms,
+    number,
+    total_text,
+)
 
 
 def failed_plan(message: str) -> Plan:
@@ -61,7 +68,13 @@ def summary_lines(p: Plan) -> list[str]:
         )
         lines += info["gpu_counts"]
     lines += memory_lines(jobs)
-    for _, r in t[t["job"] == TOTAL].iterrows():
+    # fastest first, a setup without a total last: the local CPU's total of a GPU study (221 days
+    # for the real one) headed the list
+    totals = t[t["job"] == TOTAL]
+    totals = totals.assign(_order=totals["est_s"].fillna(math.inf)).sort_values(
+        "_order", kind="stable"
+    )
+    for _, r in totals.iterrows():
         act = ""
         if not pd.isna(r.get("actual_s")):
             act = f", actual job time {hms(r['actual_s'])}"
@@ -71,7 +84,10 @@ def summary_lines(p: Plan) -> list[str]:
         bid = ""
         if not pd.isna(r.get("interruption_s")):
             bid = f" (incl. {hms(r['interruption_s'])} expected restarts after being outbid)"
-        lines.append(f"  {r['setup']:>14}: {total_text(r)}{bid}{act}")
+        text = total_text(r)
+        if (number(r.get("est_s")) or 0) >= 2 * 86400:  # 5318:30:20 reads as hours
+            text = text.replace(" total", f" total ({r['est_s'] / 86400:.0f} days)", 1)
+        lines.append(f"  {r['setup']:>14}: {text}{bid}{act}")
     for src in info["prices"]:
         if src.startswith("no price"):
             lines.append(f"  missing price: {src}")
@@ -86,14 +102,17 @@ def memory_lines(jobs: pd.DataFrame) -> list[str]:
         no, yes = rows[rows["fits_memory"] == "no"], rows[rows["fits_memory"] == "yes"]
         if no.empty:
             continue
-        why = ", ".join(f"{r['setup']} ({r['memory_gb']:.3g} GB per GPU)" for _, r in no.iterrows())
+        # the job's need, not the setup's memory ("(51 GB per GPU)" read both ways)
+        why = ", ".join(
+            f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in no.iterrows()
+        )
         best = (
             yes.assign(price=yes["price_per_hour"].fillna(math.inf))
             .sort_values(["gpus", "price"])
             .drop_duplicates("gpu")
         )
         fit = ", ".join(
-            f"{r['setup']} ({r['memory_gb']:.3g} GB per GPU)" for _, r in best.iterrows()
+            f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in best.iterrows()
         )
         said.setdefault((why, fit or "none of the setups"), []).append(str(job))
     return [

@@ -1,0 +1,126 @@
+"""The Snakemake executor plugin ``ablate-slurm``: snakemake-executor-plugin-slurm 2.6.1 with this
+project's workarounds, all in this module and pinned to the version they were written against
+(``PLUGIN_VERSION``; another version is refused when the executor starts). ``profiles/slurm``
+selects it with the plain ``snakemake`` command; its settings are the stock plugin's, spelled
+``--ablate-slurm-<name>``. Submission, status queries, cancelling and the job step are the stock
+plugin's.
+
+1. Start-up probe. The stock plugin builds the help text of its ``status_command`` setting when it
+   is imported: ``which sacct``, ``which squeue`` and ``scontrol show config`` (10-s timeout, for
+   MinJobAge). Snakemake imports every installed executor plugin at every start, ``snakemake
+   --version`` included, so on a machine whose SLURM client reaches no controller (a slurm.conf
+   left behind, a cluster that is down) every start waited about 9 s, whatever the executor.
+   The stock plugin is therefore not a dependency of the package but its extra ``slurm``
+   (``pip install -e '.[slurm]'``, pyproject.toml): an install without it never runs the probe.
+   Without it this module registers a stand-in that says so when ``ablate-slurm`` is selected.
+2. No controller. The stock executor asks the controller for MaxArraySize when it starts (9 s
+   without an answer), then guesses an account with ``sacct`` and submits each job with ``sbatch``
+   (9 s each, failing), resubmits, and cancels with ``scancel``: ``--profile slurm`` without a
+   reachable controller ran 12.5 min and ignored SIGINT and SIGTERM meanwhile. Here ``scontrol
+   ping`` (it answers at once whether the controller is up) runs before anything of the stock
+   executor, and a controller that does not answer stops the run in one line.
+"""
+
+# No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
+import importlib.metadata
+import os
+import subprocess
+from typing import Optional
+
+from snakemake_interface_common.exceptions import WorkflowError
+
+PLUGIN_NAME = "ablate-slurm"
+STOCK = "snakemake-executor-plugin-slurm"
+PLUGIN_VERSION = "2.6.1"
+#: the extra that installs the stock plugin (pyproject.toml)
+INSTALL = "pip install -e '.[slurm]'"
+#: seconds ``scontrol ping`` may take; it answers at once, up or down, when SLURM is configured
+PING_TIMEOUT_S = 30
+DEFAULT_CONF = "/etc/slurm/slurm.conf"
+
+
+def controller_error() -> str | None:
+    """One line when no SLURM controller answers ``scontrol ping`` (workaround 2); None when one
+    does."""
+    conf = os.environ.get("SLURM_CONF", DEFAULT_CONF)
+    try:
+        r = subprocess.run(
+            ["scontrol", "ping"], capture_output=True, text=True, timeout=PING_TIMEOUT_S
+        )
+    except FileNotFoundError:
+        what = "no scontrol on PATH: this machine has no SLURM client"
+    except subprocess.TimeoutExpired:
+        what = f"scontrol ping gave no answer in {PING_TIMEOUT_S} s"
+    else:
+        if r.returncode == 0:
+            return None
+        said = [x.strip() for x in (r.stdout + r.stderr).splitlines() if x.strip()]
+        what = f"scontrol ping: {said[0] if said else f'exit {r.returncode}'}"
+    return (
+        f"--profile slurm: no SLURM controller answers ({what}; config {conf}): run it on the "
+        "cluster's login node, start slurmctld, or point SLURM_CONF at the cluster's "
+        "slurm.conf; without SLURM run the jobs here (snakemake -c N, no --profile slurm)"
+    )
+
+
+try:
+    import snakemake_executor_plugin_slurm as _stock
+except ImportError as _missing:  # the extra is not installed (workaround 1)
+    from dataclasses import dataclass, field
+
+    from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+    from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
+
+    _message = (
+        f"executor {PLUGIN_NAME} (--profile slurm) needs {STOCK}=={PLUGIN_VERSION}, which is "
+        f"not installed ({_missing}): {INSTALL}"
+    )
+
+    @dataclass
+    class ExecutorSettings(ExecutorSettingsBase):
+        # the settings profiles/slurm sets, so that its command line parses and the executor's
+        # start says what is missing (an unknown option would stop the parser first)
+        init_seconds_before_status_checks: Optional[int] = field(  # noqa: UP045 - Snakemake parses typing.Optional
+            default=None, metadata={"help": f"the stock plugin's setting ({INSTALL})"}
+        )
+        keep_successful_logs: bool = field(
+            default=False, metadata={"help": f"the stock plugin's setting ({INSTALL})"}
+        )
+
+    common_settings = CommonSettings(
+        non_local_exec=True, implies_no_shared_fs=False, job_deploy_sources=False
+    )
+
+    class Executor(RemoteExecutor):
+        def __post_init__(self):
+            raise WorkflowError(_message)
+
+        def run_job(self, job):
+            raise WorkflowError(_message)
+
+        async def check_active_jobs(self, active_jobs):
+            raise WorkflowError(_message)
+            yield
+
+        def cancel_jobs(self, active_jobs):
+            pass
+
+else:
+    ExecutorSettings = _stock.ExecutorSettings
+    common_settings = _stock.common_settings
+
+    class Executor(_stock.Executor):
+        def __post_init__(self, test_mode: bool = False):
+            found = importlib.metadata.version(STOCK)
+            if found != PLUGIN_VERSION:
+                raise WorkflowError(
+                    f"executor {PLUGIN_NAME} works around {STOCK}=={PLUGIN_VERSION} but {found} "
+                    f"is installed: pin {PLUGIN_VERSION} or re-check the workarounds in "
+                    "snakemake_executor_plugin_ablate_slurm/__init__.py against the new version"
+                )
+            if msg := controller_error():
+                raise WorkflowError(msg)
+            super().__post_init__(test_mode=test_mode)
+
+
+__all__ = ["Executor", "ExecutorSettings", "common_settings"]

@@ -1,0 +1,98 @@
+"""The Snakemake logger plugin ``ablate``: the workflow profile (profiles/default) selects it, so
+every run of this workflow prints through it in place of Snakemake's stream handler.
+
+It is Snakemake's own stream handler, filter and formatter with the changes
+:mod:`ablate.core.terminal` describes (a job's block without parameter trees, and on a terminal at
+most ``WIDTH`` characters a line; the time left on the progress line; the end-of-run summary
+last).
+Snakemake's log file (``.snakemake/log/``) keeps its own full format. ``--logger`` on the command
+line replaces the profile's choice.
+"""
+
+import sys
+from dataclasses import dataclass
+
+from snakemake.logging import ColorizingTextHandler, DefaultFormatter
+from snakemake_interface_logger_plugins.base import LogHandlerBase
+from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
+
+from ablate.core import terminal
+
+
+@dataclass
+class LogHandlerSettings(LogHandlerSettingsBase):
+    pass
+
+
+class Formatter(DefaultFormatter):
+    """Snakemake's formatter; a job's block summarised, the progress line with the time left.
+    ``width``: the longest line of a job's block (its file lists cut); None: lists whole."""
+
+    def __init__(self, quiet=None, show_failed_logs=False, width=terminal.WIDTH):
+        super().__init__(quiet, show_failed_logs)
+        self.width = width
+
+    def format_job_info(self, msg):
+        reason = terminal.short_reason(msg["reason"], self.width)
+        return super().format_job_info({**msg, "reason": reason})
+
+    def _format_job_info(self, msg):
+        lines = super()._format_job_info(msg)
+        return [terminal.short_line(line, self.width) for line in lines] if self.width else lines
+
+    def format_shellcmd(self, msg):
+        # a script: or run: job has no shell command; printshellcmds (the SLURM and Vast
+        # profiles) printed "Shell command: None" for each (the handler prints nothing for "")
+        return super().format_shellcmd(msg) if msg.get("shellcmd") else ""
+
+    def format_progress(self, msg):
+        return super().format_progress(msg) + terminal.progress_note()
+
+
+class LogHandler(LogHandlerBase):
+    def __post_init__(self) -> None:
+        s = self.common_settings
+        stream = sys.stdout if s.stdout else sys.stderr
+        # file lists cut to the width on a terminal only: a program reading the listing (a file,
+        # a pipe) gets them whole, as Snakemake colours a terminal only
+        width = terminal.WIDTH if stream.isatty() else None
+        self._out = ColorizingTextHandler(
+            nocolor=s.nocolor,
+            stream=stream,
+            formatter=Formatter(s.quiet, s.show_failed_logs, width),
+        )
+        self._summary = []
+
+    def emit(self, record):
+        # Snakemake's filter (has_filter is False) has let it through
+        if getattr(record, terminal.SUMMARY, False):
+            self._summary.append(record)  # printed last, after Snakemake's closing lines
+        else:
+            self._out.handle(record)
+
+    def close(self):
+        for record in self._summary:
+            self._out.handle(record)
+        self._summary = []
+        self._out.flush()
+        super().close()
+
+    @property
+    def writes_to_stream(self) -> bool:
+        return True
+
+    @property
+    def writes_to_file(self) -> bool:
+        return False
+
+    @property
+    def has_filter(self) -> bool:
+        return False
+
+    @property
+    def has_formatter(self) -> bool:
+        return True
+
+    @property
+    def needs_rulegraph(self) -> bool:
+        return False
