@@ -364,6 +364,28 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+#: The run id of each record a job read (its declared JSON inputs: path -> run id), set by the
+#: job's start (ablate.job_script) for every process of the job: its record's ``upstream``, which
+#: ``ablate diff`` follows to the upstream run whose config made a result differ.
+UPSTREAM_ENV = "ABLATE_UPSTREAM_RUNS"
+
+
+def upstream_runs(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+    """Declared input path -> the run id of the record it is (its JSON files that are records)."""
+    from ablate.core.io import record_run_id
+
+    out = {}
+    for path in paths:
+        if str(path).endswith(".json") and os.path.isfile(path):
+            try:
+                run_id = record_run_id(json.loads(Path(path).read_text()))
+            except (OSError, ValueError):
+                continue
+            if run_id:
+                out[str(path)] = run_id
+    return out
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
@@ -397,6 +419,8 @@ def collect(
         block["wall_time_s"] = round(time.time() - started, 3)
     if use := gpu_watch.current():  # a GPU job: how busy its GPUs were (none on a CPU)
         block["gpu_use"] = use
+    if upstream := os.environ.get(UPSTREAM_ENV):  # the records the job read, by run id
+        block["upstream"] = json.loads(upstream)
     if extra:
         block.update(extra)
     return block

@@ -284,19 +284,23 @@ def store(
     tmp = cache / f".tmp-{uuid.uuid4().hex}"
     kept = {str(j): p for j, p in enumerate(side) if p.exists()}
     stored = [*outputs, *kept.values()]
-    for i, p in enumerate(stored):
-        _copy(p, tmp / OUTPUTS / str(i))
-    manifest = {
-        "key": key,
-        "parts": parts,
-        "outputs": [str(p) for p in outputs],
-        "side_outputs": {j: len(outputs) + k for k, j in enumerate(kept)},
-        "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(stored))]),
-        "run_id": _run_id(outputs),
-        "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": os.uname().nodename,
-    }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    try:
+        for i, p in enumerate(stored):
+            _copy(p, tmp / OUTPUTS / str(i))
+        manifest = {
+            "key": key,
+            "parts": parts,
+            "outputs": [str(p) for p in outputs],
+            "side_outputs": {j: len(outputs) + k for k, j in enumerate(kept)},
+            "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(stored))]),
+            "run_id": _run_id(outputs),
+            "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": os.uname().nodename,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    except BaseException:  # a full disk half way: no half entry left to fill it further
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if entry.exists() and (why := verify(entry)):  # a bad entry: this result takes its place
         refuse(cache, key, why)
     try:
@@ -405,6 +409,8 @@ class JobCache:
         self.inputs = [str(p) for p in smk.input]
         self.where = smk.config.get("run_cache") or None
         self.parts = None
+        self.marker: dict | None = None  # the restore marker, once restored
+        self.stored_key: str | None = None  # the key it stored the outputs under, once stored
         if self.where is not None:
             self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir)
 
@@ -418,11 +424,12 @@ class JobCache:
 
         try:
             if isinstance(self.where, dict):
-                return self._restored_from_plugin()
-            return (
-                restore(Path(self.where), self.parts, self.outputs, None, self.inputs, self.side)
-                is not None
-            )
+                self.marker = self._restored_from_plugin()
+            else:
+                self.marker = restore(
+                    Path(self.where), self.parts, self.outputs, None, self.inputs, self.side
+                )
+            return self.marker is not None
         except CheckpointError:  # an input the job would refuse: the job's own error
             raise
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
@@ -452,6 +459,7 @@ class JobCache:
             else:
                 Path(self.where).mkdir(parents=True, exist_ok=True)
                 store(Path(self.where), self.parts, self.outputs, self.side)
+            self.stored_key = key_of(self.parts)
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
 
@@ -464,7 +472,17 @@ class JobCache:
                 return path
         return None
 
-    def _restored_from_plugin(self) -> bool:
+    def restored_line(self) -> str:
+        """What a restored job says (its ``[job]`` line, ablate.job_script): the key, and the run
+        that made the outputs, when and where it was stored."""
+        m = self.marker or {}
+        return (
+            f"restored from the run cache (key {str(m.get('key'))[:12]}: run "
+            f"{m.get('from_run_id') or 'unknown'}, stored {m.get('stored_at') or '?'} on "
+            f"{m.get('stored_on') or '?'})"
+        )
+
+    def _restored_from_plugin(self) -> dict | None:
         from ablate.core.runcache_storage import PluginEntries
 
         key = key_of(self.parts)
@@ -472,10 +490,9 @@ class JobCache:
             entries = PluginEntries(self.where, Path(tmp))
             local = entries.fetch(key)
             if local is None:
-                return False
+                return None
             where = entries.where(key)
-            marker = restore(local, self.parts, self.outputs, where, self.inputs, self.side)
-            return marker is not None
+            return restore(local, self.parts, self.outputs, where, self.inputs, self.side)
 
     def _store_to_plugin(self) -> None:
         from ablate.core.runcache_storage import PluginEntries

@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from ablate import studies
-from ablate.core import io, results_lock, results_origin, runcache, spend
+from ablate.core import (
+    checkpoint,
+    io,
+    results_lock,
+    results_origin,
+    resume,
+    runcache,
+    spend,
+)
 from ablate.core.jobs import Job
 from ablate.core.planner.files import PLAN_FILES
 from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
@@ -114,15 +122,34 @@ def last_progress(log: str | None) -> str | None:
 
 
 def restored_note(job: Job, workdir: Path) -> str:
-    """ "restored (run <run_id>)" when the job's last run restored its outputs from the run cache
-    (the marker its JobCache writes beside the first output, ablate.core.runcache.marker_path;
-    removed when the job runs), else ""."""
+    """ "restored from the run cache (key <key>, run <run_id>)" when the job's last run restored
+    its outputs from the run cache (the marker its JobCache writes beside the first output,
+    ablate.core.runcache.marker_path; removed when the job runs), else ""."""
     if not job.outputs:
         return ""
     marker = read_json(runcache.marker_path([workdir / next(iter(job.outputs.values()))]))
     if not marker or not marker.get("restored"):
         return ""
-    return f"restored (run {marker.get('from_run_id') or 'unknown'})"
+    key = str(marker.get("key") or "unknown")[:12]
+    return f"restored from the run cache (key {key}, run {marker.get('from_run_id') or 'unknown'})"
+
+
+def resumed_note(record: dict) -> str:
+    """ "resumed from checkpoint-N" when the record says its run resumed there, else ""."""
+    step = record.get("resumed_from_step")
+    return "" if step is None else f"resumed from checkpoint-{step}"
+
+
+def rerun_note(job: Job, workdir: Path) -> str:
+    """What the next run of a training job (a ``train`` kind) does with the training checkpoints
+    beside its record (:data:`ablate.core.checkpoint.CHECKPOINTS_DIR`): ``resumes from
+    checkpoint-N`` or ``starts afresh: <why>`` (:func:`ablate.core.resume.rerun_note`); "" for
+    another job or without a complete checkpoint."""
+    if job.kind != "train" or not job.record:
+        return ""
+    ckpts = workdir / Path(job.record).parent / checkpoint.CHECKPOINTS_DIR
+    params = job.config.get("params") if isinstance(job.config, dict) else None
+    return resume.rerun_note(ckpts, params if isinstance(params, dict) else None) or ""
 
 
 def _own_status(
@@ -143,10 +170,19 @@ def _own_status(
             why += f"; {progress}"
         if active:
             return Row(job, "running", why)
-        return Row(job, "interrupted", why + "; no Snakemake holds the folder: reruns next run")
+        then = rerun_note(job, workdir)
+        return Row(
+            job,
+            "interrupted",
+            why + f"; no Snakemake holds the folder: {then or 'reruns'} next run",
+        )
     missing = [o for o in outputs if not (workdir / o).exists()]
     if missing:
-        return Row(job, "to run", f"missing {missing[0]}")
+        return Row(
+            job,
+            "to run",
+            "; ".join(filter(None, [f"missing {missing[0]}", rerun_note(job, workdir)])),
+        )
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
@@ -164,7 +200,8 @@ def _own_status(
     if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
-    why = "; ".join(filter(None, [why, restored]))
+    then = rerun_note(job, workdir) if changes else ""
+    why = "; ".join(filter(None, [why, restored, resumed_note(record), then]))
     use = prov.get("gpu_use") or {}
     return Row(
         job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
