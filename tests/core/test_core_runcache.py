@@ -467,9 +467,9 @@ def test_the_plan_counts_a_job_whose_key_the_cache_holds_as_zero(tmp_path, monke
 def test_a_rule_snakemake_cannot_expand_is_a_spec_error_not_a_failed_run():
     """runcache.job_specs runs at DAG time (rule plan_estimate's params): a rule that does not
     expand gives the planner an error to note, never an exception that would stop the run."""
-    wf = SimpleNamespace(get_rule=lambda name: {}[name])
     job = SimpleNamespace(name="finetune/3A", rule="no_such_rule", wildcards={})
-    assert runcache.job_specs(wf, [job]) == {"finetune/3A": {"error": "KeyError: 'no_such_rule'"}}
+    specs = runcache.job_specs(lambda name: {}[name], [job])
+    assert specs == {"finetune/3A": {"error": "KeyError: 'no_such_rule'"}}
 
 
 def test_an_entry_filed_under_another_key_is_refused(tmp_path, capsys):

@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +79,13 @@ def code_hash(scripts: str | os.PathLike | None = None) -> str:
 def job_spec(job: Any) -> dict[str, Any]:
     """What of a job its key covers besides code and packages: rule, wildcards, params, declared
     inputs (in the rule's order). ``job``: a script job's ``snakemake`` object (:class:`JobCache`)
-    or :func:`rule_job` (the planner): one shape, so both build the same key."""
+    or :func:`rule_job` (the planner): one shape, so both build the same key. An experiment's
+    rule is keyed by the base's rule it copies (:func:`ablate.core.experiments.base_rule`): its
+    job restores what the base, or another experiment, computed alike."""
+    from ablate.core.experiments import base_rule
+
     return {
-        "rule": job.rule,
+        "rule": base_rule(job.rule, getattr(job, "config", None)),
         "wildcards": dict(job.wildcards.items()),
         "params": dict(job.params.items()),
         "inputs": [str(p) for p in job.input],
@@ -99,18 +103,20 @@ def rule_job(rule: Any, wildcards: dict[str, str]) -> Any:
     inputs = rule.expand_input(wc)[0]
     # job=None: no param of these rules reads threads or resources (those would need a job)
     params = rule.expand_params(wc, inputs, rule.expand_output(wc)[0], None)[0]
-    return SimpleNamespace(rule=rule.name, wildcards=wc, params=params, input=inputs)
+    config = rule.module_globals.get("config") if hasattr(rule, "module_globals") else None
+    return SimpleNamespace(rule=rule.name, wildcards=wc, params=params, input=inputs, config=config)
 
 
-def job_specs(workflow: Any, jobs: Iterable[Any]) -> dict[str, dict[str, Any]]:
+def job_specs(get_rule: Callable[[str], Any], jobs: Iterable[Any]) -> dict[str, dict[str, Any]]:
     """Job name -> :func:`job_spec` of each core Job (:class:`ablate.core.jobs.Job`) of a parsed
-    workflow (rules/plan.smk, rule plan_estimate). Paths and config slices only, set by the config
-    as the plan's other params are; the inputs' content is read when the plan runs. A job whose
-    rule Snakemake cannot expand here gets ``{"error": why}``: a forecast never stops a run."""
+    workflow (rules/plan.smk, rule plan_estimate; ``get_rule``: its rule of a job's rule name, an
+    experiment's own). Paths and config slices only, set by the config as the plan's other params
+    are; the inputs' content is read when the plan runs. A job whose rule Snakemake cannot expand
+    here gets ``{"error": why}``: a forecast never stops a run."""
     specs = {}
     for j in jobs:
         try:
-            specs[j.name] = job_spec(rule_job(workflow.get_rule(j.rule), j.wildcards))
+            specs[j.name] = job_spec(rule_job(get_rule(j.rule), j.wildcards))
         except Exception as exc:  # noqa: BLE001 (Snakemake's and the rules' own errors)
             specs[j.name] = {"error": f"{type(exc).__name__}: {exc}"}
     return specs

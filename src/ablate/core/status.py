@@ -33,6 +33,7 @@ from typing import Any
 from ablate import studies
 from ablate.core import (
     checkpoint,
+    experiments,
     io,
     results_lock,
     results_origin,
@@ -201,7 +202,8 @@ def _own_status(
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
     then = rerun_note(job, workdir) if changes else ""
-    why = "; ".join(filter(None, [why, restored, resumed_note(record), then]))
+    shared = "the base's job (an experiment's: not its to run)" if job.labels.get("shared") else ""
+    why = "; ".join(filter(None, [why, restored, resumed_note(record), then, shared]))
     use = prov.get("gpu_use") or {}
     return Row(
         job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
@@ -404,7 +406,7 @@ def render(
 def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
     """STATUS.md's text and its rows for a schema-validated config."""
     rows, results, forecast = [], {}, []
-    jobs = {s: studies.side(s, "layout").jobs(config) for s in config["studies"]}
+    jobs = experiments.study_jobs(config)  # an experiment's shared jobs: the base's
     produced = {os.path.normpath(f) for js in jobs.values() for j in js for f in j.outputs.values()}
     for study in config["studies"]:
         mod = studies.side(study, "status")
