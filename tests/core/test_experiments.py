@@ -144,3 +144,19 @@ def test_exp_run_refuses_before_snakemake(tmp_path, monkeypatch, capsys):
     assert err.startswith("ablate exp: experiments.lr: invalid config at mask.finetune.defaults")
     assert "\n" == err[-1] and err.count("\n") == 1
     assert not (tmp_path / E.OVERLAYS).exists()
+
+
+def test_status_writes_each_experiments_status_in_its_tree(tmp_path, monkeypatch, capsys):
+    """`ablate status --configfile <base> <overlay>`: the base's STATUS.md and each
+    experiment's, whose shared jobs are the base's (their files in the base's tree)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(DEFAULT))
+    (tmp_path / "lr.yaml").write_text(yaml.safe_dump({"experiments": {"lr": LR_3A}}))
+    assert cli.main(["status", "--configfile", "config/config.yaml", "lr.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "results/STATUS.md: " in out and "results/exp/lr/STATUS.md: " in out
+    text = (tmp_path / "results/exp/lr/STATUS.md").read_text()
+    assert "missing results/finetune/3B/final" in text  # the base's file
+    assert "missing results/exp/lr/finetune/3A/final" in text  # its own
+    assert "results/exp/lr/finetune/3B" not in text

@@ -328,6 +328,11 @@ def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_pa
     recovery(base, "0.616", "0.5")
     recovery(exp, "0.657", "0.75")
     table(base / mask_layout.PATTERNS["claims_csv"], [{"claim": "prefix", "verdict": "supported"}])
+    # the bridge study's tables are the base's (the change did not reach them): not in its tree
+    table(base / bridge_layout.PATTERNS["claims"], [{"claim": "kv", "verdict": "not supported"}])
+    table(
+        base / bridge_layout.PATTERNS["summary"], [{"entry": "1a", "peak": "0.1", "final": "0.1"}]
+    )
     table(
         exp / mask_layout.PATTERNS["claims_csv"], [{"claim": "prefix", "verdict": "inconclusive"}]
     )
@@ -344,6 +349,7 @@ def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_pa
     ]
     assert row["headline vs base"] == ["mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)"]
     assert row["claims vs base"] == ["mask: prefix supported -> inconclusive"]
+    assert "bridge: 1a peak 0.100 final 0.100" in row["numbers"]  # the base's, shared
     ordered = runs.sort_rows(list(rows.values()), "mask: 3A under prefill_bidir")
     assert [r["tree"][0] for r in ordered] == ["results/exp/lr", "results"]
     with pytest.raises(LookupError, match="did you mean 'mask: 3A under prefill_bidir'"):

@@ -41,8 +41,8 @@ EXP_DIR = "exp"
 #: The config key of an experiment's configuration: {"name": ..., "base": the base config}.
 MARKER = "experiment"
 #: Where ``ablate exp run NAME`` writes its experiments (``experiments:``) as a config file to
-#: read after the base's: ``snakemake --configfile <base> config/exp/<name>.yaml`` reruns them.
-OVERLAYS = "config/exp"
+#: read after the base's: ``snakemake --configfile <base> experiments/<name>.yaml`` reruns them.
+OVERLAYS = "experiments"
 #: An experiment's name: a folder name, and (``_`` for the rest) part of its rules' names.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
 #: Config keys that describe where and how a configuration runs, not what its jobs compute.

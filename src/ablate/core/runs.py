@@ -161,14 +161,23 @@ def experiment_of(tree: Tree) -> dict[str, Any] | None:
     return read_json(tree.path / experiments.DEFINITION)
 
 
-def scores(results: Path) -> dict[str, float]:
+def _read(mod: Any, part: str, results: Path, shared: Path | None) -> Any:
+    """A study's ``part`` (its status part's ``run_scores``, ``run_numbers``, ``claims``) of a
+    results tree; of an experiment's tree whose tables of that study are the base's (not in
+    it: its change did not reach them), the base's (``shared``)."""
+    if not hasattr(mod, part):
+        return []
+    found = getattr(mod, part)(results)
+    return found or (getattr(mod, part)(shared) if shared is not None else found)
+
+
+def scores(results: Path, shared: Path | None = None) -> dict[str, float]:
     """Every study's scores to compare trees by (its status part's ``run_scores``), named
-    ``<study>: <score>``."""
+    ``<study>: <score>``; ``shared``: an experiment's base tree (:func:`_read`)."""
     out = {}
     for study in studies.STUDIES:
-        mod = studies.side(study, "status")
-        if hasattr(mod, "run_scores"):
-            out.update({f"{study}: {k}": v for k, v in mod.run_scores(results).items()})
+        found = _read(studies.side(study, "status"), "run_scores", results, shared) or {}
+        out.update({f"{study}: {k}": v for k, v in found.items()})
     return out
 
 
@@ -184,16 +193,17 @@ def score_deltas(
     return [f"{k} {here[k] - base[k]:+.3f} ({base[k]:.3f} -> {here[k]:.3f})" for k in both]
 
 
-def claim_changes(base: Path, here: Path) -> list[str]:
+def claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[str]:
     """``<study>: <claim> <verdict> -> <verdict>`` for each study-level claim whose verdict
-    differs between two results trees."""
+    differs between two results trees (``shared``: :func:`_read`)."""
     out = []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
         if not hasattr(mod, "claims"):
             continue
         old = {r["claim"]: r.get("verdict") for r in mod.claims(base) if "/" not in r["claim"]}
-        new = {r["claim"]: r.get("verdict") for r in mod.claims(here) if "/" not in r["claim"]}
+        mine = _read(mod, "claims", here, shared)
+        new = {r["claim"]: r.get("verdict") for r in mine if "/" not in r["claim"]}
         out += [
             f"{study}: {c} {old.get(c) or 'absent'} -> {new.get(c) or 'absent'}"
             for c in sorted(set(old) | set(new), key=str)
@@ -202,15 +212,15 @@ def claim_changes(base: Path, here: Path) -> list[str]:
     return out
 
 
-def study_numbers(results: Path) -> tuple[list[str], list[str]]:
+def study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
     """Each study's headline numbers and its claims' verdicts (counts, then each study-level
-    claim's verdict) in ``results``, from the studies' status modules."""
+    claim's verdict) in ``results``, from the studies' status modules (``shared``:
+    :func:`_read`)."""
     numbers, claims = [], []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
-        if hasattr(mod, "run_numbers"):
-            numbers += [f"{study}: {n}" for n in mod.run_numbers(results)]
-        rows = mod.claims(results) if hasattr(mod, "claims") else []
+        numbers += [f"{study}: {n}" for n in _read(mod, "run_numbers", results, shared)]
+        rows = _read(mod, "claims", results, shared)
         if rows:
             counts = Counter(r.get("verdict") or "?" for r in rows)
             claims.append(f"{study}: " + ", ".join(f"{n} {v}" for v, n in counts.most_common()))
@@ -342,9 +352,11 @@ def table_rows(
     out = []
     base_scores = scores(base_tree.path)
     for tree in trees:
-        numbers, claims = study_numbers(tree.path)
-        here = scores(tree.path)
         exp = experiment_of(tree)
+        # an experiment's tables its change did not reach are its base's
+        shared = (root / exp["base"]) if exp else None
+        numbers, claims = study_numbers(tree.path, shared)
+        here = scores(tree.path, shared)
         if tree is base_tree:
             differs = ["(base)"]
         elif exp and (root / exp["base"]).resolve() == base_tree.path.resolve():
@@ -381,7 +393,7 @@ def table_rows(
                 "claims": claims,
                 "claims vs base": []
                 if tree is base_tree
-                else claim_changes(base_tree.path, tree.path),
+                else claim_changes(base_tree.path, tree.path, shared),
                 "status": state + [f"mixed: {m}" for m in mixed],
                 # not columns: what the summary table and --sort read
                 "scores": here,

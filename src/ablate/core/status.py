@@ -41,6 +41,7 @@ from ablate.core import (
     runcache,
     spend,
 )
+from ablate.core.config import ConfigError
 from ablate.core.jobs import Job
 from ablate.core.planner.files import PLAN_FILES
 from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
@@ -448,14 +449,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         config = load_config(args.configfile)
-    except PlanError as exc:
+        # its experiments (config `experiments`): each one's STATUS.md in its own tree
+        mine = [p.config for p in experiments.plans(config)] if not args.out else []
+    except (PlanError, ConfigError) as exc:
         print(f"ablate status: {exc}", file=sys.stderr)
         return 2
-    text, rows = build(config, args.directory)
-    path = io.write_text(args.out or Path(args.directory) / config["results"] / STATUS_FILE, text)
-    counts = {s: sum(r.status == s for r in rows) for s in STATES}
-    summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    if held := results_lock.status_line(Path(args.directory) / config["results"]):
-        summary += f"; {held}"
-    print(text if args.print else summary)
+    for cfg in [config, *mine]:
+        text, rows = build(cfg, args.directory)
+        out = args.out or Path(args.directory) / cfg["results"] / STATUS_FILE
+        path = io.write_text(out, text)
+        counts = {s: sum(r.status == s for r in rows) for s in STATES}
+        summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        if held := results_lock.status_line(Path(args.directory) / cfg["results"]):
+            summary += f"; {held}"
+        print(text if args.print else summary)
     return 0
