@@ -108,8 +108,8 @@ def job_config(rule):
 
 
 def rule_of(name):
-    """This configuration's rule of that name: an experiment's is its module's
-    (exp_<name>_<rule>), and the base's where it left the rule out (its every job shared).
+    """The rule ``name`` of this configuration; an experiment's is its module's
+    (exp_<name>_<rule>), the base's where the experiment left it out (its every job shared).
     """
     own = experiments.rule_prefix(EXPERIMENT["name"]) + name if EXPERIMENT else name
     return workflow.get_rule(own if workflow.is_rule(own) else name)
