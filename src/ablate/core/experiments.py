@@ -113,7 +113,7 @@ def experiment_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     from ablate.core.config import schema_error, validate_config
 
     over = config["experiments"][name] or {}
-    for key in RUN_KEYS & set(over):
+    for key in sorted(RUN_KEYS & set(over)):
         raise ConfigError(
             f"invalid config at experiments.{name}.{key}: an experiment sets what its jobs "
             f"compute; its {key} is the base's (its results: {folder(config['results'], name)})"
@@ -189,11 +189,10 @@ def sharing(
         b = base.get(job.name)
         if b is None or b.rule != job.rule or b.wildcards != job.wildcards:
             continue
-        mine = [k for k in keys if _within(k, job.study)]
         if any(_within(k, job.study) for k in loose):
-            continue
-        if job.config is None and mine:
-            continue
+            continue  # a key of its study that no slice holds
+        if job.config is None and any(_within(k, job.study) for k in keys):
+            continue  # a table, plot or claims job reads its study's section
         if job.config != b.config or not all(u in out for u in job.upstream):
             continue
         out[job.name] = b
@@ -203,7 +202,7 @@ def sharing(
 def share(jobs: Iterable[Job], shared: Mapping[str, Job]) -> None:
     """The shared jobs of an experiment's job list made the base's, in place (every list holding
     them sees it): their outputs, record, log and benchmark are the base's files, so the rules'
-    inputs, STATUS and the plan read them there; ``labels["shared"]`` names the base's tree."""
+    inputs, STATUS and the plan read them there; ``labels["shared"]`` marks them."""
     for job in jobs:
         b = shared.get(job.name)
         if b is not None:
