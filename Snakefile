@@ -34,6 +34,12 @@ for _study in studies.STUDIES:
             include: _rules
 
 
+# An experiment's jobs that its change does not reach are the base's: their files (outputs,
+# records, logs) are the base's, which its rules, STATUS and plan read (ablate.core.experiments)
+if EXPERIMENT:
+    experiments.share(JOBS, experiments.shared_of(config, JOBS))
+
+
 # which finished jobs of every study a config edit made stale, by the keys that changed
 include: "rules/stale.smk"
 
@@ -58,6 +64,38 @@ include: "rules/status.smk"
 include: "rules/preflight.smk"
 
 
+# Experiments beside this configuration (config `experiments`; ablate.core.experiments): the
+# Snakefile loads itself once per experiment as a Snakemake module whose config is the
+# experiment's (its results tree <results>/exp/<name>/, its rules exp_<name>_<rule>). The files
+# of its jobs that its change does not reach are this configuration's (replace_prefix): those
+# jobs run once, here.
+try:
+    EXPERIMENTS = [] if EXPERIMENT else experiments.plans(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+for _exp in EXPERIMENTS:
+    _module, _prefix = _exp.module, _exp.prefix
+
+    module:
+        name: _module
+        snakefile:
+            workflow.main_snakefile
+        config:
+            _exp.config
+        replace_prefix:
+            _exp.redirects
+
+    # `use rule * from _module exclude ... as _prefix*`, its exclude list computed (the
+    # statement takes only names written out): the rules whose every job is shared would make
+    # the base's files a second time
+    workflow.userule(
+        rules=["*"],
+        from_module=_module,
+        exclude_rules=_exp.excluded,
+        name_modifier=f"{_prefix}*",
+    )(lambda: None)
+
+
 rule all:
     default_target: True
     input:
@@ -67,6 +105,8 @@ rule all:
         # target or a job it reruns needs it, so an interrupted finetune (outputs removed, its old
         # evaluations still there) would otherwise stay undone while STATUS says it is to run
         job_outputs(JOBS),
+        # and every experiment's (its rule exp_<name>_all alone: `snakemake exp_<name>_all`)
+        [f for e in EXPERIMENTS for f in workflow.get_rule(f"{e.prefix}all").input],
 
 
 # a target no rule makes: one line with the nearest file and its config file

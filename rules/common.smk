@@ -9,7 +9,7 @@ from snakemake.io import IOFile
 from snakemake.utils import update_config
 
 from ablate import studies
-from ablate.core import hub_revisions, results_origin
+from ablate.core import experiments, hub_revisions, results_origin
 from ablate.core.config import (
     ConfigError,
     config_files_error,
@@ -55,8 +55,13 @@ if msg := configfile_error(workflow.overwrite_configfiles or [], "results"):
 if msg := config_files_error(workflow.configfiles):
     raise WorkflowError(msg)
 
-# --config's nested values as a config file would type them (Snakemake's are all text)
-update_config(config, typed_config_args(workflow.config_settings.config_args))
+# An experiment's configuration (config `experiments`: the Snakefile loads itself once per
+# experiment, ablate.core.experiments) names itself and its base; None in the base's.
+EXPERIMENT = config.get(experiments.MARKER)
+# --config's nested values as a config file would type them (Snakemake's are all text); an
+# experiment's configuration was made from the base's, which has them
+if not EXPERIMENT:
+    update_config(config, typed_config_args(workflow.config_settings.config_args))
 validate_config(config)
 
 
@@ -100,6 +105,14 @@ def job_config(rule):
         return _JOB_INDEX[key].config
 
     return config_of
+
+
+def rule_of(name):
+    """The rule ``name`` of this configuration; an experiment's is its module's
+    (exp_<name>_<rule>), the base's where the experiment left it out (its every job shared).
+    """
+    own = experiments.rule_prefix(EXPERIMENT["name"]) + name if EXPERIMENT else name
+    return workflow.get_rule(own if workflow.is_rule(own) else name)
 
 
 def out(path):
@@ -187,6 +200,8 @@ onstart:
             raise WorkflowError(str(exc)) from None
     # the name and working directory this run's records of the folder's jobs are kept under
     results_origin.record(RESULTS, os.getcwd())
+    # each experiment's definition in its tree: what it changes, which jobs are the base's
+    experiments.record(EXPERIMENTS)
     # A results folder another configuration also wrote into (an overlay's seeds, another config
     # with the same `results:`): said in one line before the first job.
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):

@@ -63,7 +63,7 @@ rule plan_estimate:
         plan=PLAN_PARAMS,
         # each job as its script will see it: the planner builds the key its JobCache will (the
         # script reads run_cache from the config, as the jobs do: switching it reruns no plan)
-        cache_jobs=lambda wc: runcache.job_specs(workflow, PLANNED_JOBS),
+        cache_jobs=lambda wc: runcache.job_specs(rule_of, PLANNED_JOBS),
     script:
         "../workflow/scripts/plan.py"
 

@@ -15,7 +15,12 @@ def print_stale(lines):
         print(line, file=sys.stderr)
 
 
-if workflow.is_main_process and (_stale := stale_lines(JOBS, config)):
+# an experiment's shared jobs are the base's: said once, by the base; its own, with its name
+_own = [j for j in JOBS if not j.labels.get("shared")]
+_stale = stale_lines(_own, config) if workflow.is_main_process else []
+if EXPERIMENT:
+    _stale = [f"{line} (experiment {EXPERIMENT['name']})" for line in _stale]
+if _stale:
     if any(
         a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[a-zA-Z]*n[a-zA-Z]*", a)
         for a in sys.argv[1:]

@@ -4,13 +4,15 @@
 # "No rule to produce". Last in the Snakefile: every rule is known here.
 from ablate.core import targets as cli_targets
 
-if workflow.is_main_process:
+if workflow.is_main_process and not EXPERIMENT:
     for _target in cli_targets.command_line_targets():
         if _target in {r.name for r in workflow.rules}:
             continue
         if _msg := cli_targets.unknown_target(
             _target,
-            cli_targets.target_files(JOBS, workflow.rules),
+            cli_targets.target_files(
+                [*JOBS, *(j for e in EXPERIMENTS for j in e.jobs)], workflow.rules
+            ),
             RESULTS,
             cli_targets.config_folders(os.path.join(workflow.basedir, "config")),
         ):

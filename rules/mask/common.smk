@@ -176,7 +176,7 @@ _older = [
     )
     > os.path.getmtime(j.record)
 ]
-if workflow.is_main_process and _older:
+if workflow.is_main_process and not EXPERIMENT and _older:
     print(
         f"note: {len(_older)} evaluation and probe records (e.g. {_older[0]}) were written by an "
         "earlier version of their scripts, which changed what they record, not what they compute: "
@@ -186,7 +186,11 @@ if workflow.is_main_process and _older:
     )
 
 # a finetune's GPUs that buy little (measured): said before the first job, dry runs too
-if workflow.is_main_process and (_note := mask_plan.data_parallel_note(config)):
+if (
+    workflow.is_main_process
+    and not EXPERIMENT
+    and (_note := mask_plan.data_parallel_note(config))
+):
     print(_note, file=sys.stderr)
 
 

@@ -23,6 +23,10 @@ COMMANDS = {
         "compare two runs (run_ids or record files): config, inputs, hardware, numerics, scores",
     ),
     "runs": ("ablate.core.runs", "every results tree side by side: changed keys, numbers, claims"),
+    "exp": (
+        "ablate.core.experiments",
+        "run an experiment (or a sweep) beside the base: KEY=VALUE changed, its own results tree",
+    ),
     "flips": (
         "ablate.mask.flips",
         "the items whose correctness differs between two evaluations, counted per task",

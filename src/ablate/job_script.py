@@ -12,6 +12,12 @@ The order matters, so each step is here once rather than in every script:
    torch's CPU threads set to the rule's ``threads``; a job with a ``gpu`` resource samples its
    GPUs' utilisation and memory from then on (:mod:`ablate.core.gpu_watch`).
 
+Every job says what happened to it in one line, in the terminal (the ``snakemake`` command's
+screen: the job's own stderr, before its redirect) and in its log (:func:`say`): ``ran in 41 s``
+(``resumed from checkpoint-82`` where its record says so; ``stored in the run cache as <key>``),
+or ``restored from the run cache (key <key>: run <run_id> ...)``. A job that is up to date does
+not run, so it prints nothing: STATUS.md names it ``done``.
+
 Why the imports come before the GPU claim: loading torch, transformers and lm-eval takes 10-20 s
 of each job at the 3.4 B shape on the GPU hosts (bench/results/smoke_h100_916fdf4.md). A job that
 waits for a device (``--resources gpu`` above the host's device count: docs/profiles.md) has
@@ -27,12 +33,14 @@ import atexit
 import ctypes
 import gc
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ablate import studies
+from ablate.core import provenance
 
 
 def keep_freed_memory() -> None:
@@ -71,6 +79,7 @@ def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
     error keeps its traceback."""
     from ablate.core.interrupts import TrainingInterrupted
 
+    _JOB["failed"] = True
     if issubclass(exc_type, KeyboardInterrupt):
         print(
             "[interrupt] KeyboardInterrupt: stopped at once; a rerun runs the job again",
@@ -84,12 +93,72 @@ def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
         sys.__excepthook__(exc_type, exc, tb)
 
 
+#: This process's job: its label, start, whether its line was said, whether it failed, and its
+#: run cache (what :func:`said_at_exit` reports).
+_JOB: dict[str, Any] = {}
+
+
+def label(snakemake: Any) -> str:
+    """A job as its line names it: its rule and wildcards (``finetune 3A``, ``eval_model
+    3A/causal``; an experiment's rule carries its name, ``exp_lr_finetune 3A``)."""
+    values = [str(v) for _, v in snakemake.wildcards.items()]
+    return " ".join(filter(None, [snakemake.rule, "/".join(values)]))
+
+
+def say(text: str) -> None:
+    """This job's one line: ``[job] <label>: <text>``, on the terminal and in its log."""
+    line = f"[job] {_JOB.get('label', '?')}: {text}"
+    _JOB["said"] = True
+    for stream in {sys.__stderr__, sys.stdout}:
+        print(line, file=stream, flush=True)
+
+
+def ran_line(outputs: Sequence[str | os.PathLike], seconds: float, stored: str | None) -> str:
+    """What a job that ran says: its seconds, where its record says it resumed from (a
+    training's ``resumed_from_step``: ``resumed from checkpoint-N``), its run cache entry."""
+    parts = [f"ran in {seconds:.0f} s"]
+    for path in outputs:
+        if str(path).endswith(".json") and os.path.isfile(path):
+            try:
+                step = json.loads(open(path).read()).get("resumed_from_step")
+            except (ValueError, AttributeError):
+                step = None
+            if step is not None:
+                parts.append(f"resumed from checkpoint-{step}")
+                break
+    if stored:
+        parts.append(f"stored in the run cache as {stored[:12]}")
+    return ", ".join(parts)
+
+
+def said_at_exit() -> None:
+    """At the job's exit: ``ran in N s`` unless it said its line already (restored), failed
+    (an uncaught exception), or left an output missing (it did not finish)."""
+    import time
+
+    if _JOB.get("said") or _JOB.get("failed"):
+        return
+    outputs = _JOB.get("outputs") or []
+    if not all(os.path.exists(p) for p in outputs):
+        return
+    cache = _JOB.get("cache")
+    say(ran_line(outputs, time.time() - _JOB["started"], getattr(cache, "stored_key", None)))
+
+
 def log_only(snakemake: Any) -> None:
     """Step 1 alone: a job of no study (STATUS, the plan)."""
+    import time
+
     keep_freed_memory()
     # Python's last collection at exit walks every object torch and transformers made (about
     # 1 s a job); frozen, it walks none. Registered first, so it runs after every other handler.
     atexit.register(gc.freeze)
+    _JOB.update(
+        label=label(snakemake), started=time.time(), outputs=[str(p) for p in snakemake.output]
+    )
+    atexit.register(said_at_exit)
+    # the records it reads, by run id, into its own record (every process of the job)
+    os.environ[provenance.UPSTREAM_ENV] = json.dumps(provenance.upstream_runs(snakemake.input))
     sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
     sys.excepthook = interrupt_hook
 
@@ -117,9 +186,11 @@ def start(
     from ablate.core.runcache import JobCache
 
     job_cache = JobCache(snakemake, side_outputs)  # config key run_cache (off: a no-op)
+    _JOB["cache"] = job_cache
     if job_cache.restored():
         if after_restore is not None:
             after_restore()
+        say(job_cache.restored_line())
         sys.exit(0)
     # torch's is_available() through NVML: no CUDA initialisation before the claim
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")

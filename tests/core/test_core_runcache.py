@@ -141,6 +141,27 @@ def test_a_cache_that_cannot_store_never_fails_the_job(tmp_path, capsys):
     assert "[run cache] not stored" in capsys.readouterr().out
 
 
+def test_a_store_that_fails_half_way_leaves_no_half_entry(tmp_path, capsys, monkeypatch):
+    """The disk fills while a job's outputs are copied in (the run cache is on by default): the
+    job's outputs stand and the half-copied `.tmp-*` folder is removed, not left to fill the disk
+    further on every later store (before, it stayed)."""
+    cache = tmp_path / "cache"
+    copies = []
+
+    def copy(src, dst):
+        copies.append(dst)
+        if len(copies) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    real = runcache._copy
+    monkeypatch.setattr(runcache, "_copy", copy)
+    restored, run_id = run(make_job(tmp_path / "w", cache))
+    assert not restored and run_id and len(copies) == 2
+    assert "[run cache] not stored (OSError" in capsys.readouterr().out
+    assert list(cache.iterdir()) == []
+
+
 def test_an_input_edited_while_the_job_ran_is_not_stored_under_the_key_of_its_old_bytes(
     tmp_path, capsys
 ):
@@ -467,9 +488,9 @@ def test_the_plan_counts_a_job_whose_key_the_cache_holds_as_zero(tmp_path, monke
 def test_a_rule_snakemake_cannot_expand_is_a_spec_error_not_a_failed_run():
     """runcache.job_specs runs at DAG time (rule plan_estimate's params): a rule that does not
     expand gives the planner an error to note, never an exception that would stop the run."""
-    wf = SimpleNamespace(get_rule=lambda name: {}[name])
     job = SimpleNamespace(name="finetune/3A", rule="no_such_rule", wildcards={})
-    assert runcache.job_specs(wf, [job]) == {"finetune/3A": {"error": "KeyError: 'no_such_rule'"}}
+    specs = runcache.job_specs(lambda name: {}[name], [job])
+    assert specs == {"finetune/3A": {"error": "KeyError: 'no_such_rule'"}}
 
 
 def test_an_entry_filed_under_another_key_is_refused(tmp_path, capsys):

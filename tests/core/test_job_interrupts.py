@@ -15,7 +15,9 @@ JOB = """
 import sys, types
 from ablate import job_script
 from ablate.core.interrupts import TrainingInterrupted
-job_script.log_only(types.SimpleNamespace(log=[sys.argv[1]]))
+job_script.log_only(
+    types.SimpleNamespace(log=[sys.argv[1]], rule="finetune", wildcards={{}}, input=[], output=[])
+)
 print("step 5/200")
 raise {}
 """

@@ -234,7 +234,8 @@ def test_command_line(tmp_path, capsys):
     assert [r["tree"] for r in rows] == ["results", "results/b"]
     assert rows[1]["differs from base"] == 'eval/base/causal: dtype "float32" -> "bfloat16"'
     page = out_html.read_text()
-    assert page.count("<tr>") == 3 + 2 and "<h2>Run cache</h2>" in page
+    # the experiments' summary (2 trees), the trees (2), the run cache (1 job), each with its head
+    assert page.count("<tr>") == 3 + 3 + 2 and "<h2>Run cache</h2>" in page
     # a wrong --base, a missing cache, nothing found: one line each, naming the fix
     assert cli.main(["runs", "--root", str(tmp_path), "--base", "nope"]) == 2
     assert capsys.readouterr().err == (
@@ -292,3 +293,102 @@ def test_report_page_shows_this_runs_tree_as_base_and_mixed(tmp_path, monkeypatc
     assert "<td>eval/base/causal: seed 0 -&gt; 1\n1 records of base not here</td>" in page
     assert "this run&#x27;s configuration: " in page
     assert "writes: finetune/3A-s6/summary.json" in page
+
+
+def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_path, capsys):
+    """An experiment's tree (its experiment.json: the keys it changes, which jobs are the
+    base's): its row names the keys and the slice they changed, how many jobs are the base's, each
+    score that moved against the base (the macro first, a task's in the details) and each claim
+    whose verdict changed; --sort orders by a score, --md writes the table."""
+    from ablate.core import experiments
+
+    base, exp = tmp_path / "results", tmp_path / "results/exp/lr"
+    record(base, "finetune/3A/summary.json", {"params": {"learning_rate": 2.5e-4}})
+    record(exp, "finetune/3A/summary.json", {"params": {"learning_rate": 5.0e-4}})
+    write_json(
+        exp / experiments.DEFINITION,
+        {
+            "name": "lr",
+            "base": "results",
+            "changes": ["mask.finetune.variants.3A.learning_rate <absent> -> 0.0005"],
+            "slices": ["finetune/3A: params.learning_rate 0.00025 -> 0.0005"],
+            "shared": ["prepare_model", "finetune/3B"],
+            "own": ["finetune/3A", "eval/3A/causal"],
+        },
+    )
+
+    def recovery(tree, score, task):
+        rows = [
+            {"task": "macro", "variant": "3A", "eval_policy": "prefill_bidir", "score": score},
+            {"task": "emb_count", "variant": "3A", "eval_policy": "prefill_bidir", "score": task},
+            {"task": "macro", "variant": "base", "eval_policy": "causal", "score": "0.95"},
+        ]
+        table(tree / mask_layout.PATTERNS["recovery_csv"], rows)
+
+    recovery(base, "0.616", "0.5")
+    recovery(exp, "0.657", "0.75")
+    table(base / mask_layout.PATTERNS["claims_csv"], [{"claim": "prefix", "verdict": "supported"}])
+    # the bridge study's tables are the base's (the change did not reach them): not in its tree
+    table(base / bridge_layout.PATTERNS["claims"], [{"claim": "kv", "verdict": "not supported"}])
+    table(
+        base / bridge_layout.PATTERNS["summary"], [{"entry": "1a", "peak": "0.1", "final": "0.1"}]
+    )
+    table(
+        exp / mask_layout.PATTERNS["claims_csv"], [{"claim": "prefix", "verdict": "inconclusive"}]
+    )
+    rows = by_tree(runs.table_rows(tmp_path, "results"))
+    row = rows["results/exp/lr"]
+    assert row["differs from base"] == [
+        "mask.finetune.variants.3A.learning_rate <absent> -> 0.0005",
+        "finetune/3A: params.learning_rate 0.00025 -> 0.0005",
+        "2 jobs are the base's, 2 its own",
+    ]
+    assert row["vs base"] == [
+        "mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)",
+        "mask: 3A under prefill_bidir: emb_count +0.250 (0.500 -> 0.750)",
+    ]
+    assert row["headline vs base"] == ["mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)"]
+    assert row["claims vs base"] == ["mask: prefix supported -> inconclusive"]
+    assert "bridge: 1a peak 0.100 final 0.100" in row["numbers"]  # the base's, shared
+    ordered = runs.sort_rows(list(rows.values()), "mask: 3A under prefill_bidir")
+    assert [r["tree"][0] for r in ordered] == ["results/exp/lr", "results"]
+    with pytest.raises(LookupError, match="did you mean 'mask: 3A under prefill_bidir'"):
+        runs.sort_rows(list(rows.values()), "mask: 3A under prefil_bidir")
+    md = tmp_path / "runs.md"
+    argv = ["runs", "--root", str(tmp_path), "--md", str(md), "--sort", "last run"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| tree | differs from base | vs base | claims vs base | last run |")
+    line = next(x for x in out.splitlines() if x.startswith("| results/exp/lr |"))
+    assert "learning_rate <absent> -> 0.0005" in line and "+0.041 (0.616 -> 0.657)" in line
+    assert "emb_count" not in line  # a task's delta is in the details, not the summary
+    assert md.read_text().startswith("| tree | differs from base |")
+
+
+def test_earlier_runs_in_history_that_differ_are_listed(tmp_path):
+    """A record an edit in place replaced (kept in history/ beside it) is an earlier run: listed
+    with the key it differs in from the record there now, or the upstream run that made it differ,
+    and its macro; a rerun of the same configuration is not."""
+    tree = tmp_path / "results"
+    ft, ev = "finetune/3A/summary.json", "eval/3A/causal/metrics.json"
+
+    def rec(path, run_id, config, score=None, upstream=None):
+        (tree / "logs").mkdir(parents=True, exist_ok=True)
+        prov = {"run_id": run_id, "config_hash": "h", "config": config, "finished_at": "t"}
+        if upstream:
+            prov["upstream"] = {f"results/{k}": v for k, v in upstream.items()}
+        body = {"provenance": prov, **({"macro": {"score": score}} if score else {})}
+        write_json(tree / path, body)
+
+    rec(ft, "ft-1", {"params": {"max_steps": 200}})
+    rec(ev, "ev-1", {"tasks": ["a"]}, 0.9, {ft: "ft-1"})
+    rec(ft, "ft-2", {"params": {"max_steps": 40}})
+    rec(ev, "ev-2", {"tasks": ["a"]}, 0.8, {ft: "ft-2"})
+    rec(ev, "ev-3", {"tasks": ["a"]}, 0.8, {ft: "ft-2"})  # a rerun of the same: not listed
+    got = {(h["record"], h["run"]): h for h in runs.history_rows(tmp_path)}
+    assert set(got) == {(ft, "ft-1"), (ev, "ev-1")}
+    assert got[(ft, "ft-1")]["differs from now"] == "params.max_steps 200 -> 40"
+    assert got[(ev, "ev-1")]["differs from now"] == (
+        "upstream results/finetune/3A/summary.json: run ft-1 -> ft-2 (params.max_steps 200 -> 40)"
+    )
+    assert got[(ev, "ev-1")]["numbers"] == "macro 0.900 (now 0.800)"

@@ -247,7 +247,10 @@ def test_seeds3_overlay_runs_three_seeds_of_the_default():
     validate_config(cfg)
     jobs = study.jobs(cfg)
     finetunes = sorted(j.labels["model"] for j in jobs if j.rule == "finetune")
-    assert finetunes == [f"{v}-s{s}" for v in ("3A", "3B", "5B") for s in (5, 6, 7)]
+    # seed 5 is the default's own: its run keeps the variant's name (below)
+    assert finetunes == sorted(
+        f"{v}{'' if s == 5 else f'-s{s}'}" for v in ("3A", "3B", "5B") for s in (5, 6, 7)
+    )
     assert sum(j.rule == "eval_model" for j in jobs) == 2 * (1 + 9)
     from ablate.bridge import grid
 
@@ -275,8 +278,11 @@ def test_planner_forecasts_every_seed(tmp_path):
     cfg["plan"].update({"setups": [{"gpu": "cpu"}]})
     table = planner.make_plan(cfg, root=tmp_path, actuals=False).table
     jobs = [j for j in table["job"] if j.startswith(("finetune/", "eval/3B"))]
+    # seed 5, the default's own, is the default's finetune/3B
     assert [j for j in jobs if j.startswith("finetune/3B")] == [
-        f"finetune/3B-s{s}" for s in (5, 6, 7)
+        "finetune/3B",
+        "finetune/3B-s6",
+        "finetune/3B-s7",
     ]
     assert len([j for j in jobs if j.startswith("finetune/")]) == 9
     assert len([j for j in jobs if j.startswith("eval/3B")]) == 6
@@ -335,3 +341,32 @@ def test_status_of_claims_that_leave_a_seeded_variant_out_is_done(tmp_path):
     assert rows["eval/5B-s0/causal"].status == "to run"
     assert rows["mask_claims"].status == "done", rows["mask_claims"].why
     assert rows["recovery_table"].status == "stale"  # it reads every evaluation: Snakemake too
+
+
+def test_a_seed_equal_to_the_variants_own_seed_is_that_run():
+    """`3B: {seeds: [5, 6]}` where 5 is the default's training seed: seed 5 is the default's 3B
+    (and 5B, which extends it), the same job, files and config slice, so Snakemake has nothing to
+    run for it; only seed 6's finetunes and their evaluations are new. Before, 3B-s5 and 5B-s5
+    retrained the default's two finetunes and re-ran their four evaluations under other names."""
+    default = {j.name: j for j in study.jobs(DEFAULT)}
+    cfg = seeded(**{"3B": [5, 6]})
+    jobs = {j.name: j for j in study.jobs(cfg)}
+    for name, job in default.items():
+        if job.rule in ("finetune", "eval_model", "leakage_probe", "prepare_model"):
+            assert jobs[name].outputs == job.outputs and jobs[name].config == job.config, name
+    new = sorted(set(jobs) - set(default))
+    assert new == [
+        "eval/3B-s6/causal",
+        "eval/3B-s6/prefill_bidir",
+        "eval/5B-s6/causal",
+        "eval/5B-s6/prefill_bidir",
+        "finetune/3B-s6",
+        "finetune/5B-s6",
+    ]
+    variants = study.variants_of(cfg)
+    assert (variants["3B"]["base"], variants["3B"]["seed"]) == ("3B", 5)
+    assert study.seeds_of(variants, "3B") == ["3B", "3B-s6"]
+    # its claims are still stated pooled over both seeds and per seed
+    claims = study.resolve_claims(cfg["mask"]["claims"] | CFG, variants)
+    assert claims["seeds"]["3B"] == {"3B": 5, "3B-s6": 6}
+    assert claims["seeds"]["5B"] == {"5B": 5, "5B-s6": 6}

@@ -11,7 +11,7 @@ in a command's comment must appear in what the command printed.
 What is not run as written, and why: the install prefix of the quick start (the shared
 `embedded_run` fixture is that `snakemake -c2`, once per pytest run); the test-suite commands (CI
 runs them); the real study's GPU runs (run as dry runs: offline, no GPU here); the seeds run (a dry
-run: 9 finetunes on a CPU; tests/pipeline/test_seeds_pipeline.py runs 2 seeds); the SLURM and Vast
+run: 6 finetunes on a CPU; tests/pipeline/test_seeds_pipeline.py runs 2 seeds); the SLURM and Vast
 commands and their environment lines (tests/cluster/ runs them against a local SLURM cluster and a
 fake Vast API); `tensorboard` (a server); a command with a <placeholder>.
 """
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 from checkout import GPU_HOST
+
+from ablate.core import experiments as E
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -83,7 +85,6 @@ def _only_3a_reruns(wd: Path, out: str) -> None:
     assert evals == finetunes == {"3A"}, (evals, finetunes)
 
 
-CACHE_ON = "snakemake -c2 --config run_cache=$HOME/ablate-cache"
 PLAIN_3A = "3A: {stage: 3, policy: causal}"
 EDITED_3A_LINE = "3A: {stage: 3, policy: causal, max_steps: 40}"
 
@@ -178,40 +179,85 @@ GUIDE_STEPS = [
         "snakemake -c2",
         rules={"recovery_table": 1, "plot_scores": 1, "mask_claims": 1, "plan": 1, "status": 1},
     ),
-    # Reuse finished jobs: the run cache switched on reruns nothing
+    # Reuse finished jobs: the run cache (on by default) switched off reruns nothing
     Step(
-        CACHE_ON,
+        "snakemake -c2 --config run_cache=False",
         rules=NOTHING,
         check=lambda wd, out: "Nothing to be done" in out,
     ),
-    # What reruns when: 3A stored, an edit of 3A, its rerun and its revert (restored)
-    Step(
-        f"{CACHE_ON} --forcerun results/finetune/3A/summary.json",
-        rules={r: n for r, n in EDITED_3A.items() if r != "plan_estimate"},
-        check=_only_3a_reruns,
-    ),
+    # What reruns when: an edit of 3A, its rerun and its revert (restored: the quick start
+    # stored 3A)
     Step(
         f"sed -i 's/{PLAIN_3A}/{EDITED_3A_LINE}/' config/config.yaml",
         check=lambda wd, out: "max_steps: 40}" in (wd / "config/config.yaml").read_text(),
     ),
     Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
-    Step(CACHE_ON, rules=EDITED_3A, check=_only_3a_reruns),
+    Step("snakemake -c2", rules=EDITED_3A, check=_only_3a_reruns),
     Step(
         f"sed -i 's/{EDITED_3A_LINE}/{PLAIN_3A}/' config/config.yaml",
         check=lambda wd, out: "max_steps: 40}" not in (wd / "config/config.yaml").read_text(),
     ),
-    Step(CACHE_ON, rules=EDITED_3A, check=_3a_restored),
+    Step("snakemake -c2", rules=EDITED_3A, check=_3a_restored),
+    # Experiments (the whole loop, each step's jobs: tests/pipeline/test_experiments_run.py)
+    Step(
+        "ablate exp run lr --set mask.finetune.variants.3A.learning_rate=5.0e-4",
+        rules={f"exp_lr_{r}": n for r, n in EDITED_3A.items()},
+        check=lambda wd, out: (wd / "results/exp/lr/experiment.json").is_file(),
+    ),
+    Step(
+        "ablate exp run sweep --set mask.finetune.variants.3A.learning_rate=1.0e-4,5.0e-4,1.0e-3",
+        how=DRY,
+        why="3 finetunes of 3A (tests/pipeline/test_experiments_run.py runs the sweep)",
+        rules={
+            f"{E.rule_prefix(f'sweep-{v}')}{r}": n
+            for v in ("1.0e-4", "5.0e-4", "1.0e-3")
+            for r, n in EDITED_3A.items()
+        },
+    ),
+    Step(
+        'ablate runs --sort "mask: 3A under prefill_bidir"',
+        check=lambda wd, out: "| results/exp/lr | mask.finetune.variants.3A.learning_rate" in out,
+    ),
+    Step(
+        "ablate diff results/eval/3A/causal/metrics.json results/exp/lr/eval/3A/causal/metrics.json"
+    ),
+    Step(
+        "ablate exp run seeds --set 'mask.finetune.variants.3B.seeds=[5, 6]'",
+        how=DRY,
+        why="2 finetunes (tests/pipeline/test_experiments_run.py runs them)",
+        rules={
+            "exp_seeds_finetune": 2,
+            "exp_seeds_eval_model": 4,
+            **{
+                f"exp_seeds_{r}": 1
+                for r in (
+                    "recovery_table",
+                    "plot_scores",
+                    "plot_loss_curves",
+                    "mask_claims",
+                    "plan_estimate",
+                    "plan",
+                    "status",
+                )
+            },
+        },
+    ),
+    Step(
+        "snakemake -c2 exp_lr_all --configfile config/config.yaml experiments/lr.yaml",
+        rules=NOTHING,
+    ),
     # Seeds: three of the default's finetunes and stability pair (the run: tests/pipeline/test_seeds_pipeline.py)
     Step(
         "snakemake -c2 --configfile config/config.yaml config/seeds3.yaml",
         how=DRY,
-        why="9 finetunes, 18 evaluations on the CPU; tests/pipeline/test_seeds_pipeline.py runs 2 seeds",
+        why="6 finetunes, 12 evaluations on the CPU; tests/pipeline/test_seeds_pipeline.py runs 2 seeds",
         rules={
             **{r: 1 for r in ("recovery_table", "plot_scores", "plot_loss_curves", "mask_claims")},
             **{r: 1 for r in ("bridge_summary", "bridge_claims", "bridge_plots")},
             **{"plan_estimate": 1, "plan": 1, "status": 1},
-            "finetune": 9,
-            "eval_model": 18,
+            # seed 5 is the default's: its 3A, 3B and 5B are the finished runs
+            "finetune": 6,
+            "eval_model": 12,
             "bridge_train": 4,
         },
     ),
@@ -306,7 +352,10 @@ STEPS = README_STEPS + GUIDE_STEPS
 
 
 def dry(command: str) -> str:
-    """A documented Snakemake command as a dry run, whatever its cores option."""
+    """A documented Snakemake command (or `ablate exp run`, which runs one) as a dry run,
+    whatever its cores option."""
+    if command.startswith("ablate exp run "):
+        return command + " -n"
     assert command.startswith("snakemake "), command
     return "snakemake -n " + command.removeprefix("snakemake ")
 
@@ -331,7 +380,8 @@ def _split_comment(line: str) -> tuple[str, str]:
 def jobs_of(output: str) -> dict[str, int]:
     """The jobs Snakemake ran or planned, by rule (its `rule X:` blocks; `all` left out)."""
     rules = re.findall(r"^(?:local)?rule (\w+):$", output, flags=re.M)
-    return dict(collections.Counter(r for r in rules if r != "all"))
+    # the base's `all` and each experiment's, exp_<name>_all
+    return dict(collections.Counter(r for r in rules if r != "all" and not r.endswith("_all")))
 
 
 def shell(wd: Path, command: str, env: dict | None = None) -> subprocess.CompletedProcess:

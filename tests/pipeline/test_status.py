@@ -120,7 +120,8 @@ def test_a_stale_snakemake_lock_is_named_and_its_jobs_interrupted(tmp_path, caps
 
 def test_a_restored_job_says_so_and_from_which_run(tmp_path):
     """A job whose outputs the run cache restored (the marker runcache.restore writes beside its
-    first output): done, "restored (run <id>)"; once it runs again (no marker) the note goes."""
+    first output): done, "restored from the run cache (key <key>, run <id>)"; once it runs
+    again (no marker) the note goes."""
     from ablate.core import runcache
     from ablate.core.io import write_json
 
@@ -136,13 +137,95 @@ def test_a_restored_job_says_so_and_from_which_run(tmp_path):
     runcache.store(tmp_path / "cache", parts, outs)
     assert runcache.restore(tmp_path / "cache", parts, outs) is not None
     (row,) = status.job_rows([job], tmp_path)
+    key = runcache.key_of(parts)[:12]
     assert (row.status, row.why, row.run_id) == (
         "done",
-        "current config; restored (run run-1)",
+        f"current config; restored from the run cache (key {key}, run run-1)",
         "run-1",
     )
     runcache.marker_path(outs).unlink()  # what JobCache.restored() does before a job runs
     assert status.job_rows([job], tmp_path)[0].why == "current config"
+
+
+def test_an_interrupted_finetune_says_it_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """An interrupted finetune (Snakemake's marker, no Snakemake holding the folder) with a
+    complete training checkpoint of its own run: "resumes from checkpoint-82 next run" (before:
+    "reruns next run"); its run key changed (another base model's content, another learning rate,
+    an edited module of the code it ran): "starts afresh" and why, as ablate.core.resume decides
+    when the job runs. A finished job whose record says it resumed names the checkpoint."""
+    from ablate.core import checkpoint, resume
+    from ablate.core.io import write_json
+
+    monkeypatch.chdir(tmp_path)
+    summary = "results/finetune/3A/summary.json"
+    base = tmp_path / "base.bin"
+    base.write_bytes(b"weights")
+    params = {"learning_rate": 2.5e-4, "max_steps": 200}
+    ckpts = tmp_path / "results/finetune/3A" / checkpoint.CHECKPOINTS_DIR
+    for step in (41, 82):
+        (ckpts / f"checkpoint-{step}").mkdir(parents=True)
+        checkpoint.mark_complete(ckpts / f"checkpoint-{step}", step, "save_pretrained")
+    identity = resume.resume_identity({"policy": "causal", "params": params}, {"model": str(base)})
+    write_json(ckpts / checkpoint.RUN_KEY_FILE, identity)
+    inc = tmp_path / ".snakemake/incomplete"
+    inc.mkdir(parents=True)
+    (inc / base64.urlsafe_b64encode(summary.encode()).decode()).write_text("{}")
+    job = Job("mask", "finetune", "finetune/3A", {}, {"summary": summary}, log=None, stage=3,
+              kind="train", record=summary, config={"policy": "causal", "params": params})  # fmt: skip
+    (row,) = status.job_rows([job], tmp_path)
+    assert row.status == "interrupted"
+    assert row.why.endswith("no Snakemake holds the folder: resumes from checkpoint-82 next run")
+    job.config = {"policy": "causal", "params": {**params, "learning_rate": 5.0e-4}}
+    (row,) = status.job_rows([job], tmp_path)
+    assert "starts afresh: its checkpoints belong to another configuration" in row.why
+    assert "params.learning_rate 0.00025 -> 0.0005" in row.why
+    job.config = {"policy": "causal", "params": params}
+    base.write_bytes(b"other weights")
+    (row,) = status.job_rows([job], tmp_path)
+    assert (
+        f"starts afresh: its checkpoints were trained on another model ({base} changed)" in row.why
+    )
+    # finished, its record saying where it resumed
+    (inc / base64.urlsafe_b64encode(summary.encode()).decode()).unlink()
+    write_json(
+        tmp_path / summary,
+        {"resumed_from_step": 82, "provenance": {"run_id": "r", "config_hash": "h"}},
+    )
+    (row,) = status.job_rows([job], tmp_path)
+    assert row.status == "done" and "resumed from checkpoint-82" in row.why
+
+
+def test_diff_names_the_upstream_key_that_made_an_evaluation_differ(tmp_path, capsys, monkeypatch):
+    """Two evaluations with the same config slice whose finetunes differ in max_steps: the diff
+    names that key through the finetune records they read (their provenance's ``upstream``),
+    in one tree (a rerun: the old records in history/) or across an experiment's tree. Before,
+    it said "config: same" and a model hash."""
+    from ablate import cli
+    from ablate.core.io import write_json
+
+    def rec(path, run_id, config, upstream=None):
+        prov = {"run_id": run_id, "config_hash": "h", "config": config}
+        if upstream:
+            prov["upstream"] = upstream
+        write_json(tmp_path / path, {"macro": {"score": 0.5}, "provenance": prov})
+
+    ft, ev = "results/finetune/3A/summary.json", "results/eval/3A/causal/metrics.json"
+    rec(ft, "ft-200", {"params": {"max_steps": 200}})
+    rec(ev, "ev-1", {"tasks": ["a"]}, {ft: "ft-200"})
+    rec(ft, "ft-40", {"params": {"max_steps": 40}})  # the rerun: ft-200 kept in history/
+    rec(ev, "ev-2", {"tasks": ["a"]}, {ft: "ft-40"})
+    xft = "results/exp/x/finetune/3A/summary.json"
+    rec(xft, "ft-x", {"params": {"max_steps": 100}})
+    rec("results/exp/x/eval/3A/causal/metrics.json", "ev-x", {"tasks": ["a"]}, {xft: "ft-x"})
+    lines = diff.diff(
+        *(diff.find_record(r, [str(tmp_path)]) for r in ("ev-1", "ev-2")), [str(tmp_path)]
+    )
+    assert "config: same" in lines and "upstream: 1 changed" in lines
+    assert f"  {ft}: run ft-200 -> ft-40" in lines and "    params.max_steps 200 -> 40" in lines
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["diff", "ev-2", "ev-x"]) == 0
+    out = capsys.readouterr().out
+    assert f"{ft} / {xft}: run ft-40 -> ft-x" in out and "params.max_steps 40 -> 100" in out
 
 
 def test_a_job_last_run_by_another_configuration_is_stale(tmp_path):

@@ -10,6 +10,7 @@ from typing import Any
 
 from ablate.bridge import study as layout
 from ablate.core.jobs import Job
+from ablate.core.planner.totals import number
 from ablate.core.records import config_changes
 from ablate.core.seeds import spread_lines, verdict_line
 from ablate.core.status import Row, planned_forecast, read_csv
@@ -60,6 +61,17 @@ def run_numbers(results: Path) -> list[str]:
         f"{r['entry']} peak {float(r['peak']):.3f} final {float(r['final']):.3f}"
         for r in read_csv(results / layout.PATTERNS["summary"])
     ]
+
+
+def run_scores(results: Path) -> dict[str, float]:
+    """``ablate runs``' scores to compare trees by: each grid entry's peak and final accuracy
+    (``<entry> peak``, ``<entry> final``) of the results folder ``results``."""
+    out = {}
+    for r in read_csv(results / layout.PATTERNS["summary"]):
+        for what in ("peak", "final"):
+            if (value := number(r.get(what))) is not None:
+                out[f"{r['entry']} {what}"] = value
+    return out
 
 
 def claims(results: Path) -> list[dict[str, str]]:

@@ -5,7 +5,10 @@ A run is a ``run_id`` as provenance records write it (found among the record JSO
 folders searched, the current one by default; a bridge run's grid run id works too; a record a
 rerun replaced is found in its copy under ``history/`` beside it, ``ablate.core.io.HISTORY_DIR``)
 or the path of a record. Printed, each as ``key old -> new``: the config slice the job ran with (naming the
-changed key of an edited config), the input fingerprints, the code (git commit, dirty flag),
+changed key of an edited config), the upstream runs (the records the job read, by run id, from its
+provenance's ``upstream``: where one changed, the config key its run changed, so an evaluation
+whose finetune's ``max_steps`` changed names that key, not just another model hash), the input
+fingerprints, the code (git commit, dirty flag),
 package versions, hardware and its numerics environment (``hardware.numerics``: BLAS, precision
 switches, ``MKL_CBWR`` and its kin), the results (scores, losses: every number and string of the
 record outside its provenance block and curves, and outside the fields that describe the run,
@@ -81,13 +84,69 @@ def _shown(tree: Any) -> Any:
     return tree
 
 
-def diff(a: Path, b: Path) -> list[str]:
+def _common_tail(a: str, b: str) -> int:
+    """How many trailing path components two paths share."""
+    n = 0
+    for x, y in zip(reversed(Path(a).parts), reversed(Path(b).parts)):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _pairs(a: dict[str, str], b: dict[str, str]) -> list[tuple[str | None, str | None]]:
+    """The upstream records of A and B paired by the file they are in their results trees (the
+    most trailing path components in common: ``finetune/3A/summary.json`` of the base's tree and
+    of an experiment's); one without a partner alone."""
+    out, left = [], dict(b)
+    for pa in sorted(a):
+        best = max(left, key=lambda pb: _common_tail(pa, pb), default=None)
+        if best is not None and _common_tail(pa, best) >= 2:
+            left.pop(best)
+            out.append((pa, best))
+        else:
+            out.append((pa, None))
+    return out + [(None, pb) for pb in sorted(left)]
+
+
+def upstream(pa: dict, pb: dict, roots: list[str], depth: int = 3) -> list[str]:
+    """Why two records' upstream differs: for each record both jobs read (their provenance's
+    ``upstream``, paired by :func:`_pairs`) whose run differs, the config keys its run changed
+    (``finetune/3A/summary.json: params.max_steps 200 -> 40``), or, where its config is the
+    same, its own upstream's, ``depth`` records up."""
+    ua, ub = pa.get("upstream") or {}, pb.get("upstream") or {}
+    lines = []
+    for x, y in _pairs(ua, ub):
+        if x is None or y is None:
+            lines.append(f"{x or y}: read by {'A' if y is None else 'B'} only")
+            continue
+        if ua[x] == ub[y]:
+            continue
+        name = x if x == y else f"{x} / {y}"
+        try:
+            rx, ry = (read_json(find_record(r, roots)) or {} for r in (ua[x], ub[y]))
+        except DiffError:
+            lines.append(f"{name}: run {ua[x]} -> {ub[y]} (a record not found under {roots})")
+            continue
+        px, py = provenance_of(rx), provenance_of(ry)
+        keys = changed_keys(px.get("config"), py.get("config"))
+        deeper = upstream(px, py, roots, depth - 1) if depth > 1 and not keys else []
+        lines.append(
+            f"{name}: run {ua[x]} -> {ub[y]}" + ("" if keys or deeper else ", same config")
+        )
+        lines += [f"  {k}" for k in keys] + [f"  {d}" for d in deeper]
+    return lines
+
+
+def diff(a: Path, b: Path, roots: list[str] | None = None) -> list[str]:
     ra, rb = read_json(a), read_json(b)
     if ra is None or rb is None:
         raise DiffError(f"{a if ra is None else b} is not a JSON record")
     pa, pb = provenance_of(ra), provenance_of(rb)
     sections = [
         ("config", changed_keys(pa.get("config"), pb.get("config"))),
+        # the records it read whose run changed, and the config key that changed it
+        ("upstream", upstream(pa, pb, roots or ["."])),
         ("inputs", changed_keys(pa.get("inputs"), pb.get("inputs"))),
         ("code", changed_keys(pa.get("git"), pb.get("git"), "git")),
         ("packages", changed_keys(pa.get("packages"), pb.get("packages"))),
@@ -100,7 +159,8 @@ def diff(a: Path, b: Path) -> list[str]:
         f"B: {b} (run {pb.get('run_id')}, config {pb.get('config_hash')}, {pb.get('finished_at')})",
     ]
     for title, changes in sections:
-        lines.append(f"{title}: " + ("same" if not changes else f"{len(changes)} changed"))
+        n = sum(not c.startswith(" ") for c in changes)
+        lines.append(f"{title}: " + ("same" if not changes else f"{n} changed"))
         lines += [f"  {c}" for c in changes]
     return lines
 
@@ -122,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     roots = args.roots or ["."]
     try:
-        lines = diff(find_record(args.run_a, roots), find_record(args.run_b, roots))
+        lines = diff(find_record(args.run_a, roots), find_record(args.run_b, roots), roots)
     except DiffError as exc:
         print(f"ablate diff: {exc}", file=sys.stderr)
         return 2

@@ -34,6 +34,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 HISTORY_DIR = "history"
 
 
+def user_cache_dir() -> Path:
+    """This user's cache of things derived from the installed software (``$XDG_CACHE_HOME/ablate``,
+    ``~/.cache/ablate``): lm-eval's task index, the distributions a job can import."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ablate"
+
+
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 1) -> Path:
     """JSON with sorted keys (stable diffs); non-JSON values (paths, numpy scalars) as str. A
     record (a provenance block with a run id, or a dict carrying one) is also kept in

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ablate.core import checkpoint, io, parallel, provenance
+from ablate.core import checkpoint, io, provenance
 
 
 def loaded_code() -> dict[str, str]:
@@ -139,9 +139,64 @@ def resume_point(
 ) -> Path | None:
     """:func:`prepare_resume` for every process of a run (one or data-parallel): process 0 clears
     and checks the checkpoints before the others take the newest complete one."""
+    from ablate.core import parallel  # torch: not for `ablate status`, which reads rerun_note
+
     if parallel.rank() != 0:
         parallel.barrier()
         return checkpoint.newest_complete(ckpt_dir)
     found = prepare_resume(ckpt_dir, run_key, inputs)
     parallel.barrier()
     return found
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of an ``ablate`` module by its name, found without importing it."""
+    import ablate
+
+    rel = Path(*name.split(".")[1:])
+    for p in (
+        Path(ablate.__file__).parent / f"{rel}.py",
+        Path(ablate.__file__).parent / rel / "__init__.py",
+    ):
+        if p.is_file():
+            return p
+    return None
+
+
+def rerun_note(ckpt_dir: str | os.PathLike, params: dict[str, Any] | None = None) -> str | None:
+    """What the next run of a training job does with its training checkpoints, told without
+    running it or changing them (``ablate status``): ``resumes from checkpoint-N`` (the newest
+    complete one), or ``starts afresh: <why>`` where :func:`prepare_resume` would not resume (its
+    inputs' content, the code its run imported, the packages, or the ``params`` the job's config
+    gives now differ from its run key); None without a complete checkpoint. A checkpoint whose
+    files no longer match its manifest is found only when the job runs (a full read)."""
+    ckpt_dir = Path(ckpt_dir)
+    done = checkpoint.complete_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else []
+    if not done:
+        return None
+    try:
+        old = json.loads((ckpt_dir / checkpoint.RUN_KEY_FILE).read_text())
+        code, inputs, config = old["code"], old["inputs"], old["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"starts afresh: {checkpoint.RUN_KEY_FILE} of {ckpt_dir} is missing or unreadable"
+    recorded = config.get("params") if isinstance(config.get("params"), dict) else {}
+    # the params the config gives now, of those its run key holds (a run adds resolved ones)
+    given = {k: v for k, v in (params or {}).items() if k in recorded}
+    now = {
+        "config": {**config, **({"params": {**recorded, **given}} if recorded else {})},
+        "inputs": {
+            label: {"path": v["path"], "content": provenance.fingerprint_path(v["path"])}
+            for label, v in inputs.items()
+            if Path(v["path"]).exists()
+        },
+        "code": {
+            name: checkpoint.sha256_file(f)
+            for name in code
+            if (f := _module_file(name)) is not None
+        },
+        "packages": provenance.runtime_packages(),
+    }
+    why = _why_other(old, json.loads(json.dumps(now, default=str)))
+    if why:
+        return f"starts afresh: its checkpoints {why}"
+    return f"resumes from checkpoint-{checkpoint.step_of(done[-1])}"

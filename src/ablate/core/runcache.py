@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +79,13 @@ def code_hash(scripts: str | os.PathLike | None = None) -> str:
 def job_spec(job: Any) -> dict[str, Any]:
     """What of a job its key covers besides code and packages: rule, wildcards, params, declared
     inputs (in the rule's order). ``job``: a script job's ``snakemake`` object (:class:`JobCache`)
-    or :func:`rule_job` (the planner): one shape, so both build the same key."""
+    or :func:`rule_job` (the planner): one shape, so both build the same key. An experiment's
+    rule is keyed by the base's rule it copies (:func:`ablate.core.experiments.base_rule`): its
+    job restores what the base, or another experiment, computed alike."""
+    from ablate.core.experiments import base_rule
+
     return {
-        "rule": job.rule,
+        "rule": base_rule(job.rule, getattr(job, "config", None)),
         "wildcards": dict(job.wildcards.items()),
         "params": dict(job.params.items()),
         "inputs": [str(p) for p in job.input],
@@ -99,18 +103,20 @@ def rule_job(rule: Any, wildcards: dict[str, str]) -> Any:
     inputs = rule.expand_input(wc)[0]
     # job=None: no param of these rules reads threads or resources (those would need a job)
     params = rule.expand_params(wc, inputs, rule.expand_output(wc)[0], None)[0]
-    return SimpleNamespace(rule=rule.name, wildcards=wc, params=params, input=inputs)
+    config = rule.module_globals.get("config") if hasattr(rule, "module_globals") else None
+    return SimpleNamespace(rule=rule.name, wildcards=wc, params=params, input=inputs, config=config)
 
 
-def job_specs(workflow: Any, jobs: Iterable[Any]) -> dict[str, dict[str, Any]]:
+def job_specs(get_rule: Callable[[str], Any], jobs: Iterable[Any]) -> dict[str, dict[str, Any]]:
     """Job name -> :func:`job_spec` of each core Job (:class:`ablate.core.jobs.Job`) of a parsed
-    workflow (rules/plan.smk, rule plan_estimate). Paths and config slices only, set by the config
-    as the plan's other params are; the inputs' content is read when the plan runs. A job whose
-    rule Snakemake cannot expand here gets ``{"error": why}``: a forecast never stops a run."""
+    workflow (rules/plan.smk, rule plan_estimate; ``get_rule``: its rule of a job's rule name, an
+    experiment's own). Paths and config slices only, set by the config as the plan's other params
+    are; the inputs' content is read when the plan runs. A job whose rule Snakemake cannot expand
+    here gets ``{"error": why}``: a forecast never stops a run."""
     specs = {}
     for j in jobs:
         try:
-            specs[j.name] = job_spec(rule_job(workflow.get_rule(j.rule), j.wildcards))
+            specs[j.name] = job_spec(rule_job(get_rule(j.rule), j.wildcards))
         except Exception as exc:  # noqa: BLE001 (Snakemake's and the rules' own errors)
             specs[j.name] = {"error": f"{type(exc).__name__}: {exc}"}
     return specs
@@ -284,19 +290,23 @@ def store(
     tmp = cache / f".tmp-{uuid.uuid4().hex}"
     kept = {str(j): p for j, p in enumerate(side) if p.exists()}
     stored = [*outputs, *kept.values()]
-    for i, p in enumerate(stored):
-        _copy(p, tmp / OUTPUTS / str(i))
-    manifest = {
-        "key": key,
-        "parts": parts,
-        "outputs": [str(p) for p in outputs],
-        "side_outputs": {j: len(outputs) + k for k, j in enumerate(kept)},
-        "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(stored))]),
-        "run_id": _run_id(outputs),
-        "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": os.uname().nodename,
-    }
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    try:
+        for i, p in enumerate(stored):
+            _copy(p, tmp / OUTPUTS / str(i))
+        manifest = {
+            "key": key,
+            "parts": parts,
+            "outputs": [str(p) for p in outputs],
+            "side_outputs": {j: len(outputs) + k for k, j in enumerate(kept)},
+            "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(stored))]),
+            "run_id": _run_id(outputs),
+            "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": os.uname().nodename,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    except BaseException:  # a full disk half way: no half entry left to fill it further
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if entry.exists() and (why := verify(entry)):  # a bad entry: this result takes its place
         refuse(cache, key, why)
     try:
@@ -405,6 +415,8 @@ class JobCache:
         self.inputs = [str(p) for p in smk.input]
         self.where = smk.config.get("run_cache") or None
         self.parts = None
+        self.marker: dict | None = None  # the restore marker, once restored
+        self.stored_key: str | None = None  # the key it stored the outputs under, once stored
         if self.where is not None:
             self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir)
 
@@ -418,11 +430,12 @@ class JobCache:
 
         try:
             if isinstance(self.where, dict):
-                return self._restored_from_plugin()
-            return (
-                restore(Path(self.where), self.parts, self.outputs, None, self.inputs, self.side)
-                is not None
-            )
+                self.marker = self._restored_from_plugin()
+            else:
+                self.marker = restore(
+                    Path(self.where), self.parts, self.outputs, None, self.inputs, self.side
+                )
+            return self.marker is not None
         except CheckpointError:  # an input the job would refuse: the job's own error
             raise
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
@@ -452,6 +465,7 @@ class JobCache:
             else:
                 Path(self.where).mkdir(parents=True, exist_ok=True)
                 store(Path(self.where), self.parts, self.outputs, self.side)
+            self.stored_key = key_of(self.parts)
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
 
@@ -464,7 +478,17 @@ class JobCache:
                 return path
         return None
 
-    def _restored_from_plugin(self) -> bool:
+    def restored_line(self) -> str:
+        """What a restored job says (its ``[job]`` line, ablate.job_script): the key, and the run
+        that made the outputs, when and where it was stored."""
+        m = self.marker or {}
+        return (
+            f"restored from the run cache (key {str(m.get('key'))[:12]}: run "
+            f"{m.get('from_run_id') or 'unknown'}, stored {m.get('stored_at') or '?'} on "
+            f"{m.get('stored_on') or '?'})"
+        )
+
+    def _restored_from_plugin(self) -> dict | None:
         from ablate.core.runcache_storage import PluginEntries
 
         key = key_of(self.parts)
@@ -472,10 +496,9 @@ class JobCache:
             entries = PluginEntries(self.where, Path(tmp))
             local = entries.fetch(key)
             if local is None:
-                return False
+                return None
             where = entries.where(key)
-            marker = restore(local, self.parts, self.outputs, where, self.inputs, self.side)
-            return marker is not None
+            return restore(local, self.parts, self.outputs, where, self.inputs, self.side)
 
     def _store_to_plugin(self) -> None:
         from ablate.core.runcache_storage import PluginEntries

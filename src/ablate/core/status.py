@@ -32,7 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from ablate import studies
-from ablate.core import io, results_lock, results_origin, runcache, spend
+from ablate.core import (
+    checkpoint,
+    experiments,
+    io,
+    results_lock,
+    results_origin,
+    resume,
+    runcache,
+    spend,
+)
+from ablate.core.config import ConfigError
 from ablate.core.jobs import Job
 from ablate.core.planner.files import PLAN_FILES
 from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
@@ -160,15 +170,34 @@ def last_progress(log: str | None) -> str | None:
 
 
 def restored_note(job: Job, workdir: Path) -> str:
-    """ "restored (run <run_id>)" when the job's last run restored its outputs from the run cache
-    (the marker its JobCache writes beside the first output, ablate.core.runcache.marker_path;
-    removed when the job runs), else ""."""
+    """ "restored from the run cache (key <key>, run <run_id>)" when the job's last run restored
+    its outputs from the run cache (the marker its JobCache writes beside the first output,
+    ablate.core.runcache.marker_path; removed when the job runs), else ""."""
     if not job.outputs:
         return ""
     marker = read_json(runcache.marker_path([workdir / next(iter(job.outputs.values()))]))
     if not marker or not marker.get("restored"):
         return ""
-    return f"restored (run {marker.get('from_run_id') or 'unknown'})"
+    key = str(marker.get("key") or "unknown")[:12]
+    return f"restored from the run cache (key {key}, run {marker.get('from_run_id') or 'unknown'})"
+
+
+def resumed_note(record: dict) -> str:
+    """ "resumed from checkpoint-N" when the record says its run resumed there, else ""."""
+    step = record.get("resumed_from_step")
+    return "" if step is None else f"resumed from checkpoint-{step}"
+
+
+def rerun_note(job: Job, workdir: Path) -> str:
+    """What the next run of a training job (a ``train`` kind) does with the training checkpoints
+    beside its record (:data:`ablate.core.checkpoint.CHECKPOINTS_DIR`): ``resumes from
+    checkpoint-N`` or ``starts afresh: <why>`` (:func:`ablate.core.resume.rerun_note`); "" for
+    another job or without a complete checkpoint."""
+    if job.kind != "train" or not job.record:
+        return ""
+    ckpts = workdir / Path(job.record).parent / checkpoint.CHECKPOINTS_DIR
+    params = job.config.get("params") if isinstance(job.config, dict) else None
+    return resume.rerun_note(ckpts, params if isinstance(params, dict) else None) or ""
 
 
 def _own_status(
@@ -189,10 +218,19 @@ def _own_status(
             why += f"; {progress}"
         if active:
             return Row(job, "running", why)
-        return Row(job, "interrupted", why + "; no Snakemake holds the folder: reruns next run")
+        then = rerun_note(job, workdir)
+        return Row(
+            job,
+            "interrupted",
+            why + f"; no Snakemake holds the folder: {then or 'reruns'} next run",
+        )
     missing = [o for o in outputs if not (workdir / o).exists()]
     if missing:
-        return Row(job, "to run", f"missing {missing[0]}")
+        return Row(
+            job,
+            "to run",
+            "; ".join(filter(None, [f"missing {missing[0]}", rerun_note(job, workdir)])),
+        )
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
@@ -210,7 +248,9 @@ def _own_status(
     if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
-    why = "; ".join(filter(None, [why, restored]))
+    then = rerun_note(job, workdir) if changes else ""
+    shared = "the base's job (an experiment's: not its to run)" if job.labels.get("shared") else ""
+    why = "; ".join(filter(None, [why, restored, resumed_note(record), then, shared]))
     use = prov.get("gpu_use") or {}
     return Row(
         job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
@@ -414,7 +454,7 @@ def render(
 def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
     """STATUS.md's text and its rows for a schema-validated config."""
     rows, results, forecast = [], {}, []
-    jobs = {s: studies.side(s, "layout").jobs(config) for s in config["studies"]}
+    jobs = experiments.study_jobs(config)  # an experiment's shared jobs: the base's
     produced = {os.path.normpath(f) for js in jobs.values() for j in js for f in j.outputs.values()}
     for study in config["studies"]:
         mod = studies.side(study, "status")
@@ -464,18 +504,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         config = load_config(args.configfile)
-    except PlanError as exc:
+        # its experiments (config `experiments`): each one's STATUS.md in its own tree
+        mine = [p.config for p in experiments.plans(config)] if not args.out else []
+    except (PlanError, ConfigError) as exc:
         print(f"ablate status: {exc}", file=sys.stderr)
         return 2
-    text, rows = build(config, args.directory)
-    path = io.write_text(args.out or Path(args.directory) / config["results"] / STATUS_FILE, text)
-    counts = {s: sum(r.status == s for r in rows) for s in STATES}
-    summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    for held in (
-        results_lock.status_line(Path(args.directory) / config["results"]),
-        stale_lock_line(args.directory, config["results"]),
-    ):
-        if held:
-            summary += f"; {held}"
-    print(text if args.print else summary)
+    for cfg in [config, *mine]:
+        text, rows = build(cfg, args.directory)
+        out = args.out or Path(args.directory) / cfg["results"] / STATUS_FILE
+        path = io.write_text(out, text)
+        counts = {s: sum(r.status == s for r in rows) for s in STATES}
+        summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        for held in (
+            results_lock.status_line(Path(args.directory) / cfg["results"]),
+            stale_lock_line(args.directory, cfg["results"]),
+        ):
+            if held:
+                summary += f"; {held}"
+        print(text if args.print else summary)
     return 0

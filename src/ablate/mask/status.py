@@ -129,6 +129,18 @@ def run_numbers(results: Path) -> list[str]:
     ]
 
 
+def run_scores(results: Path) -> dict[str, float]:
+    """``ablate runs``' scores to compare trees by: each row of the recovery table of the results
+    folder ``results``, its macro as ``<variant> under <policy>`` and each task's as ``<variant>
+    under <policy>: <task>`` (a multi-model table's rows named by their model first)."""
+    out = {}
+    for r in read_csv(results / study.PATTERNS["recovery_csv"]):
+        name = f"{_of_model(r)}{r['variant']} under {r['eval_policy']}"
+        if (score := number(r.get("score"))) is not None:
+            out[name if r["task"] == "macro" else f"{name}: {r['task']}"] = score
+    return out
+
+
 def claims(results: Path) -> list[dict[str, str]]:
     """The rows of the claims table of the results folder ``results``."""
     return read_csv(results / study.PATTERNS["claims_csv"])

@@ -57,8 +57,10 @@ def resolve_variants(
 
     A stage-5 variant inherits policy, allow_leakage, seeds and overrides of the stage-3 variant
     it extends, then applies its own. A variant with ``seeds: [s, ...]`` becomes one variant per
-    seed, :func:`seed_name` (``3B-s0``), each with ``params.seed`` = s and ``base`` / ``seed``
-    naming where it came from; a variant without ``seeds`` keeps its name and its files.
+    seed, :func:`seed_name` (``3B-s6``), each with ``params.seed`` = s and ``base`` / ``seed``
+    naming where it came from; the seed the variant trains with anyway (its ``params.seed``)
+    keeps the variant's name, files and job: that seed's run is the variant's run, not a copy of
+    it. A variant without ``seeds`` keeps its name and its files.
     """
     out = {}
     for name, v in _resolve_declared(variants, defaults).items():
@@ -67,13 +69,14 @@ def resolve_variants(
             out[name] = v
             continue
         for s in seeds:
-            if seed_name(name, s) in variants:
+            own = s == v["params"]["seed"]
+            if not own and seed_name(name, s) in variants:
                 raise ConfigError(
                     f"invalid config at mask.finetune.variants.{seed_name(name, s)}: the name is also "
                     f"a seed of {name!r} (a variant with seeds trains <name>-s<seed>)"
                 )
             params = sorted_tree({**v["params"], "seed": s})
-            out[seed_name(name, s)] = dict(v, params=params, base=name, seed=s)
+            out[name if own else seed_name(name, s)] = dict(v, params=params, base=name, seed=s)
     return out
 
 
@@ -146,7 +149,7 @@ def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) 
     seeded = {
         n: {v: variants[v]["seed"] for v in seeds_of(variants, n)}
         for n in named
-        if n not in variants
+        if any("seed" in variants[v] for v in seeds_of(variants, n))
     }
     if seeded:  # a role's variant has seeds: its claims are stated per seed and pooled
         out["seeds"] = seeded
@@ -240,6 +243,9 @@ PATTERNS: dict[str, str] = {
     "models_claims_log": _log("models_claims"),
 }
 BASE = "base"  # the evaluated model name of the base model (the others are variants)
+#: The keys of ``mask:`` read by the jobs without a config slice alone (the recovery table, its
+#: plots, the claims): an experiment that changes one runs those (ablate.core.experiments).
+TABLE_KEYS = ("claims",)
 #: the folders of a results tree that hold its models' studies (ablate.core.runs: not trees)
 PART_FOLDERS = (model_dim.MODEL_DIR.split("/")[0],)
 #: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).

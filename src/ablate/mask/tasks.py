@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.config import ConfigError
+from ablate.core.io import user_cache_dir
 
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ablate"
+cache_dir = user_cache_dir
 
 
 def _dataset_of(entry: Any) -> dict[str, Any] | None:
