@@ -22,6 +22,10 @@ COMMANDS = {
         "ablate.core.diff",
         "compare two runs (run_ids or record files): config, inputs, hardware, numerics, scores",
     ),
+    "expected": (
+        "ablate.core.expected",
+        "a finished embedded default against its CPU kind's expected results",
+    ),
     "runs": ("ablate.core.runs", "every results tree side by side: changed keys, numbers, claims"),
     "exp": (
         "ablate.core.experiments",

@@ -26,7 +26,7 @@ import yaml
 from checkout import copy_checkout, snakemake
 from helpers import EMBEDDED_RUN, FAMILY_OVERLAYS, MINISTRAL_RUN, SETUPS, planner_config, row
 
-from ablate.core import planner
+from ablate.core import planner, results_origin
 from ablate.core.jobs import Job
 from ablate.core.planner.history import benchmark_seconds
 from ablate.core.planner.inputs import Reference, Setup, parse_setups
@@ -640,7 +640,9 @@ def test_pipeline_writes_the_plan_before_any_stage_ran(tmp_path, config_args):
     env = {"HF_HUB_OFFLINE": "1", "VAST_API_KEY": ""}
     r = snakemake(wd, "-c1", f"{res}/plan.csv", *config_args, timeout=600, env=env)
     assert job_stats(r) == {"plan_estimate", "plan"}
-    assert files_under(wd, "results") == {f"{res}/{f}" for f in PLAN_FILES}  # no stage ran
+    # no stage ran: the plan's files and the record of the folder's origin (results_origin)
+    made = {f"{res}/{f}" for f in [*PLAN_FILES, results_origin.ORIGIN_NAME]}
+    assert files_under(wd, "results") == made
     t = pd.read_csv(wd / res / "plan.csv")
     assert list(t.columns) == planner.COLUMNS
     assert t[["actual_s", "actual_source", "error_pct"]].isna().all().all()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ablate.core import status
 from ablate.core.jobs import Job
-from ablate.core.planner.files import PLAN_FILES
+from ablate.core.planner.files import ON_GPU_COUNTS, PLAN_FILES
 from ablate.core.planner.totals import TOTAL
 
 FIELDS = [
@@ -21,6 +21,7 @@ FIELDS = [
     "error_pct",
     "throughput_source",
     "note",
+    ON_GPU_COUNTS,
 ]
 
 
@@ -124,3 +125,17 @@ def test_jobs_the_planner_does_not_time_are_named_once_not_counted_in_the_totals
         "the totals below leave them out",
         "- mask on 8x H100 SXM: 2 planned jobs left, 0:29:21 total, $7.24",
     ]
+
+
+def test_each_data_parallel_job_left_says_what_more_gpus_buy(tmp_path):
+    """Issue 67: STATUS gives each data-parallel job left on 1, 2, 4 and 8 GPUs, from the plan's
+    column (a job on two setups' rows once; a job done, not at all)."""
+    cell = "on H100 SXM GPUs of one machine: 1: 0:25:00 (1.00x); 2: 0:23:35 (1.06x)"
+    plan = job_rows("1x H100 SXM", {"eval/base/causal": 600, "finetune/3A": 1500}, [1, 2])
+    plan += job_rows("2x H100 SXM", {"eval/base/causal": 600, "finetune/3A": 1415}, [2, 4])
+    plan[1][ON_GPU_COUNTS] = plan[3][ON_GPU_COUNTS] = cell
+    lines = forecast(tmp_path, plan)
+    assert [x for x in lines if ON_GPU_COUNTS in x or "of one machine" in x] == [
+        f"- mask: finetune/3A {cell}"
+    ]
+    assert not [x for x in forecast(tmp_path / "b", plan, done=["finetune/3A"]) if cell in x]

@@ -44,7 +44,7 @@ from ablate.core import (
 )
 from ablate.core.config import ConfigError
 from ablate.core.jobs import Job
-from ablate.core.planner.files import PLAN_FILES
+from ablate.core.planner.files import ON_GPU_COUNTS, PLAN_FILES
 from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
 from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
@@ -371,6 +371,9 @@ def planned_forecast(
             text = _left_jobs_text(mine) + f" (of {len(jobs)} planned; the plan's whole run: "
             text += total_text(total) + ")"
         lines.append(f"- {study} on {setup}: {_jobs(len(mine), 'planned ')} left, {text}")
+    # what more GPUs buy each data-parallel job left (the plan's per-GPU-count column)
+    counts = {p["job"]: p[ON_GPU_COUNTS] for p in planned if p.get(ON_GPU_COUNTS)}
+    lines += [f"- {study}: {job} {cell}" for job, cell in counts.items()]
     return lines
 
 

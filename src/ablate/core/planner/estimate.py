@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.interruptions import interruption_overhead
 from ablate.core.planner.jobs import PlannedJob
@@ -72,6 +73,7 @@ COLUMNS = [
     "error_pct",
     "status",
     "note",
+    ON_GPU_COUNTS,
 ]
 MOST_GPUS = 8  # the largest machine a refusal looks for a fit on (Vast's largest hosts)
 #: said on a data-parallel training row whose recipe has no measured scaling row

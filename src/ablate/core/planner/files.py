@@ -11,3 +11,7 @@ PLAN_FILES = {
     "estimate_log": "logs/plan/estimate.log",
     "plan_log": "logs/plan/plan.log",
 }
+
+#: plan.csv's column of a data-parallel training job's time on 1, 2, 4 and 8 GPUs
+#: (ablate.core.planner.per_gpus), on each of its rows: ``ablate plan`` and STATUS say it
+ON_GPU_COUNTS = "on_gpu_counts"

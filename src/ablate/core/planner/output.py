@@ -10,6 +10,7 @@ import pandas as pd
 from ablate.core import io
 from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
 from ablate.core.planner.estimate import COLUMNS, UNMEASURED
+from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.plan import Plan
 from ablate.core.planner.totals import (
     FLOP_ESTIMATE,
@@ -62,11 +63,12 @@ def summary_lines(p: Plan) -> list[str]:
             f"scaling: the data-parallel speed-up of {', '.join(unmeasured)} is unmeasured for "
             "its recipe (no scaling row of the measurements file): plan.scaling's value (the note)"
         )
-    if info.get("gpu_counts"):
+    counts = jobs.dropna(subset=[ON_GPU_COUNTS]).drop_duplicates("job")
+    if len(counts):
         lines.append(
             "each data-parallel job on 1, 2, 4, 8 GPUs (its resources gpu; time, speed-up):"
         )
-        lines += info["gpu_counts"]
+        lines += [f"  {r.job} {r[ON_GPU_COUNTS]}" for _, r in counts.iterrows()]
     lines += memory_lines(jobs)
     # fastest first, a setup without a total last: the local CPU's total of a GPU study (221 days
     # for the real one) headed the list

@@ -1,7 +1,7 @@
 """What more GPUs buy a data-parallel training job: its estimate on 1, 2, 4 and 8 GPUs of one
-machine (:func:`gpu_count_lines`, said by ``ablate plan`` and STATUS), each from the job's own
-estimate (:func:`~.estimate.job_row`) with its ``gpu`` resource set to that count; beyond the
-most GPUs a scaling row measured, the line says extrapolated."""
+machine (:func:`gpu_counts`, the plan's column ``ON_GPU_COUNTS``, which ``ablate plan`` and
+STATUS say), each from the job's own estimate (:func:`~.estimate.job_row`) with its ``gpu`` resource
+set to that count; beyond the most GPUs a scaling row measured, the cell says extrapolated."""
 
 from __future__ import annotations
 
@@ -18,16 +18,17 @@ COUNTS = (1, 2, 4, 8)
 _NO_PRICE = Price(None, "none: a per-GPU-count forecast", None)
 
 
-def gpu_count_lines(
+def gpu_counts(
     jobs: list[PlannedJob], setups: list[Setup], ref: Reference, ms: list[Measurement], plan: dict
-) -> list[str]:
-    """One line per data-parallel training job on the GPU of the first GPU setup: its time on
-    each of :data:`COUNTS` GPUs of one machine (job time, no rental), its speed-up, a count it
-    does not fit named so; empty without a GPU setup."""
+) -> dict[str, str]:
+    """Each data-parallel training job (its id) -> its time on each of :data:`COUNTS` GPUs of
+    one machine of the first GPU setup's GPU (job time, no rental) and its speed-up, a count it
+    does not fit named so: ``on H100 SXM GPUs of one machine: 1: 0:10:00 (1.00x); 2: ...``;
+    empty without a GPU setup."""
     gpu = next((s.gpu for s in setups if s.gpu != CPU), None)
     if gpu is None:
-        return []
-    lines = []
+        return {}
+    out = {}
     for job in jobs:
         if not (job.kind == "train" and job.sharded):
             continue
@@ -41,5 +42,5 @@ def gpu_count_lines(
             else:
                 mark = ", extrapolated" if "extrapolated" in r["note"] else ""
                 parts.append(f"{n}: {hms(r['est_job_s'])} ({r['speedup']:.2f}x{mark})")
-        lines.append(f"  {job.id} on {gpu} GPUs of one machine: " + "; ".join(parts))
-    return lines
+        out[job.id] = f"on {gpu} GPUs of one machine: " + "; ".join(parts)
+    return out

@@ -9,13 +9,14 @@ from typing import Any
 
 import pandas as pd
 
+from ablate.core.planner import per_gpus
 from ablate.core.planner.actuals import ACTUAL_COLUMNS, UNPLANNED, add_actuals, collect_actuals
 from ablate.core.planner.cached import in_cache
 from ablate.core.planner.estimate import COLUMNS, estimate
+from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.history import pipeline_measurements
 from ablate.core.planner.inputs import load_reference, log, parse_setups
 from ablate.core.planner.jobs import study_plans
-from ablate.core.planner.per_gpus import gpu_count_lines
 from ablate.core.planner.prices import resolve_prices
 
 
@@ -72,10 +73,10 @@ def make_plan(
         frozen = None
     setups = parse_setups(plan, ref)
     ms = pipeline_measurements(plans, root, ref, plan) + ref.measurements
-    info["gpu_counts"] = gpu_count_lines(jobs, setups, ref, ms, plan)
     if frozen is None:
         held = in_cache(config, jobs, cache_jobs, root, scripts)
         table = estimate(jobs, setups, resolve_prices(setups, plan), ref, ms, plan, held)
+        table[ON_GPU_COUNTS] = table["job"].map(per_gpus.gpu_counts(jobs, setups, ref, ms, plan))
     else:
         # only its forecast counts: actuals of another run (a plan.csv passed as --frozen) go
         table = frozen[frozen["note"] != UNPLANNED].reindex(columns=COLUMNS).reset_index(drop=True)
