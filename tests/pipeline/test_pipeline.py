@@ -146,7 +146,7 @@ def test_claims_show_the_finding_on_the_embedded_default(finished):
     """Issue 17: every task learned (stage 1 >= chance + 0.10, macro >= chance + 0.20), the
     ablation drops the macro by >= 0.10 with >= 3 tasks significantly lower, 3B recovers more
     than 3A (paired p < 0.05) and 5B at least as much as 3B, the side effect within its margin.
-    The README's table per CPU family: without AVX-512 (torch's AVX2 kernels round otherwise)
+    docs/embedded.md's table per CPU family ("Measured runs"): without AVX-512 (torch's AVX2 kernels round otherwise)
     5B >= 3B is inconclusive and every other claim holds."""
     import torch
 
