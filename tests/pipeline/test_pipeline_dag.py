@@ -160,18 +160,26 @@ def test_rulegraph_names_every_stage(fresh):
 
 
 def test_readme_commands_and_ci_agree():
-    """The README's two quick-start commands; .ci/run runs exactly the second one."""
+    """.ci/run runs the README's install lines but the run (`snakemake -c2`, every default
+    target), then its test lines but the fast tier, in the README's order, and last the whole
+    suite (`-m ""`): no other command, and a README edit that CI does not follow fails here."""
     import re
 
     readme = (ROOT / "README.md").read_text()
-    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    commands = re.findall(r"```bash\n(.+?)\n```", quick, flags=re.S)
-    assert len(commands) == 2 and all("\n" not in c for c in commands), commands
-    run_cmd, test_cmd = commands
-    assert run_cmd.endswith("snakemake -c2")  # every default target
-    assert test_cmd.endswith('python -m pytest -m "" -n 2 --dist loadgroup')  # the whole suite
+
+    def lines(section: str) -> list[str]:
+        text = readme.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+        (block,) = re.findall(r"```bash\n(.+?)\n```", text, flags=re.S)
+        return [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.splitlines()]
+
+    install, tests = lines("Install and run"), lines("Tests")
+    assert install[-1] == ".venv/bin/snakemake -c2"  # every default target
+    *test_install, fast, suite = tests
+    assert fast == ".venv/bin/python -m pytest -n 2 --dist loadgroup"  # plain pytest: fast tier
+    assert suite == '.venv/bin/python -m pytest -m "" -n 2 --dist loadgroup'  # the whole suite
     ci = (ROOT / ".ci" / "run").read_text()
-    assert f"{test_cmd} || status=$?" in ci
+    commands = ci.split("\nstatus=0\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert commands == [*install[:-1], *test_install, f"{suite} || status=$?"], commands
     assert "set -euo pipefail" in ci and '"$status" -eq 5' in ci
 
 

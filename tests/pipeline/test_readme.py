@@ -8,12 +8,13 @@ are listed in the texts' order (README_STEPS, then GUIDE_STEPS), and their comma
 exactly these. A text in double quotes
 in a command's comment must appear in what the command printed.
 
-What is not run as written, and why: the install prefix of the quick start (the shared
-`embedded_run` fixture is that `snakemake -c2`, once per pytest run); the test-suite commands (CI
-runs them); the real study's GPU runs (run as dry runs: offline, no GPU here); the seeds run (a dry
-run: 6 finetunes on a CPU; tests/pipeline/test_seeds_pipeline.py runs 2 seeds); the SLURM and Vast
-commands and their environment lines (tests/cluster/ runs them against a local SLURM cluster and a
-fake Vast API); `tensorboard` (a server); a command with a <placeholder>.
+What is not run as written, and why: the install lines (the shared `embedded_run` fixture is
+their last one, `snakemake -c2`, once per pytest run); the test-suite commands (CI runs them); the
+real study's GPU runs and the README's experiment (run as dry runs: offline, no GPU here; the
+guide's Experiments section runs the experiment); the seeds run (a dry run: 6 finetunes on a CPU;
+tests/pipeline/test_seeds_pipeline.py runs 2 seeds); the SLURM and Vast commands and their
+environment lines (tests/cluster/ runs them against a local SLURM cluster and a fake Vast API);
+`tensorboard` (a server); a command with a <placeholder>.
 """
 
 from __future__ import annotations
@@ -118,22 +119,49 @@ def _finished_run_stays_clean(wd: Path, out: str) -> None:
     assert r.returncode == 0 and "Nothing to be done" in dry, dry[-4000:]
 
 
-#: The README's commands after the quick start's, in its order, with what each must do.
+INSTALL = "an install (the suite runs in the environment it was installed in)"
+SUITE = "the test suite itself (CI)"
+#: The experiment the README shows; the guide's Experiments section runs it (EDITED_3A's jobs).
+LR_EXPERIMENT = "ablate exp run lr --set mask.finetune.variants.3A.learning_rate=5.0e-4"
+
+#: The README's commands, in its order, with what each must do.
 README_STEPS = [
-    # What you should see: a finished run
+    # Install and run
+    Step("sudo apt-get update", how=SKIP, why=INSTALL),
+    Step(
+        "sudo apt-get install -y --no-install-recommends python3-venv graphviz",
+        how=SKIP,
+        why=INSTALL,
+    ),
+    Step("python3 -m venv .venv", how=SKIP, why=INSTALL),
+    Step(
+        ".venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu",
+        how=SKIP,
+        why=INSTALL,
+    ),
+    Step(".venv/bin/pip install -e .", how=SKIP, why=INSTALL),
+    Step(".venv/bin/snakemake -c2", how=SKIP, why="the embedded_run fixture is this run"),
+    # Next: a finished run
     Step("snakemake -n", rules=NOTHING),
-    Step("snakemake -c2", rules=NOTHING, check=lambda wd, out: "Nothing to be done" in out),
-    # The report
+    Step("ablate status", files=("results/STATUS.md",), check=_status_all_done),
     Step(
         "snakemake --report results/report.html",
         files=("results/report.html",),
         check=_report_has_every_figure,
     ),
-    # Run the real study: one GPU host, the smoke run, SLURM, Vast
     Step(
-        "snakemake -c8 results/ministral3b/recovery.csv --configfile config/ministral3b.yaml",
+        LR_EXPERIMENT,
         how=DRY,
-        why="GPUs and the hub",
+        why="the guide runs it (Experiments)",
+        rules={f"exp_lr_{r}": n for r, n in EDITED_3A.items()},
+    ),
+    Step("ablate runs", check=lambda wd, out: "mask: base under causal" in out),
+    # Run the real study: its forecast, the smoke run, one GPU host, SLURM, Vast
+    Step(
+        "snakemake -c1 results/ministral3b/plan.csv --configfile config/ministral3b.yaml",
+        how=DRY,
+        why="the guide runs it (Planning runtime and cost)",
+        rules={"plan_estimate": 1, "plan": 1},
     ),
     Step(
         "snakemake -c8 results/smoke/recovery.csv --resources gpu=2 "
@@ -142,28 +170,34 @@ README_STEPS = [
         why="a GPU (3.4 B parameters)",
     ),
     Step(
+        "snakemake -c8 results/ministral3b/recovery.csv --configfile config/ministral3b.yaml",
+        how=DRY,
+        why="GPUs and the hub",
+    ),
+    Step(
         "snakemake --profile slurm results/recovery.csv",
         how=SKIP,
         why="tests/cluster/test_slurm.py (a SLURM cluster)",
     ),
-    Step(". .venv/bin/activate", how=SKIP, why="this interpreter's environment is first on PATH"),
-    Step("export VAST_API_KEY=...", how=SKIP, why="tests/cluster/test_vast.py sets a fake one"),
     Step(
         "snakemake --profile vast results/recovery.csv",
         how=SKIP,
         why="tests/cluster/test_vast.py runs this command against a fake Vast API",
     ),
+    # Tests: the whole suite's packages, the test extras, the fast tier, the whole suite
+    Step(
+        "sudo apt-get install -y --no-install-recommends slurm-wlm munge openssh-server "
+        "chromium chromium-driver",
+        how=SKIP,
+        why=INSTALL,
+    ),
+    Step(".venv/bin/pip install -e '.[test]'", how=SKIP, why=INSTALL),
+    Step(".venv/bin/python -m pytest -n 2 --dist loadgroup", how=SKIP, why=SUITE),
+    Step('.venv/bin/python -m pytest -m "" -n 2 --dist loadgroup', how=SKIP, why=SUITE),
 ]
 
 #: The user guide's commands, in its order, run after the README's.
 GUIDE_STEPS = [
-    # Install: the CPU-only torch
-    Step(
-        "python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 --index-url "
-        "https://download.pytorch.org/whl/cpu && .venv/bin/pip install -e .",
-        how=SKIP,
-        why="an install (the suite runs in the environment it was installed in)",
-    ),
     # View the DAG
     Step(
         "snakemake --rulegraph | dot -Tsvg > results/rulegraph.svg",
@@ -200,7 +234,7 @@ GUIDE_STEPS = [
     Step("snakemake -c2", rules=EDITED_3A, check=_3a_restored),
     # Experiments (the whole loop, each step's jobs: tests/pipeline/test_experiments_run.py)
     Step(
-        "ablate exp run lr --set mask.finetune.variants.3A.learning_rate=5.0e-4",
+        LR_EXPERIMENT,
         rules={f"exp_lr_{r}": n for r, n in EDITED_3A.items()},
         check=lambda wd, out: (wd / "results/exp/lr/experiment.json").is_file(),
     ),
@@ -317,7 +351,7 @@ GUIDE_STEPS = [
     Step("snakemake -c2 results/recovery.csv", rules=NOTHING),
     # Development
     *(
-        Step(c, how=SKIP, why="the test suite itself (CI)")
+        Step(c, how=SKIP, why=SUITE)
         for c in (
             "python -m pytest tests/pipeline/test_pipeline_dag.py tests/mask/test_recovery.py",
             "python -m pytest -n 2 --dist loadgroup",
@@ -402,19 +436,15 @@ def shell(wd: Path, command: str, env: dict | None = None) -> subprocess.Complet
 
 
 def documented_commands() -> list[tuple[str, str]]:
-    """The README's commands after its two install lines, then the user guide's."""
-    return readme_commands((ROOT / "README.md").read_text())[2:] + readme_commands(
-        GUIDE.read_text()
-    )
+    """The README's commands, then the user guide's."""
+    return readme_commands((ROOT / "README.md").read_text()) + readme_commands(GUIDE.read_text())
 
 
 def test_readme_lists_what_this_test_runs():
     """Fast: the README's and the guide's commands are exactly the ones this test knows (no run
     needed)."""
-    install, suite, *rest = readme_commands((ROOT / "README.md").read_text())
-    assert install[0].endswith(".venv/bin/snakemake -c2"), install  # the embedded_run fixture
-    assert suite[0].endswith('.venv/bin/python -m pytest -m "" -n 2 --dist loadgroup'), suite
-    assert [c for c, _ in rest] == [s.command for s in README_STEPS]
+    readme = [c for c, _ in readme_commands((ROOT / "README.md").read_text())]
+    assert readme == [s.command for s in README_STEPS]
     assert [c for c, _ in readme_commands(GUIDE.read_text())] == [s.command for s in GUIDE_STEPS]
 
 
