@@ -5,7 +5,7 @@ A run is bit-identical on one machine, not across CPUs: torch's kernels (AVX2, A
 CPU vendor's BLAS paths round differently and the tiny models train to other weights. So the
 expected results are kept per CPU kind (:func:`cpu_kind`: vendor and torch's kernel set) in
 :data:`EXPECTED_FILE`, each kind's row written from a run of this tree by ``ablate expected
---write`` (never by hand), and docs/embedded.md's table is rendered from that file. The suite's
+--write`` (never by hand), and the tables of docs/embedded.md and the README are rendered from that file. The suite's
 embedded run compares itself with its CPU kind's row; a kind with no row is named as unmeasured,
 and there the claims of :data:`EVERY_CPU` must hold all the same.
 
@@ -28,8 +28,9 @@ from ablate.core.records import provenance_of, read_json
 
 #: the expected results of the embedded default, per CPU kind (relative to the checkout)
 EXPECTED_FILE = Path("docs/expected_results.csv")
-#: the page whose table is rendered from it, between these two lines
-DOC = Path("docs/embedded.md")
+#: the pages whose tables are rendered from it, between these two lines: docs/embedded.md every
+#: study-level quantity (:func:`headline`), the README the mask study's scores (:func:`scores`)
+PAGES = {Path("docs/embedded.md"): "headline", Path("README.md"): "scores"}
 BEGIN, END = "<!-- expected-results: begin -->", "<!-- expected-results: end -->"
 COLUMNS = ["cpu_kind", "cpu_model", "tree", "date", "quantity", "value"]
 #: the study-level claims that held on every CPU kind and tree measured (docs/embedded.md,
@@ -115,34 +116,57 @@ def headline(quantity: str) -> bool:
     return ":" not in name and "/" not in name and not name.endswith(" peak")
 
 
-def render(rows: dict[str, dict[str, str]]) -> str:
-    """The page's table: a line per :func:`headline` quantity (the studies in the registry's
-    order), a column per CPU kind, and with more than one kind the spread of each score."""
+def scores(quantity: str) -> bool:
+    """A study-level score of the mask study (the README's table: what the finding rests on)."""
+    return headline(quantity) and quantity.startswith("mask: ") and " under " in quantity
+
+
+def render(rows: dict[str, dict[str, str]], keep: str = "headline") -> str:
+    """A page's table (:data:`PAGES`): ``headline``, a line per :func:`headline` quantity (the
+    studies in the registry's order) and a column per CPU kind, with more than one kind the
+    spread of each score; ``scores``, a line per mask model and a column per CPU kind and eval
+    policy."""
     kinds = sorted(rows)
-    spread = len(kinds) > 1
-    head = [
-        f"{k} ({rows[k]['[cpu_model]']}, tree {rows[k]['[tree]']}, {rows[k]['[date]']})"
+    label = {
+        k: f"{k} ({rows[k]['[cpu_model]']}, tree {rows[k]['[tree]']}, {rows[k]['[date]']})"
         for k in kinds
-    ] + ["spread"] * spread
+    }
+    if keep == "scores":
+        cells = {
+            (q.split(": ", 1)[1].split(" under ")[0], k, q.split(" under ")[1]): v
+            for k in kinds
+            for q, v in values(rows[k]).items()
+            if scores(q)
+        }
+        models = sorted({m for m, _, _ in cells}, key=lambda m: (m != "base", m))
+        cols = sorted({(k, p) for _, k, p in cells}, key=lambda c: (c[0], c[1] != "causal", c[1]))
+        head = [f"{label[k]}: {p}" for k, p in cols]
+        lines = [f"| model | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
+        for m in models:
+            shown = [f"{float(cells[m, k, p]):.3f}" if (m, k, p) in cells else "" for k, p in cols]
+            lines.append(f"| {m} | {' | '.join(shown)} |")
+        return "\n".join(lines)
+    spread = len(kinds) > 1
+    head = [label[k] for k in kinds] + ["spread"] * spread
     lines = [f"| quantity | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
     order = list(studies.STUDIES)
     quantities = {q for k in kinds for q in values(rows[k]) if headline(q)}
     for q in sorted(quantities, key=lambda q: (order.index(q.split(":")[0]), q)):
-        cells = [rows[k].get(q, "") for k in kinds]
+        cells_q = [rows[k].get(q, "") for k in kinds]
         try:
-            nums = [float(c) for c in cells]
+            nums = [float(c) for c in cells_q]
         except ValueError:
             nums = None
-        shown = [f"{n:.3f}" for n in nums] if nums else cells
+        shown = [f"{n:.3f}" for n in nums] if nums else cells_q
         if spread:
             shown.append(f"{max(nums) - min(nums):.3f}" if nums else "")
         lines.append(f"| {q} | {' | '.join(shown)} |")
     return "\n".join(lines)
 
 
-def write(results: Path, path: Path = EXPECTED_FILE, doc: Path = DOC) -> str:
+def write(results: Path, path: Path = EXPECTED_FILE) -> str:
     """Record the run in ``results`` as its CPU kind's row (replacing an earlier one) and render
-    the page's table; the kind."""
+    the tables of :data:`PAGES`; the kind."""
     kind = cpu_kind(hw := run_hardware(results))
     rows = load(path) if path.exists() else {}
     git = provenance.git_state()  # the checkout writing the row: the tree that made the run
@@ -156,12 +180,23 @@ def write(results: Path, path: Path = EXPECTED_FILE, doc: Path = DOC) -> str:
         meta = [rows[k][f"[{c}]"] for c in ("cpu_model", "tree", "date")]
         w.writerows([k, *meta, q, v] for q, v in sorted(values(rows[k]).items()))
     io.write_text(path, out.getvalue())
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{doc}: no '{BEGIN}' ... '{END}' lines to write the table between")
-    before, rest = text.split(BEGIN, 1)
-    io.write_text(doc, f"{before}{BEGIN}\n{render(rows)}\n{END}{rest.split(END, 1)[1]}")
+    render_pages(rows)
     return kind
+
+
+def render_pages(rows: dict[str, dict[str, str]]) -> None:
+    """Write the tables of :data:`PAGES` from ``rows`` (:func:`load`)."""
+    for page, keep in PAGES.items():
+        text = page.read_text()
+        if BEGIN not in text or END not in text:
+            raise ValueError(f"{page}: no '{BEGIN}' ... '{END}' lines to write the table between")
+        before, rest = text.split(BEGIN, 1)
+        io.write_text(page, f"{before}{BEGIN}\n{render(rows, keep)}\n{END}{rest.split(END, 1)[1]}")
+
+
+def page_table(page: Path) -> str:
+    """The table between :data:`BEGIN` and :data:`END` of ``page``, as written."""
+    return page.read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,12 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--write",
         action="store_true",
-        help=f"record this run as its CPU kind's row of {EXPECTED_FILE} and {DOC}'s table",
+        help=f"record this run as its CPU kind's row of {EXPECTED_FILE} and render the tables "
+        f"of {', '.join(map(str, PAGES))}",
     )
     args = ap.parse_args(argv)
     try:
         if args.write:
-            print(f"ablate expected: {write(args.results)}: written to {EXPECTED_FILE} and {DOC}")
+            kind = write(args.results)
+            print(
+                f"ablate expected: {kind}: written to {EXPECTED_FILE}, {', '.join(map(str, PAGES))}"
+            )
             return 0
         kind = cpu_kind(run_hardware(args.results))
         rows = load()
