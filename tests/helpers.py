@@ -366,6 +366,19 @@ def no_leak(policy):
     return {**NO_LEAK, "policy": policy}
 
 
+def causal_finetune(params: dict, model_path, data, out_dir) -> dict:
+    """The mask study's causal finetune of ``params`` with the leakage probe's pass: its summary."""
+    from ablate.mask.training.run import FinetuneSpec, finetune
+
+    return finetune(
+        FinetuneSpec.parse("causal", params),
+        model_path=model_path,
+        data=data,
+        out_dir=out_dir,
+        probe_result=no_leak("causal"),
+    )
+
+
 def synthetic_rows(n: int = 40, seed: int = 0) -> list[dict]:
     """Alpaca rows whose response is a deterministic function of the prompt (learnable in a few steps)."""
     rng = random.Random(seed)

@@ -68,13 +68,9 @@ try:
 except ImportError as _missing:  # the extra is not installed (workaround 1)
     from dataclasses import dataclass, field
 
-    from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
     from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
-    _message = (
-        f"executor {PLUGIN_NAME} (--profile slurm) needs {STOCK}=={PLUGIN_VERSION}, which is "
-        f"not installed ({_missing}): {INSTALL}"
-    )
+    from ablate.executor_standin import refusing_executor
 
     @dataclass
     class ExecutorSettings(ExecutorSettingsBase):
@@ -91,19 +87,10 @@ except ImportError as _missing:  # the extra is not installed (workaround 1)
         non_local_exec=True, implies_no_shared_fs=False, job_deploy_sources=False
     )
 
-    class Executor(RemoteExecutor):
-        def __post_init__(self):
-            raise WorkflowError(_message)
-
-        def run_job(self, job):
-            raise WorkflowError(_message)
-
-        async def check_active_jobs(self, active_jobs):
-            raise WorkflowError(_message)
-            yield
-
-        def cancel_jobs(self, active_jobs):
-            pass
+    Executor = refusing_executor(
+        f"executor {PLUGIN_NAME} (--profile slurm) needs {STOCK}=={PLUGIN_VERSION}, which is "
+        f"not installed ({_missing}): {INSTALL}"
+    )
 
 else:
     ExecutorSettings = _stock.ExecutorSettings

@@ -16,9 +16,9 @@ except Exception as _import_error:  # noqa: BLE001 - reported when the executor 
     import sys
     from dataclasses import dataclass
 
-    from snakemake_interface_common.exceptions import WorkflowError
-    from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
     from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
+
+    from ablate.executor_standin import refusing_executor
 
     _message = f"executor ablate-vast unavailable: {_import_error!r}"
     print(f"warning: {_message}", file=sys.stderr)
@@ -31,19 +31,7 @@ except Exception as _import_error:  # noqa: BLE001 - reported when the executor 
         non_local_exec=True, implies_no_shared_fs=True, job_deploy_sources=False
     )
 
-    class Executor(RemoteExecutor):
-        def __post_init__(self):
-            raise WorkflowError(_message)
-
-        def run_job(self, job):
-            raise WorkflowError(_message)
-
-        async def check_active_jobs(self, active_jobs):
-            raise WorkflowError(_message)
-            yield
-
-        def cancel_jobs(self, active_jobs):
-            pass
+    Executor = refusing_executor(_message)
 
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]

@@ -72,6 +72,18 @@ def test_training_forward_fills_no_kv_cache(bridge_cards, bridge_world, monkeypa
     assert switched == [False, True]
 
 
+def _train_gsm8k(run_id: str, params: dict, cards: dict, world_files: dict, out):
+    """One training run of the embedded pair on the embedded world's GSM8K: its summary."""
+    return train.train_entry(
+        bridge_params.RunSpec.parse(run_id, params, "gsm8k"),
+        source_card=cards["source"],
+        target_card=cards["target"],
+        train_file=world_files["gsm8k_train"],
+        eval_file=world_files["gsm8k_test"],
+        out_dir=out,
+    )
+
+
 def _nothing():
     import contextlib
 
@@ -95,14 +107,7 @@ def test_restore_best_reevaluates_the_best_state(bridge_world, bridge_cards, tmp
 
     monkeypatch.setattr(train, "_evaluate", fake_evaluate)
     params = {**MICRO_PARAMS, "early_stopping": False, "lr": 0.05}
-    s = train.train_entry(
-        bridge_params.RunSpec.parse("restore", params, "gsm8k"),
-        source_card=bridge_cards["source"],
-        target_card=bridge_cards["target"],
-        train_file=bridge_world["gsm8k_train"],
-        eval_file=bridge_world["gsm8k_test"],
-        out_dir=tmp_path,
-    )
+    s = _train_gsm8k("restore", params, bridge_cards, bridge_world, tmp_path)
     assert [c["accuracy"] for c in s["curve"]] == [0.25, 0.75, 0.25]
     assert s["peak"] == 0.75 and s["peak_step"] == 2 and s["restored_from_step"] == 2
     assert len(seen) == 4
@@ -122,16 +127,8 @@ def test_early_stopping_with_patience(bridge_world, bridge_cards, tmp_path, monk
                  "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
 
     monkeypatch.setattr(train, "_evaluate", flat)
-    s = train.train_entry(
-        bridge_params.RunSpec.parse(
-            "stop", {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2}, "gsm8k"
-        ),
-        source_card=bridge_cards["source"],
-        target_card=bridge_cards["target"],
-        train_file=bridge_world["gsm8k_train"],
-        eval_file=bridge_world["gsm8k_test"],
-        out_dir=tmp_path,
-    )
+    params = {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2}
+    s = _train_gsm8k("stop", params, bridge_cards, bridge_world, tmp_path)
     assert s["stop_reason"] == "early_stopping" and s["steps_done"] == 4
     assert [c["step"] for c in s["curve"]] == [0, 2, 4]
 
@@ -275,14 +272,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     params = {**MICRO_PARAMS, "steps": 6, "early_stopping": False, "log_every": 1}
 
     def run(out):
-        return train.train_entry(
-            bridge_params.RunSpec.parse("resume", params, "gsm8k"),
-            source_card=bridge_cards["source"],
-            target_card=bridge_cards["target"],
-            train_file=bridge_world["gsm8k_train"],
-            eval_file=bridge_world["gsm8k_test"],
-            out_dir=out,
-        )
+        return _train_gsm8k("resume", params, bridge_cards, bridge_world, out)
 
     ref = run(tmp_path / "ref")
     assert ref["resumed_from_step"] is None
@@ -341,14 +331,7 @@ def test_a_signal_while_the_outputs_are_written_keeps_the_training(
         raise Killed
 
     def run():
-        return train.train_entry(
-            bridge_params.RunSpec.parse("late-signal", MICRO_PARAMS, "gsm8k"),
-            source_card=bridge_cards["source"],
-            target_card=bridge_cards["target"],
-            train_file=bridge_world["gsm8k_train"],
-            eval_file=bridge_world["gsm8k_test"],
-            out_dir=out,
-        )
+        return _train_gsm8k("late-signal", MICRO_PARAMS, bridge_cards, bridge_world, out)
 
     out, save = tmp_path / "run", translator.save
 

@@ -138,6 +138,31 @@ def test_vast_executor_registered_and_pinned():
     assert f'"snakemake-executor-plugin-vastai=={executor.PLUGIN_VERSION}"' in pyproject
 
 
+def test_registry_loads_both_executor_stand_ins_without_their_dependencies():
+    """Without the stock SLURM and Vast plugins Snakemake's registry still loads both executors
+    (it imports every one at each start); each stand-in refuses in one line when it starts."""
+    code = """
+import pkgutil, sys
+stock = ("snakemake_executor_plugin_slurm", "snakemake_executor_plugin_vastai")
+for name in stock:
+    sys.modules[name] = None  # not installed: importing it fails ...
+found = pkgutil.iter_modules  # ... and the registry's search does not list it
+pkgutil.iter_modules = lambda *a: (m for m in found(*a) if m.name not in stock)
+from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+registry = ExecutorPluginRegistry()
+for name in ("ablate-slurm", "ablate-vast"):
+    try:
+        registry.get_plugin(name).executor.__post_init__(None)
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    slurm, vast = r.stdout.splitlines()
+    assert slurm.startswith("WorkflowError executor ablate-slurm (--profile slurm) needs "), slurm
+    assert vast.startswith("WorkflowError executor ablate-vast unavailable: "), vast
+    assert "snakemake_executor_plugin_vastai" in vast, vast
+
+
 def test_remote_requirement_check_runs_pip_only_when_needed(tmp_path):
     """The instance-side check passes on an environment holding the pins (no pip at all) and
     fails on a missing or mismatched pin (then pip runs)."""

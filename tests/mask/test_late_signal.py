@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import no_leak, weights
+from helpers import causal_finetune, weights
 
 from ablate.core import checkpoint, provenance
 from ablate.core.training import checkpointing, loop
 from ablate.mask import embedded
-from ablate.mask.training.run import FinetuneSpec, finetune
 
 PARAMS = {
     "max_steps": 2,
@@ -68,16 +67,6 @@ def _sigterm_before(fn, when=lambda *a, **kw: True):
     return wrapped
 
 
-def _finetune(model_dir: Path, sft: Path, out: Path) -> dict:
-    return finetune(
-        FinetuneSpec.parse("causal", PARAMS),
-        model_path=model_dir,
-        data=sft,
-        out_dir=out,
-        probe_result=no_leak("causal"),
-    )
-
-
 #: where the signal comes: the function it comes before (module, name, only when called so)
 WINDOWS = {
     "final_eval": (loop, "evaluate", None),
@@ -100,7 +89,8 @@ def test_a_signal_after_the_training_keeps_it(
     module, name, when = WINDOWS[window]
     original = getattr(module, name)
     monkeypatch.setattr(module, name, _sigterm_before(original, *([when] if when else [])))
-    summary = _finetune(tiny_model_dir, sft, out)  # the job ends normally, its outputs complete
+    # the job ends normally, its outputs complete
+    summary = causal_finetune(PARAMS, tiny_model_dir, sft, out)
     monkeypatch.setattr(module, name, original)
     printed = capsys.readouterr().out
     assert summary["steps_done"] == 2 and (out / checkpoint.SUMMARY_NAME).is_file()
@@ -121,7 +111,7 @@ def test_a_signal_after_the_training_keeps_it(
     # Snakemake, interrupted meanwhile, left the job incomplete: the rerun deletes its outputs
     shutil.rmtree(out / "final")
     (out / checkpoint.SUMMARY_NAME).unlink()
-    rerun = _finetune(tiny_model_dir, sft, out)
+    rerun = causal_finetune(PARAMS, tiny_model_dir, sft, out)
     assert rerun["resumed_from_step"] == 2 and rerun["steps_done"] == 2
     assert rerun["final_eval_loss"] == summary["final_eval_loss"]
     got = weights(out / "final")

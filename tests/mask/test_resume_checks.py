@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST, no_leak, synthetic_rows, weights
+from helpers import FAST, causal_finetune, synthetic_rows, weights
 
 from ablate.core import checkpoint
 from ablate.core.training import checkpointing
 from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
-from ablate.mask.training.run import FinetuneSpec, finetune
 
 PARAMS = {**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0, "keep_checkpoints": True}
 
@@ -35,16 +34,6 @@ def _base(path: Path, tiny_model_dir: Path, seed: int) -> Path:
     return path
 
 
-def _run(base: Path, data: Path, out: Path) -> dict:
-    return finetune(
-        FinetuneSpec.parse("causal", PARAMS),
-        model_path=base,
-        data=data,
-        out_dir=out,
-        probe_result=no_leak("causal"),
-    )
-
-
 def _killed_after(out: Path, step: int) -> None:
     """As if killed after checkpoint-``step`` was saved: later checkpoints and outputs lost."""
     for c in checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR):
@@ -61,14 +50,14 @@ def test_checkpoints_of_other_inputs_at_the_same_path_are_not_resumed(
     base = _base(tmp_path / "base", tiny_model_dir, seed=0)
     data = _rows_file(tmp_path / "sft.jsonl", seed=0)
     out = tmp_path / "run"
-    _run(base, data, out)
+    causal_finetune(PARAMS, base, data, out)
     _killed_after(out, 1)
     if changed == "model":  # another pretraining wrote the base model's folder
         _base(base, tiny_model_dir, seed=1)
     else:
         _rows_file(data, seed=1)
     capfd.readouterr()
-    summary = _run(base, data, out)
+    summary = causal_finetune(PARAMS, base, data, out)
     err = capfd.readouterr().err
     path = base if changed == "model" else data
     assert f"were trained on another {changed} ({path} changed): starting fresh" in err
@@ -82,7 +71,7 @@ def uninterrupted(tiny_model_dir, tmp_path_factory):
     base = _base(tmp / "base", tiny_model_dir, seed=0)
     data = _rows_file(tmp / "sft.jsonl", seed=0)
     out = tmp / "run"
-    _run(base, data, out)
+    causal_finetune(PARAMS, base, data, out)
     return base, data, out, weights(out / "final")
 
 
@@ -108,7 +97,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_resumed(uninterrup
     ckpts = out / checkpoint.CHECKPOINTS_DIR
     damage(ckpts / "checkpoint-2" / "model.safetensors")
     capfd.readouterr()
-    summary = _run(base, data, out)
+    summary = causal_finetune(PARAMS, base, data, out)
     err = capfd.readouterr().err
     assert "[resume] checkpoint-2 set aside as corrupt-checkpoint-2: checkpoint " in err
     assert (ckpts / "corrupt-checkpoint-2" / "model.safetensors").is_file()  # kept for a look
@@ -130,7 +119,7 @@ def test_a_checkpoint_with_an_unreadable_manifest_is_set_aside_and_the_one_befor
     ckpts = out / checkpoint.CHECKPOINTS_DIR
     (ckpts / "checkpoint-2" / checkpoint.MANIFEST_NAME).write_text(manifest)
     capfd.readouterr()
-    summary = _run(base, data, out)
+    summary = causal_finetune(PARAMS, base, data, out)
     err = capfd.readouterr().err
     assert "[resume] checkpoint-2 set aside as corrupt-checkpoint-2: checkpoint " in err
     assert "checkpoint_manifest.json is unreadable" in err
@@ -147,7 +136,7 @@ def test_an_unreadable_run_key_sets_the_checkpoints_aside_and_starts_fresh(unint
     _killed_after(out, 2)
     (out / checkpoint.CHECKPOINTS_DIR / checkpoint.RUN_KEY_FILE).write_text('{"config": ')
     capfd.readouterr()
-    summary = _run(base, data, out)
+    summary = causal_finetune(PARAMS, base, data, out)
     err = capfd.readouterr().err
     assert "run_key.json is unreadable (JSONDecodeError: " in err
     assert "checkpoints set aside as corrupt-checkpoints, starting fresh" in err
@@ -180,7 +169,7 @@ def test_a_payload_in_a_checkpoint_file_sets_it_aside_and_the_one_before_is_resu
     torch.save({"state": _Payload(ran)}, ckpt / checkpointing.OPTIMIZER)
     checkpoint.mark_complete(ckpt, 2, checkpointing.FORMAT_WHOLE)
     capfd.readouterr()
-    summary = _run(base, data, out)
+    summary = causal_finetune(PARAMS, base, data, out)
     err = capfd.readouterr().err
     assert not ran.exists()
     assert (
@@ -204,7 +193,7 @@ def test_a_resume_under_another_numerics_environment_records_both(
     shutil.copytree(ref_out, out)
     _killed_after(out, 1)
     monkeypatch.setenv("NCCL_ALGO", "Tree")  # a NUMERICS_ENV variable, inert on one CPU process
-    summary = _run(base, data, out)
+    summary = causal_finetune(PARAMS, base, data, out)
     assert summary["resumed_from_step"] == 1
     first, second = summary["provenance"]["training_segments"]
     assert (first["steps"], second["steps"]) == ([1, 1], [2, 2])

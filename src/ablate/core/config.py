@@ -7,6 +7,7 @@ Pure Python (no torch): the Snakefile imports it at parse time, and a no-op reru
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import functools
@@ -210,8 +211,6 @@ def _strict_types(checker: Any) -> Any:
 def finite_float(text: str) -> float:
     """An argparse ``type`` for a number option: a finite float (``float`` takes ``nan`` and
     ``inf``, which pass every bound, as :func:`validator` refuses them in a config)."""
-    import argparse
-
     try:
         value = float(text)
     except ValueError:
@@ -331,8 +330,24 @@ def typed_config_args(entries: list[str] | None) -> dict[str, Any]:
 
 
 CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
+#: The embedded default's config file: Snakemake reads it unless --configfile names others (the
+#: Snakefile's ``configfile:``), and so do the library's commands.
+DEFAULT_CONFIGFILE = "config/config.yaml"
 #: Suffixes of a config file: one Snakemake cannot read has a syntax error, not a target's name.
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def add_configfiles_option(parser: argparse.ArgumentParser, files: str) -> None:
+    """A command's ``--configfile``/``--configfiles FILE ...``, as Snakemake takes them, with
+    :data:`DEFAULT_CONFIGFILE` unless given; ``files`` says whose (``the run's config files``)."""
+    parser.add_argument(
+        *CONFIGFILE_FLAGS,
+        nargs="+",
+        default=[DEFAULT_CONFIGFILE],
+        metavar="FILE",
+        help=f"{files}, as given to snakemake (later ones merged over earlier ones; default "
+        f"{DEFAULT_CONFIGFILE})",
+    )
 
 
 def configfile_args(argv: list[str]) -> list[str]:

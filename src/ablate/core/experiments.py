@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablate import studies
-from ablate.core.config import ConfigError
+from ablate.core.config import ConfigError, add_configfiles_option
 from ablate.core.jobs import Job
 
 #: An experiment's results tree under the base's results folder.
@@ -440,14 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "values, several sweeps over their product (repeat the flag)",
     )
     run.add_argument("--file", metavar="YAML", help="an overlay of the keys it changes")
-    run.add_argument(
-        "--configfile",
-        "--configfiles",
-        nargs="+",
-        default=["config/config.yaml"],
-        metavar="FILE",
-        help="the base configuration's files, as given to snakemake",
-    )
+    add_configfiles_option(run, "the base configuration's files")
     run.add_argument("-c", "--cores", default="2", help="snakemake's --cores (default 2)")
     run.add_argument("-n", "--dry-run", action="store_true", help="snakemake's dry run")
     run.epilog = "After --: more snakemake options (--rerun-triggers mtime, --keep-going, ...)."

@@ -42,7 +42,7 @@ from ablate.core import (
     runcache,
     spend,
 )
-from ablate.core.config import ConfigError
+from ablate.core.config import ConfigError, add_configfiles_option
 from ablate.core.jobs import Job
 from ablate.core.planner.files import ON_GPU_COUNTS, PLAN_FILES
 from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
@@ -493,14 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Write <results>/STATUS.md: per job done / running / stale (why) / to run, "
         "wall time, GPU hours, numbers; the forecast of what remains. Runs no job.",
     )
-    ap.add_argument(
-        "--configfile",
-        "--configfiles",
-        nargs="+",
-        default=["config/config.yaml"],
-        metavar="FILE",
-        help="the run's config files, as given to snakemake (later ones merged over earlier ones)",
-    )
+    add_configfiles_option(ap, "the run's config files")
     ap.add_argument("--directory", "-d", default=".", help="the workflow's working directory")
     ap.add_argument("--out", help=f"default <directory>/<results>/{STATUS_FILE}")
     ap.add_argument("--print", action="store_true", help="also print it")

@@ -286,10 +286,6 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     }
 
 
-#: the config whose world ``ablate data`` writes unless told otherwise: the embedded default's
-DEFAULT_CONFIG = "config/config.yaml"
-
-
 def config_options(configfile: str | os.PathLike) -> dict[str, Any]:
     """The world's options as a config file sets them (its ``mask.data``, the schema's defaults
     filled in): what its ``make_data`` job writes."""
@@ -303,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     # the defaults are the embedded default's world (config/config.yaml), the one its pipeline
     # writes; the schema's own defaults (a smaller world) only where that file is not there
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--configfile", default=DEFAULT_CONFIG)
+    pre.add_argument("--configfile", default=config.DEFAULT_CONFIGFILE)
     known, _ = pre.parse_known_args(argv)
     if Path(known.configfile).is_file():
         defaults, source = config_options(known.configfile), f"{known.configfile}: mask.data"
@@ -312,12 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="ablate data",
         description="Write the embedded world: corpus.jsonl, tasks/ (lm-eval YAML + jsonl), "
-        f"sft.jsonl; by default the world of {DEFAULT_CONFIG} (what its make_data job writes).",
+        f"sft.jsonl; by default the world of {config.DEFAULT_CONFIGFILE} (what its make_data "
+        "job writes).",
     )
     ap.add_argument("--out", required=True, help="output folder (e.g. results/data)")
     ap.add_argument(
         "--configfile",
-        default=DEFAULT_CONFIG,
+        default=config.DEFAULT_CONFIGFILE,
         help="the config whose mask.data gives the defaults below (default %(default)s)",
     )
     for key, value in defaults.items():
