@@ -28,7 +28,7 @@ COMMANDS = {
     ),
     "runs": ("ablate.core.runs", "every results tree side by side: changed keys, numbers, claims"),
     "exp": (
-        "ablate.core.experiments",
+        "ablate.core.exp_run",
         "run an experiment (or a sweep) beside the base: KEY=VALUE changed, its own results tree",
     ),
     "flips": (

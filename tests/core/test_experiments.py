@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ablate import cli
+from ablate.core import exp_run
 from ablate.core import experiments as E
 from ablate.core.config import ConfigError, validate_config
 
@@ -106,18 +107,18 @@ def test_shared_jobs_read_the_bases_files():
 
 
 def test_set_and_sweep_names():
-    points = E.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]", "d=x"])
+    points = exp_run.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]", "d=x"])
     assert points == [
         {"a.b": 1.0e-4, "c": [1, 2], "d": "x"},
         {"a.b": 5.0e-4, "c": [1, 2], "d": "x"},
     ]
-    typed = E.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]"], as_typed=True)
-    assert E.sweep_names("lr", typed) == ["lr-1.0e-4", "lr-5.0e-4"]
-    assert E.sweep_names("lr", [{"x": "a/b"}, {"x": "a b"}]) == ["lr-1", "lr-2"]
-    assert E.sweep_names("one", [{"x": 1}]) == ["one"]
-    assert E.nested({"a.b": 1, "a.c": 2}) == {"a": {"b": 1, "c": 2}}
+    typed = exp_run.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]"], as_typed=True)
+    assert exp_run.sweep_names("lr", typed) == ["lr-1.0e-4", "lr-5.0e-4"]
+    assert exp_run.sweep_names("lr", [{"x": "a/b"}, {"x": "a b"}]) == ["lr-1", "lr-2"]
+    assert exp_run.sweep_names("one", [{"x": 1}]) == ["one"]
+    assert exp_run.nested({"a.b": 1, "a.c": 2}) == {"a": {"b": 1, "c": 2}}
     with pytest.raises(ConfigError, match=r"--set lr: write KEY=VALUE"):
-        E.parse_set(["lr"])
+        exp_run.parse_set(["lr"])
 
 
 def test_refusals_name_the_key():
