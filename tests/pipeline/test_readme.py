@@ -134,12 +134,7 @@ README_STEPS = [
         why=INSTALL,
     ),
     Step("python3 -m venv .venv", how=SKIP, why=INSTALL),
-    Step(
-        ".venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu",
-        how=SKIP,
-        why=INSTALL,
-    ),
-    Step(".venv/bin/pip install -e .", how=SKIP, why=INSTALL),
+    Step(".venv/bin/pip install torch==2.13.0 -e .", how=SKIP, why=INSTALL),
     Step(".venv/bin/snakemake -c2", how=SKIP, why="the embedded_run fixture is this run"),
     # Next: a finished run
     Step("snakemake -n", rules=NOTHING),
