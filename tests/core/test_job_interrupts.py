@@ -54,7 +54,8 @@ def test_an_interrupt_ends_the_job_log_in_one_line(tmp_path, raised, last_line):
 REGISTER = """
 import sys, types
 from ablate import job_script
-job_script.log_only(types.SimpleNamespace(log=[sys.argv[1]]))
+job = dict(rule="register_model", wildcards={}, input=[], output=[], log=[sys.argv[1]])
+job_script.log_only(types.SimpleNamespace(**job))
 from ablate.core import model_card
 model_card.register_pretrained(sys.argv[2], model="mistralai/Ministral-3-3B-Instruct-2512")
 """

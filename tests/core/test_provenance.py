@@ -193,6 +193,21 @@ def test_diff_rounds_results_and_keeps_timings_apart(tmp_path):
     assert lines[results + 2 :] == ["run (timings): 1 changed", "  phases.total 30.55 -> 35.5661"]
 
 
+def test_a_run_id_is_found_in_its_record_not_in_the_run_caches_copy(tmp_path):
+    """`ablate diff --in DIR RUN_ID` named a run cache entry's manifest (the default cache lives
+    in the working directory, .ablate/run-cache) as the run's record: an entry is skipped."""
+    from ablate.core import diff, runcache
+
+    record = {"macro": 0.5, "provenance": {"run_id": "run-1", "config": {}}}
+    live = tmp_path / "results/eval/metrics.json"
+    entry = tmp_path / ".ablate/run-cache/k1"
+    for path in (live, entry / runcache.OUTPUTS / "0/metrics.json"):
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record))
+    (entry / runcache.MANIFEST).write_text(json.dumps({"run_id": "run-1"}))
+    assert diff.find_record("run-1", [str(tmp_path)]) == live
+
+
 def test_the_report_cell_names_the_numerics_and_the_gpus(monkeypatch):
     """The report's provenance page: a row made under MKL_CBWR says so beside its CPU; a GPU
     record (its GPUs as provenance writes them, names) names its GPUs."""

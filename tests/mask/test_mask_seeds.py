@@ -142,8 +142,9 @@ def test_status_and_report_show_the_spread_over_seeds(tmp_path):
     seeded_png = report.plot_scores(df, tmp_path / "seeded.png")
     plain = df[df["seed"].isna()].drop(columns=recovery.SEED_COLUMNS)
     plain_png = report.plot_scores(plain, tmp_path / "plain.png")
-    height = {p: matplotlib.image.imread(p).shape[0] for p in (seeded_png, plain_png)}
-    assert height[seeded_png] > 1.3 * height[plain_png]
+    # panels side by side (the report's first screen): the third widens the figure
+    width = {p: matplotlib.image.imread(p).shape[1] for p in (seeded_png, plain_png)}
+    assert width[seeded_png] > 1.3 * width[plain_png]
 
 
 # ------------------------------------------------------------------ claims

@@ -113,6 +113,9 @@ def test_pretrained_source_through_the_workflow(tmp_path, tiny_model_dir):
             "results/model/base.json",
             "--configfile",
             "local.yaml",
+            # the real config's jobs ask for a GPU: run on this CPU on purpose (preflight)
+            "--config",
+            "allow_cpu=true",
         ],
         cwd=tmp_path,
         capture_output=True,

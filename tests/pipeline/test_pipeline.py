@@ -229,13 +229,15 @@ def test_eval_edit_reruns_evals_and_table_never_finetunes(finished, tmp_path):
 
 
 def test_rerun_one_stage_from_cache_gives_the_same_numbers(finished, tmp_path):
-    """README: `snakemake -c2 --force <stage output>` reruns that stage alone."""
+    """The guide: `snakemake -c2 --force <stage output> --config run_cache=False` computes that
+    stage alone again."""
     wd = tmp_path / "copy"
     shutil.copytree(finished, wd, symlinks=True)  # keeps mtimes: a finished run, as is
     target = "results/eval/base/prefill_bidir/metrics.json"
     before = json.loads((wd / target).read_text())
     samples_before = pd.read_parquet(wd / "results/eval/base/prefill_bidir/samples.parquet")
-    r = snakemake(wd, "-c2", "--force", target)
+    # the run cache (on by default) holds the job: off, the forced job is computed again
+    r = snakemake(wd, "-c2", "--force", target, "--config", "run_cache=False")
     assert r.returncode == 0, r.stdout + r.stderr
     log = r.stdout + r.stderr
     assert "1 of 1 steps (100%) done" in log, log
@@ -261,7 +263,8 @@ def test_pretraining_and_evaluation_are_bit_identical(finished, tmp_path):
     shutil.copytree(finished, wd, symlinks=True)
     target = "results/eval/base/causal/metrics.json"
     # the target before --forcerun, which takes every name after it as a rule
-    r = snakemake(wd, "-c2", target, "--forcerun", "prepare_model")
+    # the run cache (on by default) holds both jobs: off, they are computed again
+    r = snakemake(wd, "-c2", target, "--config", "run_cache=False", "--forcerun", "prepare_model")
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = re.findall(r"^(?:local)?rule (\w+):", r.stdout + r.stderr, flags=re.M)
     assert sorted(jobs) == ["eval_model", "prepare_model"], jobs

@@ -201,7 +201,7 @@ GUIDE_STEPS = [
     Step("snakemake --dag | dot -Tsvg > results/dag.svg", files=("results/dag.svg",)),
     # Rerun one stage
     Step(
-        "snakemake -c2 --force results/eval/base/prefill_bidir/metrics.json",
+        "snakemake -c2 --force results/eval/base/prefill_bidir/metrics.json --config run_cache=False",
         rules={"eval_model": 1},
     ),
     Step(

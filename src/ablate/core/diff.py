@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ablate.core import runcache
 from ablate.core.io import HISTORY_DIR
 from ablate.core.provenance import changed_keys
 from ablate.core.records import RUN_FIELDS, provenance_of, read_json, result_content
@@ -45,6 +46,9 @@ def find_record(run: str, roots: list[str]) -> Path:
     for root in roots:
         for dirpath, dirs, files in os.walk(root):
             dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+            if runcache.MANIFEST in files and runcache.OUTPUTS in dirs:
+                dirs[:] = []  # a run cache entry (the default's is in the working directory)
+                continue  # holds copies of records: the live record is the run's
             for f in files:
                 if not f.endswith(".json"):
                     continue

@@ -83,7 +83,8 @@ def part_folders() -> frozenset[str]:
 
 
 def find_trees(root: str | os.PathLike) -> list[Tree]:
-    """Every results tree under ``root`` with its records, in path order."""
+    """Every results tree under ``root`` with its records, in path order: a folder of job logs
+    holding a record, or an experiment's (:data:`ablate.core.experiments.DEFINITION`)."""
     root = Path(root)
     found: dict[Path, Tree] = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -105,7 +106,12 @@ def find_trees(root: str | os.PathLike) -> list[Tree]:
             tree = next((found[p] for p in (here, *here.parents) if p in found), None)
             if tree is not None:
                 tree.records[str((here / name).relative_to(tree.path))] = prov
-    return [t for _, t in sorted(found.items()) if t.records]
+    # an experiment's tree is one before it holds a record of its own (every job the base's)
+    return [
+        t
+        for _, t in sorted(found.items())
+        if t.records or (t.path / experiments.DEFINITION).is_file()
+    ]
 
 
 def differences(base: Tree, tree: Tree) -> list[str]:
