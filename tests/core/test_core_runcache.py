@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ablate.core import provenance, runcache
+from ablate.core import io, provenance, runcache, runs
 from ablate.core.io import write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +59,11 @@ def run(job, side: bool = False) -> tuple[bool, str]:
     run_id = provenance.new_run_id()
     (final / "weights.bin").write_bytes(run_id.encode() * 100)
     (final / ".snakemake_timestamp").touch()
-    prov = {"run_id": run_id, "config_hash": provenance.config_hash(job.params)}
+    prov = {
+        "run_id": run_id,
+        "config": job.params,
+        "config_hash": provenance.config_hash(job.params),
+    }
     write_json(summary, {"lr": job.params["finetune"]["lr"], "provenance": prov})
     if side:
         shutil.rmtree(tensorboard(job), ignore_errors=True)
@@ -107,6 +111,12 @@ def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
         contents(make_job(tmp_path / "clone2", cache)),
     )
     assert two.pop(MARKER) and one == two
+    # its records are kept in history/ as written ones are: `ablate runs` finds the tree by them
+    record = tmp_path / "clone2/out/summary.json"
+    run_id = json.loads(record.read_text())["provenance"]["run_id"]
+    assert io.history_path(record, run_id).read_text() == record.read_text()
+    (tmp_path / "clone2/logs").mkdir()  # a results tree: its jobs' logs and records
+    assert [t.path for t in runs.find_trees(tmp_path / "clone2")] == [tmp_path / "clone2"]
 
 
 @pytest.mark.parametrize(

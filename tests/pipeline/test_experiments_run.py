@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 KEY = "mask.finetune.variants.3A.learning_rate"
 TABLES = ("recovery_table", "plot_scores", "plot_loss_curves", "mask_claims")
 TREE = ("plan_estimate", "plan", "status")
-JOB_LINE = re.compile(r"^\[job\] (\w+)(?: (\S+))?: (ran|restored)", re.M)
+# not anchored at a line's start: jobs side by side share the terminal, and another process's
+# partial line (a progress bar's) may precede one (the whole line is in the job's log)
+JOB_LINE = re.compile(r"\[job\] (\w+)(?: (\S+))?: (ran|restored)")
 
 
 def said(out: str) -> Counter:

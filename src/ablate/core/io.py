@@ -49,8 +49,25 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 1) -> Path:
     out = write_text(path, text)
     run_id = record_run_id(obj)
     if run_id:
-        write_text(out.parent / HISTORY_DIR / f"{run_id}.{out.name}", text)
+        write_text(history_path(out, run_id), text)
     return out
+
+
+def history_path(path: str | os.PathLike, run_id: str) -> Path:
+    """Where the record ``path`` of the run ``run_id`` is kept: ``history/<run_id>.<name>``."""
+    return Path(path).parent / HISTORY_DIR / f"{run_id}.{Path(path).name}"
+
+
+def keep_in_history(path: str | os.PathLike) -> None:
+    """Keep the JSON file ``path`` in :data:`HISTORY_DIR` beside it, as :func:`write_json` does,
+    where it is a record (a file put in place by a copy: a run cache restore)."""
+    try:
+        text = Path(path).read_text()
+        run_id = record_run_id(json.loads(text))
+    except (OSError, ValueError):
+        return
+    if run_id:
+        write_text(history_path(path, run_id), text)
 
 
 def record_run_id(obj: Any) -> str | None:

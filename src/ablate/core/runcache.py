@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ablate.core import io
 from ablate.core.provenance import canonical_json, fingerprint_path, runtime_packages
 from ablate.core.records import result_content
 
@@ -152,7 +153,7 @@ def input_fingerprint(path: str | os.PathLike) -> str:
     manifest (:func:`ablate.core.provenance.fingerprint_path`: its weights' hashes, the same for
     bit-identical weights). A folder's ``history/`` (:data:`ablate.core.io.HISTORY_DIR`: a copy
     of each record it held, named by its run id) is of the runs, not of the result."""
-    from ablate.core import checkpoint, io
+    from ablate.core import checkpoint
 
     p = Path(path)
     if p.is_dir() and (p / checkpoint.MANIFEST_NAME).is_file():
@@ -253,12 +254,10 @@ def _newest_mtime(path: Path) -> float:
 
 def _run_id(paths: list[Path]) -> str | None:
     """The run id of the first JSON record among the outputs (the run that made them)."""
-    from ablate.core.io import record_run_id
-
     for p in paths:
         if p.suffix == ".json" and p.is_file():
             try:
-                run_id = record_run_id(json.loads(p.read_text()))
+                run_id = io.record_run_id(json.loads(p.read_text()))
             except ValueError:
                 continue
             if run_id:
@@ -379,6 +378,8 @@ def restore(
     _remove([*outputs, *side])
     for i, p in enumerate(outputs):
         _copy(entry / OUTPUTS / str(i), p)
+        if p.suffix == ".json":  # a restored record is kept in history/ as a written one is
+            io.keep_in_history(p)
     for j, p in enumerate(side):
         if (stored := manifest.get("side_outputs", {}).get(str(j))) is not None:
             _copy(entry / OUTPUTS / str(stored), p)
