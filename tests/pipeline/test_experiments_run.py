@@ -25,9 +25,7 @@ pytestmark = pytest.mark.slow
 KEY = "mask.finetune.variants.3A.learning_rate"
 TABLES = ("recovery_table", "plot_scores", "plot_loss_curves", "mask_claims")
 TREE = ("plan_estimate", "plan", "status")
-# not anchored at a line's start: jobs side by side share the terminal, and another process's
-# partial line (a progress bar's) may precede one (the whole line is in the job's log)
-JOB_LINE = re.compile(r"\[job\] (\w+)(?: (\S+))?: (ran|restored)")
+JOB_LINE = re.compile(r"^\[job\] (\w+)(?: (\S+))?: (ran|restored)", re.M)
 
 
 def said(out: str) -> Counter:
@@ -111,8 +109,13 @@ def test_a_sweep_costs_its_new_finetunes_and_their_evaluations(loop):
     same rule, params and inputs), not recomputed."""
     _, steps = loop
     got = said(steps["sweep"])
-    finetunes = {w: n for (r, w), n in got.items() if r.endswith("_finetune")}
-    evals = {w: n for (r, w), n in got.items() if r.endswith("_eval_model")}
+    # each sweep point's rules are its own (exp_sweep_<point>_finetune): summed over the points
+    finetunes = Counter({w: 0 for w in ("ran", "restored")})
+    evals = finetunes.copy()
+    for (rule, what), n in got.items():
+        for suffix, counts in (("_finetune", finetunes), ("_eval_model", evals)):
+            if rule.endswith(suffix):
+                counts[what] += n
     assert finetunes == {"ran": 2, "restored": 1} and evals == {"ran": 4, "restored": 2}
     assert not [r for r, _ in got if not r.startswith("exp_sweep_")]  # no job of the base
     assert "restored from the run cache (key" in steps["sweep"]
