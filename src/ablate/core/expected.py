@@ -28,9 +28,6 @@ from ablate.core.records import provenance_of, read_json
 
 #: the expected results of the embedded default, per CPU kind (relative to the checkout)
 EXPECTED_FILE = Path("docs/expected_results.csv")
-#: the pages whose tables are rendered from it, between these two lines: docs/embedded.md every
-#: study-level quantity (:func:`headline`), the README the mask study's scores (:func:`scores`)
-PAGES = {Path("docs/embedded.md"): "headline", Path("README.md"): "scores"}
 BEGIN, END = "<!-- expected-results: begin -->", "<!-- expected-results: end -->"
 COLUMNS = ["cpu_kind", "cpu_model", "tree", "date", "quantity", "value"]
 #: the study-level claims that held on every CPU kind and tree measured (docs/embedded.md,
@@ -121,47 +118,56 @@ def scores(quantity: str) -> bool:
     return headline(quantity) and quantity.startswith("mask: ") and " under " in quantity
 
 
-def render(rows: dict[str, dict[str, str]], keep: str = "headline") -> str:
-    """A page's table (:data:`PAGES`): ``headline``, a line per :func:`headline` quantity (the
-    studies in the registry's order) and a column per CPU kind, with more than one kind the
-    spread of each score; ``scores``, a line per mask model and a column per CPU kind and eval
-    policy."""
+def kind_label(rows: dict[str, dict[str, str]], kind: str) -> str:
+    """A column's heading: the kind, its CPU model, the tree and the date of its run."""
+    row = rows[kind]
+    return f"{kind} ({row['[cpu_model]']}, tree {row['[tree]']}, {row['[date]']})"
+
+
+def headline_table(rows: dict[str, dict[str, str]]) -> str:
+    """docs/embedded.md's table: a line per :func:`headline` quantity (the studies in the
+    registry's order), a column per CPU kind, with more than one kind the spread of each score."""
     kinds = sorted(rows)
-    label = {
-        k: f"{k} ({rows[k]['[cpu_model]']}, tree {rows[k]['[tree]']}, {rows[k]['[date]']})"
-        for k in kinds
-    }
-    if keep == "scores":
-        cells = {
-            (q.split(": ", 1)[1].split(" under ")[0], k, q.split(" under ")[1]): v
-            for k in kinds
-            for q, v in values(rows[k]).items()
-            if scores(q)
-        }
-        models = sorted({m for m, _, _ in cells}, key=lambda m: (m != "base", m))
-        cols = sorted({(k, p) for _, k, p in cells}, key=lambda c: (c[0], c[1] != "causal", c[1]))
-        head = [f"{label[k]}: {p}" for k, p in cols]
-        lines = [f"| model | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
-        for m in models:
-            shown = [f"{float(cells[m, k, p]):.3f}" if (m, k, p) in cells else "" for k, p in cols]
-            lines.append(f"| {m} | {' | '.join(shown)} |")
-        return "\n".join(lines)
     spread = len(kinds) > 1
-    head = [label[k] for k in kinds] + ["spread"] * spread
+    head = [kind_label(rows, k) for k in kinds] + ["spread"] * spread
     lines = [f"| quantity | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
     order = list(studies.STUDIES)
     quantities = {q for k in kinds for q in values(rows[k]) if headline(q)}
     for q in sorted(quantities, key=lambda q: (order.index(q.split(":")[0]), q)):
-        cells_q = [rows[k].get(q, "") for k in kinds]
+        cells = [rows[k].get(q, "") for k in kinds]
         try:
-            nums = [float(c) for c in cells_q]
+            nums = [float(c) for c in cells]
         except ValueError:
             nums = None
-        shown = [f"{n:.3f}" for n in nums] if nums else cells_q
+        shown = [f"{n:.3f}" for n in nums] if nums else cells
         if spread:
             shown.append(f"{max(nums) - min(nums):.3f}" if nums else "")
         lines.append(f"| {q} | {' | '.join(shown)} |")
     return "\n".join(lines)
+
+
+def scores_table(rows: dict[str, dict[str, str]]) -> str:
+    """The README's table: a line per mask model, a column per CPU kind and eval policy
+    (:func:`scores`)."""
+    cells = {
+        (q.split(": ", 1)[1].split(" under ")[0], k, q.split(" under ")[1]): v
+        for k in sorted(rows)
+        for q, v in values(rows[k]).items()
+        if scores(q)
+    }
+    models = sorted({m for m, _, _ in cells}, key=lambda m: (m != "base", m))
+    cols = sorted({(k, p) for _, k, p in cells}, key=lambda c: (c[0], c[1] != "causal", c[1]))
+    head = [f"{kind_label(rows, k)}: {p}" for k, p in cols]
+    lines = [f"| model | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
+    for m in models:
+        shown = [f"{float(cells[m, k, p]):.3f}" if (m, k, p) in cells else "" for k, p in cols]
+        lines.append(f"| {m} | {' | '.join(shown)} |")
+    return "\n".join(lines)
+
+
+#: the pages whose tables are rendered from :data:`EXPECTED_FILE`, between :data:`BEGIN` and
+#: :data:`END`, each by its function
+PAGES = {Path("docs/embedded.md"): headline_table, Path("README.md"): scores_table}
 
 
 def write(results: Path, path: Path = EXPECTED_FILE) -> str:
@@ -186,12 +192,12 @@ def write(results: Path, path: Path = EXPECTED_FILE) -> str:
 
 def render_pages(rows: dict[str, dict[str, str]]) -> None:
     """Write the tables of :data:`PAGES` from ``rows`` (:func:`load`)."""
-    for page, keep in PAGES.items():
+    for page, table in PAGES.items():
         text = page.read_text()
         if BEGIN not in text or END not in text:
             raise ValueError(f"{page}: no '{BEGIN}' ... '{END}' lines to write the table between")
         before, rest = text.split(BEGIN, 1)
-        io.write_text(page, f"{before}{BEGIN}\n{render(rows, keep)}\n{END}{rest.split(END, 1)[1]}")
+        io.write_text(page, f"{before}{BEGIN}\n{table(rows)}\n{END}{rest.split(END, 1)[1]}")
 
 
 def page_table(page: Path) -> str:
