@@ -61,13 +61,17 @@ def history_path(path: str | os.PathLike, run_id: str) -> Path:
 def keep_in_history(path: str | os.PathLike) -> None:
     """Keep the JSON file ``path`` in :data:`HISTORY_DIR` beside it, as :func:`write_json` does,
     where it is a record (a file put in place by a copy: a run cache restore)."""
+    if run_id := file_run_id(path):
+        write_text(history_path(path, run_id), Path(path).read_text())
+
+
+def file_run_id(path: str | os.PathLike) -> str | None:
+    """The run id of the record in the JSON file ``path``; None where it holds none or cannot be
+    read."""
     try:
-        text = Path(path).read_text()
-        run_id = record_run_id(json.loads(text))
+        return record_run_id(json.loads(Path(path).read_text()))
     except (OSError, ValueError):
-        return
-    if run_id:
-        write_text(history_path(path, run_id), text)
+        return None
 
 
 def record_run_id(obj: Any) -> str | None:

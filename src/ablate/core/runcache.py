@@ -254,15 +254,7 @@ def _newest_mtime(path: Path) -> float:
 
 def _run_id(paths: list[Path]) -> str | None:
     """The run id of the first JSON record among the outputs (the run that made them)."""
-    for p in paths:
-        if p.suffix == ".json" and p.is_file():
-            try:
-                run_id = io.record_run_id(json.loads(p.read_text()))
-            except ValueError:
-                continue
-            if run_id:
-                return run_id
-    return None
+    return next((r for p in paths if p.suffix == ".json" and (r := io.file_run_id(p))), None)
 
 
 def refuse(cache: Path, key: str, why: str) -> None:
