@@ -7,7 +7,7 @@ expected results are kept per CPU kind (:func:`cpu_kind`: vendor and torch's ker
 :data:`EXPECTED_FILE`, each kind's row written from a run of this tree by ``ablate expected
 --write`` (never by hand), and the tables of docs/embedded.md and the README are rendered from that file. The suite's
 embedded run compares itself with its CPU kind's row; a kind with no row is named as unmeasured,
-and there the claims of :data:`EVERY_CPU` must hold all the same.
+and there the claims of :func:`every_cpu` must hold all the same.
 
 Study-agnostic: the quantities are each study's ``run_scores`` and ``claims`` (its status part,
 as ``ablate runs`` reads them). No torch.
@@ -30,19 +30,6 @@ from ablate.core.records import provenance_of, read_json
 EXPECTED_FILE = Path("docs/expected_results.csv")
 BEGIN, END = "<!-- expected-results: begin -->", "<!-- expected-results: end -->"
 COLUMNS = ["cpu_kind", "cpu_model", "tree", "date", "quantity", "value"]
-#: the study-level claims that held on every CPU kind and tree measured (docs/embedded.md,
-#: "Measured runs"); ``mask: long_at_least_prefix`` (5B >= 3B under the ablation) is left out:
-#: 5B and 3B are within noise of each other, and it was inconclusive on an AMD EPYC without
-#: AVX-512 at tree 05bae26 (p = 0.065) while supported elsewhere
-EVERY_CPU = (
-    "mask: learned",
-    "mask: ablation_hurts",
-    "mask: ablation_hurts_broadly",
-    "mask: prefix_recovers_more",
-    "mask: long_recovers_more",
-    "mask: prefix_side_effect_small",
-    "mask: long_side_effect_small",
-)
 VENDORS = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}
 
 
@@ -107,15 +94,29 @@ def differences(expected: dict[str, str], got: dict[str, str]) -> list[str]:
 
 
 def headline(quantity: str) -> bool:
-    """A quantity the page's table shows: a study-level score or claim (a mask macro score, a
+    """A quantity the page's table shows: a study-level score or claim (a macro score, a
     bridge grid entry's final accuracy), not a task's or a peak."""
     name = quantity.split(": ", 1)[1]
     return ":" not in name and "/" not in name and not name.endswith(" peak")
 
 
+def every_cpu() -> list[str]:
+    """The claims (``<study>: <claim>``) that must hold on any CPU kind: each study's status
+    part's ``EVERY_CPU``."""
+    return [
+        f"{study}: {claim}"
+        for study in studies.STUDIES
+        for claim in getattr(studies.side(study, "status"), "EVERY_CPU", ())
+    ]
+
+
 def scores(quantity: str) -> bool:
-    """A study-level score of the mask study (the README's table: what the finding rests on)."""
-    return headline(quantity) and quantity.startswith("mask: ") and " under " in quantity
+    """A study-level score ``<model> under <policy>`` of a study whose status part declares
+    ``SCORES_BY_POLICY`` (the README's table: what the finding rests on)."""
+    study = quantity.split(": ", 1)[0]
+    part = studies.side(study, "status") if study in studies.STUDIES else None
+    by_policy = getattr(part, "SCORES_BY_POLICY", False)
+    return by_policy and headline(quantity) and " under " in quantity
 
 
 def kind_label(rows: dict[str, dict[str, str]], kind: str) -> str:
@@ -147,7 +148,7 @@ def headline_table(rows: dict[str, dict[str, str]]) -> str:
 
 
 def scores_table(rows: dict[str, dict[str, str]]) -> str:
-    """The README's table: a line per mask model, a column per CPU kind and eval policy
+    """The README's table: a line per model, a column per CPU kind and eval policy
     (:func:`scores`)."""
     cells = {
         (q.split(": ", 1)[1].split(" under ")[0], k, q.split(" under ")[1]): v
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     got = measured(args.results)
     if kind not in rows:
-        failed = [c for c in EVERY_CPU if got.get(c) != "supported"]
+        failed = [c for c in every_cpu() if got.get(c) != "supported"]
         print(
             f"ablate expected: CPU kind {kind} is unmeasured ({EXPECTED_FILE} has "
             f"{', '.join(sorted(rows))}); the claims that hold on every CPU: "

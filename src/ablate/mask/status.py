@@ -16,6 +16,24 @@ from ablate.core.seeds import spread_lines, verdict_line
 from ablate.core.status import Row, planned_forecast, read_csv
 from ablate.mask import study
 
+#: the study-level claims that held on every CPU kind and tree measured (ablate.core.expected:
+#: an unmeasured CPU kind's run must support them; docs/embedded.md, "Measured runs");
+#: ``long_at_least_prefix`` (5B >= 3B under the ablation) is left out: 5B and 3B are within noise
+#: of each other, and it was inconclusive on an AMD EPYC without AVX-512 at tree 05bae26
+#: (p = 0.065) while supported elsewhere
+EVERY_CPU = (
+    "learned",
+    "ablation_hurts",
+    "ablation_hurts_broadly",
+    "prefix_recovers_more",
+    "long_recovers_more",
+    "prefix_side_effect_small",
+    "long_side_effect_small",
+)
+#: its run_scores' macro scores are ``<model> under <eval policy>``: the README's table of
+#: expected results is a line per model and a column per policy (ablate.core.expected)
+SCORES_BY_POLICY = True
+
 
 def _num(x: Any, fmt: str = ".4g") -> str:
     return "" if x is None else format(x, fmt)
