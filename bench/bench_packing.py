@@ -34,7 +34,7 @@ are inductor Triton kernels, which step_profile counts under "norm/act/rope (fus
 loop's land in "elementwise/reduce", so compare a row with its -hfopt twin.
 --ddp N [N ...]: each row (causal) on 1 GPU with the one-GPU default recipe, then on N
 data-parallel processes (torchrun, one GPU each; the loop's recipe), the same 16 pairs per
-step, timed with --window; prints
+step (--pairs N: N, the global batch at which a second GPU pays), timed with --window; prints
 bench_finetune.py's scaling table (efficiency against the one GPU, loss curves, --profile: rank 0's
 compute, collectives, exposed collectives and idle time).
 --window: the steps after the warm-up timed as one interval with logging_steps 10, as a finetune
@@ -91,6 +91,7 @@ ALPACA = dict(
     response=(70, 1.0),
 )
 SEED_EXAMPLES_PER_STEP = 16  # finetune defaults: batch_size 1 x grad_accum 16
+PAIRS = SEED_EXAMPLES_PER_STEP  # --pairs: the seed rows' pairs per step (grad_accum)
 FULL_T, FULL_EXAMPLES = 1024, 8
 
 SEED = dict(batch_size=1, grad_accum=16, optim="adafactor")
@@ -332,7 +333,7 @@ def print_table(results: list[dict]) -> None:
         "| x default (speed-up) | loss vs default (max rel) | x causal | peak GB | optimizer |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    per_step = {"seed": SEED_EXAMPLES_PER_STEP, "full": FULL_EXAMPLES}
+    per_step = {"seed": PAIRS, "full": FULL_EXAMPLES}
     for r in results:
         attn = r["attn"] + (f" + {r['option']}" if r["option"] else "")
         print(
@@ -353,8 +354,10 @@ def write_out(path: str, meta: dict, results: list[dict]) -> None:
 
 def row_entry(name: str) -> tuple[str, dict, str | None]:
     """(group, params, option) of a row of ROWS or OPTIONAL_ROWS."""
-    entry = ROWS.get(name) or OPTIONAL_ROWS[name]
-    return entry if len(entry) == 3 else (*entry, None)
+    group, params, *option = ROWS.get(name) or OPTIONAL_ROWS[name]
+    if group == "seed":  # --pairs: the global batch of a seed row, batch 1 x grad_accum PAIRS
+        params = dict(params, grad_accum=PAIRS)
+    return group, params, option[0] if option else None
 
 
 def shape_setup(tiny: bool) -> tuple[int, float]:
@@ -372,18 +375,18 @@ def row_data(group: str, steps: int, T: int, scale: float) -> ExampleDataset:
     alpaca-like pairs or full rows; the same for every row and process count."""
     n = steps + PROFILE_STEPS
     if group == "seed":
-        lengths = alpaca_like_lengths(n * SEED_EXAMPLES_PER_STEP, seed=1, max_len=T, scale=scale)
+        lengths = alpaca_like_lengths(n * PAIRS, seed=1, max_len=T, scale=scale)
         return make_examples(lengths, seed=2, vocab=bf.SHAPE["vocab_size"])
     full = [(T, T // 8 + (i * 7) % (3 * T // 8)) for i in range(n * FULL_EXAMPLES)]
     return make_examples(full, seed=3, vocab=bf.SHAPE["vocab_size"])
 
 
-def ddp_worker(name, steps, warmup, tiny, profile, out) -> None:
+def ddp_worker(name, steps, warmup, tiny, profile, out, pairs=SEED_EXAMPLES_PER_STEP) -> None:
     """One process of a --ddp row (ablate.core.parallel.launch): timed with --window; rank 0
     writes it."""
-    global WINDOW, PROFILE_STEPS
+    global WINDOW, PROFILE_STEPS, PAIRS
     T, scale = shape_setup(tiny)
-    WINDOW, PROFILE_STEPS = warmup, profile if not tiny else 0
+    WINDOW, PROFILE_STEPS, PAIRS = warmup, profile if not tiny else 0, pairs
     group, over, option = row_entry(name)
     r = run_row(name, over, option, "causal", row_data(group, steps, T, scale), steps, T)
     r["group"] = group
@@ -399,10 +402,10 @@ def run_ddp(names: list[str], counts: list[int], args, tiny: bool) -> list[dict]
             out = f"/tmp/bench_packing_ddp_{name}_{n}.json"
             kwargs = dict(
                 name=name, steps=args.steps, warmup=args.warmup, tiny=tiny,
-                profile=args.profile, out=out,
+                profile=args.profile, out=out, pairs=PAIRS,
             )  # fmt: skip
             r = bf.launch_row("bench_packing:ddp_worker", kwargs, n)
-            r["batch"] = f"{SEED_EXAMPLES_PER_STEP} pairs packed"
+            r["batch"] = f"{PAIRS} pairs packed"
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "step_times"}), flush=True)
     return bf.scaling(rows)
@@ -433,6 +436,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--ddp", type=int, nargs="+", default=[], help="N ...: 1 GPU vs N processes (above)"
     )
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=SEED_EXAMPLES_PER_STEP,
+        help="pairs per optimizer step of the seed rows (batch 1 x grad_accum PAIRS; with --ddp "
+        "the global batch, split over the processes)",
+    )
     ap.add_argument("--out", help="write the raw rows as JSON (e.g. under bench/results/)")
     ap.add_argument(
         "--table", nargs="+", metavar="JSON", help="only print the table of earlier --out files"
@@ -444,8 +454,8 @@ def main(argv=None) -> int:
         print_table(rows)
         return 0
     tiny = args.shape == "tiny"
-    global PROFILE_STEPS
-    PROFILE_STEPS = args.profile
+    global PROFILE_STEPS, PAIRS
+    PROFILE_STEPS, PAIRS = args.profile, args.pairs
     if PROFILE_STEPS and tiny:
         print("--profile needs a CUDA GPU (the profiler counts CUDA kernels)", file=sys.stderr)
         return 2
@@ -488,7 +498,7 @@ def main(argv=None) -> int:
 
     data = {group: row_data(group, steps, T, scale) for group in ("seed", "full")}
     # the timed pairs' lengths (profiled steps draw more examples after them: one stream)
-    timed = [data["seed"][i] for i in range(steps * SEED_EXAMPLES_PER_STEP)]
+    timed = [data["seed"][i] for i in range(steps * PAIRS)]
     totals = sorted(len(ex["input_ids"]) for ex in timed)
     dist = dict(
         mean=statistics.mean(totals),
