@@ -36,35 +36,45 @@ from ablate.core import checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "config/ministral3b-smoke.yaml"
-RESULTS = Path("results/smoke")
-TARGET = RESULTS / "finetune/3A/summary.json"
-CHECKPOINTS = RESULTS / "finetune/3A/checkpoints"
 SAVE_AT = 10
+# set by main from --config: the config files and their results folder
+CONFIGS: list[str] = [CONFIG]
+RESULTS = Path("results/smoke")
+
+
+def target() -> Path:
+    return RESULTS / "finetune/3A/summary.json"
+
+
+def checkpoints() -> Path:
+    return RESULTS / "finetune/3A/checkpoints"
 
 
 def snakemake(work: Path, overlay: dict, cores: int, gpus: int, *extra: str) -> subprocess.Popen:
     """`snakemake TARGET` with the overlay after the smoke config (started, not waited for)."""
     path = work / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))
-    cmd = [sys.executable, "-m", "snakemake", str(TARGET), "--cores", str(cores),
+    cmd = [sys.executable, "-m", "snakemake", str(target()), "--cores", str(cores),
            "--resources", f"gpu={gpus}", *extra,
-           "--configfile", CONFIG, str(path.relative_to(work))]  # fmt: skip
+           "--configfile", *CONFIGS, str(path.relative_to(work))]  # fmt: skip
     print("$", " ".join(cmd[1:]), flush=True)
     return subprocess.Popen(cmd, cwd=work)
 
 
 def overlay(gpus: int, save_steps: int = 0) -> dict:
     return {
+        "run_cache": None,  # a forced finetune recomputes (a cached one would be restored)
+        "allow_cpu": True,  # read only where no GPU shows: a CPU check of this tool (--config)
         "mask": {
             "resources": {"finetune": {"gpu": gpus}},
             "finetune": {"defaults": {"save_steps": save_steps}},
-        }
+        },
     }
 
 
 def record(work: Path, label: str, gpus: int) -> dict:
     """The finished finetune's summary, benchmark wall time and recipe line."""
-    summary = json.loads((work / TARGET).read_text())
+    summary = json.loads((work / target()).read_text())
     bench = next((work / RESULTS / "benchmarks").rglob("finetune*3A*.tsv"), None)
     log = next((work / RESULTS / "logs").rglob("finetune*3A*.log"), None)
     recipe = (
@@ -84,7 +94,7 @@ def record(work: Path, label: str, gpus: int) -> dict:
 
 def interrupt_after_checkpoint(proc: subprocess.Popen, work: Path, timeout_s: float) -> None:
     """SIGINT to snakemake once checkpoint-SAVE_AT is complete (its marker written last)."""
-    done = work / CHECKPOINTS / f"checkpoint-{SAVE_AT}" / checkpoint.CHECKPOINT_MARKER
+    done = work / checkpoints() / f"checkpoint-{SAVE_AT}" / checkpoint.CHECKPOINT_MARKER
     t0 = time.time()
     while proc.poll() is None and time.time() - t0 < timeout_s:
         if done.exists():
@@ -92,6 +102,11 @@ def interrupt_after_checkpoint(proc: subprocess.Popen, work: Path, timeout_s: fl
             break
         time.sleep(0.5)
     proc.wait()
+
+
+def save(out: str | None, result: dict) -> None:
+    if out:
+        Path(out).write_text(json.dumps(result, indent=1))
 
 
 def rel(a: float, b: float) -> float:
@@ -104,11 +119,22 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=32)
     ap.add_argument("--work", default="/tmp/multi_gpu_finetune", help="the run's folder (a copy)")
     ap.add_argument("--out", help="write the runs as JSON")
+    ap.add_argument(
+        "--config", nargs="+", default=[CONFIG], help="config files (another: a check on CPU)"
+    )
     args = ap.parse_args(argv)
+    global CONFIGS, RESULTS
+    CONFIGS = args.config
+    for f in CONFIGS:  # the last file that sets `results` names the folder
+        RESULTS = Path(yaml.safe_load((REPO / f).read_text()).get("results", RESULTS))
     work = Path(args.work)
     if work.exists():
         shutil.rmtree(work)
-    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", "results", ".snakemake"))
+    shutil.copytree(
+        REPO,
+        work,
+        ignore=shutil.ignore_patterns(".git", "results", ".snakemake", ".venv", ".ablate", ".whl"),
+    )
     most = max(args.gpus)
     runs = []
     for i, gpus in enumerate([1, *args.gpus]):
@@ -116,6 +142,7 @@ def main(argv=None) -> int:
         if snakemake(work, overlay(gpus), args.cores, most, *extra).wait():
             return 1
         runs.append(record(work, f"gpu {gpus}", gpus))
+        save(args.out, {"runs": runs})  # each run as it ends: a time limit keeps the ones done
     # a sharded run that saves, interrupted after its checkpoint, and resumed
     interrupt_after_checkpoint(snakemake(work, overlay(most, SAVE_AT), args.cores, most), work, 900)
     if snakemake(work, overlay(most, SAVE_AT), args.cores, most).wait():
@@ -141,8 +168,7 @@ def main(argv=None) -> int:
         f"every logged and eval loss against the uninterrupted gpu {most} run: max rel. diff "
         f"{resume_diff:.2e}"
     )
-    if args.out:
-        Path(args.out).write_text(json.dumps({"runs": runs, "resume_diff": resume_diff}, indent=1))
+    save(args.out, {"runs": runs, "resume_diff": resume_diff})
     return 0 if (resumed["resumed_from_step"] or 0) >= SAVE_AT else 1
 
 
