@@ -61,13 +61,13 @@ def snakemake(work: Path, overlay: dict, cores: int, gpus: int, *extra: str) -> 
     return subprocess.Popen(cmd, cwd=work)
 
 
-def overlay(gpus: int, save_steps: int = 0) -> dict:
+def overlay(gpus: int, save_steps: int = 0, **finetune) -> dict:
     return {
         "run_cache": None,  # a forced finetune recomputes (a cached one would be restored)
         "allow_cpu": True,  # read only where no GPU shows: a CPU check of this tool (--config)
         "mask": {
             "resources": {"finetune": {"gpu": gpus}},
-            "finetune": {"defaults": {"save_steps": save_steps}},
+            "finetune": {"defaults": {"save_steps": save_steps, **finetune}},
         },
     }
 
@@ -77,18 +77,18 @@ def record(work: Path, label: str, gpus: int) -> dict:
     summary = json.loads((work / target()).read_text())
     bench = next((work / RESULTS / "benchmarks").rglob("finetune*3A*.tsv"), None)
     log = next((work / RESULTS / "logs").rglob("finetune*3A*.log"), None)
-    recipe = (
-        [ln for ln in log.read_text().splitlines() if "weights gathered per" in ln] if log else []
-    )
+    recipe = [ln for ln in log.read_text().splitlines() if " processes, " in ln] if log else []
     return dict(
         label=label,
         gpus=gpus,
         wall_s=float(bench.read_text().splitlines()[1].split("\t")[0]) if bench else None,
         steps_s=(summary.get("phases") or {}).get("train.steps"),
         resumed_from_step=summary.get("resumed_from_step"),
-        recipe=recipe[0].split(": ", 1)[-1] if recipe else "one GPU: bf16 weights + fp32 masters",
-        losses={e["step"]: e["loss"] for e in summary["curves"]["train"]},
-        eval_losses={e["step"]: e["eval_loss"] for e in summary["curves"]["eval"]},
+        recipe=recipe[0].split(": ", 1)[-1].split(" (")[0] if recipe else "one process",
+        losses={
+            str(e["step"]): e["loss"] for e in summary["curves"]["train"]
+        },  # as JSON keeps them
+        eval_losses={str(e["step"]): e["eval_loss"] for e in summary["curves"]["eval"]},
     )
 
 
@@ -102,6 +102,15 @@ def interrupt_after_checkpoint(proc: subprocess.Popen, work: Path, timeout_s: fl
             break
         time.sleep(0.5)
     proc.wait()
+
+
+def batch_size() -> int:
+    """The finetunes' batch_size in the config files (the last that sets it)."""
+    found = 0
+    for f in CONFIGS:
+        defaults = yaml.safe_load((REPO / f).read_text()).get("mask", {}).get("finetune", {})
+        found = (defaults.get("defaults") or {}).get("batch_size", found)
+    return found
 
 
 def save(out: str | None, result: dict) -> None:
@@ -122,6 +131,15 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--config", nargs="+", default=[CONFIG], help="config files (another: a check on CPU)"
     )
+    ap.add_argument(
+        "--micro",
+        action="store_true",
+        help="also one GPU with the step's examples in as many micro-batches as the most GPUs "
+        "take (the numerics of a split step without the processes: the loss curves' tolerance)",
+    )
+    ap.add_argument(
+        "--against", help="the runs of an earlier --out in place of running gpu 1 and --gpus again"
+    )
     args = ap.parse_args(argv)
     global CONFIGS, RESULTS
     CONFIGS = args.config
@@ -136,13 +154,20 @@ def main(argv=None) -> int:
         ignore=shutil.ignore_patterns(".git", "results", ".snakemake", ".venv", ".ablate", ".whl"),
     )
     most = max(args.gpus)
-    runs = []
-    for i, gpus in enumerate([1, *args.gpus]):
-        extra = ("--forcerun", "finetune") if i else ()
+    runs = json.loads(Path(args.against).read_text())["runs"] if args.against else []
+    for gpus in [] if args.against else [1, *args.gpus]:
+        extra = ("--forcerun", "finetune") if runs else ()
         if snakemake(work, overlay(gpus), args.cores, most, *extra).wait():
             return 1
         runs.append(record(work, f"gpu {gpus}", gpus))
         save(args.out, {"runs": runs})  # each run as it ends: a time limit keeps the ones done
+    if args.micro:
+        split = dict(batch_size=batch_size() // most, grad_accum=most)
+        if snakemake(work, overlay(1, **split), args.cores, most).wait():
+            return 1
+        label = f"gpu 1, {split['batch_size']} x grad_accum {most}"
+        runs.append(dict(record(work, label, 1), gpus="1 (micro)"))
+        save(args.out, {"runs": runs})
     # a sharded run that saves, interrupted after its checkpoint, and resumed
     interrupt_after_checkpoint(snakemake(work, overlay(most, SAVE_AT), args.cores, most), work, 900)
     if snakemake(work, overlay(most, SAVE_AT), args.cores, most).wait():
@@ -156,17 +181,18 @@ def main(argv=None) -> int:
     for r in runs:
         diff = max(rel(one["losses"][s], x) for s, x in r["losses"].items())
         r["loss_rel_diff_vs_1"] = diff
-        losses = " ".join(f"{x:.4f}" for _, x in sorted(r["losses"].items()))
+        losses = " ".join(f"{r['losses'][s]:.4f}" for s in sorted(r["losses"], key=int))
         print(f"| {r['label']} | {r['recipe']} | {r['wall_s']} | {r['steps_s']} | {losses} "
               f"| {diff:.2e} |")  # fmt: skip
     same = next(r for r in runs if r["gpus"] == most and r is not resumed)
     both = [*same["losses"].items(), *(("eval", v) for v in same["eval_losses"].values())]
     other = [*resumed["losses"].values(), *resumed["eval_losses"].values()]
-    resume_diff = max(rel(a, b) for (_, a), b in zip(both, other, strict=True))
+    diffs = {f"{s}": rel(a, b) for (s, a), b in zip(both, other, strict=True)}
+    resume_diff = max(diffs.values())
     print(
         f"\nresumed run: resumed_from_step {resumed['resumed_from_step']} (at least {SAVE_AT}); "
         f"every logged and eval loss against the uninterrupted gpu {most} run: max rel. diff "
-        f"{resume_diff:.2e}"
+        f"{resume_diff:.2e}; per logged step: " + " ".join(f"{s}:{d:.1e}" for s, d in diffs.items())
     )
     save(args.out, {"runs": runs, "resume_diff": resume_diff})
     return 0 if (resumed["resumed_from_step"] or 0) >= SAVE_AT else 1
