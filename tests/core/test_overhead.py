@@ -17,7 +17,7 @@ from ablate.core.checkpoint import CheckpointError
 from ablate.core.planner.inputs import Reference
 from ablate.core.planner.overheads import disk_need_mb
 from ablate.core.planner.params import count_params, params_of_hub_model
-from ablate.mask import study
+from ablate.mask import variants as mask_variants
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training.gate import resolve_params
 
@@ -101,7 +101,7 @@ def test_gpu_configs_request_the_disk_a_finetune_writes(name, size):
         n = params_of_hub_model(m["path"], m.get("revision"), ref.models, ref.path)[0]
     assert n == pytest.approx(size, rel=1e-3)
     have = config["mask"]["resources"]["finetune"]["disk_mb"]
-    for v, spec in study.variants_of(config).items():
+    for v, spec in mask_variants.variants_of(config).items():
         need = disk_need_mb(n, resolve_params(spec["params"], "finetune"))
         assert have >= need, f"{name}: finetune {v} writes up to {need:.0f} MB, disk_mb {have}"
 

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from ablate import cli
-from ablate.bridge import study as bridge_layout
+from ablate.bridge import layout as bridge_layout
 from ablate.core import runs
 from ablate.core.checkpoint import MANIFEST_NAME
 from ablate.core.io import write_json
 from ablate.core.runcache import MANIFEST
-from ablate.mask import study as mask_layout
+from ablate.mask import layout as mask_layout
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL = "eval/base/causal/metrics.json"

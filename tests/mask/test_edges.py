@@ -20,7 +20,7 @@ from ablate.core import checkpoint
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.config import config_schema
 from ablate.core.modeling import ModelLoadError, load_causal_lm
-from ablate.mask import PREFIX_SDPA, study
+from ablate.mask import PREFIX_SDPA, policies
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,20 +148,20 @@ def test_pretrain_refuses_flex_attention_on_cpu(tmp_path):
 
 
 def test_policy_wording_is_one_fact():
-    """Each policy's one-line description is study.POLICY_DESCRIPTIONS; the schema, the user guide
+    """Each policy's one-line description is policies.POLICY_DESCRIPTIONS; the schema, the user guide
     and config/README quote it, and the misleading old wording ("no causal mask while the prompt is
     encoded", which reads as prefix_bidir) is gone from every place that names the policies."""
-    assert set(study.POLICY_DESCRIPTIONS) == set(study.POLICIES)
+    assert set(policies.POLICY_DESCRIPTIONS) == set(policies.POLICIES)
     described = config_schema()["$defs"]["policy"]["description"]
     guide = (ROOT / "docs/guide.md").read_text()
     config_readme = (ROOT / "config/README.md").read_text()
-    for policy, text in study.POLICY_DESCRIPTIONS.items():
+    for policy, text in policies.POLICY_DESCRIPTIONS.items():
         assert f"{policy}: {text}" in described, policy
         assert f"| `{policy}` | {text} |" in guide, policy
-    assert f"`prefill_bidir`: {study.POLICY_DESCRIPTIONS['prefill_bidir']}" in config_readme
-    assert "multi-token" in study.POLICY_DESCRIPTIONS["prefill_bidir"]
+    assert f"`prefill_bidir`: {policies.POLICY_DESCRIPTIONS['prefill_bidir']}" in config_readme
+    assert "multi-token" in policies.POLICY_DESCRIPTIONS["prefill_bidir"]
     for doc in ["README.md", "docs/guide.md", "config/README.md", "workflow/report/workflow.rst"]:
         text = (ROOT / doc).read_text()
         assert "while the prompt is encoded" not in text, doc
         assert "removes the causal mask during prefill" not in text, doc
-    assert study.policy_help().count(": ") >= len(study.POLICIES)
+    assert policies.policy_help().count(": ") >= len(policies.POLICIES)
