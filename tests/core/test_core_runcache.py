@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ablate.core import io, provenance, runcache, runs
+from ablate.core import io, provenance, results_trees, runcache
 from ablate.core.io import write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,7 +116,7 @@ def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
     run_id = json.loads(record.read_text())["provenance"]["run_id"]
     assert io.history_path(record, run_id).read_text() == record.read_text()
     (tmp_path / "clone2/logs").mkdir()  # a results tree: its jobs' logs and records
-    assert [t.path for t in runs.find_trees(tmp_path / "clone2")] == [tmp_path / "clone2"]
+    assert [t.path for t in results_trees.find_trees(tmp_path / "clone2")] == [tmp_path / "clone2"]
 
 
 @pytest.mark.parametrize(

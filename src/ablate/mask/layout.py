@@ -106,7 +106,7 @@ BASE = "base"  # the evaluated model name of the base model (the others are vari
 #: The keys of ``mask:`` read by the jobs without a config slice alone (the recovery table, its
 #: plots, the claims): an experiment that changes one runs those (ablate.core.experiments).
 TABLE_KEYS = ("claims",)
-#: the folders of a results tree that hold its models' studies (ablate.core.runs: not trees)
+#: the folders of a results tree that hold its models' studies (ablate.core.results_trees: not trees)
 PART_FOLDERS = (model_dim.MODEL_DIR.split("/")[0],)
 #: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).
 RULE_OUTPUTS: dict[str, dict[str, str]] = {
