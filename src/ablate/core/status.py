@@ -3,7 +3,7 @@ stale (and why) / to run, its wall time and GPU hours, its headline numbers and 
 hours spent and the forecast of what remains.
 
 Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's job list (the
-study protocol's layout part); a study's status part gives a record's headline numbers, why a
+study part ``layout``); a study's status part gives a record's headline numbers, why a
 finished job is stale, its key results and forecast (both found through the registry
 :mod:`ablate.studies`). Records, provenance and benchmark seconds are read by
 :mod:`ablate.core.records`, as the planner reads them. What it reads, all cheap (no torch, no
