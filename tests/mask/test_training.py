@@ -17,8 +17,8 @@ from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import checkpoint
 from ablate.core.modeling import load_causal_lm
-from ablate.core.training.callbacks import StopRules
 from ablate.core.training.data import PolicyCollator
+from ablate.core.training.monitor import StopRules
 from ablate.core.training.optim import MasterWeightsOptimizer
 from ablate.core.training.params import TrainingConfigError
 from ablate.mask import leakage, sft_data
@@ -274,7 +274,7 @@ def test_the_loop_reads_losses_only_at_a_step_that_logs_evaluates_saves_or_ends(
 ):
     """No host sync on the steps between: 7 steps logging every 3 (and the first), evaluating at
     6, saving at 4, read at steps 1, 3, 4, 6 and 7 only."""
-    from ablate.core.training.callbacks import StopRules
+    from ablate.core.training.monitor import StopRules
 
     read_at = []
     real = StopRules.nonfinite

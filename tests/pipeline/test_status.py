@@ -62,7 +62,7 @@ def test_before_a_run_everything_is_to_run(tmp_path):
 def test_running_job_from_snakemake_markers(tmp_path):
     """Snakemake's incomplete marker (base64 of the output path) plus a lock: running, with
     the last step and loss the training loop's progress line logged."""
-    from ablate.core.training.callbacks import Progress, Throughput
+    from ablate.core.training.monitor import Progress, Throughput
 
     out = "results/finetune/3A/summary.json"
     inc = tmp_path / ".snakemake/incomplete"

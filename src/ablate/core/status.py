@@ -50,7 +50,7 @@ from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 STATUS_FILE = "STATUS.md"  # under the config's results folder
 STATES = ("done", "running", "interrupted", "stale", "to run")
-# The training progress line of the core's loop (ablate.core.training.callbacks.Progress; a
+# The training progress line of the core's loop (ablate.core.training.monitor.Progress; a
 # study's own loop prints the same "step N/M ... loss X" shape):
 # "[finetune causal] step 20/60, loss 7.774, ...".
 PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")

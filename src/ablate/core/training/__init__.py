@@ -13,7 +13,7 @@ Modules (import from the one that defines a name): ``params`` (parameters from t
 resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpus packing),
 ``loss`` (the loss, the fast head, the corpus-vocabulary head loss), ``optim`` (the optimizer,
 the fp32-master wrapper, the schedule), ``adafactor`` (HF Adafactor's update fused, and the
-sharded step), ``callbacks`` (stop rules, throughput, progress), ``loop`` (``setup``, ``train``,
+sharded step), ``monitor`` (stop rules, throughput, progress), ``loop`` (``setup``, ``train``,
 ``step``, ``evaluate``), ``checkpointing`` (a run's checkpoints and final weights),
 ``sharded_masters`` (a run in N > 1 processes of a model that fits: the fp32 masters and the
 optimizer state divided), ``sharding`` (FSDP2 sharding of one that does not), ``memory`` (which of

@@ -22,10 +22,10 @@ import torch
 
 from ablate.core import interrupts, parallel
 from ablate.core.training import sharded_masters, sharding, speed
-from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum
 from ablate.core.training.memory import SHARDED_MASTERS, SHARDED_WEIGHTS, data_parallel_recipe
+from ablate.core.training.monitor import Progress, StopRules, Throughput
 from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, build_scheduler
 from ablate.core.training.params import (
     IGNORE_INDEX,

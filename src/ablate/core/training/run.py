@@ -13,8 +13,8 @@ from typing import Any
 from ablate.core import checkpoint, interrupts, io, parallel, provenance
 from ablate.core.phases import Phases
 from ablate.core.training import checkpointing, loop, vocab_rows
-from ablate.core.training.callbacks import StopRules
 from ablate.core.training.loss import vocab_head_loss
+from ablate.core.training.monitor import StopRules
 from ablate.core.training.params import TrainingError, save_dtype
 
 
