@@ -15,7 +15,7 @@ import yaml
 from ablate import cli
 from ablate.bridge import layout as bridge_layout
 from ablate.core import results_trees, runs
-from ablate.core.checkpoint import MANIFEST_NAME
+from ablate.core.checkpoint_integrity import MANIFEST_NAME
 from ablate.core.io import write_json
 from ablate.core.runcache import MANIFEST
 from ablate.mask import layout as mask_layout

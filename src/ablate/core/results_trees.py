@@ -29,7 +29,7 @@ from typing import Any
 
 from ablate import studies
 from ablate.core import experiments, io
-from ablate.core.checkpoint import MANIFEST_NAME
+from ablate.core.checkpoint_integrity import MANIFEST_NAME
 from ablate.core.jobs import LOG
 from ablate.core.provenance import changed_keys
 from ablate.core.records import provenance_of, read_json

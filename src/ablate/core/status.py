@@ -33,7 +33,7 @@ from typing import Any
 
 from ablate import studies
 from ablate.core import (
-    checkpoint,
+    checkpoint_integrity,
     experiments,
     io,
     results_lock,
@@ -190,12 +190,12 @@ def resumed_note(record: dict) -> str:
 
 def rerun_note(job: Job, workdir: Path) -> str:
     """What the next run of a training job (a ``train`` kind) does with the training checkpoints
-    beside its record (:data:`ablate.core.checkpoint.CHECKPOINTS_DIR`): ``resumes from
+    beside its record (:data:`ablate.core.checkpoint_integrity.CHECKPOINTS_DIR`): ``resumes from
     checkpoint-N`` or ``starts afresh: <why>`` (:func:`ablate.core.resume.rerun_note`); "" for
     another job or without a complete checkpoint."""
     if job.kind != "train" or not job.record:
         return ""
-    ckpts = workdir / Path(job.record).parent / checkpoint.CHECKPOINTS_DIR
+    ckpts = workdir / Path(job.record).parent / checkpoint_integrity.CHECKPOINTS_DIR
     params = job.config.get("params") if isinstance(job.config, dict) else None
     return resume.rerun_note(ckpts, params if isinstance(params, dict) else None) or ""
 
