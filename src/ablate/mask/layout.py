@@ -4,8 +4,8 @@ derived from a config.
 :func:`jobs` is the one job list (core :class:`ablate.core.jobs.Job` rows): which jobs exist, the
 files each writes (:data:`PATTERNS`), the stage each belongs to, the jobs it reads, each job's
 config slice. The rules (rules/mask/*.smk), STATUS, the planner (ablate.mask.plan) and the recovery
-table (its rule's params) all take it from here. The policies are :mod:`ablate.mask.policies`', the
-resolved variants :mod:`ablate.mask.variants`'.
+table (its rule's params) all take it from here. The policies live in :mod:`ablate.mask.policies`,
+the resolved variants in :mod:`ablate.mask.variants`.
 
 Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
 """
