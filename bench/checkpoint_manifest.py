@@ -1,6 +1,6 @@
 """What a Trainer checkpoint's hash manifest costs at save and at resume: a checkpoint-sized
-folder of safetensors-sized shards is written, then ``checkpoint.write_manifest`` (the save's last
-step before its completion marker) and ``checkpoint.verify`` (a resume's check) are timed.
+folder of safetensors-sized shards is written, then ``checkpoint_integrity.write_manifest`` (the save's last
+step before its completion marker) and ``checkpoint_integrity.verify`` (a resume's check) are timed.
 
     python3 bench/checkpoint_manifest.py --gb 21 --shard-gb 2 --dir /tmp/ckpt
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ablate.core import checkpoint  # noqa: E402
+from ablate.core import checkpoint_integrity  # noqa: E402
 
 CHUNK = 64 << 20
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.dir)
     shutil.rmtree(folder, ignore_errors=True)
     write_s = timed(lambda: write_shards(folder, args.gb, args.shard_gb))
-    manifest_s = timed(lambda: checkpoint.write_manifest(folder))
-    verify_s = timed(lambda: checkpoint.verify(folder))
+    manifest_s = timed(lambda: checkpoint_integrity.write_manifest(folder))
+    verify_s = timed(lambda: checkpoint_integrity.verify(folder))
     files = len(list(folder.glob("*.safetensors")))
     shutil.rmtree(folder)
     row = {

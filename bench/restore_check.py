@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from ablate.core import checkpoint, provenance, runcache
+from ablate.core import checkpoint_integrity, provenance, runcache
 
 
 def main(results: str) -> None:
     cpu = provenance.cpu_info()
     avx512 = (cpu["cpu_flags"] or {}).get("avx512f")
     print(f"CPU: {cpu['cpu_model']}, AVX-512 {'yes' if avx512 else 'no'}")
-    for manifest in sorted(Path(results).rglob(checkpoint.MANIFEST_NAME)):
+    for manifest in sorted(Path(results).rglob(checkpoint_integrity.MANIFEST_NAME)):
         folder = manifest.parent
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         best = float("inf")

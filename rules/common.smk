@@ -190,7 +190,7 @@ onstart:
     # anything. A dry run runs no onstart; --nolock (Snakemake's own lock off) takes none either.
     import sys
     from ablate.core import results_lock
-    from ablate.core.runs import mixed_warning
+    from ablate.core.results_trees import mixed_warning
 
     if workflow.execution_settings.lock:
         try:

@@ -67,7 +67,8 @@ def labels(
     """metrics.json path -> {stage, variant, train_policy} under ``root`` (the layout of
     :func:`write`), from the study's job list, as the recovery rule passes them."""
     from ablate.core.config import validate_config
-    from ablate.mask import study
+    from ablate.mask import layout
+    from ablate.mask import variants as mask_variants
 
     config = {
         "mask": {
@@ -80,9 +81,9 @@ def labels(
                 "variants": variants or {"3A": {"stage": 3, "policy": "causal"}},
             },
             # the labels read no claims; the default roles name variants a test may not declare
-            "claims": dict.fromkeys(study.CLAIM_ROLES),
+            "claims": dict.fromkeys(mask_variants.CLAIM_ROLES),
         },
     }
     validate_config(config)  # the defaults every job's config slice reads, as the Snakefile fills
     config["results"] = str(root)  # the schema takes a relative folder; the test's is absolute
-    return study.recovery_labels(study.jobs(config))
+    return layout.recovery_labels(layout.jobs(config))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablate.core.records import benchmark_seconds, provenance_of, read_json
-from ablate.mask.study import PATTERNS
+from ablate.mask.layout import PATTERNS
 
 #: the phase that is the stage's own work, per rule (the rest is overhead)
 OWN_WORK = {

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint_integrity
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "config/ministral3b-smoke.yaml"
@@ -94,7 +94,7 @@ def record(work: Path, label: str, gpus: int) -> dict:
 
 def interrupt_after_checkpoint(proc: subprocess.Popen, work: Path, timeout_s: float) -> None:
     """SIGINT to snakemake once checkpoint-SAVE_AT is complete (its marker written last)."""
-    done = work / checkpoints() / f"checkpoint-{SAVE_AT}" / checkpoint.CHECKPOINT_MARKER
+    done = work / checkpoints() / f"checkpoint-{SAVE_AT}" / checkpoint_integrity.CHECKPOINT_MARKER
     t0 = time.time()
     while proc.poll() is None and time.time() - t0 < timeout_s:
         if done.exists():

@@ -1,17 +1,17 @@
 # The bridge study's grid, resolved from the config by ablate.bridge.grid (one resolution shared
-# by these rules, the tables and the plan: entries, run ids), and its layout (ablate.bridge.study:
+# by these rules, the tables and the plan: entries, run ids), and its layout (ablate.bridge.layout:
 # jobs, file patterns). Any bad entry (unknown key, a K the translator cannot build, two
 # identical entries without same_as, a model pair with one tokenizer) stops here, before any
 # job, with the key named.
 from ablate.bridge import grid as bridge_grid
 from ablate.bridge import pins as bridge_pins
-from ablate.bridge import study as bridge_study
+from ablate.bridge import layout as bridge_layout
 
 try:
     BRIDGE = bridge_grid.resolve(config["bridge"], config["results"])
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-BRIDGE_JOBS = bridge_study.jobs(config, BRIDGE)
+BRIDGE_JOBS = bridge_layout.jobs(config, BRIDGE)
 JOBS.extend(BRIDGE_JOBS)
 BRIDGE_CFG = config["bridge"]
 BRIDGE_EMBEDDED_DATA = BRIDGE_CFG["data"]["source"] == "embedded"
@@ -19,9 +19,9 @@ BRIDGE_EMBEDDED_DATA = BRIDGE_CFG["data"]["source"] == "embedded"
 
 
 def bout(key, **wildcards):
-    """A bridge file pattern (ablate.bridge.study.PATTERNS) under the results folder; wildcards
+    """A bridge file pattern (ablate.bridge.layout.PATTERNS) under the results folder; wildcards
     given are filled in, the others stay {wildcards} of the rule."""
-    pattern = bridge_study.PATTERNS[key]
+    pattern = bridge_layout.PATTERNS[key]
     for k, v in wildcards.items():
         pattern = pattern.replace(f"{{{k}}}", str(v))
     return out(pattern)
@@ -57,8 +57,8 @@ def bridge_model_inputs(roles):
 
 def bridge_data_inputs(kind):
     return {
-        "train": out(bridge_study.dataset_file(kind, "train")),
-        "eval": out(bridge_study.dataset_file(kind, "test")),
+        "train": out(bridge_layout.dataset_file(kind, "train")),
+        "eval": out(bridge_layout.dataset_file(kind, "test")),
     }
 
 
@@ -78,7 +78,7 @@ def bridge_train_inputs(wildcards):
     for sid in (e.states_id, e.teacher_id):
         if sid is not None:
             what = BRIDGE.states[sid]["what"]
-            outputs = bridge_study.states_outputs(BRIDGE, sid)
+            outputs = bridge_layout.states_outputs(BRIDGE, sid)
             # the record (its folder is the cache), then each shard
             files[f"{what}_states"] = out(outputs[-1])
             shards = outputs[:-1]

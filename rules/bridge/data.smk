@@ -9,7 +9,7 @@ localrules:
 
 rule bridge_data:
     output:
-        files=[out(f) for f in bridge_study.data_files(BRIDGE)],
+        files=[out(f) for f in bridge_layout.data_files(BRIDGE)],
         provenance=bout("data_provenance"),
     log:
         bout("log", folder="data", stem="data"),

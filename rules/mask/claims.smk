@@ -2,7 +2,7 @@
 # computed from the evaluations' per-item results as supported / not supported / inconclusive /
 # not run, with the numbers, the paired test and its p-value (each model's own, in its folder,
 # for a multi-model config; then each claim counted over the models).
-from ablate.mask.study import resolve_claims
+from ablate.mask.variants import resolve_claims
 
 try:
     MASK_CLAIMS = resolve_claims(MASK["claims"], VARIANTS)

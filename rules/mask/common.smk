@@ -1,16 +1,18 @@
 # The mask study's layout, derived from the config: variants, training policies, evaluated
 # models, and the input helpers of its rules. Shared helpers (validation, out(), resources) are
-# in rules/common.smk. The job list and every file pattern come from ablate.mask.study, which
+# in rules/common.smk. The job list and every file pattern come from ablate.mask.layout, which
 # the planner and the recovery table read too.
 import sys
 
 from ablate.mask import families as mask_families
+from ablate.mask import layout as mask_layout
 from ablate.mask import models as mask_models
 from ablate.mask import plan as mask_plan
+from ablate.mask import policies as mask_policies
 from ablate.mask import sft_data
 from ablate.mask import status as mask_status
-from ablate.mask import study as mask_study
-from ablate.mask.study import PATTERNS as P
+from ablate.mask import variants as mask_variants
+from ablate.mask.layout import PATTERNS as P
 from ablate.mask.tasks import check_task_names, own_tasks
 
 # the study's own config keys (config `mask:`), as the bridge's BRIDGE_CFG
@@ -41,15 +43,15 @@ try:
         )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-# Every job of the study (ablate.mask.study.jobs): the plan rules forecast them, the recovery
+# Every job of the study (ablate.mask.layout.jobs): the plan rules forecast them, the recovery
 # table labels its rows with their stages. A variant or claims role the config gets wrong: one line.
 try:
-    VARIANTS = mask_study.variants_of(config)
-    MASK_JOBS = mask_study.jobs(config, VARIANTS)
+    VARIANTS = mask_variants.variants_of(config)
+    MASK_JOBS = mask_layout.jobs(config, VARIANTS)
     # an eval_size that leaves no SFT row to train on: refused here, before Snakemake removes
     # the outputs of the finished finetune it would replace (a local file's rows are counted)
     if workflow.is_main_process:
-        mask_study.check_eval_sizes(config, VARIANTS)
+        mask_variants.check_eval_sizes(config, VARIANTS)
         mask_models.check(config)
         # a model family (or backend) whose mask policies no audit has proven: refused here,
         # before any job, when its config.json can be read offline; else when it loads
@@ -62,7 +64,7 @@ try:
             )
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-MODELS = mask_study.models(VARIANTS)
+MODELS = mask_layout.models(VARIANTS)
 # the mask study's resources: the config's `mask.resources` (its groups)
 res, resources_of = resource_helpers(MASK["resources"])
 JOBS.extend(MASK_JOBS)
@@ -100,7 +102,7 @@ REPORT_MODEL = "{lm}" if LMS else None
 wildcard_constraints:
     variant="|".join(sorted(VARIANTS)),
     model="|".join(MODELS),
-    policy="|".join(mask_study.POLICIES),
+    policy="|".join(mask_policies.POLICIES),
     lm="|".join(LMS) or "-",
 
 
@@ -111,7 +113,7 @@ def recovery_params(wildcards):
     """What the table needs to label rows: per metrics.json, its stage, variant, training policy
     (of the job's model's evaluations)."""
     jobs = mask_models.of_model(MASK_JOBS, wildcards.get("lm"))
-    return sorted_tree(mask_study.recovery_labels(jobs))
+    return sorted_tree(mask_layout.recovery_labels(jobs))
 
 
 # ---------------------------------------------------------------- inputs and resources

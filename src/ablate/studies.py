@@ -1,5 +1,5 @@
-"""The registry of studies, outside the core: each study's package and its three modules of the
-study protocol (:mod:`ablate.core.jobs`: ``layout``, ``status``, ``plan``). ``ablate.core``
+"""The registry of studies, outside the core: each study's package and its three study parts
+(:mod:`ablate.core.jobs`: ``layout``, ``status``, ``plan``). ``ablate.core``
 names no study; it reads this registry. No torch: the Snakefile, STATUS and the planner import it.
 
 The two studies of this repository are listed here (:data:`BUILTIN`); a study of another package
@@ -10,7 +10,7 @@ core or in another study (docs/design.md, "Adding a study").
 
 A study's package declares ``RULES``: its rule files in the order the Snakefile includes them
 (a relative path is the workflow's, e.g. ``rules/mask/common.smk``; a study of another package
-gives absolute ones). It may declare ``PARTS`` (its modules of the protocol, default
+gives absolute ones). It may declare ``PARTS`` (its module of each part, default
 :data:`DEFAULT_PARTS`).
 
 A study's package may declare ``MOVED_CONFIG_KEYS``: its config keys that were once top-level
@@ -35,10 +35,10 @@ from types import ModuleType
 BUILTIN = {"mask": "ablate.mask", "bridge": "ablate.bridge"}
 #: the entry-point group another package registers a study in (name -> its package)
 ENTRY_POINTS = "ablate.studies"
-#: a study's module, in its package, of each part of the protocol (ablate.core.jobs): layout
+#: a study's module, in its package, of each study part (ablate.core.jobs): layout
 #: (patterns, jobs, targets; no torch), status (headline, changes, key results, forecast), plan
 #: (the planner's inputs); a package's ``PARTS`` names others
-DEFAULT_PARTS = {"layout": "study", "status": "status", "plan": "plan"}
+DEFAULT_PARTS = {"layout": "layout", "status": "status", "plan": "plan"}
 
 
 def _registered() -> dict[str, str]:

@@ -1,7 +1,7 @@
 """training checkpoints that outlive the instance.
 
 A training job writes complete-or-ignored training checkpoints into ``<out>/checkpoints`` beside its
-outputs (:mod:`ablate.core.checkpoint`). While the job runs, :class:`CheckpointCopies` copies each
+outputs (:mod:`ablate.core.checkpoint_integrity`). While the job runs, :class:`CheckpointCopies` copies each
 new complete one to the submit host, at the same relative path, over the runner's SSH channel (a
 tar stream, nothing staged on the instance's disk). A retry of the job, on any instance, gets the
 newest complete copy shipped up before it starts, so the training resumes there
@@ -26,7 +26,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint_integrity
 
 REMOTE_WORKDIR = "/snakemake-workdir"
 INCOMING = ".incoming"
@@ -63,7 +63,7 @@ def checkpoint_dirs(job) -> list[str]:
     """Where the jobs of ``job`` (a group job: each of its jobs) write training checkpoints: the
     checkpoints folder beside each output (a finetune's ``final`` and ``summary.json``)."""
     outputs = (Path(str(f)) for j in getattr(job, "jobs", [job]) for f in j.output)
-    return sorted({str(p.parent / checkpoint.CHECKPOINTS_DIR) for p in outputs})
+    return sorted({str(p.parent / checkpoint_integrity.CHECKPOINTS_DIR) for p in outputs})
 
 
 def step_of(path: Path) -> int:
@@ -71,7 +71,7 @@ def step_of(path: Path) -> int:
 
 
 def newest_local(ckpt_dir: str | os.PathLike) -> Path | None:
-    done = checkpoint.complete_checkpoints(ckpt_dir)
+    done = checkpoint_integrity.complete_checkpoints(ckpt_dir)
     return done[-1] if done else None
 
 
@@ -110,7 +110,9 @@ class CheckpointCopies:
                 del self.copied[d]
                 continue
             step = self.copied[d] = step_of(ckpt)
-            paths = [ckpt] + [p for p in [Path(d) / checkpoint.RUN_KEY_FILE] if p.is_file()]
+            paths = [ckpt] + [
+                p for p in [Path(d) / checkpoint_integrity.RUN_KEY_FILE] if p.is_file()
+            ]
             t0 = time.monotonic()
             proc = subprocess.Popen(
                 self._argv(
@@ -138,11 +140,11 @@ class CheckpointCopies:
     def _newest_good(self, d: str) -> Path | None:
         """The newest complete copy in ``d`` that matches its manifest; each newer one that does
         not (or whose manifest is unreadable) is set aside with a line, never shipped."""
-        for ckpt in reversed(checkpoint.complete_checkpoints(d)):
+        for ckpt in reversed(checkpoint_integrity.complete_checkpoints(d)):
             try:
-                checkpoint.verify(ckpt)
-            except checkpoint.CheckpointError as exc:
-                aside = checkpoint.set_aside(ckpt)
+                checkpoint_integrity.verify(ckpt)
+            except checkpoint_integrity.CheckpointError as exc:
+                aside = checkpoint_integrity.set_aside(ckpt)
                 self.runner.logger.warning(
                     f"{self._label()}: not shipping {ckpt}, set aside as {aside.name}: {exc}"
                 )
@@ -157,7 +159,7 @@ class CheckpointCopies:
         if not self.dirs:
             return []
         res = self.runner._ssh(
-            _python(_NEWEST, checkpoint.CHECKPOINT_MARKER, json.dumps(self.dirs)),
+            _python(_NEWEST, checkpoint_integrity.CHECKPOINT_MARKER, json.dumps(self.dirs)),
             check=False,
             timeout=120,
         )
@@ -184,7 +186,7 @@ class CheckpointCopies:
         shutil.rmtree(incoming, ignore_errors=True)
         incoming.mkdir(parents=True)
         t0 = time.monotonic()
-        remote = [f"{d}/{name}", f"{d}/{checkpoint.RUN_KEY_FILE}"]
+        remote = [f"{d}/{name}", f"{d}/{checkpoint_integrity.RUN_KEY_FILE}"]
         proc = subprocess.Popen(
             self._argv(_python(_PACK, *remote)), stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -198,15 +200,17 @@ class CheckpointCopies:
             ok, err = False, str(e)
         else:
             err = proc.stderr.read().decode(errors="replace").strip()
-        if not ok or not (incoming / name / checkpoint.CHECKPOINT_MARKER).is_file():
+        if not ok or not (incoming / name / checkpoint_integrity.CHECKPOINT_MARKER).is_file():
             # rotated away by the training loop meanwhile, or the instance is going: the next look decides
             self.runner.logger.warning(f"{self._label()}: copy of {d}/{name} failed: {err[-300:]}")
             shutil.rmtree(incoming, ignore_errors=True)
             return False
         try:
-            checkpoint.verify(incoming / name)
-        except checkpoint.CheckpointError as exc:  # not retried: the instance's copy is the same
-            aside = checkpoint.set_aside(incoming / name, into=local)
+            checkpoint_integrity.verify(incoming / name)
+        except (
+            checkpoint_integrity.CheckpointError
+        ) as exc:  # not retried: the instance's copy is the same
+            aside = checkpoint_integrity.set_aside(incoming / name, into=local)
             self.runner.logger.warning(
                 f"{self._label()}: copy of {d}/{name} set aside as {aside.name}: {exc}"
             )
@@ -214,9 +218,11 @@ class CheckpointCopies:
             self.refused[d] = step
             return False
         os.replace(incoming / name, local / name)
-        os.replace(incoming / checkpoint.RUN_KEY_FILE, local / checkpoint.RUN_KEY_FILE)
+        os.replace(
+            incoming / checkpoint_integrity.RUN_KEY_FILE, local / checkpoint_integrity.RUN_KEY_FILE
+        )
         shutil.rmtree(incoming, ignore_errors=True)
-        for old in checkpoint.complete_checkpoints(local):
+        for old in checkpoint_integrity.complete_checkpoints(local):
             if step_of(old) != step:
                 shutil.rmtree(old, ignore_errors=True)
         self.copied[d] = step

@@ -9,8 +9,7 @@ import re
 import pytest
 from helpers import bridge_config
 
-from ablate.bridge import grid
-from ablate.bridge import study as layout
+from ablate.bridge import grid, layout
 from ablate.core.config import ConfigError
 
 

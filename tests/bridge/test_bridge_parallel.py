@@ -212,8 +212,8 @@ def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, 
     """torchrun, 2 processes: killed in step 3 after the checkpoint of step 2 (one RNG file per
     process), the rerun resumes at step 2 in both and ends with the uninterrupted run's losses and
     translator."""
-    from ablate.core import checkpoint
-    from ablate.core.training import checkpointing
+    from ablate.core import checkpoint_integrity
+    from ablate.core.training import saving
 
     params = {**EXACT, "batch_size": 2, "eval_every": 2}
     path = os.pathsep.join(
@@ -233,9 +233,11 @@ def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, 
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     r = torchrun("run", call="ddp_killed:train_entry_killed_in", kill_in=3)
     assert r.returncode != 0
-    (ckpt,) = checkpoint.complete_checkpoints(tmp_path / "run" / checkpoint.CHECKPOINTS_DIR)
+    (ckpt,) = checkpoint_integrity.complete_checkpoints(
+        tmp_path / "run" / checkpoint_integrity.CHECKPOINTS_DIR
+    )
     assert ckpt.name == "checkpoint-2"
-    names = {checkpointing.WEIGHTS, checkpointing.EVALUATION, "rng_state_0.pth", "rng_state_1.pth"}
+    names = {saving.WEIGHTS, saving.EVALUATION, "rng_state_0.pth", "rng_state_1.pth"}
     assert {p.name for p in ckpt.iterdir()} >= names
     r = torchrun("run")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -250,4 +252,4 @@ def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, 
     t2 = tr.load(tmp_path / "run" / "translator").state_dict()
     for k in t1:
         torch.testing.assert_close(t2[k], t1[k], rtol=1e-5, atol=1e-6)
-    assert not (tmp_path / "run" / checkpoint.CHECKPOINTS_DIR).exists()
+    assert not (tmp_path / "run" / checkpoint_integrity.CHECKPOINTS_DIR).exists()

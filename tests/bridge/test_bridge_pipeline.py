@@ -163,8 +163,7 @@ def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
 def test_seed_study_computes_each_frozen_state_once(fresh):
     """config/latentwire.yaml: one bridge_source_states / bridge_teacher_states job per key
     (layout.jobs' list), and every training run sharing a key reads that job's outputs."""
-    from ablate.bridge import grid
-    from ablate.bridge import study as layout
+    from ablate.bridge import grid, layout
     from ablate.core import planner
 
     config = planner.load_config(ROOT / "config" / "latentwire.yaml")

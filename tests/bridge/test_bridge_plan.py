@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ablate.bridge import cost, grid
-from ablate.bridge import study as layout
+from ablate.bridge import cost, grid, layout
 from ablate.bridge.infer import BASELINES
 from ablate.core import planner
 from ablate.core.config import schema_path

@@ -11,8 +11,7 @@ import pytest
 from helpers import BRIDGE_ENTRIES as ENTRIES
 from helpers import bridge_config, run_summary
 
-from ablate.bridge import claims, grid, tables
-from ablate.bridge import study as layout
+from ablate.bridge import claims, grid, layout, tables
 from ablate.core import io
 from ablate.core.config import ConfigError
 

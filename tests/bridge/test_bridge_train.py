@@ -13,12 +13,12 @@ from bridge_fixtures import MICRO_PARAMS
 from ablate.bridge import evaluate, infer, train, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge.pair import load_pair
-from ablate.core import checkpoint
+from ablate.core import checkpoint_integrity
 
 
 def test_train_entry_writes_every_output(bridge_entry):
     out, summary = bridge_entry
-    checkpoint.verify(out / "translator")
+    checkpoint_integrity.verify(out / "translator")
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["run_id"] == "micro-0001" == summary["run_id"]
     steps = [c["step"] for c in on_disk["curve"]]
@@ -267,7 +267,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     checkpoints are gone once the run finished."""
     from ablate.bridge import translator
     from ablate.bridge.pair import Pair
-    from ablate.core.training import checkpointing
+    from ablate.core.training import saving
 
     params = {**MICRO_PARAMS, "steps": 6, "early_stopping": False, "log_every": 1}
 
@@ -287,16 +287,19 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run(out)
-    ckpts = checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR)
+    ckpts = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
     assert [c.name for c in ckpts] == ["checkpoint-4"]  # the older one went once 4 was complete
-    names = {checkpointing.WEIGHTS, checkpointing.EVALUATION, checkpointing.LOOP_STATE}
+    names = {saving.WEIGHTS, saving.EVALUATION, saving.LOOP_STATE}
     assert {p.name for p in ckpts[0].iterdir()} >= names | {"rng_state.pth"}
-    (out / checkpoint.CHECKPOINTS_DIR / "checkpoint-6").mkdir()  # cut off mid-save: ignored
+    (
+        out / checkpoint_integrity.CHECKPOINTS_DIR / "checkpoint-6"
+    ).mkdir()  # cut off mid-save: ignored
     monkeypatch.setattr(Pair, "loss", loss_once)
     capsys.readouterr()
     s = run(out)
-    assert f"resuming from {out / checkpoint.CHECKPOINTS_DIR / 'checkpoint-4'} (step 4)" in (
-        capsys.readouterr().out
+    assert (
+        f"resuming from {out / checkpoint_integrity.CHECKPOINTS_DIR / 'checkpoint-4'} (step 4)"
+        in (capsys.readouterr().out)
     )
     assert s["resumed_from_step"] == 4 and s["steps_done"] == 6
     # the record names both segments of the training (where each ran), not the last alone
@@ -308,7 +311,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     want = translator.load(tmp_path / "ref" / "translator").state_dict()
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
-    assert not (out / checkpoint.CHECKPOINTS_DIR).exists()
+    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
 
 
 def test_a_signal_while_the_outputs_are_written_keeps_the_training(
@@ -347,9 +350,9 @@ def test_a_signal_while_the_outputs_are_written_keeps_the_training(
         signal.signal(signal.SIGTERM, before)
     monkeypatch.setattr(translator, "save", save)
     assert "[interrupt] SIGTERM came while the outputs were written" in capsys.readouterr().out
-    checkpoint.verify(out / "translator")
+    checkpoint_integrity.verify(out / "translator")
     assert json.loads((out / "summary.json").read_text())["steps_done"] == 4
-    kept = checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR)
+    kept = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
     assert [c.name for c in kept] == ["checkpoint-4"]
     trained = translator.load(out / "translator").state_dict()
     for name in ("translator", "samples.parquet", "summary.json"):  # as Snakemake deletes them
@@ -358,4 +361,4 @@ def test_a_signal_while_the_outputs_are_written_keeps_the_training(
     assert again["resumed_from_step"] == 4 and again["curve"] == first["curve"]
     got = translator.load(out / "translator").state_dict()
     assert all(torch.equal(got[k], trained[k]) for k in trained)
-    assert not (out / checkpoint.CHECKPOINTS_DIR).exists()
+    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()

@@ -25,7 +25,7 @@ from conftest import (
 )
 from helpers import FAST, no_leak, synthetic_rows, weights
 
-from ablate.core import checkpoint, spend
+from ablate.core import checkpoint_integrity, spend
 from ablate.mask.training.run import FinetuneSpec, finetune
 from snakemake_executor_plugin_ablate_vast.spend import SpendMeter
 
@@ -101,7 +101,7 @@ def run_and_end_first_instance(
     log = wd / "snakemake.log"
     try:
         copied = wait_for(
-            lambda: checkpoint.complete_checkpoints(wd / CKPTS),
+            lambda: checkpoint_integrity.complete_checkpoints(wd / CKPTS),
             "a checkpoint copied to the submit host",
             300,
             proc,

@@ -11,15 +11,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ablate.core import checkpoint
-from ablate.core.training import checkpointing
+from ablate.core import checkpoint_integrity
+from ablate.core.training import saving
 from ablate.core.training.loop import State
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 
 
 def _run(ckpts: Path) -> SimpleNamespace:
-    """What :func:`checkpointing.save` reads of a one-process run."""
+    """What :func:`saving.save` reads of a one-process run."""
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     net(torch.ones(1, 3)).sum().backward()
@@ -31,13 +31,13 @@ def _run(ckpts: Path) -> SimpleNamespace:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("name", [checkpointing.OPTIMIZER, checkpointing.SCHEDULER])
+@pytest.mark.parametrize("name", [saving.OPTIMIZER, saving.SCHEDULER])
 def test_a_full_disk_during_a_checkpoint_save_is_named(tmp_path, name):
     ckpt = tmp_path / "checkpoints" / "checkpoint-2"
     ckpt.mkdir(parents=True)
     (ckpt / name).symlink_to("/dev/full")
-    with pytest.raises(checkpoint.CheckpointError) as failed:
-        checkpointing.save(_run(tmp_path / "checkpoints"))
+    with pytest.raises(checkpoint_integrity.CheckpointError) as failed:
+        saving.save(_run(tmp_path / "checkpoints"))
     message = str(failed.value)
     assert message.startswith(
         f"saving checkpoint-2 failed: no space left on the disk holding {ckpt} ("
@@ -46,4 +46,4 @@ def test_a_full_disk_during_a_checkpoint_save_is_named(tmp_path, name):
         "free space there or move the results to a larger disk, then rerun"
     )
     assert "\n" not in message and "unexpected pos" not in message
-    assert not (ckpt / checkpoint.CHECKPOINT_MARKER).exists()  # never resumed from
+    assert not (ckpt / checkpoint_integrity.CHECKPOINT_MARKER).exists()  # never resumed from

@@ -11,7 +11,7 @@ from helpers import CLAIMS_CFG as CFG
 from ablate.core import claims as C
 from ablate.core.config import ConfigError, subschema
 from ablate.mask import claims as mask_claims
-from ablate.mask.study import claims_evaluations, resolve_claims, resolve_variants
+from ablate.mask.variants import claims_evaluations, resolve_claims, resolve_variants
 
 
 def samples(values, name, source=None):

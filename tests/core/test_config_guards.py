@@ -158,16 +158,16 @@ def test_eval_size_that_leaves_no_training_row_is_refused(tmp_path):
     """Against the embedded data's size, and the rows of a local .jsonl (blank lines are no rows,
     as sft_data reads them); a variant's own eval_size is named where it is set; a hub dataset's
     rows are unknown before the download."""
-    from ablate.mask import study
+    from ablate.mask import variants as mask_variants
 
     variants = {"3A": {"stage": 3, "policy": "causal"}, "3B": {"stage": 3, "policy": "causal"}}
     embedded = {"source": "embedded", "embedded": {"sft_pairs": 1600}}
     for ok in (0, 1599):
         cfg = finetune_config(embedded, variants, {"eval_size": ok, "seed": 0})
-        study.check_eval_sizes(cfg, study.variants_of(cfg))
+        mask_variants.check_eval_sizes(cfg, mask_variants.variants_of(cfg))
     cfg = finetune_config(embedded, variants, {"eval_size": 100000, "seed": 0})
     with pytest.raises(ConfigError) as info:
-        study.check_eval_sizes(cfg, study.variants_of(cfg))
+        mask_variants.check_eval_sizes(cfg, mask_variants.variants_of(cfg))
     assert str(info.value) == (
         "invalid config at mask.finetune.defaults.eval_size: 100000 held-out rows leave none to "
         "train on: the SFT data has 1600 (mask.data.embedded.sft_pairs); set it below 1600"
@@ -179,10 +179,10 @@ def test_eval_size_that_leaves_no_training_row_is_refused(tmp_path):
     cfg = finetune_config(local, {**variants, "3B": {**variants["3B"], "eval_size": 5}}, {})
     cfg["mask"]["finetune"]["defaults"] = {"eval_size": 4, "seed": 0}
     with pytest.raises(ConfigError, match=r"variants\.3B\.eval_size: 5 held-out rows .* has 5 "):
-        study.check_eval_sizes(cfg, study.variants_of(cfg))
+        mask_variants.check_eval_sizes(cfg, mask_variants.variants_of(cfg))
     hub = finetune_config({"source": "hub", "sft": "yahma/alpaca-cleaned"}, variants, {})
     hub["mask"]["finetune"]["defaults"] = {"eval_size": 10**9, "seed": 0}
-    study.check_eval_sizes(hub, study.variants_of(hub))
+    mask_variants.check_eval_sizes(hub, mask_variants.variants_of(hub))
 
 
 def test_eval_size_over_the_data_fails_the_dry_run(workflow_copy):  # noqa: F811

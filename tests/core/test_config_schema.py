@@ -436,7 +436,7 @@ def test_config_readme_documents_every_schema_key():
 
 
 def test_policies_restated_in_the_schema_match_the_library():
-    """The schema lists the policies as an enum; the rules import them from ablate.mask.study."""
+    """The schema lists the policies as an enum; the rules import them from ablate.mask.policies."""
     from ablate.mask.masks import POLICIES
 
     assert schema_defs()["policy"]["enum"] == list(POLICIES)

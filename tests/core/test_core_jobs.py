@@ -1,4 +1,4 @@
-"""One job type and one study protocol (ablate.core.jobs): every registered study satisfies the
+"""One job type and the study parts (ablate.core.jobs): every registered study satisfies the
 protocol, returns core Jobs the rules, STATUS and the planner read, and STATUS decides a bridge
 job done / stale (the changed key named) / to run from its Job alone."""
 
@@ -26,7 +26,7 @@ def config_of(name: str = "config/config.yaml") -> dict:
 
 @pytest.mark.parametrize("study", sorted(studies.STUDIES))
 def test_every_study_follows_the_protocol(study):
-    """Each part of a registered study has the protocol's names; its job list is core Jobs with
+    """Each part of a registered study has its part's names; its job list is core Jobs with
     unique names, paths under the results folder, upstream names of its own jobs, and targets
     that are outputs of its jobs."""
     for part, protocol in PROTOCOL.items():

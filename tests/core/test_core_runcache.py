@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ablate.core import io, provenance, runcache, runs
+from ablate.core import io, provenance, results_trees, runcache
 from ablate.core.io import write_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,7 +116,7 @@ def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
     run_id = json.loads(record.read_text())["provenance"]["run_id"]
     assert io.history_path(record, run_id).read_text() == record.read_text()
     (tmp_path / "clone2/logs").mkdir()  # a results tree: its jobs' logs and records
-    assert [t.path for t in runs.find_trees(tmp_path / "clone2")] == [tmp_path / "clone2"]
+    assert [t.path for t in results_trees.find_trees(tmp_path / "clone2")] == [tmp_path / "clone2"]
 
 
 @pytest.mark.parametrize(
@@ -298,14 +298,14 @@ def test_the_key_covers_every_distribution_a_job_can_import():
 def test_a_corrupt_checkpoint_input_is_refused_as_the_job_refuses_it(tmp_path):
     """The key reads a checkpoint input's hashes from its manifest (sizes checked): a same-size
     corruption kept the key and was restored over; the job itself fails on it."""
-    from ablate.core import checkpoint
+    from ablate.core import checkpoint_integrity
 
     cache = tmp_path / "cache"
     job = make_job(tmp_path / "w", cache)
     model = tmp_path / "w" / "in" / "final"
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"weights" * 100)
-    checkpoint.write_manifest(model)
+    checkpoint_integrity.write_manifest(model)
     job.input.append(str(model))
     run(job)
     restored, _ = run(job)
@@ -313,10 +313,10 @@ def test_a_corrupt_checkpoint_input_is_refused_as_the_job_refuses_it(tmp_path):
     data = (model / "model.safetensors").read_bytes()
     (model / "model.safetensors").write_bytes(data[:-1] + b"X")  # same size
     assert parts_of(job) == runcache.JobCache(job).parts  # the key did not change
-    with pytest.raises(checkpoint.CheckpointError) as job_error:
-        checkpoint.check_before_load(model)
+    with pytest.raises(checkpoint_integrity.CheckpointError) as job_error:
+        checkpoint_integrity.check_before_load(model)
     summary = Path(job.output[1]).read_text()
-    with pytest.raises(checkpoint.CheckpointError) as cache_error:
+    with pytest.raises(checkpoint_integrity.CheckpointError) as cache_error:
         runcache.JobCache(job).restored()
     assert str(cache_error.value) == str(job_error.value)
     assert "does not match its recorded sha256 (altered)" in str(cache_error.value)

@@ -47,17 +47,17 @@ def fields(cls) -> set[str]:
 
 
 def test_specs_are_named_as_their_config_slices():
-    """The mask's specs: a field per key of the job's slice (the finetune's, ablate.mask.study;
+    """The mask's specs: a field per key of the job's slice (the finetune's, ablate.mask.layout;
     the evaluation's and the probe's, their config nodes), besides a command line's own."""
-    from ablate.mask import study
+    from ablate.mask import layout
     from ablate.mask.evaluation import EvalSpec
     from ablate.mask.leakage import PROBE_KEYS, ProbeSpec
     from ablate.mask.training.run import FinetuneSpec
 
     variant = {"stage": 3, "policy": "causal", "allow_leakage": False, "params": {}}
-    assert fields(FinetuneSpec) == set(study.finetune_slice("3A", variant))
+    assert fields(FinetuneSpec) == set(layout.finetune_slice("3A", variant))
     node = "properties/mask/properties/"
-    # the evaluation's slice: mask.eval, and for hub tasks their pinned datasets (study.eval_slice)
+    # the evaluation's slice: mask.eval, and for hub tasks their pinned datasets (layout.eval_slice)
     evals = set(subschema(node + "eval")["properties"]) | {"datasets"}
     assert fields(EvalSpec) - {"device"} == evals
     assert set(PROBE_KEYS) == set(subschema(node + "leakage")["properties"])

@@ -12,12 +12,12 @@ import pytest
 import torch
 from helpers import FAMILY_OVERLAYS
 
-from ablate.core import checkpoint, phases, planner, provenance
-from ablate.core.checkpoint import CheckpointError
+from ablate.core import checkpoint_integrity, phases, planner, provenance
+from ablate.core.checkpoint_integrity import CheckpointError
 from ablate.core.planner.inputs import Reference
 from ablate.core.planner.overheads import disk_need_mb
 from ablate.core.planner.params import count_params, params_of_hub_model
-from ablate.mask import study
+from ablate.mask import variants as mask_variants
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training.gate import resolve_params
 
@@ -46,24 +46,26 @@ def _checkpoint(tmp_path: Path) -> Path:
         for i in range(3):  # several files: hashed in parallel
             (tmp / f"shard-{i}.bin").write_bytes(os.urandom(1 << 16))
         (tmp / "config.json").write_text("{}")
-        return checkpoint.FORMAT_SAVE_PRETRAINED
+        return checkpoint_integrity.FORMAT_SAVE_PRETRAINED
 
-    return Path(checkpoint.write_final(tmp_path / "ft", save)["path"])
+    return Path(checkpoint_integrity.write_final(tmp_path / "ft", save)["path"])
 
 
 def test_pending_verify_raises_at_result_what_verify_raises(tmp_path):
     final = _checkpoint(tmp_path)
-    assert checkpoint.PendingVerify(final).result() == checkpoint.verify(final)
+    assert checkpoint_integrity.PendingVerify(final).result() == checkpoint_integrity.verify(final)
     shard = final / "shard-1.bin"
     data = bytearray(shard.read_bytes())
     data[-5] ^= 0xFF  # same size: only the hash can tell
     shard.write_bytes(bytes(data))
-    pending = checkpoint.start_check_before_load(final)  # the layout is fine: no error yet
+    pending = checkpoint_integrity.start_check_before_load(
+        final
+    )  # the layout is fine: no error yet
     with pytest.raises(CheckpointError, match=r"shard-1\.bin does not match its recorded sha256"):
         pending.result()
     shard.write_bytes(b"short")  # a size change fails at once, before any load starts
     with pytest.raises(CheckpointError, match=r"shard-1\.bin has 5 bytes"):
-        checkpoint.start_check_before_load(final)
+        checkpoint_integrity.start_check_before_load(final)
 
 
 def test_fingerprint_of_a_checkpoint_comes_from_its_manifest(tmp_path, monkeypatch):
@@ -72,10 +74,10 @@ def test_fingerprint_of_a_checkpoint_comes_from_its_manifest(tmp_path, monkeypat
     # the same list of (name, sha256) as hashing the files, without reading them again
     plain = tmp_path / "plain"
     plain.mkdir()
-    for rel in checkpoint.verify(final)["files"]:
+    for rel in checkpoint_integrity.verify(final)["files"]:
         (plain / rel).write_bytes((final / rel).read_bytes())
     assert provenance.fingerprint_path(plain) == read_twice
-    monkeypatch.setattr(checkpoint, "sha256_file", lambda p: pytest.fail(f"rehashed {p}"))
+    monkeypatch.setattr(checkpoint_integrity, "sha256_file", lambda p: pytest.fail(f"rehashed {p}"))
     assert provenance.fingerprint_path(final) == read_twice
     (final / "extra.bin").write_bytes(b"x")  # a file the manifest does not list: refused
     with pytest.raises(CheckpointError, match="not in its manifest"):
@@ -101,7 +103,7 @@ def test_gpu_configs_request_the_disk_a_finetune_writes(name, size):
         n = params_of_hub_model(m["path"], m.get("revision"), ref.models, ref.path)[0]
     assert n == pytest.approx(size, rel=1e-3)
     have = config["mask"]["resources"]["finetune"]["disk_mb"]
-    for v, spec in study.variants_of(config).items():
+    for v, spec in mask_variants.variants_of(config).items():
         need = disk_need_mb(n, resolve_params(spec["params"], "finetune"))
         assert have >= need, f"{name}: finetune {v} writes up to {need:.0f} MB, disk_mb {have}"
 

@@ -884,7 +884,7 @@ def test_finetune_tokens_from_recorded_pair_lengths(tmp_path):
     ft = row(t, "1x H100 SXM", "finetune/3B")
     assert ft["tokens"] == 1200 * 16 * mean and "sft_lengths.yahma" in ft["tokens_source"]
     assert "packed into 1 row(s)" in ft["tokens_source"]
-    record = tmp_path / mask_plan.study.path(config, "finetune_summary", variant="3A")
+    record = tmp_path / mask_plan.layout.path(config, "finetune_summary", variant="3A")
     record.parent.mkdir(parents=True)
     lengths = {"n": 5, "mean": 100.0, "max_seq_len": 1024}
     record.write_text(json.dumps({"lengths": lengths}))

@@ -7,21 +7,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ablate.core import checkpoint, resume
+from ablate.core import checkpoint_integrity, resume
 
 
 def _saved_run(tmp_path: Path) -> Path:
-    ckpts = tmp_path / checkpoint.CHECKPOINTS_DIR
+    ckpts = tmp_path / checkpoint_integrity.CHECKPOINTS_DIR
     assert resume.prepare_resume(ckpts, {"kind": "t"}) is None  # the first run's look
     ckpt = ckpts / "checkpoint-1"
     ckpt.mkdir()
     (ckpt / "model.safetensors").write_bytes(b"weights")
-    checkpoint.mark_complete(ckpt, 1, checkpoint.FORMAT_SAVE_PRETRAINED)
+    checkpoint_integrity.mark_complete(ckpt, 1, checkpoint_integrity.FORMAT_SAVE_PRETRAINED)
     return ckpts
 
 
 def _edit_key(ckpts: Path, edit) -> None:
-    key_file = ckpts / checkpoint.RUN_KEY_FILE
+    key_file = ckpts / checkpoint_integrity.RUN_KEY_FILE
     key = json.loads(key_file.read_text())
     edit(key["code"])
     key_file.write_text(json.dumps(key))
@@ -30,11 +30,11 @@ def _edit_key(ckpts: Path, edit) -> None:
 def test_an_edited_module_of_the_run_starts_it_fresh_and_is_named(tmp_path, capfd):
     ckpts = _saved_run(tmp_path)
     assert resume.prepare_resume(ckpts, {"kind": "t"}) == ckpts / "checkpoint-1"
-    _edit_key(ckpts, lambda code: code.update({"ablate.core.checkpoint": "0" * 64}))
+    _edit_key(ckpts, lambda code: code.update({"ablate.core.checkpoint_integrity": "0" * 64}))
     capfd.readouterr()
     assert resume.prepare_resume(ckpts, {"kind": "t"}) is None
     assert (
-        f"[resume] {ckpts} were trained by other code (ablate.core.checkpoint changed): "
+        f"[resume] {ckpts} were trained by other code (ablate.core.checkpoint_integrity changed): "
         "starting fresh" in capfd.readouterr().err
     )
 

@@ -16,7 +16,7 @@ import pytest
 from helpers import FAST
 from sharded_setup import finetune_kwargs, process_path
 
-from ablate.core import checkpoint, parallel
+from ablate.core import checkpoint_integrity, parallel
 from ablate.mask.training.run import finetune
 
 PARAMS = {
@@ -41,7 +41,7 @@ def processes(n: int, kwargs: dict, out: Path, log: Path) -> dict:
             threads=1,
             log=f,
         )
-    return json.loads((out / checkpoint.SUMMARY_NAME).read_text())
+    return json.loads((out / checkpoint_integrity.SUMMARY_NAME).read_text())
 
 
 def two_processes(kwargs: dict, out: Path, log: Path) -> dict:
@@ -49,9 +49,9 @@ def two_processes(kwargs: dict, out: Path, log: Path) -> dict:
 
 
 def killed_after_step_1(out: Path) -> None:
-    shutil.rmtree(out / checkpoint.CHECKPOINTS_DIR / "checkpoint-2")
+    shutil.rmtree(out / checkpoint_integrity.CHECKPOINTS_DIR / "checkpoint-2")
     shutil.rmtree(out / "final")
-    (out / checkpoint.SUMMARY_NAME).unlink()
+    (out / checkpoint_integrity.SUMMARY_NAME).unlink()
 
 
 @pytest.mark.slow
@@ -68,9 +68,9 @@ def test_checkpoints_of_one_process_and_of_two_start_fresh_in_the_other(
     assert 'belong to another configuration (checkpoint_layout "whole" -> "sharded")' in log
     assert summary["resumed_from_step"] is None and summary["steps_done"] == 2
     marker = json.loads(
-        (out / "checkpoints/checkpoint-1" / checkpoint.CHECKPOINT_MARKER).read_text()
+        (out / "checkpoints/checkpoint-1" / checkpoint_integrity.CHECKPOINT_MARKER).read_text()
     )
-    assert marker["format"] == checkpoint.FORMAT_SHARDED
+    assert marker["format"] == checkpoint_integrity.FORMAT_SHARDED
 
     killed_after_step_1(out)
     capfd.readouterr()
@@ -112,7 +112,7 @@ def test_sharded_masters_resume_on_another_process_count(tiny_model_dir, tmp_pat
     processes(2, kwargs, out, tmp_path / "two.log")
     assert "2 processes, sharded_masters" in (tmp_path / "two.log").read_text()
     marker = json.loads(
-        (out / "checkpoints/checkpoint-1" / checkpoint.CHECKPOINT_MARKER).read_text()
+        (out / "checkpoints/checkpoint-1" / checkpoint_integrity.CHECKPOINT_MARKER).read_text()
     )
     assert marker["format"] == "whole"
     killed_after_step_1(out)

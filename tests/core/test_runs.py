@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from ablate import cli
-from ablate.bridge import study as bridge_layout
-from ablate.core import runs
-from ablate.core.checkpoint import MANIFEST_NAME
+from ablate.bridge import layout as bridge_layout
+from ablate.core import results_trees, runs
+from ablate.core.checkpoint_integrity import MANIFEST_NAME
 from ablate.core.io import write_json
 from ablate.core.runcache import MANIFEST
-from ablate.mask import study as mask_layout
+from ablate.mask import layout as mask_layout
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL = "eval/base/causal/metrics.json"
@@ -101,10 +101,10 @@ def test_records_found_where_a_run_writes_them(tmp_path):
     # a folder without logs/ is no results tree: its records are its parent's
     record(tmp_path / "elsewhere", "a.json", {"y": 1})
     (tmp_path / "elsewhere/logs").rmdir()
-    (trees,) = [t for t in runs.find_trees(tmp_path) if t.path == tree]
+    (trees,) = [t for t in results_trees.find_trees(tmp_path) if t.path == tree]
     assert sorted(trees.records) == [EVAL, "finetune/3A/summary.json"]
-    assert [t.path for t in runs.find_trees(tmp_path)] == [tree]
-    assert runs.newest(trees) == "2026-11-26T11:00:00+0000"
+    assert [t.path for t in results_trees.find_trees(tmp_path)] == [tree]
+    assert results_trees.newest(trees) == "2026-11-26T11:00:00+0000"
 
 
 def test_headline_numbers_and_claim_verdicts(tmp_path):
@@ -262,18 +262,18 @@ def test_start_warning_names_another_configurations_records(tmp_path, monkeypatc
     record(Path("results/other"), EVAL, EVAL_SLICE)
     outputs = [f"results/{EVAL}", "results/bridge/runs/x"]
     both = ["mask", "bridge"]
-    assert runs.mixed_warning("results", outputs, both) is None
+    assert results_trees.mixed_warning("results", outputs, both) is None
     for seed in (6, 7, 8, 9):
         record(Path("results"), f"finetune/3A-s{seed}/summary.json", {"seed": seed})
     # a run of the bridge study alone reads and replaces none of the mask study's files
-    assert runs.mixed_warning("results", ["results/bridge/runs/x"], ["bridge"]) is None
-    msg = runs.mixed_warning("results", outputs, both)
+    assert results_trees.mixed_warning("results", ["results/bridge/runs/x"], ["bridge"]) is None
+    msg = results_trees.mixed_warning("results", outputs, both)
     assert msg.startswith(
         "warning: results/ holds 4 records no job of this configuration writes "
         "(finetune/3A-s6/summary.json, finetune/3A-s7/summary.json, "
         "finetune/3A-s8/summary.json, ...): another configuration wrote into"
     )
-    assert "\n" not in msg and runs.mixed_warning("nothing-here", outputs, both) is None
+    assert "\n" not in msg and results_trees.mixed_warning("nothing-here", outputs, both) is None
 
 
 def test_report_page_shows_this_runs_tree_as_base_and_mixed(tmp_path, monkeypatch):

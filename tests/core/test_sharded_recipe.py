@@ -19,9 +19,9 @@ import safetensors.torch
 from helpers import FAST, weights
 from sharded_setup import finetune_kwargs, process_path
 
-from ablate.core import checkpoint, parallel
+from ablate.core import checkpoint_integrity, parallel
 from ablate.core.modeling import load_causal_lm
-from ablate.core.training import checkpointing
+from ablate.core.training import saving
 from ablate.mask.training.run import FinetuneSpec, finetune
 
 #: fp32 on CPU (bf16 "auto" is off there): N processes sum the same per-token losses and
@@ -92,8 +92,8 @@ def _checkpoint_weights(run: Path, step: int) -> dict:
     """The weights of ``run``'s checkpoint at ``step`` (its ``model.safetensors``), read into the
     model of its final folder: the weights as :func:`weights` reads the final ones."""
     model = load_causal_lm(run / "final")
-    ckpt = run / checkpoint.CHECKPOINTS_DIR / f"checkpoint-{step}"
-    safetensors.torch.load_model(model, str(ckpt / checkpointing.WEIGHTS))
+    ckpt = run / checkpoint_integrity.CHECKPOINTS_DIR / f"checkpoint-{step}"
+    safetensors.torch.load_model(model, str(ckpt / saving.WEIGHTS))
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 

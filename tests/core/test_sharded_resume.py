@@ -17,8 +17,8 @@ import torch
 from helpers import FAST, weights
 from sharded_setup import finetune_kwargs, process_path
 
-from ablate.core import checkpoint, parallel
-from ablate.core.training import checkpointing, sharding
+from ablate.core import checkpoint_integrity, parallel
+from ablate.core.training import saving, sharding
 
 PARAMS = {
     **FAST,
@@ -67,19 +67,19 @@ def uninterrupted(tiny_model_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_sharded_run_resumes_exactly(uninterrupted, tmp_path):
     kwargs, ref_out, reference, ref_weights = uninterrupted
-    ckpt2 = ref_out / checkpoint.CHECKPOINTS_DIR / "checkpoint-2"
-    marker = json.loads((ckpt2 / checkpoint.CHECKPOINT_MARKER).read_text())
-    assert marker["format"] == checkpoint.FORMAT_SHARDED
+    ckpt2 = ref_out / checkpoint_integrity.CHECKPOINTS_DIR / "checkpoint-2"
+    marker = json.loads((ckpt2 / checkpoint_integrity.CHECKPOINT_MARKER).read_text())
+    assert marker["format"] == checkpoint_integrity.FORMAT_SHARDED
     assert (ckpt2 / sharding.SHARDS_DIR / ".metadata").is_file()
     assert {p.name for p in ckpt2.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
     # the schedule's position and the loop's state (step, tokens, log history): written once
-    assert all((ckpt2 / f).is_file() for f in (checkpointing.SCHEDULER, checkpointing.LOOP_STATE))
-    assert checkpointing.load_state(ckpt2)["step"] == 2
+    assert all((ckpt2 / f).is_file() for f in (saving.SCHEDULER, saving.LOOP_STATE))
+    assert saving.load_state(ckpt2)["step"] == 2
 
     # as if killed after checkpoint-2: the later checkpoint, the final weights, the summary lost
     out = tmp_path / "run"
     shutil.copytree(ref_out, out)
-    shutil.rmtree(out / checkpoint.CHECKPOINTS_DIR / "checkpoint-4")
+    shutil.rmtree(out / checkpoint_integrity.CHECKPOINTS_DIR / "checkpoint-4")
     shutil.rmtree(out / "final")
     (out / "summary.json").unlink()
     resumed = _launch(kwargs, out, tmp_path / "resumed.log")
@@ -102,7 +102,7 @@ def test_signal_to_one_process_stops_both_at_one_step(uninterrupted, tmp_path):
     assert "training stopped by SIGTERM after step 3" in log  # process 1
     assert "training stopped by another process's signal after step 3" in log  # process 0
     assert not (out / "summary.json").exists()
-    done = checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR)
+    done = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
     assert [d.name for d in done] == ["checkpoint-2", "checkpoint-3"]
 
     resumed = _launch(kwargs, out, tmp_path / "resumed.log")

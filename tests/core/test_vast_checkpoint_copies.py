@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint_integrity
 from snakemake_executor_plugin_ablate_vast import checkpoints as copies
 
 
@@ -51,8 +51,8 @@ def _checkpoint(ckpts: Path, step: int) -> Path:
     ckpt = ckpts / f"checkpoint-{step}"
     ckpt.mkdir(parents=True)
     (ckpt / "model.safetensors").write_bytes(bytes(range(256)) * 4)
-    checkpoint.mark_complete(ckpt, step, checkpoint.FORMAT_SAVE_PRETRAINED)
-    (ckpts / checkpoint.RUN_KEY_FILE).write_text("{}")
+    checkpoint_integrity.mark_complete(ckpt, step, checkpoint_integrity.FORMAT_SAVE_PRETRAINED)
+    (ckpts / checkpoint_integrity.RUN_KEY_FILE).write_text("{}")
     return ckpt
 
 
@@ -82,7 +82,7 @@ def test_the_shipping_mkdir_keeps_a_folder_with_a_space_or_semicolon_one_path(
 ):
     monkeypatch.chdir(tmp_path)
     folder = "results/a b;touch pwned"
-    _checkpoint(Path(folder) / checkpoint.CHECKPOINTS_DIR, 2)
+    _checkpoint(Path(folder) / checkpoint_integrity.CHECKPOINTS_DIR, 2)
     shipped = copies.CheckpointCopies(_runner(folder)).ship_newest()
     assert shipped == {f"{folder}/checkpoints": 2}
     command = popen[0][0].argv[-1]
@@ -92,7 +92,7 @@ def test_the_shipping_mkdir_keeps_a_folder_with_a_space_or_semicolon_one_path(
 
 def test_a_damaged_copy_is_not_shipped_to_a_retry(tmp_path, monkeypatch, popen, caplog):
     monkeypatch.chdir(tmp_path)
-    ckpt = _checkpoint(Path("results/ft") / checkpoint.CHECKPOINTS_DIR, 2)
+    ckpt = _checkpoint(Path("results/ft") / checkpoint_integrity.CHECKPOINTS_DIR, 2)
     _flip_a_bit(ckpt)
     with caplog.at_level(logging.WARNING):
         assert copies.CheckpointCopies(_runner("results/ft")).ship_newest() == {}
@@ -113,11 +113,11 @@ def _tar_of(*paths: Path) -> bytes:
 def test_a_copy_coming_back_is_checked_against_its_manifest(
     tmp_path, monkeypatch, popen, caplog, damaged
 ):
-    remote = _checkpoint(tmp_path / "remote" / checkpoint.CHECKPOINTS_DIR, 4)
+    remote = _checkpoint(tmp_path / "remote" / checkpoint_integrity.CHECKPOINTS_DIR, 4)
     if damaged:
         _flip_a_bit(remote)
     monkeypatch.chdir(tmp_path)
-    popen[1]["out"] = _tar_of(remote, remote.parent / checkpoint.RUN_KEY_FILE)
+    popen[1]["out"] = _tar_of(remote, remote.parent / checkpoint_integrity.RUN_KEY_FILE)
     d = "results/ft/checkpoints"
     runner = _runner("results/ft")
     # the instance's answer to "which is your newest complete checkpoint"
@@ -131,7 +131,7 @@ def test_a_copy_coming_back_is_checked_against_its_manifest(
         assert not (local / "checkpoint-4").exists() and (local / "corrupt-checkpoint-4").is_dir()
         assert c.sync() == [] and len(popen[0]) == 1  # not fetched again at the next look
     else:
-        checkpoint.verify(local / "checkpoint-4")
+        checkpoint_integrity.verify(local / "checkpoint-4")
 
 
 @pytest.mark.parametrize(
@@ -141,10 +141,10 @@ def test_a_copy_with_an_unreadable_manifest_is_set_aside_and_the_older_one_shipp
     tmp_path, monkeypatch, popen, caplog, manifest
 ):
     monkeypatch.chdir(tmp_path)
-    ckpts = Path("results/ft") / checkpoint.CHECKPOINTS_DIR
+    ckpts = Path("results/ft") / checkpoint_integrity.CHECKPOINTS_DIR
     _checkpoint(ckpts, 1)
     newest = _checkpoint(ckpts, 2)
-    (newest / checkpoint.MANIFEST_NAME).write_text(manifest)
+    (newest / checkpoint_integrity.MANIFEST_NAME).write_text(manifest)
     with caplog.at_level(logging.WARNING):
         shipped = copies.CheckpointCopies(_runner("results/ft")).ship_newest()
     assert shipped == {str(ckpts): 1}

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.core import checkpoint
-from ablate.core.checkpoint import CheckpointError
+from ablate.core import checkpoint_integrity
+from ablate.core.checkpoint_integrity import CheckpointError
 from ablate.core.config import config_schema
 from ablate.core.modeling import ModelLoadError, load_causal_lm
-from ablate.mask import PREFIX_SDPA, study
+from ablate.mask import PREFIX_SDPA, policies
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def _copy_save(src: Path):
     def save(tmp: Path) -> str:
         for f in src.iterdir():
             shutil.copy(f, tmp / f.name)
-        return checkpoint.FORMAT_SAVE_PRETRAINED
+        return checkpoint_integrity.FORMAT_SAVE_PRETRAINED
 
     return save
 
@@ -63,13 +63,15 @@ def _copy_save(src: Path):
 @pytest.fixture()
 def written(tiny_model_dir, tmp_path) -> Path:
     """A final checkpoint written the way the pipeline writes one."""
-    info = checkpoint.write_final(tmp_path / "ft", _copy_save(tiny_model_dir), extra={"step": 1})
+    info = checkpoint_integrity.write_final(
+        tmp_path / "ft", _copy_save(tiny_model_dir), extra={"step": 1}
+    )
     return Path(info["path"])
 
 
 def test_pipeline_checkpoint_without_manifest_never_loads(written):
     load_causal_lm(written)  # whole: loads
-    (written / checkpoint.MANIFEST_NAME).unlink()
+    (written / checkpoint_integrity.MANIFEST_NAME).unlink()
     with pytest.raises(CheckpointError, match="has no checkpoint_manifest.json"):
         load_causal_lm(written)
 
@@ -79,8 +81,8 @@ def test_checkpoint_of_an_older_run_is_known_by_its_summary(tiny_model_dir, tmp_
     out = tmp_path / "ft"
     final = Path(shutil.copytree(tiny_model_dir, out / "final"))
     summary = {"kind": "finetune", "checkpoint": {"path": str(final), "format": "x"}}
-    (out / checkpoint.SUMMARY_NAME).write_text(json.dumps(summary))
-    assert checkpoint.written_here(final)
+    (out / checkpoint_integrity.SUMMARY_NAME).write_text(json.dumps(summary))
+    assert checkpoint_integrity.written_here(final)
     with pytest.raises(CheckpointError, match="has no checkpoint_manifest.json"):
         load_causal_lm(final)
 
@@ -90,35 +92,37 @@ def test_file_added_after_the_manifest_is_reported(written):
     with pytest.raises(
         CheckpointError, match=r"adapter_config\.json are not in its manifest \(added after"
     ):
-        checkpoint.verify(written)
+        checkpoint_integrity.verify(written)
     with pytest.raises(CheckpointError, match="not in its manifest"):
         load_causal_lm(written)
 
 
 def test_snakemake_timestamp_is_not_an_added_file(written):
     (written / ".snakemake_timestamp").touch()  # Snakemake's mtime file in directory() outputs
-    checkpoint.verify(written)
+    checkpoint_integrity.verify(written)
 
 
 def test_foreign_model_dir_still_loads(tiny_model_dir, tmp_path):
     foreign = Path(shutil.copytree(tiny_model_dir, tmp_path / "final"))
-    assert not checkpoint.written_here(foreign)
-    assert checkpoint.check_before_load(foreign) is None
+    assert not checkpoint_integrity.written_here(foreign)
+    assert checkpoint_integrity.check_before_load(foreign) is None
     load_causal_lm(foreign)
 
 
 def test_write_final_replaces_only_when_complete(tiny_model_dir, tmp_path):
-    first = checkpoint.write_final(tmp_path, _copy_save(tiny_model_dir), extra={"step": 1})
-    before = checkpoint.verify(first["path"])
+    first = checkpoint_integrity.write_final(
+        tmp_path, _copy_save(tiny_model_dir), extra={"step": 1}
+    )
+    before = checkpoint_integrity.verify(first["path"])
 
     def broken(tmp: Path) -> str:
         (tmp / "model.safetensors").write_bytes(b"\0" * 10)
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError):
-        checkpoint.write_final(tmp_path, broken)
-    assert checkpoint.verify(first["path"]) == before
-    assert before["step"] == 1 and before["format"] == checkpoint.FORMAT_SAVE_PRETRAINED
+        checkpoint_integrity.write_final(tmp_path, broken)
+    assert checkpoint_integrity.verify(first["path"]) == before
+    assert before["step"] == 1 and before["format"] == checkpoint_integrity.FORMAT_SAVE_PRETRAINED
 
 
 # ------------------------------------------------------------------ flex_attention on CPU
@@ -148,20 +152,20 @@ def test_pretrain_refuses_flex_attention_on_cpu(tmp_path):
 
 
 def test_policy_wording_is_one_fact():
-    """Each policy's one-line description is study.POLICY_DESCRIPTIONS; the schema, the user guide
+    """Each policy's one-line description is policies.POLICY_DESCRIPTIONS; the schema, the user guide
     and config/README quote it, and the misleading old wording ("no causal mask while the prompt is
     encoded", which reads as prefix_bidir) is gone from every place that names the policies."""
-    assert set(study.POLICY_DESCRIPTIONS) == set(study.POLICIES)
+    assert set(policies.POLICY_DESCRIPTIONS) == set(policies.POLICIES)
     described = config_schema()["$defs"]["policy"]["description"]
     guide = (ROOT / "docs/guide.md").read_text()
     config_readme = (ROOT / "config/README.md").read_text()
-    for policy, text in study.POLICY_DESCRIPTIONS.items():
+    for policy, text in policies.POLICY_DESCRIPTIONS.items():
         assert f"{policy}: {text}" in described, policy
         assert f"| `{policy}` | {text} |" in guide, policy
-    assert f"`prefill_bidir`: {study.POLICY_DESCRIPTIONS['prefill_bidir']}" in config_readme
-    assert "multi-token" in study.POLICY_DESCRIPTIONS["prefill_bidir"]
+    assert f"`prefill_bidir`: {policies.POLICY_DESCRIPTIONS['prefill_bidir']}" in config_readme
+    assert "multi-token" in policies.POLICY_DESCRIPTIONS["prefill_bidir"]
     for doc in ["README.md", "docs/guide.md", "config/README.md", "workflow/report/workflow.rst"]:
         text = (ROOT / doc).read_text()
         assert "while the prompt is encoded" not in text, doc
         assert "removes the causal mask during prefill" not in text, doc
-    assert study.policy_help().count(": ") >= len(study.POLICIES)
+    assert policies.policy_help().count(": ") >= len(policies.POLICIES)

@@ -94,7 +94,7 @@ def test_other_family_overlays_pass_the_parse_time_check_offline(name):
     'models:' entry (as in a dry run, where the hub is not asked), its family is proven, and
     every backend the study runs (the finetunes', the evaluations', the probe's) is one its
     audit covers (not flex_attention: the overlay sets sdpa_prefix_split)."""
-    from ablate.mask import study
+    from ablate.mask import variants as mask_variants
 
     path, model_type, _ = FAMILY_OVERLAYS[name]
     config = planner.load_config([ROOT / "config" / "ministral3b.yaml", ROOT / "config" / name])
@@ -103,7 +103,7 @@ def test_other_family_overlays_pass_the_parse_time_check_offline(name):
     found = families.read_model_config(path, None, models)
     assert found is not None and found[1] == f"'models:' entry of {path}"
     assert found[0]["model_type"] == model_type
-    backends = families.study_backends(study.variants_of(config))
+    backends = families.study_backends(mask_variants.variants_of(config))
     assert "flex_attention" not in backends
     families.check_study(config["mask"], backends, measurements=measurements)
     with pytest.raises(families.UnprovenFamilyError, match="'flex_attention'"):
@@ -124,10 +124,11 @@ def test_every_shipped_config_passes_the_parse_time_check(names):
     """What the workflow checks when it is parsed, on each shipped config: a backend a config
     asks for that its family's audit does not cover (Ministral-8B's mistral under the packed
     finetune's flex_attention, before flex was audited for mistral) stops its every dry run."""
-    from ablate.mask import models, study
+    from ablate.mask import models
+    from ablate.mask import variants as mask_variants
 
     config = planner.load_config([ROOT / "config" / n for n in names])
-    backends = families.study_backends(study.variants_of(config))
+    backends = families.study_backends(mask_variants.variants_of(config))
     for lm in models.names(config) or [None]:  # each model of a multi-model config
         families.check_study(
             models.model_config(config, lm)["mask"] if lm else config["mask"],

@@ -1,4 +1,4 @@
-"""The mask study's one job list (ablate.mask.study.jobs): the rules run exactly its jobs, with
+"""The mask study's one job list (ablate.mask.layout.jobs): the rules run exactly its jobs, with
 its output, log and benchmark paths; the planner and the recovery table read the same list."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from checkout import copy_checkout, snakemake
 from helpers import AGGREGATES, MASK_CONFIG_SETS, dry_run_jobs
 
 from ablate.core import planner
-from ablate.mask import study
+from ablate.mask import layout
 
 ROOT = Path(__file__).resolve().parents[2]
 #: every shipped config set as --configfile takes it: the two base configs, then the overlays
@@ -48,10 +48,10 @@ def test_the_rules_run_exactly_the_job_list(fresh, name):
         for j in dry_run_jobs(r.stdout)
         if j[0] not in AGGREGATES and not j[0].startswith("bridge_")
     ]
-    listed = [(j.rule, frozenset(j.outputs.values()), j.log) for j in study.jobs(config)]
+    listed = [(j.rule, frozenset(j.outputs.values()), j.log) for j in layout.jobs(config)]
     # the same jobs (counts per rule included), each with the job list's outputs and log
     assert collections.Counter(ran) == collections.Counter(listed)
-    assert len(ran) == len(listed) == len({j.name for j in study.jobs(config)})
+    assert len(ran) == len(listed) == len({j.name for j in layout.jobs(config)})
 
 
 @pytest.mark.parametrize("name", [*CONFIGS, *OVERLAYS])
@@ -59,7 +59,7 @@ def test_every_planned_job_is_a_job_of_the_list(name, monkeypatch):
     monkeypatch.chdir(ROOT)  # the measurements file is relative to the repository root
     """The planner forecasts the jobs with a kind, with the job list's record and benchmark."""
     config = config_of(name)
-    listed = {j.name: j for j in study.jobs(config) if j.kind}
+    listed = {j.name: j for j in layout.jobs(config) if j.kind}
     from ablate.core.planner.inputs import load_reference
     from ablate.mask.plan import study_plan
 
@@ -74,16 +74,16 @@ def test_every_planned_job_is_a_job_of_the_list(name, monkeypatch):
 
 def test_stages_of_the_evaluations():
     config = config_of("config/config.yaml")
-    stages = {j.name: j.stage for j in study.jobs(config) if j.rule == "eval_model"}
+    stages = {j.name: j.stage for j in layout.jobs(config) if j.rule == "eval_model"}
     assert stages == {
         "eval/base/causal": 1,
         "eval/base/prefill_bidir": 2,
         **{f"eval/{v}/{p}": 4 for v in ("3A", "3B") for p in ("causal", "prefill_bidir")},
         **{f"eval/5B/{p}": 5 for p in ("causal", "prefill_bidir")},
     }
-    finetunes = {j.name: j.stage for j in study.jobs(config) if j.rule == "finetune"}
+    finetunes = {j.name: j.stage for j in layout.jobs(config) if j.rule == "finetune"}
     assert finetunes == {"finetune/3A": 3, "finetune/3B": 3, "finetune/5B": 5}
-    labels = study.recovery_labels(study.jobs(config))
+    labels = layout.recovery_labels(layout.jobs(config))
     assert labels["results/eval/5B/causal/metrics.json"] == {
         "stage": 5,
         "variant": "5B",
@@ -92,10 +92,10 @@ def test_stages_of_the_evaluations():
 
 
 def test_file_patterns_are_defined_once():
-    """The rules take every path from ablate.mask.study.PATTERNS: no literal path in them (a
+    """The rules take every path from ablate.mask.layout.PATTERNS: no literal path in them (a
     model's file, mout("<key>"), names a key of PATTERNS)."""
     for smk in (ROOT / "rules" / "mask").glob("*.smk"):
         text = smk.read_text()
         assert not re.search(r'(?<!m)out\(\s*f?"', text), f"{smk.name} writes a path of its own"
         for key in re.findall(r'(?:mout|model_file)\(\s*"([^"]*)"', text):
-            assert key in study.PATTERNS, f"{smk.name}: {key!r} is no key of PATTERNS"
+            assert key in layout.PATTERNS, f"{smk.name}: {key!r} is no key of PATTERNS"

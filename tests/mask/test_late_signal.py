@@ -19,8 +19,8 @@ import pytest
 import torch
 from helpers import causal_finetune, weights
 
-from ablate.core import checkpoint, provenance
-from ablate.core.training import checkpointing, loop
+from ablate.core import checkpoint_integrity, provenance
+from ablate.core.training import loop, saving
 from ablate.mask import embedded
 
 PARAMS = {
@@ -70,12 +70,12 @@ def _sigterm_before(fn, when=lambda *a, **kw: True):
 #: where the signal comes: the function it comes before (module, name, only when called so)
 WINDOWS = {
     "final_eval": (loop, "evaluate", None),
-    "final_save": (checkpointing, "save_pretrained", None),
+    "final_save": (saving, "save_pretrained", None),
     "summary": (provenance, "collect", None),  # the summary's provenance block
     "removing_checkpoints": (
         shutil,
         "rmtree",
-        lambda path, *a, **kw: Path(path).name == checkpoint.CHECKPOINTS_DIR,
+        lambda path, *a, **kw: Path(path).name == checkpoint_integrity.CHECKPOINTS_DIR,
     ),
 }
 
@@ -93,11 +93,11 @@ def test_a_signal_after_the_training_keeps_it(
     summary = causal_finetune(PARAMS, tiny_model_dir, sft, out)
     monkeypatch.setattr(module, name, original)
     printed = capsys.readouterr().out
-    assert summary["steps_done"] == 2 and (out / checkpoint.SUMMARY_NAME).is_file()
-    checkpoint.verify(out / "final")
+    assert summary["steps_done"] == 2 and (out / checkpoint_integrity.SUMMARY_NAME).is_file()
+    checkpoint_integrity.verify(out / "final")
     trained = weights(out / "final")
     if window == "removing_checkpoints":  # the last act: nothing left to lose
-        assert not (out / checkpoint.CHECKPOINTS_DIR).exists()
+        assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
         return
     assert (
         "[interrupt] SIGTERM: the training is finished: writing its outputs first, then stopping"
@@ -105,16 +105,16 @@ def test_a_signal_after_the_training_keeps_it(
     )
     assert (
         f"[interrupt] SIGTERM came while the outputs were written: they are complete; "
-        f"{out / checkpoint.CHECKPOINTS_DIR} kept (checkpoint-2), from which a rerun writes them "
+        f"{out / checkpoint_integrity.CHECKPOINTS_DIR} kept (checkpoint-2), from which a rerun writes them "
         "again" in printed
     )
     # Snakemake, interrupted meanwhile, left the job incomplete: the rerun deletes its outputs
     shutil.rmtree(out / "final")
-    (out / checkpoint.SUMMARY_NAME).unlink()
+    (out / checkpoint_integrity.SUMMARY_NAME).unlink()
     rerun = causal_finetune(PARAMS, tiny_model_dir, sft, out)
     assert rerun["resumed_from_step"] == 2 and rerun["steps_done"] == 2
     assert rerun["final_eval_loss"] == summary["final_eval_loss"]
     got = weights(out / "final")
     assert got.keys() == trained.keys()
     assert all(torch.equal(got[k], trained[k]) for k in trained)
-    assert not (out / checkpoint.CHECKPOINTS_DIR).exists()  # gone once the rerun finished
+    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()  # gone once the rerun finished

@@ -20,7 +20,8 @@ from ablate.core import claims as C
 from ablate.core.config import ConfigError
 from ablate.core.seeds import spread_lines, verdict_line
 from ablate.mask import claims as mask_claims
-from ablate.mask import recovery, report, study
+from ablate.mask import layout, recovery, report
+from ablate.mask import variants as mask_variants
 
 DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[2] / "config/config.yaml").read_text())
 
@@ -35,34 +36,34 @@ def seeded(**seeds) -> dict:
 
 def test_default_variants_keep_their_names_and_params():
     """No seeds: the variants, their params and every job's files are what they were."""
-    variants = study.variants_of(DEFAULT)
+    variants = mask_variants.variants_of(DEFAULT)
     assert sorted(variants) == ["3A", "3B", "5B"]
     assert all(
         set(v) == {"stage", "policy", "extends", "allow_leakage", "params"}
         for v in (variants.values())
     )
     assert variants["3B"]["params"]["seed"] == 5
-    labels = study.recovery_labels(study.jobs(DEFAULT, variants))
+    labels = layout.recovery_labels(layout.jobs(DEFAULT, variants))
     assert all(set(label) == {"stage", "variant", "train_policy"} for label in labels.values())
 
 
 def test_seeds_expand_into_variants_and_jobs():
     cfg = seeded(**{"3B": [0, 1, 2]})
-    variants = study.variants_of(cfg)
+    variants = mask_variants.variants_of(cfg)
     # 5B extends 3B: it inherits its seeds (its own would replace them)
     assert sorted(variants) == ["3A", "3B-s0", "3B-s1", "3B-s2", "5B-s0", "5B-s1", "5B-s2"]
     v = variants["5B-s1"]
     assert (v["base"], v["seed"], v["params"]["seed"], v["extends"]) == ("5B", 1, 1, "3B")
     assert v["params"]["max_steps"] == 400 and v["policy"] == "prefix_bidir"
-    assert study.seeds_of(variants, "3B") == ["3B-s0", "3B-s1", "3B-s2"]
-    jobs = study.jobs(cfg, variants)
+    assert mask_variants.seeds_of(variants, "3B") == ["3B-s0", "3B-s1", "3B-s2"]
+    jobs = layout.jobs(cfg, variants)
     finetunes = [j for j in jobs if j.rule == "finetune"]
     # each seed its own job and files: the planner forecasts each (3A + 3 x 3B + 3 x 5B)
     assert len(finetunes) == 7 and len({j.outputs["model"] for j in finetunes}) == 7
     assert "results/finetune/3B-s2/final" in {j.outputs["model"] for j in finetunes}
     evals = {j.name for j in jobs if j.rule == "eval_model"}
     assert {"eval/3B-s0/causal", "eval/3B-s2/prefill_bidir", "eval/5B-s1/causal"} <= evals
-    label = study.recovery_labels(jobs)["results/eval/3B-s2/prefill_bidir/metrics.json"]
+    label = layout.recovery_labels(jobs)["results/eval/3B-s2/prefill_bidir/metrics.json"]
     assert label == dict(stage=4, variant="3B-s2", train_policy="prefix_bidir", base="3B", seed=2)
 
 
@@ -70,18 +71,18 @@ def test_a_seed_name_taken_by_a_declared_variant_is_an_error():
     cfg = seeded(**{"3A": [0]})
     cfg["mask"]["finetune"]["variants"]["3A-s0"] = {"stage": 3, "policy": "causal"}
     with pytest.raises(ConfigError, match=r"finetune\.variants\.3A-s0: the name is also a seed"):
-        study.variants_of(cfg)
+        mask_variants.variants_of(cfg)
 
 
 def test_claim_roles_name_the_declared_variant_and_cover_its_seeds():
-    variants = study.variants_of(seeded(**{"3A": [0, 1], "3B": [0, 1]}))
-    resolved = study.resolve_claims(CFG, variants)
+    variants = mask_variants.variants_of(seeded(**{"3A": [0, 1], "3B": [0, 1]}))
+    resolved = mask_variants.resolve_claims(CFG, variants)
     assert sorted(resolved["variants"]) == ["3A-s0", "3A-s1", "3B-s0", "3B-s1", "5B-s0", "5B-s1"]
     assert resolved["seeds"]["3B"] == {"3B-s0": 0, "3B-s1": 1}
-    assert ("3B-s1", "prefill_bidir") in study.claims_evaluations(resolved, "prefill_bidir")
+    assert ("3B-s1", "prefill_bidir") in mask_variants.claims_evaluations(resolved, "prefill_bidir")
     with pytest.raises(ConfigError, match=r"variant '3B-s0' does not exist .*: 3A, 3B, 5B"):
-        study.resolve_claims(dict(CFG, prefix_variant="3B-s0"), variants)
-    assert "seeds" not in study.resolve_claims(CFG, study.variants_of(DEFAULT))
+        mask_variants.resolve_claims(dict(CFG, prefix_variant="3B-s0"), variants)
+    assert "seeds" not in mask_variants.resolve_claims(CFG, mask_variants.variants_of(DEFAULT))
 
 
 # ------------------------------------------------------------------ recovery table
@@ -178,9 +179,10 @@ def seed_table(root, n_seeds):
         for m, p in (("3A", "causal"), ("3B", "prefix_bidir"))
         for s in range(n_seeds)
     }
-    resolved = study.resolve_claims(dict(CFG, long_variant=None), variants)
+    resolved = mask_variants.resolve_claims(dict(CFG, long_variant=None), variants)
     folders = [
-        root / "eval" / m / p for m, p in study.claims_evaluations(resolved, "prefill_bidir")
+        root / "eval" / m / p
+        for m, p in mask_variants.claims_evaluations(resolved, "prefill_bidir")
     ]
     return mask_claims.claims_table(
         resolved,
@@ -246,7 +248,7 @@ def test_seeds3_overlay_runs_three_seeds_of_the_default():
     cfg = copy.deepcopy(DEFAULT)
     update_config(cfg, yaml.safe_load((root / "config/seeds3.yaml").read_text()))
     validate_config(cfg)
-    jobs = study.jobs(cfg)
+    jobs = layout.jobs(cfg)
     finetunes = sorted(j.labels["model"] for j in jobs if j.rule == "finetune")
     # seed 5 is the default's own: its run keeps the variant's name (below)
     assert finetunes == sorted(
@@ -296,9 +298,9 @@ def test_stale_seed_names_its_declared_variant():
 
     cfg = seeded(**{"3B": [0, 1]})
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
-    before = {j.name: j.config for j in study.jobs(cfg)}
+    before = {j.name: j.config for j in layout.jobs(cfg)}
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
-    now = {j.name: j for j in study.jobs(cfg)}
+    now = {j.name: j for j in layout.jobs(cfg)}
     changes = {
         v: status.changes(now[f"finetune/{v}"], before[f"finetune/{v}"], cfg)
         for v in ("3B-s1", "5B-s1")
@@ -328,7 +330,7 @@ def test_status_of_claims_that_leave_a_seeded_variant_out_is_done(tmp_path):
     update_config(cfg, {"mask": {"finetune": {"variants": {"3B": {"seeds": [0, 1]}}}}})
     update_config(cfg, {"mask": {"claims": {"long_variant": None}}})
     validate_config(cfg)
-    jobs = [j for j in study.jobs(cfg) if j.study == "mask"]
+    jobs = [j for j in layout.jobs(cfg) if j.study == "mask"]
     claims = next(j for j in jobs if j.rule == "mask_claims")
     assert not [u for u in claims.upstream if "5B" in u]
     assert {f"eval/3B-s{s}/prefill_bidir" for s in (0, 1)} <= set(claims.upstream)
@@ -349,9 +351,9 @@ def test_a_seed_equal_to_the_variants_own_seed_is_that_run():
     (and 5B, which extends it), the same job, files and config slice, so Snakemake has nothing to
     run for it; only seed 6's finetunes and their evaluations are new. Before, 3B-s5 and 5B-s5
     retrained the default's two finetunes and re-ran their four evaluations under other names."""
-    default = {j.name: j for j in study.jobs(DEFAULT)}
+    default = {j.name: j for j in layout.jobs(DEFAULT)}
     cfg = seeded(**{"3B": [5, 6]})
-    jobs = {j.name: j for j in study.jobs(cfg)}
+    jobs = {j.name: j for j in layout.jobs(cfg)}
     for name, job in default.items():
         if job.rule in ("finetune", "eval_model", "leakage_probe", "prepare_model"):
             assert jobs[name].outputs == job.outputs and jobs[name].config == job.config, name
@@ -364,10 +366,10 @@ def test_a_seed_equal_to_the_variants_own_seed_is_that_run():
         "finetune/3B-s6",
         "finetune/5B-s6",
     ]
-    variants = study.variants_of(cfg)
+    variants = mask_variants.variants_of(cfg)
     assert (variants["3B"]["base"], variants["3B"]["seed"]) == ("3B", 5)
-    assert study.seeds_of(variants, "3B") == ["3B", "3B-s6"]
+    assert mask_variants.seeds_of(variants, "3B") == ["3B", "3B-s6"]
     # its claims are still stated pooled over both seeds and per seed
-    claims = study.resolve_claims(cfg["mask"]["claims"] | CFG, variants)
+    claims = mask_variants.resolve_claims(cfg["mask"]["claims"] | CFG, variants)
     assert claims["seeds"]["3B"] == {"3B": 5, "3B-s6": 6}
     assert claims["seeds"]["5B"] == {"5B": 5, "5B-s6": 6}

@@ -8,8 +8,8 @@ import pytest
 from helpers import ROOT, dry_run_with, job_counts, shipped_config, validated
 
 from ablate.core.config import ConfigError, validate_config
+from ablate.mask import layout
 from ablate.mask import models as model_dim
-from ablate.mask import study
 
 TWO = {
     "mini": {"source": "embedded"},
@@ -27,8 +27,8 @@ def two_models(**mask) -> dict:
 def test_each_model_gets_the_whole_study_in_its_folder_and_the_data_are_shared():
     cfg = two_models()
     one = validated(shipped_config("config.yaml"))
-    single = study.jobs(one)
-    jobs = {j.name: j for j in study.jobs(cfg)}
+    single = layout.jobs(one)
+    jobs = {j.name: j for j in layout.jobs(cfg)}
     per_model = [j for j in single if j.rule != "make_data"]
     for lm in TWO:
         for j in per_model:
@@ -48,21 +48,21 @@ def test_each_model_gets_the_whole_study_in_its_folder_and_the_data_are_shared()
     assert jobs["models_claims"].outputs["csv"] == "results/claims/mask.csv"
     # the job configs differ by model where the model does: its base model's slice
     assert jobs["wide/prepare_model"].config != jobs["mini/prepare_model"].config
-    assert study.targets(cfg)[:3] == [
+    assert layout.targets(cfg)[:3] == [
         "results/recovery.csv",
         "results/recovery.parquet",
         "results/claims/mask.csv",
     ]
-    assert "results/models/wide/plots/scores.png" in study.targets(cfg)
+    assert "results/models/wide/plots/scores.png" in layout.targets(cfg)
 
 
 def test_a_one_model_config_keeps_its_files():
     cfg = validated(shipped_config("config.yaml"))
     assert model_dim.names(cfg) == []
-    jobs = study.jobs(cfg)
+    jobs = layout.jobs(cfg)
     assert not any(j.labels.get("lm") for j in jobs)
     assert "results/eval/base/causal/metrics.json" in {p for j in jobs for p in j.outputs.values()}
-    assert study.targets(cfg) == [
+    assert layout.targets(cfg) == [
         "results/recovery.csv",
         "results/recovery.parquet",
         "results/plots/scores.png",
@@ -170,7 +170,7 @@ def test_the_planner_plans_each_model_with_its_own_size():
         "wide: embedded tiny ministral3",
     ]
     assert plans[1].params > plans[0].params
-    listed = [j.name for j in study.jobs(cfg) if j.kind]
+    listed = [j.name for j in layout.jobs(cfg) if j.kind]
     assert [j.id for p in plans for j in p.jobs] == listed
     assert {j.params for j in plans[1].jobs} == {plans[1].params}
 

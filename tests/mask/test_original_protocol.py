@@ -606,12 +606,12 @@ def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path):
 
     from ablate.core import planner
     from ablate.core.stale import stale_lines
-    from ablate.mask import study
+    from ablate.mask import layout
 
     root = original_tasks.TASK_DIR.parents[3]
     cfg = planner.load_config(root / "config" / "config.yaml")
     cfg["results"] = str(tmp_path / "res")
-    for job in study.jobs(cfg):
+    for job in layout.jobs(cfg):
         if job.name in ("eval/base/causal", "finetune/3B"):
             record = tmp_path / job.record
             record.parent.mkdir(parents=True)
@@ -620,7 +620,7 @@ def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path):
     new["mask"]["eval"]["protocol"] = "original"
     new["mask"]["eval"]["softmax_dtype"] = "model"
     new["mask"]["finetune"]["defaults"]["sft_format"] = "original"
-    jobs = {j.name: j for j in study.jobs(new)}
+    jobs = {j.name: j for j in layout.jobs(new)}
     assert jobs["eval/base/causal"].config["protocol"] == "original"
     assert jobs["eval/base/causal"].config["softmax_dtype"] == "model"
     assert jobs["finetune/3B"].config["params"]["sft_format"] == "original"
@@ -640,13 +640,13 @@ def test_the_overlay_evaluates_the_original_protocol_on_pinned_datasets(tmp_path
     holds the original protocol, its tasks with acc_tokens and their hub datasets pinned as
     lm-eval's are; every finetune trains in the original SFT format; its own results folder."""
     from ablate.core import planner
-    from ablate.mask import study
+    from ablate.mask import layout
 
     config = original_tasks.TASK_DIR.parents[3] / "config"
     cfg = planner.load_config([config / "ministral3b.yaml", config / "ministral3b-original.yaml"])
     assert cfg["results"] == "results/ministral3b-original"
     cfg["results"] = str(tmp_path)  # no lock there: the pins name the branch, offline
-    jobs = study.jobs(cfg)
+    jobs = layout.jobs(cfg)
     evals = [j for j in jobs if j.rule == "eval_model"]
     assert len(evals) == 8
     for job in evals:
@@ -668,15 +668,15 @@ def test_the_softmax_dtype_at_its_default_leaves_the_evaluations_slices_as_they_
     """mask.eval.softmax_dtype came after evaluations were recorded: at its default it is not in
     their slice (their records and run-cache keys stay), set to model it is."""
     from ablate.core import planner
-    from ablate.mask import study
+    from ablate.mask import layout
 
     root = original_tasks.TASK_DIR.parents[3]
     cfg = planner.load_config(root / "config" / "config.yaml")
     assert cfg["mask"]["eval"]["softmax_dtype"] == "float32"  # the schema's default, filled in
-    sliced, _ = study.eval_slice(cfg)
+    sliced, _ = layout.eval_slice(cfg)
     assert "softmax_dtype" not in sliced
     cfg["mask"]["eval"]["softmax_dtype"] = "model"
-    assert study.eval_slice(cfg)[0] == {**sliced, "softmax_dtype": "model"}
+    assert layout.eval_slice(cfg)[0] == {**sliced, "softmax_dtype": "model"}
 
 
 def test_a_prompt_longer_than_max_seq_len(tokenizer):

@@ -19,7 +19,8 @@ from checkout import copy_checkout, snakemake
 from helpers import AGGREGATES, ROOT, dry_run_jobs
 
 from ablate.core import model_card, planner
-from ablate.mask import families, study
+from ablate.mask import families, layout
+from ablate.mask import variants as mask_variants
 
 DOC = ROOT / "docs" / "own-model.md"
 TEXT = DOC.read_text()
@@ -136,7 +137,7 @@ def test_a_local_folder_plans_the_study(checkout):
         "source": "pretrained",
         "path": "models/my-qwen2",
     }
-    listed = [(j.rule, frozenset(j.outputs.values()), j.log) for j in study.jobs(config)]
+    listed = [(j.rule, frozenset(j.outputs.values()), j.log) for j in layout.jobs(config)]
     assert sorted(ran, key=repr) == sorted(listed, key=repr)
     assert {"prepare_model", "finetune", "eval_model", "leakage_probe"} <= {j[0] for j in ran}
 
@@ -179,7 +180,7 @@ def test_the_hub_overlay_passes_the_check_with_its_models_entry(checkout):
     path = config["mask"]["model"]["path"]
     cfg, source = families.read_model_config(path, None, models)
     assert cfg["model_type"] == "qwen2" and source == f"'models:' entry of {path}"
-    backends = families.study_backends(study.variants_of(config))
+    backends = families.study_backends(mask_variants.variants_of(config))
     assert "sdpa_prefix_split" in backends and "flex_attention" not in backends
     families.check_study(config["mask"], backends, measurements=measurements)
     shape, _ = shape_of_hub_model(path, None, models, MEASUREMENTS)

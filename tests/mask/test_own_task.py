@@ -13,7 +13,8 @@ import pytest
 from checkout import copy_checkout, snakemake
 
 from ablate.core import planner
-from ablate.mask import study
+from ablate.mask import layout
+from ablate.mask import variants as mask_variants
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "own-task.md"
@@ -71,10 +72,12 @@ def test_the_task_is_evaluated_under_every_policy_and_feeds_the_recovery_table(e
     jobs = jobs_of(r.stdout)
     config = planner.load_config([example / "config/config.yaml", example / "my-task.yaml"])
     assert "count_up" in [t["name"] for t in config["mask"]["eval"]["tasks"]]
-    listed = [j for j in study.jobs(config) if j.rule == "eval_model"]
+    listed = [j for j in layout.jobs(config) if j.rule == "eval_model"]
     # base and every finetune, each under causal and the ablated policy
     assert {(j.labels["model"], j.labels["policy"]) for j in listed} == {
-        (m, p) for m in ["base", *study.variants_of(config)] for p in ("causal", "prefill_bidir")
+        (m, p)
+        for m in ["base", *mask_variants.variants_of(config)]
+        for p in ("causal", "prefill_bidir")
     }
     evals = [j for j in jobs if j["rule"] == "eval_model"]
     assert len(evals) == len(listed)
@@ -171,7 +174,7 @@ def test_editing_the_task_reruns_exactly_the_evaluations_and_what_reads_them(tmp
     jobs = jobs_of(r.stdout)
     evals = [j for j in jobs if j["rule"] == "eval_model"]
     config = planner.load_config([wd / "config/config.yaml", wd / "my-task.yaml"])
-    assert len(evals) == len([j for j in study.jobs(config) if j.rule == "eval_model"])
+    assert len(evals) == len([j for j in layout.jobs(config) if j.rule == "eval_model"])
     for j in evals:
         assert j["reason"] == "Updated input files: my_tasks/count_up.yaml", j
     rest = [j for j in jobs if j["rule"] != "eval_model"]
@@ -232,6 +235,6 @@ def test_editing_data_a_task_reaches_through_data_dir_reruns_the_evaluations(tmp
     assert r.returncode == 0, r.stdout + r.stderr
     evals = [j for j in jobs_of(r.stdout) if j["rule"] == "eval_model"]
     config = planner.load_config([wd / "config/config.yaml", wd / "my-task.yaml"])
-    assert len(evals) == len([j for j in study.jobs(config) if j.rule == "eval_model"])
+    assert len(evals) == len([j for j in layout.jobs(config) if j.rule == "eval_model"])
     for j in evals:
         assert j["reason"] == "Updated input files: my_tasks/data/count_up.jsonl", j

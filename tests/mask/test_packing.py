@@ -9,7 +9,7 @@ from ablate.core.training import loop
 from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 from ablate.mask import PREFIX_SDPA
-from ablate.mask.study import POLICIES
+from ablate.mask.policies import POLICIES
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
 from ablate.mask.training import policy as mask_policy

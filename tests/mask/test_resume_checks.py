@@ -13,8 +13,8 @@ import pytest
 import torch
 from helpers import FAST, causal_finetune, synthetic_rows, weights
 
-from ablate.core import checkpoint
-from ablate.core.training import checkpointing
+from ablate.core import checkpoint_integrity
+from ablate.core.training import saving
 from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 
 PARAMS = {**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0, "keep_checkpoints": True}
@@ -30,17 +30,17 @@ def _base(path: Path, tiny_model_dir: Path, seed: int) -> Path:
     if not path.exists():
         shutil.copytree(tiny_model_dir, path)  # the tokenizer
     build_tiny_model(tiny_ministral3_config(), seed=seed).save_pretrained(path)
-    checkpoint.write_manifest(path)
+    checkpoint_integrity.write_manifest(path)
     return path
 
 
 def _killed_after(out: Path, step: int) -> None:
     """As if killed after checkpoint-``step`` was saved: later checkpoints and outputs lost."""
-    for c in checkpoint.complete_checkpoints(out / checkpoint.CHECKPOINTS_DIR):
+    for c in checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR):
         if int(c.name.split("-")[-1]) > step:
             shutil.rmtree(c)
     shutil.rmtree(out / "final")
-    (out / checkpoint.SUMMARY_NAME).unlink()
+    (out / checkpoint_integrity.SUMMARY_NAME).unlink()
 
 
 @pytest.mark.parametrize("changed", ["model", pytest.param("data", marks=pytest.mark.slow)])
@@ -94,7 +94,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_resumed(uninterrup
     out = ref_out.with_name(f"run-{damage.__name__}")
     shutil.copytree(ref_out, out)
     _killed_after(out, 2)
-    ckpts = out / checkpoint.CHECKPOINTS_DIR
+    ckpts = out / checkpoint_integrity.CHECKPOINTS_DIR
     damage(ckpts / "checkpoint-2" / "model.safetensors")
     capfd.readouterr()
     summary = causal_finetune(PARAMS, base, data, out)
@@ -116,8 +116,8 @@ def test_a_checkpoint_with_an_unreadable_manifest_is_set_aside_and_the_one_befor
     out = ref_out.with_name(f"run-manifest-{len(manifest)}")
     shutil.copytree(ref_out, out)
     _killed_after(out, 2)
-    ckpts = out / checkpoint.CHECKPOINTS_DIR
-    (ckpts / "checkpoint-2" / checkpoint.MANIFEST_NAME).write_text(manifest)
+    ckpts = out / checkpoint_integrity.CHECKPOINTS_DIR
+    (ckpts / "checkpoint-2" / checkpoint_integrity.MANIFEST_NAME).write_text(manifest)
     capfd.readouterr()
     summary = causal_finetune(PARAMS, base, data, out)
     err = capfd.readouterr().err
@@ -134,13 +134,17 @@ def test_an_unreadable_run_key_sets_the_checkpoints_aside_and_starts_fresh(unint
     out = ref_out.with_name("run-key")
     shutil.copytree(ref_out, out)
     _killed_after(out, 2)
-    (out / checkpoint.CHECKPOINTS_DIR / checkpoint.RUN_KEY_FILE).write_text('{"config": ')
+    (out / checkpoint_integrity.CHECKPOINTS_DIR / checkpoint_integrity.RUN_KEY_FILE).write_text(
+        '{"config": '
+    )
     capfd.readouterr()
     summary = causal_finetune(PARAMS, base, data, out)
     err = capfd.readouterr().err
     assert "run_key.json is unreadable (JSONDecodeError: " in err
     assert "checkpoints set aside as corrupt-checkpoints, starting fresh" in err
-    assert (out / "corrupt-checkpoints" / "checkpoint-2" / checkpoint.CHECKPOINT_MARKER).is_file()
+    assert (
+        out / "corrupt-checkpoints" / "checkpoint-2" / checkpoint_integrity.CHECKPOINT_MARKER
+    ).is_file()
     assert summary["resumed_from_step"] is None and summary["steps_done"] == PARAMS["max_steps"]
     got = weights(out / "final")  # the same training from step 0
     assert all(torch.equal(got[k], ref_weights[k]) for k in ref_weights)
@@ -165,16 +169,19 @@ def test_a_payload_in_a_checkpoint_file_sets_it_aside_and_the_one_before_is_resu
     out = ref_out.with_name("run-payload")
     shutil.copytree(ref_out, out)
     _killed_after(out, 2)
-    ckpt, ran = out / checkpoint.CHECKPOINTS_DIR / "checkpoint-2", tmp_path / "payload-ran"
-    torch.save({"state": _Payload(ran)}, ckpt / checkpointing.OPTIMIZER)
-    checkpoint.mark_complete(ckpt, 2, checkpointing.FORMAT_WHOLE)
+    ckpt, ran = (
+        out / checkpoint_integrity.CHECKPOINTS_DIR / "checkpoint-2",
+        tmp_path / "payload-ran",
+    )
+    torch.save({"state": _Payload(ran)}, ckpt / saving.OPTIMIZER)
+    checkpoint_integrity.mark_complete(ckpt, 2, saving.FORMAT_WHOLE)
     capfd.readouterr()
     summary = causal_finetune(PARAMS, base, data, out)
     err = capfd.readouterr().err
     assert not ran.exists()
     assert (
         "[resume] checkpoint-2 set aside as corrupt-checkpoint-2: "
-        f"{ckpt / checkpointing.OPTIMIZER} holds objects no checkpoint holds "
+        f"{ckpt / saving.OPTIMIZER} holds objects no checkpoint holds "
         "(global: GLOBAL getattr): refused, nothing of it ran" in err
     )
     assert "weights_only" not in err

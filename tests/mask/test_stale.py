@@ -14,7 +14,7 @@ import pytest
 
 from ablate.core import planner
 from ablate.core.stale import stale_lines
-from ablate.mask import status, study
+from ablate.mask import layout, policies, status
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,8 +51,8 @@ def edited(value: Any) -> Any:
         return not value
     if isinstance(value, (int, float)):
         return value + 1
-    if value in study.POLICIES:
-        return next(p for p in study.POLICIES if p not in (value, "causal"))
+    if value in policies.POLICIES:
+        return next(p for p in policies.POLICIES if p not in (value, "causal"))
     return "edited" if value is None else f"{value}-edited"
 
 
@@ -60,7 +60,7 @@ def config_path(cfg: dict, job, key: tuple) -> tuple | None:
     """Where the config sets a slice key now: a node slice's key under its node; a finetune's
     key on its variant, else on the stage-3 variant it extends, else in the defaults."""
     if job.rule != "finetune":
-        return ("mask", study.SLICE_NODES[job.rule], *key)
+        return ("mask", layout.SLICE_NODES[job.rule], *key)
     if key[0] == "variant":
         return None  # the variant's name: the job itself
     declared = cfg["mask"]["finetune"]["variants"]
@@ -90,7 +90,7 @@ def get_at(tree: Any, path: tuple) -> Any:
 
 
 def test_every_key_of_every_slice_names_itself_in_the_stale_line(cfg, tmp_path):
-    jobs = study.jobs(cfg)
+    jobs = layout.jobs(cfg)
     write_records(jobs, tmp_path)
     assert stale_lines(jobs, cfg, tmp_path) == []  # nothing changed: silent
     checked = set()
@@ -106,7 +106,7 @@ def test_every_key_of_every_slice_names_itself_in_the_stale_line(cfg, tmp_path):
             checked.add(where)
             now = copy.deepcopy(cfg)
             set_at(now, where, edited(get_at(job.config, key)))
-            new_jobs = study.jobs(now)
+            new_jobs = layout.jobs(now)
             name = ".".join(map(str, where))
             lines = stale_lines(new_jobs, now, tmp_path)
             label = " ".join([job.rule, "/".join(job.wildcards.values())]).strip()
@@ -125,9 +125,9 @@ def test_the_stale_line_names_the_key_where_it_is_set(cfg, tmp_path):
     """A key that a stage-5 variant inherits is named on the variant that sets it."""
     cfg = copy.deepcopy(cfg)
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
-    write_records(study.jobs(cfg), tmp_path)
+    write_records(layout.jobs(cfg), tmp_path)
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
-    lines = [ln for ln in stale_lines(study.jobs(cfg), cfg, tmp_path) if "finetune" in ln]
+    lines = [ln for ln in stale_lines(layout.jobs(cfg), cfg, tmp_path) if "finetune" in ln]
     assert lines == [
         "stale: finetune 3B: mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2",
         "stale: finetune 5B: mask.finetune.variants.5B.warmup_ratio 0.1 -> 0.2 "
@@ -140,10 +140,10 @@ def test_a_variants_key_removed_is_named_on_the_variant_not_as_a_defaults_edit(c
     defaults had been edited from 0.0005 to 0.00025."""
     cfg = copy.deepcopy(cfg)
     cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
-    write_records(study.jobs(cfg), tmp_path)
+    write_records(layout.jobs(cfg), tmp_path)
     del cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"]
     assert cfg["mask"]["finetune"]["defaults"]["learning_rate"] == 2.5e-4
-    lines = [ln for ln in stale_lines(study.jobs(cfg), cfg, tmp_path) if "finetune" in ln]
+    lines = [ln for ln in stale_lines(layout.jobs(cfg), cfg, tmp_path) if "finetune" in ln]
     assert lines == [
         "stale: finetune 3A: mask.finetune.variants.3A.learning_rate 0.0005 -> 0.00025 "
         "(now set by mask.finetune.defaults.learning_rate)"
@@ -160,7 +160,7 @@ def test_a_record_written_before_jobs_recorded_their_slice_reads_current(cfg, tm
             return {**job.config, **job.wildcards}
         return job.config
 
-    jobs = study.jobs(cfg)
+    jobs = layout.jobs(cfg)
     write_records(jobs, tmp_path, old_shape)
     assert stale_lines(jobs, cfg, tmp_path) == []
     # the ones rules/mask/common.smk says how to keep (their scripts changed since)
@@ -172,7 +172,7 @@ def test_a_record_written_before_jobs_recorded_their_slice_reads_current(cfg, tm
     now = copy.deepcopy(cfg)
     now["mask"]["leakage"]["n_pairs"] += 1
     now["mask"]["eval"]["seed"] += 1
-    lines = stale_lines(study.jobs(now), now, tmp_path)
+    lines = stale_lines(layout.jobs(now), now, tmp_path)
     assert sum("mask.leakage.n_pairs " in ln for ln in lines) == len(
         [j for j in jobs if j.rule == "leakage_probe"]
     )

@@ -17,7 +17,7 @@ import pytest
 
 from ablate.core import hub_revisions, planner, runcache
 from ablate.core.stale import stale_lines
-from ablate.mask import original_tasks, study, tasks
+from ablate.mask import layout, original_tasks, tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 A, B = "a" * 40, "b" * 40
@@ -126,7 +126,7 @@ def test_a_new_pin_is_a_new_eval_key_and_a_stale_line(index, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     res = tmp_path / "res"
     lock(res, A)
-    (old,) = [j for j in study.jobs(seed_study(res)) if j.name == "eval/base/causal"]
+    (old,) = [j for j in layout.jobs(seed_study(res)) if j.name == "eval/base/causal"]
     assert old.config["datasets"]["winogrande"] == {
         "path": "allenai/winogrande",
         "name": "winogrande_xl",
@@ -137,7 +137,7 @@ def test_a_new_pin_is_a_new_eval_key_and_a_stale_line(index, tmp_path, monkeypat
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"provenance": {"config": old.config}}))
     lock(res, B)
-    (new,) = [j for j in study.jobs(seed_study(res)) if j.name == "eval/base/causal"]
+    (new,) = [j for j in layout.jobs(seed_study(res)) if j.name == "eval/base/causal"]
     assert eval_key(new) != eval_key(old)
     lines = [x for x in stale_lines([new], seed_study(res)) if "eval_model base/causal" in x]
     assert len(lines) == 1
@@ -147,12 +147,12 @@ def test_a_new_pin_is_a_new_eval_key_and_a_stale_line(index, tmp_path, monkeypat
 def test_the_embedded_tasks_slice_is_unchanged():
     """The embedded world's tasks are generated files: no lm-eval index, no pin, the node alone."""
     cfg = planner.load_config(ROOT / "config/config.yaml")
-    (job,) = [j for j in study.jobs(cfg) if j.name == "eval/base/causal"]
+    (job,) = [j for j in layout.jobs(cfg) if j.name == "eval/base/causal"]
     # task_dirs (none here) and the other late keys at their defaults stay out of the slice, so a
     # finished run's params are unchanged
     assert cfg["mask"]["eval"]["task_dirs"] == []
-    unset = {k: v for k, v in cfg["mask"]["eval"].items() if k not in study.LATE_EVAL_KEYS}
-    assert job.config == study.sorted_tree(unset)
+    unset = {k: v for k, v in cfg["mask"]["eval"].items() if k not in layout.LATE_EVAL_KEYS}
+    assert job.config == layout.sorted_tree(unset)
     assert job.labels["where"] == "mask.eval"
 
 

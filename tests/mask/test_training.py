@@ -15,10 +15,10 @@ import safetensors.torch
 import torch
 from helpers import FAST, no_leak, synthetic_rows, weights
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint_integrity
 from ablate.core.modeling import load_causal_lm
-from ablate.core.training.callbacks import StopRules
 from ablate.core.training.data import PolicyCollator
+from ablate.core.training.monitor import StopRules
 from ablate.core.training.optim import MasterWeightsOptimizer
 from ablate.core.training.params import TrainingConfigError
 from ablate.mask import leakage, sft_data
@@ -274,7 +274,7 @@ def test_the_loop_reads_losses_only_at_a_step_that_logs_evaluates_saves_or_ends(
 ):
     """No host sync on the steps between: 7 steps logging every 3 (and the first), evaluating at
     6, saving at 4, read at steps 1, 3, 4, 6 and 7 only."""
-    from ablate.core.training.callbacks import StopRules
+    from ablate.core.training.monitor import StopRules
 
     read_at = []
     real = StopRules.nonfinite
@@ -381,7 +381,7 @@ def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed)
     # final: safetensors + tokenizer + manifest, loadable by the eval stage's loader, trained weights
     final = out / "final"
     assert (final / "model.safetensors").exists() and (final / "tokenizer.json").exists()
-    manifest = checkpoint.verify(final)
+    manifest = checkpoint_integrity.verify(final)
     assert manifest["format"] == "save_pretrained" and manifest["policy"] == policy
     before, after = weights(tiny_model_dir), weights(final)
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -507,7 +507,7 @@ def test_save_pretrained_failure_falls_back(tiny_model_dir, sft_file, tmp_path, 
     )
     monkeypatch.undo()
     assert summary["checkpoint"]["format"] == "state_dict_fallback"
-    assert checkpoint.verify(out / "final")["format"] == "state_dict_fallback"
+    assert checkpoint_integrity.verify(out / "final")["format"] == "state_dict_fallback"
     model = load_causal_lm(out / "final")  # loads (and its manifest verifies) like any checkpoint
     assert (
         model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
@@ -601,7 +601,7 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     proc = subprocess.Popen(
         _cli(out, sft_file, tiny_model_dir, params), stdout=log, stderr=subprocess.STDOUT, env=env
     )
-    marker = out / "checkpoints" / "checkpoint-4" / checkpoint.CHECKPOINT_MARKER
+    marker = out / "checkpoints" / "checkpoint-4" / checkpoint_integrity.CHECKPOINT_MARKER
     deadline = time.time() + 120
     while not marker.exists():
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -617,7 +617,7 @@ def test_resume_after_sigkill(tiny_model_dir, sft_file, tmp_path):
     ]
     reached = max(steps_logged)
     assert reached < params["max_steps"] and not (out / "summary.json").exists()
-    done = checkpoint.complete_checkpoints(out / "checkpoints")
+    done = checkpoint_integrity.complete_checkpoints(out / "checkpoints")
     last_saved = int(done[-1].name.split("-")[-1])
     # a save cut off by the kill looks like this: no marker, so it must be ignored and removed
     half = out / "checkpoints" / f"checkpoint-{last_saved + 2}"

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from ablate.core import checkpoint, diff, interrupts, model_card, provenance, tracking
-from ablate.core.checkpoint import CheckpointError
+from ablate.core import checkpoint_integrity, diff, interrupts, model_card, provenance, tracking
+from ablate.core.checkpoint_integrity import CheckpointError
 from ablate.core.modeling import ModelLoadError, load_causal_lm
-from ablate.core.training import checkpointing
+from ablate.core.training import saving
 from ablate.mask import embedded, evaluation, lm_tasks, sft_data
 from ablate.mask.lm_tasks import TaskFileError, TaskNotFoundError
 from ablate.mask.training.run import FinetuneSpec, finetune
@@ -268,7 +268,7 @@ def pipeline_checkpoint(tiny_model_dir, tmp_path):
             shutil.copy(f, tmp / f.name)
         return "save_pretrained"
 
-    return Path(checkpoint.write_final(tmp_path / "ft", save)["path"])
+    return Path(checkpoint_integrity.write_final(tmp_path / "ft", save)["path"])
 
 
 @pytest.mark.parametrize(
@@ -299,9 +299,9 @@ def test_damaged_checkpoint_is_refused_by_eval(
     if damage == "no_manifest":
         # a checkpoint cut off before its manifest: foreign (manifest-less) model dirs load, but
         # one this pipeline wrote (its writer marker) does not, so the eval refuses it too
-        (pipeline_checkpoint / checkpoint.MANIFEST_NAME).unlink()
+        (pipeline_checkpoint / checkpoint_integrity.MANIFEST_NAME).unlink()
         with pytest.raises(CheckpointError, match=expected):
-            checkpoint.verify(pipeline_checkpoint)
+            checkpoint_integrity.verify(pipeline_checkpoint)
     with pytest.raises(CheckpointError, match=expected):
         evaluation.evaluate(
             evaluation.EvalSpec.parse(["emb_repeat5"]),
@@ -358,7 +358,7 @@ def test_disk_full_at_save_leaves_no_checkpoint_to_trust(
     monkeypatch.undo()
     assert not (out / "final").exists() and not (out / "summary.json").exists()
     # the half-written checkpoint has no completion marker: a rerun never resumes from it
-    assert checkpoint.complete_checkpoints(out / "checkpoints") == []
+    assert checkpoint_integrity.complete_checkpoints(out / "checkpoints") == []
 
 
 @pytest.mark.slow
@@ -374,16 +374,16 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
         out_dir=out,
         probe_result=NO_LEAK,
     )
-    before = checkpoint.verify(out / "final")
+    before = checkpoint_integrity.verify(out / "final")
     summary_before = (out / "summary.json").read_text()
 
-    real_save_final = checkpointing.save_final
+    real_save_final = saving.save_final
 
     def save_final_on_full_disk(run, out_dir, **kw):
         _enospc(monkeypatch)  # training went fine; the disk fills at the final save
         return real_save_final(run, out_dir, **kw)
 
-    monkeypatch.setattr(checkpointing, "save_final", save_final_on_full_disk)
+    monkeypatch.setattr(saving, "save_final", save_final_on_full_disk)
     disk = rf"{out / 'final'} \([\d.]+ GB free of [\d.]+ GB\)"
     with pytest.raises(
         CheckpointError,
@@ -397,7 +397,7 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
             probe_result=NO_LEAK,
         )
     monkeypatch.undo()
-    assert checkpoint.verify(out / "final") == before
+    assert checkpoint_integrity.verify(out / "final") == before
     assert (out / "summary.json").read_text() == summary_before
 
 
@@ -511,7 +511,7 @@ def test_interrupt_saves_a_checkpoint_and_the_rerun_resumes(
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     finally:
         signal.signal(signal.SIGINT, before)
-    assert [c.name for c in checkpoint.complete_checkpoints(out / "checkpoints")] == [
+    assert [c.name for c in checkpoint_integrity.complete_checkpoints(out / "checkpoints")] == [
         "checkpoint-2"
     ]
     assert not (out / "summary.json").exists() and not (out / "final").exists()

@@ -34,7 +34,7 @@ import yaml
 from checkout import copy_checkout
 from helpers import planned_jobs
 
-from ablate.core import checkpoint
+from ablate.core import checkpoint_integrity
 from ablate.core.modeling import load_causal_lm
 from ablate.mask import evaluation
 from ablate.mask.training.run import FinetuneSpec, finetune
@@ -129,7 +129,9 @@ def runs(tmp_path_factory, tiny_model_dir):
     # 1. SIGKILL the training job once it has saved checkpoint-KILL_AT
     proc = start(wd, env)
     wait_for(
-        proc, (ckpts / f"checkpoint-{KILL_AT}" / checkpoint.CHECKPOINT_MARKER).exists, "checkpoint"
+        proc,
+        (ckpts / f"checkpoint-{KILL_AT}" / checkpoint_integrity.CHECKPOINT_MARKER).exists,
+        "checkpoint",
     )
     job_process(proc, "finetune.py").send_signal(signal.SIGKILL)
     out = proc.communicate(timeout=600)[0]
@@ -140,7 +142,7 @@ def runs(tmp_path_factory, tiny_model_dir):
         "killed_log": (wd / "results/logs/finetune/3A.log").read_text(),
         "final_exists": (wd / "results/finetune/3A/final").exists(),
         "summary_exists": (wd / "results/finetune/3A/summary.json").exists(),
-        "complete": [c.name for c in checkpoint.complete_checkpoints(ckpts)],
+        "complete": [c.name for c in checkpoint_integrity.complete_checkpoints(ckpts)],
     }
 
     # 2. Ctrl-C while an evaluation runs (one this run started: run 1 may have finished some)
@@ -359,7 +361,7 @@ def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(tmp_path, tiny_mo
     killed_log = log.read_text()
     assert proc.returncode != 0, out[-4000:]
     assert "[interrupt] SIGINT" in killed_log and "TrainingInterrupted" in killed_log, killed_log
-    (saved,) = checkpoint.complete_checkpoints(ckpts)
+    (saved,) = checkpoint_integrity.complete_checkpoints(ckpts)
     at = int(saved.name.split("-")[1])
     assert 3 <= at < steps, killed_log  # stopped promptly, not at the end
     assert not (wd / "results/finetune/3A/summary.json").exists()

@@ -200,14 +200,14 @@ DOWNLOADS = {
 
 def report_outputs() -> dict[str, str]:
     """Every ``report()``-flagged output of the rules -> its path pattern (under results/)."""
-    from ablate.bridge import study as layout
+    from ablate.bridge import layout
     from ablate.core.planner.files import PLAN_FILES
-    from ablate.mask import study
+    from ablate.mask import layout as mask_layout
 
     forms = {
         r'out\("([^"]+)"\)': str,
-        r'out\(P\["(\w+)"\]\)': study.PATTERNS.__getitem__,
-        r'mout\("(\w+)"\)': study.PATTERNS.__getitem__,  # a mask model's file (mask.models)
+        r'out\(P\["(\w+)"\]\)': mask_layout.PATTERNS.__getitem__,
+        r'mout\("(\w+)"\)': mask_layout.PATTERNS.__getitem__,  # a mask model's file (mask.models)
         r'out\(PLAN_FILES\["(\w+)"\]\)': PLAN_FILES.__getitem__,
         r'bout\("(\w+)"\)': layout.PATTERNS.__getitem__,
     }

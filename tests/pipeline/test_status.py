@@ -62,7 +62,7 @@ def test_before_a_run_everything_is_to_run(tmp_path):
 def test_running_job_from_snakemake_markers(tmp_path):
     """Snakemake's incomplete marker (base64 of the output path) plus a lock: running, with
     the last step and loss the training loop's progress line logged."""
-    from ablate.core.training.callbacks import Progress, Throughput
+    from ablate.core.training.monitor import Progress, Throughput
 
     out = "results/finetune/3A/summary.json"
     inc = tmp_path / ".snakemake/incomplete"
@@ -153,7 +153,7 @@ def test_an_interrupted_finetune_says_it_resumes_from_its_checkpoint(tmp_path, m
     "reruns next run"); its run key changed (another base model's content, another learning rate,
     an edited module of the code it ran): "starts afresh" and why, as ablate.core.resume decides
     when the job runs. A finished job whose record says it resumed names the checkpoint."""
-    from ablate.core import checkpoint, resume
+    from ablate.core import checkpoint_integrity, resume
     from ablate.core.io import write_json
 
     monkeypatch.chdir(tmp_path)
@@ -161,12 +161,12 @@ def test_an_interrupted_finetune_says_it_resumes_from_its_checkpoint(tmp_path, m
     base = tmp_path / "base.bin"
     base.write_bytes(b"weights")
     params = {"learning_rate": 2.5e-4, "max_steps": 200}
-    ckpts = tmp_path / "results/finetune/3A" / checkpoint.CHECKPOINTS_DIR
+    ckpts = tmp_path / "results/finetune/3A" / checkpoint_integrity.CHECKPOINTS_DIR
     for step in (41, 82):
         (ckpts / f"checkpoint-{step}").mkdir(parents=True)
-        checkpoint.mark_complete(ckpts / f"checkpoint-{step}", step, "save_pretrained")
+        checkpoint_integrity.mark_complete(ckpts / f"checkpoint-{step}", step, "save_pretrained")
     identity = resume.resume_identity({"policy": "causal", "params": params}, {"model": str(base)})
-    write_json(ckpts / checkpoint.RUN_KEY_FILE, identity)
+    write_json(ckpts / checkpoint_integrity.RUN_KEY_FILE, identity)
     inc = tmp_path / ".snakemake/incomplete"
     inc.mkdir(parents=True)
     (inc / base64.urlsafe_b64encode(summary.encode()).decode()).write_text("{}")

@@ -35,7 +35,7 @@ if wc.model == "base":
     model_id = card["id"] or wc.model
 else:
     # Hashed once, by the loader: a checkpoint this pipeline wrote loads only with its complete
-    # hash manifest (ablate.core.checkpoint.check_before_load).
+    # hash manifest (ablate.core.checkpoint_integrity.check_before_load).
     model, model_id, revision = snakemake.input.checkpoint, wc.model, None
 evaluation.evaluate(
     evaluation.EvalSpec(**cfg),  # the job's config slice, as one typed spec

@@ -32,7 +32,7 @@ Module map:
 - :mod:`~ablate.bridge.pins`: the models' and the data's identity, hub branches and tags pinned
   to the commits they name.
 - :mod:`~ablate.bridge.caches`: the frozen-state caches the grid needs and what each depends on.
-- :mod:`~ablate.bridge.study`: the layout (the study protocol's layout part): file patterns, the
+- :mod:`~ablate.bridge.layout`: the layout (its study part ``layout``): file patterns, the
   job list, the targets.
 - :mod:`~ablate.bridge.data`: the study's data files (embedded world or hub rows, with provenance).
 - :mod:`~ablate.bridge.states`: frozen models' hidden states, computed once, read memory-mapped.

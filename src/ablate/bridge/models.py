@@ -277,7 +277,7 @@ def check_pinned(cards: dict[str, Any], identity: dict[str, Any] | None) -> None
     """Each hub model's card records the commit the job's identity (its run id) names
     (:func:`ablate.bridge.pins.pin_revisions`); ``cards`` (paths) and ``identity`` keyed alike
     (``source`` / ``target``: the roles of the run's direction)."""
-    from ablate.bridge.study import PATTERNS
+    from ablate.bridge.layout import PATTERNS
 
     for key, card in cards.items():
         revision = ((identity or {}).get(key) or {}).get("revision")

@@ -122,7 +122,7 @@ def check(p: dict[str, Any], where: str = "bridge") -> dict[str, Any]:
 @dataclass(frozen=True)
 class RunSpec:
     """A bridge run (a ``bridge_train`` or ``bridge_infer`` job) as its rule passes it (its job's
-    config, ``ablate.bridge.study.train_config`` / ``infer_config``, through the rules'
+    config, ``ablate.bridge.layout.train_config`` / ``infer_config``, through the rules'
     ``job_config``), one field per key: its ``run_id``, resolved ``params`` and data
     ``kind``; ``identity``, the config slice its record holds (None: ``params``); ``where`` the
     config sets its entry (errors name it); the job script's ``source_role`` and

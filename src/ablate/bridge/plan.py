@@ -1,6 +1,6 @@
 """The bridge study's jobs as the runtime/cost planner sees them (its ``plan`` side, found through ``ablate.studies``).
 
-From the study's one job list (:func:`ablate.bridge.study.jobs`, its jobs with a ``kind``): one
+From the study's one job list (:func:`ablate.bridge.layout.jobs`, its jobs with a ``kind``): one
 training job per distinct run (a ``same_as`` entry shares its twin's row: the job's name names
 every entry it serves), one inference benchmark per ``bridge.infer`` entry, the frozen-state
 caches and the embedded models' pretraining. Tokens and
@@ -19,8 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ablate.bridge import cost, grid, models, pins
-from ablate.bridge import study as layout
+from ablate.bridge import cost, grid, layout, models, pins
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.params import count_params, params_of_hub_model

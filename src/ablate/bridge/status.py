@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ablate.bridge import study as layout
+from ablate.bridge import layout
 from ablate.core.jobs import Job
 from ablate.core.planner.totals import number
 from ablate.core.records import config_changes

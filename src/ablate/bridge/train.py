@@ -9,10 +9,10 @@ evaluation, for paired tests) and, last, ``out_dir/summary.json``.
 The training is the core's loop (:mod:`ablate.core.training.loop`) with the bridge's hooks: its
 loss (:meth:`Pair.loss`), its data order (:class:`BatchOrder`), its optimizer (:func:`optimizer`)
 and its evaluation with early stopping (:class:`Evaluations`). Its checkpoints are the loop's
-(:mod:`ablate.core.training.checkpointing`, ``<out>/checkpoints/checkpoint-N``, the evaluation's
+(:mod:`ablate.core.training.saving`, ``<out>/checkpoints/checkpoint-N``, the evaluation's
 curve and best state with them), one at every evaluation training goes on from: a rerun (a lost
 Vast instance's retry, a killed job) resumes from the newest complete one of the same run key
-and inputs (:func:`ablate.core.training.checkpointing.resume_from`); they go once the outputs
+and inputs (:func:`ablate.core.training.saving.resume_from`); they go once the outputs
 are written.
 
 Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; the core's launcher,
@@ -43,8 +43,8 @@ from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
-from ablate.core import checkpoint, generation, interrupts, io, provenance
-from ablate.core.training import checkpointing, loop, speed
+from ablate.core import checkpoint_integrity, generation, interrupts, io, provenance
+from ablate.core.training import loop, saving, speed
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
@@ -281,7 +281,7 @@ def loop_run(
 @dataclass(frozen=True)
 class Checkpoints:
     """Where :func:`fit` saves and resumes: the folder, the run key and the inputs
-    (:func:`ablate.core.training.checkpointing.resume_from`: another key's, or other inputs', are
+    (:func:`ablate.core.training.saving.resume_from`: another key's, or other inputs', are
     dropped)."""
 
     folder: Path
@@ -302,7 +302,7 @@ def fit(
     """Train the translator on the core's loop (:mod:`ablate.core.training.loop`, the bridge's
     hooks: its loss, data order, optimizer, evaluation); returns the curve, the final rows and
     the stop facts. ``checkpoints``: where a checkpoint at every evaluation training goes on
-    from is saved (the loop's, :mod:`ablate.core.training.checkpointing`), and the newest
+    from is saved (the loop's, :mod:`ablate.core.training.saving`), and the newest
     complete one resumed. ``watch``: the job's interrupt watch, installed; held from the end of
     the training (the final evaluations on) until the caller's outputs are complete."""
     speed.tf32_matmuls(pair.device)
@@ -310,18 +310,18 @@ def fit(
     evaluation = Evaluations(pair, translator, eval_items, p, label)
     run = loop_run(pair, translator, train_items, p, label, checkpoints.folder, evaluation)
     # on from a checkpoint: weights, optimizer, schedule, RNG, the loop's state
-    newest, _ = checkpointing.resume_from(
+    newest, _ = saving.resume_from(
         checkpoints.folder,
         checkpoints.run_key,
         checkpoints.inputs,
-        lambda ckpt: checkpointing.load(run, ckpt),
+        lambda ckpt: saving.load(run, ckpt),
     )
     if newest is None:
         evaluation(0)
     else:
         _say(f"[{label}] resuming from {newest} (step {run.state.step})")
     stop_reason = "max_steps"
-    checkpointing.begin_segment(run, newest)
+    saving.begin_segment(run, newest)
     try:
         loop.train(run, watch)
     except NonFiniteLoss as e:  # before the update: the weights stay the last good ones
@@ -351,10 +351,10 @@ def fit(
         "steps_done": step,
         "stop_reason": stop_reason,
         "restored_from_step": restored_from,
-        "resumed_from_step": checkpoint.step_of(newest) if newest else None,
+        "resumed_from_step": checkpoint_integrity.step_of(newest) if newest else None,
         "train_tokens": run.state.tokens_seen,
         "train_s": train_s,
-        "segments": checkpointing.segments(run.state),
+        "segments": saving.segments(run.state),
     }
 
 
@@ -499,7 +499,7 @@ def train_entry(
             for what, folder in sorted(states.items())
         },
     }
-    ckpts = Checkpoints(out / checkpoint.CHECKPOINTS_DIR, key, inputs)
+    ckpts = Checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR, key, inputs)
     # a signal in the loop saves and stops; once the training ended, it waits for the outputs
     with interrupts.InterruptWatch() as watch:
         res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label, ckpts, watch)
@@ -507,7 +507,7 @@ def train_entry(
             _write_outputs(spec, e, res, out, inputs, started) if parallel.rank() == 0 else None
         )
         # the checkpoints go last, once the outputs are complete (kept after a signal)
-        checkpointing.end_of_run(watch, ckpts.folder, keep=False)
+        saving.end_of_run(watch, ckpts.folder, keep=False)
     if parallel.rank() != 0:
         world_size = parallel.world_size()
         return {"run_id": run_id, "rank": parallel.rank(), "world_size": world_size, **res}

@@ -144,7 +144,7 @@ def save(translator: BottleneckedGatedTranslator, out_dir, extra: dict | None = 
 
     from safetensors.torch import save_file
 
-    from ablate.core import checkpoint, io
+    from ablate.core import checkpoint_integrity, io
 
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
@@ -155,7 +155,7 @@ def save(translator: BottleneckedGatedTranslator, out_dir, extra: dict | None = 
     io.write_json(tmp / "translator_config.json", translator.config)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    checkpoint.write_manifest(out, extra=extra)
+    checkpoint_integrity.write_manifest(out, extra=extra)
     return out
 
 
@@ -166,10 +166,10 @@ def load(directory) -> BottleneckedGatedTranslator:
 
     from safetensors.torch import load_file
 
-    from ablate.core import checkpoint
+    from ablate.core import checkpoint_integrity
 
     d = Path(directory)
-    checkpoint.verify(d)
+    checkpoint_integrity.verify(d)
     cfg = json.loads((d / "translator_config.json").read_text())
     t = BottleneckedGatedTranslator(**cfg)
     t.load_state_dict(load_file(str(d / "translator.safetensors")))

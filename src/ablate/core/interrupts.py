@@ -22,7 +22,7 @@ process stops and saves at the same step, whichever of them got the signal
 Once the training has ended (:meth:`InterruptWatch.hold`), the signal waits until the job's
 outputs are complete (the final evaluation, the final save, the summary): a job killed there lost
 a finished training, which Snakemake deleted. The job then keeps its checkpoints, with one of the
-finished training (:func:`ablate.core.training.checkpointing.end_of_run`), since an interrupted
+finished training (:func:`ablate.core.training.saving.end_of_run`), since an interrupted
 Snakemake may still mark it incomplete and delete those outputs before the rerun, which then
 writes them again from that checkpoint instead of training again.
 

@@ -1,4 +1,4 @@
-"""One job type and the study protocol: what a study hands the rules, STATUS and the planner.
+"""One job type and the study parts: what a study hands the rules, STATUS and the planner.
 
 Every study's job list (its layout module's ``jobs(config)``) returns :class:`Job` rows. The
 rules take their files from them, STATUS (:mod:`ablate.core.status`) shows one row per job, the

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ablate import studies
-from ablate.core import checkpoint
+from ablate.core import checkpoint_integrity
 
 VLM_MODEL_TYPES = {"mistral3"}
 
@@ -60,7 +60,7 @@ def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
         tok = AutoTokenizer.from_pretrained(str(path), revision=revision)
     except Exception as exc:  # transformers raises several types here
         if Path(path).is_dir():  # a damaged pipeline checkpoint: name the missing/altered file
-            checkpoint.check_before_load(path)
+            checkpoint_integrity.check_before_load(path)
         raise ModelLoadError(f"cannot load a tokenizer from {path}: {exc}") from exc
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -106,7 +106,7 @@ def load_causal_lm(
     """Load a causal LM (or the text half of a Mistral3 VLM) from a local dir or hub id.
 
     Local checkpoints written by this pipeline carry a hash manifest; ``verify`` checks it first
-    (``checkpoint.check_before_load``) so a truncated, altered or uncompleted checkpoint fails
+    (``checkpoint_integrity.check_before_load``) so a truncated, altered or uncompleted checkpoint fails
     here, not as garbage scores later. ``attn_implementation`` may be a study's
     (:func:`register_attention`); one known wrong on the target device (``device``, else CUDA when
     available) is refused before loading. ``config_check(config, attn_implementation)`` sees the
@@ -129,7 +129,7 @@ def load_causal_lm(
             config_check(raw, attn_implementation)  # before the hashes read the weights
         if verify:
             # layout checked now, the hashes while the weights load (one pass, overlapped)
-            pending = checkpoint.start_check_before_load(local)
+            pending = checkpoint_integrity.start_check_before_load(local)
     elif os.sep in str(path) and not _looks_like_hub_id(str(path)):
         raise ModelLoadError(f"model path {path} does not exist")
     # straight to the GPU in the target dtype: no host copy of the weights, no .to() afterwards
@@ -188,12 +188,12 @@ def verify_loadable(model, path: str | os.PathLike) -> None:
     reloaded = load_causal_lm(path, dtype=model.dtype, verify=False)
     want, got = model.state_dict(), reloaded.state_dict()
     if set(want) != set(got):
-        raise checkpoint.CheckpointError(
+        raise checkpoint_integrity.CheckpointError(
             f"checkpoint {path} reloads with different keys: missing "
             f"{sorted(set(want) - set(got))[:5]}, unexpected {sorted(set(got) - set(want))[:5]}"
         )
     for k, v in want.items():
         if not torch.equal(v.detach().cpu(), got[k].detach().cpu()):
-            raise checkpoint.CheckpointError(
+            raise checkpoint_integrity.CheckpointError(
                 f"checkpoint {path}: tensor {k} differs from the trained model after reload"
             )

@@ -56,23 +56,27 @@ def config_hash(config_slice: Any) -> str:
 def fingerprint_path(path: str | os.PathLike) -> str:
     """sha256 of a file, or of the sorted (relative name, sha256) list of a directory's files.
 
-    A checkpoint directory with a hash manifest (ablate.core.checkpoint) is not read again: its
+    A checkpoint directory with a hash manifest (ablate.core.checkpoint_integrity) is not read again: its
     fingerprint is the same list taken from the manifest, after a check that the files are the
     ones it lists with their sizes (the loaders verify the hashes; rehashing a 3.4 B model here
     cost each job a full read and sha256 of ~7 GB)."""
-    from ablate.core import checkpoint
+    from ablate.core import checkpoint_integrity
 
     p = Path(path)
     if p.is_file():
-        return checkpoint.sha256_file(p)
+        return checkpoint_integrity.sha256_file(p)
     h = hashlib.sha256()
-    if (p / checkpoint.MANIFEST_NAME).is_file():
-        listed = checkpoint.verify_layout(p)["files"]
+    if (p / checkpoint_integrity.MANIFEST_NAME).is_file():
+        listed = checkpoint_integrity.verify_layout(p)["files"]
         digests = {rel: meta["sha256"] for rel, meta in listed.items()}
     else:
         files = sorted(x for x in p.rglob("*") if x.is_file())
         digests = dict(
-            zip((str(f.relative_to(p)) for f in files), checkpoint.hash_files(files), strict=True)
+            zip(
+                (str(f.relative_to(p)) for f in files),
+                checkpoint_integrity.hash_files(files),
+                strict=True,
+            )
         )
     for rel in sorted(digests):
         h.update(rel.encode())

@@ -1,5 +1,5 @@
 """Which training checkpoint a rerun resumes from: only one of the same run, by content, whose
-files match their manifest (:mod:`ablate.core.checkpoint`).
+files match their manifest (:mod:`ablate.core.checkpoint_integrity`).
 
 "The same run" is :func:`resume_identity`: the run key (the config its caller names), the content
 of its inputs (a changed base model or data file at the same path is another run: its checkpoints
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ablate.core import checkpoint, io, provenance
+from ablate.core import checkpoint_integrity, io, provenance
 
 
 def loaded_code() -> dict[str, str]:
@@ -28,7 +28,7 @@ def loaded_code() -> dict[str, str]:
     for name, module in sorted(list(sys.modules.items())):
         path = getattr(module, "__file__", None) or ""
         if (name == "ablate" or name.startswith("ablate.")) and path.endswith(".py"):
-            out[name] = checkpoint.sha256_file(path)
+            out[name] = checkpoint_integrity.sha256_file(path)
     return out
 
 
@@ -84,8 +84,8 @@ def _why_other(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
 
 def _remove_incomplete(ckpt_dir: Path) -> None:
     for d in ckpt_dir.glob("checkpoint-*"):
-        if d.is_dir() and not (d / checkpoint.CHECKPOINT_MARKER).exists():
-            checkpoint.say(f"removing incomplete {d.name} (killed while saving)")
+        if d.is_dir() and not (d / checkpoint_integrity.CHECKPOINT_MARKER).exists():
+            checkpoint_integrity.say(f"removing incomplete {d.name} (killed while saving)")
             shutil.rmtree(d)
 
 
@@ -100,7 +100,7 @@ def prepare_resume(
     are removed, one that fails its manifest (or whose manifest is unreadable) is set aside.
     Data-parallel: process 0 alone calls it (:func:`resume_point`)."""
     ckpt_dir = Path(ckpt_dir)
-    key_file = ckpt_dir / checkpoint.RUN_KEY_FILE
+    key_file = ckpt_dir / checkpoint_integrity.RUN_KEY_FILE
     identity = resume_identity(run_key, inputs)
     if ckpt_dir.is_dir():
         try:
@@ -108,25 +108,25 @@ def prepare_resume(
             why = _why_other(old, identity)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # cut off or altered: whose checkpoints these are is unknown, so none is resumed
-            aside = checkpoint.set_aside(ckpt_dir)
-            checkpoint.say(
+            aside = checkpoint_integrity.set_aside(ckpt_dir)
+            checkpoint_integrity.say(
                 f"{key_file} is unreadable ({type(exc).__name__}: {exc}): {ckpt_dir.name} set "
                 f"aside as {aside.name}, starting fresh"
             )
         else:
             if why:
-                checkpoint.say(f"{ckpt_dir} {why}: starting fresh")
+                checkpoint_integrity.say(f"{ckpt_dir} {why}: starting fresh")
                 shutil.rmtree(ckpt_dir)
             else:
                 _remove_incomplete(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     io.write_json(key_file, identity)
-    for ckpt in reversed(checkpoint.complete_checkpoints(ckpt_dir)):
+    for ckpt in reversed(checkpoint_integrity.complete_checkpoints(ckpt_dir)):
         try:
-            checkpoint.verify(ckpt)
-        except checkpoint.CheckpointError as exc:
-            aside = checkpoint.set_aside(ckpt)
-            checkpoint.say(f"{ckpt.name} set aside as {aside.name}: {exc}")
+            checkpoint_integrity.verify(ckpt)
+        except checkpoint_integrity.CheckpointError as exc:
+            aside = checkpoint_integrity.set_aside(ckpt)
+            checkpoint_integrity.say(f"{ckpt.name} set aside as {aside.name}: {exc}")
             continue
         return ckpt
     return None
@@ -143,7 +143,7 @@ def resume_point(
 
     if parallel.rank() != 0:
         parallel.barrier()
-        return checkpoint.newest_complete(ckpt_dir)
+        return checkpoint_integrity.newest_complete(ckpt_dir)
     found = prepare_resume(ckpt_dir, run_key, inputs)
     parallel.barrier()
     return found
@@ -171,14 +171,14 @@ def rerun_note(ckpt_dir: str | os.PathLike, params: dict[str, Any] | None = None
     gives now differ from its run key); None without a complete checkpoint. A checkpoint whose
     files no longer match its manifest is found only when the job runs (a full read)."""
     ckpt_dir = Path(ckpt_dir)
-    done = checkpoint.complete_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else []
+    done = checkpoint_integrity.complete_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else []
     if not done:
         return None
     try:
-        old = json.loads((ckpt_dir / checkpoint.RUN_KEY_FILE).read_text())
+        old = json.loads((ckpt_dir / checkpoint_integrity.RUN_KEY_FILE).read_text())
         code, inputs, config = old["code"], old["inputs"], old["config"]
     except (OSError, ValueError, KeyError, TypeError):
-        return f"starts afresh: {checkpoint.RUN_KEY_FILE} of {ckpt_dir} is missing or unreadable"
+        return f"starts afresh: {checkpoint_integrity.RUN_KEY_FILE} of {ckpt_dir} is missing or unreadable"
     recorded = config.get("params") if isinstance(config.get("params"), dict) else {}
     # the params the config gives now, of those its run key holds (a run adds resolved ones)
     given = {k: v for k, v in (params or {}).items() if k in recorded}
@@ -190,7 +190,7 @@ def rerun_note(ckpt_dir: str | os.PathLike, params: dict[str, Any] | None = None
             if Path(v["path"]).exists()
         },
         "code": {
-            name: checkpoint.sha256_file(f)
+            name: checkpoint_integrity.sha256_file(f)
             for name in code
             if (f := _module_file(name)) is not None
         },
@@ -199,4 +199,4 @@ def rerun_note(ckpt_dir: str | os.PathLike, params: dict[str, Any] | None = None
     why = _why_other(old, json.loads(json.dumps(now, default=str)))
     if why:
         return f"starts afresh: its checkpoints {why}"
-    return f"resumes from checkpoint-{checkpoint.step_of(done[-1])}"
+    return f"resumes from checkpoint-{checkpoint_integrity.step_of(done[-1])}"

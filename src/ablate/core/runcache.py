@@ -153,10 +153,10 @@ def input_fingerprint(path: str | os.PathLike) -> str:
     manifest (:func:`ablate.core.provenance.fingerprint_path`: its weights' hashes, the same for
     bit-identical weights). A folder's ``history/`` (:data:`ablate.core.io.HISTORY_DIR`: a copy
     of each record it held, named by its run id) is of the runs, not of the result."""
-    from ablate.core import checkpoint
+    from ablate.core import checkpoint_integrity
 
     p = Path(path)
-    if p.is_dir() and (p / checkpoint.MANIFEST_NAME).is_file():
+    if p.is_dir() and (p / checkpoint_integrity.MANIFEST_NAME).is_file():
         return fingerprint_path(p)
     if p.is_file():
         files = {"": p}
@@ -170,7 +170,7 @@ def input_fingerprint(path: str | os.PathLike) -> str:
         if f.suffix == ".json" and (digest := _json_digest(f)) is not None:
             digests[rel] = digest
     rest = {rel: f for rel, f in files.items() if rel not in digests}
-    digests.update(zip(rest, checkpoint.hash_files(list(rest.values())), strict=True))
+    digests.update(zip(rest, checkpoint_integrity.hash_files(list(rest.values())), strict=True))
     if p.is_file():
         return digests[""]
     h = hashlib.sha256()
@@ -192,7 +192,7 @@ def _json_digest(path: Path) -> str | None:
 def _files(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under root (root itself when it is a file); the
     files of a folder are hashed several at once (a multi-GB checkpoint's shards)."""
-    from ablate.core.checkpoint import hash_files
+    from ablate.core.checkpoint_integrity import hash_files
 
     if root.is_file():
         return dict(zip([""], hash_files([root]), strict=True))
@@ -334,15 +334,15 @@ def _restore_marker(outputs: list[Path], entry: str, manifest: dict[str, Any]) -
 def check_inputs(inputs: Iterable[str | os.PathLike]) -> None:
     """Check the declared inputs as the job would before it reads them: each checkpoint folder
     (a hash manifest, or this pipeline's marker) by the loaders' own check, every file's sha256
-    against its manifest (:func:`ablate.core.checkpoint.check_before_load`). The key takes a
+    against its manifest (:func:`ablate.core.checkpoint_integrity.check_before_load`). The key takes a
     checkpoint's hashes from its manifest after a size check only, so without this a same-size
     corruption would be restored over, where the job fails; raises the job's
-    :class:`~ablate.core.checkpoint.CheckpointError`."""
-    from ablate.core import checkpoint
+    :class:`~ablate.core.checkpoint_integrity.CheckpointError`."""
+    from ablate.core import checkpoint_integrity
 
     for path in inputs:
         if Path(path).is_dir():
-            checkpoint.check_before_load(path)
+            checkpoint_integrity.check_before_load(path)
 
 
 def restore(
@@ -419,7 +419,7 @@ class JobCache:
         marker_path(self.outputs).unlink(missing_ok=True)
         if self.where is None:
             return False
-        from ablate.core.checkpoint import CheckpointError
+        from ablate.core.checkpoint_integrity import CheckpointError
 
         try:
             if isinstance(self.where, dict):

@@ -3,7 +3,7 @@ stale (and why) / to run, its wall time and GPU hours, its headline numbers and 
 hours spent and the forecast of what remains.
 
 Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's job list (the
-study protocol's layout part); a study's status part gives a record's headline numbers, why a
+study part ``layout``); a study's status part gives a record's headline numbers, why a
 finished job is stale, its key results and forecast (both found through the registry
 :mod:`ablate.studies`). Records, provenance and benchmark seconds are read by
 :mod:`ablate.core.records`, as the planner reads them. What it reads, all cheap (no torch, no
@@ -33,7 +33,7 @@ from typing import Any
 
 from ablate import studies
 from ablate.core import (
-    checkpoint,
+    checkpoint_integrity,
     experiments,
     io,
     results_lock,
@@ -50,7 +50,7 @@ from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 STATUS_FILE = "STATUS.md"  # under the config's results folder
 STATES = ("done", "running", "interrupted", "stale", "to run")
-# The training progress line of the core's loop (ablate.core.training.callbacks.Progress; a
+# The training progress line of the core's loop (ablate.core.training.monitor.Progress; a
 # study's own loop prints the same "step N/M ... loss X" shape):
 # "[finetune causal] step 20/60, loss 7.774, ...".
 PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
@@ -190,12 +190,12 @@ def resumed_note(record: dict) -> str:
 
 def rerun_note(job: Job, workdir: Path) -> str:
     """What the next run of a training job (a ``train`` kind) does with the training checkpoints
-    beside its record (:data:`ablate.core.checkpoint.CHECKPOINTS_DIR`): ``resumes from
+    beside its record (:data:`ablate.core.checkpoint_integrity.CHECKPOINTS_DIR`): ``resumes from
     checkpoint-N`` or ``starts afresh: <why>`` (:func:`ablate.core.resume.rerun_note`); "" for
     another job or without a complete checkpoint."""
     if job.kind != "train" or not job.record:
         return ""
-    ckpts = workdir / Path(job.record).parent / checkpoint.CHECKPOINTS_DIR
+    ckpts = workdir / Path(job.record).parent / checkpoint_integrity.CHECKPOINTS_DIR
     params = job.config.get("params") if isinstance(job.config, dict) else None
     return resume.rerun_note(ckpts, params if isinstance(params, dict) else None) or ""
 

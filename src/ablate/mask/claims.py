@@ -14,7 +14,7 @@
 
 Every test is paired on per-item correctness (the tasks' headline metric, from samples.parquet).
 The variants playing each role come from the config's ``claims:`` block (validated by
-:func:`ablate.mask.study.resolve_claims`); an evaluation that does not exist yet makes its claims
+:func:`ablate.mask.variants.resolve_claims`); an evaluation that does not exist yet makes its claims
 "not run". Machinery and verdicts: :mod:`ablate.core.claims`.
 """
 
@@ -207,7 +207,7 @@ def _finetune_claims(cfg: dict[str, Any], ablated: str, role: str, name: str) ->
 
 
 def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list[Claim]:
-    """The claims of the study for a resolved ``claims:`` block (study.resolve_claims)."""
+    """The claims of the study for a resolved ``claims:`` block (variants.resolve_claims)."""
     tasks = list(tasks)
     out = _learned_claims(cfg, tasks) + _ablation_claims(cfg, ablated, tasks)
     for role, name in (("prefix", cfg.get("prefix_variant")), ("long", cfg.get("long_variant"))):

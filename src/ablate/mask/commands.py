@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ablate.core import config
-from ablate.mask import study
+from ablate.mask import policies
 
 #: The leakage probe's loss-ratio threshold (why 0.5: :mod:`ablate.mask.leakage`'s docstring).
 DEFAULT_THRESHOLD = 0.5
@@ -37,7 +37,9 @@ def probe_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="model directory (or hub id)")
     p.add_argument("--data", required=True, help="Alpaca-style .jsonl (instruction, input, output)")
-    p.add_argument("--policy", required=True, choices=study.POLICIES, help=study.policy_help())
+    p.add_argument(
+        "--policy", required=True, choices=policies.POLICIES, help=policies.policy_help()
+    )
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument(
         "--n", type=int, default=d["n_pairs"], help="first N rows of --data (default %(default)s)"
@@ -74,7 +76,9 @@ def eval_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--model", required=True, help="model dir or hub id")
     ap.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
-    ap.add_argument("--policy", required=True, choices=study.POLICIES, help=study.policy_help())
+    ap.add_argument(
+        "--policy", required=True, choices=policies.POLICIES, help=policies.policy_help()
+    )
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--task-dir", action="append", default=[], help="folder of local task YAMLs")
     ap.add_argument("--limit", type=int, default=None, help="docs per task")
@@ -112,7 +116,9 @@ def train_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="SFT under a mask policy (response-only loss)")
     ft.add_argument("--model", required=True, help="model directory or hub id")
     ft.add_argument("--data", required=True, help="Alpaca .jsonl or datasets id")
-    ft.add_argument("--policy", required=True, choices=study.POLICIES, help=study.policy_help())
+    ft.add_argument(
+        "--policy", required=True, choices=policies.POLICIES, help=policies.policy_help()
+    )
     ft.add_argument(
         "--probe-result", help="JSON written by `ablate probe` (else the probe runs here)"
     )

@@ -22,11 +22,12 @@ from typing import Any
 from ablate.core import io, provenance
 from ablate.core.config import sorted_tree
 from ablate.core.phases import Phases
-from ablate.mask import study
+from ablate.mask import layout
 from ablate.mask.commands import eval_parser
 from ablate.mask.eval_results import SAMPLE_COLUMNS, macro, task_result
 from ablate.mask.lm_tasks import TaskNotFoundError, load_tasks
 from ablate.mask.masks import check_policy
+from ablate.mask.policies import POLICY_DESCRIPTIONS
 from ablate.mask.policy_lm import MaskPolicyLM
 
 
@@ -157,7 +158,7 @@ class EvalSpec:
     ``max_batch_tokens`` and ``share_contexts``, lm-eval's ``bootstrap_iters`` and ``seed``, the
     ``protocol`` (how a request becomes a scored row: :data:`ablate.mask.policy_lm.PROTOCOLS`),
     ``softmax_dtype`` (:data:`ablate.mask.policy_lm.SOFTMAX_DTYPES`; None: float32, its default,
-    which a slice leaves out: :data:`ablate.mask.study.LATE_EVAL_KEYS`), and
+    which a slice leaves out: :data:`ablate.mask.layout.LATE_EVAL_KEYS`), and
     the pipeline's ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its
     hub dataset pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
     loaded at that commit; None for the embedded tasks), ``task_dirs`` (folders of the user's own
@@ -206,7 +207,7 @@ class EvalSpec:
         fields = {
             k: v
             for k, v in defaults.items()
-            if k not in ("tasks", "ablated_policy", *study.LATE_EVAL_KEYS)
+            if k not in ("tasks", "ablated_policy", *layout.LATE_EVAL_KEYS)
         }
         rows = [
             {"name": t, "metric": per_task(headline, t), "limit": per_task(limit, t)} for t in tasks
@@ -244,7 +245,7 @@ def evaluate(
     if not tasks:
         raise ValueError("no tasks to evaluate")
     print(
-        f"[eval] tasks {', '.join(tasks)} under {policy} ({study.POLICY_DESCRIPTIONS[policy]})",
+        f"[eval] tasks {', '.join(tasks)} under {policy} ({POLICY_DESCRIPTIONS[policy]})",
         flush=True,
     )
     with phases("load_tasks"):

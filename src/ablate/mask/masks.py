@@ -11,7 +11,7 @@ the three policies have exactly one definition:
 - ``prefix_bidir``: prompt tokens attend to each other in both directions; later tokens attend
   causally (all prompt tokens plus earlier response tokens). Leakage-safe prefix-LM.
 
-(One-line wording of each: :data:`ablate.mask.study.POLICY_DESCRIPTIONS`.)
+(One-line wording of each: :data:`ablate.mask.policies.POLICY_DESCRIPTIONS`.)
 
 Why not hand-made masks: a boolean 4D mask is *added* to the scores under ``eager`` (True/False
 become +1/0), so it is silently ignored; and the seed's ``module.is_causal = False`` patch is a
@@ -46,12 +46,12 @@ import torch
 from transformers import masking_utils
 
 from ablate.mask import PREFIX_SDPA
+from ablate.mask.policies import POLICIES  # one list, importable without torch
 from ablate.mask.split_sdpa import (  # importing it registers PREFIX_SDPA with transformers
     BUILT_FOR_KWARG,
     PROMPT_LENGTHS_KWARG,
     BackendMismatchError,
 )
-from ablate.mask.study import POLICIES  # noqa: E402  (one list, importable without torch)
 
 
 class UnknownPolicyError(ValueError):

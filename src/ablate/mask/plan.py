@@ -1,6 +1,6 @@
 """The mask study's jobs as the planner sees them: tokens, model size, what each loads and writes.
 
-Built from the study's job list (:func:`ablate.mask.study.jobs`) and the schema-validated config
+Built from the study's job list (:func:`ablate.mask.layout.jobs`) and the schema-validated config
 (defaults filled, as the rules get it). A size that cannot be worked out (an unknown hub task, a
 model size unknown offline, a key the config leaves unset) leaves ``tokens`` or ``params`` empty
 with the reason; it never raises.
@@ -23,8 +23,9 @@ from ablate.core.planner.params import (
 )
 from ablate.core.records import read_json
 from ablate.core.training.memory import SHARDED_MASTERS
+from ablate.mask import layout
 from ablate.mask import models as model_dim
-from ablate.mask import study
+from ablate.mask.variants import variants_of
 
 TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
 
@@ -54,8 +55,8 @@ class MaskPlanner:
         self.mask = (model_dim.model_config(config, lm) if lm else config)["mask"]
         self.embedded_model = self.mask["model"]["source"] == "embedded"
         self.embedded_data = self.mask["data"]["source"] == "embedded"
-        self.variants = study.variants_of(config)
-        every = study.jobs(config, self.variants)
+        self.variants = variants_of(config)
+        every = layout.jobs(config, self.variants)
         self.jobs = {j.name: j for j in model_dim.of_model(every, lm)}
         self.shape, self.params_source = self._base_shape()
         self.params = None if self.shape is None else float(self.shape.params)
@@ -89,7 +90,7 @@ class MaskPlanner:
         path = named.get("path") if isinstance(named, dict) else named
         if isinstance(path, str) and path and (Path(path) / "config.json").is_file():
             return params_from_dir(path)
-        if job.model != study.BASE:
+        if job.model != layout.BASE:
             return params_from_dir(self.root / self.path("finetune_model", variant=job.model))
         if self.embedded_model:
             return params_from_dir(self.root / self.path("base_model"))
@@ -98,8 +99,8 @@ class MaskPlanner:
     def path(self, key: str, **wildcards: str) -> str:
         """A file of this model's study."""
         if self.lm:
-            return study.model_path(self.config, self.lm, key, **wildcards)
-        return study.path(self.config, key, **wildcards)
+            return layout.model_path(self.config, self.lm, key, **wildcards)
+        return layout.path(self.config, key, **wildcards)
 
     def tokens_of_run(self, job: PlannedJob, data: dict[str, Any]) -> float | None:
         """An evaluation's tokens with the documents it actually scored (metrics.json ``n``)."""
@@ -320,7 +321,7 @@ class MaskPlanner:
 
     def _plan_eval_model(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         job.tokens, job.tokens_source = self.eval_tokens()
-        base_from_hub = hub and sj.labels["model"] == study.BASE
+        base_from_hub = hub and sj.labels["model"] == layout.BASE
         job.loads_hub_model, job.ships_checkpoint = base_from_hub, not base_from_hub
         job.dtype = self.mask["eval"].get("dtype", "float32")
 
@@ -365,7 +366,7 @@ def data_parallel_note(config: dict[str, Any]) -> str | None:
         return None
     gpu = config["mask"]["resources"]["finetune"].get("gpu_model") or ""
     low: dict[str, list[str]] = {}
-    for name, v in study.variants_of(config).items():
+    for name, v in variants_of(config).items():
         p = v["params"]
         recipe = p.get("data_parallel") or SHARDED_MASTERS  # the recipe's where it fits
         got = ref.speedup("train", recipe, bool(p.get("packing")), gpu, 0.0, n)

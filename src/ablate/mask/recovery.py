@@ -331,7 +331,7 @@ def entries_from_results(
     """Entries for :func:`build_recovery` from the pipeline's layout.
 
     ``metrics_files`` are the evaluations' metrics.json; ``labels`` maps each to its ``stage``,
-    ``variant`` and ``train_policy`` (the study's job list: ``ablate.mask.study.recovery_labels``);
+    ``variant`` and ``train_policy`` (the study's job list: ``ablate.mask.layout.recovery_labels``);
     ``samples_files`` their ``samples.parquet`` siblings (matched by folder; an evaluation without
     one is compared through its stderrs); ``summaries`` are ``.../finetune/<variant>/summary.json``,
     whose run_id becomes ``train_run_id`` and whose ``params.sft_format`` ``sft_format``.

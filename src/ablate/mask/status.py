@@ -14,7 +14,7 @@ from ablate.core.planner.totals import number
 from ablate.core.records import config_changes, recorded_config
 from ablate.core.seeds import spread_lines, verdict_line
 from ablate.core.status import Row, planned_forecast, read_csv
-from ablate.mask import study
+from ablate.mask import layout
 
 #: the study-level claims that held on every CPU kind and tree measured (ablate.core.expected:
 #: an unmeasured CPU kind's run must support them; docs/embedded.md, "Measured runs");
@@ -109,7 +109,7 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     results = workdir / config["results"]
     lines = []
     recovery = [
-        r for r in read_csv(results / study.PATTERNS["recovery_csv"]) if r["task"] == "macro"
+        r for r in read_csv(results / layout.PATTERNS["recovery_csv"]) if r["task"] == "macro"
     ]
     for r in recovery:
         rec = number(r.get("recovered_fraction"))
@@ -122,7 +122,7 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     lines += spread_lines(
         recovery, ("model", *group) if _models(recovery) else group, "score", "macro"
     )
-    claims = read_csv(results / study.PATTERNS["claims_csv"])
+    claims = read_csv(results / layout.PATTERNS["claims_csv"])
     lines += [verdict_line(c) for c in claims if "/" not in c["claim"]]
     return lines
 
@@ -142,7 +142,7 @@ def run_numbers(results: Path) -> list[str]:
     recovery table of the results folder ``results``)."""
     return [
         f"{_of_model(r)}{r['variant']} under {r['eval_policy']} {float(r['score']):.3f}"
-        for r in read_csv(results / study.PATTERNS["recovery_csv"])
+        for r in read_csv(results / layout.PATTERNS["recovery_csv"])
         if r["task"] == "macro"
     ]
 
@@ -152,7 +152,7 @@ def run_scores(results: Path) -> dict[str, float]:
     folder ``results``, its macro as ``<variant> under <policy>`` and each task's as ``<variant>
     under <policy>: <task>`` (a multi-model table's rows named by their model first)."""
     out = {}
-    for r in read_csv(results / study.PATTERNS["recovery_csv"]):
+    for r in read_csv(results / layout.PATTERNS["recovery_csv"]):
         name = f"{_of_model(r)}{r['variant']} under {r['eval_policy']}"
         if (score := number(r.get("score"))) is not None:
             out[name if r["task"] == "macro" else f"{name}: {r['task']}"] = score
@@ -161,14 +161,14 @@ def run_scores(results: Path) -> dict[str, float]:
 
 def claims(results: Path) -> list[dict[str, str]]:
     """The rows of the claims table of the results folder ``results``."""
-    return read_csv(results / study.PATTERNS["claims_csv"])
+    return read_csv(results / layout.PATTERNS["claims_csv"])
 
 
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str]:
     """The planner's forecast of the jobs not done, else their requested runtimes."""
 
     def runtime_min(job: Job) -> float:
-        group = study.RESOURCE_GROUP.get(job.rule)
+        group = layout.RESOURCE_GROUP.get(job.rule)
         return config["mask"]["resources"][group]["runtime"] if group else 0.0
 
     return planned_forecast("mask", config, workdir, rows, runtime_min)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
-from ablate_toy import study
+from ablate_toy import layout
 
 
 def study_plan(config: dict[str, Any], ref: Any, root: Path) -> StudyPlan:
@@ -21,7 +21,7 @@ def study_plan(config: dict[str, Any], ref: Any, root: Path) -> StudyPlan:
             params=1.0,
             params_source="a coin",
         )
-        for j in study.jobs(config)
+        for j in layout.jobs(config)
     ]
     return StudyPlan(
         study="toy",

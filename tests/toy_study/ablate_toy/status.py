@@ -9,7 +9,7 @@ from ablate.core.jobs import Job
 from ablate.core.records import config_changes
 from ablate.core.seeds import verdict_line
 from ablate.core.status import read_csv
-from ablate_toy import study
+from ablate_toy import layout
 
 
 def headline(job: Job, record: dict) -> str:
@@ -21,7 +21,7 @@ def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
 
 
 def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
-    return [verdict_line(c) for c in read_csv(workdir / study.path(config, "claims"))]
+    return [verdict_line(c) for c in read_csv(workdir / layout.path(config, "claims"))]
 
 
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Any]) -> list[str]:

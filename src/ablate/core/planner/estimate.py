@@ -38,7 +38,7 @@ from ablate.core.planner.overheads import (
 )
 from ablate.core.planner.prices import Price
 from ablate.core.planner.schedule import Slot, makespan
-from ablate.core.planner.throughput import pick_throughput
+from ablate.core.planner.throughput import Throughput, pick_throughput
 from ablate.core.planner.totals import TOTAL
 
 #: Column order of plan.csv (the contract with the report, the docs and the tests).
@@ -164,6 +164,37 @@ def job_speedup(
     ], f"1 + ({used}-1) x {plan['scaling'][key]:g} (plan.scaling.{key})"
 
 
+def _memory_need(
+    job: PlannedJob, tp: Throughput, params: float, plan: dict, used: int, mem: float | None
+) -> tuple[float, str]:
+    """(GB per GPU, how it was found): the measured peak of the job's shape where one was
+    recorded, else the formula's (weights, optimizer, activations of the recipe on ``used``
+    GPUs); a job whose activations only a measurement knows says that it counted none."""
+    measured = measured_need_gb(job, tp.measurement, plan)
+    if measured is not None:
+        return measured
+    need, need_what = memory_need_gb(job, params, plan, used, mem)
+    if job.memory_measured:
+        need_what += f"; no measured peak at {job.policy}: activations not counted"
+    return need, need_what
+
+
+def _unfit(job: PlannedJob, s: Setup, params: float, plan: dict, need: str, mem: float) -> str:
+    """The note of a job that does not fit a setup's GPU memory, with the fix: a sharded
+    training the fewest GPUs it fits on, another job its own note (``unfit_note``)."""
+    why = f"does not fit: needs {need} > {mem} GB ({s.gpu})"
+    if job.sharded and job.kind == "train":
+        n = fewest_gpus(job, params, plan, mem, MOST_GPUS)
+        why += (
+            f"; fits from {n} GPUs of it (resources gpu >= {n}, a setup of >= {n} GPUs)"
+            if n
+            else f"; fits on no {s.gpu} machine of up to {MOST_GPUS} GPUs"
+        )
+    elif job.unfit_note:
+        why += f"; {job.unfit_note}"
+    return why
+
+
 def job_row(
     job: PlannedJob,
     s: Setup,
@@ -188,13 +219,7 @@ def job_row(
     speedup, speedup_what = job_speedup(job, s, ref, plan, params, used, mem)
     job_s, job_what = job_overhead(job, s, params, plan, ref, downloads)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
-    measured = measured_need_gb(job, tp.measurement, plan)
-    if measured is not None:
-        need, need_what = measured
-    else:
-        need, need_what = memory_need_gb(job, params, plan, used, mem)
-        if job.memory_measured:
-            need_what += f"; no measured peak at {job.policy}: activations not counted"
+    need, need_what = _memory_need(job, tp, params, plan, used, mem)
     fits = "n/a" if mem is None else ("yes" if need <= mem else "no")
     on = f"on {used} GPU{'s' if used > 1 else ''}"
     notes += [
@@ -208,17 +233,7 @@ def job_row(
     compute = job.tokens / (tp.tok_s_per_gpu * speedup) if tp.tok_s_per_gpu and job.tokens else None
     compute = _with_extras(compute, job, s, ms, ref, plan, notes, used)
     if fits == "no":
-        why = f"does not fit: needs {need:.3g} GB per GPU {on} > {mem} GB ({s.gpu})"
-        if job.sharded and job.kind == "train":
-            n = fewest_gpus(job, params, plan, mem, MOST_GPUS)
-            why += (
-                f"; fits from {n} GPUs of it (resources gpu >= {n}, a setup of >= {n} GPUs)"
-                if n
-                else f"; fits on no {s.gpu} machine of up to {MOST_GPUS} GPUs"
-            )
-        elif job.unfit_note:
-            why += f"; {job.unfit_note}"
-        notes.insert(0, why)
+        notes.insert(0, _unfit(job, s, params, plan, f"{need:.3g} GB per GPU {on}", mem))
         compute = None
     est_job = None if compute is None else compute + job_s
     est = None if est_job is None else est_job + rent_s

@@ -1,6 +1,6 @@
 """What the planner forecasts: planned jobs, handed over by each study's job list.
 
-The planner knows no study. Each study's plan side (the study protocol's ``plan`` part,
+The planner knows no study. Each study's plan side (its study part ``plan``,
 :mod:`ablate.core.jobs`, found through the registry :mod:`ablate.studies`) pairs each job of its
 job list that has a ``kind`` (a core :class:`ablate.core.jobs.Job`) with what the planner needs
 besides (the tokens it processes, the size of the model it runs, what it loads and writes): a

@@ -4,7 +4,7 @@
 step in one screen); the rest are its parts: the loss with logits at labelled positions only and a
 forward-kwargs hook (a study's attention rule), the optimizer (fp32 masters of 16-bit weights),
 stop rules, checkpoints that are complete-or-ignored and resume bit for bit, an atomic final
-directory with a hash manifest (all checkpoint I/O: :mod:`ablate.core.checkpoint`), and
+directory with a hash manifest (all checkpoint I/O: :mod:`ablate.core.checkpoint_integrity`), and
 ``summary.json``. Parameters, their bounds and defaults are the config schema's
 ``finetune_params`` and ``pretrain_params`` (its core part, ablate/core/config.schema.yaml;
 docs/training.md).
@@ -13,8 +13,8 @@ Modules (import from the one that defines a name): ``params`` (parameters from t
 resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpus packing),
 ``loss`` (the loss, the fast head, the corpus-vocabulary head loss), ``optim`` (the optimizer,
 the fp32-master wrapper, the schedule), ``adafactor`` (HF Adafactor's update fused, and the
-sharded step), ``callbacks`` (stop rules, throughput, progress), ``loop`` (``setup``, ``train``,
-``step``, ``evaluate``), ``checkpointing`` (a run's checkpoints and final weights),
+sharded step), ``monitor`` (stop rules, throughput, progress), ``loop`` (``setup``, ``train``,
+``step``, ``evaluate``), ``saving`` (a run's checkpoints and final weights),
 ``sharded_masters`` (a run in N > 1 processes of a model that fits: the fp32 masters and the
 optimizer state divided), ``sharding`` (FSDP2 sharding of one that does not), ``memory`` (which of
 the two fits; an optimizer's states per weight), ``speed`` (regional compilation), ``watchdog`` (a

@@ -4,7 +4,7 @@ runs it, and one optimizer step is :func:`step`, read in one screen.
 A study plugs in :class:`Hooks` (its forward kwargs, e.g. an attention rule; its micro-batches,
 e.g. packed rows; its head loss), nothing else. One process trains whole weights (16-bit weights
 with fp32 masters where ``master_weights`` resolves on: :class:`~.optim.MasterWeightsOptimizer`);
-N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.checkpointing`; one run
+N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.saving`; one run
 start to end (resume, the stop rules' outcome, the final save, the summary): :mod:`.run`.
 """
 
@@ -22,10 +22,10 @@ import torch
 
 from ablate.core import interrupts, parallel
 from ablate.core.training import sharded_masters, sharding, speed
-from ablate.core.training.callbacks import Progress, StopRules, Throughput
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum
 from ablate.core.training.memory import SHARDED_MASTERS, SHARDED_WEIGHTS, data_parallel_recipe
+from ablate.core.training.monitor import Progress, StopRules, Throughput
 from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, build_scheduler
 from ablate.core.training.params import (
     IGNORE_INDEX,
@@ -97,7 +97,7 @@ class State:
     """What a checkpoint's ``loop_state.json`` holds: the steps done, the non-pad tokens seen,
     every logged and evaluated value, the plain values of a study's evaluation, and where each
     segment of the training ran (one per start or resume, from its step:
-    :func:`~.checkpointing.begin_segment`)."""
+    :func:`~.saving.begin_segment`)."""
 
     step: int = 0
     tokens_seen: int = 0
@@ -420,7 +420,7 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
     :class:`~ablate.core.interrupts.TrainingInterrupted`. ``interrupt``: the job's own watch,
     installed by its driver, which holds it past the loop until its outputs are complete
     (:meth:`~ablate.core.interrupts.InterruptWatch.hold`); None: the loop's own."""
-    from ablate.core.training import checkpointing
+    from ablate.core.training import saving
 
     p, state, rules, spec = run.params, run.state, run.stop_rules, run.spec
     rules.replay(state.log_history)  # the patience counters and first loss of a resumed run
@@ -469,7 +469,7 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
                     break
             if do_save or stopping:
                 flush_tokens(run)
-                checkpointing.save(run)
+                saving.save(run)
                 watchdog.progress()
             if stopping:
                 raise interrupt.interrupted(s)

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ablate.core import checkpoint, interrupts, io, parallel, provenance
+from ablate.core import checkpoint_integrity, interrupts, io, parallel, provenance
 from ablate.core.phases import Phases
-from ablate.core.training import checkpointing, loop, vocab_rows
-from ablate.core.training.callbacks import StopRules
+from ablate.core.training import loop, saving, vocab_rows
 from ablate.core.training.loss import vocab_head_loss
+from ablate.core.training.monitor import StopRules
 from ablate.core.training.params import TrainingError, save_dtype
 
 
@@ -99,14 +99,14 @@ def _resume(run: loop.Run, ckpt: Path) -> bool:
     """Load ``ckpt`` into ``run``: everything, or only the weights and the loop's state when a
     stop rule had already fired at its save step (killed before the final save: training on
     would pass the stop). Returns whether it had."""
-    prior = checkpointing.load_state(ckpt)
+    prior = saving.load_state(ckpt)
     prior_stop = StopRules(run.params).replay(prior["log_history"])
     if prior_stop:
-        checkpointing.load_weights(run, ckpt)
+        saving.load_weights(run, ckpt)
         run.state = loop.State(**prior)
         run.stop_rules.stop = prior_stop
         return True
-    checkpointing.load(run, ckpt)
+    saving.load(run, ckpt)
     return False
 
 
@@ -121,7 +121,7 @@ def _train(
     already fired (``stopped``). Returns the training's seconds (None when nothing trained)."""
     if stopped:
         return None
-    checkpointing.begin_segment(run, resumed_from)
+    saving.begin_segment(run, resumed_from)
     t0 = time.perf_counter()
     with phases("train"):
         loop.train(run, watch)
@@ -133,12 +133,14 @@ def _train(
 def _restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
     """After a non-finite loss: load the last complete checkpoint before it (False: none)."""
     good = [
-        c for c in checkpoint.complete_checkpoints(ckpt_dir) if checkpoint.step_of(c) < stop["step"]
+        c
+        for c in checkpoint_integrity.complete_checkpoints(ckpt_dir)
+        if checkpoint_integrity.step_of(c) < stop["step"]
     ]
     if not good:
         return False
-    checkpointing.load_weights(run, good[-1])
-    stop["detail"]["restored_from_step"] = checkpoint.step_of(good[-1])
+    saving.load_weights(run, good[-1])
+    stop["detail"]["restored_from_step"] = checkpoint_integrity.step_of(good[-1])
     print(
         f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
         flush=True,
@@ -163,7 +165,7 @@ def _write_summary(
     """The summary, written by rank 0 alone when data-parallel."""
     summary = _summary(run, outcome, ckpt_info)
     if parallel.rank() == 0:
-        io.write_json(out_dir / checkpoint.SUMMARY_NAME, summary)
+        io.write_json(out_dir / checkpoint_integrity.SUMMARY_NAME, summary)
     return summary
 
 
@@ -186,7 +188,7 @@ def train_run(
     if head_loss is not None:  # a checkpoint holds the table as cut: resume only into that cut
         rows, covered = _cut_table(model, tokenizer, head_loss, params, label)
         run_key = {**run_key, "embedding_rows": covered}
-    ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
+    ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
     hooks = run.hooks if head_loss is None else replace(run.hooks, head_loss=head_loss)
     spec = loop.Spec(
         params, ckpt_dir, label, tokenizer.pad_token_id, hooks=hooks, reporters=tuple(reporters)
@@ -197,7 +199,7 @@ def train_run(
     # (sharded masters gathered: any process count resumes them): neither loads the other's, so
     # a change between them starts fresh (N -> M sharded processes reshards)
     run_key = {**run_key, "checkpoint_layout": "sharded" if r.sharded else "whole"}
-    resume_from, stopped = checkpointing.resume_from(
+    resume_from, stopped = saving.resume_from(
         ckpt_dir, run_key, run.inputs, lambda ckpt: _resume(r, ckpt)
     )
     if resume_from:
@@ -206,7 +208,7 @@ def train_run(
     with interrupts.InterruptWatch() as watch:
         train_s = _train(r, resume_from, bool(stopped), phases, watch)
         watch.hold()
-        resumed_from_step = checkpoint.step_of(resume_from) if resume_from else None
+        resumed_from_step = checkpoint_integrity.step_of(resume_from) if resume_from else None
         outcome = _Outcome(r.state, _stop(r), r.throughput, train_s, resumed_from_step)
         return _finish(run, r, outcome, rows, tokenizer, watch)
 
@@ -230,10 +232,10 @@ def _finish(
 ) -> dict[str, Any]:
     """The outputs of the ended training, ``watch`` holding a signal meanwhile: the final
     evaluation, ``final/``, the summary, the checkpoints' removal last
-    (:func:`~.checkpointing.end_of_run`)."""
+    (:func:`~.saving.end_of_run`)."""
     params, out_dir, phases = run.params, Path(run.out_dir), run.phases
     label, state, stop = run.label or run.kind, outcome.state, outcome.stop
-    ckpt_dir = out_dir / checkpoint.CHECKPOINTS_DIR
+    ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
     if stop["reason"] == "nonfinite":
         if not _restore_last_good(r, stop, ckpt_dir, label):
             _write_summary(run, outcome, None, out_dir)
@@ -245,7 +247,7 @@ def _finish(
         _final_eval(r, phases)
     if rows is not None:
         rows.restore()
-    ckpt_info = checkpointing.save_final(
+    ckpt_info = saving.save_final(
         r,
         out_dir,
         tokenizer=tokenizer,
@@ -261,17 +263,15 @@ def _finish(
         # weights are an earlier checkpoint's: the rerun resumes there and stops alike). After
         # the final save, one process's weights may be in the save dtype: enough, as a rerun
         # from it trains no step and writes the same final weights
-        newest = checkpoint.newest_complete(ckpt_dir)
+        newest = checkpoint_integrity.newest_complete(ckpt_dir)
         if stop["reason"] != "nonfinite" and (
-            newest is None or checkpoint.step_of(newest) != state.step
+            newest is None or checkpoint_integrity.step_of(newest) != state.step
         ):
             with phases("save_last"):
-                checkpointing.save(r)
+                saving.save(r)
 
     with phases("remove_checkpoints"):
-        checkpointing.end_of_run(
-            watch, ckpt_dir, keep=params["keep_checkpoints"], save_last=save_last
-        )
+        saving.end_of_run(watch, ckpt_dir, keep=params["keep_checkpoints"], save_last=save_last)
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.step}
     print(
@@ -310,7 +310,7 @@ def _summary(run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None)
             else {**run.record, "params": params},
             inputs=run.inputs,
             started=phases.started,
-            extra={"training_segments": checkpointing.segments(state)},
+            extra={"training_segments": saving.segments(state)},
         ),
         "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
     }

@@ -11,7 +11,7 @@ the statistics that span shards). One process keeps the bf16-weights + fp32-mast
 A checkpoint of a sharded run (:func:`save_checkpoint`) holds the fp32 weights and the optimizer
 state as torch.distributed.checkpoint shards (:data:`SHARDS_DIR`, each process writes its own
 rows); the schedule, the per-process RNG states and the loop's state are beside them
-(:mod:`~ablate.core.training.checkpointing`). Resuming loads them back into the sharded model and
+(:mod:`~ablate.core.training.saving`). Resuming loads them back into the sharded model and
 optimizer (:func:`load_model`, :func:`load_optimizer`), the index ``.metadata`` through
 :class:`MetadataReader` (no arbitrary unpickling of a file that may come from another host).
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ablate.core.checkpoint import CheckpointError
+from ablate.core.checkpoint_integrity import CheckpointError
 from ablate.core.config import ConfigError, load_config_file
 from ablate.core.training.params import TrainingConfigError, TrainingError
 from ablate.mask import sft_data

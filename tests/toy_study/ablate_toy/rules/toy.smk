@@ -1,7 +1,7 @@
 # The toy study's one rule: flip the coin, write the flips (with their config slice) and the claim.
-from ablate_toy import study as toy_study
+from ablate_toy import layout as toy_layout
 
-TOY_JOBS = toy_study.jobs(config)
+TOY_JOBS = toy_layout.jobs(config)
 JOBS.extend(TOY_JOBS)
 
 

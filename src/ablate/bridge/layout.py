@@ -1,4 +1,4 @@
-"""The bridge study's layout (the study protocol's layout part): its file patterns and its one
+"""The bridge study's layout (its study part ``layout``): its file patterns and its one
 list of jobs (:func:`jobs`, from the grid :func:`ablate.bridge.grid.resolve` resolves), which
 serves the rules, STATUS, the tables and the execution plan.
 

@@ -1,4 +1,5 @@
-"""A run's checkpoints (``checkpoint-N``: what resumes it bit for bit) and its final weights.
+"""What a training run saves and loads back: its checkpoints (``checkpoint-N``: what resumes it bit
+for bit) and its final weights (the files' integrity: :mod:`ablate.core.checkpoint_integrity`).
 
 ``checkpoint-N`` of one process holds the weights (``model.safetensors``), the optimizer state
 (``optimizer.pt``: the fp32 masters with it), the schedule (``scheduler.pt``), the RNG state
@@ -9,7 +10,7 @@ torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_c
 of sharded masters or replicated (DDP) process 0's copy in the one-process format (sharded
 masters gathered there); with N processes each writes its own RNG file. Every file
 loads without unpickling code (``weights_only=True``, safetensors, JSON). The hash manifest and
-the completion marker come last (:func:`ablate.core.checkpoint.mark_complete`); the oldest
+the completion marker come last (:func:`ablate.core.checkpoint_integrity.mark_complete`); the oldest
 complete checkpoints beyond ``save_total_limit`` are then removed.
 """
 
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 import safetensors.torch
 import torch
 
-from ablate.core import checkpoint, io, modeling, parallel, provenance, resume
+from ablate.core import checkpoint_integrity, io, modeling, parallel, provenance, resume
 from ablate.core.phases import Phases
 from ablate.core.training import sharding
 from ablate.core.training.params import dtype_name
@@ -84,10 +85,10 @@ def _torch_save(obj: Any, path: Path) -> None:
 
 def save(run) -> Path:
     """``checkpoint-<step>`` of ``run`` (a collective when sharded); returns its path. A full
-    disk is named in one line (:func:`ablate.core.checkpoint.naming_a_full_disk`); the
+    disk is named in one line (:func:`ablate.core.checkpoint_integrity.naming_a_full_disk`); the
     checkpoint, never completed, is ignored by the rerun, which resumes from the one before."""
     ckpt = Path(run.spec.checkpoints) / f"checkpoint-{run.state.step}"
-    with checkpoint.naming_a_full_disk(f"saving {ckpt.name}", ckpt):
+    with checkpoint_integrity.naming_a_full_disk(f"saving {ckpt.name}", ckpt):
         return _save(run, ckpt)
 
 
@@ -96,7 +97,7 @@ def _save(run, ckpt: Path) -> Path:
     ckpt.mkdir(parents=True, exist_ok=True)
     if run.sharded:
         sharding.save_checkpoint(run.model, run.optimizer, ckpt)
-        fmt = checkpoint.FORMAT_SHARDED
+        fmt = checkpoint_integrity.FORMAT_SHARDED
     else:
         # every process joins: sharded masters gather theirs onto process 0 (a collective)
         optimizer = run.optimizer.state_dict()
@@ -113,7 +114,7 @@ def _save(run, ckpt: Path) -> Path:
         io.write_json(ckpt / LOOP_STATE, asdict(run.state))
     parallel.barrier()  # every process's files are in before the manifest and the marker
     if parallel.rank() == 0:
-        checkpoint.mark_complete(ckpt, step, fmt)
+        checkpoint_integrity.mark_complete(ckpt, step, fmt)
         _rotate(Path(run.spec.checkpoints), run.params["save_total_limit"])
     parallel.barrier()
     return ckpt
@@ -121,17 +122,17 @@ def _save(run, ckpt: Path) -> Path:
 
 def _rotate(directory: Path, limit: int) -> None:
     """Keep the newest ``limit`` complete checkpoints; remove older ones, complete or not."""
-    complete = checkpoint.complete_checkpoints(directory)
+    complete = checkpoint_integrity.complete_checkpoints(directory)
     if not complete:
         return
-    oldest_kept = checkpoint.step_of(complete[-limit:][0])
+    oldest_kept = checkpoint_integrity.step_of(complete[-limit:][0])
     for d in directory.glob("checkpoint-*"):
-        n = checkpoint.step_of(d)
+        n = checkpoint_integrity.step_of(d)
         if n is not None and n < oldest_kept:
             shutil.rmtree(d, ignore_errors=True)
 
 
-class UnreadableCheckpoint(checkpoint.CheckpointError):
+class UnreadableCheckpoint(checkpoint_integrity.CheckpointError):
     """A file of a checkpoint that matched its manifest does not load: the restricted loaders
     refused it (it names code or objects no checkpoint holds) or it does not parse. Its files
     were altered and the manifest written again; the checkpoint counts as corrupt
@@ -184,7 +185,7 @@ def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
     except UnreadableCheckpoint as exc:
         got, error = None, exc
         if parallel.world_size() > 1:
-            checkpoint.say(f"process {parallel.rank()}: {exc}")
+            checkpoint_integrity.say(f"process {parallel.rank()}: {exc}")
     if parallel.any_process(error is not None):
         raise error or UnreadableCheckpoint(f"another process refused a file of {ckpt}")
     return got
@@ -240,7 +241,7 @@ def load(run, ckpt: Path) -> None:
             torch.cuda.set_rng_state_all(rng["cuda"])
     unsaved = _unsaved_rng(ckpt)
     if unsaved and parallel.rank() == 0:
-        checkpoint.say(
+        checkpoint_integrity.say(
             f"{ckpt.name} holds the RNG states of fewer processes than this run's "
             f"{parallel.world_size()}: process(es) {', '.join(map(str, unsaved))} seed theirs "
             "from the run's seed, the step and their rank (rank_seed)"
@@ -301,8 +302,8 @@ def resume_from(
             return ckpt, load(ckpt)
         except UnreadableCheckpoint as exc:
             if parallel.rank() == 0:
-                aside = checkpoint.set_aside(ckpt)
-                checkpoint.say(f"{ckpt.name} set aside as {aside.name}: {exc}")
+                aside = checkpoint_integrity.set_aside(ckpt)
+                checkpoint_integrity.say(f"{ckpt.name} set aside as {aside.name}: {exc}")
     return None, None
 
 
@@ -322,7 +323,7 @@ def end_of_run(
     if save_last is not None:
         save_last()
     if parallel.rank() == 0:
-        newest = checkpoint.newest_complete(ckpt_dir)
+        newest = checkpoint_integrity.newest_complete(ckpt_dir)
         kept = f"{ckpt_dir} kept" + (f" ({newest.name})" if newest else "")
         print(
             f"[interrupt] {watch.signal.name if watch.signal else 'a signal'} came while the "
@@ -340,9 +341,9 @@ def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
         model.save_pretrained(out, state_dict=state_dict, max_shard_size=SAVE_SHARD)
         if tokenizer is not None:
             tokenizer.save_pretrained(out)
-        return checkpoint.FORMAT_SAVE_PRETRAINED
+        return checkpoint_integrity.FORMAT_SAVE_PRETRAINED
     except Exception as exc:  # any failure of the model's own serializer
-        if checkpoint.out_of_space(exc):
+        if checkpoint_integrity.out_of_space(exc):
             raise  # the fallback would fill the same disk
         print(
             f"[save] save_pretrained failed ({type(exc).__name__}: {exc}); "
@@ -350,14 +351,14 @@ def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
             file=sys.stderr,
             flush=True,
         )
-        checkpoint.save_state_dict_fallback(model, out, tokenizer=tokenizer)
-        return checkpoint.FORMAT_FALLBACK
+        checkpoint_integrity.save_state_dict_fallback(model, out, tokenizer=tokenizer)
+        return checkpoint_integrity.FORMAT_FALLBACK
 
 
 def save_final(
     run, out_dir: Path, *, tokenizer, dtype: torch.dtype, extra: dict, phases: Phases | None = None
 ) -> dict | None:
-    """``out_dir/final`` through :func:`ablate.core.checkpoint.write_final`: the weights in
+    """``out_dir/final`` through :func:`ablate.core.checkpoint_integrity.write_final`: the weights in
     ``dtype`` (a sharded model's gathered onto process 0, which alone writes; the others get
     None); a state_dict fallback is reloaded and compared before it is kept. ``phases`` records
     ``save_final`` and its parts (``.write``: the weights)."""
@@ -379,12 +380,12 @@ def save_final(
         def write(tmp: Path) -> str:
             with phases("save_final.write"):
                 fmt = save_pretrained(model, tmp, tokenizer, state_dict)
-            if fmt == checkpoint.FORMAT_FALLBACK:
+            if fmt == checkpoint_integrity.FORMAT_FALLBACK:
                 with phases("save_final.reload_compare"):
                     modeling.verify_loadable(model, tmp)
             return fmt
 
         name = dtype_name(dtype)
-        with checkpoint.naming_a_full_disk("saving the final weights", out_dir / "final"):
-            info = checkpoint.write_final(out_dir, write, extra={"dtype": name, **extra})
+        with checkpoint_integrity.naming_a_full_disk("saving the final weights", out_dir / "final"):
+            info = checkpoint_integrity.write_final(out_dir, write, extra={"dtype": name, **extra})
     return {"path": info["path"], "format": info["format"], "dtype": name}

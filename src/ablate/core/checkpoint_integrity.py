@@ -1,4 +1,6 @@
-"""Checkpoint I/O, all of it: writing, integrity, the loading check, training checkpoints and resume.
+"""A checkpoint directory's integrity, the files' side of all checkpoint I/O: written whole, hash
+manifest and marker, the check before loading, complete training checkpoints, setting aside.
+(What a training run saves in them and loads back: :mod:`ablate.core.training.saving`.)
 
 A final checkpoint (``<out>/final``) is written by :func:`write_final`: into ``final.tmp``, which
 first gets :data:`WRITER_MARKER` (this pipeline wrote it), then the weights, then it is renamed

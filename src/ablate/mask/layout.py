@@ -1,9 +1,11 @@
-"""The mask study's shape, derived from a config: policies, resolved variants, files, jobs.
+"""The mask study's layout (its study part ``layout``, :mod:`ablate.core.jobs`): files and jobs,
+derived from a config.
 
-:func:`jobs` is the one job list (core :class:`ablate.core.jobs.Job` rows; the study protocol's
-layout part): which jobs exist, the files each writes (:data:`PATTERNS`), the stage each belongs
-to, the jobs it reads. The rules (rules/mask/*.smk), STATUS, the planner (ablate.mask.plan) and the
-recovery table (its rule's params) all take it from here.
+:func:`jobs` is the one job list (core :class:`ablate.core.jobs.Job` rows): which jobs exist, the
+files each writes (:data:`PATTERNS`), the stage each belongs to, the jobs it reads, each job's
+config slice. The rules (rules/mask/*.smk), STATUS, the planner (ablate.mask.plan) and the recovery
+table (its rule's params) all take it from here. The policies live in :mod:`ablate.mask.policies`,
+the resolved variants in :mod:`ablate.mask.variants`.
 
 Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
 """
@@ -12,158 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablate.core.config import ConfigError, schema_defaults, sorted_tree
+from ablate.core.config import schema_defaults, sorted_tree
 from ablate.core.jobs import Job, benchmark_pattern, log_pattern, make_job
 from ablate.mask import models as model_dim
-
-POLICIES: tuple[str, ...] = ("causal", "prefill_bidir", "prefix_bidir")
-#: What each policy lets a token see: the one wording every help text and document uses.
-POLICY_DESCRIPTIONS: dict[str, str] = {
-    "causal": "the standard causal mask: each token sees itself and the tokens before it",
-    "prefill_bidir": (
-        "no causal mask in any forward of more than one token, over prompt and answer alike; "
-        "single-token decode steps stay causal (the prefill-mask ablation study's ablation). "
-        "Teacher-forced, the prediction of an answer token sees that token and the later ones: a label leak in "
-        "training, and in scoring for every answer token but the last (the last is not in "
-        "lm-eval's input row), so only multi-token answers are affected; under the original "
-        "study's rows (mask.eval.protocol: original) every answer token is in the input and "
-        "every answer leaks"
-    ),
-    "prefix_bidir": (
-        "prompt tokens see the whole prompt in both directions; answer tokens stay causal (the "
-        "whole prompt and earlier answer tokens): a prefix-LM, no leakage"
-    ),
-}
-assert set(POLICY_DESCRIPTIONS) == set(POLICIES)
-
-
-def policy_help() -> str:
-    """One line per policy, for command-line help and logs."""
-    return "; ".join(f"{p}: {POLICY_DESCRIPTIONS[p]}" for p in POLICIES)
-
-
-VARIANT_META = ("stage", "policy", "extends", "allow_leakage", "seeds")
-
-
-def seed_name(name: str, seed: int) -> str:
-    """The variant (and its files, job and run) that trains ``name`` with training seed ``seed``."""
-    return f"{name}-s{seed}"
-
-
-def resolve_variants(
-    variants: dict[str, dict[str, Any]], defaults: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """name -> {stage, policy, extends, allow_leakage, params}; params = defaults + overrides.
-
-    A stage-5 variant inherits policy, allow_leakage, seeds and overrides of the stage-3 variant
-    it extends, then applies its own. A variant with ``seeds: [s, ...]`` becomes one variant per
-    seed, :func:`seed_name` (``3B-s6``), each with ``params.seed`` = s and ``base`` / ``seed``
-    naming where it came from; the seed the variant trains with anyway (its ``params.seed``)
-    keeps the variant's name, files and job: that seed's run is the variant's run, not a copy of
-    it. A variant without ``seeds`` keeps its name and its files.
-    """
-    out = {}
-    for name, v in _resolve_declared(variants, defaults).items():
-        seeds = v.pop("seeds")
-        if seeds is None:
-            out[name] = v
-            continue
-        for s in seeds:
-            own = s == v["params"]["seed"]
-            if not own and seed_name(name, s) in variants:
-                raise ConfigError(
-                    f"invalid config at mask.finetune.variants.{seed_name(name, s)}: the name is also "
-                    f"a seed of {name!r} (a variant with seeds trains <name>-s<seed>)"
-                )
-            params = sorted_tree({**v["params"], "seed": s})
-            out[name if own else seed_name(name, s)] = dict(v, params=params, base=name, seed=s)
-    return out
-
-
-def seeds_of(variants: dict[str, dict[str, Any]], name: str) -> list[str]:
-    """The resolved variants of the declared variant ``name``: itself, or one per seed."""
-    mine = [(v.get("seed", -1), n) for n, v in variants.items() if v.get("base", n) == name]
-    return [n for _, n in sorted(mine)]
-
-
-def _resolve_declared(
-    variants: dict[str, dict[str, Any]], defaults: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """:func:`resolve_variants` before its seeds are expanded (``seeds``: the list or None)."""
-    out = {}
-    for name, v in variants.items():
-        key = f"mask.finetune.variants.{name}"
-        parent: dict[str, Any] = {}
-        if v["stage"] == 5:
-            base = v.get("extends")
-            if base not in variants:
-                raise ConfigError(
-                    f"invalid config at {key}.extends: variant {base!r} does not exist "
-                    f"(mask.finetune.variants has: {', '.join(sorted(variants))})"
-                )
-            if variants[base]["stage"] != 3:
-                raise ConfigError(
-                    f"invalid config at {key}.extends: {base!r} is a stage-{variants[base]['stage']} "
-                    "variant; a stage-5 variant extends a stage-3 one"
-                )
-            parent = variants[base]
-        overrides = {
-            **{k: x for k, x in parent.items() if k not in VARIANT_META},
-            **{k: x for k, x in v.items() if k not in VARIANT_META},
-        }
-        out[name] = dict(
-            stage=v["stage"],
-            policy=v.get("policy", parent.get("policy")),
-            extends=v.get("extends"),
-            allow_leakage=bool(v.get("allow_leakage", parent.get("allow_leakage", False))),
-            params=sorted_tree({**defaults, **overrides}),
-            seeds=v.get("seeds", parent.get("seeds")),
-        )
-    return out
-
-
-#: The variant roles of the mask study's claims (config ``mask.claims:``; src/ablate/mask/claims.py).
-CLAIM_ROLES = ("prefix_variant", "causal_variant", "long_variant")
-
-
-def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The ``claims:`` block with each role checked against the finetune variants; a role set to
-    null is left out (its claims are not made). Returns the block plus each named variant's stage
-    and policy, the params of the claims rule."""
-    out = dict(claims)
-    declared = sorted({v.get("base", n) for n, v in variants.items()})
-    for role in CLAIM_ROLES:
-        name = claims.get(role)
-        if name is None:
-            continue
-        if name not in declared:
-            raise ConfigError(
-                f"invalid config at mask.claims.{role}: variant {name!r} does not exist "
-                f"(mask.finetune.variants has: {', '.join(declared)}; null leaves its claims out)"
-            )
-    named = sorted({claims[r] for r in CLAIM_ROLES if claims.get(r) is not None})
-    out["variants"] = {
-        n: dict(stage=variants[n]["stage"], policy=variants[n]["policy"])
-        for n in sorted(s for name in named for s in seeds_of(variants, name))
-    }
-    seeded = {
-        n: {v: variants[v]["seed"] for v in seeds_of(variants, n)}
-        for n in named
-        if any("seed" in variants[v] for v in seeds_of(variants, n))
-    }
-    if seeded:  # a role's variant has seeds: its claims are stated per seed and pooled
-        out["seeds"] = seeded
-    return sorted_tree(out)
-
-
-def claims_evaluations(claims: dict[str, Any], ablated: str) -> list[tuple[str, str]]:
-    """(model, policy) of every evaluation the claims read: the base model and each variant a
-    role names (:func:`resolve_claims`'s ``variants``), under causal and the ablated policy."""
-    models = ["base", *sorted(claims["variants"])]
-    return [(m, p) for m in models for p in ("causal", ablated)]
-
-
-# ------------------------------------------------------------------ files and the job list
+from ablate.mask.variants import (
+    CLAIM_ROLES,
+    claims_evaluations,
+    finetune_where,
+    resolve_claims,
+    variants_of,
+)
 
 #: Each rule's log file (and a planned rule's benchmark file) in its rule's folder
 #: (:data:`ablate.core.jobs.LOG`), the rule's wildcards in braces.
@@ -246,7 +106,7 @@ BASE = "base"  # the evaluated model name of the base model (the others are vari
 #: The keys of ``mask:`` read by the jobs without a config slice alone (the recovery table, its
 #: plots, the claims): an experiment that changes one runs those (ablate.core.experiments).
 TABLE_KEYS = ("claims",)
-#: the folders of a results tree that hold its models' studies (ablate.core.runs: not trees)
+#: the folders of a results tree that hold its models' studies (ablate.core.results_trees: not trees)
 PART_FOLDERS = (model_dim.MODEL_DIR.split("/")[0],)
 #: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).
 RULE_OUTPUTS: dict[str, dict[str, str]] = {
@@ -310,48 +170,6 @@ def eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
     return {3: 4, 5: 5}[int(variants[model]["stage"])]
 
 
-def variants_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    finetune = config["mask"]["finetune"]
-    return resolve_variants(finetune["variants"], finetune["defaults"])
-
-
-def sft_rows(config: dict[str, Any]) -> tuple[int, str] | None:
-    """(rows, where that count comes from) of the SFT data the finetunes split, when it is
-    known before any job: the embedded data's ``mask.data.embedded.sft_pairs``, or the
-    non-blank lines of a local .jsonl; None for a hub dataset (known once downloaded)."""
-    from pathlib import Path
-
-    from ablate.mask import sft_data
-
-    data = config["mask"]["data"]
-    if data["source"] == "embedded":
-        return data["embedded"]["sft_pairs"], "mask.data.embedded.sft_pairs"
-    path = Path(data["sft"])
-    if not sft_data.is_local(data["sft"]) or not path.is_file():
-        return None
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip()), f"the rows of {path}"
-
-
-def check_eval_sizes(config: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
-    """Each finetune's ``eval_size`` below the SFT data's rows (:func:`sft_rows`), so it leaves
-    rows to train on: checked at parse time, as the finetune's own check comes only after
-    Snakemake has removed the outputs of the finished run it replaces. ConfigError naming the
-    key, its value and the limit."""
-    known = sft_rows(config)
-    if known is None:
-        return
-    rows, source = known
-    for name, variant in variants.items():
-        n = variant["params"]["eval_size"]
-        if n and n >= rows:
-            where = finetune_where(config, name, variant)["params.eval_size"]
-            raise ConfigError(
-                f"invalid config at {where}: {n} held-out rows leave none to train on: the SFT "
-                f"data has {rows} ({source}); set it below {rows}"
-            )
-
-
 #: Each rule's config slice (``Job.config``: what its rule passes as ``params.config`` and its
 #: record's provenance holds) that is one node of the config: the node's path under ``mask``.
 SLICE_NODES = {
@@ -366,28 +184,6 @@ def finetune_slice(name: str, variant: dict[str, Any]) -> dict[str, Any]:
     """A finetune's config slice: the resolved variant (params: defaults + overrides)."""
     keep = ("stage", "policy", "allow_leakage", "params")
     return sorted_tree(dict(variant=name, **{k: variant[k] for k in keep}))
-
-
-def finetune_where(config: dict[str, Any], name: str, variant: dict[str, Any]) -> dict[str, str]:
-    """Where the config sets each key of a finetune's slice now (the stale line names it): the
-    variant declared (a seed's: its declared variant), the stage-3 variant a stage-5 one
-    extends, else ``mask.finetune.defaults``."""
-    declared = config["mask"]["finetune"]["variants"]
-    own = variant.get("base", name)
-    at = f"mask.finetune.variants.{own}"
-
-    def origin(key: str) -> str:
-        for d in (own, variant.get("extends")):
-            if d and key in declared.get(d, {}):
-                return f"mask.finetune.variants.{d}.{key}"
-        return f"mask.finetune.defaults.{key}"
-
-    where = {"": at, **{k: f"{at}.{k}" for k in ("variant", "stage", "policy", "allow_leakage")}}
-    where.update({f"params.{k}": origin(k) for k in variant["params"]})
-    if "seed" in variant:  # a seed of a variant with seeds: one of its (or its parent's) seeds
-        seeds_at = own if "seeds" in declared.get(own, {}) else variant.get("extends")
-        where["params.seed"] = f"mask.finetune.variants.{seeds_at}.seeds"
-    return where
 
 
 def _job(cfg: dict[str, Any], rule: str, name: str, files: str, **kw: Any) -> Job:

@@ -1,5 +1,6 @@
-"""What the training loop reports to: the stop rules, the pure step-time throughput, one-line
-progress (plain objects the loop calls; :mod:`ablate.core.training.loop`)."""
+"""What watches the training loop's numbers: the stop rules (whether to stop), the pure step-time
+throughput, the one-line progress (plain objects the loop calls, no callback interface;
+:mod:`ablate.core.training.loop`)."""
 
 from __future__ import annotations
 
