@@ -386,7 +386,7 @@ def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed)
     before, after = weights(tiny_model_dir), weights(final)
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert not (out / "final.tmp").exists() and not (out / "checkpoints").exists()
-    # where the job's seconds went (issue 16): every phase, the steps a part of "train"
+    # where the job's seconds went: every phase, the steps a part of "train"
     ph = on_disk["phases"]
     for key in ("startup", "data", "load_model", "setup", "train", "train.steps",
                 "save_final", "save_final.write", "other", "total"):  # fmt: skip
