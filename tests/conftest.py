@@ -98,6 +98,18 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
 
 
 @pytest.fixture(scope="module")
+def sft_file(tmp_path_factory):
+    """SFT pairs (helpers.synthetic_rows) as a jsonl file, one per test module."""
+    import json
+
+    from helpers import synthetic_rows
+
+    path = tmp_path_factory.mktemp("sft") / "sft.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
+    return path
+
+
+@pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
     """The workflow without the library (dry runs use the installed one), one copy a module: the
     config-error tests write their config files into it."""
