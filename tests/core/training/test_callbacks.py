@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ablate.core.training.callbacks import StopRules
-from ablate.mask.training.gate import resolve_params
+from ablate.core.training.params import resolve_params
 
 
 def rules(**kw):
