@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-# The suite lives in folders by part (core, mask, bridge, pipeline, cluster); shared helpers are in
-# tests/helpers.py (`from helpers import job_counts`). Every folder is importable, as when they
-# shared one folder (module names stay unique).
-for _part in ("core", "mask", "bridge", "pipeline"):
+# The suite lives in folders by part (core, mask, bridge, pipeline, cluster) and guards (tests of
+# the repository as a whole: layering, docs that quote or name the code, indexes); shared helpers
+# are in tests/helpers.py (`from helpers import job_counts`). Every folder is importable, as when
+# they shared one folder (module names stay unique).
+for _part in ("core", "mask", "bridge", "pipeline", "guards"):
     sys.path.insert(0, str(Path(__file__).parent / _part))
 
 # Offline always: a test that reaches for the hub must fail, not hang.
@@ -94,6 +95,18 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def sft_file(tmp_path_factory):
+    """SFT pairs (helpers.synthetic_rows) as a jsonl file, one per test module."""
+    import json
+
+    from helpers import synthetic_rows
+
+    path = tmp_path_factory.mktemp("sft") / "sft.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,10 @@ COMMANDS = {
         "ablate.core.planner",
         "predict wall time and cost per job and setup; compare after a run",
     ),
+    "map": (
+        "ablate.core.module_map",
+        "the module map of docs/design.md from the code's docstrings (--write renders it)",
+    ),
 }
 
 

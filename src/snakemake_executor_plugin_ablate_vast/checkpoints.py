@@ -1,4 +1,4 @@
-"""training checkpoints that outlive the instance.
+"""Training checkpoints that outlive the instance.
 
 A training job writes complete-or-ignored training checkpoints into ``<out>/checkpoints`` beside its
 outputs (:mod:`ablate.core.checkpoint_integrity`). While the job runs, :class:`CheckpointCopies` copies each

@@ -1,4 +1,4 @@
-"""A worker for ablate.core.parallel.launch (tests/core/test_sharded_masters.py): the sharded
+"""A worker for ablate.core.parallel.launch (tests/core/training/test_sharded_masters.py): the sharded
 masters' optimizer in N processes (gloo) against the one-process MasterWeightsOptimizer on the
 same gradients. Each process's gradient of a step is its own; the one process sees their mean
 (the loop's loss of N processes is N times the mean, undone by the division by N). Rank 0

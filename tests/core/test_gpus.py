@@ -184,7 +184,7 @@ def test_gpu_pool_smoke_report_flags_a_job_on_a_gpu_it_was_not_given(tmp_path, c
     assert gpu_pool_smoke.report(tmp_path) == 0
     table = capsys.readouterr().out
     assert "| finetune/3A | 0 | 101 | GPU 0 (9000) | - | 2.5 |" in table and "finetune/3B" in table
-    # 3B's process also on GPU 0 (the DataParallel failure of issue 30): flagged
+    # 3B's process also on GPU 0 (the DataParallel failure): flagged
     (tmp_path / "nvidia_smi.log").write_text(
         listing + apps.format(*uuid) + f"102, {uuid[0]}, 8000 MiB\n"
     )

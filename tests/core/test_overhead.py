@@ -1,4 +1,4 @@
-"""Per-job overhead (issue 16): phase timings, checkpoint hashing overlapped with the load, the
+"""Per-job overhead: phase timings, checkpoint hashing overlapped with the load, the
 manifest as a checkpoint's fingerprint, and disk requests that cover what a finetune writes.
 All cheap (a few seconds): small files and the tiny model, no training."""
 

@@ -12,8 +12,6 @@ import pytest
 from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core import parallel
-from ablate.core.training.loop import shares
-from ablate.core.training.params import TrainingConfigError
 from ablate.mask.training.run import FinetuneSpec, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,18 +21,6 @@ LOSS_RTOL = 1e-5
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-4, 1e-6
 # grad_accum 4 over 2 processes: 2 micro-batches each; SGD so a step is linear in the gradient
 PARAMS = {**FAST, "batch_size": 2, "grad_accum": 4, "optim": "sgd", "save_steps": 0, "max_steps": 3}
-
-
-def test_shares_keep_the_global_batch():
-    """(examples per step and process, examples per micro-batch): the step's batch_size x
-    grad_accum examples split evenly over the processes, in micro-batches of batch_size where the
-    accumulation splits."""
-    assert shares(1, 16, 1) == (16, 1)
-    assert shares(1, 16, 2) == (8, 1)  # the accumulation is split first: 8 micro-batches of 1
-    assert shares(2, 4, 4) == (2, 2)  # one micro-batch of the batch each
-    assert shares(16, 1, 2) == (8, 8)  # packed: one step's pairs, split
-    with pytest.raises(TrainingConfigError, match="does not split over 2"):
-        shares(3, 1, 2)
 
 
 @pytest.mark.parametrize("packed", [False, True])

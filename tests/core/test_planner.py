@@ -752,7 +752,7 @@ def test_partial_plan_becomes_full_after_the_stages(embedded_run, tmp_path):
 
 
 def test_leakage_records_name_their_model_as_a_string(tmp_path):
-    """Issue 12: a finished leakage probe's JSON has "model" as a path string (ablate.mask.leakage),
+    """A finished leakage probe's JSON has "model" as a path string (ablate.mask.leakage),
     a metrics.json has {"path": ...}; both are read, the probe's run becomes a measurement."""
     root = tmp_path / "embedded"
     shutil.copytree(EMBEDDED_RUN, root)
@@ -787,7 +787,7 @@ def test_leakage_records_name_their_model_as_a_string(tmp_path):
 
 
 def test_unknown_hub_model_gives_rows_that_say_so(tmp_path):
-    """Issue 13: a hub model the measurements file does not know (and offline) is no exception:
+    """A hub model the measurements file does not know (and offline) is no exception:
     every row of the plan says the model size is missing, the totals say which jobs lack one."""
     config = planner_config("ministral3b.yaml")
     config["mask"]["model"]["path"] = "someorg/unknown-model-7b"

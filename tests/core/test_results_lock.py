@@ -1,4 +1,4 @@
-"""One running Snakemake per results folder (ablate.core.results_lock; issue 73, G6): two runs on
+"""One running Snakemake per results folder (ablate.core.results_lock): two runs on
 one folder from two working directories took over each other's checkpoints, since Snakemake
 locks only its working directory. The library's lock, then the Snakefile's use of it: a second
 run stops in one line before any job, a dry run takes no lock, `ablate status` names the

@@ -1,4 +1,4 @@
-"""A results folder under another name (issue 73, G12; ablate.core.results_origin): moved or
+"""A results folder under another name (ablate.core.results_origin): moved or
 renamed, reached through another `results:` value, or made by another working directory's runs,
 it had none of Snakemake's records of its jobs: an edit of parameters reran nothing, silently,
 and a job that did rerun failed reading a model card that named the old path (an error about a

@@ -128,7 +128,7 @@ def test_jobs_the_planner_does_not_time_are_named_once_not_counted_in_the_totals
 
 
 def test_each_data_parallel_job_left_says_what_more_gpus_buy(tmp_path):
-    """Issue 67: STATUS gives each data-parallel job left on 1, 2, 4 and 8 GPUs, from the plan's
+    """STATUS gives each data-parallel job left on 1, 2, 4 and 8 GPUs, from the plan's
     column (a job on two setups' rows once; a job done, not at all)."""
     cell = "on H100 SXM GPUs of one machine: 1: 0:25:00 (1.00x); 2: 0:23:35 (1.06x)"
     plan = job_rows("1x H100 SXM", {"eval/base/causal": 600, "finetune/3A": 1500}, [1, 2])

@@ -1,4 +1,4 @@
-"""Edges that used to pass silently (issue 18): loading with the package's own attention backend,
+"""Edges that used to pass silently: loading with the package's own attention backend,
 damaged pipeline checkpoints without their manifest, flex_attention on CPU, and the one wording
 of each mask policy. docs/reliability.md maps each to its test; the mask-level edges (prompt
 lengths, kwargs reused across backends) are in tests/mask/test_masks.py.

@@ -1,4 +1,4 @@
-"""A signal after the training ended (issue 73, G5): during the final evaluation, the final save,
+"""A signal after the training ended: during the final evaluation, the final save,
 the summary or the removal of ``checkpoints/``. It waits until the outputs are complete; the job
 then keeps a checkpoint of the finished training (``save_steps: 0``: none existed), since an
 interrupted Snakemake can still delete those outputs, and the rerun writes them again from it,

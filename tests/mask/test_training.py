@@ -1,4 +1,5 @@
-"""Training under a mask policy: loss, collator, stop rules, finetune/pretrain end to end, gate, saving, resume."""
+"""Training under a mask policy: loss, finetune/pretrain end to end, params, gate, saving, resume
+(the core's stop rules, collator, optimizer and loop alone: tests/core/training/)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ from helpers import FAST, no_leak, synthetic_rows, weights
 from ablate.core import checkpoint_integrity
 from ablate.core.modeling import load_causal_lm
 from ablate.core.training.data import PolicyCollator
-from ablate.core.training.monitor import StopRules
-from ablate.core.training.optim import MasterWeightsOptimizer
 from ablate.core.training.params import TrainingConfigError
 from ablate.mask import leakage, sft_data
 from ablate.mask.training import cli
@@ -30,27 +29,7 @@ from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="module")
-def sft_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sft") / "sft.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
-    return path
-
-
 # ---------------------------------------------------------------- loss and collator
-
-
-def test_collator_labels_only_on_response_tokens():
-    batch = PolicyCollator(pad_token_id=11)(
-        [
-            {"input_ids": [1, 5, 6, 7, 8], "prompt_length": 3},
-            {"input_ids": [1, 9, 10], "prompt_length": 2},
-        ]
-    )
-    assert batch["input_ids"].tolist() == [[1, 5, 6, 7, 8], [1, 9, 10, 11, 11]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, -100, -100, 7, 8], [-100, -100, 10, -100, -100]]
-    assert batch["prompt_lengths"].tolist() == [3, 2]
 
 
 @pytest.mark.parametrize("policy", ["causal", "prefix_bidir", "prefill_bidir"])
@@ -94,85 +73,7 @@ def test_prefix_split_attention_equals_sdpa_in_training_loss(tiny_model_dir, tok
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
 
 
-# ---------------------------------------------------------------- master weights
-
-
-def test_master_weights_keep_updates_that_bf16_rounds_away():
-    def train(master: bool):
-        lin = torch.nn.Linear(4, 1, bias=False).to(torch.bfloat16)
-        torch.nn.init.ones_(lin.weight)
-        groups = [{"params": [lin.weight], "weight_decay": 0.0}]
-        opt = (
-            MasterWeightsOptimizer(groups, torch.optim.SGD, {"lr": 1e-4})
-            if master
-            else torch.optim.SGD(lin.parameters(), lr=1e-4)
-        )
-        for _ in range(50):
-            lin(torch.ones(1, 4, dtype=torch.bfloat16)).sum().backward()  # d/dw = 1
-            opt.step()
-            opt.zero_grad()
-        return lin.weight, opt
-
-    w_plain, _ = train(False)
-    assert torch.all(w_plain == 1.0)  # 1 - 1e-4 rounds back to 1 in bf16: every update lost
-    w, opt = train(True)
-    torch.testing.assert_close(opt.master_params[0], torch.full((1, 4), 0.995), rtol=0, atol=1e-6)
-    assert torch.all(w == torch.tensor(0.995).to(torch.bfloat16))
-
-
-def test_a_dropped_master_optimizer_is_freed_and_another_takes_its_weights():
-    """The gradient hooks hold the optimizer weakly: a dropped run's masters and state are freed
-    (a benchmark builds several runs in one process; before, a second 3.4 B run found the GPU
-    full), and a new optimizer on the same weights trains (before: its first backward failed)."""
-    import gc
-    import weakref
-
-    from ablate.core.training import optim
-
-    lin = torch.nn.Linear(64, 64).to(torch.bfloat16)
-    p = {"learning_rate": 1e-3, "optim": "adamw_torch", "weight_decay": 0.0}
-    first = optim.build_optimizer(lin, p, master_weights=True, sharded=False)
-    lin(torch.randn(2, 64, dtype=torch.bfloat16)).sum().backward()
-    first.step()
-    gone = weakref.ref(first)
-    del first
-    gc.collect()
-    assert gone() is None
-    second = optim.build_optimizer(lin, p, master_weights=True, sharded=False)
-    before = lin.weight.detach().clone()
-    lin(torch.randn(2, 64, dtype=torch.bfloat16)).sum().backward()
-    second.step()
-    assert not torch.equal(before, lin.weight)
-
-
-def test_master_weights_accumulate_fp32_grads_and_round_trip_state():
-    lin = torch.nn.Linear(3, 2).to(torch.bfloat16)
-    groups = [{"params": list(lin.parameters()), "weight_decay": 0.0}]
-    opt = MasterWeightsOptimizer(groups, torch.optim.AdamW, {"lr": 1e-3})
-    x = torch.randn(5, 3).to(torch.bfloat16)
-    for _ in range(2):  # two micro-batches
-        lin(x).sum().backward()
-    assert lin.weight.grad is None  # moved to the master by the hook
-    g = opt.master_params[0].grad
-    assert g.dtype == torch.float32
-    torch.testing.assert_close(g, 2 * x.float().sum(0).expand(2, 3), rtol=1e-2, atol=1e-2)
-    opt.step()
-    assert all(
-        m.grad is None for m in opt.master_params
-    )  # the Trainer's model.zero_grad() cannot clear them
-    state = opt.state_dict()
-    lin2 = torch.nn.Linear(3, 2).to(torch.bfloat16)
-    opt2 = MasterWeightsOptimizer(
-        [{"params": list(lin2.parameters()), "weight_decay": 0.0}], torch.optim.AdamW, {"lr": 1e-3}
-    )
-    opt2.load_state_dict(state)
-    for a, b in zip(opt.master_params, opt2.master_params):
-        assert torch.equal(a, b)
-    assert torch.equal(lin.weight, lin2.weight)
-    assert torch.equal(
-        opt.inner.state_dict()["state"][0]["exp_avg"],
-        opt2.inner.state_dict()["state"][0]["exp_avg"],
-    )
+# ---------------------------------------------------------------- master weights end to end
 
 
 @pytest.mark.slow
@@ -223,92 +124,7 @@ def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, 
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-# ---------------------------------------------------------------- stop rules (fake logs)
-
-
-def rules(**kw):
-    return StopRules(resolve_params(kw, "finetune"))
-
-
-def test_no_learning_rule():
-    r = rules(no_learning_steps=20, no_learning_min_gain=0.1)
-    assert r.observe_train_loss(1, 2.0) is None
-    assert r.observe_train_loss(10, 1.95) is None  # before N steps: not judged
-    stop = r.observe_train_loss(20, 1.95)
-    assert stop["reason"] == "no_learning" and stop["step"] == 20
-    assert stop["detail"]["gain"] == pytest.approx(0.05)
-    r = rules(no_learning_steps=20, no_learning_min_gain=0.1)
-    r.observe_train_loss(1, 2.0)
-    assert r.observe_train_loss(20, 1.5) is None and r.stop is None
-    assert r.observe_train_loss(40, 2.5) is None  # judged once, at the first log after N
-
-
-def test_plateau_rule_patience_delta_min_steps():
-    r = rules(plateau_patience=2, plateau_min_delta=0.01, plateau_min_steps=500)
-    assert r.observe_eval_loss(100, 1.0) is None
-    assert r.observe_eval_loss(200, 0.995) is None  # within min_delta: no improvement (1 bad)
-    assert r.observe_eval_loss(300, 0.999) is None  # 2 bad, but step < min_steps
-    assert r.observe_eval_loss(400, 0.98) is None  # improved: counter reset
-    assert r.observe_eval_loss(500, 0.979) is None
-    stop = r.observe_eval_loss(600, 0.99)
-    assert stop["reason"] == "plateau" and stop["step"] == 600
-    assert stop["detail"]["best_step"] == 400 and stop["detail"]["evals_without_improvement"] == 2
-
-
-def test_nonfinite_micro_loss_is_read_once_and_names_the_first_bad_step():
-    """Micro-batch losses stay on the device until the loop asks (one sync); the stop names the
-    first non-finite step."""
-    r = rules()
-    for step, loss in {1: 2.0, 2: float("nan"), 3: 1.5, 4: float("inf")}.items():
-        r.watch_micro_loss(step, torch.tensor(loss))
-    assert r.stop is None  # nothing read yet
-    stop = r.nonfinite()
-    assert stop["reason"] == "nonfinite" and stop["step"] == 2 and r.stop is stop
-    assert stop["detail"]["step"] == 2 and stop["detail"]["value"] != stop["detail"]["value"]
-    assert r.nonfinite() is None or r.stop is stop  # read: the queue is empty
-
-
-@pytest.mark.slow
-def test_the_loop_reads_losses_only_at_a_step_that_logs_evaluates_saves_or_ends(
-    tiny_model_dir, sft_file, tmp_path, monkeypatch
-):
-    """No host sync on the steps between: 7 steps logging every 3 (and the first), evaluating at
-    6, saving at 4, read at steps 1, 3, 4, 6 and 7 only."""
-    from ablate.core.training.monitor import StopRules
-
-    read_at = []
-    real = StopRules.nonfinite
-
-    def nonfinite(self):
-        read_at.append(self._micro[-1][0])
-        return real(self)
-
-    monkeypatch.setattr(StopRules, "nonfinite", nonfinite)
-    finetune(
-        FinetuneSpec.parse(
-            "causal", {**FAST, "max_steps": 7, "logging_steps": 3, "eval_steps": 6, "save_steps": 4}
-        ),
-        model_path=tiny_model_dir,
-        data=sft_file,
-        out_dir=tmp_path / "o",
-        probe_result=no_leak("causal"),
-    )
-    assert read_at == [1, 3, 4, 6, 7]
-
-
-def test_nonfinite_rule_and_replay():
-    r = rules()
-    assert r.observe_train_loss(5, float("nan"))["reason"] == "nonfinite"
-    assert rules().observe_eval_loss(5, float("inf"))["reason"] == "nonfinite"
-    # a resumed run rebuilds the counters from its log history
-    r = rules(plateau_patience=2, plateau_min_delta=0.0, plateau_min_steps=0)
-    history = [
-        {"step": 1, "loss": 3.0},
-        {"step": 10, "eval_loss": 1.0},
-        {"step": 20, "eval_loss": 1.1},
-    ]
-    assert r.replay(history) is None and r.bad_evals == 1 and r.first_loss == 3.0
-    assert r.observe_eval_loss(30, 1.2)["reason"] == "plateau"
+# ---------------------------------------------------------------- params
 
 
 def test_unknown_param_is_named():
@@ -386,7 +202,7 @@ def test_finetune_tiny_model(tiny_model_dir, sft_file, tmp_path, policy, packed)
     before, after = weights(tiny_model_dir), weights(final)
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert not (out / "final.tmp").exists() and not (out / "checkpoints").exists()
-    # where the job's seconds went (issue 16): every phase, the steps a part of "train"
+    # where the job's seconds went: every phase, the steps a part of "train"
     ph = on_disk["phases"]
     for key in ("startup", "data", "load_model", "setup", "train", "train.steps",
                 "save_final", "save_final.write", "other", "total"):  # fmt: skip

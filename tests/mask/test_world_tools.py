@@ -1,4 +1,4 @@
-"""bench/tools/seed_spread.py (the seed spread of issue 17's finding) and bench/tools/world_search.py (the
+"""bench/tools/seed_spread.py (the spread over seeds of the embedded finding) and bench/tools/world_search.py (the
 world-design search): their config and table logic on the suite's one embedded run (slow), and
 a seconds-long smoke run of the search."""
 

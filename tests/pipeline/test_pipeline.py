@@ -145,10 +145,10 @@ def test_study_targets_on_the_embedded_default(table):
 
 
 def test_the_run_gives_the_expected_results_of_its_cpu_kind(finished):
-    """Issue 71: the expected results are this tree's, per CPU kind (docs/expected_results.csv,
+    """The expected results are this tree's, per CPU kind (docs/expected_results.csv,
     written by `ablate expected --write` from a run): the suite's run equals its kind's row in
     every score and verdict. On a kind with no row, named as unmeasured, the claims that hold on
-    every CPU (issue 17's finding: every task learned, a broad drop, 3B and 5B recover more than
+    every CPU (the embedded finding: every task learned, a broad drop, 3B and 5B recover more than
     3A, the side effects within their margin) must still hold."""
     results = finished / "results"
     got = expected.measured(results)

@@ -1,4 +1,4 @@
-"""Bad input and faults, library level (issue 8): each case fails with a message naming the bad
+"""Bad input and faults, library level: each case fails with a message naming the bad
 task, file, column, row or model, before a model is trained or scored, and leaves nothing that a
 later stage would trust. docs/reliability.md maps every case to its test (here or elsewhere).
 

@@ -1,4 +1,4 @@
-"""Faults through Snakemake (issue 8): one small study, run three times in a copy of the workflow.
+"""Faults through Snakemake: one small study, run three times in a copy of the workflow.
 
 Fake API keys are in the environment of every run. The study is the embedded default cut down to
 what the faults need (the conftest tiny model as a local "pretrained" base, so no pretraining; one

@@ -1,4 +1,4 @@
-"""Watching a study (issue 19): STATUS.md before, during (a finetune mid-run) and after a run and
+"""Watching a study: STATUS.md before, during (a finetune mid-run) and after a run and
 after a config edit (stale, the changed key named); TensorBoard event files and an MLflow store
 written by the embedded run and read back; `ablate diff` naming the changed key.
 

@@ -12,7 +12,7 @@ has HF's layout (``step``, ``exp_avg_sq_row``/``exp_avg_sq_col`` or ``exp_avg_sq
 either optimizer loads the other's state dict; ``RMS`` (the weights' RMS, which HF records every
 step but reads only with ``scale_parameter``, off here) is kept, not recomputed: a read of every
 master saved per step, and HF's loop recomputes it before any use. Equivalence:
-tests/core/test_adafactor.py.
+tests/core/training/test_adafactor.py.
 
 A sharded parameter (a DTensor of :mod:`~ablate.core.training.sharding`, dim 0 split over the
 processes) steps its local shard, compiled on a GPU: the statistics that span dim 0 (a matrix's

@@ -1,5 +1,7 @@
-"""The step-speed changes of the training loop keep its math: the clip fused into the optimizer, the
-token count without a sync per micro-batch, regional compilation (bench/results/mfu_h100.md)."""
+"""The step-speed changes of the training loop keep its math: the clip fused into the optimizer,
+regional compilation, the per-token cross-entropy's layouts (bench/results/mfu_h100.md); the token
+count without a sync per micro-batch and the autocast around the fast head are the loop's own
+(tests/core/training/test_loop.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ import pytest
 import torch
 
 from ablate.core.modeling import load_causal_lm
-from ablate.core.training import loop, params, speed
-from ablate.core.training.data import ExampleDataset
+from ablate.core.training import params, speed
 from ablate.core.training.optim import MasterWeightsOptimizer
 
 
@@ -37,73 +38,6 @@ def test_fused_clip_equals_torch_clip(max_norm):
     for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     assert not hasattr(opt.inner, "grad_scale")  # nothing left for the next step
-
-
-class TokensAtLogs:
-    """A loop reporter: the tokens seen the loop reports with each step's log."""
-
-    def __init__(self):
-        self.at: dict[int, int] = {}
-
-    def begin(self, step):
-        pass
-
-    def log(self, step, logs, tokens):
-        if "loss" in logs:
-            self.at[step] = tokens
-
-    def end(self):
-        pass
-
-
-def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
-    """The loop's non-pad token count, kept on the device and added to the state before each log:
-    at every log (steps 1, 2, 4: step 3's tokens wait on the device for step 4's) and at the end
-    it equals the non-pad tokens of the steps' examples (padded rows of several lengths here)."""
-    model = load_causal_lm(tiny_model_dir, dtype=torch.float32)
-    max_len, batch, accum, steps = 24, 2, 2, 4
-    g = torch.Generator().manual_seed(0)
-    rows = []
-    for _ in range(batch * accum * steps):
-        k = int(torch.randint(10, max_len + 1, (1,), generator=g))
-        rows.append(
-            {"input_ids": torch.randint(1000, 2000, (k,), generator=g).tolist(), "prompt_length": 8}
-        )
-    assert len({len(r["input_ids"]) for r in rows}) > 1  # micro-batches carry padding
-    p = params.resolve_params(
-        dict(
-            max_steps=steps,
-            batch_size=batch,
-            grad_accum=accum,
-            logging_steps=2,
-            eval_size=0,
-            save_steps=0,
-            warmup_ratio=0.0,
-            max_seq_len=max_len,
-            optim="adamw_torch",
-            no_learning_steps=0,
-        ),
-        "finetune",
-    )
-    seen = TokensAtLogs()
-    run = loop.setup(
-        loop.Spec(p, tmp_path, "tokens", pad_token_id=11, save=False, reporters=(seen,)),
-        model=model,
-        train_dataset=ExampleDataset(rows),
-        eval_dataset=None,
-    )
-    per_step = [
-        sum(len(ex["input_ids"]) for ex in loop.step_examples(run, s)) for s in range(steps)
-    ]
-    padded = sum(
-        b["input_ids"].numel()
-        for s in range(steps)
-        for b in loop.micro_batches(run, loop.step_examples(run, s))
-    )
-    assert padded > sum(per_step)  # a count of padded positions would be off
-    loop.train(run)
-    assert seen.at == {s: sum(per_step[:s]) for s in (1, 2, 4)}
-    assert run.state.tokens_seen == sum(per_step) == run.throughput.tokens
 
 
 def test_compile_layers_is_regional(tiny_model_dir):
@@ -139,39 +73,6 @@ def test_layers_compiled_only_within(tiny_model_dir, monkeypatch):
     assert len(compiled) == len(layers)
     with speed.layers_compiled(model, on=False):
         assert all(layer._compiled_call_impl is None for layer in layers)
-
-
-def test_fast_head_runs_under_the_loops_autocast(tiny_model_dir, tmp_path):
-    """fp32 weights with bf16 on: the loop's autocast must wrap the loss, whose fast head calls
-    the decoder directly, not the model's forward (an autocast around ``model.forward`` alone
-    left it in full fp32: 10x slower on an H200, bench/results/h200x2_pool_ddp.md). The
-    decoder's matmuls run in bf16, and the head only at the labelled positions."""
-    model = load_causal_lm(tiny_model_dir, dtype=torch.float32)
-    g = torch.Generator().manual_seed(0)
-    rows = [
-        {"input_ids": torch.randint(1000, 2000, (16,), generator=g).tolist(), "prompt_length": 4}
-        for _ in range(4)
-    ]
-    p = params.resolve_params(
-        dict(max_steps=1, batch_size=2, grad_accum=1, logging_steps=1, eval_size=0, save_steps=0,
-             warmup_ratio=0.0, max_seq_len=16, optim="adamw_torch", no_learning_steps=0,
-             bf16=True, model_dtype="float32", master_weights=False),
-        "finetune",
-    )  # fmt: skip
-    run = loop.setup(
-        loop.Spec(p, tmp_path, "autocast", pad_token_id=11, save=False),
-        model=model, train_dataset=ExampleDataset(rows), eval_dataset=None,
-    )  # fmt: skip
-    assert run.master is None and next(model.parameters()).dtype == torch.float32
-    seen, head_rows = [], []
-    layer = model.get_decoder().layers[0].mlp.down_proj
-    layer.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
-    head = model.get_output_embeddings()
-    head.register_forward_hook(lambda mod, args, out: head_rows.append(tuple(args[0].shape)))
-    loop.train(run)
-    assert seen and set(seen) == {torch.bfloat16}
-    # the fast head: lm_head on the (2 x 12) labelled positions only, not on every position
-    assert head_rows == [(2 * (16 - 4), head.in_features)]
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

@@ -20,7 +20,7 @@ NOT_RECORDED = "command not recorded"
 #: lm-eval tasks) or stated estimates.
 MEASURED = ("measurements", "job_overheads", "tokens_per_request", "scaling")
 PUBLISHED = ("NVIDIA ", "config.json of ", "lm-eval ")
-#: Places a user cannot open (issue 31): outside the repository.
+#: Places a user cannot open: outside the repository.
 OUTSIDE = re.compile(r"shared findings|findings section|\blent\b", re.IGNORECASE)
 
 
