@@ -93,7 +93,7 @@ def test_modules_compiled(monkeypatch):
 
 def test_optimizer_hooks_are_the_six():
     """Touch 6: the hook dicts ``Optimizer.__init__`` sets are these six, and a wrapper given
-    them takes hooks through the public API."""
+    them takes hooks through the public API and runs its step hooks."""
     sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
     assert sorted(k for k in vars(sgd) if re.fullmatch(r"_optimizer_\w+_hooks", k)) == sorted(
         pytorch.OPTIMIZER_HOOKS
@@ -104,11 +104,17 @@ def test_optimizer_hooks_are_the_six():
         def __init__(self):  # no Optimizer.__init__: its state is another optimizer's
             pytorch.init_optimizer_hooks(self)
 
+        def step(self, closure=None):
+            return "stepped"
+
     w = Wrapper()
     assert {type(getattr(w, k)) for k in pytorch.OPTIMIZER_HOOKS} == {OrderedDict}
     w.register_step_pre_hook(lambda *a: None).remove()  # its handle holds a weakref to the dict
     w.register_state_dict_pre_hook(lambda *a: None)
     w.register_load_state_dict_post_hook(lambda *a: None)
+    seen = []
+    w.register_step_post_hook(lambda o, args, kwargs: seen.append(o))
+    assert w.step() == "stepped" and seen == [w]
 
 
 def test_metadata_path(tmp_path):
@@ -144,3 +150,16 @@ def test_grad_scale_protocol():
         pass
 
     assert pytorch.takes_grad_scale(Declares([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
+
+
+def test_the_master_optimizer_takes_hooks():
+    """Touch 6's caller: the fp32-master wrapper takes a step hook, which runs on its step."""
+    from ablate.core.training.optim import MasterWeightsOptimizer
+
+    p = torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16))
+    opt = MasterWeightsOptimizer([{"params": [p]}], torch.optim.SGD, {"lr": 0.1})
+    seen = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(o))
+    p.grad = torch.ones(3, dtype=torch.bfloat16)
+    opt.step()
+    assert seen == [opt]

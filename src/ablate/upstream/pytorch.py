@@ -23,13 +23,15 @@
    eagerly again, and keeping the compiled one (as ``_ablate_compiled``) reuses it next time
    (``core/training/speed.py`` ``layers_compiled``). No public API undoes ``compile()``. Test:
    ``test_pytorch.py::test_modules_compiled``.
-6. ``Optimizer._optimizer_{step,state_dict,load_state_dict}_{pre,post}_hooks`` (six dicts,
-   :func:`init_optimizer_hooks`): a wrapper optimizer that does not call ``Optimizer.__init__``
-   (``MasterWeightsOptimizer``: its params and state are its inner optimizer's) needs the hook
-   dicts ``Optimizer``'s methods read (LR schedulers and accelerate call them), ordered dicts as
-   torch's (a hook's handle keeps a weak reference to its dict: a plain dict refused every
-   ``register_*_hook``). Test:
-   ``test_pytorch.py::test_optimizer_hooks_are_the_six``.
+6. ``Optimizer._optimizer_{step,state_dict,load_state_dict}_{pre,post}_hooks`` (six dicts) and
+   ``Optimizer._patch_step_function`` (:func:`init_optimizer_hooks`): a wrapper optimizer that
+   does not call ``Optimizer.__init__`` (``MasterWeightsOptimizer``: its params and state are its
+   inner optimizer's) needs what ``__init__`` gives for hooks (LR schedulers and accelerate use
+   the Optimizer API): the hook dicts, ordered dicts as torch's (a hook's handle keeps a weak
+   reference to its dict: plain dicts refused every ``register_*_hook``), and the class's
+   ``step`` wrapped to run the step hooks (else they were accepted and never ran). Tests:
+   ``test_pytorch.py::test_optimizer_hooks_are_the_six``,
+   ``::test_the_master_optimizer_takes_hooks``.
 7. ``FileSystemReader._get_metadata_path`` (:func:`metadata_path`): where a checkpoint's
    ``.metadata`` file lies, for the reader that unpickles it with a restricted unpickler
    (``core/training/sharding.py`` ``MetadataReader``). Test:
@@ -118,9 +120,11 @@ def modules_compiled(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
 
 def init_optimizer_hooks(optimizer: torch.optim.Optimizer) -> None:
     """Give a wrapper optimizer that skips ``Optimizer.__init__`` the empty hook dicts the
-    ``Optimizer`` methods read (touch 6)."""
+    ``Optimizer`` methods read, and its class's ``step`` the hooks' wrapper, as ``__init__``
+    does (touch 6)."""
     for name in OPTIMIZER_HOOKS:
         setattr(optimizer, name, OrderedDict())  # as torch's: a hook's handle holds a weakref to it
+    optimizer._patch_step_function()
 
 
 def takes_grad_scale(optimizer: torch.optim.Optimizer) -> bool:
