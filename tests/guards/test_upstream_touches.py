@@ -1,5 +1,5 @@
 """Private upstream names stay in ``ablate.upstream``: a scan (AST) of ``src/ablate`` and
-``workflow/`` (and, by line, of ``Snakefile`` and ``rules/*.smk``) that fails where code outside
+``workflow/`` (and, by line, of ``Snakefile`` and ``rules/**/*.smk``) that fails where code outside
 ``ablate/upstream/`` uses a private name of torch, transformers, lm-eval, Snakemake or datasets,
 or patches one of their modules.
 
@@ -269,10 +269,10 @@ def _attribute_touches(tree: ast.AST, bound: dict[str, str], own: set[str]):
             yield node, f"<object>.{name}"
 
 
-def _smk_touches() -> list[str]:
+def _smk_touches(paths=None) -> list[str]:
     """The same for the rule files, line by line: their Python is not a module ``ast`` reads."""
     found = []
-    for path in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]:
+    for path in paths or [ROOT / "Snakefile", *sorted((ROOT / "rules").rglob("*.smk"))]:
         lines = path.read_text().splitlines()
         bound = {}
         for line in lines:
@@ -282,7 +282,7 @@ def _smk_touches() -> list[str]:
                 except SyntaxError:
                     continue
         for i, line in enumerate(lines, 1):
-            rel = path.relative_to(ROOT)
+            rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
             if re.match(r"(import|from)\s", line) and re.search(rf"\b({LIBRARIES})\b\S*\._", line):
                 found.append(f"{rel}:{i}: {line.strip()}")
             for alias in bound:
@@ -341,3 +341,19 @@ def f(config, x):
             "<object>._no_split_modules",
         ]
     ), found
+
+
+def test_scan_sees_a_rule_files_patch(tmp_path):
+    """The rule files' scan finds a patch of an upstream module and a private import."""
+    path = tmp_path / "report.smk"
+    path.write_text(
+        "import snakemake.report.html_reporter as html_reporter\n"
+        "from lm_eval.tasks._yaml_loader import load_yaml\n"
+        "rule a:\n    output: 'x'\n"
+        "html_reporter.rulegraph_spec = print\n"
+    )
+    found = [f.split(": ", 1)[1] for f in _smk_touches([path])]
+    assert found == [
+        "from lm_eval.tasks._yaml_loader import load_yaml",
+        "patches: html_reporter.rulegraph_spec = print",
+    ], found
