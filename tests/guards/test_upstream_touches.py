@@ -13,7 +13,8 @@ A touch is any of:
 - a private attribute (``x._name``, or ``getattr``/``setattr``/``hasattr`` of ``"_name"``) that the
   package never defines for its own objects (as a function, class, module or class-body name, or
   ``self._name`` of a class of its own): an object's private attribute the code did not give it
-  is an upstream one (``config._attn_implementation``, ``layer._compiled_call_impl``);
+  is an upstream one (``config._attn_implementation``, ``layer._compiled_call_impl``); a mark the
+  package sets on an upstream object is named ``_ablate_*`` (``_ablate_backend_check``);
 - ``self._name`` in a subclass of an upstream class where ``_name`` is that class's own
   (``self._get_metadata_path`` in a ``FileSystemReader``, ``self._optimizer_step_pre_hooks`` in an
   ``Optimizer``).
