@@ -39,3 +39,13 @@ def test_snakemakes_embeddedimage_links_the_file(tmp_path, monkeypatch):
     smk.patch_report()
     ours = publish_parts(".. embeddedimage:: scores.png\n", writer_name="html")["html_body"]
     assert 'src="data:image/png' in ours
+
+
+def test_job_block_lines_come_from_format_job_info():
+    """The logger plugin's touch 1 (src/snakemake_logger_plugin_ablate): Snakemake's
+    ``format_job_info`` joins the lines its ``_format_job_info`` returns, so the plugin's override
+    of the latter cuts every line of a job's block."""
+    from snakemake.logging import DefaultFormatter
+
+    assert "self._format_job_info(msg)" in inspect.getsource(DefaultFormatter.format_job_info)
+    assert list(inspect.signature(DefaultFormatter._format_job_info).parameters) == ["self", "msg"]
