@@ -7,6 +7,13 @@ most ``WIDTH`` characters a line; the time left on the progress line; the end-of
 last).
 Snakemake's log file (``.snakemake/log/``) keeps its own full format. ``--logger`` on the command
 line replaces the profile's choice.
+
+Its one touch of a private name, pinned to Snakemake 9.27.1 (a plugin is a package of its own, so
+it stays here rather than in ``ablate.upstream``):
+
+1. ``DefaultFormatter._format_job_info`` overridden (``Formatter._format_job_info``): the lines of
+   a job's block, which ``format_job_info`` joins; each is cut to ``width`` here. No public hook
+   gives the lines. Test: ``tests/upstream/test_smk.py::test_job_block_lines_come_from_format_job_info``.
 """
 
 import sys

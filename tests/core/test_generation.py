@@ -152,10 +152,21 @@ def test_left_padding_changes_only_rounding(pair_items, cache):
                 assert torch.allclose(lp[r], la[0], atol=1e-5, rtol=0), (r, step)
 
 
-def test_static_cache_decodes_the_eager_tokens_on_cpu(pair_items):
+def test_static_cache_decodes_the_eager_tokens_on_cpu(pair_items, monkeypatch):
     """The engine's GPU path (static cache; transformers compiles it on CUDA only) run on CPU in
     exact-length batches: the eager path's tokens, hygiene on."""
+    import torch._dynamo.config as dynamo
+
     pair, _, items = pair_items["gsm8k"]
+    limits = []  # torch's recompile limit while each batch decodes
+    batch = generation.generate_batch
+
+    def recording(*args, **kwargs):
+        limits.append(dynamo.recompile_limit)
+        return batch(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "generate_batch", recording)
+    before = dynamo.recompile_limit
     for model, tok, ids in (
         (pair.source, pair.src_tok, [pair.source_ids(i) for i in items]),
         (pair.target, pair.tgt_tok, [pair.prompt_ids(i) for i in items]),
@@ -167,8 +178,10 @@ def test_static_cache_decodes_the_eager_tokens_on_cpu(pair_items):
         assert generation.generate(model, prompts, static) == generation.generate(
             model, prompts, dec
         )
-    # the static path keeps a compiled step per shape: torch's default of 8 would drop to eager
-    assert torch._dynamo.config.recompile_limit >= generation.RECOMPILE_LIMIT
+    # the static path keeps a compiled step per shape: torch's default of 8 would drop to eager;
+    # raised for its decoding only
+    assert max(limits) >= generation.RECOMPILE_LIMIT > before == min(limits)
+    assert dynamo.recompile_limit == before
 
 
 def test_buckets_restore_order():

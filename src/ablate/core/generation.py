@@ -37,11 +37,14 @@ owns the static cache and the compiled step.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from ablate.upstream import hf, pytorch
 
 #: The seed's generation hygiene: repetition penalty and an n-gram ban over the generated tokens.
 HYGIENE = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
@@ -129,7 +132,7 @@ def use_packed_attention(model) -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    if model.config._attn_implementation != "sdpa":
+    if hf.attn_implementation(model.config) != "sdpa":
         return
     AttentionInterface.register(DECODE_ATTENTION, packed_gqa_attention)
     AttentionMaskInterface.register(DECODE_ATTENTION, sdpa_mask)
@@ -283,18 +286,21 @@ def generate(
     prompts = [p.to(dev) for p in prompts]
     extra: dict[str, Any] = {}
     rows = None
+    # the static path keeps a compiled step per shape: torch's default limit of 8 would send the
+    # rest to eager
+    limit = contextlib.nullcontext()
     if uses_static(model, dec):
-        dynamo = torch._dynamo.config
-        dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+        limit = pytorch.recompile_limit_at_least(RECOMPILE_LIMIT)
         use_packed_attention(model)
         rows = min(dec.batch_size, len(prompts))
         longest = max(len(p) for p in prompts) + dec.max_new_tokens
         extra = dict(cache_implementation="static", max_cache_len=dec.cache_len or longest)
     out: list[list[int] | None] = [None] * len(prompts)
     exact = dec.exact_lengths if dec.exact_lengths is not None else dev.type != "cuda"
-    for idx in buckets([len(p) for p in prompts], dec.batch_size, exact):
-        batch, mask = left_pad([prompts[i] for i in idx], dec.pad_token_id, rows)
-        new = generate_batch(model, batch, mask, dec, own_loop, strided_head, **extra).tolist()
-        for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
-            out[i] = trim(row, dec.eos_token_id)
+    with limit:
+        for idx in buckets([len(p) for p in prompts], dec.batch_size, exact):
+            batch, mask = left_pad([prompts[i] for i in idx], dec.pad_token_id, rows)
+            new = generate_batch(model, batch, mask, dec, own_loop, strided_head, **extra).tolist()
+            for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
+                out[i] = trim(row, dec.eos_token_id)
     return out  # type: ignore[return-value]

@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from ablate.upstream import pytorch
+
 #: How long a process waits for the others at a collective: rank 0 may evaluate for minutes.
 TIMEOUT = datetime.timedelta(hours=2)
 #: After an error, how long a process may take to leave before it is ended.
@@ -112,7 +114,7 @@ def abort() -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
-        dist.distributed_c10d._abort_process_group()
+        pytorch.abort_process_group()
     except Exception:  # noqa: BLE001 (a backend without abort: exiting is enough)
         pass
 

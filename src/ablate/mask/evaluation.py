@@ -29,6 +29,7 @@ from ablate.mask.lm_tasks import TaskNotFoundError, load_tasks
 from ablate.mask.masks import check_policy
 from ablate.mask.policies import POLICY_DESCRIPTIONS
 from ablate.mask.policy_lm import MaskPolicyLM
+from ablate.upstream import lmeval
 
 
 def _doc_indices(task_objs: dict[str, Any], limits: dict[str, int | None]) -> dict[str, list[int]]:
@@ -49,10 +50,8 @@ def _run_lm_eval(lm, task_objs, tasks, task_manager, samples_idx, bootstrap_iter
     """lm-eval's run of the tasks on ``lm``, every seed it takes set to ``seed``."""
     import lm_eval.evaluator as evaluator
 
-    # lm-eval ends a run with torch's environment report (pip list, lscpu and GPU queries in
-    # subprocesses: 0.5 s a run); the record drops it and keeps its own provenance
-    report, evaluator.add_env_info = evaluator.add_env_info, lambda results: None
-    try:
+    # without lm-eval's environment report (0.5 s a run): the record keeps its own provenance
+    with lmeval.without_env_info():
         return evaluator.simple_evaluate(
             model=lm,
             tasks=[task_objs[t] for t in tasks],
@@ -65,8 +64,6 @@ def _run_lm_eval(lm, task_objs, tasks, task_manager, samples_idx, bootstrap_iter
             torch_random_seed=seed,
             fewshot_random_seed=seed,
         )
-    finally:
-        evaluator.add_env_info = report
 
 
 def _model_block(model: str | os.PathLike, model_id: str | None, revision: str | None) -> dict:

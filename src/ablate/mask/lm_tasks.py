@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablate.upstream import lmeval
+
 
 class TaskNotFoundError(ValueError):
     pass
@@ -143,9 +145,7 @@ def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:
     """lm-eval's config of registered task ``name`` (its YAML, includes and functions resolved)
     with ``dataset_kwargs.revision``, which lm-eval hands to ``datasets.load_dataset``. The whole
     config: lm-eval reads a dict naming a task as that task's full config, not an override."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    cfg = load_yaml(tm.task_index[name].yaml_path, resolve_func=True)
+    cfg = lmeval.load_task_yaml(tm.task_index[name].yaml_path)
     cfg["dataset_kwargs"] = {**(cfg.get("dataset_kwargs") or {}), "revision": revision}
     return cfg
 

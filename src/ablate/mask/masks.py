@@ -52,6 +52,7 @@ from ablate.mask.split_sdpa import (  # importing it registers PREFIX_SDPA with 
     PROMPT_LENGTHS_KWARG,
     BackendMismatchError,
 )
+from ablate.upstream import hf, pytorch
 
 
 class UnknownPolicyError(ValueError):
@@ -185,14 +186,14 @@ def _right_padded(attention_mask: torch.Tensor, hint: bool | None) -> bool:
         if hint and not bool(ok):
             raise ValueError("right_padded=True but attention_mask has left or inner padding")
         return bool(ok)
-    torch._assert_async(ok, "right_padded=True but attention_mask is not right padded")
+    pytorch.assert_async(ok, "right_padded=True but attention_mask is not right padded")
     return True
 
 
 def _uses_prefix_split(model, past_key_values, attention_mask, right_padded) -> bool:
     config = text_config(model)
     return (
-        getattr(config, "_attn_implementation", None) == PREFIX_SDPA
+        hf.attn_implementation(config) == PREFIX_SDPA
         and past_key_values is None
         and not _has_sliding_layers(config)
         and _right_padded(attention_mask, right_padded)
@@ -212,7 +213,7 @@ def _check_prompt_lengths(
     lengths = torch.as_tensor(prompt_lengths, device=attention_mask.device).view(-1)
     bad = (lengths > real) | (lengths < 0)
     if not sync and attention_mask.device.type != "cpu":
-        torch._assert_async(
+        pytorch.assert_async(
             ~bad.any(), "a prompt length exceeds its row's real tokens (run with right_padded=None)"
         )
         return
@@ -231,7 +232,7 @@ def _check_built_for(module: torch.nn.Module, args: tuple, kwargs: dict):
     built_for = kwargs.pop(BUILT_FOR_KWARG, None)
     if built_for is None:
         return None
-    now = getattr(text_config(module), "_attn_implementation", None)
+    now = hf.attn_implementation(text_config(module))
     if now != built_for:
         raise BackendMismatchError(
             f"these forward kwargs were built by masks.policy_forward_kwargs for attention "
@@ -309,7 +310,7 @@ def policy_forward_kwargs(
             f"{input_ids.shape[0]} rows"
         )
     _check_prompt_lengths(attention_mask, prompt_lengths, sync=right_padded is not True)
-    impl = getattr(text_config(model), "_attn_implementation", None)
+    impl = hf.attn_implementation(text_config(model))
     if impl is not None:
         install_backend_check(model)
         kw[BUILT_FOR_KWARG] = impl

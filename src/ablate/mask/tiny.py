@@ -142,13 +142,19 @@ def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
     return tiny_config("ministral3", vocab_size, **overrides)
 
 
-def build_tiny_model(config, seed: int = 0, device: str | torch.device = "cpu"):
+def build_tiny_model(
+    config,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    attn_implementation: str | None = None,
+):
     """A randomly initialised causal LM of ``config`` (any family of :func:`tiny_config`), built
     on ``device`` (a GPU builds and initialises 3.4 B parameters in seconds; the host took
     minutes in fp32). The same seed gives the same weights on the same kind of device only: CPU
-    and CUDA random streams differ."""
+    and CUDA random streams differ. ``attn_implementation``: the one it runs (transformers'
+    default when None)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     with torch.device(device):
-        return AutoModelForCausalLM.from_config(config)
+        return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)

@@ -31,10 +31,11 @@ import warnings
 from typing import NamedTuple
 
 import torch
-import torch._dynamo.exc
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Replicate, Shard
 from transformers.optimization import Adafactor
+
+from ablate.upstream import pytorch
 
 
 def _rms(t: torch.Tensor) -> torch.Tensor:
@@ -214,10 +215,9 @@ def _run(name: str, dynamic: bool | None, *args):
     raised before the step writes anything), the same function eagerly from then on, with one
     warning: slower, never a lost run."""
     try:
-        limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-        with torch._dynamo.config.patch(recompile_limit=limit):
+        with pytorch.recompile_limit_at_least(RECOMPILE_LIMIT):
             return compiled(name, dynamic)(*args)
-    except torch._dynamo.exc.TorchDynamoException as exc:
+    except pytorch.compile_error() as exc:
         if _compiled[(name, dynamic)] is _EAGER[name]:
             raise
         warnings.warn(
@@ -229,6 +229,7 @@ def _run(name: str, dynamic: bool | None, *args):
         return _EAGER[name](*args)
 
 
+@pytorch.takes_grad_scale_class  # MasterWeightsOptimizer.clip_ hands the clip as grad_scale
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
     (``optim: adafactor``) with a fused, grouped step; fp32 parameters only
@@ -248,7 +249,6 @@ class FusedAdafactor(Adafactor):
     13 + static: 50 ms, 81 s; one call per parameter: 99 ms (host-bound: ~0.4 ms of guards and
     wrappers per call), 22 s."""
 
-    _step_supports_amp_scaling = True  # MasterWeightsOptimizer.clip_ hands the clip as grad_scale
     takes_low_precision_grads = True  # and its gradients as ``grads``, uncast
 
     def __init__(self, params, group_size: int = 4, dynamic: bool | None = True, **kwargs):

@@ -12,6 +12,7 @@ from transformers import get_scheduler
 from transformers.optimization import Adafactor
 
 from ablate.core.training.adafactor import FusedAdafactor
+from ablate.upstream import pytorch
 
 
 def optimizer_class(p: dict[str, Any]) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
@@ -127,12 +128,7 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         self._copy_back = mirrors is None
         # the attributes torch's Optimizer API (LR schedulers, accelerate) reads
         self.defaults = inner.defaults
-        self._optimizer_step_pre_hooks = {}
-        self._optimizer_step_post_hooks = {}
-        self._optimizer_state_dict_pre_hooks = {}
-        self._optimizer_state_dict_post_hooks = {}
-        self._optimizer_load_state_dict_pre_hooks = {}
-        self._optimizer_load_state_dict_post_hooks = {}
+        pytorch.init_optimizer_hooks(self)
 
     def _hook(self, i: int):
         ref = weakref.ref(self)
@@ -174,9 +170,9 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         bench/results/mfu_h100.md). Others get torch's own in-place clip."""
         grads = [g for g in self.grads() if g is not None]
         # get_total_norm's computation, in fp32 whatever the gradients' dtype
-        norms = torch._foreach_norm(grads, 2.0, dtype=torch.float32) if grads else []
+        norms = pytorch.foreach_norms(grads, dtype=torch.float32) if grads else []
         norm = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
-        if getattr(self.inner, "_step_supports_amp_scaling", False):
+        if pytorch.takes_grad_scale(self.inner):
             # clip_grads_with_norm_'s factor max_norm / (norm + 1e-6), capped at 1, as a divisor
             self._grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0)
         else:  # it takes the tensors whose .grad it scales (given the grads, it did nothing)
@@ -205,7 +201,7 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         finally:
             del self.inner.grad_scale
         if self._copy_back:
-            torch._foreach_copy_(self.model_params, self.master_params)
+            pytorch.foreach_copy_(self.model_params, self.master_params)
         self.zero_grad()  # model.zero_grad() cannot see the masters'
         return loss
 
@@ -219,7 +215,7 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def write_model(self) -> None:
         """The masters' values into the model's weights (in the weights' dtype)."""
-        torch._foreach_copy_(self.model_params, self.master_params)
+        pytorch.foreach_copy_(self.model_params, self.master_params)
 
     def state_dict(self) -> dict:
         return {"inner": self.inner.state_dict(), "master": list(self.master_params)}
@@ -227,11 +223,11 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def load_state_dict(self, state_dict: dict) -> None:
         self.inner.load_state_dict(state_dict["inner"])
-        torch._foreach_copy_(
+        pytorch.foreach_copy_(
             self.master_params,
             [t.to(m.device) for t, m in zip(state_dict["master"], self.master_params, strict=True)],
         )
-        torch._foreach_copy_(self.model_params, self.master_params)
+        pytorch.foreach_copy_(self.model_params, self.master_params)
 
 
 def _remove_hooks(handles: list) -> None:

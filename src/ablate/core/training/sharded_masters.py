@@ -34,6 +34,7 @@ from ablate.core.training.optim import (
     fused_inner,
     optimizer_class,
 )
+from ablate.upstream import pytorch
 
 
 def build(model: torch.nn.Module, p: dict[str, Any]) -> ShardedMastersOptimizer:
@@ -164,10 +165,10 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         device = self.flat_grads.device
         sq = torch.zeros((), dtype=torch.float32, device=device)
         if grads:
-            sq = torch.stack(torch._foreach_norm(grads, 2.0)).square().sum()
+            sq = torch.stack(pytorch.foreach_norms(grads)).square().sum()
         dist.all_reduce(sq, group=self.group)
         norm = sq.sqrt()
-        if getattr(self.inner, "_step_supports_amp_scaling", False):
+        if pytorch.takes_grad_scale(self.inner):
             self._grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0)
         else:
             for m, g in zip(self.master_params, grads):
@@ -190,10 +191,10 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         finally:
             del self.inner.grad_scale
         if self._copy_back and self.mine:
-            torch._foreach_copy_(self.targets, self.master_params)
+            pytorch.foreach_copy_(self.targets, self.master_params)
         own = self._own_region(self.flat_weights)
         dist.all_gather_into_tensor(self.flat_weights, own, group=self.group)
-        torch._foreach_copy_(self.model_params, self.slots)
+        pytorch.foreach_copy_(self.model_params, self.slots)
         self.zero_grad()
         return loss
 
@@ -221,7 +222,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
     def write_model(self) -> None:
         """Every master's value into the model's weights, whatever their dtype now (a
         collective)."""
-        torch._foreach_copy_(self.model_params, self._gathered(self.masters))
+        pytorch.foreach_copy_(self.model_params, self._gathered(self.masters))
 
     def state_dict(self) -> dict:
         """The one-GPU optimizer's state_dict (every master, every parameter's inner state, on

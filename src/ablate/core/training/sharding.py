@@ -49,6 +49,7 @@ from torch.distributed.fsdp import (
 from torch.distributed.tensor import DTensor
 
 from ablate.core.training.params import TrainingConfigError
+from ablate.upstream import hf, pytorch
 
 
 def is_sharded(model) -> bool:
@@ -58,7 +59,7 @@ def is_sharded(model) -> bool:
 def _layers(model) -> list[torch.nn.Module]:
     """The decoder layers: modules of the classes the model names unsplittable (as accelerate's
     FSDP2 plugin picks them)."""
-    names = set(getattr(model, "_no_split_modules", None) or ())
+    names = hf.no_split_modules(model)
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:
         raise TrainingConfigError(
@@ -190,7 +191,7 @@ class MetadataReader(dcp.FileSystemReader):
     The body is torch's ``FileSystemReader.read_metadata`` with that unpickler."""
 
     def read_metadata(self, *args, **kwargs):
-        path = self._get_metadata_path(kwargs.get("rank"))
+        path = pytorch.metadata_path(self, kwargs.get("rank"))
         with self.fs.create_stream(path, "rb") as f:
             metadata = _MetadataUnpickler(f, path).load()
         if getattr(metadata, "storage_meta", None) is None:

@@ -18,6 +18,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from ablate.upstream import pytorch
+
 
 def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
@@ -52,17 +54,8 @@ def layers_compiled(model: torch.nn.Module, on: bool = True):
     if not on:
         yield
         return
-    layers = _decoder_layers(model)
-    for layer in layers:
-        if getattr(layer, "_ablate_compiled", None) is None:
-            layer.compile()
-            layer._ablate_compiled = layer._compiled_call_impl
-        layer._compiled_call_impl = layer._ablate_compiled
-    try:
+    with pytorch.modules_compiled(_decoder_layers(model)):
         yield
-    finally:
-        for layer in layers:
-            layer._compiled_call_impl = None
 
 
 def token_cross_entropy(

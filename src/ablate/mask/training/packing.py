@@ -40,6 +40,7 @@ from transformers import masking_utils
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 from ablate.mask import PREFIX_SDPA, masks
 from ablate.mask.split_sdpa import BUILT_FOR_KWARG
+from ablate.upstream import hf
 
 #: Keys only a packed batch has: the example index of each token in its row (-1 on pads) and
 #: the prompt-token flags.
@@ -209,7 +210,7 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
     layer type for configs that alternate full and sliding-window layers)."""
     masks.check_policy(policy)
     config = masks.text_config(model_or_config)
-    impl = getattr(config, "_attn_implementation", None)
+    impl = hf.attn_implementation(config)
     if impl not in PACKED_BACKENDS:
         raise TrainingConfigError(
             f"packing: true needs attn_implementation in {', '.join(PACKED_BACKENDS)} "
@@ -295,7 +296,7 @@ def packed_forward_kwargs(
     kw: dict[str, Any] = dict(
         input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"]
     )
-    impl = getattr(masks.text_config(model), "_attn_implementation", None)
+    impl = hf.attn_implementation(masks.text_config(model))
     # the mask is in this backend's format: refuse it under another (as masks does)
     masks.install_backend_check(model)
     kw[BUILT_FOR_KWARG] = impl

@@ -266,11 +266,12 @@ def pretrain(
     ):
         arch.setdefault(key, tok_id)
     config = tiny.tiny_config(family, **arch)
-    config._attn_implementation = p["attn_implementation"]
     with phases("build_model"):
         # random init where it trains: on a GPU, not 3.4 B fp32 on the host
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = tiny.build_tiny_model(config, seed=p["seed"], device=device)
+        model = tiny.build_tiny_model(
+            config, seed=p["seed"], device=device, attn_implementation=p["attn_implementation"]
+        )
         model.to(model_dtype(p))
     model.config.use_cache = False
     print(
