@@ -326,9 +326,10 @@ def fit(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint "
                 f"was saved; nothing good to keep (lower lr?)"
             )
-        evaluated = stop["detail"]["restored_from_step"]  # each checkpoint's step was evaluated
+        # the restored weights' step: evaluated already unless an interrupt saved it
+        evaluated = stop["detail"]["restored_from_step"]
     if evaluation.curve[-1]["step"] != evaluated:  # the last step between evaluations
-        evaluation(step)
+        evaluation(evaluated)
     train_s = time.time() - evaluation.started
     restored_from = None
     best = evaluation.best
