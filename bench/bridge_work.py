@@ -297,8 +297,8 @@ class FixedStates:
 def pipeline_step(pair, translator, items, p: dict):
     """The pipeline's run of ``translator`` on ``items`` (``train.loop_run``: its loss, optimizer,
     clip and schedule) and the step to time: ``loop.step`` on the whole ``items`` with the KL term
-    on (step ``warmup_steps + 1``, as in most of a run); the step returns its gradient norm, or
-    None where the loss was not finite (nothing updated)."""
+    on (step ``warmup_steps + 1``, as in most of a run); the step returns its gradient norm. A
+    non-finite loss is the loop's stop rule's (``run.stop_rules.nonfinite()``)."""
     from ablate.bridge import train as btrain
     from ablate.core.training import loop
 
@@ -306,10 +306,7 @@ def pipeline_step(pair, translator, items, p: dict):
 
     def step():
         run.state.step = p["warmup_steps"]  # loop.step trains step state.step + 1
-        try:
-            return loop.step(run, items)
-        except btrain.NonFiniteLoss:
-            return None
+        return loop.step(run, items)
 
     return run, step
 
@@ -332,11 +329,12 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
         step()
     reset_peak(device)
     sync(device)
+    run.stop_rules.nonfinite()  # the warm-up steps' losses read: the timed ones alone below
     t0 = time.perf_counter()
-    finite = True
     for _ in range(steps):
-        finite = step() is not None and finite
+        step()
     sync(device)
+    finite = run.stop_rules.nonfinite() is None
     dt = (time.perf_counter() - t0) / steps
     last = run.spec.hooks.log_parts()  # the last step's loss and parts (Objective)
     tokens = run.spec.hooks.tokens({})  # Pair.loss's own count (= B x cost.example_tokens)

@@ -12,6 +12,9 @@ The order matters, so each step is here once rather than in every script:
    torch's CPU threads set to the rule's ``threads``; a job with a ``gpu`` resource samples its
    GPUs' utilisation and memory from then on (:mod:`ablate.core.gpu_watch`).
 
+A job that trains runs its entry point through :func:`run_entry`: in the job's process, or in one
+data-parallel process per GPU the job was granted.
+
 Every job says what happened to it in one line, in the terminal (the ``snakemake`` command's
 screen: the job's own stderr, before its redirect) and in its log (:func:`say`): ``ran in 41 s``
 (``resumed from checkpoint-82`` where its record says so; ``stored in the run cache as <key>``),
@@ -211,3 +214,40 @@ def start(
 
     torch.set_num_threads(snakemake.threads)
     return job_cache
+
+
+def run_entry(
+    snakemake: Any,
+    call: str,
+    kwargs: dict[str, Any],
+    *,
+    processes: int | None = None,
+    key: str = "resources.gpu",
+    reporters: dict[str, Any] | None = None,
+) -> Any:
+    """Run the job's entry point ``call`` (``"module:function"``) with ``kwargs``: in this
+    process on one GPU or the CPU, or in N data-parallel processes, one per GPU of the job
+    (:func:`ablate.core.parallel.launch`; the same global batch, docs/training.md).
+
+    ``processes``: the run's configured process count (one its run id counts), set by the config
+    key ``key``: refused unless the job was granted that many GPUs; None: one process per GPU
+    granted. ``reporters``
+    (``{"call", "kwargs"}``): what each process calls for the entry's ``reporters=`` argument.
+    Returns the entry's result in this process, None from N processes."""
+    from ablate.core import parallel
+
+    granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
+    if processes is not None and processes > 1 and granted != processes:
+        # the global batch (and the run id) counts the configured processes: never fewer silently
+        raise RuntimeError(
+            f"{key} asks {processes} data-parallel processes but this job was granted "
+            f"gpu={granted}: a `resources: gpu` limit of the profile or command line caps it "
+            f"(the vast profile's is 1: add --resources gpu={processes})"
+        )
+    nproc = max(granted, 1) if processes is None else processes
+    if nproc > 1:
+        parallel.launch(call, kwargs, nproc, snakemake.threads, reporters=reporters)
+        return None
+    if reporters:
+        kwargs = {**kwargs, "reporters": parallel.resolve(reporters["call"])(**reporters["kwargs"])}
+    return parallel.resolve(call)(**kwargs)

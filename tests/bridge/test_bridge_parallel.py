@@ -149,8 +149,10 @@ def test_the_global_batch_is_part_of_a_run_identity():
 
 EVAL_SCRIPT = """
 import json, sys, torch
-from ablate.bridge import parallel, world
+from ablate.bridge import world
 from ablate.bridge import params as bridge_params
+from ablate.bridge.parallel import gather, shard
+from ablate.core import parallel
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
 args = json.loads(open(sys.argv[1]).read())
@@ -160,7 +162,7 @@ pair = load_pair(args["source"], args["target"], "gsm8k", p)
 torch.manual_seed(0)
 translator = tr.build(p, pair.source, pair.target).eval()
 items = world.load_dataset(args["eval_file"], "gsm8k")
-rows = parallel.gather(pair.evaluate_latent(translator, parallel.shard(items)))
+rows = gather(pair.evaluate_latent(translator, shard(items)))
 if parallel.rank() == 0:
     open(args["out"], "w").write(json.dumps(rows))
 parallel.close()

@@ -259,6 +259,43 @@ def test_same_tokenizer_on_both_sides_is_refused(bridge_cards):
         models.check_distinct_tokenizers(src_tok, src_tok)
 
 
+def test_a_nonfinite_loss_ends_at_the_last_checkpoint_by_the_loops_rule(
+    bridge_world, bridge_cards, tmp_path, monkeypatch
+):
+    """A NaN loss at step 5 (checkpoints at 2 and 4): the loop's stop rule (the one of every
+    training) reads it at the next logging step and the final translator is checkpoint 4's, the
+    weights its evaluation saw; a NaN before any checkpoint fails the job, as a finetune's does."""
+    from ablate.bridge import translator
+    from ablate.bridge.pair import Pair
+    from ablate.core.training.params import TrainingError
+
+    seen, loss_once = {}, Pair.loss
+    evaluate_once = train._evaluate
+
+    def recording(pair, model, items):
+        seen[len(seen)] = {k: v.clone() for k, v in model.state_dict().items()}
+        return evaluate_once(pair, model, items)
+
+    def nan_at(bad):
+        def loss(pair, model, items, step, *a, **kw):
+            total, parts, n = loss_once(pair, model, items, step, *a, **kw)
+            return (total * float("nan") if step == bad else total), parts, n
+
+        return loss
+
+    monkeypatch.setattr(train, "_evaluate", recording)
+    monkeypatch.setattr(Pair, "loss", nan_at(5))
+    params = {**MICRO_PARAMS, "steps": 6, "early_stopping": False, "restore_best": False}
+    s = _train_gsm8k("nan", {**params, "log_every": 1}, bridge_cards, bridge_world, tmp_path)
+    assert s["stop_reason"] == "nonfinite" and s["steps_done"] == 5
+    assert [c["step"] for c in s["curve"]] == [0, 2, 4] and s["final"] == s["curve"][-1]["accuracy"]
+    saved = translator.load(tmp_path / "translator").state_dict()
+    assert all(torch.equal(seen[2][k], saved[k]) for k in saved)  # step 4's, evaluated
+    monkeypatch.setattr(Pair, "loss", nan_at(1))
+    with pytest.raises(TrainingError, match="non-finite at step 1 before any checkpoint"):
+        _train_gsm8k("nan1", params, bridge_cards, bridge_world, tmp_path / "early")
+
+
 def test_a_killed_training_resumes_from_its_last_checkpoint(
     bridge_world, bridge_cards, tmp_path, monkeypatch, capsys
 ):

@@ -2,16 +2,24 @@
 Snakemake's screen shows) and in its log (ablate.job_script): it ran (how long; resumed from
 which checkpoint; stored in the run cache under which key) or was restored from the run cache
 (the key, the run it came from). Before, a restore printed nothing on the terminal and a resume
-was said only in the job's log."""
+was said only in the job's log.
+
+ablate.job_script.run_entry: the one launch of a job's entry point, in its process or in one
+data-parallel process per GPU (both training job scripts: finetune.py, bridge_train.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import pytest
 import yaml
+
+from ablate import job_script
+from ablate.core import parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -91,3 +99,52 @@ def test_a_restored_job_names_the_key_and_the_run(tmp_path):
         f"[job] finetune 3A: restored from the run cache (key {key}: run run-1, stored "
     )
     assert "training ..." not in log and line in log
+
+
+# ---------------------------------------------------------------- run_entry
+
+
+def entry(x: int, reporters=()) -> dict:
+    return {"x": x, "reporters": reporters}
+
+
+def reporters(tag: str) -> tuple:
+    return (tag,)
+
+
+def granted(gpu: int | None) -> types.SimpleNamespace:
+    resources = types.SimpleNamespace(**({} if gpu is None else {"gpu": gpu}))
+    return types.SimpleNamespace(resources=resources, threads=4, rule="train")
+
+
+@pytest.fixture
+def launched(monkeypatch) -> list:
+    calls: list = []
+    monkeypatch.setattr(parallel, "launch", lambda *a, **kw: calls.append((a, kw)))
+    return calls
+
+
+REPORTERS = {"call": "test_job_script:reporters", "kwargs": {"tag": "tb"}}
+
+
+@pytest.mark.parametrize("gpu", [None, 0, 1])
+def test_one_gpu_or_none_runs_the_entry_here_with_its_reporters(gpu, launched):
+    out = job_script.run_entry(granted(gpu), "test_job_script:entry", {"x": 3}, reporters=REPORTERS)
+    assert out == {"x": 3, "reporters": ("tb",)} and not launched
+
+
+def test_several_gpus_launch_one_process_each(launched):
+    call, kwargs = "test_job_script:entry", {"x": 3}
+    assert job_script.run_entry(granted(4), call, kwargs, reporters=REPORTERS) is None
+    assert launched == [((call, kwargs, 4, 4), {"reporters": REPORTERS})]
+
+
+def test_configured_processes_need_as_many_gpus(launched):
+    call, kwargs = "test_job_script:entry", {"x": 3}
+    with pytest.raises(RuntimeError, match=r"^bridge.resources.train.gpu asks 2 .* gpu=1.*gpu=2\)"):
+        job_script.run_entry(
+            granted(1), call, kwargs, processes=2, key="bridge.resources.train.gpu"
+        )
+    assert job_script.run_entry(granted(1), call, kwargs, processes=1)["x"] == 3
+    job_script.run_entry(granted(2), call, kwargs, processes=2)
+    assert [a[2] for a, _ in launched] == [2]

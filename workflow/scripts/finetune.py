@@ -29,8 +29,8 @@ job_cache = job_script.start(
     side_outputs=[out_dir / tracking.TENSORBOARD_DIR],
     after_restore=log_run,
 )
-from ablate.core import model_card, parallel
-from ablate.mask.training.run import FinetuneSpec, finetune
+from ablate.core import model_card
+from ablate.mask.training.run import FinetuneSpec
 
 # the job's config slice (its params resolved when the config was parsed), as one typed spec
 spec = FinetuneSpec(**snakemake.params.finetune)
@@ -49,16 +49,7 @@ kwargs = dict(
 reporters = dict(
     call="ablate.core.tracking:reporters", kwargs=dict(tracking=track, out_dir=str(out_dir))
 )
-gpus_granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
-if gpus_granted > 1:  # data-parallel over the job's GPUs, the same global batch (docs/training.md)
-    parallel.launch(
-        "ablate.mask.training.run:finetune",
-        kwargs,
-        gpus_granted,
-        snakemake.threads,
-        reporters=reporters,
-    )
-else:
-    finetune(**kwargs, reporters=parallel.resolve(reporters["call"])(**reporters["kwargs"]))
+# data-parallel over the job's GPUs when it has several, the same global batch (docs/training.md)
+job_script.run_entry(snakemake, "ablate.mask.training.run:finetune", kwargs, reporters=reporters)
 log_run()
 job_cache.store()

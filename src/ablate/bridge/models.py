@@ -26,9 +26,9 @@ GPU smoke config (``config/latentwire-smoke.yaml``) builds Mistral-7B-v0.3's 327
 Llama-3.1-8B's 128256 so. ``arch`` also sets any other field of the family's transformers config
 (``tie_word_embeddings``, ``max_position_embeddings``, ``rope_parameters``, ...).
 
-Pretraining runs on the core's training (:mod:`ablate.core.training.run`): packed
-causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``. The
-model is built where it trains (a GPU when there is one: a random 8 B model in seconds, not fp32
+Pretraining is the core's, shared with the mask study (:mod:`ablate.core.training.pretraining`):
+packed causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``.
+The model is built where it trains (a GPU when there is one: a random 8 B model in seconds, not fp32
 on the host) in the pretraining's ``model_dtype``.
 """
 
@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from ablate.core import hub_revisions, model_card, provenance
+from ablate.core.training.data import load_corpus
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 
@@ -198,69 +199,41 @@ def prepare_model(
     out_dir: str | os.PathLike,
     config_slice: Any = None,
 ) -> dict[str, Any]:
-    """Train the family's tokenizer, build the tiny model, pretrain it causally on ``corpus``.
+    """Train the family's tokenizer, build the tiny model, pretrain it causally on ``corpus``
+    (:func:`ablate.core.training.pretraining.pretrain`).
 
     Writes ``out_dir/tokenizer/``, ``out_dir/final/`` (weights + tokenizer + hash manifest),
     ``out_dir/summary.json`` (the pretraining summary) and ``out_dir/card.json`` (the model card
     every later stage loads the model through). Returns the summary.
     """
-    from transformers import AutoModelForCausalLM
-
-    # train_run is the training core (resume, the loop, atomic final, summary)
     from ablate.core.phases import Phases
-    from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
-    from ablate.core.training.params import model_dtype, resolve_params
-    from ablate.core.training.run import TrainRun, train_run
+    from ablate.core.training.params import resolve_params
+    from ablate.core.training.pretraining import pretrain as pretrain_model
+    from ablate.core.training.run import TrainRun
 
     started = time.time()
-    phases = Phases(started)
     out = Path(out_dir)
     a = family_arch(family, arch)
     p = resolve_params({**PRETRAIN, **(pretrain or {})}, "pretrain")
-    docs = load_corpus(corpus)
-    tokenizer = train_tokenizer(docs, a["tokenizer"], out / "tokenizer")
-    blocks = pack_corpus(tokenizer, docs, p["max_seq_len"])
-    order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(p["seed"])).tolist()
-    n_eval = min(p["eval_size"], len(blocks) - 1)
-    config = build_config(family, a, tokenizer)
-    # random init where it trains, in its dtype: on a GPU a 7-8 B model is built in seconds (the
-    # host took minutes in fp32); CPU and CUDA random streams differ, so a seed's weights do too
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(p["seed"])
-    with phases("build_model"), torch.device(device):
-        model = AutoModelForCausalLM.from_config(
-            config, attn_implementation=p["attn_implementation"], dtype=model_dtype(p)
-        )
-    model.config.use_cache = False
-    n_params = sum(t.numel() for t in model.parameters())
+    tokenizer = train_tokenizer(load_corpus(corpus), a["tokenizer"], out / "tokenizer")
     print(
-        f"[prepare_model {family}] tokenizer {a['tokenizer']['type']} ({len(tokenizer)} pieces); "
-        f"{len(blocks)} blocks of {p['max_seq_len']} tokens; {n_params / 1e6:.2f} M params",
+        f"[prepare_model {family}] tokenizer {a['tokenizer']['type']} ({len(tokenizer)} pieces)",
         flush=True,
     )
-
-    def examples(idx):
-        return ExampleDataset([{"input_ids": blocks[i], "prompt_length": 0} for i in sorted(idx)])
-
     run = TrainRun(
         kind="pretrain",
         params=p,
         out_dir=out,
         run_key={"kind": "bridge_pretrain", "family": family, "arch": a, "params": p},
-        summary_extra={"family": family, "arch": a, "corpus": str(corpus), "n_params": n_params},
+        summary_extra={"family": family, "arch": a, "corpus": str(corpus)},
         config_slice=config_slice,
         inputs={"corpus": corpus},
-        phases=phases,
+        phases=Phases(started),
         # the key its summary and manifest have had since it ran through the mask study's trainer
         record={"policy": "causal"},
     )
-    summary = train_run(
-        run,
-        model=model,
-        tokenizer=tokenizer,
-        train_dataset=examples(order[n_eval:]),
-        eval_dataset=examples(order[:n_eval]),
-    )
+    config = build_config(family, a, tokenizer)
+    summary = pretrain_model(run, config=config, tokenizer=tokenizer, corpus=corpus)
     model_card.write(
         out / "card.json",
         source="embedded",

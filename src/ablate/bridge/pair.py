@@ -13,9 +13,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ablate.bridge import evaluate, models, parallel, switches, world
+from ablate.bridge import evaluate, models, switches, world
+from ablate.bridge.parallel import global_count, mean_value
+from ablate.core import parallel
 from ablate.core.training import params as training_params
 from ablate.core.training import speed
+from ablate.core.training.loss import share_of_mean
 from ablate.core.training.params import IGNORE_INDEX
 
 
@@ -155,7 +158,7 @@ class Pair:
         ``kl_teacher``, ``kl_reduction``, ``infonce_prompt``, ``prompt_align``: the pipeline's by
         default, or the original's; docs/differences.md).
 
-        Data-parallel (ablate.bridge.parallel): this process's share of the loss of the whole
+        Data-parallel: this process's share of the loss of the whole
         global batch, so that DDP's gradient average is the gradient of that loss; the parts
         are the global batch's values. InfoNCE takes its negatives in this process's batch, as
         the seed's DDP runs did. ``states`` / ``teacher`` given (the GPU bench) replace the source
@@ -186,8 +189,8 @@ class Pair:
             nll = speed.token_cross_entropy(student, labels, IGNORE_INDEX)
         else:  # a token mean over the global batch: each process's sum over the global count
             nll_sum = speed.token_cross_entropy(student, labels, IGNORE_INDEX, reduction="sum")
-            nll = parallel.share_of_mean(nll_sum, (labels != IGNORE_INDEX).sum())
-        parts = {"nll": parallel.mean_value(nll)}
+            nll = share_of_mean(nll_sum, global_count((labels != IGNORE_INDEX).sum()))
+        parts = {"nll": mean_value(nll)}
         total = nll
         prompts = [self.prompt_ids(i) for i in items]
         if step in switches.kl_steps(p):
@@ -195,7 +198,7 @@ class Pair:
             answers = [t[start:] for t in tails]
             kl = self._kl(h, student[:, start:], items, prompts, answers, teacher)
             total = total + p["kl_weight"] * kl
-            parts["kl"] = parallel.mean_value(kl)
+            parts["kl"] = mean_value(kl)
         pooled_soft = soft.float().mean(1)
         if p["infonce_weight"] > 0:
             heads = p["infonce_prompt"] == "first_k"
@@ -205,14 +208,14 @@ class Pair:
             group = switches.infonce_group(p)
             nce = infonce(pooled_soft, pooled, p["infonce_temperature"], group)
             total = total + p["infonce_weight"] * nce
-            parts["infonce"] = parallel.mean_value(nce)
+            parts["infonce"] = mean_value(nce)
         if p["prompt_align_weight"] > 0:
             if p["prompt_align"] == "per_position":
                 align = self._aligned_positions(soft, [self.head_prompt_ids(i) for i in items])
             else:
                 align = F.mse_loss(pooled_soft, self.pooled_prompt(prompts))
             total = total + p["prompt_align_weight"] * align
-            parts["align"] = parallel.mean_value(align)
+            parts["align"] = mean_value(align)
         tokens = int(mask.sum()) + sum(len(self.source_ids(i)) for i in items)
         return total, parts, tokens
 
@@ -299,7 +302,7 @@ class Pair:
         count = valid.sum() if p["kl_reduction"] == "mean" else valid.new_tensor(len(items))
         if parallel.world_size() == 1:
             return (kl * valid).sum() / count.clamp_min(1)
-        return parallel.share_of_mean((kl * valid).sum(), count)
+        return share_of_mean((kl * valid).sum(), global_count(count))
 
     def _aligned_positions(self, soft, heads) -> torch.Tensor:
         """The original's prompt alignment: soft token k against the embedding of prompt token
@@ -311,7 +314,7 @@ class Pair:
         diff = (soft.float()[:, : e.shape[1]] - e) * m
         if parallel.world_size() == 1:
             return diff.pow(2).sum() / m.sum().clamp_min(1)
-        return parallel.share_of_mean(diff.pow(2).sum(), m.sum())
+        return share_of_mean(diff.pow(2).sum(), global_count(m.sum()))
 
     @torch.no_grad()
     def pooled_prompt(self, prompts) -> torch.Tensor:

@@ -1,10 +1,11 @@
-"""Data-parallel bridge jobs: the loss share, the data split (training, evaluation, frozen-state
-extraction); the translator's DDP replicas are the training loop's
-(:func:`ablate.core.training.loop.replicate`).
+"""Data-parallel bridge jobs: a loss term's count over the processes, the data split (training,
+evaluation, frozen-state extraction); the translator's DDP replicas are the training loop's
+(:func:`ablate.core.training.loop.replicate`), a term's share of the global mean the loop's
+normalisation (:func:`ablate.core.training.loss.share_of_mean`).
 
-The process group and the launcher are the core's (:mod:`ablate.core.parallel`: torchrun starts N
-processes, each joins the group). Without torchrun every helper here is the single-process
-identity, so a one-process run is exactly the plain loop.
+The process group and the launcher are the core's: callers import them from
+:mod:`ablate.core.parallel` (torchrun starts N processes, each joins the group). Without torchrun
+every helper here is the single-process identity, so a one-process run is exactly the plain loop.
 """
 
 from __future__ import annotations
@@ -14,17 +15,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-# the process-group helpers, used here and by the bridge's modules as parallel.<name>
-from ablate.core.parallel import close, init, launched, rank, sum_tensor, world_size  # noqa: F401
+from ablate.core.parallel import rank, sum_tensor, world_size
 
 
-def share_of_mean(local_sum: torch.Tensor, local_count: torch.Tensor) -> torch.Tensor:
-    """This process's share of a mean over the global batch: ``W * local_sum / global_count``.
-
-    DDP averages gradients over the W processes, so the average of these shares (and of their
-    gradients) is ``global_sum / global_count``, whatever each process's count."""
-    count = sum_tensor(local_count.detach().float()).clamp_min(1)
-    return local_sum * world_size() / count
+def global_count(local_count: torch.Tensor) -> torch.Tensor:
+    """A loss term's units summed over the processes (at least 1): the count its share of the
+    global batch's mean divides by (:func:`ablate.core.training.loss.share_of_mean`)."""
+    return sum_tensor(local_count.detach().float()).clamp_min(1)
 
 
 def mean_value(local: torch.Tensor) -> float:

@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ablate.bridge import evaluate, parallel
+from ablate.bridge import evaluate
 from ablate.bridge.caches import FROZEN_SPLITS
 from ablate.bridge.caches import SOURCE_LAYER as LAYER
-from ablate.core import io
+from ablate.bridge.parallel import collect, shard
+from ablate.core import io, parallel
 
 SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
 INDEX = "index.json"
@@ -122,12 +123,12 @@ def write(
     w = parallel.world_size()
     sink = _Shards(Path(out_dir)) if parallel.rank() == 0 else None
     for start in range(0, len(batches), w):
-        mine = parallel.shard(batches[start : start + w])  # none in a short last round
-        for rows in parallel.collect([_rows(states_of, b) for b in mine]):
+        mine = shard(batches[start : start + w])  # none in a short last round
+        for rows in collect([_rows(states_of, b) for b in mine]):
             for row in rows:
                 sink.add(*row)
     if w > 1:
-        done = len(parallel.shard(batches))
+        done = len(shard(batches))
         print(f"[states] {out_dir}: process {parallel.rank()} of {w} extracted {done} of "
               f"{len(batches)} batches", flush=True)  # fmt: skip
     return sink.close() if sink is not None else None

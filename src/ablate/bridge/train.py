@@ -15,7 +15,8 @@ Vast instance's retry, a killed job) resumes from the newest complete one of the
 and inputs (:func:`ablate.core.training.saving.resume_from`); they go once the outputs
 are written.
 
-Data-parallel under torchrun (:mod:`ablate.bridge.parallel`; the core's launcher,
+Data-parallel under torchrun (:mod:`ablate.core.parallel`, the data split of
+:mod:`ablate.bridge.parallel`; the core's launcher,
 ``ablate.core.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
 ``batch_size`` items per process and step (the seed's "10 per GPU"), each process a slice of
 one global batch order, the translator replicated and DDP averaging the gradients (the loop's
@@ -27,7 +28,6 @@ instead of a target forward pass.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -38,13 +38,16 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ablate.bridge import models, parallel, switches, world
+from ablate.bridge import models, switches, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
-from ablate.core import checkpoint_integrity, generation, interrupts, io, provenance
+from ablate.bridge.parallel import gather, mean_value, shard
+from ablate.core import checkpoint_integrity, generation, interrupts, io, parallel, provenance
 from ablate.core.training import loop, saving, speed
+from ablate.core.training import run as train_run
+from ablate.core.training.params import TrainingError
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
@@ -104,26 +107,21 @@ class BatchOrder:
         return self.drawn[step]
 
 
-class NonFiniteLoss(Exception):
-    """A step's loss was not finite: raised before its backward, so nothing was updated."""
-
-
 class Objective:
     """The translator's loss as the loop's hooks: :meth:`loss` (:meth:`Pair.loss`: this process's
-    share of the global batch's loss, already a mean, so it ``count``s 1 per process and batch),
-    ``tokens`` and the logged parts of the last step."""
+    share of the global batch's mean loss, each term normalised by the loop's
+    :func:`~ablate.core.training.loss.share_of_mean`), ``tokens`` and the logged parts of the
+    last step."""
 
     def __init__(self, pair: Pair):
         self.pair, self.last, self.n_tok = pair, {}, 0
 
-    def loss(self, model, batch: dict, step: int) -> tuple[torch.Tensor, int]:
+    def loss(self, model, batch: dict, step: int) -> torch.Tensor:
         loss, parts, self.n_tok = self.pair.loss(model, batch["items"], step)
-        value = parallel.mean_value(loss)  # every process the same: all stop alike
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"step {step}: loss {value}")
-        # the logged loss is the logging step's own, not the loop's mean since the last log
-        self.last = {"loss": value, **parts}
-        return loss, 1
+        # the logged loss is the logging step's own, not the loop's mean since the last log (a
+        # non-finite one is the loop's stop rule's, read at its next logging or saving step)
+        self.last = {"loss": mean_value(loss), **parts}
+        return loss
 
     def tokens(self, batch: dict) -> int:
         return self.n_tok  # counted by the batch's loss (source input + target input)
@@ -165,9 +163,7 @@ class Evaluations:
 
     def rows(self) -> list[dict]:
         """Each process evaluates a share of the items, gathered in order."""
-        return parallel.gather(
-            _evaluate(self.pair, self.translator, parallel.shard(self.eval_items))
-        )
+        return gather(_evaluate(self.pair, self.translator, shard(self.eval_items)))
 
     def __call__(self, at: int) -> dict[str, Any] | None:
         """Evaluate at step ``at``; early stopping's stop (before the last step), or None."""
@@ -258,7 +254,6 @@ def loop_run(
     hooks = loop.Hooks(
         collate=lambda items: {"items": items},
         loss=objective.loss,
-        count=lambda batch: 1,
         tokens=objective.tokens,
         order=BatchOrder(len(train_items), n_global, p["seed"]),
         log_parts=objective.log_parts,
@@ -320,20 +315,21 @@ def fit(
         evaluation(0)
     else:
         _say(f"[{label}] resuming from {newest} (step {run.state.step})")
-    stop_reason = "max_steps"
     saving.begin_segment(run, newest)
-    try:
-        loop.train(run, watch)
-    except NonFiniteLoss as e:  # before the update: the weights stay the last good ones
-        _say(f"[{label}] non-finite loss, {e}: training ends at the last good step")
-        loop.flush_tokens(run)
-        stop_reason = "nonfinite_loss"
+    loop.train(run, watch)
     watch.hold()
-    if run.stop_rules.stop is not None:
-        stop_reason = run.stop_rules.stop["reason"]
-    step = run.state.step
-    if evaluation.curve[-1]["step"] != step:  # the last step between evaluations
-        evaluation(step)
+    stop = run.stop_rules.stop or {"reason": "max_steps"}
+    step = evaluated = run.state.step
+    if stop["reason"] == "nonfinite":  # the core's rule: the last checkpoint before it is final
+        if not train_run.restore_last_good(run, stop, checkpoints.folder, label):
+            raise TrainingError(
+                f"{label}: loss became non-finite at step {stop['step']} before any checkpoint "
+                f"was saved; nothing good to keep (lower lr?)"
+            )
+        # the restored weights' step: evaluated already unless an interrupt saved it
+        evaluated = stop["detail"]["restored_from_step"]
+    if evaluation.curve[-1]["step"] != evaluated:  # the last step between evaluations
+        evaluation(evaluated)
     train_s = time.time() - evaluation.started
     restored_from = None
     best = evaluation.best
@@ -349,7 +345,7 @@ def fit(
         "losses": [_loss_entry(e) for e in logged if _logs(p, e["step"])],
         "final_rows": final_rows,
         "steps_done": step,
-        "stop_reason": stop_reason,
+        "stop_reason": stop["reason"],
         "restored_from_step": restored_from,
         "resumed_from_step": checkpoint_integrity.step_of(newest) if newest else None,
         "train_tokens": run.state.tokens_seen,

@@ -23,7 +23,12 @@ import torch
 from ablate.core import interrupts, parallel
 from ablate.core.training import sharded_masters, sharding, speed
 from ablate.core.training.data import PolicyCollator
-from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum
+from ablate.core.training.loss import (
+    causal_forward_kwargs,
+    head_loss_sum,
+    loss_sum,
+    share_of_mean,
+)
 from ablate.core.training.memory import SHARDED_MASTERS, SHARDED_WEIGHTS, data_parallel_recipe
 from ablate.core.training.monitor import Progress, StopRules, Throughput
 from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, build_scheduler
@@ -47,10 +52,11 @@ class Hooks:
     ``size``). ``head_loss``: the loss of the lm_head at labelled positions.
 
     A study with a loss of its own (a small model between frozen ones) also sets: ``loss(model, batch,
-    step)`` -> (summed loss, count) (default: next-token CE through ``forward_kwargs`` and
-    ``head_loss``); ``count(batch)``: the units the step's loss is averaged over, counted before
-    the forward (default: labelled tokens); ``tokens(batch)``: its tokens, read after its
-    forward (default: non-pad tokens); ``order(step)``: the indices of a step's examples, all
+    step)`` -> this process's share of the step's mean loss, each term normalised by
+    :func:`~.loss.share_of_mean` as the default's is (default: next-token CE through
+    ``forward_kwargs`` and ``head_loss``, over the step's labelled tokens; a study's loss brings
+    its own ``Spec.evaluation``); ``tokens(batch)``: its tokens, read after its forward (default:
+    non-pad tokens); ``order(step)``: the indices of a step's examples, all
     processes' (default: :func:`step_examples`'s permutations); ``log_parts()``: more entries of
     a logging step (they win over the loop's); ``optimizer(model, params)`` -> (optimizer,
     schedule) (default: :mod:`.optim`'s)."""
@@ -59,8 +65,7 @@ class Hooks:
     collate: Callable[[list], dict] | None = None
     micro_batches: Callable[[list, int], list[dict]] | None = None
     head_loss: Callable[..., Any] = head_loss_sum
-    loss: Callable[..., tuple[torch.Tensor, Any]] | None = None
-    count: Callable[[dict], int] | None = None
+    loss: Callable[..., torch.Tensor] | None = None
     tokens: Callable[[dict], Any] | None = None
     order: Callable[[int], list[int]] | None = None
     log_parts: Callable[[], dict[str, float]] | None = None
@@ -199,6 +204,8 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
     if p.get("packing") and spec.hooks.micro_batches is None:  # a study that packs passes them
         raise TrainingConfigError("packing: true needs packed micro-batches; this run has none")
+    if has_eval and spec.hooks.loss is not None:  # its held-out loss would be the default's
+        raise TrainingConfigError(f"{spec.label}: a study's own loss needs its own evaluation")
     if spec.hooks.collate is None:
         spec = _with_hooks(spec, collate=PolicyCollator(spec.pad_token_id))
     return Run(
@@ -296,18 +303,22 @@ def _to(batch: dict, device: torch.device) -> dict:
     }
 
 
-def batch_loss(run: Run, batch: dict, step: int) -> tuple[torch.Tensor, Any]:
-    """(summed loss, count) of ``batch``: the study's ``loss`` hook or next-token CE."""
+def batch_loss(run: Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed next-token CE, labelled tokens) of ``batch``."""
     hooks = run.spec.hooks
-    if hooks.loss is not None:
-        return hooks.loss(run.model, batch, step)
     return loss_sum(run.model, batch, hooks.forward_kwargs, head_loss=hooks.head_loss)
 
 
-def count(run: Run, batch: dict) -> int:
-    """The units ``batch``'s loss sums over, counted on the host: labelled tokens by default."""
-    if run.spec.hooks.count is not None:
-        return run.spec.hooks.count(batch)
+def batch_share(run: Run, batch: dict, step: int, n_items: int | None) -> torch.Tensor:
+    """``batch``'s part of this process's share of the step's mean loss: the study's ``loss``
+    hook, or the summed CE over the step's ``n_items`` labelled tokens (:func:`share_of_mean`)."""
+    if run.spec.hooks.loss is not None:
+        return run.spec.hooks.loss(run.model, batch, step)
+    return share_of_mean(batch_loss(run, batch)[0], n_items)
+
+
+def count(batch: dict) -> int:
+    """The labelled tokens ``batch``'s loss sums over, counted on the host."""
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
@@ -321,20 +332,20 @@ def tokens(run: Run, batch: dict):
 def step(run: Run, examples: list) -> torch.Tensor | None:
     """One optimizer step on this process's ``examples``; returns the gradient norm before
     clipping (None when ``max_grad_norm`` is 0). The step's loss is the mean next-token loss over
-    every labelled token of the step (a study's ``loss``: over its ``count``), all processes'
+    every labelled token of the step (a study's ``loss``: its own mean), all processes'
     together."""
     p = run.params
     batches = micro_batches(run, examples)
     # labelled tokens of the whole step: counted on the host before any forward (no device sync)
-    n_items = max(parallel.sum_int(sum(count(run, b) for b in batches)), 1)
-    world = parallel.world_size()  # gradients are averaged over processes (FSDP, DDP): undo that
+    own = run.spec.hooks.loss is not None  # a study's loss: already its share of the step's mean
+    n_items = None if own else max(parallel.sum_int(sum(count(b) for b in batches)), 1)
+    world = parallel.world_size()
     step_loss = None
     for i, batch in enumerate(batches):
         batch = _to(batch, run.device)
         with accumulating(run, last=i == len(batches) - 1):  # the backward inside: it reduces
             with run.autocast():
-                total, _ = batch_loss(run, batch, run.state.step + 1)
-                loss = total * world / n_items
+                loss = batch_share(run, batch, run.state.step + 1, n_items)
             loss.backward()
         run.stop_rules.watch_micro_loss(run.state.step + 1, loss)
         step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
@@ -377,7 +388,7 @@ def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
         chunk = mine[r * size : (r + 1) * size]
         batch = _to(hooks.collate([data[i] for i in (chunk or [0])]), run.device)
         with run.autocast():
-            t, n = batch_loss(run, batch, run.state.step)
+            t, n = batch_loss(run, batch)
         if chunk:  # a process with no examples left joins the forward and counts nothing
             total += t.double()
             count += n.double()

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ablate.core import parallel
 from ablate.core.training import sharding
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 
@@ -57,6 +58,16 @@ def vocab_head_loss(token_ids) -> Any:
 
     loss.ids = ids
     return loss
+
+
+def share_of_mean(local_sum: torch.Tensor, global_count) -> torch.Tensor:
+    """This process's share of a mean over every process's units: ``W * local_sum /
+    global_count`` (``global_count``: the units summed over the W processes). DDP and FSDP2
+    average the gradients over the processes, so the average of the W shares (and of their
+    gradients) is ``global_sum / global_count``, whatever each process's own count; on one
+    process it is the mean. The loop's step normalises its loss so, and a study's own loss
+    (``Hooks.loss``) each of its terms."""
+    return local_sum * parallel.world_size() / global_count
 
 
 def causal_forward_kwargs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

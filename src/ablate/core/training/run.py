@@ -130,8 +130,9 @@ def _train(
     return time.perf_counter() - t0
 
 
-def _restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
-    """After a non-finite loss: load the last complete checkpoint before it (False: none)."""
+def restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
+    """After a non-finite loss (the stop rules' ``stop``): load the weights of the last complete
+    checkpoint before it and name its step in ``stop``'s detail (False: there is none)."""
     good = [
         c
         for c in checkpoint_integrity.complete_checkpoints(ckpt_dir)
@@ -237,7 +238,7 @@ def _finish(
     label, state, stop = run.label or run.kind, outcome.state, outcome.stop
     ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
     if stop["reason"] == "nonfinite":
-        if not _restore_last_good(r, stop, ckpt_dir, label):
+        if not restore_last_good(r, stop, ckpt_dir, label):
             _write_summary(run, outcome, None, out_dir)
             raise TrainingError(
                 f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "

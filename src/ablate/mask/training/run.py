@@ -14,8 +14,9 @@ import torch
 
 from ablate.core.config import sorted_tree
 from ablate.core.phases import Phases
-from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
+from ablate.core.training.data import ExampleDataset
 from ablate.core.training.params import TrainingConfigError, model_dtype
+from ablate.core.training.pretraining import pretrain as pretrain_model
 from ablate.core.training.run import TrainRun, train_run
 from ablate.mask import families, masks, sft_data
 from ablate.mask.training.gate import (
@@ -44,7 +45,7 @@ def _policy_run(policy: str, kind: str, params: dict[str, Any], tokenizer) -> di
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    """A finetune's config slice (:func:`ablate.mask.layout.finetune_slice`), one field per key:
+    """A finetune's config slice (:func:`ablate.mask.study.finetune_slice`), one field per key:
     the ``policy`` it trains under, its ``params`` (resolved: every key, the defaults filled in
     where the config was parsed), ``allow_leakage``, and the pipeline's ``variant`` and ``stage``
     (None for ``ablate train``). The pipeline builds it from the job's slice
@@ -239,66 +240,33 @@ def pretrain(
     family: str = "ministral3",
 ) -> dict[str, Any]:
     """Causal pretraining of a fresh tiny model of ``family`` (``tiny_config(family, **arch)``:
-    ``mask.model.embedded``'s) on ``corpus``."""
-    from ablate.core import modeling
+    ``mask.model.embedded``'s) on ``corpus`` (:func:`ablate.core.training.pretraining.pretrain`)."""
+    from ablate.core.modeling import load_tokenizer
     from ablate.mask import tiny
 
     phases = Phases()
     p = check_params(params, "pretrain")
-    # built here, not loaded: the loader's backend checks, applied to the device it trains on
-    modeling.check_attention_device(
-        p["attn_implementation"], "cuda" if torch.cuda.is_available() else "cpu"
-    )
-    modeling.register_attention(p["attn_implementation"])
-    tokenizer = modeling.load_tokenizer(tokenizer_dir)
-    docs = load_corpus(corpus)
-    blocks = pack_corpus(tokenizer, docs, p["max_seq_len"])
-    n_eval = min(p["eval_size"], len(blocks) - 1)
-    order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(p["seed"])).tolist()
-    eval_blocks = [blocks[i] for i in sorted(order[:n_eval])]
-    train_blocks = [blocks[i] for i in sorted(order[n_eval:])]
+    tokenizer = load_tokenizer(tokenizer_dir)
     arch = dict(arch or {})
     arch.setdefault("vocab_size", len(tokenizer))
-    for key, tok_id in (
-        ("bos_token_id", tokenizer.bos_token_id),
-        ("eos_token_id", tokenizer.eos_token_id),
-        ("pad_token_id", tokenizer.pad_token_id),
-    ):
-        arch.setdefault(key, tok_id)
-    config = tiny.tiny_config(family, **arch)
-    with phases("build_model"):
-        # random init where it trains: on a GPU, not 3.4 B fp32 on the host
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = tiny.build_tiny_model(
-            config, seed=p["seed"], device=device, attn_implementation=p["attn_implementation"]
-        )
-        model.to(model_dtype(p))
-    model.config.use_cache = False
-    print(
-        f"[pretrain] {len(docs)} documents -> {len(train_blocks)} train / {len(eval_blocks)} eval blocks "
-        f"of {p['max_seq_len']} tokens; model {sum(t.numel() for t in model.parameters()) / 1e6:.1f} M params",
-        flush=True,
-    )
-    as_examples = lambda bl: ExampleDataset([{"input_ids": b, "prompt_length": 0} for b in bl])  # noqa: E731
-    run_key = {
-        "kind": "pretrain",
-        "corpus": str(corpus),
-        "tokenizer": str(tokenizer_dir),
-        "family": family,
-        "arch": arch,
-        "params": p,
-    }
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        arch.setdefault(key, getattr(tokenizer, key))
     run = TrainRun(
         kind="pretrain",
         params=p,
         out_dir=Path(out_dir),
-        run_key=run_key,
+        run_key={
+            "kind": "pretrain",
+            "corpus": str(corpus),
+            "tokenizer": str(tokenizer_dir),
+            "family": family,
+            "arch": arch,
+            "params": p,
+        },
         summary_extra={
             "corpus": str(corpus),
             "family": family,
             "arch": arch,
-            "n_train_blocks": len(train_blocks),
-            "n_eval_blocks": len(eval_blocks),
             "leakage_probe": None,
         },
         config_slice=config_slice,
@@ -306,10 +274,5 @@ def pretrain(
         phases=phases,
         **_policy_run("causal", "pretrain", p, tokenizer),
     )
-    return train_run(
-        run,
-        model=model,
-        tokenizer=tokenizer,
-        train_dataset=as_examples(train_blocks),
-        eval_dataset=as_examples(eval_blocks),
-    )
+    config = tiny.tiny_config(family, **arch)
+    return pretrain_model(run, config=config, tokenizer=tokenizer, corpus=corpus)

@@ -1,0 +1,77 @@
+"""``pretrain``: a fresh tiny causal LM trained on a text corpus, the one pretraining of both
+studies (the mask study's embedded model, the bridge's two models). A study brings what differs:
+the model's transformers config, its tokenizer, and the run (:class:`~.run.TrainRun`: its
+params, keys, record and hooks); the corpus's blocks, the held-out split, the model's build
+and the training are this module's."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from ablate.core import modeling
+from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
+from ablate.core.training.params import model_dtype
+from ablate.core.training.run import TrainRun, train_run
+
+
+def build_model(config, params: dict[str, Any], device: str | torch.device):
+    """A randomly initialised causal LM of ``config`` seeded by ``params["seed"]``, built where
+    it trains in its ``model_dtype`` (a GPU builds a 7-8 B model in seconds; the host took
+    minutes in fp32) with its ``attn_implementation``. CPU and CUDA random streams differ, so a
+    seed's weights do too."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(params["seed"])
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(
+            config, attn_implementation=params["attn_implementation"], dtype=model_dtype(params)
+        )
+    model.config.use_cache = False
+    return model
+
+
+def blocks_split(tokenizer, corpus: str | os.PathLike, params: dict[str, Any]):
+    """(train, held-out) datasets of ``corpus`` packed into ``max_seq_len`` blocks: ``eval_size``
+    blocks (at most all but one) drawn by ``seed``, each set in corpus order."""
+    blocks = pack_corpus(tokenizer, load_corpus(corpus), params["max_seq_len"])
+    n_eval = min(params["eval_size"], len(blocks) - 1)
+    gen = torch.Generator().manual_seed(params["seed"])
+    order = torch.randperm(len(blocks), generator=gen).tolist()
+
+    def examples(idx: list[int]) -> ExampleDataset:
+        return ExampleDataset([{"input_ids": blocks[i], "prompt_length": 0} for i in sorted(idx)])
+
+    return examples(order[n_eval:]), examples(order[:n_eval])
+
+
+def pretrain(run: TrainRun, *, config, tokenizer, corpus: str | os.PathLike) -> dict[str, Any]:
+    """Pretrain a fresh model of ``config`` causally on ``corpus`` (packed blocks of
+    ``tokenizer``'s ids) as ``run`` says (:func:`~.run.train_run`: resume, the loop, an atomic
+    ``final/``, ``summary.json``). The summary adds the block counts and the model's size to the
+    run's ``summary_extra``. Returns the summary."""
+    p = run.params
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # built here, not loaded: the loader's backend checks, applied to the device it trains on
+    modeling.check_attention_device(p["attn_implementation"], device)
+    modeling.register_attention(p["attn_implementation"])
+    train, held_out = blocks_split(tokenizer, corpus, p)
+    with run.phases("build_model"):
+        model = build_model(config, p, device)
+    n_params = sum(t.numel() for t in model.parameters())
+    print(
+        f"[{run.label or run.kind}] {len(train)} train / {len(held_out)} eval blocks of "
+        f"{p['max_seq_len']} tokens; model {n_params / 1e6:.2f} M params",
+        flush=True,
+    )
+    sizes = {"n_train_blocks": len(train), "n_eval_blocks": len(held_out), "n_params": n_params}
+    return train_run(
+        replace(run, summary_extra={**run.summary_extra, **sizes}),
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=train,
+        eval_dataset=held_out,
+    )

@@ -1,0 +1,60 @@
+"""The one loss normalisation (ablate.core.training.loss.share_of_mean): the loop's step applies
+it to its own loss, a study's loss hook to each of its terms, and the loop does not apply it a
+second time to a study's loss (the bridge counted 1 per process so that it would not matter)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.core.training import loop
+from ablate.core.training.loss import share_of_mean
+from ablate.core.training.params import TrainingConfigError, resolve_params
+
+P = resolve_params(
+    {"batch_size": 2, "grad_accum": 1, "max_steps": 1, "eval_steps": 1, "max_grad_norm": 0},
+    "finetune",
+)
+
+
+def test_one_process_share_is_the_mean():
+    assert share_of_mean(torch.tensor(6.0), 4) == 1.5
+
+
+def _run(loss, eval_dataset=None) -> loop.Run:
+    model = torch.nn.Linear(1, 1, bias=False)
+    hooks = loop.Hooks(
+        collate=lambda items: {"items": items},
+        loss=loss,
+        tokens=lambda batch: 0,
+        optimizer=lambda m, p: (torch.optim.SGD(m.parameters(), lr=1.0), None),
+    )
+    spec = loop.Spec(P, Path("unused"), "share", 0, hooks=hooks, save=False)
+    return loop.setup(spec, model=model, train_dataset=[1.0, 2.0], eval_dataset=eval_dataset)
+
+
+def test_a_study_loss_is_its_share_as_it_returns_it():
+    """The hook's loss is the step's loss and its gradient the update, unscaled."""
+    seen = []
+
+    def loss(model, batch, step):
+        x = torch.tensor(batch["items"]).unsqueeze(-1)
+        out = share_of_mean(model(x).sum(), len(batch["items"]))  # the mean over the batch
+        seen.append(out.detach())
+        return out
+
+    run = _run(loss)
+    run.scheduler = type("NoSchedule", (), {"step": lambda self: None})()
+    w0 = run.model.weight.item()
+    loop.step(run, loop.step_examples(run, 0))
+    assert torch.equal(run.losses[-1], seen[0])  # one process: its share is the step's loss
+    assert len(seen) == 1 and run.model.weight.item() == pytest.approx(
+        w0 - 1.5
+    )  # d(mean of w * x)/dw = 1.5
+
+
+def test_a_study_loss_brings_its_own_evaluation():
+    with pytest.raises(TrainingConfigError, match="own loss needs its own evaluation"):
+        _run(lambda model, batch, step: model.weight.sum(), eval_dataset=[1.0])
