@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 
 import torch
+from references import policy_loss_sum
 from step_profile import StepProfiler
 from step_profile import print_table as print_profile
 
@@ -64,7 +65,6 @@ from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config
 from ablate.mask.training import gate
 from ablate.mask.training.policy import hooks as policy_hooks
-from ablate.mask.training.policy import policy_loss_sum
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
 MEASUREMENTS = Path(__file__).resolve().parents[1] / "config" / "gpu_measurements.yaml"

@@ -10,9 +10,10 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from references import score_naive
 
 from ablate.mask import original_tasks
-from ablate.mask.scoring import score_naive, score_requests
+from ablate.mask.scoring import score_requests
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from references import policy_loss_sum
 
 from ablate.core.training import loop
 from ablate.core.training.data import ExampleDataset, PolicyCollator
@@ -14,7 +15,6 @@ from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
 from ablate.mask.training import policy as mask_policy
 from ablate.mask.training.gate import resolve_params
-from ablate.mask.training.policy import policy_loss_sum
 
 # fp32 on CPU: packed and unpacked differ only in float summation order (softmax over more
 # masked keys, matmuls over more rows)

@@ -1,0 +1,84 @@
+"""Test oracles: independent computations that a test compares the package's result against
+(a test module imports them from here, as from helpers.py). Oracles the benchmarks use too live
+in bench/references.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ablate.mask.masks import (
+    check_policy,
+    policy_forward_kwargs,
+    position_ids_from_mask,
+    text_config,
+)
+
+
+@torch.no_grad()
+def incremental_logits(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_lengths: torch.Tensor | Sequence[int],
+    policy: str,
+) -> torch.Tensor:
+    """Logits computed the way generation runs under ``policy``: every prompt in one prefill
+    forward under the policy, then one cached single-token (causal) step per later token.
+
+    Same layout and result shape as a teacher-forced ``model(**policy_forward_kwargs(...)).logits``
+    (left or right padded rows, prompt first); pad positions are zero. Under ``causal`` and
+    ``prefix_bidir`` the two agree (generation under the policy is what training scores), under
+    ``prefill_bidir`` they do not.
+    """
+    from transformers import DynamicCache
+
+    check_policy(policy)
+    device = input_ids.device
+    am = attention_mask.bool()
+    lengths = [int(p) for p in prompt_lengths]
+    rows = [input_ids[b][am[b]] for b in range(input_ids.shape[0])]
+    n_prompt = max(lengths)
+    n_steps = max(len(r) - p for r, p in zip(rows, lengths))
+    # Prompts left-padded to a common end; continuations follow, right-padded with masked pads.
+    width = n_prompt + n_steps
+    ids = torch.zeros(len(rows), width, dtype=input_ids.dtype, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    for b, (r, p) in enumerate(zip(rows, lengths)):
+        ids[b, n_prompt - p : n_prompt - p + len(r)] = r
+        mask[b, n_prompt - p : n_prompt - p + len(r)] = 1
+    full_pos = position_ids_from_mask(mask)
+    cache = DynamicCache(config=text_config(model))
+    out = model(
+        **policy_forward_kwargs(
+            model,
+            ids[:, :n_prompt],
+            mask[:, :n_prompt],
+            lengths,
+            policy,
+            past_key_values=cache,
+        ),
+        use_cache=True,
+    )
+    steps = [out.logits]
+    for t in range(n_prompt, width):
+        out = model(
+            **policy_forward_kwargs(
+                model,
+                ids[:, t : t + 1],
+                mask[:, : t + 1],
+                lengths,
+                policy,
+                past_key_values=out.past_key_values,
+                position_ids=full_pos[:, t : t + 1],
+            ),
+            use_cache=True,
+        )
+        steps.append(out.logits)
+    logits = torch.cat(steps, dim=1)
+    result = torch.zeros(*input_ids.shape, logits.shape[-1], dtype=logits.dtype, device=device)
+    for b, (r, p) in enumerate(zip(rows, lengths)):
+        result[b][am[b]] = logits[b, n_prompt - p : n_prompt - p + len(r)]
+    return result
