@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ablate.core import generation
 from ablate.core.training.loss import head_loss_sum, loss_sum
 from ablate.mask.masks import check_policy, policy_forward_kwargs
 from ablate.mask.scoring import Request, prepare
@@ -62,3 +63,17 @@ def policy_loss_sum(
     """:func:`ablate.core.training.loss.loss_sum` under ``policy``."""
     forward = functools.partial(batch_forward_kwargs, policy=policy)
     return loss_sum(model, batch, forward, fast_head=fast_head, head_loss=head_loss)
+
+
+@torch.no_grad()
+def transformers_generate(model, prompts: list[torch.Tensor], dec, static: bool = True):
+    """:func:`ablate.core.generation.generate` with every batch through transformers' own
+    ``generate`` (not the engine's own loop): the same batches, the same static cache (``static``
+    False: the dynamic one), the tokens the engine must equal."""
+    out = [None] * len(prompts)
+    for idx, batch, mask, extra in generation.batches(model, prompts, dec):
+        extra = extra if static else {}
+        new = generation.transformers_batch(model, batch, mask, dec, **extra).tolist()
+        for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
+            out[i] = generation.trim(row, dec.eos_token_id)
+    return out
