@@ -428,13 +428,9 @@ def test_prefix_split_only_on_right_padding():
     ids, mask, lengths = make_batch(examples(), "right")
     kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
     assert kw["attention_mask"] is None and kw["ablate_prompt_lengths"] == (7, 4, 9)
-    kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir", right_padded=False)
-    assert kw["attention_mask"].dim() == 4, "right_padded=False must force the mask path"
     ids, mask, lengths = make_batch(examples(), "left")
     kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
     assert kw["attention_mask"].dim() == 4 and "ablate_prompt_lengths" not in kw
-    with pytest.raises(ValueError, match="right_padded=True"):
-        masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir", right_padded=True)
     model.set_attn_implementation("sdpa")
 
 

@@ -170,52 +170,32 @@ def prefix_lm_mask(
     return build(layer_types[0] if layer_types else None)
 
 
-def _right_padded(attention_mask: torch.Tensor, hint: bool | None) -> bool:
-    """Every row is its real tokens followed by pads (or no pads at all).
-
-    Reading the answer off a GPU tensor syncs the host with the device once per step; a caller
-    that guarantees right padding passes ``hint=True`` and only an asynchronous device-side
-    assert checks it (a violated promise then fails loudly instead of attending wrongly).
-    """
-    if hint is False:
-        return False
+def _right_padded(attention_mask: torch.Tensor) -> bool:
+    """Every row is its real tokens followed by pads (or no pads at all); read off the mask (on
+    a GPU, one host-device sync)."""
     am = attention_mask.bool()
-    ok = am[:, 0].all() & (am[:, 1:] <= am[:, :-1]).all()
-    if hint is None or am.device.type == "cpu":
-        if hint and not bool(ok):
-            raise ValueError("right_padded=True but attention_mask has left or inner padding")
-        return bool(ok)
-    torch._assert_async(ok, "right_padded=True but attention_mask is not right padded")
-    return True
+    return bool(am[:, 0].all() & (am[:, 1:] <= am[:, :-1]).all())
 
 
-def _uses_prefix_split(model, past_key_values, attention_mask, right_padded) -> bool:
+def _uses_prefix_split(model, past_key_values, attention_mask) -> bool:
     config = text_config(model)
     return (
         getattr(config, "_attn_implementation", None) == PREFIX_SDPA
         and past_key_values is None
         and not _has_sliding_layers(config)
-        and _right_padded(attention_mask, right_padded)
+        and _right_padded(attention_mask)
     )
 
 
 def _check_prompt_lengths(
-    attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int], sync: bool
+    attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int]
 ) -> None:
     """Each row's prompt fits in its real tokens: a longer one would make the prompt block of
-    the split backend (which trusts it) cover pad positions, so real tokens attend to pads.
-
-    ``sync=False`` (the caller promised right padding to avoid host syncs) checks with an
-    asynchronous device assert, which cannot name the row; otherwise the error names it.
-    """
+    the split backend (which trusts it) cover pad positions, so real tokens attend to pads (the
+    error names the row)."""
     real = attention_mask.sum(-1)
     lengths = torch.as_tensor(prompt_lengths, device=attention_mask.device).view(-1)
     bad = (lengths > real) | (lengths < 0)
-    if not sync and attention_mask.device.type != "cpu":
-        torch._assert_async(
-            ~bad.any(), "a prompt length exceeds its row's real tokens (run with right_padded=None)"
-        )
-        return
     rows = torch.nonzero(bad).flatten().tolist()
     if rows:
         b = rows[0]
@@ -264,17 +244,15 @@ def policy_forward_kwargs(
     *,
     past_key_values=None,
     position_ids: torch.Tensor | None = None,
-    right_padded: bool | None = None,
 ) -> dict[str, Any]:
     """kwargs for ``model(**kw)`` that run one forward under ``policy``.
 
     ``attention_mask`` is the 2D padding mask (1 = real token), left or right padded.
     ``prompt_lengths[b]`` is the number of non-pad prompt (context) tokens of row ``b``; it is
     only read by ``prefix_bidir``. With a cache, pass ``past_key_values`` and the full-length 2D
-    mask; a single-token step is always left causal ("decode unchanged").
-    ``right_padded`` only matters for ``prefix_bidir``: ``None`` checks the mask (one host-device
-    sync), ``True`` promises right padding (checked by an asynchronous device assert, and so are
-    the prompt lengths), ``False`` forces the mask path.
+    mask; a single-token step is always left causal ("decode unchanged"). Under ``prefix_bidir``
+    right-padded rows take the split backend's mask-free path (read off the mask: one
+    host-device sync).
     A prompt length above its row's real tokens is refused (the error names the row). Under
     ``prefix_bidir`` the kwargs are only valid for the model's current attention implementation:
     running them after ``set_attn_implementation`` to another raises
@@ -308,12 +286,12 @@ def policy_forward_kwargs(
             f"prompt_lengths has {len(prompt_lengths)} entries for a batch of "
             f"{input_ids.shape[0]} rows"
         )
-    _check_prompt_lengths(attention_mask, prompt_lengths, sync=right_padded is not True)
+    _check_prompt_lengths(attention_mask, prompt_lengths)
     impl = getattr(text_config(model), "_attn_implementation", None)
     if impl is not None:
         install_backend_check(model)
         kw[BUILT_FOR_KWARG] = impl
-    if _uses_prefix_split(model, past_key_values, attention_mask, right_padded):
+    if _uses_prefix_split(model, past_key_values, attention_mask):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
         # the flash path needs no mask at all (pad positions get finite, unused outputs). arange
         # positions equal the mask's for real tokens and keep HF's packed-sequence detection off.
