@@ -235,11 +235,11 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
 
 def bench_run(model, data, policy: str, p: dict, label: str, hooks=None) -> loop.Run:
     """The pipeline's run (loop.setup with the policy's hooks, as ablate.mask.training.run builds
-    it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints;
-    ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
+    it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
+    (``save_steps`` 0); ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
     hooks = hooks or policy_hooks(policy, p, 11)
     return loop.setup(
-        loop.Spec(p, OUT_DIR, label, pad_token_id=11, hooks=hooks, save=False),
+        loop.Spec({**p, "save_steps": 0}, OUT_DIR, label, pad_token_id=11, hooks=hooks),
         model=model,
         train_dataset=data,
         eval_dataset=None,
