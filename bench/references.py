@@ -52,6 +52,18 @@ def score_naive(
     return out
 
 
+class Wrapped(torch.nn.Module):
+    """A model as DDP wraps it (``module``, no decoder of its own): the loss then takes the
+    model's own logits over the whole vocabulary, not the fast head."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, **kwargs):
+        return self.module(**kwargs)
+
+
 def policy_loss_sum(
     model,
     batch: dict[str, torch.Tensor],
@@ -60,9 +72,12 @@ def policy_loss_sum(
     fast_head: bool = True,
     head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ablate.core.training.loss.loss_sum` under ``policy``."""
+    """:func:`ablate.core.training.loss.loss_sum` under ``policy``, the forward that
+    :func:`ablate.mask.training.policy.hooks` gives the loop; ``fast_head`` False: the model
+    wrapped (:class:`Wrapped`), so the loss takes the model's own logits."""
     forward = functools.partial(batch_forward_kwargs, policy=policy)
-    return loss_sum(model, batch, forward, fast_head=fast_head, head_loss=head_loss)
+    model = model if fast_head else Wrapped(model)  # False: the model's own logits
+    return loss_sum(model, batch, forward, head_loss=head_loss)
 
 
 @torch.no_grad()

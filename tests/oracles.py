@@ -12,7 +12,6 @@ import torch
 from ablate.mask.masks import (
     check_policy,
     policy_forward_kwargs,
-    position_ids_from_mask,
     text_config,
 )
 
@@ -49,7 +48,6 @@ def incremental_logits(
     for b, (r, p) in enumerate(zip(rows, lengths)):
         ids[b, n_prompt - p : n_prompt - p + len(r)] = r
         mask[b, n_prompt - p : n_prompt - p + len(r)] = 1
-    full_pos = position_ids_from_mask(mask)
     cache = DynamicCache(config=text_config(model))
     out = model(
         **policy_forward_kwargs(
@@ -72,8 +70,7 @@ def incremental_logits(
                 lengths,
                 policy,
                 past_key_values=out.past_key_values,
-                position_ids=full_pos[:, t : t + 1],
-            ),
+            ),  # position t: read off the mask so far, as off the whole mask
             use_cache=True,
         )
         steps.append(out.logits)

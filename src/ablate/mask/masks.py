@@ -243,7 +243,6 @@ def policy_forward_kwargs(
     policy: str,
     *,
     past_key_values=None,
-    position_ids: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """kwargs for ``model(**kw)`` that run one forward under ``policy``.
 
@@ -267,8 +266,7 @@ def policy_forward_kwargs(
             f"attention_mask shape {tuple(attention_mask.shape)} does not cover input_ids "
             f"shape {tuple(input_ids.shape)}"
         )
-    if position_ids is None:
-        position_ids = position_ids_from_mask(attention_mask)[:, -input_ids.shape[1] :]
+    position_ids = position_ids_from_mask(attention_mask)[:, -input_ids.shape[1] :]
     kw: dict[str, Any] = dict(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
     )
