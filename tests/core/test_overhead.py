@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import FAMILY_OVERLAYS
+from oracles import disk_need_mb
 
 from ablate.core import checkpoint, phases, planner, provenance
 from ablate.core.checkpoint import CheckpointError
 from ablate.core.planner.inputs import Reference
-from ablate.core.planner.overheads import disk_need_mb
 from ablate.core.planner.params import count_params, params_of_hub_model
 from ablate.mask import study
 from ablate.mask.tiny import tiny_ministral3_config
