@@ -34,12 +34,10 @@ KNOWN = {
     "load_pair(teacher_cache=)": "a test injects a teacher cache",
     "make_job(record=)": "a test sets a job's record path",
     "launch(log=)": "tests read the launched processes' log",
-    "gpu_error(argv=)": "injects sys.argv",
     "cpu_info(cpuinfo=)": "injects /proc/cpuinfo",
     "collect(workflow_dir=)": "injects the workflow's directory",
     "stale_lines(workdir=)": "injects the working directory",
     "paired(n_boot=)": "a test's smaller bootstrap",
-    "command_line_targets(argv=)": "injects sys.argv",
     "Followed(since=)": "injects the start time",
     "run_summary(workdir=)": "injects the working directory",
     "check_config(attn_implementation=)": "tests check a backend other than the config's",
@@ -48,7 +46,6 @@ KNOWN = {
     "check_task_names(embedded=)": "injects the embedded task list",
     "check_task_names(own=)": "injects the study's own task list",
     "check_task_names(cache=)": "injects lm-eval's cache directory",
-    "hub_switch(environ=)": "injects os.environ",
     "tiny_ministral3_config": "the tests' and benches' name for tiny_config('ministral3')",
 }
 
