@@ -141,7 +141,7 @@ def test_progress_says_the_time_left_by_the_planner_estimates(tmp_path, monkeypa
     assert terminal.progress_note() == ""
 
 
-def test_the_summary_names_the_claims_the_results_and_the_report(tmp_path, monkeypatch):
+def test_the_summary_names_the_claims_the_results_and_the_report(tmp_path):
     (tmp_path / "results/claims").mkdir(parents=True)
     rows = [
         ("learned", "supported", "base 0.95 vs threshold 0.55: diff +0.40, p=1e-9 (binomial)"),
@@ -155,8 +155,7 @@ def test_the_summary_names_the_claims_the_results_and_the_report(tmp_path, monke
     from helpers import validated
 
     config = validated(yaml.safe_load(open(os.path.join("config", "config.yaml"))))
-    monkeypatch.chdir(tmp_path)  # the run's working directory
-    lines = terminal.run_summary(config, ["mask"], [])
+    lines = terminal.run_summary(config, ["mask"], [], str(tmp_path))
     assert lines[:4] == [
         "Finished: the results are under results/ (what ran and why: results/STATUS.md)",
         "mask claims (results/claims/mask.csv): 1 supported, 1 inconclusive",
@@ -166,7 +165,7 @@ def test_the_summary_names_the_claims_the_results_and_the_report(tmp_path, monke
     assert lines[4] == "mask results: results/claims/mask.csv"  # the targets that exist
     assert lines[-1] == "Report: snakemake --report results/report.html"
     cfg = str(tmp_path / "config" / "real.yaml")
-    assert terminal.run_summary(config, ["mask"], [cfg])[-1] == (
+    assert terminal.run_summary(config, ["mask"], [cfg], str(tmp_path))[-1] == (
         "Report: snakemake --report results/report.html --configfile config/real.yaml"
     )
 

@@ -34,15 +34,9 @@ KNOWN = {
     "load_pair(teacher_cache=)": "a test injects a teacher cache",
     "make_job(record=)": "a test sets a job's record path",
     "launch(log=)": "tests read the launched processes' log",
-    "cpu_info(cpuinfo=)": "injects /proc/cpuinfo",
     "collect(workflow_dir=)": "injects the workflow's directory",
-    "paired(n_boot=)": "a test's smaller bootstrap",
     "Followed(since=)": "injects the start time",
     "check_config(attn_implementation=)": "tests check a backend other than the config's",
-    "check_study(measurements=)": "injects the measurements file",
-    "check_task_names(embedded=)": "injects the embedded task list",
-    "check_task_names(own=)": "injects the study's own task list",
-    "check_task_names(cache=)": "injects lm-eval's cache directory",
     "tiny_ministral3_config": "the tests' and benches' name for tiny_config('ministral3')",
 }
 
@@ -142,16 +136,18 @@ class Uses:
     keywords: dict[str, set[str]]  # callee -> keywords passed
     positional: dict[str, int]  # callee -> most positional arguments passed
     spread: set[str]  # callees called with **kwargs or *args
+    unparsed: set[str]  # names called in Snakemake text: with which keywords is not read
 
 
 def uses(paths: list[Path]) -> Uses:
-    u = Uses(set(), {}, {}, set())
+    u = Uses(set(), {}, {}, set(), set())
     for path in _files(paths):
         text = path.read_text()
         try:
             tree = ast.parse(text, str(path))
-        except SyntaxError:  # Snakemake or YAML: every word is a use
+        except SyntaxError:  # Snakemake or YAML: every word is a use; a call, with any keyword
             u.names.update(re.findall(r"[A-Za-z_]\w*", text))
+            u.unparsed.update(re.findall(r"([A-Za-z_]\w*)\s*\(", text))
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
@@ -179,6 +175,8 @@ def uses(paths: list[Path]) -> Uses:
 def _passes(u: Uses, piece: Piece, keyword: str) -> bool:
     # ``Spec(**config)`` fills a class's fields from data; a function's ``**kwargs`` forwarding
     # is not counted (``model.generate(**kwargs)`` would hide every ``generate`` keyword)
+    if piece.name in u.unparsed:
+        return True
     spread = piece.name in u.spread and piece.name[:1].isupper()
     if spread or keyword in u.keywords.get(piece.name, ()):
         return True

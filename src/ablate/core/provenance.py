@@ -221,14 +221,18 @@ CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile",
 CPU_SIGNATURE = ("cpu family", "model", "stepping")  # /proc/cpuinfo keys, x86
 
 
-def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
+#: Linux's description of the CPU (:func:`cpu_info`)
+CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_info() -> dict[str, Any]:
     """The CPU vendor, model, x86 family/model/stepping (the microarchitecture where a virtual
     machine names a generic model) and which of CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere
     the model from platform, the rest None: unknown, not absent)."""
     vendor, model, flags = None, None, None
     signature: dict[str, str] = {}
     try:
-        text = Path(cpuinfo).read_text(errors="replace")
+        text = Path(CPUINFO).read_text(errors="replace")
     except OSError:
         text = ""
     for line in text.splitlines():

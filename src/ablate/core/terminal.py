@@ -192,7 +192,7 @@ def local_setup(config: dict[str, Any]) -> str | None:
 
 
 def run_summary(
-    config: dict[str, Any], study_names: list[str], configfiles: list[str]
+    config: dict[str, Any], study_names: list[str], configfiles: list[str], workdir: str = "."
 ) -> list[str]:
     """The lines a successful run ends with: each study's headline claims (the claims tables
     among its targets: a CSV with ``claim`` and ``verdict`` columns; a per-task claim,
@@ -205,7 +205,7 @@ def run_summary(
     for study in study_names:
         targets = studies.side(study, "layout").targets(config)
         for table in (t for t in targets if t.endswith(".csv")):
-            headline = [r for r in _claims_rows(Path(table)) if "/" not in r["claim"]]
+            headline = [r for r in _claims_rows(Path(workdir) / table) if "/" not in r["claim"]]
             if not headline:
                 continue
             counts: dict[str, int] = {}
@@ -216,10 +216,10 @@ def run_summary(
             for r in headline:
                 evidence = (r.get("evidence") or "").split(" (")[0]
                 lines.append(short_line(f"  {r['claim']}: {r['verdict']} ({evidence})", 200))
-        made = [t for t in targets if os.path.exists(t)]
+        made = [t for t in targets if os.path.exists(os.path.join(workdir, t))]
         if made:  # a run of some targets only: the study's files it has
             lines.append(short_line(f"{study} results: " + ", ".join(made)))
-    files = " ".join(os.path.relpath(f) for f in configfiles)
+    files = " ".join(os.path.relpath(f, workdir) for f in configfiles)
     lines.append(
         f"Report: snakemake --report {results}/report.html"
         + (f" --configfile {files}" if files else "")
