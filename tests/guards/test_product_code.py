@@ -31,7 +31,6 @@ REACHED_OTHERWISE = {
 #: directory, a log or measurements file, a clock) so that a test need not change them, and
 #: conveniences of the tests. No new entry: give the test its own control instead.
 KNOWN = {
-    "load_pair(teacher_cache=)": "a test injects a teacher cache",
     "make_job(record=)": "a test sets a job's record path",
     "launch(log=)": "tests read the launched processes' log",
     "collect(workflow_dir=)": "injects the workflow's directory",
@@ -135,7 +134,7 @@ class Uses:
     names: set[str]
     keywords: dict[str, set[str]]  # callee -> keywords passed
     positional: dict[str, int]  # callee -> most positional arguments passed
-    spread: set[str]  # callees called with **kwargs or *args
+    spread: set[str]  # callees called with **kwargs
     unparsed: set[str]  # names called in Snakemake text: with which keywords is not read
 
 
@@ -164,11 +163,11 @@ def uses(paths: list[Path]) -> Uses:
             if callee is None:
                 continue
             u.keywords.setdefault(callee, set()).update(k.arg for k in node.keywords if k.arg)
-            if any(k.arg is None for k in node.keywords) or any(
-                isinstance(a, ast.Starred) for a in args
-            ):
+            if any(k.arg is None for k in node.keywords):
                 u.spread.add(callee)
-            u.positional[callee] = max(u.positional.get(callee, 0), len(args))
+            # ``f(*args, ...)``: any number of positional arguments
+            n = len(args) if not any(isinstance(a, ast.Starred) for a in args) else 10**6
+            u.positional[callee] = max(u.positional.get(callee, 0), n)
     return u
 
 
