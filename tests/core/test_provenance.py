@@ -36,19 +36,17 @@ def test_git_state_is_the_workflow_checkout_not_the_library(tmp_path, monkeypatc
     (tmp_path / "Snakefile").write_text("# a workflow\n")
     head = init_checkout(tmp_path)
     assert Path(provenance.__file__).resolve().is_relative_to(ROOT)  # the library lives elsewhere
-    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV, raising=False)
-
-    clean = provenance.collect(config_slice={}, workflow_dir=tmp_path)["git"]
+    # the rules name the checkout in the environment
+    monkeypatch.setenv(provenance.WORKFLOW_DIR_ENV, str(tmp_path))
+    clean = provenance.collect(config_slice={})["git"]
     assert clean == {"commit": head, "dirty": False}
     (tmp_path / "Snakefile").write_text("# a workflow, edited\n")  # a tracked file
-    assert provenance.collect(config_slice={}, workflow_dir=tmp_path)["git"] == {
-        "commit": head,
-        "dirty": True,
-    }
-    # the rules name the checkout in the environment; outside Snakemake it is the cwd
-    monkeypatch.setenv(provenance.WORKFLOW_DIR_ENV, str(tmp_path))
+    assert provenance.collect(config_slice={})["git"] == {"commit": head, "dirty": True}
+    # outside Snakemake it is the cwd
+    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
     assert provenance.collect(config_slice={})["git"]["commit"] == head
-    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV)
+    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     assert provenance.collect(config_slice={})["git"]["dirty"] is True
 

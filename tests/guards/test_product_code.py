@@ -31,9 +31,8 @@ REACHED_OTHERWISE = {
 #: directory, a log or measurements file, a clock) so that a test need not change them, and
 #: conveniences of the tests. No new entry: give the test its own control instead.
 KNOWN = {
-    "make_job(record=)": "a test sets a job's record path",
+    "make_job(record=)": "the toy study (tests/toy_study), a study package like mask and bridge, names its record",
     "launch(log=)": "tests read the launched processes' log",
-    "collect(workflow_dir=)": "injects the workflow's directory",
     "Followed(since=)": "injects the start time",
     "check_config(attn_implementation=)": "tests check a backend other than the config's",
     "tiny_ministral3_config": "the tests' and benches' name for tiny_config('ministral3')",
