@@ -26,15 +26,13 @@ REACHED_OTHERWISE = {
     "main": "pyproject.toml [project.scripts] and `python -m` entry points",
 }
 
-#: Known test-only pieces, each to be removed from here when its switch goes (issue 70): a
-#: parameter that injects the process's surroundings (argv, environ, a working or cache
-#: directory, a log or measurements file, a clock) so that a test need not change them, and
-#: conveniences of the tests. No new entry: give the test its own control instead.
+#: Known test-only pieces, each to leave this list when its switch goes (issue 70). No new
+#: entry: give the test its own control instead.
 KNOWN = {
-    "make_job(record=)": "the toy study (tests/toy_study), a study package like mask and bridge, names its record",
-    "launch(log=)": "tests read the launched processes' log",
-    "Followed(since=)": "injects the start time",
-    "check_config(attn_implementation=)": "tests check a backend other than the config's",
+    # the toy study (tests/toy_study) is a study package as mask and bridge are
+    "make_job(record=)": "the toy study names its record",
+    "launch(log=)": "the tests read the launched processes' output from a file",
+    "Followed(since=)": "a test's clock",
     "tiny_ministral3_config": "the tests' and benches' name for tiny_config('ministral3')",
 }
 
@@ -135,10 +133,11 @@ class Uses:
     positional: dict[str, int]  # callee -> most positional arguments passed
     spread: set[str]  # callees called with **kwargs
     unparsed: set[str]  # names called in Snakemake text: with which keywords is not read
+    passed: set[str]  # functions passed as a value (a callback): called with what is not read
 
 
 def uses(paths: list[Path]) -> Uses:
-    u = Uses(set(), {}, {}, set(), set())
+    u = Uses(set(), {}, {}, set(), set(), set())
     for path in _files(paths):
         text = path.read_text()
         try:
@@ -147,6 +146,12 @@ def uses(paths: list[Path]) -> Uses:
             u.names.update(re.findall(r"[A-Za-z_]\w*", text))
             u.unparsed.update(re.findall(r"([A-Za-z_]\w*)\s*\(", text))
             continue
+        imported = {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom)
+            for a in n.names
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):
                 u.names.add(node.id)
@@ -157,6 +162,11 @@ def uses(paths: list[Path]) -> Uses:
             if not isinstance(node, ast.Call):
                 continue
             callee, args = _callee(node.func), list(node.args)
+            for value in [*args, *(k.value for k in node.keywords)]:  # a function as a value
+                if isinstance(value, ast.Attribute) or (
+                    isinstance(value, ast.Name) and value.id in imported
+                ):
+                    u.passed.add(_callee(value))
             if callee == "partial" and args:  # functools.partial(f, ...) calls f
                 callee, args = _callee(args[0]), args[1:]
             if callee is None:
@@ -170,11 +180,13 @@ def uses(paths: list[Path]) -> Uses:
     return u
 
 
-def _passes(u: Uses, piece: Piece, keyword: str) -> bool:
+def _passes(u: Uses, piece: Piece, keyword: str, unread: bool) -> bool:
+    """Whether ``u`` passes ``keyword`` to ``piece``; ``unread``: a call whose arguments were
+    not read (in Snakemake text, or of a function passed as a value) counts as passing it."""
+    if unread and (piece.name in u.unparsed or piece.name in u.passed):
+        return True
     # ``Spec(**config)`` fills a class's fields from data; a function's ``**kwargs`` forwarding
     # is not counted (``model.generate(**kwargs)`` would hide every ``generate`` keyword)
-    if piece.name in u.unparsed:
-        return True
     spread = piece.name in u.spread and piece.name[:1].isupper()
     if spread or keyword in u.keywords.get(piece.name, ()):
         return True
@@ -200,7 +212,9 @@ def only_tested(product: Uses, testing: Uses, found: list[Piece], known: dict = 
             name = f"{piece.name}({keyword}=)"
             if name in known:
                 continue
-            if _passes(testing, piece, keyword) and not _passes(product, piece, keyword):
+            if _passes(testing, piece, keyword, False) and not _passes(
+                product, piece, keyword, True
+            ):
                 out.append(f"{piece.where}: {name}")
     return out
 
