@@ -32,7 +32,6 @@ KNOWN = {
     # the toy study (tests/toy_study) is a study package as mask and bridge are
     "make_job(record=)": "the toy study names its record",
     "launch(log=)": "the tests read the launched processes' output from a file",
-    "Followed(since=)": "a test's clock",
     "tiny_ministral3_config": "the tests' and benches' name for tiny_config('ministral3')",
 }
 
@@ -87,7 +86,8 @@ def _class_piece(node: ast.ClassDef, where: str) -> Piece:
     if _is_dataclass(node):
         for stmt in node.body:
             if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                if "ClassVar" in ast.unparse(stmt.annotation):
+                value = ast.unparse(stmt.value) if stmt.value is not None else ""
+                if "ClassVar" in ast.unparse(stmt.annotation) or "init=False" in value:
                     continue
                 fields.append(stmt.target.id)
                 if stmt.value is not None:
