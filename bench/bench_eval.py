@@ -22,9 +22,10 @@ import random
 import time
 
 import torch
+from references import score_naive
 
 from ablate.mask.masks import POLICIES
-from ablate.mask.scoring import prepare, score_naive, score_requests
+from ablate.mask.scoring import prepare, score_requests
 from ablate.mask.tiny import MINISTRAL3_3B
 
 # Ministral-3-3B text model (findings §3): 3.43 B parameters with tied embeddings.

@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 
 import torch
+from references import policy_loss_sum
 from step_profile import StepProfiler
 from step_profile import print_table as print_profile
 
@@ -64,7 +65,6 @@ from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config
 from ablate.mask.training import gate
 from ablate.mask.training.policy import hooks as policy_hooks
-from ablate.mask.training.policy import policy_loss_sum
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
 MEASUREMENTS = Path(__file__).resolve().parents[1] / "config" / "gpu_measurements.yaml"
@@ -235,11 +235,11 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
 
 def bench_run(model, data, policy: str, p: dict, label: str, hooks=None) -> loop.Run:
     """The pipeline's run (loop.setup with the policy's hooks, as ablate.mask.training.run builds
-    it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints;
-    ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
+    it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
+    (``save_steps`` 0); ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
     hooks = hooks or policy_hooks(policy, p, 11)
     return loop.setup(
-        loop.Spec(p, OUT_DIR, label, pad_token_id=11, hooks=hooks, save=False),
+        loop.Spec({**p, "save_steps": 0}, OUT_DIR, label, pad_token_id=11, hooks=hooks),
         model=model,
         train_dataset=data,
         eval_dataset=None,

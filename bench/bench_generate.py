@@ -89,8 +89,7 @@ def decode_rows(a, s, target, device) -> list[dict]:
         embeds = (torch.randn(b, a.prompt, d, generator=g) * 0.02).to(device, target.dtype)
         mask = torch.ones(b, a.prompt, dtype=torch.long, device=device)
         prompts = list(embeds.unbind(0))
-        eager = generation.Decoding(**{**_dec(p, b).__dict__, "static": False})
-        engine = _dec(p, b)
+        engine = eager = _dec(p, b)  # eager: one generate_batch call without the static cache
         modes = {
             "eager": lambda e=embeds, m=mask, d=eager: generation.generate_batch(
                 target, e, m, d

@@ -51,12 +51,6 @@ VARIANTS = [
     ("prefix_bidir, sdpa dense mask", "prefix_bidir", "sdpa", {}),
     ("prefix_bidir, flex BlockMask", "prefix_bidir", FLEX, {}),
     ("prefix_bidir, split sdpa (masks.PREFIX_SDPA)", "prefix_bidir", masks.PREFIX_SDPA, {}),
-    (
-        "prefix_bidir, split sdpa, right_padded=True",
-        "prefix_bidir",
-        masks.PREFIX_SDPA,
-        {"right_padded": True},
-    ),
     ("causal, flex BlockMask", "causal", FLEX, {}),
 ]
 
@@ -333,7 +327,7 @@ def flash_only_check(model, opt, batch) -> str:
     model.set_attn_implementation(masks.PREFIX_SDPA)
     try:
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-            train_step(model, opt, batch, "prefix_bidir", {"right_padded": True})
+            train_step(model, opt, batch, "prefix_bidir", {})
         torch.cuda.synchronize()
         return "ok"
     except RuntimeError as exc:

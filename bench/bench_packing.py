@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import math
@@ -171,14 +172,26 @@ def liger_head_loss():
     return head_loss
 
 
-def leaky_mask(model_or_config, batch, policy, dtype):
-    """The packed mask without its "same example" part (the seed-packed-leaky control)."""
-    return packing.composed_mask(model_or_config, batch, policy, dtype, same_example=False)
+def one_document(batch: dict) -> dict:
+    """The packed batch with every position of a row in one example (id 0): under causal, one
+    long document whose examples attend to earlier ones (the seed-packed-leaky control)."""
+    return {**batch, packing.SEQ_IDS: torch.zeros_like(batch[packing.SEQ_IDS])}
 
 
-#: The mask a row's option builds (packed_forward_kwargs's build): -hfmask rows take HF's composed
-#: mask under flex_attention too (not the key spans).
-MASKS = {"leaky": leaky_mask, "hfmask": packing.composed_mask}
+def leaky_forward(model, batch, policy):
+    """The packed row's forward with the examples not kept apart (the seed-packed-leaky row)."""
+    return packing.packed_forward_kwargs(model, one_document(batch), policy)
+
+
+def hfmask_forward(model, batch, policy):
+    """The packed row's forward with HF's composed mask, under flex_attention too (not the key
+    spans: the -hfmask rows)."""
+    mask = packing.composed_mask(model, batch, policy, getattr(model, "dtype", torch.float32))
+    return packing.masked_forward_kwargs(model, batch, mask)
+
+
+#: The forward a row's option runs in place of the policy's packed one.
+FORWARDS = {"leaky": leaky_forward, "hfmask": hfmask_forward}
 
 
 def hf_optimizer(run, p: dict) -> None:
@@ -222,13 +235,9 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     hooks = policy_hooks(policy, p, 11)
     if option == "liger":
         hooks = dataclasses.replace(hooks, head_loss=liger_head_loss())
-    mask = MASKS.get(option)
-    if mask is not None:  # this row's packed steps under another mask
-
-        def forward(model, batch, policy=policy, build=mask):
-            return packing.packed_forward_kwargs(model, batch, policy, build=build)
-
-        hooks = dataclasses.replace(hooks, forward_kwargs=forward)
+    forward = FORWARDS.get(option)
+    if forward is not None:  # this row's packed steps under another mask
+        hooks = dataclasses.replace(hooks, forward_kwargs=functools.partial(forward, policy=policy))
     run = bf.bench_run(model, data, policy, p, f"{name} {policy}", hooks)
     if name.endswith(HFOPT):
         hf_optimizer(run, p)

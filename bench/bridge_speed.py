@@ -25,8 +25,9 @@ rows, 4 GPUs) with the same loss at 40 rows on one GPU. ``--shape tiny`` runs on
 of the script, not a measurement).
 
 decode: ``ablate.core.generation.generate`` (the engine) at each batch (``--paths``: 1 the static
-cache through transformers' loop, 2 through the engine's own, ``generate``'s ``own_loop``, 0
-dynamic), a 150-token embedded
+cache through transformers' loop, bench/references.py ``transformers_generate``, 2 through the
+engine's own, the engine itself, 0 the dynamic cache through transformers' loop), a 150-token
+embedded
 prompt, ``--new`` new tokens, hygiene on: ms per step and, under torch.profiler, GPU busy time
 per step and the top kernels (where a step's time goes).
 """
@@ -34,6 +35,7 @@ per step and the top kernels (where a step's time goes).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -219,6 +221,7 @@ def profile_step(pair, tr, step, name, a) -> None:
 
 def decode_cmd(a) -> None:
     from bench_generate import _dec
+    from references import transformers_generate
     from torch.profiler import ProfilerActivity, profile
 
     from ablate.core import generation
@@ -236,13 +239,17 @@ def decode_cmd(a) -> None:
         g = torch.Generator().manual_seed(b)
         embeds = (torch.randn(b, 150, d, generator=g) * 0.02).to(dev, target.dtype)
         prompts = list(embeds.unbind(0))
+        dec = _dec(p, b)
         for static in a.paths:
-            own = static == 2  # the engine's own loop (ablate.core.decode_loop)
-            dec = generation.Decoding(**{**_dec(p, b).__dict__, "static": bool(static)})
-            generation.generate(target, prompts, dec, own_loop=own)
+            # 2: the engine (its own loop, ablate.core.decode_loop); 1, 0: transformers' loop
+            if static == 2:
+                run = generation.generate
+            else:
+                run = functools.partial(transformers_generate, static=bool(static))
+            run(target, prompts, dec)
             sync(dev)
             t0 = time.perf_counter()
-            generation.generate(target, prompts, dec, own_loop=own)
+            run(target, prompts, dec)
             sync(dev)
             sec = time.perf_counter() - t0
             path = names[static]
@@ -251,7 +258,7 @@ def decode_cmd(a) -> None:
                 print(row + " - |", flush=True)
                 continue
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                generation.generate(target, prompts, dec, own_loop=own)
+                run(target, prompts, dec)
                 sync(dev)
             ka = prof.key_averages()
             busy = sum(e.self_device_time_total for e in ka if e.device_type.name == "CUDA")
@@ -265,6 +272,7 @@ def check_tokens(target, p: dict, batches: list[int], d: int, dev: torch.device)
     """The own loop's tokens against transformers' loop (both static), prompts of 135-150
     embeddings so batches are left-padded (the CUDA path pads; CPU tests run exact lengths)."""
     from bench_generate import _dec
+    from references import transformers_generate
 
     from ablate.core import generation
 
@@ -275,11 +283,11 @@ def check_tokens(target, p: dict, batches: list[int], d: int, dev: torch.device)
             (torch.randn(150 - i % 16, d, generator=g) * 0.02).to(dev, target.dtype)
             for i in range(b)
         ]
-        outs = []
-        for own in (False, True):
-            kw = {**_dec(p, b).__dict__, "static": True, "exact_lengths": False}
-            dec = generation.Decoding(**kw)
-            outs.append(generation.generate(target, prompts, dec, own_loop=own))
+        dec = _dec(p, b)  # on CUDA: the static cache, left-padded batches
+        outs = [
+            transformers_generate(target, prompts, dec),
+            generation.generate(target, prompts, dec),
+        ]
         same = sum(x == y for x, y in zip(*outs, strict=True))
         print(f"| {b} | {b} | {same} |", flush=True)
 

@@ -5,6 +5,7 @@ run ``ablate.bridge.train.loop_run`` builds, as ``train.fit`` trains."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from pathlib import Path
@@ -171,6 +172,19 @@ def translator_call(tr, ph: Phases, autocast: bool):
     return run
 
 
+class HeldStates:
+    """A states cache (as :class:`ablate.bridge.states.Reader`: ``batch(items, device)``) that
+    holds one batch's tensors: a pair given it as ``cache`` or ``teacher_cache`` reads them in
+    place of the source's or the teacher's forward."""
+
+    def __init__(self, states: torch.Tensor, mask: torch.Tensor | None = None):
+        self.states, self.mask = states, mask
+
+    def batch(self, items, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = None if self.mask is None else self.mask.to(device)
+        return self.states.to(device), mask
+
+
 def train_step(pair, v, tr, opt, items, cache, ph: Phases, at: int) -> torch.Tensor:
     """One step of the pipeline's loss (``Pair.loss`` at step ``at``) in phases: the two frozen
     forwards, live or from ``cache`` as the variant says; the loss's forward and backward (the
@@ -181,7 +195,11 @@ def train_step(pair, v, tr, opt, items, cache, ph: Phases, at: int) -> torch.Ten
         teacher = cache["teacher"] if v.get("teacher_cached") else pair.teacher_states(items)[0]
     with ph("loss_forward_backward"):
         run = translator_call(tr, ph, bool(v.get("autocast")))
-        loss, _, _ = pair.loss(run, items, at, states, teacher)
+        # the loss reads the two forwards' results as from the pair's caches
+        held = dataclasses.replace(
+            pair, cache=HeldStates(*states), teacher_cache=HeldStates(teacher)
+        )
+        loss, _, _ = held.loss(run, items, at)
         loss.backward()
     with ph("optimizer"):
         torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], pair.p["grad_clip"])

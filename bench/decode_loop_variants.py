@@ -18,6 +18,7 @@ import decode_loop_fused as fused
 import torch
 from bench_generate import _dec
 from bridge_work import build_lm, setup
+from references import transformers_generate
 
 from ablate.core import decode_loop, generation
 
@@ -49,8 +50,8 @@ def main() -> None:
             (torch.randn(150 - i % 16, d, generator=g) * 0.02).to(dev, target.dtype)
             for i in range(b)
         ]
-        dec = generation.Decoding(**{**_dec(p, b).__dict__, "static": True, "exact_lengths": False})
-        ref = generation.generate(target, prompts, dec, own_loop=False)
+        dec = _dec(p, b)  # on CUDA: the static cache, left-padded batches
+        ref = transformers_generate(target, prompts, dec)
         for name in a.variants:
             torch._dynamo.reset()
             fused._COMPILED.clear()

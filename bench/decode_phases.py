@@ -5,12 +5,14 @@ same left-padded prompts (rows whose tokens are equal).
     PYTHONPATH=src:bench python bench/decode_phases.py --batches 64 512
 
 Variants: ``engine`` (``ablate.core.generation.generate``, its own loop: the hygiene over the
-generated columns only), ``dense`` (the same loop with the hygiene as it was before: dense
-passes over every row's whole vocabulary each step), ``prefill`` (the engine with its prefill
-compiled by Inductor, no CUDA graphs: an experiment, not the engine), ``strided`` (the engine with
-its head given transformers' strided last-token view: ``generate``'s ``strided_head``; the
-reference loop keeps the contiguous head), ``fresh`` (the engine with a new KV cache each call, as before
-``decode_loop.cache`` kept one: ``generation.release`` before every call). A variant may be
+generated columns only), ``prefill`` (the engine with its prefill compiled by Inductor, no CUDA
+graphs: an experiment, not the engine), ``fresh`` (the engine with a new KV cache each call, as
+before ``decode_loop.cache`` kept one: ``generation.release`` before every call). The variants
+``dense`` (the hygiene as it was before: dense passes over every row's whole vocabulary each
+step) and ``strided`` (the head given transformers' strided last-token view, without
+``generation.contiguous_head``) of bench/results/bridge_speed_h100.md sections 7 and 8 ran
+changed code, not the engine; they are this script as of commit 52c470c
+(``git show 52c470c:bench/decode_phases.py``). A variant may be
 named more than once (the first one run pays for the compiles in its warm-up, not in its
 timings). Per variant: the call's seconds, the prefill's (the same call with one new token and
 the same cache length), the steps' milliseconds each ((call - prefill) / (new - 1)), new
@@ -30,26 +32,9 @@ from dataclasses import replace
 import torch
 from bench_generate import _dec
 from bridge_work import build_lm, setup, sync
+from references import transformers_generate
 
-from ablate.core import decode_loop, generation
-
-_SPARSE = (decode_loop._repetition, decode_loop._ngram_ban)
-
-
-def _dense_repetition(scores, tokens, t, penalty):
-    """The hygiene before: the penalty as a ``where`` over every row's whole vocabulary."""
-    seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, tokens[:, :t], True)
-    return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
-
-
-def _dense_ngram_ban(scores, tokens, t, n):
-    """The n-gram ban before: a [B, V] mask built and applied each step."""
-    followers = decode_loop.ngram_followers(tokens, t, n)
-    if followers is None:
-        return scores
-    nxt, match = followers
-    ban = torch.zeros_like(scores).scatter_add_(1, nxt, match.to(scores.dtype)) > 0
-    return scores.masked_fill(ban, float("-inf"))
+from ablate.core import generation
 
 
 class CompiledPrefill:
@@ -110,8 +95,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[64])
     ap.add_argument(
-        "--variants", nargs="+", default=["engine", "dense", "prefill"],
-        choices=["engine", "dense", "prefill", "strided", "fresh"],
+        "--variants", nargs="+", default=["engine", "prefill"],
+        choices=["engine", "prefill", "fresh"],
     )  # fmt: skip
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--shape", choices=["real", "tiny"], default="real", help="tiny: a CPU check")
@@ -139,19 +124,17 @@ def main() -> None:
             (torch.randn(150 - i % 16, d, generator=g) * 0.02).to(dev, target.dtype)
             for i in range(b)
         ]
-        dec = replace(_dec(p, b), static=True, exact_lengths=False, cache_len=150 + a.new)
+        # on CUDA: the static cache, left-padded batches
+        dec = replace(_dec(p, b), cache_len=150 + a.new)
         one = replace(dec, max_new_tokens=1)
-        ref = generation.generate(target, prompts, dec, own_loop=False)
+        ref = transformers_generate(target, prompts, dec)
         for name in a.variants:
-            decode_loop._repetition, decode_loop._ngram_ban = (
-                (_dense_repetition, _dense_ngram_ban) if name == "dense" else _SPARSE
-            )
             model = CompiledPrefill(target) if name == "prefill" else target
 
-            def run(d, m=model, x=prompts, fresh=name == "fresh", strided=name == "strided"):
+            def run(d, m=model, x=prompts, fresh=name == "fresh"):
                 if fresh:
                     generation.release(m)
-                return generation.generate(m, x, d, strided_head=strided)
+                return generation.generate(m, x, d)
 
             t0 = time.perf_counter()
             got = run(dec)  # warm-up: compiles
@@ -170,7 +153,6 @@ def main() -> None:
             )
             if model is not target:  # the wrapper's own KV cache, beside the target's
                 generation.release(model)
-        decode_loop._repetition, decode_loop._ngram_ban = _SPARSE
         if a.profile:
             profile_prefill(target, prompts, one, dev, a.profile)
 

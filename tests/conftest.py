@@ -14,6 +14,9 @@ import pytest
 # they shared one folder (module names stay unique).
 for _part in ("core", "mask", "bridge", "pipeline", "guards"):
     sys.path.insert(0, str(Path(__file__).parent / _part))
+# Test oracles are in tests/oracles.py; those the benchmarks use too in bench/references.py
+# (`from references import score_naive`: one definition, and bench/ never imports tests/).
+sys.path.append(str(Path(__file__).parents[1] / "bench"))
 
 # Offline always: a test that reaches for the hub must fail, not hang.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -91,16 +91,15 @@ def hub_free(config: dict, study: str) -> bool:
     return import_module(STUDIES[study]).hub_free(config)
 
 
-def hub_switch(config: dict, study: str, environ: dict | None = None) -> bool:
+def hub_switch(config: dict, study: str) -> bool:
     """One job's hub-offline switch, set by its script before any Hugging Face import (they read
     it at import): a job of a hub-free study runs offline, so a stray hub call fails at once
     instead of waiting on a network that may not be there; a job of another study keeps the
     environment it was given (a user's own HF_HUB_OFFLINE too). True when switched off."""
-    env = os.environ if environ is None else environ
     if not hub_free(config, study):
         return False
     for key, value in HUB_OFFLINE.items():
-        env.setdefault(key, value)
+        os.environ.setdefault(key, value)
     return True
 
 

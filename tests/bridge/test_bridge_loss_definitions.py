@@ -7,10 +7,13 @@ with plain torch ops from the model's own forward; and the differences the defau
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 from bridge_fixtures import MICRO_PARAMS
+from bridge_work import HeldStates
 
 from ablate.bridge import caches, evaluate, world
 from ablate.bridge import params as bridge_params
@@ -249,7 +252,7 @@ def test_the_teacher_rows_a_cache_stores_give_the_live_kl(micro, kl_teacher, nll
     with torch.no_grad():
         live = pair.loss(translator, items, 1)[1]["kl"]
         rows, _ = pair.teacher_states(items)
-        stored = pair.loss(translator, items, 1, teacher=rows)[1]["kl"]
+        stored = replace(pair, teacher_cache=HeldStates(rows)).loss(translator, items, 1)[1]["kl"]
     assert stored == pytest.approx(live, rel=1e-5) and live > 0
 
 
@@ -458,7 +461,7 @@ def test_the_sources_padding_side_moves_no_soft_token(micro):
         x, m = evaluate.pad(ids, pair.src_tok.pad_token_id, side)
         with torch.no_grad():
             h = pair.source.base_model(input_ids=x, attention_mask=m).last_hidden_state
-            soft[side] = pair.soft(translator, items, (h, m))
+            soft[side] = replace(pair, cache=HeldStates(h, m)).soft(translator, items)
     assert len({len(x) for x in ids}) > 1
     torch.testing.assert_close(soft["left"], soft["right"], atol=1e-5, rtol=1e-5)
 

@@ -10,6 +10,7 @@ import copy
 import json
 import re
 import shutil
+import sys
 
 import jsonschema
 import pytest
@@ -819,13 +820,17 @@ def test_unknown_target(tmp_path, monkeypatch):
     )
 
 
-def test_command_line_targets():
+def test_command_line_targets(monkeypatch):
     from ablate.core.targets import command_line_targets
 
+    def targets(argv):
+        monkeypatch.setattr(sys, "argv", argv)  # the command line this process runs
+        return command_line_targets()
+
     cli = ["/venv/bin/snakemake", "-n", "results/a.csv", "-c2", "--configfile", "c.yaml"]
-    assert command_line_targets(cli) == ["results/a.csv"]
-    assert command_line_targets(["/lib/snakemake/__main__.py", "status", "-n"]) == ["status"]
-    assert command_line_targets(["/venv/bin/pytest", "tests/core/x.py"]) == []  # the API
+    assert targets(cli) == ["results/a.csv"]
+    assert targets(["/lib/snakemake/__main__.py", "status", "-n"]) == ["status"]
+    assert targets(["/venv/bin/pytest", "tests/core/x.py"]) == []  # the API
 
 
 def test_every_file_of_a_full_run_is_a_known_target(workflow_copy):

@@ -9,12 +9,14 @@ batches across items (length buckets, left padding); greedy tokens must not chan
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
 import torch
 from bridge_fixtures import MICRO_PARAMS
 from helpers import tiny_llama
+from references import transformers_generate
 
 from ablate.bridge import evaluate, world
 from ablate.bridge import params as bridge_params
@@ -51,10 +53,22 @@ def old_from_ids(model, tok, ids, p, eos=None) -> list[int]:
     return old_generate(model, tok, embeds, mask, p, eos)[0]
 
 
-def own_loop(dec: generation.Decoding) -> generation.Decoding:
-    """The static path through the engine's own loop (ablate.core.decode_loop; uncompiled on
-    CPU), in exact-length batches as the CPU's engine."""
-    return replace(dec, static=True, exact_lengths=True)
+@contextmanager
+def gpu_path(exact: bool = True):
+    """The engine's CUDA path on this CPU, the test's control: its two device decisions turned
+    (``uses_static``: the static cache, so embedding prompts go through the engine's own loop,
+    ablate.core.decode_loop, uncompiled on CPU; ``exact_lengths``: one-length batches as the
+    CPU's engine, or padded ones as the GPU's)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(generation, "uses_static", lambda model, dec: True)
+        mp.setattr(generation, "exact_lengths", lambda model: exact)
+        yield
+
+
+def own_loop(model, prompts, dec) -> list[list[int]]:
+    """The static path through the engine's own loop, in exact-length batches."""
+    with gpu_path():
+        return generation.generate(model, prompts, dec)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +104,7 @@ def test_engine_tokens_equal_the_old_path(pair_items, kind, hygiene):
         old.extend(old_generate(pair.target, pair.tgt_tok, embeds, mask, p))
     new = generation.generate(pair.target, rows, evaluate.decoding(p, pair.tgt_tok))
     assert new == old
-    assert (
-        generation.generate(pair.target, rows, own_loop(evaluate.decoding(p, pair.tgt_tok))) == old
-    )
+    assert own_loop(pair.target, rows, evaluate.decoding(p, pair.tgt_tok)) == old
     # text baselines: the old path decoded one item at a time; the engine pads and buckets
     texts = {
         "source": [pair.source_ids(i) for i in items],
@@ -120,10 +132,10 @@ def test_engine_tokens_equal_the_old_path(pair_items, kind, hygiene):
         for bs in (1, 3, len(id_lists)):
             dec = evaluate.decoding(p, tok, bs)
             assert generation.generate(model, prompts, dec) == old, (which, bs)
-            assert generation.generate(model, prompts, own_loop(dec)) == old, (which, bs, "own")
+            assert own_loop(model, prompts, dec) == old, (which, bs, "own")
             dec = replace(dec, eos_token_id=eos)
             assert generation.generate(model, prompts, dec) == stopped, (which, bs, "eos")
-            got = generation.generate(model, prompts, own_loop(dec))
+            got = own_loop(model, prompts, dec)
             assert got == stopped, (which, bs, "own, eos")
     # early stops exercised (without hygiene the micro models answer every QA item alike)
     assert varied or (kind, hygiene) == ("qa", False)
@@ -173,11 +185,11 @@ def test_static_cache_decodes_the_eager_tokens_on_cpu(pair_items, monkeypatch):
     ):
         prompts = evaluate.embed_ids(model, ids)
         dec = evaluate.decoding(pair.p, tok, 4)
-        static = replace(dec, static=True, exact_lengths=True)
-        assert generation.uses_static(model, static) and not generation.uses_static(model, dec)
-        assert generation.generate(model, prompts, static) == generation.generate(
-            model, prompts, dec
-        )
+        assert not generation.uses_static(model, dec)
+        eager = generation.generate(model, prompts, dec)
+        with gpu_path():
+            assert generation.uses_static(model, dec)
+            assert generation.generate(model, prompts, dec) == eager
     # the static path keeps a compiled step per shape: torch's default of 8 would drop to eager;
     # raised for its decoding only
     assert max(limits) >= generation.RECOMPILE_LIMIT > before == min(limits)
@@ -231,7 +243,8 @@ def test_bench_generate_tiny_shape_runs_on_cpu(tmp_path, monkeypatch):
 
 def test_static_cache_only_where_it_is_faster():
     """On CUDA the static cache up to STATIC_MAX_BATCH rows (the largest batch measured faster
-    than the dynamic cache on an H100), the dynamic cache above; never on CPU unless asked."""
+    than the dynamic cache on an H100), the dynamic cache above; never on CPU. Batches of one
+    prompt length on CPU, padded on CUDA."""
     from types import SimpleNamespace
 
     gpu, cpu = (SimpleNamespace(device=torch.device(d)) for d in ("cuda", "cpu"))
@@ -240,7 +253,7 @@ def test_static_cache_only_where_it_is_faster():
     large = replace(dec, batch_size=generation.STATIC_MAX_BATCH + 1)
     assert generation.uses_static(gpu, small) and not generation.uses_static(gpu, large)
     assert not generation.uses_static(cpu, small)
-    assert generation.uses_static(cpu, replace(large, static=True))
+    assert generation.exact_lengths(cpu) and not generation.exact_lengths(gpu)
 
 
 def test_packed_attention_is_sdpa_with_repeated_heads():
@@ -278,19 +291,19 @@ def test_padded_batches_decode_alike_through_both_loops_with_hygiene():
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randn(12 - i % 6, 64, generator=g) * 0.5 for i in range(8)]
     dec = generation.Decoding(
-        max_new_tokens=24, pad_token_id=0, eos_token_id=None, hygiene=True, batch_size=8,
-        static=True, exact_lengths=False,
-    )  # fmt: skip
-    hf = generation.generate(model, prompts, dec, own_loop=False)
-    own = generation.generate(model, prompts, dec)
-    assert hf == own
-    # the workaround is what makes them agree here
-    plain = generation.embeds_repetition_penalty
-    try:
-        generation.embeds_repetition_penalty = lambda kwargs: kwargs
-        assert generation.generate(model, prompts, dec, own_loop=False) != own
-    finally:
-        generation.embeds_repetition_penalty = plain
+        max_new_tokens=24, pad_token_id=0, eos_token_id=None, hygiene=True, batch_size=8
+    )
+    with gpu_path(exact=False):
+        hf = transformers_generate(model, prompts, dec)
+        own = generation.generate(model, prompts, dec)
+        assert hf == own
+        # the workaround is what makes them agree here
+        plain = generation.embeds_repetition_penalty
+        try:
+            generation.embeds_repetition_penalty = lambda kwargs: kwargs
+            assert transformers_generate(model, prompts, dec) != own
+        finally:
+            generation.embeds_repetition_penalty = plain
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -336,19 +349,20 @@ def test_own_loop_keeps_its_cache_between_calls_of_one_shape():
     )
     dec = generation.Decoding(
         max_new_tokens=16, pad_token_id=0, eos_token_id=None, hygiene=True, batch_size=4,
-        static=True, exact_lengths=False, cache_len=40,
+        cache_len=40,
     )  # fmt: skip
 
     def keys():
         return decode_loop._CACHES[model][1].layers[0].keys
 
     generation.release(model)
-    alone = generation.generate(model, second, dec)  # a fresh cache
-    generation.generate(model, first, dec)
-    held = keys()
-    assert generation.generate(model, second, dec) == alone  # in the first call's cache, reset
-    assert keys() is held
-    generation.generate(model, second[:2], replace(dec, batch_size=2))
-    assert keys().shape[0] == 2  # another shape: another cache, the old one dropped
+    with gpu_path(exact=False):
+        alone = generation.generate(model, second, dec)  # a fresh cache
+        generation.generate(model, first, dec)
+        held = keys()
+        assert generation.generate(model, second, dec) == alone  # in the first call's cache
+        assert keys() is held
+        generation.generate(model, second[:2], replace(dec, batch_size=2))
+        assert keys().shape[0] == 2  # another shape: another cache, the old one dropped
     generation.release(model)
     assert model not in decode_loop._CACHES

@@ -91,7 +91,8 @@ def test_a_gpu_job_records_its_use_and_status_shows_it(fake_nvml, monkeypatch, t
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert gpu_watch.start(interval_s=0.01) is not None
-    block = provenance.collect(config_slice={"a": 1}, workflow_dir=tmp_path)
+    monkeypatch.setenv(provenance.WORKFLOW_DIR_ENV, str(tmp_path))  # the checkout: none here
+    block = provenance.collect(config_slice={"a": 1})
     assert block["gpu_use"]["util_mean_pct"] == 90.0
     metrics = "results/eval/base/causal/metrics.json"
     write_json(tmp_path / metrics, {"provenance": block})
@@ -110,7 +111,8 @@ def test_on_a_cpu_nothing_is_sampled_or_recorded(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed: import fails
     monkeypatch.setattr(gpu_watch, "_JOB", None)
     assert gpu_watch.start() is None and gpu_watch.current() is None
-    assert "gpu_use" not in provenance.collect(config_slice={}, workflow_dir=tmp_path)
+    monkeypatch.setenv(provenance.WORKFLOW_DIR_ENV, str(tmp_path))  # the checkout: none here
+    assert "gpu_use" not in provenance.collect(config_slice={})
     job = Job("mask", "make_data", "make_data", {}, {"x": "x.txt"}, log=None)
     (tmp_path / "x.txt").write_text("x")
     text = status.render(

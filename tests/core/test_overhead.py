@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import FAMILY_OVERLAYS
+from oracles import disk_need_mb
 
 from ablate.core import checkpoint_integrity, phases, planner, provenance
 from ablate.core.checkpoint_integrity import CheckpointError
 from ablate.core.planner.inputs import Reference
-from ablate.core.planner.overheads import disk_need_mb
 from ablate.core.planner.params import count_params, params_of_hub_model
 from ablate.mask import variants as mask_variants
 from ablate.mask.tiny import tiny_ministral3_config

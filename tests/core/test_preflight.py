@@ -4,6 +4,7 @@ out-of-memory killer ended it. A profile that sends the jobs elsewhere is not st
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -56,15 +57,20 @@ def test_gpu_error_needs_every_condition(monkeypatch):
 
     cfg = {"mask": {"resources": {"eval": {"gpu": 1}, "make": {"gpu": 0}}}}
     cli = ["/venv/bin/snakemake", "-n"]
+
+    def error(config, studies, gpu_jobs_to_run=True, alone=(), argv=cli):
+        monkeypatch.setattr(sys, "argv", argv)  # the command line this process runs
+        return gpu_error(config, studies, ["c.yaml"], gpu_jobs_to_run, alone)
+
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert gpu_error(cfg, ["mask"], ["c.yaml"], True, argv=cli).startswith(
+    assert error(cfg, ["mask"]).startswith(
         "c.yaml: its jobs ask for a GPU (mask.resources.eval.gpu: 1) and this machine shows none"
     )
-    assert gpu_error({**cfg, "allow_cpu": True}, ["mask"], ["c.yaml"], True, argv=cli) is None
-    assert gpu_error(cfg, ["mask"], ["c.yaml"], False, argv=cli) is None  # nothing left to run
-    assert gpu_error(cfg, ["bridge"], ["c.yaml"], True, argv=cli) is None  # not this study's
-    assert gpu_error(cfg, ["mask"], ["c.yaml"], True, argv=[*cli, "--lint"]) is None
-    assert gpu_error(cfg, ["mask"], ["c.yaml"], True, argv=["/venv/bin/pytest"]) is None
-    assert gpu_error(cfg, ["mask"], ["c.yaml"], True, ["r/plan.csv"], [*cli, "r/plan.csv"]) is None
+    assert error({**cfg, "allow_cpu": True}, ["mask"]) is None
+    assert error(cfg, ["mask"], False) is None  # nothing left to run
+    assert error(cfg, ["bridge"]) is None  # not this study's
+    assert error(cfg, ["mask"], argv=[*cli, "--lint"]) is None
+    assert error(cfg, ["mask"], argv=["/venv/bin/pytest"]) is None
+    assert error(cfg, ["mask"], True, ["r/plan.csv"], [*cli, "r/plan.csv"]) is None
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert gpu_error(cfg, ["mask"], ["c.yaml"], True, argv=cli) is None  # a GPU is visible
+    assert error(cfg, ["mask"]) is None  # a GPU is visible

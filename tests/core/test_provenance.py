@@ -36,19 +36,17 @@ def test_git_state_is_the_workflow_checkout_not_the_library(tmp_path, monkeypatc
     (tmp_path / "Snakefile").write_text("# a workflow\n")
     head = init_checkout(tmp_path)
     assert Path(provenance.__file__).resolve().is_relative_to(ROOT)  # the library lives elsewhere
-    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV, raising=False)
-
-    clean = provenance.collect(config_slice={}, workflow_dir=tmp_path)["git"]
+    # the rules name the checkout in the environment
+    monkeypatch.setenv(provenance.WORKFLOW_DIR_ENV, str(tmp_path))
+    clean = provenance.collect(config_slice={})["git"]
     assert clean == {"commit": head, "dirty": False}
     (tmp_path / "Snakefile").write_text("# a workflow, edited\n")  # a tracked file
-    assert provenance.collect(config_slice={}, workflow_dir=tmp_path)["git"] == {
-        "commit": head,
-        "dirty": True,
-    }
-    # the rules name the checkout in the environment; outside Snakemake it is the cwd
-    monkeypatch.setenv(provenance.WORKFLOW_DIR_ENV, str(tmp_path))
+    assert provenance.collect(config_slice={})["git"] == {"commit": head, "dirty": True}
+    # outside Snakemake it is the cwd
+    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
     assert provenance.collect(config_slice={})["git"]["commit"] == head
-    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV)
+    monkeypatch.delenv(provenance.WORKFLOW_DIR_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     assert provenance.collect(config_slice={})["git"]["dirty"] is True
 
@@ -81,7 +79,7 @@ def test_a_stage_script_records_its_workflow_checkout(tmp_path, tiny_model_dir):
     assert card["provenance"]["git"] == {"commit": head, "dirty": True}
 
 
-def test_cpu_model_and_instruction_sets(tmp_path):
+def test_cpu_model_and_instruction_sets(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
     info.write_text(
         "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n"
@@ -89,13 +87,15 @@ def test_cpu_model_and_instruction_sets(tmp_path):
         "flags\t\t: fpu sse2 avx2 fma avx512f amx_tile amx_bf16\n\n"
         "processor\t: 1\nvendor_id\t: AuthenticAMD\n"
     )
-    cpu = provenance.cpu_info(info)
+    monkeypatch.setattr(provenance, "CPUINFO", info)  # this machine's file, as given
+    cpu = provenance.cpu_info()
     assert cpu["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert cpu["cpu_vendor"] == "GenuineIntel"
     assert cpu["cpu_family_model_stepping"] == "6/207/2"  # a VM's generic name hides the model
     assert cpu["cpu_flags"]["avx2"] and cpu["cpu_flags"]["avx512f"] and cpu["cpu_flags"]["amx_bf16"]
     assert cpu["cpu_flags"]["avx512_bf16"] is False
-    missing = provenance.cpu_info(tmp_path / "absent")
+    monkeypatch.setattr(provenance, "CPUINFO", tmp_path / "absent")
+    missing = provenance.cpu_info()
     assert missing["cpu_flags"] is None  # unknown, not "no AVX"
     assert missing["cpu_vendor"] is None and missing["cpu_family_model_stepping"] is None
     hw = provenance.hardware()

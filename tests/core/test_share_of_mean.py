@@ -31,7 +31,7 @@ def _run(loss, eval_dataset=None) -> loop.Run:
         tokens=lambda batch: 0,
         optimizer=lambda m, p: (torch.optim.SGD(m.parameters(), lr=1.0), None),
     )
-    spec = loop.Spec(P, Path("unused"), "share", 0, hooks=hooks, save=False)
+    spec = loop.Spec(P, Path("unused"), "share", 0, hooks=hooks)
     return loop.setup(spec, model=model, train_dataset=[1.0, 2.0], eval_dataset=eval_dataset)
 
 

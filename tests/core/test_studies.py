@@ -33,16 +33,21 @@ def mixed(hub_study: str) -> dict:
 
 
 @pytest.mark.parametrize("hub_study, embedded_study", [("bridge", "mask"), ("mask", "bridge")])
-def test_each_study_gets_its_own_switch(hub_study, embedded_study):
+def test_each_study_gets_its_own_switch(hub_study, embedded_study, monkeypatch):
     config = mixed(hub_study)
     assert studies.hub_free(config, embedded_study) and not studies.hub_free(config, hub_study)
-    env: dict[str, str] = {}
-    assert studies.hub_switch(config, embedded_study, env)
+
+    def environment(given: dict[str, str]) -> dict[str, str]:  # the process's, as given
+        monkeypatch.setattr(os, "environ", dict(given))
+        return os.environ
+
+    env = environment({})
+    assert studies.hub_switch(config, embedded_study)
     assert env == studies.HUB_OFFLINE
-    env = {}
-    assert not studies.hub_switch(config, hub_study, env) and env == {}
-    env = {"HF_HUB_OFFLINE": "0"}  # a user's own setting stays
-    studies.hub_switch(config, embedded_study, env)
+    env = environment({})
+    assert not studies.hub_switch(config, hub_study) and env == {}
+    env = environment({"HF_HUB_OFFLINE": "0"})  # a user's own setting stays
+    studies.hub_switch(config, embedded_study)
     assert env["HF_HUB_OFFLINE"] == "0"
     default = planner.load_config(ROOT / "config" / "config.yaml")
     assert all(studies.hub_free(default, s) for s in studies.STUDIES)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import time
 
 import pytest
 import yaml
@@ -179,9 +178,7 @@ def test_duration(seconds, said):
 
 
 def test_estimates_are_read_once_they_exist(tmp_path):
-    f = terminal.Followed(
-        {"a": str(tmp_path / "a.json")}, tmp_path / "e.csv", "1x cpu", time.time()
-    )
+    f = terminal.Followed({"a": str(tmp_path / "a.json")}, tmp_path / "e.csv", "1x cpu")
     assert f.left_s() is None
     (tmp_path / "e.csv").write_text("setup,job,est_job_s\n1x cpu,a,30\n")
     assert f.left_s() == (30.0, 1)

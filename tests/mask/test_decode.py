@@ -1,6 +1,6 @@
 """prefix_bidir is what generation computes: teacher-forced scores under the policy equal a
 bidirectional prefill of the prompt followed by cached one-token (causal) decode steps
-(masks.incremental_logits). prefill_bidir's teacher-forced scores do not: they read the
+(tests/oracles.py incremental_logits). prefill_bidir's teacher-forced scores do not: they read the
 response they score.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from oracles import incremental_logits
 
 from ablate.mask import masks
 from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
@@ -52,7 +53,7 @@ def test_prefix_bidir_scores_equal_prefill_then_decode(model, impl, side):
     model.set_attn_implementation(impl)
     ids, mask, lengths = batch(side)
     tf = teacher_forced(model, ids, mask, lengths, "prefix_bidir")
-    inc = masks.incremental_logits(model, ids, mask, lengths, "prefix_bidir")
+    inc = incremental_logits(model, ids, mask, lengths, "prefix_bidir")
     assert max_diff(tf, inc, mask) <= 1e-5
     # The prefill really was bidirectional: it differs from the causal model's logits.
     causal = teacher_forced(model, ids, mask, lengths, "causal")
@@ -64,7 +65,7 @@ def test_causal_scores_equal_cached_decode(model, impl):
     model.set_attn_implementation(impl)
     ids, mask, lengths = batch("right")
     tf = teacher_forced(model, ids, mask, lengths, "causal")
-    inc = masks.incremental_logits(model, ids, mask, lengths, "causal")
+    inc = incremental_logits(model, ids, mask, lengths, "causal")
     assert max_diff(tf, inc, mask) <= 1e-5
 
 
@@ -73,9 +74,9 @@ def test_prefill_bidir_scores_are_not_what_generation_computes(model, impl):
     model.set_attn_implementation(impl)
     ids, mask, lengths = batch("left")
     tf = teacher_forced(model, ids, mask, lengths, "prefill_bidir")
-    inc = masks.incremental_logits(model, ids, mask, lengths, "prefill_bidir")
+    inc = incremental_logits(model, ids, mask, lengths, "prefill_bidir")
     # Generation under prefill_bidir = the prefix_bidir computation ...
-    prefix = masks.incremental_logits(model, ids, mask, lengths, "prefix_bidir")
+    prefix = incremental_logits(model, ids, mask, lengths, "prefix_bidir")
     assert max_diff(inc, prefix, mask) <= 1e-5
     # ... while its teacher-forced scores see the response, at every position of every row.
     for b in range(ids.shape[0]):

@@ -257,9 +257,9 @@ def test_registered_in_lm_eval(tiny_model_dir):
 def test_mistral3_vlm_checkpoint_under_all_policies(tmp_path, tokenizer):
     """The real model's class: a tiny Mistral3ForConditionalGeneration, saved with Tekken."""
     from helpers import tiny_mistral3
+    from references import score_naive
 
     from ablate.mask.policy_lm import MaskPolicyLM
-    from ablate.mask.scoring import score_naive
     from ablate.mask.tiny import tiny_ministral3_config
 
     vlm = tiny_mistral3(tiny_ministral3_config()).eval()

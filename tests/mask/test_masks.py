@@ -428,13 +428,9 @@ def test_prefix_split_only_on_right_padding():
     ids, mask, lengths = make_batch(examples(), "right")
     kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
     assert kw["attention_mask"] is None and kw["ablate_prompt_lengths"] == (7, 4, 9)
-    kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir", right_padded=False)
-    assert kw["attention_mask"].dim() == 4, "right_padded=False must force the mask path"
     ids, mask, lengths = make_batch(examples(), "left")
     kw = masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir")
     assert kw["attention_mask"].dim() == 4 and "ablate_prompt_lengths" not in kw
-    with pytest.raises(ValueError, match="right_padded=True"):
-        masks.policy_forward_kwargs(model, ids, mask, lengths, "prefix_bidir", right_padded=True)
     model.set_attn_implementation("sdpa")
 
 
@@ -601,18 +597,20 @@ def decode_rows(shapes, seed: int = 3):
 
 
 def check_decode(model, label: str, policies=masks.POLICIES) -> None:
-    """A prefill under the policy then cached one-token steps (masks.incremental_logits, what
+    """A prefill under the policy then cached one-token steps (oracles.incremental_logits, what
     generation runs): under causal and prefix_bidir equal to the full teacher-forced forward;
     under prefill_bidir the steps stay causal, so its generation equals prefix_bidir's where the
     two prefills agree (prompts within the window)."""
+    from oracles import incremental_logits  # here: bench/bench_masks.py imports this module
+
     for side in SIDES:
         for policy in policies:
             shapes = SHORT_PROMPTS if policy == "prefill_bidir" else DECODE_SHAPES
             ids, mask, lengths = make_batch(decode_rows(shapes), side)
-            inc = masks.incremental_logits(model, ids, mask, lengths, policy)
+            inc = incremental_logits(model, ids, mask, lengths, policy)
             with torch.no_grad():
                 if policy == "prefill_bidir":
-                    want = masks.incremental_logits(model, ids, mask, lengths, "prefix_bidir")
+                    want = incremental_logits(model, ids, mask, lengths, "prefix_bidir")
                     tf = model(**masks.policy_forward_kwargs(model, ids, mask, lengths, policy))
                     leak = (tf.logits - inc)[mask.bool()].abs().max().item()
                     assert leak > 1e-3, f"{label}/{side}: prefill_bidir's forward read no future"

@@ -10,9 +10,10 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from references import score_naive
 
 from ablate.mask import original_tasks
-from ablate.mask.scoring import score_naive, score_requests
+from ablate.mask.scoring import score_requests
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -599,7 +600,7 @@ def test_acc_tokens_divides_by_tokens_acc_norm_by_characters():
     assert [r["tokens"] for r in rows] == [3, 2, 1, 5]
 
 
-def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path):
+def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path, monkeypatch):
     """Switching to the original protocol and SFT format makes the evaluations and finetunes
     stale (their run-cache keys change with their slices), each line naming the key it edits."""
     import copy
@@ -624,7 +625,8 @@ def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path):
     assert jobs["eval/base/causal"].config["protocol"] == "original"
     assert jobs["eval/base/causal"].config["softmax_dtype"] == "model"
     assert jobs["finetune/3B"].config["params"]["sft_format"] == "original"
-    lines = stale_lines(jobs.values(), new, tmp_path)
+    monkeypatch.chdir(tmp_path)  # the records are read from the working directory
+    lines = stale_lines(jobs.values(), new)
     assert (
         'stale: eval_model base/causal: mask.eval.protocol "lm_eval" -> "original", '
         'mask.eval.softmax_dtype <absent> -> "model"'

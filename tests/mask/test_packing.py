@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from references import policy_loss_sum
 
 from ablate.core.training import loop
 from ablate.core.training.data import ExampleDataset, PolicyCollator
@@ -14,7 +15,6 @@ from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
 from ablate.mask.training import policy as mask_policy
 from ablate.mask.training.gate import resolve_params
-from ablate.mask.training.policy import policy_loss_sum
 
 # fp32 on CPU: packed and unpacked differ only in float summation order (softmax over more
 # masked keys, matmuls over more rows)
@@ -185,7 +185,7 @@ def _setup(tmp_path, name, p, policy: str, hooks=None, n_examples: int = 15) -> 
     """The run the pipeline builds (loop.setup with the policy's hooks), without saves."""
     hooks = mask_policy.hooks(policy, p, 11) if hooks is None else hooks
     return loop.setup(
-        loop.Spec(p, tmp_path / name, name, pad_token_id=11, hooks=hooks, save=False),
+        loop.Spec({**p, "save_steps": 0}, tmp_path / name, name, pad_token_id=11, hooks=hooks),
         model=tiny_model(PREFIX_SDPA),
         train_dataset=ExampleDataset(examples(n_examples, seed=3)),
         eval_dataset=None,
@@ -266,23 +266,24 @@ def test_packed_needs_a_mask_backend():
         packing.packed_mask(model, batch, "causal", torch.float32)
 
 
-def test_a_given_mask_builder_replaces_the_packed_mask():
-    """packed_forward_kwargs(build=...) (bench/bench_packing.py's -hfmask and leaky rows): the
-    given builder's mask, packed_mask's without it; the leaky composed mask lets the examples of
-    a row see each other."""
+def test_the_leaky_control_lets_examples_see_each_other():
+    """bench/bench_packing.py's controls: the leaky row's forward (the row as one document) lets
+    the examples of a row see each other, and only that; the -hfmask row's forward carries HF's
+    composed mask; the policy's own forward carries packed_mask's."""
+    import bench_packing
+
     model = tiny_model("sdpa")
     batch = packing.PackedCollator(11, 96, pad_to_multiple_of=16)(examples(9))
     right = packing.packed_mask(model, batch, "prefix_bidir", torch.float32)
-
-    def leaky(*args):
-        return packing.composed_mask(*args, same_example=False)
-
-    given = packing.packed_forward_kwargs(model, batch, "prefix_bidir", build=leaky)
+    given = bench_packing.leaky_forward(model, batch, "prefix_bidir")
     default = packing.packed_forward_kwargs(model, batch, "prefix_bidir")
     assert torch.equal(default["attention_mask"], right)
     assert not torch.equal(given["attention_mask"], right)
     inside = given["attention_mask"]
     assert bool((inside & ~right).any()) and not bool((right & ~inside).any())  # only more seen
+    composed = packing.composed_mask(model, batch, "prefix_bidir", torch.float32)
+    hf = bench_packing.hfmask_forward(model, batch, "prefix_bidir")
+    assert torch.equal(hf["attention_mask"], composed)
 
 
 def test_bench_packing_tiny_shape(tmp_path, monkeypatch):

@@ -6,9 +6,10 @@ import random
 
 import pytest
 import torch
+from references import score_naive
 
 from ablate.mask.masks import POLICIES
-from ablate.mask.scoring import prepare, score_naive, score_requests
+from ablate.mask.scoring import prepare, score_requests
 from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

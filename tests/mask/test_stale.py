@@ -89,10 +89,11 @@ def get_at(tree: Any, path: tuple) -> Any:
     return tree
 
 
-def test_every_key_of_every_slice_names_itself_in_the_stale_line(cfg, tmp_path):
+def test_every_key_of_every_slice_names_itself_in_the_stale_line(cfg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the records are read from the working directory
     jobs = layout.jobs(cfg)
     write_records(jobs, tmp_path)
-    assert stale_lines(jobs, cfg, tmp_path) == []  # nothing changed: silent
+    assert stale_lines(jobs, cfg) == []  # nothing changed: silent
     checked = set()
     for job in jobs:
         if job.record is None:
@@ -108,7 +109,7 @@ def test_every_key_of_every_slice_names_itself_in_the_stale_line(cfg, tmp_path):
             set_at(now, where, edited(get_at(job.config, key)))
             new_jobs = layout.jobs(now)
             name = ".".join(map(str, where))
-            lines = stale_lines(new_jobs, now, tmp_path)
+            lines = stale_lines(new_jobs, now)
             label = " ".join([job.rule, "/".join(job.wildcards.values())]).strip()
             # a finetune's key its variant inherits: named on the variant, then where it is set
             named = (f" {name} ", f"(now set by {name})")
@@ -121,13 +122,14 @@ def test_every_key_of_every_slice_names_itself_in_the_stale_line(cfg, tmp_path):
     assert len(checked) > 40
 
 
-def test_the_stale_line_names_the_key_where_it_is_set(cfg, tmp_path):
+def test_the_stale_line_names_the_key_where_it_is_set(cfg, tmp_path, monkeypatch):
     """A key that a stage-5 variant inherits is named on the variant that sets it."""
+    monkeypatch.chdir(tmp_path)  # the records are read from the working directory
     cfg = copy.deepcopy(cfg)
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.1
     write_records(layout.jobs(cfg), tmp_path)
     cfg["mask"]["finetune"]["variants"]["3B"]["warmup_ratio"] = 0.2
-    lines = [ln for ln in stale_lines(layout.jobs(cfg), cfg, tmp_path) if "finetune" in ln]
+    lines = [ln for ln in stale_lines(layout.jobs(cfg), cfg) if "finetune" in ln]
     assert lines == [
         "stale: finetune 3B: mask.finetune.variants.3B.warmup_ratio 0.1 -> 0.2",
         "stale: finetune 5B: mask.finetune.variants.5B.warmup_ratio 0.1 -> 0.2 "
@@ -135,23 +137,29 @@ def test_the_stale_line_names_the_key_where_it_is_set(cfg, tmp_path):
     ]
 
 
-def test_a_variants_key_removed_is_named_on_the_variant_not_as_a_defaults_edit(cfg, tmp_path):
+def test_a_variants_key_removed_is_named_on_the_variant_not_as_a_defaults_edit(
+    cfg, tmp_path, monkeypatch
+):
     """The variant's own learning_rate removed: the line named the defaults' key, as if the
     defaults had been edited from 0.0005 to 0.00025."""
+    monkeypatch.chdir(tmp_path)  # the records are read from the working directory
     cfg = copy.deepcopy(cfg)
     cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
     write_records(layout.jobs(cfg), tmp_path)
     del cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"]
     assert cfg["mask"]["finetune"]["defaults"]["learning_rate"] == 2.5e-4
-    lines = [ln for ln in stale_lines(layout.jobs(cfg), cfg, tmp_path) if "finetune" in ln]
+    lines = [ln for ln in stale_lines(layout.jobs(cfg), cfg) if "finetune" in ln]
     assert lines == [
         "stale: finetune 3A: mask.finetune.variants.3A.learning_rate 0.0005 -> 0.00025 "
         "(now set by mask.finetune.defaults.learning_rate)"
     ]
 
 
-def test_a_record_written_before_jobs_recorded_their_slice_reads_current(cfg, tmp_path):
+def test_a_record_written_before_jobs_recorded_their_slice_reads_current(
+    cfg, tmp_path, monkeypatch
+):
     """An evaluation recorded {eval: slice, model, policy}, a probe {**slice, policy}: current."""
+    monkeypatch.chdir(tmp_path)  # the records are read from the working directory
 
     def old_shape(job):
         if job.rule == "eval_model":
@@ -162,17 +170,17 @@ def test_a_record_written_before_jobs_recorded_their_slice_reads_current(cfg, tm
 
     jobs = layout.jobs(cfg)
     write_records(jobs, tmp_path, old_shape)
-    assert stale_lines(jobs, cfg, tmp_path) == []
+    assert stale_lines(jobs, cfg) == []
     # the ones rules/mask/common.smk says how to keep (their scripts changed since)
-    older = [j.name for j in status.older_records(jobs, tmp_path)]
+    older = [j.name for j in status.older_records(jobs)]
     assert older == [j.name for j in jobs if j.rule in ("leakage_probe", "eval_model")]
     write_records(jobs, tmp_path)
-    assert status.older_records(jobs, tmp_path) == []
+    assert status.older_records(jobs) == []
     write_records(jobs, tmp_path, old_shape)
     now = copy.deepcopy(cfg)
     now["mask"]["leakage"]["n_pairs"] += 1
     now["mask"]["eval"]["seed"] += 1
-    lines = stale_lines(layout.jobs(now), now, tmp_path)
+    lines = stale_lines(layout.jobs(now), now)
     assert sum("mask.leakage.n_pairs " in ln for ln in lines) == len(
         [j for j in jobs if j.rule == "leakage_probe"]
     )

@@ -15,6 +15,7 @@ import pytest
 import safetensors.torch
 import torch
 from helpers import FAST, no_leak, synthetic_rows, weights
+from references import policy_loss_sum
 
 from ablate.core import checkpoint_integrity
 from ablate.core.modeling import load_causal_lm
@@ -23,7 +24,6 @@ from ablate.core.training.params import TrainingConfigError
 from ablate.mask import leakage, sft_data
 from ablate.mask.training import cli
 from ablate.mask.training.gate import LeakageGateError, resolve_params
-from ablate.mask.training.policy import policy_loss_sum
 from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
 torch.set_num_threads(2)
@@ -700,7 +700,6 @@ def test_a_head_loss_without_the_fast_head_is_refused(tiny_model_dir, tokenizer)
     """A custom head loss only runs on the fast head: where the model's own loss would run
     instead (a wrapped model, fast_head off), the run stops rather than ignore it."""
     from ablate.core.training.loss import vocab_head_loss
-    from ablate.mask.training.policy import policy_loss_sum
 
     model = load_causal_lm(tiny_model_dir)
     ids = torch.tensor([tokenizer("the cat sat")["input_ids"]])

@@ -104,10 +104,9 @@ class Pair:
         ).last_hidden_state
         return h, mask
 
-    def soft(self, translator, items, states=None) -> torch.Tensor:
-        """K soft tokens; ``states`` = (h, mask) given by the caller (the GPU bench) skips the
-        source entirely."""
-        h, mask = states if states is not None else self.source_states(items)
+    def soft(self, translator, items) -> torch.Tensor:
+        """K soft tokens."""
+        h, mask = self.source_states(items)
         return translator(h.to(self.device), mask.to(self.device))
 
     def latent_embeds(
@@ -150,9 +149,7 @@ class Pair:
         return evaluate.head_ids(self.tgt_tok, prompt, self.p["K"] - 1)
 
     # --- training loss ---------------------------------------------------------------------
-    def loss(
-        self, translator, items, step: int, states=None, teacher=None
-    ) -> tuple[torch.Tensor, dict[str, float], int]:
+    def loss(self, translator, items, step: int) -> tuple[torch.Tensor, dict[str, float], int]:
         """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE +
         prompt alignment, each term in the definition its switch names (``nll_labels``,
         ``kl_teacher``, ``kl_reduction``, ``infonce_prompt``, ``prompt_align``: the pipeline's by
@@ -161,10 +158,10 @@ class Pair:
         Data-parallel: this process's share of the loss of the whole
         global batch, so that DDP's gradient average is the gradient of that loss; the parts
         are the global batch's values. InfoNCE takes its negatives in this process's batch, as
-        the seed's DDP runs did. ``states`` / ``teacher`` given (the GPU bench) replace the source
-        and the KL teacher's forward passes: source states (h, mask) and teacher rows [B, n, d]."""
+        the seed's DDP runs did. The source's states and the KL teacher's rows come from the
+        pair's caches where it has them (``cache``, ``teacher_cache``)."""
         p = self.p
-        soft = self.soft(translator, items, states)
+        soft = self.soft(translator, items)
         tails, start = self.tails(items)
         embeds, mask, firsts = self.latent_embeds(soft, tails, cue=start == 0)
         # use_cache=False: a hub model's config asks for a KV cache, which a training forward
@@ -196,7 +193,7 @@ class Pair:
         if step in switches.kl_steps(p):
             # the KL compares the answer's rows: a labelled BOS before them (the original's) is not
             answers = [t[start:] for t in tails]
-            kl = self._kl(h, student[:, start:], items, prompts, answers, teacher)
+            kl = self._kl(h, student[:, start:], items, prompts, answers)
             total = total + p["kl_weight"] * kl
             parts["kl"] = mean_value(kl)
         pooled_soft = soft.float().mean(1)
@@ -267,17 +264,15 @@ class Pair:
         return h, mask
 
     @torch.no_grad()
-    def _teacher_logits(self, items, prompts, answers, n: int, teacher=None) -> torch.Tensor:
-        if teacher is not None:  # given by the caller (the GPU bench)
-            rows = teacher[:, :n].to(self.device)
-        elif self.teacher_cache is not None:
+    def _teacher_logits(self, items, prompts, answers, n: int) -> torch.Tensor:
+        if self.teacher_cache is not None:
             # n = the longest stored row count of the batch: min(kl_positions, longest answer)
             rows = self.teacher_cache.batch(items, self.device)[0][:, :n]
         else:
             rows = self.teacher_hidden(prompts, answers, n)
         return self._logits(rows)
 
-    def _kl(self, h, student, items, prompts, answers, teacher=None) -> torch.Tensor:
+    def _kl(self, h, student, items, prompts, answers) -> torch.Tensor:
         """KL(p_text || p_bridged) over the first ``kl_positions`` rows of ``kl_teacher``: the
         answer's (``student``: the logits predicting answer token j, and the row at its last
         token where ``kl_rows`` counts it) or, for ``prompt_only``, the soft tokens' own
@@ -297,7 +292,7 @@ class Pair:
             rows = self.teacher_inputs(prompts, answers)[2]
             valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows])
             valid = valid.to(self.device)
-        teacher = self._teacher_logits(items, prompts, answers, n, teacher)
+        teacher = self._teacher_logits(items, prompts, answers, n)
         kl = kl_rows(teacher.log_softmax(-1), student)
         count = valid.sum() if p["kl_reduction"] == "mean" else valid.new_tensor(len(items))
         if parallel.world_size() == 1:

@@ -259,13 +259,15 @@ def loop_run(
         log_parts=objective.log_parts,
         optimizer=lambda model, _: optimizer(translator, p),
     )
+    params = loop_params(p, n_global)
+    if folder is None:  # no checkpoints
+        params["save_steps"] = 0
     spec = loop.Spec(
-        loop_params(p, n_global),
+        params,
         Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
         label,
         pair.tgt_tok.pad_token_id,
         hooks=hooks,
-        save=folder is not None,
         evaluation=evaluation,
         replicated=True,
     )

@@ -201,11 +201,6 @@ def render_pages(rows: dict[str, dict[str, str]]) -> None:
         io.write_text(page, f"{before}{BEGIN}\n{table(rows)}\n{END}{rest.split(END, 1)[1]}")
 
 
-def page_table(page: Path) -> str:
-    """The table between :data:`BEGIN` and :data:`END` of ``page``, as written."""
-    return page.read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="ablate expected",

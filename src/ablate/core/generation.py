@@ -6,7 +6,7 @@ EOS, in the callers' order.
 
 - **Length bucketing**: prompts are sorted by length (stably: equal lengths keep their order),
   cut into batches of ``batch_size``, left-padded, and the results put back in order. On the
-  CPU a batch holds one length only (``exact_lengths``): left padding moves
+  CPU a batch holds one length only (:func:`exact_lengths`): left padding moves
   attention's float rounding by an ulp, which flips near-ties of greedy decoding; batches of
   equal length decode exactly the tokens each prompt gets alone (tests/core/test_generation.py).
 - **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
@@ -65,13 +65,6 @@ class Decoding:
     eos_token_id: int | None
     hygiene: bool = False
     batch_size: int = 64
-    #: None: the static cache (and transformers' compiled decode step) on CUDA up to
-    #: STATIC_MAX_BATCH rows, eager otherwise
-    static: bool | None = None
-    #: None: batches of one prompt length on CPU (left padding changes attention's float
-    #: rounding by an ulp, enough to flip a near-tie of greedy decoding; see the module
-    #: docstring), padded batches on a GPU (throughput)
-    exact_lengths: bool | None = None
     #: static-cache length; None: the call's longest prompt + max_new_tokens. A floor, not a cap:
     #: transformers sizes the cache max(this, prompt + max_new_tokens). Calls that share one
     #: length (and one batch size) share one compiled decode step
@@ -150,7 +143,7 @@ def _contiguous_input(module, args):
     return None
 
 
-def contiguous_head(model, contiguous: bool = True) -> None:
+def contiguous_head(model) -> None:
     """Work around a transformers/torch slowdown (transformers 5.23, torch 2.11-2.13;
     tests/core/test_upstream_transformers.py shows it): given ``logits_to_keep``, a causal LM
     passes its head ``hidden[:, -k:, :]``, a non-contiguous view for a batch of rows, and
@@ -159,16 +152,12 @@ def contiguous_head(model, contiguous: bool = True) -> None:
     64 prompts on an H100, 23 ms reading Llama-3.1-8B's 1 GB head 64 times
     (bench/results/bridge_speed_h100.md, section 8). A forward pre-hook makes the input
     contiguous: one mm. Only on CUDA, where the bridge decodes; the CPU's embedded items keep
-    their kernels (and so their tokens). ``contiguous`` False takes the hook off again: the
-    head's input as transformers passes it (:func:`generate`'s ``strided_head``)."""
+    their kernels (and so their tokens)."""
     head = model.get_output_embeddings()
     if head is None or model.device.type != "cuda":
         return
-    hooked = _HEAD_HOOKS.get(head)
-    if contiguous and hooked is None:
+    if head not in _HEAD_HOOKS:
         _HEAD_HOOKS[head] = head.register_forward_pre_hook(_contiguous_input)
-    elif not contiguous and hooked is not None:
-        _HEAD_HOOKS.pop(head).remove()
 
 
 def release(model) -> None:
@@ -180,9 +169,16 @@ def release(model) -> None:
 
 
 def uses_static(model, dec: Decoding) -> bool:
-    if dec.static is not None:
-        return dec.static
+    """The static cache (and transformers' compiled decode step): on CUDA up to
+    STATIC_MAX_BATCH rows, eager otherwise."""
     return model.device.type == "cuda" and dec.batch_size <= STATIC_MAX_BATCH
+
+
+def exact_lengths(model) -> bool:
+    """Batches of one prompt length on CPU (left padding changes attention's float rounding by
+    an ulp, enough to flip a near-tie of greedy decoding; see the module docstring), padded
+    batches on a GPU (throughput)."""
+    return model.device.type != "cuda"
 
 
 def buckets(lengths: list[int], batch_size: int, exact: bool = False) -> list[list[int]]:
@@ -219,24 +215,27 @@ def trim(row: list[int], eos_token_id: int | None) -> list[int]:
 
 
 @torch.no_grad()
-def generate_batch(
-    model,
-    batch: torch.Tensor,
-    mask: torch.Tensor,
-    dec: Decoding,
-    own_loop: bool = True,
-    strided_head: bool = False,
-    **extra,
-):
-    """One ``model.generate`` call on a padded batch: new tokens [B, N] (N <= max_new_tokens);
-    ``own_loop`` and ``strided_head`` as :func:`generate` takes them."""
-    contiguous_head(model, not strided_head)
-    key = "input_ids" if batch.dim() == 2 else "inputs_embeds"
-    if own_loop and key == "inputs_embeds" and "max_cache_len" in extra:
+def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
+    """New tokens [B, N] (N <= max_new_tokens) of a padded batch: embedding prompts with the
+    static cache through the engine's own loop (:mod:`ablate.core.decode_loop`: no host
+    synchronisation per step, 1.03-1.28x transformers' ``generate`` at batches 1-512 on an H100
+    and token-identical to it on left-padded batches, bench/results/bridge_speed_h100.md,
+    section 5), the rest through :func:`transformers_batch`; the head's input contiguous
+    (:func:`contiguous_head`) either way."""
+    if batch.dim() == 3 and "max_cache_len" in extra:
         from ablate.core import decode_loop
 
+        contiguous_head(model)
         hygiene = HYGIENE if dec.hygiene else None
         return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"], hygiene)
+    return transformers_batch(model, batch, mask, dec, **extra)
+
+
+@torch.no_grad()
+def transformers_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
+    """One ``model.generate`` call on a padded batch: new tokens [B, N]."""
+    contiguous_head(model)
+    key = "input_ids" if batch.dim() == 2 else "inputs_embeds"
     kwargs = dec.kwargs()
     if key == "inputs_embeds":
         kwargs = embeds_repetition_penalty(kwargs)
@@ -264,43 +263,39 @@ def embeds_repetition_penalty(kwargs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@torch.no_grad()
-def generate(
-    model,
-    prompts: list[torch.Tensor],
-    dec: Decoding,
-    own_loop: bool = True,
-    strided_head: bool = False,
-) -> list[list[int]]:
-    """Each prompt's greedy new tokens (up to its EOS), batched by length, in input order.
-
-    The two comparisons the tests and benchmarks make against transformers: ``own_loop`` False
-    decodes the static path's embedding prompts through transformers' ``generate`` instead of the
-    engine's own loop (:mod:`ablate.core.decode_loop`: no host synchronisation per step,
-    1.03-1.28x ``generate`` at batches 1-512 on an H100 and token-identical to it on left-padded
-    batches, bench/results/bridge_speed_h100.md, section 5); ``strided_head`` True gives the head
-    its input as transformers passes it (without :func:`contiguous_head`)."""
-    if not prompts:
-        return []
+def batches(model, prompts: list[torch.Tensor], dec: Decoding):
+    """The engine's batches of ``prompts`` (on the model's device): ``(indices, batch, mask,
+    extra)``, ``extra`` the kwargs of the static cache where :func:`uses_static` (the model then
+    set up for it), each batch left-padded, of one length where :func:`exact_lengths`."""
     dev = model.device
     prompts = [p.to(dev) for p in prompts]
     extra: dict[str, Any] = {}
     rows = None
-    # the static path keeps a compiled step per shape: torch's default limit of 8 would send the
-    # rest to eager
-    limit = contextlib.nullcontext()
     if uses_static(model, dec):
-        limit = pytorch.recompile_limit_at_least(RECOMPILE_LIMIT)
         use_packed_attention(model)
         rows = min(dec.batch_size, len(prompts))
         longest = max(len(p) for p in prompts) + dec.max_new_tokens
         extra = dict(cache_implementation="static", max_cache_len=dec.cache_len or longest)
+    for idx in buckets([len(p) for p in prompts], dec.batch_size, exact_lengths(model)):
+        batch, mask = left_pad([prompts[i] for i in idx], dec.pad_token_id, rows)
+        yield idx, batch, mask, extra
+
+
+@torch.no_grad()
+def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int]]:
+    """Each prompt's greedy new tokens (up to its EOS), batched by length, in input order."""
     out: list[list[int] | None] = [None] * len(prompts)
-    exact = dec.exact_lengths if dec.exact_lengths is not None else dev.type != "cuda"
+    if not prompts:
+        return []
+    # the static path keeps a compiled step per shape: torch's default limit of 8 would send the
+    # rest to eager; raised while this decodes, restored after
+    static = uses_static(model, dec)
+    limit = (
+        pytorch.recompile_limit_at_least(RECOMPILE_LIMIT) if static else contextlib.nullcontext()
+    )
     with limit:
-        for idx in buckets([len(p) for p in prompts], dec.batch_size, exact):
-            batch, mask = left_pad([prompts[i] for i in idx], dec.pad_token_id, rows)
-            new = generate_batch(model, batch, mask, dec, own_loop, strided_head, **extra).tolist()
+        for idx, batch, mask, extra in batches(model, prompts, dec):
+            new = generate_batch(model, batch, mask, dec, **extra).tolist()
             for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
                 out[i] = trim(row, dec.eos_token_id)
     return out  # type: ignore[return-value]

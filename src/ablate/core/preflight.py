@@ -50,18 +50,17 @@ NO_JOB_OPTIONS = (
 )
 
 
-def command_line(argv: list[str] | None = None) -> Namespace | None:
+def command_line() -> Namespace | None:
     """Snakemake's reading of this process's command line with its profiles (``--profile``,
     the workflow profile): the executor and the options as Snakemake runs them. Snakemake hands
     neither to the workflow while it is read; None when Snakemake runs through its API."""
-    argv = sys.argv if argv is None else argv
-    if not is_snakemake_cli(argv):
+    if not is_snakemake_cli(sys.argv):
         return None
     from snakemake.cli import parse_args
 
     # it says "Using profile ..." again: Snakemake said it once already
     with contextlib.redirect_stderr(io.StringIO()):
-        _, args = parse_args(argv[1:])
+        _, args = parse_args(sys.argv[1:])
     return args
 
 
@@ -101,7 +100,6 @@ def gpu_error(
     configfiles: list[str],
     gpu_jobs_to_run: bool,
     alone_targets: Iterable[str] = (),
-    argv: list[str] | None = None,
 ) -> str | None:
     """One line when this ``snakemake`` command would run jobs that ask for GPUs on this machine
     and it shows none (the module docstring); None otherwise. ``gpu_jobs_to_run``: a job that asks
@@ -113,7 +111,7 @@ def gpu_error(
     asks = gpu_requests(config, studies)
     if not asks or gpus.pool():
         return None
-    args = command_line(argv)
+    args = command_line()
     if args is None or not runs_jobs_locally(args):
         return None
     alone = {os.path.normpath(t) for t in alone_targets}

@@ -88,9 +88,9 @@ def fingerprint_path(path: str | os.PathLike) -> str:
 WORKFLOW_DIR_ENV = "ABLATE_WORKFLOW_DIR"
 
 
-def checkout_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The checkout whose code ran: the argument, else $ABLATE_WORKFLOW_DIR, else the cwd."""
-    return Path(explicit or os.environ.get(WORKFLOW_DIR_ENV) or os.getcwd()).resolve()
+def checkout_dir() -> Path:
+    """The checkout whose code ran: $ABLATE_WORKFLOW_DIR, else the cwd."""
+    return Path(os.environ.get(WORKFLOW_DIR_ENV) or os.getcwd()).resolve()
 
 
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -225,14 +225,18 @@ CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile",
 CPU_SIGNATURE = ("cpu family", "model", "stepping")  # /proc/cpuinfo keys, x86
 
 
-def cpu_info(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
+#: Linux's description of the CPU (:func:`cpu_info`)
+CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_info() -> dict[str, Any]:
     """The CPU vendor, model, x86 family/model/stepping (the microarchitecture where a virtual
     machine names a generic model) and which of CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere
     the model from platform, the rest None: unknown, not absent)."""
     vendor, model, flags = None, None, None
     signature: dict[str, str] = {}
     try:
-        text = Path(cpuinfo).read_text(errors="replace")
+        text = Path(CPUINFO).read_text(errors="replace")
     except OSError:
         text = ""
     for line in text.splitlines():
@@ -402,16 +406,15 @@ def collect(
     started: float | None = None,
     run_id: str | None = None,
     extra: dict[str, Any] | None = None,
-    workflow_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint;
     ``digests`` a label to the sha256 the job took of what it read, when it read it (a file
-    edited since would be fingerprinted as what the job never read); ``workflow_dir`` is the
-    checkout whose git state is recorded (default: see module doc)."""
+    edited since would be fingerprinted as what the job never read); the git state recorded is
+    that of :func:`checkout_dir` (see the module doc)."""
     fingerprints = {k: fingerprint_path(v) for k, v in (inputs or {}).items()}
     block = {
         "run_id": run_id or new_run_id(),
-        "git": git_state(checkout_dir(workflow_dir)),
+        "git": git_state(checkout_dir()),
         "config_hash": config_hash(config_slice),
         "config": config_slice,
         "inputs": dict(sorted({**fingerprints, **(digests or {})}.items())),

@@ -21,14 +21,14 @@ from ablate.core.jobs import Job
 from ablate.core.records import recorded_config
 
 
-def stale_lines(jobs: Iterable[Job], config: dict, workdir: str | Path = ".") -> list[str]:
-    """One line per finished job (its record exists) whose recorded slice differs from its slice
-    in ``config`` now."""
+def stale_lines(jobs: Iterable[Job], config: dict) -> list[str]:
+    """One line per finished job (its record exists, under the working directory) whose recorded
+    slice differs from its slice in ``config`` now."""
     lines = []
     for job in jobs:
         if job.record is None:
             continue
-        old = recorded_config(Path(workdir) / job.record)
+        old = recorded_config(Path(job.record))
         changes = studies.side(job.study, "status").changes(job, old, config)
         if changes:
             label = " ".join([job.rule, "/".join(job.wildcards.values())]).strip()

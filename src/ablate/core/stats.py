@@ -303,7 +303,6 @@ def paired(
     ids_b: Sequence[Hashable] | None = None,
     alpha: float = 0.05,
     strata: Sequence[Hashable] | None = None,
-    n_boot: int = N_BOOT,
     seed: int = SEED,
 ) -> Paired:
     """Compare b with a on the same items (``diff = mean_b - mean_a``).
@@ -320,7 +319,7 @@ def paired(
     sizes = {len(g) for g in groups}
     if is_binary(a) and is_binary(b) and len(sizes) == 1:
         return _mcnemar(a, b, alpha)
-    return _bootstrap(a, b, groups, alpha, n_boot, seed)
+    return _bootstrap(a, b, groups, alpha, N_BOOT, seed)
 
 
 def noninferior(

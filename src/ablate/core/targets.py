@@ -27,17 +27,16 @@ def is_snakemake_cli(argv: list[str]) -> bool:
     return "snakemake" in (prog.name, prog.parent.name)
 
 
-def command_line_targets(argv: list[str] | None = None) -> list[str]:
+def command_line_targets() -> list[str]:
     """The targets of the ``snakemake`` command line this process runs (``sys.argv``).
     Snakemake hands its targets to the workflow only after parsing it, so they are read from
     the command line with Snakemake's own parser; none when Snakemake runs through its API
     (a test, another tool: the program is not ``snakemake``)."""
-    argv = sys.argv if argv is None else argv
-    if not is_snakemake_cli(argv):
+    if not is_snakemake_cli(sys.argv):
         return []
     from snakemake.cli import get_argument_parser
 
-    args, _ = get_argument_parser().parse_known_args(argv[1:])
+    args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
     return [str(t) for t in args.targets or []]
 
 

@@ -87,7 +87,7 @@ class Followed:
     records: dict[str, str]
     estimates: Path
     setup: str
-    since: float = field(default_factory=time.time)
+    since: float = field(default_factory=time.time, init=False)  # when the run started
     _est: dict[str, float] | None = None
 
     def estimate(self) -> dict[str, float] | None:

@@ -52,7 +52,7 @@ from ablate.mask.split_sdpa import (  # importing it registers PREFIX_SDPA with 
     PROMPT_LENGTHS_KWARG,
     BackendMismatchError,
 )
-from ablate.upstream import hf, pytorch
+from ablate.upstream import hf
 
 
 class UnknownPolicyError(ValueError):
@@ -171,52 +171,32 @@ def prefix_lm_mask(
     return build(layer_types[0] if layer_types else None)
 
 
-def _right_padded(attention_mask: torch.Tensor, hint: bool | None) -> bool:
-    """Every row is its real tokens followed by pads (or no pads at all).
-
-    Reading the answer off a GPU tensor syncs the host with the device once per step; a caller
-    that guarantees right padding passes ``hint=True`` and only an asynchronous device-side
-    assert checks it (a violated promise then fails loudly instead of attending wrongly).
-    """
-    if hint is False:
-        return False
+def _right_padded(attention_mask: torch.Tensor) -> bool:
+    """Every row is its real tokens followed by pads (or no pads at all); read off the mask (on
+    a GPU, one host-device sync)."""
     am = attention_mask.bool()
-    ok = am[:, 0].all() & (am[:, 1:] <= am[:, :-1]).all()
-    if hint is None or am.device.type == "cpu":
-        if hint and not bool(ok):
-            raise ValueError("right_padded=True but attention_mask has left or inner padding")
-        return bool(ok)
-    pytorch.assert_async(ok, "right_padded=True but attention_mask is not right padded")
-    return True
+    return bool(am[:, 0].all() & (am[:, 1:] <= am[:, :-1]).all())
 
 
-def _uses_prefix_split(model, past_key_values, attention_mask, right_padded) -> bool:
+def _uses_prefix_split(model, past_key_values, attention_mask) -> bool:
     config = text_config(model)
     return (
         hf.attn_implementation(config) == PREFIX_SDPA
         and past_key_values is None
         and not _has_sliding_layers(config)
-        and _right_padded(attention_mask, right_padded)
+        and _right_padded(attention_mask)
     )
 
 
 def _check_prompt_lengths(
-    attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int], sync: bool
+    attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int]
 ) -> None:
     """Each row's prompt fits in its real tokens: a longer one would make the prompt block of
-    the split backend (which trusts it) cover pad positions, so real tokens attend to pads.
-
-    ``sync=False`` (the caller promised right padding to avoid host syncs) checks with an
-    asynchronous device assert, which cannot name the row; otherwise the error names it.
-    """
+    the split backend (which trusts it) cover pad positions, so real tokens attend to pads (the
+    error names the row)."""
     real = attention_mask.sum(-1)
     lengths = torch.as_tensor(prompt_lengths, device=attention_mask.device).view(-1)
     bad = (lengths > real) | (lengths < 0)
-    if not sync and attention_mask.device.type != "cpu":
-        pytorch.assert_async(
-            ~bad.any(), "a prompt length exceeds its row's real tokens (run with right_padded=None)"
-        )
-        return
     rows = torch.nonzero(bad).flatten().tolist()
     if rows:
         b = rows[0]
@@ -264,18 +244,15 @@ def policy_forward_kwargs(
     policy: str,
     *,
     past_key_values=None,
-    position_ids: torch.Tensor | None = None,
-    right_padded: bool | None = None,
 ) -> dict[str, Any]:
     """kwargs for ``model(**kw)`` that run one forward under ``policy``.
 
     ``attention_mask`` is the 2D padding mask (1 = real token), left or right padded.
     ``prompt_lengths[b]`` is the number of non-pad prompt (context) tokens of row ``b``; it is
     only read by ``prefix_bidir``. With a cache, pass ``past_key_values`` and the full-length 2D
-    mask; a single-token step is always left causal ("decode unchanged").
-    ``right_padded`` only matters for ``prefix_bidir``: ``None`` checks the mask (one host-device
-    sync), ``True`` promises right padding (checked by an asynchronous device assert, and so are
-    the prompt lengths), ``False`` forces the mask path.
+    mask; a single-token step is always left causal ("decode unchanged"). Under ``prefix_bidir``
+    right-padded rows take the split backend's mask-free path (read off the mask: one
+    host-device sync).
     A prompt length above its row's real tokens is refused (the error names the row). Under
     ``prefix_bidir`` the kwargs are only valid for the model's current attention implementation:
     running them after ``set_attn_implementation`` to another raises
@@ -290,8 +267,7 @@ def policy_forward_kwargs(
             f"attention_mask shape {tuple(attention_mask.shape)} does not cover input_ids "
             f"shape {tuple(input_ids.shape)}"
         )
-    if position_ids is None:
-        position_ids = position_ids_from_mask(attention_mask)[:, -input_ids.shape[1] :]
+    position_ids = position_ids_from_mask(attention_mask)[:, -input_ids.shape[1] :]
     kw: dict[str, Any] = dict(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
     )
@@ -309,12 +285,12 @@ def policy_forward_kwargs(
             f"prompt_lengths has {len(prompt_lengths)} entries for a batch of "
             f"{input_ids.shape[0]} rows"
         )
-    _check_prompt_lengths(attention_mask, prompt_lengths, sync=right_padded is not True)
+    _check_prompt_lengths(attention_mask, prompt_lengths)
     impl = hf.attn_implementation(text_config(model))
     if impl is not None:
         install_backend_check(model)
         kw[BUILT_FOR_KWARG] = impl
-    if _uses_prefix_split(model, past_key_values, attention_mask, right_padded):
+    if _uses_prefix_split(model, past_key_values, attention_mask):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
         # the flash path needs no mask at all (pad positions get finite, unused outputs). arange
         # positions equal the mask's for real tokens and keep HF's packed-sequence detection off.
@@ -334,70 +310,3 @@ def policy_forward_kwargs(
         past_key_values=past_key_values,
     )
     return kw
-
-
-@torch.no_grad()
-def incremental_logits(
-    model: Any,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    prompt_lengths: torch.Tensor | Sequence[int],
-    policy: str,
-) -> torch.Tensor:
-    """Logits computed the way generation runs under ``policy``: every prompt in one prefill
-    forward under the policy, then one cached single-token (causal) step per later token.
-
-    Same layout and result shape as a teacher-forced ``model(**policy_forward_kwargs(...)).logits``
-    (left or right padded rows, prompt first); pad positions are zero. Under ``causal`` and
-    ``prefix_bidir`` the two agree (generation under the policy is what training scores), under
-    ``prefill_bidir`` they do not.
-    """
-    from transformers import DynamicCache
-
-    check_policy(policy)
-    device = input_ids.device
-    am = attention_mask.bool()
-    lengths = [int(p) for p in prompt_lengths]
-    rows = [input_ids[b][am[b]] for b in range(input_ids.shape[0])]
-    n_prompt = max(lengths)
-    n_steps = max(len(r) - p for r, p in zip(rows, lengths))
-    # Prompts left-padded to a common end; continuations follow, right-padded with masked pads.
-    width = n_prompt + n_steps
-    ids = torch.zeros(len(rows), width, dtype=input_ids.dtype, device=device)
-    mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
-    for b, (r, p) in enumerate(zip(rows, lengths)):
-        ids[b, n_prompt - p : n_prompt - p + len(r)] = r
-        mask[b, n_prompt - p : n_prompt - p + len(r)] = 1
-    full_pos = position_ids_from_mask(mask)
-    cache = DynamicCache(config=text_config(model))
-    out = model(
-        **policy_forward_kwargs(
-            model,
-            ids[:, :n_prompt],
-            mask[:, :n_prompt],
-            lengths,
-            policy,
-            past_key_values=cache,
-        ),
-        use_cache=True,
-    )
-    steps = [out.logits]
-    for t in range(n_prompt, width):
-        out = model(
-            **policy_forward_kwargs(
-                model,
-                ids[:, t : t + 1],
-                mask[:, : t + 1],
-                lengths,
-                policy,
-                past_key_values=out.past_key_values,
-                position_ids=full_pos[:, t : t + 1],
-            ),
-            use_cache=True,
-        )
-        steps.append(out.logits)
-    logits = torch.cat(steps, dim=1)
-    result = torch.zeros(*input_ids.shape, logits.shape[-1], dtype=logits.dtype, device=device)
-    for b, (r, p) in enumerate(zip(rows, lengths)):
-        result[b][am[b]] = logits[b, n_prompt - p : n_prompt - p + len(r)]
-    return result

@@ -324,38 +324,3 @@ def score_requests(
                 bar.update(len(batch))
     bar.close()
     return results.out()
-
-
-def score_naive(
-    model,
-    requests: Sequence[Request],
-    policy: str = "causal",
-    *,
-    max_length: int,
-    whole_continuation: bool = False,
-) -> list[tuple[float, bool]]:
-    """Reference: one full-model forward per request and a full-vocab fp32 log-softmax.
-
-    The slow path the fast scorer must reproduce (tests, bench); the original study's evaluator
-    ran one such forward per request, on whole-continuation rows.
-    """
-    check_policy(policy)
-    device = next(model.parameters()).device
-    out = []
-    with torch.inference_mode():
-        for r in prepare(requests, max_length, whole_continuation):
-            ids = torch.tensor([r.inp], device=device)
-            am = torch.ones_like(ids)
-            kw = policy_forward_kwargs(
-                model, ids, am, torch.tensor([r.n_prompt], device=device), policy
-            )
-            logp = torch.log_softmax(model(**kw).logits[0].float(), dim=-1)
-            pos = torch.arange(r.n_prompt - 1, r.n_prompt - 1 + len(r.targets), device=device)
-            tgt = torch.tensor(r.targets, device=device)
-            out.append(
-                (
-                    float(logp[pos, tgt].sum()),
-                    bool((logp[pos].argmax(-1) == tgt).all()),
-                )
-            )
-    return out

@@ -79,12 +79,13 @@ def _inherited(job: Job, where: Any) -> dict[str, str]:
     }
 
 
-def older_records(jobs: list[Job], workdir: str | Path = ".") -> list[Job]:
-    """The jobs whose record an earlier version wrote (its slice with the job's wildcards)."""
+def older_records(jobs: list[Job]) -> list[Job]:
+    """The jobs whose record (under the working directory) an earlier version wrote (its slice
+    with the job's wildcards)."""
     out = []
     for job in jobs:
         if job.record and job.rule in ("eval_model", "leakage_probe"):
-            old = recorded_config(Path(workdir) / job.record)
+            old = recorded_config(Path(job.record))
             if old is not None and _recorded_slice(job, old) is not old:
                 out.append(job)
     return out

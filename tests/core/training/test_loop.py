@@ -76,7 +76,7 @@ def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
     )
     seen = TokensAtLogs()
     run = loop.setup(
-        loop.Spec(p, tmp_path, "tokens", pad_token_id=11, save=False, reporters=(seen,)),
+        loop.Spec(p, tmp_path, "tokens", pad_token_id=11, reporters=(seen,)),
         model=model,
         train_dataset=ExampleDataset(rows),
         eval_dataset=None,
@@ -113,7 +113,7 @@ def test_fast_head_runs_under_the_loops_autocast(tiny_model_dir, tmp_path):
         "finetune",
     )  # fmt: skip
     run = loop.setup(
-        loop.Spec(p, tmp_path, "autocast", pad_token_id=11, save=False),
+        loop.Spec(p, tmp_path, "autocast", pad_token_id=11),
         model=model, train_dataset=ExampleDataset(rows), eval_dataset=None,
     )  # fmt: skip
     assert run.master is None and next(model.parameters()).dtype == torch.float32

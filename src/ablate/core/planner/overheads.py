@@ -1,42 +1,15 @@
 """Time besides the compute (start-up, load, saves; boot and shipping of a rented instance).
 Assumptions with defaults in ``plan.overheads`` (docs/planner.md). The bytes per parameter of a
-dtype live here too (read by :mod:`.memory` and :func:`disk_need_mb`, the disk a finetune writes;
-an optimizer's states: :mod:`ablate.core.training.memory`).
+dtype live here too (read by :mod:`.memory`; an optimizer's states:
+:mod:`ablate.core.training.memory`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ablate.core.planner.inputs import Reference, Setup
 from ablate.core.planner.jobs import PlannedJob
-from ablate.core.training.memory import OPTIM_STATES
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-
-
-def disk_need_mb(n_params: float, p: dict[str, Any], gpu: bool = True) -> float:
-    """Disk a finetune of ``p`` (resolved params) writes at its peak, in MB, +10 %: what
-    ``resources.finetune.disk_mb`` must cover (docs/training.md, "Disk").
-
-    - the final checkpoint in ``save_dtype``, twice: a rerun writes ``final.tmp`` beside the
-      previous ``final`` and replaces it only when complete;
-    - with ``save_steps`` > 0, ``save_total_limit`` + 1 checkpoints (the loop writes the
-      next before it deletes the oldest), each the weights in ``model_dtype``, the fp32 master
-      copies (``master_weights``) and the optimizer states (fp32 on the masters, else the weights'
-      dtype; adafactor's are factored: ~0).
-
-    ``gpu`` picks how ``auto`` settings resolve (bf16 on a GPU, fp32 on the CPU).
-    """
-    bf16 = p["bf16"] == "auto" and gpu or p["bf16"] is True
-    weights = 2 if (p["model_dtype"] == "auto" and bf16) else DTYPE_BYTES.get(p["model_dtype"], 4)
-    master = weights < 4 if p["master_weights"] == "auto" else bool(p["master_weights"])
-    final = 2 if (p["save_dtype"] == "auto" and bf16) else DTYPE_BYTES.get(p["save_dtype"], 4)
-    per_param = 2 * final
-    if p["save_steps"] > 0:
-        states = OPTIM_STATES.get(p["optim"], 2) * (4 if master else weights)
-        per_param += (p["save_total_limit"] + 1) * (weights + (4 if master else 0) + states)
-    return n_params * per_param * 1.1 / 1e6
 
 
 def job_overhead(

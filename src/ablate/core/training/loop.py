@@ -75,8 +75,8 @@ class Hooks:
 @dataclass(frozen=True)
 class Spec:
     """A run as :func:`setup` builds it: its resolved ``params`` (the config's training keys),
-    where its checkpoints go, its log label, the padding id, the study's hooks; ``save=False``:
-    no checkpoints at all (a benchmark); ``reporters``: objects with ``log(step, logs, tokens)``,
+    where its checkpoints go (every ``save_steps``; 0: none but an interrupt's), its log label,
+    the padding id, the study's hooks; ``reporters``: objects with ``log(step, logs, tokens)``,
     ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.tracking.reporters`).
 
     ``evaluation``: a study's own evaluation instead of the eval loss (e.g. a generative
@@ -91,7 +91,6 @@ class Spec:
     label: str
     pad_token_id: int
     hooks: Hooks = field(default_factory=Hooks)
-    save: bool = True
     reporters: tuple = ()
     evaluation: Any = None
     replicated: bool = False
@@ -444,7 +443,7 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
     progress.begin(state.step, p["max_steps"], how)
     for r in spec.reporters:
         r.begin(state.step)
-    save = spec.save and p["save_steps"] > 0
+    save = p["save_steps"] > 0
     interrupt.install()
     watchdog.start()
     try:

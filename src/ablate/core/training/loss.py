@@ -87,13 +87,13 @@ def loss_sum(
     batch: dict[str, torch.Tensor],
     forward_kwargs=causal_forward_kwargs,
     *,
-    fast_head: bool = True,
     head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of next-token CE over labelled positions, number of labelled positions); the forward
     runs with ``forward_kwargs(model, batch)``.
 
-    With ``fast_head`` the decoder body runs once and the lm_head only at positions whose shifted
+    The fast head, wherever the model allows it (a plain decoder with a linear head, not wrapped
+    as DDP wraps it): the decoder body runs once and the lm_head only at positions whose shifted
     label is not -100: with a 131k vocab and response-only SFT labels this is most of the lm_head
     cost saved, and the result equals the model's own loss (tests/mask/test_training.py).
     """
@@ -101,7 +101,7 @@ def loss_sum(
     bare = getattr(model, "module", model)  # the hook reads the model's config; DDP has none
     kw = forward_kwargs(bare, batch)
     keep = labels != IGNORE_INDEX
-    if fast_head and _fast_head_ok(model):
+    if _fast_head_ok(model):
         if sharding.is_sharded(model):  # the root's weights gathered around the decoder + head
             return sharding.gathered(model, _fast_head_loss, kw, labels, keep, head_loss)
         return _fast_head_loss(model, kw, labels, keep, head_loss)

@@ -31,7 +31,6 @@ loop's ``n_items``), so a step equals the unpacked one up to float summation ord
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -140,12 +139,6 @@ def _same_example(seq_ids: torch.Tensor):
     return inner
 
 
-def _every_key(batch_idx, head_idx, q_idx, kv_idx):
-    # an and-mask that keeps all: the mask stays explicit (with none, transformers would find
-    # the examples again from the position ids)
-    return kv_idx >= 0
-
-
 def _run_bounds(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """First and last index of the run of equal values of ``x`` (rows, width) around each
     position."""
@@ -240,12 +233,9 @@ def composed_mask(
     batch: dict[str, torch.Tensor],
     policy: str,
     dtype,
-    same_example: bool = True,
 ):
     """:func:`packed_mask` through transformers' mask builders, whatever the backend (the eager
-    and sdpa one; for flex_attention the composed twin of :func:`key_spans`).
-    ``same_example=False`` drops the "same example" part: the examples of a row then see each
-    other, a wrong mask (the leakage control of bench/bench_packing.py)."""
+    and sdpa one; for flex_attention the composed twin of :func:`key_spans`)."""
     config = masks.text_config(model_or_config)
     seq_ids = batch[SEQ_IDS]
     # bidirectional blocks: a whole example (prefill_bidir) or its prompt (prefix_bidir)
@@ -264,7 +254,7 @@ def composed_mask(
         attention_mask=None,
         past_key_values=None,
         position_ids=None,
-        and_mask_function=_same_example(seq_ids) if same_example else _every_key,
+        and_mask_function=_same_example(seq_ids),
     )
 
     def build(sliding: bool):
@@ -285,14 +275,15 @@ def composed_mask(
     return _by_layer_type(config, build)
 
 
-def packed_forward_kwargs(
-    model: Any, batch: dict[str, torch.Tensor], policy: str, build: Callable[..., Any] | None = None
-) -> dict:
-    """kwargs for ``model(**kw)`` (or its decoder) that run a packed batch under ``policy``, the
-    mask from ``build`` (called as :func:`packed_mask`, the default; a benchmark's comparison
-    rows pass another: HF's composed mask, a leaky control)."""
-    build = build or packed_mask
-    mask = build(model, batch, policy, getattr(model, "dtype", torch.float32))
+def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: str) -> dict:
+    """kwargs for ``model(**kw)`` (or its decoder) that run a packed batch under ``policy``."""
+    mask = packed_mask(model, batch, policy, getattr(model, "dtype", torch.float32))
+    return masked_forward_kwargs(model, batch, mask)
+
+
+def masked_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], mask) -> dict:
+    """kwargs for ``model(**kw)`` that run a packed batch under ``mask``, a mask built for the
+    model's attention backend (:func:`packed_mask` or :func:`composed_mask`)."""
     kw: dict[str, Any] = dict(
         input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"]
     )

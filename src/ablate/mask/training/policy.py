@@ -11,7 +11,6 @@ import torch
 
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loop import Hooks
-from ablate.core.training.loss import head_loss_sum, loss_sum
 from ablate.core.training.params import TrainingConfigError
 from ablate.mask import masks
 from ablate.mask.training import packing
@@ -25,19 +24,6 @@ def batch_forward_kwargs(model, batch: dict[str, torch.Tensor], policy: str) -> 
     return masks.policy_forward_kwargs(
         model, batch["input_ids"], batch["attention_mask"], batch.get("prompt_lengths"), policy
     )
-
-
-def policy_loss_sum(
-    model,
-    batch: dict[str, torch.Tensor],
-    policy: str,
-    *,
-    fast_head: bool = True,
-    head_loss=head_loss_sum,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ablate.core.training.loss.loss_sum` under ``policy``."""
-    forward = functools.partial(batch_forward_kwargs, policy=policy)
-    return loss_sum(model, batch, forward, fast_head=fast_head, head_loss=head_loss)
 
 
 def packed_rows(collator: packing.PackedCollator, examples: list, size: int) -> list[dict]:

@@ -45,7 +45,7 @@ def _policy_run(policy: str, kind: str, params: dict[str, Any], tokenizer) -> di
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    """A finetune's config slice (:func:`ablate.mask.study.finetune_slice`), one field per key:
+    """A finetune's config slice (:func:`ablate.mask.layout.finetune_slice`), one field per key:
     the ``policy`` it trains under, its ``params`` (resolved: every key, the defaults filled in
     where the config was parsed), ``allow_leakage``, and the pipeline's ``variant`` and ``stage``
     (None for ``ablate train``). The pipeline builds it from the job's slice

@@ -1,0 +1,94 @@
+"""References shared by the benchmarks and the tests (a test imports them from here: one
+definition; bench/ never imports tests/): the slow, obviously right computations that the
+package's fast paths are measured and checked against. Not product code: the package never calls
+them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import torch
+
+from ablate.core import generation
+from ablate.core.training.loss import head_loss_sum, loss_sum
+from ablate.mask.masks import check_policy, policy_forward_kwargs
+from ablate.mask.scoring import Request, prepare
+from ablate.mask.training.policy import batch_forward_kwargs
+
+
+def score_naive(
+    model,
+    requests: Sequence[Request],
+    policy: str = "causal",
+    *,
+    max_length: int,
+    whole_continuation: bool = False,
+) -> list[tuple[float, bool]]:
+    """Reference: one full-model forward per request and a full-vocab fp32 log-softmax.
+
+    The slow path :func:`ablate.mask.scoring.score_requests` must reproduce (tests, bench); the
+    original study's evaluator ran one such forward per request, on whole-continuation rows.
+    """
+    check_policy(policy)
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for r in prepare(requests, max_length, whole_continuation):
+            ids = torch.tensor([r.inp], device=device)
+            am = torch.ones_like(ids)
+            kw = policy_forward_kwargs(
+                model, ids, am, torch.tensor([r.n_prompt], device=device), policy
+            )
+            logp = torch.log_softmax(model(**kw).logits[0].float(), dim=-1)
+            pos = torch.arange(r.n_prompt - 1, r.n_prompt - 1 + len(r.targets), device=device)
+            tgt = torch.tensor(r.targets, device=device)
+            out.append(
+                (
+                    float(logp[pos, tgt].sum()),
+                    bool((logp[pos].argmax(-1) == tgt).all()),
+                )
+            )
+    return out
+
+
+class Wrapped(torch.nn.Module):
+    """A model as DDP wraps it (``module``, no decoder of its own): the loss then takes the
+    model's own logits over the whole vocabulary, not the fast head."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, **kwargs):
+        return self.module(**kwargs)
+
+
+def policy_loss_sum(
+    model,
+    batch: dict[str, torch.Tensor],
+    policy: str,
+    *,
+    fast_head: bool = True,
+    head_loss=head_loss_sum,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ablate.core.training.loss.loss_sum` under ``policy``, the forward that
+    :func:`ablate.mask.training.policy.hooks` gives the loop; ``fast_head`` False: the model
+    wrapped (:class:`Wrapped`), so the loss takes the model's own logits."""
+    forward = functools.partial(batch_forward_kwargs, policy=policy)
+    model = model if fast_head else Wrapped(model)  # False: the model's own logits
+    return loss_sum(model, batch, forward, head_loss=head_loss)
+
+
+@torch.no_grad()
+def transformers_generate(model, prompts: list[torch.Tensor], dec, static: bool = True):
+    """:func:`ablate.core.generation.generate` with every batch through transformers' own
+    ``generate`` (not the engine's own loop): the same batches, the same static cache (``static``
+    False: the dynamic one), the tokens the engine must equal."""
+    out = [None] * len(prompts)
+    for idx, batch, mask, extra in generation.batches(model, prompts, dec):
+        extra = extra if static else {}
+        new = generation.transformers_batch(model, batch, mask, dec, **extra).tolist()
+        for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
+            out[i] = generation.trim(row, dec.eos_token_id)
+    return out
