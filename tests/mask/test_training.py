@@ -76,6 +76,38 @@ def test_prefix_split_attention_equals_sdpa_in_training_loss(tiny_model_dir, tok
 # ---------------------------------------------------------------- master weights end to end
 
 
+def test_a_resume_inside_a_logging_window_logs_the_whole_window(tiny_model_dir, sft_file, tmp_path):
+    """A checkpoint between two logs (step 3 of a log every 4 steps): the rerun's log at step 4
+    is the mean of steps 2-4, as the uninterrupted run's; it was the mean of step 4 alone (the
+    steps before the checkpoint were lost with the process)."""
+    params = {**FAST, "max_steps": 4, "logging_steps": 4, "save_steps": 3, "eval_size": 0,
+              "keep_checkpoints": True}  # fmt: skip
+    out = tmp_path / "run"
+
+    def run():
+        return finetune(
+            FinetuneSpec.parse("causal", params),
+            model_path=tiny_model_dir,
+            data=sft_file,
+            out_dir=out,
+            probe_result=no_leak("causal"),
+        )
+
+    whole = run()
+    saved = checkpoint_integrity.complete_checkpoints(out / "checkpoints")
+    assert [checkpoint_integrity.step_of(c) for c in saved] == [3]
+    state = json.loads((saved[0] / "loop_state.json").read_text())
+    assert len(state["unlogged_losses"]) == 2  # steps 2-3 (the loop logs step 1), not logged yet
+    import shutil
+
+    shutil.rmtree(out / "final")  # as if killed after saving step 3
+    resumed = run()
+    assert resumed["resumed_from_step"] == 3
+    logged = [(e["step"], e["loss"]) for e in resumed["curves"]["train"]]
+    assert logged == [(e["step"], e["loss"]) for e in whole["curves"]["train"]]
+    assert [step for step, _ in logged] == [1, 4]
+
+
 @pytest.mark.slow
 def test_finetune_bf16_master_weights_resumes_exactly(tiny_model_dir, sft_file, tmp_path):
     """bf16 weights + fp32 masters (the GPU default) on CPU, and an in-process resume from step 2."""

@@ -108,6 +108,8 @@ class State:
     log_history: list[dict[str, Any]] = field(default_factory=list)
     evaluation: dict[str, Any] = field(default_factory=dict)
     segments: list[dict[str, Any]] = field(default_factory=list)
+    #: the step losses since the last log, at a save: a resume's first log averages them too
+    unlogged_losses: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -404,6 +406,21 @@ def flush_tokens(run: Run) -> None:
     run.state.tokens_seen += tokens
     run.throughput.tokens += tokens
     run.pending_tokens = 0
+
+
+def unlogged_losses(run: Run) -> list[float]:
+    """The step losses since the last log, summed over the processes (a collective)."""
+    if not run.losses:
+        return []
+    return parallel.sum_tensor(torch.stack(run.losses).float()).tolist()
+
+
+def restore_unlogged_losses(run: Run, losses: list[float]) -> None:
+    """``losses`` (:func:`unlogged_losses` of a checkpoint) as the run's steps since the last log:
+    process 0 holds each whole, the others nothing, so :func:`log_train`'s sum over processes of
+    each one's mean is the mean over every step of the window, on any process count."""
+    whole = 1.0 if parallel.rank() == 0 else 0.0
+    run.losses = [torch.tensor(x * whole, device=run.device) for x in losses]
 
 
 def log_train(run: Run, grad_norm) -> dict[str, float]:

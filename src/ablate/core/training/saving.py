@@ -32,7 +32,7 @@ import torch
 
 from ablate.core import checkpoint_integrity, io, modeling, parallel, provenance, resume
 from ablate.core.phases import Phases
-from ablate.core.training import sharding
+from ablate.core.training import loop, sharding
 from ablate.core.training.params import dtype_name
 
 WEIGHTS = "model.safetensors"
@@ -106,6 +106,7 @@ def _save(run, ckpt: Path) -> Path:
             _torch_save(optimizer, ckpt / OPTIMIZER)
         fmt = FORMAT_WHOLE
     _torch_save(_rng_state(), ckpt / _rng_file())
+    run.state.unlogged_losses = loop.unlogged_losses(run)  # a collective: every process
     if parallel.rank() == 0:
         _torch_save(run.scheduler.state_dict(), ckpt / SCHEDULER)
         if run.spec.evaluation is not None:
@@ -172,6 +173,9 @@ def load_state(ckpt: Path) -> dict[str, Any]:
         state = json.loads(path.read_text())
         if not (isinstance(state["step"], int) and isinstance(state["log_history"], list)):
             raise TypeError("step or log_history of another type")
+        losses = state.get("unlogged_losses", [])
+        if not isinstance(losses, list) or not all(isinstance(x, int | float) for x in losses):
+            raise TypeError("unlogged_losses is not a list of numbers")
     except (ValueError, KeyError, TypeError) as exc:
         raise UnreadableCheckpoint(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
     return state
@@ -232,6 +236,7 @@ def load(run, ckpt: Path) -> None:
         run.optimizer.load_state_dict(files["optimizer"])
     run.scheduler.load_state_dict(files["scheduler"])
     run.state = type(run.state)(**files["state"])  # the loop's State
+    loop.restore_unlogged_losses(run, run.state.unlogged_losses)
     rng = files["rng"]
     if rng is None:  # saved by fewer processes than this run has: seeded (begin_segment records)
         torch.manual_seed(rank_seed(run.params["seed"], run.state.step, parallel.rank()))
