@@ -61,8 +61,9 @@ from ablate.core import parallel
 from ablate.core.planner.inputs import Reference
 from ablate.core.training import loop, params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
+from ablate.core.training.pretraining import random_model
 from ablate.mask import masks
-from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config
+from ablate.mask.tiny import MINISTRAL3_3B, tiny_ministral3_config
 from ablate.mask.training import gate
 from ablate.mask.training.policy import hooks as policy_hooks
 
@@ -276,7 +277,7 @@ def train_steps(
 def build_model(dtype: torch.dtype, attn: str):
     config = tiny_ministral3_config(**SHAPE)
     config._attn_implementation = attn
-    model = build_tiny_model(config, seed=0, device=DEVICE).to(dtype)
+    model = random_model(config, seed=0, device=DEVICE).to(dtype)
     model.config.use_cache = False
     return model
 

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT / "tests" / "mask"))  # test_masks: the perturbation
 
 from bench_finetune import PEAK_TFLOPS  # noqa: E402  (the planner's GPU table)
 
+from ablate.core.training.pretraining import random_model  # noqa: E402
 from ablate.mask import masks, split_sdpa  # noqa: E402
-from ablate.mask.tiny import MINISTRAL3_3B, build_tiny_model, tiny_ministral3_config  # noqa: E402
+from ablate.mask.tiny import MINISTRAL3_3B, tiny_ministral3_config  # noqa: E402
 
 SHAPE_3B = MINISTRAL3_3B
 SHAPE_SMOKE = dict(
@@ -176,7 +177,7 @@ def log(msg: str) -> None:
 
 
 def build_model(shape: dict, dtype, device):
-    return build_tiny_model(tiny_ministral3_config(**shape), seed=0, device=device).to(dtype)
+    return random_model(tiny_ministral3_config(**shape), seed=0, device=device).to(dtype)
 
 
 def train_batch(batch: int, seq: int, vocab: int, device, seed: int = 0):

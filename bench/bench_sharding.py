@@ -30,13 +30,14 @@ def worker(optim: str) -> None:
 
     from ablate.core import parallel
     from ablate.core.training.adafactor import FusedAdafactor
+    from ablate.core.training.pretraining import random_model
     from ablate.core.training.sharding import shard
-    from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+    from ablate.mask.tiny import tiny_ministral3_config
 
     parallel.init()
     if not dist.is_initialized():  # one process: a group of one, so the layout is the sharded one
         dist.init_process_group("gloo", rank=0, world_size=1, store=dist.HashStore())
-    model = shard(build_tiny_model(tiny_ministral3_config(), seed=0), torch.float32)
+    model = shard(random_model(tiny_ministral3_config(), seed=0), torch.float32)
     params = list(model.parameters())
     if optim == "adafactor":
         kw = dict(lr=1e-3, scale_parameter=False, relative_step=False, warmup_init=False)

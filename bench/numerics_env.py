@@ -37,13 +37,14 @@ def child(steps: int, vocab: int, weights_out: str) -> None:
     import torch
 
     from ablate.core import provenance
+    from ablate.core.training.pretraining import random_model
     from ablate.mask import tiny
 
     torch.set_num_threads(1)  # the pipeline's pretraining runs on one thread too
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(256, 384, generator=gen), torch.randn(384, 512, generator=gen)
     matmul = hashlib.sha256((a @ b).numpy().tobytes()).hexdigest()[:12]
-    model = tiny.build_tiny_model(tiny.tiny_ministral3_config(vocab_size=vocab), seed=5)
+    model = random_model(tiny.tiny_ministral3_config(vocab_size=vocab), seed=5)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.0, fused=True)
     hashes = []
     for _ in range(steps):

@@ -91,10 +91,11 @@ def tokenizer(tekken_dir):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer):
     """A random-init tiny Ministral-3 causal LM with the Tekken tokenizer, saved locally."""
-    from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+    from ablate.core.training.pretraining import random_model
+    from ablate.mask.tiny import tiny_ministral3_config
 
     out = tmp_path_factory.mktemp("tiny_model")
-    model = build_tiny_model(tiny_ministral3_config(), seed=0)
+    model = random_model(tiny_ministral3_config(), seed=0)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

@@ -34,6 +34,7 @@ import torch
 
 from ablate.core import modeling
 from ablate.core.training.loss import vocab_head_loss
+from ablate.core.training.pretraining import random_model
 from ablate.mask import embedded, masks, sft_data, tiny
 
 # candidate words of the tasks the embedded world does not have (single Tekken tokens)
@@ -333,7 +334,7 @@ def main(argv=None):
     if a.rope_theta:
         cfg.rope_parameters["rope_theta"] = a.rope_theta
     cfg._attn_implementation = "sdpa"
-    model = tiny.build_tiny_model(cfg, seed=a.seed, device=a.device)
+    model = random_model(cfg, seed=a.seed, device=a.device)
     model.config.use_cache = False
     bt = torch.tensor(blocks)
 

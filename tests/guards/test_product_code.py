@@ -136,6 +136,10 @@ class Uses:
     passed: set[str]  # functions passed as a value (a callback): called with what is not read
 
 
+#: an entry point's name in a string: ``"ablate.bridge.train:train_entry"``
+ENTRY = re.compile(r"ablate(?:\.\w+)+:(\w+)")
+
+
 def uses(paths: list[Path]) -> Uses:
     u = Uses(set(), {}, {}, set(), set(), set())
     for path in _files(paths):
@@ -153,6 +157,13 @@ def uses(paths: list[Path]) -> Uses:
             for a in n.names
         }
         for node in ast.walk(tree):
+            # an entry point named as "module:function" (parallel.launch, job_script.run_entry):
+            # the function is called, with arguments not read here
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                entry = ENTRY.fullmatch(node.value)
+                if entry:
+                    u.names.add(entry[1])
+                    u.passed.add(entry[1])
             if isinstance(node, ast.Name):
                 u.names.add(node.id)
             elif isinstance(node, ast.Attribute):

@@ -10,8 +10,9 @@ import pytest
 import torch
 from oracles import incremental_logits
 
+from ablate.core.training.pretraining import random_model
 from ablate.mask import masks
-from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+from ablate.mask.tiny import tiny_ministral3_config
 
 VOCAB = 300
 SHAPES = ((7, 4), (4, 2), (9, 5), (1, 3))  # (prompt, response); includes a 1-token prompt
@@ -21,7 +22,7 @@ SHAPES = ((7, 4), (4, 2), (9, 5), (1, 3))  # (prompt, response); includes a 1-to
 def model():
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices; the machine's cores are shared
-    yield build_tiny_model(tiny_ministral3_config(vocab_size=VOCAB), seed=0).eval()
+    yield random_model(tiny_ministral3_config(vocab_size=VOCAB), seed=0).eval()
     torch.set_num_threads(before)
 
 

@@ -20,8 +20,9 @@ from ablate.core.config import (
     validate_config,
 )
 from ablate.core.modeling import load_causal_lm
+from ablate.core.training.pretraining import random_model
 from ablate.mask import families, masks
-from ablate.mask.tiny import FAMILIES, build_tiny_model, tiny_config, tiny_ministral3_config
+from ablate.mask.tiny import FAMILIES, tiny_config, tiny_ministral3_config
 from ablate.mask.training.gate import resolve_params
 from ablate.mask.training.run import pretrain
 
@@ -50,7 +51,7 @@ def test_config_has_the_family_and_the_arch_sizes(family):
     assert config.pad_token_id == 11
     families.check_config(config, "sdpa")  # a proven family
     # a non-default head_dim reaches the model's projections
-    model = build_tiny_model(tiny_config(family, VOCAB, **SIZES), seed=0)
+    model = random_model(tiny_config(family, VOCAB, **SIZES), seed=0)
     attn = model.model.layers[0].self_attn
     assert attn.q_proj.out_features == 4 * 8 and attn.k_proj.out_features == 2 * 8
 
@@ -65,7 +66,7 @@ def test_ministral3_is_unchanged():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_build_is_deterministic_per_seed(family):
     config = tiny_config(family, VOCAB, **SIZES)
-    a, b, c = (build_tiny_model(config, seed=s).state_dict() for s in (0, 0, 1))
+    a, b, c = (random_model(config, seed=s).state_dict() for s in (0, 0, 1))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
@@ -85,7 +86,7 @@ def test_sliding_window():
 def test_policies_apply(family):
     """prefill_bidir lets a multi-token forward's early tokens see the later ones: the logits
     move from causal's everywhere but the last position (which sees everything either way)."""
-    model = build_tiny_model(tiny_config(family, VOCAB, **SIZES), seed=0).eval()
+    model = random_model(tiny_config(family, VOCAB, **SIZES), seed=0).eval()
     ids = torch.randint(3, VOCAB, (1, 6), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     with torch.no_grad():

@@ -14,9 +14,10 @@ import random
 import pytest
 import torch
 
+from ablate.core.training.pretraining import random_model
 from ablate.mask import leakage, masks
 from ablate.mask.sft_data import TokenizedPair
-from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+from ablate.mask.tiny import tiny_ministral3_config
 
 VOCAB = 64
 
@@ -56,7 +57,7 @@ def data():
 @pytest.fixture(scope="module")
 def causal_model(data):
     torch.manual_seed(0)
-    model = build_tiny_model(tiny_ministral3_config(vocab_size=VOCAB), seed=0)
+    model = random_model(tiny_ministral3_config(vocab_size=VOCAB), seed=0)
     before = leakage.probe(model, data[1], "causal")["loss_causal"]
     train(model, data[0], "causal", steps=120, seed=0)
     after = leakage.probe(model, data[1], "causal")["loss_causal"]

@@ -16,15 +16,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ablate.core.training.pretraining import random_model
 from ablate.mask import masks
-from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+from ablate.mask.tiny import tiny_ministral3_config
 
 VOCAB = 300
 T, J = 10, 7  # sequence length; the token that gets changed
 
 
 def model_for(impl: str):
-    model = build_tiny_model(tiny_ministral3_config(vocab_size=VOCAB), seed=0).eval()
+    model = random_model(tiny_ministral3_config(vocab_size=VOCAB), seed=0).eval()
     model.set_attn_implementation(impl)
     return model
 

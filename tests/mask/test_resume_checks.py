@@ -15,7 +15,8 @@ from helpers import FAST, causal_finetune, synthetic_rows, weights
 
 from ablate.core import checkpoint_integrity
 from ablate.core.training import saving
-from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+from ablate.core.training.pretraining import random_model
+from ablate.mask.tiny import tiny_ministral3_config
 
 PARAMS = {**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0, "keep_checkpoints": True}
 
@@ -29,7 +30,7 @@ def _base(path: Path, tiny_model_dir: Path, seed: int) -> Path:
     """A base model folder with its manifest, as a pretraining's ``final`` (its identity)."""
     if not path.exists():
         shutil.copytree(tiny_model_dir, path)  # the tokenizer
-    build_tiny_model(tiny_ministral3_config(), seed=seed).save_pretrained(path)
+    random_model(tiny_ministral3_config(), seed=seed).save_pretrained(path)
     checkpoint_integrity.write_manifest(path)
     return path
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 from references import score_naive
 
+from ablate.core.training.pretraining import random_model
 from ablate.mask.masks import POLICIES
 from ablate.mask.scoring import prepare, score_requests
-from ablate.mask.tiny import build_tiny_model, tiny_ministral3_config
+from ablate.mask.tiny import tiny_ministral3_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def model():
     # Small vocab: the scorer's logic does not depend on it, and it keeps this file fast.
-    return build_tiny_model(tiny_ministral3_config(vocab_size=512), seed=1).eval()
+    return random_model(tiny_ministral3_config(vocab_size=512), seed=1).eval()
 
 
 @pytest.fixture(scope="module")

@@ -612,12 +612,13 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     assert train[-1]["loss"] < train[0]["loss"]
     from ablate.core import modeling
     from ablate.core.training.data import load_corpus, pack_corpus
+    from ablate.core.training.pretraining import random_model
     from ablate.mask import tiny
 
     tok = modeling.load_tokenizer(tekken_dir)
     used = sorted({t for b in pack_corpus(tok, load_corpus(corpus), 32) for t in b})
     trained = load_causal_lm(out / "final").lm_head.weight.detach()
-    init = tiny.build_tiny_model(
+    init = random_model(
         tiny.tiny_ministral3_config(
             num_hidden_layers=1, tie_word_embeddings=False, pad_token_id=tok.pad_token_id
         ),
@@ -667,9 +668,10 @@ def test_pretrain_on_the_corpus_rows_alone_gives_the_whole_tables_weights_bit_fo
 
 def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
     from ablate.core.training import vocab_rows
+    from ablate.core.training.pretraining import random_model
     from ablate.mask import tiny
 
-    model = tiny.build_tiny_model(tiny.tiny_ministral3_config(num_hidden_layers=1), seed=0)
+    model = random_model(tiny.tiny_ministral3_config(num_hidden_layers=1), seed=0)
     ok = {"loss_vocab": "corpus", "optim": "adamw_torch_fused", "weight_decay": 0.0}
     assert vocab_rows.why_not(model, ok) is None
     assert "every row" in vocab_rows.why_not(model, {**ok, "loss_vocab": "full"})
@@ -677,11 +679,11 @@ def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
     assert "moves every row" in vocab_rows.why_not(model, {**ok, "optim": "adafactor"})
     masters = {**ok, "master_weights": True, "model_dtype": "bfloat16"}
     assert "master" in vocab_rows.why_not(model, masters)
-    untied = tiny.build_tiny_model(
+    untied = random_model(
         tiny.tiny_ministral3_config(num_hidden_layers=1, tie_word_embeddings=False), seed=0
     )
     assert "not one tied table" in vocab_rows.why_not(untied, ok)
-    odd = tiny.build_tiny_model(tiny.tiny_ministral3_config(num_hidden_layers=1, hidden_size=72))
+    odd = random_model(tiny.tiny_ministral3_config(num_hidden_layers=1, hidden_size=72))
     assert "not whole vectors" in vocab_rows.why_not(odd, ok)
     table = model.get_input_embeddings().weight.detach().clone()
     rows = vocab_rows.cut(model, [5, 900, 17])

@@ -30,13 +30,6 @@ def test_foreach_norms_and_copy():
     assert all(torch.equal(t, x.float()) for t, x in zip(targets, xs, strict=True))
 
 
-def test_assert_async():
-    """Touch 2: passes on True; on False fails with the message (at once on the CPU)."""
-    pytorch.assert_async(torch.tensor(True), "never")
-    with pytest.raises(RuntimeError, match="not right padded"):
-        pytorch.assert_async(torch.tensor(False), "not right padded")
-
-
 def test_recompile_limit_is_scoped():
     """Touch 3: the limit is raised within and restored after, never lowered; the compile error
     class is an exception class."""

@@ -9,8 +9,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ablate.core.modeling import ModelLoadError, load_tokenizer
 
 TEKKEN_FILE = "tekken_240911.json"  # the Tekken version of the Ministral-3 / Mistral-Nemo family
@@ -140,21 +138,3 @@ def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **override
 def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):
     """:func:`tiny_config` of the ministral3 family (the benches' and tests' name)."""
     return tiny_config("ministral3", vocab_size, **overrides)
-
-
-def build_tiny_model(
-    config,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    attn_implementation: str | None = None,
-):
-    """A randomly initialised causal LM of ``config`` (any family of :func:`tiny_config`), built
-    on ``device`` (a GPU builds and initialises 3.4 B parameters in seconds; the host took
-    minutes in fp32). The same seed gives the same weights on the same kind of device only: CPU
-    and CUDA random streams differ. ``attn_implementation``: the one it runs (transformers'
-    default when None)."""
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    with torch.device(device):
-        return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)

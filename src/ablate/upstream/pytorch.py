@@ -5,9 +5,8 @@
    (``core/training/optim.py``, ``sharded_masters.py``) copy and measure thousands of parameters
    a step. torch's own ``clip_grad_norm_`` and optimizers call them; no public API takes a list.
    Test: ``test_pytorch.py::test_foreach_norms_and_copy``.
-2. ``torch._assert_async`` (:func:`assert_async`): a check of a tensor condition that does not
-   synchronise the host with the GPU (``mask/masks.py``'s right-padding check runs every step).
-   Test: ``test_pytorch.py::test_assert_async``.
+2. (retired) ``torch._assert_async``: it went with ``policy_forward_kwargs(right_padded=)``, a
+   switch only tests flipped; the number stays so that the others keep theirs.
 3. ``torch._dynamo.config.recompile_limit`` and ``torch._dynamo.exc.TorchDynamoException``
    (:func:`recompile_limit_at_least`, :func:`compile_error`): a compiled step called with many
    shapes (the fused Adafactor's parameter groups, the static decode's lengths) recompiles more
@@ -72,11 +71,6 @@ def foreach_norms(
 def foreach_copy_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor]) -> None:
     """``t.copy_(s)`` for each pair, in one launch (touch 1)."""
     torch._foreach_copy_(list(targets), list(sources))
-
-
-def assert_async(ok: torch.Tensor, message: str) -> None:
-    """Fail (on the device, later) where ``ok`` is False, without waiting for it (touch 2)."""
-    torch._assert_async(ok, message)
 
 
 @contextlib.contextmanager

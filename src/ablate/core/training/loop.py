@@ -408,21 +408,6 @@ def flush_tokens(run: Run) -> None:
     run.pending_tokens = 0
 
 
-def unlogged_losses(run: Run) -> list[float]:
-    """The step losses since the last log, summed over the processes (a collective)."""
-    if not run.losses:
-        return []
-    return parallel.sum_tensor(torch.stack(run.losses).float()).tolist()
-
-
-def restore_unlogged_losses(run: Run, losses: list[float]) -> None:
-    """``losses`` (:func:`unlogged_losses` of a checkpoint) as the run's steps since the last log:
-    process 0 holds each whole, the others nothing, so :func:`log_train`'s sum over processes of
-    each one's mean is the mean over every step of the window, on any process count."""
-    whole = 1.0 if parallel.rank() == 0 else 0.0
-    run.losses = [torch.tensor(x * whole, device=run.device) for x in losses]
-
-
 def log_train(run: Run, grad_norm) -> dict[str, float]:
     """The entry of a logging step: the mean step loss since the last one, the learning rate of
     this step, its gradient norm; the stop rules see the loss."""

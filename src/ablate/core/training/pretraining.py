@@ -18,18 +18,33 @@ from ablate.core.training.params import model_dtype
 from ablate.core.training.run import TrainRun, train_run
 
 
-def build_model(config, params: dict[str, Any], device: str | torch.device):
-    """A randomly initialised causal LM of ``config`` seeded by ``params["seed"]``, built where
-    it trains in its ``model_dtype`` (a GPU builds a 7-8 B model in seconds; the host took
-    minutes in fp32) with its ``attn_implementation``. CPU and CUDA random streams differ, so a
-    seed's weights do too."""
+def random_model(
+    config,
+    seed: int,
+    device: str | torch.device = "cpu",
+    attn_implementation: str | None = None,
+    dtype: torch.dtype | None = None,
+):
+    """A randomly initialised causal LM of ``config`` seeded by ``seed``, built on ``device`` (a
+    GPU builds a 7-8 B model in seconds; the host took minutes in fp32) in ``dtype`` (torch's
+    default when None) with ``attn_implementation`` (transformers' default when None). CPU and
+    CUDA random streams differ, so a seed's weights do too."""
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(params["seed"])
+    torch.manual_seed(seed)
+    kw = {} if dtype is None else {"dtype": dtype}
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(
-            config, attn_implementation=params["attn_implementation"], dtype=model_dtype(params)
+        return AutoModelForCausalLM.from_config(
+            config, attn_implementation=attn_implementation, **kw
         )
+
+
+def build_model(config, params: dict[str, Any], device: str | torch.device):
+    """:func:`random_model` as a pretraining's ``params`` set it: their ``seed``,
+    ``model_dtype`` and ``attn_implementation``, built where it trains."""
+    model = random_model(
+        config, params["seed"], device, params["attn_implementation"], model_dtype(params)
+    )
     model.config.use_cache = False
     return model
 

@@ -32,7 +32,7 @@ import torch
 
 from ablate.core import checkpoint_integrity, io, modeling, parallel, provenance, resume
 from ablate.core.phases import Phases
-from ablate.core.training import loop, sharding
+from ablate.core.training import sharding
 from ablate.core.training.params import dtype_name
 
 WEIGHTS = "model.safetensors"
@@ -106,7 +106,7 @@ def _save(run, ckpt: Path) -> Path:
             _torch_save(optimizer, ckpt / OPTIMIZER)
         fmt = FORMAT_WHOLE
     _torch_save(_rng_state(), ckpt / _rng_file())
-    run.state.unlogged_losses = loop.unlogged_losses(run)  # a collective: every process
+    run.state.unlogged_losses = unlogged_losses(run)  # a collective: every process
     if parallel.rank() == 0:
         _torch_save(run.scheduler.state_dict(), ckpt / SCHEDULER)
         if run.spec.evaluation is not None:
@@ -236,7 +236,7 @@ def load(run, ckpt: Path) -> None:
         run.optimizer.load_state_dict(files["optimizer"])
     run.scheduler.load_state_dict(files["scheduler"])
     run.state = type(run.state)(**files["state"])  # the loop's State
-    loop.restore_unlogged_losses(run, run.state.unlogged_losses)
+    restore_unlogged_losses(run, run.state.unlogged_losses)
     rng = files["rng"]
     if rng is None:  # saved by fewer processes than this run has: seeded (begin_segment records)
         torch.manual_seed(rank_seed(run.params["seed"], run.state.step, parallel.rank()))
@@ -253,6 +253,22 @@ def load(run, ckpt: Path) -> None:
         )
     if run.spec.evaluation is not None:
         run.spec.evaluation.load(run.state.evaluation, files["evaluation"])
+
+
+def unlogged_losses(run) -> list[float]:
+    """The step losses since the last log, summed over the processes (a collective)."""
+    if not run.losses:
+        return []
+    return parallel.sum_tensor(torch.stack(run.losses).float()).tolist()
+
+
+def restore_unlogged_losses(run, losses: list[float]) -> None:
+    """``losses`` (:func:`unlogged_losses` of a checkpoint) as the run's steps since the last log:
+    process 0 holds each whole, the others nothing, so :func:`~.loop.log_train`'s sum over
+    processes of each one's mean is the mean over every step of the window, on any process
+    count."""
+    whole = 1.0 if parallel.rank() == 0 else 0.0
+    run.losses = [torch.tensor(x * whole, device=run.device) for x in losses]
 
 
 def begin_segment(run, resumed_from: Path | None) -> None:
