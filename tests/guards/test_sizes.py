@@ -1,8 +1,7 @@
 """The package stays readable at a glance: no module of src/ over :data:`MODULE_LINES` lines and no
 function (a method and a nested function too) over :data:`FUNCTION_LINES` lines, read from the
 source (ast: ``end_lineno - lineno + 1``, its decorators not counted). A module or function that
-grows past them is split by what it does, not listed here; :data:`KNOWN_LONG` holds the ones
-whose split is under way elsewhere, each with why."""
+grows past them is split by what it does, not listed here."""
 
 from __future__ import annotations
 
@@ -12,15 +11,11 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src"
 MODULE_LINES = 600
 FUNCTION_LINES = 80
+
+
 #: ``path:function`` (path relative to src/) -> why it may be longer for now: the two pretrainings
 #: of a tiny model become one for both studies (issue "A codebase a newcomer can map", its "one
 #: pretraining of a tiny model for both studies"); the entry goes when that lands
-KNOWN_LONG = {
-    "ablate/mask/training/run.py:pretrain": "the mask study's pretraining, merged with the bridge's",
-    "ablate/bridge/models.py:prepare_model": "the bridge's pretraining, merged with the mask's",
-}
-
-
 def long_modules(root: Path = SRC, limit: int = MODULE_LINES) -> list[str]:
     """``path: N lines`` of every .py module under ``root`` longer than ``limit`` lines."""
     out = []
@@ -50,14 +45,7 @@ def test_no_module_over_the_limit():
 def test_no_function_over_the_limit():
     found = long_functions()
     over = [f"{k}: {n} lines (at most {FUNCTION_LINES})" for k, n in found.items()]
-    assert [o for o in over if o.split(": ")[0] not in KNOWN_LONG] == []
-
-
-def test_every_known_long_function_is_still_long():
-    """An entry of KNOWN_LONG whose function was split (or renamed) goes: the list never holds
-    a function the check would pass anyway."""
-    found = long_functions()
-    assert [k for k in KNOWN_LONG if k not in found] == []
+    assert over == []
 
 
 def test_the_checks_find_a_long_module_and_function(tmp_path):
