@@ -14,7 +14,7 @@ import time
 import pytest
 import safetensors.torch
 import torch
-from helpers import FAST, no_leak, synthetic_rows, weights
+from helpers import FAST, causal_finetune, no_leak, synthetic_rows, weights
 from references import policy_loss_sum
 
 from ablate.core import checkpoint_integrity
@@ -85,13 +85,7 @@ def test_a_resume_inside_a_logging_window_logs_the_whole_window(tiny_model_dir, 
     out = tmp_path / "run"
 
     def run():
-        return finetune(
-            FinetuneSpec.parse("causal", params),
-            model_path=tiny_model_dir,
-            data=sft_file,
-            out_dir=out,
-            probe_result=no_leak("causal"),
-        )
+        return causal_finetune(params, tiny_model_dir, sft_file, out)
 
     whole = run()
     saved = checkpoint_integrity.complete_checkpoints(out / "checkpoints")

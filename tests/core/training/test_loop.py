@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import FAST, no_leak
+from helpers import FAST, causal_finetune
 
 from ablate.core.modeling import load_causal_lm
 from ablate.core.training import loop, params
 from ablate.core.training.data import ExampleDataset
 from ablate.core.training.loop import shares
 from ablate.core.training.params import TrainingConfigError
-from ablate.mask.training.run import FinetuneSpec, finetune
 
 
 def test_shares_keep_the_global_batch():
@@ -144,13 +143,6 @@ def test_the_loop_reads_losses_only_at_a_step_that_logs_evaluates_saves_or_ends(
         return real(self)
 
     monkeypatch.setattr(StopRules, "nonfinite", nonfinite)
-    finetune(
-        FinetuneSpec.parse(
-            "causal", {**FAST, "max_steps": 7, "logging_steps": 3, "eval_steps": 6, "save_steps": 4}
-        ),
-        model_path=tiny_model_dir,
-        data=sft_file,
-        out_dir=tmp_path / "o",
-        probe_result=no_leak("causal"),
-    )
+    params = {**FAST, "max_steps": 7, "logging_steps": 3, "eval_steps": 6, "save_steps": 4}
+    causal_finetune(params, tiny_model_dir, sft_file, tmp_path / "o")
     assert read_at == [1, 3, 4, 6, 7]

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from helpers import FAST, no_leak, synthetic_rows
+from helpers import FAST, causal_finetune, no_leak, synthetic_rows
 
 from ablate.core.training import watchdog
 from ablate.core.training.watchdog import STALL_EXIT, stall_bound
@@ -97,19 +97,10 @@ def test_a_finished_training_leaves_no_watchdog_running(tiny_model_dir, tmp_path
     time on a busy 2-core box and under the time this test waits afterwards)."""
     import threading
 
-    from ablate.mask.training.run import FinetuneSpec, finetune
-
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows()))
-    finetune(
-        FinetuneSpec.parse(
-            "causal", {**FAST, "max_steps": 2, "save_steps": 0, "eval_steps": 0, "stall_s": 6}
-        ),
-        model_path=tiny_model_dir,
-        data=data,
-        out_dir=tmp_path / "out",
-        probe_result=no_leak("causal"),
-    )
+    params = {**FAST, "max_steps": 2, "save_steps": 0, "eval_steps": 0, "stall_s": 6}
+    causal_finetune(params, tiny_model_dir, data, tmp_path / "out")
     assert not [t for t in threading.enumerate() if t.name == "stall-watchdog"]
     time.sleep(8)  # a watchdog left running would have ended this process by now
     assert (tmp_path / "out" / "summary.json").exists()
