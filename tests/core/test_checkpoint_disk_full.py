@@ -27,7 +27,7 @@ def _run(ckpts: Path) -> SimpleNamespace:
     return SimpleNamespace(
         spec=SimpleNamespace(checkpoints=ckpts, evaluation=None), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=False,
-        state=State(step=2), params={"save_total_limit": 1},
+        state=State(step=2), params={"save_total_limit": 1}, losses=[],
     )  # fmt: skip
 
 

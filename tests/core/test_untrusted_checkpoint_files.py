@@ -61,6 +61,7 @@ def _run(ckpts: pathlib.Path, evaluation: _Evaluation):
     return SimpleNamespace(
         spec=spec, model=net, optimizer=opt, scheduler=sched, sharded=False, master=None,
         device=torch.device("cpu"), state=State(step=2), params={"save_total_limit": 1},
+        losses=[torch.tensor(1.5)],  # a step not logged yet: its loss is saved
     )  # fmt: skip
 
 

@@ -677,7 +677,7 @@ def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
         tiny.tiny_ministral3_config(num_hidden_layers=1, tie_word_embeddings=False), seed=0
     )
     assert "not one tied table" in vocab_rows.why_not(untied, ok)
-    odd = random_model(tiny.tiny_ministral3_config(num_hidden_layers=1, hidden_size=72))
+    odd = random_model(tiny.tiny_ministral3_config(num_hidden_layers=1, hidden_size=72), 0)
     assert "not whole vectors" in vocab_rows.why_not(odd, ok)
     table = model.get_input_embeddings().weight.detach().clone()
     rows = vocab_rows.cut(model, [5, 900, 17])

@@ -63,16 +63,23 @@ def blocks_split(tokenizer, corpus: str | os.PathLike, params: dict[str, Any]):
     return examples(order[n_eval:]), examples(order[:n_eval])
 
 
+def training_device(params: dict[str, Any]) -> str:
+    """The device a pretraining trains on, its ``attn_implementation`` checked for that device
+    (the model is built, not loaded: the loader's backend checks, applied here; a study calls
+    this before it reads anything, so a refusal comes first) and registered."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    modeling.check_attention_device(params["attn_implementation"], device)
+    modeling.register_attention(params["attn_implementation"])
+    return device
+
+
 def pretrain(run: TrainRun, *, config, tokenizer, corpus: str | os.PathLike) -> dict[str, Any]:
     """Pretrain a fresh model of ``config`` causally on ``corpus`` (packed blocks of
     ``tokenizer``'s ids) as ``run`` says (:func:`~.run.train_run`: resume, the loop, an atomic
     ``final/``, ``summary.json``). The summary adds the block counts and the model's size to the
     run's ``summary_extra``. Returns the summary."""
     p = run.params
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    # built here, not loaded: the loader's backend checks, applied to the device it trains on
-    modeling.check_attention_device(p["attn_implementation"], device)
-    modeling.register_attention(p["attn_implementation"])
+    device = training_device(p)
     train, held_out = blocks_split(tokenizer, corpus, p)
     with run.phases("build_model"):
         model = build_model(config, p, device)

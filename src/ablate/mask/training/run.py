@@ -17,6 +17,7 @@ from ablate.core.phases import Phases
 from ablate.core.training.data import ExampleDataset
 from ablate.core.training.params import TrainingConfigError, model_dtype
 from ablate.core.training.pretraining import pretrain as pretrain_model
+from ablate.core.training.pretraining import training_device
 from ablate.core.training.run import TrainRun, train_run
 from ablate.mask import families, masks, sft_data
 from ablate.mask.training.gate import (
@@ -246,6 +247,7 @@ def pretrain(
 
     phases = Phases()
     p = check_params(params, "pretrain")
+    training_device(p)  # an attention refused on this device, before any read
     tokenizer = load_tokenizer(tokenizer_dir)
     arch = dict(arch or {})
     arch.setdefault("vocab_size", len(tokenizer))
