@@ -136,11 +136,13 @@ def test_a_finetune_of_two_gpus_is_one_task_that_launches_two_processes(slurm_ru
     before = set(slurm_jobs())
     r = run_snakemake(
         wd,
+        "results/finetune/3A/summary.json",  # first: --forcerun takes every word up to an option
         "--profile",
         "slurm",
         "--forcerun",
         "finetune",
-        "results/finetune/3A/summary.json",
+        "--config",
+        "run_cache=False",  # a forced job is recomputed, not restored from the run cache
         "--configfile",
         "config/slurm-dp.yaml",
         *FAST,
