@@ -13,7 +13,8 @@ hence --forcerun).
 Prints per run: its GPUs, the job's wall time (Snakemake's benchmark file), the optimizer steps'
 time (`phases` of summary.json), the recipe line of its log, the loss at each logged step and the
 largest relative difference from the one-GPU run's; the resumed run against the uninterrupted run
-of the same GPUs (every logged loss and the final eval loss).
+of the same GPUs (every logged loss and the final eval loss); with --control, one GPU again with
+other finetune settings that change the rounding, not the function (the curves' tolerance).
 
     PYTHONPATH=<site>:src python bench/tools/multi_gpu_finetune.py [--gpus 2 4] [--cores 32]
         [--work /tmp/multi_gpu_finetune] [--out RESULT.json]
@@ -122,6 +123,42 @@ def rel(a: float, b: float) -> float:
     return abs(a - b) / abs(a)
 
 
+def resume(work: Path, args, runs: list[dict], most: int) -> float | None:
+    """A sharded run that saves, interrupted after its checkpoint, and its rerun, which must
+    resume: appended to ``runs``; the largest relative difference of its losses from the
+    uninterrupted run of ``most`` GPUs (None: it failed or did not resume)."""
+    one = runs[0]
+    interrupt_after_checkpoint(snakemake(work, overlay(most, SAVE_AT), args.cores, most), work, 900)
+    if snakemake(work, overlay(most, SAVE_AT), args.cores, most).wait():
+        return None
+    resumed = record(work, f"gpu {most}, interrupted after checkpoint-{SAVE_AT}, rerun", most)
+    runs.append(resumed)
+    print("\n| run | recipe | job wall s | optimizer steps s | loss at each logged step "
+          "| max rel. diff from gpu 1 |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        diff = max(rel(one["losses"][s], x) for s, x in r["losses"].items())
+        r["loss_rel_diff_vs_1"] = diff
+        losses = " ".join(f"{r['losses'][s]:.4f}" for s in sorted(r["losses"], key=int))
+        print(f"| {r['label']} | {r['recipe']} | {r['wall_s']} | {r['steps_s']} | {losses} "
+              f"| {diff:.2e} |")  # fmt: skip
+    same = next(r for r in runs if r["gpus"] == most and r is not resumed)
+    both = [*same["losses"].items(), *(("eval", v) for v in same["eval_losses"].values())]
+    other = [*resumed["losses"].values(), *resumed["eval_losses"].values()]
+    diffs = {f"{s}": rel(a, b) for (s, a), b in zip(both, other, strict=True)}
+    resume_diff = max(diffs.values())
+    print(
+        f"\nresumed run: resumed_from_step {resumed['resumed_from_step']} (at least {SAVE_AT}); "
+        f"every logged and eval loss against the uninterrupted gpu {most} run: max rel. diff "
+        f"{resume_diff:.2e}; per logged step: " + " ".join(f"{s}:{d:.1e}" for s, d in diffs.items())
+    )
+    save(args.out, {"runs": runs, "resume_diff": resume_diff})
+    if (resumed["resumed_from_step"] or 0) < SAVE_AT:
+        print(f"the rerun did not resume from checkpoint-{SAVE_AT} or later")
+        return None
+    return resume_diff
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpus", type=int, nargs="+", default=[2, 4])
@@ -139,6 +176,17 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--against", help="the runs of an earlier --out in place of running gpu 1 and --gpus again"
+    )
+    ap.add_argument(
+        "--control",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="last, one GPU again with these finetune settings, e.g. compile_layers=true: the same "
+        "function with other rounding (fused kernels), so its distance from gpu 1 is the loss "
+        "curves' tolerance",
+    )
+    ap.add_argument(
+        "--no-resume", action="store_true", help="skip the interrupted and resumed sharded run"
     )
     args = ap.parse_args(argv)
     global CONFIGS, RESULTS
@@ -168,34 +216,25 @@ def main(argv=None) -> int:
         label = f"gpu 1, {split['batch_size']} x grad_accum {most}"
         runs.append(dict(record(work, label, 1), gpus="1 (micro)"))
         save(args.out, {"runs": runs})
-    # a sharded run that saves, interrupted after its checkpoint, and resumed
-    interrupt_after_checkpoint(snakemake(work, overlay(most, SAVE_AT), args.cores, most), work, 900)
-    if snakemake(work, overlay(most, SAVE_AT), args.cores, most).wait():
-        return 1
-    resumed = record(work, f"gpu {most}, interrupted after checkpoint-{SAVE_AT}, rerun", most)
-    runs.append(resumed)
     one = runs[0]
-    print("\n| run | recipe | job wall s | optimizer steps s | loss at each logged step "
-          "| max rel. diff from gpu 1 |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
-    for r in runs:
-        diff = max(rel(one["losses"][s], x) for s, x in r["losses"].items())
-        r["loss_rel_diff_vs_1"] = diff
-        losses = " ".join(f"{r['losses'][s]:.4f}" for s in sorted(r["losses"], key=int))
-        print(f"| {r['label']} | {r['recipe']} | {r['wall_s']} | {r['steps_s']} | {losses} "
-              f"| {diff:.2e} |")  # fmt: skip
-    same = next(r for r in runs if r["gpus"] == most and r is not resumed)
-    both = [*same["losses"].items(), *(("eval", v) for v in same["eval_losses"].values())]
-    other = [*resumed["losses"].values(), *resumed["eval_losses"].values()]
-    diffs = {f"{s}": rel(a, b) for (s, a), b in zip(both, other, strict=True)}
-    resume_diff = max(diffs.values())
-    print(
-        f"\nresumed run: resumed_from_step {resumed['resumed_from_step']} (at least {SAVE_AT}); "
-        f"every logged and eval loss against the uninterrupted gpu {most} run: max rel. diff "
-        f"{resume_diff:.2e}; per logged step: " + " ".join(f"{s}:{d:.1e}" for s, d in diffs.items())
-    )
-    save(args.out, {"runs": runs, "resume_diff": resume_diff})
-    return 0 if (resumed["resumed_from_step"] or 0) >= SAVE_AT else 1
+    resume_diff = None if args.no_resume else resume(work, args, runs, most)
+    if resume_diff is None and not args.no_resume:
+        return 1
+    if args.control:
+        settings = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.control)}
+        extra = ("--forcerun", "finetune")
+        if snakemake(work, overlay(1, **settings), args.cores, most, *extra).wait():
+            return 1
+        control = record(work, "gpu 1, " + " ".join(args.control), 1)
+        control["loss_rel_diff_vs_1"] = max(
+            rel(one["losses"][s], x) for s, x in control["losses"].items()
+        )
+        runs.append(control)
+        print(f"\ncontrol {control['label']}: max rel. diff from gpu 1 "
+              f"{control['loss_rel_diff_vs_1']:.2e}; " + " ".join(
+              f"{s}:{rel(one['losses'][s], x):.1e}" for s, x in control["losses"].items()))  # fmt: skip
+        save(args.out, {"runs": runs, "resume_diff": resume_diff})
+    return 0
 
 
 if __name__ == "__main__":
