@@ -66,6 +66,7 @@ from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, tiny_ministral3_config
 from ablate.mask.training import gate
 from ablate.mask.training.policy import hooks as policy_hooks
+from ablate.upstream import hf
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
 MEASUREMENTS = Path(__file__).resolve().parents[1] / "config" / "gpu_measurements.yaml"
@@ -275,9 +276,12 @@ def train_steps(
 
 
 def build_model(dtype: torch.dtype, attn: str):
+    """The row's model: random weights of SHAPE (built in fp32, cast), running ``attn``; a row
+    must time the backend it names (a model built on another ran sdpa under a flex row's name)."""
     config = tiny_ministral3_config(**SHAPE)
-    config._attn_implementation = attn
-    model = random_model(config, seed=0, device=DEVICE).to(dtype)
+    model = random_model(config, seed=0, device=DEVICE, attn_implementation=attn).to(dtype)
+    if hf.attn_implementation(model.config) != attn:
+        raise RuntimeError(f"asked for {attn}, built {hf.attn_implementation(model.config)}")
     model.config.use_cache = False
     return model
 

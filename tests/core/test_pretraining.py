@@ -12,6 +12,7 @@ from ablate.mask import sft_data, tiny
 from ablate.mask.split_sdpa import PREFIX_SDPA
 from ablate.mask.training.gate import resolve_params
 from ablate.mask.training.run import pretrain
+from ablate.upstream import hf
 
 MICRO = {"max_steps": 2, "batch_size": 2, "max_seq_len": 32, "eval_size": 2, "eval_steps": 0}
 
@@ -69,3 +70,14 @@ def test_blocks_split_held_out_by_seed(tokenizer, tmp_path):
     assert not set(ids(train)) & set(ids(held)) and len(set(ids(train) + ids(held))) > 6
     _, other = pretraining.blocks_split(tokenizer, corpus, {**p, "seed": 1})
     assert ids(other) != ids(held)
+
+
+def test_random_model_keeps_the_backend_its_config_names():
+    """A config that names its attention backend (a benchmark's flex_attention row) builds a
+    model that runs that backend: ``from_config(attn_implementation=None)`` would drop it for
+    transformers' default (sdpa), and the row would time another kernel under its name."""
+    config = tiny.tiny_config("ministral3", vocab_size=256, num_hidden_layers=1)
+    config._attn_implementation = "eager"
+    assert hf.attn_implementation(pretraining.random_model(config, seed=0).config) == "eager"
+    chosen = pretraining.random_model(config, seed=0, attn_implementation=PREFIX_SDPA)
+    assert hf.attn_implementation(chosen.config) == PREFIX_SDPA

@@ -27,16 +27,16 @@ def random_model(
 ):
     """A randomly initialised causal LM of ``config`` seeded by ``seed``, built on ``device`` (a
     GPU builds a 7-8 B model in seconds; the host took minutes in fp32) in ``dtype`` (torch's
-    default when None) with ``attn_implementation`` (transformers' default when None). CPU and
-    CUDA random streams differ, so a seed's weights do too."""
+    default when None) with ``attn_implementation`` (when None: the one ``config`` names, else
+    transformers' default). CPU and CUDA random streams differ, so a seed's weights do too."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     kw = {} if dtype is None else {"dtype": dtype}
+    if attn_implementation is not None:  # passed as None, transformers drops the config's own
+        kw["attn_implementation"] = attn_implementation
     with torch.device(device):
-        return AutoModelForCausalLM.from_config(
-            config, attn_implementation=attn_implementation, **kw
-        )
+        return AutoModelForCausalLM.from_config(config, **kw)
 
 
 def build_model(config, params: dict[str, Any], device: str | torch.device):
