@@ -34,9 +34,11 @@ from pathlib import Path
 import yaml
 
 from ablate.core import checkpoint_integrity
+from ablate.mask import layout
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = "config/ministral3b-smoke.yaml"
+VARIANT = "3A"
 SAVE_AT = 10
 # set by main from --config: the config files and their results folder
 CONFIGS: list[str] = [CONFIG]
@@ -44,11 +46,11 @@ RESULTS = Path("results/smoke")
 
 
 def target() -> Path:
-    return RESULTS / "finetune/3A/summary.json"
+    return RESULTS / layout.PATTERNS["finetune_summary"].format(variant=VARIANT)
 
 
 def checkpoints() -> Path:
-    return RESULTS / "finetune/3A/checkpoints"
+    return target().parent / checkpoint_integrity.CHECKPOINTS_DIR
 
 
 def snakemake(work: Path, overlay: dict, cores: int, gpus: int, *extra: str) -> subprocess.Popen:
@@ -76,8 +78,11 @@ def overlay(gpus: int, save_steps: int = 0, **finetune) -> dict:
 def record(work: Path, label: str, gpus: int) -> dict:
     """The finished finetune's summary, benchmark wall time and recipe line."""
     summary = json.loads((work / target()).read_text())
-    bench = next((work / RESULTS / "benchmarks").rglob("finetune*3A*.tsv"), None)
-    log = next((work / RESULTS / "logs").rglob("finetune*3A*.log"), None)
+    bench, log = (
+        work / RESULTS / layout.PATTERNS[key].format(variant=VARIANT)
+        for key in ("finetune_benchmark", "finetune_log")
+    )
+    bench, log = (f if f.exists() else None for f in (bench, log))
     recipe = [ln for ln in log.read_text().splitlines() if " processes, " in ln] if log else []
     return dict(
         label=label,
