@@ -80,9 +80,11 @@ class Spec:
     ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.tracking.reporters`).
 
     ``evaluation``: a study's own evaluation instead of the eval loss (e.g. a generative
-    accuracy), every ``eval_steps``: ``evaluation(step)`` returns its stop (``{"reason", "step",
-    "detail"}``: training ends there, unsaved) or None; ``evaluation.state()`` -> (plain values,
-    tensors) that each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back.
+    accuracy), every ``eval_steps`` (and, by the run driver :func:`~.run.drive`, at step 0 of a
+    fresh start and of the final weights): ``evaluation(step)`` returns its stop (``{"reason",
+    "step", "detail"}``: training ends there, unsaved) or None; ``evaluation.last_step()``: the
+    step it evaluated last (None: none); ``evaluation.state()`` -> (plain values, tensors) that
+    each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back.
     ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
     instead of FSDP2 shards."""
 
