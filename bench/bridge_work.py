@@ -354,8 +354,8 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
     sync(device)
     finite = run.stop_rules.nonfinite() is None
     dt = (time.perf_counter() - t0) / steps
-    last = run.spec.hooks.log_parts()  # the last step's loss and parts (Objective)
-    tokens = run.spec.hooks.tokens({})  # Pair.loss's own count (= B x cost.example_tokens)
+    last = run.spec.hooks.compute.log_parts()  # the last step's loss and parts (Objective)
+    tokens = run.spec.hooks.compute.tokens({})  # Pair.loss's own count (= B x cost.example_tokens)
     return dict(
         section="train",
         variant=name,

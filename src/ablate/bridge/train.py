@@ -110,8 +110,9 @@ class BatchOrder:
 
 
 class Objective:
-    """The translator's loss as the loop's hooks: :meth:`loss` (:meth:`Pair.loss`: this process's
-    share of the global batch's mean loss, each term normalised by the loop's
+    """What the translator's step computes (the loop's
+    :class:`~ablate.core.training.loop.Objective`): :meth:`loss` (:meth:`Pair.loss`: this
+    process's share of the global batch's mean loss, each term normalised by the loop's
     :func:`~ablate.core.training.loss.share_of_mean`), ``tokens`` and the logged parts of the
     last step."""
 
@@ -262,13 +263,12 @@ def loop_run(
     run that saves none, a benchmark's); ``evaluation``: the loop's (:class:`Evaluations`). The
     global RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
     n_global = global_batch(p, len(train_items))
-    objective = Objective(pair)
     hooks = loop.Hooks(
-        collate=lambda items: {"items": items},
-        loss=objective.loss,
-        tokens=objective.tokens,
-        order=BatchOrder(len(train_items), n_global, p["seed"]),
-        log_parts=objective.log_parts,
+        compute=Objective(pair),
+        data=loop.Data(
+            collate=lambda items: {"items": items},
+            order=BatchOrder(len(train_items), n_global, p["seed"]),
+        ),
         optimizer=lambda model, _: optimizer(translator, p),
     )
     params = loop_params(p, n_global)

@@ -49,7 +49,7 @@ class TrainRun:
     have the same content; ``phases``: the run's timer, started by the
     caller. A study's: ``label`` (log prefix, default ``kind``), ``record`` (written into the
     summary and the final manifest, e.g. its attention policy) and ``hooks`` (its forward kwargs
-    and micro-batches, :class:`~.loop.Hooks`; the head loss is set here)."""
+    and micro-batches, :class:`~.loop.Hooks`; the next-token head loss is set here)."""
 
     kind: str
     params: dict[str, Any]
@@ -251,7 +251,9 @@ def train_run(
         rows, covered = _cut_table(model, tokenizer, head_loss, params, label)
         run_key = {**run_key, "embedding_rows": covered}
     ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
-    hooks = run.hooks if head_loss is None else replace(run.hooks, head_loss=head_loss)
+    hooks = run.hooks
+    if head_loss is not None:  # the next-token loss's head (a study's own objective has none)
+        hooks = replace(hooks, compute=replace(hooks.compute, head_loss=head_loss))
     spec = loop.Spec(
         params, ckpt_dir, label, tokenizer.pad_token_id, hooks=hooks, reporters=tuple(reporters)
     )
