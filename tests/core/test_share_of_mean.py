@@ -1,5 +1,5 @@
 """The one loss normalisation (ablate.core.training.loss.share_of_mean): the loop's step applies
-it to its own loss, a study's loss hook to each of its terms, and the loop does not apply it a
+it to its own loss, a study's Objective.loss to each of its terms, and the loop does not apply it a
 second time to a study's loss (the bridge counted 1 per process so that it would not matter)."""
 
 from __future__ import annotations
