@@ -233,11 +233,15 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     model = bf.build_model(params.model_dtype(p), p["attn_implementation"])
     n_params = sum(t.numel() for t in model.parameters())
     hooks = policy_hooks(policy, p, 11)
+    compute = hooks.compute
     if option == "liger":
-        hooks = dataclasses.replace(hooks, head_loss=liger_head_loss())
+        compute = dataclasses.replace(compute, head_loss=liger_head_loss())
     forward = FORWARDS.get(option)
     if forward is not None:  # this row's packed steps under another mask
-        hooks = dataclasses.replace(hooks, forward_kwargs=functools.partial(forward, policy=policy))
+        compute = dataclasses.replace(
+            compute, forward_kwargs=functools.partial(forward, policy=policy)
+        )
+    hooks = dataclasses.replace(hooks, compute=compute)
     run = bf.bench_run(model, data, policy, p, f"{name} {policy}", hooks)
     if name.endswith(HFOPT):
         hf_optimizer(run, p)

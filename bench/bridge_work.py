@@ -1,7 +1,7 @@
 """The bridge benchmark's set-up and training steps (bench/bench_bridge.py runs them): the real or
 tiny shapes, the frozen models built on the device, the pipeline's loss (``Pair.loss``) in timed
 phases under each variant, and the pipeline's own step: ``ablate.core.training.loop.step`` on the
-run ``ablate.bridge.train.loop_run`` builds, as ``train.fit`` trains."""
+run ``ablate.bridge.train.loop_run`` builds, as ``train.train_entry`` trains."""
 
 from __future__ import annotations
 
@@ -338,7 +338,7 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
     B = s.p["batch_size"]
     pair, items = pipeline_pair(s, models_, B)
     tr = build_translator(s, source, target, device).train()
-    speed.tf32_matmuls(device)  # as train.fit
+    speed.tf32_matmuls(device)  # as train.train_entry
     if cached:
         pair.cache = FixedStates(items, *pair.source_states(items))
         pair.teacher_cache = FixedStates(items, *pair.teacher_states(items))
@@ -354,8 +354,8 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
     sync(device)
     finite = run.stop_rules.nonfinite() is None
     dt = (time.perf_counter() - t0) / steps
-    last = run.spec.hooks.log_parts()  # the last step's loss and parts (Objective)
-    tokens = run.spec.hooks.tokens({})  # Pair.loss's own count (= B x cost.example_tokens)
+    last = run.spec.hooks.compute.log_parts()  # the last step's loss and parts (Objective)
+    tokens = run.spec.hooks.compute.tokens({})  # Pair.loss's own count (= B x cost.example_tokens)
     return dict(
         section="train",
         variant=name,

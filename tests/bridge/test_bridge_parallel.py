@@ -115,7 +115,7 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
         curve = []
         for _ in range(3):
             loop.step(run, loop.step_examples(run, run.state.step))
-            last = run.spec.hooks.log_parts()
+            last = run.spec.hooks.compute.log_parts()
             curve.append((last["loss"], last["nll"], last["kl"]))
         curves.append(curve)
     assert reads == [p["batch_size"]] * 3

@@ -399,3 +399,54 @@ def test_a_signal_while_the_outputs_are_written_keeps_the_training(
     got = translator.load(out / "translator").state_dict()
     assert all(torch.equal(got[k], trained[k]) for k in trained)
     assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
+
+
+def test_a_signal_after_a_last_step_between_checkpoints_keeps_that_step(
+    bridge_world, bridge_cards, tmp_path, monkeypatch, capsys
+):
+    """5 steps, checkpoints at 2 and 4: SIGTERM while the translator is saved keeps a checkpoint
+    of the finished training (step 5, saved then: the core driver's, as a finetune's), so the
+    rerun after Snakemake deleted the outputs resumes at step 5 and trains no step again, to the
+    same translator and curve (the bridge's own driver kept checkpoint 4 and retrained step 5)."""
+    import os
+    import shutil
+    import signal
+
+    from ablate.bridge import translator
+
+    class Killed(Exception):
+        """SIGTERM's default action here: the job ends where it is (pytest lives on)."""
+
+    def kill(signum, frame):
+        raise Killed
+
+    params = {**MICRO_PARAMS, "steps": 5}
+    out, save = tmp_path / "run", translator.save
+
+    def run():
+        return _train_gsm8k("last-step", params, bridge_cards, bridge_world, out)
+
+    def signalled_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(translator, "save", signalled_save)
+    before = signal.signal(signal.SIGTERM, kill)
+    try:
+        first = run()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    monkeypatch.setattr(translator, "save", save)
+    assert "[interrupt] SIGTERM came while the outputs were written" in capsys.readouterr().out
+    assert first["steps_done"] == 5 and [c["step"] for c in first["curve"]] == [0, 2, 4, 5]
+    kept = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
+    assert [c.name for c in kept] == ["checkpoint-5"]
+    trained = translator.load(out / "translator").state_dict()
+    for name in ("translator", "samples.parquet", "summary.json"):  # as Snakemake deletes them
+        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+    again = run()
+    assert again["resumed_from_step"] == 5 and again["curve"] == first["curve"]
+    assert again["final"] == first["final"]
+    got = translator.load(out / "translator").state_dict()
+    assert all(torch.equal(got[k], trained[k]) for k in trained)
+    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()

@@ -1,10 +1,11 @@
 """The one loss normalisation (ablate.core.training.loss.share_of_mean): the loop's step applies
-it to its own loss, a study's loss hook to each of its terms, and the loop does not apply it a
+it to its own loss, a study's Objective.loss to each of its terms, and the loop does not apply it a
 second time to a study's loss (the bridge counted 1 per process so that it would not matter)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,10 +26,10 @@ def test_one_process_share_is_the_mean():
 
 def _run(loss, eval_dataset=None) -> loop.Run:
     model = torch.nn.Linear(1, 1, bias=False)
+    objective = SimpleNamespace(loss=loss, tokens=lambda batch: 0, log_parts=dict)
     hooks = loop.Hooks(
-        collate=lambda items: {"items": items},
-        loss=loss,
-        tokens=lambda batch: 0,
+        compute=objective,
+        data=loop.Data(collate=lambda items: {"items": items}),
         optimizer=lambda m, p: (torch.optim.SGD(m.parameters(), lr=1.0), None),
     )
     spec = loop.Spec(P, Path("unused"), "share", 0, hooks=hooks)

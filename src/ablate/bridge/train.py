@@ -8,12 +8,14 @@ evaluation, for paired tests) and, last, ``out_dir/summary.json``.
 
 The training is the core's loop (:mod:`ablate.core.training.loop`) with the bridge's hooks: its
 loss (:meth:`Pair.loss`), its data order (:class:`BatchOrder`), its optimizer (:func:`optimizer`)
-and its evaluation with early stopping (:class:`Evaluations`). Its checkpoints are the loop's
-(:mod:`ablate.core.training.saving`, ``<out>/checkpoints/checkpoint-N``, the evaluation's
-curve and best state with them), one at every evaluation training goes on from: a rerun (a lost
-Vast instance's retry, a killed job) resumes from the newest complete one of the same run key
-and inputs (:func:`ablate.core.training.saving.resume_from`); they go once the outputs
-are written.
+and its evaluation with early stopping (:class:`Evaluations`), run by the core's driver
+(:func:`ablate.core.training.run.drive`, as every training: the resume from the newest complete
+checkpoint of the same run key and inputs, the non-finite outcome, the final evaluation, the
+checkpoints' removal) with the bridge's outputs (:class:`TranslatorOutputs`). Its checkpoints are
+the loop's (:mod:`ablate.core.training.saving`, ``<out>/checkpoints/checkpoint-N``, the
+evaluation's curve and best state with them), one at every evaluation training goes on from: a
+rerun (a lost Vast instance's retry, a killed job) resumes from the newest one; they go once the
+outputs are written.
 
 Data-parallel under torchrun (:mod:`ablate.core.parallel`, the data split of
 :mod:`ablate.bridge.parallel`; the core's launcher,
@@ -44,10 +46,10 @@ from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.bridge.parallel import gather, mean_value, shard
-from ablate.core import checkpoint_integrity, generation, interrupts, io, parallel, provenance
+from ablate.core import checkpoint_integrity, generation, io, parallel, provenance
+from ablate.core.phases import Phases
 from ablate.core.training import loop, saving, speed
-from ablate.core.training import run as train_run
-from ablate.core.training.params import TrainingError
+from ablate.core.training import run as core_run
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
@@ -108,8 +110,9 @@ class BatchOrder:
 
 
 class Objective:
-    """The translator's loss as the loop's hooks: :meth:`loss` (:meth:`Pair.loss`: this process's
-    share of the global batch's mean loss, each term normalised by the loop's
+    """What the translator's step computes (the loop's
+    :class:`~ablate.core.training.loop.Objective`): :meth:`loss` (:meth:`Pair.loss`: this
+    process's share of the global batch's mean loss, each term normalised by the loop's
     :func:`~ablate.core.training.loss.share_of_mean`), ``tokens`` and the logged parts of the
     last step."""
 
@@ -188,11 +191,19 @@ class Evaluations:
             return None
         return {"reason": "early_stopping", "step": at, "detail": {"patience": patience}}
 
+    def last_step(self) -> int | None:
+        """The step evaluated last (None: none yet)."""
+        return self.curve[-1]["step"] if self.curve else None
+
+    def seconds(self) -> float:
+        """The seconds trained, a resumed run's earlier segments included."""
+        return time.time() - self.started
+
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """(plain values, the best state's tensors): what a checkpoint carries."""
         best = {k: v for k, v in self.best.items() if k != "state"}
         values = {"curve": self.curve, "best": best, "bad_evals": self.bad_evals}
-        values |= {"last_rows": self.last_rows, "seconds": time.time() - self.started}
+        values |= {"last_rows": self.last_rows, "seconds": self.seconds()}
         return values, self.best.get("state", {})
 
     def load(self, values: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -208,8 +219,9 @@ class Evaluations:
 def loop_params(p: dict[str, Any], n_global: int) -> dict[str, Any]:
     """The loop's params of a translator training: one global batch a step (``batch_size`` per
     process), no accumulation, fp32 (the pair's dtypes are its own), the clip, the evaluation
-    and checkpoint interval ``eval_every``, the newest checkpoint alone kept, none of the loop's
-    own stop rules (early stopping is the evaluation's)."""
+    and checkpoint interval ``eval_every``, the newest checkpoint alone kept (none once the
+    outputs are written), none of the loop's own stop rules (early stopping is the
+    evaluation's)."""
     return {
         "seed": p["seed"],
         "batch_size": n_global,
@@ -224,6 +236,7 @@ def loop_params(p: dict[str, Any], n_global: int) -> dict[str, Any]:
         "eval_batch_size": p["eval_batch_size"],
         "save_steps": p["eval_every"],
         "save_total_limit": 1,
+        "keep_checkpoints": False,  # removed once the outputs are written
         # an evaluation decodes eval_size items between two steps: the watchdog's bound from
         # step times alone would be too short for it
         "stall_s": STALL_S,
@@ -245,18 +258,17 @@ def loop_run(
 ) -> loop.Run:
     """The loop's run of a translator training (:func:`ablate.core.training.loop.setup` with the
     bridge's hooks: the loss :meth:`Pair.loss` through :class:`Objective`, :class:`BatchOrder`,
-    :func:`optimizer`), what :func:`fit` trains and the GPU benchmarks time one
+    :func:`optimizer`), what :func:`train_entry` trains and the GPU benchmarks time one
     :func:`~ablate.core.training.loop.step` of. ``folder``: where its checkpoints go (None: a
     run that saves none, a benchmark's); ``evaluation``: the loop's (:class:`Evaluations`). The
     global RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
     n_global = global_batch(p, len(train_items))
-    objective = Objective(pair)
     hooks = loop.Hooks(
-        collate=lambda items: {"items": items},
-        loss=objective.loss,
-        tokens=objective.tokens,
-        order=BatchOrder(len(train_items), n_global, p["seed"]),
-        log_parts=objective.log_parts,
+        compute=Objective(pair),
+        data=loop.Data(
+            collate=lambda items: {"items": items},
+            order=BatchOrder(len(train_items), n_global, p["seed"]),
+        ),
         optimizer=lambda model, _: optimizer(translator, p),
     )
     params = loop_params(p, n_global)
@@ -273,87 +285,6 @@ def loop_run(
     )
     with torch.random.fork_rng():
         return loop.setup(spec, model=translator, train_dataset=train_items, eval_dataset=None)
-
-
-@dataclass(frozen=True)
-class Checkpoints:
-    """Where :func:`fit` saves and resumes: the folder, the run key and the inputs
-    (:func:`ablate.core.training.saving.resume_from`: another key's, or other inputs', are
-    dropped)."""
-
-    folder: Path
-    run_key: dict[str, Any]
-    inputs: dict[str, Any]
-
-
-def fit(
-    pair: Pair,
-    translator,
-    train_items,
-    eval_items,
-    p,
-    label: str,
-    checkpoints: Checkpoints,
-    watch: interrupts.InterruptWatch,
-) -> dict[str, Any]:
-    """Train the translator on the core's loop (:mod:`ablate.core.training.loop`, the bridge's
-    hooks: its loss, data order, optimizer, evaluation); returns the curve, the final rows and
-    the stop facts. ``checkpoints``: where a checkpoint at every evaluation training goes on
-    from is saved (the loop's, :mod:`ablate.core.training.saving`), and the newest
-    complete one resumed. ``watch``: the job's interrupt watch, installed; held from the end of
-    the training (the final evaluations on) until the caller's outputs are complete."""
-    speed.tf32_matmuls(pair.device)
-    pair.compiled = pair.device.type == "cuda"  # the target's layers, for the training forward
-    evaluation = Evaluations(pair, translator, eval_items, p, label)
-    run = loop_run(pair, translator, train_items, p, label, checkpoints.folder, evaluation)
-    # on from a checkpoint: weights, optimizer, schedule, RNG, the loop's state
-    newest, _ = saving.resume_from(
-        checkpoints.folder,
-        checkpoints.run_key,
-        checkpoints.inputs,
-        lambda ckpt: saving.load(run, ckpt),
-    )
-    if newest is None:
-        evaluation(0)
-    else:
-        _say(f"[{label}] resuming from {newest} (step {run.state.step})")
-    saving.begin_segment(run, newest)
-    loop.train(run, watch)
-    watch.hold()
-    stop = run.stop_rules.stop or {"reason": "max_steps"}
-    step = evaluated = run.state.step
-    if stop["reason"] == "nonfinite":  # the core's rule: the last checkpoint before it is final
-        if not train_run.restore_last_good(run, stop, checkpoints.folder, label):
-            raise TrainingError(
-                f"{label}: loss became non-finite at step {stop['step']} before any checkpoint "
-                f"was saved; nothing good to keep (lower lr?)"
-            )
-        # the restored weights' step: evaluated already unless an interrupt saved it
-        evaluated = stop["detail"]["restored_from_step"]
-    if evaluation.curve[-1]["step"] != evaluated:  # the last step between evaluations
-        evaluation(evaluated)
-    train_s = time.time() - evaluation.started
-    restored_from = None
-    best = evaluation.best
-    if p["restore_best"] and best.get("state") is not None:
-        translator.load_state_dict(best["state"])
-        restored_from = best["step"]
-        final_rows = evaluation.rows()  # re-evaluated, not copied
-    else:
-        final_rows = evaluation.last_rows
-    logged = [e for e in run.state.log_history if "loss" in e]
-    return {
-        "curve": evaluation.curve,
-        "losses": [_loss_entry(e) for e in logged if _logs(p, e["step"])],
-        "final_rows": final_rows,
-        "steps_done": step,
-        "stop_reason": stop["reason"],
-        "restored_from_step": restored_from,
-        "resumed_from_step": checkpoint_integrity.step_of(newest) if newest else None,
-        "train_tokens": run.state.tokens_seen,
-        "train_s": train_s,
-        "segments": saving.segments(run.state),
-    }
 
 
 def _logs(p: dict[str, Any], step: int) -> bool:
@@ -477,8 +408,8 @@ def train_entry(
     ``states``: ``source`` -> a cache folder of :func:`ablate.bridge.states.compute` for this
     entry's source and data, read instead of running the source; ``teacher`` -> likewise for the
     KL teacher's forward pass. Under torchrun every process trains
-    and rank 0 alone writes (the others return the same summary, unwritten)."""
-    started = time.time()
+    and rank 0 alone writes (the others return their rank and steps)."""
+    phases = Phases()
     states = dict(states or {})
     run_id = spec.run_id
     models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
@@ -497,56 +428,102 @@ def train_entry(
             for what, folder in sorted(states.items())
         },
     }
-    ckpts = Checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR, key, inputs)
-    # a signal in the loop saves and stops; once the training ended, it waits for the outputs
-    with interrupts.InterruptWatch() as watch:
-        res = fit(e.pair, e.translator, e.train_items, e.eval_items, p, e.label, ckpts, watch)
-        summary = (
-            _write_outputs(spec, e, res, out, inputs, started) if parallel.rank() == 0 else None
-        )
-        # the checkpoints go last, once the outputs are complete (kept after a signal)
-        saving.end_of_run(watch, ckpts.folder, keep=False)
+    run = core_run.TrainRun(
+        kind="bridge",
+        params=p,
+        out_dir=out,
+        run_key=key,
+        summary_extra={},
+        config_slice=spec.record_slice(),
+        inputs=inputs,
+        phases=phases,
+        label=e.label,
+    )
+    speed.tf32_matmuls(e.pair.device)
+    e.pair.compiled = e.pair.device.type == "cuda"  # the target's layers, for the training forward
+    evaluation = Evaluations(e.pair, e.translator, e.eval_items, p, e.label)
+    folder = out / checkpoint_integrity.CHECKPOINTS_DIR
+    r = loop_run(e.pair, e.translator, e.train_items, p, e.label, folder, evaluation)
+    # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
+    # outputs (TranslatorOutputs), the checkpoints' removal
+    summary = core_run.drive(run, r, TranslatorOutputs(run, spec, e, evaluation))
     if parallel.rank() != 0:
-        world_size = parallel.world_size()
-        return {"run_id": run_id, "rank": parallel.rank(), "world_size": world_size, **res}
+        return {"run_id": run_id, "world_size": parallel.world_size(), **summary}
     _say(
         f"[{e.label}] done: peak {summary['peak']:.3f} at step {summary['peak_step']}, final "
-        f"{summary['final']:.3f}, {res['steps_done']} steps ({res['stop_reason']}), "
+        f"{summary['final']:.3f}, {summary['steps_done']} steps ({summary['stop_reason']}), "
         f"{summary['wall_s']:.1f} s"
     )
     return summary
 
 
-def _write_outputs(
-    spec: bridge_params.RunSpec,
-    e: _Entry,
-    res: dict[str, Any],
-    out: Path,
-    inputs: dict[str, Any],
-    started: float,
-) -> dict[str, Any]:
-    """translator/, samples.parquet and, last, summary.json of a trained entry (process 0)."""
-    run_id, p, world_size = spec.run_id, e.p, parallel.world_size()
-    tr.save(
-        e.translator,
-        out / "translator",
-        extra={"run_id": run_id, "step": res["restored_from_step"]},
-    )
-    samples = pd.DataFrame(res["final_rows"]).assign(run_id=run_id)
-    io.write_frame(out / "samples.parquet", samples)
-    summary = {
-        "run_id": run_id,
-        "dataset": p["dataset"],
-        "dataset_kind": spec.kind,
-        **_results(e, res, started),
-        "params": p,
-        "provenance": provenance.collect(
-            config_slice=spec.record_slice(),
-            inputs=inputs,
-            started=started,
-            run_id=run_id,
-            extra={"world_size": world_size, "training_segments": res["segments"]},
-        ),
-    }
-    io.write_json(out / "summary.json", summary)
-    return summary
+@dataclass(frozen=True)
+class TranslatorOutputs:
+    """The bridge's outputs of a trained entry (the core driver's
+    :class:`~ablate.core.training.run.Outputs`): the final state (``restore_best``: the best
+    evaluated one, re-evaluated: final is measured, not copied), then, by process 0,
+    translator/, samples.parquet and, last, summary.json."""
+
+    run: core_run.TrainRun
+    spec: bridge_params.RunSpec
+    entry: _Entry
+    evaluation: Evaluations
+
+    def write(self, r: loop.Run, outcome: core_run.Outcome) -> dict[str, Any] | None:
+        e, ev, state = self.entry, self.evaluation, outcome.state
+        train_s = ev.seconds()
+        restored_from, final_rows = None, ev.last_rows
+        if e.p["restore_best"] and ev.best.get("state") is not None:
+            e.translator.load_state_dict(ev.best["state"])
+            restored_from = ev.best["step"]
+            final_rows = ev.rows()  # every process: a gather
+        if parallel.rank() != 0:
+            return None
+        logged = [x for x in state.log_history if "loss" in x]
+        res = {
+            "curve": ev.curve,
+            "losses": [_loss_entry(x) for x in logged if _logs(e.p, x["step"])],
+            "final_rows": final_rows,
+            "steps_done": state.step,
+            "stop_reason": outcome.stop["reason"],
+            "restored_from_step": restored_from,
+            "resumed_from_step": outcome.resumed_from_step,
+            "train_tokens": state.tokens_seen,
+            "train_s": train_s,
+            "segments": saving.segments(state),
+        }
+        return self._write(res)
+
+    def record_failure(self, outcome: core_run.Outcome) -> None:
+        """None: a run that kept no translator writes no outputs."""
+        return None
+
+    def _write(self, res: dict[str, Any]) -> dict[str, Any]:
+        """translator/, samples.parquet and, last, summary.json (process 0)."""
+        run, spec, e = self.run, self.spec, self.entry
+        run_id, p, out = spec.run_id, e.p, Path(run.out_dir)
+        tr.save(
+            e.translator,
+            out / "translator",
+            extra={"run_id": run_id, "step": res["restored_from_step"]},
+        )
+        samples = pd.DataFrame(res["final_rows"]).assign(run_id=run_id)
+        io.write_frame(out / "samples.parquet", samples)
+        started = run.phases.started
+        summary = {
+            "run_id": run_id,
+            "dataset": p["dataset"],
+            "dataset_kind": spec.kind,
+            **_results(e, res, started),
+            "params": p,
+            "provenance": provenance.collect(
+                config_slice=run.config_slice,
+                inputs=run.inputs,
+                started=started,
+                run_id=run_id,
+                extra={"world_size": parallel.world_size(), "training_segments": res["segments"]},
+            ),
+            "phases": run.phases.as_dict(),  # after provenance: its git call and fingerprints
+        }
+        io.write_json(out / "summary.json", summary)
+        return summary

@@ -1,8 +1,10 @@
 """The training loop of every run: :func:`setup` builds a run from its :class:`Spec`, :func:`train`
 runs it, and one optimizer step is :func:`step`, read in one screen.
 
-A study plugs in :class:`Hooks` (its forward kwargs, e.g. an attention rule; its micro-batches,
-e.g. packed rows; its head loss), nothing else. One process trains whole weights (16-bit weights
+A study plugs in :class:`Hooks`, nothing else: what a step computes (:class:`NextToken`, with its
+forward kwargs, e.g. an attention rule, and its head loss; or an :class:`Objective` of its own),
+what a step's data is (:class:`Data`: e.g. packed rows as micro-batches, an order of its own) and
+its optimizer. One process trains whole weights (16-bit weights
 with fp32 masters where ``master_weights`` resolves on: :class:`~.optim.MasterWeightsOptimizer`);
 N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.saving`; one run
 start to end (resume, the stop rules' outcome, the final save, the summary): :mod:`.run`.
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -42,34 +44,59 @@ from ablate.core.training.watchdog import StallWatchdog
 
 
 @dataclass(frozen=True)
-class Hooks:
-    """What a study changes in a step.
-
-    ``forward_kwargs(model, batch)``: the model's forward kwargs (default: causal attention over
-    the padding mask). ``collate(examples)``: a batch with ``labels`` (default:
-    :class:`~.data.PolicyCollator`; evaluation batches too). ``micro_batches(examples, size)``:
-    this process's examples of one step as micro-batches (default: ``collate`` in chunks of
-    ``size``). ``head_loss``: the loss of the lm_head at labelled positions.
-
-    A study with a loss of its own (a small model between frozen ones) also sets: ``loss(model, batch,
-    step)`` -> this process's share of the step's mean loss, each term normalised by
-    :func:`~.loss.share_of_mean` as the default's is (default: next-token CE through
-    ``forward_kwargs`` and ``head_loss``, over the step's labelled tokens; a study's loss brings
-    its own ``Spec.evaluation``); ``tokens(batch)``: its tokens, read after its forward (default:
-    non-pad tokens); ``order(step)``: the indices of a step's examples, all
-    processes' (default: :func:`step_examples`'s permutations); ``log_parts()``: more entries of
-    a logging step (they win over the loop's); ``optimizer(model, params)`` -> (optimizer,
-    schedule) (default: :mod:`.optim`'s)."""
+class NextToken:
+    """What a step computes by default: the next-token cross-entropy over the step's labelled
+    tokens. ``forward_kwargs(model, batch)``: the model's forward kwargs (default: causal
+    attention over the padding mask; a mask policy builds its attention mask here);
+    ``head_loss``: the loss of the lm_head at labelled positions."""
 
     forward_kwargs: Callable[..., dict] = causal_forward_kwargs
+    head_loss: Callable[..., Any] = head_loss_sum
+
+
+class Objective(Protocol):
+    """What a step computes for a study with a loss of its own (a small model between frozen
+    ones), in place of :class:`NextToken`; such a study brings its own ``Spec.evaluation``."""
+
+    def loss(self, model, batch: dict, step: int) -> torch.Tensor:
+        """This process's share of the step's mean loss, each term normalised by
+        :func:`~.loss.share_of_mean` as :class:`NextToken`'s is."""
+
+    def tokens(self, batch: dict) -> Any:
+        """The batch's tokens, read after its forward (:class:`NextToken`: non-pad tokens)."""
+
+    def log_parts(self) -> dict[str, float]:
+        """More entries of a logging step (they win over the loop's)."""
+
+
+@dataclass(frozen=True)
+class Data:
+    """What a step's data is. ``collate(examples)``: a batch (with ``labels`` for
+    :class:`NextToken`; evaluation batches too; default: :class:`~.data.PolicyCollator`);
+    ``micro_batches(examples, size)``: this process's examples of one step as micro-batches
+    (default: ``collate`` in chunks of ``size``; e.g. packed rows); ``order(step)``: the indices
+    of a step's examples, all processes' (default: :func:`step_examples`'s permutations)."""
+
     collate: Callable[[list], dict] | None = None
     micro_batches: Callable[[list, int], list[dict]] | None = None
-    head_loss: Callable[..., Any] = head_loss_sum
-    loss: Callable[..., torch.Tensor] | None = None
-    tokens: Callable[[dict], Any] | None = None
     order: Callable[[int], list[int]] | None = None
-    log_parts: Callable[[], dict[str, float]] | None = None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a study changes in a step, in three pieces: what a step computes (``compute``:
+    :class:`NextToken`, or an :class:`Objective` of its own), what its data is (``data``:
+    :class:`Data`), and its ``optimizer(model, params)`` -> (optimizer, schedule) (default:
+    :mod:`.optim`'s)."""
+
+    compute: NextToken | Objective = field(default_factory=NextToken)
+    data: Data = field(default_factory=Data)
     optimizer: Callable[..., tuple[torch.optim.Optimizer, Any]] | None = None
+
+    @property
+    def objective(self) -> Objective | None:
+        """The study's own objective (None: the next-token loss)."""
+        return None if isinstance(self.compute, NextToken) else self.compute
 
 
 @dataclass(frozen=True)
@@ -80,9 +107,11 @@ class Spec:
     ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.tracking.reporters`).
 
     ``evaluation``: a study's own evaluation instead of the eval loss (e.g. a generative
-    accuracy), every ``eval_steps``: ``evaluation(step)`` returns its stop (``{"reason", "step",
-    "detail"}``: training ends there, unsaved) or None; ``evaluation.state()`` -> (plain values,
-    tensors) that each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back.
+    accuracy), every ``eval_steps`` (and, by the run driver :func:`~.run.drive`, at step 0 of a
+    fresh start and of the final weights): ``evaluation(step)`` returns its stop (``{"reason",
+    "step", "detail"}``: training ends there, unsaved) or None; ``evaluation.last_step()``: the
+    step it evaluated last (None: none); ``evaluation.state()`` -> (plain values, tensors) that
+    each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back.
     ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
     instead of FSDP2 shards."""
 
@@ -203,12 +232,13 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     if len(train_dataset) == 0:
         raise TrainingConfigError(f"{spec.label}: no training examples")
     has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
-    if p.get("packing") and spec.hooks.micro_batches is None:  # a study that packs passes them
+    if p.get("packing") and spec.hooks.data.micro_batches is None:  # a study that packs: its own
         raise TrainingConfigError("packing: true needs packed micro-batches; this run has none")
-    if has_eval and spec.hooks.loss is not None:  # its held-out loss would be the default's
+    if has_eval and spec.hooks.objective is not None:  # its held-out loss would be NextToken's
         raise TrainingConfigError(f"{spec.label}: a study's own loss needs its own evaluation")
-    if spec.hooks.collate is None:
-        spec = _with_hooks(spec, collate=PolicyCollator(spec.pad_token_id))
+    if spec.hooks.data.collate is None:
+        data = replace(spec.hooks.data, collate=PolicyCollator(spec.pad_token_id))
+        spec = replace(spec, hooks=replace(spec.hooks, data=data))
     return Run(
         spec=spec,
         model=model,
@@ -225,10 +255,6 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     )
 
 
-def _with_hooks(spec: Spec, **changes) -> Spec:
-    return replace(spec, hooks=replace(spec.hooks, **changes))
-
-
 def replicate(model: torch.nn.Module) -> torch.nn.Module:
     """DDP around a whole copy of ``model`` in each process (gradients averaged)."""
     from torch.nn.parallel import DistributedDataParallel
@@ -242,11 +268,11 @@ def step_examples(run: Run, step: int) -> list:
     epochs, each a permutation drawn from ``seed`` and the epoch, cut into steps of
     ``batch_size x grad_accum`` examples; process r takes the r-th share of each step. The
     order depends on nothing but the step, so a resumed run trains on the same examples. A
-    study's ``order`` hook replaces the permutations."""
-    data, p = run.train_data, run.params
-    if run.spec.hooks.order is not None:
+    study's ``Data.order`` replaces the permutations."""
+    data, p, order = run.train_data, run.params, run.spec.hooks.data.order
+    if order is not None:
         first = parallel.rank() * run.share
-        return [data[i] for i in run.spec.hooks.order(step)[first : first + run.share]]
+        return [data[i] for i in order(step)[first : first + run.share]]
     n, per_step = len(data), p["batch_size"] * p["grad_accum"]
     start = step * per_step + parallel.rank() * run.share
     orders: dict[int, list[int]] = {}
@@ -285,10 +311,10 @@ def accumulating(run: Run, last: bool) -> contextlib.AbstractContextManager:
 
 
 def micro_batches(run: Run, examples: list) -> list[dict]:
-    hooks = run.spec.hooks
-    if hooks.micro_batches is not None:
-        return hooks.micro_batches(examples, run.micro)
-    return [hooks.collate(examples[i : i + run.micro]) for i in range(0, len(examples), run.micro)]
+    data = run.spec.hooks.data
+    if data.micro_batches is not None:
+        return data.micro_batches(examples, run.micro)
+    return [data.collate(examples[i : i + run.micro]) for i in range(0, len(examples), run.micro)]
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -305,16 +331,18 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 
 def batch_loss(run: Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed next-token CE, labelled tokens) of ``batch``."""
-    hooks = run.spec.hooks
-    return loss_sum(run.model, batch, hooks.forward_kwargs, head_loss=hooks.head_loss)
+    """(summed next-token CE, labelled tokens) of ``batch`` (:class:`NextToken`)."""
+    compute = run.spec.hooks.compute
+    return loss_sum(run.model, batch, compute.forward_kwargs, head_loss=compute.head_loss)
 
 
 def batch_share(run: Run, batch: dict, step: int, n_items: int | None) -> torch.Tensor:
-    """``batch``'s part of this process's share of the step's mean loss: the study's ``loss``
-    hook, or the summed CE over the step's ``n_items`` labelled tokens (:func:`share_of_mean`)."""
-    if run.spec.hooks.loss is not None:
-        return run.spec.hooks.loss(run.model, batch, step)
+    """``batch``'s part of this process's share of the step's mean loss: the study's
+    :class:`Objective`'s, or the summed CE over the step's ``n_items`` labelled tokens
+    (:func:`share_of_mean`)."""
+    objective = run.spec.hooks.objective
+    if objective is not None:
+        return objective.loss(run.model, batch, step)
     return share_of_mean(batch_loss(run, batch)[0], n_items)
 
 
@@ -325,8 +353,9 @@ def count(batch: dict) -> int:
 
 def tokens(run: Run, batch: dict):
     """``batch``'s tokens: non-pad ones by default (on the device: no sync)."""
-    if run.spec.hooks.tokens is not None:
-        return run.spec.hooks.tokens(batch)
+    objective = run.spec.hooks.objective
+    if objective is not None:
+        return objective.tokens(batch)
     return batch["attention_mask"].sum()
 
 
@@ -338,7 +367,7 @@ def step(run: Run, examples: list) -> torch.Tensor | None:
     p = run.params
     batches = micro_batches(run, examples)
     # labelled tokens of the whole step: counted on the host before any forward (no device sync)
-    own = run.spec.hooks.loss is not None  # a study's loss: already its share of the step's mean
+    own = run.spec.hooks.objective is not None  # a study's: already its share of the step's mean
     n_items = None if own else max(parallel.sum_int(sum(count(b) for b in batches)), 1)
     world = parallel.world_size()
     step_loss = None
@@ -387,7 +416,7 @@ def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
     count = torch.zeros((), dtype=torch.float64, device=run.device)
     for r in range(rounds):
         chunk = mine[r * size : (r + 1) * size]
-        batch = _to(hooks.collate([data[i] for i in (chunk or [0])]), run.device)
+        batch = _to(hooks.data.collate([data[i] for i in (chunk or [0])]), run.device)
         with run.autocast():
             t, n = batch_loss(run, batch)
         if chunk:  # a process with no examples left joins the forward and counts nothing
@@ -417,8 +446,8 @@ def log_train(run: Run, grad_norm) -> dict[str, float]:
     entry = {"step": run.state.step, "loss": float(loss), "learning_rate": run.last_lr}
     if grad_norm is not None:
         entry["grad_norm"] = float(grad_norm)
-    if run.spec.hooks.log_parts is not None:
-        entry.update(run.spec.hooks.log_parts())
+    if run.spec.hooks.objective is not None:
+        entry.update(run.spec.hooks.objective.log_parts())
     return entry
 
 

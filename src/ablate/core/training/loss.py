@@ -66,7 +66,7 @@ def share_of_mean(local_sum: torch.Tensor, global_count) -> torch.Tensor:
     average the gradients over the processes, so the average of the W shares (and of their
     gradients) is ``global_sum / global_count``, whatever each process's own count; on one
     process it is the mean. The loop's step normalises its loss so, and a study's own loss
-    (``Hooks.loss``) each of its terms."""
+    (``loop.Objective.loss``) each of its terms."""
     return local_sum * parallel.world_size() / global_count
 
 

@@ -1,6 +1,12 @@
 """``train_run``: one training run start to end: resume from the last complete checkpoint of the
 same run, train (:mod:`.loop`; stop rules), restore the last good checkpoint after a non-finite
-loss, the final save, ``summary.json`` with provenance and phases."""
+loss, the final save, ``summary.json`` with provenance and phases.
+
+The driver of every training (:func:`drive`: the resume point, the checkpoint load, the loop, the
+non-finite outcome, the final evaluation, the outputs, the checkpoints' removal) takes a run the
+loop set up and the study's :class:`Outputs`: ``train_run`` the core's (:class:`FinalWeights`:
+``final/`` and the core's summary), a study that trains a small model between frozen ones its
+own (its weights, per-item rows and summary)."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ablate.core import checkpoint_integrity, interrupts, io, parallel, provenance
 from ablate.core.phases import Phases
@@ -43,7 +49,7 @@ class TrainRun:
     have the same content; ``phases``: the run's timer, started by the
     caller. A study's: ``label`` (log prefix, default ``kind``), ``record`` (written into the
     summary and the final manifest, e.g. its attention policy) and ``hooks`` (its forward kwargs
-    and micro-batches, :class:`~.loop.Hooks`; the head loss is set here)."""
+    and micro-batches, :class:`~.loop.Hooks`; the next-token head loss is set here)."""
 
     kind: str
     params: dict[str, Any]
@@ -59,8 +65,9 @@ class TrainRun:
 
 
 @dataclass
-class _Outcome:
-    """How the training went: the loop's final state, the stop, the measured throughput."""
+class Outcome:
+    """How the training went: the loop's final state, the stop, the measured throughput, the
+    seconds of this segment's training (None: none trained), the step it resumed from."""
 
     state: loop.State
     stop: dict[str, Any]
@@ -118,16 +125,21 @@ def _train(
     watch: interrupts.InterruptWatch,
 ) -> float | None:
     """Train on from ``run``'s state (resumed from ``resumed_from``), unless a stop rule had
-    already fired (``stopped``). Returns the training's seconds (None when nothing trained)."""
+    already fired (``stopped``). A study's own evaluation measures a fresh start's weights first
+    (step 0: the curve's start, never a stop). Returns the training's seconds (None when nothing
+    trained)."""
     if stopped:
         return None
-    saving.begin_segment(run, resumed_from)
-    t0 = time.perf_counter()
     with phases("train"):
+        if resumed_from is None and run.spec.evaluation is not None:
+            run.spec.evaluation(0)
+        saving.begin_segment(run, resumed_from)
+        t0 = time.perf_counter()
         loop.train(run, watch)
+        train_s = time.perf_counter() - t0
     # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
     phases.add("train.steps", sum(run.throughput.step_times))
-    return time.perf_counter() - t0
+    return train_s
 
 
 def restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
@@ -149,25 +161,73 @@ def restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
     return True
 
 
-def _final_eval(run: loop.Run, phases: Phases) -> None:
-    """Evaluate once more unless the last step was evaluated, so the summary's last eval loss
-    belongs to the final weights."""
-    state = run.state
-    if run.eval_data is not None and not any(
-        e.get("step") == state.step and "eval_loss" in e for e in state.log_history
+def _final_eval(run: loop.Run, stop: dict[str, Any], phases: Phases) -> None:
+    """Evaluate the final weights unless their step was evaluated last, so the summary's last
+    evaluation belongs to them: a study's own evaluation (after a non-finite loss the weights
+    are the restored checkpoint's step's), else the eval loss (not after a non-finite loss)."""
+    state, evaluation = run.state, run.spec.evaluation
+    nonfinite = stop["reason"] == "nonfinite"
+    if evaluation is not None:
+        at = stop["detail"]["restored_from_step"] if nonfinite else state.step
+        if evaluation.last_step() != at:
+            with phases("final_eval"):
+                evaluation(at)  # its stop, if any, comes after the training's
+    elif (
+        not nonfinite
+        and run.eval_data is not None
+        and not any(e.get("step") == state.step and "eval_loss" in e for e in state.log_history)
     ):
         with phases("final_eval"):
             state.log_history.append({"step": state.step, "eval_loss": loop.evaluate(run)})
 
 
-def _write_summary(
-    run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None, out_dir: Path
-) -> dict[str, Any]:
-    """The summary, written by rank 0 alone when data-parallel."""
-    summary = _summary(run, outcome, ckpt_info)
-    if parallel.rank() == 0:
-        io.write_json(out_dir / checkpoint_integrity.SUMMARY_NAME, summary)
-    return summary
+class Outputs(Protocol):
+    """What a study's run leaves besides its checkpoints (:func:`drive` calls it)."""
+
+    def write(self, run: loop.Run, outcome: Outcome) -> dict[str, Any] | None:
+        """From the final weights, in every process (a save may be a collective): the outputs,
+        the summary last; returns process 0's summary (the others None)."""
+
+    def record_failure(self, outcome: Outcome) -> Path | None:
+        """The record of a run that kept no weights (a non-finite loss before any checkpoint):
+        where it was written, or None where the study writes none."""
+
+
+@dataclass(frozen=True)
+class FinalWeights:
+    """The core's :class:`Outputs`: ``final/`` (the weights in the save dtype, with the
+    tokenizer and the hash manifest) and ``summary.json`` (its study's keys, provenance and
+    phases); ``rows``: the embedding table cut by ``loss_vocab: corpus``, whole again before the
+    save."""
+
+    run: TrainRun
+    tokenizer: Any
+    rows: Any = None
+
+    def write(self, run: loop.Run, outcome: Outcome) -> dict[str, Any] | None:
+        t = self.run
+        if self.rows is not None:
+            self.rows.restore()
+        ckpt_info = saving.save_final(
+            run,
+            Path(t.out_dir),
+            tokenizer=self.tokenizer,
+            dtype=save_dtype(t.params),
+            extra={"kind": t.kind, **t.record, "step": outcome.state.step},
+            phases=t.phases,
+        )
+        # process 0 alone writes (and computes) the summary
+        return self._write(outcome, ckpt_info) if parallel.rank() == 0 else None
+
+    def record_failure(self, outcome: Outcome) -> Path | None:
+        if parallel.rank() == 0:
+            self._write(outcome, None)
+        return Path(self.run.out_dir) / checkpoint_integrity.SUMMARY_NAME
+
+    def _write(self, outcome: Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
+        summary = _summary(self.run, outcome, ckpt_info)
+        io.write_json(Path(self.run.out_dir) / checkpoint_integrity.SUMMARY_NAME, summary)
+        return summary
 
 
 def train_run(
@@ -179,8 +239,9 @@ def train_run(
     eval_dataset,
     reporters: tuple = (),
 ) -> dict[str, Any]:
-    """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`.loop.train`);
-    ``reporters``: more of the loop's reporters (TensorBoard). Returns the summary."""
+    """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`drive`; the outputs
+    :class:`FinalWeights`); ``reporters``: more of the loop's reporters (TensorBoard). Returns
+    the summary."""
     params, out_dir, phases, kind = run.params, Path(run.out_dir), run.phases, run.kind
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,28 +251,49 @@ def train_run(
         rows, covered = _cut_table(model, tokenizer, head_loss, params, label)
         run_key = {**run_key, "embedding_rows": covered}
     ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
-    hooks = run.hooks if head_loss is None else replace(run.hooks, head_loss=head_loss)
+    hooks = run.hooks
+    if head_loss is not None:  # the next-token loss's head (a study's own objective has none)
+        hooks = replace(hooks, compute=replace(hooks.compute, head_loss=head_loss))
     spec = loop.Spec(
         params, ckpt_dir, label, tokenizer.pad_token_id, hooks=hooks, reporters=tuple(reporters)
     )
     with phases("setup"):
         r = loop.setup(spec, model=model, train_dataset=train_dataset, eval_dataset=eval_dataset)
+    summary = drive(replace(run, run_key=run_key), r, FinalWeights(run, tokenizer, rows))
+    if parallel.rank() == 0:
+        print(
+            f"[{label}] done: {summary['steps_done']} steps, stop reason "
+            f"{summary['stop']['reason']}, final checkpoint {summary['checkpoint']['path']} "
+            f"({summary['checkpoint']['format']})",
+            flush=True,
+        )
+    return summary
+
+
+def drive(run: TrainRun, r: loop.Run, outputs: Outputs) -> dict[str, Any]:
+    """``r`` (:func:`.loop.setup`'s, its checkpoints in ``r.spec.checkpoints``) trained to its
+    end as ``run`` says: resumed from the newest complete checkpoint of the same run key and
+    inputs (:func:`~.saving.resume_from`), trained (:func:`.loop.train`), after a non-finite
+    loss the last good checkpoint's weights, the final evaluation, ``outputs``, the checkpoints'
+    removal last (``keep_checkpoints``, :func:`~.saving.end_of_run`). Returns process 0's
+    summary (the others: their rank and steps)."""
+    label, phases = r.spec.label, run.phases
     # a run whose weights are sharded (FSDP2) checkpoints shards, any other run whole weights
     # (sharded masters gathered: any process count resumes them): neither loads the other's, so
     # a change between them starts fresh (N -> M sharded processes reshards)
-    run_key = {**run_key, "checkpoint_layout": "sharded" if r.sharded else "whole"}
+    run_key = {**run.run_key, "checkpoint_layout": "sharded" if r.sharded else "whole"}
     resume_from, stopped = saving.resume_from(
-        ckpt_dir, run_key, run.inputs, lambda ckpt: _resume(r, ckpt)
+        Path(r.spec.checkpoints), run_key, run.inputs, lambda ckpt: _resume(r, ckpt)
     )
-    if resume_from:
-        print(f"[{label}] resuming from {resume_from}", flush=True)
+    if resume_from and parallel.rank() == 0:
+        print(f"[{label}] resuming from {resume_from} (step {r.state.step})", flush=True)
     # a signal in the loop saves and stops; once the training ended, it waits for the outputs
     with interrupts.InterruptWatch() as watch:
         train_s = _train(r, resume_from, bool(stopped), phases, watch)
         watch.hold()
         resumed_from_step = checkpoint_integrity.step_of(resume_from) if resume_from else None
-        outcome = _Outcome(r.state, _stop(r), r.throughput, train_s, resumed_from_step)
-        return _finish(run, r, outcome, rows, tokenizer, watch)
+        outcome = Outcome(r.state, _stop(r), r.throughput, train_s, resumed_from_step)
+        return _finish(r, outcome, outputs, phases, watch)
 
 
 def _stop(r: loop.Run) -> dict[str, Any]:
@@ -224,46 +306,31 @@ def _stop(r: loop.Run) -> dict[str, Any]:
 
 
 def _finish(
-    run: TrainRun,
     r: loop.Run,
-    outcome: _Outcome,
-    rows,
-    tokenizer,
+    outcome: Outcome,
+    outputs: Outputs,
+    phases: Phases,
     watch: interrupts.InterruptWatch,
 ) -> dict[str, Any]:
     """The outputs of the ended training, ``watch`` holding a signal meanwhile: the final
-    evaluation, ``final/``, the summary, the checkpoints' removal last
-    (:func:`~.saving.end_of_run`)."""
-    params, out_dir, phases = run.params, Path(run.out_dir), run.phases
-    label, state, stop = run.label or run.kind, outcome.state, outcome.stop
-    ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
-    if stop["reason"] == "nonfinite":
-        if not restore_last_good(r, stop, ckpt_dir, label):
-            _write_summary(run, outcome, None, out_dir)
-            raise TrainingError(
-                f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
-                f"saved; nothing good to keep (lower learning_rate?). See {out_dir / 'summary.json'}"
-            )
-    else:
-        _final_eval(r, phases)
-    if rows is not None:
-        rows.restore()
-    ckpt_info = saving.save_final(
-        r,
-        out_dir,
-        tokenizer=tokenizer,
-        dtype=save_dtype(params),
-        extra={"kind": run.kind, **run.record, "step": state.step},
-        phases=phases,
-    )
-    # process 0 alone writes (and computes) the summary; the others wait in end_of_run
-    summary = _write_summary(run, outcome, ckpt_info, out_dir) if parallel.rank() == 0 else None
+    evaluation, ``outputs``, the checkpoints' removal last (:func:`~.saving.end_of_run`)."""
+    label, state, stop = r.spec.label, outcome.state, outcome.stop
+    ckpt_dir = Path(r.spec.checkpoints)
+    if stop["reason"] == "nonfinite" and not restore_last_good(r, stop, ckpt_dir, label):
+        record = outputs.record_failure(outcome)
+        raise TrainingError(
+            f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
+            "saved; nothing good to keep (lower the learning rate?)"
+            + (f". See {record}" if record else "")
+        )
+    _final_eval(r, stop, phases)
+    summary = outputs.write(r, outcome)
 
     def save_last() -> None:
         # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
         # weights are an earlier checkpoint's: the rerun resumes there and stops alike). After
-        # the final save, one process's weights may be in the save dtype: enough, as a rerun
-        # from it trains no step and writes the same final weights
+        # the outputs, one process's weights may be in the save dtype (or a study's restored
+        # best): enough, as a rerun from it trains no step and writes the same outputs
         newest = checkpoint_integrity.newest_complete(ckpt_dir)
         if stop["reason"] != "nonfinite" and (
             newest is None or checkpoint_integrity.step_of(newest) != state.step
@@ -272,18 +339,13 @@ def _finish(
                 saving.save(r)
 
     with phases("remove_checkpoints"):
-        saving.end_of_run(watch, ckpt_dir, keep=params["keep_checkpoints"], save_last=save_last)
+        saving.end_of_run(watch, ckpt_dir, keep=r.params["keep_checkpoints"], save_last=save_last)
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.step}
-    print(
-        f"[{label}] done: {state.step} steps, stop reason {stop['reason']}, "
-        f"final checkpoint {ckpt_info['path']} ({ckpt_info['format']})",
-        flush=True,
-    )
     return summary
 
 
-def _summary(run: TrainRun, outcome: _Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
+def _summary(run: TrainRun, outcome: Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
     state, params, phases = outcome.state, run.params, run.phases
     curves = _curves(state.log_history)
     evals = [e["eval_loss"] for e in curves["eval"]]

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ablate.core.training.data import PolicyCollator
-from ablate.core.training.loop import Hooks
+from ablate.core.training.loop import Data, Hooks, NextToken
 from ablate.core.training.params import TrainingConfigError
 from ablate.mask import masks
 from ablate.mask.training import packing
@@ -37,17 +37,16 @@ def hooks(policy: str, params: dict[str, Any], pad_token_id: int) -> Hooks:
     """The loop's hooks of a run under ``policy``; ``packing: true`` packs a step's examples into
     rows (held-out batches stay unpacked: the same loss)."""
     masks.check_policy(policy)
-    forward = functools.partial(batch_forward_kwargs, policy=policy)
+    compute = NextToken(forward_kwargs=functools.partial(batch_forward_kwargs, policy=policy))
     if not params["packing"]:
-        return Hooks(forward_kwargs=forward)
+        return Hooks(compute=compute)
     if params["packing_row_tokens"] < params["max_seq_len"]:
         raise TrainingConfigError(
             f"packing_row_tokens={params['packing_row_tokens']} is below max_seq_len="
             f"{params['max_seq_len']}: an example of max_seq_len tokens would not fit a packed row"
         )
     collator = packing.PackedCollator(pad_token_id, params["packing_row_tokens"])
-    return Hooks(
-        forward_kwargs=forward,
-        collate=PolicyCollator(pad_token_id),
-        micro_batches=functools.partial(packed_rows, collator),
+    data = Data(
+        collate=PolicyCollator(pad_token_id), micro_batches=functools.partial(packed_rows, collator)
     )
+    return Hooks(compute=compute, data=data)
