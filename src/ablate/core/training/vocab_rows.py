@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training.params import TrainingConfigError, master_weights_enabled
 
 #: the optimizers (``optim``) whose update of a row with gradient 0 and no state is exactly 0
