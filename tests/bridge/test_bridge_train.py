@@ -391,6 +391,24 @@ def _delete_outputs(out) -> None:
         shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
 
 
+def _rerun_resumes_at(step: int, run, out, first: dict) -> dict:
+    """After a signalled run: its newest checkpoint alone kept, at ``step``; the rerun after
+    Snakemake deleted the outputs resumes there, to the same curve and translator, and removes
+    the checkpoints. Returns the rerun's result."""
+    from ablate.bridge import translator
+
+    kept = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
+    assert [c.name for c in kept] == [f"checkpoint-{step}"]
+    trained = translator.load(out / "translator").state_dict()
+    _delete_outputs(out)
+    again = run()
+    assert again["resumed_from_step"] == step and again["curve"] == first["curve"]
+    got = translator.load(out / "translator").state_dict()
+    assert all(torch.equal(got[k], trained[k]) for k in trained)
+    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
+    return again
+
+
 def test_a_signal_while_the_outputs_are_written_keeps_the_training(
     bridge_world, bridge_cards, tmp_path, monkeypatch, capsys
 ):
@@ -398,7 +416,6 @@ def test_a_signal_while_the_outputs_are_written_keeps_the_training(
     the signal waits, the outputs are completed, the checkpoints stay (they went before the
     outputs were written); after Snakemake deleted the outputs of the job it marked
     incomplete, the rerun resumes at step 4, not step 0, to the same translator."""
-    from ablate.bridge import translator
 
     out = tmp_path / "run"
 
@@ -408,15 +425,7 @@ def test_a_signal_while_the_outputs_are_written_keeps_the_training(
     first = _signalled_while_saving(run, monkeypatch, capsys)
     checkpoint_integrity.verify(out / "translator")
     assert json.loads((out / "summary.json").read_text())["steps_done"] == 4
-    kept = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
-    assert [c.name for c in kept] == ["checkpoint-4"]
-    trained = translator.load(out / "translator").state_dict()
-    _delete_outputs(out)
-    again = run()
-    assert again["resumed_from_step"] == 4 and again["curve"] == first["curve"]
-    got = translator.load(out / "translator").state_dict()
-    assert all(torch.equal(got[k], trained[k]) for k in trained)
-    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
+    _rerun_resumes_at(4, run, out, first)
 
 
 def test_a_signal_after_a_last_step_between_checkpoints_keeps_that_step(
@@ -426,7 +435,6 @@ def test_a_signal_after_a_last_step_between_checkpoints_keeps_that_step(
     of the finished training (step 5, saved then: the core driver's, as a finetune's), so the
     rerun after Snakemake deleted the outputs resumes at step 5 and trains no step again, to the
     same translator and curve (the bridge's own driver kept checkpoint 4 and retrained step 5)."""
-    from ablate.bridge import translator
 
     params, out = {**MICRO_PARAMS, "steps": 5}, tmp_path / "run"
 
@@ -435,13 +443,4 @@ def test_a_signal_after_a_last_step_between_checkpoints_keeps_that_step(
 
     first = _signalled_while_saving(run, monkeypatch, capsys)
     assert first["steps_done"] == 5 and [c["step"] for c in first["curve"]] == [0, 2, 4, 5]
-    kept = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
-    assert [c.name for c in kept] == ["checkpoint-5"]
-    trained = translator.load(out / "translator").state_dict()
-    _delete_outputs(out)
-    again = run()
-    assert again["resumed_from_step"] == 5 and again["curve"] == first["curve"]
-    assert again["final"] == first["final"]
-    got = translator.load(out / "translator").state_dict()
-    assert all(torch.equal(got[k], trained[k]) for k in trained)
-    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
+    assert _rerun_resumes_at(5, run, out, first)["final"] == first["final"]
