@@ -39,8 +39,8 @@ def test_status_and_planner_read_the_same_seconds(tmp_path):
               record="rec.json", benchmark="job.tsv")  # fmt: skip
     (row,) = status.job_rows([job], tmp_path)
     planned = type("P", (), {"record": "rec.json", "benchmark": "job.tsv"})()
-    run = history.finished_run(planned, tmp_path, Reference.__new__(Reference))
-    assert row.wall_s == run.bench_s == 20.0
+    done = history.finished_job(planned, tmp_path, Reference.__new__(Reference))
+    assert row.wall_s == done.bench_s == 20.0
 
 
 def test_provenance_nested_or_sidecar(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablate.core.planner.estimate import TOTAL
-from ablate.core.planner.history import finished_run
+from ablate.core.planner.history import finished_job
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.jobs import PlannedJob
 
@@ -37,21 +37,21 @@ def actual_of(job: PlannedJob, root: Path, ref: Reference) -> Actual | None:
     """The finished job's time and hardware (either may be missing); None: it has not run."""
     if not job.record or not (root / job.record).exists():
         return None
-    run = finished_run(job, root, ref)
-    if run is None:
+    done = finished_job(job, root, ref)
+    if done is None:
         return Actual(None, f"{job.record} names no hardware (no provenance)", None, None, None)
-    if run.bench_s is not None:
-        return Actual(run.bench_s, f"benchmark {job.benchmark}", run.gpu, run.count, run.run_id)
-    if run.wall_s:
+    if done.bench_s is not None:
+        return Actual(done.bench_s, f"benchmark {job.benchmark}", done.gpu, done.count, done.run_id)
+    if done.wall_s:
         return Actual(
-            float(run.wall_s), f"wall_time_s of {job.record}", run.gpu, run.count, run.run_id
+            float(done.wall_s), f"wall_time_s of {job.record}", done.gpu, done.count, done.run_id
         )
     return Actual(
         None,
         f"no benchmark file and no wall_time_s in {job.record}",
-        run.gpu,
-        run.count,
-        run.run_id,
+        done.gpu,
+        done.count,
+        done.run_id,
     )
 
 

@@ -35,7 +35,7 @@ OWN_WORK_PHASE = {"eval": "evaluate.score", "probe": "probe"}
 
 
 @dataclass
-class Run:
+class FinishedJob:
     """A finished job: its record, where it ran and how long it took."""
 
     data: dict[str, Any]
@@ -46,7 +46,7 @@ class Run:
     bench_s: float | None  # Snakemake benchmark file (the whole job)
 
 
-def finished_run(job: PlannedJob, root: Path, ref: Reference) -> Run | None:
+def finished_job(job: PlannedJob, root: Path, ref: Reference) -> FinishedJob | None:
     """The job's finished run, or None: not run, or its record names no hardware."""
     if not job.record or not (root / job.record).exists():
         return None
@@ -56,7 +56,7 @@ def finished_run(job: PlannedJob, root: Path, ref: Reference) -> Run | None:
     if hw is None:
         return None
     bench = benchmark_seconds(root / job.benchmark) if job.benchmark else None
-    return Run(
+    return FinishedJob(
         data, hw[0], hw[1], prov.get("run_id") or data.get("run_id"), prov.get("wall_time_s"), bench
     )
 
@@ -87,58 +87,58 @@ def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, pl
 def _measurement(
     sp: StudyPlan, job: PlannedJob, root: Path, ref: Reference, plan: dict
 ) -> Measurement | None:
-    run = finished_run(job, root, ref)
-    if run is None:
+    done = finished_job(job, root, ref)
+    if done is None:
         return None
-    params = sp.params_of_run(job, run.data)
+    params = sp.params_of_run(job, done.data)
     if params is None:
         return None
-    where = f"{job.record} (run {run.run_id} on {run.count}x {run.gpu})"
+    where = f"{job.record} (run {done.run_id} on {done.count}x {done.gpu})"
     if job.kind == "train":
-        tp = run.data.get("throughput") or {}
+        tp = done.data.get("throughput") or {}
         if not tp.get("train_tokens_per_s"):
             return None
         return Measurement(
             kind="train",
-            policy=run.data.get("policy") or job.policy,
-            gpu=run.gpu,
+            policy=done.data.get("policy") or job.policy,
+            gpu=done.gpu,
             params=params,
-            optim=(run.data.get("params") or {}).get("optim"),
-            packing=bool((run.data.get("params") or {}).get("packing")),
-            compile_layers=bool((run.data.get("params") or {}).get("compile_layers")),
-            tokens_per_s=float(tp["train_tokens_per_s"]) / run.count,
+            optim=(done.data.get("params") or {}).get("optim"),
+            packing=bool((done.data.get("params") or {}).get("packing")),
+            compile_layers=bool((done.data.get("params") or {}).get("compile_layers")),
+            tokens_per_s=float(tp["train_tokens_per_s"]) / done.count,
             origin="pipeline",
-            run_id=run.run_id,
+            run_id=done.run_id,
             job=job.id,
             source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
         )
-    secs, what = (run.wall_s, "wall_time_s") if run.wall_s else (run.bench_s, "benchmark s")
-    tokens = sp.tokens_of_run(job, run.data) or job.tokens
+    secs, what = (done.wall_s, "wall_time_s") if done.wall_s else (done.bench_s, "benchmark s")
+    tokens = sp.tokens_of_run(job, done.data) or job.tokens
     own = OWN_WORK_PHASE.get(job.kind)
-    scored = (run.data.get("phases") or {}).get(own) if own else None
+    scored = (done.data.get("phases") or {}).get(own) if own else None
     this_run = dict(
         kind=job.kind,
         policy=job.policy,
-        gpu=run.gpu,
+        gpu=done.gpu,
         params=params,
         origin="pipeline",
-        run_id=run.run_id,
+        run_id=done.run_id,
         job=job.id,
     )
     if tokens and isinstance(scored, (int, float)) and scored > 0:
         # the record says how long its own work took (ablate.core.outputs.phases): no model needed
         return Measurement(
             **this_run,
-            tokens_per_s=tokens / scored / run.count,
+            tokens_per_s=tokens / scored / done.count,
             source=f"{tokens:.4g} tokens in phases.{own} {scored:.4g} s, {where}",
         )
     if not secs or not tokens:
         return None
-    load = job_overhead(job, Setup(run.gpu, run.count, local=True), params, plan, ref)[0]
+    load = job_overhead(job, Setup(done.gpu, done.count, local=True), params, plan, ref)[0]
     compute = max(secs - load, 0.5 * secs)
     return Measurement(
         **this_run,
-        tokens_per_s=tokens / compute / run.count,
+        tokens_per_s=tokens / compute / done.count,
         source=f"{tokens:.4g} tokens in {what} {secs:.4g} s - modelled load "
         f"{secs - compute:.3g} s, {where}",
     )
