@@ -114,10 +114,9 @@ def test_pending_verify_raises_at_result_what_verify_raises(hashed_checkpoint):
 
 def test_sha256_file_is_the_files_sha256(tmp_path):
     f = tmp_path / "w.bin"
-    f.write_bytes(b"x" * 3000)
-    assert (
-        checkpoint_integrity.sha256_file(f, chunk=1024) == hashlib.sha256(b"x" * 3000).hexdigest()
-    )
+    data = bytes(range(256)) * 5000  # more than one read of the default chunk
+    f.write_bytes(data)
+    assert checkpoint_integrity.sha256_file(f) == hashlib.sha256(data).hexdigest()
 
 
 def test_a_missing_file_is_named(hashed_checkpoint):

@@ -65,6 +65,13 @@ def test_an_experiments_tree_is_one_before_it_holds_a_record(tmp_path):
     assert results_trees.newest(tree) == ""
 
 
+def _tree(path, records: dict) -> Tree:
+    """A tree holding ``records``, filled in as find_trees fills one."""
+    tree = Tree(path)
+    tree.records.update(records)
+    return tree
+
+
 def _prov(config, host="box", gpus=(), commit="abcdef0123456789", dirty=False, cpu="Intel Xeon"):
     hw = {"hostname": host, "cpu_model": cpu, "torch_cpu_capability": "AVX2"}
     return {"config": config, "git": {"commit": commit, "dirty": dirty},
@@ -72,12 +79,12 @@ def _prov(config, host="box", gpus=(), commit="abcdef0123456789", dirty=False, c
 
 
 def test_differences_name_each_changed_key_once_with_its_count(tmp_path):
-    base = Tree(tmp_path / "a", {
+    base = _tree(tmp_path / "a", {
         "eval/x/m.json": _prov({"seed": 0, "tasks": ["t"]}),
         "eval/y/m.json": _prov({"seed": 0, "tasks": ["t"]}),
         "only/base.json": _prov({}),
     })  # fmt: skip
-    tree = Tree(tmp_path / "b", {
+    tree = _tree(tmp_path / "b", {
         "eval/x/m.json": _prov({"seed": 1, "tasks": ["t"]}),
         "eval/y/m.json": _prov({"seed": 1, "tasks": ["t"]}),
         "only/here.json": _prov({}),
@@ -89,10 +96,10 @@ def test_differences_name_each_changed_key_once_with_its_count(tmp_path):
         "2 records not in base",
         "1 records of base not here",
     ]
-    same = Tree(
+    same = _tree(
         tmp_path / "c", {"eval/x/m.json": _prov({"seed": 0}), "eval/x/n.json": _prov({"seed": 0})}
     )
-    other = Tree(
+    other = _tree(
         tmp_path / "d", {"eval/x/m.json": _prov({"seed": 2}), "eval/x/n.json": _prov({"seed": 2})}
     )
     assert results_trees.differences(same, other) == ["eval/x: seed 0 -> 2 (2 records)"]
@@ -100,7 +107,7 @@ def test_differences_name_each_changed_key_once_with_its_count(tmp_path):
 
 
 def test_where_and_commits_count_the_records_per_host_and_per_code(tmp_path):
-    tree = Tree(tmp_path, {
+    tree = _tree(tmp_path, {
         "a.json": _prov({}, host="gpu1", gpus=[{"name": "H100"}, {"name": "H100"}]),
         "b.json": _prov({}, host="gpu1", gpus=[{"name": "H100"}]),
         "c.json": _prov({}, host="laptop", dirty=True),
