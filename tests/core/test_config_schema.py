@@ -10,7 +10,6 @@ import copy
 import json
 import re
 import shutil
-import sys
 
 import jsonschema
 import pytest
@@ -787,50 +786,6 @@ def test_unknown_target_names_the_nearest_and_its_config(workflow_copy, target, 
         out
     )
     assert "No rule to produce" not in out, out
-
-
-def test_unknown_target(tmp_path, monkeypatch):
-    from ablate.core.execution.targets import config_folders, unknown_target
-
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config/a.yaml").write_text("results: results\n")
-    (tmp_path / "config/b.yaml").write_text("results: results/b\n")
-    (tmp_path / "config/overlay.yaml").write_text("mask: {}\n")
-    folders = config_folders("config")
-    assert folders == {"results": "config/a.yaml", "results/b": "config/b.yaml"}
-    known = ["results/recovery.csv", "results/plan.csv"]
-    assert unknown_target("results/recovery.csv", known, "results", folders) is None
-    assert unknown_target("./results/plan.csv", known, "results", folders) is None
-    assert "did you mean results/plan.csv?" in unknown_target(
-        "results/plam.csv", known, "results", folders
-    )
-    assert "--configfile config/b.yaml" in unknown_target(
-        "results/b/recovery.csv", known, "results", folders
-    )
-    b_known = ["results/b/recovery.csv"]  # the other way round: b's run, the default's file
-    assert "--configfile config/a.yaml" in unknown_target(
-        "results/recovery.csv", b_known, "results/b", folders
-    )
-    assert "did you mean results/b/recovery.csv?" in unknown_target(
-        "results/b/recovery.cs", b_known, "results/b", folders
-    )
-    assert "the outputs are under results/" in unknown_target(
-        "results/zzz/qqq", known, "results", folders
-    )
-
-
-def test_command_line_targets(monkeypatch):
-    from ablate.core.execution.targets import command_line_targets
-
-    def targets(argv):
-        monkeypatch.setattr(sys, "argv", argv)  # the command line this process runs
-        return command_line_targets()
-
-    cli = ["/venv/bin/snakemake", "-n", "results/a.csv", "-c2", "--configfile", "c.yaml"]
-    assert targets(cli) == ["results/a.csv"]
-    assert targets(["/lib/snakemake/__main__.py", "status", "-n"]) == ["status"]
-    assert targets(["/venv/bin/pytest", "tests/core/x.py"]) == []  # the API
 
 
 def test_every_file_of_a_full_run_is_a_known_target(workflow_copy):

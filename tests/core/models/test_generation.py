@@ -307,35 +307,6 @@ def test_padded_batches_decode_alike_through_both_loops_with_hygiene():
             generation.embeds_repetition_penalty = plain
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_own_loop_hygiene_is_transformers_processors(n):
-    """The own loop's hygiene over the generated columns only (gather and scatter) gives exactly
-    transformers' processors' scores, bit for bit, at every step: repeated tokens, negative and
-    positive scores, and tokens that follow several n-grams, banned by one and not another."""
-    from transformers import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
-
-    from ablate.core.models import decode_loop
-
-    g = torch.Generator().manual_seed(n)
-    b, vocab, steps = 6, 11, 40  # a small vocabulary: repeats and conflicts at most steps
-    tokens = torch.randint(0, vocab, (b, steps), generator=g)
-    conflicts = 0
-    for t in range(steps):
-        scores = torch.randn(b, vocab, generator=g)
-        seen = tokens[:, :t]
-        want = RepetitionPenaltyLogitsProcessor(1.1)(seen, scores.clone()) if t else scores.clone()
-        want = NoRepeatNGramLogitsProcessor(n)(seen, want) if t else want
-        got = decode_loop._repetition(scores.clone(), tokens, t, 1.1)
-        got = decode_loop._ngram_ban(got, tokens, t, n)
-        assert torch.equal(got, want), t
-        followers = decode_loop.ngram_followers(tokens, t, n)
-        if followers is not None:  # a token after a banned n-gram and after one that is not
-            for nxt, match in zip(*followers, strict=True):
-                banned = set(nxt[match].tolist())
-                conflicts += len(banned & set(nxt[~match].tolist()))
-    assert conflicts
-
-
 def test_own_loop_keeps_its_cache_between_calls_of_one_shape():
     """The own loop decodes every call of one (rows, cache length) into the same static cache,
     reset (a new cache at new addresses has torch record the compiled step's CUDA graph again):

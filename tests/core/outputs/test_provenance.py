@@ -1,4 +1,5 @@
-"""The provenance block: the workflow checkout's git state, the CPU, the changed-keys summary."""
+"""The provenance block: the workflow checkout's git state, the CPU, the changed-keys summary, a
+checkpoint's fingerprint read from its manifest."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from checkout import copy_checkout, snakemake
 
-from ablate.core.outputs import provenance
+from ablate.core.outputs import checkpoint_integrity, provenance
+from ablate.core.outputs.checkpoint_integrity import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -190,3 +193,21 @@ def test_the_installed_packages_are_read_once_per_install(tmp_path, monkeypatch)
     provenance.runtime_packages.cache_clear()
     assert provenance.runtime_packages() == {"fake-dist": "1.1"}
     provenance.runtime_packages.cache_clear()
+
+
+def test_fingerprint_of_a_checkpoint_comes_from_its_manifest(
+    tmp_path, monkeypatch, hashed_checkpoint
+):
+    final = hashed_checkpoint
+    read_twice = provenance.fingerprint_path(final)
+    # the same list of (name, sha256) as hashing the files, without reading them again
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for rel in checkpoint_integrity.verify(final)["files"]:
+        (plain / rel).write_bytes((final / rel).read_bytes())
+    assert provenance.fingerprint_path(plain) == read_twice
+    monkeypatch.setattr(checkpoint_integrity, "sha256_file", lambda p: pytest.fail(f"rehashed {p}"))
+    assert provenance.fingerprint_path(final) == read_twice
+    (final / "extra.bin").write_bytes(b"x")  # a file the manifest does not list: refused
+    with pytest.raises(CheckpointError, match="not in its manifest"):
+        provenance.fingerprint_path(final)

@@ -7,7 +7,6 @@ pipeline test (a real evaluation job restored through Snakemake) is in test_pipe
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tarfile
@@ -404,27 +403,6 @@ def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):
     assert pick(held, "TOTAL")["est_s"] == pytest.approx(
         pick(full, "TOTAL")["est_s"] - was["est_s"], abs=0.2
     )
-
-
-@pytest.fixture
-def fs_storage(tmp_path, monkeypatch):
-    """A run cache at a Snakemake storage plugin's location: snakemake-storage-plugin-fs (the
-    `test` extra), which copies with rsync; where rsync is not installed, a stand-in copies the
-    one file the run cache moves at a time (an entry's .tar)."""
-    pytest.importorskip("snakemake_storage_plugin_fs")
-    if shutil.which("rsync") is None:
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        rsync = bin_dir / "rsync"
-        rsync.write_text(
-            f"#!{sys.executable}\n"
-            "import shutil, sys\n"
-            "src, dst = [a for a in sys.argv[1:] if not a.startswith('-')][-2:]\n"
-            "shutil.copyfile(src, dst)\n"
-        )
-        rsync.chmod(0o755)
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return {"storage": "fs", "prefix": str(tmp_path / "shared-storage")}
 
 
 def test_a_storage_plugin_location_stores_restores_and_refuses(tmp_path, fs_storage, capsys):

@@ -1,8 +1,9 @@
 """Experiments beside a configuration (ablate.core.trees.experiments), without running a job: which
-of an experiment's jobs are the base's (shared, not run again) for a key of each kind, the
-command line's --set and sweep names, and the one-line refusals. The workflow's side (one DAG,
-the experiment's rules as a Snakemake module): tests/pipeline/test_experiments_dag.py; the
-researcher's loop end to end: tests/pipeline/test_experiments_run.py."""
+of an experiment's jobs are the base's (shared, not run again) for a key of each kind, and the
+one-line refusals. The command line (`ablate exp run`, --set and sweep names):
+tests/core/trees/test_exp_run.py; the workflow's side (one DAG, the experiment's rules as a
+Snakemake module): tests/pipeline/test_experiments_dag.py; the researcher's loop end to end:
+tests/pipeline/test_experiments_run.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import yaml
 
 from ablate import cli
 from ablate.core.config import ConfigError, validate_config
-from ablate.core.trees import exp_run
 from ablate.core.trees import experiments as E
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -106,21 +106,6 @@ def test_shared_jobs_read_the_bases_files():
     ]
 
 
-def test_set_and_sweep_names():
-    points = exp_run.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]", "d=x"])
-    assert points == [
-        {"a.b": 1.0e-4, "c": [1, 2], "d": "x"},
-        {"a.b": 5.0e-4, "c": [1, 2], "d": "x"},
-    ]
-    typed = exp_run.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]"], as_typed=True)
-    assert exp_run.sweep_names("lr", typed) == ["lr-1.0e-4", "lr-5.0e-4"]
-    assert exp_run.sweep_names("lr", [{"x": "a/b"}, {"x": "a b"}]) == ["lr-1", "lr-2"]
-    assert exp_run.sweep_names("one", [{"x": 1}]) == ["one"]
-    assert exp_run.nested({"a.b": 1, "a.c": 2}) == {"a": {"b": 1, "c": 2}}
-    with pytest.raises(ConfigError, match=r"--set lr: write KEY=VALUE"):
-        exp_run.parse_set(["lr"])
-
-
 def test_refusals_name_the_key():
     cfg = copy.deepcopy(DEFAULT)
     cfg["experiments"] = {"lr": {"mask": {"finetune": {"defaults": {"learnin_rate": 1.0}}}}}
@@ -133,18 +118,6 @@ def test_refusals_name_the_key():
         E.plans(cfg)
     with pytest.raises(ConfigError, match=r"experiments.a.b: its rules would be named"):
         E.check_names(["a_b", "a.b"])
-
-
-def test_exp_run_refuses_before_snakemake(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(DEFAULT))
-    bad = ["exp", "run", "lr", "--set", "mask.finetune.defaults.learnin_rate=1.0e-4"]
-    assert cli.main(bad) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("ablate exp: experiments.lr: invalid config at mask.finetune.defaults")
-    assert "\n" == err[-1] and err.count("\n") == 1
-    assert not (tmp_path / E.OVERLAYS).exists()
 
 
 def test_status_writes_each_experiments_status_in_its_tree(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,6 @@
 """`ablate runs` (ablate.core.trees.runs) on small results trees written here: the key two trees
 differ in, each study's headline numbers and claim verdicts, where and when a tree ran, a tree
-another configuration also wrote into (mixed), the run cache's entries per job, the CLI's output
+another configuration also wrote into (mixed) as the table shows it, the run cache's entries per job, the CLI's output
 files. No pipeline run; about two seconds together (the configuration tests load the default
 config)."""
 
@@ -12,42 +12,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tree_records import EVAL, EVAL_SLICE, record
 
 from ablate import cli
 from ablate.bridge import layout as bridge_layout
-from ablate.core.outputs.checkpoint_integrity import MANIFEST_NAME
 from ablate.core.outputs.io import write_json
 from ablate.core.reruns.runcache import MANIFEST
-from ablate.core.trees import results_trees, runs
+from ablate.core.trees import runs
 from ablate.mask import layout as mask_layout
 
 ROOT = Path(__file__).resolve().parents[3]
-EVAL = "eval/base/causal/metrics.json"
-EVAL_SLICE = {"seed": 0, "tasks": ["emb_count"], "dtype": "float32"}
-
-
-def record(
-    tree: Path, rel: str, config: dict, *, host="box", when="2026-11-26T10:00:00+0000", gpus=()
-):
-    """A job record with its provenance block (as ablate.core.outputs.provenance.collect writes it);
-    ``tree`` becomes a results tree (its logs folder)."""
-    (tree / "logs").mkdir(parents=True, exist_ok=True)
-    path = tree / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prov = {
-        "run_id": f"run-{host}",
-        "config": config,
-        "config_hash": "h",
-        "finished_at": when,
-        "git": {"commit": "abcdef0123456789", "dirty": False},
-        "hardware": {
-            "hostname": host,
-            "cpu_model": "Intel Xeon",
-            "torch_cpu_capability": "AVX512",
-            **({"gpus": list(gpus)} if gpus else {}),
-        },
-    }
-    write_json(path, {"macro": {"score": 0.9}, "provenance": prov})  # and its history copy
 
 
 def table(path: Path, rows: list[dict]) -> None:
@@ -87,25 +61,6 @@ def test_two_trees_differing_in_one_key(tmp_path):
         "1 records not in base",
         "1 records of base not here",
     ]
-
-
-def test_records_found_where_a_run_writes_them(tmp_path):
-    tree = tmp_path / "out"
-    record(tree, EVAL, EVAL_SLICE, when="2026-11-26T09:00:00+0000")
-    record(tree, "finetune/3A/summary.json", {"max_steps": 3}, when="2026-11-26T11:00:00+0000")
-    # an earlier run's copy, a JSON file without a history copy and a checkpoint's JSON are no
-    # records of the tree
-    record(tree, "eval/base/causal/history/old.metrics.json", {"seed": 9})
-    (tree / "eval/base/causal/tokenizer.json").write_text('{"provenance": {"config": {}}}')
-    record(tree, "finetune/3A/final/config.json", {"x": 1})
-    (tree / "finetune/3A/final" / MANIFEST_NAME).write_text("{}")
-    # a folder without logs/ is no results tree: its records are its parent's
-    record(tmp_path / "elsewhere", "a.json", {"y": 1})
-    (tmp_path / "elsewhere/logs").rmdir()
-    (trees,) = [t for t in results_trees.find_trees(tmp_path) if t.path == tree]
-    assert sorted(trees.records) == [EVAL, "finetune/3A/summary.json"]
-    assert [t.path for t in results_trees.find_trees(tmp_path)] == [tree]
-    assert results_trees.newest(trees) == "2026-11-26T11:00:00+0000"
 
 
 def test_headline_numbers_and_claim_verdicts(tmp_path):
@@ -252,29 +207,6 @@ def test_help(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["runs", "--help"])
     assert exc.value.code == 0 and "--configfile" in capsys.readouterr().out
-
-
-def test_start_warning_names_another_configurations_records(tmp_path, monkeypatch):
-    """rules/common.smk's onstart line: the records of the results folder no job of this run
-    writes (a nested tree's records are that tree's; a folder output holds its files)."""
-    monkeypatch.chdir(tmp_path)
-    record(Path("results"), EVAL, EVAL_SLICE)
-    record(Path("results"), "bridge/runs/x/summary.json", {"k": 8})
-    record(Path("results/other"), EVAL, EVAL_SLICE)
-    outputs = [f"results/{EVAL}", "results/bridge/runs/x"]
-    both = ["mask", "bridge"]
-    assert results_trees.mixed_warning("results", outputs, both) is None
-    for seed in (6, 7, 8, 9):
-        record(Path("results"), f"finetune/3A-s{seed}/summary.json", {"seed": seed})
-    # a run of the bridge study alone reads and replaces none of the mask study's files
-    assert results_trees.mixed_warning("results", ["results/bridge/runs/x"], ["bridge"]) is None
-    msg = results_trees.mixed_warning("results", outputs, both)
-    assert msg.startswith(
-        "warning: results/ holds 4 records no job of this configuration writes "
-        "(finetune/3A-s6/summary.json, finetune/3A-s7/summary.json, "
-        "finetune/3A-s8/summary.json, ...): another configuration wrote into"
-    )
-    assert "\n" not in msg and results_trees.mixed_warning("nothing-here", outputs, both) is None
 
 
 def test_report_page_shows_this_runs_tree_as_base_and_mixed(tmp_path, monkeypatch):

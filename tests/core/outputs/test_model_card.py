@@ -1,19 +1,13 @@
-"""The base model card, and the real-study model rule (a local "pretrained" model, offline)."""
+"""The base model card (:mod:`ablate.core.outputs.model_card`): written and read back, located on
+another machine, a pretrained model registered at its pinned revision, and its refusals."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
 from ablate.core.outputs import model_card
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_write_and_read(tmp_path, tiny_model_dir):
@@ -94,36 +88,21 @@ def test_register_rejects_a_directory_without_config(tmp_path):
         model_card.register_pretrained(tmp_path / "c.json", model=str(tmp_path))
 
 
-def test_pretrained_source_through_the_workflow(tmp_path, tiny_model_dir):
-    """model.source: pretrained with a local directory: prepare_model writes the card, offline."""
-    for name in ("Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
-    cfg = yaml.safe_load((ROOT / "config" / "ministral3b.yaml").read_text())
-    cfg["mask"]["model"] = {"source": "pretrained", "path": str(tiny_model_dir), "revision": None}
-    cfg["mask"]["data"]["sft"] = "sft.jsonl"
-    cfg["results"] = "results"
-    (tmp_path / "local.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-c1",
-            "results/model/base.json",
-            "--configfile",
-            "local.yaml",
-            # the real config's jobs ask for a GPU: run on this CPU on purpose (preflight)
-            "--config",
-            "allow_cpu=true",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    card = model_card.read(tmp_path / "results/model/base.json")
-    assert card["source"] == "pretrained" and card["path"] == str(tiny_model_dir)
-    assert card["resolved"] == "local directory"
-    assert card["provenance"]["config"]["path"] == str(tiny_model_dir)
+def test_check_revision_refuses_a_card_of_another_commit():
+    """The run id names a commit the card does not record: one line naming both and the fix."""
+    sha, other = "c" * 40, "d" * 40
+    card = {"id": "org/model", "revision": sha.upper()}  # a sha compares without case
+    model_card.check_revision(card, sha, "hub_revisions.lock")
+    model_card.check_revision(card, "main", "hub_revisions.lock")  # a branch: nothing to compare
+    model_card.check_revision({"id": None, "revision": None}, other, "x")  # a local model
+    with pytest.raises(model_card.ModelCardError) as refused:
+        model_card.check_revision(card, other, "hub_revisions.lock")
+    msg = str(refused.value)
+    assert f"records revision {sha.upper()} but the run id names commit {other}" in msg
+    assert "(pinned in hub_revisions.lock): rerun the registration" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("model", ["./gone", "/abs/gone", "~/gone", "org/name/extra"])
+def test_a_missing_path_is_not_taken_for_a_hub_id(model):
+    with pytest.raises(model_card.ModelCardError, match="is not a hub id org/name"):
+        model_card.register_pretrained("never-written.json", model=model)

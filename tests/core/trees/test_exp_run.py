@@ -1,0 +1,109 @@
+"""``ablate exp run`` (:mod:`ablate.core.trees.exp_run`) without running Snakemake: --set entries
+as experiments (a sweep's points, their product, a bracketed value kept whole), their names, the
+overlay written and the one snakemake command it runs, and the one-line refusals before any job."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablate import cli
+from ablate.core.config import ConfigError
+from ablate.core.trees import exp_run
+from ablate.core.trees import experiments as E
+
+ROOT = Path(__file__).resolve().parents[3]
+DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+LR = "mask.finetune.defaults.learning_rate"
+
+
+def test_set_and_sweep_names():
+    points = exp_run.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]", "d=x"])
+    assert points == [
+        {"a.b": 1.0e-4, "c": [1, 2], "d": "x"},
+        {"a.b": 5.0e-4, "c": [1, 2], "d": "x"},
+    ]
+    typed = exp_run.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]"], as_typed=True)
+    assert exp_run.sweep_names("lr", typed) == ["lr-1.0e-4", "lr-5.0e-4"]
+    assert exp_run.sweep_names("lr", [{"x": "a/b"}, {"x": "a b"}]) == ["lr-1", "lr-2"]
+    assert exp_run.sweep_names("one", [{"x": 1}]) == ["one"]
+    assert exp_run.nested({"a.b": 1, "a.c": 2}) == {"a": {"b": 1, "c": 2}}
+    with pytest.raises(ConfigError, match=r"--set lr: write KEY=VALUE"):
+        exp_run.parse_set(["lr"])
+
+
+def test_exp_run_refuses_before_snakemake(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(DEFAULT))
+    bad = ["exp", "run", "lr", "--set", "mask.finetune.defaults.learnin_rate=1.0e-4"]
+    assert cli.main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate exp: experiments.lr: invalid config at mask.finetune.defaults")
+    assert "\n" == err[-1] and err.count("\n") == 1
+    assert not (tmp_path / E.OVERLAYS).exists()
+
+
+def test_several_sweeps_are_their_product_in_order():
+    points = exp_run.parse_set(["a=1,2", "b=x,y"])
+    assert points == [
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+    ]
+    assert exp_run.parse_set(["m={k: 1, j: 2}"]) == [{"m": {"k": 1, "j": 2}}]  # one value
+    assert exp_run.nested({"a.b.c": 1, "a.d": 2, "e": 3}) == {"a": {"b": {"c": 1}, "d": 2}, "e": 3}
+
+
+@pytest.mark.parametrize(
+    "entry, says",
+    [("=1", "write KEY=VALUE"), ("a..b=1", "write KEY=VALUE"), ("a.=1", "write KEY=VALUE"),
+     ("a=[1, 2", "not a YAML value")],
+)  # fmt: skip
+def test_a_bad_set_entry_is_refused_in_one_line(entry, says):
+    with pytest.raises(ConfigError) as err:
+        exp_run.parse_set([entry])
+    assert str(err.value).startswith(f"--set {entry}: {says}") and "\n" not in str(err.value)
+
+
+def test_sweep_names_fall_back_to_numbers_where_two_would_be_one_folder():
+    assert exp_run.sweep_names("s", [{"k": "a/b", "n": 1}, {"k": "a_b", "n": 1}]) == ["s-1", "s-2"]
+    two = [{"k": 1, "m": "x"}, {"k": 2, "m": "y"}]
+    assert exp_run.sweep_names("s", two) == ["s-1-x", "s-2-y"]  # each varied key, in order
+
+
+def _base(tmp_path: Path, monkeypatch) -> list:
+    """A checkout's base config in ``tmp_path`` (the cwd); the commands exp run starts."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(DEFAULT))
+    started = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: started.append(cmd) or 0)
+    return started
+
+
+def test_a_sweep_is_one_overlay_and_one_snakemake_run(tmp_path, monkeypatch, capsys):
+    started = _base(tmp_path, monkeypatch)
+    assert cli.main(["exp", "run", "lr", "--set", f"{LR}=1.0e-4,5.0e-4", "-n", "--", "-p"]) == 0
+    overlay = f"{E.OVERLAYS}/lr.yaml"
+    written = yaml.safe_load((tmp_path / overlay).read_text())["experiments"]
+    assert list(written) == ["lr-1.0e-4", "lr-5.0e-4"]
+    assert written["lr-5.0e-4"] == {"mask": {"finetune": {"defaults": {"learning_rate": 5.0e-4}}}}
+    (cmd,) = started
+    names = [f"{E.rule_prefix(n)}all" for n in written]
+    assert cmd[1:] == ["-m", "snakemake", "-c", "2", "-n", *names, "--configfile",
+                       "config/config.yaml", overlay, "-p"]  # fmt: skip
+    assert capsys.readouterr().out.startswith("ablate exp: lr-1.0e-4, lr-5.0e-4 in ")
+
+
+def test_nothing_to_change_is_refused_before_snakemake(tmp_path, monkeypatch, capsys):
+    started = _base(tmp_path, monkeypatch)
+    assert cli.main(["exp", "run", "lr"]) == 2
+    assert capsys.readouterr().err == (
+        "ablate exp: ablate exp run: give the keys it changes: --set KEY=VALUE or --file\n"
+    )
+    assert started == [] and not (tmp_path / E.OVERLAYS).exists()

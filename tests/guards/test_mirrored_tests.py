@@ -1,0 +1,114 @@
+"""The tests mirror the package: every module of src/ablate/core has its own test module at the
+same path, ``core/<group>/<name>.py`` -> ``tests/core/<group>/test_<name>.py`` (a package's
+``__init__.py`` that defines a function or class -> ``tests/core/<group>/test_<group>.py``), or is
+in :data:`UNMIRRORED` with why. Tests named by a feature that spans modules stay beside them.
+src/ablate/mask and src/ablate/bridge are not checked: their tests are named by feature, not
+mirrored yet."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE = ROOT / "src" / "ablate" / "core"
+TESTS = ROOT / "tests" / "core"
+
+_PLANNER = "tested through the plan it builds, tests/core/planner/test_planner.py (by feature)"
+#: two test files of one name fail to import under pytest's default import mode
+_TAKEN = "test_{} is also {}'s (test file names must be unique)"
+
+#: a module of src/ablate/core (path relative to it) -> why it has no test module of its own
+UNMIRRORED = {
+    "config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py (by topic)",
+    "jobs.py": "tests/core/test_core_jobs.py; " + _TAKEN.format("jobs.py", "planner/jobs.py"),
+    "module_map.py": "the guard tests/guards/test_module_map.py is its test",
+    "execution/interrupts.py": "tests/core/execution/test_job_interrupts.py",
+    "reports/status.py": "tests/core/reports/test_status_forecast.py and the pipeline's tests/pipeline/test_status.py",
+    "training/loss.py": "tests/core/test_share_of_mean.py and tests/mask/test_training.py (by feature)",
+    "training/memory.py": "tests/core/planner/test_memory.py; "
+    + _TAKEN.format("memory.py", "planner/memory.py"),
+    "training/params.py": "tested by its users: tests/core/training/test_loop.py, tests/core/test_config_schema.py",
+    "training/run.py": "tests/mask/test_training.py and tests/bridge/test_bridge_train.py, through each study's run",
+    "training/saving.py": "tests/core/training/test_untrusted_checkpoint_files.py, test_checkpoint_disk_full.py",
+    "training/sharding.py": "tests/core/test_sharded_recipe.py and test_sharded_fast_head.py (by feature)",
+    "training/vocab_rows.py": "tests/mask/test_training.py",
+    **{
+        f"planner/{name}.py": _PLANNER
+        for name in [
+            "actuals",
+            "cached",
+            "cli",
+            "estimate",
+            "files",
+            "interruptions",
+            "jobs",
+            "output",
+            "overheads",
+            "params",
+            "per_gpus",
+            "plan",
+            "throughput",
+            "totals",
+        ]
+    },  # fmt: skip
+}
+
+
+def has_behaviour(path: Path) -> bool:
+    """Whether a package's ``__init__.py`` defines a function or class (not only re-exports)."""
+    tree = ast.parse(path.read_text())
+    return any(
+        isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for n in tree.body
+    )
+
+
+def mirrored(module: Path, package: Path, tests: Path) -> Path:
+    """The test module that mirrors ``module`` (a file under ``package``)."""
+    rel = module.relative_to(package)
+    name = rel.parent.name if rel.name == "__init__.py" else rel.stem
+    return tests / rel.parent / f"test_{name}.py"
+
+
+def unmirrored(package: Path = CORE, tests: Path = TESTS) -> dict[str, Path]:
+    """Each module of ``package`` (relative path) without its mirrored test module -> that path."""
+    out = {}
+    for module in sorted(package.rglob("*.py")):
+        if module.name == "__init__.py" and not has_behaviour(module):
+            continue
+        want = mirrored(module, package, tests)
+        if not want.is_file():
+            out[module.relative_to(package).as_posix()] = want
+    return out
+
+
+def test_every_core_module_has_its_test_module_or_says_why_not():
+    missing = {m: p for m, p in unmirrored().items() if m not in UNMIRRORED}
+    assert not missing, "\n".join(
+        f"src/ablate/core/{m} has no test module: create {p.relative_to(ROOT)} (its unit tests), "
+        "or add it to UNMIRRORED with why"
+        for m, p in missing.items()
+    )
+
+
+def test_every_listed_exception_is_still_one():
+    """An entry whose module has gained its test module, or is gone, leaves the list."""
+    stale = sorted(set(UNMIRRORED) - set(unmirrored()))
+    assert not stale, (
+        f"remove from UNMIRRORED (mirrored now, or no such module): {', '.join(stale)}"
+    )
+
+
+def test_a_module_without_its_test_module_is_found(tmp_path):
+    package, tests = tmp_path / "core", tmp_path / "tests"
+    for rel in ["a.py", "g/__init__.py", "g/b.py", "g/c.py", "h/__init__.py"]:
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_text("X = 1\n")
+    (package / "h/__init__.py").write_text("def make():\n    pass\n")  # behaviour of its own
+    for rel in ["test_a.py", "g/test_b.py", "test_c.py"]:  # c's test is not at its path
+        (tests / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tests / rel).write_text("")
+    assert unmirrored(package, tests) == {
+        "g/c.py": tests / "g/test_c.py",
+        "h/__init__.py": tests / "h/test_h.py",
+    }
