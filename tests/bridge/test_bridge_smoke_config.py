@@ -14,7 +14,7 @@ from ablate.bridge import grid, models, world
 from ablate.bridge import plan as bridge_plan
 from ablate.core import planner
 from ablate.core.planner.inputs import Reference
-from ablate.core.planner.params import count_params, params_of_hub_model
+from ablate.core.planner.model_size import count_params, params_of_hub_model
 from ablate.core.training.params import resolve_params
 
 NAME = "latentwire-smoke.yaml"

@@ -13,7 +13,7 @@ from oracles import disk_need_mb
 
 from ablate.core import planner
 from ablate.core.planner.inputs import Reference
-from ablate.core.planner.params import count_params, params_of_hub_model
+from ablate.core.planner.model_size import count_params, params_of_hub_model
 from ablate.mask import variants as mask_variants
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training.gate import resolve_params

@@ -173,7 +173,7 @@ def test_the_hub_overlay_passes_the_check_with_its_models_entry(checkout):
     """The page's hub overlay and `models:` entry, offline: the parse-time check reads the
     family from the entry and passes every backend the study runs (the finetunes on
     sdpa_prefix_split), and the planner counts the size the page states (the model card's)."""
-    from ablate.core.planner.params import shape_of_hub_model
+    from ablate.core.planner.model_size import shape_of_hub_model
 
     config = config_of(checkout, "config/ministral3b.yaml", HUB)
     measurements = checkout / MEASUREMENTS

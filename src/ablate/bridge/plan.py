@@ -21,8 +21,8 @@ from typing import Any
 
 from ablate.bridge import cost, grid, layout, models, pins
 from ablate.core.planner.inputs import Reference, log
-from ablate.core.planner.jobs import PlannedJob, StudyPlan
-from ablate.core.planner.params import count_params, params_of_hub_model
+from ablate.core.planner.model_size import count_params, params_of_hub_model
+from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
 OPTIM = "adamw_torch"  # ablate.bridge.train.optimizer: torch AdamW
 FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
@@ -148,7 +148,7 @@ def _frozen_dtype(j, study: grid.Study) -> str:
 def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
     """An embedded model's pretraining: its dtype, optimizer and master weights from its
     pretraining params (the memory check), activations of one batch of packed blocks."""
-    from ablate.core.planner.params import model_shape as shape_of
+    from ablate.core.planner.model_size import model_shape as shape_of
     from ablate.core.training.params import resolve_params
 
     role = j.wildcards["role"]

@@ -14,7 +14,7 @@ A study is three modules, named in the registry :mod:`ablate.studies` (outside t
 - its **status** side (:class:`StudyStatus`): a record's headline numbers, why a finished job is
   stale (the config keys changed since its record was written), key results, the forecast;
 - its **plan** side (:class:`StudyPlanner`): the planner's inputs, a
-  :class:`ablate.core.planner.jobs.StudyPlan` of its planned jobs.
+  :class:`ablate.core.planner.planned_jobs.StudyPlan` of its planned jobs.
 """
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ from typing import Any
 from ablate.core.jobs import Job
 from ablate.core.outputs.records import read_json
 from ablate.core.planner.inputs import Reference, log
-from ablate.core.planner.jobs import PlannedJob, StudyPlan
-from ablate.core.planner.params import (
+from ablate.core.planner.model_size import (
     ModelShape,
     model_shape,
     params_from_dir,
     shape_of_hub_model,
 )
+from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 from ablate.core.training.memory import SHARDED_MASTERS
 from ablate.mask import layout
 from ablate.mask import models as model_dim

@@ -27,7 +27,7 @@ from helpers import EMBEDDED_RUN, FAMILY_OVERLAYS, MINISTRAL_RUN, SETUPS, planne
 from ablate.core import planner
 from ablate.core.planner.history import benchmark_seconds
 from ablate.core.planner.inputs import Reference, parse_setups
-from ablate.core.planner.params import count_params
+from ablate.core.planner.model_size import count_params
 from ablate.core.planner.prices import load_snapshot
 from ablate.core.trees import results_origin
 from ablate.mask import plan as mask_plan

@@ -373,7 +373,7 @@ def test_holds_and_the_planner_counts_a_cached_job_as_zero(tmp_path):
     from ablate.core.planner.estimate import estimate
     from ablate.core.planner.history import pipeline_measurements
     from ablate.core.planner.inputs import load_reference, parse_setups
-    from ablate.core.planner.jobs import study_plans
+    from ablate.core.planner.planned_jobs import study_plans
     from ablate.core.planner.prices import resolve_prices
 
     cache = tmp_path / "cache"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ablate.core.planner.jobs import PlannedJob, StudyPlan
+from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 from ablate_toy import layout
 
 

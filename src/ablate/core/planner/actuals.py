@@ -16,7 +16,7 @@ import pandas as pd
 from ablate.core.planner.estimate import TOTAL
 from ablate.core.planner.history import finished_job
 from ablate.core.planner.inputs import Reference, log
-from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.planned_jobs import PlannedJob
 
 #: Filled by add_actuals only: a frozen estimate needs none of them (and any it has are replaced).
 ACTUAL_COLUMNS = ["actual_s", "actual_source", "error_pct", "status"]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.reruns import runcache
 
 NOT_CHECKED = "run cache not checked: "  # the start of every note of a job it could not check

@@ -23,8 +23,7 @@ import pandas as pd
 from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.interruptions import interruption_overhead
-from ablate.core.planner.jobs import PlannedJob
-from ablate.core.planner.memory import (
+from ablate.core.planner.memory_need import (
     fewest_gpus,
     measured_need_gb,
     memory_need_gb,
@@ -36,6 +35,7 @@ from ablate.core.planner.overheads import (
     machine_overhead,
     rental_overhead,
 )
+from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.planner.prices import Price
 from ablate.core.planner.schedule import Slot, makespan
 from ablate.core.planner.throughput import Throughput, pick_throughput

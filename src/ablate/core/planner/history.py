@@ -13,8 +13,8 @@ from typing import Any
 
 from ablate.core.outputs.records import benchmark_seconds, provenance_of, read_json
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
-from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.overheads import job_overhead
+from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
 
 def hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:

@@ -21,7 +21,7 @@ instance is destroyed by the executor at once, so the time it is stopped is not 
 
 from __future__ import annotations
 
-from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.planned_jobs import PlannedJob
 
 
 def checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool]:

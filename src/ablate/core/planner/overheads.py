@@ -1,13 +1,13 @@
 """Time besides the compute (start-up, load, saves; boot and shipping of a rented instance).
 Assumptions with defaults in ``plan.overheads`` (docs/planner.md). The bytes per parameter of a
-dtype live here too (read by :mod:`.memory`; an optimizer's states:
+dtype live here too (read by :mod:`.memory_need`; an optimizer's states:
 :mod:`ablate.core.training.memory`).
 """
 
 from __future__ import annotations
 
 from ablate.core.planner.inputs import Reference, Setup
-from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.planned_jobs import PlannedJob
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 

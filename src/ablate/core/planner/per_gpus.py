@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from ablate.core.planner.estimate import job_row
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup
-from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.planner.prices import Price
 from ablate.core.planner.totals import hms
 

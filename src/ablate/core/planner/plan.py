@@ -16,7 +16,7 @@ from ablate.core.planner.estimate import COLUMNS, estimate
 from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.history import pipeline_measurements
 from ablate.core.planner.inputs import load_reference, log, parse_setups
-from ablate.core.planner.jobs import study_plans
+from ablate.core.planner.planned_jobs import study_plans
 from ablate.core.planner.prices import resolve_prices
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ablate.core.planner.inputs import CPU, Measurement, Reference
-from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.planner.totals import FLOP_ESTIMATE
 
 #: Matmul FLOPs per token per parameter: forward 2, forward + backward 6 (Kaplan et al. 2020).

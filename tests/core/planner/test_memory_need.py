@@ -1,4 +1,4 @@
-"""The planner's memory forecast (ablate.core.planner.memory): the need per GPU of each recipe."""
+"""The planner's memory forecast (ablate.core.planner.memory_need): the need per GPU of each recipe."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from ablate.core.jobs import Job
 from ablate.core.planner.inputs import Reference
-from ablate.core.planner.jobs import PlannedJob
+from ablate.core.planner.planned_jobs import PlannedJob
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -20,8 +20,8 @@ def test_memory_divides_over_the_gpus_of_the_sharded_recipe():
     fp32 grads, fp32 masters and states / N + activations; the one-GPU recipe counts bf16 weights
     + fp32 masters, grads and states; gradient_checkpointing keeps one layer's activations
     instead of every layer's."""
-    from ablate.core.planner.memory import ACTIVATION_BYTES, fewest_gpus, memory_need_gb
-    from ablate.core.planner.params import model_shape
+    from ablate.core.planner.memory_need import ACTIVATION_BYTES, fewest_gpus, memory_need_gb
+    from ablate.core.planner.model_size import model_shape
 
     ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
     shape = model_shape(ref.models["mistralai/Ministral-8B-Instruct-2410"]["text_config"])

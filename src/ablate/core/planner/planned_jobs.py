@@ -20,7 +20,7 @@ from typing import Any
 from ablate import studies
 from ablate.core.jobs import Job
 from ablate.core.planner.inputs import Reference
-from ablate.core.planner.params import ModelShape
+from ablate.core.planner.model_size import ModelShape
 
 
 @dataclass
@@ -45,7 +45,7 @@ class PlannedJob:
     master_weights: bool = True  # 16-bit weights train with fp32 masters (memory check)
     #: trains under the loop's data-parallel recipes on more than one GPU (its fp32 masters and
     #: optimizer states divide over the GPUs, its weights too where they do not fit: memory
-    #: check, :mod:`.memory`; its speed-up from the measured ``scaling`` rows); False: replicated
+    #: check, :mod:`.memory_need`; its speed-up from the measured ``scaling`` rows); False: replicated
     sharded: bool = False
     #: its ``data_parallel`` setting (None: chosen by what fits, as the loop chooses)
     data_parallel: str | None = None
@@ -65,7 +65,7 @@ class PlannedJob:
     trainable_params: float | None = None  # None: all params train (memory check, train kind)
     #: its memory per GPU is the peak measured for its work: that of the measurement its rate
     #: comes from, where that one is of its own kind and policy (the bridge: its rows per GPU)
-    #: and records ``peak_memory_gb`` (memory check, :func:`.memory.measured_need_gb`)
+    #: and records ``peak_memory_gb`` (memory check, :func:`.memory_need.measured_need_gb`)
     memory_measured: bool = False
     #: what its row adds when it does not fit the GPU (the study's way to a fit); None: nothing
     unfit_note: str | None = None

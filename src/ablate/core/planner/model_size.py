@@ -11,7 +11,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the memory check needs of a model besides its size (:mod:`.memory`)."""
+    """What the memory check needs of a model besides its size (:mod:`.memory_need`)."""
 
     params: int
     hidden: int  # hidden size: activations per token and layer scale with it

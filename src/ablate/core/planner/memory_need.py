@@ -16,8 +16,8 @@ with the tokens of one forward (``PlannedJob.forward_tokens``), the hidden size 
 from __future__ import annotations
 
 from ablate.core.planner.inputs import Measurement
-from ablate.core.planner.jobs import PlannedJob
 from ablate.core.planner.overheads import DTYPE_BYTES
+from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.training.memory import OPTIM_STATES, RECIPES, data_parallel_recipe
 
 #: Activation bytes per token, decoder layer and hidden unit of a bf16 training step without
