@@ -249,6 +249,41 @@ def row(t, setup: str, job: str):
     return hit.iloc[0]
 
 
+def load_unpacked(name: str, tmp_path: Path, defaults: dict | None = None, **plan) -> dict:
+    """A shipped GPU config with packing off (finetune.defaults.packing: false), or with other
+    ``defaults`` for its finetunes."""
+    from ablate.core import planner
+
+    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+    cfg["mask"]["finetune"]["defaults"].update(defaults or {"packing": False})
+    out = tmp_path / f"edited-{name}"
+    out.write_text(yaml.safe_dump(cfg))
+    config = planner.load_config(out)
+    config["plan"].update({"setups": SETUPS, **plan})
+    return config
+
+
+def check_arithmetic(t) -> None:
+    """Every job row of plan table t obeys the model: est_s = rental + job + tokens / (rate x
+    speedup)."""
+    import pandas as pd
+    import pytest
+
+    from ablate.core import planner
+
+    for _, r in t[(t["job"] != planner.TOTAL) & t["est_s"].notna()].iterrows():
+        compute = r["tokens"] / (r["tok_s_per_gpu"] * r["speedup"])
+        assert r["compute_s"] == pytest.approx(compute, rel=1e-4, abs=0.1)
+        restarts = 0.0 if pd.isna(r["interruption_s"]) else r["interruption_s"]
+        assert r["est_s"] == pytest.approx(
+            r["compute_s"] + r["job_overhead_s"] + r["rental_overhead_s"] + restarts, abs=0.2
+        )
+        if not pd.isna(r["price_per_hour"]):
+            assert r["est_cost_usd"] == pytest.approx(
+                r["est_s"] / 3600 * r["price_per_hour"], abs=0.01
+            )
+
+
 # ---------------------------------------------------------------- fabricated study inputs
 
 #: the mask study's claims settings (config's mask.claims)

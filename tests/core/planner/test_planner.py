@@ -1,7 +1,7 @@
-"""The runtime/cost planner as a whole (``make_plan``, ``ablate plan``): plans for both configs
-from fixture runs, actuals, and the pipeline's rules: the forecast before any stage ran, every
-actual after a full run. One module's own behaviour is in its test file beside this one
-(test_prices.py, test_schedule.py, test_history.py, test_memory.py, test_inputs.py).
+"""The runtime/cost planner as a whole (the package's ``make_plan``): plans for both configs
+from fixture runs, and the pipeline's rules: the forecast before any stage ran, every actual after
+a full run. One module's own behaviour is in its test file beside this one, test_<module>.py
+(test_actuals.py, test_cli.py, test_estimate.py, test_output.py, test_overheads.py, ...).
 
 Fixture runs (tests/fixtures/planner/, synthetic numbers in the real file formats):
 embedded_cpu = a complete cpu run of config/config.yaml; ministral_h200 = finetune 3B and
@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -22,11 +21,20 @@ import pandas as pd
 import pytest
 import yaml
 from checkout import copy_checkout, snakemake
-from helpers import EMBEDDED_RUN, FAMILY_OVERLAYS, MINISTRAL_RUN, SETUPS, planner_config, row
+from helpers import (
+    EMBEDDED_RUN,
+    FAMILY_OVERLAYS,
+    MINISTRAL_RUN,
+    SETUPS,
+    check_arithmetic,
+    load_unpacked,
+    planner_config,
+    row,
+)
 
 from ablate.core import planner
 from ablate.core.planner.history import benchmark_seconds
-from ablate.core.planner.inputs import Reference, parse_setups
+from ablate.core.planner.inputs import Reference
 from ablate.core.planner.model_size import count_params
 from ablate.core.planner.prices import load_snapshot
 from ablate.core.trees import results_origin
@@ -34,33 +42,6 @@ from ablate.mask import plan as mask_plan
 from ablate.mask.tiny import tiny_ministral3_config
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def load_unpacked(name: str, tmp_path: Path, defaults: dict | None = None, **plan) -> dict:
-    """A shipped GPU config with packing off (finetune.defaults.packing: false), or with other
-    ``defaults`` for its finetunes."""
-    cfg = yaml.safe_load((REPO / "config" / name).read_text())
-    cfg["mask"]["finetune"]["defaults"].update(defaults or {"packing": False})
-    out = tmp_path / f"edited-{name}"
-    out.write_text(yaml.safe_dump(cfg))
-    config = planner.load_config(out)
-    config["plan"].update({"setups": SETUPS, **plan})
-    return config
-
-
-def check_arithmetic(t: pd.DataFrame) -> None:
-    """Every job row obeys the model: est_s = rental + job + tokens / (rate x speedup)."""
-    for _, r in t[(t["job"] != planner.TOTAL) & t["est_s"].notna()].iterrows():
-        compute = r["tokens"] / (r["tok_s_per_gpu"] * r["speedup"])
-        assert r["compute_s"] == pytest.approx(compute, rel=1e-4, abs=0.1)
-        restarts = 0.0 if pd.isna(r["interruption_s"]) else r["interruption_s"]
-        assert r["est_s"] == pytest.approx(
-            r["compute_s"] + r["job_overhead_s"] + r["rental_overhead_s"] + restarts, abs=0.2
-        )
-        if not pd.isna(r["price_per_hour"]):
-            assert r["est_cost_usd"] == pytest.approx(
-                r["est_s"] / 3600 * r["price_per_hour"], abs=0.01
-            )
 
 
 def test_embedded_default_plan_from_fixture_run():
@@ -159,145 +140,6 @@ def test_real_config_plan_from_fixture_measurements(tmp_path):
     assert "prices captured at: 2026-05" in lines and "3.429 B parameters" in lines
 
 
-def test_forecast_uses_the_smoke_runs_overheads_and_the_seed_step_times(tmp_path):
-    """config/gpu_measurements.yaml's job_overheads (the GPU smoke run, H100 SXM) replace the
-    modelled start-up + load + final save for jobs of their kind, rule, GPU and model size, and
-    the pipeline recipe's bench row (adafactor, grad_accum 16) sets the finetunes' rate; the smoke
-    run's grad_accum-1 step time does not carry over to grad_accum 16."""
-    ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
-    measured = {(o.kind, o.rule): o for o in ref.job_overheads if o.gpu == "H100 SXM"}
-    t = planner.make_plan(planner_config("ministral3b.yaml"), root=tmp_path, actuals=False).table
-    check_arithmetic(t)
-    ft = row(t, "1x H100 SXM", "finetune/3A")
-    # packed and compiled (the config's mode): that seed step's rate, not the full-row, unpacked
-    # or uncompiled one
-    assert ft["tok_s_per_gpu"] == 17649.9 and "seed-packed-flex-compile" in ft["throughput_source"]
-    assert row(t, "1x H100 SXM", "finetune/3B")["tok_s_per_gpu"] == 17581.8
-    eager = planner.make_plan(
-        load_unpacked("ministral3b.yaml", tmp_path, {"compile_layers": False}),
-        root=tmp_path,
-        actuals=False,
-    ).table
-    assert row(eager, "1x H100 SXM", "finetune/3A")["tok_s_per_gpu"] == 8811.7
-    unpacked = planner.make_plan(
-        load_unpacked("ministral3b.yaml", tmp_path), root=tmp_path, actuals=False
-    ).table
-    assert row(unpacked, "1x H100 SXM", "finetune/3A")["tok_s_per_gpu"] == 957.2
-    # measured 85 s (the final save included) + the 3 checkpoints of save_steps 400
-    # (1200 steps) + the hub download, as modelled
-    assert ft["note"].startswith(
-        f"job overhead: measured {measured['train', 'finetune'].seconds:.0f}"
-    )
-    assert "3 checkpoint(s)" in ft["note"] and "GPU smoke run" in ft["note"]
-    ev = row(t, "1x H100 SXM", "eval/3A/causal")
-    assert ev["job_overhead_s"] == measured["eval", None].seconds
-    assert (
-        row(t, "1x H100 SXM", "leakage/causal")["job_overhead_s"] > measured["probe", None].seconds
-    )  # + download
-    # another GPU has no measured overhead: the modelled one (start-up + load)
-    h200 = row(t, "1x H200", "eval/3A/causal")
-    assert h200["job_overhead_s"] == pytest.approx(20 + 3.429006336e9 * 2 / 1e6 / 1000, abs=0.1)
-    # the smoke config itself (grad_accum 1): the smoke run's own step time and rule overheads
-    smoke = planner.make_plan(
-        load_unpacked("ministral3b-smoke.yaml", tmp_path), root=tmp_path, actuals=False
-    ).table
-    pm, sft = row(smoke, "1x H100 SXM", "prepare_model"), row(smoke, "1x H100 SXM", "finetune/5B")
-    assert pm["job_overhead_s"] == measured["train", "prepare_model"].seconds
-    assert sft["job_overhead_s"] == measured["train", "finetune"].seconds
-    (smoke_step,) = [m for m in ref.measurements if m.grad_accum == 1 and m.gpu == "H100 SXM"]
-    assert sft["tok_s_per_gpu"] == smoke_step.tokens_per_s and "GPU smoke run" in smoke_step.source
-    assert "GPU smoke run" in sft["throughput_source"]
-
-
-def test_estimate_vs_actual_after_a_run(tmp_path):
-    config = planner_config("config.yaml")
-    # forecast before the run: nothing measured yet (an empty root)
-    before = planner.make_plan(config, root=tmp_path, actuals=False).table
-    assert before["actual_s"].isna().all() and before["error_pct"].isna().all()
-    assert row(before, "1x cpu", "finetune/3A")["throughput_source"].startswith("flop-estimate")
-    frozen_csv = tmp_path / "estimate.csv"
-    planner.write_plan(planner.Plan(before, {}), frozen_csv)
-    plan = planner.make_plan(config, root=EMBEDDED_RUN, frozen=pd.read_csv(frozen_csv))
-    after = plan.table
-    cpu = after[(after["setup"] == "1x cpu") & (after["job"] != planner.TOTAL)]
-    assert cpu["actual_s"].notna().all()  # every job ran on the cpu
-    r = row(after, "1x cpu", "finetune/5B")
-    assert (
-        r["actual_s"] == 96.0
-        and r["actual_source"] == "benchmark results/benchmarks/finetune/5B.tsv"
-    )
-    assert r["error_pct"] == pytest.approx(100 * (r["est_job_s"] - 96.0) / 96.0, abs=0.1)
-    assert (
-        r["est_job_s"] == row(before, "1x cpu", "finetune/5B")["est_job_s"]
-    )  # the frozen forecast
-    total = row(after, "1x cpu", planner.TOTAL)
-    assert total["actual_s"] == pytest.approx(cpu["actual_s"].sum(), abs=0.1)
-    assert total["error_pct"] == pytest.approx(
-        100 * (cpu["est_job_s"].sum() - total["actual_s"]) / total["actual_s"], abs=0.1
-    )
-    # nothing ran on the GPU setups, and their rows say where each job did run
-    gpu = after[after["gpu"] != "cpu"]
-    assert gpu["actual_s"].isna().all() and gpu["error_pct"].isna().all()
-    assert (gpu[gpu["job"] != planner.TOTAL]["status"] == "ran on 1x cpu").all()
-    assert (cpu["status"] == "ran on this setup").all()
-    assert total["status"] == "14 of 14 jobs ran, 14 with an actual time on this setup"
-    # the summary says why the frozen forecast missed: every job from the FLOP estimate
-    (line,) = [x for x in planner.summary_lines(plan) if "1x cpu:" in x]
-    assert "%: 14 of 14 finished jobs estimated from the FLOP estimate" in line
-    worst = cpu.loc[cpu["error_pct"].abs().idxmax()]
-    assert f"the largest miss {worst['job']} {worst['error_pct']:+.0f} %" in line
-
-
-def test_actuals_of_a_job_on_unplanned_hardware_get_their_own_row(tmp_path):
-    config = planner_config("ministral3b.yaml", setups=[{"gpu": "H100 SXM"}])
-    p = planner.make_plan(config, root=MINISTRAL_RUN)
-    extra = p.table[p.table["setup"] == "1x H200"]
-    assert sorted(extra["job"]) == ["eval/base/causal", "finetune/3B"]
-    assert sorted(extra["actual_s"]) == [131.0, 702.0]
-    assert (extra["note"].str.contains("not a setup of this plan")).all()
-
-
-def test_fresh_estimate_with_actuals_flags_own_run(tmp_path):
-    # the fixture's finetunes ran unpacked: their own rate is the unpacked config's
-    p = planner.make_plan(load_unpacked("ministral3b.yaml", tmp_path), root=MINISTRAL_RUN)
-    r = row(p.table, "1x H200", "finetune/3B")
-    assert r["actual_s"] == 702.0 and r["note"].startswith(
-        "estimate used this run's own measurement"
-    )
-
-
-def test_cli_writes_csv_and_html(tmp_path, capsys):
-    out, html = tmp_path / "plan.csv", tmp_path / "plan.html"
-    rc = planner.main(
-        [
-            "--config",
-            "config/ministral3b.yaml",
-            "--root",
-            str(MINISTRAL_RUN),
-            "--out",
-            str(out),
-            "--html",
-            str(html),
-        ]
-    )
-    assert rc == 0
-    printed = capsys.readouterr().out
-    assert "prices captured at: 2026-05" in printed and "1x H200:" in printed
-    t = pd.read_csv(out)
-    assert list(t.columns) == planner.COLUMNS and (t["job"] == planner.TOTAL).any()
-    assert "Runtime and cost plan" in html.read_text() and "finetune/5B" in html.read_text()
-
-
-def test_cli_writes_the_plan_into_the_configs_results_folder(tmp_path, capsys):
-    root = tmp_path / "run"
-    shutil.copytree(MINISTRAL_RUN, root)
-    args = ["--config", "config/ministral3b.yaml", "--root", str(root), "--no-actuals"]
-    assert planner.main(args) == 0
-    out = root / "results/ministral3b/plan.csv"  # config key results: results/ministral3b
-    assert f"wrote {out}" in capsys.readouterr().out
-    assert list(pd.read_csv(out).columns) == planner.COLUMNS
-
-
 def test_bad_inputs_name_the_key(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text(
@@ -321,50 +163,6 @@ def test_bad_inputs_name_the_key(tmp_path):
     (sp,) = mask_plan.study_plan(config, Reference.load(config["plan"]["measurements"]), tmp_path)
     ev = [j for j in sp.jobs if j.kind == "eval"][0]
     assert ev.tokens is None and "plan.tasks.<task>" in ev.tokens_source
-
-
-def test_partial_run_says_which_jobs_ran(tmp_path):
-    """Some jobs finished: their actuals fill in, every other row says it has not run yet."""
-    config = planner_config("config.yaml", setups=[{"gpu": "cpu"}, {"gpu": "H200"}])
-    frozen = planner.make_plan(config, root=tmp_path, actuals=False).table
-    assert frozen["status"].isna().all()  # an estimate only: actuals were not looked for
-    none = planner.make_plan(config, root=tmp_path, frozen=frozen)
-    t = none.table
-    assert (t["status"] == planner.NOT_RUN).all() and t[
-        planner.ACTUAL_COLUMNS[:-1]
-    ].isna().all().all()
-    assert "jobs run: 0 of 14 (actual_s and error_pct fill in" in "\n".join(
-        planner.summary_lines(none)
-    )
-    for f in (
-        "results/finetune/3A/summary.json",
-        "results/benchmarks/finetune/3A.tsv",
-        "results/eval/base/causal/metrics.json",
-    ):  # this one without its benchmark file
-        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(EMBEDDED_RUN / f, tmp_path / f)
-    (tmp_path / "results/leakage").mkdir(parents=True)
-    (tmp_path / "results/leakage/causal.json").write_text("{}")  # no provenance: no hardware
-    part = planner.make_plan(config, root=tmp_path, frozen=frozen)
-    t = part.table
-    ft = row(t, "1x cpu", "finetune/3A")
-    assert ft["actual_s"] == 41.0 and ft["status"] == "ran on this setup"
-    assert ft["error_pct"] == pytest.approx(100 * (ft["est_job_s"] - 41.0) / 41.0, abs=0.1)
-    ev = row(t, "1x cpu", "eval/base/causal")  # the provenance wall time stands in
-    assert ev["actual_source"] == "wall_time_s of results/eval/base/causal/metrics.json"
-    assert row(t, "1x H200", "finetune/3A")["status"] == "ran on 1x cpu"
-    assert row(t, "1x cpu", "leakage/causal")["status"].startswith("ran, but no actual:")
-    assert pd.isna(row(t, "1x cpu", "leakage/causal")["actual_s"])
-    assert row(t, "1x cpu", "finetune/5B")["status"] == planner.NOT_RUN
-    tot = row(t, "1x cpu", planner.TOTAL)
-    assert (
-        pd.isna(tot["actual_s"])
-        and tot["status"] == "3 of 14 jobs ran, 2 with an actual time on this setup"
-    )
-    assert "jobs run: 3 of 14" in "\n".join(planner.summary_lines(part))
-    # a plan.csv passed as the frozen estimate: its actuals are not carried over
-    again = planner.make_plan(config, root=tmp_path / "empty", frozen=t)
-    assert again.table["actual_s"].isna().all() and (again.table["status"] == planner.NOT_RUN).all()
 
 
 # ------------------------------------------------------------- the pipeline's rules
@@ -584,55 +382,6 @@ def test_leakage_records_name_their_model_as_a_string(tmp_path):
     assert "m-leak-causal" in r["throughput_source"] and r["status"] == "ran on this setup"
 
 
-def test_unknown_hub_model_gives_rows_that_say_so(tmp_path):
-    """A hub model the measurements file does not know (and offline) is no exception:
-    every row of the plan says the model size is missing, the totals say which jobs lack one."""
-    config = planner_config("ministral3b.yaml")
-    config["mask"]["model"]["path"] = "someorg/unknown-model-7b"
-    p = planner.make_plan(config, root=tmp_path)
-    t = p.table
-    jobs = t[t["job"] != planner.TOTAL]
-    assert len(jobs) == 13 * len(SETUPS) and jobs["est_s"].isna().all()
-    assert (
-        jobs["note"].str.contains("model size of 'someorg/unknown-model-7b' unknown offline").all()
-    )
-    assert (jobs["status"] == planner.NOT_RUN).all()
-    tot = row(t, "1x H200", planner.TOTAL)
-    assert pd.isna(tot["est_s"]) and "no estimate for leakage/causal" in tot["note"]
-    lines = "\n".join(planner.summary_lines(p))
-    assert "size unknown" in lines and "no estimate for: eval/3A/causal" in lines
-
-
-def test_unusable_inputs_are_row_notes(tmp_path, monkeypatch):
-    """A missing measurements file, a malformed snapshot, prices: vast without a key, an old frozen
-    estimate: the plan is still made, and says what it lacked."""
-    snap = tmp_path / "offers.json"
-    snap.write_text("{not json")
-    config = planner_config(
-        "config.yaml",
-        measurements=str(tmp_path / "absent.yaml"),
-        offers_snapshot=str(snap),
-        setups=[{"gpu": "cpu"}, {"gpu": "H200"}],
-    )
-    p = planner.make_plan(config, root=EMBEDDED_RUN, actuals=False)
-    t = p.table
-    assert t[t["job"] != planner.TOTAL]["note"].str.contains("measurements file unusable").all()
-    assert row(t, "1x cpu", "finetune/3A")["est_s"] > 0  # measured on the cpu by the fixture run
-    h200 = row(t, "1x H200", "finetune/3A")
-    assert pd.isna(h200["est_s"]) and "no spec for GPU 'H200'" in h200["throughput_source"]
-    assert h200["price_source"].startswith(f"no price: offers snapshot {snap} unreadable")
-    assert "warning: measurements file" in "\n".join(planner.summary_lines(p))
-    config = planner_config("config.yaml", prices="vast", setups=[{"gpu": "H200"}])
-    t = planner.make_plan(config, root=tmp_path, actuals=False).table
-    assert row(t, "1x H200", planner.TOTAL)["price_source"] == (
-        "no price: plan.prices is 'vast' but VAST_API_KEY is not set"
-    )
-    old = t.rename(columns={"job": "stage"})  # an estimate written by an older planner
-    again = planner.make_plan(config, root=tmp_path, frozen=old)
-    assert list(again.table.columns) == planner.COLUMNS
-    assert any("estimated afresh" in x for x in again.info["problems"])
-
-
 @pytest.mark.slow
 def test_plan_rule_finishes_with_an_unknown_hub_model_and_with_finished_probes(tmp_path):
     """The plan rules run to the end (they are part of `all`) where the planner used to raise:
@@ -659,16 +408,6 @@ def test_plan_rule_finishes_with_an_unknown_hub_model_and_with_finished_probes(t
     assert "size unknown" in log
     t = pd.read_csv(wd / "results/plan.csv")
     assert (t[t["job"] == "leakage/causal"]["status"] != planner.NOT_RUN).all()
-
-
-def test_a_failed_planner_still_writes_a_plan(tmp_path):
-    """The rule's last resort (workflow/scripts/plan.py): a plan of one row that says why."""
-    p = planner.failed_plan("the planner failed: KeyError: 'x' (see the log)")
-    planner.write_plan(p, tmp_path / "plan.csv", tmp_path / "plan.html")
-    t = pd.read_csv(tmp_path / "plan.csv")
-    assert list(t.columns) == planner.COLUMNS and t["note"].tolist() == [p.info["failed"]]
-    assert planner.summary_lines(p) == [f"no plan: {p.info['failed']}"]
-    assert "KeyError" in (tmp_path / "plan.html").read_text()
 
 
 def test_finetune_tokens_from_recorded_pair_lengths(tmp_path):
@@ -724,113 +463,6 @@ def test_multi_gpu_setup_runs_finetunes_side_by_side_and_data_parallel(tmp_path)
     assert row(dp, "8x H100 SXM", planner.TOTAL)["est_s"] < eight["est_s"]
 
 
-def test_one_rented_machine_boots_once_and_downloads_each_model_once(tmp_path):
-    """1x H100 as one rented machine (Snakemake on it): no job pays a boot, the TOTAL adds one
-    boot and setup, and only the first job that loads the hub model downloads it; rented per job
-    (the vast profile) every job that loads it pays both. Several GPUs are always one machine."""
-    setups = [{"gpu": "H100 SXM"}, {"gpu": "H100 SXM", "machine": True}, SETUPS[3]]
-    config = planner_config("ministral3b.yaml", setups=setups)
-    t = planner.make_plan(config, root=tmp_path, actuals=False).table
-    check_arithmetic(t)
-    o = config["plan"]["overheads"]
-    download = 3.429006336e9 * config["plan"]["bytes_per_param"] / 1e6 / o["download_mb_s"]
-    for label in ("1x H100 SXM machine", "8x H100 SXM"):
-        jobs = t[(t["setup"] == label) & (t["job"] != planner.TOTAL)]
-        assert (jobs["rental_overhead_s"] == 0).all()
-        downloads = [j for j, n in zip(jobs["job"], jobs["note"]) if "download" in n]
-        assert downloads == ["leakage/causal"]  # the first of the 7 jobs that load the base
-    machine = t[(t["setup"] == "1x H100 SXM machine") & (t["job"] != planner.TOTAL)]
-    total = row(t, "1x H100 SXM machine", planner.TOTAL)
-    assert total["est_s"] == pytest.approx(
-        machine["est_s"].sum() + o["boot_s"] + o["setup_s"], abs=0.5
-    )
-    assert "rent the machine once" in total["note"]
-    per_job = t[(t["setup"] == "1x H100 SXM") & (t["job"] != planner.TOTAL)]
-    assert sum("download" in n for n in per_job["note"]) == 7
-    saved = per_job["est_s"].sum() - total["est_s"]
-    assert saved > 6 * (o["boot_s"] + o["setup_s"]) + 6 * download * 0.99
-    probe = row(t, "1x H100 SXM machine", "leakage/prefix_bidir")
-    assert (
-        probe["job_overhead_s"]
-        < row(t, "1x H100 SXM", "leakage/prefix_bidir")["job_overhead_s"] - 0.99 * download
-    )
-    ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
-    with pytest.raises(planner.PlanError, match=r"plan.setups\[0\]: 8x H100 SXM with machine"):
-        parse_setups({"setups": [{"gpu": "H100 SXM", "count": 8, "machine": False}]}, ref)
-    labels = [s.label for s in parse_setups({"setups": setups}, ref)]
-    assert labels == ["1x H100 SXM", "1x H100 SXM machine", "8x H100 SXM"]
-
-
-def test_interruptible_setup_adds_expected_restarts_at_the_bid(tmp_path):
-    """A bid setup beside the on-demand one: the same jobs at the bid price, each with the
-    expected restarts of the stated assumption (plan.interruptible.per_hour): a finetune loses
-    half a checkpoint interval and the copy's lag per interruption, a job without checkpoints
-    half its compute; too many interruptions and the finetunes get no estimate."""
-    setups = [
-        {"gpu": "H100 SXM"},
-        {"gpu": "H100 SXM", "interruptible": True},
-        {"gpu": "RTX 4090", "interruptible": True},
-    ]
-    config = planner_config("ministral3b.yaml", setups=setups)
-    p = planner.make_plan(config, root=tmp_path, actuals=False)
-    t, plan = p.table, config["plan"]
-    check_arithmetic(t)
-    rate, o = plan["interruptible"]["per_hour"] / 3600, plan["overheads"]
-    assert rate > 0 and plan["interruptible"]["price_ratio"] == 0.5  # the stated defaults
-    jobs = [j for j in t[t["setup"] == "1x H100 SXM"]["job"] if j != planner.TOTAL]
-    shape = config["mask"]["finetune"]["defaults"]
-    assert 0 < shape["save_steps"] < shape["max_steps"]  # the finetunes resume from copies
-    for job in jobs:
-        od, bid = row(t, "1x H100 SXM", job), row(t, "1x H100 SXM bid", job)
-        assert od["est_job_s"] == bid["est_job_s"] and pd.isna(od["interruption_s"])
-        base, compute = od["est_s"], od["compute_s"]
-        if job.startswith("finetune/"):
-            steps = config["mask"]["finetune"]["variants"]
-            n = steps.get(job.split("/")[1], {}).get("max_steps", shape["max_steps"])
-            copy = 3.429006336e9 * plan["train_state_bytes_per_param"] / 1e6 / o["transfer_mb_s"]
-            restart = od["job_overhead_s"] + o["boot_s"] + o["setup_s"] + copy
-            per = restart + compute * shape["save_steps"] / n / 2 + copy
-            assert "half a checkpoint interval" in bid["note"]
-        else:
-            restart = od["job_overhead_s"] + od["rental_overhead_s"]
-            per = restart + compute / 2
-            assert "no checkpoint to resume from" in bid["note"]
-        assert bid["interruption_s"] == pytest.approx(base / (1 - rate * per) - base, abs=0.2)
-        assert bid["est_s"] == pytest.approx(base + bid["interruption_s"], abs=0.2)
-    # the price: the snapshot's on-demand H100 x price_ratio; the 4090's stated min_bid
-    od, bid = row(t, "1x H100 SXM", planner.TOTAL), row(t, "1x H100 SXM bid", planner.TOTAL)
-    assert bid["price_per_hour"] == pytest.approx(od["price_per_hour"] * 0.5)
-    assert "plan.interruptible.price_ratio" in bid["price_source"]
-    assert row(t, "1x RTX 4090 bid", planner.TOTAL)["price_per_hour"] == 0.31
-    assert bid["interruption_s"] > 0 and bid["est_s"] > od["est_s"]
-    assert bid["est_cost_usd"] < od["est_cost_usd"]  # the trade-off at the default rate
-    assert "interruptible instance" in bid["note"]
-    line = next(x for x in planner.summary_lines(p) if "1x H100 SXM bid:" in x)
-    assert "expected restarts after being outbid" in line
-    # a higher rate costs more time; past one interruption per restart's worth, no estimate
-    config["plan"]["interruptible"]["per_hour"] = 1.0
-    t1 = planner.make_plan(config, root=tmp_path, actuals=False).table
-    assert row(t1, "1x H100 SXM bid", planner.TOTAL)["interruption_s"] > 5 * bid["interruption_s"]
-    config["plan"]["interruptible"]["per_hour"] = 10.0
-    t10 = planner.make_plan(config, root=tmp_path, actuals=False).table
-    ft = row(t10, "1x H100 SXM bid", "finetune/3A")
-    assert pd.isna(ft["est_s"]) and "never finishes" in ft["note"]
-    assert pd.isna(row(t10, "1x H100 SXM bid", planner.TOTAL)["est_s"])
-    # the vast profile's bid is what the executor pays
-    prof = tmp_path / "vast.yaml"
-    prof.write_text("ablate-vast-max-price: 3.0\nablate-vast-bid: 0.7\n")
-    config["plan"].update(
-        vast_profile=str(prof), interruptible={"per_hour": 0.1, "price_ratio": 0.5}
-    )
-    t = planner.make_plan(config, root=tmp_path, actuals=False).table
-    assert row(t, "1x H100 SXM bid", planner.TOTAL)["price_per_hour"] == 0.7
-    assert "ablate-vast-bid" in row(t, "1x H100 SXM bid", planner.TOTAL)["price_source"]
-    ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
-    for bad in ({"gpu": "H100 SXM", "count": 8}, {"gpu": "cpu"}):
-        with pytest.raises(planner.PlanError, match="interruptible is a rented one-GPU setup"):
-            parse_setups({"setups": [bad | {"interruptible": True}]}, ref)
-
-
 @pytest.mark.parametrize("name", FAMILY_OVERLAYS)
 def test_other_family_overlays_plan_every_job_offline(tmp_path, name):
     """config/<family>.yaml over config/ministral3b.yaml: the hub model's size from its 'models:'
@@ -859,82 +491,6 @@ def test_other_family_overlays_plan_every_job_offline(tmp_path, name):
         "flop-estimate"
     ).all()
     assert not pd.isna(row(t, "1x H100 SXM", planner.TOTAL)["est_s"])
-
-
-def test_a_model_larger_than_one_gpu_plans_onto_the_smallest_setup_where_it_fits(tmp_path):
-    """config/ministral8b.yaml (over ministral3b.yaml): its finetunes are refused on one H100 with
-    the need per GPU and from how many GPUs they fit, fit on 2x (its weights sharded) and on one
-    H200; the summary names the smallest setup of each GPU and says that recipe's speed-up is
-    unmeasured."""
-    config = planner.load_config(
-        [REPO / "config" / "ministral3b.yaml", REPO / "config" / "ministral8b.yaml"]
-    )
-    p = planner.make_plan(config, root=tmp_path, actuals=False)
-    t = p.table
-    check_arithmetic(t)
-    assert p.info["params"] == pytest.approx(8.02e9, rel=1e-3)
-    for v in ("3A", "3B", "5B"):
-        one = row(t, "1x H100 SXM", f"finetune/{v}")
-        assert one["fits_memory"] == "no" and pd.isna(one["est_s"]) and one["memory_gb"] > 80
-        assert one["note"].startswith(
-            f"does not fit: needs {one['memory_gb']:.3g} GB per GPU on 1 GPU > 80 GB (H100 SXM); "
-            "fits from 2 GPUs"
-        )
-        two = row(t, "2x H100 SXM", f"finetune/{v}")
-        assert two["fits_memory"] == "yes" and two["memory_gb"] < 80 < one["memory_gb"]
-        assert "sharded_weights (" in two["note"] and "sharded_weights unmeasured" in two["note"]
-        assert row(t, "8x H100 SXM", f"finetune/{v}")["memory_gb"] == two["memory_gb"]  # gpu: 2
-        assert row(t, "1x H200", f"finetune/{v}")["fits_memory"] == "yes"
-    assert "does not fit in memory: finetune/3A" in row(t, "1x H100 SXM", planner.TOTAL)["note"]
-    assert not pd.isna(row(t, "2x H100 SXM", planner.TOTAL)["est_s"])
-    lines = planner.summary_lines(p)
-    mem = [x for x in lines if x.startswith("memory:")]
-    assert mem == [
-        "memory: finetune/3A, finetune/3B, finetune/5B do not fit 1x H100 SXM (needs "
-        f"{one['memory_gb']:.3g} GB a GPU) (the note says why); the smallest setup of each GPU "
-        f"where they fit: 1x H200 (needs {row(t, '1x H200', 'finetune/3A')['memory_gb']:.3g} GB "
-        f"a GPU), 2x H100 SXM (needs {two['memory_gb']:.3g} GB a GPU)"
-    ]
-    assert any(
-        x.startswith("scaling: the data-parallel speed-up of finetune/3A, finetune/3B, finetune/5B")
-        for x in lines
-    )
-    # the CLI takes the overlay after its base, as Snakemake's --configfile does
-    assert planner.main(
-        ["--config", "config/ministral3b.yaml", "config/ministral8b.yaml", "--no-actuals",
-         "--out", str(tmp_path / "plan.csv")]
-    ) == 0  # fmt: skip
-
-
-def test_the_setups_are_listed_fastest_first_and_weeks_in_days(tmp_path):
-    """`ablate plan` of the real study on a machine without a GPU listed its local setup first:
-    "1x cpu: 5318:30:20 total" (221 days, read as hours). Now the fastest setup comes first, a
-    total of two days or more says its days, and a setup without a total comes last."""
-    config = planner_config("ministral3b.yaml", setups=[{"gpu": "cpu"}, {"gpu": "H100 SXM"}])
-    lines = planner.summary_lines(planner.make_plan(config, root=tmp_path, actuals=False))
-    totals = [x.strip() for x in lines if " total" in x]
-    assert [x.split(":")[0] for x in totals] == ["1x H100 SXM", "1x cpu"], totals
-    assert re.fullmatch(r"1x cpu: \d{4,}:\d\d:\d\d total \(\d+ days\), no price", totals[1]), totals
-
-
-def test_the_plan_says_what_each_gpu_count_buys_a_finetune(tmp_path):
-    """`ablate plan`'s summary: each data-parallel finetune on 1, 2, 4 and 8 GPUs, the time and
-    speed-up from its own estimate, 8 marked extrapolated (measured on at most 4)."""
-    config = planner_config("ministral3b.yaml", setups=[{"gpu": "H100 SXM"}])
-    p = planner.make_plan(config, root=tmp_path, actuals=False)
-    lines = planner.summary_lines(p)
-    at = lines.index(
-        "each data-parallel job on 1, 2, 4, 8 GPUs (its resources gpu; time, speed-up):"
-    )
-    per_job = lines[at + 1 : at + 4]
-    assert [x.split(" on ")[0].strip() for x in per_job] == [
-        "finetune/3A",
-        "finetune/3B",
-        "finetune/5B",
-    ]
-    for x in per_job:
-        assert "1: " in x and "(1.00x)" in x and "2: " in x and "(1.06x)" in x
-        assert "(1.25x)" in x and "x, extrapolated)" in x.split("8: ")[1]
 
 
 @pytest.mark.parametrize(("gpus", "said"), [(1, False), (2, False), (4, True)])
