@@ -21,7 +21,6 @@ _TAKEN = "test_{} is also {}'s (test file names must be unique)"
 #: a module of src/ablate/core (path relative to it) -> why it has no test module of its own
 UNMIRRORED = {
     "config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py (by topic)",
-    "jobs.py": "tests/core/test_core_jobs.py; " + _TAKEN.format("jobs.py", "planner/jobs.py"),
     "module_map.py": "the guard tests/guards/test_module_map.py is its test",
     "execution/interrupts.py": "tests/core/execution/test_job_interrupts.py",
     "reports/status.py": "tests/core/reports/test_status_forecast.py and the pipeline's tests/pipeline/test_status.py",
