@@ -20,10 +20,11 @@ _TAKEN = "test_{} is also {}'s (test file names must be unique)"
 
 #: a module of src/ablate/core (path relative to it) -> why it has no test module of its own
 UNMIRRORED = {
-    "config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py (by topic)",
+    "config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py: "
+    "three topics (the schema, its guards, YAML errors): a test_config.py would only rename one",
     "module_map.py": "the guard tests/guards/test_module_map.py is its test",
-    "execution/interrupts.py": "tests/core/execution/test_job_interrupts.py",
-    "reports/status.py": "tests/core/reports/test_status_forecast.py and the pipeline's tests/pipeline/test_status.py",
+    "reports/status.py": "tests/core/reports/test_status_forecast.py and the pipeline's tests/pipeline/test_status.py; "
+    + _TAKEN.format("status.py", "tests/pipeline/"),
     "training/loss.py": "tests/core/test_share_of_mean.py and tests/mask/test_training.py (by feature)",
     "training/memory.py": "tested through the planner's forecast, tests/core/planner/test_memory_need.py",
     "training/params.py": "tested by its users: tests/core/training/test_loop.py, tests/core/test_config_schema.py",
