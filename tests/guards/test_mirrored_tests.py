@@ -36,7 +36,6 @@ UNMIRRORED = {
     **{
         f"planner/{name}.py": _PLANNER
         for name in [
-            "model_size",
             "plan",
             "planned_jobs",
             "throughput",
