@@ -38,7 +38,6 @@ UNMIRRORED = {
         for name in [
             "plan",
             "planned_jobs",
-            "throughput",
         ]
     },  # fmt: skip
 }
