@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "src" / "ablate" / "core"
 TESTS = ROOT / "tests" / "core"
 
-_PLANNER = "tested through the plan it builds: tests/core/planner/test_planner.py and its siblings"
 #: two test files of one name fail to import under pytest's default import mode
 _TAKEN = "test_{} is also {}'s (test file names must be unique)"
 
@@ -22,7 +21,8 @@ _TAKEN = "test_{} is also {}'s (test file names must be unique)"
 UNMIRRORED = {
     "config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py: "
     "three topics (the schema, its guards, YAML errors): a test_config.py would only rename one",
-    "module_map.py": "the guard tests/guards/test_module_map.py is its test",
+    "module_map.py": "tests/guards/test_module_map.py, the guard of the map and its unit tests; "
+    + _TAKEN.format("module_map.py", "tests/guards/"),
     "reports/status.py": "tests/core/reports/test_status_forecast.py and the pipeline's tests/pipeline/test_status.py; "
     + _TAKEN.format("status.py", "tests/pipeline/"),
     "training/loss.py": "tests/core/test_share_of_mean.py and tests/mask/test_training.py (by feature)",
@@ -33,13 +33,7 @@ UNMIRRORED = {
     "training/sharding.py": "tests/core/test_sharded_recipe.py and test_sharded_fast_head.py (by feature)",
     "training/vocab_rows.py": "tests/mask/test_training.py",
     "planner/files.py": "file names and a column name only: no behaviour of its own",
-    **{
-        f"planner/{name}.py": _PLANNER
-        for name in [
-            "plan",
-            "planned_jobs",
-        ]
-    },  # fmt: skip
+    "planner/plan.py": "make_plan, the package's own entry: tests/core/planner/test_planner.py (the package's mirror)",
 }
 
 
