@@ -185,7 +185,13 @@ def _setup(tmp_path, name, p, policy: str, hooks=None, n_examples: int = 15) -> 
     """The run the pipeline builds (loop.setup with the policy's hooks), without saves."""
     hooks = mask_policy.hooks(policy, p, 11) if hooks is None else hooks
     return loop.setup(
-        loop.Spec({**p, "save_steps": 0}, tmp_path / name, name, pad_token_id=11, hooks=hooks),
+        loop.Spec(
+            resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
+            tmp_path / name,
+            name,
+            pad_token_id=11,
+            hooks=hooks,
+        ),
         model=tiny_model(PREFIX_SDPA),
         train_dataset=ExampleDataset(examples(n_examples, seed=3)),
         eval_dataset=None,

@@ -666,12 +666,17 @@ def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
     from ablate.mask import tiny
 
     model = random_model(tiny.tiny_ministral3_config(num_hidden_layers=1), seed=0)
-    ok = {"loss_vocab": "corpus", "optim": "adamw_torch_fused", "weight_decay": 0.0}
+    base = {"loss_vocab": "corpus", "optim": "adamw_torch_fused", "weight_decay": 0.0}
+
+    def params(**kw):
+        return resolve_params({**base, **kw}, "finetune")
+
+    ok = params()
     assert vocab_rows.why_not(model, ok) is None
-    assert "every row" in vocab_rows.why_not(model, {**ok, "loss_vocab": "full"})
-    assert "moves every row" in vocab_rows.why_not(model, {**ok, "weight_decay": 0.1})
-    assert "moves every row" in vocab_rows.why_not(model, {**ok, "optim": "adafactor"})
-    masters = {**ok, "master_weights": True, "model_dtype": "bfloat16"}
+    assert "every row" in vocab_rows.why_not(model, params(loss_vocab="full"))
+    assert "moves every row" in vocab_rows.why_not(model, params(weight_decay=0.1))
+    assert "moves every row" in vocab_rows.why_not(model, params(optim="adafactor"))
+    masters = params(master_weights=True, model_dtype="bfloat16")
     assert "master" in vocab_rows.why_not(model, masters)
     untied = random_model(
         tiny.tiny_ministral3_config(num_hidden_layers=1, tie_word_embeddings=False), seed=0

@@ -23,8 +23,9 @@ from ablate.core.training.params import IGNORE_INDEX
 
 
 def model_dtype(p: dict[str, Any]) -> str:
-    """The frozen pair's dtype name (the core's rule, :func:`ablate.core.training.params.model_dtype`)."""
-    return training_params.dtype_name(training_params.model_dtype(p))
+    """The frozen pair's dtype name (the core's rule, :func:`ablate.core.training.params.weights_dtype`)."""
+    dtype = training_params.weights_dtype(p["model_dtype"], p.get("bf16", "auto"))
+    return training_params.dtype_name(dtype)
 
 
 def kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:

@@ -153,7 +153,7 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
 
     role = j.wildcards["role"]
     p = resolve_params({**models.PRETRAIN, **(bridge[role].get("pretrain") or {})}, "pretrain")
-    tokens = p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"]
+    tokens = p.max_steps * p.batch_size * p.grad_accum * p.max_seq_len
     return PlannedJob(
         model=f"{role} ({bridge[role]['family']})",
         policy="causal",
@@ -161,13 +161,13 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
         tokens_source="max_steps x batch_size x grad_accum x max_seq_len (packed blocks)",
         params=shapes[role][0],
         params_source=shapes[role][2],
-        optim=p["optim"],
+        optim=p.optim,
         # "auto" (bf16 only on a bf16-capable GPU): the memory check counts the larger
-        master_weights=p["master_weights"] is not False,
+        master_weights=p.master_weights is not False,
         shape=shape_of(embedded_config(bridge[role])),
-        forward_tokens=float(p["batch_size"] * p["max_seq_len"]),
-        gradient_checkpointing=bool(p["gradient_checkpointing"]),
-        **{**common, "dtype": p["model_dtype"]},
+        forward_tokens=float(p.batch_size * p.max_seq_len),
+        gradient_checkpointing=bool(p.gradient_checkpointing),
+        **{**common, "dtype": p.model_dtype},
     )
 
 

@@ -50,6 +50,7 @@ from ablate.core import checkpoint_integrity, generation, io, parallel, provenan
 from ablate.core.phases import Phases
 from ablate.core.training import loop, saving, speed
 from ablate.core.training import run as core_run
+from ablate.core.training.params import TrainParams, resolve_params
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
@@ -216,31 +217,37 @@ class Evaluations:
         self.started = time.time() - values["seconds"]
 
 
-def loop_params(p: dict[str, Any], n_global: int) -> dict[str, Any]:
+def loop_params(p: dict[str, Any], n_global: int, saves: bool = True) -> TrainParams:
     """The loop's params of a translator training: one global batch a step (``batch_size`` per
     process), no accumulation, fp32 (the pair's dtypes are its own), the clip, the evaluation
-    and checkpoint interval ``eval_every``, the newest checkpoint alone kept (none once the
-    outputs are written), none of the loop's own stop rules (early stopping is the
-    evaluation's)."""
-    return {
-        "seed": p["seed"],
-        "batch_size": n_global,
-        "grad_accum": 1,
-        "max_steps": p["steps"],
-        "max_grad_norm": p["grad_clip"],
-        "bf16": False,
-        "master_weights": False,
-        "gradient_checkpointing": False,
-        "logging_steps": p["log_every"],
-        "eval_steps": p["eval_every"],
-        "eval_batch_size": p["eval_batch_size"],
-        "save_steps": p["eval_every"],
-        "save_total_limit": 1,
-        "keep_checkpoints": False,  # removed once the outputs are written
-        # an evaluation decodes eval_size items between two steps: the watchdog's bound from
-        # step times alone would be too short for it
-        "stall_s": STALL_S,
-    }
+    and checkpoint interval ``eval_every`` (``saves`` false: no checkpoint), the newest
+    checkpoint alone kept (none once the outputs are written), none of the loop's own stop
+    rules (early stopping is the evaluation's). The keys the loop does not read here (the
+    optimizer is the bridge's own) keep the finetune defaults."""
+    return resolve_params(
+        {
+            "seed": p["seed"],
+            "batch_size": n_global,
+            "grad_accum": 1,
+            "max_steps": p["steps"],
+            "max_grad_norm": p["grad_clip"],
+            "bf16": False,
+            "master_weights": False,
+            "gradient_checkpointing": False,
+            "logging_steps": p["log_every"],
+            "eval_steps": p["eval_every"],
+            "eval_batch_size": p["eval_batch_size"],
+            "save_steps": p["eval_every"] if saves else 0,
+            "save_total_limit": 1,
+            "keep_checkpoints": False,  # removed once the outputs are written
+            # an evaluation decodes eval_size items between two steps: the watchdog's bound from
+            # step times alone would be too short for it
+            "stall_s": STALL_S,
+            "no_learning_steps": 0,
+            "plateau_patience": 0,
+        },
+        "finetune",
+    )
 
 
 #: the stall watchdog's bound of a translator training (:mod:`ablate.core.training.watchdog`)
@@ -271,9 +278,7 @@ def loop_run(
         ),
         optimizer=lambda model, _: optimizer(translator, p),
     )
-    params = loop_params(p, n_global)
-    if folder is None:  # no checkpoints
-        params["save_steps"] = 0
+    params = loop_params(p, n_global, saves=folder is not None)
     spec = loop.Spec(
         params,
         Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
