@@ -433,9 +433,14 @@ def train_entry(
             for what, folder in sorted(states.items())
         },
     }
+    speed.tf32_matmuls(e.pair.device)
+    e.pair.compiled = e.pair.device.type == "cuda"  # the target's layers, for the training forward
+    evaluation = Evaluations(e.pair, e.translator, e.eval_items, p, e.label)
+    folder = out / checkpoint_integrity.CHECKPOINTS_DIR
+    r = loop_run(e.pair, e.translator, e.train_items, p, e.label, folder, evaluation)
     run = core_run.TrainRun(
         kind="bridge",
-        params=p,
+        params=r.params,  # the loop's (loop_params); the run key and summary carry the bridge's
         out_dir=out,
         run_key=key,
         summary_extra={},
@@ -444,11 +449,6 @@ def train_entry(
         phases=phases,
         label=e.label,
     )
-    speed.tf32_matmuls(e.pair.device)
-    e.pair.compiled = e.pair.device.type == "cuda"  # the target's layers, for the training forward
-    evaluation = Evaluations(e.pair, e.translator, e.eval_items, p, e.label)
-    folder = out / checkpoint_integrity.CHECKPOINTS_DIR
-    r = loop_run(e.pair, e.translator, e.train_items, p, e.label, folder, evaluation)
     # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
     # outputs (TranslatorOutputs), the checkpoints' removal
     summary = core_run.drive(run, r, TranslatorOutputs(run, spec, e, evaluation))

@@ -52,8 +52,7 @@ class TrainRun:
     and micro-batches, :class:`~.loop.Hooks`; the next-token head loss is set here)."""
 
     kind: str
-    # the bridge's translator training: its own params (ablate.bridge.params), not yet typed
-    params: TrainParams | dict[str, Any]
+    params: TrainParams
     out_dir: Path
     run_key: dict[str, Any]
     summary_extra: dict[str, Any]
