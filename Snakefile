@@ -35,7 +35,7 @@ for _study in studies.STUDIES:
 
 
 # An experiment's jobs that its change does not reach are the base's: their files (outputs,
-# records, logs) are the base's, which its rules, STATUS and plan read (ablate.core.experiments)
+# records, logs) are the base's, which its rules, STATUS and plan read (ablate.core.trees.experiments)
 if EXPERIMENT:
     experiments.share(JOBS, experiments.shared_of(config, JOBS))
 
@@ -64,7 +64,7 @@ include: "rules/status.smk"
 include: "rules/preflight.smk"
 
 
-# Experiments beside this configuration (config `experiments`; ablate.core.experiments): the
+# Experiments beside this configuration (config `experiments`; ablate.core.trees.experiments): the
 # Snakefile loads itself once per experiment as a Snakemake module whose config is the
 # experiment's (its results tree <results>/exp/<name>/, its rules exp_<name>_<rule>). The files
 # of its jobs that its change does not reach are this configuration's (replace_prefix): those

@@ -81,7 +81,7 @@ def machine(device, world: int) -> dict:
         name = torch.cuda.get_device_name(device)
         gpu = load_reference(MEASUREMENTS).canonical_gpu(name) or name
     else:
-        from ablate.core.provenance import cpu_info
+        from ablate.core.outputs.provenance import cpu_info
 
         model = cpu_info()["cpu_model"] or "cpu"
         name, gpu = f"{model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)", "cpu"
@@ -356,7 +356,7 @@ def main(argv=None) -> int:
         measurements=meas,
     )
     if a.out and rank == 0:
-        from ablate.core import io
+        from ablate.core.outputs import io
 
         io.write_json(a.out, result)
         log(f"wrote {a.out}")

@@ -8,8 +8,8 @@ markdown table.
 
 --ddp N [N ...]: each row (causal) on 1 GPU with the one-GPU default recipe (bf16 weights + fp32
 masters: what a `gpu: 1` job runs), then on each N data-parallel processes (torchrun through
-ablate.core.parallel.launch, one GPU each) with the recipe the loop picks there (fp32 shards, bf16
-the weights' `data_parallel` recipe as resolved: the row's log says which),
+ablate.core.execution.parallel.launch, one GPU each) with the recipe the loop picks there (fp32
+shards, bf16 the weights' `data_parallel` recipe as resolved: the row's log says which),
 the same global batch and data; prints s/step, tokens/s, speed-up and efficiency (speed-up / N)
 against the one-GPU default, each N's loss curve's largest relative difference from it, and with
 --profile the workers' profile: compute, collectives, collectives not hidden by compute, idle.
@@ -57,7 +57,7 @@ from references import policy_loss_sum
 from step_profile import StepProfiler
 from step_profile import print_table as print_profile
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.planner.inputs import Reference
 from ablate.core.training import loop, params
 from ablate.core.training.data import ExampleDataset, PolicyCollator
@@ -413,8 +413,8 @@ def use_shape(shape: str) -> None:
 
 
 def ddp_worker(name, overrides, warmup, timed, shape, profile, out) -> None:
-    """One process of a --ddp run (started by ablate.core.parallel.launch); rank 0 writes the row
-    (its profile with --profile: rank 0's GPU)."""
+    """One process of a --ddp run (started by ablate.core.execution.parallel.launch); rank 0 writes
+    the row (its profile with --profile: rank 0's GPU)."""
     global LOG_STEPS, PROFILE_STEPS
     LOG_STEPS, PROFILE_STEPS = 1, profile if DEVICE == "cuda" else 0
     use_shape(shape)

@@ -1,5 +1,6 @@
-"""Generation-engine benchmark (issue 28): eager generate vs ablate.core.generation, one bridged
-evaluation through the engine, and frozen-state extraction, at the real shape (random weights).
+"""Generation-engine benchmark (issue 28): eager generate vs ablate.core.models.generation, one
+bridged evaluation through the engine, and frozen-state extraction, at the real shape (random
+weights).
 
     PYTHONPATH=src python bench/bench_generate.py --shape tiny --out bench/results/generate_cpu_tiny.md
     PYTHONPATH=src python bench/bench_generate.py --shape real --out bench/results/generate_h100.md
@@ -50,7 +51,7 @@ from bridge_work import (
 )
 
 from ablate.bridge import evaluate, states
-from ablate.core import generation
+from ablate.core.models import generation
 
 BATCHES = (1, 16, 64, 128, 256)
 
@@ -257,7 +258,7 @@ def main(argv=None) -> int:
     text = "\n\n".join(report) + "\n"
     print(text, flush=True)
     if a.out:
-        from ablate.core import io
+        from ablate.core.outputs import io
 
         io.atomic_write(a.out, lambda tmp: tmp.write_text(text))
     return 0

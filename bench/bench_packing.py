@@ -73,7 +73,7 @@ import torch
 from step_profile import StepProfiler
 from step_profile import print_table as print_profile
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training import optim, params
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
@@ -395,8 +395,8 @@ def row_data(group: str, steps: int, T: int, scale: float) -> ExampleDataset:
 
 
 def ddp_worker(name, steps, warmup, tiny, profile, out, pairs=SEED_EXAMPLES_PER_STEP) -> None:
-    """One process of a --ddp row (ablate.core.parallel.launch): timed with --window; rank 0
-    writes it."""
+    """One process of a --ddp row (ablate.core.execution.parallel.launch): timed with --window; rank
+    0 writes it."""
     global WINDOW, PROFILE_STEPS, PAIRS
     T, scale = shape_setup(tiny)
     WINDOW, PROFILE_STEPS, PAIRS = warmup, profile if not tiny else 0, pairs

@@ -28,7 +28,7 @@ def _bytes(tensors) -> int:
 def worker(optim: str) -> None:
     import torch.distributed as dist
 
-    from ablate.core import parallel
+    from ablate.core.execution import parallel
     from ablate.core.training.adafactor import FusedAdafactor
     from ablate.core.training.pretraining import random_model
     from ablate.core.training.sharding import shard

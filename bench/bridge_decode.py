@@ -18,7 +18,7 @@ from bridge_work import (
 
 from ablate.bridge import evaluate, models
 from ablate.bridge.infer import BASELINES
-from ablate.core import generation
+from ablate.core.models import generation
 
 
 # --- evaluation, inference, KV ------------------------------------------------------------------

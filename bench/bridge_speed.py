@@ -24,9 +24,9 @@ a multiple of N, so ``--rows 10 40 --group 10`` compares one GPU's share of the 
 rows, 4 GPUs) with the same loss at 40 rows on one GPU. ``--shape tiny`` runs on the CPU (a check
 of the script, not a measurement).
 
-decode: ``ablate.core.generation.generate`` (the engine) at each batch (``--paths``: 1 the static
-cache through transformers' loop, bench/references.py ``transformers_generate``, 2 through the
-engine's own, the engine itself, 0 the dynamic cache through transformers' loop), a 150-token
+decode: ``ablate.core.models.generation.generate`` (the engine) at each batch (``--paths``: 1 the
+static cache through transformers' loop, bench/references.py ``transformers_generate``, 2 through
+the engine's own, the engine itself, 0 the dynamic cache through transformers' loop), a 150-token
 embedded
 prompt, ``--new`` new tokens, hygiene on: ms per step and, under torch.profiler, GPU busy time
 per step and the top kernels (where a step's time goes).
@@ -224,7 +224,7 @@ def decode_cmd(a) -> None:
     from references import transformers_generate
     from torch.profiler import ProfilerActivity, profile
 
-    from ablate.core import generation
+    from ablate.core.models import generation
 
     s = setup(a.shape)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -241,7 +241,7 @@ def decode_cmd(a) -> None:
         prompts = list(embeds.unbind(0))
         dec = _dec(p, b)
         for static in a.paths:
-            # 2: the engine (its own loop, ablate.core.decode_loop); 1, 0: transformers' loop
+            # 2: the engine (its own loop, ablate.core.models.decode_loop); 1, 0: transformers' loop
             if static == 2:
                 run = generation.generate
             else:
@@ -274,7 +274,7 @@ def check_tokens(target, p: dict, batches: list[int], d: int, dev: torch.device)
     from bench_generate import _dec
     from references import transformers_generate
 
-    from ablate.core import generation
+    from ablate.core.models import generation
 
     print("| batch | rows | rows equal (own loop vs transformers' loop) |\n|---|---|---|")
     for b in batches:

@@ -17,7 +17,7 @@ import yaml
 from ablate.bridge import cost
 from ablate.bridge import params as bridge_params
 from ablate.bridge.translator import ARCH_KEYS, BottleneckedGatedTranslator, median_row_rms
-from ablate.core.phases import Phases
+from ablate.core.outputs.phases import Phases
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ROOT / "config/gpu_measurements.yaml"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ablate.core import checkpoint_integrity  # noqa: E402
+from ablate.core.outputs import checkpoint_integrity  # noqa: E402
 
 CHUNK = 64 << 20
 

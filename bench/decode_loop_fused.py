@@ -1,7 +1,8 @@
-"""An experiment, not the engine: the engine's own decode loop (:mod:`ablate.core.decode_loop`)
-with every step's hygiene and greedy pick in fixed shapes (the n-gram ban over the whole token
-buffer with a position mask, the step count a tensor), so they can be compiled. Tried on one H100
-and not kept (bench/results/bridge_speed_h100.md, "Decoding: what was tried and not kept"):
+"""An experiment, not the engine: the engine's own decode loop
+(:mod:`ablate.core.models.decode_loop`) with every step's hygiene and greedy pick in fixed shapes
+(the n-gram ban over the whole token buffer with a position mask, the step count a tensor), so they
+can be compiled. Tried on one H100 and not kept (bench/results/bridge_speed_h100.md, "Decoding: what
+was tried and not kept"):
 
 - ``WHOLE`` True: forward + pick + bookkeeping compiled as one function with CUDA graphs
   (``_step_fn``): no faster at batch 64 (11.02 ms a step against the split's 10.97), and its
@@ -23,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ablate.core import decode_loop
+from ablate.core.models import decode_loop
 
 _COMPILED: dict[int, Any] = {}
 #: the step compiled whole (``_step_fn``) or the forward and the pick apart (``_compiled``)
@@ -141,8 +142,8 @@ def _step(model, cache, state: dict[str, torch.Tensor], hygiene: dict | None, pa
 
 @torch.no_grad()
 def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> torch.Tensor:
-    """:func:`ablate.core.decode_loop.greedy` (its arguments, its result) with the fixed-shape
-    step."""
+    """:func:`ablate.core.models.decode_loop.greedy` (its arguments, its result) with the
+    fixed-shape step."""
     b, width = mask.shape
     dev, steps = embeds.device, dec.max_new_tokens
     cache, full, positions, logits = decode_loop.prefill(model, embeds, mask, steps, cache_len)

@@ -20,7 +20,7 @@ from bench_generate import _dec
 from bridge_work import build_lm, setup
 from references import transformers_generate
 
-from ablate.core import decode_loop, generation
+from ablate.core.models import decode_loop, generation
 
 VARIANTS = {
     "graph": (True, {"mode": "reduce-overhead", "fullgraph": True}),

@@ -4,7 +4,7 @@ same left-padded prompts (rows whose tokens are equal).
 
     PYTHONPATH=src:bench python bench/decode_phases.py --batches 64 512
 
-Variants: ``engine`` (``ablate.core.generation.generate``, its own loop: the hygiene over the
+Variants: ``engine`` (``ablate.core.models.generation.generate``, its own loop: the hygiene over the
 generated columns only), ``prefill`` (the engine with its prefill compiled by Inductor, no CUDA
 graphs: an experiment, not the engine), ``fresh`` (the engine with a new KV cache each call, as
 before ``decode_loop.cache`` kept one: ``generation.release`` before every call). The variants
@@ -34,7 +34,7 @@ from bench_generate import _dec
 from bridge_work import build_lm, setup, sync
 from references import transformers_generate
 
-from ablate.core import generation
+from ablate.core.models import generation
 
 
 class CompiledPrefill:

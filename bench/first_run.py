@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate.core import provenance, records
+from ablate.core.outputs import provenance, records
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the result tables compared between revisions, and their columns that name or time a run

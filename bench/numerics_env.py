@@ -36,7 +36,7 @@ SETTINGS = (
 def child(steps: int, vocab: int, weights_out: str) -> None:
     import torch
 
-    from ablate.core import provenance
+    from ablate.core.outputs import provenance
     from ablate.core.training.pretraining import random_model
     from ablate.mask import tiny
 
@@ -70,7 +70,7 @@ def run_setting(setting: str, steps: int, vocab: int, weights: Path) -> dict:
 def table(settings: list[str], steps: int, vocab: int) -> str:
     import torch
 
-    from ablate.core.provenance import changed_keys
+    from ablate.core.outputs.provenance import changed_keys
 
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run_setting(s, steps, vocab, Path(tmp) / f"{i}.pt") for i, s in enumerate(settings)]

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import torch
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
-from ablate.core import generation
+from ablate.core.models import generation
 
 
 def main() -> int:

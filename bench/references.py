@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ablate.core import generation
+from ablate.core.models import generation
 from ablate.core.training.loss import head_loss_sum, loss_sum
 from ablate.mask.masks import check_policy, policy_forward_kwargs
 from ablate.mask.scoring import Request, prepare
@@ -82,7 +82,7 @@ def policy_loss_sum(
 
 @torch.no_grad()
 def transformers_generate(model, prompts: list[torch.Tensor], dec, static: bool = True):
-    """:func:`ablate.core.generation.generate` with every batch through transformers' own
+    """:func:`ablate.core.models.generation.generate` with every batch through transformers' own
     ``generate`` (not the engine's own loop): the same batches, the same static cache (``static``
     False: the dynamic one), the tokens the engine must equal."""
     out = [None] * len(prompts)

@@ -1,5 +1,6 @@
-"""What the run cache's input check costs before a restore (ablate.core.runcache.check_inputs):
-every checkpoint folder under a results folder, hashed as its loader would, best of three.
+"""What the run cache's input check costs before a restore
+(ablate.core.reruns.runcache.check_inputs): every checkpoint folder under a results folder, hashed
+as its loader would, best of three.
 
     python bench/restore_check.py results        # prints one line per checkpoint
 """
@@ -10,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from ablate.core import checkpoint_integrity, provenance, runcache
+from ablate.core.outputs import checkpoint_integrity, provenance
+from ablate.core.reruns import runcache
 
 
 def main(results: str) -> None:

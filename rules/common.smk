@@ -9,7 +9,8 @@ from snakemake.io import IOFile
 from snakemake.utils import update_config
 
 from ablate import studies
-from ablate.core import experiments, hub_revisions, results_origin
+from ablate.core.trees import experiments, results_origin
+from ablate.core.outputs import hub_revisions
 from ablate.core.config import (
     ConfigError,
     config_files_error,
@@ -19,12 +20,12 @@ from ablate.core.config import (
     typed_config_args,
     validate_config as validate_schema,
 )
-from ablate.core.interrupts import forward_sigint_to_jobs
-from ablate.core.provenance import WORKFLOW_DIR_ENV
+from ablate.core.execution.interrupts import forward_sigint_to_jobs
+from ablate.core.outputs.provenance import WORKFLOW_DIR_ENV
 
 # A SIGINT sent to Snakemake alone (`kill -INT <pid>`) reaches its local jobs too, as a terminal's
 # Ctrl-C does: a finetune then saves a checkpoint and stops instead of running on to its end and
-# being redone (ablate.core.interrupts).
+# being redone (ablate.core.execution.interrupts).
 forward_sigint_to_jobs()
 
 # Provenance records the git state of this checkout (the Snakefile's folder), not of the folder
@@ -56,7 +57,7 @@ if msg := config_files_error(workflow.configfiles):
     raise WorkflowError(msg)
 
 # An experiment's configuration (config `experiments`: the Snakefile loads itself once per
-# experiment, ablate.core.experiments) names itself and its base; None in the base's.
+# experiment, ablate.core.trees.experiments) names itself and its base; None in the base's.
 EXPERIMENT = config.get(experiments.MARKER)
 # --config's nested values as a config file would type them (Snakemake's are all text); an
 # experiment's configuration was made from the base's, which has them
@@ -72,7 +73,7 @@ PLANNED_STUDIES = [s for s in STUDIES if s in config["plan"]["studies"]]
 # configurations (the embedded default, a real study) never mix their outputs.
 RESULTS = config["results"]
 # Not the workflow's own folder; not a folder made under another name or by another working
-# directory's runs (ablate.core.results_origin): refused before any job, a dry run too. A job's
+# directory's runs (ablate.core.trees.results_origin): refused before any job, a dry run too. A job's
 # own parse (a cluster or remote job) is the run's, checked already.
 if msg := results_origin.name_error(RESULTS):
     raise WorkflowError(msg)
@@ -185,12 +186,12 @@ def job_outputs(jobs):
 
 
 onstart:
-    # One running Snakemake per results folder (ablate.core.results_lock): a second run, from
+    # One running Snakemake per results folder (ablate.core.trees.results_lock): a second run, from
     # another working directory too, stops here in one line, before its first job removes
     # anything. A dry run runs no onstart; --nolock (Snakemake's own lock off) takes none either.
     import sys
-    from ablate.core import results_lock
-    from ablate.core.results_trees import mixed_warning
+    from ablate.core.trees import results_lock
+    from ablate.core.trees.results_trees import mixed_warning
 
     if workflow.execution_settings.lock:
         try:
@@ -207,9 +208,9 @@ onstart:
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):
         print(msg, file=sys.stderr)
     # the progress line's time left: the planner's estimates of this run's planned jobs still to
-    # do, on this machine's setup (a local run; ablate.core.terminal)
+    # do, on this machine's setup (a local run; ablate.core.execution.terminal)
     if workflow.local_exec and PLANNED_STUDIES:
-        from ablate.core import terminal
+        from ablate.core.execution import terminal
         from ablate.core.planner.files import PLAN_FILES
 
         terminal.follow(
@@ -222,7 +223,8 @@ onstart:
 
 onsuccess:
     from snakemake.logging import logger
-    from ablate.core import results_lock, terminal
+    from ablate.core.trees import results_lock
+    from ablate.core.execution import terminal
 
     results_lock.release(RESULTS)
     # the run's end: claims, where the results are, the report command (the logger plugin
@@ -238,6 +240,6 @@ onsuccess:
 
 
 onerror:
-    from ablate.core import results_lock
+    from ablate.core.trees import results_lock
 
     results_lock.release(RESULTS)

@@ -4,7 +4,7 @@
 # or says per row that a job has not run yet. The jobs are the job lists (JOBS) of the studies of
 # `plan.studies` the config runs, the same ones the rules run; a forecast never stops a study: a
 # missing input is a row note.
-from ablate.core import runcache
+from ablate.core.reruns import runcache
 from ablate.core.planner.files import PLAN_FILES
 
 

@@ -1,9 +1,9 @@
 # A run whose jobs ask for GPUs, started locally on a machine that shows none, stops here in one
 # line naming the config file and the override (config key `allow_cpu`), before a 3 B model is
-# built on the CPU until the out-of-memory killer ends it (ablate.core.preflight). A profile that
+# built on the CPU until the out-of-memory killer ends it (ablate.core.execution.preflight). A profile that
 # sends the jobs elsewhere (--profile slurm, --profile vast) passes; so do a finished run's GPU
 # jobs and a target the plan or STATUS makes alone.
-from ablate.core import preflight
+from ablate.core.execution import preflight
 
 if workflow.is_main_process and (
     _msg := preflight.gpu_error(

@@ -1,5 +1,5 @@
 # Snakemake's report, as this pipeline shows it (ablate.upstream.smk): each rule once in the
-# rule graph (ablate.core.report_graph), and the landing page (workflow/report/workflow.rst) with
+# rule graph (ablate.core.reports.report_graph), and the landing page (workflow/report/workflow.rst) with
 # the score plot embedded, not linked.
 from ablate.upstream import smk
 

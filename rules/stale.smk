@@ -7,7 +7,7 @@ import atexit
 import re
 import sys
 
-from ablate.core.stale import stale_lines
+from ablate.core.reruns.stale import stale_lines
 
 
 def print_stale(lines):

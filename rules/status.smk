@@ -1,11 +1,11 @@
-# STATUS.md (ablate.core.status), for every study of the run: per job done / running / stale (the
+# STATUS.md (ablate.core.reports.status), for every study of the run: per job done / running / stale (the
 # changed config key) / to run, wall time, GPU hours, numbers, artifacts; the forecast of what
 # remains. A full run writes it last (its inputs are the studies' targets) with the report's
 # views of it: the status page, every record's provenance block next to its numbers, and every
 # results tree of the working directory beside this one (`ablate runs`). Asked
 # for alone (`snakemake -c1 --nolock -f results/STATUS.md`) it runs no other job; `ablate status`
 # writes the same file without Snakemake, cheap enough to run every minute during a run.
-from ablate.core.status import STATUS_FILE
+from ablate.core.reports.status import STATUS_FILE
 
 STATUS_TARGET = out(STATUS_FILE)
 STATUS_PRODUCTS = {"status", STATUS_TARGET}

@@ -29,8 +29,9 @@ CHECKOUT = (
 
 
 #: A dry run of a config whose jobs ask for GPUs, as on the GPU host the config is made for: the
-#: GPU pool (ablate.core.gpus, ABLATE_GPU_IDS) holds a device, so the parse-time preflight
-#: (ablate.core.preflight) plans it on a machine without one, as it does under --profile slurm.
+#: GPU pool (ablate.core.execution.gpus, ABLATE_GPU_IDS) holds a device, so the parse-time preflight
+#: (ablate.core.execution.preflight) plans it on a machine without one, as it does under --profile
+#:slurm.
 GPU_HOST = {"ABLATE_GPU_IDS": "0"}
 
 

@@ -83,7 +83,7 @@ def tekken_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tokenizer(tekken_dir):
-    from ablate.core.modeling import load_tokenizer
+    from ablate.core.models.modeling import load_tokenizer
 
     return load_tokenizer(tekken_dir)
 
@@ -132,7 +132,7 @@ def workflow_copy(tmp_path_factory):
 def gpu_host(monkeypatch):
     """Snakemake started by the test plans a config whose jobs ask for GPUs as on the GPU host it
     is made for (checkout.GPU_HOST): its dry run passes the parse-time preflight on a machine
-    without one (ablate.core.preflight)."""
+    without one (ablate.core.execution.preflight)."""
     from checkout import GPU_HOST
 
     for key, value in GPU_HOST.items():

@@ -407,6 +407,6 @@ def synthetic_rows(n: int = 40, seed: int = 0) -> list[dict]:
 
 def weights(path):
     """A checkpoint's tensors, loaded (and verified) as every stage loads them."""
-    from ablate.core.modeling import load_causal_lm
+    from ablate.core.models.modeling import load_causal_lm
 
     return {k: v.clone() for k, v in load_causal_lm(path).state_dict().items()}

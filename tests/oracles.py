@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from ablate.core.expected import BEGIN, END
 from ablate.core.planner.overheads import DTYPE_BYTES
+from ablate.core.reports.expected import BEGIN, END
 from ablate.core.training.memory import OPTIM_STATES
 from ablate.mask.masks import (
     check_policy,
@@ -110,5 +110,6 @@ def disk_need_mb(n_params: float, p: dict[str, Any], gpu: bool = True) -> float:
 
 
 def page_table(page: Path) -> str:
-    """The table between :data:`ablate.core.expected.BEGIN` and ``END`` of ``page``, as written."""
+    """The table between :data:`ablate.core.reports.expected.BEGIN` and ``END`` of ``page``, as
+    written."""
     return page.read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip()

@@ -5,11 +5,11 @@ folder, plus the time inside the job's script where its output's provenance reco
 
 The gap between the two columns is what the job spends outside the stage's own work (Python and
 library start-up, model build or load, saving, hashing): the per-job overhead that issue 16 cuts.
-Jobs of a tree with ``ablate.core.phases`` also say where it went: ``startup`` (process start to
-the stage function: interpreter, Snakemake's preamble, imports), each phase (``load_model``,
-``train`` with its ``train.steps``, ``save_final``, ``evaluate`` with its ``evaluate.score``...),
-and ``own_work_s`` (the steps, the scoring or the probe's forwards): wall_s - own_work_s is the
-overhead the planner's ``job_overheads`` (config/gpu_measurements.yaml) record.
+Jobs of a tree with ``ablate.core.outputs.phases`` also say where it went: ``startup`` (process
+start to the stage function: interpreter, Snakemake's preamble, imports), each phase
+(``load_model``, ``train`` with its ``train.steps``, ``save_final``, ``evaluate`` with its
+``evaluate.score``...), and ``own_work_s`` (the steps, the scoring or the probe's forwards): wall_s
+- own_work_s is the overhead the planner's ``job_overheads`` (config/gpu_measurements.yaml) record.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate.core.records import benchmark_seconds, provenance_of, read_json
+from ablate.core.outputs.records import benchmark_seconds, provenance_of, read_json
 from ablate.mask.layout import PATTERNS
 
 #: the phase that is the stage's own work, per rule (the rest is overhead)

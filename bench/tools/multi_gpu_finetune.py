@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from ablate.core import checkpoint_integrity
+from ablate.core.outputs import checkpoint_integrity
 from ablate.mask import layout
 
 REPO = Path(__file__).resolve().parents[2]

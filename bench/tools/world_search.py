@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from ablate.core import modeling
+from ablate.core.models import modeling
 from ablate.core.training.loss import vocab_head_loss
 from ablate.core.training.pretraining import random_model
 from ablate.mask import embedded, masks, sft_data, tiny

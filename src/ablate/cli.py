@@ -15,20 +15,23 @@ COMMANDS = {
     "data": ("ablate.mask.embedded", "write the embedded corpus, tasks and SFT data"),
     "recovery": ("ablate.mask.recovery", "build the recovery table from metrics.json files"),
     "status": (
-        "ablate.core.status",
+        "ablate.core.reports.status",
         "write <results>/STATUS.md: what is done, running, stale, left",
     ),
     "diff": (
-        "ablate.core.diff",
+        "ablate.core.trees.diff",
         "compare two runs (run_ids or record files): config, inputs, hardware, numerics, scores",
     ),
     "expected": (
-        "ablate.core.expected",
+        "ablate.core.reports.expected",
         "a finished embedded default against its CPU kind's expected results",
     ),
-    "runs": ("ablate.core.runs", "every results tree side by side: changed keys, numbers, claims"),
+    "runs": (
+        "ablate.core.trees.runs",
+        "every results tree side by side: changed keys, numbers, claims",
+    ),
     "exp": (
-        "ablate.core.exp_run",
+        "ablate.core.trees.exp_run",
         "run an experiment (or a sweep) beside the base: KEY=VALUE changed, its own results tree",
     ),
     "flips": (

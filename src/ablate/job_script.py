@@ -8,9 +8,9 @@ The order matters, so each step is here once rather than in every script:
    import reads it;
 3. (:func:`start` only: the jobs that load a model) the run cache, where a job it restores is
    done (exit 0); torch and the job's own heavy modules (``imports``); the job's own GPUs
-   (:func:`ablate.core.gpus.claim_for`), after the imports but before CUDA is initialised;
+   (:func:`ablate.core.execution.gpus.claim_for`), after the imports but before CUDA is initialised;
    torch's CPU threads set to the rule's ``threads``; a job with a ``gpu`` resource samples its
-   GPUs' utilisation and memory from then on (:mod:`ablate.core.gpu_watch`).
+   GPUs' utilisation and memory from then on (:mod:`ablate.core.execution.gpu_watch`).
 
 A job that trains runs its entry point through :func:`run_entry`: in the job's process, or in one
 data-parallel process per GPU the job was granted.
@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ablate import studies
-from ablate.core import provenance
+from ablate.core.outputs import provenance
 
 
 def keep_freed_memory() -> None:
@@ -69,7 +69,7 @@ def refusals() -> tuple[type, ...]:
     """The errors whose message says everything (what, where, the fix) in one line, written for
     the user: a config the pipeline cannot run, a model it cannot find (offline, not cached)."""
     from ablate.core.config import ConfigError
-    from ablate.core.model_card import ModelCardError
+    from ablate.core.outputs.model_card import ModelCardError
 
     return (ConfigError, ModelCardError)
 
@@ -80,7 +80,7 @@ def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
     Ctrl-C printed a hundred lines of training frames); so does a refusal (:func:`refusals`: the
     hub unreachable printed 40 lines of network frames before its one-line message). Any other
     error keeps its traceback."""
-    from ablate.core.interrupts import TrainingInterrupted
+    from ablate.core.execution.interrupts import TrainingInterrupted
 
     _JOB["failed"] = True
     if issubclass(exc_type, KeyboardInterrupt):
@@ -179,14 +179,14 @@ def start(
     side_outputs: Sequence[str | os.PathLike] = (),
     after_restore: Callable[[], Any] | None = None,
 ):
-    """Steps 1 to 3; the job's :class:`ablate.core.runcache.JobCache` (it stores the outputs
+    """Steps 1 to 3; the job's :class:`ablate.core.reruns.runcache.JobCache` (it stores the outputs
     once the job has written them). ``imports``: the modules the script uses (imported here,
     before the job waits for its GPUs; the script's own import lines then cost nothing).
     ``side_outputs``: what else the job writes that a user reads (restored with the outputs, or
     removed); ``after_restore``: what the job does with its finished outputs besides them (its
     MLflow run), done for restored ones too."""
     start_light(snakemake, study)
-    from ablate.core.runcache import JobCache
+    from ablate.core.reruns.runcache import JobCache
 
     job_cache = JobCache(snakemake, side_outputs)  # config key run_cache (off: a no-op)
     _JOB["cache"] = job_cache
@@ -206,7 +206,7 @@ def start(
         importlib.import_module(name)
     gc.freeze()
     gc.enable()
-    from ablate.core import gpu_watch, gpus
+    from ablate.core.execution import gpu_watch, gpus
 
     gpus.claim_for(snakemake)
     if int(getattr(snakemake.resources, "gpu", 0) or 0) > 0:
@@ -227,14 +227,14 @@ def run_entry(
 ) -> Any:
     """Run the job's entry point ``call`` (``"module:function"``) with ``kwargs``: in this
     process on one GPU or the CPU, or in N data-parallel processes, one per GPU of the job
-    (:func:`ablate.core.parallel.launch`; the same global batch, docs/training.md).
+    (:func:`ablate.core.execution.parallel.launch`; the same global batch, docs/training.md).
 
     ``processes``: the run's configured process count (one its run id counts), set by the config
     key ``key``: refused unless the job was granted that many GPUs; None: one process per GPU
     granted. ``reporters``
     (``{"call", "kwargs"}``): what each process calls for the entry's ``reporters=`` argument.
     Returns the entry's result in this process, None from N processes."""
-    from ablate.core import parallel
+    from ablate.core.execution import parallel
 
     granted = int(getattr(snakemake.resources, "gpu", 0) or 0)
     if processes is not None and processes > 1 and granted != processes:

@@ -1,12 +1,12 @@
 """Training checkpoints that outlive the instance.
 
 A training job writes complete-or-ignored training checkpoints into ``<out>/checkpoints`` beside its
-outputs (:mod:`ablate.core.checkpoint_integrity`). While the job runs, :class:`CheckpointCopies` copies each
-new complete one to the submit host, at the same relative path, over the runner's SSH channel (a
-tar stream, nothing staged on the instance's disk). A retry of the job, on any instance, gets the
-newest complete copy shipped up before it starts, so the training resumes there
-(:func:`ablate.core.resume.prepare_resume`) instead of from step 0. After the job succeeded
-the copies are removed (its outputs are what counts then).
+outputs (:mod:`ablate.core.outputs.checkpoint_integrity`). While the job runs,
+:class:`CheckpointCopies` copies each new complete one to the submit host, at the same relative
+path, over the runner's SSH channel (a tar stream, nothing staged on the instance's disk). A retry
+of the job, on any instance, gets the newest complete copy shipped up before it starts, so the
+training resumes there (:func:`ablate.core.training.resume.prepare_resume`) instead of from step 0.
+After the job succeeded the copies are removed (its outputs are what counts then).
 
 A copy is extracted into ``checkpoints/.incoming`` and moved into place only once the stream ended
 cleanly, its completion marker is inside and its files match its hash manifest, so a copy cut off
@@ -26,7 +26,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from ablate.core import checkpoint_integrity
+from ablate.core.outputs import checkpoint_integrity
 
 REMOTE_WORKDIR = "/snakemake-workdir"
 INCOMING = ".incoming"

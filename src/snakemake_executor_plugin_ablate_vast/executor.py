@@ -65,7 +65,7 @@ import snakemake_executor_plugin_vastai as _stock
 from snakemake_executor_plugin_vastai.sshtransfer import REMOTE_WORKDIR, SSHJobRunner, TransferError
 from snakemake_interface_common.exceptions import WorkflowError
 
-from ablate.core import spend as spend_record
+from ablate.core.execution import spend as spend_record
 from snakemake_executor_plugin_ablate_vast.checkpoints import CheckpointCopies
 from snakemake_executor_plugin_ablate_vast.spend import DEFAULT_FORECAST_H, SpendMeter
 

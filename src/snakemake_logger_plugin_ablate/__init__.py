@@ -2,9 +2,9 @@
 every run of this workflow prints through it in place of Snakemake's stream handler.
 
 It is Snakemake's own stream handler, filter and formatter with the changes
-:mod:`ablate.core.terminal` describes (a job's block without parameter trees, and on a terminal at
-most ``WIDTH`` characters a line; the time left on the progress line; the end-of-run summary
-last).
+:mod:`ablate.core.execution.terminal` describes (a job's block without parameter trees, and on a
+terminal at most ``WIDTH`` characters a line; the time left on the progress line; the end-of-run
+summary last).
 Snakemake's log file (``.snakemake/log/``) keeps its own full format. ``--logger`` on the command
 line replaces the profile's choice.
 
@@ -23,7 +23,7 @@ from snakemake.logging import ColorizingTextHandler, DefaultFormatter
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 
-from ablate.core import terminal
+from ablate.core.execution import terminal
 
 
 @dataclass

@@ -146,7 +146,7 @@ def test_a_branch_is_its_commit_in_the_run_id(tmp_path, monkeypatch):
     made one), each pinned in its results folder's lock; the register job gets the commit."""
     from huggingface_hub import constants
 
-    from ablate.core import hub_revisions
+    from ablate.core.outputs import hub_revisions
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     bridge = bridge_config("latentwire.yaml")
@@ -171,7 +171,7 @@ def test_a_branch_is_its_commit_in_the_run_id(tmp_path, monkeypatch):
 def test_a_dataset_branch_is_its_commit_in_the_run_id(tmp_path):
     """A hub dataset's `revision` (null: main) is pinned like a model's: the run id and the
     data job (which loads that commit) name it."""
-    from ablate.core import hub_revisions
+    from ablate.core.outputs import hub_revisions
 
     bridge = bridge_config("latentwire.yaml")
     key = f"datasets/{bridge['data']['gsm8k']['path']}@main"
@@ -191,7 +191,7 @@ def test_a_dataset_branch_is_its_commit_in_the_run_id(tmp_path):
 
 def test_a_card_of_another_commit_than_the_run_id_is_refused(tmp_path):
     from ablate.bridge import models
-    from ablate.core import io
+    from ablate.core.outputs import io
 
     card = tmp_path / layout.PATTERNS["card"].format(role="source")
     io.write_json(

@@ -21,7 +21,7 @@ from ablate.bridge import params as bridge_params
 from ablate.bridge import states, train, world
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
-from ablate.core import parallel as core_parallel
+from ablate.core.execution import parallel as core_parallel
 from ablate.core.training import loop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +152,7 @@ import json, sys, torch
 from ablate.bridge import world
 from ablate.bridge import params as bridge_params
 from ablate.bridge.parallel import gather, shard
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
 args = json.loads(open(sys.argv[1]).read())
@@ -214,7 +214,7 @@ def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, 
     """torchrun, 2 processes: killed in step 3 after the checkpoint of step 2 (one RNG file per
     process), the rerun resumes at step 2 in both and ends with the uninterrupted run's losses and
     translator."""
-    from ablate.core import checkpoint_integrity
+    from ablate.core.outputs import checkpoint_integrity
     from ablate.core.training import saving
 
     params = {**EXACT, "batch_size": 2, "eval_every": 2}

@@ -30,7 +30,7 @@ BRIDGE_RULES = {
 }
 
 
-# the real grid's dry runs plan it as on its GPU host (ablate.core.preflight)
+# the real grid's dry runs plan it as on its GPU host (ablate.core.execution.preflight)
 pytestmark = pytest.mark.usefixtures("gpu_host")
 
 

@@ -13,8 +13,8 @@ import yaml
 from checkout import snakemake
 from helpers import job_counts
 
-from ablate.core import status
 from ablate.core.planner.inputs import load_config
+from ablate.core.reports import status
 
 pytestmark = pytest.mark.slow
 

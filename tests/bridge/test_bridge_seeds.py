@@ -12,8 +12,8 @@ from helpers import BRIDGE_ENTRIES as ENTRIES
 from helpers import bridge_config, run_summary
 
 from ablate.bridge import claims, grid, layout, tables
-from ablate.core import io
 from ablate.core.config import ConfigError
+from ablate.core.outputs import io
 
 
 def test_default_grid_has_no_seed_entries():

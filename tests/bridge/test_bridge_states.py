@@ -12,7 +12,7 @@ from bridge_fixtures import MICRO_PARAMS
 
 from ablate.bridge import params as bridge_params
 from ablate.bridge import states, world
-from ablate.core import parallel
+from ablate.core.execution import parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 

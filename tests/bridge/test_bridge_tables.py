@@ -12,7 +12,7 @@ from helpers import BRIDGE_ENTRIES as ENTRIES
 from helpers import run_summary
 
 from ablate.bridge import claims, tables
-from ablate.core import io
+from ablate.core.outputs import io
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from bridge_fixtures import MICRO_PARAMS
 from ablate.bridge import evaluate, infer, train, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge.pair import load_pair
-from ablate.core import checkpoint_integrity
+from ablate.core.outputs import checkpoint_integrity
 
 
 def test_train_entry_writes_every_output(bridge_entry):

@@ -109,7 +109,7 @@ def test_save_and_load_roundtrip(tmp_path):
     src, mask = torch.randn(1, 4, 12), torch.ones(1, 4, dtype=torch.long)
     assert torch.equal(t(src, mask), back(src, mask))
     (tmp_path / "tr" / "translator.safetensors").write_bytes(b"broken")
-    from ablate.core.checkpoint_integrity import CheckpointError
+    from ablate.core.outputs.checkpoint_integrity import CheckpointError
 
     with pytest.raises(CheckpointError):
         translator.load(tmp_path / "tr")

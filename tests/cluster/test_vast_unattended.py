@@ -25,7 +25,8 @@ from conftest import (
 )
 from helpers import FAST, no_leak, synthetic_rows, weights
 
-from ablate.core import checkpoint_integrity, spend
+from ablate.core.execution import spend
+from ablate.core.outputs import checkpoint_integrity
 from ablate.mask.training.run import FinetuneSpec, finetune
 from snakemake_executor_plugin_ablate_vast.spend import SpendMeter
 

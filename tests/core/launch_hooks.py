@@ -1,14 +1,14 @@
-"""Per-process hooks for runs under ablate.core.parallel.launch (its ``reporters`` argument: each
-returns the training loop's reporters of its process), in a module that imports no test module:
-one imported there would change the run (tests/mask/test_training.py sets torch's thread count at
-import, and so the float sums)."""
+"""Per-process hooks for runs under ablate.core.execution.parallel.launch (its ``reporters``
+argument: each returns the training loop's reporters of its process), in a module that imports no
+test module: one imported there would change the run (tests/mask/test_training.py sets torch's
+thread count at import, and so the float sums)."""
 
 from __future__ import annotations
 
 import os
 import signal
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training import adafactor
 
 

@@ -1,6 +1,6 @@
-"""A worker for ablate.core.parallel.launch (tests/core/training/test_sharded_masters.py): the sharded
-masters' optimizer in N processes (gloo) against the one-process MasterWeightsOptimizer on the
-same gradients. Each process's gradient of a step is its own; the one process sees their mean
+"""A worker for ablate.core.execution.parallel.launch (tests/core/training/test_sharded_masters.py):
+the sharded masters' optimizer in N processes (gloo) against the one-process MasterWeightsOptimizer
+on the same gradients. Each process's gradient of a step is its own; the one process sees their mean
 (the loop's loss of N processes is N times the mean, undone by the division by N). Rank 0
 writes what it measured to ``out``."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers.optimization import Adafactor
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training.optim import MasterWeightsOptimizer, decay_groups
 from ablate.core.training.sharded_masters import ShardedMastersOptimizer
 

@@ -1,6 +1,6 @@
-"""A worker for ablate.core.parallel.launch (tests/core/test_step_collectives.py): one optimizer
-step of the training loop on a tiny Llama in N processes (gloo), every collective it issues
-counted by torch's profiler (the ``c10d::`` operators that every backend dispatches through),
+"""A worker for ablate.core.execution.parallel.launch (tests/core/test_step_collectives.py): one
+optimizer step of the training loop on a tiny Llama in N processes (gloo), every collective it
+issues counted by torch's profiler (the ``c10d::`` operators that every backend dispatches through),
 rank 0 writing the counts to ``out``. In a module that imports no test module (a test module's
 imports change the run: launch_hooks.py says why)."""
 
@@ -14,7 +14,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training import loop, params
 
 #: The tiny model: each decoder layer and the root (embeddings, final norm, lm_head) one FSDP2 unit

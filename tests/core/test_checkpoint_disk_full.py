@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ablate.core import checkpoint_integrity
+from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving
 from ablate.core.training.loop import State
 

@@ -791,7 +791,7 @@ def test_unknown_target_names_the_nearest_and_its_config(workflow_copy, target, 
 
 
 def test_unknown_target(tmp_path, monkeypatch):
-    from ablate.core.targets import config_folders, unknown_target
+    from ablate.core.execution.targets import config_folders, unknown_target
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config").mkdir()
@@ -822,7 +822,7 @@ def test_unknown_target(tmp_path, monkeypatch):
 
 
 def test_command_line_targets(monkeypatch):
-    from ablate.core.targets import command_line_targets
+    from ablate.core.execution.targets import command_line_targets
 
     def targets(argv):
         monkeypatch.setattr(sys, "argv", argv)  # the command line this process runs
@@ -837,7 +837,7 @@ def test_command_line_targets(monkeypatch):
 def test_every_file_of_a_full_run_is_a_known_target(workflow_copy):
     """The unknown-target check refuses no file a full run makes: every output of the default
     run's DAG (`snakemake --summary`) is among the files it accepts."""
-    from ablate.core.targets import target_files
+    from ablate.core.execution.targets import target_files
 
     r = dry_run(workflow_copy, "--summary")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from ablate import studies
-from ablate.core import status
 from ablate.core.jobs import LOG, Job, StudyLayout, StudyPlanner, StudyStatus, benchmark_pattern
+from ablate.core.outputs.provenance import config_hash
 from ablate.core.planner.inputs import load_config
-from ablate.core.provenance import config_hash
+from ablate.core.reports import status
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = {"layout": StudyLayout, "status": StudyStatus, "plan": StudyPlanner}

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ablate import job_script
-from ablate.core import parallel
+from ablate.core.execution import parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -80,8 +80,8 @@ def test_a_restored_job_names_the_key_and_the_run(tmp_path):
     cache = str(tmp_path / "cache")
     start = "cache = job_script.start(smk, 'mask')"
     work = (
-        "from ablate.core import provenance\n"
-        "from ablate.core.io import write_json\n"
+        "from ablate.core.outputs import provenance\n"
+        "from ablate.core.outputs.io import write_json\n"
         "write_json(out, {'x': 1, 'provenance': {'run_id': 'run-1', 'config_hash': 'h'}})\n"
         "cache.store()"
     )

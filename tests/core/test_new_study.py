@@ -24,8 +24,8 @@ def test_a_third_study_plugs_in_through_the_registry(tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(wd / "src"), str(TOY)])}
     r = snakemake(wd, "-c1", "--configfile", "config/toy.yaml", env=env, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    # the terminal (ablate.core.terminal): the time left by the planner's estimates of its one
-    # planned job, then the run ends with its summary: claims, results, the report command
+    # the terminal (ablate.core.execution.terminal): the time left by the planner's estimates of its
+    # one planned job, then the run ends with its summary: claims, results, the report command
     assert "left by the planner's estimates (1 planned job to go on " in r.stderr, r.stderr
     tail = r.stderr.rstrip().splitlines()[-5:]
     assert tail == [

@@ -13,8 +13,9 @@ import torch
 from helpers import FAMILY_OVERLAYS
 from oracles import disk_need_mb
 
-from ablate.core import checkpoint_integrity, phases, planner, provenance
-from ablate.core.checkpoint_integrity import CheckpointError
+from ablate.core import planner
+from ablate.core.outputs import checkpoint_integrity, phases, provenance
+from ablate.core.outputs.checkpoint_integrity import CheckpointError
 from ablate.core.planner.inputs import Reference
 from ablate.core.planner.params import count_params, params_of_hub_model
 from ablate.mask import variants as mask_variants
@@ -124,7 +125,7 @@ def test_gpu_loads_name_the_device_by_index():
     """load_causal_lm's device_map names a CUDA device by index, so the model sits on one device,
     the one the training loop trains on (a map to "cuda" made HF's Trainer, before the loop, treat
     the model as model-parallel and leave it unmoved)."""
-    from ablate.core.modeling import _device_index, _is_accelerator
+    from ablate.core.models.modeling import _device_index, _is_accelerator
 
     assert _device_index("cuda:1") == 1 and _device_index(torch.device("cuda", 0)) == 0
     assert not _is_accelerator("cpu") and not _is_accelerator(None) and _is_accelerator("cuda")

@@ -1,6 +1,6 @@
-"""A finetune across processes (ablate.core.parallel's launcher, torchrun, gloo on CPU) equals the
-one-process finetune: the same global batch (batch x processes x grad_accum), the same logged
-losses and the same final weights, unpacked and packed."""
+"""A finetune across processes (ablate.core.execution.parallel's launcher, torchrun, gloo on CPU)
+equals the one-process finetune: the same global batch (batch x processes x grad_accum), the same
+logged losses and the same final weights, unpacked and packed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import FAST, no_leak, synthetic_rows, weights
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.mask.training.run import FinetuneSpec, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def test_two_processes_train_like_one(tiny_model_dir, tmp_path, monkeypatch, pac
             log=log,
             # as workflow/scripts/finetune.py: TensorBoard on (rank 0 alone has a writer)
             reporters=dict(
-                call="ablate.core.tracking:reporters",
+                call="ablate.core.reports.tracking:reporters",
                 kwargs=dict(tracking={"tensorboard": True}, out_dir=str(tmp_path / "two")),
             ),
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 

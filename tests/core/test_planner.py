@@ -26,13 +26,14 @@ import yaml
 from checkout import copy_checkout, snakemake
 from helpers import EMBEDDED_RUN, FAMILY_OVERLAYS, MINISTRAL_RUN, SETUPS, planner_config, row
 
-from ablate.core import planner, results_origin
+from ablate.core import planner
 from ablate.core.jobs import Job
 from ablate.core.planner.history import benchmark_seconds
 from ablate.core.planner.inputs import Reference, Setup, parse_setups
 from ablate.core.planner.jobs import PlannedJob
 from ablate.core.planner.params import count_params
 from ablate.core.planner.prices import capture_offers, load_snapshot, snapshot_price, vast_profile
+from ablate.core.trees import results_origin
 from ablate.mask import plan as mask_plan
 from ablate.mask.tiny import tiny_ministral3_config
 

@@ -20,8 +20,8 @@ def compare(model_path: str, out: str) -> None:
     model on one batch; process 0 writes the largest differences to ``out``."""
     import torch
 
-    from ablate.core import parallel
-    from ablate.core.modeling import load_causal_lm
+    from ablate.core.execution import parallel
+    from ablate.core.models.modeling import load_causal_lm
     from ablate.core.training import sharding
     from ablate.core.training.loss import head_loss_sum, loss_sum, vocab_head_loss
 
@@ -60,7 +60,7 @@ def compare(model_path: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_fast_head_of_a_sharded_model_equals_the_unsharded(tiny_model_dir, tmp_path, monkeypatch):
-    from ablate.core import parallel
+    from ablate.core.execution import parallel
 
     path = [str(ROOT / "src"), str(ROOT / "tests" / "core")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]))

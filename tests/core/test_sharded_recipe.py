@@ -19,8 +19,9 @@ import safetensors.torch
 from helpers import FAST, weights
 from sharded_setup import finetune_kwargs, process_path
 
-from ablate.core import checkpoint_integrity, parallel
-from ablate.core.modeling import load_causal_lm
+from ablate.core.execution import parallel
+from ablate.core.models.modeling import load_causal_lm
+from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving
 from ablate.mask.training.run import FinetuneSpec, finetune
 

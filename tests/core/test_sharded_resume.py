@@ -17,7 +17,8 @@ import torch
 from helpers import FAST, weights
 from sharded_setup import finetune_kwargs, process_path
 
-from ablate.core import checkpoint_integrity, parallel
+from ablate.core.execution import parallel
+from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving, sharding
 
 PARAMS = {

@@ -16,7 +16,7 @@ import pytest
 from sharded_setup import process_path
 from step_collectives import LAYERS
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 
 UNITS = LAYERS + 1  # FSDP2 units: each decoder layer, and the root
 MICRO = 2  # micro-batches per process and step

@@ -81,7 +81,7 @@ def test_a_job_process_reads_its_own_switch(tmp_path):
 BEFORE_SWITCH = {"sys", "json", "time", "pathlib", "os"}
 #: the project's modules a script may import before its switch (a side output's name, a restored
 #: record's MLflow run): the test below checks that importing them imports no HF library
-LIGHT = {"ablate": {"job_script"}, "ablate.core": {"tracking"}}
+LIGHT = {"ablate": {"job_script"}, "ablate.core.reports": {"tracking"}}
 
 
 def study_scripts() -> list[tuple[str, Path]]:

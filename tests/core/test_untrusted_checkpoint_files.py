@@ -15,7 +15,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 
-from ablate.core import checkpoint_integrity
+from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving, sharding
 from ablate.core.training.loop import State
 

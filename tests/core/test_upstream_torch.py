@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-GUARD = "ablate.core.modeling.check_attention_device"
+GUARD = "ablate.core.models.modeling.check_attention_device"
 
 
 def test_cpu_flex_attention_has_no_backward():

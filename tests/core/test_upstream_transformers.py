@@ -10,7 +10,7 @@ from helpers import tiny_llama
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import RepetitionPenaltyLogitsProcessor
 
-WORKAROUND = "ablate.core.generation.embeds_repetition_penalty"
+WORKAROUND = "ablate.core.models.generation.embeds_repetition_penalty"
 
 
 def test_generate_from_embeddings_exempts_padded_rows_first_tokens_from_the_repetition_penalty(
@@ -71,8 +71,8 @@ def head_ops(model, ids) -> list[str]:
 def test_a_frozen_models_last_token_head_runs_as_a_bmm_over_copies_of_its_weight(monkeypatch):
     """``logits_to_keep`` hands the head ``hidden[:, -1:, :]`` (non-contiguous for B > 1); torch
     folds it into one mm only while the weight requires a gradient, so a frozen model's head is a
-    bmm over B stride-0 copies of the weight (``ablate.core.generation.contiguous_head``)."""
-    from ablate.core import generation
+    bmm over B stride-0 copies of the weight (``ablate.core.models.generation.contiguous_head``)."""
+    from ablate.core.models import generation
 
     model = tiny_llama(16, 32, layers=1, heads=2, kv_heads=1, vocab=100)
     ids = torch.randint(1, 100, (3, 5))

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ablate.core import checkpoint_integrity
+from ablate.core.outputs import checkpoint_integrity
 from snakemake_executor_plugin_ablate_vast import checkpoints as copies
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.core import checkpoint_integrity
-from ablate.core.checkpoint_integrity import CheckpointError
 from ablate.core.config import config_schema
-from ablate.core.modeling import ModelLoadError, load_causal_lm
+from ablate.core.models.modeling import ModelLoadError, load_causal_lm
+from ablate.core.outputs import checkpoint_integrity
+from ablate.core.outputs.checkpoint_integrity import CheckpointError
 from ablate.mask import PREFIX_SDPA, policies
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def test_loading_registers_the_split_backend_in_a_fresh_process(tiny_model_dir):
     sdpa_prefix_split (transformers used to answer "not supported")."""
     code = f"""
 import sys
-from ablate.core.modeling import load_causal_lm
+from ablate.core.models.modeling import load_causal_lm
 assert not any(m.startswith("ablate.mask") for m in sys.modules)
 model = load_causal_lm({str(tiny_model_dir)!r}, attn_implementation={PREFIX_SDPA!r})
 print(model.config._attn_implementation)

@@ -19,7 +19,7 @@ from ablate.core.config import (
     schema_error,
     validate_config,
 )
-from ablate.core.modeling import load_causal_lm
+from ablate.core.models.modeling import load_causal_lm
 from ablate.core.training.pretraining import random_model
 from ablate.mask import families, masks
 from ablate.mask.tiny import FAMILIES, tiny_config, tiny_ministral3_config

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ablate.core.modeling import ModelLoadError, load_causal_lm
+from ablate.core.models.modeling import ModelLoadError, load_causal_lm
 from ablate.mask import embedded
 from ablate.mask.masks import POLICIES
 
@@ -143,7 +143,7 @@ def test_samples_give_the_items_of_the_recovery_table_and_claims(policy_runs, tm
     samples.parquet, matching the metrics; the recovery table and a claim build from it."""
     import shutil
 
-    from ablate.core.claims import Claim, beats, evaluate_claims
+    from ablate.core.reports.claims import Claim, beats, evaluate_claims
     from ablate.mask import claims, items, recovery
 
     for d, metrics in policy_runs.values():

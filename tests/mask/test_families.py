@@ -13,7 +13,7 @@ import yaml
 from helpers import FAMILY_OVERLAYS, MASK_CONFIG_SETS, ROOT
 
 from ablate.core import planner
-from ablate.core.modeling import load_causal_lm
+from ablate.core.models.modeling import load_causal_lm
 from ablate.mask import families
 
 UNPROVEN = {"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 8, "vocab_size": 16}

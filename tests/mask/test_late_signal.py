@@ -19,7 +19,7 @@ import pytest
 import torch
 from helpers import causal_finetune, weights
 
-from ablate.core import checkpoint_integrity, provenance
+from ablate.core.outputs import checkpoint_integrity, provenance
 from ablate.core.training import loop, saving
 from ablate.mask import embedded
 

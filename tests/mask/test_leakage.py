@@ -174,7 +174,8 @@ def test_a_finetune_reads_the_verdict_so_other_evidence_keeps_its_key(tmp_path):
     """A probe of other n_pairs with the same verdict leaves the finetune's input, and so its
     run-cache key, as it was (restored, not retrained to the same weights); another verdict
     changes it."""
-    from ablate.core import io, runcache
+    from ablate.core.outputs import io
+    from ablate.core.reruns import runcache
 
     record = tmp_path / "leakage" / "prefix_bidir.json"
     first = {"policy": "prefix_bidir", "leaks": False, "loss_causal": 1.2, "n_examples": 4}

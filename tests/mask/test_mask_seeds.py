@@ -16,9 +16,9 @@ from fake_evals import correct_items, evaluation, shift, write
 from fake_evals import labels as job_labels
 from helpers import CLAIMS_CFG as CFG
 
-from ablate.core import claims as C
 from ablate.core.config import ConfigError
-from ablate.core.seeds import spread_lines, verdict_line
+from ablate.core.reports import claims as C
+from ablate.core.reports.seeds import spread_lines, verdict_line
 from ablate.mask import claims as mask_claims
 from ablate.mask import layout, recovery, report
 from ablate.mask import variants as mask_variants
@@ -322,9 +322,9 @@ def test_status_of_claims_that_leave_a_seeded_variant_out_is_done(tmp_path):
     (before: the claims job's upstream was every evaluation, and STATUS called it stale)."""
     from snakemake.utils import update_config
 
-    from ablate.core import status
     from ablate.core.config import validate_config
-    from ablate.core.io import write_json
+    from ablate.core.outputs.io import write_json
+    from ablate.core.reports import status
 
     cfg = copy.deepcopy(DEFAULT)
     update_config(cfg, {"mask": {"finetune": {"variants": {"3B": {"seeds": [0, 1]}}}}})

@@ -113,7 +113,7 @@ def _vlm_text_model(dtype=torch.float32, **overrides):
 
     from helpers import tiny_mistral3
 
-    from ablate.core.modeling import load_causal_lm
+    from ablate.core.models.modeling import load_causal_lm
     from ablate.mask import families
 
     folder = tempfile.mkdtemp(prefix="tiny-mistral3-")
@@ -690,7 +690,7 @@ def test_registry_matches_the_audit():
 def test_vlm_wrapper_loads_its_text_model():
     """The Mistral3 wrapper's audited model is what modeling.load_causal_lm returns for a
     checkpoint of model_type mistral3: a Ministral3ForCausalLM with the text config."""
-    from ablate.core.modeling import VLM_MODEL_TYPES
+    from ablate.core.models.modeling import VLM_MODEL_TYPES
 
     model = build("mistral3")
     assert "mistral3" in VLM_MODEL_TYPES

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablate.core import model_card
+from ablate.core.outputs import model_card
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,8 +74,8 @@ def test_register_hub_id_offline_keeps_the_configured_revision(tmp_path, monkeyp
 
 
 def test_register_a_pinned_commit_records_it_and_the_name(tmp_path, monkeypatch):
-    """A branch pinned to its commit (ablate.core.hub_revisions): the card loads the commit the
-    run ids name and keeps the revision as the config wrote it."""
+    """A branch pinned to its commit (ablate.core.outputs.hub_revisions): the card loads the commit
+    the run ids name and keeps the revision as the config wrote it."""
     from huggingface_hub import constants
 
     sha = "b" * 40

@@ -107,7 +107,7 @@ def test_a_claim_over_the_models(verdicts, verdict):
 
 
 def claims_frame(verdicts: dict[str, str]) -> pd.DataFrame:
-    from ablate.core.claims import COLUMNS
+    from ablate.core.reports.claims import COLUMNS
 
     rows = [
         dict(

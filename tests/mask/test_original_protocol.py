@@ -182,7 +182,7 @@ def load_original_task(name, tmp_path):
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
-    from ablate.core.modeling import load_causal_lm
+    from ablate.core.models.modeling import load_causal_lm
 
     return load_causal_lm(tiny_model_dir, attn_implementation="sdpa").eval()
 
@@ -265,7 +265,7 @@ def string_pairs():
 
 @pytest.fixture(scope="module")
 def model_bf16(tiny_model_dir):
-    from ablate.core.modeling import load_causal_lm
+    from ablate.core.models.modeling import load_causal_lm
 
     return load_causal_lm(tiny_model_dir, dtype="bfloat16", attn_implementation="sdpa").eval()
 
@@ -606,7 +606,7 @@ def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path, monkeypat
     import copy
 
     from ablate.core import planner
-    from ablate.core.stale import stale_lines
+    from ablate.core.reruns.stale import stale_lines
     from ablate.mask import layout
 
     root = original_tasks.TASK_DIR.parents[3]

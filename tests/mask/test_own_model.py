@@ -18,7 +18,8 @@ import yaml
 from checkout import copy_checkout, snakemake
 from helpers import AGGREGATES, ROOT, dry_run_jobs
 
-from ablate.core import model_card, planner
+from ablate.core import planner
+from ablate.core.outputs import model_card
 from ablate.mask import families, layout
 from ablate.mask import variants as mask_variants
 

@@ -213,7 +213,7 @@ def pick(df, stage, task, policy=None):
 
 
 def test_paired_tests_per_row(paired_entries):
-    from ablate.core import stats
+    from ablate.core.reports import stats
 
     df = recovery.build_recovery(paired_entries)
     assert list(df.columns) == recovery.COLUMNS

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import FAST, causal_finetune, synthetic_rows, weights
 
-from ablate.core import checkpoint_integrity
+from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving
 from ablate.core.training.pretraining import random_model
 from ablate.mask.tiny import tiny_ministral3_config

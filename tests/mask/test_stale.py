@@ -1,7 +1,7 @@
 """Staleness of the mask study's jobs: each job's record holds its config slice (``Job.config``),
 and an edit of any key of a slice names that key, where the config sets it, in the stale line
-(``ablate.core.stale``) and STATUS; a record written before jobs recorded their slice alone reads
-as current."""
+(``ablate.core.reruns.stale``) and STATUS; a record written before jobs recorded their slice alone
+reads as current."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ablate.core import planner
-from ablate.core.stale import stale_lines
+from ablate.core.reruns.stale import stale_lines
 from ablate.mask import layout, policies, status
 
 ROOT = Path(__file__).resolve().parents[2]

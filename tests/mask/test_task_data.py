@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablate.core import runcache
 from ablate.core.config import ConfigError
+from ablate.core.reruns import runcache
 from ablate.mask import lm_tasks, tasks
 
 ROWS = [

@@ -15,8 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from ablate.core import hub_revisions, planner, runcache
-from ablate.core.stale import stale_lines
+from ablate.core import planner
+from ablate.core.outputs import hub_revisions
+from ablate.core.reruns import runcache
+from ablate.core.reruns.stale import stale_lines
 from ablate.mask import layout, original_tasks, tasks
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ import torch
 from helpers import FAST, causal_finetune, no_leak, synthetic_rows, weights
 from references import policy_loss_sum
 
-from ablate.core import checkpoint_integrity
-from ablate.core.modeling import load_causal_lm
+from ablate.core.models.modeling import load_causal_lm
+from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import TrainingConfigError
 from ablate.mask import leakage, sft_data
@@ -604,7 +604,7 @@ def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_
     assert summary["params"]["loss_vocab"] == "corpus" and summary["steps_done"] == 4
     train = summary["curves"]["train"]
     assert train[-1]["loss"] < train[0]["loss"]
-    from ablate.core import modeling
+    from ablate.core.models import modeling
     from ablate.core.training.data import load_corpus, pack_corpus
     from ablate.core.training.pretraining import random_model
     from ablate.mask import tiny

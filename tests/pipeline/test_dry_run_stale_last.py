@@ -1,7 +1,7 @@
 """A dry run after a config edit ends with the `stale:` summary: Snakemake's job list before it
 printed each changed job's whole parameter trees (49 KB, lines over 2,000 characters), which
-scrolled the summary away. The workflow's logger (ablate.core.terminal) prints no parameter
-tree, and on a terminal no line over 300 characters; a pipe gets the job lists whole."""
+scrolled the summary away. The workflow's logger (ablate.core.execution.terminal) prints no
+parameter tree, and on a terminal no line over 300 characters; a pipe gets the job lists whole."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Experiments in the base's DAG, without running a job (seconds): the Snakefile loads itself
 once per experiment as a Snakemake module (rules exp_<name>_<rule>); an experiment's jobs are the
 ones its change reaches, the others are the base's jobs (one job, the base's files). The
-library's side: tests/core/test_experiments.py; end to end: tests/pipeline/test_experiments_run.py.
+library's side: tests/core/trees/test_experiments.py; end to end:
+tests/pipeline/test_experiments_run.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import yaml
 from checkout import copy_checkout, snakemake
 from helpers import job_counts, load_workflow
 
-from ablate.core import experiments as E
-from ablate.core import runcache
+from ablate.core.reruns import runcache
+from ablate.core.trees import experiments as E
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())

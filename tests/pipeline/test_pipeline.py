@@ -28,7 +28,7 @@ from checkout import snakemake
 from helpers import planned_jobs
 from PIL import Image
 
-from ablate.core import expected
+from ablate.core.reports import expected
 from ablate.mask.report import MIN_FONT_KEY
 
 pytestmark = pytest.mark.slow

@@ -186,7 +186,8 @@ def test_readme_commands_and_ci_agree():
 def test_the_real_studys_sft_dataset_enters_the_key_at_its_commit(fresh):
     """The finetune's and the probe's params (the run cache's key) name the hub SFT dataset's
     commit from the lock file, so a dataset moved upstream is a new key, not a restore."""
-    from ablate.core import hub_revisions, runcache
+    from ablate.core.outputs import hub_revisions
+    from ablate.core.reruns import runcache
 
     lock = fresh / "results" / "ministral3b" / hub_revisions.LOCK
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +208,8 @@ def test_the_real_studys_sft_dataset_enters_the_key_at_its_commit(fresh):
 def test_the_real_studys_task_datasets_enter_the_key_at_their_commit(fresh):
     """The evaluation's params (the run cache's key, the slice its record holds) name each lm-eval
     task's hub dataset at its commit from the lock file (the real lm-eval task index)."""
-    from ablate.core import hub_revisions, runcache
+    from ablate.core.outputs import hub_revisions
+    from ablate.core.reruns import runcache
 
     lock = fresh / "results" / "ministral3b" / hub_revisions.LOCK
     lock.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 the base model under causal; about 17 s on a 2-core CPU) is stored, then restored after an edit
 and its revert, restored in a second clone and after its model card was written again by another
 run, and refused from a corrupted entry.
-Library-level cases: tests/core/test_runcache.py.
+Library-level cases: tests/core/reruns/test_runcache.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from checkout import snakemake
 
-from ablate.core import runcache
+from ablate.core.reruns import runcache
 
 pytestmark = pytest.mark.slow
 

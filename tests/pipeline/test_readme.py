@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from checkout import GPU_HOST
 
-from ablate.core import experiments as E
+from ablate.core.trees import experiments as E
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "guide.md"
@@ -471,7 +471,7 @@ def test_every_readme_command_in_order(embedded_run, tmp_path):
         if step.how == SKIP:
             continue
         run = dry(command) if step.how == DRY else command
-        # a GPU command's dry run plans it as on its GPU host (ablate.core.preflight)
+        # a GPU command's dry run plans it as on its GPU host (ablate.core.execution.preflight)
         r = shell(wd, run, GPU_HOST if step.how == DRY else None)
         out = r.stdout + r.stderr
         where = f"documented command `{command}` ({step.how}):\n{out[-6000:]}"

@@ -20,10 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from ablate.core import checkpoint_integrity, diff, interrupts, model_card, provenance, tracking
-from ablate.core.checkpoint_integrity import CheckpointError
-from ablate.core.modeling import ModelLoadError, load_causal_lm
+from ablate.core.execution import interrupts
+from ablate.core.models.modeling import ModelLoadError, load_causal_lm
+from ablate.core.outputs import checkpoint_integrity, model_card, provenance
+from ablate.core.outputs.checkpoint_integrity import CheckpointError
+from ablate.core.reports import tracking
 from ablate.core.training import saving
+from ablate.core.trees import diff
 from ablate.mask import embedded, evaluation, lm_tasks, sft_data
 from ablate.mask.lm_tasks import TaskFileError, TaskNotFoundError
 from ablate.mask.training.run import FinetuneSpec, finetune
@@ -170,7 +173,7 @@ def test_hub_id_offline_fails_at_the_model_card(tmp_path, monkeypatch):
 def test_hub_id_without_network_fails_at_the_model_card(tmp_path):
     """Not marked offline, but no route to the hub (a closed local port stands for it)."""
     code = (
-        "from ablate.core import model_card\n"
+        "from ablate.core.outputs import model_card\n"
         f"model_card.register_pretrained({str(tmp_path / 'card.json')!r}, model='mistralai/Nope-1B')\n"
     )
     env = {

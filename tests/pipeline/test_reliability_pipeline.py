@@ -34,8 +34,8 @@ import yaml
 from checkout import copy_checkout
 from helpers import planned_jobs
 
-from ablate.core import checkpoint_integrity
-from ablate.core.modeling import load_causal_lm
+from ablate.core.models.modeling import load_causal_lm
+from ablate.core.outputs import checkpoint_integrity
 from ablate.mask import evaluation
 from ablate.mask.training.run import FinetuneSpec, finetune
 

@@ -238,7 +238,7 @@ def test_the_report_opens_every_table_a_person_reads():
 
 
 def test_claims_html_page(tmp_path):
-    from ablate.core import claims
+    from ablate.core.reports import claims
 
     def row(claim, evidence, test, p_value):  # in claims.COLUMNS order
         values = ["demo", claim, claim, "supported", evidence, test, p_value, 40, "x"]
@@ -285,7 +285,7 @@ def landing_page(files: list[Path], config: dict) -> str:
 def test_landing_page_shows_the_result_first(tmp_path, monkeypatch):
     """Headline claims (per-task rows left out) with their numbers and verdicts, then the score
     plot embedded, before the description's prose."""
-    from ablate.core import claims
+    from ablate.core.reports import claims
 
     monkeypatch.chdir(tmp_path)
     row = dict(zip(claims.COLUMNS, ["mask", "c", "s", "supported", "", "t", 0.5, 40, "x"]))
@@ -360,7 +360,7 @@ def fake_dag():
 
 
 def test_the_reports_rule_graph_shows_each_rule_once():
-    from ablate.core.report_graph import rulegraph_spec
+    from ablate.core.reports.report_graph import rulegraph_spec
 
     spec, _, ymax = rulegraph_spec(fake_dag())
     rules = [n["rule"] for n in spec["nodes"]]
@@ -377,15 +377,15 @@ def test_the_reports_rule_graph_shows_each_rule_once():
 
 
 def test_snakemakes_own_rule_graph_shows_a_rule_per_level():
-    """The upstream behaviour rules/report.smk replaces (ablate.core.report_graph); when this
-    fails, upstream shows each rule once: drop the replacement. The Snakefile installs ours."""
+    """The upstream behaviour rules/report.smk replaces (ablate.core.reports.report_graph); when
+    this fails, upstream shows each rule once: drop the replacement. The Snakefile installs ours."""
     from snakemake.report.rulegraph_spec import rulegraph_spec
 
     spec, _, _ = rulegraph_spec(fake_dag())
     assert [n["rule"] for n in spec["nodes"]].count("eval_model") == 2
     import snakemake.report.html_reporter as html_reporter
 
-    from ablate.core import report_graph
+    from ablate.core.reports import report_graph
 
     exec(compile((ROOT / "rules/report.smk").read_text(), "report.smk", "exec"), {})
     assert html_reporter.rulegraph_spec is report_graph.rulegraph_spec

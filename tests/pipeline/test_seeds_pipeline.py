@@ -92,8 +92,8 @@ def test_status_agrees_with_snakemake_after_the_overlay_run(seeded_run, files):
     job done and nothing remains while the dry run planned them again)."""
     from helpers import disagreements, planned_outputs
 
-    from ablate.core import status
     from ablate.core.planner.inputs import load_config
+    from ablate.core.reports import status
 
     config = load_config([seeded_run / f for f in files])
     text, rows = status.build(config, seeded_run)

@@ -26,9 +26,10 @@ import pytest
 import yaml
 from helpers import disagreements, planned_outputs
 
-from ablate.core import diff, status, tracking
 from ablate.core.jobs import Job
 from ablate.core.planner.inputs import load_config
+from ablate.core.reports import status, tracking
+from ablate.core.trees import diff
 
 ROOT = Path(__file__).resolve().parents[2]
 # Fake secrets in the environment of the run: neither store may ever hold one.
@@ -122,8 +123,8 @@ def test_a_restored_job_says_so_and_from_which_run(tmp_path):
     """A job whose outputs the run cache restored (the marker runcache.restore writes beside its
     first output): done, "restored from the run cache (key <key>, run <id>)"; once it runs
     again (no marker) the note goes."""
-    from ablate.core import runcache
-    from ablate.core.io import write_json
+    from ablate.core.outputs.io import write_json
+    from ablate.core.reruns import runcache
 
     metrics, samples = (f"results/eval/base/causal/{f}" for f in ("metrics.json", "s.parquet"))
     job = Job("mask", "eval_model", "eval/base/causal", {}, {"metrics": metrics, "samples": samples},
@@ -151,10 +152,11 @@ def test_an_interrupted_finetune_says_it_resumes_from_its_checkpoint(tmp_path, m
     """An interrupted finetune (Snakemake's marker, no Snakemake holding the folder) with a
     complete training checkpoint of its own run: "resumes from checkpoint-82 next run" (before:
     "reruns next run"); its run key changed (another base model's content, another learning rate,
-    an edited module of the code it ran): "starts afresh" and why, as ablate.core.resume decides
-    when the job runs. A finished job whose record says it resumed names the checkpoint."""
-    from ablate.core import checkpoint_integrity, resume
-    from ablate.core.io import write_json
+    an edited module of the code it ran): "starts afresh" and why, as ablate.core.training.resume
+    decides when the job runs. A finished job whose record says it resumed names the checkpoint."""
+    from ablate.core.outputs import checkpoint_integrity
+    from ablate.core.outputs.io import write_json
+    from ablate.core.training import resume
 
     monkeypatch.chdir(tmp_path)
     summary = "results/finetune/3A/summary.json"
@@ -201,7 +203,7 @@ def test_diff_names_the_upstream_key_that_made_an_evaluation_differ(tmp_path, ca
     in one tree (a rerun: the old records in history/) or across an experiment's tree. Before,
     it said "config: same" and a model hash."""
     from ablate import cli
-    from ablate.core.io import write_json
+    from ablate.core.outputs.io import write_json
 
     def rec(path, run_id, config, upstream=None):
         prov = {"run_id": run_id, "config_hash": "h", "config": config}
@@ -232,7 +234,7 @@ def test_a_job_last_run_by_another_configuration_is_stale(tmp_path):
     """A table last written by an overlay's run (Snakemake's record of it lists a seed's
     metrics, which no job of this configuration makes): stale, as Snakemake reruns it (its input
     list and params changed); with the record of this configuration's own inputs, done."""
-    from ablate.core.io import write_json
+    from ablate.core.outputs.io import write_json
 
     metrics = "results/eval/base/causal/metrics.json"
     table = "results/recovery.csv"

@@ -15,7 +15,7 @@ def test_reporter_calls_its_module_rulegraph_spec():
     module attribute replaces the graph; after the patch it is ours."""
     import snakemake.report.html_reporter as html_reporter
 
-    from ablate.core import report_graph
+    from ablate.core.reports import report_graph
 
     render = inspect.getsource(html_reporter)
     assert "from snakemake.report.rulegraph_spec import rulegraph_spec" in render

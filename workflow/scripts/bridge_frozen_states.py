@@ -1,8 +1,8 @@
 """bridge_{source,teacher}_states: a frozen model's hidden states of one dataset, computed once.
 
 One process: states.compute here. ``gpu: N`` > 1: N data-parallel processes of states.compute
-started by torchrun through the core's launcher (ablate.core.parallel.launch), each extracting
-its batches; process 0 writes the cache, byte-identical to one process's.
+started by torchrun through the core's launcher (ablate.core.execution.parallel.launch), each
+extracting its batches; process 0 writes the cache, byte-identical to one process's.
 """
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from ablate import job_script
 # log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
 job_cache = job_script.start(snakemake, "bridge", imports=["ablate.bridge.states"])
 from ablate.bridge import states
-from ablate.core import parallel
+from ablate.core.execution import parallel
 
 spec = states.StatesSpec(**snakemake.params.states)  # the rule's params, as one typed spec
 kwargs = dict(

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from ablate import job_script
-from ablate.core import tracking
+from ablate.core.reports import tracking
 
 
 def log_run():
@@ -23,7 +23,7 @@ def log_run():
 job_cache = job_script.start(
     snakemake, "mask", imports=["ablate.mask.evaluation"], after_restore=log_run
 )
-from ablate.core import model_card
+from ablate.core.outputs import model_card
 from ablate.mask import evaluation
 
 cfg = snakemake.params.eval
@@ -35,7 +35,7 @@ if wc.model == "base":
     model_id = card["id"] or wc.model
 else:
     # Hashed once, by the loader: a checkpoint this pipeline wrote loads only with its complete
-    # hash manifest (ablate.core.checkpoint_integrity.check_before_load).
+    # hash manifest (ablate.core.outputs.checkpoint_integrity.check_before_load).
     model, model_id, revision = snakemake.input.checkpoint, wc.model, None
 evaluation.evaluate(
     evaluation.EvalSpec(**cfg),  # the job's config slice, as one typed spec

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from ablate import job_script
-from ablate.core import tracking
+from ablate.core.reports import tracking
 
 out_dir = Path(snakemake.output.summary).parent
 
@@ -29,7 +29,7 @@ job_cache = job_script.start(
     side_outputs=[out_dir / tracking.TENSORBOARD_DIR],
     after_restore=log_run,
 )
-from ablate.core import model_card
+from ablate.core.outputs import model_card
 from ablate.mask.training.run import FinetuneSpec
 
 # the job's config slice (its params resolved when the config was parsed), as one typed spec
@@ -47,7 +47,7 @@ kwargs = dict(
     probe_result=json.loads(Path(snakemake.input.probe).read_text()),
 )
 reporters = dict(
-    call="ablate.core.tracking:reporters", kwargs=dict(tracking=track, out_dir=str(out_dir))
+    call="ablate.core.reports.tracking:reporters", kwargs=dict(tracking=track, out_dir=str(out_dir))
 )
 # data-parallel over the job's GPUs when it has several, the same global batch (docs/training.md)
 job_script.run_entry(snakemake, "ablate.mask.training.run:finetune", kwargs, reporters=reporters)

@@ -4,7 +4,7 @@ from ablate import job_script
 
 # log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
 job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.leakage"])
-from ablate.core import io, model_card
+from ablate.core.outputs import io, model_card
 from ablate.mask import leakage
 
 policy = snakemake.wildcards.policy

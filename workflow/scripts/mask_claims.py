@@ -4,7 +4,7 @@ from ablate import job_script
 
 job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
-from ablate.core.claims import write_claims
+from ablate.core.reports.claims import write_claims
 from ablate.mask.claims import claims_table, protocol_note
 
 df = claims_table(

@@ -5,7 +5,7 @@ from ablate import job_script
 
 job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
-from ablate.core.claims import write_claims
+from ablate.core.reports.claims import write_claims
 from ablate.mask.models import cross_claims
 
 df = cross_claims(dict(zip(snakemake.params.models, snakemake.input.tables)))

@@ -9,7 +9,7 @@ from ablate import job_script
 # log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
 job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.training.run"])
 started = time.time()
-from ablate.core import model_card
+from ablate.core.outputs import model_card
 from ablate.mask import tiny
 from ablate.mask.training.run import pretrain
 

@@ -4,7 +4,7 @@ from ablate import job_script
 
 job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
 
-from ablate.core import model_card
+from ablate.core.outputs import model_card
 from ablate.mask import families
 
 cfg = snakemake.params.model

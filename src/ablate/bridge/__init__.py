@@ -37,7 +37,7 @@ Module map:
 - :mod:`~ablate.bridge.data`: the study's data files (embedded world or hub rows, with provenance).
 - :mod:`~ablate.bridge.states`: frozen models' hidden states, computed once, read memory-mapped.
 - :mod:`~ablate.bridge.parallel`: the data split of data-parallel bridge jobs and a loss term's
-  count over the processes (the process group is :mod:`ablate.core.parallel`'s).
+  count over the processes (the process group is :mod:`ablate.core.execution.parallel`'s).
 - :mod:`~ablate.bridge.cost`: tokens and FLOPs of bridge work (the benchmark and the planner).
 - :mod:`~ablate.bridge.tables`, :mod:`~ablate.bridge.plots`, :mod:`~ablate.bridge.claims`: the
   summary / curves tables, the figures, the LatentWire study's claims.

@@ -15,7 +15,7 @@ from typing import Any
 from ablate.bridge.params import defaults
 from ablate.bridge.pins import data_identity, model_identity
 from ablate.core.config import sorted_tree
-from ablate.core.provenance import config_hash
+from ablate.core.outputs.provenance import config_hash
 
 #: Which hidden states the caches hold (the final normed layer: the translator reads the
 #: source's, as in the seed; the KL teacher's logits are the target's LM head on its own).

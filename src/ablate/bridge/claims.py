@@ -1,7 +1,9 @@
-"""Seed 004's claims, computed from the bridge study's results (ablate.core.claims machinery).
+"""Seed 004's claims, computed from the bridge study's results (ablate.core.reports.claims
+machinery).
 
 Each claim compares per-item values of the same evaluation items with a paired test
-(:func:`ablate.core.stats.paired`: exact McNemar on 0/1 correctness, a paired bootstrap on sizes):
+(:func:`ablate.core.reports.stats.paired`: exact McNemar on 0/1 correctness, a paired bootstrap on
+sizes):
 
 ========================  =====================================================================
 claim                     evidence
@@ -9,10 +11,11 @@ claim                     evidence
 latent_beats_both         benchmark of ``bridge.infer.entry``: latent vs source alone and vs
                           target alone (both must hold)
 stability_fixes_work      final (restored best, re-evaluated) of 1a vs 1b
-compression_tradeoff      final of 2a, 2b, 1a rises with K (:func:`ablate.core.claims.monotone`)
-generalises_beyond_math   benchmark of ``bridge.infer.qa_entry`` (3a, QA): latent vs target alone
-soft_beats_text           benchmark of ``bridge.infer.entry``: latent vs cascade (text transfer)
-kv_savings                benchmark of ``bridge.infer.entry``: KV-cache MB per request of latent
+compression_tradeoff      final of 2a, 2b, 1a rises with K
+(:func:`ablate.core.reports.claims.monotone`) generalises_beyond_math   benchmark of
+``bridge.infer.qa_entry`` (3a, QA): latent vs target alone soft_beats_text           benchmark of
+``bridge.infer.entry``: latent vs cascade (text transfer) kv_savings                benchmark of
+``bridge.infer.entry``: KV-cache MB per request of latent
                           vs target alone, source + target (a latent request also runs the
                           source), from each model's config (not a constant)
 ========================  =====================================================================
@@ -29,8 +32,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.core import claims as core_claims
-from ablate.core.claims import Claim, ClaimResult, Evidence, Samples, beats, monotone
+from ablate.core.reports import claims as core_claims
+from ablate.core.reports.claims import Claim, ClaimResult, Evidence, Samples, beats, monotone
 
 STUDY = "bridge"
 #: The seed's grid entries each claim reads.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.bridge.world import DATASET_KIND
-from ablate.core import io, provenance
+from ablate.core.outputs import io, provenance
 
 SPLITS = ("train", "test")
 

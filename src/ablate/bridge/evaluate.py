@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ablate.bridge import leak, scoring, world
-from ablate.core import generation
+from ablate.core.models import generation
 
 
 class GoldLeakError(RuntimeError):
@@ -116,7 +116,7 @@ def embed_ids(model, id_lists: list[list[int]]) -> list[torch.Tensor]:
 
 def generate(model, tokenizer, prompts, params, batch_size=None) -> tuple[list[str], list[int]]:
     """Greedy continuations of ``prompts`` (embeddings [T, d] each) through the engine
-    (:mod:`ablate.core.generation`): (texts, new tokens each, up to and including EOS)."""
+    (:mod:`ablate.core.models.generation`): (texts, new tokens each, up to and including EOS)."""
     new = generation.generate(model, prompts, decoding(params, tokenizer, batch_size))
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in new]
     return texts, [len(row) for row in new]

@@ -48,7 +48,7 @@ from ablate.bridge import caches, hub
 from ablate.bridge.pins import ROLES, data_identity, is_hub_model, model_identity, pin_revisions
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
 from ablate.core.config import ConfigError, sorted_tree
-from ablate.core.provenance import config_hash
+from ablate.core.outputs.provenance import config_hash
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Ablation 4: the inference benchmark of one entry's translator against five baselines.
 
-Two passes over the eval items, both through the generation engine (:mod:`ablate.core.generation`):
+Two passes over the eval items, both through the generation engine
+(:mod:`ablate.core.models.generation`):
 **quality** of every item decoded in batches of ``eval_batch_size`` (the same greedy tokens as one
 at a time on CPU; a GPU decodes padded batches in bf16), and **latency** of the first
 ``timed_samples`` items again one at a time (batch 1; static KV cache and compiled decode step on
@@ -45,7 +46,9 @@ from ablate.bridge import evaluate, models, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair, model_dtype
-from ablate.core import generation, io, provenance, stats
+from ablate.core.models import generation
+from ablate.core.outputs import io, provenance
+from ablate.core.reports import stats
 
 BASELINES = ("source_alone", "target_alone", "latent", "token_budget", "cascade")
 CASCADE_CUE = ("\nSource answer:", "\nRefined answer:")
@@ -248,8 +251,8 @@ def samples_frame(rows, timings, batch: int) -> pd.DataFrame:
 
 
 def latency_stats(latency: pd.Series) -> dict[str, float]:
-    """Mean (with its 95% t interval, :func:`ablate.core.stats.mean_ci`), p50, p90 of the timed
-    rows' latencies."""
+    """Mean (with its 95% t interval, :func:`ablate.core.reports.stats.mean_ci`), p50, p90 of the
+    timed rows' latencies."""
     x = latency.dropna().astype(float)
     mean, lo, hi = stats.mean_ci(x.to_numpy())
     q = x.quantile([0.5, 0.9]) if len(x) else pd.Series([math.nan, math.nan], index=[0.5, 0.9])

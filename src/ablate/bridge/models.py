@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from ablate.core import hub_revisions, model_card, provenance
+from ablate.core.outputs import hub_revisions, model_card, provenance
 from ablate.core.training.data import load_corpus
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
@@ -107,7 +107,7 @@ def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.Pa
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from ablate.core.modeling import load_tokenizer
+    from ablate.core.models.modeling import load_tokenizer
 
     kind = spec["type"]
     if kind == "sentencepiece_bpe":
@@ -206,7 +206,7 @@ def prepare_model(
     ``out_dir/summary.json`` (the pretraining summary) and ``out_dir/card.json`` (the model card
     every later stage loads the model through). Returns the summary.
     """
-    from ablate.core.phases import Phases
+    from ablate.core.outputs.phases import Phases
     from ablate.core.training.params import resolve_params
     from ablate.core.training.pretraining import pretrain as pretrain_model
     from ablate.core.training.run import TrainRun
@@ -262,7 +262,7 @@ def check_pinned(cards: dict[str, Any], identity: dict[str, Any] | None) -> None
 
 def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32", device=None):
     """(model, tokenizer) of a model card (a card dict or its path); frozen, eval mode."""
-    from ablate.core.modeling import load_causal_lm, load_tokenizer
+    from ablate.core.models.modeling import load_causal_lm, load_tokenizer
 
     if not isinstance(card, dict):
         card = model_card.read(card)
@@ -286,7 +286,7 @@ def load_config(card: dict | str | os.PathLike):
     """(an object with the model's ``config``, tokenizer): a model whose weights are not needed."""
     from transformers import AutoConfig
 
-    from ablate.core.modeling import load_tokenizer
+    from ablate.core.models.modeling import load_tokenizer
 
     if not isinstance(card, dict):
         card = model_card.read(card)

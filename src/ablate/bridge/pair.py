@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ablate.bridge import evaluate, models, switches, world
 from ablate.bridge.parallel import global_count, mean_value
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training import params as training_params
 from ablate.core.training import speed
 from ablate.core.training.loss import share_of_mean

@@ -4,8 +4,9 @@ evaluation, frozen-state extraction); the translator's DDP replicas are the trai
 normalisation (:func:`ablate.core.training.loss.share_of_mean`).
 
 The process group and the launcher are the core's: callers import them from
-:mod:`ablate.core.parallel` (torchrun starts N processes, each joins the group). Without torchrun
-every helper here is the single-process identity, so a one-process run is exactly the plain loop.
+:mod:`ablate.core.execution.parallel` (torchrun starts N processes, each joins the group). Without
+torchrun every helper here is the single-process identity, so a one-process run is exactly the plain
+loop.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ablate.core.parallel import rank, sum_tensor, world_size
+from ablate.core.execution.parallel import rank, sum_tensor, world_size
 
 
 def global_count(local_count: torch.Tensor) -> torch.Tensor:

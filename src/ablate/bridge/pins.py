@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
-from ablate.core import hub_revisions
 from ablate.core.config import sorted_tree
+from ablate.core.outputs import hub_revisions
 
 #: The two model roles (config keys bridge.source / bridge.target).
 ROLES = ("source", "target")
@@ -57,8 +57,9 @@ def is_hub_model(m: dict[str, Any]) -> bool:
 
 def pin_revisions(bridge: dict[str, Any], results: str | None) -> dict[str, Any]:
     """The bridge section with each hub model's and hub dataset's branch or tag replaced by the
-    commit it names (:func:`ablate.core.hub_revisions.resolve`: the lock file in ``results``, the
-    Hugging Face cache, the hub), so a run id names weights and data, not a branch that moves."""
+    commit it names (:func:`ablate.core.outputs.hub_revisions.resolve`: the lock file in
+    ``results``, the Hugging Face cache, the hub), so a run id names weights and data, not a branch
+    that moves."""
     out = dict(bridge)
     for role in ROLES:
         m = bridge[role]

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ablate.core import io  # noqa: E402
+from ablate.core.outputs import io  # noqa: E402
 
 
 def _save(fig, out: str | os.PathLike) -> Path:

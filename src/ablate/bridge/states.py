@@ -37,7 +37,8 @@ from ablate.bridge import evaluate
 from ablate.bridge.caches import FROZEN_SPLITS
 from ablate.bridge.caches import SOURCE_LAYER as LAYER
 from ablate.bridge.parallel import collect, shard
-from ablate.core import io, parallel
+from ablate.core.execution import parallel
+from ablate.core.outputs import io
 
 SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
 INDEX = "index.json"
@@ -112,9 +113,9 @@ def write(
     (one per item) batches the items in order of length (less padding; the index is by id);
     None keeps their order.
 
-    Data-parallel (:mod:`ablate.core.parallel`, W processes): in rounds of W batches, process r
-    extracts batch r of the round; process 0 collects the round's rows and writes them in the
-    batches' order. Each batch is the one a single process would run (same items, same padding,
+    Data-parallel (:mod:`ablate.core.execution.parallel`, W processes): in rounds of W batches,
+    process r extracts batch r of the round; process 0 collects the round's rows and writes them in
+    the batches' order. Each batch is the one a single process would run (same items, same padding,
     so the same float rounding), so the files are byte-identical to one process's. The index on
     process 0, None on the others."""
     if lengths is not None:
@@ -162,13 +163,13 @@ def compute(
     """The cache of one key (``spec``) from ``model_card`` (the source's, or the target's for the
     teacher) and the train and eval files, written to ``out_dir``.
 
-    Launched data-parallel (a job's ``gpu`` > 1: ``ablate.core.parallel.launch``), every process
-    loads the model on its GPU and extracts its batches (:func:`write`); process 0 writes the
-    cache and its summary and returns it, the others None."""
+    Launched data-parallel (a job's ``gpu`` > 1: ``ablate.core.execution.parallel.launch``), every
+    process loads the model on its GPU and extracts its batches (:func:`write`); process 0 writes
+    the cache and its summary and returns it, the others None."""
     from ablate.bridge import models, world
     from ablate.bridge import params as bridge_params
     from ablate.bridge.pair import Pair, card_inputs, model_dtype
-    from ablate.core import provenance
+    from ablate.core.outputs import provenance
 
     started = time.time()
     what, params, dataset_kind, test_items = spec.what, spec.params, spec.kind, spec.test_items

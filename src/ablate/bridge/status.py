@@ -1,4 +1,4 @@
-"""The bridge study's side of STATUS.md (ablate.core.status; the status part of the study
+"""The bridge study's side of STATUS.md (ablate.core.reports.status; the status part of the study
 protocol, ablate.core.jobs): the numbers of each record, why a finished job is stale (the config
 keys changed in the slice its record holds), the per-entry summary and claims as key results and
 the forecast of what remains. No torch, no pandas."""
@@ -10,10 +10,10 @@ from typing import Any
 
 from ablate.bridge import layout
 from ablate.core.jobs import Job
+from ablate.core.outputs.records import config_changes
 from ablate.core.planner.totals import number
-from ablate.core.records import config_changes
-from ablate.core.seeds import spread_lines, verdict_line
-from ablate.core.status import Row, planned_forecast, read_csv
+from ablate.core.reports.seeds import spread_lines, verdict_line
+from ablate.core.reports.status import Row, planned_forecast, read_csv
 
 
 def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:

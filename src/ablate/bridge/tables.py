@@ -3,8 +3,8 @@
 summary.csv has one row per grid entry; an entry declared ``same_as`` another carries that
 entry's run id and numbers (``reuses`` says so), never numbers of its own. Every number comes from
 a run's summary.json (written by :func:`ablate.bridge.train.train_entry`) or from the Snakemake
-benchmark file of its job (:func:`ablate.core.records.benchmark_seconds`). Per job done / stale /
-to run, hours spent and the forecast: STATUS.md (ablate.core.status).
+benchmark file of its job (:func:`ablate.core.outputs.records.benchmark_seconds`). Per job done /
+stale / to run, hours spent and the forecast: STATUS.md (ablate.core.reports.status).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.core import io
-from ablate.core.records import benchmark_seconds
+from ablate.core.outputs import io
+from ablate.core.outputs.records import benchmark_seconds
 
 SUMMARY_COLUMNS = [
     "entry",

@@ -17,9 +17,9 @@ evaluation's curve and best state with them), one at every evaluation training g
 rerun (a lost Vast instance's retry, a killed job) resumes from the newest one; they go once the
 outputs are written.
 
-Data-parallel under torchrun (:mod:`ablate.core.parallel`, the data split of
+Data-parallel under torchrun (:mod:`ablate.core.execution.parallel`, the data split of
 :mod:`ablate.bridge.parallel`; the core's launcher,
-``ablate.core.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
+``ablate.core.execution.parallel.launch("ablate.bridge.train:train_entry", kwargs, N, threads)``):
 ``batch_size`` items per process and step (the seed's "10 per GPU"), each process a slice of
 one global batch order, the translator replicated and DDP averaging the gradients (the loop's
 ``replicated``); the evaluation is split over the processes and gathered; only rank 0 writes.
@@ -46,8 +46,10 @@ from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.bridge.parallel import gather, mean_value, shard
-from ablate.core import checkpoint_integrity, generation, io, parallel, provenance
-from ablate.core.phases import Phases
+from ablate.core.execution import parallel
+from ablate.core.models import generation
+from ablate.core.outputs import checkpoint_integrity, io, provenance
+from ablate.core.outputs.phases import Phases
 from ablate.core.training import loop, saving, speed
 from ablate.core.training import run as core_run
 from ablate.core.training.params import TrainParams, resolve_params

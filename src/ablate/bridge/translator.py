@@ -144,7 +144,7 @@ def save(translator: BottleneckedGatedTranslator, out_dir, extra: dict | None = 
 
     from safetensors.torch import save_file
 
-    from ablate.core import checkpoint_integrity, io
+    from ablate.core.outputs import checkpoint_integrity, io
 
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
@@ -166,7 +166,7 @@ def load(directory) -> BottleneckedGatedTranslator:
 
     from safetensors.torch import load_file
 
-    from ablate.core import checkpoint_integrity
+    from ablate.core.outputs import checkpoint_integrity
 
     d = Path(directory)
     checkpoint_integrity.verify(d)

@@ -28,7 +28,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ablate.core import io
+from ablate.core.outputs import io
 
 NAMES = "Anna Ben Cara Dan Eva Finn Gina Hugo Ida Jack Kira Leo Mia Nora Omar Pia".split()
 OBJECTS = "apples books cards coins eggs pens cups hats toys shells".split()

@@ -233,8 +233,8 @@ def validate_config(config: dict[str, Any]) -> None:
         raise error
     config["plan"].setdefault("studies", studies.planned_by_default(config["studies"]))
     # one spelling of the results folder (./results is results): Snakemake keys its record of a
-    # job by the output's path as written (ablate.core.results_origin)
-    from ablate.core.results_origin import normalized
+    # job by the output's path as written (ablate.core.trees.results_origin)
+    from ablate.core.trees.results_origin import normalized
 
     config["results"] = normalized(config["results"])
 

@@ -1,8 +1,8 @@
 """One job type and the study parts: what a study hands the rules, STATUS and the planner.
 
 Every study's job list (its layout module's ``jobs(config)``) returns :class:`Job` rows. The
-rules take their files from them, STATUS (:mod:`ablate.core.status`) shows one row per job, the
-planner (:mod:`ablate.core.planner`) forecasts the jobs with a ``kind``. What only one study
+rules take their files from them, STATUS (:mod:`ablate.core.reports.status`) shows one row per job,
+the planner (:mod:`ablate.core.planner`) forecasts the jobs with a ``kind``. What only one study
 needs rides in ``labels`` (a model, policy or variant of one study).
 
 A study is three modules, named in the registry :mod:`ablate.studies` (outside the core):
@@ -129,7 +129,7 @@ class StudyLayout(Protocol):
 
 @runtime_checkable
 class StudyStatus(Protocol):
-    """A study's side of STATUS.md. It may also give ``ablate runs`` (:mod:`ablate.core.runs`)
+    """A study's side of STATUS.md. It may also give ``ablate runs`` (:mod:`ablate.core.trees.runs`)
     ``run_numbers(results)``, its headline numbers in a results folder, and ``claims(results)``,
     its claims table's rows (``claim``, ``verdict``)."""
 

@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from ablate.core import io
+from ablate.core.outputs import io
 
 #: where the packages are and the page the map is rendered into (relative to the checkout)
 SOURCE, PAGE = Path("src"), Path("docs/design.md")

@@ -15,7 +15,7 @@
 Every test is paired on per-item correctness (the tasks' headline metric, from samples.parquet).
 The variants playing each role come from the config's ``claims:`` block (validated by
 :func:`ablate.mask.variants.resolve_claims`); an evaluation that does not exist yet makes its claims
-"not run". Machinery and verdicts: :mod:`ablate.core.claims`.
+"not run". Machinery and verdicts: :mod:`ablate.core.reports.claims`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.core.claims import (
+from ablate.core.reports.claims import (
     Claim,
     ClaimResult,
     Evidence,

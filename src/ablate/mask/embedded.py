@@ -38,7 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ablate.core import config, io
+from ablate.core import config
+from ablate.core.outputs import io
 
 NUMBERS = (
     "one two three four five six seven eight nine ten eleven twelve".split()

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.core import io, provenance
 from ablate.core.config import sorted_tree
-from ablate.core.phases import Phases
+from ablate.core.outputs import io, provenance
+from ablate.core.outputs.phases import Phases
 from ablate.mask import layout
 from ablate.mask.commands import eval_parser
 from ablate.mask.eval_results import SAMPLE_COLUMNS, macro, task_result

@@ -104,9 +104,10 @@ PATTERNS: dict[str, str] = {
 }
 BASE = "base"  # the evaluated model name of the base model (the others are variants)
 #: The keys of ``mask:`` read by the jobs without a config slice alone (the recovery table, its
-#: plots, the claims): an experiment that changes one runs those (ablate.core.experiments).
+#: plots, the claims): an experiment that changes one runs those (ablate.core.trees.experiments).
 TABLE_KEYS = ("claims",)
-#: the folders of a results tree that hold its models' studies (ablate.core.results_trees: not trees)
+#: the folders of a results tree that hold its models' studies (ablate.core.trees.results_trees: not
+#:trees)
 PART_FOLDERS = (model_dim.MODEL_DIR.split("/")[0],)
 #: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).
 RULE_OUTPUTS: dict[str, dict[str, str]] = {
@@ -288,7 +289,7 @@ def eval_slice(config: dict[str, Any]) -> tuple[dict[str, Any], str | dict[str, 
     }
     if config["mask"]["data"]["source"] == "embedded":
         return sorted_tree(node), "mask.eval"
-    from ablate.core.hub_revisions import lock_path
+    from ablate.core.outputs.hub_revisions import lock_path
     from ablate.mask.tasks import pinned_datasets
 
     pins = pinned_datasets([t["name"] for t in node["tasks"]], config["results"])

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ablate.core import io
+from ablate.core.outputs import io
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import IGNORE_INDEX
 from ablate.mask import families, masks
@@ -237,8 +237,9 @@ def run_probe(
     Alpaca rows of ``data`` and write the result with a provenance block to ``out`` (JSON);
     returns it. ``tokenizer`` None is the model's.
     """
-    from ablate.core import modeling, provenance
-    from ablate.core.phases import Phases
+    from ablate.core.models import modeling
+    from ablate.core.outputs import provenance
+    from ablate.core.outputs.phases import Phases
     from ablate.mask import sft_data
 
     phases = Phases()

@@ -231,7 +231,7 @@ def load_tasks(
 
 
 def _sha256s(files: list[str]) -> dict[str, str]:
-    from ablate.core.checkpoint_integrity import hash_files
+    from ablate.core.outputs.checkpoint_integrity import hash_files
 
     return dict(zip(files, hash_files([Path(f) for f in files]), strict=True))
 

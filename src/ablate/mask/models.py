@@ -168,7 +168,7 @@ def cross_claims(tables: Mapping[str, Any]) -> Any:
     claims themselves."""
     import pandas as pd
 
-    from ablate.core.claims import COLUMNS
+    from ablate.core.reports.claims import COLUMNS
 
     per = {
         lm: (t if isinstance(t, pd.DataFrame) else pd.read_csv(t, keep_default_na=False))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.jobs import Job
+from ablate.core.outputs.records import read_json
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.params import (
@@ -21,7 +22,6 @@ from ablate.core.planner.params import (
     params_from_dir,
     shape_of_hub_model,
 )
-from ablate.core.records import read_json
 from ablate.core.training.memory import SHARDED_MASTERS
 from ablate.mask import layout
 from ablate.mask import models as model_dim
@@ -286,8 +286,8 @@ class MaskPlanner:
     def _plan_finetune(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = sj.labels["variant"]["params"]
         self._train_shape(job, p, f"mask.finetune.variants.{sj.labels['model']}")
-        # gpu > 1: the loop's data-parallel recipe under torchrun (ablate.core.parallel), the
-        # global batch held
+        # gpu > 1: the loop's data-parallel recipe under torchrun (ablate.core.execution.parallel),
+        # the global batch held
         job.scaling_key = "finetune_data_parallel"
         job.sharded = True
         job.data_parallel = p.get("data_parallel")

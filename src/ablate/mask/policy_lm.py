@@ -25,7 +25,7 @@ import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from ablate.core.modeling import load_causal_lm, load_tokenizer
+from ablate.core.models.modeling import load_causal_lm, load_tokenizer
 from ablate.mask import families
 from ablate.mask.masks import check_policy
 from ablate.mask.scoring import score_requests
@@ -48,7 +48,7 @@ class MaskPolicyLM(HFLM):
     """HFLM whose log-likelihoods are computed under ``mask_policy`` by the fast scorer.
 
     ``pretrained`` is a model object or a path / hub id, loaded through
-    :func:`ablate.core.modeling.load_causal_lm` (which handles the Mistral3 VLM checkpoint).
+    :func:`ablate.core.models.modeling.load_causal_lm` (which handles the Mistral3 VLM checkpoint).
     ``max_batch_tokens`` bounds a scoring batch (padded tokens); ``share_contexts`` encodes a
     context shared by several choices once (causal and prefix_bidir only); ``protocol`` a key of
     :data:`PROTOCOLS`; ``softmax_dtype`` one of :data:`SOFTMAX_DTYPES` (None: ``float32``).

@@ -9,10 +9,10 @@ two reference evaluations of the base model, matched per task:
 so ``delta_vs_stage1 = score - stage1``, ``retention_vs_stage1 = score / stage1``,
 ``gain_vs_stage2 = score - stage2`` and ``recovered_fraction = (score - stage2) / (stage1 -
 stage2)``. Each difference comes with a confidence interval and p-value from a paired test on the
-per-item results (samples.parquet; :mod:`ablate.core.stats`), or, without them, an unpaired z test
-on the stderrs. A derived number is given only where it means something (``note`` says why one is
-empty): ``gain_vs_stage2`` on rows under the ablated policy (and stage 1: the drop), never on a
-finetune evaluated under causal; ``recovered_fraction`` on those rows only where the stage-1 to
+per-item results (samples.parquet; :mod:`ablate.core.reports.stats`), or, without them, an unpaired
+z test on the stderrs. A derived number is given only where it means something (``note`` says why
+one is empty): ``gain_vs_stage2`` on rows under the ablated policy (and stage 1: the drop), never on
+a finetune evaluated under causal; ``recovered_fraction`` on those rows only where the stage-1 to
 stage-2 drop of that task is itself significant (stage 1 and 2 carry its anchors 1 and 0).
 ``within_noise`` says whether the row's own comparison is not significant: the recovery (vs stage
 2) for a finetune under the ablated policy, the drop or side effect (vs stage 1) otherwise. Each
@@ -38,8 +38,9 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.core import io, stats
 from ablate.core.config import finite_float
+from ablate.core.outputs import io
+from ablate.core.reports import stats
 from ablate.mask import items
 
 #: Column order of the table (the contract with the report and the tests; README.md).
@@ -403,7 +404,7 @@ def to_latex(df: pd.DataFrame, source: str) -> str:
     score with its standard error, the change from stage 1 with its 95 % interval and the
     recovered fraction; each row's metrics.json and run id named above it, the protocol line
     under the sources."""
-    from ablate.core.latex import booktabs
+    from ablate.core.reports.latex import booktabs
 
     def num(v, fmt: str = "{:.3f}") -> str:
         return "" if v is None or pd.isna(v) else fmt.format(v)

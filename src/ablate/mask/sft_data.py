@@ -117,11 +117,11 @@ def is_local(source: str | Path) -> bool:
 def pinned(source: str, results: str | os.PathLike | None) -> str:
     """A hub dataset id as ``<id>@<commit>``: ``<id>`` (the ``main`` branch) or ``<id>@<branch or
     tag>`` resolved to the commit it names, by the hub revisions' lock file in ``results``
-    (:func:`ablate.core.hub_revisions.resolve`), so the run cache's key and the provenance name
-    the data's commit, not a branch that moves. A local file is returned as it is."""
+    (:func:`ablate.core.outputs.hub_revisions.resolve`), so the run cache's key and the provenance
+    name the data's commit, not a branch that moves. A local file is returned as it is."""
     if is_local(source):
         return source
-    from ablate.core import hub_revisions
+    from ablate.core.outputs import hub_revisions
 
     repo, _, rev = source.partition("@")
     return f"{repo}@{hub_revisions.resolve(repo, rev or None, results, 'dataset')}"

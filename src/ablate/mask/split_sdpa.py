@@ -4,7 +4,7 @@
 ``masks.policy_forward_kwargs`` hands over as per-row prompt lengths (:data:`PROMPT_LENGTHS_KWARG`)
 and no mask: there it runs one mask-free causal call over the batch plus one non-causal call per
 row over its prompt block (docs/masks.md). Importing this module registers it with transformers
-(``ablate.core.modeling.load_causal_lm`` does, when asked for it).
+(``ablate.core.models.modeling.load_causal_lm`` does, when asked for it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The mask study's side of STATUS.md (ablate.core.status; the status part of the study
+"""The mask study's side of STATUS.md (ablate.core.reports.status; the status part of the study
 protocol, ablate.core.jobs): the headline numbers of each record, why a finished job is stale
 (the slice its record holds against its job's ``config``), the key results (recovery and claims
 tables) and the forecast of what remains (the planner's plan.csv). No torch: `ablate status`
@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.jobs import Job
+from ablate.core.outputs.records import config_changes, recorded_config
 from ablate.core.planner.totals import number
-from ablate.core.records import config_changes, recorded_config
-from ablate.core.seeds import spread_lines, verdict_line
-from ablate.core.status import Row, planned_forecast, read_csv
+from ablate.core.reports.seeds import spread_lines, verdict_line
+from ablate.core.reports.status import Row, planned_forecast, read_csv
 from ablate.mask import layout
 
-#: the study-level claims that held on every CPU kind and tree measured (ablate.core.expected:
+#: the study-level claims that held on every CPU kind and tree measured
+#:(ablate.core.reports.expected:
 #: an unmeasured CPU kind's run must support them; docs/embedded.md, "Measured runs");
 #: ``long_at_least_prefix`` (5B >= 3B under the ablation) is left out: 5B and 3B are within noise
 #: of each other, and it was inconclusive on an AMD EPYC without AVX-512 at tree 05bae26
@@ -31,7 +32,7 @@ EVERY_CPU = (
     "long_side_effect_small",
 )
 #: its run_scores' macro scores are ``<model> under <eval policy>``: the README's table of
-#: expected results is a line per model and a column per policy (ablate.core.expected)
+#: expected results is a line per model and a column per policy (ablate.core.reports.expected)
 SCORES_BY_POLICY = True
 
 

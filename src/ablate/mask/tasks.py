@@ -8,7 +8,7 @@ No network: the index is built from the installed package.
 
 The index also holds each task's hub dataset (lm-eval's ``dataset_path``/``dataset_name``), so
 :func:`pinned_datasets` can pin every evaluated task's data to a commit through the hub revisions'
-lock (:mod:`ablate.core.hub_revisions`, as the SFT dataset and the bridge's data are): the
+lock (:mod:`ablate.core.outputs.hub_revisions`, as the SFT dataset and the bridge's data are): the
 evaluation's config slice, so its run cache key, its stale line and its record, name that commit.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.config import ConfigError
-from ablate.core.io import user_cache_dir
+from ablate.core.outputs.io import user_cache_dir
 
 cache_dir = user_cache_dir
 
@@ -44,7 +44,7 @@ def _index(cache: str | os.PathLike | None = None) -> dict[str, dict[str, Any] |
     """Task, group and tag name -> its hub dataset (:func:`_dataset_of`), from the cache when it
     holds this lm-eval version's index (else built and written there; an unwritable cache is
     skipped; an older cache's list of names is rebuilt)."""
-    from ablate.core.io import write_json
+    from ablate.core.outputs.io import write_json
 
     path = Path(cache or cache_dir()) / f"lm_eval-{metadata.version('lm_eval')}-tasks.json"
     try:
@@ -83,8 +83,8 @@ def pinned_datasets(
 ) -> dict[str, dict[str, Any]]:
     """Each of the lm-eval tasks ``names`` that loads a hub dataset -> ``{path, name, revision}``,
     its revision (its YAML's, else ``main``) resolved to the commit it names by the hub
-    revisions' lock in ``results`` (:func:`ablate.core.hub_revisions.resolve`)."""
-    from ablate.core import hub_revisions
+    revisions' lock in ``results`` (:func:`ablate.core.outputs.hub_revisions.resolve`)."""
+    from ablate.core.outputs import hub_revisions
 
     index = _with_original_tasks(_index(cache))
     out = {}

@@ -4,7 +4,7 @@
    implementation a model runs now, which ``set_attn_implementation`` changes. The config
    property has no public getter; the mask policies check it before building their kwargs
    (``mask/masks.py``, ``mask/training/packing.py``) and the decode engine before swapping in its
-   own (``core/generation.py``). It is only read: a model is given one through the public
+   own (``core/models/generation.py``). It is only read: a model is given one through the public
    ``from_config(attn_implementation=...)``, ``from_pretrained(attn_implementation=...)`` and
    ``set_attn_implementation``. Test: ``test_hf.py::test_attn_implementation_follows_the_model``.
 2. ``PreTrainedModel._no_split_modules`` (:func:`no_split_modules`): the class names of a model's

@@ -14,7 +14,7 @@
    no such setting. Raised for the call only (the config's own ``patch``), restored after.
    Test: ``test_pytorch.py::test_recompile_limit_is_scoped``.
 4. ``torch.distributed.distributed_c10d._abort_process_group`` (:func:`abort_process_group`):
-   leave a process group after an error without waiting for peers (``core/parallel.py``
+   leave a process group after an error without waiting for peers (``core/execution/parallel.py``
    ``abort``); ``destroy_process_group`` waits for pending NCCL work. Test:
    ``test_pytorch.py::test_abort_process_group``.
 5. ``nn.Module._compiled_call_impl`` (:func:`modules_compiled`): ``Module.compile()`` stores the

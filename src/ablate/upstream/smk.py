@@ -2,8 +2,8 @@
 (pyproject.toml). ``rules/report.smk`` calls :func:`patch_report` when the Snakefile is read.
 
 1. ``snakemake.report.html_reporter.rulegraph_spec`` replaced by
-   :func:`ablate.core.report_graph.rulegraph_spec`: Snakemake's keeps one node per rule and DAG
-   level, so ``eval_model``, whose jobs follow ``prepare_model`` and ``finetune``, showed twice;
+   :func:`ablate.core.reports.report_graph.rulegraph_spec`: Snakemake's keeps one node per rule and
+   DAG level, so ``eval_model``, whose jobs follow ``prepare_model`` and ``finetune``, showed twice;
    ours shows each rule once. The reporter calls the name it imported into its module, so the
    module's attribute is what to replace; no report setting chooses the graph. Test:
    ``test_smk.py::test_reporter_calls_its_module_rulegraph_spec``.
@@ -38,7 +38,7 @@ def patch_report() -> None:
     # importing snakemake.report registers its own directive: ours must come after it
     import snakemake.report.html_reporter as html_reporter
 
-    from ablate.core.report_graph import rulegraph_spec
+    from ablate.core.reports.report_graph import rulegraph_spec
 
     directives.register_directive("embeddedimage", EmbeddedImage)
     html_reporter.rulegraph_spec = rulegraph_spec

@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import FAST, causal_finetune
 
-from ablate.core.modeling import load_causal_lm
+from ablate.core.models.modeling import load_causal_lm
 from ablate.core.training import loop, params
 from ablate.core.training.data import ExampleDataset
 from ablate.core.training.loop import shares

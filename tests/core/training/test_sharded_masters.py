@@ -16,7 +16,7 @@ import json
 import pytest
 from sharded_setup import process_path
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training.sharded_masters import owners
 
 TOL = {"float32": 1e-6, "bfloat16": 1e-3}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.core.modeling import load_causal_lm
+from ablate.core.models.modeling import load_causal_lm
 from ablate.core.training import params, speed
 from ablate.core.training.optim import MasterWeightsOptimizer
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.core import claims, io, provenance
+from ablate.core.outputs import io, provenance
+from ablate.core.reports import claims
 
 
 def run(cfg: dict[str, Any], flips_json: str, claims_csv: str) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.jobs import Job
-from ablate.core.records import config_changes
-from ablate.core.seeds import verdict_line
-from ablate.core.status import read_csv
+from ablate.core.outputs.records import config_changes
+from ablate.core.reports.seeds import verdict_line
+from ablate.core.reports.status import read_csv
 from ablate_toy import layout
 
 

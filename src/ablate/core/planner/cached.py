@@ -1,11 +1,12 @@
 """Which planned jobs the run cache (config key ``run_cache``) already holds: those cost nothing.
 
-A job's key is :func:`ablate.core.runcache.key_parts` of its :func:`~ablate.core.runcache.job_spec`
-(rule, wildcards, params, declared inputs), the same function its script's ``JobCache`` calls. The
-specs come from Snakemake's own expansion of each rule (rules/plan.smk, rule ``plan_estimate``):
-a rule's params and inputs are written in the rules, so outside Snakemake (``ablate plan``) they
-are not known exactly and the cache is not checked there (a note says so). A job whose inputs do
-not exist yet has no key yet (the key holds their content): it is forecast at full cost.
+A job's key is :func:`ablate.core.reruns.runcache.key_parts` of its
+:func:`~ablate.core.reruns.runcache.job_spec` (rule, wildcards, params, declared inputs), the same
+function its script's ``JobCache`` calls. The specs come from Snakemake's own expansion of each rule
+(rules/plan.smk, rule ``plan_estimate``): a rule's params and inputs are written in the rules, so
+outside Snakemake (``ablate plan``) they are not known exactly and the cache is not checked there (a
+note says so). A job whose inputs do not exist yet has no key yet (the key holds their content): it
+is forecast at full cost.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ablate.core import runcache
 from ablate.core.planner.jobs import PlannedJob
+from ablate.core.reruns import runcache
 
 NOT_CHECKED = "run cache not checked: "  # the start of every note of a job it could not check
 
@@ -30,7 +31,8 @@ def _check(
             "its rule's params and inputs are known inside Snakemake only (the plan rule, "
             "`snakemake <results>/plan.csv`, checks it; `ablate plan` cannot)"
         )
-    if "error" in spec:  # Snakemake could not expand its rule (ablate.core.runcache.job_specs)
+    # Snakemake could not expand its rule (ablate.core.reruns.runcache.job_specs)
+    if "error" in spec:
         return NOT_CHECKED + f"its rule could not be expanded ({spec['error']})"
     inputs = [str(root / p) for p in spec["inputs"]]
     missing = [
@@ -59,8 +61,9 @@ def in_cache(
 ) -> Callable[[PlannedJob], bool] | None:
     """The planner's ``in_cache`` (:func:`ablate.core.planner.estimate.estimate`): whether the run
     cache holds a job; None when the config has no run cache. ``specs``: job name -> its
-    :func:`~ablate.core.runcache.job_spec` (None: not known, outside Snakemake); ``scripts``: the
-    workflow's scripts folder (the key's code). A job it does not hold gets a note saying why."""
+    :func:`~ablate.core.reruns.runcache.job_spec` (None: not known, outside Snakemake); ``scripts``:
+    the workflow's scripts folder (the key's code). A job it does not hold gets a note saying
+    why."""
     cache = config.get("run_cache")
     if not cache:
         return None

@@ -268,7 +268,8 @@ def job_row(
 
 
 def cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
-    """A job the run cache holds (ablate.core.runcache.holds): restored, not run, so no cost."""
+    """A job the run cache holds (ablate.core.reruns.runcache.holds): restored, not run, so no
+    cost."""
     zero = dict.fromkeys(
         ("compute_s", "job_overhead_s", "rental_overhead_s", "est_job_s", "est_s"), 0.0
     )

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablate.core.outputs.records import benchmark_seconds, provenance_of, read_json
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.jobs import PlannedJob, StudyPlan
 from ablate.core.planner.overheads import job_overhead
-from ablate.core.records import benchmark_seconds, provenance_of, read_json
 
 
 def hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:
@@ -29,7 +29,8 @@ def hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, in
     return (name or gpus[0]), len(gpus)
 
 
-#: the phase of a job's record (``phases``, ablate.core.phases) that is its own work, per kind
+#: the phase of a job's record (``phases``, ablate.core.outputs.phases) that is its own work, per
+#:kind
 OWN_WORK_PHASE = {"eval": "evaluate.score", "probe": "probe"}
 
 
@@ -125,7 +126,7 @@ def _measurement(
         job=job.id,
     )
     if tokens and isinstance(scored, (int, float)) and scored > 0:
-        # the record says how long its own work took (ablate.core.phases): no model needed
+        # the record says how long its own work took (ablate.core.outputs.phases): no model needed
         return Measurement(
             **this_run,
             tokens_per_s=tokens / scored / run.count,

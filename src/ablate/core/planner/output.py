@@ -7,7 +7,7 @@ import os
 
 import pandas as pd
 
-from ablate.core import io
+from ablate.core.outputs import io
 from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
 from ablate.core.planner.estimate import COLUMNS, UNMEASURED
 from ablate.core.planner.files import ON_GPU_COUNTS

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ablate.core import io
+from ablate.core.outputs import io
 from ablate.core.planner.inputs import PlanError, Setup, log
 
 

@@ -4,10 +4,10 @@
 step in one screen); the rest are its parts: the loss with logits at labelled positions only and a
 forward-kwargs hook (a study's attention rule), the optimizer (fp32 masters of 16-bit weights),
 stop rules, checkpoints that are complete-or-ignored and resume bit for bit, an atomic final
-directory with a hash manifest (all checkpoint I/O: :mod:`ablate.core.checkpoint_integrity`), and
-``summary.json``. Parameters, their bounds and defaults are the config schema's
-``finetune_params`` and ``pretrain_params`` (its core part, ablate/core/config.schema.yaml;
-docs/training.md).
+directory with a hash manifest (all checkpoint I/O:
+:mod:`ablate.core.outputs.checkpoint_integrity`), and ``summary.json``. Parameters, their bounds and
+defaults are the config schema's ``finetune_params`` and ``pretrain_params`` (its core part,
+ablate/core/config.schema.yaml; docs/training.md).
 
 Modules (import from the one that defines a name): ``params`` (parameters from the schema,
 resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpus packing),
@@ -20,5 +20,6 @@ optimizer state divided), ``sharding`` (FSDP2 sharding of one that does not), ``
 the two fits; an optimizer's states per weight), ``speed`` (regional compilation), ``watchdog`` (a
 stalled run fails within a bound), ``vocab_rows`` (a ``loss_vocab: corpus`` run's step over the
 data's rows of a tied embedding only), ``run`` (``train_run``: one run start to end),
-``pretraining`` (``pretrain``: a fresh tiny model trained on a corpus, both studies').
+``pretraining`` (``pretrain``: a fresh tiny model trained on a corpus, both studies'),
+``resume`` (which checkpoint a rerun resumes from).
 """

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ablate.core import interrupts, parallel
+from ablate.core.execution import interrupts, parallel
 from ablate.core.training import sharded_masters, sharding, speed
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loss import (
@@ -105,7 +105,7 @@ class Spec:
     """A run as :func:`setup` builds it: its resolved ``params`` (the config's training keys),
     where its checkpoints go (every ``save_steps``; 0: none but an interrupt's), its log label,
     the padding id, the study's hooks; ``reporters``: objects with ``log(step, logs, tokens)``,
-    ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.tracking.reporters`).
+    ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.reports.tracking.reporters`).
 
     ``evaluation``: a study's own evaluation instead of the eval loss (e.g. a generative
     accuracy), every ``eval_steps`` (and, by the run driver :func:`~.run.drive`, at step 0 of a
@@ -460,9 +460,9 @@ def _due(step: int, every: int) -> bool:
 def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
     """Train from ``run.state.step`` to ``max_steps`` or a stop rule; checkpoints every
     ``save_steps``, and one on an interrupt before it raises
-    :class:`~ablate.core.interrupts.TrainingInterrupted`. ``interrupt``: the job's own watch,
-    installed by its driver, which holds it past the loop until its outputs are complete
-    (:meth:`~ablate.core.interrupts.InterruptWatch.hold`); None: the loop's own."""
+    :class:`~ablate.core.execution.interrupts.TrainingInterrupted`. ``interrupt``: the job's own
+    watch, installed by its driver, which holds it past the loop until its outputs are complete
+    (:meth:`~ablate.core.execution.interrupts.InterruptWatch.hold`); None: the loop's own."""
     from ablate.core.training import saving
 
     p, state, rules, spec = run.params, run.state, run.stop_rules, run.spec

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training import sharding
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 

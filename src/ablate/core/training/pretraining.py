@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ablate.core import modeling
+from ablate.core.models import modeling
 from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
 from ablate.core.training.params import TrainParams, model_dtype
 from ablate.core.training.run import TrainRun, train_run

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ablate.core import checkpoint_integrity, interrupts, io, parallel, provenance
-from ablate.core.phases import Phases
+from ablate.core.execution import interrupts, parallel
+from ablate.core.outputs import checkpoint_integrity, io, provenance
+from ablate.core.outputs.phases import Phases
 from ablate.core.training import loop, saving, vocab_rows
 from ablate.core.training.loss import vocab_head_loss
 from ablate.core.training.monitor import StopRules

@@ -1,5 +1,6 @@
 """What a training run saves and loads back: its checkpoints (``checkpoint-N``: what resumes it bit
-for bit) and its final weights (the files' integrity: :mod:`ablate.core.checkpoint_integrity`).
+for bit) and its final weights (the files' integrity:
+:mod:`ablate.core.outputs.checkpoint_integrity`).
 
 ``checkpoint-N`` of one process holds the weights (``model.safetensors``), the optimizer state
 (``optimizer.pt``: the fp32 masters with it), the schedule (``scheduler.pt``), the RNG state
@@ -10,8 +11,8 @@ torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_c
 of sharded masters or replicated (DDP) process 0's copy in the one-process format (sharded
 masters gathered there); with N processes each writes its own RNG file. Every file
 loads without unpickling code (``weights_only=True``, safetensors, JSON). The hash manifest and
-the completion marker come last (:func:`ablate.core.checkpoint_integrity.mark_complete`); the oldest
-complete checkpoints beyond ``save_total_limit`` are then removed.
+the completion marker come last (:func:`ablate.core.outputs.checkpoint_integrity.mark_complete`);
+the oldest complete checkpoints beyond ``save_total_limit`` are then removed.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from typing import Any, TypeVar
 import safetensors.torch
 import torch
 
-from ablate.core import checkpoint_integrity, io, modeling, parallel, provenance, resume
-from ablate.core.phases import Phases
-from ablate.core.training import sharding
+from ablate.core.execution import parallel
+from ablate.core.models import modeling
+from ablate.core.outputs import checkpoint_integrity, io, provenance
+from ablate.core.outputs.phases import Phases
+from ablate.core.training import resume, sharding
 from ablate.core.training.params import dtype_name
 
 WEIGHTS = "model.safetensors"
@@ -85,8 +88,8 @@ def _torch_save(obj: Any, path: Path) -> None:
 
 def save(run) -> Path:
     """``checkpoint-<step>`` of ``run`` (a collective when sharded); returns its path. A full
-    disk is named in one line (:func:`ablate.core.checkpoint_integrity.naming_a_full_disk`); the
-    checkpoint, never completed, is ignored by the rerun, which resumes from the one before."""
+    disk is named in one line (:func:`ablate.core.outputs.checkpoint_integrity.naming_a_full_disk`);
+    the checkpoint, never completed, is ignored by the rerun, which resumes from the one before."""
     ckpt = Path(run.spec.checkpoints) / f"checkpoint-{run.state.step}"
     with checkpoint_integrity.naming_a_full_disk(f"saving {ckpt.name}", ckpt):
         return _save(run, ckpt)
@@ -314,9 +317,9 @@ def resume_from(
     inputs: dict[str, Any] | None,
     load: Callable[[Path], T],
 ) -> tuple[Path | None, T | None]:
-    """The newest checkpoint of the same run (:func:`ablate.core.resume.resume_point`) loaded by
-    ``load``, and what ``load`` returned; (None, None): none, a fresh start. One whose file
-    ``load`` refuses (:class:`UnreadableCheckpoint`) is set aside in one line like one that
+    """The newest checkpoint of the same run (:func:`ablate.core.training.resume.resume_point`)
+    loaded by ``load``, and what ``load`` returned; (None, None): none, a fresh start. One whose
+    file ``load`` refuses (:class:`UnreadableCheckpoint`) is set aside in one line like one that
     fails its manifest, and the one before it is tried."""
     while (ckpt := resume.resume_point(ckpt_dir, run_key, inputs)) is not None:
         try:
@@ -333,10 +336,10 @@ def end_of_run(
 ) -> bool:
     """A job's last act, once its outputs are complete (a collective): its checkpoints are
     removed (unless ``keep``), or, when a signal came since the training ended (``watch``, an
-    :class:`~ablate.core.interrupts.InterruptWatch` holding it, in any process), kept, with
-    ``save_last()`` first (a checkpoint of the finished training), so a rerun writes the outputs
-    again from it: an interrupted Snakemake can mark the job incomplete and delete them. Returns
-    whether a signal came."""
+    :class:`~ablate.core.execution.interrupts.InterruptWatch` holding it, in any process), kept,
+    with ``save_last()`` first (a checkpoint of the finished training), so a rerun writes the
+    outputs again from it: an interrupted Snakemake can mark the job incomplete and delete them.
+    Returns whether a signal came."""
     if not watch.requested():
         if not keep and parallel.rank() == 0:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -379,9 +382,9 @@ def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
 def save_final(
     run, out_dir: Path, *, tokenizer, dtype: torch.dtype, extra: dict, phases: Phases | None = None
 ) -> dict | None:
-    """``out_dir/final`` through :func:`ablate.core.checkpoint_integrity.write_final`: the weights in
-    ``dtype`` (a sharded model's gathered onto process 0, which alone writes; the others get
-    None); a state_dict fallback is reloaded and compared before it is kept. ``phases`` records
+    """``out_dir/final`` through :func:`ablate.core.outputs.checkpoint_integrity.write_final`: the
+    weights in ``dtype`` (a sharded model's gathered onto process 0, which alone writes; the others
+    get None); a state_dict fallback is reloaded and compared before it is kept. ``phases`` records
     ``save_final`` and its parts (``.write``: the weights)."""
     phases = phases or Phases()
     model, state_dict = run.model, None

@@ -48,9 +48,10 @@ def compile_layers(model: torch.nn.Module) -> int:
 def layers_compiled(model: torch.nn.Module, on: bool = True):
     """Within: ``model``'s decoder layers run compiled (:func:`compile_layers`, compiled once and
     kept for the next time); after: eager again. For a model that also decodes: the decode step
-    is compiled whole (:mod:`ablate.core.generation`), and compiled layers called with a KV cache
-    would recompile per layer (torch guards on each layer's cache entry) until torch's recompile
-    limit sends the rest back to eager. The backward of a forward run within stays compiled."""
+    is compiled whole (:mod:`ablate.core.models.generation`), and compiled layers called with a KV
+    cache would recompile per layer (torch guards on each layer's cache entry) until torch's
+    recompile limit sends the rest back to eager. The backward of a forward run within stays
+    compiled."""
     if not on:
         yield
         return

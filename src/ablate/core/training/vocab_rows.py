@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ablate.core import parallel
+from ablate.core.execution import parallel
 from ablate.core.training.params import TrainingConfigError, TrainParams, master_weights_enabled
 
 #: the optimizers (``optim``) whose update of a row with gradient 0 and no state is exactly 0

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ablate.core.checkpoint_integrity import CheckpointError
 from ablate.core.config import ConfigError, load_config_file
+from ablate.core.outputs.checkpoint_integrity import CheckpointError
 from ablate.core.training.params import TrainingConfigError, TrainingError
 from ablate.mask import sft_data
 from ablate.mask.commands import train_parser

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ablate.core.config import sorted_tree
-from ablate.core.phases import Phases
+from ablate.core.outputs.phases import Phases
 from ablate.core.training.data import ExampleDataset
 from ablate.core.training.params import TrainingConfigError, model_dtype
 from ablate.core.training.pretraining import pretrain as pretrain_model
@@ -129,7 +129,7 @@ def _sft_pairs(data, model_path, revision, p: MaskParams):
     """The tokenizer and the tokenized train / held-out pairs (``eval_size`` rows split off by
     ``seed``) in the ``sft_format`` template; the tokenizer loads before the model, so a model
     without one fails early."""
-    from ablate.core.modeling import load_tokenizer
+    from ablate.core.models.modeling import load_tokenizer
 
     rows = sft_data.load_rows(data)
     if p.eval_size:
@@ -145,7 +145,7 @@ def _sft_pairs(data, model_path, revision, p: MaskParams):
 
 def _load_model(model_path, revision, p: MaskParams):
     """The model to finetune, in its training dtype and attention, on the GPU when there is one."""
-    from ablate.core.modeling import load_causal_lm
+    from ablate.core.models.modeling import load_causal_lm
 
     return load_causal_lm(
         model_path,
@@ -173,7 +173,8 @@ def finetune(
     Writes ``out_dir/final/`` (safetensors + tokenizer + manifest) and ``out_dir/summary.json``;
     checkpoints go to ``out_dir/checkpoints/`` and a rerun resumes from the last complete one.
     Raises :class:`LeakageGateError` before training when the policy leaks and
-    ``spec.allow_leakage`` is false. ``reporters``: the loop's reporters (ablate.core.tracking).
+    ``spec.allow_leakage`` is false. ``reporters``: the loop's reporters
+    (ablate.core.reports.tracking).
     """
     phases = Phases()
     policy = spec.policy
@@ -244,7 +245,7 @@ def pretrain(
 ) -> dict[str, Any]:
     """Causal pretraining of a fresh tiny model of ``family`` (``tiny_config(family, **arch)``:
     ``mask.model.embedded``'s) on ``corpus`` (:func:`ablate.core.training.pretraining.pretrain`)."""
-    from ablate.core.modeling import load_tokenizer
+    from ablate.core.models.modeling import load_tokenizer
     from ablate.mask import tiny
 
     phases = Phases()

@@ -1,0 +1,180 @@
+"""How busy a job's GPUs were: a background thread samples each of the job's devices through NVML
+(``nvidia-ml-py``, the ``pynvml`` module) every few seconds, utilisation (percent of the interval
+a kernel ran) and memory used, so an idle GPU shows in the job's record, in STATUS (each GPU job's
+mean utilisation) and in the trackers. On a machine without NVML (a CPU host, the package not
+installed) nothing is sampled and nothing is recorded.
+
+The devices are the job's own: ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs, as the GPU pool of
+:mod:`ablate.core.execution.gpus` sets it), else every device NVML sees. No torch: sampling never
+initialises CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: seconds between two samples
+INTERVAL_S = 2.0
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the sampler started
+    util_pct: list[float]  # per device
+    mem_mib: list[float]  # per device
+
+
+def _nvml() -> Any | None:
+    """The NVML module, initialised; None without the package or a driver."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
+        return None
+    return pynvml
+
+
+def job_devices(nvml: Any, visible: str | None) -> list[Any]:
+    """NVML handles of the job's devices: ``visible`` (``CUDA_VISIBLE_DEVICES``: indices or
+    ``GPU-`` UUIDs; empty hides every device), every device when it is None (not set)."""
+    if visible is None:
+        return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+    handles = []
+    for dev in (d.strip() for d in visible.split(",") if d.strip()):
+        if dev.startswith(("GPU-", "MIG-")):
+            handles.append(nvml.nvmlDeviceGetHandleByUUID(dev))
+        else:
+            handles.append(nvml.nvmlDeviceGetHandleByIndex(int(dev)))
+    return handles
+
+
+@dataclass
+class GpuSampler:
+    """Samples the job's devices on a daemon thread from :meth:`start` to :meth:`stop`."""
+
+    interval_s: float = INTERVAL_S
+    nvml: Any = None
+    samples: list[Sample] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    _handles: list[Any] = field(default_factory=list, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _t0: float = 0.0
+
+    def start(self) -> bool:
+        """Start sampling; False (nothing sampled) without NVML or without a device."""
+        self.nvml = self.nvml or _nvml()
+        if self.nvml is None:
+            return False
+        self._handles = job_devices(self.nvml, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if not self._handles:
+            return False
+        self.names = [_text(self.nvml.nvmlDeviceGetName(h)) for h in self._handles]
+        self._t0 = time.monotonic()
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name="gpu-watch", daemon=True)
+        self._thread.start()
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> Sample | None:
+        """One sample of every device (also called by the thread); None when NVML fails."""
+        try:
+            util = [float(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu) for h in self._handles]
+            mem = [self.nvml.nvmlDeviceGetMemoryInfo(h).used / 2**20 for h in self._handles]
+        except Exception:  # noqa: BLE001 - a device lost mid-run: keep what was sampled
+            return None
+        s = Sample(round(time.monotonic() - self._t0, 3), util, mem)
+        self.samples.append(s)
+        return s
+
+    def stop(self) -> dict[str, Any] | None:
+        """Stop sampling (one last sample) and return :meth:`summary`."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self.sample()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any] | None:
+        """The record's ``gpu_use`` block: per device and over all, mean and peak utilisation
+        (percent) and memory (MiB), the interval and every sample; None before any sample."""
+        if not self.samples:
+            return None
+        n = len(self._handles) or len(self.samples[0].util_pct)
+        devices = []
+        for i in range(n):
+            util = [s.util_pct[i] for s in self.samples]
+            mem = [s.mem_mib[i] for s in self.samples]
+            devices.append(
+                {
+                    "name": self.names[i] if i < len(self.names) else "",
+                    "util_mean_pct": round(sum(util) / len(util), 1),
+                    "util_max_pct": max(util),
+                    "mem_mean_mib": round(sum(mem) / len(mem), 1),
+                    "mem_max_mib": round(max(mem), 1),
+                }
+            )
+        return {
+            "interval_s": self.interval_s,
+            "util_mean_pct": round(sum(d["util_mean_pct"] for d in devices) / n, 1),
+            "mem_max_mib": max(d["mem_max_mib"] for d in devices),
+            "devices": devices,
+            "samples": [[s.t, s.util_pct, [round(m, 1) for m in s.mem_mib]] for s in self.samples],
+        }
+
+
+def _text(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+#: the sampler of this process's job (:func:`start`), read by :func:`current`
+_JOB: GpuSampler | None = None
+
+
+def start(interval_s: float = INTERVAL_S) -> GpuSampler | None:
+    """Start sampling this job's GPUs (once per process); None on a CPU."""
+    global _JOB
+    if _JOB is None:
+        sampler = GpuSampler(interval_s)
+        if sampler.start():
+            _JOB = sampler
+    return _JOB
+
+
+def latest() -> Sample | None:
+    """This job's last sample (TensorBoard's GPU curves); None on a CPU or before one."""
+    return _JOB.samples[-1] if _JOB is not None and _JOB.samples else None
+
+
+def mlflow_metrics(gpu_use: dict[str, Any] | None) -> list[tuple[str, float, int]]:
+    """(name, value, step) of a record's ``gpu_use`` samples under MLflow's system-metric names
+    (``system/gpu_0_utilization_percentage``, ``system/gpu_0_memory_usage_megabytes``); the
+    step is the sample's second since the job's sampler started."""
+    out: list[tuple[str, float, int]] = []
+    for t, util, mem in (gpu_use or {}).get("samples", []):
+        for i, (u, m) in enumerate(zip(util, mem)):
+            out += [
+                (f"system/gpu_{i}_utilization_percentage", float(u), int(t)),
+                (f"system/gpu_{i}_memory_usage_megabytes", float(m), int(t)),
+            ]
+    return out
+
+
+def current() -> dict[str, Any] | None:
+    """The ``gpu_use`` block of this job so far (a sample taken now); None on a CPU."""
+    if _JOB is None:
+        return None
+    _JOB.sample()
+    return _JOB.summary()

@@ -1,0 +1,137 @@
+"""What an interrupt costs: a training job stops at the end of its current step with a complete
+checkpoint (a rerun resumes there), and an interrupt sent to Snakemake alone reaches its
+jobs as a terminal's Ctrl-C would.
+
+Snakemake 9 on SIGINT (``KeyboardInterrupt`` in its scheduler: "Terminating processes on user
+request") shuts its local job pool down, which waits for the running jobs; it signals none of
+them. A terminal's Ctrl-C reaches them anyway (the whole foreground process group gets it), but
+``kill -INT <snakemake pid>`` in a script does not: a finetune then ran on to its end, and
+Snakemake, already cancelling, left it marked incomplete, so the rerun redid the finished work.
+:func:`forward_sigint_to_jobs` (installed when the Snakefile is parsed) sends the SIGINT on to
+Snakemake's child processes first. On SIGTERM Snakemake waits for its running jobs and records
+them as finished (its graceful exit), so that one is left alone.
+
+In a training job, :class:`InterruptWatch` turns the first SIGINT or SIGTERM into: finish the
+step, save a complete checkpoint (also with ``save_steps: 0``), stop with
+:class:`TrainingInterrupted`, so the job fails, writes no result, and its rerun resumes from that
+checkpoint. A repeat of the signal within :data:`SAME_INTERRUPT_S` is the same interrupt (a
+terminal's Ctrl-C plus Snakemake forwarding it); a later one stops at once. Data-parallel, every
+process stops and saves at the same step, whichever of them got the signal
+(:func:`ablate.core.execution.parallel.any_process` at each step's end): the saves are collectives.
+
+Once the training has ended (:meth:`InterruptWatch.hold`), the signal waits until the job's
+outputs are complete (the final evaluation, the final save, the summary): a job killed there lost
+a finished training, which Snakemake deleted. The job then keeps its checkpoints, with one of the
+finished training (:func:`ablate.core.training.saving.end_of_run`), since an interrupted
+Snakemake may still mark it incomplete and delete those outputs before the rerun, which then
+writes them again from that checkpoint instead of training again.
+
+Imports no torch or transformers at module level: the Snakefile imports it at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+SAME_INTERRUPT_S = 2.0
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on a signal after saving a checkpoint to resume from."""
+
+
+def forward_sigint_to_jobs() -> None:
+    """In Snakemake's process: a SIGINT first goes on to every child process (its local jobs),
+    then Snakemake stops as on Ctrl-C. A second SIGINT is Python's default again. An ignored
+    SIGINT (`nohup`, a background job of a script) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return
+
+    def forward(signum, frame):
+        import psutil
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for child in psutil.Process(os.getpid()).children(recursive=True):
+            try:
+                child.send_signal(signal.SIGINT)
+            except psutil.Error:
+                pass  # ended meanwhile
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, forward)
+
+
+class InterruptWatch:
+    """In a training job: the first SIGINT or SIGTERM asks the loop to save a checkpoint at the end
+    of the current step and stop (module doc). :meth:`install` before the loop, :meth:`requested`
+    at each step's end (a collective when data-parallel), :meth:`interrupted` for the error to
+    raise after the save, :meth:`restore` after the loop; a job's driver holds it installed
+    around the loop and its outputs (``with``), :meth:`hold` once the training ended."""
+
+    def __init__(self):
+        self.signal: signal.Signals | None = None
+        self.holding = False
+        self._at = 0.0
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        if self.signal is None:
+            self.signal, self._at = signal.Signals(signum), time.monotonic()
+            then = (
+                "the training is finished: writing its outputs first, then stopping; send it "
+                "again to stop at once"
+                if self.holding
+                else "saving a checkpoint at the end of this step, then stopping (a rerun "
+                "resumes from it; send it again to stop at once)"
+            )
+            print(f"[interrupt] {self.signal.name}: {then}", flush=True)
+        elif time.monotonic() - self._at > SAME_INTERRUPT_S:
+            self.restore()
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> InterruptWatch:
+        self.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def hold(self) -> None:
+        """The training has ended: a signal from now on waits until the job's outputs are
+        complete (module doc)."""
+        self.holding = True
+
+    def install(self) -> None:
+        if self._previous:
+            return  # installed already (by the job's driver, around the loop and its outputs)
+        if threading.current_thread() is threading.main_thread():
+            # an ignored signal (nohup) stays ignored
+            handled = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+            self._previous = {s: signal.signal(s, self._handle) for s in handled}
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def requested(self) -> bool:
+        """Whether this or another data-parallel process got the signal: every process stops at
+        the same step (the checkpoint's saves are collectives), also those the signal reached
+        one step later, or not at all."""
+        from ablate.core.execution import parallel
+
+        return parallel.any_process(self.signal is not None)
+
+    def interrupted(self, step: int) -> TrainingInterrupted:
+        self.restore()
+        by = self.signal.name if self.signal is not None else "another process's signal"
+        return TrainingInterrupted(
+            f"training stopped by {by} after step {step}; "
+            f"checkpoint-{step} is saved and a rerun resumes from it"
+        )

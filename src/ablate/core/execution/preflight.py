@@ -1,0 +1,126 @@
+"""Before any job: a run whose jobs ask for GPUs, on a machine that shows none, stops in one line.
+
+A config's ``resources.<group>.gpu`` is a request to the executor. Run locally where no GPU is
+visible, Snakemake still starts those jobs (it counts ``gpu`` only against ``--resources``), and
+the job builds its model on the CPU: the 3.4 B smoke config grew to 23.7 GB until the kernel's
+out-of-memory killer ended it, minutes later. So at parse time (a dry run too) the workflow stops
+when all of these hold: a study of the config asks for a GPU, a job that asks for one has an
+output still to make, this process is the ``snakemake`` command line with a local executor (a
+profile that sends the jobs elsewhere, ``--profile slurm`` or ``--profile vast``, runs them on
+machines that have GPUs), it runs jobs (not ``--report``, ``--lint``, a graph or a summary; a
+target the plan or STATUS makes alone runs no GPU job), and the GPU pool of
+:mod:`ablate.core.execution.gpus` is empty. The config key ``allow_cpu: true`` is the deliberate CPU
+run.
+
+Pure Python (no torch): the Snakefile calls it at parse time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from argparse import Namespace
+from collections.abc import Iterable
+from typing import Any
+
+from ablate.core.execution import gpus
+from ablate.core.execution.targets import is_snakemake_cli
+
+#: the config key of a deliberate CPU run of a config whose jobs ask for GPUs
+ALLOW_CPU_KEY = "allow_cpu"
+#: Snakemake's options (their argparse names) under which no job runs
+NO_JOB_OPTIONS = (
+    "report",
+    "lint",
+    "dag",
+    "rulegraph",
+    "filegraph",
+    "d3dag",
+    "summary",
+    "detailed_summary",
+    "list_rules",
+    "list_target_rules",
+    "list_changes",
+    "touch",
+    "unlock",
+    "cleanup_metadata",
+    "delete_all_output",
+    "delete_temp_output",
+)
+
+
+def command_line() -> Namespace | None:
+    """Snakemake's reading of this process's command line with its profiles (``--profile``,
+    the workflow profile): the executor and the options as Snakemake runs them. Snakemake hands
+    neither to the workflow while it is read; None when Snakemake runs through its API."""
+    if not is_snakemake_cli(sys.argv):
+        return None
+    from snakemake.cli import parse_args
+
+    # it says "Using profile ..." again: Snakemake said it once already
+    with contextlib.redirect_stderr(io.StringIO()):
+        _, args = parse_args(sys.argv[1:])
+    return args
+
+
+def runs_jobs_locally(args: Namespace) -> bool:
+    """Whether this invocation runs (or dry-runs) jobs on this machine: a local executor, and
+    none of the options under which no job runs."""
+    if any(getattr(args, name, None) for name in NO_JOB_OPTIONS):
+        return False
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    plugin = ExecutorPluginRegistry().get_plugin(args.executor or "local")
+    return bool(plugin.common_settings.local_exec)
+
+
+def gpu_requests(config: dict[str, Any], studies: Iterable[str]) -> list[str]:
+    """``<study>.resources.<group>.gpu: N`` of every rule group of ``studies`` that asks for a
+    GPU."""
+    return [
+        f"{s}.resources.{group}.gpu: {r['gpu']}"
+        for s in studies
+        for group, r in (config.get(s) or {}).get("resources", {}).items()
+        if isinstance(r, dict) and r.get("gpu", 0) > 0
+    ]
+
+
+def no_gpu_reason() -> str:
+    """Why the GPU pool (:func:`ablate.core.execution.gpus.pool`) is empty, in a few words."""
+    for env in (gpus.IDS_ENV, "CUDA_VISIBLE_DEVICES"):
+        if env in os.environ:
+            return f"{env} is empty"
+    return "nvidia-smi lists none"
+
+
+def gpu_error(
+    config: dict[str, Any],
+    studies: Iterable[str],
+    configfiles: list[str],
+    gpu_jobs_to_run: bool,
+    alone_targets: Iterable[str] = (),
+) -> str | None:
+    """One line when this ``snakemake`` command would run jobs that ask for GPUs on this machine
+    and it shows none (the module docstring); None otherwise. ``gpu_jobs_to_run``: a job that asks
+    for a GPU has an output still missing; ``alone_targets``: targets whose rule runs no other
+    job when asked for alone (the plan, STATUS). The cheap tests come first: the command line is
+    read only when the verdict hangs on it."""
+    if config.get(ALLOW_CPU_KEY) or not gpu_jobs_to_run:
+        return None
+    asks = gpu_requests(config, studies)
+    if not asks or gpus.pool():
+        return None
+    args = command_line()
+    if args is None or not runs_jobs_locally(args):
+        return None
+    alone = {os.path.normpath(t) for t in alone_targets}
+    if args.targets and all(os.path.normpath(os.path.relpath(t)) in alone for t in args.targets):
+        return None
+    more = f" and {len(asks) - 1} more" if len(asks) > 1 else ""
+    return (
+        f"{' '.join(configfiles)}: its jobs ask for a GPU ({asks[0]}{more}) and this machine "
+        f"shows none ({no_gpu_reason()}): run it where the GPUs are (--profile slurm, --profile "
+        f"vast, or a GPU host), or add --config {ALLOW_CPU_KEY}=true to run those jobs on the CPU"
+    )

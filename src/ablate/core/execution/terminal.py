@@ -1,0 +1,237 @@
+"""What a ``snakemake`` run of this workflow prints: Snakemake's own lines, made to summarise.
+
+The Snakemake logger plugin ``ablate`` (``src/snakemake_logger_plugin_ablate``, the workflow
+profile's ``logger``) formats Snakemake's records with Snakemake's own formatter and filter, except:
+
+- a job's block keeps its fields without a reason's parameter trees (``Params have changed since
+  last execution: {...}``, tens of KB after one config edit, which scrolled the dry run's
+  ``stale:`` lines away): that phrase alone (the ``stale:`` lines name the changed keys); on a
+  terminal no line runs over :data:`WIDTH` characters: a long file list (``rule all``'s ~130
+  inputs) keeps its first files and says how many more. Written to a file or a pipe (a program
+  reads the dry run's listing) the lists stay whole, as colours go only to a terminal;
+- the progress line adds the time the run has left by the planner's per-job estimates
+  (``<results>/plan/estimate.csv``, written by the run's first job) of the jobs still to finish,
+  on this machine's setup: :func:`follow` (the Snakefile's ``onstart``) names them;
+- the end-of-run summary (the Snakefile's ``onsuccess``: :func:`run_summary`) comes last, after
+  Snakemake's own closing lines.
+
+Pure Python (no torch): the Snakefile and the logger plugin import it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: the longest line a job's block prints
+WIDTH = 300
+#: the record attribute that marks the end-of-run summary (the plugin prints it last)
+SUMMARY = "ablate_summary"
+PARAMS_CHANGED = "Params have changed since last execution"
+
+
+def short_files(text: str, width: int) -> str:
+    """A comma-separated file list cut to about ``width`` characters: its first files and how
+    many more (``a, b, ... (+127 more)``)."""
+    if len(text) <= width:
+        return text
+    items = text.split(", ")
+    kept: list[str] = []
+    for item in items:
+        if len(", ".join([*kept, item])) > width - 20 and kept:
+            break
+        kept.append(item)
+    return ", ".join(kept) + f", ... (+{len(items) - len(kept)} more)"
+
+
+def short_reason(reason: str, width: int | None = WIDTH) -> str:
+    """Snakemake's reason for a job without parameter trees; with ``width``, its file lists
+    short and the whole at most that long."""
+    parts = []
+    for part in reason.split("; "):
+        if part.startswith(PARAMS_CHANGED):
+            part = f"{PARAMS_CHANGED} (the stale: lines name the keys)"
+        elif part and not re.match(r"[A-Z]", part) and parts:
+            continue  # a piece of a parameter tree that held "; "
+        label, sep, files = part.partition(": ")
+        if width and sep and len(part) > width // 2:
+            part = label + sep + short_files(files, width // 2 - len(label))
+        parts.append(part)
+    text = "; ".join(dict.fromkeys(parts))
+    return text if not width or len(text) <= width else text[: width - 4] + " ..."
+
+
+def short_line(line: str, width: int = WIDTH) -> str:
+    """One line of a job's block (``    key: value``) at most ``width`` characters."""
+    if len(line) <= width:
+        return line
+    head, sep, value = line.partition(": ")
+    if not sep:
+        return line[: width - 4] + " ..."
+    return head + sep + short_files(value, width - len(head) - 2)
+
+
+# ------------------------------------------------------------------ progress: time left
+
+
+@dataclass
+class Followed:
+    """The jobs a run has to do that the planner estimates: job name -> its record file (done
+    once written after ``since``), and where the estimates are, for which setup."""
+
+    records: dict[str, str]
+    estimates: Path
+    setup: str
+    since: float = field(default_factory=time.time, init=False)  # when the run started
+    _est: dict[str, float] | None = None
+
+    def estimate(self) -> dict[str, float] | None:
+        """est_job_s of each job on :attr:`setup`, once the estimate file exists."""
+        if self._est is None and self.estimates.is_file():
+            with open(self.estimates, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("setup") == self.setup]
+            est = {}
+            for r in rows:
+                try:
+                    est[r["job"]] = float(r["est_job_s"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+            self._est = est or None
+        return self._est
+
+    def left_s(self) -> tuple[float, int] | None:
+        """(seconds, jobs) the planned jobs not finished yet take by the estimates."""
+        est = self.estimate()
+        if est is None:
+            return None
+        left = [
+            name
+            for name, record in self.records.items()
+            if not (os.path.exists(record) and os.path.getmtime(record) >= self.since)
+        ]
+        return sum(est.get(n, 0.0) for n in left), len(left)
+
+
+_followed: Followed | None = None
+
+
+def follow(
+    jobs: list[Any], to_make: set[str], estimates: str | os.PathLike, setup: str | None
+) -> None:
+    """Follow the run's planned jobs (core Jobs with a ``kind`` and a record) among ``jobs`` that
+    make a file of ``to_make`` (the DAG's jobs to run; the Snakefile's ``onstart``). ``setup``:
+    the planner's label of this machine (:func:`local_setup`); None: no time left is said."""
+    global _followed
+    make = {os.path.normpath(f) for f in to_make}
+    records = {
+        j.name: j.record
+        for j in jobs
+        if j.kind and j.record and any(os.path.normpath(o) in make for o in j.outputs.values())
+    }
+    _followed = Followed(records, Path(estimates), setup) if setup and records else None
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.4 h``, ``2.1 days``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def progress_note() -> str:
+    """What the progress line adds: the time left by the planner's estimates ("" unknown)."""
+    if _followed is None or (left := _followed.left_s()) is None:
+        return ""
+    seconds, jobs = left
+    if not jobs:
+        return ""
+    return (
+        f"; about {duration(seconds)} left by the planner's estimates "
+        f"({jobs} planned job{'s' if jobs > 1 else ''} to go on {_followed.setup})"
+    )
+
+
+def local_setup(config: dict[str, Any]) -> str | None:
+    """The planner's label of this machine's setup ("1x cpu", "2x H100 SXM"), as
+    ``plan.setups``' ``{gpu: local}`` names it: the GPUs the pool sees (ablate.core.execution.gpus),
+    named as the measurements file names them; None when that name is unknown."""
+    import subprocess
+
+    from ablate.core.execution import gpus
+
+    ids = gpus.pool()
+    if not ids:
+        return "1x cpu"
+    try:
+        names = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if not names:
+        return None
+    from ablate.core.planner.inputs import load_reference
+
+    name = load_reference(config["plan"]["measurements"]).canonical_gpu(names[0].strip())
+    return f"{len(ids)}x {name}" if name else None
+
+
+# ------------------------------------------------------------------ the end of a run
+
+
+def run_summary(
+    config: dict[str, Any], study_names: list[str], configfiles: list[str], workdir: str = "."
+) -> list[str]:
+    """The lines a successful run ends with: each study's headline claims (the claims tables
+    among its targets: a CSV with ``claim`` and ``verdict`` columns; a per-task claim,
+    ``learned/emb_count``, details a headline one) with their evidence, its result files (those
+    of its targets that exist), and the report command."""
+    from ablate import studies
+
+    results = config["results"]
+    lines = [f"Finished: the results are under {results}/ (what ran and why: {results}/STATUS.md)"]
+    for study in study_names:
+        targets = studies.side(study, "layout").targets(config)
+        for table in (t for t in targets if t.endswith(".csv")):
+            headline = [r for r in _claims_rows(Path(workdir) / table) if "/" not in r["claim"]]
+            if not headline:
+                continue
+            counts: dict[str, int] = {}
+            for r in headline:
+                counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+            said = ", ".join(f"{n} {v}" for v, n in counts.items())
+            lines.append(f"{study} claims ({table}): {said}")
+            for r in headline:
+                evidence = (r.get("evidence") or "").split(" (")[0]
+                lines.append(short_line(f"  {r['claim']}: {r['verdict']} ({evidence})", 200))
+        made = [t for t in targets if os.path.exists(os.path.join(workdir, t))]
+        if made:  # a run of some targets only: the study's files it has
+            lines.append(short_line(f"{study} results: " + ", ".join(made)))
+    files = " ".join(os.path.relpath(f, workdir) for f in configfiles)
+    lines.append(
+        f"Report: snakemake --report {results}/report.html"
+        + (f" --configfile {files}" if files else "")
+    )
+    return lines
+
+
+def _claims_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a claims table (columns ``claim`` and ``verdict``); [] for another table."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return []
+    return rows if rows and {"claim", "verdict"} <= rows[0].keys() else []

@@ -1,0 +1,302 @@
+"""The one generation engine: batched greedy decoding of many prompts through transformers' generate.
+
+Knows no study. A prompt is a 1-D tensor of token ids or a 2-D tensor of input embeddings
+``[T, d]``; :func:`generate` returns each prompt's new token ids, up to and including its first
+EOS, in the callers' order.
+
+- **Length bucketing**: prompts are sorted by length (stably: equal lengths keep their order),
+  cut into batches of ``batch_size``, left-padded, and the results put back in order. On the
+  CPU a batch holds one length only (:func:`exact_lengths`): left padding moves
+  attention's float rounding by an ulp, which flips near-ties of greedy decoding; batches of
+  equal length decode exactly the tokens each prompt gets alone
+  (tests/core/models/test_generation.py).
+- **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
+  so a padded row's real tokens sit at the same positions as alone; padded keys are masked.
+- **Repetition penalty on padded embedding rows**: transformers exempts a padded row's first
+  generated tokens from it; :func:`embeds_repetition_penalty` works around that, so a row decodes
+  the same in any batch.
+- **Stopping**: a row stops at its EOS (generate pads it afterwards), a batch when all rows have.
+- **Cache**: on CUDA, for batches up to ``STATIC_MAX_BATCH`` rows, a static KV cache:
+  transformers then compiles the decode step (``GenerationMixin._valid_auto_compile_criteria``:
+  a compileable cache on a CUDA device; the prefill stays eager, so prompts of any length share
+  one graph). The cache is sized once for the longest prompt of the call (``max_cache_len``) and
+  every batch of a call is filled to the same number of rows (the last one with copies of its
+  last row, dropped after), so the graph is compiled once per (batch, cache length), not per
+  batch. The engine's own loop keeps the cache between calls of one shape, so the step's CUDA
+  graph is not recorded again for each call (:func:`release` frees it). The compiled step
+  attends with the query heads packed onto the grouped KV heads (``DECODE_ATTENTION``), not
+  over copies of the cache. Larger GPU batches (unmeasured) and the
+  CPU: the eager loop with a dynamic cache (on CPU compiling costs more than it saves).
+- **The head's input** (CUDA): made contiguous before the lm_head (:func:`contiguous_head`, an
+  upstream workaround), so a frozen model's last-token logits are one mm, not a bmm over copies
+  of its weight.
+
+transformers' own ``generate`` is used rather than a home-made loop: it is what the study ran
+before (the same greedy step, the same hygiene processors, token for token), and it already
+owns the static cache and the compiled step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ablate.upstream import hf, pytorch
+
+#: The seed's generation hygiene: repetition penalty and an n-gram ban over the generated tokens.
+HYGIENE = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
+#: Compiled decode steps torch keeps per function: one per (batch, cache length). Past its
+#: default (8) torch runs the step uncompiled, without an error; a job decodes a few shapes per
+#: model (batched, batch 1, the baselines' cache lengths), a benchmark sweep more. On one H100,
+#: batch 64 ran at 2,215 tok/s after four other shapes in one process and 3,337 in a fresh one
+#: (bench/results/generate_h100.md).
+RECOMPILE_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How to decode: greedy, ``max_new_tokens`` at most, optional hygiene."""
+
+    max_new_tokens: int
+    pad_token_id: int
+    eos_token_id: int | None
+    hygiene: bool = False
+    batch_size: int = 64
+    #: static-cache length; None: the call's longest prompt + max_new_tokens. A floor, not a cap:
+    #: transformers sizes the cache max(this, prompt + max_new_tokens). Calls that share one
+    #: length (and one batch size) share one compiled decode step
+    cache_len: int | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = dict(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.pad_token_id,
+            eos_token_id=self.eos_token_id,
+        )
+        if self.hygiene:
+            kw.update(HYGIENE)
+        return kw
+
+
+#: The largest batch decoded with the static cache: the largest measured, where it was faster
+#: than transformers' dynamic cache at every batch from 1 on (one H100, 8B target, 128 new
+#: tokens, bench/results/bridge_speed_h100.md): 6,627 vs 2,424 new tokens/s at 128 rows, 9,276
+#: vs 4,088 at 256, 10,933 vs 7,376 at 512. (Before the decode step's attention was packed,
+#: the dynamic cache was faster from 256 rows on.)
+STATIC_MAX_BATCH = 512
+
+
+#: The attention the static (compiled) decode step runs: transformers' SDPA, except that one
+#: query token of grouped key/value heads attends with the query heads packed onto the KV heads
+#: (``pack_gqa``) instead of ``repeat_kv`` copies of the whole cache. transformers packs only when
+#: not compiling; under the compiled step it copied the cache 4x (Llama-3.1-8B's 32/8 heads) each
+#: layer and step: 3 ms of a 20 ms step at batch 64 on an H100 (bench/results/bridge_speed_h100.md).
+DECODE_ATTENTION = "sdpa_packed_gqa"
+
+
+def packed_gqa_attention(module, query, key, value, attention_mask, **kwargs):
+    """transformers' ``sdpa_attention_forward``, with one query token always packed (see
+    ``DECODE_ATTENTION``); prefill and training (several query tokens) go to it unchanged."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    mask = attention_mask
+    plain = query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None
+    if plain or (mask is not None and mask.shape[1] != 1):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    b, h, _, d = query.shape
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query.reshape(b, h // groups, groups, d),
+        key,
+        value,
+        attn_mask=mask,
+        dropout_p=kwargs.get("dropout", 0.0),
+        scale=kwargs.get("scaling"),
+    )
+    return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
+
+
+def use_packed_attention(model) -> None:
+    """Make ``model`` (an SDPA model) attend through :func:`packed_gqa_attention`."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if hf.attn_implementation(model.config) != "sdpa":
+        return
+    AttentionInterface.register(DECODE_ATTENTION, packed_gqa_attention)
+    AttentionMaskInterface.register(DECODE_ATTENTION, sdpa_mask)
+    model.set_attn_implementation(DECODE_ATTENTION)
+
+
+#: each head given :func:`contiguous_head`'s hook -> the hook's handle
+_HEAD_HOOKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _contiguous_input(module, args):
+    # eager only: a compiled step lays its tensors out itself, and keeps the graph it had
+    if not torch.compiler.is_compiling():
+        return (args[0].contiguous(), *args[1:])
+    return None
+
+
+def contiguous_head(model) -> None:
+    """Work around a transformers/torch slowdown (transformers 5.23, torch 2.11-2.13;
+    tests/core/test_upstream_transformers.py shows it): given ``logits_to_keep``, a causal LM
+    passes its head ``hidden[:, -k:, :]``, a non-contiguous view for a batch of rows, and
+    torch's matmul folds such a view into one matrix only when the weight requires a gradient.
+    A frozen model's head then runs as a bmm over B stride-0 copies of its weight: at a prefill of
+    64 prompts on an H100, 23 ms reading Llama-3.1-8B's 1 GB head 64 times
+    (bench/results/bridge_speed_h100.md, section 8). A forward pre-hook makes the input
+    contiguous: one mm. Only on CUDA, where the bridge decodes; the CPU's embedded items keep
+    their kernels (and so their tokens)."""
+    head = model.get_output_embeddings()
+    if head is None or model.device.type != "cuda":
+        return
+    if head not in _HEAD_HOOKS:
+        _HEAD_HOOKS[head] = head.register_forward_pre_hook(_contiguous_input)
+
+
+def release(model) -> None:
+    """Free the KV cache the engine keeps for ``model`` between calls (an evaluation inside a
+    training loop gives its memory back to the training)."""
+    from ablate.core.models import decode_loop
+
+    decode_loop.release(model)
+
+
+def uses_static(model, dec: Decoding) -> bool:
+    """The static cache (and transformers' compiled decode step): on CUDA up to
+    STATIC_MAX_BATCH rows, eager otherwise."""
+    return model.device.type == "cuda" and dec.batch_size <= STATIC_MAX_BATCH
+
+
+def exact_lengths(model) -> bool:
+    """Batches of one prompt length on CPU (left padding changes attention's float rounding by
+    an ulp, enough to flip a near-tie of greedy decoding; see the module docstring), padded
+    batches on a GPU (throughput)."""
+    return model.device.type != "cuda"
+
+
+def buckets(lengths: list[int], batch_size: int, exact: bool = False) -> list[list[int]]:
+    """Indices sorted by length (stable), in batches of ``batch_size``; ``exact``: a batch holds
+    one length only (no padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups = [order]
+    if exact:
+        groups = [[i for i in order if lengths[i] == n] for n in sorted(set(lengths))]
+    return [g[i : i + batch_size] for g in groups for i in range(0, len(g), batch_size)]
+
+
+def left_pad(prompts: list[torch.Tensor], pad_token_id: int, rows: int | None = None):
+    """(batch, mask) of ``prompts`` left-padded to the longest; ``rows`` > len fills with copies
+    of the last prompt. Token ids pad with ``pad_token_id``, embeddings with zeros (masked)."""
+    prompts = prompts + [prompts[-1]] * ((rows or len(prompts)) - len(prompts))
+    width = max(len(p) for p in prompts)
+    first = prompts[0]
+    shape = (len(prompts), width, *first.shape[1:])
+    fill = pad_token_id if first.dim() == 1 else 0
+    batch = torch.full(shape, fill, dtype=first.dtype, device=first.device)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long, device=first.device)
+    for r, p in enumerate(prompts):
+        batch[r, width - len(p) :] = p
+        mask[r, width - len(p) :] = 1
+    return batch, mask
+
+
+def trim(row: list[int], eos_token_id: int | None) -> list[int]:
+    """New tokens up to and including the first EOS (the padding after it dropped)."""
+    if eos_token_id is not None and eos_token_id in row:
+        return row[: row.index(eos_token_id) + 1]
+    return row
+
+
+@torch.no_grad()
+def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
+    """New tokens [B, N] (N <= max_new_tokens) of a padded batch: embedding prompts with the
+    static cache through the engine's own loop (:mod:`ablate.core.models.decode_loop`: no host
+    synchronisation per step, 1.03-1.28x transformers' ``generate`` at batches 1-512 on an H100
+    and token-identical to it on left-padded batches, bench/results/bridge_speed_h100.md,
+    section 5), the rest through :func:`transformers_batch`; the head's input contiguous
+    (:func:`contiguous_head`) either way."""
+    if batch.dim() == 3 and "max_cache_len" in extra:
+        from ablate.core.models import decode_loop
+
+        contiguous_head(model)
+        hygiene = HYGIENE if dec.hygiene else None
+        return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"], hygiene)
+    return transformers_batch(model, batch, mask, dec, **extra)
+
+
+@torch.no_grad()
+def transformers_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
+    """One ``model.generate`` call on a padded batch: new tokens [B, N]."""
+    contiguous_head(model)
+    key = "input_ids" if batch.dim() == 2 else "inputs_embeds"
+    kwargs = dec.kwargs()
+    if key == "inputs_embeds":
+        kwargs = embeds_repetition_penalty(kwargs)
+    out = model.generate(**{key: batch}, attention_mask=mask, **kwargs, **extra)
+    # given input_ids, generate returns the prompt too; given embeddings, only the new tokens
+    return out[:, batch.shape[1] :] if key == "input_ids" else out
+
+
+def embeds_repetition_penalty(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Work around a transformers bug (5.23; tests/core/test_upstream_transformers.py shows it):
+    ``generate`` builds its repetition penalty with ``prompt_ignore_length`` = each row's count
+    of left-padding positions, read from the attention mask, and applies it to the ids it has;
+    given embeddings those are the generated tokens only, so a row's first k generated tokens
+    escape the penalty when the batch padded it by k. The same row then decodes otherwise
+    alone than in a padded batch. The processor is passed here without that length instead."""
+    penalty = kwargs.get("repetition_penalty")
+    if penalty is None or penalty == 1.0:
+        return kwargs
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    rest = {k: v for k, v in kwargs.items() if k != "repetition_penalty"}
+    return {
+        **rest,
+        "logits_processor": LogitsProcessorList([RepetitionPenaltyLogitsProcessor(penalty)]),
+    }
+
+
+def batches(model, prompts: list[torch.Tensor], dec: Decoding):
+    """The engine's batches of ``prompts`` (on the model's device): ``(indices, batch, mask,
+    extra)``, ``extra`` the kwargs of the static cache where :func:`uses_static` (the model then
+    set up for it), each batch left-padded, of one length where :func:`exact_lengths`."""
+    dev = model.device
+    prompts = [p.to(dev) for p in prompts]
+    extra: dict[str, Any] = {}
+    rows = None
+    if uses_static(model, dec):
+        use_packed_attention(model)
+        rows = min(dec.batch_size, len(prompts))
+        longest = max(len(p) for p in prompts) + dec.max_new_tokens
+        extra = dict(cache_implementation="static", max_cache_len=dec.cache_len or longest)
+    for idx in buckets([len(p) for p in prompts], dec.batch_size, exact_lengths(model)):
+        batch, mask = left_pad([prompts[i] for i in idx], dec.pad_token_id, rows)
+        yield idx, batch, mask, extra
+
+
+@torch.no_grad()
+def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int]]:
+    """Each prompt's greedy new tokens (up to its EOS), batched by length, in input order."""
+    out: list[list[int] | None] = [None] * len(prompts)
+    if not prompts:
+        return []
+    # the static path keeps a compiled step per shape: torch's default limit of 8 would send the
+    # rest to eager; raised while this decodes, restored after
+    static = uses_static(model, dec)
+    limit = (
+        pytorch.recompile_limit_at_least(RECOMPILE_LIMIT) if static else contextlib.nullcontext()
+    )
+    with limit:
+        for idx, batch, mask, extra in batches(model, prompts, dec):
+            new = generate_batch(model, batch, mask, dec, **extra).tolist()
+            for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
+                out[i] = trim(row, dec.eos_token_id)
+    return out  # type: ignore[return-value]

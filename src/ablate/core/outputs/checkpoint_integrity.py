@@ -1,0 +1,369 @@
+"""A checkpoint directory's integrity, the files' side of all checkpoint I/O: written whole, hash
+manifest and marker, the check before loading, complete training checkpoints, setting aside.
+(What a training run saves in them and loads back: :mod:`ablate.core.training.saving`.)
+
+A final checkpoint (``<out>/final``) is written by :func:`write_final`: into ``final.tmp``, which
+first gets :data:`WRITER_MARKER` (this pipeline wrote it), then the weights, then it is renamed
+over ``final``, and completed by the hash manifest :data:`MANIFEST_NAME`, written last. So:
+
+- a checkpoint is complete only if its manifest exists and every file it lists has the recorded
+  size and sha256, and no file was added after it (:func:`verify`);
+- a directory this pipeline wrote (its marker inside, or a ``summary.json`` of ours beside it)
+  never loads without its manifest (:func:`check_before_load`, which the loaders call); a foreign
+  model directory (neither) loads as it is.
+
+training checkpoints (``<out>/checkpoints/checkpoint-N``) are complete-or-ignored instead: they get
+their hash manifest, then :data:`CHECKPOINT_MARKER` written last (:func:`mark_complete`), and a
+rerun resumes only from a complete one of the same run whose files match their manifest: one
+that does not is set aside (:data:`SET_ASIDE_PREFIX`) and the one before it is tried
+(:func:`ablate.core.training.resume.prepare_resume`, which also checks that the checkpoints belong
+to the same run: its config, the content of its inputs, the code).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ablate.core.outputs import io
+
+MANIFEST_NAME = "checkpoint_manifest.json"
+#: Written into a final checkpoint before anything else: the directory is this pipeline's.
+WRITER_MARKER = "ablate_checkpoint.json"
+CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every training checkpoint
+RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
+#: training checkpoints live in ``<out>/checkpoints`` beside the run's outputs (``final``, the
+#: summary); the Vast executor copies them off the instance from there.
+CHECKPOINTS_DIR = "checkpoints"
+FORMAT_SAVE_PRETRAINED = "save_pretrained"
+FORMAT_FALLBACK = "state_dict_fallback"
+#: a training checkpoint of a sharded run: torch.distributed.checkpoint shards, no whole weights
+FORMAT_SHARDED = "sharded"
+SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``
+#: A training checkpoint that fails its manifest is renamed to ``corrupt-checkpoint-N``, kept for a
+#: look: a name the rotation (``checkpoint-*``) never counts or deletes.
+SET_ASIDE_PREFIX = "corrupt-"
+# Not part of a checkpoint: the manifest itself, the completion marker written after it, and the
+# mtime file Snakemake puts into every directory() output after its job.
+_UNHASHED = frozenset({MANIFEST_NAME, CHECKPOINT_MARKER, ".snakemake_timestamp"})
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------------------ integrity
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files(d: Path) -> list[Path]:
+    return [p for p in sorted(d.rglob("*")) if p.is_file() and p.name not in _UNHASHED]
+
+
+def hash_files(paths: list[Path]) -> list[str]:
+    """sha256 of each file, several at once: hashlib releases the GIL, so the shards of a
+    multi-GB checkpoint hash in parallel (at the 3.4 B shape the hashing was a large part of each
+    job's time outside its steps)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(paths) <= 1:
+        return [sha256_file(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1, 8)) as pool:
+        return list(pool.map(sha256_file, paths))
+
+
+def write_manifest(directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> dict:
+    """Hash every file under ``directory`` and write the manifest."""
+    d = Path(directory)
+    paths = _files(d)
+    files = {
+        str(p.relative_to(d)): {"bytes": p.stat().st_size, "sha256": digest}
+        for p, digest in zip(paths, hash_files(paths), strict=True)
+    }
+    manifest = {"files": files, **(extra or {})}
+    io.write_json(d / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The manifest of ``directory``: ``{"files": {relative path: {"bytes": int, "sha256": str}},
+    ...}``. One that does not parse or lacks these keys was cut off or altered:
+    :class:`CheckpointError`, as for a file that fails it (a checkpoint set aside, not a rerun
+    that fails on every try)."""
+    d = Path(directory)
+    try:
+        manifest = json.loads((d / MANIFEST_NAME).read_text())
+        files = manifest["files"]
+        if not all(
+            isinstance(m, dict) and isinstance(m["bytes"], int) and isinstance(m["sha256"], str)
+            for m in files.values()
+        ):
+            raise TypeError("an entry without an integer bytes and a string sha256")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {d}: its {MANIFEST_NAME} is unreadable ({type(exc).__name__}: {exc}); "
+            "cut off or altered"
+        ) from exc
+    return manifest
+
+
+def verify_layout(directory: str | os.PathLike) -> dict:
+    """The cheap part of :func:`verify` (no reading of file contents): the manifest exists, every
+    file it lists exists with its size, and no file was added. Returns the manifest."""
+    d = Path(directory)
+    mpath = d / MANIFEST_NAME
+    if not mpath.exists():
+        raise CheckpointError(f"{d} has no {MANIFEST_NAME}: the checkpoint was never completed")
+    manifest = read_manifest(d)
+    for rel, meta in manifest["files"].items():
+        p = d / rel
+        if not p.exists():
+            raise CheckpointError(f"checkpoint {d}: file {rel} is missing")
+        size = p.stat().st_size
+        if size != meta["bytes"]:
+            raise CheckpointError(
+                f"checkpoint {d}: file {rel} has {size} bytes, manifest says {meta['bytes']} "
+                "(truncated?)"
+            )
+    added = [r for r in (str(p.relative_to(d)) for p in _files(d)) if r not in manifest["files"]]
+    if added:
+        # a loader may read them (another weights shard, an adapter config): not the checkpoint
+        raise CheckpointError(
+            f"checkpoint {d}: file(s) {', '.join(added[:5])} are not in its manifest "
+            "(added after the checkpoint was completed)"
+        )
+    return manifest
+
+
+def _check_hashes(d: Path, manifest: dict) -> dict:
+    rels = list(manifest["files"])
+    for rel, digest in zip(rels, hash_files([d / r for r in rels]), strict=True):
+        if digest != manifest["files"][rel]["sha256"]:
+            raise CheckpointError(
+                f"checkpoint {d}: file {rel} does not match its recorded sha256 (altered)"
+            )
+    return manifest
+
+
+def verify(directory: str | os.PathLike) -> dict:
+    """Raise :class:`CheckpointError` naming the first missing, truncated, altered or added file."""
+    d = Path(directory)
+    return _check_hashes(d, verify_layout(d))
+
+
+class PendingVerify:
+    """:func:`verify` split in two: the layout checked now, the hashes in a background thread
+    while the caller loads the files (the loader reads what is being hashed: one pass over the
+    disk, the hashing overlapped). :meth:`result` joins and raises what :func:`verify` raises."""
+
+    def __init__(self, directory: str | os.PathLike):
+        import threading
+
+        self.directory = Path(directory)
+        manifest = verify_layout(self.directory)
+        self._error: BaseException | None = None
+        self._manifest = manifest
+        self._thread = threading.Thread(target=self._run, name="checkpoint-verify", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            _check_hashes(self.directory, self._manifest)
+        except BaseException as exc:  # re-raised in the caller's thread by result()
+            self._error = exc
+
+    def result(self) -> dict:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._manifest
+
+
+def written_here(directory: str | os.PathLike) -> bool:
+    """This pipeline wrote ``directory``: its marker inside, or our training summary beside it
+    naming it as its checkpoint (checkpoints from before the marker existed)."""
+    d = Path(directory)
+    if (d / WRITER_MARKER).exists():
+        return True
+    summary = d.parent / SUMMARY_NAME
+    if not summary.is_file():
+        return False
+    try:
+        ckpt = json.loads(summary.read_text()).get("checkpoint")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(ckpt, dict) and Path(str(ckpt.get("path", ""))).name == d.name
+
+
+def check_before_load(directory: str | os.PathLike) -> dict | None:
+    """What the loaders call: verify a checkpoint with a manifest; refuse one this pipeline wrote
+    whose manifest is gone; let a foreign model directory (neither) through (returns None)."""
+    pending = start_check_before_load(directory)
+    return pending.result() if pending is not None else None
+
+
+def start_check_before_load(directory: str | os.PathLike) -> PendingVerify | None:
+    """:func:`check_before_load` with the hashing in the background (:class:`PendingVerify`): a
+    missing manifest, file or size fails here; the caller must call ``result()`` before it uses
+    what it loaded. None for a foreign model directory."""
+    d = Path(directory)
+    if (d / MANIFEST_NAME).exists() or written_here(d):
+        return PendingVerify(d)
+    return None
+
+
+# ------------------------------------------------------------------------------------ writing
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it came from, is a full disk or an exhausted quota: an
+    ``OSError`` of that errno, or a library's error quoting its text (safetensors', or
+    torch.distributed.checkpoint's, which carries its writer threads' tracebacks as text)."""
+    texts = tuple(os.strerror(e) for e in _NO_SPACE)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return True
+        if any(t in str(seen) for t in texts):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(what: str, where: str | os.PathLike) -> Iterator[None]:
+    """Around writing ``what`` into ``where``: an error that is the disk being full
+    (:func:`out_of_space`) becomes one line naming the disk, its free space and the fix."""
+    try:
+        yield
+    except Exception as exc:
+        if not out_of_space(exc):
+            raise
+        d = Path(where)
+        while not d.exists() and d != d.parent:
+            d = d.parent
+        usage = shutil.disk_usage(d)
+        raise CheckpointError(
+            f"{what} failed: no space left on the disk holding {where} ({usage.free / 1e9:.2f} "
+            f"GB free of {usage.total / 1e9:.1f} GB); free space there or move the results to "
+            "a larger disk, then rerun"
+        ) from exc
+
+
+def write_final(
+    out_dir: str | os.PathLike,
+    save: Callable[[Path], str],
+    *,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``out_dir/final`` atomically: ``save(final.tmp)`` (returns the format it wrote), then
+    rename over ``final`` (a previous one is replaced only now), then the manifest, last.
+
+    A crash leaves either the previous ``final`` whole, ``final.tmp`` (never read), or a marked
+    ``final`` without manifest, which :func:`check_before_load` refuses.
+    """
+    out = Path(out_dir)
+    final, tmp = out / "final", out / "final.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    io.write_json(tmp / WRITER_MARKER, {"written_by": "ablate", "kind": "final checkpoint"})
+    fmt = save(tmp)
+    if final.exists():
+        old = out / "final.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+    write_manifest(final, extra={"format": fmt, **(extra or {})})
+    return {"path": str(final), "format": fmt, **(extra or {})}
+
+
+def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) -> None:
+    """``model.safetensors`` from the state dict (tied weights stored once), config.json, tokenizer.
+
+    Used when ``save_pretrained`` raises (the seed hit a conversion error there)."""
+    from safetensors.torch import save_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(out)
+    if getattr(model, "generation_config", None) is not None:
+        try:
+            model.generation_config.save_pretrained(out)
+        except Exception:  # generation config is optional for loading
+            pass
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+
+
+# ------------------------------------------------------------------------------------ training saves
+
+
+def mark_complete(ckpt: str | os.PathLike, step: int, fmt: str | None) -> None:
+    """The training checkpoint's last writes: its hash manifest, then the marker (without it, it
+    was cut off mid-save). Every process's files must be in (a sharded run's shards)."""
+    write_manifest(ckpt, extra={"step": step, "format": fmt})
+    io.write_json(Path(ckpt) / CHECKPOINT_MARKER, {"step": step, "format": fmt})
+
+
+def step_of(ckpt: str | os.PathLike) -> int | None:
+    """The step of a ``checkpoint-N`` folder (None: not one)."""
+    n = Path(ckpt).name.split("-")[-1]
+    return int(n) if Path(ckpt).name.startswith("checkpoint-") and n.isdigit() else None
+
+
+def complete_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
+    """training checkpoints carrying the completion marker, oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [
+        d
+        for d in ckpt_dir.glob("checkpoint-*")
+        if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and step_of(d) is not None
+    ]
+    return sorted(found, key=step_of)
+
+
+def newest_complete(ckpt_dir: str | os.PathLike) -> Path | None:
+    done = complete_checkpoints(ckpt_dir)
+    return done[-1] if done else None
+
+
+def say(msg: str) -> None:
+    """One ``[resume]`` line on stderr: what a rerun does with the checkpoints it found."""
+    print(f"[resume] {msg}", file=sys.stderr, flush=True)
+
+
+def set_aside(ckpt: Path, into: Path | None = None) -> Path:
+    """Rename a checkpoint that failed its check out of the way, into its folder or ``into``:
+    kept for a look, never resumed from. Returns its new path; the caller says why."""
+    into = ckpt.parent if into is None else into
+    aside = into / (SET_ASIDE_PREFIX + ckpt.name)
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = into / f"{SET_ASIDE_PREFIX}{n}-{ckpt.name}"
+    os.replace(ckpt, aside)
+    return aside

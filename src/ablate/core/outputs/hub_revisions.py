@@ -1,0 +1,131 @@
+"""A hub repository's branch or tag resolved to the commit it names, once per results folder.
+
+A run id that hashes ``revision: main`` names whatever the branch holds on the day a job loads
+it: two runs a month apart would claim one identity for different weights. So a branch or tag
+is resolved to its commit sha before any run id is made, in this order:
+
+1. the lock file ``<results>/hub_revisions.json`` (``{"<repo>@<rev>": {"sha", "resolved_at",
+   "how"}}``): an entry, once written, fixes the commit for every later run of that results
+   folder; deleting it is how a study moves to the branch's new head;
+2. the local Hugging Face cache's ref file (``refs/<rev>`` in the repo's cache folder holds the
+   commit the last download by that name got);
+3. the hub (``HfApi().model_info(repo, revision=rev).sha``; a dataset's ``dataset_info``),
+   unless HF_HUB_OFFLINE is set;
+4. otherwise the name stays, with a one-line warning (once per process): run ids then name the
+   branch, not a commit.
+
+What 2 or 3 resolved is written to the lock, so later runs (and every job's re-parse of the
+workflow) agree. A commit sha is returned in lower case without a lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from ablate.core.config import ConfigError
+from ablate.core.outputs import io
+
+#: The lock file's name in a configuration's results folder.
+LOCK = "hub_revisions.json"
+SHA = re.compile(r"[0-9a-f]{40}")
+#: Seconds the hub may take to answer at parse time (a dry run without network falls to 4).
+TIMEOUT_S = 10.0
+_warned: set[str] = set()  # the keys warned about in this process (a parse resolves more than once)
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it, read now (a job sets it before HF imports)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in constants.ENV_VARS_TRUE_VALUES
+
+
+def lock_path(results: str | os.PathLike) -> Path:
+    return Path(results) / LOCK
+
+
+def read_lock(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    try:
+        lock = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
+    for key, entry in lock.items():
+        if not (isinstance(entry, dict) and SHA.fullmatch(str(entry.get("sha", "")).lower())):
+            raise ConfigError(
+                f"{path}: entry {key!r} has no 40-hex-digit 'sha'; fix or delete the entry"
+            )
+    return lock
+
+
+def from_cache(repo: str, rev: str, repo_type: str) -> str | None:
+    """The commit the local Hugging Face cache's ref file names for ``rev`` (None: none). A
+    dataset has one only when it was downloaded by that name (``hf download --repo-type
+    dataset``): ``datasets.load_dataset`` fetches by commit and writes no ref."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type=repo_type)
+    ref = ref / "refs" / rev
+    sha = ref.read_text().strip().lower() if ref.is_file() else ""
+    return sha if SHA.fullmatch(sha) else None
+
+
+def from_hub(repo: str, rev: str, repo_type: str) -> str | None:
+    """The commit the hub names for ``rev`` (None: offline, unreachable or not found)."""
+    if offline():
+        return None
+    from huggingface_hub import HfApi
+
+    info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
+    try:
+        return info(repo, revision=rev, timeout=TIMEOUT_S).sha
+    except Exception:  # no network, 401/404: the name stays, and the warning says so
+        return None
+
+
+def key_of(repo: str, rev: str, repo_type: str = "model") -> str:
+    """The lock's key: ``<repo>@<rev>``, a dataset's prefixed ``datasets/`` (as on the hub)."""
+    return f"{'datasets/' if repo_type == 'dataset' else ''}{repo}@{rev}"
+
+
+def resolve(
+    repo: str, revision: str | None, results: str | os.PathLike | None, repo_type: str = "model"
+) -> str:
+    """``revision`` of hub repo ``repo`` (a ``model`` or ``dataset``) as a commit sha (the lock,
+    the cache, the hub, in that order; ``None`` is ``main``), or its name with a warning when
+    none of them knows it. ``results``: the folder of the lock (None: none read or written)."""
+    rev = revision or "main"
+    if SHA.fullmatch(rev.lower()):
+        return rev.lower()
+    key = key_of(repo, rev, repo_type)
+    path = lock_path(results) if results is not None else None
+    lock = read_lock(path) if path else {}
+    if key in lock:
+        return lock[key]["sha"].lower()
+    for how, find in (("cache", from_cache), ("hub", from_hub)):
+        sha = find(repo, rev, repo_type)
+        if sha:
+            if path:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                lock[key] = {"sha": sha, "resolved_at": stamp, "how": how}
+                io.write_json(path, lock)
+            return sha
+    if key not in _warned:
+        _warned.add(key)
+        where = path or f"<results>/{LOCK}"
+        print(
+            f"warning: hub revision {key} is not resolved to a commit (hub offline or "
+            f"unreachable, not in the local Hugging Face cache, not in {where}): run ids name "
+            f"the branch, not a commit; pin it with `revision: <sha>` or an entry "
+            f'{{"{key}": {{"sha": "<sha>"}}}} in {where}',
+            file=sys.stderr,
+        )
+    return rev

@@ -1,0 +1,451 @@
+"""A study's claims, computed from its results: one module, both studies.
+
+A :class:`Claim` is an id, a statement and an evidence rule: a function of an :class:`Evidence`
+(the study's named inputs) that returns a :class:`ClaimResult`. :func:`evaluate_claims` runs every
+rule and tabulates the verdicts (:data:`COLUMNS`); an input that does not exist yet makes the
+claim "not run", never a crash. Verdicts (:data:`VERDICTS`):
+
+- ``supported``: the test clears alpha in the claimed direction;
+- ``not supported``: the data point the other way (significantly or not);
+- ``inconclusive``: the data point the claimed way but the test does not clear alpha, or there
+  are fewer than ``min_n`` items;
+- ``not run``: an input the rule needs does not exist (yet).
+
+Helpers for the common forms: :func:`beats` ("A beats B": paired test on per-item correctness),
+:func:`exceeds` ("A scores above a fixed threshold", e.g. chance + a margin),
+:func:`within_margin` ("A is at most m below B") and :func:`monotone` (a score monotone in a knob
+such as K, for a compression trade-off). Their inputs are :class:`Samples`: per-item values
+indexed by item id; a two-level index (task, item) makes the statistic a macro over tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.core.outputs import io
+from ablate.core.reports import stats
+
+VERDICTS = ("supported", "not supported", "inconclusive", "not run")
+#: Column order of a claims table (a study's claims CSV, at the path its layout gives): the
+#: contract with the report.
+COLUMNS = [
+    "study",
+    "claim",
+    "statement",
+    "verdict",
+    "evidence",
+    "test",
+    "p_value",
+    "n",
+    "inputs",
+]
+#: Below this many paired items a verdict is inconclusive whatever the test says.
+MIN_N = 20
+
+
+class MissingInput(LookupError):
+    """An input a claim needs does not exist (yet): the claim is "not run"."""
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Per-item values of one evaluation (0/1 correctness or a per-item score).
+
+    ``values``: a Series indexed by item id (a (task, item) MultiIndex for a macro over tasks);
+    ``source``: where it came from (a file or run_id) for the ``inputs`` column; ``label``: its
+    name in evidence lines.
+    """
+
+    values: pd.Series
+    source: str
+    label: str
+
+    @property
+    def strata(self) -> list | None:
+        idx = self.values.index
+        return list(idx.get_level_values(0)) if isinstance(idx, pd.MultiIndex) else None
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    verdict: str
+    evidence: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    test: str = ""
+    p_value: float | None = None
+    n: int | None = None
+    inputs: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+
+
+class Evidence:
+    """The named inputs of a study's claims. A name that is absent or None raises
+    :class:`MissingInput`; every input read is remembered (its ``source``) for the table."""
+
+    def __init__(self, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None):
+        self._inputs = dict(inputs)
+        self.params = dict(params or {})
+        self.used: list[str] = []
+
+    def __getitem__(self, name: str) -> Any:
+        value = self._inputs.get(name)
+        if value is None:
+            raise MissingInput(name)
+        source = getattr(value, "source", None)
+        if source is not None and source not in self.used:
+            self.used.append(str(source))
+        return value
+
+    def __contains__(self, name: str) -> bool:
+        return self._inputs.get(name) is not None
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    statement: str
+    evaluate: Callable[[Evidence], ClaimResult]
+
+
+def evaluate_claims(
+    claims: Iterable[Claim], context: Evidence | Mapping[str, Any], study: str = ""
+) -> pd.DataFrame:
+    """One row per claim (:data:`COLUMNS`). ``context``: an :class:`Evidence` or its mapping."""
+    rows = []
+    for claim in claims:
+        ev = context if isinstance(context, Evidence) else Evidence(context)
+        ev.used = []
+        try:
+            r = claim.evaluate(ev)
+        except MissingInput as exc:
+            r = ClaimResult("not run", f"missing input: {exc.args[0]}", inputs=tuple(ev.used))
+        rows.append(
+            dict(
+                study=study,
+                claim=claim.id,
+                statement=claim.statement,
+                verdict=r.verdict,
+                evidence=r.evidence,
+                test=r.test,
+                p_value=r.p_value,
+                n=r.n,
+                inputs="; ".join(r.inputs or ev.used),
+            )
+        )
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["p_value"] = df["p_value"].astype("float64")
+    df["n"] = df["n"].astype("Int64")
+    return df
+
+
+def write_claims(
+    df: pd.DataFrame,
+    csv: str | Path,
+    md: str | Path | None = None,
+    html: str | Path | None = None,
+    note: str = "",
+    tex: str | Path | None = None,
+) -> None:
+    """The table as CSV and, optionally, as Markdown (the README's copy), as an HTML page (the
+    Snakemake report's view: its viewer opens HTML, images and PDF from their icon, and only
+    offers a CSV or Markdown file as a download) and as a LaTeX table for a paper; ``note``
+    (Markdown) goes under the Markdown and the HTML."""
+    io.write_frame(csv, df)
+    if md is not None:
+        io.write_text(md, to_markdown(df) + note)
+    if html is not None:
+        io.write_text(html, to_html(df, note))
+    if tex is not None:
+        io.write_text(tex, to_latex(df, str(csv)))
+
+
+#: The columns of the paper's table, as ``to_latex`` heads them.
+LATEX_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "evidence": "Evidence", "p_value": "p"}
+
+
+def to_latex(df: pd.DataFrame, source: str) -> str:
+    """The claims as a booktabs table (claim, verdict, evidence, p), each row's inputs (the
+    evaluations and their run ids) named in a comment above it."""
+    from ablate.core.reports.latex import booktabs
+
+    rows = _cells(df)
+    cells = pd.DataFrame(rows, columns=SHOWN)[list(LATEX_COLUMNS)].rename(columns=LATEX_COLUMNS)
+    inputs = [f"{r['claim']} <- {r['inputs'] or 'no input'}" for r in rows]
+    return booktabs(cells, source, inputs, column_format="llp{0.55\\linewidth}r")
+
+
+#: The columns a person reads (``study`` is the title).
+SHOWN = [c for c in COLUMNS if c != "study"]
+#: Under every printed table: how to read the sign of ``diff``.
+SIGN_NOTE = (
+    "Each evidence line reads `A a - B b: diff`, A minus B, where A is the side the claim says is "
+    "higher: a positive diff points the way the claim says (docs/claims.md)."
+)
+
+
+def _cells(df: pd.DataFrame) -> list[dict[str, str]]:
+    """The table as text: empty cells for missing values, p-values as :func:`stats.fmt_p`
+    prints them ("<0.0001" at a bootstrap's floor, never "0")."""
+
+    def cell(r: pd.Series, c: str) -> str:
+        v = r[c]
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            return ""
+        if c == "p_value":
+            return stats.fmt_p(v, stats.p_floor(r["test"]))
+        return str(v)
+
+    return [{c: cell(r, c) for c in SHOWN} for _, r in df.iterrows()]
+
+
+def _title(df: pd.DataFrame) -> str:
+    return f"Claims: {df['study'].iloc[0]}" if len(df) and df["study"].iloc[0] else "Claims"
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    def md(v: str) -> str:
+        return v.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
+    lines += ["| " + " | ".join(md(r[c]) for c in SHOWN) + " |" for r in _cells(df)]
+    floors = "".join(f"\n{n}\n" for n in _floor_notes(df))
+    return f"# {_title(df)}\n\n{SIGN_NOTE}\n\n" + "\n".join(lines) + "\n" + floors
+
+
+def _floor_notes(df: pd.DataFrame) -> list[str]:
+    """What a printed ``p<...`` means, for the floors this table prints at."""
+    rows = [(float(r["p_value"]), str(r["test"])) for _, r in df.iterrows() if _is_p(r["p_value"])]
+    return stats.floor_notes(rows)
+
+
+def _is_p(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+
+
+def to_html(df: pd.DataFrame, note: str = "") -> str:
+    from ablate.core.reports.status_report import STYLE, html_table, markdown_html
+
+    body = markdown_html(f"# {_title(df)}\n\n{SIGN_NOTE}")
+    floors = markdown_html("\n\n".join(_floor_notes(df))) if _floor_notes(df) else ""
+    return (
+        f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{body}"
+        f"{html_table(SHOWN, _cells(df))}{floors}{markdown_html(note) if note else ''}"
+        "</body></html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- common forms
+
+
+def _pair(ev: Evidence, a: str, b: str) -> tuple[Samples, Samples, dict[str, Any]]:
+    sa, sb = ev[a], ev[b]
+    kw = dict(ids_a=list(sa.values.index), ids_b=list(sb.values.index), strata=sa.strata)
+    return sa, sb, kw
+
+
+def paired(ev: Evidence, a: str, b: str, *, alpha: float = 0.05) -> stats.Paired:
+    """The paired comparison of evidence ``a`` (``mean_a``) with ``b`` on their common items
+    (a macro over tasks where the index has tasks): what the rules below test."""
+    sa, sb, kw = _pair(ev, a, b)
+    return stats.paired(sa.values, sb.values, alpha=alpha, **kw)
+
+
+def _result(verdict: str, evidence: str, r: stats.Paired) -> ClaimResult:
+    return ClaimResult(verdict, evidence, r.as_dict(), r.test, r.p_value, r.n)
+
+
+def _direction_verdict(r: stats.Paired, sign: int, min_n: int) -> str:
+    """supported / not supported / inconclusive for "diff has this sign"."""
+    if r.n == 0 or sign * r.diff <= 0:
+        return "not supported" if r.n else "inconclusive"
+    if r.n < min_n or not r.significant:
+        return "inconclusive"
+    return "supported"
+
+
+def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = MIN_N) -> Callable:
+    """Rule for "``winner`` scores higher than ``loser`` on the same items" (paired test)."""
+
+    def rule(ev: Evidence) -> ClaimResult:
+        r = paired(ev, loser, winner, alpha=alpha)
+        evidence = (
+            f"{ev[winner].label} {r.mean_b:.3f} - {ev[loser].label} {r.mean_a:.3f}: {r.line()}"
+        )
+        return _result(_direction_verdict(r, +1, min_n), evidence, r)
+
+    return rule
+
+
+def exceeds(
+    subject: str,
+    threshold: float | Callable[[Evidence], float],
+    *,
+    alpha: float = 0.05,
+    min_n: int = MIN_N,
+) -> Callable:
+    """Rule for "``subject`` scores above ``threshold``" (one-sided test of its mean; a macro over
+    tasks where its index has tasks). ``threshold``: a number, or a function of the evidence (e.g.
+    the subject's chance plus a margin)."""
+
+    def rule(ev: Evidence) -> ClaimResult:
+        s = ev[subject]
+        t = threshold(ev) if callable(threshold) else float(threshold)
+        r = stats.exceeds(s.values, t, alpha=alpha, strata=s.strata)
+        evidence = f"{s.label} {r.mean_b:.3f} vs threshold {t:.3f}: {r.line()}"
+        return _result(_direction_verdict(r, +1, min_n), evidence, r)
+
+    return rule
+
+
+def within_margin(
+    subject: str, reference: str, margin: float, *, alpha: float = 0.05, min_n: int = MIN_N
+) -> Callable:
+    """Rule for "``subject`` is at most ``margin`` below ``reference``" (non-inferiority)."""
+
+    def rule(ev: Evidence) -> ClaimResult:
+        sr, ss, kw = _pair(ev, reference, subject)
+        r = stats.noninferior(sr.values, ss.values, margin, alpha=alpha, **kw)
+        evidence = (
+            f"{ss.label} {r.mean_b:.3f} - {sr.label} {r.mean_a:.3f} (margin -{margin:g}): "
+            f"{r.line()}"
+        )
+        if r.n == 0 or r.diff < -margin:
+            verdict = "not supported" if r.n else "inconclusive"
+        elif r.n < min_n or not r.significant:
+            verdict = "inconclusive"
+        else:
+            verdict = "supported"
+        return _result(verdict, evidence, r)
+
+    return rule
+
+
+def monotone(
+    points: Sequence[tuple[float, str]],
+    *,
+    increasing: bool = True,
+    alpha: float = 0.05,
+    min_n: int = MIN_N,
+) -> Callable:
+    """Rule for "the score rises (or falls) with the knob": ``points`` = [(knob, input name)].
+
+    Supported: no adjacent step goes the wrong way and the two ends differ significantly the
+    claimed way. Not supported: the ends, or a step significantly, go the wrong way.
+    Inconclusive otherwise (the ends within noise, or a step the wrong way within noise).
+    """
+    pts = sorted(points)
+    if len(pts) < 2:
+        raise ValueError("a monotone claim needs at least two points")
+    sign = 1 if increasing else -1
+
+    def rule(ev: Evidence) -> ClaimResult:
+        samples = [(k, ev[name]) for k, name in pts]  # all first: any missing -> not run
+        steps = []
+        for (_, s0), (_, s1) in zip(samples, samples[1:]):
+            kw = dict(ids_a=list(s0.values.index), ids_b=list(s1.values.index), strata=s0.strata)
+            steps.append(stats.paired(s0.values, s1.values, alpha=alpha, **kw))
+        (_, first), (_, last) = samples[0], samples[-1]
+        kw = dict(ids_a=list(first.values.index), ids_b=list(last.values.index))
+        ends = stats.paired(first.values, last.values, alpha=alpha, strata=first.strata, **kw)
+        wrong = [s for s in steps if sign * s.diff < 0]
+        means = ", ".join(f"{k:g}: {s.mean_a:.3f}" for (k, _), s in zip(samples, steps))
+        means += f", {samples[-1][0]:g}: {steps[-1].mean_b:.3f}"
+        evidence = f"scores by knob {means}; ends {ends.line()}; steps the wrong way: {len(wrong)}"
+        if sign * ends.diff < 0 or any(s.significant for s in wrong):
+            verdict = "not supported"
+        elif wrong or ends.n < min_n or not ends.significant or ends.diff == 0:
+            verdict = "inconclusive"
+        else:
+            verdict = "supported"
+        numbers = dict(ends=ends.as_dict(), steps=[s.as_dict() for s in steps])
+        return ClaimResult(verdict, evidence, numbers, ends.test, ends.p_value, ends.n)
+
+    return rule
+
+
+# --------------------------------------------------------------------------- seeds
+
+#: The claim id of a per-seed row (it follows its claim's pooled row).
+SEED_ROW = "{claim}/seed{seed}"
+
+
+def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
+    """The seeds of one evaluation as one input: each item's correctness averaged over the seeds.
+
+    The pooled test is then the rule's own paired test on these per-item means, items as the
+    unit: a mean of 0/1 over seeds is no longer 0/1, so :func:`ablate.core.reports.stats.paired`
+    runs its paired bootstrap, resampling items (within tasks) with every seed of an item together.
+    Not a McNemar test over (item, seed) pairs: the seeds of one item are correlated (its
+    difficulty), and against an unseeded model (the base) its one outcome would be counted once per
+    seed.
+    """
+    frame = pd.concat([s.values for s in samples], axis=1)
+    if frame.isna().any().any():
+        raise ValueError(f"the seeds of {samples[0].label} cover different items")
+    return Samples(
+        frame.mean(axis=1),
+        "; ".join(str(s.source) for s in samples),
+        f"{label or samples[0].label} (mean of {len(samples)} seeds)",
+    )
+
+
+def seed_views(
+    ev: Evidence, seeds: Mapping[str, Mapping[int, str]], labels: Mapping[str, str] | None = None
+) -> tuple[Evidence, dict[int, Evidence]]:
+    """The pooled evidence and one per seed. ``seeds``: the input a claim names (``3B@causal``)
+    -> {seed: the input of that seed (``3B-s0@causal``)}. Pooled, the name is
+    :func:`pool_seeds` of every seed's input (missing if one is), labelled ``labels[name]``;
+    seed s, it is seed s's input."""
+    inputs = dict(ev._inputs)
+    pooled = dict(inputs)
+    for name, by_seed in seeds.items():
+        got = [inputs.get(n) for _, n in sorted(by_seed.items())]
+        label = (labels or {}).get(name)
+        pooled[name] = pool_seeds(got, label) if all(x is not None for x in got) else None
+    every = sorted({s for by_seed in seeds.values() for s in by_seed})
+    per_seed = {
+        s: Evidence(
+            {**inputs, **{name: inputs.get(by.get(s, "")) for name, by in seeds.items()}},
+            ev.params,
+        )
+        for s in every
+    }
+    return Evidence(pooled, ev.params), per_seed
+
+
+def evaluate_seeded(
+    claims: Iterable[Claim],
+    ev: Evidence,
+    seeds: Mapping[str, Mapping[int, str]],
+    study: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """:func:`evaluate_claims` stated pooled and per seed: each claim's pooled row (its evidence
+    ending ``holds in k of n seeds``), then, for a claim whose inputs have seeds, one row per
+    seed (:data:`SEED_ROW`). A claim that reads no seeded input keeps its one row."""
+    claims = list(claims)
+    pooled, per_seed = seed_views(ev, seeds, labels)
+    table = evaluate_claims(claims, pooled, study)
+    per = {s: evaluate_claims(claims, e, study) for s, e in per_seed.items()}
+    rows = []
+    for i, row in table.iterrows():
+        mine = {s: t.iloc[i] for s, t in per.items() if t.iloc[i]["inputs"] != row["inputs"]}
+        if mine:
+            k = sum(r["verdict"] == "supported" for r in mine.values())
+            row = row.copy()
+            row["evidence"] = f"{row['evidence']}; holds in {k} of {len(mine)} seeds"
+        rows.append(row)
+        for s, r in mine.items():
+            rows.append(r.copy())
+            rows[-1]["claim"] = SEED_ROW.format(claim=row["claim"], seed=s)
+            rows[-1]["statement"] = f"{r['statement']} (seed {s})"
+    return pd.DataFrame(rows, columns=COLUMNS).astype(table.dtypes.to_dict()).reset_index(drop=True)

@@ -1,0 +1,246 @@
+"""``ablate expected``: what a finished embedded default should give on this kind of CPU, and
+whether it did.
+
+A run is bit-identical on one machine, not across CPUs: torch's kernels (AVX2, AVX-512) and the
+CPU vendor's BLAS paths round differently and the tiny models train to other weights. So the
+expected results are kept per CPU kind (:func:`cpu_kind`: vendor and torch's kernel set) in
+:data:`EXPECTED_FILE`, each kind's row written from a run of this tree by ``ablate expected
+--write`` (never by hand), and the tables of docs/embedded.md and the README are rendered from that file. The suite's
+embedded run compares itself with its CPU kind's row; a kind with no row is named as unmeasured,
+and there the claims of :func:`every_cpu` must hold all the same.
+
+Study-agnostic: the quantities are each study's ``run_scores`` and ``claims`` (its status part,
+as ``ablate runs`` reads them). No torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io as text_io
+import sys
+from datetime import date
+from pathlib import Path
+
+from ablate import studies
+from ablate.core.outputs import io, provenance
+from ablate.core.outputs.records import provenance_of, read_json
+from ablate.core.trees import runs
+
+#: the expected results of the embedded default, per CPU kind (relative to the checkout)
+EXPECTED_FILE = Path("docs/expected_results.csv")
+BEGIN, END = "<!-- expected-results: begin -->", "<!-- expected-results: end -->"
+COLUMNS = ["cpu_kind", "cpu_model", "tree", "date", "quantity", "value"]
+VENDORS = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}
+
+
+def cpu_kind(hardware: dict) -> str:
+    """``AMD AVX2``, ``Intel AVX512``: the vendor and the kernels torch dispatches to, what
+    decides the rounding of a CPU run (a record's ``hardware``)."""
+    vendor = hardware.get("cpu_vendor") or "unknown vendor"
+    return f"{VENDORS.get(vendor, vendor)} {hardware.get('torch_cpu_capability') or 'unknown'}"
+
+
+def run_hardware(results: Path) -> dict:
+    """The hardware of the records under ``results`` (history left out), refused where they
+    name more than one CPU kind (jobs that ran on several machines have no one row)."""
+    seen: dict[str, dict] = {}
+    for path in sorted(results.rglob("*.json")):
+        if "history" in path.parts:
+            continue
+        hw = provenance_of(read_json(path)).get("hardware")
+        if isinstance(hw, dict) and "torch_cpu_capability" in hw:
+            seen.setdefault(cpu_kind(hw), hw)
+    if len(seen) != 1:
+        found = ", ".join(seen) or "none"
+        raise ValueError(f"{results}: the records name {len(seen)} CPU kinds ({found}), not one")
+    return next(iter(seen.values()))
+
+
+def measured(results: Path) -> dict[str, str]:
+    """Every study's scores (``<study>: <score>``, 6 significant digits: exact for the item
+    counts of the embedded default) and claim verdicts (``<study>: <claim>``) in ``results``."""
+    out = {k: f"{v:.6g}" for k, v in runs.scores(results).items()}
+    for study in studies.STUDIES:
+        mod = studies.side(study, "status")
+        for row in mod.claims(results) if hasattr(mod, "claims") else []:
+            out[f"{study}: {row['claim']}"] = row.get("verdict") or ""
+    return out
+
+
+def load(path: Path = EXPECTED_FILE) -> dict[str, dict[str, str]]:
+    """CPU kind -> its row: ``quantity -> value``, and its ``cpu_model``, ``tree``, ``date``
+    under those names in brackets."""
+    out: dict[str, dict[str, str]] = {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            row = out.setdefault(r["cpu_kind"], {})
+            row.update({f"[{k}]": r[k] for k in ("cpu_model", "tree", "date")})
+            row[r["quantity"]] = r["value"]
+    return out
+
+
+def values(row: dict[str, str]) -> dict[str, str]:
+    """A row's quantities, its bracketed metadata left out."""
+    return {k: v for k, v in row.items() if not k.startswith("[")}
+
+
+def differences(expected: dict[str, str], got: dict[str, str]) -> list[str]:
+    """``<quantity>: expected X, got Y`` for each quantity that differs or is on one side."""
+    return [
+        f"{q}: expected {expected.get(q, 'absent')}, got {got.get(q, 'absent')}"
+        for q in sorted(set(expected) | set(got))
+        if expected.get(q) != got.get(q)
+    ]
+
+
+def headline(quantity: str) -> bool:
+    """A quantity the page's table shows: a study-level score or claim (a macro score, a
+    bridge grid entry's final accuracy), not a task's or a peak."""
+    name = quantity.split(": ", 1)[1]
+    return ":" not in name and "/" not in name and not name.endswith(" peak")
+
+
+def every_cpu() -> list[str]:
+    """The claims (``<study>: <claim>``) that must hold on any CPU kind: each study's status
+    part's ``EVERY_CPU``."""
+    return [
+        f"{study}: {claim}"
+        for study in studies.STUDIES
+        for claim in getattr(studies.side(study, "status"), "EVERY_CPU", ())
+    ]
+
+
+def scores(quantity: str) -> bool:
+    """A study-level score ``<model> under <policy>`` of a study whose status part declares
+    ``SCORES_BY_POLICY`` (the README's table: what the finding rests on)."""
+    study = quantity.split(": ", 1)[0]
+    part = studies.side(study, "status") if study in studies.STUDIES else None
+    by_policy = getattr(part, "SCORES_BY_POLICY", False)
+    return by_policy and headline(quantity) and " under " in quantity
+
+
+def kind_label(rows: dict[str, dict[str, str]], kind: str) -> str:
+    """A column's heading: the kind, its CPU model, the tree and the date of its run."""
+    row = rows[kind]
+    return f"{kind} ({row['[cpu_model]']}, tree {row['[tree]']}, {row['[date]']})"
+
+
+def headline_table(rows: dict[str, dict[str, str]]) -> str:
+    """docs/embedded.md's table: a line per :func:`headline` quantity (the studies in the
+    registry's order), a column per CPU kind, with more than one kind the spread of each score."""
+    kinds = sorted(rows)
+    spread = len(kinds) > 1
+    head = [kind_label(rows, k) for k in kinds] + ["spread"] * spread
+    lines = [f"| quantity | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
+    order = list(studies.STUDIES)
+    quantities = {q for k in kinds for q in values(rows[k]) if headline(q)}
+    for q in sorted(quantities, key=lambda q: (order.index(q.split(":")[0]), q)):
+        cells = [rows[k].get(q, "") for k in kinds]
+        try:
+            nums = [float(c) for c in cells]
+        except ValueError:
+            nums = None
+        shown = [f"{n:.3f}" for n in nums] if nums else cells
+        if spread:
+            shown.append(f"{max(nums) - min(nums):.3f}" if nums else "")
+        lines.append(f"| {q} | {' | '.join(shown)} |")
+    return "\n".join(lines)
+
+
+def scores_table(rows: dict[str, dict[str, str]]) -> str:
+    """The README's table: a line per model, a column per CPU kind and eval policy
+    (:func:`scores`)."""
+    cells = {
+        (q.split(": ", 1)[1].split(" under ")[0], k, q.split(" under ")[1]): v
+        for k in sorted(rows)
+        for q, v in values(rows[k]).items()
+        if scores(q)
+    }
+    models = sorted({m for m, _, _ in cells}, key=lambda m: (m != "base", m))
+    cols = sorted({(k, p) for _, k, p in cells}, key=lambda c: (c[0], c[1] != "causal", c[1]))
+    head = [f"{kind_label(rows, k)}: {p}" for k, p in cols]
+    lines = [f"| model | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
+    for m in models:
+        shown = [f"{float(cells[m, k, p]):.3f}" if (m, k, p) in cells else "" for k, p in cols]
+        lines.append(f"| {m} | {' | '.join(shown)} |")
+    return "\n".join(lines)
+
+
+#: the pages whose tables are rendered from :data:`EXPECTED_FILE`, between :data:`BEGIN` and
+#: :data:`END`, each by its function
+PAGES = {Path("docs/embedded.md"): headline_table, Path("README.md"): scores_table}
+
+
+def write(results: Path, path: Path = EXPECTED_FILE) -> str:
+    """Record the run in ``results`` as its CPU kind's row (replacing an earlier one) and render
+    the tables of :data:`PAGES`; the kind."""
+    kind = cpu_kind(hw := run_hardware(results))
+    rows = load(path) if path.exists() else {}
+    git = provenance.git_state()  # the checkout writing the row: the tree that made the run
+    tree = (git["commit"] or "unknown")[:7] + ("-dirty" if git["dirty"] else "")
+    rows[kind] = {"[cpu_model]": hw.get("cpu_model") or "", "[tree]": tree}
+    rows[kind] |= {"[date]": date.today().isoformat(), **measured(results)}
+    out = text_io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for k in sorted(rows):
+        meta = [rows[k][f"[{c}]"] for c in ("cpu_model", "tree", "date")]
+        w.writerows([k, *meta, q, v] for q, v in sorted(values(rows[k]).items()))
+    io.write_text(path, out.getvalue())
+    render_pages(rows)
+    return kind
+
+
+def render_pages(rows: dict[str, dict[str, str]]) -> None:
+    """Write the tables of :data:`PAGES` from ``rows`` (:func:`load`)."""
+    for page, table in PAGES.items():
+        text = page.read_text()
+        if BEGIN not in text or END not in text:
+            raise ValueError(f"{page}: no '{BEGIN}' ... '{END}' lines to write the table between")
+        before, rest = text.split(BEGIN, 1)
+        io.write_text(page, f"{before}{BEGIN}\n{table(rows)}\n{END}{rest.split(END, 1)[1]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="ablate expected",
+        description="Compare a finished embedded default with the expected results of its CPU "
+        f"kind ({EXPECTED_FILE}); --write records it as that kind's row.",
+    )
+    ap.add_argument("--results", type=Path, default=Path("results"), help="(default: results)")
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help=f"record this run as its CPU kind's row of {EXPECTED_FILE} and render the tables "
+        f"of {', '.join(map(str, PAGES))}",
+    )
+    args = ap.parse_args(argv)
+    try:
+        if args.write:
+            kind = write(args.results)
+            print(
+                f"ablate expected: {kind}: written to {EXPECTED_FILE}, {', '.join(map(str, PAGES))}"
+            )
+            return 0
+        kind = cpu_kind(run_hardware(args.results))
+        rows = load()
+    except (OSError, ValueError) as exc:
+        print(f"ablate expected: {exc}", file=sys.stderr)
+        return 2
+    got = measured(args.results)
+    if kind not in rows:
+        failed = [c for c in every_cpu() if got.get(c) != "supported"]
+        print(
+            f"ablate expected: CPU kind {kind} is unmeasured ({EXPECTED_FILE} has "
+            f"{', '.join(sorted(rows))}); the claims that hold on every CPU: "
+            + ("all supported" if not failed else "not supported: " + ", ".join(failed))
+        )
+        return 1 if failed else 0
+    diff = differences(values(rows[kind]), got)
+    print(
+        f"ablate expected: {args.results} "
+        + (f"matches {kind}'s row" if not diff else f"differs from {kind}'s row:\n  ")
+        + "\n  ".join(diff)
+    )
+    return 1 if diff else 0

@@ -1,0 +1,518 @@
+"""STATUS.md, generated from the workflow's own state: per job done / running / interrupted /
+stale (and why) / to run, its wall time and GPU hours, its headline numbers and artifacts; the
+hours spent and the forecast of what remains.
+
+Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's job list (the
+study part ``layout``); a study's status part gives a record's headline numbers, why a
+finished job is stale, its key results and forecast (both found through the registry
+:mod:`ablate.studies`). Records, provenance and benchmark seconds are read by
+:mod:`ablate.core.outputs.records`, as the planner reads them. What it reads, all cheap (no torch,
+no Snakemake DAG): the declared outputs, the provenance block of each job's record (the config slice
+it ran with, compared with the config now), Snakemake's markers (``.snakemake/incomplete/``: a
+job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder, or a
+killed one left them (no ``snakemake`` runs there: :func:`snakemake_lock`); the
+results folder's lock, :mod:`ablate.core.trees.results_lock`: a run, of any working directory, holds
+it) and records (``.snakemake/metadata/``: the inputs each output's last job read, so a job last run
+by another configuration, an overlay, is stale), the benchmark TSVs, the job logs (a running
+finetune's last logged step and loss) and the planners' tables (forecast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablate import studies
+from ablate.core.config import ConfigError, add_configfiles_option
+from ablate.core.execution import spend
+from ablate.core.jobs import Job
+from ablate.core.outputs import checkpoint_integrity, io
+from ablate.core.outputs.records import benchmark_seconds, provenance_of, read_json
+from ablate.core.planner.files import ON_GPU_COUNTS, PLAN_FILES
+from ablate.core.planner.totals import TOTAL, error_reason, number, total_text
+from ablate.core.reruns import runcache
+from ablate.core.training import resume
+from ablate.core.trees import experiments, results_lock, results_origin
+
+STATUS_FILE = "STATUS.md"  # under the config's results folder
+STATES = ("done", "running", "interrupted", "stale", "to run")
+# The training progress line of the core's loop (ablate.core.training.monitor.Progress; a
+# study's own loop prints the same "step N/M ... loss X" shape):
+# "[finetune causal] step 20/60, loss 7.774, ...".
+PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
+
+
+@dataclass
+class Row:
+    job: Job
+    status: str
+    why: str
+    wall_s: float | None = None
+    run_id: str | None = None
+    headline: str = ""
+    mtime: float = 0.0  # of its record (else its first output): newer upstream work reruns it
+    # a GPU job's mean utilisation, percent (ablate.core.execution.gpu_watch)
+    gpu_util: float | None = None
+
+
+def incomplete_outputs(workdir: Path) -> dict[str, float]:
+    """Output path -> start time of every job Snakemake marked started and not finished."""
+    root = workdir / ".snakemake" / "incomplete"
+    return {path: os.path.getmtime(f) for path, f in results_origin.snakemake_records(root)}
+
+
+def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
+    """The input files Snakemake recorded for the last job that wrote ``output``
+    (``.snakemake/metadata/``, one JSON record per output, its key split as for the incomplete
+    markers); None without a record."""
+    root = workdir / ".snakemake" / "metadata"
+    try:
+        max_len = os.pathconf(root, "PC_NAME_MAX") or 255
+    except OSError:
+        return None
+    key = base64.urlsafe_b64encode(os.path.normpath(output).encode()).decode()
+    chunks = [key[i : i + max_len - 1] for i in range(0, len(key), max_len - 1)]
+    record = read_json(root.joinpath(*["@" + c for c in chunks[:-1]], chunks[-1]))
+    inputs = (record or {}).get("input")
+    return inputs if isinstance(inputs, list) else None
+
+
+def foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
+    """An input under the results folder that the last run of ``job`` read and that no job of
+    this configuration makes: that run was another configuration's (an overlay's seeds), so its
+    input list and params differ and Snakemake reruns it; None when there is none."""
+    if not results or not job.outputs:
+        return None
+    inside = os.path.normpath(results) + os.sep
+    for f in recorded_inputs(workdir, next(iter(job.outputs.values()))) or []:
+        f = os.path.normpath(f)
+        if f.startswith(inside) and f not in produced:
+            return f
+    return None
+
+
+def snakemake_runs_in(workdir: Path) -> bool | None:
+    """Whether a ``snakemake`` process of this host runs in ``workdir`` (``/proc``: each process's
+    working directory and command line); None where ``/proc`` cannot tell."""
+    proc, target = Path("/proc"), Path(workdir).resolve()
+    if not (proc / "self" / "cwd").exists():
+        return None
+    for p in proc.iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(p / "cwd")) != target:
+                continue
+            argv = (p / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(os.path.basename(a) == "snakemake" for a in argv):
+            return True
+    return False
+
+
+def snakemake_lock(workdir: Path, results: str | None = None) -> str:
+    """Snakemake's lock of the working directory (``.snakemake/locks``): "free", "held" by a
+    running Snakemake, or "stale": a run that ended without releasing it (killed: SIGKILL, a
+    lost terminal), which stops the next run until ``snakemake --unlock``. Held while a
+    ``snakemake`` process runs there on this host, or the results folder's lock names a run
+    this host cannot check (another host) or that runs."""
+    locks = Path(workdir) / ".snakemake" / "locks"
+    if not (locks.is_dir() and any(locks.glob("*.lock"))):
+        return "free"
+    holder = results_lock.read(Path(workdir) / results) if results else None
+    if holder is not None and results_lock.running(holder) is not False:
+        return "held"
+    return "stale" if snakemake_runs_in(Path(workdir)) is False else "held"
+
+
+def snakemake_active(workdir: Path, results: str | None = None) -> bool:
+    """Whether a running Snakemake holds this folder (:func:`snakemake_lock`)."""
+    return snakemake_lock(workdir, results) == "held"
+
+
+def stale_lock_line(workdir: str | os.PathLike, results: str | None = None) -> str | None:
+    """One line for ``ablate status`` when Snakemake's lock was left by a run that ended."""
+    if snakemake_lock(Path(workdir), results) != "stale":
+        return None
+    where = Path(workdir) / ".snakemake" / "locks"
+    return (
+        f"a stale Snakemake lock ({os.path.normpath(where)}): the run that took it ended "
+        "(no snakemake runs there on this host), and the next run stops on it until "
+        "`snakemake --unlock`"
+    )
+
+
+def last_progress(log: str | None) -> str | None:
+    """ "step N/M, loss X" of the last progress line a training job logged."""
+    try:
+        text = Path(log).read_text(errors="replace")
+    except (OSError, TypeError):
+        return None
+    found = PROGRESS_LINE.findall(text)
+    if not found:
+        return None
+    step, total, loss = found[-1]
+    return f"step {step}/{total}, loss {float(loss):.4g}"
+
+
+def restored_note(job: Job, workdir: Path) -> str:
+    """ "restored from the run cache (key <key>, run <run_id>)" when the job's last run restored
+    its outputs from the run cache (the marker its JobCache writes beside the first output,
+    ablate.core.reruns.runcache.marker_path; removed when the job runs), else ""."""
+    if not job.outputs:
+        return ""
+    marker = read_json(runcache.marker_path([workdir / next(iter(job.outputs.values()))]))
+    if not marker or not marker.get("restored"):
+        return ""
+    key = str(marker.get("key") or "unknown")[:12]
+    return f"restored from the run cache (key {key}, run {marker.get('from_run_id') or 'unknown'})"
+
+
+def resumed_note(record: dict) -> str:
+    """ "resumed from checkpoint-N" when the record says its run resumed there, else ""."""
+    step = record.get("resumed_from_step")
+    return "" if step is None else f"resumed from checkpoint-{step}"
+
+
+def rerun_note(job: Job, workdir: Path) -> str:
+    """What the next run of a training job (a ``train`` kind) does with the training checkpoints
+    beside its record (:data:`ablate.core.outputs.checkpoint_integrity.CHECKPOINTS_DIR`): ``resumes
+    from checkpoint-N`` or ``starts afresh: <why>``
+    (:func:`ablate.core.training.resume.rerun_note`); "" for another job or without a complete
+    checkpoint."""
+    if job.kind != "train" or not job.record:
+        return ""
+    ckpts = workdir / Path(job.record).parent / checkpoint_integrity.CHECKPOINTS_DIR
+    params = job.config.get("params") if isinstance(job.config, dict) else None
+    return resume.rerun_note(ckpts, params if isinstance(params, dict) else None) or ""
+
+
+def _own_status(
+    job: Job,
+    workdir: Path,
+    markers: dict[str, float],
+    active: bool,
+    side: Any,
+    config: Any,
+) -> Row:
+    outputs = list(job.outputs.values())
+    started = [markers[o] for o in map(os.path.normpath, outputs) if o in markers]
+    if started:
+        since = time.strftime("%H:%M:%S", time.localtime(min(started)))
+        why = f"started {since}"
+        progress = last_progress(workdir / job.log if job.log else None)
+        if progress:
+            why += f"; {progress}"
+        if active:
+            return Row(job, "running", why)
+        then = rerun_note(job, workdir)
+        return Row(
+            job,
+            "interrupted",
+            why + f"; no Snakemake holds the folder: {then or 'reruns'} next run",
+        )
+    missing = [o for o in outputs if not (workdir / o).exists()]
+    if missing:
+        return Row(
+            job,
+            "to run",
+            "; ".join(filter(None, [f"missing {missing[0]}", rerun_note(job, workdir)])),
+        )
+    wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
+    # a job without a record is as new as its newest output
+    mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
+    restored = restored_note(job, workdir)
+    if job.record is None:
+        return Row(
+            job, "done", "; ".join(filter(None, ["outputs exist", restored])), wall, mtime=mtime
+        )
+    record = read_json(workdir / job.record)
+    if record is None:
+        return Row(job, "stale", f"{job.record} is unreadable", wall, mtime=mtime)
+    prov = provenance_of(record)
+    changes = side.changes(job, prov.get("config"), config) if side else []
+    headline = side.headline(job, record) if side else ""
+    if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
+        wall = float(prov["wall_time_s"])
+    status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
+    then = rerun_note(job, workdir) if changes else ""
+    shared = "the base's job (an experiment's: not its to run)" if job.labels.get("shared") else ""
+    why = "; ".join(filter(None, [why, restored, resumed_note(record), then, shared]))
+    use = prov.get("gpu_use") or {}
+    return Row(
+        job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
+    )
+
+
+def job_rows(
+    jobs: list[Job],
+    workdir: str | os.PathLike = ".",
+    side: Any = None,
+    config: Any = None,
+    produced: set[str] | None = None,
+) -> list[Row]:
+    """Each job's row; a finished job whose upstream job is not done, or finished after it, is
+    stale (Snakemake reruns it). ``side``: the study's status part (headline numbers, changed
+    config keys against ``config``); without it, rows carry neither. ``produced``: every output
+    of the configuration's jobs (default: of ``jobs``), for :func:`foreign_input`."""
+    workdir = Path(workdir)
+    markers = incomplete_outputs(workdir)
+    active = snakemake_active(workdir, (config or {}).get("results"))
+    if produced is None:
+        produced = {os.path.normpath(f) for j in jobs for f in j.outputs.values()}
+    rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
+    results = (config or {}).get("results")
+    for row in rows.values():  # the job lists are in run order, so one pass propagates
+        if row.status != "done":
+            continue
+        up = [rows[u] for u in row.job.upstream if u in rows]
+        behind = [u for u in up if u.status != "done"]
+        newer = [u for u in up if u.mtime > row.mtime]
+        if behind:
+            row.status, row.why = "stale", f"reads {behind[0].job.name} ({behind[0].status})"
+        elif newer:
+            row.status, row.why = "stale", f"reads {newer[0].job.name}, which ran after it"
+        # an upstream job to run explains an input no job makes (its outputs moved: a new run
+        # id); only where none does was the last run another configuration's
+        elif other := foreign_input(row.job, workdir, produced, results):
+            row.status, row.why = "stale", f"last run by another configuration (it read {other})"
+    return list(rows.values())
+
+
+# ---------------------------------------------------------------- forecast (the planners' tables)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+def _h(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 3600:.3g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def cell(x: Any) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+
+
+def planned_forecast(
+    study: str,
+    config: dict,
+    workdir: Path,
+    rows: list[Row],
+    runtime_min: Callable[[Job], float],
+) -> list[str]:
+    """A study's jobs not done, in the planner's own figures (plan.csv, else the frozen
+    estimate): with every planned job left, each setup's TOTAL row as ``ablate plan`` prints it
+    (side by side on a multi-GPU machine, its boot included; "incomplete" and why where a job
+    has no estimate or does not fit); with some done, the left jobs' own estimates in sequence,
+    incomplete likewise. Without a plan of them, their requested runtimes (``runtime_min(job)``
+    minutes: an upper bound)."""
+    left = [r.job for r in rows if r.status != "done"]
+    if not left:
+        return []
+    results = workdir / config["results"]
+    plan = read_csv(results / PLAN_FILES["plan_csv"]) or read_csv(
+        results / PLAN_FILES["estimate_csv"]
+    )
+    names = {j.name for j in left}
+    planned = [p for p in plan if p["job"] in names]
+    if not planned:
+        hours = sum(runtime_min(j) for j in left) / 60
+        why = (
+            f"no plan yet (`snakemake {results}/plan.csv`)"
+            if study in (config.get("plan") or {}).get("studies", ())
+            else "not planned (`plan.studies`)"
+        )
+        return [
+            f"- {study}: {len(left)} jobs left; {why}; at most {hours:.3g} h by the "
+            "requested runtimes"
+        ]
+    unplanned = sorted(names - {p["job"] for p in planned})
+    lines = (
+        [
+            f"- {study}: {_jobs(len(left))} left, {len(unplanned)} of them not in the plan "
+            f"(the planner times no {', '.join(unplanned)}): the totals below leave them out"
+        ]
+        if unplanned
+        else []
+    )
+    for total in (p for p in plan if p["job"] == TOTAL):
+        setup = total["setup"]
+        jobs = [p for p in plan if p["setup"] == setup and p["job"] != TOTAL]
+        mine = [p for p in jobs if p["job"] in names]
+        if not mine:
+            continue
+        if len(mine) == len(jobs):
+            text = total_text(total)
+            reason = error_reason(total, jobs)
+            text += f" ({reason})" if reason else ""
+        else:
+            text = _left_jobs_text(mine) + f" (of {len(jobs)} planned; the plan's whole run: "
+            text += total_text(total) + ")"
+        lines.append(f"- {study} on {setup}: {_jobs(len(mine), 'planned ')} left, {text}")
+    # what more GPUs buy each data-parallel job left (the plan's per-GPU-count column)
+    counts = {p["job"]: p[ON_GPU_COUNTS] for p in planned if p.get(ON_GPU_COUNTS)}
+    lines += [f"- {study}: {job} {cell}" for job, cell in counts.items()]
+    return lines
+
+
+def _jobs(n: int, kind: str = "") -> str:
+    return f"{n} {kind}job{'' if n == 1 else 's'}"
+
+
+def _left_jobs_text(jobs: list[dict[str, str]]) -> str:
+    """The jobs left on one setup, their estimates in sequence: the TOTAL row's wording for a
+    subset the planner did not sum."""
+    missing = [p["job"] for p in jobs if number(p.get("est_s")) is None]
+    unfit = [p["job"] for p in jobs if p.get("fits_memory") == "no"]
+    note = (f"; no estimate for {', '.join(missing)}" if missing else "") + (
+        f" (does not fit in memory: {', '.join(unfit)})" if unfit else ""
+    )
+    est = None if missing else sum(number(p["est_s"]) for p in jobs)
+    costs = [number(p.get("est_cost_usd")) for p in jobs]
+    cost = None if missing or None in costs else sum(costs)
+    return total_text({"est_s": est, "est_cost_usd": cost, "note": "in sequence" + note})
+
+
+def render(
+    config: dict,
+    rows: list[Row],
+    key_results: dict[str, list[str]],
+    forecast: list[str],
+    held: str | None = None,
+) -> str:
+    """STATUS.md's text; ``held``: the results folder's lock, as
+    :func:`ablate.core.trees.results_lock.status_line` says it, and a stale Snakemake lock
+    (:func:`stale_lock_line`; None: free)."""
+    counts = {s: sum(r.status == s for r in rows) for s in STATES}
+    spent = sum(r.wall_s or 0.0 for r in rows)
+    gpu_h = sum((r.wall_s or 0.0) * r.job.gpus for r in rows) / 3600
+    lines = [
+        f"# Status of `{config['results']}`",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `ablate status` from the outputs, "
+        "their provenance, Snakemake's markers and benchmarks, and the planners' tables.",
+        "",
+        "**" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + "**; "
+        f"{spent / 3600:.3g} h of job wall time spent ({gpu_h:.3g} GPU h).",
+        "",
+    ]
+    if held:
+        lines += [f"Lock: {held}.", ""]
+    # a GPU job's mean utilisation, so an idle GPU shows; no column where no job sampled one
+    util = any(r.gpu_util is not None for r in rows)
+    for study in config["studies"]:
+        lines += [f"## {study}", ""]
+        lines += _table(
+            ["stage", "job", "status", "why", "wall s", "GPU h"]
+            + (["GPU util %"] if util else [])
+            + ["numbers", "run_id", "artifact"],
+            [
+                [
+                    r.job.shown_stage,
+                    r.job.name,
+                    r.status,
+                    r.why,
+                    "" if r.wall_s is None else f"{r.wall_s:.1f}",
+                    _h((r.wall_s or 0.0) * r.job.gpus) if r.wall_s and r.job.gpus else "",
+                ]
+                + ([] if not util else ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"])
+                + [
+                    r.headline,
+                    r.run_id or "",
+                    next(iter(r.job.outputs.values()), "") if r.status == "done" else "",
+                ]
+                for r in rows
+                if r.job.study == study
+            ],
+        )
+        lines += ["", f"### Key results ({study})", ""]
+        lines += key_results.get(study) or ["nothing yet"]
+        lines.append("")
+    lines += ["## Forecast of what remains", ""] + (forecast or ["nothing remains"]) + [""]
+    return "\n".join(lines)
+
+
+def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
+    """STATUS.md's text and its rows for a schema-validated config."""
+    rows, results, forecast = [], {}, []
+    jobs = experiments.study_jobs(config)  # an experiment's shared jobs: the base's
+    produced = {os.path.normpath(f) for js in jobs.values() for j in js for f in j.outputs.values()}
+    for study in config["studies"]:
+        mod = studies.side(study, "status")
+        study_rows = job_rows(jobs[study], workdir, mod, config, produced)
+        rows += study_rows
+        results[study] = mod.key_results(config, Path(workdir))
+        forecast += mod.forecast(config, Path(workdir), study_rows)
+    held = "; ".join(
+        filter(
+            None,
+            [
+                results_lock.status_line(Path(workdir) / config["results"]),
+                stale_lock_line(workdir, config["results"]),
+            ],
+        )
+    )
+    text = render(config, rows, results, forecast, held or None)
+    if line := spend.status_line(workdir):  # what rented instances have cost (the Vast executor)
+        text += f"\n## Rented instances\n\n{line}\n"
+    return text, rows
+
+
+def write(config: dict, out: str | os.PathLike | None = None, workdir: str = ".") -> Path:
+    text, _ = build(config, workdir)
+    return io.write_text(out or Path(workdir) / config["results"] / STATUS_FILE, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ablate.core.planner.inputs import PlanError, load_config
+
+    ap = argparse.ArgumentParser(
+        prog="ablate status",
+        description="Write <results>/STATUS.md: per job done / running / stale (why) / to run, "
+        "wall time, GPU hours, numbers; the forecast of what remains. Runs no job.",
+    )
+    add_configfiles_option(ap, "the run's config files")
+    ap.add_argument("--directory", "-d", default=".", help="the workflow's working directory")
+    ap.add_argument("--out", help=f"default <directory>/<results>/{STATUS_FILE}")
+    ap.add_argument("--print", action="store_true", help="also print it")
+    args = ap.parse_args(argv)
+    try:
+        config = load_config(args.configfile)
+        # its experiments (config `experiments`): each one's STATUS.md in its own tree
+        mine = [p.config for p in experiments.plans(config)] if not args.out else []
+    except (PlanError, ConfigError) as exc:
+        print(f"ablate status: {exc}", file=sys.stderr)
+        return 2
+    for cfg in [config, *mine]:
+        text, rows = build(cfg, args.directory)
+        out = args.out or Path(args.directory) / cfg["results"] / STATUS_FILE
+        path = io.write_text(out, text)
+        counts = {s: sum(r.status == s for r in rows) for s in STATES}
+        summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        for held in (
+            results_lock.status_line(Path(args.directory) / cfg["results"]),
+            stale_lock_line(args.directory, cfg["results"]),
+        ):
+            if held:
+                summary += f"; {held}"
+        print(text if args.print else summary)
+    return 0

@@ -1,0 +1,506 @@
+"""The run cache: a finished job's outputs stored under a key of everything that determines them,
+restored instead of recomputed when a job with the same key runs again (config key `run_cache`).
+
+The key (:func:`key_parts` of a job's :func:`job_spec`, :func:`key_of`) covers the rule and its
+wildcards, the job's params (its config slice),
+the result content of every declared input (:func:`input_fingerprint`: a JSON record without its
+run id, timings and provenance, so an upstream rerun that computes the same result keeps the key;
+a checkpoint by its hash manifest; any other file by its bytes), the code
+(:func:`code_hash`: every module of the ``ablate`` package and every file it ships, and every job
+script of ``workflow/scripts/``) and the version
+of every distribution a job can import (:func:`ablate.core.outputs.provenance.runtime_packages`:
+``ablate``'s requirements, transitively, from the installed metadata). Hardware is not in it: a
+result made on another machine is reused, and its provenance still names that machine.
+
+An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
+and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
+it). A restore checks the entry against the manifest first: an entry that does not match
+(a changed, missing or extra file, no manifest, or a manifest of another key: an entry filed
+under a key not its own) is refused, moved to ``<cache>/refused/``, and
+the job runs as if it were not there. A restored job writes ``<first output>.restored.json``
+(:func:`marker_path`): it was restored, from which entry and which run.
+
+Why not Snakemake's own between-workflow cache (``cache:``, ``--cache``): docs/design.md,
+"Run cache". This module stays light (no torch): a restored job never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ablate.core.outputs import io
+from ablate.core.outputs.provenance import canonical_json, fingerprint_path, runtime_packages
+from ablate.core.outputs.records import result_content
+
+FORMAT = 3  # raise when the key or the entry layout changes: old entries are then never matched
+MANIFEST = "manifest.json"
+OUTPUTS = "outputs"
+REFUSED = "refused"
+RESTORED_SUFFIX = ".restored.json"  # <first output><suffix>: the restore marker of a job
+#: written by Snakemake into directory outputs after the job: not the job's content
+_SKIPPED = frozenset({".snakemake_timestamp"})
+
+
+def log(msg: str) -> None:
+    print(f"[run cache] {msg}", flush=True)
+
+
+#: The files that count as code (by name): the modules, and the data files the package ships
+#: (pyproject's package-data: the config schemas, whose defaults fill a job's slice, and the
+#: original protocol's task YAMLs, its prompts), which change what a job computes as a module does.
+CODE_FILES = ("*.py", "*.yaml", "*.json", "*.jsonl")
+
+
+def code_hash(scripts: str | os.PathLike | None = None) -> str:
+    """sha256 of every file of :data:`CODE_FILES` in the ``ablate`` package and in the
+    workflow's scripts folder (by relative name): an edit of the library, of a file it ships or
+    of any job script changes every key (a docstring's too: the key errs on the side of
+    running)."""
+    import ablate
+
+    h = hashlib.sha256()
+    for label, root in (("ablate", Path(ablate.__file__).parent), ("scripts", scripts)):
+        if root is None:
+            continue
+        files = {x for pattern in CODE_FILES for x in Path(root).rglob(pattern) if x.is_file()}
+        for p in sorted(x for x in files if "__pycache__" not in x.parts):
+            h.update(f"{label}/{p.relative_to(root)}".encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def job_spec(job: Any) -> dict[str, Any]:
+    """What of a job its key covers besides code and packages: rule, wildcards, params, declared
+    inputs (in the rule's order). ``job``: a script job's ``snakemake`` object (:class:`JobCache`)
+    or :func:`rule_job` (the planner): one shape, so both build the same key. An experiment's
+    rule is keyed by the base's rule it copies (:func:`ablate.core.trees.experiments.base_rule`):
+    its job restores what the base, or another experiment, computed alike."""
+    from ablate.core.trees.experiments import base_rule
+
+    return {
+        "rule": base_rule(job.rule, getattr(job, "config", None)),
+        "wildcards": dict(job.wildcards.items()),
+        "params": dict(job.params.items()),
+        "inputs": [str(p) for p in job.input],
+    }
+
+
+def rule_job(rule: Any, wildcards: dict[str, str]) -> Any:
+    """The job of a Snakemake rule (``workflow.get_rule(name)``) for these wildcards, as its script
+    will see it: Snakemake's own expansion of the rule's inputs and params (rules/plan.smk)."""
+    from types import SimpleNamespace
+
+    from snakemake.iocontainers import Wildcards
+
+    wc = Wildcards(fromdict=wildcards)
+    inputs = rule.expand_input(wc)[0]
+    # job=None: no param of these rules reads threads or resources (those would need a job)
+    params = rule.expand_params(wc, inputs, rule.expand_output(wc)[0], None)[0]
+    config = rule.module_globals.get("config") if hasattr(rule, "module_globals") else None
+    return SimpleNamespace(rule=rule.name, wildcards=wc, params=params, input=inputs, config=config)
+
+
+def job_specs(get_rule: Callable[[str], Any], jobs: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Job name -> :func:`job_spec` of each core Job (:class:`ablate.core.jobs.Job`) of a parsed
+    workflow (rules/plan.smk, rule plan_estimate; ``get_rule``: its rule of a job's rule name, an
+    experiment's own). Paths and config slices only, set by the config as the plan's other params
+    are; the inputs' content is read when the plan runs. A job whose rule Snakemake cannot expand
+    here gets ``{"error": why}``: a forecast never stops a run."""
+    specs = {}
+    for j in jobs:
+        try:
+            specs[j.name] = job_spec(rule_job(get_rule(j.rule), j.wildcards))
+        except Exception as exc:  # noqa: BLE001 (Snakemake's and the rules' own errors)
+            specs[j.name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return specs
+
+
+def key_parts(
+    rule: str,
+    wildcards: dict[str, Any],
+    params: Any,
+    inputs: Iterable[str],
+    scripts: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Everything the key covers. ``inputs``: every declared input, in the rule's order."""
+    return {
+        "format": FORMAT,
+        "rule": rule,
+        "wildcards": dict(sorted(wildcards.items())),
+        "params": params,
+        "inputs": [input_fingerprint(path) for path in inputs],
+        "code": code_hash(scripts),
+        "packages": runtime_packages(),
+    }
+
+
+def key_of(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+
+def input_fingerprint(path: str | os.PathLike) -> str:
+    """sha256 of what a declared input holds as a result: a JSON file by its result content
+    (:func:`ablate.core.outputs.records.result_content`), any other file by its bytes, a folder by
+    the sorted (relative name, fingerprint) list of its files; a checkpoint folder by its hash
+    manifest (:func:`ablate.core.outputs.provenance.fingerprint_path`: its weights' hashes, the same
+    for bit-identical weights). A folder's ``history/`` (:data:`ablate.core.outputs.io.HISTORY_DIR`:
+    a copy of each record it held, named by its run id) is of the runs, not of the result."""
+    from ablate.core.outputs import checkpoint_integrity
+
+    p = Path(path)
+    if p.is_dir() and (p / checkpoint_integrity.MANIFEST_NAME).is_file():
+        return fingerprint_path(p)
+    if p.is_file():
+        files = {"": p}
+    else:
+        found = sorted(x for x in p.rglob("*") if x.is_file() and x.name not in _SKIPPED)
+        files = {
+            str(x.relative_to(p)): x for x in found if io.HISTORY_DIR not in x.relative_to(p).parts
+        }
+    digests = {}
+    for rel, f in files.items():
+        if f.suffix == ".json" and (digest := _json_digest(f)) is not None:
+            digests[rel] = digest
+    rest = {rel: f for rel, f in files.items() if rel not in digests}
+    digests.update(zip(rest, checkpoint_integrity.hash_files(list(rest.values())), strict=True))
+    if p.is_file():
+        return digests[""]
+    h = hashlib.sha256()
+    for rel in sorted(digests):
+        h.update(rel.encode())
+        h.update(digests[rel].encode())
+    return h.hexdigest()
+
+
+def _json_digest(path: Path) -> str | None:
+    """sha256 of a JSON file's result content; None when it is no JSON (hashed by its bytes)."""
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return hashlib.sha256(b"json\0" + canonical_json(result_content(record)).encode()).hexdigest()
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under root (root itself when it is a file); the
+    files of a folder are hashed several at once (a multi-GB checkpoint's shards)."""
+    from ablate.core.outputs.checkpoint_integrity import hash_files
+
+    if root.is_file():
+        return dict(zip([""], hash_files([root]), strict=True))
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name not in _SKIPPED]
+    return dict(zip((str(p.relative_to(root)) for p in files), hash_files(files), strict=True))
+
+
+def _output_digests(paths: list[Path]) -> dict[str, str]:
+    out = {}
+    for i, p in enumerate(paths):
+        for rel, digest in _files(p).items():
+            out[f"{i}/{rel}" if rel else str(i)] = digest
+    return out
+
+
+def verify(entry: Path) -> str | None:
+    """None when the entry is the one its manifest describes, under the key it is filed under
+    (its folder's name), and every file is the one its manifest lists; else what is wrong."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text())
+        listed = manifest["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        return f"no readable manifest ({type(exc).__name__})"
+    if manifest.get("key") != entry.name:  # copied or renamed: another job's outputs
+        return f"its manifest is of another key ({manifest.get('key')}): filed under the wrong key"
+    n = len(manifest.get("outputs", [])) + len(manifest.get("side_outputs", {}))
+    found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
+    for rel in sorted(set(listed) | set(found)):
+        if rel not in found:
+            return f"{rel} is missing"
+        if rel not in listed:
+            return f"{rel} is not in the manifest"
+        if found[rel] != listed[rel]:
+            return f"{rel} does not match its sha256 in the manifest"
+    return None
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(
+            src, dst, ignore=shutil.ignore_patterns(*_SKIPPED), copy_function=shutil.copy
+        )
+    else:  # not copy2: a restored file is new (an old mtime would make Snakemake rerun what reads it)
+        shutil.copy(src, dst)
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _newest_mtime(path: Path) -> float:
+    return max((p.stat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
+
+
+def _run_id(paths: list[Path]) -> str | None:
+    """The run id of the first JSON record among the outputs (the run that made them)."""
+    return next((r for p in paths if p.suffix == ".json" and (r := io.file_run_id(p))), None)
+
+
+def refuse(cache: Path, key: str, why: str) -> None:
+    """Move a bad entry out of the way (kept for inspection under refused/), never to be used."""
+    entry = cache / key
+    dest = cache / REFUSED / f"{key}-{uuid.uuid4().hex[:8]}"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(entry, dest)
+    except OSError:  # another job moved it first, or the cache is read-only: it is not used
+        dest = "(left in place)"
+    log(f"refused entry {key}: {why}; moved to {dest}; the job runs")
+
+
+def store(
+    cache: Path, parts: dict[str, Any], outputs: list[Path], side: Sequence[Path] = ()
+) -> Path:
+    """Copy a finished job's outputs into the cache under the key of ``parts``; the entry appears
+    at once (a rename) with its manifest, so a reader never sees half of it. ``side``: what else
+    the job wrote that a user reads (a finetune's TensorBoard folder), kept where it exists:
+    ``outputs/<n + k>`` for the k-th kept, ``side_outputs`` maps its position in ``side`` to k."""
+    key = key_of(parts)
+    entry = cache / key
+    tmp = cache / f".tmp-{uuid.uuid4().hex}"
+    kept = {str(j): p for j, p in enumerate(side) if p.exists()}
+    stored = [*outputs, *kept.values()]
+    try:
+        for i, p in enumerate(stored):
+            _copy(p, tmp / OUTPUTS / str(i))
+        manifest = {
+            "key": key,
+            "parts": parts,
+            "outputs": [str(p) for p in outputs],
+            "side_outputs": {j: len(outputs) + k for k, j in enumerate(kept)},
+            "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(stored))]),
+            "run_id": _run_id(outputs),
+            "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": os.uname().nodename,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    except BaseException:  # a full disk half way: no half entry left to fill it further
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if entry.exists() and (why := verify(entry)):  # a bad entry: this result takes its place
+        refuse(cache, key, why)
+    try:
+        os.replace(tmp, entry)
+    except OSError:  # a concurrent store of the same key got there first: one copy is enough
+        shutil.rmtree(tmp)
+        if verify(entry) is not None:
+            raise
+        return entry
+    log(f"stored {len(outputs)} output(s) as entry {key}")
+    return entry
+
+
+def marker_path(outputs: list[Path]) -> Path:
+    """Where a restored job says so: beside its first output (one marker per job)."""
+    return outputs[0].with_name(outputs[0].name + RESTORED_SUFFIX)
+
+
+def _restore_marker(outputs: list[Path], entry: str, manifest: dict[str, Any]) -> dict:
+    marker = {
+        "restored": True,
+        "from_run_id": manifest.get("run_id"),
+        "cache_entry": entry,
+        "key": manifest["key"],
+        "stored_at": manifest.get("stored_at"),
+        "stored_on": manifest.get("host"),
+        "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "outputs": [str(p) for p in outputs],
+    }
+    marker_path(outputs).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
+    return marker
+
+
+def check_inputs(inputs: Iterable[str | os.PathLike]) -> None:
+    """Check the declared inputs as the job would before it reads them: each checkpoint folder
+    (a hash manifest, or this pipeline's marker) by the loaders' own check, every file's sha256
+    against its manifest (:func:`ablate.core.outputs.checkpoint_integrity.check_before_load`). The
+    key takes a checkpoint's hashes from its manifest after a size check only, so without this a
+    same-size corruption would be restored over, where the job fails; raises the job's
+    :class:`~ablate.core.outputs.checkpoint_integrity.CheckpointError`."""
+    from ablate.core.outputs import checkpoint_integrity
+
+    for path in inputs:
+        if Path(path).is_dir():
+            checkpoint_integrity.check_before_load(path)
+
+
+def restore(
+    cache: Path,
+    parts: dict[str, Any],
+    outputs: list[Path],
+    where: str | None = None,
+    inputs: Iterable[str | os.PathLike] = (),
+    side: Sequence[Path] = (),
+) -> dict | None:
+    """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest
+    and the ``inputs`` as the job would (:func:`check_inputs`, which raises what the job would
+    raise); the restore marker, or None (no entry, or a refused one: the job then runs). Each
+    ``side`` output (:func:`store`) is the entry's, or removed where the entry has none: what a
+    user reads beside the outputs is of the restored run, never of the run it replaces."""
+    key = key_of(parts)
+    entry = cache / key
+    if not (entry / MANIFEST).exists() and not entry.exists():
+        return None
+    if why := verify(entry):
+        refuse(cache, key, why)
+        return None
+    check_inputs(inputs)
+    manifest = json.loads((entry / MANIFEST).read_text())
+    _remove([*outputs, *side])
+    for i, p in enumerate(outputs):
+        _copy(entry / OUTPUTS / str(i), p)
+        if p.suffix == ".json":  # a restored record is kept in history/ as a written one is
+            io.keep_in_history(p)
+    for j, p in enumerate(side):
+        if (stored := manifest.get("side_outputs", {}).get(str(j))) is not None:
+            _copy(entry / OUTPUTS / str(stored), p)
+    marker = _restore_marker(outputs, where or str(entry), manifest)
+    log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
+    return marker
+
+
+def holds(cache: str | os.PathLike | dict | None, parts: dict[str, Any]) -> bool:
+    """Whether the cache (a folder or a storage plugin's location) has an entry for these key
+    parts: the planner counts such a job as no work. Its files are checked when it is restored."""
+    if not cache:
+        return False
+    if isinstance(cache, dict):
+        from ablate.core.reruns.runcache_storage import PluginEntries
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return PluginEntries(cache, Path(tmp)).exists(key_of(parts))
+    return (Path(cache) / key_of(parts) / MANIFEST).is_file()
+
+
+class JobCache:
+    """The run cache of one Snakemake script job (its ``snakemake`` object): at its start
+    ``if job_cache.restored(): sys.exit(0)``, at its end ``job_cache.store()``. The key is taken
+    at the start, so a library edit during a long job does not relabel its result. The config's
+    ``run_cache`` is a folder, a storage plugin's location
+    (:mod:`ablate.core.reruns.runcache_storage`) or None (off). A cache that fails (unreadable,
+    full, a plugin's error) costs a run, never the job: Snakemake would delete the outputs of a
+    failed job."""
+
+    def __init__(self, smk: Any, side_outputs: Sequence[str | os.PathLike] = ()):
+        self.outputs = [Path(p) for p in smk.output]
+        self.side = [Path(p) for p in side_outputs]  # see store()
+        self.started = time.time()
+        self.inputs = [str(p) for p in smk.input]
+        self.where = smk.config.get("run_cache") or None
+        self.parts = None
+        self.marker: dict | None = None  # the restore marker, once restored
+        self.stored_key: str | None = None  # the key it stored the outputs under, once stored
+        if self.where is not None:
+            self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir)
+
+    def restored(self) -> bool:
+        """Whether the outputs were restored from the cache (the job then has nothing to do)."""
+        # a marker of an earlier restore would be false once the job runs
+        marker_path(self.outputs).unlink(missing_ok=True)
+        if self.where is None:
+            return False
+        from ablate.core.outputs.checkpoint_integrity import CheckpointError
+
+        try:
+            if isinstance(self.where, dict):
+                self.marker = self._restored_from_plugin()
+            else:
+                self.marker = restore(
+                    Path(self.where), self.parts, self.outputs, None, self.inputs, self.side
+                )
+            return self.marker is not None
+        except CheckpointError:  # an input the job would refuse: the job's own error
+            raise
+        except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
+            _remove([*self.outputs, *self.side])
+            log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
+            return False
+
+    def store(self) -> None:
+        """Store the finished job's outputs. A side output nothing of this job wrote (a
+        TensorBoard folder of an earlier run, this one's tracking off) is another run's: removed,
+        not stored as this one's."""
+        for p in self.side:
+            if p.exists() and _newest_mtime(p) < self.started:
+                log(f"removed {p}: written by an earlier run, not by this job")
+                _remove([p])
+        if self.where is None:
+            return
+        if changed := self._changed_input():
+            log(
+                f"not stored: {changed} changed while the job ran (its key is of the bytes "
+                "before); the job's outputs stand"
+            )
+            return
+        try:
+            if isinstance(self.where, dict):
+                self._store_to_plugin()
+            else:
+                Path(self.where).mkdir(parents=True, exist_ok=True)
+                store(Path(self.where), self.parts, self.outputs, self.side)
+            self.stored_key = key_of(self.parts)
+        except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
+            log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
+
+    def _changed_input(self) -> str | None:
+        """The first declared input file whose fingerprint is no longer the key's: the job may
+        have read its new bytes, which the key does not name. Folders are not read again (a
+        checkpoint's files are checked by its loader, against its manifest)."""
+        for path, before in zip(self.inputs, self.parts["inputs"], strict=True):
+            if Path(path).is_file() and input_fingerprint(path) != before:
+                return path
+        return None
+
+    def restored_line(self) -> str:
+        """What a restored job says (its ``[job]`` line, ablate.job_script): the key, and the run
+        that made the outputs, when and where it was stored."""
+        m = self.marker or {}
+        return (
+            f"restored from the run cache (key {str(m.get('key'))[:12]}: run "
+            f"{m.get('from_run_id') or 'unknown'}, stored {m.get('stored_at') or '?'} on "
+            f"{m.get('stored_on') or '?'})"
+        )
+
+    def _restored_from_plugin(self) -> dict | None:
+        from ablate.core.reruns.runcache_storage import PluginEntries
+
+        key = key_of(self.parts)
+        with tempfile.TemporaryDirectory() as tmp:
+            entries = PluginEntries(self.where, Path(tmp))
+            local = entries.fetch(key)
+            if local is None:
+                return None
+            where = entries.where(key)
+            return restore(local, self.parts, self.outputs, where, self.inputs, self.side)
+
+    def _store_to_plugin(self) -> None:
+        from ablate.core.reruns.runcache_storage import PluginEntries
+
+        with tempfile.TemporaryDirectory() as tmp:
+            entries = PluginEntries(self.where, Path(tmp))
+            local = Path(tmp) / "entries"
+            local.mkdir()
+            store(local, self.parts, self.outputs, self.side)
+            entries.put(local, key_of(self.parts))
+            log(f"uploaded as {entries.where(key_of(self.parts))}")

@@ -1,0 +1,159 @@
+"""``ablate exp run NAME --set KEY=VALUE``: an experiment, or a sweep over the values of one or
+more keys (one experiment per point of their product), written to ``experiments/<name>.yaml``
+and run beside the base in one Snakemake run (:mod:`ablate.core.trees.experiments` says what an
+experiment is and which of its jobs are the base's); then the table of its trees
+(:mod:`ablate.core.trees.runs`). Its own module: the experiments module is read by the run cache and
+STATUS, which ``ablate runs`` reads."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ablate.core.config import ConfigError, add_configfiles_option
+from ablate.core.trees.experiments import (
+    NAME,
+    OVERLAYS,
+    check_names,
+    experiment_config,
+    folder,
+    merged,
+    rule_prefix,
+)
+
+
+def _axes(entries: Iterable[str]) -> list[tuple[str, list[tuple[Any, str]]]]:
+    """Each ``KEY=VALUE`` entry's key and its values, each with its text as typed."""
+    import yaml
+
+    axes = []
+    for entry in entries:
+        key, eq, text = str(entry).partition("=")
+        if not eq or not key or any(not part for part in key.split(".")):
+            raise ConfigError(
+                f"--set {entry}: write KEY=VALUE with KEY a dotted config key "
+                "(mask.finetune.defaults.learning_rate=5.0e-4), KEY=V1,V2 for a sweep"
+            )
+        text = text.strip()
+        texts = [text] if text[:1] in "[{" else [t.strip() for t in text.split(",")]
+        try:
+            axes.append((key, [(yaml.safe_load(t), t) for t in texts]))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {entry}: not a YAML value ({exc.problem})") from None
+    return axes
+
+
+def parse_set(entries: Iterable[str], as_typed: bool = False) -> list[dict[str, Any]]:
+    """``KEY=VALUE`` entries (YAML values; ``KEY=V1,V2,...`` a sweep over the values, several
+    sweeps their product) -> one {dotted key: value} per experiment, in order. A value in
+    brackets or braces is one YAML value (a list, a mapping), never split. ``as_typed``: each
+    value's text as typed, not its value."""
+    axes = _axes(entries)
+    keys = [k for k, _ in axes]
+    return [
+        dict(zip(keys, [v[1 if as_typed else 0] for v in combo], strict=True))
+        for combo in itertools.product(*[values for _, values in axes])
+    ]
+
+
+def nested(assignments: Mapping[str, Any]) -> dict[str, Any]:
+    """{dotted key: value} as the nested mapping a config file writes."""
+    out: dict[str, Any] = {}
+    for key, value in assignments.items():
+        node = out
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def sweep_names(name: str, points: list[dict[str, Any]]) -> list[str]:
+    """One experiment's name (a single point), or each sweep point's: ``<name>-<values>`` of the
+    keys the sweep varies, as typed (``lr-1.0e-4``), ``<name>-<i>`` where those are no folder
+    names or two points would share one."""
+    if len(points) == 1:
+        return [name]
+    varied = [k for k in points[0] if len({repr(p[k]) for p in points}) > 1]
+    names = [
+        f"{name}-" + "-".join(re.sub(r"[^A-Za-z0-9_.=-]", "_", str(p[k])) for k in varied)
+        for p in points
+    ]
+    if len(set(names)) < len(names) or not all(NAME.fullmatch(n) for n in names):
+        names = [f"{name}-{i}" for i in range(1, len(points) + 1)]
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ablate exp run NAME --set KEY=VALUE ...``: an experiment (or a sweep: one per value)
+    beside the base configuration, in one ``snakemake`` run of the base's DAG."""
+    import argparse
+    import subprocess
+    import sys
+
+    import yaml
+
+    ap = argparse.ArgumentParser(
+        prog="ablate exp",
+        description="Experiments beside a configuration: `ablate exp run NAME --set KEY=VALUE` "
+        "runs the configuration with KEY changed in its own results tree, <results>/exp/NAME/, "
+        "in one snakemake run: the jobs the change does not reach are the base's, not run again. "
+        "`ablate runs` puts the trees side by side.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment, or a sweep of them")
+    run.add_argument("name", help="the experiment's name: its tree is <results>/exp/<name>/")
+    run.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config key it changes (dotted; a YAML value); KEY=V1,V2,... sweeps over the "
+        "values, several sweeps over their product (repeat the flag)",
+    )
+    run.add_argument("--file", metavar="YAML", help="an overlay of the keys it changes")
+    add_configfiles_option(run, "the base configuration's files")
+    run.add_argument("-c", "--cores", default="2", help="snakemake's --cores (default 2)")
+    run.add_argument("-n", "--dry-run", action="store_true", help="snakemake's dry run")
+    run.epilog = "After --: more snakemake options (--rerun-triggers mtime, --keep-going, ...)."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:cut])
+    extra = argv[cut + 1 :]
+    from ablate.core.planner.inputs import PlanError, load_config
+
+    try:
+        base = load_config(args.configfile)
+        over = yaml.safe_load(open(args.file)) if args.file else {}
+        points = (
+            [merged(over or {}, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
+        )
+        if not any(points):
+            raise ConfigError("ablate exp run: give the keys it changes: --set KEY=VALUE or --file")
+        names = sweep_names(args.name, parse_set(args.sets, as_typed=True) if args.sets else [{}])
+        config = {**base, "experiments": dict(zip(names, points, strict=True))}
+        check_names(names)
+        for n in names:
+            experiment_config(config, n)  # a bad key: one line, before snakemake starts
+    except (ConfigError, PlanError, OSError, yaml.YAMLError) as exc:
+        print(f"ablate exp: {exc}", file=sys.stderr)
+        return 2
+    overlay = f"{OVERLAYS}/{args.name}.yaml"
+    from ablate.core.outputs import io
+
+    io.write_text(overlay, yaml.safe_dump({"experiments": config["experiments"]}, sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "-c", str(args.cores)]
+    cmd += [*(["-n"] if args.dry_run else []), *(f"{rule_prefix(n)}all" for n in names)]
+    cmd += ["--configfile", *args.configfile, overlay, *extra]
+    print(f"ablate exp: {', '.join(names)} in {folder(base['results'], '')}; " + " ".join(cmd[2:]))
+    rc = subprocess.call(cmd)
+    if rc == 0 and not args.dry_run:
+        from ablate.core.trees import runs
+
+        rows = runs.table_rows(".", base["results"])
+        mine = {base["results"], *(folder(base["results"], n) for n in names)}
+        print(runs.summary_table([r for r in rows if r["tree"][0] in mine]))
+    return rc

@@ -1,0 +1,345 @@
+"""Experiments side by side (config key ``experiments``): a variant of the configuration, run in
+its own results tree beside the base's, that runs only what its change reaches.
+
+An **experiment** is a name and the config keys it changes (``experiments: {lr: {mask:
+{finetune: ...}}}``, or ``ablate exp run lr --set KEY=VALUE``). Its configuration
+(:func:`experiment_config`) is the base configuration with those keys merged over it, its
+``results`` the folder :func:`folder` (``<results>/exp/<name>``), and the marker
+:data:`MARKER` holding its name and the base configuration. The workflow runs every experiment
+of a config in the base's DAG (the Snakefile loads itself once per experiment as a Snakemake
+module, its rules named ``exp_<name>_<rule>``).
+
+**Shared jobs** (:func:`sharing`): a job of the experiment whose result is the base job's is not
+the experiment's to run: it reads the base's files. A job is shared when a job of the base has
+its name, rule and wildcards, the same config slice (``Job.config``), every job it reads is
+shared, and no changed key reaches it another way: a changed key no job's slice holds (a
+study's resources, a hub data set's id) reaches every job of its study, a key of a study's
+:data:`TABLE_KEYS` (read by its tables alone) and any changed key of its study reaches the jobs
+without a slice (tables, plots, claims). So a finetune's learning rate changed in an experiment
+runs that finetune, its evaluations and the tables; nothing upstream, nothing of another study.
+A job that is not shared but computes what the base's did (a change that reaches it without
+changing it) is restored by the run cache, not computed.
+
+Pure Python (no torch): the Snakefile, STATUS and ``ablate runs`` import it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ablate import studies
+from ablate.core.config import ConfigError
+from ablate.core.jobs import Job
+
+#: An experiment's results tree under the base's results folder.
+EXP_DIR = "exp"
+#: The config key of an experiment's configuration: {"name": ..., "base": the base config}.
+MARKER = "experiment"
+#: Where ``ablate exp run NAME`` writes its experiments (``experiments:``) as a config file to
+#: read after the base's: ``snakemake --configfile <base> experiments/<name>.yaml`` reruns them.
+OVERLAYS = "experiments"
+#: An experiment's name: a folder name, and (``_`` for the rest) part of its rules' names.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
+#: Config keys that describe where and how a configuration runs, not what its jobs compute.
+RUN_KEYS = frozenset({"results", "run_cache", "tracking", "plan", "experiments", MARKER})
+#: A study's keys (under its section) read only by its jobs without a config slice: the
+#: tables and claims. A study's layout may declare ``TABLE_KEYS``; this is the default.
+TABLE_KEYS: tuple[str, ...] = ()
+
+
+def folder(results: str, name: str) -> str:
+    """The results tree of experiment ``name`` of a base configuration whose results are in
+    ``results``."""
+    return f"{results}/{EXP_DIR}/{name}"
+
+
+def rule_prefix(name: str) -> str:
+    """The prefix of experiment ``name``'s rules (``exp_lr_``): Snakemake's module namespace."""
+    return "exp_" + re.sub(r"\W", "_", name) + "_"
+
+
+def base_rule(rule: str, config: Mapping[str, Any] | None) -> str:
+    """The base's rule an experiment's rule copies (``exp_lr_finetune`` -> ``finetune`` in the
+    configuration of experiment ``lr``); any other rule as it is."""
+    marker = (config or {}).get(MARKER)
+    return rule.removeprefix(rule_prefix(marker["name"])) if marker else rule
+
+
+def check_names(names: Iterable[str]) -> None:
+    """Each experiment's name is a folder name and no two name the same rules: ConfigError."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if not NAME.fullmatch(str(name)):
+            raise ConfigError(
+                f"invalid config at experiments.{name}: an experiment's name is a folder name "
+                "of letters, digits and _ . = - (starting with a letter or digit)"
+            )
+        prefix = rule_prefix(name)
+        if prefix in seen:
+            raise ConfigError(
+                f"invalid config at experiments.{name}: its rules would be named as those of "
+                f"experiments.{seen[prefix]} ({prefix}*): rename one"
+            )
+        seen[prefix] = name
+
+
+def base_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The base configuration of a config (its experiments and marker left out)."""
+    return {k: copy.deepcopy(v) for k, v in config.items() if k not in ("experiments", MARKER)}
+
+
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged over a copy of ``base``, mapping by mapping (a later config file's rule)."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merged(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def experiment_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Experiment ``name``'s configuration: the validated base of ``config`` with the
+    experiment's keys merged over it, its results tree (:func:`folder`) and the marker, checked
+    and completed by the schema (a bad key: ConfigError naming ``experiments.<name>``)."""
+    from jsonschema import ValidationError
+
+    from ablate.core.config import schema_error, validate_config
+
+    over = config["experiments"][name] or {}
+    for key in sorted(RUN_KEYS & set(over)):
+        raise ConfigError(
+            f"invalid config at experiments.{name}.{key}: an experiment sets what its jobs "
+            f"compute; its {key} is the base's (its results: {folder(config['results'], name)})"
+        )
+    base = base_config(config)
+    cfg = merged(base, over)
+    cfg.update(results=folder(base["results"], name), experiments={})
+    try:
+        validate_config(cfg)
+    except ValidationError as exc:
+        raise ConfigError(f"experiments.{name}: {schema_error(exc)}") from None
+    cfg[MARKER] = {"name": name, "base": base, "set": copy.deepcopy(over)}
+    return cfg
+
+
+def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every leaf of a config tree (a list is one leaf)."""
+    if isinstance(tree, Mapping) and tree:
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
+
+
+def changed(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two validated configurations (a key one of
+    them lacks included), where and how each runs (:data:`RUN_KEYS`) left out."""
+    a = leaves({k: v for k, v in base.items() if k not in RUN_KEYS})
+    b = leaves({k: v for k, v in exp.items() if k not in RUN_KEYS})
+    missing = object()
+    return sorted(k for k in set(a) | set(b) if a.get(k, missing) != b.get(k, missing))
+
+
+def _wheres(job: Job) -> list[str]:
+    """The config keys a job's slice holds (its ``labels["where"]``: one node, or slice key ->
+    config key)."""
+    where = job.labels.get("where")
+    if isinstance(where, Mapping):
+        return [w for w in where.values() if w]
+    return [where] if where else []
+
+
+def _within(key: str, node: str) -> bool:
+    return key == node or key.startswith(node + ".")
+
+
+def table_keys(study: str) -> tuple[str, ...]:
+    """The study's keys its tables alone read (its layout's ``TABLE_KEYS``), as config keys."""
+    own = getattr(studies.side(study, "layout"), "TABLE_KEYS", TABLE_KEYS)
+    return tuple(f"{study}.{k}" for k in own)
+
+
+def sharing(
+    base_jobs: Iterable[Job], exp_jobs: Iterable[Job], keys: Iterable[str]
+) -> dict[str, Job]:
+    """The experiment's shared jobs: its job name -> the base's job (see the module's text).
+    ``keys``: the changed config keys (:func:`changed`); both job lists in run order."""
+    base = {j.name: j for j in base_jobs}
+    exp = list(exp_jobs)
+    keys = list(keys)
+    held = [w for j in [*base.values(), *exp] if j.config is not None for w in _wheres(j)]
+    # a changed key no slice holds (and no table reads alone) reaches every job of its study
+    tables = {s: table_keys(s) for s in {j.study for j in exp}}
+    loose = {
+        k
+        for k in keys
+        if not any(_within(k, w) or _within(w, k) for w in held)
+        and not any(_within(k, t) for ts in tables.values() for t in ts)
+    }
+    out: dict[str, Job] = {}
+    for job in exp:
+        b = base.get(job.name)
+        if b is None or b.rule != job.rule or b.wildcards != job.wildcards:
+            continue
+        if any(_within(k, job.study) for k in loose):
+            continue  # a key of its study that no slice holds
+        if job.config is None and any(_within(k, job.study) for k in keys):
+            continue  # a table, plot or claims job reads its study's section
+        if job.config != b.config or not all(u in out for u in job.upstream):
+            continue
+        out[job.name] = b
+    return out
+
+
+def share(jobs: Iterable[Job], shared: Mapping[str, Job]) -> None:
+    """The shared jobs of an experiment's job list made the base's, in place (every list holding
+    them sees it): their outputs, record, log and benchmark are the base's files, so the rules'
+    inputs, STATUS and the plan read them there; ``labels["shared"]`` marks them."""
+    for job in jobs:
+        b = shared.get(job.name)
+        if b is not None:
+            job.outputs = dict(b.outputs)
+            job.record, job.log, job.benchmark = b.record, b.log, b.benchmark
+            job.labels = {**job.labels, "shared": True}
+
+
+def redirects(exp_jobs: Iterable[Job], shared: Mapping[str, Job]) -> dict[str, str]:
+    """Each output of a shared job as the experiment's rules name it -> the base's file (a
+    Snakemake module's ``replace_prefix``). A file whose name starts with another's and maps
+    alike (``summary.csv.provenance.json`` beside ``summary.csv``) is left to that one: Snakemake
+    refuses two prefixes of one path."""
+    pairs = {
+        path: shared[j.name].outputs[k]
+        for j in exp_jobs
+        if j.name in shared
+        for k, path in j.outputs.items()
+    }
+    out: dict[str, str] = {}
+    for path in sorted(pairs, key=len):
+        if not any(
+            path.startswith(p) and pairs[path] == q + path[len(p) :] for p, q in out.items()
+        ):
+            out[path] = pairs[path]
+    return out
+
+
+def study_jobs(config: Mapping[str, Any]) -> dict[str, list[Job]]:
+    """Each study's job list of a validated configuration; an experiment's (its marker) with its
+    shared jobs the base's (:func:`share`)."""
+    jobs = {s: studies.side(s, "layout").jobs(config) for s in config["studies"]}
+    if config.get(MARKER):
+        every = [j for js in jobs.values() for j in js]
+        share(every, shared_of(config, every))
+    return jobs
+
+
+def base_jobs(config: Mapping[str, Any]) -> list[Job]:
+    """The jobs of an experiment's base configuration."""
+    base = config[MARKER]["base"]
+    return [j for s in base["studies"] for j in studies.side(s, "layout").jobs(base)]
+
+
+def shared_of(
+    config: Mapping[str, Any], jobs: Iterable[Job], base: list[Job] | None = None
+) -> dict[str, Job]:
+    """An experiment's shared jobs (:func:`sharing`) among its jobs (as its layouts make them);
+    ``base``: its base's jobs, when the caller has them."""
+    return sharing(base or base_jobs(config), jobs, changed(config[MARKER]["base"], config))
+
+
+def slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
+    """``<job>: key old -> new`` of each job of an experiment whose own config slice differs
+    from its base job's (the resolved values: a variant's learning rate the base took from the
+    defaults), not of the jobs that are its own only because they read one."""
+    from ablate.core.outputs.provenance import changed_keys
+
+    mine = {j.name: j for j in base}
+    return [
+        f"{j.name}: {c}"
+        for j in jobs
+        if j.name in mine and j.config is not None
+        for c in changed_keys(mine[j.name].config, j.config)
+    ]
+
+
+#: An experiment's definition, written into its tree when a run of it starts (the base's
+#: onstart, rules/common.smk): its name, the base's tree, the keys it changes (``key old -> new``),
+#: its shared and own jobs; ``ablate runs`` reads it.
+DEFINITION = "experiment.json"
+
+
+def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
+    """``key old -> new`` of each config key an experiment changes (:func:`changed`)."""
+    from ablate.core.outputs.provenance import changed_keys
+
+    def what(cfg: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
+
+    return changed_keys(what(base), what(exp))
+
+
+@dataclass
+class Plan:
+    """One experiment as the base's Snakefile loads it: its configuration, its Snakemake module
+    (``module``; its rules ``<prefix><rule>``), the files of its shared jobs as its rules name
+    them -> the base's (``redirects``), the rules it runs no job of (``excluded``: their only
+    jobs are shared), and what a full run of it ends with (``targets``, the shared ones the
+    base's files)."""
+
+    name: str
+    config: dict[str, Any]
+    module: str
+    prefix: str
+    redirects: dict[str, str]
+    excluded: list[str]
+    jobs: list[Job]
+    slices: list[str]
+
+    def definition(self) -> dict[str, Any]:
+        """Its :data:`DEFINITION`."""
+        base = self.config[MARKER]["base"]
+        return {
+            "name": self.name,
+            "base": base["results"],
+            "changes": changes(base, self.config),
+            "slices": self.slices,
+            "set": self.config[MARKER].get("set", {}),
+            "shared": [j.name for j in self.jobs if j.labels.get("shared")],
+            "own": [j.name for j in self.jobs if not j.labels.get("shared")],
+        }
+
+
+def record(plans: Iterable[Plan]) -> None:
+    """Each experiment's :data:`DEFINITION` into its tree (a run's start)."""
+    from ablate.core.outputs import io
+
+    for plan in plans:
+        io.write_json(f"{plan.config['results']}/{DEFINITION}", plan.definition())
+
+
+def plans(config: Mapping[str, Any]) -> list[Plan]:
+    """Every experiment of a validated base configuration (config ``experiments``), in order."""
+    names = list(config.get("experiments") or {})
+    check_names(names)
+    out, base = [], None
+    for name in names:
+        cfg = experiment_config(config, name)
+        base = base or base_jobs(cfg)
+        every = [j for s in cfg["studies"] for j in studies.side(s, "layout").jobs(cfg)]
+        shared = shared_of(cfg, every, base)
+        moved = redirects(every, shared)
+        rules = {j.rule for j in every}
+        own = [j for j in every if j.name not in shared]
+        share(every, shared)
+        prefix = rule_prefix(name)
+        excluded = sorted(rules - {j.rule for j in own})
+        slices = slice_changes(base, own)
+        out.append(Plan(name, cfg, prefix.rstrip("_"), prefix, moved, excluded, every, slices))
+    return out

@@ -1,0 +1,203 @@
+"""Results trees: every one under a folder with its records, and what those records say.
+
+A **results tree** is a folder holding the job logs of a configuration (the first part of
+:data:`ablate.core.jobs.LOG`) and records (JSON with a provenance block that holds a config
+slice); a record belongs to the innermost tree above it (results/ministral3b/ lies inside
+results/). A study's part folders (:func:`part_folders`: a multi-model config's
+``models/<name>/``) belong to the tree above them. Found by their records, not by a list of
+folders: a config's ``results:`` may name any. A record under a history folder is an earlier
+run of the same job, and a checkpoint folder (its hash manifest) holds model files, not records:
+both are skipped. A record is a file that :func:`ablate.core.outputs.io.write_json` also copied into
+the history folder beside it.
+
+Which records of a tree no job of a configuration writes (another configuration's:
+:func:`not_written_by`, :func:`mixed_warning`) is read from each study's layout (its
+``PATTERNS``, found through the registry :mod:`ablate.studies`). ``ablate runs``
+(:mod:`ablate.core.trees.runs`) shows the trees side by side. No torch: it reads JSON.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablate import studies
+from ablate.core.jobs import LOG
+from ablate.core.outputs import io
+from ablate.core.outputs.checkpoint_integrity import MANIFEST_NAME
+from ablate.core.outputs.provenance import changed_keys
+from ablate.core.outputs.records import provenance_of, read_json
+from ablate.core.trees import experiments
+
+#: the folder of a tree's job logs: a folder holding it (and records) is a results tree
+LOGS = LOG.split("/")[0]
+#: folders never searched: the workflow's state, environments, version control, and the copies
+#: of earlier runs kept beside each record (ablate.core.outputs.io.HISTORY_DIR)
+SKIPPED = frozenset({".snakemake", ".git", ".venv", "node_modules", "__pycache__", io.HISTORY_DIR})
+
+
+@dataclass
+class Tree:
+    """One results tree: its records (path relative to the tree -> provenance block)."""
+
+    path: Path
+    records: dict[str, dict] = field(default_factory=dict)
+
+
+@functools.cache
+def part_folders() -> frozenset[str]:
+    """The folders of a results tree that hold parts of its one configuration, each with logs of
+    its own (a study layout's ``PART_FOLDERS``: the mask study's ``models/<name>/``): not trees."""
+    return frozenset(
+        f for s in studies.STUDIES for f in getattr(studies.side(s, "layout"), "PART_FOLDERS", ())
+    )
+
+
+def find_trees(root: str | os.PathLike) -> list[Tree]:
+    """Every results tree under ``root`` with its records, in path order: a folder of job logs
+    holding a record, or an experiment's (:data:`ablate.core.trees.experiments.DEFINITION`)."""
+    root = Path(root)
+    found: dict[Path, Tree] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED)
+        if MANIFEST_NAME in filenames:  # a checkpoint: weights and tokenizer files
+            dirnames[:] = []
+            continue
+        here = Path(dirpath)
+        part = here.parent.name in part_folders() and here.parent.parent in found
+        if (here / LOGS).is_dir() and not part:
+            found.setdefault(here, Tree(here))
+        # a record is kept in the history folder beside it as <run_id>.<name> (io.write_json):
+        # only those files are read, not a tokenizer's 17 MB of JSON
+        kept = os.listdir(here / io.HISTORY_DIR) if (here / io.HISTORY_DIR).is_dir() else []
+        for name in sorted({k.split(".", 1)[-1] for k in kept} & set(filenames)):
+            prov = provenance_of(read_json(here / name))
+            if "config" not in prov:
+                continue
+            tree = next((found[p] for p in (here, *here.parents) if p in found), None)
+            if tree is not None:
+                tree.records[str((here / name).relative_to(tree.path))] = prov
+    # an experiment's tree is one before it holds a record of its own (every job the base's)
+    return [
+        t
+        for _, t in sorted(found.items())
+        if t.records or (t.path / experiments.DEFINITION).is_file()
+    ]
+
+
+def differences(base: Tree, tree: Tree) -> list[str]:
+    """The config keys the records of ``tree`` differ in from the same records of ``base``
+    (``folder: key old -> new``, one line per change, with how many records it is in), and the
+    records only one of them has."""
+    per_change: Counter[str] = Counter()
+    for rel in sorted(set(base.records) & set(tree.records)):
+        folder = str(Path(rel).parent)
+        old, new = base.records[rel].get("config"), tree.records[rel].get("config")
+        for change in changed_keys(old, new):
+            per_change[f"{folder}: {change}"] += 1
+    lines = [f"{c} ({n} records)" if n > 1 else c for c, n in per_change.items()]
+    only_here = len(set(tree.records) - set(base.records))
+    only_base = len(set(base.records) - set(tree.records))
+    if only_here:
+        lines.append(f"{only_here} records not in base")
+    if only_base:
+        lines.append(f"{only_base} records of base not here")
+    return lines
+
+
+def newest(tree: Tree) -> str:
+    """The newest ``finished_at`` of the tree's records (ISO times sort as text)."""
+    return max((str(p.get("finished_at") or "") for p in tree.records.values()), default="")
+
+
+def where(tree: Tree) -> list[str]:
+    """Each host the records ran on, with its GPUs (else its CPU and kernel set) and how many."""
+    hosts: Counter[str] = Counter()
+    for prov in tree.records.values():
+        hw = prov.get("hardware") or {}
+        gpus = [g.get("name", "?") if isinstance(g, dict) else str(g) for g in hw.get("gpus") or []]
+        device = ", ".join(sorted(set(gpus))) or " ".join(
+            str(x) for x in (hw.get("cpu_model"), hw.get("torch_cpu_capability")) if x
+        )
+        hosts[f"{hw.get('hostname') or '?'} ({device or 'unknown device'})"] += 1
+    return [f"{h}: {n}" for h, n in hosts.most_common()]
+
+
+def commits(tree: Tree) -> list[str]:
+    """The code each record ran with: short commit (``+dirty`` for uncommitted edits), count."""
+    seen: Counter[str] = Counter()
+    for prov in tree.records.values():
+        git = prov.get("git") or {}
+        seen[str(git.get("commit") or "?")[:10] + ("+dirty" if git.get("dirty") else "")] += 1
+    return [f"{c}: {n}" for c, n in seen.most_common()]
+
+
+def experiment_of(tree: Tree) -> dict[str, Any] | None:
+    """The tree's experiment definition (:data:`ablate.core.trees.experiments.DEFINITION`), if it is
+    an experiment's."""
+    return read_json(tree.path / experiments.DEFINITION)
+
+
+@functools.cache
+def study_patterns() -> dict[str, re.Pattern]:
+    """Each study's files (its layout's PATTERNS, relative to a results folder) as one regex: a
+    pattern's file, a file in its folder, or its sidecar (``<table>.provenance.json``)."""
+    out = {}
+    for study in studies.STUDIES:
+        alts = [
+            "".join(re.escape(t) if i % 2 == 0 else "[^/]+" for i, t in enumerate(parts))
+            for parts in (
+                re.split(r"\{([^}]+)\}", p) for p in studies.side(study, "layout").PATTERNS.values()
+            )
+        ]
+        out[study] = re.compile("(?:" + "|".join(alts) + r")(?:[/.].*)?")
+    return out
+
+
+def not_written_by(
+    tree: Tree, outputs: Iterable[str | os.PathLike], run: Iterable[str] | None = None
+) -> list[str]:
+    """The records of ``tree`` (relative to it) that are none of ``outputs`` and lie in none (a
+    folder output): another configuration's. ``outputs`` and ``tree.path`` relative to one
+    folder (or both absolute). ``run``: the studies of the configuration; a record of a study
+    it leaves out is left out (a run of one study beside both studies' results mixes nothing:
+    it reads and replaces none of the other's files)."""
+    outs = {os.path.normpath(o) for o in outputs}
+    others = [p for s, p in study_patterns().items() if run is not None and s not in run]
+
+    def written(path: Path) -> bool:
+        path = Path(os.path.normpath(path))
+        return any(str(p) in outs for p in (path, *path.parents))
+
+    return [
+        rel
+        for rel in tree.records
+        if not written(tree.path / rel) and not any(p.fullmatch(rel) for p in others)
+    ]
+
+
+def mixed_warning(
+    results: str, outputs: Iterable[str | os.PathLike], run: Iterable[str]
+) -> str | None:
+    """One line when the results folder ``results`` holds records of the studies ``run`` that
+    no job of this configuration writes (its jobs' ``outputs``): another configuration (an
+    overlay's seeds, another config with the same ``results:``) wrote there, and the tables
+    this run writes replace the ones that read them; None otherwise. The Snakefile's start says
+    it (rules/common.smk)."""
+    tree = next((t for t in find_trees(results) if t.path == Path(results)), None)
+    foreign = sorted(not_written_by(tree, outputs, list(run))) if tree else []
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    return (
+        f"warning: {results}/ holds {len(foreign)} records no job of this configuration writes "
+        f"({shown}): another configuration wrote into this results folder, and this run's "
+        f"tables replace the ones made from them; give each configuration its own `results:` "
+        f"(`ablate runs --configfile <its files>` lists them)"
+    )

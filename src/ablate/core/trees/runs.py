@@ -1,0 +1,549 @@
+"""``ablate runs``: every results tree under a folder side by side, one row each (as DVC's
+``exp show`` or MLflow's run comparison): the config keys its records differ in from a base
+tree's, each study's headline numbers, the claim verdicts, when and where it last ran, and, for
+a configuration given with ``--configfile``, its jobs' status (done, stale, to run) with the jobs
+whose records another configuration made.
+
+The results trees and their records are found by :mod:`ablate.core.trees.results_trees`.
+
+Study-agnostic: a study's status module may give ``run_numbers(results)`` (its headline numbers,
+short cells) and ``claims(results)`` (its claims table's rows, each with ``claim`` and
+``verdict``); found through the registry :mod:`ablate.studies`. No torch: it reads JSON and CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import difflib
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablate import studies
+from ablate.core.config import subschema
+from ablate.core.outputs import io
+from ablate.core.outputs.provenance import changed_keys
+from ablate.core.outputs.records import provenance_of, read_json
+from ablate.core.reruns import runcache
+from ablate.core.trees.results_trees import (
+    LOGS,
+    Tree,
+    commits,
+    differences,
+    experiment_of,
+    find_trees,
+    newest,
+    not_written_by,
+    where,
+)
+
+#: the columns of the table, the CSV and the HTML page
+COLUMNS = (
+    "tree",
+    "records",
+    "last run",
+    "where",
+    "commits",
+    "differs from base",
+    "numbers",
+    "vs base",
+    "claims",
+    "claims vs base",
+    "status",
+)
+#: the columns of the one-line-per-tree table printed first (and of --md)
+SUMMARY = ("tree", "differs from base", "vs base", "claims vs base", "last run")
+
+
+def _read(mod: Any, part: str, results: Path, shared: Path | None) -> Any:
+    """A study's ``part`` (its status part's ``run_scores``, ``run_numbers``, ``claims``) of a
+    results tree; of an experiment's tree whose tables of that study are the base's (not in
+    it: its change did not reach them), the base's (``shared``)."""
+    if not hasattr(mod, part):
+        return []
+    found = getattr(mod, part)(results)
+    return found or (getattr(mod, part)(shared) if shared is not None else found)
+
+
+def scores(results: Path, shared: Path | None = None) -> dict[str, float]:
+    """Every study's scores to compare trees by (its status part's ``run_scores``), named
+    ``<study>: <score>``; ``shared``: an experiment's base tree (:func:`_read`)."""
+    out = {}
+    for study in studies.STUDIES:
+        found = _read(studies.side(study, "status"), "run_scores", results, shared) or {}
+        out.update({f"{study}: {k}": v for k, v in found.items()})
+    return out
+
+
+def score_deltas(
+    base: dict[str, float], here: dict[str, float], headline: bool = False
+) -> list[str]:
+    """``<score> +0.031 (0.616 -> 0.647)`` for each score both have that differs (within 1e-9
+    they are the same: float rounding), the headline ones (a study's own, no ``: <part>``, the
+    mask study's macro) first; ``headline``: those alone."""
+    both = [k for k in here if k in base and abs(here[k] - base[k]) > 1e-9]
+    both = [k for k in both if not headline or k.count(":") == 1]
+    both.sort(key=lambda k: (k.count(":") > 1, k))
+    return [f"{k} {here[k] - base[k]:+.3f} ({base[k]:.3f} -> {here[k]:.3f})" for k in both]
+
+
+def claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[str]:
+    """``<study>: <claim> <verdict> -> <verdict>`` for each study-level claim whose verdict
+    differs between two results trees (``shared``: :func:`_read`)."""
+    out = []
+    for study in studies.STUDIES:
+        mod = studies.side(study, "status")
+        if not hasattr(mod, "claims"):
+            continue
+        old = {r["claim"]: r.get("verdict") for r in mod.claims(base) if "/" not in r["claim"]}
+        mine = _read(mod, "claims", here, shared)
+        new = {r["claim"]: r.get("verdict") for r in mine if "/" not in r["claim"]}
+        out += [
+            f"{study}: {c} {old.get(c) or 'absent'} -> {new.get(c) or 'absent'}"
+            for c in sorted(set(old) | set(new), key=str)
+            if old.get(c) != new.get(c)
+        ]
+    return out
+
+
+def study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
+    """Each study's headline numbers and its claims' verdicts (counts, then each study-level
+    claim's verdict) in ``results``, from the studies' status modules (``shared``:
+    :func:`_read`)."""
+    numbers, claims = [], []
+    for study in studies.STUDIES:
+        mod = studies.side(study, "status")
+        numbers += [f"{study}: {n}" for n in _read(mod, "run_numbers", results, shared)]
+        rows = _read(mod, "claims", results, shared)
+        if rows:
+            counts = Counter(r.get("verdict") or "?" for r in rows)
+            claims.append(f"{study}: " + ", ".join(f"{n} {v}" for v, n in counts.most_common()))
+            # a per-task claim ("learned/emb_count") details a study-level one
+            claims += [f"  {r['claim']}: {r.get('verdict')}" for r in rows if "/" not in r["claim"]]
+    return numbers, claims
+
+
+@dataclass
+class Configuration:
+    """A configuration (named by its config files, or as the run's own): its results tree,
+    each job's status row (:func:`ablate.core.reports.status.build`) and its jobs' outputs."""
+
+    files: list[str]
+    tree: Path
+    rows: list[Any]
+    outputs: set[str]
+    studies: list[str]
+
+    @classmethod
+    def of(cls, files: list[str], config: dict, rows: list[Any], workdir: Path) -> Configuration:
+        """``config``'s, from its status ``rows`` (paths relative to ``workdir``)."""
+        outputs = {os.path.normpath(workdir / o) for r in rows for o in r.job.outputs.values()}
+        tree = (workdir / config["results"]).resolve()
+        return cls(files, tree, rows, outputs, list(config["studies"]))
+
+    @classmethod
+    def load(cls, files: list[str], workdir: Path) -> Configuration:
+        """The configuration of these config files (merged in order, as snakemake does)."""
+        from ablate.core.planner.inputs import load_config
+        from ablate.core.reports import status
+
+        config = load_config(files)
+        return cls.of(files, config, status.build(config, workdir)[1], workdir)
+
+    def lines(self, tree: Tree) -> tuple[list[str], list[str]]:
+        """Its jobs' status in ``tree`` (counts, then each stale job and why) and the records
+        of ``tree`` that no job of it writes (another configuration's: an overlay's seeds)."""
+        from ablate.core.reports.status import STATES
+
+        counts = Counter(r.status for r in self.rows)
+        lines = [
+            " ".join(self.files) + ": " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+        ]
+        lines += [f"  {r.job.name}: {r.why}" for r in self.rows if r.status == "stale"]
+        return lines, not_written_by(tree, self.outputs, self.studies)
+
+
+def table_rows(
+    root: str | os.PathLike = ".",
+    base: str | os.PathLike | None = None,
+    configurations: list[Configuration] = (),
+) -> list[dict[str, list[str]]]:
+    """One row per results tree under ``root``: each column of :data:`COLUMNS` as lines.
+    ``base``: the tree the others are compared with (default: the first found);
+    ``configurations``: the configurations to check (its tree gets its jobs' status; a tree that
+    two name, or that holds records none of its configurations writes, is marked ``mixed``)."""
+    root = Path(root)
+    trees = find_trees(root)
+    if not trees:
+        return []
+    by_path = {t.path.resolve(): t for t in trees}
+    base_tree = trees[0] if base is None else by_path.get((root / base).resolve())
+    if base_tree is None:
+        raise LookupError(
+            f"--base {base}: no results tree there (one of: "
+            + ", ".join(str(t.path.relative_to(root)) for t in trees)
+            + ")"
+        )
+    out = []
+    base_scores = scores(base_tree.path)
+    for tree in trees:
+        exp = experiment_of(tree)
+        # an experiment's tables its change did not reach are its base's
+        shared = (root / exp["base"]) if exp else None
+        numbers, claims = study_numbers(tree.path, shared)
+        here = scores(tree.path, shared)
+        if tree is base_tree:
+            differs = ["(base)"]
+        elif exp and (root / exp["base"]).resolve() == base_tree.path.resolve():
+            # an experiment of this base: the keys it changes, the jobs that are the base's
+            differs = [*exp["changes"], *exp.get("slices", [])] or ["nothing"]
+            differs.append(f"{len(exp['shared'])} jobs are the base's, {len(exp['own'])} its own")
+        else:
+            differs = differences(base_tree, tree) or ["nothing"]
+        state, mixed = [], []
+        mine = [c for c in configurations if c.tree == tree.path.resolve()]
+        if len(mine) > 1:
+            mixed.append("written by " + "; ".join(" ".join(c.files) for c in mine))
+        for c in mine:
+            lines, foreign = c.lines(tree)
+            state += lines
+            if foreign:
+                mixed.append(
+                    f"{len(foreign)} records no job of {' '.join(c.files)} writes: "
+                    + ", ".join(sorted(foreign))
+                )
+        name = str(tree.path.relative_to(root)) or "."
+        out.append(
+            {
+                "tree": [name + (" (mixed)" if mixed else "")],
+                "records": [str(len(tree.records))],
+                "last run": [newest(tree)],
+                "where": where(tree),
+                "commits": commits(tree),
+                "differs from base": differs,
+                "numbers": numbers,
+                "vs base": []
+                if tree is base_tree
+                else score_deltas(base_scores, scores(tree.path)),
+                "claims": claims,
+                "claims vs base": []
+                if tree is base_tree
+                else claim_changes(base_tree.path, tree.path, shared),
+                "status": state + [f"mixed: {m}" for m in mixed],
+                # not columns: what the summary table and --sort read
+                "scores": here,
+                "headline vs base": []
+                if tree is base_tree
+                else score_deltas(base_scores, here, headline=True),
+            }
+        )
+    return out
+
+
+def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """The rows sorted by a score (``--sort "mask: 3A under prefill_bidir"``: highest first,
+    a tree without it last) or by a column's first line (``--sort "last run"``)."""
+    known = {k for r in rows for k in r["scores"]}
+    if by in known:
+        return sorted(rows, key=lambda r: (by not in r["scores"], -r["scores"].get(by, 0.0)))
+    if by in COLUMNS:
+        return sorted(rows, key=lambda r: (r[by] or [""])[0])
+    close = difflib.get_close_matches(by, [*COLUMNS, *sorted(known)], n=1, cutoff=0.5)
+    raise LookupError(
+        f"--sort {by}: no column or score of that name"
+        + (f"; did you mean {close[0]!r}?" if close else f" (columns: {', '.join(COLUMNS)})")
+    )
+
+
+def summary_table(rows: list[dict[str, Any]], sep: str = "; ") -> str:
+    """One line per tree (:data:`SUMMARY`'s columns; a cell's lines joined by ``sep``) as a
+    markdown table: the experiments side by side, each with the keys it changes, its headline
+    numbers against the base and its claims' verdicts that differ."""
+
+    def cell(row: dict[str, Any], col: str) -> str:
+        lines = row["headline vs base"] if col == "vs base" else row[col]
+        return sep.join(c.strip() for c in lines).replace("|", "\\|")
+
+    head = ["| " + " | ".join(SUMMARY) + " |", "|" + "---|" * len(SUMMARY)]
+    return "\n".join(head + ["| " + " | ".join(cell(r, c) for c in SUMMARY) + " |" for r in rows])
+
+
+def render_markdown(rows: list[dict[str, Any]]) -> str:
+    """The summary table, then every column of every tree (a cell's lines on lines of their
+    own): ``--md``."""
+
+    def cell(lines: list[str]) -> str:
+        return "<br>".join(c.strip() for c in lines).replace("|", "\\|")
+
+    full = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    full += ["| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return summary_table(rows, "<br>") + "\n\n" + "\n".join(full) + "\n"
+
+
+#: the columns of the earlier runs' table (the history copies beside each record)
+HISTORY_COLUMNS = ("tree", "record", "run", "finished", "differs from now", "numbers")
+
+
+def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
+    """Every earlier run of a job kept beside its record
+    (:data:`ablate.core.outputs.io.HISTORY_DIR`) that differs from the record there now in its
+    config slice or in an upstream run (the config key that run changed, as ``ablate diff`` names
+    it): the runs an edit in place replaced, with its headline number where the record has one (an
+    evaluation's macro). A rerun of the same configuration is left out."""
+    from ablate.core.trees.diff import upstream
+
+    root = Path(root)
+    out = []
+    for tree in find_trees(root):
+        for rel, live in sorted(tree.records.items()):
+            path = tree.path / rel
+            kept = path.parent / io.HISTORY_DIR
+            for old_path in sorted(kept.glob(f"*.{path.name}")):
+                old = read_json(old_path) or {}
+                prov = provenance_of(old)
+                if prov.get("run_id") == live.get("run_id"):
+                    continue
+                differs = changed_keys(prov.get("config"), live.get("config"))
+                for line in upstream(prov, live, [str(root)]):  # a record, then its keys
+                    if line.startswith(" ") and differs:
+                        differs[-1] += (", " if differs[-1].endswith(")") else " (") + line.strip()
+                    else:
+                        differs.append(f"upstream {line}")
+                differs = [d + ")" if d.startswith("upstream") and "(" in d else d for d in differs]
+                if not differs:
+                    continue
+                now = read_json(path) or {}
+                numbers = [
+                    f"macro {a:.3f} (now {b:.3f})"
+                    for a, b in [
+                        (
+                            (old.get("macro") or {}).get("score"),
+                            (now.get("macro") or {}).get("score"),
+                        )
+                    ]
+                    if isinstance(a, (int, float)) and isinstance(b, (int, float))
+                ]
+                out.append(
+                    {
+                        "tree": str(tree.path.relative_to(root)) or ".",
+                        "record": rel,
+                        "run": str(prov.get("run_id")),
+                        "finished": str(prov.get("finished_at") or ""),
+                        "differs from now": "; ".join(differs),
+                        "numbers": "; ".join(numbers),
+                    }
+                )
+    return out
+
+
+#: the columns of the run cache's table (``--cache``)
+CACHE_COLUMNS = ("tree", "job", "entries", "last stored", "hosts", "params differ")
+
+
+def cache_rows(cache: str | os.PathLike, root: str | os.PathLike = ".") -> list[dict[str, str]]:
+    """One row per job of the run cache ``cache`` (its rule and wildcards), each entry's results
+    tree from the outputs its manifest names (relative to the working directory ``root``, as a
+    job names them): how many entries, the newest one's time and host, and the params (config
+    slice) in which its entries differ from the oldest one. A tree that no longer exists under
+    ``root`` is named by its outputs' folder."""
+    root = Path(root)
+    trees = [str(t.path.relative_to(root)) for t in find_trees(root)]
+    jobs: dict[tuple[str, str], list[dict]] = {}
+    for entry in sorted(Path(cache).iterdir()):
+        manifest = read_json(entry / runcache.MANIFEST) if entry.is_dir() else None
+        parts = (manifest or {}).get("parts")
+        if not isinstance(parts, dict) or not manifest.get("outputs"):
+            continue  # refused/, a store under way, something else
+        first = os.path.normpath(manifest["outputs"][0])
+        inside = [t for t in trees if t == "." or first.startswith(t + os.sep)]
+        tree = max(inside, key=len) if inside else os.path.dirname(first)
+        wildcards = ",".join(f"{k}={v}" for k, v in (parts.get("wildcards") or {}).items())
+        job = f"{parts.get('rule')}" + (f" {wildcards}" if wildcards else "")
+        jobs.setdefault((tree, job), []).append(manifest)
+    out = []
+    for (tree, job), entries in sorted(jobs.items()):
+        entries.sort(key=lambda m: str(m.get("stored_at") or ""))
+        first, last = entries[0], entries[-1]
+        differ = {
+            c
+            for m in entries[1:]
+            for c in changed_keys(first["parts"].get("params"), m["parts"].get("params"))
+        }
+        out.append(
+            {
+                "tree": tree,
+                "job": job,
+                "entries": str(len(entries)),
+                "last stored": f"{last.get('stored_at') or '?'} (run {last.get('run_id') or '?'})",
+                "hosts": ", ".join(sorted({str(m.get("host") or "?") for m in entries})),
+                "params differ": "; ".join(sorted(differ))
+                or ("" if len(entries) == 1 else "none (inputs, code or packages differ)"),
+            }
+        )
+    return out
+
+
+def render_text(
+    rows: list[dict[str, list[str]]],
+    cache: list[dict[str, str]] = (),
+    history: list[dict[str, str]] = (),
+) -> str:
+    """The terminal form: the summary table (several trees), then one block per tree, one line
+    per column that has something; then the earlier runs and the run cache's jobs, one line
+    each."""
+    blocks = [summary_table(rows)] if len(rows) > 1 else []
+    for row in rows:
+        lines = [f"== {row['tree'][0]}"]
+        for col in COLUMNS[1:]:
+            cells = row[col]
+            if not cells:
+                continue
+            if len(cells) == 1:
+                lines.append(f"  {col}: {cells[0]}")
+            else:
+                lines.append(f"  {col}:")
+                lines += [f"    {c}" for c in cells]
+        blocks.append("\n".join(lines))
+    if cache:
+        lines = ["== run cache"]
+        for c in cache:
+            lines.append(
+                f"  {c['tree']}: {c['job']}: {c['entries']} entries, last {c['last stored']} "
+                f"on {c['hosts']}"
+                + (f"; params differ: {c['params differ']}" if c["params differ"] else "")
+            )
+        blocks.append("\n".join(lines))
+    if history:
+        lines = ["== earlier runs (history/)"]
+        lines += [
+            f"  {h['tree']}: {h['record']}: run {h['run']} ({h['finished']}): "
+            f"{h['differs from now']}" + (f"; {h['numbers']}" if h["numbers"] else "")
+            for h in history
+        ]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def write_csv(rows: list[dict[str, list[str]]], path: str | os.PathLike) -> None:
+    """One CSV row per tree; a cell's lines joined by ``; ``."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for row in rows:
+            w.writerow(["; ".join(c.strip() for c in row[col]) for col in COLUMNS])
+
+
+def render_html(
+    rows: list[dict[str, list[str]]],
+    cache: list[dict[str, str]] = (),
+    history: list[dict[str, str]] = (),
+) -> str:
+    """A self-contained HTML page (the report's status pages' style): the experiments' summary,
+    the trees' table, the earlier runs, then the run cache's; a cell's lines on lines of their
+    own."""
+    from ablate.core.reports.status_report import STYLE, html_table
+
+    summary = [
+        {c: "\n".join(r["headline vs base"] if c == "vs base" else r[c]) for c in SUMMARY}
+        for r in rows
+    ]
+    trees = [{c: "\n".join(r[c]) for c in COLUMNS} for r in rows]
+    tables = "<h2>Experiments</h2>" + html_table(list(SUMMARY), summary)
+    tables += "<h2>Results trees</h2>" + html_table(list(COLUMNS), trees)
+    if history:
+        tables += "<h2>Earlier runs</h2>" + html_table(list(HISTORY_COLUMNS), list(history))
+    if cache:
+        tables += "<h2>Run cache</h2>" + html_table(list(CACHE_COLUMNS), list(cache))
+    return (
+        f"<html><head><meta charset='utf-8'>{STYLE}<style>td{{white-space:pre-line}}</style>"
+        f"</head><body>{tables}</body></html>\n"
+    )
+
+
+def write_page(config: dict, rows: list[Any], out: str | os.PathLike, workdir: str = ".") -> Path:
+    """The report's runs page (rules/status.smk): every results tree under the working
+    directory beside this run's (the base), this run's tree with its jobs' status (``rows``, its
+    STATUS rows) and marked mixed where another configuration wrote into it."""
+    this = Configuration.of(["this run's configuration"], config, rows, Path(workdir))
+    trees = table_rows(workdir, config["results"], [this])
+    return io.write_text(out, render_html(trees, history=history_rows(workdir)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ablate.core.planner.inputs import PlanError
+
+    ap = argparse.ArgumentParser(
+        prog="ablate runs",
+        description="Every results tree under a folder side by side: the config keys its "
+        "records differ in from a base tree's, the headline numbers, the claim verdicts, when "
+        "and where it last ran; with --cache, the run cache's entries per job. Runs no job.",
+    )
+    ap.add_argument("--root", default=".", help="the folder searched for results trees")
+    ap.add_argument(
+        "--base",
+        help="the tree the others are compared with, relative to --root (default: the first)",
+    )
+    ap.add_argument(
+        "--configfile",
+        "--configfiles",
+        nargs="+",
+        action="append",
+        metavar="FILE",
+        help="a configuration's files, as given to snakemake (repeat the flag for another "
+        "configuration): its tree also shows its jobs' status, and the records no job of it "
+        "writes mark the tree mixed",
+    )
+    ap.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="also list this run cache's entries per job (default: the config's default "
+        "folder, where it exists)",
+    )
+    ap.add_argument(
+        "--sort",
+        metavar="COLUMN_OR_SCORE",
+        help='order the trees by a score, highest first ("mask: 3A under prefill_bidir", as '
+        "the vs base column names it), or by a column",
+    )
+    ap.add_argument("--csv", metavar="FILE", help="also write the trees' table as CSV")
+    ap.add_argument("--md", metavar="FILE", help="also write the tables as markdown")
+    ap.add_argument("--html", metavar="FILE", help="also write every table as an HTML page")
+    args = ap.parse_args(argv)
+    default = Path(args.root) / subschema("properties/run_cache")["default"]
+    if args.cache is None and default.is_dir():  # the run cache of a config that leaves it be
+        args.cache = str(default)
+    if args.cache and not Path(args.cache).is_dir():
+        print(
+            f"ablate runs: --cache {args.cache}: no such folder (the run cache: the config's run_cache)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        configs = [Configuration.load(f, Path(args.root)) for f in args.configfile or []]
+        rows = table_rows(args.root, args.base, configs)
+        if args.sort:
+            rows = sort_rows(rows, args.sort)
+    except (LookupError, PlanError) as exc:
+        print(f"ablate runs: {exc}", file=sys.stderr)
+        return 2
+    cache = cache_rows(args.cache, args.root) if args.cache else []
+    history = history_rows(args.root)
+    if not rows and not cache:
+        print(
+            f"ablate runs: no results tree under {args.root} (a folder with {LOGS}/ and job "
+            "records); run the workflow first, or pass --root",
+            file=sys.stderr,
+        )
+        return 1
+    print(render_text(rows, cache, history))
+    if args.csv:
+        write_csv(rows, args.csv)
+    if args.md:
+        io.write_text(args.md, render_markdown(rows))
+    if args.html:
+        io.write_text(args.html, render_html(rows, cache, history))
+    return 0

@@ -1,0 +1,40 @@
+"""Atomic writes: the target is replaced whole, and a failed write leaves the old file alone."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from ablate.core.outputs import io
+
+
+def test_write_json_replaces_whole(tmp_path):
+    p = tmp_path / "a" / "x.json"
+    io.write_json(p, {"b": 1, "a": 2})
+    assert json.loads(p.read_text()) == {"a": 2, "b": 1}
+    assert p.read_text().index('"a"') < p.read_text().index('"b"')  # sorted keys
+    assert [f.name for f in p.parent.iterdir()] == ["x.json"]  # no temporary left
+
+
+def test_failed_write_keeps_old_file(tmp_path):
+    p = tmp_path / "x.txt"
+    io.write_text(p, "old")
+
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_write(p, boom)
+    assert p.read_text() == "old"
+    assert [f.name for f in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_write_frame_by_suffix(tmp_path):
+    df = pd.DataFrame({"a": [1, 2]})
+    io.write_frame(tmp_path / "t.csv", df)
+    io.write_frame(tmp_path / "t.parquet", df)
+    assert pd.read_csv(tmp_path / "t.csv").equals(df)
+    assert pd.read_parquet(tmp_path / "t.parquet").equals(df)
+    with pytest.raises(ValueError, match="unknown table format"):
+        io.write_frame(tmp_path / "t.xlsx", df)

@@ -1,0 +1,104 @@
+"""ablate.core.reports.expected: the expected results per CPU kind, the page rendered from them, and
+the comparison a user runs after the quick start."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from oracles import page_table
+
+from ablate.core.reports import expected
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_cpu_kind_is_the_vendor_and_torchs_kernels():
+    amd = {"cpu_vendor": "AuthenticAMD", "torch_cpu_capability": "AVX2"}
+    intel = {"cpu_vendor": "GenuineIntel", "torch_cpu_capability": "AVX512"}
+    assert expected.cpu_kind(amd) == "AMD AVX2"
+    assert expected.cpu_kind(intel) == "Intel AVX512"
+    assert expected.cpu_kind({"cpu_vendor": "ARM"}) == "ARM unknown"
+
+
+@pytest.mark.parametrize("page", list(expected.PAGES))
+def test_the_pages_table_is_the_files(page):
+    """docs/embedded.md's and the README's tables are rendered from docs/expected_results.csv,
+    never edited apart."""
+    rows = expected.load(REPO / expected.EXPECTED_FILE)
+    assert page_table(REPO / page) == expected.PAGES[page](rows)
+
+
+def test_every_cpu_claim_is_in_the_file():
+    """The claims said to hold on every CPU are claims the runs state (a renamed claim would
+    leave the unmeasured CPU's check empty)."""
+    for row in expected.load(REPO / expected.EXPECTED_FILE).values():
+        assert set(expected.every_cpu()) <= set(row), sorted(set(expected.every_cpu()) - set(row))
+
+
+def fake_results(root: Path, macro: float, verdict: str, vendor: str = "AuthenticAMD") -> Path:
+    """A results tree with a mask recovery table, its claims and one record naming the CPU."""
+    results = root / "results"
+    (results / "claims").mkdir(parents=True)
+    with open(results / "recovery.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "stage", "variant", "eval_policy", "score"])
+        w.writerow(["macro", 1, "base", "causal", macro])
+        w.writerow(["emb_count", 1, "base", "causal", 1.0])
+    with open(results / "claims/mask.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["study", "claim", "verdict"])
+        w.writerows(["mask", c.split(": ")[1], verdict] for c in expected.every_cpu())
+    hw = {"cpu_vendor": vendor, "cpu_model": "a CPU", "torch_cpu_capability": "AVX2"}
+    (results / "metrics.json").write_text(json.dumps({"provenance": {"hardware": hw}}))
+    return results
+
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch) -> Path:
+    """A folder with the pages the tables are written into, as the working directory."""
+    (tmp_path / "docs").mkdir()
+    for page in expected.PAGES:
+        shutil.copy(REPO / page, tmp_path / page)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_write_then_compare(checkout, capsys):
+    results = fake_results(checkout / "a", 0.954, "supported")
+    assert expected.main(["--results", str(results), "--write"]) == 0
+    rows = expected.load()
+    assert expected.values(rows["AMD AVX2"])["mask: base under causal"] == "0.954"
+    assert "| mask: base under causal | 0.954 |" in page_table(checkout / "docs/embedded.md")
+    assert "| base | 0.954 |" in page_table(checkout / "README.md")
+    capsys.readouterr()
+    assert expected.main(["--results", str(results)]) == 0
+    assert "matches AMD AVX2's row" in capsys.readouterr().out
+
+    other = fake_results(checkout / "b", 0.951, "supported")
+    assert expected.main(["--results", str(other)]) == 1
+    out = capsys.readouterr().out
+    assert "mask: base under causal: expected 0.954, got 0.951" in out
+
+
+def test_an_unmeasured_cpu_kind_is_named_and_held_to_the_every_cpu_claims(checkout, capsys):
+    expected.write(fake_results(checkout / "a", 0.954, "supported"))
+    intel = fake_results(checkout / "b", 0.9, "supported", vendor="GenuineIntel")
+    assert expected.main(["--results", str(intel)]) == 0
+    assert "CPU kind Intel AVX2 is unmeasured" in capsys.readouterr().out
+    bad = fake_results(checkout / "c", 0.9, "inconclusive", vendor="GenuineIntel")
+    assert expected.main(["--results", str(bad)]) == 1
+    assert "not supported: mask: learned" in capsys.readouterr().out
+
+
+def test_records_of_two_cpu_kinds_have_no_row(checkout, capsys):
+    results = fake_results(checkout / "a", 0.954, "supported")
+    hw = {"cpu_vendor": "GenuineIntel", "torch_cpu_capability": "AVX512"}
+    (results / "other.json").write_text(json.dumps({"provenance": {"hardware": hw}}))
+    assert expected.main(["--results", str(results), "--write"]) == 2
+    assert "the records name 2 CPU kinds (AMD AVX2, Intel AVX512), not one" in (
+        capsys.readouterr().err
+    )

@@ -1,0 +1,163 @@
+"""Experiments beside a configuration (ablate.core.trees.experiments), without running a job: which
+of an experiment's jobs are the base's (shared, not run again) for a key of each kind, the
+command line's --set and sweep names, and the one-line refusals. The workflow's side (one DAG,
+the experiment's rules as a Snakemake module): tests/pipeline/test_experiments_dag.py; the
+researcher's loop end to end: tests/pipeline/test_experiments_run.py."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablate import cli
+from ablate.core.config import ConfigError, validate_config
+from ablate.core.trees import exp_run
+from ablate.core.trees import experiments as E
+
+ROOT = Path(__file__).resolve().parents[3]
+DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+LR_3A = {"mask": {"finetune": {"variants": {"3A": {"learning_rate": 5.0e-4}}}}}
+BRIDGE_JOBS = {"data", "model/source", "model/target", "summary", "claims", "plots"}
+
+
+def own_jobs(over: dict, name: str = "x") -> set[str]:
+    """The jobs of the experiment ``over`` on the default config that are its own to run."""
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["experiments"] = {name: over}
+    validate_config(cfg)
+    (plan,) = E.plans(cfg)
+    return set(plan.definition()["own"])
+
+
+def test_one_finetune_key_runs_that_finetune_its_evaluations_and_the_tables():
+    assert own_jobs(LR_3A) == {
+        "finetune/3A",
+        "eval/3A/causal",
+        "eval/3A/prefill_bidir",
+        "recovery_table",
+        "plot_scores",
+        "plot_loss_curves",
+        "mask_claims",
+    }
+
+
+def test_a_key_of_each_kind_reaches_what_reads_it():
+    # the evaluations' slice: every evaluation and the tables, no finetune
+    evals = own_jobs({"mask": {"eval": {"max_batch_tokens": 8192}}})
+    assert {j for j in evals if j.startswith("eval/")} == {
+        f"eval/{m}/{p}" for m in ("base", "3A", "3B", "5B") for p in ("causal", "prefill_bidir")
+    }
+    assert not {j for j in evals if j.startswith(("finetune/", "leakage/", "prepare"))}
+    # a key only the tables read (mask.claims): the tables alone
+    assert own_jobs({"mask": {"claims": {"side_effect_margin": 0.2}}}) == {
+        "recovery_table",
+        "plot_scores",
+        "plot_loss_curves",
+        "mask_claims",
+    }
+    # a key no slice holds (a rule's threads: the numerics of its jobs): the whole study
+    threads = own_jobs({"mask": {"resources": {"eval": {"threads": 2}}}})
+    assert {"make_data", "prepare_model", "finetune/3A"} <= threads
+    assert not threads & BRIDGE_JOBS
+    # the other study's key: nothing of the mask study
+    k = own_jobs({"bridge": {"grid": {"2b": {"K": 5}}}})
+    assert {j for j in k if not j.startswith("train/")} == {"summary", "claims", "plots"}
+    assert not {j for j in k if j.startswith(("eval/", "finetune/", "recovery"))}
+
+
+def test_a_seed_added_in_an_experiment_runs_only_that_seeds_jobs():
+    seeds = {"mask": {"finetune": {"variants": {"3B": {"seeds": [5, 6]}}}}}
+    assert own_jobs(seeds) == {
+        "finetune/3B-s6",
+        "finetune/5B-s6",
+        *(f"eval/{v}-s6/{p}" for v in ("3B", "5B") for p in ("causal", "prefill_bidir")),
+        "recovery_table",
+        "plot_scores",
+        "plot_loss_curves",
+        "mask_claims",
+    }
+
+
+def test_shared_jobs_read_the_bases_files():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["experiments"] = {"lr": LR_3A}
+    validate_config(cfg)
+    (plan,) = E.plans(cfg)
+    jobs = {j.name: j for j in plan.jobs}
+    assert plan.config["results"] == "results/exp/lr" and plan.prefix == "exp_lr_"
+    assert jobs["finetune/3B"].outputs["summary"] == "results/finetune/3B/summary.json"
+    assert jobs["finetune/3A"].outputs["summary"] == "results/exp/lr/finetune/3A/summary.json"
+    assert plan.redirects["results/exp/lr/finetune/3B/final"] == "results/finetune/3B/final"
+    assert "results/exp/lr/finetune/3A/final" not in plan.redirects
+    # a file whose name starts with another's is left to it: Snakemake refuses two prefixes
+    infer = [k for k in plan.redirects if "/bridge/infer/" in k]
+    assert infer and not [k for k in infer if k.endswith(".provenance.json")]
+    # the rules all of whose jobs are shared are left out of its module
+    assert "prepare_model" in plan.excluded and "finetune" not in plan.excluded
+    # STATUS of the experiment's configuration reads the base's files for them
+    study = E.study_jobs(plan.config)
+    shared = {j.name for js in study.values() for j in js if j.labels.get("shared")}
+    assert "finetune/3B" in shared and "finetune/3A" not in shared
+    assert plan.definition()["changes"] == [
+        "mask.finetune.variants.3A.learning_rate <absent> -> 0.0005"
+    ]
+
+
+def test_set_and_sweep_names():
+    points = exp_run.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]", "d=x"])
+    assert points == [
+        {"a.b": 1.0e-4, "c": [1, 2], "d": "x"},
+        {"a.b": 5.0e-4, "c": [1, 2], "d": "x"},
+    ]
+    typed = exp_run.parse_set(["a.b=1.0e-4,5.0e-4", "c=[1, 2]"], as_typed=True)
+    assert exp_run.sweep_names("lr", typed) == ["lr-1.0e-4", "lr-5.0e-4"]
+    assert exp_run.sweep_names("lr", [{"x": "a/b"}, {"x": "a b"}]) == ["lr-1", "lr-2"]
+    assert exp_run.sweep_names("one", [{"x": 1}]) == ["one"]
+    assert exp_run.nested({"a.b": 1, "a.c": 2}) == {"a": {"b": 1, "c": 2}}
+    with pytest.raises(ConfigError, match=r"--set lr: write KEY=VALUE"):
+        exp_run.parse_set(["lr"])
+
+
+def test_refusals_name_the_key():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["experiments"] = {"lr": {"mask": {"finetune": {"defaults": {"learnin_rate": 1.0}}}}}
+    validate_config(cfg)
+    with pytest.raises(ConfigError) as err:
+        E.plans(cfg)
+    assert str(err.value).startswith("experiments.lr: invalid config at mask.finetune.defaults")
+    cfg["experiments"] = {"lr": {"results": "elsewhere"}}
+    with pytest.raises(ConfigError, match=r"experiments.lr.results: an experiment sets what"):
+        E.plans(cfg)
+    with pytest.raises(ConfigError, match=r"experiments.a.b: its rules would be named"):
+        E.check_names(["a_b", "a.b"])
+
+
+def test_exp_run_refuses_before_snakemake(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(DEFAULT))
+    bad = ["exp", "run", "lr", "--set", "mask.finetune.defaults.learnin_rate=1.0e-4"]
+    assert cli.main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate exp: experiments.lr: invalid config at mask.finetune.defaults")
+    assert "\n" == err[-1] and err.count("\n") == 1
+    assert not (tmp_path / E.OVERLAYS).exists()
+
+
+def test_status_writes_each_experiments_status_in_its_tree(tmp_path, monkeypatch, capsys):
+    """`ablate status --configfile <base> <overlay>`: the base's STATUS.md and each
+    experiment's, whose shared jobs are the base's (their files in the base's tree)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(DEFAULT))
+    (tmp_path / "lr.yaml").write_text(yaml.safe_dump({"experiments": {"lr": LR_3A}}))
+    assert cli.main(["status", "--configfile", "config/config.yaml", "lr.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "results/STATUS.md: " in out and "results/exp/lr/STATUS.md: " in out
+    text = (tmp_path / "results/exp/lr/STATUS.md").read_text()
+    assert "missing results/finetune/3B/final" in text  # the base's file
+    assert "missing results/exp/lr/finetune/3A/final" in text  # its own
+    assert "results/exp/lr/finetune/3B" not in text

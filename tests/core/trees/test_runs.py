@@ -1,0 +1,395 @@
+"""`ablate runs` (ablate.core.trees.runs) on small results trees written here: the key two trees
+differ in, each study's headline numbers and claim verdicts, where and when a tree ran, a tree
+another configuration also wrote into (mixed), the run cache's entries per job, the CLI's output
+files. No pipeline run; about two seconds together (the configuration tests load the default
+config)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablate import cli
+from ablate.bridge import layout as bridge_layout
+from ablate.core.outputs.checkpoint_integrity import MANIFEST_NAME
+from ablate.core.outputs.io import write_json
+from ablate.core.reruns.runcache import MANIFEST
+from ablate.core.trees import results_trees, runs
+from ablate.mask import layout as mask_layout
+
+ROOT = Path(__file__).resolve().parents[3]
+EVAL = "eval/base/causal/metrics.json"
+EVAL_SLICE = {"seed": 0, "tasks": ["emb_count"], "dtype": "float32"}
+
+
+def record(
+    tree: Path, rel: str, config: dict, *, host="box", when="2026-11-26T10:00:00+0000", gpus=()
+):
+    """A job record with its provenance block (as ablate.core.outputs.provenance.collect writes it);
+    ``tree`` becomes a results tree (its logs folder)."""
+    (tree / "logs").mkdir(parents=True, exist_ok=True)
+    path = tree / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prov = {
+        "run_id": f"run-{host}",
+        "config": config,
+        "config_hash": "h",
+        "finished_at": when,
+        "git": {"commit": "abcdef0123456789", "dirty": False},
+        "hardware": {
+            "hostname": host,
+            "cpu_model": "Intel Xeon",
+            "torch_cpu_capability": "AVX512",
+            **({"gpus": list(gpus)} if gpus else {}),
+        },
+    }
+    write_json(path, {"macro": {"score": 0.9}, "provenance": prov})  # and its history copy
+
+
+def table(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def by_tree(rows: list[dict]) -> dict[str, dict]:
+    return {r["tree"][0]: r for r in rows}
+
+
+def test_two_trees_differing_in_one_key(tmp_path):
+    record(tmp_path / "results", EVAL, EVAL_SLICE)
+    record(tmp_path / "results/seed1", EVAL, {**EVAL_SLICE, "seed": 1}, host="gpu1")
+    record(tmp_path / "results/seed1", "eval/3A/causal/metrics.json", EVAL_SLICE, host="gpu1")
+    rows = by_tree(runs.table_rows(tmp_path))
+    assert list(rows) == ["results", "results/seed1"]  # the nested tree is its own
+    assert rows["results"]["records"] == ["1"]
+    assert rows["results"]["differs from base"] == ["(base)"]
+    assert rows["results/seed1"]["differs from base"] == [
+        "eval/base/causal: seed 0 -> 1",
+        "1 records not in base",
+    ]
+    assert rows["results/seed1"]["where"] == ["gpu1 (Intel Xeon AVX512): 2"]
+    assert rows["results/seed1"]["commits"] == ["abcdef0123: 2"]
+    # a GPU job names its GPUs (names, or the {"name": ...} form), not the host's CPU
+    record(tmp_path / "results", "finetune/3A/summary.json", {}, gpus=["H100", {"name": "H100"}])
+    rows = by_tree(runs.table_rows(tmp_path))
+    assert rows["results"]["where"] == ["box (Intel Xeon AVX512): 1", "box (H100): 1"]
+    # the other way round, with the seed-1 tree as base
+    rows = by_tree(runs.table_rows(tmp_path, base="results/seed1"))
+    assert rows["results"]["differs from base"] == [
+        "eval/base/causal: seed 1 -> 0",
+        "1 records not in base",
+        "1 records of base not here",
+    ]
+
+
+def test_records_found_where_a_run_writes_them(tmp_path):
+    tree = tmp_path / "out"
+    record(tree, EVAL, EVAL_SLICE, when="2026-11-26T09:00:00+0000")
+    record(tree, "finetune/3A/summary.json", {"max_steps": 3}, when="2026-11-26T11:00:00+0000")
+    # an earlier run's copy, a JSON file without a history copy and a checkpoint's JSON are no
+    # records of the tree
+    record(tree, "eval/base/causal/history/old.metrics.json", {"seed": 9})
+    (tree / "eval/base/causal/tokenizer.json").write_text('{"provenance": {"config": {}}}')
+    record(tree, "finetune/3A/final/config.json", {"x": 1})
+    (tree / "finetune/3A/final" / MANIFEST_NAME).write_text("{}")
+    # a folder without logs/ is no results tree: its records are its parent's
+    record(tmp_path / "elsewhere", "a.json", {"y": 1})
+    (tmp_path / "elsewhere/logs").rmdir()
+    (trees,) = [t for t in results_trees.find_trees(tmp_path) if t.path == tree]
+    assert sorted(trees.records) == [EVAL, "finetune/3A/summary.json"]
+    assert [t.path for t in results_trees.find_trees(tmp_path)] == [tree]
+    assert results_trees.newest(trees) == "2026-11-26T11:00:00+0000"
+
+
+def test_headline_numbers_and_claim_verdicts(tmp_path):
+    tree = tmp_path / "results"
+    record(tree, EVAL, EVAL_SLICE)
+    recovery = [
+        {"task": "macro", "variant": "base", "eval_policy": "causal", "score": "0.951"},
+        {"task": "emb_count", "variant": "base", "eval_policy": "causal", "score": "1.0"},
+        {"task": "macro", "variant": "3B", "eval_policy": "prefill_bidir", "score": "0.6364"},
+    ]
+    table(tree / mask_layout.PATTERNS["recovery_csv"], recovery)
+    claims = [
+        {"claim": "learned", "verdict": "supported"},
+        {"claim": "learned/emb_count", "verdict": "supported"},
+        {"claim": "prefix_recovers_more", "verdict": "inconclusive"},
+    ]
+    table(tree / mask_layout.PATTERNS["claims_csv"], claims)
+    summary = [{"entry": "1a", "peak": "0.078125", "final": "0.0625"}]
+    table(tree / bridge_layout.PATTERNS["summary"], summary)
+    table(tree / bridge_layout.PATTERNS["claims"], [{"claim": "kv", "verdict": "not supported"}])
+    (row,) = runs.table_rows(tmp_path)
+    assert row["numbers"] == [
+        "mask: base under causal 0.951",
+        "mask: 3B under prefill_bidir 0.636",
+        "bridge: 1a peak 0.078 final 0.062",
+    ]
+    assert row["claims"] == [
+        "mask: 2 supported, 1 inconclusive",
+        "  learned: supported",
+        "  prefix_recovers_more: inconclusive",
+        "bridge: 1 not supported",
+        "  kv: not supported",
+    ]
+
+
+def overlay(tmp_path: Path, name: str, content: dict) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(content))
+    return str(path)
+
+
+def load(files: list[str], workdir: Path) -> runs.Configuration:
+    return runs.Configuration.load(files, workdir)
+
+
+def test_a_tree_another_configuration_wrote_into_is_mixed(tmp_path):
+    tree = tmp_path / "results"
+    record(tree, EVAL, EVAL_SLICE)
+    # a seed of an overlay (config/seeds3.yaml): no job of the default writes it
+    record(tree, "finetune/3A-s6/summary.json", {"seed": 6})
+    default = [str(ROOT / "config/config.yaml")]
+    (row,) = runs.table_rows(tmp_path, configurations=[load(default, tmp_path)])
+    assert row["tree"] == ["results (mixed)"]
+    status = row["status"]
+    assert status[0].startswith(f"{default[0]}: ") and " to run" in status[0]
+    assert status[-1] == (
+        f"mixed: 1 records no job of {default[0]} writes: finetune/3A-s6/summary.json"
+    )
+    # the default's own records alone: not mixed; a second configuration naming the tree is
+    (tree / "finetune/3A-s6/summary.json").unlink()
+    (row,) = runs.table_rows(tmp_path, configurations=[load(default, tmp_path)])
+    assert row["tree"] == ["results"] and not any(s.startswith("mixed") for s in row["status"])
+    other = [*default, overlay(tmp_path, "more.yaml", {"mask": {"eval": {"seed": 3}}})]
+    (row,) = runs.table_rows(
+        tmp_path, configurations=[load(default, tmp_path), load(other, tmp_path)]
+    )
+    assert row["tree"] == ["results (mixed)"]
+    assert f"mixed: written by {default[0]}; {' '.join(other)}" in row["status"]
+
+
+def cache_entry(cache: Path, key: str, params: dict, when: str, host: str, tree="results"):
+    (cache / key).mkdir(parents=True)
+    manifest = {
+        "key": key,
+        "parts": {"rule": "eval_model", "wildcards": {"model": "base"}, "params": params},
+        "outputs": [f"{tree}/{EVAL}"],
+        "run_id": f"run-{key}",
+        "stored_at": when,
+        "host": host,
+    }
+    (cache / key / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_run_cache_entries_per_job(tmp_path):
+    record(tmp_path / "results", EVAL, EVAL_SLICE)
+    cache = tmp_path / "cache"
+    cache_entry(cache, "k1", {"seed": 0}, "2026-11-26T09:00:00+0000", "a")
+    cache_entry(cache, "k2", {"seed": 1}, "2026-11-26T10:00:00+0000", "b")
+    cache_entry(cache, "k3", {"seed": 0}, "2026-11-26T08:00:00+0000", "a", tree="gone")
+    (cache / "refused").mkdir()
+    rows = runs.cache_rows(cache, tmp_path)
+    assert rows == [
+        {
+            "tree": "gone/eval/base/causal",
+            "job": "eval_model model=base",
+            "entries": "1",
+            "last stored": "2026-11-26T08:00:00+0000 (run run-k3)",
+            "hosts": "a",
+            "params differ": "",
+        },
+        {
+            "tree": "results",
+            "job": "eval_model model=base",
+            "entries": "2",
+            "last stored": "2026-11-26T10:00:00+0000 (run run-k2)",
+            "hosts": "a, b",
+            "params differ": "seed 0 -> 1",
+        },
+    ]
+
+
+def test_command_line(tmp_path, capsys):
+    record(tmp_path / "results", EVAL, EVAL_SLICE)
+    record(tmp_path / "results/b", EVAL, {**EVAL_SLICE, "dtype": "bfloat16"})
+    cache = tmp_path / "cache"
+    cache_entry(cache, "k1", {"seed": 0}, "2026-11-26T09:00:00+0000", "a")
+    out_csv, out_html = tmp_path / "runs.csv", tmp_path / "runs.html"
+    argv = ["runs", "--root", str(tmp_path), "--cache", str(cache)]
+    assert cli.main([*argv, "--csv", str(out_csv), "--html", str(out_html)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "== results/b\n" in text and 'differs from base: eval/base/causal: dtype "float32"' in text
+    )
+    assert "== run cache\n  results: eval_model model=base: 1 entries" in text
+    with open(out_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["tree"] for r in rows] == ["results", "results/b"]
+    assert rows[1]["differs from base"] == 'eval/base/causal: dtype "float32" -> "bfloat16"'
+    page = out_html.read_text()
+    # the experiments' summary (2 trees), the trees (2), the run cache (1 job), each with its head
+    assert page.count("<tr>") == 3 + 3 + 2 and "<h2>Run cache</h2>" in page
+    # a wrong --base, a missing cache, nothing found: one line each, naming the fix
+    assert cli.main(["runs", "--root", str(tmp_path), "--base", "nope"]) == 2
+    assert capsys.readouterr().err == (
+        "ablate runs: --base nope: no results tree there (one of: results, results/b)\n"
+    )
+    assert cli.main(["runs", "--root", str(tmp_path), "--cache", str(tmp_path / "x")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert cli.main(["runs", "--root", str(tmp_path / "results/b/logs")]) == 1
+    assert "no results tree under" in capsys.readouterr().err
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["runs", "--help"])
+    assert exc.value.code == 0 and "--configfile" in capsys.readouterr().out
+
+
+def test_start_warning_names_another_configurations_records(tmp_path, monkeypatch):
+    """rules/common.smk's onstart line: the records of the results folder no job of this run
+    writes (a nested tree's records are that tree's; a folder output holds its files)."""
+    monkeypatch.chdir(tmp_path)
+    record(Path("results"), EVAL, EVAL_SLICE)
+    record(Path("results"), "bridge/runs/x/summary.json", {"k": 8})
+    record(Path("results/other"), EVAL, EVAL_SLICE)
+    outputs = [f"results/{EVAL}", "results/bridge/runs/x"]
+    both = ["mask", "bridge"]
+    assert results_trees.mixed_warning("results", outputs, both) is None
+    for seed in (6, 7, 8, 9):
+        record(Path("results"), f"finetune/3A-s{seed}/summary.json", {"seed": seed})
+    # a run of the bridge study alone reads and replaces none of the mask study's files
+    assert results_trees.mixed_warning("results", ["results/bridge/runs/x"], ["bridge"]) is None
+    msg = results_trees.mixed_warning("results", outputs, both)
+    assert msg.startswith(
+        "warning: results/ holds 4 records no job of this configuration writes "
+        "(finetune/3A-s6/summary.json, finetune/3A-s7/summary.json, "
+        "finetune/3A-s8/summary.json, ...): another configuration wrote into"
+    )
+    assert "\n" not in msg and results_trees.mixed_warning("nothing-here", outputs, both) is None
+
+
+def test_report_page_shows_this_runs_tree_as_base_and_mixed(tmp_path, monkeypatch):
+    """The status rule's runs page: this run's tree is the base, its jobs' status shown, the
+    record another configuration wrote there named; a sibling tree's changed key listed."""
+    from ablate.core.planner.inputs import load_config
+    from ablate.core.reports import status
+
+    monkeypatch.chdir(tmp_path)
+    record(Path("results"), EVAL, EVAL_SLICE)
+    record(Path("results"), "finetune/3A-s6/summary.json", {"seed": 6})
+    record(Path("results/seed1"), EVAL, {**EVAL_SLICE, "seed": 1})
+    config = load_config([ROOT / "config/config.yaml"])
+    _, rows = status.build(config)
+    page = runs.write_page(config, rows, "runs.html").read_text()
+    assert "<td>results (mixed)</td>" in page and "<td>(base)</td>" in page
+    assert "<td>eval/base/causal: seed 0 -&gt; 1\n1 records of base not here</td>" in page
+    assert "this run&#x27;s configuration: " in page
+    assert "writes: finetune/3A-s6/summary.json" in page
+
+
+def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_path, capsys):
+    """An experiment's tree (its experiment.json: the keys it changes, which jobs are the
+    base's): its row names the keys and the slice they changed, how many jobs are the base's, each
+    score that moved against the base (the macro first, a task's in the details) and each claim
+    whose verdict changed; --sort orders by a score, --md writes the table."""
+    from ablate.core.trees import experiments
+
+    base, exp = tmp_path / "results", tmp_path / "results/exp/lr"
+    record(base, "finetune/3A/summary.json", {"params": {"learning_rate": 2.5e-4}})
+    record(exp, "finetune/3A/summary.json", {"params": {"learning_rate": 5.0e-4}})
+    write_json(
+        exp / experiments.DEFINITION,
+        {
+            "name": "lr",
+            "base": "results",
+            "changes": ["mask.finetune.variants.3A.learning_rate <absent> -> 0.0005"],
+            "slices": ["finetune/3A: params.learning_rate 0.00025 -> 0.0005"],
+            "shared": ["prepare_model", "finetune/3B"],
+            "own": ["finetune/3A", "eval/3A/causal"],
+        },
+    )
+
+    def recovery(tree, score, task):
+        rows = [
+            {"task": "macro", "variant": "3A", "eval_policy": "prefill_bidir", "score": score},
+            {"task": "emb_count", "variant": "3A", "eval_policy": "prefill_bidir", "score": task},
+            {"task": "macro", "variant": "base", "eval_policy": "causal", "score": "0.95"},
+        ]
+        table(tree / mask_layout.PATTERNS["recovery_csv"], rows)
+
+    recovery(base, "0.616", "0.5")
+    recovery(exp, "0.657", "0.75")
+    table(base / mask_layout.PATTERNS["claims_csv"], [{"claim": "prefix", "verdict": "supported"}])
+    # the bridge study's tables are the base's (the change did not reach them): not in its tree
+    table(base / bridge_layout.PATTERNS["claims"], [{"claim": "kv", "verdict": "not supported"}])
+    table(
+        base / bridge_layout.PATTERNS["summary"], [{"entry": "1a", "peak": "0.1", "final": "0.1"}]
+    )
+    table(
+        exp / mask_layout.PATTERNS["claims_csv"], [{"claim": "prefix", "verdict": "inconclusive"}]
+    )
+    rows = by_tree(runs.table_rows(tmp_path, "results"))
+    row = rows["results/exp/lr"]
+    assert row["differs from base"] == [
+        "mask.finetune.variants.3A.learning_rate <absent> -> 0.0005",
+        "finetune/3A: params.learning_rate 0.00025 -> 0.0005",
+        "2 jobs are the base's, 2 its own",
+    ]
+    assert row["vs base"] == [
+        "mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)",
+        "mask: 3A under prefill_bidir: emb_count +0.250 (0.500 -> 0.750)",
+    ]
+    assert row["headline vs base"] == ["mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)"]
+    assert row["claims vs base"] == ["mask: prefix supported -> inconclusive"]
+    assert "bridge: 1a peak 0.100 final 0.100" in row["numbers"]  # the base's, shared
+    ordered = runs.sort_rows(list(rows.values()), "mask: 3A under prefill_bidir")
+    assert [r["tree"][0] for r in ordered] == ["results/exp/lr", "results"]
+    with pytest.raises(LookupError, match="did you mean 'mask: 3A under prefill_bidir'"):
+        runs.sort_rows(list(rows.values()), "mask: 3A under prefil_bidir")
+    md = tmp_path / "runs.md"
+    argv = ["runs", "--root", str(tmp_path), "--md", str(md), "--sort", "last run"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| tree | differs from base | vs base | claims vs base | last run |")
+    line = next(x for x in out.splitlines() if x.startswith("| results/exp/lr |"))
+    assert "learning_rate <absent> -> 0.0005" in line and "+0.041 (0.616 -> 0.657)" in line
+    assert "emb_count" not in line  # a task's delta is in the details, not the summary
+    assert md.read_text().startswith("| tree | differs from base |")
+
+
+def test_earlier_runs_in_history_that_differ_are_listed(tmp_path):
+    """A record an edit in place replaced (kept in history/ beside it) is an earlier run: listed
+    with the key it differs in from the record there now, or the upstream run that made it differ,
+    and its macro; a rerun of the same configuration is not."""
+    tree = tmp_path / "results"
+    ft, ev = "finetune/3A/summary.json", "eval/3A/causal/metrics.json"
+
+    def rec(path, run_id, config, score=None, upstream=None):
+        (tree / "logs").mkdir(parents=True, exist_ok=True)
+        prov = {"run_id": run_id, "config_hash": "h", "config": config, "finished_at": "t"}
+        if upstream:
+            prov["upstream"] = {f"results/{k}": v for k, v in upstream.items()}
+        body = {"provenance": prov, **({"macro": {"score": score}} if score else {})}
+        write_json(tree / path, body)
+
+    rec(ft, "ft-1", {"params": {"max_steps": 200}})
+    rec(ev, "ev-1", {"tasks": ["a"]}, 0.9, {ft: "ft-1"})
+    rec(ft, "ft-2", {"params": {"max_steps": 40}})
+    rec(ev, "ev-2", {"tasks": ["a"]}, 0.8, {ft: "ft-2"})
+    rec(ev, "ev-3", {"tasks": ["a"]}, 0.8, {ft: "ft-2"})  # a rerun of the same: not listed
+    got = {(h["record"], h["run"]): h for h in runs.history_rows(tmp_path)}
+    assert set(got) == {(ft, "ft-1"), (ev, "ev-1")}
+    assert got[(ft, "ft-1")]["differs from now"] == "params.max_steps 200 -> 40"
+    assert got[(ev, "ev-1")]["differs from now"] == (
+        "upstream results/finetune/3A/summary.json: run ft-1 -> ft-2 (params.max_steps 200 -> 40)"
+    )
+    assert got[(ev, "ev-1")]["numbers"] == "macro 0.900 (now 0.800)"
