@@ -231,13 +231,12 @@ def main(argv=None) -> int:
         if snakemake(work, overlay(1, **settings), args.cores, most, *extra).wait():
             return 1
         control = record(work, "gpu 1, " + " ".join(args.control), 1)
-        control["loss_rel_diff_vs_1"] = max(
-            rel(one["losses"][s], x) for s, x in control["losses"].items()
-        )
+        diffs = {s: rel(one["losses"][s], x) for s, x in control["losses"].items()}
+        control["loss_rel_diff_vs_1"] = max(diffs.values())
         runs.append(control)
         print(f"\ncontrol {control['label']}: max rel. diff from gpu 1 "
-              f"{control['loss_rel_diff_vs_1']:.2e}; " + " ".join(
-              f"{s}:{rel(one['losses'][s], x):.1e}" for s, x in control["losses"].items()))  # fmt: skip
+              f"{control['loss_rel_diff_vs_1']:.2e}; "
+              + " ".join(f"{s}:{d:.1e}" for s, d in diffs.items()))  # fmt: skip
         save(args.out, {"runs": runs, "resume_diff": resume_diff})
     return 0
 

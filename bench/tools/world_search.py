@@ -333,8 +333,7 @@ def main(argv=None):
     )
     if a.rope_theta:
         cfg.rope_parameters["rope_theta"] = a.rope_theta
-    cfg._attn_implementation = "sdpa"
-    model = random_model(cfg, seed=a.seed, device=a.device)
+    model = random_model(cfg, seed=a.seed, device=a.device, attn_implementation="sdpa")
     model.config.use_cache = False
     bt = torch.tensor(blocks)
 

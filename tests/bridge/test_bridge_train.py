@@ -351,6 +351,64 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(
     assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
 
 
+class Killed(Exception):
+    """SIGTERM's default action here: the job ends where it is (pytest lives on)."""
+
+
+def _signalled_while_saving(run, monkeypatch, capsys) -> dict:
+    """``run()`` with a SIGTERM sent as the translator is saved (raised as :class:`Killed` if
+    it ends the job): its result, after checking that the signal waited for the outputs."""
+    import os
+    import signal
+
+    from ablate.bridge import translator
+
+    save = translator.save
+
+    def signalled_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return save(*args, **kwargs)
+
+    def kill(signum, frame):
+        raise Killed
+
+    monkeypatch.setattr(translator, "save", signalled_save)
+    before = signal.signal(signal.SIGTERM, kill)
+    try:
+        result = run()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    monkeypatch.setattr(translator, "save", save)
+    assert "[interrupt] SIGTERM came while the outputs were written" in capsys.readouterr().out
+    return result
+
+
+def _delete_outputs(out) -> None:
+    """The job's outputs removed, as Snakemake deletes those of a job it marked incomplete."""
+    import shutil
+
+    for name in ("translator", "samples.parquet", "summary.json"):
+        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+
+
+def _rerun_resumes_at(step: int, run, out, first: dict) -> dict:
+    """After a signalled run: its newest checkpoint alone kept, at ``step``; the rerun after
+    Snakemake deleted the outputs resumes there, to the same curve and translator, and removes
+    the checkpoints. Returns the rerun's result."""
+    from ablate.bridge import translator
+
+    kept = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
+    assert [c.name for c in kept] == [f"checkpoint-{step}"]
+    trained = translator.load(out / "translator").state_dict()
+    _delete_outputs(out)
+    again = run()
+    assert again["resumed_from_step"] == step and again["curve"] == first["curve"]
+    got = translator.load(out / "translator").state_dict()
+    assert all(torch.equal(got[k], trained[k]) for k in trained)
+    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
+    return again
+
+
 def test_a_signal_while_the_outputs_are_written_keeps_the_training(
     bridge_world, bridge_cards, tmp_path, monkeypatch, capsys
 ):
@@ -358,47 +416,16 @@ def test_a_signal_while_the_outputs_are_written_keeps_the_training(
     the signal waits, the outputs are completed, the checkpoints stay (they went before the
     outputs were written); after Snakemake deleted the outputs of the job it marked
     incomplete, the rerun resumes at step 4, not step 0, to the same translator."""
-    import os
-    import shutil
-    import signal
 
-    from ablate.bridge import translator
-
-    class Killed(Exception):
-        """SIGTERM's default action here: the job ends where it is (pytest lives on)."""
-
-    def kill(signum, frame):
-        raise Killed
+    out = tmp_path / "run"
 
     def run():
         return _train_gsm8k("late-signal", MICRO_PARAMS, bridge_cards, bridge_world, out)
 
-    out, save = tmp_path / "run", translator.save
-
-    def signalled_save(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return save(*args, **kwargs)
-
-    monkeypatch.setattr(translator, "save", signalled_save)
-    before = signal.signal(signal.SIGTERM, kill)
-    try:
-        first = run()
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    monkeypatch.setattr(translator, "save", save)
-    assert "[interrupt] SIGTERM came while the outputs were written" in capsys.readouterr().out
+    first = _signalled_while_saving(run, monkeypatch, capsys)
     checkpoint_integrity.verify(out / "translator")
     assert json.loads((out / "summary.json").read_text())["steps_done"] == 4
-    kept = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
-    assert [c.name for c in kept] == ["checkpoint-4"]
-    trained = translator.load(out / "translator").state_dict()
-    for name in ("translator", "samples.parquet", "summary.json"):  # as Snakemake deletes them
-        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
-    again = run()
-    assert again["resumed_from_step"] == 4 and again["curve"] == first["curve"]
-    got = translator.load(out / "translator").state_dict()
-    assert all(torch.equal(got[k], trained[k]) for k in trained)
-    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
+    _rerun_resumes_at(4, run, out, first)
 
 
 def test_a_signal_after_a_last_step_between_checkpoints_keeps_that_step(
@@ -408,45 +435,12 @@ def test_a_signal_after_a_last_step_between_checkpoints_keeps_that_step(
     of the finished training (step 5, saved then: the core driver's, as a finetune's), so the
     rerun after Snakemake deleted the outputs resumes at step 5 and trains no step again, to the
     same translator and curve (the bridge's own driver kept checkpoint 4 and retrained step 5)."""
-    import os
-    import shutil
-    import signal
 
-    from ablate.bridge import translator
-
-    class Killed(Exception):
-        """SIGTERM's default action here: the job ends where it is (pytest lives on)."""
-
-    def kill(signum, frame):
-        raise Killed
-
-    params = {**MICRO_PARAMS, "steps": 5}
-    out, save = tmp_path / "run", translator.save
+    params, out = {**MICRO_PARAMS, "steps": 5}, tmp_path / "run"
 
     def run():
         return _train_gsm8k("last-step", params, bridge_cards, bridge_world, out)
 
-    def signalled_save(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return save(*args, **kwargs)
-
-    monkeypatch.setattr(translator, "save", signalled_save)
-    before = signal.signal(signal.SIGTERM, kill)
-    try:
-        first = run()
-    finally:
-        signal.signal(signal.SIGTERM, before)
-    monkeypatch.setattr(translator, "save", save)
-    assert "[interrupt] SIGTERM came while the outputs were written" in capsys.readouterr().out
+    first = _signalled_while_saving(run, monkeypatch, capsys)
     assert first["steps_done"] == 5 and [c["step"] for c in first["curve"]] == [0, 2, 4, 5]
-    kept = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
-    assert [c.name for c in kept] == ["checkpoint-5"]
-    trained = translator.load(out / "translator").state_dict()
-    for name in ("translator", "samples.parquet", "summary.json"):  # as Snakemake deletes them
-        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
-    again = run()
-    assert again["resumed_from_step"] == 5 and again["curve"] == first["curve"]
-    assert again["final"] == first["final"]
-    got = translator.load(out / "translator").state_dict()
-    assert all(torch.equal(got[k], trained[k]) for k in trained)
-    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()
+    assert _rerun_resumes_at(5, run, out, first)["final"] == first["final"]

@@ -11,7 +11,7 @@ import pytest
 
 from ablate.core.execution import parallel
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_a_failed_launch_names_the_processes_error(tmp_path, monkeypatch):
@@ -46,6 +46,6 @@ def test_a_process_that_fails_while_another_waits_ends_the_launch(tmp_path, monk
     monkeypatch.setenv("PYTHONPATH", path)
     started = time.monotonic()
     with open(tmp_path / "log", "w") as log, pytest.raises(RuntimeError) as failed:
-        parallel.launch("test_parallel_launch:fail_while_the_other_waits", {}, 2, 2, log=log)
+        parallel.launch("test_parallel:fail_while_the_other_waits", {}, 2, 2, log=log)
     assert time.monotonic() - started < 120
     assert "ValueError: process 1 gave up" in str(failed.value)

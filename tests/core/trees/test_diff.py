@@ -1,0 +1,60 @@
+"""`ablate diff` (ablate.core.trees.diff): what differs between two runs' records, and where a run
+id's record is."""
+
+from __future__ import annotations
+
+import json
+
+from ablate.core.outputs import provenance
+
+
+def test_diff_names_a_pinned_mkl_path(tmp_path, monkeypatch, capsys):
+    """Two runs on one machine, one with MKL's code path pinned: not "hardware: same"."""
+    from ablate.core.trees import diff
+
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    records = []
+    for name, cbwr in (("a", None), ("b", "COMPATIBLE")):
+        if cbwr:
+            monkeypatch.setenv("MKL_CBWR", cbwr)
+        prov = provenance.collect(config_slice={"seed": 5}, run_id=f"run-{name}")
+        records.append(tmp_path / f"{name}.json")
+        records[-1].write_text(json.dumps({"macro": 0.5, "provenance": prov}))
+    assert diff.main([*map(str, records)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "hardware: 1 changed" in out
+    assert '  numerics.env.MKL_CBWR <absent> -> "COMPATIBLE"' in out
+
+
+def test_diff_rounds_results_and_keeps_timings_apart(tmp_path):
+    """`ablate diff` printed `macro.score 0.954 -> 0.9560000000000001` and the phase timings
+    among the results: now 6 significant digits, and the run's own fields in their section."""
+    from ablate.core.trees import diff
+
+    records = []
+    for name, score, took in (("a", 0.954, 30.55), ("b", 0.9560000000000001, 35.5661234)):
+        prov = provenance.collect(config_slice={"seed": 5}, run_id=f"run-{name}")
+        records.append(tmp_path / f"{name}.json")
+        records[-1].write_text(
+            json.dumps({"macro": {"score": score}, "phases": {"total": took}, "provenance": prov})
+        )
+    lines = diff.diff(*records)
+    results = lines.index("results: 1 changed")
+    assert lines[results + 1] == "  macro.score 0.954 -> 0.956"
+    assert lines[results + 2 :] == ["run (timings): 1 changed", "  phases.total 30.55 -> 35.5661"]
+
+
+def test_a_run_id_is_found_in_its_record_not_in_the_run_caches_copy(tmp_path):
+    """`ablate diff --in DIR RUN_ID` named a run cache entry's manifest (the default cache lives
+    in the working directory, .ablate/run-cache) as the run's record: an entry is skipped."""
+    from ablate.core.reruns import runcache
+    from ablate.core.trees import diff
+
+    record = {"macro": 0.5, "provenance": {"run_id": "run-1", "config": {}}}
+    live = tmp_path / "results/eval/metrics.json"
+    entry = tmp_path / ".ablate/run-cache/k1"
+    for path in (live, entry / runcache.OUTPUTS / "0/metrics.json"):
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record))
+    (entry / runcache.MANIFEST).write_text(json.dumps({"run_id": "run-1"}))
+    assert diff.find_record("run-1", [str(tmp_path)]) == live
