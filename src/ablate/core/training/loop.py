@@ -233,9 +233,6 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     if len(train_dataset) == 0:
         raise TrainingConfigError(f"{spec.label}: no training examples")
     has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p.eval_steps > 0
-    # a study's key (a TrainParams subclass's): a study that packs brings its own
-    if getattr(p, "packing", False) and spec.hooks.data.micro_batches is None:
-        raise TrainingConfigError("packing: true needs packed micro-batches; this run has none")
     if has_eval and spec.hooks.objective is not None:  # its held-out loss would be NextToken's
         raise TrainingConfigError(f"{spec.label}: a study's own loss needs its own evaluation")
     if spec.hooks.data.collate is None:
