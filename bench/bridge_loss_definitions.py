@@ -133,7 +133,7 @@ def terms(pair, translator, p, fixed) -> dict[tuple[str, str], float]:
     out = {}
     for term, part, definitions in ROWS_OF_TABLE:
         for name, settings in definitions.items():
-            pair.p = bridge_params.check(bridge_params.resolve({**p, **settings}))
+            pair.p = bridge_params.check(bridge_params.resolve({**p, **settings})).as_dict()
             with torch.no_grad():
                 values = [pair.loss(translator, b, 1)[1][part] for b in fixed]
             out[term, name] = sum(values) / len(values)
@@ -145,7 +145,7 @@ def window_pad_rows(pair, p, fixed) -> list[str]:
     """Per era and padding side: the rows of the original's KL window (its first kl_positions
     positions of the padded batch, the soft tokens' own in the early era) that are pad rows of
     its teacher, over the ``fixed`` batches; from token counts alone."""
-    pair.p = bridge_params.check(bridge_params.resolve({**p, "nll_labels": "original"}))
+    pair.p = bridge_params.check(bridge_params.resolve({**p, "nll_labels": "original"})).as_dict()
     n = p["kl_positions"]
     lines = []
     for era, lengths in (
@@ -209,7 +209,8 @@ def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], 
     translator = tr.build(p, pair.source, pair.target).to(pair.device)
     at_init = terms(pair, translator.eval(), p, fixed)
     translator.train()
-    run = train.loop_run(pair, translator, items, {**p, "batch_size": ROWS}, "definitions")
+    rows = bridge_params.check(bridge_params.resolve({**p, "batch_size": ROWS}))
+    run = train.loop_run(pair, translator, items, rows, "definitions")
     for s in range(steps):  # the pipeline's step (ablate.core.training.loop.step), steps 1..
         loop.step(run, items[(s * ROWS) % len(items) :][:ROWS])
     trained = terms(pair, translator.eval(), p, fixed)

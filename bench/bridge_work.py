@@ -320,7 +320,9 @@ def pipeline_step(pair, translator, items, p: dict):
     from ablate.bridge import train as btrain
     from ablate.core.training import loop
 
-    run = btrain.loop_run(pair, translator, items, p, "bench")
+    run = btrain.loop_run(
+        pair, translator, items, bridge_params.check(bridge_params.resolve(p)), "bench"
+    )
 
     def step():
         run.state.step = p["warmup_steps"]  # loop.step trains step state.step + 1

@@ -65,9 +65,9 @@ def test_a_late_key_at_its_default_leaves_the_recorded_params_and_their_check():
     p = bridge_params.resolve({})
     old = bridge_params.recorded(p)
     assert "infonce_group" not in old and set(p) - set(old) == set(bridge_params.LATE_KEYS)
-    assert bridge_params.check(old) == p
+    assert bridge_params.check(old).as_dict() == p
     q = bridge_params.resolve({"batch_size": 8, "infonce_group": 2})
-    assert bridge_params.recorded(q)["infonce_group"] == 2 and bridge_params.check(q) == q
+    assert bridge_params.recorded(q)["infonce_group"] == 2 and bridge_params.check(q).as_dict() == q
     with pytest.raises(bridge_params.BridgeConfigError, match="canonical"):
         bridge_params.check({**old, "infonce_group": old["batch_size"]})
 

@@ -302,13 +302,13 @@ def test_the_original_overlay_sets_each_eras_definitions(monkeypatch):
     }
     for name, e in original.items():
         p = bridge_params.check(e.params)  # complete: late keys at defaults filled in
-        assert {k: p[k] for k in later} == {
+        assert {k: getattr(p, k) for k in later} == {
             **later,
             # the early era: kl_rows cannot act (its teacher never reads the answer)
             **({"kl_teacher": "prompt_only", "kl_rows": "answer"} if name == "1b" else {}),
         }
-        assert p["infonce_prompt"] == ("first_k" if p["infonce_weight"] > 0 else "full")
-        assert p["prompt_align"] == ("per_position" if p["prompt_align_weight"] > 0 else "pooled")
+        assert p.infonce_prompt == ("first_k" if p.infonce_weight > 0 else "full")
+        assert p.prompt_align == ("per_position" if p.prompt_align_weight > 0 else "pooled")
         assert e.run_id != default[name].run_id
     assert original["1b"].params["prompt_align_weight"] == 0
 

@@ -111,7 +111,7 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
     for pair in (live, cached):  # the pipeline's step: the loop's, on its own data order
         torch.manual_seed(p["seed"])
         translator = tr.build(p, pair.source, pair.target).to(pair.device)
-        run = train.loop_run(pair, translator, items, p, "cached")
+        run = train.loop_run(pair, translator, items, bridge_params.check(p), "cached")
         curve = []
         for _ in range(3):
             loop.step(run, loop.step_examples(run, run.state.step))

@@ -305,13 +305,13 @@ def benchmark(
     models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
     p = bridge_params.check(spec.params, spec.where)
     dataset_kind, baselines = spec.kind, BASELINES
-    items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
-    pair = load_pair(source_card, target_card, dataset_kind, p)
+    items = world.load_dataset(eval_file, dataset_kind)[: p.eval_size]
+    pair = load_pair(source_card, target_card, dataset_kind, p.as_dict())  # the pair reads the dict
     translator = tr.load(translator_dir).to(pair.device)
     bench = Bench(pair, translator)
     rows = batched_rows(bench, items, baselines)
     timings = timed(Bench(pair, translator, timed=True), items[: spec.timed_samples], baselines)
-    samples = samples_frame(rows, timings, p["eval_batch_size"])
+    samples = samples_frame(rows, timings, p.eval_batch_size)
     io.write_frame(out_samples, samples)
     agg = aggregate(samples)
     io.write_frame(out_summary, agg)
@@ -325,7 +325,7 @@ def benchmark(
                 **card_inputs(source_card=source_card, target_card=target_card),
             },
             started=started,
-            extra={"kv_cache_mb_per_token": bench.kv, "model_dtype": model_dtype(p)},
+            extra={"kv_cache_mb_per_token": bench.kv, "model_dtype": model_dtype(pair.p)},
         ),
     )
     print(agg.to_string(index=False), flush=True)

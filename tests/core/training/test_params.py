@@ -5,10 +5,10 @@ by the resolution only, and back to the dict it was built from."""
 
 from __future__ import annotations
 
-import types
 import typing
 
 import pytest
+from helpers import admits
 
 from ablate.core import config
 from ablate.core.training import params
@@ -20,22 +20,6 @@ SCHEMAS = {
     TrainParams: {kind: params.params_schema(kind) for kind in params.KINDS},
     MaskParams: {kind: gate.params_schema(kind) for kind in params.KINDS},
 }
-
-
-def _admits(hint, value) -> bool:
-    """Whether a value of the schema is one the field's annotation holds."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_admits(h, value) for h in typing.get_args(hint))
-    if origin is typing.Literal:
-        return any(value == a and type(value) is type(a) for a in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:  # JSON's number: an int too
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
 
 
 def _properties(schema) -> dict:
@@ -73,10 +57,10 @@ def test_every_default_and_enum_value_is_of_the_fields_type(cls):
     hints = typing.get_type_hints(cls)
     for kind, schema in SCHEMAS[cls].items():
         for key, default in config.defaults_of(schema).items():
-            assert _admits(hints[key], default), (kind, key, default, hints[key])
+            assert admits(hints[key], default), (kind, key, default, hints[key])
         for key, node in _properties(schema).items():
             for value in node.get("enum", []):
-                assert _admits(hints[key], value), (kind, key, value, hints[key])
+                assert admits(hints[key], value), (kind, key, value, hints[key])
 
 
 @pytest.mark.parametrize("kind", params.KINDS)
