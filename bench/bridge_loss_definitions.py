@@ -133,11 +133,11 @@ def terms(pair, translator, p, fixed) -> dict[tuple[str, str], float]:
     out = {}
     for term, part, definitions in ROWS_OF_TABLE:
         for name, settings in definitions.items():
-            pair.p = bridge_params.check(bridge_params.resolve({**p, **settings})).as_dict()
+            pair.p = bridge_params.check(bridge_params.resolve({**p, **settings}))
             with torch.no_grad():
                 values = [pair.loss(translator, b, 1)[1][part] for b in fixed]
             out[term, name] = sum(values) / len(values)
-    pair.p = p
+    pair.p = bridge_params.check(p)
     return out
 
 
@@ -145,7 +145,7 @@ def window_pad_rows(pair, p, fixed) -> list[str]:
     """Per era and padding side: the rows of the original's KL window (its first kl_positions
     positions of the padded batch, the soft tokens' own in the early era) that are pad rows of
     its teacher, over the ``fixed`` batches; from token counts alone."""
-    pair.p = bridge_params.check(bridge_params.resolve({**p, "nll_labels": "original"})).as_dict()
+    pair.p = bridge_params.check(bridge_params.resolve({**p, "nll_labels": "original"}))
     n = p["kl_positions"]
     lines = []
     for era, lengths in (
@@ -163,7 +163,7 @@ def window_pad_rows(pair, p, fixed) -> list[str]:
                     pads += sum(j not in real for j in range(window))
                     total += window
             lines.append(f"| {era} | {side} | {pads} of {total} |")
-    pair.p = p
+    pair.p = bridge_params.check(p)
     return lines
 
 
@@ -202,11 +202,11 @@ def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], 
     queries, whatever the source) and after ``steps`` steps of the default loss; the pad rows of
     the original's KL window; the RMS detach's gradient (trained translator)."""
     p = bridge_params.resolve({**defaults, "warmup_steps": 0})
-    pair = load_pair(cards["source"], cards["target"], "gsm8k", p)
+    pair = load_pair(cards["source"], cards["target"], "gsm8k", bridge_params.check(p))
     items = world.load_dataset(files["gsm8k_train"], "gsm8k")
     fixed = [items[len(items) - (b + 1) * ROWS :][:ROWS] for b in range(BATCHES)]
     torch.manual_seed(p["seed"])
-    translator = tr.build(p, pair.source, pair.target).to(pair.device)
+    translator = tr.build(pair.p, pair.source, pair.target).to(pair.device)
     at_init = terms(pair, translator.eval(), p, fixed)
     translator.train()
     rows = bridge_params.check(bridge_params.resolve({**p, "batch_size": ROWS}))

@@ -202,7 +202,7 @@ def train_step(pair, v, tr, opt, items, cache, ph: Phases, at: int) -> torch.Ten
         loss, _, _ = held.loss(run, items, at)
         loss.backward()
     with ph("optimizer"):
-        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], pair.p["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], pair.p.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
     return loss.detach()
@@ -295,7 +295,7 @@ def pipeline_pair(s, models_, B: int):
     tgt_tok = LengthTokenizer(
         target.config.vocab_size, {world.ANSWER_CUE: n.cue, **answers}, n.prompt - 1
     )
-    return Pair(source, src_tok, target, tgt_tok, "gsm8k", s.p), items
+    return Pair(source, src_tok, target, tgt_tok, "gsm8k", bridge_params.check(s.p)), items
 
 
 class FixedStates:

@@ -50,11 +50,12 @@ def test_one_group_is_the_batch_loss_as_before():
 
 
 def test_the_group_is_the_process_batch_unless_set():
-    p = bridge_params.resolve({"batch_size": 40})
-    assert p["infonce_group"] is None and switches.infonce_group(p) == 40
-    assert (
-        switches.infonce_group(bridge_params.resolve({"batch_size": 40, "infonce_group": 10})) == 10
-    )
+    def typed(**kw):
+        return bridge_params.check(bridge_params.resolve(kw))
+
+    p = typed(batch_size=40)
+    assert p.infonce_group is None and switches.infonce_group(p) == 40
+    assert switches.infonce_group(typed(batch_size=40, infonce_group=10)) == 10
     with pytest.raises(bridge_params.BridgeConfigError, match=r"bridge\.infonce_group = 3"):
         bridge_params.resolve({"batch_size": 40, "infonce_group": 3})
 

@@ -85,9 +85,9 @@ class Bench:
         p = pair.p
         #: timed calls share one static-cache length (the longest a baseline can need: the
         #: cascade's prompt + the source's answer), so none recompiles the decode step
-        longest = max(p["max_source_len"], p["max_prompt_len"] + p["max_new_tokens"] + 16)
-        self.cache_len = longest + p["max_new_tokens"] if timed else None
-        self.batch = 1 if timed else p["eval_batch_size"]
+        longest = max(p.max_source_len, p.max_prompt_len + p.max_new_tokens + 16)
+        self.cache_len = longest + p.max_new_tokens if timed else None
+        self.batch = 1 if timed else p.eval_batch_size
 
     def _gen(self, which: str, id_lists: list[list[int]]) -> tuple[list[str], list[int]]:
         model = self.pair.source if which == "source" else self.pair.target
@@ -145,7 +145,7 @@ class Bench:
         ``Refined answer:`` (the guard checks the dataset-derived part)."""
         pair = self.pair
         first = evaluate.text_ids(
-            pair.tgt_tok, world.prompt(pair.kind, item) + CASCADE_CUE[0], pair.p["max_prompt_len"]
+            pair.tgt_tok, world.prompt(pair.kind, item) + CASCADE_CUE[0], pair.p.max_prompt_len
         )
         self._guard([item], "target", [first])
         handed = " " + " ".join(src_text.split()) + CASCADE_CUE[1]
@@ -306,7 +306,7 @@ def benchmark(
     p = bridge_params.check(spec.params, spec.where)
     dataset_kind, baselines = spec.kind, BASELINES
     items = world.load_dataset(eval_file, dataset_kind)[: p.eval_size]
-    pair = load_pair(source_card, target_card, dataset_kind, p.as_dict())  # the pair reads the dict
+    pair = load_pair(source_card, target_card, dataset_kind, p)
     translator = tr.load(translator_dir).to(pair.device)
     bench = Bench(pair, translator)
     rows = batched_rows(bench, items, baselines)

@@ -117,13 +117,18 @@ def check(p: dict[str, Any], where: str = "bridge") -> BridgeParams:
     full = resolve(p, where)
     if recorded(full) != recorded(p):
         raise BridgeConfigError(f"{where}: parameters not in their canonical spelling")
-    unknown = set(full) - set(BridgeParams.keys())
+    return _typed(full)
+
+
+def _typed(p: dict[str, Any]) -> BridgeParams:
+    """Params the schema passed, typed (the one constructor call)."""
+    unknown = set(p) - set(BridgeParams.keys())
     if unknown:  # the schema has a key the type lacks: the type must grow a field
         raise BridgeConfigError(
             f"BridgeParams has no field for {', '.join(sorted(unknown))}: add it "
-            f"(ablate.bridge.params, docs/training.md)"
+            f"(ablate.bridge.params, docs/bridge.md)"
         )
-    return BridgeParams(**full)
+    return BridgeParams(**p)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,4 +240,4 @@ def canonical(p: dict[str, Any]) -> dict[str, Any]:
         kind = props[key].get("type")
         if kind == "number" and not isinstance(value, bool):
             out[key] = float(value)
-    return switches.canonical(out, defaults())
+    return switches.canonical(_typed(out), _typed(defaults())).as_dict()

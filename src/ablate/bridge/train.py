@@ -190,7 +190,7 @@ class Evaluations:
             f"[{self.label}] eval step {at}: bridged accuracy {acc['accuracy']:.3f} "
             f"(F1 {acc['f1']:.3f}); best {best['accuracy']:.3f} at step {best['step']}"
         )
-        patience = switches.stop_patience(self.p.as_dict())
+        patience = switches.stop_patience(self.p)
         if patience is None or self.bad_evals < patience or at >= self.p.steps:
             return None
         return {"reason": "early_stopping", "step": at, "detail": {"patience": patience}}
@@ -336,9 +336,8 @@ def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -
     torch.manual_seed(p.seed)
     cache = None if "source" not in states else frozen.open_cache(states["source"])
     teacher = None if "teacher" not in states else frozen.open_cache(states["teacher"], "teacher")
-    # the pair, the translator and the switches still read the dict (the typed reads: the entry's)
-    pair = load_pair(*cards, dataset_kind, p.as_dict(), cache, teacher)
-    translator = tr.build(p.as_dict(), pair.source, pair.target, spec.where).to(pair.device)
+    pair = load_pair(*cards, dataset_kind, p, cache, teacher)
+    translator = tr.build(p, pair.source, pair.target, spec.where).to(pair.device)
     entry = _Entry(
         p,
         f"bridge {spec.run_id}",
