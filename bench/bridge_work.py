@@ -75,7 +75,7 @@ def setup(shape: str) -> SimpleNamespace:
     cfgs = {r: dict(ref["models"][names[r]]["text_config"]) for r in names}
     if shape == "real":
         p = bridge_params.resolve(lw["defaults"], "bridge.defaults")
-        n = cost.Lengths.of(ref["bridge_lengths"][p["dataset"]], p)
+        n = cost.Lengths.of(ref["bridge_lengths"][p["dataset"]], bridge_params.check(p))
     else:
         p = bridge_params.resolve(TINY_OVERRIDES, "bench")
         cfgs = {r: {**c, **TINY_ARCH, "vocab_size": TINY_VOCAB[r]} for r, c in cfgs.items()}
