@@ -70,6 +70,7 @@ from bridge_work import (  # noqa: F401  (TINY_LENGTHS: the tests read it from h
 )
 
 from ablate.bridge import cost
+from ablate.bridge import params as bridge_params
 from ablate.bridge.translator import ARCH_KEYS
 
 
@@ -111,7 +112,7 @@ def measurement_rows(s, rows: list[dict], mach: dict, sizes: dict[str, int]) -> 
     if name:
         r = train[name]
         flops = cost.example_flops(
-            s.p,
+            bridge_params.check(s.p),
             s.n,
             sizes["source"],
             sizes["target"],

@@ -209,19 +209,19 @@ HOOKS = {"B4-adamw-liger": _liger}
 PROFILE_STEPS = 0
 
 
-def weights_label(p: dict, recipe: str | None = None) -> str:
+def weights_label(p: gate.MaskParams, recipe: str | None = None) -> str:
     """The row's weights: the one-GPU recipe, or the loop's recipe of N processes."""
     if recipe == "sharded_weights":  # FSDP2 casts its fp32 shards, no autocast
-        return "fp32 shards, bf16 compute" if params.bf16_enabled(p["bf16"]) else "fp32 shards"
+        return "fp32 shards, bf16 compute" if params.bf16_enabled(p.bf16) else "fp32 shards"
     if recipe == "sharded_masters":
         return (
             "bf16 + fp32 masters, sharded"
-            if params.bf16_enabled(p["bf16"])
+            if params.bf16_enabled(p.bf16)
             else "fp32 + fp32 masters, sharded"
         )
     dtype = params.model_dtype(p)
     if dtype == torch.float32:
-        return "fp32 + bf16 autocast" if params.bf16_enabled(p["bf16"]) else "fp32"
+        return "fp32 + bf16 autocast" if params.bf16_enabled(p.bf16) else "fp32"
     return "bf16 + fp32 master" if params.master_weights_enabled(p) else "bf16 only"
 
 
@@ -235,13 +235,19 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
     return ExampleDataset(ex)
 
 
-def bench_run(model, data, policy: str, p: dict, label: str, hooks=None) -> loop.Run:
+def bench_run(model, data, policy: str, p: gate.MaskParams, label: str, hooks=None) -> loop.Run:
     """The pipeline's run (loop.setup with the policy's hooks, as ablate.mask.training.run builds
     it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
     (``save_steps`` 0); ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
     hooks = hooks or policy_hooks(policy, p, 11)
     return loop.setup(
-        loop.Spec({**p, "save_steps": 0}, OUT_DIR, label, pad_token_id=11, hooks=hooks),
+        loop.Spec(
+            gate.resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
+            OUT_DIR,
+            label,
+            pad_token_id=11,
+            hooks=hooks,
+        ),
         model=model,
         train_dataset=data,
         eval_dataset=None,
@@ -320,12 +326,12 @@ def _run_once(
         },
         "finetune",
     )
-    model = build_model(params.model_dtype(p), p["attn_implementation"])
+    model = build_model(params.model_dtype(p), p.attn_implementation)
     if name in HOOKS:
         HOOKS[name](model)
     n_params = sum(t.numel() for t in model.parameters())
     data = make_examples(
-        (warmup + timed + PROFILE_STEPS) * p["batch_size"] * p["grad_accum"], seed=data_seed
+        (warmup + timed + PROFILE_STEPS) * p.batch_size * p.grad_accum, seed=data_seed
     )
     run = bench_run(model, data, policy, p, f"{name} {policy}")
     if DEVICE == "cuda":
@@ -344,15 +350,15 @@ def _run_once(
         with prof:
             train_steps(run, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
     s_step = window_s / timed
-    tokens_step = p["batch_size"] * p["grad_accum"] * T
+    tokens_step = p.batch_size * p.grad_accum * T
     tok_s = tokens_step / s_step
     out = dict(
         row=name,
         policy=policy,
-        attn=p["attn_implementation"],
-        optim=p["optim"],
+        attn=p.attn_implementation,
+        optim=p.optim,
         weights=weights_label(p, run.recipe),
-        batch=f"{p['batch_size']}x{p['grad_accum']}x{T}",
+        batch=f"{p.batch_size}x{p.grad_accum}x{T}",
         s_per_step=s_step,
         s_per_step_min=min(times),  # the host's time of a step (no sync between them)
         tokens_per_s=tok_s,  # every process's together

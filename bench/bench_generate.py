@@ -51,6 +51,7 @@ from bridge_work import (
 )
 
 from ablate.bridge import evaluate, states
+from ablate.bridge import params as bridge_params
 from ablate.core.models import generation
 
 BATCHES = (1, 16, 64, 128, 256)
@@ -114,7 +115,8 @@ def decode_rows(a, s, target, device) -> list[dict]:
 
 
 def _dec(p, batch: int) -> generation.Decoding:
-    return evaluate.decoding(p, StubTokenizer(), batch_size=batch)
+    typed = bridge_params.check(bridge_params.resolve(p))
+    return evaluate.decoding(typed, StubTokenizer(), batch_size=batch)
 
 
 def source_batch(source, n: int, length: int, device, seed: int):

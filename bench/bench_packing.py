@@ -194,12 +194,12 @@ def hfmask_forward(model, batch, policy):
 FORWARDS = {"leaky": leaky_forward, "hfmask": hfmask_forward}
 
 
-def hf_optimizer(run, p: dict) -> None:
+def hf_optimizer(run, p: gate.MaskParams) -> None:
     """A -hfopt row: the run's optimizer rebuilt on the masters with transformers' own Adafactor
     loop (optim.fused_inner puts FusedAdafactor there on CUDA); the one setup built is dropped,
     and its gradient hooks with it."""
     cls, kwargs = optim.optimizer_class(p)
-    groups = optim.decay_groups(run.model, p["weight_decay"])
+    groups = optim.decay_groups(run.model, p.weight_decay)
     run.optimizer = optim.MasterWeightsOptimizer(groups, cls, kwargs)
     run.scheduler = optim.build_scheduler(run.optimizer, p)
 
@@ -230,7 +230,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         },
         "finetune",
     )
-    model = bf.build_model(params.model_dtype(p), p["attn_implementation"])
+    model = bf.build_model(params.model_dtype(p), p.attn_implementation)
     n_params = sum(t.numel() for t in model.parameters())
     hooks = policy_hooks(policy, p, 11)
     compute = hooks.compute
@@ -276,11 +276,11 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     return dict(
         row=name,
         policy=policy,
-        attn=p["attn_implementation"],
-        packing=p["packing"],
+        attn=p.attn_implementation,
+        packing=p.packing,
         option=option,
-        optim=p["optim"],
-        batch=f"{p['batch_size']}x{p['grad_accum']}",
+        optim=p.optim,
+        batch=f"{p.batch_size}x{p.grad_accum}",
         optimizer=type(inner).__name__,
         step_times=times,
         step_tokens=tokens,

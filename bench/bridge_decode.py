@@ -17,6 +17,7 @@ from bridge_work import (
 )
 
 from ablate.bridge import evaluate, models
+from ablate.bridge import params as bridge_params
 from ablate.bridge.infer import BASELINES
 from ablate.core.models import generation
 
@@ -24,7 +25,8 @@ from ablate.core.models import generation
 # --- evaluation, inference, KV ------------------------------------------------------------------
 def gen(model, embeds, p):
     """New tokens of the engine's greedy decoding of ``embeds`` [B, T, d] (one batch)."""
-    dec = evaluate.decoding(p, StubTokenizer(), batch_size=embeds.shape[0])
+    typed = bridge_params.check(bridge_params.resolve(p))
+    dec = evaluate.decoding(typed, StubTokenizer(), batch_size=embeds.shape[0])
     return sum(len(r) for r in generation.generate(model, list(embeds.unbind(0)), dec))
 
 

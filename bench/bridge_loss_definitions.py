@@ -137,7 +137,7 @@ def terms(pair, translator, p, fixed) -> dict[tuple[str, str], float]:
             with torch.no_grad():
                 values = [pair.loss(translator, b, 1)[1][part] for b in fixed]
             out[term, name] = sum(values) / len(values)
-    pair.p = p
+    pair.p = bridge_params.check(p)
     return out
 
 
@@ -163,7 +163,7 @@ def window_pad_rows(pair, p, fixed) -> list[str]:
                     pads += sum(j not in real for j in range(window))
                     total += window
             lines.append(f"| {era} | {side} | {pads} of {total} |")
-    pair.p = p
+    pair.p = bridge_params.check(p)
     return lines
 
 
@@ -202,14 +202,15 @@ def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], 
     queries, whatever the source) and after ``steps`` steps of the default loss; the pad rows of
     the original's KL window; the RMS detach's gradient (trained translator)."""
     p = bridge_params.resolve({**defaults, "warmup_steps": 0})
-    pair = load_pair(cards["source"], cards["target"], "gsm8k", p)
+    pair = load_pair(cards["source"], cards["target"], "gsm8k", bridge_params.check(p))
     items = world.load_dataset(files["gsm8k_train"], "gsm8k")
     fixed = [items[len(items) - (b + 1) * ROWS :][:ROWS] for b in range(BATCHES)]
     torch.manual_seed(p["seed"])
-    translator = tr.build(p, pair.source, pair.target).to(pair.device)
+    translator = tr.build(pair.p, pair.source, pair.target).to(pair.device)
     at_init = terms(pair, translator.eval(), p, fixed)
     translator.train()
-    run = train.loop_run(pair, translator, items, {**p, "batch_size": ROWS}, "definitions")
+    rows = bridge_params.check(bridge_params.resolve({**p, "batch_size": ROWS}))
+    run = train.loop_run(pair, translator, items, rows, "definitions")
     for s in range(steps):  # the pipeline's step (ablate.core.training.loop.step), steps 1..
         loop.step(run, items[(s * ROWS) % len(items) :][:ROWS])
     trained = terms(pair, translator.eval(), p, fixed)

@@ -55,6 +55,7 @@ from bridge_work import (
 )
 
 from ablate.bridge import cost
+from ablate.bridge import params as bridge_params
 from ablate.core.training import loop
 
 PEAK_BF16 = 989e12  # H100 SXM dense bf16 (datasheet, no sparsity)
@@ -164,7 +165,13 @@ def train_cmd(a) -> None:
                 continue
             peak = peak_gb(dev)
             flops = rows * cost.example_flops(
-                p, s.n, sizes["src"], sizes["tgt"], n_params(tr), True, True
+                bridge_params.check(bridge_params.resolve(p)),
+                s.n,
+                sizes["src"],
+                sizes["tgt"],
+                n_params(tr),
+                True,
+                True,
             )
             med = statistics.median(times)
             print(

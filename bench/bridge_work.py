@@ -75,7 +75,7 @@ def setup(shape: str) -> SimpleNamespace:
     cfgs = {r: dict(ref["models"][names[r]]["text_config"]) for r in names}
     if shape == "real":
         p = bridge_params.resolve(lw["defaults"], "bridge.defaults")
-        n = cost.Lengths.of(ref["bridge_lengths"][p["dataset"]], p)
+        n = cost.Lengths.of(ref["bridge_lengths"][p["dataset"]], bridge_params.check(p))
     else:
         p = bridge_params.resolve(TINY_OVERRIDES, "bench")
         cfgs = {r: {**c, **TINY_ARCH, "vocab_size": TINY_VOCAB[r]} for r, c in cfgs.items()}
@@ -202,7 +202,7 @@ def train_step(pair, v, tr, opt, items, cache, ph: Phases, at: int) -> torch.Ten
         loss, _, _ = held.loss(run, items, at)
         loss.backward()
     with ph("optimizer"):
-        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], pair.p["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], pair.p.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
     return loss.detach()
@@ -295,7 +295,7 @@ def pipeline_pair(s, models_, B: int):
     tgt_tok = LengthTokenizer(
         target.config.vocab_size, {world.ANSWER_CUE: n.cue, **answers}, n.prompt - 1
     )
-    return Pair(source, src_tok, target, tgt_tok, "gsm8k", s.p), items
+    return Pair(source, src_tok, target, tgt_tok, "gsm8k", bridge_params.check(s.p)), items
 
 
 class FixedStates:
@@ -320,7 +320,9 @@ def pipeline_step(pair, translator, items, p: dict):
     from ablate.bridge import train as btrain
     from ablate.core.training import loop
 
-    run = btrain.loop_run(pair, translator, items, p, "bench")
+    run = btrain.loop_run(
+        pair, translator, items, bridge_params.check(bridge_params.resolve(p)), "bench"
+    )
 
     def step():
         run.state.step = p["warmup_steps"]  # loop.step trains step state.step + 1

@@ -1,8 +1,8 @@
 """Helpers shared by several test modules (a test module imports helpers from here, never from
 another test module): shipped configs, dry runs and their job lists, the planner's fixture runs,
 fabricated bridge and claims inputs, a tiny Llama and Mistral3, the training tests' fast params and
-learnable SFT rows. Fixtures shared across modules live in
-conftest.py; checkout copies and the embedded run in checkout.py."""
+learnable SFT rows, the typed params' check against their schemas. Fixtures shared across modules
+live in conftest.py; checkout copies and the embedded run in checkout.py."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import os
 import random
 import re
 import subprocess
+import types
+import typing
 from pathlib import Path
 
 import yaml
@@ -445,3 +447,21 @@ def weights(path):
     from ablate.core.models.modeling import load_causal_lm
 
     return {k: v.clone() for k, v in load_causal_lm(path).state_dict().items()}
+
+
+# ---------------------------------------------------------------- typed params
+def admits(hint, value) -> bool:
+    """Whether a schema's value (a default, an enum value) is one a typed params field's annotation
+    holds (TrainParams, MaskParams, BridgeParams against their schemas)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(admits(h, value) for h in typing.get_args(hint))
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:  # JSON's number: an int too
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)

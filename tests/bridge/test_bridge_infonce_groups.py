@@ -50,11 +50,12 @@ def test_one_group_is_the_batch_loss_as_before():
 
 
 def test_the_group_is_the_process_batch_unless_set():
-    p = bridge_params.resolve({"batch_size": 40})
-    assert p["infonce_group"] is None and switches.infonce_group(p) == 40
-    assert (
-        switches.infonce_group(bridge_params.resolve({"batch_size": 40, "infonce_group": 10})) == 10
-    )
+    def typed(**kw):
+        return bridge_params.check(bridge_params.resolve(kw))
+
+    p = typed(batch_size=40)
+    assert p.infonce_group is None and switches.infonce_group(p) == 40
+    assert switches.infonce_group(typed(batch_size=40, infonce_group=10)) == 10
     with pytest.raises(bridge_params.BridgeConfigError, match=r"bridge\.infonce_group = 3"):
         bridge_params.resolve({"batch_size": 40, "infonce_group": 3})
 
@@ -65,9 +66,9 @@ def test_a_late_key_at_its_default_leaves_the_recorded_params_and_their_check():
     p = bridge_params.resolve({})
     old = bridge_params.recorded(p)
     assert "infonce_group" not in old and set(p) - set(old) == set(bridge_params.LATE_KEYS)
-    assert bridge_params.check(old) == p
+    assert bridge_params.check(old).as_dict() == p
     q = bridge_params.resolve({"batch_size": 8, "infonce_group": 2})
-    assert bridge_params.recorded(q)["infonce_group"] == 2 and bridge_params.check(q) == q
+    assert bridge_params.recorded(q)["infonce_group"] == 2 and bridge_params.check(q).as_dict() == q
     with pytest.raises(bridge_params.BridgeConfigError, match="canonical"):
         bridge_params.check({**old, "infonce_group": old["batch_size"]})
 

@@ -32,7 +32,7 @@ def micro(bridge_cards, bridge_world):
     items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")[:3]
 
     def load(**kw):
-        p = bridge_params.resolve({**BASE, **kw})
+        p = bridge_params.check(bridge_params.resolve({**BASE, **kw}))
         pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
         torch.manual_seed(0)
         translator = tr.build(p, pair.source, pair.target).eval()
@@ -76,7 +76,7 @@ def test_original_nll_labels_the_bos_with_no_cue_and_no_eos(micro):
         expected = pair.target(inputs_embeds=embeds, labels=labels).loss
     assert parts["nll"] == pytest.approx(float(expected), rel=1e-5)
     # the default's labels (cue, answer + EOS) are another loss
-    pair.p = {**pair.p, "nll_labels": "answer"}
+    pair.p = replace(pair.p, nll_labels="answer")
     with torch.no_grad():
         assert pair.loss(translator, [item], 1)[1]["nll"] != pytest.approx(parts["nll"], rel=1e-3)
 
@@ -108,7 +108,7 @@ def test_later_era_kl_answer_only_teacher_batchmean(micro):
         reduction="batchmean",
     )
     assert parts["kl"] == pytest.approx(float(expected), rel=1e-4)
-    pair.p = {**pair.p, "kl_reduction": "mean"}
+    pair.p = replace(pair.p, kl_reduction="mean")
     with torch.no_grad():
         mean = pair.loss(translator, items, 1)[1]["kl"]
     assert parts["kl"] / mean == pytest.approx(n, rel=1e-5)  # every row has n answer positions
@@ -156,7 +156,7 @@ def test_per_position_prompt_alignment_is_the_originals(micro):
         mask[r, : len(ids)] = 1
     expected = ((soft - pe) * mask).pow(2).sum() / mask.sum()
     assert parts["align"] == pytest.approx(float(expected), rel=1e-5)
-    pair.p = {**pair.p, "prompt_align": "pooled"}
+    pair.p = replace(pair.p, prompt_align="pooled")
     with torch.no_grad():
         pooled = pair.loss(translator, items, 1)[1]["align"]
     assert parts["align"] / pooled > 10
@@ -177,7 +177,7 @@ def test_first_k_infonce_prompt_is_the_later_eras(micro):
     logits = F.normalize(soft.mean(1), dim=-1) @ F.normalize(pooled, dim=-1).T / 0.07
     expected = F.cross_entropy(logits, torch.arange(len(items)))
     assert parts["infonce"] == pytest.approx(float(expected), rel=1e-5)
-    pair.p = {**pair.p, "infonce_prompt": "full"}
+    pair.p = replace(pair.p, infonce_prompt="full")
     with torch.no_grad():
         full = pair.loss(translator, items, 1)[1]["infonce"]
     assert full != pytest.approx(parts["infonce"], rel=1e-4)
@@ -302,13 +302,13 @@ def test_the_original_overlay_sets_each_eras_definitions(monkeypatch):
     }
     for name, e in original.items():
         p = bridge_params.check(e.params)  # complete: late keys at defaults filled in
-        assert {k: p[k] for k in later} == {
+        assert {k: getattr(p, k) for k in later} == {
             **later,
             # the early era: kl_rows cannot act (its teacher never reads the answer)
             **({"kl_teacher": "prompt_only", "kl_rows": "answer"} if name == "1b" else {}),
         }
-        assert p["infonce_prompt"] == ("first_k" if p["infonce_weight"] > 0 else "full")
-        assert p["prompt_align"] == ("per_position" if p["prompt_align_weight"] > 0 else "pooled")
+        assert p.infonce_prompt == ("first_k" if p.infonce_weight > 0 else "full")
+        assert p.prompt_align == ("per_position" if p.prompt_align_weight > 0 else "pooled")
         assert e.run_id != default[name].run_id
     assert original["1b"].params["prompt_align_weight"] == 0
 
@@ -354,7 +354,7 @@ def test_prompt_alignment_weight_is_applied_once(micro):
     pair, translator, items = micro(kl_weight=0.0, infonce_weight=0.0, prompt_align="per_position")
     with torch.no_grad():
         total, parts, _ = pair.loss(translator, items, 1)
-    expected = parts["nll"] + pair.p["prompt_align_weight"] * parts["align"]
+    expected = parts["nll"] + pair.p.prompt_align_weight * parts["align"]
     assert float(total) == pytest.approx(expected, rel=1e-6)
 
 
@@ -413,7 +413,7 @@ def test_padding_and_kl_rows_are_the_later_eras_batch(micro, side):
     assert parts["kl"] == pytest.approx(float((rows * real).sum() / b), rel=1e-4)
     assert parts["kl"] != pytest.approx(float(rows.sum() / b), rel=1e-2)  # the original's
     last = real * (real.cumsum(1) == real.sum(1, keepdim=True))  # each row's last real token
-    pair.p = {**pair.p, "kl_rows": "answer"}
+    pair.p = replace(pair.p, kl_rows="answer")
     with torch.no_grad():
         fewer = pair.loss(translator, items, 1)[1]["kl"]
     assert fewer == pytest.approx(float((rows * (real - last)).sum() / b), rel=1e-4)
@@ -443,7 +443,7 @@ def test_left_padding_is_the_originals_nll(micro):
     with torch.no_grad():
         expected = pair.target(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
     assert parts["nll"] == pytest.approx(float(expected), rel=1e-5)
-    pair.p = {**pair.p, "padding": "right"}
+    pair.p = replace(pair.p, padding="right")
     with torch.no_grad():
         right = pair.loss(translator, items, 1)[1]["nll"]
     assert abs(right - parts["nll"]) > 1e-4 * parts["nll"]
@@ -498,4 +498,4 @@ def test_rms_detach_is_the_originals_rescaling(micro):
         torch.testing.assert_close(out, ref)
         assert torch.allclose(g, ref_grad, atol=1e-6) is detach
     pair, translator, _ = micro(rms_detach=True)  # the run's translator, built from its params
-    assert translator.detach_rms and bridge_params.recorded(pair.p)["rms_detach"]
+    assert translator.detach_rms and bridge_params.recorded(pair.p.as_dict())["rms_detach"]

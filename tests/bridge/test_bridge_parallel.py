@@ -78,13 +78,13 @@ def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_ca
 def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp_path):
     """A few steps reading the source and KL-teacher caches have the live path's losses
     (float32, rel 1e-5; the KL term on from step 1)."""
-    p = bridge_params.resolve(EXACT)
-    assert p["kl_weight"] > 0
+    p = bridge_params.check(bridge_params.resolve(EXACT))
+    assert p.kl_weight > 0
     caches = {}
     for what, role in (("source", "source"), ("teacher", "target")):
         summary = states.compute(
             # other batch shapes than the training's
-            states.StatesSpec(what, {**p, "eval_batch_size": 3}, "gsm8k", p["eval_size"]),
+            states.StatesSpec(what, {**p.as_dict(), "eval_batch_size": 3}, "gsm8k", p.eval_size),
             model_card=bridge_cards[role],
             train_file=bridge_world["gsm8k_train"],
             eval_file=bridge_world["gsm8k_test"],
@@ -109,7 +109,7 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
     caches["teacher"].batch = lambda batch, device: reads.append(len(batch)) or read(batch, device)
     curves = []
     for pair in (live, cached):  # the pipeline's step: the loop's, on its own data order
-        torch.manual_seed(p["seed"])
+        torch.manual_seed(p.seed)
         translator = tr.build(p, pair.source, pair.target).to(pair.device)
         run = train.loop_run(pair, translator, items, p, "cached")
         curve = []
@@ -118,7 +118,7 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
             last = run.spec.hooks.compute.log_parts()
             curve.append((last["loss"], last["nll"], last["kl"]))
         curves.append(curve)
-    assert reads == [p["batch_size"]] * 3
+    assert reads == [p.batch_size] * 3
     # abs: the KL part is ~1e-3, and on a GPU the cache's other batch shapes move it by ~2e-8
     for a, b in zip(curves[0], curves[1], strict=True):
         assert b == pytest.approx(a, rel=1e-5, abs=1e-7)
@@ -157,7 +157,7 @@ from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
 args = json.loads(open(sys.argv[1]).read())
 parallel.init()
-p = bridge_params.resolve(args["params"])
+p = bridge_params.check(bridge_params.resolve(args["params"]))
 pair = load_pair(args["source"], args["target"], "gsm8k", p)
 torch.manual_seed(0)
 translator = tr.build(p, pair.source, pair.target).eval()
@@ -196,7 +196,7 @@ def test_two_processes_evaluate_each_item_as_one_process(bridge_world, bridge_ca
 
 def test_length_batched_cache_reads_as_the_ordered_one(bridge_world, bridge_cards, tmp_path):
     """States batched by length (the GPU order) read back by id like the data's order."""
-    p = bridge_params.resolve(EXACT)
+    p = bridge_params.check(bridge_params.resolve(EXACT))
     pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
     items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
     lengths = [len(pair.source_ids(i)) for i in items]

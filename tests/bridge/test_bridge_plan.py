@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ablate.bridge import cost, grid, layout
+from ablate.bridge import params as bridge_params
 from ablate.bridge.infer import BASELINES
 from ablate.core import planner
 from ablate.core.config import schema_path
@@ -65,7 +66,7 @@ def test_real_grid_forecast_has_one_row_per_grid_entry_and_a_total(tmp_path):
         assert total["est_cost_usd"].iloc[0] > 0
     # tokens as ablate.bridge.cost counts them (the benchmark counts the same way)
     r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1b")].iloc[0]
-    p1b = study.entries["1b"].params
+    p1b = bridge_params.check(study.entries["1b"].params)
     n = cost.Lengths(150, 150, 128)  # bridge_lengths.gsm8k of config/gpu_measurements.yaml
     # 3000 steps x the global batch: 40 rows on one process (the seed's 10 x 4)
     assert r["tokens"] == 3000 * 40 * cost.example_tokens(64, n) == 3000 * 40 * (150 + 68 + 128)
@@ -73,7 +74,7 @@ def test_real_grid_forecast_has_one_row_per_grid_entry_and_a_total(tmp_path):
     assert "bridged evaluations" in r["note"] and r["compute_s"] > r["tokens"] / r["tok_s_per_gpu"]
     # step 0, 12 x 250 and, with restore_best (not in 1b), the re-evaluation of the best state
     assert cost.n_evaluations(p1b) == 13
-    assert cost.n_evaluations(study.entries["1a"].params) == 14
+    assert cost.n_evaluations(bridge_params.check(study.entries["1a"].params)) == 14
     # each training on its one GPU (bridge.resources.train.gpu: 1), on any setup
     four = t[(t["setup"] == "4x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
     one = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "train/1b")].iloc[0]
@@ -121,7 +122,8 @@ def test_measured_rows_replace_the_flop_estimate(tmp_path):
     t = planner.make_plan(config, root=tmp_path, actuals=False).table
     r = t[(t["setup"] == "1x H200") & (t["job"] == "train/1a+2c")].iloc[0]
     assert r["tok_s_per_gpu"] == 5000.0 and "test row" in r["throughput_source"]
-    evals = cost.eval_generated_tokens(grid.resolve(config["bridge"]).entries["1a"].params)
+    entry = grid.resolve(config["bridge"]).entries["1a"]
+    evals = cost.eval_generated_tokens(bridge_params.check(entry.params))
     assert r["compute_s"] == pytest.approx(r["tokens"] / 5000.0 + evals / 400.0, abs=0.2)
     assert "test row b16" in r["note"]
     # another entry's work per token (HotpotQA: long cached source, short answers): the rate is
@@ -221,11 +223,11 @@ def test_evaluations_shard_over_the_data_parallel_gpus_and_infer_times_a_subset(
     # the benchmark: every item batched (quality), the timed subset at batch 1 (latency)
     study = grid.resolve(config["bridge"])
     r = t[(t["setup"] == "1x H100 SXM") & (t["job"] == "infer/entry:1a")].iloc[0]
-    p = study.entries["1a"].params
+    p = bridge_params.check(study.entries["1a"].params)
     timed = study.config["infer"]["timed_samples"]
-    assert r["policy"] == f"batch{p['eval_batch_size']}" and "latency pass" in r["note"]
+    assert r["policy"] == f"batch{p.eval_batch_size}" and "latency pass" in r["note"]
     batch1 = cost.infer_timed_tokens(p, timed)
-    assert batch1 == (timed + 1) * cost.INFER_GENERATIONS * p["max_new_tokens"]
+    assert batch1 == (timed + 1) * cost.INFER_GENERATIONS * p.max_new_tokens
     assert r["compute_s"] > r["tokens"] / r["tok_s_per_gpu"]
 
 

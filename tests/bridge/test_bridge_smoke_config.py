@@ -62,7 +62,7 @@ def test_smoke_config_has_the_real_shapes_on_one_gpu():
         assert m["arch"]["tokenizer"]["pad_to_size"] is True
         # the pretraining resolves, in 16-bit without fp32 masters (the memory arithmetic)
         p = resolve_params({**models.PRETRAIN, **m["pretrain"]}, "pretrain")
-        assert (p["model_dtype"], p["master_weights"], p["optim"]) == (
+        assert (p.model_dtype, p.master_weights, p.optim) == (
             "bfloat16",
             False,
             "adafactor",

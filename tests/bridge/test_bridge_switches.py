@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,10 @@ GRID = [dict(zip(EDGES, values, strict=True)) for values in itertools.product(*E
 
 
 def resolved(**kw):
-    return bridge_params.resolve(kw)
+    return bridge_params.check(bridge_params.resolve(kw))
+
+
+DEFAULTS = resolved()
 
 
 def test_one_behaviour_is_one_identity():
@@ -37,10 +41,10 @@ def test_one_behaviour_is_one_identity():
     by_behaviour: dict[str, set[str]] = {}
     for kw in GRID:
         p = resolved(**kw)
-        assert switches.behaviour(p) == switches.behaviour(bridge_params.defaults() | kw)
-        others = {k: v for k, v in p.items() if k not in switches.SWITCHES}
+        assert switches.behaviour(p) == switches.behaviour(replace(DEFAULTS, **kw))
+        others = {k: v for k, v in p.as_dict().items() if k not in switches.SWITCHES}
         key = repr((others, switches.behaviour(p)))
-        by_behaviour.setdefault(key, set()).add(repr({k: p[k] for k in switches.SWITCHES}))
+        by_behaviour.setdefault(key, set()).add(repr({k: getattr(p, k) for k in switches.SWITCHES}))
     assert all(len(ids) == 1 for ids in by_behaviour.values()), by_behaviour
 
 
@@ -64,11 +68,13 @@ def test_settings_that_act_are_kept():
 def test_the_loop_reads_the_switches_only_through_this_module():
     """A switch read elsewhere would act without entering the behaviour the identity hashes
     (the values the behaviour carries, kl_positions where KL is on, are read where they act)."""
-    conditions = set(switches.SWITCHES) - set(switches.behaviour(bridge_params.defaults()))
+    conditions = set(switches.SWITCHES) - set(switches.behaviour(DEFAULTS))
     assert conditions == {"kl_after_warmup", "early_stopping", "patience", "kl_rows"}
     for path in BRIDGE_SRC.glob("*.py"):
         if path.name in ("switches.py", "params.py"):
             continue
         text = path.read_text()
         for key in conditions:
-            assert not re.search(rf"\[[\"']{key}[\"']\]", text), f"{path.name} reads {key}"
+            # p["key"] (a dict's read) or p.key (the typed params')
+            read = rf"\[[\"']{key}[\"']\]|\.{key}\b"
+            assert not re.search(read, text), f"{path.name} reads {key}"

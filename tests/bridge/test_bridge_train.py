@@ -36,7 +36,7 @@ def test_train_entry_writes_every_output(bridge_entry):
 
 
 def test_frozen_models_only_translator_learns(bridge_cards):
-    p = bridge_params.resolve(MICRO_PARAMS)
+    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
     pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
     for m in (pair.source, pair.target):
         assert not m.training and not any(t.requires_grad for t in m.parameters())
@@ -48,7 +48,7 @@ def test_training_forward_fills_no_kv_cache(bridge_cards, bridge_world, monkeypa
     it) and with its layers compiled when the pair says so (train.fit: on CUDA)."""
     from ablate.core.training import speed
 
-    p = bridge_params.resolve(MICRO_PARAMS)
+    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
     pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
     pair.target.config.use_cache = True  # as a hub model's config says
     calls, switched = [], []
@@ -63,7 +63,7 @@ def test_training_forward_fills_no_kv_cache(bridge_cards, bridge_world, monkeypa
         d_src=pair.source.config.hidden_size,
         d_tgt=pair.target.config.hidden_size,
         target_rms=1.0,
-        **{k: p[k] for k in train.tr.ARCH_KEYS},
+        **{k: getattr(p, k) for k in train.tr.ARCH_KEYS},
     )
     for compiled in (False, True):
         pair.compiled = compiled
@@ -134,7 +134,7 @@ def test_early_stopping_with_patience(bridge_world, bridge_cards, tmp_path, monk
 
 
 def test_gold_leak_is_refused(bridge_cards, bridge_world, monkeypatch):
-    p = bridge_params.resolve(MICRO_PARAMS)
+    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
     pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
     item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
     gold = item["answer"].split("#### ")[-1]
@@ -160,18 +160,18 @@ def test_gold_leak_is_refused(bridge_cards, bridge_world, monkeypatch):
 
 
 def test_latent_mode_feeds_no_question_text(bridge_cards, bridge_world):
-    p = bridge_params.resolve(MICRO_PARAMS)
+    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
     pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
     item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
     before, after = evaluate.latent_target_ids(pair.tgt_tok)
     assert before == [pair.tgt_tok.bos_token_id]
     assert pair.tgt_tok.decode(after).strip() == world.ANSWER_CUE
-    soft = torch.zeros(1, p["K"], pair.target.config.hidden_size)
+    soft = torch.zeros(1, p.K, pair.target.config.hidden_size)
     embeds, mask, n = pair.latent_embeds(soft)
-    assert embeds.shape[1] == n == 1 + p["K"] + len(after)  # nothing but BOS, K soft, the cue
+    assert embeds.shape[1] == n == 1 + p.K + len(after)  # nothing but BOS, K soft, the cue
     emb = pair.target.get_input_embeddings()
     expect = emb(torch.tensor(after))
-    assert torch.equal(embeds[0, 1 + p["K"] :], expect)
+    assert torch.equal(embeds[0, 1 + p.K :], expect)
     fed = pair.fed_latent(item)["target input (around the soft tokens)"]
     assert item["question"] not in fed and fed.strip() == world.ANSWER_CUE
 
@@ -208,7 +208,7 @@ def test_benchmark_writes_five_baselines_per_sample(
     lat = s[s.baseline == "latent"].iloc[0]
     assert lat.input_tokens == 1 + MICRO_PARAMS["K"] + len(
         evaluate.cue_ids(load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k",
-                                   bridge_params.resolve(MICRO_PARAMS)).tgt_tok)
+                                   bridge_params.check(bridge_params.resolve(MICRO_PARAMS))).tgt_tok)
     )  # fmt: skip
     budget = s[s.baseline == "token_budget"].iloc[0]
     assert budget.input_tokens == lat.input_tokens  # the same input length: a fair comparison
@@ -229,7 +229,7 @@ def test_benchmark_writes_five_baselines_per_sample(
 def test_token_budget_is_the_start_of_the_full_prompt(bridge_cards, bridge_world, monkeypatch):
     """A prompt longer than max_prompt_len: the budget is its first K tokens, not the first K
     of the prompt already cut from the left (which start mid-question)."""
-    p = bridge_params.resolve({**MICRO_PARAMS, "K": 3, "max_prompt_len": 12})
+    p = bridge_params.check(bridge_params.resolve({**MICRO_PARAMS, "K": 3, "max_prompt_len": 12}))
     pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
     item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
     item = {**item, "question": "Gin has many cards. " * 4 + item["question"]}

@@ -94,9 +94,10 @@ def test_pipeline_and_library_resolve_the_same_training_params():
 
     cfg = validated(shipped_config("config.yaml"))
     pretrain = cfg["mask"]["model"]["embedded"]["pretrain"]
-    assert resolve_params(pretrain, "pretrain") == pretrain
+    assert resolve_params(pretrain, "pretrain").as_dict() == pretrain
     finetune = cfg["mask"]["finetune"]["defaults"]
-    assert {k: resolve_params(finetune, "finetune")[k] for k in finetune} == finetune
+    resolved = resolve_params(finetune, "finetune").as_dict()
+    assert {k: resolved[k] for k in finetune} == finetune
 
 
 def test_library_reads_the_embedded_defaults_of_the_schema():

@@ -41,17 +41,17 @@ def test_gpu_configs_request_the_disk_a_finetune_writes(name, size):
     assert n == pytest.approx(size, rel=1e-3)
     have = config["mask"]["resources"]["finetune"]["disk_mb"]
     for v, spec in mask_variants.variants_of(config).items():
-        need = disk_need_mb(n, resolve_params(spec["params"], "finetune"))
+        need = disk_need_mb(n, resolve_params(spec["params"], "finetune").as_dict())
         assert have >= need, f"{name}: finetune {v} writes up to {need:.0f} MB, disk_mb {have}"
 
 
 def test_disk_need_counts_checkpoints_only_when_saved():
-    p = resolve_params({"save_steps": 0}, "finetune")
+    p = resolve_params({"save_steps": 0}, "finetune").as_dict()
     n = 1e9
     assert disk_need_mb(n, p) == pytest.approx(n * 2 * 2 * 1.1 / 1e6)  # two bf16 finals
     p = resolve_params(
         {"save_steps": 100, "save_total_limit": 2, "optim": "adamw_torch"}, "finetune"
-    )
+    ).as_dict()
     # 3 checkpoints x (bf16 weights 2 + fp32 masters 4 + AdamW's 2 fp32 states 8) + the finals
     assert disk_need_mb(n, p) == pytest.approx(n * (4 + 3 * 14) * 1.1 / 1e6)
     assert disk_need_mb(n, p, gpu=False) == pytest.approx(n * (8 + 3 * (4 + 8)) * 1.1 / 1e6)

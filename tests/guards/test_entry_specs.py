@@ -93,6 +93,6 @@ def test_a_job_checks_its_params_and_merges_no_default():
     from ablate.mask.training.gate import check_params, resolve_params
 
     p = resolve_params({"max_steps": 3}, "finetune")
-    assert check_params(p, "finetune") is p
+    assert check_params(p.as_dict(), "finetune") == p
     with pytest.raises(TrainingConfigError, match="without learning_rate"):
-        check_params({k: v for k, v in p.items() if k != "learning_rate"}, "finetune")
+        check_params({k: v for k, v in p.as_dict().items() if k != "learning_rate"}, "finetune")

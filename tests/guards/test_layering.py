@@ -190,6 +190,48 @@ def test_the_check_finds_a_study_named_in_core(tmp_path):
     ]
 
 
+def study_keys_in_core_training(
+    root: Path | None = None, things: dict[str, str] | None = None
+) -> list[str]:
+    """Every read of a study's key (:func:`study_things`) in ``ablate/core/training``: an
+    attribute of that name (``p.packing``) or a whole string literal (``getattr(p, "packing")``,
+    ``p["packing"]``): ``path:line: key (study's)``. The loop's params are the core's keys; a
+    study acts on its own keys through its hooks."""
+    root, things = root or SRC, study_things() if things is None else things
+    found = []
+    for path, tree in _modules(root / "core" / "training"):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                key = node.attr
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                key = node.value
+            else:
+                continue
+            if key in things:
+                rel = path.relative_to(root.parent)
+                found.append(f"{rel}:{node.lineno}: {key} ({things[key]}'s)")
+    return found
+
+
+def test_core_training_reads_no_study_key():
+    assert study_keys_in_core_training() == []
+
+
+def test_the_check_finds_a_study_key_read_in_core_training(tmp_path):
+    """The check itself: the loop's former ``getattr(p, "packing", False)`` and an attribute read
+    of a study's key are found; a core key is not."""
+    training = tmp_path / "ablate" / "core" / "training"
+    training.mkdir(parents=True)
+    (training / "loop.py").write_text(
+        'def setup(p):\n    return getattr(p, "packing", False), p.sft_format, p.seed\n'
+    )
+    found = study_keys_in_core_training(tmp_path / "ablate")
+    assert sorted(found) == [
+        "ablate/core/training/loop.py:2: packing (mask's)",
+        "ablate/core/training/loop.py:2: sft_format (mask's)",
+    ]
+
+
 def _module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

@@ -181,13 +181,18 @@ def _params(packed: bool, **over):
     )
 
 
-def _setup(tmp_path, name, p, policy: str, hooks=None, n_examples: int = 15) -> loop.Run:
+def _setup(tmp_path, name, p, policy: str) -> loop.Run:
     """The run the pipeline builds (loop.setup with the policy's hooks), without saves."""
-    hooks = mask_policy.hooks(policy, p, 11) if hooks is None else hooks
     return loop.setup(
-        loop.Spec({**p, "save_steps": 0}, tmp_path / name, name, pad_token_id=11, hooks=hooks),
+        loop.Spec(
+            resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
+            tmp_path / name,
+            name,
+            pad_token_id=11,
+            hooks=mask_policy.hooks(policy, p, 11),
+        ),
         model=tiny_model(PREFIX_SDPA),
-        train_dataset=ExampleDataset(examples(n_examples, seed=3)),
+        train_dataset=ExampleDataset(examples(15, seed=3)),
         eval_dataset=None,
     )
 
@@ -251,11 +256,13 @@ def test_row_tokens_below_max_seq_len_is_refused():
         mask_policy.hooks("causal", p, 11)
 
 
-def test_packing_without_packed_micro_batches_is_refused(tmp_path):
-    """packing: true with hooks that do not pack (a study that forgot them) is refused at set-up,
-    not trained unpacked."""
-    with pytest.raises(TrainingConfigError, match="packed micro-batches"):
-        _setup(tmp_path, "x", _params(True), "causal", hooks=loop.Hooks(), n_examples=2)
+def test_packing_is_decided_by_the_policys_hooks_alone():
+    """``packing`` is the mask study's key: its hooks read it (the core loop reads no study's
+    key: tests/guards/test_layering.py), packed micro-batches for true, the loop's own for
+    false."""
+    assert mask_policy.hooks("causal", _params(False), 11).data.micro_batches is None
+    packed = mask_policy.hooks("causal", _params(True), 11).data.micro_batches
+    assert packed is not None and all(packing.is_packed(b) for b in packed(examples(3), 1))
 
 
 def test_packed_needs_a_mask_backend():

@@ -163,22 +163,26 @@ def test_unknown_param_is_named():
 def test_one_model_dtype_rule_for_trained_and_frozen_weights(monkeypatch):
     """``auto`` means one thing for a finetune's weights and the bridge's frozen pair: bfloat16
     where bf16 runs. A GPU without bf16 kept the bridge's frozen pair in bfloat16 before."""
-    from ablate.bridge.pair import model_dtype as pair_dtype
-    from ablate.core.training.params import model_dtype
+    from ablate.bridge import params as bridge_params
+    from ablate.bridge.pair import model_dtype
+    from ablate.core.training.params import model_dtype as train_dtype
+
+    def pair_dtype(name: str) -> str:  # the bridge pair's dtype under params of model_dtype name
+        return model_dtype(bridge_params.check(bridge_params.resolve({"model_dtype": name})))
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert model_dtype(resolve_params({}, "finetune")) == torch.float32
-    assert pair_dtype({"model_dtype": "auto"}) == "float32"
+    assert train_dtype(resolve_params({}, "finetune")) == torch.float32
+    assert pair_dtype("auto") == "float32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert model_dtype(resolve_params({}, "finetune")) == torch.bfloat16
-    assert pair_dtype({"model_dtype": "auto"}) == "bfloat16"
+    assert train_dtype(resolve_params({}, "finetune")) == torch.bfloat16
+    assert pair_dtype("auto") == "bfloat16"
     # several processes: the same rule (sharded masters keep bf16 weights; sharded weights
     # upcast their fp32 shards, the masters, themselves)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert model_dtype(resolve_params({}, "finetune")) == torch.bfloat16
-    assert pair_dtype({"model_dtype": "auto"}) == "bfloat16"
-    assert pair_dtype({"model_dtype": "float32"}) == "float32"
+    assert train_dtype(resolve_params({}, "finetune")) == torch.bfloat16
+    assert pair_dtype("auto") == "bfloat16"
+    assert pair_dtype("float32") == "float32"
 
 
 # ---------------------------------------------------------------- finetune end to end
@@ -666,12 +670,17 @@ def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
     from ablate.mask import tiny
 
     model = random_model(tiny.tiny_ministral3_config(num_hidden_layers=1), seed=0)
-    ok = {"loss_vocab": "corpus", "optim": "adamw_torch_fused", "weight_decay": 0.0}
+    base = {"loss_vocab": "corpus", "optim": "adamw_torch_fused", "weight_decay": 0.0}
+
+    def params(**kw):
+        return resolve_params({**base, **kw}, "finetune")
+
+    ok = params()
     assert vocab_rows.why_not(model, ok) is None
-    assert "every row" in vocab_rows.why_not(model, {**ok, "loss_vocab": "full"})
-    assert "moves every row" in vocab_rows.why_not(model, {**ok, "weight_decay": 0.1})
-    assert "moves every row" in vocab_rows.why_not(model, {**ok, "optim": "adafactor"})
-    masters = {**ok, "master_weights": True, "model_dtype": "bfloat16"}
+    assert "every row" in vocab_rows.why_not(model, params(loss_vocab="full"))
+    assert "moves every row" in vocab_rows.why_not(model, params(weight_decay=0.1))
+    assert "moves every row" in vocab_rows.why_not(model, params(optim="adafactor"))
+    masters = params(master_weights=True, model_dtype="bfloat16")
     assert "master" in vocab_rows.why_not(model, masters)
     untied = random_model(
         tiny.tiny_ministral3_config(num_hidden_layers=1, tie_word_embeddings=False), seed=0

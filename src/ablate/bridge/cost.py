@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ablate.bridge.params import BridgeParams
+
 #: Generated tokens per sample of the inference benchmark (ablate.bridge.infer.BASELINES):
 #: source_alone, target_alone, latent and token_budget generate once, cascade twice.
 INFER_GENERATIONS = 6
@@ -27,11 +29,11 @@ class Lengths:
     cue: int = 3  # "Answer:" after the soft tokens
 
     @classmethod
-    def of(cls, spec: dict[str, Any], p: dict[str, Any]) -> Lengths:
+    def of(cls, spec: dict[str, Any], p: BridgeParams) -> Lengths:
         """From a ``bridge_lengths`` entry of the measurements file, cut like the pipeline cuts."""
         return cls(
-            source=min(int(spec["source_tokens"]), p["max_source_len"]),
-            prompt=min(int(spec["prompt_tokens"]), p["max_prompt_len"]),
+            source=min(int(spec["source_tokens"]), p.max_source_len),
+            prompt=min(int(spec["prompt_tokens"]), p.max_prompt_len),
             answer=int(spec["answer_tokens"]),
             cue=int(spec.get("cue_tokens", 3)),
         )
@@ -47,12 +49,12 @@ def example_tokens(K: int, n: Lengths) -> int:
     return n.source + latent_len(K, n) + n.answer
 
 
-def kl_on(p: dict[str, Any]) -> bool:
-    return p["kl_weight"] > 0
+def kl_on(p: BridgeParams) -> bool:
+    return p.kl_weight > 0
 
 
 def example_flops(
-    p: dict[str, Any],
+    p: BridgeParams,
     n: Lengths,
     src: float,
     tgt: float,
@@ -69,10 +71,10 @@ def example_flops(
     tokens is < 1 %).
     """
     f = 0.0 if cached_source else 2 * src * n.source
-    f += 4 * tgt * (latent_len(p["K"], n) + n.answer)
+    f += 4 * tgt * (latent_len(p.K, n) + n.answer)
     if kl_on(p) and not cached_teacher:
         f += 2 * tgt * (n.prompt + n.answer)
-    return f + 6 * translator * p["K"]
+    return f + 6 * translator * p.K
 
 
 def frozen_tokens(what: str, n: Lengths) -> int:
@@ -81,25 +83,25 @@ def frozen_tokens(what: str, n: Lengths) -> int:
     return n.source if what == "source" else n.prompt + n.answer
 
 
-def n_evaluations(p: dict[str, Any]) -> int:
+def n_evaluations(p: BridgeParams) -> int:
     """Bridged evaluations of a full run: step 0, every eval_every, the end, the re-evaluation
     of the restored best state (early stopping can only make it fewer)."""
-    n = 1 + p["steps"] // p["eval_every"] + (1 if p["steps"] % p["eval_every"] else 0)
-    return n + (1 if p["restore_best"] else 0)
+    n = 1 + p.steps // p.eval_every + (1 if p.steps % p.eval_every else 0)
+    return n + (1 if p.restore_best else 0)
 
 
-def eval_generated_tokens(p: dict[str, Any]) -> int:
+def eval_generated_tokens(p: BridgeParams) -> int:
     """Upper bound of the tokens a run's evaluations generate (every answer max_new_tokens)."""
-    return n_evaluations(p) * p["eval_size"] * p["max_new_tokens"]
+    return n_evaluations(p) * p.eval_size * p.max_new_tokens
 
 
-def infer_generated_tokens(p: dict[str, Any], n_samples: int) -> int:
+def infer_generated_tokens(p: BridgeParams, n_samples: int) -> int:
     """Upper bound of the tokens the inference benchmark's quality pass generates (five
     baselines on every item, batches of eval_batch_size)."""
-    return n_samples * INFER_GENERATIONS * p["max_new_tokens"]
+    return n_samples * INFER_GENERATIONS * p.max_new_tokens
 
 
-def infer_timed_tokens(p: dict[str, Any], timed_samples: int) -> int:
+def infer_timed_tokens(p: BridgeParams, timed_samples: int) -> int:
     """Upper bound of the tokens its latency pass generates at batch 1: the timed items and
     one warm-up item (ablate.bridge.infer.timed)."""
     return infer_generated_tokens(p, timed_samples + 1) if timed_samples else 0

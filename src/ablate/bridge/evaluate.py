@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ablate.bridge import leak, scoring, world
+from ablate.bridge.params import BridgeParams
 from ablate.core.models import generation
 
 
@@ -88,16 +89,16 @@ def pad(id_lists: list[list[int]], pad_id: int, side: str = "right"):
     return ids, mask
 
 
-def decoding(params: dict[str, Any], tokenizer, batch_size: int | None = None):
+def decoding(params: BridgeParams, tokenizer, batch_size: int | None = None):
     """Greedy decoding of ``max_new_tokens``; 'generation hygiene' adds repetition_penalty 1.1,
     no_repeat_ngram_size 3 (over the generated tokens: every mode generates from embeddings).
     ``batch_size`` defaults to ``eval_batch_size``."""
     return generation.Decoding(
-        max_new_tokens=params["max_new_tokens"],
+        max_new_tokens=params.max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        hygiene=params["hygiene"],
-        batch_size=batch_size or params["eval_batch_size"],
+        hygiene=params.hygiene,
+        batch_size=batch_size or params.eval_batch_size,
     )
 
 

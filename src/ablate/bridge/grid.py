@@ -111,16 +111,17 @@ def processes(bridge: dict[str, Any]) -> int:
 
 
 def placement(p: dict[str, Any], procs: int, study_group: int | None = None) -> tuple[int, int]:
-    """(g, G / g) of a run placed on ``procs`` processes of ``p["batch_size"]`` rows: its global
-    batch G = batch_size x procs counted in InfoNCE groups of g rows (what its identity holds as
-    ``batch_size`` and ``processes``). g is the group InfoNCE takes its negatives in
+    """(g, G / g) of a run (``p``: resolved) placed on ``procs`` processes of ``p["batch_size"]``
+    rows: its global batch G = batch_size x procs counted in InfoNCE groups of g rows (what its
+    identity holds as ``batch_size`` and ``processes``). g is the group InfoNCE takes its negatives in
     (:func:`ablate.bridge.switches.infonce_group`); where InfoNCE is inert, the training depends
     on G alone and g is ``study_group`` (``bridge.defaults.infonce_group``) where it divides
     batch_size, else batch_size."""
+    from ablate.bridge import params as bridge_params
     from ablate.bridge import switches
 
     if p["infonce_weight"] > 0:
-        g = switches.infonce_group(p)
+        g = switches.infonce_group(bridge_params.check(p))
     elif study_group and p["batch_size"] % study_group == 0:
         g = study_group
     else:

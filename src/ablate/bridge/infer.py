@@ -85,9 +85,9 @@ class Bench:
         p = pair.p
         #: timed calls share one static-cache length (the longest a baseline can need: the
         #: cascade's prompt + the source's answer), so none recompiles the decode step
-        longest = max(p["max_source_len"], p["max_prompt_len"] + p["max_new_tokens"] + 16)
-        self.cache_len = longest + p["max_new_tokens"] if timed else None
-        self.batch = 1 if timed else p["eval_batch_size"]
+        longest = max(p.max_source_len, p.max_prompt_len + p.max_new_tokens + 16)
+        self.cache_len = longest + p.max_new_tokens if timed else None
+        self.batch = 1 if timed else p.eval_batch_size
 
     def _gen(self, which: str, id_lists: list[list[int]]) -> tuple[list[str], list[int]]:
         model = self.pair.source if which == "source" else self.pair.target
@@ -145,7 +145,7 @@ class Bench:
         ``Refined answer:`` (the guard checks the dataset-derived part)."""
         pair = self.pair
         first = evaluate.text_ids(
-            pair.tgt_tok, world.prompt(pair.kind, item) + CASCADE_CUE[0], pair.p["max_prompt_len"]
+            pair.tgt_tok, world.prompt(pair.kind, item) + CASCADE_CUE[0], pair.p.max_prompt_len
         )
         self._guard([item], "target", [first])
         handed = " " + " ".join(src_text.split()) + CASCADE_CUE[1]
@@ -305,13 +305,13 @@ def benchmark(
     models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
     p = bridge_params.check(spec.params, spec.where)
     dataset_kind, baselines = spec.kind, BASELINES
-    items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
+    items = world.load_dataset(eval_file, dataset_kind)[: p.eval_size]
     pair = load_pair(source_card, target_card, dataset_kind, p)
     translator = tr.load(translator_dir).to(pair.device)
     bench = Bench(pair, translator)
     rows = batched_rows(bench, items, baselines)
     timings = timed(Bench(pair, translator, timed=True), items[: spec.timed_samples], baselines)
-    samples = samples_frame(rows, timings, p["eval_batch_size"])
+    samples = samples_frame(rows, timings, p.eval_batch_size)
     io.write_frame(out_samples, samples)
     agg = aggregate(samples)
     io.write_frame(out_summary, agg)
@@ -325,7 +325,7 @@ def benchmark(
                 **card_inputs(source_card=source_card, target_card=target_card),
             },
             started=started,
-            extra={"kv_cache_mb_per_token": bench.kv, "model_dtype": model_dtype(p)},
+            extra={"kv_cache_mb_per_token": bench.kv, "model_dtype": model_dtype(pair.p)},
         ),
     )
     print(agg.to_string(index=False), flush=True)

@@ -224,7 +224,7 @@ def prepare_model(
         kind="pretrain",
         params=p,
         out_dir=out,
-        run_key={"kind": "bridge_pretrain", "family": family, "arch": a, "params": p},
+        run_key={"kind": "bridge_pretrain", "family": family, "arch": a, "params": p.as_dict()},
         summary_extra={"family": family, "arch": a, "corpus": str(corpus)},
         config_slice=config_slice,
         inputs={"corpus": corpus},

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ablate.bridge import evaluate, models, switches, world
 from ablate.bridge.parallel import global_count, mean_value
+from ablate.bridge.params import BridgeParams
 from ablate.core.execution import parallel
 from ablate.core.training import params as training_params
 from ablate.core.training import speed
@@ -22,9 +23,10 @@ from ablate.core.training.loss import share_of_mean
 from ablate.core.training.params import IGNORE_INDEX
 
 
-def model_dtype(p: dict[str, Any]) -> str:
-    """The frozen pair's dtype name (the core's rule, :func:`ablate.core.training.params.model_dtype`)."""
-    return training_params.dtype_name(training_params.model_dtype(p))
+def model_dtype(p: BridgeParams) -> str:
+    """The frozen pair's dtype name (the core's rule, :func:`ablate.core.training.params.weights_dtype`)."""
+    dtype = training_params.weights_dtype(p.model_dtype)
+    return training_params.dtype_name(dtype)
 
 
 def kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
@@ -55,7 +57,7 @@ class Pair:
     target: Any
     tgt_tok: Any
     kind: str
-    p: dict[str, Any]
+    p: BridgeParams
     #: cached source states (ablate.bridge.states.Reader): read instead of running the source
     cache: Any = None
     #: cached teacher rows of the KL term (a Reader too): read instead of the teacher forward
@@ -70,13 +72,11 @@ class Pair:
 
     # --- what each model is fed ------------------------------------------------------------
     def source_ids(self, item) -> list[int]:
-        return evaluate.text_ids(
-            self.src_tok, world.prompt(self.kind, item), self.p["max_source_len"]
-        )
+        return evaluate.text_ids(self.src_tok, world.prompt(self.kind, item), self.p.max_source_len)
 
     def prompt_ids(self, item, tok=None) -> list[int]:
         tok = tok or self.tgt_tok
-        return evaluate.text_ids(tok, world.prompt(self.kind, item), self.p["max_prompt_len"])
+        return evaluate.text_ids(tok, world.prompt(self.kind, item), self.p.max_prompt_len)
 
     def fed_latent(self, item) -> dict[str, str]:
         """The texts the latent mode feeds: the source's input, the target's token input."""
@@ -120,7 +120,7 @@ class Pair:
         b = soft.shape[0]
         tails = tails or [[] for _ in range(b)]
         texts = [after + t for t in tails]
-        ids, mask = evaluate.pad(texts, self.tgt_tok.pad_token_id, self.p["padding"])
+        ids, mask = evaluate.pad(texts, self.tgt_tok.pad_token_id, self.p.padding)
         emb = self.target.get_input_embeddings()
         dt = emb.weight.dtype
         head = emb(torch.tensor(before, device=self.device)).expand(b, -1, -1)
@@ -128,7 +128,7 @@ class Pair:
         ones = torch.ones(b, len(before) + soft.shape[1], dtype=torch.long)
         full_mask = torch.cat([ones, mask], dim=1).to(self.device)
         pads = torch.tensor(
-            [evaluate.pad_before(len(x), ids.shape[1], self.p["padding"]) for x in texts]
+            [evaluate.pad_before(len(x), ids.shape[1], self.p.padding) for x in texts]
         )
         return embeds, full_mask, len(before) + soft.shape[1] + len(after) + pads.to(self.device)
 
@@ -139,14 +139,14 @@ class Pair:
         """The labelled target tokens after the soft tokens (``nll_labels``) and the index of the
         answer's first token in them: the answer + EOS after the cue (``answer``: 0), or the
         original's BOS + answer, no cue, no EOS (``original``: 1, its BOS labelled too)."""
-        if self.p["nll_labels"] == "original":
+        if self.p.nll_labels == "original":
             return [evaluate.original_answer_ids(self.tgt_tok, self.kind, i) for i in items], 1
         return [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items], 0
 
     def head_prompt_ids(self, item) -> list[int]:
         """The prompt's first K tokens, BOS included (the original's ``max_length=K`` cut)."""
         prompt = world.prompt(self.kind, item)
-        return evaluate.head_ids(self.tgt_tok, prompt, self.p["K"] - 1)
+        return evaluate.head_ids(self.tgt_tok, prompt, self.p.K - 1)
 
     # --- training loss ---------------------------------------------------------------------
     def loss(self, translator, items, step: int) -> tuple[torch.Tensor, dict[str, float], int]:
@@ -194,24 +194,24 @@ class Pair:
             # the KL compares the answer's rows: a labelled BOS before them (the original's) is not
             answers = [t[start:] for t in tails]
             kl = self._kl(h, student[:, start:], items, prompts, answers)
-            total = total + p["kl_weight"] * kl
+            total = total + p.kl_weight * kl
             parts["kl"] = mean_value(kl)
         pooled_soft = soft.float().mean(1)
-        if p["infonce_weight"] > 0:
-            heads = p["infonce_prompt"] == "first_k"
+        if p.infonce_weight > 0:
+            heads = p.infonce_prompt == "first_k"
             pooled = self.pooled_prompt(
                 [self.head_prompt_ids(i) for i in items] if heads else prompts
             )
             group = switches.infonce_group(p)
-            nce = infonce(pooled_soft, pooled, p["infonce_temperature"], group)
-            total = total + p["infonce_weight"] * nce
+            nce = infonce(pooled_soft, pooled, p.infonce_temperature, group)
+            total = total + p.infonce_weight * nce
             parts["infonce"] = mean_value(nce)
-        if p["prompt_align_weight"] > 0:
-            if p["prompt_align"] == "per_position":
+        if p.prompt_align_weight > 0:
+            if p.prompt_align == "per_position":
                 align = self._aligned_positions(soft, [self.head_prompt_ids(i) for i in items])
             else:
                 align = F.mse_loss(pooled_soft, self.pooled_prompt(prompts))
-            total = total + p["prompt_align_weight"] * align
+            total = total + p.prompt_align_weight * align
             parts["align"] = mean_value(align)
         tokens = int(mask.sum()) + sum(len(self.source_ids(i)) for i in items)
         return total, parts, tokens
@@ -223,10 +223,10 @@ class Pair:
         from its first position (compared with the soft tokens' positions). The answer's rows
         are those predicting an answer token, and the one at its last token where ``kl_rows``
         counts it (:func:`ablate.bridge.switches.kl_last_row`)."""
-        if self.p["kl_teacher"] == "prompt_only":
+        if self.p.kl_teacher == "prompt_only":
             return prompts, [0] * len(prompts), [len(pr) for pr in prompts]
         rows = [len(a) + switches.kl_last_row(self.p) for a in answers]
-        if self.p["kl_teacher"] == "answer_only":
+        if self.p.kl_teacher == "answer_only":
             bos = [self.tgt_tok.bos_token_id]
             return [bos + a for a in answers], [0] * len(answers), rows
         seqs = [pr + a for pr, a in zip(prompts, answers, strict=True)]
@@ -237,7 +237,7 @@ class Pair:
         """The teacher's final states at its first n compared rows (:meth:`teacher_inputs`), its
         inputs padded on the side ``padding`` names: [B, n, d]."""
         seqs, starts, _ = self.teacher_inputs(prompts, answers)
-        side = self.p["padding"]
+        side = self.p.padding
         ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id, side)
         h = self.target.base_model(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
@@ -258,7 +258,7 @@ class Pair:
         tails, start = self.tails(items)
         answers = [t[start:] for t in tails]
         _, _, rows = self.teacher_inputs(prompts, answers)
-        lengths = [min(self.p["kl_positions"], r) for r in rows]
+        lengths = [min(self.p.kl_positions, r) for r in rows]
         h = self.teacher_hidden(prompts, answers, max(lengths))
         mask = torch.tensor([[int(j < n) for j in range(h.shape[1])] for n in lengths])
         return h, mask
@@ -280,21 +280,21 @@ class Pair:
         ``kl_reduction``: the mean over the counted rows, or (``batchmean``) their sum over the
         rows of the batch."""
         p = self.p
-        if p["kl_teacher"] == "prompt_only":
-            n = min(p["kl_positions"], p["K"], max(len(pr) for pr in prompts))
+        if p.kl_teacher == "prompt_only":
+            n = min(p.kl_positions, p.K, max(len(pr) for pr in prompts))
             first = len(evaluate.latent_target_ids(self.tgt_tok)[0])  # the soft tokens' start
             student = self._logits(h[:, first : first + n])
             valid = torch.tensor([[float(j < len(pr)) for j in range(n)] for pr in prompts])
             valid = valid.to(self.device)
         else:
-            n = min(p["kl_positions"], student.shape[1])
+            n = min(p.kl_positions, student.shape[1])
             student = student[:, :n]
             rows = self.teacher_inputs(prompts, answers)[2]
             valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows])
             valid = valid.to(self.device)
         teacher = self._teacher_logits(items, prompts, answers, n)
         kl = kl_rows(teacher.log_softmax(-1), student)
-        count = valid.sum() if p["kl_reduction"] == "mean" else valid.new_tensor(len(items))
+        count = valid.sum() if p.kl_reduction == "mean" else valid.new_tensor(len(items))
         if parallel.world_size() == 1:
             return (kl * valid).sum() / count.clamp_min(1)
         return share_of_mean((kl * valid).sum(), global_count(count))
@@ -324,7 +324,7 @@ class Pair:
         """Each item's latent input embeddings [1 + K + cue, d]: source and translator run in
         batches of ``eval_batch_size``."""
         rows: list[torch.Tensor] = []
-        bs = self.p["eval_batch_size"]
+        bs = self.p.eval_batch_size
         for i in range(0, len(items), bs):
             embeds, _, _ = self.latent_embeds(self.soft(translator, items[i : i + bs]))
             rows.extend(embeds.unbind(0))
@@ -342,7 +342,7 @@ class Pair:
 
 
 def load_pair(
-    source_card, target_card, kind: str, p: dict[str, Any], cache=None, teacher_cache=None
+    source_card, target_card, kind: str, p: BridgeParams, cache=None, teacher_cache=None
 ) -> Pair:
     """The frozen pair; with ``cache`` (ablate.bridge.states.Reader) the source's weights are
     not loaded (its tokenizer and config are: token counts, the translator's input width)."""

@@ -6,9 +6,10 @@ Torch-free: the Snakefile resolves every grid entry through :func:`resolve` at p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ablate.core import config
 
@@ -103,10 +104,10 @@ def recorded(p: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in p.items() if k not in LATE_KEYS or v != defaults()[k]}
 
 
-def check(p: dict[str, Any], where: str = "bridge") -> dict[str, Any]:
+def check(p: dict[str, Any], where: str = "bridge") -> BridgeParams:
     """Params as a job takes them, resolved where the config was parsed (:func:`resolve`, through
     the grid, maybe :func:`recorded`), checked: every key but the late ones, valid, in their
-    canonical spelling. Returns them complete (the late keys' defaults filled in)."""
+    canonical spelling. Returns them complete (the late keys' defaults filled in), typed."""
     missing = sorted(set(schema()["properties"]) - set(p) - set(LATE_KEYS))
     if missing:
         raise BridgeConfigError(
@@ -116,7 +117,84 @@ def check(p: dict[str, Any], where: str = "bridge") -> dict[str, Any]:
     full = resolve(p, where)
     if recorded(full) != recorded(p):
         raise BridgeConfigError(f"{where}: parameters not in their canonical spelling")
-    return full
+    return _typed(full)
+
+
+def _typed(p: dict[str, Any]) -> BridgeParams:
+    """Params the schema passed, typed (the one constructor call)."""
+    unknown = set(p) - set(BridgeParams.keys())
+    if unknown:  # the schema has a key the type lacks: the type must grow a field
+        raise BridgeConfigError(
+            f"BridgeParams has no field for {', '.join(sorted(unknown))}: add it "
+            f"(ablate.bridge.params, docs/bridge.md)"
+        )
+    return BridgeParams(**p)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BridgeParams:
+    """A bridge job's params, resolved and checked: built only by :func:`check` (a job's
+    resolution, the schema's check included). ``params.schema.yaml`` is the one statement of
+    keys, bounds and defaults: a field has no default of its own (tests/bridge/test_bridge_params.py
+    fails where the two disagree in keys or a default or enum value the field's type cannot
+    hold). Records, run keys and summaries take :meth:`as_dict`, the dict it was built from."""
+
+    # data
+    dataset: Literal["gsm8k", "hotpotqa"]
+    seed: int
+    max_source_len: int
+    max_prompt_len: int
+    # translator
+    K: int
+    depth: int
+    bottleneck: int
+    heads: int
+    dropout: float
+    rope_projection: bool
+    # optimisation
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    steps: int
+    batch_size: int
+    infonce_group: int | None
+    gate_lr_multiplier: float
+    grad_clip: float
+    model_dtype: Literal["auto", "float32", "bfloat16"]
+    # losses
+    kl_weight: float
+    kl_positions: int
+    kl_after_warmup: bool
+    infonce_weight: float
+    infonce_temperature: float
+    prompt_align_weight: float
+    nll_labels: Literal["answer", "original"]
+    kl_reduction: Literal["mean", "batchmean"]
+    kl_teacher: Literal["full", "prompt_only", "answer_only"]
+    infonce_prompt: Literal["full", "first_k"]
+    prompt_align: Literal["pooled", "per_position"]
+    kl_rows: Literal["answer", "original"]
+    padding: Literal["right", "left"]
+    rms_detach: bool
+    # evaluation and stopping
+    eval_every: int
+    eval_size: int
+    eval_batch_size: int
+    max_new_tokens: int
+    hygiene: bool
+    early_stopping: bool
+    patience: int
+    restore_best: bool
+    log_every: int
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain dict it was built from (records, run keys, summaries: the same keys and
+        values as before the type)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -162,4 +240,4 @@ def canonical(p: dict[str, Any]) -> dict[str, Any]:
         kind = props[key].get("type")
         if kind == "number" and not isinstance(value, bool):
             out[key] = float(value)
-    return switches.canonical(out, defaults())
+    return switches.canonical(_typed(out), _typed(defaults())).as_dict()

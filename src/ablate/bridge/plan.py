@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ablate.bridge import cost, grid, layout, models, pins
+from ablate.bridge import params as bridge_params
+from ablate.bridge.params import BridgeParams
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.model_size import count_params, params_of_hub_model
 from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
@@ -52,7 +54,7 @@ def model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | 
     return params, hidden, where
 
 
-def translator_params(p: dict[str, Any], d_src: int, d_tgt: int) -> int:
+def translator_params(p: BridgeParams, d_src: int, d_tgt: int) -> int:
     """Parameters of the entry's translator, built on the meta device."""
     import torch
 
@@ -60,7 +62,7 @@ def translator_params(p: dict[str, Any], d_src: int, d_tgt: int) -> int:
 
     with torch.device("meta"):
         t = BottleneckedGatedTranslator(
-            d_src=d_src, d_tgt=d_tgt, target_rms=1.0, **{k: p[k] for k in ARCH_KEYS}
+            d_src=d_src, d_tgt=d_tgt, target_rms=1.0, **{k: getattr(p, k) for k in ARCH_KEYS}
         )
     return sum(x.numel() for x in t.parameters())
 
@@ -71,14 +73,14 @@ def decode_flops(target_params: float, batch: int) -> float:
     return 2 * target_params / batch
 
 
-def lengths(p: dict[str, Any], data: dict[str, Any], ref: Reference) -> tuple[cost.Lengths, str]:
+def lengths(p: BridgeParams, data: dict[str, Any], ref: Reference) -> tuple[cost.Lengths, str]:
     if data["source"] == "embedded":
-        n = cost.Lengths(p["max_source_len"], p["max_prompt_len"], p["max_new_tokens"])
+        n = cost.Lengths(p.max_source_len, p.max_prompt_len, p.max_new_tokens)
         return n, "upper bound: max_source_len, max_prompt_len, answer = max_new_tokens"
-    spec = ref.bridge_lengths.get(p["dataset"])
+    spec = ref.bridge_lengths.get(p.dataset)
     if spec is None:
-        raise KeyError(f"no bridge_lengths.{p['dataset']} in {ref.path}")
-    return cost.Lengths.of(spec, p), f"bridge_lengths.{p['dataset']}: {spec['source']}"
+        raise KeyError(f"no bridge_lengths.{p.dataset} in {ref.path}")
+    return cost.Lengths.of(spec, p), f"bridge_lengths.{p.dataset}: {spec['source']}"
 
 
 def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
@@ -153,7 +155,7 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
 
     role = j.wildcards["role"]
     p = resolve_params({**models.PRETRAIN, **(bridge[role].get("pretrain") or {})}, "pretrain")
-    tokens = p["max_steps"] * p["batch_size"] * p["grad_accum"] * p["max_seq_len"]
+    tokens = p.max_steps * p.batch_size * p.grad_accum * p.max_seq_len
     return PlannedJob(
         model=f"{role} ({bridge[role]['family']})",
         policy="causal",
@@ -161,13 +163,13 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
         tokens_source="max_steps x batch_size x grad_accum x max_seq_len (packed blocks)",
         params=shapes[role][0],
         params_source=shapes[role][2],
-        optim=p["optim"],
+        optim=p.optim,
         # "auto" (bf16 only on a bf16-capable GPU): the memory check counts the larger
-        master_weights=p["master_weights"] is not False,
+        master_weights=p.master_weights is not False,
         shape=shape_of(embedded_config(bridge[role])),
-        forward_tokens=float(p["batch_size"] * p["max_seq_len"]),
-        gradient_checkpointing=bool(p["gradient_checkpointing"]),
-        **{**common, "dtype": p["model_dtype"]},
+        forward_tokens=float(p.batch_size * p.max_seq_len),
+        gradient_checkpointing=bool(p.gradient_checkpointing),
+        **{**common, "dtype": p.model_dtype},
     )
 
 
@@ -179,7 +181,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     what, role = st["what"], st["role"]
     e = study.runs[st["runs"][0]]
     data = study.config["data"]
-    n, n_where = lengths(e.params, data, ref)
+    n, n_where = lengths(bridge_params.check(e.params), data, ref)
     if data["source"] == "embedded":  # the generated world's train split (its config's size)
         world = data.get("embedded") or {}
         key = "n_qa_train" if e.dataset == "hotpotqa" else "n_train"
@@ -213,7 +215,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         role, e = next((r, x) for r, x in study.infer if x.run_id == run_id)
     else:
         e = study.runs[run_id]
-    p = e.params
+    p = bridge_params.check(e.params)  # recorded: the late keys' defaults filled back in
     (ps, hs, ws), (pt, ht, wt) = shapes[e.source_role], shapes[e.target_role]
     if None in (ps, pt, hs, ht):
         raise ValueError(f"model size unknown offline: source {ws}; target {wt}")
@@ -227,12 +229,12 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     if j.rule == "bridge_infer":
         return _infer_job(study, role, e, pt, float(total), size, model, common, pair)
     procs = grid.processes(study.config)
-    rows = p["batch_size"]  # per process, one process per GPU
-    tokens = p["steps"] * rows * procs * cost.example_tokens(p["K"], n)
+    rows = p.batch_size  # per process, one process per GPU
+    tokens = p.steps * rows * procs * cost.example_tokens(p.K, n)
     flops = cost.example_flops(
         p, n, ps, pt, ptr, cached_source=True, cached_teacher=e.teacher_id is not None
     )
-    flops /= cost.example_tokens(p["K"], n)
+    flops /= cost.example_tokens(p.K, n)
     evals = cost.eval_generated_tokens(p)
     gpus = f"{procs} GPU{'s' if procs > 1 else ''}"
     return PlannedJob(
@@ -240,9 +242,9 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         # its rows per GPU: the rate (and the peak memory) of a measurement at those rows
         policy=rows_policy(rows),
         tokens=float(tokens),
-        tokens_source=f"{p['steps']} steps x global batch {rows * procs} ({rows} rows per GPU x "
-        f"{gpus}, bridge.resources.train.gpu) x {cost.example_tokens(p['K'], n)} tokens/example "
-        f"(source {n.source} + BOS/K/cue {cost.latent_len(p['K'], n)} + answer {n.answer}; "
+        tokens_source=f"{p.steps} steps x global batch {rows * procs} ({rows} rows per GPU x "
+        f"{gpus}, bridge.resources.train.gpu) x {cost.example_tokens(p.K, n)} tokens/example "
+        f"(source {n.source} + BOS/K/cue {cost.latent_len(p.K, n)} + answer {n.answer}; "
         f"{n_where}); early stopping can end it sooner",
         params=float(total),
         params_source=size,
@@ -253,16 +255,16 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         trainable_params=float(ptr),
         memory_measured=True,
         unfit_note=unfit_note(e, rows),
-        resume_every=(p["eval_every"], p["steps"]),  # the loop's checkpoints: at each evaluation
+        resume_every=(p.eval_every, p.steps),  # the loop's checkpoints: at each evaluation
         scaling_key="data_parallel",
         extra=[
             dict(
                 kind="generate",
-                policy=f"batch{p['eval_batch_size']}",
+                policy=f"batch{p.eval_batch_size}",
                 tokens=float(evals),
-                flops_per_token=decode_flops(pt, p["eval_batch_size"]),
-                what=f"{cost.n_evaluations(p)} bridged evaluations x {p['eval_size']} items x "
-                f"{p['max_new_tokens']} new tokens (upper bound), the items sharded over the "
+                flops_per_token=decode_flops(pt, p.eval_batch_size),
+                what=f"{cost.n_evaluations(p)} bridged evaluations x {p.eval_size} items x "
+                f"{p.max_new_tokens} new tokens (upper bound), the items sharded over the "
                 "data-parallel processes",
                 scaling_key="data_parallel",
             )
@@ -294,7 +296,7 @@ def unfit_note(e: grid.Entry, rows: int) -> str:
 def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> PlannedJob:
     """The inference benchmark: every item's five baselines batched (quality), then the timed
     items at batch 1 (latency), each at its own measured rate."""
-    p, n_samples = e.params, study.config["infer"]["n_samples"]
+    p, n_samples = bridge_params.check(e.params), study.config["infer"]["n_samples"]
     timed = study.config["infer"]["timed_samples"]
     extra = []
     if timed:
@@ -305,20 +307,20 @@ def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> Pl
                 tokens=float(cost.infer_timed_tokens(p, timed)),
                 flops_per_token=decode_flops(pt, 1),
                 what=f"latency pass: {timed} timed + 1 warm-up items x {cost.INFER_GENERATIONS} "
-                f"generations x max_new_tokens {p['max_new_tokens']} at batch 1 (upper bound)",
+                f"generations x max_new_tokens {p.max_new_tokens} at batch 1 (upper bound)",
             )
         )
     return PlannedJob(
         model=model,
-        policy=f"batch{p['eval_batch_size']}",
+        policy=f"batch{p.eval_batch_size}",
         tokens=float(cost.infer_generated_tokens(p, n_samples)),
         tokens_source=f"upper bound: {n_samples} samples x {cost.INFER_GENERATIONS} "
-        f"generations x max_new_tokens {p['max_new_tokens']} (batches of {p['eval_batch_size']})",
+        f"generations x max_new_tokens {p.max_new_tokens} (batches of {p.eval_batch_size})",
         params=total,
         params_source=size,
         loads_hub_model=bool(hub_models),
         hub_models=hub_models,
-        flops_per_token=decode_flops(pt, p["eval_batch_size"]),
+        flops_per_token=decode_flops(pt, p.eval_batch_size),
         extra=extra,
         **common,
     )

@@ -176,13 +176,15 @@ def compute(
     key = "source" if what == "source" else "target"  # the model's key in the cache's identity
     models.check_pinned({key: model_card}, (spec.identity or {}).get("key"))
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tok = models.load(model_card, dtype=model_dtype(params), device=dev)
+    # the key's params, the others at their defaults (the teacher's definitions at theirs are not
+    # in its key: caches.teacher_key)
+    p = bridge_params.check(bridge_params.resolve(params, f"{what} states"))
+    model, tok = models.load(model_card, dtype=model_dtype(p), device=dev)
     if what == "source":
-        pair = Pair(model, tok, None, None, dataset_kind, params)
+        pair = Pair(model, tok, None, None, dataset_kind, p)
         states_of = pair.source_states
     else:
-        # the teacher's definitions at their defaults are not in its key (caches.teacher_key)
-        pair = Pair(None, None, model, tok, dataset_kind, {**bridge_params.defaults(), **params})
+        pair = Pair(None, None, model, tok, dataset_kind, p)
         states_of = pair.teacher_states
     lengths = _lengths_of(pair, what, dev)
     out = Path(out_dir)
@@ -191,7 +193,7 @@ def compute(
         path, n = (train_file, None) if split == "train" else (eval_file, test_items)
         items = world.load_dataset(path, dataset_kind)[:n]
         t0 = time.perf_counter()
-        index = write(states_of, items, out / split, params["eval_batch_size"], lengths(items))
+        index = write(states_of, items, out / split, p.eval_batch_size, lengths(items))
         if index is None:
             continue  # another data-parallel process: process 0 writes the cache
         rates[split] = _rate(sum(index["length"]), time.perf_counter() - t0)

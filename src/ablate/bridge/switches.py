@@ -7,11 +7,14 @@ A switch (:data:`SWITCHES`) is a parameter only this module reads. Its effect on
 keeps one of them (:func:`canonical`): a setting that cannot act never splits a run. A new switch
 read here enters :func:`behaviour` and is reset with the others; nothing else to list.
 
-Torch-free: the Snakefile resolves every grid entry at parse time.
+Every function takes params typed (:class:`ablate.bridge.params.BridgeParams`, not imported
+here: ``params`` calls :func:`canonical`, and an import back would be a circle). Torch-free: the
+Snakefile resolves every grid entry at parse time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -31,16 +34,16 @@ SWITCHES = (
 )
 
 
-def kl_steps(p: dict[str, Any]) -> range:
+def kl_steps(p) -> range:
     """The optimizer steps (counted from 1) whose loss has the KL term: with ``kl_after_warmup``
     those after ``warmup_steps``, so with ``warmup_steps: 0`` all of them, as without it."""
-    if p["kl_weight"] <= 0:
+    if p.kl_weight <= 0:
         return range(0)
-    first = p["warmup_steps"] + 1 if p["kl_after_warmup"] else 1
-    return range(first, p["steps"] + 1)
+    first = p.warmup_steps + 1 if p.kl_after_warmup else 1
+    return range(first, p.steps + 1)
 
 
-def kl_last_row(p: dict[str, Any]) -> bool:
+def kl_last_row(p) -> bool:
     """Whether the KL counts, past the rows predicting an answer token, the one at the answer's
     last token (``kl_rows: original``, the later era's ``min(20, 1 + len(answer))`` rows). It acts
     only where no label follows the answer (``nll_labels: original``; under ``answer`` that row
@@ -48,47 +51,47 @@ def kl_last_row(p: dict[str, Any]) -> bool:
     ``prompt_only``)."""
     return (
         bool(kl_steps(p))
-        and p["kl_teacher"] != "prompt_only"
-        and p["nll_labels"] == "original"
-        and p["kl_rows"] == "original"
+        and p.kl_teacher != "prompt_only"
+        and p.nll_labels == "original"
+        and p.kl_rows == "original"
     )
 
 
-def stop_patience(p: dict[str, Any]) -> int | None:
+def stop_patience(p) -> int | None:
     """Evaluations without a better accuracy that end the training early, or None where that
     cannot happen: early stopping is off, or fewer evaluations than ``patience`` fall before the
     last step (only an evaluation at step k x ``eval_every`` < ``steps`` can stop the loop, and
     the first, at step 0, always improves on nothing)."""
-    can_stop_at = (p["steps"] - 1) // p["eval_every"]  # evaluations strictly inside the run
-    if not p["early_stopping"] or p["patience"] > can_stop_at:
+    can_stop_at = (p.steps - 1) // p.eval_every  # evaluations strictly inside the run
+    if not p.early_stopping or p.patience > can_stop_at:
         return None
-    return p["patience"]
+    return p.patience
 
 
-def infonce_group(p: dict[str, Any]) -> int:
+def infonce_group(p) -> int:
     """Rows per InfoNCE group (each row's negatives are the rest of its group): ``infonce_group``,
     or, when it is null, the process's whole batch (``batch_size``)."""
-    return p["infonce_group"] or p["batch_size"]
+    return p.infonce_group or p.batch_size
 
 
-def behaviour(p: dict[str, Any]) -> dict[str, Any]:
+def behaviour(p) -> dict[str, Any]:
     """Everything the switches change in a run: equal behaviours, equal trainings."""
     kl = kl_steps(p)
     return {
         "kl_steps": (kl.start, kl.stop) if kl else None,
-        "kl_positions": p["kl_positions"] if kl else None,
+        "kl_positions": p.kl_positions if kl else None,
         "stop_patience": stop_patience(p),
-        "infonce_temperature": p["infonce_temperature"] if p["infonce_weight"] > 0 else None,
-        "infonce_group": infonce_group(p) if p["infonce_weight"] > 0 else None,
-        "kl_reduction": p["kl_reduction"] if kl else None,
-        "kl_teacher": p["kl_teacher"] if kl else None,
-        "infonce_prompt": p["infonce_prompt"] if p["infonce_weight"] > 0 else None,
-        "prompt_align": p["prompt_align"] if p["prompt_align_weight"] > 0 else None,
+        "infonce_temperature": p.infonce_temperature if p.infonce_weight > 0 else None,
+        "infonce_group": infonce_group(p) if p.infonce_weight > 0 else None,
+        "kl_reduction": p.kl_reduction if kl else None,
+        "kl_teacher": p.kl_teacher if kl else None,
+        "infonce_prompt": p.infonce_prompt if p.infonce_weight > 0 else None,
+        "prompt_align": p.prompt_align if p.prompt_align_weight > 0 else None,
         "kl_last_row": kl_last_row(p),
     }
 
 
-def canonical(p: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def canonical(p, defaults):
     """``p`` with its switches set to one representative of its behaviour: among the settings
     of the same behaviour (each switch at its value, its default, or a boolean's negation), the
     one with the fewest non-boolean and then boolean switches off their defaults. A setting that
@@ -96,18 +99,19 @@ def canonical(p: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     cannot act is turned off where that frees another (``early_stopping`` that can never stop
     leaves ``patience`` inert)."""
     target = behaviour(p)
-    options = [
-        dict.fromkeys([defaults[k], p[k], *((not p[k],) if isinstance(p[k], bool) else ())])
-        for k in SWITCHES
-    ]
+    options = []
+    for k in SWITCHES:
+        value = getattr(p, k)
+        negation = (not value,) if isinstance(value, bool) else ()
+        options.append(dict.fromkeys([getattr(defaults, k), value, *negation]))
 
-    def cost(q: dict[str, Any]) -> tuple[int, int]:
-        off = [k for k in SWITCHES if q[k] != defaults[k]]
-        return sum(not isinstance(q[k], bool) for k in off), len(off)
+    def cost(q) -> tuple[int, int]:
+        off = [k for k in SWITCHES if getattr(q, k) != getattr(defaults, k)]
+        return sum(not isinstance(getattr(q, k), bool) for k in off), len(off)
 
     best = p
     for values in itertools.product(*options):
-        q = {**p, **dict(zip(SWITCHES, values, strict=True))}
+        q = dataclasses.replace(p, **dict(zip(SWITCHES, values, strict=True)))
         if cost(q) < cost(best) and behaviour(q) == target:
             best = q
     return best

@@ -46,35 +46,37 @@ from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.bridge.parallel import gather, mean_value, shard
+from ablate.bridge.params import BridgeParams
 from ablate.core.execution import parallel
 from ablate.core.models import generation
 from ablate.core.outputs import checkpoint_integrity, io, provenance
 from ablate.core.outputs.phases import Phases
 from ablate.core.training import loop, saving, speed
 from ablate.core.training import run as core_run
+from ablate.core.training.params import TrainParams, resolve_params
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
 
 
-def optimizer(translator: tr.BottleneckedGatedTranslator, p: dict[str, Any]):
+def optimizer(translator: tr.BottleneckedGatedTranslator, p: BridgeParams):
     from transformers import get_linear_schedule_with_warmup
 
     gates = {id(g) for g in translator.gate_parameters()}
     rest = [q for q in translator.parameters() if id(q) not in gates]
     opt = torch.optim.AdamW(
         [
-            {"params": rest, "lr": p["lr"], "weight_decay": p["weight_decay"]},
+            {"params": rest, "lr": p.lr, "weight_decay": p.weight_decay},
             {
                 "params": translator.gate_parameters(),
-                "lr": p["lr"] * p["gate_lr_multiplier"],
+                "lr": p.lr * p.gate_lr_multiplier,
                 "weight_decay": 0.0,
             },
         ],
         betas=(0.9, 0.98),
         **speed.fp32_optimizer_kwargs(translator.parameters()),
     )
-    return opt, get_linear_schedule_with_warmup(opt, p["warmup_steps"], p["steps"])
+    return opt, get_linear_schedule_with_warmup(opt, p.warmup_steps, p.steps)
 
 
 def _evaluate(pair: Pair, translator, items) -> list[dict[str, Any]]:
@@ -140,16 +142,16 @@ def _say(*args, **kwargs) -> None:
         print(*args, **kwargs, flush=True)
 
 
-def global_batch(p: dict[str, Any], n_train: int) -> int:
+def global_batch(p: BridgeParams, n_train: int) -> int:
     """Items per step over all processes: ``batch_size`` per process (the seed's per GPU)."""
     w = parallel.world_size()
     if w == 1:
-        return min(p["batch_size"], n_train)
-    if p["batch_size"] * w > n_train:
+        return min(p.batch_size, n_train)
+    if p.batch_size * w > n_train:
         raise bridge_params.BridgeConfigError(
-            f"batch_size {p['batch_size']} x {w} processes exceeds the {n_train} training items"
+            f"batch_size {p.batch_size} x {w} processes exceeds the {n_train} training items"
         )
-    return p["batch_size"] * w
+    return p.batch_size * w
 
 
 class Evaluations:
@@ -157,7 +159,7 @@ class Evaluations:
     far (for ``restore_best``), the evaluations without improvement (early stopping's
     patience), the last rows; a checkpoint carries them (:meth:`state`), and the seconds trained."""
 
-    def __init__(self, pair: Pair, translator, eval_items, p: dict[str, Any], label: str):
+    def __init__(self, pair: Pair, translator, eval_items, p: BridgeParams, label: str):
         self.pair, self.translator, self.eval_items = pair, translator, eval_items
         self.p, self.label = p, label
         self.curve: list[dict] = []
@@ -189,7 +191,7 @@ class Evaluations:
             f"(F1 {acc['f1']:.3f}); best {best['accuracy']:.3f} at step {best['step']}"
         )
         patience = switches.stop_patience(self.p)
-        if patience is None or self.bad_evals < patience or at >= self.p["steps"]:
+        if patience is None or self.bad_evals < patience or at >= self.p.steps:
             return None
         return {"reason": "early_stopping", "step": at, "detail": {"patience": patience}}
 
@@ -218,31 +220,37 @@ class Evaluations:
         self.started = time.time() - values["seconds"]
 
 
-def loop_params(p: dict[str, Any], n_global: int) -> dict[str, Any]:
+def loop_params(p: BridgeParams, n_global: int, saves: bool = True) -> TrainParams:
     """The loop's params of a translator training: one global batch a step (``batch_size`` per
     process), no accumulation, fp32 (the pair's dtypes are its own), the clip, the evaluation
-    and checkpoint interval ``eval_every``, the newest checkpoint alone kept (none once the
-    outputs are written), none of the loop's own stop rules (early stopping is the
-    evaluation's)."""
-    return {
-        "seed": p["seed"],
-        "batch_size": n_global,
-        "grad_accum": 1,
-        "max_steps": p["steps"],
-        "max_grad_norm": p["grad_clip"],
-        "bf16": False,
-        "master_weights": False,
-        "gradient_checkpointing": False,
-        "logging_steps": p["log_every"],
-        "eval_steps": p["eval_every"],
-        "eval_batch_size": p["eval_batch_size"],
-        "save_steps": p["eval_every"],
-        "save_total_limit": 1,
-        "keep_checkpoints": False,  # removed once the outputs are written
-        # an evaluation decodes eval_size items between two steps: the watchdog's bound from
-        # step times alone would be too short for it
-        "stall_s": STALL_S,
-    }
+    and checkpoint interval ``eval_every`` (``saves`` false: no checkpoint), the newest
+    checkpoint alone kept (none once the outputs are written), none of the loop's own stop
+    rules (early stopping is the evaluation's). The keys the loop does not read here (the
+    optimizer is the bridge's own) keep the finetune defaults."""
+    return resolve_params(
+        {
+            "seed": p.seed,
+            "batch_size": n_global,
+            "grad_accum": 1,
+            "max_steps": p.steps,
+            "max_grad_norm": p.grad_clip,
+            "bf16": False,
+            "master_weights": False,
+            "gradient_checkpointing": False,
+            "logging_steps": p.log_every,
+            "eval_steps": p.eval_every,
+            "eval_batch_size": p.eval_batch_size,
+            "save_steps": p.eval_every if saves else 0,
+            "save_total_limit": 1,
+            "keep_checkpoints": False,  # removed once the outputs are written
+            # an evaluation decodes eval_size items between two steps: the watchdog's bound from
+            # step times alone would be too short for it
+            "stall_s": STALL_S,
+            "no_learning_steps": 0,
+            "plateau_patience": 0,
+        },
+        "finetune",
+    )
 
 
 #: the stall watchdog's bound of a translator training (:mod:`ablate.core.training.watchdog`)
@@ -253,7 +261,7 @@ def loop_run(
     pair: Pair,
     translator,
     train_items,
-    p: dict[str, Any],
+    p: BridgeParams,
     label: str,
     folder: Path | None = None,
     evaluation: Evaluations | None = None,
@@ -269,13 +277,11 @@ def loop_run(
         compute=Objective(pair),
         data=loop.Data(
             collate=lambda items: {"items": items},
-            order=BatchOrder(len(train_items), n_global, p["seed"]),
+            order=BatchOrder(len(train_items), n_global, p.seed),
         ),
         optimizer=lambda model, _: optimizer(translator, p),
     )
-    params = loop_params(p, n_global)
-    if folder is None:  # no checkpoints
-        params["save_steps"] = 0
+    params = loop_params(p, n_global, saves=folder is not None)
     spec = loop.Spec(
         params,
         Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
@@ -289,10 +295,10 @@ def loop_run(
         return loop.setup(spec, model=translator, train_dataset=train_items, eval_dataset=None)
 
 
-def _logs(p: dict[str, Any], step: int) -> bool:
+def _logs(p: BridgeParams, step: int) -> bool:
     """A step of the bridge's loss curve: every ``log_every`` and the last (the loop also logs
     step 1)."""
-    return step % p["log_every"] == 0 or step == p["steps"]
+    return step % p.log_every == 0 or step == p.steps
 
 
 def _loss_entry(e: dict[str, Any]) -> dict[str, Any]:
@@ -306,7 +312,7 @@ def _loss_entry(e: dict[str, Any]) -> dict[str, Any]:
 class _Entry:
     """One grid entry set up to train: its resolved params, data, models and translator."""
 
-    p: dict[str, Any]
+    p: BridgeParams
     label: str
     train_items: list
     eval_items: list
@@ -326,8 +332,8 @@ def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -
     p = bridge_params.check(spec.params, spec.where)
     dataset_kind = spec.kind
     train_items = world.load_dataset(train_file, dataset_kind)
-    eval_items = world.load_dataset(eval_file, dataset_kind)[: p["eval_size"]]
-    torch.manual_seed(p["seed"])
+    eval_items = world.load_dataset(eval_file, dataset_kind)[: p.eval_size]
+    torch.manual_seed(p.seed)
     cache = None if "source" not in states else frozen.open_cache(states["source"])
     teacher = None if "teacher" not in states else frozen.open_cache(states["teacher"], "teacher")
     pair = load_pair(*cards, dataset_kind, p, cache, teacher)
@@ -344,7 +350,7 @@ def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -
     )
     _say(
         f"[{entry.label}] {len(train_items)} train / {len(eval_items)} eval items ({dataset_kind}); "
-        f"translator {entry.n_params / 1e6:.3f} M params, K={p['K']}; "
+        f"translator {entry.n_params / 1e6:.3f} M params, K={p.K}; "
         f"{parallel.world_size()} process(es); source states "
         + ("cached" if entry.cached_source else "live")
         + ", KL teacher "
@@ -377,9 +383,9 @@ def _results(e: _Entry, res: dict[str, Any], started: float) -> dict[str, Any]:
         "resumed_from_step": res["resumed_from_step"],
         "n_eval": len(e.eval_items),
         "n_train": len(e.train_items),
-        "K": p["K"],
+        "K": p.K,
         "mean_prompt_tokens": mean_prompt,
-        "compression_ratio": mean_prompt / p["K"],
+        "compression_ratio": mean_prompt / p.K,
         "translator_params": e.n_params,
         "wall_s": time.time() - started,
         "train_s": res["train_s"],
@@ -419,7 +425,12 @@ def train_entry(
     e = _set_up(spec, train_file, eval_file, (source_card, target_card), states)
     p = e.p
     # "checkpoint": the loop's format (an older run's state.pt checkpoints are dropped, not read)
-    key = {"run_id": run_id, "params": p, "world_size": parallel.world_size(), "checkpoint": "loop"}
+    key = {
+        "run_id": run_id,
+        "params": p.as_dict(),
+        "world_size": parallel.world_size(),
+        "checkpoint": "loop",
+    }
     inputs = {
         "train_file": train_file,
         "eval_file": eval_file,
@@ -430,9 +441,14 @@ def train_entry(
             for what, folder in sorted(states.items())
         },
     }
+    speed.tf32_matmuls(e.pair.device)
+    e.pair.compiled = e.pair.device.type == "cuda"  # the target's layers, for the training forward
+    evaluation = Evaluations(e.pair, e.translator, e.eval_items, p, e.label)
+    folder = out / checkpoint_integrity.CHECKPOINTS_DIR
+    r = loop_run(e.pair, e.translator, e.train_items, p, e.label, folder, evaluation)
     run = core_run.TrainRun(
         kind="bridge",
-        params=p,
+        params=r.params,  # the loop's (loop_params); the run key and summary carry the bridge's
         out_dir=out,
         run_key=key,
         summary_extra={},
@@ -441,11 +457,6 @@ def train_entry(
         phases=phases,
         label=e.label,
     )
-    speed.tf32_matmuls(e.pair.device)
-    e.pair.compiled = e.pair.device.type == "cuda"  # the target's layers, for the training forward
-    evaluation = Evaluations(e.pair, e.translator, e.eval_items, p, e.label)
-    folder = out / checkpoint_integrity.CHECKPOINTS_DIR
-    r = loop_run(e.pair, e.translator, e.train_items, p, e.label, folder, evaluation)
     # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
     # outputs (TranslatorOutputs), the checkpoints' removal
     summary = core_run.drive(run, r, TranslatorOutputs(run, spec, e, evaluation))
@@ -475,7 +486,7 @@ class TranslatorOutputs:
         e, ev, state = self.entry, self.evaluation, outcome.state
         train_s = ev.seconds()
         restored_from, final_rows = None, ev.last_rows
-        if e.p["restore_best"] and ev.best.get("state") is not None:
+        if e.p.restore_best and ev.best.get("state") is not None:
             e.translator.load_state_dict(ev.best["state"])
             restored_from = ev.best["step"]
             final_rows = ev.rows()  # every process: a gather
@@ -514,10 +525,10 @@ class TranslatorOutputs:
         started = run.phases.started
         summary = {
             "run_id": run_id,
-            "dataset": p["dataset"],
+            "dataset": p.dataset,
             "dataset_kind": spec.kind,
             **_results(e, res, started),
-            "params": p,
+            "params": p.as_dict(),
             "provenance": provenance.collect(
                 config_slice=run.config_slice,
                 inputs=run.inputs,

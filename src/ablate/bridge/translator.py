@@ -14,13 +14,11 @@ is a ``d_src x d_src`` linear layer initialised to the identity, applied to the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 # the shape rules live in params (torch-free: the Snakefile checks every grid entry at parse time)
-from ablate.bridge.params import TranslatorConfigError, validate_arch  # noqa: F401
+from ablate.bridge.params import BridgeParams, TranslatorConfigError, validate_arch  # noqa: F401
 
 ARCH_KEYS = ("K", "depth", "bottleneck", "heads", "dropout", "rope_projection")
 SCALE_CLAMP = (0.25, 4.0)
@@ -120,7 +118,7 @@ def median_row_rms(embedding: torch.Tensor) -> float:
     return float(embedding.float().pow(2).mean(-1).sqrt().median())
 
 
-def build(arch: dict[str, Any], source, target, where: str = "bridge"):
+def build(arch: BridgeParams, source, target, where: str = "bridge"):
     """A translator for a (source, target) model pair, sized from their configs; ``arch``: the
     run's params (its :data:`ARCH_KEYS` and ``rms_detach``)."""
     d_src = source.config.get_text_config().hidden_size
@@ -130,9 +128,9 @@ def build(arch: dict[str, Any], source, target, where: str = "bridge"):
         d_src=d_src,
         d_tgt=d_tgt,
         target_rms=rms,
-        detach_rms=arch["rms_detach"],
+        detach_rms=arch.rms_detach,
         where=where,
-        **{k: arch[k] for k in ARCH_KEYS},
+        **{k: getattr(arch, k) for k in ARCH_KEYS},
     )
 
 

@@ -34,12 +34,12 @@ def old_generate(model, tok, embeds, mask, p, eos=None) -> list[list[int]]:
     """9d9d427's ``generate_from_embeds``: new tokens up to and including the first EOS."""
     eos = tok.eos_token_id if eos is None else eos
     kw = dict(
-        max_new_tokens=p["max_new_tokens"],
+        max_new_tokens=p.max_new_tokens,
         do_sample=False,
         pad_token_id=tok.pad_token_id,
         eos_token_id=eos,
     )
-    if p["hygiene"]:
+    if p.hygiene:
         kw.update(repetition_penalty=1.1, no_repeat_ngram_size=3)
     with torch.no_grad():
         out = model.generate(inputs_embeds=embeds, attention_mask=mask, **kw).tolist()
@@ -77,7 +77,9 @@ def pair_items(bridge_cards, bridge_world):
     torch.manual_seed(0)
     out = {}
     for kind, split in (("gsm8k", "gsm8k_test"), ("qa", "qa_test")):
-        p = bridge_params.resolve({**MICRO_PARAMS, "max_new_tokens": 24, "eval_batch_size": 3})
+        p = bridge_params.check(
+            bridge_params.resolve({**MICRO_PARAMS, "max_new_tokens": 24, "eval_batch_size": 3})
+        )
         pair = load_pair(bridge_cards["source"], bridge_cards["target"], kind, p)
         translator = tr.build(p, pair.source, pair.target).eval()
         out[kind] = (pair, translator, world.load_dataset(bridge_world[split], kind))
@@ -95,12 +97,12 @@ def pair_items(bridge_cards, bridge_world):
 )
 def test_engine_tokens_equal_the_old_path(pair_items, kind, hygiene):
     pair, translator, items = pair_items[kind]
-    p = {**pair.p, "hygiene": hygiene}
+    p = replace(pair.p, hygiene=hygiene)
     # latent evaluation: the old path decoded each eval_batch_size chunk as one batch
     rows = pair.latent_rows(translator, items)
     old = []
-    for i in range(0, len(rows), p["eval_batch_size"]):
-        embeds = torch.stack(rows[i : i + p["eval_batch_size"]])
+    for i in range(0, len(rows), p.eval_batch_size):
+        embeds = torch.stack(rows[i : i + p.eval_batch_size])
         mask = torch.ones(embeds.shape[:2], dtype=torch.long)
         old.extend(old_generate(pair.target, pair.tgt_tok, embeds, mask, p))
     new = generation.generate(pair.target, rows, evaluate.decoding(p, pair.tgt_tok))

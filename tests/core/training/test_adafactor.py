@@ -115,8 +115,11 @@ def test_the_loop_picks_it_for_adafactor_on_cuda():
     from types import SimpleNamespace
 
     from ablate.core.training.optim import fused_inner, optimizer_class
+    from ablate.core.training.params import resolve_params
 
-    cls, kwargs = optimizer_class({"optim": "adafactor", "learning_rate": 1e-2})
+    cls, kwargs = optimizer_class(
+        resolve_params({"optim": "adafactor", "learning_rate": 1e-2}, "finetune")
+    )
     assert cls is Adafactor and FusedAdafactor.supports(kwargs)  # the loop's own kwargs
     # the settings the tests here step HF's Adafactor with
     assert (

@@ -14,6 +14,7 @@ import torch
 from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving
 from ablate.core.training.loop import State
+from ablate.core.training.params import resolve_params
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 
@@ -27,7 +28,7 @@ def _run(ckpts: Path) -> SimpleNamespace:
     return SimpleNamespace(
         spec=SimpleNamespace(checkpoints=ckpts, evaluation=None), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=False,
-        state=State(step=2), params={"save_total_limit": 1}, losses=[],
+        state=State(step=2), params=resolve_params({"save_total_limit": 1}, "finetune"), losses=[],
     )  # fmt: skip
 
 

@@ -40,9 +40,12 @@ def test_a_dropped_master_optimizer_is_freed_and_another_takes_its_weights():
     import weakref
 
     from ablate.core.training import optim
+    from ablate.core.training.params import resolve_params
 
     lin = torch.nn.Linear(64, 64).to(torch.bfloat16)
-    p = {"learning_rate": 1e-3, "optim": "adamw_torch", "weight_decay": 0.0}
+    p = resolve_params(
+        {"learning_rate": 1e-3, "optim": "adamw_torch", "weight_decay": 0.0}, "finetune"
+    )
     first = optim.build_optimizer(lin, p, master_weights=True, sharded=False)
     lin(torch.randn(2, 64, dtype=torch.bfloat16)).sum().backward()
     first.step()

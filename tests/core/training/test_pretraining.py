@@ -51,10 +51,12 @@ def test_build_model_sets_dtype_and_attention_through_public_api():
     in the dtype, in place of casting after, changed no pretrained weight on this CPU)."""
     config = tiny.tiny_config("ministral3", vocab_size=256, num_hidden_layers=1)
     p = {"seed": 3, "attn_implementation": PREFIX_SDPA, "model_dtype": "bfloat16"}
-    model = pretraining.build_model(config, p, "cpu")
+    model = pretraining.build_model(config, resolve_params(p, "pretrain"), "cpu")
     assert model.dtype == torch.bfloat16 and model.config._attn_implementation == PREFIX_SDPA
     assert model.config.use_cache is False
-    fp32 = pretraining.build_model(config, {**p, "model_dtype": "float32"}, "cpu")
+    fp32 = pretraining.build_model(
+        config, resolve_params({**p, "model_dtype": "float32"}, "pretrain"), "cpu"
+    )
     cast = {k: v.to(torch.bfloat16) for k, v in fp32.state_dict().items()}
     assert all(torch.equal(v, cast[k]) for k, v in model.state_dict().items())
 
@@ -62,13 +64,15 @@ def test_build_model_sets_dtype_and_attention_through_public_api():
 def test_blocks_split_held_out_by_seed(tokenizer, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(" ".join(f"d{i}w{j}" for j in range(20)) + "\n" for i in range(12)))
-    p = {"max_seq_len": 16, "eval_size": 3, "seed": 0}
+    p = resolve_params({"max_seq_len": 16, "eval_size": 3, "seed": 0}, "pretrain")
     train, held = pretraining.blocks_split(tokenizer, corpus, p)
     again, held_again = pretraining.blocks_split(tokenizer, corpus, p)
     ids = lambda ds: [tuple(ds[i]["input_ids"]) for i in range(len(ds))]  # noqa: E731
     assert len(held) == 3 and ids(held) == ids(held_again) and ids(train) == ids(again)
     assert not set(ids(train)) & set(ids(held)) and len(set(ids(train) + ids(held))) > 6
-    _, other = pretraining.blocks_split(tokenizer, corpus, {**p, "seed": 1})
+    _, other = pretraining.blocks_split(
+        tokenizer, corpus, resolve_params({**p.as_dict(), "seed": 1}, "pretrain")
+    )
     assert ids(other) != ids(held)
 
 

@@ -18,6 +18,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving, sharding
 from ablate.core.training.loop import State
+from ablate.core.training.params import resolve_params
 
 
 class Payload:
@@ -60,7 +61,7 @@ def _run(ckpts: pathlib.Path, evaluation: _Evaluation):
     spec = SimpleNamespace(checkpoints=ckpts, evaluation=evaluation)
     return SimpleNamespace(
         spec=spec, model=net, optimizer=opt, scheduler=sched, sharded=False, master=None,
-        device=torch.device("cpu"), state=State(step=2), params={"save_total_limit": 1},
+        device=torch.device("cpu"), state=State(step=2), params=resolve_params({"save_total_limit": 1}, "finetune"),
         losses=[torch.tensor(1.5)],  # a step not logged yet: its loss is saved
     )  # fmt: skip
 

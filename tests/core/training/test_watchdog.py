@@ -12,21 +12,26 @@ import pytest
 from helpers import FAST, causal_finetune, no_leak, synthetic_rows
 
 from ablate.core.training import watchdog
+from ablate.core.training.params import resolve_params
 from ablate.core.training.watchdog import STALL_EXIT, stall_bound
 
 
+def params(**kw):
+    return resolve_params(kw, "finetune")
+
+
 def test_bound_is_the_override_else_forecast_times_checkpoint_interval():
-    assert stall_bound({"stall_s": 7, "save_steps": 400}, [9.0] * 10)[0] == 7
+    assert stall_bound(params(stall_s=7, save_steps=400), [9.0] * 10)[0] == 7
     # not timed yet: the start bound
-    bound, why = stall_bound({"save_steps": 400}, [30.0, 1.0])
+    bound, why = stall_bound(params(save_steps=400), [30.0, 1.0])
     assert bound == watchdog.STALL_START_S and "start bound" in why
     # 2 x the median of the timed steps (the first, compiling, left out) x save_steps
     times = [60.0, 1.0, 1.5, 1.4, 1.5]
-    bound, why = stall_bound({"save_steps": 400, "eval_steps": 50}, times)
+    bound, why = stall_bound(params(save_steps=400, eval_steps=50), times)
     assert bound == pytest.approx(watchdog.STALL_FACTOR * 1.45 * 400)
     assert "save_steps 400" in why
     # no checkpoints: the eval interval; never under the floor
-    bound, why = stall_bound({"save_steps": 0, "eval_steps": 50}, times)
+    bound, why = stall_bound(params(save_steps=0, eval_steps=50), times)
     assert bound == watchdog.STALL_MIN_S and "eval_steps 50 = 145 s" in why
 
 
@@ -112,7 +117,7 @@ def test_the_watchdog_starts_where_stderr_has_no_file_descriptor(monkeypatch):
     import io
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    dog = watchdog.StallWatchdog({"stall_s": 60}, [], "t")
+    dog = watchdog.StallWatchdog(params(stall_s=60), [], "t")
     dog.start()
     dog.progress()
     dog.stop()

@@ -37,6 +37,7 @@ from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, 
 from ablate.core.training.params import (
     IGNORE_INDEX,
     TrainingConfigError,
+    TrainParams,
     bf16_enabled,
     master_weights_enabled,
 )
@@ -115,7 +116,7 @@ class Spec:
     ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
     instead of FSDP2 shards."""
 
-    params: dict[str, Any]
+    params: TrainParams
     checkpoints: Path
     label: str
     pad_token_id: int
@@ -165,7 +166,7 @@ class Run:
     last_lr: float = 0.0  # the learning rate of the last step
 
     @property
-    def params(self) -> dict[str, Any]:
+    def params(self) -> TrainParams:
         return self.spec.params
 
     @property
@@ -194,10 +195,10 @@ def shares(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
 def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     """The run of ``spec`` on ``model`` (on its device; sharded here when N > 1 processes)."""
     p = spec.params
-    torch.manual_seed(p["seed"])
-    if p.get("compile_layers"):
+    torch.manual_seed(p.seed)
+    if p.compile_layers:
         speed.compile_layers(model)
-    bf16 = bf16_enabled(p["bf16"])
+    bf16 = bf16_enabled(p.bf16)
     recipe = None
     if parallel.world_size() > 1 and not spec.replicated:
         recipe, why = recipe_of(model, p, bf16=bf16)
@@ -207,7 +208,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         model = sharding.shard(model, torch.bfloat16 if bf16 else torch.float32)
     elif spec.replicated and parallel.world_size() > 1:
         model = replicate(model)
-    if p["gradient_checkpointing"]:
+    if p.gradient_checkpointing:
         model.activation_checkpointing_enable(
             activation_checkpointing_kwargs={"use_reentrant": False}
         )
@@ -228,12 +229,10 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
         on = bf16 and not sharded
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=on)
 
-    share, micro = shares(p["batch_size"], p["grad_accum"], parallel.world_size())
+    share, micro = shares(p.batch_size, p.grad_accum, parallel.world_size())
     if len(train_dataset) == 0:
         raise TrainingConfigError(f"{spec.label}: no training examples")
-    has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p["eval_steps"] > 0
-    if p.get("packing") and spec.hooks.data.micro_batches is None:  # a study that packs: its own
-        raise TrainingConfigError("packing: true needs packed micro-batches; this run has none")
+    has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p.eval_steps > 0
     if has_eval and spec.hooks.objective is not None:  # its held-out loss would be NextToken's
         raise TrainingConfigError(f"{spec.label}: a study's own loss needs its own evaluation")
     if spec.hooks.data.collate is None:
@@ -273,28 +272,28 @@ def step_examples(run: Run, step: int) -> list:
     if order is not None:
         first = parallel.rank() * run.share
         return [data[i] for i in order(step)[first : first + run.share]]
-    n, per_step = len(data), p["batch_size"] * p["grad_accum"]
+    n, per_step = len(data), p.batch_size * p.grad_accum
     start = step * per_step + parallel.rank() * run.share
     orders: dict[int, list[int]] = {}
     out = []
     for pos in range(start, start + run.share):
         epoch, i = divmod(pos, n)
         if epoch not in orders:
-            g = torch.Generator().manual_seed(p["seed"] * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed(p.seed * 1_000_003 + epoch)
             orders[epoch] = torch.randperm(n, generator=g).tolist()
         out.append(data[orders[epoch][i]])
     return out
 
 
-def recipe_of(model, p: dict[str, Any], *, bf16: bool) -> tuple[str, str]:
+def recipe_of(model, p: TrainParams, *, bf16: bool) -> tuple[str, str]:
     """(the recipe of N > 1 processes, why): ``data_parallel``, or what fits this process's
     device (:func:`~.memory.data_parallel_recipe`)."""
     return data_parallel_recipe(
-        p.get("data_parallel"),
+        p.data_parallel,
         n_params=sum(t.numel() for t in model.parameters()),
         world=parallel.world_size(),
         compute_bytes=2 if bf16 else 4,
-        optim=p["optim"],
+        optim=p.optim,
         memory_bytes=sharding.device_memory(next(model.parameters()).device),
     )
 
@@ -381,7 +380,7 @@ def step(run: Run, examples: list) -> torch.Tensor | None:
         step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
         run.pending_tokens = run.pending_tokens + tokens(run, batch)
     run.losses.append(step_loss / world)  # this process's part of the step's mean loss
-    grad_norm = clip(run, p["max_grad_norm"])
+    grad_norm = clip(run, p.max_grad_norm)
     run.last_lr = run.optimizer.param_groups[0]["lr"]  # the schedule moves on below
     run.optimizer.step()
     run.scheduler.step()
@@ -408,7 +407,7 @@ def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
     collectives)."""
     data, p, hooks = run.eval_data, run.params, run.spec.hooks
     mine = list(range(parallel.rank(), len(data), parallel.world_size()))
-    size = p["eval_batch_size"]
+    size = p.eval_batch_size
     most = math.ceil(len(data) / parallel.world_size())  # the examples of the busiest process
     rounds = math.ceil(most / size)
     run.model.eval()
@@ -471,23 +470,23 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
     interrupt = interrupts.InterruptWatch() if own else interrupt
     world = parallel.world_size()
     how = f"{run.share} examples per step and process, {world} process(es), device {run.device}"
-    progress.begin(state.step, p["max_steps"], how)
+    progress.begin(state.step, p.max_steps, how)
     for r in spec.reporters:
         r.begin(state.step)
-    save = p["save_steps"] > 0
+    save = p.save_steps > 0
     interrupt.install()
     watchdog.start()
     try:
-        while state.step < p["max_steps"] and rules.stop is None:
+        while state.step < p.max_steps and rules.stop is None:
             t0 = time.perf_counter()
             grad_norm = step(run, step_examples(run, state.step))
             run.throughput.step_times.append(time.perf_counter() - t0)
             watchdog.progress()
-            s, last = state.step, state.step >= p["max_steps"]
-            do_log = s == 1 or last or _due(s, p["logging_steps"])
+            s, last = state.step, state.step >= p.max_steps
+            do_log = s == 1 or last or _due(s, p.logging_steps)
             evaluates = run.eval_data is not None or spec.evaluation is not None
-            do_eval = evaluates and _due(s, p["eval_steps"])
-            do_save = save and _due(s, p["save_steps"])
+            do_eval = evaluates and _due(s, p.eval_steps)
+            do_save = save and _due(s, p.save_steps)
             stopping = interrupt.requested()
             due = do_log or do_eval or do_save or last or stopping
             if due and parallel.any_process(rules.nonfinite() is not None):
@@ -525,6 +524,6 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
 
 def _record(run: Run, progress: Progress, entry: dict[str, Any]) -> None:
     run.state.log_history.append(entry)
-    progress.log(entry["step"], run.params["max_steps"], entry)
+    progress.log(entry["step"], run.params.max_steps, entry)
     for r in run.spec.reporters:
         r.log(entry["step"], entry, run.state.tokens_seen)

@@ -1,6 +1,6 @@
 """Memory facts of a training run that the planner shares without torch: an optimizer's state
 per weight, and which recipe a run of N processes takes (:func:`data_parallel_recipe`: the loop
-decides with it, :mod:`ablate.core.planner.memory` forecasts with it)."""
+decides with it, :mod:`ablate.core.planner.memory_need` forecasts with it)."""
 
 from __future__ import annotations
 

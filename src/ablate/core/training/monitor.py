@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from ablate.core.training.params import TrainParams
+
 
 class StopRules:
     """Stop rules, each recorded as ``{"reason", "step", "detail"}``.
@@ -28,7 +30,7 @@ class StopRules:
     same patience counters and first loss.
     """
 
-    def __init__(self, params: dict[str, Any]):
+    def __init__(self, params: TrainParams):
         self.p = params
         self.stop: dict[str, Any] | None = None
         self._reset()
@@ -48,11 +50,11 @@ class StopRules:
         if self.first_loss is None:
             self.first_loss = loss
             return None
-        n = self.p.get("no_learning_steps") or 0
+        n = self.p.no_learning_steps or 0
         if n and not self.no_learning_checked and step >= n:
             self.no_learning_checked = True
             gain = self.first_loss - loss
-            if gain < self.p["no_learning_min_gain"]:
+            if gain < self.p.no_learning_min_gain:
                 return self._set(
                     "no_learning",
                     step,
@@ -60,7 +62,7 @@ class StopRules:
                         first_loss=self.first_loss,
                         loss=loss,
                         gain=gain,
-                        min_gain=self.p["no_learning_min_gain"],
+                        min_gain=self.p.no_learning_min_gain,
                         after_steps=n,
                     ),
                 )
@@ -69,17 +71,13 @@ class StopRules:
     def observe_eval_loss(self, step: int, loss: float) -> dict | None:
         if not math.isfinite(loss):
             return self._set("nonfinite", step, {"what": "eval_loss", "value": str(loss)})
-        delta = self.p.get("plateau_min_delta") or 0.0
+        delta = self.p.plateau_min_delta or 0.0
         if self.best_eval is None or loss < self.best_eval - delta:
             self.best_eval, self.best_step, self.bad_evals = loss, step, 0
             return None
         self.bad_evals += 1
-        patience = self.p.get("plateau_patience") or 0
-        if (
-            patience
-            and self.bad_evals >= patience
-            and step >= (self.p.get("plateau_min_steps") or 0)
-        ):
+        patience = self.p.plateau_patience or 0
+        if patience and self.bad_evals >= patience and step >= (self.p.plateau_min_steps or 0):
             return self._set(
                 "plateau",
                 step,
@@ -90,7 +88,7 @@ class StopRules:
                     evals_without_improvement=self.bad_evals,
                     patience=patience,
                     min_delta=delta,
-                    min_steps=self.p.get("plateau_min_steps") or 0,
+                    min_steps=self.p.plateau_min_steps or 0,
                 ),
             )
         return None

@@ -12,14 +12,15 @@ from transformers import get_scheduler
 from transformers.optimization import Adafactor
 
 from ablate.core.training.adafactor import FusedAdafactor
+from ablate.core.training.params import TrainParams
 from ablate.upstream import pytorch
 
 
-def optimizer_class(p: dict[str, Any]) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
+def optimizer_class(p: TrainParams) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
     """The class and settings of ``optim`` (the HF names the config uses, their HF defaults:
     AdamW betas 0.9/0.999 and eps 1e-8; Adafactor with an external learning rate, no relative
     step and no parameter scaling; plain SGD)."""
-    lr, name = p["learning_rate"], p["optim"]
+    lr, name = p.learning_rate, p.optim
     if name == "adafactor":
         return Adafactor, {"lr": lr, "scale_parameter": False, "relative_step": False}
     if name in ("adamw_torch", "adamw_torch_fused"):
@@ -45,14 +46,14 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 def build_optimizer(
-    model: torch.nn.Module, p: dict[str, Any], *, master_weights: bool, sharded: bool
+    model: torch.nn.Module, p: TrainParams, *, master_weights: bool, sharded: bool
 ) -> torch.optim.Optimizer:
     """The run's optimizer: on fp32 masters of 16-bit weights (``master_weights``), else on the
     weights themselves (fp32 weights, or a sharded model's fp32 shards, which are its masters;
     there Adafactor is :class:`FusedAdafactor`, whose statistics span the shards). N processes
     of sharded masters: :func:`ablate.core.training.sharded_masters.build`."""
     cls, kwargs = optimizer_class(p)
-    groups = decay_groups(model, p["weight_decay"])
+    groups = decay_groups(model, p.weight_decay)
     if sharded:
         if cls is Adafactor and FusedAdafactor.supports(kwargs):
             cls = FusedAdafactor
@@ -63,15 +64,15 @@ def build_optimizer(
     return cls(groups, **kwargs)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, p: dict[str, Any]):
+def build_scheduler(optimizer: torch.optim.Optimizer, p: TrainParams):
     """The learning-rate schedule: ``lr_scheduler`` over ``max_steps``, with
     ``ceil(warmup_ratio x max_steps)`` warm-up steps (transformers' schedule functions)."""
-    warmup = -(-p["warmup_ratio"] * p["max_steps"] // 1)
+    warmup = -(-p.warmup_ratio * p.max_steps // 1)
     return get_scheduler(
-        p["lr_scheduler"],
+        p.lr_scheduler,
         optimizer,
         num_warmup_steps=int(warmup),
-        num_training_steps=p["max_steps"],
+        num_training_steps=p.max_steps,
     )
 
 

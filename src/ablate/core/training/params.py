@@ -3,7 +3,8 @@ errors."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 
@@ -38,26 +39,117 @@ class TrainingConfigError(TrainingError, ValueError):
     pass
 
 
+Auto = Literal["auto"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+T = TypeVar("T", bound="TrainParams")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainParams:
+    """A run's training parameters, resolved and checked (built only by :func:`resolve_params` or
+    :func:`check_params`): the keys of ``$defs/finetune_params`` (``pretrain_params`` has the same
+    keys, other defaults). The schema is the one statement of keys, bounds and defaults: a field
+    has no default of its own, and a key without a default there (unset: ``None``) is named in
+    :attr:`unset` so that :meth:`as_dict` gives back the very dict it was built from
+    (tests/core/training/test_params.py fails where the two disagree). A study's keys: a subclass
+    (the mask study's ``MaskParams``), so its reads are typed too."""
+
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
+    optim: Literal["adafactor", "adamw_torch", "adamw_torch_fused", "sgd"]
+    max_grad_norm: float
+    bf16: Auto | bool
+    model_dtype: Dtype
+    master_weights: Auto | bool
+    save_dtype: Dtype
+    max_seq_len: int
+    batch_size: int
+    grad_accum: int
+    max_steps: int
+    eval_size: int
+    eval_steps: int
+    eval_batch_size: int
+    save_steps: int
+    save_total_limit: int
+    logging_steps: int
+    gradient_checkpointing: bool
+    compile_layers: bool
+    seed: int
+    no_learning_steps: int | None
+    no_learning_min_gain: float
+    plateau_patience: int | None
+    plateau_min_delta: float
+    plateau_min_steps: int | None
+    keep_checkpoints: bool
+    # no default in the core's finetune schema: None where unset
+    attn_implementation: str | None = None
+    data_parallel: Literal["sharded_masters", "sharded_weights"] | None = None
+    stall_s: float | None = None
+    loss_vocab: Literal["full", "corpus"] | None = None
+    #: the keys that may be absent (no default) and were: left out of :meth:`as_dict`
+    unset: frozenset[str] = frozenset()
+
+    #: the fields that are not parameters
+    NOT_KEYS: ClassVar[frozenset[str]] = frozenset({"unset"})
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in cls.NOT_KEYS]
+
+    @classmethod
+    def optional(cls) -> set[str]:
+        """The keys that may be absent: those with a default here (None)."""
+        return {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in cls.NOT_KEYS and f.default is not dataclasses.MISSING
+        }
+
+    @classmethod
+    def _from_checked(cls: type[T], params: dict[str, Any]) -> T:
+        unknown = set(params) - set(cls.keys())
+        if unknown:  # the schema has a key the type lacks: the type must grow a field
+            raise TrainingConfigError(
+                f"{cls.__name__} has no field for {', '.join(sorted(unknown))}: add it "
+                f"(docs/training.md, Parameters)"
+            )
+        return cls(**params, unset=frozenset(cls.optional() - set(params)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain dict it was built from (records, run keys, summaries: the same keys and
+        values as before the type)."""
+        return {k: getattr(self, k) for k in self.keys() if k not in self.unset}
+
+
 def resolve_params(
-    params: dict | None, kind: str, schema: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    params: dict | None,
+    kind: str,
+    schema: dict[str, Any] | None = None,
+    cls: type[T] = TrainParams,
+) -> T:
     """The defaults of ``kind`` (or of ``schema``) overlaid with ``params``, checked: the one
     merge with the defaults, where a config is parsed (the pipeline's config gets them from its
     validation; a library command line or a benchmark calls this). An unknown key (a typo must
     not be ignored) or a bad value is an error naming the key."""
     schema = schema or params_schema(kind)
-    return check_params({**config.defaults_of(schema), **(params or {})}, kind, schema)
+    return check_params({**config.defaults_of(schema), **(params or {})}, kind, schema, cls=cls)
 
 
 def check_params(
-    params: dict[str, Any],
+    params: dict[str, Any] | TrainParams,
     kind: str,
     schema: dict[str, Any] | None = None,
     optional: tuple[str, ...] = (),
-) -> dict[str, Any]:
+    cls: type[T] = TrainParams,
+) -> T:
     """``params`` as a job takes them (resolved where the config was parsed), checked only:
     against the schema of ``kind`` (or ``schema``), and with every key that has a default but
-    those ``optional``."""
+    those ``optional``; returned as ``cls`` (:class:`TrainParams` or a study's subclass). Typed
+    ``params`` (a library caller's :func:`resolve_params`) are checked as their dict."""
+    if isinstance(params, TrainParams):
+        params = params.as_dict()
     schema = schema or params_schema(kind)
     try:
         config.check(params, schema, f"{kind} parameter")
@@ -69,7 +161,7 @@ def check_params(
             f"{kind} parameters without {', '.join(missing)}: a job takes them resolved "
             f"(the config's defaults filled in when it is parsed; a library caller: resolve_params)"
         )
-    return params
+    return cls._from_checked(params)
 
 
 def bf16_enabled(setting: Any) -> bool:
@@ -85,13 +177,19 @@ def _dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def model_dtype(p: dict[str, Any]) -> torch.dtype:
-    """The weights' dtype of params ``p``: ``p["model_dtype"]``, where ``auto`` is bfloat16 when
-    bf16 is on (``p["bf16"]``; unset: ``auto``, a GPU with bf16) and float32 otherwise (any
-    process count: a run whose weights are sharded upcasts its shards, which are its masters)."""
-    if p["model_dtype"] == "auto":
-        return torch.bfloat16 if bf16_enabled(p.get("bf16", "auto")) else torch.float32
-    return _dtype(p["model_dtype"])
+def weights_dtype(name: str, bf16: Any = "auto") -> torch.dtype:
+    """The weights' dtype a ``model_dtype`` of ``name`` gives: ``auto`` is bfloat16 when ``bf16``
+    is on (``auto``: a GPU with bf16) and float32 otherwise (any process count: a run whose
+    weights are sharded upcasts its shards, which are its masters). The one rule of trained
+    and frozen weights (the bridge's pair, whose params are its own)."""
+    if name == "auto":
+        return torch.bfloat16 if bf16_enabled(bf16) else torch.float32
+    return _dtype(name)
+
+
+def model_dtype(p: TrainParams) -> torch.dtype:
+    """The weights' dtype of params ``p`` (:func:`weights_dtype`)."""
+    return weights_dtype(p.model_dtype, p.bf16)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -99,13 +197,13 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def master_weights_enabled(p: dict[str, Any]) -> bool:
-    if p["master_weights"] == "auto":
+def master_weights_enabled(p: TrainParams) -> bool:
+    if p.master_weights == "auto":
         return model_dtype(p).itemsize < 4
-    return bool(p["master_weights"])
+    return bool(p.master_weights)
 
 
-def save_dtype(p: dict[str, Any]) -> torch.dtype:
-    if p["save_dtype"] == "auto":
-        return torch.bfloat16 if bf16_enabled(p["bf16"]) else torch.float32
-    return _dtype(p["save_dtype"])
+def save_dtype(p: TrainParams) -> torch.dtype:
+    if p.save_dtype == "auto":
+        return torch.bfloat16 if bf16_enabled(p.bf16) else torch.float32
+    return _dtype(p.save_dtype)

@@ -14,7 +14,7 @@ import torch
 
 from ablate.core.models import modeling
 from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
-from ablate.core.training.params import model_dtype
+from ablate.core.training.params import TrainParams, model_dtype
 from ablate.core.training.run import TrainRun, train_run
 
 
@@ -39,22 +39,22 @@ def random_model(
         return AutoModelForCausalLM.from_config(config, **kw)
 
 
-def build_model(config, params: dict[str, Any], device: str | torch.device):
+def build_model(config, params: TrainParams, device: str | torch.device):
     """:func:`random_model` as a pretraining's ``params`` set it: their ``seed``,
     ``model_dtype`` and ``attn_implementation``, built where it trains."""
     model = random_model(
-        config, params["seed"], device, params["attn_implementation"], model_dtype(params)
+        config, params.seed, device, params.attn_implementation, model_dtype(params)
     )
     model.config.use_cache = False
     return model
 
 
-def blocks_split(tokenizer, corpus: str | os.PathLike, params: dict[str, Any]):
+def blocks_split(tokenizer, corpus: str | os.PathLike, params: TrainParams):
     """(train, held-out) datasets of ``corpus`` packed into ``max_seq_len`` blocks: ``eval_size``
     blocks (at most all but one) drawn by ``seed``, each set in corpus order."""
-    blocks = pack_corpus(tokenizer, load_corpus(corpus), params["max_seq_len"])
-    n_eval = min(params["eval_size"], len(blocks) - 1)
-    gen = torch.Generator().manual_seed(params["seed"])
+    blocks = pack_corpus(tokenizer, load_corpus(corpus), params.max_seq_len)
+    n_eval = min(params.eval_size, len(blocks) - 1)
+    gen = torch.Generator().manual_seed(params.seed)
     order = torch.randperm(len(blocks), generator=gen).tolist()
 
     def examples(idx: list[int]) -> ExampleDataset:
@@ -63,13 +63,13 @@ def blocks_split(tokenizer, corpus: str | os.PathLike, params: dict[str, Any]):
     return examples(order[n_eval:]), examples(order[:n_eval])
 
 
-def training_device(params: dict[str, Any]) -> str:
+def training_device(params: TrainParams) -> str:
     """The device a pretraining trains on, its ``attn_implementation`` checked for that device
     (the model is built, not loaded: the loader's backend checks, applied here; a study calls
     this before it reads anything, so a refusal comes first) and registered."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    modeling.check_attention_device(params["attn_implementation"], device)
-    modeling.register_attention(params["attn_implementation"])
+    modeling.check_attention_device(params.attn_implementation, device)
+    modeling.register_attention(params.attn_implementation)
     return device
 
 
@@ -86,7 +86,7 @@ def pretrain(run: TrainRun, *, config, tokenizer, corpus: str | os.PathLike) -> 
     n_params = sum(t.numel() for t in model.parameters())
     print(
         f"[{run.label or run.kind}] {len(train)} train / {len(held_out)} eval blocks of "
-        f"{p['max_seq_len']} tokens; model {n_params / 1e6:.2f} M params",
+        f"{p.max_seq_len} tokens; model {n_params / 1e6:.2f} M params",
         flush=True,
     )
     sizes = {"n_train_blocks": len(train), "n_eval_blocks": len(held_out), "n_params": n_params}

@@ -22,7 +22,7 @@ from ablate.core.outputs.phases import Phases
 from ablate.core.training import loop, saving, vocab_rows
 from ablate.core.training.loss import vocab_head_loss
 from ablate.core.training.monitor import StopRules
-from ablate.core.training.params import TrainingError, save_dtype
+from ablate.core.training.params import TrainingError, TrainParams, save_dtype
 
 
 def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
@@ -53,7 +53,7 @@ class TrainRun:
     and micro-batches, :class:`~.loop.Hooks`; the next-token head loss is set here)."""
 
     kind: str
-    params: dict[str, Any]
+    params: TrainParams
     out_dir: Path
     run_key: dict[str, Any]
     summary_extra: dict[str, Any]
@@ -77,10 +77,10 @@ class Outcome:
     resumed_from_step: int | None
 
 
-def _corpus_head_loss(params: dict[str, Any], train_dataset, eval_dataset):
+def _corpus_head_loss(params: TrainParams, train_dataset, eval_dataset):
     """``loss_vocab: corpus`` (docs/training.md): the head scored over the data's own ids only;
     every target of a block or pair, held-out ones included, is one of them."""
-    if params.get("loss_vocab") != "corpus":
+    if params.loss_vocab != "corpus":
         return None
     blocks = [
         ds[i]["input_ids"]
@@ -91,7 +91,7 @@ def _corpus_head_loss(params: dict[str, Any], train_dataset, eval_dataset):
     return vocab_head_loss(t for b in blocks for t in b)
 
 
-def _cut_table(model, tokenizer, head_loss, params: dict[str, Any], label: str):
+def _cut_table(model, tokenizer, head_loss, params: TrainParams, label: str):
     """``loss_vocab: corpus``: the tied table cut to the data's rows where it can be
     (:mod:`ablate.core.training.vocab_rows`). Returns (the cut or None, the rows a step covers)."""
     table = model.get_input_embeddings().weight.shape[0]
@@ -302,7 +302,7 @@ def _stop(r: loop.Run) -> dict[str, Any]:
     return r.stop_rules.stop or {
         "reason": "max_steps",
         "step": r.state.step,
-        "detail": {"max_steps": r.params["max_steps"]},
+        "detail": {"max_steps": r.params.max_steps},
     }
 
 
@@ -340,7 +340,7 @@ def _finish(
                 saving.save(r)
 
     with phases("remove_checkpoints"):
-        saving.end_of_run(watch, ckpt_dir, keep=r.params["keep_checkpoints"], save_last=save_last)
+        saving.end_of_run(watch, ckpt_dir, keep=r.params.keep_checkpoints, save_last=save_last)
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.step}
     return summary
@@ -356,7 +356,7 @@ def _summary(run: TrainRun, outcome: Outcome, ckpt_info: dict[str, Any] | None) 
         "kind": run.kind,
         **run.record,
         "steps_done": state.step,
-        "max_steps": params["max_steps"],
+        "max_steps": params.max_steps,
         "stop": outcome.stop,
         "resumed_from_step": outcome.resumed_from_step,
         "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else None,
@@ -366,12 +366,12 @@ def _summary(run: TrainRun, outcome: Outcome, ckpt_info: dict[str, Any] | None) 
         "throughput": tp,
         "tokens_seen": state.tokens_seen,
         "checkpoint": ckpt_info,
-        "params": params,
+        "params": params.as_dict(),
         **run.summary_extra,
         "provenance": provenance.collect(
             config_slice=run.config_slice
             if run.config_slice is not None
-            else {**run.record, "params": params},
+            else {**run.record, "params": params.as_dict()},
             inputs=run.inputs,
             started=phases.started,
             extra={"training_segments": saving.segments(state)},

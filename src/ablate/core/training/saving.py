@@ -119,7 +119,7 @@ def _save(run, ckpt: Path) -> Path:
     parallel.barrier()  # every process's files are in before the manifest and the marker
     if parallel.rank() == 0:
         checkpoint_integrity.mark_complete(ckpt, step, fmt)
-        _rotate(Path(run.spec.checkpoints), run.params["save_total_limit"])
+        _rotate(Path(run.spec.checkpoints), run.params.save_total_limit)
     parallel.barrier()
     return ckpt
 
@@ -242,7 +242,7 @@ def load(run, ckpt: Path) -> None:
     restore_unlogged_losses(run, run.state.unlogged_losses)
     rng = files["rng"]
     if rng is None:  # saved by fewer processes than this run has: seeded (begin_segment records)
-        torch.manual_seed(rank_seed(run.params["seed"], run.state.step, parallel.rank()))
+        torch.manual_seed(rank_seed(run.params.seed, run.state.step, parallel.rank()))
     else:
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and torch.cuda.is_available():

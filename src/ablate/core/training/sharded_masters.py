@@ -34,14 +34,15 @@ from ablate.core.training.optim import (
     fused_inner,
     optimizer_class,
 )
+from ablate.core.training.params import TrainParams
 from ablate.upstream import pytorch
 
 
-def build(model: torch.nn.Module, p: dict[str, Any]) -> ShardedMastersOptimizer:
+def build(model: torch.nn.Module, p: TrainParams) -> ShardedMastersOptimizer:
     """The optimizer of ``p`` (``optim``, its settings, the weight-decay groups) on sharded
     masters of ``model``'s weights, whatever their dtype (fp32 weights: masters equal to them)."""
     cls, kwargs = optimizer_class(p)
-    groups = decay_groups(model, p["weight_decay"])
+    groups = decay_groups(model, p.weight_decay)
     params = [t for g in groups for t in g["params"]]
     return ShardedMastersOptimizer(groups, fused_inner(cls, kwargs, params), kwargs)
 

@@ -24,13 +24,12 @@ optimizer keeps fp32 master copies (they, not the table, are the weights saved).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 from torch import nn
 
 from ablate.core.execution import parallel
-from ablate.core.training.params import TrainingConfigError, master_weights_enabled
+from ablate.core.training.params import TrainingConfigError, TrainParams, master_weights_enabled
 
 #: the optimizers (``optim``) whose update of a row with gradient 0 and no state is exactly 0
 ELEMENTWISE = ("adamw_torch", "adamw_torch_fused", "sgd")
@@ -85,15 +84,15 @@ class Rows:
         self.model.set_output_embeddings(self.head)
 
 
-def why_not(model, params: dict[str, Any]) -> str | None:
+def why_not(model, params: TrainParams) -> str | None:
     """Why this run's table cannot be cut (None: it can)."""
-    if params.get("loss_vocab") != "corpus":
+    if params.loss_vocab != "corpus":
         return "the loss scores every row"
     if parallel.world_size() > 1:
         return "data-parallel"
-    if params.get("optim") not in ELEMENTWISE or params.get("weight_decay", 0) != 0:
-        return f"optim {params.get('optim')} with weight_decay {params.get('weight_decay')} moves every row"
-    if "master_weights" in params and master_weights_enabled(params):
+    if params.optim not in ELEMENTWISE or params.weight_decay != 0:
+        return f"optim {params.optim} with weight_decay {params.weight_decay} moves every row"
+    if master_weights_enabled(params):
         return "fp32 master weights (the optimizer's copies are the weights saved)"
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     if not isinstance(head, nn.Linear) or head.bias is not None or head.weight is not emb.weight:

@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Any
 
+from ablate.core.training.params import TrainParams
+
 STALL_EXIT = 75  # EX_TEMPFAIL: a retry may succeed
 STALL_FACTOR = 2.0
 STALL_MIN_S = 300.0
@@ -35,10 +37,10 @@ STALL_START_S = 1800.0
 TIMED_STEPS = 3  # steps timed (after the first) before the forecast replaces the start bound
 
 
-def stall_bound(params: dict[str, Any], step_times: list[float]) -> tuple[float, str]:
+def stall_bound(params: TrainParams, step_times: list[float]) -> tuple[float, str]:
     """The bound in seconds and, in words, what it was derived from."""
-    if params.get("stall_s"):
-        return float(params["stall_s"]), f"stall_s: {params['stall_s']} (config)"
+    if params.stall_s:
+        return float(params.stall_s), f"stall_s: {params.stall_s} (config)"
     timed = step_times[1:]
     if len(timed) < TIMED_STEPS:
         return (
@@ -46,7 +48,11 @@ def stall_bound(params: dict[str, Any], step_times: list[float]) -> tuple[float,
             f"start bound {STALL_START_S:.0f} s (the first steps are not timed yet)",
         )
     interval, what = next(
-        ((params[k], k) for k in ("save_steps", "eval_steps", "logging_steps") if params.get(k)),
+        (
+            (getattr(params, k), k)
+            for k in ("save_steps", "eval_steps", "logging_steps")
+            if getattr(params, k)
+        ),
         (1, "one step"),
     )
     step_s = statistics.median(timed)
@@ -72,7 +78,7 @@ class StallWatchdog:
     """Ends the process when no training progress came for the bound (module doc): the loop calls
     :meth:`start`, :meth:`progress` after each step and evaluation batch, and :meth:`stop`."""
 
-    def __init__(self, params: dict[str, Any], step_times: list[float], label: str):
+    def __init__(self, params: TrainParams, step_times: list[float], label: str):
         self.params, self.step_times, self.label = params, step_times, label
         self._last = time.monotonic()
         self._done = threading.Event()

@@ -14,6 +14,7 @@ from ablate.core.training.loop import Data, Hooks, NextToken
 from ablate.core.training.params import TrainingConfigError
 from ablate.mask import masks
 from ablate.mask.training import packing
+from ablate.mask.training.gate import MaskParams
 
 
 def batch_forward_kwargs(model, batch: dict[str, torch.Tensor], policy: str) -> dict[str, Any]:
@@ -33,19 +34,19 @@ def packed_rows(collator: packing.PackedCollator, examples: list, size: int) -> 
     return list(packing.split_rows(collator(examples)))
 
 
-def hooks(policy: str, params: dict[str, Any], pad_token_id: int) -> Hooks:
+def hooks(policy: str, params: MaskParams, pad_token_id: int) -> Hooks:
     """The loop's hooks of a run under ``policy``; ``packing: true`` packs a step's examples into
     rows (held-out batches stay unpacked: the same loss)."""
     masks.check_policy(policy)
     compute = NextToken(forward_kwargs=functools.partial(batch_forward_kwargs, policy=policy))
-    if not params["packing"]:
+    if not params.packing:
         return Hooks(compute=compute)
-    if params["packing_row_tokens"] < params["max_seq_len"]:
+    if params.packing_row_tokens < params.max_seq_len:
         raise TrainingConfigError(
-            f"packing_row_tokens={params['packing_row_tokens']} is below max_seq_len="
-            f"{params['max_seq_len']}: an example of max_seq_len tokens would not fit a packed row"
+            f"packing_row_tokens={params.packing_row_tokens} is below max_seq_len="
+            f"{params.max_seq_len}: an example of max_seq_len tokens would not fit a packed row"
         )
-    collator = packing.PackedCollator(pad_token_id, params["packing_row_tokens"])
+    collator = packing.PackedCollator(pad_token_id, params.packing_row_tokens)
     data = Data(
         collate=PolicyCollator(pad_token_id), micro_batches=functools.partial(packed_rows, collator)
     )

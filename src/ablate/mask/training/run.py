@@ -23,6 +23,7 @@ from ablate.mask import families, masks, sft_data
 from ablate.mask.training.gate import (
     PROBE_PARAMS,
     LeakageGateError,
+    MaskParams,
     check_params,
     resolve_params,
 )
@@ -35,7 +36,7 @@ def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
     )
 
 
-def _policy_run(policy: str, kind: str, params: dict[str, Any], tokenizer) -> dict[str, Any]:
+def _policy_run(policy: str, kind: str, params: MaskParams, tokenizer) -> dict[str, Any]:
     """train_run's study keys for a run under ``policy``: log label, recorded keys, hooks."""
     return {
         "label": f"{kind} {policy}" if kind == "finetune" else kind,
@@ -64,26 +65,27 @@ class FinetuneSpec:
     ) -> FinetuneSpec:
         """A spec from partial ``params`` (a command line's, a test's): the one merge with the
         schema's defaults (:func:`ablate.mask.training.gate.resolve_params`)."""
-        return cls(policy, resolve_params(params, "finetune"), allow_leakage)
+        return cls(policy, resolve_params(params, "finetune").as_dict(), allow_leakage)
 
     def config_slice(self) -> dict[str, Any]:
         """The slice it records in its provenance: its fields, those set."""
         return sorted_tree({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
 
 
-def _leakage_gate(model, pairs, spec: FinetuneSpec, probe_result) -> dict:
-    """Run (or take) the leakage probe for the training policy; refuse a leaking policy unless allowed."""
-    policy, params, allow_leakage = spec.policy, spec.params, spec.allow_leakage
+def _leakage_gate(model, pairs, spec: FinetuneSpec, params: MaskParams, probe_result) -> dict:
+    """Run (or take) the leakage probe for the training policy (``params``: the spec's, checked);
+    refuse a leaking policy unless allowed."""
+    policy, allow_leakage = spec.policy, spec.allow_leakage
     if probe_result is None:
-        missing = [k for k in PROBE_PARAMS if k not in params]
+        missing = [k for k in PROBE_PARAMS if k in params.unset]
         if missing:  # the pipeline's finetune takes its policy's probe result
             raise TrainingConfigError(f"no probe result and no {', '.join(missing)} to run one")
         from ablate.mask import leakage
 
-        kw = {"batch_size": params["probe_batch_size"]}
-        if params["probe_threshold"] is not None:
-            kw["threshold"] = params["probe_threshold"]
-        sample = pairs[: params["probe_size"]]
+        kw = {"batch_size": params.probe_batch_size}
+        if params.probe_threshold is not None:
+            kw["threshold"] = params.probe_threshold
+        sample = pairs[: params.probe_size]
         print(f"[finetune {policy}] leakage probe on {len(sample)} held-out pairs", flush=True)
         probe_result = leakage.probe(model, sample, policy, **kw)
     elif probe_result.get("policy") != policy:
@@ -123,25 +125,25 @@ def _leakage_gate(model, pairs, spec: FinetuneSpec, probe_result) -> dict:
     return {**probe_result, "allowed": bool(allow_leakage and probe_result.get("leaks"))}
 
 
-def _sft_pairs(data, model_path, revision, p: dict[str, Any]):
+def _sft_pairs(data, model_path, revision, p: MaskParams):
     """The tokenizer and the tokenized train / held-out pairs (``eval_size`` rows split off by
     ``seed``) in the ``sft_format`` template; the tokenizer loads before the model, so a model
     without one fails early."""
     from ablate.core.models.modeling import load_tokenizer
 
     rows = sft_data.load_rows(data)
-    if p["eval_size"]:
-        train_rows, eval_rows = sft_data.split_rows(rows, p["eval_size"], p["seed"])
+    if p.eval_size:
+        train_rows, eval_rows = sft_data.split_rows(rows, p.eval_size, p.seed)
     else:
         train_rows, eval_rows = rows, []
     tokenizer = load_tokenizer(model_path, revision=revision)
-    fmt = p["sft_format"]
-    train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p["max_seq_len"], fmt)
-    eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p["max_seq_len"], fmt)
+    fmt = p.sft_format
+    train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p.max_seq_len, fmt)
+    eval_pairs = sft_data.tokenize_rows(tokenizer, eval_rows, p.max_seq_len, fmt)
     return tokenizer, train_pairs, eval_pairs
 
 
-def _load_model(model_path, revision, p: dict[str, Any]):
+def _load_model(model_path, revision, p: MaskParams):
     """The model to finetune, in its training dtype and attention, on the GPU when there is one."""
     from ablate.core.models.modeling import load_causal_lm
 
@@ -149,7 +151,7 @@ def _load_model(model_path, revision, p: dict[str, Any]):
         model_path,
         revision=revision,
         dtype=model_dtype(p),
-        attn_implementation=p["attn_implementation"],
+        attn_implementation=p.attn_implementation,
         device="cuda" if torch.cuda.is_available() else None,
         config_check=families.check_config,  # a family the mask audit has not proven: refused
     )
@@ -188,7 +190,7 @@ def finetune(
     with phases("load_model"):  # the manifest's hashes checked while the weights load
         model = _load_model(model_path, revision, p)
     with phases("leakage_gate"):
-        gate = _leakage_gate(model, eval_pairs or train_pairs, spec, probe_result)
+        gate = _leakage_gate(model, eval_pairs or train_pairs, spec, p, probe_result)
     model.config.use_cache = False
     inputs = {"model": model_path}
     if Path(data).exists():
@@ -203,7 +205,7 @@ def finetune(
             "revision": revision,
             "data": str(data),
             "policy": policy,
-            "params": p,
+            "params": p.as_dict(),
             "allow_leakage": bool(spec.allow_leakage),
         },
         summary_extra={
@@ -213,7 +215,7 @@ def finetune(
             "n_train": len(train_pairs),
             "n_eval": len(eval_pairs),
             # the planner's tokens per pair (ablate.mask.plan), in place of max_seq_len
-            "lengths": sft_data.length_stats(train_pairs, p["max_seq_len"]),
+            "lengths": sft_data.length_stats(train_pairs, p.max_seq_len),
             "leakage_probe": gate,
         },
         config_slice=spec.config_slice(),
@@ -264,7 +266,7 @@ def pretrain(
             "tokenizer": str(tokenizer_dir),
             "family": family,
             "arch": arch,
-            "params": p,
+            "params": p.as_dict(),
         },
         summary_extra={
             "corpus": str(corpus),
