@@ -236,7 +236,7 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
 
 
 def bench_run(model, data, policy: str, p: gate.MaskParams, label: str, hooks=None) -> loop.Run:
-    """The pipeline's run (loop.setup with the policy's hooks, as ablate.mask.training.run builds
+    """The pipeline's run (loop.setup with the policy's hooks, as ablate.mask.training.entries builds
     it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
     (``save_steps`` 0); ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
     hooks = hooks or policy_hooks(policy, p, 11)

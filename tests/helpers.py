@@ -405,7 +405,7 @@ def no_leak(policy):
 
 def causal_finetune(params: dict, model_path, data, out_dir) -> dict:
     """The mask study's causal finetune of ``params`` with the leakage probe's pass: its summary."""
-    from ablate.mask.training.run import FinetuneSpec, finetune
+    from ablate.mask.training.entries import FinetuneSpec, finetune
 
     return finetune(
         FinetuneSpec.parse("causal", params),

@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from ablate.mask import evaluation, tiny
+    from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
     from ablate.mask.training.gate import resolve_params
-    from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
     data = Path(args.data)
     work = Path(args.work or tempfile.mkdtemp(prefix="job_overhead_"))

@@ -27,7 +27,7 @@ from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core.execution import spend
 from ablate.core.outputs import checkpoint_integrity
-from ablate.mask.training.run import FinetuneSpec, finetune
+from ablate.mask.training.entries import FinetuneSpec, finetune
 from snakemake_executor_plugin_ablate_vast.spend import SpendMeter
 
 pytestmark = pytest.mark.cluster

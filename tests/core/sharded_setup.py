@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import no_leak, synthetic_rows
 
-from ablate.mask.training.run import FinetuneSpec
+from ablate.mask.training.entries import FinetuneSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 

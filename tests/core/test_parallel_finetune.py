@@ -12,7 +12,7 @@ import pytest
 from helpers import FAST, no_leak, synthetic_rows, weights
 
 from ablate.core.execution import parallel
-from ablate.mask.training.run import FinetuneSpec, finetune
+from ablate.mask.training.entries import FinetuneSpec, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
 #: float32 on CPU; the 2-process step sums the same per-token losses in another order (each
@@ -42,7 +42,7 @@ def test_two_processes_train_like_one(tiny_model_dir, tmp_path, monkeypatch, pac
     log = (tmp_path / "two.log").open("w")
     try:
         parallel.launch(
-            "ablate.mask.training.run:finetune",
+            "ablate.mask.training.entries:finetune",
             {**kwargs, "out_dir": str(tmp_path / "two")},
             nproc=2,
             threads=2,

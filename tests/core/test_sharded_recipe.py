@@ -23,7 +23,7 @@ from ablate.core.execution import parallel
 from ablate.core.models.modeling import load_causal_lm
 from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving
-from ablate.mask.training.run import FinetuneSpec, finetune
+from ablate.mask.training.entries import FinetuneSpec, finetune
 
 #: fp32 on CPU (bf16 "auto" is off there): N processes sum the same per-token losses and
 #: gradients in another order (and 1 process steps HF's Adafactor, N the sharded FusedAdafactor),
@@ -61,7 +61,7 @@ def _run(kwargs: dict, tmp_path: Path, nproc: int, name: str, reporters=None) ->
         return out
     with (tmp_path / f"{name}.log").open("w") as log:
         parallel.launch(
-            "ablate.mask.training.run:finetune",
+            "ablate.mask.training.entries:finetune",
             {**kwargs, "out_dir": str(out)},
             nproc=nproc,
             threads=nproc,

@@ -40,7 +40,7 @@ PARAMS = {
 def _launch(kwargs: dict, out: Path, log: Path, reporters=None) -> dict:
     with log.open("w") as f:
         parallel.launch(
-            "ablate.mask.training.run:finetune",
+            "ablate.mask.training.entries:finetune",
             {**kwargs, "out_dir": str(out)},
             nproc=2,
             threads=2,

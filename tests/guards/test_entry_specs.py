@@ -9,8 +9,7 @@ import inspect
 import pytest
 
 from ablate.core.config import subschema
-from ablate.core.training import loop
-from ablate.core.training import run as core_run
+from ablate.core.training import driver, loop
 
 MAX_OTHERS = 6
 
@@ -18,12 +17,12 @@ MAX_OTHERS = 6
 def entry_points():
     from ablate.bridge import infer, states, train
     from ablate.mask import evaluation, leakage
-    from ablate.mask.training import run as mask_run
+    from ablate.mask.training import entries
 
     return [
-        core_run.train_run,
+        driver.train_run,
         loop.setup,  # a study's run (the mask policy's too) is loop.Spec with the study's hooks
-        mask_run.finetune,
+        entries.finetune,
         evaluation.evaluate,
         leakage.run_probe,
         train.train_entry,
@@ -52,7 +51,7 @@ def test_specs_are_named_as_their_config_slices():
     from ablate.mask import layout
     from ablate.mask.evaluation import EvalSpec
     from ablate.mask.leakage import PROBE_KEYS, ProbeSpec
-    from ablate.mask.training.run import FinetuneSpec
+    from ablate.mask.training.entries import FinetuneSpec
 
     variant = {"stage": 3, "policy": "causal", "allow_leakage": False, "params": {}}
     assert fields(FinetuneSpec) == set(layout.finetune_slice("3A", variant))
@@ -67,7 +66,7 @@ def test_specs_are_named_as_their_config_slices():
 def test_a_spec_records_the_slice_it_was_built_from():
     from ablate.mask.evaluation import EvalSpec
     from ablate.mask.leakage import ProbeSpec
-    from ablate.mask.training.run import FinetuneSpec
+    from ablate.mask.training.entries import FinetuneSpec
 
     ft = {"variant": "3A", "stage": 3, "policy": "causal", "allow_leakage": False, "params": {}}
     assert FinetuneSpec(**ft).config_slice() == ft

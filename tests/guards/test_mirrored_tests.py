@@ -27,7 +27,7 @@ UNMIRRORED = {
     + _TAKEN.format("status.py", "tests/pipeline/"),
     "training/loss.py": "tests/core/test_share_of_mean.py and tests/mask/test_training.py (by feature)",
     "training/memory.py": "tested through the planner's forecast, tests/core/planner/test_memory_need.py",
-    "training/run.py": "tests/mask/test_training.py and tests/bridge/test_bridge_train.py, through each study's run",
+    "training/driver.py": "tests/mask/test_training.py and tests/bridge/test_bridge_train.py, through each study's run",
     "training/saving.py": "tests/core/training/test_untrusted_checkpoint_files.py, test_checkpoint_disk_full.py",
     "training/sharding.py": "tests/core/test_sharded_recipe.py and test_sharded_fast_head.py (by feature)",
     "training/vocab_rows.py": "tests/mask/test_training.py",

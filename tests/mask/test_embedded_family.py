@@ -23,8 +23,8 @@ from ablate.core.models.modeling import load_causal_lm
 from ablate.core.training.pretraining import random_model
 from ablate.mask import families, masks
 from ablate.mask.tiny import FAMILIES, tiny_config, tiny_ministral3_config
+from ablate.mask.training.entries import pretrain
 from ablate.mask.training.gate import resolve_params
-from ablate.mask.training.run import pretrain
 
 VOCAB = 64
 SIZES = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, head_dim=8)

@@ -23,8 +23,8 @@ from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import TrainingConfigError
 from ablate.mask import leakage, sft_data
 from ablate.mask.training import cli
+from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
 from ablate.mask.training.gate import LeakageGateError, resolve_params
-from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
 torch.set_num_threads(2)
 

@@ -29,7 +29,7 @@ from ablate.core.training import saving
 from ablate.core.trees import diff
 from ablate.mask import embedded, evaluation, lm_tasks, sft_data
 from ablate.mask.lm_tasks import TaskFileError, TaskNotFoundError
-from ablate.mask.training.run import FinetuneSpec, finetune
+from ablate.mask.training.entries import FinetuneSpec, finetune
 
 # Fake secrets: long and unique, so a hit in any file can only be a leak.
 SECRETS = {

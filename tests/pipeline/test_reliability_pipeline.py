@@ -37,7 +37,7 @@ from helpers import planned_jobs
 from ablate.core.models.modeling import load_causal_lm
 from ablate.core.outputs import checkpoint_integrity
 from ablate.mask import evaluation
-from ablate.mask.training.run import FinetuneSpec, finetune
+from ablate.mask.training.entries import FinetuneSpec, finetune
 
 # One worker runs the module (-n 2 --dist loadgroup): its three runs are made once, not once per worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reliability_pipeline")]

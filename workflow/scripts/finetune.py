@@ -25,12 +25,12 @@ def log_run():
 job_cache = job_script.start(
     snakemake,
     "mask",
-    imports=["ablate.mask.training.run"],
+    imports=["ablate.mask.training.entries"],
     side_outputs=[out_dir / tracking.TENSORBOARD_DIR],
     after_restore=log_run,
 )
 from ablate.core.outputs import model_card
-from ablate.mask.training.run import FinetuneSpec
+from ablate.mask.training.entries import FinetuneSpec
 
 # the job's config slice (its params resolved when the config was parsed), as one typed spec
 spec = FinetuneSpec(**snakemake.params.finetune)
@@ -50,6 +50,8 @@ reporters = dict(
     call="ablate.core.reports.tracking:reporters", kwargs=dict(tracking=track, out_dir=str(out_dir))
 )
 # data-parallel over the job's GPUs when it has several, the same global batch (docs/training.md)
-job_script.run_entry(snakemake, "ablate.mask.training.run:finetune", kwargs, reporters=reporters)
+job_script.run_entry(
+    snakemake, "ablate.mask.training.entries:finetune", kwargs, reporters=reporters
+)
 log_run()
 job_cache.store()

@@ -7,11 +7,11 @@ from pathlib import Path
 from ablate import job_script
 
 # log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
-job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.training.run"])
+job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.training.entries"])
 started = time.time()
 from ablate.core.outputs import model_card
 from ablate.mask import tiny
-from ablate.mask.training.run import pretrain
+from ablate.mask.training.entries import pretrain
 
 cfg = snakemake.params.model
 emb = cfg["embedded"]

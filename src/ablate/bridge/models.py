@@ -207,9 +207,9 @@ def prepare_model(
     every later stage loads the model through). Returns the summary.
     """
     from ablate.core.outputs.phases import Phases
+    from ablate.core.training.driver import TrainRun
     from ablate.core.training.params import resolve_params
     from ablate.core.training.pretraining import pretrain as pretrain_model
-    from ablate.core.training.run import TrainRun
 
     started = time.time()
     out = Path(out_dir)

@@ -9,7 +9,7 @@ evaluation, for paired tests) and, last, ``out_dir/summary.json``.
 The training is the core's loop (:mod:`ablate.core.training.loop`) with the bridge's hooks: its
 loss (:meth:`Pair.loss`), its data order (:class:`BatchOrder`), its optimizer (:func:`optimizer`)
 and its evaluation with early stopping (:class:`Evaluations`), run by the core's driver
-(:func:`ablate.core.training.run.drive`, as every training: the resume from the newest complete
+(:func:`ablate.core.training.driver.drive`, as every training: the resume from the newest complete
 checkpoint of the same run key and inputs, the non-finite outcome, the final evaluation, the
 checkpoints' removal) with the bridge's outputs (:class:`TranslatorOutputs`). Its checkpoints are
 the loop's (:mod:`ablate.core.training.saving`, ``<out>/checkpoints/checkpoint-N``, the
@@ -51,8 +51,7 @@ from ablate.core.execution import parallel
 from ablate.core.models import generation
 from ablate.core.outputs import checkpoint_integrity, io, provenance
 from ablate.core.outputs.phases import Phases
-from ablate.core.training import loop, saving, speed
-from ablate.core.training import run as core_run
+from ablate.core.training import driver, loop, saving, speed
 from ablate.core.training.params import TrainParams, resolve_params
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
@@ -446,7 +445,7 @@ def train_entry(
     evaluation = Evaluations(e.pair, e.translator, e.eval_items, p, e.label)
     folder = out / checkpoint_integrity.CHECKPOINTS_DIR
     r = loop_run(e.pair, e.translator, e.train_items, p, e.label, folder, evaluation)
-    run = core_run.TrainRun(
+    run = driver.TrainRun(
         kind="bridge",
         params=r.params,  # the loop's (loop_params); the run key and summary carry the bridge's
         out_dir=out,
@@ -459,7 +458,7 @@ def train_entry(
     )
     # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
     # outputs (TranslatorOutputs), the checkpoints' removal
-    summary = core_run.drive(run, r, TranslatorOutputs(run, spec, e, evaluation))
+    summary = driver.drive(run, r, TranslatorOutputs(run, spec, e, evaluation))
     if parallel.rank() != 0:
         return {"run_id": run_id, "world_size": parallel.world_size(), **summary}
     _say(
@@ -473,16 +472,16 @@ def train_entry(
 @dataclass(frozen=True)
 class TranslatorOutputs:
     """The bridge's outputs of a trained entry (the core driver's
-    :class:`~ablate.core.training.run.Outputs`): the final state (``restore_best``: the best
+    :class:`~ablate.core.training.driver.Outputs`): the final state (``restore_best``: the best
     evaluated one, re-evaluated: final is measured, not copied), then, by process 0,
     translator/, samples.parquet and, last, summary.json."""
 
-    run: core_run.TrainRun
+    run: driver.TrainRun
     spec: bridge_params.RunSpec
     entry: _Entry
     evaluation: Evaluations
 
-    def write(self, r: loop.Run, outcome: core_run.Outcome) -> dict[str, Any] | None:
+    def write(self, r: loop.Run, outcome: driver.Outcome) -> dict[str, Any] | None:
         e, ev, state = self.entry, self.evaluation, outcome.state
         train_s = ev.seconds()
         restored_from, final_rows = None, ev.last_rows
@@ -507,7 +506,7 @@ class TranslatorOutputs:
         }
         return self._write(res)
 
-    def record_failure(self, outcome: core_run.Outcome) -> None:
+    def record_failure(self, outcome: driver.Outcome) -> None:
         """None: a run that kept no translator writes no outputs."""
         return None
 

@@ -413,7 +413,7 @@ def test_plan_rule_finishes_with_an_unknown_hub_model_and_with_finished_probes(t
 def test_finetune_tokens_from_recorded_pair_lengths(tmp_path):
     """A finetune's tokens are pairs x their mean length, not max_seq_len per pair: the
     measurements file's sft_lengths of the hub dataset until a finetune of the results folder
-    records its own (summary.json lengths, written by ablate.mask.training.run.finetune)."""
+    records its own (summary.json lengths, written by ablate.mask.training.entries.finetune)."""
     config = planner_config("ministral3b.yaml")
     ref = Reference.load(REPO / "config" / "gpu_measurements.yaml")
     mean = ref.sft_lengths["yahma/alpaca-cleaned"]["mean"]

@@ -18,7 +18,7 @@ from sharded_setup import finetune_kwargs, process_path
 
 from ablate.core.execution import parallel
 from ablate.core.outputs import checkpoint_integrity
-from ablate.mask.training.run import finetune
+from ablate.mask.training.entries import finetune
 
 PARAMS = {
     **FAST,
@@ -36,7 +36,7 @@ PARAMS = {
 def processes(n: int, kwargs: dict, out: Path, log: Path) -> dict:
     with process_path(), log.open("w") as f:
         parallel.launch(
-            "ablate.mask.training.run:finetune",
+            "ablate.mask.training.entries:finetune",
             {**kwargs, "out_dir": str(out)},
             nproc=n,
             threads=1,

@@ -39,7 +39,7 @@ def test_bound_is_the_override_else_forecast_times_checkpoint_interval():
 # never returns (logging_steps 1), stall_s 4
 HANGING = """
 import json, sys, time
-from ablate.mask.training.run import FinetuneSpec, finetune
+from ablate.mask.training.entries import FinetuneSpec, finetune
 
 class Hang:
     def begin(self, step):

@@ -19,7 +19,7 @@ sharded step), ``monitor`` (stop rules, throughput, progress), ``loop`` (``setup
 optimizer state divided), ``sharding`` (FSDP2 sharding of one that does not), ``memory`` (which of
 the two fits; an optimizer's states per weight), ``speed`` (regional compilation), ``watchdog`` (a
 stalled run fails within a bound), ``vocab_rows`` (a ``loss_vocab: corpus`` run's step over the
-data's rows of a tied embedding only), ``run`` (``train_run``: one run start to end),
+data's rows of a tied embedding only), ``driver`` (``train_run``: one run start to end),
 ``pretraining`` (``pretrain``: a fresh tiny model trained on a corpus, both studies'),
 ``resume`` (which checkpoint a rerun resumes from).
 """

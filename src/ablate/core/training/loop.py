@@ -108,7 +108,7 @@ class Spec:
     ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.reports.tracking.reporters`).
 
     ``evaluation``: a study's own evaluation instead of the eval loss (e.g. a generative
-    accuracy), every ``eval_steps`` (and, by the run driver :func:`~.run.drive`, at step 0 of a
+    accuracy), every ``eval_steps`` (and, by the run driver :func:`~.driver.drive`, at step 0 of a
     fresh start and of the final weights): ``evaluation(step)`` returns its stop (``{"reason",
     "step", "detail"}``: training ends there, unsaved) or None; ``evaluation.last_step()``: the
     step it evaluated last (None: none); ``evaluation.state()`` -> (plain values, tensors) that

@@ -1,6 +1,6 @@
 """``pretrain``: a fresh tiny causal LM trained on a text corpus, the one pretraining of both
 studies (the mask study's embedded model, the bridge's two models). A study brings what differs:
-the model's transformers config, its tokenizer, and the run (:class:`~.run.TrainRun`: its
+the model's transformers config, its tokenizer, and the run (:class:`~.driver.TrainRun`: its
 params, keys, record and hooks); the corpus's blocks, the held-out split, the model's build
 and the training are this module's."""
 
@@ -14,8 +14,8 @@ import torch
 
 from ablate.core.models import modeling
 from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
+from ablate.core.training.driver import TrainRun, train_run
 from ablate.core.training.params import TrainParams, model_dtype
-from ablate.core.training.run import TrainRun, train_run
 
 
 def random_model(
@@ -75,7 +75,7 @@ def training_device(params: TrainParams) -> str:
 
 def pretrain(run: TrainRun, *, config, tokenizer, corpus: str | os.PathLike) -> dict[str, Any]:
     """Pretrain a fresh model of ``config`` causally on ``corpus`` (packed blocks of
-    ``tokenizer``'s ids) as ``run`` says (:func:`~.run.train_run`: resume, the loop, an atomic
+    ``tokenizer``'s ids) as ``run`` says (:func:`~.driver.train_run`: resume, the loop, an atomic
     ``final/``, ``summary.json``). The summary adds the block counts and the model's size to the
     run's ``summary_extra``. Returns the summary."""
     p = run.params

@@ -11,6 +11,6 @@ Two entry points share the policy's hooks into the core's loop:
 
 Modules (import from the one that defines a name): ``policy`` (the policy's hooks: its forward
 kwargs, packed steps as rows), ``packing`` (packed SFT steps:
-collator, per-example mask), ``gate`` (the leakage gate's parameters and error), ``run``
+collator, per-example mask), ``gate`` (the leakage gate's parameters and error), ``entries``
 (``finetune``, ``pretrain``), ``cli`` (``main``, ``ablate train``).
 """

@@ -1,4 +1,4 @@
-"""``ablate train finetune|pretrain``: the CLI over :mod:`ablate.mask.training.run`."""
+"""``ablate train finetune|pretrain``: the CLI over :mod:`ablate.mask.training.entries`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from ablate.core.outputs.checkpoint_integrity import CheckpointError
 from ablate.core.training.params import TrainingConfigError, TrainingError
 from ablate.mask import sft_data
 from ablate.mask.commands import train_parser
+from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
 from ablate.mask.training.gate import LeakageGateError, resolve_params
-from ablate.mask.training.run import FinetuneSpec, finetune, pretrain
 
 
 def _load_mapping(text: str | None, what: str) -> dict:

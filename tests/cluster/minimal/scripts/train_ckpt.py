@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ablate.mask.training.run import FinetuneSpec, finetune
+from ablate.mask.training.entries import FinetuneSpec, finetune
 
 model, data, probe, params, out, step_s, hang_at = sys.argv[1:8]
 

@@ -1,5 +1,5 @@
 """Entry points: :func:`finetune` (SFT under a policy, leakage gate) and :func:`pretrain` (tiny model),
-each a :func:`ablate.core.training.run.train_run` with the policy's hooks."""
+each a :func:`ablate.core.training.driver.train_run` with the policy's hooks."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import torch
 from ablate.core.config import sorted_tree
 from ablate.core.outputs.phases import Phases
 from ablate.core.training.data import ExampleDataset
+from ablate.core.training.driver import TrainRun, train_run
 from ablate.core.training.params import TrainingConfigError, model_dtype
 from ablate.core.training.pretraining import pretrain as pretrain_model
 from ablate.core.training.pretraining import training_device
-from ablate.core.training.run import TrainRun, train_run
 from ablate.mask import families, masks, sft_data
 from ablate.mask.training.gate import (
     PROBE_PARAMS,
