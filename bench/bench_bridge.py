@@ -30,9 +30,9 @@ vectors):
   ...+gradckpt         + gradient checkpointing of the target (memory for time)
   ...+batch x2 / x4    larger batch per GPU (tokens/s; global batch changes)
   ...+compile          + torch.compile of the translator
-  pipeline:seed        the pipeline's own step: ablate.core.training.loop.step on the run
-                       ablate.bridge.train.loop_run builds (Pair.loss over synthetic items of the
-                       same lengths), live source and teacher: end to end, no phases
+  pipeline:seed        the pipeline's own step: ablate.core.training.loop.step on the
+                       trainer ablate.bridge.train.translator_trainer builds (Pair.loss over
+                       synthetic items of the same lengths), live source and teacher: end to end, no phases
   pipeline:cached      the same with the source states and teacher rows read from the pair's
                        caches (bscale's; here in memory, bridge_work.FixedStates): the pipeline's
                        recipe, the row the planner's measurement is made from

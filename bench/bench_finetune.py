@@ -235,9 +235,11 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
     return ExampleDataset(ex)
 
 
-def bench_run(model, data, policy: str, p: gate.MaskParams, label: str, hooks=None) -> loop.Run:
-    """The pipeline's run (loop.setup with the policy's hooks, as ablate.mask.training.entries builds
-    it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
+def bench_trainer(
+    model, data, policy: str, p: gate.MaskParams, label: str, hooks=None
+) -> loop.Trainer:
+    """The pipeline's trainer (loop.setup with the policy's hooks, as ablate.mask.training.entries
+    builds it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
     (``save_steps`` 0); ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
     hooks = hooks or policy_hooks(policy, p, 11)
     return loop.setup(
@@ -260,7 +262,7 @@ def sync() -> None:
 
 
 def train_steps(
-    run: loop.Run, n: int, *, log_every: int = 1, sync_each: bool = True
+    trainer: loop.Trainer, n: int, *, log_every: int = 1, sync_each: bool = True
 ) -> tuple[list[float], list[dict]]:
     """``n`` optimizer steps of ``run`` as loop.train takes them (loop.step on the step's
     examples, loop.step_examples), each timed from its start to its end (``sync_each``: to a
@@ -271,13 +273,15 @@ def train_steps(
     times, logs = [], []
     for i in range(n):
         t0 = time.perf_counter()
-        grad_norm = loop.step(run, loop.step_examples(run, run.state.step))
+        grad_norm = loop.step(trainer, loop.step_examples(trainer, trainer.state.step))
         if sync_each:
             sync()
         times.append(time.perf_counter() - t0)
-        s = run.state.step
+        s = trainer.state.step
         if s == 1 or s % log_every == 0 or i == n - 1:
-            logs.append({**loop.log_train(run, grad_norm), "tokens_seen": run.state.tokens_seen})
+            logs.append(
+                {**loop.log_train(trainer, grad_norm), "tokens_seen": trainer.state.tokens_seen}
+            )
     return times, logs
 
 
@@ -333,14 +337,14 @@ def _run_once(
     data = make_examples(
         (warmup + timed + PROFILE_STEPS) * p.batch_size * p.grad_accum, seed=data_seed
     )
-    run = bench_run(model, data, policy, p, f"{name} {policy}")
+    trainer = bench_trainer(model, data, policy, p, f"{name} {policy}")
     if DEVICE == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    _, warm_logs = train_steps(run, warmup, log_every=LOG_STEPS)
+    _, warm_logs = train_steps(trainer, warmup, log_every=LOG_STEPS)
     sync()
     t0 = time.perf_counter()
-    times, logs = train_steps(run, timed, log_every=LOG_STEPS, sync_each=False)
+    times, logs = train_steps(trainer, timed, log_every=LOG_STEPS, sync_each=False)
     sync()
     window_s = time.perf_counter() - t0
     # profiled steps follow the timed ones, so the profiler does not slow what is timed; no sync
@@ -348,7 +352,7 @@ def _run_once(
     prof = StepProfiler(PROFILE_STEPS) if PROFILE_STEPS else None
     if prof is not None:
         with prof:
-            train_steps(run, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
+            train_steps(trainer, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
     s_step = window_s / timed
     tokens_step = p.batch_size * p.grad_accum * T
     tok_s = tokens_step / s_step
@@ -357,7 +361,7 @@ def _run_once(
         policy=policy,
         attn=p.attn_implementation,
         optim=p.optim,
-        weights=weights_label(p, run.recipe),
+        weights=weights_label(p, trainer.recipe),
         batch=f"{p.batch_size}x{p.grad_accum}x{T}",
         s_per_step=s_step,
         s_per_step_min=min(times),  # the host's time of a step (no sync between them)
@@ -370,12 +374,12 @@ def _run_once(
         timed_steps=len(times),
         losses=[e["loss"] for e in warm_logs + logs],  # the mean step loss of each log
         world_size=parallel.world_size(),
-        recipe=run.recipe,
+        recipe=trainer.recipe,
     )
     if prof is not None:
         out["profile"] = prof.table()
         print_profile(f"{name} {policy}", out["profile"])
-    del run, model, data
+    del trainer, model, data
     gc.collect()
     torch.cuda.empty_cache()
     return out

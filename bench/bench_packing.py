@@ -194,14 +194,14 @@ def hfmask_forward(model, batch, policy):
 FORWARDS = {"leaky": leaky_forward, "hfmask": hfmask_forward}
 
 
-def hf_optimizer(run, p: gate.MaskParams) -> None:
+def hf_optimizer(trainer, p: gate.MaskParams) -> None:
     """A -hfopt row: the run's optimizer rebuilt on the masters with transformers' own Adafactor
     loop (optim.fused_inner puts FusedAdafactor there on CUDA); the one setup built is dropped,
     and its gradient hooks with it."""
     cls, kwargs = optim.optimizer_class(p)
-    groups = optim.decay_groups(run.model, p.weight_decay)
-    run.optimizer = optim.MasterWeightsOptimizer(groups, cls, kwargs)
-    run.scheduler = optim.build_scheduler(run.optimizer, p)
+    groups = optim.decay_groups(trainer.model, p.weight_decay)
+    trainer.optimizer = optim.MasterWeightsOptimizer(groups, cls, kwargs)
+    trainer.scheduler = optim.build_scheduler(trainer.optimizer, p)
 
 
 def step_tokens(logs: list[dict], before: int = 0) -> list[int]:
@@ -242,22 +242,22 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
             compute, forward_kwargs=functools.partial(forward, policy=policy)
         )
     hooks = dataclasses.replace(hooks, compute=compute)
-    run = bf.bench_run(model, data, policy, p, f"{name} {policy}", hooks)
+    trainer = bf.bench_trainer(model, data, policy, p, f"{name} {policy}", hooks)
     if name.endswith(HFOPT):
-        hf_optimizer(run, p)
-    inner = run.master.inner if run.master is not None else run.optimizer
-    recipe = run.recipe
+        hf_optimizer(trainer, p)
+    inner = trainer.master.inner if trainer.master is not None else trainer.optimizer
+    recipe = trainer.recipe
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     window_s = window_tokens = None
     if WINDOW is None:
-        times, logs = bf.train_steps(run, steps)
+        times, logs = bf.train_steps(trainer, steps)
         tokens = step_tokens(logs)
     else:
-        _, warm = bf.train_steps(run, WINDOW, log_every=WINDOW_LOG)
+        _, warm = bf.train_steps(trainer, WINDOW, log_every=WINDOW_LOG)
         bf.sync()
         t0 = time.perf_counter()
-        _, logs = bf.train_steps(run, steps - WINDOW, log_every=WINDOW_LOG, sync_each=False)
+        _, logs = bf.train_steps(trainer, steps - WINDOW, log_every=WINDOW_LOG, sync_each=False)
         bf.sync()
         window_s = time.perf_counter() - t0
         window_tokens = logs[-1]["tokens_seen"] - warm[-1]["tokens_seen"]
@@ -265,11 +265,11 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     prof = StepProfiler(PROFILE_STEPS) if PROFILE_STEPS else None
     if prof is not None:
         with prof:
-            bf.train_steps(run, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
+            bf.train_steps(trainer, PROFILE_STEPS, log_every=PROFILE_STEPS + 1, sync_each=False)
     profile = prof.table() if prof else None
     if profile is not None:
         print_profile(f"{name} {policy}", profile)
-    del run, model
+    del trainer, model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

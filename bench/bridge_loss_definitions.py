@@ -210,9 +210,9 @@ def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], 
     at_init = terms(pair, translator.eval(), p, fixed)
     translator.train()
     rows = bridge_params.check(bridge_params.resolve({**p, "batch_size": ROWS}))
-    run = train.loop_run(pair, translator, items, rows, "definitions")
+    trainer = train.translator_trainer(pair, translator, items, rows, "definitions")
     for s in range(steps):  # the pipeline's step (ablate.core.training.loop.step), steps 1..
-        loop.step(run, items[(s * ROWS) % len(items) :][:ROWS])
+        loop.step(trainer, items[(s * ROWS) % len(items) :][:ROWS])
     trained = terms(pair, translator.eval(), p, fixed)
     pads = window_pad_rows(pair, p, fixed)
     gradient = rms_gradients(pair, translator, p, fixed)

@@ -5,9 +5,9 @@ profiled at the real shape (random weights), with the speed options the pipeline
     PYTHONPATH=src:bench python bench/bridge_speed.py train --rows 10 40 --group 10 --compile 0
     PYTHONPATH=src:bench python bench/bridge_speed.py decode --batches 1 64 512
 
-train: the step the pipeline trains, ``ablate.core.training.loop.step`` on the run
-``ablate.bridge.train.loop_run`` builds (``Pair.loss`` over synthetic GSM8K-shaped items of
-``bridge_lengths.gsm8k``, the KL term on; the optimizer of ``train.optimizer``, the clip and the
+train: the step the pipeline trains, ``ablate.core.training.loop.step`` on the trainer
+``ablate.bridge.train.translator_trainer`` builds (``Pair.loss`` over synthetic GSM8K-shaped items
+of ``bridge_lengths.gsm8k``, the KL term on; the optimizer of ``train.optimizer``, the clip and the
 schedule of the loop and, unless ``--fp32``, TF32 matmuls as ``train.train_entry``: the pipeline's recipe)
 on the target Llama-3.1-8B (the source is built on the meta device: only its config is read). The
 source states (random) and the teacher rows (one target forward) are read from the pair's caches,
@@ -142,7 +142,7 @@ def train_cmd(a) -> None:
             mask = torch.ones(rows, s.n.source, device=dev).long()
             pair.cache = FixedStates(items, h.to(torch.bfloat16), mask)  # the source's cache
             pair.teacher_cache = FixedStates(items, *pair.teacher_states(items))  # the KL's
-            run, step = pipeline_step(pair, tr, items, p)
+            trainer, step = pipeline_step(pair, tr, items, p)
             name = f"rows {rows}, compiled layers {bool(comp)}" + (", fp32" if a.fp32 else "")
             name += f", InfoNCE groups of {group}" if group else ""
             try:
@@ -160,7 +160,7 @@ def train_cmd(a) -> None:
                     times.append(time.perf_counter() - t0)
             except torch.OutOfMemoryError as exc:
                 print(f"| {name} | OOM {str(exc)[:80]} |", flush=True)
-                del pair, tr, run, step
+                del pair, tr, trainer, step
                 torch.cuda.empty_cache()
                 continue
             peak = peak_gb(dev)
@@ -183,7 +183,7 @@ def train_cmd(a) -> None:
             )
             if a.profile and rows == a.rows[0] and dev.type == "cuda":
                 profile_step(pair, tr, step, name, a)
-            del pair, tr, run, step
+            del pair, tr, trainer, step
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
 

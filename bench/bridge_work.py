@@ -1,7 +1,7 @@
 """The bridge benchmark's set-up and training steps (bench/bench_bridge.py runs them): the real or
 tiny shapes, the frozen models built on the device, the pipeline's loss (``Pair.loss``) in timed
 phases under each variant, and the pipeline's own step: ``ablate.core.training.loop.step`` on the
-run ``ablate.bridge.train.loop_run`` builds, as ``train.train_entry`` trains."""
+run ``ablate.bridge.train.translator_trainer`` builds, as ``train.train_entry`` trains."""
 
 from __future__ import annotations
 
@@ -262,7 +262,7 @@ def run_variant(s, v, models_, device, steps: int, warmup: int, ddp: bool = Fals
     )
 
 
-# --- the pipeline's own step (ablate.core.training.loop.step on train.loop_run's run) ------------
+# --- the pipeline's own step (ablate.core.training.loop.step on train.translator_trainer's trainer)
 class LengthTokenizer:
     """A stand-in for a real tokenizer (none offline): a text becomes ``lengths[text]`` ids (else
     ``default``), the same ids every time, so ``Pair`` builds the benchmark's lengths from
@@ -313,22 +313,22 @@ class FixedStates:
 
 
 def pipeline_step(pair, translator, items, p: dict):
-    """The pipeline's run of ``translator`` on ``items`` (``train.loop_run``: its loss, optimizer,
-    clip and schedule) and the step to time: ``loop.step`` on the whole ``items`` with the KL term
-    on (step ``warmup_steps + 1``, as in most of a run); the step returns its gradient norm. A
-    non-finite loss is the loop's stop rule's (``run.stop_rules.nonfinite()``)."""
+    """The pipeline's trainer of ``translator`` on ``items`` (``train.translator_trainer``: its
+    loss, optimizer, clip and schedule) and the step to time: ``loop.step`` on the whole ``items``
+    with the KL term on (step ``warmup_steps + 1``, as in most of a run); the step returns its
+    gradient norm. A non-finite loss is the loop's stop rule's (``trainer.stop_rules.nonfinite()``)."""
     from ablate.bridge import train as btrain
     from ablate.core.training import loop
 
-    run = btrain.loop_run(
+    trainer = btrain.translator_trainer(
         pair, translator, items, bridge_params.check(bridge_params.resolve(p)), "bench"
     )
 
     def step():
-        run.state.step = p["warmup_steps"]  # loop.step trains step state.step + 1
-        return loop.step(run, items)
+        trainer.state.step = p["warmup_steps"]  # loop.step trains step state.step + 1
+        return loop.step(trainer, items)
 
-    return run, step
+    return trainer, step
 
 
 def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, warmup: int) -> dict:
@@ -344,20 +344,21 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
     if cached:
         pair.cache = FixedStates(items, *pair.source_states(items))
         pair.teacher_cache = FixedStates(items, *pair.teacher_states(items))
-    run, step = pipeline_step(pair, tr, items, s.p)
+    trainer, step = pipeline_step(pair, tr, items, s.p)
     for _ in range(warmup):
         step()
     reset_peak(device)
     sync(device)
-    run.stop_rules.nonfinite()  # the warm-up steps' losses read: the timed ones alone below
+    trainer.stop_rules.nonfinite()  # the warm-up steps' losses read: the timed ones alone below
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     sync(device)
-    finite = run.stop_rules.nonfinite() is None
+    finite = trainer.stop_rules.nonfinite() is None
     dt = (time.perf_counter() - t0) / steps
-    last = run.spec.hooks.compute.log_parts()  # the last step's loss and parts (Objective)
-    tokens = run.spec.hooks.compute.tokens({})  # Pair.loss's own count (= B x cost.example_tokens)
+    last = trainer.spec.hooks.compute.log_parts()  # the last step's loss and parts (Objective)
+    # Pair.loss's own count (= B x cost.example_tokens)
+    tokens = trainer.spec.hooks.compute.tokens({})
     return dict(
         section="train",
         variant=name,

@@ -111,11 +111,11 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
     for pair in (live, cached):  # the pipeline's step: the loop's, on its own data order
         torch.manual_seed(p.seed)
         translator = tr.build(p, pair.source, pair.target).to(pair.device)
-        run = train.loop_run(pair, translator, items, p, "cached")
+        trainer = train.translator_trainer(pair, translator, items, p, "cached")
         curve = []
         for _ in range(3):
-            loop.step(run, loop.step_examples(run, run.state.step))
-            last = run.spec.hooks.compute.log_parts()
+            loop.step(trainer, loop.step_examples(trainer, trainer.state.step))
+            last = trainer.spec.hooks.compute.log_parts()
             curve.append((last["loss"], last["nll"], last["kl"]))
         curves.append(curve)
     assert reads == [p.batch_size] * 3

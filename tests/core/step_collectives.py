@@ -46,10 +46,10 @@ def count(out: str, overrides: dict, replicated: bool = False) -> None:
         "finetune",
     )
     spec = loop.Spec(p, Path(out).parent, "count", pad_token_id=0, replicated=replicated)
-    run = loop.setup(spec, model=model(), train_dataset=examples(64), eval_dataset=None)
-    loop.step(run, loop.step_examples(run, 0))
+    trainer = loop.setup(spec, model=model(), train_dataset=examples(64), eval_dataset=None)
+    loop.step(trainer, loop.step_examples(trainer, 0))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        loop.step(run, loop.step_examples(run, 1))
+        loop.step(trainer, loop.step_examples(trainer, 1))
     names = collections.Counter(e.name for e in prof.events() if e.name.startswith("c10d::"))
     if parallel.rank() == 0:
-        Path(out).write_text(json.dumps({"counts": names, "recipe": run.recipe}))
+        Path(out).write_text(json.dumps({"counts": names, "recipe": trainer.recipe}))

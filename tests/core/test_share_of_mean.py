@@ -24,7 +24,7 @@ def test_one_process_share_is_the_mean():
     assert share_of_mean(torch.tensor(6.0), 4) == 1.5
 
 
-def _run(loss, eval_dataset=None) -> loop.Run:
+def _trainer(loss, eval_dataset=None) -> loop.Trainer:
     model = torch.nn.Linear(1, 1, bias=False)
     objective = SimpleNamespace(loss=loss, tokens=lambda batch: 0, log_parts=dict)
     hooks = loop.Hooks(
@@ -46,16 +46,16 @@ def test_a_study_loss_is_its_share_as_it_returns_it():
         seen.append(out.detach())
         return out
 
-    run = _run(loss)
-    run.scheduler = type("NoSchedule", (), {"step": lambda self: None})()
-    w0 = run.model.weight.item()
-    loop.step(run, loop.step_examples(run, 0))
-    assert torch.equal(run.losses[-1], seen[0])  # one process: its share is the step's loss
-    assert len(seen) == 1 and run.model.weight.item() == pytest.approx(
+    trainer = _trainer(loss)
+    trainer.scheduler = type("NoSchedule", (), {"step": lambda self: None})()
+    w0 = trainer.model.weight.item()
+    loop.step(trainer, loop.step_examples(trainer, 0))
+    assert torch.equal(trainer.losses[-1], seen[0])  # one process: its share is the step's loss
+    assert len(seen) == 1 and trainer.model.weight.item() == pytest.approx(
         w0 - 1.5
     )  # d(mean of w * x)/dw = 1.5
 
 
 def test_a_study_loss_brings_its_own_evaluation():
     with pytest.raises(TrainingConfigError, match="own loss needs its own evaluation"):
-        _run(lambda model, batch, step: model.weight.sum(), eval_dataset=[1.0])
+        _trainer(lambda model, batch, step: model.weight.sum(), eval_dataset=[1.0])

@@ -181,7 +181,7 @@ def _params(packed: bool, **over):
     )
 
 
-def _setup(tmp_path, name, p, policy: str) -> loop.Run:
+def _setup(tmp_path, name, p, policy: str) -> loop.Trainer:
     """The run the pipeline builds (loop.setup with the policy's hooks), without saves."""
     return loop.setup(
         loop.Spec(
@@ -198,11 +198,11 @@ def _setup(tmp_path, name, p, policy: str) -> loop.Run:
 
 
 def _train(tmp_path, name, packed: bool, policy: str):
-    run = _setup(tmp_path, name, _params(packed), policy)
-    batches = loop.micro_batches(run, loop.step_examples(run, 0))
-    loop.train(run)
-    losses = [h["loss"] for h in run.state.log_history if "loss" in h]
-    weights = {n: t.detach().clone() for n, t in run.model.state_dict().items()}
+    trainer = _setup(tmp_path, name, _params(packed), policy)
+    batches = loop.micro_batches(trainer, loop.step_examples(trainer, 0))
+    loop.train(trainer)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    weights = {n: t.detach().clone() for n, t in trainer.model.state_dict().items()}
     return losses, weights, batches
 
 
@@ -225,12 +225,12 @@ def test_loop_packed_run_equals_unpacked(tmp_path, policy):
         torch.testing.assert_close(weights[n], ref_weights[n], rtol=1e-4, atol=1e-5, msg=n)
 
 
-def _weight_delta(run: loop.Run) -> dict[str, torch.Tensor]:
-    """One loop.step on the run's first examples: each weight's change (SGD at learning rate
+def _weight_delta(trainer: loop.Trainer) -> dict[str, torch.Tensor]:
+    """One loop.step on the trainer's first examples: each weight's change (SGD at learning rate
     0.5: -0.5 x the step's gradient)."""
-    before = {n: t.detach().clone() for n, t in run.model.named_parameters()}
-    loop.step(run, loop.step_examples(run, 0))
-    return {n: t.detach() - before[n] for n, t in run.model.named_parameters()}
+    before = {n: t.detach().clone() for n, t in trainer.model.named_parameters()}
+    loop.step(trainer, loop.step_examples(trainer, 0))
+    return {n: t.detach() - before[n] for n, t in trainer.model.named_parameters()}
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -239,10 +239,10 @@ def test_loop_packed_step_equals_unpacked_gradients(tmp_path, policy):
     equals the unpacked step's with grad accumulation over 5 micro-batches, and both equal
     -lr x the reference step's gradient (unpacked_step: every micro-batch's loss divided by the
     whole step's labelled tokens)."""
-    ref_run = _setup(tmp_path, "unpacked", _params(False, max_grad_norm=0), policy)
-    exs = loop.step_examples(ref_run, 0)
+    ref_trainer = _setup(tmp_path, "unpacked", _params(False, max_grad_norm=0), policy)
+    exs = loop.step_examples(ref_trainer, 0)
     _, want = unpacked_step(tiny_model(PREFIX_SDPA), exs, policy, micro=1)
-    ref = _weight_delta(ref_run)
+    ref = _weight_delta(ref_trainer)
     got = _weight_delta(_setup(tmp_path, "packed", _params(True, max_grad_norm=0), policy))
     assert any(float(d.abs().max()) > 1e-4 for d in ref.values())  # the step moved the weights
     for name, grad in want.items():

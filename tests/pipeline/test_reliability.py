@@ -382,9 +382,9 @@ def test_disk_full_keeps_the_previous_final_checkpoint(
 
     real_save_final = saving.save_final
 
-    def save_final_on_full_disk(run, out_dir, **kw):
+    def save_final_on_full_disk(trainer, out_dir, **kw):
         _enospc(monkeypatch)  # training went fine; the disk fills at the final save
-        return real_save_final(run, out_dir, **kw)
+        return real_save_final(trainer, out_dir, **kw)
 
     monkeypatch.setattr(saving, "save_final", save_final_on_full_disk)
     disk = rf"{out / 'final'} \([\d.]+ GB free of [\d.]+ GB\)"

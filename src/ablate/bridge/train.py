@@ -256,7 +256,7 @@ def loop_params(p: BridgeParams, n_global: int, saves: bool = True) -> TrainPara
 STALL_S = 3600
 
 
-def loop_run(
+def translator_trainer(
     pair: Pair,
     translator,
     train_items,
@@ -264,8 +264,8 @@ def loop_run(
     label: str,
     folder: Path | None = None,
     evaluation: Evaluations | None = None,
-) -> loop.Run:
-    """The loop's run of a translator training (:func:`ablate.core.training.loop.setup` with the
+) -> loop.Trainer:
+    """The loop's trainer of a translator training (:func:`ablate.core.training.loop.setup` with the
     bridge's hooks: the loss :meth:`Pair.loss` through :class:`Objective`, :class:`BatchOrder`,
     :func:`optimizer`), what :func:`train_entry` trains and the GPU benchmarks time one
     :func:`~ablate.core.training.loop.step` of. ``folder``: where its checkpoints go (None: a
@@ -444,10 +444,12 @@ def train_entry(
     e.pair.compiled = e.pair.device.type == "cuda"  # the target's layers, for the training forward
     evaluation = Evaluations(e.pair, e.translator, e.eval_items, p, e.label)
     folder = out / checkpoint_integrity.CHECKPOINTS_DIR
-    r = loop_run(e.pair, e.translator, e.train_items, p, e.label, folder, evaluation)
+    trainer = translator_trainer(
+        e.pair, e.translator, e.train_items, p, e.label, folder, evaluation
+    )
     run = driver.TrainRun(
         kind="bridge",
-        params=r.params,  # the loop's (loop_params); the run key and summary carry the bridge's
+        params=trainer.params,  # the loop's (loop_params); the run key and summary carry the bridge's
         out_dir=out,
         run_key=key,
         summary_extra={},
@@ -458,7 +460,7 @@ def train_entry(
     )
     # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
     # outputs (TranslatorOutputs), the checkpoints' removal
-    summary = driver.drive(run, r, TranslatorOutputs(run, spec, e, evaluation))
+    summary = driver.drive(run, trainer, TranslatorOutputs(run, spec, e, evaluation))
     if parallel.rank() != 0:
         return {"run_id": run_id, "world_size": parallel.world_size(), **summary}
     _say(
@@ -481,7 +483,7 @@ class TranslatorOutputs:
     entry: _Entry
     evaluation: Evaluations
 
-    def write(self, r: loop.Run, outcome: driver.Outcome) -> dict[str, Any] | None:
+    def write(self, trainer: loop.Trainer, outcome: driver.Outcome) -> dict[str, Any] | None:
         e, ev, state = self.entry, self.evaluation, outcome.state
         train_s = ev.seconds()
         restored_from, final_rows = None, ev.last_rows

@@ -19,7 +19,7 @@ from ablate.core.training.params import resolve_params
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 
 
-def _run(ckpts: Path) -> SimpleNamespace:
+def _trainer(ckpts: Path) -> SimpleNamespace:
     """What :func:`saving.save` reads of a one-process run."""
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
@@ -38,7 +38,7 @@ def test_a_full_disk_during_a_checkpoint_save_is_named(tmp_path, name):
     ckpt.mkdir(parents=True)
     (ckpt / name).symlink_to("/dev/full")
     with pytest.raises(checkpoint_integrity.CheckpointError) as failed:
-        saving.save(_run(tmp_path / "checkpoints"))
+        saving.save(_trainer(tmp_path / "checkpoints"))
     message = str(failed.value)
     assert message.startswith(
         f"saving checkpoint-2 failed: no space left on the disk holding {ckpt} ("

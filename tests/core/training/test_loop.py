@@ -74,24 +74,24 @@ def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
         "finetune",
     )
     seen = TokensAtLogs()
-    run = loop.setup(
+    trainer = loop.setup(
         loop.Spec(p, tmp_path, "tokens", pad_token_id=11, reporters=(seen,)),
         model=model,
         train_dataset=ExampleDataset(rows),
         eval_dataset=None,
     )
     per_step = [
-        sum(len(ex["input_ids"]) for ex in loop.step_examples(run, s)) for s in range(steps)
+        sum(len(ex["input_ids"]) for ex in loop.step_examples(trainer, s)) for s in range(steps)
     ]
     padded = sum(
         b["input_ids"].numel()
         for s in range(steps)
-        for b in loop.micro_batches(run, loop.step_examples(run, s))
+        for b in loop.micro_batches(trainer, loop.step_examples(trainer, s))
     )
     assert padded > sum(per_step)  # a count of padded positions would be off
-    loop.train(run)
+    loop.train(trainer)
     assert seen.at == {s: sum(per_step[:s]) for s in (1, 2, 4)}
-    assert run.state.tokens_seen == sum(per_step) == run.throughput.tokens
+    assert trainer.state.tokens_seen == sum(per_step) == trainer.throughput.tokens
 
 
 def test_fast_head_runs_under_the_loops_autocast(tiny_model_dir, tmp_path):
@@ -111,17 +111,17 @@ def test_fast_head_runs_under_the_loops_autocast(tiny_model_dir, tmp_path):
              bf16=True, model_dtype="float32", master_weights=False),
         "finetune",
     )  # fmt: skip
-    run = loop.setup(
+    trainer = loop.setup(
         loop.Spec(p, tmp_path, "autocast", pad_token_id=11),
         model=model, train_dataset=ExampleDataset(rows), eval_dataset=None,
     )  # fmt: skip
-    assert run.master is None and next(model.parameters()).dtype == torch.float32
+    assert trainer.master is None and next(model.parameters()).dtype == torch.float32
     seen, head_rows = [], []
     layer = model.get_decoder().layers[0].mlp.down_proj
     layer.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
     head = model.get_output_embeddings()
     head.register_forward_hook(lambda mod, args, out: head_rows.append(tuple(args[0].shape)))
-    loop.train(run)
+    loop.train(trainer)
     assert seen and set(seen) == {torch.bfloat16}
     # the fast head: lm_head on the (2 x 12) labelled positions only, not on every position
     assert head_rows == [(2 * (16 - 4), head.in_features)]

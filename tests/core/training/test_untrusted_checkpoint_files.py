@@ -55,7 +55,7 @@ class _Evaluation:
         self.values, self.tensors = values, tensors
 
 
-def _run(ckpts: pathlib.Path, evaluation: _Evaluation):
+def _trainer(ckpts: pathlib.Path, evaluation: _Evaluation):
     """What :func:`saving.save` and ``load`` read of a one-process run."""
     net, opt, sched = _parts()
     spec = SimpleNamespace(checkpoints=ckpts, evaluation=evaluation)
@@ -69,12 +69,12 @@ def _run(ckpts: pathlib.Path, evaluation: _Evaluation):
 @pytest.mark.parametrize("name", [saving.EVALUATION, saving.OPTIMIZER, saving.SCHEDULER])
 def test_a_payload_in_a_loop_checkpoint_file_never_runs(tmp_path, name):
     ckpts, ran = tmp_path / "checkpoints", tmp_path / "payload-ran"
-    ckpt = saving.save(_run(ckpts, _Evaluation({"w": torch.ones(2)})))
+    ckpt = saving.save(_trainer(ckpts, _Evaluation({"w": torch.ones(2)})))
     # the file replaced and the manifest written again, as by whoever altered the copy
     torch.save({"state": Payload(ran)}, ckpt / name)
     checkpoint_integrity.mark_complete(ckpt, 2, saving.FORMAT_WHOLE)
     with pytest.raises(saving.UnreadableCheckpoint) as refused:
-        saving.load(_run(ckpts, _Evaluation({})), ckpt)
+        saving.load(_trainer(ckpts, _Evaluation({})), ckpt)
     assert not ran.exists()
     # one line naming the file as altered, never torch's advice to load it unrestricted
     message = str(refused.value)
@@ -86,13 +86,15 @@ def test_a_payload_in_a_loop_checkpoint_file_never_runs(tmp_path, name):
 
 def test_a_study_evaluation_round_trips_under_weights_only(tmp_path):
     best = {"weight": torch.arange(6.0).reshape(2, 3)}
-    ckpt = saving.save(_run(tmp_path / "checkpoints", _Evaluation(best)))
+    ckpt = saving.save(_trainer(tmp_path / "checkpoints", _Evaluation(best)))
     torch.manual_seed(7)  # the checkpoint's RNG state must come back over this
     evaluation = _Evaluation({})
-    run = _run(tmp_path / "checkpoints", evaluation)
-    run.state = State()
-    saving.load(run, ckpt)
-    assert run.state.step == 2 and evaluation.values == {"curve": [{"step": 2, "accuracy": 0.5}]}
+    trainer = _trainer(tmp_path / "checkpoints", evaluation)
+    trainer.state = State()
+    saving.load(trainer, ckpt)
+    assert trainer.state.step == 2 and evaluation.values == {
+        "curve": [{"step": 2, "accuracy": 0.5}]
+    }
     assert torch.equal(evaluation.tensors["weight"], best["weight"])
 
 

@@ -3,8 +3,8 @@ same run, train (:mod:`.loop`; stop rules), restore the last good checkpoint aft
 loss, the final save, ``summary.json`` with provenance and phases.
 
 The driver of every training (:func:`drive`: the resume point, the checkpoint load, the loop, the
-non-finite outcome, the final evaluation, the outputs, the checkpoints' removal) takes a run the
-loop set up and the study's :class:`Outputs`: ``train_run`` the core's (:class:`FinalWeights`:
+non-finite outcome, the final evaluation, the outputs, the checkpoints' removal) takes the trainer
+the loop set up and the study's :class:`Outputs`: ``train_run`` the core's (:class:`FinalWeights`:
 ``final/`` and the core's summary), a study that trains a small model between frozen ones its
 own (its weights, per-item rows and summary)."""
 
@@ -103,47 +103,47 @@ def _cut_table(model, tokenizer, head_loss, params: TrainParams, label: str):
     return rows, table if rows is None else len(rows.ids)
 
 
-def _resume(run: loop.Run, ckpt: Path) -> bool:
-    """Load ``ckpt`` into ``run``: everything, or only the weights and the loop's state when a
+def _resume(trainer: loop.Trainer, ckpt: Path) -> bool:
+    """Load ``ckpt`` into ``trainer``: everything, or only the weights and the loop's state when a
     stop rule had already fired at its save step (killed before the final save: training on
     would pass the stop). Returns whether it had."""
     prior = saving.load_state(ckpt)
-    prior_stop = StopRules(run.params).replay(prior["log_history"])
+    prior_stop = StopRules(trainer.params).replay(prior["log_history"])
     if prior_stop:
-        saving.load_weights(run, ckpt)
-        run.state = loop.State(**prior)
-        run.stop_rules.stop = prior_stop
+        saving.load_weights(trainer, ckpt)
+        trainer.state = loop.State(**prior)
+        trainer.stop_rules.stop = prior_stop
         return True
-    saving.load(run, ckpt)
+    saving.load(trainer, ckpt)
     return False
 
 
 def _train(
-    run: loop.Run,
+    trainer: loop.Trainer,
     resumed_from: Path | None,
     stopped: bool,
     phases: Phases,
     watch: interrupts.InterruptWatch,
 ) -> float | None:
-    """Train on from ``run``'s state (resumed from ``resumed_from``), unless a stop rule had
+    """Train on from ``trainer``'s state (resumed from ``resumed_from``), unless a stop rule had
     already fired (``stopped``). A study's own evaluation measures a fresh start's weights first
     (step 0: the curve's start, never a stop). Returns the training's seconds (None when nothing
     trained)."""
     if stopped:
         return None
     with phases("train"):
-        if resumed_from is None and run.spec.evaluation is not None:
-            run.spec.evaluation(0)
-        saving.begin_segment(run, resumed_from)
+        if resumed_from is None and trainer.spec.evaluation is not None:
+            trainer.spec.evaluation(0)
+        saving.begin_segment(trainer, resumed_from)
         t0 = time.perf_counter()
-        loop.train(run, watch)
+        loop.train(trainer, watch)
         train_s = time.perf_counter() - t0
     # the optimizer steps alone; the rest of "train" is evals, saves, the loop's set-up
-    phases.add("train.steps", sum(run.throughput.step_times))
+    phases.add("train.steps", sum(trainer.throughput.step_times))
     return train_s
 
 
-def restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
+def restore_last_good(trainer: loop.Trainer, stop, ckpt_dir: Path, label: str) -> bool:
     """After a non-finite loss (the stop rules' ``stop``): load the weights of the last complete
     checkpoint before it and name its step in ``stop``'s detail (False: there is none)."""
     good = [
@@ -153,7 +153,7 @@ def restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
     ]
     if not good:
         return False
-    saving.load_weights(run, good[-1])
+    saving.load_weights(trainer, good[-1])
     stop["detail"]["restored_from_step"] = checkpoint_integrity.step_of(good[-1])
     print(
         f"[{label}] non-finite loss at step {stop['step']}: final = checkpoint {good[-1].name}",
@@ -162,11 +162,11 @@ def restore_last_good(run: loop.Run, stop, ckpt_dir: Path, label: str) -> bool:
     return True
 
 
-def _final_eval(run: loop.Run, stop: dict[str, Any], phases: Phases) -> None:
+def _final_eval(trainer: loop.Trainer, stop: dict[str, Any], phases: Phases) -> None:
     """Evaluate the final weights unless their step was evaluated last, so the summary's last
     evaluation belongs to them: a study's own evaluation (after a non-finite loss the weights
     are the restored checkpoint's step's), else the eval loss (not after a non-finite loss)."""
-    state, evaluation = run.state, run.spec.evaluation
+    state, evaluation = trainer.state, trainer.spec.evaluation
     nonfinite = stop["reason"] == "nonfinite"
     if evaluation is not None:
         at = stop["detail"]["restored_from_step"] if nonfinite else state.step
@@ -175,17 +175,17 @@ def _final_eval(run: loop.Run, stop: dict[str, Any], phases: Phases) -> None:
                 evaluation(at)  # its stop, if any, comes after the training's
     elif (
         not nonfinite
-        and run.eval_data is not None
+        and trainer.eval_data is not None
         and not any(e.get("step") == state.step and "eval_loss" in e for e in state.log_history)
     ):
         with phases("final_eval"):
-            state.log_history.append({"step": state.step, "eval_loss": loop.evaluate(run)})
+            state.log_history.append({"step": state.step, "eval_loss": loop.evaluate(trainer)})
 
 
 class Outputs(Protocol):
     """What a study's run leaves besides its checkpoints (:func:`drive` calls it)."""
 
-    def write(self, run: loop.Run, outcome: Outcome) -> dict[str, Any] | None:
+    def write(self, trainer: loop.Trainer, outcome: Outcome) -> dict[str, Any] | None:
         """From the final weights, in every process (a save may be a collective): the outputs,
         the summary last; returns process 0's summary (the others None)."""
 
@@ -205,12 +205,12 @@ class FinalWeights:
     tokenizer: Any
     rows: Any = None
 
-    def write(self, run: loop.Run, outcome: Outcome) -> dict[str, Any] | None:
+    def write(self, trainer: loop.Trainer, outcome: Outcome) -> dict[str, Any] | None:
         t = self.run
         if self.rows is not None:
             self.rows.restore()
         ckpt_info = saving.save_final(
-            run,
+            trainer,
             Path(t.out_dir),
             tokenizer=self.tokenizer,
             dtype=save_dtype(t.params),
@@ -259,8 +259,10 @@ def train_run(
         params, ckpt_dir, label, tokenizer.pad_token_id, hooks=hooks, reporters=tuple(reporters)
     )
     with phases("setup"):
-        r = loop.setup(spec, model=model, train_dataset=train_dataset, eval_dataset=eval_dataset)
-    summary = drive(replace(run, run_key=run_key), r, FinalWeights(run, tokenizer, rows))
+        trainer = loop.setup(
+            spec, model=model, train_dataset=train_dataset, eval_dataset=eval_dataset
+        )
+    summary = drive(replace(run, run_key=run_key), trainer, FinalWeights(run, tokenizer, rows))
     if parallel.rank() == 0:
         print(
             f"[{label}] done: {summary['steps_done']} steps, stop reason "
@@ -271,43 +273,45 @@ def train_run(
     return summary
 
 
-def drive(run: TrainRun, r: loop.Run, outputs: Outputs) -> dict[str, Any]:
-    """``r`` (:func:`.loop.setup`'s, its checkpoints in ``r.spec.checkpoints``) trained to its
-    end as ``run`` says: resumed from the newest complete checkpoint of the same run key and
-    inputs (:func:`~.saving.resume_from`), trained (:func:`.loop.train`), after a non-finite
-    loss the last good checkpoint's weights, the final evaluation, ``outputs``, the checkpoints'
-    removal last (``keep_checkpoints``, :func:`~.saving.end_of_run`). Returns process 0's
-    summary (the others: their rank and steps)."""
-    label, phases = r.spec.label, run.phases
+def drive(run: TrainRun, trainer: loop.Trainer, outputs: Outputs) -> dict[str, Any]:
+    """``trainer`` (:func:`.loop.setup`'s, its checkpoints in ``trainer.spec.checkpoints``)
+    trained to its end as ``run`` says: resumed from the newest complete checkpoint of the same
+    run key and inputs (:func:`~.saving.resume_from`), trained (:func:`.loop.train`), after a
+    non-finite loss the last good checkpoint's weights, the final evaluation, ``outputs``, the
+    checkpoints' removal last (``keep_checkpoints``, :func:`~.saving.end_of_run`). Returns
+    process 0's summary (the others: their rank and steps)."""
+    label, phases = trainer.spec.label, run.phases
     # a run whose weights are sharded (FSDP2) checkpoints shards, any other run whole weights
     # (sharded masters gathered: any process count resumes them): neither loads the other's, so
     # a change between them starts fresh (N -> M sharded processes reshards)
-    run_key = {**run.run_key, "checkpoint_layout": "sharded" if r.sharded else "whole"}
+    run_key = {**run.run_key, "checkpoint_layout": "sharded" if trainer.sharded else "whole"}
     resume_from, stopped = saving.resume_from(
-        Path(r.spec.checkpoints), run_key, run.inputs, lambda ckpt: _resume(r, ckpt)
+        Path(trainer.spec.checkpoints), run_key, run.inputs, lambda ckpt: _resume(trainer, ckpt)
     )
     if resume_from and parallel.rank() == 0:
-        print(f"[{label}] resuming from {resume_from} (step {r.state.step})", flush=True)
+        print(f"[{label}] resuming from {resume_from} (step {trainer.state.step})", flush=True)
     # a signal in the loop saves and stops; once the training ended, it waits for the outputs
     with interrupts.InterruptWatch() as watch:
-        train_s = _train(r, resume_from, bool(stopped), phases, watch)
+        train_s = _train(trainer, resume_from, bool(stopped), phases, watch)
         watch.hold()
         resumed_from_step = checkpoint_integrity.step_of(resume_from) if resume_from else None
-        outcome = Outcome(r.state, _stop(r), r.throughput, train_s, resumed_from_step)
-        return _finish(r, outcome, outputs, phases, watch)
+        outcome = Outcome(
+            trainer.state, _stop(trainer), trainer.throughput, train_s, resumed_from_step
+        )
+        return _finish(trainer, outcome, outputs, phases, watch)
 
 
-def _stop(r: loop.Run) -> dict[str, Any]:
+def _stop(trainer: loop.Trainer) -> dict[str, Any]:
     """The training's stop: a stop rule's, or its last step."""
-    return r.stop_rules.stop or {
+    return trainer.stop_rules.stop or {
         "reason": "max_steps",
-        "step": r.state.step,
-        "detail": {"max_steps": r.params.max_steps},
+        "step": trainer.state.step,
+        "detail": {"max_steps": trainer.params.max_steps},
     }
 
 
 def _finish(
-    r: loop.Run,
+    trainer: loop.Trainer,
     outcome: Outcome,
     outputs: Outputs,
     phases: Phases,
@@ -315,17 +319,17 @@ def _finish(
 ) -> dict[str, Any]:
     """The outputs of the ended training, ``watch`` holding a signal meanwhile: the final
     evaluation, ``outputs``, the checkpoints' removal last (:func:`~.saving.end_of_run`)."""
-    label, state, stop = r.spec.label, outcome.state, outcome.stop
-    ckpt_dir = Path(r.spec.checkpoints)
-    if stop["reason"] == "nonfinite" and not restore_last_good(r, stop, ckpt_dir, label):
+    label, state, stop = trainer.spec.label, outcome.state, outcome.stop
+    ckpt_dir = Path(trainer.spec.checkpoints)
+    if stop["reason"] == "nonfinite" and not restore_last_good(trainer, stop, ckpt_dir, label):
         record = outputs.record_failure(outcome)
         raise TrainingError(
             f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
             "saved; nothing good to keep (lower the learning rate?)"
             + (f". See {record}" if record else "")
         )
-    _final_eval(r, stop, phases)
-    summary = outputs.write(r, outcome)
+    _final_eval(trainer, stop, phases)
+    summary = outputs.write(trainer, outcome)
 
     def save_last() -> None:
         # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
@@ -337,10 +341,12 @@ def _finish(
             newest is None or checkpoint_integrity.step_of(newest) != state.step
         ):
             with phases("save_last"):
-                saving.save(r)
+                saving.save(trainer)
 
     with phases("remove_checkpoints"):
-        saving.end_of_run(watch, ckpt_dir, keep=r.params.keep_checkpoints, save_last=save_last)
+        saving.end_of_run(
+            watch, ckpt_dir, keep=trainer.params.keep_checkpoints, save_last=save_last
+        )
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.step}
     return summary

@@ -1,5 +1,5 @@
-"""The training loop of every run: :func:`setup` builds a run from its :class:`Spec`, :func:`train`
-runs it, and one optimizer step is :func:`step`, read in one screen.
+"""The training loop of every run: :func:`setup` builds a trainer from its :class:`Spec`,
+:func:`train` trains it, and one optimizer step is :func:`step`, read in one screen.
 
 A study plugs in :class:`Hooks`, nothing else: what a step computes (:class:`NextToken`, with its
 forward kwargs, e.g. an attention rule, and its head loss; or an :class:`Objective` of its own),
@@ -7,7 +7,7 @@ what a step's data is (:class:`Data`: e.g. packed rows as micro-batches, an orde
 its optimizer. One process trains whole weights (16-bit weights
 with fp32 masters where ``master_weights`` resolves on: :class:`~.optim.MasterWeightsOptimizer`);
 N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.saving`; one run
-start to end (resume, the stop rules' outcome, the final save, the summary): :mod:`.run`.
+start to end (resume, the stop rules' outcome, the final save, the summary): :mod:`.driver`.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Hooks:
 
 @dataclass(frozen=True)
 class Spec:
-    """A run as :func:`setup` builds it: its resolved ``params`` (the config's training keys),
+    """What :func:`setup` builds a trainer from: its resolved ``params`` (the config's training keys),
     where its checkpoints go (every ``save_steps``; 0: none but an interrupt's), its log label,
     the padding id, the study's hooks; ``reporters``: objects with ``log(step, logs, tokens)``,
     ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.reports.tracking.reporters`).
@@ -143,9 +143,9 @@ class State:
 
 
 @dataclass
-class Run:
-    """What :func:`setup` built: the model (sharded when N > 1 processes), its optimizer and
-    schedule, the data, the state and what the loop reports to."""
+class Trainer:
+    """What :func:`setup` built for one run (torchtitan's Trainer): the model (sharded when N > 1
+    processes), its optimizer and schedule, the data, the state and what the loop reports to."""
 
     spec: Spec
     model: torch.nn.Module
@@ -192,8 +192,8 @@ def shares(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
     )
 
 
-def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
-    """The run of ``spec`` on ``model`` (on its device; sharded here when N > 1 processes)."""
+def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Trainer:
+    """The trainer of ``spec`` on ``model`` (on its device; sharded here when N > 1 processes)."""
     p = spec.params
     torch.manual_seed(p.seed)
     if p.compile_layers:
@@ -238,7 +238,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Run:
     if spec.hooks.data.collate is None:
         data = replace(spec.hooks.data, collate=PolicyCollator(spec.pad_token_id))
         spec = replace(spec, hooks=replace(spec.hooks, data=data))
-    return Run(
+    return Trainer(
         spec=spec,
         model=model,
         optimizer=optimizer,
@@ -262,21 +262,21 @@ def replicate(model: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def step_examples(run: Run, step: int) -> list:
+def step_examples(trainer: Trainer, step: int) -> list:
     """This process's examples of optimizer step ``step`` (from 0): the data is a stream of
     epochs, each a permutation drawn from ``seed`` and the epoch, cut into steps of
     ``batch_size x grad_accum`` examples; process r takes the r-th share of each step. The
     order depends on nothing but the step, so a resumed run trains on the same examples. A
     study's ``Data.order`` replaces the permutations."""
-    data, p, order = run.train_data, run.params, run.spec.hooks.data.order
+    data, p, order = trainer.train_data, trainer.params, trainer.spec.hooks.data.order
     if order is not None:
-        first = parallel.rank() * run.share
-        return [data[i] for i in order(step)[first : first + run.share]]
+        first = parallel.rank() * trainer.share
+        return [data[i] for i in order(step)[first : first + trainer.share]]
     n, per_step = len(data), p.batch_size * p.grad_accum
-    start = step * per_step + parallel.rank() * run.share
+    start = step * per_step + parallel.rank() * trainer.share
     orders: dict[int, list[int]] = {}
     out = []
-    for pos in range(start, start + run.share):
+    for pos in range(start, start + trainer.share):
         epoch, i = divmod(pos, n)
         if epoch not in orders:
             g = torch.Generator().manual_seed(p.seed * 1_000_003 + epoch)
@@ -298,22 +298,25 @@ def recipe_of(model, p: TrainParams, *, bf16: bool) -> tuple[str, str]:
     )
 
 
-def accumulating(run: Run, last: bool) -> contextlib.AbstractContextManager:
+def accumulating(trainer: Trainer, last: bool) -> contextlib.AbstractContextManager:
     """Around a micro-batch's forward and backward: the gradients of N processes are reduced
     once per step, in the last micro-batch's backward (FSDP2's no-sync flag, DDP's ``no_sync``),
     not after every one; sharded masters reduce in the optimizer's step."""
-    if run.sharded:
-        return sharding.accumulating(run.model, last=last)
-    if not last and run.spec.replicated and parallel.world_size() > 1:  # DDP
-        return run.model.no_sync()
+    if trainer.sharded:
+        return sharding.accumulating(trainer.model, last=last)
+    if not last and trainer.spec.replicated and parallel.world_size() > 1:  # DDP
+        return trainer.model.no_sync()
     return contextlib.nullcontext()
 
 
-def micro_batches(run: Run, examples: list) -> list[dict]:
-    data = run.spec.hooks.data
+def micro_batches(trainer: Trainer, examples: list) -> list[dict]:
+    data = trainer.spec.hooks.data
     if data.micro_batches is not None:
-        return data.micro_batches(examples, run.micro)
-    return [data.collate(examples[i : i + run.micro]) for i in range(0, len(examples), run.micro)]
+        return data.micro_batches(examples, trainer.micro)
+    return [
+        data.collate(examples[i : i + trainer.micro])
+        for i in range(0, len(examples), trainer.micro)
+    ]
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -329,20 +332,20 @@ def _to(batch: dict, device: torch.device) -> dict:
     }
 
 
-def batch_loss(run: Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_loss(trainer: Trainer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed next-token CE, labelled tokens) of ``batch`` (:class:`NextToken`)."""
-    compute = run.spec.hooks.compute
-    return loss_sum(run.model, batch, compute.forward_kwargs, head_loss=compute.head_loss)
+    compute = trainer.spec.hooks.compute
+    return loss_sum(trainer.model, batch, compute.forward_kwargs, head_loss=compute.head_loss)
 
 
-def batch_share(run: Run, batch: dict, step: int, n_items: int | None) -> torch.Tensor:
+def batch_share(trainer: Trainer, batch: dict, step: int, n_items: int | None) -> torch.Tensor:
     """``batch``'s part of this process's share of the step's mean loss: the study's
     :class:`Objective`'s, or the summed CE over the step's ``n_items`` labelled tokens
     (:func:`share_of_mean`)."""
-    objective = run.spec.hooks.objective
+    objective = trainer.spec.hooks.objective
     if objective is not None:
-        return objective.loss(run.model, batch, step)
-    return share_of_mean(batch_loss(run, batch)[0], n_items)
+        return objective.loss(trainer.model, batch, step)
+    return share_of_mean(batch_loss(trainer, batch)[0], n_items)
 
 
 def count(batch: dict) -> int:
@@ -350,103 +353,103 @@ def count(batch: dict) -> int:
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
-def tokens(run: Run, batch: dict):
+def tokens(trainer: Trainer, batch: dict):
     """``batch``'s tokens: non-pad ones by default (on the device: no sync)."""
-    objective = run.spec.hooks.objective
+    objective = trainer.spec.hooks.objective
     if objective is not None:
         return objective.tokens(batch)
     return batch["attention_mask"].sum()
 
 
-def step(run: Run, examples: list) -> torch.Tensor | None:
+def step(trainer: Trainer, examples: list) -> torch.Tensor | None:
     """One optimizer step on this process's ``examples``; returns the gradient norm before
     clipping (None when ``max_grad_norm`` is 0). The step's loss is the mean next-token loss over
     every labelled token of the step (a study's ``loss``: its own mean), all processes'
     together."""
-    p = run.params
-    batches = micro_batches(run, examples)
+    p = trainer.params
+    batches = micro_batches(trainer, examples)
     # labelled tokens of the whole step: counted on the host before any forward (no device sync)
-    own = run.spec.hooks.objective is not None  # a study's: already its share of the step's mean
+    own = trainer.spec.hooks.objective is not None  # a study's: already its share of the mean
     n_items = None if own else max(parallel.sum_int(sum(count(b) for b in batches)), 1)
     world = parallel.world_size()
     step_loss = None
     for i, batch in enumerate(batches):
-        batch = _to(batch, run.device)
-        with accumulating(run, last=i == len(batches) - 1):  # the backward inside: it reduces
-            with run.autocast():
-                loss = batch_share(run, batch, run.state.step + 1, n_items)
+        batch = _to(batch, trainer.device)
+        with accumulating(trainer, last=i == len(batches) - 1):  # the backward inside: it reduces
+            with trainer.autocast():
+                loss = batch_share(trainer, batch, trainer.state.step + 1, n_items)
             loss.backward()
-        run.stop_rules.watch_micro_loss(run.state.step + 1, loss)
+        trainer.stop_rules.watch_micro_loss(trainer.state.step + 1, loss)
         step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
-        run.pending_tokens = run.pending_tokens + tokens(run, batch)
-    run.losses.append(step_loss / world)  # this process's part of the step's mean loss
-    grad_norm = clip(run, p.max_grad_norm)
-    run.last_lr = run.optimizer.param_groups[0]["lr"]  # the schedule moves on below
-    run.optimizer.step()
-    run.scheduler.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.state.step += 1
+        trainer.pending_tokens = trainer.pending_tokens + tokens(trainer, batch)
+    trainer.losses.append(step_loss / world)  # this process's part of the step's mean loss
+    grad_norm = clip(trainer, p.max_grad_norm)
+    trainer.last_lr = trainer.optimizer.param_groups[0]["lr"]  # the schedule moves on below
+    trainer.optimizer.step()
+    trainer.scheduler.step()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.state.step += 1
     return grad_norm
 
 
-def clip(run: Run, max_norm: float) -> torch.Tensor | None:
+def clip(trainer: Trainer, max_norm: float) -> torch.Tensor | None:
     """Clip the gradients to ``max_norm`` (0: no clip); the norm before clipping."""
     if not max_norm:
         return None
-    if run.master is not None:  # the gradients live on the fp32 masters
-        return run.master.clip_(max_norm)
-    params = [t for t in run.model.parameters() if t.grad is not None]
+    if trainer.master is not None:  # the gradients live on the fp32 masters
+        return trainer.master.clip_(max_norm)
+    params = [t for t in trainer.model.parameters() if t.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
     return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # sharded: a DTensor
 
 
 @torch.no_grad()
-def evaluate(run: Run, watchdog: StallWatchdog | None = None) -> float:
+def evaluate(trainer: Trainer, watchdog: StallWatchdog | None = None) -> float:
     """The mean next-token loss over every labelled token of the held-out examples (each process
     takes every world-th one; all run the same number of forwards, as sharded forwards are
     collectives)."""
-    data, p, hooks = run.eval_data, run.params, run.spec.hooks
+    data, p, hooks = trainer.eval_data, trainer.params, trainer.spec.hooks
     mine = list(range(parallel.rank(), len(data), parallel.world_size()))
     size = p.eval_batch_size
     most = math.ceil(len(data) / parallel.world_size())  # the examples of the busiest process
     rounds = math.ceil(most / size)
-    run.model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=run.device)
-    count = torch.zeros((), dtype=torch.float64, device=run.device)
+    trainer.model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=trainer.device)
+    count = torch.zeros((), dtype=torch.float64, device=trainer.device)
     for r in range(rounds):
         chunk = mine[r * size : (r + 1) * size]
-        batch = _to(hooks.data.collate([data[i] for i in (chunk or [0])]), run.device)
-        with run.autocast():
-            t, n = batch_loss(run, batch)
+        batch = _to(hooks.data.collate([data[i] for i in (chunk or [0])]), trainer.device)
+        with trainer.autocast():
+            t, n = batch_loss(trainer, batch)
         if chunk:  # a process with no examples left joins the forward and counts nothing
             total += t.double()
             count += n.double()
         if watchdog is not None:
             watchdog.progress()
-    run.model.train()
+    trainer.model.train()
     total, count = parallel.sum_tensor(total), parallel.sum_tensor(count)
     return float(total / count.clamp(min=1))
 
 
-def flush_tokens(run: Run) -> None:
+def flush_tokens(trainer: Trainer) -> None:
     """The tokens counted on the device into the state (a sync; all processes' together)."""
-    tokens = parallel.sum_int(int(run.pending_tokens))
-    run.state.tokens_seen += tokens
-    run.throughput.tokens += tokens
-    run.pending_tokens = 0
+    tokens = parallel.sum_int(int(trainer.pending_tokens))
+    trainer.state.tokens_seen += tokens
+    trainer.throughput.tokens += tokens
+    trainer.pending_tokens = 0
 
 
-def log_train(run: Run, grad_norm) -> dict[str, float]:
+def log_train(trainer: Trainer, grad_norm) -> dict[str, float]:
     """The entry of a logging step: the mean step loss since the last one, the learning rate of
     this step, its gradient norm; the stop rules see the loss."""
-    flush_tokens(run)
-    loss = parallel.sum_tensor(torch.stack(run.losses).mean().float())
-    run.losses = []
-    entry = {"step": run.state.step, "loss": float(loss), "learning_rate": run.last_lr}
+    flush_tokens(trainer)
+    loss = parallel.sum_tensor(torch.stack(trainer.losses).mean().float())
+    trainer.losses = []
+    entry = {"step": trainer.state.step, "loss": float(loss), "learning_rate": trainer.last_lr}
     if grad_norm is not None:
         entry["grad_norm"] = float(grad_norm)
-    if run.spec.hooks.objective is not None:
-        entry.update(run.spec.hooks.objective.log_parts())
+    if trainer.spec.hooks.objective is not None:
+        entry.update(trainer.spec.hooks.objective.log_parts())
     return entry
 
 
@@ -454,22 +457,22 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
-    """Train from ``run.state.step`` to ``max_steps`` or a stop rule; checkpoints every
+def train(trainer: Trainer, interrupt: interrupts.InterruptWatch | None = None) -> None:
+    """Train from ``trainer.state.step`` to ``max_steps`` or a stop rule; checkpoints every
     ``save_steps``, and one on an interrupt before it raises
     :class:`~ablate.core.execution.interrupts.TrainingInterrupted`. ``interrupt``: the job's own
     watch, installed by its driver, which holds it past the loop until its outputs are complete
     (:meth:`~ablate.core.execution.interrupts.InterruptWatch.hold`); None: the loop's own."""
     from ablate.core.training import saving
 
-    p, state, rules, spec = run.params, run.state, run.stop_rules, run.spec
+    p, state, rules, spec = trainer.params, trainer.state, trainer.stop_rules, trainer.spec
     rules.replay(state.log_history)  # the patience counters and first loss of a resumed run
-    progress = Progress(spec.label, run.throughput)
-    watchdog = StallWatchdog(p, run.throughput.step_times, spec.label)
+    progress = Progress(spec.label, trainer.throughput)
+    watchdog = StallWatchdog(p, trainer.throughput.step_times, spec.label)
     own = interrupt is None
     interrupt = interrupts.InterruptWatch() if own else interrupt
     world = parallel.world_size()
-    how = f"{run.share} examples per step and process, {world} process(es), device {run.device}"
+    how = f"{trainer.share} examples per step and process, {world} process(es), device {trainer.device}"
     progress.begin(state.step, p.max_steps, how)
     for r in spec.reporters:
         r.begin(state.step)
@@ -479,12 +482,12 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
     try:
         while state.step < p.max_steps and rules.stop is None:
             t0 = time.perf_counter()
-            grad_norm = step(run, step_examples(run, state.step))
-            run.throughput.step_times.append(time.perf_counter() - t0)
+            grad_norm = step(trainer, step_examples(trainer, state.step))
+            trainer.throughput.step_times.append(time.perf_counter() - t0)
             watchdog.progress()
             s, last = state.step, state.step >= p.max_steps
             do_log = s == 1 or last or _due(s, p.logging_steps)
-            evaluates = run.eval_data is not None or spec.evaluation is not None
+            evaluates = trainer.eval_data is not None or spec.evaluation is not None
             do_eval = evaluates and _due(s, p.eval_steps)
             do_save = save and _due(s, p.save_steps)
             stopping = interrupt.requested()
@@ -493,8 +496,8 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
                 rules.nonfinite_elsewhere(s)
                 break  # never log, evaluate or save weights that took a non-finite update
             if do_log:
-                entry = log_train(run, grad_norm)
-                _record(run, progress, entry)
+                entry = log_train(trainer, grad_norm)
+                _record(trainer, progress, entry)
                 rules.observe_train_loss(s, entry["loss"])
             if do_eval and spec.evaluation is not None:  # the study's own, with its stop rule
                 rules.stop = spec.evaluation(s)  # None here before: the loop's condition
@@ -502,14 +505,14 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
                 if rules.stop is not None:
                     break  # unsaved: training ends at this evaluation
             elif do_eval:
-                entry = {"step": s, "eval_loss": evaluate(run, watchdog)}
-                _record(run, progress, entry)
+                entry = {"step": s, "eval_loss": evaluate(trainer, watchdog)}
+                _record(trainer, progress, entry)
                 stop = rules.observe_eval_loss(s, entry["eval_loss"])
                 if stop and stop["reason"] == "nonfinite":
                     break
             if do_save or stopping:
-                flush_tokens(run)
-                saving.save(run)
+                flush_tokens(trainer)
+                saving.save(trainer)
                 watchdog.progress()
             if stopping:
                 raise interrupt.interrupted(s)
@@ -519,11 +522,11 @@ def train(run: Run, interrupt: interrupts.InterruptWatch | None = None) -> None:
             interrupt.restore()
         for r in spec.reporters:
             r.end()
-    flush_tokens(run)
+    flush_tokens(trainer)
 
 
-def _record(run: Run, progress: Progress, entry: dict[str, Any]) -> None:
-    run.state.log_history.append(entry)
-    progress.log(entry["step"], run.params.max_steps, entry)
-    for r in run.spec.reporters:
-        r.log(entry["step"], entry, run.state.tokens_seen)
+def _record(trainer: Trainer, progress: Progress, entry: dict[str, Any]) -> None:
+    trainer.state.log_history.append(entry)
+    progress.log(entry["step"], trainer.params.max_steps, entry)
+    for r in trainer.spec.reporters:
+        r.log(entry["step"], entry, trainer.state.tokens_seen)

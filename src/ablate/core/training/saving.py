@@ -86,40 +86,40 @@ def _torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, f)
 
 
-def save(run) -> Path:
-    """``checkpoint-<step>`` of ``run`` (a collective when sharded); returns its path. A full
+def save(trainer) -> Path:
+    """``checkpoint-<step>`` of ``trainer`` (a collective when sharded); returns its path. A full
     disk is named in one line (:func:`ablate.core.outputs.checkpoint_integrity.naming_a_full_disk`);
     the checkpoint, never completed, is ignored by the rerun, which resumes from the one before."""
-    ckpt = Path(run.spec.checkpoints) / f"checkpoint-{run.state.step}"
+    ckpt = Path(trainer.spec.checkpoints) / f"checkpoint-{trainer.state.step}"
     with checkpoint_integrity.naming_a_full_disk(f"saving {ckpt.name}", ckpt):
-        return _save(run, ckpt)
+        return _save(trainer, ckpt)
 
 
-def _save(run, ckpt: Path) -> Path:
-    step = run.state.step
+def _save(trainer, ckpt: Path) -> Path:
+    step = trainer.state.step
     ckpt.mkdir(parents=True, exist_ok=True)
-    if run.sharded:
-        sharding.save_checkpoint(run.model, run.optimizer, ckpt)
+    if trainer.sharded:
+        sharding.save_checkpoint(trainer.model, trainer.optimizer, ckpt)
         fmt = checkpoint_integrity.FORMAT_SHARDED
     else:
         # every process joins: sharded masters gather theirs onto process 0 (a collective)
-        optimizer = run.optimizer.state_dict()
+        optimizer = trainer.optimizer.state_dict()
         if parallel.rank() == 0:  # replicas are equal: one copy
-            safetensors.torch.save_model(run.model, str(ckpt / WEIGHTS))
+            safetensors.torch.save_model(trainer.model, str(ckpt / WEIGHTS))
             _torch_save(optimizer, ckpt / OPTIMIZER)
         fmt = FORMAT_WHOLE
     _torch_save(_rng_state(), ckpt / _rng_file())
-    run.state.unlogged_losses = unlogged_losses(run)  # a collective: every process
+    trainer.state.unlogged_losses = unlogged_losses(trainer)  # a collective: every process
     if parallel.rank() == 0:
-        _torch_save(run.scheduler.state_dict(), ckpt / SCHEDULER)
-        if run.spec.evaluation is not None:
-            run.state.evaluation, tensors = run.spec.evaluation.state()
+        _torch_save(trainer.scheduler.state_dict(), ckpt / SCHEDULER)
+        if trainer.spec.evaluation is not None:
+            trainer.state.evaluation, tensors = trainer.spec.evaluation.state()
             _torch_save(tensors, ckpt / EVALUATION)
-        io.write_json(ckpt / LOOP_STATE, asdict(run.state))
+        io.write_json(ckpt / LOOP_STATE, asdict(trainer.state))
     parallel.barrier()  # every process's files are in before the manifest and the marker
     if parallel.rank() == 0:
         checkpoint_integrity.mark_complete(ckpt, step, fmt)
-        _rotate(Path(run.spec.checkpoints), run.params.save_total_limit)
+        _rotate(Path(trainer.spec.checkpoints), trainer.params.save_total_limit)
     parallel.barrier()
     return ckpt
 
@@ -186,7 +186,7 @@ def load_state(ckpt: Path) -> dict[str, Any]:
 
 def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
     """``read()`` in every process; when it fails in any of them, all raise (the loads that
-    follow are collectives), before anything of the checkpoint went into the run."""
+    follow are collectives), before anything of the checkpoint went into the trainer."""
     try:
         got, error = read(), None
     except UnreadableCheckpoint as exc:
@@ -198,51 +198,53 @@ def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
     return got
 
 
-def load_weights(run, ckpt: Path) -> None:
+def load_weights(trainer, ckpt: Path) -> None:
     """The weights of ``ckpt`` into the model (the fp32 masters follow where there are some)."""
-    if run.sharded:
+    if trainer.sharded:
         _agreed(lambda: _shard_index(ckpt), ckpt)
-        sharding.load_model(run.model, ckpt)
+        sharding.load_model(trainer.model, ckpt)
         return
-    masters = _agreed(lambda: None if run.master is None else _torch_file(ckpt / OPTIMIZER), ckpt)
-    safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
+    masters = _agreed(
+        lambda: None if trainer.master is None else _torch_file(ckpt / OPTIMIZER), ckpt
+    )
+    safetensors.torch.load_model(trainer.model, str(ckpt / WEIGHTS), device=str(trainer.device))
     if masters is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
-        run.optimizer.load_state_dict(masters)
+        trainer.optimizer.load_state_dict(masters)
 
 
-def _read(run, ckpt: Path) -> dict[str, Any]:
+def _read(trainer, ckpt: Path) -> dict[str, Any]:
     """Every file of ``ckpt`` this process loads besides the weights, parsed and unpickled (a
-    sharded run's shard index too), so that a refused one changes nothing of the run."""
-    if run.sharded:
+    sharded run's shard index too), so that a refused one changes nothing of the trainer."""
+    if trainer.sharded:
         _shard_index(ckpt)
     return {
-        "optimizer": None if run.sharded else _torch_file(ckpt / OPTIMIZER),
+        "optimizer": None if trainer.sharded else _torch_file(ckpt / OPTIMIZER),
         "scheduler": _torch_file(ckpt / SCHEDULER),
         "rng": None if parallel.rank() in _unsaved_rng(ckpt) else _torch_file(ckpt / _rng_file()),
         "state": load_state(ckpt),
         "evaluation": None
-        if run.spec.evaluation is None
+        if trainer.spec.evaluation is None
         else _torch_file(ckpt / EVALUATION, map_location="cpu"),
     }
 
 
-def load(run, ckpt: Path) -> None:
-    """Everything of ``ckpt`` into ``run``: weights, optimizer, schedule, RNG, the loop's state
+def load(trainer, ckpt: Path) -> None:
+    """Everything of ``ckpt`` into ``trainer``: weights, optimizer, schedule, RNG, the loop's state
     (the same data order follows from the step). :class:`UnreadableCheckpoint` before any of it
     when a file is refused or does not parse."""
-    files = _agreed(lambda: _read(run, ckpt), ckpt)
-    if run.sharded:
-        sharding.load_model(run.model, ckpt)
-        sharding.load_optimizer(run.model, run.optimizer, ckpt)
+    files = _agreed(lambda: _read(trainer, ckpt), ckpt)
+    if trainer.sharded:
+        sharding.load_model(trainer.model, ckpt)
+        sharding.load_optimizer(trainer.model, trainer.optimizer, ckpt)
     else:
-        safetensors.torch.load_model(run.model, str(ckpt / WEIGHTS), device=str(run.device))
-        run.optimizer.load_state_dict(files["optimizer"])
-    run.scheduler.load_state_dict(files["scheduler"])
-    run.state = type(run.state)(**files["state"])  # the loop's State
-    restore_unlogged_losses(run, run.state.unlogged_losses)
+        safetensors.torch.load_model(trainer.model, str(ckpt / WEIGHTS), device=str(trainer.device))
+        trainer.optimizer.load_state_dict(files["optimizer"])
+    trainer.scheduler.load_state_dict(files["scheduler"])
+    trainer.state = type(trainer.state)(**files["state"])  # the loop's State
+    restore_unlogged_losses(trainer, trainer.state.unlogged_losses)
     rng = files["rng"]
     if rng is None:  # saved by fewer processes than this run has: seeded (begin_segment records)
-        torch.manual_seed(rank_seed(run.params.seed, run.state.step, parallel.rank()))
+        torch.manual_seed(rank_seed(trainer.params.seed, trainer.state.step, parallel.rank()))
     else:
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and torch.cuda.is_available():
@@ -254,28 +256,28 @@ def load(run, ckpt: Path) -> None:
             f"{parallel.world_size()}: process(es) {', '.join(map(str, unsaved))} seed theirs "
             "from the run's seed, the step and their rank (rank_seed)"
         )
-    if run.spec.evaluation is not None:
-        run.spec.evaluation.load(run.state.evaluation, files["evaluation"])
+    if trainer.spec.evaluation is not None:
+        trainer.spec.evaluation.load(trainer.state.evaluation, files["evaluation"])
 
 
-def unlogged_losses(run) -> list[float]:
+def unlogged_losses(trainer) -> list[float]:
     """The step losses since the last log, summed over the processes (a collective)."""
-    if not run.losses:
+    if not trainer.losses:
         return []
-    return parallel.sum_tensor(torch.stack(run.losses).float()).tolist()
+    return parallel.sum_tensor(torch.stack(trainer.losses).float()).tolist()
 
 
-def restore_unlogged_losses(run, losses: list[float]) -> None:
-    """``losses`` (:func:`unlogged_losses` of a checkpoint) as the run's steps since the last log:
+def restore_unlogged_losses(trainer, losses: list[float]) -> None:
+    """``losses`` (:func:`unlogged_losses` of a checkpoint) as the trainer's steps since the last log:
     process 0 holds each whole, the others nothing, so :func:`~.loop.log_train`'s sum over
     processes of each one's mean is the mean over every step of the window, on any process
     count."""
     whole = 1.0 if parallel.rank() == 0 else 0.0
-    run.losses = [torch.tensor(x * whole, device=run.device) for x in losses]
+    trainer.losses = [torch.tensor(x * whole, device=trainer.device) for x in losses]
 
 
-def begin_segment(run, resumed_from: Path | None) -> None:
-    """A segment of the training starts at ``run``'s step (a start, or a resume from
+def begin_segment(trainer, resumed_from: Path | None) -> None:
+    """A segment of the training starts at ``trainer``'s step (a start, or a resume from
     ``resumed_from``): its process count, which processes' RNG states came from the checkpoint
     and which were seeded (a fresh start's, or those a checkpoint of fewer processes lacks:
     :func:`rank_seed`), and its hardware, numerics environment included, go into the loop's
@@ -283,9 +285,9 @@ def begin_segment(run, resumed_from: Path | None) -> None:
     (:func:`segments`)."""
     ranks = range(parallel.world_size())
     seeded = list(ranks) if resumed_from is None else _unsaved_rng(resumed_from)
-    run.state.segments.append(
+    trainer.state.segments.append(
         {
-            "from_step": run.state.step,
+            "from_step": trainer.state.step,
             "world_size": parallel.world_size(),
             "rng": {"restored": [r for r in ranks if r not in seeded], "seeded": seeded},
             "hardware": provenance.hardware(),
@@ -380,24 +382,30 @@ def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
 
 
 def save_final(
-    run, out_dir: Path, *, tokenizer, dtype: torch.dtype, extra: dict, phases: Phases | None = None
+    trainer,
+    out_dir: Path,
+    *,
+    tokenizer,
+    dtype: torch.dtype,
+    extra: dict,
+    phases: Phases | None = None,
 ) -> dict | None:
     """``out_dir/final`` through :func:`ablate.core.outputs.checkpoint_integrity.write_final`: the
     weights in ``dtype`` (a sharded model's gathered onto process 0, which alone writes; the others
     get None); a state_dict fallback is reloaded and compared before it is kept. ``phases`` records
     ``save_final`` and its parts (``.write``: the weights)."""
     phases = phases or Phases()
-    model, state_dict = run.model, None
+    model, state_dict = trainer.model, None
     with phases("save_final"):
-        if run.sharded:  # a collective: every process joins, process 0 gets the weights
+        if trainer.sharded:  # a collective: every process joins, process 0 gets the weights
             state_dict = sharding.full_state_dict(model)
             if parallel.rank() != 0:
                 return None
             state_dict = {k: v.to(dtype) for k, v in state_dict.items()}
         else:
             model.to(dtype)
-            if run.master is not None:  # the fp32 masters are the weights' values
-                run.master.write_model()  # sharded masters: a collective
+            if trainer.master is not None:  # the fp32 masters are the weights' values
+                trainer.master.write_model()  # sharded masters: a collective
             if parallel.rank() != 0:  # replicas are equal: process 0 writes
                 return None
 
