@@ -268,7 +268,7 @@ def train_steps(
     examples, loop.step_examples), each timed from its start to its end (``sync_each``: to a
     device sync after it; else the host's time, as loop.train's throughput counts it). At step
     1, every ``log_every`` steps and the last, the loop's log entry (loop.log_train: the mean
-    step loss since the last entry; the non-pad tokens into ``run.state``) with
+    step loss since the last entry; the non-pad tokens into ``trainer.state``) with
     ``tokens_seen``, outside the time. Returns (each step's seconds, the entries)."""
     times, logs = [], []
     for i in range(n):

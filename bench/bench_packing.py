@@ -195,7 +195,7 @@ FORWARDS = {"leaky": leaky_forward, "hfmask": hfmask_forward}
 
 
 def hf_optimizer(trainer, p: gate.MaskParams) -> None:
-    """A -hfopt row: the run's optimizer rebuilt on the masters with transformers' own Adafactor
+    """A -hfopt row: the trainer's optimizer rebuilt on the masters with transformers' own Adafactor
     loop (optim.fused_inner puts FusedAdafactor there on CUDA); the one setup built is dropped,
     and its gradient hooks with it."""
     cls, kwargs = optim.optimizer_class(p)
@@ -205,7 +205,7 @@ def hf_optimizer(trainer, p: gate.MaskParams) -> None:
 
 
 def step_tokens(logs: list[dict], before: int = 0) -> list[int]:
-    """The non-pad tokens of each logged interval (the loop's count: run.state.tokens_seen)."""
+    """The non-pad tokens of each logged interval (the loop's count: trainer.state.tokens_seen)."""
     seen = [before, *(e["tokens_seen"] for e in logs)]
     return [b - a for a, b in zip(seen, seen[1:])]
 
