@@ -88,3 +88,22 @@ def run_embedded_default(wd: Path, *args: str) -> Path:
 
 #: The bridge study alone: the default config with only the bridge study's targets.
 BRIDGE_ARGS = ("--config", "studies=[bridge]")
+
+
+def copy_cache_entries(src: Path, dst: Path, rules: tuple[str, ...] | None = None) -> None:
+    """The run cache entries of the finished run src (of `rules` only, when given) copied into
+    the checkout dst's run cache (the default folder of both), as a second clone sharing the
+    cache holds them. An entry dst has already is kept; one whose key no longer matches (the
+    tree changed between the two copies) is simply not restored: the job runs."""
+    import json
+
+    from ablate.core.config import config_schema
+    from ablate.core.reruns import runcache
+
+    folder = config_schema()["properties"]["run_cache"]["default"]
+    for manifest in (src / folder).glob(f"*/{runcache.MANIFEST}"):
+        entry = dst / folder / manifest.parent.name
+        if not entry.exists() and (
+            rules is None or json.loads(manifest.read_text())["parts"]["rule"] in rules
+        ):
+            shutil.copytree(manifest.parent, entry)
