@@ -205,5 +205,21 @@ def bridge_run(embedded_run) -> Path:
     return embedded_run
 
 
+@pytest.fixture(scope="session")
+def experiments_loop(embedded_run, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A copy of the finished quick start after the loop a researcher takes on it
+    (checkout.run_experiments_loop), and what each step printed: once per session, for
+    tests/pipeline/test_experiments_run.py (which asserts each step) and the README test (whose
+    copy's run cache gets the loop's entries: the guide's edit of 3A and its `lr` experiment are
+    the loop's jobs)."""
+    import shutil
+
+    from checkout import run_experiments_loop
+
+    wd = tmp_path_factory.mktemp("loop") / "run"
+    shutil.copytree(embedded_run, wd, symlinks=True)  # mtimes kept: a finished run
+    return wd, run_experiments_loop(wd)
+
+
 # The bridge study's session fixtures (tiny model pair, generated world, one trained entry).
 from bridge_fixtures import bridge_cards, bridge_entry, bridge_world  # noqa: E402, F401
