@@ -70,6 +70,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
         elif runs:
             item.add_marker(pytest.mark.xdist_group(runs[0]))
+    _embedded_cluster_modules_last(items)
+
+
+def _embedded_cluster_modules_last(items) -> None:
+    """The cluster modules with a test that reads the session's embedded run go last (each
+    module's tests kept together, in order): on the cluster group's worker the fake Vast hosts'
+    tests (mostly waiting) run while the other worker makes that run, not after it."""
+    late = {
+        item.path
+        for item in items
+        if item.get_closest_marker("cluster") and "embedded_run" in item.fixturenames
+    }
+    items.sort(key=lambda item: item.path in late)  # stable
 
 
 @pytest.fixture(scope="session")
