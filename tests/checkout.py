@@ -88,3 +88,82 @@ def run_embedded_default(wd: Path, *args: str) -> Path:
 
 #: The bridge study alone: the default config with only the bridge study's targets.
 BRIDGE_ARGS = ("--config", "studies=[bridge]")
+
+
+def copy_cache_entries(src: Path, dst: Path, rules: tuple[str, ...] | None = None) -> None:
+    """The run cache entries of the finished run src (of `rules` only, when given) copied into
+    the checkout dst's run cache (the default folder of both), as a second clone sharing the
+    cache holds them. An entry dst has already is kept; one whose key no longer matches (the
+    tree changed between the two copies) is simply not restored: the job runs."""
+    import json
+
+    from ablate.core.config import config_schema
+    from ablate.core.reruns import runcache
+
+    folder = config_schema()["properties"]["run_cache"]["default"]
+    for manifest in (src / folder).glob(f"*/{runcache.MANIFEST}"):
+        entry = dst / folder / manifest.parent.name
+        if not entry.exists() and (
+            rules is None or json.loads(manifest.read_text())["parts"]["rule"] in rules
+        ):
+            shutil.copytree(manifest.parent, entry)
+
+
+def ablate_cli(wd: Path, *args: str) -> str:
+    """`python -m ablate.cli ARGS` in wd with wd's own src/ first; asserts success; its output."""
+    r = subprocess.run(
+        [sys.executable, "-m", "ablate.cli", *args],
+        cwd=wd,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "PYTHONPATH": str(wd / "src")},
+    )
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    return r.stdout + r.stderr
+
+
+#: The finetune key the experiments loop (`run_experiments_loop`) changes.
+LOOP_KEY = "mask.finetune.variants.3A.learning_rate"
+
+
+def run_experiments_loop(wd: Path) -> dict[str, str]:
+    """The loop a researcher takes on the finished quick start in wd (asserted step by step in
+    tests/pipeline/test_experiments_run.py): an experiment with one finetune key changed, a sweep
+    of three values, the table, a diff, an edit in place and its revert, a seed added. Step ->
+    what it printed."""
+    steps = {}
+    steps["lr"] = ablate_cli(wd, "exp", "run", "lr", "--set", f"{LOOP_KEY}=5.0e-4")
+    steps["sweep"] = ablate_cli(
+        wd, "exp", "run", "sweep", "--set", f"{LOOP_KEY}=1.0e-4,5.0e-4,1.0e-3"
+    )
+    steps["runs"] = ablate_cli(
+        wd, "runs", "--md", "runs.md", "--sort", "mask: 3A under prefill_bidir"
+    )
+    steps["diff"] = ablate_cli(
+        wd,
+        "diff",
+        "results/eval/3A/causal/metrics.json",
+        "results/exp/lr/eval/3A/causal/metrics.json",
+    )
+    # an edit in place and its revert: the run cache (on by default) holds 3A as it was
+    config = wd / "config/config.yaml"
+    plain = config.read_text()
+    config.write_text(
+        plain.replace(
+            "3A: {stage: 3, policy: causal}", "3A: {stage: 3, policy: causal, max_steps: 40}"
+        )
+    )
+    steps["edit"] = _run_all(wd)
+    config.write_text(plain)
+    steps["revert"] = _run_all(wd)
+    steps["seeds"] = ablate_cli(
+        wd, "exp", "run", "seeds", "--set", "mask.finetune.variants.3B.seeds=[5, 6]"
+    )
+    return steps
+
+
+def _run_all(wd: Path) -> str:
+    r = snakemake(wd, "-c2", timeout=1800)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    return r.stdout + r.stderr

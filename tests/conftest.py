@@ -70,6 +70,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
         elif runs:
             item.add_marker(pytest.mark.xdist_group(runs[0]))
+    _embedded_cluster_modules_last(items)
+
+
+def _embedded_cluster_modules_last(items) -> None:
+    """The cluster modules with a test that reads the session's embedded run go last (each
+    module's tests kept together, in order): on the cluster group's worker the fake Vast hosts'
+    tests (mostly waiting) run while the other worker makes that run, not after it."""
+    late = {
+        item.path
+        for item in items
+        if item.get_closest_marker("cluster") and "embedded_run" in item.fixturenames
+    }
+    items.sort(key=lambda item: item.path in late)  # stable
 
 
 @pytest.fixture(scope="session")
@@ -203,6 +216,22 @@ def bridge_run(embedded_run) -> Path:
     """The embedded bridge study, finished: the default config runs both studies, so this is the
     session's one embedded run (`embedded_run`), read for the bridge study's outputs."""
     return embedded_run
+
+
+@pytest.fixture(scope="session")
+def experiments_loop(embedded_run, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A copy of the finished quick start after the loop a researcher takes on it
+    (checkout.run_experiments_loop), and what each step printed: once per session, for
+    tests/pipeline/test_experiments_run.py (which asserts each step) and the README test (whose
+    copy's run cache gets the loop's entries: the guide's edit of 3A and its `lr` experiment are
+    the loop's jobs)."""
+    import shutil
+
+    from checkout import run_experiments_loop
+
+    wd = tmp_path_factory.mktemp("loop") / "run"
+    shutil.copytree(embedded_run, wd, symlinks=True)  # mtimes kept: a finished run
+    return wd, run_experiments_loop(wd)
 
 
 # The bridge study's session fixtures (tiny model pair, generated world, one trained entry).

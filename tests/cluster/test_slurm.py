@@ -1,7 +1,9 @@
 """`snakemake --profile slurm results/recovery.csv` on a real one-node SLURM cluster on localhost
 (slurm_local.py: munged, slurmctld, slurmd, two fake GPUs): the embedded default's GPU-capable
 rules go through sbatch with --gpus from their resources, the CPU rules stay local, the outputs
-equal a local run's, and a failing job is reported as failed.
+equal a local run's, and a failing job is reported as failed. The base model and the leakage probes
+are restored from the local run's run cache inside their SLURM jobs (RESTORED_RULES); the
+finetunes and evaluations that are compared run on the cluster.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from checkout import copy_cache_entries
 from conftest import copy_checkout, run_snakemake
 
 pytestmark = pytest.mark.cluster
@@ -33,6 +36,11 @@ FAST = (
 GPU_RULES = ("prepare_model", "leakage_probe", "finetune", "eval_model")
 LOCAL_RULES = ("make_data", "recovery_table")
 SCORE_TOL = 1e-6
+#: The jobs the SLURM run restores from the local run's run cache (as a second clone sharing its
+#: cache would): the base model's pretraining and the leakage probes, upstream of what is
+#: compared. They still go through sbatch (a restore happens inside the job script); the
+#: finetunes and evaluations, whose outputs are compared with the local run's, run on the cluster.
+RESTORED_RULES = ("prepare_model", "leakage_probe")
 
 
 def gpu_config(wd: Path, gpu_type: str) -> str:
@@ -69,8 +77,9 @@ def metrics_scores(wd: Path) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def slurm_run(slurm_cluster, tmp_path_factory, snapshot):
+def slurm_run(slurm_cluster, tmp_path_factory, snapshot, embedded_local):
     wd = copy_checkout(tmp_path_factory.mktemp("slurm-checkout"), source=snapshot)
+    copy_cache_entries(embedded_local, wd, RESTORED_RULES)
     config = gpu_config(wd, slurm_cluster["gpu_type"])
     before = set(slurm_jobs())
     r = run_snakemake(

@@ -1,9 +1,11 @@
 """End to end: the loop a researcher takes on the embedded default, on a copy of the session's
 finished quick start (tests/conftest.py `embedded_run`, run with this checkout's code and the
 run cache on, its default): an experiment with one finetune key changed, a sweep of three values,
-the table, a diff, an edit in place and its revert, a seed added. Each step asserts what ran and
-what was reused, by the one line every job says (`[job] <rule> <wildcards>: ran ...` or
-`restored from the run cache ...`, ablate.job_script), and what Snakemake planned.
+the table, a diff, an edit in place and its revert, a seed added (checkout.run_experiments_loop,
+once per session: the conftest fixture `experiments_loop`, whose run cache the README test's copy
+shares). Each step asserts what ran and what was reused, by the one line every job says
+(`[job] <rule> <wildcards>: ran ...` or `restored from the run cache ...`, ablate.job_script), and
+what Snakemake planned.
 
 The dry-run side (job counts of an experiment and a sweep, sharing sound against Snakemake's own
 expansion): tests/pipeline/test_experiments_dag.py."""
@@ -11,18 +13,13 @@ expansion): tests/pipeline/test_experiments_dag.py."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from checkout import snakemake
+from checkout import LOOP_KEY as KEY
 
 pytestmark = pytest.mark.slow
 
-KEY = "mask.finetune.variants.3A.learning_rate"
 TABLES = ("recovery_table", "plot_scores", "plot_loss_curves", "mask_claims")
 TREE = ("plan_estimate", "plan", "status")
 JOB_LINE = re.compile(r"^\[job\] (\w+)(?: (\S+))?: (ran|restored)", re.M)
@@ -33,61 +30,10 @@ def said(out: str) -> Counter:
     return Counter((rule, what) for rule, _, what in JOB_LINE.findall(out))
 
 
-def ablate(wd: Path, *args: str) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "ablate.cli", *args],
-        cwd=wd,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        env={**__import__("os").environ, "PYTHONPATH": str(wd / "src")},
-    )
-    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
-    return r.stdout + r.stderr
-
-
-@pytest.fixture(scope="module")
-def loop(embedded_run, tmp_path_factory):
-    """A copy of the finished quick start, and what each step of the loop printed."""
-    wd = tmp_path_factory.mktemp("loop") / "run"
-    shutil.copytree(embedded_run, wd, symlinks=True)  # mtimes kept: a finished run
-    steps = {}
-    steps["lr"] = ablate(wd, "exp", "run", "lr", "--set", f"{KEY}=5.0e-4")
-    steps["sweep"] = ablate(wd, "exp", "run", "sweep", "--set", f"{KEY}=1.0e-4,5.0e-4,1.0e-3")
-    steps["runs"] = ablate(wd, "runs", "--md", "runs.md", "--sort", "mask: 3A under prefill_bidir")
-    steps["diff"] = ablate(
-        wd,
-        "diff",
-        "results/eval/3A/causal/metrics.json",
-        "results/exp/lr/eval/3A/causal/metrics.json",
-    )
-    # an edit in place and its revert: the run cache (on by default) holds 3A as it was
-    config = wd / "config/config.yaml"
-    plain = config.read_text()
-    config.write_text(
-        plain.replace(
-            "3A: {stage: 3, policy: causal}", "3A: {stage: 3, policy: causal, max_steps: 40}"
-        )
-    )
-    steps["edit"] = run(wd)
-    config.write_text(plain)
-    steps["revert"] = run(wd)
-    steps["seeds"] = ablate(
-        wd, "exp", "run", "seeds", "--set", "mask.finetune.variants.3B.seeds=[5, 6]"
-    )
-    return wd, steps
-
-
-def run(wd: Path) -> str:
-    r = snakemake(wd, "-c2", timeout=1800)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
-    return r.stdout + r.stderr
-
-
-def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(loop):
+def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(experiments_loop):
     """3A's finetune, its two evaluations, the tables, plots, claims, plan and STATUS of its
     tree: 10 jobs; nothing upstream, nothing of the bridge study, no job of the base."""
-    wd, steps = loop
+    wd, steps = experiments_loop
     ran = said(steps["lr"])
     assert ran == Counter(
         {
@@ -103,11 +49,11 @@ def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(loop):
     assert "the base's job" in status and "| to run |" not in status
 
 
-def test_a_sweep_costs_its_new_finetunes_and_their_evaluations(loop):
+def test_a_sweep_costs_its_new_finetunes_and_their_evaluations(experiments_loop):
     """Three learning rates of 3A in one DAG: 1e-4 and 1e-3 train and evaluate; 5e-4 is the
     `lr` experiment's finetune and evaluations, restored from the run cache by their key (the
     same rule, params and inputs), not recomputed."""
-    _, steps = loop
+    _, steps = experiments_loop
     got = said(steps["sweep"])
     # each sweep point's rules are its own (exp_sweep_<point>_finetune): summed over the points
     finetunes = Counter({w: 0 for w in ("ran", "restored")})
@@ -121,8 +67,8 @@ def test_a_sweep_costs_its_new_finetunes_and_their_evaluations(loop):
     assert "restored from the run cache (key" in steps["sweep"]
 
 
-def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(loop):
-    wd, steps = loop
+def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiments_loop):
+    wd, steps = experiments_loop
     out = steps["runs"]
     table = out.split("\n\n")[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
@@ -143,17 +89,17 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(loop):
     assert (wd / "runs.md").read_text().startswith("| tree | differs from base |")
 
 
-def test_diff_names_the_upstream_key_that_made_an_evaluation_differ(loop):
-    _, steps = loop
+def test_diff_names_the_upstream_key_that_made_an_evaluation_differ(experiments_loop):
+    _, steps = experiments_loop
     out = steps["diff"]
     assert "config: same" in out and "upstream: 1 changed" in out
     assert "finetune/3A/summary.json" in out and "params.learning_rate 0.00025 -> 0.0005" in out
 
 
-def test_an_edit_in_place_and_its_revert(loop):
+def test_an_edit_in_place_and_its_revert(experiments_loop):
     """The edit runs 3A's finetune and evaluations and the tables (the guide's 10 jobs); the
     revert restores 3A's three from the run cache the quick start filled, computing nothing."""
-    _, steps = loop
+    _, steps = experiments_loop
     edit, revert = said(steps["edit"]), said(steps["revert"])
     assert edit[("finetune", "ran")] == 1 and edit[("eval_model", "ran")] == 2
     assert sum(n for (r, w), n in edit.items() if w == "ran") == 10
@@ -161,10 +107,10 @@ def test_an_edit_in_place_and_its_revert(loop):
     assert not revert[("finetune", "ran")] and not revert[("eval_model", "ran")]
 
 
-def test_a_seed_equal_to_the_variants_own_is_that_run(loop):
+def test_a_seed_equal_to_the_variants_own_is_that_run(experiments_loop):
     """`3B: {seeds: [5, 6]}`: seed 5 is the default's 3B and 5B (the base's jobs); seed 6's two
     finetunes and four evaluations are the experiment's."""
-    _, steps = loop
+    _, steps = experiments_loop
     got = said(steps["seeds"])
     assert got[("exp_seeds_finetune", "ran")] == 2 and got[("exp_seeds_eval_model", "ran")] == 4
     assert not [k for k in got if not k[0].startswith("exp_seeds_")]

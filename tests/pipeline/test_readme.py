@@ -15,6 +15,11 @@ guide's Experiments section runs the experiment); the seeds run (a dry run: 6 fi
 tests/pipeline/test_seeds_pipeline.py runs 2 seeds); the SLURM and Vast commands and their
 environment lines (tests/cluster/ runs them against a local SLURM cluster and a fake Vast API);
 `tensorboard` (a server); a command with a <placeholder>.
+
+The copy's run cache also holds the experiments loop's entries (tests/conftest.py
+`experiments_loop`, once per session): the guide's edit of 3A and its `lr` experiment are that
+loop's jobs, restored here (each job still runs, as a restore) and computed and asserted by
+tests/pipeline/test_experiments_run.py.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from checkout import GPU_HOST
+from checkout import GPU_HOST, copy_cache_entries
 
 from ablate.core.trees import experiments as E
 
@@ -215,7 +220,7 @@ GUIDE_STEPS = [
         check=lambda wd, out: "Nothing to be done" in out,
     ),
     # What reruns when: an edit of 3A, its rerun and its revert (restored: the quick start
-    # stored 3A)
+    # stored 3A; here the rerun's jobs are restored too, from the experiments loop's entries)
     Step(
         f"sed -i 's/{PLAIN_3A}/{EDITED_3A_LINE}/' config/config.yaml",
         check=lambda wd, out: "max_steps: 40}" in (wd / "config/config.yaml").read_text(),
@@ -462,11 +467,14 @@ def test_every_cpu_measurement_names_its_instruction_set():
 
 
 @pytest.mark.slow
-def test_every_readme_command_in_order(embedded_run, tmp_path):
+def test_every_readme_command_in_order(embedded_run, experiments_loop, tmp_path):
     commands = documented_commands()
     assert [c for c, _ in commands] == [s.command for s in STEPS]
     wd = tmp_path / "readme"
     shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the finished quick start
+    # its run cache shared with the experiments loop's tree, as a second clone's can be: the
+    # guide's edit of 3A and its `lr` experiment are the loop's jobs (the same keys), restored here
+    copy_cache_entries(experiments_loop[0], wd)
     for (command, comment), step in zip(commands, STEPS):
         if step.how == SKIP:
             continue
