@@ -570,26 +570,6 @@ def test_pretrain_tiny_model(tekken_dir, tmp_path):
         )
 
 
-def test_vocab_head_loss_is_cross_entropy_over_its_rows():
-    from ablate.core.training.loss import head_loss_sum, vocab_head_loss
-
-    torch.manual_seed(0)
-    head = torch.nn.Linear(8, 50, bias=False)
-    hidden, targets = torch.randn(12, 8), torch.tensor([3, 7, 7, 11, 3, 40] * 2)
-    # every row: the full loss, to float rounding
-    full = vocab_head_loss(range(50))(head, hidden, targets)
-    assert torch.allclose(full, head_loss_sum(head, hidden, targets), rtol=1e-6)
-    # a subset: the softmax over those rows only (the same logits, fewer in the normaliser)
-    ids = [3, 7, 11, 40, 45]
-    logits = hidden @ head.weight[ids].T
-    local = torch.tensor([ids.index(t) for t in targets.tolist()])
-    want = torch.nn.functional.cross_entropy(logits, local, reduction="sum")
-    assert torch.allclose(vocab_head_loss(ids)(head, hidden, targets), want, rtol=1e-6)
-    assert vocab_head_loss(ids)(head, hidden, targets) < full  # fewer competitors
-    with pytest.raises(TrainingConfigError, match=r"\[3\] are outside"):
-        vocab_head_loss([7, 11, 40])(head, hidden, targets)
-
-
 @pytest.mark.slow
 def test_pretrain_loss_vocab_corpus_trains_only_the_corpus_rows(tekken_dir, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
@@ -662,49 +642,6 @@ def test_pretrain_on_the_corpus_rows_alone_gives_the_whole_tables_weights_bit_fo
     assert cut_weights.keys() == whole_weights.keys()
     for name, w in whole_weights.items():
         assert torch.equal(cut_weights[name], w), name
-
-
-def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
-    from ablate.core.training import vocab_rows
-    from ablate.core.training.pretraining import random_model
-    from ablate.mask import tiny
-
-    model = random_model(tiny.tiny_ministral3_config(num_hidden_layers=1), seed=0)
-    base = {"loss_vocab": "corpus", "optim": "adamw_torch_fused", "weight_decay": 0.0}
-
-    def params(**kw):
-        return resolve_params({**base, **kw}, "finetune")
-
-    ok = params()
-    assert vocab_rows.why_not(model, ok) is None
-    assert "every row" in vocab_rows.why_not(model, params(loss_vocab="full"))
-    assert "moves every row" in vocab_rows.why_not(model, params(weight_decay=0.1))
-    assert "moves every row" in vocab_rows.why_not(model, params(optim="adafactor"))
-    masters = params(master_weights=True, model_dtype="bfloat16")
-    assert "master" in vocab_rows.why_not(model, masters)
-    untied = random_model(
-        tiny.tiny_ministral3_config(num_hidden_layers=1, tie_word_embeddings=False), seed=0
-    )
-    assert "not one tied table" in vocab_rows.why_not(untied, ok)
-    odd = random_model(tiny.tiny_ministral3_config(num_hidden_layers=1, hidden_size=72), 0)
-    assert "not whole vectors" in vocab_rows.why_not(odd, ok)
-    table = model.get_input_embeddings().weight.detach().clone()
-    rows = vocab_rows.cut(model, [5, 900, 17])
-    pad = model.config.pad_token_id
-    assert rows.ids.tolist() == sorted({5, 17, 900, pad})  # the padding row too
-    ids = torch.tensor([[900, 5, 17]])
-    assert torch.equal(model.get_input_embeddings()(ids), table[ids])
-    with pytest.raises(TrainingConfigError, match=r"\[6\] are outside"):
-        model.get_input_embeddings()(torch.tensor([[5, 6]]))
-    with torch.no_grad():
-        rows.weight.add_(1.0)
-    rows.restore()
-    after = model.get_input_embeddings().weight
-    assert after is model.get_output_embeddings().weight  # tied again
-    assert torch.equal(after[rows.ids], table[rows.ids] + 1.0)
-    others = torch.ones(len(table), dtype=torch.bool)
-    others[rows.ids] = False
-    assert torch.equal(after[others], table[others])
 
 
 @pytest.mark.parametrize("vocab", ["full", "corpus"])

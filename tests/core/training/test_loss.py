@@ -1,6 +1,7 @@
-"""The one loss normalisation (ablate.core.training.loss.share_of_mean): the loop's step applies
-it to its own loss, a study's Objective.loss to each of its terms, and the loop does not apply it a
-second time to a study's loss (the bridge counted 1 per process so that it would not matter)."""
+"""ablate.core.training.loss: the corpus-vocabulary head loss, and the one loss normalisation
+(share_of_mean): the loop's step applies it to its own loss, a study's Objective.loss to each of
+its terms, and the loop does not apply it a second time to a study's loss (the bridge counted 1
+per process so that it would not matter)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from ablate.core.training import loop
-from ablate.core.training.loss import share_of_mean
+from ablate.core.training.loss import head_loss_sum, share_of_mean, vocab_head_loss
 from ablate.core.training.params import TrainingConfigError, resolve_params
 
 P = resolve_params(
@@ -59,3 +60,21 @@ def test_a_study_loss_is_its_share_as_it_returns_it():
 def test_a_study_loss_brings_its_own_evaluation():
     with pytest.raises(TrainingConfigError, match="own loss needs its own evaluation"):
         _trainer(lambda model, batch, step: model.weight.sum(), eval_dataset=[1.0])
+
+
+def test_vocab_head_loss_is_cross_entropy_over_its_rows():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    hidden, targets = torch.randn(12, 8), torch.tensor([3, 7, 7, 11, 3, 40] * 2)
+    # every row: the full loss, to float rounding
+    full = vocab_head_loss(range(50))(head, hidden, targets)
+    assert torch.allclose(full, head_loss_sum(head, hidden, targets), rtol=1e-6)
+    # a subset: the softmax over those rows only (the same logits, fewer in the normaliser)
+    ids = [3, 7, 11, 40, 45]
+    logits = hidden @ head.weight[ids].T
+    local = torch.tensor([ids.index(t) for t in targets.tolist()])
+    want = torch.nn.functional.cross_entropy(logits, local, reduction="sum")
+    assert torch.allclose(vocab_head_loss(ids)(head, hidden, targets), want, rtol=1e-6)
+    assert vocab_head_loss(ids)(head, hidden, targets) < full  # fewer competitors
+    with pytest.raises(TrainingConfigError, match=r"\[3\] are outside"):
+        vocab_head_loss([7, 11, 40])(head, hidden, targets)
