@@ -25,7 +25,6 @@ UNMIRRORED = {
     + _TAKEN.format("module_map.py", "tests/guards/"),
     "reports/status.py": "tests/core/reports/test_status_forecast.py and the pipeline's tests/pipeline/test_status.py; "
     + _TAKEN.format("status.py", "tests/pipeline/"),
-    "training/driver.py": "tests/mask/test_training.py and tests/bridge/test_bridge_train.py, through each study's run",
     "planner/files.py": "file names and a column name only: no behaviour of its own",
     "planner/plan.py": "make_plan, the package's own entry: tests/core/planner/test_planner.py (the package's mirror)",
 }
