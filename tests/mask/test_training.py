@@ -637,7 +637,7 @@ def test_pretrain_on_the_corpus_rows_alone_gives_the_whole_tables_weights_bit_fo
     monkeypatch.setattr(vocab_rows, "why_not", lambda *a: "not cut, for the comparison")
     whole, whole_weights = run("whole")
     assert "each step covers all 131072 rows" in capsys.readouterr().out
-    assert cut["curves"]["train"][0]["grad_norm"] > params["max_grad_norm"]  # a clipped step
+    assert cut["curves"]["train"][0]["grad_norm"] > params.max_grad_norm  # a clipped step
     assert cut["curves"]["train"] == whole["curves"]["train"]
     assert cut_weights.keys() == whole_weights.keys()
     for name, w in whole_weights.items():
