@@ -90,6 +90,11 @@ def a_snakemake_in(wd):
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", "snakemake"], cwd=wd
     )
+    # Until the child has exec'd, /proc shows the forking parent's command line (a loaded CI
+    # host once read it so): yield only once the child's own line is there.
+    cmdline, deadline = Path(f"/proc/{proc.pid}/cmdline"), time.monotonic() + 30
+    while b"snakemake" not in cmdline.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
         yield proc
     finally:
