@@ -10,10 +10,11 @@ import pytest
 
 # The suite lives in folders by part (core, mask, bridge, pipeline, cluster) and guards (tests of
 # the repository as a whole: layering, docs that quote or name the code, indexes); shared helpers
-# are in tests/helpers.py (`from helpers import job_counts`). Every folder is importable, as when
-# they shared one folder (module names stay unique).
-for _part in ("core", "mask", "bridge", "pipeline", "guards"):
-    sys.path.insert(0, str(Path(__file__).parent / _part))
+# are in tests/helpers.py (`from helpers import job_counts`) and a part's own beside its tests
+# (`from sharded_setup import process_path`): those folders are importable. Test modules are
+# imported by path (pyproject.toml), so test file names need not be unique across parts.
+for _folder in ("", "core", "bridge"):
+    sys.path.insert(0, str(Path(__file__).parent / _folder))
 # Test oracles are in tests/oracles.py; those the benchmarks use too in bench/references.py
 # (`from references import score_naive`: one definition, and bench/ never imports tests/).
 sys.path.append(str(Path(__file__).parents[1] / "bench"))

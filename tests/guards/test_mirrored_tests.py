@@ -1,9 +1,9 @@
-"""The tests mirror the package: every module of src/ablate/core has its own test module at the
-same path, ``core/<group>/<name>.py`` -> ``tests/core/<group>/test_<name>.py`` (a package's
-``__init__.py`` that defines a function or class -> ``tests/core/<group>/test_<group>.py``), or is
-in :data:`UNMIRRORED` with why. Tests named by a feature that spans modules stay beside them.
-src/ablate/mask and src/ablate/bridge are not checked: their tests are named by feature, not
-mirrored yet."""
+"""The tests mirror the package: every module of src/ablate has its own test module at the same
+path, ``<part>/<group>/<name>.py`` -> ``tests/<part>/<group>/test_<name>.py`` (a package's
+``__init__.py`` that defines a function or class -> ``tests/<part>/<group>/test_<group>.py``; a
+top-level module ``<name>.py`` -> ``tests/test_<name>.py``), or is in :data:`UNMIRRORED` with
+why. Tests of a feature that spans modules stay beside them (tests/pipeline, tests/cluster:
+end-to-end runs; tests/guards: the repository as a whole)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ROOT / "src" / "ablate" / "core"
-TESTS = ROOT / "tests" / "core"
+PACKAGE = ROOT / "src" / "ablate"
+TESTS = ROOT / "tests"
 
-#: two test files of one name fail to import under pytest's default import mode
-_TAKEN = "test_{} is also {}'s (test file names must be unique)"
+#: parts whose tests are still named by feature, not mirrored
+NOT_YET = {"mask", "bridge"}
 
-#: a module of src/ablate/core (path relative to it) -> why it has no test module of its own
+#: a module of src/ablate (path relative to it) -> why it has no test module of its own
 UNMIRRORED = {
-    "config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py: "
+    "core/config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py: "
     "three topics (the schema, its guards, YAML errors): a test_config.py would only rename one",
-    "module_map.py": "tests/guards/test_module_map.py, the guard of the map and its unit tests; "
-    + _TAKEN.format("module_map.py", "tests/guards/"),
-    "reports/status.py": "tests/core/reports/test_status_forecast.py and the pipeline's tests/pipeline/test_status.py; "
-    + _TAKEN.format("status.py", "tests/pipeline/"),
-    "planner/files.py": "file names and a column name only: no behaviour of its own",
-    "planner/plan.py": "make_plan, the package's own entry: tests/core/planner/test_planner.py (the package's mirror)",
+    "core/planner/files.py": "file names and a column name only: no behaviour of its own",
+    "core/planner/plan.py": "make_plan, the package's own entry: tests/core/planner/test_planner.py (the package's mirror)",
 }
 
 
@@ -45,10 +41,12 @@ def mirrored(module: Path, package: Path, tests: Path) -> Path:
     return tests / rel.parent / f"test_{name}.py"
 
 
-def unmirrored(package: Path = CORE, tests: Path = TESTS) -> dict[str, Path]:
+def unmirrored(package: Path = PACKAGE, tests: Path = TESTS) -> dict[str, Path]:
     """Each module of ``package`` (relative path) without its mirrored test module -> that path."""
     out = {}
     for module in sorted(package.rglob("*.py")):
+        if module.relative_to(package).parts[0] in NOT_YET:
+            continue
         if module.name == "__init__.py" and not has_behaviour(module):
             continue
         want = mirrored(module, package, tests)
@@ -57,10 +55,10 @@ def unmirrored(package: Path = CORE, tests: Path = TESTS) -> dict[str, Path]:
     return out
 
 
-def test_every_core_module_has_its_test_module_or_says_why_not():
+def test_every_module_has_its_test_module_or_says_why_not():
     missing = {m: p for m, p in unmirrored().items() if m not in UNMIRRORED}
     assert not missing, "\n".join(
-        f"src/ablate/core/{m} has no test module: create {p.relative_to(ROOT)} (its unit tests), "
+        f"src/ablate/{m} has no test module: create {p.relative_to(ROOT)} (its unit tests), "
         "or add it to UNMIRRORED with why"
         for m, p in missing.items()
     )

@@ -19,7 +19,7 @@ import pytest
 from ablate import studies
 from ablate.core import planner
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def mixed(hub_study: str) -> dict:

@@ -21,7 +21,7 @@ import yaml
 from ablate import job_script
 from ablate.core.execution import parallel
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 # a job script as the workflow's are: its `snakemake` object, its start, its work
