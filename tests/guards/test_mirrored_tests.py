@@ -22,7 +22,8 @@ UNMIRRORED = {
     "core/config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py: "
     "three topics (the schema, its guards, YAML errors): a test_config.py would only rename one",
     "core/planner/files.py": "file names and a column name only: no behaviour of its own",
-    "core/planner/plan.py": "make_plan, the package's own entry: tests/core/planner/test_planner.py (the package's mirror)",
+    "core/planner/plan.py": "make_plan, the package's own entry: "
+    "tests/core/planner/test_planner.py (the package's mirror)",
 }
 
 
