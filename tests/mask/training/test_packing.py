@@ -1,4 +1,7 @@
-"""Packed SFT steps equal unpacked ones: loss and gradients, every policy, on CPU (seconds)."""
+"""ablate.mask.training.packing: packed SFT steps equal unpacked ones (loss and gradients, every
+policy, alone and through the loop with the policy's hooks), the collator's row layout, the mask
+backends a packed row needs, flex_attention's BlockMask equal to the dense mask, and the bench's
+controls built on it; on CPU (seconds)."""
 
 from __future__ import annotations
 
