@@ -83,15 +83,3 @@ def test_a_spec_records_the_slice_it_was_built_from():
     assert EvalSpec(**ev).config_slice() == ev
     probe = {"n_pairs": 4, "max_seq_len": 8, "batch_size": 2, "dtype": "float32", "threshold": None}
     assert ProbeSpec(**probe).config_slice() == probe
-
-
-def test_a_job_checks_its_params_and_merges_no_default():
-    """The job side only checks: params resolved where the config was parsed pass as they are;
-    partial ones (a default not filled in) are refused, naming the keys."""
-    from ablate.core.training.params import TrainingConfigError
-    from ablate.mask.training.gate import check_params, resolve_params
-
-    p = resolve_params({"max_steps": 3}, "finetune")
-    assert check_params(p.as_dict(), "finetune") == p
-    with pytest.raises(TrainingConfigError, match="without learning_rate"):
-        check_params({k: v for k, v in p.as_dict().items() if k != "learning_rate"}, "finetune")

@@ -24,6 +24,8 @@ UNMIRRORED = {
     "core/planner/files.py": "file names and a column name only: no behaviour of its own",
     "core/planner/plan.py": "make_plan, the package's own entry: "
     "tests/core/planner/test_planner.py (the package's mirror)",
+    "mask/training/__main__.py": "only calls cli.main (python -m ablate.mask.training): "
+    "tests/mask/training/test_cli.py",
 }
 
 

@@ -95,7 +95,7 @@ def loss_sum(
     The fast head, wherever the model allows it (a plain decoder with a linear head, not wrapped
     as DDP wraps it): the decoder body runs once and the lm_head only at positions whose shifted
     label is not -100: with a 131k vocab and response-only SFT labels this is most of the lm_head
-    cost saved, and the result equals the model's own loss (tests/mask/test_training.py).
+    cost saved, and the result equals the model's own loss (tests/core/training/test_loss.py).
     """
     labels = batch["labels"][:, 1:]
     bare = getattr(model, "module", model)  # the hook reads the model's config; DDP has none

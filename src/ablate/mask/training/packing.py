@@ -21,12 +21,12 @@ masked block, nearly all of them in packed rows, and HF's composition (an and-ma
 ids, for the bidirectional policies an or-mask over block ids) loads by key as well as by query:
 on the seed's packed step it made prefix_bidir's attention 1.25-1.29x causal's (spans: 1.07x)
 (bench/results/mfu_h100.md, section 5). Tests prove the span mask equal to the composed one
-(tests/mask/test_packing.py).
+(tests/mask/training/test_packing.py).
 
 The first token of every example has label -100, so no example is trained to predict the next
 one's first token; the loss of every row is divided by the response tokens of the whole step (the
 loop's ``n_items``), so a step equals the unpacked one up to float summation order
-(tests/mask/test_packing.py, every policy, loss and gradients, grad accumulation included).
+(tests/mask/training/test_packing.py, every policy, loss and gradients, grad accumulation included).
 """
 
 from __future__ import annotations

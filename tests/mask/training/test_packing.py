@@ -1,4 +1,7 @@
-"""Packed SFT steps equal unpacked ones: loss and gradients, every policy, on CPU (seconds)."""
+"""ablate.mask.training.packing: packed SFT steps equal unpacked ones (loss and gradients, every
+policy, alone and through the loop with the policy's hooks), the collator's row layout, the mask
+backends a packed row needs, flex_attention's BlockMask equal to the dense mask, and the bench's
+controls built on it; on CPU (seconds)."""
 
 from __future__ import annotations
 
@@ -250,21 +253,6 @@ def test_loop_packed_step_equals_unpacked_gradients(tmp_path, policy):
         torch.testing.assert_close(got[name], ref[name], rtol=GRAD_RTOL, atol=GRAD_ATOL, msg=name)
 
 
-def test_row_tokens_below_max_seq_len_is_refused():
-    p = resolve_params(dict(packing=True, packing_row_tokens=32, max_seq_len=64), "finetune")
-    with pytest.raises(TrainingConfigError, match="packing_row_tokens=32"):
-        mask_policy.hooks("causal", p, 11)
-
-
-def test_packing_is_decided_by_the_policys_hooks_alone():
-    """``packing`` is the mask study's key: its hooks read it (the core loop reads no study's
-    key: tests/guards/test_layering.py), packed micro-batches for true, the loop's own for
-    false."""
-    assert mask_policy.hooks("causal", _params(False), 11).data.micro_batches is None
-    packed = mask_policy.hooks("causal", _params(True), 11).data.micro_batches
-    assert packed is not None and all(packing.is_packed(b) for b in packed(examples(3), 1))
-
-
 def test_packed_needs_a_mask_backend():
     model = tiny_model("sdpa")
     model.config._attn_implementation = "flash_attention_2"
@@ -299,7 +287,7 @@ def test_bench_packing_tiny_shape(tmp_path, monkeypatch):
     import json
     from pathlib import Path
 
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "bench"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[3] / "bench"))
     import bench_finetune
     import bench_packing
 
@@ -371,7 +359,7 @@ def test_packed_mask_blocks_counts_the_non_empty_tiles(monkeypatch, uncompiled_b
     equal the non-empty 128 x 128 tiles of each policy's dense mask, written out here."""
     from pathlib import Path
 
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "bench"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[3] / "bench"))
     import packed_mask_blocks as pmb
 
     lengths = [(300, 120), (90, 30), (500, 200), (40, 39)]
