@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from ablate.mask import masks, split_sdpa
@@ -24,6 +25,12 @@ def test_split_backend_refuses_kwargs_built_for_another():
         masks.BackendMismatchError, match="built for attention implementation 'sdpa'"
     ):
         fn(torch.nn.Module(), q, q, q, None, ablate_built_for_attn="sdpa")
+
+
+def attention(*args, **kwargs):
+    """The backend's attention function as transformers' attention layers call it: through the
+    registry this module's import fills."""
+    return AttentionInterface()[masks.PREFIX_SDPA](*args, **kwargs)
 
 
 def test_prompt_token_index_is_each_rows_prompt_in_the_flat_batch():
@@ -54,9 +61,7 @@ def test_prompt_lengths_give_prefix_lm_attention_and_its_gradients():
     module = torch.nn.Module()
     for lengths in ((3, 1), (5, 2)):
         inputs = qkv()
-        out, _ = split_sdpa.prefix_split_sdpa_attention(
-            module, *inputs, None, ablate_prompt_lengths=lengths
-        )
+        out, _ = attention(module, *inputs, None, ablate_prompt_lengths=lengths)
         ref_inputs = [x.detach().clone().requires_grad_() for x in inputs]
         ref = dense_prefix_lm(*ref_inputs, lengths)
         torch.testing.assert_close(out, ref)
@@ -69,17 +74,13 @@ def test_prompt_lengths_give_prefix_lm_attention_and_its_gradients():
 
 def test_without_prompt_lengths_it_is_sdpa():
     q, k, v = (x.detach() for x in qkv())
-    out, _ = split_sdpa.prefix_split_sdpa_attention(torch.nn.Module(), q, k, v, None)
+    out, _ = attention(torch.nn.Module(), q, k, v, None)
     torch.testing.assert_close(out, sdpa_attention_forward(torch.nn.Module(), q, k, v, None)[0])
 
 
 def test_lengths_of_another_batch_and_dropout_are_refused():
     q, k, v = (x.detach() for x in qkv())
     with pytest.raises(ValueError, match="1 prompt lengths for a batch of 2 rows"):
-        split_sdpa.prefix_split_sdpa_attention(
-            torch.nn.Module(), q, k, v, None, ablate_prompt_lengths=(3,)
-        )
+        attention(torch.nn.Module(), q, k, v, None, ablate_prompt_lengths=(3,))
     with pytest.raises(ValueError, match="does not support attention dropout"):
-        split_sdpa.prefix_split_sdpa_attention(
-            torch.nn.Module(), q, k, v, None, dropout=0.1, ablate_prompt_lengths=(3, 1)
-        )
+        attention(torch.nn.Module(), q, k, v, None, dropout=0.1, ablate_prompt_lengths=(3, 1))
