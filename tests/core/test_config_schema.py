@@ -650,7 +650,7 @@ def test_task_index_is_cached_per_lm_eval_version(tmp_path, monkeypatch):
     tasks.check_task_names(["hellaswag", "arc_easy"], cache=tmp_path)
     assert built == [1]  # the second check read the cache
     (cached,) = tmp_path.glob("lm_eval-*-tasks.json")
-    # the names, each with its hub dataset (none here: see tests/mask/test_task_datasets.py)
+    # the names, each with its hub dataset (none here: see tests/mask/test_tasks.py)
     assert json.loads(cached.read_text()) == {"arc_easy": None, "hellaswag": None, "piqa": None}
     with pytest.raises(tasks.ConfigError) as info:
         tasks.check_task_names(["hellaswg", "piqa", "zzz_nothing"], cache=tmp_path)

@@ -526,19 +526,6 @@ def test_kwargs_refused_under_another_backend(built_for, runs):
     assert (got[real] - want[real]).abs().max().item() <= AGREE
 
 
-def test_split_backend_refuses_kwargs_built_for_another():
-    """Without the module hook (kwargs handed to another module), the split backend's attention
-    function still checks what the kwargs were built for."""
-    from transformers import AttentionInterface
-
-    fn = AttentionInterface()[masks.PREFIX_SDPA]
-    q = torch.zeros(1, 2, 3, 4)
-    with pytest.raises(
-        masks.BackendMismatchError, match="built for attention implementation 'sdpa'"
-    ):
-        fn(torch.nn.Module(), q, q, q, None, ablate_built_for_attn="sdpa")
-
-
 def test_causal_and_prefill_kwargs_are_backend_free():
     """Only prefix_bidir kwargs depend on the backend: causal and prefill_bidir kwargs carry no
     tag and keep working after a switch."""

@@ -1,7 +1,9 @@
-"""The original study's evaluation and SFT format (config mask.eval.protocol: original, the tasks
-<name>_original, the metric acc_tokens, mask.data.sft_format: original) against the original code's
-definitions (qudent/ministral-prefill-mask-ablation: eval_mcq.py, finetune_sft.py), transcribed
-below as references, and each difference from lm-eval's scoring measured on the tiny model."""
+"""The original study's evaluation (config mask.eval.protocol: original, the tasks
+<name>_original, the metric acc_tokens) against the original code's definitions
+(qudent/ministral-prefill-mask-ablation: eval_mcq.py), transcribed below as references, and each
+difference from lm-eval's scoring measured on the tiny model. The SFT format of the original
+(finetune_sft.py) is tested in tests/mask/test_sft_data.py, acc_tokens and the chance worked by
+hand in tests/mask/test_eval_results.py."""
 
 from __future__ import annotations
 
@@ -427,77 +429,6 @@ def test_winogrande_blank_first_the_original_never_scores_the_first_token(model,
     assert min(gaps) > 1.0, gaps  # the first token's log-likelihood and BOS's context
 
 
-def test_chance_is_a_uniform_guess_expected_accuracy_not_the_originals():
-    """Each task's chance is mean(1 / choices), a uniform guess's expected accuracy; the
-    original's eval_mcq.py reports 1 / mean(choices), lower wherever the docs' choice counts
-    differ (Jensen): 0.2611 against 0.2500 on docs of 4, 3 and 5 choices. The learned claim
-    reads this chance."""
-    from ablate.mask.eval_results import task_result
-
-    counts = [4, 3, 5]
-    samples = []
-    for i, n in enumerate(counts):
-        doc = {"choices": [f"c{j}" for j in range(n)], "gold": 0}
-        args = [(f"q{i}", c) for c in doc["choices"]]
-        resps = [(-float(j), False) for j in range(n)]
-        samples.append(
-            {"doc_id": i, "doc": doc, "doc_hash": str(i), "arguments": args,
-             "filtered_resps": resps, "acc": 1.0, "acc_norm": 1.0}
-        )  # fmt: skip
-    tokens = {a: 1 for s in samples for a in s["arguments"]}
-    entry, _ = task_result("t", HandTask(), {"acc,none": 1.0}, samples, "acc", tokens)
-    original = 1.0 / max(sum(counts) / len(counts), 1.0)  # evaluate_task's chance, transcribed
-    assert (round(entry["chance"], 4), original) == (0.2611, 0.25)
-
-
-def format_alpaca_record(row):
-    """finetune_sft.py's template, transcribed."""
-    instruction = str(row.get("instruction", "")).strip()
-    context = str(row.get("input", "")).strip()
-    output = str(row.get("output", "")).strip()
-    if context:
-        prompt = f"### Instruction:\n{instruction}\n\n### Input:\n{context}\n\n### Response:\n"
-    else:
-        prompt = f"### Instruction:\n{instruction}\n\n### Response:\n"
-    return prompt, output
-
-
-def encode_record(row, tokenizer, max_seq_len):
-    """finetune_sft.py's tokenization, transcribed: input ids and prompt length."""
-    prompt, response = format_alpaca_record(row)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    response_ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False).input_ids
-    input_ids = (prompt_ids + response_ids)[:max_seq_len]
-    return input_ids, min(len(prompt_ids), len(input_ids))
-
-
-SFT_ROWS = [
-    {"instruction": " Give three tips for staying healthy.\n", "input": "", "output": "Eat well. "},
-    {"instruction": "Translate to French.", "input": "  Good morning ", "output": "Bonjour."},
-]
-
-
-@pytest.mark.parametrize("row", SFT_ROWS, ids=["no_input", "input"])
-def test_original_sft_format_is_finetune_sft(tokenizer, row):
-    from ablate.mask.sft_data import tokenize_pair
-
-    pair = tokenize_pair(tokenizer, row, 1024, "original")
-    assert (pair.input_ids, pair.prompt_length) == encode_record(row, tokenizer, 1024)
-
-
-def test_alpaca_format_adds_bos_and_the_preamble(tokenizer):
-    """The default's prompt: BOS + the Stanford template's preamble before the same headings, the
-    fields as written: 19 and 30 prompt tokens more with Tekken."""
-    from ablate.mask.sft_data import tokenize_pair
-
-    extra = [
-        tokenize_pair(tokenizer, row, 1024, "alpaca").prompt_length
-        - tokenize_pair(tokenizer, row, 1024, "original").prompt_length
-        for row in SFT_ROWS
-    ]
-    assert extra == [19, 30]
-
-
 def record(run_id, policy, protocol, score):
     task = {"headline_metric": "acc_tokens", "score": score, "acc_tokens_stderr": 0.01, "n": 50}
     return {
@@ -552,52 +483,6 @@ def test_recovery_table_and_claims_name_the_protocol_and_sft_format(tmp_path):
         "Scoring protocol: lm_eval, unrecorded (headline metrics: acc, acc_norm). "
         "docs/differences.md says how each differs from the original study's."
     )
-
-
-class HandTask:
-    """Two docs' choices and golds, as an lm-eval task gives them to the results code."""
-
-    multiple_input = False
-
-    def doc_to_choice(self, doc):
-        return doc["choices"]
-
-    def doc_to_target(self, doc):
-        return doc["gold"]
-
-
-def test_acc_tokens_divides_by_tokens_acc_norm_by_characters():
-    """Worked by hand. Doc 0: log-likelihoods -6 and -8 over 6 and 16 characters (-1.0, -0.5 per
-    character: acc_norm picks choice 1) and over 3 and 2 tokens (-2.0, -4.0 per token: acc_tokens
-    picks choice 0, the gold). Doc 1: -3 and -2.5 over 1 and 5 tokens (-3.0, -0.5): choice 1, the
-    gold. acc_tokens = 1.0 where acc_norm = 0.5."""
-    from ablate.mask.eval_results import task_result
-
-    docs = [
-        {"choices": ["xxxxxx", "y" * 16], "gold": 0, "lls": [-6.0, -8.0], "tokens": [3, 2]},
-        {"choices": ["abc", "def"], "gold": 1, "lls": [-3.0, -2.5], "tokens": [1, 5]},
-    ]
-    samples, counts = [], {}
-    for i, d in enumerate(docs):
-        args = [(f"ctx {i}", c) for c in d["choices"]]
-        counts.update(zip(args, d["tokens"]))
-        samples.append(
-            {
-                "doc_id": i,
-                "doc": d,
-                "doc_hash": str(i),
-                "arguments": args,
-                "filtered_resps": [(ll, False) for ll in d["lls"]],
-                "acc": 1.0,
-                "acc_norm": float(i == 1),
-            }
-        )
-    results = {"acc,none": 1.0, "acc_norm,none": 0.5}
-    entry, rows = task_result("t", HandTask(), results, samples, "acc_tokens", counts)
-    assert (entry["score"], entry["acc_tokens"], entry["acc_tokens_stderr"]) == (1.0, 1.0, 0.0)
-    assert [r["predicted_norm"] for r in rows[::2]] == [1, 1]
-    assert [r["predicted_tokens"] for r in rows[::2]] == [0, 1]
-    assert [r["tokens"] for r in rows] == [3, 2, 1, 5]
 
 
 def test_the_switches_are_in_the_jobs_slices_and_stale_lines(tmp_path, monkeypatch):
@@ -679,30 +564,3 @@ def test_the_softmax_dtype_at_its_default_leaves_the_evaluations_slices_as_they_
     assert "softmax_dtype" not in sliced
     cfg["mask"]["eval"]["softmax_dtype"] = "model"
     assert layout.eval_slice(cfg)[0] == {**sliced, "softmax_dtype": "model"}
-
-
-def test_a_prompt_longer_than_max_seq_len(tokenizer):
-    """The original cuts prompt + response at max_seq_len and drops a pair left without a response
-    token; here the prompt is cut so that one response token stays."""
-    from ablate.mask.sft_data import tokenize_pair
-
-    row = {"instruction": "word " * 40, "input": "", "output": "Yes."}
-    ids, prompt_len = encode_record(row, tokenizer, 8)
-    assert prompt_len == len(ids) == 8  # no response token: finetune_sft.py filters it out
-    pair = tokenize_pair(tokenizer, row, 8, "original")
-    assert (len(pair.input_ids), pair.prompt_length) == (8, 7)
-
-
-def test_lm_evals_arc_scores_the_test_split_the_original_validation():
-    """The split of every original task is validation (eval_mcq.py --split validation); lm-eval's
-    arc tasks score test (its hellaswag, piqa and winogrande have no test split)."""
-    from pathlib import Path
-
-    import lm_eval
-    import yaml
-
-    arc = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/arc/arc_easy.yaml").read_text())
-    assert arc["test_split"] == "test"
-    for name in original_tasks.NAMES:
-        text = (original_tasks.TASK_DIR / f"{name}.yaml").read_text()
-        assert "validation_split: validation\ntest_split: null\n" in text, name

@@ -2,7 +2,7 @@
 (read from the page) in a copy of the workflow, added to the embedded default's tasks: the dry
 run plans the task's evaluations under every policy, feeding the recovery table; a misspelled
 name fails the dry run naming the key; an edit of the YAML reruns the evaluations and what reads
-them, nothing else."""
+them, nothing else (the parse-time check of own tasks: tests/mask/test_tasks.py)."""
 
 from __future__ import annotations
 
@@ -127,22 +127,6 @@ def test_a_task_yaml_whose_task_is_not_text_fails_the_dry_run_naming_file_and_ke
     assert "TypeError" not in out and "Traceback" not in out, out
 
 
-@pytest.mark.parametrize("value", ["5", "null", "''", "{name: x}"])
-def test_own_tasks_refuse_a_task_key_that_is_no_name(tmp_path, monkeypatch, value):
-    from ablate.core.config import ConfigError
-    from ablate.mask import tasks
-
-    monkeypatch.chdir(tmp_path)
-    write_example(tmp_path)
-    yaml_file = tmp_path / "my_tasks/count_up.yaml"
-    yaml_file.write_text(yaml_file.read_text().replace("task: count_up", f"task: {value}"))
-    with pytest.raises(ConfigError) as info:
-        tasks.own_tasks(["my_tasks"])
-    assert str(info.value).startswith(
-        "invalid config at mask.eval.task_dirs: my_tasks/count_up.yaml: the key 'task' is "
-    ), info.value
-
-
 def finished(wd: Path) -> None:
     """Every output the dry run lists made (empty; a path without a suffix a folder) and marked
     done by `snakemake --touch`: a finished run's state, without running a job."""
@@ -189,30 +173,6 @@ def test_editing_the_task_reruns_exactly_the_evaluations_and_what_reads_them(tmp
     }
     for j in rest:
         assert j["reason"].startswith("Input files updated by another job"), j
-
-
-def test_own_tasks_name_their_files_and_refuse_what_cannot_load(tmp_path, monkeypatch):
-    """The parse-time check itself (ablate.mask.tasks), without a workflow."""
-    from ablate.core.config import ConfigError
-    from ablate.mask import tasks
-
-    monkeypatch.chdir(tmp_path)
-    write_example(tmp_path)
-    own = tasks.own_tasks(["my_tasks"])
-    assert own == {"count_up": ["my_tasks/count_up.yaml", "my_tasks/count_up.jsonl"]}
-    tasks.check_task_names(["emb_count", "count_up"], embedded=True, own=own)
-    with pytest.raises(ConfigError, match="emb_count is already an embedded task"):
-        tasks.check_task_names(["emb_count"], embedded=True, own={"emb_count": []})
-    (tmp_path / "again").mkdir()
-    (tmp_path / "again/copy.yaml").write_text((tmp_path / "my_tasks/count_up.yaml").read_text())
-    with pytest.raises(ConfigError, match="data file .* does not exist"):
-        tasks.own_tasks(["again"])
-    (tmp_path / "again/count_up.jsonl").write_text("")
-    with pytest.raises(ConfigError, match="task count_up is in my_tasks/count_up.yaml and again"):
-        tasks.own_tasks(["my_tasks", "again"])
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="at mask.eval.task_dirs: empty holds no"):
-        tasks.own_tasks(["empty"])
 
 
 @pytest.mark.slow

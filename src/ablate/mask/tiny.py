@@ -118,7 +118,7 @@ def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **override
     if family == "qwen2":
         # its window covers the layers from max_window_layers on: 0 = every layer, as
         # Ministral-3's does. Qwen2Config declares no head_dim; it keeps it, and the modeling
-        # reads it (tests/mask/test_embedded_family.py builds one), where the config kept it.
+        # reads it (tests/mask/test_tiny.py builds one), where the config kept it.
         config = transformers.Qwen2Config(
             **params,
             use_sliding_window=window is not None,

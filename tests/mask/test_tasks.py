@@ -1,6 +1,8 @@
-"""The hub datasets of the mask study's lm-eval tasks, pinned to a commit by the hub revisions'
-lock (ablate.mask.tasks.pinned_datasets): the commit reaches lm-eval's dataset loading, the
-evaluations' config slice (the run cache's key, the stale line, the record's provenance).
+"""The mask study's tasks (ablate.mask.tasks). The hub datasets of its lm-eval tasks, pinned to
+a commit by the hub revisions' lock (pinned_datasets): the commit reaches lm-eval's dataset
+loading, the evaluations' config slice (the run cache's key, the stale line, the record's
+provenance). The parse-time check of own tasks (own_tasks, check_task_names) on the example of
+docs/own-task.md.
 
 No network: HF_HUB_OFFLINE is set (tests/conftest.py), lm-eval's task index is a fake or a copy
 of a few of its YAMLs, ``datasets.load_dataset`` a fake."""
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +25,8 @@ from ablate.core.reruns.stale import stale_lines
 from ablate.mask import layout, original_tasks, tasks
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the page whose example task the checks of own tasks read (tests/mask/test_own_task.py walks it)
+DOC = ROOT / "docs" / "own-task.md"
 A, B = "a" * 40, "b" * 40
 #: lm-eval's index as the real one holds the seed study's tasks (and what is not pinned)
 CONFIGS = {
@@ -192,3 +197,58 @@ def test_a_pin_reaches_lm_evals_dataset_loading(tmp_path, monkeypatch):
     ]
     assert objs["arc_challenge"].config.dataset_kwargs == {"revision": A}
     assert len(objs["arc_challenge"].eval_docs) == 1  # its functions and includes resolved
+
+
+# ------------------------------------------------------------------ own tasks (mask.eval.task_dirs)
+
+
+def doc_files() -> dict[str, str]:
+    """Path -> text of every fenced block of the page that names its file (```yaml file=...)."""
+    blocks = re.findall(r"```\w+ file=(\S+)\n(.*?)```", DOC.read_text(), re.S)
+    return dict(blocks)
+
+
+def write_example(wd: Path) -> None:
+    for name, text in doc_files().items():
+        (wd / name).parent.mkdir(parents=True, exist_ok=True)
+        (wd / name).write_text(text)
+
+
+@pytest.mark.parametrize("value", ["5", "null", "''", "{name: x}"])
+def test_own_tasks_refuse_a_task_key_that_is_no_name(tmp_path, monkeypatch, value):
+    from ablate.core.config import ConfigError
+    from ablate.mask import tasks
+
+    monkeypatch.chdir(tmp_path)
+    write_example(tmp_path)
+    yaml_file = tmp_path / "my_tasks/count_up.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace("task: count_up", f"task: {value}"))
+    with pytest.raises(ConfigError) as info:
+        tasks.own_tasks(["my_tasks"])
+    assert str(info.value).startswith(
+        "invalid config at mask.eval.task_dirs: my_tasks/count_up.yaml: the key 'task' is "
+    ), info.value
+
+
+def test_own_tasks_name_their_files_and_refuse_what_cannot_load(tmp_path, monkeypatch):
+    """The parse-time check itself (ablate.mask.tasks), without a workflow."""
+    from ablate.core.config import ConfigError
+    from ablate.mask import tasks
+
+    monkeypatch.chdir(tmp_path)
+    write_example(tmp_path)
+    own = tasks.own_tasks(["my_tasks"])
+    assert own == {"count_up": ["my_tasks/count_up.yaml", "my_tasks/count_up.jsonl"]}
+    tasks.check_task_names(["emb_count", "count_up"], embedded=True, own=own)
+    with pytest.raises(ConfigError, match="emb_count is already an embedded task"):
+        tasks.check_task_names(["emb_count"], embedded=True, own={"emb_count": []})
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again/copy.yaml").write_text((tmp_path / "my_tasks/count_up.yaml").read_text())
+    with pytest.raises(ConfigError, match="data file .* does not exist"):
+        tasks.own_tasks(["again"])
+    (tmp_path / "again/count_up.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="task count_up is in my_tasks/count_up.yaml and again"):
+        tasks.own_tasks(["my_tasks", "again"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="at mask.eval.task_dirs: empty holds no"):
+        tasks.own_tasks(["empty"])
