@@ -27,6 +27,14 @@ def shipped_config(name: str) -> dict:
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
+def seeded(**seeds) -> dict:
+    """The shipped default config with ``seeds`` set on the named mask variants."""
+    cfg = shipped_config("config.yaml")
+    for name, s in seeds.items():
+        cfg["mask"]["finetune"]["variants"][name]["seeds"] = s
+    return cfg
+
+
 #: the mask study at its real shape on other model families: overlays read after
 #: config/ministral3b.yaml -> (hub id, model_type, parameters as the planner counts them from the
 #: id's 'models:' entry in config/gpu_measurements.yaml)

@@ -15,12 +15,13 @@ import pytest
 import yaml
 from fake_evals import correct_items, evaluation, shift, write
 from fake_evals import labels as job_labels
+from helpers import shipped_config
 
 from ablate.core.reports import claims as C
 from ablate.core.reports.seeds import spread_lines, verdict_line
 from ablate.mask import layout, recovery, report
 
-DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[2] / "config/config.yaml").read_text())
+DEFAULT = shipped_config("config.yaml")
 
 
 # ------------------------------------------------------------------ recovery table

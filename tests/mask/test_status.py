@@ -3,22 +3,9 @@ sets it."""
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
-import yaml
+from helpers import seeded
 
 from ablate.mask import layout
-
-DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[2] / "config/config.yaml").read_text())
-
-
-def seeded(**seeds) -> dict:
-    """The default config with ``seeds`` set on the named variants."""
-    cfg = copy.deepcopy(DEFAULT)
-    for name, s in seeds.items():
-        cfg["mask"]["finetune"]["variants"][name]["seeds"] = s
-    return cfg
 
 
 def test_stale_seed_names_its_declared_variant():

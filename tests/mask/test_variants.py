@@ -4,26 +4,15 @@ variant's own seed that same run, and the claims' roles resolved over the seeds.
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import pytest
-import yaml
 from helpers import CLAIMS_CFG as CFG
+from helpers import seeded, shipped_config
 
 from ablate.core.config import ConfigError
 from ablate.mask import layout
 from ablate.mask import variants as mask_variants
 
-DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[2] / "config/config.yaml").read_text())
-
-
-def seeded(**seeds) -> dict:
-    """The default config with ``seeds`` set on the named variants."""
-    cfg = copy.deepcopy(DEFAULT)
-    for name, s in seeds.items():
-        cfg["mask"]["finetune"]["variants"][name]["seeds"] = s
-    return cfg
+DEFAULT = shipped_config("config.yaml")
 
 
 def test_default_variants_keep_their_names_and_params():
