@@ -1,16 +1,17 @@
-"""InfoNCE in groups (``infonce_group``): more rows per process, the data-parallel loss (fast).
+"""The frozen pair and its losses (ablate.bridge.pair): InfoNCE in groups (``infonce_group``, more
+rows per process: the data-parallel loss, fast) and the latent mode's input (the micro pair).
 
 The data-parallel equivalence through torchrun itself (one process x 4 rows in groups of 2 =
-two processes x 2 rows) is tests/bridge/test_bridge_parallel.py's loss-curve test."""
+two processes x 2 rows) is tests/bridge/test_parallel.py's loss-curve test."""
 
 from __future__ import annotations
 
-import pytest
 import torch
+from bridge_fixtures import MICRO_PARAMS
 
-from ablate.bridge import grid, switches
+from ablate.bridge import evaluate, world
 from ablate.bridge import params as bridge_params
-from ablate.bridge.pair import infonce
+from ablate.bridge.pair import infonce, load_pair
 
 ROWS, GROUP, DIM, TEMPERATURE = 40, 10, 32, 0.07
 
@@ -49,40 +50,18 @@ def test_one_group_is_the_batch_loss_as_before():
     assert torch.equal(infonce(soft, prompt, TEMPERATURE, ROWS), before)
 
 
-def test_the_group_is_the_process_batch_unless_set():
-    def typed(**kw):
-        return bridge_params.check(bridge_params.resolve(kw))
-
-    p = typed(batch_size=40)
-    assert p.infonce_group is None and switches.infonce_group(p) == 40
-    assert switches.infonce_group(typed(batch_size=40, infonce_group=10)) == 10
-    with pytest.raises(bridge_params.BridgeConfigError, match=r"bridge\.infonce_group = 3"):
-        bridge_params.resolve({"batch_size": 40, "infonce_group": 3})
-
-
-def test_a_late_key_at_its_default_leaves_the_recorded_params_and_their_check():
-    """Runs recorded before ``infonce_group`` existed keep their params (so their run ids and
-    Snakemake's params); the job gets them complete; a set group is recorded."""
-    p = bridge_params.resolve({})
-    old = bridge_params.recorded(p)
-    assert "infonce_group" not in old and set(p) - set(old) == set(bridge_params.LATE_KEYS)
-    assert bridge_params.check(old).as_dict() == p
-    q = bridge_params.resolve({"batch_size": 8, "infonce_group": 2})
-    assert bridge_params.recorded(q)["infonce_group"] == 2 and bridge_params.check(q).as_dict() == q
-    with pytest.raises(bridge_params.BridgeConfigError, match="canonical"):
-        bridge_params.check({**old, "infonce_group": old["batch_size"]})
-
-
-def test_grid_records_a_set_group_in_the_run_identity():
-    """A group is part of the run: spelled as the data-parallel run it equals (one process of
-    4 rows in groups of 2 = 2 processes of 2 rows), the job's params keep it."""
-    from helpers import bridge_config
-
-    bridge = bridge_config()
-    bridge["grid"] = {"a": {}, "b": {"infonce_group": 2}}
-    bridge["infer"] = {"entry": "a", "qa_entry": None, "n_samples": 8}
-    a, b = (grid.resolve(bridge).entries[n] for n in ("a", "b"))
-    assert "infonce_group" not in a.identity["params"] and "infonce_group" not in a.params
-    assert a.params["batch_size"] == b.params["batch_size"] == 4 and b.params["infonce_group"] == 2
-    assert "infonce_group" not in b.identity["params"] and b.identity["params"]["batch_size"] == 2
-    assert b.identity["processes"] == 2 and a.run_id != b.run_id
+def test_latent_mode_feeds_no_question_text(bridge_cards, bridge_world):
+    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
+    before, after = evaluate.latent_target_ids(pair.tgt_tok)
+    assert before == [pair.tgt_tok.bos_token_id]
+    assert pair.tgt_tok.decode(after).strip() == world.ANSWER_CUE
+    soft = torch.zeros(1, p.K, pair.target.config.hidden_size)
+    embeds, mask, n = pair.latent_embeds(soft)
+    assert embeds.shape[1] == n == 1 + p.K + len(after)  # nothing but BOS, K soft, the cue
+    emb = pair.target.get_input_embeddings()
+    expect = emb(torch.tensor(after))
+    assert torch.equal(embeds[0, 1 + p.K :], expect)
+    fed = pair.fed_latent(item)["target input (around the soft tokens)"]
+    assert item["question"] not in fed and fed.strip() == world.ANSWER_CUE

@@ -1,5 +1,7 @@
-"""Frozen-state extraction over a job's GPUs: the core's launcher, 2 gloo processes on CPU, writes
-the cache one process writes, byte for byte (the micro model pair of bridge_fixtures)."""
+"""Frozen models' hidden states computed once and read back (ablate.bridge.states), on the micro
+model pair of bridge_fixtures: cached states give the live path's loss, a length-batched cache reads
+as the ordered one, and over a job's GPUs (the core's launcher, 2 gloo processes on CPU; slow) the
+cache is the one one process writes, byte for byte."""
 
 from __future__ import annotations
 
@@ -8,11 +10,15 @@ import os
 from pathlib import Path
 
 import pytest
-from bridge_fixtures import MICRO_PARAMS
+import torch
+from bridge_fixtures import EXACT, MICRO_PARAMS
 
 from ablate.bridge import params as bridge_params
-from ablate.bridge import states, world
+from ablate.bridge import states, train, world
+from ablate.bridge import translator as tr
+from ablate.bridge.pair import load_pair
 from ablate.core.execution import parallel
+from ablate.core.training import loop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,3 +64,67 @@ def test_two_processes_write_the_one_process_cache(
         assert "process 0 of 2 extracted 2 of 3 batches" in logs[2]
         assert "process 1 of 2 extracted 1 of 3 batches" in logs[2]
     assert "process 1" not in logs[1]
+
+
+def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp_path):
+    """A few steps reading the source and KL-teacher caches have the live path's losses
+    (float32, rel 1e-5; the KL term on from step 1)."""
+    p = bridge_params.check(bridge_params.resolve(EXACT))
+    assert p.kl_weight > 0
+    caches = {}
+    for what, role in (("source", "source"), ("teacher", "target")):
+        summary = states.compute(
+            # other batch shapes than the training's
+            states.StatesSpec(what, {**p.as_dict(), "eval_batch_size": 3}, "gsm8k", p.eval_size),
+            model_card=bridge_cards[role],
+            train_file=bridge_world["gsm8k_train"],
+            eval_file=bridge_world["gsm8k_test"],
+            out_dir=tmp_path / what,
+        )
+        caches[what] = states.open_cache(tmp_path / what, what)
+    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
+    assert summary["items"] == {"train": len(items)}  # the teacher's: train only
+    assert summary["throughput"]["train"]["tokens_per_s"] > 0  # measured, for the planner
+    live = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    cached = load_pair(
+        bridge_cards["source"], bridge_cards["target"], "gsm8k", p, caches["source"],
+        caches["teacher"],
+    )  # fmt: skip
+    assert not hasattr(cached.source, "base_model")  # the source's weights are not loaded
+    h_live, m_live = live.source_states(items[:4])
+    h_cached, m_cached = cached.source_states(items[:4])
+    assert torch.equal(m_live, m_cached)
+    assert torch.allclose(h_live * m_live[..., None], h_cached, rtol=1e-5, atol=1e-6)
+    reads = []  # the KL term reads the teacher cache, not a target forward pass
+    read = caches["teacher"].batch
+    caches["teacher"].batch = lambda batch, device: reads.append(len(batch)) or read(batch, device)
+    curves = []
+    for pair in (live, cached):  # the pipeline's step: the loop's, on its own data order
+        torch.manual_seed(p.seed)
+        translator = tr.build(p, pair.source, pair.target).to(pair.device)
+        trainer = train.translator_trainer(pair, translator, items, p, "cached")
+        curve = []
+        for _ in range(3):
+            loop.step(trainer, loop.step_examples(trainer, trainer.state.step))
+            last = trainer.spec.hooks.compute.log_parts()
+            curve.append((last["loss"], last["nll"], last["kl"]))
+        curves.append(curve)
+    assert reads == [p.batch_size] * 3
+    # abs: the KL part is ~1e-3, and on a GPU the cache's other batch shapes move it by ~2e-8
+    for a, b in zip(curves[0], curves[1], strict=True):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-7)
+
+
+def test_length_batched_cache_reads_as_the_ordered_one(bridge_world, bridge_cards, tmp_path):
+    """States batched by length (the GPU order) read back by id like the data's order."""
+    p = bridge_params.check(bridge_params.resolve(EXACT))
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
+    lengths = [len(pair.source_ids(i)) for i in items]
+    assert len(set(lengths)) > 1
+    states.write(pair.source_states, items, tmp_path / "plain", 3)
+    index = states.write(pair.source_states, items, tmp_path / "sorted", 3, lengths)
+    assert [lengths[[i["id"] for i in items].index(x)] for x in index["ids"]] == sorted(lengths)
+    a = states.Reader([tmp_path / "plain"]).batch(items, "cpu")
+    b = states.Reader([tmp_path / "sorted"]).batch(items, "cpu")
+    assert torch.equal(a[1], b[1]) and torch.allclose(a[0], b[0], rtol=1e-5, atol=1e-6)

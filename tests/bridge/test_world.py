@@ -1,4 +1,5 @@
-"""Bridge study: generated world, dataset checks, GSM8K extraction, EM/F1, KV-cache size."""
+"""The embedded bridge world (ablate.bridge.world): generated deterministically, its corpus free of
+test questions, its dataset checks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from ablate.bridge import models, scoring, world
+from ablate.bridge import scoring, world
 
 
 def test_world_is_deterministic_and_gsm8k_shaped(tmp_path, bridge_world):
@@ -58,53 +59,3 @@ def test_gsm8k_answer_without_marker_is_refused(tmp_path):
     path.write_text(json.dumps({"question": "q", "answer": "it is 4"}) + "\n")
     with pytest.raises(world.DatasetError, match="nomarker.jsonl line 1.*'answer'.*####"):
         world.check_dataset(path, "gsm8k")
-
-
-def test_gsm8k_extraction():
-    assert scoring.extract_gsm8k("3 + 4 = 7\n#### 7") == "7"
-    assert scoring.extract_gsm8k("#### 1,234") == "1234"
-    assert scoring.extract_gsm8k("#### -5.") == "-5"
-    assert scoring.extract_gsm8k("#### 3 then #### 9") == "3"
-    assert scoring.extract_gsm8k("the answer is 7") == scoring.INVALID
-    assert scoring.extract_gsm8k("") == scoring.INVALID
-
-
-def test_invalid_is_never_correct():
-    # no number in the generation, and the gold itself unparseable: still wrong
-    s = scoring.score("gsm8k", "no answer here", scoring.INVALID)
-    assert s["extracted"] == scoring.INVALID and s["correct"] is False and s["em"] == 0.0
-    assert scoring.score("gsm8k", "#### 7", scoring.INVALID)["correct"] is False
-    assert scoring.score("gsm8k", "x", "7")["correct"] is False
-    assert scoring.score("gsm8k", "2 + 5 = 7\n#### 7", "7")["correct"] is True
-    assert scoring.score("gsm8k", "#### 7.0", "7")["correct"] is True
-
-
-def test_qa_is_scored_by_em_f1_never_by_the_gsm8k_extractor():
-    # two QA generations without '####': the GSM8K extractor would call both [invalid] == match
-    assert scoring.score("qa", "Paris", "Rome")["correct"] is False
-    s = scoring.score("qa", " The Eiffel Tower\nmore text", "Eiffel tower")
-    assert s["em"] == 1.0 and s["f1"] == 1.0 and s["correct"] is True
-    s = scoring.score("qa", "big red house", "red house")
-    assert s["em"] == 0.0 and s["f1"] == pytest.approx(0.8)
-    assert scoring.f1("x y y", "y y z") == pytest.approx(2 / 3)  # multiset: y counted twice
-    assert scoring.f1("a b b", "b b c") == pytest.approx(0.8)  # "a" is an article: dropped
-    assert scoring.score("qa", "", "France")["correct"] is False
-    with pytest.raises(scoring.ScoringError, match="unknown dataset kind 'hotpot'"):
-        scoring.score("hotpot", "x", "y")
-
-
-def test_kv_cache_size_from_llama_3_1_8b_config():
-    from transformers import LlamaConfig
-
-    cfg = LlamaConfig(
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        vocab_size=16,  # irrelevant to the cache; small so the config is cheap
-    )
-    assert models.kv_cache_mb_per_token(cfg, "bfloat16") == pytest.approx(0.125)
-    assert models.kv_cache_mb_per_token(cfg, "float32") == pytest.approx(0.25)
-    # the seed's constant 0.5 MB/token was 4x too high
-    assert models.kv_cache_mb_per_token(cfg, "bfloat16") * 4 == pytest.approx(0.5)
