@@ -1,6 +1,6 @@
 """One job type and the study parts (ablate.core.jobs): every registered study satisfies the
-protocol, returns core Jobs the rules, STATUS and the planner read, and STATUS decides a bridge
-job done / stale (the changed key named) / to run from its Job alone."""
+protocol and returns core Jobs the rules, STATUS and the planner read (STATUS of a bridge job:
+tests/bridge/test_status.py)."""
 
 from __future__ import annotations
 
