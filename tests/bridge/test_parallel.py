@@ -1,7 +1,8 @@
-"""Data-parallel bridge jobs (ablate.bridge.parallel: the data split, a term's count over the
-processes) under torchrun, on the micro model pair of bridge_fixtures (CPU; slow: torchrun starts
-two gloo processes): two processes with half the batch each follow the one-process loss curve,
-evaluate each item as one process does, and resume from their checkpoint."""
+"""Data-parallel bridge jobs (ablate.bridge.parallel): the data split and its gathering back in
+order, a term's count and a value's mean over the processes, with the process group faked (fast);
+and under torchrun, on the micro model pair of bridge_fixtures (CPU; slow: torchrun starts two gloo
+processes): two processes with half the batch each follow the one-process loss curve, evaluate each
+item as one process does, and resume from their checkpoint."""
 
 from __future__ import annotations
 
@@ -15,14 +16,61 @@ import pytest
 import torch
 from bridge_fixtures import EXACT
 
+from ablate.bridge import parallel, train, world
 from ablate.bridge import params as bridge_params
-from ablate.bridge import train, world
 from ablate.bridge import translator as tr
 from ablate.core.execution import parallel as core_parallel
 
 ROOT = Path(__file__).resolve().parents[2]
 #: float32 sums in another order (two half batches, then the gradient all-reduce)
 LOSS_RTOL = 1e-4
+
+
+@pytest.fixture
+def processes(monkeypatch):
+    """``set(rank, world)``: this process's place in a faked process group, whose object
+    collectives hand out the rows each rank gave (``given``: rank -> rows)."""
+    given: dict[int, list] = {}
+
+    def set_place(r: int, w: int) -> None:
+        monkeypatch.setattr(parallel, "rank", lambda: r)
+        monkeypatch.setattr(parallel, "world_size", lambda: w)
+
+    def all_gather_object(parts, rows):
+        parts[:] = [given[r] for r in range(len(parts))]
+
+    def gather_object(rows, parts, dst):
+        if parts is not None:
+            parts[:] = [given[r] for r in range(len(parts))]
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", all_gather_object)
+    monkeypatch.setattr(torch.distributed, "gather_object", gather_object)
+    set_place.given = given
+    return set_place
+
+
+def test_shards_gather_back_in_the_original_order(processes):
+    items = list(range(7))  # 7 items on 3 processes: shards of 3, 2 and 2
+    assert parallel.shard(items) == items and parallel.gather(items) == items  # one process
+    for r in range(3):
+        processes(r, 3)
+        processes.given[r] = parallel.shard(items)
+    assert processes.given == {0: [0, 3, 6], 1: [1, 4], 2: [2, 5]}
+    assert parallel.gather(processes.given[1]) == items  # on every process
+    assert parallel.collect(processes.given[0]) == []  # rank 2 (the last set): nothing
+    processes(0, 3)
+    assert parallel.collect(processes.given[0]) == items  # process 0 alone
+
+
+def test_a_count_is_summed_and_at_least_one_a_value_averaged(processes, monkeypatch):
+    empty = torch.tensor(0.0, requires_grad=True)
+    count = parallel.global_count(empty)  # no unit of this term anywhere
+    assert count.item() == 1 and not count.requires_grad
+    assert parallel.mean_value(torch.tensor(3.0)) == 3.0
+    processes(0, 2)
+    monkeypatch.setattr(parallel, "sum_tensor", lambda t: t + 5.0)  # the other process holds 5
+    assert parallel.global_count(torch.tensor(2.0)).item() == 7
+    assert parallel.mean_value(torch.tensor(3.0)) == 4.0
 
 
 def _kwargs(world_files, cards, out, params):
