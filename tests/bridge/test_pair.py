@@ -1,5 +1,6 @@
 """The frozen pair and its losses (ablate.bridge.pair): InfoNCE in groups (``infonce_group``, more
-rows per process: the data-parallel loss, fast) and the latent mode's input (the micro pair).
+rows per process: the data-parallel loss, fast); on the micro pair: both models frozen, the
+training forward without a KV cache, the latent mode's input.
 
 The data-parallel equivalence through torchrun itself (one process x 4 rows in groups of 2 =
 two processes x 2 rows) is tests/bridge/test_parallel.py's loss-curve test."""
@@ -11,6 +12,7 @@ from bridge_fixtures import MICRO_PARAMS
 
 from ablate.bridge import evaluate, world
 from ablate.bridge import params as bridge_params
+from ablate.bridge import translator as tr
 from ablate.bridge.pair import infonce, load_pair
 
 ROWS, GROUP, DIM, TEMPERATURE = 40, 10, 32, 0.07
@@ -65,3 +67,46 @@ def test_latent_mode_feeds_no_question_text(bridge_cards, bridge_world):
     assert torch.equal(embeds[0, 1 + p.K :], expect)
     fed = pair.fed_latent(item)["target input (around the soft tokens)"]
     assert item["question"] not in fed and fed.strip() == world.ANSWER_CUE
+
+
+def test_frozen_models_only_translator_learns(bridge_cards):
+    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    for m in (pair.source, pair.target):
+        assert not m.training and not any(t.requires_grad for t in m.parameters())
+
+
+def test_training_forward_fills_no_kv_cache(bridge_cards, bridge_world, monkeypatch):
+    """The training loss runs the frozen target without a KV cache (a hub model's config asks
+    for one: a training forward would only fill it, and compiled layers recompile per layer on
+    it) and with its layers compiled when the pair says so (train.fit: on CUDA)."""
+    from ablate.core.training import speed
+
+    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
+    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
+    pair.target.config.use_cache = True  # as a hub model's config says
+    calls, switched = [], []
+    body = pair.target.base_model
+    forward = body.forward
+    monkeypatch.setattr(body, "forward", lambda *a, **k: calls.append(k) or forward(*a, **k))
+    monkeypatch.setattr(
+        speed, "layers_compiled", lambda model, on=True: switched.append(on) or _nothing()
+    )
+    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")[:2]
+    translator = tr.BottleneckedGatedTranslator(
+        d_src=pair.source.config.hidden_size,
+        d_tgt=pair.target.config.hidden_size,
+        target_rms=1.0,
+        **{k: getattr(p, k) for k in tr.ARCH_KEYS},
+    )
+    for compiled in (False, True):
+        pair.compiled = compiled
+        pair.loss(translator, items, 1)
+    assert calls and all(k.get("use_cache") is False for k in calls)
+    assert switched == [False, True]
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()

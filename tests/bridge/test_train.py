@@ -1,5 +1,5 @@
-"""One grid entry's training (ablate.bridge.train): its outputs, frozen models, restore-best, early
-stopping, a non-finite loss, resuming after a kill or a signal (the micro pair)."""
+"""One grid entry's training (ablate.bridge.train): its outputs, restore-best, early stopping, a
+non-finite loss, resuming after a kill or a signal (the micro pair)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import torch
 from bridge_fixtures import MICRO_PARAMS
 
 from ablate.bridge import params as bridge_params
-from ablate.bridge import train, world
-from ablate.bridge.pair import load_pair
+from ablate.bridge import train
 from ablate.core.outputs import checkpoint_integrity
 
 
@@ -35,43 +34,6 @@ def test_train_entry_writes_every_output(bridge_entry):
     assert samples["correct"].mean() == pytest.approx(on_disk["final"])
 
 
-def test_frozen_models_only_translator_learns(bridge_cards):
-    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
-    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    for m in (pair.source, pair.target):
-        assert not m.training and not any(t.requires_grad for t in m.parameters())
-
-
-def test_training_forward_fills_no_kv_cache(bridge_cards, bridge_world, monkeypatch):
-    """The training loss runs the frozen target without a KV cache (a hub model's config asks
-    for one: a training forward would only fill it, and compiled layers recompile per layer on
-    it) and with its layers compiled when the pair says so (train.fit: on CUDA)."""
-    from ablate.core.training import speed
-
-    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
-    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    pair.target.config.use_cache = True  # as a hub model's config says
-    calls, switched = [], []
-    body = pair.target.base_model
-    forward = body.forward
-    monkeypatch.setattr(body, "forward", lambda *a, **k: calls.append(k) or forward(*a, **k))
-    monkeypatch.setattr(
-        speed, "layers_compiled", lambda model, on=True: switched.append(on) or _nothing()
-    )
-    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")[:2]
-    translator = train.tr.BottleneckedGatedTranslator(
-        d_src=pair.source.config.hidden_size,
-        d_tgt=pair.target.config.hidden_size,
-        target_rms=1.0,
-        **{k: getattr(p, k) for k in train.tr.ARCH_KEYS},
-    )
-    for compiled in (False, True):
-        pair.compiled = compiled
-        pair.loss(translator, items, 1)
-    assert calls and all(k.get("use_cache") is False for k in calls)
-    assert switched == [False, True]
-
-
 def _train_gsm8k(run_id: str, params: dict, cards: dict, world_files: dict, out):
     """One training run of the embedded pair on the embedded world's GSM8K: its summary."""
     return train.train_entry(
@@ -82,12 +44,6 @@ def _train_gsm8k(run_id: str, params: dict, cards: dict, world_files: dict, out)
         eval_file=world_files["gsm8k_test"],
         out_dir=out,
     )
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def test_restore_best_reevaluates_the_best_state(bridge_world, bridge_cards, tmp_path, monkeypatch):
