@@ -50,6 +50,12 @@ MICRO_PARAMS = {
     "log_every": 2,
     "kl_positions": 4,
 }
+#: Bridge params of deterministic steps (the data-parallel and the states cache tests): no
+#: dropout (each process draws its own masks); a loss logged every step. InfoNCE on: its
+#: negatives are each process's batch, the one process's in groups of that size.
+EXACT = {**MICRO_PARAMS, "dropout": 0.0, "kl_after_warmup": False,
+         "log_every": 1, "steps": 4, "early_stopping": False, "eval_every": 4,
+         "model_dtype": "float32"}  # fmt: skip
 
 
 @pytest.fixture(scope="session")

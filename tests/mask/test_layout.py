@@ -42,7 +42,7 @@ def test_the_rules_run_exactly_the_job_list(fresh, name):
     config = config_of(name)
     r = snakemake(fresh, "-n", "--configfile", *name.split(), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    # the mask study's jobs (the bridge study's own list: tests/bridge/test_bridge_pipeline.py)
+    # the mask study's jobs (the bridge study's own list: tests/bridge/test_pipeline.py)
     ran = [
         j
         for j in dry_run_jobs(r.stdout)

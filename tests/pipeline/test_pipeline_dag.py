@@ -57,7 +57,7 @@ def test_first_run_plan(fresh):
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     # 1 model, 1 data, 2 probes (one per training policy), 3 finetunes, (1 + 3) models x 2 policies
-    # (the bridge study's jobs beside them: tests/bridge/test_bridge_pipeline.py)
+    # (the bridge study's jobs beside them: tests/bridge/test_pipeline.py)
     assert {k: v for k, v in counts.items() if not k.startswith(("plan", "bridge_"))} == {
         "make_data": 1,
         "prepare_model": 1,
@@ -121,7 +121,7 @@ def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_m
 def test_cpu_rules_are_local_gpu_rules_declare_resources(fresh, configfile, gpus):
     wf = load_workflow(fresh, configfile)
     # hub data: no make_data; a pretrained model is registered on the submit host (the bridge
-    # study's rules: tests/bridge/test_bridge_pipeline.py)
+    # study's rules: tests/bridge/test_pipeline.py)
     mask_local = {r for r in wf._localrules if not r.startswith("bridge_")}
     assert mask_local == {
         "make_data",

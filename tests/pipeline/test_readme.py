@@ -340,7 +340,7 @@ GUIDE_STEPS = [
         "snakemake results/latentwire/bridge/summary.csv --configfile config/latentwire.yaml "
         "--profile <profile>",
         how=SKIP,
-        why="a placeholder (the dry run of config/latentwire.yaml: tests/bridge/test_bridge_pipeline.py)",
+        why="a placeholder (the dry run of config/latentwire.yaml: tests/bridge/test_pipeline.py)",
     ),
     Step(
         "snakemake --cores 16 --resources gpu=1 --configfile config/latentwire-smoke.yaml",
@@ -360,9 +360,9 @@ GUIDE_STEPS = [
             "python -m pytest -m slow",
             "python -m pytest -m cluster",
             "ABLATE_FINISHED_RUN=<finished checkout> python -m pytest -m slow",
-            "python -m pytest tests/bridge/test_bridge_grid.py tests/bridge/test_bridge_tables.py "
-            "tests/bridge/test_bridge_pipeline.py",
-            "python -m pytest -m slow tests/bridge/test_bridge_pipeline_run.py",
+            "python -m pytest tests/bridge/test_grid.py tests/bridge/test_tables.py "
+            "tests/bridge/test_pipeline.py",
+            "python -m pytest -m slow tests/bridge/test_pipeline_run.py",
         )
     ),
     Step("snakemake --lint && snakefmt --check Snakefile rules"),

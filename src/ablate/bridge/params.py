@@ -135,7 +135,7 @@ def _typed(p: dict[str, Any]) -> BridgeParams:
 class BridgeParams:
     """A bridge job's params, resolved and checked: built only by :func:`check` (a job's
     resolution, the schema's check included). ``params.schema.yaml`` is the one statement of
-    keys, bounds and defaults: a field has no default of its own (tests/bridge/test_bridge_params.py
+    keys, bounds and defaults: a field has no default of its own (tests/bridge/test_params.py
     fails where the two disagree in keys or a default or enum value the field's type cannot
     hold). Records, run keys and summaries take :meth:`as_dict`, the dict it was built from."""
 

@@ -1,9 +1,8 @@
-"""Bridge study at scale: data-parallel training under torchrun, and the source-state cache.
-
-Both on the micro model pair of bridge_fixtures (CPU, seconds): two gloo processes with half the
-batch each follow the one-process loss curve (slow: torchrun starts two processes); cached source
-states give the live path's loss.
-"""
+"""Data-parallel bridge jobs (ablate.bridge.parallel): the data split and its gathering back in
+order, a term's count and a value's mean over the processes, with the process group faked (fast);
+and under torchrun, on the micro model pair of bridge_fixtures (CPU; slow: torchrun starts two gloo
+processes): two processes with half the batch each follow the one-process loss curve, evaluate each
+item as one process does, and resume from their checkpoint."""
 
 from __future__ import annotations
 
@@ -15,23 +14,63 @@ from pathlib import Path
 
 import pytest
 import torch
-from bridge_fixtures import MICRO_PARAMS
+from bridge_fixtures import EXACT
 
+from ablate.bridge import parallel, train, world
 from ablate.bridge import params as bridge_params
-from ablate.bridge import states, train, world
 from ablate.bridge import translator as tr
-from ablate.bridge.pair import load_pair
 from ablate.core.execution import parallel as core_parallel
-from ablate.core.training import loop
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Deterministic steps: no dropout (each process draws its own masks); a loss logged every step.
-#: InfoNCE on: its negatives are each process's batch, the one process's in groups of that size.
-EXACT = {**MICRO_PARAMS, "dropout": 0.0, "kl_after_warmup": False,
-         "log_every": 1, "steps": 4, "early_stopping": False, "eval_every": 4,
-         "model_dtype": "float32"}  # fmt: skip
 #: float32 sums in another order (two half batches, then the gradient all-reduce)
 LOSS_RTOL = 1e-4
+
+
+@pytest.fixture
+def processes(monkeypatch):
+    """``set(rank, world)``: this process's place in a faked process group, whose object
+    collectives hand out the rows each rank gave (``given``: rank -> rows)."""
+    given: dict[int, list] = {}
+
+    def set_place(r: int, w: int) -> None:
+        monkeypatch.setattr(parallel, "rank", lambda: r)
+        monkeypatch.setattr(parallel, "world_size", lambda: w)
+
+    def all_gather_object(parts, rows):
+        parts[:] = [given[r] for r in range(len(parts))]
+
+    def gather_object(rows, parts, dst):
+        if parts is not None:
+            parts[:] = [given[r] for r in range(len(parts))]
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", all_gather_object)
+    monkeypatch.setattr(torch.distributed, "gather_object", gather_object)
+    set_place.given = given
+    return set_place
+
+
+def test_shards_gather_back_in_the_original_order(processes):
+    items = list(range(7))  # 7 items on 3 processes: shards of 3, 2 and 2
+    assert parallel.shard(items) == items and parallel.gather(items) == items  # one process
+    for r in range(3):
+        processes(r, 3)
+        processes.given[r] = parallel.shard(items)
+    assert processes.given == {0: [0, 3, 6], 1: [1, 4], 2: [2, 5]}
+    assert parallel.gather(processes.given[1]) == items  # on every process
+    assert parallel.collect(processes.given[0]) == []  # rank 2 (the last set): nothing
+    processes(0, 3)
+    assert parallel.collect(processes.given[0]) == items  # process 0 alone
+
+
+def test_a_count_is_summed_and_at_least_one_a_value_averaged(processes, monkeypatch):
+    empty = torch.tensor(0.0, requires_grad=True)
+    count = parallel.global_count(empty)  # no unit of this term anywhere
+    assert count.item() == 1 and not count.requires_grad
+    assert parallel.mean_value(torch.tensor(3.0)) == 3.0
+    processes(0, 2)
+    monkeypatch.setattr(parallel, "sum_tensor", lambda t: t + 5.0)  # the other process holds 5
+    assert parallel.global_count(torch.tensor(2.0)).item() == 7
+    assert parallel.mean_value(torch.tensor(3.0)) == 4.0
 
 
 def _kwargs(world_files, cards, out, params):
@@ -73,78 +112,6 @@ def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_ca
     for k in t1:
         assert torch.allclose(t1[k], t2[k], rtol=1e-4, atol=1e-6), k
     assert r.stdout.count("done: peak") == 1  # rank 0 alone reports (and writes)
-
-
-def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp_path):
-    """A few steps reading the source and KL-teacher caches have the live path's losses
-    (float32, rel 1e-5; the KL term on from step 1)."""
-    p = bridge_params.check(bridge_params.resolve(EXACT))
-    assert p.kl_weight > 0
-    caches = {}
-    for what, role in (("source", "source"), ("teacher", "target")):
-        summary = states.compute(
-            # other batch shapes than the training's
-            states.StatesSpec(what, {**p.as_dict(), "eval_batch_size": 3}, "gsm8k", p.eval_size),
-            model_card=bridge_cards[role],
-            train_file=bridge_world["gsm8k_train"],
-            eval_file=bridge_world["gsm8k_test"],
-            out_dir=tmp_path / what,
-        )
-        caches[what] = states.open_cache(tmp_path / what, what)
-    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
-    assert summary["items"] == {"train": len(items)}  # the teacher's: train only
-    assert summary["throughput"]["train"]["tokens_per_s"] > 0  # measured, for the planner
-    live = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    cached = load_pair(
-        bridge_cards["source"], bridge_cards["target"], "gsm8k", p, caches["source"],
-        caches["teacher"],
-    )  # fmt: skip
-    assert not hasattr(cached.source, "base_model")  # the source's weights are not loaded
-    h_live, m_live = live.source_states(items[:4])
-    h_cached, m_cached = cached.source_states(items[:4])
-    assert torch.equal(m_live, m_cached)
-    assert torch.allclose(h_live * m_live[..., None], h_cached, rtol=1e-5, atol=1e-6)
-    reads = []  # the KL term reads the teacher cache, not a target forward pass
-    read = caches["teacher"].batch
-    caches["teacher"].batch = lambda batch, device: reads.append(len(batch)) or read(batch, device)
-    curves = []
-    for pair in (live, cached):  # the pipeline's step: the loop's, on its own data order
-        torch.manual_seed(p.seed)
-        translator = tr.build(p, pair.source, pair.target).to(pair.device)
-        trainer = train.translator_trainer(pair, translator, items, p, "cached")
-        curve = []
-        for _ in range(3):
-            loop.step(trainer, loop.step_examples(trainer, trainer.state.step))
-            last = trainer.spec.hooks.compute.log_parts()
-            curve.append((last["loss"], last["nll"], last["kl"]))
-        curves.append(curve)
-    assert reads == [p.batch_size] * 3
-    # abs: the KL part is ~1e-3, and on a GPU the cache's other batch shapes move it by ~2e-8
-    for a, b in zip(curves[0], curves[1], strict=True):
-        assert b == pytest.approx(a, rel=1e-5, abs=1e-7)
-
-
-def test_the_global_batch_is_part_of_a_run_identity():
-    """config/latentwire.yaml's 40 rows per process in InfoNCE groups of 10: gpu 0 and 1 (one
-    process, global 40) are the seed's 4 x 10 run; gpu 2 and 4 (global 80, 160) other runs,
-    spelled as 8 and 16 processes of 10. The states keys ignore it."""
-    import copy
-
-    from ablate.bridge import grid
-    from ablate.core import planner
-
-    bridge = planner.load_config(ROOT / "config" / "latentwire.yaml")["bridge"]
-    ids, keys = {}, {}
-    for gpus in (0, 1, 2, 4):
-        b = copy.deepcopy(bridge)
-        b["resources"]["train"]["gpu"] = gpus
-        study = grid.resolve(b)
-        ids[gpus] = study.entries["1a"].run_id
-        keys[gpus] = sorted(study.states)
-        assert study.entries["1a"].identity["processes"] == 4 * max(1, gpus)
-        assert study.entries["1a"].identity["params"]["batch_size"] == 10
-    assert ids[0] == ids[1] and len({ids[1], ids[2], ids[4]}) == 3
-    assert keys[0] == keys[1] == keys[2] == keys[4]
 
 
 EVAL_SCRIPT = """
@@ -192,21 +159,6 @@ def test_two_processes_evaluate_each_item_as_one_process(bridge_world, bridge_ca
     items = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")
     assert [r["id"] for r in out[2]] == [i["id"] for i in items]
     assert out[2] == out[1]
-
-
-def test_length_batched_cache_reads_as_the_ordered_one(bridge_world, bridge_cards, tmp_path):
-    """States batched by length (the GPU order) read back by id like the data's order."""
-    p = bridge_params.check(bridge_params.resolve(EXACT))
-    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")
-    lengths = [len(pair.source_ids(i)) for i in items]
-    assert len(set(lengths)) > 1
-    states.write(pair.source_states, items, tmp_path / "plain", 3)
-    index = states.write(pair.source_states, items, tmp_path / "sorted", 3, lengths)
-    assert [lengths[[i["id"] for i in items].index(x)] for x in index["ids"]] == sorted(lengths)
-    a = states.Reader([tmp_path / "plain"]).batch(items, "cpu")
-    b = states.Reader([tmp_path / "sorted"]).batch(items, "cpu")
-    assert torch.equal(a[1], b[1]) and torch.allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow  # torchrun, 2 processes

@@ -11,6 +11,7 @@ import typing
 import pytest
 from helpers import admits
 
+from ablate.bridge import params
 from ablate.bridge import params as bridge_params
 from ablate.bridge.params import BridgeParams
 
@@ -60,3 +61,34 @@ def test_a_schema_key_without_a_field_is_refused(monkeypatch):
         bridge_params.BridgeConfigError, match="BridgeParams has no field for new_key"
     ):
         bridge_params.check(bridge_params.resolve({}))
+
+
+def test_a_late_key_at_its_default_leaves_the_recorded_params_and_their_check():
+    """Runs recorded before ``infonce_group`` existed keep their params (so their run ids and
+    Snakemake's params); the job gets them complete; a set group is recorded."""
+    p = bridge_params.resolve({})
+    old = bridge_params.recorded(p)
+    assert "infonce_group" not in old and set(p) - set(old) == set(bridge_params.LATE_KEYS)
+    assert bridge_params.check(old).as_dict() == p
+    q = bridge_params.resolve({"batch_size": 8, "infonce_group": 2})
+    assert bridge_params.recorded(q)["infonce_group"] == 2 and bridge_params.check(q).as_dict() == q
+    with pytest.raises(bridge_params.BridgeConfigError, match="canonical"):
+        bridge_params.check({**old, "infonce_group": old["batch_size"]})
+
+
+def test_params_defaults_come_from_the_schema_and_unknown_keys_fail():
+    from ablate.bridge import train
+
+    p = params.resolve({})
+    assert p == train.DEFAULTS
+    assert set(p) >= {
+        "K", "depth", "bottleneck", "heads", "dropout", "rope_projection", "lr", "weight_decay",
+        "warmup_steps", "steps", "batch_size", "kl_weight", "kl_positions", "kl_after_warmup",
+        "infonce_weight", "infonce_temperature", "prompt_align_weight", "early_stopping",
+        "patience", "restore_best", "hygiene", "eval_every", "eval_size", "max_new_tokens",
+        "max_source_len", "max_prompt_len", "seed", "dataset",
+    }  # fmt: skip
+    with pytest.raises(params.BridgeConfigError, match=r"bridge\.grid\.1a\.kl_wieght"):
+        params.resolve({"kl_wieght": 0.1}, "bridge.grid.1a")
+    with pytest.raises(params.BridgeConfigError, match=r"bridge\.dataset"):
+        params.resolve({"dataset": "squad"})

@@ -60,7 +60,7 @@ SEEDED = {
 
 @pytest.fixture
 def runs(tmp_path):
-    """1a's seed 0 well above 1b, seed 1 at 1b's level; the rest as test_bridge_tables'."""
+    """1a's seed 0 well above 1b, seed 1 at 1b's level; the rest as conftest.py's runs."""
     finals = {"r1a0": 0.8, "r1a1": 0.3, "r1b": 0.3, "r2a": 0.4, "r2b": 0.6}
     rng = np.random.default_rng(0)
     summaries, benches, samples = {}, {}, {}

@@ -78,3 +78,14 @@ def test_the_loop_reads_the_switches_only_through_this_module():
             # p["key"] (a dict's read) or p.key (the typed params')
             read = rf"\[[\"']{key}[\"']\]|\.{key}\b"
             assert not re.search(read, text), f"{path.name} reads {key}"
+
+
+def test_the_group_is_the_process_batch_unless_set():
+    def typed(**kw):
+        return bridge_params.check(bridge_params.resolve(kw))
+
+    p = typed(batch_size=40)
+    assert p.infonce_group is None and switches.infonce_group(p) == 40
+    assert switches.infonce_group(typed(batch_size=40, infonce_group=10)) == 10
+    with pytest.raises(bridge_params.BridgeConfigError, match=r"bridge\.infonce_group = 3"):
+        bridge_params.resolve({"batch_size": 40, "infonce_group": 3})

@@ -1,4 +1,5 @@
-"""Bridge study: the gold-leak guard over answer spellings, exact GSM8K number comparison."""
+"""The gold-leak guard's test (ablate.bridge.leak, through evaluate.check_no_gold): every spelling
+of the gold answer refused, near misses passing (fast)."""
 
 from __future__ import annotations
 
@@ -87,15 +88,6 @@ def test_qa_answer_spellings(text, refused):
             evaluate.check_no_gold("qa", item, {"prompt": text})
     else:
         evaluate.check_no_gold("qa", item, {"prompt": text})
-
-
-def test_gsm8k_numbers_are_compared_exactly():
-    # 2^53 + 1 and 2^53 are one float: a float comparison calls this answer correct
-    assert scoring.score("gsm8k", "#### 9007199254740993", "9007199254740992")["correct"] is False
-    assert scoring.score("gsm8k", "#### 9007199254740993", "9007199254740993")["correct"] is True
-    assert scoring.score("gsm8k", "#### 0.30000000000000001", "0.3")["correct"] is False
-    assert scoring.score("gsm8k", "#### 1,000", "1000.0")["correct"] is True
-    assert scoring.same_number("-0", "0") and not scoring.same_number("1.2.3", "1.2")
 
 
 # the guard's spellings as a product: cue words x separators x number spellings

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from bridge_fixtures import MICRO_PARAMS
 from bridge_work import HeldStates
 
-from ablate.bridge import caches, evaluate, world
+from ablate.bridge import evaluate, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
@@ -254,24 +254,6 @@ def test_the_teacher_rows_a_cache_stores_give_the_live_kl(micro, kl_teacher, nll
         rows, _ = pair.teacher_states(items)
         stored = replace(pair, teacher_cache=HeldStates(rows)).loss(translator, items, 1)[1]["kl"]
     assert stored == pytest.approx(live, rel=1e-5) and live > 0
-
-
-def test_the_teacher_cache_key_holds_the_definitions_off_their_defaults():
-    from helpers import bridge_config
-
-    bridge = bridge_config()
-    p = bridge_params.resolve({})
-    key = caches.teacher_key(bridge, "target", p)
-    assert not set(caches.TEACHER_DEFINITIONS) & set(key)  # the default's caches keep their ids
-    for kw in (
-        {"kl_teacher": "answer_only"},
-        {"nll_labels": "original"},
-        {"nll_labels": "original", "kl_rows": "original"},
-        {"padding": "left"},
-    ):
-        other = caches.teacher_key(bridge, "target", bridge_params.resolve(kw))
-        assert other == {**key, **kw}
-        assert caches.states_params({"key": other, "batch": 4}).items() >= kw.items()
 
 
 def test_the_original_overlay_sets_each_eras_definitions(monkeypatch):

@@ -1,18 +1,17 @@
-"""Bridge study: one grid entry's training, restore-best, the gold-leak guard, latent inputs, ablation 4."""
+"""One grid entry's training (ablate.bridge.train): its outputs, restore-best, early stopping, a
+non-finite loss, resuming after a kill or a signal (the micro pair)."""
 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
 from bridge_fixtures import MICRO_PARAMS
 
-from ablate.bridge import evaluate, infer, train, world
 from ablate.bridge import params as bridge_params
-from ablate.bridge.pair import load_pair
+from ablate.bridge import train
 from ablate.core.outputs import checkpoint_integrity
 
 
@@ -35,43 +34,6 @@ def test_train_entry_writes_every_output(bridge_entry):
     assert samples["correct"].mean() == pytest.approx(on_disk["final"])
 
 
-def test_frozen_models_only_translator_learns(bridge_cards):
-    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
-    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    for m in (pair.source, pair.target):
-        assert not m.training and not any(t.requires_grad for t in m.parameters())
-
-
-def test_training_forward_fills_no_kv_cache(bridge_cards, bridge_world, monkeypatch):
-    """The training loss runs the frozen target without a KV cache (a hub model's config asks
-    for one: a training forward would only fill it, and compiled layers recompile per layer on
-    it) and with its layers compiled when the pair says so (train.fit: on CUDA)."""
-    from ablate.core.training import speed
-
-    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
-    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    pair.target.config.use_cache = True  # as a hub model's config says
-    calls, switched = [], []
-    body = pair.target.base_model
-    forward = body.forward
-    monkeypatch.setattr(body, "forward", lambda *a, **k: calls.append(k) or forward(*a, **k))
-    monkeypatch.setattr(
-        speed, "layers_compiled", lambda model, on=True: switched.append(on) or _nothing()
-    )
-    items = world.load_dataset(bridge_world["gsm8k_train"], "gsm8k")[:2]
-    translator = train.tr.BottleneckedGatedTranslator(
-        d_src=pair.source.config.hidden_size,
-        d_tgt=pair.target.config.hidden_size,
-        target_rms=1.0,
-        **{k: getattr(p, k) for k in train.tr.ARCH_KEYS},
-    )
-    for compiled in (False, True):
-        pair.compiled = compiled
-        pair.loss(translator, items, 1)
-    assert calls and all(k.get("use_cache") is False for k in calls)
-    assert switched == [False, True]
-
-
 def _train_gsm8k(run_id: str, params: dict, cards: dict, world_files: dict, out):
     """One training run of the embedded pair on the embedded world's GSM8K: its summary."""
     return train.train_entry(
@@ -82,12 +44,6 @@ def _train_gsm8k(run_id: str, params: dict, cards: dict, world_files: dict, out)
         eval_file=world_files["gsm8k_test"],
         out_dir=out,
     )
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def test_restore_best_reevaluates_the_best_state(bridge_world, bridge_cards, tmp_path, monkeypatch):
@@ -131,132 +87,6 @@ def test_early_stopping_with_patience(bridge_world, bridge_cards, tmp_path, monk
     s = _train_gsm8k("stop", params, bridge_cards, bridge_world, tmp_path)
     assert s["stop_reason"] == "early_stopping" and s["steps_done"] == 4
     assert [c["step"] for c in s["curve"]] == [0, 2, 4]
-
-
-def test_gold_leak_is_refused(bridge_cards, bridge_world, monkeypatch):
-    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
-    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
-    gold = item["answer"].split("#### ")[-1]
-    # the seed's 1b fault: the evaluation prompt carried the answer
-    real_prompt = world.prompt
-    monkeypatch.setattr(
-        world, "prompt", lambda kind, it: real_prompt(kind, it) + world.answer_text(kind, it)
-    )
-    with pytest.raises(evaluate.GoldLeakError, match=item["id"]):
-        pair.evaluate_latent(None, [item])  # refused before the translator is ever called
-    with pytest.raises(evaluate.GoldLeakError, match=item["id"]):
-        bench = infer.Bench(pair, translator=None)
-        bench.run("target_alone", item)
-    monkeypatch.setattr(world, "prompt", real_prompt)
-    leaked = {**item, "question": item["question"] + f" (#### {gold})"}
-    with pytest.raises(evaluate.GoldLeakError, match="gold answer"):
-        evaluate.check_no_gold("gsm8k", leaked, pair.fed_latent(leaked))
-    evaluate.check_no_gold("gsm8k", item, pair.fed_latent(item))  # the clean item passes
-    qa = world.load_dataset(bridge_world["qa_test"], "qa")[0]
-    evaluate.check_no_gold("qa", qa, {"prompt": world.prompt("qa", qa)})  # context may name it
-    with pytest.raises(evaluate.GoldLeakError):
-        evaluate.check_no_gold("qa", qa, {"prompt": world.prompt("qa", qa) + " " + qa["answer"]})
-
-
-def test_latent_mode_feeds_no_question_text(bridge_cards, bridge_world):
-    p = bridge_params.check(bridge_params.resolve(MICRO_PARAMS))
-    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
-    before, after = evaluate.latent_target_ids(pair.tgt_tok)
-    assert before == [pair.tgt_tok.bos_token_id]
-    assert pair.tgt_tok.decode(after).strip() == world.ANSWER_CUE
-    soft = torch.zeros(1, p.K, pair.target.config.hidden_size)
-    embeds, mask, n = pair.latent_embeds(soft)
-    assert embeds.shape[1] == n == 1 + p.K + len(after)  # nothing but BOS, K soft, the cue
-    emb = pair.target.get_input_embeddings()
-    expect = emb(torch.tensor(after))
-    assert torch.equal(embeds[0, 1 + p.K :], expect)
-    fed = pair.fed_latent(item)["target input (around the soft tokens)"]
-    assert item["question"] not in fed and fed.strip() == world.ANSWER_CUE
-
-
-def test_benchmark_writes_five_baselines_per_sample(
-    bridge_entry, bridge_cards, bridge_world, tmp_path
-):
-    out, _ = bridge_entry
-    agg = infer.benchmark(
-        bridge_params.RunSpec.parse(
-            "micro-0001", {**MICRO_PARAMS, "eval_size": 2}, "gsm8k", timed_samples=1
-        ),
-        source_card=bridge_cards["source"],
-        target_card=bridge_cards["target"],
-        translator_dir=out / "translator",
-        eval_file=bridge_world["gsm8k_test"],
-        out_samples=tmp_path / "samples.parquet",
-        out_summary=tmp_path / "summary.csv",
-    )
-    s = pd.read_parquet(tmp_path / "samples.parquet")
-    assert len(s) == 2 * 5
-    # every item scored (batched); the first one timed again at batch 1, and the rows say so
-    first = s["id"] == s["id"].iloc[0]
-    assert s["timed"].tolist() == first.tolist()
-    assert s.loc[first, "latency_s"].gt(0).all() and s.loc[~first, "latency_s"].isna().all()
-    assert s.loc[first, "timing"].str.startswith("batch 1").all()
-    assert s.loc[~first, "timing"].str.startswith("not timed").all()
-    assert (agg["n_timed"] == 1).all() and agg["latency_p90_s"].gt(0).all()
-    for _, rows in s.groupby("id"):
-        assert sorted(rows["baseline"]) == sorted(infer.BASELINES)
-    for col in ("input_tokens", "output_tokens", "kv_cache_mb", "latency_s", "peak_mem_mb",
-                "peak_mem_kind", "em", "f1", "correct"):  # fmt: skip
-        assert col in s.columns, col
-    lat = s[s.baseline == "latent"].iloc[0]
-    assert lat.input_tokens == 1 + MICRO_PARAMS["K"] + len(
-        evaluate.cue_ids(load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k",
-                                   bridge_params.check(bridge_params.resolve(MICRO_PARAMS))).tgt_tok)
-    )  # fmt: skip
-    budget = s[s.baseline == "token_budget"].iloc[0]
-    assert budget.input_tokens == lat.input_tokens  # the same input length: a fair comparison
-    assert (s.kv_cache_mb > 0).all()
-    # total = the answering model's cache + the source's for the same item
-    kv = json.loads((tmp_path / "summary.csv.provenance.json").read_text())["kv_cache_mb_per_token"]
-    src = s.source_input_tokens.fillna(0) + s.source_output_tokens.fillna(0)
-    want = s.kv_cache_mb + kv["source"] * src.where(s.model == "target", 0)
-    assert s.kv_cache_total_mb.tolist() == pytest.approx(want.tolist())
-    assert (
-        s[s.baseline == "latent"].kv_cache_total_mb > s[s.baseline == "latent"].kv_cache_mb
-    ).all()
-    assert list(agg["baseline"]) == list(infer.BASELINES) and (agg["n"] == 2).all()
-    assert pd.read_csv(tmp_path / "summary.csv").shape[0] == 5
-    assert (tmp_path / "summary.csv.provenance.json").exists()
-
-
-def test_token_budget_is_the_start_of_the_full_prompt(bridge_cards, bridge_world, monkeypatch):
-    """A prompt longer than max_prompt_len: the budget is its first K tokens, not the first K
-    of the prompt already cut from the left (which start mid-question)."""
-    p = bridge_params.check(bridge_params.resolve({**MICRO_PARAMS, "K": 3, "max_prompt_len": 12}))
-    pair = load_pair(bridge_cards["source"], bridge_cards["target"], "gsm8k", p)
-    item = world.load_dataset(bridge_world["gsm8k_test"], "gsm8k")[0]
-    item = {**item, "question": "Gin has many cards. " * 4 + item["question"]}
-    assert len(pair.tgt_tok(world.prompt("gsm8k", item))["input_ids"]) > 12  # long
-    fed = []
-
-    def fake_gen(self, which, id_lists):  # what the bench hands the engine
-        fed.extend(id_lists)
-        return ["#### 1"] * len(id_lists), [1] * len(id_lists)
-
-    monkeypatch.setattr(infer.Bench, "_gen", fake_gen)
-    translator = SimpleNamespace(config={"K": 3})
-    row = infer.Bench(pair, translator).run("token_budget", item)
-    full = pair.tgt_tok(world.prompt("gsm8k", item))["input_ids"]
-    assert fed == [full[:4] + evaluate.cue_ids(pair.tgt_tok)]
-    assert pair.tgt_tok.decode(fed[0], skip_special_tokens=True).startswith("Question: G")
-    assert row["input_tokens"] == 1 + 3 + len(evaluate.cue_ids(pair.tgt_tok))
-
-
-def test_same_tokenizer_on_both_sides_is_refused(bridge_cards):
-    from ablate.bridge import models
-
-    _, src_tok = models.load(bridge_cards["source"])
-    _, tgt_tok = models.load(bridge_cards["target"])
-    models.check_distinct_tokenizers(src_tok, tgt_tok)  # the embedded pair: two tokenizers
-    with pytest.raises(models.ModelSetupError, match="same tokenizer"):
-        models.check_distinct_tokenizers(src_tok, src_tok)
 
 
 def test_a_nonfinite_loss_ends_at_the_last_checkpoint_by_the_loops_rule(

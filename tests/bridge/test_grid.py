@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
-import re
 
 import pytest
-from helpers import bridge_config
+from helpers import ROOT, bridge_config
 
 from ablate.bridge import grid, layout
 from ablate.core.config import ConfigError
-
-
-@pytest.fixture
-def bridge():
-    return bridge_config()
 
 
 def test_same_as_reuses_the_run(bridge):
@@ -131,87 +124,6 @@ def test_auto_dtype_is_the_dtype_of_the_training_device(bridge):
         grid.resolve(bridge)
 
 
-def test_hub_revision_spellings_are_one_model():
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    runs = []
-    for rev in (None, "main", sha, sha.upper()):
-        bridge = bridge_config("latentwire.yaml")
-        bridge["source"]["revision"] = rev
-        runs.append(grid.resolve(bridge).entries["1a"].run_id)
-    assert runs[0] == runs[1] and runs[2] == runs[3] and runs[0] != runs[2]
-
-
-def test_a_branch_is_its_commit_in_the_run_id(tmp_path, monkeypatch):
-    """`revision: main` on two days the branch named two commits: two run ids (the name alone
-    made one), each pinned in its results folder's lock; the register job gets the commit."""
-    from huggingface_hub import constants
-
-    from ablate.core.outputs import hub_revisions
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    bridge = bridge_config("latentwire.yaml")
-    refs = tmp_path / "hub" / ("models--" + bridge["source"]["path"].replace("/", "--")) / "refs"
-    refs.mkdir(parents=True)
-    ids = []
-    for sha in ("a" * 40, "b" * 40):
-        (refs / "main").write_text(sha)  # what the cache's last download of main got
-        config = {"bridge": bridge, "results": str(tmp_path / sha[0])}
-        study = grid.resolve(bridge, config["results"])
-        ids.append(study.entries["1a"].run_id)
-        assert study.entries["1a"].identity["source"]["revision"] == sha
-        lock = json.loads((tmp_path / sha[0] / hub_revisions.LOCK).read_text())
-        assert lock[f"{bridge['source']['path']}@main"]["sha"] == sha
-        register = next(j for j in layout.jobs(config, study) if j.name == "register/source")
-        assert register.config["model"]["revision"] == sha
-        assert register.config["requested_revision"] is None  # as written: null
-    assert ids[0] != ids[1]
-    assert bridge["source"]["revision"] is None  # the config itself is left as written
-
-
-def test_a_dataset_branch_is_its_commit_in_the_run_id(tmp_path):
-    """A hub dataset's `revision` (null: main) is pinned like a model's: the run id and the
-    data job (which loads that commit) name it."""
-    from ablate.core.outputs import hub_revisions
-
-    bridge = bridge_config("latentwire.yaml")
-    key = f"datasets/{bridge['data']['gsm8k']['path']}@main"
-    ids = []
-    for sha in ("a" * 40, "b" * 40):
-        results = tmp_path / sha[0]
-        results.mkdir()
-        (results / hub_revisions.LOCK).write_text(json.dumps({key: {"sha": sha}}))
-        study = grid.resolve(bridge, str(results))
-        ids.append(study.entries["1a"].run_id)
-        assert study.entries["1a"].identity["data"]["gsm8k"]["revision"] == sha
-        config = {"bridge": bridge, "results": str(results)}
-        data_job = next(j for j in layout.jobs(config, study) if j.rule == "bridge_data")
-        assert data_job.config["gsm8k"]["revision"] == sha
-    assert ids[0] != ids[1]
-
-
-def test_a_card_of_another_commit_than_the_run_id_is_refused(tmp_path):
-    from ablate.bridge import models
-    from ablate.core.outputs import io
-
-    card = tmp_path / layout.PATTERNS["card"].format(role="source")
-    io.write_json(
-        card,
-        {
-            "source": "pretrained",
-            "id": "org/m",
-            "path": "org/m",
-            "revision": "c" * 40,
-            "tokenizer": "org/m",
-        },
-    )
-    models.check_pinned({"source": str(card)}, {"source": {"revision": "c" * 40}})
-    with pytest.raises(ValueError) as info:
-        models.check_pinned({"source": str(card)}, {"source": {"revision": "a" * 40}})
-    lock = str(tmp_path / "hub_revisions.json")  # the results folder of the card
-    assert all(s in str(info.value) for s in ("c" * 40, "a" * 40, lock))
-    models.check_pinned({"source": str(card)}, {"source": {"revision": "main"}})  # unresolved
-
-
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -248,35 +160,6 @@ def test_same_hub_model_twice_is_refused():
         grid.resolve(bridge)
 
 
-@pytest.mark.parametrize(
-    "key, value, message",
-    [
-        ("path", "hot_pot_qa", "hotpotqa.path: 'hot_pot_qa' is not a known hub dataset id "
-         "(did you mean 'hotpotqa/hotpot_qa'?)"),
-        ("path", "hotpotqa/hotpotqa", "(did you mean 'hotpotqa/hotpot_qa'?)"),
-        ("name", "distracter", "hotpotqa.name: 'hotpotqa/hotpot_qa' has no config 'distracter'"),
-        ("test_split", "test", "hotpotqa.test_split: 'hotpotqa/hotpot_qa' (distractor) has no "
-         "split 'test'"),
-    ],
-)  # fmt: skip
-def test_hub_dataset_ids_are_checked_at_parse_time(key, value, message):
-    bridge = bridge_config("latentwire.yaml")
-    bridge["data"]["hotpotqa"][key] = value
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        grid.resolve(bridge)
-
-
-def test_shipped_hub_datasets_are_known(tmp_path):
-    from ablate.bridge import hub
-
-    data = bridge_config("latentwire.yaml")["data"]
-    paths = {data[k]["path"] for k in ("gsm8k", "hotpotqa")}
-    assert paths <= {*hub.DATASETS, *hub.ALIASES}
-    hub.check_data(data)
-    local = {"path": str(tmp_path), "name": "x", "train_split": "a", "test_split": "b"}
-    hub.check_dataset("bridge.data.gsm8k", local)  # a local directory is not checked
-
-
 def test_seed_study_grid():
     """config/latentwire.yaml holds the seed's grid (latentwire.md's table)."""
     study = grid.resolve(bridge_config("latentwire.yaml"))
@@ -309,14 +192,6 @@ def test_seed_study_grid():
     assert study.entries["swap"].source_role == "target"
     ids = {e.identity["source"]["path"] for e in study.runs.values()}
     assert ids == {"mistralai/Mistral-7B-Instruct-v0.3", "meta-llama/Llama-3.1-8B-Instruct"}
-
-
-def test_jobs_share_the_file_patterns(bridge):
-    """Every job's outputs and record are PATTERNS formatted; a record is one of its outputs."""
-    for job in layout.jobs({"bridge": bridge, "results": "results"}):
-        assert job.study == "bridge" and job.log.startswith("results/logs/bridge/"), job.name
-        assert job.record is None or job.record in job.outputs.values(), job.rule
-        assert all(o.startswith("results/bridge/") for o in job.outputs.values())
 
 
 def _placed(bridge: dict, gpus: int, batch_size: int, group: int | None) -> grid.Study:
@@ -383,3 +258,41 @@ def test_a_run_without_an_infonce_group_keeps_its_identity(bridge, gpus):
             **e.params,
             "eval_size": study.config["infer"]["n_samples"],
         }
+
+
+def test_grid_records_a_set_group_in_the_run_identity():
+    """A group is part of the run: spelled as the data-parallel run it equals (one process of
+    4 rows in groups of 2 = 2 processes of 2 rows), the job's params keep it."""
+    from helpers import bridge_config
+
+    bridge = bridge_config()
+    bridge["grid"] = {"a": {}, "b": {"infonce_group": 2}}
+    bridge["infer"] = {"entry": "a", "qa_entry": None, "n_samples": 8}
+    a, b = (grid.resolve(bridge).entries[n] for n in ("a", "b"))
+    assert "infonce_group" not in a.identity["params"] and "infonce_group" not in a.params
+    assert a.params["batch_size"] == b.params["batch_size"] == 4 and b.params["infonce_group"] == 2
+    assert "infonce_group" not in b.identity["params"] and b.identity["params"]["batch_size"] == 2
+    assert b.identity["processes"] == 2 and a.run_id != b.run_id
+
+
+def test_the_global_batch_is_part_of_a_run_identity():
+    """config/latentwire.yaml's 40 rows per process in InfoNCE groups of 10: gpu 0 and 1 (one
+    process, global 40) are the seed's 4 x 10 run; gpu 2 and 4 (global 80, 160) other runs,
+    spelled as 8 and 16 processes of 10. The states keys ignore it."""
+    import copy
+
+    from ablate.bridge import grid
+    from ablate.core import planner
+
+    bridge = planner.load_config(ROOT / "config" / "latentwire.yaml")["bridge"]
+    ids, keys = {}, {}
+    for gpus in (0, 1, 2, 4):
+        b = copy.deepcopy(bridge)
+        b["resources"]["train"]["gpu"] = gpus
+        study = grid.resolve(b)
+        ids[gpus] = study.entries["1a"].run_id
+        keys[gpus] = sorted(study.states)
+        assert study.entries["1a"].identity["processes"] == 4 * max(1, gpus)
+        assert study.entries["1a"].identity["params"]["batch_size"] == 10
+    assert ids[0] == ids[1] and len({ids[1], ids[2], ids[4]}) == 3
+    assert keys[0] == keys[1] == keys[2] == keys[4]
