@@ -16,14 +16,14 @@ def test_lengths_are_cut_like_the_pipeline_and_an_example_counts_source_latent_a
     p = typed(K=4, max_source_len=96, max_prompt_len=128)
     spec = {"source_tokens": 500, "prompt_tokens": 20, "answer_tokens": 7}
     n = cost.Lengths.of(spec, p)
-    assert n == cost.Lengths(source=96, prompt=20, answer=7, cue=3)  # the source cut at 96
+    assert n == cost.Lengths(source=96, prompt=20, answer=7)  # the source cut at 96
     assert cost.latent_len(p.K, n) == 1 + 4 + 3  # BOS, K soft tokens, the cue
     assert cost.example_tokens(p.K, n) == 96 + 8 + 7  # the teacher's prompt is not counted
     assert cost.frozen_tokens("source", n) == 96 and cost.frozen_tokens("teacher", n) == 27
 
 
 def test_example_flops_drop_what_the_caches_and_the_kl_switch_leave_out():
-    n = cost.Lengths(source=10, prompt=6, answer=4, cue=3)
+    n = cost.Lengths(source=10, prompt=6, answer=4)
     p = typed(K=2, kl_weight=0.5)
     source, target, teacher, translator = 2 * 10, 4 * (6 + 4), 2 * (6 + 4), 6 * 2
     flops = [

@@ -14,9 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "ablate"
 TESTS = ROOT / "tests"
 
-#: parts whose tests are still named by feature, not mirrored
-NOT_YET = {"mask", "bridge"}
-
 #: a module of src/ablate (path relative to it) -> why it has no test module of its own
 UNMIRRORED = {
     "core/config.py": "tests/core/test_config_schema.py, test_config_guards.py, test_config_yaml_errors.py: "
@@ -48,8 +45,6 @@ def unmirrored(package: Path = PACKAGE, tests: Path = TESTS) -> dict[str, Path]:
     """Each module of ``package`` (relative path) without its mirrored test module -> that path."""
     out = {}
     for module in sorted(package.rglob("*.py")):
-        if module.relative_to(package).parts[0] in NOT_YET:
-            continue
         if module.name == "__init__.py" and not has_behaviour(module):
             continue
         want = mirrored(module, package, tests)
