@@ -2,7 +2,8 @@
 schemas (``ablate/core/*.schema.yaml``: a key, enum value, const or default naming a study, its
 attention backend or a key its schema part adds to a core definition) or the core's rules
 (``rules/*.smk``: a quoted name or a study's package); no import circle, also none hidden inside a
-function."""
+function (an import under ``if TYPE_CHECKING:`` never runs: it names a type for the annotations
+only, and is no edge)."""
 
 from __future__ import annotations
 
@@ -237,15 +238,32 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _for_annotations_only(tree: ast.AST) -> set[int]:
+    """The nodes under ``if TYPE_CHECKING:`` (not its ``else``): code that never runs."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        test = getattr(node, "test", None)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in (
+            getattr(test, "id", None),
+            getattr(test, "attr", None),
+        ):
+            found.update(id(n) for child in node.body for n in ast.walk(child))
+    return found
+
+
 def import_graph(root: Path | None = None) -> dict[str, set[str]]:
     """module -> the package's modules it imports, at module level or inside a function (a
-    function-level import hides a circle, it does not break it)."""
+    function-level import hides a circle, it does not break it); an import for the annotations
+    only (under ``if TYPE_CHECKING:``, with postponed annotations) is never run and no edge."""
     root = root or SRC
     trees = {_module_name(p, root): (p, t) for p, t in _modules(root)}
     graph: dict[str, set[str]] = {m: set() for m in trees}
     for mod, (path, tree) in trees.items():
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        skip = _for_annotations_only(tree)
         for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -314,3 +332,23 @@ def test_the_check_finds_a_circle_hidden_in_a_function(tmp_path):
     graph = import_graph(tmp_path / "ablate")
     assert graph["ablate.core.c"] == {"ablate.core.a", "ablate.core.b"}
     assert cycles(graph) == [["ablate.core.a", "ablate.core.b"]]
+
+
+def test_an_import_for_the_annotations_only_is_no_edge(tmp_path):
+    """ablate.bridge.switches names params' BridgeParams in its annotations only (params calls
+    switches at run time); the else of ``if TYPE_CHECKING:`` runs, and is an edge."""
+    pkg = tmp_path / "ablate" / "core"
+    pkg.mkdir(parents=True)
+    (pkg.parent / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from ablate.core import b\n")
+    (pkg / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ablate.core.a import X\n"
+    )
+    (pkg / "c.py").write_text(
+        "import typing\nif typing.TYPE_CHECKING:\n    from ablate.core import a\n"
+        "else:\n    from ablate.core import b\n"
+    )
+    graph = import_graph(tmp_path / "ablate")
+    assert graph["ablate.core.b"] == set() and graph["ablate.core.c"] == {"ablate.core.b"}
+    assert cycles(graph) == []
