@@ -7,16 +7,19 @@ A switch (:data:`SWITCHES`) is a parameter only this module reads. Its effect on
 keeps one of them (:func:`canonical`): a setting that cannot act never splits a run. A new switch
 read here enters :func:`behaviour` and is reset with the others; nothing else to list.
 
-Every function takes params typed (:class:`ablate.bridge.params.BridgeParams`, not imported
-here: ``params`` calls :func:`canonical`, and an import back would be a circle). Torch-free: the
-Snakefile resolves every grid entry at parse time.
+Every function takes params typed (:class:`ablate.bridge.params.BridgeParams`, imported for the
+annotations only: ``params`` calls :func:`canonical`, so an import at run time would be a circle).
+Torch-free: the Snakefile resolves every grid entry at parse time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ablate.bridge.params import BridgeParams
 
 #: The parameters read only here (a test checks no other bridge module reads them).
 SWITCHES = (
@@ -34,7 +37,7 @@ SWITCHES = (
 )
 
 
-def kl_steps(p) -> range:
+def kl_steps(p: BridgeParams) -> range:
     """The optimizer steps (counted from 1) whose loss has the KL term: with ``kl_after_warmup``
     those after ``warmup_steps``, so with ``warmup_steps: 0`` all of them, as without it."""
     if p.kl_weight <= 0:
@@ -43,7 +46,7 @@ def kl_steps(p) -> range:
     return range(first, p.steps + 1)
 
 
-def kl_last_row(p) -> bool:
+def kl_last_row(p: BridgeParams) -> bool:
     """Whether the KL counts, past the rows predicting an answer token, the one at the answer's
     last token (``kl_rows: original``, the later era's ``min(20, 1 + len(answer))`` rows). It acts
     only where no label follows the answer (``nll_labels: original``; under ``answer`` that row
@@ -57,7 +60,7 @@ def kl_last_row(p) -> bool:
     )
 
 
-def stop_patience(p) -> int | None:
+def stop_patience(p: BridgeParams) -> int | None:
     """Evaluations without a better accuracy that end the training early, or None where that
     cannot happen: early stopping is off, or fewer evaluations than ``patience`` fall before the
     last step (only an evaluation at step k x ``eval_every`` < ``steps`` can stop the loop, and
@@ -68,13 +71,13 @@ def stop_patience(p) -> int | None:
     return p.patience
 
 
-def infonce_group(p) -> int:
+def infonce_group(p: BridgeParams) -> int:
     """Rows per InfoNCE group (each row's negatives are the rest of its group): ``infonce_group``,
     or, when it is null, the process's whole batch (``batch_size``)."""
     return p.infonce_group or p.batch_size
 
 
-def behaviour(p) -> dict[str, Any]:
+def behaviour(p: BridgeParams) -> dict[str, Any]:
     """Everything the switches change in a run: equal behaviours, equal trainings."""
     kl = kl_steps(p)
     return {
@@ -91,7 +94,7 @@ def behaviour(p) -> dict[str, Any]:
     }
 
 
-def canonical(p, defaults):
+def canonical(p: BridgeParams, defaults: BridgeParams) -> BridgeParams:
     """``p`` with its switches set to one representative of its behaviour: among the settings
     of the same behaviour (each switch at its value, its default, or a boolean's negation), the
     one with the fewest non-boolean and then boolean switches off their defaults. A setting that
@@ -105,7 +108,7 @@ def canonical(p, defaults):
         negation = (not value,) if isinstance(value, bool) else ()
         options.append(dict.fromkeys([getattr(defaults, k), value, *negation]))
 
-    def cost(q) -> tuple[int, int]:
+    def cost(q: BridgeParams) -> tuple[int, int]:
         off = [k for k in SWITCHES if getattr(q, k) != getattr(defaults, k)]
         return sum(not isinstance(getattr(q, k), bool) for k in off), len(off)
 
