@@ -116,7 +116,7 @@ def bridge_entries_table():
                 run_id=e.run_id,
                 same_as=e.same_as,
                 dataset=e.dataset,
-                K=e.params["K"],
+                K=e.settings.K,
                 direction=f"{e.source_role}->{e.target_role}",
                 # a seed of a grid entry with seeds: the entry and the seed
                 **({"base": e.base, "seed": e.seed} if e.base else {}),

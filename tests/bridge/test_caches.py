@@ -10,9 +10,11 @@ from ablate.bridge import params as bridge_params
 def test_the_teacher_cache_key_holds_the_definitions_off_their_defaults():
     from helpers import bridge_config
 
+    def typed(**kw):
+        return bridge_params.check(bridge_params.resolve(kw))
+
     bridge = bridge_config()
-    p = bridge_params.resolve({})
-    key = caches.teacher_key(bridge, "target", p)
+    key = caches.teacher_key(bridge, "target", typed())
     assert not set(caches.TEACHER_DEFINITIONS) & set(key)  # the default's caches keep their ids
     for kw in (
         {"kl_teacher": "answer_only"},
@@ -20,7 +22,7 @@ def test_the_teacher_cache_key_holds_the_definitions_off_their_defaults():
         {"nll_labels": "original", "kl_rows": "original"},
         {"padding": "left"},
     ):
-        other = caches.teacher_key(bridge, "target", bridge_params.resolve(kw))
+        other = caches.teacher_key(bridge, "target", typed(**kw))
         assert other == {**key, **kw}
         assert caches.states_params({"key": other, "batch": 4}).items() >= kw.items()
 
@@ -47,5 +49,5 @@ def test_runs_share_a_cache_unless_what_the_frozen_model_reads_differs(bridge):
     ]
     assert all(sid.startswith("gsm8k-") for sid in found)
     (key,) = [s["key"] for s in found.values() if s["runs"] == [study.entries["c"].run_id]]
-    assert key == caches.states_key(bridge, "source", study.entries["c"].params)
+    assert key == caches.states_key(bridge, "source", study.entries["c"].settings)
     assert key["max_source_len"] == 64 and "lr" not in key

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from helpers import ROOT, bridge_config
 
 from ablate.bridge import grid, layout
+from ablate.bridge import params as bridge_params
 from ablate.core.config import ConfigError
+
+#: The code that reads a grid entry's params while the workflow is parsed (Entry.settings).
+PARSE_TIME = [
+    *(ROOT / "src" / "ablate" / "bridge" / f"{m}.py" for m in ("grid", "caches", "plan", "layout")),
+    *sorted((ROOT / "rules" / "bridge").glob("*.smk")),
+]
 
 
 def test_same_as_reuses_the_run(bridge):
@@ -110,6 +118,31 @@ def test_an_integer_written_as_a_float_is_refused_naming_the_entrys_key(bridge):
         ConfigError, match=r"bridge\.grid\.second\.K: 8\.0 is not of type 'integer': write 8"
     ):
         grid.resolve(bridge)
+
+
+def test_an_entry_reads_its_params_typed_as_the_job_takes_them(bridge):
+    """Entry.settings: the recorded params (late keys at their default left out) complete and
+    typed, as the job's check builds them; a same_as entry's are its twin's."""
+    study = grid.resolve(bridge)
+    for e in study.entries.values():
+        assert e.settings == bridge_params.check(e.params)
+        full = e.settings.as_dict()
+        assert full.items() >= e.params.items()
+        assert set(full) - set(e.params) <= set(bridge_params.LATE_KEYS)
+        assert e.dataset == e.settings.dataset and e.settings.K == e.params["K"]
+    assert study.entries["2c"].settings == study.entries["1a"].settings
+    e = study.entries["1a"]
+    assert set(bridge_params.LATE_KEYS) - set(e.params)  # the default's late keys: not recorded
+    assert e.settings is e.settings  # checked once per entry
+
+
+def test_parse_time_code_reads_an_entrys_params_typed():
+    """Entry.params is what the run identity hashes and the jobs get; the grid, the caches, the
+    plan and the rules read its values as Entry.settings' attributes, never by a string key."""
+    dict_read = re.compile(r"\.params(\[|\.get\()")
+    for path in PARSE_TIME:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            assert not dict_read.search(line), f"{path.name}:{n} reads Entry.params by key"
 
 
 def test_auto_dtype_is_the_dtype_of_the_training_device(bridge):

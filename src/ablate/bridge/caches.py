@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablate.bridge.params import defaults
+from ablate.bridge.params import BridgeParams, defaults
 from ablate.bridge.pins import data_identity, model_identity
 from ablate.core.config import sorted_tree
 from ablate.core.outputs.provenance import config_hash
@@ -27,7 +27,9 @@ SOURCE_LAYER = "last_hidden_state"
 FROZEN_SPLITS = {"source": ("train", "test"), "teacher": ("train",)}
 
 
-def _frozen_key(bridge, what: str, model_key: str, role: str, p, *lengths: str) -> dict[str, Any]:
+def _frozen_key(
+    bridge, what: str, model_key: str, role: str, p: BridgeParams, **lengths: int
+) -> dict[str, Any]:
     """What a frozen model's cached outputs depend on: the model (under ``model_key``), the
     data, the layer, the ``lengths`` params and the dtype; never the translator or its training."""
     data = bridge["data"]
@@ -35,17 +37,18 @@ def _frozen_key(bridge, what: str, model_key: str, role: str, p, *lengths: str) 
         {
             "what": what,
             model_key: model_identity(bridge[role], data),
-            "data": data_identity(data, p["dataset"]),
-            "dataset": p["dataset"],
+            "data": data_identity(data, p.dataset),
+            "dataset": p.dataset,
             "layer": SOURCE_LAYER,
-            **{k: p[k] for k in (*lengths, "model_dtype")},
+            **lengths,
+            "model_dtype": p.model_dtype,
         }
     )
 
 
-def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> dict[str, Any]:
+def states_key(bridge: dict[str, Any], source_role: str, p: BridgeParams) -> dict[str, Any]:
     """What a source-state cache depends on."""
-    return _frozen_key(bridge, "source", "source", source_role, p, "max_source_len")
+    return _frozen_key(bridge, "source", "source", source_role, p, max_source_len=p.max_source_len)
 
 
 #: The definitions the teacher's rows depend on (which input, which answer tokens): in the key
@@ -53,12 +56,20 @@ def states_key(bridge: dict[str, Any], source_role: str, p: dict[str, Any]) -> d
 TEACHER_DEFINITIONS = ("kl_teacher", "nll_labels", "kl_rows", "padding")
 
 
-def teacher_key(bridge: dict[str, Any], target_role: str, p: dict[str, Any]) -> dict[str, Any]:
+def teacher_key(bridge: dict[str, Any], target_role: str, p: BridgeParams) -> dict[str, Any]:
     """What the KL teacher's rows depend on (the target reading the text prompt + answer, or
     what ``kl_teacher`` says)."""
-    key = _frozen_key(bridge, "teacher", "target", target_role, p, "max_prompt_len", "kl_positions")
-    full = {**defaults(), **p}  # a run's params leave late keys at their defaults out
-    changed = {k: full[k] for k in TEACHER_DEFINITIONS if full[k] != defaults()[k]}
+    key = _frozen_key(
+        bridge,
+        "teacher",
+        "target",
+        target_role,
+        p,
+        max_prompt_len=p.max_prompt_len,
+        kl_positions=p.kl_positions,
+    )
+    definitions = {k: getattr(p, k) for k in TEACHER_DEFINITIONS}
+    changed = {k: v for k, v in definitions.items() if v != defaults()[k]}
     return sorted_tree({**key, **changed})
 
 
@@ -68,17 +79,18 @@ def of_runs(bridge: dict[str, Any], runs: dict[str, Any]) -> dict[str, dict[str,
     eval_size needs, the smallest forward batch of its runs."""
     out: dict[str, dict[str, Any]] = {}
     for e in runs.values():
-        keys = [("source", e.source_role, states_key(bridge, e.source_role, e.params))]
-        if e.params["kl_weight"] > 0:
-            keys.append(("teacher", e.target_role, teacher_key(bridge, e.target_role, e.params)))
+        p = e.settings
+        keys = [("source", e.source_role, states_key(bridge, e.source_role, p))]
+        if p.kl_weight > 0:
+            keys.append(("teacher", e.target_role, teacher_key(bridge, e.target_role, p)))
         for what, role, key in keys:
             sid = f"{e.dataset}-{config_hash(key)[:12]}"
             s = out.setdefault(
                 sid, dict(what=what, key=key, role=role, runs=[], test_items=0, batch=1 << 30)
             )
             s["runs"].append(e.run_id)
-            s["test_items"] = max(s["test_items"], e.params["eval_size"] if what == "source" else 0)
-            s["batch"] = min(s["batch"], e.params["eval_batch_size"])  # a forward pass's items
+            s["test_items"] = max(s["test_items"], p.eval_size if what == "source" else 0)
+            s["batch"] = min(s["batch"], p.eval_batch_size)  # a forward pass's items
     return out
 
 

@@ -41,10 +41,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ablate.bridge import caches, hub
+from ablate.bridge import caches, hub, switches
+from ablate.bridge import params as bridge_params  # the schema (yaml), not torch
+from ablate.bridge.params import BridgeParams
 from ablate.bridge.pins import ROLES, data_identity, is_hub_model, model_identity, pin_revisions
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
 from ablate.core.config import ConfigError, sorted_tree
@@ -57,7 +60,9 @@ class Entry:
 
     name: str
     run_id: str
-    params: dict[str, Any]  # complete (schema defaults filled), what train_entry receives
+    # as recorded (bridge.params.recorded: late keys at their default left out): what the rules
+    # pass the jobs; read it through `settings`
+    params: dict[str, Any]
     identity: dict[str, Any]  # what the run id hashes; the provenance config slice
     source_role: str  # which config model reads (bridge.source, or bridge.target when swapped)
     target_role: str
@@ -67,9 +72,16 @@ class Entry:
     base: str | None = None  # the declared entry of a seed (``1a`` of ``1a-s0``); None: no seeds
     seed: int | None = None  # its seed (bridge.grid.<base>.seeds)
 
+    @functools.cached_property
+    def settings(self) -> BridgeParams:
+        """:attr:`params` typed and complete, as the job takes them
+        (:func:`ablate.bridge.params.check`): what parse-time code reads. Derived from
+        :attr:`params`, never stored beside it, so the two cannot disagree."""
+        return bridge_params.check(self.params, f"bridge.grid.{self.name}")
+
     @property
     def dataset(self) -> str:
-        return self.params["dataset"]
+        return self.settings.dataset
 
     @property
     def kind(self) -> str:
@@ -91,11 +103,11 @@ def _err(msg: str) -> ConfigError:
     return ConfigError(f"invalid config at {msg}")
 
 
-def resolved_dtype(bridge: dict[str, Any], p: dict[str, Any]) -> str:
+def resolved_dtype(bridge: dict[str, Any], p: BridgeParams) -> str:
     """``model_dtype: auto`` as the dtype the jobs load the frozen models in: bfloat16 when the
     training runs on GPUs (``bridge.resources.train.gpu`` > 0), else float32."""
-    if p["model_dtype"] != "auto":
-        return p["model_dtype"]
+    if p.model_dtype != "auto":
+        return p.model_dtype
     return "bfloat16" if bridge["resources"]["train"]["gpu"] > 0 else "float32"
 
 
@@ -110,30 +122,25 @@ def processes(bridge: dict[str, Any]) -> int:
     return max(1, bridge["resources"]["train"]["gpu"])
 
 
-def placement(p: dict[str, Any], procs: int, study_group: int | None = None) -> tuple[int, int]:
-    """(g, G / g) of a run (``p``: resolved) placed on ``procs`` processes of ``p["batch_size"]``
-    rows: its global batch G = batch_size x procs counted in InfoNCE groups of g rows (what its
-    identity holds as ``batch_size`` and ``processes``). g is the group InfoNCE takes its negatives in
+def placement(p: BridgeParams, procs: int, study_group: int | None = None) -> tuple[int, int]:
+    """(g, G / g) of a run placed on ``procs`` processes of ``p.batch_size`` rows: its global
+    batch G = batch_size x procs counted in InfoNCE groups of g rows (what its identity holds as
+    ``batch_size`` and ``processes``). g is the group InfoNCE takes its negatives in
     (:func:`ablate.bridge.switches.infonce_group`); where InfoNCE is inert, the training depends
     on G alone and g is ``study_group`` (``bridge.defaults.infonce_group``) where it divides
     batch_size, else batch_size."""
-    from ablate.bridge import params as bridge_params
-    from ablate.bridge import switches
-
-    if p["infonce_weight"] > 0:
-        g = switches.infonce_group(bridge_params.check(p))
-    elif study_group and p["batch_size"] % study_group == 0:
+    if p.infonce_weight > 0:
+        g = switches.infonce_group(p)
+    elif study_group and p.batch_size % study_group == 0:
         g = study_group
     else:
-        g = p["batch_size"]
-    return g, p["batch_size"] * procs // g
+        g = p.batch_size
+    return g, p.batch_size * procs // g
 
 
 def identity_params(p: dict[str, Any], g: int) -> dict[str, Any]:
     """The params a run's identity holds: ``p`` with ``batch_size`` = its InfoNCE group ``g`` and
     ``infonce_group`` left out (its null default: a group of the whole batch)."""
-    from ablate.bridge import params as bridge_params
-
     return bridge_params.recorded({**p, "batch_size": g, "infonce_group": None})
 
 
@@ -164,12 +171,10 @@ def check_models(bridge: dict[str, Any]) -> None:
 
 
 def _resolve_params(bridge: dict[str, Any]):
-    # imported here: ablate.bridge.params reads the schema (yaml, jsonschema), not torch
-    from ablate.bridge import params as bridge_params
-
-    def resolve(p: dict[str, Any], where: str) -> dict[str, Any]:
+    def resolve(p: dict[str, Any], where: str) -> BridgeParams:
+        """``p`` over the defaults, resolved and typed; an error is the config's, naming the key."""
         try:
-            return bridge_params.resolve(p, where)
+            return bridge_params.check(bridge_params.resolve(p, where), where)
         except bridge_params.BridgeConfigError as exc:
             raise _err(str(exc)) from None
 
@@ -251,8 +256,6 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry.
     ``results`` (the configuration's results folder) holds the hub revisions' lock file
     (:func:`pin_revisions`; None: none is read or written)."""
-    from ablate.bridge import params as bridge_params  # the schema (yaml), not torch
-
     check_models(bridge)
     hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
     requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}
@@ -269,18 +272,20 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         if "same_as" in spec:
             continue
         swap = bool(spec.pop("swap", False))
-        p = resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
-        p["model_dtype"] = resolved_dtype(bridge, p)
-        g, groups = placement(p, processes(bridge), study_group)
-        p = bridge_params.recorded(p)  # a key added later, at its default: the run id stands
-        if data["source"] == "hub" and p["dataset"] not in data:
-            raise _err(f"bridge.grid.{name}.dataset: {p['dataset']!r} has no bridge.data entry")
+        s = resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
+        s = replace(s, model_dtype=resolved_dtype(bridge, s))
+        g, groups = placement(s, processes(bridge), study_group)
+        if data["source"] == "hub" and s.dataset not in data:
+            raise _err(f"bridge.grid.{name}.dataset: {s.dataset!r} has no bridge.data entry")
+        # the dict the identity hashes and the jobs get; a key added later, at its default, is
+        # left out: the run id stands
+        p = bridge_params.recorded(s.as_dict())
         src, tgt = ROLES[::-1] if swap else ROLES
         identity = dict(
             params=identity_params(p, g),
             source=model_identity(bridge[src], data),
             target=model_identity(bridge[tgt], data),
-            data=data_identity(data, p["dataset"]),
+            data=data_identity(data, s.dataset),
         )
         if groups > 1:  # the global batch in groups of g rows: G / g of them
             identity["processes"] = groups

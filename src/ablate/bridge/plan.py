@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from ablate.bridge import cost, grid, layout, models, pins
-from ablate.bridge import params as bridge_params
 from ablate.bridge.params import BridgeParams
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.model_size import count_params, params_of_hub_model
@@ -141,9 +140,9 @@ def _frozen_dtype(j, study: grid.Study) -> str:
     entry (the pretraining sets its own)."""
     w = j.wildcards
     if "run_id" in w:
-        return study.runs[w["run_id"]].params["model_dtype"]
+        return study.runs[w["run_id"]].settings.model_dtype
     if "states_id" in w:
-        return study.runs[study.states[w["states_id"]]["runs"][0]].params["model_dtype"]
+        return study.runs[study.states[w["states_id"]]["runs"][0]].settings.model_dtype
     return "float32"
 
 
@@ -181,7 +180,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     what, role = st["what"], st["role"]
     e = study.runs[st["runs"][0]]
     data = study.config["data"]
-    n, n_where = lengths(bridge_params.check(e.params), data, ref)
+    n, n_where = lengths(e.settings, data, ref)
     if data["source"] == "embedded":  # the generated world's train split (its config's size)
         world = data.get("embedded") or {}
         key = "n_qa_train" if e.dataset == "hotpotqa" else "n_train"
@@ -215,7 +214,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         role, e = next((r, x) for r, x in study.infer if x.run_id == run_id)
     else:
         e = study.runs[run_id]
-    p = bridge_params.check(e.params)  # recorded: the late keys' defaults filled back in
+    p = e.settings
     (ps, hs, ws), (pt, ht, wt) = shapes[e.source_role], shapes[e.target_role]
     if None in (ps, pt, hs, ht):
         raise ValueError(f"model size unknown offline: source {ws}; target {wt}")
@@ -296,7 +295,7 @@ def unfit_note(e: grid.Entry, rows: int) -> str:
 def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> PlannedJob:
     """The inference benchmark: every item's five baselines batched (quality), then the timed
     items at batch 1 (latency), each at its own measured rate."""
-    p, n_samples = bridge_params.check(e.params), study.config["infer"]["n_samples"]
+    p, n_samples = e.settings, study.config["infer"]["n_samples"]
     timed = study.config["infer"]["timed_samples"]
     extra = []
     if timed:
