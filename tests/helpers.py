@@ -27,6 +27,22 @@ def shipped_config(name: str) -> dict:
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
+#: the page that shows a user's own lm-eval task, its files in fenced blocks (```yaml file=...)
+OWN_TASK_DOC = ROOT / "docs" / "own-task.md"
+
+
+def own_task_files() -> dict[str, str]:
+    """Path -> text of every fenced block of docs/own-task.md that names its file."""
+    return dict(re.findall(r"```\w+ file=(\S+)\n(.*?)```", OWN_TASK_DOC.read_text(), re.S))
+
+
+def write_own_task(wd: Path) -> None:
+    """docs/own-task.md's files written into ``wd`` as a user copies them."""
+    for name, text in own_task_files().items():
+        (wd / name).parent.mkdir(parents=True, exist_ok=True)
+        (wd / name).write_text(text)
+
+
 def seeded(**seeds) -> dict:
     """The shipped default config with ``seeds`` set on the named mask variants."""
     cfg = shipped_config("config.yaml")

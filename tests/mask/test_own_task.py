@@ -11,27 +11,15 @@ from pathlib import Path
 
 import pytest
 from checkout import copy_checkout, snakemake
+from helpers import own_task_files, write_own_task
 
 from ablate.core import planner
 from ablate.mask import layout
 from ablate.mask import variants as mask_variants
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "own-task.md"
 #: the overlay after the embedded default, the mask study alone (the bridge's jobs are not read)
 ARGS = ("--configfile", "config/config.yaml", "my-task.yaml", "--config", "studies=[mask]")
-
-
-def doc_files() -> dict[str, str]:
-    """Path -> text of every fenced block of the page that names its file (```yaml file=...)."""
-    blocks = re.findall(r"```\w+ file=(\S+)\n(.*?)```", DOC.read_text(), re.S)
-    return dict(blocks)
-
-
-def write_example(wd: Path) -> None:
-    for name, text in doc_files().items():
-        (wd / name).parent.mkdir(parents=True, exist_ok=True)
-        (wd / name).write_text(text)
 
 
 def jobs_of(stdout: str) -> list[dict[str, str]]:
@@ -53,12 +41,12 @@ def jobs_of(stdout: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
     wd = copy_checkout(tmp_path_factory.mktemp("own_task"))
-    write_example(wd)
+    write_own_task(wd)
     return wd
 
 
 def test_the_page_names_the_three_files():
-    assert sorted(doc_files()) == [
+    assert sorted(own_task_files()) == [
         "my-task.yaml",
         "my_tasks/count_up.jsonl",
         "my_tasks/count_up.yaml",
@@ -147,7 +135,7 @@ def finished(wd: Path) -> None:
 @pytest.mark.slow
 def test_editing_the_task_reruns_exactly_the_evaluations_and_what_reads_them(tmp_path):
     wd = copy_checkout(tmp_path / "wd")
-    write_example(wd)
+    write_own_task(wd)
     finished(wd)
     r = snakemake(wd, "-n", *ARGS, timeout=300)
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout + r.stderr
@@ -180,7 +168,7 @@ def test_editing_data_a_task_reaches_through_data_dir_reruns_the_evaluations(tmp
     """G8: the data of a task YAML's data_dir was no input of the evaluations: an edit reran
     nothing (and the run cache's key, over the declared inputs, kept the old result's)."""
     wd = copy_checkout(tmp_path / "wd")
-    write_example(wd)
+    write_own_task(wd)
     yaml = wd / "my_tasks/count_up.yaml"
     yaml.write_text(
         yaml.read_text().replace("data_files: {test: count_up.jsonl}", "data_dir: data")

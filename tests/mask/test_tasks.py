@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import write_own_task
 
 from ablate.core import planner
 from ablate.core.outputs import hub_revisions
@@ -26,7 +26,6 @@ from ablate.mask import layout, original_tasks, tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the page whose example task the checks of own tasks read (tests/mask/test_own_task.py walks it)
-DOC = ROOT / "docs" / "own-task.md"
 A, B = "a" * 40, "b" * 40
 #: lm-eval's index as the real one holds the seed study's tasks (and what is not pinned)
 CONFIGS = {
@@ -202,25 +201,13 @@ def test_a_pin_reaches_lm_evals_dataset_loading(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ own tasks (mask.eval.task_dirs)
 
 
-def doc_files() -> dict[str, str]:
-    """Path -> text of every fenced block of the page that names its file (```yaml file=...)."""
-    blocks = re.findall(r"```\w+ file=(\S+)\n(.*?)```", DOC.read_text(), re.S)
-    return dict(blocks)
-
-
-def write_example(wd: Path) -> None:
-    for name, text in doc_files().items():
-        (wd / name).parent.mkdir(parents=True, exist_ok=True)
-        (wd / name).write_text(text)
-
-
 @pytest.mark.parametrize("value", ["5", "null", "''", "{name: x}"])
 def test_own_tasks_refuse_a_task_key_that_is_no_name(tmp_path, monkeypatch, value):
     from ablate.core.config import ConfigError
     from ablate.mask import tasks
 
     monkeypatch.chdir(tmp_path)
-    write_example(tmp_path)
+    write_own_task(tmp_path)
     yaml_file = tmp_path / "my_tasks/count_up.yaml"
     yaml_file.write_text(yaml_file.read_text().replace("task: count_up", f"task: {value}"))
     with pytest.raises(ConfigError) as info:
@@ -236,7 +223,7 @@ def test_own_tasks_name_their_files_and_refuse_what_cannot_load(tmp_path, monkey
     from ablate.mask import tasks
 
     monkeypatch.chdir(tmp_path)
-    write_example(tmp_path)
+    write_own_task(tmp_path)
     own = tasks.own_tasks(["my_tasks"])
     assert own == {"count_up": ["my_tasks/count_up.yaml", "my_tasks/count_up.jsonl"]}
     tasks.check_task_names(["emb_count", "count_up"], embedded=True, own=own)
