@@ -226,6 +226,11 @@ onsuccess:
     from ablate.core.trees import results_lock
     from ablate.core.execution import terminal
 
+    # each experiment this run made up to date (its jobs among the run's, run or current):
+    # the base's records it was made from, which `ablate runs` compares its deltas' base with
+    experiments.finished(
+        EXPERIMENTS, [str(f) for j in workflow.dag.jobs for f in j.output]
+    )
     results_lock.release(RESULTS)
     # the run's end: claims, where the results are, the report command (the logger plugin
     # prints it after Snakemake's closing lines)
