@@ -60,6 +60,14 @@ def folder(results: str, name: str) -> str:
     return f"{results}/{EXP_DIR}/{name}"
 
 
+def base_of(results: str | os.PathLike) -> str | None:
+    """The base's results folder of an experiment's tree (``<base>/exp/<name>``, :func:`folder`);
+    None for a folder that is none."""
+    path = Path(os.path.normpath(results))
+    base = path.parent.parent
+    return str(base) if path.parent.name == EXP_DIR and str(base) != "." else None
+
+
 def rule_prefix(name: str) -> str:
     """The prefix of experiment ``name``'s rules (``exp_lr_``): Snakemake's module namespace."""
     return "exp_" + re.sub(r"\W", "_", name) + "_"
