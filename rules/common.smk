@@ -76,12 +76,15 @@ PLANNED_STUDIES = [s for s in STUDIES if s in config["plan"]["studies"]]
 # configurations (the embedded default, a real study) never mix their outputs.
 RESULTS = config["results"]
 # Not the workflow's own folder; not a folder made under another name or by another working
-# directory's runs (ablate.core.trees.results_origin): refused before any job, a dry run too. A job's
-# own parse (a cluster or remote job) is the run's, checked already.
+# directory's runs; not in another results tree's files (an experiment's tree, a base tree's own
+# folders: ablate.core.trees.results_origin): refused before any job, a dry run too. A job's own
+# parse (a cluster or remote job) is the run's, checked already.
 if msg := results_origin.name_error(RESULTS):
     raise WorkflowError(msg)
 if workflow.is_main_process:
     if msg := results_origin.origin_error(RESULTS, os.getcwd()):
+        raise WorkflowError(msg)
+    if msg := results_origin.nesting_error(RESULTS, EXPERIMENT):
         raise WorkflowError(msg)
 
 

@@ -59,6 +59,20 @@ def part_folders() -> frozenset[str]:
     )
 
 
+@functools.cache
+def own_folders() -> frozenset[str]:
+    """The names a results tree's own files take at its top: each study's folders and files
+    (its layout's ``PATTERNS``), its part folders and its experiments' folder. A folder inside a
+    tree under one of them is that tree's; under another name it is a folder of its own
+    (``results/ministral3b`` inside the embedded default's ``results/``)."""
+    tops = {
+        p.split("/")[0]
+        for s in studies.STUDIES
+        for p in studies.side(s, "layout").PATTERNS.values()
+    }
+    return frozenset(tops | part_folders() | {experiments.EXP_DIR})
+
+
 def find_trees(root: str | os.PathLike) -> list[Tree]:
     """Every results tree under ``root`` with its records, in path order: a folder of job logs
     holding a record, or an experiment's (:data:`ablate.core.trees.experiments.DEFINITION`)."""
