@@ -11,7 +11,7 @@ from snakemake.io import IOFile
 from snakemake.utils import update_config
 
 from ablate import studies
-from ablate.core.trees import experiments, results_lock, results_origin
+from ablate.core.trees import experiments, results_lock, results_origin, results_trees
 from ablate.upstream import smk
 from ablate.core.outputs import hub_revisions
 from ablate.core.config import (
@@ -76,15 +76,15 @@ PLANNED_STUDIES = [s for s in STUDIES if s in config["plan"]["studies"]]
 # configurations (the embedded default, a real study) never mix their outputs.
 RESULTS = config["results"]
 # Not the workflow's own folder; not a folder made under another name or by another working
-# directory's runs; not in another results tree's files (an experiment's tree, a base tree's own
-# folders: ablate.core.trees.results_origin): refused before any job, a dry run too. A job's own
-# parse (a cluster or remote job) is the run's, checked already.
+# directory's runs (ablate.core.trees.results_origin); not in another results tree's files (an
+# experiment's tree, a base tree's own folders: ablate.core.trees.results_trees): refused before
+# any job, a dry run too. A job's own parse (a cluster or remote job) is the run's, checked already.
 if msg := results_origin.name_error(RESULTS):
     raise WorkflowError(msg)
 if workflow.is_main_process:
     if msg := results_origin.origin_error(RESULTS, os.getcwd()):
         raise WorkflowError(msg)
-    if msg := results_origin.nesting_error(RESULTS, EXPERIMENT):
+    if msg := results_trees.nesting_error(RESULTS, EXPERIMENT):
         raise WorkflowError(msg)
 
 

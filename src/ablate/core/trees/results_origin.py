@@ -15,14 +15,6 @@ run too, checks it at parse time, before any job: another name is refused in one
 another working directory that holds no Snakemake record of the folder's files (a copy of a
 whole checkout, or one moved, carries its records along and is taken).
 
-A results folder is not one another results tree's files lie in (:func:`nesting_error`): an
-experiment's tree (``<results>/exp/<name>``, which ``ablate exp run`` writes beside its base) is
-that experiment's alone, and a folder of a base tree where its own jobs write (its studies'
-folders, its ``exp/``) is that tree's; a configuration run there rewrote their records. A
-results tree is known by its origin record (:data:`ORIGIN_NAME`) or, an experiment's, by its
-definition (``experiment.json``) and place. A folder of another name inside a tree
-(``results/ministral3b`` in ``results/``) is a tree of its own.
-
 Pure Python (no torch): the Snakefile imports it at parse time.
 """
 
@@ -31,13 +23,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ablate.core.outputs import io
-from ablate.core.trees import experiments
-from ablate.core.trees.results_trees import own_folders
 
 #: The folder's origin record, in the results folder.
 ORIGIN_NAME = ".origin.json"
@@ -123,60 +112,4 @@ def origin_error(results: str, workdir: str | os.PathLike) -> str | None:
             "has none of them: run it from there, or give this configuration its own results "
             "folder"
         )
-    return None
-
-
-def experiment_tree(path: Path) -> str | None:
-    """The base folder of ``path`` when it is an experiment's tree (``<base>/exp/<name>`` whose
-    definition is there, or whose base is a results tree); None otherwise."""
-    base = experiments.base_of(path)
-    if base and ((path / experiments.DEFINITION).is_file() or (Path(base) / ORIGIN_NAME).is_file()):
-        return base
-    return None
-
-
-def own_tree(path: Path, experiment: Any) -> bool:
-    """Whether ``path`` is the tree of the experiment whose configuration's marker is
-    ``experiment`` (the runner's: its name and base configuration)."""
-    if not isinstance(experiment, Mapping) or not isinstance(experiment.get("base"), Mapping):
-        return False
-    base, name = experiment["base"].get("results"), experiment.get("name")
-    return isinstance(base, str) and str(path) == normalized(experiments.folder(base, str(name)))
-
-
-def nesting_error(results: str, experiment: Any = None) -> str | None:
-    """One line when the folder ``results`` lies where another results tree's files lie: an
-    experiment's tree (or a folder in one), or a folder of a base tree that its own jobs write
-    (:func:`ablate.core.trees.results_trees.own_folders`); None otherwise. ``experiment``: the
-    configuration's experiment marker (``ablate.core.trees.experiments.MARKER``): an
-    experiment's own tree is its to write, unless another configuration made that folder."""
-    path = Path(normalized(results))
-    if own_tree(path, experiment):
-        if (path / ORIGIN_NAME).is_file():
-            return (
-                f"invalid config at experiments.{experiment.get('name')}: its results tree "
-                f"{path}/ is another configuration's results folder ({path / ORIGIN_NAME}), which "
-                "the experiment would rewrite; give the experiment another name, or move that "
-                "folder"
-            )
-        return None
-    inside = [p for p in (path, *path.parents) if str(p) != "."]
-    for tree in inside:
-        if base := experiment_tree(tree):
-            where = "is" if tree == path else f"lies in {tree}/,"
-            return (
-                f"invalid config at results: {results} {where} the results tree of experiment "
-                f"{tree.name} of {base}/ (`ablate exp run` writes it): a run of another "
-                "configuration there rewrites its records; give this configuration a results "
-                f"folder of its own, outside {base}/{experiments.EXP_DIR}/"
-            )
-    for tree in (p for p in path.parents if str(p) != "."):
-        top = path.relative_to(tree).parts[0]
-        if (tree / ORIGIN_NAME).is_file() and top in own_folders():
-            return (
-                f"invalid config at results: {results} lies in {tree}/{top}/ of the results tree "
-                f"{tree}/ ({tree / ORIGIN_NAME}), where that tree's own jobs write: a run there "
-                "rewrites its records; give this configuration a results folder of its own "
-                f"(outside {tree}/, or {tree}/<a new name>)"
-            )
     return None
