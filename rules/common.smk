@@ -231,7 +231,7 @@ onstart:
     # the name and working directory this run's records of the folder's jobs are kept under
     results_origin.record(RESULTS, os.getcwd())
     # each experiment's definition in its tree: what it changes, which jobs are the base's
-    experiments.record(EXPERIMENTS)
+    experiments.record(EXPERIMENTS, workflow.overwrite_configfiles or [])
     # A results folder another configuration also wrote into (an overlay's seeds, another config
     # with the same `results:`): said in one line before the first job.
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):

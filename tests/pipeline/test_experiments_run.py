@@ -162,7 +162,8 @@ def test_a_base_rerun_since_an_experiment_withholds_its_deltas(tmp_path):
     assert now != first["run_id"] and made() == first
     assert vs_base() == [
         f"deltas withheld: the base's flip (run {first['run_id']} -> {now}) changed since this "
-        "experiment was made from it; re-run it: `ablate exp run b6 --set toy.bias=0.6`"
+        "experiment was made from it; re-run it: `ablate exp run b6 --set toy.bias=0.6 "
+        "--configfile config/toy.yaml`"
     ]
     run("config/edited.yaml", "b6.yaml", "--", "exp_b6_all")
     assert made()["run_id"] == now and vs_base() == []

@@ -392,3 +392,13 @@ def test_an_experiments_deltas_are_withheld_once_its_base_changed(tmp_path, monk
     (other,) = experiments.plans(cfg)
     experiments.record([other])  # another definition under the name: its record is not its own
     assert experiments.BASE_RUNS not in json.loads((exp / experiments.DEFINITION).read_text())
+    # a base of other config files: the command that makes it again names them (not the overlay)
+    Path("real.yaml").write_text("results: results\n")
+    Path("lr.yaml").write_text(yaml.safe_dump({"experiments": {"lr": lr}}))
+    experiments.record([plan], [str(tmp_path / "real.yaml"), "lr.yaml"])  # as Snakemake gives
+    definition = json.loads((exp / experiments.DEFINITION).read_text())
+    assert definition["configfiles"] == ["real.yaml"]
+    assert experiments.rerun_command(definition) == (
+        "ablate exp run lr --set mask.finetune.variants.3A.learning_rate=0.0005 "
+        "--configfile real.yaml"
+    )

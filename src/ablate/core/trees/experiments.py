@@ -346,15 +346,35 @@ def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
     }
 
 
-def record(plans: Iterable[Plan]) -> None:
-    """Each experiment's :data:`DEFINITION` into its tree (a run's start); the :data:`BASE_RUNS`
-    of its last finished run kept where the definition is the same."""
+def base_files(configfiles: Iterable[str]) -> list[str]:
+    """The base configuration's files among a run's ``--configfile`` files: those that hold more
+    than ``experiments:`` (an experiments overlay, ``ablate exp run``'s, is left out); relative to
+    the working directory where they lie in it (Snakemake gives them absolute)."""
+    import yaml
+
+    out = []
+    for f in configfiles:
+        try:
+            cfg = yaml.safe_load(Path(f).read_text())
+        except (OSError, yaml.YAMLError):
+            cfg = None
+        if not (isinstance(cfg, Mapping) and set(cfg) <= {"experiments"}):
+            rel = os.path.relpath(f)
+            out.append(str(f) if rel.split(os.sep)[0] == os.pardir else rel)
+    return out
+
+
+def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
+    """Each experiment's :data:`DEFINITION` into its tree (a run's start), with the base's config
+    files (:func:`base_files` of the run's ``configfiles``; none: the default); the
+    :data:`BASE_RUNS` of its last finished run kept where the definition is the same."""
     from ablate.core.outputs import io
     from ablate.core.outputs.records import read_json
 
+    files = base_files(configfiles)
     for plan in plans:
         path = f"{plan.config['results']}/{DEFINITION}"
-        new, old = plan.definition(), read_json(path) or {}
+        new, old = {**plan.definition(), "configfiles": files}, read_json(path) or {}
         if BASE_RUNS in old and {k: v for k, v in old.items() if k != BASE_RUNS} == new:
             new[BASE_RUNS] = old[BASE_RUNS]
         io.write_json(path, new)
@@ -366,6 +386,7 @@ def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
     records its results were made with (:data:`BASE_RUNS`). A run of other targets (a base job
     alone) leaves an experiment's record as it was: its tables were not made again."""
     from ablate.core.outputs import io
+    from ablate.core.outputs.records import read_json
 
     made = {os.path.normpath(p) for p in made}
     runs = None
@@ -374,16 +395,23 @@ def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
         if all(os.path.normpath(p) in made for p in own):
             runs = base_runs(plan.config) if runs is None else runs
             path = f"{plan.config['results']}/{DEFINITION}"
-            io.write_json(path, {**plan.definition(), BASE_RUNS: runs})
+            written = read_json(path) or plan.definition()  # the run's start wrote it
+            io.write_json(path, {**written, BASE_RUNS: runs})
 
 
 def rerun_command(definition: Mapping[str, Any]) -> str:
-    """``ablate exp run NAME --set KEY=VALUE ...``: the command that makes an experiment again."""
+    """``ablate exp run NAME --set KEY=VALUE ... [--configfile FILE ...]``: the command that
+    makes an experiment again (its base's config files where they are not the default)."""
+    from ablate.core.config import DEFAULT_CONFIGFILE
+
     sets = [
-        f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+        f"--set {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
         for k, v in (leaves(definition["set"]) if definition.get("set") else {}).items()
     ]
-    return " ".join(["ablate exp run", str(definition.get("name")), *(f"--set {s}" for s in sets)])
+    files = [str(f) for f in definition.get("configfiles") or []]
+    if files and files != [DEFAULT_CONFIGFILE]:
+        sets.append(" ".join(["--configfile", *files]))
+    return " ".join(["ablate exp run", str(definition.get("name")), *sets])
 
 
 def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
