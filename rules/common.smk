@@ -2,6 +2,8 @@
 # (each study applies resource_helpers to its own keys).
 # Nothing here imports torch: the Snakefile must parse in well under a second (no-op reruns).
 import os
+import sys
+from contextlib import contextmanager
 
 from jsonschema import ValidationError
 from snakemake.exceptions import WorkflowError
@@ -9,7 +11,8 @@ from snakemake.io import IOFile
 from snakemake.utils import update_config
 
 from ablate import studies
-from ablate.core.trees import experiments, results_origin
+from ablate.core.trees import experiments, results_lock, results_origin, results_trees
+from ablate.upstream import smk
 from ablate.core.outputs import hub_revisions
 from ablate.core.config import (
     ConfigError,
@@ -73,12 +76,15 @@ PLANNED_STUDIES = [s for s in STUDIES if s in config["plan"]["studies"]]
 # configurations (the embedded default, a real study) never mix their outputs.
 RESULTS = config["results"]
 # Not the workflow's own folder; not a folder made under another name or by another working
-# directory's runs (ablate.core.trees.results_origin): refused before any job, a dry run too. A job's
-# own parse (a cluster or remote job) is the run's, checked already.
+# directory's runs (ablate.core.trees.results_origin); not in another results tree's files (an
+# experiment's tree, a base tree's own folders: ablate.core.trees.results_trees): refused before
+# any job, a dry run too. A job's own parse (a cluster or remote job) is the run's, checked already.
 if msg := results_origin.name_error(RESULTS):
     raise WorkflowError(msg)
 if workflow.is_main_process:
     if msg := results_origin.origin_error(RESULTS, os.getcwd()):
+        raise WorkflowError(msg)
+    if msg := results_trees.nesting_error(RESULTS, EXPERIMENT):
         raise WorkflowError(msg)
 
 
@@ -185,24 +191,47 @@ def job_outputs(jobs):
     return [f for j in jobs for f in j.outputs.values()]
 
 
+def take_results_lock(deleting=False):
+    """The results folder's lock for this process (ablate.core.trees.results_lock; its
+    experiments' trees are under it): held by another running Snakemake, of any working
+    directory, one line naming it; a stale one taken over with one line."""
+    try:
+        if note := results_lock.acquire(RESULTS, deleting):
+            print(note, file=sys.stderr)
+    except results_lock.ResultsLocked as exc:
+        raise WorkflowError(str(exc)) from None
+
+
+@contextmanager
+def deleting_under_the_lock(dryrun):
+    """Snakemake's delete commands (--delete-all-output, --delete-temp-output: no onstart runs
+    for them) hold the results folder's lock as a run does; a dry run takes none."""
+    if not dryrun:
+        take_results_lock(deleting=True)
+    try:
+        yield
+    finally:
+        if not dryrun:
+            results_lock.release(RESULTS)
+
+
+# the base's Snakefile alone: an experiment's tree is under its base's lock
+if not EXPERIMENT:
+    smk.guard_deletes(workflow, deleting_under_the_lock)
+
+
 onstart:
     # One running Snakemake per results folder (ablate.core.trees.results_lock): a second run, from
     # another working directory too, stops here in one line, before its first job removes
     # anything. A dry run runs no onstart; --nolock (Snakemake's own lock off) takes none either.
-    import sys
-    from ablate.core.trees import results_lock
     from ablate.core.trees.results_trees import mixed_warning
 
     if workflow.execution_settings.lock:
-        try:
-            if note := results_lock.acquire(RESULTS):
-                print(note, file=sys.stderr)
-        except results_lock.ResultsLocked as exc:
-            raise WorkflowError(str(exc)) from None
+        take_results_lock()
     # the name and working directory this run's records of the folder's jobs are kept under
     results_origin.record(RESULTS, os.getcwd())
     # each experiment's definition in its tree: what it changes, which jobs are the base's
-    experiments.record(EXPERIMENTS)
+    experiments.record(EXPERIMENTS, workflow.overwrite_configfiles or [])
     # A results folder another configuration also wrote into (an overlay's seeds, another config
     # with the same `results:`): said in one line before the first job.
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):
@@ -226,6 +255,11 @@ onsuccess:
     from ablate.core.trees import results_lock
     from ablate.core.execution import terminal
 
+    # each experiment this run made up to date (its jobs among the run's, run or current):
+    # the base's records it was made from, which `ablate runs` compares its deltas' base with
+    experiments.finished(
+        EXPERIMENTS, [str(f) for j in workflow.dag.jobs for f in j.output]
+    )
     results_lock.release(RESULTS)
     # the run's end: claims, where the results are, the report command (the logger plugin
     # prints it after Snakemake's closing lines)

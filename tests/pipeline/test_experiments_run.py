@@ -7,16 +7,24 @@ shares). Each step asserts what ran and what was reused, by the one line every j
 (`[job] <rule> <wildcards>: ran ...` or `restored from the run cache ...`, ablate.job_script), and
 what Snakemake planned.
 
+An experiment's deltas and the base it was made from, through Snakemake on the toy study
+(tests/toy_study: one job, seconds): `test_a_base_rerun_since_an_experiment_withholds_its_deltas`.
+
 The dry-run side (job counts of an experiment and a sweep, sharing sound against Snakemake's own
 expansion): tests/pipeline/test_experiments_dag.py."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import yaml
 from checkout import LOOP_KEY as KEY
+from checkout import copy_checkout, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -114,3 +122,48 @@ def test_a_seed_equal_to_the_variants_own_is_that_run(experiments_loop):
     got = said(steps["seeds"])
     assert got[("exp_seeds_finetune", "ran")] == 2 and got[("exp_seeds_eval_model", "ran")] == 4
     assert not [k for k in got if not k[0].startswith("exp_seeds_")]
+
+
+def test_a_base_rerun_since_an_experiment_withholds_its_deltas(tmp_path):
+    """The review's H4 on the toy study: an experiment's run records the base's records it was
+    made from (experiment.json's base_runs, at the run's end); the base re-run under an edit,
+    without the experiment, changes its record, and `ablate runs` withholds the experiment's
+    deltas in one line naming the job; the experiment run again on the new base shows them."""
+    from ablate.core.outputs.io import file_run_id
+    from ablate.core.trees import experiments, runs
+
+    toy = Path(__file__).resolve().parents[1] / "toy_study"
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "wd" / "src"), str(toy)])}
+    wd = copy_checkout(tmp_path / "wd")
+    base = {"studies": ["toy"], "toy": {"bias": 0.8, "flips": 100}}
+    (wd / "config/toy.yaml").write_text(yaml.safe_dump(base))
+    (wd / "config/edited.yaml").write_text(yaml.safe_dump({**base, "toy": {"bias": 0.7}}))
+    (wd / "b6.yaml").write_text(yaml.safe_dump({"experiments": {"b6": {"toy": {"bias": 0.6}}}}))
+
+    def run(*args: str) -> None:
+        r = snakemake(wd, "-c1", "--configfile", *args, env=env, timeout=900)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+
+    def made() -> dict:
+        text = (wd / "results/exp/b6" / experiments.DEFINITION).read_text()
+        return json.loads(text)[experiments.BASE_RUNS]["flip"]
+
+    def vs_base() -> list[str]:
+        rows = {r["tree"][0]: r for r in runs.table_rows(wd, "results")}
+        return rows["results/exp/b6"]["vs base"]
+
+    run("config/toy.yaml")
+    run("config/toy.yaml", "b6.yaml", "--", "exp_b6_all")
+    first = made()
+    assert first["run_id"] == file_run_id(wd / "results" / first["record"]) is not None
+    assert vs_base() == []  # no score of the toy study differs: nothing withheld
+    run("config/edited.yaml")  # the base re-run under an edit, the experiment left out
+    now = file_run_id(wd / "results" / first["record"])
+    assert now != first["run_id"] and made() == first
+    assert vs_base() == [
+        f"deltas withheld: the base's flip (run {first['run_id']} -> {now}) changed since this "
+        "experiment was made from it; re-run it: `ablate exp run b6 --set toy.bias=0.6 "
+        "--configfile config/toy.yaml`"
+    ]
+    run("config/edited.yaml", "b6.yaml", "--", "exp_b6_all")
+    assert made()["run_id"] == now and vs_base() == []

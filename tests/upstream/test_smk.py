@@ -49,3 +49,36 @@ def test_job_block_lines_come_from_format_job_info():
 
     assert "self._format_job_info(msg)" in inspect.getsource(DefaultFormatter.format_job_info)
     assert list(inspect.signature(DefaultFormatter._format_job_info).parameters) == ["self", "msg"]
+
+
+def test_the_delete_commands_call_the_workflows_delete_output():
+    """Touch 3: the command line's --delete-all-output and --delete-temp-output call
+    ``DAGApi.delete_output``, which calls the workflow's ``delete_output`` once the Snakefile is
+    read: wrapped on the instance, the guard runs around the deletion, with its dry-run flag."""
+    from contextlib import contextmanager
+
+    import snakemake.api
+    import snakemake.cli
+
+    cli = inspect.getsource(snakemake.cli)
+    assert "dag_api.delete_output(dryrun=args.dryrun)" in cli
+    assert "dag_api.delete_output(only_temp=True, dryrun=args.dryrun)" in cli
+    api = inspect.getsource(snakemake.api.DAGApi.delete_output)
+    assert "self.workflow_api._workflow.delete_output(only_temp=only_temp, dryrun=dryrun)" in api
+
+    calls = []
+
+    class Workflow:
+        def delete_output(self, only_temp=False, dryrun=False):
+            calls.append(("delete", only_temp, dryrun))
+
+    @contextmanager
+    def guard(dryrun):
+        calls.append(("guard", dryrun))
+        yield
+        calls.append(("after", dryrun))
+
+    workflow = Workflow()
+    smk.guard_deletes(workflow, guard)
+    workflow.delete_output(only_temp=True, dryrun=False)
+    assert calls == [("guard", False), ("delete", True, False), ("after", False)]

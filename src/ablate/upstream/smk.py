@@ -1,5 +1,6 @@
-"""Snakemake's report, patched where this pipeline's differs, pinned to Snakemake 9.27.1
-(pyproject.toml). ``rules/report.smk`` calls :func:`patch_report` when the Snakefile is read.
+"""Snakemake, patched where this pipeline's differs, pinned to Snakemake 9.27.1 (pyproject.toml).
+``rules/report.smk`` calls :func:`patch_report` (touches 1 and 2, the report) and
+``rules/common.smk`` :func:`guard_deletes` (touch 3) when the Snakefile is read.
 
 1. ``snakemake.report.html_reporter.rulegraph_spec`` replaced by
    :func:`ablate.core.reports.report_graph.rulegraph_spec`: Snakemake's keeps one node per rule and
@@ -12,12 +13,21 @@
    second in its bases, so docutils' ``Image.run`` runs alone and the page links the file, which
    a self-contained report cannot follow; this one reads the file into a data URI first. Test:
    ``test_smk.py::test_snakemakes_embeddedimage_links_the_file``.
+3. ``Workflow.delete_output`` of the workflow being read wrapped (:func:`guard_deletes`): the
+   delete commands (``--delete-all-output``, ``--delete-temp-output``) build the DAG and delete
+   with no hook of a run (no ``onstart``); the command line's ``DAGApi.delete_output`` calls this
+   method of the workflow after the Snakefile is read, so the instance's attribute is what to
+   replace. Test: ``test_smk.py::test_the_delete_commands_call_the_workflows_delete_output``.
 
 When a test here fails, the pinned Snakemake changed: drop the patch it covers if upstream
 fixed the behaviour, else adapt it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 from docutils.parsers.rst import directives
 from docutils.parsers.rst.directives.images import Image
@@ -42,3 +52,14 @@ def patch_report() -> None:
 
     directives.register_directive("embeddedimage", EmbeddedImage)
     html_reporter.rulegraph_spec = rulegraph_spec
+
+
+def guard_deletes(workflow: Any, guard: Callable[[bool], AbstractContextManager]) -> None:
+    """Touch 3: Snakemake's delete commands on ``workflow`` run inside ``guard(dryrun)``."""
+    delete = workflow.delete_output
+
+    def delete_output(only_temp: bool = False, dryrun: bool = False) -> None:
+        with guard(dryrun):
+            delete(only_temp=only_temp, dryrun=dryrun)
+
+    workflow.delete_output = delete_output

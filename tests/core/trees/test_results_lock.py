@@ -127,7 +127,59 @@ def test_status_line(tmp_path, sleeper):
     assert results_lock.status_line(results) is None
 
 
+def test_an_experiments_tree_is_under_its_bases_lock(tmp_path, sleeper):
+    """One lock covers a results tree and the experiment trees in it: a run holding results/
+    writes its experiments' trees too, and an experiment's tree was locked on its own
+    (results/exp/<name>/.run.lock), which a run of the base never looked at."""
+    results, exp = tmp_path / "results", tmp_path / "results/exp/lr"
+    holder = hold(results, sleeper.pid)
+    with pytest.raises(results_lock.ResultsLocked, match=f"^{exp}/ is in use by another Snakemake"):
+        results_lock.acquire(exp)
+    assert results_lock.read(exp) == holder
+    assert results_lock.status_line(exp).startswith(f"a Snakemake run holds {exp}/: pid ")
+    assert not exp.exists()  # no lock of its own
+    results_lock.lock_path(results).unlink()
+    assert results_lock.acquire(exp) is None
+    assert results_lock.is_ours(results_lock.read(results))  # the base's lock, held for both
+    assert results_lock.acquire(results) is None
+    results_lock.release(exp)
+    assert results_lock.read(results) is None
+    # a folder named exp/<name> with no base above it in the path is a folder of its own
+    assert results_lock.lock_path("exp/lr") == Path("exp/lr/.run.lock")
+
+
 # ------------------------------------------------------------------ through Snakemake
+
+
+def test_the_delete_commands_refuse_a_folder_a_live_run_holds(tmp_path, sleeper):
+    """`snakemake --delete-all-output` (and --delete-temp-output) from another working directory
+    than the run holding results/ deleted its outputs under it: Snakemake's own lock is its
+    working directory's, and a delete command runs no onstart. Now it takes the results
+    folder's lock: refused in one line naming the holder, nothing deleted; with the folder
+    free it deletes and gives the lock back."""
+    wd = copy_checkout(tmp_path / "wd")
+    corpus = wd / "results/data/corpus.jsonl"
+    corpus.parent.mkdir(parents=True)
+    corpus.write_text("{}\n")
+    holder = hold(wd / "results", sleeper.pid)
+    for flag in ("--delete-all-output", "--delete-temp-output"):
+        r = snakemake(wd, flag, *TARGET, timeout=600)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0, out
+        assert (
+            f"results/ is in use by another Snakemake run (pid {sleeper.pid} on "
+            f"{socket.gethostname()}, working directory /elsewhere/checkout, since 2025-01-01 "
+            "10:00:00 +0000): deleting outputs now removes files that run writes and reads; wait "
+            "until it ends (or stop it)"
+        ) in out, out
+        assert "Traceback" not in out, out
+        assert corpus.exists() and results_lock.read(wd / "results") == holder
+    r = snakemake(wd, "-n", "--delete-all-output", *TARGET, timeout=600)  # a dry run: no lock
+    assert r.returncode == 0 and "Would delete results/data/corpus.jsonl" in r.stdout + r.stderr
+    results_lock.lock_path(wd / "results").unlink()
+    r = snakemake(wd, "--delete-all-output", *TARGET, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not corpus.exists() and not any((wd / "results").glob(".run.lock*"))
 
 
 def test_a_second_run_on_a_held_folder_stops_before_any_job(tmp_path, sleeper, capsys):

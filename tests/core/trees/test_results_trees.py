@@ -1,15 +1,18 @@
 """Results trees (:mod:`ablate.core.trees.results_trees`): which folders are trees and which files
 their records, the keys two trees differ in, where, when and with which code a tree ran, and the
-start's one-line warning about records another configuration wrote."""
+start's one-line warning about records another configuration wrote, and the parse-time refusal of a
+results folder inside another tree's files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from checkout import copy_checkout, snakemake
 from tree_records import EVAL, EVAL_SLICE, record
 
 from ablate.core.outputs.checkpoint_integrity import MANIFEST_NAME
-from ablate.core.trees import experiments, results_trees
+from ablate.core.trees import experiments, results_origin, results_trees
 from ablate.core.trees.results_trees import Tree
 
 
@@ -119,3 +122,71 @@ def test_where_and_commits_count_the_records_per_host_and_per_code(tmp_path):
         "? (unknown device): 1",
     ]
     assert results_trees.commits(tree) == ["abcdef0123: 2", "abcdef0123+dirty: 1", "?: 1"]
+
+
+def test_a_folder_in_another_results_tree_is_refused(tmp_path, monkeypatch):
+    """A configuration's results folder inside another results tree's files: an experiment's
+    tree (results/exp/<name>, which `ablate exp run` writes; the review's overlay `results:
+    results/exp/lr-5.0e-4` rewrote its recovery.csv), a folder in one, or a folder of a base
+    tree its own jobs write. A folder of another name inside a tree is one of its own (the
+    shipped configs' results/ministral3b); the experiment's own run writes its tree, unless
+    another configuration made that folder."""
+    monkeypatch.chdir(tmp_path)
+    results_origin.record("results", tmp_path)  # a base tree, as a run's start writes it
+    (tmp_path / "results/exp/lr-5.0e-4").mkdir(parents=True)
+    (tmp_path / "results/exp/lr-5.0e-4" / experiments.DEFINITION).write_text("{}")
+    exp = "is the results tree of experiment lr-5.0e-4 of results/ (`ablate exp run` writes it)"
+    fix = "give this configuration a results folder of its own"
+    for value, says in [
+        ("results/exp/lr-5.0e-4", f"results/exp/lr-5.0e-4 {exp}: a run of another"),
+        ("./results/exp/lr-5.0e-4/", f"./results/exp/lr-5.0e-4/ {exp}: a run of another"),
+        ("results/exp/lr-5.0e-4/x", "results/exp/lr-5.0e-4/x lies in results/exp/lr-5.0e-4/, "),
+        ("results/exp/new", "results/exp/new is the results tree of experiment new of results/"),
+        ("results/exp", "results/exp lies in results/exp/ of the results tree results/ ("),
+        ("results/finetune/3A", "results/finetune/3A lies in results/finetune/ of the results "),
+    ]:
+        message = results_trees.nesting_error(value)
+        assert message.startswith(f"invalid config at results: {says}"), message
+        assert fix in message and "\n" not in message, message
+    for value in ("results", "results/ministral3b", "other/exp/lr", "exp/lr", "../results"):
+        assert results_trees.nesting_error(value) is None, value
+    # the runner's own run of an experiment: its marker names it and its base
+    marker = {"name": "lr-5.0e-4", "base": {"results": "results"}, "set": {}}
+    assert results_trees.nesting_error("results/exp/lr-5.0e-4", marker) is None
+    other = {**marker, "name": "lr"}
+    assert results_trees.nesting_error("results/exp/lr-5.0e-4", other).startswith(
+        f"invalid config at results: results/exp/lr-5.0e-4 {exp}"
+    )
+    assert results_trees.nesting_error("results/exp/lr-5.0e-4", {"name": "x", "base": {}})
+    # a folder another configuration made where an experiment's tree would go
+    results_origin.record("results/exp/mine", tmp_path)
+    assert results_trees.nesting_error("results/exp/mine", {**marker, "name": "mine"}) == (
+        "invalid config at experiments.mine: its results tree results/exp/mine/ is another "
+        "configuration's results folder (results/exp/mine/.origin.json), which the experiment "
+        "would rewrite; give the experiment another name, or move that folder"
+    )
+
+
+def test_an_experiments_tree_as_a_configurations_results_fails_the_dry_run(tmp_path):
+    """The review's H7 through Snakemake: an overlay whose `results:` is an experiment's tree
+    planned 45 jobs there; now the dry run stops in one line. The experiment's own run of the
+    same tree (`ablate exp run`'s overlay) plans as before."""
+    wd = copy_checkout(tmp_path / "wd")
+    (wd / "results").mkdir()
+    (wd / "results" / results_origin.ORIGIN_NAME).write_text(
+        json.dumps({"results": "results", "workdir": str(wd)})
+    )
+    (wd / "results/exp/lr").mkdir(parents=True)
+    (wd / "results/exp/lr" / experiments.DEFINITION).write_text('{"name": "lr"}')
+    r = snakemake(wd, "-n", "--config", "studies=[mask]", "results=results/exp/lr", timeout=600)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert (
+        "invalid config at results: results/exp/lr is the results tree of experiment lr of "
+        "results/ (`ablate exp run` writes it)"
+    ) in out, out
+    assert "Building DAG" not in out and "Traceback" not in out, out
+    lr = {"mask": {"finetune": {"variants": {"3A": {"learning_rate": 5.0e-4}}}}}
+    (wd / "lr.yaml").write_text(json.dumps({"experiments": {"lr": lr}}))
+    r = snakemake(wd, "-n", "--configfile", "config/config.yaml", "lr.yaml", "--", "exp_lr_all")
+    assert r.returncode == 0 and "exp_lr_finetune" in r.stdout, r.stdout + r.stderr

@@ -247,6 +247,11 @@ def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_pa
             "slices": ["finetune/3A: params.learning_rate 0.00025 -> 0.0005"],
             "shared": ["prepare_model", "finetune/3B"],
             "own": ["finetune/3A", "eval/3A/causal"],
+            # made from the base's records as they are (experiments.finished)
+            "base_runs": {
+                "finetune/3A": {"record": "finetune/3A/summary.json", "run_id": "run-box"},
+                "finetune/3B": {"record": "finetune/3B/summary.json", "run_id": None},
+            },
         },
     )
 
@@ -325,3 +330,75 @@ def test_earlier_runs_in_history_that_differ_are_listed(tmp_path):
         "upstream results/finetune/3A/summary.json: run ft-1 -> ft-2 (params.max_steps 200 -> 40)"
     )
     assert got[(ev, "ev-1")]["numbers"] == "macro 0.900 (now 0.800)"
+
+
+def test_an_experiments_deltas_are_withheld_once_its_base_changed(tmp_path, monkeypatch):
+    """An experiment's deltas compare it with the base it was made from: a run that brings it up
+    to date records the base's records (each base job's run id, experiment.json's base_runs);
+    once a base record differs (a base job re-run under an edit, as the review's 3A
+    max_steps: 150), `ablate runs` shows one line naming the job and the runs instead of the
+    deltas, and the command that makes the experiment again. A run that did not make the
+    experiment's results again (a base job alone) records nothing; a changed definition
+    drops the record."""
+    import copy
+
+    from ablate.core.config import validate_config
+    from ablate.core.trees import experiments
+
+    monkeypatch.chdir(tmp_path)
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+    lr = {"mask": {"finetune": {"variants": {"3A": {"learning_rate": 5.0e-4}}}}}
+    cfg["experiments"] = {"lr": lr}
+    validate_config(cfg)
+    (plan,) = experiments.plans(cfg)
+    base, exp = Path("results"), Path("results/exp/lr")
+    record(base, "finetune/3B/summary.json", {})  # shared: the experiment's 3B is the base's
+    record(base, "finetune/3A/summary.json", {})  # the base's counterpart of its own 3A
+    record(exp, "finetune/3A/summary.json", {})
+    for tree, score in ((base, "0.616"), (exp, "0.657")):
+        row = {"task": "macro", "variant": "3A", "eval_policy": "prefill_bidir", "score": score}
+        table(tree / mask_layout.PATTERNS["recovery_csv"], [row])
+    own = [p for j in plan.jobs if not j.labels.get("shared") for p in j.outputs.values()]
+    experiments.record([plan])  # the run's start
+    experiments.finished([plan], own[1:])  # not all of its outputs: nothing recorded
+    assert experiments.BASE_RUNS not in json.loads((exp / experiments.DEFINITION).read_text())
+    again = "re-run it: `ablate exp run lr --set mask.finetune.variants.3A.learning_rate=0.0005`"
+    vs_base = by_tree(runs.table_rows(".", "results"))["results/exp/lr"]["vs base"]
+    assert vs_base == [
+        "deltas withheld: no finished run of this experiment records which base records it was "
+        f"made with; {again}"
+    ]
+
+    experiments.finished([plan], own)  # the run's end, the experiment up to date
+    made = json.loads((exp / experiments.DEFINITION).read_text())[experiments.BASE_RUNS]
+    assert made["finetune/3B"] == {"record": "finetune/3B/summary.json", "run_id": "run-box"}
+    assert made["eval/3B/causal"] == {"record": "eval/3B/causal/metrics.json", "run_id": None}
+    row = by_tree(runs.table_rows(".", "results"))["results/exp/lr"]
+    assert row["vs base"] == ["mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)"]
+    experiments.record([plan])  # the next run's start, the same definition: kept
+    assert by_tree(runs.table_rows(".", "results"))["results/exp/lr"]["vs base"] == row["vs base"]
+
+    record(base, "finetune/3B/summary.json", {"max_steps": 150}, host="gpu2")  # re-run
+    row = by_tree(runs.table_rows(".", "results"))["results/exp/lr"]
+    withheld = (
+        "deltas withheld: the base's finetune/3B (run run-box -> run-gpu2) changed since this "
+        f"experiment was made from it; {again}"
+    )
+    assert row["vs base"] == row["headline vs base"] == [withheld]
+    assert row["claims vs base"] == ["withheld (see vs base)"]
+    assert f" | {withheld} | withheld (see vs base) | " in runs.summary_table([row])
+
+    cfg["experiments"] = {"lr": {"mask": {"finetune": {"defaults": {"max_steps": 7}}}}}
+    (other,) = experiments.plans(cfg)
+    experiments.record([other])  # another definition under the name: its record is not its own
+    assert experiments.BASE_RUNS not in json.loads((exp / experiments.DEFINITION).read_text())
+    # a base of other config files: the command that makes it again names them (not the overlay)
+    Path("real.yaml").write_text("results: results\n")
+    Path("lr.yaml").write_text(yaml.safe_dump({"experiments": {"lr": lr}}))
+    experiments.record([plan], [str(tmp_path / "real.yaml"), "lr.yaml"])  # as Snakemake gives
+    definition = json.loads((exp / experiments.DEFINITION).read_text())
+    assert definition["configfiles"] == ["real.yaml"]
+    assert experiments.rerun_command(definition) == (
+        "ablate exp run lr --set mask.finetune.variants.3A.learning_rate=0.0005 "
+        "--configfile real.yaml"
+    )

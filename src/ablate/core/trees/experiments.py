@@ -26,9 +26,12 @@ Pure Python (no torch): the Snakefile, STATUS and ``ablate runs`` import it.
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ablate import studies
@@ -55,6 +58,14 @@ def folder(results: str, name: str) -> str:
     """The results tree of experiment ``name`` of a base configuration whose results are in
     ``results``."""
     return f"{results}/{EXP_DIR}/{name}"
+
+
+def base_of(results: str | os.PathLike) -> str | None:
+    """The base's results folder of an experiment's tree (``<base>/exp/<name>``, :func:`folder`);
+    None for a folder that is none."""
+    path = Path(os.path.normpath(results))
+    base = path.parent.parent
+    return str(base) if path.parent.name == EXP_DIR and str(base) != "." else None
 
 
 def rule_prefix(name: str) -> str:
@@ -316,12 +327,121 @@ class Plan:
         }
 
 
-def record(plans: Iterable[Plan]) -> None:
-    """Each experiment's :data:`DEFINITION` into its tree (a run's start)."""
-    from ablate.core.outputs import io
+#: The definition's record of the base an experiment was last made with: each base job's name ->
+#: its record (relative to the base's tree) and the run id it held then (None: not written yet).
+#: Written when a run ends with the experiment up to date (:func:`finished`), kept while its
+#: definition stays the same; ``ablate runs`` withholds the deltas once the base's records differ.
+BASE_RUNS = "base_runs"
 
+
+def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
+    """The :data:`BASE_RUNS` of an experiment's configuration: its base's records as they are now."""
+    from ablate.core.outputs.io import file_run_id
+
+    base = config[MARKER]["base"]["results"]
+    return {
+        j.name: {"record": os.path.relpath(j.record, base), "run_id": file_run_id(j.record)}
+        for j in base_jobs(config)
+        if j.record
+    }
+
+
+def base_files(configfiles: Iterable[str]) -> list[str]:
+    """The base configuration's files among a run's ``--configfile`` files: those that hold more
+    than ``experiments:`` (an experiments overlay, ``ablate exp run``'s, is left out); relative to
+    the working directory where they lie in it (Snakemake gives them absolute)."""
+    import yaml
+
+    out = []
+    for f in configfiles:
+        try:
+            cfg = yaml.safe_load(Path(f).read_text())
+        except (OSError, yaml.YAMLError):
+            cfg = None
+        if not (isinstance(cfg, Mapping) and set(cfg) <= {"experiments"}):
+            rel = os.path.relpath(f)
+            out.append(str(f) if rel.split(os.sep)[0] == os.pardir else rel)
+    return out
+
+
+def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
+    """Each experiment's :data:`DEFINITION` into its tree (a run's start), with the base's config
+    files (:func:`base_files` of the run's ``configfiles``; none: the default); the
+    :data:`BASE_RUNS` of its last finished run kept where the definition is the same."""
+    from ablate.core.outputs import io
+    from ablate.core.outputs.records import read_json
+
+    files = base_files(configfiles)
     for plan in plans:
-        io.write_json(f"{plan.config['results']}/{DEFINITION}", plan.definition())
+        path = f"{plan.config['results']}/{DEFINITION}"
+        new, old = {**plan.definition(), "configfiles": files}, read_json(path) or {}
+        if BASE_RUNS in old and {k: v for k, v in old.items() if k != BASE_RUNS} == new:
+            new[BASE_RUNS] = old[BASE_RUNS]
+        io.write_json(path, new)
+
+
+def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
+    """A successful run's end: each experiment it brought up to date (every output of its own
+    jobs among ``made``, the outputs of the run's jobs, run or found current) records the base's
+    records its results were made with (:data:`BASE_RUNS`). A run of other targets (a base job
+    alone) leaves an experiment's record as it was: its tables were not made again."""
+    from ablate.core.outputs import io
+    from ablate.core.outputs.records import read_json
+
+    made = {os.path.normpath(p) for p in made}
+    runs = None
+    for plan in plans:
+        own = [p for j in plan.jobs if not j.labels.get("shared") for p in j.outputs.values()]
+        if all(os.path.normpath(p) in made for p in own):
+            runs = base_runs(plan.config) if runs is None else runs
+            path = f"{plan.config['results']}/{DEFINITION}"
+            written = read_json(path) or plan.definition()  # the run's start wrote it
+            io.write_json(path, {**written, BASE_RUNS: runs})
+
+
+def rerun_command(definition: Mapping[str, Any]) -> str:
+    """``ablate exp run NAME --set KEY=VALUE ... [--configfile FILE ...]``: the command that
+    makes an experiment again (its base's config files where they are not the default)."""
+    from ablate.core.config import DEFAULT_CONFIGFILE
+
+    sets = [
+        f"--set {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+        for k, v in (leaves(definition["set"]) if definition.get("set") else {}).items()
+    ]
+    files = [str(f) for f in definition.get("configfiles") or []]
+    if files and files != [DEFAULT_CONFIGFILE]:
+        sets.append(" ".join(["--configfile", *files]))
+    return " ".join(["ablate exp run", str(definition.get("name")), *sets])
+
+
+def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
+    """One line when an experiment's results cannot be compared with its base's tree ``base``
+    as it is now: a base job's record differs from the one the experiment was made with (or no
+    finished run of it says which those were); None when they are the same."""
+    from ablate.core.outputs.io import file_run_id
+
+    again = f"re-run it: `{rerun_command(definition)}`"
+    runs = definition.get(BASE_RUNS)
+    if not isinstance(runs, Mapping):
+        return (
+            "deltas withheld: no finished run of this experiment records which base records it "
+            f"was made with; {again}"
+        )
+    moved = []
+    for job, seen in sorted(runs.items()):
+        seen = seen if isinstance(seen, Mapping) else {}
+        rel, was = seen.get("record"), seen.get("run_id")
+        known = isinstance(rel, str) and bool(rel)
+        now = file_run_id(Path(base) / rel) if known else None
+        if not known or now != was:
+            moved.append(f"{job} (run {was or 'none'} -> {now or 'none'})")
+    if not moved:
+        return None
+    more = f" and {len(moved) - 3} more" if len(moved) > 3 else ""
+    return (
+        f"deltas withheld: the base's {', '.join(moved[:3])}{more} changed since this experiment "
+        f"was made from it; {again}"
+    )
 
 
 def plans(config: Mapping[str, Any]) -> list[Plan]:

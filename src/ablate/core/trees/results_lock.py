@@ -7,6 +7,12 @@ own config for it. A run takes this lock before its first job (the Snakefile's `
 run takes none) and gives it back when it ends; a second run on the folder stops there, before
 it removes anything, with one line naming the holder.
 
+One lock covers a results tree and the experiment trees in it (``<results>/exp/<name>``,
+:mod:`ablate.core.trees.experiments`): a run of an experiment is a run of its base's DAG and
+writes the base's tree too, so the lock of an experiment's tree is its base's. Snakemake's delete
+commands (``--delete-all-output``, ``--delete-temp-output``), which run no ``onstart``, take it
+too (rules/common.smk): a live run's outputs, of any working directory, are not deleted under it.
+
 The lock is the file :data:`LOCK_NAME` in the results folder, created whole in one step (a link
 of a written file, atomic on local and network filesystems), holding its holder: process id,
 host, working directory, since when and the process's start time. A holder on this host that no
@@ -28,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablate.core.trees.experiments import base_of
+
 #: The lock file, in the results folder.
 LOCK_NAME = ".run.lock"
 
@@ -37,7 +45,8 @@ class ResultsLocked(RuntimeError):
 
 
 def lock_path(results: str | os.PathLike) -> Path:
-    return Path(results) / LOCK_NAME
+    """The lock of a results folder: in it, or in its base's for an experiment's tree."""
+    return Path(base_of(results) or results) / LOCK_NAME
 
 
 def start_time(pid: int) -> str | None:
@@ -110,24 +119,29 @@ def describe(holder: dict[str, Any]) -> str:
     )
 
 
-def held_message(results: str | os.PathLike, holder: dict[str, Any]) -> str:
-    """One line: the folder is held, by whom, and what to do."""
+def held_message(results: str | os.PathLike, holder: dict[str, Any], deleting: bool = False) -> str:
+    """One line: the folder is held, by whom, and what to do (``deleting``: for Snakemake's
+    delete commands)."""
     gone = (
         f"; if that run has ended (its host is down, it was killed), delete {lock_path(results)}"
         if running(holder) is None
         else ""
     )
-    return (
-        f"{results}/ is in use by another Snakemake run ({describe(holder)}): two runs on one "
-        "results folder take over each other's checkpoints and records; wait until it ends (or "
-        f"stop it), or give this configuration its own `results:`{gone}"
+    why = (
+        "deleting outputs now removes files that run writes and reads; wait until it ends (or "
+        "stop it)"
+        if deleting
+        else "two runs on one results folder take over each other's checkpoints and records; "
+        "wait until it ends (or stop it), or give this configuration its own `results:`"
     )
+    return f"{results}/ is in use by another Snakemake run ({describe(holder)}): {why}{gone}"
 
 
-def acquire(results: str | os.PathLike) -> str | None:
+def acquire(results: str | os.PathLike, deleting: bool = False) -> str | None:
     """Take the folder's lock for this process, released at its exit (and by :func:`release`).
     Raises :class:`ResultsLocked` when a running process holds it (or one on another host);
-    takes over a stale lock, returning one line saying so (None otherwise)."""
+    takes over a stale lock, returning one line saying so (None otherwise). ``deleting``: taken
+    for Snakemake's delete commands (the refusal says so)."""
     path = lock_path(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     mine = this_holder()
@@ -152,7 +166,7 @@ def acquire(results: str | os.PathLike) -> str | None:
         if is_ours(holder):
             return note
         if running(holder) is not False:
-            raise ResultsLocked(held_message(results, holder))
+            raise ResultsLocked(held_message(results, holder, deleting))
         # stale: moved aside under this process's name, so that of two runs taking it over at
         # once only one gets it, and a live lock that replaced it meanwhile is put back
         aside = path.with_name(f"{LOCK_NAME}.{mine['host']}.{mine['pid']}.stale")

@@ -14,6 +14,15 @@ Which records of a tree no job of a configuration writes (another configuration'
 :func:`not_written_by`, :func:`mixed_warning`) is read from each study's layout (its
 ``PATTERNS``, found through the registry :mod:`ablate.studies`). ``ablate runs``
 (:mod:`ablate.core.trees.runs`) shows the trees side by side. No torch: it reads JSON.
+
+A configuration's results folder is not one another results tree's files lie in
+(:func:`nesting_error`, at parse time): an experiment's tree (``<results>/exp/<name>``, which
+``ablate exp run`` writes beside its base) is that experiment's alone, and a folder of a base
+tree where its own jobs write (:func:`own_folders`) is that tree's; a configuration run there
+rewrote their records. There a tree is known by its origin record
+(:data:`ablate.core.trees.results_origin.ORIGIN_NAME`) or, an experiment's, by its definition
+and place. A folder of another name inside a tree (``results/ministral3b`` in ``results/``) is a
+tree of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import functools
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,7 @@ from ablate.core.outputs.checkpoint_integrity import MANIFEST_NAME
 from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.trees import experiments
+from ablate.core.trees.results_origin import ORIGIN_NAME, normalized
 
 #: the folder of a tree's job logs: a folder holding it (and records) is a results tree
 LOGS = LOG.split("/")[0]
@@ -57,6 +67,20 @@ def part_folders() -> frozenset[str]:
     return frozenset(
         f for s in studies.STUDIES for f in getattr(studies.side(s, "layout"), "PART_FOLDERS", ())
     )
+
+
+@functools.cache
+def own_folders() -> frozenset[str]:
+    """The names a results tree's own files take at its top: each study's folders and files
+    (its layout's ``PATTERNS``), its part folders and its experiments' folder. A folder inside a
+    tree under one of them is that tree's; under another name it is a folder of its own
+    (``results/ministral3b`` inside the embedded default's ``results/``)."""
+    tops = {
+        p.split("/")[0]
+        for s in studies.STUDIES
+        for p in studies.side(s, "layout").PATTERNS.values()
+    }
+    return frozenset(tops | part_folders() | {experiments.EXP_DIR})
 
 
 def find_trees(root: str | os.PathLike) -> list[Tree]:
@@ -201,3 +225,59 @@ def mixed_warning(
         f"tables replace the ones made from them; give each configuration its own `results:` "
         f"(`ablate runs --configfile <its files>` lists them)"
     )
+
+
+def experiment_tree(path: Path) -> str | None:
+    """The base folder of ``path`` when it is an experiment's tree (``<base>/exp/<name>`` whose
+    definition is there, or whose base is a results tree); None otherwise."""
+    base = experiments.base_of(path)
+    if base and ((path / experiments.DEFINITION).is_file() or (Path(base) / ORIGIN_NAME).is_file()):
+        return base
+    return None
+
+
+def own_tree(path: Path, experiment: Any) -> bool:
+    """Whether ``path`` is the tree of the experiment whose configuration's marker is
+    ``experiment`` (the runner's: its name and base configuration)."""
+    if not isinstance(experiment, Mapping) or not isinstance(experiment.get("base"), Mapping):
+        return False
+    base, name = experiment["base"].get("results"), experiment.get("name")
+    return isinstance(base, str) and str(path) == normalized(experiments.folder(base, str(name)))
+
+
+def nesting_error(results: str, experiment: Any = None) -> str | None:
+    """One line when the folder ``results`` lies where another results tree's files lie: an
+    experiment's tree (or a folder in one), or a folder of a base tree that its own jobs write
+    (:func:`own_folders`); None otherwise. ``experiment``: the
+    configuration's experiment marker (``ablate.core.trees.experiments.MARKER``): an
+    experiment's own tree is its to write, unless another configuration made that folder."""
+    path = Path(normalized(results))
+    if own_tree(path, experiment):
+        if (path / ORIGIN_NAME).is_file():
+            return (
+                f"invalid config at experiments.{experiment.get('name')}: its results tree "
+                f"{path}/ is another configuration's results folder ({path / ORIGIN_NAME}), which "
+                "the experiment would rewrite; give the experiment another name, or move that "
+                "folder"
+            )
+        return None
+    inside = [p for p in (path, *path.parents) if str(p) != "."]
+    for tree in inside:
+        if base := experiment_tree(tree):
+            where = "is" if tree == path else f"lies in {tree}/,"
+            return (
+                f"invalid config at results: {results} {where} the results tree of experiment "
+                f"{tree.name} of {base}/ (`ablate exp run` writes it): a run of another "
+                "configuration there rewrites its records; give this configuration a results "
+                f"folder of its own, outside {base}/{experiments.EXP_DIR}/"
+            )
+    for tree in (p for p in path.parents if str(p) != "."):
+        top = path.relative_to(tree).parts[0]
+        if (tree / ORIGIN_NAME).is_file() and top in own_folders():
+            return (
+                f"invalid config at results: {results} lies in {tree}/{top}/ of the results tree "
+                f"{tree}/ ({tree / ORIGIN_NAME}), where that tree's own jobs write: a run there "
+                "rewrites its records; give this configuration a results folder of its own "
+                f"(outside {tree}/, or {tree}/<a new name>)"
+            )
+    return None

@@ -29,6 +29,7 @@ from ablate.core.outputs import io
 from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.reruns import runcache
+from ablate.core.trees.experiments import base_changed
 from ablate.core.trees.results_trees import (
     LOGS,
     Tree,
@@ -108,6 +109,25 @@ def claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[st
             if old.get(c) != new.get(c)
         ]
     return out
+
+
+#: a tree's deltas against the base: two columns and the summary's headline ones
+DELTAS = ("vs base", "claims vs base", "headline vs base")
+
+
+def vs_base(
+    base: Path, here: Path, shared: Path | None, base_scores: dict[str, float], withheld: str | None
+) -> dict[str, list[str]]:
+    """A tree's :data:`DELTAS` against the base (``shared``: :func:`_read`); ``withheld``: the one
+    line saying why they are not shown (an experiment whose base changed since it was made:
+    :func:`ablate.core.trees.experiments.base_changed`)."""
+    if withheld:
+        return dict(zip(DELTAS, ([withheld], ["withheld (see vs base)"], [withheld]), strict=True))
+    return {
+        "vs base": score_deltas(base_scores, scores(here)),
+        "claims vs base": claim_changes(base, here, shared),
+        "headline vs base": score_deltas(base_scores, scores(here, shared), headline=True),
+    }
 
 
 def study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
@@ -196,12 +216,14 @@ def table_rows(
         shared = (root / exp["base"]) if exp else None
         numbers, claims = study_numbers(tree.path, shared)
         here = scores(tree.path, shared)
+        withheld = None  # why its deltas against the base would not compare like with like
         if tree is base_tree:
             differs = ["(base)"]
         elif exp and (root / exp["base"]).resolve() == base_tree.path.resolve():
             # an experiment of this base: the keys it changes, the jobs that are the base's
             differs = [*exp["changes"], *exp.get("slices", [])] or ["nothing"]
             differs.append(f"{len(exp['shared'])} jobs are the base's, {len(exp['own'])} its own")
+            withheld = base_changed(exp, base_tree.path)
         else:
             differs = differences(base_tree, tree) or ["nothing"]
         state, mixed = [], []
@@ -226,19 +248,15 @@ def table_rows(
                 "commits": commits(tree),
                 "differs from base": differs,
                 "numbers": numbers,
-                "vs base": []
-                if tree is base_tree
-                else score_deltas(base_scores, scores(tree.path)),
                 "claims": claims,
-                "claims vs base": []
-                if tree is base_tree
-                else claim_changes(base_tree.path, tree.path, shared),
                 "status": state + [f"mixed: {m}" for m in mixed],
                 # not columns: what the summary table and --sort read
                 "scores": here,
-                "headline vs base": []
-                if tree is base_tree
-                else score_deltas(base_scores, here, headline=True),
+                **(
+                    dict.fromkeys(DELTAS, [])
+                    if tree is base_tree
+                    else vs_base(base_tree.path, tree.path, shared, base_scores, withheld)
+                ),
             }
         )
     return out
