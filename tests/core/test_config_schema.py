@@ -495,17 +495,17 @@ def test_number_hint(value, wanted, hint):
 
 
 def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
-    """The YAML as a user types it: 1e-3 (PyYAML, YAML 1.1, reads it as the string '1e-3')."""
+    """The YAML as a user types it: 2e-3 (PyYAML, YAML 1.1, reads it as the string '2e-3')."""
     text = (ROOT / "config" / "config.yaml").read_text()
-    assert "    learning_rate: 2.5e-4" in text  # mask.finetune.defaults, a number as written
+    assert "    learning_rate: 1.0e-3" in text  # mask.finetune.defaults, a number as written
     path = workflow_copy / "config" / "typed.yaml"
-    path.write_text(text.replace("    learning_rate: 2.5e-4", "    learning_rate: 1e-3"))
+    path.write_text(text.replace("    learning_rate: 1.0e-3", "    learning_rate: 2e-3"))
     r = dry_run(workflow_copy, "-n", "--configfile", str(path))
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert (
-        "invalid config at mask.finetune.defaults.learning_rate: '1e-3' is not of type 'number': "
-        "write 1.0e-3 (YAML reads 1e-3 without a dot as text)"
+        "invalid config at mask.finetune.defaults.learning_rate: '2e-3' is not of type 'number': "
+        "write 2.0e-3 (YAML reads 2e-3 without a dot as text)"
     ) in out, out
 
 
@@ -618,7 +618,7 @@ def test_nan_in_a_yaml_config_fails_the_dry_run_in_one_line(workflow_copy):
     """YAML's own spelling (.nan), as a user writes it: one line before any job."""
     text = (ROOT / "config" / "config.yaml").read_text()
     path = workflow_copy / "nan.yaml"
-    path.write_text(text.replace("    learning_rate: 2.5e-4", "    learning_rate: .nan"))
+    path.write_text(text.replace("    learning_rate: 1.0e-3", "    learning_rate: .nan"))
     r = dry_run(workflow_copy, "-n", "--configfile", str(path))
     out = r.stdout + r.stderr
     assert r.returncode != 0, out

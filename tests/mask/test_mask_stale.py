@@ -141,16 +141,16 @@ def test_a_variants_key_removed_is_named_on_the_variant_not_as_a_defaults_edit(
     cfg, tmp_path, monkeypatch
 ):
     """The variant's own learning_rate removed: the line named the defaults' key, as if the
-    defaults had been edited from 0.0005 to 0.00025."""
+    defaults had been edited from 0.0005 to 0.001."""
     monkeypatch.chdir(tmp_path)  # the records are read from the working directory
     cfg = copy.deepcopy(cfg)
     cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"] = 5e-4
     write_records(layout.jobs(cfg), tmp_path)
     del cfg["mask"]["finetune"]["variants"]["3A"]["learning_rate"]
-    assert cfg["mask"]["finetune"]["defaults"]["learning_rate"] == 2.5e-4
+    assert cfg["mask"]["finetune"]["defaults"]["learning_rate"] == 1e-3
     lines = [ln for ln in stale_lines(layout.jobs(cfg), cfg) if "finetune" in ln]
     assert lines == [
-        "stale: finetune 3A: mask.finetune.variants.3A.learning_rate 0.0005 -> 0.00025 "
+        "stale: finetune 3A: mask.finetune.variants.3A.learning_rate 0.0005 -> 0.001 "
         "(now set by mask.finetune.defaults.learning_rate)"
     ]
 

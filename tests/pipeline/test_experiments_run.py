@@ -88,7 +88,7 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiment
     lr = rows["results/exp/lr"]
     assert (
         f"{KEY} <absent> -> 0.0005" in lr
-        and "finetune/3A: params.learning_rate 0.00025 -> 0.0005" in lr
+        and "finetune/3A: params.learning_rate 0.001 -> 0.0005" in lr
     )
     assert re.search(r"mask: 3A under prefill_bidir [+-]\d\.\d{3} \(", lr), lr
     # the sweep point of 5e-4 is the lr experiment: the same numbers
@@ -101,7 +101,7 @@ def test_diff_names_the_upstream_key_that_made_an_evaluation_differ(experiments_
     _, steps = experiments_loop
     out = steps["diff"]
     assert "config: same" in out and "upstream: 1 changed" in out
-    assert "finetune/3A/summary.json" in out and "params.learning_rate 0.00025 -> 0.0005" in out
+    assert "finetune/3A/summary.json" in out and "params.learning_rate 0.001 -> 0.0005" in out
 
 
 def test_an_edit_in_place_and_its_revert(experiments_loop):
