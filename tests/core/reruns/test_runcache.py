@@ -501,6 +501,34 @@ def test_an_entry_filed_under_another_key_is_refused(tmp_path, capsys):
     assert runcache.verify(misfiled) is None  # the job's own entry took the key
 
 
+def test_an_entry_whose_key_field_was_edited_to_another_key_is_refused(tmp_path, capsys):
+    """An entry copied under another job's key with its manifest's ``key`` edited to match was
+    restored as that job: the key was read from the manifest, never recomputed from the parts
+    it records. Now the parts' own key must be the entry's."""
+    cache = tmp_path / "cache"
+    causal, other = make_job(tmp_path / "a", cache), make_job(tmp_path / "b", cache, lr=5e-4)
+    run(causal)
+    forged_key = runcache.key_of(parts_of(other))
+    forged = cache / forged_key
+    shutil.copytree(cache / runcache.key_of(parts_of(causal)), forged)
+    manifest = json.loads((forged / runcache.MANIFEST).read_text())
+    (forged / runcache.MANIFEST).write_text(json.dumps({**manifest, "key": forged_key}))
+    assert runcache.verify(forged) is not None
+    restored, run_id = run(other)
+    assert not restored and run_id  # refused: the job ran
+    refused = [line for line in capsys.readouterr().out.splitlines() if "refused entry" in line]
+    assert len(refused) == 1 and "its parts are of another key" in refused[0], refused
+    assert json.loads(Path(other.output[1]).read_text())["lr"] == 5e-4  # its own result
+    assert runcache.verify(forged) is None  # the job's own entry took the key
+
+
+def test_a_key_is_the_key_of_its_parts_as_an_entry_stores_them():
+    """The parts go into the manifest as JSON and come back; their key is the same (a number
+    key, a tuple): a stored entry is never refused for its own parts."""
+    parts = {"params": {"lr": (1, 2.5e-4), "by_step": {2: "x", 10: None}}, "inputs": ["f"]}
+    assert runcache.key_of(json.loads(json.dumps(parts))) == runcache.key_of(parts)
+
+
 def record(path: Path, result: dict, run_id: str, seconds: float) -> str:
     """An upstream job's JSON record: its result, and fields of the run that made it."""
     write_json(

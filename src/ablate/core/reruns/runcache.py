@@ -15,9 +15,9 @@ result made on another machine is reused, and its provenance still names that ma
 An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
 and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
 it). A restore checks the entry against the manifest first: an entry that does not match
-(a changed, missing or extra file, no manifest, or a manifest of another key: an entry filed
-under a key not its own) is refused, moved to ``<cache>/refused/``, and
-the job runs as if it were not there. A restored job writes ``<first output>.restored.json``
+(a changed, missing or extra file, no manifest, or a manifest of another key, its ``key`` or the
+key recomputed from its ``parts``: an entry filed under a key not its own) is refused, moved to
+``<cache>/refused/``, and the job runs as if it were not there. A restored job writes ``<first output>.restored.json``
 (:func:`marker_path`): it was restored, from which entry and which run.
 
 Why not Snakemake's own between-workflow cache (``cache:``, ``--cache``): docs/design.md,
@@ -143,7 +143,10 @@ def key_parts(
 
 
 def key_of(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+    """sha256 of ``parts`` as JSON, taken of them as a manifest stores them and reads them back
+    (a number key a string, a tuple a list): :func:`verify` recomputes it from the stored parts."""
+    stored = json.loads(canonical_json(parts))
+    return hashlib.sha256(canonical_json(stored).encode()).hexdigest()
 
 
 def input_fingerprint(path: str | os.PathLike) -> str:
@@ -210,7 +213,8 @@ def _output_digests(paths: list[Path]) -> dict[str, str]:
 
 def verify(entry: Path) -> str | None:
     """None when the entry is the one its manifest describes, under the key it is filed under
-    (its folder's name), and every file is the one its manifest lists; else what is wrong."""
+    (its folder's name: the manifest's ``key`` and the key of its ``parts``, recomputed), and
+    every file is the one its manifest lists; else what is wrong."""
     try:
         manifest = json.loads((entry / MANIFEST).read_text())
         listed = manifest["files"]
@@ -218,6 +222,12 @@ def verify(entry: Path) -> str | None:
         return f"no readable manifest ({type(exc).__name__})"
     if manifest.get("key") != entry.name:  # copied or renamed: another job's outputs
         return f"its manifest is of another key ({manifest.get('key')}): filed under the wrong key"
+    try:
+        own = key_of(manifest["parts"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"its manifest has no readable key parts ({type(exc).__name__})"
+    if own != entry.name:  # its key field edited: another job's outputs under this key
+        return f"its parts are of another key ({own}): filed under the wrong key"
     n = len(manifest.get("outputs", [])) + len(manifest.get("side_outputs", {}))
     found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
     for rel in sorted(set(listed) | set(found)):
