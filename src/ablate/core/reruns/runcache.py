@@ -412,9 +412,15 @@ class JobCache:
     full, a plugin's error) costs a run, never the job: Snakemake would delete the outputs of a
     failed job."""
 
-    def __init__(self, smk: Any, side_outputs: Sequence[str | os.PathLike] = ()):
+    def __init__(
+        self,
+        smk: Any,
+        side_outputs: Sequence[str | os.PathLike] = (),
+        work: Sequence[str | os.PathLike] = (),
+    ):
         self.outputs = [Path(p) for p in smk.output]
         self.side = [Path(p) for p in side_outputs]  # see store()
+        self.work = [Path(p) for p in work]  # see restored()
         self.started = time.time()
         self.inputs = [str(p) for p in smk.input]
         self.where = smk.config.get("run_cache") or None
@@ -425,7 +431,10 @@ class JobCache:
             self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir)
 
     def restored(self) -> bool:
-        """Whether the outputs were restored from the cache (the job then has nothing to do)."""
+        """Whether the outputs were restored from the cache (the job then has nothing to do).
+        What the job's runs write on their way (``work``: a training's checkpoints, which the
+        cache never holds) is then not of the restored outputs' run: set aside, one line
+        saying where, so no later run of the job resumes it (:meth:`_set_work_aside`)."""
         # a marker of an earlier restore would be false once the job runs
         marker_path(self.outputs).unlink(missing_ok=True)
         if self.where is None:
@@ -439,6 +448,8 @@ class JobCache:
                 self.marker = restore(
                     Path(self.where), self.parts, self.outputs, None, self.inputs, self.side
                 )
+            if self.marker is not None:
+                self._set_work_aside()
             return self.marker is not None
         except CheckpointError:  # an input the job would refuse: the job's own error
             raise
@@ -446,6 +457,19 @@ class JobCache:
             _remove([*self.outputs, *self.side])
             log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
             return False
+
+    def _set_work_aside(self) -> None:
+        """Each ``work`` folder there is, renamed out of the way (as a checkpoints folder of
+        unknown run is: :func:`ablate.core.outputs.checkpoint_integrity.set_aside`)."""
+        from ablate.core.outputs.checkpoint_integrity import set_aside
+
+        for p in self.work:
+            if p.exists():
+                aside = set_aside(p)
+                log(
+                    f"set aside {p} as {aside.name}: a run's working files, not the restored "
+                    "outputs' (never resumed; delete it to free the space)"
+                )
 
     def store(self) -> None:
         """Store the finished job's outputs. A side output nothing of this job wrote (a
