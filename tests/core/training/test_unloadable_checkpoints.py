@@ -148,6 +148,41 @@ def test_with_no_checkpoint_left_the_run_starts_fresh_untouched(tmp_path, capfd,
     assert trainer.optimizer.state_dict() == optimizer and trainer.state == State()
 
 
+def test_a_checkpoint_that_fails_once_in_the_trainer_stops_the_run_unless_an_older_one_loads(
+    tmp_path, capfd
+):
+    """An optimizer state of no parameter group reads as a mapping and fails only in
+    ``load_state_dict``, after the weights went in: set aside as any other; the one before it
+    loads over what went in; with none left the trainer is not fresh, so the job stops in one
+    line instead of training on from another run's weights, and its rerun starts fresh."""
+    ckpts = tmp_path / "checkpoints"
+    _two_checkpoints(ckpts)
+
+    def no_parameter_group(step: int) -> None:
+        torch.save({"state": {}}, ckpts / f"checkpoint-{step}" / saving.OPTIMIZER)
+        checkpoint_integrity.mark_complete(ckpts / f"checkpoint-{step}", step, saving.FORMAT_WHOLE)
+
+    no_parameter_group(2)
+    capfd.readouterr()
+    trainer = _trainer(ckpts, seed=1)
+    assert _resume(ckpts, trainer) == ckpts / "checkpoint-1" and trainer.state.step == 1
+    saved = safetensors.torch.load_file(ckpts / "checkpoint-1" / saving.WEIGHTS)
+    assert all(torch.equal(trainer.model.state_dict()[k], saved[k]) for k in saved)
+    err = capfd.readouterr().err
+    assert (
+        f"[resume] checkpoint-2 set aside as corrupt-checkpoint-2: {ckpts / 'checkpoint-2'} does "
+        "not load into this run (KeyError: 'param_groups')" in err
+    ), err
+    no_parameter_group(1)
+    with pytest.raises(saving.PartlyLoaded) as stopped:
+        _resume(ckpts, _trainer(ckpts, seed=1))
+    assert str(stopped.value) == (
+        f"{ckpts}: a checkpoint set aside above had gone into this run in part and no older one "
+        "loads over it; rerun the job, which starts fresh"
+    )
+    assert checkpoint_integrity.complete_checkpoints(ckpts) == []  # the rerun starts fresh
+
+
 #: a sharded checkpoint's ``.metadata``: well-formed pickles of the globals it admits
 METADATA = {
     "Metadata()": _global("torch.distributed.checkpoint.metadata", "Metadata") + b")R",
