@@ -17,8 +17,9 @@ and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of 
 it). A restore checks the entry against the manifest first: an entry that does not match
 (a changed, missing or extra file, no manifest, or a manifest of another key, its ``key`` or the
 key recomputed from its ``parts``: an entry filed under a key not its own) is refused, moved to
-``<cache>/refused/``, and the job runs as if it were not there. A restored job writes ``<first output>.restored.json``
-(:func:`marker_path`): it was restored, from which entry and which run.
+``<cache>/refused/``, and the job runs as if it were not there. A restored job writes
+``<first output>.restored.json`` (:func:`marker_path`): it was restored, from which entry and
+which run.
 
 Why not Snakemake's own between-workflow cache (``cache:``, ``--cache``): docs/design.md,
 "Run cache". This module stays light (no torch): a restored job never imports torch.
