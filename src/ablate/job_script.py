@@ -178,17 +178,19 @@ def start(
     imports: Sequence[str] = (),
     side_outputs: Sequence[str | os.PathLike] = (),
     after_restore: Callable[[], Any] | None = None,
+    work: Sequence[str | os.PathLike] = (),
 ):
     """Steps 1 to 3; the job's :class:`ablate.core.reruns.runcache.JobCache` (it stores the outputs
     once the job has written them). ``imports``: the modules the script uses (imported here,
     before the job waits for its GPUs; the script's own import lines then cost nothing).
     ``side_outputs``: what else the job writes that a user reads (restored with the outputs, or
     removed); ``after_restore``: what the job does with its finished outputs besides them (its
-    MLflow run), done for restored ones too."""
+    MLflow run), done for restored ones too; ``work``: what its runs write on their way (a
+    training's checkpoints), set aside when the outputs are restored instead."""
     start_light(snakemake, study)
     from ablate.core.reruns.runcache import JobCache
 
-    job_cache = JobCache(snakemake, side_outputs)  # config key run_cache (off: a no-op)
+    job_cache = JobCache(snakemake, side_outputs, work)  # config key run_cache (off: a no-op)
     _JOB["cache"] = job_cache
     if job_cache.restored():
         if after_restore is not None:

@@ -10,6 +10,7 @@ hold it fails the test instead of ending pytest."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import causal_finetune, weights
+from helpers import causal_finetune, synthetic_rows, weights
 
 from ablate.core.outputs import checkpoint_integrity, provenance
 from ablate.core.training import loop, saving
 from ablate.mask import embedded
+from ablate.mask.training.entries import pretrain
+from ablate.mask.training.gate import resolve_params
 
 PARAMS = {
     "max_steps": 2,
@@ -118,3 +121,58 @@ def test_a_signal_after_the_training_keeps_it(
     assert got.keys() == trained.keys()
     assert all(torch.equal(got[k], trained[k]) for k in trained)
     assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()  # gone once the rerun finished
+
+
+def _corpus_finetune(tmp_path: Path, tiny_model_dir: Path, tekken_dir: Path):
+    """The finetune of :data:`PARAMS` under ``loss_vocab: corpus``, as a call: (out, run)."""
+    params = {**PARAMS, "loss_vocab": "corpus", "weight_decay": 0.0}
+    sft = embedded.write_sft(tmp_path / "sft.jsonl", seed=0, n=16)
+    out = tmp_path / "run"
+    return out, lambda: causal_finetune(params, tiny_model_dir, sft, out)
+
+
+def _corpus_pretraining(tmp_path: Path, tiny_model_dir: Path, tekken_dir: Path):
+    """A one-layer pretraining of the tied Tekken table under ``loss_vocab: corpus`` (the
+    embedded default's base model, prepare_model), as a call: (out, run)."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": r["output"]}) + "\n" for r in synthetic_rows(30)))
+    params = {**PARAMS, "batch_size": 2, "max_seq_len": 32, "eval_size": 1}
+    params = resolve_params(params | {"loss_vocab": "corpus", "weight_decay": 0.0}, "pretrain")
+    out = tmp_path / "run"
+    arch = {"num_hidden_layers": 1}
+    return out, lambda: pretrain(
+        corpus=corpus, tokenizer_dir=tekken_dir, arch=arch, params=params, out_dir=out
+    )
+
+
+@pytest.mark.parametrize(
+    "training",
+    [_corpus_finetune, pytest.param(_corpus_pretraining, marks=pytest.mark.slow)],
+    ids=["finetune", "pretraining"],
+)
+def test_a_signal_during_the_final_save_of_a_corpus_loss_run_keeps_a_resumable_checkpoint(
+    training, tiny_model_dir, tekken_dir, tmp_path, monkeypatch, capsys, killable
+):
+    """``loss_vocab: corpus`` trains the table cut to the data's rows and makes it whole again
+    for the final save; the checkpoint kept after a signal there is of the table as the run's
+    steps (and its rerun, which cuts it before resuming) hold it: the rerun resumes it, trains
+    no step and writes the same weights (the interrupted run's outputs are complete: an
+    uninterrupted run's)."""
+    out, run = training(tmp_path, tiny_model_dir, tekken_dir)
+    original = saving.save_pretrained
+    monkeypatch.setattr(saving, "save_pretrained", _sigterm_before(original))
+    summary = run()
+    monkeypatch.setattr(saving, "save_pretrained", original)
+    printed = capsys.readouterr().out
+    assert "each step covers the data's" in printed  # the table was cut
+    assert "kept (checkpoint-2), from which a rerun writes them again" in printed
+    trained = weights(out / "final")
+    # Snakemake, interrupted meanwhile, left the job incomplete: the rerun deletes its outputs
+    shutil.rmtree(out / "final")
+    (out / checkpoint_integrity.SUMMARY_NAME).unlink()
+    rerun = run()
+    assert rerun["resumed_from_step"] == 2 and rerun["steps_done"] == 2
+    assert rerun["final_eval_loss"] == summary["final_eval_loss"]
+    got = weights(out / "final")
+    assert got.keys() == trained.keys()
+    assert all(torch.equal(got[k], trained[k]) for k in trained)

@@ -7,9 +7,16 @@ torchrun through the core's launcher (ablate.job_script.run_entry).
 from pathlib import Path
 
 from ablate import job_script
+from ablate.core.outputs.checkpoint_integrity import CHECKPOINTS_DIR
 
-# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
-job_cache = job_script.start(snakemake, "bridge", imports=["ablate.bridge.train"])
+# log, hub switch, run cache (a restored job ends here, its checkpoints of an earlier attempt
+# set aside), imports, its GPUs, torch threads
+job_cache = job_script.start(
+    snakemake,
+    "bridge",
+    imports=["ablate.bridge.train"],
+    work=[Path(snakemake.output.summary).parent / CHECKPOINTS_DIR],
+)
 from ablate.bridge import params as bridge_params
 
 r = snakemake.params.run

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from ablate import job_script
+from ablate.core.outputs.checkpoint_integrity import CHECKPOINTS_DIR
 from ablate.core.reports import tracking
 
 out_dir = Path(snakemake.output.summary).parent
@@ -21,13 +22,14 @@ def log_run():
 
 
 # log, hub switch, run cache (a restored job ends here, with its TensorBoard events and its
-# MLflow run), imports, its GPUs, torch threads
+# MLflow run; checkpoints of an earlier attempt set aside), imports, its GPUs, torch threads
 job_cache = job_script.start(
     snakemake,
     "mask",
     imports=["ablate.mask.training.entries"],
     side_outputs=[out_dir / tracking.TENSORBOARD_DIR],
     after_restore=log_run,
+    work=[out_dir / CHECKPOINTS_DIR],
 )
 from ablate.core.outputs import model_card
 from ablate.mask.training.entries import FinetuneSpec

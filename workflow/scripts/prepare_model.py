@@ -5,9 +5,16 @@ import time
 from pathlib import Path
 
 from ablate import job_script
+from ablate.core.outputs.checkpoint_integrity import CHECKPOINTS_DIR
 
-# log, hub switch, run cache (a restored job ends here), imports, its GPUs, torch threads
-job_cache = job_script.start(snakemake, "mask", imports=["ablate.mask.training.entries"])
+# log, hub switch, run cache (a restored job ends here, the pretraining's checkpoints of an
+# earlier attempt set aside), imports, its GPUs, torch threads
+job_cache = job_script.start(
+    snakemake,
+    "mask",
+    imports=["ablate.mask.training.entries"],
+    work=[Path(snakemake.output.summary).parent / CHECKPOINTS_DIR],
+)
 started = time.time()
 from ablate.core.outputs import model_card
 from ablate.mask import tiny

@@ -49,10 +49,15 @@ def tensorboard(job) -> Path:
     return Path(job.output[1]).parent / "tensorboard"
 
 
+def checkpoints(job) -> Path:
+    """The fake job's training checkpoints: what a finetune's ``checkpoints/`` is to it."""
+    return Path(job.output[1]).parent / "checkpoints"
+
+
 def run(job, side: bool = False) -> tuple[bool, str]:
     """What a job script does: restore, else compute (a new run id each time) and store; with
     ``side``, it also writes a TensorBoard folder of its run."""
-    cached = runcache.JobCache(job, [tensorboard(job)])
+    cached = runcache.JobCache(job, [tensorboard(job)], work=[checkpoints(job)])
     if cached.restored():
         return True, ""
     final, summary = (Path(p) for p in job.output)
@@ -499,6 +504,63 @@ def test_an_entry_filed_under_another_key_is_refused(tmp_path, capsys):
     assert len(refused) == 1 and "filed under the wrong key" in refused[0], refused
     assert json.loads(Path(other.output[1]).read_text())["lr"] == 5e-4  # its own result
     assert runcache.verify(misfiled) is None  # the job's own entry took the key
+
+
+def test_an_entry_whose_key_field_was_edited_to_another_key_is_refused(tmp_path, capsys):
+    """An entry copied under another job's key with its manifest's ``key`` edited to match was
+    restored as that job: the key was read from the manifest, never recomputed from the parts
+    it records. Now the parts' own key must be the entry's."""
+    cache = tmp_path / "cache"
+    causal, other = make_job(tmp_path / "a", cache), make_job(tmp_path / "b", cache, lr=5e-4)
+    run(causal)
+    forged_key = runcache.key_of(parts_of(other))
+    forged = cache / forged_key
+    shutil.copytree(cache / runcache.key_of(parts_of(causal)), forged)
+    manifest = json.loads((forged / runcache.MANIFEST).read_text())
+    (forged / runcache.MANIFEST).write_text(json.dumps({**manifest, "key": forged_key}))
+    assert runcache.verify(forged) is not None
+    restored, run_id = run(other)
+    assert not restored and run_id  # refused: the job ran
+    refused = [line for line in capsys.readouterr().out.splitlines() if "refused entry" in line]
+    assert len(refused) == 1 and "its parts are of another key" in refused[0], refused
+    assert json.loads(Path(other.output[1]).read_text())["lr"] == 5e-4  # its own result
+    assert runcache.verify(forged) is None  # the job's own entry took the key
+
+
+def test_a_key_is_the_key_of_its_parts_as_an_entry_stores_them():
+    """The parts go into the manifest as JSON and come back; their key is the same (a number
+    key, a tuple): a stored entry is never refused for its own parts."""
+    parts = {"params": {"lr": (1, 2.5e-4), "by_step": {2: "x", 10: None}}, "inputs": ["f"]}
+    assert runcache.key_of(json.loads(json.dumps(parts))) == runcache.key_of(parts)
+
+
+def test_a_restored_job_sets_the_checkpoints_of_an_earlier_attempt_aside(tmp_path, capsys):
+    """A job interrupted in training left ``checkpoints/``; its outputs then came from the cache
+    (another clone ran it). Those checkpoints are not of the restored run: they no longer sit
+    where a later run of the job would resume them, and the log says where they went."""
+    cache = tmp_path / "shared"
+    run(make_job(tmp_path / "clone1", cache))
+    job = make_job(tmp_path / "clone2", cache)
+    left = checkpoints(job) / "checkpoint-2"
+    left.mkdir(parents=True)
+    (left / "model.safetensors").write_bytes(b"an earlier attempt's")
+    capsys.readouterr()
+    assert run(job)[0] is True
+    assert not checkpoints(job).exists()
+    aside = checkpoints(job).with_name("corrupt-checkpoints")
+    assert (aside / "checkpoint-2" / "model.safetensors").read_bytes() == b"an earlier attempt's"
+    said = [x for x in capsys.readouterr().out.splitlines() if "checkpoints" in x]
+    assert said == [
+        f"[run cache] set aside {checkpoints(job)} as {aside.name}: a run's working files, not "
+        "the restored outputs' (never resumed; delete it to free the space)"
+    ], said
+
+
+def test_a_job_that_runs_keeps_its_checkpoints_to_resume(tmp_path):
+    job = make_job(tmp_path / "clone1", tmp_path / "shared")
+    (checkpoints(job) / "checkpoint-2").mkdir(parents=True)
+    assert run(job)[0] is False
+    assert (checkpoints(job) / "checkpoint-2").is_dir()
 
 
 def record(path: Path, result: dict, run_id: str, seconds: float) -> str:

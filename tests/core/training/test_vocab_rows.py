@@ -1,6 +1,7 @@
 """ablate.core.training.vocab_rows: where a run's tied table may be cut to the rows its data uses,
-and the cut table's lookup, refusal and restore. That training on the cut rows gives the whole
-table's weights bit for bit is the pretraining run's test (tests/mask/test_training.py)."""
+and the cut table's lookup, refusal, and the whole table during a save (cut again after). That
+training on the cut rows gives the whole table's weights bit for bit is the pretraining run's
+test (tests/mask/test_training.py)."""
 
 from __future__ import annotations
 
@@ -44,10 +45,13 @@ def test_a_table_is_cut_only_where_the_other_rows_would_not_move():
         model.get_input_embeddings()(torch.tensor([[5, 6]]))
     with torch.no_grad():
         rows.weight.add_(1.0)
-    rows.restore()
-    after = model.get_input_embeddings().weight
-    assert after is model.get_output_embeddings().weight  # tied again
-    assert torch.equal(after[rows.ids], table[rows.ids] + 1.0)
-    others = torch.ones(len(table), dtype=torch.bool)
-    others[rows.ids] = False
-    assert torch.equal(after[others], table[others])
+    with rows.whole():
+        after = model.get_input_embeddings().weight
+        assert after is model.get_output_embeddings().weight  # tied again
+        assert torch.equal(after[rows.ids], table[rows.ids] + 1.0)
+        others = torch.ones(len(table), dtype=torch.bool)
+        others[rows.ids] = False
+        assert torch.equal(after[others], table[others])
+    # cut again after: the table the run's steps trained (a checkpoint saved now holds it)
+    assert model.get_input_embeddings().weight is rows.weight
+    assert model.get_output_embeddings().weight is rows.weight

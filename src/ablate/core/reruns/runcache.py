@@ -15,10 +15,11 @@ result made on another machine is reused, and its provenance still names that ma
 An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
 and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
 it). A restore checks the entry against the manifest first: an entry that does not match
-(a changed, missing or extra file, no manifest, or a manifest of another key: an entry filed
-under a key not its own) is refused, moved to ``<cache>/refused/``, and
-the job runs as if it were not there. A restored job writes ``<first output>.restored.json``
-(:func:`marker_path`): it was restored, from which entry and which run.
+(a changed, missing or extra file, no manifest, or a manifest of another key, its ``key`` or the
+key recomputed from its ``parts``: an entry filed under a key not its own) is refused, moved to
+``<cache>/refused/``, and the job runs as if it were not there. A restored job writes
+``<first output>.restored.json`` (:func:`marker_path`): it was restored, from which entry and
+which run.
 
 Why not Snakemake's own between-workflow cache (``cache:``, ``--cache``): docs/design.md,
 "Run cache". This module stays light (no torch): a restored job never imports torch.
@@ -143,7 +144,10 @@ def key_parts(
 
 
 def key_of(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+    """sha256 of ``parts`` as JSON, taken of them as a manifest stores them and reads them back
+    (a number key a string, a tuple a list): :func:`verify` recomputes it from the stored parts."""
+    stored = json.loads(canonical_json(parts))
+    return hashlib.sha256(canonical_json(stored).encode()).hexdigest()
 
 
 def input_fingerprint(path: str | os.PathLike) -> str:
@@ -210,7 +214,8 @@ def _output_digests(paths: list[Path]) -> dict[str, str]:
 
 def verify(entry: Path) -> str | None:
     """None when the entry is the one its manifest describes, under the key it is filed under
-    (its folder's name), and every file is the one its manifest lists; else what is wrong."""
+    (its folder's name: the manifest's ``key`` and the key of its ``parts``, recomputed), and
+    every file is the one its manifest lists; else what is wrong."""
     try:
         manifest = json.loads((entry / MANIFEST).read_text())
         listed = manifest["files"]
@@ -218,6 +223,12 @@ def verify(entry: Path) -> str | None:
         return f"no readable manifest ({type(exc).__name__})"
     if manifest.get("key") != entry.name:  # copied or renamed: another job's outputs
         return f"its manifest is of another key ({manifest.get('key')}): filed under the wrong key"
+    try:
+        own = key_of(manifest["parts"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"its manifest has no readable key parts ({type(exc).__name__})"
+    if own != entry.name:  # its key field edited: another job's outputs under this key
+        return f"its parts are of another key ({own}): filed under the wrong key"
     n = len(manifest.get("outputs", [])) + len(manifest.get("side_outputs", {}))
     found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
     for rel in sorted(set(listed) | set(found)):
@@ -402,9 +413,15 @@ class JobCache:
     full, a plugin's error) costs a run, never the job: Snakemake would delete the outputs of a
     failed job."""
 
-    def __init__(self, smk: Any, side_outputs: Sequence[str | os.PathLike] = ()):
+    def __init__(
+        self,
+        smk: Any,
+        side_outputs: Sequence[str | os.PathLike] = (),
+        work: Sequence[str | os.PathLike] = (),
+    ):
         self.outputs = [Path(p) for p in smk.output]
         self.side = [Path(p) for p in side_outputs]  # see store()
+        self.work = [Path(p) for p in work]  # see restored()
         self.started = time.time()
         self.inputs = [str(p) for p in smk.input]
         self.where = smk.config.get("run_cache") or None
@@ -415,7 +432,10 @@ class JobCache:
             self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir)
 
     def restored(self) -> bool:
-        """Whether the outputs were restored from the cache (the job then has nothing to do)."""
+        """Whether the outputs were restored from the cache (the job then has nothing to do).
+        What the job's runs write on their way (``work``: a training's checkpoints, which the
+        cache never holds) is then not of the restored outputs' run: set aside, one line
+        saying where, so no later run of the job resumes it (:meth:`_set_work_aside`)."""
         # a marker of an earlier restore would be false once the job runs
         marker_path(self.outputs).unlink(missing_ok=True)
         if self.where is None:
@@ -429,6 +449,8 @@ class JobCache:
                 self.marker = restore(
                     Path(self.where), self.parts, self.outputs, None, self.inputs, self.side
                 )
+            if self.marker is not None:
+                self._set_work_aside()
             return self.marker is not None
         except CheckpointError:  # an input the job would refuse: the job's own error
             raise
@@ -436,6 +458,19 @@ class JobCache:
             _remove([*self.outputs, *self.side])
             log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
             return False
+
+    def _set_work_aside(self) -> None:
+        """Each ``work`` folder there is, renamed out of the way (as a checkpoints folder of
+        unknown run is: :func:`ablate.core.outputs.checkpoint_integrity.set_aside`)."""
+        from ablate.core.outputs.checkpoint_integrity import set_aside
+
+        for p in self.work:
+            if p.exists():
+                aside = set_aside(p)
+                log(
+                    f"set aside {p} as {aside.name}: a run's working files, not the restored "
+                    "outputs' (never resumed; delete it to free the space)"
+                )
 
     def store(self) -> None:
         """Store the finished job's outputs. A side output nothing of this job wrote (a

@@ -10,6 +10,7 @@ own (its weights, per-item rows and summary)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -107,11 +108,11 @@ def _resume(trainer: loop.Trainer, ckpt: Path) -> bool:
     """Load ``ckpt`` into ``trainer``: everything, or only the weights and the loop's state when a
     stop rule had already fired at its save step (killed before the final save: training on
     would pass the stop). Returns whether it had."""
-    prior = saving.load_state(ckpt)
-    prior_stop = StopRules(trainer.params).replay(prior["log_history"])
+    prior = saving.load_state(ckpt, loop.State)
+    prior_stop = StopRules(trainer.params).replay(prior.log_history)
     if prior_stop:
         saving.load_weights(trainer, ckpt)
-        trainer.state = loop.State(**prior)
+        trainer.state = prior
         trainer.stop_rules.stop = prior_stop
         return True
     saving.load(trainer, ckpt)
@@ -198,8 +199,8 @@ class Outputs(Protocol):
 class FinalWeights:
     """The core's :class:`Outputs`: ``final/`` (the weights in the save dtype, with the
     tokenizer and the hash manifest) and ``summary.json`` (its study's keys, provenance and
-    phases); ``rows``: the embedding table cut by ``loss_vocab: corpus``, whole again before the
-    save."""
+    phases); ``rows``: the embedding table cut by ``loss_vocab: corpus``, whole during the save
+    only (:meth:`~.vocab_rows.Rows.whole`)."""
 
     run: TrainRun
     tokenizer: Any
@@ -207,16 +208,16 @@ class FinalWeights:
 
     def write(self, trainer: loop.Trainer, outcome: Outcome) -> dict[str, Any] | None:
         t = self.run
-        if self.rows is not None:
-            self.rows.restore()
-        ckpt_info = saving.save_final(
-            trainer,
-            Path(t.out_dir),
-            tokenizer=self.tokenizer,
-            dtype=save_dtype(t.params),
-            extra={"kind": t.kind, **t.record, "step": outcome.state.step},
-            phases=t.phases,
-        )
+        # the table whole for the save only: a checkpoint kept after it is of the cut table
+        with contextlib.nullcontext() if self.rows is None else self.rows.whole():
+            ckpt_info = saving.save_final(
+                trainer,
+                Path(t.out_dir),
+                tokenizer=self.tokenizer,
+                dtype=save_dtype(t.params),
+                extra={"kind": t.kind, **t.record, "step": outcome.state.step},
+                phases=t.phases,
+            )
         # process 0 alone writes (and computes) the summary
         return self._write(outcome, ckpt_info) if parallel.rank() == 0 else None
 
@@ -335,7 +336,8 @@ def _finish(
         # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
         # weights are an earlier checkpoint's: the rerun resumes there and stops alike). After
         # the outputs, one process's weights may be in the save dtype (or a study's restored
-        # best): enough, as a rerun from it trains no step and writes the same outputs
+        # best): enough, as a rerun from it trains no step and writes the same outputs. A cut
+        # table is cut again (FinalWeights): the checkpoint fits the rerun's model, cut alike
         newest = checkpoint_integrity.newest_complete(ckpt_dir)
         if stop["reason"] != "nonfinite" and (
             newest is None or checkpoint_integrity.step_of(newest) != state.step

@@ -17,13 +17,14 @@ the oldest complete checkpoints beyond ``save_total_limit`` are then removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pickle
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +49,8 @@ FORMAT_WHOLE = "whole"
 #: max_shard_size of the final weights: the manifest and the loaders' checks hash the shards in
 #: parallel, not 6.9 GB in one sha256 stream at 3.4 B
 SAVE_SHARD = "2GB"
+T = TypeVar("T")
+S = TypeVar("S")
 
 
 def _rng_file(rank: int | None = None) -> str:
@@ -137,10 +140,21 @@ def _rotate(directory: Path, limit: int) -> None:
 
 
 class UnreadableCheckpoint(checkpoint_integrity.CheckpointError):
-    """A file of a checkpoint that matched its manifest does not load: the restricted loaders
-    refused it (it names code or objects no checkpoint holds) or it does not parse. Its files
-    were altered and the manifest written again; the checkpoint counts as corrupt
-    (:func:`resume_from`)."""
+    """A file of a checkpoint that matched its manifest does not load into this run: the
+    restricted loaders refused it (it names code or objects no checkpoint holds), it does not
+    parse, its objects are not what a checkpoint holds (any exception of the unpickling: a
+    well-formed pickle of admitted globals with bad arguments), or its weights are of another
+    shape. Raised before anything of the checkpoint went into the trainer; the checkpoint counts
+    as corrupt (:func:`resume_from`)."""
+
+
+class PartlyLoaded(UnreadableCheckpoint):
+    """A checkpoint whose files were read whole failed while going into the trainer: part of it
+    may be in it (a fresh start from this trainer would not be fresh)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
 
 
 def _torch_file(path: Path, **kwargs) -> Any:
@@ -155,33 +169,106 @@ def _torch_file(path: Path, **kwargs) -> Any:
             f"{path} holds objects no checkpoint holds{held}: refused, nothing of it ran; the "
             "file was altered or is not this pipeline's"
         ) from None
-    except (RuntimeError, EOFError, ValueError) as exc:
-        raise UnreadableCheckpoint(
-            f"{path} does not load ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-        ) from None
+    except Exception as exc:  # whatever the admitted globals raise on their arguments
+        raise UnreadableCheckpoint(f"{path} does not load ({_first_line(exc)})") from None
 
 
 def _shard_index(ckpt: Path) -> None:
     """A sharded checkpoint's ``.metadata`` read as its loads will read it (nothing loaded)."""
     try:
         sharding.read_metadata(ckpt)
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError) as exc:
+    except pickle.UnpicklingError as exc:  # names the file and the global it refused
         raise UnreadableCheckpoint(str(exc).splitlines()[0]) from None
+    except Exception as exc:  # whatever the admitted globals raise on their arguments
+        path = sharding.metadata_file(ckpt)
+        raise UnreadableCheckpoint(f"{path} does not load ({_first_line(exc)})") from None
 
 
-def load_state(ckpt: Path) -> dict[str, Any]:
-    """The loop's state a checkpoint holds (step, tokens, log history)."""
+def _state_dict(path: Path, **kwargs) -> dict:
+    """A pickled state dict (an optimizer's, a schedule's, the RNG's): a mapping."""
+    got = _torch_file(path, **kwargs)
+    if not isinstance(got, dict):
+        raise UnreadableCheckpoint(f"{path} holds a {type(got).__name__}, not a state dict")
+    return got
+
+
+def _schedule(path: Path, own: dict[str, Any]) -> dict:
+    """The schedule's state of ``path``, of the shape of this run's (``own``): the same keys,
+    each value of the same type, a list of the same length (``load_state_dict`` takes any)."""
+    got = _state_dict(path)
+    for key in sorted(set(own) | set(got)):
+        mine, theirs = own.get(key), got.get(key)
+        if key not in got or key not in own or type(mine) is not type(theirs):
+            raise UnreadableCheckpoint(
+                f"{path} does not fit this run's schedule ({key}: {type(theirs).__name__} in the "
+                f"file, {type(mine).__name__} in the schedule)"
+            )
+        if isinstance(mine, list) and len(mine) != len(theirs):
+            raise UnreadableCheckpoint(
+                f"{path} does not fit this run's schedule ({key}: {len(theirs)} values in the "
+                f"file, {len(mine)} in the schedule)"
+            )
+    return got
+
+
+def _rng(path: Path) -> dict:
+    """An RNG state file: the CPU generator's state, a byte tensor (the GPUs' with it)."""
+    got = _state_dict(path)
+    cpu = got.get("cpu")
+    if not (isinstance(cpu, torch.Tensor) and cpu.dtype == torch.uint8):
+        raise UnreadableCheckpoint(f"{path} holds no CPU generator state (a byte tensor)")
+    return got
+
+
+def _check_log_history(log_history: Any) -> None:
+    """Entries that replaying the stop rules reads: each a mapping with an integer step, its
+    losses numbers."""
+    for entry in log_history:
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+            raise TypeError(f"a log_history entry without an integer step: {str(entry)[:60]}")
+        if any(not isinstance(entry.get(k, 0.0), int | float) for k in ("loss", "eval_loss")):
+            raise TypeError(f"a log_history entry whose loss is no number: {str(entry)[:60]}")
+
+
+def load_state(ckpt: Path, state_type: type[S]) -> S:
+    """The loop's state a checkpoint holds (step, tokens, log history) as ``state_type`` (the
+    loop's State), checked before anything of the checkpoint is loaded."""
     path = ckpt / LOOP_STATE
     try:
         state = json.loads(path.read_text())
         if not (isinstance(state["step"], int) and isinstance(state["log_history"], list)):
             raise TypeError("step or log_history of another type")
+        _check_log_history(state["log_history"])
         losses = state.get("unlogged_losses", [])
         if not isinstance(losses, list) or not all(isinstance(x, int | float) for x in losses):
             raise TypeError("unlogged_losses is not a list of numbers")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UnreadableCheckpoint(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
-    return state
+        return state_type(**state)
+    except Exception as exc:  # noqa: BLE001 (any content: JSON of another shape)
+        raise UnreadableCheckpoint(f"{path} is unreadable ({_first_line(exc)})") from None
+
+
+def _check_weights(model, path: Path) -> None:
+    """The weights file's tensors fit ``model``: each of its names is one of the model's with
+    the model's shape (read from the file's header, no tensor loaded), so loading it changes
+    nothing when it does not fit (``load_state_dict`` copies what fits before it raises)."""
+    own = model.state_dict()
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except Exception as exc:  # noqa: BLE001 (a header that does not parse)
+        raise UnreadableCheckpoint(f"{path} does not load ({_first_line(exc)})") from None
+    unknown = sorted(set(shapes) - set(own))
+    if unknown:
+        raise UnreadableCheckpoint(
+            f"{path} does not fit this run's model ({unknown[0]}: not one of the model's tensors)"
+        )
+    for name in (k for k in own if k in shapes):  # the model's order
+        shape = shapes[name]
+        if shape != list(own[name].shape):
+            raise UnreadableCheckpoint(
+                f"{path} does not fit this run's model ({name}: {shape} in the file, "
+                f"{list(own[name].shape)} in the model)"
+            )
 
 
 def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
@@ -198,30 +285,48 @@ def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
     return got
 
 
+@contextlib.contextmanager
+def _into_trainer(ckpt: Path) -> Iterator[None]:
+    """Around loading what was read of ``ckpt`` into the trainer: whatever fails there is
+    :class:`PartlyLoaded`, naming the checkpoint and the exception."""
+    try:
+        yield
+    except sharding.LOAD_ERRORS as exc:
+        raise PartlyLoaded(f"{ckpt} does not load into this run ({_first_line(exc)})") from exc
+
+
 def load_weights(trainer, ckpt: Path) -> None:
     """The weights of ``ckpt`` into the model (the fp32 masters follow where there are some)."""
     if trainer.sharded:
         _agreed(lambda: _shard_index(ckpt), ckpt)
-        sharding.load_model(trainer.model, ckpt)
+        with _into_trainer(ckpt):
+            sharding.load_model(trainer.model, ckpt)
         return
-    masters = _agreed(
-        lambda: None if trainer.master is None else _torch_file(ckpt / OPTIMIZER), ckpt
-    )
-    safetensors.torch.load_model(trainer.model, str(ckpt / WEIGHTS), device=str(trainer.device))
-    if masters is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
-        trainer.optimizer.load_state_dict(masters)
+
+    def read() -> Any:
+        _check_weights(trainer.model, ckpt / WEIGHTS)
+        return None if trainer.master is None else _torch_file(ckpt / OPTIMIZER)
+
+    masters = _agreed(read, ckpt)
+    with _into_trainer(ckpt):
+        safetensors.torch.load_model(trainer.model, str(ckpt / WEIGHTS), device=str(trainer.device))
+        if masters is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
+            trainer.optimizer.load_state_dict(masters)
 
 
 def _read(trainer, ckpt: Path) -> dict[str, Any]:
-    """Every file of ``ckpt`` this process loads besides the weights, parsed and unpickled (a
-    sharded run's shard index too), so that a refused one changes nothing of the trainer."""
+    """Every file of ``ckpt`` this process loads, parsed and unpickled, the loop's state as its
+    type, the weights' shapes checked against the model (a sharded run's shard index read), so
+    that a refused one changes nothing of the trainer."""
     if trainer.sharded:
         _shard_index(ckpt)
+    else:
+        _check_weights(trainer.model, ckpt / WEIGHTS)
     return {
-        "optimizer": None if trainer.sharded else _torch_file(ckpt / OPTIMIZER),
-        "scheduler": _torch_file(ckpt / SCHEDULER),
-        "rng": None if parallel.rank() in _unsaved_rng(ckpt) else _torch_file(ckpt / _rng_file()),
-        "state": load_state(ckpt),
+        "optimizer": None if trainer.sharded else _state_dict(ckpt / OPTIMIZER),
+        "scheduler": _schedule(ckpt / SCHEDULER, trainer.scheduler.state_dict()),
+        "rng": None if parallel.rank() in _unsaved_rng(ckpt) else _rng(ckpt / _rng_file()),
+        "state": load_state(ckpt, type(trainer.state)),
         "evaluation": None
         if trainer.spec.evaluation is None
         else _torch_file(ckpt / EVALUATION, map_location="cpu"),
@@ -231,8 +336,14 @@ def _read(trainer, ckpt: Path) -> dict[str, Any]:
 def load(trainer, ckpt: Path) -> None:
     """Everything of ``ckpt`` into ``trainer``: weights, optimizer, schedule, RNG, the loop's state
     (the same data order follows from the step). :class:`UnreadableCheckpoint` before any of it
-    when a file is refused or does not parse."""
+    when a file is refused, does not parse or does not fit; :class:`PartlyLoaded` for whatever
+    fails after."""
     files = _agreed(lambda: _read(trainer, ckpt), ckpt)
+    with _into_trainer(ckpt):
+        _load_read(trainer, ckpt, files)
+
+
+def _load_read(trainer, ckpt: Path, files: dict[str, Any]) -> None:
     if trainer.sharded:
         sharding.load_model(trainer.model, ckpt)
         sharding.load_optimizer(trainer.model, trainer.optimizer, ckpt)
@@ -240,7 +351,7 @@ def load(trainer, ckpt: Path) -> None:
         safetensors.torch.load_model(trainer.model, str(ckpt / WEIGHTS), device=str(trainer.device))
         trainer.optimizer.load_state_dict(files["optimizer"])
     trainer.scheduler.load_state_dict(files["scheduler"])
-    trainer.state = type(trainer.state)(**files["state"])  # the loop's State
+    trainer.state = files["state"]  # the loop's State
     restore_unlogged_losses(trainer, trainer.state.unlogged_losses)
     rng = files["rng"]
     if rng is None:  # saved by fewer processes than this run has: seeded (begin_segment records)
@@ -310,7 +421,13 @@ def segments(state) -> list[dict[str, Any]]:
     return out
 
 
-T = TypeVar("T")
+def _why(ckpt: Path, error: BaseException | None) -> str:
+    """What a checkpoint's load raised, in one line naming the file (or the checkpoint)."""
+    if isinstance(error, UnreadableCheckpoint):
+        return str(error).splitlines()[0]
+    if error is None:
+        return f"another process could not load {ckpt}"
+    return f"{ckpt} does not load into this run ({_first_line(error)})"
 
 
 def resume_from(
@@ -320,16 +437,33 @@ def resume_from(
     load: Callable[[Path], T],
 ) -> tuple[Path | None, T | None]:
     """The newest checkpoint of the same run (:func:`ablate.core.training.resume.resume_point`)
-    loaded by ``load``, and what ``load`` returned; (None, None): none, a fresh start. One whose
-    file ``load`` refuses (:class:`UnreadableCheckpoint`) is set aside in one line like one that
-    fails its manifest, and the one before it is tried."""
+    loaded by ``load``, and what ``load`` returned; (None, None): none, a fresh start.
+
+    One rule for a checkpoint that cannot be read into this run: whatever ``load`` raises (in
+    any process), the checkpoint is set aside in one line naming the file (the checkpoint,
+    where the error names none) and the exception, like one that fails its manifest, and the
+    one before it is tried. A refusal before anything of it went into the trainer
+    (:class:`UnreadableCheckpoint`) leaves the trainer fresh; after one that may have loaded a
+    part (:class:`PartlyLoaded`, any other exception) with no older checkpoint loaded over it,
+    the run stops (:class:`PartlyLoaded`): its rerun starts fresh."""
+    touched = False
     while (ckpt := resume.resume_point(ckpt_dir, run_key, inputs)) is not None:
         try:
-            return ckpt, load(ckpt)
-        except UnreadableCheckpoint as exc:
-            if parallel.rank() == 0:
-                aside = checkpoint_integrity.set_aside(ckpt)
-                checkpoint_integrity.say(f"{ckpt.name} set aside as {aside.name}: {exc}")
+            got, error = load(ckpt), None
+        except sharding.LOAD_ERRORS as exc:  # the one rule: any exception of a load
+            got, error = None, exc
+        if not parallel.any_process(error is not None):
+            return ckpt, got
+        clean = isinstance(error, UnreadableCheckpoint) and not isinstance(error, PartlyLoaded)
+        touched = touched or not clean
+        if parallel.rank() == 0:
+            aside = checkpoint_integrity.set_aside(ckpt)
+            checkpoint_integrity.say(f"{ckpt.name} set aside as {aside.name}: {_why(ckpt, error)}")
+    if parallel.any_process(touched):
+        raise PartlyLoaded(
+            f"{ckpt_dir}: a checkpoint set aside above had gone into this run in part and no "
+            "older one loads over it; rerun the job, which starts fresh"
+        )
     return None, None
 
 

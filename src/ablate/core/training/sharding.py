@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.metadata import StorageMeta
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -131,6 +132,9 @@ def full_state_dict(model) -> dict[str, torch.Tensor]:
 
 #: the torch.distributed.checkpoint directory inside a sharded run's ``checkpoint-N``
 SHARDS_DIR = "sharded_state"
+#: what a torch.distributed.checkpoint load may raise: its CheckpointException (the errors of
+#: every process, gathered) is a BaseException, not an Exception
+LOAD_ERRORS = (Exception, CheckpointException)
 
 
 def save_checkpoint(model, optimizer, directory: str | os.PathLike) -> None:
@@ -198,6 +202,11 @@ class MetadataReader(dcp.FileSystemReader):
             metadata.storage_meta = StorageMeta()
         metadata.storage_meta.load_id = self.load_id
         return metadata
+
+
+def metadata_file(directory: str | os.PathLike) -> Path:
+    """The shard index file of :func:`save_checkpoint`'s ``directory`` (torch's own name)."""
+    return Path(pytorch.metadata_path(MetadataReader(Path(directory) / SHARDS_DIR)))
 
 
 def read_metadata(directory: str | os.PathLike):

@@ -23,7 +23,8 @@ optimizer keeps fp32 master copies (they, not the table, are the weights saved).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -61,7 +62,8 @@ class RowHead(nn.Linear):
 
 
 class Rows:
-    """A model whose tied table is cut to ``ids``; :meth:`restore` puts it back, trained."""
+    """A model whose tied table is cut to ``ids``; :meth:`whole` puts it back, trained, while
+    the final weights are saved, and cuts it again after."""
 
     def __init__(self, model, ids: torch.Tensor):
         self.model = model
@@ -72,16 +74,28 @@ class Rows:
         weight = nn.Parameter(table.detach()[self.ids].clone(), requires_grad=table.requires_grad)
         pad = self.embedding.padding_idx
         local_pad = None if pad is None else int(torch.searchsorted(self.ids, torch.tensor(pad)))
-        model.set_input_embeddings(RowEmbedding(weight, self.ids, local_pad))
-        model.set_output_embeddings(RowHead(weight, self.ids))
+        self.cut = (RowEmbedding(weight, self.ids, local_pad), RowHead(weight, self.ids))
         self.weight = weight
+        self._install(*self.cut)
 
-    @torch.no_grad()
-    def restore(self) -> None:
-        self.embedding.to(self.weight.device)  # the model may have moved since the cut
-        self.embedding.weight[self.ids] = self.weight.to(self.embedding.weight.dtype)
-        self.model.set_input_embeddings(self.embedding)
-        self.model.set_output_embeddings(self.head)
+    def _install(self, embedding: nn.Module, head: nn.Module) -> None:
+        self.model.set_input_embeddings(embedding)
+        self.model.set_output_embeddings(head)
+
+    @contextlib.contextmanager
+    def whole(self) -> Iterator[None]:
+        """The model's own table, whole, with the rows trained written into it (for the final
+        save); then the cut again: what the run's steps trained, so that a checkpoint saved
+        after (the finished training kept after a late signal) holds the table as a rerun,
+        which cuts it before it resumes, holds it."""
+        with torch.no_grad():
+            self.embedding.to(self.weight.device)  # the model may have moved since the cut
+            self.embedding.weight[self.ids] = self.weight.to(self.embedding.weight.dtype)
+        self._install(self.embedding, self.head)
+        try:
+            yield
+        finally:
+            self._install(*self.cut)
 
 
 def why_not(model, params: TrainParams) -> str | None:
