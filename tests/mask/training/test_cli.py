@@ -71,3 +71,36 @@ def test_a_malformed_argument_is_refused_in_one_line(capsys, args, error):
     assert cli.main([*PRETRAIN, *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {error}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [("[1", "not valid YAML at its end: did not find expected ',' or ']'"),
+     ("*a", "not valid YAML at column 1: found undefined alias"),
+     ("!!python/name:os.system", "not valid YAML at column 1: could not determine a constructor"),
+     ("{a: 1, a: 2}", "the key a is written twice")],
+    ids=["open-bracket", "undefined-alias", "python-tag", "key-twice"],
+)  # fmt: skip
+def test_a_set_value_yaml_cannot_read_is_refused_in_one_line(capsys, value, says):
+    """A ``--set`` value YAML cannot read was a yaml ParserError (ComposerError,
+    ConstructorError) traceback; now one line naming the entry and where in it."""
+    assert cli.main([*PRETRAIN, "--set", f"max_steps={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --set max_steps={value}: {says}") and err.count("\n") == 1, err
+
+
+def test_a_key_set_twice_is_refused(capsys):
+    """``--set max_steps=1 --set max_steps=2`` kept the second silently."""
+    assert cli.main([*PRETRAIN, "--set", "max_steps=1", "--set", "max_steps=2"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --set max_steps=1 and --set max_steps=2 set one key: give each key once\n"
+    )
+
+
+def test_a_binary_params_file_is_named(tmp_path, capsys):
+    """A ``--params`` file that is no text was a UnicodeDecodeError traceback."""
+    for name in ("params.yaml", "params.json"):
+        (tmp_path / name).write_bytes(b"\x80\x81\xff")
+        assert cli.main([*PRETRAIN, "--params", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --params: {tmp_path / name}") and err.count("\n") == 1, err
