@@ -104,3 +104,22 @@ def test_a_binary_params_file_is_named(tmp_path, capsys):
         assert cli.main([*PRETRAIN, "--params", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: --params: {tmp_path / name}") and err.count("\n") == 1, err
+
+
+def test_a_step_of_more_examples_than_the_rows_stops_the_finetune_before_its_model(
+    tmp_path, capsys
+):
+    """A hub dataset's rows are known only once it is read, so the finetune itself refuses a
+    step (batch_size x grad_accum) of more examples than the rows it trains on: one line, before
+    the tokenizer or the model loads (here: neither exists), nothing written."""
+    rows = tmp_path / "sft.jsonl"
+    rows.write_text((json.dumps({"prompt": "a", "output": " b"}) + "\n") * 20)
+    args = ["finetune", "--model", str(tmp_path / "no-model"), "--data", str(rows)]
+    args += ["--policy", "causal", "--out", str(tmp_path / "out")]
+    assert cli.main([*args, "--set", "eval_size=4", "--set", "batch_size=100000000"]) == 2
+    assert capsys.readouterr().err == (
+        "error: a step of batch_size 100000000 x grad_accum 16 = 1600000000 examples is more "
+        "than the 16 rows it trains on: a step would hold rows twice (the gradient of one pass "
+        "over them, at more cost); make batch_size x grad_accum at most 16\n"
+    )
+    assert not (tmp_path / "out").exists()
