@@ -55,9 +55,13 @@ def validate_config(cfg):
 if msg := configfile_error(workflow.overwrite_configfiles or [], "results"):
     raise WorkflowError(msg)
 # A key written twice in a config file: Snakemake's loader kept the second silently; the one
-# line names both (every --configfile, or the `configfile:` default), before any job.
-if msg := config_files_error(workflow.configfiles):
+# line names both (every --configfile, or the `configfile:` default), before any job. A key the
+# workflow alone sets (an experiment's marker), in a config file or --config: one line too.
+if msg := config_files_error(workflow.configfiles, experiments.BY_WORKFLOW):
     raise WorkflowError(msg)
+for _key, _why in experiments.BY_WORKFLOW.items():
+    if _key in workflow.config_settings.overwrite_config:
+        raise WorkflowError(f"--config {_key}: {_why}")
 
 # An experiment's configuration (config `experiments`: the Snakefile loads itself once per
 # experiment, ablate.core.trees.experiments) names itself and its base; None in the base's.

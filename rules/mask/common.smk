@@ -48,10 +48,11 @@ except ConfigError as exc:
 try:
     VARIANTS = mask_variants.variants_of(config)
     MASK_JOBS = mask_layout.jobs(config, VARIANTS)
-    # an eval_size that leaves no SFT row to train on: refused here, before Snakemake removes
-    # the outputs of the finished finetune it would replace (a local file's rows are counted)
+    # an eval_size that leaves no SFT row to train on, a step of more examples than the rows
+    # left: refused here, before Snakemake removes the outputs of the finished finetune it
+    # would replace (a local file's rows are counted)
     if workflow.is_main_process:
-        mask_variants.check_eval_sizes(config, VARIANTS)
+        mask_variants.check_sft_sizes(config, VARIANTS)
         mask_models.check(config)
         # a model family (or backend) whose mask policies no audit has proven: refused here,
         # before any job, when its config.json can be read offline; else when it loads

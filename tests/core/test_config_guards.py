@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 from helpers import ROOT, dry_run, dry_run_with, edit, validated
 
-from ablate.core.config import ConfigError, load_config_file, subschema
+from ablate.core.config import ConfigError, subschema
+from ablate.core.user_yaml import load_config_file
 
 DEFAULT = (ROOT / "config" / "config.yaml").read_text()
 
@@ -150,7 +151,12 @@ def test_bridge_bounds_are_the_cores(key, pointer):
         bridge_params.resolve({key: limit(pointer) * 10})
 
 
+#: a step of one example: the eval_size tests below hold no step size to account
+ONE_EXAMPLE = {"batch_size": 1, "grad_accum": 1}
+
+
 def finetune_config(sft: dict, variants: dict, defaults: dict) -> dict:
+    defaults = {**ONE_EXAMPLE, **defaults}
     return {"mask": {"data": sft, "finetune": {"variants": variants, "defaults": defaults}}}
 
 
@@ -164,10 +170,10 @@ def test_eval_size_that_leaves_no_training_row_is_refused(tmp_path):
     embedded = {"source": "embedded", "embedded": {"sft_pairs": 1600}}
     for ok in (0, 1599):
         cfg = finetune_config(embedded, variants, {"eval_size": ok, "seed": 0})
-        mask_variants.check_eval_sizes(cfg, mask_variants.variants_of(cfg))
+        mask_variants.check_sft_sizes(cfg, mask_variants.variants_of(cfg))
     cfg = finetune_config(embedded, variants, {"eval_size": 100000, "seed": 0})
     with pytest.raises(ConfigError) as info:
-        mask_variants.check_eval_sizes(cfg, mask_variants.variants_of(cfg))
+        mask_variants.check_sft_sizes(cfg, mask_variants.variants_of(cfg))
     assert str(info.value) == (
         "invalid config at mask.finetune.defaults.eval_size: 100000 held-out rows leave none to "
         "train on: the SFT data has 1600 (mask.data.embedded.sft_pairs); set it below 1600"
@@ -177,12 +183,57 @@ def test_eval_size_that_leaves_no_training_row_is_refused(tmp_path):
     rows.write_text('{"prompt": "a", "output": " b"}\n\n' * 5)
     local = {"source": "hub", "sft": str(rows)}
     cfg = finetune_config(local, {**variants, "3B": {**variants["3B"], "eval_size": 5}}, {})
-    cfg["mask"]["finetune"]["defaults"] = {"eval_size": 4, "seed": 0}
+    cfg["mask"]["finetune"]["defaults"] = {**ONE_EXAMPLE, "eval_size": 4, "seed": 0}
     with pytest.raises(ConfigError, match=r"variants\.3B\.eval_size: 5 held-out rows .* has 5 "):
-        mask_variants.check_eval_sizes(cfg, mask_variants.variants_of(cfg))
+        mask_variants.check_sft_sizes(cfg, mask_variants.variants_of(cfg))
     hub = finetune_config({"source": "hub", "sft": "yahma/alpaca-cleaned"}, variants, {})
-    hub["mask"]["finetune"]["defaults"] = {"eval_size": 10**9, "seed": 0}
-    mask_variants.check_eval_sizes(hub, mask_variants.variants_of(hub))
+    hub["mask"]["finetune"]["defaults"] = {**ONE_EXAMPLE, "eval_size": 10**9, "seed": 0}
+    mask_variants.check_sft_sizes(hub, mask_variants.variants_of(hub))
+
+
+def test_a_step_of_more_examples_than_training_rows_is_refused(tmp_path):
+    """``batch_size``/``grad_accum`` of 1e8 passed the dry run: a step draws its examples from a
+    stream of epochs, so one of more examples than the rows it trains on holds rows twice (the
+    gradient of one pass, at more cost) in micro-batches no memory holds. Refused against the
+    rows left after eval_size, the embedded data's or a local .jsonl's; a hub dataset's rows are
+    known only once downloaded (the finetune stops on it there)."""
+    from ablate.mask import variants as mask_variants
+
+    variants = {"3A": {"stage": 3, "policy": "causal"}}
+    embedded = {"source": "embedded", "embedded": {"sft_pairs": 1600}}
+    fits = finetune_config(
+        embedded, variants, {"eval_size": 32, "batch_size": 98, "grad_accum": 16}
+    )
+    mask_variants.check_sft_sizes(fits, mask_variants.variants_of(fits))  # 1568 = 1600 - 32
+    huge = {"eval_size": 32, "batch_size": 10**8, "grad_accum": 10**8, "seed": 0}
+    cfg = finetune_config(embedded, variants, huge)
+    with pytest.raises(ConfigError) as info:
+        mask_variants.check_sft_sizes(cfg, mask_variants.variants_of(cfg))
+    assert str(info.value) == (
+        "invalid config at mask.finetune.defaults.batch_size and "
+        "mask.finetune.defaults.grad_accum: finetune 3A: a step of batch_size 100000000 x "
+        "grad_accum 100000000 = 10000000000000000 examples is more than the 1568 rows it trains "
+        "on (1600 SFT rows, mask.data.embedded.sft_pairs, less eval_size 32): a step would hold "
+        "rows twice (the gradient of one pass over them, at more cost); make batch_size x "
+        "grad_accum at most 1568"
+    )
+    rows = tmp_path / "sft.jsonl"
+    rows.write_text('{"prompt": "a", "output": " b"}\n' * 10)
+    local = {"source": "hub", "sft": str(rows)}
+    cfg = finetune_config(local, {"3A": {**variants["3A"], "grad_accum": 11}}, {"eval_size": 0})
+    with pytest.raises(ConfigError, match=r"variants\.3A\.grad_accum: finetune 3A: .* = 11 "):
+        mask_variants.check_sft_sizes(cfg, mask_variants.variants_of(cfg))
+    hub = finetune_config({"source": "hub", "sft": "yahma/alpaca-cleaned"}, variants, huge)
+    mask_variants.check_sft_sizes(hub, mask_variants.variants_of(hub))
+
+
+def test_a_step_of_more_examples_than_training_rows_fails_the_dry_run(workflow_copy):  # noqa: F811
+    cfg = edit("mask.finetune.defaults.batch_size", 10**8)
+    r = dry_run_with(workflow_copy, cfg)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out
+    assert "finetune 3A: a step of batch_size 100000000 x grad_accum 1 = " in out, out
+    assert "Traceback" not in out and "Building DAG" not in out, out
 
 
 def test_eval_size_over_the_data_fails_the_dry_run(workflow_copy):  # noqa: F811

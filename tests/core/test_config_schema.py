@@ -482,6 +482,13 @@ def test_policies_restated_in_the_schema_match_the_library():
             "write a finite number (YAML's .nan and .inf are no value a run can use)",
         ),
         (8.0, "integer", "write 8 (the key takes a whole number, written without a decimal point)"),
+        # a float beyond the whole numbers it holds exactly: its digits are no number anyone typed
+        (
+            1.0e300,
+            "integer",
+            "write a whole number (the key takes a whole number, written without a decimal point)",
+        ),
+        ("1e300", "integer", "write a whole number (without quotes or exponent)"),
         (0.5, "number", None),
     ],
 )
@@ -509,6 +516,21 @@ def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
     ) in out, out
 
 
+@pytest.mark.parametrize("results", ["./results/", "results/", "/abs/results", "a\nb", "r\tx"])
+def test_a_results_folder_is_refused_in_words_not_by_its_regex(results):
+    """``results: ./results/`` was answered with the schema's raw regex; ``results: "a\\nb"`` (a
+    line break in a folder's name, which breaks every line naming it) was accepted."""
+    from ablate.core.config import schema_error
+
+    with pytest.raises(jsonschema.ValidationError) as info:
+        validated(edit("results", results))
+    assert schema_error(info.value) == (
+        f"invalid config at results: {results!r} is not a folder written as a relative path "
+        "(results, results/run2): no / at its start or end, no { or }, no line break, tab or "
+        "other control character"
+    )
+
+
 # --------------------------------------------------------------- numbers a run cannot use
 
 NAN, INF = float("nan"), float("inf")
@@ -530,6 +552,12 @@ NAN, INF = float("nan"), float("inf")
         ("mask.finetune.variants.3A.seeds", [1, 2**63], None),
         ("bridge.data.seed", -1, None),
         ("mask.resources.eval.mem_mb", 2000.0, "write 2000 (the key takes a whole number"),
+        # a whole float beyond the key's range, or beyond a float's exact whole numbers, is no
+        # number to write back digit by digit (1.0e+300 was "write 1000...", 301 digits)
+        ("mask.finetune.defaults.seed", 1.0e300, "write a whole number from 0 to 4294967295 ("),
+        ("mask.finetune.defaults.seed", 5.0e9, "write a whole number from 0 to 4294967295 ("),
+        ("mask.finetune.defaults.max_steps", 0.0, "write a whole number from 1 to 10000000 ("),
+        ("mask.resources.eval.mem_mb", 1.0e300, "write a whole number of at least 1 ("),
     ],
 )
 def test_numbers_a_run_cannot_use_are_refused_at_parse_time(path, value, hint):

@@ -92,6 +92,19 @@ def test_cli_lists_flips_and_writes_them_all(tmp_path, capsys):
     assert exc.value.code == 2 and "nowhere/metrics.json does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "limit, says", [("-5", "-5 is below 0: give 0 or more"), ("two", "'two' is not a whole number")]
+)
+def test_a_limit_that_is_no_count_is_refused(tmp_path, capsys, limit, says):
+    """``--limit -5`` was taken: ``head(-5)`` listed all but the last five flips, and counted
+    five more than there were ("... N more")."""
+    a = evaluation(tmp_path / "a", {"t1": [0]})
+    with pytest.raises(SystemExit) as exc:
+        flips.main([str(a), str(a), "--limit", limit])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.endswith(f"error: argument --limit: {says}\n"), err
+
+
 def test_evaluations_of_different_data_are_refused(tmp_path, capsys):
     """Items pair by doc_id: doc 3 of another data file (or hub revision, or limit) is another
     question, and the report was confident all the same."""

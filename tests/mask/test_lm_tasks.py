@@ -29,7 +29,6 @@ def test_local_tasks_resolve_data_paths_against_the_yamls_folder(tmp_path, monke
     assert task.yaml == Path("tasks", "mine.yaml")  # as given: the record names it so
     assert task.yaml_sha256 == hashlib.sha256(yaml_text.encode()).hexdigest()
     assert task.config["dataset_kwargs"]["data_files"] == str((d / "data" / "rows.jsonl").resolve())
-    assert lm_tasks.local_task_configs(d) == {"mine": task.config}
 
 
 @pytest.mark.parametrize(
@@ -37,7 +36,7 @@ def test_local_tasks_resolve_data_paths_against_the_yamls_folder(tmp_path, monke
     [
         ("task: [a, b]\n", "the key 'task' is ['a', 'b'], not a task name"),
         ("dataset_path: json\n", "is not an lm-eval task config (no 'task' key)"),
-        ("task: [unclosed\n", "is not valid YAML"),
+        ("task: [unclosed\n", "bad.yaml:2:1: not valid YAML"),
         ("task: t\ndataset_kwargs: [1]\n", "dataset_kwargs is not a mapping"),
     ],
 )
@@ -46,6 +45,32 @@ def test_a_yaml_that_is_no_task_is_refused_naming_the_file(tmp_path, text, says)
     with pytest.raises(lm_tasks.TaskFileError, match="bad.yaml") as err:
         lm_tasks.local_tasks(tmp_path)
     assert says in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"task: a\ndataset_path: json\ntask: b\n", "bad.yaml: the key task is written twice, at "
+      "lines 1 and 3 (YAML would keep the second silently): delete one of them"),
+     (b"\x1f\x8b\x08\x00\xff\xfe", "bad.yaml: not UTF-8 text (byte 1 is 0x8b; a binary file?)")],
+    ids=["key-twice", "binary"],
+)  # fmt: skip
+def test_a_task_yaml_yaml_would_misread_is_refused_naming_the_file(tmp_path, content, says):
+    """A key written twice was read as its second value, silently; a binary file was reported
+    as "no 'task' key"."""
+    (tmp_path / "bad.yaml").write_bytes(content)
+    with pytest.raises(lm_tasks.TaskFileError) as err:
+        lm_tasks.local_tasks(tmp_path)
+    assert str(err.value).startswith(f"task config {tmp_path / says}"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_one_task_name_in_two_files_of_a_folder_is_refused(tmp_path):
+    """Which of the two a run read was the sorted order's choice, silently."""
+    write(tmp_path / "a.yaml", "task: same\n")
+    write(tmp_path / "b.yaml", "task: same\n")
+    with pytest.raises(lm_tasks.TaskFileError) as err:
+        lm_tasks.local_tasks(tmp_path)
+    assert str(err.value) == f"task same is in {tmp_path / 'a.yaml'} and {tmp_path / 'b.yaml'}"
 
 
 def test_data_file_list_is_every_file_named_and_every_visible_file_of_a_folder(tmp_path):

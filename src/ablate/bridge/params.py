@@ -83,8 +83,7 @@ def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, A
     if errors:
         e = errors[0]
         key = ".".join(str(x) for x in e.path)
-        hint = config.error_hint(e)
-        raise BridgeConfigError(f"{where}.{key}: {e.message}" + (f": {hint}" if hint else ""))
+        raise BridgeConfigError(f"{where}.{key}: {config.error_words(e)}")
     out = canonical(out)
     try:
         validate_arch(out, where)

@@ -1,6 +1,6 @@
-"""Config helpers shared by both studies: stable parameter trees, the config error type, the
-one-line message for a schema violation, and the pipeline schema's defaults for the library's own
-command lines.
+"""Config helpers shared by both studies: stable parameter trees, the config error type (read
+from :mod:`ablate.core.user_yaml`, which raises it), the one-line message for a schema violation,
+and the pipeline schema's defaults for the library's own command lines.
 
 Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
 """
@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ablate.core.user_yaml import ConfigError, config_mapping, load_config_file
+
 #: The file name of a schema shipped in a package: ``<name>.schema.yaml``.
 SCHEMA_SUFFIX = ".schema.yaml"
 
@@ -30,10 +32,6 @@ def schema_path(package: str, name: str = "config") -> Path:
     return Path(str(files(package).joinpath(name + SCHEMA_SUFFIX)))
 
 
-class ConfigError(ValueError):
-    """A config value that the schema cannot express; the message names the key path."""
-
-
 def sorted_tree(obj: Any) -> Any:
     """A copy with every mapping's keys sorted: params compare by repr, so order must not vary."""
     if isinstance(obj, dict):
@@ -43,92 +41,22 @@ def sorted_tree(obj: Any) -> Any:
     return obj
 
 
-def load_config_file(path: str | os.PathLike) -> Any:
-    """A YAML (or JSON, which YAML reads) config file's content; a key written twice in one
-    mapping is a ConfigError naming the file, the key and both lines. PyYAML, and with it
-    Snakemake's ``--configfile``, keeps the last of the two silently: a variant written twice
-    would lose the first without a word. A key that overrides one merged in (``<<: *anchor``)
-    is YAML's own override, not a duplicate."""
-    import yaml
-
-    # libyaml's parser where PyYAML has it: ~9x faster, and the Snakefile reads every config file
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(Path(path).read_text())
-    try:
-        try:
-            root = loader.get_single_node()
-        except yaml.YAMLError as exc:
-            raise ConfigError(yaml_error_line(path, exc)) from None
-        if root is None:
-            return None
-        if twice := _written_twice(root, loader, (), set()):
-            where, first, second = twice
-            raise ConfigError(
-                f"{path}: the key {'.'.join(map(str, where))} is written twice, at lines {first} "
-                f"and {second} (YAML would keep the second silently): delete one of them"
-            )
-        return loader.construct_document(root)
-    finally:
-        loader.dispose()
-
-
-def yaml_error_line(path: str | os.PathLike, exc: Exception) -> str:
-    """One line for a YAML syntax error in ``path``: ``FILE:LINE:COLUMN: what is wrong`` (the
-    error's ``problem_mark``), and where the mapping or list it was reading began."""
-    mark = getattr(exc, "problem_mark", None)
-    if mark is None:
-        return f"{path}: not valid YAML: {' '.join(str(exc).split())}"
-    what = getattr(exc, "problem", None) or "a YAML syntax error"
-    context, at = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and at is not None and (at.line, at.column) != (mark.line, mark.column):
-        what += f" ({context} from line {at.line + 1}, column {at.column + 1})"
-    return (
-        f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {what}; "
-        "check the indentation (spaces, no tabs), brackets and quotes there"
-    )
-
-
-def _written_twice(
-    node: Any, loader: Any, where: tuple, seen: set[int]
-) -> tuple[tuple, int, int] | None:
-    """(key path, first line, second line) of the first key written twice under ``node``."""
-    import yaml
-
-    if id(node) in seen:  # an alias: its node was looked at where its anchor is
-        return None
-    seen.add(id(node))
-    children: list[tuple[Any, tuple]] = []
-    if isinstance(node, yaml.MappingNode):
-        lines: dict[Any, int] = {}
-        for key_node, value in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                children.append((value, where))
-                continue
-            key = loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in lines:
-                    return (*where, key), lines[key], line
-                lines[key] = line
-            except TypeError:  # an unhashable key: the loader itself refuses it
-                pass
-            children.append((value, (*where, key)))
-    elif isinstance(node, yaml.SequenceNode):
-        children = [(item, (*where, i)) for i, item in enumerate(node.value)]
-    for child, at in children:
-        if twice := _written_twice(child, loader, at, seen):
-            return twice
-    return None
-
-
-def config_files_error(paths: list[str | os.PathLike]) -> str | None:
-    """One line for the first of these config files that has a key written twice
-    (:func:`load_config_file`), or that YAML cannot read; None when every one is sound. The
-    Snakefile runs it on the config files Snakemake has already read, before any job."""
+def config_files_error(
+    paths: list[str | os.PathLike], reserved: dict[str, str] | None = None
+) -> str | None:
+    """One line for the first of these config files that YAML cannot read or that is no mapping
+    (:func:`config_mapping`: a key written twice, a binary file, a list), or that sets a key of
+    ``reserved`` (key -> why no config file sets it, and what to write instead); None when every
+    one is sound. The Snakefile runs it on the config files Snakemake has already read, before
+    any job."""
+    reserved = reserved or {}
     for path in paths:
         try:
-            load_config_file(path)
+            content = config_mapping(path)
         except ConfigError as exc:
             return str(exc)
+        for key in sorted(set(reserved) & set(content)):
+            return f"{path}: {key}: {reserved[key]}"
     return None
 
 
@@ -208,6 +136,38 @@ def _strict_types(checker: Any) -> Any:
     return checker.redefine_many({"integer": integer, "number": finite})
 
 
+def check_set_keys(entries: list[str], hint: str = "") -> None:
+    """ConfigError naming the entries when two ``--set KEY=VALUE`` entries set one key, or one
+    sets a key inside another's (``a.b=1`` and ``a.b.c=2``): the last would win silently, or the
+    first be taken apart. ``hint``: how to give several values, where the command can."""
+    seen: dict[str, str] = {}
+    for entry in entries:
+        key = entry.partition("=")[0].strip()
+        for other, was in seen.items():
+            if key == other or key.startswith(other + ".") or other.startswith(key + "."):
+                same = "one key" if key == other else "a key and a key inside it"
+                raise ConfigError(
+                    f"--set {was} and --set {entry} set {same}: give each key once{hint}"
+                )
+        seen[key] = entry
+
+
+def whole_number(minimum: int) -> Any:
+    """An argparse ``type`` for a count option: a whole number of at least ``minimum`` (``int``
+    takes ``-5``, which a count or a limit reads as something else)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is below {minimum}: give {minimum} or more")
+        return value
+
+    return parse
+
+
 def finite_float(text: str) -> float:
     """An argparse ``type`` for a number option: a finite float (``float`` takes ``nan`` and
     ``inf``, which pass every bound, as :func:`validator` refuses them in a config)."""
@@ -272,11 +232,7 @@ def check(obj: Any, schema: dict[str, Any], what: str) -> None:
     error = jsonschema.exceptions.best_match(validator(schema).iter_errors(obj))
     if error is not None:
         key = ".".join(map(str, error.absolute_path))
-        hint = error_hint(error)
-        raise ConfigError(
-            f"invalid {what}{' ' + key if key else ''}: {error.message}"
-            + (f": {hint}" if hint else "")
-        )
+        raise ConfigError(f"invalid {what}{' ' + key if key else ''}: {error_words(error)}")
 
 
 def configfile_error(
@@ -389,7 +345,7 @@ def unreadable_configfile_error(argv: list[str]) -> str | None:
                 what = "not a JSON or YAML config file"
                 if Path(f).suffix.lower() in CONFIG_SUFFIXES:  # a config: blame its syntax
                     try:
-                        load_config_file(f)
+                        config_mapping(f)
                     except ConfigError as exc:
                         return str(exc)
         configs = " ".join(c for c in files if c != f)
@@ -402,19 +358,36 @@ def unreadable_configfile_error(argv: list[str]) -> str | None:
 
 
 def schema_error(error: Any) -> str:
-    """One line for a jsonschema ``ValidationError`` of the config: the key path, the schema's
-    message and, for a number YAML read as text (``1e-3``), what to write instead."""
+    """One line for a jsonschema ``ValidationError`` of the config: the key path and what is
+    wrong (:func:`error_words`)."""
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    return f"invalid config at {where}: {error_words(error)}"
+
+
+#: The schema keyword that says in words what a string node's ``pattern`` admits (a refusal
+#: names it, not the regex).
+PATTERN_MEANING = "patternMeaning"
+
+
+def error_words(error: Any) -> str:
+    """What is wrong, for a jsonschema ``ValidationError``: the schema's message (a failed
+    ``pattern`` as its node's :data:`PATTERN_MEANING` says it, not as the regex) and what to
+    write instead (:func:`error_hint`)."""
+    message = error.message
+    means = error.schema.get(PATTERN_MEANING) if isinstance(error.schema, dict) else None
+    if error.validator == "pattern" and means:
+        message = f"{error.instance!r} is not {means}"
     hint = error_hint(error)
-    return f"invalid config at {where}: {error.message}" + (f": {hint}" if hint else "")
+    return message + (f": {hint}" if hint else "")
 
 
 def error_hint(error: Any) -> str | None:
     """What to write instead, for a jsonschema ``ValidationError``: the number a value of the
-    wrong type means (:func:`number_hint`), else the key an unknown one may be (:func:`key_hint`);
-    None when there is nothing to say."""
+    wrong type means (:func:`number_hint`, within the node's bounds), else the key an unknown
+    one may be (:func:`key_hint`); None when there is nothing to say."""
     if error.validator == "type":
-        return number_hint(error.instance, error.validator_value)
+        bounds = error.schema if isinstance(error.schema, dict) else {}
+        return number_hint(error.instance, error.validator_value, bounds)
     return key_hint(error)
 
 
@@ -449,15 +422,42 @@ def allowed_keys(schema: dict[str, Any]) -> set[str]:
     return keys
 
 
+#: The largest whole number a float holds exactly: a bigger one is not the number typed.
+EXACT_FLOAT = 2**53
+
+
+def whole_hint(number: float, bounds: dict[str, Any]) -> str:
+    """``write N`` for a float that is the whole number N the key may take (within ``bounds``'
+    ``minimum`` and ``maximum``, and exact: 1.0e+300 is no number anyone typed digit by digit);
+    else the range of whole numbers the key takes."""
+    low, high = bounds.get("minimum"), bounds.get("maximum")
+    if not number.is_integer():
+        return "write a whole number"
+    if (
+        abs(number) < EXACT_FLOAT
+        and (low is None or number >= low)
+        and (high is None or number <= high)
+    ):
+        return f"write {int(number)}"
+    if low is not None and high is not None:
+        return f"write a whole number from {low} to {high}"
+    if low is not None:
+        return f"write a whole number of at least {low}"
+    return "write a whole number" + (f" of at most {high}" if high is not None else "")
+
+
 # YAML 1.1 (PyYAML, hence Snakemake) reads a float only with a dot in the mantissa and a sign in
 # the exponent: 1.0e-3 and 1.0e+3 are numbers, 1e-3 and 1.0e3 are text.
 _SCIENTIFIC = re.compile(r"([-+]?)([0-9_]*)(?:\.([0-9_]*))?[eE]([-+]?)([0-9]+)")
 
 
-def number_hint(value: Any, wanted: str | list[str]) -> str | None:
+def number_hint(
+    value: Any, wanted: str | list[str], bounds: dict[str, Any] | None = None
+) -> str | None:
     """What to write for ``value``, which the schema did not take as ``wanted`` (a JSON-schema
     type or list of them): for a string that reads as a number, that number; for a float, a
-    finite one, or a whole number where the key takes only those. None when it is none of these."""
+    finite one, or a whole number where the key takes only those (:func:`whole_hint`, within
+    ``bounds``: the node's ``minimum`` and ``maximum``). None when it is none of these."""
     types = {wanted} if isinstance(wanted, str) else set(wanted)
     if not types & {"number", "integer"}:
         return None
@@ -466,7 +466,7 @@ def number_hint(value: Any, wanted: str | list[str]) -> str | None:
             return "write a finite number (YAML's .nan and .inf are no value a run can use)"
         if "number" in types:
             return None
-        whole = f"write {int(value)}" if value.is_integer() else "write a whole number"
+        whole = whole_hint(value, bounds or {})
         return f"{whole} (the key takes a whole number, written without a decimal point)"
     if not isinstance(value, str):
         return None
@@ -480,8 +480,9 @@ def number_hint(value: Any, wanted: str | list[str]) -> str | None:
     if "number" not in types:  # an integer key: the plain digits, if it is a whole number
         if not number.is_integer():
             return None
-        write = str(int(number))
-        return f"write {write} (a whole number, without quotes or exponent)"
+        whole = whole_hint(number, bounds or {})
+        what = "a whole number, " if whole[6:7].isdigit() else ""  # "write 5" names no kind
+        return f"{whole} ({what}without quotes or exponent)"
     import yaml
 
     if isinstance(yaml.safe_load(text), (int, float)):

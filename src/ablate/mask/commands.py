@@ -42,7 +42,10 @@ def probe_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument(
-        "--n", type=int, default=d["n_pairs"], help="first N rows of --data (default %(default)s)"
+        "--n",
+        type=config.whole_number(1),
+        default=d["n_pairs"],
+        help="first N rows of --data (default %(default)s)",
     )
     p.add_argument(
         "--threshold",
@@ -52,8 +55,18 @@ def probe_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--revision", help="hub revision of a hub id --model (default: the newest)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
-    p.add_argument("--max-seq-len", type=int, default=d["max_seq_len"], help="default %(default)s")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="default %(default)s")
+    p.add_argument(
+        "--max-seq-len",
+        type=config.whole_number(1),
+        default=d["max_seq_len"],
+        help="default %(default)s",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=config.whole_number(1),
+        default=d["batch_size"],
+        help="default %(default)s",
+    )
     p.add_argument(
         "--dtype",
         default=d["dtype"],
@@ -81,13 +94,13 @@ def eval_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--task-dir", action="append", default=[], help="folder of local task YAMLs")
-    ap.add_argument("--limit", type=int, default=None, help="docs per task")
+    ap.add_argument("--limit", type=config.whole_number(1), default=None, help="docs per task")
     ap.add_argument("--headline", action="append", default=[], metavar="TASK=METRIC")
     ap.add_argument("--model-id", default=None, help="label recorded as model.id")
     ap.add_argument("--revision", default=None)
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--max-batch-tokens", type=int, default=None)
+    ap.add_argument("--max-batch-tokens", type=config.whole_number(1), default=None)
     ap.add_argument("--no-share-contexts", action="store_true")
     ap.add_argument(
         "--protocol",
@@ -140,7 +153,7 @@ def train_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--set", action="append", default=[], metavar="KEY=VALUE", help="override one parameter"
         )
-        p.add_argument("--threads", type=int, help="torch CPU threads")
+        p.add_argument("--threads", type=config.whole_number(1), help="torch CPU threads")
     return parser
 
 

@@ -25,7 +25,7 @@ embedded task         mirrors          shape
 
 Task files are lm-eval YAMLs (``output_type: multiple_choice``, ``dataset_path: json``) next to
 their jsonl data; ``data_files`` in the YAML is relative to the YAML's own folder, and
-:func:`ablate.mask.lm_tasks.local_task_configs` resolves it, so a moved results folder or another
+:func:`ablate.mask.lm_tasks.local_tasks` resolves it, so a moved results folder or another
 working directory still works.
 """
 

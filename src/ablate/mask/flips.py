@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablate.core.config import whole_number
 from ablate.mask import items
 
 METRICS_FILE, SAMPLES_FILE = "metrics.json", "samples.parquet"
@@ -163,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         "b", help="evaluation folder (or its metrics.json): B, e.g. results/eval/base/prefill_bidir"
     )
     ap.add_argument("--task", action="append", help="only this task (repeatable)")
-    ap.add_argument("--limit", type=int, default=20, help="flipped items listed (default 20)")
+    ap.add_argument(
+        "--limit",
+        type=whole_number(0),
+        default=20,
+        help="flipped items listed (default 20; 0: the counts alone)",
+    )
     ap.add_argument("--csv", help="write every flipped item here")
     args = ap.parse_args(argv)
     try:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablate.core.user_yaml import ConfigError, load_yaml
 from ablate.upstream import lmeval
 
 
@@ -111,18 +112,16 @@ def local_tasks(task_dir: str | os.PathLike) -> dict[str, LocalTask]:
     Local paths are resolved against the YAML's folder, so the task folder can move and the job
     can run from any working directory.
     """
-    import yaml
-
     d = Path(task_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"task folder {d} does not exist")
     tasks = {}
     for path in sorted(d.glob("*.yaml")):
         raw = path.read_bytes()
-        try:
-            cfg = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:  # its own message names "<unicode string>", not the file
-            raise TaskFileError(f"task config {path} is not valid YAML: {exc}") from exc
+        try:  # a binary file, a syntax error, a key written twice: one line naming the file
+            cfg = load_yaml(raw, f"task config {path}")
+        except ConfigError as exc:
+            raise TaskFileError(str(exc)) from None
         if not isinstance(cfg, dict) or "task" not in cfg:
             raise TaskFileError(f"{path} is not an lm-eval task config (no 'task' key)")
         if not isinstance(cfg["task"], str) or not cfg["task"].strip():
@@ -131,14 +130,11 @@ def local_tasks(task_dir: str | os.PathLike) -> dict[str, LocalTask]:
                 f"{path}: the key 'task' is {cfg['task']!r}, not a task name: write one name as "
                 "text (task: my_task; a number in quotes), one task per YAML file"
             )
+        if cfg["task"] in tasks:  # one name in two files: which one a run reads is no choice
+            raise TaskFileError(f"task {cfg['task']} is in {tasks[cfg['task']].yaml} and {path}")
         cfg = _with_local_paths(cfg, path)
         tasks[cfg["task"]] = LocalTask(path, hashlib.sha256(raw).hexdigest(), cfg)
     return tasks
-
-
-def local_task_configs(task_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Task name -> lm-eval config for every ``*.yaml`` in ``task_dir`` (:func:`local_tasks`)."""
-    return {name: task.config for name, task in local_tasks(task_dir).items()}
 
 
 def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:

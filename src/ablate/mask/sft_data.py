@@ -164,6 +164,23 @@ def split_rows(
     return train, evals
 
 
+def step_error(batch_size: int, grad_accum: int, train_rows: int, counted: str = "") -> str | None:
+    """Why a finetune cannot take steps of ``batch_size x grad_accum`` examples from
+    ``train_rows`` rows: a step of more examples than there are rows holds rows twice (the loop
+    draws a step's examples from a stream of epochs), the gradient of one pass over them at
+    more cost, in micro-batches no memory may hold (1e8 rows); None when it fits. ``counted``:
+    how the rows were counted, said after their number."""
+    per_step = batch_size * grad_accum
+    if per_step <= train_rows:
+        return None
+    return (
+        f"a step of batch_size {batch_size} x grad_accum {grad_accum} = {per_step} examples is "
+        f"more than the {train_rows} rows it trains on{counted}: a step would hold rows twice "
+        "(the gradient of one pass over them, at more cost); make batch_size x grad_accum at "
+        f"most {train_rows}"
+    )
+
+
 def tokenize_pair(
     tokenizer, row: dict[str, Any], max_seq_len: int, sft_format: str = "alpaca"
 ) -> TokenizedPair:

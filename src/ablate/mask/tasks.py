@@ -104,33 +104,30 @@ def own_tasks(dirs: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
     """Task name -> its files (its YAML, then every local data file it reads:
     :func:`ablate.mask.lm_tasks.data_file_list`) of every ``*.yaml`` in the folders ``dirs``
     (config ``mask.eval.task_dirs``), as the evaluation loads them
-    (:func:`ablate.mask.lm_tasks.local_task_configs`). The files are the evaluations' inputs:
+    (:func:`ablate.mask.lm_tasks.local_tasks`). The files are the evaluations' inputs:
     paths as given, a data file relative to the working directory when it is under it.
     ConfigError naming the key: a folder that does not exist or holds no YAML, a YAML that is no
     task or names missing data, a task name in two folders."""
-    import yaml
-
-    from ablate.mask.lm_tasks import TaskFileError, data_file_list, local_task_configs
+    from ablate.mask.lm_tasks import TaskFileError, data_file_list, local_tasks
 
     found: dict[str, list[str]] = {}
     for d in dirs:
         if not Path(d).is_dir():
             raise ConfigError(f"invalid config at {OWN_TASKS_KEY}: {d} is not a folder")
         try:
-            configs = local_task_configs(d)
+            tasks = local_tasks(d)
         except (TaskFileError, FileNotFoundError) as exc:
             raise ConfigError(f"invalid config at {OWN_TASKS_KEY}: {exc}") from None
-        if not configs:
+        if not tasks:
             raise ConfigError(f"invalid config at {OWN_TASKS_KEY}: {d} holds no *.yaml task")
-        for path in sorted(Path(d).glob("*.yaml")):  # the YAML of each task, by its 'task' key
-            name = yaml.safe_load(path.read_text())["task"]
+        for name, task in sorted(tasks.items(), key=lambda t: t[1].yaml):  # by file, as read
             if name in found:
                 raise ConfigError(
                     f"invalid config at {OWN_TASKS_KEY}: task {name} is in {found[name][0]} "
-                    f"and {path}"
+                    f"and {task.yaml}"
                 )
-            data = [_relative(f) for f in data_file_list(configs[name])]
-            found[name] = [str(path), *data]
+            data = [_relative(f) for f in data_file_list(task.config)]
+            found[name] = [str(task.yaml), *data]
     return found
 
 

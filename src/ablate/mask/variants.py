@@ -1,8 +1,8 @@
 """The mask study's finetune variants as its config declares them, resolved: defaults plus each
 variant's overrides, a stage-5 variant's inheritance of the stage-3 one it extends, one variant per
 training seed (:func:`seed_name`), where the config sets each key of a finetune (the stale line
-names it), the claims' roles checked against them, and the check of each ``eval_size`` against the
-SFT rows known at parse time. Pure Python (no torch): the Snakefile imports it at parse time.
+names it), the claims' roles checked against them, and the check of each ``eval_size`` and step
+size against the SFT rows known at parse time. Pure Python (no torch): the Snakefile imports it at parse time.
 """
 
 from __future__ import annotations
@@ -155,23 +155,32 @@ def sft_rows(config: dict[str, Any]) -> tuple[int, str] | None:
         return sum(1 for line in f if line.strip()), f"the rows of {path}"
 
 
-def check_eval_sizes(config: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
+def check_sft_sizes(config: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
     """Each finetune's ``eval_size`` below the SFT data's rows (:func:`sft_rows`), so it leaves
-    rows to train on: checked at parse time, as the finetune's own check comes only after
-    Snakemake has removed the outputs of the finished run it replaces. ConfigError naming the
-    key, its value and the limit."""
+    rows to train on, and its step (``batch_size x grad_accum`` examples) within the rows it
+    trains on (:func:`ablate.mask.sft_data.step_error`): checked at parse time, as the
+    finetune's own check comes only after Snakemake has removed the outputs of the finished run
+    it replaces. ConfigError naming the key, its value and the limit."""
+    from ablate.mask import sft_data
+
     known = sft_rows(config)
     if known is None:
         return
     rows, source = known
     for name, variant in variants.items():
-        n = variant["params"]["eval_size"]
+        params, where = variant["params"], finetune_where(config, name, variant)
+        n = params["eval_size"]
         if n and n >= rows:
-            where = finetune_where(config, name, variant)["params.eval_size"]
             raise ConfigError(
-                f"invalid config at {where}: {n} held-out rows leave none to train on: the SFT "
-                f"data has {rows} ({source}); set it below {rows}"
+                f"invalid config at {where['params.eval_size']}: {n} held-out rows leave none to "
+                f"train on: the SFT data has {rows} ({source}); set it below {rows}"
             )
+        counted = f" ({rows} SFT rows, {source}, less eval_size {n})"
+        if why := sft_data.step_error(
+            params["batch_size"], params["grad_accum"], rows - n, counted
+        ):
+            keys = f"{where['params.batch_size']} and {where['params.grad_accum']}"
+            raise ConfigError(f"invalid config at {keys}: finetune {name}: {why}")
 
 
 def finetune_where(config: dict[str, Any], name: str, variant: dict[str, Any]) -> dict[str, str]:

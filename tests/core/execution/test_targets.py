@@ -89,4 +89,5 @@ def test_config_folders_keep_the_first_file_of_a_folder_and_skip_what_does_not_p
     (tmp_path / "config/c.yaml").write_text("results: [unclosed\n")
     (tmp_path / "config/d.yaml").write_text("- a list\n")
     (tmp_path / "config/e.yaml").write_text("results: 3\n")
+    (tmp_path / "config/f.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\xff")  # was a UnicodeDecodeError
     assert targets.config_folders("config") == {"out": "config/a.yaml"}

@@ -102,3 +102,18 @@ def test_records_of_two_cpu_kinds_have_no_row(checkout, capsys):
     assert "the records name 2 CPU kinds (AMD AVX2, Intel AVX512), not one" in (
         capsys.readouterr().err
     )
+
+
+def test_a_results_folder_that_is_missing_or_holds_no_record_is_named(checkout, capsys):
+    """``--results nope`` said "the records name 0 CPU kinds (none), not one": what is wrong is
+    the folder (missing) or the run (not made yet)."""
+    assert expected.main(["--results", "nope"]) == 2
+    assert capsys.readouterr().err == (
+        "ablate expected: nope: no such folder: give --results the results folder of a run\n"
+    )
+    (checkout / "empty").mkdir()
+    assert expected.main(["--results", "empty"]) == 2
+    assert capsys.readouterr().err == (
+        "ablate expected: empty: no job record with its hardware: run the embedded default "
+        "(snakemake -c2) first, or give --results the results folder of a finished run\n"
+    )

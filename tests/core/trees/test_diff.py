@@ -58,3 +58,18 @@ def test_a_run_id_is_found_in_its_record_not_in_the_run_caches_copy(tmp_path):
         path.write_text(json.dumps(record))
     (entry / runcache.MANIFEST).write_text(json.dumps({"run_id": "run-1"}))
     assert diff.find_record("run-1", [str(tmp_path)]) == live
+
+
+def test_a_json_object_that_is_no_record_is_refused(tmp_path, capsys):
+    """Two JSON objects with no provenance (a config, a plan) were diffed as records: "run None,
+    config None", every section "same"."""
+    from ablate.core.trees import diff
+
+    (tmp_path / "a.json").write_text(json.dumps({"a": 1}))
+    prov = provenance.collect(config_slice={"seed": 5}, run_id="run-b")
+    (tmp_path / "b.json").write_text(json.dumps({"macro": 0.5, "provenance": prov}))
+    assert diff.main([str(tmp_path / "b.json"), str(tmp_path / "a.json")]) == 2
+    assert capsys.readouterr().err == (
+        f"ablate diff: {tmp_path / 'a.json'} is no job's record (no provenance block with a "
+        "run_id): give a run id or a record a job wrote (its summary.json, metrics.json)\n"
+    )

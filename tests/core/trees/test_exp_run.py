@@ -62,7 +62,7 @@ def test_several_sweeps_are_their_product_in_order():
 @pytest.mark.parametrize(
     "entry, says",
     [("=1", "write KEY=VALUE"), ("a..b=1", "write KEY=VALUE"), ("a.=1", "write KEY=VALUE"),
-     ("a=[1, 2", "not a YAML value")],
+     ("a=[1, 2", "not valid YAML at its end")],
 )  # fmt: skip
 def test_a_bad_set_entry_is_refused_in_one_line(entry, says):
     with pytest.raises(ConfigError) as err:
@@ -107,3 +107,37 @@ def test_nothing_to_change_is_refused_before_snakemake(tmp_path, monkeypatch, ca
         "ablate exp: ablate exp run: give the keys it changes: --set KEY=VALUE or --file\n"
     )
     assert started == [] and not (tmp_path / E.OVERLAYS).exists()
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [("- a\n- b\n", "holds a list of 2 items, not config keys"),
+     ("5\n", "holds the single value 5, not config keys"),
+     (b"\xc4\x80\xff\x00", "not UTF-8 text (byte 2 is 0xff")],
+)  # fmt: skip
+def test_a_file_of_no_config_keys_is_refused_in_one_line(
+    tmp_path, monkeypatch, capsys, content, says
+):
+    """``--file list.yaml`` (a YAML list) was an AttributeError, a number a TypeError, a binary
+    file a UnicodeDecodeError: each is one line naming the file, before Snakemake."""
+    started = _base(tmp_path, monkeypatch)
+    over = tmp_path / "over.yaml"
+    over.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert cli.main(["exp", "run", "lr", "--file", str(over), "-n"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ablate exp: {over}: {says}") and err.count("\n") == 1, err
+    assert started == [] and not (tmp_path / E.OVERLAYS).exists()
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [["a.b=1", "a.b=2"], ["a.b=1,2", "a.b=3"], ["a.b={c: 1}", "a.b.c=2"], ["a.b.c=1", "a.b=2"]],
+)
+def test_a_key_set_twice_is_refused_naming_both_entries(entries):
+    """``--set`` of one key twice kept the last silently (and a key inside another's,
+    ``a.b`` then ``a.b.c``, was an AttributeError)."""
+    with pytest.raises(ConfigError) as err:
+        exp_run.parse_set(entries)
+    first, second = entries
+    assert str(err.value).startswith(f"--set {first} and --set {second} set ")
+    assert "give each key once" in str(err.value) and "\n" not in str(err.value)

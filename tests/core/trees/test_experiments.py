@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import dry_run
 
 from ablate import cli
 from ablate.core.config import ConfigError, validate_config
@@ -134,3 +135,37 @@ def test_status_writes_each_experiments_status_in_its_tree(tmp_path, monkeypatch
     assert "missing results/finetune/3B/final" in text  # the base's file
     assert "missing results/exp/lr/finetune/3A/final" in text  # its own
     assert "results/exp/lr/finetune/3B" not in text
+
+
+#: what a config file or --config that sets the experiment marker is told, after its name
+MARKER_LINE = (
+    "experiment: set by the workflow for an experiment's own configuration, never by hand: to run "
+    "an experiment, write experiments: {NAME: {KEY: VALUE}} in a config file (or ablate exp run "
+    "NAME --set KEY=VALUE)"
+)
+
+
+def test_a_config_file_that_sets_the_marker_fails_the_dry_run_in_one_line(workflow_copy):
+    """``experiment: {name: evil, base: {}}`` in an overlay was read as an experiment's own
+    configuration: ``KeyError ... 'studies'`` from the Snakefile. A config file or --config
+    that sets the marker is refused, before any job."""
+    (workflow_copy / "evil.yaml").write_text("experiment: {name: evil, base: {}}\n")
+    r = dry_run(workflow_copy, "-n", "--configfile", "config/config.yaml", "evil.yaml")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "KeyError" not in out, out
+    assert f"evil.yaml: {MARKER_LINE}" in out, out
+    r = dry_run(workflow_copy, "-n", "--config", "experiment={name: evil}")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"--config {MARKER_LINE}" in out, out
+
+
+def test_the_librarys_commands_refuse_a_config_file_that_sets_the_marker(tmp_path):
+    """``ablate exp run``, ``status``, ``runs`` and ``plan`` read config files through the
+    planner's loader: the same line there."""
+    from ablate.core.planner.inputs import PlanError, load_config
+
+    over = tmp_path / "evil.yaml"
+    over.write_text(yaml.safe_dump({"experiment": {"name": "evil", "base": {}}}))
+    with pytest.raises(PlanError) as info:
+        load_config([ROOT / "config/config.yaml", over])
+    assert str(info.value) == f"{over}: {MARKER_LINE}"

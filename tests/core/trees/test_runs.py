@@ -172,6 +172,30 @@ def test_run_cache_entries_per_job(tmp_path):
     ]
 
 
+def test_unreadable_run_cache_entries_are_counted_and_named(tmp_path, capsys):
+    """An entry whose manifest is missing, not JSON, or names no job was left out of ``ablate
+    runs --cache`` silently; refused/ and a store under way (a hidden folder) are no entries."""
+    record(tmp_path / "results", EVAL, EVAL_SLICE)
+    cache = tmp_path / "cache"
+    cache_entry(cache, "k1", {"seed": 0}, "2026-11-26T09:00:00+0000", "a")
+    (cache / "k2").mkdir()  # no manifest
+    (cache / "k3").mkdir()
+    (cache / "k3" / MANIFEST).write_text("{not json")
+    (cache / "k4").mkdir()
+    (cache / "k4" / MANIFEST).write_text(json.dumps({"parts": {"rule": "x"}, "outputs": [3]}))
+    (cache / "refused" / "k0-1234").mkdir(parents=True)
+    (cache / ".tmp-abc").mkdir()
+    assert runs.cache_entries(cache)[1] == ["k2", "k3", "k4"]
+    assert cli.main(["runs", "--root", str(tmp_path), "--cache", str(cache)]) == 0
+    captured = capsys.readouterr()
+    assert "results: eval_model model=base: 1 entries" in captured.out
+    assert captured.err == (
+        f"ablate runs: 3 entries of the run cache {cache} left out, with no readable "
+        f"{MANIFEST} naming its job: k2, k3, k4 (a job whose key one is runs again and stores "
+        "it anew; delete them to clear this line)\n"
+    )
+
+
 def test_command_line(tmp_path, capsys):
     record(tmp_path / "results", EVAL, EVAL_SLICE)
     record(tmp_path / "results/b", EVAL, {**EVAL_SLICE, "dtype": "bfloat16"})

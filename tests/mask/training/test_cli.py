@@ -71,3 +71,55 @@ def test_a_malformed_argument_is_refused_in_one_line(capsys, args, error):
     assert cli.main([*PRETRAIN, *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {error}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [("[1", "not valid YAML at its end: did not find expected ',' or ']'"),
+     ("*a", "not valid YAML at column 1: found undefined alias"),
+     ("!!python/name:os.system", "not valid YAML at column 1: could not determine a constructor"),
+     ("{a: 1, a: 2}", "the key a is written twice")],
+    ids=["open-bracket", "undefined-alias", "python-tag", "key-twice"],
+)  # fmt: skip
+def test_a_set_value_yaml_cannot_read_is_refused_in_one_line(capsys, value, says):
+    """A ``--set`` value YAML cannot read was a yaml ParserError (ComposerError,
+    ConstructorError) traceback; now one line naming the entry and where in it."""
+    assert cli.main([*PRETRAIN, "--set", f"max_steps={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --set max_steps={value}: {says}") and err.count("\n") == 1, err
+
+
+def test_a_key_set_twice_is_refused(capsys):
+    """``--set max_steps=1 --set max_steps=2`` kept the second silently."""
+    assert cli.main([*PRETRAIN, "--set", "max_steps=1", "--set", "max_steps=2"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --set max_steps=1 and --set max_steps=2 set one key: give each key once\n"
+    )
+
+
+def test_a_binary_params_file_is_named(tmp_path, capsys):
+    """A ``--params`` file that is no text was a UnicodeDecodeError traceback."""
+    for name in ("params.yaml", "params.json"):
+        (tmp_path / name).write_bytes(b"\x80\x81\xff")
+        assert cli.main([*PRETRAIN, "--params", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --params: {tmp_path / name}") and err.count("\n") == 1, err
+
+
+def test_a_step_of_more_examples_than_the_rows_stops_the_finetune_before_its_model(
+    tmp_path, capsys
+):
+    """A hub dataset's rows are known only once it is read, so the finetune itself refuses a
+    step (batch_size x grad_accum) of more examples than the rows it trains on: one line, before
+    the tokenizer or the model loads (here: neither exists), nothing written."""
+    rows = tmp_path / "sft.jsonl"
+    rows.write_text((json.dumps({"prompt": "a", "output": " b"}) + "\n") * 20)
+    args = ["finetune", "--model", str(tmp_path / "no-model"), "--data", str(rows)]
+    args += ["--policy", "causal", "--out", str(tmp_path / "out")]
+    assert cli.main([*args, "--set", "eval_size=4", "--set", "batch_size=100000000"]) == 2
+    assert capsys.readouterr().err == (
+        "error: a step of batch_size 100000000 x grad_accum 16 = 1600000000 examples is more "
+        "than the 16 rows it trains on: a step would hold rows twice (the gradient of one pass "
+        "over them, at more cost); make batch_size x grad_accum at most 16\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -51,14 +51,15 @@ def target_files(jobs: Iterable[Any], rules: Iterable[Any]) -> list[str]:
 def config_folders(config_dir: str | os.PathLike) -> dict[str, str]:
     """The results folder (config key ``results``) of each config file in ``config_dir`` ->
     that file, relative to the working directory (the first file, by name, of a shared folder).
-    An overlay without a ``results`` key, or a file that does not parse, is left out."""
-    import yaml
+    An overlay without a ``results`` key, or a file that reads as no config (a syntax error, a
+    binary file, a list: :func:`ablate.core.user_yaml.config_mapping`), is left out."""
+    from ablate.core.user_yaml import ConfigError, config_mapping
 
     folders: dict[str, str] = {}
     for path in sorted(Path(config_dir).glob("*.y*ml")):
         try:
-            results = (yaml.safe_load(path.read_text()) or {}).get("results")
-        except (yaml.YAMLError, OSError, AttributeError):
+            results = config_mapping(path).get("results")
+        except (ConfigError, OSError):
             continue
         if isinstance(results, str):
             folders.setdefault(_norm(results), os.path.relpath(path))

@@ -297,17 +297,19 @@ def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
     import jsonschema
     from snakemake.utils import update_config
 
-    from ablate.core.config import ConfigError, error_hint, load_config_file, validate_config
+    from ablate.core.config import config_files_error, error_words, validate_config
+    from ablate.core.trees import experiments
+    from ablate.core.user_yaml import config_mapping
 
     paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(x) for x in path]
     config: dict = {}
     for one in paths:
         if not one.exists():
             raise PlanError(f"config file {one} does not exist")
-        try:
-            update_config(config, load_config_file(one) or {})
-        except ConfigError as exc:  # a key written twice
-            raise PlanError(str(exc)) from None
+        # a key written twice, a binary file, a list, a key the workflow alone sets
+        if msg := config_files_error([one], experiments.BY_WORKFLOW):
+            raise PlanError(msg)
+        update_config(config, config_mapping(one))
     p = " + ".join(map(str, paths))  # the config's name in the messages below
     if msg := studies.moved_keys_error(config):  # an old config: say how to convert it
         raise PlanError(f"invalid config {p}: {msg}")
@@ -315,10 +317,8 @@ def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
         validate_config(config)
     except jsonschema.ValidationError as cause:
         where = ".".join(str(x) for x in cause.absolute_path)
-        hint = error_hint(cause)
         raise PlanError(
-            f"invalid config {p} at {where or '<top level>'}: {cause.message}"
-            + (f": {hint}" if hint else "")
+            f"invalid config {p} at {where or '<top level>'}: {error_words(cause)}"
         ) from None
     return config
 

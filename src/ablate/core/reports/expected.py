@@ -42,8 +42,11 @@ def cpu_kind(hardware: dict) -> str:
 
 
 def run_hardware(results: Path) -> dict:
-    """The hardware of the records under ``results`` (history left out), refused where they
-    name more than one CPU kind (jobs that ran on several machines have no one row)."""
+    """The hardware of the records under ``results`` (history left out), refused (ValueError)
+    where there is no such folder, no record names its hardware, or the records name more than
+    one CPU kind (jobs that ran on several machines have no one row)."""
+    if not results.is_dir():
+        raise ValueError(f"{results}: no such folder: give --results the results folder of a run")
     seen: dict[str, dict] = {}
     for path in sorted(results.rglob("*.json")):
         if "history" in path.parts:
@@ -51,8 +54,13 @@ def run_hardware(results: Path) -> dict:
         hw = provenance_of(read_json(path)).get("hardware")
         if isinstance(hw, dict) and "torch_cpu_capability" in hw:
             seen.setdefault(cpu_kind(hw), hw)
+    if not seen:
+        raise ValueError(
+            f"{results}: no job record with its hardware: run the embedded default (snakemake "
+            "-c2) first, or give --results the results folder of a finished run"
+        )
     if len(seen) != 1:
-        found = ", ".join(seen) or "none"
+        found = ", ".join(seen)
         raise ValueError(f"{results}: the records name {len(seen)} CPU kinds ({found}), not one")
     return next(iter(seen.values()))
 

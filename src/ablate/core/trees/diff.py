@@ -147,6 +147,12 @@ def diff(a: Path, b: Path, roots: list[str] | None = None) -> list[str]:
     if ra is None or rb is None:
         raise DiffError(f"{a if ra is None else b} is not a JSON record")
     pa, pb = provenance_of(ra), provenance_of(rb)
+    for path, prov in ((a, pa), (b, pb)):
+        if not prov.get("run_id"):  # a JSON object of another kind: nothing of a run to compare
+            raise DiffError(
+                f"{path} is no job's record (no provenance block with a run_id): give a run id "
+                "or a record a job wrote (its summary.json, metrics.json)"
+            )
     sections = [
         ("config", changed_keys(pa.get("config"), pb.get("config"))),
         # the records it read whose run changed, and the config key that changed it

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ablate.core.config import ConfigError, add_configfiles_option
+from ablate.core.config import ConfigError, add_configfiles_option, check_set_keys
 from ablate.core.trees.experiments import (
     NAME,
     OVERLAYS,
@@ -22,15 +22,16 @@ from ablate.core.trees.experiments import (
     merged,
     rule_prefix,
 )
+from ablate.core.user_yaml import config_mapping, load_yaml
 
 
 def _axes(entries: Iterable[str]) -> list[tuple[str, list[tuple[Any, str]]]]:
-    """Each ``KEY=VALUE`` entry's key and its values, each with its text as typed."""
-    import yaml
-
+    """Each ``KEY=VALUE`` entry's key and its values, each with its text as typed; a key given
+    twice, or a value YAML cannot read, is a ConfigError naming the entry."""
+    entries = [str(e) for e in entries]
     axes = []
     for entry in entries:
-        key, eq, text = str(entry).partition("=")
+        key, eq, text = entry.partition("=")
         if not eq or not key or any(not part for part in key.split(".")):
             raise ConfigError(
                 f"--set {entry}: write KEY=VALUE with KEY a dotted config key "
@@ -38,10 +39,8 @@ def _axes(entries: Iterable[str]) -> list[tuple[str, list[tuple[Any, str]]]]:
             )
         text = text.strip()
         texts = [text] if text[:1] in "[{" else [t.strip() for t in text.split(",")]
-        try:
-            axes.append((key, [(yaml.safe_load(t), t) for t in texts]))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {entry}: not a YAML value ({exc.problem})") from None
+        axes.append((key, [(load_yaml(t, f"--set {entry}", value=True), t) for t in texts]))
+    check_set_keys(entries, hint=" (KEY=V1,V2 sweeps over several values)")
     return axes
 
 
@@ -127,10 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         base = load_config(args.configfile)
-        over = yaml.safe_load(open(args.file)) if args.file else {}
-        points = (
-            [merged(over or {}, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
-        )
+        over = config_mapping(args.file) if args.file else {}
+        points = [merged(over, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
         if not any(points):
             raise ConfigError("ablate exp run: give the keys it changes: --set KEY=VALUE or --file")
         names = sweep_names(args.name, parse_set(args.sets, as_typed=True) if args.sets else [{}])
@@ -138,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         check_names(names)
         for n in names:
             experiment_config(config, n)  # a bad key: one line, before snakemake starts
-    except (ConfigError, PlanError, OSError, yaml.YAMLError) as exc:
+    except (ConfigError, PlanError, OSError) as exc:
         print(f"ablate exp: {exc}", file=sys.stderr)
         return 2
     overlay = f"{OVERLAYS}/{args.name}.yaml"

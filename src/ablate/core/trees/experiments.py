@@ -42,6 +42,14 @@ from ablate.core.jobs import Job
 EXP_DIR = "exp"
 #: The config key of an experiment's configuration: {"name": ..., "base": the base config}.
 MARKER = "experiment"
+#: Why no config file and no ``--config`` sets :data:`MARKER` (a configuration that did would
+#: be read as an experiment of a base it names), and what to write instead: config file or
+#: command-line key -> that line (:func:`ablate.core.config.config_files_error`).
+BY_WORKFLOW = {
+    MARKER: "set by the workflow for an experiment's own configuration, never by hand: to run "
+    "an experiment, write experiments: {NAME: {KEY: VALUE}} in a config file (or ablate exp run "
+    "NAME --set KEY=VALUE)"
+}
 #: Where ``ablate exp run NAME`` writes its experiments (``experiments:``) as a config file to
 #: read after the base's: ``snakemake --configfile <base> experiments/<name>.yaml`` reruns them.
 OVERLAYS = "experiments"

@@ -362,6 +362,34 @@ def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
 CACHE_COLUMNS = ("tree", "job", "entries", "last stored", "hosts", "params differ")
 
 
+def cache_entries(cache: str | os.PathLike) -> tuple[list[dict], list[str]]:
+    """(the manifest of each entry of the run cache ``cache``, the names of the entries whose
+    manifest is missing, unreadable or names no job and its outputs); what is no entry is left
+    out: refused/ (entries set aside) and a hidden folder (a store under way)."""
+    manifests, unreadable = [], []
+    for entry in sorted(Path(cache).iterdir()):
+        if entry.name == runcache.REFUSED or entry.name.startswith("."):
+            continue
+        manifest = read_json(entry / runcache.MANIFEST) if entry.is_dir() else None
+        outputs = (manifest or {}).get("outputs")
+        named = isinstance(outputs, list) and outputs and all(isinstance(o, str) for o in outputs)
+        if named and isinstance((manifest or {}).get("parts"), dict):
+            manifests.append(manifest)
+        else:
+            unreadable.append(entry.name)
+    return manifests, unreadable
+
+
+def unreadable_line(cache: str | os.PathLike, names: list[str]) -> str:
+    """The line that says which entries of the run cache its table leaves out, and why."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"ablate runs: {len(names)} entr{'y' if len(names) == 1 else 'ies'} of the run cache "
+        f"{cache} left out, with no readable {runcache.MANIFEST} naming its job: {shown} (a job "
+        "whose key one is runs again and stores it anew; delete them to clear this line)"
+    )
+
+
 def cache_rows(cache: str | os.PathLike, root: str | os.PathLike = ".") -> list[dict[str, str]]:
     """One row per job of the run cache ``cache`` (its rule and wildcards), each entry's results
     tree from the outputs its manifest names (relative to the working directory ``root``, as a
@@ -371,11 +399,8 @@ def cache_rows(cache: str | os.PathLike, root: str | os.PathLike = ".") -> list[
     root = Path(root)
     trees = [str(t.path.relative_to(root)) for t in find_trees(root)]
     jobs: dict[tuple[str, str], list[dict]] = {}
-    for entry in sorted(Path(cache).iterdir()):
-        manifest = read_json(entry / runcache.MANIFEST) if entry.is_dir() else None
-        parts = (manifest or {}).get("parts")
-        if not isinstance(parts, dict) or not manifest.get("outputs"):
-            continue  # refused/, a store under way, something else
+    for manifest in cache_entries(cache)[0]:
+        parts = manifest["parts"]
         first = os.path.normpath(manifest["outputs"][0])
         inside = [t for t in trees if t == "." or first.startswith(t + os.sep)]
         tree = max(inside, key=len) if inside else os.path.dirname(first)
@@ -549,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate runs: {exc}", file=sys.stderr)
         return 2
     cache = cache_rows(args.cache, args.root) if args.cache else []
+    if args.cache and (unreadable := cache_entries(args.cache)[1]):
+        print(unreadable_line(args.cache, unreadable), file=sys.stderr)
     history = history_rows(args.root)
     if not rows and not cache:
         print(

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
-from ablate.core.config import ConfigError, load_config_file
+from ablate.core.config import ConfigError, check_set_keys
 from ablate.core.outputs.checkpoint_integrity import CheckpointError
 from ablate.core.training.params import TrainingConfigError, TrainingError
+from ablate.core.user_yaml import load_config_file, load_yaml
 from ablate.mask import sft_data
 from ablate.mask.commands import train_parser
 from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
@@ -27,10 +28,12 @@ def _load_mapping(text: str | None, what: str) -> dict:
             data = (
                 load_config_file(path)  # a key written twice is an error, not the second kept
                 if path.suffix in (".yaml", ".yml")
-                else json.loads(path.read_text())
+                else json.loads(path.read_bytes())
             )
         except ConfigError as exc:
             raise TrainingConfigError(f"{what}: {exc}") from None
+        except ValueError as exc:  # not JSON, or not UTF-8 text
+            raise TrainingConfigError(f"{what}: {path} is not a JSON file ({exc})") from None
     else:
         try:
             data = json.loads(text)
@@ -44,13 +47,17 @@ def _load_mapping(text: str | None, what: str) -> dict:
 
 
 def _apply_sets(params: dict, sets: list[str]) -> dict:
-    import yaml
-
-    for item in sets or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TrainingConfigError(f"--set {item!r}: expected KEY=VALUE")
-        params[key.strip()] = yaml.safe_load(value)
+    """``params`` with each ``--set KEY=VALUE`` (a YAML value) over it; a value YAML cannot read
+    or a key given twice is a TrainingConfigError naming the entry."""
+    try:
+        check_set_keys(sets or [])
+        for item in sets or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise TrainingConfigError(f"--set {item!r}: expected KEY=VALUE")
+            params[key.strip()] = load_yaml(value, f"--set {item}", value=True)
+    except ConfigError as exc:
+        raise TrainingConfigError(str(exc)) from None
     return params
 
 

@@ -136,6 +136,8 @@ def _sft_pairs(data, model_path, revision, p: MaskParams):
         train_rows, eval_rows = sft_data.split_rows(rows, p.eval_size, p.seed)
     else:
         train_rows, eval_rows = rows, []
+    if why := sft_data.step_error(p.batch_size, p.grad_accum, len(train_rows)):
+        raise sft_data.SFTDataError(why)  # a hub dataset's rows: known only now
     tokenizer = load_tokenizer(model_path, revision=revision)
     fmt = p.sft_format
     train_pairs = sft_data.tokenize_rows(tokenizer, train_rows, p.max_seq_len, fmt)
