@@ -213,8 +213,8 @@ def run_summary(
             headline = [r for r in rows if "/" not in r["claim"]]
             if not headline:
                 continue
-            if answer is not None and (said := answer(rows)):
-                answers.append(f"{study}: {said}")
+            if answer is not None and (answered := answer(rows)):
+                answers.append(f"{study}: {answered}")
             counts: dict[str, int] = {}
             for r in headline:
                 counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
