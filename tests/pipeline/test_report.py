@@ -151,6 +151,27 @@ def test_landing_page_shows_the_result_first(tmp_path, monkeypatch):
     assert "<table" not in landing_page([], config) and "<img" not in landing_page([], config)
 
 
+def test_a_non_inferiority_claim_says_so_on_the_first_screen(tmp_path, monkeypatch):
+    """A side-effect claim supported beside a negative difference: its verdict on the first
+    screen says what it claims, "at most 0.1 below"."""
+    from ablate.core.reports import claims
+
+    monkeypatch.chdir(tmp_path)
+    evidence = "3B under causal 0.950 - base under causal 0.954 (margin -0.1): diff -0.004 [...]"
+    test = "non-inferiority z (margin 0.1, one-sided)"
+    row = ["mask", "prefix_side_effect_small", "s", "supported", evidence, test, 1e-20, 1000, "x"]
+    df = pd.DataFrame([row], columns=claims.COLUMNS)
+    (tmp_path / "claims").mkdir()
+    claims.write_claims(df, "claims/mask.csv", "claims/mask.md", "claims/mask.html")
+    config = {
+        "studies": ["mask"],
+        "mask": {"model": {"source": "embedded"}, "eval": {"ablated_policy": "prefill_bidir"}},
+    }
+    page = landing_page([Path("claims/mask.html")], config)
+    assert "<strong>supported (claim: at most 0.1 below)</strong>" in page, page
+    assert "diff -0.004, p=1e-20" in page
+
+
 def test_snakemakes_own_embeddedimage_links_the_file(tmp_path, monkeypatch):
     """The upstream bug rules/report.smk works around: snakemake.report's EmbeddedImage puts its
     embedding mixin second in its bases, so docutils' Image.run runs alone and the page links the

@@ -5,6 +5,9 @@
 (a) the ablation hurts: stage 2 (base under the ablated policy) scores below stage 1 (base
     under causal), on the macro over tasks and on each task; and broadly: the macro drops by at
     least ``min_drop`` with at least ``min_tasks_hurt`` tasks each dropping significantly;
+(r) the finetunes recover: under the ablated evaluation the ``prefix_variant`` (and the
+    ``long_variant``, and the ``causal_variant`` beside them) scores above the base model under
+    it (stage 2), each with the share of the drop it wins back (:mod:`ablate.mask.answer`);
 (b) prefix-LM finetuning recovers more than causal finetuning: under the ablated evaluation the
     ``prefix_variant`` (and the stage-5 ``long_variant``) scores above the ``causal_variant``,
     and the ``long_variant`` at least as high as the ``prefix_variant`` (at most ``long_margin``
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +43,15 @@ from ablate.core.reports.claims import (
     paired,
     within_margin,
 )
-from ablate.mask import items
+from ablate.mask import answer, items
 
 STUDY = "mask"
+#: how the statements name the finetune playing each role
+ROLE_NAMES = {
+    "prefix": "prefix-LM finetune",
+    "long": "long-run finetune",
+    "causal": "causal finetune",
+}
 
 
 def key(model: str, policy: str, task: str | None = None) -> str:
@@ -89,6 +99,52 @@ def hurts_broadly(
         return ClaimResult(verdict, evidence, numbers, macro.test, macro.p_value, macro.n)
 
     return rule
+
+
+def recovers(subject: str, name: str, s1: str, s2: str, *, alpha: float, min_n: int):
+    """Rule for "the finetune ``name`` (evidence ``subject``, under the ablation) scores above the
+    base model under the ablation (``s2``)": :func:`beats`' paired test, its evidence ending with
+    the share of the drop from ``s1`` (the base under causal) that the finetune wins back,
+    ``(subject - s2) / (s1 - s2)`` on the macro, with the difference's interval over the drop.
+    Where the ablation does not lower the macro there is nothing to win back: inconclusive."""
+    win = beats(subject, s2, alpha=alpha, min_n=min_n)
+
+    def rule(ev: Evidence) -> ClaimResult:
+        r = win(ev)
+        drop = paired(ev, s2, s1, alpha=alpha)  # diff = s1 - s2, the drop
+        if not drop.diff > 0:
+            said = answer.NO_DROP.format(drop=drop.diff)
+            return replace(r, verdict="inconclusive", evidence=f"{r.evidence}; {said}")
+        share, low, high = (r.numbers[k] / drop.diff for k in ("diff", "ci_low", "ci_high"))
+        said = answer.share_text(name, share, drop.diff, low, high, alpha)
+        numbers = {**r.numbers, "drop": drop.diff, "share": share}
+        numbers |= {"share_ci_low": low, "share_ci_high": high}
+        return replace(r, evidence=f"{r.evidence}; {said}", numbers=numbers)
+
+    return rule
+
+
+def _recovery_claims(cfg: dict[str, Any], ablated: str) -> list[Claim]:
+    """(r) Each role's finetune under the ablation above the base under it: the prefix-LM one
+    (the study's question), the long run, and the causal one (stated beside them: the finding
+    does not need it to recover)."""
+    s1, s2 = key("base", "causal"), key("base", ablated)
+    out = []
+    for role in answer.RECOVERY_ROLES:
+        name = cfg.get(f"{role}_variant")
+        if name is None:
+            continue
+        aside = " (stated beside the others; the finding does not need it)" * (role == "causal")
+        out.append(
+            Claim(
+                answer.claim_id(role),
+                f"Under the ablated evaluation ({ablated}), the {ROLE_NAMES[role]} {name} scores "
+                f"above the base model under it (stage 2): it wins back part of the ablation's "
+                f"drop (macro){aside}.",
+                recovers(key(name, ablated), name, s1, s2, alpha=cfg["alpha"], min_n=cfg["min_n"]),
+            )
+        )
+    return out
 
 
 def _learned_claims(cfg: dict[str, Any], tasks: list[str]) -> list[Claim]:
@@ -165,7 +221,7 @@ def _finetune_claims(cfg: dict[str, Any], ablated: str, role: str, name: str) ->
     little under causal evaluation."""
     alpha, min_n = cfg["alpha"], cfg["min_n"]
     prefix, causal = cfg.get("prefix_variant"), cfg.get("causal_variant")
-    what = "prefix-LM finetune" if role == "prefix" else "long-run finetune"
+    what = ROLE_NAMES[role]
     out = []
     if causal is not None:
         out.append(
@@ -210,6 +266,7 @@ def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list
     """The claims of the study for a resolved ``claims:`` block (variants.resolve_claims)."""
     tasks = list(tasks)
     out = _learned_claims(cfg, tasks) + _ablation_claims(cfg, ablated, tasks)
+    out += _recovery_claims(cfg, ablated)
     for role, name in (("prefix", cfg.get("prefix_variant")), ("long", cfg.get("long_variant"))):
         if name is not None:
             out += _finetune_claims(cfg, ablated, role, name)

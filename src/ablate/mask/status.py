@@ -14,18 +14,21 @@ from ablate.core.outputs.records import config_changes, recorded_config
 from ablate.core.planner.totals import number
 from ablate.core.reports.seeds import spread_lines, verdict_line
 from ablate.core.reports.status import Row, planned_forecast, read_csv
+from ablate.mask import answer as study_answer
 from ablate.mask import layout
 
-#: the study-level claims that held on every CPU kind and tree measured
-#:(ablate.core.reports.expected:
-#: an unmeasured CPU kind's run must support them; docs/embedded.md, "Measured runs");
-#: ``long_at_least_prefix`` (5B >= 3B under the ablation) is left out: 5B and 3B are within noise
-#: of each other, and it was inconclusive on an AMD EPYC without AVX-512 at tree 05bae26
-#: (p = 0.065) while supported elsewhere
+#: the study-level claims that must hold on every CPU kind (ablate.core.reports.expected: an
+#: unmeasured CPU kind's run must support them, and ``ablate expected`` fails loudly where one of
+#: them flips against its kind's row; docs/embedded.md, "Measured runs"): the study's question,
+#: ``prefix_recovers`` (3B wins back part of the drop), and the claims that held on every CPU kind
+#: and tree measured; ``long_at_least_prefix`` (5B >= 3B under the ablation) is left out: 5B and
+#: 3B are within noise of each other, and it was inconclusive on an AMD EPYC without AVX-512 at
+#: tree 05bae26 (p = 0.065) while supported elsewhere
 EVERY_CPU = (
     "learned",
     "ablation_hurts",
     "ablation_hurts_broadly",
+    "prefix_recovers",
     "prefix_recovers_more",
     "long_recovers_more",
     "prefix_side_effect_small",
@@ -34,6 +37,12 @@ EVERY_CPU = (
 #: its run_scores' macro scores are ``<model> under <eval policy>``: the README's table of
 #: expected results is a line per model and a column per policy (ablate.core.reports.expected)
 SCORES_BY_POLICY = True
+
+
+def answer(claims: list[dict[str, str]]) -> str | None:
+    """The study's answer in one sentence, from its claims table's rows: the end of a run's
+    summary (ablate.core.execution.terminal.run_summary) and of STATUS.md's key results."""
+    return study_answer.answer(claims)
 
 
 def _num(x: Any, fmt: str = ".4g") -> str:
@@ -126,6 +135,8 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     )
     claims = read_csv(results / layout.PATTERNS["claims_csv"])
     lines += [verdict_line(c) for c in claims if "/" not in c["claim"]]
+    if said := answer(claims):
+        lines.append(f"- answer: {said}")
     return lines
 
 

@@ -169,6 +169,35 @@ def test_the_summary_names_the_claims_the_results_and_the_report(tmp_path):
     )
 
 
+def test_the_summary_ends_with_the_studys_answer(tmp_path):
+    """The run's last line answers the study's question from its claims table (the study's
+    status part's ``answer``), after the report command; a non-inferiority claim's verdict says
+    what it claims, so its negative difference marked supported reads right."""
+    (tmp_path / "results/claims").mkdir(parents=True)
+    shares = "; 3B wins back +0.004 of the drop of 0.227 [95% CI -0.10, +0.11]"
+    rows = [
+        ("prefix_recovers", "not supported", f"3B 0.728 - base 0.727: diff +0.001{shares}", "exact McNemar",
+         "0.45"),
+        ("prefix_side_effect_small", "supported", "3B 0.95 - base 0.954 (margin -0.1): diff -0.004",
+         "non-inferiority z (margin 0.1, one-sided)", "1e-20"),
+    ]  # fmt: skip
+    with open(tmp_path / "results/claims/mask.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["study", "claim", "statement", "verdict", "evidence", "test", "p_value"])
+        w.writerows([("mask", c, "s", v, e, t, p) for c, v, e, t, p in rows])
+    from helpers import validated
+
+    config = validated(yaml.safe_load(open(os.path.join("config", "config.yaml"))))
+    lines = terminal.run_summary(config, ["mask"], [], str(tmp_path))
+    assert lines[3] == (
+        "  prefix_side_effect_small: supported (claim: at most 0.1 below) (3B 0.95 - base 0.954)"
+    )
+    assert lines[-2:] == [
+        "Report: snakemake --report results/report.html",
+        "mask: 3B wins back no significant share of the drop (+0.4 %, p=0.450).",
+    ]
+
+
 @pytest.mark.parametrize(
     "seconds, said",
     [(45, "45 s"), (1500, "25 min"), (4 * 3600, "4.0 h"), (221 * 86400, "221.0 days")],

@@ -91,6 +91,26 @@ def test_within_margin_verdicts(ev):
     assert row.verdict == "supported" and "non-inferiority" in row.test
 
 
+def test_a_non_inferiority_verdict_says_what_it_claims(tmp_path, ev):
+    """bit_worse is 0.02 below base and within the margin 0.1: supported, beside a negative
+    difference. The printed tables (Markdown: the report's first screen reads it; HTML; LaTeX)
+    say "at most 0.1 below" beside the verdict; the CSV keeps the verdict alone."""
+    claims = [
+        C.Claim("close", "bit_worse at most 0.1 below", C.within_margin("bit_worse", "base", 0.1)),
+        C.Claim("above", "much_better beats base", C.beats("much_better", "base")),
+    ]
+    df = C.evaluate_claims(claims, ev, study="demo")
+    assert list(df.verdict) == ["supported", "supported"] and "diff -0.020" in df.evidence[0]
+    out = tmp_path / "demo"
+    C.write_claims(df, f"{out}.csv", f"{out}.md", f"{out}.html", tex=f"{out}.tex")
+    said = "supported (claim: at most 0.1 below)"
+    for ext in ("md", "html", "tex"):
+        text = (tmp_path / f"demo.{ext}").read_text()
+        assert text.count(said) == 1, ext  # the beats claim's verdict stays as it is
+    assert list(pd.read_csv(f"{out}.csv").verdict) == ["supported", "supported"]
+    assert C.verdict_text("not run", df.test[0]) == "not run"
+
+
 def test_monotone_verdicts(ev):
     up = [(2, "base"), (8, "much_better"), (4, "bit_better")]
     assert verdict(C.monotone(up), ev).verdict == "supported"
@@ -191,6 +211,9 @@ def test_mask_claims_from_results(results):
         "ablation_hurts/t1",
         "ablation_hurts/t2",
         "ablation_hurts_broadly",
+        "prefix_recovers",
+        "causal_recovers",
+        "long_recovers",
         "prefix_recovers_more",
         "prefix_side_effect_small",
         "long_recovers_more",

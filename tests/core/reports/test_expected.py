@@ -32,15 +32,15 @@ def test_the_pages_table_is_the_files(page):
     assert page_table(REPO / page) == expected.PAGES[page](rows)
 
 
-def test_every_cpu_claim_is_in_the_file():
-    """The claims said to hold on every CPU are claims the runs state (a renamed claim would
-    leave the unmeasured CPU's check empty)."""
-    for row in expected.load(REPO / expected.EXPECTED_FILE).values():
-        assert set(expected.every_cpu()) <= set(row), sorted(set(expected.every_cpu()) - set(row))
-
-
-def fake_results(root: Path, macro: float, verdict: str, vendor: str = "AuthenticAMD") -> Path:
-    """A results tree with a mask recovery table, its claims and one record naming the CPU."""
+def fake_results(
+    root: Path,
+    macro: float,
+    verdict: str,
+    vendor: str = "AuthenticAMD",
+    claims: dict[str, str] | None = None,
+) -> Path:
+    """A results tree with a mask recovery table, its claims (every EVERY_CPU claim with
+    ``verdict``, then ``claims``: claim -> verdict) and one record naming the CPU."""
     results = root / "results"
     (results / "claims").mkdir(parents=True)
     with open(results / "recovery.csv", "w", newline="") as f:
@@ -51,7 +51,8 @@ def fake_results(root: Path, macro: float, verdict: str, vendor: str = "Authenti
     with open(results / "claims/mask.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["study", "claim", "verdict"])
-        w.writerows(["mask", c.split(": ")[1], verdict] for c in expected.every_cpu())
+        verdicts = {c.split(": ")[1]: verdict for c in expected.every_cpu()} | (claims or {})
+        w.writerows(["mask", c, v] for c, v in verdicts.items())
     hw = {"cpu_vendor": vendor, "cpu_model": "a CPU", "torch_cpu_capability": "AVX2"}
     (results / "metrics.json").write_text(json.dumps({"provenance": {"hardware": hw}}))
     return results
@@ -91,7 +92,59 @@ def test_an_unmeasured_cpu_kind_is_named_and_held_to_the_every_cpu_claims(checko
     assert "CPU kind Intel AVX2 is unmeasured" in capsys.readouterr().out
     bad = fake_results(checkout / "c", 0.9, "inconclusive", vendor="GenuineIntel")
     assert expected.main(["--results", str(bad)]) == 1
-    assert "not supported: mask: learned" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ablate expected: FAILED: mask: learned is inconclusive (CPU kind Intel AVX2 is " in out
+
+
+def test_a_flipped_finding_fails_loudly(checkout, capsys):
+    """A claim that must hold on every CPU kind (the recovery, prefix_recovers) flips against
+    the row: a line of its own names it, and the command fails; another claim's flip is a
+    difference as any number's."""
+    expected.write(fake_results(checkout / "a", 0.954, "supported", claims={"other": "supported"}))
+    flipped = {"prefix_recovers": "not supported", "other": "inconclusive"}
+    capsys.readouterr()
+    assert (
+        expected.main(
+            ["--results", str(fake_results(checkout / "b", 0.954, "supported", claims=flipped))]
+        )
+        == 1
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == (
+        "ablate expected: FAILED: mask: prefix_recovers flipped: expected supported, got not "
+        "supported (it must hold on every CPU kind: the study's finding)"
+    )
+    assert "  mask: other: expected supported, got inconclusive" in out
+    assert not any("mask: prefix_recovers: expected" in line for line in out)  # said once
+
+
+def test_a_claim_the_row_lacks_is_unmeasured_for_that_claim(checkout, capsys):
+    """A row written before a claim existed (its CSV lacks it): the claim is unmeasured there,
+    not a difference, and one that must hold on every CPU kind must still be supported."""
+    new = {"prefix_recovers": "supported", "causal_recovers": "not supported"}
+    results = fake_results(checkout / "a", 0.954, "supported", claims=new)
+    expected.write(results)
+    lines = expected.EXPECTED_FILE.read_text().splitlines()
+    kept = [line for line in lines if "_recovers," not in line]
+    assert len(kept) == len(lines) - 2
+    expected.EXPECTED_FILE.write_text("\n".join(kept) + "\n")
+    capsys.readouterr()
+    assert expected.main(["--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "matches AMD AVX2's row" in out
+    assert (
+        "not in AMD AVX2's row, so unmeasured there (rewrite the row from a run of this tree: "
+        "ablate expected --write): mask: causal_recovers not supported, mask: prefix_recovers "
+        "supported"
+    ) in out
+    lost = fake_results(
+        checkout / "b", 0.954, "supported", claims={"prefix_recovers": "inconclusive"}
+    )
+    assert expected.main(["--results", str(lost)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "ablate expected: FAILED: mask: prefix_recovers is inconclusive (not in AMD AVX2's row) "
+        "(it must hold on every CPU kind: the study's finding)"
+    )
 
 
 def test_records_of_two_cpu_kinds_have_no_row(checkout, capsys):

@@ -32,3 +32,8 @@ def test_a_verdict_shows_how_many_seeds_it_holds_in_only_at_the_evidences_end():
     )
     assert verdict_line({**row, "evidence": None}) == "- claim `c`: **supported**"
     assert verdict_line({"claim": "d", "verdict": "not run"}) == "- claim `d`: **not run**"
+    # a non-inferiority claim says what it claims beside its verdict
+    test = "non-inferiority z (margin 0.05, one-sided)"
+    assert verdict_line({"claim": "e", "verdict": "not supported", "test": test}) == (
+        "- claim `e`: **not supported (claim: at most 0.05 below)**"
+    )

@@ -197,17 +197,24 @@ def run_summary(
     """The lines a successful run ends with: each study's headline claims (the claims tables
     among its targets: a CSV with ``claim`` and ``verdict`` columns; a per-task claim,
     ``learned/emb_count``, details a headline one) with their evidence, its result files (those
-    of its targets that exist), and the report command."""
+    of its targets that exist), the report command, and last each study's answer to its
+    question (its status part's ``answer`` of a claims table's rows, where it has one)."""
     from ablate import studies
+    from ablate.core.reports.claims import verdict_text
 
     results = config["results"]
     lines = [f"Finished: the results are under {results}/ (what ran and why: {results}/STATUS.md)"]
+    answers = []
     for study in study_names:
         targets = studies.side(study, "layout").targets(config)
+        answer = getattr(studies.side(study, "status"), "answer", None)
         for table in (t for t in targets if t.endswith(".csv")):
-            headline = [r for r in _claims_rows(Path(workdir) / table) if "/" not in r["claim"]]
+            rows = _claims_rows(Path(workdir) / table)
+            headline = [r for r in rows if "/" not in r["claim"]]
             if not headline:
                 continue
+            if answer is not None and (answered := answer(rows)):
+                answers.append(f"{study}: {answered}")
             counts: dict[str, int] = {}
             for r in headline:
                 counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
@@ -215,7 +222,8 @@ def run_summary(
             lines.append(f"{study} claims ({table}): {said}")
             for r in headline:
                 evidence = (r.get("evidence") or "").split(" (")[0]
-                lines.append(short_line(f"  {r['claim']}: {r['verdict']} ({evidence})", 200))
+                verdict = verdict_text(r["verdict"], r.get("test"))
+                lines.append(short_line(f"  {r['claim']}: {verdict} ({evidence})", 200))
         made = [t for t in targets if os.path.exists(os.path.join(workdir, t))]
         if made:  # a run of some targets only: the study's files it has
             lines.append(short_line(f"{study} results: " + ", ".join(made)))
@@ -224,7 +232,7 @@ def run_summary(
         f"Report: snakemake --report {results}/report.html"
         + (f" --configfile {files}" if files else "")
     )
-    return lines
+    return lines + answers
 
 
 def _claims_rows(path: Path) -> list[dict[str, str]]:

@@ -192,6 +192,17 @@ SIGN_NOTE = (
 )
 
 
+def verdict_text(verdict: str, test: str | None) -> str:
+    """A verdict as a person reads it beside a difference: a non-inferiority claim's says what
+    it claims (``supported (claim: at most 0.1 below)``), so a negative difference marked
+    supported reads right; short, as the report's first screen shows it in a narrow column. The
+    CSV keeps the verdict alone."""
+    margin = stats.noninferiority_margin(test)
+    if margin is None or verdict == "not run":
+        return verdict
+    return f"{verdict} (claim: at most {margin:g} below)"
+
+
 def _cells(df: pd.DataFrame) -> list[dict[str, str]]:
     """The table as text: empty cells for missing values, p-values as :func:`stats.fmt_p`
     prints them ("<0.0001" at a bootstrap's floor, never "0")."""
@@ -202,6 +213,8 @@ def _cells(df: pd.DataFrame) -> list[dict[str, str]]:
             return ""
         if c == "p_value":
             return stats.fmt_p(v, stats.p_floor(r["test"]))
+        if c == "verdict":
+            return verdict_text(str(v), r["test"] if isinstance(r["test"], str) else None)
         return str(v)
 
     return [{c: cell(r, c) for c in SHOWN} for _, r in df.iterrows()]

@@ -6,8 +6,11 @@ CPU vendor's BLAS paths round differently and the tiny models train to other wei
 expected results are kept per CPU kind (:func:`cpu_kind`: vendor and torch's kernel set) in
 :data:`EXPECTED_FILE`, each kind's row written from a run of this tree by ``ablate expected
 --write`` (never by hand), and the tables of docs/embedded.md and the README are rendered from that file. The suite's
-embedded run compares itself with its CPU kind's row; a kind with no row is named as unmeasured,
-and there the claims of :func:`every_cpu` must hold all the same.
+embedded run compares itself with its CPU kind's row (:func:`compare`, as ``ablate expected``
+does); a kind with no row is named as unmeasured, and there the claims of :func:`every_cpu` must
+hold all the same. Those claims are the study's finding: where one flips against the row, or is
+not supported, the comparison fails with a line naming it. A claim the row lacks (the row was
+written before the claim existed) is unmeasured for that claim, not a difference.
 
 Study-agnostic: the quantities are each study's ``run_scores`` and ``claims`` (its status part,
 as ``ablate runs`` reads them). No torch.
@@ -19,12 +22,14 @@ import argparse
 import csv
 import io as text_io
 import sys
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from ablate import studies
 from ablate.core.outputs import io, provenance
 from ablate.core.outputs.records import provenance_of, read_json
+from ablate.core.reports.claims import VERDICTS
 from ablate.core.trees import runs
 
 #: the expected results of the embedded default, per CPU kind (relative to the checkout)
@@ -100,6 +105,79 @@ def differences(expected: dict[str, str], got: dict[str, str]) -> list[str]:
         for q in sorted(set(expected) | set(got))
         if expected.get(q) != got.get(q)
     ]
+
+
+#: why a claim of :func:`every_cpu` that flipped or is not supported fails the comparison
+FINDING = "it must hold on every CPU kind: the study's finding"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A run's quantities against its CPU kind's row (:func:`compare`)."""
+
+    kind: str
+    #: the kinds with a row, the run's among them or not
+    kinds: tuple[str, ...]
+    #: ``<quantity>: expected X, got Y`` (a claim the row lacks, or one in ``broken``, left out)
+    differs: list[str]
+    #: ``<claim> <verdict>``: the run's claims that the row lacks
+    unmeasured: list[str]
+    #: a line each for the :func:`every_cpu` claims that flipped against the row or are not
+    #: supported
+    broken: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.differs or self.broken)
+
+    def lines(self, results: Path | str) -> list[str]:
+        """What ``ablate expected`` prints: the verdict on the row, the claims it lacks, then a
+        line per broken claim of the finding, last."""
+        head = "ablate expected: "
+        if self.kind not in self.kinds:
+            out = [
+                f"{head}CPU kind {self.kind} is unmeasured ({EXPECTED_FILE} has "
+                f"{', '.join(self.kinds)}); the claims that hold on every CPU: "
+                + ("all supported" if not self.broken else "not all supported (below)")
+            ]
+        elif self.differs:
+            out = [f"{head}{results} differs from {self.kind}'s row:"]
+            out += [f"  {d}" for d in self.differs]
+        else:
+            out = [f"{head}{results} matches {self.kind}'s row"]
+        if self.unmeasured and self.kind in self.kinds:
+            out.append(
+                f"{head}not in {self.kind}'s row, so unmeasured there (rewrite the row from a "
+                f"run of this tree: ablate expected --write): {', '.join(self.unmeasured)}"
+            )
+        return out + [f"{head}FAILED: {b} ({FINDING})" for b in self.broken]
+
+
+def compare(rows: dict[str, dict[str, str]], kind: str, got: dict[str, str]) -> Comparison:
+    """``got`` (:func:`measured`) against the row of ``kind`` in ``rows`` (:func:`load`)."""
+    row = values(rows[kind]) if kind in rows else None
+    lacks = sorted(q for q, v in got.items() if v in VERDICTS and row is not None and q not in row)
+    broken, named = [], set()
+    for claim in every_cpu():
+        now, was = got.get(claim, "absent"), (row or {}).get(claim)
+        if was is not None and was != now:
+            broken.append(f"{claim} flipped: expected {was}, got {now}")
+        elif now != "supported":
+            where = (
+                f"CPU kind {kind} is unmeasured"
+                if row is None
+                else (f"as in {kind}'s row" if was else f"not in {kind}'s row")
+            )
+            broken.append(f"{claim} is {now} ({where})")
+        else:
+            continue
+        named.add(claim)
+    differs = []
+    if row is not None:
+        seen = {q: v for q, v in got.items() if q not in lacks}
+        differs = [d for d in differences(row, seen) if d.split(": expected ")[0] not in named]
+    unmeasured = [f"{q} {got[q]}" for q in lacks]
+    return Comparison(kind, tuple(sorted(rows)), differs, unmeasured, broken)
 
 
 def headline(quantity: str) -> bool:
@@ -236,19 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"ablate expected: {exc}", file=sys.stderr)
         return 2
-    got = measured(args.results)
-    if kind not in rows:
-        failed = [c for c in every_cpu() if got.get(c) != "supported"]
-        print(
-            f"ablate expected: CPU kind {kind} is unmeasured ({EXPECTED_FILE} has "
-            f"{', '.join(sorted(rows))}); the claims that hold on every CPU: "
-            + ("all supported" if not failed else "not supported: " + ", ".join(failed))
-        )
-        return 1 if failed else 0
-    diff = differences(values(rows[kind]), got)
-    print(
-        f"ablate expected: {args.results} "
-        + (f"matches {kind}'s row" if not diff else f"differs from {kind}'s row:\n  ")
-        + "\n  ".join(diff)
-    )
-    return 1 if diff else 0
+    result = compare(rows, kind, measured(args.results))
+    print("\n".join(result.lines(args.results)))
+    return 0 if result.ok else 1

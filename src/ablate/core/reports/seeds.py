@@ -28,7 +28,8 @@ def spread_lines(rows: Iterable[dict[str, str]], group: tuple[str, ...], value: 
 
 def verdict_line(claim: dict[str, str]) -> str:
     """A claims table row as STATUS.md lists it, with its ``holds in k of n seeds``."""
+    from ablate.core.reports.claims import verdict_text
+
     holds = HOLDS.search(claim.get("evidence") or "")
-    return f"- claim `{claim['claim']}`: **{claim['verdict']}**" + (
-        f" ({holds.group(0)})" if holds else ""
-    )
+    verdict = verdict_text(claim["verdict"], claim.get("test"))
+    return f"- claim `{claim['claim']}`: **{verdict}**" + (f" ({holds.group(0)})" if holds else "")

@@ -322,6 +322,17 @@ def paired(
     return _bootstrap(a, b, groups, alpha, N_BOOT, seed)
 
 
+#: the test name of :func:`noninferior`; :func:`noninferiority_margin` reads its margin back
+NONINFERIOR_TEST = "non-inferiority z (margin {margin:g}, one-sided)"
+NONINFERIOR_READ = re.compile(r"^non-inferiority z \(margin ([^,]+), one-sided\)$")
+
+
+def noninferiority_margin(test: str | None) -> float | None:
+    """The margin of a non-inferiority test's name (:data:`NONINFERIOR_TEST`), else None."""
+    m = NONINFERIOR_READ.match(test or "")
+    return float(m.group(1)) if m else None
+
+
 def noninferior(
     a: Sequence[float],
     b: Sequence[float],
@@ -348,7 +359,7 @@ def noninferior(
         p = 0.0 if gap > TOL else 1.0
     else:
         p = normal_sf(gap / se)
-    test = f"non-inferiority z (margin {margin:g}, one-sided)"
+    test = NONINFERIOR_TEST.format(margin=margin)
     return Paired(**{**base.as_dict(), "p_value": p, "test": test, "significant": p < alpha})
 
 

@@ -1,0 +1,91 @@
+"""The mask study's answer to its question, in one sentence with the numbers.
+
+The study asks whether full-weight finetuning recovers what the prefill ablation costs. Each
+recovery claim of :mod:`ablate.mask.claims` (``prefix_recovers``, ``causal_recovers``,
+``long_recovers``: the finetune under the ablation against the base model under it) ends its
+evidence with the share of the ablation's drop that the finetune wins back (:func:`share_text`);
+:func:`answer` reads those rows back into the sentence a run ends with ("3B wins back 61 % of the
+ablation's drop (p=2.9e-12), 3A -18 %, 5B 70 %.") and STATUS.md shows. No pandas, no torch: the
+terminal's summary and ``ablate status`` read it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+from ablate.core.reports import stats
+
+#: the claim roles with a recovery claim, in the order the answer names them (the prefix-LM
+#: finetune, the study's question, first)
+RECOVERY_ROLES = ("prefix", "causal", "long")
+#: how a recovery claim's evidence states the share of the drop, and where there is none
+SHARE = (
+    "{name} wins back {share:+.3f} of the drop of {drop:.3f} [{level}% CI {low:+.3f}, {high:+.3f}]"
+)
+NOTHING = "nothing to win back"
+NO_DROP = "the ablation did not lower the macro (diff {drop:+.3f}): " + NOTHING
+#: :data:`SHARE` read back: the variant and its share
+SHARE_READ = re.compile(r"; (\S+) wins back ([+-]\d+\.\d+) of the drop of ")
+
+
+def claim_id(role: str) -> str:
+    """The recovery claim of a role: ``prefix_recovers``."""
+    return f"{role}_recovers"
+
+
+def share_text(name: str, share: float, drop: float, low: float, high: float, alpha: float) -> str:
+    """The end of a recovery claim's evidence: the finetune ``name``'s share of the ``drop`` (the
+    stage-1 minus stage-2 macro) with its interval (the difference's interval over the drop)."""
+    level = round(100 * (1 - alpha))
+    return SHARE.format(name=name, share=share, drop=drop, level=level, low=low, high=high)
+
+
+def read_share(evidence: str) -> tuple[str, float] | None:
+    """(variant, share) from a recovery claim's evidence; None where it states no share."""
+    m = SHARE_READ.search(evidence or "")
+    return (m.group(1), float(m.group(2))) if m else None
+
+
+def percent(share: float, signed: bool = False) -> str:
+    """A share as the sentence prints it: ``61 %``, ``-18 %``; below 10 % one decimal
+    (``+0.4 %`` signed)."""
+    v = 100 * share
+    return f"{v:{'+' if signed else ''}.{0 if abs(v) >= 10 else 1}f} %"
+
+
+def _p(row: Mapping[str, str]) -> str:
+    try:
+        p = float(row.get("p_value") or "nan")
+    except ValueError:
+        p = math.nan
+    return stats.p_text(p, stats.p_floor(row.get("test")))
+
+
+def answer(rows: Iterable[Mapping[str, str]]) -> str | None:
+    """The study's answer from its claims table's rows (as read from the CSV): how much of the
+    ablation's drop the prefix-LM finetune wins back, with the claim's p, then the others'
+    shares; said plainly when it wins back no significant share. None without a recovery
+    claim of the prefix-LM finetune that ran and states its share (a multi-model config's table
+    counts the models' verdicts: each model's table has its own answer)."""
+    by_id = {r["claim"]: r for r in rows}
+    lead = by_id.get(claim_id(RECOVERY_ROLES[0]))
+    if lead is None or lead.get("verdict") in (None, "not run"):
+        return None
+    got = read_share(lead.get("evidence") or "")
+    if got is None:
+        if NOTHING not in (lead.get("evidence") or ""):
+            return None
+        return "The ablation did not lower the macro score: no finetune has a drop to win back."
+    name, share = got
+    if lead["verdict"] == "supported":
+        said = f"{name} wins back {percent(share)} of the ablation's drop ({_p(lead)})"
+    else:
+        said = f"{name} wins back no significant share of the drop ({percent(share, True)}, {_p(lead)})"
+    others = []
+    for role in RECOVERY_ROLES[1:]:
+        other = read_share((by_id.get(claim_id(role)) or {}).get("evidence") or "")
+        if other is not None:
+            others.append(f"{other[0]} {percent(other[1])}")
+    return said + "".join(f", {o}" for o in others) + "."
