@@ -6,6 +6,7 @@ must stay cheap."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +135,9 @@ def _models(rows: list[dict[str, str]]) -> bool:
     return bool(rows) and "model" in rows[0]
 
 
-def _of_model(row: dict[str, str]) -> str:
+def _of_model(row: Mapping[str, Any]) -> str:
     """A recovery row's model as a line names it first (a multi-model config's table)."""
-    return f"{row['model']}: " if row.get("model") else ""
+    return f"{row['model']}: " if isinstance(row.get("model"), str) and row["model"] else ""
 
 
 def run_numbers(results: Path) -> list[str]:
@@ -155,10 +156,16 @@ def run_scores(results: Path) -> dict[str, float]:
     under <policy>: <task>`` (a multi-model table's rows named by their model first)."""
     out = {}
     for r in read_csv(results / layout.PATTERNS["recovery_csv"]):
-        name = f"{_of_model(r)}{r['variant']} under {r['eval_policy']}"
         if (score := number(r.get("score"))) is not None:
-            out[name if r["task"] == "macro" else f"{name}: {r['task']}"] = score
+            out[score_name(r)] = score
     return out
+
+
+def score_name(row: Mapping[str, Any]) -> str:
+    """A recovery row's score as :func:`run_scores` names it (and the score plot's metadata,
+    ablate.mask.report): ``<variant> under <policy>``, a task's with ``: <task>`` after it."""
+    name = f"{_of_model(row)}{row['variant']} under {row['eval_policy']}"
+    return name if row["task"] == "macro" else f"{name}: {row['task']}"
 
 
 def claims(results: Path) -> list[dict[str, str]]:
