@@ -15,7 +15,7 @@ from ablate.core.outputs.records import config_changes, recorded_config
 from ablate.core.planner.totals import number
 from ablate.core.reports.seeds import spread_lines, verdict_line
 from ablate.core.reports.status import Row, planned_forecast, read_csv
-from ablate.mask import layout
+from ablate.mask import front, layout
 
 #: the study-level claims that held on every CPU kind and tree measured
 #:(ablate.core.reports.expected:
@@ -32,6 +32,16 @@ EVERY_CPU = (
     "prefix_side_effect_small",
     "long_side_effect_small",
 )
+#: the sections of the pages that ``ablate expected --write`` renders from the row of the CPU kind
+#: whose run drew the picture (ablate.core.reports.expected): (page, marker name, function of the
+#: row's quantities of this study and the row's label)
+FRONT_SECTIONS = (
+    (Path("README.md"), "caption", front.caption),
+    (Path("docs/embedded.md"), "shows", front.shows),
+)
+#: the picture ``ablate expected --write`` copies from the run into the checkout: (its path under
+#: the results folder, its path in the checkout); the README shows it
+FRONT_PICTURE = (layout.PATTERNS["plot_scores"], Path("docs/img/scores.png"))
 #: its run_scores' macro scores are ``<model> under <eval policy>``: the README's table of
 #: expected results is a line per model and a column per policy (ablate.core.reports.expected)
 SCORES_BY_POLICY = True
