@@ -57,7 +57,7 @@ def test_the_caption_names_the_run_the_tasks_lowered_and_each_share():
 
 def test_the_section_gives_the_scores_shares_and_every_verdict():
     lines = front.shows(ROW, LABEL).splitlines()
-    assert lines[0] == f"{LABEL}:"
+    assert lines[0] == f"The embedded default's run on {LABEL}:"
     assert "| base | 0.900 | 0.500 |  |" in lines
     assert "| 3A | 0.910 | 0.400 | -25 % |" in lines
     assert "| 3B | 0.880 | 0.700 | 50 % |" in lines

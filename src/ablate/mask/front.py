@@ -96,7 +96,7 @@ def shows(quantities: Mapping[str, str], label: str) -> str:
     shares = recovered_shares(scores) or {}
     models = sorted({m for m, _ in scores}, key=lambda m: (m != BASE, m))
     lines = [
-        f"{label}:",
+        f"The embedded default's run on {label}:",
         "",
         f"| model | {CAUSAL} | {ablated} (ablated) | recovered share of the drop |",
         "|---|---|---|---|",
