@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ablate.core.planner.overheads import DTYPE_BYTES
-from ablate.core.reports.expected import BEGIN, END
+from ablate.core.reports.expected import TABLE, marks
 from ablate.core.training.memory import OPTIM_STATES
 from ablate.mask.masks import (
     check_policy,
@@ -109,7 +109,8 @@ def disk_need_mb(n_params: float, p: dict[str, Any], gpu: bool = True) -> float:
     return n_params * per_param * 1.1 / 1e6
 
 
-def page_table(page: Path) -> str:
-    """The table between :data:`ablate.core.reports.expected.BEGIN` and ``END`` of ``page``, as
-    written."""
-    return page.read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip()
+def page_table(page: Path, name: str = TABLE) -> str:
+    """The section between the lines :func:`ablate.core.reports.expected.marks` gives for
+    ``name`` in ``page`` (by default its table), as written."""
+    begin, end = marks(name)
+    return page.read_text().split(begin, 1)[1].split(end, 1)[0].strip()

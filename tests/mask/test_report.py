@@ -178,3 +178,36 @@ def test_plot_scores_shows_drop_and_recovery(tmp_path):
     assert float(img.text[report.MIN_FONT_KEY]) == pytest.approx(
         report.MIN_FONT_PT * report.DPI / 72, abs=0.01
     )
+
+
+def test_the_score_plot_carries_the_scores_it_draws(tmp_path):
+    """The PNG's text chunk holds every bar's score (macro and per task, per model and policy)
+    named as ``ablate runs`` and docs/expected_results.csv name them, so a test reads what the
+    README's copy of the picture shows."""
+    from PIL import Image
+
+    from ablate.mask import layout, status
+
+    df = recovery.build_recovery(
+        [
+            dict(stage=1, variant="base", metrics=_metrics("a", "causal", {"x": 0.8, "y": 0.7})),
+            dict(
+                stage=2,
+                variant="base",
+                metrics=_metrics("b", "prefill_bidir", {"x": 0.4, "y": 0.5}),
+            ),
+        ]
+    )
+    csv = tmp_path / layout.PATTERNS["recovery_csv"]
+    df.to_csv(csv, index=False)
+    out = report.plot_scores(csv, tmp_path / "scores.png")
+    drawn = json.loads(Image.open(out).text[report.SCORES_KEY])
+    assert drawn == {
+        "base under causal": 0.75,
+        "base under causal: x": 0.8,
+        "base under causal: y": 0.7,
+        "base under prefill_bidir": 0.45,
+        "base under prefill_bidir: x": 0.4,
+        "base under prefill_bidir: y": 0.5,
+    }
+    assert drawn == status.run_scores(tmp_path)  # the names and numbers ablate expected records

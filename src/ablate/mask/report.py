@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ablate.mask.recovery import MACRO, protocol_line  # noqa: E402
+from ablate.mask.status import score_name  # noqa: E402
 
 
 def evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
@@ -41,6 +42,16 @@ DPI = 120
 #: the PNG text chunk that holds the smallest text's size in the image's own pixels (the report
 #: test scales it by how large the browser shows the image)
 MIN_FONT_KEY = "ablate:min_font_px"
+#: the PNG text chunk that holds the scores the bars draw, as JSON: each name as
+#: ``ablate runs`` and docs/expected_results.csv name it (ablate.mask.status.score_name) -> its
+#: score, so a test reads what the picture shows (the README's copy of it)
+SCORES_KEY = "ablate:scores"
+
+
+def drawn_scores(df: pd.DataFrame) -> dict[str, float]:
+    """The scores of the recovery table's rows that the score plot draws as bars (every task and
+    the macro, per model and eval policy), named as ablate.mask.status.run_scores names them."""
+    return {score_name(r): float(r["score"]) for r in df.to_dict("records") if pd.notna(r["score"])}
 
 
 def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -111,7 +122,7 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
                 protocol_line(df["protocol"], df.loc[df["task"] != MACRO, "metric"], finetunes)
             )
         fig.tight_layout()
-        return _save(fig, out)
+        return _save(fig, out, {SCORES_KEY: json.dumps(drawn_scores(df), sort_keys=True)})
 
 
 def plot_seed_spread(ax, df: pd.DataFrame) -> None:
@@ -250,10 +261,13 @@ def min_font_px(fig, dpi: float = DPI) -> float:
     return min(sizes) * dpi / 72
 
 
-def _save(fig, out: str | os.PathLike) -> Path:
+def _save(fig, out: str | os.PathLike, text: dict[str, str] | None = None) -> Path:
+    """Save ``fig``; a PNG carries :data:`MIN_FONT_KEY` and ``text`` as text chunks."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {MIN_FONT_KEY: f"{min_font_px(fig):.2f}"} if out.suffix == ".png" else None
+    meta = (
+        {MIN_FONT_KEY: f"{min_font_px(fig):.2f}", **(text or {})} if out.suffix == ".png" else None
+    )
     # legends sit outside the axes
     fig.savefig(out, dpi=DPI, bbox_inches="tight", metadata=meta)
     plt.close(fig)

@@ -6,6 +6,7 @@ must stay cheap."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ablate.core.planner.totals import number
 from ablate.core.reports.seeds import spread_lines, verdict_line
 from ablate.core.reports.status import Row, planned_forecast, read_csv
 from ablate.mask import answer as study_answer
-from ablate.mask import layout
+from ablate.mask import front, layout
 
 #: the study-level claims that must hold on every CPU kind (ablate.core.reports.expected: an
 #: unmeasured CPU kind's run must support them, and ``ablate expected`` fails loudly where one of
@@ -34,6 +35,16 @@ EVERY_CPU = (
     "prefix_side_effect_small",
     "long_side_effect_small",
 )
+#: the sections of the pages that ``ablate expected --write`` renders from the row of the CPU kind
+#: whose run drew the picture (ablate.core.reports.expected): (page, marker name, function of the
+#: row's quantities of this study and the row's label)
+FRONT_SECTIONS = (
+    (Path("README.md"), "caption", front.caption),
+    (Path("docs/embedded.md"), "shows", front.shows),
+)
+#: the picture ``ablate expected --write`` copies from the run into the checkout: (its path under
+#: the results folder, its path in the checkout); the README shows it
+FRONT_PICTURE = (layout.PATTERNS["plot_scores"], Path("docs/img/scores.png"))
 #: its run_scores' macro scores are ``<model> under <eval policy>``: the README's table of
 #: expected results is a line per model and a column per policy (ablate.core.reports.expected)
 SCORES_BY_POLICY = True
@@ -145,9 +156,9 @@ def _models(rows: list[dict[str, str]]) -> bool:
     return bool(rows) and "model" in rows[0]
 
 
-def _of_model(row: dict[str, str]) -> str:
+def _of_model(row: Mapping[str, Any]) -> str:
     """A recovery row's model as a line names it first (a multi-model config's table)."""
-    return f"{row['model']}: " if row.get("model") else ""
+    return f"{row['model']}: " if isinstance(row.get("model"), str) and row["model"] else ""
 
 
 def run_numbers(results: Path) -> list[str]:
@@ -166,10 +177,16 @@ def run_scores(results: Path) -> dict[str, float]:
     under <policy>: <task>`` (a multi-model table's rows named by their model first)."""
     out = {}
     for r in read_csv(results / layout.PATTERNS["recovery_csv"]):
-        name = f"{_of_model(r)}{r['variant']} under {r['eval_policy']}"
         if (score := number(r.get("score"))) is not None:
-            out[name if r["task"] == "macro" else f"{name}: {r['task']}"] = score
+            out[score_name(r)] = score
     return out
+
+
+def score_name(row: Mapping[str, Any]) -> str:
+    """A recovery row's score as :func:`run_scores` names it (and the score plot's metadata,
+    ablate.mask.report): ``<variant> under <policy>``, a task's with ``: <task>`` after it."""
+    name = f"{_of_model(row)}{row['variant']} under {row['eval_policy']}"
+    return name if row["task"] == "macro" else f"{name}: {row['task']}"
 
 
 def claims(results: Path) -> list[dict[str, str]]:

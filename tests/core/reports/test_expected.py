@@ -24,12 +24,12 @@ def test_cpu_kind_is_the_vendor_and_torchs_kernels():
     assert expected.cpu_kind({"cpu_vendor": "ARM"}) == "ARM unknown"
 
 
-@pytest.mark.parametrize("page", list(expected.PAGES))
+@pytest.mark.parametrize("page", list(expected.TABLES))
 def test_the_pages_table_is_the_files(page):
     """docs/embedded.md's and the README's tables are rendered from docs/expected_results.csv,
-    never edited apart."""
+    never edited apart (their caption and sections: tests/mask/test_front.py)."""
     rows = expected.load(REPO / expected.EXPECTED_FILE)
-    assert page_table(REPO / page) == expected.PAGES[page](rows)
+    assert page_table(REPO / page) == expected.TABLES[page](rows)
 
 
 def fake_results(
@@ -48,6 +48,8 @@ def fake_results(
         w.writerow(["task", "stage", "variant", "eval_policy", "score"])
         w.writerow(["macro", 1, "base", "causal", macro])
         w.writerow(["emb_count", 1, "base", "causal", 1.0])
+        w.writerow(["macro", 2, "base", "prefill_bidir", 0.7])
+        w.writerow(["macro", 4, "3B", "prefill_bidir", 0.8])
     with open(results / "claims/mask.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["study", "claim", "verdict"])
@@ -55,6 +57,9 @@ def fake_results(
         w.writerows(["mask", c, v] for c, v in verdicts.items())
     hw = {"cpu_vendor": vendor, "cpu_model": "a CPU", "torch_cpu_capability": "AVX2"}
     (results / "metrics.json").write_text(json.dumps({"provenance": {"hardware": hw}}))
+    for src in expected.pictures():  # the run's plot, as the pipeline draws it
+        (results / src).parent.mkdir(parents=True, exist_ok=True)
+        (results / src).write_bytes(f"a picture of {macro}".encode())
     return results
 
 
@@ -62,7 +67,7 @@ def fake_results(
 def checkout(tmp_path, monkeypatch) -> Path:
     """A folder with the pages the tables are written into, as the working directory."""
     (tmp_path / "docs").mkdir()
-    for page in expected.PAGES:
+    for page in {*expected.TABLES, *(page for _, page, _, _ in expected.front_sections())}:
         shutil.copy(REPO / page, tmp_path / page)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -75,7 +80,9 @@ def test_write_then_compare(checkout, capsys):
     assert expected.values(rows["AMD AVX2"])["mask: base under causal"] == "0.954"
     assert "| mask: base under causal | 0.954 |" in page_table(checkout / "docs/embedded.md")
     assert "| base | 0.954 |" in page_table(checkout / "README.md")
-    capsys.readouterr()
+    assert "written to docs/expected_results.csv, docs/embedded.md, README.md" in (
+        capsys.readouterr().out
+    )
     assert expected.main(["--results", str(results)]) == 0
     assert "matches AMD AVX2's row" in capsys.readouterr().out
 
@@ -170,3 +177,31 @@ def test_a_results_folder_that_is_missing_or_holds_no_record_is_named(checkout, 
         "ablate expected: empty: no job record with its hardware: run the embedded default "
         "(snakemake -c2) first, or give --results the results folder of a finished run\n"
     )
+
+
+def test_write_copies_the_runs_picture_and_renders_the_front_door_from_its_row(checkout, capsys):
+    """--write copies the run's picture into the checkout and renders each study's front-door
+    sections from that run's row, whichever kind's row was written last, and says so."""
+    expected.write(fake_results(checkout / "a", 0.954, "supported"))
+    intel = fake_results(checkout / "b", 0.9, "supported", vendor="GenuineIntel")
+    assert expected.main(["--results", str(intel), "--write"]) == 0
+    out = capsys.readouterr().out
+    assert set(expected.load()) == {"AMD AVX2", "Intel AVX2"}
+    for src, dst in expected.pictures().items():
+        assert (checkout / dst).read_bytes() == (intel / src).read_bytes()
+        assert str(dst) in out
+    for (page, name), body in expected.front(expected.load(), "Intel AVX2").items():
+        assert page_table(checkout / page, name) == body
+        assert "Intel AVX2 (a CPU, tree " in body and str(page) in out
+
+
+def test_write_refuses_a_run_without_its_picture_and_writes_nothing(checkout, capsys):
+    results = fake_results(checkout / "a", 0.954, "supported")
+    for src in expected.pictures():
+        (results / src).unlink()
+    before = {page: (checkout / page).read_text() for page in expected.TABLES}
+    assert expected.main(["--results", str(results), "--write"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file; draw it first (snakemake -c2 " in err
+    assert not (checkout / expected.EXPECTED_FILE).exists()
+    assert before == {page: (checkout / page).read_text() for page in expected.TABLES}

@@ -5,12 +5,15 @@ A run is bit-identical on one machine, not across CPUs: torch's kernels (AVX2, A
 CPU vendor's BLAS paths round differently and the tiny models train to other weights. So the
 expected results are kept per CPU kind (:func:`cpu_kind`: vendor and torch's kernel set) in
 :data:`EXPECTED_FILE`, each kind's row written from a run of this tree by ``ablate expected
---write`` (never by hand), and the tables of docs/embedded.md and the README are rendered from that file. The suite's
-embedded run compares itself with its CPU kind's row (:func:`compare`, as ``ablate expected``
-does); a kind with no row is named as unmeasured, and there the claims of :func:`every_cpu` must
-hold all the same. Those claims are the study's finding: where one flips against the row, or is
-not supported, the comparison fails with a line naming it. A claim the row lacks (the row was
-written before the claim existed) is unmeasured for that claim, not a difference.
+--write`` (never by hand), and the tables of docs/embedded.md and the README are rendered from
+that file, as is each study's front door (its status part's ``FRONT_SECTIONS``: the README's
+caption, docs/embedded.md's "What the default shows") from the row of the run that drew the picture
+``--write`` copies into the checkout (``FRONT_PICTURE``). The suite's embedded run compares itself
+with its CPU kind's row (:func:`compare`, as ``ablate expected`` does); a kind with no row is named
+as unmeasured, and there the claims of :func:`every_cpu` must hold all the same. Those claims are
+the study's finding: where one flips against the row, or is not supported, the comparison fails
+with a line naming it. A claim the row lacks (the row was written before the claim existed) is
+unmeasured for that claim, not a difference.
 
 Study-agnostic: the quantities are each study's ``run_scores`` and ``claims`` (its status part,
 as ``ablate runs`` reads them). No torch.
@@ -21,7 +24,9 @@ from __future__ import annotations
 import argparse
 import csv
 import io as text_io
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -34,7 +39,15 @@ from ablate.core.trees import runs
 
 #: the expected results of the embedded default, per CPU kind (relative to the checkout)
 EXPECTED_FILE = Path("docs/expected_results.csv")
-BEGIN, END = "<!-- expected-results: begin -->", "<!-- expected-results: end -->"
+
+
+def marks(name: str) -> tuple[str, str]:
+    """The lines a page's section ``name`` is rendered between."""
+    return f"<!-- expected-{name}: begin -->", f"<!-- expected-{name}: end -->"
+
+
+#: the section name (:func:`marks`) of the tables of :data:`TABLES`
+TABLE = "results"
 COLUMNS = ["cpu_kind", "cpu_model", "tree", "date", "quantity", "value"]
 VENDORS = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}
 
@@ -70,10 +83,15 @@ def run_hardware(results: Path) -> dict:
     return next(iter(seen.values()))
 
 
+def score_text(score: float) -> str:
+    """A score as :data:`EXPECTED_FILE` holds it: 6 significant digits."""
+    return f"{score:.6g}"
+
+
 def measured(results: Path) -> dict[str, str]:
     """Every study's scores (``<study>: <score>``, 6 significant digits: exact for the item
     counts of the embedded default) and claim verdicts (``<study>: <claim>``) in ``results``."""
-    out = {k: f"{v:.6g}" for k, v in runs.scores(results).items()}
+    out = {k: score_text(v) for k, v in runs.scores(results).items()}
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
         for row in mod.claims(results) if hasattr(mod, "claims") else []:
@@ -253,15 +271,59 @@ def scores_table(rows: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-#: the pages whose tables are rendered from :data:`EXPECTED_FILE`, between :data:`BEGIN` and
-#: :data:`END`, each by its function
-PAGES = {Path("docs/embedded.md"): headline_table, Path("README.md"): scores_table}
+#: the tables rendered from every row of :data:`EXPECTED_FILE`, between the :func:`marks` of
+#: :data:`TABLE` on each page, each by its function
+TABLES = {Path("docs/embedded.md"): headline_table, Path("README.md"): scores_table}
+
+
+def front_sections() -> list[tuple[str, Path, str, Callable[[dict[str, str], str], str]]]:
+    """(study, page, section name, its function): each study's ``FRONT_SECTIONS`` (its status
+    part)."""
+    return [
+        (study, Path(page), name, render)
+        for study in studies.STUDIES
+        for page, name, render in getattr(studies.side(study, "status"), "FRONT_SECTIONS", ())
+    ]
+
+
+def front(rows: dict[str, dict[str, str]], kind: str) -> dict[tuple[Path, str], str]:
+    """(page, section name) -> its text: each of :func:`front_sections` rendered from the row of
+    ``kind`` (the CPU kind whose run drew the pictures): the row's quantities of its study,
+    without the ``<study>: `` before them, and the row's label."""
+    row = values(rows[kind])
+    return {
+        (page, name): render(
+            {q.split(": ", 1)[1]: v for q, v in row.items() if q.startswith(f"{study}: ")},
+            kind_label(rows, kind),
+        )
+        for study, page, name, render in front_sections()
+    }
+
+
+def pictures() -> dict[Path, Path]:
+    """Each study's ``FRONT_PICTURE``: its path under a results folder -> its path in the
+    checkout."""
+    parts = [studies.side(study, "status") for study in studies.STUDIES]
+    pairs = [getattr(part, "FRONT_PICTURE", None) for part in parts]
+    return {Path(src): Path(dst) for src, dst in filter(None, pairs)}
+
+
+def written() -> list[str]:
+    """The files ``--write`` writes: :data:`EXPECTED_FILE`, the pages, the pictures."""
+    pages = [*TABLES, *(page for _, page, _, _ in front_sections())]
+    return list(map(str, dict.fromkeys([EXPECTED_FILE, *pages, *pictures().values()])))
 
 
 def write(results: Path, path: Path = EXPECTED_FILE) -> str:
-    """Record the run in ``results`` as its CPU kind's row (replacing an earlier one) and render
-    the tables of :data:`PAGES`; the kind."""
+    """Record the run in ``results`` as its CPU kind's row (replacing an earlier one), copy its
+    :func:`pictures` into the checkout and render the pages from the rows (:func:`rendered`, the
+    front door from this run's); the kind."""
     kind = cpu_kind(hw := run_hardware(results))
+    for src in pictures():
+        if not (results / src).is_file():
+            raise ValueError(
+                f"{results / src}: no such file; draw it first (snakemake -c2 {results / src})"
+            )
     rows = load(path) if path.exists() else {}
     git = provenance.git_state()  # the checkout writing the row: the tree that made the run
     tree = (git["commit"] or "unknown")[:7] + ("-dirty" if git["dirty"] else "")
@@ -273,19 +335,32 @@ def write(results: Path, path: Path = EXPECTED_FILE) -> str:
     for k in sorted(rows):
         meta = [rows[k][f"[{c}]"] for c in ("cpu_model", "tree", "date")]
         w.writerows([k, *meta, q, v] for q, v in sorted(values(rows[k]).items()))
+    pages = rendered(rows, kind)  # before any file is written: a page without its lines stops
     io.write_text(path, out.getvalue())
-    render_pages(rows)
+    for src, dst in pictures().items():
+        io.atomic_write(dst, lambda tmp, src=src: shutil.copyfile(results / src, tmp))
+    for page, text in pages.items():
+        io.write_text(page, text)
     return kind
 
 
-def render_pages(rows: dict[str, dict[str, str]]) -> None:
-    """Write the tables of :data:`PAGES` from ``rows`` (:func:`load`)."""
-    for page, table in PAGES.items():
-        text = page.read_text()
-        if BEGIN not in text or END not in text:
-            raise ValueError(f"{page}: no '{BEGIN}' ... '{END}' lines to write the table between")
-        before, rest = text.split(BEGIN, 1)
-        io.write_text(page, f"{before}{BEGIN}\n{table(rows)}\n{END}{rest.split(END, 1)[1]}")
+def rendered(rows: dict[str, dict[str, str]], kind: str) -> dict[Path, str]:
+    """Each page's text with the tables of :data:`TABLES` rendered from ``rows`` (:func:`load`)
+    and the :func:`front` sections from the row of ``kind``."""
+    sections = {(page, TABLE): table(rows) for page, table in TABLES.items()}
+    texts: dict[Path, str] = {}
+    for (page, name), body in (sections | front(rows, kind)).items():
+        texts[page] = put(texts.get(page) or page.read_text(), name, body, page)
+    return texts
+
+
+def put(text: str, name: str, body: str, page: Path) -> str:
+    """``text`` (of ``page``) with ``body`` between the :func:`marks` of ``name``."""
+    begin, end = marks(name)
+    if begin not in text or end not in text:
+        raise ValueError(f"{page}: no '{begin}' ... '{end}' lines to write between")
+    before, rest = text.split(begin, 1)
+    return f"{before}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,16 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--write",
         action="store_true",
-        help=f"record this run as its CPU kind's row of {EXPECTED_FILE} and render the tables "
-        f"of {', '.join(map(str, PAGES))}",
+        help=f"record this run as its CPU kind's row of {EXPECTED_FILE}, copy its pictures "
+        f"and render the pages from the file (writes {', '.join(written())})",
     )
     args = ap.parse_args(argv)
     try:
         if args.write:
             kind = write(args.results)
-            print(
-                f"ablate expected: {kind}: written to {EXPECTED_FILE}, {', '.join(map(str, PAGES))}"
-            )
+            print(f"ablate expected: {kind}: written to {', '.join(written())}")
             return 0
         kind = cpu_kind(run_hardware(args.results))
         rows = load()
