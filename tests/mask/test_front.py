@@ -70,10 +70,6 @@ def test_the_section_gives_the_scores_shares_and_every_verdict():
     assert not any("0.6" in line for line in lines)  # a task's score is the table's, not here
 
 
-def test_a_share_below_ten_percent_keeps_one_decimal():
-    assert [front.percent(s) for s in (0.004, -0.176, 0.61)] == ["0.4 %", "-18 %", "61 %"]
-
-
 def test_the_picture_caption_and_section_are_the_expected_row_of_the_run_that_drew_it():
     """The README's picture carries the scores it draws; they are one CPU kind's row of
     docs/expected_results.csv, and the caption and docs/embedded.md's section are that row's

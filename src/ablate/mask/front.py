@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ablate.mask.answer import percent
+
 #: the eval policy without the ablation; the study's other policy is the ablated one
 CAUSAL = "causal"
 #: the model every finetune starts from: its two scores give the drop
@@ -49,12 +51,6 @@ def recovered_shares(scores: Mapping[tuple[str, str], float]) -> dict[str, float
     return {
         m: (s - lo) / drop for (m, p), s in sorted(scores.items()) if p == ablated and m != BASE
     }
-
-
-def percent(share: float) -> str:
-    """A share as a page prints it: ``61 %``, ``-18 %``; below 10 % one decimal."""
-    v = 100 * share
-    return f"{v:.{0 if abs(v) >= 10 else 1}f} %"
 
 
 def verdicts(quantities: Mapping[str, str], family: str) -> dict[str, str]:
