@@ -61,8 +61,10 @@ def count(out: str, overrides: dict, replicated: bool = False) -> None:
         for e in events
         if e.name.startswith("c10d::") or e.name == ACCUMULATE
     ]
-    buckets = len(getattr(trainer.optimizer, "buckets", ()))
-    result = {"counts": names, "recipe": trainer.recipe, "timeline": timeline, "buckets": buckets}
+    buckets = getattr(trainer.optimizer, "buckets", ())
+    alone = sum(b.owner is not None for b in buckets)  # one weight: reduced to its owner
+    result = {"counts": names, "recipe": trainer.recipe, "timeline": timeline}
+    result |= {"buckets": len(buckets), "alone": alone}
     result["weights"] = len(list(trainer.model.parameters()))
     if parallel.rank() == 0:
         Path(out).write_text(json.dumps(result))

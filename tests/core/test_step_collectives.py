@@ -22,10 +22,12 @@ from ablate.core.execution import parallel
 
 UNITS = LAYERS + 1  # FSDP2 units: each decoder layer, and the root
 MICRO = 2  # micro-batches per process and step
-GATHERS, SCATTERS, REDUCES = (
+GATHERS, SCATTERS, REDUCES, TO_ONE, FROM_ONE = (
     "c10d::_allgather_base_",
     "c10d::_reduce_scatter_base_",
     "c10d::allreduce_",
+    "c10d::reduce_",
+    "c10d::broadcast_",
 )
 #: the step's all-reduces besides the gradients': the label count of the step (the loop's
 #: ``parallel.sum_int``) and the gradient norm of the clip
@@ -46,14 +48,21 @@ def _count(tmp_path, overrides: dict, replicated: bool = False) -> dict:
 
 def test_sharded_masters_reduce_each_bucket_in_the_last_backward(tmp_path):
     """The default where the weights fit: one reduce-scatter and one all-gather per bucket of
-    weights, the clip's norm; the optimizer steps whole parameters (none of its own). The
-    reduce-scatters start inside the step's last backward, none in the one before: the first
+    weights, the embeddings (a bucket alone, their gradient last) reduced to their owner and
+    broadcast from it, the clip's norm; the optimizer steps whole parameters (none of its own).
+    The reduce-scatters start inside the step's last backward, none in the one before: the first
     before half of the backward's gradients are in (the buckets follow the backward's order)."""
     got = _count(tmp_path, ADAFACTOR)
     assert got["recipe"] == "sharded_masters"
-    buckets = got["buckets"]
-    assert buckets >= 2, got["buckets"]
-    assert got["counts"] == {GATHERS: buckets, SCATTERS: buckets, REDUCES: STEP_REDUCES}
+    alone, split = got["alone"], got["buckets"] - got["alone"]
+    assert alone == 1 and split >= 2, got["buckets"]
+    assert got["counts"] == {
+        GATHERS: split,
+        SCATTERS: split,
+        TO_ONE: alone,
+        FROM_ONE: alone,
+        REDUCES: STEP_REDUCES,
+    }
     accumulations = [(start, end) for name, start, end in got["timeline"] if name == ACCUMULATE]
     scatters = [start for name, start, _ in got["timeline"] if name == SCATTERS]
     assert len(accumulations) == MICRO * got["weights"]  # every weight, in each backward

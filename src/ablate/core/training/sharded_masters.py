@@ -12,10 +12,11 @@ bucket's reduce-scatter starts as soon as its last gradient is in, while the bac
 through the earlier layers (each process receives the summed gradients of the parameters it owns);
 a bucket not complete by the backward's end (a weight that got no gradient) is reduced when the
 gradients are first read. The inner optimizer steps the owned masters and writes their 16-bit
-weights, and one all-gather per bucket gives every process every updated weight. Whole
-parameters per process: an optimizer whose statistics span a parameter (Adafactor's factored
-moments) steps exactly as on one GPU, compiled, with no collective of its own. The gradient norm
-of the clip is one all-reduce of a scalar.
+weights, and one all-gather per bucket gives every process every updated weight. A last weight of
+a bucket's size (tied embeddings, whose gradient comes last) is a bucket alone, reduced to its
+owner and broadcast from it. Whole parameters per process: an optimizer whose statistics span a
+parameter (Adafactor's factored moments) steps exactly as on one GPU, compiled, with no collective
+of its own. The gradient norm of the clip is one all-reduce of a scalar.
 
 The updated weights and the gradients live in two flat buffers laid out by bucket, each bucket by
 owner (each process's parameters of the bucket, its part padded to the bucket's largest), so every
@@ -94,9 +95,12 @@ def padded(sizes: list[int], world: int) -> int:
 def cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
     """The parameters (of ``sizes`` elements) in buckets, taken in ``order`` (the backward's:
     :func:`backward_order`): each closes once it holds a :data:`BUCKETS`-th of the elements and
-    its owners' parts are balanced within :data:`PADDING`; an unbalanced last one (one large
-    weight: tied embeddings) joins the one before it."""
+    its owners' parts are balanced within :data:`PADDING`; an unbalanced last one joins the one
+    before it. The last weight in ``order``, if it is a bucket's worth (tied embeddings: their
+    gradient comes last), is a bucket alone: one weight reduced to its owner (:class:`Bucket`),
+    without the other processes' parts of padding or of weights held back until it is in."""
     target = sum(sizes) / BUCKETS
+    alone = [order[-1]] if world > 1 and sizes[order[-1]] >= target else []
     out: list[list[int]] = []
     current: list[int] = []
 
@@ -104,7 +108,7 @@ def cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
         elements = sum(sizes[i] for i in bucket)
         return padded([sizes[i] for i in bucket], world) <= elements * (1 + PADDING)
 
-    for i in order:
+    for i in order[: len(order) - len(alone)]:
         current.append(i)
         if sum(sizes[j] for j in current) >= target and balanced(current):
             out.append(current)
@@ -114,22 +118,30 @@ def cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
     while len(out) > 1 and not balanced(out[-1]):
         last = out.pop()
         out[-1] += last
-    return out
+    return [*out, alone] if alone else out
 
 
 @dataclass(frozen=True)
 class Bucket:
     """Parameters reduced and gathered together: ``params`` (indices), at ``start`` in the flat
-    buffers, each process's part ``part`` elements long (process r's at ``start + r * part``)."""
+    buffers, each process's part ``part`` elements long (process r's at ``start + r * part``:
+    reduce-scattered, all-gathered); or one weight of process ``owner``, ``part`` elements
+    (reduced to it, broadcast from it)."""
 
     params: tuple[int, ...]
     start: int
     part: int
+    owner: int | None = None
+
+    def size(self, world: int) -> int:
+        return self.part if self.owner is not None else world * self.part
 
     def whole(self, flat: torch.Tensor, world: int) -> torch.Tensor:
-        return flat[self.start : self.start + world * self.part]
+        return flat[self.start : self.start + self.size(world)]
 
     def own(self, flat: torch.Tensor, rank: int) -> torch.Tensor:
+        if self.owner is not None:
+            return flat[self.start : self.start + (self.part if rank == self.owner else 0)]
         at = self.start + rank * self.part
         return flat[at : at + self.part]
 
@@ -138,14 +150,23 @@ def layout(
     sizes: list[int], world: int, order: list[int]
 ) -> tuple[list[Bucket], list[int], list[int]]:
     """(the buckets, each parameter's owner, each parameter's offset in the flat buffers): each
-    bucket's parameters owned by :func:`owners`, each process's laid out in the bucket's order."""
+    bucket's parameters owned by :func:`owners`, each process's laid out in the bucket's order;
+    a weight alone (:func:`cut`) owned by the process with the fewest elements so far."""
     buckets, owner, offsets, start = [], [0] * len(sizes), [0] * len(sizes), 0
+    load = [0] * world
     for members in cut(sizes, world, order):
+        if len(members) == 1 and world > 1:
+            (i,) = members
+            r = min(range(world), key=lambda r: (load[r], r))
+            owner[i], offsets[i], load[r] = r, start, load[r] + sizes[i]
+            buckets.append(Bucket((i,), start, sizes[i], owner=r))
+            start += sizes[i]
+            continue
         mine = owners([sizes[i] for i in members], world)
         part = padded([sizes[i] for i in members], world) // world
         at = [start + r * part for r in range(world)]
         for i, r in zip(members, mine):
-            owner[i], offsets[i], at[r] = r, at[r], at[r] + sizes[i]
+            owner[i], offsets[i], at[r], load[r] = r, at[r], at[r] + sizes[i], load[r] + sizes[i]
         buckets.append(Bucket(tuple(members), start, part))
         start += world * part
     return buckets, owner, offsets
@@ -185,7 +206,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         for b, bucket in enumerate(self.buckets):
             for i in bucket.params:
                 self.bucket_of[i] = b
-        first, size = params[0], sum(self.world * b.part for b in self.buckets)
+        first, size = params[0], sum(b.size(self.world) for b in self.buckets)
         self.flat_weights = torch.zeros(size, dtype=first.dtype, device=first.device)
         self.flat_grads = torch.zeros(size, dtype=torch.float32, device=first.device)
         with torch.no_grad():
@@ -265,9 +286,11 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
                     self._slot(self.flat_grads, i, self.model_params[i]).zero_()
             own = bucket.own(self.flat_grads, self.rank)
             whole = bucket.whole(self.flat_grads, self.world)
-            self._works.append(
-                dist.reduce_scatter_tensor(own, whole, group=self.group, async_op=True)
-            )
+            if bucket.owner is None:
+                work = dist.reduce_scatter_tensor(own, whole, group=self.group, async_op=True)
+            else:
+                work = dist.reduce(whole, group=self.group, group_dst=bucket.owner, async_op=True)
+            self._works.append(work)
             self._launched += 1
 
     def _reduce(self) -> None:
@@ -332,12 +355,19 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
 
     def _all_gather(self, flat: torch.Tensor) -> list:
         """Every bucket's parts of ``flat`` from their owners (in place; started, not waited)."""
-        return [
-            dist.all_gather_into_tensor(
-                b.whole(flat, self.world), b.own(flat, self.rank), group=self.group, async_op=True
-            )
-            for b in self.buckets
-        ]
+        works = []
+        for b in self.buckets:
+            whole = b.whole(flat, self.world)
+            if b.owner is None:
+                own = b.own(flat, self.rank)
+                works.append(
+                    dist.all_gather_into_tensor(whole, own, group=self.group, async_op=True)
+                )
+            else:
+                works.append(
+                    dist.broadcast(whole, group=self.group, group_src=b.owner, async_op=True)
+                )
+        return works
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for t in (*self.master_params, *self.model_params):
