@@ -36,10 +36,12 @@ loop's land in "elementwise/reduce", so compare a row with its -hfopt twin.
 data-parallel processes (torchrun, one GPU each; the loop's recipe), the same 16 pairs per
 step (--pairs N: N, the global batch at which a second GPU pays), timed with --window; prints
 bench_finetune.py's scaling table (efficiency against the one GPU, loss curves, --profile: rank 0's
-compute, collectives, exposed collectives and idle time).
+compute, collectives, exposed collectives and idle time); each row's JSON (printed and in --out)
+has ``compiles_by_rank``: each process's torch.compile frames, all and inside the timed window.
 --window: the steps after the warm-up timed as one interval with logging_steps 10, as a finetune
 runs (its only device reads are at logs), instead of a sync around every step (the default, which
-also makes the host wait at each step's start and end).
+also makes the host wait at each step's start and end); the row's ``window_compiles`` counts the
+frames compiled inside it (a new packed shape recompiling there).
 Every row starts from the same weights (seed 0) and trains on the same examples in the same order,
 so `loss vs default` (the largest relative difference of a step's loss from the default row's of
 its group and policy) checks that packing computes the same steps (target 1e-3, bf16).
@@ -204,6 +206,13 @@ def hf_optimizer(trainer, p: gate.MaskParams) -> None:
     trainer.scheduler = optim.build_scheduler(trainer.optimizer, p)
 
 
+def compiled_frames() -> int:
+    """The frames torch.compile has compiled in this process so far (each recompile one more)."""
+    from torch._dynamo.utils import counters
+
+    return counters["frames"]["ok"]
+
+
 def step_tokens(logs: list[dict], before: int = 0) -> list[int]:
     """The non-pad tokens of each logged interval (the loop's count: trainer.state.tokens_seen)."""
     seen = [before, *(e["tokens_seen"] for e in logs)]
@@ -249,17 +258,18 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     recipe = trainer.recipe
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    window_s = window_tokens = None
+    window_s = window_tokens = window_compiles = None
     if WINDOW is None:
         times, logs = bf.train_steps(trainer, steps)
         tokens = step_tokens(logs)
     else:
         _, warm = bf.train_steps(trainer, WINDOW, log_every=WINDOW_LOG)
         bf.sync()
-        t0 = time.perf_counter()
+        t0, frames = time.perf_counter(), compiled_frames()
         _, logs = bf.train_steps(trainer, steps - WINDOW, log_every=WINDOW_LOG, sync_each=False)
         bf.sync()
         window_s = time.perf_counter() - t0
+        window_compiles = compiled_frames() - frames  # recompiles inside the timed window
         window_tokens = logs[-1]["tokens_seen"] - warm[-1]["tokens_seen"]
         logs, times, tokens = warm + logs, [], step_tokens(warm + logs)
     prof = StepProfiler(PROFILE_STEPS) if PROFILE_STEPS else None
@@ -287,6 +297,8 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
         steps=steps,
         window_s=window_s,
         window_tokens=window_tokens,
+        window_compiles=window_compiles,
+        compiled_frames=compiled_frames(),
         losses=[e["loss"] for e in logs],
         profile=profile,
         n_params=n_params,
@@ -404,6 +416,13 @@ def ddp_worker(name, steps, warmup, tiny, profile, out, pairs=SEED_EXAMPLES_PER_
     r = run_row(name, over, option, "causal", row_data(group, steps, T, scale), steps, T)
     r["group"] = group
     summarise(r, warmup, bf.PEAK_TFLOPS)
+    # each process's compiles (all, and inside the timed window): a process that recompiles for
+    # its own packed shapes holds the others at the step's collectives
+    mine = {"compiled_frames": r["compiled_frames"], "window_compiles": r["window_compiles"]}
+    every = [mine] * parallel.world_size()
+    if parallel.world_size() > 1:
+        torch.distributed.all_gather_object(every, mine)
+    r["compiles_by_rank"] = every
     if parallel.rank() == 0:
         Path(out).write_text(json.dumps(r))
 

@@ -283,19 +283,21 @@ class LengthTokenizer:
 
 
 def pipeline_pair(s, models_, B: int):
-    """ablate.bridge.pair.Pair over the benchmark's models and B synthetic GSM8K-shaped items."""
+    """ablate.bridge.pair.Pair over the benchmark's models and B synthetic GSM8K-shaped items; the
+    variant's params resolved first (a variant's overrides, as a group of its whole batch, may not
+    be in their canonical spelling), as :func:`pipeline_step`'s."""
     from ablate.bridge import world
     from ablate.bridge.pair import Pair
 
     source, target = models_
-    n = s.n
+    n, params = s.n, bridge_params.check(bridge_params.resolve(s.p))
     items = [{"id": f"b{i}", "question": f"q{i}", "answer": f"a{i}\n#### {i}"} for i in range(B)]
     answers = {world.answer_text("gsm8k", it): n.answer - 1 for it in items}  # + EOS
     src_tok = LengthTokenizer(source.config.vocab_size, {}, n.source - 1)  # + BOS
     tgt_tok = LengthTokenizer(
         target.config.vocab_size, {world.ANSWER_CUE: n.cue, **answers}, n.prompt - 1
     )
-    return Pair(source, src_tok, target, tgt_tok, "gsm8k", bridge_params.check(s.p)), items
+    return Pair(source, src_tok, target, tgt_tok, "gsm8k", params), items
 
 
 class FixedStates:

@@ -110,3 +110,17 @@ def _nothing():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def test_the_benchmark_pair_takes_a_variant_whose_group_is_its_batch():
+    """bench/bridge_work.pipeline_pair, the pair bench/bridge_speed.py's ``train`` builds for each
+    variant: a variant of 2 rows in InfoNCE groups of 2 (``--rows 4 2 --group 2``'s second) is one
+    group, whose canonical spelling is ``infonce_group: null``; the pair takes it resolved."""
+    import bridge_work
+
+    s = bridge_work.setup("tiny")
+    models = [bridge_work.build_lm(s.cfgs[r], torch.float32, torch.device("cpu")) for r in s.cfgs]
+    s.p = {**s.p, "batch_size": 2, "infonce_group": 2}
+    pair, items = bridge_work.pipeline_pair(s, models, 2)
+    assert len(items) == 2
+    assert pair.p.batch_size == 2 and pair.p.infonce_group is None

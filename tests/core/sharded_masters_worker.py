@@ -6,6 +6,7 @@ writes what it measured to ``out``."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -23,10 +24,16 @@ KW = {
 }
 
 
-def model(dtype: torch.dtype) -> torch.nn.Module:
+#: the deeper model's hidden layers: its weights make several buckets (one bucket holds the
+#: shallow model's)
+DEEP = 6
+
+
+def model(dtype: torch.dtype, hidden: int = 0) -> torch.nn.Module:
     torch.manual_seed(0)
     m = torch.nn.Sequential(
         torch.nn.Embedding(11, 6),
+        *(torch.nn.Linear(6, 6) for _ in range(hidden)),
         torch.nn.Linear(6, 7),
         torch.nn.LayerNorm(7),
         torch.nn.Linear(7, 3),
@@ -39,16 +46,22 @@ def grads(step: int, rank: int, m: torch.nn.Module) -> list[torch.Tensor]:
     return [torch.randn(p.shape, generator=g) for p in m.parameters()]
 
 
-def run(opt, m, steps: int, world: int, ranks: list[int], clip: float | None) -> list[float]:
+def run(
+    opt, m, steps: int, world: int, ranks: list[int], clip: float | None, overlap: bool = False
+) -> list[float]:
     """``steps`` steps of two micro-batches; the loss a process backpropagates is its
     ``ranks``' gradients times ``world`` / (all processes): the loop's ``total * world /
-    n_items`` (one process: the mean; N: its own share times N)."""
+    n_items`` (one process: the mean; N: its own share times N). ``overlap``: the last
+    micro-batch's backward under the sharded optimizer's ``reducing`` (as the loop runs it:
+    buckets reduced as their gradients come in), else every bucket reduced after it."""
     norms = []
     for s in range(steps):
         for micro in range(2):  # two micro-batches: the hooks accumulate
             total = [sum(t) for t in zip(*(grads(2 * s + micro, r, m) for r in ranks))]
             loss = sum((p * g.to(p.dtype)).sum() for p, g in zip(m.parameters(), total))
-            (loss * world / parallel.world_size() / 2).backward()
+            last = overlap and micro == 1
+            with opt.reducing() if last else contextlib.nullcontext():
+                (loss * world / parallel.world_size() / 2).backward()
         if clip is not None:
             norms.append(float(opt.clip_(clip)))
         opt.step()
@@ -77,12 +90,24 @@ def compare(out: str, optim: str, dtype: str, clip: float | None) -> None:
     many = model(dt)
     opt = ShardedMastersOptimizer(decay_groups(many, 0.1), cls, dict(kw))
     norms = run(opt, many, 3, world, [rank], clip if clip_one else None)
+    # the deeper model's buckets reduced in the last backward and after it: the same numbers
+    deep = [model(dt, DEEP) for _ in range(2)]
+    deep_norms = []
+    for m, overlap in zip(deep, (False, True)):
+        deep_opt = ShardedMastersOptimizer(decay_groups(m, 0.1), cls, dict(kw))
+        buckets = len(deep_opt.buckets)
+        clipped = clip if clip_one else None
+        deep_norms.append(run(deep_opt, m, 3, world, [rank], clipped, overlap=overlap))
+    overlapped = max(
+        float((a - b).abs().max()) for a, b in zip(deep[0].parameters(), deep[1].parameters())
+    )
     weights = max(
         float((a.float() - b.float()).abs().max())
         for a, b in zip(one.parameters(), many.parameters())
     )
     full = opt.state_dict()  # a collective; process 0 gets it whole
     result = {"weights": weights, "norms": norms, "ref_norms": ref_norms}
+    result |= {"overlapped": overlapped, "deep_norms": deep_norms, "buckets": buckets}
     if rank == 0:  # the one-process optimizer's state_dict, key for key
         ref_state = ref.state_dict()
         ours, theirs = (d if plain else d["inner"] for d in (full, ref_state))

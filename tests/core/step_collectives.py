@@ -1,7 +1,8 @@
 """A worker for ablate.core.execution.parallel.launch (tests/core/test_step_collectives.py): one
 optimizer step of the training loop on a tiny Llama in N processes (gloo), every collective it
-issues counted by torch's profiler (the ``c10d::`` operators that every backend dispatches through),
-rank 0 writing the counts to ``out``. In a module that imports no test module (a test module's
+issues counted by torch's profiler (the ``c10d::`` operators that every backend dispatches through)
+and placed on the step's timeline beside the gradients' accumulations, rank 0 writing them to
+``out``. In a module that imports no test module (a test module's
 imports change the run: launch_hooks.py says why)."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from ablate.core.training import loop, params
 #: The tiny model: each decoder layer and the root (embeddings, final norm, lm_head) one FSDP2 unit
 LAYERS = 3
 VOCAB = 64
+#: the profiler's name of a gradient's accumulation into a weight (autograd's node; its hooks run inside)
+ACCUMULATE = "torch::autograd::AccumulateGrad"
 
 
 def model() -> LlamaForCausalLM:
@@ -50,6 +53,18 @@ def count(out: str, overrides: dict, replicated: bool = False) -> None:
     loop.step(trainer, loop.step_examples(trainer, 0))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         loop.step(trainer, loop.step_examples(trainer, 1))
-    names = collections.Counter(e.name for e in prof.events() if e.name.startswith("c10d::"))
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    names = collections.Counter(e.name for e in events if e.name.startswith("c10d::"))
+    # the step's timeline: each gradient's accumulation (its hooks run inside) and each collective
+    timeline = [
+        (e.name, e.time_range.start, e.time_range.end)
+        for e in events
+        if e.name.startswith("c10d::") or e.name == ACCUMULATE
+    ]
+    buckets = getattr(trainer.optimizer, "buckets", ())
+    alone = sum(b.owner is not None for b in buckets)  # one weight: reduced to its owner
+    result = {"counts": names, "recipe": trainer.recipe, "timeline": timeline}
+    result |= {"buckets": len(buckets), "alone": alone}
+    result["weights"] = len(list(trainer.model.parameters()))
     if parallel.rank() == 0:
-        Path(out).write_text(json.dumps({"counts": names, "recipe": trainer.recipe}))
+        Path(out).write_text(json.dumps(result))

@@ -1,12 +1,14 @@
 """The collectives of one optimizer step in 2 processes (gloo, CPU), counted by torch's profiler
 (tests/core/step_collectives.py): the gradients are reduced once per step, however many
-micro-batches a process accumulates, under each data-parallel recipe.
+micro-batches a process accumulates, under each data-parallel recipe; under sharded masters in
+buckets, started in the step's last backward.
 
 Each process takes 2 micro-batches a step (batch 1 x grad_accum 4 over 2 processes). The tiny
 Llama is 4 FSDP2 units (3 decoder layers and the root). Measured before the step synced once
 (the backward outside FSDP2's no-sync flag, the sharded Adafactor reducing per statistic): 8
 reduce-scatters, 14 all-gathers and 78 all-reduces in the sharded step; 2 gradient all-reduces
-under DDP."""
+under DDP. Before the buckets, sharded masters reduced every gradient in one reduce-scatter after
+the backward (the clip's), and gathered every weight in one all-gather."""
 
 from __future__ import annotations
 
@@ -14,16 +16,18 @@ import json
 
 import pytest
 from sharded_setup import process_path
-from step_collectives import LAYERS
+from step_collectives import ACCUMULATE, LAYERS
 
 from ablate.core.execution import parallel
 
 UNITS = LAYERS + 1  # FSDP2 units: each decoder layer, and the root
 MICRO = 2  # micro-batches per process and step
-GATHERS, SCATTERS, REDUCES = (
+GATHERS, SCATTERS, REDUCES, TO_ONE, FROM_ONE = (
     "c10d::_allgather_base_",
     "c10d::_reduce_scatter_base_",
     "c10d::allreduce_",
+    "c10d::reduce_",
+    "c10d::broadcast_",
 )
 #: the step's all-reduces besides the gradients': the label count of the step (the loop's
 #: ``parallel.sum_int``) and the gradient norm of the clip
@@ -42,13 +46,30 @@ def _count(tmp_path, overrides: dict, replicated: bool = False) -> dict:
     return json.loads(out.read_text())
 
 
-def test_sharded_masters_reduce_and_gather_once_a_step(tmp_path):
-    """The default where the weights fit: one reduce-scatter of every gradient, one all-gather
-    of every updated weight, the clip's norm; the optimizer steps whole parameters (none of its
-    own)."""
+def test_sharded_masters_reduce_each_bucket_in_the_last_backward(tmp_path):
+    """The default where the weights fit: one reduce-scatter and one all-gather per bucket of
+    weights, the embeddings (a bucket alone, their gradient last) reduced to their owner and
+    broadcast from it, the clip's norm; the optimizer steps whole parameters (none of its own).
+    The reduce-scatters start inside the step's last backward, none in the one before: the first
+    before half of the backward's gradients are in (the buckets follow the backward's order)."""
     got = _count(tmp_path, ADAFACTOR)
     assert got["recipe"] == "sharded_masters"
-    assert got["counts"] == {GATHERS: 1, SCATTERS: 1, REDUCES: STEP_REDUCES}
+    alone, split = got["alone"], got["buckets"] - got["alone"]
+    assert alone == 1 and split >= 2, got["buckets"]
+    assert got["counts"] == {
+        GATHERS: split,
+        SCATTERS: split,
+        TO_ONE: alone,
+        FROM_ONE: alone,
+        REDUCES: STEP_REDUCES,
+    }
+    accumulations = [(start, end) for name, start, end in got["timeline"] if name == ACCUMULATE]
+    scatters = [start for name, start, _ in got["timeline"] if name == SCATTERS]
+    assert len(accumulations) == MICRO * got["weights"]  # every weight, in each backward
+    first, last = accumulations[: got["weights"]], accumulations[got["weights"] :]
+    assert first[-1][1] < scatters[0], (accumulations, scatters)  # none in the first backward
+    before = sum(start < scatters[0] for start, _ in last)  # measured: 11 of 30
+    assert before < len(last) / 2, f"the first reduce-scatter after {before} of {len(last)}"
 
 
 def test_sharded_weights_reduce_once_a_step(tmp_path):

@@ -11,13 +11,16 @@ sum), so the masters differ by about a bf16 step of a gradient times the learnin
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
+import torch
 from sharded_setup import process_path
 
 from ablate.core.execution import parallel
-from ablate.core.training.sharded_masters import owners
+from ablate.core.training.optim import decay_groups
+from ablate.core.training.sharded_masters import PADDING, backward_order, layout, owners
 
 TOL = {"float32": 1e-6, "bfloat16": 1e-3}
 
@@ -27,6 +30,50 @@ def test_owners_balance_whole_parameters():
     sizes = [100, 90, 10, 10, 1]
     load = [sum(s for s, o in zip(sizes, owners(sizes, 3)) if o == r) for r in range(3)]
     assert sorted(load) == [21, 90, 100]
+
+
+#: a tiny Llama's weights in the model's order: the embeddings, 3 decoder layers (q, k, v, o,
+#: gate, up, down, the two norms), the final norm, an untied lm_head
+LLAMA = [1024, *[256, 128, 128, 256, 512, 512, 512, 16, 16] * 3, 16, 1024]
+BACKWARD = list(reversed(range(len(LLAMA))))
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_buckets_hold_every_weight_in_the_backwards_order(world):
+    """Each weight in one bucket, the buckets in the backward's order (the model's reversed),
+    several of them, one after another; in each, every process's weights inside its own part,
+    apart, and the parts padded by at most PADDING of the bucket's elements; the embeddings,
+    whose gradient comes last, alone (reduced to one owner, no padding)."""
+    buckets, owner, offsets = layout(LLAMA, world, BACKWARD)
+    assert [i for b in buckets for i in b.params] == BACKWARD
+    assert len(buckets) >= 3
+    *split, alone = buckets
+    assert alone.params == (0,) and alone.owner == owner[0] and alone.part == LLAMA[0]
+    assert offsets[0] == alone.start
+    for b in split:
+        assert b.owner is None
+        elements = sum(LLAMA[i] for i in b.params)
+        assert world * b.part <= elements * (1 + PADDING), (b, elements)
+        for r in range(world):
+            spans = sorted((offsets[i], offsets[i] + LLAMA[i]) for i in b.params if owner[i] == r)
+            assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+            assert (
+                b.start + r * b.part <= spans[0][0] and spans[-1][1] <= b.start + (r + 1) * b.part
+            )
+    ends = list(itertools.accumulate(b.size(world) for b in buckets))
+    assert [b.start for b in buckets] == [0, *ends[:-1]]
+
+
+def test_a_large_last_weight_is_a_bucket_alone():
+    """Tied embeddings: the largest weight's gradient comes last. Split by owners, it would take
+    the other process's part of padding, or 1,000 elements of other weights held back until it
+    is in (a 3.4 B model on 8 GPUs: 3.2 B of its 3.4 B); alone, it is reduced to its owner."""
+    sizes = [1000, *[100] * 20]
+    buckets, owner, _ = layout(sizes, 2, list(reversed(range(len(sizes)))))
+    *split, last = buckets
+    assert last.params == (0,) and last.owner == owner[0] and last.size(2) == 1000
+    assert all(len(b.params) == 2 for b in split)  # 100 + 100: a bucket's worth, balanced
+    assert sum(b.size(2) for b in buckets) == sum(sizes)  # no padding
 
 
 @pytest.mark.slow
@@ -52,3 +99,16 @@ def test_two_processes_step_as_one(tmp_path, optim, dtype, clip):
     for a, b in zip(r["norms"], r["ref_norms"], strict=True):
         assert abs(a - b) <= tol * abs(b), r
     assert r["resumed"] == 0.0 and r["loaded_one"] == 0.0, r
+    # buckets reduced during the last backward: the same numbers as reduced after it
+    assert r["buckets"] >= 2 and r["overlapped"] == 0.0, r
+    assert r["deep_norms"][0] == r["deep_norms"][1], r
+
+
+def test_the_backward_order_is_the_models_reversed_not_the_groups():
+    """The optimizer's groups hold every matrix, then every vector; a backward produces the
+    last layer's gradients first, its bias and norm with its matrix."""
+    m = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 2))
+    params = [t for g in decay_groups(m, 0.1) for t in g["params"]]
+    w0, b0, norm_w, norm_b, w2, b2 = m.parameters()
+    assert params == [w0, w2, b0, norm_w, norm_b, b2]  # the groups' order
+    assert [params[i] for i in backward_order(m, params)] == [b2, w2, norm_b, norm_w, b0, w0]

@@ -380,3 +380,23 @@ def test_packed_mask_blocks_counts_the_non_empty_tiles(monkeypatch, uncompiled_b
         non_empty = int(padded.view(tiles, 128, tiles, 128).any(3).any(1).sum())
         m = packing.packed_mask(config, batch, policy, torch.bfloat16)
         assert int(m.kv_num_blocks.sum() + m.full_kv_num_blocks.sum()) == non_empty, policy
+
+
+def test_bench_packing_counts_the_frames_compiled(monkeypatch):
+    """bench/bench_packing.py's ``compiled_frames`` (a row's ``window_compiles`` and each
+    process's ``compiles_by_rank``): one more for each compile, a new shape's recompile too."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[3] / "bench"))
+    import bench_packing
+
+    def double(x):
+        return x * 2
+
+    compiled = torch.compile(double, backend="eager", dynamic=False)
+    before = bench_packing.compiled_frames()
+    compiled(torch.ones(3))
+    compiled(torch.ones(3))  # the same shape: no compile
+    assert bench_packing.compiled_frames() == before + 1
+    compiled(torch.ones(5))  # a new shape: a recompile
+    assert bench_packing.compiled_frames() == before + 2

@@ -300,10 +300,12 @@ def recipe_of(model, p: TrainParams, *, bf16: bool) -> tuple[str, str]:
 
 def accumulating(trainer: Trainer, last: bool) -> contextlib.AbstractContextManager:
     """Around a micro-batch's forward and backward: the gradients of N processes are reduced
-    once per step, in the last micro-batch's backward (FSDP2's no-sync flag, DDP's ``no_sync``),
-    not after every one; sharded masters reduce in the optimizer's step."""
+    once per step, in the last micro-batch's backward (FSDP2's no-sync flag, DDP's ``no_sync``,
+    sharded masters' buckets as their gradients come in), not after every one."""
     if trainer.sharded:
         return sharding.accumulating(trainer.model, last=last)
+    if last and isinstance(trainer.optimizer, sharded_masters.ShardedMastersOptimizer):
+        return trainer.optimizer.reducing()
     if not last and trainer.spec.replicated and parallel.world_size() > 1:  # DDP
         return trainer.model.no_sync()
     return contextlib.nullcontext()

@@ -11,9 +11,9 @@ OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd":
 #: The recipes of a run in N > 1 processes (param ``data_parallel``): ``sharded_masters``, the
 #: one-GPU recipe with the fp32 masters and the optimizer state divided over the processes
 #: (:mod:`~ablate.core.training.sharded_masters`: 16-bit weights and fp32 gradients whole on every
-#: GPU, one reduce-scatter and one all-gather a step), or ``sharded_weights``, everything divided
-#: (FSDP2, :mod:`~ablate.core.training.sharding`: the least memory, two all-gathers of each layer
-#: per micro-batch).
+#: GPU, the gradients reduce-scattered and the weights all-gathered once a step, in buckets), or
+#: ``sharded_weights``, everything divided (FSDP2, :mod:`~ablate.core.training.sharding`: the
+#: least memory, two all-gathers of each layer per micro-batch).
 RECIPES = SHARDED_MASTERS, SHARDED_WEIGHTS = ("sharded_masters", "sharded_weights")
 #: ``data_parallel`` unset: ``sharded_masters`` while the weights, gradients and optimizer state
 #: a process then holds take at most this share of its device's memory (the rest: activations)

@@ -5,24 +5,33 @@ optimizer's state sharded over the N processes, each owning whole parameters (Ze
 Each process holds the whole 16-bit model and runs the one-GPU forward and backward on its share
 of the step's examples; each backward adds every gradient into a flat fp32 buffer on the device
 (a post-accumulate hook, which frees the 16-bit gradient, as
-:class:`~ablate.core.training.optim.MasterWeightsOptimizer`'s hooks do). Once per step the buffer
-is reduce-scattered (one collective: each process receives the summed gradients of the parameters
-it owns), the inner optimizer steps the owned masters and writes their 16-bit weights, and one
-all-gather gives every process every updated weight. Whole parameters per process: an
-optimizer whose statistics span a parameter (Adafactor's factored moments) steps exactly as on
-one GPU, compiled, with no collective of its own. The gradient norm of the clip is one all-reduce
-of a scalar.
+:class:`~ablate.core.training.optim.MasterWeightsOptimizer`'s hooks do). The parameters are cut
+into buckets (:func:`cut`: about :data:`BUCKETS`, in the backward's order, the reverse of the
+model's). In the step's last backward (the loop's :meth:`ShardedMastersOptimizer.reducing`), a
+bucket's reduce-scatter starts as soon as its last gradient is in, while the backward goes on
+through the earlier layers (each process receives the summed gradients of the parameters it owns);
+a bucket not complete by the backward's end (a weight that got no gradient) is reduced when the
+gradients are first read. The inner optimizer steps the owned masters and writes their 16-bit
+weights, and one all-gather per bucket gives every process every updated weight. A last weight of
+a bucket's size (tied embeddings, whose gradient comes last) is a bucket alone, reduced to its
+owner and broadcast from it. Whole parameters per process: an optimizer whose statistics span a
+parameter (Adafactor's factored moments) steps exactly as on one GPU, compiled, with no collective
+of its own. The gradient norm of the clip is one all-reduce of a scalar.
 
-The updated weights and the gradients live in two flat buffers laid out by owner (each process's
-parameters in model order, its region padded to the largest), so both collectives run in place on
-one tensor; the gathered weights are then copied into the model's (which keep their own storage:
-safetensors saves and loads no view of a larger one). Its state_dict (a
-collective) is the one-GPU optimizer's: every master and the inner state of every parameter,
-gathered on process 0, so a checkpoint resumes on any number of processes, one included.
+The updated weights and the gradients live in two flat buffers laid out by bucket, each bucket by
+owner (each process's parameters of the bucket, its part padded to the bucket's largest), so every
+collective runs in place on one slice; the gathered weights are then copied into the model's
+(which keep their own storage: safetensors saves and loads no view of a larger one). Its
+state_dict (a collective) is the one-GPU optimizer's: every master and the inner state of every
+parameter, gathered on process 0, so a checkpoint resumes on any number of processes, one
+included.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,7 +53,17 @@ def build(model: torch.nn.Module, p: TrainParams) -> ShardedMastersOptimizer:
     cls, kwargs = optimizer_class(p)
     groups = decay_groups(model, p.weight_decay)
     params = [t for g in groups for t in g["params"]]
-    return ShardedMastersOptimizer(groups, fused_inner(cls, kwargs, params), kwargs)
+    return ShardedMastersOptimizer(
+        groups, fused_inner(cls, kwargs, params), kwargs, order=backward_order(model, params)
+    )
+
+
+def backward_order(model: torch.nn.Module, params: list[torch.Tensor]) -> list[int]:
+    """The indices of ``params`` in the order a backward produces their gradients, about: the
+    model's order reversed (the groups' order is not the model's: every matrix, then every
+    norm)."""
+    position = {id(t): k for k, t in enumerate(model.parameters())}
+    return sorted(range(len(params)), key=lambda i: position[id(params[i])], reverse=True)
 
 
 def owners(sizes: list[int], world: int) -> list[int]:
@@ -57,12 +76,110 @@ def owners(sizes: list[int], world: int) -> list[int]:
     return owner
 
 
+#: The parameters in about this many buckets of similar size (:func:`cut`): the last backward
+#: reduces each as soon as its gradients are in, so all but the last bucket's reduce-scatter run
+#: beside the backward (a 3.4 B model: buckets of ~215 M parameters, about two decoder layers)
+BUCKETS = 16
+#: A bucket closes once the padding of its owners' parts is at most this share of its elements
+#: (every padded element crosses the wire too)
+PADDING = 1 / 32
+
+
+def padded(sizes: list[int], world: int) -> int:
+    """Elements of a bucket of parameters of ``sizes`` over ``world`` processes: each process's
+    part padded to the largest (:func:`owners`)."""
+    owner = owners(sizes, world)
+    return world * max(sum(s for s, o in zip(sizes, owner) if o == r) for r in range(world))
+
+
+def cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
+    """The parameters (of ``sizes`` elements) in buckets, taken in ``order`` (the backward's:
+    :func:`backward_order`): each closes once it holds a :data:`BUCKETS`-th of the elements and
+    its owners' parts are balanced within :data:`PADDING`; an unbalanced last one joins the one
+    before it. The last weight in ``order``, if it is a bucket's worth (tied embeddings: their
+    gradient comes last), is a bucket alone: one weight reduced to its owner (:class:`Bucket`),
+    without the other processes' parts of padding or of weights held back until it is in."""
+    target = sum(sizes) / BUCKETS
+    alone = [order[-1]] if world > 1 and sizes[order[-1]] >= target else []
+    out: list[list[int]] = []
+    current: list[int] = []
+
+    def balanced(bucket: list[int]) -> bool:
+        elements = sum(sizes[i] for i in bucket)
+        return padded([sizes[i] for i in bucket], world) <= elements * (1 + PADDING)
+
+    for i in order[: len(order) - len(alone)]:
+        current.append(i)
+        if sum(sizes[j] for j in current) >= target and balanced(current):
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    while len(out) > 1 and not balanced(out[-1]):
+        last = out.pop()
+        out[-1] += last
+    return [*out, alone] if alone else out
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Parameters reduced and gathered together: ``params`` (indices), at ``start`` in the flat
+    buffers, each process's part ``part`` elements long (process r's at ``start + r * part``:
+    reduce-scattered, all-gathered); or one weight of process ``owner``, ``part`` elements
+    (reduced to it, broadcast from it)."""
+
+    params: tuple[int, ...]
+    start: int
+    part: int
+    owner: int | None = None
+
+    def size(self, world: int) -> int:
+        return self.part if self.owner is not None else world * self.part
+
+    def whole(self, flat: torch.Tensor, world: int) -> torch.Tensor:
+        return flat[self.start : self.start + self.size(world)]
+
+    def own(self, flat: torch.Tensor, rank: int) -> torch.Tensor:
+        if self.owner is not None:
+            return flat[self.start : self.start + (self.part if rank == self.owner else 0)]
+        at = self.start + rank * self.part
+        return flat[at : at + self.part]
+
+
+def layout(
+    sizes: list[int], world: int, order: list[int]
+) -> tuple[list[Bucket], list[int], list[int]]:
+    """(the buckets, each parameter's owner, each parameter's offset in the flat buffers): each
+    bucket's parameters owned by :func:`owners`, each process's laid out in the bucket's order;
+    a weight alone (:func:`cut`) owned by the process with the fewest elements so far."""
+    buckets, owner, offsets, start = [], [0] * len(sizes), [0] * len(sizes), 0
+    load = [0] * world
+    for members in cut(sizes, world, order):
+        if len(members) == 1 and world > 1:
+            (i,) = members
+            r = min(range(world), key=lambda r: (load[r], r))
+            owner[i], offsets[i], load[r] = r, start, load[r] + sizes[i]
+            buckets.append(Bucket((i,), start, sizes[i], owner=r))
+            start += sizes[i]
+            continue
+        mine = owners([sizes[i] for i in members], world)
+        part = padded([sizes[i] for i in members], world) // world
+        at = [start + r * part for r in range(world)]
+        for i, r in zip(members, mine):
+            owner[i], offsets[i], at[r], load[r] = r, at[r], at[r] + sizes[i], load[r] + sizes[i]
+        buckets.append(Bucket(tuple(members), start, part))
+        start += world * part
+    return buckets, owner, offsets
+
+
 class ShardedMastersOptimizer(MasterWeightsOptimizer):
     """:class:`~ablate.core.training.optim.MasterWeightsOptimizer` over N processes (module
     docstring): ``param_groups`` of the model's parameters (every process the same), the inner
-    optimizer built on the masters this process owns. The hooks' gradients are summed over the
-    processes and divided by their number: the loop's loss of N processes is the mean loss
-    times N, as for FSDP's and DDP's averaged gradients."""
+    optimizer built on the masters this process owns; ``order``: the parameters' indices in the
+    order a backward produces their gradients (:func:`backward_order`; unset, the groups' order
+    reversed). The hooks' gradients are summed over the processes and divided by their number:
+    the loop's loss of N processes is the mean loss times N, as for FSDP's and DDP's averaged
+    gradients."""
 
     def __init__(
         self,
@@ -70,6 +187,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         inner_cls,
         inner_kwargs: dict,
         group=None,
+        order: list[int] | None = None,
     ):
         self.group = group
         self.world, self.rank = dist.get_world_size(group), dist.get_rank(group)
@@ -80,21 +198,17 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             )
         if len({(p.dtype, p.device) for p in params}) != 1:
             raise ValueError("sharded masters need every trained weight of one dtype and device")
-        self.owner = owners([p.numel() for p in params], self.world)
-        used = [
-            sum(p.numel() for p, o in zip(params, self.owner) if o == r) for r in range(self.world)
-        ]
-        self.region = max(used)
-        self.offsets, at = [0] * len(params), [r * self.region for r in range(self.world)]
-        for i, p in enumerate(params):
-            self.offsets[i], at[self.owner[i]] = at[self.owner[i]], at[self.owner[i]] + p.numel()
-        first = params[0]
-        self.flat_weights = torch.zeros(
-            self.world * self.region, dtype=first.dtype, device=first.device
-        )
-        self.flat_grads = torch.zeros(
-            self.world * self.region, dtype=torch.float32, device=first.device
-        )
+        if order is None:
+            order = list(reversed(range(len(params))))
+        sizes = [p.numel() for p in params]
+        self.buckets, self.owner, self.offsets = layout(sizes, self.world, order)
+        self.bucket_of = [0] * len(params)
+        for b, bucket in enumerate(self.buckets):
+            for i in bucket.params:
+                self.bucket_of[i] = b
+        first, size = params[0], sum(b.size(self.world) for b in self.buckets)
+        self.flat_weights = torch.zeros(size, dtype=first.dtype, device=first.device)
+        self.flat_grads = torch.zeros(size, dtype=torch.float32, device=first.device)
         with torch.no_grad():
             for i, p in enumerate(params):
                 self._slot(self.flat_weights, i, p).copy_(p)
@@ -104,8 +218,8 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         # one): each all-gather's result is copied into them (one pass over the 16-bit weights)
         self.slots = [self._slot(self.flat_weights, i, p) for i, p in enumerate(params)]
         self.group_sizes = [len(g["params"]) for g in param_groups]
-        self._fresh = [True] * len(params)  # the step's first gradient is copied, later ones added
-        self._reduced = False
+        self._reducing = False  # in the step's last backward: a complete bucket starts reducing
+        self._new_step()
         self._hooks = [
             p.register_post_accumulate_grad_hook(self._hook(i)) for i, p in enumerate(params)
         ]
@@ -118,7 +232,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             owned = [self.masters[i] for i in range(at, at + n) if i in self.masters]
             master_groups.append({**group_, "params": owned})
             at += n
-        # where the updated 16-bit weights go: the owner's region of the flat buffer
+        # where the updated 16-bit weights go: the owner's part of the flat buffer
         self.targets = [self.slots[i] for i in self.mine]
         self._wrap(inner_cls(master_groups, **inner_kwargs), self.targets)
         self._low = False
@@ -128,32 +242,68 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
     def _slot(self, flat: torch.Tensor, i: int, like: torch.Tensor) -> torch.Tensor:
         return flat[self.offsets[i] : self.offsets[i] + like.numel()].view(like.shape)
 
-    def _own_region(self, flat: torch.Tensor) -> torch.Tensor:
-        return flat[self.rank * self.region : (self.rank + 1) * self.region]
+    @contextlib.contextmanager
+    def reducing(self) -> Iterator[None]:
+        """Around the step's last backward (the loop's ``accumulating(last=True)``): each bucket
+        starts its reduce-scatter once its gradients are in, in the buckets' order (every process
+        issues the same collectives in the same order). A backward outside it only accumulates."""
+        self._reducing = True
+        try:
+            yield
+        finally:
+            self._reducing = False
 
     def _hook(self, i: int):
         def accumulate(p: torch.Tensor) -> None:
-            slot = self._slot(self.flat_grads, i, p)
+            slot, b = self._slot(self.flat_grads, i, p), self.bucket_of[i]
+            if b < self._launched:
+                raise RuntimeError(
+                    f"a gradient of weight {i} ({tuple(p.shape)}) after its bucket started "
+                    "reducing: a backward after the step's last one (or a weight used in two "
+                    "backwards of one micro-batch: reentrant checkpointing)"
+                )
             if self._fresh[i]:
                 slot.copy_(p.grad)
                 self._fresh[i] = False
             else:
                 slot.add_(p.grad)
             p.grad = None
+            if self._reducing:
+                self._waiting[b] -= 1
+                self._launch(ready_only=True)
 
         return accumulate
 
+    def _launch(self, ready_only: bool) -> None:
+        """Start the reduce-scatter of each next bucket in order: only the complete ones
+        (``ready_only``), or every one left (a weight without a gradient this step: zero)."""
+        while self._launched < len(self.buckets):
+            bucket = self.buckets[self._launched]
+            if ready_only and self._waiting[self._launched] > 0:
+                return
+            for i in bucket.params:
+                if self._fresh[i]:  # no gradient this step (a frozen or unused weight)
+                    self._slot(self.flat_grads, i, self.model_params[i]).zero_()
+            own = bucket.own(self.flat_grads, self.rank)
+            whole = bucket.whole(self.flat_grads, self.world)
+            if bucket.owner is None:
+                work = dist.reduce_scatter_tensor(own, whole, group=self.group, async_op=True)
+            else:
+                work = dist.reduce(whole, group=self.group, group_dst=bucket.owner, async_op=True)
+            self._works.append(work)
+            self._launched += 1
+
     def _reduce(self) -> None:
-        """The step's gradients summed over the processes into each owner's region (once)."""
+        """The step's gradients summed over the processes into each owner's part (once): the
+        buckets not yet started start, then every one is waited for."""
         if self._reduced:
             return
-        for i, fresh in enumerate(self._fresh):
-            if fresh:  # no gradient this step (a frozen or unused weight): zero, not stale
-                self._slot(self.flat_grads, i, self.model_params[i]).zero_()
-        own = self._own_region(self.flat_grads)
-        dist.reduce_scatter_tensor(own, self.flat_grads, group=self.group)
-        own.div_(self.world)
-        self._reduced = True
+        self._launch(ready_only=False)
+        for work in self._works:
+            work.wait()
+        for bucket in self.buckets:
+            bucket.own(self.flat_grads, self.rank).div_(self.world)
+        self._works, self._reduced = [], True
 
     def grads(self) -> list[torch.Tensor]:
         self._reduce()
@@ -193,18 +343,44 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             del self.inner.grad_scale
         if self._copy_back and self.mine:
             pytorch.foreach_copy_(self.targets, self.master_params)
-        own = self._own_region(self.flat_weights)
-        dist.all_gather_into_tensor(self.flat_weights, own, group=self.group)
-        pytorch.foreach_copy_(self.model_params, self.slots)
+        # every bucket's all-gather queued at once; each bucket's weights are copied into the
+        # model's as soon as its own arrives, while the next ones cross the wire
+        works = self._all_gather(self.flat_weights)
+        for bucket, work in zip(self.buckets, works):
+            work.wait()
+            at = list(bucket.params)
+            pytorch.foreach_copy_([self.model_params[i] for i in at], [self.slots[i] for i in at])
         self.zero_grad()
         return loss
+
+    def _all_gather(self, flat: torch.Tensor) -> list:
+        """Every bucket's parts of ``flat`` from their owners (in place; started, not waited)."""
+        works = []
+        for b in self.buckets:
+            whole = b.whole(flat, self.world)
+            if b.owner is None:
+                own = b.own(flat, self.rank)
+                works.append(
+                    dist.all_gather_into_tensor(whole, own, group=self.group, async_op=True)
+                )
+            else:
+                works.append(
+                    dist.broadcast(whole, group=self.group, group_src=b.owner, async_op=True)
+                )
+        return works
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for t in (*self.master_params, *self.model_params):
             t.grad = None
         if hasattr(self.inner, "grads"):
             self.inner.grads = {}
-        self._fresh = [True] * len(self._fresh)
+        self._new_step()
+
+    def _new_step(self) -> None:
+        self._fresh = [True] * len(self.model_params)  # a step's first gradient is copied
+        self._waiting = [len(b.params) for b in self.buckets]  # gradients each bucket awaits
+        self._launched = 0  # buckets whose reduce-scatter has started this step
+        self._works: list = []
         self._reduced = False
 
     def _gathered(self, tensors: dict[int, torch.Tensor]) -> list[torch.Tensor]:
@@ -213,9 +389,8 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         (free between steps: the next step's first gradient overwrites it). A collective."""
         for i, t in tensors.items():
             self._slot(self.flat_grads, i, t).copy_(t)
-        dist.all_gather_into_tensor(
-            self.flat_grads, self._own_region(self.flat_grads), group=self.group
-        )
+        for work in self._all_gather(self.flat_grads):
+            work.wait()
         self._fresh = [True] * len(self._fresh)
         return [self._slot(self.flat_grads, i, p) for i, p in enumerate(self.model_params)]
 
