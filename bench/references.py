@@ -92,3 +92,21 @@ def transformers_generate(model, prompts: list[torch.Tensor], dec, static: bool 
         for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
             out[i] = generation.trim(row, dec.eos_token_id)
     return out
+
+
+def eval_mcq_logprob(model, prompt_ids: Sequence[int], full_ids: Sequence[int]) -> float:
+    """The original study's scorer (``eval_mcq.py``'s ``sequence_logprob``, transcribed, without
+    its ``--length-normalize``): one forward of the prompt + the whole continuation, the
+    log-softmax of the model's logits in their dtype (bf16 logits stay bf16), the continuation's
+    token log-probabilities summed by that dtype's tensor ``sum``."""
+    if len(full_ids) <= len(prompt_ids):
+        return float("-inf")
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([list(full_ids)], dtype=torch.long, device=device)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, use_cache=False).logits
+    log_probs = torch.log_softmax(logits[:, :-1, :], dim=-1)
+    targets = input_ids[:, 1:]
+    start = max(len(prompt_ids) - 1, 0)
+    token_log_probs = log_probs[:, start:, :].gather(-1, targets[:, start:].unsqueeze(-1))
+    return float(token_log_probs.sum().item())
