@@ -13,8 +13,11 @@ config/latentwire.yaml. One thread: the numbers do not depend on the machine bey
 
 Below the table: how many rows of the original's KL window are pad rows when its batches are
 padded on the left (its tokenizers' side) or the right (token counts of the same batches: the
-pipeline never counts them), and the translator's gradient of the default loss with the soft
-tokens' RMS statistic detached (``rms_detach``, the original's) against without.
+pipeline never counts them); the later era's KL over that window with its pad rows summed (the
+original's, bench/references.py's transcription) against its real rows alone; InfoNCE's pooled
+prompt as the padded mean (the original's) against the real-token mean (the pipeline's); and the
+translator's gradient of the default loss with the soft tokens' RMS statistic detached
+(``rms_detach``, the original's) against without.
 """
 
 from __future__ import annotations
@@ -30,11 +33,15 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ablate.bridge import models, train, world
+from ablate.bridge import models, switches, train, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
+from ablate.bridge.pair import infonce as pair_infonce
 from ablate.bridge.pair import load_pair
 from ablate.core.training import loop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from references import original_later_kl_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES, ROWS = 8, 4
@@ -167,6 +174,79 @@ def window_pad_rows(pair, p, fixed) -> list[str]:
     return lines
 
 
+def padded_window_kl(pair, translator, p, fixed) -> list[str]:
+    """The later era's KL (answer_only teacher, batchmean) over the original's window (the first
+    kl_positions rows of its batch padded on each side), its pad rows summed as the original
+    does against the same window's real rows alone, the mean over the ``fixed`` batches; with
+    the pipeline's term under the same settings (padding on that side, kl_rows: original)."""
+    n = p["kl_positions"]
+    later = {"kl_teacher": "answer_only", "kl_reduction": "batchmean", "nll_labels": "original"}
+    lines = [
+        "",
+        "The later era's KL (answer_only, batchmean, original labels) over the original's window,"
+        " trained translator: its pad rows summed (the original) against its real rows alone,"
+        " and the pipeline's term (kl_rows: original, padding on that side)",
+        "",
+        "| padding | window, pad rows summed | real rows alone | the pad rows' part | pipeline |",
+        "|---|---|---|---|---|",
+    ]
+    for side in ("left", "right"):
+        padded = real_only = ours = 0.0
+        pair.p = bridge_params.check(
+            bridge_params.resolve({**p, **later, "kl_rows": "original", "padding": side})
+        )
+        for batch in fixed:
+            with torch.no_grad():
+                soft = pair.soft(translator, batch).float()
+                ours += pair.loss(translator, batch, 1)[1]["kl"] / len(fixed)
+            rows, real = original_later_kl_rows(pair, soft, batch, side)
+            rows, real = rows[:, :n], real[:, :n]
+            padded += float(rows.sum()) / len(batch) / len(fixed)
+            real_only += float((rows * real).sum()) / len(batch) / len(fixed)
+        lines.append(
+            f"| {side} | {padded:.4f} | {real_only:.4f} | {padded - real_only:+.4f}"
+            f" ({(padded - real_only) / real_only:+.1%}) | {ours:.4f} |"
+        )
+    pair.p = bridge_params.check(p)
+    return lines
+
+
+def padded_pooling(pair, translator, p, fixed) -> list[str]:
+    """InfoNCE's pooled prompt as the original's early era pools it (the mean over the padded
+    batch, pad embeddings counted) against the pipeline's (the mean over the real tokens), on
+    the ``fixed`` batches: how far each row's pooled target moves (|padded - real| / |real|,
+    the cosine) and the InfoNCE loss of the same soft tokens against each."""
+    moves, cosines, losses = [], [], {"real": 0.0, "padded": 0.0}
+    embed = pair.target.get_input_embeddings()
+    group = switches.infonce_group(pair.p)
+    for batch in fixed:
+        prompts = [pair.prompt_ids(i) for i in batch]
+        real = pair.pooled_prompt(prompts)
+        width = max(map(len, prompts))
+        ids = [q + [pair.tgt_tok.pad_token_id] * (width - len(q)) for q in prompts]
+        with torch.no_grad():
+            padded = embed(torch.tensor(ids, device=pair.device)).float().mean(1)
+            pooled_soft = pair.soft(translator, batch).float().mean(1)
+            for name, target in (("real", real), ("padded", padded)):
+                nce = pair_infonce(pooled_soft, target, pair.p.infonce_temperature, group)
+                losses[name] += float(nce) / len(fixed)
+        moves.append((padded - real).norm(dim=-1) / real.norm(dim=-1))
+        cosines.append(F.cosine_similarity(padded, real, dim=-1))
+    move, cosine = torch.cat(moves), torch.cat(cosines)
+    return [
+        "",
+        "InfoNCE's pooled prompt, trained translator: the mean over the padded batch (the"
+        " original's early era) against the mean over the real tokens (the pipeline's)",
+        "",
+        "| rows | mean |padded - real| / |real| | max | rows unmoved | min cosine |"
+        " InfoNCE, real mean | InfoNCE, padded mean | difference |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {len(move)} | {float(move.mean()):.3f} | {float(move.max()):.3f} |"
+        f" {float((move == 0).sum())} | {float(cosine.min()):.4f} | {losses['real']:.4f} |"
+        f" {losses['padded']:.4f} | {losses['padded'] - losses['real']:+.4f} |",
+    ]
+
+
 def rms_gradients(pair, translator, p, fixed) -> tuple[float, float, float]:
     """The default loss's gradient over the translator's weights with the RMS statistic
     detached against without (eval mode: no dropout): |g_detached - g| / |g|, the cosine, and
@@ -215,6 +295,9 @@ def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], 
         loop.step(trainer, items[(s * ROWS) % len(items) :][:ROWS])
     trained = terms(pair, translator.eval(), p, fixed)
     pads = window_pad_rows(pair, p, fixed)
+    extra = padded_window_kl(pair, translator, p, fixed) + padded_pooling(
+        pair, translator, p, fixed
+    )
     gradient = rms_gradients(pair, translator, p, fixed)
     weights = seed_weights()
     rows = []
@@ -226,7 +309,7 @@ def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], 
                 dict(term=term, name=name, init=v0, init_ratio=v0 / at_init[term, default],
                      value=v, weighted=weights[part] * v, ratio=v / trained[term, default])
             )  # fmt: skip
-    return rows, pads, gradient
+    return rows, pads + extra, gradient
 
 
 def table(rows, pads, gradient, steps: int, seconds: float) -> str:

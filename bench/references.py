@@ -92,3 +92,51 @@ def transformers_generate(model, prompts: list[torch.Tensor], dec, static: bool 
         for i, row in zip(idx, new, strict=False):  # copies filling the last batch dropped
             out[i] = generation.trim(row, dec.eos_token_id)
     return out
+
+
+def eval_mcq_logprob(model, prompt_ids: Sequence[int], full_ids: Sequence[int]) -> float:
+    """The original study's scorer (``eval_mcq.py``'s ``sequence_logprob``, transcribed, without
+    its ``--length-normalize``): one forward of the prompt + the whole continuation, the
+    log-softmax of the model's logits in their dtype (bf16 logits stay bf16), the continuation's
+    token log-probabilities summed by that dtype's tensor ``sum``."""
+    if len(full_ids) <= len(prompt_ids):
+        return float("-inf")
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([list(full_ids)], dtype=torch.long, device=device)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, use_cache=False).logits
+    log_probs = torch.log_softmax(logits[:, :-1, :], dim=-1)
+    targets = input_ids[:, 1:]
+    start = max(len(prompt_ids) - 1, 0)
+    token_log_probs = log_probs[:, start:, :].gather(-1, targets[:, start:].unsqueeze(-1))
+    return float(token_log_probs.sum().item())
+
+
+def original_later_kl_rows(pair, soft: torch.Tensor, items, side: str):
+    """The bridge original's later-era KL term, transcribed (LatentWire's cross_attention.py from
+    15 Nov 2025): the training batch (its build_batch_inputs: soft tokens, then
+    tgt_tok(answers)) and the teacher's input (tgt_tok(answers)) padded on ``side`` (the
+    original's tokenizers: left), here after the pipeline's leading <s>. Its kl_div(...,
+    "batchmean") over the window of the first n padded positions is rows[:, :n].sum() / B;
+    returned: rows [B, W] (every position of the padded width) and the mask of its real tokens."""
+    import torch.nn.functional as F
+
+    enc = pair.tgt_tok(
+        [str(i["answer"]).strip() for i in items],
+        padding=True,
+        padding_side=side,
+        return_tensors="pt",
+    )
+    b = len(items)
+    embed = pair.target.get_input_embeddings()
+    lead = embed(torch.as_tensor([pair.tgt_tok.bos_token_id])).float().expand(b, 1, -1)
+    embeds = torch.cat([lead, soft, embed(enc.input_ids).float()], dim=1)
+    k_soft = 1 + soft.shape[1]
+    mask = torch.cat([torch.ones(b, k_soft, dtype=torch.long), enc.attention_mask], dim=1)
+    with torch.no_grad():
+        bridged = pair.target(inputs_embeds=embeds, attention_mask=mask).logits.float()
+        teacher = pair.target(**enc).logits.float()
+    rows = F.kl_div(
+        F.log_softmax(bridged[:, k_soft:], dim=-1), F.softmax(teacher, dim=-1), reduction="none"
+    ).sum(-1)
+    return rows, enc.attention_mask

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from bridge_fixtures import MICRO_PARAMS
 from bridge_work import HeldStates
+from references import original_later_kl_rows
 
 from ablate.bridge import evaluate, world
 from ablate.bridge import params as bridge_params
@@ -340,33 +341,6 @@ def test_prompt_alignment_weight_is_applied_once(micro):
     assert float(total) == pytest.approx(expected, rel=1e-6)
 
 
-def _original_later_kl(pair, soft, items, side):
-    """The later era's KL term, transcribed (cross_attention.py from 15 Nov 2025): the training
-    batch (build_batch_inputs: soft tokens, then tgt_tok(answers)) and the teacher's input
-    (tgt_tok(answers)) padded on ``side`` (the original's tokenizers: left), here after the
-    pipeline's leading <s>. Its kl_div(..., "batchmean") over the window of the first n padded
-    positions is rows[:, :n].sum() / B; returned: rows [B, W] (every position of the padded
-    width, kl_tokens past it) and the mask of its real tokens."""
-    enc = pair.tgt_tok(
-        [str(i["answer"]).strip() for i in items],
-        padding=True,
-        padding_side=side,
-        return_tensors="pt",
-    )
-    b = len(items)
-    lead = _embed(pair, [pair.tgt_tok.bos_token_id]).expand(b, 1, -1)
-    embeds = torch.cat([lead, soft, _embed(pair, enc.input_ids)], dim=1)
-    k_soft = 1 + soft.shape[1]
-    mask = torch.cat([torch.ones(b, k_soft, dtype=torch.long), enc.attention_mask], dim=1)
-    with torch.no_grad():
-        bridged = pair.target(inputs_embeds=embeds, attention_mask=mask).logits.float()
-        teacher = pair.target(**enc).logits.float()
-    rows = F.kl_div(
-        F.log_softmax(bridged[:, k_soft:], dim=-1), F.softmax(teacher, dim=-1), reduction="none"
-    ).sum(-1)
-    return rows, enc.attention_mask
-
-
 LATER_KL = {
     "infonce_weight": 0.0,
     "prompt_align_weight": 0.0,
@@ -389,7 +363,7 @@ def test_padding_and_kl_rows_are_the_later_eras_batch(micro, side):
     with torch.no_grad():
         _, parts, _ = pair.loss(translator, items, 1)
         soft = pair.soft(translator, items).float()
-    rows, real = _original_later_kl(pair, soft, items, side)
+    rows, real = original_later_kl_rows(pair, soft, items, side)
     assert len(set(real.sum(1).tolist())) > 1  # unequal lengths: pad rows in the batch
     b = len(items)
     assert parts["kl"] == pytest.approx(float((rows * real).sum() / b), rel=1e-4)

@@ -11,8 +11,7 @@ import json
 from contextlib import nullcontext
 
 import pytest
-import torch
-from references import score_naive
+from references import eval_mcq_logprob, score_naive
 
 from ablate.mask import original_tasks
 from ablate.mask.scoring import score_requests
@@ -125,22 +124,13 @@ EXPECTED = {
 
 
 def sequence_logprob(model, tokenizer, prompt, continuation, length_normalize):
-    """eval_mcq.py's scorer, transcribed (one forward of prompt + the whole continuation)."""
+    """eval_mcq.py's scorer, transcribed (one forward of prompt + the whole continuation; the
+    forward and the sum: bench/references.py's eval_mcq_logprob)."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
     full_ids = tokenizer(prompt + continuation, add_special_tokens=False).input_ids
-    if len(full_ids) <= len(prompt_ids):
-        return float("-inf")
-    input_ids = torch.tensor([full_ids], dtype=torch.long)
-    with torch.no_grad():
-        logits = model(input_ids=input_ids, use_cache=False).logits
-    logits = logits[:, :-1, :]
-    targets = input_ids[:, 1:]
-    log_probs = torch.log_softmax(logits, dim=-1)  # in the model's dtype: bf16 logits stay bf16
-    start = max(len(prompt_ids) - 1, 0)
-    token_log_probs = log_probs[:, start:, :].gather(-1, targets[:, start:].unsqueeze(-1))
-    total = float(token_log_probs.sum().item())
-    if length_normalize:
-        total /= max(int(token_log_probs.numel()), 1)
+    total = eval_mcq_logprob(model, prompt_ids, full_ids)
+    if length_normalize and len(full_ids) > len(prompt_ids):
+        total /= max(len(full_ids) - 1 - max(len(prompt_ids) - 1, 0), 1)  # the scored tokens
     return total
 
 
@@ -274,10 +264,12 @@ def model_bf16(tiny_model_dir):
 
 @pytest.mark.parametrize("policy", ["causal", "prefill_bidir"])
 def test_softmax_in_the_model_dtype_scores_as_eval_mcq_in_bf16(model_bf16, tokenizer, policy):
-    """In bf16 weights, mask.eval.softmax_dtype: model (with the original protocol) gives each
-    request eval_mcq.py's summed log-likelihood (its log_softmax of the bf16 logits, its bf16
-    sum) to the last bit; the default's fp32 log-softmax gives other numbers (measured on the
-    tiny model: up to 0.04 nats per token, docs/differences.md)."""
+    """In bf16 weights, mask.eval.softmax_dtype: model (with the original protocol and
+    share_contexts off: one row per request, as eval_mcq.py) gives each request eval_mcq.py's
+    summed log-likelihood (its log_softmax of the bf16 logits, its bf16 sum) to the last bit;
+    the default's fp32 log-softmax gives other numbers (measured on the tiny model: up to 0.04
+    nats per token, docs/differences.md). With share_contexts on, a few sums differ by bf16
+    steps (bench/results/bf16_share_contexts_epyc.md)."""
     from ablate.mask.policy_lm import MaskPolicyLM
 
     pairs = string_pairs()
@@ -296,6 +288,7 @@ def test_softmax_in_the_model_dtype_scores_as_eval_mcq_in_bf16(model_bf16, token
             tokenizer=tokenizer,
             protocol="original",
             softmax_dtype=softmax_dtype,
+            share_contexts=False,
         )
         got[softmax_dtype] = [ll for ll, _ in lm._loglikelihood_tokens(reqs, disable_tqdm=True)]
     assert got["model"] == refs
