@@ -45,3 +45,18 @@ def test_percent():
         "0.0 %",
     ]
     assert answer.percent(0.004, signed=True) == "+0.4 %"
+
+
+def test_the_answer_rounds_a_share_as_the_readme_caption_does():
+    """The caption (ablate.mask.front) rounds the share of the expected row's scores once; the
+    answer read a share written to 3 decimals and rounded again: -0.145374 said "-14 %" beside
+    the caption's "-15 %" (tree b634c94's run)."""
+    rows = [
+        row("prefix_recovers", "supported", recovery("3B", 0.427313), "1.3e-11"),
+        row("causal_recovers", "not supported", recovery("3A", -0.145374)),
+    ]
+    assert answer.answer(rows) == (
+        f"3B wins back {answer.percent(0.427313)} of the ablation's drop (p=1.3e-11), "
+        f"3A {answer.percent(-0.145374)}."
+    )
+    assert answer.percent(-0.145374) == "-15 %"

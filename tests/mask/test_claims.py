@@ -143,7 +143,7 @@ def test_a_recovering_finetune_wins_back_its_share_of_the_drop(tmp_path):
     assert prefix.evidence.startswith(
         "3B under prefill_bidir 0.537 - base under prefill_bidir 0.350: diff +0.188 [95% CI "
     )
-    assert "; 3B wins back +0.750 of the drop of 0.250 [95% CI +" in prefix.evidence
+    assert "; 3B wins back +0.7500 of the drop of 0.250 [95% CI +" in prefix.evidence
     # the share's interval is the difference's over the drop
     diff_ci = re.search(r"diff \+0\.188 \[95% CI ([+-][\d.]+), ([+-][\d.]+)\]", prefix.evidence)
     share_ci = re.search(r"drop of 0\.250 \[95% CI ([+-][\d.]+), ([+-][\d.]+)\]", prefix.evidence)
@@ -153,9 +153,9 @@ def test_a_recovering_finetune_wins_back_its_share_of_the_drop(tmp_path):
     assert "run-3B-a" in prefix.inputs and "run-base-a" in prefix.inputs
     causal = df.loc["causal_recovers"]
     assert causal.verdict == "not supported"
-    assert "; 3A wins back -0.100 of the drop of 0.250" in causal.evidence
+    assert "; 3A wins back -0.1000 of the drop of 0.250" in causal.evidence
     assert df.loc["long_recovers"].verdict == "not supported"
-    assert "; 5B wins back +0.000 of the drop" in df.loc["long_recovers"].evidence
+    assert "; 5B wins back +0.0000 of the drop" in df.loc["long_recovers"].evidence
     # the run's last line
     assert said(df) == "3B wins back 75 % of the ablation's drop (p=5.3e-23), 3A -10 %, 5B 0.0 %."
 
@@ -166,10 +166,10 @@ def test_a_finetune_equal_to_the_base_does_not_recover(tmp_path):
     worse, the case the recovery claim exists for)."""
     df = recovery_table(tmp_path, {"3A": (-40, 0), "3B": (0, 0), "5B": (2, 0)})
     assert df.loc["prefix_recovers"].verdict == "not supported"
-    assert "; 3B wins back +0.000 of the drop of 0.250" in df.loc["prefix_recovers"].evidence
+    assert "; 3B wins back +0.0000 of the drop of 0.250" in df.loc["prefix_recovers"].evidence
     assert df.loc["prefix_recovers_more"].verdict == "supported"
     assert df.loc["long_recovers"].verdict == "inconclusive"
-    assert "; 5B wins back +0.020 of the drop" in df.loc["long_recovers"].evidence
+    assert "; 5B wins back +0.0200 of the drop" in df.loc["long_recovers"].evidence
     assert said(df) == (
         "3B wins back no significant share of the drop (+0.0 %, p=1.000), 3A -40 %, 5B 2.0 %."
     )

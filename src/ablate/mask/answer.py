@@ -22,7 +22,7 @@ from ablate.core.reports import stats
 RECOVERY_ROLES = ("prefix", "causal", "long")
 #: how a recovery claim's evidence states the share of the drop, and where there is none
 SHARE = (
-    "{name} wins back {share:+.3f} of the drop of {drop:.3f} [{level}% CI {low:+.3f}, {high:+.3f}]"
+    "{name} wins back {share:+.4f} of the drop of {drop:.3f} [{level}% CI {low:+.3f}, {high:+.3f}]"
 )
 NOTHING = "nothing to win back"
 NO_DROP = "the ablation did not lower the macro (diff {drop:+.3f}): " + NOTHING

@@ -174,7 +174,7 @@ def test_the_summary_ends_with_the_studys_answer(tmp_path):
     status part's ``answer``), after the report command; a non-inferiority claim's verdict says
     what it claims, so its negative difference marked supported reads right."""
     (tmp_path / "results/claims").mkdir(parents=True)
-    shares = "; 3B wins back +0.004 of the drop of 0.227 [95% CI -0.10, +0.11]"
+    shares = "; 3B wins back +0.0040 of the drop of 0.227 [95% CI -0.10, +0.11]"
     rows = [
         ("prefix_recovers", "not supported", f"3B 0.728 - base 0.727: diff +0.001{shares}", "exact McNemar",
          "0.45"),
