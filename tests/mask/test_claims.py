@@ -14,6 +14,21 @@ from ablate.mask import claims as mask_claims
 from ablate.mask import variants as mask_variants
 
 
+def claims_of(root, resolved):
+    """The claims table of the evaluations written under ``root``, indexed by claim."""
+    folders = [
+        root / "eval" / m / p
+        for m, p in mask_variants.claims_evaluations(resolved, "prefill_bidir")
+    ]
+    return mask_claims.claims_table(
+        resolved,
+        "prefill_bidir",
+        ("t1", "t2"),
+        [d / "metrics.json" for d in folders],
+        [d / "samples.parquet" for d in folders],
+    ).set_index("claim")
+
+
 def seed_results(root, effects):
     """base and 3A as in a study; 3B seed s recovers effects[s] items of t1 over 3A."""
     write_seeds(root, effects)
@@ -43,17 +58,7 @@ def seed_table(root, n_seeds):
         for s in range(n_seeds)
     }
     resolved = mask_variants.resolve_claims(dict(CFG, long_variant=None), variants)
-    folders = [
-        root / "eval" / m / p
-        for m, p in mask_variants.claims_evaluations(resolved, "prefill_bidir")
-    ]
-    return mask_claims.claims_table(
-        resolved,
-        "prefill_bidir",
-        ("t1", "t2"),
-        [d / "metrics.json" for d in folders],
-        [d / "samples.parquet" for d in folders],
-    ).set_index("claim")
+    return claims_of(root, resolved)
 
 
 def test_claims_are_stated_pooled_and_per_seed(tmp_path):
@@ -113,17 +118,7 @@ def recovery_table(root, gains, drop=(60, 40)):
         write(root, v, "prefill_bidir", *evaluation(f"run-{v}-a", "prefill_bidir", ablated))
         write(root, v, "causal", *evaluation(f"run-{v}-c", "causal", s1))
     resolved = mask_variants.resolve_claims(CFG, VARIANTS)
-    folders = [
-        root / "eval" / m / p
-        for m, p in mask_variants.claims_evaluations(resolved, "prefill_bidir")
-    ]
-    return mask_claims.claims_table(
-        resolved,
-        "prefill_bidir",
-        ("t1", "t2"),
-        [d / "metrics.json" for d in folders],
-        [d / "samples.parquet" for d in folders],
-    ).set_index("claim")
+    return claims_of(root, resolved)
 
 
 def said(df) -> str | None:
