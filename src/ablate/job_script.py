@@ -71,7 +71,13 @@ def refusals() -> tuple[type, ...]:
     from ablate.core.config import ConfigError
     from ablate.core.outputs.model_card import ModelCardError
 
-    return (ConfigError, ModelCardError)
+    found: list[type] = [ConfigError, ModelCardError]
+    # a training job's stop after a checkpoint that went in part (its rerun starts fresh); read
+    # from the modules loaded, so a job that trains nothing imports no torch to fail
+    saving = sys.modules.get("ablate.core.training.saving")
+    if saving is not None:
+        found.append(saving.PartlyLoaded)
+    return tuple(found)
 
 
 def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:

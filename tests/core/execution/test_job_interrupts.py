@@ -49,6 +49,24 @@ def test_an_interrupt_ends_the_job_log_in_one_line(tmp_path, raised, last_line):
         assert "Traceback (most recent call last):" in lines
 
 
+def test_a_checkpoint_that_went_in_part_ends_the_job_log_in_one_line(tmp_path):
+    """A training job stopped after a checkpoint that had gone into the run in part (its rerun
+    starts fresh) printed a traceback for a message that says everything."""
+    log = tmp_path / "job.log"
+    raised = (
+        "__import__('ablate.core.training.saving', fromlist=['saving'])"
+        ".PartlyLoaded('checkpoints: rerun the job, which starts fresh')"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", JOB.format(raised), str(log)], capture_output=True, text=True
+    )
+    assert r.returncode != 0
+    assert log.read_text().splitlines() == [
+        "step 5/200",
+        "[error] PartlyLoaded: checkpoints: rerun the job, which starts fresh",
+    ]
+
+
 # the model registration of a hub model on a machine that cannot reach the hub (a port nothing
 # listens on stands for a lost network: refused at once, as a failed DNS lookup is)
 REGISTER = """
