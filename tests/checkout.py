@@ -135,7 +135,7 @@ def run_experiments_loop(wd: Path) -> dict[str, str]:
     steps = {}
     steps["lr"] = ablate_cli(wd, "exp", "run", "lr", "--set", f"{LOOP_KEY}=5.0e-4")
     steps["sweep"] = ablate_cli(
-        wd, "exp", "run", "sweep", "--set", f"{LOOP_KEY}=1.0e-4,5.0e-4,1.0e-3"
+        wd, "exp", "run", "sweep", "--set", f"{LOOP_KEY}=1.0e-4,5.0e-4,2.0e-3"
     )
     steps["runs"] = ablate_cli(
         wd, "runs", "--md", "runs.md", "--sort", "mask: 3A under prefill_bidir"

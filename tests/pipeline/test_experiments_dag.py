@@ -61,7 +61,7 @@ def test_a_sweep_is_one_dag_with_the_shared_jobs_once(fresh):
     other job once, the base's."""
     sweep = {
         f"lr-{v}": {"mask": {"finetune": {"variants": {"3A": {"learning_rate": v}}}}}
-        for v in (1.0e-4, 5.0e-4, 1.0e-3)
+        for v in (1.0e-4, 5.0e-4, 2.0e-3)
     }
     args = ("--configfile", "config/config.yaml", overlay(fresh, "sweep", sweep))
     targets = [f"{E.rule_prefix(n)}all" for n in sweep]

@@ -83,7 +83,7 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiment
     assert set(rows) >= {
         "results",
         "results/exp/lr",
-        *(f"results/exp/sweep-{v}" for v in ("1.0e-4", "5.0e-4", "1.0e-3")),
+        *(f"results/exp/sweep-{v}" for v in ("1.0e-4", "5.0e-4", "2.0e-3")),
     }
     lr = rows["results/exp/lr"]
     assert (

@@ -239,12 +239,12 @@ GUIDE_STEPS = [
         check=lambda wd, out: (wd / "results/exp/lr/experiment.json").is_file(),
     ),
     Step(
-        "ablate exp run sweep --set mask.finetune.variants.3A.learning_rate=1.0e-4,5.0e-4,1.0e-3",
+        "ablate exp run sweep --set mask.finetune.variants.3A.learning_rate=1.0e-4,5.0e-4,2.0e-3",
         how=DRY,
         why="3 finetunes of 3A (tests/pipeline/test_experiments_run.py runs the sweep)",
         rules={
             f"{E.rule_prefix(f'sweep-{v}')}{r}": n
-            for v in ("1.0e-4", "5.0e-4", "1.0e-3")
+            for v in ("1.0e-4", "5.0e-4", "2.0e-3")
             for r, n in EDITED_3A.items()
         },
     ),
