@@ -28,15 +28,18 @@ def _metrics(run_id, policy, scores):
     }
 
 
+def base_stages() -> list[dict]:
+    """Stages 1 and 2 of a recovery table: the base under causal and under the ablation."""
+    return [
+        dict(stage=1, variant="base", metrics=_metrics("a", "causal", {"x": 0.8, "y": 0.7})),
+        dict(stage=2, variant="base", metrics=_metrics("b", "prefill_bidir", {"x": 0.4, "y": 0.5})),
+    ]
+
+
 def test_plot_scores_png(tmp_path):
     df = recovery.build_recovery(
         [
-            dict(stage=1, variant="base", metrics=_metrics("a", "causal", {"x": 0.8, "y": 0.7})),
-            dict(
-                stage=2,
-                variant="base",
-                metrics=_metrics("b", "prefill_bidir", {"x": 0.4, "y": 0.5}),
-            ),
+            *base_stages(),
             dict(
                 stage=4,
                 variant="3B",
@@ -190,12 +193,7 @@ def test_the_score_plot_carries_the_scores_it_draws(tmp_path):
 
     df = recovery.build_recovery(
         [
-            dict(stage=1, variant="base", metrics=_metrics("a", "causal", {"x": 0.8, "y": 0.7})),
-            dict(
-                stage=2,
-                variant="base",
-                metrics=_metrics("b", "prefill_bidir", {"x": 0.4, "y": 0.5}),
-            ),
+            *base_stages(),
         ]
     )
     csv = tmp_path / layout.PATTERNS["recovery_csv"]
