@@ -131,10 +131,6 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
     return out
 
 
-#: Extras of ``ablate`` whose packages no job runs: the test tools.
-NON_RUNTIME_EXTRAS = frozenset({"test"})
-
-
 def installed_key() -> str:
     """sha256 of what is installed where Python finds distributions (``sys.path``): every
     ``*.dist-info`` and ``*.egg-info`` folder's name (its distribution and version) with its
@@ -163,10 +159,12 @@ def installed_key() -> str:
 @functools.cache
 def runtime_packages(root: str = "ablate") -> dict[str, str | None]:
     """Name -> version of ``root`` and of every distribution its requirements need, transitively
-    (its runtime extras included, markers evaluated here): what a job can import, so what the
-    run cache's key covers. Derived from the installed metadata, so a new dependency of the
-    project, or a new dependency of a dependency, enters by itself; a required distribution that
-    is not installed is None. Without ``root`` installed: every installed distribution.
+    (markers evaluated here), its extras left out: what a job computes with, so what the run
+    cache's key covers. An extra (pyproject.toml: an executor plugin, a tracking client, the test
+    tools) never changes a result's bytes, so installing one, as the README's test install does,
+    keeps every entry. Derived from the installed metadata, so a new dependency of the project, or
+    a new dependency of a dependency, enters by itself; a required distribution that is not
+    installed is None. Without ``root`` installed: every installed distribution.
 
     Reading every distribution's metadata takes 0.6 s of CPU per job (2-core AMD EPYC without AVX-512), paid by
     every job the run cache keys: the answer is kept in the user's cache
@@ -174,7 +172,8 @@ def runtime_packages(root: str = "ablate") -> dict[str, str | None]:
     upgrade or removal changes."""
     from ablate.core.outputs.io import user_cache_dir
 
-    kept = user_cache_dir() / f"runtime-packages-{root}-{installed_key()[:32]}.json"
+    # v2: extras left out (v1 counted all but `test`)
+    kept = user_cache_dir() / f"runtime-packages-v2-{root}-{installed_key()[:32]}.json"
     try:
         return json.loads(kept.read_text())
     except (OSError, ValueError):
@@ -199,9 +198,8 @@ def _runtime_packages(root: str) -> dict[str, str | None]:
         dists.setdefault(canonicalize_name(d.metadata["Name"] or ""), d)
     if canonicalize_name(root) not in dists:
         return {name: d.version for name, d in sorted(dists.items())}
-    root_extras = set(dists[canonicalize_name(root)].metadata.get_all("Provides-Extra") or [])
     out: dict[str, str | None] = {}
-    todo, seen = [(root, frozenset(root_extras - NON_RUNTIME_EXTRAS))], set()
+    todo, seen = [(root, frozenset[str]())], set()
     while todo:
         name, extras = todo.pop()
         if (key := (canonicalize_name(name), extras)) in seen:

@@ -8,8 +8,8 @@ run id, timings and provenance, so an upstream rerun that computes the same resu
 a checkpoint by its hash manifest; any other file by its bytes), the code
 (:func:`code_hash`: every module of the ``ablate`` package and every file it ships, and every job
 script of ``workflow/scripts/``) and the version
-of every distribution a job can import (:func:`ablate.core.outputs.provenance.runtime_packages`:
-``ablate``'s requirements, transitively, from the installed metadata). Hardware is not in it: a
+of every distribution a job computes with (:func:`ablate.core.outputs.provenance.runtime_packages`:
+``ablate``'s requirements, transitively, from the installed metadata; its extras left out). Hardware is not in it: a
 result made on another machine is reused, and its provenance still names that machine.
 
 An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
