@@ -637,3 +637,44 @@ def test_an_upstream_rerun_of_the_same_result_restores_the_job_downstream(tmp_pa
     assert run(job)[0] is True
     record(upstream, {"policy": "causal", "leaks": True}, "run-3", 14.0)
     assert run(job)[0] is False
+
+
+def missed(job, capsys) -> list[str]:
+    """The run cache's lines of one run of ``job`` that says why it missed."""
+    capsys.readouterr()
+    run(job)
+    return [x for x in capsys.readouterr().out.splitlines() if x.startswith("[run cache] missed:")]
+
+
+def test_a_miss_names_the_config_value_that_differs_with_both_values(tmp_path, capsys):
+    """A miss was silent ("ran in 92 s, stored in the run cache as ..."): the user could not
+    tell an edit from a voided cache. The line names the nearest entry of the same job and what
+    differs; the first run of a job (no entry of it) says nothing."""
+    cache = tmp_path / "cache"
+    assert missed(make_job(tmp_path / "w", cache), capsys) == []
+    (line,) = missed(make_job(tmp_path / "w", cache, lr=5e-4), capsys)
+    assert "differs in params finetune.lr 0.001 -> 0.0005" in line, line
+    assert line.endswith("0.0005"), line  # nothing else differs
+    other = make_job(tmp_path / "w", cache)
+    other.wildcards = {"variant": "3B"}  # another job of the rule: not its entry
+    assert missed(other, capsys) == []
+
+
+def test_a_miss_names_the_input_the_code_file_and_the_package_that_differ(
+    tmp_path, capsys, monkeypatch
+):
+    cache = tmp_path / "cache"
+    run(make_job(tmp_path / "w", cache))
+    (line,) = missed(make_job(tmp_path / "w", cache, data="other\n"), capsys)
+    assert f"differs in input {tmp_path / 'w' / 'in' / 'data.txt'}" in line, line
+    scripts = tmp_path / "scripts"
+    shutil.copytree(REPO / "workflow" / "scripts", scripts)
+    (scripts / "finetune.py").write_text("# edited\n", encoding="utf-8")
+    job = make_job(tmp_path / "w", cache)
+    job.scriptdir = str(scripts)
+    (line,) = missed(job, capsys)
+    assert line.endswith("differs in code scripts/finetune.py"), line
+    versions = provenance.runtime_packages()
+    monkeypatch.setattr(runcache, "runtime_packages", lambda: {**versions, "torch": "0.0"})
+    (line,) = missed(make_job(tmp_path / "w", cache), capsys)
+    assert f'package torch "{versions["torch"]}" -> "0.0"' in line, line

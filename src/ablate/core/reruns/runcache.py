@@ -61,21 +61,26 @@ def log(msg: str) -> None:
 CODE_FILES = ("*.py", "*.yaml", "*.json", "*.jsonl")
 
 
-def code_hash(scripts: str | os.PathLike | None = None) -> str:
-    """sha256 of every file of :data:`CODE_FILES` in the ``ablate`` package and in the
-    workflow's scripts folder (by relative name): an edit of the library, of a file it ships or
-    of any job script changes every key (a docstring's too: the key errs on the side of
-    running)."""
+def code_files(scripts: str | os.PathLike | None = None) -> dict[str, str]:
+    """``ablate/<name>`` or ``scripts/<name>`` -> sha256 of every file of :data:`CODE_FILES` in
+    the ``ablate`` package and in the workflow's scripts folder: what :func:`code_hash` covers,
+    by file (an entry's manifest lists them, so a miss can name the file that changed)."""
     import ablate
 
-    h = hashlib.sha256()
+    out = {}
     for label, root in (("ablate", Path(ablate.__file__).parent), ("scripts", scripts)):
         if root is None:
             continue
         files = {x for pattern in CODE_FILES for x in Path(root).rglob(pattern) if x.is_file()}
         for p in sorted(x for x in files if "__pycache__" not in x.parts):
-            h.update(f"{label}/{p.relative_to(root)}".encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
+            out[f"{label}/{p.relative_to(root)}"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def code_hash(scripts: str | os.PathLike | None = None) -> str:
+    """sha256 of :func:`code_files`: an edit of the library, of a file it ships or of any job
+    script changes every key (a docstring's too: the key errs on the side of running)."""
+    return hashlib.sha256(canonical_json(code_files(scripts)).encode()).hexdigest()
 
 
 def job_spec(job: Any) -> dict[str, Any]:
@@ -281,12 +286,17 @@ def refuse(cache: Path, key: str, why: str) -> None:
 
 
 def store(
-    cache: Path, parts: dict[str, Any], outputs: list[Path], side: Sequence[Path] = ()
+    cache: Path,
+    parts: dict[str, Any],
+    outputs: list[Path],
+    side: Sequence[Path] = (),
+    code: dict[str, str] | None = None,
 ) -> Path:
     """Copy a finished job's outputs into the cache under the key of ``parts``; the entry appears
     at once (a rename) with its manifest, so a reader never sees half of it. ``side``: what else
     the job wrote that a user reads (a finetune's TensorBoard folder), kept where it exists:
-    ``outputs/<n + k>`` for the k-th kept, ``side_outputs`` maps its position in ``side`` to k."""
+    ``outputs/<n + k>`` for the k-th kept, ``side_outputs`` maps its position in ``side`` to k.
+    ``code``: the :func:`code_files` the key's code hash is of, listed so a miss can name them."""
     key = key_of(parts)
     entry = cache / key
     tmp = cache / f".tmp-{uuid.uuid4().hex}"
@@ -304,6 +314,7 @@ def store(
             "run_id": _run_id(outputs),
             "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "host": os.uname().nodename,
+            "code_files": code,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
     except BaseException:  # a full disk half way: no half entry left to fill it further
@@ -426,10 +437,12 @@ class JobCache:
         self.inputs = [str(p) for p in smk.input]
         self.where = smk.config.get("run_cache") or None
         self.parts = None
+        self.code: dict[str, str] | None = None  # code_files, for the manifest and a miss's line
         self.marker: dict | None = None  # the restore marker, once restored
         self.stored_key: str | None = None  # the key it stored the outputs under, once stored
         if self.where is not None:
             self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir)
+            self.code = code_files(smk.scriptdir)
 
     def restored(self) -> bool:
         """Whether the outputs were restored from the cache (the job then has nothing to do).
@@ -451,6 +464,8 @@ class JobCache:
                 )
             if self.marker is not None:
                 self._set_work_aside()
+            else:
+                self._say_why_missed()
             return self.marker is not None
         except CheckpointError:  # an input the job would refuse: the job's own error
             raise
@@ -458,6 +473,21 @@ class JobCache:
             _remove([*self.outputs, *self.side])
             log(f"not restored ({type(exc).__name__}: {exc}); the job runs")
             return False
+
+    def _say_why_missed(self) -> None:
+        """On a miss where the cache holds an entry of this job: one line naming what differs
+        (:func:`ablate.core.reruns.runcache_miss.nearest_difference`). A folder cache only (a
+        storage plugin's entries are not listed); never costs the job."""
+        if isinstance(self.where, dict):
+            return
+        from ablate.core.reruns.runcache_miss import nearest_difference
+
+        try:
+            line = nearest_difference(Path(self.where), self.parts, self.inputs, self.code or {})
+        except OSError:
+            return
+        if line:
+            log(line)
 
     def _set_work_aside(self) -> None:
         """Each ``work`` folder there is, renamed out of the way (as a checkpoints folder of
@@ -493,7 +523,7 @@ class JobCache:
                 self._store_to_plugin()
             else:
                 Path(self.where).mkdir(parents=True, exist_ok=True)
-                store(Path(self.where), self.parts, self.outputs, self.side)
+                store(Path(self.where), self.parts, self.outputs, self.side, self.code)
             self.stored_key = key_of(self.parts)
         except Exception as exc:  # noqa: BLE001 (a plugin raises its own types)
             log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
@@ -536,6 +566,6 @@ class JobCache:
             entries = PluginEntries(self.where, Path(tmp))
             local = Path(tmp) / "entries"
             local.mkdir()
-            store(local, self.parts, self.outputs, self.side)
+            store(local, self.parts, self.outputs, self.side, self.code)
             entries.put(local, key_of(self.parts))
             log(f"uploaded as {entries.where(key_of(self.parts))}")

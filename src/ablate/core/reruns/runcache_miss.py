@@ -1,0 +1,109 @@
+"""Why a job found no entry in the run cache: the nearest entry of the same job (its rule and
+wildcards) and what differs from it, in one line, as ``snakemake -n`` says why a job is stale
+(:class:`ablate.core.reruns.runcache.JobCache` logs it on a miss). The differences are read from
+the stored key parts: a config value with both values, an input by its path, a code file by its
+name (an entry's manifest lists its code files), a package with both versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: at most this many differences are named, the rest counted
+SHOWN = 3
+
+
+def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted key -> leaf (a list is a leaf)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(flat(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def shown(value: Any) -> str:
+    text = "<absent>" if value is Ellipsis else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose values differ (one absent: ``<absent>``), each with both values."""
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, ...) != new.get(k, ...))
+    return [f"{k} {shown(old.get(k, ...))} -> {shown(new.get(k, ...))}" for k in keys]
+
+
+def differences(
+    new: dict[str, Any],
+    old: dict[str, Any],
+    inputs: list[str],
+    code: dict[str, str],
+    old_code: dict[str, str] | None,
+) -> list[str]:
+    """What differs between a job's key parts (``new``, stored form) and an entry's (``old``)."""
+    out = []
+    if new.get("format") != old.get("format"):
+        out.append(f"the cache's layout (entry {old.get('format')}, this code {new['format']})")
+    out += [f"params {d}" for d in changed(flat(old.get("params")), flat(new.get("params")))]
+    before, now = old.get("inputs") or [], new.get("inputs") or []
+    if len(before) != len(now):
+        out.append(f"its inputs ({len(before)} -> {len(now)} declared)")
+    else:
+        out += [f"input {path}" for path, a, b in zip(inputs, before, now, strict=False) if a != b]
+    if new.get("code") != old.get("code"):
+        if old_code is None:  # an entry stored before manifests listed code files
+            out.append("the code (a module of ablate or a job script)")
+        else:
+            names = sorted(
+                n for n in code.keys() | old_code.keys() if code.get(n) != old_code.get(n)
+            )
+            out.append("code " + ", ".join(names[:SHOWN]) + more(names))
+    out += [f"package {d}" for d in changed(old.get("packages") or {}, new.get("packages") or {})]
+    return out
+
+
+def more(items: list) -> str:
+    return f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+
+
+def nearest_difference(
+    cache: Path, parts: dict[str, Any], inputs: list[str], code: dict[str, str]
+) -> str | None:
+    """The one line that says why ``parts`` (a job's key parts) missed: the entry of the same
+    rule and wildcards with the fewest differences (the newest of those), and what they are.
+    None when the cache holds no entry of this job (its first run says nothing)."""
+    from ablate.core.outputs.provenance import canonical_json
+    from ablate.core.reruns.runcache import MANIFEST
+
+    new = json.loads(canonical_json(parts))  # as a manifest stores them
+    best: tuple | None = None
+    for path in Path(cache).glob(f"*/{MANIFEST}"):
+        try:
+            manifest = json.loads(path.read_text())
+            old = manifest["parts"]
+            if old.get("rule") != new["rule"] or old.get("wildcards") != new["wildcards"]:
+                continue
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # an unreadable entry: a restore refuses it, this line skips it
+        diffs = differences(new, old, inputs, code, manifest.get("code_files"))
+        rank = (len(diffs), -_stamp(manifest.get("stored_at")))
+        if diffs and (best is None or rank < best[0]):
+            best = (rank, manifest, diffs)
+    if best is None:
+        return None
+    _, manifest, diffs = best
+    return (
+        f"missed: the nearest entry of this job ({str(manifest.get('key'))[:12]}, stored "
+        f"{manifest.get('stored_at') or '?'}) differs in " + "; ".join(diffs[:SHOWN]) + more(diffs)
+    )
+
+
+def _stamp(stored_at: Any) -> float:
+    import time
+
+    try:
+        return time.mktime(time.strptime(str(stored_at), "%Y-%m-%dT%H:%M:%S%z"))
+    except ValueError:
+        return 0.0
