@@ -217,8 +217,9 @@ def test_group_job_runs_on_one_instance_and_brings_back_its_checkpoint(vast, tmp
 
 
 def test_literal_vast_command_runs_pipeline_gpu_rules(vast, embedded_local, tmp_path):
-    """The user's command verbatim, after the README's setup (VAST_API_KEY exported; VAST_URL
-    points the SDK at the fake): `snakemake --profile vast results/recovery.csv`, in the finished
+    """The README's command with the embedded default's target, after the README's setup
+    (VAST_API_KEY exported; VAST_URL points the SDK at the fake): `snakemake --profile vast
+    results/recovery.csv`, in the finished
     local run minus variant 3A's finetune and evaluations and the stage-2 evaluation. Two
     instances: the 3A group (finetune + its two evaluations: the base model shipped as a declared
     input, the checkpoint written and read on the instance, downloaded once) and the base model's

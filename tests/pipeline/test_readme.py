@@ -158,10 +158,9 @@ README_STEPS = [
     Step("ablate runs", check=lambda wd, out: "mask: base under causal" in out),
     # Run the real study: its forecast, the smoke run, one GPU host, SLURM, Vast
     Step(
-        "snakemake -c1 results/ministral3b/plan.csv --configfile config/ministral3b.yaml",
-        how=DRY,
-        why="the guide runs it (Planning runtime and cost)",
-        rules={"plan_estimate": 1, "plan": 1},
+        "ablate plan --config config/ministral3b.yaml",
+        files=("results/ministral3b/plan.csv",),
+        check=lambda wd, out: "8x H100 SXM: " in out and "total, $" in out,
     ),
     Step(
         "snakemake -c8 results/smoke/recovery.csv --resources gpu=2 "
@@ -175,14 +174,16 @@ README_STEPS = [
         why="GPUs and the hub",
     ),
     Step(
-        "snakemake --profile slurm results/recovery.csv",
+        "snakemake --profile slurm results/ministral3b/recovery.csv "
+        "--configfile config/ministral3b.yaml",
         how=SKIP,
-        why="tests/cluster/test_slurm.py (a SLURM cluster)",
+        why="tests/cluster/test_slurm.py (a SLURM cluster; the embedded default's target)",
     ),
     Step(
-        "snakemake --profile vast results/recovery.csv",
+        "snakemake --profile vast results/ministral3b/recovery.csv "
+        "--configfile config/ministral3b.yaml",
         how=SKIP,
-        why="tests/cluster/test_vast.py runs this command against a fake Vast API",
+        why="tests/cluster/test_vast.py runs it against a fake Vast API (the embedded default)",
     ),
     # Tests: the whole suite's packages, the test extras, the fast tier, the whole suite
     Step(
