@@ -56,6 +56,7 @@ TASKS = ["emb_repeat5", "emb_pair"]
 
 def small_config(model_dir: Path) -> dict:
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["studies"] = ["mask"]  # the faults are the mask study's jobs': the bridge's add minutes
     cfg["mask"]["model"] = {"source": "pretrained", "path": str(model_dir), "revision": None}
     cfg["mask"]["data"]["embedded"].update(corpus_docs=20, task_docs=8, sft_pairs=48)
     cfg["mask"]["eval"]["tasks"] = [{"name": t, "metric": "acc_norm"} for t in TASKS]
@@ -346,7 +347,7 @@ def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(tmp_path, tiny_mo
     finetune ran on to its last step unsignalled, was left incomplete, and the rerun trained it
     again from step 0."""
     wd = copy_checkout(tmp_path / "wd")
-    cfg = {**small_config(tiny_model_dir), "studies": ["mask"]}
+    cfg = small_config(tiny_model_dir)
     steps = 40
     cfg["mask"]["finetune"]["defaults"].update(max_steps=steps, save_steps=0)
     (wd / "small.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
