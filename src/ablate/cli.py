@@ -34,6 +34,10 @@ COMMANDS = {
         "ablate.core.trees.exp_run",
         "run an experiment (or a sweep) beside the base: KEY=VALUE changed, its own results tree",
     ),
+    "cache": (
+        "ablate.core.reruns.cache_prune",
+        "the run cache's size; --max-size prunes it, the entries used longest ago first",
+    ),
     "flips": (
         "ablate.mask.flips",
         "the items whose correctness differs between two evaluations, counted per task",

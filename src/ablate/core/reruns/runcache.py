@@ -397,6 +397,10 @@ def restore(
     for j, p in enumerate(side):
         if (stored := manifest.get("side_outputs", {}).get(str(j))) is not None:
             _copy(entry / OUTPUTS / str(stored), p)
+    try:  # the entry's last use, for `ablate cache --max-size` (ablate.core.reruns.cache_prune)
+        os.utime(entry / MANIFEST)
+    except OSError:  # a read-only cache
+        pass
     marker = _restore_marker(outputs, where or str(entry), manifest)
     log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
     return marker
@@ -483,7 +487,8 @@ class JobCache:
         from ablate.core.reruns.runcache_miss import nearest_difference
 
         try:
-            line = nearest_difference(Path(self.where), self.parts, self.inputs, self.code or {})
+            manifests = Path(self.where).glob(f"*/{MANIFEST}")
+            line = nearest_difference(manifests, self.parts, self.inputs, self.code or {})
         except OSError:
             return
         if line:

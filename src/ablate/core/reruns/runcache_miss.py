@@ -7,6 +7,7 @@ name (an entry's manifest lists its code files), a package with both versions.""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +70,17 @@ def more(items: list) -> str:
 
 
 def nearest_difference(
-    cache: Path, parts: dict[str, Any], inputs: list[str], code: dict[str, str]
+    manifests: Iterable[Path], parts: dict[str, Any], inputs: list[str], code: dict[str, str]
 ) -> str | None:
-    """The one line that says why ``parts`` (a job's key parts) missed: the entry of the same
-    rule and wildcards with the fewest differences (the newest of those), and what they are.
-    None when the cache holds no entry of this job (its first run says nothing)."""
+    """The one line that says why ``parts`` (a job's key parts) missed, given the cache's entry
+    manifests: the entry of the same rule and wildcards with the fewest differences (the newest
+    of those), and what they are. None when no entry is of this job (its first run says
+    nothing)."""
     from ablate.core.outputs.provenance import canonical_json
-    from ablate.core.reruns.runcache import MANIFEST
 
     new = json.loads(canonical_json(parts))  # as a manifest stores them
     best: tuple | None = None
-    for path in Path(cache).glob(f"*/{MANIFEST}"):
+    for path in manifests:
         try:
             manifest = json.loads(path.read_text())
             old = manifest["parts"]

@@ -4,5 +4,6 @@ base, and what differs between runs.
 Modules: ``results_trees`` (every tree under a folder and its records), ``results_origin`` (the
 name and working directory a results folder was made under), ``results_lock`` (one running
 Snakemake per results folder), ``experiments`` (a variant of the config in its own tree),
-``exp_run`` (``ablate exp run``), ``runs`` (``ablate runs``), ``diff`` (``ablate diff``).
+``exp_run`` (``ablate exp run``), ``exp_rm`` (``ablate exp rm``), ``runs`` (``ablate runs``),
+``diff`` (``ablate diff``).
 """

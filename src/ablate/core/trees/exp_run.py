@@ -118,11 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-c", "--cores", default="2", help="snakemake's --cores (default 2)")
     run.add_argument("-n", "--dry-run", action="store_true", help="snakemake's dry run")
     run.epilog = "After --: more snakemake options (--rerun-triggers mtime, --keep-going, ...)."
+    rm = sub.add_parser("rm", help="remove an experiment (or a sweep): its trees and overlay")
+    rm.add_argument("name", help="an overlay's name (experiments/NAME.yaml) or an experiment's")
+    add_configfiles_option(rm, "the base configuration's files")
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     args = ap.parse_args(argv[:cut])
     extra = argv[cut + 1 :]
     from ablate.core.planner.inputs import PlanError, load_config
+
+    if args.command == "rm":
+        return remove_command(args.name, args.configfile)
 
     try:
         base = load_config(args.configfile)
@@ -154,3 +160,19 @@ def main(argv: list[str] | None = None) -> int:
         mine = {base["results"], *(folder(base["results"], n) for n in names)}
         print(runs.summary_table([r for r in rows if r["tree"][0] in mine]))
     return rc
+
+
+def remove_command(name: str, configfiles: list[str]) -> int:
+    """``ablate exp rm NAME``: :func:`ablate.core.trees.exp_rm.remove`, its refusals in one line."""
+    import sys
+
+    from ablate.core.planner.inputs import PlanError, load_config
+    from ablate.core.trees import exp_rm
+    from ablate.core.trees.results_lock import ResultsLocked
+
+    try:
+        print("\n".join(exp_rm.remove(name, load_config(configfiles)["results"])))
+    except (ConfigError, PlanError, OSError, LookupError, ResultsLocked) as exc:
+        print(f"ablate exp rm: {exc}", file=sys.stderr)
+        return 2
+    return 0
