@@ -25,12 +25,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-#: Session fixtures that run an embedded pipeline (minutes), each with its xdist group: a test
-#: using one is slow; the tests of one run share one pytest-xdist worker, one after another
-#: (`-n 2 --dist loadgroup`). Each run is made once for every worker (a file lock, `shared_run`).
-PIPELINE_RUNS = {"embedded_run": "embedded", "bridge_run": "embedded", "models_run": "models"}
+#: Session fixtures that run an embedded pipeline (minutes): a test using one is slow. Each run is
+#: made once for every pytest-xdist worker (a file lock, `shared_run`); once it exists, the tests
+#: that read it run on either worker, a module's tests together (its module fixtures made once).
+PIPELINE_RUNS = ("embedded_run", "bridge_run", "models_run")
+#: The session fixture of the longest chain: the embedded run, then the experiments loop on it
+#: (minutes each), then the tests that read the loop. Its tests are one xdist group, the first
+#: handed out, so the chain starts at once (`experiments_loop` is made once per worker).
+CHAIN_FIXTURE, CHAIN_GROUP = "experiments_loop", "embedded"
 #: The cluster tests share one worker too: the local SLURM cluster's fixed ports, the fake Vast
-#: hosts' mounts.
+#: hosts' mounts. Handed out second: the rest of its work waits on no run.
 CLUSTER_GROUP = "cluster"
 
 
@@ -50,6 +54,9 @@ def pytest_configure(config):
     # an xdist worker parses the same command line (the workers collect): the same choice
     if not _marks_given(config) and not any("::" in str(a) for a in config.args):
         config.option.markexpr = FAST_TIER
+    # the groups go out in the order pytest_collection_modifyitems gives them, not by test count
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_report_header(config):
@@ -61,17 +68,29 @@ def pytest_report_header(config):
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """A test that needs a whole embedded run is slow, marked so or not: `-m "not slow"` (the
-    fast tier) must never start one (before `-m` deselects). The cluster tests are one xdist
-    group, the tests of each pipeline run another (a cluster test only reads or copies it)."""
+    fast tier) must never start one (before `-m` deselects). Then the xdist groups (`-n 2 --dist
+    loadgroup`) and their order, longest first, as pytest-xdist hands them out in collection order
+    (its reordering by test count is off: `pytest_configure`): the chain, the cluster tests, the
+    other groups (a module's tests on one pipeline run, a module's own group), then the single
+    tests, short ones that fill both workers to the end."""
     for item in items:
-        runs = [g for f, g in PIPELINE_RUNS.items() if f in item.fixturenames]
+        runs = [f for f in PIPELINE_RUNS if f in item.fixturenames]
         if runs and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
-        elif runs:
-            item.add_marker(pytest.mark.xdist_group(runs[0]))
+        elif CHAIN_FIXTURE in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group(CHAIN_GROUP))
+        elif runs and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(f"{runs[0]}:{item.nodeid.split('::')[0]}"))
     _embedded_cluster_modules_last(items)
+    items.sort(key=_hand_out_order)  # stable: each group's tests stay in order
+
+
+def _hand_out_order(item) -> int:
+    group = item.get_closest_marker("xdist_group")
+    name = group.args[0] if group and group.args else None
+    return {CHAIN_GROUP: 0, CLUSTER_GROUP: 1, None: 3}.get(name, 2)
 
 
 def _embedded_cluster_modules_last(items) -> None:
@@ -223,9 +242,7 @@ def bridge_run(embedded_run) -> Path:
 def experiments_loop(embedded_run, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A copy of the finished quick start after the loop a researcher takes on it
     (checkout.run_experiments_loop), and what each step printed: once per session, for
-    tests/pipeline/test_experiments_run.py (which asserts each step) and the README test (whose
-    copy's run cache gets the loop's entries: the guide's edit of 3A and its `lr` experiment are
-    the loop's jobs)."""
+    tests/pipeline/test_experiments_run.py (which asserts each step)."""
     import shutil
 
     from checkout import run_experiments_loop

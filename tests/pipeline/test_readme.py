@@ -1,5 +1,7 @@
-"""Every command of README.md, then of the user guide (docs/guide.md), in their order, on a copy
-of a finished quick start.
+"""Every command of README.md, then of the user guide (docs/guide.md), in their order, on copies
+of a finished quick start: the README's commands in order on one copy, each section of the guide's
+in order on its own (a user who reads one section from a finished quick start), so the parts run
+on both test workers at once.
 
 The commands come from the two files' ```bash blocks, so a README or guide that says something the
 pipeline does not do fails here. Each is run as written (in the copy, with this interpreter's
@@ -15,11 +17,6 @@ guide's Experiments section runs the experiment); the seeds run (a dry run: 6 fi
 tests/pipeline/test_seeds_pipeline.py runs 2 seeds); the SLURM and Vast commands and their
 environment lines (tests/cluster/ runs them against a local SLURM cluster and a fake Vast API);
 `tensorboard` (a server); a command with a <placeholder>.
-
-The copy's run cache also holds the experiments loop's entries (tests/conftest.py
-`experiments_loop`, once per session): the guide's edit of 3A and its `lr` experiment are that
-loop's jobs, restored here (each job still runs, as a restore) and computed and asserted by
-tests/pipeline/test_experiments_run.py.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from checkout import GPU_HOST, copy_cache_entries
+from checkout import GPU_HOST
 
 from ablate.core.trees import experiments as E
 
@@ -221,7 +218,7 @@ GUIDE_STEPS = [
         check=lambda wd, out: "Nothing to be done" in out,
     ),
     # What reruns when: an edit of 3A, its rerun and its revert (restored: the quick start
-    # stored 3A; here the rerun's jobs are restored too, from the experiments loop's entries)
+    # stored 3A)
     Step(
         f"sed -i 's/{PLAIN_3A}/{EDITED_3A_LINE}/' config/config.yaml",
         check=lambda wd, out: "max_steps: 40}" in (wd / "config/config.yaml").read_text(),
@@ -467,16 +464,42 @@ def test_every_cpu_measurement_names_its_instruction_set():
             assert re.search(r"avx|instruction set", part, flags=re.I), part
 
 
+def documented_parts() -> list[tuple[str, list[tuple[str, str]]]]:
+    """(part, its commands in order): the README, then each section of the guide that has
+    commands; together, :func:`documented_commands`."""
+    parts = [("README", readme_commands((ROOT / "README.md").read_text()))]
+    for section in re.split(r"^## ", GUIDE.read_text(), flags=re.M):
+        if commands := readme_commands(section):
+            name = re.sub(r"[^a-z0-9]+", "-", section.splitlines()[0].lower()).strip("-")
+            parts.append((name, commands))
+    return parts
+
+
+def part_steps(part: str) -> tuple[list[tuple[str, str]], list[Step]]:
+    """A part's commands and their steps (STEPS is in the parts' order)."""
+    offset = 0
+    for name, commands in documented_parts():
+        if name == part:
+            return commands, STEPS[offset : offset + len(commands)]
+        offset += len(commands)
+    raise KeyError(part)
+
+
 @pytest.mark.slow
-def test_every_readme_command_in_order(embedded_run, experiments_loop, tmp_path):
-    commands = documented_commands()
-    assert [c for c, _ in commands] == [s.command for s in STEPS]
+@pytest.mark.parametrize(
+    "part",
+    [  # one xdist group each: the parts spread over the workers
+        pytest.param(name, marks=pytest.mark.xdist_group(f"readme:{name}"))
+        for name, _ in documented_parts()
+        if any(step.how != SKIP for step in part_steps(name)[1])
+    ],
+)
+def test_every_documented_command_in_order(part, embedded_run, tmp_path):
+    assert [c for _, cs in documented_parts() for c, _ in cs] == [s.command for s in STEPS]
+    commands, steps = part_steps(part)
     wd = tmp_path / "readme"
     shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the finished quick start
-    # its run cache shared with the experiments loop's tree, as a second clone's can be: the
-    # guide's edit of 3A and its `lr` experiment are the loop's jobs (the same keys), restored here
-    copy_cache_entries(experiments_loop[0], wd)
-    for (command, comment), step in zip(commands, STEPS):
+    for (command, comment), step in zip(commands, steps, strict=True):
         if step.how == SKIP:
             continue
         run = dry(command) if step.how == DRY else command
