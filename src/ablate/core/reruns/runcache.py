@@ -61,6 +61,12 @@ def log(msg: str) -> None:
 CODE_FILES = ("*.py", "*.yaml", "*.json", "*.jsonl")
 
 
+#: path -> (mtime_ns, size, sha256) of each code file hashed in this process: the planner keys
+#: every job of a run (:mod:`ablate.core.planner.cached`), and hashing the whole package per job
+#: took about 1 s each on 2 busy cores; a file whose mtime or size moved is hashed again
+_CODE_DIGESTS: dict[Path, tuple[int, int, str]] = {}
+
+
 def code_files(scripts: str | os.PathLike | None = None) -> dict[str, str]:
     """``ablate/<name>`` or ``scripts/<name>`` -> sha256 of every file of :data:`CODE_FILES` in
     the ``ablate`` package and in the workflow's scripts folder: what :func:`code_hash` covers,
@@ -73,7 +79,12 @@ def code_files(scripts: str | os.PathLike | None = None) -> dict[str, str]:
             continue
         files = {x for pattern in CODE_FILES for x in Path(root).rglob(pattern) if x.is_file()}
         for p in sorted(x for x in files if "__pycache__" not in x.parts):
-            out[f"{label}/{p.relative_to(root)}"] = hashlib.sha256(p.read_bytes()).hexdigest()
+            st = p.stat()
+            kept = _CODE_DIGESTS.get(p)
+            if kept is None or kept[:2] != (st.st_mtime_ns, st.st_size):
+                kept = (st.st_mtime_ns, st.st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+                _CODE_DIGESTS[p] = kept
+            out[f"{label}/{p.relative_to(root)}"] = kept[2]
     return out
 
 
