@@ -1,11 +1,10 @@
 """End to end: the loop a researcher takes on the embedded default, on a copy of the session's
 finished quick start (tests/conftest.py `embedded_run`, run with this checkout's code and the
-run cache on, its default): an experiment with one finetune key changed, a sweep of three values,
+run cache on, its default): an experiment with one finetune key changed, a sweep of two values,
 the table, a diff, an edit in place and its revert, a seed added (checkout.run_experiments_loop,
-once per session: the conftest fixture `experiments_loop`, whose run cache the README test's copy
-shares). Each step asserts what ran and what was reused, by the one line every job says
-(`[job] <rule> <wildcards>: ran ...` or `restored from the run cache ...`, ablate.job_script), and
-what Snakemake planned.
+once per session: the conftest fixture `experiments_loop`). Each step asserts what ran and what
+was reused, by the one line every job says (`[job] <rule> <wildcards>: ran ...` or `restored from
+the run cache ...`, ablate.job_script), and what Snakemake planned.
 
 An experiment's deltas and the base it was made from, through Snakemake on the toy study
 (tests/toy_study: one job, seconds): `test_a_base_rerun_since_an_experiment_withholds_its_deltas`.
@@ -58,9 +57,9 @@ def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(experiments
 
 
 def test_a_sweep_costs_its_new_finetunes_and_their_evaluations(experiments_loop):
-    """Three learning rates of 3A in one DAG: 1e-4 and 1e-3 train and evaluate; 5e-4 is the
-    `lr` experiment's finetune and evaluations, restored from the run cache by their key (the
-    same rule, params and inputs), not recomputed."""
+    """Two learning rates of 3A in one DAG: 2e-3 trains and evaluates; 5e-4 is the `lr`
+    experiment's finetune and evaluations, restored from the run cache by their key (the same
+    rule, params and inputs), not recomputed."""
     _, steps = experiments_loop
     got = said(steps["sweep"])
     # each sweep point's rules are its own (exp_sweep_<point>_finetune): summed over the points
@@ -70,7 +69,7 @@ def test_a_sweep_costs_its_new_finetunes_and_their_evaluations(experiments_loop)
         for suffix, counts in (("_finetune", finetunes), ("_eval_model", evals)):
             if rule.endswith(suffix):
                 counts[what] += n
-    assert finetunes == {"ran": 2, "restored": 1} and evals == {"ran": 4, "restored": 2}
+    assert finetunes == {"ran": 1, "restored": 1} and evals == {"ran": 2, "restored": 2}
     assert not [r for r, _ in got if not r.startswith("exp_sweep_")]  # no job of the base
     assert "restored from the run cache (key" in steps["sweep"]
 
@@ -83,7 +82,7 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiment
     assert set(rows) >= {
         "results",
         "results/exp/lr",
-        *(f"results/exp/sweep-{v}" for v in ("1.0e-4", "5.0e-4", "2.0e-3")),
+        *(f"results/exp/sweep-{v}" for v in ("5.0e-4", "2.0e-3")),
     }
     lr = rows["results/exp/lr"]
     assert (
@@ -116,11 +115,11 @@ def test_an_edit_in_place_and_its_revert(experiments_loop):
 
 
 def test_a_seed_equal_to_the_variants_own_is_that_run(experiments_loop):
-    """`3B: {seeds: [5, 6]}`: seed 5 is the default's 3B and 5B (the base's jobs); seed 6's two
-    finetunes and four evaluations are the experiment's."""
+    """`3A: {seeds: [5, 6]}`: seed 5 is the default's 3A (the base's jobs); seed 6's finetune and
+    its two evaluations are the experiment's."""
     _, steps = experiments_loop
     got = said(steps["seeds"])
-    assert got[("exp_seeds_finetune", "ran")] == 2 and got[("exp_seeds_eval_model", "ran")] == 4
+    assert got[("exp_seeds_finetune", "ran")] == 1 and got[("exp_seeds_eval_model", "ran")] == 2
     assert not [k for k in got if not k[0].startswith("exp_seeds_")]
 
 
