@@ -241,13 +241,14 @@ onstart:
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):
         print(msg, file=sys.stderr)
     # the progress line's time left: the planner's estimates of this run's planned jobs still to
-    # do, on this machine's setup (a local run; ablate.core.execution.terminal)
+    # do, on this machine's setup, and the count of the jobs it does not estimate (a local run;
+    # ablate.core.execution.terminal)
     if workflow.local_exec and PLANNED_STUDIES:
         from ablate.core.execution import terminal
         from ablate.core.planner.files import PLAN_FILES
 
         terminal.follow(
-            [j for j in JOBS if j.study in PLANNED_STUDIES],
+            JOBS,
             {str(f) for job in workflow.dag.needrun_jobs() for f in job.output},
             out(PLAN_FILES["estimate_csv"]),
             terminal.local_setup(config),

@@ -140,6 +140,27 @@ def test_progress_says_the_time_left_by_the_planner_estimates(tmp_path, monkeypa
     assert terminal.progress_note() == ""
 
 
+def test_progress_counts_the_jobs_the_planner_does_not_estimate(tmp_path, monkeypatch):
+    """The embedded default plans the mask study only: once its jobs were done the line said
+    nothing while the bridge's jobs ran (job 31 of 45 on), and never said they were not counted."""
+    monkeypatch.chdir(tmp_path)
+
+    def job(study: str, name: str) -> Job:
+        return Job(
+            study, "r", name, {}, {"s": f"{name}.json"}, None, kind="t", record=f"{name}.json"
+        )
+
+    jobs = [job("mask", "ft"), job("bridge", "tr1"), job("bridge", "tr2")]
+    (tmp_path / "estimate.csv").write_text("setup,job,est_job_s\n1x cpu,ft,600\n")
+    terminal.follow(jobs, {"ft.json", "tr1.json", "tr2.json"}, tmp_path / "estimate.csv", "1x cpu")
+    assert terminal.progress_note() == (
+        "; about 10 min left by the planner's estimates (1 planned job to go on 1x cpu)"
+        "; 2 bridge jobs to go, not estimated (plan.studies)"
+    )
+    (tmp_path / "ft.json").write_text("{}")
+    assert terminal.progress_note() == "; 2 bridge jobs to go, not estimated (plan.studies)"
+
+
 def test_the_summary_names_the_claims_the_results_and_the_report(tmp_path):
     (tmp_path / "results/claims").mkdir(parents=True)
     rows = [

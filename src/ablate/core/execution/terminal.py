@@ -11,7 +11,8 @@ profile's ``logger``) formats Snakemake's records with Snakemake's own formatter
   reads the dry run's listing) the lists stay whole, as colours go only to a terminal;
 - the progress line adds the time the run has left by the planner's per-job estimates
   (``<results>/plan/estimate.csv``, written by the run's first job) of the jobs still to finish,
-  on this machine's setup: :func:`follow` (the Snakefile's ``onstart``) names them;
+  on this machine's setup, and counts the jobs to go it has no estimate of (a study the plan
+  leaves out, ``plan.studies``): :func:`follow` (the Snakefile's ``onstart``) names them;
 - the end-of-run summary (the Snakefile's ``onsuccess``: :func:`run_summary`) comes last, after
   Snakemake's own closing lines.
 
@@ -81,12 +82,14 @@ def short_line(line: str, width: int = WIDTH) -> str:
 
 @dataclass
 class Followed:
-    """The jobs a run has to do that the planner estimates: job name -> its record file (done
-    once written after ``since``), and where the estimates are, for which setup."""
+    """The jobs a run has to do: job name -> its record file (done once written after
+    ``since``), and where the planner's estimates are, for which setup; ``studies``: job name ->
+    its study, for the jobs it has no estimate of."""
 
     records: dict[str, str]
     estimates: Path
     setup: str
+    studies: dict[str, str] = field(default_factory=dict)
     since: float = field(default_factory=time.time, init=False)  # when the run started
     _est: dict[str, float] | None = None
 
@@ -105,16 +108,31 @@ class Followed:
         return self._est
 
     def left_s(self) -> tuple[float, int] | None:
-        """(seconds, jobs) the planned jobs not finished yet take by the estimates."""
+        """(seconds, jobs) the estimated jobs not finished yet take by the estimates."""
         est = self.estimate()
         if est is None:
             return None
-        left = [
+        left = [n for n in self.left() if n in est]
+        return sum(est[n] for n in left), len(left)
+
+    def left(self) -> list[str]:
+        """The jobs not finished yet."""
+        return [
             name
             for name, record in self.records.items()
             if not (os.path.exists(record) and os.path.getmtime(record) >= self.since)
         ]
-        return sum(est.get(n, 0.0) for n in left), len(left)
+
+    def unestimated(self) -> dict[str, int]:
+        """Study -> how many of its jobs to go have no estimate (once the estimates exist)."""
+        est = self.estimate()
+        if est is None:
+            return {}
+        out: dict[str, int] = {}
+        for n in self.left():
+            if n not in est:
+                out[self.studies.get(n, "?")] = out.get(self.studies.get(n, "?"), 0) + 1
+        return out
 
 
 _followed: Followed | None = None
@@ -123,17 +141,19 @@ _followed: Followed | None = None
 def follow(
     jobs: list[Any], to_make: set[str], estimates: str | os.PathLike, setup: str | None
 ) -> None:
-    """Follow the run's planned jobs (core Jobs with a ``kind`` and a record) among ``jobs`` that
-    make a file of ``to_make`` (the DAG's jobs to run; the Snakefile's ``onstart``). ``setup``:
-    the planner's label of this machine (:func:`local_setup`); None: no time left is said."""
+    """Follow the run's jobs with a record (core Jobs of every study) among ``jobs`` that make a
+    file of ``to_make`` (the DAG's jobs to run; the Snakefile's ``onstart``). ``setup``: the
+    planner's label of this machine (:func:`local_setup`); None: no time left is said."""
     global _followed
     make = {os.path.normpath(f) for f in to_make}
-    records = {
-        j.name: j.record
+    followed = [
+        j
         for j in jobs
         if j.kind and j.record and any(os.path.normpath(o) in make for o in j.outputs.values())
-    }
-    _followed = Followed(records, Path(estimates), setup) if setup and records else None
+    ]
+    records = {j.name: j.record for j in followed}
+    studies = {j.name: j.study for j in followed}
+    _followed = Followed(records, Path(estimates), setup, studies) if setup and records else None
 
 
 def duration(seconds: float) -> str:
@@ -152,12 +172,15 @@ def progress_note() -> str:
     if _followed is None or (left := _followed.left_s()) is None:
         return ""
     seconds, jobs = left
-    if not jobs:
-        return ""
-    return (
-        f"; about {duration(seconds)} left by the planner's estimates "
-        f"({jobs} planned job{'s' if jobs > 1 else ''} to go on {_followed.setup})"
-    )
+    parts = []
+    if jobs:
+        parts.append(
+            f"about {duration(seconds)} left by the planner's estimates "
+            f"({jobs} planned job{'s' if jobs > 1 else ''} to go on {_followed.setup})"
+        )
+    for study, n in sorted(_followed.unestimated().items()):
+        parts.append(f"{n} {study} job{'s' if n > 1 else ''} to go, not estimated (plan.studies)")
+    return "".join(f"; {p}" for p in parts)
 
 
 def local_setup(config: dict[str, Any]) -> str | None:
