@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import DEEP_JSON
 
 from ablate.core.outputs import io, provenance
 from ablate.core.outputs.io import write_json
@@ -132,8 +133,9 @@ def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
         lambda e: (e / "outputs" / "1").unlink(),
         lambda e: (e / "outputs" / "0" / "extra.bin").write_bytes(b"x"),
         lambda e: (e / runcache.MANIFEST).unlink(),
+        lambda e: (e / runcache.MANIFEST).write_text(DEEP_JSON),
     ],
-    ids=["changed", "missing", "extra", "no-manifest"],
+    ids=["changed", "missing", "extra", "no-manifest", "too-deep"],
 )
 def test_an_entry_that_does_not_match_its_manifest_is_refused(tmp_path, damage, capsys):
     cache = tmp_path / "cache"

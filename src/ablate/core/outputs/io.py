@@ -65,11 +65,28 @@ def keep_in_history(path: str | os.PathLike) -> None:
         write_text(history_path(path, run_id), Path(path).read_text())
 
 
+def parse_json(text: str | bytes, where: str | os.PathLike) -> Any:
+    """The JSON value ``text`` holds; ``where`` names it in the error. What a user or host can
+    alter is read through here: text that is no JSON raises ``ValueError``, as does JSON nested
+    deeper than Python's parser recurses (``RecursionError`` there, which no reader catches as a
+    file it cannot read: ``'{"a":' * 100000``)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{where} holds JSON nested too deep to read") from None
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """The JSON value of the file ``path`` (:func:`parse_json`); ``OSError`` where it cannot be
+    read."""
+    return parse_json(Path(path).read_text(), path)
+
+
 def file_run_id(path: str | os.PathLike) -> str | None:
     """The run id of the record in the JSON file ``path``; None where it holds none or cannot be
     read."""
     try:
-        return record_run_id(json.loads(Path(path).read_text()))
+        return record_run_id(load_json(path))
     except (OSError, ValueError):
         return None
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import pickle
 import re
 import shutil
@@ -235,7 +234,7 @@ def load_state(ckpt: Path, state_type: type[S]) -> S:
     loop's State), checked before anything of the checkpoint is loaded."""
     path = ckpt / LOOP_STATE
     try:
-        state = json.loads(path.read_text())
+        state = io.load_json(path)
         if not (isinstance(state["step"], int) and isinstance(state["log_history"], list)):
             raise TypeError("step or log_history of another type")
         _check_log_history(state["log_history"])
