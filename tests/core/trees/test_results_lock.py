@@ -148,6 +148,20 @@ def test_an_experiments_tree_is_under_its_bases_lock(tmp_path, sleeper):
     assert results_lock.lock_path("exp/lr") == Path("exp/lr/.run.lock")
 
 
+def test_a_link_to_an_experiments_tree_is_under_its_bases_lock(tmp_path, monkeypatch, sleeper):
+    """`results: lnk` with lnk -> results/exp/lr took a lock of its own (lnk/.run.lock, in the
+    experiment's tree), which a run of the base never looks at: the lock is found where the
+    link leads, the base's."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results/exp/lr").mkdir(parents=True)
+    Path("lnk").symlink_to("results/exp/lr")
+    assert results_lock.lock_path("lnk") == Path("results/.run.lock")
+    hold(tmp_path / "results", sleeper.pid)
+    with pytest.raises(results_lock.ResultsLocked, match="^lnk/ is in use by another Snakemake"):
+        results_lock.acquire("lnk")
+    assert not (tmp_path / "results/exp/lr/.run.lock").exists()
+
+
 # ------------------------------------------------------------------ through Snakemake
 
 
