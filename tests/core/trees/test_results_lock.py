@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from checkout import copy_checkout, snakemake
+from helpers import DEEP_JSON
 
 from ablate.core.trees import results_lock
 
@@ -71,10 +72,11 @@ def test_a_holder_on_another_host_is_refused_with_how_to_clear_it(tmp_path):
         results_lock.acquire(results)
 
 
-def test_a_lock_that_reads_as_no_holder_is_refused(tmp_path):
+@pytest.mark.parametrize("text", ["{not json", DEEP_JSON], ids=["not-json", "too-deep"])
+def test_a_lock_that_reads_as_no_holder_is_refused(tmp_path, text):
     results = tmp_path / "results"
     results.mkdir()
-    results_lock.lock_path(results).write_text("{not json")
+    results_lock.lock_path(results).write_text(text)
     with pytest.raises(results_lock.ResultsLocked, match="pid \\? on \\?.*delete"):
         results_lock.acquire(results)
 

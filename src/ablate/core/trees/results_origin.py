@@ -85,7 +85,7 @@ def has_records_under(workdir: str | os.PathLike, results: str) -> bool:
 
 def read(results: str) -> dict | None:
     try:
-        origin = json.loads((Path(results) / ORIGIN_NAME).read_text())
+        origin = io.load_json(Path(results) / ORIGIN_NAME)
     except (OSError, ValueError):
         return None
     return origin if isinstance(origin, dict) else None
