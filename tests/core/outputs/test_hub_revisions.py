@@ -99,7 +99,7 @@ def test_a_lock_nested_too_deep_is_refused_in_one_line(cache, tmp_path):
     """The revisions lock 100k deep was a RecursionError: now the lock that does not parse."""
     (tmp_path / hub_revisions.LOCK).write_text(DEEP_JSON)
     with pytest.raises(
-        ConfigError, match="is not valid JSON .* too deep to read\\); fix or delete"
+        ConfigError, match="is not valid JSON .* deeper than 100 levels\\); fix or delete"
     ):
         hub_revisions.resolve("org/m", "main", tmp_path)
 

@@ -17,6 +17,7 @@ import pytest
 from helpers import DEEP_JSON
 
 from ablate.core.outputs import io, provenance
+from ablate.core.outputs.checkpoint_integrity import sha256_file
 from ablate.core.outputs.io import write_json
 from ablate.core.reruns import runcache
 from ablate.core.trees import results_trees
@@ -618,3 +619,12 @@ def test_an_upstream_rerun_of_the_same_result_restores_the_job_downstream(tmp_pa
     assert run(job)[0] is True
     record(upstream, {"policy": "causal", "leaks": True}, "run-3", 14.0)
     assert run(job)[0] is False
+
+
+def test_a_json_input_nested_too_deep_is_keyed_by_its_bytes(tmp_path):
+    """A declared JSON input 600 deep parsed, then its result content (a recursion per level)
+    raised RecursionError: the job's key could not be taken and the job said `not stored` on
+    every run. Deeper than io.MAX_JSON_DEPTH it is no record: keyed by its bytes."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 600 + "1" + "}" * 600)
+    assert runcache.input_fingerprint(deep) == sha256_file(deep)

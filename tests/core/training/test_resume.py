@@ -60,8 +60,8 @@ def test_a_run_key_nested_too_deep_sets_the_folder_aside(tmp_path, capfd):
     assert resume.prepare_resume(ckpts, {"kind": "t"}) is None
     assert (tmp_path / "corrupt-checkpoints" / "checkpoint-1").is_dir()
     assert (
-        f"[resume] {key_file} is unreadable (ValueError: {key_file} holds JSON nested too deep "
-        "to read): checkpoints set aside as corrupt-checkpoints, starting fresh\n"
+        f"[resume] {key_file} is unreadable (ValueError: {key_file} holds JSON nested deeper "
+        "than 100 levels): checkpoints set aside as corrupt-checkpoints, starting fresh\n"
     ) == capfd.readouterr().err
 
 
