@@ -19,6 +19,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: JSON nested 100k deep: well-formed, but Python's parser recurses per level (RecursionError),
+#: what a user or host can put in any JSON file a run reads back
+DEEP_JSON = '{"a":' * 100_000 + "1" + "}" * 100_000
+
 # ---------------------------------------------------------------- shipped configs
 
 

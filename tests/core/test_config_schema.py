@@ -516,18 +516,26 @@ def test_scientific_number_without_a_dot_says_what_to_write(workflow_copy):
     ) in out, out
 
 
-@pytest.mark.parametrize("results", ["./results/", "results/", "/abs/results", "a\nb", "r\tx"])
+#: every character Python's str.splitlines breaks a line at (U+0085, U+2028 among them)
+LINE_BREAKS = [c for c in map(chr, range(0x110000)) if len(f"a{c}b".splitlines()) > 1]
+
+
+@pytest.mark.parametrize(
+    "results",
+    ["./results/", "results/", "/abs/results", "r\tx", *(f"r{c}x" for c in LINE_BREAKS), "r\x9bx"],
+)
 def test_a_results_folder_is_refused_in_words_not_by_its_regex(results):
     """``results: ./results/`` was answered with the schema's raw regex; ``results: "a\\nb"`` (a
-    line break in a folder's name, which breaks every line naming it) was accepted."""
+    line break in a folder's name, which breaks every line naming it) was accepted, and then
+    ``"r\\u0085x"`` and ``"r\\u2028x"`` (NEL, LINE SEPARATOR: line breaks beyond \\x00-\\x1f)."""
     from ablate.core.config import schema_error
 
     with pytest.raises(jsonschema.ValidationError) as info:
         validated(edit("results", results))
     assert schema_error(info.value) == (
         f"invalid config at results: {results!r} is not a folder written as a relative path "
-        "(results, results/run2): no / at its start or end, no { or }, no line break, tab or "
-        "other control character"
+        "(results, results/run2): no / at its start or end, no { or }, no line break of any kind "
+        "(U+0085, U+2028 and U+2029 too), tab or other control character"
     )
 
 

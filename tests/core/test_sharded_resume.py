@@ -76,7 +76,7 @@ def test_sharded_run_resumes_exactly(uninterrupted, tmp_path):
     assert {p.name for p in ckpt2.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
     # the schedule's position and the loop's state (step, tokens, log history): written once
     assert all((ckpt2 / f).is_file() for f in (saving.SCHEDULER, saving.LOOP_STATE))
-    assert saving.load_state(ckpt2, State).step == 2
+    assert saving.load_state(ckpt2, State, PARAMS["max_steps"]).step == 2
 
     # as if killed after checkpoint-2: the later checkpoint, the final weights, the summary lost
     out = tmp_path / "run"

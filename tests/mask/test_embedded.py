@@ -212,3 +212,29 @@ def test_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse names the choices
         embedded.main(["--out", str(tmp_path), "--sft-split", "middle"])
     assert "invalid choice: 'middle'" in capsys.readouterr().err
+
+
+#: a --configfile that ``ablate data`` cannot take (by name under tmp_path, or a shipped one),
+#: and the line it stops in
+UNREADABLE_CONFIGFILES = {
+    "list.yaml": "{f}: holds a list of 2 items, not config keys: a config file is a mapping of "
+    "`key: value` lines (results: results)",
+    "nope.yaml": "config file {f} does not exist",
+    "config/latentwire.yaml": "config {f} has no mask: section (the embedded world is the mask "
+    "study's data): give a config of that study, such as config/config.yaml",
+}
+
+
+@pytest.mark.parametrize("name", list(UNREADABLE_CONFIGFILES))
+def test_a_configfile_that_does_not_read_stops_in_one_line(tmp_path, capsys, name):
+    """``ablate data --configfile list.yaml`` (a YAML list) ended in a PlanError traceback, a
+    bridge-only config in a KeyError one, and ``--configfile nope.yaml`` (missing) wrote the
+    schema's smaller world without a word: each is one line naming the file, nothing written."""
+    from helpers import ROOT
+
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    f = ROOT / name if name.startswith("config/") else tmp_path / name
+    out = tmp_path / "d"
+    assert embedded.main(["--configfile", str(f), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"ablate data: {UNREADABLE_CONFIGFILES[name].format(f=f)}\n"
+    assert not out.exists()

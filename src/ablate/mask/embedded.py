@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -289,23 +290,42 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
 
 def config_options(configfile: str | os.PathLike) -> dict[str, Any]:
     """The world's options as a config file sets them (its ``mask.data``, the schema's defaults
-    filled in): what its ``make_data`` job writes."""
-    from ablate.core.planner.inputs import load_config
+    filled in): what its ``make_data`` job writes. A file that is missing, is no config, or has
+    no ``mask:`` study: :class:`~ablate.core.planner.inputs.PlanError`, one line."""
+    from ablate.core.planner.inputs import PlanError, load_config
 
-    data = load_config(configfile)["mask"]["data"]
+    loaded = load_config(configfile)
+    if "mask" not in loaded:
+        raise PlanError(
+            f"config {configfile} has no mask: section (the embedded world is the mask study's "
+            f"data): give a config of that study, such as {config.DEFAULT_CONFIGFILE}"
+        )
+    data = loaded["mask"]["data"]
     return {"seed": data["seed"], **{k: data["embedded"][k] for k in options() if k != "seed"}}
 
 
+def _defaults(configfile: str | None) -> tuple[dict[str, Any], str]:
+    """The world's options ``ablate data`` writes by default, and where they come from: the
+    given config file's (one that does not read: its error), else the embedded default's world
+    (config/config.yaml), the one its pipeline writes; the schema's own defaults (a smaller
+    world) only where that file is not there."""
+    if configfile is None and not Path(config.DEFAULT_CONFIGFILE).is_file():
+        return options(), "the config schema's (no config file)"
+    configfile = configfile or config.DEFAULT_CONFIGFILE
+    return config_options(configfile), f"{configfile}: mask.data"
+
+
 def main(argv: list[str] | None = None) -> int:
-    # the defaults are the embedded default's world (config/config.yaml), the one its pipeline
-    # writes; the schema's own defaults (a smaller world) only where that file is not there
+    from ablate.core.planner.inputs import PlanError
+
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--configfile", default=config.DEFAULT_CONFIGFILE)
+    pre.add_argument("--configfile")
     known, _ = pre.parse_known_args(argv)
-    if Path(known.configfile).is_file():
-        defaults, source = config_options(known.configfile), f"{known.configfile}: mask.data"
-    else:
-        defaults, source = options(), "the config schema's (no config file)"
+    try:
+        defaults, source = _defaults(known.configfile)
+    except PlanError as exc:
+        print(f"ablate data: {exc}", file=sys.stderr)
+        return 2
     ap = argparse.ArgumentParser(
         prog="ablate data",
         description="Write the embedded world: corpus.jsonl, tasks/ (lm-eval YAML + jsonl), "

@@ -4,6 +4,8 @@ with one that does not parse)."""
 
 from __future__ import annotations
 
+from helpers import DEEP_JSON
+
 from ablate.core.execution import spend
 
 RECORD = {"spent_usd": 1.234, "instances": 3, "running": 1, "updated": "2026-11-27T10:00:00Z"}
@@ -19,6 +21,8 @@ def test_no_record_or_one_that_does_not_parse_is_none(tmp_path):
     assert spend.read(tmp_path) is None and spend.status_line(tmp_path) is None
     (tmp_path / spend.SPEND_FILE).parent.mkdir(parents=True)
     (tmp_path / spend.SPEND_FILE).write_text('{"spent_usd": 1.2')  # cut off mid-write
+    assert spend.read(tmp_path) is None and spend.status_line(tmp_path) is None
+    (tmp_path / spend.SPEND_FILE).write_text(DEEP_JSON)  # a RecursionError before
     assert spend.read(tmp_path) is None and spend.status_line(tmp_path) is None
 
 

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import DEEP_JSON
 
 from ablate.core.models.modeling import load_causal_lm
 from ablate.core.outputs import checkpoint_integrity
@@ -133,8 +134,9 @@ def test_a_missing_file_is_named(hashed_checkpoint):
         '{"step": 1}',
         '{"files": {"a": {"bytes": "3", "sha256": "x"}}}',
         '{"files": []}',
+        DEEP_JSON,
     ],
-    ids=["cut-off", "no-files", "string-bytes", "not-a-mapping"],
+    ids=["cut-off", "no-files", "string-bytes", "not-a-mapping", "too-deep"],
 )
 def test_a_manifest_cut_off_or_altered_is_refused_in_one_line(hashed_checkpoint, manifest):
     (hashed_checkpoint / checkpoint_integrity.MANIFEST_NAME).write_text(manifest)

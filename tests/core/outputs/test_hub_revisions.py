@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import DEEP_JSON
 
 from ablate.core.config import ConfigError
 from ablate.core.outputs import hub_revisions
@@ -91,6 +92,15 @@ def test_a_commit_is_its_own_resolution(cache, tmp_path):
 def test_a_bad_lock_entry_is_refused(cache, tmp_path):
     (tmp_path / hub_revisions.LOCK).write_text(json.dumps({"org/m@main": {"sha": "abc"}}))
     with pytest.raises(ConfigError, match="'org/m@main' has no 40-hex-digit 'sha'"):
+        hub_revisions.resolve("org/m", "main", tmp_path)
+
+
+def test_a_lock_nested_too_deep_is_refused_in_one_line(cache, tmp_path):
+    """The revisions lock 100k deep was a RecursionError: now the lock that does not parse."""
+    (tmp_path / hub_revisions.LOCK).write_text(DEEP_JSON)
+    with pytest.raises(
+        ConfigError, match="is not valid JSON .* deeper than 100 levels\\); fix or delete"
+    ):
         hub_revisions.resolve("org/m", "main", tmp_path)
 
 

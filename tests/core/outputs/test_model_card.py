@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import DEEP_JSON
 
 from ablate.core.outputs import model_card
 
@@ -106,3 +107,13 @@ def test_check_revision_refuses_a_card_of_another_commit():
 def test_a_missing_path_is_not_taken_for_a_hub_id(model):
     with pytest.raises(model_card.ModelCardError, match="is not a hub id org/name"):
         model_card.register_pretrained("never-written.json", model=model)
+
+
+def test_a_card_nested_too_deep_is_refused_in_one_line(tmp_path):
+    """JSON 100k deep was a RecursionError out of the card's read: a card that does not parse."""
+    (tmp_path / "deep.json").write_text(DEEP_JSON)
+    with pytest.raises(
+        model_card.ModelCardError, match="is not valid JSON: .* deeper than 100 levels"
+    ) as got:
+        model_card.read(tmp_path / "deep.json")
+    assert "\n" not in str(got.value)

@@ -14,8 +14,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import DEEP_JSON
 
 from ablate.core.outputs import io, provenance
+from ablate.core.outputs.checkpoint_integrity import sha256_file
 from ablate.core.outputs.io import write_json
 from ablate.core.reruns import runcache
 from ablate.core.trees import results_trees
@@ -132,8 +134,9 @@ def test_a_second_clone_reuses_the_first_ones_jobs(tmp_path):
         lambda e: (e / "outputs" / "1").unlink(),
         lambda e: (e / "outputs" / "0" / "extra.bin").write_bytes(b"x"),
         lambda e: (e / runcache.MANIFEST).unlink(),
+        lambda e: (e / runcache.MANIFEST).write_text(DEEP_JSON),
     ],
-    ids=["changed", "missing", "extra", "no-manifest"],
+    ids=["changed", "missing", "extra", "no-manifest", "too-deep"],
 )
 def test_an_entry_that_does_not_match_its_manifest_is_refused(tmp_path, damage, capsys):
     cache = tmp_path / "cache"
@@ -678,3 +681,12 @@ def test_a_miss_names_the_input_the_code_file_and_the_package_that_differ(
     monkeypatch.setattr(runcache, "runtime_packages", lambda: {**versions, "torch": "0.0"})
     (line,) = missed(make_job(tmp_path / "w", cache), capsys)
     assert f'package torch "{versions["torch"]}" -> "0.0"' in line, line
+
+
+def test_a_json_input_nested_too_deep_is_keyed_by_its_bytes(tmp_path):
+    """A declared JSON input 600 deep parsed, then its result content (a recursion per level)
+    raised RecursionError: the job's key could not be taken and the job said `not stored` on
+    every run. Deeper than io.MAX_JSON_DEPTH it is no record: keyed by its bytes."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 600 + "1" + "}" * 600)
+    assert runcache.input_fingerprint(deep) == sha256_file(deep)

@@ -210,6 +210,48 @@ def test_sharded_metadata_of_bad_arguments_sets_the_checkpoint_aside(tmp_path, c
     assert (ckpts / "corrupt-checkpoint-2").is_dir()
 
 
+#: a loop state's field of another type or out of the run's range, and the error it is refused by
+#: (each went into the trainer: an AttributeError or TypeError after the load, every rerun)
+LOOP_STATES = [
+    ({"segments": 5}, "TypeError: segments is of type int, not list"),
+    ({"tokens_seen": "lots"}, "TypeError: tokens_seen is of type str, not int"),
+    ({"step": True}, "TypeError: step is of type bool, not int"),
+    ({"step": -3}, "ValueError: step -3, not this checkpoint's (checkpoint-2) of 0..1200"),
+    ({"step": 10**9}, "ValueError: step 1000000000, not this checkpoint's (checkpoint-2) of 0..1200"),
+    ({"step": 1}, "ValueError: step 1, not this checkpoint's (checkpoint-2) of 0..1200"),
+    ({"tokens_seen": -1}, "ValueError: tokens_seen -1 is negative"),
+    ({"segments": [{"from_step": 7}]}, "ValueError: a segment from step 7, not in 0..2"),
+    ({"segments": ["x"]}, "TypeError: a segment without an integer from_step: x"),
+    ({"log_history": [{"step": True}]}, "TypeError: a log_history entry without an integer step"),
+    ({"log_history": [{"step": 9}]}, "ValueError: a log_history entry of step 9, not in 0..2"),
+    ({"unlogged_losses": [True]}, "TypeError: unlogged_losses is not a list of numbers"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"), LOOP_STATES, ids=[json.dumps(f) for f, _ in LOOP_STATES]
+)
+def test_a_loop_state_of_another_type_or_range_sets_its_checkpoint_aside(
+    tmp_path, capfd, fields, error
+):
+    """Every field of ``loop_state.json`` is checked against the run (its type, the step the
+    checkpoint's own within 0..max_steps, the counts, the segments' and logs' steps) before
+    anything goes into the trainer: the checkpoint is set aside, the one before it resumed."""
+    ckpts = tmp_path / "checkpoints"
+    _two_checkpoints(ckpts)
+    path = ckpts / "checkpoint-2" / saving.LOOP_STATE
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    checkpoint_integrity.mark_complete(ckpts / "checkpoint-2", 2, saving.FORMAT_WHOLE)
+    capfd.readouterr()
+    trainer = _trainer(ckpts, seed=1)
+    assert _resume(ckpts, trainer) == ckpts / "checkpoint-1"
+    assert (
+        f"[resume] checkpoint-2 set aside as corrupt-checkpoint-2: {path} is unreadable ({error}"
+        in capfd.readouterr().err
+    )
+    assert trainer.state == State(**json.loads((ckpts / "checkpoint-1" / path.name).read_text()))
+
+
 # ---------------------------------------------------------------------------- the loaders fuzzed
 
 #: globals torch's weights_only unpickler admits (the loop's files), by (module, name)

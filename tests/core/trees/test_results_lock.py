@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from checkout import copy_checkout, snakemake
+from helpers import DEEP_JSON
 
 from ablate.core.trees import results_lock
 
@@ -71,10 +72,11 @@ def test_a_holder_on_another_host_is_refused_with_how_to_clear_it(tmp_path):
         results_lock.acquire(results)
 
 
-def test_a_lock_that_reads_as_no_holder_is_refused(tmp_path):
+@pytest.mark.parametrize("text", ["{not json", DEEP_JSON], ids=["not-json", "too-deep"])
+def test_a_lock_that_reads_as_no_holder_is_refused(tmp_path, text):
     results = tmp_path / "results"
     results.mkdir()
-    results_lock.lock_path(results).write_text("{not json")
+    results_lock.lock_path(results).write_text(text)
     with pytest.raises(results_lock.ResultsLocked, match="pid \\? on \\?.*delete"):
         results_lock.acquire(results)
 
@@ -146,6 +148,20 @@ def test_an_experiments_tree_is_under_its_bases_lock(tmp_path, sleeper):
     assert results_lock.read(results) is None
     # a folder named exp/<name> with no base above it in the path is a folder of its own
     assert results_lock.lock_path("exp/lr") == Path("exp/lr/.run.lock")
+
+
+def test_a_link_to_an_experiments_tree_is_under_its_bases_lock(tmp_path, monkeypatch, sleeper):
+    """`results: lnk` with lnk -> results/exp/lr took a lock of its own (lnk/.run.lock, in the
+    experiment's tree), which a run of the base never looks at: the lock is found where the
+    link leads, the base's."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results/exp/lr").mkdir(parents=True)
+    Path("lnk").symlink_to("results/exp/lr")
+    assert results_lock.lock_path("lnk") == Path("results/.run.lock")
+    hold(tmp_path / "results", sleeper.pid)
+    with pytest.raises(results_lock.ResultsLocked, match="^lnk/ is in use by another Snakemake"):
+        results_lock.acquire("lnk")
+    assert not (tmp_path / "results/exp/lr/.run.lock").exists()
 
 
 # ------------------------------------------------------------------ through Snakemake

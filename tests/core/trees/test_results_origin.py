@@ -14,6 +14,7 @@ import shutil
 
 import pytest
 from checkout import copy_checkout, snakemake
+from helpers import DEEP_JSON
 
 from ablate.core.config import validate_config
 from ablate.core.trees import results_origin
@@ -50,6 +51,13 @@ def metadata_record(workdir, output: str) -> None:
     key = base64.urlsafe_b64encode(output.encode()).decode()
     (workdir / ".snakemake" / "metadata").mkdir(parents=True, exist_ok=True)
     (workdir / ".snakemake" / "metadata" / key).write_text("{}")
+
+
+def test_an_origin_nested_too_deep_reads_as_none(tmp_path):
+    """``.origin.json`` 100k deep was a RecursionError at parse time: it reads as none."""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / results_origin.ORIGIN_NAME).write_text(DEEP_JSON)
+    assert results_origin.read(tmp_path / "results") is None
 
 
 def test_origin_error(tmp_path, monkeypatch):

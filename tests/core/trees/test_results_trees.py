@@ -190,3 +190,34 @@ def test_an_experiments_tree_as_a_configurations_results_fails_the_dry_run(tmp_p
     (wd / "lr.yaml").write_text(json.dumps({"experiments": {"lr": lr}}))
     r = snakemake(wd, "-n", "--configfile", "config/config.yaml", "lr.yaml", "--", "exp_lr_all")
     assert r.returncode == 0 and "exp_lr_finetune" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_link_into_another_results_tree_is_judged_where_it_leads(tmp_path, monkeypatch):
+    """`ln -s results/exp/lr-5.0e-4 lnk` with an overlay `results: lnk` planned and rewrote the
+    experiment's tree, and `results: lnk3/x` with lnk3 -> results/finetune wrote in the base's
+    own folder: the nesting check read the path as written. Now symlinks are resolved first,
+    and the line names the link and where it leads; a link to a tree of its own passes, and so
+    does an experiment's own run through a link to its base."""
+    monkeypatch.chdir(tmp_path)
+    results_origin.record("results", tmp_path)
+    (tmp_path / "results/exp/lr-5.0e-4").mkdir(parents=True)
+    (tmp_path / "results/exp/lr-5.0e-4" / experiments.DEFINITION).write_text("{}")
+    Path("lnk").symlink_to("results/exp/lr-5.0e-4")
+    Path("lnk3").symlink_to("results/finetune")
+    Path("abs").symlink_to(tmp_path / "results/exp")
+    Path("base").symlink_to("results")
+    exp = "the results tree of experiment lr-5.0e-4 of results/ (`ablate exp run` writes it)"
+    for value, says in [
+        ("lnk", f"lnk (a link to results/exp/lr-5.0e-4) is {exp}"),
+        ("lnk/x", f"lnk/x (a link to results/exp/lr-5.0e-4/x) lies in results/exp/lr-5.0e-4/, {exp}"),
+        ("abs/lr-5.0e-4", f"abs/lr-5.0e-4 (a link to results/exp/lr-5.0e-4) is {exp}"),
+        ("lnk3/x", "lnk3/x (a link to results/finetune/x) lies in results/finetune/ of the results tree results/ ("),
+        (str(tmp_path / "lnk"), f"{tmp_path}/lnk (a link to {tmp_path}/results/exp/lr-5.0e-4) is "
+         f"the results tree of experiment lr-5.0e-4 of {tmp_path}/results/"),
+    ]:  # fmt: skip
+        message = results_trees.nesting_error(value)
+        assert message and message.startswith(f"invalid config at results: {says}"), message
+    assert results_trees.nesting_error("base") is None
+    assert results_trees.nesting_error("base/ministral3b") is None
+    marker = {"name": "lr-5.0e-4", "base": {"results": "base"}, "set": {}}
+    assert results_trees.nesting_error("base/exp/lr-5.0e-4", marker) is None

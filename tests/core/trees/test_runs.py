@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import DEEP_JSON
 from tree_records import EVAL, EVAL_SLICE, record
 
 from ablate import cli
@@ -173,8 +174,9 @@ def test_run_cache_entries_per_job(tmp_path):
 
 
 def test_unreadable_run_cache_entries_are_counted_and_named(tmp_path, capsys):
-    """An entry whose manifest is missing, not JSON, or names no job was left out of ``ablate
-    runs --cache`` silently; refused/ and a store under way (a hidden folder) are no entries."""
+    """An entry whose manifest is missing, not JSON (or nested too deep to parse), or names no
+    job was left out of ``ablate runs --cache`` silently (the deep one: a traceback); refused/ and
+    a store under way (a hidden folder) are no entries."""
     record(tmp_path / "results", EVAL, EVAL_SLICE)
     cache = tmp_path / "cache"
     cache_entry(cache, "k1", {"seed": 0}, "2026-11-26T09:00:00+0000", "a")
@@ -183,15 +185,17 @@ def test_unreadable_run_cache_entries_are_counted_and_named(tmp_path, capsys):
     (cache / "k3" / MANIFEST).write_text("{not json")
     (cache / "k4").mkdir()
     (cache / "k4" / MANIFEST).write_text(json.dumps({"parts": {"rule": "x"}, "outputs": [3]}))
+    (cache / "k5").mkdir()
+    (cache / "k5" / MANIFEST).write_text(DEEP_JSON)  # a RecursionError traceback before
     (cache / "refused" / "k0-1234").mkdir(parents=True)
     (cache / ".tmp-abc").mkdir()
-    assert runs.cache_entries(cache)[1] == ["k2", "k3", "k4"]
+    assert runs.cache_entries(cache)[1] == ["k2", "k3", "k4", "k5"]
     assert cli.main(["runs", "--root", str(tmp_path), "--cache", str(cache)]) == 0
     captured = capsys.readouterr()
     assert "results: eval_model model=base: 1 entries" in captured.out
     assert captured.err == (
-        f"ablate runs: 3 entries of the run cache {cache} left out, with no readable "
-        f"{MANIFEST} naming its job: k2, k3, k4 (a job whose key one is runs again and stores "
+        f"ablate runs: 4 entries of the run cache {cache} left out, with no readable "
+        f"{MANIFEST} naming its job: k2, k3, k4, k5 (a job whose key one is runs again and stores "
         "it anew; delete them to clear this line)\n"
     )
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ def write(workdir: str | os.PathLike, record: dict[str, Any]) -> Path:
 def read(workdir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(workdir) / SPEND_FILE
     try:
-        return json.loads(path.read_text())
+        return io.load_json(path)
     except (OSError, ValueError):
         return None
 

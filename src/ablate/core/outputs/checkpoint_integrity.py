@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -107,7 +106,7 @@ def read_manifest(directory: str | os.PathLike) -> dict:
     that fails on every try)."""
     d = Path(directory)
     try:
-        manifest = json.loads((d / MANIFEST_NAME).read_text())
+        manifest = io.load_json(d / MANIFEST_NAME)
         files = manifest["files"]
         if not all(
             isinstance(m, dict) and isinstance(m["bytes"], int) and isinstance(m["sha256"], str)
@@ -204,7 +203,7 @@ def written_here(directory: str | os.PathLike) -> bool:
     if not summary.is_file():
         return False
     try:
-        ckpt = json.loads(summary.read_text()).get("checkpoint")
+        ckpt = io.load_json(summary).get("checkpoint")
     except (ValueError, AttributeError):
         return False
     return isinstance(ckpt, dict) and Path(str(ckpt.get("path", ""))).name == d.name

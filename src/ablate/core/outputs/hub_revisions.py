@@ -20,7 +20,6 @@ workflow) agree. A commit sha is returned in lower case without a lookup.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -54,8 +53,8 @@ def read_lock(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
     try:
-        lock = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        lock = io.load_json(path)
+    except ValueError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
     for key, entry in lock.items():
         if not (isinstance(entry, dict) and SHA.fullmatch(str(entry.get("sha", "")).lower())):

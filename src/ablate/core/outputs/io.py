@@ -65,11 +65,51 @@ def keep_in_history(path: str | os.PathLike) -> None:
         write_text(history_path(path, run_id), Path(path).read_text())
 
 
+#: The deepest nesting of JSON a run reads back (the pipeline's own files are under 10 levels):
+#: what is deeper is refused, so that no reader recursing through it (Python's parser, a
+#: record's result content) meets a ``RecursionError``.
+MAX_JSON_DEPTH = 100
+
+
+def json_depth(value: Any) -> int:
+    """How deep ``value`` nests objects and arrays (a scalar 0), counted without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        items = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            todo.extend((x, depth + 1) for x in items if isinstance(x, dict | list))
+    return deepest
+
+
+def parse_json(text: str | bytes, where: str | os.PathLike) -> Any:
+    """The JSON value ``text`` holds; ``where`` names it in the error. What a user or host can
+    alter is read through here: text that is no JSON raises ``ValueError``, as does JSON nested
+    deeper than :data:`MAX_JSON_DEPTH` (Python's parser raised ``RecursionError`` at about 1000
+    levels, which no reader catches as a file it cannot read: ``'{"a":' * 100000``; a reader
+    recursing through a record, from about 500)."""
+    too_deep = ValueError(f"{where} holds JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise too_deep from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise too_deep
+    return value
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """The JSON value of the file ``path`` (:func:`parse_json`); ``OSError`` where it cannot be
+    read."""
+    return parse_json(Path(path).read_text(), path)
+
+
 def file_run_id(path: str | os.PathLike) -> str | None:
     """The run id of the record in the JSON file ``path``; None where it holds none or cannot be
     read."""
     try:
-        return record_run_id(json.loads(Path(path).read_text()))
+        return record_run_id(load_json(path))
     except (OSError, ValueError):
         return None
 

@@ -11,7 +11,6 @@ hub id) and ``revision`` the hub revision (resolved to a commit sha when the hub
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -58,8 +57,8 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     if not p.exists():
         raise ModelCardError(f"model card {p} does not exist (run the prepare_model rule)")
     try:
-        card = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
+        card = io.load_json(p)
+    except ValueError as exc:
         raise ModelCardError(f"model card {p} is not valid JSON: {exc}") from exc
     for key in ("path", "revision", "tokenizer"):
         if key not in card:

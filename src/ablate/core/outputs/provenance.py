@@ -170,12 +170,12 @@ def runtime_packages(root: str = "ablate") -> dict[str, str | None]:
     every job the run cache keys: the answer is kept in the user's cache
     (:func:`ablate.core.outputs.io.user_cache_dir`) under :func:`installed_key`, which any install,
     upgrade or removal changes."""
-    from ablate.core.outputs.io import user_cache_dir
+    from ablate.core.outputs.io import load_json, user_cache_dir
 
     # v2: extras left out (v1 counted all but `test`)
     kept = user_cache_dir() / f"runtime-packages-v2-{root}-{installed_key()[:32]}.json"
     try:
-        return json.loads(kept.read_text())
+        return load_json(kept)
     except (OSError, ValueError):
         pass
     out = _runtime_packages(root)
@@ -378,13 +378,13 @@ UPSTREAM_ENV = "ABLATE_UPSTREAM_RUNS"
 
 def upstream_runs(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
     """Declared input path -> the run id of the record it is (its JSON files that are records)."""
-    from ablate.core.outputs.io import record_run_id
+    from ablate.core.outputs.io import load_json, record_run_id
 
     out = {}
     for path in paths:
         if str(path).endswith(".json") and os.path.isfile(path):
             try:
-                run_id = record_run_id(json.loads(Path(path).read_text()))
+                run_id = record_run_id(load_json(path))
             except (OSError, ValueError):
                 continue
             if run_id:

@@ -28,12 +28,11 @@ No torch, no pandas: ``ablate status`` and the Snakefile read it.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from ablate.core.outputs import io
 from ablate.core.outputs.provenance import changed_keys
 
 #: Fields of a record (at any depth) that describe the run, not its result: which run, how long,
@@ -71,7 +70,7 @@ def result_content(record: Any) -> Any:
 def read_json(path: str | os.PathLike | None) -> dict | None:
     """A JSON object, or None when absent, unreadable or not an object."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = io.load_json(path)
     except (OSError, TypeError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -139,7 +138,7 @@ def benchmark_rows(path: str | os.PathLike | None) -> list[dict[str, Any]]:
     try:
         with open(path, newline="") as f:
             if str(path).endswith(".jsonl"):
-                return [json.loads(line) for line in f if line.strip()]
+                return [io.parse_json(line, path) for line in f if line.strip()]
             return list(csv.DictReader(f, delimiter="\t"))
     except (OSError, TypeError, ValueError):
         return []

@@ -203,7 +203,7 @@ def input_fingerprint(path: str | os.PathLike) -> str:
 def _json_digest(path: Path) -> str | None:
     """sha256 of a JSON file's result content; None when it is no JSON (hashed by its bytes)."""
     try:
-        record = json.loads(path.read_text())
+        record = io.load_json(path)
     except (UnicodeDecodeError, ValueError):
         return None
     return hashlib.sha256(b"json\0" + canonical_json(result_content(record)).encode()).hexdigest()
@@ -233,7 +233,7 @@ def verify(entry: Path) -> str | None:
     (its folder's name: the manifest's ``key`` and the key of its ``parts``, recomputed), and
     every file is the one its manifest lists; else what is wrong."""
     try:
-        manifest = json.loads((entry / MANIFEST).read_text())
+        manifest = io.load_json(entry / MANIFEST)
         listed = manifest["files"]
     except (OSError, ValueError, KeyError) as exc:
         return f"no readable manifest ({type(exc).__name__})"
@@ -399,7 +399,7 @@ def restore(
         refuse(cache, key, why)
         return None
     check_inputs(inputs)
-    manifest = json.loads((entry / MANIFEST).read_text())
+    manifest = io.load_json(entry / MANIFEST)
     _remove([*outputs, *side])
     for i, p in enumerate(outputs):
         _copy(entry / OUTPUTS / str(i), p)

@@ -108,7 +108,7 @@ def _resume(trainer: loop.Trainer, ckpt: Path) -> bool:
     """Load ``ckpt`` into ``trainer``: everything, or only the weights and the loop's state when a
     stop rule had already fired at its save step (killed before the final save: training on
     would pass the stop). Returns whether it had."""
-    prior = saving.load_state(ckpt, loop.State)
+    prior = saving.load_state(ckpt, loop.State, trainer.params.max_steps)
     prior_stop = StopRules(trainer.params).replay(prior.log_history)
     if prior_stop:
         saving.load_weights(trainer, ckpt)

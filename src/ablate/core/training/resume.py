@@ -104,7 +104,7 @@ def prepare_resume(
     identity = resume_identity(run_key, inputs)
     if ckpt_dir.is_dir():
         try:
-            old = json.loads(key_file.read_text()) if key_file.exists() else None
+            old = io.load_json(key_file) if key_file.exists() else None
             why = _why_other(old, identity)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # cut off or altered: whose checkpoints these are is unknown, so none is resumed
@@ -176,7 +176,7 @@ def rerun_note(ckpt_dir: str | os.PathLike, params: dict[str, Any] | None = None
     if not done:
         return None
     try:
-        old = json.loads((ckpt_dir / checkpoint_integrity.RUN_KEY_FILE).read_text())
+        old = io.load_json(ckpt_dir / checkpoint_integrity.RUN_KEY_FILE)
         code, inputs, config = old["code"], old["inputs"], old["config"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"starts afresh: {checkpoint_integrity.RUN_KEY_FILE} of {ckpt_dir} is missing or unreadable"

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import pickle
 import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -220,28 +219,53 @@ def _rng(path: Path) -> dict:
     return got
 
 
-def _check_log_history(log_history: Any) -> None:
-    """Entries that replaying the stop rules reads: each a mapping with an integer step, its
-    losses numbers."""
+def _check_log_history(log_history: list, step: int) -> None:
+    """Entries that replaying the stop rules reads: each a mapping with a step of the run so far
+    (an int, not a bool), its losses numbers."""
     for entry in log_history:
-        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+        if not isinstance(entry, dict) or type(entry.get("step")) is not int:
             raise TypeError(f"a log_history entry without an integer step: {str(entry)[:60]}")
-        if any(not isinstance(entry.get(k, 0.0), int | float) for k in ("loss", "eval_loss")):
+        if not 0 <= entry["step"] <= step:
+            raise ValueError(f"a log_history entry of step {entry['step']}, not in 0..{step}")
+        if any(type(entry.get(k, 0.0)) not in (int, float) for k in ("loss", "eval_loss")):
             raise TypeError(f"a log_history entry whose loss is no number: {str(entry)[:60]}")
 
 
-def load_state(ckpt: Path, state_type: type[S]) -> S:
+def _check_state(state: Any, state_type: type, ckpt: Path, max_steps: int) -> None:
+    """The loop's state as a checkpoint's ``loop_state.json`` holds it, against the run: each
+    field of ``state_type`` of its default's type (an int not a bool, a list a list), the step
+    the checkpoint's own (its folder's ``N``) within 0..``max_steps``, the counts not negative,
+    each segment from a step of the run so far, the lists' items of their types."""
+    if not isinstance(state, dict) or not {"step", "log_history"} <= set(state):
+        raise TypeError("no mapping with a step and a log_history")
+    for f in fields(state_type):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if f.name in state and type(state[f.name]) is not type(default):
+            got = type(state[f.name]).__name__
+            raise TypeError(f"{f.name} is of type {got}, not {type(default).__name__}")
+    step = state["step"]
+    if not 0 <= step <= max_steps or step != checkpoint_integrity.step_of(ckpt):
+        raise ValueError(f"step {step}, not this checkpoint's ({ckpt.name}) of 0..{max_steps}")
+    if state.get("tokens_seen", 0) < 0:
+        raise ValueError(f"tokens_seen {state['tokens_seen']} is negative")
+    _check_log_history(state["log_history"], step)
+    for seg in state.get("segments", []):
+        if not isinstance(seg, dict) or type(seg.get("from_step")) is not int:
+            raise TypeError(f"a segment without an integer from_step: {str(seg)[:60]}")
+        if not 0 <= seg["from_step"] <= step:
+            raise ValueError(f"a segment from step {seg['from_step']}, not in 0..{step}")
+    if any(type(x) not in (int, float) for x in state.get("unlogged_losses", [])):
+        raise TypeError("unlogged_losses is not a list of numbers")
+
+
+def load_state(ckpt: Path, state_type: type[S], max_steps: int) -> S:
     """The loop's state a checkpoint holds (step, tokens, log history) as ``state_type`` (the
-    loop's State), checked before anything of the checkpoint is loaded."""
+    loop's State), checked against the run of ``max_steps`` (:func:`_check_state`) before
+    anything of the checkpoint is loaded."""
     path = ckpt / LOOP_STATE
     try:
-        state = json.loads(path.read_text())
-        if not (isinstance(state["step"], int) and isinstance(state["log_history"], list)):
-            raise TypeError("step or log_history of another type")
-        _check_log_history(state["log_history"])
-        losses = state.get("unlogged_losses", [])
-        if not isinstance(losses, list) or not all(isinstance(x, int | float) for x in losses):
-            raise TypeError("unlogged_losses is not a list of numbers")
+        state = io.load_json(path)
+        _check_state(state, state_type, ckpt, max_steps)
         return state_type(**state)
     except Exception as exc:  # noqa: BLE001 (any content: JSON of another shape)
         raise UnreadableCheckpoint(f"{path} is unreadable ({_first_line(exc)})") from None
@@ -326,7 +350,7 @@ def _read(trainer, ckpt: Path) -> dict[str, Any]:
         "optimizer": None if trainer.sharded else _state_dict(ckpt / OPTIMIZER),
         "scheduler": _schedule(ckpt / SCHEDULER, trainer.scheduler.state_dict()),
         "rng": None if parallel.rank() in _unsaved_rng(ckpt) else _rng(ckpt / _rng_file()),
-        "state": load_state(ckpt, type(trainer.state)),
+        "state": load_state(ckpt, type(trainer.state), trainer.params.max_steps),
         "evaluation": None
         if trainer.spec.evaluation is None
         else _torch_file(ckpt / EVALUATION, map_location="cpu"),

@@ -37,6 +37,7 @@ from typing import Any
 from ablate import studies
 from ablate.core.config import ConfigError
 from ablate.core.jobs import Job
+from ablate.core.trees.results_origin import resolved
 
 #: An experiment's results tree under the base's results folder.
 EXP_DIR = "exp"
@@ -69,9 +70,10 @@ def folder(results: str, name: str) -> str:
 
 
 def base_of(results: str | os.PathLike) -> str | None:
-    """The base's results folder of an experiment's tree (``<base>/exp/<name>``, :func:`folder`);
-    None for a folder that is none."""
-    path = Path(os.path.normpath(results))
+    """The base's results folder of an experiment's tree (``<base>/exp/<name>``, :func:`folder`),
+    symlinks resolved (:func:`~ablate.core.trees.results_origin.resolved`); None for a folder
+    that is none."""
+    path = Path(resolved(results))
     base = path.parent.parent
     return str(base) if path.parent.name == EXP_DIR and str(base) != "." else None
 

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablate.core.outputs import io
 from ablate.core.trees.experiments import base_of
 
 #: The lock file, in the results folder.
@@ -84,7 +85,7 @@ def holder_in(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     try:
-        holder = json.loads(text)
+        holder = io.parse_json(text, path)
     except ValueError:
         holder = None
     return holder if isinstance(holder, dict) else {}

@@ -38,6 +38,15 @@ def normalized(results: str) -> str:
     return os.path.normpath(results)
 
 
+def resolved(results: str | os.PathLike) -> str:
+    """The folder ``results`` is, every symlink on its way resolved (:func:`normalized` where
+    there is none), relative to the working directory as ``results`` is (an absolute one stays
+    absolute): what a check of where a results folder lies judges, so a link to an experiment's
+    tree (``ln -s results/exp/lr lnk``) is that tree."""
+    real = os.path.realpath(results)
+    return real if os.path.isabs(results) else os.path.relpath(real)
+
+
 def name_error(results: str) -> str | None:
     """One line when ``results`` is the working directory or a folder above it: every output,
     log and record would lie among the workflow's own files; None otherwise."""
@@ -76,7 +85,7 @@ def has_records_under(workdir: str | os.PathLike, results: str) -> bool:
 
 def read(results: str) -> dict | None:
     try:
-        origin = json.loads((Path(results) / ORIGIN_NAME).read_text())
+        origin = io.load_json(Path(results) / ORIGIN_NAME)
     except (OSError, ValueError):
         return None
     return origin if isinstance(origin, dict) else None

@@ -43,7 +43,7 @@ from ablate.core.outputs.checkpoint_integrity import MANIFEST_NAME
 from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.trees import experiments
-from ablate.core.trees.results_origin import ORIGIN_NAME, normalized
+from ablate.core.trees.results_origin import ORIGIN_NAME, normalized, resolved
 
 #: the folder of a tree's job logs: a folder holding it (and records) is a results tree
 LOGS = LOG.split("/")[0]
@@ -242,7 +242,7 @@ def own_tree(path: Path, experiment: Any) -> bool:
     if not isinstance(experiment, Mapping) or not isinstance(experiment.get("base"), Mapping):
         return False
     base, name = experiment["base"].get("results"), experiment.get("name")
-    return isinstance(base, str) and str(path) == normalized(experiments.folder(base, str(name)))
+    return isinstance(base, str) and str(path) == resolved(experiments.folder(base, str(name)))
 
 
 def nesting_error(results: str, experiment: Any = None) -> str | None:
@@ -250,8 +250,10 @@ def nesting_error(results: str, experiment: Any = None) -> str | None:
     experiment's tree (or a folder in one), or a folder of a base tree that its own jobs write
     (:func:`own_folders`); None otherwise. ``experiment``: the
     configuration's experiment marker (``ablate.core.trees.experiments.MARKER``): an
-    experiment's own tree is its to write, unless another configuration made that folder."""
-    path = Path(normalized(results))
+    experiment's own tree is its to write, unless another configuration made that folder. The
+    folder is judged as it is, symlinks resolved (:func:`~.results_origin.resolved`); a link is
+    named with the folder it is."""
+    path = Path(resolved(results))
     if own_tree(path, experiment):
         if (path / ORIGIN_NAME).is_file():
             return (
@@ -261,6 +263,8 @@ def nesting_error(results: str, experiment: Any = None) -> str | None:
                 "folder"
             )
         return None
+    if str(path) != normalized(results):  # a link: say where it leads
+        results = f"{results} (a link to {path})"
     inside = [p for p in (path, *path.parents) if str(p) != "."]
     for tree in inside:
         if base := experiment_tree(tree):
