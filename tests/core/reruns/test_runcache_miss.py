@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from helpers import DEEP_JSON
+
 from ablate.core.reruns import runcache_miss as M
 
 PARTS = {
@@ -67,8 +70,9 @@ def test_a_code_change_names_the_files_or_says_code_where_the_entry_lists_none(t
     assert line.endswith("differs in the code (a module of ablate or a job script)"), line
 
 
-def test_an_unreadable_manifest_is_skipped(tmp_path):
+@pytest.mark.parametrize("text", ["{not json", DEEP_JSON])
+def test_an_unreadable_manifest_is_skipped(tmp_path, text):
     bad = tmp_path / "x" / "manifest.json"
     bad.parent.mkdir()
-    bad.write_text("{not json")
+    bad.write_text(text)
     assert M.nearest_difference([bad], PARTS, [], {}) is None

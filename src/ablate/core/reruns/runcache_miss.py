@@ -76,13 +76,14 @@ def nearest_difference(
     manifests: the entry of the same rule and wildcards with the fewest differences (the newest
     of those), and what they are. None when no entry is of this job (its first run says
     nothing)."""
+    from ablate.core.outputs.io import load_json
     from ablate.core.outputs.provenance import canonical_json
 
     new = json.loads(canonical_json(parts))  # as a manifest stores them
     best: tuple | None = None
     for path in manifests:
         try:
-            manifest = json.loads(path.read_text())
+            manifest = load_json(path)
             old = manifest["parts"]
             if old.get("rule") != new["rule"] or old.get("wildcards") != new["wildcards"]:
                 continue
