@@ -25,6 +25,13 @@ import fake_vast  # noqa: E402
 import slurm_local  # noqa: E402
 from checkout import ROOT, copy_checkout  # noqa: E402,F401  (tests/checkout.py, shared)
 
+
+def pytest_configure(config):
+    # before any test starts snakemake (each start runs `scontrol`): slurm_local.remove_stale_link
+    if note := slurm_local.remove_stale_link():
+        print(f"tests/cluster: {note}", file=sys.stderr)
+
+
 # The console script of this interpreter's environment (CI runs `.venv/bin/python -m pytest`
 # without .venv/bin on PATH).
 SNAKEMAKE = (

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -143,9 +144,43 @@ def _ok_input(cmd: list[str], data: bytes) -> bool:
     return subprocess.run(cmd, input=data, capture_output=True).returncode == 0
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_link() -> str | None:
+    """Remove the config link a killed test session left (its cluster's teardown never ran): a
+    link into the temporary folder to a cluster whose daemons are gone. While it is there every
+    `scontrol` waits 9 s for that controller, and the SLURM executor plugin runs one at each
+    snakemake start (snakemake_executor_plugin_slurm.job_status_query.get_min_job_age): every
+    snakemake call of the suite paid it. A real configuration (a file, or a link elsewhere) is
+    never touched. Says what it removed."""
+    if not DEFAULT_CONF.is_symlink():
+        return None
+    target = Path(os.readlink(DEFAULT_CONF))
+    root = target.parent.parent
+    if target.name != "slurm.conf" or not target.is_relative_to(tempfile.gettempdir()):
+        return None
+    try:
+        pids = json.loads((root / "pids.json").read_text())["pids"].values()
+    except (OSError, ValueError, KeyError, AttributeError):
+        pids = []
+    if any(_alive(int(p)) for p in pids):
+        return None
+    DEFAULT_CONF.unlink()
+    return f"removed {DEFAULT_CONF} -> {target}: a test cluster's link that a killed session left"
+
+
 def start(root: Path, gpus: int = 2) -> dict:
     """Start the cluster; returns {"partition", "root", "pids"} (also written to root/pids.json)."""
     root = Path(root).resolve()
+    remove_stale_link()
     if DEFAULT_CONF.exists() and not (
         DEFAULT_CONF.is_symlink() and Path(os.readlink(DEFAULT_CONF)).is_relative_to(root)
     ):
