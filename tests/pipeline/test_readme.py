@@ -518,3 +518,4 @@ def test_every_documented_command_in_order(part, embedded_run, tmp_path):
             assert (wd / f).is_file() and (wd / f).stat().st_size > 0, f"{f}; {where}"
         if step.check is not None:
             assert step.check(wd, out) is not False, where
+    shutil.rmtree(wd)  # passed: its copy of the run (~0.5 GB) goes; a failed part's stays
