@@ -15,27 +15,6 @@ from typing import Any
 SHOWN = 3
 
 
-def flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as dotted key -> leaf (a list is a leaf)."""
-    if not isinstance(value, dict):
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        out.update(flat(item, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def shown(value: Any) -> str:
-    text = "<absent>" if value is Ellipsis else json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The keys whose values differ (one absent: ``<absent>``), each with both values."""
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, ...) != new.get(k, ...))
-    return [f"{k} {shown(old.get(k, ...))} -> {shown(new.get(k, ...))}" for k in keys]
-
-
 def differences(
     new: dict[str, Any],
     old: dict[str, Any],
@@ -44,10 +23,12 @@ def differences(
     old_code: dict[str, str] | None,
 ) -> list[str]:
     """What differs between a job's key parts (``new``, stored form) and an entry's (``old``)."""
+    from ablate.core.outputs.provenance import changed_keys
+
     out = []
     if new.get("format") != old.get("format"):
         out.append(f"the cache's layout (entry {old.get('format')}, this code {new['format']})")
-    out += [f"params {d}" for d in changed(flat(old.get("params")), flat(new.get("params")))]
+    out += [f"params {d}" for d in changed_keys(old.get("params"), new.get("params"))]
     before, now = old.get("inputs") or [], new.get("inputs") or []
     if len(before) != len(now):
         out.append(f"its inputs ({len(before)} -> {len(now)} declared)")
@@ -61,7 +42,9 @@ def differences(
                 n for n in code.keys() | old_code.keys() if code.get(n) != old_code.get(n)
             )
             out.append("code " + ", ".join(names[:SHOWN]) + more(names))
-    out += [f"package {d}" for d in changed(old.get("packages") or {}, new.get("packages") or {})]
+    out += [
+        f"package {d}" for d in changed_keys(old.get("packages") or {}, new.get("packages") or {})
+    ]
     return out
 
 
