@@ -81,7 +81,11 @@ def test_a_job_process_reads_its_own_switch(tmp_path):
 BEFORE_SWITCH = {"sys", "json", "time", "pathlib", "os"}
 #: the project's modules a script may import before its switch (a side output's name, a restored
 #: record's MLflow run): the test below checks that importing them imports no HF library
-LIGHT = {"ablate": {"job_script"}, "ablate.core.reports": {"tracking"}}
+LIGHT = {
+    "ablate": {"job_script"},
+    "ablate.core.reports": {"tracking"},
+    "ablate.core.outputs.checkpoint_integrity": {"CHECKPOINTS_DIR"},
+}
 
 
 def study_scripts() -> list[tuple[str, Path]]:
@@ -116,8 +120,8 @@ def test_every_study_script_sets_its_own_switch_first():
                 )
                 assert allowed, f"{script.name} imports {node.module} before its hub switch"
         assert calls == [["snakemake", repr(study)]], script.name
-    light = ", ".join(f"{m}.{n}" for m, names in LIGHT.items() for n in names)
-    code = f"import sys, {light}; print(sorted(m for m in HF if m in sys.modules))"
+    light = "; ".join(f"from {m} import {', '.join(sorted(names))}" for m, names in LIGHT.items())
+    code = f"import sys; {light}; print(sorted(m for m in HF if m in sys.modules))"
     hf = "HF = ('transformers', 'datasets', 'huggingface_hub', 'lm_eval', 'torch'); "
     out = subprocess.run([sys.executable, "-c", hf + code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -99,7 +99,7 @@ def test_unknown_lm_eval_task_is_named_with_close_matches():
 @pytest.mark.parametrize(
     "case, expected",
     [
-        ("yaml_syntax", r"task config .*emb_repeat5\.yaml is not valid YAML"),
+        ("yaml_syntax", r"task config .*emb_repeat5\.yaml:\d+:\d+: not valid YAML"),
         ("no_task_key", r"emb_repeat5\.yaml is not an lm-eval task config \(no 'task' key\)"),
         ("missing_data", r"data file .*missing\.jsonl does not exist"),
         ("bad_json_row", r"JSON parse error.*in row 4.*emb_repeat5\.jsonl"),
