@@ -274,3 +274,28 @@ def test_a_signal_after_a_last_step_between_checkpoints_keeps_that_step(
     first = _signalled_while_saving(run, monkeypatch, capsys)
     assert first["steps_done"] == 5 and [c["step"] for c in first["curve"]] == [0, 2, 4, 5]
     assert _rerun_resumes_at(5, run, out, first)["final"] == first["final"]
+
+
+def test_a_signal_after_an_early_stop_keeps_the_stop(
+    bridge_world, bridge_cards, tmp_path, monkeypatch, capsys
+):
+    """Early stopping at step 4 of 20 (flat evaluations, patience 2), SIGTERM while the translator
+    is saved: the checkpoint kept at step 4 carries the stop in its loop state, so the rerun
+    after Snakemake deleted the outputs trains no step past it (it had gone on to step 6: the
+    evaluation's stop was not in what a resume replays) and writes the same translator."""
+
+    def flat(pair, translator, items):
+        return [{"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
+                 "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
+
+    monkeypatch.setattr(train, "_evaluate", flat)
+    params = {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2, "restore_best": False}
+    out = tmp_path / "run"
+
+    def run():
+        return _train_gsm8k("late-stop", params, bridge_cards, bridge_world, out)
+
+    first = _signalled_while_saving(run, monkeypatch, capsys)
+    assert first["stop_reason"] == "early_stopping" and first["steps_done"] == 4
+    again = _rerun_resumes_at(4, run, out, first)
+    assert again["stop_reason"] == "early_stopping" and again["steps_done"] == 4

@@ -1,12 +1,13 @@
 """The stop rules (ablate.core.training.monitor.StopRules) on fake logs: no learning, plateau,
-a non-finite loss read once, the counters replayed from a resumed run's history."""
+a non-finite loss read once, a study evaluation's stop logged, the counters and stops
+replayed from a resumed run's history."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ablate.core.training.monitor import StopRules
+from ablate.core.training.monitor import STOP, StopRules
 from ablate.core.training.params import resolve_params
 
 
@@ -65,3 +66,14 @@ def test_nonfinite_rule_and_replay():
     ]
     assert r.replay(history) is None and r.bad_evals == 1 and r.first_loss == 3.0
     assert r.observe_eval_loss(30, 1.2)["reason"] == "plateau"
+
+
+def test_a_study_evaluations_stop_is_logged_and_replayed():
+    """A study evaluation's stop (none of the loop's rules) is an entry of the log history, which
+    a resume replays: a run that had stopped stays stopped."""
+    r = rules()
+    stop = {"reason": "early_stopping", "step": 4, "detail": {"patience": 2}}
+    assert r.observe_evaluation(None) is None and r.stop is None
+    entry = r.observe_evaluation(stop)
+    assert r.stop == stop and entry == {"step": 4, STOP: stop}
+    assert rules().replay([{"step": 1, "loss": 3.0}, entry]) == stop

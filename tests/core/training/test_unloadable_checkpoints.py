@@ -225,6 +225,10 @@ LOOP_STATES = [
     ({"log_history": [{"step": True}]}, "TypeError: a log_history entry without an integer step"),
     ({"log_history": [{"step": 9}]}, "ValueError: a log_history entry of step 9, not in 0..2"),
     ({"unlogged_losses": [True]}, "TypeError: unlogged_losses is not a list of numbers"),
+    ({"log_history": [{"step": 2, "stop": {"step": 2}}]},
+     "TypeError: a log_history stop that is not one of its step"),
+    ({"log_history": [{"step": 2, "stop": {"reason": "x", "step": 1, "detail": {}}}]},
+     "TypeError: a log_history stop that is not one of its step"),
 ]  # fmt: skip
 
 

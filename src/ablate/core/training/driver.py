@@ -105,14 +105,14 @@ def _cut_table(model, tokenizer, head_loss, params: TrainParams, label: str):
 
 
 def _resume(trainer: loop.Trainer, ckpt: Path) -> bool:
-    """Load ``ckpt`` into ``trainer``: everything, or only the weights and the loop's state when a
-    stop rule had already fired at its save step (killed before the final save: training on
-    would pass the stop). Returns whether it had."""
+    """Load ``ckpt`` into ``trainer``: everything, or only the weights and the loop's state (a
+    study evaluation's with it) when a stop rule had already fired at its save step, the loop's
+    or the evaluation's (killed before the final save: training on would pass the stop).
+    Returns whether it had."""
     prior = saving.load_state(ckpt, loop.State, trainer.params.max_steps)
     prior_stop = StopRules(trainer.params).replay(prior.log_history)
     if prior_stop:
-        saving.load_weights(trainer, ckpt)
-        trainer.state = prior
+        saving.load_stopped(trainer, ckpt, prior)
         trainer.stop_rules.stop = prior_stop
         return True
     saving.load(trainer, ckpt)

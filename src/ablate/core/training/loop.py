@@ -110,7 +110,8 @@ class Spec:
     ``evaluation``: a study's own evaluation instead of the eval loss (e.g. a generative
     accuracy), every ``eval_steps`` (and, by the run driver :func:`~.driver.drive`, at step 0 of a
     fresh start and of the final weights): ``evaluation(step)`` returns its stop (``{"reason",
-    "step", "detail"}``: training ends there, unsaved) or None; ``evaluation.last_step()``: the
+    "step", "detail"}``: training ends there, unsaved, the stop logged for a resume to replay:
+    :meth:`~.monitor.StopRules.observe_evaluation`) or None; ``evaluation.last_step()``: the
     step it evaluated last (None: none); ``evaluation.state()`` -> (plain values, tensors) that
     each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back.
     ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
@@ -502,9 +503,10 @@ def train(trainer: Trainer, interrupt: interrupts.InterruptWatch | None = None) 
                 _record(trainer, progress, entry)
                 rules.observe_train_loss(s, entry["loss"])
             if do_eval and spec.evaluation is not None:  # the study's own, with its stop rule
-                rules.stop = spec.evaluation(s)  # None here before: the loop's condition
+                stopped = rules.observe_evaluation(spec.evaluation(s))
                 watchdog.progress()
-                if rules.stop is not None:
+                if stopped is not None:  # logged: a checkpoint of this step resumes stopped
+                    state.log_history.append(stopped)
                     break  # unsaved: training ends at this evaluation
             elif do_eval:
                 entry = {"step": s, "eval_loss": evaluate(trainer, watchdog)}

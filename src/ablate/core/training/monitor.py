@@ -14,6 +14,24 @@ import torch
 
 from ablate.core.training.params import TrainParams
 
+#: The key of a log history entry that records a study evaluation's stop (its ``{"reason",
+#: "step", "detail"}``): the loop's rules read their stops from the logged losses, a study's own
+#: evaluation's stop is logged as itself, and a resume replays both (:meth:`StopRules.replay`).
+STOP = "stop"
+
+
+def check_logged_stop(entry: dict[str, Any]) -> None:
+    """A log history entry's stop (:data:`STOP`), where it has one: a stop of the entry's step
+    (what :meth:`StopRules.replay` reads); a ``TypeError`` otherwise."""
+    stop = entry.get(STOP)
+    if STOP in entry and not (
+        isinstance(stop, dict)
+        and type(stop.get("reason")) is str
+        and stop.get("step") == entry["step"]
+        and isinstance(stop.get("detail"), dict)
+    ):
+        raise TypeError(f"a log_history stop that is not one of its step: {str(entry)[:60]}")
+
 
 class StopRules:
     """Stop rules, each recorded as ``{"reason", "step", "detail"}``.
@@ -26,8 +44,11 @@ class StopRules:
       that logs, evaluates, saves or ends training: :meth:`nonfinite`) or eval loss. Nothing is
       saved or evaluated after it; the caller restores the last complete checkpoint.
 
+    A study's own evaluation brings its stop rule (e.g. early stopping on an accuracy): its stop
+    is logged (:meth:`observe_evaluation`, an entry :data:`STOP`).
+
     A resumed run rebuilds the state from its log history (:meth:`replay`), so it continues the
-    same patience counters and first loss.
+    same patience counters and first loss, and a run that had stopped stays stopped.
     """
 
     def __init__(self, params: TrainParams):
@@ -93,6 +114,14 @@ class StopRules:
             )
         return None
 
+    def observe_evaluation(self, stop: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A study evaluation's stop (None: none), set as the loop's rules' stops are; returns the
+        log history's entry that records it (None: no stop)."""
+        if stop is None:
+            return None
+        self._set(stop["reason"], stop["step"], stop["detail"])
+        return {"step": stop["step"], STOP: stop}
+
     def _set(self, reason: str, step: int, detail: dict) -> dict:
         if self.stop is None:
             self.stop = {"reason": reason, "step": step, "detail": detail}
@@ -131,6 +160,8 @@ class StopRules:
                 self.observe_train_loss(entry["step"], entry["loss"])
             if "eval_loss" in entry:
                 self.observe_eval_loss(entry["step"], entry["eval_loss"])
+            if STOP in entry:
+                self.observe_evaluation(entry[STOP])
         return self.stop
 
 

@@ -36,6 +36,7 @@ from ablate.core.models import modeling
 from ablate.core.outputs import checkpoint_integrity, io, provenance
 from ablate.core.outputs.phases import Phases
 from ablate.core.training import resume, sharding
+from ablate.core.training.monitor import check_logged_stop
 from ablate.core.training.params import dtype_name
 
 WEIGHTS = "model.safetensors"
@@ -229,6 +230,7 @@ def _check_log_history(log_history: list, step: int) -> None:
             raise ValueError(f"a log_history entry of step {entry['step']}, not in 0..{step}")
         if any(type(entry.get(k, 0.0)) not in (int, float) for k in ("loss", "eval_loss")):
             raise TypeError(f"a log_history entry whose loss is no number: {str(entry)[:60]}")
+        check_logged_stop(entry)
 
 
 def _check_state(state: Any, state_type: type, ckpt: Path, max_steps: int) -> None:
@@ -336,6 +338,21 @@ def load_weights(trainer, ckpt: Path) -> None:
         safetensors.torch.load_model(trainer.model, str(ckpt / WEIGHTS), device=str(trainer.device))
         if masters is not None:  # the fp32 masters are the values (the weights: their bf16 copy)
             trainer.optimizer.load_state_dict(masters)
+
+
+def load_stopped(trainer, ckpt: Path, state) -> None:
+    """A checkpoint of a training a stop rule had ended at its step (``state``: its loop state,
+    :func:`load_state`'s): the weights, the loop's state and a study evaluation's (its curve
+    and best state: the outputs are written from them), nothing that would train on."""
+    evaluation = trainer.spec.evaluation
+    if evaluation is None:
+        load_weights(trainer, ckpt)
+    else:
+        tensors = _agreed(lambda: _torch_file(ckpt / EVALUATION, map_location="cpu"), ckpt)
+        load_weights(trainer, ckpt)
+        with _into_trainer(ckpt):
+            evaluation.load(state.evaluation, tensors)
+    trainer.state = state
 
 
 def _read(trainer, ckpt: Path) -> dict[str, Any]:
