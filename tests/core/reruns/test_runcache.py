@@ -551,6 +551,32 @@ def test_an_entry_whose_key_field_was_edited_to_another_key_is_refused(tmp_path,
     assert runcache.verify(forged) is None  # the job's own entry took the key
 
 
+def test_an_entry_whose_key_and_parts_were_copied_from_another_entry_is_refused(tmp_path, capsys):
+    """Another job's entry copied under this job's key, its manifest's ``key`` and ``parts``
+    copied from this job's own entry: the parts' key was the entry's and every file its
+    manifest's, so it was restored as this job. The manifest's seal binds its key and parts
+    to its files' hashes: an edited manifest is refused, naming the entry."""
+    cache = tmp_path / "cache"
+    causal, other = make_job(tmp_path / "a", cache), make_job(tmp_path / "b", cache, lr=5e-4)
+    run(causal)
+    run(other)
+    own = cache / runcache.key_of(parts_of(other))
+    own_manifest = json.loads((own / runcache.MANIFEST).read_text())
+    shutil.rmtree(own)
+    shutil.copytree(cache / runcache.key_of(parts_of(causal)), own)
+    manifest = json.loads((own / runcache.MANIFEST).read_text())
+    edited = {**manifest, "key": own_manifest["key"], "parts": own_manifest["parts"]}
+    (own / runcache.MANIFEST).write_text(json.dumps(edited))
+    assert runcache.verify(own) is not None
+    again = make_job(tmp_path / "c", cache, lr=5e-4)
+    restored, run_id = run(again)
+    assert not restored and run_id  # refused: the job ran
+    refused = [line for line in capsys.readouterr().out.splitlines() if "refused entry" in line]
+    assert refused == [refused[0]] and own.name in refused[0], refused
+    assert "its manifest is not the one stored with its files" in refused[0], refused
+    assert json.loads(Path(again.output[1]).read_text())["lr"] == 5e-4  # its own result
+
+
 def test_a_key_is_the_key_of_its_parts_as_an_entry_stores_them():
     """The parts go into the manifest as JSON and come back; their key is the same (a number
     key, a tuple): a stored entry is never refused for its own parts."""

@@ -14,9 +14,10 @@ result made on another machine is reused, and its provenance still names that ma
 
 An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
 and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
-it). A restore checks the entry against the manifest first: an entry that does not match
-(a changed, missing or extra file, no manifest, or a manifest of another key, its ``key`` or the
-key recomputed from its ``parts``: an entry filed under a key not its own) is refused, moved to
+it, and its seal: :func:`seal_of`, binding them together). A restore checks the entry against the
+manifest first: an entry that does not match (a changed, missing or extra file, no manifest, a
+manifest of another key, its ``key`` or the key recomputed from its ``parts``: an entry filed
+under a key not its own, or a manifest edited since it was stored) is refused, moved to
 ``<cache>/refused/``, and the job runs as if it were not there. A restored job writes
 ``<first output>.restored.json`` (:func:`marker_path`): it was restored, from which entry and
 which run.
@@ -42,7 +43,7 @@ from ablate.core.outputs import io
 from ablate.core.outputs.provenance import canonical_json, fingerprint_path, runtime_packages
 from ablate.core.outputs.records import result_content
 
-FORMAT = 3  # raise when the key or the entry layout changes: old entries are then never matched
+FORMAT = 4  # raise when the key or the entry layout changes: old entries are then never matched
 MANIFEST = "manifest.json"
 OUTPUTS = "outputs"
 REFUSED = "refused"
@@ -228,10 +229,17 @@ def _output_digests(paths: list[Path]) -> dict[str, str]:
     return out
 
 
+def seal_of(manifest: dict[str, Any]) -> str:
+    """sha256 of a manifest as it reads back, its ``seal`` left out: what binds an entry's key and
+    parts to its files' hashes (another entry's files under this key's parts are refused)."""
+    body = {k: v for k, v in manifest.items() if k != "seal"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
 def verify(entry: Path) -> str | None:
     """None when the entry is the one its manifest describes, under the key it is filed under
-    (its folder's name: the manifest's ``key`` and the key of its ``parts``, recomputed), and
-    every file is the one its manifest lists; else what is wrong."""
+    (its folder's name: the manifest's ``key`` and the key of its ``parts``, recomputed), its
+    manifest sealed as stored, and every file the one its manifest lists; else what is wrong."""
     try:
         manifest = io.load_json(entry / MANIFEST)
         listed = manifest["files"]
@@ -245,6 +253,8 @@ def verify(entry: Path) -> str | None:
         return f"its manifest has no readable key parts ({type(exc).__name__})"
     if own != entry.name:  # its key field edited: another job's outputs under this key
         return f"its parts are of another key ({own}): filed under the wrong key"
+    if manifest.get("seal") != seal_of(manifest):  # key and parts edited onto another's files
+        return "its manifest is not the one stored with its files (edited since, or another's)"
     n = len(manifest.get("outputs", [])) + len(manifest.get("side_outputs", {}))
     found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
     for rel in sorted(set(listed) | set(found)):
@@ -327,7 +337,9 @@ def store(
             "host": os.uname().nodename,
             "code_files": code,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        manifest = json.loads(json.dumps(manifest, default=str))  # sealed as it reads back
+        manifest["seal"] = seal_of(manifest)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     except BaseException:  # a full disk half way: no half entry left to fill it further
         shutil.rmtree(tmp, ignore_errors=True)
         raise
