@@ -1,7 +1,8 @@
 """The one model loader (:mod:`ablate.core.models.modeling`): a study's attention backend
 registered in a process that never imported the study, flex_attention refused on CPU, a GPU named
 by its index, a path that is not a model refused in one line, a study's config check before any
-weight is read, the tokenizer's refusal, and a saved model compared with its reload."""
+weight is read, the tokenizer's refusal, a saved model compared with its reload, and which of a
+model's tensors a weights file leaves unset (tied ones stored once)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,20 @@ def test_verify_loadable_names_a_tensor_that_differs_after_reload(tiny_model_dir
         weight.add_(1.0)
     with pytest.raises(CheckpointError, match=f"tensor {name} differs from the trained model"):
         modeling.verify_loadable(model, tiny_model_dir)
+
+
+def test_a_weights_file_sets_tied_tensors_by_one_name(tmp_path):
+    """Tied weights (one memory under two names) are stored once by safetensors: set when the
+    file holds either name; a tensor of its own must be in the file."""
+    import safetensors.torch
+
+    model = torch.nn.ModuleDict({"emb": torch.nn.Embedding(4, 3), "head": torch.nn.Linear(3, 4)})
+    model["head"].weight = model["emb"].weight  # tied
+    safetensors.torch.save_model(model, str(tmp_path / "w.safetensors"))
+    with safetensors.safe_open(str(tmp_path / "w.safetensors"), framework="pt") as f:
+        held = list(f.keys())  # noqa: SIM118
+    assert len(held) == 2  # one of the tied pair, and the head's bias
+    state = model.state_dict()
+    assert modeling.unheld_tensors(state, held) == []
+    assert modeling.unheld_tensors(state, ["emb.weight"]) == ["head.bias"]
+    assert modeling.unheld_tensors(state, ["head.bias"]) == ["emb.weight", "head.weight"]

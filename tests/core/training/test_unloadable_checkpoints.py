@@ -1,11 +1,12 @@
 """One rule for a training checkpoint that cannot be read into this run: whatever its load raises
 (a file that does not parse, a well-formed pickle of admitted globals with bad arguments, a
-loop state of another shape, weights of another shape), the checkpoint is set aside with the file
-and the exception named in one line, and the one before it is resumed from; with none left the
-run starts fresh, the trainer untouched. The files here were altered and their manifest written
-again (as by the host that wrote a copy); that no payload in them runs:
-tests/core/training/test_untrusted_checkpoint_files.py. The loaders are also fuzzed with
-arbitrary well-formed pickles of the globals they admit: a refusal, never another exception."""
+loop state of another shape, weights of another shape or with a tensor missing), the checkpoint
+is set aside with the file and the exception named in one line, and the one before it is
+resumed from; with none left the run starts fresh, the trainer untouched. The files here were
+altered and their manifest written again (as by the host that wrote a copy); that no payload in
+them runs: tests/core/training/test_untrusted_checkpoint_files.py. The loaders are also fuzzed
+with arbitrary well-formed pickles of the globals they admit: a refusal, never another
+exception."""
 
 from __future__ import annotations
 
@@ -102,11 +103,20 @@ def _weights_of_another_shape(ckpt: Path) -> str:
     return f"{ckpt / saving.WEIGHTS} does not fit this run's model (weight: [5, 3] in the file, [2, 3] in the model)"
 
 
+def _weights_with_a_tensor_missing(ckpt: Path) -> str:
+    """The model's ``bias`` left out: refused before the load (it loaded the weight, then raised
+    a RuntimeError naming no file: set aside only as partly loaded, the run stopped)."""
+    weights = safetensors.torch.load_file(ckpt / saving.WEIGHTS)
+    safetensors.torch.save_file({"weight": weights["weight"]}, str(ckpt / saving.WEIGHTS))
+    return f"{ckpt / saving.WEIGHTS} does not fit this run's model (bias: not in the file)"
+
+
 KINDS = [
     _optimizer_of_an_int_ordereddict,
     _scheduler_of_a_missing_memo,
     _loop_state_with_another_key,
     _weights_of_another_shape,
+    _weights_with_a_tensor_missing,
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +197,15 @@ def verify_loadable(model, path: str | os.PathLike) -> None:
             raise checkpoint_integrity.CheckpointError(
                 f"checkpoint {path}: tensor {k} differs from the trained model after reload"
             )
+
+
+def unheld_tensors(state_dict: dict[str, torch.Tensor], held: Iterable[str]) -> list[str]:
+    """The names of ``state_dict``'s tensors (a model's, in its order) that a weights file holding
+    the tensors ``held`` leaves unset: tied weights (one memory under several names, which
+    safetensors stores once) are set when one of their names is held."""
+    held, memory = set(held), {}
+    for name, t in state_dict.items():
+        ptr = t.untyped_storage().data_ptr() if t.numel() else 0
+        memory.setdefault((t.device, ptr) if ptr else name, []).append(name)
+    unheld = {n for names in memory.values() if held.isdisjoint(names) for n in names}
+    return [name for name in state_dict if name in unheld]

@@ -275,19 +275,19 @@ def load_state(ckpt: Path, state_type: type[S], max_steps: int) -> S:
 
 def _check_weights(model, path: Path) -> None:
     """The weights file's tensors fit ``model``: each of its names is one of the model's with
-    the model's shape (read from the file's header, no tensor loaded), so loading it changes
-    nothing when it does not fit (``load_state_dict`` copies what fits before it raises)."""
+    the model's shape, and each of the model's is in it (tied ones once:
+    ``modeling.unheld_tensors``), read from the file's header (no tensor loaded), so loading it
+    changes nothing when it does not fit (``load_state_dict`` copies what fits, then raises)."""
     own = model.state_dict()
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
             shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except Exception as exc:  # noqa: BLE001 (a header that does not parse)
         raise UnreadableCheckpoint(f"{path} does not load ({_first_line(exc)})") from None
-    unknown = sorted(set(shapes) - set(own))
-    if unknown:
-        raise UnreadableCheckpoint(
-            f"{path} does not fit this run's model ({unknown[0]}: not one of the model's tensors)"
-        )
+    unfit = [f"{k}: not one of the model's tensors" for k in sorted(set(shapes) - set(own))]
+    unfit += [f"{k}: not in the file" for k in modeling.unheld_tensors(own, shapes)]
+    if unfit:
+        raise UnreadableCheckpoint(f"{path} does not fit this run's model ({unfit[0]})")
     for name in (k for k in own if k in shapes):  # the model's order
         shape = shapes[name]
         if shape != list(own[name].shape):
