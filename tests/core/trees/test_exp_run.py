@@ -141,3 +141,31 @@ def test_a_key_set_twice_is_refused_naming_both_entries(entries):
     first, second = entries
     assert str(err.value).startswith(f"--set {first} and --set {second} set ")
     assert "give each key once" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "key, entry, value",
+    [(LR, f"{LR}=5.0e-4", "0.0001"),
+     (LR, f"{LR}=5.0e-4,1.0e-3", "0.0001"),
+     (LR, "mask.finetune.defaults={learning_rate: 5.0e-4, max_steps: 5}", "0.0001"),
+     ("mask.finetune.defaults", "mask.finetune.defaults=5", '{"learning_rate": 0.0001}')],
+)  # fmt: skip
+def test_a_key_in_both_file_and_set_is_refused_naming_both_values(
+    tmp_path, monkeypatch, capsys, key, entry, value
+):
+    """``--file F.yaml --set K=V`` where F sets K too kept the ``--set`` value silently (the
+    overlay merged under it): one line naming the key, the file's value and the entry. Keys of
+    one mapping given apart merge (the last run)."""
+    started = _base(tmp_path, monkeypatch)
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump({"mask": {"finetune": {"defaults": {"learning_rate": 1.0e-4}}}}))
+    assert cli.main(["exp", "run", "lr", "--file", str(over), "--set", entry, "-n"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"ablate exp: --file {over} sets {key} ({value}) and --set {entry} sets it again: "
+        "give each key in one of them\n"
+    ), err
+    assert started == [] and not (tmp_path / E.OVERLAYS).exists()
+    apart = "mask.finetune.defaults.max_steps=5"  # a key beside the file's: merged
+    assert cli.main(["exp", "run", "lr", "--file", str(over), "--set", apart, "-n"]) == 0
+    assert len(started) == 1

@@ -8,6 +8,7 @@ STATUS, which ``ablate runs`` reads."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -55,6 +56,32 @@ def parse_set(entries: Iterable[str], as_typed: bool = False) -> list[dict[str, 
         dict(zip(keys, [v[1 if as_typed else 0] for v in combo], strict=True))
         for combo in itertools.product(*[values for _, values in axes])
     ]
+
+
+def overridden(over: Mapping[str, Any], sets: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of ``over`` (a ``--file`` overlay) whose value ``sets`` (nested ``--set``
+    keys) would replace when merged over it: a key both set, mapping under mapping aside."""
+    keys = []
+    for k, v in sets.items():
+        if k in over:
+            both = isinstance(v, Mapping) and isinstance(over[k], Mapping)
+            keys += overridden(over[k], v, f"{prefix}{k}.") if both else [f"{prefix}{k}"]
+    return keys
+
+
+def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) -> None:
+    """ConfigError when a ``--set`` entry sets a key ``--file``'s overlay sets too: the entry's
+    value would win silently. Names the key, the file's value and the entry."""
+    for entry in entries:
+        keys = [k for point in parse_set([entry]) for k in overridden(over, nested(point))]
+        if keys:
+            value = over
+            for part in keys[0].split("."):
+                value = value[part]
+            raise ConfigError(
+                f"--file {path} sets {keys[0]} ({json.dumps(value, default=str)}) and --set "
+                f"{entry} sets it again: give each key in one of them"
+            )
 
 
 def nested(assignments: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = load_config(args.configfile)
         over = config_mapping(args.file) if args.file else {}
+        check_file_keys(over, args.file, args.sets)
         points = [merged(over, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
         if not any(points):
             raise ConfigError("ablate exp run: give the keys it changes: --set KEY=VALUE or --file")
