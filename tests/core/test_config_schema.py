@@ -539,6 +539,32 @@ def test_a_results_folder_is_refused_in_words_not_by_its_regex(results):
     )
 
 
+@pytest.mark.parametrize(
+    "path, value, where, words",
+    [("experiments", {"a b": {}}, "experiments",
+      "'a b' is not an experiment's name: a folder name of letters, digits and _ . = - "
+      "(starting with a letter or digit)"),
+     ("mask.finetune.variants.a b", {}, "mask.finetune.variants",
+      "'a b' is not a finetune variant's name: letters, digits, _ and - only"),
+     ("mask.models", {"A B": {}}, "mask.models",
+      "'A B' is not a model's name: a folder name of lower-case letters, digits and . _ - "
+      "(starting with a letter or digit)"),
+     ("mask.eval.tasks.0.name", "a b", "mask.eval.tasks.0.name",
+      "'a b' is not a task's name: letters, digits and . _ - only"),
+     ("bridge.grid.a b", None, "bridge.grid",
+      "'a b' is not a grid entry's name: letters, digits, _ and - only")],
+)  # fmt: skip
+def test_a_name_is_refused_in_words_not_by_its_regex(path, value, where, words):
+    """An experiment's, variant's, model's, task's or grid entry's name that is no name was
+    answered with the schema's raw regex (``'a b' does not match '^[A-Za-z0-9_-]+$'``): now in
+    words, the node's ``patternMeaning`` beside its pattern."""
+    from ablate.core.config import schema_error
+
+    with pytest.raises(jsonschema.ValidationError) as info:
+        validated(edit(path, value))
+    assert schema_error(info.value) == f"invalid config at {where}: {words}"
+
+
 # --------------------------------------------------------------- numbers a run cannot use
 
 NAN, INF = float("nan"), float("inf")

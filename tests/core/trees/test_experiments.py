@@ -119,6 +119,9 @@ def test_refusals_name_the_key():
         E.plans(cfg)
     with pytest.raises(ConfigError, match=r"experiments.a.b: its rules would be named"):
         E.check_names(["a_b", "a.b"])
+    # the schema's words for a name that is no name, as a config file's refusal gives them
+    with pytest.raises(ConfigError, match=r"experiments.a b: 'a b' is not an experiment's name: a"):
+        E.check_names(["a b"])
 
 
 def test_status_writes_each_experiments_status_in_its_tree(tmp_path, monkeypatch, capsys):

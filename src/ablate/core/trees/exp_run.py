@@ -15,11 +15,11 @@ from typing import Any
 
 from ablate.core.config import ConfigError, add_configfiles_option, check_set_keys
 from ablate.core.trees.experiments import (
-    NAME,
     OVERLAYS,
     check_names,
     experiment_config,
     folder,
+    is_name,
     merged,
     rule_prefix,
 )
@@ -107,7 +107,7 @@ def sweep_names(name: str, points: list[dict[str, Any]]) -> list[str]:
         f"{name}-" + "-".join(re.sub(r"[^A-Za-z0-9_.=-]", "_", str(p[k])) for k in varied)
         for p in points
     ]
-    if len(set(names)) < len(names) or not all(NAME.fullmatch(n) for n in names):
+    if len(set(names)) < len(names) or not all(is_name(n) for n in names):
         names = [f"{name}-{i}" for i in range(1, len(points) + 1)]
     return names
 

@@ -54,8 +54,6 @@ BY_WORKFLOW = {
 #: Where ``ablate exp run NAME`` writes its experiments (``experiments:``) as a config file to
 #: read after the base's: ``snakemake --configfile <base> experiments/<name>.yaml`` reruns them.
 OVERLAYS = "experiments"
-#: An experiment's name: a folder name, and (``_`` for the rest) part of its rules' names.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")
 #: Config keys that describe where and how a configuration runs, not what its jobs compute.
 RUN_KEYS = frozenset({"results", "run_cache", "tracking", "plan", "experiments", MARKER})
 #: A study's keys (under its section) read only by its jobs without a config slice: the
@@ -90,15 +88,27 @@ def base_rule(rule: str, config: Mapping[str, Any] | None) -> str:
     return rule.removeprefix(rule_prefix(marker["name"])) if marker else rule
 
 
+def name_rule() -> dict[str, Any]:
+    """What an experiment's name is (a folder name, and, ``_`` for the rest, part of its rules'
+    names): the schema's ``pattern`` of ``experiments``' keys, and its words."""
+    from ablate.core.config import PATTERN_MEANING, config_schema
+
+    rule = config_schema()["properties"]["experiments"]["propertyNames"]
+    return {"pattern": rule["pattern"], "words": rule[PATTERN_MEANING]}
+
+
+def is_name(name: str) -> bool:
+    """Whether ``name`` is an experiment's name (:func:`name_rule`)."""
+    return re.fullmatch(name_rule()["pattern"], str(name)) is not None
+
+
 def check_names(names: Iterable[str]) -> None:
     """Each experiment's name is a folder name and no two name the same rules: ConfigError."""
     seen: dict[str, str] = {}
     for name in names:
-        if not NAME.fullmatch(str(name)):
-            raise ConfigError(
-                f"invalid config at experiments.{name}: an experiment's name is a folder name "
-                "of letters, digits and _ . = - (starting with a letter or digit)"
-            )
+        if not is_name(name):
+            words = name_rule()["words"]
+            raise ConfigError(f"invalid config at experiments.{name}: {name!r} is not {words}")
         prefix = rule_prefix(name)
         if prefix in seen:
             raise ConfigError(
