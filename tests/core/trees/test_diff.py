@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ablate.core.outputs import provenance
 
 
@@ -70,6 +72,32 @@ def test_a_json_object_that_is_no_record_is_refused(tmp_path, capsys):
     (tmp_path / "b.json").write_text(json.dumps({"macro": 0.5, "provenance": prov}))
     assert diff.main([str(tmp_path / "b.json"), str(tmp_path / "a.json")]) == 2
     assert capsys.readouterr().err == (
-        f"ablate diff: {tmp_path / 'a.json'} is no job's record (no provenance block with a "
-        "run_id): give a run id or a record a job wrote (its summary.json, metrics.json)\n"
+        f"ablate diff: {tmp_path / 'a.json'} is no job's record (no run_id or config_hash in a "
+        f"provenance block): {NEEDS}\n"
     )
+
+
+#: what ablate diff says a record needs, after what the file lacks
+NEEDS = (
+    "give a run id or a record a job wrote (its summary.json, metrics.json: its results and a "
+    "provenance block with its run_id and config_hash)"
+)
+
+
+@pytest.mark.parametrize(
+    "record, lacks",
+    [({"provenance": {"run_id": "run-x"}}, "no config_hash in a provenance block"),
+     ({"provenance": {"run_id": "run-x", "config_hash": "c"}},
+      "no result beside its provenance block")],
+)  # fmt: skip
+def test_a_provenance_block_alone_is_no_record(tmp_path, capsys, record, lacks):
+    """A JSON file of a run id alone (``{"provenance": {"run_id": ...}}``: no summary field, no
+    config hash) was diffed as a record, every section "same" or a changed key of nothing."""
+    from ablate.core.trees import diff
+
+    prov = provenance.collect(config_slice={"seed": 5}, run_id="run-b")
+    (tmp_path / "b.json").write_text(json.dumps({"macro": 0.5, "provenance": prov}))
+    (tmp_path / "x.json").write_text(json.dumps(record))
+    assert diff.main([str(tmp_path / "b.json"), str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ablate diff: {tmp_path / 'x.json'} is no job's record ({lacks}): {NEEDS}\n"

@@ -8,7 +8,8 @@ never disagree about the same file.
 - Its **provenance** block (``ablate.core.outputs.provenance.collect``) is nested under
 ``provenance``, or
   the record is the block itself (a sidecar written beside a table, ``<table>.provenance.json``);
-  :func:`provenance_of`.
+  :func:`provenance_of`. A JSON object without a block's run id and config hash, or without a
+  result beside them, is no record (:func:`record_lacks`).
 - **Benchmark seconds** (:func:`benchmark_seconds`): the wall seconds of ONE run of the job, the
   mean of the ``s`` column of its Snakemake benchmark file. Snakemake writes one row per run it
   measured (``benchmark: repeat(path, n)`` runs the job n times): each row is the same job
@@ -85,6 +86,24 @@ def provenance_of(record: dict | None) -> dict:
     if isinstance(prov, dict):
         return prov
     return record if "config_hash" in record else {}
+
+
+#: What every provenance block holds (``ablate.core.outputs.provenance.collect``): the run id and
+#: the config hash a record is known by (``ablate diff`` names them in its header)
+RECORD_PROVENANCE = ("run_id", "config_hash")
+
+
+def record_lacks(record: Any) -> str | None:
+    """What keeps a JSON object from being a job's record, in words (None: nothing): a provenance
+    block with :data:`RECORD_PROVENANCE`, and a result beside it (a field
+    :func:`result_content` keeps)."""
+    prov = provenance_of(record)
+    missing = [k for k in RECORD_PROVENANCE if not prov.get(k)]
+    if missing:
+        return f"no {' or '.join(missing)} in a provenance block"
+    if not result_content(record):
+        return "no result beside its provenance block"
+    return None
 
 
 def recorded_config(path: str | os.PathLike | None) -> Any:

@@ -27,7 +27,14 @@ from typing import Any
 
 from ablate.core.outputs.io import HISTORY_DIR
 from ablate.core.outputs.provenance import changed_keys
-from ablate.core.outputs.records import RUN_FIELDS, provenance_of, read_json, result_content
+from ablate.core.outputs.records import (
+    RECORD_PROVENANCE,
+    RUN_FIELDS,
+    provenance_of,
+    read_json,
+    record_lacks,
+    result_content,
+)
 from ablate.core.reruns import runcache
 
 # folders that hold no record (weights, training state, event files, Snakemake's state)
@@ -147,11 +154,12 @@ def diff(a: Path, b: Path, roots: list[str] | None = None) -> list[str]:
     if ra is None or rb is None:
         raise DiffError(f"{a if ra is None else b} is not a JSON record")
     pa, pb = provenance_of(ra), provenance_of(rb)
-    for path, prov in ((a, pa), (b, pb)):
-        if not prov.get("run_id"):  # a JSON object of another kind: nothing of a run to compare
+    for path, record in ((a, ra), (b, rb)):
+        if lacks := record_lacks(record):  # a JSON object of another kind: no run to compare
             raise DiffError(
-                f"{path} is no job's record (no provenance block with a run_id): give a run id "
-                "or a record a job wrote (its summary.json, metrics.json)"
+                f"{path} is no job's record ({lacks}): give a run id or a record a job wrote (its "
+                "summary.json, metrics.json: its results and a provenance block with its "
+                f"{' and '.join(RECORD_PROVENANCE)})"
             )
     sections = [
         ("config", changed_keys(pa.get("config"), pb.get("config"))),
