@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,11 +91,12 @@ def run_embedded_default(wd: Path, *args: str) -> Path:
 BRIDGE_ARGS = ("--config", "studies=[bridge]")
 
 
-def copy_cache_entries(src: Path, dst: Path, rules: tuple[str, ...] | None = None) -> None:
-    """The run cache entries of the finished run src (of `rules` only, when given) copied into
-    the checkout dst's run cache (the default folder of both), as a second clone sharing the
-    cache holds them. An entry dst has already is kept; one whose key no longer matches (the
-    tree changed between the two copies) is simply not restored: the job runs."""
+def copy_cache_entries(src: Path, dst: Path, keep: Callable[[dict], bool] | None = None) -> None:
+    """The run cache entries of the finished run src (those whose manifest's `parts`, the rule and
+    its wildcards among them, `keep` accepts, when given) copied into the checkout dst's run cache
+    (the default folder of both), as a second clone sharing the cache holds them. An entry dst has
+    already is kept; one whose key no longer matches (the tree changed between the two copies) is
+    simply not restored: the job runs."""
     import json
 
     from ablate.core.config import config_schema
@@ -103,9 +105,7 @@ def copy_cache_entries(src: Path, dst: Path, rules: tuple[str, ...] | None = Non
     folder = config_schema()["properties"]["run_cache"]["default"]
     for manifest in (src / folder).glob(f"*/{runcache.MANIFEST}"):
         entry = dst / folder / manifest.parent.name
-        if not entry.exists() and (
-            rules is None or json.loads(manifest.read_text())["parts"]["rule"] in rules
-        ):
+        if not entry.exists() and (keep is None or keep(json.loads(manifest.read_text())["parts"])):
             shutil.copytree(manifest.parent, entry)
 
 
@@ -146,24 +146,7 @@ def run_experiments_loop(wd: Path) -> dict[str, str]:
         "results/eval/3A/causal/metrics.json",
         "results/exp/lr/eval/3A/causal/metrics.json",
     )
-    # an edit in place and its revert: the run cache (on by default) holds 3A as it was
-    config = wd / "config/config.yaml"
-    plain = config.read_text()
-    config.write_text(
-        plain.replace(
-            "3A: {stage: 3, policy: causal}", "3A: {stage: 3, policy: causal, max_steps: 40}"
-        )
-    )
-    steps["edit"] = _run_all(wd)
-    config.write_text(plain)
-    steps["revert"] = _run_all(wd)
     steps["seeds"] = ablate_cli(
         wd, "exp", "run", "seeds", "--set", "mask.finetune.variants.3A.seeds=[5, 6]"
     )
     return steps
-
-
-def _run_all(wd: Path) -> str:
-    r = snakemake(wd, "-c2", timeout=1800)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
-    return r.stdout + r.stderr

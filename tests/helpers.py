@@ -13,6 +13,7 @@ import re
 import subprocess
 import types
 import typing
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -493,3 +494,13 @@ def admits(hint, value) -> bool:
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, hint)
+
+
+#: The one line every job says (ablate.job_script): `[job] <rule> <wildcards>: ran ...` or
+#: `[job] <rule> <wildcards>: restored from the run cache ...`.
+JOB_LINE = re.compile(r"^\[job\] (\w+)(?: (\S+))?: (ran|restored)", re.M)
+
+
+def said(out: str) -> Counter:
+    """(rule, what) -> how many jobs said so (`ran` or `restored`) in a run's output."""
+    return Counter((rule, what) for rule, _, what in JOB_LINE.findall(out))

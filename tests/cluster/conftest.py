@@ -27,7 +27,10 @@ from checkout import ROOT, copy_checkout  # noqa: E402,F401  (tests/checkout.py,
 
 
 def pytest_configure(config):
-    # before any test starts snakemake (each start runs `scontrol`): slurm_local.remove_stale_link
+    # before any test starts snakemake (each start runs `scontrol`): slurm_local.remove_stale_link,
+    # once, in the session's main process (configured before its pytest-xdist workers start)
+    if hasattr(config, "workerinput"):
+        return
     if note := slurm_local.remove_stale_link():
         print(f"tests/cluster: {note}", file=sys.stderr)
 

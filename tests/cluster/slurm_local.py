@@ -173,7 +173,7 @@ def remove_stale_link() -> str | None:
         pids = []
     if any(_alive(int(p)) for p in pids):
         return None
-    DEFAULT_CONF.unlink()
+    DEFAULT_CONF.unlink(missing_ok=True)  # another process of the session may have been first
     return f"removed {DEFAULT_CONF} -> {target}: a test cluster's link that a killed session left"
 
 

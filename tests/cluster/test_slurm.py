@@ -1,9 +1,10 @@
 """`snakemake --profile slurm results/recovery.csv` on a real one-node SLURM cluster on localhost
 (slurm_local.py: munged, slurmctld, slurmd, two fake GPUs): the embedded default's GPU-capable
 rules go through sbatch with --gpus from their resources, the CPU rules stay local, the outputs
-equal a local run's, and a failing job is reported as failed. The base model and the leakage probes
-are restored from the local run's run cache inside their SLURM jobs (RESTORED_RULES); the
-finetunes and evaluations that are compared run on the cluster.
+equal a local run's, and a failing job is reported as failed. The base model, the leakage probes
+and 3B's and 5B's jobs are restored from the local run's run cache inside their SLURM jobs
+(`restored`); 3A's finetune and the evaluations of the base and 3A, which are compared, run on the
+cluster.
 """
 
 from __future__ import annotations
@@ -38,9 +39,18 @@ LOCAL_RULES = ("make_data", "recovery_table")
 SCORE_TOL = 1e-6
 #: The jobs the SLURM run restores from the local run's run cache (as a second clone sharing its
 #: cache would): the base model's pretraining and the leakage probes, upstream of what is
-#: compared. They still go through sbatch (a restore happens inside the job script); the
-#: finetunes and evaluations, whose outputs are compared with the local run's, run on the cluster.
-RESTORED_RULES = ("prepare_model", "leakage_probe")
+#: compared, and the prefix-LM finetunes (3B, 5B) with their evaluations: more of the same kind
+#: of job, minutes on the suite's 2 cores. They still go through sbatch (a restore happens inside
+#: the job script); 3A's finetune and the evaluations of the base and 3A, whose outputs are
+#: compared with the local run's, run on the cluster.
+RESTORED_RULES, RESTORED_VARIANTS = ("prepare_model", "leakage_probe"), ("3B", "5B")
+
+
+def restored(parts: dict) -> bool:
+    """Whether the SLURM run restores the job of these run-cache key parts (see above)."""
+    wildcards = parts.get("wildcards", {})  # a finetune's variant, an evaluation's model
+    variant = wildcards.get("variant", wildcards.get("model"))
+    return parts["rule"] in RESTORED_RULES or variant in RESTORED_VARIANTS
 
 
 def gpu_config(wd: Path, gpu_type: str) -> str:
@@ -79,7 +89,7 @@ def metrics_scores(wd: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory, snapshot, embedded_local):
     wd = copy_checkout(tmp_path_factory.mktemp("slurm-checkout"), source=snapshot)
-    copy_cache_entries(embedded_local, wd, RESTORED_RULES)
+    copy_cache_entries(embedded_local, wd, restored)
     config = gpu_config(wd, slurm_cluster["gpu_type"])
     before = set(slurm_jobs())
     r = run_snakemake(

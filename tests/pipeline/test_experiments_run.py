@@ -1,10 +1,12 @@
 """End to end: the loop a researcher takes on the embedded default, on a copy of the session's
 finished quick start (tests/conftest.py `embedded_run`, run with this checkout's code and the
 run cache on, its default): an experiment with one finetune key changed, a sweep of two values,
-the table, a diff, an edit in place and its revert, a seed added (checkout.run_experiments_loop,
-once per session: the conftest fixture `experiments_loop`). Each step asserts what ran and what
-was reused, by the one line every job says (`[job] <rule> <wildcards>: ran ...` or `restored from
-the run cache ...`, ablate.job_script), and what Snakemake planned.
+the table, a diff, a seed added (checkout.run_experiments_loop, once per session: the conftest
+fixture `experiments_loop`). Each step asserts what ran and what was reused, by the one line
+every job says (`[job] <rule> <wildcards>: ran ...` or `restored from the run cache ...`,
+ablate.job_script: helpers.said), and what Snakemake planned. An edit in place and its revert:
+the guide's "What reruns when" commands, run and asserted the same way by
+tests/pipeline/test_readme.py.
 
 An experiment's deltas and the base it was made from, through Snakemake on the toy study
 (tests/toy_study: one job, seconds): `test_a_base_rerun_since_an_experiment_withholds_its_deltas`.
@@ -24,17 +26,12 @@ import pytest
 import yaml
 from checkout import LOOP_KEY as KEY
 from checkout import copy_checkout, snakemake
+from helpers import said
 
 pytestmark = pytest.mark.slow
 
 TABLES = ("recovery_table", "plot_scores", "plot_loss_curves", "mask_claims")
 TREE = ("plan_estimate", "plan", "status")
-JOB_LINE = re.compile(r"^\[job\] (\w+)(?: (\S+))?: (ran|restored)", re.M)
-
-
-def said(out: str) -> Counter:
-    """(rule, what) -> how many jobs said so (`ran` or `restored`)."""
-    return Counter((rule, what) for rule, _, what in JOB_LINE.findall(out))
 
 
 def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(experiments_loop):
@@ -101,17 +98,6 @@ def test_diff_names_the_upstream_key_that_made_an_evaluation_differ(experiments_
     out = steps["diff"]
     assert "config: same" in out and "upstream: 1 changed" in out
     assert "finetune/3A/summary.json" in out and "params.learning_rate 0.001 -> 0.0005" in out
-
-
-def test_an_edit_in_place_and_its_revert(experiments_loop):
-    """The edit runs 3A's finetune and evaluations and the tables (the guide's 10 jobs); the
-    revert restores 3A's three from the run cache the quick start filled, computing nothing."""
-    _, steps = experiments_loop
-    edit, revert = said(steps["edit"]), said(steps["revert"])
-    assert edit[("finetune", "ran")] == 1 and edit[("eval_model", "ran")] == 2
-    assert sum(n for (r, w), n in edit.items() if w == "ran") == 10
-    assert revert[("finetune", "restored")] == 1 and revert[("eval_model", "restored")] == 2
-    assert not revert[("finetune", "ran")] and not revert[("eval_model", "ran")]
 
 
 def test_a_seed_equal_to_the_variants_own_is_that_run(experiments_loop):

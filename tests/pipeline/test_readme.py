@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 from checkout import GPU_HOST
+from helpers import said
 
 from ablate.core.trees import experiments as E
 
@@ -92,10 +93,22 @@ PLAIN_3A = "3A: {stage: 3, policy: causal}"
 EDITED_3A_LINE = "3A: {stage: 3, policy: causal, max_steps: 40}"
 
 
-def _3a_restored(wd: Path, out: str) -> None:
-    """After the revert 3A's finetune and evaluations came from the run cache (their markers
-    are newer than the revert), not computed again."""
+def _3a_ran(wd: Path, out: str) -> None:
+    """The edit computes 3A's finetune and its two evaluations, and the tables: every planned job
+    says it ran."""
     _only_3a_reruns(wd, out)
+    ran = said(out)
+    assert ran[("finetune", "ran")] == 1 and ran[("eval_model", "ran")] == 2, ran
+    assert sum(n for (_, what), n in ran.items() if what == "ran") == sum(EDITED_3A.values()), ran
+
+
+def _3a_restored(wd: Path, out: str) -> None:
+    """After the revert 3A's finetune and evaluations came from the run cache (each says so; their
+    markers are newer than the revert), not computed again."""
+    _only_3a_reruns(wd, out)
+    got = said(out)
+    assert got[("finetune", "restored")] == 1 and got[("eval_model", "restored")] == 2, got
+    assert not got[("finetune", "ran")] and not got[("eval_model", "ran")], got
     reverted = (wd / "config/config.yaml").stat().st_mtime
     for output in (
         "results/finetune/3A/final",
@@ -224,7 +237,7 @@ GUIDE_STEPS = [
         check=lambda wd, out: "max_steps: 40}" in (wd / "config/config.yaml").read_text(),
     ),
     Step("snakemake -n", rules=EDITED_3A, check=_only_3a_reruns),
-    Step("snakemake -c2", rules=EDITED_3A, check=_only_3a_reruns),
+    Step("snakemake -c2", rules=EDITED_3A, check=_3a_ran),
     Step(
         f"sed -i 's/{EDITED_3A_LINE}/{PLAIN_3A}/' config/config.yaml",
         check=lambda wd, out: "max_steps: 40}" not in (wd / "config/config.yaml").read_text(),
