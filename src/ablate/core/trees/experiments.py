@@ -296,14 +296,42 @@ def slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
 DEFINITION = "experiment.json"
 
 
+def resolved_config(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """A copy of a validated configuration with each dotted key of ``keys`` it does not set
+    given the value its study runs with (its layout's ``resolved_value(config, key)``, KeyError
+    where none: the mask study's finetune variant takes a key it leaves out from
+    ``mask.finetune.defaults``); keys that resolve to nothing stay unset."""
+    out = copy.deepcopy(dict(config))
+    have = leaves(out)
+    for key in keys:
+        study = key.split(".")[0]
+        if key in have or study not in studies.STUDIES:
+            continue
+        hook = getattr(studies.side(study, "layout"), "resolved_value", None)
+        if hook is None:
+            continue
+        try:
+            value = hook(config, key)
+        except KeyError:
+            continue
+        node = out
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = copy.deepcopy(value)
+    return out
+
+
 def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
-    """``key old -> new`` of each config key an experiment changes (:func:`changed`)."""
+    """``key old -> new`` of each config key an experiment changes (:func:`changed`), a key one
+    side leaves unset named with the value it runs with there (:func:`resolved_config`)."""
     from ablate.core.outputs.provenance import changed_keys
 
     def what(cfg: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
 
-    return changed_keys(what(base), what(exp))
+    keys = changed(base, exp)
+    return changed_keys(what(resolved_config(base, keys)), what(resolved_config(exp, keys)))
 
 
 @dataclass
