@@ -86,7 +86,7 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiment
     }
     lr = rows["results/exp/lr"]
     assert (
-        f"{KEY} <absent> -> 0.0005" in lr
+        f"{KEY} 0.001 -> 0.0005" in lr
         and "finetune/3A: params.learning_rate 0.001 -> 0.0005" in lr
     )
     assert re.search(r"mask: 3A under prefill_bidir [+-]\d\.\d{3} \(", lr), lr
