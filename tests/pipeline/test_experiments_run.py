@@ -86,10 +86,11 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiment
     }
     lr = rows["results/exp/lr"]
     assert (
-        f"{KEY} 0.001 -> 0.0005" in lr
-        and "finetune/3A: params.learning_rate 0.001 -> 0.0005" in lr
+        f"{KEY} 0.001 -> 0.0005" in lr and "finetune/3A: params.learning_rate 0.001 -> 0.0005" in lr
     )
-    assert re.search(r"mask: 3A under prefill_bidir [+-]\d\.\d{3} \(", lr), lr
+    assert re.search(
+        r"mask: 3A under prefill_bidir [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] \(", lr
+    ), lr
     # the sweep point of 5e-4 is the lr experiment: the same numbers
     assert lr.split(" | ")[2] == rows["results/exp/sweep-5.0e-4"].split(" | ")[2]
     # sorted by that score, highest first; markdown written

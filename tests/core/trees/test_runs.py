@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import DEEP_JSON
-from tree_records import EVAL, EVAL_SLICE, record
+from tree_records import EVAL, EVAL_SLICE, by_tree, record, table
 
 from ablate import cli
 from ablate.bridge import layout as bridge_layout
@@ -23,18 +23,6 @@ from ablate.core.trees import runs
 from ablate.mask import layout as mask_layout
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def table(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def by_tree(rows: list[dict]) -> dict[str, dict]:
-    return {r["tree"][0]: r for r in rows}
 
 
 def test_two_trees_differing_in_one_key(tmp_path):
@@ -310,10 +298,12 @@ def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_pa
         "2 jobs are the base's, 2 its own",
     ]
     assert row["vs base"] == [
-        "mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)",
-        "mask: 3A under prefill_bidir: emb_count +0.250 (0.500 -> 0.750)",
+        "mask: 3A under prefill_bidir +0.041 [CI: no per-sample records] (0.616 -> 0.657)",
+        "mask: 3A under prefill_bidir: emb_count +0.250 [CI: no per-sample records] (0.500 -> 0.750)",
     ]
-    assert row["headline vs base"] == ["mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)"]
+    assert row["headline vs base"] == [
+        "mask: 3A under prefill_bidir +0.041 [CI: no per-sample records] (0.616 -> 0.657)"
+    ]
     assert row["claims vs base"] == ["mask: prefix supported -> inconclusive"]
     assert "bridge: 1a peak 0.100 final 0.100" in row["numbers"]  # the base's, shared
     ordered = runs.sort_rows(list(rows.values()), "mask: 3A under prefill_bidir")
@@ -326,7 +316,9 @@ def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_pa
     out = capsys.readouterr().out
     assert out.startswith("| tree | differs from base | vs base | claims vs base | last run |")
     line = next(x for x in out.splitlines() if x.startswith("| results/exp/lr |"))
-    assert "learning_rate <absent> -> 0.0005" in line and "+0.041 (0.616 -> 0.657)" in line
+    assert (
+        "learning_rate <absent> -> 0.0005" in line and "+0.041 [CI: no per-sample records]" in line
+    )
     assert "emb_count" not in line  # a task's delta is in the details, not the summary
     assert md.read_text().startswith("| tree | differs from base |")
 
@@ -402,7 +394,9 @@ def test_an_experiments_deltas_are_withheld_once_its_base_changed(tmp_path, monk
     assert made["finetune/3B"] == {"record": "finetune/3B/summary.json", "run_id": "run-box"}
     assert made["eval/3B/causal"] == {"record": "eval/3B/causal/metrics.json", "run_id": None}
     row = by_tree(runs.table_rows(".", "results"))["results/exp/lr"]
-    assert row["vs base"] == ["mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)"]
+    assert row["vs base"] == [
+        "mask: 3A under prefill_bidir +0.041 [CI: no per-sample records] (0.616 -> 0.657)"
+    ]
     experiments.record([plan])  # the next run's start, the same definition: kept
     assert by_tree(runs.table_rows(".", "results"))["results/exp/lr"]["vs base"] == row["vs base"]
 

@@ -29,6 +29,7 @@ from ablate.core.outputs import io
 from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.reruns import runcache
+from ablate.core.trees.deltas import DELTAS, read_part, scores, vs_base
 from ablate.core.trees.experiments import base_changed
 from ablate.core.trees.results_trees import (
     LOGS,
@@ -60,85 +61,15 @@ COLUMNS = (
 SUMMARY = ("tree", "differs from base", "vs base", "claims vs base", "last run")
 
 
-def _read(mod: Any, part: str, results: Path, shared: Path | None) -> Any:
-    """A study's ``part`` (its status part's ``run_scores``, ``run_numbers``, ``claims``) of a
-    results tree; of an experiment's tree whose tables of that study are the base's (not in
-    it: its change did not reach them), the base's (``shared``)."""
-    if not hasattr(mod, part):
-        return []
-    found = getattr(mod, part)(results)
-    return found or (getattr(mod, part)(shared) if shared is not None else found)
-
-
-def scores(results: Path, shared: Path | None = None) -> dict[str, float]:
-    """Every study's scores to compare trees by (its status part's ``run_scores``), named
-    ``<study>: <score>``; ``shared``: an experiment's base tree (:func:`_read`)."""
-    out = {}
-    for study in studies.STUDIES:
-        found = _read(studies.side(study, "status"), "run_scores", results, shared) or {}
-        out.update({f"{study}: {k}": v for k, v in found.items()})
-    return out
-
-
-def score_deltas(
-    base: dict[str, float], here: dict[str, float], headline: bool = False
-) -> list[str]:
-    """``<score> +0.031 (0.616 -> 0.647)`` for each score both have that differs (within 1e-9
-    they are the same: float rounding), the headline ones (a study's own, no ``: <part>``, the
-    mask study's macro) first; ``headline``: those alone."""
-    both = [k for k in here if k in base and abs(here[k] - base[k]) > 1e-9]
-    both = [k for k in both if not headline or k.count(":") == 1]
-    both.sort(key=lambda k: (k.count(":") > 1, k))
-    return [f"{k} {here[k] - base[k]:+.3f} ({base[k]:.3f} -> {here[k]:.3f})" for k in both]
-
-
-def claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[str]:
-    """``<study>: <claim> <verdict> -> <verdict>`` for each study-level claim whose verdict
-    differs between two results trees (``shared``: :func:`_read`)."""
-    out = []
-    for study in studies.STUDIES:
-        mod = studies.side(study, "status")
-        if not hasattr(mod, "claims"):
-            continue
-        old = {r["claim"]: r.get("verdict") for r in mod.claims(base) if "/" not in r["claim"]}
-        mine = _read(mod, "claims", here, shared)
-        new = {r["claim"]: r.get("verdict") for r in mine if "/" not in r["claim"]}
-        out += [
-            f"{study}: {c} {old.get(c) or 'absent'} -> {new.get(c) or 'absent'}"
-            for c in sorted(set(old) | set(new), key=str)
-            if old.get(c) != new.get(c)
-        ]
-    return out
-
-
-#: a tree's deltas against the base: two columns and the summary's headline ones
-DELTAS = ("vs base", "claims vs base", "headline vs base")
-
-
-def vs_base(
-    base: Path, here: Path, shared: Path | None, base_scores: dict[str, float], withheld: str | None
-) -> dict[str, list[str]]:
-    """A tree's :data:`DELTAS` against the base (``shared``: :func:`_read`); ``withheld``: the one
-    line saying why they are not shown (an experiment whose base changed since it was made:
-    :func:`ablate.core.trees.experiments.base_changed`)."""
-    if withheld:
-        return dict(zip(DELTAS, ([withheld], ["withheld (see vs base)"], [withheld]), strict=True))
-    return {
-        "vs base": score_deltas(base_scores, scores(here)),
-        "claims vs base": claim_changes(base, here, shared),
-        "headline vs base": score_deltas(base_scores, scores(here, shared), headline=True),
-    }
-
-
 def study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
     """Each study's headline numbers and its claims' verdicts (counts, then each study-level
     claim's verdict) in ``results``, from the studies' status modules (``shared``:
-    :func:`_read`)."""
+    :func:`~ablate.core.trees.deltas.read_part`)."""
     numbers, claims = [], []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
-        numbers += [f"{study}: {n}" for n in _read(mod, "run_numbers", results, shared)]
-        rows = _read(mod, "claims", results, shared)
+        numbers += [f"{study}: {n}" for n in read_part(mod, "run_numbers", results, shared)]
+        rows = read_part(mod, "claims", results, shared)
         if rows:
             counts = Counter(r.get("verdict") or "?" for r in rows)
             claims.append(f"{study}: " + ", ".join(f"{n} {v}" for v, n in counts.most_common()))
