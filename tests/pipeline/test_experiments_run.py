@@ -78,12 +78,11 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiment
     wd, steps = experiments_loop
     out = steps["runs"]
     table = out.split("\n\n")[0]
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
-    assert set(rows) >= {
-        "results",
-        "results/exp/lr",
-        *(f"results/exp/sweep-{v}" for v in ("5.0e-4", "2.0e-3")),
+    # a row's first cell names its tree, then the trees of the same runs folded into it
+    rows = {
+        line.split(" | ")[0].strip("| ").split("; ")[0]: line for line in table.splitlines()[2:]
     }
+    assert set(rows) >= {"results", "results/exp/lr", "results/exp/sweep-2.0e-3"}
     lr = rows["results/exp/lr"]
     assert (
         f"{KEY} 0.001 -> 0.0005" in lr and "finetune/3A: params.learning_rate 0.001 -> 0.0005" in lr
@@ -91,8 +90,8 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiment
     assert re.search(
         r"mask: 3A under prefill_bidir [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] \(", lr
     ), lr
-    # the sweep point of 5e-4 is the lr experiment: the same numbers
-    assert lr.split(" | ")[2] == rows["results/exp/sweep-5.0e-4"].split(" | ")[2]
+    # the sweep point of 5e-4 is the lr experiment, its runs restored: one row naming both
+    assert lr.startswith("| results/exp/lr; results/exp/sweep-5.0e-4 (the same runs) |"), lr
     # sorted by that score, highest first; markdown written
     assert (wd / "runs.md").read_text().startswith("| tree | differs from base |")
 

@@ -86,7 +86,7 @@ def test_a_bridge_entrys_final_delta_pairs_its_runs_samples_and_its_peak_has_non
     from ablate.core.reports import stats
 
     def tree(path, run_id, correct):
-        record(path, "bridge/data/provenance.json", {})
+        record(path, "bridge/data/provenance.json", {}, host=run_id)  # its own run
         final = sum(correct) / len(correct)
         row = {"entry": "1a", "run_id": run_id, "peak": str(final + 0.1), "final": str(final)}
         table(path / bridge_layout.PATTERNS["summary"], [row])

@@ -482,6 +482,30 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
     )
 
 
+def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
+    """How many of an experiment's jobs are its base's (not run in its tree) and what ran in its
+    tree ``tree``: each job log there (its finetunes', evaluations', tables', plan's, STATUS')
+    by what its last run said (:func:`ablate.core.jobs.said`, the line ``ablate exp run``
+    printed for it): ran, restored from the run cache, or stopped before its end."""
+    from collections import Counter
+
+    from ablate.core.jobs import LOG, RESTORED_LINE, said
+
+    logs, counts = LOG.split("/")[0], Counter()
+    for log in sorted(Path(tree).rglob("*.log")):
+        if logs in log.relative_to(tree).parts[:-1]:
+            text = said(log)
+            restored = text is not None and text.startswith(RESTORED_LINE)
+            counts["restored" if restored else "ran" if text else "stopped"] += 1
+    shared = f"{len(definition.get('shared') or [])} jobs are the base's (not run in its tree)"
+    ran = counts["ran"] + counts["restored"]
+    if not ran and not counts["stopped"]:
+        return f"{shared}; none of its own has run yet"
+    restored = f" ({counts['restored']} restored from the run cache)" if counts["restored"] else ""
+    stopped = f", {counts['stopped']} stopped before its end (its log says why)"
+    return f"{shared}; {ran} of its own ran{restored}" + (stopped if counts["stopped"] else "")
+
+
 def plans(config: Mapping[str, Any]) -> list[Plan]:
     """Every experiment of a validated base configuration (config ``experiments``), in order."""
     names = list(config.get("experiments") or {})

@@ -30,7 +30,7 @@ from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.reruns import runcache
 from ablate.core.trees.deltas import DELTAS, read_part, scores, vs_base
-from ablate.core.trees.experiments import base_changed
+from ablate.core.trees.experiments import base_changed, jobs_line
 from ablate.core.trees.results_trees import (
     LOGS,
     Tree,
@@ -118,6 +118,46 @@ class Configuration:
         return lines, not_written_by(tree, self.outputs, self.studies)
 
 
+def status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list[str], list[str]]:
+    """The status column of ``tree`` (each configuration's jobs there, then why the tree is
+    mixed) and why it is mixed (two configurations name it; records none of them writes)."""
+    state, mixed = [], []
+    mine = [c for c in configurations if c.tree == tree.path.resolve()]
+    if len(mine) > 1:
+        mixed.append("written by " + "; ".join(" ".join(c.files) for c in mine))
+    for c in mine:
+        lines, foreign = c.lines(tree)
+        state += lines
+        if foreign:
+            mixed.append(
+                f"{len(foreign)} records no job of {' '.join(c.files)} writes: "
+                + ", ".join(sorted(foreign))
+            )
+    return state + [f"mixed: {m}" for m in mixed], mixed
+
+
+#: how a row names a tree folded into another: every record the same run (:func:`same_runs`)
+SAME_RUNS = "the same runs"
+
+
+def same_runs(trees: list[Tree], first: Tree) -> list[tuple[Tree, list[Tree]]]:
+    """The trees of one configuration folded together: each tree with the trees that hold the
+    same records, each of the same run (a copy of it; an experiment whose runs another of the
+    same values restored from the run cache), in path order, ``first`` heading its own group. A
+    tree without records (an experiment whose every job is the base's) is folded with none."""
+    groups: dict[Any, list[Tree]] = {}
+    for tree in trees:
+        runs = frozenset((rel, str(p.get("run_id"))) for rel, p in tree.records.items())
+        groups.setdefault(runs or id(tree), []).append(tree)
+    heads = []
+    for members in groups.values():
+        if first in members:
+            members.remove(first)
+            members.insert(0, first)
+        heads.append((members[0], members[1:]))
+    return sorted(heads, key=lambda group: trees.index(group[0]))
+
+
 def table_rows(
     root: str | os.PathLike = ".",
     base: str | os.PathLike | None = None,
@@ -141,7 +181,7 @@ def table_rows(
         )
     out = []
     base_scores = scores(base_tree.path)
-    for tree in trees:
+    for tree, twins in same_runs(trees, base_tree):
         exp = experiment_of(tree)
         # an experiment's tables its change did not reach are its base's
         shared = (root / exp["base"]) if exp else None
@@ -153,26 +193,16 @@ def table_rows(
         elif exp and (root / exp["base"]).resolve() == base_tree.path.resolve():
             # an experiment of this base: the keys it changes, the jobs that are the base's
             differs = [*exp["changes"], *exp.get("slices", [])] or ["nothing"]
-            differs.append(f"{len(exp['shared'])} jobs are the base's, {len(exp['own'])} its own")
+            differs.append(jobs_line(exp, tree.path))
             withheld = base_changed(exp, base_tree.path)
         else:
             differs = differences(base_tree, tree) or ["nothing"]
-        state, mixed = [], []
-        mine = [c for c in configurations if c.tree == tree.path.resolve()]
-        if len(mine) > 1:
-            mixed.append("written by " + "; ".join(" ".join(c.files) for c in mine))
-        for c in mine:
-            lines, foreign = c.lines(tree)
-            state += lines
-            if foreign:
-                mixed.append(
-                    f"{len(foreign)} records no job of {' '.join(c.files)} writes: "
-                    + ", ".join(sorted(foreign))
-                )
+        state, mixed = status_lines(tree, configurations)
         name = str(tree.path.relative_to(root)) or "."
         out.append(
             {
-                "tree": [name + (" (mixed)" if mixed else "")],
+                "tree": [name + (" (mixed)" if mixed else "")]
+                + [f"{t.path.relative_to(root)} ({SAME_RUNS})" for t in twins],
                 "records": [str(len(tree.records))],
                 "last run": [newest(tree)],
                 "where": where(tree),
@@ -180,7 +210,7 @@ def table_rows(
                 "differs from base": differs,
                 "numbers": numbers,
                 "claims": claims,
-                "status": state + [f"mixed: {m}" for m in mixed],
+                "status": state,
                 # not columns: what the summary table and --sort read
                 "scores": here,
                 **(
@@ -371,7 +401,7 @@ def render_text(
     each."""
     blocks = [summary_table(rows)] if len(rows) > 1 else []
     for row in rows:
-        lines = [f"== {row['tree'][0]}"]
+        lines = ["== " + "; ".join(row["tree"])]  # a tree and those of the same runs
         for col in COLUMNS[1:]:
             cells = row[col]
             if not cells:
