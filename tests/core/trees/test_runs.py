@@ -307,8 +307,8 @@ def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_pa
     assert row["differs from base"] == [
         "mask.finetune.variants.3A.learning_rate <absent> -> 0.0005",
         "finetune/3A: params.learning_rate 0.00025 -> 0.0005",
-        "2 jobs are the base's (not run in its tree); 3 of its own ran (1 restored from the run "
-        "cache), 1 stopped before its end (its log says why)",
+        "2 jobs are the base's (not run in its tree); 4 of its own ran (1 restored from the run "
+        "cache; 1 with no closing line in its log: stopped before its end?)",
     ]
     assert row["vs base"] == [
         "mask: 3A under prefill_bidir +0.041 [CI: no per-sample records] (0.616 -> 0.657)",

@@ -1,21 +1,25 @@
 """``ablate exp run NAME --set KEY=VALUE``: an experiment, or a sweep over the values of one or
 more keys (one experiment per point of their product), written to ``experiments/<name>.yaml``
 and run beside the base in one Snakemake run (:mod:`ablate.core.trees.experiments` says what an
-experiment is and which of its jobs are the base's); then the table of its trees
-(:mod:`ablate.core.trees.runs`). Its own module: the experiments module is read by the run cache and
-STATUS, which ``ablate runs`` reads."""
+experiment is and which of its jobs are the base's), which ends with each experiment's own
+summary (:func:`closing_lines`: its tree, claims and deltas against the base). Its own module:
+the experiments module is read by the run cache and STATUS, which ``ablate runs`` reads."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ablate.core.config import ConfigError, add_configfiles_option, check_set_keys
 from ablate.core.trees.experiments import (
     NAME,
     OVERLAYS,
+    Plan,
     check_names,
     experiment_config,
     folder,
@@ -85,6 +89,64 @@ def sweep_names(name: str, points: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def experiments_run(
+    target_rules: Iterable[str], target_files: Iterable[str], plans: Iterable[Plan]
+) -> list[str]:
+    """The experiments a run's targets are when they are experiments' alone (``snakemake
+    exp_lr_all``, as ``ablate exp run`` starts it, or a file of an experiment's tree): the run
+    ends with their summary (:func:`closing_lines`), not the base's; [] where a target is the
+    base's (a rule or file of none of ``plans``, the experiments of the base's configuration)."""
+    plans = sorted(plans, key=lambda p: -len(p.prefix))  # exp_a_b_all is a_b's, not a's
+
+    def owner(rule: str | None, path: str | None) -> str | None:
+        for plan in plans:
+            tree = os.path.normpath(plan.config["results"]) + os.sep
+            if (rule or "").startswith(plan.prefix) or os.path.normpath(path or "").startswith(
+                tree
+            ):
+                return plan.name
+        return None
+
+    names = [owner(r, None) for r in target_rules] + [owner(None, f) for f in target_files]
+    return list(dict.fromkeys(names)) if names and None not in names else []
+
+
+def closing_lines(results: str, names: Iterable[str], root: str | os.PathLike = ".") -> list[str]:
+    """What a run of experiments alone ends with, each experiment's own: its tree and what ran
+    there, the keys it changes, the claims of its tree (a study whose claims table its change
+    did not reach: the base's, said so), each claim whose verdict differs from the base's and its
+    headline deltas against the base with their paired CIs (withheld, with why, where the base
+    changed since it was made); ``results``: the base's tree, ``root`` the working directory."""
+    from ablate import studies
+    from ablate.core.trees import runs
+
+    rows = runs.table_rows(root, results)
+    out = []
+    for name in names:
+        tree = folder(results, name)
+        row = next(r for r in rows if tree in [c.split(" (")[0] for c in r["tree"]])
+        *changes, ran = row["differs from base"]
+        out.append(f"Finished experiment {name}: its tree is {tree}/ (the base's: {results}/)")
+        out += [f"  {ran}", *(f"  changes {c}" for c in changes)]
+        for study in studies.STUDIES:
+            mod = studies.side(study, "status")
+            own = mod.claims(Path(root, tree)) if hasattr(mod, "claims") else []
+            head = [r for r in own if "/" not in r["claim"]]
+            if head:
+                counts = Counter(r.get("verdict") or "?" for r in head)
+                said = ", ".join(f"{n} {v}" for v, n in counts.most_common())
+                out.append(f"  {study} claims in its tree: {said}")
+                out += [f"    {r['claim']}: {r.get('verdict')}" for r in head]
+            elif hasattr(mod, "claims") and mod.claims(Path(root, results)):
+                out.append(f"  {study} claims: the base's (its change does not reach them)")
+        out += [f"  claims vs base: {c}" for c in row["claims vs base"]]
+        deltas = row["headline vs base"] or ["no headline score differs from the base's"]
+        out += [f"  vs base: {d}" for d in deltas]
+    if out:
+        out.append("Every score and task of every tree, side by side: ablate runs")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """``ablate exp run NAME --set KEY=VALUE ...``: an experiment (or a sweep: one per value)
     beside the base configuration, in one ``snakemake`` run of the base's DAG."""
@@ -152,14 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd += [*(["-n"] if args.dry_run else []), *(f"{rule_prefix(n)}all" for n in names)]
     cmd += ["--configfile", *args.configfile, overlay, *extra]
     print(f"ablate exp: {', '.join(names)} in {folder(base['results'], '')}; " + " ".join(cmd[2:]))
-    rc = subprocess.call(cmd)
-    if rc == 0 and not args.dry_run:
-        from ablate.core.trees import runs
-
-        rows = runs.table_rows(".", base["results"])
-        mine = {base["results"], *(folder(base["results"], n) for n in names)}
-        print(runs.summary_table([r for r in rows if r["tree"][0] in mine]))
-    return rc
+    # the run ends with the experiments' own summary (closing_lines: the base's onsuccess)
+    return subprocess.call(cmd)
 
 
 def remove_command(name: str, configfiles: list[str]) -> int:

@@ -484,9 +484,10 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
 
 def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
     """How many of an experiment's jobs are its base's (not run in its tree) and what ran in its
-    tree ``tree``: each job log there (its finetunes', evaluations', tables', plan's, STATUS')
-    by what its last run said (:func:`ablate.core.jobs.said`, the line ``ablate exp run``
-    printed for it): ran, restored from the run cache, or stopped before its end."""
+    tree ``tree``: each job log there (its finetunes', evaluations', tables', plan's, STATUS'),
+    restored from the run cache where its last line says so (:func:`ablate.core.jobs.said`, the
+    line ``ablate exp run`` printed for it); a log without that line is of a job stopped before
+    its end (or of a study's script that says none)."""
     from collections import Counter
 
     from ablate.core.jobs import LOG, RESTORED_LINE, said
@@ -495,15 +496,15 @@ def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
     for log in sorted(Path(tree).rglob("*.log")):
         if logs in log.relative_to(tree).parts[:-1]:
             text = said(log)
-            restored = text is not None and text.startswith(RESTORED_LINE)
-            counts["restored" if restored else "ran" if text else "stopped"] += 1
+            counts["restored" if text and text.startswith(RESTORED_LINE) else bool(text)] += 1
     shared = f"{len(definition.get('shared') or [])} jobs are the base's (not run in its tree)"
-    ran = counts["ran"] + counts["restored"]
-    if not ran and not counts["stopped"]:
+    ran = counts["restored"] + counts[True] + counts[False]
+    if not ran:
         return f"{shared}; none of its own has run yet"
-    restored = f" ({counts['restored']} restored from the run cache)" if counts["restored"] else ""
-    stopped = f", {counts['stopped']} stopped before its end (its log says why)"
-    return f"{shared}; {ran} of its own ran{restored}" + (stopped if counts["stopped"] else "")
+    notes = [f"{counts['restored']} restored from the run cache"] if counts["restored"] else []
+    if counts[False]:
+        notes.append(f"{counts[False]} with no closing line in its log: stopped before its end?")
+    return f"{shared}; {ran} of its own ran" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def plans(config: Mapping[str, Any]) -> list[Plan]:
