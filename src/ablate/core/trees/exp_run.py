@@ -124,9 +124,12 @@ def closing_lines(results: str, names: Iterable[str], root: str | os.PathLike = 
     out = []
     for name in names:
         tree = folder(results, name)
-        row = next(r for r in rows if tree in [c.split(" (")[0] for c in r["tree"]])
-        *changes, ran = row["differs from base"]
         out.append(f"Finished experiment {name}: its tree is {tree}/ (the base's: {results}/)")
+        row = next((r for r in rows if tree in [c.split(" (")[0] for c in r["tree"]]), None)
+        if row is None:  # no record and no definition there: nothing of it ran
+            out.append("  nothing of it is in its tree yet")
+            continue
+        *changes, ran = row["differs from base"]
         out += [f"  {ran}", *(f"  changes {c}" for c in changes)]
         for study in studies.STUDIES:
             mod = studies.side(study, "status")
