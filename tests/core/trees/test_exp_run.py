@@ -165,12 +165,15 @@ def test_the_closing_summary_is_the_experiments_own(tmp_path):
     """An experiment's closing summary: its tree and what ran there, the key it changes, the
     claims of its own tree (not the base's; a study whose tables it did not reach: the base's,
     said so), the verdicts that moved and its headline delta with its paired CI; never "the
-    results are under results/"."""
+    results are under results/". A sweep point of the same runs as another experiment says so,
+    with what ran in its own tree."""
+    import shutil
+
     from fake_evals import correct_items, shift
     from tree_records import evaluations, record, table
 
     from ablate.bridge import layout as bridge_layout
-    from ablate.core.jobs import JOB_LINE
+    from ablate.core.jobs import JOB_LINE, RESTORED_LINE
     from ablate.core.outputs.io import write_json
     from ablate.mask import layout as mask_layout
 
@@ -198,11 +201,23 @@ def test_the_closing_summary_is_the_experiments_own(tmp_path):
         f"  changes {change}",
     ]
     assert lines[3:7] == [
-        "  mask claims in its tree: 1 inconclusive",
+        "  claims in its tree: mask: 1 inconclusive",
         "    prefix: inconclusive",
-        "  bridge claims: the base's (its change does not reach them)",
+        "  claims: bridge: the base's (its change does not reach them)",
         "  claims vs base: mask: prefix supported -> inconclusive",
     ]
     assert lines[7].startswith("  vs base: mask: 3A under prefill_bidir +0.050 [")
     assert "] (0.375 -> 0.425)" in lines[7] and "no per-sample" not in lines[7]
     assert not any("results are under" in x for x in lines)
+    # a sweep point whose runs the run cache restored from lr: lr's row, its own jobs line
+    record(exp, "finetune/3A/summary.json", {}, host="gpu1")
+    shutil.copytree(exp, exp.parent / "lr2")
+    write_json(exp.parent / "lr2" / E.DEFINITION, {**definition, "name": "lr2"})
+    restored = JOB_LINE.format(label="x", text=f"{RESTORED_LINE} (key k: run run-gpu1)")
+    (exp.parent / "lr2/logs/finetune/3A.log").write_text(restored)
+    lines = exp_run.closing_lines("results", ["lr2"], tmp_path)
+    assert lines[1:3] == [
+        "  its runs are those of results/exp/lr: its row in ablate runs",
+        "  3 jobs are the base's (not run in its tree); 1 of its own ran (1 restored from the run "
+        "cache)",
+    ]

@@ -10,19 +10,20 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ablate.core.config import ConfigError, add_configfiles_option, check_set_keys
 from ablate.core.trees.experiments import (
+    DEFINITION,
     NAME,
     OVERLAYS,
     Plan,
     check_names,
     experiment_config,
     folder,
+    jobs_line,
     merged,
     rule_prefix,
 )
@@ -113,11 +114,13 @@ def experiments_run(
 
 def closing_lines(results: str, names: Iterable[str], root: str | os.PathLike = ".") -> list[str]:
     """What a run of experiments alone ends with, each experiment's own: its tree and what ran
-    there, the keys it changes, the claims of its tree (a study whose claims table its change
-    did not reach: the base's, said so), each claim whose verdict differs from the base's and its
-    headline deltas against the base with their paired CIs (withheld, with why, where the base
-    changed since it was made); ``results``: the base's tree, ``root`` the working directory."""
+    there (:func:`~ablate.core.trees.experiments.jobs_line`), the keys it changes, the claims of
+    its tree (a study whose claims table its change did not reach: the base's, said so), each
+    claim whose verdict differs from the base's and its headline deltas against the base with
+    their paired CIs (withheld, with why, where the base changed since it was made: ``ablate
+    runs``' row); ``results``: the base's tree, ``root`` the working directory."""
     from ablate import studies
+    from ablate.core.outputs.records import read_json
     from ablate.core.trees import runs
 
     rows = runs.table_rows(root, results)
@@ -126,22 +129,23 @@ def closing_lines(results: str, names: Iterable[str], root: str | os.PathLike = 
         tree = folder(results, name)
         out.append(f"Finished experiment {name}: its tree is {tree}/ (the base's: {results}/)")
         row = next((r for r in rows if tree in [c.split(" (")[0] for c in r["tree"]]), None)
-        if row is None:  # no record and no definition there: nothing of it ran
+        definition = read_json(Path(root, tree, DEFINITION))
+        if row is None or definition is None:  # the run's start writes its definition
             out.append("  nothing of it is in its tree yet")
             continue
-        *changes, ran = row["differs from base"]
-        out += [f"  {ran}", *(f"  changes {c}" for c in changes)]
+        if row["tree"][0] != tree:  # its runs are another tree's (restored from the run cache)
+            out.append(f"  its runs are those of {row['tree'][0]}: its row in ablate runs")
+        out.append(f"  {jobs_line(definition, Path(root, tree))}")
+        changes = [*definition.get("changes", []), *definition.get("slices", [])]
+        out += [f"  changes {c}" for c in changes]
         for study in studies.STUDIES:
             mod = studies.side(study, "status")
-            own = mod.claims(Path(root, tree)) if hasattr(mod, "claims") else []
-            head = [r for r in own if "/" not in r["claim"]]
-            if head:
-                counts = Counter(r.get("verdict") or "?" for r in head)
-                said = ", ".join(f"{n} {v}" for v, n in counts.most_common())
-                out.append(f"  {study} claims in its tree: {said}")
-                out += [f"    {r['claim']}: {r.get('verdict')}" for r in head]
-            elif hasattr(mod, "claims") and mod.claims(Path(root, results)):
-                out.append(f"  {study} claims: the base's (its change does not reach them)")
+            if not hasattr(mod, "claims"):
+                continue
+            if own := runs.claim_lines(study, mod.claims(Path(root, tree))):
+                out += [f"  claims in its tree: {own[0]}", *(f"  {c}" for c in own[1:])]
+            elif mod.claims(Path(root, results)):
+                out.append(f"  claims: {study}: the base's (its change does not reach them)")
         out += [f"  claims vs base: {c}" for c in row["claims vs base"]]
         deltas = row["headline vs base"] or ["no headline score differs from the base's"]
         out += [f"  vs base: {d}" for d in deltas]

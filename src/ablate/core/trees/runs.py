@@ -69,13 +69,19 @@ def study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str],
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
         numbers += [f"{study}: {n}" for n in read_part(mod, "run_numbers", results, shared)]
-        rows = read_part(mod, "claims", results, shared)
-        if rows:
-            counts = Counter(r.get("verdict") or "?" for r in rows)
-            claims.append(f"{study}: " + ", ".join(f"{n} {v}" for v, n in counts.most_common()))
-            # a per-task claim ("learned/emb_count") details a study-level one
-            claims += [f"  {r['claim']}: {r.get('verdict')}" for r in rows if "/" not in r["claim"]]
+        claims += claim_lines(study, read_part(mod, "claims", results, shared))
     return numbers, claims
+
+
+def claim_lines(study: str, rows: list[dict[str, str]]) -> list[str]:
+    """A study's claims table (``rows``) as lines: how many of each verdict, then each
+    study-level claim's verdict (a per-task claim, ``learned/emb_count``, details one); none
+    without rows."""
+    if not rows:
+        return []
+    counts = Counter(r.get("verdict") or "?" for r in rows)
+    head = f"{study}: " + ", ".join(f"{n} {v}" for v, n in counts.most_common())
+    return [head, *(f"  {r['claim']}: {r.get('verdict')}" for r in rows if "/" not in r["claim"])]
 
 
 @dataclass
