@@ -1,14 +1,17 @@
 """``ablate runs``: every results tree under a folder side by side, one row each (as DVC's
-``exp show`` or MLflow's run comparison): the config keys its records differ in from a base
-tree's, each study's headline numbers, the claim verdicts, when and where it last ran, and, for
-a configuration given with ``--configfile``, its jobs' status (done, stale, to run) with the jobs
+``exp show`` or MLflow's run comparison; trees of the same runs one row): the config keys its
+records differ in from a base tree's, each study's headline numbers and their deltas against the
+base with their paired CIs, the claim verdicts, when and where it last ran, and, for a
+configuration given with ``--configfile``, its jobs' status (done, stale, to run) with the jobs
 whose records another configuration made.
 
-The results trees and their records are found by :mod:`ablate.core.trees.results_trees`.
+The results trees and their records are found by :mod:`ablate.core.trees.results_trees`, the
+deltas by :mod:`ablate.core.trees.deltas`.
 
 Study-agnostic: a study's status module may give ``run_numbers(results)`` (its headline numbers,
 short cells) and ``claims(results)`` (its claims table's rows, each with ``claim`` and
-``verdict``); found through the registry :mod:`ablate.studies`. No torch: it reads JSON and CSV.
+``verdict``); found through the registry :mod:`ablate.studies`. No torch: it reads JSON and CSV
+(and, for a delta's interval, per-sample records).
 """
 
 from __future__ import annotations
@@ -489,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="ablate runs",
         description="Every results tree under a folder side by side: the config keys its "
-        "records differ in from a base tree's, the headline numbers, the claim verdicts, when "
-        "and where it last ran; with --cache, the run cache's entries per job. Runs no job.",
+        "records differ in from a base tree's, the headline numbers and their deltas with "
+        "paired 95% CIs, the claim verdicts, when and where it last ran; with --cache, the run "
+        "cache's entries per job. Runs no job.",
     )
     ap.add_argument("--root", default=".", help="the folder searched for results trees")
     ap.add_argument(
