@@ -56,7 +56,7 @@ def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(experiments
     assert "the base's job" in status and "| to run |" not in status
     # the run ends with the experiment's own summary (exp_run.closing_lines), not the base's
     end = steps["lr"][steps["lr"].index("Finished experiment lr: its tree is results/exp/lr/") :]
-    assert "of its own ran" in end and "mask claims in its tree: " in end, end
+    assert "of its own ran" in end and "claims in its tree: mask: " in end, end
     assert "results are under" not in steps["lr"]
 
 
