@@ -267,15 +267,23 @@ onsuccess:
     )
     results_lock.release(RESULTS)
     # the run's end: claims, where the results are, the report command (the logger plugin
-    # prints it after Snakemake's closing lines)
-    logger.info(
-        "\n".join(
-            terminal.run_summary(
-                config, STUDIES, workflow.overwrite_configfiles or [], os.getcwd()
-            )
-        ),
-        extra={terminal.SUMMARY: True},
+    # prints it after Snakemake's closing lines); a run of experiments alone (`ablate exp
+    # run`): each experiment's own tree, claims and deltas against the base
+    from ablate.core.trees import exp_run
+
+    mine = exp_run.experiments_run(
+        [r.name for r in workflow.dag.targetrules],
+        workflow.dag.targetfiles,
+        EXPERIMENTS,
     )
+    summary = (
+        exp_run.closing_lines(config["results"], mine)
+        if mine
+        else terminal.run_summary(
+            config, STUDIES, workflow.overwrite_configfiles or [], os.getcwd()
+        )
+    )
+    logger.info("\n".join(summary), extra={terminal.SUMMARY: True})
 
 
 onerror:

@@ -496,11 +496,12 @@ def admits(hint, value) -> bool:
     return isinstance(value, hint)
 
 
-#: The one line every job says (ablate.job_script): `[job] <rule> <wildcards>: ran ...` or
-#: `[job] <rule> <wildcards>: restored from the run cache ...`.
-JOB_LINE = re.compile(r"^\[job\] (\w+)(?: (\S+))?: (ran|restored)", re.M)
+def jobs_said(out: str) -> Counter:
+    """(rule, what) -> how many jobs said so in a run's output: the one line every job says
+    (ablate.core.jobs.JOB_LINE, `[job] <rule> <wildcards>: <text>`), whose text begins `ran` or
+    `restored` (ablate.core.jobs.RESTORED_LINE)."""
+    from ablate.core.jobs import JOB_LINE
 
-
-def said(out: str) -> Counter:
-    """(rule, what) -> how many jobs said so (`ran` or `restored`) in a run's output."""
-    return Counter((rule, what) for rule, _, what in JOB_LINE.findall(out))
+    head = re.escape(JOB_LINE.split("{label}")[0])
+    lines = re.findall(rf"^{head}(\w+)(?: \S+)?: (ran|restored)", out, flags=re.M)
+    return Counter(lines)

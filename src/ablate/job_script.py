@@ -43,6 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ablate import studies
+from ablate.core.jobs import JOB_LINE
 from ablate.core.outputs import provenance
 
 
@@ -115,8 +116,8 @@ def label(snakemake: Any) -> str:
 
 
 def say(text: str) -> None:
-    """This job's one line: ``[job] <label>: <text>``, on the terminal and in its log."""
-    line = f"[job] {_JOB.get('label', '?')}: {text}"
+    """This job's one line (:data:`ablate.core.jobs.JOB_LINE`), on the terminal and in its log."""
+    line = JOB_LINE.format(label=_JOB.get("label", "?"), text=text)
     _JOB["said"] = True
     for stream in {sys.__stderr__, sys.stdout}:
         print(line, file=stream, flush=True)

@@ -4,7 +4,7 @@ run cache on, its default): an experiment with one finetune key changed, a sweep
 the table, a diff, a seed added (checkout.run_experiments_loop, once per session: the conftest
 fixture `experiments_loop`). Each step asserts what ran and what was reused, by the one line
 every job says (`[job] <rule> <wildcards>: ran ...` or `restored from the run cache ...`,
-ablate.job_script: helpers.said), and what Snakemake planned. An edit in place and its revert:
+ablate.job_script: helpers.jobs_said), and what Snakemake planned. An edit in place and its revert:
 the guide's "What reruns when" commands, run and asserted the same way by
 tests/pipeline/test_readme.py.
 
@@ -26,7 +26,7 @@ import pytest
 import yaml
 from checkout import LOOP_KEY as KEY
 from checkout import copy_checkout, snakemake
-from helpers import said
+from helpers import jobs_said
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(experiments
     """3A's finetune, its two evaluations, the tables, plots, claims, plan and STATUS of its
     tree: 10 jobs; nothing upstream, nothing of the bridge study, no job of the base."""
     wd, steps = experiments_loop
-    ran = said(steps["lr"])
+    ran = jobs_said(steps["lr"])
     assert ran == Counter(
         {
             ("exp_lr_finetune", "ran"): 1,
@@ -51,6 +51,10 @@ def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(experiments
     assert not (exp / "bridge").exists() and not (exp / "model").exists()
     status = (exp / "STATUS.md").read_text()
     assert "the base's job" in status and "| to run |" not in status
+    # the run ends with the experiment's own summary (exp_run.closing_lines), not the base's
+    end = steps["lr"][steps["lr"].index("Finished experiment lr: its tree is results/exp/lr/") :]
+    assert "of its own ran" in end and "claims in its tree: mask: " in end, end
+    assert "results are under" not in steps["lr"]
 
 
 def test_a_sweep_costs_its_new_finetunes_and_their_evaluations(experiments_loop):
@@ -58,7 +62,7 @@ def test_a_sweep_costs_its_new_finetunes_and_their_evaluations(experiments_loop)
     experiment's finetune and evaluations, restored from the run cache by their key (the same
     rule, params and inputs), not recomputed."""
     _, steps = experiments_loop
-    got = said(steps["sweep"])
+    got = jobs_said(steps["sweep"])
     # each sweep point's rules are its own (exp_sweep_<point>_finetune): summed over the points
     finetunes = Counter({w: 0 for w in ("ran", "restored")})
     evals = finetunes.copy()
@@ -75,20 +79,20 @@ def test_the_table_shows_each_experiment_with_its_key_and_macro_delta(experiment
     wd, steps = experiments_loop
     out = steps["runs"]
     table = out.split("\n\n")[0]
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
-    assert set(rows) >= {
-        "results",
-        "results/exp/lr",
-        *(f"results/exp/sweep-{v}" for v in ("5.0e-4", "2.0e-3")),
+    # a row's first cell names its tree, then the trees of the same runs folded into it
+    rows = {
+        line.split(" | ")[0].strip("| ").split("; ")[0]: line for line in table.splitlines()[2:]
     }
+    assert set(rows) >= {"results", "results/exp/lr", "results/exp/sweep-2.0e-3"}
     lr = rows["results/exp/lr"]
     assert (
-        f"{KEY} <absent> -> 0.0005" in lr
-        and "finetune/3A: params.learning_rate 0.001 -> 0.0005" in lr
+        f"{KEY} 0.001 -> 0.0005" in lr and "finetune/3A: params.learning_rate 0.001 -> 0.0005" in lr
     )
-    assert re.search(r"mask: 3A under prefill_bidir [+-]\d\.\d{3} \(", lr), lr
-    # the sweep point of 5e-4 is the lr experiment: the same numbers
-    assert lr.split(" | ")[2] == rows["results/exp/sweep-5.0e-4"].split(" | ")[2]
+    assert re.search(
+        r"mask: 3A under prefill_bidir [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] \(", lr
+    ), lr
+    # the sweep point of 5e-4 is the lr experiment, its runs restored: one row naming both
+    assert lr.startswith("| results/exp/lr; results/exp/sweep-5.0e-4 (the same runs) |"), lr
     # sorted by that score, highest first; markdown written
     assert (wd / "runs.md").read_text().startswith("| tree | differs from base |")
 
@@ -104,7 +108,7 @@ def test_a_seed_equal_to_the_variants_own_is_that_run(experiments_loop):
     """`3A: {seeds: [5, 6]}`: seed 5 is the default's 3A (the base's jobs); seed 6's finetune and
     its two evaluations are the experiment's."""
     _, steps = experiments_loop
-    got = said(steps["seeds"])
+    got = jobs_said(steps["seeds"])
     assert got[("exp_seeds_finetune", "ran")] == 1 and got[("exp_seeds_eval_model", "ran")] == 2
     assert not [k for k in got if not k[0].startswith("exp_seeds_")]
 

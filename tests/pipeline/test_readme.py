@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 from checkout import GPU_HOST
-from helpers import said
+from helpers import jobs_said
 
 from ablate.core.trees import experiments as E
 
@@ -97,7 +97,7 @@ def _3a_ran(wd: Path, out: str) -> None:
     """The edit computes 3A's finetune and its two evaluations, and the tables: every planned job
     says it ran."""
     _only_3a_reruns(wd, out)
-    ran = said(out)
+    ran = jobs_said(out)
     assert ran[("finetune", "ran")] == 1 and ran[("eval_model", "ran")] == 2, ran
     assert sum(n for (_, what), n in ran.items() if what == "ran") == sum(EDITED_3A.values()), ran
 
@@ -106,7 +106,7 @@ def _3a_restored(wd: Path, out: str) -> None:
     """After the revert 3A's finetune and evaluations came from the run cache (each says so; their
     markers are newer than the revert), not computed again."""
     _only_3a_reruns(wd, out)
-    got = said(out)
+    got = jobs_said(out)
     assert got[("finetune", "restored")] == 1 and got[("eval_model", "restored")] == 2, got
     assert not got[("finetune", "ran")] and not got[("eval_model", "ran")], got
     reverted = (wd / "config/config.yaml").stat().st_mtime

@@ -1,10 +1,12 @@
 """The bridge study's side of STATUS.md (ablate.core.reports.status; the status part of the study
 protocol, ablate.core.jobs): the numbers of each record, why a finished job is stale (the config
 keys changed in the slice its record holds), the per-entry summary and claims as key results and
-the forecast of what remains. No torch, no pandas."""
+the forecast of what remains. No torch; pandas only for the per-item values of a score
+(:func:`score_samples`, `ablate runs`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,31 @@ def run_scores(results: Path) -> dict[str, float]:
         for what in ("peak", "final"):
             if (value := number(r.get(what))) is not None:
                 out[f"{r['entry']} {what}"] = value
+    return out
+
+
+def score_samples(
+    results: Path, names: Iterable[str], shared: Path | None = None
+) -> dict[str, Any]:
+    """``ablate runs``' per-item values of each score of ``names`` (as :func:`run_scores` names
+    them) that has them: an entry's final accuracy, the correctness of its run's final
+    evaluation (its summary row's ``run_id``: that run's samples.parquet, in ``results`` or, a
+    run an experiment shares with its base, in ``shared``); a peak has none."""
+    import pandas as pd
+
+    from ablate.core.reports.claims import Samples
+
+    wanted, out = set(names), {}
+    for r in read_csv(results / layout.PATTERNS["summary"]):
+        name = f"{r['entry']} final"
+        rel = layout.PATTERNS["run_samples"].format(run_id=r.get("run_id"))
+        found = [t / rel for t in (results, shared) if t is not None and (t / rel).is_file()]
+        if name in wanted and found:
+            try:
+                values = pd.read_parquet(found[0]).set_index("id")["correct"].astype(float)
+            except (KeyError, OSError, ValueError):
+                continue  # unreadable: no interval, as without samples
+            out[name] = Samples(values, str(found[0]), name)
     return out
 
 

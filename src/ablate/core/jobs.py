@@ -64,6 +64,25 @@ LOG = "logs/{folder}/{stem}.log"
 BENCHMARK = "benchmarks/{folder}/{stem}.tsv"
 
 
+#: A job's one line (ablate.job_script.say: ``ran in 41 s``, or how it was restored), on the
+#: terminal and in its log; a restored job's text begins with :data:`RESTORED_LINE`
+#: (ablate.core.reruns.runcache). ``ablate runs`` reads them back (:func:`said`).
+JOB_LINE = "[job] {label}: {text}"
+RESTORED_LINE = "restored from the run cache"
+
+
+def said(log: str | Path) -> str | None:
+    """What a job's last run said in its log (the text of its last :data:`JOB_LINE`); None where
+    it said nothing (it failed, was stopped, or the log is gone)."""
+    head = JOB_LINE.split("{label}")[0]
+    try:
+        with open(log, errors="replace") as f:
+            lines = [x for x in f if x.startswith(head)]
+    except OSError:
+        return None
+    return lines[-1].rstrip("\n").partition(": ")[2] if lines else None
+
+
 def log_pattern(folder: str, stem: str) -> str:
     """:data:`LOG` of a rule's ``folder``; ``stem`` may hold the rule's {wildcards}."""
     return LOG.format(folder=folder, stem=stem)

@@ -25,6 +25,9 @@ from ablate.mask.variants import (
     variants_of,
 )
 
+# the study's hook (ablate.core.trees.experiments.changes): a variant's key the config leaves unset
+from ablate.mask.variants import resolved_value as resolved_value
+
 #: Each rule's log file (and a planned rule's benchmark file) in its rule's folder
 #: (:data:`ablate.core.jobs.LOG`), the rule's wildcards in braces.
 FILE_STEMS = {

@@ -6,12 +6,12 @@ must stay cheap."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ablate.core.jobs import Job
-from ablate.core.outputs.records import config_changes, recorded_config
+from ablate.core.outputs.records import config_changes, read_json, recorded_config
 from ablate.core.planner.totals import number
 from ablate.core.reports.seeds import spread_lines, verdict_line
 from ablate.core.reports.status import Row, planned_forecast, read_csv
@@ -187,6 +187,43 @@ def score_name(row: Mapping[str, Any]) -> str:
     ablate.mask.report): ``<variant> under <policy>``, a task's with ``: <task>`` after it."""
     name = f"{_of_model(row)}{row['variant']} under {row['eval_policy']}"
     return name if row["task"] == "macro" else f"{name}: {row['task']}"
+
+
+def score_samples(
+    results: Path, names: Iterable[str], shared: Path | None = None
+) -> dict[str, Any]:
+    """``ablate runs``' per-item values of each score of ``names`` (as :func:`run_scores` names
+    them): the correctness of the evaluation its recovery row came from (the row's ``run_id``,
+    its metrics.json and samples.parquet; a task's score its task's items), found in ``results``
+    or, an evaluation an experiment shares with its base, in ``shared``. A score whose evaluation
+    holds no samples of that run is left out."""
+    from ablate.core.reports.claims import Samples
+    from ablate.mask import items, models
+    from ablate.mask.recovery import MACRO
+
+    wanted, out, read = set(names), {}, {}
+    for r in read_csv(results / layout.PATTERNS["recovery_csv"]):
+        if (name := score_name(r)) not in wanted:
+            continue
+        where = Path(models.MODEL_DIR.format(lm=r["model"])) if _of_model(r) else Path()
+        folder = where / layout.PATTERNS["eval_samples"].format(
+            model=r["variant"], policy=r["eval_policy"]
+        )
+        for tree in filter(None, (results, shared)):
+            metrics = read_json(tree / folder.parent / "metrics.json") or {}
+            path = tree / folder
+            if str(metrics.get("run_id")) != r.get("run_id") or not path.is_file():
+                continue
+            if path not in read:
+                try:
+                    read[path] = items.correctness(metrics, items.load(path), str(path))
+                except (items.ItemsError, KeyError, OSError, ValueError):
+                    read[path] = None  # unreadable: no interval, as without samples
+            if read[path] is not None:
+                task = read[path] if r["task"] == MACRO else read[path].loc[[r["task"]]]
+                out[name] = Samples(task, str(path), name)
+            break
+    return out
 
 
 def claims(results: Path) -> list[dict[str, str]]:

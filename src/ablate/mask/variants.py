@@ -91,6 +91,28 @@ def _resolve_declared(
     return out
 
 
+#: A finetune variant's key as the config names it (``<VARIANT_KEY><name>.<key>``).
+VARIANT_KEY = "mask.finetune.variants."
+
+
+def resolved_value(config: dict[str, Any], key: str) -> Any:
+    """The value the dotted config ``key`` of a declared finetune variant takes where the
+    variant does not set it (:func:`resolve_variants`: its stage-3 parent's, else
+    ``mask.finetune.defaults``'; ``allow_leakage`` false); KeyError for a key that resolves to
+    none (another key, a variant the config lacks)."""
+    name, _, rest = key.removeprefix(VARIANT_KEY).partition(".")
+    finetune = config["mask"]["finetune"]
+    if not key.startswith(VARIANT_KEY) or name not in finetune["variants"] or not rest:
+        raise KeyError(key)
+    node = _resolve_declared(finetune["variants"], finetune["defaults"])[name]
+    parts = rest.split(".")
+    if parts[0] not in VARIANT_META and parts[0] != "stage":  # a parameter
+        node = node["params"]
+    for part in parts:
+        node = node[part]
+    return node
+
+
 #: The variant roles of the mask study's claims (config ``mask.claims:``; src/ablate/mask/claims.py).
 CLAIM_ROLES = ("prefix_variant", "causal_variant", "long_variant")
 

@@ -45,6 +45,37 @@ def test_one_finetune_key_runs_that_finetune_its_evaluations_and_the_tables():
     }
 
 
+def changes_of(over: dict, base: dict | None = None) -> list[str]:
+    """The ``key old -> new`` lines of the experiment ``over`` on ``base`` (default: the default
+    config)."""
+    cfg = copy.deepcopy(base or DEFAULT)
+    cfg["experiments"] = {"x": over}
+    validate_config(cfg)
+    return E.changes(E.base_config(cfg), E.experiment_config(cfg, "x"))
+
+
+def variants(over: dict) -> dict:
+    return {"mask": {"finetune": {"variants": over}}}
+
+
+def test_a_changed_keys_base_value_is_the_one_the_base_resolves():
+    """A key the base leaves unset is named with the value the base ran with, not ``<absent>``:
+    a variant's learning rate (mask.finetune.defaults'), a stage-5 variant's key its stage-3
+    parent sets, a variant's allow_leakage (false); a variant the base has not is absent there."""
+    lr = DEFAULT["mask"]["finetune"]["defaults"]["learning_rate"]
+    assert changes_of(LR_3A) == [f"mask.finetune.variants.3A.learning_rate {lr} -> 0.0005"]
+    base = E.merged(DEFAULT, variants({"3B": {"max_grad_norm": 0.5}}))
+    assert changes_of(variants({"5B": {"max_grad_norm": 2.0}}), base) == [
+        "mask.finetune.variants.5B.max_grad_norm 0.5 -> 2.0"
+    ]
+    assert changes_of(variants({"3A": {"allow_leakage": True}})) == [
+        "mask.finetune.variants.3A.allow_leakage false -> true"
+    ]
+    assert changes_of(variants({"3C": {"stage": 3, "policy": "causal"}})) == [
+        'mask.finetune.variants.3C <absent> -> {"policy":"causal","stage":3}'
+    ]
+
+
 def test_a_key_of_each_kind_reaches_what_reads_it():
     # the evaluations' slice: every evaluation and the tables, no finetune
     evals = own_jobs({"mask": {"eval": {"max_batch_tokens": 8192}}})
@@ -102,8 +133,9 @@ def test_shared_jobs_read_the_bases_files():
     study = E.study_jobs(plan.config)
     shared = {j.name for js in study.values() for j in js if j.labels.get("shared")}
     assert "finetune/3B" in shared and "finetune/3A" not in shared
+    lr = DEFAULT["mask"]["finetune"]["defaults"]["learning_rate"]
     assert plan.definition()["changes"] == [
-        "mask.finetune.variants.3A.learning_rate <absent> -> 0.0005"
+        f"mask.finetune.variants.3A.learning_rate {lr} -> 0.0005"
     ]
 
 

@@ -13,28 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import DEEP_JSON
-from tree_records import EVAL, EVAL_SLICE, record
+from tree_records import EVAL, EVAL_SLICE, by_tree, record, table
 
 from ablate import cli
 from ablate.bridge import layout as bridge_layout
+from ablate.core.jobs import JOB_LINE, RESTORED_LINE
 from ablate.core.outputs.io import write_json
 from ablate.core.reruns.runcache import MANIFEST
 from ablate.core.trees import runs
 from ablate.mask import layout as mask_layout
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def table(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def by_tree(rows: list[dict]) -> dict[str, dict]:
-    return {r["tree"][0]: r for r in rows}
 
 
 def test_two_trees_differing_in_one_key(tmp_path):
@@ -202,7 +191,7 @@ def test_unreadable_run_cache_entries_are_counted_and_named(tmp_path, capsys):
 
 def test_command_line(tmp_path, capsys):
     record(tmp_path / "results", EVAL, EVAL_SLICE)
-    record(tmp_path / "results/b", EVAL, {**EVAL_SLICE, "dtype": "bfloat16"})
+    record(tmp_path / "results/b", EVAL, {**EVAL_SLICE, "dtype": "bfloat16"}, host="b")  # its run
     cache = tmp_path / "cache"
     cache_entry(cache, "k1", {"seed": 0}, "2026-11-26T09:00:00+0000", "a")
     out_csv, out_html = tmp_path / "runs.csv", tmp_path / "runs.html"
@@ -258,14 +247,25 @@ def test_report_page_shows_this_runs_tree_as_base_and_mixed(tmp_path, monkeypatc
 
 def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_path, capsys):
     """An experiment's tree (its experiment.json: the keys it changes, which jobs are the
-    base's): its row names the keys and the slice they changed, how many jobs are the base's, each
+    base's): its row names the keys and the slice they changed, how many jobs are the base's and
+    what ran in its tree (its job logs' lines: ran, restored, stopped), each
     score that moved against the base (the macro first, a task's in the details) and each claim
     whose verdict changed; --sort orders by a score, --md writes the table."""
     from ablate.core.trees import experiments
 
     base, exp = tmp_path / "results", tmp_path / "results/exp/lr"
     record(base, "finetune/3A/summary.json", {"params": {"learning_rate": 2.5e-4}})
-    record(exp, "finetune/3A/summary.json", {"params": {"learning_rate": 5.0e-4}})
+    record(exp, "finetune/3A/summary.json", {"params": {"learning_rate": 5.0e-4}}, host="gpu1")
+    # what ran in its tree: each job's log with the line its last run said (ablate.job_script)
+    for log, said in (
+        ("finetune/3A.log", "ran in 40 s"),
+        ("eval_model/3A.causal.log", f"{RESTORED_LINE} (key 0123456789ab: run run-7, ...)"),
+        ("plan/plan.log", "ran in 1 s"),
+        ("recovery_table/recovery.log", None),  # stopped before its end: no line
+    ):
+        (exp / "logs" / log).parent.mkdir(parents=True, exist_ok=True)
+        line = JOB_LINE.format(label="exp_lr_job", text=said) if said else "Traceback ..."
+        (exp / "logs" / log).write_text(f"loading\n{line}\n")
     write_json(
         exp / experiments.DEFINITION,
         {
@@ -307,13 +307,16 @@ def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_pa
     assert row["differs from base"] == [
         "mask.finetune.variants.3A.learning_rate <absent> -> 0.0005",
         "finetune/3A: params.learning_rate 0.00025 -> 0.0005",
-        "2 jobs are the base's, 2 its own",
+        "2 jobs are the base's (not run in its tree); 4 of its own ran (1 restored from the run "
+        "cache; 1 with no closing line in its log: stopped before its end?)",
     ]
     assert row["vs base"] == [
-        "mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)",
-        "mask: 3A under prefill_bidir: emb_count +0.250 (0.500 -> 0.750)",
+        "mask: 3A under prefill_bidir +0.041 [CI: no per-sample records] (0.616 -> 0.657)",
+        "mask: 3A under prefill_bidir: emb_count +0.250 [CI: no per-sample records] (0.500 -> 0.750)",
     ]
-    assert row["headline vs base"] == ["mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)"]
+    assert row["headline vs base"] == [
+        "mask: 3A under prefill_bidir +0.041 [CI: no per-sample records] (0.616 -> 0.657)"
+    ]
     assert row["claims vs base"] == ["mask: prefix supported -> inconclusive"]
     assert "bridge: 1a peak 0.100 final 0.100" in row["numbers"]  # the base's, shared
     ordered = runs.sort_rows(list(rows.values()), "mask: 3A under prefill_bidir")
@@ -326,7 +329,9 @@ def test_an_experiment_row_names_its_keys_and_its_deltas_against_the_base(tmp_pa
     out = capsys.readouterr().out
     assert out.startswith("| tree | differs from base | vs base | claims vs base | last run |")
     line = next(x for x in out.splitlines() if x.startswith("| results/exp/lr |"))
-    assert "learning_rate <absent> -> 0.0005" in line and "+0.041 (0.616 -> 0.657)" in line
+    assert (
+        "learning_rate <absent> -> 0.0005" in line and "+0.041 [CI: no per-sample records]" in line
+    )
     assert "emb_count" not in line  # a task's delta is in the details, not the summary
     assert md.read_text().startswith("| tree | differs from base |")
 
@@ -402,7 +407,9 @@ def test_an_experiments_deltas_are_withheld_once_its_base_changed(tmp_path, monk
     assert made["finetune/3B"] == {"record": "finetune/3B/summary.json", "run_id": "run-box"}
     assert made["eval/3B/causal"] == {"record": "eval/3B/causal/metrics.json", "run_id": None}
     row = by_tree(runs.table_rows(".", "results"))["results/exp/lr"]
-    assert row["vs base"] == ["mask: 3A under prefill_bidir +0.041 (0.616 -> 0.657)"]
+    assert row["vs base"] == [
+        "mask: 3A under prefill_bidir +0.041 [CI: no per-sample records] (0.616 -> 0.657)"
+    ]
     experiments.record([plan])  # the next run's start, the same definition: kept
     assert by_tree(runs.table_rows(".", "results"))["results/exp/lr"]["vs base"] == row["vs base"]
 
@@ -430,3 +437,28 @@ def test_an_experiments_deltas_are_withheld_once_its_base_changed(tmp_path, monk
         "ablate exp run lr --set mask.finetune.variants.3A.learning_rate=0.0005 "
         "--configfile real.yaml"
     )
+
+
+def test_trees_of_the_same_runs_are_one_row_naming_each(tmp_path, capsys):
+    """Trees that hold the same records, each of the same run (an experiment whose runs a sweep
+    point of the same value restored from the run cache, a copy), are one row naming them all;
+    a tree one of whose records is another run is its own row."""
+    for name, host in (("a", "gpu1"), ("b", "gpu1"), ("c", "gpu2")):
+        record(tmp_path / "results/exp" / name, EVAL, EVAL_SLICE)
+        record(tmp_path / "results/exp" / name, "finetune/3A/summary.json", {}, host=host)
+    record(tmp_path / "results", EVAL, EVAL_SLICE, host="base")
+    rows = runs.table_rows(tmp_path)
+    assert [r["tree"] for r in rows] == [
+        ["results"],
+        ["results/exp/a", "results/exp/b (the same runs)"],
+        ["results/exp/c"],
+    ]
+    assert cli.main(["runs", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| results/exp/a; results/exp/b (the same runs) |" in out
+    assert "== results/exp/a; results/exp/b (the same runs)\n" in out
+    # named as the base, the later tree of a pair heads its row
+    assert runs.table_rows(tmp_path, "results/exp/b")[1]["tree"] == [
+        "results/exp/b",
+        "results/exp/a (the same runs)",
+    ]

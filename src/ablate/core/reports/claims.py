@@ -259,17 +259,21 @@ def to_html(df: pd.DataFrame, note: str = "") -> str:
 # --------------------------------------------------------------------------- common forms
 
 
-def _pair(ev: Evidence, a: str, b: str) -> tuple[Samples, Samples, dict[str, Any]]:
-    sa, sb = ev[a], ev[b]
-    kw = dict(ids_a=list(sa.values.index), ids_b=list(sb.values.index), strata=sa.strata)
-    return sa, sb, kw
+def _pairing(sa: Samples, sb: Samples) -> dict[str, Any]:
+    """The item ids of both sides and the strata (tasks) of ``sa``: how two Samples pair."""
+    return dict(ids_a=list(sa.values.index), ids_b=list(sb.values.index), strata=sa.strata)
+
+
+def compare(sa: Samples, sb: Samples, *, alpha: float = 0.05) -> stats.Paired:
+    """The paired comparison of ``sa`` (``mean_a``) with ``sb`` item by item (their ids; a
+    macro over tasks where the index has tasks): ValueError where their items differ."""
+    return stats.paired(sa.values, sb.values, alpha=alpha, **_pairing(sa, sb))
 
 
 def paired(ev: Evidence, a: str, b: str, *, alpha: float = 0.05) -> stats.Paired:
     """The paired comparison of evidence ``a`` (``mean_a``) with ``b`` on their common items
-    (a macro over tasks where the index has tasks): what the rules below test."""
-    sa, sb, kw = _pair(ev, a, b)
-    return stats.paired(sa.values, sb.values, alpha=alpha, **kw)
+    (:func:`compare`): what the rules below test."""
+    return compare(ev[a], ev[b], alpha=alpha)
 
 
 def _result(verdict: str, evidence: str, r: stats.Paired) -> ClaimResult:
@@ -325,8 +329,8 @@ def within_margin(
     """Rule for "``subject`` is at most ``margin`` below ``reference``" (non-inferiority)."""
 
     def rule(ev: Evidence) -> ClaimResult:
-        sr, ss, kw = _pair(ev, reference, subject)
-        r = stats.noninferior(sr.values, ss.values, margin, alpha=alpha, **kw)
+        sr, ss = ev[reference], ev[subject]
+        r = stats.noninferior(sr.values, ss.values, margin, alpha=alpha, **_pairing(sr, ss))
         evidence = (
             f"{ss.label} {r.mean_b:.3f} - {sr.label} {r.mean_a:.3f} (margin -{margin:g}): "
             f"{r.line()}"

@@ -35,7 +35,7 @@ from ablate import studies
 from ablate.core.outputs import io, provenance
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.reports.claims import VERDICTS
-from ablate.core.trees import runs
+from ablate.core.trees import deltas
 
 #: the expected results of the embedded default, per CPU kind (relative to the checkout)
 EXPECTED_FILE = Path("docs/expected_results.csv")
@@ -91,7 +91,7 @@ def score_text(score: float) -> str:
 def measured(results: Path) -> dict[str, str]:
     """Every study's scores (``<study>: <score>``, 6 significant digits: exact for the item
     counts of the embedded default) and claim verdicts (``<study>: <claim>``) in ``results``."""
-    out = {k: score_text(v) for k, v in runs.scores(results).items()}
+    out = {k: score_text(v) for k, v in deltas.scores(results).items()}
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
         for row in mod.claims(results) if hasattr(mod, "claims") else []:

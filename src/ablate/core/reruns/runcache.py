@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ablate.core.jobs import RESTORED_LINE
 from ablate.core.outputs import io
 from ablate.core.outputs.provenance import canonical_json, fingerprint_path, runtime_packages
 from ablate.core.outputs.records import result_content
@@ -570,7 +571,7 @@ class JobCache:
         that made the outputs, when and where it was stored."""
         m = self.marker or {}
         return (
-            f"restored from the run cache (key {str(m.get('key'))[:12]}: run "
+            f"{RESTORED_LINE} (key {str(m.get('key'))[:12]}: run "
             f"{m.get('from_run_id') or 'unknown'}, stored {m.get('stored_at') or '?'} on "
             f"{m.get('stored_on') or '?'})"
         )

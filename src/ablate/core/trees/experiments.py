@@ -306,14 +306,42 @@ def slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
 DEFINITION = "experiment.json"
 
 
+def resolved_config(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """A copy of a validated configuration with each dotted key of ``keys`` it does not set
+    given the value its study runs with (its layout's ``resolved_value(config, key)``, KeyError
+    where none: the mask study's finetune variant takes a key it leaves out from
+    ``mask.finetune.defaults``); keys that resolve to nothing stay unset."""
+    out = copy.deepcopy(dict(config))
+    have = leaves(out)
+    for key in keys:
+        study = key.split(".")[0]
+        if key in have or study not in studies.STUDIES:
+            continue
+        hook = getattr(studies.side(study, "layout"), "resolved_value", None)
+        if hook is None:
+            continue
+        try:
+            value = hook(config, key)
+        except KeyError:
+            continue
+        node = out
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = copy.deepcopy(value)
+    return out
+
+
 def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
-    """``key old -> new`` of each config key an experiment changes (:func:`changed`)."""
+    """``key old -> new`` of each config key an experiment changes (:func:`changed`), a key one
+    side leaves unset named with the value it runs with there (:func:`resolved_config`)."""
     from ablate.core.outputs.provenance import changed_keys
 
     def what(cfg: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
 
-    return changed_keys(what(base), what(exp))
+    keys = changed(base, exp)
+    return changed_keys(what(resolved_config(base, keys)), what(resolved_config(exp, keys)))
 
 
 @dataclass
@@ -462,6 +490,31 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
         f"deltas withheld: the base's {', '.join(moved[:3])}{more} changed since this experiment "
         f"was made from it; {again}"
     )
+
+
+def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
+    """How many of an experiment's jobs are its base's (not run in its tree) and what ran in its
+    tree ``tree``: each job log there (its finetunes', evaluations', tables', plan's, STATUS'),
+    restored from the run cache where its last line says so (:func:`ablate.core.jobs.said`, the
+    line ``ablate exp run`` printed for it); a log without that line is of a job stopped before
+    its end (or of a study's script that says none)."""
+    from collections import Counter
+
+    from ablate.core.jobs import LOG, RESTORED_LINE, said
+
+    logs, counts = LOG.split("/")[0], Counter()
+    for log in sorted(Path(tree).rglob("*.log")):
+        if logs in log.relative_to(tree).parts[:-1]:
+            text = said(log)
+            counts["restored" if text and text.startswith(RESTORED_LINE) else bool(text)] += 1
+    shared = f"{len(definition.get('shared') or [])} jobs are the base's (not run in its tree)"
+    ran = counts["restored"] + counts[True] + counts[False]
+    if not ran:
+        return f"{shared}; none of its own has run yet"
+    notes = [f"{counts['restored']} restored from the run cache"] if counts["restored"] else []
+    if counts[False]:
+        notes.append(f"{counts[False]} with no closing line in its log: stopped before its end?")
+    return f"{shared}; {ran} of its own ran" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def plans(config: Mapping[str, Any]) -> list[Plan]:

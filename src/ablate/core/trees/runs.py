@@ -1,14 +1,17 @@
 """``ablate runs``: every results tree under a folder side by side, one row each (as DVC's
-``exp show`` or MLflow's run comparison): the config keys its records differ in from a base
-tree's, each study's headline numbers, the claim verdicts, when and where it last ran, and, for
-a configuration given with ``--configfile``, its jobs' status (done, stale, to run) with the jobs
+``exp show`` or MLflow's run comparison; trees of the same runs one row): the config keys its
+records differ in from a base tree's, each study's headline numbers and their deltas against the
+base with their paired CIs, the claim verdicts, when and where it last ran, and, for a
+configuration given with ``--configfile``, its jobs' status (done, stale, to run) with the jobs
 whose records another configuration made.
 
-The results trees and their records are found by :mod:`ablate.core.trees.results_trees`.
+The results trees and their records are found by :mod:`ablate.core.trees.results_trees`, the
+deltas by :mod:`ablate.core.trees.deltas`.
 
 Study-agnostic: a study's status module may give ``run_numbers(results)`` (its headline numbers,
 short cells) and ``claims(results)`` (its claims table's rows, each with ``claim`` and
-``verdict``); found through the registry :mod:`ablate.studies`. No torch: it reads JSON and CSV.
+``verdict``); found through the registry :mod:`ablate.studies`. No torch: it reads JSON and CSV
+(and, for a delta's interval, per-sample records).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from ablate.core.outputs import io
 from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.reruns import runcache
-from ablate.core.trees.experiments import base_changed
+from ablate.core.trees.deltas import DELTAS, read_part, scores, vs_base
+from ablate.core.trees.experiments import base_changed, jobs_line
 from ablate.core.trees.results_trees import (
     LOGS,
     Tree,
@@ -60,91 +64,27 @@ COLUMNS = (
 SUMMARY = ("tree", "differs from base", "vs base", "claims vs base", "last run")
 
 
-def _read(mod: Any, part: str, results: Path, shared: Path | None) -> Any:
-    """A study's ``part`` (its status part's ``run_scores``, ``run_numbers``, ``claims``) of a
-    results tree; of an experiment's tree whose tables of that study are the base's (not in
-    it: its change did not reach them), the base's (``shared``)."""
-    if not hasattr(mod, part):
-        return []
-    found = getattr(mod, part)(results)
-    return found or (getattr(mod, part)(shared) if shared is not None else found)
-
-
-def scores(results: Path, shared: Path | None = None) -> dict[str, float]:
-    """Every study's scores to compare trees by (its status part's ``run_scores``), named
-    ``<study>: <score>``; ``shared``: an experiment's base tree (:func:`_read`)."""
-    out = {}
-    for study in studies.STUDIES:
-        found = _read(studies.side(study, "status"), "run_scores", results, shared) or {}
-        out.update({f"{study}: {k}": v for k, v in found.items()})
-    return out
-
-
-def score_deltas(
-    base: dict[str, float], here: dict[str, float], headline: bool = False
-) -> list[str]:
-    """``<score> +0.031 (0.616 -> 0.647)`` for each score both have that differs (within 1e-9
-    they are the same: float rounding), the headline ones (a study's own, no ``: <part>``, the
-    mask study's macro) first; ``headline``: those alone."""
-    both = [k for k in here if k in base and abs(here[k] - base[k]) > 1e-9]
-    both = [k for k in both if not headline or k.count(":") == 1]
-    both.sort(key=lambda k: (k.count(":") > 1, k))
-    return [f"{k} {here[k] - base[k]:+.3f} ({base[k]:.3f} -> {here[k]:.3f})" for k in both]
-
-
-def claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[str]:
-    """``<study>: <claim> <verdict> -> <verdict>`` for each study-level claim whose verdict
-    differs between two results trees (``shared``: :func:`_read`)."""
-    out = []
-    for study in studies.STUDIES:
-        mod = studies.side(study, "status")
-        if not hasattr(mod, "claims"):
-            continue
-        old = {r["claim"]: r.get("verdict") for r in mod.claims(base) if "/" not in r["claim"]}
-        mine = _read(mod, "claims", here, shared)
-        new = {r["claim"]: r.get("verdict") for r in mine if "/" not in r["claim"]}
-        out += [
-            f"{study}: {c} {old.get(c) or 'absent'} -> {new.get(c) or 'absent'}"
-            for c in sorted(set(old) | set(new), key=str)
-            if old.get(c) != new.get(c)
-        ]
-    return out
-
-
-#: a tree's deltas against the base: two columns and the summary's headline ones
-DELTAS = ("vs base", "claims vs base", "headline vs base")
-
-
-def vs_base(
-    base: Path, here: Path, shared: Path | None, base_scores: dict[str, float], withheld: str | None
-) -> dict[str, list[str]]:
-    """A tree's :data:`DELTAS` against the base (``shared``: :func:`_read`); ``withheld``: the one
-    line saying why they are not shown (an experiment whose base changed since it was made:
-    :func:`ablate.core.trees.experiments.base_changed`)."""
-    if withheld:
-        return dict(zip(DELTAS, ([withheld], ["withheld (see vs base)"], [withheld]), strict=True))
-    return {
-        "vs base": score_deltas(base_scores, scores(here)),
-        "claims vs base": claim_changes(base, here, shared),
-        "headline vs base": score_deltas(base_scores, scores(here, shared), headline=True),
-    }
-
-
 def study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
     """Each study's headline numbers and its claims' verdicts (counts, then each study-level
     claim's verdict) in ``results``, from the studies' status modules (``shared``:
-    :func:`_read`)."""
+    :func:`~ablate.core.trees.deltas.read_part`)."""
     numbers, claims = [], []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
-        numbers += [f"{study}: {n}" for n in _read(mod, "run_numbers", results, shared)]
-        rows = _read(mod, "claims", results, shared)
-        if rows:
-            counts = Counter(r.get("verdict") or "?" for r in rows)
-            claims.append(f"{study}: " + ", ".join(f"{n} {v}" for v, n in counts.most_common()))
-            # a per-task claim ("learned/emb_count") details a study-level one
-            claims += [f"  {r['claim']}: {r.get('verdict')}" for r in rows if "/" not in r["claim"]]
+        numbers += [f"{study}: {n}" for n in read_part(mod, "run_numbers", results, shared)]
+        claims += claim_lines(study, read_part(mod, "claims", results, shared))
     return numbers, claims
+
+
+def claim_lines(study: str, rows: list[dict[str, str]]) -> list[str]:
+    """A study's claims table (``rows``) as lines: how many of each verdict, then each
+    study-level claim's verdict (a per-task claim, ``learned/emb_count``, details one); none
+    without rows."""
+    if not rows:
+        return []
+    counts = Counter(r.get("verdict") or "?" for r in rows)
+    head = f"{study}: " + ", ".join(f"{n} {v}" for v, n in counts.most_common())
+    return [head, *(f"  {r['claim']}: {r.get('verdict')}" for r in rows if "/" not in r["claim"])]
 
 
 @dataclass
@@ -187,6 +127,46 @@ class Configuration:
         return lines, not_written_by(tree, self.outputs, self.studies)
 
 
+def status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list[str], list[str]]:
+    """The status column of ``tree`` (each configuration's jobs there, then why the tree is
+    mixed) and why it is mixed (two configurations name it; records none of them writes)."""
+    state, mixed = [], []
+    mine = [c for c in configurations if c.tree == tree.path.resolve()]
+    if len(mine) > 1:
+        mixed.append("written by " + "; ".join(" ".join(c.files) for c in mine))
+    for c in mine:
+        lines, foreign = c.lines(tree)
+        state += lines
+        if foreign:
+            mixed.append(
+                f"{len(foreign)} records no job of {' '.join(c.files)} writes: "
+                + ", ".join(sorted(foreign))
+            )
+    return state + [f"mixed: {m}" for m in mixed], mixed
+
+
+#: how a row names a tree folded into another: every record the same run (:func:`same_runs`)
+SAME_RUNS = "the same runs"
+
+
+def same_runs(trees: list[Tree], first: Tree) -> list[tuple[Tree, list[Tree]]]:
+    """The trees of one configuration folded together: each tree with the trees that hold the
+    same records, each of the same run (a copy of it; an experiment whose runs another of the
+    same values restored from the run cache), in path order, ``first`` heading its own group. A
+    tree without records (an experiment whose every job is the base's) is folded with none."""
+    groups: dict[Any, list[Tree]] = {}
+    for tree in trees:
+        runs = frozenset((rel, str(p.get("run_id"))) for rel, p in tree.records.items())
+        groups.setdefault(runs or id(tree), []).append(tree)
+    heads = []
+    for members in groups.values():
+        if first in members:
+            members.remove(first)
+            members.insert(0, first)
+        heads.append((members[0], members[1:]))
+    return sorted(heads, key=lambda group: trees.index(group[0]))
+
+
 def table_rows(
     root: str | os.PathLike = ".",
     base: str | os.PathLike | None = None,
@@ -210,7 +190,7 @@ def table_rows(
         )
     out = []
     base_scores = scores(base_tree.path)
-    for tree in trees:
+    for tree, twins in same_runs(trees, base_tree):
         exp = experiment_of(tree)
         # an experiment's tables its change did not reach are its base's
         shared = (root / exp["base"]) if exp else None
@@ -222,26 +202,16 @@ def table_rows(
         elif exp and (root / exp["base"]).resolve() == base_tree.path.resolve():
             # an experiment of this base: the keys it changes, the jobs that are the base's
             differs = [*exp["changes"], *exp.get("slices", [])] or ["nothing"]
-            differs.append(f"{len(exp['shared'])} jobs are the base's, {len(exp['own'])} its own")
+            differs.append(jobs_line(exp, tree.path))
             withheld = base_changed(exp, base_tree.path)
         else:
             differs = differences(base_tree, tree) or ["nothing"]
-        state, mixed = [], []
-        mine = [c for c in configurations if c.tree == tree.path.resolve()]
-        if len(mine) > 1:
-            mixed.append("written by " + "; ".join(" ".join(c.files) for c in mine))
-        for c in mine:
-            lines, foreign = c.lines(tree)
-            state += lines
-            if foreign:
-                mixed.append(
-                    f"{len(foreign)} records no job of {' '.join(c.files)} writes: "
-                    + ", ".join(sorted(foreign))
-                )
+        state, mixed = status_lines(tree, configurations)
         name = str(tree.path.relative_to(root)) or "."
         out.append(
             {
-                "tree": [name + (" (mixed)" if mixed else "")],
+                "tree": [name + (" (mixed)" if mixed else "")]
+                + [f"{t.path.relative_to(root)} ({SAME_RUNS})" for t in twins],
                 "records": [str(len(tree.records))],
                 "last run": [newest(tree)],
                 "where": where(tree),
@@ -249,7 +219,7 @@ def table_rows(
                 "differs from base": differs,
                 "numbers": numbers,
                 "claims": claims,
-                "status": state + [f"mixed: {m}" for m in mixed],
+                "status": state,
                 # not columns: what the summary table and --sort read
                 "scores": here,
                 **(
@@ -440,7 +410,7 @@ def render_text(
     each."""
     blocks = [summary_table(rows)] if len(rows) > 1 else []
     for row in rows:
-        lines = [f"== {row['tree'][0]}"]
+        lines = ["== " + "; ".join(row["tree"])]  # a tree and those of the same runs
         for col in COLUMNS[1:]:
             cells = row[col]
             if not cells:
@@ -522,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="ablate runs",
         description="Every results tree under a folder side by side: the config keys its "
-        "records differ in from a base tree's, the headline numbers, the claim verdicts, when "
-        "and where it last ran; with --cache, the run cache's entries per job. Runs no job.",
+        "records differ in from a base tree's, the headline numbers and their deltas with "
+        "paired 95% CIs, the claim verdicts, when and where it last ran; with --cache, the run "
+        "cache's entries per job. Runs no job.",
     )
     ap.add_argument("--root", default=".", help="the folder searched for results trees")
     ap.add_argument(
