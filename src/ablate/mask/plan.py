@@ -66,12 +66,12 @@ class MaskPlanner:
         m = self.mask["model"]
         try:
             if self.embedded_model:
-                from ablate.mask.tiny import tiny_config
+                from ablate.mask.tiny import tiny_params
 
                 emb = m.get("embedded") or {}
                 family = emb.get("family", "ministral3")
                 return (
-                    model_shape(tiny_config(family, **(emb.get("arch") or {}))),
+                    model_shape(tiny_params(family, **(emb.get("arch") or {}))),
                     f"embedded tiny {family} (mask.model.embedded)",
                 )
             return shape_of_hub_model(m["path"], m.get("revision"), self.ref.models, self.ref.path)

@@ -15,6 +15,8 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -91,6 +93,25 @@ def test_embedded_default_plan_from_fixture_run():
     assert (t.loc[t["setup"] == "8x H100 SXM", "speedup"].dropna() == 1).all()
     assert eight["est_s"] < one["est_s"] and "side by side" in eight["note"]
     assert row(t, "1x H200", "eval/base/causal")["prices_captured_at"] == "2026-05"
+
+
+def test_the_plan_of_a_finished_run_imports_no_model_code():
+    """The plan jobs read tables: the plan of the embedded default over a finished run (the
+    sizes of its checkpoints and of the tiny model's config, setup `local` included) imports
+    neither transformers nor torch, whose model code took 10-25 s of each plan job on 2 cores;
+    torch only where a CUDA driver loads, to name the local GPU."""
+    from ablate.core.planner.inputs import has_cuda_driver
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from helpers import "
+        "planner_config; from ablate.core import planner; "
+        "config = planner_config('config.yaml', setups=[{'gpu': 'local'}, {'gpu': 'H200'}]); "
+        f"planner.make_plan(config, root={str(EMBEDDED_RUN)!r}); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(["torch"] if has_cuda_driver() else [])
 
 
 def test_real_config_plan_from_fixture_measurements(tmp_path):
