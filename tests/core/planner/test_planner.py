@@ -186,6 +186,24 @@ def test_bad_inputs_name_the_key(tmp_path):
     assert ev.tokens is None and "plan.tasks.<task>" in ev.tokens_source
 
 
+def test_a_plan_generates_the_embedded_data_once(monkeypatch, tmp_path):
+    """Every finetune and leakage probe reads the generated SFT pairs' lengths and every
+    evaluation the generated task documents': each is generated once a process, not once a job
+    (5 and 40 times for the embedded default's 13 jobs)."""
+    from ablate.mask import embedded
+
+    made = []
+    for name in ("sft_pairs", "task_docs"):
+        real = getattr(embedded, name)
+        monkeypatch.setattr(embedded, name, lambda *a, _r=real, **k: made.append(a) or _r(*a, **k))
+    mask_plan.sft_words.cache_clear()
+    mask_plan.doc_tokens.cache_clear()
+    config = planner_config("config.yaml")
+    planner.make_plan(config, root=tmp_path, actuals=False)
+    tasks = [t["name"] for t in config["mask"]["eval"]["tasks"]]
+    assert len(made) == len(set(made)) == 1 + len(tasks)
+
+
 # ------------------------------------------------------------- the pipeline's rules
 
 PLAN_FILES = {
