@@ -1,4 +1,5 @@
-"""Model size and shape: parameters of a causal LM from its config.
+"""Model size and shape: parameters of a causal LM from its config, counted or built on the meta
+device.
 
 A config of a model type :data:`ARCHITECTURES` knows is counted by arithmetic, without torch or
 transformers (the plan jobs read tables and must start in seconds: importing transformers' model
