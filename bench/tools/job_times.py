@@ -10,18 +10,42 @@ start to the stage function: interpreter, Snakemake's preamble, imports), each p
 (``load_model``, ``train`` with its ``train.steps``, ``save_final``, ``evaluate`` with its
 ``evaluate.score``...), and ``own_work_s`` (the steps, the scoring or the probe's forwards): wall_s
 - own_work_s is the overhead the planner's ``job_overheads`` (config/gpu_measurements.yaml) record.
+
+The table jobs (issue 82: each in 5 s on 2 idle cores) have no benchmark file: ``--table-jobs``
+reruns each of :data:`TABLE_JOBS` in the run's working directory (a copy: it rewrites their
+outputs), one at a time through Snakemake with the run cache off, and prints the wall and CPU
+seconds (user + system) of the job's own process, from its start (interpreter, Snakemake's
+preamble, imports) to its exit, sampled every 0.05 s:
+
+    python bench/tools/job_times.py --table-jobs /tmp/run   # the folder holding results/
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from ablate.core.outputs.records import benchmark_seconds, provenance_of, read_json
+from ablate.core.planner.files import PLAN_FILES
+from ablate.core.reports.status import STATUS_FILE
 from ablate.mask.layout import PATTERNS
+
+#: each table job: its rule, the output its rerun is asked for (under the results folder) and
+#: its script (the job's process runs a copy named after it)
+TABLE_JOBS = {
+    "recovery_table": (PATTERNS["recovery_csv"], "recovery_table.py"),
+    "plot_scores": (PATTERNS["plot_scores"], "plot_scores.py"),
+    "mask_claims": (PATTERNS["claims_csv"], "mask_claims.py"),
+    "plan_estimate": (PLAN_FILES["estimate_csv"], "plan.py"),
+    "plan": (PLAN_FILES["plan_csv"], "plan.py"),
+    "status": (STATUS_FILE, "status.py"),
+}
 
 #: the phase that is the stage's own work, per rule (the rest is overhead)
 OWN_WORK = {
@@ -76,9 +100,64 @@ def table(results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def job_process(smk, script: str):
+    """The job's process among Snakemake's: the Python running the rule's script copy."""
+    import psutil
+
+    try:
+        for child in smk.children(recursive=True):
+            try:
+                if any(a.endswith("." + script) for a in child.cmdline()):
+                    return child
+            except psutil.Error:
+                continue
+    except psutil.Error:
+        return None
+    return None
+
+
+def time_job(workdir: Path, results: str, rule: str) -> dict:
+    """Rerun one table job through Snakemake in ``workdir``; its process's wall and CPU seconds."""
+    import psutil
+
+    target, script = TABLE_JOBS[rule]
+    cmd = [sys.executable, "-m", "snakemake", "-c1", "--forcerun", rule, "--allowed-rules", rule]
+    cmd += [f"{results}/{target}", "--config", "run_cache=False"]
+    smk = psutil.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    job, last = None, None
+    while smk.poll() is None:
+        job = job or job_process(smk, script)
+        if job is not None:
+            try:
+                cpu = job.cpu_times()
+                last = (time.time() - job.create_time(), cpu.user + cpu.system)
+            except psutil.Error:
+                pass  # it ended: the last sample stands
+        time.sleep(0.05)
+    err = smk.stderr.read().decode(errors="replace")
+    if smk.returncode != 0 or last is None:
+        raise SystemExit(f"{rule}: snakemake exited {smk.returncode}:\n{err[-3000:]}")
+    return {"rule": rule, "wall_s": round(last[0], 1), "cpu_s": round(last[1], 1)}
+
+
+def table_jobs(workdir: Path, results: str) -> pd.DataFrame:
+    return pd.DataFrame([time_job(workdir, results, rule) for rule in TABLE_JOBS])
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", nargs="?", default="results", help="a run's results folder")
-    df = table(Path(ap.parse_args().results))
+    ap.add_argument(
+        "--table-jobs",
+        metavar="WORKDIR",
+        help="rerun and time each table job in this copy of a finished run's working directory "
+        "(results: its results folder, relative to it)",
+    )
+    args = ap.parse_args()
+    if args.table_jobs:
+        df = table_jobs(Path(args.table_jobs), args.results)
+        print(df.to_markdown(index=False))
+        raise SystemExit(0)
+    df = table(Path(args.results))
     print(df.to_markdown(index=False) if hasattr(df, "to_markdown") else df.to_string(index=False))
     print(f"\ntotal job wall time: {df['wall_s'].sum():.0f} s over {len(df)} jobs")

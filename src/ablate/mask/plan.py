@@ -8,6 +8,7 @@ with the reason; it never raises.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,32 @@ TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_ste
 
 def _words(text: str) -> int:
     return len(str(text).split())
+
+
+@functools.cache
+def sft_words(seed: int, n: int) -> tuple[int, ...]:
+    """Words of each generated SFT pair (its prompt as formatted, and its output), generated once
+    a process: every finetune and leakage probe of a plan reads them."""
+    from ablate.mask import embedded
+    from ablate.mask.sft_data import format_prompt
+
+    rows = embedded.sft_pairs(seed, n)
+    return tuple(_words(format_prompt(r)) + _words(r["output"]) for r in rows)
+
+
+@functools.cache
+def doc_tokens(name: str, seed: int, n_docs: int) -> tuple[int, ...]:
+    """Tokens of each generated document of an embedded task: words + 1 of each (context,
+    choice) request, one per entry of the task's choice field, each with the document's text
+    fields; generated once a process (every evaluation of a plan reads them)."""
+    from ablate.mask import embedded
+
+    choices = embedded.task_yaml(name)["doc_to_choice"]
+    out = []
+    for doc in embedded.task_docs(name, seed, n_docs):
+        text = sum(_words(v) for v in doc.values() if isinstance(v, str))
+        out.append(sum(_words(c) + text + 1 for c in doc[choices]))
+    return tuple(out)
 
 
 def _fill(p: dict[str, Any], per_step: float) -> str:
@@ -66,12 +93,12 @@ class MaskPlanner:
         m = self.mask["model"]
         try:
             if self.embedded_model:
-                from ablate.mask.tiny import tiny_config
+                from ablate.mask.tiny import tiny_params
 
                 emb = m.get("embedded") or {}
                 family = emb.get("family", "ministral3")
                 return (
-                    model_shape(tiny_config(family, **(emb.get("arch") or {}))),
+                    model_shape(tiny_params(family, **(emb.get("arch") or {}))),
                     f"embedded tiny {family} (mask.model.embedded)",
                 )
             return shape_of_hub_model(m["path"], m.get("revision"), self.ref.models, self.ref.path)
@@ -145,28 +172,18 @@ class MaskPlanner:
             return float(max_seq_len), (
                 f"upper bound: every pair {max_seq_len} tokens (mask.data.embedded.sft_pairs is not set)"
             )
-        from ablate.mask import embedded
-        from ablate.mask.sft_data import format_prompt
-
-        rows = embedded.sft_pairs(self.mask["data"]["seed"], sizes["sft_pairs"])
-        lens = [min(max_seq_len, _words(format_prompt(r)) + _words(r["output"]) + 2) for r in rows]
+        words = sft_words(self.mask["data"]["seed"], sizes["sft_pairs"])
+        lens = [min(max_seq_len, w + 2) for w in words]
         return sum(lens) / len(lens), "mean words+2 of the generated SFT pairs"
 
     def _embedded_task_tokens(self, name: str, n: int | None) -> tuple[float, str]:
         """Words + 1 of every (context, choice) request of the generated task documents: one
         request per entry of the task's choice field, each with the document's text fields."""
-        from ablate.mask import embedded
-
-        docs = embedded.task_docs(
+        per_doc = doc_tokens(
             name, self.mask["data"]["seed"], self.mask["data"]["embedded"]["task_docs"]
         )
-        docs = docs[: n or len(docs)]
-        choices = embedded.task_yaml(name)["doc_to_choice"]
-        toks = 0
-        for doc in docs:
-            text = sum(_words(v) for v in doc.values() if isinstance(v, str))
-            toks += sum(_words(c) + text + 1 for c in doc[choices])
-        return toks, f"{name} {len(docs)} docs"
+        per_doc = per_doc[: n or len(per_doc)]
+        return sum(per_doc), f"{name} {len(per_doc)} docs"
 
     def eval_tokens(self, n_docs: dict[str, int] | None = None) -> tuple[float | None, str]:
         """Tokens of one evaluation: sum over tasks of docs x choices x tokens/request.

@@ -9,14 +9,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ablate.core.models.modeling import ModelLoadError, load_tokenizer
-
 TEKKEN_FILE = "tekken_240911.json"  # the Tekken version of the Ministral-3 / Mistral-Nemo family
 SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
 
 
 def mistral_common_data_file(name: str = TEKKEN_FILE) -> Path:
     import mistral_common
+
+    from ablate.core.models.modeling import ModelLoadError
 
     path = Path(mistral_common.__file__).parent / "data" / name
     if not path.exists():
@@ -32,6 +32,8 @@ def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKK
     """
     from tokenizers import processors
     from transformers import AutoTokenizer
+
+    from ablate.core.models.modeling import load_tokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,15 +89,16 @@ MINISTRAL3_ROPE = {
 }
 
 
-def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
-    """The transformers config of a tiny model of ``family`` (:data:`FAMILIES`): the sizes of the
-    config schema's ``mask.model.embedded.arch`` defaults, Tekken's special-token ids, then
-    ``overrides``. ``vocab_size`` defaults to Tekken's (the pipeline passes its tokenizer's). An
-    ``arch`` key the family cannot honour is refused, never ignored."""
-    import transformers
-
+def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
+    """The keys of :func:`tiny_config`'s config as a dict, its ``model_type`` included, without
+    importing transformers (the planner counts the model's parameters from it). A family not in
+    :data:`FAMILIES`, or an ``arch`` key the family cannot honour, is refused."""
     from ablate.core.config import ConfigError, schema_defaults
 
+    if family not in FAMILIES:
+        raise ConfigError(
+            f"mask.model.embedded.family: {family!r} is not one of {', '.join(FAMILIES)}"
+        )
     params: dict[str, Any] = dict(
         **schema_defaults("$defs/embedded_model/properties/arch"),
         vocab_size=vocab_size,
@@ -105,7 +108,7 @@ def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **override
     )
     params.update(overrides)
     if family == "ministral3":
-        return transformers.Ministral3Config(**{"rope_parameters": dict(MINISTRAL3_ROPE), **params})
+        return {"model_type": family, "rope_parameters": dict(MINISTRAL3_ROPE), **params}
     params.setdefault("rope_parameters", {"rope_type": "default", "rope_theta": 1_000_000.0})
     window = params.pop("sliding_window", None)
     if family == "llama":  # LlamaConfig has no window: a set one would be silently ignored
@@ -114,25 +117,44 @@ def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **override
                 f"mask.model.embedded.arch.sliding_window: {window}: the llama family has no "
                 "sliding window; set it to null or use family ministral3 or qwen2"
             )
-        return transformers.LlamaConfig(**params)
+        return {"model_type": family, **params}
+    # qwen2: its window covers the layers from max_window_layers on: 0 = every layer, as
+    # Ministral-3's does
+    return {
+        "model_type": family,
+        **params,
+        "use_sliding_window": window is not None,
+        "sliding_window": window,
+        "max_window_layers": 0,
+    }
+
+
+def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
+    """The transformers config of a tiny model of ``family`` (:data:`FAMILIES`): the sizes of the
+    config schema's ``mask.model.embedded.arch`` defaults, Tekken's special-token ids, then
+    ``overrides`` (:func:`tiny_params`). ``vocab_size`` defaults to Tekken's (the pipeline passes
+    its tokenizer's). An ``arch`` key the family cannot honour is refused, never ignored."""
+    import transformers
+
+    from ablate.core.config import ConfigError
+
+    params = tiny_params(family, vocab_size, **overrides)
+    classes = {
+        "ministral3": transformers.Ministral3Config,
+        "llama": transformers.LlamaConfig,
+        "qwen2": transformers.Qwen2Config,
+    }
+    config = classes[params.pop("model_type")](**params)
     if family == "qwen2":
-        # its window covers the layers from max_window_layers on: 0 = every layer, as
-        # Ministral-3's does. Qwen2Config declares no head_dim; it keeps it, and the modeling
-        # reads it (tests/mask/test_tiny.py builds one), where the config kept it.
-        config = transformers.Qwen2Config(
-            **params,
-            use_sliding_window=window is not None,
-            sliding_window=window,
-            max_window_layers=0,
-        )
+        # Qwen2Config declares no head_dim; it keeps it, and the modeling reads it
+        # (tests/mask/test_tiny.py builds one), where the config kept it.
         kept = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         if params.get("head_dim") not in (None, kept):
             raise ConfigError(
                 f"mask.model.embedded.arch.head_dim: {params.get('head_dim')}: this transformers' "
                 "Qwen2Config does not keep it; leave it at hidden_size / num_attention_heads"
             )
-        return config
-    raise ConfigError(f"mask.model.embedded.family: {family!r} is not one of {', '.join(FAMILIES)}")
+    return config
 
 
 def tiny_ministral3_config(vocab_size: int = 131072, **overrides: Any):

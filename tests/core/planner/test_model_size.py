@@ -1,11 +1,18 @@
 """Model size and shape (ablate.core.planner.model_size): parameters of a causal LM from its
-config, built on the meta device, and where an offline plan finds a named model's config."""
+config, counted or built on the meta device, and where an offline plan finds a named model's
+config."""
 
 from __future__ import annotations
 
+import yaml
+
 from ablate.core.planner.model_size import (
+    ARCHITECTURES,
+    SIZES,
     ModelShape,
+    built_shape,
     count_params,
+    counted_shape,
     model_shape,
     params_from_dir,
     params_of_hub_model,
@@ -55,3 +62,37 @@ def test_a_model_is_found_in_its_folder_or_the_measurements_file_or_said_unknown
         "model size of 'someorg/unknown-7b' unknown offline: no config.json there, none in the HF "
         "cache, and no entry under 'models:' in config/m.yaml",
     )
+
+
+def _configs() -> list[dict]:
+    """Every config the planner counts: the measurements file's models, each embedded family of
+    both studies, and per known type its sizes alone (its class's defaults) and each bias on."""
+    from ablate.bridge import models as bridge_models
+    from ablate.bridge.plan import embedded_config
+    from ablate.mask.tiny import FAMILIES, tiny_params
+
+    with open("config/gpu_measurements.yaml") as f:
+        found = [m["text_config"] for m in yaml.safe_load(f)["models"].values()]
+    found += [tiny_params(family) for family in FAMILIES]
+    found += [embedded_config({"family": f}) for f in bridge_models.FAMILIES]
+    for model_type, arch in ARCHITECTURES.items():
+        sizes = {k: TINY.get(k, 2) for k in SIZES}
+        found.append({"model_type": model_type, **sizes})
+        for key in {v for v in arch.values() if isinstance(v, str)}:
+            found.append({"model_type": model_type, **sizes, key: True})
+    return found
+
+
+def test_the_arithmetic_counts_what_the_meta_device_build_counts():
+    """Each config of :func:`_configs` (two layers: the arithmetic is per layer, and the meta
+    build of 26 takes seconds) counted equals built, as it is (a key left out: its class's
+    default, Gemma 3 ties its embeddings, Llama does not) and with its tying the other way; a
+    model type the arithmetic does not know is built."""
+    configs = _configs()
+    assert {c["model_type"] for c in configs} >= set(ARCHITECTURES)
+    for config in configs:
+        for tied in ({}, {"tie_word_embeddings": not config.get("tie_word_embeddings", True)}):
+            one = {**config, "num_hidden_layers": 2, **tied}
+            assert counted_shape(one) == built_shape(one), one
+    gpt2 = {"model_type": "gpt2", "n_embd": 16, "n_layer": 2, "n_head": 2, "vocab_size": 100}
+    assert counted_shape(gpt2) is None and model_shape(gpt2) == built_shape(gpt2)

@@ -15,6 +15,8 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -93,6 +95,25 @@ def test_embedded_default_plan_from_fixture_run():
     assert row(t, "1x H200", "eval/base/causal")["prices_captured_at"] == "2026-05"
 
 
+def test_the_plan_of_a_finished_run_imports_no_model_code():
+    """The plan jobs read tables: the plan of the embedded default over a finished run (the
+    sizes of its checkpoints and of the tiny model's config, setup `local` included) imports
+    neither transformers nor torch, whose model code took 10-25 s of each plan job on 2 cores;
+    torch only where a CUDA driver loads, to name the local GPU."""
+    from ablate.core.planner.inputs import has_cuda_driver
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from helpers import "
+        "planner_config; from ablate.core import planner; "
+        "config = planner_config('config.yaml', setups=[{'gpu': 'local'}, {'gpu': 'H200'}]); "
+        f"planner.make_plan(config, root={str(EMBEDDED_RUN)!r}); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(["torch"] if has_cuda_driver() else [])
+
+
 def test_real_config_plan_from_fixture_measurements(tmp_path):
     # the fixture's finetunes ran unpacked: they set the rate of the unpacked config only
     packed = planner.make_plan(
@@ -163,6 +184,24 @@ def test_bad_inputs_name_the_key(tmp_path):
     (sp,) = mask_plan.study_plan(config, Reference.load(config["plan"]["measurements"]), tmp_path)
     ev = [j for j in sp.jobs if j.kind == "eval"][0]
     assert ev.tokens is None and "plan.tasks.<task>" in ev.tokens_source
+
+
+def test_a_plan_generates_the_embedded_data_once(monkeypatch, tmp_path):
+    """Every finetune and leakage probe reads the generated SFT pairs' lengths and every
+    evaluation the generated task documents': each is generated once a process, not once a job
+    (5 and 40 times for the embedded default's 13 jobs)."""
+    from ablate.mask import embedded
+
+    made = []
+    for name in ("sft_pairs", "task_docs"):
+        real = getattr(embedded, name)
+        monkeypatch.setattr(embedded, name, lambda *a, _r=real, **k: made.append(a) or _r(*a, **k))
+    mask_plan.sft_words.cache_clear()
+    mask_plan.doc_tokens.cache_clear()
+    config = planner_config("config.yaml")
+    planner.make_plan(config, root=tmp_path, actuals=False)
+    tasks = [t["name"] for t in config["mask"]["eval"]["tasks"]]
+    assert len(made) == len(set(made)) == 1 + len(tasks)
 
 
 # ------------------------------------------------------------- the pipeline's rules

@@ -3,11 +3,14 @@ every cell escaped, each row's records named above the table."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
 from ablate.core.reports import claims
-from ablate.core.reports.latex import booktabs
+from ablate.core.reports.latex import booktabs, tabular
 from ablate.mask import recovery
 
 
@@ -102,3 +105,26 @@ def test_recovery_as_latex_keeps_the_macro_rows_with_their_runs_and_protocol():
         "% Scoring protocol: lm_eval (headline metrics: acc_norm); SFT format of the finetunes: "
         "alpaca. docs/differences.md says how each differs from the original study's."
     )
+
+
+def test_the_tabular_is_pandas_to_latex_without_its_pyplot_import():
+    """The bytes of pandas' ``to_latex(index=False, escape=True)`` for every special character
+    (a space after the ones whose command gobbles it), empty cells, no rows, no columns, a
+    column format; without pandas' Styler, which imports matplotlib's pyplot (1-2 s a job)."""
+    specials = "50% & $3 #4 {y} ~ z~w ^ q^r \\ back\\slash_x"
+    frames = [
+        pd.DataFrame({"a b_c": ["x_1", "", specials], "d": ["±", "1", "é"]}),
+        pd.DataFrame({"a": pd.Series([], dtype=object)}),
+        pd.DataFrame([]),
+    ]
+    for df in frames:
+        for fmt in (None, "p{0.5\\linewidth}" + "r" * len(df.columns)):
+            assert tabular(df, fmt) == df.to_latex(index=False, escape=True, column_format=fmt)
+    with pytest.raises(TypeError, match="column 'n' holds 1: format every cell as text first"):
+        tabular(pd.DataFrame({"n": [1]}))
+    code = (
+        "import sys, pandas as pd; from ablate.core.reports.latex import booktabs; "
+        "booktabs(pd.DataFrame({'a': ['1']}), 'x.csv', ['r']); print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr

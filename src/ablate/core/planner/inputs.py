@@ -323,8 +323,26 @@ def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
     return config
 
 
+#: the CUDA driver's library: a machine that cannot load it has no GPU torch could use
+CUDA_DRIVER = "libcuda.so.1"
+
+
+def has_cuda_driver() -> bool:
+    """Whether this machine's CUDA driver library loads: without it ``torch.cuda`` finds no GPU,
+    so the question needs no torch (its import took 5-10 s of a plan job on 2 cores)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(CUDA_DRIVER)
+    except OSError:
+        return False
+    return True
+
+
 def local_hardware(ref: Reference) -> tuple[str, int]:
     """(gpu_name, count) of this machine: its visible CUDA GPUs, else ("cpu", 1)."""
+    if not has_cuda_driver():
+        return CPU, 1
     import torch
 
     if torch.cuda.is_available():

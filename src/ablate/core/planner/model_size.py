@@ -1,8 +1,14 @@
-"""Model size and shape: parameters of a causal LM from its config, built on the meta device."""
+"""Model size and shape: parameters of a causal LM from its config, counted or built on the meta
+device.
+
+A config of a model type :data:`ARCHITECTURES` knows is counted by arithmetic, without torch or
+transformers (the plan jobs read tables and must start in seconds: importing transformers' model
+code took 10-25 s of each on 2 cores); any other is built on the meta device."""
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +28,119 @@ class ModelShape:
 
 _SHAPE_CACHE: dict[str, ModelShape] = {}
 
+#: The keys a counted config must state (no class default is assumed for them).
+SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+)
+
+#: Per model type the arithmetic knows (:func:`counted_shape`): which projections carry a bias
+#: (``True``, or the config key that switches it), the norms of a layer (of the hidden size, of
+#: the head size), and the defaults of transformers' config class of that type for the keys a
+#: config.json may leave out (``head_dim`` None: hidden_size / heads; ``num_key_value_heads``
+#: None: one per head). tests/core/planner/test_model_size.py holds each to the meta-device build
+#: and to the config class's defaults.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "llama": {
+        "qkv_bias": "attention_bias",
+        "o_bias": "attention_bias",
+        "mlp_bias": "mlp_bias",
+        "norms": 2,
+        "head_norms": 0,
+        "defaults": {
+            "tie_word_embeddings": False,
+            "attention_bias": False,
+            "mlp_bias": False,
+            "head_dim": None,
+            "num_key_value_heads": None,
+        },
+    },
+    "mistral": {
+        "norms": 2,
+        "head_norms": 0,
+        "defaults": {"tie_word_embeddings": False, "head_dim": None, "num_key_value_heads": 8},
+    },
+    "ministral3": {
+        "norms": 2,
+        "head_norms": 0,
+        "defaults": {"tie_word_embeddings": False, "head_dim": 128, "num_key_value_heads": 8},
+    },
+    "qwen2": {
+        "qkv_bias": True,
+        "norms": 2,
+        "head_norms": 0,
+        # Qwen2Config declares no head_dim: hidden_size / heads unless a config states one
+        "defaults": {"tie_word_embeddings": False, "head_dim": None, "num_key_value_heads": 32},
+    },
+    "gemma3_text": {
+        "qkv_bias": "attention_bias",
+        "o_bias": "attention_bias",
+        "norms": 4,  # input, post-attention, pre- and post-feedforward
+        "head_norms": 2,  # q_norm, k_norm
+        "defaults": {
+            "tie_word_embeddings": True,
+            "attention_bias": False,
+            "head_dim": 256,
+            "num_key_value_heads": 4,
+        },
+    },
+}
+
 
 def count_params(text_config: Any) -> int:
     """Parameters of the causal LM of a config (dict with model_type, or PretrainedConfig)."""
     return model_shape(text_config).params
 
 
+def counted_shape(config: dict[str, Any]) -> ModelShape | None:
+    """The :class:`ModelShape` of a config dict by arithmetic (tied embeddings counted once);
+    None where its model type is not in :data:`ARCHITECTURES` (a composite config with a
+    ``text_config`` included) or it leaves a key of :data:`SIZES` out."""
+    arch = ARCHITECTURES.get(config.get("model_type"))
+    if arch is None or "text_config" in config or any(config.get(k) is None for k in SIZES):
+        return None
+    c = {**arch["defaults"], **config}
+    hidden, heads, inner = c["hidden_size"], c["num_attention_heads"], c["intermediate_size"]
+    head_dim = c["head_dim"] or hidden // heads
+    q, kv = heads * head_dim, (c["num_key_value_heads"] or heads) * head_dim
+
+    def bias(part: str) -> bool:
+        on = arch.get(part, False)
+        return bool(c[on]) if isinstance(on, str) else on
+
+    attn = (
+        2 * hidden * q + 2 * hidden * kv + bias("qkv_bias") * (q + 2 * kv) + bias("o_bias") * hidden
+    )
+    mlp = 3 * hidden * inner + bias("mlp_bias") * (2 * inner + hidden)
+    layer = attn + mlp + arch["norms"] * hidden + arch["head_norms"] * head_dim
+    embed = c["vocab_size"] * hidden
+    root = embed + hidden + (0 if c["tie_word_embeddings"] else embed)
+    layers = c["num_hidden_layers"]
+    return ModelShape(
+        params=root + layers * layer,
+        hidden=hidden,
+        layers=layers,
+        layer_params=layer,
+        root_params=root,
+    )
+
+
 def model_shape(text_config: Any) -> ModelShape:
     """The :class:`ModelShape` of the causal LM of a config (dict with model_type, or
-    PretrainedConfig).
+    PretrainedConfig): :func:`counted_shape` where it counts it, else :func:`built_shape`."""
+    as_dict = text_config if isinstance(text_config, dict) else text_config.to_dict()
+    counted = counted_shape(as_dict)
+    return counted if counted is not None else built_shape(text_config)
 
-    Built on the meta device (no memory; tied weights counted once) and cached by the config's
-    JSON: the 3B shape takes ~2 s to build. The decoder layers are the model's longest
-    ``ModuleList``.
+
+def built_shape(text_config: Any) -> ModelShape:
+    """The :class:`ModelShape` of the causal LM of a config (dict with model_type, or
+    PretrainedConfig), built on the meta device (no memory; tied weights counted once) and cached
+    by the config's JSON: the 3B shape takes ~2 s to build, after the imports. The decoder layers
+    are the model's longest ``ModuleList``.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -67,14 +173,23 @@ def model_shape(text_config: Any) -> ModelShape:
     return _SHAPE_CACHE[key]
 
 
+def shape_of_file(config_json: str | os.PathLike) -> ModelShape:
+    """The :class:`ModelShape` of the model whose config.json this is: counted from the file
+    where :func:`counted_shape` can, else from transformers' reading of its folder."""
+    counted = counted_shape(json.loads(Path(config_json).read_text()))
+    if counted is not None:
+        return counted
+    from transformers import AutoConfig
+
+    return built_shape(AutoConfig.from_pretrained(str(Path(config_json).parent)))
+
+
 def params_from_dir(path: str | os.PathLike | None) -> float | None:
     """Parameters of the model saved in a directory (its config.json); None without one."""
     cfg = Path(path) / "config.json" if path else None
     if cfg is None or not cfg.is_file():
         return None
-    from transformers import AutoConfig
-
-    return float(count_params(AutoConfig.from_pretrained(str(cfg.parent))))
+    return float(shape_of_file(cfg).params)
 
 
 def params_of_hub_model(
@@ -91,15 +206,16 @@ def shape_of_hub_model(
 ) -> tuple[ModelShape | None, str]:
     """Shape of a model named by a local directory or a hub id, offline: its config.json, the
     local HF cache, or the `models:` entry of the measurements file; else None and why."""
-    from transformers import AutoConfig
-
     if (Path(path) / "config.json").exists():
-        return model_shape(AutoConfig.from_pretrained(path)), f"{path}/config.json"
+        return shape_of_file(Path(path) / "config.json"), f"{path}/config.json"
     try:  # a hub id already in the local HF cache
-        cfg = AutoConfig.from_pretrained(path, revision=revision, local_files_only=True)
-        return model_shape(cfg), f"{path} config.json (local HF cache)"
-    except (OSError, ValueError):
-        pass
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(path, "config.json", revision=revision)
+    except (OSError, ValueError):  # not a valid repo id
+        cached = None
+    if isinstance(cached, str):
+        return shape_of_file(cached), f"{path} config.json (local HF cache)"
     if path in models:
         spec = models[path]
         return model_shape(spec["text_config"]), f"{spec['source']} [{Path(ref_path).name}]"

@@ -148,15 +148,18 @@ def key_parts(
     params: Any,
     inputs: Iterable[str],
     scripts: str | os.PathLike | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the key covers. ``inputs``: every declared input, in the rule's order."""
+    """Everything the key covers. ``inputs``: every declared input, in the rule's order;
+    ``code``: :func:`code_hash` of ``scripts`` where the caller took it already (the planner
+    keys every job of a plan with one walk of the package, not one a job)."""
     return {
         "format": FORMAT,
         "rule": rule,
         "wildcards": dict(sorted(wildcards.items())),
         "params": params,
         "inputs": [input_fingerprint(path) for path in inputs],
-        "code": code_hash(scripts),
+        "code": code if code is not None else code_hash(scripts),
         "packages": runtime_packages(),
     }
 
