@@ -2,15 +2,15 @@
 restored instead of recomputed when a job with the same key runs again (config key `run_cache`).
 
 The key (:func:`key_parts` of a job's :func:`job_spec`, :func:`key_of`) covers the rule and its
-wildcards, the job's params (its config slice),
-the result content of every declared input (:func:`input_fingerprint`: a JSON record without its
-run id, timings and provenance, so an upstream rerun that computes the same result keeps the key;
-a checkpoint by its hash manifest; any other file by its bytes), the code
-(:func:`code_hash`: every module of the ``ablate`` package and every file it ships, and every job
-script of ``workflow/scripts/``) and the version
-of every distribution a job computes with (:func:`ablate.core.outputs.provenance.runtime_packages`:
-``ablate``'s requirements, transitively, from the installed metadata; its extras left out). Hardware is not in it: a
-result made on another machine is reused, and its provenance still names that machine.
+wildcards, the job's params (its config slice), the result content of every declared input
+(:func:`input_fingerprint`: a JSON record without its run id, timings and provenance, so an
+upstream rerun that computes the same result keeps the key; a checkpoint by its hash manifest;
+any other file by its bytes), the code (:func:`code_hash`: every module of the ``ablate`` package
+and every file it ships, and every job script of ``workflow/scripts/``) and the version of every
+distribution a job computes with (:func:`ablate.core.outputs.provenance.runtime_packages`:
+``ablate``'s requirements, transitively, from the installed metadata; its extras left out).
+Hardware is not in it: a result made on another machine is reused, and its provenance still
+names that machine.
 
 An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
 and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
@@ -57,15 +57,13 @@ def log(msg: str) -> None:
     print(f"[run cache] {msg}", flush=True)
 
 
-#: The files that count as code (by name): the modules, and the data files the package ships
-#: (pyproject's package-data: the config schemas, whose defaults fill a job's slice, and the
-#: original protocol's task YAMLs, its prompts), which change what a job computes as a module does.
+#: The files that count as code: the modules, and the data files the package ships (the config
+#: schemas, whose defaults fill a job's slice; the original protocol's task YAMLs, its prompts).
 CODE_FILES = ("*.py", "*.yaml", "*.json", "*.jsonl")
 
 
-#: path -> (mtime_ns, size, sha256) of each code file hashed in this process: the planner keys
-#: every job of a run (:mod:`ablate.core.planner.cached`), and hashing the whole package per job
-#: took about 1 s each on 2 busy cores; a file whose mtime or size moved is hashed again
+#: path -> (mtime_ns, size, sha256) of each code file hashed in this process (the planner keys
+#: every job of a run: about 1 s a job on 2 busy cores); a file whose mtime or size moved: again
 _CODE_DIGESTS: dict[Path, tuple[int, int, str]] = {}
 
 
@@ -150,9 +148,8 @@ def key_parts(
     scripts: str | os.PathLike | None = None,
     code: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the key covers. ``inputs``: every declared input, in the rule's order;
-    ``code``: :func:`code_hash` of ``scripts`` where the caller took it already (the planner
-    keys every job of a plan with one walk of the package, not one a job)."""
+    """Everything the key covers. ``inputs``: every declared input, in the rule's order; ``code``:
+    :func:`code_hash` of ``scripts`` where the caller took it already (the planner: once a plan)."""
     return {
         "format": FORMAT,
         "rule": rule,
