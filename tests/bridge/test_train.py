@@ -299,3 +299,46 @@ def test_a_signal_after_an_early_stop_keeps_the_stop(
     assert first["stop_reason"] == "early_stopping" and first["steps_done"] == 4
     again = _rerun_resumes_at(4, run, out, first)
     assert again["stop_reason"] == "early_stopping" and again["steps_done"] == 4
+
+
+@pytest.mark.parametrize("damage", ["drop", "shape"])
+def test_a_kept_best_state_that_does_not_fit_the_translator_is_set_aside(
+    bridge_world, bridge_cards, tmp_path, monkeypatch, capsys, damage
+):
+    """The checkpoint kept after a late signal carries the best state (restore_best) in
+    evaluation.pt; one whose tensors do not fit the translator (a tensor missing, another shape;
+    its manifest written again) failed every rerun at the run's end (`load_state_dict`'s
+    RuntimeError, the second review's C): now it is set aside naming the file and the tensor, and
+    the rerun starts fresh to the same translator."""
+    from ablate.bridge import translator
+    from ablate.core.training import saving
+
+    def flat(pair, translator, items):
+        return [{"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
+                 "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
+
+    monkeypatch.setattr(train, "_evaluate", flat)
+    params = {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2, "restore_best": True}
+    out = tmp_path / "run"
+
+    def run():
+        return _train_gsm8k("late-best", params, bridge_cards, bridge_world, out)
+
+    first = _signalled_while_saving(run, monkeypatch, capsys)
+    trained = translator.load(out / "translator").state_dict()
+    (kept,) = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
+    best = torch.load(kept / saving.EVALUATION, weights_only=True)
+    name = sorted(best)[0]
+    if damage == "drop":
+        del best[name]
+    else:
+        best[name] = best[name][:1]
+    torch.save(best, kept / saving.EVALUATION)
+    checkpoint_integrity.write_manifest(kept)
+    _delete_outputs(out)
+    again = run()
+    said = "".join(capsys.readouterr())
+    assert f"{kept / saving.EVALUATION} does not fit this run ({name}: " in said, said[-3000:]
+    assert again["resumed_from_step"] is None and again["curve"] == first["curve"]
+    got = translator.load(out / "translator").state_dict()
+    assert all(torch.equal(got[k], trained[k]) for k in trained)

@@ -7,6 +7,7 @@ job is scheduled and name the key (and the bad value or key).
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import re
 import shutil
@@ -274,6 +275,11 @@ def test_check_suggests_the_key_too():
             [{"name": "hellaswag"}],
             "invalid config at mask.eval.tasks: hellaswag is not an embedded task (mask.data.source: embedded "
             "has emb_count, emb_order, emb_pair",
+        ),
+        (
+            "experiments",  # YAML's `1:` (the review: a TypeError traceback from rule_prefix)
+            {1: {"mask": {"finetune": {"defaults": {"learning_rate": 5.0e-4}}}}},
+            "invalid config at experiments: the key 1 is a number, not a name",
         ),
     ],
 )
@@ -563,6 +569,29 @@ def test_a_name_is_refused_in_words_not_by_its_regex(path, value, where, words):
     with pytest.raises(jsonschema.ValidationError) as info:
         validated(edit(path, value))
     assert schema_error(info.value) == f"invalid config at {where}: {words}"
+
+
+@pytest.mark.parametrize(
+    "path, key, where, words",
+    [("experiments", 1, "experiments", "the key 1 is a number"),
+     ("experiments", datetime.date(2026, 11, 28), "experiments", "the key 2026-11-28 is a date"),
+     ("mask.models", None, "mask.models", "the key None is null (YAML reads null, ~ or no key so)"),
+     ("mask.finetune.variants", False, "mask.finetune.variants",
+      "the key False is a boolean (YAML reads yes/no, true/false, on/off so)"),
+     ("bridge.grid", 2, "bridge.grid", "the key 2 is a number")],
+)  # fmt: skip
+def test_a_name_yaml_reads_as_no_text_is_refused_in_one_line(path, key, where, words):
+    """A name YAML reads as a number, a date, a boolean or null (`1:`, `2026-11-28:`, `no:`,
+    `null:`) passed the schema, whose patterns check text only, and ended in a TypeError
+    traceback in the code that needs text (the second review's G)."""
+    from ablate.core.config import schema_error
+
+    with pytest.raises(jsonschema.ValidationError) as info:
+        validated(edit(path, {key: {}}))
+    assert schema_error(info.value) == (
+        f"invalid config at {where}: {words}, not a name: quote it as you wrote it "
+        f"('{key.isoformat() if hasattr(key, 'isoformat') else key}': ...)"
+    )
 
 
 # --------------------------------------------------------------- numbers a run cannot use

@@ -209,6 +209,25 @@ class Evaluations:
         values |= {"last_rows": self.last_rows, "seconds": self.seconds()}
         return values, self.best.get("state", {})
 
+    def unfit(self, tensors: Any) -> str | None:
+        """Why a checkpoint's best state cannot be this translator's (None: it fits, or there is
+        none yet): a restore_best would load it into the translator at the run's end."""
+        if not isinstance(tensors, dict):
+            return f"a {type(tensors).__name__}, not the translator's tensors by name"
+        own = self.translator.state_dict()
+        for name in sorted(set(own) | set(tensors)) if tensors else []:
+            got = tensors.get(name)
+            if name not in own:
+                return f"{name}: not one of the translator's tensors"
+            if not isinstance(got, torch.Tensor):
+                return f"{name}: not in the file"
+            if got.shape != own[name].shape or got.dtype != own[name].dtype:
+                return (
+                    f"{name}: {got.dtype} {tuple(got.shape)} where the translator's is "
+                    f"{own[name].dtype} {tuple(own[name].shape)}"
+                )
+        return None
+
     def load(self, values: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         self.curve, self.bad_evals, self.last_rows = (
             values["curve"],

@@ -187,6 +187,8 @@ def validate_config(config: dict[str, Any]) -> None:
     (:func:`schema_error` words it in one line)."""
     from ablate import studies
 
+    if error := non_text_key(config):
+        raise error
     if "studies" not in config:
         config["studies"] = [s for s in studies.STUDIES if s in config]
     for error in validator(config_schema(), fill_defaults=True).iter_errors(config):
@@ -197,6 +199,38 @@ def validate_config(config: dict[str, Any]) -> None:
     from ablate.core.trees.results_origin import normalized
 
     config["results"] = normalized(config["results"])
+
+
+def non_text_key(node: Any, path: tuple = ()) -> Any:
+    """A ``jsonschema.ValidationError`` for the first key of a mapping that is not text, or None.
+    YAML reads ``1:``, ``2026-11-28:``, ``no:`` or ``null:`` as a number, a date, a boolean or
+    nothing: a schema checks the names it declares as text only (its ``pattern``), so such a key
+    would pass it and reach code that needs text."""
+    from jsonschema import ValidationError
+
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return None
+    for key, value in items:
+        if isinstance(node, dict) and not isinstance(key, str):
+            kind = (
+                "null (YAML reads null, ~ or no key so)" if key is None
+                else "a boolean (YAML reads yes/no, true/false, on/off so)" if isinstance(key, bool)
+                else "a number" if isinstance(key, (int, float))
+                else f"a {type(key).__name__}"
+            )  # fmt: skip
+            shown = key.isoformat() if hasattr(key, "isoformat") else key
+            return ValidationError(
+                f"the key {shown} is {kind}, not a name: quote it as you wrote it ('{shown}': ...)",
+                path=path,
+                validator="propertyNames",
+            )
+        if found := non_text_key(value, (*path, key)):
+            return found
+    return None
 
 
 def subschema(pointer: str) -> dict[str, Any]:

@@ -54,6 +54,9 @@ class _Evaluation:
     def load(self, values, tensors):
         self.values, self.tensors = values, tensors
 
+    def unfit(self, tensors):
+        return None
+
 
 def _trainer(ckpts: pathlib.Path, evaluation: _Evaluation):
     """What :func:`saving.save` and ``load`` read of a one-process run."""

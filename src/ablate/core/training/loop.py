@@ -113,7 +113,9 @@ class Spec:
     "step", "detail"}``: training ends there, unsaved, the stop logged for a resume to replay:
     :meth:`~.monitor.StopRules.observe_evaluation`) or None; ``evaluation.last_step()``: the
     step it evaluated last (None: none); ``evaluation.state()`` -> (plain values, tensors) that
-    each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back.
+    each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back, and
+    ``evaluation.unfit(tensors)`` says why a checkpoint's tensors cannot be this run's (None: they
+    fit), before anything of it is loaded.
     ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
     instead of FSDP2 shards."""
 

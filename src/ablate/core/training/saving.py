@@ -4,15 +4,15 @@ for bit) and its final weights (the files' integrity:
 
 ``checkpoint-N`` of one process holds the weights (``model.safetensors``), the optimizer state
 (``optimizer.pt``: the fp32 masters with it), the schedule (``scheduler.pt``), the RNG state
-(``rng_state.pth``) and the loop's state (``loop_state.json``: step, tokens, log history, a
-study evaluation's plain values; its tensors, e.g. a best state kept for restoring, in
+(``rng_state.pth``) and the loop's state (``loop_state.json``: step, tokens, log history, a study
+evaluation's plain values; its tensors, e.g. a best state kept for restoring, in
 ``evaluation.pt``). A sharded run writes weights and optimizer state as
-torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_checkpoint`), one
-of sharded masters or replicated (DDP) process 0's copy in the one-process format (sharded
-masters gathered there); with N processes each writes its own RNG file. Every file
-loads without unpickling code (``weights_only=True``, safetensors, JSON). The hash manifest and
-the completion marker come last (:func:`ablate.core.outputs.checkpoint_integrity.mark_complete`);
-the oldest complete checkpoints beyond ``save_total_limit`` are then removed.
+torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_checkpoint`), one of
+sharded masters or replicated (DDP) process 0's copy in the one-process format (sharded masters
+gathered there); with N processes each writes its own RNG file. Every file loads without unpickling
+code (``weights_only=True``, safetensors, JSON). The hash manifest and the completion marker come
+last (:func:`ablate.core.outputs.checkpoint_integrity.mark_complete`); the oldest complete
+checkpoints beyond ``save_total_limit`` are then removed.
 """
 
 from __future__ import annotations
@@ -69,8 +69,7 @@ def _unsaved_rng(ckpt: Path) -> list[int]:
 
 def rank_seed(seed: int, step: int, rank: int) -> int:
     """The RNG seed of process ``rank`` resuming at ``step`` from a checkpoint without its RNG
-    state: derived from the run's seed, the step and the rank, so the same resume draws the
-    same, and no two processes alike."""
+    state: from the run's seed, the step and the rank (the same resume draws the same)."""
     digest = hashlib.sha256(f"{seed}/{step}/{rank}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
@@ -140,12 +139,10 @@ def _rotate(directory: Path, limit: int) -> None:
 
 
 class UnreadableCheckpoint(checkpoint_integrity.CheckpointError):
-    """A file of a checkpoint that matched its manifest does not load into this run: the
-    restricted loaders refused it (it names code or objects no checkpoint holds), it does not
-    parse, its objects are not what a checkpoint holds (any exception of the unpickling: a
-    well-formed pickle of admitted globals with bad arguments), or its weights are of another
-    shape. Raised before anything of the checkpoint went into the trainer; the checkpoint counts
-    as corrupt (:func:`resume_from`)."""
+    """A file of a checkpoint that matched its manifest does not load into this run: refused by
+    the restricted loaders, not parsed, not what a checkpoint holds (any exception of the
+    unpickling), or not fitting this run (weights, a study evaluation's tensors). Raised before
+    anything of it went into the trainer; the checkpoint counts as corrupt (:func:`resume_from`)."""
 
 
 class PartlyLoaded(UnreadableCheckpoint):
@@ -157,11 +154,11 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
 
 
-def _torch_file(path: Path, **kwargs) -> Any:
+def _torch_file(path: Path, unfit: Callable[[Any], str | None] | None = None, **kwargs) -> Any:
     """A pickled checkpoint file through torch's weights_only unpickler, nothing of it run. A
-    refusal names the file and what it held, never torch's advice to load it unrestricted."""
+    refusal names the file and what it held (or ``unfit(obj)``: why it cannot be this run's)."""
     try:
-        return torch.load(path, weights_only=True, **kwargs)
+        obj = torch.load(path, weights_only=True, **kwargs)
     except pickle.UnpicklingError as exc:
         what = re.search(r"Unsupported (global: GLOBAL \S+|operand \S+)", str(exc))
         held = f" ({what.group(1)})" if what else ""
@@ -171,6 +168,9 @@ def _torch_file(path: Path, **kwargs) -> Any:
         ) from None
     except Exception as exc:  # whatever the admitted globals raise on their arguments
         raise UnreadableCheckpoint(f"{path} does not load ({_first_line(exc)})") from None
+    if unfit is not None and (why := unfit(obj)):
+        raise UnreadableCheckpoint(f"{path} does not fit this run ({why})")
+    return obj
 
 
 def _shard_index(ckpt: Path) -> None:
@@ -348,7 +348,9 @@ def load_stopped(trainer, ckpt: Path, state) -> None:
     if evaluation is None:
         load_weights(trainer, ckpt)
     else:
-        tensors = _agreed(lambda: _torch_file(ckpt / EVALUATION, map_location="cpu"), ckpt)
+        tensors = _agreed(
+            lambda: _torch_file(ckpt / EVALUATION, evaluation.unfit, map_location="cpu"), ckpt
+        )
         load_weights(trainer, ckpt)
         with _into_trainer(ckpt):
             evaluation.load(state.evaluation, tensors)
@@ -369,8 +371,8 @@ def _read(trainer, ckpt: Path) -> dict[str, Any]:
         "rng": None if parallel.rank() in _unsaved_rng(ckpt) else _rng(ckpt / _rng_file()),
         "state": load_state(ckpt, type(trainer.state), trainer.params.max_steps),
         "evaluation": None
-        if trainer.spec.evaluation is None
-        else _torch_file(ckpt / EVALUATION, map_location="cpu"),
+        if (ev := trainer.spec.evaluation) is None
+        else _torch_file(ckpt / EVALUATION, ev.unfit, map_location="cpu"),
     }
 
 
