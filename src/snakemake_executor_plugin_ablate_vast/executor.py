@@ -41,10 +41,14 @@ The workarounds, all in this module and pinned to the plugin version they were w
    ``CREDENTIAL_ENVVARS``: AWS_*, AZURE_STORAGE_*, GOOGLE_CLOUD_PROJECT, and the content of the
    GOOGLE_APPLICATION_CREDENTIALS file) to every rented instance unless told not to. Here they
    stay home unless ``forward-credentials`` is set (``ExecutorSettings.__post_init__``).
+10. Setup pip. The stock job setup runs ``pip install snakemake==X <storage plugins>`` before
+   every job, installed or not: seconds of pip per job (12 s on a loaded 2-core host), its index
+   asked each time. Those pins now join the project's in one check, and pip runs only when one
+   is missing (``Executor.job_setup_script``).
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
-project's pinned requirements (except torch when the image has one), so the instance runs this
-checkout's library. The API key is read from the environment only (``VAST_API_KEY``).
+project's pinned requirements (except torch when the image has one) where one is missing, so the
+instance runs this checkout's library. The API key is read from the environment only (``VAST_API_KEY``).
 """
 
 # No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
@@ -172,6 +176,19 @@ def remote_project_setup(requirements: list[str]) -> str:
             f"{shlex.quote(torch[0])}"
         )
     return "\n".join(lines) + "\n"
+
+
+def stock_bootstrap_pins(bootstrap: str) -> list[str]:
+    """The packages the stock bootstrap (``snakemake_bootstrap_script``: an echo line, then
+    ``python -m pip install --quiet "snakemake==X" ...``) installs, as its pip line names them."""
+    pip = "python -m pip install --quiet "
+    lines = [line for line in bootstrap.splitlines() if line.startswith(pip)]
+    if len(lines) != 1:
+        raise WorkflowError(
+            f"executor {PLUGIN_NAME}: the stock job setup has {len(lines)} pip lines, not 1: "
+            "re-check workaround (10) in snakemake_executor_plugin_ablate_vast/executor.py"
+        )
+    return shlex.split(lines[0][len(pip) :])
 
 
 def project_requirements() -> list[str]:
@@ -370,7 +387,18 @@ class Executor(_stock.Executor):
         return "all"
 
     def job_setup_script(self) -> str:
-        return super().job_setup_script() + remote_project_setup(project_requirements())
+        """Workaround (10): the stock setup without its unconditional pip line, whose pins are
+        checked with the project's (``remote_project_setup``): pip only for a missing one."""
+        stock = super().job_setup_script()
+        bootstrap = _stock.snakemake_bootstrap_script(with_storage_plugins=not self.storage_mode)
+        if not stock.endswith(bootstrap):
+            raise WorkflowError(
+                f"executor {PLUGIN_NAME}: the stock job setup no longer ends with its snakemake "
+                "bootstrap: re-check workaround (10) in "
+                "snakemake_executor_plugin_ablate_vast/executor.py"
+            )
+        pins = [*stock_bootstrap_pins(bootstrap), *project_requirements()]
+        return stock[: -len(bootstrap)] + remote_project_setup(list(dict.fromkeys(pins)))
 
     def run_job(self, job):
         self._install_sigterm_teardown()

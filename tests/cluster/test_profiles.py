@@ -187,6 +187,46 @@ def test_remote_requirement_check_runs_pip_only_when_needed(tmp_path):
         assert r.returncode != 0, bad
 
 
+def _setup_pip_calls(tmp_path, monkeypatch, extra: list[str]) -> list[str]:
+    """The Vast job setup run by sh with this interpreter as the instance's python: the pip
+    commands it ran (logged, not run), with ``extra`` added to the project's requirements."""
+    from snakemake_executor_plugin_ablate_vast import executor as vast
+
+    requirements = vast.project_requirements()
+    monkeypatch.setattr(vast, "project_requirements", lambda: [*requirements, *extra])
+    runner = vast.Executor.__new__(vast.Executor)  # the setup reads storage_mode alone
+    runner.storage_mode = False
+    script = runner.job_setup_script()
+    bin_dir, log = tmp_path / "bin", tmp_path / "pip.log"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "python3"):  # pip logged, anything else run by this interpreter
+        (bin_dir / name).write_text(
+            f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "$@" >> {log}; exit 0; fi\n'
+            f'exec {sys.executable} "$@"\n'
+        )
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, check=True, capture_output=True)
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_vast_setup_runs_pip_only_when_a_pin_is_missing(tmp_path, monkeypatch):
+    """Workaround (10): the stock job setup ran `pip install snakemake==X <storage plugins>` before
+    every job, installed or not (12 s a job on a loaded 2-core host). Its pins are now checked
+    with the project's: no pip on an environment holding them all; one pip of every pin, the
+    stock's included, when one is missing."""
+    from snakemake_executor_plugin_vastai import snakemake_bootstrap_script
+
+    from snakemake_executor_plugin_ablate_vast.executor import stock_bootstrap_pins
+
+    stock = stock_bootstrap_pins(snakemake_bootstrap_script(with_storage_plugins=True))
+    assert any(p.startswith("snakemake==") for p in stock), stock
+    assert _setup_pip_calls(tmp_path / "held", monkeypatch, []) == []
+    (call,) = _setup_pip_calls(tmp_path / "missing", monkeypatch, ["no-such-package-xyz==1.0"])
+    assert call.startswith("-m pip install --quiet ") and "no-such-package-xyz==1.0" in call
+    assert set(stock) <= set(call.split()), (stock, call)
+
+
 def test_vast_setup_script_puts_shipped_src_first():
     from snakemake_executor_plugin_ablate_vast.executor import remote_project_setup
 

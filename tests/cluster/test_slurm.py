@@ -37,6 +37,8 @@ FAST = (
 GPU_RULES = ("prepare_model", "leakage_probe", "finetune", "eval_model")
 LOCAL_RULES = ("make_data", "recovery_table")
 SCORE_TOL = 1e-6
+#: 3A's steps in the two-GPU test (200 in the embedded default)
+DP_STEPS = 10
 #: The jobs the SLURM run restores from the local run's run cache (as a second clone sharing its
 #: cache would): the base model's pretraining and the leakage probes, upstream of what is
 #: compared, and the prefix-LM finetunes (3B, 5B) with their evaluations: more of the same kind
@@ -144,43 +146,10 @@ def test_slurm_outputs_equal_a_local_run(slurm_run, embedded_local):
     pd.testing.assert_frame_equal(a[numeric], b[numeric], atol=SCORE_TOL, rtol=0)
 
 
-def test_a_finetune_of_two_gpus_is_one_task_that_launches_two_processes(slurm_run, slurm_cluster):
-    """`mask.resources.finetune.gpu: 2`: one SLURM task holding both GPUs (the rules' one rule for
-    any job of N GPUs, tasks_per_gpu 0: the plugin's default --ntasks-per-gpu=1 would start the
-    job's script twice), which launches its 2 data-parallel processes (gloo on CPU) once."""
-    wd = slurm_run[0]
-    cfg = yaml.safe_load((wd / "config" / "slurm-test.yaml").read_text())
-    cfg["mask"]["resources"]["finetune"]["gpu"] = 2
-    (wd / "config" / "slurm-dp.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    before = set(slurm_jobs())
-    r = run_snakemake(
-        wd,
-        "results/finetune/3A/summary.json",  # first: --forcerun takes every word up to an option
-        "--profile",
-        "slurm",
-        "--forcerun",
-        "finetune",
-        "--config",
-        "run_cache=False",  # a forced job is recomputed, not restored from the run cache
-        "--configfile",
-        "config/slurm-dp.yaml",
-        *FAST,
-        env={"SBATCH_PARTITION": slurm_cluster["extra_partition"]},
-        log_name="dp.log",
-        timeout=1200,
-    )
-    assert r.returncode == 0, r.stdout[-6000:]
-    (job,) = (j for k, j in slurm_jobs().items() if k not in before)
-    assert job["JobState"] == "COMPLETED" and job["NumTasks"] == "1", job
-    assert job.get("TresPerJob") == f"gres:gpu:{slurm_cluster['gpu_type']}:2", job
-    log = (wd / "results/logs/finetune/3A.log").read_text()
-    # each of the launcher's processes says its recipe once: one launcher of 2 processes
-    assert log.count("finetune causal: 2 processes, ") == 2, log[-3000:]
-
-
 def test_failing_slurm_job_is_reported_as_failed(slurm_run, slurm_cluster):
     """A corrupted checkpoint makes its evaluation fail inside the SLURM job: Snakemake reports
-    the job failed with its SLURM job id and logs and exits non-zero. (Last: it edits the run.)"""
+    the job failed with its SLURM job id and logs and exits non-zero. (After the tests that read
+    the run: it edits it.)"""
     wd = slurm_run[0]
     weights = next((wd / "results" / "finetune" / "3A" / "final").glob("*.safetensors"))
     with open(weights, "ab") as f:
@@ -207,3 +176,40 @@ def test_failing_slurm_job_is_reported_as_failed(slurm_run, slurm_cluster):
     rule_log = (wd / "results/logs" / "eval_model" / "3A.causal.log").read_text()
     assert "CheckpointError" in rule_log, rule_log[-2000:]
     assert not (wd / target).exists()  # Snakemake removed the failed job's output
+
+
+def test_a_finetune_of_two_gpus_is_one_task_that_launches_two_processes(slurm_run, slurm_cluster):
+    """`mask.resources.finetune.gpu: 2`: one SLURM task holding both GPUs (the rules' one rule for
+    any job of N GPUs, tasks_per_gpu 0: the plugin's default --ntasks-per-gpu=1 would start the
+    job's script twice), which launches its 2 data-parallel processes (gloo on CPU) once."""
+    wd = slurm_run[0]
+    cfg = yaml.safe_load((wd / "config" / "slurm-test.yaml").read_text())
+    cfg["mask"]["resources"]["finetune"]["gpu"] = 2
+    # a few steps: what is checked is the job's task and its launch, not what 3A learns (the
+    # changed params leave 3A's finetune stale for the other tests: hence this one runs last)
+    cfg["mask"]["finetune"]["variants"]["3A"]["max_steps"] = DP_STEPS
+    (wd / "config" / "slurm-dp.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    before = set(slurm_jobs())
+    r = run_snakemake(
+        wd,
+        "results/finetune/3A/summary.json",  # first: --forcerun takes every word up to an option
+        "--profile",
+        "slurm",
+        "--forcerun",
+        "finetune",
+        "--config",
+        "run_cache=False",  # a forced job is recomputed, not restored from the run cache
+        "--configfile",
+        "config/slurm-dp.yaml",
+        *FAST,
+        env={"SBATCH_PARTITION": slurm_cluster["extra_partition"]},
+        log_name="dp.log",
+        timeout=1200,
+    )
+    assert r.returncode == 0, r.stdout[-6000:]
+    (job,) = (j for k, j in slurm_jobs().items() if k not in before)
+    assert job["JobState"] == "COMPLETED" and job["NumTasks"] == "1", job
+    assert job.get("TresPerJob") == f"gres:gpu:{slurm_cluster['gpu_type']}:2", job
+    log = (wd / "results/logs/finetune/3A.log").read_text()
+    # each of the launcher's processes says its recipe once: one launcher of 2 processes
+    assert log.count("finetune causal: 2 processes, ") == 2, log[-3000:]

@@ -114,3 +114,34 @@ def test_profile_without_a_controller_stops_at_once_in_one_line(tmp_path):
     assert f"config {conf}" in line and "SLURM_CONF" in line, line
     assert "sbatch" not in out and "Unable to guess SLURM account" not in out, out[-3000:]
     assert took < 90, took
+
+
+def test_status_rounds_are_the_profiles_interval_not_the_stock_back_off(monkeypatch):
+    """Workaround 3: the stock executor set its own interval after each status round (the init
+    wait, +10 s a round without a finished job, up to 180 s), so a finished job was seen up to
+    3 min late and `--seconds-between-status-checks` did nothing. Now Snakemake's wait between
+    two rounds is that setting, whatever the stock sets."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    import asyncio
+    import inspect
+    from types import SimpleNamespace
+
+    import snakemake_executor_plugin_slurm as stock
+
+    from snakemake_executor_plugin_ablate_slurm import Executor
+
+    back_off = "self.next_seconds_between_status_checks = min("  # the upstream behaviour
+    assert back_off in inspect.getsource(stock.Executor.check_active_jobs)
+    executor = Executor.__new__(Executor)
+    executor.workflow = SimpleNamespace(
+        remote_execution_settings=SimpleNamespace(seconds_between_status_checks=2)
+    )
+    executor.next_seconds_between_status_checks = 180  # as the stock's round sets it
+    slept = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asyncio.run(executor.sleep())  # the interface's wait between two rounds
+    assert slept == [2]

@@ -32,7 +32,12 @@ from snakemake_executor_plugin_ablate_vast.spend import SpendMeter
 
 pytestmark = pytest.mark.cluster
 
-SAVE_STEPS, MAX_STEPS, STEP_S = 3, 9, 1.0
+SAVE_STEPS, MAX_STEPS = 3, 9
+# The first attempt's pace (ms a step): an instance ended once checkpoint-3 is copied (1-4 s on
+# a loaded 2-core host) must still be short of step 7 (work lost: one interval) and of the end.
+# Only the first attempt is paced (the Snakefile's step_ms): the retry is ended by no one.
+STEP_MS = 1000
+PACED = (f"step_ms={STEP_MS}",)
 PARAMS = {**FAST, "max_steps": MAX_STEPS, "save_steps": SAVE_STEPS, "eval_steps": SAVE_STEPS}
 CKPTS = Path("results/train_ckpt/checkpoints")
 LABEL = "[finetune prefix_bidir]"
@@ -82,9 +87,9 @@ def steps_logged(log: Path) -> list[int]:
 
 
 def run_and_end_first_instance(
-    wd: Path, vast, end, config: tuple[str, ...] = (), args: tuple[str, ...] = ()
+    wd: Path, vast, end, config: tuple[str, ...], args: tuple[str, ...] = ()
 ) -> tuple[int, int, str]:
-    """Run the training job; once a checkpoint reached the submit host, `end(instance)` (None:
+    """Run the training job with `--config CONFIG`; once a checkpoint reached the submit host, `end(instance)` (None:
     leave it to the job). Returns the first instance, the newest copied step then, the log."""
     proc = start_snakemake(
         wd,
@@ -96,7 +101,6 @@ def run_and_end_first_instance(
         "1",
         *args,
         "--config",
-        f"step_s={STEP_S}",
         *config,
     )
     log = wd / "snakemake.log"
@@ -148,10 +152,10 @@ def test_lost_or_outbid_instance_resumes_from_the_copied_checkpoint(
 ):
     wd = training_checkout(tmp_path, train_inputs)
     if ending == "lost":  # an on-demand instance whose host vanishes
-        first, at_kill, out = run_and_end_first_instance(wd, vast, vast.preempt)
+        first, at_kill, out = run_and_end_first_instance(wd, vast, vast.preempt, PACED)
     else:  # an interruptible instance (the profile's bid), outbid
         bid = ("--ablate-vast-bid", "0.2")
-        first, at_kill, out = run_and_end_first_instance(wd, vast, vast.outbid, args=bid)
+        first, at_kill, out = run_and_end_first_instance(wd, vast, vast.outbid, PACED, bid)
         assert {c["body"]["type"] for c in api_calls(vast, "POST", "/bundles/")} == {"bid"}
         assert [c["body"]["price"] for c in api_calls(vast, "PUT", "/asks/")] == [0.2, 0.2]
     check_resumed_like_uninterrupted(wd, vast, first, at_kill, out, train_inputs)
@@ -161,6 +165,7 @@ def test_hung_job_is_failed_within_its_bound_and_retried(vast, tmp_path, train_i
     wd = training_checkout(tmp_path, train_inputs)
     (wd / "data/params.json").write_text(json.dumps({**PARAMS, "stall_s": 5}))
     git_add_all(wd)
+    # unpaced: nothing ends the instance, the job hangs in step 5 after checkpoint-3 was saved
     hang = (f"hang_at={SAVE_STEPS + 2}",)
     first, at_kill, out = run_and_end_first_instance(wd, vast, None, config=hang)
     hung = (vast.workdir(first) / "logs/train_ckpt.log").read_text()

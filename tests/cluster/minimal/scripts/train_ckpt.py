@@ -1,5 +1,5 @@
-"""A real finetune of a tiny model with checkpoints, paced at `step_s` seconds a step: the test's
-clock, so that an instance can be lost between two saves. Pacing changes no number.
+"""A real finetune of a tiny model with checkpoints, paced at `step_ms` milliseconds a step: the
+test's clock, so that an instance can be lost between two saves. Pacing changes no number.
 `hang_at` > 0: step `hang_at` never begins (a hung job). Both act in a reporter of the training
 loop, which reports every step's loss (the params' ``logging_steps: 1``)."""
 
@@ -11,11 +11,11 @@ import torch
 
 from ablate.mask.training.entries import FinetuneSpec, finetune
 
-model, data, probe, params, out, step_s, hang_at = sys.argv[1:8]
+model, data, probe, params, out, step_ms, hang_at = sys.argv[1:8]
 
 
 class Paced:
-    """The loop's reporter: after each step's loss is reported, wait `step_s`; after step
+    """The loop's reporter: after each step's loss is reported, wait `step_ms`; after step
     `hang_at` - 1, hang."""
 
     def begin(self, step):
@@ -27,7 +27,7 @@ class Paced:
         if step + 1 == int(hang_at):
             print(f"hanging in step {hang_at}", flush=True)
             time.sleep(3600)
-        time.sleep(float(step_s))
+        time.sleep(int(step_ms) / 1000)
 
     def end(self):
         pass
