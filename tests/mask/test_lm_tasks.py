@@ -102,3 +102,33 @@ def test_gold_index_of_a_text_a_number_and_several_answers():
     # winogrande's form: the gold is the context's index
     task = SimpleNamespace(multiple_input=True, doc_to_text=lambda doc: 1)
     assert lm_tasks.gold_index(task, {}, choices) == 1
+
+
+def test_an_unknown_task_stops_on_the_cached_index_before_lm_eval_indexes_its_tasks(
+    tmp_path, monkeypatch
+):
+    """A typo answers at once where a dry run's name check left lm-eval's index in the cache
+    (building the TaskManager reads every task YAML lm-eval ships: 20 s); without the cache, the
+    TaskManager the load builds anyway answers, built once."""
+    import lm_eval.tasks
+
+    from ablate.mask import tasks
+
+    built = []
+
+    class FakeTaskManager:
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+            self.all_tasks, self.task_index = ["hellaswag", "piqa"], {}
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", FakeTaskManager)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    typo = r"unknown task\(s\): 'hellaswg' \(did you mean hellaswag\b"
+    with pytest.raises(lm_tasks.TaskNotFoundError, match=typo):
+        lm_tasks.load_tasks(["hellaswg"])
+    assert len(built) == 1 and built[0]["include_defaults"]  # no cache: the load's own
+    tasks.lm_eval_task_index()  # the cache, as a dry run's name check leaves it
+    built.clear()
+    with pytest.raises(lm_tasks.TaskNotFoundError, match=typo):
+        lm_tasks.load_tasks(["hellaswg"])
+    assert built == []
