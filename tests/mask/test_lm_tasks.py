@@ -125,10 +125,10 @@ def test_an_unknown_task_stops_on_the_cached_index_before_lm_eval_indexes_its_ta
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     typo = r"unknown task\(s\): 'hellaswg' \(did you mean hellaswag\b"
     with pytest.raises(lm_tasks.TaskNotFoundError, match=typo):
-        lm_tasks.load_tasks(["hellaswg"])
+        lm_tasks.load_tasks(["hellaswg"], cached_index=tasks.cached_task_index)
     assert len(built) == 1 and built[0]["include_defaults"]  # no cache: the load's own
     tasks.lm_eval_task_index()  # the cache, as a dry run's name check leaves it
     built.clear()
     with pytest.raises(lm_tasks.TaskNotFoundError, match=typo):
-        lm_tasks.load_tasks(["hellaswg"])
+        lm_tasks.load_tasks(["hellaswg"], cached_index=tasks.cached_task_index)
     assert built == []

@@ -29,6 +29,7 @@ from ablate.mask.lm_tasks import TaskNotFoundError, load_tasks
 from ablate.mask.masks import check_policy
 from ablate.mask.policies import POLICY_DESCRIPTIONS
 from ablate.mask.policy_lm import MaskPolicyLM
+from ablate.mask.tasks import cached_task_index
 from ablate.upstream import lmeval
 
 
@@ -247,7 +248,7 @@ def evaluate(
     )
     with phases("load_tasks"):
         task_objs, read, task_manager = load_tasks(
-            list(tasks), [*task_dirs, *(spec.task_dirs or ())], spec.datasets
+            list(tasks), [*task_dirs, *(spec.task_dirs or ())], spec.datasets, cached_task_index
         )
     samples_idx = _doc_indices(task_objs, limit)
     print(f"[eval] loading model {model}", flush=True)

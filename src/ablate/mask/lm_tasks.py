@@ -19,12 +19,12 @@ import difflib
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ablate.core.user_yaml import ConfigError, load_yaml
-from ablate.mask.tasks import cached_task_index
 from ablate.upstream import lmeval
 
 
@@ -148,7 +148,10 @@ def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:
 
 
 def load_tasks(
-    tasks: list[str], task_dirs=(), datasets: dict[str, dict] | None = None
+    tasks: list[str],
+    task_dirs=(),
+    datasets: dict[str, dict] | None = None,
+    cached_index: Callable[[], frozenset[str] | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, str]], Any]:
     """lm-eval Task objects by name (local configs first), what the local tasks read (task ->
     file -> the sha256 of the bytes read: its YAML first, then its data, :func:`data_file_list`),
@@ -162,7 +165,10 @@ def load_tasks(
 
     ``datasets``: task -> its hub dataset's pin (``revision``: the commit it loads,
     :func:`ablate.mask.tasks.pinned_datasets`); a task without one loads what lm-eval names.
-    Raises :class:`TaskNotFoundError` naming unknown tasks (with close matches).
+    Raises :class:`TaskNotFoundError` naming unknown tasks (with close matches): from
+    ``cached_index()``, lm-eval's names where they are cached
+    (:func:`ablate.mask.tasks.cached_task_index`, which imports this module), before lm-eval's
+    TaskManager indexes every task YAML it ships (20 s on a CPU); else from that TaskManager.
     """
     from lm_eval.tasks import TaskManager
 
@@ -174,9 +180,7 @@ def load_tasks(
     local = {name: task.config for name, task in found.items()}
     remote = [t for t in tasks if t not in local]
     lm_eval_own = [t for t in remote if t not in original_tasks.NAMES]
-    # a name lm-eval does not know stops on the cached index of its names, before its
-    # TaskManager indexes every task YAML it ships (20 s on a CPU)
-    index = cached_task_index() if lm_eval_own else None
+    index = cached_index() if lm_eval_own and cached_index else None
     if index is not None and (unknown := [t for t in remote if t not in index]):
         raise _unknown_tasks(unknown, [*local, *index], local)
     # skip the 5 s scan of lm-eval's own tasks when none is asked for
