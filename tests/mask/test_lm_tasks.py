@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ablate.mask import lm_tasks
+from ablate.mask import lm_tasks, original_tasks
 
 
 def write(path, text: str = "") -> None:
@@ -132,3 +132,7 @@ def test_an_unknown_task_stops_on_the_cached_index_before_lm_eval_indexes_its_ta
     with pytest.raises(lm_tasks.TaskNotFoundError, match=typo):
         lm_tasks.load_tasks(["hellaswg"], cached_index=tasks.cached_task_index)
     assert built == []
+    # an original protocol's task is no lm-eval name: beside a typo, only the typo is unknown
+    original = sorted(original_tasks.NAMES)[0]
+    with pytest.raises(lm_tasks.TaskNotFoundError, match=r"unknown task\(s\): 'hellaswg' \("):
+        lm_tasks.load_tasks([original, "hellaswg"], cached_index=tasks.cached_task_index)
