@@ -276,6 +276,20 @@ def test_a_signal_after_a_last_step_between_checkpoints_keeps_that_step(
     assert _rerun_resumes_at(5, run, out, first)["final"] == first["final"]
 
 
+def _early_stopping_run(run_id, restore_best, world, cards, out, monkeypatch):
+    """A micro run whose evaluations are flat (nothing correct): early stopping (patience 2,
+    every 2 steps of 20) ends it at step 4; returns the call that trains it into ``out``."""
+
+    def flat(pair, translator, items):
+        return [{"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
+                 "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
+
+    monkeypatch.setattr(train, "_evaluate", flat)
+    params = {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2}
+    params["restore_best"] = restore_best
+    return lambda: _train_gsm8k(run_id, params, cards, world, out)
+
+
 def test_a_signal_after_an_early_stop_keeps_the_stop(
     bridge_world, bridge_cards, tmp_path, monkeypatch, capsys
 ):
@@ -284,17 +298,8 @@ def test_a_signal_after_an_early_stop_keeps_the_stop(
     after Snakemake deleted the outputs trains no step past it (it had gone on to step 6: the
     evaluation's stop was not in what a resume replays) and writes the same translator."""
 
-    def flat(pair, translator, items):
-        return [{"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
-                 "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
-
-    monkeypatch.setattr(train, "_evaluate", flat)
-    params = {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2, "restore_best": False}
     out = tmp_path / "run"
-
-    def run():
-        return _train_gsm8k("late-stop", params, bridge_cards, bridge_world, out)
-
+    run = _early_stopping_run("late-stop", False, bridge_world, bridge_cards, out, monkeypatch)
     first = _signalled_while_saving(run, monkeypatch, capsys)
     assert first["stop_reason"] == "early_stopping" and first["steps_done"] == 4
     again = _rerun_resumes_at(4, run, out, first)
@@ -313,17 +318,8 @@ def test_a_kept_best_state_that_does_not_fit_the_translator_is_set_aside(
     from ablate.bridge import translator
     from ablate.core.training import saving
 
-    def flat(pair, translator, items):
-        return [{"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
-                 "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
-
-    monkeypatch.setattr(train, "_evaluate", flat)
-    params = {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2, "restore_best": True}
     out = tmp_path / "run"
-
-    def run():
-        return _train_gsm8k("late-best", params, bridge_cards, bridge_world, out)
-
+    run = _early_stopping_run("late-best", True, bridge_world, bridge_cards, out, monkeypatch)
     first = _signalled_while_saving(run, monkeypatch, capsys)
     trained = translator.load(out / "translator").state_dict()
     (kept,) = checkpoint_integrity.complete_checkpoints(out / checkpoint_integrity.CHECKPOINTS_DIR)
