@@ -107,11 +107,11 @@ def _embedded_cluster_modules_last(items) -> None:
 
 @pytest.fixture(scope="session")
 def tekken_dir(tmp_path_factory):
+    """The Tekken tokenizer as an HF folder, made once for every pytest-xdist worker (`shared`):
+    its conversion parses the Tekken file's merges in Python (15-30 s of CPU)."""
     from ablate.mask.tiny import prepare_tekken_tokenizer
 
-    out = tmp_path_factory.mktemp("tekken")
-    prepare_tekken_tokenizer(out)
-    return out
+    return shared(tmp_path_factory, "tekken", prepare_tekken_tokenizer)
 
 
 @pytest.fixture(scope="session")
@@ -122,16 +122,20 @@ def tokenizer(tekken_dir):
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, tokenizer):
-    """A random-init tiny Ministral-3 causal LM with the Tekken tokenizer, saved locally."""
-    from ablate.core.training.pretraining import random_model
-    from ablate.mask.tiny import tiny_ministral3_config
+def tiny_model_dir(tmp_path_factory, tekken_dir):
+    """A random-init tiny Ministral-3 causal LM with the Tekken tokenizer (`tekken_dir`'s files,
+    copied: no tokenizer load), saved locally once for every pytest-xdist worker (`shared`)."""
 
-    out = tmp_path_factory.mktemp("tiny_model")
-    model = random_model(tiny_ministral3_config(), seed=0)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    def make(out: Path) -> None:
+        import shutil
+
+        from ablate.core.training.pretraining import random_model
+        from ablate.mask.tiny import tiny_ministral3_config
+
+        random_model(tiny_ministral3_config(), seed=0).save_pretrained(out)
+        shutil.copytree(tekken_dir, out, dirs_exist_ok=True)
+
+    return shared(tmp_path_factory, "tiny_model", make)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +188,7 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def embedded_run(tmp_path_factory, worker_id) -> Path:
+def embedded_run(tmp_path_factory) -> Path:
     """The embedded default run once per session (`snakemake -c2`, every default target) in a
     checkout copy. Tests may read it and ask Snakemake about it (dry runs: they write nothing
     there, not even a lock); a test that runs a job or changes a file works on its own copy
@@ -195,38 +199,46 @@ def embedded_run(tmp_path_factory, worker_id) -> Path:
     reuse = os.environ.get("ABLATE_FINISHED_RUN")
     if reuse:
         return Path(reuse)
-    return shared_run(tmp_path_factory, worker_id, "embedded")
+    return shared_run(tmp_path_factory, "embedded")
 
 
 @pytest.fixture(scope="session")
-def models_run(tmp_path_factory, worker_id) -> Path:
+def models_run(tmp_path_factory) -> Path:
     """The embedded multi-model overlay (config/models-embedded.yaml: a tiny Ministral-3 and a
     tiny Llama) run once per session, shared as `embedded_run` is, at a smaller size
     (tests/fixtures/models-small.yaml: the same jobs and files, a fraction of the time)."""
     from helpers import MODELS_RUN_CONFIGS
 
     args = ("--configfile", *MODELS_RUN_CONFIGS)
-    return shared_run(tmp_path_factory, worker_id, "models", *args)
+    return shared_run(tmp_path_factory, "models", *args)
 
 
-def shared_run(tmp_path_factory, worker_id, name: str, *args: str) -> Path:
-    """`snakemake -c2 ARGS` in a checkout copy, once per session: under pytest-xdist the first
-    worker to ask makes it, under a file lock in the session's shared temporary folder, and the
-    others wait for it."""
+def shared_run(tmp_path_factory, name: str, *args: str) -> Path:
+    """`snakemake -c2 ARGS` in a checkout copy, once per session (`shared`)."""
     from checkout import run_embedded_default
+
+    return shared(tmp_path_factory, name, lambda f: run_embedded_default(f, *args))
+
+
+def shared(tmp_path_factory, name: str, make) -> Path:
+    """The folder ``name`` that ``make(folder)`` fills, once per session: under pytest-xdist the
+    first worker to ask makes it, under a file lock in the session's shared temporary folder, and
+    the others wait for it."""
     from filelock import FileLock
 
-    if worker_id == "master":  # no xdist
-        return run_embedded_default(tmp_path_factory.mktemp(name), *args)
-    shared = tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
-    folder, done = shared / name, shared / f"{name}.done"
-    with FileLock(str(shared / f"{name}.lock")):
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # no xdist (xdist sets it in each worker)
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    base = tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
+    folder, done = base / name, base / f"{name}.done"
+    with FileLock(str(base / f"{name}.lock")):
         if not done.exists():
             if folder.exists():  # a worker's earlier attempt failed half-way
                 import shutil
 
                 shutil.rmtree(folder)
-            run_embedded_default(folder, *args)
+            make(folder)
             done.touch()
     return folder
 
