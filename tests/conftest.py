@@ -176,6 +176,19 @@ def gpu_host(monkeypatch):
         monkeypatch.setenv(key, value)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads_per_worker():
+    """Under pytest-xdist, each worker's torch takes its share of the cores (one each on 2 cores
+    with -n 2), not all of them: two workers of 2 OpenMP threads on 2 cores wait on each other's
+    barriers, which made the tiny models' steps 10-20x slower. In this process only: the
+    subprocesses a test starts (pipeline jobs) keep their own threads."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny matrices: a second OpenMP thread only adds barrier waits (~20x slower on a busy box)."""
