@@ -123,6 +123,12 @@ def ablate_cli(wd: Path, *args: str) -> str:
     return r.stdout + r.stderr
 
 
+#: The session fixture of the longest chain: the embedded run, then the experiments loop on it
+#: (minutes each), then the tests that read the loop. Its tests are one xdist group, the first
+#: handed out, so the chain starts at once (`experiments_loop`, tests/conftest.py, is made once
+#: per worker).
+CHAIN_FIXTURE, CHAIN_GROUP = "experiments_loop", "embedded"
+
 #: The finetune key the experiments loop (`run_experiments_loop`) changes.
 LOOP_KEY = "mask.finetune.variants.3A.learning_rate"
 

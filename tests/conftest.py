@@ -19,6 +19,9 @@ for _folder in ("", "core", "bridge"):
 # (`from references import score_naive`: one definition, and bench/ never imports tests/).
 sys.path.append(str(Path(__file__).parents[1] / "bench"))
 
+# The session fixture of the longest chain and its xdist group (tests/checkout.py).
+from checkout import CHAIN_FIXTURE, CHAIN_GROUP  # noqa: E402
+
 # Offline always: a test that reaches for the hub must fail, not hang.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -29,10 +32,6 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 #: made once for every pytest-xdist worker (a file lock, `shared_run`); once it exists, the tests
 #: that read it run on either worker, a module's tests together (its module fixtures made once).
 PIPELINE_RUNS = ("embedded_run", "bridge_run", "models_run")
-#: The session fixture of the longest chain: the embedded run, then the experiments loop on it
-#: (minutes each), then the tests that read the loop. Its tests are one xdist group, the first
-#: handed out, so the chain starts at once (`experiments_loop` is made once per worker).
-CHAIN_FIXTURE, CHAIN_GROUP = "experiments_loop", "embedded"
 #: The cluster tests share one worker too: the local SLURM cluster's fixed ports, the fake Vast
 #: hosts' mounts. Handed out second: the rest of its work waits on no run.
 CLUSTER_GROUP = "cluster"

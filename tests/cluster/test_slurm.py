@@ -1,10 +1,10 @@
 """`snakemake --profile slurm results/recovery.csv` on a real one-node SLURM cluster on localhost
 (slurm_local.py: munged, slurmctld, slurmd, two fake GPUs): the embedded default's GPU-capable
 rules go through sbatch with --gpus from their resources, the CPU rules stay local, the outputs
-equal a local run's, and a failing job is reported as failed. The base model, the leakage probes
-and 3B's and 5B's jobs are restored from the local run's run cache inside their SLURM jobs
-(`restored`); 3A's finetune and the evaluations of the base and 3A, which are compared, run on the
-cluster.
+equal a local run's, and a failing job is reported as failed. Every job but the base's two
+evaluations is restored from the local run's run cache inside its SLURM job (`restored`); those
+two, whose scores are compared, are computed on the cluster. A finetune computed through sbatch:
+the two-GPU test.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 import yaml
 from checkout import copy_cache_entries
 from conftest import copy_checkout, run_snakemake
+from helpers import jobs_said
 
 pytestmark = pytest.mark.cluster
 
@@ -39,20 +40,17 @@ LOCAL_RULES = ("make_data", "recovery_table")
 SCORE_TOL = 1e-6
 #: 3A's steps in the two-GPU test (200 in the embedded default)
 DP_STEPS = 10
-#: The jobs the SLURM run restores from the local run's run cache (as a second clone sharing its
-#: cache would): the base model's pretraining and the leakage probes, upstream of what is
-#: compared, and the prefix-LM finetunes (3B, 5B) with their evaluations: more of the same kind
-#: of job, minutes on the suite's 2 cores. They still go through sbatch (a restore happens inside
-#: the job script); 3A's finetune and the evaluations of the base and 3A, whose outputs are
-#: compared with the local run's, run on the cluster.
-RESTORED_RULES, RESTORED_VARIANTS = ("prepare_model", "leakage_probe"), ("3B", "5B")
+#: The jobs the SLURM run computes on the cluster: the base's evaluations (its finetunes and
+#: their evaluations are more of the same kind of job, minutes on the suite's 2 cores). Every other
+#: job is restored from the local run's run cache, as a second clone sharing its cache would: it
+#: still goes through sbatch (a restore happens inside the job script).
+COMPUTED_RULE, COMPUTED_MODEL = "eval_model", "base"
 
 
 def restored(parts: dict) -> bool:
     """Whether the SLURM run restores the job of these run-cache key parts (see above)."""
-    wildcards = parts.get("wildcards", {})  # a finetune's variant, an evaluation's model
-    variant = wildcards.get("variant", wildcards.get("model"))
-    return parts["rule"] in RESTORED_RULES or variant in RESTORED_VARIANTS
+    model = parts.get("wildcards", {}).get("model")  # an evaluation's
+    return (parts["rule"], model) != (COMPUTED_RULE, COMPUTED_MODEL)
 
 
 def gpu_config(wd: Path, gpu_type: str) -> str:
@@ -133,6 +131,12 @@ def test_gpu_rules_went_through_sbatch_cpu_rules_stayed_local(slurm_run, slurm_c
 
 def test_slurm_outputs_equal_a_local_run(slurm_run, embedded_local):
     wd = slurm_run[0]
+    # the compared scores include two computed on the cluster, the rest restored (`restored`)
+    logs = wd / "results/logs"
+    for log in (logs / COMPUTED_RULE).glob("*.log"):
+        said = jobs_said(log.read_text())
+        assert said == {(COMPUTED_RULE, "ran" if log.name.startswith("base.") else "restored"): 1}
+    assert jobs_said((logs / "finetune/3A.log").read_text()) == {("finetune", "restored"): 1}
     local, slurm = metrics_scores(embedded_local), metrics_scores(wd)
     assert local and set(local) == set(slurm)
     diff = {k: (local[k], slurm[k]) for k in local if abs(local[k] - slurm[k]) > SCORE_TOL}

@@ -13,7 +13,8 @@ in a command's comment must appear in what the command printed.
 What is not run as written, and why: the install lines (the shared `embedded_run` fixture is
 their last one, `snakemake -c2`, once per pytest run); the test-suite commands (CI runs them); the
 real study's GPU runs and the README's experiment (run as dry runs: offline, no GPU here; the
-guide's Experiments section runs the experiment); the seeds run (a dry run: 6 finetunes on a CPU;
+guide's Experiments section runs the experiment, restored from the run cache of the session's
+experiments loop, which computed it: SHARES_THE_LOOPS_CACHE); the seeds run (a dry run: 6 finetunes on a CPU;
 tests/pipeline/test_seeds_pipeline.py runs 2 seeds); the SLURM and Vast commands and their
 environment lines (tests/cluster/ runs them against a local SLURM cluster and a fake Vast API);
 `tensorboard` (a server); a command with a <placeholder>.
@@ -31,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from checkout import GPU_HOST
+from checkout import CHAIN_FIXTURE, CHAIN_GROUP, GPU_HOST
 from helpers import jobs_said
 
+from ablate.core.config import config_schema
 from ablate.core.trees import experiments as E
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -498,20 +500,38 @@ def part_steps(part: str) -> tuple[list[tuple[str, str]], list[Step]]:
     raise KeyError(part)
 
 
+#: The guide's part whose experiment (LR_EXPERIMENT) the session's experiments loop ran already
+#: (checkout.run_experiments_loop, the same key and value): it starts from the quick start with
+#: the loop's run cache, as a second clone sharing one cache would, so its jobs are restored
+#: (what they compute is asserted on the loop's run, tests/pipeline/test_experiments_run.py).
+#: It waits for the loop: one xdist group with it (conftest.CHAIN_GROUP).
+SHARES_THE_LOOPS_CACHE = "experiments"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "part",
     [  # one xdist group each: the parts spread over the workers
-        pytest.param(name, marks=pytest.mark.xdist_group(f"readme:{name}"))
+        pytest.param(
+            name,
+            marks=pytest.mark.xdist_group(
+                CHAIN_GROUP if name == SHARES_THE_LOOPS_CACHE else f"readme:{name}"
+            ),
+        )
         for name, _ in documented_parts()
         if any(step.how != SKIP for step in part_steps(name)[1])
     ],
 )
-def test_every_documented_command_in_order(part, embedded_run, tmp_path):
+def test_every_documented_command_in_order(part, embedded_run, tmp_path, request):
     assert [c for _, cs in documented_parts() for c, _ in cs] == [s.command for s in STEPS]
     commands, steps = part_steps(part)
     wd = tmp_path / "readme"
     shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the finished quick start
+    if part == SHARES_THE_LOOPS_CACHE:
+        loop, _ = request.getfixturevalue(CHAIN_FIXTURE)
+        cache = wd / config_schema()["properties"]["run_cache"]["default"]
+        shutil.rmtree(cache)
+        shutil.copytree(loop / cache.relative_to(wd), cache)
     for (command, comment), step in zip(commands, steps, strict=True):
         if step.how == SKIP:
             continue
