@@ -13,7 +13,7 @@ the history folder beside it.
 Which records of a tree no job of a configuration writes (another configuration's:
 :func:`not_written_by`, :func:`mixed_warning`) is read from each study's layout (its
 ``PATTERNS``, found through the registry :mod:`ablate.studies`). ``ablate runs``
-(:mod:`ablate.core.trees.runs`) shows the trees side by side. No torch: it reads JSON.
+(:mod:`ablate.core.reports.runs`) shows the trees side by side. No torch: it reads JSON.
 
 A configuration's results folder is not one another results tree's files lie in
 (:func:`nesting_error`, at parse time): an experiment's tree (``<results>/exp/<name>``, which
