@@ -160,3 +160,18 @@ def test_an_orphan_doc_comment_is_found(tmp_path):
         '#: a key\nLIMITS["k"] = 2\n'
     )
     assert orphan_doc_comments(tmp_path) == ["src/m.py:5", "src/m.py:13"]
+
+
+def adding_a_study_parts(page: Path = ROOT / "docs" / "design.md") -> list[str]:
+    """The study parts docs/design.md's "Adding a study" describes, each a list item of its own
+    (`` - `layout` (...``), in order."""
+    text = page.read_text().split("## Adding a study", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^ {3}- `(\w+)`", text, re.M)
+
+
+def test_adding_a_study_describes_the_registrys_parts():
+    """The parts a new study writes are the modules the registry reads by default
+    (:data:`ablate.studies.DEFAULT_PARTS`; the page once said ``study`` for ``layout``)."""
+    from ablate.studies import DEFAULT_PARTS
+
+    assert adding_a_study_parts() == list(DEFAULT_PARTS.values())
