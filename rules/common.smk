@@ -269,6 +269,7 @@ onsuccess:
     # the run's end: claims, where the results are, the report command (the logger plugin
     # prints it after Snakemake's closing lines); a run of experiments alone (`ablate exp
     # run`): each experiment's own tree, claims and deltas against the base
+    from ablate.core.reports import exp_summary
     from ablate.core.trees import exp_run
 
     mine = exp_run.experiments_run(
@@ -277,7 +278,7 @@ onsuccess:
         EXPERIMENTS,
     )
     summary = (
-        exp_run.closing_lines(config["results"], mine)
+        exp_summary.closing_lines(config["results"], mine)
         if mine
         else terminal.run_summary(
             config, STUDIES, workflow.overwrite_configfiles or [], os.getcwd()

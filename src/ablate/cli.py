@@ -27,7 +27,7 @@ COMMANDS = {
         "a finished embedded default against its CPU kind's expected results",
     ),
     "runs": (
-        "ablate.core.trees.runs",
+        "ablate.core.reports.runs",
         "every results tree side by side: changed keys, numbers, claims",
     ),
     "exp": (

@@ -3,7 +3,8 @@ schemas (``ablate/core/*.schema.yaml``: a key, enum value, const or default nami
 attention backend or a key its schema part adds to a core definition) or the core's rules
 (``rules/*.smk``: a quoted name or a study's package); no import circle, also none hidden inside a
 function (an import under ``if TYPE_CHECKING:`` never runs: it names a type for the annotations
-only, and is no edge)."""
+only, and is no edge); and the core's layers (:data:`CORE_LAYERS`: the config, the results trees,
+the reports) import downward only, no back-arrow between two of them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import re
 from importlib import import_module
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ablate.studies import STUDIES
@@ -317,8 +319,14 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def test_no_import_circle():
-    assert cycles(import_graph()) == []
+@pytest.fixture(scope="module")
+def package_graph() -> dict[str, set[str]]:
+    """The package's import graph, built once for the checks that read it."""
+    return import_graph()
+
+
+def test_no_import_circle(package_graph):
+    assert cycles(package_graph) == []
 
 
 def test_the_check_finds_a_circle_hidden_in_a_function(tmp_path):
@@ -352,3 +360,53 @@ def test_an_import_for_the_annotations_only_is_no_edge(tmp_path):
     graph = import_graph(tmp_path / "ablate")
     assert graph["ablate.core.b"] == set() and graph["ablate.core.c"] == {"ablate.core.b"}
     assert cycles(graph) == []
+
+
+#: core's layers, lowest first: a module of one imports no module of a later one (inside a
+#: function neither), so the dependency between any two goes one way, never both (a circle)
+CORE_LAYERS = ("ablate.core.config", "ablate.core.trees", "ablate.core.reports")
+
+
+def upward_imports(graph: dict[str, set[str]], layers: tuple[str, ...] = CORE_LAYERS) -> list[str]:
+    """``module -> module`` of every import (:func:`import_graph`) from a layer of ``layers``
+    into a later one: the back-arrows."""
+
+    def layer(module: str) -> int | None:
+        found = [
+            i for i, name in enumerate(layers) if module == name or module.startswith(name + ".")
+        ]
+        return found[0] if found else None
+
+    return [
+        f"{mod} -> {t}"
+        for mod, targets in sorted(graph.items())
+        for t in sorted(targets)
+        if layer(mod) is not None and layer(t) is not None and layer(t) > layer(mod)
+    ]
+
+
+def test_core_layers_import_downward_only(package_graph):
+    assert upward_imports(package_graph) == []
+
+
+def test_the_check_finds_an_upward_import_hidden_in_a_function(tmp_path):
+    """A results-tree module reaching up to a report inside a function, and the config to a
+    results-tree module, as both did (``ablate.core.trees.deltas`` the claims' ``compare``,
+    ``ablate.core.config`` ``results_origin.normalized``); a report reading a tree is no
+    back-arrow."""
+    core = tmp_path / "ablate" / "core"
+    for package in ("trees", "reports"):
+        (core / package).mkdir(parents=True)
+        (core / package / "__init__.py").write_text("")
+    (core.parent / "__init__.py").write_text("")
+    (core / "__init__.py").write_text("")
+    (core / "config.py").write_text("def f():\n    from ablate.core.trees.origin import g\n")
+    (core / "trees" / "origin.py").write_text("def g():\n    pass\n")
+    (core / "trees" / "deltas.py").write_text(
+        "def h():\n    from ablate.core.reports import claims\n"
+    )
+    (core / "reports" / "claims.py").write_text("from ablate.core.trees import origin\n")
+    assert upward_imports(import_graph(tmp_path / "ablate")) == [
+        "ablate.core.config -> ablate.core.trees.origin",
+        "ablate.core.trees.deltas -> ablate.core.reports.claims",
+    ]

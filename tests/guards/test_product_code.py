@@ -24,8 +24,8 @@ TESTING = [ROOT / "tests", ROOT / "bench"]
 #: Public pieces that the product reaches other than by name in its code, each with where from.
 REACHED_OTHERWISE = {
     "main": "pyproject.toml [project.scripts] and `python -m` entry points",
-    "run_scores": "ablate.core.trees.runs reads a study's status part's by name (studies.side)",
-    "run_numbers": "ablate.core.trees.runs reads a study's status part's by name (studies.side)",
+    "run_scores": "ablate.core.reports.runs reads a study's status part's by name (studies.side)",
+    "run_numbers": "ablate.core.reports.runs reads a study's status part's by name (studies.side)",
 }
 
 #: Known test-only pieces, each to leave this list when its switch goes (issue 70). No new

@@ -13,9 +13,6 @@ MODULE_LINES = 600
 FUNCTION_LINES = 80
 
 
-#: ``path:function`` (path relative to src/) -> why it may be longer for now: the two pretrainings
-#: of a tiny model become one for both studies (issue "A codebase a newcomer can map", its "one
-#: pretraining of a tiny model for both studies"); the entry goes when that lands
 def long_modules(root: Path = SRC, limit: int = MODULE_LINES) -> list[str]:
     """``path: N lines`` of every .py module under ``root`` longer than ``limit`` lines."""
     out = []

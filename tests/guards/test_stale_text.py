@@ -112,3 +112,66 @@ def test_a_dead_name_is_found(tmp_path):
     pkg.mkdir(parents=True)
     (pkg / "m.py").write_text("USED = 1\nDEAD = 2\n\ndef _f():\n    return USED\n")
     assert unused_names(tmp_path) == ["src/ablate/m.py:2: DEAD"]
+
+
+#: a line that starts an assignment (``NAME =``, ``NAME: type =``, ``a.b, c =``); a line this does
+#: not match is judged by the module's syntax tree
+ASSIGNMENT = re.compile(r"[\w.]+(?:\s*,\s*[\w.]+)*\s*(?::[^=]+)?[-+*/|&]?=(?!=)")
+
+
+def orphan_doc_comments(root: Path = ROOT) -> list[str]:
+    """``path:line`` of every ``#:`` comment (a name's documentation, as Sphinx reads it) in the
+    Python of src/, tests/, bench/ and workflow/ with no assignment right under it: what it
+    documented is gone or moved away from it."""
+    out = []
+    for folder in ("src", "tests", "bench", "workflow"):
+        for path in sorted((root / folder).rglob("*.py")):
+            text = path.read_text()
+            lines = [line.strip() for line in text.splitlines()]
+            assigned = None
+            for i, line in enumerate(lines):
+                if not line.startswith("#:") or (i and lines[i - 1].startswith("#")):
+                    continue
+                end = next((j for j in range(i, len(lines)) if not lines[j].startswith("#")), i)
+                if ASSIGNMENT.match(lines[end]):
+                    continue
+                if assigned is None:
+                    nodes = ast.walk(ast.parse(text))
+                    kinds = ast.Assign | ast.AnnAssign | ast.AugAssign
+                    assigned = {n.lineno for n in nodes if isinstance(n, kinds)}
+                if end + 1 not in assigned:
+                    out.append(f"{path.relative_to(root)}:{i + 1}")
+    return out
+
+
+def test_every_doc_comment_documents_an_assignment():
+    assert orphan_doc_comments() == []
+
+
+def test_an_orphan_doc_comment_is_found(tmp_path):
+    """A ``#:`` block over a function (the dict it documented removed, as
+    tests/guards/test_sizes.py had) or over a blank line is found; one over an assignment, a
+    class attribute's and one the pattern does not read (an item's: the syntax tree) too, is
+    not."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "m.py").write_text(
+        "#: the limits\n#: per path\nLIMITS = {}\n\n#: gone\ndef f():\n    pass\n\n"
+        "class C:\n    #: its size\n    size: int = 0\n\n#: before a blank\n\nX = 1\n"
+        '#: a key\nLIMITS["k"] = 2\n'
+    )
+    assert orphan_doc_comments(tmp_path) == ["src/m.py:5", "src/m.py:13"]
+
+
+def adding_a_study_parts(page: Path = ROOT / "docs" / "design.md") -> list[str]:
+    """The study parts docs/design.md's "Adding a study" describes, each a list item of its own
+    (`` - `layout` (...``), in order."""
+    text = page.read_text().split("## Adding a study", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^ {3}- `(\w+)`", text, re.M)
+
+
+def test_adding_a_study_describes_the_registrys_parts():
+    """The parts a new study writes are the modules the registry reads by default
+    (:data:`ablate.studies.DEFAULT_PARTS`; the page once said ``study`` for ``layout``)."""
+    from ablate.studies import DEFAULT_PARTS
+
+    assert adding_a_study_parts() == list(DEFAULT_PARTS.values())

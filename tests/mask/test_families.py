@@ -116,9 +116,6 @@ def test_embedded_pretraining_backend_is_checked():
         families.check_study({"model": embedded}, ["sdpa"])
 
 
-#: every mask-study config the repository ships, as it is read (later files over earlier ones)
-
-
 @pytest.mark.parametrize("names", MASK_CONFIG_SETS, ids=" ".join)
 def test_every_shipped_config_passes_the_parse_time_check(names):
     """What the workflow checks when it is parsed, on each shipped config: a backend a config

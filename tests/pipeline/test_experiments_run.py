@@ -51,7 +51,7 @@ def test_one_key_experiment_runs_only_the_jobs_downstream_of_the_key(experiments
     assert not (exp / "bridge").exists() and not (exp / "model").exists()
     status = (exp / "STATUS.md").read_text()
     assert "the base's job" in status and "| to run |" not in status
-    # the run ends with the experiment's own summary (exp_run.closing_lines), not the base's
+    # the run ends with the experiment's own summary (exp_summary.closing_lines), not the base's
     end = steps["lr"][steps["lr"].index("Finished experiment lr: its tree is results/exp/lr/") :]
     assert "of its own ran" in end and "claims in its tree: mask: " in end, end
     assert "results are under" not in steps["lr"]
@@ -119,7 +119,8 @@ def test_a_base_rerun_since_an_experiment_withholds_its_deltas(tmp_path):
     without the experiment, changes its record, and `ablate runs` withholds the experiment's
     deltas in one line naming the job; the experiment run again on the new base shows them."""
     from ablate.core.outputs.io import file_run_id
-    from ablate.core.trees import experiments, runs
+    from ablate.core.reports import runs
+    from ablate.core.trees import experiments
 
     toy = Path(__file__).resolve().parents[1] / "toy_study"
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "wd" / "src"), str(toy)])}

@@ -1,13 +1,13 @@
 """status: STATUS.md and the report's status and provenance pages
 (ablate.core.reports.status_report), and its runs page: every results tree side by side
-(ablate.core.trees.runs)."""
+(ablate.core.reports.runs)."""
 
 from ablate import job_script
 
 job_script.log_only(snakemake)
 
+from ablate.core.reports import runs
 from ablate.core.reports.status_report import write_all
-from ablate.core.trees import runs
 
 out = snakemake.output
 rows = write_all(snakemake.config, out.md, out.html, out.provenance)

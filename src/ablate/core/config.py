@@ -194,11 +194,14 @@ def validate_config(config: dict[str, Any]) -> None:
     for error in validator(config_schema(), fill_defaults=True).iter_errors(config):
         raise error
     config["plan"].setdefault("studies", studies.planned_by_default(config["studies"]))
-    # one spelling of the results folder (./results is results): Snakemake keys its record of a
-    # job by the output's path as written (ablate.core.trees.results_origin)
-    from ablate.core.trees.results_origin import normalized
-
     config["results"] = normalized(config["results"])
+
+
+def normalized(results: str) -> str:
+    """The one spelling of a ``results:`` value, as :func:`validate_config` leaves it:
+    ``./results`` and ``results/x/..`` are ``results`` (Snakemake keys its record of a job by the
+    output's path as written: :mod:`ablate.core.trees.results_origin`)."""
+    return os.path.normpath(results)
 
 
 def non_text_key(node: Any, path: tuple = ()) -> Any:

@@ -16,7 +16,7 @@ import pytest
 from checkout import copy_checkout, snakemake
 from helpers import DEEP_JSON
 
-from ablate.core.config import validate_config
+from ablate.core.config import normalized, validate_config
 from ablate.core.trees import results_origin
 
 #: the mask study's first job alone: seconds, no torch model
@@ -25,7 +25,7 @@ MASK = ("--config", "studies=[mask]")
 
 @pytest.mark.parametrize("value", [".", "..", "../..", "results/.."])
 def test_the_workflow_folder_or_one_above_it_is_refused(value):
-    message = results_origin.name_error(results_origin.normalized(value))
+    message = results_origin.name_error(normalized(value))
     assert message.startswith("invalid config at results: ") and message.endswith(
         "name a folder of its own (results: results)"
     )

@@ -1,8 +1,7 @@
 """What the runs report: STATUS.md and the Snakemake report's views of it, claims
-and the statistics behind them, tables for a paper, expected results, live tracking.
+and the statistics behind them, results trees side by side, tables for a paper, expected results,
+live tracking.
 
-Modules: ``status`` (STATUS.md), ``status_report`` (the report's views of STATUS),
-``report_graph`` (the report's rule graph), ``claims`` (a study's claims from its results),
-``seeds`` (the spread over seeds), ``stats`` (paired comparisons), ``latex`` (booktabs tables),
-``expected`` (``ablate expected``), ``tracking`` (TensorBoard and MLflow).
+It reads the results trees (:mod:`ablate.core.trees`), which never read it
+(tests/guards/test_layering.py). Its modules: docs/design.md's module map (``ablate map``).
 """

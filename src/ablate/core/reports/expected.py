@@ -34,8 +34,8 @@ from pathlib import Path
 from ablate import studies
 from ablate.core.outputs import io, provenance
 from ablate.core.outputs.records import provenance_of, read_json
+from ablate.core.reports import deltas
 from ablate.core.reports.claims import VERDICTS
-from ablate.core.trees import deltas
 
 #: the expected results of the embedded default, per CPU kind (relative to the checkout)
 EXPECTED_FILE = Path("docs/expected_results.csv")

@@ -2,8 +2,9 @@
 more keys (one experiment per point of their product), written to ``experiments/<name>.yaml``
 and run beside the base in one Snakemake run (:mod:`ablate.core.trees.experiments` says what an
 experiment is and which of its jobs are the base's), which ends with each experiment's own
-summary (:func:`closing_lines`: its tree, claims and deltas against the base). Its own module:
-the experiments module is read by the run cache and STATUS, which ``ablate runs`` reads."""
+summary (:func:`ablate.core.reports.exp_summary.closing_lines`: its tree, claims and deltas
+against the base). Its own module: the experiments module is read by the run cache and STATUS,
+which ``ablate runs`` reads."""
 
 from __future__ import annotations
 
@@ -12,19 +13,16 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ablate.core.config import ConfigError, add_configfiles_option, check_set_keys
 from ablate.core.trees.experiments import (
-    DEFINITION,
     OVERLAYS,
     Plan,
     check_names,
     experiment_config,
     folder,
     is_name,
-    jobs_line,
     merged,
     rule_prefix,
 )
@@ -122,8 +120,9 @@ def experiments_run(
 ) -> list[str]:
     """The experiments a run's targets are when they are experiments' alone (``snakemake
     exp_lr_all``, as ``ablate exp run`` starts it, or a file of an experiment's tree): the run
-    ends with their summary (:func:`closing_lines`), not the base's; [] where a target is the
-    base's (a rule or file of none of ``plans``, the experiments of the base's configuration)."""
+    ends with their summary (:func:`~ablate.core.reports.exp_summary.closing_lines`), not the
+    base's; [] where a target is the base's (a rule or file of none of ``plans``, the experiments
+    of the base's configuration)."""
     plans = sorted(plans, key=lambda p: -len(p.prefix))  # exp_a_b_all is a_b's, not a's
 
     def owner(rule: str | None, path: str | None) -> str | None:
@@ -137,48 +136,6 @@ def experiments_run(
 
     names = [owner(r, None) for r in target_rules] + [owner(None, f) for f in target_files]
     return list(dict.fromkeys(names)) if names and None not in names else []
-
-
-def closing_lines(results: str, names: Iterable[str], root: str | os.PathLike = ".") -> list[str]:
-    """What a run of experiments alone ends with, each experiment's own: its tree and what ran
-    there (:func:`~ablate.core.trees.experiments.jobs_line`), the keys it changes, the claims of
-    its tree (a study whose claims table its change did not reach: the base's, said so), each
-    claim whose verdict differs from the base's and its headline deltas against the base with
-    their paired CIs (withheld, with why, where the base changed since it was made: ``ablate
-    runs``' row); ``results``: the base's tree, ``root`` the working directory."""
-    from ablate import studies
-    from ablate.core.outputs.records import read_json
-    from ablate.core.trees import runs
-
-    rows = runs.table_rows(root, results)
-    out = []
-    for name in names:
-        tree = folder(results, name)
-        out.append(f"Finished experiment {name}: its tree is {tree}/ (the base's: {results}/)")
-        row = next((r for r in rows if tree in [c.split(" (")[0] for c in r["tree"]]), None)
-        definition = read_json(Path(root, tree, DEFINITION))
-        if row is None or definition is None:  # the run's start writes its definition
-            out.append("  nothing of it is in its tree yet")
-            continue
-        if row["tree"][0] != tree:  # its runs are another tree's (restored from the run cache)
-            out.append(f"  its runs are those of {row['tree'][0]}: its row in ablate runs")
-        out.append(f"  {jobs_line(definition, Path(root, tree))}")
-        changes = [*definition.get("changes", []), *definition.get("slices", [])]
-        out += [f"  changes {c}" for c in changes]
-        for study in studies.STUDIES:
-            mod = studies.side(study, "status")
-            if not hasattr(mod, "claims"):
-                continue
-            if own := runs.claim_lines(study, mod.claims(Path(root, tree))):
-                out += [f"  claims in its tree: {own[0]}", *(f"  {c}" for c in own[1:])]
-            elif mod.claims(Path(root, results)):
-                out.append(f"  claims: {study}: the base's (its change does not reach them)")
-        out += [f"  claims vs base: {c}" for c in row["claims vs base"]]
-        deltas = row["headline vs base"] or ["no headline score differs from the base's"]
-        out += [f"  vs base: {d}" for d in deltas]
-    if out:
-        out.append("Every score and task of every tree, side by side: ablate runs")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd += [*(["-n"] if args.dry_run else []), *(f"{rule_prefix(n)}all" for n in names)]
     cmd += ["--configfile", *args.configfile, overlay, *extra]
     print(f"ablate exp: {', '.join(names)} in {folder(base['results'], '')}; " + " ".join(cmd[2:]))
-    # the run ends with the experiments' own summary (closing_lines: the base's onsuccess)
+    # the run ends with the experiments' own summary (exp_summary.closing_lines: the base's onsuccess)
     return subprocess.call(cmd)
 
 

@@ -26,23 +26,19 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from ablate.core.config import normalized
 from ablate.core.outputs import io
 
 #: The folder's origin record, in the results folder.
 ORIGIN_NAME = ".origin.json"
 
 
-def normalized(results: str) -> str:
-    """The one spelling of a ``results:`` value, as :func:`ablate.core.config.validate_config`
-    leaves it: ``./results`` and ``results/x/..`` are ``results``."""
-    return os.path.normpath(results)
-
-
 def resolved(results: str | os.PathLike) -> str:
-    """The folder ``results`` is, every symlink on its way resolved (:func:`normalized` where
-    there is none), relative to the working directory as ``results`` is (an absolute one stays
-    absolute): what a check of where a results folder lies judges, so a link to an experiment's
-    tree (``ln -s results/exp/lr lnk``) is that tree."""
+    """The folder ``results`` is, every symlink on its way resolved
+    (:func:`~ablate.core.config.normalized` where there is none), relative to the working
+    directory as ``results`` is (an absolute one stays absolute): what a check of where a results
+    folder lies judges, so a link to an experiment's tree (``ln -s results/exp/lr lnk``) is that
+    tree."""
     real = os.path.realpath(results)
     return real if os.path.isabs(results) else os.path.relpath(real)
 

@@ -13,7 +13,7 @@ the history folder beside it.
 Which records of a tree no job of a configuration writes (another configuration's:
 :func:`not_written_by`, :func:`mixed_warning`) is read from each study's layout (its
 ``PATTERNS``, found through the registry :mod:`ablate.studies`). ``ablate runs``
-(:mod:`ablate.core.trees.runs`) shows the trees side by side. No torch: it reads JSON.
+(:mod:`ablate.core.reports.runs`) shows the trees side by side. No torch: it reads JSON.
 
 A configuration's results folder is not one another results tree's files lie in
 (:func:`nesting_error`, at parse time): an experiment's tree (``<results>/exp/<name>``, which
@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from ablate import studies
+from ablate.core.config import normalized
 from ablate.core.jobs import LOG
 from ablate.core.outputs import io
 from ablate.core.outputs.checkpoint_integrity import MANIFEST_NAME
 from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.trees import experiments
-from ablate.core.trees.results_origin import ORIGIN_NAME, normalized, resolved
+from ablate.core.trees.results_origin import ORIGIN_NAME, resolved
 
 #: the folder of a tree's job logs: a folder holding it (and records) is a results tree
 LOGS = LOG.split("/")[0]

@@ -1,4 +1,4 @@
-"""A results tree against a base tree (ablate.core.trees.deltas), as `ablate runs` shows it: each
+"""A results tree against a base tree (ablate.core.reports.deltas), as `ablate runs` shows it: each
 score that moved with its paired 95 % interval from the per-sample records both trees hold (the
 mask study's evaluations, the bridge study's runs), and the cell that says why there is none.
 Small trees written here with the project's own writers (tests/core/tree_records.py); no
@@ -11,7 +11,7 @@ from tree_records import by_tree, record, table
 from ablate import cli
 from ablate.bridge import layout as bridge_layout
 from ablate.core.outputs.io import write_json
-from ablate.core.trees import runs
+from ablate.core.reports import runs
 
 
 def test_each_delta_has_its_paired_ci_from_both_trees_per_sample_records(tmp_path):

@@ -1,4 +1,4 @@
-"""`ablate runs` (ablate.core.trees.runs) on small results trees written here: the key two trees
+"""`ablate runs` (ablate.core.reports.runs) on small results trees written here: the key two trees
 differ in, each study's headline numbers and claim verdicts, where and when a tree ran, a tree
 another configuration also wrote into (mixed) as the table shows it, the run cache's entries per job, the CLI's output
 files. No pipeline run; about two seconds together (the configuration tests load the default
@@ -19,8 +19,8 @@ from ablate import cli
 from ablate.bridge import layout as bridge_layout
 from ablate.core.jobs import JOB_LINE, RESTORED_LINE
 from ablate.core.outputs.io import write_json
+from ablate.core.reports import runs
 from ablate.core.reruns.runcache import MANIFEST
-from ablate.core.trees import runs
 from ablate.mask import layout as mask_layout
 
 ROOT = Path(__file__).resolve().parents[3]

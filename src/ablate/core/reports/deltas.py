@@ -1,4 +1,4 @@
-"""A results tree against a base tree, as ``ablate runs`` (:mod:`ablate.core.trees.runs`) and the
+"""A results tree against a base tree, as ``ablate runs`` (:mod:`ablate.core.reports.runs`) and the
 end of ``ablate exp run`` show it: each study's scores, each score that moved with its paired
 95 % confidence interval, and each claim whose verdict changed.
 

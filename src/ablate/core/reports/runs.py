@@ -6,7 +6,7 @@ configuration given with ``--configfile``, its jobs' status (done, stale, to run
 whose records another configuration made.
 
 The results trees and their records are found by :mod:`ablate.core.trees.results_trees`, the
-deltas by :mod:`ablate.core.trees.deltas`.
+deltas by :mod:`ablate.core.reports.deltas`.
 
 Study-agnostic: a study's status module may give ``run_numbers(results)`` (its headline numbers,
 short cells) and ``claims(results)`` (its claims table's rows, each with ``claim`` and
@@ -31,8 +31,10 @@ from ablate.core.config import subschema
 from ablate.core.outputs import io
 from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import provenance_of, read_json
+from ablate.core.reports import status
+from ablate.core.reports.deltas import DELTAS, read_part, scores, vs_base
+from ablate.core.reports.status_report import STYLE, html_table
 from ablate.core.reruns import runcache
-from ablate.core.trees.deltas import DELTAS, read_part, scores, vs_base
 from ablate.core.trees.experiments import base_changed, jobs_line
 from ablate.core.trees.results_trees import (
     LOGS,
@@ -67,7 +69,7 @@ SUMMARY = ("tree", "differs from base", "vs base", "claims vs base", "last run")
 def study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
     """Each study's headline numbers and its claims' verdicts (counts, then each study-level
     claim's verdict) in ``results``, from the studies' status modules (``shared``:
-    :func:`~ablate.core.trees.deltas.read_part`)."""
+    :func:`~ablate.core.reports.deltas.read_part`)."""
     numbers, claims = [], []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
@@ -109,7 +111,6 @@ class Configuration:
     def load(cls, files: list[str], workdir: Path) -> Configuration:
         """The configuration of these config files (merged in order, as snakemake does)."""
         from ablate.core.planner.inputs import load_config
-        from ablate.core.reports import status
 
         config = load_config(files)
         return cls.of(files, config, status.build(config, workdir)[1], workdir)
@@ -117,12 +118,9 @@ class Configuration:
     def lines(self, tree: Tree) -> tuple[list[str], list[str]]:
         """Its jobs' status in ``tree`` (counts, then each stale job and why) and the records
         of ``tree`` that no job of it writes (another configuration's: an overlay's seeds)."""
-        from ablate.core.reports.status import STATES
-
         counts = Counter(r.status for r in self.rows)
-        lines = [
-            " ".join(self.files) + ": " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
-        ]
+        states = ", ".join(f"{counts[s]} {s}" for s in status.STATES if counts[s])
+        lines = [" ".join(self.files) + ": " + states]
         lines += [f"  {r.job.name}: {r.why}" for r in self.rows if r.status == "stale"]
         return lines, not_written_by(tree, self.outputs, self.studies)
 
@@ -458,8 +456,6 @@ def render_html(
     """A self-contained HTML page (the report's status pages' style): the experiments' summary,
     the trees' table, the earlier runs, then the run cache's; a cell's lines on lines of their
     own."""
-    from ablate.core.reports.status_report import STYLE, html_table
-
     summary = [
         {c: "\n".join(r["headline vs base"] if c == "vs base" else r[c]) for c in SUMMARY}
         for r in rows
