@@ -209,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a config key it changes (dotted; a YAML value); KEY=V1,V2,... sweeps over the "
         "values, several sweeps over their product (repeat the flag)",
     )
-    run.add_argument("--file", metavar="YAML", help="an overlay of the keys it changes")
+    run.add_argument(
+        "--file",
+        metavar="YAML",
+        action="append",
+        default=[],
+        help="an overlay of the keys it changes (one file)",
+    )
     add_configfiles_option(run, "the base configuration's files")
     run.add_argument("-c", "--cores", default="2", help="snakemake's --cores (default 2)")
     run.add_argument("-n", "--dry-run", action="store_true", help="snakemake's dry run")
@@ -228,8 +234,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         base = load_config(args.configfile)
-        over = config_mapping(args.file) if args.file else {}
-        check_file_keys(over, args.file, args.sets)
+        if len(args.file) > 1:  # argparse's store kept the last silently
+            raise ConfigError(
+                " and ".join(f"--file {f}" for f in args.file) + ": an experiment takes one "
+                "overlay file: put their keys in one file (or give some as --set KEY=VALUE)"
+            )
+        file = args.file[0] if args.file else None
+        over = config_mapping(file) if file else {}
+        check_file_keys(over, file, args.sets)
         points = [merged(over, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
         if not any(points):
             raise ConfigError("ablate exp run: give the keys it changes: --set KEY=VALUE or --file")
