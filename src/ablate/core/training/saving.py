@@ -511,20 +511,20 @@ def resume_from(
 
 
 def end_of_run(
-    watch, ckpt_dir: Path, *, keep: bool, save_last: Callable[[], Any] | None = None
+    watch, ckpt_dir: Path, *, keep: bool, save_last: Callable[[], Path | None] | None = None
 ) -> bool:
     """A job's last act, once its outputs are complete (a collective): its checkpoints are
-    removed (unless ``keep``), or, when a signal came since the training ended (``watch``, an
-    :class:`~ablate.core.execution.interrupts.InterruptWatch` holding it, in any process), kept,
-    with ``save_last()`` first (a checkpoint of the finished training), so a rerun writes the
-    outputs again from it: an interrupted Snakemake can mark the job incomplete and delete them.
-    Returns whether a signal came."""
+    removed (``keep``: the one a signal kept for the outputs alone), or, when a signal came since
+    the training ended (``watch``, an :class:`~ablate.core.execution.interrupts.InterruptWatch`
+    holding it, in any process), kept, with ``save_last()``'s checkpoint of the finished training
+    (kept for the outputs), from which a rerun writes them again: an interrupted Snakemake can
+    mark the job incomplete and delete them. Returns whether a signal came."""
     if not watch.requested():
-        if not keep and parallel.rank() == 0:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if parallel.rank() == 0:
+            checkpoint_integrity.remove_at_end(ckpt_dir, keep=keep)
         return False
-    if save_last is not None:
-        save_last()
+    if save_last is not None and (saved := save_last()) is not None and parallel.rank() == 0:
+        checkpoint_integrity.keep_for_outputs(saved)
     if parallel.rank() == 0:
         newest = checkpoint_integrity.newest_complete(ckpt_dir)
         kept = f"{ckpt_dir} kept" + (f" ({newest.name})" if newest else "")
