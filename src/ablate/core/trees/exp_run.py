@@ -89,6 +89,17 @@ def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) 
             )
 
 
+def overlay_file(files: list[str]) -> str | None:
+    """The one ``--file`` given (None: none); ConfigError naming them all when there are more
+    (argparse's ``store`` kept the last silently)."""
+    if len(files) > 1:
+        raise ConfigError(
+            " and ".join(f"--file {f}" for f in files) + ": an experiment takes one overlay "
+            "file: put their keys in one file (or give some as --set KEY=VALUE)"
+        )
+    return files[0] if files else None
+
+
 def nested(assignments: Mapping[str, Any]) -> dict[str, Any]:
     """{dotted key: value} as the nested mapping a config file writes."""
     out: dict[str, Any] = {}
@@ -234,12 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         base = load_config(args.configfile)
-        if len(args.file) > 1:  # argparse's store kept the last silently
-            raise ConfigError(
-                " and ".join(f"--file {f}" for f in args.file) + ": an experiment takes one "
-                "overlay file: put their keys in one file (or give some as --set KEY=VALUE)"
-            )
-        file = args.file[0] if args.file else None
+        file = overlay_file(args.file)
         over = config_mapping(file) if file else {}
         check_file_keys(over, file, args.sets)
         points = [merged(over, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
