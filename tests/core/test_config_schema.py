@@ -552,6 +552,9 @@ def test_a_results_folder_is_refused_in_words_not_by_its_regex(results):
       "(starting with a letter or digit)"),
      ("mask.finetune.variants.a b", {}, "mask.finetune.variants",
       "'a b' is not a finetune variant's name: letters, digits, _ and - only"),
+     ("mask.finetune.variants.base", {}, "mask.finetune.variants",
+      "'base' is not a finetune variant's name: base is reserved for the base model's run "
+      "(results/eval/base/): name the variant otherwise (base_ft, 3C)"),
      ("mask.models", {"A B": {}}, "mask.models",
       "'A B' is not a model's name: a folder name of lower-case letters, digits and . _ - "
       "(starting with a letter or digit)"),
@@ -563,7 +566,9 @@ def test_a_results_folder_is_refused_in_words_not_by_its_regex(results):
 def test_a_name_is_refused_in_words_not_by_its_regex(path, value, where, words):
     """An experiment's, variant's, model's, task's or grid entry's name that is no name was
     answered with the schema's raw regex (``'a b' does not match '^[A-Za-z0-9_-]+$'``): now in
-    words, the node's ``patternMeaning`` beside its pattern."""
+    words, the node's ``patternMeaning`` beside its pattern. The variant name reserved for the
+    base run was answered in schema words (``'base' should not be valid under {'const':
+    'base'}``): now the node's ``notMeaning`` beside its ``not``."""
     from ablate.core.config import schema_error
 
     with pytest.raises(jsonschema.ValidationError) as info:

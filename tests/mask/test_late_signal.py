@@ -92,8 +92,10 @@ def test_a_signal_after_the_training_keeps_it(
     module, name, when = WINDOWS[window]
     original = getattr(module, name)
     monkeypatch.setattr(module, name, _sigterm_before(original, *([when] if when else [])))
+    # one window under keep_checkpoints: the rerun leaves what a run never signalled leaves
+    params = {**PARAMS, "keep_checkpoints": window == "summary"}
     # the job ends normally, its outputs complete
-    summary = causal_finetune(PARAMS, tiny_model_dir, sft, out)
+    summary = causal_finetune(params, tiny_model_dir, sft, out)
     monkeypatch.setattr(module, name, original)
     printed = capsys.readouterr().out
     assert summary["steps_done"] == 2 and (out / checkpoint_integrity.SUMMARY_NAME).is_file()
@@ -114,13 +116,17 @@ def test_a_signal_after_the_training_keeps_it(
     # Snakemake, interrupted meanwhile, left the job incomplete: the rerun deletes its outputs
     shutil.rmtree(out / "final")
     (out / checkpoint_integrity.SUMMARY_NAME).unlink()
-    rerun = causal_finetune(PARAMS, tiny_model_dir, sft, out)
+    rerun = causal_finetune(params, tiny_model_dir, sft, out)
     assert rerun["resumed_from_step"] == 2 and rerun["steps_done"] == 2
     assert rerun["final_eval_loss"] == summary["final_eval_loss"]
     got = weights(out / "final")
     assert got.keys() == trained.keys()
     assert all(torch.equal(got[k], trained[k]) for k in trained)
-    assert not (out / checkpoint_integrity.CHECKPOINTS_DIR).exists()  # gone once the rerun finished
+    # gone once the rerun finished; kept checkpoints: those the training saved (none with
+    # save_steps: 0) beside the run key, as a run never signalled leaves them
+    left = out / checkpoint_integrity.CHECKPOINTS_DIR
+    kept = sorted(os.listdir(left)) if left.exists() else None
+    assert kept == ([checkpoint_integrity.RUN_KEY_FILE] if params["keep_checkpoints"] else None)
 
 
 def _corpus_finetune(tmp_path: Path, tiny_model_dir: Path, tekken_dir: Path):

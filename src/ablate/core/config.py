@@ -404,15 +404,21 @@ def schema_error(error: Any) -> str:
 #: The schema keyword that says in words what a string node's ``pattern`` admits (a refusal
 #: names it, not the regex).
 PATTERN_MEANING = "patternMeaning"
+#: The schema keyword that says in words why a node's ``not`` refuses a value (a name reserved
+#: for something else: a refusal says what for, not the schema it matched).
+NOT_MEANING = "notMeaning"
+#: A failed schema keyword -> the keyword beside it that says the refusal in words.
+MEANINGS = {"pattern": PATTERN_MEANING, "not": NOT_MEANING}
 
 
 def error_words(error: Any) -> str:
     """What is wrong, for a jsonschema ``ValidationError``: the schema's message (a failed
-    ``pattern`` as its node's :data:`PATTERN_MEANING` says it, not as the regex) and what to
-    write instead (:func:`error_hint`)."""
+    ``pattern`` or ``not`` as its node's :data:`MEANINGS` keyword says it, not as the regex or
+    the schema) and what to write instead (:func:`error_hint`)."""
     message = error.message
-    means = error.schema.get(PATTERN_MEANING) if isinstance(error.schema, dict) else None
-    if error.validator == "pattern" and means:
+    word = MEANINGS.get(error.validator)
+    means = error.schema.get(word) if word and isinstance(error.schema, dict) else None
+    if means:
         message = f"{error.instance!r} is not {means}"
     hint = error_hint(error)
     return message + (f": {hint}" if hint else "")

@@ -2,7 +2,9 @@
 ``ablate exp run --file``), a ``--set KEY=VALUE``'s value, a task's YAML. One reader for them all
 (:func:`load_yaml`), so each refuses in one line naming the file or value what YAML would misread
 silently (a key written twice) or a traceback would report (a binary file, a syntax error, an
-undefined alias, a Python tag); and the config error type every refusal of a config raises.
+undefined alias, a Python tag); and the config error type every refusal of a config raises. JSON
+a user typed (``ablate train --params``) is read by :func:`load_json`, which refuses a key written
+twice in the same words (:func:`written_twice`).
 
 Pure Python (no torch): the Snakefile reads every config file through it at parse time.
 """
@@ -54,11 +56,34 @@ def load_yaml(source: str | bytes, where: str, *, value: bool = False) -> Any:
     if twice:
         key, first, second = twice
         at = "" if value else f", at lines {first} and {second}"
-        raise ConfigError(
-            f"{where}: the key {'.'.join(map(str, key))} is written twice{at} (YAML would "
-            "keep the second silently): delete one of them"
-        )
+        raise written_twice(where, ".".join(map(str, key)), "YAML", at)
     return content
+
+
+def written_twice(where: str, key: str, reader: str, at: str = "") -> ConfigError:
+    """The refusal of a ``key`` written twice in one mapping of ``where`` (``at``: where, in
+    words), which ``reader`` (YAML, JSON) would read as the second alone."""
+    return ConfigError(
+        f"{where}: the key {key} is written twice{at} ({reader} would keep the second "
+        "silently): delete one of them"
+    )
+
+
+def load_json(source: str | bytes, where: str) -> Any:
+    """The value of JSON a user typed (a file's bytes or an inline object); ConfigError naming
+    ``where`` and the key for a key written twice in one object (Python's reader keeps the
+    second silently), ``ValueError`` for text that is no JSON."""
+    import json
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise written_twice(where, key, "JSON")
+            seen.add(key)
+        return dict(pairs)
+
+    return json.loads(source, object_pairs_hook=unique)
 
 
 def load_config_file(path: str | os.PathLike) -> Any:

@@ -348,7 +348,8 @@ def test_earlier_runs_in_history_that_differ_are_listed(tmp_path):
         prov = {"run_id": run_id, "config_hash": "h", "config": config, "finished_at": "t"}
         if upstream:
             prov["upstream"] = {f"results/{k}": v for k, v in upstream.items()}
-        body = {"provenance": prov, **({"macro": {"score": score}} if score else {})}
+        # a finetune's record holds results too (its steps, losses): it is a job's record
+        body = {"provenance": prov, **({"macro": {"score": score}} if score else {"steps_done": 1})}
         write_json(tree / path, body)
 
     rec(ft, "ft-1", {"params": {"max_steps": 200}})

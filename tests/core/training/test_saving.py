@@ -136,3 +136,32 @@ def test_a_signal_after_the_training_keeps_the_checkpoints_saving_the_last(tmp_p
     assert saving.end_of_run(signalled, tmp_path, keep=False, save_last=lambda: saved.append(1))
     assert saved == [1] and tmp_path.exists()
     assert f"{tmp_path} kept, from which a rerun writes them again" in capsys.readouterr().out
+
+
+def _complete(ckpts: Path, step: int, content: str = "") -> Path:
+    """A complete ``checkpoint-<step>`` in ``ckpts`` of one file holding ``content``."""
+    ckpt = ckpts / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    (ckpt / "weights").write_text(content or str(step))
+    checkpoint_integrity.mark_complete(ckpt, step, saving.FORMAT_WHOLE)
+    return ckpt
+
+
+def test_a_checkpoint_kept_for_the_outputs_goes_once_a_rerun_wrote_them_also_when_kept(tmp_path):
+    """``keep_checkpoints: true``: the checkpoint a signal after the training saved, only so a
+    rerun writes the outputs again, stayed beside ``final/`` after the rerun wrote them, where a
+    run never signalled leaves the checkpoints its training saved alone. One its training saved
+    again under that name since is its own: kept."""
+    ckpts = tmp_path / "checkpoints"
+    _complete(ckpts, 1)  # the training's own
+    signalled = SimpleNamespace(requested=lambda: True, signal=None)
+    quiet = SimpleNamespace(requested=lambda: False)
+    assert saving.end_of_run(signalled, ckpts, keep=True, save_last=lambda: _complete(ckpts, 2))
+    assert checkpoint_integrity.newest_complete(ckpts) == ckpts / "checkpoint-2"
+    assert saving.end_of_run(quiet, ckpts, keep=True) is False  # the rerun's end
+    assert sorted(os.listdir(ckpts)) == ["checkpoint-1"]
+    assert saving.end_of_run(signalled, ckpts, keep=True, save_last=lambda: _complete(ckpts, 2))
+    checkpoint_integrity.set_aside(ckpts / "checkpoint-2")  # the rerun's training saves it again
+    _complete(ckpts, 2, "trained again")
+    assert saving.end_of_run(quiet, ckpts, keep=True) is False
+    assert sorted(p.name for p in ckpts.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]

@@ -32,10 +32,26 @@ RUN_KEY = {"config": "unloadable"}
 PARAMS = resolve_params({"save_total_limit": 2, "seed": 1}, "finetune")
 
 
-def _trainer(ckpts: Path, seed: int, sharded: bool = False) -> SimpleNamespace:
-    """What :func:`saving.save` and :func:`saving.load` read of a one-process run."""
+class _Tied(torch.nn.Module):
+    """Two layers of one weight (a tied embedding table and head): stored once in a checkpoint."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Linear(3, 3, bias=False)
+        self.head = torch.nn.Linear(3, 3, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+def _trainer(
+    ckpts: Path, seed: int, sharded: bool = False, model=lambda: torch.nn.Linear(3, 2)
+) -> SimpleNamespace:
+    """What :func:`saving.save` and :func:`saving.load` read of a one-process run of
+    ``model()``."""
     torch.manual_seed(seed)
-    net = torch.nn.Linear(3, 2)
+    net = model()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     return SimpleNamespace(
         spec=SimpleNamespace(checkpoints=ckpts, evaluation=None), model=net, optimizer=opt,
@@ -50,9 +66,9 @@ def _resume(ckpts: Path, trainer) -> Path | None:
     return found
 
 
-def _two_checkpoints(ckpts: Path) -> None:
+def _two_checkpoints(ckpts: Path, model=lambda: torch.nn.Linear(3, 2)) -> None:
     """checkpoint-1 and checkpoint-2 of one run, an optimizer step apart."""
-    trainer = _trainer(ckpts, seed=0)
+    trainer = _trainer(ckpts, seed=0, model=model)
     assert _resume(ckpts, trainer) is None  # the run's first start: its key written
     for step in (1, 2):
         trainer.model(torch.ones(1, 3)).sum().backward()
@@ -191,6 +207,31 @@ def test_a_checkpoint_that_fails_once_in_the_trainer_stops_the_run_unless_an_old
         "loads over it; rerun the job, which starts fresh"
     )
     assert checkpoint_integrity.complete_checkpoints(ckpts) == []  # the rerun starts fresh
+
+
+def test_a_weights_file_holding_a_tied_tensor_under_both_names_is_set_aside(tmp_path, capfd):
+    """A checkpoint's weights holding both names of a tied pair (``lm_head.weight`` and
+    ``model.embed_tokens.weight``; a save stores it once) passed the check before the load;
+    safetensors' ``load_model`` then loaded both and raised (``Unexpected key(s)`` on a second
+    line: a set-aside line naming no tensor, the trainer touched, the run stopped). Refused
+    before the load, both names said; the run starts fresh, untouched."""
+    ckpts = tmp_path / "checkpoints"
+    _two_checkpoints(ckpts, model=_Tied)
+    shutil.rmtree(ckpts / "checkpoint-1")
+    path = ckpts / "checkpoint-2" / saving.WEIGHTS
+    (held,) = safetensors.torch.load_file(path).values()
+    safetensors.torch.save_file({"embed.weight": held, "head.weight": held + 1}, str(path))
+    checkpoint_integrity.mark_complete(ckpts / "checkpoint-2", 2, saving.FORMAT_WHOLE)
+    capfd.readouterr()
+    trainer = _trainer(ckpts, seed=1, model=_Tied)
+    fresh = _weights(trainer)
+    assert _resume(ckpts, trainer) is None
+    assert capfd.readouterr().err.splitlines() == [
+        f"[resume] checkpoint-2 set aside as corrupt-checkpoint-2: {path} does not fit this "
+        "run's model (embed.weight and head.weight: one tied tensor, in the file twice)"
+    ]
+    got = trainer.model.state_dict()
+    assert all(torch.equal(got[k], fresh[k]) for k in fresh) and trainer.state == State()
 
 
 #: a sharded checkpoint's ``.metadata``: well-formed pickles of the globals it admits

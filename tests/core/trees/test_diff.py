@@ -52,13 +52,31 @@ def test_a_run_id_is_found_in_its_record_not_in_the_run_caches_copy(tmp_path):
     from ablate.core.reruns import runcache
     from ablate.core.trees import diff
 
-    record = {"macro": 0.5, "provenance": {"run_id": "run-1", "config": {}}}
+    record = {"macro": 0.5, "provenance": {"run_id": "run-1", "config_hash": "h", "config": {}}}
     live = tmp_path / "results/eval/metrics.json"
     entry = tmp_path / ".ablate/run-cache/k1"
     for path in (live, entry / runcache.OUTPUTS / "0/metrics.json"):
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(record))
     (entry / runcache.MANIFEST).write_text(json.dumps({"run_id": "run-1"}))
+    assert diff.find_record("run-1", [str(tmp_path)]) == live
+
+
+def test_a_run_id_is_found_in_its_record_not_in_a_json_that_is_none(tmp_path):
+    """A JSON object that is no record but holds the run id (a provenance block alone, written
+    at the top level) named first hid the run's record: `ablate diff RUN RUN` then refused it as
+    no record. A run id is looked for in records alone (``records.record_lacks``)."""
+    from ablate.core.trees import diff
+
+    prov = provenance.collect(config_slice={"seed": 5}, run_id="run-1")
+    live = tmp_path / "results/eval/metrics.json"
+    alone = tmp_path / "a/provenance.json"  # named before the record
+    for path, content in (
+        (live, {"macro": 0.5, "provenance": prov}),
+        (alone, {**BLOCK_ALONE, "run_id": "run-1"}),
+    ):
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(content))
     assert diff.find_record("run-1", [str(tmp_path)]) == live
 
 
@@ -84,15 +102,23 @@ NEEDS = (
 )
 
 
+#: a provenance block alone at a file's top level, with the ids of a record but nothing else
+BLOCK_ALONE = {"run_id": "run-x", "config_hash": "c"}
+
+
 @pytest.mark.parametrize(
     "record, lacks",
     [({"provenance": {"run_id": "run-x"}}, "no config_hash in a provenance block"),
      ({"provenance": {"run_id": "run-x", "config_hash": "c"}},
-      "no result beside its provenance block")],
+      "no result beside its provenance block"),
+     (BLOCK_ALONE, "a provenance block alone, without the git, config, inputs, packages, "
+      "hardware and finished_at a job's block holds")],
 )  # fmt: skip
 def test_a_provenance_block_alone_is_no_record(tmp_path, capsys, record, lacks):
     """A JSON file of a run id alone (``{"provenance": {"run_id": ...}}``: no summary field, no
-    config hash) was diffed as a record, every section "same" or a changed key of nothing."""
+    config hash) was diffed as a record, every section "same" or a changed key of nothing; so
+    was one at the top level (``{"run_id": ..., "config_hash": ...}``), its config hash shown as
+    a result. A sidecar a job wrote (``provenance.collect``'s block, at the top level) is one."""
     from ablate.core.trees import diff
 
     prov = provenance.collect(config_slice={"seed": 5}, run_id="run-b")
@@ -101,3 +127,5 @@ def test_a_provenance_block_alone_is_no_record(tmp_path, capsys, record, lacks):
     assert diff.main([str(tmp_path / "b.json"), str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert err == f"ablate diff: {tmp_path / 'x.json'} is no job's record ({lacks}): {NEEDS}\n"
+    (tmp_path / "sidecar.json").write_text(json.dumps(prov))
+    assert diff.main([str(tmp_path / "sidecar.json"), str(tmp_path / "b.json")]) == 0

@@ -171,6 +171,21 @@ def test_a_key_in_both_file_and_set_is_refused_naming_both_values(
     assert len(started) == 1
 
 
+def test_a_second_file_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """``--file A.yaml --file B.yaml``: the second replaced the first silently (argparse's
+    ``store``); an experiment takes one overlay, so a second ``--file`` is refused naming both."""
+    started = _base(tmp_path, monkeypatch)
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump({"mask": {"finetune": {"defaults": {"learning_rate": 1.0e-4}}}}))
+    b.write_text(yaml.safe_dump({"mask": {"finetune": {"defaults": {"max_steps": 5}}}}))
+    assert cli.main(["exp", "run", "lr", "--file", str(a), "--file", str(b), "-n"]) == 2
+    assert capsys.readouterr().err == (
+        f"ablate exp: --file {a} and --file {b}: an experiment takes one overlay file: put "
+        "their keys in one file (or give some as --set KEY=VALUE)\n"
+    )
+    assert started == [] and not (tmp_path / E.OVERLAYS).exists()
+
+
 def test_a_run_of_experiments_alone_ends_with_their_summary():
     """The targets `ablate exp run` gives (exp_<name>_all), or a file in an experiment's tree,
     make the run's closing summary the experiments'; a target of the base's keeps the base's.

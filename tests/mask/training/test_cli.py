@@ -123,3 +123,17 @@ def test_a_step_of_more_examples_than_the_rows_stops_the_finetune_before_its_mod
         "over them, at more cost); make batch_size x grad_accum at most 16\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "file"])
+def test_a_json_params_key_written_twice_is_refused_naming_it(tmp_path, capsys, inline):
+    """JSON ``--params`` of one key twice (``{"max_steps": 1, "max_steps": 2}``) kept the second
+    silently, where a YAML file of it is refused (``user_yaml.load_yaml``)."""
+    text = '{"learning_rate": 0.01, "max_steps": 1, "max_steps": 2}'
+    (tmp_path / "params.json").write_text(text)
+    where = repr(text) if inline else str(tmp_path / "params.json")
+    assert cli.main([*PRETRAIN, "--params", text if inline else where]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --params: {where}: the key max_steps is written twice (JSON would keep the "
+        "second silently): delete one of them\n"
+    )

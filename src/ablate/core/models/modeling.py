@@ -199,13 +199,32 @@ def verify_loadable(model, path: str | os.PathLike) -> None:
             )
 
 
-def unheld_tensors(state_dict: dict[str, torch.Tensor], held: Iterable[str]) -> list[str]:
-    """The names of ``state_dict``'s tensors (a model's, in its order) that a weights file holding
-    the tensors ``held`` leaves unset: tied weights (one memory under several names, which
-    safetensors stores once) are set when one of their names is held."""
-    held, memory = set(held), {}
+def tensor_names(state_dict: dict[str, torch.Tensor]) -> list[list[str]]:
+    """The names of each of ``state_dict``'s tensors (a model's, in its order): one name, or
+    several for tied weights (one memory under several names, which safetensors stores once)."""
+    memory: dict[Any, list[str]] = {}
     for name, t in state_dict.items():
         ptr = t.untyped_storage().data_ptr() if t.numel() else 0
         memory.setdefault((t.device, ptr) if ptr else name, []).append(name)
-    unheld = {n for names in memory.values() if held.isdisjoint(names) for n in names}
+    return list(memory.values())
+
+
+def unheld_tensors(state_dict: dict[str, torch.Tensor], held: Iterable[str]) -> list[str]:
+    """The names of ``state_dict``'s tensors (a model's, in its order) that a weights file holding
+    the tensors ``held`` leaves unset: tied weights (:func:`tensor_names`) are set when one of
+    their names is held."""
+    held = set(held)
+    unheld = {n for names in tensor_names(state_dict) if held.isdisjoint(names) for n in names}
     return [name for name in state_dict if name in unheld]
+
+
+def held_twice(state_dict: dict[str, torch.Tensor], held: Iterable[str]) -> list[list[str]]:
+    """The names of each tied tensor of ``state_dict`` (:func:`tensor_names`) that a weights file
+    holding ``held`` holds under more than one: two values for one tensor (safetensors'
+    ``load_model`` loads both, then refuses the second name)."""
+    held = set(held)
+    return [
+        both
+        for names in tensor_names(state_dict)
+        if len(both := [n for n in names if n in held]) > 1
+    ]

@@ -366,3 +366,43 @@ def set_aside(ckpt: Path, into: Path | None = None) -> Path:
         aside = into / f"{SET_ASIDE_PREFIX}{n}-{ckpt.name}"
     os.replace(ckpt, aside)
     return aside
+
+
+#: In a run's checkpoints folder: the checkpoint a signal after the training kept only so that a
+#: rerun writes the outputs again (``saving.end_of_run``), by its name and its manifest's digest.
+KEPT_FOR_OUTPUTS = "kept_for_outputs.json"
+
+
+def _manifest_digest(ckpt: Path) -> str | None:
+    try:
+        return hashlib.sha256((ckpt / MANIFEST_NAME).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def keep_for_outputs(ckpt: Path) -> None:
+    """Note ``ckpt`` (complete) as the checkpoint kept only for the outputs: the run's next end
+    that writes them removes it (:func:`remove_at_end`)."""
+    io.write_json(
+        ckpt.parent / KEPT_FOR_OUTPUTS, {"checkpoint": ckpt.name, "digest": _manifest_digest(ckpt)}
+    )
+
+
+def remove_at_end(ckpt_dir: Path, *, keep: bool) -> None:
+    """A run's checkpoints once it wrote its outputs with no signal since: removed, or under
+    ``keep`` (``keep_checkpoints``) the one :func:`keep_for_outputs` noted alone, as a run never
+    signalled leaves none such, unless the training saved another under its name since (its
+    manifest differs); the note goes either way (an unreadable one too)."""
+    if not keep:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return
+    note = ckpt_dir / KEPT_FOR_OUTPUTS
+    try:
+        kept = io.load_json(note)
+        ckpt = ckpt_dir / kept["checkpoint"]
+        own = ckpt.name == kept["checkpoint"] and step_of(ckpt) is not None  # in this folder
+        if own and _manifest_digest(ckpt) == kept["digest"]:
+            shutil.rmtree(ckpt)
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # no note, or one that names no checkpoint of this folder: nothing noted to remove
+    note.unlink(missing_ok=True)

@@ -396,6 +396,20 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
+#: What every block :func:`collect` writes holds (a job's own fields may follow): a block at a
+#: file's top level without them is no job's sidecar (``records.record_lacks``).
+BLOCK_FIELDS = (
+    "run_id",
+    "git",
+    "config_hash",
+    "config",
+    "inputs",
+    "packages",
+    "hardware",
+    "finished_at",
+)
+
+
 def collect(
     *,
     config_slice: Any,
@@ -408,7 +422,8 @@ def collect(
     """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint;
     ``digests`` a label to the sha256 the job took of what it read, when it read it (a file
     edited since would be fingerprinted as what the job never read); the git state recorded is
-    that of :func:`checkout_dir` (see the module doc)."""
+    that of :func:`checkout_dir` (see the module doc). The block holds :data:`BLOCK_FIELDS`,
+    then the optional ones and ``extra``."""
     fingerprints = {k: fingerprint_path(v) for k, v in (inputs or {}).items()}
     block = {
         "run_id": run_id or new_run_id(),

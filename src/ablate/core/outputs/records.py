@@ -9,7 +9,8 @@ never disagree about the same file.
 ``provenance``, or
   the record is the block itself (a sidecar written beside a table, ``<table>.provenance.json``);
   :func:`provenance_of`. A JSON object without a block's run id and config hash, or without a
-  result beside them, is no record (:func:`record_lacks`).
+  result beside them (a sidecar: without the rest of the block a job writes), is no record
+  (:func:`record_lacks`).
 - **Benchmark seconds** (:func:`benchmark_seconds`): the wall seconds of ONE run of the job, the
   mean of the ``s`` column of its Snakemake benchmark file. Snakemake writes one row per run it
   measured (``benchmark: repeat(path, n)`` runs the job n times): each row is the same job
@@ -34,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ablate.core.outputs import io
-from ablate.core.outputs.provenance import changed_keys
+from ablate.core.outputs.provenance import BLOCK_FIELDS, changed_keys
 
 #: Fields of a record (at any depth) that describe the run, not its result: which run, how long,
 #: when, where from; a rerun that computes the same result changes them. ``provenance`` holds the
@@ -96,11 +97,17 @@ RECORD_PROVENANCE = ("run_id", "config_hash")
 def record_lacks(record: Any) -> str | None:
     """What keeps a JSON object from being a job's record, in words (None: nothing): a provenance
     block with :data:`RECORD_PROVENANCE`, and a result beside it (a field
-    :func:`result_content` keeps)."""
+    :func:`result_content` keeps); a sidecar (the block at the top level: its result is the
+    file it describes) the whole block a job writes (``provenance.BLOCK_FIELDS``)."""
     prov = provenance_of(record)
     missing = [k for k in RECORD_PROVENANCE if not prov.get(k)]
     if missing:
         return f"no {' or '.join(missing)} in a provenance block"
+    if prov is record:
+        if missing := [k for k in BLOCK_FIELDS if k not in record]:
+            fields = " and ".join(filter(None, [", ".join(missing[:-1]), missing[-1]]))
+            return f"a provenance block alone, without the {fields} a job's block holds"
+        return None
     if not result_content(record):
         return "no result beside its provenance block"
     return None

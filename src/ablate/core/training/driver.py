@@ -332,7 +332,7 @@ def _finish(
     _final_eval(trainer, stop, phases)
     summary = outputs.write(trainer, outcome)
 
-    def save_last() -> None:
+    def save_last() -> Path | None:
         # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
         # weights are an earlier checkpoint's: the rerun resumes there and stops alike). After
         # the outputs, one process's weights may be in the save dtype (or a study's restored
@@ -343,7 +343,8 @@ def _finish(
             newest is None or checkpoint_integrity.step_of(newest) != state.step
         ):
             with phases("save_last"):
-                saving.save(trainer)
+                return saving.save(trainer)
+        return None
 
     with phases("remove_checkpoints"):
         saving.end_of_run(

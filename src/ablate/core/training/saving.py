@@ -275,8 +275,8 @@ def load_state(ckpt: Path, state_type: type[S], max_steps: int) -> S:
 
 def _check_weights(model, path: Path) -> None:
     """The weights file's tensors fit ``model``: each of its names is one of the model's with
-    the model's shape, and each of the model's is in it (tied ones once:
-    ``modeling.unheld_tensors``), read from the file's header (no tensor loaded), so loading it
+    the model's shape, and each of the model's is in it, tied ones once (``modeling.unheld_tensors``,
+    ``modeling.held_twice``), read from the file's header (no tensor loaded), so loading it
     changes nothing when it does not fit (``load_state_dict`` copies what fits, then raises)."""
     own = model.state_dict()
     try:
@@ -286,15 +286,15 @@ def _check_weights(model, path: Path) -> None:
         raise UnreadableCheckpoint(f"{path} does not load ({_first_line(exc)})") from None
     unfit = [f"{k}: not one of the model's tensors" for k in sorted(set(shapes) - set(own))]
     unfit += [f"{k}: not in the file" for k in modeling.unheld_tensors(own, shapes)]
+    twice = [" and ".join(names) for names in modeling.held_twice(own, shapes)]
+    unfit += [f"{k}: one tied tensor, in the file twice" for k in twice]
+    unfit += [  # the model's order
+        f"{k}: {shapes[k]} in the file, {list(t.shape)} in the model"
+        for k, t in own.items()
+        if k in shapes and shapes[k] != list(t.shape)
+    ]
     if unfit:
         raise UnreadableCheckpoint(f"{path} does not fit this run's model ({unfit[0]})")
-    for name in (k for k in own if k in shapes):  # the model's order
-        shape = shapes[name]
-        if shape != list(own[name].shape):
-            raise UnreadableCheckpoint(
-                f"{path} does not fit this run's model ({name}: {shape} in the file, "
-                f"{list(own[name].shape)} in the model)"
-            )
 
 
 def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
@@ -511,20 +511,20 @@ def resume_from(
 
 
 def end_of_run(
-    watch, ckpt_dir: Path, *, keep: bool, save_last: Callable[[], Any] | None = None
+    watch, ckpt_dir: Path, *, keep: bool, save_last: Callable[[], Path | None] | None = None
 ) -> bool:
     """A job's last act, once its outputs are complete (a collective): its checkpoints are
-    removed (unless ``keep``), or, when a signal came since the training ended (``watch``, an
-    :class:`~ablate.core.execution.interrupts.InterruptWatch` holding it, in any process), kept,
-    with ``save_last()`` first (a checkpoint of the finished training), so a rerun writes the
-    outputs again from it: an interrupted Snakemake can mark the job incomplete and delete them.
-    Returns whether a signal came."""
+    removed (``keep``: the one a signal kept for the outputs alone), or, when a signal came since
+    the training ended (``watch``, an :class:`~ablate.core.execution.interrupts.InterruptWatch`
+    holding it, in any process), kept, with ``save_last()``'s checkpoint of the finished training
+    (kept for the outputs), from which a rerun writes them again: an interrupted Snakemake can
+    mark the job incomplete and delete them. Returns whether a signal came."""
     if not watch.requested():
-        if not keep and parallel.rank() == 0:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if parallel.rank() == 0:
+            checkpoint_integrity.remove_at_end(ckpt_dir, keep=keep)
         return False
-    if save_last is not None:
-        save_last()
+    if save_last is not None and (saved := save_last()) is not None and parallel.rank() == 0:
+        checkpoint_integrity.keep_for_outputs(saved)
     if parallel.rank() == 0:
         newest = checkpoint_integrity.newest_complete(ckpt_dir)
         kept = f"{ckpt_dir} kept" + (f" ({newest.name})" if newest else "")

@@ -46,7 +46,9 @@ class DiffError(ValueError):
 
 
 def find_record(run: str, roots: list[str]) -> Path:
-    """The record file of a run id (or the path itself)."""
+    """The record file of a run id (or the path itself): among the records alone
+    (:func:`~ablate.core.outputs.records.record_lacks`), so no other JSON holding the id hides
+    it."""
     if Path(run).is_file():
         return Path(run)
     hits = []
@@ -61,7 +63,9 @@ def find_record(run: str, roots: list[str]) -> Path:
                     continue
                 p = Path(dirpath) / f
                 record = read_json(p)
-                if record and run in (provenance_of(record).get("run_id"), record.get("run_id")):
+                if record_lacks(record):  # no record: what it holds names no run of a job
+                    continue
+                if run in (provenance_of(record).get("run_id"), record.get("run_id")):
                     hits.append(p)
     if not hits:
         raise DiffError(f"no record with run_id {run!r} under {', '.join(roots)}")

@@ -87,6 +87,17 @@ def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) 
             )
 
 
+def overlay_file(files: list[str]) -> str | None:
+    """The one ``--file`` given (None: none); ConfigError naming them all when there are more
+    (argparse's ``store`` kept the last silently)."""
+    if len(files) > 1:
+        raise ConfigError(
+            " and ".join(f"--file {f}" for f in files) + ": an experiment takes one overlay "
+            "file: put their keys in one file (or give some as --set KEY=VALUE)"
+        )
+    return files[0] if files else None
+
+
 def nested(assignments: Mapping[str, Any]) -> dict[str, Any]:
     """{dotted key: value} as the nested mapping a config file writes."""
     out: dict[str, Any] = {}
@@ -166,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a config key it changes (dotted; a YAML value); KEY=V1,V2,... sweeps over the "
         "values, several sweeps over their product (repeat the flag)",
     )
-    run.add_argument("--file", metavar="YAML", help="an overlay of the keys it changes")
+    run.add_argument(
+        "--file",
+        metavar="YAML",
+        action="append",
+        default=[],
+        help="an overlay of the keys it changes (one file)",
+    )
     add_configfiles_option(run, "the base configuration's files")
     run.add_argument("-c", "--cores", default="2", help="snakemake's --cores (default 2)")
     run.add_argument("-n", "--dry-run", action="store_true", help="snakemake's dry run")
@@ -185,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         base = load_config(args.configfile)
-        over = config_mapping(args.file) if args.file else {}
-        check_file_keys(over, args.file, args.sets)
+        file = overlay_file(args.file)
+        over = config_mapping(file) if file else {}
+        check_file_keys(over, file, args.sets)
         points = [merged(over, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
         if not any(points):
             raise ConfigError("ablate exp run: give the keys it changes: --set KEY=VALUE or --file")

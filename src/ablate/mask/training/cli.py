@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import torch
 from ablate.core.config import ConfigError, check_set_keys
 from ablate.core.outputs.checkpoint_integrity import CheckpointError
 from ablate.core.training.params import TrainingConfigError, TrainingError
-from ablate.core.user_yaml import load_config_file, load_yaml
+from ablate.core.user_yaml import load_config_file, load_json, load_yaml
 from ablate.mask import sft_data
 from ablate.mask.commands import train_parser
 from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
@@ -19,28 +18,28 @@ from ablate.mask.training.gate import LeakageGateError, resolve_params
 
 
 def _load_mapping(text: str | None, what: str) -> dict:
-    """A JSON/YAML file path or an inline JSON object."""
+    """A JSON/YAML file path or an inline JSON object (a key written twice in either is an
+    error, not the second kept)."""
     if not text:
         return {}
     path = Path(text)
-    if not text.lstrip().startswith("{") and path.exists():
-        try:
-            data = (
-                load_config_file(path)  # a key written twice is an error, not the second kept
-                if path.suffix in (".yaml", ".yml")
-                else json.loads(path.read_bytes())
-            )
-        except ConfigError as exc:
-            raise TrainingConfigError(f"{what}: {exc}") from None
-        except ValueError as exc:  # not JSON, or not UTF-8 text
-            raise TrainingConfigError(f"{what}: {path} is not a JSON file ({exc})") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TrainingConfigError(
-                f"{what}: {text!r} is neither a file nor a JSON object ({exc})"
-            ) from exc
+    inline = text.lstrip().startswith("{") or not path.exists()
+    try:
+        if inline:
+            data = load_json(text, repr(text))
+        elif path.suffix in (".yaml", ".yml"):
+            data = load_config_file(path)
+        else:
+            data = load_json(path.read_bytes(), str(path))
+    except ConfigError as exc:  # a key written twice, YAML it cannot read
+        raise TrainingConfigError(f"{what}: {exc}") from None
+    except ValueError as exc:  # not JSON, or not UTF-8 text
+        said = (
+            f"{text!r} is neither a file nor a JSON object"
+            if inline
+            else f"{path} is not a JSON file"
+        )
+        raise TrainingConfigError(f"{what}: {said} ({exc})") from None
     if not isinstance(data, dict):
         raise TrainingConfigError(f"{what}: expected a mapping, got {type(data).__name__}")
     return data
