@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 PRODUCT = [SRC, ROOT / "workflow", ROOT / "rules", ROOT / "Snakefile"]
@@ -232,8 +234,21 @@ def only_tested(product: Uses, testing: Uses, found: list[Piece], known: dict = 
     return out
 
 
-def test_package_holds_only_product_code():
-    found = only_tested(uses(PRODUCT), uses(TESTING), pieces())
+@pytest.fixture(scope="module")
+def scanned() -> list[str]:
+    """Every piece the tests or benchmarks use and the product does not, KNOWN ones included:
+    the scan (every module of src, tests and bench parsed and walked) made once for the two
+    tests below (one xdist group: on one worker)."""
+    return only_tested(uses(PRODUCT), uses(TESTING), pieces(), known={})
+
+
+def _name(found: str) -> str:
+    return found.split(": ", 1)[1]
+
+
+@pytest.mark.xdist_group("guards:product_code")
+def test_package_holds_only_product_code(scanned):
+    found = [f for f in scanned if _name(f) not in KNOWN]  # as only_tested(known=KNOWN)
     assert not found, (
         "used only by tests or benchmarks (move the oracle to tests/, the control to bench/, or "
         "drop the switch):\n" + "\n".join(found)
@@ -255,8 +270,8 @@ def test_guard_sees_a_test_only_function_and_keyword(tmp_path):
     assert [f.split(": ")[1] for f in found] == ["oracle", "product(switch=)"]
 
 
-def test_known_exceptions_are_still_test_only():
+@pytest.mark.xdist_group("guards:product_code")
+def test_known_exceptions_are_still_test_only(scanned):
     """Each KNOWN entry is still a test-only piece: one whose switch went leaves the list."""
-    found = only_tested(uses(PRODUCT), uses(TESTING), pieces(), known={})
-    names = {f.split(": ", 1)[1] for f in found}
+    names = {_name(f) for f in scanned}
     assert not set(KNOWN) - names, f"no longer test-only, drop from KNOWN: {set(KNOWN) - names}"
