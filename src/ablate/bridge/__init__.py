@@ -8,6 +8,8 @@ Module map:
 
 - :mod:`~ablate.bridge.world`: generated GSM8K-format problems, multi-hop QA, pretraining corpus;
   the prompt format; dataset loading with field checks (``DatasetError``).
+- :mod:`~ablate.bridge.families`: the embedded models' families, default architectures and
+  pretraining, as plain data (no torch: the planner reads them).
 - :mod:`~ablate.bridge.models`: the two tiny embedded LMs (Mistral / Llama families, tokenizers
   trained here), ``prepare_model``, loading through model cards, ``kv_cache_mb_per_token``.
 - :mod:`~ablate.bridge.params`: every grid-entry parameter, defaults from
