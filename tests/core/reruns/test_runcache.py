@@ -684,7 +684,12 @@ def test_a_table_jobs_key_holds_its_input_records_run_ids(tmp_path):
     assert not made.restored()
     Path(job.output[0]).write_text("task,score,run_id\nemb_pair,0.75,run-2\n")
     made.store()
-    assert runcache.JobCache(job, exact=True).restored()  # the same bytes: restored
+    restored = runcache.JobCache(job, exact=True)
+    assert restored.restored()  # the same bytes: restored
+    # a table holds no record, so no run id: its line names none rather than "run unknown"
+    assert restored.restored_line().startswith(
+        f"{runcache.RESTORED_LINE} (key {runcache.key_of(made.parts)[:12]}: stored "
+    )
     keys("run-3")  # the same result, another run: the table would name run-2
     assert not runcache.JobCache(job, exact=True).restored()
     made = runcache.JobCache(job, exact=True)

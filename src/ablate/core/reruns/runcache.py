@@ -565,12 +565,13 @@ class JobCache:
 
     def restored_line(self) -> str:
         """What a restored job says (its ``[job]`` line, ablate.job_script): the key, and the run
-        that made the outputs, when and where it was stored."""
+        that made the outputs (where they hold a record: a table job's do not), when and where it
+        was stored."""
         m = self.marker or {}
+        run = f"run {m['from_run_id']}, " if m.get("from_run_id") else ""
         return (
-            f"{RESTORED_LINE} (key {str(m.get('key'))[:12]}: run "
-            f"{m.get('from_run_id') or 'unknown'}, stored {m.get('stored_at') or '?'} on "
-            f"{m.get('stored_on') or '?'})"
+            f"{RESTORED_LINE} (key {str(m.get('key'))[:12]}: {run}stored "
+            f"{m.get('stored_at') or '?'} on {m.get('stored_on') or '?'})"
         )
 
     def _restored_from_plugin(self) -> dict | None:
