@@ -498,10 +498,11 @@ def admits(hint, value) -> bool:
 
 def jobs_said(out: str) -> Counter:
     """(rule, what) -> how many jobs said so in a run's output: the one line every job says
-    (ablate.core.jobs.JOB_LINE, `[job] <rule> <wildcards>: <text>`), whose text begins `ran` or
-    `restored` (ablate.core.jobs.RESTORED_LINE)."""
-    from ablate.core.jobs import JOB_LINE
+    (ablate.core.jobs.JOB_LINE, `[job] <rule> <wildcards>: <text>`), whose text begins `ran`,
+    `restored` (ablate.core.jobs.RESTORED_LINE) or `remade` (REMADE_LINE: STATUS, the plan)."""
+    from ablate.core.jobs import JOB_LINE, REMADE_LINE, RESTORED_LINE
 
     head = re.escape(JOB_LINE.split("{label}")[0])
-    lines = re.findall(rf"^{head}(\w+)(?: \S+)?: (ran|restored)", out, flags=re.M)
+    said = "|".join(["ran", RESTORED_LINE.split()[0], REMADE_LINE.split()[0]])
+    lines = re.findall(rf"^{head}(\w+)(?: \S+)?: ({said})", out, flags=re.M)
     return Counter(lines)

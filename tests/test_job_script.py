@@ -101,6 +101,21 @@ def test_a_restored_job_names_the_key_and_the_run(tmp_path):
     assert "training ..." not in log and line in log
 
 
+def test_a_job_of_the_trees_state_says_it_was_remade_and_why_not_ran(tmp_path):
+    """STATUS and the plan are of the tree as it is now (every job's state, the run cache's
+    entries, the benchmark files), not of their declared inputs: the run cache never restores
+    them, and after a revert that restores every other job their line says what they did and why
+    instead of "ran"."""
+    start = "job_script.log_only(smk, remade='STATUS is every job state now')"
+    r, log = job(tmp_path, WRITE.replace("STEP", "None"), start)
+    assert r.returncode == 0, r.stderr
+    line = (
+        "[job] finetune 3A: remade in 0 s from the tree as it is now "
+        "(never restored: STATUS is every job state now)"
+    )
+    assert r.stderr == line + "\n" and log.splitlines()[-1] == line
+
+
 # ---------------------------------------------------------------- run_entry
 
 

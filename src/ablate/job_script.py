@@ -6,8 +6,9 @@ The order matters, so each step is here once rather than in every script:
    one line, no traceback (:func:`interrupt_hook`);
 2. the job's hub-offline switch (:func:`ablate.studies.hub_switch`), before any Hugging Face
    import reads it;
-3. (:func:`start` only: the jobs that load a model) the run cache, where a job it restores is
-   done (exit 0); torch and the job's own heavy modules (``imports``); the job's own GPUs
+3. (:func:`start`: the jobs that load a model; :func:`start_table`: the table jobs, this step's
+   first part only) the run cache, where a job it restores is done (exit 0); torch and the job's
+   own heavy modules (``imports``); the job's own GPUs
    (:func:`ablate.core.execution.gpus.claim_for`), after the imports but before CUDA is initialised;
    torch's CPU threads set to the rule's ``threads``; a job with a ``gpu`` resource samples its
    GPUs' utilisation and memory from then on (:mod:`ablate.core.execution.gpu_watch`).
@@ -18,8 +19,10 @@ data-parallel process per GPU the job was granted.
 Every job says what happened to it in one line, in the terminal (the ``snakemake`` command's
 screen: the job's own stderr, before its redirect) and in its log (:func:`say`): ``ran in 41 s``
 (``resumed from checkpoint-82`` where its record says so; ``stored in the run cache as <key>``),
-or ``restored from the run cache (key <key>: run <run_id> ...)``. A job that is up to date does
-not run, so it prints nothing: STATUS.md names it ``done``.
+or ``restored from the run cache (key <key>: run <run_id> ...)``; a job whose output is of the
+tree as it is now, not of its declared inputs (STATUS, the plan: :func:`log_only`'s ``remade``),
+``remade in N s from the tree as it is now (never restored: <why>)``. A job that is up to date
+does not run, so it prints nothing: STATUS.md names it ``done``.
 
 Why the imports come before the GPU claim: loading torch, transformers and lm-eval takes 10-20 s
 of each job at the 3.4 B shape on the GPU hosts (bench/results/smoke_h100_916fdf4.md). A job that
@@ -43,7 +46,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ablate import studies
-from ablate.core.jobs import JOB_LINE
+from ablate.core.jobs import JOB_LINE, REMADE_LINE
 from ablate.core.outputs import provenance
 
 
@@ -151,12 +154,18 @@ def said_at_exit() -> None:
     outputs = _JOB.get("outputs") or []
     if not all(os.path.exists(p) for p in outputs):
         return
+    seconds = time.time() - _JOB["started"]
+    if _JOB.get("remade"):
+        say(REMADE_LINE.format(seconds=seconds, why=_JOB["remade"]))
+        return
     cache = _JOB.get("cache")
-    say(ran_line(outputs, time.time() - _JOB["started"], getattr(cache, "stored_key", None)))
+    say(ran_line(outputs, seconds, getattr(cache, "stored_key", None)))
 
 
-def log_only(snakemake: Any) -> None:
-    """Step 1 alone: a job of no study (STATUS, the plan)."""
+def log_only(snakemake: Any, remade: str | None = None) -> None:
+    """Step 1 alone: a job of no study (STATUS, the plan). ``remade``: why the job's output is
+    never restored from the run cache (it is of the tree as it is now, not a function of its
+    declared inputs): its line says so instead of ``ran`` (:data:`ablate.core.jobs.REMADE_LINE`)."""
     import time
 
     keep_freed_memory()
@@ -164,7 +173,10 @@ def log_only(snakemake: Any) -> None:
     # 1 s a job); frozen, it walks none. Registered first, so it runs after every other handler.
     atexit.register(gc.freeze)
     _JOB.update(
-        label=label(snakemake), started=time.time(), outputs=[str(p) for p in snakemake.output]
+        label=label(snakemake),
+        started=time.time(),
+        outputs=[str(p) for p in snakemake.output],
+        remade=remade,
     )
     atexit.register(said_at_exit)
     # the records it reads, by run id, into its own record (every process of the job)
@@ -177,6 +189,39 @@ def start_light(snakemake: Any, study: str) -> None:
     """Steps 1 and 2: a job that reads and writes tables, no model."""
     log_only(snakemake)
     studies.hub_switch(snakemake.config, study)
+
+
+def restored_or_cache(
+    snakemake: Any,
+    side_outputs: Sequence[str | os.PathLike] = (),
+    work: Sequence[str | os.PathLike] = (),
+    after_restore: Callable[[], Any] | None = None,
+    exact: bool = False,
+):
+    """The job's :class:`ablate.core.reruns.runcache.JobCache` (config key ``run_cache``; off: a
+    no-op); where it restores the outputs, the job says so and is done (exit 0). ``exact``: its
+    input files keyed by their bytes (:func:`start_table`)."""
+    from ablate.core.reruns.runcache import JobCache
+
+    job_cache = JobCache(snakemake, side_outputs, work, exact=exact)
+    _JOB["cache"] = job_cache
+    if job_cache.restored():
+        if after_restore is not None:
+            after_restore()
+        say(job_cache.restored_line())
+        sys.exit(0)
+    return job_cache
+
+
+def start_table(snakemake: Any, study: str):
+    """Steps 1 and 2 and the run cache: a job that makes tables or figures from records
+    (recovery_table, mask_claims, the plots), no model. Its outputs are a function of its
+    declared inputs, params and code, so a revert restores them as it restores the model jobs';
+    its input files are keyed by their bytes, not their result content: its tables name each
+    record's run id, which a rerun of the same result changes. Returns the job's cache (the
+    script calls its ``store()`` once the outputs are written)."""
+    start_light(snakemake, study)
+    return restored_or_cache(snakemake, exact=True)
 
 
 def start(
@@ -195,15 +240,7 @@ def start(
     MLflow run), done for restored ones too; ``work``: what its runs write on their way (a
     training's checkpoints), set aside when the outputs are restored instead."""
     start_light(snakemake, study)
-    from ablate.core.reruns.runcache import JobCache
-
-    job_cache = JobCache(snakemake, side_outputs, work)  # config key run_cache (off: a no-op)
-    _JOB["cache"] = job_cache
-    if job_cache.restored():
-        if after_restore is not None:
-            after_restore()
-        say(job_cache.restored_line())
-        sys.exit(0)
+    job_cache = restored_or_cache(snakemake, side_outputs, work, after_restore)
     # torch's is_available() through NVML: no CUDA initialisation before the claim
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     # the imports make a few million objects that live as long as the job: no collections while

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ablate.bridge import layout, models
+from ablate.bridge import families, layout, models
 
 
 def test_kv_cache_size_from_llama_3_1_8b_config():
@@ -54,5 +54,5 @@ def test_same_tokenizer_on_both_sides_is_refused(bridge_cards):
     _, src_tok = models.load(bridge_cards["source"])
     _, tgt_tok = models.load(bridge_cards["target"])
     models.check_distinct_tokenizers(src_tok, tgt_tok)  # the embedded pair: two tokenizers
-    with pytest.raises(models.ModelSetupError, match="same tokenizer"):
+    with pytest.raises(families.ModelSetupError, match="same tokenizer"):
         models.check_distinct_tokenizers(src_tok, src_tok)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -303,3 +305,49 @@ def test_frozen_state_jobs_divide_over_their_gpu_resource(tmp_path):
     assert compute[4, "4x H100 SXM"] == pytest.approx(
         compute[1, "4x H100 SXM"] / (1 + 3 * eff), rel=1e-3
     )
+
+
+@pytest.mark.parametrize(
+    ("arch", "d_src", "d_tgt"),
+    [
+        ({}, 64, 80),
+        ({"K": 3, "depth": 1, "bottleneck": 48, "heads": 4, "rope_projection": True}, 80, 64),
+    ],
+)
+def test_the_translators_counted_size_is_the_built_ones(arch, d_src, d_tgt):
+    """The planner counts a translator's parameters from its layers (no torch): the count is the
+    meta-device build's, with and without the RoPE projection, at the default and another shape."""
+    import torch
+
+    from ablate.bridge.plan import translator_params
+    from ablate.bridge.translator import ARCH_KEYS, BottleneckedGatedTranslator
+
+    p = bridge_params.check(bridge_params.resolve(arch))
+    with torch.device("meta"):
+        built = BottleneckedGatedTranslator(
+            d_src=d_src, d_tgt=d_tgt, target_rms=1.0, **{k: getattr(p, k) for k in ARCH_KEYS}
+        )
+    assert translator_params(p, d_src, d_tgt) == sum(x.numel() for x in built.parameters())
+
+
+def test_the_bridge_planner_imports_no_torch(tmp_path):
+    """Planning the embedded bridge study (its pretrainings, states, trainings, inferences)
+    imports neither torch nor transformers: a plan is a table job, and torch cost it 6 s on a
+    loaded 2-core box (the translator's size built on the meta device, the embedded models'
+    defaults read from the module that builds them, the training params' dtype rules)."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ablate.bridge.plan import study_plan\n"
+        "from ablate.core.planner.inputs import load_config, load_reference\n"
+        "config = load_config(['config/config.yaml'])\n"
+        "ref = load_reference(config['plan']['measurements'])\n"
+        f"jobs = study_plan(config, ref, Path({str(tmp_path)!r})).jobs\n"
+        "print(len(jobs), *[m for m in ('torch', 'transformers') if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    n, *heavy = out.stdout.split()
+    assert int(n) > 0 and heavy == [], out.stdout

@@ -10,7 +10,7 @@ import pytest
 from checkout import copy_checkout, snakemake
 from helpers import ROOT, job_counts, shipped_config, validated
 
-from ablate.bridge import grid, models, world
+from ablate.bridge import families, grid, models, world
 from ablate.bridge import plan as bridge_plan
 from ablate.core import planner
 from ablate.core.planner.inputs import Reference
@@ -61,7 +61,7 @@ def test_smoke_config_has_the_real_shapes_on_one_gpu():
         assert m["arch"]["tokenizer"]["vocab_size"] == real_cfg["vocab_size"]
         assert m["arch"]["tokenizer"]["pad_to_size"] is True
         # the pretraining resolves, in 16-bit without fp32 masters (the memory arithmetic)
-        p = resolve_params({**models.PRETRAIN, **m["pretrain"]}, "pretrain")
+        p = resolve_params({**families.PRETRAIN, **m["pretrain"]}, "pretrain")
         assert (p.model_dtype, p.master_weights, p.optim) == (
             "bfloat16",
             False,
@@ -87,7 +87,7 @@ def test_smoke_tokenizers_fill_the_real_vocabulary(tmp_path):
     cfg = shipped_config(NAME)["bridge"]
     docs = [d["text"] for d in world.corpus(0, 200, set())]
     for role in REAL:
-        spec = models.family_arch(cfg[role]["family"], cfg[role]["arch"])["tokenizer"]
+        spec = families.family_arch(cfg[role]["family"], cfg[role]["arch"])["tokenizer"]
         tok = models.train_tokenizer(docs, spec, tmp_path / role)
         assert len(tok) == spec["vocab_size"]
         trained = len(models.train_tokenizer(docs, {**spec, "pad_to_size": False}, tmp_path / "x"))

@@ -2,7 +2,8 @@
 
 from ablate import job_script
 
-job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
+# log, hub switch, run cache (a restored job ends here: its outputs are of its inputs)
+job_cache = job_script.start_table(snakemake, "mask")
 
 from ablate.core.reports.claims import write_claims
 from ablate.mask.claims import claims_table, protocol_note
@@ -20,3 +21,4 @@ write_claims(
     df, snakemake.output.csv, snakemake.output.md, snakemake.output.html, note, snakemake.output.tex
 )
 print(df[["claim", "verdict", "evidence"]].to_string(index=False))
+job_cache.store()

@@ -10,7 +10,14 @@ import sys
 
 from ablate import job_script
 
-job_script.log_only(snakemake)
+job_script.log_only(
+    snakemake,
+    remade=(
+        "its actual times are the finished jobs' benchmark files, which are not its inputs"
+        if "estimate" in snakemake.input.keys()
+        else "the forecast counts the jobs the run cache holds now"
+    ),
+)
 
 import logging
 import traceback

@@ -3,7 +3,8 @@ samples.parquet (paired per-item tests)."""
 
 from ablate import job_script
 
-job_script.start_light(snakemake, "mask")  # log, hub switch: before HF imports
+# log, hub switch, run cache (a restored job ends here: its outputs are of its inputs)
+job_cache = job_script.start_table(snakemake, "mask")
 
 from ablate.mask import recovery
 
@@ -16,3 +17,4 @@ entries = recovery.entries_from_results(
 df = recovery.build_recovery(entries, alpha=snakemake.params.alpha)
 recovery.write_recovery(df, snakemake.output.csv, snakemake.output.parquet, snakemake.output.tex)
 print("\n".join(recovery.summary_lines(df)))
+job_cache.store()

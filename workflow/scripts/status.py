@@ -4,7 +4,9 @@
 
 from ablate import job_script
 
-job_script.log_only(snakemake)
+job_script.log_only(
+    snakemake, remade="STATUS is every job's state now, which no run cache key holds"
+)
 
 from ablate.core.reports import runs
 from ablate.core.reports.status_report import write_all

@@ -42,64 +42,16 @@ from typing import Any
 
 import torch
 
+from ablate.bridge.families import (
+    CONFIG_DEFAULTS,
+    PRETRAIN,
+    ModelSetupError,
+    family_arch,
+)
 from ablate.core.outputs import hub_revisions, model_card, provenance
 from ablate.core.training.data import load_corpus
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
-
-#: Default architecture per family; a config's ``arch`` overrides keys of these.
-FAMILIES: dict[str, dict[str, Any]] = {
-    "mistral": {
-        "tokenizer": {"type": "sentencepiece_bpe", "vocab_size": 600},
-        "hidden_size": 64,
-        "intermediate_size": 192,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 16,
-    },
-    "llama": {
-        "tokenizer": {"type": "byte_bpe", "vocab_size": 900},
-        "hidden_size": 80,
-        "intermediate_size": 224,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 20,
-    },
-}
-
-#: Pretraining parameters (keys of the schema's pretrain_params) the bridge models use
-#: unless the config's ``pretrain`` overrides them; sized for <= ~60 s on one CPU thread.
-PRETRAIN: dict[str, Any] = {
-    "learning_rate": 5e-3,
-    "weight_decay": 0.0,
-    "warmup_ratio": 0.05,
-    "lr_scheduler": "cosine",
-    "max_seq_len": 128,
-    "batch_size": 16,
-    "max_steps": 700,
-    "eval_size": 8,
-    "eval_steps": 350,
-    "save_steps": 0,
-    "logging_steps": 50,
-    "seed": 0,
-}
-
-
-class ModelSetupError(ValueError):
-    pass
-
-
-def family_arch(family: str, arch: dict | None) -> dict[str, Any]:
-    """An embedded model's architecture: its family's, with ``arch``'s keys over it."""
-    if family not in FAMILIES:
-        raise ModelSetupError(
-            f"unknown model family {family!r}; the embedded bridge knows {', '.join(FAMILIES)}"
-        )
-    merged = {**FAMILIES[family], **(arch or {})}
-    merged["tokenizer"] = {**FAMILIES[family]["tokenizer"], **(arch or {}).get("tokenizer", {})}
-    return merged
 
 
 def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.PathLike):
@@ -160,10 +112,6 @@ def _pad_vocab(tk, size: int):
     for i in range(len(vocab), size):
         vocab[f"<unused_{i}>"] = i
     return Tokenizer.from_str(json.dumps(state))
-
-
-#: transformers config fields the embedded models set unless ``arch`` does
-CONFIG_DEFAULTS: dict[str, Any] = {"max_position_embeddings": 512, "tie_word_embeddings": True}
 
 
 def build_config(family: str, arch: dict[str, Any], tokenizer):
@@ -322,9 +270,6 @@ def n_params(model) -> int:
 
 
 __all__ = [
-    "FAMILIES",
-    "PRETRAIN",
-    "ModelSetupError",
     "check_distinct_tokenizers",
     "kv_cache_mb_per_token",
     "load",

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ablate.bridge import cost, grid, layout, models, pins
+from ablate.bridge import cost, families, grid, layout, pins
 from ablate.bridge.params import BridgeParams
 from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.model_size import count_params, params_of_hub_model
@@ -33,8 +33,8 @@ def embedded_config(m: dict[str, Any]) -> dict[str, Any]:
     """The transformers config (a dict with ``model_type``) of an embedded bridge model as
     :func:`ablate.bridge.models.build_config` builds it, offline: the tokenizer's ``vocab_size``
     is exact with ``pad_to_size``, else the upper bound of the trained vocabulary."""
-    a = models.family_arch(m["family"], m.get("arch"))
-    cfg = {**models.CONFIG_DEFAULTS, **{k: v for k, v in a.items() if k != "tokenizer"}}
+    a = families.family_arch(m["family"], m.get("arch"))
+    cfg = {**families.CONFIG_DEFAULTS, **{k: v for k, v in a.items() if k != "tokenizer"}}
     return {**cfg, "model_type": m["family"], "vocab_size": a["tokenizer"]["vocab_size"]}
 
 
@@ -54,16 +54,15 @@ def model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | 
 
 
 def translator_params(p: BridgeParams, d_src: int, d_tgt: int) -> int:
-    """Parameters of the entry's translator, built on the meta device."""
-    import torch
-
-    from ablate.bridge.translator import ARCH_KEYS, BottleneckedGatedTranslator
-
-    with torch.device("meta"):
-        t = BottleneckedGatedTranslator(
-            d_src=d_src, d_tgt=d_tgt, target_rms=1.0, **{k: getattr(p, k) for k in ARCH_KEYS}
-        )
-    return sum(x.numel() for x in t.parameters())
+    """Parameters of the entry's translator (:class:`ablate.bridge.translator.
+    BottleneckedGatedTranslator`), counted from its layers without building it: torch costs the
+    planner seconds (tests/bridge/test_plan.py holds the count to the meta-device build)."""
+    w = p.bottleneck
+    # per block: 3 LayerNorms, self- and cross-attention (in and out projections), a 4x FFN, gates
+    block = 3 * 2 * w + 2 * (4 * w * w + 4 * w) + (w * 4 * w + 4 * w + 4 * w * w + w) + 3
+    rope = d_src * d_src if p.rope_projection else 0
+    ends = 2 * d_src + (d_src * w + w) + p.K * w + 2 * w + (w * d_tgt + d_tgt)
+    return rope + ends + p.depth * block
 
 
 def decode_flops(target_params: float, batch: int) -> float:
@@ -153,7 +152,7 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
     from ablate.core.training.params import resolve_params
 
     role = j.wildcards["role"]
-    p = resolve_params({**models.PRETRAIN, **(bridge[role].get("pretrain") or {})}, "pretrain")
+    p = resolve_params({**families.PRETRAIN, **(bridge[role].get("pretrain") or {})}, "pretrain")
     tokens = p.max_steps * p.batch_size * p.grad_accum * p.max_seq_len
     return PlannedJob(
         model=f"{role} ({bridge[role]['family']})",

@@ -69,6 +69,10 @@ BENCHMARK = "benchmarks/{folder}/{stem}.tsv"
 #: (ablate.core.reruns.runcache). ``ablate runs`` reads them back (:func:`said`).
 JOB_LINE = "[job] {label}: {text}"
 RESTORED_LINE = "restored from the run cache"
+#: What a job says that the run cache never restores, its output being of the tree as it is now,
+#: not a function of its declared inputs (STATUS, the plan: ablate.job_script.log_only's
+#: ``remade``): what it did and why, not ``ran`` (a revert that restores every job says no "ran").
+REMADE_LINE = "remade in {seconds:.0f} s from the tree as it is now (never restored: {why})"
 
 
 def said(log: str | Path) -> str | None:

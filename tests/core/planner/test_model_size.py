@@ -67,14 +67,14 @@ def test_a_model_is_found_in_its_folder_or_the_measurements_file_or_said_unknown
 def _configs() -> list[dict]:
     """Every config the planner counts: the measurements file's models, each embedded family of
     both studies, and per known type its sizes alone (its class's defaults) and each bias on."""
-    from ablate.bridge import models as bridge_models
+    from ablate.bridge.families import FAMILIES as BRIDGE_FAMILIES
     from ablate.bridge.plan import embedded_config
     from ablate.mask.tiny import FAMILIES, tiny_params
 
     with open("config/gpu_measurements.yaml") as f:
         found = [m["text_config"] for m in yaml.safe_load(f)["models"].values()]
     found += [tiny_params(family) for family in FAMILIES]
-    found += [embedded_config({"family": f}) for f in bridge_models.FAMILIES]
+    found += [embedded_config({"family": f}) for f in BRIDGE_FAMILIES]
     for model_type, arch in ARCHITECTURES.items():
         sizes = {k: TINY.get(k, 2) for k in SIZES}
         found.append({"model_type": model_type, **sizes})

@@ -653,6 +653,56 @@ def test_a_downstream_key_holds_its_inputs_result_not_their_run(tmp_path):
     assert runcache.input_fingerprint(folder) != key
 
 
+def test_a_table_jobs_key_holds_its_input_records_run_ids(tmp_path):
+    """A table job (recovery_table, mask_claims: ablate.job_script.start_table) keys its input
+    files by their bytes: its table names each record's run id, so a rerun of the same result
+    under a new run id must not restore a table that names the old one; the same bytes (a
+    revert's restored records) keep its key, and its JobCache restores it; the same bytes at
+    another path (another tree's records: the table names its files) do not."""
+    metrics = tmp_path / "eval" / "metrics.json"
+    metrics.parent.mkdir()
+    result = {"scores": {"emb_pair": 0.75}, "n": 8}
+
+    def keys(run_id: str) -> tuple[str, str]:
+        record(metrics, result, run_id, 5.0)
+        return runcache.input_fingerprint(metrics), runcache.input_fingerprint(metrics, exact=True)
+
+    content, exact = keys("run-1")
+    again, exact_again = keys("run-2")
+    assert again == content and exact_again != exact  # the model jobs' key: the same result
+    cache = tmp_path / "cache"
+    job = SimpleNamespace(
+        rule="recovery_table",
+        wildcards={},
+        params={"alpha": 0.05},
+        input=[str(metrics)],
+        output=[str(tmp_path / "recovery.csv")],
+        config={"run_cache": str(cache)},
+        scriptdir=str(REPO / "workflow" / "scripts"),
+    )
+    made = runcache.JobCache(job, exact=True)
+    assert not made.restored()
+    Path(job.output[0]).write_text("task,score,run_id\nemb_pair,0.75,run-2\n")
+    made.store()
+    restored = runcache.JobCache(job, exact=True)
+    assert restored.restored()  # the same bytes: restored
+    # a table holds no record, so no run id: its line names none rather than "run unknown"
+    assert restored.restored_line().startswith(
+        f"{runcache.RESTORED_LINE} (key {runcache.key_of(made.parts)[:12]}: stored "
+    )
+    keys("run-3")  # the same result, another run: the table would name run-2
+    assert not runcache.JobCache(job, exact=True).restored()
+    made = runcache.JobCache(job, exact=True)
+    Path(job.output[0]).write_text("task,score,run_id\nemb_pair,0.75,run-3\n")
+    made.store()
+    elsewhere = tmp_path / "exp" / "metrics.json"  # the same bytes in another tree: its own rows
+    elsewhere.parent.mkdir()
+    shutil.copy(metrics, elsewhere)
+    assert not runcache.JobCache(
+        SimpleNamespace(**{**vars(job), "input": [str(elsewhere)]}), exact=True
+    ).restored()
+
+
 def test_an_upstream_rerun_of_the_same_result_restores_the_job_downstream(tmp_path):
     """Edit, revert: the upstream job runs again (its old result was not stored) and writes the
     same result under a new run id; the downstream job that ran with that result is restored."""

@@ -147,15 +147,20 @@ def key_parts(
     inputs: Iterable[str],
     scripts: str | os.PathLike | None = None,
     code: str | None = None,
+    exact: bool = False,
 ) -> dict[str, Any]:
     """Everything the key covers. ``inputs``: every declared input, in the rule's order; ``code``:
-    :func:`code_hash` of ``scripts`` where the caller took it already (the planner: once a plan)."""
+    :func:`code_hash` of ``scripts`` where the caller took it already (the planner: once a plan);
+    ``exact``: the input files by their bytes (:func:`input_fingerprint`), and their paths (a
+    table names the files its rows came from)."""
+    inputs = [str(p) for p in inputs]
     return {
         "format": FORMAT,
         "rule": rule,
         "wildcards": dict(sorted(wildcards.items())),
         "params": params,
-        "inputs": [input_fingerprint(path) for path in inputs],
+        "inputs": [input_fingerprint(path, exact) for path in inputs],
+        **({"input_paths": inputs} if exact else {}),
         "code": code if code is not None else code_hash(scripts),
         "packages": runtime_packages(),
     }
@@ -168,9 +173,10 @@ def key_of(parts: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(stored).encode()).hexdigest()
 
 
-def input_fingerprint(path: str | os.PathLike) -> str:
+def input_fingerprint(path: str | os.PathLike, exact: bool = False) -> str:
     """sha256 of what a declared input holds as a result: a JSON file by its result content
-    (:func:`ablate.core.outputs.records.result_content`), any other file by its bytes, a folder by
+    (:func:`ablate.core.outputs.records.result_content`; with ``exact`` by its bytes: a table
+    job's outputs name its records' run ids), any other file by its bytes, a folder by
     the sorted (relative name, fingerprint) list of its files; a checkpoint folder by its hash
     manifest (:func:`ablate.core.outputs.provenance.fingerprint_path`: its weights' hashes, the same
     for bit-identical weights). A folder's ``history/`` (:data:`ablate.core.outputs.io.HISTORY_DIR`:
@@ -189,7 +195,7 @@ def input_fingerprint(path: str | os.PathLike) -> str:
         }
     digests = {}
     for rel, f in files.items():
-        if f.suffix == ".json" and (digest := _json_digest(f)) is not None:
+        if f.suffix == ".json" and not exact and (digest := _json_digest(f)) is not None:
             digests[rel] = digest
     rest = {rel: f for rel, f in files.items() if rel not in digests}
     digests.update(zip(rest, checkpoint_integrity.hash_files(list(rest.values())), strict=True))
@@ -377,20 +383,6 @@ def _restore_marker(outputs: list[Path], entry: str, manifest: dict[str, Any]) -
     return marker
 
 
-def check_inputs(inputs: Iterable[str | os.PathLike]) -> None:
-    """Check the declared inputs as the job would before it reads them: each checkpoint folder
-    (a hash manifest, or this pipeline's marker) by the loaders' own check, every file's sha256
-    against its manifest (:func:`ablate.core.outputs.checkpoint_integrity.check_before_load`). The
-    key takes a checkpoint's hashes from its manifest after a size check only, so without this a
-    same-size corruption would be restored over, where the job fails; raises the job's
-    :class:`~ablate.core.outputs.checkpoint_integrity.CheckpointError`."""
-    from ablate.core.outputs import checkpoint_integrity
-
-    for path in inputs:
-        if Path(path).is_dir():
-            checkpoint_integrity.check_before_load(path)
-
-
 def restore(
     cache: Path,
     parts: dict[str, Any],
@@ -400,7 +392,8 @@ def restore(
     side: Sequence[Path] = (),
 ) -> dict | None:
     """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest
-    and the ``inputs`` as the job would (:func:`check_inputs`, which raises what the job would
+    and the ``inputs`` as the job would (:func:`ablate.core.outputs.checkpoint_integrity.
+    check_inputs_before_load`, which raises what the job would
     raise); the restore marker, or None (no entry, or a refused one: the job then runs). Each
     ``side`` output (:func:`store`) is the entry's, or removed where the entry has none: what a
     user reads beside the outputs is of the restored run, never of the run it replaces."""
@@ -411,7 +404,9 @@ def restore(
     if why := verify(entry):
         refuse(cache, key, why)
         return None
-    check_inputs(inputs)
+    from ablate.core.outputs.checkpoint_integrity import check_inputs_before_load
+
+    check_inputs_before_load(inputs)
     manifest = io.load_json(entry / MANIFEST)
     _remove([*outputs, *side])
     for i, p in enumerate(outputs):
@@ -457,6 +452,7 @@ class JobCache:
         smk: Any,
         side_outputs: Sequence[str | os.PathLike] = (),
         work: Sequence[str | os.PathLike] = (),
+        exact: bool = False,
     ):
         self.outputs = [Path(p) for p in smk.output]
         self.side = [Path(p) for p in side_outputs]  # see store()
@@ -468,8 +464,9 @@ class JobCache:
         self.code: dict[str, str] | None = None  # code_files, for the manifest and a miss's line
         self.marker: dict | None = None  # the restore marker, once restored
         self.stored_key: str | None = None  # the key it stored the outputs under, once stored
+        self.exact = exact  # its input files keyed by their bytes (key_parts)
         if self.where is not None:
-            self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir)
+            self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir, exact=exact)
             self.code = code_files(smk.scriptdir)
 
     def restored(self) -> bool:
@@ -562,18 +559,19 @@ class JobCache:
         have read its new bytes, which the key does not name. Folders are not read again (a
         checkpoint's files are checked by its loader, against its manifest)."""
         for path, before in zip(self.inputs, self.parts["inputs"], strict=True):
-            if Path(path).is_file() and input_fingerprint(path) != before:
+            if Path(path).is_file() and input_fingerprint(path, self.exact) != before:
                 return path
         return None
 
     def restored_line(self) -> str:
         """What a restored job says (its ``[job]`` line, ablate.job_script): the key, and the run
-        that made the outputs, when and where it was stored."""
+        that made the outputs (where they hold a record: a table job's do not), when and where it
+        was stored."""
         m = self.marker or {}
+        run = f"run {m['from_run_id']}, " if m.get("from_run_id") else ""
         return (
-            f"{RESTORED_LINE} (key {str(m.get('key'))[:12]}: run "
-            f"{m.get('from_run_id') or 'unknown'}, stored {m.get('stored_at') or '?'} on "
-            f"{m.get('stored_on') or '?'})"
+            f"{RESTORED_LINE} (key {str(m.get('key'))[:12]}: {run}stored "
+            f"{m.get('stored_at') or '?'} on {m.get('stored_on') or '?'})"
         )
 
     def _restored_from_plugin(self) -> dict | None:

@@ -4,11 +4,12 @@ errors."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from ablate.core import config
+
+if TYPE_CHECKING:  # torch is imported where a dtype is made: the planner reads params without it
+    import torch
 
 IGNORE_INDEX = -100
 
@@ -166,11 +167,15 @@ def check_params(
 
 def bf16_enabled(setting: Any) -> bool:
     if setting == "auto":
+        import torch
+
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(setting)
 
 
 def _dtype(name: str) -> torch.dtype:
+    import torch
+
     dtype = getattr(torch, str(name), None)
     if not isinstance(dtype, torch.dtype):
         raise TrainingConfigError(f"{name!r} is not a torch dtype (e.g. float32, bfloat16)")
@@ -182,6 +187,8 @@ def weights_dtype(name: str, bf16: Any = "auto") -> torch.dtype:
     is on (``auto``: a GPU with bf16) and float32 otherwise (any process count: a run whose
     weights are sharded upcasts its shards, which are its masters). The one rule of trained
     and frozen weights (the bridge's pair, whose params are its own)."""
+    import torch
+
     if name == "auto":
         return torch.bfloat16 if bf16_enabled(bf16) else torch.float32
     return _dtype(name)
@@ -204,6 +211,8 @@ def master_weights_enabled(p: TrainParams) -> bool:
 
 
 def save_dtype(p: TrainParams) -> torch.dtype:
+    import torch
+
     if p.save_dtype == "auto":
         return torch.bfloat16 if bf16_enabled(p.bf16) else torch.float32
     return _dtype(p.save_dtype)
