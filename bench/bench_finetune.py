@@ -1,5 +1,5 @@
 """Finetuning step benchmark: the real training path (ablate.core.training.loop.setup with the policy's
-hooks, ablate.mask.training.policy.hooks, then loop.step: policy forward, response-only fast head,
+recipe, ablate.mask.training.policy.recipe, then loop.step: policy forward, response-only fast head,
 optimizer) on the Ministral-3-3B text shape with random weights, causal vs prefix_bidir. Prints a
 markdown table.
 
@@ -65,7 +65,7 @@ from ablate.core.training.pretraining import random_model
 from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, tiny_ministral3_config
 from ablate.mask.training import gate
-from ablate.mask.training.policy import hooks as policy_hooks
+from ablate.mask.training.policy import recipe as policy_recipe
 from ablate.upstream import hf
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
@@ -236,19 +236,19 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
 
 
 def bench_trainer(
-    model, data, policy: str, p: gate.MaskParams, label: str, hooks=None
+    model, data, policy: str, p: gate.MaskParams, label: str, recipe=None
 ) -> loop.Trainer:
-    """The pipeline's trainer (loop.setup with the policy's hooks, as ablate.mask.training.entries
+    """The pipeline's trainer (loop.setup with the policy's recipe, as ablate.mask.training.entries
     builds it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
-    (``save_steps`` 0); ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
-    hooks = hooks or policy_hooks(policy, p, 11)
+    (``save_steps`` 0); ``recipe``: the policy's recipe with a row's change (e.g. its head loss)."""
+    recipe = recipe or policy_recipe(policy, p, 11)
     return loop.setup(
         loop.Spec(
             gate.resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
             OUT_DIR,
             label,
             pad_token_id=11,
-            hooks=hooks,
+            recipe=recipe,
         ),
         model=model,
         train_dataset=data,

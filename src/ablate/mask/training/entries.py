@@ -1,5 +1,5 @@
 """Entry points: :func:`finetune` (SFT under a policy, leakage gate) and :func:`pretrain` (tiny model),
-each a :func:`ablate.core.training.driver.train_run` with the policy's hooks."""
+each a :func:`ablate.core.training.driver.train_run` with the policy's recipe."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from ablate.mask.training.gate import (
     check_params,
     resolve_params,
 )
-from ablate.mask.training.policy import hooks as policy_hooks
+from ablate.mask.training.policy import recipe as policy_recipe
 
 
 def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
@@ -37,11 +37,11 @@ def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
 
 
 def _policy_run(policy: str, kind: str, params: MaskParams, tokenizer) -> dict[str, Any]:
-    """train_run's study keys for a run under ``policy``: log label, recorded keys, hooks."""
+    """train_run's study keys for a run under ``policy``: log label, recorded keys, recipe."""
     return {
         "label": f"{kind} {policy}" if kind == "finetune" else kind,
         "record": {"policy": policy},
-        "hooks": policy_hooks(policy, params, tokenizer.pad_token_id),
+        "recipe": policy_recipe(policy, params, tokenizer.pad_token_id),
     }
 
 
