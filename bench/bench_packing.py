@@ -79,7 +79,8 @@ from ablate.core.execution import parallel
 from ablate.core.training import optim, params
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
-from ablate.mask.training import gate, packing
+from ablate.mask.training import packing
+from ablate.mask.training import params as mask_params
 from ablate.mask.training.policy import PolicyRecipe
 from ablate.mask.training.policy import recipe as policy_recipe
 
@@ -207,7 +208,7 @@ class OtherForward(PolicyRecipe):
         return self.forward(model, batch, self.policy)
 
 
-def hf_optimizer(trainer, p: gate.MaskParams) -> None:
+def hf_optimizer(trainer, p: mask_params.MaskParams) -> None:
     """A -hfopt row: the trainer's optimizer rebuilt on the masters with transformers' own Adafactor
     loop (optim.fused_inner puts FusedAdafactor there on CUDA); the one setup built is dropped,
     and its gradient hooks with it."""
@@ -237,7 +238,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     with --window (WINDOW: the warm-up steps) the steps after the warm-up are one interval
     from a sync before the first to one after the last, read every WINDOW_LOG steps as a
     finetune logs (its only device reads)."""
-    p = gate.resolve_params(
+    p = mask_params.resolve_params(
         {
             **overrides,
             "max_steps": steps + PROFILE_STEPS,

@@ -24,7 +24,7 @@ from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training.data import PolicyCollator
 from ablate.mask import sft_data
 from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 torch.set_num_threads(2)
 

@@ -17,7 +17,7 @@ from ablate.mask.policies import POLICIES
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
 from ablate.mask.training import policy as mask_policy
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 # fp32 on CPU: packed and unpacked differ only in float summation order (softmax over more
 # masked keys, matmuls over more rows)

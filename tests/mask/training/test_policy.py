@@ -15,7 +15,7 @@ from ablate.mask import masks
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
 from ablate.mask.training import policy as mask_policy
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 #: three pairs (prompt tokens first), short enough that two share a packed row of 16 tokens
 EXAMPLES = [

@@ -11,6 +11,7 @@ Two entry points share the policy's recipe for the core's loop:
 
 Modules (import from the one that defines a name): ``policy`` (the policy's recipe: its forward
 kwargs, packed steps as rows), ``packing`` (packed SFT steps:
-collator, per-example mask), ``gate`` (the leakage gate's parameters and error), ``entries``
+collator, per-example mask), ``params`` (the study's training params, ``MaskParams``: the core's keys, its own and the
+probe's), ``gate`` (the leakage gate: its refusal and error), ``entries``
 (``finetune``, ``pretrain``), ``cli`` (``main``, ``ablate train``).
 """

@@ -13,7 +13,7 @@ from ablate.core.training.params import TrainingConfigError
 from ablate.core.training.recipe import Recipe
 from ablate.mask import masks
 from ablate.mask.training import packing
-from ablate.mask.training.gate import MaskParams
+from ablate.mask.training.params import MaskParams
 
 
 def batch_forward_kwargs(model, batch: dict[str, torch.Tensor], policy: str) -> dict[str, Any]:
