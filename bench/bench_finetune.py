@@ -1,5 +1,5 @@
 """Finetuning step benchmark: the real training path (ablate.core.training.loop.setup with the policy's
-hooks, ablate.mask.training.policy.hooks, then loop.step: policy forward, response-only fast head,
+recipe, ablate.mask.training.policy.recipe, then loop.step: policy forward, response-only fast head,
 optimizer) on the Ministral-3-3B text shape with random weights, causal vs prefix_bidir. Prints a
 markdown table.
 
@@ -64,8 +64,8 @@ from ablate.core.training.data import ExampleDataset, PolicyCollator
 from ablate.core.training.pretraining import random_model
 from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, tiny_ministral3_config
-from ablate.mask.training import gate
-from ablate.mask.training.policy import hooks as policy_hooks
+from ablate.mask.training import params as mask_params
+from ablate.mask.training.policy import recipe as policy_recipe
 from ablate.upstream import hf
 
 #: the MFU's dense bf16 peak: the planner's GPU table, H100 SXM (989 TFLOP/s; H200 the same)
@@ -209,7 +209,7 @@ HOOKS = {"B4-adamw-liger": _liger}
 PROFILE_STEPS = 0
 
 
-def weights_label(p: gate.MaskParams, recipe: str | None = None) -> str:
+def weights_label(p: mask_params.MaskParams, recipe: str | None = None) -> str:
     """The row's weights: the one-GPU recipe, or the loop's recipe of N processes."""
     if recipe == "sharded_weights":  # FSDP2 casts its fp32 shards, no autocast
         return "fp32 shards, bf16 compute" if params.bf16_enabled(p.bf16) else "fp32 shards"
@@ -236,19 +236,19 @@ def make_examples(n: int, seed: int) -> ExampleDataset:
 
 
 def bench_trainer(
-    model, data, policy: str, p: gate.MaskParams, label: str, hooks=None
+    model, data, policy: str, p: mask_params.MaskParams, label: str, recipe=None
 ) -> loop.Trainer:
-    """The pipeline's trainer (loop.setup with the policy's hooks, as ablate.mask.training.entries
+    """The pipeline's trainer (loop.setup with the policy's recipe, as ablate.mask.training.entries
     builds it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
-    (``save_steps`` 0); ``hooks``: the policy's hooks with a row's change (e.g. its head loss)."""
-    hooks = hooks or policy_hooks(policy, p, 11)
+    (``save_steps`` 0); ``recipe``: the policy's recipe with a row's change (e.g. its head loss)."""
+    recipe = recipe or policy_recipe(policy, p, 11)
     return loop.setup(
         loop.Spec(
-            gate.resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
+            mask_params.resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
             OUT_DIR,
             label,
             pad_token_id=11,
-            hooks=hooks,
+            recipe=recipe,
         ),
         model=model,
         train_dataset=data,
@@ -318,7 +318,7 @@ def run_row(
 def _run_once(
     name: str, policy: str, overrides: dict, warmup: int, timed: int, data_seed: int
 ) -> dict:
-    p = gate.resolve_params(
+    p = mask_params.resolve_params(
         {
             **overrides,
             "max_steps": warmup + timed + PROFILE_STEPS,

@@ -1,6 +1,6 @@
 """Packed SFT steps vs today's default path, side by side in one run, on the Ministral-3-3B text
 shape (random init, bf16 + fp32 masters, GPU), through the pipeline's own training loop
-(ablate.core.training.loop.setup with ablate.mask.training.policy.hooks, then loop.step). Prints a
+(ablate.core.training.loop.setup with ablate.mask.training.policy.recipe, then loop.step). Prints a
 markdown table; --out writes the raw rows.
 
     PYTHONPATH=src python bench/bench_packing.py [--shape real|tiny] [--only ROW ...]
@@ -61,13 +61,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import gc
 import json
 import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import bench_finetune as bf  # the same model shape, builder, steps and MFU convention
@@ -79,8 +79,10 @@ from ablate.core.execution import parallel
 from ablate.core.training import optim, params
 from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
-from ablate.mask.training import gate, packing
-from ablate.mask.training.policy import hooks as policy_hooks
+from ablate.mask.training import packing
+from ablate.mask.training import params as mask_params
+from ablate.mask.training.policy import PolicyRecipe
+from ablate.mask.training.policy import recipe as policy_recipe
 
 # Token counts (Tekken-like tokenizer) of an Alpaca row: template + instruction (+ input) as the
 # prompt, response + EOS. Lognormal medians / sigmas; the template sizes are those of
@@ -196,7 +198,17 @@ def hfmask_forward(model, batch, policy):
 FORWARDS = {"leaky": leaky_forward, "hfmask": hfmask_forward}
 
 
-def hf_optimizer(trainer, p: gate.MaskParams) -> None:
+@dataclasses.dataclass(eq=False)
+class OtherForward(PolicyRecipe):
+    """The policy's recipe with a row's ``forward`` (:data:`FORWARDS`) in place of its own."""
+
+    forward: Callable[..., dict] | None = None
+
+    def forward_kwargs(self, model, batch: dict) -> dict:
+        return self.forward(model, batch, self.policy)
+
+
+def hf_optimizer(trainer, p: mask_params.MaskParams) -> None:
     """A -hfopt row: the trainer's optimizer rebuilt on the masters with transformers' own Adafactor
     loop (optim.fused_inner puts FusedAdafactor there on CUDA); the one setup built is dropped,
     and its gradient hooks with it."""
@@ -226,7 +238,7 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     with --window (WINDOW: the warm-up steps) the steps after the warm-up are one interval
     from a sync before the first to one after the last, read every WINDOW_LOG steps as a
     finetune logs (its only device reads)."""
-    p = gate.resolve_params(
+    p = mask_params.resolve_params(
         {
             **overrides,
             "max_steps": steps + PROFILE_STEPS,
@@ -241,17 +253,13 @@ def run_row(name: str, overrides: dict, option: str | None, policy: str, data, s
     )
     model = bf.build_model(params.model_dtype(p), p.attn_implementation)
     n_params = sum(t.numel() for t in model.parameters())
-    hooks = policy_hooks(policy, p, 11)
-    compute = hooks.compute
+    recipe = policy_recipe(policy, p, 11)
     if option == "liger":
-        compute = dataclasses.replace(compute, head_loss=liger_head_loss())
+        recipe = dataclasses.replace(recipe, head_loss=liger_head_loss())
     forward = FORWARDS.get(option)
     if forward is not None:  # this row's packed steps under another mask
-        compute = dataclasses.replace(
-            compute, forward_kwargs=functools.partial(forward, policy=policy)
-        )
-    hooks = dataclasses.replace(hooks, compute=compute)
-    trainer = bf.bench_trainer(model, data, policy, p, f"{name} {policy}", hooks)
+        recipe = OtherForward(**vars(recipe), forward=forward)
+    trainer = bf.bench_trainer(model, data, policy, p, f"{name} {policy}", recipe)
     if name.endswith(HFOPT):
         hf_optimizer(trainer, p)
     inner = trainer.master.inner if trainer.master is not None else trainer.optimizer

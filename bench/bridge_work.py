@@ -358,9 +358,9 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
     sync(device)
     finite = trainer.stop_rules.nonfinite() is None
     dt = (time.perf_counter() - t0) / steps
-    last = trainer.spec.hooks.compute.log_parts()  # the last step's loss and parts (Objective)
+    last = trainer.spec.recipe.log_parts()  # the last step's loss and parts (TranslatorRecipe)
     # Pair.loss's own count (= B x cost.example_tokens)
-    tokens = trainer.spec.hooks.compute.tokens({})
+    tokens = trainer.spec.recipe.tokens({})
     return dict(
         section="train",
         variant=name,

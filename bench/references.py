@@ -73,7 +73,7 @@ def policy_loss_sum(
     head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`ablate.core.training.loss.loss_sum` under ``policy``, the forward that
-    :func:`ablate.mask.training.policy.hooks` gives the loop; ``fast_head`` False: the model
+    :func:`ablate.mask.training.policy.recipe` gives the loop; ``fast_head`` False: the model
     wrapped (:class:`Wrapped`), so the loss takes the model's own logits."""
     forward = functools.partial(batch_forward_kwargs, policy=policy)
     model = model if fast_head else Wrapped(model)  # False: the model's own logits

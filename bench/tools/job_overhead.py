@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ablate.mask import evaluation, tiny
     from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
-    from ablate.mask.training.gate import resolve_params
+    from ablate.mask.training.params import resolve_params
 
     data = Path(args.data)
     work = Path(args.work or tempfile.mkdtemp(prefix="job_overhead_"))

@@ -106,7 +106,7 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
         curve = []
         for _ in range(3):
             loop.step(trainer, loop.step_examples(trainer, trainer.state.step))
-            last = trainer.spec.hooks.compute.log_parts()
+            last = trainer.spec.recipe.log_parts()
             curve.append((last["loss"], last["nll"], last["kl"]))
         curves.append(curve)
     assert reads == [p.batch_size] * 3

@@ -59,7 +59,7 @@ def test_variant_overrides_get_no_defaults():
 def test_library_reads_the_training_defaults_of_the_schema():
     """The schema states the training defaults once; the library's are the schema's (probe_* come
     from the schema's leakage section), so there is no copy to keep equal."""
-    from ablate.mask.training.gate import PROBE_PARAMS, defaults
+    from ablate.mask.training.params import PROBE_PARAMS, defaults
 
     defs = schema_defs()
     props = defs["finetune_params"]["properties"]
@@ -91,7 +91,7 @@ def test_library_reads_the_training_defaults_of_the_schema():
 
 def test_pipeline_and_library_resolve_the_same_training_params():
     """What the pipeline validates (config defaults filled in) is what the library would resolve."""
-    from ablate.mask.training.gate import resolve_params
+    from ablate.mask.training.params import resolve_params
 
     cfg = validated(shipped_config("config.yaml"))
     pretrain = cfg["mask"]["model"]["embedded"]["pretrain"]

@@ -16,7 +16,7 @@ from ablate.core.planner.inputs import Reference
 from ablate.core.planner.model_size import count_params, params_of_hub_model
 from ablate.mask import variants as mask_variants
 from ablate.mask.tiny import tiny_ministral3_config
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 REPO = Path(__file__).resolve().parents[2]
 

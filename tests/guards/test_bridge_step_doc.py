@@ -1,4 +1,4 @@
-"""docs/bridge.md quotes the bridge's loss hook of the training step as it is: the quote and the
+"""docs/bridge.md quotes the bridge recipe's loss of the training step as it is: the quote and the
 code cannot drift apart."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from ablate.bridge import train
 DOC = Path(__file__).resolve().parents[2] / "docs" / "bridge.md"
 
 
-def test_the_quoted_loss_hook_is_the_code():
+def test_the_quoted_recipe_loss_is_the_code():
     quoted = re.search(
-        r"the loss, `train\.Objective\.loss` as it is:\n\n```python\n(.*?)```",
+        r"the loss, `train\.TranslatorRecipe\.loss` as it is:\n\n```python\n(.*?)```",
         DOC.read_text(),
         re.S,
     )
-    assert quoted, "docs/bridge.md lost its quote of train.Objective.loss"
-    assert quoted.group(1) == textwrap.dedent(inspect.getsource(train.Objective.loss))
+    assert quoted, "docs/bridge.md lost its quote of train.TranslatorRecipe.loss"
+    assert quoted.group(1) == textwrap.dedent(inspect.getsource(train.TranslatorRecipe.loss))

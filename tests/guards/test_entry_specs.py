@@ -21,7 +21,7 @@ def entry_points():
 
     return [
         driver.train_run,
-        loop.setup,  # a study's run (the mask policy's too) is loop.Spec with the study's hooks
+        loop.setup,  # a study's run (the mask policy's too) is loop.Spec with the study's recipe
         entries.finetune,
         evaluation.evaluate,
         leakage.run_probe,

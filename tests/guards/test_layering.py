@@ -199,7 +199,7 @@ def study_keys_in_core_training(
     """Every read of a study's key (:func:`study_things`) in ``ablate/core/training``: an
     attribute of that name (``p.packing``) or a whole string literal (``getattr(p, "packing")``,
     ``p["packing"]``): ``path:line: key (study's)``. The loop's params are the core's keys; a
-    study acts on its own keys through its hooks."""
+    study acts on its own keys through its recipe."""
     root, things = root or SRC, study_things() if things is None else things
     found = []
     for path, tree in _modules(root / "core" / "training"):

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="pretraining would run on the GPU")
 def test_pretrain_refuses_flex_attention_on_cpu(tmp_path):
     from ablate.mask.training.entries import pretrain
-    from ablate.mask.training.gate import resolve_params
+    from ablate.mask.training.params import resolve_params
 
     with pytest.raises(ModelLoadError, match="flex_attention is refused on CPU"):
         pretrain(

@@ -22,7 +22,7 @@ from ablate.core.training.pretraining import random_model
 from ablate.mask import families, masks
 from ablate.mask.tiny import FAMILIES, tiny_config
 from ablate.mask.training.entries import pretrain
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 VOCAB = 64
 SIZES = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, head_dim=8)

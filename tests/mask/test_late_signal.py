@@ -24,7 +24,7 @@ from ablate.core.outputs import checkpoint_integrity, provenance
 from ablate.core.training import loop, saving
 from ablate.mask import embedded
 from ablate.mask.training.entries import pretrain
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 PARAMS = {
     "max_steps": 2,

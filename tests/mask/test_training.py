@@ -24,7 +24,7 @@ from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training.data import PolicyCollator
 from ablate.mask import sft_data
 from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 torch.set_num_threads(2)
 
@@ -186,16 +186,16 @@ def test_save_pretrained_failure_falls_back(tiny_model_dir, sft_file, tmp_path, 
 
 
 def test_nonfinite_loss_keeps_last_good_checkpoint(tiny_model_dir, sft_file, tmp_path, monkeypatch):
-    from ablate.core.training import loop
+    from ablate.core.training import recipe
 
-    real, calls = loop.loss_sum, []
+    real, calls = recipe.loss_sum, []
 
     def poisoned(model, batch, *args, **kw):
         total, n = real(model, batch, *args, **kw)
         calls.append(model.training)  # one training forward per step here (batch 4, no eval)
         return (total * float("nan") if len(calls) >= 5 and model.training else total), n
 
-    monkeypatch.setattr(loop, "loss_sum", poisoned)
+    monkeypatch.setattr(recipe, "loss_sum", poisoned)
     out = tmp_path / "nan"
     summary = finetune(
         FinetuneSpec.parse(

@@ -6,9 +6,10 @@ evaluated one, *re-evaluated* (final is measured, not copied). Writes ``out_dir/
 (safetensors + config + hash manifest), ``out_dir/samples.parquet`` (per-sample rows of the final
 evaluation, for paired tests) and, last, ``out_dir/summary.json``.
 
-The training is the core's loop (:mod:`ablate.core.training.loop`) with the bridge's hooks: its
-loss (:meth:`Pair.loss`), its data order (:class:`BatchOrder`), its optimizer (:func:`optimizer`)
-and its evaluation with early stopping (:class:`Evaluations`), run by the core's driver
+The training is the core's loop (:mod:`ablate.core.training.loop`) with the bridge's recipe
+(:class:`TranslatorRecipe`): its loss (:meth:`Pair.loss`), its data order (:class:`BatchOrder`),
+its optimizer (:func:`optimizer`) and its evaluation with early stopping (:class:`Evaluations`),
+run by the core's driver
 (:func:`ablate.core.training.driver.drive`, as every training: the resume from the newest complete
 checkpoint of the same run key and inputs, the non-finite outcome, the final evaluation, the
 checkpoints' removal) with the bridge's outputs (:class:`TranslatorOutputs`). Its checkpoints are
@@ -53,6 +54,7 @@ from ablate.core.outputs import checkpoint_integrity, io, provenance
 from ablate.core.outputs.phases import Phases
 from ablate.core.training import driver, loop, saving, speed
 from ablate.core.training.params import TrainParams, resolve_params
+from ablate.core.training.recipe import Recipe
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
 DEFAULTS: dict[str, Any] = bridge_params.defaults()
@@ -99,7 +101,7 @@ def _batches(n: int, batch_size: int, seed: int):
 
 
 class BatchOrder:
-    """The loop's ``order`` hook: step s (from 0) takes the s-th global batch of one seeded
+    """The recipe's ``order``: step s (from 0) takes the s-th global batch of one seeded
     stream of epochs (each a shuffle of the items, its incomplete last batch dropped); a resumed
     run draws the stream up to its step again."""
 
@@ -110,30 +112,6 @@ class BatchOrder:
         while len(self.drawn) <= step:
             self.drawn.append(next(self.stream))
         return self.drawn[step]
-
-
-class Objective:
-    """What the translator's step computes (the loop's
-    :class:`~ablate.core.training.loop.Objective`): :meth:`loss` (:meth:`Pair.loss`: this
-    process's share of the global batch's mean loss, each term normalised by the loop's
-    :func:`~ablate.core.training.loss.share_of_mean`), ``tokens`` and the logged parts of the
-    last step."""
-
-    def __init__(self, pair: Pair):
-        self.pair, self.last, self.n_tok = pair, {}, 0
-
-    def loss(self, model, batch: dict, step: int) -> torch.Tensor:
-        loss, parts, self.n_tok = self.pair.loss(model, batch["items"], step)
-        # the logged loss is the logging step's own, not the loop's mean since the last log (a
-        # non-finite one is the loop's stop rule's, read at its next logging or saving step)
-        self.last = {"loss": mean_value(loss), **parts}
-        return loss
-
-    def tokens(self, batch: dict) -> int:
-        return self.n_tok  # counted by the batch's loss (source input + target input)
-
-    def log_parts(self) -> dict[str, float]:
-        return self.last
 
 
 def _say(*args, **kwargs) -> None:
@@ -154,7 +132,7 @@ def global_batch(p: BridgeParams, n_train: int) -> int:
 
 
 class Evaluations:
-    """Every bridged evaluation of a run (the loop's ``evaluation``): the curve, the best state so
+    """Every bridged evaluation of a run (the recipe's ``evaluation``): the curve, the best state so
     far (for ``restore_best``), the evaluations without improvement (early stopping's
     patience), the last rows; a checkpoint carries them (:meth:`state`), and the seconds trained."""
 
@@ -275,6 +253,45 @@ def loop_params(p: BridgeParams, n_global: int, saves: bool = True) -> TrainPara
 STALL_S = 3600
 
 
+class TranslatorRecipe(Recipe):
+    """A translator's training as the loop takes it (a :class:`~ablate.core.training.recipe.Recipe`):
+    the loss :meth:`Pair.loss` (this process's share of the global batch's mean loss, each term
+    normalised by the loop's :func:`~ablate.core.training.loss.share_of_mean`), one global batch
+    of items a step in :class:`BatchOrder`, the bridge's :func:`optimizer` and its evaluation
+    (:class:`Evaluations`); a logging step logs the last step's loss and its parts."""
+
+    HELD_OUT_LOSS = False
+
+    def __init__(self, pair: Pair, translator, p: BridgeParams, n_train: int, evaluation=None):
+        super().__init__(collator=lambda items: {"items": items}, evaluation=evaluation)
+        self.pair, self.translator, self.p = pair, translator, p
+        self.batches = BatchOrder(n_train, global_batch(p, n_train), p.seed)
+        self.last: dict[str, float] = {}
+        self.n_tok = 0
+
+    def order(self, step: int, n: int, params) -> list[int]:
+        return self.batches(step)
+
+    def step_items(self, batches: list[dict]) -> None:
+        return None  # Pair.loss is already this process's share of the mean
+
+    def loss(self, model, batch: dict, step: int, n_items: None) -> torch.Tensor:
+        loss, parts, self.n_tok = self.pair.loss(model, batch["items"], step)
+        # the logged loss is the logging step's own, not the loop's mean since the last log (a
+        # non-finite one is the loop's stop rule's, read at its next logging or saving step)
+        self.last = {"loss": mean_value(loss), **parts}
+        return loss
+
+    def tokens(self, batch: dict) -> int:
+        return self.n_tok  # counted by the batch's loss (source input + target input)
+
+    def log_parts(self) -> dict[str, float]:
+        return self.last
+
+    def optimizer(self, model, params, *, layout, sharded):
+        return optimizer(self.translator, self.p)
+
+
 def translator_trainer(
     pair: Pair,
     translator,
@@ -284,29 +301,20 @@ def translator_trainer(
     folder: Path | None = None,
     evaluation: Evaluations | None = None,
 ) -> loop.Trainer:
-    """The loop's trainer of a translator training (:func:`ablate.core.training.loop.setup` with the
-    bridge's hooks: the loss :meth:`Pair.loss` through :class:`Objective`, :class:`BatchOrder`,
-    :func:`optimizer`), what :func:`train_entry` trains and the GPU benchmarks time one
+    """The loop's trainer of a translator training (:func:`ablate.core.training.loop.setup` with
+    :class:`TranslatorRecipe`), what :func:`train_entry` trains and the GPU benchmarks time one
     :func:`~ablate.core.training.loop.step` of. ``folder``: where its checkpoints go (None: a
-    run that saves none, a benchmark's); ``evaluation``: the loop's (:class:`Evaluations`). The
+    run that saves none, a benchmark's); ``evaluation``: the recipe's (:class:`Evaluations`). The
     global RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
     n_global = global_batch(p, len(train_items))
-    hooks = loop.Hooks(
-        compute=Objective(pair),
-        data=loop.Data(
-            collate=lambda items: {"items": items},
-            order=BatchOrder(len(train_items), n_global, p.seed),
-        ),
-        optimizer=lambda model, _: optimizer(translator, p),
-    )
+    recipe = TranslatorRecipe(pair, translator, p, len(train_items), evaluation)
     params = loop_params(p, n_global, saves=folder is not None)
     spec = loop.Spec(
         params,
         Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
         label,
         pair.tgt_tok.pad_token_id,
-        hooks=hooks,
-        evaluation=evaluation,
+        recipe=recipe,
         replicated=True,
     )
     with torch.random.fork_rng():

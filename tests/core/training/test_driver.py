@@ -14,6 +14,7 @@ from ablate.core.outputs.phases import Phases
 from ablate.core.training import driver, saving
 from ablate.core.training.loop import State
 from ablate.core.training.params import resolve_params
+from ablate.core.training.recipe import Recipe
 
 
 def _saved(ckpts, steps) -> SimpleNamespace:
@@ -21,7 +22,7 @@ def _saved(ckpts, steps) -> SimpleNamespace:
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     trainer = SimpleNamespace(
-        spec=SimpleNamespace(checkpoints=ckpts, evaluation=None), model=net, optimizer=opt,
+        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe()), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=False,
         state=State(), params=resolve_params({"save_total_limit": 5}, "finetune"), losses=[],
         master=None, device=torch.device("cpu"),

@@ -86,7 +86,7 @@ def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
     padded = sum(
         b["input_ids"].numel()
         for s in range(steps)
-        for b in loop.micro_batches(trainer, loop.step_examples(trainer, s))
+        for b in trainer.spec.recipe.micro_batches(loop.step_examples(trainer, s), trainer.micro)
     )
     assert padded > sum(per_step)  # a count of padded positions would be off
     loop.train(trainer)

@@ -1,13 +1,9 @@
 """ablate.core.training.loss: the corpus-vocabulary head loss, and the one loss normalisation
-(share_of_mean): the loop's step applies it to its own loss, a study's Objective.loss to each of
-its terms, and the loop does not apply it a second time to a study's loss (the bridge counted 1
-per process so that it would not matter); the fast head (loss_sum's lm_head at labelled positions
+(share_of_mean; a study recipe's own loss, which the loop does not normalise a second time:
+test_recipe.py); the fast head (loss_sum's lm_head at labelled positions
 only) equal to the model's own loss under each mask policy, and a head loss refused without it."""
 
 from __future__ import annotations
-
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,57 +11,14 @@ from helpers import synthetic_rows
 from references import policy_loss_sum
 
 from ablate.core.models.modeling import load_causal_lm
-from ablate.core.training import loop
 from ablate.core.training.data import PolicyCollator
 from ablate.core.training.loss import head_loss_sum, share_of_mean, vocab_head_loss
-from ablate.core.training.params import TrainingConfigError, resolve_params
+from ablate.core.training.params import TrainingConfigError
 from ablate.mask import sft_data
-
-P = resolve_params(
-    {"batch_size": 2, "grad_accum": 1, "max_steps": 1, "eval_steps": 1, "max_grad_norm": 0},
-    "finetune",
-)
 
 
 def test_one_process_share_is_the_mean():
     assert share_of_mean(torch.tensor(6.0), 4) == 1.5
-
-
-def _trainer(loss, eval_dataset=None) -> loop.Trainer:
-    model = torch.nn.Linear(1, 1, bias=False)
-    objective = SimpleNamespace(loss=loss, tokens=lambda batch: 0, log_parts=dict)
-    hooks = loop.Hooks(
-        compute=objective,
-        data=loop.Data(collate=lambda items: {"items": items}),
-        optimizer=lambda m, p: (torch.optim.SGD(m.parameters(), lr=1.0), None),
-    )
-    spec = loop.Spec(P, Path("unused"), "share", 0, hooks=hooks)
-    return loop.setup(spec, model=model, train_dataset=[1.0, 2.0], eval_dataset=eval_dataset)
-
-
-def test_a_study_loss_is_its_share_as_it_returns_it():
-    """The hook's loss is the step's loss and its gradient the update, unscaled."""
-    seen = []
-
-    def loss(model, batch, step):
-        x = torch.tensor(batch["items"]).unsqueeze(-1)
-        out = share_of_mean(model(x).sum(), len(batch["items"]))  # the mean over the batch
-        seen.append(out.detach())
-        return out
-
-    trainer = _trainer(loss)
-    trainer.scheduler = type("NoSchedule", (), {"step": lambda self: None})()
-    w0 = trainer.model.weight.item()
-    loop.step(trainer, loop.step_examples(trainer, 0))
-    assert torch.equal(trainer.losses[-1], seen[0])  # one process: its share is the step's loss
-    assert len(seen) == 1 and trainer.model.weight.item() == pytest.approx(
-        w0 - 1.5
-    )  # d(mean of w * x)/dw = 1.5
-
-
-def test_a_study_loss_brings_its_own_evaluation():
-    with pytest.raises(TrainingConfigError, match="own loss needs its own evaluation"):
-        _trainer(lambda model, batch, step: model.weight.sum(), eval_dataset=[1.0])
 
 
 def test_vocab_head_loss_is_cross_entropy_over_its_rows():

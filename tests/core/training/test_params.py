@@ -13,12 +13,12 @@ from helpers import admits
 from ablate.core import config
 from ablate.core.training import params
 from ablate.core.training.params import TrainingConfigError, TrainParams
-from ablate.mask.training import gate
-from ablate.mask.training.gate import MaskParams
+from ablate.mask.training import params as mask_params
+from ablate.mask.training.params import MaskParams
 
 SCHEMAS = {
     TrainParams: {kind: params.params_schema(kind) for kind in params.KINDS},
-    MaskParams: {kind: gate.params_schema(kind) for kind in params.KINDS},
+    MaskParams: {kind: mask_params.params_schema(kind) for kind in params.KINDS},
 }
 
 
@@ -68,9 +68,9 @@ def test_resolution_builds_the_type_and_gives_back_the_same_dict(kind):
     p = params.resolve_params({"max_steps": 7}, kind)
     assert isinstance(p, TrainParams) and p.max_steps == 7
     assert p.as_dict() == {**params.defaults(kind), "max_steps": 7}
-    m = gate.resolve_params({"packing": True}, kind)
+    m = mask_params.resolve_params({"packing": True}, kind)
     assert isinstance(m, MaskParams) and m.packing is True
-    assert m.as_dict() == {**gate.defaults(kind), "packing": True}
+    assert m.as_dict() == {**mask_params.defaults(kind), "packing": True}
 
 
 def test_an_unset_key_stays_out_of_the_dict_and_reads_none():
@@ -83,4 +83,6 @@ def test_an_unset_key_stays_out_of_the_dict_and_reads_none():
 def test_a_schema_key_without_a_field_is_refused():
     """A study's schema checked into the core's type (a study that forgot its subclass)."""
     with pytest.raises(TrainingConfigError, match="TrainParams has no field for packing"):
-        params.check_params(gate.defaults("finetune"), "finetune", gate.params_schema("finetune"))
+        params.check_params(
+            mask_params.defaults("finetune"), "finetune", mask_params.params_schema("finetune")
+        )

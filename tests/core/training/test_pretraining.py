@@ -11,7 +11,7 @@ from ablate.core.training import pretraining
 from ablate.mask import sft_data, tiny
 from ablate.mask.split_sdpa import PREFIX_SDPA
 from ablate.mask.training.entries import pretrain
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 from ablate.upstream import hf
 
 MICRO = {"max_steps": 2, "batch_size": 2, "max_seq_len": 32, "eval_size": 2, "eval_steps": 0}

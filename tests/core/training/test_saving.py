@@ -18,6 +18,7 @@ from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving
 from ablate.core.training.loop import State
 from ablate.core.training.params import resolve_params
+from ablate.core.training.recipe import Recipe
 
 
 def _trainer(ckpts: Path) -> SimpleNamespace:
@@ -27,7 +28,7 @@ def _trainer(ckpts: Path) -> SimpleNamespace:
     net(torch.ones(1, 3)).sum().backward()
     opt.step()
     return SimpleNamespace(
-        spec=SimpleNamespace(checkpoints=ckpts, evaluation=None), model=net, optimizer=opt,
+        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe()), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=False,
         state=State(step=2), params=resolve_params({"save_total_limit": 1}, "finetune"), losses=[],
     )  # fmt: skip

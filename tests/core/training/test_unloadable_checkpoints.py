@@ -27,6 +27,7 @@ from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving, sharding
 from ablate.core.training.loop import State
 from ablate.core.training.params import resolve_params
+from ablate.core.training.recipe import Recipe
 
 RUN_KEY = {"config": "unloadable"}
 PARAMS = resolve_params({"save_total_limit": 2, "seed": 1}, "finetune")
@@ -54,7 +55,7 @@ def _trainer(
     net = model()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     return SimpleNamespace(
-        spec=SimpleNamespace(checkpoints=ckpts, evaluation=None), model=net, optimizer=opt,
+        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe()), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=sharded,
         master=None, device=torch.device("cpu"), state=State(),
         params=PARAMS, losses=[],

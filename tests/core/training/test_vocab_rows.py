@@ -12,7 +12,7 @@ from ablate.core.training import vocab_rows
 from ablate.core.training.params import TrainingConfigError
 from ablate.core.training.pretraining import random_model
 from ablate.mask import tiny
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 
 def test_a_table_is_cut_only_where_the_other_rows_would_not_move():

@@ -1,44 +1,91 @@
-"""ablate.mask.training.gate: the mask study's training params (the core's keys, the study's and
-the leakage probe's, which take the config's ``leakage`` section's bounds and defaults): resolved
-for a library caller, only checked for a job (which may go without the probe's keys)."""
+"""ablate.mask.training.gate: a finetune's leakage gate, through the finetune on the tiny model (the
+probe's verdict given, its record read for the refusal's evidence, or the probe run itself): a
+leaking policy refused unless allowed, a probe result for another policy not accepted."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from helpers import FAST, no_leak
 
 from ablate.core.training.params import TrainingConfigError
-from ablate.mask.training.gate import PROBE_PARAMS, check_params, resolve_params
+from ablate.mask import leakage
+from ablate.mask.training.entries import FinetuneSpec, finetune
+from ablate.mask.training.gate import LeakageGateError
 
 
-def test_unknown_param_is_named():
-    with pytest.raises(TrainingConfigError, match="learnin_rate"):
-        resolve_params({"learnin_rate": 1e-4}, "finetune")
-    with pytest.raises(TrainingConfigError, match="max_steps"):
-        resolve_params({"max_steps": 0}, "finetune")
-
-
-def test_a_job_checks_its_params_and_merges_no_default():
-    """The job side only checks: params resolved where the config was parsed pass as they are;
-    partial ones (a default not filled in) are refused, naming the keys."""
-    p = resolve_params({"max_steps": 3}, "finetune")
-    assert check_params(p.as_dict(), "finetune") == p
-    with pytest.raises(TrainingConfigError, match="without learning_rate"):
-        check_params({k: v for k, v in p.as_dict().items() if k != "learning_rate"}, "finetune")
-
-
-def test_the_probe_keys_are_a_finetunes_with_the_leakage_sections_bounds():
-    p = resolve_params({"probe_size": 3}, "finetune")
-    assert (p.probe_size, p.probe_batch_size, p.probe_threshold) == (3, 8, None)
-    with pytest.raises(TrainingConfigError, match="probe_size"):
-        resolve_params({"probe_size": 0}, "finetune")  # the leakage section's n_pairs: >= 1
-    with pytest.raises(TrainingConfigError, match="'probe_size' was unexpected"):
-        resolve_params({"probe_size": 3}, "pretrain")  # a pretraining runs no probe
-
-
-def test_a_job_may_go_without_the_probe_keys():
-    """The pipeline's finetune runs the probe as its own rule: its params hold no probe key."""
-    given = {
-        k: v for k, v in resolve_params({}, "finetune").as_dict().items() if k not in PROBE_PARAMS
+def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tmp_path):
+    leaking = {
+        "policy": "prefill_bidir",
+        "leaks": True,
+        "loss_causal": 1.023,
+        "loss_policy": 0.070,
+        "ratio": 0.068,
+        "threshold": 0.5,
+        "n_examples": 4,
     }
-    p = check_params(given, "finetune")
-    assert p.probe_size is None and p.as_dict() == given
+
+    def train_with(probe_result, out="refused"):
+        return finetune(
+            FinetuneSpec.parse("prefill_bidir", FAST),
+            model_path=tiny_model_dir,
+            data=sft_file,
+            out_dir=tmp_path / out,
+            probe_result=probe_result,
+        )
+
+    with pytest.raises(LeakageGateError) as err:
+        train_with(leaking)
+    msg = str(err.value)
+    assert "prefill_bidir" in msg and "0.07" in msg and "1.023" in msg and "allow_leakage" in msg
+    assert not (tmp_path / "refused" / "final").exists()
+    # the pipeline hands a finetune the probe's verdict alone: the refusal still cites the
+    # evidence, from the record the verdict names
+    record = tmp_path / "leakage" / "prefill_bidir.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps(leaking))
+    with pytest.raises(LeakageGateError) as err:
+        train_with(leakage.verdict(leaking, record))
+    assert "0.07" in str(err.value) and "1.023" in str(err.value)
+    # where the record was not shipped (a rented host gets the verdict alone), the line names it
+    record.unlink()
+    with pytest.raises(LeakageGateError, match=f"the probe's evidence is in {record}"):
+        train_with(leakage.verdict(leaking, record))
+    # a probe result for another policy is not accepted as evidence
+    with pytest.raises(TrainingConfigError, match="probe result is for policy"):
+        train_with(no_leak("causal"), out="x")
+    # the seed's naive training, reproduced on purpose
+    summary = finetune(
+        FinetuneSpec.parse("prefill_bidir", {**FAST, "max_steps": 2, "eval_size": 0}, True),
+        model_path=tiny_model_dir,
+        data=sft_file,
+        out_dir=tmp_path / "allowed",
+        probe_result=leaking,
+    )
+    assert summary["leakage_probe"]["leaks"] and summary["leakage_probe"]["allowed"]
+    assert (tmp_path / "allowed" / "final" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_gate_runs_the_probe_itself(tiny_model_dir, sft_file, tmp_path):
+    """No probe result given: finetune probes the held-out pairs (ablate.mask.leakage) before step 1."""
+    params = {**FAST, "max_steps": 1, "probe_size": 4}
+    with pytest.raises(LeakageGateError, match="prefill_bidir.*later token changes"):
+        finetune(
+            FinetuneSpec.parse("prefill_bidir", params),
+            model_path=tiny_model_dir,
+            data=sft_file,
+            out_dir=tmp_path / "refused",
+        )
+    summary = finetune(
+        FinetuneSpec.parse("prefix_bidir", params),
+        model_path=tiny_model_dir,
+        data=sft_file,
+        out_dir=tmp_path / "ok",
+    )
+    probe = summary["leakage_probe"]
+    assert (
+        probe["policy"] == "prefix_bidir" and probe["leaks"] is False and probe["n_examples"] == 4
+    )
+    assert probe["future_dependent"] is False and probe["allowed"] is False

@@ -1,5 +1,5 @@
 """ablate.mask.training.packing: packed SFT steps equal unpacked ones (loss and gradients, every
-policy, alone and through the loop with the policy's hooks), the collator's row layout, the mask
+policy, alone and through the loop with the policy's recipe), the collator's row layout, the mask
 backends a packed row needs, flex_attention's BlockMask equal to the dense mask, and the bench's
 controls built on it; on CPU (seconds)."""
 
@@ -17,7 +17,7 @@ from ablate.mask.policies import POLICIES
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
 from ablate.mask.training import policy as mask_policy
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 # fp32 on CPU: packed and unpacked differ only in float summation order (softmax over more
 # masked keys, matmuls over more rows)
@@ -185,14 +185,14 @@ def _params(packed: bool, **over):
 
 
 def _setup(tmp_path, name, p, policy: str) -> loop.Trainer:
-    """The run the pipeline builds (loop.setup with the policy's hooks), without saves."""
+    """The run the pipeline builds (loop.setup with the policy's recipe), without saves."""
     return loop.setup(
         loop.Spec(
             resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
             tmp_path / name,
             name,
             pad_token_id=11,
-            hooks=mask_policy.hooks(policy, p, 11),
+            recipe=mask_policy.recipe(policy, p, 11),
         ),
         model=tiny_model(PREFIX_SDPA),
         train_dataset=ExampleDataset(examples(15, seed=3)),
@@ -202,7 +202,7 @@ def _setup(tmp_path, name, p, policy: str) -> loop.Trainer:
 
 def _train(tmp_path, name, packed: bool, policy: str):
     trainer = _setup(tmp_path, name, _params(packed), policy)
-    batches = loop.micro_batches(trainer, loop.step_examples(trainer, 0))
+    batches = trainer.spec.recipe.micro_batches(loop.step_examples(trainer, 0), trainer.micro)
     loop.train(trainer)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     weights = {n: t.detach().clone() for n, t in trainer.model.state_dict().items()}
@@ -211,7 +211,7 @@ def _train(tmp_path, name, packed: bool, policy: str):
 
 @pytest.mark.parametrize("policy", ["causal", "prefix_bidir"])
 def test_loop_packed_run_equals_unpacked(tmp_path, policy):
-    """Through loop.setup with the policy's hooks and loop.train: batch 1 x grad_accum 5 unpacked
+    """Through loop.setup with the policy's recipe and loop.train: batch 1 x grad_accum 5 unpacked
     vs the same 5 examples per step packed (rows of 64 tokens: several per step): same logged
     losses, same weights after 3 steps."""
     ref_losses, ref_weights, ref_batches = _train(tmp_path, "unpacked", False, policy)

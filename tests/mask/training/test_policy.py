@@ -1,8 +1,10 @@
-"""ablate.mask.training.policy: the mask policy's hooks into the core's loop: a batch's forward
+"""ablate.mask.training.policy: the mask policy's recipe for the core's loop: a batch's forward
 under the policy (a packed batch with its per-example mask), the packing switch, its refusals
-(packed steps equal to unpacked ones, through these hooks: test_packing.py)."""
+(packed steps equal to unpacked ones, through this recipe: test_packing.py)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from ablate.mask import masks
 from ablate.mask.tiny import tiny_ministral3_config
 from ablate.mask.training import packing
 from ablate.mask.training import policy as mask_policy
-from ablate.mask.training.gate import resolve_params
+from ablate.mask.training.params import resolve_params
 
 #: three pairs (prompt tokens first), short enough that two share a packed row of 16 tokens
 EXAMPLES = [
@@ -30,21 +32,26 @@ def _params(packed: bool):
 def test_row_tokens_below_max_seq_len_is_refused():
     p = resolve_params(dict(packing=True, packing_row_tokens=32, max_seq_len=64), "finetune")
     with pytest.raises(TrainingConfigError, match="packing_row_tokens=32"):
-        mask_policy.hooks("causal", p, 11)
+        mask_policy.recipe("causal", p, 11)
 
 
-def test_packing_is_decided_by_the_policys_hooks_alone():
-    """``packing`` is the mask study's key: its hooks read it (the core loop reads no study's
+def test_packing_is_decided_by_the_policys_recipe_alone():
+    """``packing`` is the mask study's key: its recipe reads it (the core loop reads no study's
     key: tests/guards/test_layering.py), packed micro-batches for true, the loop's own for
     false."""
-    assert mask_policy.hooks("causal", _params(False), 11).data.micro_batches is None
-    packed = mask_policy.hooks("causal", _params(True), 11).data.micro_batches
-    assert packed is not None and all(packing.is_packed(b) for b in packed(EXAMPLES, 1))
+    unpacked = replace(
+        mask_policy.recipe("causal", _params(False), 11), collator=PolicyCollator(11)
+    )
+    assert unpacked.packer is None
+    assert not any(packing.is_packed(b) for b in unpacked.micro_batches(EXAMPLES, 1))
+    packed = mask_policy.recipe("causal", _params(True), 11)
+    assert packed.packer is not None
+    assert all(packing.is_packed(b) for b in packed.micro_batches(EXAMPLES, 1))
 
 
 def test_an_unknown_policy_is_refused_before_the_run():
     with pytest.raises(masks.UnknownPolicyError, match="'bidir'.*choose one of"):
-        mask_policy.hooks("bidir", _params(False), 11)
+        mask_policy.recipe("bidir", _params(False), 11)
 
 
 @pytest.mark.parametrize("policy", ["causal", "prefix_bidir"])

@@ -1,4 +1,4 @@
-"""Study-neutral full-weight training: one explicit loop (a study's rule enters through hooks).
+"""Study-neutral full-weight training: one explicit loop (a study enters through its recipe).
 
 :mod:`.loop` is the loop (``setup(spec)`` builds a run, ``train(run)`` runs it, one optimizer
 step in one screen); the rest are its parts: the loss with logits at labelled positions only and a
@@ -13,7 +13,8 @@ Modules (import from the one that defines a name): ``params`` (parameters from t
 resolution, dtype rules, errors, disk need), ``data`` (examples, collator, corpus packing),
 ``loss`` (the loss, the fast head, the corpus-vocabulary head loss), ``optim`` (the optimizer,
 the fp32-master wrapper, the schedule), ``adafactor`` (HF Adafactor's update fused, and the
-sharded step), ``monitor`` (stop rules, throughput, progress), ``loop`` (``setup``, ``train``,
+sharded step), ``monitor`` (stop rules, throughput, progress), ``recipe`` (what a study gives the loop: its
+batches, loss, logged parts, optimizer and evaluation; next-token by default), ``loop`` (``setup``, ``train``,
 ``step``, ``evaluate``), ``saving`` (a run's checkpoints and final weights),
 ``sharded_masters`` (a run in N > 1 processes of a model that fits: the fp32 masters and the
 optimizer state divided), ``sharding`` (FSDP2 sharding of one that does not), ``memory`` (which of

@@ -24,6 +24,7 @@ from ablate.core.training import loop, saving, vocab_rows
 from ablate.core.training.loss import vocab_head_loss
 from ablate.core.training.monitor import StopRules
 from ablate.core.training.params import TrainingError, TrainParams, save_dtype
+from ablate.core.training.recipe import Recipe
 
 
 def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
@@ -50,8 +51,8 @@ class TrainRun:
     ``inputs``: fingerprinted in the provenance, and a checkpoint resumes only a run whose inputs
     have the same content; ``phases``: the run's timer, started by the
     caller. A study's: ``label`` (log prefix, default ``kind``), ``record`` (written into the
-    summary and the final manifest, e.g. its attention policy) and ``hooks`` (its forward kwargs
-    and micro-batches, :class:`~.loop.Hooks`; the next-token head loss is set here)."""
+    summary and the final manifest, e.g. its attention policy) and ``recipe`` (e.g. its forward
+    kwargs and micro-batches, :class:`~.recipe.Recipe`; the next-token head loss is set here)."""
 
     kind: str
     params: TrainParams
@@ -63,7 +64,7 @@ class TrainRun:
     phases: Phases
     label: str | None = None
     record: dict[str, Any] = field(default_factory=dict)
-    hooks: loop.Hooks = field(default_factory=loop.Hooks)
+    recipe: Recipe = field(default_factory=Recipe)
 
 
 @dataclass
@@ -133,8 +134,8 @@ def _train(
     if stopped:
         return None
     with phases("train"):
-        if resumed_from is None and trainer.spec.evaluation is not None:
-            trainer.spec.evaluation(0)
+        if resumed_from is None and trainer.spec.recipe.evaluation is not None:
+            trainer.spec.recipe.evaluation(0)
         saving.begin_segment(trainer, resumed_from)
         t0 = time.perf_counter()
         loop.train(trainer, watch)
@@ -167,7 +168,7 @@ def _final_eval(trainer: loop.Trainer, stop: dict[str, Any], phases: Phases) -> 
     """Evaluate the final weights unless their step was evaluated last, so the summary's last
     evaluation belongs to them: a study's own evaluation (after a non-finite loss the weights
     are the restored checkpoint's step's), else the eval loss (not after a non-finite loss)."""
-    state, evaluation = trainer.state, trainer.spec.evaluation
+    state, evaluation = trainer.state, trainer.spec.recipe.evaluation
     nonfinite = stop["reason"] == "nonfinite"
     if evaluation is not None:
         at = stop["detail"]["restored_from_step"] if nonfinite else state.step
@@ -253,11 +254,9 @@ def train_run(
         rows, covered = _cut_table(model, tokenizer, head_loss, params, label)
         run_key = {**run_key, "embedding_rows": covered}
     ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
-    hooks = run.hooks
-    if head_loss is not None:  # the next-token loss's head (a study's own objective has none)
-        hooks = replace(hooks, compute=replace(hooks.compute, head_loss=head_loss))
+    recipe = run.recipe if head_loss is None else replace(run.recipe, head_loss=head_loss)
     spec = loop.Spec(
-        params, ckpt_dir, label, tokenizer.pad_token_id, hooks=hooks, reporters=tuple(reporters)
+        params, ckpt_dir, label, tokenizer.pad_token_id, recipe=recipe, reporters=tuple(reporters)
     )
     with phases("setup"):
         trainer = loop.setup(

@@ -1,10 +1,9 @@
 """The training loop of every run: :func:`setup` builds a trainer from its :class:`Spec`,
 :func:`train` trains it, and one optimizer step is :func:`step`, read in one screen.
 
-A study plugs in :class:`Hooks`, nothing else: what a step computes (:class:`NextToken`, with its
-forward kwargs, e.g. an attention rule, and its head loss; or an :class:`Objective` of its own),
-what a step's data is (:class:`Data`: e.g. packed rows as micro-batches, an order of its own) and
-its optimizer. One process trains whole weights (16-bit weights
+A study plugs in its :class:`~.recipe.Recipe`, nothing else: its step's examples and
+micro-batches, its loss, its tokens, its logged parts, its optimizer and its evaluation (the
+next-token recipe by default). One process trains whole weights (16-bit weights
 with fp32 masters where ``master_weights`` resolves on: :class:`~.optim.MasterWeightsOptimizer`);
 N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.saving`; one run
 start to end (resume, the stop rules' outcome, the final save, the summary): :mod:`.driver`.
@@ -18,104 +17,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from ablate.core.execution import interrupts, parallel
 from ablate.core.training import sharded_masters, sharding, speed
 from ablate.core.training.data import PolicyCollator
-from ablate.core.training.loss import (
-    causal_forward_kwargs,
-    head_loss_sum,
-    loss_sum,
-    share_of_mean,
-)
-from ablate.core.training.memory import SHARDED_MASTERS, SHARDED_WEIGHTS, data_parallel_recipe
+from ablate.core.training.memory import SHARDED_WEIGHTS, data_parallel_recipe
 from ablate.core.training.monitor import Progress, StopRules, Throughput
-from ablate.core.training.optim import MasterWeightsOptimizer, build_optimizer, build_scheduler
-from ablate.core.training.params import (
-    IGNORE_INDEX,
-    TrainingConfigError,
-    TrainParams,
-    bf16_enabled,
-    master_weights_enabled,
-)
+from ablate.core.training.optim import MasterWeightsOptimizer
+from ablate.core.training.params import TrainingConfigError, TrainParams, bf16_enabled
+from ablate.core.training.recipe import Recipe
 from ablate.core.training.watchdog import StallWatchdog
-
-
-@dataclass(frozen=True)
-class NextToken:
-    """What a step computes by default: the next-token cross-entropy over the step's labelled
-    tokens. ``forward_kwargs(model, batch)``: the model's forward kwargs (default: causal
-    attention over the padding mask; a mask policy builds its attention mask here);
-    ``head_loss``: the loss of the lm_head at labelled positions."""
-
-    forward_kwargs: Callable[..., dict] = causal_forward_kwargs
-    head_loss: Callable[..., Any] = head_loss_sum
-
-
-class Objective(Protocol):
-    """What a step computes for a study with a loss of its own (a small model between frozen
-    ones), in place of :class:`NextToken`; such a study brings its own ``Spec.evaluation``."""
-
-    def loss(self, model, batch: dict, step: int) -> torch.Tensor:
-        """This process's share of the step's mean loss, each term normalised by
-        :func:`~.loss.share_of_mean` as :class:`NextToken`'s is."""
-
-    def tokens(self, batch: dict) -> Any:
-        """The batch's tokens, read after its forward (:class:`NextToken`: non-pad tokens)."""
-
-    def log_parts(self) -> dict[str, float]:
-        """More entries of a logging step (they win over the loop's)."""
-
-
-@dataclass(frozen=True)
-class Data:
-    """What a step's data is. ``collate(examples)``: a batch (with ``labels`` for
-    :class:`NextToken`; evaluation batches too; default: :class:`~.data.PolicyCollator`);
-    ``micro_batches(examples, size)``: this process's examples of one step as micro-batches
-    (default: ``collate`` in chunks of ``size``; e.g. packed rows); ``order(step)``: the indices
-    of a step's examples, all processes' (default: :func:`step_examples`'s permutations)."""
-
-    collate: Callable[[list], dict] | None = None
-    micro_batches: Callable[[list, int], list[dict]] | None = None
-    order: Callable[[int], list[int]] | None = None
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """What a study changes in a step, in three pieces: what a step computes (``compute``:
-    :class:`NextToken`, or an :class:`Objective` of its own), what its data is (``data``:
-    :class:`Data`), and its ``optimizer(model, params)`` -> (optimizer, schedule) (default:
-    :mod:`.optim`'s)."""
-
-    compute: NextToken | Objective = field(default_factory=NextToken)
-    data: Data = field(default_factory=Data)
-    optimizer: Callable[..., tuple[torch.optim.Optimizer, Any]] | None = None
-
-    @property
-    def objective(self) -> Objective | None:
-        """The study's own objective (None: the next-token loss)."""
-        return None if isinstance(self.compute, NextToken) else self.compute
 
 
 @dataclass(frozen=True)
 class Spec:
     """What :func:`setup` builds a trainer from: its resolved ``params`` (the config's training keys),
     where its checkpoints go (every ``save_steps``; 0: none but an interrupt's), its log label,
-    the padding id, the study's hooks; ``reporters``: objects with ``log(step, logs, tokens)``,
-    ``begin(step)``, ``end()`` (TensorBoard: :func:`ablate.core.reports.tracking.reporters`).
-
-    ``evaluation``: a study's own evaluation instead of the eval loss (e.g. a generative
-    accuracy), every ``eval_steps`` (and, by the run driver :func:`~.driver.drive`, at step 0 of a
-    fresh start and of the final weights): ``evaluation(step)`` returns its stop (``{"reason",
-    "step", "detail"}``: training ends there, unsaved, the stop logged for a resume to replay:
-    :meth:`~.monitor.StopRules.observe_evaluation`) or None; ``evaluation.last_step()``: the
-    step it evaluated last (None: none); ``evaluation.state()`` -> (plain values, tensors) that
-    each checkpoint carries, ``evaluation.load(values, tensors)`` takes them back, and
-    ``evaluation.unfit(tensors)`` says why a checkpoint's tensors cannot be this run's (None: they
-    fit), before anything of it is loaded.
+    the padding id, the study's :class:`~.recipe.Recipe`; ``reporters``: objects with
+    ``log(step, logs, tokens)``, ``begin(step)``, ``end()`` (TensorBoard:
+    :func:`ablate.core.reports.tracking.reporters`).
     ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
     instead of FSDP2 shards."""
 
@@ -123,9 +46,8 @@ class Spec:
     checkpoints: Path
     label: str
     pad_token_id: int
-    hooks: Hooks = field(default_factory=Hooks)
+    recipe: Recipe = field(default_factory=Recipe)
     reporters: tuple = ()
-    evaluation: Any = None
     replicated: bool = False
 
 
@@ -216,16 +138,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Trainer:
             activation_checkpointing_kwargs={"use_reentrant": False}
         )
     model.train()
-    if spec.hooks.optimizer is not None:
-        optimizer, scheduler = spec.hooks.optimizer(model, p)
-    else:
-        if recipe == SHARDED_MASTERS:
-            optimizer = sharded_masters.build(model, p)
-        else:
-            optimizer = build_optimizer(
-                model, p, master_weights=master_weights_enabled(p) and not sharded, sharded=sharded
-            )
-        scheduler = build_scheduler(optimizer, p)
+    optimizer, scheduler = spec.recipe.optimizer(model, p, layout=recipe, sharded=sharded)
     device_type = next(model.parameters()).device.type
 
     def autocast():
@@ -236,11 +149,12 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Trainer:
     if len(train_dataset) == 0:
         raise TrainingConfigError(f"{spec.label}: no training examples")
     has_eval = eval_dataset is not None and len(eval_dataset) > 0 and p.eval_steps > 0
-    if has_eval and spec.hooks.objective is not None:  # its held-out loss would be NextToken's
+    if has_eval and not spec.recipe.HELD_OUT_LOSS:  # its held-out loss would be next-token's
         raise TrainingConfigError(f"{spec.label}: a study's own loss needs its own evaluation")
-    if spec.hooks.data.collate is None:
-        data = replace(spec.hooks.data, collate=PolicyCollator(spec.pad_token_id))
-        spec = replace(spec, hooks=replace(spec.hooks, data=data))
+    if spec.recipe.collator is None:
+        spec = replace(
+            spec, recipe=replace(spec.recipe, collator=PolicyCollator(spec.pad_token_id))
+        )
     return Trainer(
         spec=spec,
         model=model,
@@ -269,23 +183,11 @@ def step_examples(trainer: Trainer, step: int) -> list:
     """This process's examples of optimizer step ``step`` (from 0): the data is a stream of
     epochs, each a permutation drawn from ``seed`` and the epoch, cut into steps of
     ``batch_size x grad_accum`` examples; process r takes the r-th share of each step. The
-    order depends on nothing but the step, so a resumed run trains on the same examples. A
-    study's ``Data.order`` replaces the permutations."""
-    data, p, order = trainer.train_data, trainer.params, trainer.spec.hooks.data.order
-    if order is not None:
-        first = parallel.rank() * trainer.share
-        return [data[i] for i in order(step)[first : first + trainer.share]]
-    n, per_step = len(data), p.batch_size * p.grad_accum
-    start = step * per_step + parallel.rank() * trainer.share
-    orders: dict[int, list[int]] = {}
-    out = []
-    for pos in range(start, start + trainer.share):
-        epoch, i = divmod(pos, n)
-        if epoch not in orders:
-            g = torch.Generator().manual_seed(p.seed * 1_000_003 + epoch)
-            orders[epoch] = torch.randperm(n, generator=g).tolist()
-        out.append(data[orders[epoch][i]])
-    return out
+    order depends on nothing but the step, so a resumed run trains on the same examples
+    (:meth:`~.recipe.Recipe.order`: a study's replaces the permutations)."""
+    data, first = trainer.train_data, parallel.rank() * trainer.share
+    order = trainer.spec.recipe.order(step, len(data), trainer.params)
+    return [data[i] for i in order[first : first + trainer.share]]
 
 
 def recipe_of(model, p: TrainParams, *, bf16: bool) -> tuple[str, str]:
@@ -314,16 +216,6 @@ def accumulating(trainer: Trainer, last: bool) -> contextlib.AbstractContextMana
     return contextlib.nullcontext()
 
 
-def micro_batches(trainer: Trainer, examples: list) -> list[dict]:
-    data = trainer.spec.hooks.data
-    if data.micro_batches is not None:
-        return data.micro_batches(examples, trainer.micro)
-    return [
-        data.collate(examples[i : i + trainer.micro])
-        for i in range(0, len(examples), trainer.micro)
-    ]
-
-
 def _to(batch: dict, device: torch.device) -> dict:
     """The batch's tensors on ``device`` (a study's batch may hold other values: items). To a GPU
     through pinned memory: a copy from pageable memory waits for the queued kernels, so the host
@@ -337,56 +229,25 @@ def _to(batch: dict, device: torch.device) -> dict:
     }
 
 
-def batch_loss(trainer: Trainer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed next-token CE, labelled tokens) of ``batch`` (:class:`NextToken`)."""
-    compute = trainer.spec.hooks.compute
-    return loss_sum(trainer.model, batch, compute.forward_kwargs, head_loss=compute.head_loss)
-
-
-def batch_share(trainer: Trainer, batch: dict, step: int, n_items: int | None) -> torch.Tensor:
-    """``batch``'s part of this process's share of the step's mean loss: the study's
-    :class:`Objective`'s, or the summed CE over the step's ``n_items`` labelled tokens
-    (:func:`share_of_mean`)."""
-    objective = trainer.spec.hooks.objective
-    if objective is not None:
-        return objective.loss(trainer.model, batch, step)
-    return share_of_mean(batch_loss(trainer, batch)[0], n_items)
-
-
-def count(batch: dict) -> int:
-    """The labelled tokens ``batch``'s loss sums over, counted on the host."""
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-
-def tokens(trainer: Trainer, batch: dict):
-    """``batch``'s tokens: non-pad ones by default (on the device: no sync)."""
-    objective = trainer.spec.hooks.objective
-    if objective is not None:
-        return objective.tokens(batch)
-    return batch["attention_mask"].sum()
-
-
 def step(trainer: Trainer, examples: list) -> torch.Tensor | None:
     """One optimizer step on this process's ``examples``; returns the gradient norm before
     clipping (None when ``max_grad_norm`` is 0). The step's loss is the mean next-token loss over
-    every labelled token of the step (a study's ``loss``: its own mean), all processes'
+    every labelled token of the step (a study's recipe: its own mean), all processes'
     together."""
-    p = trainer.params
-    batches = micro_batches(trainer, examples)
-    # labelled tokens of the whole step: counted on the host before any forward (no device sync)
-    own = trainer.spec.hooks.objective is not None  # a study's: already its share of the mean
-    n_items = None if own else max(parallel.sum_int(sum(count(b) for b in batches)), 1)
+    p, recipe = trainer.params, trainer.spec.recipe
+    batches = recipe.micro_batches(examples, trainer.micro)
+    n_items = recipe.step_items(batches)  # on the host, before any forward (no device sync)
     world = parallel.world_size()
     step_loss = None
     for i, batch in enumerate(batches):
         batch = _to(batch, trainer.device)
         with accumulating(trainer, last=i == len(batches) - 1):  # the backward inside: it reduces
             with trainer.autocast():
-                loss = batch_share(trainer, batch, trainer.state.step + 1, n_items)
+                loss = recipe.loss(trainer.model, batch, trainer.state.step + 1, n_items)
             loss.backward()
         trainer.stop_rules.watch_micro_loss(trainer.state.step + 1, loss)
         step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
-        trainer.pending_tokens = trainer.pending_tokens + tokens(trainer, batch)
+        trainer.pending_tokens = trainer.pending_tokens + recipe.tokens(batch)
     trainer.losses.append(step_loss / world)  # this process's part of the step's mean loss
     grad_norm = clip(trainer, p.max_grad_norm)
     trainer.last_lr = trainer.optimizer.param_groups[0]["lr"]  # the schedule moves on below
@@ -413,7 +274,7 @@ def evaluate(trainer: Trainer, watchdog: StallWatchdog | None = None) -> float:
     """The mean next-token loss over every labelled token of the held-out examples (each process
     takes every world-th one; all run the same number of forwards, as sharded forwards are
     collectives)."""
-    data, p, hooks = trainer.eval_data, trainer.params, trainer.spec.hooks
+    data, p, recipe = trainer.eval_data, trainer.params, trainer.spec.recipe
     mine = list(range(parallel.rank(), len(data), parallel.world_size()))
     size = p.eval_batch_size
     most = math.ceil(len(data) / parallel.world_size())  # the examples of the busiest process
@@ -423,9 +284,9 @@ def evaluate(trainer: Trainer, watchdog: StallWatchdog | None = None) -> float:
     count = torch.zeros((), dtype=torch.float64, device=trainer.device)
     for r in range(rounds):
         chunk = mine[r * size : (r + 1) * size]
-        batch = _to(hooks.data.collate([data[i] for i in (chunk or [0])]), trainer.device)
+        batch = _to(recipe.collate([data[i] for i in (chunk or [0])]), trainer.device)
         with trainer.autocast():
-            t, n = batch_loss(trainer, batch)
+            t, n = recipe.batch_loss(trainer.model, batch)
         if chunk:  # a process with no examples left joins the forward and counts nothing
             total += t.double()
             count += n.double()
@@ -453,9 +314,7 @@ def log_train(trainer: Trainer, grad_norm) -> dict[str, float]:
     entry = {"step": trainer.state.step, "loss": float(loss), "learning_rate": trainer.last_lr}
     if grad_norm is not None:
         entry["grad_norm"] = float(grad_norm)
-    if trainer.spec.hooks.objective is not None:
-        entry.update(trainer.spec.hooks.objective.log_parts())
-    return entry
+    return entry | trainer.spec.recipe.log_parts()
 
 
 def _due(step: int, every: int) -> bool:
@@ -471,6 +330,7 @@ def train(trainer: Trainer, interrupt: interrupts.InterruptWatch | None = None) 
     from ablate.core.training import saving
 
     p, state, rules, spec = trainer.params, trainer.state, trainer.stop_rules, trainer.spec
+    evaluation = spec.recipe.evaluation
     rules.replay(state.log_history)  # the patience counters and first loss of a resumed run
     progress = Progress(spec.label, trainer.throughput)
     watchdog = StallWatchdog(p, trainer.throughput.step_times, spec.label)
@@ -492,7 +352,7 @@ def train(trainer: Trainer, interrupt: interrupts.InterruptWatch | None = None) 
             watchdog.progress()
             s, last = state.step, state.step >= p.max_steps
             do_log = s == 1 or last or _due(s, p.logging_steps)
-            evaluates = trainer.eval_data is not None or spec.evaluation is not None
+            evaluates = trainer.eval_data is not None or evaluation is not None
             do_eval = evaluates and _due(s, p.eval_steps)
             do_save = save and _due(s, p.save_steps)
             stopping = interrupt.requested()
@@ -504,8 +364,8 @@ def train(trainer: Trainer, interrupt: interrupts.InterruptWatch | None = None) 
                 entry = log_train(trainer, grad_norm)
                 _record(trainer, progress, entry)
                 rules.observe_train_loss(s, entry["loss"])
-            if do_eval and spec.evaluation is not None:  # the study's own, with its stop rule
-                stopped = rules.observe_evaluation(spec.evaluation(s))
+            if do_eval and evaluation is not None:  # the study's own, with its stop rule
+                stopped = rules.observe_evaluation(evaluation(s))
                 watchdog.progress()
                 if stopped is not None:  # logged: a checkpoint of this step resumes stopped
                     state.log_history.append(stopped)

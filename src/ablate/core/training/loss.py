@@ -28,7 +28,7 @@ def _fast_head_ok(model) -> bool:
 
 def head_loss_sum(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch.Tensor):
     """Summed CE of ``lm_head(hidden)`` against ``targets`` (the fast head's loss; a fused
-    linear-CE kernel with the same signature can replace it: ``loop.Hooks.head_loss``)."""
+    linear-CE kernel with the same signature can replace it: ``recipe.Recipe.head_loss``)."""
     return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
 
 
@@ -66,7 +66,7 @@ def share_of_mean(local_sum: torch.Tensor, global_count) -> torch.Tensor:
     average the gradients over the processes, so the average of the W shares (and of their
     gradients) is ``global_sum / global_count``, whatever each process's own count; on one
     process it is the mean. The loop's step normalises its loss so, and a study's own loss
-    (``loop.Objective.loss``) each of its terms."""
+    (``recipe.Recipe.loss``) each of its terms."""
     return local_sum * parallel.world_size() / global_count
 
 

@@ -1,7 +1,7 @@
 """``pretrain``: a fresh tiny causal LM trained on a text corpus, the one pretraining of both
 studies (the mask study's embedded model, the bridge's two models). A study brings what differs:
 the model's transformers config, its tokenizer, and the run (:class:`~.driver.TrainRun`: its
-params, keys, record and hooks); the corpus's blocks, the held-out split, the model's build
+params, keys, record and recipe); the corpus's blocks, the held-out split, the model's build
 and the training are this module's."""
 
 from __future__ import annotations

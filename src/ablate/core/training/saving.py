@@ -114,8 +114,8 @@ def _save(trainer, ckpt: Path) -> Path:
     trainer.state.unlogged_losses = unlogged_losses(trainer)  # a collective: every process
     if parallel.rank() == 0:
         _torch_save(trainer.scheduler.state_dict(), ckpt / SCHEDULER)
-        if trainer.spec.evaluation is not None:
-            trainer.state.evaluation, tensors = trainer.spec.evaluation.state()
+        if trainer.spec.recipe.evaluation is not None:
+            trainer.state.evaluation, tensors = trainer.spec.recipe.evaluation.state()
             _torch_save(tensors, ckpt / EVALUATION)
         io.write_json(ckpt / LOOP_STATE, asdict(trainer.state))
     parallel.barrier()  # every process's files are in before the manifest and the marker
@@ -344,7 +344,7 @@ def load_stopped(trainer, ckpt: Path, state) -> None:
     """A checkpoint of a training a stop rule had ended at its step (``state``: its loop state,
     :func:`load_state`'s): the weights, the loop's state and a study evaluation's (its curve
     and best state: the outputs are written from them), nothing that would train on."""
-    evaluation = trainer.spec.evaluation
+    evaluation = trainer.spec.recipe.evaluation
     if evaluation is None:
         load_weights(trainer, ckpt)
     else:
@@ -371,7 +371,7 @@ def _read(trainer, ckpt: Path) -> dict[str, Any]:
         "rng": None if parallel.rank() in _unsaved_rng(ckpt) else _rng(ckpt / _rng_file()),
         "state": load_state(ckpt, type(trainer.state), trainer.params.max_steps),
         "evaluation": None
-        if (ev := trainer.spec.evaluation) is None
+        if (ev := trainer.spec.recipe.evaluation) is None
         else _torch_file(ckpt / EVALUATION, ev.unfit, map_location="cpu"),
     }
 
@@ -410,8 +410,8 @@ def _load_read(trainer, ckpt: Path, files: dict[str, Any]) -> None:
             f"{parallel.world_size()}: process(es) {', '.join(map(str, unsaved))} seed theirs "
             "from the run's seed, the step and their rank (rank_seed)"
         )
-    if trainer.spec.evaluation is not None:
-        trainer.spec.evaluation.load(trainer.state.evaluation, files["evaluation"])
+    if trainer.spec.recipe.evaluation is not None:
+        trainer.spec.recipe.evaluation.load(trainer.state.evaluation, files["evaluation"])
 
 
 def unlogged_losses(trainer) -> list[float]:

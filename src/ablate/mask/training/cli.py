@@ -14,7 +14,8 @@ from ablate.core.user_yaml import load_config_file, load_json, load_yaml
 from ablate.mask import sft_data
 from ablate.mask.commands import train_parser
 from ablate.mask.training.entries import FinetuneSpec, finetune, pretrain
-from ablate.mask.training.gate import LeakageGateError, resolve_params
+from ablate.mask.training.gate import LeakageGateError
+from ablate.mask.training.params import resolve_params
 
 
 def _load_mapping(text: str | None, what: str) -> dict:

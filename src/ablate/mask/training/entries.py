@@ -1,10 +1,9 @@
 """Entry points: :func:`finetune` (SFT under a policy, leakage gate) and :func:`pretrain` (tiny model),
-each a :func:`ablate.core.training.driver.train_run` with the policy's hooks."""
+each a :func:`ablate.core.training.driver.train_run` with the policy's recipe."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +15,13 @@ from ablate.core.config import sorted_tree
 from ablate.core.outputs.phases import Phases
 from ablate.core.training.data import ExampleDataset
 from ablate.core.training.driver import TrainRun, train_run
-from ablate.core.training.params import TrainingConfigError, model_dtype
+from ablate.core.training.params import model_dtype
 from ablate.core.training.pretraining import pretrain as pretrain_model
 from ablate.core.training.pretraining import training_device
 from ablate.mask import families, masks, sft_data
-from ablate.mask.training.gate import (
-    PROBE_PARAMS,
-    LeakageGateError,
-    MaskParams,
-    check_params,
-    resolve_params,
-)
-from ablate.mask.training.policy import hooks as policy_hooks
+from ablate.mask.training import gate
+from ablate.mask.training.params import MaskParams, check_params, resolve_params
+from ablate.mask.training.policy import recipe as policy_recipe
 
 
 def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
@@ -37,11 +31,11 @@ def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
 
 
 def _policy_run(policy: str, kind: str, params: MaskParams, tokenizer) -> dict[str, Any]:
-    """train_run's study keys for a run under ``policy``: log label, recorded keys, hooks."""
+    """train_run's study keys for a run under ``policy``: log label, recorded keys, recipe."""
     return {
         "label": f"{kind} {policy}" if kind == "finetune" else kind,
         "record": {"policy": policy},
-        "hooks": policy_hooks(policy, params, tokenizer.pad_token_id),
+        "recipe": policy_recipe(policy, params, tokenizer.pad_token_id),
     }
 
 
@@ -64,65 +58,12 @@ class FinetuneSpec:
         cls, policy: str, params: dict | None = None, allow_leakage: bool = False
     ) -> FinetuneSpec:
         """A spec from partial ``params`` (a command line's, a test's): the one merge with the
-        schema's defaults (:func:`ablate.mask.training.gate.resolve_params`)."""
+        schema's defaults (:func:`ablate.mask.training.params.resolve_params`)."""
         return cls(policy, resolve_params(params, "finetune").as_dict(), allow_leakage)
 
     def config_slice(self) -> dict[str, Any]:
         """The slice it records in its provenance: its fields, those set."""
         return sorted_tree({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
-
-
-def _leakage_gate(model, pairs, spec: FinetuneSpec, params: MaskParams, probe_result) -> dict:
-    """Run (or take) the leakage probe for the training policy (``params``: the spec's, checked);
-    refuse a leaking policy unless allowed."""
-    policy, allow_leakage = spec.policy, spec.allow_leakage
-    if probe_result is None:
-        missing = [k for k in PROBE_PARAMS if k in params.unset]
-        if missing:  # the pipeline's finetune takes its policy's probe result
-            raise TrainingConfigError(f"no probe result and no {', '.join(missing)} to run one")
-        from ablate.mask import leakage
-
-        kw = {"batch_size": params.probe_batch_size}
-        if params.probe_threshold is not None:
-            kw["threshold"] = params.probe_threshold
-        sample = pairs[: params.probe_size]
-        print(f"[finetune {policy}] leakage probe on {len(sample)} held-out pairs", flush=True)
-        probe_result = leakage.probe(model, sample, policy, **kw)
-    elif probe_result.get("policy") != policy:
-        raise TrainingConfigError(
-            f"leakage gate: the given probe result is for policy {probe_result.get('policy')!r}, "
-            f"but training uses {policy!r}"
-        )
-    if probe_result.get("leaks") and not allow_leakage:
-        # a verdict (leakage.verdict) names the record that holds the evidence the refusal cites;
-        # on a rented host only the verdict was shipped: the refusal names the record instead
-        record = probe_result.get("record")
-        if record and Path(record).is_file():
-            probe_result = {**json.loads(Path(record).read_text()), **probe_result}
-
-        def g(key):
-            value = probe_result.get(key)
-            return f"{value:.4g}" if isinstance(value, (int, float)) else "?"
-
-        evidence = []
-        if probe_result.get("future_dependent"):
-            evidence.append(
-                f"response losses move by up to {g('future_sensitivity')} nats when only a later "
-                f"token changes"
-            )
-        if "loss_policy" in probe_result:
-            evidence.append(
-                f"response loss {g('loss_policy')} under {policy} vs {g('loss_causal')} causal "
-                f"(ratio {g('ratio')}, leak threshold < {g('threshold')})"
-            )
-        else:
-            evidence.append(f"the probe's evidence is in {record}")
-        raise LeakageGateError(
-            f"leakage gate: training under policy {policy!r} leaks labels: {'; '.join(evidence)}. "
-            f"The model would learn to read the answer. To reproduce this on purpose set "
-            f"allow_leakage: true for this finetune variant (CLI: --allow-leakage)."
-        )
-    return {**probe_result, "allowed": bool(allow_leakage and probe_result.get("leaks"))}
 
 
 def _sft_pairs(data, model_path, revision, p: MaskParams):
@@ -174,7 +115,7 @@ def finetune(
     ``revision`` pins a hub id ``model_path`` (ignored for a directory).
     Writes ``out_dir/final/`` (safetensors + tokenizer + manifest) and ``out_dir/summary.json``;
     checkpoints go to ``out_dir/checkpoints/`` and a rerun resumes from the last complete one.
-    Raises :class:`LeakageGateError` before training when the policy leaks and
+    Raises :class:`~ablate.mask.training.gate.LeakageGateError` before training when the policy leaks and
     ``spec.allow_leakage`` is false. ``reporters``: the loop's reporters
     (ablate.core.reports.tracking).
     """
@@ -192,7 +133,9 @@ def finetune(
     with phases("load_model"):  # the manifest's hashes checked while the weights load
         model = _load_model(model_path, revision, p)
     with phases("leakage_gate"):
-        gate = _leakage_gate(model, eval_pairs or train_pairs, spec, p, probe_result)
+        verdict = gate.check(
+            model, eval_pairs or train_pairs, policy, spec.allow_leakage, p, probe_result
+        )
     model.config.use_cache = False
     inputs = {"model": model_path}
     if Path(data).exists():
@@ -218,7 +161,7 @@ def finetune(
             "n_eval": len(eval_pairs),
             # the planner's tokens per pair (ablate.mask.plan), in place of max_seq_len
             "lengths": sft_data.length_stats(train_pairs, p.max_seq_len),
-            "leakage_probe": gate,
+            "leakage_probe": verdict,
         },
         config_slice=spec.config_slice(),
         inputs=inputs,

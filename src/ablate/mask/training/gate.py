@@ -1,70 +1,70 @@
-"""The leakage gate's parameters and error: a finetune that runs the probe itself (``ablate train``
-without ``--probe-result``; the pipeline runs the probe as its own rule) takes them beside the
-core's ``finetune_params`` (:mod:`ablate.core.training.params`)."""
+"""The leakage gate of a finetune: the probe's verdict on the training policy (run here, or the
+pipeline's probe rule's), and the refusal of a policy that leaks labels unless allowed."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Literal
+import json
+from pathlib import Path
 
-from ablate.core import config
-from ablate.core.training import params as core_params
-from ablate.core.training.params import TrainingError, TrainParams
-
-#: training key -> the key of the config schema's ``leakage`` section, whose defaults and bounds
-#: they take.
-PROBE_PARAMS = {
-    "probe_size": "n_pairs",
-    "probe_batch_size": "batch_size",
-    "probe_threshold": "threshold",
-}
+from ablate.core.training.params import TrainingConfigError, TrainingError
+from ablate.mask.training.params import PROBE_PARAMS, MaskParams
 
 
 class LeakageGateError(TrainingError):
     pass
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class MaskParams(TrainParams):
-    """This study's training params: the core's (:class:`~ablate.core.training.params.TrainParams`)
-    and the keys of ``mask_finetune_params`` / ``mask_pretrain_params`` and the probe's. A subclass
-    rather than an ``extra`` mapping: its keys are read as typed attributes like the core's, and
-    the schema test checks them the same way."""
+def check(
+    model, pairs, policy: str, allow_leakage: bool, params: MaskParams, probe_result: dict | None
+) -> dict:
+    """Run (or take) the leakage probe for the training ``policy`` (``params``: the finetune's,
+    checked; the probe on ``pairs``); refuse a leaking policy unless ``allow_leakage``: a
+    :class:`LeakageGateError` naming the probe's evidence and the switch. Returns the gate's
+    record (the probe's result and whether a leak was allowed)."""
+    if probe_result is None:
+        missing = [k for k in PROBE_PARAMS if k in params.unset]
+        if missing:  # the pipeline's finetune takes its policy's probe result
+            raise TrainingConfigError(f"no probe result and no {', '.join(missing)} to run one")
+        from ablate.mask import leakage
 
-    # this study's schema sets a default for both kinds: a required field
-    attn_implementation: str = dataclasses.field()
-    packing: bool
-    packing_row_tokens: int
-    # a finetune's only (None in a pretraining)
-    sft_format: Literal["alpaca", "original"] | None = None
-    # the library's probe (absent in the pipeline's finetune, which runs it as its own rule)
-    probe_size: int | None = None
-    probe_batch_size: int | None = None
-    probe_threshold: float | None = None
+        kw = {"batch_size": params.probe_batch_size}
+        if params.probe_threshold is not None:
+            kw["threshold"] = params.probe_threshold
+        sample = pairs[: params.probe_size]
+        print(f"[finetune {policy}] leakage probe on {len(sample)} held-out pairs", flush=True)
+        probe_result = leakage.probe(model, sample, policy, **kw)
+    elif probe_result.get("policy") != policy:
+        raise TrainingConfigError(
+            f"leakage gate: the given probe result is for policy {probe_result.get('policy')!r}, "
+            f"but training uses {policy!r}"
+        )
+    if probe_result.get("leaks") and not allow_leakage:
+        # a verdict (leakage.verdict) names the record that holds the evidence the refusal cites;
+        # on a rented host only the verdict was shipped: the refusal names the record instead
+        record = probe_result.get("record")
+        if record and Path(record).is_file():
+            probe_result = {**json.loads(Path(record).read_text()), **probe_result}
 
+        def g(key):
+            value = probe_result.get(key)
+            return f"{value:.4g}" if isinstance(value, (int, float)) else "?"
 
-def params_schema(kind: str) -> dict[str, Any]:
-    """This study's schema of ``kind`` (the core's with its keys); a finetune's with the probe keys."""
-    schema = core_params.params_schema(kind, "mask_")
-    if kind == "finetune":
-        leakage = config.subschema("properties/mask/properties/leakage")["properties"]
-        schema["properties"].update({k: leakage[v] for k, v in PROBE_PARAMS.items()})
-    return schema
-
-
-def defaults(kind: str) -> dict[str, Any]:
-    """Every parameter's default of a mask study's ``finetune`` (probe keys too) or ``pretrain``."""
-    return core_params.defaults(kind, params_schema(kind))
-
-
-def resolve_params(params: dict | None, kind: str) -> MaskParams:
-    """:func:`ablate.core.training.params.resolve_params` over :func:`params_schema`."""
-    return core_params.resolve_params(params, kind, params_schema(kind), MaskParams)
-
-
-def check_params(params: dict[str, Any], kind: str) -> MaskParams:
-    """:func:`ablate.core.training.params.check_params` over :func:`params_schema`; the probe
-    keys may be absent (the pipeline runs the probe as its own rule)."""
-    return core_params.check_params(
-        params, kind, params_schema(kind), tuple(PROBE_PARAMS), MaskParams
-    )
+        evidence = []
+        if probe_result.get("future_dependent"):
+            evidence.append(
+                f"response losses move by up to {g('future_sensitivity')} nats when only a later "
+                f"token changes"
+            )
+        if "loss_policy" in probe_result:
+            evidence.append(
+                f"response loss {g('loss_policy')} under {policy} vs {g('loss_causal')} causal "
+                f"(ratio {g('ratio')}, leak threshold < {g('threshold')})"
+            )
+        else:
+            evidence.append(f"the probe's evidence is in {record}")
+        raise LeakageGateError(
+            f"leakage gate: training under policy {policy!r} leaks labels: {'; '.join(evidence)}. "
+            f"The model would learn to read the answer. To reproduce this on purpose set "
+            f"allow_leakage: true for this finetune variant (CLI: --allow-leakage)."
+        )
+    return {**probe_result, "allowed": bool(allow_leakage and probe_result.get("leaks"))}

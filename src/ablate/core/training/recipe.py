@@ -1,0 +1,130 @@
+"""What a study gives the training core: one :class:`Recipe`, whose methods the loop
+(:mod:`.loop`) and the run driver (:mod:`.driver`) call with no branch on the study: a step's
+examples and micro-batches, its share of the step's loss, its tokens, what a logging step logs
+besides the loop's, its optimizer, and its :class:`Evaluation` (with the state a checkpoint
+carries). :class:`Recipe` itself is the next-token recipe; a study refines it by subclassing
+(a mask policy: its forward and packed rows; a translator between frozen models: its loss,
+data order, optimizer and evaluation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+
+from ablate.core.execution import parallel
+from ablate.core.training import sharded_masters
+from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum, share_of_mean
+from ablate.core.training.memory import SHARDED_MASTERS
+from ablate.core.training.optim import build_optimizer, build_scheduler
+from ablate.core.training.params import IGNORE_INDEX, TrainParams, master_weights_enabled
+
+
+class Evaluation(Protocol):
+    """A study's own evaluation instead of the held-out loss (e.g. a generative accuracy), every
+    ``eval_steps`` (and, by the run driver, at step 0 of a fresh start and of the final weights)."""
+
+    def __call__(self, step: int) -> dict[str, Any] | None:
+        """Evaluate at ``step``; its stop (``{"reason", "step", "detail"}``: training ends there,
+        unsaved, the stop logged for a resume to replay:
+        :meth:`~.monitor.StopRules.observe_evaluation`) or None."""
+
+    def last_step(self) -> int | None:
+        """The step it evaluated last (None: none)."""
+
+    def state(self) -> tuple[dict[str, Any], Any]:
+        """(plain values, tensors) that each checkpoint carries."""
+
+    def load(self, values: dict[str, Any], tensors: Any) -> None:
+        """Take back what :meth:`state` gave."""
+
+    def unfit(self, tensors: Any) -> str | None:
+        """Why a checkpoint's tensors cannot be this run's (None: they fit), before anything of
+        it is loaded."""
+
+
+def count(batch: dict) -> int:
+    """The labelled tokens ``batch``'s loss sums over, counted on the host."""
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+@dataclass(eq=False)
+class Recipe:
+    """The next-token recipe: the cross-entropy over a step's labelled tokens, each process's
+    share of the step's mean (:func:`~.loss.share_of_mean`), on ``batch_size x grad_accum``
+    examples a step drawn from seeded permutations, with the core's optimizer (:mod:`.optim`).
+
+    ``head_loss``: the loss of the lm_head at labelled positions (``loss_vocab: corpus``: the
+    data's rows only); ``collator``: examples -> a batch with ``labels`` (evaluation batches too;
+    None: :class:`~.data.PolicyCollator` of the run's padding id, set by :func:`.loop.setup`);
+    ``evaluation``: the study's own (None: the held-out loss, :func:`.loop.evaluate`)."""
+
+    head_loss: Callable[..., Any] = head_loss_sum
+    collator: Callable[[list], dict] | None = None
+    evaluation: Evaluation | None = None
+    #: whether held-out examples are scored by this recipe's next-token loss (a study with a loss
+    #: of its own brings its own :attr:`evaluation`)
+    HELD_OUT_LOSS: ClassVar[bool] = True
+
+    def forward_kwargs(self, model, batch: dict) -> dict:
+        """The model's forward kwargs: causal attention over the padding mask."""
+        return causal_forward_kwargs(model, batch)
+
+    def collate(self, examples: list) -> dict:
+        return self.collator(examples)
+
+    def micro_batches(self, examples: list, size: int) -> list[dict]:
+        """This process's examples of one step as micro-batches of ``size`` examples."""
+        return [self.collate(examples[i : i + size]) for i in range(0, len(examples), size)]
+
+    def order(self, step: int, n: int, p: TrainParams) -> list[int]:
+        """The indices of optimizer step ``step``'s examples (from 0), all processes': the data
+        is a stream of epochs, each a permutation of the ``n`` examples drawn from ``seed`` and
+        the epoch, cut into steps of ``batch_size x grad_accum`` examples. It depends on nothing
+        but the step, so a resumed run trains on the same examples."""
+        per_step = p.batch_size * p.grad_accum
+        orders: dict[int, list[int]] = {}
+        out = []
+        for pos in range(step * per_step, (step + 1) * per_step):
+            epoch, i = divmod(pos, n)
+            if epoch not in orders:
+                g = torch.Generator().manual_seed(p.seed * 1_000_003 + epoch)
+                orders[epoch] = torch.randperm(n, generator=g).tolist()
+            out.append(orders[epoch][i])
+        return out
+
+    def step_items(self, batches: list[dict]) -> int | None:
+        """What a micro-batch's loss is a share of: the labelled tokens of the whole step, all
+        processes', counted on the host before any forward (no device sync)."""
+        return max(parallel.sum_int(sum(count(b) for b in batches)), 1)
+
+    def batch_loss(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed next-token CE, labelled tokens) of ``batch``."""
+        return loss_sum(model, batch, self.forward_kwargs, head_loss=self.head_loss)
+
+    def loss(self, model, batch: dict, step: int, n_items: int | None) -> torch.Tensor:
+        """``batch``'s part of this process's share of step ``step``'s mean loss: its summed CE
+        over the step's ``n_items`` labelled tokens (:meth:`step_items`)."""
+        return share_of_mean(self.batch_loss(model, batch)[0], n_items)
+
+    def tokens(self, batch: dict):
+        """``batch``'s tokens, read after its forward: non-pad ones (on the device: no sync)."""
+        return batch["attention_mask"].sum()
+
+    def log_parts(self) -> dict[str, float]:
+        """More entries of a logging step (they win over the loop's)."""
+        return {}
+
+    def optimizer(self, model, p: TrainParams, *, layout: str | None, sharded: bool):
+        """(optimizer, schedule) of ``model``: the core's (:mod:`.optim`; fp32 masters where
+        ``master_weights`` resolves on; ``layout``: the data-parallel recipe of N > 1
+        processes, :data:`~.memory.RECIPES`)."""
+        if layout == SHARDED_MASTERS:
+            optimizer = sharded_masters.build(model, p)
+        else:
+            masters = master_weights_enabled(p) and not sharded
+            optimizer = build_optimizer(model, p, master_weights=masters, sharded=sharded)
+        return optimizer, build_scheduler(optimizer, p)
