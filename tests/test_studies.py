@@ -109,7 +109,7 @@ def test_every_study_script_sets_its_own_switch_first():
         for node in ast.parse(script.read_text()).body:
             value = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
-                if value.func.attr in ("start", "start_light"):
+                if value.func.attr in ("start", "start_light", "start_table"):
                     calls.append([ast.unparse(a) for a in value.args])
                     break
             if isinstance(node, ast.Import):
