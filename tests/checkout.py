@@ -91,6 +91,13 @@ def run_embedded_default(wd: Path, *args: str) -> Path:
 BRIDGE_ARGS = ("--config", "studies=[bridge]")
 
 
+def run_cache_folder() -> str:
+    """The run cache's folder in a checkout (the config key's default, relative)."""
+    from ablate.core.config import config_schema
+
+    return config_schema()["properties"]["run_cache"]["default"]
+
+
 def copy_cache_entries(src: Path, dst: Path, keep: Callable[[dict], bool] | None = None) -> None:
     """The run cache entries of the finished run src (those whose manifest's `parts`, the rule and
     its wildcards among them, `keep` accepts, when given) copied into the checkout dst's run cache
@@ -99,10 +106,9 @@ def copy_cache_entries(src: Path, dst: Path, keep: Callable[[dict], bool] | None
     simply not restored: the job runs."""
     import json
 
-    from ablate.core.config import config_schema
     from ablate.core.reruns import runcache
 
-    folder = config_schema()["properties"]["run_cache"]["default"]
+    folder = run_cache_folder()
     for manifest in (src / folder).glob(f"*/{runcache.MANIFEST}"):
         entry = dst / folder / manifest.parent.name
         if not entry.exists() and (keep is None or keep(json.loads(manifest.read_text())["parts"])):

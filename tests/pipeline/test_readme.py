@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from checkout import CHAIN_FIXTURE, CHAIN_GROUP, GPU_HOST
+from checkout import CHAIN_FIXTURE, CHAIN_GROUP, GPU_HOST, run_cache_folder
 from helpers import jobs_said
 
-from ablate.core.config import config_schema
 from ablate.core.trees import experiments as E
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -541,7 +540,7 @@ def test_every_documented_command_in_order(part, embedded_run, tmp_path, request
     shutil.copytree(embedded_run, wd, symlinks=True)  # keeps mtimes: the finished quick start
     if part == SHARES_THE_LOOPS_CACHE:
         loop, _ = request.getfixturevalue(CHAIN_FIXTURE)
-        cache = wd / config_schema()["properties"]["run_cache"]["default"]
+        cache = wd / run_cache_folder()
         shutil.rmtree(cache)
         shutil.copytree(loop / cache.relative_to(wd), cache)
     for (command, comment), step in zip(commands, steps, strict=True):
