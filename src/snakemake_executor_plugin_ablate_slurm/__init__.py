@@ -25,6 +25,12 @@ plugin's.
    3 min late (64 s after a 3.5-min finetune in the SLURM tests), and the setting did nothing.
    Here the back-off is ignored: two status rounds are ``--seconds-between-status-checks``
    apart (``Executor.next_seconds_between_status_checks``).
+4. Submission pause. The stock ``run_job`` sleeps 5 s before every ``sbatch`` (``time.sleep(5)``,
+   no setting), in its two submission threads: a round of ready jobs waited 5 s per two jobs, and
+   each level of a workflow's DAG at least 5 s more. Once the executor has started, the stock
+   module's ``time`` is ``TimeWithoutPause``, whose ``sleep`` returns at once (after start-up the
+   stock module sleeps before ``sbatch`` only). Snakemake's own ``--max-jobs-per-timespan``
+   (100/1s) still bounds how fast jobs are submitted.
 """
 
 # No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
@@ -99,8 +105,21 @@ except ImportError as _missing:  # the extra is not installed (workaround 1)
     )
 
 else:
+    import time
+
     ExecutorSettings = _stock.ExecutorSettings
     common_settings = _stock.common_settings
+
+    class TimeWithoutPause:
+        """The time module without ``sleep`` (workaround 4): what the stock module calls ``time``
+        once the executor has started."""
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds):
+            pass  # the pause before each sbatch (module doc, workaround 4): not taken
 
     class Executor(_stock.Executor):
         def __post_init__(self, test_mode: bool = False):
@@ -113,7 +132,8 @@ else:
                 )
             if msg := controller_error():
                 raise WorkflowError(msg)
-            super().__post_init__(test_mode=test_mode)
+            super().__post_init__(test_mode=test_mode)  # its pause inside a SLURM job is kept
+            _stock.time = TimeWithoutPause()  # workaround 4
 
         @property
         def next_seconds_between_status_checks(self):

@@ -145,3 +145,25 @@ def test_status_rounds_are_the_profiles_interval_not_the_stock_back_off(monkeypa
     monkeypatch.setattr(asyncio, "sleep", sleep)
     asyncio.run(executor.sleep())  # the interface's wait between two rounds
     assert slept == [2]
+
+
+def test_no_pause_before_each_sbatch(monkeypatch):
+    """Workaround 4: the stock executor slept 5 s before every sbatch (no setting), so each
+    round of ready jobs waited 5 s per job and submission thread. Once the executor has started,
+    the stock module's sleep returns at once; its other clocks are the time module's."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    import inspect
+
+    import snakemake_executor_plugin_slurm as stock
+
+    import snakemake_executor_plugin_ablate_slurm as shim
+
+    assert "time.sleep(5)" in inspect.getsource(stock.Executor.run_job)  # the upstream behaviour
+    monkeypatch.setattr(stock, "time", stock.time)  # the module's own again after this test
+    monkeypatch.setattr(stock.Executor, "__post_init__", lambda self, test_mode=False: None)
+    monkeypatch.setattr(shim, "controller_error", lambda: None)  # no controller here
+    shim.Executor.__new__(shim.Executor).__post_init__()
+    started = time.monotonic()
+    stock.time.sleep(5)
+    assert time.monotonic() - started < 1
+    assert abs(stock.time.time() - time.time()) < 1
