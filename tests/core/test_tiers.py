@@ -41,3 +41,15 @@ def test_the_whole_suite_is_one_flag_away_and_named_tests_always_run():
 def test_ci_runs_every_test():
     ci = (ROOT / ".ci" / "run").read_text()
     assert '-m pytest -m "" -n 2 --dist loadgroup' in ci
+
+
+def test_cluster_tests_that_wait_for_the_embedded_run_go_last():
+    """On the cluster group's worker every test that needs no embedded run comes before the first
+    that does (tests/conftest.py, `_embedded_cluster_tests_last`), a module's split if need be:
+    the SLURM run's setup waits for the other worker's embedded run, the fake Vast hosts' tests
+    need not."""
+    r = collect("-m", "", "tests/cluster/test_slurm.py", "tests/cluster/test_vast.py")
+    ids = [line for line in r.stdout.splitlines() if "::" in line]
+    reads_the_run = ["test_slurm.py::" in i or "test_literal_vast_command" in i for i in ids]
+    assert ids and any(reads_the_run) and not all(reads_the_run), r.stdout + r.stderr
+    assert reads_the_run == sorted(reads_the_run), ids
