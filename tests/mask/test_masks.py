@@ -320,8 +320,14 @@ FLEX_FAMILY = "ministral3"
 FLEX_AUDITS = {"ministral3": ("ministral3", {}), "mistral": ("mistral", {"sliding_window": 3})}
 
 
-@pytest.fixture(scope="module")
+#: The xdist group of every test that reads flex_results: one worker makes it, once a session.
+FLEX_GROUP = "flex_audit"
+
+
+@pytest.fixture(scope="session")  # not per module: that worker's other modules' tests interleave
 def flex_results():
+    """flex_attention's audit (a subprocess: _flex_main), once per session: its tests (FLEX_GROUP)
+    run on one worker. A minute of CPU; per module it ran three times a suite run."""
     proc = subprocess.run(
         [sys.executable, __file__, "--flex"],
         capture_output=True,
@@ -336,7 +342,7 @@ def flex_results():
 
 
 @pytest.mark.slow  # the subprocess compiles a flex kernel per mask: about a minute on 2 cores
-@pytest.mark.xdist_group("flex_audit")  # one worker: the subprocess runs once, not once per worker
+@pytest.mark.xdist_group(FLEX_GROUP)  # one worker: the subprocess runs once, not once per worker
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("policy", masks.POLICIES)
 @pytest.mark.parametrize("model_type", sorted(FLEX_AUDITS))
@@ -609,7 +615,15 @@ def check_decode(model, label: str, policies=masks.POLICIES) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+@pytest.mark.parametrize(
+    "model_type",
+    [  # a proof that reads the flex audit waits for it on the worker that made it (FLEX_GROUP)
+        pytest.param(t, marks=pytest.mark.xdist_group(FLEX_GROUP))
+        if families.FLEX in families.PROVEN[t].backends
+        else t
+        for t in sorted(FAMILIES)
+    ],
+)
 def test_family_proven(model_type, request):
     """The proof of one family (ablate.mask.families.proof): the audit of every policy x padding
     side on each of its configs and every proven in-process backend (== eager), the decode step,
@@ -656,7 +670,8 @@ def test_registry_matches_the_audit():
     proof is a node of test_family_proven, each family's configs build a model of that
     model_type, and flex_attention is listed only where its subprocess audit runs."""
     assert set(families.PROVEN) == set(FAMILIES)
-    params = {m.name: m for m in test_family_proven.pytestmark}["parametrize"].args[1]
+    marks = {m.name: m for m in test_family_proven.pytestmark}["parametrize"].args[1]
+    params = [getattr(p, "values", (p,))[0] for p in marks]  # a pytest.param's or the plain value
     for model_type in families.PROVEN:
         node = families.proof(model_type)
         path, name = node.split("::")
