@@ -581,6 +581,11 @@ def in_process_backends(model_type: str) -> list[str]:
     return [b for b in families.PROVEN[model_type].backends if b in IN_PROCESS_IMPLS]
 
 
+def proven_on_flex(model_type: str) -> bool:
+    """Whether the registry lists flex_attention for the family: its proof reads flex_results."""
+    return model_type in families.PROVEN and families.FLEX in families.PROVEN[model_type].backends
+
+
 def decode_rows(shapes, seed: int = 3):
     g = torch.Generator().manual_seed(seed)
     return [
@@ -618,9 +623,7 @@ def check_decode(model, label: str, policies=masks.POLICIES) -> None:
 @pytest.mark.parametrize(
     "model_type",
     [  # a proof that reads the flex audit waits for it on the worker that made it (FLEX_GROUP)
-        pytest.param(t, marks=pytest.mark.xdist_group(FLEX_GROUP))
-        if families.FLEX in families.PROVEN[t].backends
-        else t
+        pytest.param(t, marks=pytest.mark.xdist_group(FLEX_GROUP)) if proven_on_flex(t) else t
         for t in sorted(FAMILIES)
     ],
 )
@@ -639,7 +642,7 @@ def test_family_proven(model_type, request):
                     check(res, None if impl == "eager" else ref, label)
         for impl in backends:
             check_decode(with_impl(build(family, **overrides), impl), f"{model_type}/{impl}")
-    if families.FLEX in families.PROVEN[model_type].backends:
+    if proven_on_flex(model_type):
         flex = request.getfixturevalue("flex_results")
         # the wrapper's flex proof is its loaded text model's
         audited = model_type if model_type in FLEX_AUDITS else FLEX_FAMILY
