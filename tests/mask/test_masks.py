@@ -320,8 +320,14 @@ FLEX_FAMILY = "ministral3"
 FLEX_AUDITS = {"ministral3": ("ministral3", {}), "mistral": ("mistral", {"sliding_window": 3})}
 
 
-@pytest.fixture(scope="module")
+#: The xdist group of every test that reads flex_results: one worker makes it, once a session.
+FLEX_GROUP = "flex_audit"
+
+
+@pytest.fixture(scope="session")  # not per module: that worker's other modules' tests interleave
 def flex_results():
+    """flex_attention's audit (a subprocess: _flex_main), once per session: its tests (FLEX_GROUP)
+    run on one worker. A minute of CPU; per module it ran three times a suite run."""
     proc = subprocess.run(
         [sys.executable, __file__, "--flex"],
         capture_output=True,
@@ -336,7 +342,7 @@ def flex_results():
 
 
 @pytest.mark.slow  # the subprocess compiles a flex kernel per mask: about a minute on 2 cores
-@pytest.mark.xdist_group("flex_audit")  # one worker: the subprocess runs once, not once per worker
+@pytest.mark.xdist_group(FLEX_GROUP)  # one worker: the subprocess runs once, not once per worker
 @pytest.mark.parametrize("side", SIDES)
 @pytest.mark.parametrize("policy", masks.POLICIES)
 @pytest.mark.parametrize("model_type", sorted(FLEX_AUDITS))
@@ -575,6 +581,11 @@ def in_process_backends(model_type: str) -> list[str]:
     return [b for b in families.PROVEN[model_type].backends if b in IN_PROCESS_IMPLS]
 
 
+def proven_on_flex(model_type: str) -> bool:
+    """Whether the registry lists flex_attention for the family: its proof reads flex_results."""
+    return model_type in families.PROVEN and families.FLEX in families.PROVEN[model_type].backends
+
+
 def decode_rows(shapes, seed: int = 3):
     g = torch.Generator().manual_seed(seed)
     return [
@@ -609,7 +620,13 @@ def check_decode(model, label: str, policies=masks.POLICIES) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+@pytest.mark.parametrize(
+    "model_type",
+    [  # a proof that reads the flex audit waits for it on the worker that made it (FLEX_GROUP)
+        pytest.param(t, marks=pytest.mark.xdist_group(FLEX_GROUP)) if proven_on_flex(t) else t
+        for t in sorted(FAMILIES)
+    ],
+)
 def test_family_proven(model_type, request):
     """The proof of one family (ablate.mask.families.proof): the audit of every policy x padding
     side on each of its configs and every proven in-process backend (== eager), the decode step,
@@ -625,7 +642,7 @@ def test_family_proven(model_type, request):
                     check(res, None if impl == "eager" else ref, label)
         for impl in backends:
             check_decode(with_impl(build(family, **overrides), impl), f"{model_type}/{impl}")
-    if families.FLEX in families.PROVEN[model_type].backends:
+    if proven_on_flex(model_type):
         flex = request.getfixturevalue("flex_results")
         # the wrapper's flex proof is its loaded text model's
         audited = model_type if model_type in FLEX_AUDITS else FLEX_FAMILY
@@ -656,7 +673,8 @@ def test_registry_matches_the_audit():
     proof is a node of test_family_proven, each family's configs build a model of that
     model_type, and flex_attention is listed only where its subprocess audit runs."""
     assert set(families.PROVEN) == set(FAMILIES)
-    params = {m.name: m for m in test_family_proven.pytestmark}["parametrize"].args[1]
+    marks = {m.name: m for m in test_family_proven.pytestmark}["parametrize"].args[1]
+    params = [getattr(p, "values", (p,))[0] for p in marks]  # a pytest.param's or the plain value
     for model_type in families.PROVEN:
         node = families.proof(model_type)
         path, name = node.split("::")
