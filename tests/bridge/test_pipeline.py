@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from checkout import BRIDGE_ARGS, copy_checkout, snakemake
+from checkout import BRIDGE_ARGS, GPU_HOST, copy_checkout, snakemake
 from helpers import dry_run_fields, job_counts, load_workflow, shipped_config
 
 from ablate.bridge.pins import ROLES
@@ -39,6 +39,25 @@ def fresh(tmp_path_factory):
     return copy_checkout(tmp_path_factory.mktemp("bridge_dag"))
 
 
+#: config/latentwire.yaml planned offline (the seed study's dry run)
+SEED_STUDY = ("-n", "--configfile", "config/latentwire.yaml")
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def bridge_alone(fresh):
+    """The bridge study's dry run alone (`--config studies=[bridge]`): one launch for the tests that
+    read it (a module fixture starts before a test's `gpu_host`: its environment given here)."""
+    return snakemake(fresh, "-n", *BRIDGE_ARGS, timeout=300, env=GPU_HOST)
+
+
+@pytest.fixture(scope="module")
+def seed_study(fresh):
+    """The seed study's dry run (`SEED_STUDY`, offline, no lock file): one launch for the tests
+    that read it."""
+    return snakemake(fresh, *SEED_STUDY, env={**GPU_HOST, **OFFLINE}, timeout=300)
+
+
 def dry_run_with(wd: Path, cfg: dict, *args: str, env: dict | None = None):
     path = wd / "config" / "edited.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -55,26 +74,19 @@ def test_default_dag_holds_every_bridge_rule(fresh):
     assert counts.get("finetune")  # and the mask study beside it
 
 
-def test_bridge_alone(fresh):
-    r = snakemake(fresh, "-n", *BRIDGE_ARGS, timeout=300)
+def test_bridge_alone(bridge_alone):
+    r = bridge_alone
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     assert {k: v for k, v in counts.items() if k != "all"} == {**BRIDGE_RULES, "status": 1}, counts
 
 
-def test_seed_study_plans_offline(fresh):
+def test_seed_study_plans_offline(fresh, seed_study):
     """config/latentwire.yaml plans the real grid with no hub access: the models are registered
     by a local rule that a dry run does not run; no embedded world, no pretraining. Its
     `plan.studies: [bridge]` brings the runtime/cost plan rules, waiting for the bridge's planned
     jobs (the bridge alone with the default `plan.studies: [mask]` has none: test_bridge_alone)."""
-    r = snakemake(
-        fresh,
-        "-n",
-        "--configfile",
-        "config/latentwire.yaml",
-        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
-        timeout=300,
-    )
+    r = seed_study
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     assert counts.get("bridge_register") == 2 and "bridge_model" not in counts, counts
@@ -112,9 +124,10 @@ def test_seed_study_with_the_original_losses_plans_offline(fresh):
     assert not (fresh / "results" / "latentwire-original").exists()
 
 
-def test_seed_study_pins_the_locked_commits(fresh):
+def test_seed_study_pins_the_locked_commits(fresh, seed_study):
     """A lock entry per model: no warning, the run ids hash the commits, and every job loading a
-    hub model declares the lock (a Vast instance re-parses the workflow with it)."""
+    hub model declares the lock (a Vast instance re-parses the workflow with it). The same dry
+    run as `seed_study`, the lock file aside: no other run ids but for the lock's commits."""
     cfg = shipped_config("latentwire.yaml")
     lock = fresh / "results" / "latentwire" / "hub_revisions.json"
     repos = [cfg["bridge"][k]["path"] for k in ROLES]
@@ -122,15 +135,15 @@ def test_seed_study_pins_the_locked_commits(fresh):
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({f"{p}@main": {"sha": f"{i:040x}"} for i, p in enumerate(repos)}))
     try:
-        r = dry_run_with(fresh, cfg, env={"HF_HUB_OFFLINE": "1"})
+        r = snakemake(fresh, *SEED_STUDY, env=OFFLINE, timeout=300)
     finally:
         shutil.rmtree(lock.parent)
     assert r.returncode == 0 and "warning: hub revision" not in r.stderr, r.stdout + r.stderr
     jobs = [j for j in _dry_run_jobs(r.stdout) if j["rule"] in BRIDGE_HUB_JOBS]
     assert len(jobs) == sum(BRIDGE_RULES[k] for k in BRIDGE_HUB_JOBS)
     assert all(str(lock.relative_to(fresh)) in j["input"] for j in jobs)
-    unpinned = dry_run_with(fresh, cfg, env={"HF_HUB_OFFLINE": "1"})
-    assert set(_run_ids(r.stdout)).isdisjoint(_run_ids(unpinned.stdout))
+    assert seed_study.returncode == 0 and _run_ids(seed_study.stdout), seed_study.stderr
+    assert set(_run_ids(r.stdout)).isdisjoint(_run_ids(seed_study.stdout))
 
 
 def _hub_data(bridge: dict) -> list[dict]:
@@ -160,7 +173,7 @@ def _dry_run_jobs(stdout: str) -> list[dict[str, str]]:
     return [{"rule": rule, **fields} for rule, fields in dry_run_fields(stdout)]
 
 
-def test_seed_study_computes_each_frozen_state_once(fresh):
+def test_seed_study_computes_each_frozen_state_once(seed_study):
     """config/latentwire.yaml: one bridge_source_states / bridge_teacher_states job per key
     (layout.jobs' list), and every training run sharing a key reads that job's outputs."""
     from ablate.bridge import grid, layout
@@ -168,8 +181,7 @@ def test_seed_study_computes_each_frozen_state_once(fresh):
 
     config = planner.load_config(ROOT / "config" / "latentwire.yaml")
     study = grid.resolve(config["bridge"])
-    r = snakemake(fresh, "-n", "--configfile", "config/latentwire.yaml", timeout=300,
-                  env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})  # fmt: skip
+    r = seed_study
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = _dry_run_jobs(r.stdout)
     results = config["results"]
@@ -243,11 +255,11 @@ def test_bad_grid_stops_before_any_job(fresh, cfg, expected):
     assert not (wd / "results" / "bridge").exists()  # nothing half-written
 
 
-def test_same_as_entry_has_no_job(fresh):
+def test_same_as_entry_has_no_job(bridge_alone):
     """2c declares same_as 1a: no job mentions it except through 1a's run id."""
     from ablate.bridge import grid
 
-    r = snakemake(fresh, "-n", *BRIDGE_ARGS, timeout=300)
+    r = bridge_alone
     assert r.returncode == 0, r.stdout + r.stderr
     cfg = shipped_config("config.yaml")
     from ablate.core.config import validate_config

@@ -22,6 +22,13 @@ def fresh(tmp_path_factory):
     return copy_checkout(tmp_path_factory.mktemp("wf_dag"))
 
 
+@pytest.fixture(scope="module")
+def first_run(fresh):
+    """`snakemake -n` in `fresh`, the embedded default's first run planned on this CPU machine
+    (made before any test's `gpu_host`): one launch for the tests that read it."""
+    return snakemake(fresh, "-n", timeout=180)
+
+
 def test_lint_clean(fresh):
     r = snakemake(fresh, "--lint", timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -52,8 +59,8 @@ def test_ruff_clean():
         assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_first_run_plan(fresh):
-    r = snakemake(fresh, "-n", timeout=180)
+def test_first_run_plan(first_run):
+    r = first_run
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     # 1 model, 1 data, 2 probes (one per training policy), 3 finetunes, (1 + 3) models x 2 policies
@@ -90,17 +97,20 @@ def job_inputs(stdout: str) -> list[tuple[str, list[str]]]:
     ["embedded", *(pytest.param(m, marks=pytest.mark.slow) for m in ("hub", "local"))],
 )
 @pytest.mark.usefixtures("gpu_host")
-def test_jobs_that_load_the_base_model_declare_its_files(fresh, tmp_path, tiny_model_dir, model):
+def test_jobs_that_load_the_base_model_declare_its_files(
+    fresh, first_run, tmp_path, tiny_model_dir, model
+):
     """A Vast job gets its declared inputs only: every job that loads the base model declares
-    the model's files when they are files (embedded or a local directory), not for a hub id."""
-    configfile, res = [], "results"
+    the model's files when they are files (embedded or a local directory), not for a hub id.
+    Embedded: the default's first run (`first_run`, its jobs ask for no GPU)."""
+    r, res = first_run, "results"
     if model != "embedded":
         cfg = yaml.safe_load((fresh / "config" / "ministral3b.yaml").read_text())
         if model == "local":
             cfg["mask"]["model"]["path"] = str(tiny_model_dir)
         (fresh / "config" / f"{model}.yaml").write_text(yaml.safe_dump(cfg))
-        configfile, res = ["--configfile", f"config/{model}.yaml"], cfg["results"]
-    r = snakemake(fresh, "-n", *configfile, timeout=180)
+        res = cfg["results"]
+        r = snakemake(fresh, "-n", "--configfile", f"config/{model}.yaml", timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     base = {"embedded": "results/model/base/final", "local": str(tiny_model_dir)}.get(model)
     loaders = [

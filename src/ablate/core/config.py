@@ -102,6 +102,14 @@ def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
     """The one jsonschema validator (the config schema's draft) of ``schema``; with
     ``fill_defaults`` it sets each missing property that has a default as it validates (as
     Snakemake's ``validate(..., set_default=True)`` does)."""
+    return validator_class(fill_defaults)(schema)
+
+
+@functools.cache
+def validator_class(fill_defaults: bool) -> Any:
+    """The class of :func:`validator`, built once a process: building it (jsonschema's
+    ``extend``) cost 1.7 ms, and a parse of the Snakefile asked for it about 60 times (the bridge
+    grid's entries, each resolved twice), every ``snakemake`` start."""
     import jsonschema
 
     cls = jsonschema.validators.validator_for(config_schema())
@@ -117,7 +125,7 @@ def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
             yield from properties(validator, props, instance, schema)
 
         cls = jsonschema.validators.extend(cls, {"properties": set_defaults})
-    return cls(schema)
+    return cls
 
 
 def _strict_types(checker: Any) -> Any:

@@ -38,6 +38,15 @@ def test_gate_refuses_leaking_policy_unless_allowed(tiny_model_dir, sft_file, tm
     with pytest.raises(LeakageGateError) as err:
         train_with(leaking)
     msg = str(err.value)
+    # a given verdict is checked before the data and the model load: a refusal loads neither
+    with pytest.raises(LeakageGateError):
+        finetune(
+            FinetuneSpec.parse("prefill_bidir", FAST),
+            model_path=tmp_path / "no-model",
+            data=tmp_path / "no-data.jsonl",
+            out_dir=tmp_path / "refused",
+            probe_result=leaking,
+        )
     assert "prefill_bidir" in msg and "0.07" in msg and "1.023" in msg and "allow_leakage" in msg
     assert not (tmp_path / "refused" / "final").exists()
     # the pipeline hands a finetune the probe's verdict alone: the refusal still cites the

@@ -123,6 +123,10 @@ def finetune(
     policy = spec.policy
     masks.check_policy(policy)
     p = check_params(spec.params, "finetune")
+    verdict = None
+    if probe_result is not None:  # needs neither data nor model: a refusal before their loads
+        with phases("leakage_gate"):
+            verdict = gate.check(None, [], policy, spec.allow_leakage, p, probe_result)
     with phases("data"):
         tokenizer, train_pairs, eval_pairs = _sft_pairs(data, model_path, revision, p)
     print(
@@ -132,9 +136,9 @@ def finetune(
     )
     with phases("load_model"):  # the manifest's hashes checked while the weights load
         model = _load_model(model_path, revision, p)
-    with phases("leakage_gate"):
-        verdict = gate.check(
-            model, eval_pairs or train_pairs, policy, spec.allow_leakage, p, probe_result
+    with phases("leakage_gate"):  # none given: the gate probes the model on held-out pairs
+        verdict = verdict or gate.check(
+            model, eval_pairs or train_pairs, policy, spec.allow_leakage, p, None
         )
     model.config.use_cache = False
     inputs = {"model": model_path}
