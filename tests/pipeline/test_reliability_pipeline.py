@@ -31,11 +31,12 @@ import psutil
 import pytest
 import torch
 import yaml
-from checkout import copy_checkout
+from checkout import copy_cache_entries, copy_checkout
 from helpers import planned_jobs
 
 from ablate.core.models.modeling import load_causal_lm
 from ablate.core.outputs import checkpoint_integrity
+from ablate.core.reruns import runcache
 from ablate.mask import evaluation
 from ablate.mask.training.entries import FinetuneSpec, finetune
 
@@ -339,14 +340,18 @@ def test_bad_config_fails_before_any_job_and_keeps_outputs(runs):
     assert state() == before
 
 
-def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(tmp_path, tiny_model_dir):
+def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(runs, tmp_path, tiny_model_dir):
     """`kill -INT <snakemake pid>` (a script's interrupt, not the terminal's Ctrl-C to the whole
     group) during a finetune with the default save_steps 0: Snakemake forwards it to the job, which
     ends its step, saves a complete checkpoint and stops; no result is written; the rerun resumes
     from that checkpoint and finishes the study, and then nothing is left to do. Before: the
     finetune ran on to its last step unsignalled, was left incomplete, and the rerun trained it
-    again from step 0."""
+    again from step 0. The jobs upstream of the finetune (data, leakage probes, the base model's
+    evaluations: not what this test is about) are restored from the run cache of the module's
+    runs (`runs`: the same study but for the finetune's steps), as a second clone sharing the
+    cache would; the finetune and what follows it compute."""
     wd = copy_checkout(tmp_path / "wd")
+    copy_cache_entries(runs["wd"], wd)
     cfg = small_config(tiny_model_dir)
     steps = 40
     cfg["mask"]["finetune"]["defaults"].update(max_steps=steps, save_steps=0)
@@ -361,6 +366,8 @@ def test_sigint_to_snakemake_alone_saves_and_the_rerun_resumes(tmp_path, tiny_mo
     out = proc.communicate(timeout=600)[0]
     killed_log = log.read_text()
     assert proc.returncode != 0, out[-4000:]
+    probe = wd / "results/leakage/causal.json"
+    assert runcache.marker_path([probe]).is_file(), out[-4000:]  # restored, not computed
     assert "[interrupt] SIGINT" in killed_log and "TrainingInterrupted" in killed_log, killed_log
     (saved,) = checkpoint_integrity.complete_checkpoints(ckpts)
     at = int(saved.name.split("-")[1])

@@ -3,7 +3,8 @@ finished run (tests/conftest.py `embedded_run`): only the seeds' jobs run (the b
 evaluations and the bridge's models are the finished run's), each seed its own job, files and
 run id; the claims tables state the claims pooled and per seed.
 
-Kept cheap: the seeded 3B finetunes take 10 steps, the stage-5 claims are left out (so its
+Kept cheap: 3B's seeds are the finished run's own (5: its 3B, reused, no job) and one more (6:
+one finetune and its two evaluations, not two of each), the stage-5 claims are left out (so its
 seeds are not targets), the seeded bridge entry trains 40 steps; targets are the two claims
 tables and the bridge summary."""
 
@@ -20,10 +21,13 @@ from checkout import snakemake
 
 pytestmark = pytest.mark.slow
 
+#: 3B's seeds: the default's own (config/config.yaml, mask.finetune.defaults.seed: the finished
+#: run's 3B is its run, under 3B's own name and files) and another (3B-s6, its own job and files).
+SEEDS = {5: "3B", 6: "3B-s6"}
 #: Merged over config/config.yaml (README: `--configfile config/config.yaml config/seeds3.yaml`).
 OVERLAY = {
     "mask": {
-        "finetune": {"variants": {"3B": {"seeds": [0, 1], "max_steps": 10, "eval_steps": 5}}},
+        "finetune": {"variants": {"3B": {"seeds": list(SEEDS)}}},
         "claims": {"long_variant": None},
     },
     "bridge": {"grid": {"1a": {"seeds": [0, 1], "steps": 40}}},
@@ -45,17 +49,18 @@ def seeded_run(embedded_run, tmp_path_factory) -> Path:
 
 def test_each_seed_is_its_own_finetune_with_its_own_run_id(seeded_run):
     records = {
-        s: json.loads((seeded_run / f"results/finetune/3B-s{s}/summary.json").read_text())
-        for s in (0, 1)
+        s: json.loads((seeded_run / f"results/finetune/{name}/summary.json").read_text())
+        for s, name in SEEDS.items()
     }
     prov = {s: r["provenance"] for s, r in records.items()}
-    assert prov[0]["run_id"] != prov[1]["run_id"]
-    assert [prov[s]["config"]["params"]["seed"] for s in (0, 1)] == [0, 1]
-    for s in (0, 1):
-        assert (seeded_run / f"results/eval/3B-s{s}/prefill_bidir/samples.parquet").exists()
-    # the unseeded variant and the base model were the finished run's: not run again
+    assert prov[5]["run_id"] != prov[6]["run_id"]
+    assert [prov[s]["config"]["params"]["seed"] for s in SEEDS] == list(SEEDS)
+    for name in SEEDS.values():
+        assert (seeded_run / f"results/eval/{name}/prefill_bidir/samples.parquet").exists()
+    # the unseeded variant, the base model and 3B's own seed were the finished run's: not run again
     log = (seeded_run / "seeds.log").read_text()
     assert "rule prepare_model:" not in log and "results/finetune/3A/" not in log
+    assert "results/finetune/3B/" not in log and "results/finetune/3B-s5" not in log
 
 
 def test_mask_claims_pooled_and_per_seed(seeded_run):
@@ -64,9 +69,9 @@ def test_mask_claims_pooled_and_per_seed(seeded_run):
         assert df.loc[claim, "verdict"] != "not run"
         assert "(mean of 2 seeds)" in df.loc[claim, "evidence"]
         assert df.loc[claim, "evidence"].split("; ")[-1].endswith(" of 2 seeds")
-        assert {f"{claim}/seed0", f"{claim}/seed1"} <= set(df.index)
+        assert {f"{claim}/seed{s}" for s in SEEDS} <= set(df.index)
     assert not any(c.startswith("long_") for c in df.index)
-    assert "learned/seed0" not in df.index  # the base model's claims do not depend on a seed
+    assert "learned/seed5" not in df.index  # the base model's claims do not depend on a seed
 
 
 def test_bridge_seeds_have_their_own_runs_and_pooled_claims(seeded_run):
