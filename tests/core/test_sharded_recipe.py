@@ -160,9 +160,11 @@ def test_activation_checkpointing_trains_alike_sharded(runs):
     gathers, and train as the 1-process reference without it (recomputation changes no number)."""
     kwargs, tmp_path, one = runs
     short = {**PARAMS, "max_steps": SKIP_STEPS, "gradient_checkpointing": True}
+    short["data_parallel"] = "sharded_weights"  # unset, the tiny model's weights fit: masters
     kwargs = {**kwargs, "spec": FinetuneSpec.parse("prefix_bidir", short)}
     out = _run(kwargs, tmp_path, 2, "checkpointed")
     d = _differences(one, out, SKIP_STEPS)
     print(f"2 processes with activation checkpointing against 1 without: {d}")
+    assert "2 processes, sharded_weights" in (tmp_path / "checkpointed.log").read_text()
     assert d["loss"] <= RTOL and d["grad_norm"] <= RTOL, d
     assert d["weight"] <= WEIGHT_ATOL, d
