@@ -84,22 +84,46 @@ def _kwargs(world_files, cards, out, params):
     )
 
 
+#: the 2-process runs' parameters: batch 2 a process, evaluated and saved every 2 steps
+TWO = {**EXACT, "batch_size": 2, "eval_every": 2}
+
+
+def _torchrun(world_files, cards, out: Path, call="ablate.bridge.train:train_entry", **extra):
+    """``call`` (a bridge training entry) in 2 processes with :data:`TWO`, through the launcher's
+    own torchrun command, writing to ``out``: the finished process (its output captured)."""
+    path = os.pathsep.join(
+        filter(None, [str(ROOT / "src"), str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+    )
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    spec = out.parent / f"{out.name}.json"
+    kwargs = {**_kwargs(world_files, cards, out, TWO), **extra}
+    kwargs = core_parallel.encode_kwargs(kwargs)  # as launch writes them
+    spec.write_text(json.dumps({"call": call, "kwargs": kwargs}))
+    cmd = core_parallel.command(spec, 2)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def two_processes(bridge_world, bridge_cards, tmp_path_factory):
+    """An uninterrupted 2-process run of :data:`TWO` (its folder, its stdout), made once: the
+    loss-curve test's run and the resume test's reference."""
+    out = tmp_path_factory.mktemp("two_processes") / "two"
+    r = _torchrun(bridge_world, bridge_cards, out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return out, r.stdout
+
+
 @pytest.mark.slow  # torchrun, 2 processes
-def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_cards, tmp_path):
+@pytest.mark.xdist_group("bridge_two_processes")  # one worker: the fixture's run is made once
+def test_two_processes_follow_the_one_process_loss_curve(
+    bridge_world, bridge_cards, two_processes, tmp_path
+):
     """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (the same global batch) with
     InfoNCE in groups of 2 (the processes' batches): the same loss at more rows per process."""
-    one_params = {**EXACT, "batch_size": 4, "infonce_group": 2}
+    one_params = {**TWO, "batch_size": 4, "infonce_group": 2}
     one = train.train_entry(**_kwargs(bridge_world, bridge_cards, tmp_path / "one", one_params))
-    spec = tmp_path / "spec.json"
-    two_kwargs = _kwargs(bridge_world, bridge_cards, tmp_path / "two", {**EXACT, "batch_size": 2})
-    two_kwargs = core_parallel.encode_kwargs(two_kwargs)  # as launch writes them
-    spec.write_text(json.dumps({"call": "ablate.bridge.train:train_entry", "kwargs": two_kwargs}))
-    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-    cmd = core_parallel.command(spec, 2)  # the launcher's own torchrun command
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    two_dir, stdout = two_processes
+    two = json.loads((two_dir / "summary.json").read_text())
     assert two["world_size"] == 2 == two["provenance"]["world_size"]
     assert one["world_size"] == 1 and two["global_batch"] == one["global_batch"] == 4
     assert [x["step"] for x in two["losses"]] == [x["step"] for x in one["losses"]] == [1, 2, 3, 4]
@@ -108,10 +132,10 @@ def test_two_processes_follow_the_one_process_loss_curve(bridge_world, bridge_ca
             assert b[key] == pytest.approx(a[key], rel=LOSS_RTOL), (a["step"], key)
     # the weights moved the same way: the saved translators agree
     t1 = tr.load(tmp_path / "one" / "translator").state_dict()
-    t2 = tr.load(tmp_path / "two" / "translator").state_dict()
+    t2 = tr.load(two_dir / "translator").state_dict()
     for k in t1:
         assert torch.allclose(t1[k], t2[k], rtol=1e-4, atol=1e-6), k
-    assert r.stdout.count("done: peak") == 1  # rank 0 alone reports (and writes)
+    assert stdout.count("done: peak") == 1  # rank 0 alone reports (and writes)
 
 
 EVAL_SCRIPT = """
@@ -162,48 +186,39 @@ def test_two_processes_evaluate_each_item_as_one_process(bridge_world, bridge_ca
 
 
 @pytest.mark.slow  # torchrun, 2 processes
-def test_two_processes_resume_from_their_checkpoint(bridge_world, bridge_cards, tmp_path):
+@pytest.mark.xdist_group("bridge_two_processes")
+def test_two_processes_resume_from_their_checkpoint(
+    bridge_world, bridge_cards, two_processes, tmp_path
+):
     """torchrun, 2 processes: killed in step 3 after the checkpoint of step 2 (one RNG file per
     process), the rerun resumes at step 2 in both and ends with the uninterrupted run's losses and
     translator."""
     from ablate.core.outputs import checkpoint_integrity
     from ablate.core.training import saving
 
-    params = {**EXACT, "batch_size": 2, "eval_every": 2}
-    path = os.pathsep.join(
-        filter(None, [str(ROOT / "src"), str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+    ref_dir, _ = two_processes
+    run_dir = tmp_path / "run"
+    r = _torchrun(
+        bridge_world, bridge_cards, run_dir, "ddp_killed:train_entry_killed_in", kill_in=3
     )
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
-
-    def torchrun(out, call="ablate.bridge.train:train_entry", **extra):
-        spec = tmp_path / f"{out}.json"
-        kwargs = {**_kwargs(bridge_world, bridge_cards, tmp_path / out, params), **extra}
-        kwargs = core_parallel.encode_kwargs(kwargs)  # as launch writes them
-        spec.write_text(json.dumps({"call": call, "kwargs": kwargs}))
-        cmd = core_parallel.command(spec, 2)
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-
-    r = torchrun("ref")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    r = torchrun("run", call="ddp_killed:train_entry_killed_in", kill_in=3)
     assert r.returncode != 0
     (ckpt,) = checkpoint_integrity.complete_checkpoints(
-        tmp_path / "run" / checkpoint_integrity.CHECKPOINTS_DIR
+        run_dir / checkpoint_integrity.CHECKPOINTS_DIR
     )
     assert ckpt.name == "checkpoint-2"
     names = {saving.WEIGHTS, saving.EVALUATION, "rng_state_0.pth", "rng_state_1.pth"}
     assert {p.name for p in ckpt.iterdir()} >= names
-    r = torchrun("run")
+    r = _torchrun(bridge_world, bridge_cards, run_dir)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("resuming from") == 1 and "(step 2)" in r.stdout  # rank 0 says it
-    ref = json.loads((tmp_path / "ref" / "summary.json").read_text())
-    run = json.loads((tmp_path / "run" / "summary.json").read_text())
+    ref = json.loads((ref_dir / "summary.json").read_text())
+    run = json.loads((run_dir / "summary.json").read_text())
     assert run["resumed_from_step"] == 2 and ref["resumed_from_step"] is None
     assert run["curve"] == ref["curve"]
     for a, b in zip(ref["losses"], run["losses"], strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5), a["step"]
-    t1 = tr.load(tmp_path / "ref" / "translator").state_dict()
-    t2 = tr.load(tmp_path / "run" / "translator").state_dict()
+    t1 = tr.load(ref_dir / "translator").state_dict()
+    t2 = tr.load(run_dir / "translator").state_dict()
     for k in t1:
         torch.testing.assert_close(t2[k], t1[k], rtol=1e-5, atol=1e-6)
-    assert not (tmp_path / "run" / checkpoint_integrity.CHECKPOINTS_DIR).exists()
+    assert not (run_dir / checkpoint_integrity.CHECKPOINTS_DIR).exists()

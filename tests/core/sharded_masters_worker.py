@@ -2,7 +2,7 @@
 the sharded masters' optimizer in N processes (gloo) against the one-process MasterWeightsOptimizer
 on the same gradients. Each process's gradient of a step is its own; the one process sees their mean
 (the loop's loss of N processes is N times the mean, undone by the division by N). Rank 0
-writes what it measured to ``out``."""
+writes what it measured to ``out``; :func:`compare_each` compares several cases in one launch."""
 
 from __future__ import annotations
 
@@ -153,3 +153,12 @@ def compare(out: str, optim: str, dtype: str, clip: float | None) -> None:
             pairs = zip([t for g in groups for t in g["params"]], full["master"], strict=True)
             result["loaded_one"] = max(float((a - b.to(dt)).abs().max()) for a, b in pairs)
         Path(out).write_text(json.dumps(result))
+
+
+def compare_each(cases: list[dict]) -> None:
+    """:func:`compare` for each of ``cases`` (its keyword arguments) in turn, in the same
+    processes: one launch for every case (a launch's start, its imports, costs more than a case).
+    Each case builds its own models from the seed and draws its own gradients: none sees another's
+    state."""
+    for case in cases:
+        compare(**case)

@@ -2,8 +2,8 @@
 optimizer step of the training loop on a tiny Llama in N processes (gloo), every collective it
 issues counted by torch's profiler (the ``c10d::`` operators that every backend dispatches through)
 and placed on the step's timeline beside the gradients' accumulations, rank 0 writing them to
-``out``. In a module that imports no test module (a test module's
-imports change the run: launch_hooks.py says why)."""
+``out``; :func:`count_each` counts several cases in one launch. In a module that imports no test
+module (a test module's imports change the run: launch_hooks.py says why)."""
 
 from __future__ import annotations
 
@@ -68,3 +68,11 @@ def count(out: str, overrides: dict, replicated: bool = False) -> None:
     result["weights"] = len(list(trainer.model.parameters()))
     if parallel.rank() == 0:
         Path(out).write_text(json.dumps(result))
+
+
+def count_each(cases: list[dict]) -> None:
+    """:func:`count` for each of ``cases`` (its keyword arguments) in turn, in the same processes:
+    one launch for every case (a launch's start, its imports, costs more than a case). Each case
+    builds its own model and trainer, warms up its own step and profiles only its own."""
+    for case in cases:
+        count(**case)

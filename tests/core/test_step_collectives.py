@@ -35,24 +35,41 @@ STEP_REDUCES = 2
 OPTIMIZER_REDUCES = 2  # FSDP2's Adafactor: the column/row means, then the updates' RMS
 ADAFACTOR = {"batch_size": 1, "grad_accum": 4, "optim": "adafactor"}
 
-pytestmark = pytest.mark.slow  # torchrun processes
+#: each test's case: the run's overrides, and whether the model is replicated (DDP)
+CASES = {
+    "sharded_masters": (ADAFACTOR, False),
+    "sharded_weights": ({**ADAFACTOR, "data_parallel": "sharded_weights"}, False),
+    "replicated": ({**ADAFACTOR, "optim": "adamw_torch", "max_grad_norm": 0}, True),
+}
+
+# torchrun processes; one worker: the cases' launch runs once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("step_collectives")]
 
 
-def _count(tmp_path, overrides: dict, replicated: bool = False) -> dict:
-    out = tmp_path / "counts.json"
-    with process_path(), (tmp_path / "log.txt").open("w") as log:
-        kwargs = {"out": str(out), "overrides": overrides, "replicated": replicated}
-        parallel.launch("step_collectives:count", kwargs, nproc=2, threads=2, log=log)
-    return json.loads(out.read_text())
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory) -> dict[str, dict]:
+    """Each case's counts by name, every case counted in one launch of 2 processes (the
+    launch's start, 3 interpreters importing torch and transformers, costs more than a case)."""
+    tmp = tmp_path_factory.mktemp("step_collectives")
+    outs = {name: tmp / name / "counts.json" for name in CASES}
+    cases = []
+    for name, (overrides, replicated) in CASES.items():
+        outs[name].parent.mkdir()
+        cases.append({"out": str(outs[name]), "overrides": overrides, "replicated": replicated})
+    with process_path(), (tmp / "log.txt").open("w") as log:
+        parallel.launch(
+            "step_collectives:count_each", {"cases": cases}, nproc=2, threads=2, log=log
+        )
+    return {name: json.loads(out.read_text()) for name, out in outs.items()}
 
 
-def test_sharded_masters_reduce_each_bucket_in_the_last_backward(tmp_path):
+def test_sharded_masters_reduce_each_bucket_in_the_last_backward(counted):
     """The default where the weights fit: one reduce-scatter and one all-gather per bucket of
     weights, the embeddings (a bucket alone, their gradient last) reduced to their owner and
     broadcast from it, the clip's norm; the optimizer steps whole parameters (none of its own).
     The reduce-scatters start inside the step's last backward, none in the one before: the first
     before half of the backward's gradients are in (the buckets follow the backward's order)."""
-    got = _count(tmp_path, ADAFACTOR)
+    got = counted["sharded_masters"]
     assert got["recipe"] == "sharded_masters"
     alone, split = got["alone"], got["buckets"] - got["alone"]
     assert alone == 1 and split >= 2, got["buckets"]
@@ -72,11 +89,11 @@ def test_sharded_masters_reduce_each_bucket_in_the_last_backward(tmp_path):
     assert before < len(last) / 2, f"the first reduce-scatter after {before} of {len(last)}"
 
 
-def test_sharded_weights_reduce_once_a_step(tmp_path):
+def test_sharded_weights_reduce_once_a_step(counted):
     """FSDP2: each micro-batch gathers every unit for its forward and every layer again for its
     backward (FSDP2 keeps the root gathered), the gradients reduce once; Adafactor's statistics
     across the shards in two all-reduces."""
-    got = _count(tmp_path, {**ADAFACTOR, "data_parallel": "sharded_weights"})
+    got = counted["sharded_weights"]
     assert got["recipe"] == "sharded_weights"
     assert got["counts"] == {
         GATHERS: MICRO * (2 * UNITS - 1),
@@ -85,9 +102,9 @@ def test_sharded_weights_reduce_once_a_step(tmp_path):
     }
 
 
-def test_replicated_step_reduces_once(tmp_path):
+def test_replicated_step_reduces_once(counted):
     """DDP (a replicated model, the bridge's translator): one gradient all-reduce a step (the
     tiny model is one bucket), not one per micro-batch; AdamW, without a clip."""
-    got = _count(tmp_path, {**ADAFACTOR, "optim": "adamw_torch", "max_grad_norm": 0}, True)
+    got = counted["replicated"]
     assert got["counts"][REDUCES] == 1 + 1  # the label count, the gradients
     assert GATHERS not in got["counts"] and SCATTERS not in got["counts"]

@@ -55,24 +55,37 @@ def killed_after_step_1(out: Path) -> None:
     (out / checkpoint_integrity.SUMMARY_NAME).unlink()
 
 
-@pytest.mark.slow
-def test_checkpoints_of_one_process_and_of_two_start_fresh_in_the_other(
-    tiny_model_dir, tmp_path, capfd
-):
-    """1 -> 2, then 2 -> 1 (one test: a 2-process launch is most of its time)."""
-    kwargs = finetune_kwargs(tiny_model_dir, tmp_path, PARAMS)
+@pytest.fixture(scope="module")
+def one_then_two(tiny_model_dir, tmp_path_factory):
+    """A one-process run killed after step 1, rerun on 2 sharded processes (which start fresh):
+    its arguments, its folder, the rerun's summary and log. Made once: the first test reads the
+    rerun, and the second resumes its checkpoint-1 on 4 processes (a copy each). The step's 8
+    examples split over 1, 2 and 4 processes."""
+    tmp_path = tmp_path_factory.mktemp("one_then_two")
+    kwargs = finetune_kwargs(tiny_model_dir, tmp_path, {**PARAMS, "grad_accum": 4})
     out = tmp_path / "run"
     finetune(**kwargs, out_dir=out)
     killed_after_step_1(out)
     summary = two_processes(kwargs, out, tmp_path / "two.log")
-    log = (tmp_path / "two.log").read_text()
+    return kwargs, out, summary, (tmp_path / "two.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("one_then_two")  # one worker: the fixture's runs are made once
+def test_checkpoints_of_one_process_and_of_two_start_fresh_in_the_other(
+    one_then_two, tmp_path, capfd
+):
+    """1 -> 2, then 2 -> 1."""
+    kwargs, run, summary, log = one_then_two
     assert 'belong to another configuration (checkpoint_layout "whole" -> "sharded")' in log
     assert summary["resumed_from_step"] is None and summary["steps_done"] == 2
     marker = json.loads(
-        (out / "checkpoints/checkpoint-1" / checkpoint_integrity.CHECKPOINT_MARKER).read_text()
+        (run / "checkpoints/checkpoint-1" / checkpoint_integrity.CHECKPOINT_MARKER).read_text()
     )
     assert marker["format"] == checkpoint_integrity.FORMAT_SHARDED
 
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
     killed_after_step_1(out)
     capfd.readouterr()
     summary = finetune(**kwargs, out_dir=out)
@@ -82,13 +95,13 @@ def test_checkpoints_of_one_process_and_of_two_start_fresh_in_the_other(
 
 
 @pytest.mark.slow
-def test_a_sharded_run_resumes_with_more_processes(tiny_model_dir, tmp_path):
+@pytest.mark.xdist_group("one_then_two")
+def test_a_sharded_run_resumes_with_more_processes(one_then_two, tmp_path):
     """2 -> 4 processes: the checkpoint holds the RNG states of processes 0 and 1; 2 and 3 seed
     theirs (rank_seed), say so in one line, and the record names both segments."""
-    params = {**PARAMS, "grad_accum": 4}  # the step's 8 examples split over 2 and over 4
-    kwargs = finetune_kwargs(tiny_model_dir, tmp_path, params)
+    kwargs, run, _, _ = one_then_two
     out = tmp_path / "run"
-    processes(2, kwargs, out, tmp_path / "two.log")
+    shutil.copytree(run, out)
     killed_after_step_1(out)
     summary = processes(4, kwargs, out, tmp_path / "four.log")
     log = (tmp_path / "four.log").read_text()
