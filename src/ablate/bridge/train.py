@@ -53,7 +53,7 @@ from ablate.core.models import generation
 from ablate.core.outputs import checkpoint_integrity, io, provenance
 from ablate.core.outputs.phases import Phases
 from ablate.core.training import driver, loop, saving, speed
-from ablate.core.training.params import TrainParams, resolve_params
+from ablate.core.training.params import LoopParams
 from ablate.core.training.recipe import Recipe
 
 #: Every parameter key with its default (read from the study's params.schema.yaml).
@@ -216,39 +216,6 @@ class Evaluations:
         self.started = time.time() - values["seconds"]
 
 
-def loop_params(p: BridgeParams, n_global: int, saves: bool = True) -> TrainParams:
-    """The loop's params of a translator training: one global batch a step (``batch_size`` per
-    process), no accumulation, fp32 (the pair's dtypes are its own), the clip, the evaluation
-    and checkpoint interval ``eval_every`` (``saves`` false: no checkpoint), the newest
-    checkpoint alone kept (none once the outputs are written), none of the loop's own stop
-    rules (early stopping is the evaluation's). The keys the loop does not read here (the
-    optimizer is the bridge's own) keep the finetune defaults."""
-    return resolve_params(
-        {
-            "seed": p.seed,
-            "batch_size": n_global,
-            "grad_accum": 1,
-            "max_steps": p.steps,
-            "max_grad_norm": p.grad_clip,
-            "bf16": False,
-            "master_weights": False,
-            "gradient_checkpointing": False,
-            "logging_steps": p.log_every,
-            "eval_steps": p.eval_every,
-            "eval_batch_size": p.eval_batch_size,
-            "save_steps": p.eval_every if saves else 0,
-            "save_total_limit": 1,
-            "keep_checkpoints": False,  # removed once the outputs are written
-            # an evaluation decodes eval_size items between two steps: the watchdog's bound from
-            # step times alone would be too short for it
-            "stall_s": STALL_S,
-            "no_learning_steps": 0,
-            "plateau_patience": 0,
-        },
-        "finetune",
-    )
-
-
 #: the stall watchdog's bound of a translator training (:mod:`ablate.core.training.watchdog`)
 STALL_S = 3600
 
@@ -257,19 +224,57 @@ class TranslatorRecipe(Recipe):
     """A translator's training as the loop takes it (a :class:`~ablate.core.training.recipe.Recipe`):
     the loss :meth:`Pair.loss` (this process's share of the global batch's mean loss, each term
     normalised by the loop's :func:`~ablate.core.training.loss.share_of_mean`), one global batch
-    of items a step in :class:`BatchOrder`, the bridge's :func:`optimizer` and its evaluation
-    (:class:`Evaluations`); a logging step logs the last step's loss and its parts."""
+    of items a step in :class:`BatchOrder`, the bridge's :func:`optimizer` in fp32 (the pair's
+    dtypes are its own) and its evaluation (:class:`Evaluations`); a logging step logs the last
+    step's loss and its parts. Its params are the entry's :class:`BridgeParams`, which give the
+    loop its own (:attr:`loop_params`); ``saves`` false: no checkpoint (a benchmark's run)."""
 
     HELD_OUT_LOSS = False
 
-    def __init__(self, pair: Pair, translator, p: BridgeParams, n_train: int, evaluation=None):
-        super().__init__(collator=lambda items: {"items": items}, evaluation=evaluation)
-        self.pair, self.translator, self.p = pair, translator, p
-        self.batches = BatchOrder(n_train, global_batch(p, n_train), p.seed)
+    def __init__(
+        self, pair: Pair, translator, p: BridgeParams, n_train: int, evaluation=None, saves=True
+    ):
+        super().__init__(p, collator=lambda items: {"items": items}, evaluation=evaluation)
+        self.pair, self.translator = pair, translator
+        n_global = global_batch(p, n_train)
+        self.batches = BatchOrder(n_train, n_global, p.seed)
+        self.loop = LoopParams(
+            seed=p.seed,
+            batch_size=n_global,  # one global batch a step, no accumulation
+            grad_accum=1,
+            max_steps=p.steps,
+            max_grad_norm=p.grad_clip,
+            gradient_checkpointing=False,
+            compile_layers=False,  # the pair compiles the target's layers itself
+            logging_steps=p.log_every,
+            eval_steps=p.eval_every,
+            eval_batch_size=p.eval_batch_size,
+            # a checkpoint at every evaluation, the newest alone kept, none once the outputs
+            # are written
+            save_steps=p.eval_every if saves else 0,
+            save_total_limit=1,
+            keep_checkpoints=False,
+            # an evaluation decodes eval_size items between two steps: the watchdog's bound from
+            # step times alone would be too short for it
+            stall_s=STALL_S,
+            # none of the loop's own stop rules: early stopping is the evaluation's
+            no_learning_steps=0,
+            no_learning_min_gain=0.0,
+            plateau_patience=0,
+            plateau_min_delta=0.0,
+            plateau_min_steps=None,
+        )
         self.last: dict[str, float] = {}
         self.n_tok = 0
 
-    def order(self, step: int, n: int, params) -> list[int]:
+    @property
+    def loop_params(self) -> LoopParams:
+        return self.loop
+
+    def bf16(self) -> bool:
+        return False
+
+    def order(self, step: int, n: int) -> list[int]:
         return self.batches(step)
 
     def step_items(self, batches: list[dict]) -> None:
@@ -288,8 +293,8 @@ class TranslatorRecipe(Recipe):
     def log_parts(self) -> dict[str, float]:
         return self.last
 
-    def optimizer(self, model, params, *, layout, sharded):
-        return optimizer(self.translator, self.p)
+    def optimizer(self, model, *, layout, sharded):
+        return optimizer(self.translator, self.params)
 
 
 def translator_trainer(
@@ -306,11 +311,8 @@ def translator_trainer(
     :func:`~ablate.core.training.loop.step` of. ``folder``: where its checkpoints go (None: a
     run that saves none, a benchmark's); ``evaluation``: the recipe's (:class:`Evaluations`). The
     global RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
-    n_global = global_batch(p, len(train_items))
-    recipe = TranslatorRecipe(pair, translator, p, len(train_items), evaluation)
-    params = loop_params(p, n_global, saves=folder is not None)
+    recipe = TranslatorRecipe(pair, translator, p, len(train_items), evaluation, folder is not None)
     spec = loop.Spec(
-        params,
         Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
         label,
         pair.tgt_tok.pad_token_id,
@@ -476,7 +478,7 @@ def train_entry(
     )
     run = driver.TrainRun(
         kind="bridge",
-        params=trainer.params,  # the loop's (loop_params); the run key and summary carry the bridge's
+        recipe=trainer.spec.recipe,
         out_dir=out,
         run_key=key,
         summary_extra={},

@@ -21,10 +21,11 @@ def _saved(ckpts, steps) -> SimpleNamespace:
     """A one-process trainer whose checkpoints at ``steps`` hold the weight ``step`` everywhere."""
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    p = resolve_params({"save_total_limit": 5}, "finetune")
     trainer = SimpleNamespace(
-        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe()), model=net, optimizer=opt,
+        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe(p)), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=False,
-        state=State(), params=resolve_params({"save_total_limit": 5}, "finetune"), losses=[],
+        state=State(), params=p, losses=[],
         master=None, device=torch.device("cpu"),
     )  # fmt: skip
     for step in steps:
@@ -62,7 +63,7 @@ def test_a_non_finite_loss_before_any_checkpoint_restores_nothing(tmp_path):
 def test_the_summary_holds_the_curves_the_losses_and_the_segments(tmp_path):
     params = resolve_params({"max_steps": 10}, "finetune")
     run = driver.TrainRun(
-        kind="finetune", params=params, out_dir=tmp_path, run_key={},
+        kind="finetune", recipe=Recipe(params), out_dir=tmp_path, run_key={},
         summary_extra={"study": "s"}, config_slice=None, inputs={}, phases=Phases(),
         record={"policy": "causal"},
     )  # fmt: skip
@@ -108,7 +109,14 @@ def test_the_summary_holds_the_curves_the_losses_and_the_segments(tmp_path):
 
 def test_a_summary_without_logs_has_no_losses(tmp_path):
     run = driver.TrainRun(
-        "finetune", resolve_params({}, "finetune"), tmp_path, {}, {}, {"job": 1}, {}, Phases()
+        "finetune",
+        Recipe(resolve_params({}, "finetune")),
+        tmp_path,
+        {},
+        {},
+        {"job": 1},
+        {},
+        Phases(),
     )
     outcome = driver.Outcome(
         State(), {"reason": "max_steps"}, SimpleNamespace(summary=dict), None, None

@@ -62,10 +62,11 @@ class _Evaluation:
 def _trainer(ckpts: pathlib.Path, evaluation: _Evaluation):
     """What :func:`saving.save` and ``load`` read of a one-process run."""
     net, opt, sched = _parts()
-    spec = SimpleNamespace(checkpoints=ckpts, recipe=Recipe(evaluation=evaluation))
+    p = resolve_params({"save_total_limit": 1}, "finetune")
+    spec = SimpleNamespace(checkpoints=ckpts, recipe=Recipe(p, evaluation=evaluation))
     return SimpleNamespace(
         spec=spec, model=net, optimizer=opt, scheduler=sched, sharded=False, master=None,
-        device=torch.device("cpu"), state=State(step=2), params=resolve_params({"save_total_limit": 1}, "finetune"),
+        device=torch.device("cpu"), state=State(step=2), params=p,
         losses=[torch.tensor(1.5)],  # a step not logged yet: its loss is saved
     )  # fmt: skip
 

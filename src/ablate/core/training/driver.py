@@ -45,17 +45,19 @@ class TrainRun:
     says besides the training's outcome (one object, so the summary is written from the same
     facts on every path).
 
-    ``params``: resolved; ``out_dir``: ``final/``, ``summary.json``, ``checkpoints/``;
-    ``run_key``: a checkpoint resumes only a run of the same key; ``summary_extra``: the
-    summary's study keys; ``config_slice``: the job's (None: ``{**record, "params": params}``);
-    ``inputs``: fingerprinted in the provenance, and a checkpoint resumes only a run whose inputs
-    have the same content; ``phases``: the run's timer, started by the
-    caller. A study's: ``label`` (log prefix, default ``kind``), ``record`` (written into the
-    summary and the final manifest, e.g. its attention policy) and ``recipe`` (e.g. its forward
-    kwargs and micro-batches, :class:`~.recipe.Recipe`; the next-token head loss is set here)."""
+    ``recipe``: the study's (:class:`~.recipe.Recipe`, with its resolved params: the
+    next-token one's or a study's refinement, e.g. a mask policy's forward kwargs and
+    micro-batches; the ``loss_vocab: corpus`` head loss is set here); ``out_dir``: ``final/``,
+    ``summary.json``, ``checkpoints/``; ``run_key``: a checkpoint resumes only a run of the same
+    key; ``summary_extra``: the summary's study keys; ``config_slice``: the job's (None:
+    ``{**record, "params": params}``); ``inputs``: fingerprinted in the provenance, and a
+    checkpoint resumes only a run whose inputs have the same content; ``phases``: the run's
+    timer, started by the
+    caller. A study's: ``label`` (log prefix, default ``kind``) and ``record`` (written into the
+    summary and the final manifest, e.g. its attention policy)."""
 
     kind: str
-    params: TrainParams
+    recipe: Recipe
     out_dir: Path
     run_key: dict[str, Any]
     summary_extra: dict[str, Any]
@@ -64,7 +66,6 @@ class TrainRun:
     phases: Phases
     label: str | None = None
     record: dict[str, Any] = field(default_factory=dict)
-    recipe: Recipe = field(default_factory=Recipe)
 
 
 @dataclass
@@ -215,7 +216,7 @@ class FinalWeights:
                 trainer,
                 Path(t.out_dir),
                 tokenizer=self.tokenizer,
-                dtype=save_dtype(t.params),
+                dtype=save_dtype(t.recipe.params),
                 extra={"kind": t.kind, **t.record, "step": outcome.state.step},
                 phases=t.phases,
             )
@@ -245,7 +246,7 @@ def train_run(
     """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`drive`; the outputs
     :class:`FinalWeights`); ``reporters``: more of the loop's reporters (TensorBoard). Returns
     the summary."""
-    params, out_dir, phases, kind = run.params, Path(run.out_dir), run.phases, run.kind
+    params, out_dir, phases, kind = run.recipe.params, Path(run.out_dir), run.phases, run.kind
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
     head_loss = _corpus_head_loss(params, train_dataset, eval_dataset)
@@ -256,7 +257,7 @@ def train_run(
     ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
     recipe = run.recipe if head_loss is None else replace(run.recipe, head_loss=head_loss)
     spec = loop.Spec(
-        params, ckpt_dir, label, tokenizer.pad_token_id, recipe=recipe, reporters=tuple(reporters)
+        ckpt_dir, label, tokenizer.pad_token_id, recipe=recipe, reporters=tuple(reporters)
     )
     with phases("setup"):
         trainer = loop.setup(
@@ -355,7 +356,7 @@ def _finish(
 
 
 def _summary(run: TrainRun, outcome: Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
-    state, params, phases = outcome.state, run.params, run.phases
+    state, params, phases = outcome.state, run.recipe.params, run.phases
     curves = _curves(state.log_history)
     evals = [e["eval_loss"] for e in curves["eval"]]
     tp = outcome.throughput.summary()
