@@ -12,7 +12,7 @@ its optimizer (:func:`optimizer`) and its evaluation with early stopping (:class
 run by the core's driver
 (:func:`ablate.core.training.driver.drive`, as every training: the resume from the newest complete
 checkpoint of the same run key and inputs, the non-finite outcome, the final evaluation, the
-checkpoints' removal) with the bridge's outputs (:class:`TranslatorOutputs`). Its checkpoints are
+checkpoints' removal) as a :class:`TranslatorRun`, whose outputs are the bridge's. Its checkpoints are
 the loop's (:mod:`ablate.core.training.saving`, ``<out>/checkpoints/checkpoint-N``, the
 evaluation's curve and best state with them), one at every evaluation training goes on from: a
 rerun (a lost Vast instance's retry, a killed job) resumes from the newest one; they go once the
@@ -55,10 +55,6 @@ from ablate.core.outputs.phases import Phases
 from ablate.core.training import driver, loop, saving, speed
 from ablate.core.training.params import LoopParams
 from ablate.core.training.recipe import Recipe
-
-#: Every parameter key with its default (read from the study's params.schema.yaml).
-DEFAULTS: dict[str, Any] = bridge_params.defaults()
-
 
 def optimizer(translator: tr.BottleneckedGatedTranslator, p: BridgeParams):
     from transformers import get_linear_schedule_with_warmup
@@ -476,7 +472,7 @@ def train_entry(
     trainer = translator_trainer(
         e.pair, e.translator, e.train_items, p, e.label, folder, evaluation
     )
-    run = driver.TrainRun(
+    run = TranslatorRun(
         kind="bridge",
         recipe=trainer.spec.recipe,
         out_dir=out,
@@ -486,10 +482,12 @@ def train_entry(
         inputs=inputs,
         phases=phases,
         label=e.label,
+        run_spec=spec,
+        entry=e,
     )
     # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
-    # outputs (TranslatorOutputs), the checkpoints' removal
-    summary = driver.drive(run, trainer, TranslatorOutputs(run, spec, e, evaluation))
+    # outputs (TranslatorRun.write), the checkpoints' removal
+    summary = driver.drive(run, trainer)
     if parallel.rank() != 0:
         return {"run_id": run_id, "world_size": parallel.world_size(), **summary}
     _say(
@@ -500,20 +498,19 @@ def train_entry(
     return summary
 
 
-@dataclass(frozen=True)
-class TranslatorOutputs:
-    """The bridge's outputs of a trained entry (the core driver's
-    :class:`~ablate.core.training.driver.Outputs`): the final state (``restore_best``: the best
-    evaluated one, re-evaluated: final is measured, not copied), then, by process 0,
-    translator/, samples.parquet and, last, summary.json."""
+@dataclass(frozen=True, kw_only=True)
+class TranslatorRun(driver.TrainRun):
+    """A grid entry's run as the core's driver takes it (a
+    :class:`~ablate.core.training.driver.TrainRun`, its recipe :class:`TranslatorRecipe`) with the
+    bridge's outputs: the final state (``restore_best``: the best evaluated one, re-evaluated:
+    final is measured, not copied), then, by process 0, translator/, samples.parquet and, last,
+    summary.json."""
 
-    run: driver.TrainRun
-    spec: bridge_params.RunSpec
+    run_spec: bridge_params.RunSpec
     entry: _Entry
-    evaluation: Evaluations
 
-    def write(self, trainer: loop.Trainer, outcome: driver.Outcome) -> dict[str, Any] | None:
-        e, ev, state = self.entry, self.evaluation, outcome.state
+    def write(self, trainer: loop.Trainer) -> dict[str, Any] | None:
+        e, ev, state = self.entry, self.recipe.evaluation, trainer.state
         train_s = ev.seconds()
         restored_from, final_rows = None, ev.last_rows
         if e.p.restore_best and ev.best.get("state") is not None:
@@ -528,22 +525,22 @@ class TranslatorOutputs:
             "losses": [_loss_entry(x) for x in logged if _logs(e.p, x["step"])],
             "final_rows": final_rows,
             "steps_done": state.step,
-            "stop_reason": outcome.stop["reason"],
+            "stop_reason": trainer.stop["reason"],
             "restored_from_step": restored_from,
-            "resumed_from_step": outcome.resumed_from_step,
+            "resumed_from_step": trainer.resumed_from_step,
             "train_tokens": state.tokens_seen,
             "train_s": train_s,
             "segments": saving.segments(state),
         }
-        return self._write(res)
+        return self._outputs(res)
 
-    def record_failure(self, outcome: driver.Outcome) -> None:
+    def record_failure(self, trainer: loop.Trainer) -> None:
         """None: a run that kept no translator writes no outputs."""
         return None
 
-    def _write(self, res: dict[str, Any]) -> dict[str, Any]:
+    def _outputs(self, res: dict[str, Any]) -> dict[str, Any]:
         """translator/, samples.parquet and, last, summary.json (process 0)."""
-        run, spec, e = self.run, self.spec, self.entry
+        run, spec, e = self, self.run_spec, self.entry
         run_id, p, out = spec.run_id, e.p, Path(run.out_dir)
         tr.save(
             e.translator,

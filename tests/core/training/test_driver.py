@@ -75,14 +75,14 @@ def test_the_summary_holds_the_curves_the_losses_and_the_segments(tmp_path):
     ]
     segments = [{"from_step": 0, "world_size": 1}, {"from_step": 3, "world_size": 2}]
     stop = {"reason": "nonfinite", "step": 7, "detail": {}}
-    outcome = driver.Outcome(
-        State(step=6, tokens_seen=99, log_history=log, segments=segments),
-        stop,
-        SimpleNamespace(summary=lambda: {"tokens_per_s": 8.0}),
-        1.5,
-        3,
+    ended = SimpleNamespace(  # what the summary reads of the trainer, its training ended
+        state=State(step=6, tokens_seen=99, log_history=log, segments=segments),
+        stop=stop,
+        throughput=SimpleNamespace(summary=lambda: {"tokens_per_s": 8.0}),
+        train_s=1.5,
+        resumed_from_step=3,
     )
-    written = driver.FinalWeights(run, tokenizer=None).record_failure(outcome)
+    written = run.record_failure(ended)
     assert written == tmp_path / checkpoint_integrity.SUMMARY_NAME
     summary = json.loads(written.read_text())
     assert summary["curves"] == {
@@ -118,10 +118,14 @@ def test_a_summary_without_logs_has_no_losses(tmp_path):
         {},
         Phases(),
     )
-    outcome = driver.Outcome(
-        State(), {"reason": "max_steps"}, SimpleNamespace(summary=dict), None, None
+    ended = SimpleNamespace(
+        state=State(),
+        stop={"reason": "max_steps"},
+        throughput=SimpleNamespace(summary=dict),
+        train_s=None,
+        resumed_from_step=None,
     )
-    summary = json.loads(driver.FinalWeights(run, None).record_failure(outcome).read_text())
+    summary = json.loads(run.record_failure(ended).read_text())
     assert summary["curves"] == {"train": [], "eval": []}
     assert summary["final_train_loss"] is summary["final_eval_loss"] is None
     assert summary["best_eval_loss"] is None and summary["provenance"]["config"] == {"job": 1}

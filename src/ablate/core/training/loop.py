@@ -88,10 +88,23 @@ class Trainer:
     losses: list[torch.Tensor] = field(default_factory=list)  # step losses since the last log
     pending_tokens: torch.Tensor | int = 0  # counted on the device, not yet in state
     last_lr: float = 0.0  # the learning rate of the last step
+    #: set by the run driver (:func:`~.driver.drive`): the seconds of this segment's training
+    #: (None: none trained) and the step it resumed from (None: a fresh start)
+    train_s: float | None = None
+    resumed_from_step: int | None = None
 
     @property
     def params(self) -> LoopParams:
         return self.spec.recipe.loop_params
+
+    @property
+    def stop(self) -> dict[str, Any]:
+        """The training's stop: a stop rule's, or its last step."""
+        return self.stop_rules.stop or {
+            "reason": "max_steps",
+            "step": self.state.step,
+            "detail": {"max_steps": self.params.max_steps},
+        }
 
     @property
     def master(self) -> MasterWeightsOptimizer | None:
