@@ -56,6 +56,7 @@ from ablate.core.training import driver, loop, saving, speed
 from ablate.core.training.params import LoopParams
 from ablate.core.training.recipe import Recipe
 
+
 def optimizer(translator: tr.BottleneckedGatedTranslator, p: BridgeParams):
     from transformers import get_linear_schedule_with_warmup
 
@@ -383,48 +384,6 @@ def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -
     return entry
 
 
-def _results(e: _Entry, res: dict[str, Any], started: float) -> dict[str, Any]:
-    """The summary's numbers: peak and final accuracy, the run's length, size and throughput."""
-    from ablate.bridge.evaluate import accuracy
-
-    p = e.p
-    final = accuracy(res["final_rows"])
-    peak = max(res["curve"], key=lambda c: c["accuracy"])
-    prompt_tokens = [len(e.pair.prompt_ids(i)) for i in e.eval_items]
-    mean_prompt = sum(prompt_tokens) / len(prompt_tokens)
-    return {
-        "curve": res["curve"],
-        "losses": res["losses"],
-        "peak": peak["accuracy"],
-        "peak_step": peak["step"],
-        "final": final["accuracy"],
-        "final_em": final["em"],
-        "final_f1": final["f1"],
-        "degradation": peak["accuracy"] - final["accuracy"],
-        "steps_done": res["steps_done"],
-        "stop_reason": res["stop_reason"],
-        "restored_from_step": res["restored_from_step"],
-        "resumed_from_step": res["resumed_from_step"],
-        "n_eval": len(e.eval_items),
-        "n_train": len(e.train_items),
-        "K": p.K,
-        "mean_prompt_tokens": mean_prompt,
-        "compression_ratio": mean_prompt / p.K,
-        "translator_params": e.n_params,
-        "wall_s": time.time() - started,
-        "train_s": res["train_s"],
-        "train_tokens": res["train_tokens"],
-        "throughput": {
-            "steps_per_s": res["steps_done"] / max(res["train_s"], 1e-9),
-            "tokens_per_s": res["train_tokens"] / max(res["train_s"], 1e-9),
-        },
-        "world_size": parallel.world_size(),
-        "global_batch": global_batch(p, len(e.train_items)),
-        "source_states": "cached" if e.cached_source else "live",
-        "teacher_states": "cached" if e.cached_teacher else "live",
-    }
-
-
 def train_entry(
     spec: bridge_params.RunSpec,
     *,
@@ -510,7 +469,7 @@ class TranslatorRun(driver.TrainRun):
     entry: _Entry
 
     def write(self, trainer: loop.Trainer) -> dict[str, Any] | None:
-        e, ev, state = self.entry, self.recipe.evaluation, trainer.state
+        e, ev = self.entry, self.recipe.evaluation
         train_s = ev.seconds()
         restored_from, final_rows = None, ev.last_rows
         if e.p.restore_best and ev.best.get("state") is not None:
@@ -519,51 +478,72 @@ class TranslatorRun(driver.TrainRun):
             final_rows = ev.rows()  # every process: a gather
         if parallel.rank() != 0:
             return None
-        logged = [x for x in state.log_history if "loss" in x]
-        res = {
-            "curve": ev.curve,
-            "losses": [_loss_entry(x) for x in logged if _logs(e.p, x["step"])],
-            "final_rows": final_rows,
-            "steps_done": state.step,
-            "stop_reason": trainer.stop["reason"],
-            "restored_from_step": restored_from,
-            "resumed_from_step": trainer.resumed_from_step,
-            "train_tokens": state.tokens_seen,
-            "train_s": train_s,
-            "segments": saving.segments(state),
+        run_id, p, out = self.run_spec.run_id, e.p, Path(self.out_dir)
+        tr.save(e.translator, out / "translator", extra={"run_id": run_id, "step": restored_from})
+        io.write_frame(out / "samples.parquet", pd.DataFrame(final_rows).assign(run_id=run_id))
+        summary = {
+            "run_id": run_id,
+            "dataset": p.dataset,
+            "dataset_kind": self.run_spec.kind,
+            **self._results(trainer, final_rows, restored_from, train_s),
+            "params": p.as_dict(),
+            "provenance": provenance.collect(
+                config_slice=self.config_slice,
+                inputs=self.inputs,
+                started=self.phases.started,
+                run_id=run_id,
+                extra={
+                    "world_size": parallel.world_size(),
+                    "training_segments": saving.segments(trainer.state),
+                },
+            ),
+            "phases": self.phases.as_dict(),  # after provenance: its git call and fingerprints
         }
-        return self._outputs(res)
+        io.write_json(out / "summary.json", summary)
+        return summary
 
     def record_failure(self, trainer: loop.Trainer) -> None:
         """None: a run that kept no translator writes no outputs."""
         return None
 
-    def _outputs(self, res: dict[str, Any]) -> dict[str, Any]:
-        """translator/, samples.parquet and, last, summary.json (process 0)."""
-        run, spec, e = self, self.run_spec, self.entry
-        run_id, p, out = spec.run_id, e.p, Path(run.out_dir)
-        tr.save(
-            e.translator,
-            out / "translator",
-            extra={"run_id": run_id, "step": res["restored_from_step"]},
-        )
-        samples = pd.DataFrame(res["final_rows"]).assign(run_id=run_id)
-        io.write_frame(out / "samples.parquet", samples)
-        started = run.phases.started
-        summary = {
-            "run_id": run_id,
-            "dataset": p.dataset,
-            "dataset_kind": spec.kind,
-            **_results(e, res, started),
-            "params": p.as_dict(),
-            "provenance": provenance.collect(
-                config_slice=run.config_slice,
-                inputs=run.inputs,
-                started=started,
-                run_id=run_id,
-                extra={"world_size": parallel.world_size(), "training_segments": res["segments"]},
-            ),
-            "phases": run.phases.as_dict(),  # after provenance: its git call and fingerprints
+    def _results(self, trainer: loop.Trainer, final_rows, restored_from, train_s) -> dict:
+        """The summary's numbers: the curve and losses, peak and final accuracy, the run's
+        length, size and throughput."""
+        from ablate.bridge.evaluate import accuracy
+
+        e, p, state, curve = self.entry, self.entry.p, trainer.state, self.recipe.evaluation.curve
+        logged = [x for x in state.log_history if "loss" in x and _logs(p, x["step"])]
+        final = accuracy(final_rows)
+        peak = max(curve, key=lambda c: c["accuracy"])
+        mean_prompt = sum(len(e.pair.prompt_ids(i)) for i in e.eval_items) / len(e.eval_items)
+        return {
+            "curve": curve,
+            "losses": [_loss_entry(x) for x in logged],
+            "peak": peak["accuracy"],
+            "peak_step": peak["step"],
+            "final": final["accuracy"],
+            "final_em": final["em"],
+            "final_f1": final["f1"],
+            "degradation": peak["accuracy"] - final["accuracy"],
+            "steps_done": state.step,
+            "stop_reason": trainer.stop["reason"],
+            "restored_from_step": restored_from,
+            "resumed_from_step": trainer.resumed_from_step,
+            "n_eval": len(e.eval_items),
+            "n_train": len(e.train_items),
+            "K": p.K,
+            "mean_prompt_tokens": mean_prompt,
+            "compression_ratio": mean_prompt / p.K,
+            "translator_params": e.n_params,
+            "wall_s": time.time() - self.phases.started,
+            "train_s": train_s,
+            "train_tokens": state.tokens_seen,
+            "throughput": {
+                "steps_per_s": state.step / max(train_s, 1e-9),
+                "tokens_per_s": state.tokens_seen / max(train_s, 1e-9),
+            },
+            "world_size": parallel.world_size(),
+            "global_batch": global_batch(p, len(e.train_items)),
+            "source_states": "cached" if e.cached_source else "live",
+            "teacher_states": "cached" if e.cached_teacher else "live",
         }
-        io.write_json(out / "summary.json", summary)
-        return summary

@@ -98,7 +98,39 @@ class TrainRun:
         return Path(self.out_dir) / checkpoint_integrity.SUMMARY_NAME
 
     def _write(self, trainer: loop.Trainer, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
-        summary = _summary(self, trainer, ckpt_info)
+        """``summary.json``: the training's outcome, curves, throughput, ``ckpt_info`` (None: no
+        weights kept), params, the study's keys, provenance and phases."""
+        state, params, phases = trainer.state, self.recipe.params, self.phases
+        curves = _curves(state.log_history)
+        evals = [e["eval_loss"] for e in curves["eval"]]
+        tp = trainer.throughput.summary()
+        tp["train_runtime_s"] = trainer.train_s
+        summary = {
+            "kind": self.kind,
+            **self.record,
+            "steps_done": state.step,
+            "max_steps": params.max_steps,
+            "stop": trainer.stop,
+            "resumed_from_step": trainer.resumed_from_step,
+            "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else None,
+            "final_eval_loss": evals[-1] if evals else None,
+            "best_eval_loss": min(evals) if evals else None,
+            "curves": curves,
+            "throughput": tp,
+            "tokens_seen": state.tokens_seen,
+            "checkpoint": ckpt_info,
+            "params": params.as_dict(),
+            **self.summary_extra,
+            "provenance": provenance.collect(
+                config_slice=self.config_slice
+                if self.config_slice is not None
+                else {**self.record, "params": params.as_dict()},
+                inputs=self.inputs,
+                started=phases.started,
+                extra={"training_segments": saving.segments(state)},
+            ),
+            "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
+        }
         io.write_json(Path(self.out_dir) / checkpoint_integrity.SUMMARY_NAME, summary)
         return summary
 
@@ -311,37 +343,3 @@ def _finish(run: TrainRun, trainer: loop.Trainer, watch: interrupts.InterruptWat
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.step}
     return summary
-
-
-def _summary(run: TrainRun, trainer: loop.Trainer, ckpt_info: dict | None) -> dict[str, Any]:
-    state, params, phases = trainer.state, run.recipe.params, run.phases
-    curves = _curves(state.log_history)
-    evals = [e["eval_loss"] for e in curves["eval"]]
-    tp = trainer.throughput.summary()
-    tp["train_runtime_s"] = trainer.train_s
-    return {
-        "kind": run.kind,
-        **run.record,
-        "steps_done": state.step,
-        "max_steps": params.max_steps,
-        "stop": trainer.stop,
-        "resumed_from_step": trainer.resumed_from_step,
-        "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else None,
-        "final_eval_loss": evals[-1] if evals else None,
-        "best_eval_loss": min(evals) if evals else None,
-        "curves": curves,
-        "throughput": tp,
-        "tokens_seen": state.tokens_seen,
-        "checkpoint": ckpt_info,
-        "params": params.as_dict(),
-        **run.summary_extra,
-        "provenance": provenance.collect(
-            config_slice=run.config_slice
-            if run.config_slice is not None
-            else {**run.record, "params": params.as_dict()},
-            inputs=run.inputs,
-            started=phases.started,
-            extra={"training_segments": saving.segments(state)},
-        ),
-        "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
-    }
