@@ -45,6 +45,7 @@ lm_head only on response tokens, so the hardware does somewhat less than 6N per 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -241,10 +242,10 @@ def bench_trainer(
     """The pipeline's trainer (loop.setup with the policy's recipe, as ablate.mask.training.entries
     builds it) as every bench row builds it: the rows' data, no evaluation set, no checkpoints
     (``save_steps`` 0); ``recipe``: the policy's recipe with a row's change (e.g. its head loss)."""
-    recipe = recipe or policy_recipe(policy, p, 11)
+    p = dataclasses.replace(p, save_steps=0)
+    recipe = dataclasses.replace(recipe, params=p) if recipe else policy_recipe(policy, p, 11)
     return loop.setup(
         loop.Spec(
-            mask_params.resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
             OUT_DIR,
             label,
             pad_token_id=11,

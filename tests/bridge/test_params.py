@@ -77,10 +77,8 @@ def test_a_late_key_at_its_default_leaves_the_recorded_params_and_their_check():
 
 
 def test_params_defaults_come_from_the_schema_and_unknown_keys_fail():
-    from ablate.bridge import train
-
     p = params.resolve({})
-    assert p == train.DEFAULTS
+    assert p == params.defaults()
     assert set(p) >= {
         "K", "depth", "bottleneck", "heads", "dropout", "rope_projection", "lr", "weight_decay",
         "warmup_steps", "steps", "batch_size", "kl_weight", "kl_positions", "kl_after_warmup",

@@ -17,6 +17,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from ablate.core.execution import parallel
 from ablate.core.training import loop, params
+from ablate.core.training.recipe import Recipe
 
 #: The tiny model: each decoder layer and the root (embeddings, final norm, lm_head) one FSDP2 unit
 LAYERS = 3
@@ -48,7 +49,7 @@ def count(out: str, overrides: dict, replicated: bool = False) -> None:
         {"max_steps": 4, "eval_size": 0, "eval_steps": 0, "save_steps": 0, **overrides},
         "finetune",
     )
-    spec = loop.Spec(p, Path(out).parent, "count", pad_token_id=0, replicated=replicated)
+    spec = loop.Spec(Path(out).parent, "count", 0, recipe=Recipe(p), replicated=replicated)
     trainer = loop.setup(spec, model=model(), train_dataset=examples(64), eval_dataset=None)
     loop.step(trainer, loop.step_examples(trainer, 0))
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -158,6 +158,7 @@ def prepare_model(
     from ablate.core.training.driver import TrainRun
     from ablate.core.training.params import resolve_params
     from ablate.core.training.pretraining import pretrain as pretrain_model
+    from ablate.core.training.recipe import Recipe
 
     started = time.time()
     out = Path(out_dir)
@@ -170,7 +171,7 @@ def prepare_model(
     )
     run = TrainRun(
         kind="pretrain",
-        params=p,
+        recipe=Recipe(p),
         out_dir=out,
         run_key={"kind": "bridge_pretrain", "family": family, "arch": a, "params": p.as_dict()},
         summary_extra={"family": family, "arch": a, "corpus": str(corpus)},

@@ -12,7 +12,7 @@ its optimizer (:func:`optimizer`) and its evaluation with early stopping (:class
 run by the core's driver
 (:func:`ablate.core.training.driver.drive`, as every training: the resume from the newest complete
 checkpoint of the same run key and inputs, the non-finite outcome, the final evaluation, the
-checkpoints' removal) with the bridge's outputs (:class:`TranslatorOutputs`). Its checkpoints are
+checkpoints' removal) as a :class:`TranslatorRun`, whose outputs are the bridge's. Its checkpoints are
 the loop's (:mod:`ablate.core.training.saving`, ``<out>/checkpoints/checkpoint-N``, the
 evaluation's curve and best state with them), one at every evaluation training goes on from: a
 rerun (a lost Vast instance's retry, a killed job) resumes from the newest one; they go once the
@@ -53,11 +53,8 @@ from ablate.core.models import generation
 from ablate.core.outputs import checkpoint_integrity, io, provenance
 from ablate.core.outputs.phases import Phases
 from ablate.core.training import driver, loop, saving, speed
-from ablate.core.training.params import TrainParams, resolve_params
+from ablate.core.training.params import LoopParams
 from ablate.core.training.recipe import Recipe
-
-#: Every parameter key with its default (read from the study's params.schema.yaml).
-DEFAULTS: dict[str, Any] = bridge_params.defaults()
 
 
 def optimizer(translator: tr.BottleneckedGatedTranslator, p: BridgeParams):
@@ -216,39 +213,6 @@ class Evaluations:
         self.started = time.time() - values["seconds"]
 
 
-def loop_params(p: BridgeParams, n_global: int, saves: bool = True) -> TrainParams:
-    """The loop's params of a translator training: one global batch a step (``batch_size`` per
-    process), no accumulation, fp32 (the pair's dtypes are its own), the clip, the evaluation
-    and checkpoint interval ``eval_every`` (``saves`` false: no checkpoint), the newest
-    checkpoint alone kept (none once the outputs are written), none of the loop's own stop
-    rules (early stopping is the evaluation's). The keys the loop does not read here (the
-    optimizer is the bridge's own) keep the finetune defaults."""
-    return resolve_params(
-        {
-            "seed": p.seed,
-            "batch_size": n_global,
-            "grad_accum": 1,
-            "max_steps": p.steps,
-            "max_grad_norm": p.grad_clip,
-            "bf16": False,
-            "master_weights": False,
-            "gradient_checkpointing": False,
-            "logging_steps": p.log_every,
-            "eval_steps": p.eval_every,
-            "eval_batch_size": p.eval_batch_size,
-            "save_steps": p.eval_every if saves else 0,
-            "save_total_limit": 1,
-            "keep_checkpoints": False,  # removed once the outputs are written
-            # an evaluation decodes eval_size items between two steps: the watchdog's bound from
-            # step times alone would be too short for it
-            "stall_s": STALL_S,
-            "no_learning_steps": 0,
-            "plateau_patience": 0,
-        },
-        "finetune",
-    )
-
-
 #: the stall watchdog's bound of a translator training (:mod:`ablate.core.training.watchdog`)
 STALL_S = 3600
 
@@ -257,19 +221,57 @@ class TranslatorRecipe(Recipe):
     """A translator's training as the loop takes it (a :class:`~ablate.core.training.recipe.Recipe`):
     the loss :meth:`Pair.loss` (this process's share of the global batch's mean loss, each term
     normalised by the loop's :func:`~ablate.core.training.loss.share_of_mean`), one global batch
-    of items a step in :class:`BatchOrder`, the bridge's :func:`optimizer` and its evaluation
-    (:class:`Evaluations`); a logging step logs the last step's loss and its parts."""
+    of items a step in :class:`BatchOrder`, the bridge's :func:`optimizer` in fp32 (the pair's
+    dtypes are its own) and its evaluation (:class:`Evaluations`); a logging step logs the last
+    step's loss and its parts. Its params are the entry's :class:`BridgeParams`, which give the
+    loop its own (:attr:`loop_params`); ``saves`` false: no checkpoint (a benchmark's run)."""
 
     HELD_OUT_LOSS = False
 
-    def __init__(self, pair: Pair, translator, p: BridgeParams, n_train: int, evaluation=None):
-        super().__init__(collator=lambda items: {"items": items}, evaluation=evaluation)
-        self.pair, self.translator, self.p = pair, translator, p
-        self.batches = BatchOrder(n_train, global_batch(p, n_train), p.seed)
+    def __init__(
+        self, pair: Pair, translator, p: BridgeParams, n_train: int, evaluation=None, saves=True
+    ):
+        super().__init__(p, collator=lambda items: {"items": items}, evaluation=evaluation)
+        self.pair, self.translator = pair, translator
+        n_global = global_batch(p, n_train)
+        self.batches = BatchOrder(n_train, n_global, p.seed)
+        self.loop = LoopParams(
+            seed=p.seed,
+            batch_size=n_global,  # one global batch a step, no accumulation
+            grad_accum=1,
+            max_steps=p.steps,
+            max_grad_norm=p.grad_clip,
+            gradient_checkpointing=False,
+            compile_layers=False,  # the pair compiles the target's layers itself
+            logging_steps=p.log_every,
+            eval_steps=p.eval_every,
+            eval_batch_size=p.eval_batch_size,
+            # a checkpoint at every evaluation, the newest alone kept, none once the outputs
+            # are written
+            save_steps=p.eval_every if saves else 0,
+            save_total_limit=1,
+            keep_checkpoints=False,
+            # an evaluation decodes eval_size items between two steps: the watchdog's bound from
+            # step times alone would be too short for it
+            stall_s=STALL_S,
+            # none of the loop's own stop rules: early stopping is the evaluation's
+            no_learning_steps=0,
+            no_learning_min_gain=0.0,
+            plateau_patience=0,
+            plateau_min_delta=0.0,
+            plateau_min_steps=None,
+        )
         self.last: dict[str, float] = {}
         self.n_tok = 0
 
-    def order(self, step: int, n: int, params) -> list[int]:
+    @property
+    def loop_params(self) -> LoopParams:
+        return self.loop
+
+    def bf16(self) -> bool:
+        return False
+
+    def order(self, step: int, n: int) -> list[int]:
         return self.batches(step)
 
     def step_items(self, batches: list[dict]) -> None:
@@ -288,8 +290,8 @@ class TranslatorRecipe(Recipe):
     def log_parts(self) -> dict[str, float]:
         return self.last
 
-    def optimizer(self, model, params, *, layout, sharded):
-        return optimizer(self.translator, self.p)
+    def optimizer(self, model, *, layout, sharded):
+        return optimizer(self.translator, self.params)
 
 
 def translator_trainer(
@@ -306,11 +308,8 @@ def translator_trainer(
     :func:`~ablate.core.training.loop.step` of. ``folder``: where its checkpoints go (None: a
     run that saves none, a benchmark's); ``evaluation``: the recipe's (:class:`Evaluations`). The
     global RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
-    n_global = global_batch(p, len(train_items))
-    recipe = TranslatorRecipe(pair, translator, p, len(train_items), evaluation)
-    params = loop_params(p, n_global, saves=folder is not None)
+    recipe = TranslatorRecipe(pair, translator, p, len(train_items), evaluation, folder is not None)
     spec = loop.Spec(
-        params,
         Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
         label,
         pair.tgt_tok.pad_token_id,
@@ -385,48 +384,6 @@ def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -
     return entry
 
 
-def _results(e: _Entry, res: dict[str, Any], started: float) -> dict[str, Any]:
-    """The summary's numbers: peak and final accuracy, the run's length, size and throughput."""
-    from ablate.bridge.evaluate import accuracy
-
-    p = e.p
-    final = accuracy(res["final_rows"])
-    peak = max(res["curve"], key=lambda c: c["accuracy"])
-    prompt_tokens = [len(e.pair.prompt_ids(i)) for i in e.eval_items]
-    mean_prompt = sum(prompt_tokens) / len(prompt_tokens)
-    return {
-        "curve": res["curve"],
-        "losses": res["losses"],
-        "peak": peak["accuracy"],
-        "peak_step": peak["step"],
-        "final": final["accuracy"],
-        "final_em": final["em"],
-        "final_f1": final["f1"],
-        "degradation": peak["accuracy"] - final["accuracy"],
-        "steps_done": res["steps_done"],
-        "stop_reason": res["stop_reason"],
-        "restored_from_step": res["restored_from_step"],
-        "resumed_from_step": res["resumed_from_step"],
-        "n_eval": len(e.eval_items),
-        "n_train": len(e.train_items),
-        "K": p.K,
-        "mean_prompt_tokens": mean_prompt,
-        "compression_ratio": mean_prompt / p.K,
-        "translator_params": e.n_params,
-        "wall_s": time.time() - started,
-        "train_s": res["train_s"],
-        "train_tokens": res["train_tokens"],
-        "throughput": {
-            "steps_per_s": res["steps_done"] / max(res["train_s"], 1e-9),
-            "tokens_per_s": res["train_tokens"] / max(res["train_s"], 1e-9),
-        },
-        "world_size": parallel.world_size(),
-        "global_batch": global_batch(p, len(e.train_items)),
-        "source_states": "cached" if e.cached_source else "live",
-        "teacher_states": "cached" if e.cached_teacher else "live",
-    }
-
-
 def train_entry(
     spec: bridge_params.RunSpec,
     *,
@@ -474,9 +431,9 @@ def train_entry(
     trainer = translator_trainer(
         e.pair, e.translator, e.train_items, p, e.label, folder, evaluation
     )
-    run = driver.TrainRun(
+    run = TranslatorRun(
         kind="bridge",
-        params=trainer.params,  # the loop's (loop_params); the run key and summary carry the bridge's
+        recipe=trainer.spec.recipe,
         out_dir=out,
         run_key=key,
         summary_extra={},
@@ -484,10 +441,12 @@ def train_entry(
         inputs=inputs,
         phases=phases,
         label=e.label,
+        run_spec=spec,
+        entry=e,
     )
     # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
-    # outputs (TranslatorOutputs), the checkpoints' removal
-    summary = driver.drive(run, trainer, TranslatorOutputs(run, spec, e, evaluation))
+    # outputs (TranslatorRun.write), the checkpoints' removal
+    summary = driver.drive(run, trainer)
     if parallel.rank() != 0:
         return {"run_id": run_id, "world_size": parallel.world_size(), **summary}
     _say(
@@ -498,20 +457,19 @@ def train_entry(
     return summary
 
 
-@dataclass(frozen=True)
-class TranslatorOutputs:
-    """The bridge's outputs of a trained entry (the core driver's
-    :class:`~ablate.core.training.driver.Outputs`): the final state (``restore_best``: the best
-    evaluated one, re-evaluated: final is measured, not copied), then, by process 0,
-    translator/, samples.parquet and, last, summary.json."""
+@dataclass(frozen=True, kw_only=True)
+class TranslatorRun(driver.TrainRun):
+    """A grid entry's run as the core's driver takes it (a
+    :class:`~ablate.core.training.driver.TrainRun`, its recipe :class:`TranslatorRecipe`) with the
+    bridge's outputs: the final state (``restore_best``: the best evaluated one, re-evaluated:
+    final is measured, not copied), then, by process 0, translator/, samples.parquet and, last,
+    summary.json."""
 
-    run: driver.TrainRun
-    spec: bridge_params.RunSpec
+    run_spec: bridge_params.RunSpec
     entry: _Entry
-    evaluation: Evaluations
 
-    def write(self, trainer: loop.Trainer, outcome: driver.Outcome) -> dict[str, Any] | None:
-        e, ev, state = self.entry, self.evaluation, outcome.state
+    def write(self, trainer: loop.Trainer) -> dict[str, Any] | None:
+        e, ev = self.entry, self.recipe.evaluation
         train_s = ev.seconds()
         restored_from, final_rows = None, ev.last_rows
         if e.p.restore_best and ev.best.get("state") is not None:
@@ -520,51 +478,72 @@ class TranslatorOutputs:
             final_rows = ev.rows()  # every process: a gather
         if parallel.rank() != 0:
             return None
-        logged = [x for x in state.log_history if "loss" in x]
-        res = {
-            "curve": ev.curve,
-            "losses": [_loss_entry(x) for x in logged if _logs(e.p, x["step"])],
-            "final_rows": final_rows,
-            "steps_done": state.step,
-            "stop_reason": outcome.stop["reason"],
-            "restored_from_step": restored_from,
-            "resumed_from_step": outcome.resumed_from_step,
-            "train_tokens": state.tokens_seen,
-            "train_s": train_s,
-            "segments": saving.segments(state),
-        }
-        return self._write(res)
-
-    def record_failure(self, outcome: driver.Outcome) -> None:
-        """None: a run that kept no translator writes no outputs."""
-        return None
-
-    def _write(self, res: dict[str, Any]) -> dict[str, Any]:
-        """translator/, samples.parquet and, last, summary.json (process 0)."""
-        run, spec, e = self.run, self.spec, self.entry
-        run_id, p, out = spec.run_id, e.p, Path(run.out_dir)
-        tr.save(
-            e.translator,
-            out / "translator",
-            extra={"run_id": run_id, "step": res["restored_from_step"]},
-        )
-        samples = pd.DataFrame(res["final_rows"]).assign(run_id=run_id)
-        io.write_frame(out / "samples.parquet", samples)
-        started = run.phases.started
+        run_id, p, out = self.run_spec.run_id, e.p, Path(self.out_dir)
+        tr.save(e.translator, out / "translator", extra={"run_id": run_id, "step": restored_from})
+        io.write_frame(out / "samples.parquet", pd.DataFrame(final_rows).assign(run_id=run_id))
         summary = {
             "run_id": run_id,
             "dataset": p.dataset,
-            "dataset_kind": spec.kind,
-            **_results(e, res, started),
+            "dataset_kind": self.run_spec.kind,
+            **self._results(trainer, final_rows, restored_from, train_s),
             "params": p.as_dict(),
             "provenance": provenance.collect(
-                config_slice=run.config_slice,
-                inputs=run.inputs,
-                started=started,
+                config_slice=self.config_slice,
+                inputs=self.inputs,
+                started=self.phases.started,
                 run_id=run_id,
-                extra={"world_size": parallel.world_size(), "training_segments": res["segments"]},
+                extra={
+                    "world_size": parallel.world_size(),
+                    "training_segments": saving.segments(trainer.state),
+                },
             ),
-            "phases": run.phases.as_dict(),  # after provenance: its git call and fingerprints
+            "phases": self.phases.as_dict(),  # after provenance: its git call and fingerprints
         }
         io.write_json(out / "summary.json", summary)
         return summary
+
+    def record_failure(self, trainer: loop.Trainer) -> None:
+        """None: a run that kept no translator writes no outputs."""
+        return None
+
+    def _results(self, trainer: loop.Trainer, final_rows, restored_from, train_s) -> dict:
+        """The summary's numbers: the curve and losses, peak and final accuracy, the run's
+        length, size and throughput."""
+        from ablate.bridge.evaluate import accuracy
+
+        e, p, state, curve = self.entry, self.entry.p, trainer.state, self.recipe.evaluation.curve
+        logged = [x for x in state.log_history if "loss" in x and _logs(p, x["step"])]
+        final = accuracy(final_rows)
+        peak = max(curve, key=lambda c: c["accuracy"])
+        mean_prompt = sum(len(e.pair.prompt_ids(i)) for i in e.eval_items) / len(e.eval_items)
+        return {
+            "curve": curve,
+            "losses": [_loss_entry(x) for x in logged],
+            "peak": peak["accuracy"],
+            "peak_step": peak["step"],
+            "final": final["accuracy"],
+            "final_em": final["em"],
+            "final_f1": final["f1"],
+            "degradation": peak["accuracy"] - final["accuracy"],
+            "steps_done": state.step,
+            "stop_reason": trainer.stop["reason"],
+            "restored_from_step": restored_from,
+            "resumed_from_step": trainer.resumed_from_step,
+            "n_eval": len(e.eval_items),
+            "n_train": len(e.train_items),
+            "K": p.K,
+            "mean_prompt_tokens": mean_prompt,
+            "compression_ratio": mean_prompt / p.K,
+            "translator_params": e.n_params,
+            "wall_s": time.time() - self.phases.started,
+            "train_s": train_s,
+            "train_tokens": state.tokens_seen,
+            "throughput": {
+                "steps_per_s": state.step / max(train_s, 1e-9),
+                "tokens_per_s": state.tokens_seen / max(train_s, 1e-9),
+            },
+            "world_size": parallel.world_size(),
+            "global_batch": global_batch(p, len(e.train_items)),
+            "source_states": "cached" if e.cached_source else "live",
+            "teacher_states": "cached" if e.cached_teacher else "live",
+        }

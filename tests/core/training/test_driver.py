@@ -21,10 +21,11 @@ def _saved(ckpts, steps) -> SimpleNamespace:
     """A one-process trainer whose checkpoints at ``steps`` hold the weight ``step`` everywhere."""
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    p = resolve_params({"save_total_limit": 5}, "finetune")
     trainer = SimpleNamespace(
-        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe()), model=net, optimizer=opt,
+        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe(p)), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=False,
-        state=State(), params=resolve_params({"save_total_limit": 5}, "finetune"), losses=[],
+        state=State(), params=p, losses=[],
         master=None, device=torch.device("cpu"),
     )  # fmt: skip
     for step in steps:
@@ -62,7 +63,7 @@ def test_a_non_finite_loss_before_any_checkpoint_restores_nothing(tmp_path):
 def test_the_summary_holds_the_curves_the_losses_and_the_segments(tmp_path):
     params = resolve_params({"max_steps": 10}, "finetune")
     run = driver.TrainRun(
-        kind="finetune", params=params, out_dir=tmp_path, run_key={},
+        kind="finetune", recipe=Recipe(params), out_dir=tmp_path, run_key={},
         summary_extra={"study": "s"}, config_slice=None, inputs={}, phases=Phases(),
         record={"policy": "causal"},
     )  # fmt: skip
@@ -74,14 +75,14 @@ def test_the_summary_holds_the_curves_the_losses_and_the_segments(tmp_path):
     ]
     segments = [{"from_step": 0, "world_size": 1}, {"from_step": 3, "world_size": 2}]
     stop = {"reason": "nonfinite", "step": 7, "detail": {}}
-    outcome = driver.Outcome(
-        State(step=6, tokens_seen=99, log_history=log, segments=segments),
-        stop,
-        SimpleNamespace(summary=lambda: {"tokens_per_s": 8.0}),
-        1.5,
-        3,
+    ended = SimpleNamespace(  # what the summary reads of the trainer, its training ended
+        state=State(step=6, tokens_seen=99, log_history=log, segments=segments),
+        stop=stop,
+        throughput=SimpleNamespace(summary=lambda: {"tokens_per_s": 8.0}),
+        train_s=1.5,
+        resumed_from_step=3,
     )
-    written = driver.FinalWeights(run, tokenizer=None).record_failure(outcome)
+    written = run.record_failure(ended)
     assert written == tmp_path / checkpoint_integrity.SUMMARY_NAME
     summary = json.loads(written.read_text())
     assert summary["curves"] == {
@@ -108,12 +109,23 @@ def test_the_summary_holds_the_curves_the_losses_and_the_segments(tmp_path):
 
 def test_a_summary_without_logs_has_no_losses(tmp_path):
     run = driver.TrainRun(
-        "finetune", resolve_params({}, "finetune"), tmp_path, {}, {}, {"job": 1}, {}, Phases()
+        "finetune",
+        Recipe(resolve_params({}, "finetune")),
+        tmp_path,
+        {},
+        {},
+        {"job": 1},
+        {},
+        Phases(),
     )
-    outcome = driver.Outcome(
-        State(), {"reason": "max_steps"}, SimpleNamespace(summary=dict), None, None
+    ended = SimpleNamespace(
+        state=State(),
+        stop={"reason": "max_steps"},
+        throughput=SimpleNamespace(summary=dict),
+        train_s=None,
+        resumed_from_step=None,
     )
-    summary = json.loads(driver.FinalWeights(run, None).record_failure(outcome).read_text())
+    summary = json.loads(run.record_failure(ended).read_text())
     assert summary["curves"] == {"train": [], "eval": []}
     assert summary["final_train_loss"] is summary["final_eval_loss"] is None
     assert summary["best_eval_loss"] is None and summary["provenance"]["config"] == {"job": 1}

@@ -13,6 +13,7 @@ from ablate.core.training import loop, params
 from ablate.core.training.data import ExampleDataset
 from ablate.core.training.loop import shares
 from ablate.core.training.params import TrainingConfigError
+from ablate.core.training.recipe import Recipe
 
 
 def test_shares_keep_the_global_batch():
@@ -75,7 +76,7 @@ def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
     )
     seen = TokensAtLogs()
     trainer = loop.setup(
-        loop.Spec(p, tmp_path, "tokens", pad_token_id=11, reporters=(seen,)),
+        loop.Spec(tmp_path, "tokens", pad_token_id=11, recipe=Recipe(p), reporters=(seen,)),
         model=model,
         train_dataset=ExampleDataset(rows),
         eval_dataset=None,
@@ -112,7 +113,7 @@ def test_fast_head_runs_under_the_loops_autocast(tiny_model_dir, tmp_path):
         "finetune",
     )  # fmt: skip
     trainer = loop.setup(
-        loop.Spec(p, tmp_path, "autocast", pad_token_id=11),
+        loop.Spec(tmp_path, "autocast", pad_token_id=11, recipe=Recipe(p)),
         model=model, train_dataset=ExampleDataset(rows), eval_dataset=None,
     )  # fmt: skip
     assert trainer.master is None and next(model.parameters()).dtype == torch.float32

@@ -28,7 +28,7 @@ class _OwnLoss(Recipe):
     HELD_OUT_LOSS = False
 
     def __init__(self, loss):
-        super().__init__(collator=lambda items: {"items": items})
+        super().__init__(P, collator=lambda items: {"items": items})
         self.own = loss
 
     def step_items(self, batches):
@@ -40,13 +40,13 @@ class _OwnLoss(Recipe):
     def tokens(self, batch):
         return 0
 
-    def optimizer(self, model, p, *, layout, sharded):
+    def optimizer(self, model, *, layout, sharded):
         return torch.optim.SGD(model.parameters(), lr=1.0), None
 
 
 def _trainer(loss, eval_dataset=None) -> loop.Trainer:
     model = torch.nn.Linear(1, 1, bias=False)
-    spec = loop.Spec(P, Path("unused"), "share", 0, recipe=_OwnLoss(loss))
+    spec = loop.Spec(Path("unused"), "share", 0, recipe=_OwnLoss(loss))
     return loop.setup(spec, model=model, train_dataset=[1.0, 2.0], eval_dataset=eval_dataset)
 
 

@@ -27,10 +27,11 @@ def _trainer(ckpts: Path) -> SimpleNamespace:
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     net(torch.ones(1, 3)).sum().backward()
     opt.step()
+    p = resolve_params({"save_total_limit": 1}, "finetune")
     return SimpleNamespace(
-        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe()), model=net, optimizer=opt,
+        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe(p)), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=False,
-        state=State(step=2), params=resolve_params({"save_total_limit": 1}, "finetune"), losses=[],
+        state=State(step=2), params=p, losses=[],
     )  # fmt: skip
 
 

@@ -55,7 +55,7 @@ def _trainer(
     net = model()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     return SimpleNamespace(
-        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe()), model=net, optimizer=opt,
+        spec=SimpleNamespace(checkpoints=ckpts, recipe=Recipe(PARAMS)), model=net, optimizer=opt,
         scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), sharded=sharded,
         master=None, device=torch.device("cpu"), state=State(),
         params=PARAMS, losses=[],

@@ -19,7 +19,6 @@ from ablate.core.outputs import checkpoint_integrity
 from ablate.core.training import saving, sharding
 from ablate.core.training.loop import State
 from ablate.core.training.params import resolve_params
-from ablate.core.training.recipe import Recipe
 
 
 class Payload:
@@ -62,7 +61,7 @@ class _Evaluation:
 def _trainer(ckpts: pathlib.Path, evaluation: _Evaluation):
     """What :func:`saving.save` and ``load`` read of a one-process run."""
     net, opt, sched = _parts()
-    spec = SimpleNamespace(checkpoints=ckpts, recipe=Recipe(evaluation=evaluation))
+    spec = SimpleNamespace(checkpoints=ckpts, recipe=SimpleNamespace(evaluation=evaluation))
     return SimpleNamespace(
         spec=spec, model=net, optimizer=opt, scheduler=sched, sharded=False, master=None,
         device=torch.device("cpu"), state=State(step=2), params=resolve_params({"save_total_limit": 1}, "finetune"),

@@ -5,6 +5,8 @@ controls built on it; on CPU (seconds)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from references import policy_loss_sum
@@ -188,11 +190,10 @@ def _setup(tmp_path, name, p, policy: str) -> loop.Trainer:
     """The run the pipeline builds (loop.setup with the policy's recipe), without saves."""
     return loop.setup(
         loop.Spec(
-            resolve_params({**p.as_dict(), "save_steps": 0}, "finetune"),
             tmp_path / name,
             name,
             pad_token_id=11,
-            recipe=mask_policy.recipe(policy, p, 11),
+            recipe=mask_policy.recipe(policy, dataclasses.replace(p, save_steps=0), 11),
         ),
         model=tiny_model(PREFIX_SDPA),
         train_dataset=ExampleDataset(examples(15, seed=3)),

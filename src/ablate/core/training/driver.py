@@ -4,9 +4,9 @@ loss, the final save, ``summary.json`` with provenance and phases.
 
 The driver of every training (:func:`drive`: the resume point, the checkpoint load, the loop, the
 non-finite outcome, the final evaluation, the outputs, the checkpoints' removal) takes the trainer
-the loop set up and the study's :class:`Outputs`: ``train_run`` the core's (:class:`FinalWeights`:
-``final/`` and the core's summary), a study that trains a small model between frozen ones its
-own (its weights, per-item rows and summary)."""
+the loop set up and the study's :class:`TrainRun`, whose ``write`` leaves its outputs: the core's
+(``final/`` and the core's summary), or, in a study's subclass that trains a small model between
+frozen ones, its own (its weights, per-item rows and summary)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ablate.core.execution import interrupts, parallel
 from ablate.core.outputs import checkpoint_integrity, io, provenance
@@ -41,21 +41,26 @@ def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
 
 @dataclass(frozen=True)
 class TrainRun:
-    """One training run as :func:`train_run` takes it: what it trains with and what its summary
-    says besides the training's outcome (one object, so the summary is written from the same
-    facts on every path).
+    """One training run as :func:`drive` takes it: what it trains with, what its summary says
+    besides the training's outcome (one object, so the summary is written from the same facts
+    on every path), and what it leaves besides its checkpoints (:meth:`write`; a study with
+    outputs of its own overrides it and :meth:`record_failure`).
 
-    ``params``: resolved; ``out_dir``: ``final/``, ``summary.json``, ``checkpoints/``;
-    ``run_key``: a checkpoint resumes only a run of the same key; ``summary_extra``: the
-    summary's study keys; ``config_slice``: the job's (None: ``{**record, "params": params}``);
-    ``inputs``: fingerprinted in the provenance, and a checkpoint resumes only a run whose inputs
-    have the same content; ``phases``: the run's timer, started by the
-    caller. A study's: ``label`` (log prefix, default ``kind``), ``record`` (written into the
-    summary and the final manifest, e.g. its attention policy) and ``recipe`` (e.g. its forward
-    kwargs and micro-batches, :class:`~.recipe.Recipe`; the next-token head loss is set here)."""
+    ``recipe``: the study's (:class:`~.recipe.Recipe`, with its resolved params: the
+    next-token one's or a study's refinement, e.g. a mask policy's forward kwargs and
+    micro-batches; the ``loss_vocab: corpus`` head loss is set here); ``out_dir``: ``final/``,
+    ``summary.json``, ``checkpoints/``; ``run_key``: a checkpoint resumes only a run of the same
+    key; ``summary_extra``: the summary's study keys; ``config_slice``: the job's (None:
+    ``{**record, "params": params}``); ``inputs``: fingerprinted in the provenance, and a
+    checkpoint resumes only a run whose inputs have the same content; ``phases``: the run's
+    timer, started by the
+    caller. A study's: ``label`` (log prefix, default ``kind``) and ``record`` (written into the
+    summary and the final manifest, e.g. its attention policy). Set by :func:`train_run`:
+    ``tokenizer`` (saved into ``final/``) and ``rows`` (the embedding table cut by ``loss_vocab:
+    corpus``, whole during the save only: :meth:`~.vocab_rows.Rows.whole`)."""
 
     kind: str
-    params: TrainParams
+    recipe: Recipe
     out_dir: Path
     run_key: dict[str, Any]
     summary_extra: dict[str, Any]
@@ -64,19 +69,70 @@ class TrainRun:
     phases: Phases
     label: str | None = None
     record: dict[str, Any] = field(default_factory=dict)
-    recipe: Recipe = field(default_factory=Recipe)
+    tokenizer: Any = None
+    rows: Any = None
 
+    def write(self, trainer: loop.Trainer) -> dict[str, Any] | None:
+        """From ``trainer``'s final weights, in every process (a save may be a collective): the
+        outputs, the summary last; returns process 0's summary (the others None). The core's:
+        ``final/`` (the weights in the save dtype, with the tokenizer and the hash manifest) and
+        ``summary.json`` (its study's keys, provenance and phases)."""
+        # the table whole for the save only: a checkpoint kept after it is of the cut table
+        with contextlib.nullcontext() if self.rows is None else self.rows.whole():
+            ckpt_info = saving.save_final(
+                trainer,
+                Path(self.out_dir),
+                tokenizer=self.tokenizer,
+                dtype=save_dtype(self.recipe.params),
+                extra={"kind": self.kind, **self.record, "step": trainer.state.step},
+                phases=self.phases,
+            )
+        # process 0 alone writes (and computes) the summary
+        return self._write(trainer, ckpt_info) if parallel.rank() == 0 else None
 
-@dataclass
-class Outcome:
-    """How the training went: the loop's final state, the stop, the measured throughput, the
-    seconds of this segment's training (None: none trained), the step it resumed from."""
+    def record_failure(self, trainer: loop.Trainer) -> Path | None:
+        """The record of a run that kept no weights (a non-finite loss before any checkpoint):
+        where it was written, or None where the study writes none."""
+        if parallel.rank() == 0:
+            self._write(trainer, None)
+        return Path(self.out_dir) / checkpoint_integrity.SUMMARY_NAME
 
-    state: loop.State
-    stop: dict[str, Any]
-    throughput: Any
-    train_s: float | None
-    resumed_from_step: int | None
+    def _write(self, trainer: loop.Trainer, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
+        """``summary.json``: the training's outcome, curves, throughput, ``ckpt_info`` (None: no
+        weights kept), params, the study's keys, provenance and phases."""
+        state, params, phases = trainer.state, self.recipe.params, self.phases
+        curves = _curves(state.log_history)
+        evals = [e["eval_loss"] for e in curves["eval"]]
+        tp = trainer.throughput.summary()
+        tp["train_runtime_s"] = trainer.train_s
+        summary = {
+            "kind": self.kind,
+            **self.record,
+            "steps_done": state.step,
+            "max_steps": params.max_steps,
+            "stop": trainer.stop,
+            "resumed_from_step": trainer.resumed_from_step,
+            "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else None,
+            "final_eval_loss": evals[-1] if evals else None,
+            "best_eval_loss": min(evals) if evals else None,
+            "curves": curves,
+            "throughput": tp,
+            "tokens_seen": state.tokens_seen,
+            "checkpoint": ckpt_info,
+            "params": params.as_dict(),
+            **self.summary_extra,
+            "provenance": provenance.collect(
+                config_slice=self.config_slice
+                if self.config_slice is not None
+                else {**self.record, "params": params.as_dict()},
+                inputs=self.inputs,
+                started=phases.started,
+                extra={"training_segments": saving.segments(state)},
+            ),
+            "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
+        }
+        io.write_json(Path(self.out_dir) / checkpoint_integrity.SUMMARY_NAME, summary)
+        return summary
 
 
 def _corpus_head_loss(params: TrainParams, train_dataset, eval_dataset):
@@ -184,55 +240,6 @@ def _final_eval(trainer: loop.Trainer, stop: dict[str, Any], phases: Phases) -> 
             state.log_history.append({"step": state.step, "eval_loss": loop.evaluate(trainer)})
 
 
-class Outputs(Protocol):
-    """What a study's run leaves besides its checkpoints (:func:`drive` calls it)."""
-
-    def write(self, trainer: loop.Trainer, outcome: Outcome) -> dict[str, Any] | None:
-        """From the final weights, in every process (a save may be a collective): the outputs,
-        the summary last; returns process 0's summary (the others None)."""
-
-    def record_failure(self, outcome: Outcome) -> Path | None:
-        """The record of a run that kept no weights (a non-finite loss before any checkpoint):
-        where it was written, or None where the study writes none."""
-
-
-@dataclass(frozen=True)
-class FinalWeights:
-    """The core's :class:`Outputs`: ``final/`` (the weights in the save dtype, with the
-    tokenizer and the hash manifest) and ``summary.json`` (its study's keys, provenance and
-    phases); ``rows``: the embedding table cut by ``loss_vocab: corpus``, whole during the save
-    only (:meth:`~.vocab_rows.Rows.whole`)."""
-
-    run: TrainRun
-    tokenizer: Any
-    rows: Any = None
-
-    def write(self, trainer: loop.Trainer, outcome: Outcome) -> dict[str, Any] | None:
-        t = self.run
-        # the table whole for the save only: a checkpoint kept after it is of the cut table
-        with contextlib.nullcontext() if self.rows is None else self.rows.whole():
-            ckpt_info = saving.save_final(
-                trainer,
-                Path(t.out_dir),
-                tokenizer=self.tokenizer,
-                dtype=save_dtype(t.params),
-                extra={"kind": t.kind, **t.record, "step": outcome.state.step},
-                phases=t.phases,
-            )
-        # process 0 alone writes (and computes) the summary
-        return self._write(outcome, ckpt_info) if parallel.rank() == 0 else None
-
-    def record_failure(self, outcome: Outcome) -> Path | None:
-        if parallel.rank() == 0:
-            self._write(outcome, None)
-        return Path(self.run.out_dir) / checkpoint_integrity.SUMMARY_NAME
-
-    def _write(self, outcome: Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
-        summary = _summary(self.run, outcome, ckpt_info)
-        io.write_json(Path(self.run.out_dir) / checkpoint_integrity.SUMMARY_NAME, summary)
-        return summary
-
-
 def train_run(
     run: TrainRun,
     *,
@@ -243,9 +250,9 @@ def train_run(
     reporters: tuple = (),
 ) -> dict[str, Any]:
     """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`drive`; the outputs
-    :class:`FinalWeights`); ``reporters``: more of the loop's reporters (TensorBoard). Returns
+    :meth:`TrainRun.write`, with ``tokenizer``); ``reporters``: more of the loop's reporters (TensorBoard). Returns
     the summary."""
-    params, out_dir, phases, kind = run.params, Path(run.out_dir), run.phases, run.kind
+    params, out_dir, phases, kind = run.recipe.params, Path(run.out_dir), run.phases, run.kind
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
     head_loss = _corpus_head_loss(params, train_dataset, eval_dataset)
@@ -256,13 +263,13 @@ def train_run(
     ckpt_dir = out_dir / checkpoint_integrity.CHECKPOINTS_DIR
     recipe = run.recipe if head_loss is None else replace(run.recipe, head_loss=head_loss)
     spec = loop.Spec(
-        params, ckpt_dir, label, tokenizer.pad_token_id, recipe=recipe, reporters=tuple(reporters)
+        ckpt_dir, label, tokenizer.pad_token_id, recipe=recipe, reporters=tuple(reporters)
     )
     with phases("setup"):
         trainer = loop.setup(
             spec, model=model, train_dataset=train_dataset, eval_dataset=eval_dataset
         )
-    summary = drive(replace(run, run_key=run_key), trainer, FinalWeights(run, tokenizer, rows))
+    summary = drive(replace(run, run_key=run_key, tokenizer=tokenizer, rows=rows), trainer)
     if parallel.rank() == 0:
         print(
             f"[{label}] done: {summary['steps_done']} steps, stop reason "
@@ -273,11 +280,12 @@ def train_run(
     return summary
 
 
-def drive(run: TrainRun, trainer: loop.Trainer, outputs: Outputs) -> dict[str, Any]:
+def drive(run: TrainRun, trainer: loop.Trainer) -> dict[str, Any]:
     """``trainer`` (:func:`.loop.setup`'s, its checkpoints in ``trainer.spec.checkpoints``)
     trained to its end as ``run`` says: resumed from the newest complete checkpoint of the same
     run key and inputs (:func:`~.saving.resume_from`), trained (:func:`.loop.train`), after a
-    non-finite loss the last good checkpoint's weights, the final evaluation, ``outputs``, the
+    non-finite loss the last good checkpoint's weights, the final evaluation, ``run``'s outputs
+    (:meth:`TrainRun.write`), the
     checkpoints' removal last (``keep_checkpoints``, :func:`~.saving.end_of_run`). Returns
     process 0's summary (the others: their rank and steps)."""
     label, phases = trainer.spec.label, run.phases
@@ -292,51 +300,34 @@ def drive(run: TrainRun, trainer: loop.Trainer, outputs: Outputs) -> dict[str, A
         print(f"[{label}] resuming from {resume_from} (step {trainer.state.step})", flush=True)
     # a signal in the loop saves and stops; once the training ended, it waits for the outputs
     with interrupts.InterruptWatch() as watch:
-        train_s = _train(trainer, resume_from, bool(stopped), phases, watch)
+        trainer.train_s = _train(trainer, resume_from, bool(stopped), phases, watch)
         watch.hold()
-        resumed_from_step = checkpoint_integrity.step_of(resume_from) if resume_from else None
-        outcome = Outcome(
-            trainer.state, _stop(trainer), trainer.throughput, train_s, resumed_from_step
-        )
-        return _finish(trainer, outcome, outputs, phases, watch)
+        if resume_from:
+            trainer.resumed_from_step = checkpoint_integrity.step_of(resume_from)
+        return _finish(run, trainer, watch)
 
 
-def _stop(trainer: loop.Trainer) -> dict[str, Any]:
-    """The training's stop: a stop rule's, or its last step."""
-    return trainer.stop_rules.stop or {
-        "reason": "max_steps",
-        "step": trainer.state.step,
-        "detail": {"max_steps": trainer.params.max_steps},
-    }
-
-
-def _finish(
-    trainer: loop.Trainer,
-    outcome: Outcome,
-    outputs: Outputs,
-    phases: Phases,
-    watch: interrupts.InterruptWatch,
-) -> dict[str, Any]:
+def _finish(run: TrainRun, trainer: loop.Trainer, watch: interrupts.InterruptWatch) -> dict:
     """The outputs of the ended training, ``watch`` holding a signal meanwhile: the final
-    evaluation, ``outputs``, the checkpoints' removal last (:func:`~.saving.end_of_run`)."""
-    label, state, stop = trainer.spec.label, outcome.state, outcome.stop
+    evaluation, ``run``'s outputs, the checkpoints' removal last (:func:`~.saving.end_of_run`)."""
+    label, state, stop, phases = trainer.spec.label, trainer.state, trainer.stop, run.phases
     ckpt_dir = Path(trainer.spec.checkpoints)
     if stop["reason"] == "nonfinite" and not restore_last_good(trainer, stop, ckpt_dir, label):
-        record = outputs.record_failure(outcome)
+        record = run.record_failure(trainer)
         raise TrainingError(
             f"{label}: loss became non-finite at step {stop['step']} before any checkpoint was "
             "saved; nothing good to keep (lower the learning rate?)"
             + (f". See {record}" if record else "")
         )
     _final_eval(trainer, stop, phases)
-    summary = outputs.write(trainer, outcome)
+    summary = run.write(trainer)
 
     def save_last() -> Path | None:
         # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
         # weights are an earlier checkpoint's: the rerun resumes there and stops alike). After
         # the outputs, one process's weights may be in the save dtype (or a study's restored
         # best): enough, as a rerun from it trains no step and writes the same outputs. A cut
-        # table is cut again (FinalWeights): the checkpoint fits the rerun's model, cut alike
+        # table is cut again (TrainRun.write): the checkpoint fits the rerun's model, cut alike
         newest = checkpoint_integrity.newest_complete(ckpt_dir)
         if stop["reason"] != "nonfinite" and (
             newest is None or checkpoint_integrity.step_of(newest) != state.step
@@ -352,37 +343,3 @@ def _finish(
     if parallel.rank() != 0:  # rank 0 alone saves and reports (the weights are the same)
         return {"rank": parallel.rank(), "steps_done": state.step}
     return summary
-
-
-def _summary(run: TrainRun, outcome: Outcome, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
-    state, params, phases = outcome.state, run.params, run.phases
-    curves = _curves(state.log_history)
-    evals = [e["eval_loss"] for e in curves["eval"]]
-    tp = outcome.throughput.summary()
-    tp["train_runtime_s"] = outcome.train_s
-    return {
-        "kind": run.kind,
-        **run.record,
-        "steps_done": state.step,
-        "max_steps": params.max_steps,
-        "stop": outcome.stop,
-        "resumed_from_step": outcome.resumed_from_step,
-        "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else None,
-        "final_eval_loss": evals[-1] if evals else None,
-        "best_eval_loss": min(evals) if evals else None,
-        "curves": curves,
-        "throughput": tp,
-        "tokens_seen": state.tokens_seen,
-        "checkpoint": ckpt_info,
-        "params": params.as_dict(),
-        **run.summary_extra,
-        "provenance": provenance.collect(
-            config_slice=run.config_slice
-            if run.config_slice is not None
-            else {**run.record, "params": params.as_dict()},
-            inputs=run.inputs,
-            started=phases.started,
-            extra={"training_segments": saving.segments(state)},
-        ),
-        "phases": phases.as_dict(),  # after provenance: its git call and fingerprints count
-    }

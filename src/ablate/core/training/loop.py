@@ -24,29 +24,28 @@ import torch
 from ablate.core.execution import interrupts, parallel
 from ablate.core.training import sharded_masters, sharding, speed
 from ablate.core.training.data import PolicyCollator
-from ablate.core.training.memory import SHARDED_WEIGHTS, data_parallel_recipe
+from ablate.core.training.memory import SHARDED_WEIGHTS
 from ablate.core.training.monitor import Progress, StopRules, Throughput
 from ablate.core.training.optim import MasterWeightsOptimizer
-from ablate.core.training.params import TrainingConfigError, TrainParams, bf16_enabled
+from ablate.core.training.params import LoopParams, TrainingConfigError
 from ablate.core.training.recipe import Recipe
 from ablate.core.training.watchdog import StallWatchdog
 
 
 @dataclass(frozen=True)
 class Spec:
-    """What :func:`setup` builds a trainer from: its resolved ``params`` (the config's training keys),
-    where its checkpoints go (every ``save_steps``; 0: none but an interrupt's), its log label,
-    the padding id, the study's :class:`~.recipe.Recipe`; ``reporters``: objects with
+    """What :func:`setup` builds a trainer from: where its checkpoints go (every ``save_steps``; 0:
+    none but an interrupt's), its log label, the padding id, the study's
+    :class:`~.recipe.Recipe` (with its params: the loop's are its ``loop_params``); ``reporters``: objects with
     ``log(step, logs, tokens)``, ``begin(step)``, ``end()`` (TensorBoard:
     :func:`ablate.core.reports.tracking.reporters`).
     ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
     instead of FSDP2 shards."""
 
-    params: TrainParams
     checkpoints: Path
     label: str
     pad_token_id: int
-    recipe: Recipe = field(default_factory=Recipe)
+    recipe: Recipe
     reporters: tuple = ()
     replicated: bool = False
 
@@ -89,10 +88,23 @@ class Trainer:
     losses: list[torch.Tensor] = field(default_factory=list)  # step losses since the last log
     pending_tokens: torch.Tensor | int = 0  # counted on the device, not yet in state
     last_lr: float = 0.0  # the learning rate of the last step
+    #: set by the run driver (:func:`~.driver.drive`): the seconds of this segment's training
+    #: (None: none trained) and the step it resumed from (None: a fresh start)
+    train_s: float | None = None
+    resumed_from_step: int | None = None
 
     @property
-    def params(self) -> TrainParams:
-        return self.spec.params
+    def params(self) -> LoopParams:
+        return self.spec.recipe.loop_params
+
+    @property
+    def stop(self) -> dict[str, Any]:
+        """The training's stop: a stop rule's, or its last step."""
+        return self.stop_rules.stop or {
+            "reason": "max_steps",
+            "step": self.state.step,
+            "detail": {"max_steps": self.params.max_steps},
+        }
 
     @property
     def master(self) -> MasterWeightsOptimizer | None:
@@ -119,14 +131,15 @@ def shares(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
 
 def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Trainer:
     """The trainer of ``spec`` on ``model`` (on its device; sharded here when N > 1 processes)."""
-    p = spec.params
+    p = spec.recipe.loop_params
     torch.manual_seed(p.seed)
     if p.compile_layers:
         speed.compile_layers(model)
-    bf16 = bf16_enabled(p.bf16)
+    bf16 = spec.recipe.bf16()
     recipe = None
     if parallel.world_size() > 1 and not spec.replicated:
-        recipe, why = recipe_of(model, p, bf16=bf16)
+        memory = sharding.device_memory(next(model.parameters()).device)
+        recipe, why = spec.recipe.data_parallel(model, parallel.world_size(), memory)
         print(f"{spec.label}: {parallel.world_size()} processes, {recipe} ({why})", flush=True)
     sharded = recipe == SHARDED_WEIGHTS
     if sharded:  # fp32 shards, cast to bf16 per layer by FSDP's policy: no autocast
@@ -138,7 +151,7 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Trainer:
             activation_checkpointing_kwargs={"use_reentrant": False}
         )
     model.train()
-    optimizer, scheduler = spec.recipe.optimizer(model, p, layout=recipe, sharded=sharded)
+    optimizer, scheduler = spec.recipe.optimizer(model, layout=recipe, sharded=sharded)
     device_type = next(model.parameters()).device.type
 
     def autocast():
@@ -186,21 +199,8 @@ def step_examples(trainer: Trainer, step: int) -> list:
     order depends on nothing but the step, so a resumed run trains on the same examples
     (:meth:`~.recipe.Recipe.order`: a study's replaces the permutations)."""
     data, first = trainer.train_data, parallel.rank() * trainer.share
-    order = trainer.spec.recipe.order(step, len(data), trainer.params)
+    order = trainer.spec.recipe.order(step, len(data))
     return [data[i] for i in order[first : first + trainer.share]]
-
-
-def recipe_of(model, p: TrainParams, *, bf16: bool) -> tuple[str, str]:
-    """(the recipe of N > 1 processes, why): ``data_parallel``, or what fits this process's
-    device (:func:`~.memory.data_parallel_recipe`)."""
-    return data_parallel_recipe(
-        p.data_parallel,
-        n_params=sum(t.numel() for t in model.parameters()),
-        world=parallel.world_size(),
-        compute_bytes=2 if bf16 else 4,
-        optim=p.optim,
-        memory_bytes=sharding.device_memory(next(model.parameters()).device),
-    )
 
 
 def accumulating(trainer: Trainer, last: bool) -> contextlib.AbstractContextManager:

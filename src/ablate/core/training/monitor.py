@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ablate.core.training.params import TrainParams
+from ablate.core.training.params import LoopParams
 
 #: The key of a log history entry that records a study evaluation's stop (its ``{"reason",
 #: "step", "detail"}``): the loop's rules read their stops from the logged losses, a study's own
@@ -51,7 +51,7 @@ class StopRules:
     same patience counters and first loss, and a run that had stopped stays stopped.
     """
 
-    def __init__(self, params: TrainParams):
+    def __init__(self, params: LoopParams):
         self.p = params
         self.stop: dict[str, Any] | None = None
         self._reset()

@@ -42,34 +42,21 @@ class TrainingConfigError(TrainingError, ValueError):
 
 Auto = Literal["auto"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
-T = TypeVar("T", bound="TrainParams")
+T = TypeVar("T", bound="LoopParams")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainParams:
-    """A run's training parameters, resolved and checked (built only by :func:`resolve_params` or
-    :func:`check_params`): the keys of ``$defs/finetune_params`` (``pretrain_params`` has the same
-    keys, other defaults). The schema is the one statement of keys, bounds and defaults: a field
-    has no default of its own, and a key without a default there (unset: ``None``) is named in
-    :attr:`unset` so that :meth:`as_dict` gives back the very dict it was built from
-    (tests/core/training/test_params.py fails where the two disagree). A study's keys: a subclass
-    (the mask study's ``MaskParams``), so its reads are typed too."""
+class LoopParams:
+    """The loop's and the run driver's own parameters (:mod:`.loop`, :mod:`.driver`, the stop
+    rules, checkpoints, the watchdog): what a recipe's params give the loop
+    (:attr:`~.recipe.Recipe.loop_params`). A finetune's or pretraining's are its
+    :class:`TrainParams` (a subclass: the same keys of ``$defs/finetune_params``); a study whose
+    params are its own (the bridge's translator) builds one from them."""
 
-    learning_rate: float
-    weight_decay: float
-    warmup_ratio: float
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
-    optim: Literal["adafactor", "adamw_torch", "adamw_torch_fused", "sgd"]
     max_grad_norm: float
-    bf16: Auto | bool
-    model_dtype: Dtype
-    master_weights: Auto | bool
-    save_dtype: Dtype
-    max_seq_len: int
     batch_size: int
     grad_accum: int
     max_steps: int
-    eval_size: int
     eval_steps: int
     eval_batch_size: int
     save_steps: int
@@ -85,10 +72,7 @@ class TrainParams:
     plateau_min_steps: int | None
     keep_checkpoints: bool
     # no default in the core's finetune schema: None where unset
-    attn_implementation: str | None = None
-    data_parallel: Literal["sharded_masters", "sharded_weights"] | None = None
     stall_s: float | None = None
-    loss_vocab: Literal["full", "corpus"] | None = None
     #: the keys that may be absent (no default) and were: left out of :meth:`as_dict`
     unset: frozenset[str] = frozenset()
 
@@ -122,6 +106,35 @@ class TrainParams:
         """The plain dict it was built from (records, run keys, summaries: the same keys and
         values as before the type)."""
         return {k: getattr(self, k) for k in self.keys() if k not in self.unset}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainParams(LoopParams):
+    """A finetune's or pretraining's parameters, resolved and checked (built only by
+    :func:`resolve_params` or :func:`check_params`): the keys of ``$defs/finetune_params``
+    (``pretrain_params`` has the same keys, other defaults): the loop's (:class:`LoopParams`) and
+    those of the next-token recipe (:class:`~.recipe.Recipe`: its optimizer, precision, data
+    and data-parallel layout). The schema is the one statement of keys, bounds and defaults: a
+    field has no default of its own, and a key without a default there (unset: ``None``) is
+    named in :attr:`unset` so that :meth:`as_dict` gives back the very dict it was built from
+    (tests/core/training/test_params.py fails where the two disagree). A study's keys: a subclass
+    (the mask study's ``MaskParams``), so its reads are typed too."""
+
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
+    optim: Literal["adafactor", "adamw_torch", "adamw_torch_fused", "sgd"]
+    bf16: Auto | bool
+    model_dtype: Dtype
+    master_weights: Auto | bool
+    save_dtype: Dtype
+    max_seq_len: int
+    eval_size: int
+    # no default in the core's finetune schema: None where unset
+    attn_implementation: str | None = None
+    data_parallel: Literal["sharded_masters", "sharded_weights"] | None = None
+    loss_vocab: Literal["full", "corpus"] | None = None
 
 
 def resolve_params(

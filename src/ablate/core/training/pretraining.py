@@ -1,7 +1,7 @@
 """``pretrain``: a fresh tiny causal LM trained on a text corpus, the one pretraining of both
 studies (the mask study's embedded model, the bridge's two models). A study brings what differs:
 the model's transformers config, its tokenizer, and the run (:class:`~.driver.TrainRun`: its
-params, keys, record and recipe); the corpus's blocks, the held-out split, the model's build
+recipe with its params, keys and record); the corpus's blocks, the held-out split, the model's build
 and the training are this module's."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def pretrain(run: TrainRun, *, config, tokenizer, corpus: str | os.PathLike) -> 
     ``tokenizer``'s ids) as ``run`` says (:func:`~.driver.train_run`: resume, the loop, an atomic
     ``final/``, ``summary.json``). The summary adds the block counts and the model's size to the
     run's ``summary_extra``. Returns the summary."""
-    p = run.params
+    p = run.recipe.params
     device = training_device(p)
     train, held_out = blocks_split(tokenizer, corpus, p)
     with run.phases("build_model"):

@@ -1,7 +1,8 @@
 """What a study gives the training core: one :class:`Recipe`, whose methods the loop
 (:mod:`.loop`) and the run driver (:mod:`.driver`) call with no branch on the study: a step's
 examples and micro-batches, its share of the step's loss, its tokens, what a logging step logs
-besides the loop's, its optimizer, and its :class:`Evaluation` (with the state a checkpoint
+besides the loop's, its optimizer and precision (from its own params, which give the loop its
+:class:`~.params.LoopParams`), and its :class:`Evaluation` (with the state a checkpoint
 carries). :class:`Recipe` itself is the next-token recipe; a study refines it by subclassing
 (a mask policy: its forward and packed rows; a translator between frozen models: its loss,
 data order, optimizer and evaluation).
@@ -18,9 +19,15 @@ import torch
 from ablate.core.execution import parallel
 from ablate.core.training import sharded_masters
 from ablate.core.training.loss import causal_forward_kwargs, head_loss_sum, loss_sum, share_of_mean
-from ablate.core.training.memory import SHARDED_MASTERS
+from ablate.core.training.memory import SHARDED_MASTERS, data_parallel_recipe
 from ablate.core.training.optim import build_optimizer, build_scheduler
-from ablate.core.training.params import IGNORE_INDEX, TrainParams, master_weights_enabled
+from ablate.core.training.params import (
+    IGNORE_INDEX,
+    LoopParams,
+    TrainParams,
+    bf16_enabled,
+    master_weights_enabled,
+)
 
 
 class Evaluation(Protocol):
@@ -53,21 +60,45 @@ def count(batch: dict) -> int:
 
 @dataclass(eq=False)
 class Recipe:
-    """The next-token recipe: the cross-entropy over a step's labelled tokens, each process's
-    share of the step's mean (:func:`~.loss.share_of_mean`), on ``batch_size x grad_accum``
-    examples a step drawn from seeded permutations, with the core's optimizer (:mod:`.optim`).
+    """The next-token recipe of ``params`` (a finetune's or pretraining's, :class:`TrainParams`:
+    the loop's keys and the recipe's): the cross-entropy over a step's labelled tokens, each
+    process's share of the step's mean (:func:`~.loss.share_of_mean`), on ``batch_size x
+    grad_accum`` examples a step drawn from seeded permutations, with the core's optimizer
+    (:mod:`.optim`) and bf16 autocast where ``bf16`` resolves on.
 
     ``head_loss``: the loss of the lm_head at labelled positions (``loss_vocab: corpus``: the
     data's rows only); ``collator``: examples -> a batch with ``labels`` (evaluation batches too;
     None: :class:`~.data.PolicyCollator` of the run's padding id, set by :func:`.loop.setup`);
     ``evaluation``: the study's own (None: the held-out loss, :func:`.loop.evaluate`)."""
 
+    params: TrainParams
     head_loss: Callable[..., Any] = head_loss_sum
     collator: Callable[[list], dict] | None = None
     evaluation: Evaluation | None = None
     #: whether held-out examples are scored by this recipe's next-token loss (a study with a loss
     #: of its own brings its own :attr:`evaluation`)
     HELD_OUT_LOSS: ClassVar[bool] = True
+
+    @property
+    def loop_params(self) -> LoopParams:
+        """The loop's and the driver's parameters: a :class:`TrainParams` holds them."""
+        return self.params
+
+    def bf16(self) -> bool:
+        """Whether the forwards run under bf16 autocast (whole weights) or in bf16 shards."""
+        return bf16_enabled(self.params.bf16)
+
+    def data_parallel(self, model, world: int, memory_bytes: int) -> tuple[str, str]:
+        """(the layout of ``world`` > 1 processes, why): ``data_parallel``, or what fits a
+        process's ``memory_bytes`` (:func:`~.memory.data_parallel_recipe`)."""
+        return data_parallel_recipe(
+            self.params.data_parallel,
+            n_params=sum(t.numel() for t in model.parameters()),
+            world=world,
+            compute_bytes=2 if self.bf16() else 4,
+            optim=self.params.optim,
+            memory_bytes=memory_bytes,
+        )
 
     def forward_kwargs(self, model, batch: dict) -> dict:
         """The model's forward kwargs: causal attention over the padding mask."""
@@ -80,11 +111,12 @@ class Recipe:
         """This process's examples of one step as micro-batches of ``size`` examples."""
         return [self.collate(examples[i : i + size]) for i in range(0, len(examples), size)]
 
-    def order(self, step: int, n: int, p: TrainParams) -> list[int]:
+    def order(self, step: int, n: int) -> list[int]:
         """The indices of optimizer step ``step``'s examples (from 0), all processes': the data
         is a stream of epochs, each a permutation of the ``n`` examples drawn from ``seed`` and
         the epoch, cut into steps of ``batch_size x grad_accum`` examples. It depends on nothing
         but the step, so a resumed run trains on the same examples."""
+        p = self.loop_params
         per_step = p.batch_size * p.grad_accum
         orders: dict[int, list[int]] = {}
         out = []
@@ -118,10 +150,11 @@ class Recipe:
         """More entries of a logging step (they win over the loop's)."""
         return {}
 
-    def optimizer(self, model, p: TrainParams, *, layout: str | None, sharded: bool):
+    def optimizer(self, model, *, layout: str | None, sharded: bool):
         """(optimizer, schedule) of ``model``: the core's (:mod:`.optim`; fp32 masters where
         ``master_weights`` resolves on; ``layout``: the data-parallel recipe of N > 1
         processes, :data:`~.memory.RECIPES`)."""
+        p = self.params
         if layout == SHARDED_MASTERS:
             optimizer = sharded_masters.build(model, p)
         else:

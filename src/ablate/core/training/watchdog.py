@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-from ablate.core.training.params import TrainParams
+from ablate.core.training.params import LoopParams
 
 STALL_EXIT = 75  # EX_TEMPFAIL: a retry may succeed
 STALL_FACTOR = 2.0
@@ -37,7 +37,7 @@ STALL_START_S = 1800.0
 TIMED_STEPS = 3  # steps timed (after the first) before the forecast replaces the start bound
 
 
-def stall_bound(params: TrainParams, step_times: list[float]) -> tuple[float, str]:
+def stall_bound(params: LoopParams, step_times: list[float]) -> tuple[float, str]:
     """The bound in seconds and, in words, what it was derived from."""
     if params.stall_s:
         return float(params.stall_s), f"stall_s: {params.stall_s} (config)"
@@ -78,7 +78,7 @@ class StallWatchdog:
     """Ends the process when no training progress came for the bound (module doc): the loop calls
     :meth:`start`, :meth:`progress` after each step and evaluation batch, and :meth:`stop`."""
 
-    def __init__(self, params: TrainParams, step_times: list[float], label: str):
+    def __init__(self, params: LoopParams, step_times: list[float], label: str):
         self.params, self.step_times, self.label = params, step_times, label
         self._last = time.monotonic()
         self._done = threading.Event()

@@ -146,7 +146,6 @@ def finetune(
         inputs["data"] = data
     run = TrainRun(
         kind="finetune",
-        params=p,
         out_dir=Path(out_dir),
         run_key={
             "kind": "finetune",
@@ -207,7 +206,6 @@ def pretrain(
         arch.setdefault(key, getattr(tokenizer, key))
     run = TrainRun(
         kind="pretrain",
-        params=p,
         out_dir=Path(out_dir),
         run_key={
             "kind": "pretrain",

@@ -52,11 +52,11 @@ def recipe(policy: str, params: MaskParams, pad_token_id: int) -> PolicyRecipe:
     into rows."""
     masks.check_policy(policy)
     if not params.packing:
-        return PolicyRecipe(policy=policy)
+        return PolicyRecipe(params, policy=policy)
     if params.packing_row_tokens < params.max_seq_len:
         raise TrainingConfigError(
             f"packing_row_tokens={params.packing_row_tokens} is below max_seq_len="
             f"{params.max_seq_len}: an example of max_seq_len tokens would not fit a packed row"
         )
     packer = packing.PackedCollator(pad_token_id, params.packing_row_tokens)
-    return PolicyRecipe(policy=policy, packer=packer)
+    return PolicyRecipe(params, policy=policy, packer=packer)
