@@ -123,7 +123,6 @@ def finetune(
     policy = spec.policy
     masks.check_policy(policy)
     p = check_params(spec.params, "finetune")
-    verdict = None
     if probe_result is not None:  # needs neither data nor model: a refusal before their loads
         with phases("leakage_gate"):
             verdict = gate.check(None, [], policy, spec.allow_leakage, p, probe_result)
@@ -136,10 +135,11 @@ def finetune(
     )
     with phases("load_model"):  # the manifest's hashes checked while the weights load
         model = _load_model(model_path, revision, p)
-    with phases("leakage_gate"):  # none given: the gate probes the model on held-out pairs
-        verdict = verdict or gate.check(
-            model, eval_pairs or train_pairs, policy, spec.allow_leakage, p, None
-        )
+    if probe_result is None:  # none given: the gate probes the model on held-out pairs
+        with phases("leakage_gate"):
+            verdict = gate.check(
+                model, eval_pairs or train_pairs, policy, spec.allow_leakage, p, None
+            )
     model.config.use_cache = False
     inputs = {"model": model_path}
     if Path(data).exists():
