@@ -250,8 +250,8 @@ def train_run(
     reporters: tuple = (),
 ) -> dict[str, Any]:
     """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`drive`; the outputs
-    :meth:`TrainRun.write`, with ``tokenizer``); ``reporters``: more of the loop's reporters (TensorBoard). Returns
-    the summary."""
+    :meth:`TrainRun.write`, with ``tokenizer``); ``reporters``: more of the loop's reporters
+    (TensorBoard). Returns the summary."""
     params, out_dir, phases, kind = run.recipe.params, Path(run.out_dir), run.phases, run.kind
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
