@@ -37,8 +37,8 @@ class Spec:
     """What :func:`setup` builds a trainer from: where its checkpoints go (every ``save_steps``; 0:
     none but an interrupt's), its log label, the padding id, the study's
     :class:`~.recipe.Recipe` (with its params: the loop's are its ``loop_params``);
-    ``reporters``: objects with ``log(step, logs, tokens)``, ``begin(step)``, ``end()`` (TensorBoard:
-    :func:`ablate.core.reports.tracking.reporters`).
+    ``reporters``: objects with ``log(step, logs, tokens)``, ``begin(step)``, ``end()``
+    (TensorBoard: :func:`ablate.core.reports.tracking.reporters`).
     ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
     instead of FSDP2 shards."""
 
