@@ -108,8 +108,8 @@ def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
 @functools.cache
 def validator_class(fill_defaults: bool) -> Any:
     """The class of :func:`validator`, built once a process: building it (jsonschema's
-    ``extend``) cost 1.7 ms, and a parse of the Snakefile asked for it about 60 times (the bridge
-    grid's entries, each resolved twice), every ``snakemake`` start."""
+    ``extend``) cost 1.7 ms, and a parse of the Snakefile asked for it about 60 times (a study's
+    grid entries, each resolved twice), every ``snakemake`` start."""
     import jsonschema
 
     cls = jsonschema.validators.validator_for(config_schema())

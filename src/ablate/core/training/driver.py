@@ -47,7 +47,7 @@ class TrainRun:
     outputs of its own overrides it and :meth:`record_failure`).
 
     ``recipe``: the study's (:class:`~.recipe.Recipe`, with its resolved params: the
-    next-token one's or a study's refinement, e.g. a mask policy's forward kwargs and
+    next-token one's or a study's refinement, e.g. an attention policy's forward kwargs and
     micro-batches; the ``loss_vocab: corpus`` head loss is set here); ``out_dir``: ``final/``,
     ``summary.json``, ``checkpoints/``; ``run_key``: a checkpoint resumes only a run of the same
     key; ``summary_extra``: the summary's study keys; ``config_slice``: the job's (None:

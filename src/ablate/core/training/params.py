@@ -51,7 +51,7 @@ class LoopParams:
     rules, checkpoints, the watchdog): what a recipe's params give the loop
     (:attr:`~.recipe.Recipe.loop_params`). A finetune's or pretraining's are its
     :class:`TrainParams` (a subclass: the same keys of ``$defs/finetune_params``); a study whose
-    params are its own (the bridge's translator) builds one from them."""
+    params are its own (a small model trained between frozen ones) builds one from them."""
 
     max_grad_norm: float
     batch_size: int
