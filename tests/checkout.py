@@ -55,16 +55,12 @@ def copy_checkout(dst: Path, source: Path = ROOT) -> Path:
 def snakemake(
     wd: Path, *args: str, timeout: int = 1500, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """`python -m snakemake ARGS` in wd, with wd's own src/ first on PYTHONPATH when it has one."""
+    """`python -m snakemake ARGS` in wd, with wd's own src/ first on PYTHONPATH when it has one
+    (forked from a server that imported Snakemake once: tests/forked_snakemake.py)."""
+    import forked_snakemake
+
     own = {"PYTHONPATH": str(wd / "src")} if (wd / "src").is_dir() else {}
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=wd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **own, **(env or {})},
-    )
+    return forked_snakemake.snakemake(wd, args, {**os.environ, **own, **(env or {})}, timeout)
 
 
 def run_embedded_default(wd: Path, *args: str) -> Path:
