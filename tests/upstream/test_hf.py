@@ -4,6 +4,8 @@ on: adapt the touch in src/ablate/upstream/hf.py (its docstring's list names the
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
@@ -43,3 +45,70 @@ def test_no_split_modules_names_the_layers(tiny_config):
     assert names == {"LlamaDecoderLayer"}
     assert layers == list(model.model.layers)
     assert hf.no_split_modules(torch.nn.Linear(2, 2)) == set()
+
+
+def tiny_tokenizer(tmp_path):
+    """A tokenizers-backed tokenizer of a few words and special tokens, saved by transformers."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "<pad>", "hello", "world"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+    tok.add_special_tokens({"additional_special_tokens": ["[INST]"]})
+    return tok
+
+
+def python_parses_of(path, load):
+    """How many times ``load()`` parses the file ``path`` with Python's json module."""
+    import json
+    from unittest import mock
+
+    parses, real = [], json.load
+
+    def counting(fp, *args, **kwargs):
+        parses.append(getattr(fp, "name", None))
+        return real(fp, *args, **kwargs)
+
+    with mock.patch.object(json, "load", counting):
+        loaded = load()
+    return sum(1 for name in parses if name == str(path)), loaded
+
+
+def test_a_saved_tokenizer_loads_without_a_second_parse(tmp_path):
+    """Touch 3: transformers' own save leaves the added tokens out of tokenizer_config.json and
+    its load then parses tokenizer.json in Python (the upstream behaviour: when this part fails,
+    transformers saves them itself and the workaround can go); :func:`hf.save_tokenizer`'s folder
+    loads without that parse, into the same tokenizer."""
+    from transformers import AutoTokenizer
+
+    tok = tiny_tokenizer(tmp_path)
+    tok.save_pretrained(tmp_path / "stock")
+    stock_config = json.loads((tmp_path / "stock" / hf.TOKENIZER_CONFIG).read_text())
+    assert "added_tokens_decoder" not in stock_config
+    parses, stock = python_parses_of(
+        tmp_path / "stock" / "tokenizer.json",
+        lambda: AutoTokenizer.from_pretrained(tmp_path / "stock"),
+    )
+    assert parses == 1
+
+    hf.save_tokenizer(tok, tmp_path / "ours")
+    parses, ours = python_parses_of(
+        tmp_path / "ours" / "tokenizer.json",
+        lambda: AutoTokenizer.from_pretrained(tmp_path / "ours"),
+    )
+    assert parses == 0
+    text = ["<s> hello [INST] world </s>", "world <pad> nope"]
+    assert ours(text)["input_ids"] == stock(text)["input_ids"] == tok(text)["input_ids"]
+    assert ours.backend_tokenizer.to_str() == stock.backend_tokenizer.to_str()
+    assert ours.all_special_tokens == stock.all_special_tokens
+    assert {i: str(t) for i, t in ours.added_tokens_decoder.items()} == {
+        i: str(t) for i, t in stock.added_tokens_decoder.items()
+    }

@@ -34,6 +34,7 @@ def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKK
     from transformers import AutoTokenizer
 
     from ablate.core.models.modeling import load_tokenizer
+    from ablate.upstream import hf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,7 @@ def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKK
         ]
     )
     tok.padding_side = "right"
-    tok.save_pretrained(out)
+    hf.save_tokenizer(tok, out)
     (out / "tekken.json").unlink()  # tokenizer.json now holds everything; one source of truth
     return load_tokenizer(out)
 

@@ -1,4 +1,5 @@
-"""Every private name of an upstream library the package uses, one module per library:
+"""Every private name of an upstream library the package uses, and each workaround of its
+behaviour, one module per library:
 :mod:`~ablate.upstream.pytorch` (torch), :mod:`~ablate.upstream.hf` (transformers),
 :mod:`~ablate.upstream.lmeval` (lm-eval) and :mod:`~ablate.upstream.smk` (Snakemake).
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.outputs import io
+from ablate.upstream import hf
 
 MANIFEST_NAME = "checkpoint_manifest.json"
 #: Written into a final checkpoint before anything else: the directory is this pipeline's.
@@ -324,8 +325,7 @@ def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) 
             model.generation_config.save_pretrained(out)
         except Exception:  # generation config is optional for loading
             pass
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
+    hf.save_tokenizer(tokenizer, out)
 
 
 # ------------------------------------------------------------------------------------ training saves

@@ -38,6 +38,7 @@ from ablate.core.outputs.phases import Phases
 from ablate.core.training import resume, sharding
 from ablate.core.training.monitor import check_logged_stop
 from ablate.core.training.params import dtype_name
+from ablate.upstream import hf
 
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.pt"
@@ -542,8 +543,7 @@ def save_pretrained(model, out: Path, tokenizer, state_dict=None) -> str:
     fallback (the seed hit a conversion error there); returns the format written."""
     try:
         model.save_pretrained(out, state_dict=state_dict, max_shard_size=SAVE_SHARD)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(out)
+        hf.save_tokenizer(tokenizer, out)
         return checkpoint_integrity.FORMAT_SAVE_PRETRAINED
     except Exception as exc:  # any failure of the model's own serializer
         if checkpoint_integrity.out_of_space(exc):
