@@ -112,3 +112,18 @@ def test_a_saved_tokenizer_loads_without_a_second_parse(tmp_path):
     assert {i: str(t) for i, t in ours.added_tokens_decoder.items()} == {
         i: str(t) for i, t in stock.added_tokens_decoder.items()
     }
+
+
+def test_another_backends_save_is_left_as_it_wrote_it(tmp_path):
+    """Touch 3 is for the backend whose save drops the decoder: another tokenizer class (the
+    mistral-common backend of a real checkpoint has no ``added_tokens_decoder`` of this shape) is
+    saved by its own ``save_pretrained`` alone; None saves nothing."""
+
+    class OtherBackend:
+        def save_pretrained(self, out):
+            (out / hf.TOKENIZER_CONFIG).write_text('{"tokenizer_class": "Other"}')
+
+    hf.save_tokenizer(OtherBackend(), tmp_path)
+    assert (tmp_path / hf.TOKENIZER_CONFIG).read_text() == '{"tokenizer_class": "Other"}'
+    hf.save_tokenizer(None, tmp_path / "none")
+    assert not (tmp_path / "none").exists()
