@@ -56,8 +56,9 @@ def test_before_a_run_everything_is_to_run(tmp_path):
     assert all(r.why.startswith("missing ") for r in rows)
     assert {r.job.study for r in rows} == {"mask", "bridge"}
     assert "## mask" in text and "## bridge" in text and "no plan yet" in text
-    path = status.write(config, workdir=str(tmp_path))
-    assert path == tmp_path / "results" / status.STATUS_FILE and "to run" in path.read_text()
+    configfile = str(ROOT / "config" / "config.yaml")
+    assert status.main(["--configfile", configfile, "--directory", str(tmp_path)]) == 0
+    assert "to run" in (tmp_path / "results" / status.STATUS_FILE).read_text()
 
 
 def test_running_job_from_snakemake_markers(tmp_path):

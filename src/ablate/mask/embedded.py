@@ -239,10 +239,6 @@ def sft_pairs(seed: int, n: int, split: str = SFT_SPLITS[0]) -> list[dict[str, s
 # --- writing ------------------------------------------------------------------------------------
 
 
-def write_corpus(path, seed: int, n_docs: int, sentences_per_doc: int) -> Path:
-    return io.write_jsonl(path, corpus(seed, n_docs, sentences_per_doc))
-
-
 def write_tasks(out_dir, seed: int, n_docs: int, names=TASK_NAMES) -> dict[str, Path]:
     """``<out_dir>/<task>.jsonl`` + ``<task>.yaml`` per task; returns task -> YAML path."""
     import yaml
@@ -280,8 +276,8 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     out = Path(out_dir)
     write_tasks(out / "tasks", p["seed"], p["task_docs"])
     return {
-        "corpus": write_corpus(
-            out / "corpus.jsonl", p["seed"], p["corpus_docs"], p["sentences_per_doc"]
+        "corpus": io.write_jsonl(
+            out / "corpus.jsonl", corpus(p["seed"], p["corpus_docs"], p["sentences_per_doc"])
         ),
         "tasks": out / "tasks",
         "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"], p["sft_split"]),

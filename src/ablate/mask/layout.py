@@ -158,15 +158,6 @@ def models(variants: dict[str, Any]) -> list[str]:
     return [BASE, *sorted(variants)]
 
 
-def eval_policies(config: dict[str, Any]) -> list[str]:
-    """Every model is evaluated under causal and under the ablated policy."""
-    return list(dict.fromkeys(["causal", config["mask"]["eval"]["ablated_policy"]]))
-
-
-def train_policies(variants: dict[str, Any]) -> list[str]:
-    return sorted({v["policy"] for v in variants.values()})
-
-
 def eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
     """base x causal = 1, base x ablated = 2, a stage-3 finetune's evaluation = 4, a stage-5 one's 5."""
     if model == BASE:
@@ -250,7 +241,7 @@ def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
             model=BASE,
             policy=p,
         )
-        for p in train_policies(variants)
+        for p in sorted({v["policy"] for v in variants.values()})
     ]
     out += [
         _job(
@@ -312,7 +303,7 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
     eval_config, where = eval_slice(config)
     for model in models(variants):
         loads = None if model == BASE else f"finetune/{model}"
-        for policy in eval_policies(config):
+        for policy in dict.fromkeys(["causal", config["mask"]["eval"]["ablated_policy"]]):
             out.append(
                 _job(
                     config,

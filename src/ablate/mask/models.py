@@ -13,7 +13,6 @@ Pure Python (no torch): the Snakefile imports it at parse time.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,8 +21,6 @@ from ablate.core.jobs import Job
 
 #: A model's folder under the results folder; ``lm`` is the rules' wildcard of the model.
 MODEL_DIR = "models/{lm}"
-#: Each model's cross-model claim row: how many models it holds in, as the seeds' "holds in".
-HOLDS = re.compile(r"holds in (\d+) of (\d+) models")
 
 
 def names(config: Mapping[str, Any]) -> list[str]:

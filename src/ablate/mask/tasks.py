@@ -98,14 +98,14 @@ def cached_task_index(cache: str | os.PathLike | None = None) -> frozenset[str] 
 
 
 def pinned_datasets(
-    names: Iterable[str], results: str | os.PathLike | None, cache: str | os.PathLike | None = None
+    names: Iterable[str], results: str | os.PathLike | None
 ) -> dict[str, dict[str, Any]]:
     """Each of the lm-eval tasks ``names`` that loads a hub dataset -> ``{path, name, revision}``,
     its revision (its YAML's, else ``main``) resolved to the commit it names by the hub
     revisions' lock in ``results`` (:func:`ablate.core.outputs.hub_revisions.resolve`)."""
     from ablate.core.outputs import hub_revisions
 
-    index = _with_original_tasks(_index(cache))
+    index = _with_original_tasks(_index())
     out = {}
     for name in names:
         ds = index.get(name)

@@ -108,11 +108,11 @@ def _refuse_initialised_cuda(label: str) -> None:
         )
 
 
-def claim(n: int, label: str = "job", log: IO | None = None) -> list[str] | None:
+def claim(n: int, label: str = "job") -> list[str] | None:
     """Take ``n`` devices for this process and set ``CUDA_VISIBLE_DEVICES`` to them; block until
     they are free. None (environment untouched) under a scheduler, on a host without a GPU, or
     in a child of a process that already claimed."""
-    log = log or sys.stderr  # at call time: the job's log once job_script redirected it
+    log = sys.stderr  # at call time: the job's log once job_script redirected it
     if scheduler() or os.environ.get(CLAIMED_ENV):
         return None
     _refuse_initialised_cuda(label)

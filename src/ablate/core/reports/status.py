@@ -477,11 +477,6 @@ def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row
     return text, rows
 
 
-def write(config: dict, out: str | os.PathLike | None = None, workdir: str = ".") -> Path:
-    text, _ = build(config, workdir)
-    return io.write_text(out or Path(workdir) / config["results"] / STATUS_FILE, text)
-
-
 def main(argv: list[str] | None = None) -> int:
     from ablate.core.planner.inputs import PlanError, load_config
 
