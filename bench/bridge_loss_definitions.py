@@ -33,11 +33,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ablate.bridge import models, switches, train, world
+from ablate.bridge import models, switches, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import infonce as pair_infonce
 from ablate.bridge.pair import load_pair
+from ablate.bridge.training import recipe
 from ablate.core.training import loop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -290,7 +291,7 @@ def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], 
     at_init = terms(pair, translator.eval(), p, fixed)
     translator.train()
     rows = bridge_params.check(bridge_params.resolve({**p, "batch_size": ROWS}))
-    trainer = train.translator_trainer(pair, translator, items, rows, "definitions")
+    trainer = recipe.translator_trainer(pair, translator, items, rows, "definitions")
     for s in range(steps):  # the pipeline's step (ablate.core.training.loop.step), steps 1..
         loop.step(trainer, items[(s * ROWS) % len(items) :][:ROWS])
     trained = terms(pair, translator.eval(), p, fixed)

@@ -16,9 +16,10 @@ import pytest
 import torch
 from bridge_fixtures import EXACT
 
-from ablate.bridge import parallel, train, world
+from ablate.bridge import parallel, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
+from ablate.bridge.training import entries
 from ablate.core.execution import parallel as core_parallel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,9 @@ def _kwargs(world_files, cards, out, params):
 TWO = {**EXACT, "batch_size": 2, "eval_every": 2}
 
 
-def _torchrun(world_files, cards, out: Path, call="ablate.bridge.train:train_entry", **extra):
+def _torchrun(
+    world_files, cards, out: Path, call="ablate.bridge.training.entries:train_entry", **extra
+):
     """``call`` (a bridge training entry) in 2 processes with :data:`TWO`, through the launcher's
     own torchrun command, writing to ``out``: the finished process (its output captured)."""
     path = os.pathsep.join(
@@ -121,7 +124,7 @@ def test_two_processes_follow_the_one_process_loss_curve(
     """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (the same global batch) with
     InfoNCE in groups of 2 (the processes' batches): the same loss at more rows per process."""
     one_params = {**TWO, "batch_size": 4, "infonce_group": 2}
-    one = train.train_entry(**_kwargs(bridge_world, bridge_cards, tmp_path / "one", one_params))
+    one = entries.train_entry(**_kwargs(bridge_world, bridge_cards, tmp_path / "one", one_params))
     two_dir, stdout = two_processes
     two = json.loads((two_dir / "summary.json").read_text())
     assert two["world_size"] == 2 == two["provenance"]["world_size"]

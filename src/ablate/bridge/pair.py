@@ -63,7 +63,8 @@ class Pair:
     #: cached teacher rows of the KL term (a Reader too): read instead of the teacher forward
     teacher_cache: Any = None
     #: the target's decoder layers compiled for the training forward (speed.layers_compiled):
-    #: set by ``train.train_entry`` on CUDA; evaluation decodes eagerly or through its own compiled step
+    #: set by ``entries.train_entry`` on CUDA; evaluation decodes eagerly or through its own
+    #: compiled step
     compiled: bool = False
 
     @property
