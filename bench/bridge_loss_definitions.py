@@ -143,7 +143,7 @@ def terms(pair, translator, p, fixed) -> dict[tuple[str, str], float]:
         for name, settings in definitions.items():
             pair.p = bridge_params.check(bridge_params.resolve({**p, **settings}))
             with torch.no_grad():
-                values = [pair.loss(translator, b, 1)[1][part] for b in fixed]
+                values = [float(pair.loss(translator, b, 1)[1][part]) for b in fixed]
             out[term, name] = sum(values) / len(values)
     pair.p = bridge_params.check(p)
     return out
@@ -199,7 +199,7 @@ def padded_window_kl(pair, translator, p, fixed) -> list[str]:
         for batch in fixed:
             with torch.no_grad():
                 soft = pair.soft(translator, batch).float()
-                ours += pair.loss(translator, batch, 1)[1]["kl"] / len(fixed)
+                ours += float(pair.loss(translator, batch, 1)[1]["kl"]) / len(fixed)
             rows, real = original_later_kl_rows(pair, soft, batch, side)
             rows, real = rows[:, :n], real[:, :n]
             padded += float(rows.sum()) / len(batch) / len(fixed)

@@ -361,7 +361,7 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
     dt = (time.perf_counter() - t0) / steps
     last = trainer.spec.recipe.log_parts()  # the last step's loss and parts (TranslatorRecipe)
     # Pair.loss's own count (= B x cost.example_tokens)
-    tokens = trainer.spec.recipe.tokens({})
+    tokens = int(trainer.spec.recipe.tokens({}))  # on the device until read here
     return dict(
         section="train",
         variant=name,

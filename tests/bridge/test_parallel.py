@@ -67,11 +67,16 @@ def test_a_count_is_summed_and_at_least_one_a_value_averaged(processes, monkeypa
     empty = torch.tensor(0.0, requires_grad=True)
     count = parallel.global_count(empty)  # no unit of this term anywhere
     assert count.item() == 1 and not count.requires_grad
-    assert parallel.mean_value(torch.tensor(3.0)) == 3.0
+    assert parallel.mean_values({"a": torch.tensor(3.0)}) == {"a": 3.0}
+    assert parallel.mean_values({}) == {}
     processes(0, 2)
     monkeypatch.setattr(parallel, "sum_tensor", lambda t: t + 5.0)  # the other process holds 5
     assert parallel.global_count(torch.tensor(2.0)).item() == 7
-    assert parallel.mean_value(torch.tensor(3.0)) == 4.0
+    # the other process holds 5 of each: one reduction of both values
+    assert parallel.mean_values({"a": torch.tensor(3.0), "b": torch.tensor(1.0)}) == {
+        "a": 4.0,
+        "b": 3.0,
+    }
 
 
 def _kwargs(world_files, cards, out, params):

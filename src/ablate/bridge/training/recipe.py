@@ -26,7 +26,7 @@ from ablate.bridge import params as bridge_params
 from ablate.bridge import switches
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair
-from ablate.bridge.parallel import gather, mean_value, shard
+from ablate.bridge.parallel import gather, mean_values, shard
 from ablate.bridge.params import BridgeParams
 from ablate.core.execution import parallel
 from ablate.core.models import generation
@@ -201,8 +201,9 @@ class TranslatorRecipe(Recipe):
     normalised by the loop's :func:`~ablate.core.training.loss.share_of_mean`), one global batch
     of items a step in :class:`BatchOrder`, the bridge's :func:`optimizer` in fp32 (the pair's
     dtypes are its own) and its evaluation (:class:`Evaluations`); a logging step logs the last
-    step's loss and its parts. Its params are the entry's :class:`BridgeParams`, which give the
-    loop its own (:attr:`loop_params`); ``saves`` false: no checkpoint (a benchmark's run)."""
+    step's loss and its parts, which stay on the device until then. Its params are the entry's
+    :class:`BridgeParams`, which give the loop its own (:attr:`loop_params`); ``saves`` false: no
+    checkpoint (a benchmark's run)."""
 
     HELD_OUT_LOSS = False
 
@@ -239,8 +240,8 @@ class TranslatorRecipe(Recipe):
             plateau_min_delta=0.0,
             plateau_min_steps=None,
         )
-        self.last: dict[str, float] = {}
-        self.n_tok = 0
+        self.last: dict[str, torch.Tensor] = {}
+        self.n_tok: torch.Tensor | int = 0
 
     @property
     def loop_params(self) -> LoopParams:
@@ -258,15 +259,16 @@ class TranslatorRecipe(Recipe):
     def loss(self, model, batch: dict, step: int, n_items: None) -> torch.Tensor:
         loss, parts, self.n_tok = self.pair.loss(model, batch["items"], step)
         # the logged loss is the logging step's own, not the loop's mean since the last log (a
-        # non-finite one is the loop's stop rule's, read at its next logging or saving step)
-        self.last = {"loss": mean_value(loss), **parts}
+        # non-finite one is the loop's stop rule's, read at its next logging or saving step);
+        # kept on the device, read by a logging step (log_parts), not by every step
+        self.last = {"loss": loss.detach(), **parts}
         return loss
 
-    def tokens(self, batch: dict) -> int:
-        return self.n_tok  # counted by the batch's loss (source input + target input)
+    def tokens(self, batch: dict) -> torch.Tensor | int:
+        return self.n_tok  # counted by the batch's loss (source + target input), on the device
 
     def log_parts(self) -> dict[str, float]:
-        return self.last
+        return mean_values(self.last)  # the one host read of a logging step's parts
 
     def optimizer(self, model, *, layout, sharded):
         return optimizer(self.translator, self.params)
