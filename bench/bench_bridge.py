@@ -31,7 +31,7 @@ vectors):
   ...+batch x2 / x4    larger batch per GPU (tokens/s; global batch changes)
   ...+compile          + torch.compile of the translator
   pipeline:seed        the pipeline's own step: ablate.core.training.loop.step on the
-                       trainer ablate.bridge.train.translator_trainer builds (Pair.loss over
+                       trainer ablate.bridge.training.recipe.translator_trainer builds (Pair.loss over
                        synthetic items of the same lengths), live source and teacher: end to end, no phases
   pipeline:cached      the same with the source states and teacher rows read from the pair's
                        caches (bscale's; here in memory, bridge_work.FixedStates): the pipeline's

@@ -33,11 +33,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ablate.bridge import models, switches, train, world
+from ablate.bridge import models, switches, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import infonce as pair_infonce
 from ablate.bridge.pair import load_pair
+from ablate.bridge.training import recipe
 from ablate.core.training import loop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -142,7 +143,7 @@ def terms(pair, translator, p, fixed) -> dict[tuple[str, str], float]:
         for name, settings in definitions.items():
             pair.p = bridge_params.check(bridge_params.resolve({**p, **settings}))
             with torch.no_grad():
-                values = [pair.loss(translator, b, 1)[1][part] for b in fixed]
+                values = [float(pair.loss(translator, b, 1)[1][part]) for b in fixed]
             out[term, name] = sum(values) / len(values)
     pair.p = bridge_params.check(p)
     return out
@@ -198,7 +199,7 @@ def padded_window_kl(pair, translator, p, fixed) -> list[str]:
         for batch in fixed:
             with torch.no_grad():
                 soft = pair.soft(translator, batch).float()
-                ours += pair.loss(translator, batch, 1)[1]["kl"] / len(fixed)
+                ours += float(pair.loss(translator, batch, 1)[1]["kl"]) / len(fixed)
             rows, real = original_later_kl_rows(pair, soft, batch, side)
             rows, real = rows[:, :n], real[:, :n]
             padded += float(rows.sum()) / len(batch) / len(fixed)
@@ -290,7 +291,7 @@ def measure(files, cards, defaults, steps: int) -> tuple[list[dict], list[str], 
     at_init = terms(pair, translator.eval(), p, fixed)
     translator.train()
     rows = bridge_params.check(bridge_params.resolve({**p, "batch_size": ROWS}))
-    trainer = train.translator_trainer(pair, translator, items, rows, "definitions")
+    trainer = recipe.translator_trainer(pair, translator, items, rows, "definitions")
     for s in range(steps):  # the pipeline's step (ablate.core.training.loop.step), steps 1..
         loop.step(trainer, items[(s * ROWS) % len(items) :][:ROWS])
     trained = terms(pair, translator.eval(), p, fixed)

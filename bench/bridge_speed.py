@@ -6,9 +6,9 @@ profiled at the real shape (random weights), with the speed options the pipeline
     PYTHONPATH=src:bench python bench/bridge_speed.py decode --batches 1 64 512
 
 train: the step the pipeline trains, ``ablate.core.training.loop.step`` on the trainer
-``ablate.bridge.train.translator_trainer`` builds (``Pair.loss`` over synthetic GSM8K-shaped items
-of ``bridge_lengths.gsm8k``, the KL term on; the optimizer of ``train.optimizer``, the clip and the
-schedule of the loop and, unless ``--fp32``, TF32 matmuls as ``train.train_entry``: the pipeline's recipe)
+``ablate.bridge.training.recipe.translator_trainer`` builds (``Pair.loss`` over synthetic GSM8K-shaped items
+of ``bridge_lengths.gsm8k``, the KL term on; the optimizer of ``recipe.optimizer``, the clip and the
+schedule of the loop and, unless ``--fp32``, TF32 matmuls as ``entries.train_entry``: the pipeline's recipe)
 on the target Llama-3.1-8B (the source is built on the meta device: only its config is read). The
 source states (random) and the teacher rows (one target forward) are read from the pair's caches,
 ``Pair.cache`` and ``Pair.teacher_cache``, as a run with both caches does: here in-memory readers
@@ -133,10 +133,10 @@ def train_cmd(a) -> None:
             p = {**s.p, "batch_size": rows, "infonce_group": group}
             s2 = type(s)(**{**s.__dict__, "p": p})
             pair, items = pipeline_pair(s2, (source, target), rows)
-            pair.compiled = bool(comp)  # the target's layers compiled, as train.train_entry
+            pair.compiled = bool(comp)  # the target's layers compiled, as entries.train_entry
             tr = build_translator(s2, source, target, dev).train()
             torch.backends.cuda.matmul.allow_tf32 = False
-            if not a.fp32:  # the pipeline's recipe (ablate.bridge.train.train_entry)
+            if not a.fp32:  # the pipeline's recipe (ablate.bridge.training.entries.train_entry)
                 speed.tf32_matmuls(dev)
             h = torch.randn(rows, s.n.source, source.config.hidden_size, device=dev)
             mask = torch.ones(rows, s.n.source, device=dev).long()

@@ -1,7 +1,8 @@
 """The bridge benchmark's set-up and training steps (bench/bench_bridge.py runs them): the real or
 tiny shapes, the frozen models built on the device, the pipeline's loss (``Pair.loss``) in timed
 phases under each variant, and the pipeline's own step: ``ablate.core.training.loop.step`` on the
-run ``ablate.bridge.train.translator_trainer`` builds, as ``train.train_entry`` trains."""
+run ``ablate.bridge.training.recipe.translator_trainer`` builds, as
+``entries.train_entry`` trains."""
 
 from __future__ import annotations
 
@@ -262,7 +263,7 @@ def run_variant(s, v, models_, device, steps: int, warmup: int, ddp: bool = Fals
     )
 
 
-# --- the pipeline's own step (ablate.core.training.loop.step on train.translator_trainer's trainer)
+# --- the pipeline's own step (the core loop's step on recipe.translator_trainer's trainer)
 class LengthTokenizer:
     """A stand-in for a real tokenizer (none offline): a text becomes ``lengths[text]`` ids (else
     ``default``), the same ids every time, so ``Pair`` builds the benchmark's lengths from
@@ -315,14 +316,14 @@ class FixedStates:
 
 
 def pipeline_step(pair, translator, items, p: dict):
-    """The pipeline's trainer of ``translator`` on ``items`` (``train.translator_trainer``: its
+    """The pipeline's trainer of ``translator`` on ``items`` (``recipe.translator_trainer``: its
     loss, optimizer, clip and schedule) and the step to time: ``loop.step`` on the whole ``items``
     with the KL term on (step ``warmup_steps + 1``, as in most of a run); the step returns its
     gradient norm. A non-finite loss is the loop's stop rule's (``trainer.stop_rules.nonfinite()``)."""
-    from ablate.bridge import train as btrain
+    from ablate.bridge.training import recipe as brecipe
     from ablate.core.training import loop
 
-    trainer = btrain.translator_trainer(
+    trainer = brecipe.translator_trainer(
         pair, translator, items, bridge_params.check(bridge_params.resolve(p)), "bench"
     )
 
@@ -342,7 +343,7 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
     B = s.p["batch_size"]
     pair, items = pipeline_pair(s, models_, B)
     tr = build_translator(s, source, target, device).train()
-    speed.tf32_matmuls(device)  # as train.train_entry
+    speed.tf32_matmuls(device)  # as entries.train_entry
     if cached:
         pair.cache = FixedStates(items, *pair.source_states(items))
         pair.teacher_cache = FixedStates(items, *pair.teacher_states(items))
@@ -360,7 +361,7 @@ def pipeline_variant(s, name: str, cached: bool, models_, device, steps: int, wa
     dt = (time.perf_counter() - t0) / steps
     last = trainer.spec.recipe.log_parts()  # the last step's loss and parts (TranslatorRecipe)
     # Pair.loss's own count (= B x cost.example_tokens)
-    tokens = trainer.spec.recipe.tokens({})
+    tokens = int(trainer.spec.recipe.tokens({}))  # on the device until read here
     return dict(
         section="train",
         variant=name,

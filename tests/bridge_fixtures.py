@@ -103,11 +103,11 @@ def bridge_cards(bridge_world, tmp_path_factory):
 @pytest.fixture(scope="session")
 def bridge_entry(bridge_world, bridge_cards, tmp_path_factory):
     """One micro grid entry trained by train_entry: (out_dir, summary)."""
-    from ablate.bridge import train
     from ablate.bridge.params import RunSpec
+    from ablate.bridge.training import entries
 
     out = tmp_path_factory.mktemp("bridge_entry")
-    summary = train.train_entry(
+    summary = entries.train_entry(
         RunSpec.parse("micro-0001", MICRO_PARAMS, "gsm8k", identity={"entry": "micro"}),
         source_card=bridge_cards["source"],
         target_card=bridge_cards["target"],

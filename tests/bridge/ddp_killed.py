@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ablate.bridge import train
 from ablate.bridge.pair import Pair
+from ablate.bridge.training import entries
 
 
 def train_entry_killed_in(kill_in: int, **kwargs):
@@ -16,4 +16,4 @@ def train_entry_killed_in(kill_in: int, **kwargs):
         return loss_once(pair, model, items, step, *a, **kw)
 
     Pair.loss = killed
-    return train.train_entry(**kwargs)
+    return entries.train_entry(**kwargs)

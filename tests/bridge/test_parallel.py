@@ -16,9 +16,10 @@ import pytest
 import torch
 from bridge_fixtures import EXACT
 
-from ablate.bridge import parallel, train, world
+from ablate.bridge import parallel, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
+from ablate.bridge.training import entries
 from ablate.core.execution import parallel as core_parallel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,11 +67,16 @@ def test_a_count_is_summed_and_at_least_one_a_value_averaged(processes, monkeypa
     empty = torch.tensor(0.0, requires_grad=True)
     count = parallel.global_count(empty)  # no unit of this term anywhere
     assert count.item() == 1 and not count.requires_grad
-    assert parallel.mean_value(torch.tensor(3.0)) == 3.0
+    assert parallel.mean_values({"a": torch.tensor(3.0)}) == {"a": 3.0}
+    assert parallel.mean_values({}) == {}
     processes(0, 2)
     monkeypatch.setattr(parallel, "sum_tensor", lambda t: t + 5.0)  # the other process holds 5
     assert parallel.global_count(torch.tensor(2.0)).item() == 7
-    assert parallel.mean_value(torch.tensor(3.0)) == 4.0
+    # the other process holds 5 of each: one reduction of both values
+    assert parallel.mean_values({"a": torch.tensor(3.0), "b": torch.tensor(1.0)}) == {
+        "a": 4.0,
+        "b": 3.0,
+    }
 
 
 def _kwargs(world_files, cards, out, params):
@@ -88,7 +94,9 @@ def _kwargs(world_files, cards, out, params):
 TWO = {**EXACT, "batch_size": 2, "eval_every": 2}
 
 
-def _torchrun(world_files, cards, out: Path, call="ablate.bridge.train:train_entry", **extra):
+def _torchrun(
+    world_files, cards, out: Path, call="ablate.bridge.training.entries:train_entry", **extra
+):
     """``call`` (a bridge training entry) in 2 processes with :data:`TWO`, through the launcher's
     own torchrun command, writing to ``out``: the finished process (its output captured)."""
     path = os.pathsep.join(
@@ -121,7 +129,7 @@ def test_two_processes_follow_the_one_process_loss_curve(
     """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (the same global batch) with
     InfoNCE in groups of 2 (the processes' batches): the same loss at more rows per process."""
     one_params = {**TWO, "batch_size": 4, "infonce_group": 2}
-    one = train.train_entry(**_kwargs(bridge_world, bridge_cards, tmp_path / "one", one_params))
+    one = entries.train_entry(**_kwargs(bridge_world, bridge_cards, tmp_path / "one", one_params))
     two_dir, stdout = two_processes
     two = json.loads((two_dir / "summary.json").read_text())
     assert two["world_size"] == 2 == two["provenance"]["world_size"]

@@ -14,9 +14,10 @@ import torch
 from bridge_fixtures import EXACT, MICRO_PARAMS
 
 from ablate.bridge import params as bridge_params
-from ablate.bridge import states, train, world
+from ablate.bridge import states, world
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import load_pair
+from ablate.bridge.training import recipe
 from ablate.core.execution import parallel
 from ablate.core.training import loop
 
@@ -102,7 +103,7 @@ def test_cached_frozen_states_give_the_live_loss(bridge_world, bridge_cards, tmp
     for pair in (live, cached):  # the pipeline's step: the loop's, on its own data order
         torch.manual_seed(p.seed)
         translator = tr.build(p, pair.source, pair.target).to(pair.device)
-        trainer = train.translator_trainer(pair, translator, items, p, "cached")
+        trainer = recipe.translator_trainer(pair, translator, items, p, "cached")
         curve = []
         for _ in range(3):
             loop.step(trainer, loop.step_examples(trainer, trainer.state.step))

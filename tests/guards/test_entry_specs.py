@@ -15,7 +15,8 @@ MAX_OTHERS = 6
 
 
 def entry_points():
-    from ablate.bridge import infer, states, train
+    from ablate.bridge import infer, states
+    from ablate.bridge.training import entries as bridge_entries
     from ablate.mask import evaluation, leakage
     from ablate.mask.training import entries
 
@@ -25,7 +26,7 @@ def entry_points():
         entries.finetune,
         evaluation.evaluate,
         leakage.run_probe,
-        train.train_entry,
+        bridge_entries.train_entry,
         infer.benchmark,
         states.compute,
     ]

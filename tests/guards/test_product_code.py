@@ -140,7 +140,7 @@ class Uses:
     passed: set[str]  # functions passed as a value (a callback): called with what is not read
 
 
-#: an entry point's name in a string: ``"ablate.bridge.train:train_entry"``
+#: an entry point's name in a string: ``"ablate.bridge.training.entries:train_entry"``
 ENTRY = re.compile(r"ablate(?:\.\w+)+:(\w+)")
 
 

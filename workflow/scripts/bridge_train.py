@@ -14,7 +14,7 @@ from ablate.core.outputs.checkpoint_integrity import CHECKPOINTS_DIR
 job_cache = job_script.start(
     snakemake,
     "bridge",
-    imports=["ablate.bridge.train"],
+    imports=["ablate.bridge.training.entries"],
     work=[Path(snakemake.output.summary).parent / CHECKPOINTS_DIR],
 )
 from ablate.bridge import params as bridge_params
@@ -37,7 +37,7 @@ kwargs = dict(
 )
 job_script.run_entry(
     snakemake,
-    "ablate.bridge.train:train_entry",
+    "ablate.bridge.training.entries:train_entry",
     kwargs,
     processes=spec.processes,
     key="bridge.resources.train.gpu",

@@ -22,13 +22,13 @@
   ``batch_size: g`` and ``processes: G / g`` (left out when 1), without ``infonce_group``: 4
   processes x 10 rows and 1 process x 40 rows in groups of 10 are one run with one id (the
   seed's 4 x 10 keeps the id it always had), and a one-process run without a group keeps its
-  id. They train one loss on one data order (:class:`ablate.bridge.train.BatchOrder` draws each
-  step's global batch and process r takes its r-th slice, the rows one process would group
-  consecutively), so they are one run in the sense every identity is: the same configuration,
-  not bit-identical output. What differs is the sample path, as between two GPU models: the
-  dropout masks (each process draws its own, from a generator seeded alike), the padding of
-  each process's rows and of the evaluation's batches, and the floating-point reduction order
-  (DDP's gradient all-reduce against one process's sums). Where InfoNCE is
+  id. They train one loss on one data order (:class:`ablate.bridge.training.recipe.BatchOrder` draws
+  each step's global batch and process r takes its r-th slice, the rows one process would group
+  consecutively), so they are one run in the sense every identity is: the same configuration, not
+  bit-identical output. What differs is the sample path, as between two GPU models: the dropout
+  masks (each process draws its own, from a generator seeded alike), the padding of each process's
+  rows and of the evaluation's batches, and the floating-point reduction order (DDP's gradient
+  all-reduce against one process's sums). Where InfoNCE is
   inert (``infonce_weight: 0``) the training depends on G alone; its g is the group
   ``bridge.defaults.infonce_group`` gives (where it divides the entry's ``batch_size``), else
   ``batch_size``: a placement change of the whole study (``bridge.defaults`` and

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.bridge import evaluate, models, switches, world
-from ablate.bridge.parallel import global_count, mean_value
+from ablate.bridge.parallel import global_count
 from ablate.bridge.params import BridgeParams
 from ablate.core.execution import parallel
 from ablate.core.training import params as training_params
@@ -63,7 +63,8 @@ class Pair:
     #: cached teacher rows of the KL term (a Reader too): read instead of the teacher forward
     teacher_cache: Any = None
     #: the target's decoder layers compiled for the training forward (speed.layers_compiled):
-    #: set by ``train.train_entry`` on CUDA; evaluation decodes eagerly or through its own compiled step
+    #: set by ``entries.train_entry`` on CUDA; evaluation decodes eagerly or through its own
+    #: compiled step
     compiled: bool = False
 
     @property
@@ -149,7 +150,9 @@ class Pair:
         return evaluate.head_ids(self.tgt_tok, prompt, self.p.K - 1)
 
     # --- training loss ---------------------------------------------------------------------
-    def loss(self, translator, items, step: int) -> tuple[torch.Tensor, dict[str, float], int]:
+    def loss(
+        self, translator, items, step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE +
         prompt alignment, each term in the definition its switch names (``nll_labels``,
         ``kl_teacher``, ``kl_reduction``, ``infonce_prompt``, ``prompt_align``: the pipeline's by
@@ -159,7 +162,11 @@ class Pair:
         global batch, so that DDP's gradient average is the gradient of that loss; the parts
         are the global batch's values. InfoNCE takes its negatives in this process's batch, as
         the seed's DDP runs did. The source's states and the KL teacher's rows come from the
-        pair's caches where it has them (``cache``, ``teacher_cache``)."""
+        pair's caches where it has them (``cache``, ``teacher_cache``).
+
+        (loss, parts, tokens): the parts (this process's values, detached) and the tokens (source
+        input + target input) stay on the device, nothing read to the host: a logging step
+        reads the parts (:func:`ablate.bridge.parallel.mean_values`), the loop the tokens."""
         p = self.p
         soft = self.soft(translator, items)
         tails, start = self.tails(items)
@@ -187,7 +194,7 @@ class Pair:
         else:  # a token mean over the global batch: each process's sum over the global count
             nll_sum = speed.token_cross_entropy(student, labels, IGNORE_INDEX, reduction="sum")
             nll = share_of_mean(nll_sum, global_count((labels != IGNORE_INDEX).sum()))
-        parts = {"nll": mean_value(nll)}
+        parts = {"nll": nll.detach()}
         total = nll
         prompts = [self.prompt_ids(i) for i in items]
         if step in switches.kl_steps(p):
@@ -195,7 +202,7 @@ class Pair:
             answers = [t[start:] for t in tails]
             kl = self._kl(h, student[:, start:], items, prompts, answers)
             total = total + p.kl_weight * kl
-            parts["kl"] = mean_value(kl)
+            parts["kl"] = kl.detach()
         pooled_soft = soft.float().mean(1)
         if p.infonce_weight > 0:
             heads = p.infonce_prompt == "first_k"
@@ -205,15 +212,15 @@ class Pair:
             group = switches.infonce_group(p)
             nce = infonce(pooled_soft, pooled, p.infonce_temperature, group)
             total = total + p.infonce_weight * nce
-            parts["infonce"] = mean_value(nce)
+            parts["infonce"] = nce.detach()
         if p.prompt_align_weight > 0:
             if p.prompt_align == "per_position":
                 align = self._aligned_positions(soft, [self.head_prompt_ids(i) for i in items])
             else:
                 align = F.mse_loss(pooled_soft, self.pooled_prompt(prompts))
             total = total + p.prompt_align_weight * align
-            parts["align"] = mean_value(align)
-        tokens = int(mask.sum()) + sum(len(self.source_ids(i)) for i in items)
+            parts["align"] = align.detach()
+        tokens = mask.sum() + sum(len(self.source_ids(i)) for i in items)
         return total, parts, tokens
 
     def teacher_inputs(self, prompts, answers) -> tuple[list[list[int]], list[int], list[int]]:

@@ -1,7 +1,7 @@
-"""Data-parallel bridge jobs: a loss term's count over the processes, the data split (training,
-evaluation, frozen-state extraction); the translator's DDP replicas are the training loop's
-(:func:`ablate.core.training.loop.replicate`), a term's share of the global mean the loop's
-normalisation (:func:`ablate.core.training.loss.share_of_mean`).
+"""Data-parallel bridge jobs: a loss term's count over the processes, logged values' mean over
+them, the data split (training, evaluation, frozen-state extraction); the translator's DDP
+replicas are the training loop's (:func:`ablate.core.training.loop.replicate`), a term's share of
+the global mean the loop's normalisation (:func:`ablate.core.training.loss.share_of_mean`).
 
 The process group and the launcher are the core's: callers import them from
 :mod:`ablate.core.execution.parallel` (torchrun starts N processes, each joins the group). Without
@@ -25,11 +25,15 @@ def global_count(local_count: torch.Tensor) -> torch.Tensor:
     return sum_tensor(local_count.detach().float()).clamp_min(1)
 
 
-def mean_value(local: torch.Tensor) -> float:
-    """The mean over processes of a per-process value (the global batch's, for a share)."""
-    if world_size() == 1:
-        return float(local.detach())
-    return float(sum_tensor(local.detach().float()) / world_size())
+def mean_values(local: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The mean over processes of each per-process value (the global batch's, for a share), in
+    one reduction and one host read: a logging step's, not one device sync a value."""
+    if not local:
+        return {}
+    values = torch.stack([v.detach().float() for v in local.values()])
+    if world_size() > 1:
+        values = sum_tensor(values) / world_size()
+    return dict(zip(local, values.tolist(), strict=True))
 
 
 def shard(items: list[Any]) -> list[Any]:

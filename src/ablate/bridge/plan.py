@@ -25,7 +25,7 @@ from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.model_size import count_params, params_of_hub_model
 from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
-OPTIM = "adamw_torch"  # ablate.bridge.train.optimizer: torch AdamW
+OPTIM = "adamw_torch"  # ablate.bridge.training.recipe.optimizer: torch AdamW
 FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
 
 

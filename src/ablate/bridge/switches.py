@@ -1,5 +1,5 @@
 """What the training loop's switches do, given the other settings: the one place the loop
-(:mod:`ablate.bridge.pair`, :mod:`ablate.bridge.train`) and the run identity
+(:mod:`ablate.bridge.pair`, :mod:`ablate.bridge.training`) and the run identity
 (:func:`ablate.bridge.params.canonical`) read them.
 
 A switch (:data:`SWITCHES`) is a parameter only this module reads. Its effect on a run is

@@ -2,8 +2,8 @@
 
 summary.csv has one row per grid entry; an entry declared ``same_as`` another carries that
 entry's run id and numbers (``reuses`` says so), never numbers of its own. Every number comes from
-a run's summary.json (written by :func:`ablate.bridge.train.train_entry`) or from the Snakemake
-benchmark file of its job (:func:`ablate.core.outputs.records.benchmark_seconds`). Per job done /
+a run's summary.json (written by :func:`ablate.bridge.training.entries.train_entry`) or from the
+Snakemake benchmark file of its job (:func:`ablate.core.outputs.records.benchmark_seconds`). Per job done /
 stale / to run, hours spent and the forecast: STATUS.md (ablate.core.reports.status).
 """
 

@@ -1,6 +1,6 @@
 """ablate.core.training.driver: the last good checkpoint restored after a non-finite loss, the
 summary a run writes. The whole run (resume, train, outputs) through each study's entry:
-tests/mask/test_training.py and tests/bridge/test_train.py."""
+tests/mask/test_training.py and tests/bridge/training/test_entries.py."""
 
 from __future__ import annotations
 

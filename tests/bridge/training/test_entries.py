@@ -1,5 +1,5 @@
-"""One grid entry's training (ablate.bridge.train): its outputs, restore-best, early stopping, a
-non-finite loss, resuming after a kill or a signal (the micro pair)."""
+"""One grid entry's training (ablate.bridge.training.entries): its outputs, restore-best, early
+stopping, a non-finite loss, resuming after a kill or a signal (the micro pair)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from bridge_fixtures import MICRO_PARAMS
 
 from ablate.bridge import params as bridge_params
-from ablate.bridge import train
+from ablate.bridge.training import entries, recipe
 from ablate.core.outputs import checkpoint_integrity
 
 
@@ -36,7 +36,7 @@ def test_train_entry_writes_every_output(bridge_entry):
 
 def _train_gsm8k(run_id: str, params: dict, cards: dict, world_files: dict, out):
     """One training run of the embedded pair on the embedded world's GSM8K: its summary."""
-    return train.train_entry(
+    return entries.train_entry(
         bridge_params.RunSpec.parse(run_id, params, "gsm8k"),
         source_card=cards["source"],
         target_card=cards["target"],
@@ -61,7 +61,7 @@ def test_restore_best_reevaluates_the_best_state(bridge_world, bridge_cards, tmp
             for i, it in enumerate(items)
         ]  # fmt: skip
 
-    monkeypatch.setattr(train, "_evaluate", fake_evaluate)
+    monkeypatch.setattr(recipe, "_evaluate", fake_evaluate)
     params = {**MICRO_PARAMS, "early_stopping": False, "lr": 0.05}
     s = _train_gsm8k("restore", params, bridge_cards, bridge_world, tmp_path)
     assert [c["accuracy"] for c in s["curve"]] == [0.25, 0.75, 0.25]
@@ -82,7 +82,7 @@ def test_early_stopping_with_patience(bridge_world, bridge_cards, tmp_path, monk
         return [{"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
                  "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
 
-    monkeypatch.setattr(train, "_evaluate", flat)
+    monkeypatch.setattr(recipe, "_evaluate", flat)
     params = {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2}
     s = _train_gsm8k("stop", params, bridge_cards, bridge_world, tmp_path)
     assert s["stop_reason"] == "early_stopping" and s["steps_done"] == 4
@@ -100,7 +100,7 @@ def test_a_nonfinite_loss_ends_at_the_last_checkpoint_by_the_loops_rule(
     from ablate.core.training.params import TrainingError
 
     seen, loss_once = {}, Pair.loss
-    evaluate_once = train._evaluate
+    evaluate_once = recipe._evaluate
 
     def recording(pair, model, items):
         seen[len(seen)] = {k: v.clone() for k, v in model.state_dict().items()}
@@ -113,7 +113,7 @@ def test_a_nonfinite_loss_ends_at_the_last_checkpoint_by_the_loops_rule(
 
         return loss
 
-    monkeypatch.setattr(train, "_evaluate", recording)
+    monkeypatch.setattr(recipe, "_evaluate", recording)
     monkeypatch.setattr(Pair, "loss", nan_at(5))
     params = {**MICRO_PARAMS, "steps": 6, "early_stopping": False, "restore_best": False}
     s = _train_gsm8k("nan", {**params, "log_every": 1}, bridge_cards, bridge_world, tmp_path)
@@ -284,7 +284,7 @@ def _early_stopping_run(run_id, restore_best, world, cards, out, monkeypatch):
         return [{"id": it["id"], "prediction": "", "extracted": "", "gold": "1",
                  "correct": False, "em": 0.0, "f1": 0.0} for it in items]  # fmt: skip
 
-    monkeypatch.setattr(train, "_evaluate", flat)
+    monkeypatch.setattr(recipe, "_evaluate", flat)
     params = {**MICRO_PARAMS, "steps": 20, "eval_every": 2, "patience": 2}
     params["restore_best"] = restore_best
     return lambda: _train_gsm8k(run_id, params, cards, world, out)
