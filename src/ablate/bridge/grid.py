@@ -52,6 +52,7 @@ from ablate.bridge.pins import ROLES, data_identity, is_hub_model, model_identit
 from ablate.bridge.world import DATASET_KIND  # dataset name -> file stem and scorer kind
 from ablate.core.config import ConfigError, sorted_tree
 from ablate.core.outputs.provenance import config_hash
+from ablate.core.reports.seeds import seed_name
 
 
 @dataclass(frozen=True)
@@ -182,14 +183,9 @@ def _resolve_params(bridge: dict[str, Any]):
     return resolve
 
 
-def seed_name(name: str, seed: int) -> str:
-    """The entry (and run) that trains grid entry ``name`` with seed ``seed``."""
-    return f"{name}-s{seed}"
-
-
 def expand_seeds(grid: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
     """The grid with each entry that lists ``seeds`` replaced by one entry per seed
-    (:func:`seed_name`, param ``seed`` = that seed; an entry ``same_as`` it gets one per seed
+    (:func:`ablate.core.reports.seeds.seed_name`, param ``seed`` = that seed; an entry ``same_as`` it gets one per seed
     too, each reusing the same seed), and each such entry's (declared entry, seed)."""
     out: dict[str, Any] = {}
     origin: dict[str, tuple[str, int]] = {}

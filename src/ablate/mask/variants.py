@@ -1,22 +1,18 @@
 """The mask study's finetune variants as its config declares them, resolved: defaults plus each
 variant's overrides, a stage-5 variant's inheritance of the stage-3 one it extends, one variant per
-training seed (:func:`seed_name`), where the config sets each key of a finetune (the stale line
-names it), the claims' roles checked against them, and the check of each ``eval_size`` and step
-size against the SFT rows known at parse time. Pure Python (no torch): the Snakefile imports it at parse time.
-"""
+training seed (:func:`ablate.core.reports.seeds.seed_name`), where the config sets each key of a
+finetune (the stale line names it), the claims' roles checked against them, and the check of each
+``eval_size`` and step size against the SFT rows known at parse time. Pure Python (no torch): the
+Snakefile imports it at parse time."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ablate.core.config import ConfigError, sorted_tree
+from ablate.core.reports.seeds import seed_name
 
 VARIANT_META = ("stage", "policy", "extends", "allow_leakage", "seeds")
-
-
-def seed_name(name: str, seed: int) -> str:
-    """The variant (and its files, job and run) that trains ``name`` with training seed ``seed``."""
-    return f"{name}-s{seed}"
 
 
 def resolve_variants(
@@ -26,7 +22,7 @@ def resolve_variants(
 
     A stage-5 variant inherits policy, allow_leakage, seeds and overrides of the stage-3 variant
     it extends, then applies its own. A variant with ``seeds: [s, ...]`` becomes one variant per
-    seed, :func:`seed_name` (``3B-s6``), each with ``params.seed`` = s and ``base`` / ``seed``
+    seed, :func:`ablate.core.reports.seeds.seed_name` (``3B-s6``), each with ``params.seed`` = s and ``base`` / ``seed``
     naming where it came from; the seed the variant trains with anyway (its ``params.seed``)
     keeps the variant's name, files and job: that seed's run is the variant's run, not a copy of
     it. A variant without ``seeds`` keeps its name and its files.
