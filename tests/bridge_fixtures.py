@@ -7,6 +7,7 @@ here, Trainer pretraining, manifest, card) with micro sizes and a few steps: sec
 from __future__ import annotations
 
 import pytest
+from helpers import shared
 
 MICRO_ARCH = {
     "mistral": {
@@ -58,46 +59,49 @@ EXACT = {**MICRO_PARAMS, "dropout": 0.0, "kl_after_warmup": False,
          "model_dtype": "float32"}  # fmt: skip
 
 
+#: The sizes of the generated world the bridge tests share (`bridge_world`).
+WORLD = dict(seed=0, n_train=16, n_test=8, n_qa_train=16, n_qa_test=8, n_corpus=200)
+#: Each role's micro model family (`bridge_cards`).
+ROLES = {"source": "mistral", "target": "llama"}
+
+
 @pytest.fixture(scope="session")
 def bridge_world(tmp_path_factory):
+    """{name: jsonl path} of the generated world, written once for every pytest-xdist worker
+    (`shared`): the bridge tests of the fast tier run on both workers."""
     from ablate.bridge import world
 
-    return world.write_world(
-        tmp_path_factory.mktemp("bridge_world"),
-        seed=0,
-        n_train=16,
-        n_test=8,
-        n_qa_train=16,
-        n_qa_test=8,
-        n_corpus=200,
-    )
+    folder = shared(tmp_path_factory, "bridge_world", lambda out: world.write_world(out, **WORLD))
+    return {path.stem: path for path in sorted(folder.glob("*.jsonl"))}
 
 
 @pytest.fixture(scope="session")
 def bridge_cards(bridge_world, tmp_path_factory):
-    """{"source": card path (tiny Mistral), "target": card path (tiny Llama)}."""
-    import torch
+    """{"source": card path (tiny Mistral), "target": card path (tiny Llama)}, prepared once for
+    every pytest-xdist worker (`shared`)."""
 
-    from ablate.bridge import models
+    def make(root):
+        import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("bridge_models")
-    cards = {}
-    try:
-        for role, family in (("source", "mistral"), ("target", "llama")):
-            models.prepare_model(
-                family=family,
-                arch=MICRO_ARCH[family],
-                pretrain=MICRO_PRETRAIN,
-                corpus=bridge_world["corpus"],
-                out_dir=root / family,
-                config_slice={"family": family},
-            )
-            cards[role] = root / family / "card.json"
-    finally:
-        torch.set_num_threads(before)
-    return cards
+        from ablate.bridge import models
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for family in ROLES.values():
+                models.prepare_model(
+                    family=family,
+                    arch=MICRO_ARCH[family],
+                    pretrain=MICRO_PRETRAIN,
+                    corpus=bridge_world["corpus"],
+                    out_dir=root / family,
+                    config_slice={"family": family},
+                )
+        finally:
+            torch.set_num_threads(before)
+
+    root = shared(tmp_path_factory, "bridge_models", make)
+    return {role: root / family / "card.json" for role, family in ROLES.items()}
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,9 @@ sys.path.append(str(Path(__file__).parents[1] / "bench"))
 # The session fixture of the longest chain and its xdist group (tests/checkout.py).
 from checkout import CHAIN_FIXTURE, CHAIN_GROUP  # noqa: E402
 
+# A folder made once per session for every pytest-xdist worker (tests/helpers.py).
+from helpers import shared  # noqa: E402
+
 # Offline always: a test that reaches for the hub must fail, not hang.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -231,29 +234,6 @@ def shared_run(tmp_path_factory, name: str, *args: str) -> Path:
     from checkout import run_embedded_default
 
     return shared(tmp_path_factory, name, lambda f: run_embedded_default(f, *args))
-
-
-def shared(tmp_path_factory, name: str, make) -> Path:
-    """The folder ``name`` that ``make(folder)`` fills, once per session: under pytest-xdist the
-    first worker to ask makes it, under a file lock in the session's shared temporary folder, and
-    the others wait for it."""
-    from filelock import FileLock
-
-    if "PYTEST_XDIST_WORKER" not in os.environ:  # no xdist (xdist sets it in each worker)
-        folder = tmp_path_factory.mktemp(name)
-        make(folder)
-        return folder
-    base = tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
-    folder, done = base / name, base / f"{name}.done"
-    with FileLock(str(base / f"{name}.lock")):
-        if not done.exists():
-            if folder.exists():  # a worker's earlier attempt failed half-way
-                import shutil
-
-                shutil.rmtree(folder)
-            make(folder)
-            done.touch()
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -506,3 +506,26 @@ def jobs_said(out: str) -> Counter:
     said = "|".join(["ran", RESTORED_LINE.split()[0], REMADE_LINE.split()[0]])
     lines = re.findall(rf"^{head}(\w+)(?: \S+)?: ({said})", out, flags=re.M)
     return Counter(lines)
+
+
+def shared(tmp_path_factory, name: str, make) -> Path:
+    """The folder ``name`` that ``make(folder)`` fills, once per session: under pytest-xdist the
+    first worker to ask makes it, under a file lock in the session's shared temporary folder, and
+    the others wait for it."""
+    from filelock import FileLock
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # no xdist (xdist sets it in each worker)
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    base = tmp_path_factory.getbasetemp().parent  # the session's, above each worker's
+    folder, done = base / name, base / f"{name}.done"
+    with FileLock(str(base / f"{name}.lock")):
+        if not done.exists():
+            if folder.exists():  # a worker's earlier attempt failed half-way
+                import shutil
+
+                shutil.rmtree(folder)
+            make(folder)
+            done.touch()
+    return folder

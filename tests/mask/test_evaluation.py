@@ -16,7 +16,11 @@ TASKS = list(embedded.TASK_NAMES)
 N_DOCS = 8
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    # one xdist worker: the module fixture `policy_runs` (an evaluation per policy) runs once
+    pytest.mark.xdist_group("mask:evaluation"),
+]
 
 
 @pytest.fixture(scope="module")

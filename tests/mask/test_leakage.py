@@ -46,7 +46,11 @@ def train(model, pairs, policy: str, steps: int, seed: int) -> None:
     model.eval()
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    # one xdist worker: `causal_model`'s 120 training steps are made once, not on both workers
+    pytest.mark.xdist_group("mask:leakage"),
+]
 
 
 @pytest.fixture(scope="module")

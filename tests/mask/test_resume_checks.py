@@ -18,6 +18,9 @@ from ablate.core.training import saving
 from ablate.core.training.pretraining import random_model
 from ablate.mask.tiny import tiny_ministral3_config
 
+# one xdist worker: the module fixture `uninterrupted` (a finetune) is trained once, not on both
+pytestmark = pytest.mark.xdist_group("mask:resume_checks")
+
 PARAMS = {**FAST, "max_steps": 2, "save_steps": 1, "eval_size": 0, "keep_checkpoints": True}
 
 
