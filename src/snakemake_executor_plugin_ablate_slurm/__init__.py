@@ -31,6 +31,10 @@ plugin's.
    module's ``time`` is ``TimeWithoutPause``, whose ``sleep`` returns at once (after start-up the
    stock module sleeps before ``sbatch`` only). Snakemake's own ``--max-jobs-per-timespan``
    (100/1s) still bounds how fast jobs are submitted.
+5. A Ctrl-C during a status check cancelled no job (Snakemake's remote executors take the jobs
+   out of their list while they check them; ``scancel`` was given none and the allocations ran
+   on): ``ablate.upstream.executors.CancelsEveryJob``, first in the bases, shared with
+   ``ablate-vast``.
 """
 
 # No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
@@ -107,6 +111,8 @@ except ImportError as _missing:  # the extra is not installed (workaround 1)
 else:
     import time
 
+    from ablate.upstream.executors import CancelsEveryJob
+
     ExecutorSettings = _stock.ExecutorSettings
     common_settings = _stock.common_settings
 
@@ -121,7 +127,7 @@ else:
         def sleep(seconds):
             pass  # the pause before each sbatch (module doc, workaround 4): not taken
 
-    class Executor(_stock.Executor):
+    class Executor(CancelsEveryJob, _stock.Executor):
         def __post_init__(self, test_mode: bool = False):
             found = importlib.metadata.version(STOCK)
             if found != PLUGIN_VERSION:

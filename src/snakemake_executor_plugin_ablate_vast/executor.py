@@ -45,6 +45,9 @@ The workarounds, all in this module and pinned to the plugin version they were w
    every job, installed or not: seconds of pip per job (12 s on a loaded 2-core host), its index
    asked each time. Those pins now join the project's in one check, and pip runs only when one
    is missing (``Executor.job_setup_script``).
+11. A Ctrl-C during a status check cancelled no job (Snakemake's remote executors take the jobs
+   out of their list while they check them): ``ablate.upstream.executors.CancelsEveryJob``, first
+   in the bases, shared with ``ablate-slurm``.
 
 Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
 project's pinned requirements (except torch when the image has one) where one is missing, so the
@@ -70,6 +73,7 @@ from snakemake_executor_plugin_vastai.sshtransfer import REMOTE_WORKDIR, SSHJobR
 from snakemake_interface_common.exceptions import WorkflowError
 
 from ablate.core.execution import spend as spend_record
+from ablate.upstream.executors import CancelsEveryJob
 from snakemake_executor_plugin_ablate_vast.checkpoints import CheckpointCopies
 from snakemake_executor_plugin_ablate_vast.spend import DEFAULT_FORECAST_H, SpendMeter
 
@@ -350,7 +354,7 @@ def _guarded_runner():
         _stock.SSHJobRunner = SSHJobRunner
 
 
-class Executor(_stock.Executor):
+class Executor(CancelsEveryJob, _stock.Executor):
     def __post_init__(self):
         found = plugin_version()
         if found != PLUGIN_VERSION:

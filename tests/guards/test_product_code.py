@@ -28,6 +28,7 @@ REACHED_OTHERWISE = {
     "main": "pyproject.toml [project.scripts] and `python -m` entry points",
     "run_scores": "ablate.core.reports.runs reads a study's status part's by name (studies.side)",
     "run_numbers": "ablate.core.reports.runs reads a study's status part's by name (studies.side)",
+    "cancel": "Snakemake's scheduler calls its executor's (ablate.upstream.executors overrides it)",
 }
 
 #: Known test-only pieces, each to leave this list when its switch goes (issue 70). No new

@@ -1,7 +1,8 @@
 """Every private name of an upstream library the package uses, and each workaround of its
 behaviour, one module per library:
 :mod:`~ablate.upstream.pytorch` (torch), :mod:`~ablate.upstream.hf` (transformers),
-:mod:`~ablate.upstream.lmeval` (lm-eval) and :mod:`~ablate.upstream.smk` (Snakemake).
+:mod:`~ablate.upstream.lmeval` (lm-eval), :mod:`~ablate.upstream.smk` (Snakemake) and
+:mod:`~ablate.upstream.executors` (Snakemake's remote executors, the executor plugins' base).
 
 Each module's docstring numbers its touches: what is touched, why no public API serves, and the
 pinned version it was written against (pyproject.toml); each touch has a test in
