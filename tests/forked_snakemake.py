@@ -5,13 +5,16 @@ read back), exit status; the project's modules (``ablate``, its Snakemake plugin
 the child's imports and its plugin registries collected again, so the command imports the project
 from the checkout's own src/ first, as a fresh interpreter with that PYTHONPATH does.
 
-What a forked command does not have of a fresh interpreter: the interpreter's own start-up
-(``sys.flags``, ``-X`` options; the server's are this process's), and the third-party modules
-already imported (their import-time reads of the environment are the server's).
+Its exit is an interpreter's: the atexit handlers run (those the server registered too), then
+the process ends with the command's status. What a forked command does not have of a fresh
+interpreter: the interpreter's own start-up (``sys.flags``, ``-X`` options; the server's are this
+process's), and the third-party modules already imported (their import-time reads of the
+environment are the server's).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import os
@@ -81,6 +84,9 @@ def _command(wd: str, args: list[str], env: dict[str, str], out: str, err: str) 
         if not isinstance(exc.code, (int, type(None))):
             print(exc.code, file=sys.stderr)
     finally:
+        # what an interpreter does at its exit: the workflow's own atexit handlers (a dry run's
+        # stale lines, rules/stale.smk), then logging's
+        atexit._run_exitfuncs()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
