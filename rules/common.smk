@@ -23,6 +23,7 @@ from ablate.core.config import (
     typed_config_args,
     validate_config as validate_schema,
 )
+from ablate.core.execution import warm
 from ablate.core.execution.interrupts import forward_sigint_to_jobs
 from ablate.core.outputs.provenance import WORKFLOW_DIR_ENV
 
@@ -240,6 +241,10 @@ onstart:
     # with the same `results:`): said in one line before the first job.
     if msg := mixed_warning(RESULTS, job_outputs(JOBS), STUDIES):
         print(msg, file=sys.stderr)
+    # the run's model jobs forked from a process that imported torch once (a local run's;
+    # ablate.core.execution.warm)
+    if workflow.local_exec:
+        warm.start_run(os.getpid())
     # the progress line's time left: the planner's estimates of this run's planned jobs still to
     # do, on this machine's setup, and the count of the jobs it does not estimate (a local run;
     # ablate.core.execution.terminal)
@@ -266,6 +271,7 @@ onsuccess:
         EXPERIMENTS, [str(f) for j in workflow.dag.jobs for f in j.output]
     )
     results_lock.release(RESULTS)
+    warm.stop_run()
     # the run's end: claims, where the results are, the report command (the logger plugin
     # prints it after Snakemake's closing lines); a run of experiments alone (`ablate exp
     # run`): each experiment's own tree, claims and deltas against the base
@@ -291,3 +297,4 @@ onerror:
     from ablate.core.trees import results_lock
 
     results_lock.release(RESULTS)
+    warm.stop_run()

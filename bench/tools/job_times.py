@@ -10,6 +10,8 @@ start to the stage function: interpreter, Snakemake's preamble, imports), each p
 (``load_model``, ``train`` with its ``train.steps``, ``save_final``, ``evaluate`` with its
 ``evaluate.score``...), and ``own_work_s`` (the steps, the scoring or the probe's forwards): wall_s
 - own_work_s is the overhead the planner's ``job_overheads`` (config/gpu_measurements.yaml) record.
+``max_rss_mb`` is the benchmark file's; blank for a job that started warm
+(``ablate.core.execution.warm``: the file measured the process that waited for it).
 
 The table jobs (issue 82: each in 5 s on 2 idle cores) have no benchmark file: ``--table-jobs``
 reruns each of :data:`TABLE_JOBS` in the run's working directory (a copy: it rewrites their
@@ -91,7 +93,12 @@ def table(results: Path) -> pd.DataFrame:
                 "wall_s": round(benchmark_seconds(tsv), 1),  # one run: the rows' mean
                 "inside_script_s": None if inside is None else round(inside, 1),
                 "own_work_s": None if own is None else round(own, 1),
-                "max_rss_mb": round(float(b["max_rss"].mean()), 0),
+                # a warm job's benchmark measured the process that waited for it, not the job
+                "max_rss_mb": (
+                    None
+                    if provenance_of(rec).get("hardware", {}).get("started_warm")
+                    else round(float(b["max_rss"].mean()), 0)
+                ),
                 "phases": ", ".join(
                     f"{k} {v:.1f}" for k, v in phases.items() if v is not None and k != "total"
                 ),

@@ -7,7 +7,9 @@ The order matters, so each step is here once rather than in every script:
 2. the job's hub-offline switch (:func:`ablate.studies.hub_switch`), before any Hugging Face
    import reads it;
 3. (:func:`start`: the jobs that load a model; :func:`start_table`: the table jobs, this step's
-   first part only) the run cache, where a job it restores is done (exit 0); torch and the job's
+   first part only) in a local run, the job handed to a process that imported torch,
+   transformers and lm-eval already (:mod:`ablate.core.execution.warm`; the first job runs
+   cold); the run cache, where a job it restores is done (exit 0); torch and the job's
    own heavy modules (``imports``); the job's own GPUs
    (:func:`ablate.core.execution.gpus.claim_for`), after the imports but before CUDA is initialised;
    torch's CPU threads set to the rule's ``threads``; a job with a ``gpu`` resource samples its
@@ -239,7 +241,15 @@ def start(
     removed); ``after_restore``: what the job does with its finished outputs besides them (its
     MLflow run), done for restored ones too; ``work``: what its runs write on their way (a
     training's checkpoints), set aside when the outputs are restored instead."""
+    from ablate.core.execution import warm
+
+    # in a local run, the rest in a process that imported torch already (the hub switch first:
+    # the warm server's key covers the environment imports read)
+    studies.hub_switch(snakemake.config, study)
+    how = warm.hand_off()
     start_light(snakemake, study)
+    if how:
+        print(f"[warm] {how}", flush=True)  # into the job's log
     job_cache = restored_or_cache(snakemake, side_outputs, work, after_restore)
     # torch's is_available() through NVML: no CUDA initialisation before the claim
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")

@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ablate.core.execution import gpu_watch
+from ablate.core.execution import gpu_watch, warm
 
 PACKAGES = (
     "ablate",
@@ -354,6 +354,9 @@ def hardware() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "hostname": platform.node(),
+        # forked from the run's warm server: the job's benchmark file measured the process that
+        # waited for it (its memory, CPU and I/O columns; not its wall time)
+        "started_warm": warm.started_warm(),
     }
     try:
         import torch
