@@ -24,16 +24,16 @@ def mistral_common_data_file(name: str = TEKKEN_FILE) -> Path:
     return path
 
 
-def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKKEN_FILE):
+def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKKEN_FILE) -> None:
     """Write a loadable HF tokenizer folder from a Tekken file of the mistral-common package.
 
     AutoTokenizer converts ``tekken.json`` offline but sets no special tokens and adds no BOS;
-    the real checkpoints prepend ``<s>``, so the saved tokenizer does too.
+    the real checkpoints prepend ``<s>``, so the saved tokenizer does too. The folder is only
+    written: its readers load it (``core.models.modeling.load_tokenizer``, 1 s of CPU).
     """
     from tokenizers import processors
     from transformers import AutoTokenizer
 
-    from ablate.core.models.modeling import load_tokenizer
     from ablate.upstream import hf
 
     out = Path(out_dir)
@@ -55,7 +55,6 @@ def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKK
     tok.padding_side = "right"
     hf.save_tokenizer(tok, out)
     (out / "tekken.json").unlink()  # tokenizer.json now holds everything; one source of truth
-    return load_tokenizer(out)
 
 
 #: The Ministral-3-3B text model's shape (mistralai/Ministral-3-3B-Instruct-2512 config.json):
