@@ -163,3 +163,14 @@ def alive_soon(pid: int, within: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_folder_left_by_a_killed_run_of_the_same_pid_is_emptied(monkeypatch):
+    monkeypatch.delenv(warm.RUN_ENV, raising=False)  # restored after: the module's run keeps its
+    pid = 4_000_000 + os.getpid()  # above any pid the kernel gives (pid_max <= 2**22)
+    left = Path(f"/tmp/ablate-warm-{os.getuid()}") / str(pid)
+    left.mkdir(parents=True, exist_ok=True)
+    (left / "0123.pid").write_text("1")  # would keep the run from starting its server
+    assert warm.start_run(pid) == str(left) and list(left.iterdir()) == []
+    warm.stop_run()
+    assert not left.exists()

@@ -65,10 +65,14 @@ def start_run(pid: int) -> str | None:
     jobs inherit it); None when ``ABLATE_WARM_JOBS=0``."""
     if os.environ.get(SWITCH_ENV, "1") == "0":
         return None
-    root = Path(f"/tmp/ablate-warm-{os.getuid()}")
-    root.mkdir(mode=0o700, exist_ok=True)
-    run = root / str(pid)
-    run.mkdir(mode=0o700, exist_ok=True)
+    run = Path(f"/tmp/ablate-warm-{os.getuid()}") / str(pid)
+    try:
+        run.parent.mkdir(mode=0o700, exist_ok=True)
+        run.mkdir(mode=0o700, exist_ok=True)
+        for stale in run.iterdir():  # of a killed run that had this process id
+            stale.unlink()
+    except OSError:  # no /tmp to write: every job starts cold
+        return None
     os.environ[RUN_ENV] = str(run)
     return str(run)
 
@@ -129,7 +133,9 @@ def hand_off() -> str | None:
     if started_warm():
         return f"started warm: forked from the run's server (pid {os.getppid()})"
     run = os.environ.get(RUN_ENV)
-    if not run or not os.path.isdir(run) or int(Path(run).name) not in ancestors():
+    if not run or not os.path.isdir(run) or not Path(run).name.isdigit():
+        return None
+    if int(Path(run).name) not in ancestors():
         return None
     key = server_key()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
