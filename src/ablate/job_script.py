@@ -248,9 +248,11 @@ def start(
     studies.hub_switch(snakemake.config, study)
     how = warm.hand_off()
     start_light(snakemake, study)
+    job_cache = restored_or_cache(snakemake, side_outputs, work, after_restore)
+    if warm.start_for_next_jobs():  # it computes: the next jobs start warm
+        how = f"{how}; it starts one for the next jobs"
     if how:
         print(f"[warm] {how}", flush=True)  # into the job's log
-    job_cache = restored_or_cache(snakemake, side_outputs, work, after_restore)
     # torch's is_available() through NVML: no CUDA initialisation before the claim
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     # the imports make a few million objects that live as long as the job: no collections while

@@ -27,6 +27,8 @@ SCRIPT = """\
 import os, sys, time
 from ablate.core.execution import warm
 how = warm.hand_off()
+if warm.start_for_next_jobs():
+    how += "; it starts one for the next jobs"
 started = "warm" if "torch" in sys.modules else "cold"
 import torch
 torch.manual_seed(0)
@@ -97,7 +99,8 @@ def test_the_first_job_runs_cold_and_the_next_warm_alike(run):
     # the same bytes from torch, the same thread count and seed as in a cold process
     assert then.stdout.splitlines()[1] == first.stdout.splitlines()[1]
     # what each job's log says of its start
-    assert first.stdout.splitlines()[2].startswith("started cold: the first job of its environ")
+    assert first.stdout.splitlines()[2].startswith("started cold: no warm server for its environ")
+    assert first.stdout.splitlines()[2].endswith("; it starts one for the next jobs")
     assert then.stdout.splitlines()[2].startswith("started warm: forked from the run's server")
 
 
@@ -131,7 +134,8 @@ def test_another_environment_or_a_job_outside_the_run_runs_cold(run):
     other.wait(30)
     again = job(run["script"], {**run["env"], "OMP_NUM_THREADS": "2"}, "0")
     if again.stdout.startswith("cold"):  # that server is still importing: the line says so
-        assert "warm server is not up (starting?" in again.stdout.splitlines()[2]
+        assert again.stdout.splitlines()[2].startswith("started cold: no warm server")
+        assert "it starts one" not in again.stdout  # one is starting already
     outside = {k: v for k, v in run["env"].items()}
     outside[warm.RUN_ENV] = str(run["dir"].with_name("1"))  # a run this job is not under
     assert job(run["script"], outside, "0").stdout.startswith("cold")

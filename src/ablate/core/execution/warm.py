@@ -4,10 +4,11 @@ A model job's process spends 8-10 s of CPU importing torch, transformers and lm-
 work (2-core AMD EPYC without AVX-512; ``python -X importtime``: transformers' own import pulls
 in ``torch.distributed.tensor``, ``torch._dynamo`` and scipy), more than the embedded study's
 jobs compute. A local run (the Snakefile's ``onstart``, not a dry run) names a folder for its
-warm servers in :data:`RUN_ENV`; its first model job (:func:`hand_off`, from
-``ablate.job_script.start``) starts a server (:func:`serve`) and runs cold, and every later one
-hands its process over: the server forks a child that imported :data:`PRELOAD` already, and the
-child runs the job's script from its first line as the job's process would (the job's standard
+warm servers in :data:`RUN_ENV`; its first model job that computes (not restored from the run
+cache: a revert starts no server) runs cold and starts a server (:func:`serve`) for the next ones
+(:func:`start_for_next_jobs`), and every later one hands its process over (:func:`hand_off`,
+from ``ablate.job_script.start``): the server forks a child that imported :data:`PRELOAD`
+already, and the child runs the job's script from its first line as the job's process would (the job's standard
 streams, working folder, environment, ``sys.argv`` and ``sys.path``; every ``ablate`` module
 imported fresh from that path, so an edit between two jobs is the code the second one runs).
 The job's process waits for it, passes on the signals it gets (a Ctrl-C, a cancel's SIGTERM)
@@ -16,8 +17,8 @@ killed outright, the child kills itself too.
 
 What a job computes does not depend on this: the server is keyed by everything an import may
 read (the interpreter, the working folder, the whole environment with the job's thread counts
-and hub switch, the preloaded packages' files: :func:`server_key`), so a job whose key has no server runs
-cold, and the server imports nothing of the project. The run's end stops its servers (the
+and hub switch, the preloaded packages' files: :func:`server_key`), so a job whose key has no
+server runs cold, and the server imports nothing of the project. The run's end stops its servers (the
 Snakefile's ``onsuccess``/``onerror``); a server whose run is gone (killed) stops by itself.
 Jobs sent elsewhere (SLURM, Vast) are not under the run's process and run cold. Off with
 ``ABLATE_WARM_JOBS=0`` in the run's environment. A warm job's ``startup`` phase counts from its
@@ -125,17 +126,22 @@ def ancestors() -> set[int]:
     return found
 
 
-def hand_off() -> str | None:
-    """A model job's start: run in a warm child of this run's server and end as it ends (never
-    returns), or return to run cold. Returns what the job's log says of its start: how it
-    started (cold: why; the first job of its environment starts a server for the next ones);
-    None for a job of no local run (a dry run, a job sent to SLURM or Vast, the switch off)."""
-    if started_warm():
-        return f"started warm: forked from the run's server (pid {os.getppid()})"
+def this_run() -> str | None:
+    """The folder of the local run this process is a job of (its process is under the run's);
+    None: no warm run (a dry run, a job sent to SLURM or Vast, the switch off)."""
     run = os.environ.get(RUN_ENV)
     if not run or not os.path.isdir(run) or not Path(run).name.isdigit():
         return None
-    if int(Path(run).name) not in ancestors():
+    return run if int(Path(run).name) in ancestors() else None
+
+
+def hand_off() -> str | None:
+    """A model job's start: run in a warm child of this run's server and end as it ends (never
+    returns), or return to run cold. Returns what the job's log says of its start (cold: why);
+    None for a job of no warm run (:func:`this_run`)."""
+    if started_warm():
+        return f"started warm: forked from the run's server (pid {os.getppid()})"
+    if (run := this_run()) is None:
         return None
     key = server_key()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -143,9 +149,7 @@ def hand_off() -> str | None:
         conn.connect(os.path.join(run, f"{key}.sock"))
     except OSError:
         conn.close()
-        if start_server(run, key):
-            return "started cold: the first job of its environment (a warm server starts)"
-        return f"started cold: its environment's warm server is not up (starting? {run}/{key}.log)"
+        return f"started cold: no warm server for its environment (yet: {run}/{key}.log)"
     ignored = [s for s in FORWARDED if signal.getsignal(s) is signal.SIG_IGN]
     request = dict(argv=sys.argv, cwd=os.getcwd(), env=dict(os.environ), path=sys.path)
     request["ignored"] = [int(s) for s in ignored]
@@ -189,6 +193,15 @@ def wait_for_child(conn: socket.socket, ignored: list[signal.Signals]) -> int:
                     os.kill(os.getpid(), sig)
                     return 128 + sig
                 return os.waitstatus_to_exitcode(int(value))
+
+
+def start_for_next_jobs() -> bool:
+    """A job that started cold and computes (the run cache restored nothing): a server for the
+    next jobs of its environment, once per run (a run whose jobs are all restored starts none).
+    Whether it started one."""
+    if started_warm() or (run := this_run()) is None:
+        return False
+    return start_server(run, server_key())
 
 
 def start_server(run: str, key: str) -> bool:
