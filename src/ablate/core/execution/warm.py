@@ -1,26 +1,26 @@
 """Warm job starts: a local run's model jobs forked from a process that imported torch once.
 
 A model job's process spends 8-10 s of CPU importing torch, transformers and lm-eval before its
-work (2-core AMD EPYC without AVX-512; ``python -X importtime``: transformers' own import pulls
-in ``torch.distributed.tensor``, ``torch._dynamo`` and scipy), more than the embedded study's
-jobs compute. A local run (the Snakefile's ``onstart``, not a dry run) names a folder for its
-warm servers in :data:`RUN_ENV`; its first model job that computes (not restored from the run
-cache: a revert starts no server) runs cold and starts a server (:func:`serve`) for the next ones
-(:func:`start_for_next_jobs`), and every later one hands its process over (:func:`hand_off`,
-from ``ablate.job_script.start``): the server forks a child that imported :data:`PRELOAD`
-already, and the child runs the job's script from its first line as the job's process would (the job's standard
+work (2-core AMD EPYC without AVX-512; ``python -X importtime``: transformers' own import pulls in
+``torch.distributed.tensor``, ``torch._dynamo`` and scipy), more than the embedded study's jobs
+compute. A local run (the Snakefile's ``onstart``, not a dry run) names a folder for its warm
+servers in :data:`RUN_ENV`; its first model job that computes (not restored from the run cache: a
+revert starts no server) runs cold and starts a server (:func:`serve`) for the next ones
+(:func:`start_for_next_jobs`), and every later one hands its process over (:func:`hand_off`, from
+``ablate.job_script.start``): the server forks a child that imported :data:`PRELOAD` already, and
+the child runs the job's script from its first line as the job's process would (the job's standard
 streams, working folder, environment, ``sys.argv`` and ``sys.path``; every ``ablate`` module
-imported fresh from that path, so an edit between two jobs is the code the second one runs).
-The job's process waits for it, passes on the signals it gets (a Ctrl-C, a cancel's SIGTERM)
-and ends as it ended (its exit status, or the signal that killed it); if the job's process is
-killed outright, the child kills itself too.
+imported fresh from that path, so an edit between two jobs is the code the second one runs). The
+job's process waits for it, passes on the signals it gets (a Ctrl-C, a cancel's SIGTERM) and ends
+as it ended (its exit status, or the signal that killed it); if the job's process is killed
+outright, the child kills itself too.
 
-What a job computes does not depend on this: the server is keyed by everything an import may
-read (the interpreter, the working folder, the whole environment with the job's thread counts
-and hub switch, the preloaded packages' files: :func:`server_key`), so a job whose key has no
-server runs cold, and the server imports nothing of the project. The run's end stops its servers (the
-Snakefile's ``onsuccess``/``onerror``); a server whose run is gone (killed) stops by itself.
-Jobs sent elsewhere (SLURM, Vast) are not under the run's process and run cold. Off with
+What a job computes does not depend on this: the server is keyed by everything an import may read
+(the interpreter, the working folder, the whole environment with the job's thread counts and hub
+switch, the preloaded packages' files: :func:`server_key`), so a job whose key has no server runs
+cold, and the server imports nothing of the project. The run's end stops its servers (the
+Snakefile's ``onsuccess``/``onerror``); a server whose run is gone (killed) stops by itself. Jobs
+sent elsewhere (SLURM, Vast) are not under the run's process and run cold. Off with
 ``ABLATE_WARM_JOBS=0`` in the run's environment. A warm job's ``startup`` phase counts from its
 fork (:mod:`ablate.core.outputs.phases`).
 """
