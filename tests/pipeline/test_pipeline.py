@@ -176,6 +176,19 @@ def test_stage5_ran_with_its_own_stop_rules(finished):
     assert s5["stop"]["reason"] in ("plateau", "max_steps")
 
 
+def test_most_model_jobs_start_warm(finished):
+    # each model job's log says how it started (ablate.core.execution.warm): the first of each
+    # environment cold, and the few that start while its server imports; the rest warm
+    lines = [
+        line
+        for log in (finished / "results" / "logs").rglob("*.log")
+        for line in log.read_text().splitlines()
+        if line.startswith("[warm] started")
+    ]
+    warm = [line for line in lines if line.startswith("[warm] started warm")]
+    assert len(warm) > len(lines) / 2, "\n".join(lines)
+
+
 # --------------------------------------------------------------- staleness
 
 

@@ -27,6 +27,7 @@ SCRIPT = """\
 import os, sys, time
 from ablate.core.execution import warm
 how = warm.hand_off()
+os.environ["A_JOB_OWN_VARIABLE"] = sys.argv[1]  # as a job's start sets its own (upstream runs)
 if warm.start_for_next_jobs():
     how += "; it starts one for the next jobs"
 started = "warm" if "torch" in sys.modules else "cold"

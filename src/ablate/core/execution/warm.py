@@ -149,6 +149,8 @@ def hand_off() -> str | None:
         conn.connect(os.path.join(run, f"{key}.sock"))
     except OSError:
         conn.close()
+        # the environment the key was made of: the job sets more of its own after this point
+        _cold.update(run=run, key=key, env=dict(os.environ))
         return f"started cold: no warm server for its environment (yet: {run}/{key}.log)"
     ignored = [s for s in FORWARDED if signal.getsignal(s) is signal.SIG_IGN]
     request = dict(argv=sys.argv, cwd=os.getcwd(), env=dict(os.environ), path=sys.path)
@@ -195,16 +197,21 @@ def wait_for_child(conn: socket.socket, ignored: list[signal.Signals]) -> int:
                 return os.waitstatus_to_exitcode(int(value))
 
 
+#: This process's start when :func:`hand_off` found no server: its run, key and environment then.
+_cold: dict = {}
+
+
 def start_for_next_jobs() -> bool:
     """A job that started cold and computes (the run cache restored nothing): a server for the
-    next jobs of its environment, once per run (a run whose jobs are all restored starts none).
-    Whether it started one."""
-    if started_warm() or (run := this_run()) is None:
+    next jobs of its environment (as :func:`hand_off` saw it: the job's own variables set since,
+    such as its upstream runs, are no part of it), once per run and key (a run whose jobs are all
+    restored starts none). Whether it started one."""
+    if not _cold:
         return False
-    return start_server(run, server_key())
+    return start_server(_cold["run"], _cold["key"], _cold["env"])
 
 
-def start_server(run: str, key: str) -> bool:
+def start_server(run: str, key: str, env: dict) -> bool:
     """A server for ``key``, started once per run and key (the first job of the key runs cold
     while it imports); its output in ``<key>.log`` in the run's folder. False: started already.
     Started through a process that ends at once, so the server is no process of this job's (its
@@ -224,6 +231,7 @@ def start_server(run: str, key: str) -> bool:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
+                    env=env,
                     start_new_session=True,  # a Ctrl-C in the terminal reaches the jobs, not it
                 )
             os.write(fd, str(server.pid).encode())
