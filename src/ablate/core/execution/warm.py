@@ -114,8 +114,8 @@ def server_key() -> str:
 
 
 def ancestors() -> set[int]:
-    """This process and the processes above it (Linux ``/proc``; elsewhere this one alone)."""
-    found, pid = {os.getpid()}, os.getpid()
+    """This process and the processes above it (Linux ``/proc``; without it, the parent alone)."""
+    found, pid = {os.getpid(), os.getppid()}, os.getppid()
     while pid > 1:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()

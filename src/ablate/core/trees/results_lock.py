@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablate.core.execution.warm import ancestors
 from ablate.core.outputs import io
 from ablate.core.trees.experiments import base_of
 
@@ -194,19 +195,6 @@ def release(results: str | os.PathLike) -> None:
     """Give the lock back if this process holds it (a run's end, also on error or interrupt)."""
     if is_ours(read(results)):
         lock_path(results).unlink(missing_ok=True)
-
-
-def ancestors() -> set[int]:
-    """This process and the processes above it (``/proc``; without it, the parent alone)."""
-    found, pid = {os.getpid(), os.getppid()}, os.getppid()
-    while pid > 1:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        found.add(pid)
-    return found
 
 
 def status_line(results: str | os.PathLike) -> str | None:
