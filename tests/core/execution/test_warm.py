@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -183,3 +184,31 @@ def test_a_folder_left_by_a_killed_run_of_the_same_pid_is_emptied(monkeypatch):
     assert warm.start_run(pid) == str(left) and list(left.iterdir()) == []
     warm.stop_run()
     assert not left.exists()
+
+
+def test_a_signal_before_the_childs_pid_reaches_it_once_known():
+    ours, theirs = socket.socketpair()
+    child = subprocess.Popen(["sleep", "60"])
+    handlers = {s: signal.getsignal(s) for s in warm.FORWARDED}
+
+    def server():  # the job's process is signalled before the server's "pid" line reaches it
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.3)
+        theirs.sendall(f"pid {child.pid}\n".encode())
+        try:
+            child.wait(5)
+        except subprocess.TimeoutExpired:  # the signal never reached it
+            pass
+        theirs.sendall(b"exit 7\n")
+
+    thread = threading.Thread(target=server)
+    thread.start()
+    try:
+        assert warm.wait_for_child(ours, []) == 7
+    finally:
+        thread.join()
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    assert child.poll() == -signal.SIGUSR1
+    child.kill()

@@ -381,6 +381,8 @@ def test_a_restored_job_brings_back_its_mlflow_run_once(tmp_path, monkeypatch):
     from ablate.core.reports import tracking
 
     monkeypatch.setattr(job_script, "start_light", lambda smk, study: None)  # no log redirect
+    # nor the hub switch, which reads the study's config this bare job lacks
+    monkeypatch.setattr(job_script.studies, "hub_switch", lambda config, study: False)
     cache, track = tmp_path / "cache", {"mlflow": True}
     _, first = run(make_job(tmp_path / "w1", cache))
     job = make_job(tmp_path / "w2", cache)

@@ -166,10 +166,13 @@ def wait_for_child(conn: socket.socket, ignored: list[signal.Signals]) -> int:
     """The job's process while its child runs: signals passed on, the child's end returned (a
     signal that killed it is raised here, so Snakemake sees the job end as it ended)."""
     child: list[int] = []
+    early: list[int] = []  # signals that came before the child's pid: sent once it is known
 
     def forward(signum, frame):
         if child:
             os.kill(child[0], signum)
+        else:
+            early.append(signum)
 
     for s in FORWARDED:
         if s not in ignored:
@@ -186,6 +189,8 @@ def wait_for_child(conn: socket.socket, ignored: list[signal.Signals]) -> int:
             kind, _, value = line.decode().partition(" ")
             if kind == "pid":
                 child.append(int(value))
+                for signum in early:
+                    os.kill(child[0], signum)
             elif kind == "exit":
                 return int(value)
             elif kind == "status":
