@@ -298,22 +298,19 @@ def loop(listener: socket.socket, owner: int) -> None:
             except OSError:
                 pass
             conn.close()
-        if not jobs and owner not in alive([owner]):
+        if not jobs and not alive(owner):
             return
 
 
-def alive(pids: list[int]) -> set[int]:
-    """Those of ``pids`` that run."""
-    out = set()
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            out.add(pid)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            out.add(pid)
-    return out
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (another user's process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def fork_job(conn: socket.socket, listener: socket.socket, jobs: dict) -> int:
