@@ -200,32 +200,28 @@ _EAGER = {
 # compiled once per process and shared, by (name, dynamic); each call length (and dtype) compiles
 # once
 _compiled: dict[tuple[str, bool | None], object] = {}
-RECOMPILE_LIMIT = 64
-
-
-def compiled(name: str, dynamic: bool | None = True):
-    key = (name, dynamic)
-    if key not in _compiled:
-        _compiled[key] = torch.compile(_EAGER[name], fullgraph=True, dynamic=dynamic)
-    return _compiled[key]
+_RECOMPILE_LIMIT = 64
 
 
 def _run(name: str, dynamic: bool | None, *args):
     """The compiled step; where torch.compile fails on a host (a compiler or Triton problem,
     raised before the step writes anything), the same function eagerly from then on, with one
     warning: slower, never a lost run."""
+    key = (name, dynamic)
+    if key not in _compiled:
+        _compiled[key] = torch.compile(_EAGER[name], fullgraph=True, dynamic=dynamic)
     try:
-        with pytorch.recompile_limit_at_least(RECOMPILE_LIMIT):
-            return compiled(name, dynamic)(*args)
+        with pytorch.recompile_limit_at_least(_RECOMPILE_LIMIT):
+            return _compiled[key](*args)
     except pytorch.compile_error() as exc:
-        if _compiled[(name, dynamic)] is _EAGER[name]:
+        if _compiled[key] is _EAGER[name]:
             raise
         warnings.warn(
             f"FusedAdafactor: torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
             "its update runs uncompiled (same numbers, slower)",
             stacklevel=2,
         )
-        _compiled[(name, dynamic)] = _EAGER[name]
+        _compiled[key] = _EAGER[name]
         return _EAGER[name](*args)
 
 

@@ -297,7 +297,7 @@ def evaluate(trainer: Trainer, watchdog: StallWatchdog | None = None) -> float:
     return float(total / count.clamp(min=1))
 
 
-def flush_tokens(trainer: Trainer) -> None:
+def _flush_tokens(trainer: Trainer) -> None:
     """The tokens counted on the device into the state (a sync; all processes' together)."""
     tokens = parallel.sum_int(int(trainer.pending_tokens))
     trainer.state.tokens_seen += tokens
@@ -308,7 +308,7 @@ def flush_tokens(trainer: Trainer) -> None:
 def log_train(trainer: Trainer, grad_norm) -> dict[str, float]:
     """The entry of a logging step: the mean step loss since the last one, the learning rate of
     this step, its gradient norm; the stop rules see the loss."""
-    flush_tokens(trainer)
+    _flush_tokens(trainer)
     loss = parallel.sum_tensor(torch.stack(trainer.losses).mean().float())
     trainer.losses = []
     entry = {"step": trainer.state.step, "loss": float(loss), "learning_rate": trainer.last_lr}
@@ -377,7 +377,7 @@ def train(trainer: Trainer, interrupt: interrupts.InterruptWatch | None = None) 
                 if stop and stop["reason"] == "nonfinite":
                     break
             if do_save or stopping:
-                flush_tokens(trainer)
+                _flush_tokens(trainer)
                 saving.save(trainer)
                 watchdog.progress()
             if stopping:
@@ -388,7 +388,7 @@ def train(trainer: Trainer, interrupt: interrupts.InterruptWatch | None = None) 
             interrupt.restore()
         for r in spec.reporters:
             r.end()
-    flush_tokens(trainer)
+    _flush_tokens(trainer)
 
 
 def _record(trainer: Trainer, progress: Progress, entry: dict[str, Any]) -> None:

@@ -40,9 +40,9 @@ class TrainingConfigError(TrainingError, ValueError):
     pass
 
 
-Auto = Literal["auto"]
-Dtype = Literal["auto", "float32", "bfloat16", "float16"]
-T = TypeVar("T", bound="LoopParams")
+_Auto = Literal["auto"]
+_Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+_T = TypeVar("_T", bound="LoopParams")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -93,7 +93,7 @@ class LoopParams:
         }
 
     @classmethod
-    def _from_checked(cls: type[T], params: dict[str, Any]) -> T:
+    def _from_checked(cls: type[_T], params: dict[str, Any]) -> _T:
         unknown = set(params) - set(cls.keys())
         if unknown:  # the schema has a key the type lacks: the type must grow a field
             raise TrainingConfigError(
@@ -125,10 +125,10 @@ class TrainParams(LoopParams):
     warmup_ratio: float
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"]
     optim: Literal["adafactor", "adamw_torch", "adamw_torch_fused", "sgd"]
-    bf16: Auto | bool
-    model_dtype: Dtype
-    master_weights: Auto | bool
-    save_dtype: Dtype
+    bf16: _Auto | bool
+    model_dtype: _Dtype
+    master_weights: _Auto | bool
+    save_dtype: _Dtype
     max_seq_len: int
     eval_size: int
     # no default in the core's finetune schema: None where unset
@@ -141,8 +141,8 @@ def resolve_params(
     params: dict | None,
     kind: str,
     schema: dict[str, Any] | None = None,
-    cls: type[T] = TrainParams,
-) -> T:
+    cls: type[_T] = TrainParams,
+) -> _T:
     """The defaults of ``kind`` (or of ``schema``) overlaid with ``params``, checked: the one
     merge with the defaults, where a config is parsed (the pipeline's config gets them from its
     validation; a library command line or a benchmark calls this). An unknown key (a typo must
@@ -156,8 +156,8 @@ def check_params(
     kind: str,
     schema: dict[str, Any] | None = None,
     optional: tuple[str, ...] = (),
-    cls: type[T] = TrainParams,
-) -> T:
+    cls: type[_T] = TrainParams,
+) -> _T:
     """``params`` as a job takes them (resolved where the config was parsed), checked only:
     against the schema of ``kind`` (or ``schema``), and with every key that has a default but
     those ``optional``; returned as ``cls`` (:class:`TrainParams` or a study's subclass). Typed

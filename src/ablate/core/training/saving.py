@@ -50,8 +50,8 @@ FORMAT_WHOLE = "whole"
 #: max_shard_size of the final weights: the manifest and the loaders' checks hash the shards in
 #: parallel, not 6.9 GB in one sha256 stream at 3.4 B
 SAVE_SHARD = "2GB"
-T = TypeVar("T")
-S = TypeVar("S")
+_T = TypeVar("_T")
+_S = TypeVar("_S")
 
 
 def _rng_file(rank: int | None = None) -> str:
@@ -261,7 +261,7 @@ def _check_state(state: Any, state_type: type, ckpt: Path, max_steps: int) -> No
         raise TypeError("unlogged_losses is not a list of numbers")
 
 
-def load_state(ckpt: Path, state_type: type[S], max_steps: int) -> S:
+def load_state(ckpt: Path, state_type: type[_S], max_steps: int) -> _S:
     """The loop's state a checkpoint holds (step, tokens, log history) as ``state_type`` (the
     loop's State), checked against the run of ``max_steps`` (:func:`_check_state`) before
     anything of the checkpoint is loaded."""
@@ -478,8 +478,8 @@ def resume_from(
     ckpt_dir: Path,
     run_key: dict[str, Any],
     inputs: dict[str, Any] | None,
-    load: Callable[[Path], T],
-) -> tuple[Path | None, T | None]:
+    load: Callable[[Path], _T],
+) -> tuple[Path | None, _T | None]:
     """The newest checkpoint of the same run (:func:`ablate.core.training.resume.resume_point`)
     loaded by ``load``, and what ``load`` returned; (None, None): none, a fresh start.
 

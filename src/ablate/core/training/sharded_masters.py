@@ -6,7 +6,7 @@ Each process holds the whole 16-bit model and runs the one-GPU forward and backw
 of the step's examples; each backward adds every gradient into a flat fp32 buffer on the device
 (a post-accumulate hook, which frees the 16-bit gradient, as
 :class:`~ablate.core.training.optim.MasterWeightsOptimizer`'s hooks do). The parameters are cut
-into buckets (:func:`cut`: about :data:`BUCKETS`, in the backward's order, the reverse of the
+into buckets (:func:`_cut`: about :data:`_BUCKETS`, in the backward's order, the reverse of the
 model's). In the step's last backward (the loop's :meth:`ShardedMastersOptimizer.reducing`), a
 bucket's reduce-scatter starts as soon as its last gradient is in, while the backward goes on
 through the earlier layers (each process receives the summed gradients of the parameters it owns);
@@ -76,37 +76,37 @@ def owners(sizes: list[int], world: int) -> list[int]:
     return owner
 
 
-#: The parameters in about this many buckets of similar size (:func:`cut`): the last backward
+#: The parameters in about this many buckets of similar size (:func:`_cut`): the last backward
 #: reduces each as soon as its gradients are in, so all but the last bucket's reduce-scatter run
 #: beside the backward (a 3.4 B model: buckets of ~215 M parameters, about two decoder layers)
-BUCKETS = 16
+_BUCKETS = 16
 #: A bucket closes once the padding of its owners' parts is at most this share of its elements
 #: (every padded element crosses the wire too)
 PADDING = 1 / 32
 
 
-def padded(sizes: list[int], world: int) -> int:
+def _padded(sizes: list[int], world: int) -> int:
     """Elements of a bucket of parameters of ``sizes`` over ``world`` processes: each process's
     part padded to the largest (:func:`owners`)."""
     owner = owners(sizes, world)
     return world * max(sum(s for s, o in zip(sizes, owner) if o == r) for r in range(world))
 
 
-def cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
+def _cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
     """The parameters (of ``sizes`` elements) in buckets, taken in ``order`` (the backward's:
-    :func:`backward_order`): each closes once it holds a :data:`BUCKETS`-th of the elements and
+    :func:`backward_order`): each closes once it holds a :data:`_BUCKETS`-th of the elements and
     its owners' parts are balanced within :data:`PADDING`; an unbalanced last one joins the one
     before it. The last weight in ``order``, if it is a bucket's worth (tied embeddings: their
-    gradient comes last), is a bucket alone: one weight reduced to its owner (:class:`Bucket`),
+    gradient comes last), is a bucket alone: one weight reduced to its owner (:class:`_Bucket`),
     without the other processes' parts of padding or of weights held back until it is in."""
-    target = sum(sizes) / BUCKETS
+    target = sum(sizes) / _BUCKETS
     alone = [order[-1]] if world > 1 and sizes[order[-1]] >= target else []
     out: list[list[int]] = []
     current: list[int] = []
 
     def balanced(bucket: list[int]) -> bool:
         elements = sum(sizes[i] for i in bucket)
-        return padded([sizes[i] for i in bucket], world) <= elements * (1 + PADDING)
+        return _padded([sizes[i] for i in bucket], world) <= elements * (1 + PADDING)
 
     for i in order[: len(order) - len(alone)]:
         current.append(i)
@@ -122,7 +122,7 @@ def cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
 
 
 @dataclass(frozen=True)
-class Bucket:
+class _Bucket:
     """Parameters reduced and gathered together: ``params`` (indices), at ``start`` in the flat
     buffers, each process's part ``part`` elements long (process r's at ``start + r * part``:
     reduce-scattered, all-gathered); or one weight of process ``owner``, ``part`` elements
@@ -148,26 +148,26 @@ class Bucket:
 
 def layout(
     sizes: list[int], world: int, order: list[int]
-) -> tuple[list[Bucket], list[int], list[int]]:
+) -> tuple[list[_Bucket], list[int], list[int]]:
     """(the buckets, each parameter's owner, each parameter's offset in the flat buffers): each
     bucket's parameters owned by :func:`owners`, each process's laid out in the bucket's order;
-    a weight alone (:func:`cut`) owned by the process with the fewest elements so far."""
+    a weight alone (:func:`_cut`) owned by the process with the fewest elements so far."""
     buckets, owner, offsets, start = [], [0] * len(sizes), [0] * len(sizes), 0
     load = [0] * world
-    for members in cut(sizes, world, order):
+    for members in _cut(sizes, world, order):
         if len(members) == 1 and world > 1:
             (i,) = members
             r = min(range(world), key=lambda r: (load[r], r))
             owner[i], offsets[i], load[r] = r, start, load[r] + sizes[i]
-            buckets.append(Bucket((i,), start, sizes[i], owner=r))
+            buckets.append(_Bucket((i,), start, sizes[i], owner=r))
             start += sizes[i]
             continue
         mine = owners([sizes[i] for i in members], world)
-        part = padded([sizes[i] for i in members], world) // world
+        part = _padded([sizes[i] for i in members], world) // world
         at = [start + r * part for r in range(world)]
         for i, r in zip(members, mine):
             owner[i], offsets[i], at[r], load[r] = r, at[r], at[r] + sizes[i], load[r] + sizes[i]
-        buckets.append(Bucket(tuple(members), start, part))
+        buckets.append(_Bucket(tuple(members), start, part))
         start += world * part
     return buckets, owner, offsets
 

@@ -33,10 +33,10 @@ from ablate.core.execution import parallel
 from ablate.core.training.params import TrainingConfigError, TrainParams, master_weights_enabled
 
 #: the optimizers (``optim``) whose update of a row with gradient 0 and no state is exactly 0
-ELEMENTWISE = ("adamw_torch", "adamw_torch_fused", "sgd")
+_ELEMENTWISE = ("adamw_torch", "adamw_torch_fused", "sgd")
 
 
-class RowEmbedding(nn.Embedding):
+class _RowEmbedding(nn.Embedding):
     """The embedding over the rows ``ids`` (sorted global token ids): ids in, rows looked up."""
 
     def __init__(self, weight: nn.Parameter, ids: torch.Tensor, padding_idx: int | None):
@@ -74,7 +74,7 @@ class Rows:
         weight = nn.Parameter(table.detach()[self.ids].clone(), requires_grad=table.requires_grad)
         pad = self.embedding.padding_idx
         local_pad = None if pad is None else int(torch.searchsorted(self.ids, torch.tensor(pad)))
-        self.cut = (RowEmbedding(weight, self.ids, local_pad), RowHead(weight, self.ids))
+        self.cut = (_RowEmbedding(weight, self.ids, local_pad), RowHead(weight, self.ids))
         self.weight = weight
         self._install(*self.cut)
 
@@ -104,7 +104,7 @@ def why_not(model, params: TrainParams) -> str | None:
         return "the loss scores every row"
     if parallel.world_size() > 1:
         return "data-parallel"
-    if params.optim not in ELEMENTWISE or params.weight_decay != 0:
+    if params.optim not in _ELEMENTWISE or params.weight_decay != 0:
         return f"optim {params.optim} with weight_decay {params.weight_decay} moves every row"
     if master_weights_enabled(params):
         return "fp32 master weights (the optimizer's copies are the weights saved)"

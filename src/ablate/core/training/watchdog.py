@@ -34,7 +34,7 @@ STALL_EXIT = 75  # EX_TEMPFAIL: a retry may succeed
 STALL_FACTOR = 2.0
 STALL_MIN_S = 300.0
 STALL_START_S = 1800.0
-TIMED_STEPS = 3  # steps timed (after the first) before the forecast replaces the start bound
+_TIMED_STEPS = 3  # steps timed (after the first) before the forecast replaces the start bound
 
 
 def stall_bound(params: LoopParams, step_times: list[float]) -> tuple[float, str]:
@@ -42,7 +42,7 @@ def stall_bound(params: LoopParams, step_times: list[float]) -> tuple[float, str
     if params.stall_s:
         return float(params.stall_s), f"stall_s: {params.stall_s} (config)"
     timed = step_times[1:]
-    if len(timed) < TIMED_STEPS:
+    if len(timed) < _TIMED_STEPS:
         return (
             STALL_START_S,
             f"start bound {STALL_START_S:.0f} s (the first steps are not timed yet)",
