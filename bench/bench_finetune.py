@@ -61,7 +61,7 @@ from step_profile import print_table as print_profile
 from ablate.core.execution import parallel
 from ablate.core.planner.inputs import Reference
 from ablate.core.training import loop, params
-from ablate.core.training.data import ExampleDataset, PolicyCollator
+from ablate.core.training.data import PolicyCollator
 from ablate.core.training.pretraining import random_model
 from ablate.mask import masks
 from ablate.mask.tiny import MINISTRAL3_3B, tiny_ministral3_config
@@ -226,14 +226,14 @@ def weights_label(p: mask_params.MaskParams, recipe: str | None = None) -> str:
     return "bf16 + fp32 master" if params.master_weights_enabled(p) else "bf16 only"
 
 
-def make_examples(n: int, seed: int) -> ExampleDataset:
+def make_examples(n: int, seed: int) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     ex = []
     for _ in range(n):
         ids = torch.randint(1000, SHAPE["vocab_size"], (T,), generator=g).tolist()
         prompt = int(torch.randint(T // 8, T // 2 + 1, (1,), generator=g))
         ex.append({"input_ids": ids, "prompt_length": prompt})
-    return ExampleDataset(ex)
+    return ex
 
 
 def bench_trainer(

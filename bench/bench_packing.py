@@ -77,7 +77,6 @@ from step_profile import print_table as print_profile
 
 from ablate.core.execution import parallel
 from ablate.core.training import optim, params
-from ablate.core.training.data import ExampleDataset
 from ablate.mask import masks
 from ablate.mask.training import packing
 from ablate.mask.training import params as mask_params
@@ -151,17 +150,12 @@ def alpaca_like_lengths(n: int, seed: int, max_len: int, scale: float = 1.0) -> 
     return out
 
 
-def make_examples(lengths: list[tuple], seed: int, vocab: int) -> ExampleDataset:
+def make_examples(lengths: list[tuple], seed: int, vocab: int) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
-    return ExampleDataset(
-        [
-            {
-                "input_ids": torch.randint(1000, vocab, (k,), generator=g).tolist(),
-                "prompt_length": p,
-            }
-            for k, p in lengths
-        ]
-    )
+    return [
+        {"input_ids": torch.randint(1000, vocab, (k,), generator=g).tolist(), "prompt_length": p}
+        for k, p in lengths
+    ]
 
 
 def liger_head_loss():
@@ -403,7 +397,7 @@ def shape_setup(tiny: bool) -> tuple[int, float]:
     return FULL_T, 1.0
 
 
-def row_data(group: str, steps: int, T: int, scale: float) -> ExampleDataset:
+def row_data(group: str, steps: int, T: int, scale: float) -> list[dict]:
     """The examples of a row's group for ``steps`` steps (and PROFILE_STEPS more): the seed's
     alpaca-like pairs or full rows; the same for every row and process count."""
     n = steps + PROFILE_STEPS

@@ -10,7 +10,6 @@ from helpers import FAST, causal_finetune
 
 from ablate.core.models.modeling import load_causal_lm
 from ablate.core.training import loop, params
-from ablate.core.training.data import ExampleDataset
 from ablate.core.training.loop import shares
 from ablate.core.training.params import TrainingConfigError
 from ablate.core.training.recipe import Recipe
@@ -78,7 +77,7 @@ def test_token_count_without_sync_is_exact(tiny_model_dir, tmp_path):
     trainer = loop.setup(
         loop.Spec(tmp_path, "tokens", pad_token_id=11, recipe=Recipe(p), reporters=(seen,)),
         model=model,
-        train_dataset=ExampleDataset(rows),
+        train_dataset=rows,
         eval_dataset=None,
     )
     per_step = [
@@ -114,7 +113,7 @@ def test_fast_head_runs_under_the_loops_autocast(tiny_model_dir, tmp_path):
     )  # fmt: skip
     trainer = loop.setup(
         loop.Spec(tmp_path, "autocast", pad_token_id=11, recipe=Recipe(p)),
-        model=model, train_dataset=ExampleDataset(rows), eval_dataset=None,
+        model=model, train_dataset=rows, eval_dataset=None,
     )  # fmt: skip
     assert trainer.master is None and next(model.parameters()).dtype == torch.float32
     seen, head_rows = [], []

@@ -12,7 +12,7 @@ import torch
 from references import policy_loss_sum
 
 from ablate.core.training import loop
-from ablate.core.training.data import ExampleDataset, PolicyCollator
+from ablate.core.training.data import PolicyCollator
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 from ablate.mask import PREFIX_SDPA
 from ablate.mask.policies import POLICIES
@@ -196,7 +196,7 @@ def _setup(tmp_path, name, p, policy: str) -> loop.Trainer:
             recipe=mask_policy.recipe(policy, dataclasses.replace(p, save_steps=0), 11),
         ),
         model=tiny_model(PREFIX_SDPA),
-        train_dataset=ExampleDataset(examples(15, seed=3)),
+        train_dataset=examples(15, seed=3),
         eval_dataset=None,
     )
 

@@ -13,19 +13,6 @@ import torch
 from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 
 
-class ExampleDataset(torch.utils.data.Dataset):
-    """Tokenized examples: ``{"input_ids": [...], "prompt_length": n}``; labels come from the collator."""
-
-    def __init__(self, examples: list[dict[str, Any]]):
-        self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.examples[i]
-
-
 class PolicyCollator:
     """Right-pads a batch; labels are -100 on the first ``prompt_length`` tokens and on pads.
 

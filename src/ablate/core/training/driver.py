@@ -41,23 +41,18 @@ def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
 
 @dataclass(frozen=True)
 class TrainRun:
-    """One training run as :func:`drive` takes it: what it trains with, what its summary says
-    besides the training's outcome (one object, so the summary is written from the same facts
-    on every path), and what it leaves besides its checkpoints (:meth:`write`; a study with
-    outputs of its own overrides it and :meth:`record_failure`).
+    """One training run as :func:`drive` takes it: one object, so the summary is written from
+    the same facts on every path; a study with outputs of its own overrides :meth:`write` and
+    :meth:`record_failure`.
 
-    ``recipe``: the study's (:class:`~.recipe.Recipe`, with its resolved params: the
-    next-token one's or a study's refinement, e.g. an attention policy's forward kwargs and
-    micro-batches; the ``loss_vocab: corpus`` head loss is set here); ``out_dir``: ``final/``,
-    ``summary.json``, ``checkpoints/``; ``run_key``: a checkpoint resumes only a run of the same
-    key; ``summary_extra``: the summary's study keys; ``config_slice``: the job's (None:
-    ``{**record, "params": params}``); ``inputs``: fingerprinted in the provenance, and a
-    checkpoint resumes only a run whose inputs have the same content; ``phases``: the run's
-    timer, started by the
-    caller. A study's: ``label`` (log prefix, default ``kind``) and ``record`` (written into the
-    summary and the final manifest, e.g. its attention policy). Set by :func:`train_run`:
-    ``tokenizer`` (saved into ``final/``) and ``rows`` (the embedding table cut by ``loss_vocab:
-    corpus``, whole during the save only: :meth:`~.vocab_rows.Rows.whole`)."""
+    ``recipe``: the study's (the ``loss_vocab: corpus`` head loss is set here); ``out_dir``:
+    ``final/``, ``summary.json``, ``checkpoints/``; ``run_key`` and ``inputs`` (by content): a
+    checkpoint resumes only a run of the same ones; ``summary_extra``: the summary's study keys;
+    ``config_slice``: the job's (None: ``{**record, "params": params}``); ``phases``: the run's
+    timer, started by the caller; ``label``: the log prefix (default ``kind``); ``record``:
+    written into the summary and the final manifest (e.g. an attention policy). Set by
+    :func:`train_run`: ``tokenizer`` (saved into ``final/``) and ``rows`` (the table cut by
+    ``loss_vocab: corpus``)."""
 
     kind: str
     recipe: Recipe
@@ -73,10 +68,8 @@ class TrainRun:
     rows: Any = None
 
     def write(self, trainer: loop.Trainer) -> dict[str, Any] | None:
-        """From ``trainer``'s final weights, in every process (a save may be a collective): the
-        outputs, the summary last; returns process 0's summary (the others None). The core's:
-        ``final/`` (the weights in the save dtype, with the tokenizer and the hash manifest) and
-        ``summary.json`` (its study's keys, provenance and phases)."""
+        """The outputs of ``trainer``'s final weights, in every process (a save may be a
+        collective), the summary last; returns process 0's summary (the others None)."""
         # the table whole for the save only: a checkpoint kept after it is of the cut table
         with contextlib.nullcontext() if self.rows is None else self.rows.whole():
             ckpt_info = saving.save_final(
@@ -98,8 +91,7 @@ class TrainRun:
         return Path(self.out_dir) / checkpoint_integrity.SUMMARY_NAME
 
     def _write(self, trainer: loop.Trainer, ckpt_info: dict[str, Any] | None) -> dict[str, Any]:
-        """``summary.json``: the training's outcome, curves, throughput, ``ckpt_info`` (None: no
-        weights kept), params, the study's keys, provenance and phases."""
+        """``summary.json`` (``ckpt_info`` None: no weights kept)."""
         state, params, phases = trainer.state, self.recipe.params, self.phases
         curves = _curves(state.log_history)
         evals = [e["eval_loss"] for e in curves["eval"]]
@@ -249,9 +241,8 @@ def train_run(
     eval_dataset,
     reporters: tuple = (),
 ) -> dict[str, Any]:
-    """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`drive`; the outputs
-    :meth:`TrainRun.write`, with ``tokenizer``); ``reporters``: more of the loop's reporters
-    (TensorBoard). Returns the summary."""
+    """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`drive`); ``reporters``:
+    the loop's (TensorBoard). Returns the summary."""
     params, out_dir, phases, kind = run.recipe.params, Path(run.out_dir), run.phases, run.kind
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,13 +272,8 @@ def train_run(
 
 
 def drive(run: TrainRun, trainer: loop.Trainer) -> dict[str, Any]:
-    """``trainer`` (:func:`.loop.setup`'s, its checkpoints in ``trainer.spec.checkpoints``)
-    trained to its end as ``run`` says: resumed from the newest complete checkpoint of the same
-    run key and inputs (:func:`~.saving.resume_from`), trained (:func:`.loop.train`), after a
-    non-finite loss the last good checkpoint's weights, the final evaluation, ``run``'s outputs
-    (:meth:`TrainRun.write`), the
-    checkpoints' removal last (``keep_checkpoints``, :func:`~.saving.end_of_run`). Returns
-    process 0's summary (the others: their rank and steps)."""
+    """``trainer`` (:func:`.loop.setup`'s) trained to its end as ``run`` says (module
+    docstring); returns process 0's summary (the others: their rank and steps)."""
     label, phases = trainer.spec.label, run.phases
     # a run whose weights are sharded (FSDP2) checkpoints shards, any other run whole weights
     # (sharded masters gathered: any process count resumes them): neither loads the other's, so
@@ -308,8 +294,7 @@ def drive(run: TrainRun, trainer: loop.Trainer) -> dict[str, Any]:
 
 
 def _finish(run: TrainRun, trainer: loop.Trainer, watch: interrupts.InterruptWatch) -> dict:
-    """The outputs of the ended training, ``watch`` holding a signal meanwhile: the final
-    evaluation, ``run``'s outputs, the checkpoints' removal last (:func:`~.saving.end_of_run`)."""
+    """The outputs of the ended training, ``watch`` holding a signal meanwhile."""
     label, state, stop, phases = trainer.spec.label, trainer.state, trainer.stop, run.phases
     ckpt_dir = Path(trainer.spec.checkpoints)
     if stop["reason"] == "nonfinite" and not restore_last_good(trainer, stop, ckpt_dir, label):

@@ -193,11 +193,8 @@ def replicate(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def step_examples(trainer: Trainer, step: int) -> list:
-    """This process's examples of optimizer step ``step`` (from 0): the data is a stream of
-    epochs, each a permutation drawn from ``seed`` and the epoch, cut into steps of
-    ``batch_size x grad_accum`` examples; process r takes the r-th share of each step. The
-    order depends on nothing but the step, so a resumed run trains on the same examples
-    (:meth:`~.recipe.Recipe.order`: a study's replaces the permutations)."""
+    """This process's examples of optimizer step ``step`` (from 0): process r takes the r-th
+    share of the step's :meth:`~.recipe.Recipe.order`."""
     data, first = trainer.train_data, parallel.rank() * trainer.share
     order = trainer.spec.recipe.order(step, len(data))
     return [data[i] for i in order[first : first + trainer.share]]
@@ -284,7 +281,7 @@ def evaluate(trainer: Trainer, watchdog: StallWatchdog | None = None) -> float:
     count = torch.zeros((), dtype=torch.float64, device=trainer.device)
     for r in range(rounds):
         chunk = mine[r * size : (r + 1) * size]
-        batch = _to(recipe.collate([data[i] for i in (chunk or [0])]), trainer.device)
+        batch = _to(recipe.collator([data[i] for i in (chunk or [0])]), trainer.device)
         with trainer.autocast():
             t, n = recipe.batch_loss(trainer.model, batch)
         if chunk:  # a process with no examples left joins the forward and counts nothing
@@ -298,7 +295,7 @@ def evaluate(trainer: Trainer, watchdog: StallWatchdog | None = None) -> float:
 
 
 def _flush_tokens(trainer: Trainer) -> None:
-    """The tokens counted on the device into the state (a sync; all processes' together)."""
+    """The tokens counted on the device into the state: a sync."""
     tokens = parallel.sum_int(int(trainer.pending_tokens))
     trainer.state.tokens_seen += tokens
     trainer.throughput.tokens += tokens

@@ -186,25 +186,19 @@ def bf16_enabled(setting: Any) -> bool:
     return bool(setting)
 
 
-def _dtype(name: str) -> torch.dtype:
-    import torch
-
-    dtype = getattr(torch, str(name), None)
-    if not isinstance(dtype, torch.dtype):
-        raise TrainingConfigError(f"{name!r} is not a torch dtype (e.g. float32, bfloat16)")
-    return dtype
-
-
 def weights_dtype(name: str, bf16: Any = "auto") -> torch.dtype:
-    """The weights' dtype a ``model_dtype`` of ``name`` gives: ``auto`` is bfloat16 when ``bf16``
-    is on (``auto``: a GPU with bf16) and float32 otherwise (any process count: a run whose
-    weights are sharded upcasts its shards, which are its masters). The one rule of trained
+    """The dtype a ``model_dtype`` or ``save_dtype`` of ``name`` gives: ``auto`` is bfloat16 when
+    ``bf16`` is on (``auto``: a GPU with bf16) and float32 otherwise (any process count: a run
+    whose weights are sharded upcasts its shards, which are its masters). The one rule of trained
     and frozen weights (the bridge's pair, whose params are its own)."""
     import torch
 
     if name == "auto":
         return torch.bfloat16 if bf16_enabled(bf16) else torch.float32
-    return _dtype(name)
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise TrainingConfigError(f"{name!r} is not a torch dtype (e.g. float32, bfloat16)")
+    return dtype
 
 
 def model_dtype(p: TrainParams) -> torch.dtype:
@@ -224,8 +218,4 @@ def master_weights_enabled(p: TrainParams) -> bool:
 
 
 def save_dtype(p: TrainParams) -> torch.dtype:
-    import torch
-
-    if p.save_dtype == "auto":
-        return torch.bfloat16 if bf16_enabled(p.bf16) else torch.float32
-    return _dtype(p.save_dtype)
+    return weights_dtype(p.save_dtype, p.bf16)

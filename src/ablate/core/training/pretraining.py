@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ablate.core.models import modeling
-from ablate.core.training.data import ExampleDataset, load_corpus, pack_corpus
+from ablate.core.training.data import load_corpus, pack_corpus
 from ablate.core.training.driver import TrainRun, train_run
 from ablate.core.training.params import TrainParams, model_dtype
 
@@ -57,8 +57,8 @@ def blocks_split(tokenizer, corpus: str | os.PathLike, params: TrainParams):
     gen = torch.Generator().manual_seed(params.seed)
     order = torch.randperm(len(blocks), generator=gen).tolist()
 
-    def examples(idx: list[int]) -> ExampleDataset:
-        return ExampleDataset([{"input_ids": blocks[i], "prompt_length": 0} for i in sorted(idx)])
+    def examples(idx: list[int]) -> list[dict]:
+        return [{"input_ids": blocks[i], "prompt_length": 0} for i in sorted(idx)]
 
     return examples(order[n_eval:]), examples(order[:n_eval])
 

@@ -104,12 +104,9 @@ class Recipe:
         """The model's forward kwargs: causal attention over the padding mask."""
         return causal_forward_kwargs(model, batch)
 
-    def collate(self, examples: list) -> dict:
-        return self.collator(examples)
-
     def micro_batches(self, examples: list, size: int) -> list[dict]:
         """This process's examples of one step as micro-batches of ``size`` examples."""
-        return [self.collate(examples[i : i + size]) for i in range(0, len(examples), size)]
+        return [self.collator(examples[i : i + size]) for i in range(0, len(examples), size)]
 
     def order(self, step: int, n: int) -> list[int]:
         """The indices of optimizer step ``step``'s examples (from 0), all processes': the data

@@ -13,7 +13,6 @@ import torch
 
 from ablate.core.config import sorted_tree
 from ablate.core.outputs.phases import Phases
-from ablate.core.training.data import ExampleDataset
 from ablate.core.training.driver import TrainRun, train_run
 from ablate.core.training.params import model_dtype
 from ablate.core.training.pretraining import pretrain as pretrain_model
@@ -24,10 +23,8 @@ from ablate.mask.training.params import MaskParams, check_params, resolve_params
 from ablate.mask.training.policy import recipe as policy_recipe
 
 
-def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
-    return ExampleDataset(
-        [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
-    )
+def sft_examples(pairs: list[sft_data.TokenizedPair]) -> list[dict]:
+    return [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
 
 
 def _policy_run(policy: str, kind: str, params: MaskParams, tokenizer) -> dict[str, Any]:
