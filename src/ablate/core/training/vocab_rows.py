@@ -8,7 +8,7 @@ size (the head's gather, the embedding's lookup), adds them, takes their norm fo
 runs AdamW over all of them: about half of a CPU pretraining step (bench/results/first_run_cpu.md).
 
 :func:`cut` puts one [k, d] parameter of the used rows in the table's place: the input ids are
-remapped to its rows, and the head is a linear layer over it. :meth:`Rows.restore` writes the
+remapped to its rows, and the head is a linear layer over it. :meth:`Rows.whole` writes the
 rows back and restores the model's own modules. The weights equal those of training the whole
 table bit for bit on the CPU (tests/mask/test_training.py): each row's gradient sums the same
 terms in the same order, AdamW works element by element, and the clip's norm adds the same
