@@ -81,8 +81,7 @@ class Recipe:
 
     @property
     def loop_params(self) -> LoopParams:
-        """The loop's and the driver's parameters: a :class:`TrainParams` holds them."""
-        return self.params
+        return self.params  # a TrainParams holds the loop's
 
     def bf16(self) -> bool:
         """Whether the forwards run under bf16 autocast (whole weights) or in bf16 shards."""
@@ -101,18 +100,15 @@ class Recipe:
         )
 
     def forward_kwargs(self, model, batch: dict) -> dict:
-        """The model's forward kwargs: causal attention over the padding mask."""
         return causal_forward_kwargs(model, batch)
 
     def micro_batches(self, examples: list, size: int) -> list[dict]:
-        """This process's examples of one step as micro-batches of ``size`` examples."""
         return [self.collator(examples[i : i + size]) for i in range(0, len(examples), size)]
 
     def order(self, step: int, n: int) -> list[int]:
-        """The indices of optimizer step ``step``'s examples (from 0), all processes': the data
-        is a stream of epochs, each a permutation of the ``n`` examples drawn from ``seed`` and
-        the epoch, cut into steps of ``batch_size x grad_accum`` examples. It depends on nothing
-        but the step, so a resumed run trains on the same examples."""
+        """The indices of optimizer step ``step``'s examples (from 0), all processes': a stream
+        of epochs, each a permutation of the ``n`` examples drawn from ``seed`` and the epoch, cut
+        into steps; it depends on nothing but the step, so a resumed run trains on the same."""
         p = self.loop_params
         per_step = p.batch_size * p.grad_accum
         orders: dict[int, list[int]] = {}
@@ -131,7 +127,7 @@ class Recipe:
         return max(parallel.sum_int(sum(count(b) for b in batches)), 1)
 
     def batch_loss(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed next-token CE, labelled tokens) of ``batch``."""
+        """(summed next-token CE, labelled tokens)."""
         return loss_sum(model, batch, self.forward_kwargs, head_loss=self.head_loss)
 
     def loss(self, model, batch: dict, step: int, n_items: int | None) -> torch.Tensor:

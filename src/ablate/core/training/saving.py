@@ -235,10 +235,8 @@ def _check_log_history(log_history: list, step: int) -> None:
 
 
 def _check_state(state: Any, state_type: type, ckpt: Path, max_steps: int) -> None:
-    """The loop's state as a checkpoint's ``loop_state.json`` holds it, against the run: each
-    field of ``state_type`` of its default's type (an int not a bool, a list a list), the step
-    the checkpoint's own (its folder's ``N``) within 0..``max_steps``, the counts not negative,
-    each segment from a step of the run so far, the lists' items of their types."""
+    """``loop_state.json``'s content against the run: each field of ``state_type``'s type, the
+    step the checkpoint's own (its folder's ``N``) within 0..``max_steps``."""
     if not isinstance(state, dict) or not {"step", "log_history"} <= set(state):
         raise TypeError("no mapping with a step and a log_history")
     for f in fields(state_type):
@@ -262,9 +260,8 @@ def _check_state(state: Any, state_type: type, ckpt: Path, max_steps: int) -> No
 
 
 def load_state(ckpt: Path, state_type: type[_S], max_steps: int) -> _S:
-    """The loop's state a checkpoint holds (step, tokens, log history) as ``state_type`` (the
-    loop's State), checked against the run of ``max_steps`` (:func:`_check_state`) before
-    anything of the checkpoint is loaded."""
+    """The loop's state ``ckpt`` holds as ``state_type`` (the loop's State), checked
+    (:func:`_check_state`) before anything of the checkpoint is loaded."""
     path = ckpt / LOOP_STATE
     try:
         state = io.load_json(path)
@@ -359,9 +356,8 @@ def load_stopped(trainer, ckpt: Path, state) -> None:
 
 
 def _read(trainer, ckpt: Path) -> dict[str, Any]:
-    """Every file of ``ckpt`` this process loads, parsed and unpickled, the loop's state as its
-    type, the weights' shapes checked against the model (a sharded run's shard index read), so
-    that a refused one changes nothing of the trainer."""
+    """Every file of ``ckpt`` this process loads, read and checked, so that a refused one
+    changes nothing of the trainer."""
     if trainer.sharded:
         _shard_index(ckpt)
     else:
@@ -466,7 +462,6 @@ def segments(state) -> list[dict[str, Any]]:
 
 
 def _why(ckpt: Path, error: BaseException | None) -> str:
-    """What a checkpoint's load raised, in one line naming the file (or the checkpoint)."""
     if isinstance(error, UnreadableCheckpoint):
         return str(error).splitlines()[0]
     if error is None:
