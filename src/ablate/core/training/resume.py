@@ -39,21 +39,22 @@ def resume_identity(
     content of each input that is a file or folder (a model folder with a manifest: the
     manifest's hashes, not a rehash; a hub id's revision is in the run key), the code that ran
     (:func:`loaded_code`) and the installed packages (the run cache's definition)."""
-    return json.loads(
-        json.dumps(
-            {
-                "config": run_key,
-                "inputs": {
-                    label: {"path": str(path), "content": provenance.fingerprint_path(path)}
-                    for label, path in sorted((inputs or {}).items())
-                    if Path(path).exists()
-                },
-                "code": loaded_code(),
-                "packages": provenance.runtime_packages(),
-            },
-            default=str,
-        )
-    )
+    return _identity(run_key, inputs or {}, loaded_code())
+
+
+def _identity(config: Any, inputs: dict[str, Any], code: dict[str, str]) -> dict[str, Any]:
+    """:func:`resume_identity` of a run key, input paths and module hashes, as JSON reads it."""
+    identity = {
+        "config": config,
+        "inputs": {
+            label: {"path": str(path), "content": provenance.fingerprint_path(path)}
+            for label, path in sorted(inputs.items())
+            if Path(path).exists()
+        },
+        "code": code,
+        "packages": provenance.runtime_packages(),
+    }
+    return json.loads(json.dumps(identity, default=str))
 
 
 def _why_other(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
@@ -183,21 +184,12 @@ def rerun_note(ckpt_dir: str | os.PathLike, params: dict[str, Any] | None = None
     recorded = config.get("params") if isinstance(config.get("params"), dict) else {}
     # the params the config gives now, of those its run key holds (a run adds resolved ones)
     given = {k: v for k, v in (params or {}).items() if k in recorded}
-    now = {
-        "config": {**config, **({"params": {**recorded, **given}} if recorded else {})},
-        "inputs": {
-            label: {"path": v["path"], "content": provenance.fingerprint_path(v["path"])}
-            for label, v in inputs.items()
-            if Path(v["path"]).exists()
-        },
-        "code": {
-            name: checkpoint_integrity.sha256_file(f)
-            for name in code
-            if (f := _module_file(name)) is not None
-        },
-        "packages": provenance.runtime_packages(),
-    }
-    why = _why_other(old, json.loads(json.dumps(now, default=str)))
+    now = _identity(
+        {**config, **({"params": {**recorded, **given}} if recorded else {})},
+        {label: v["path"] for label, v in inputs.items()},
+        {name: checkpoint_integrity.sha256_file(f) for name in code if (f := _module_file(name))},
+    )
+    why = _why_other(old, now)
     if why:
         return f"starts afresh: its checkpoints {why}"
     return f"resumes from checkpoint-{checkpoint_integrity.step_of(done[-1])}"
