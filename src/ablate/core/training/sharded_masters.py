@@ -12,11 +12,10 @@ bucket's reduce-scatter starts as soon as its last gradient is in, while the bac
 through the earlier layers (each process receives the summed gradients of the parameters it owns);
 a bucket not complete by the backward's end (a weight that got no gradient) is reduced when the
 gradients are first read. The inner optimizer steps the owned masters and writes their 16-bit
-weights, and one all-gather per bucket gives every process every updated weight. A last weight of
-a bucket's size (tied embeddings, whose gradient comes last) is a bucket alone, reduced to its
-owner and broadcast from it. Whole parameters per process: an optimizer whose statistics span a
-parameter (Adafactor's factored moments) steps exactly as on one GPU, compiled, with no collective
-of its own. The gradient norm of the clip is one all-reduce of a scalar.
+weights, and one all-gather per bucket gives every process every updated weight. Whole parameters
+per process: an optimizer whose statistics span a parameter (Adafactor's factored moments) steps
+exactly as on one GPU, compiled, with no collective of its own. The gradient norm of the clip is
+one all-reduce of a scalar.
 
 The updated weights and the gradients live in two flat buffers laid out by bucket, each bucket by
 owner (each process's parameters of the bucket, its part padded to the bucket's largest), so every
@@ -174,12 +173,9 @@ def layout(
 
 class ShardedMastersOptimizer(MasterWeightsOptimizer):
     """:class:`~ablate.core.training.optim.MasterWeightsOptimizer` over N processes (module
-    docstring): ``param_groups`` of the model's parameters (every process the same), the inner
-    optimizer built on the masters this process owns; ``order``: the parameters' indices in the
-    order a backward produces their gradients (:func:`backward_order`; unset, the groups' order
-    reversed). The hooks' gradients are summed over the processes and divided by their number:
-    the loop's loss of N processes is the mean loss times N, as for FSDP's and DDP's averaged
-    gradients."""
+    docstring); ``order``: :func:`backward_order` (unset: the groups' order reversed). The hooks'
+    gradients are summed over the processes and divided by their number: the loop's loss of N
+    processes is the mean loss times N, as for FSDP's and DDP's averaged gradients."""
 
     def __init__(
         self,

@@ -68,13 +68,11 @@ def token_cross_entropy(
     """Cross-entropy of per-position logits ``[B, T, V]`` against labels ``[B, T]``.
 
     On CUDA the positions are flattened to ``[B*T, V]`` rows (:func:`rows_cross_entropy`). The
-    class-second layout
-    ``cross_entropy(logits.transpose(1, 2), labels)`` is the same function, but on a GPU it runs
-    PyTorch's spatial NLL kernel and a log-softmax over a strided dimension: with a 128k
-    vocabulary, 10 x 128 answer tokens, it took 241 of a 417 ms bridge training step on an H100
-    (bench/results/bridge_speed_h100.md). On the CPU that layout is kept: its float rounding is
-    what the embedded runs were pinned with, and there it is not slower.
-    """
+    class-second layout ``cross_entropy(logits.transpose(1, 2), labels)`` is the same function,
+    but on a GPU it runs PyTorch's spatial NLL kernel and a log-softmax over a strided dimension:
+    with a 128k vocabulary, 10 x 128 answer tokens, it took 241 of a 417 ms bridge training step
+    on an H100 (bench/results/bridge_speed_h100.md). On the CPU that layout is kept: its float
+    rounding is what the embedded runs were pinned with, and there it is not slower."""
     if logits.device.type == "cuda":
         return rows_cross_entropy(logits, labels, ignore_index, reduction)
     return F.cross_entropy(
