@@ -173,7 +173,7 @@ def built_shape(text_config: Any) -> ModelShape:
     return _SHAPE_CACHE[key]
 
 
-def shape_of_file(config_json: str | os.PathLike) -> ModelShape:
+def _shape_of_file(config_json: str | os.PathLike) -> ModelShape:
     """The :class:`ModelShape` of the model whose config.json this is: counted from the file
     where :func:`counted_shape` can, else from transformers' reading of its folder."""
     counted = counted_shape(json.loads(Path(config_json).read_text()))
@@ -189,7 +189,7 @@ def params_from_dir(path: str | os.PathLike | None) -> float | None:
     cfg = Path(path) / "config.json" if path else None
     if cfg is None or not cfg.is_file():
         return None
-    return float(shape_of_file(cfg).params)
+    return float(_shape_of_file(cfg).params)
 
 
 def params_of_hub_model(
@@ -207,7 +207,7 @@ def shape_of_hub_model(
     """Shape of a model named by a local directory or a hub id, offline: its config.json, the
     local HF cache, or the `models:` entry of the measurements file; else None and why."""
     if (Path(path) / "config.json").exists():
-        return shape_of_file(Path(path) / "config.json"), f"{path}/config.json"
+        return _shape_of_file(Path(path) / "config.json"), f"{path}/config.json"
     try:  # a hub id already in the local HF cache
         from huggingface_hub import try_to_load_from_cache
 
@@ -215,7 +215,7 @@ def shape_of_hub_model(
     except (OSError, ValueError):  # not a valid repo id
         cached = None
     if isinstance(cached, str):
-        return shape_of_file(cached), f"{path} config.json (local HF cache)"
+        return _shape_of_file(cached), f"{path} config.json (local HF cache)"
     if path in models:
         spec = models[path]
         return model_shape(spec["text_config"]), f"{spec['source']} [{Path(ref_path).name}]"
