@@ -39,17 +39,15 @@ SIZES = (
 
 #: Per model type the arithmetic knows (:func:`counted_shape`): which projections carry a bias
 #: (``True``, or the config key that switches it), the norms of a layer (of the hidden size, of
-#: the head size), and the defaults of transformers' config class of that type for the keys a
-#: config.json may leave out (``head_dim`` None: hidden_size / heads; ``num_key_value_heads``
-#: None: one per head). tests/core/planner/test_model_size.py holds each to the meta-device build
-#: and to the config class's defaults.
+#: the head size; absent: 2 and none), and the defaults of transformers' config class of that
+#: type for the keys a config.json may leave out (``head_dim`` None: hidden_size / heads;
+#: ``num_key_value_heads`` None: one per head). tests/core/planner/test_model_size.py holds each
+#: to the meta-device build and to the config class's defaults.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "llama": {
         "qkv_bias": "attention_bias",
         "o_bias": "attention_bias",
         "mlp_bias": "mlp_bias",
-        "norms": 2,
-        "head_norms": 0,
         "defaults": {
             "tie_word_embeddings": False,
             "attention_bias": False,
@@ -59,19 +57,13 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         },
     },
     "mistral": {
-        "norms": 2,
-        "head_norms": 0,
         "defaults": {"tie_word_embeddings": False, "head_dim": None, "num_key_value_heads": 8},
     },
     "ministral3": {
-        "norms": 2,
-        "head_norms": 0,
         "defaults": {"tie_word_embeddings": False, "head_dim": 128, "num_key_value_heads": 8},
     },
     "qwen2": {
         "qkv_bias": True,
-        "norms": 2,
-        "head_norms": 0,
         # Qwen2Config declares no head_dim: hidden_size / heads unless a config states one
         "defaults": {"tie_word_embeddings": False, "head_dim": None, "num_key_value_heads": 32},
     },
@@ -115,7 +107,7 @@ def counted_shape(config: dict[str, Any]) -> ModelShape | None:
         2 * hidden * q + 2 * hidden * kv + bias("qkv_bias") * (q + 2 * kv) + bias("o_bias") * hidden
     )
     mlp = 3 * hidden * inner + bias("mlp_bias") * (2 * inner + hidden)
-    layer = attn + mlp + arch["norms"] * hidden + arch["head_norms"] * head_dim
+    layer = attn + mlp + arch.get("norms", 2) * hidden + arch.get("head_norms", 0) * head_dim
     embed = c["vocab_size"] * hidden
     root = embed + hidden + (0 if c["tie_word_embeddings"] else embed)
     layers = c["num_hidden_layers"]
