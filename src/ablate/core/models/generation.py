@@ -48,7 +48,7 @@ import torch
 from ablate.upstream import hf, pytorch
 
 #: The seed's generation hygiene: repetition penalty and an n-gram ban over the generated tokens.
-HYGIENE = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
+_HYGIENE = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
 #: Compiled decode steps torch keeps per function: one per (batch, cache length). Past its
 #: default (8) torch runs the step uncompiled, without an error; a job decodes a few shapes per
 #: model (batched, batch 1, the baselines' cache lengths), a benchmark sweep more. On one H100,
@@ -79,7 +79,7 @@ class Decoding:
             eos_token_id=self.eos_token_id,
         )
         if self.hygiene:
-            kw.update(HYGIENE)
+            kw.update(_HYGIENE)
         return kw
 
 
@@ -121,7 +121,7 @@ def packed_gqa_attention(module, query, key, value, attention_mask, **kwargs):
     return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
 
 
-def use_packed_attention(model) -> None:
+def _use_packed_attention(model) -> None:
     """Make ``model`` (an SDPA model) attend through :func:`packed_gqa_attention`."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -227,7 +227,7 @@ def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding
         from ablate.core.models import decode_loop
 
         contiguous_head(model)
-        hygiene = HYGIENE if dec.hygiene else None
+        hygiene = _HYGIENE if dec.hygiene else None
         return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"], hygiene)
     return transformers_batch(model, batch, mask, dec, **extra)
 
@@ -273,7 +273,7 @@ def batches(model, prompts: list[torch.Tensor], dec: Decoding):
     extra: dict[str, Any] = {}
     rows = None
     if uses_static(model, dec):
-        use_packed_attention(model)
+        _use_packed_attention(model)
         rows = min(dec.batch_size, len(prompts))
         longest = max(len(p) for p in prompts) + dec.max_new_tokens
         extra = dict(cache_implementation="static", max_cache_len=dec.cache_len or longest)
