@@ -20,7 +20,7 @@ from ablate import studies
 
 log = logging.getLogger("ablate.planner")
 
-KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
+_KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
 CPU = "cpu"
 
 
@@ -122,14 +122,14 @@ class _JobOverhead:
 
 def _checked_rows(p: Path, data: dict, section: str, value: str) -> list[dict[str, Any]]:
     """The rows of a measurements-file section, each with kind, gpu, params, its ``value`` key
-    and a source, and a kind of KINDS; the first bad row stops with its index named."""
+    and a source, and a kind of _KINDS; the first bad row stops with its index named."""
     rows = data.get(section) or []
     for i, r in enumerate(rows):
         missing = [k for k in ("kind", "gpu", "params", value, "source") if k not in r]
         if missing:
             raise PlanError(f"{p}: {section}[{i}] lacks {', '.join(missing)}")
-        if r["kind"] not in KINDS:
-            raise PlanError(f"{p}: {section}[{i}].kind {r['kind']!r} is not one of {KINDS}")
+        if r["kind"] not in _KINDS:
+            raise PlanError(f"{p}: {section}[{i}].kind {r['kind']!r} is not one of {_KINDS}")
     return rows
 
 
@@ -165,37 +165,35 @@ class Reference:
             for key in ("tflops_bf16", "memory_gb", "torch_names", "source"):
                 if key not in spec:
                     raise PlanError(f"{p}: gpus.{name} lacks {key!r}")
-        ms = []
-        for m in _checked_rows(p, data, "measurements", "tokens_per_s"):
-            ms.append(
-                Measurement(
-                    kind=m["kind"],
-                    policy=m.get("policy"),
-                    gpu=m["gpu"],
-                    params=float(m["params"]),
-                    tokens_per_s=float(m["tokens_per_s"]),
-                    source=f"{m['source']} [{p.name}]",
-                    origin="table",
-                    optim=m.get("optim"),
-                    grad_accum=m.get("grad_accum"),
-                    flops_per_token=m.get("flops_per_token"),
-                    packing=m.get("packing"),
-                    compile_layers=bool(m.get("compile_layers", False)),
-                    peak_memory_gb=m.get("peak_memory_gb"),
-                )
+        ms = [
+            Measurement(
+                kind=m["kind"],
+                policy=m.get("policy"),
+                gpu=m["gpu"],
+                params=float(m["params"]),
+                tokens_per_s=float(m["tokens_per_s"]),
+                source=f"{m['source']} [{p.name}]",
+                origin="table",
+                optim=m.get("optim"),
+                grad_accum=m.get("grad_accum"),
+                flops_per_token=m.get("flops_per_token"),
+                packing=m.get("packing"),
+                compile_layers=bool(m.get("compile_layers", False)),
+                peak_memory_gb=m.get("peak_memory_gb"),
             )
-        overheads = []
-        for o in _checked_rows(p, data, "job_overheads", "seconds"):
-            overheads.append(
-                _JobOverhead(
-                    o["kind"],
-                    o["gpu"],
-                    float(o["params"]),
-                    float(o["seconds"]),
-                    f"{o['source']} [{p.name}]",
-                    o.get("rule"),
-                )  # fmt: skip
-            )
+            for m in _checked_rows(p, data, "measurements", "tokens_per_s")
+        ]
+        overheads = [
+            _JobOverhead(
+                o["kind"],
+                o["gpu"],
+                float(o["params"]),
+                float(o["seconds"]),
+                f"{o['source']} [{p.name}]",
+                o.get("rule"),
+            )  # fmt: skip
+            for o in _checked_rows(p, data, "job_overheads", "seconds")
+        ]
         scaling = [
             Scaling(
                 r["kind"],
@@ -209,17 +207,14 @@ class Reference:
             )  # fmt: skip
             for r in _checked_rows(p, data, "scaling", "speedup")
         ]
+        optional = ("models", "tasks", "tokens_per_request", "bridge_lengths", "sft_lengths")
         return cls(
             gpus=data["gpus"],
-            models=data.get("models") or {},
-            tasks=data.get("tasks") or {},
-            tokens_per_request=data.get("tokens_per_request") or {},
             measurements=ms,
             path=str(p),
             job_overheads=overheads,
-            bridge_lengths=data.get("bridge_lengths") or {},
-            sft_lengths=data.get("sft_lengths") or {},
             scaling=scaling,
+            **{key: data.get(key) or {} for key in optional},
         )
 
     def speedup(
