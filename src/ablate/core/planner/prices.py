@@ -226,14 +226,12 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
             out[s] = Price(
                 float(vast["bid"]), f"the bid of ablate-vast-bid ({vast['source']})", None
             )
-        elif s in live and live[s].per_hour is not None:
+        elif s in live and (live[s].per_hour is not None or mode != "auto"):
             out[s] = live[s]
-        elif s in live and mode == "auto":
+        elif s in live:  # no live price in auto mode
             fallback = from_snapshot(s)
             fallback.source = f"{live[s].source}; fell back to {fallback.source}"
             out[s] = fallback
-        elif s in live:
-            out[s] = live[s]
         else:
             out[s] = from_snapshot(s)
             if snap is None and mode == "auto":
