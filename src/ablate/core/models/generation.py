@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from ablate.core.models import decode_loop
 from ablate.upstream import hf, pytorch
 
 #: The seed's generation hygiene: repetition penalty and an n-gram ban over the generated tokens.
@@ -164,8 +165,6 @@ def contiguous_head(model) -> None:
 def release(model) -> None:
     """Free the KV cache the engine keeps for ``model`` between calls (an evaluation inside a
     training loop gives its memory back to the training)."""
-    from ablate.core.models import decode_loop
-
     decode_loop.release(model)
 
 
@@ -224,8 +223,6 @@ def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding
     section 5), the rest through :func:`transformers_batch`; the head's input contiguous
     (:func:`contiguous_head`) either way."""
     if batch.dim() == 3 and "max_cache_len" in extra:
-        from ablate.core.models import decode_loop
-
         contiguous_head(model)
         hygiene = _HYGIENE if dec.hygiene else None
         return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"], hygiene)

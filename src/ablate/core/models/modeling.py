@@ -67,13 +67,6 @@ def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
     return tok
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    cfg = path / "config.json"
-    if not cfg.exists():
-        raise ModelLoadError(f"{path} has no config.json: not a model directory")
-    return json.loads(cfg.read_text())
-
-
 def _text_lm_from_vlm(path: str, revision, dtype, attn_implementation):
     """Ministral-3 VLM checkpoint -> ``*ForCausalLM`` holding its text weights and lm_head."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
@@ -124,7 +117,9 @@ def load_causal_lm(
     local = Path(path)
     pending = None
     if local.exists():
-        raw = _read_config(local)
+        if not (local / "config.json").exists():
+            raise ModelLoadError(f"{local} has no config.json: not a model directory")
+        raw = json.loads((local / "config.json").read_text())
         if config_check is not None:
             config_check(raw, attn_implementation)  # before the hashes read the weights
         if verify:
