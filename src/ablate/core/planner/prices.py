@@ -50,20 +50,16 @@ def _bid_snapshot_price(
     on_demand = snapshot_price(replace(setup, interruptible=False), snap, missing)
     if on_demand.per_hour is None:
         return on_demand
-    exact = [
-        o
+    bids = [
+        o["min_bid"]
         for o in snap["offers"]
         if o["gpu_name"] == setup.gpu
         and int(o["num_gpus"]) == setup.count
         and o.get("min_bid") is not None
     ]
-    if exact:
-        o = min(exact, key=lambda o: o["min_bid"])
-        return Price(
-            float(o["min_bid"]),
-            f"{on_demand.source}; its min_bid (interruptible)",
-            on_demand.captured_at,
-        )
+    if bids:
+        source = f"{on_demand.source}; its min_bid (interruptible)"
+        return Price(float(min(bids)), source, on_demand.captured_at)
     return Price(
         on_demand.per_hour * ratio,
         f"{on_demand.source}; x {ratio:g} for a bid (plan.interruptible.price_ratio: the "
