@@ -8,7 +8,7 @@
    ours shows each rule once. The reporter calls the name it imported into its module, so the
    module's attribute is what to replace; no report setting chooses the graph. Test:
    ``test_smk.py::test_reporter_calls_its_module_rulegraph_spec``.
-2. The reST directive ``embeddedimage`` registered again (:class:`EmbeddedImage`):
+2. The reST directive ``embeddedimage`` registered again (:class:`_EmbeddedImage`):
    ``snakemake.report``'s own ``EmbeddedImage(Image, EmbeddedMixin)`` puts its embedding mixin
    second in its bases, so docutils' ``Image.run`` runs alone and the page links the file, which
    a self-contained report cannot follow; this one reads the file into a data URI first. Test:
@@ -33,7 +33,7 @@ from docutils.parsers.rst import directives
 from docutils.parsers.rst.directives.images import Image
 
 
-class EmbeddedImage(Image):
+class _EmbeddedImage(Image):
     """``.. embeddedimage:: file``: the image embedded as a data URI (touch 2)."""
 
     def run(self):
@@ -50,7 +50,7 @@ def patch_report() -> None:
 
     from ablate.core.reports.report_graph import rulegraph_spec
 
-    directives.register_directive("embeddedimage", EmbeddedImage)
+    directives.register_directive("embeddedimage", _EmbeddedImage)
     html_reporter.rulegraph_spec = rulegraph_spec
 
 

@@ -45,10 +45,11 @@ from typing import Any
 
 import torch
 
+from ablate.core.models import decode_loop
 from ablate.upstream import hf, pytorch
 
 #: The seed's generation hygiene: repetition penalty and an n-gram ban over the generated tokens.
-HYGIENE = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
+_HYGIENE = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
 #: Compiled decode steps torch keeps per function: one per (batch, cache length). Past its
 #: default (8) torch runs the step uncompiled, without an error; a job decodes a few shapes per
 #: model (batched, batch 1, the baselines' cache lengths), a benchmark sweep more. On one H100,
@@ -79,7 +80,7 @@ class Decoding:
             eos_token_id=self.eos_token_id,
         )
         if self.hygiene:
-            kw.update(HYGIENE)
+            kw.update(_HYGIENE)
         return kw
 
 
@@ -121,7 +122,7 @@ def packed_gqa_attention(module, query, key, value, attention_mask, **kwargs):
     return out.reshape(b, h, 1, d).transpose(1, 2).contiguous(), None
 
 
-def use_packed_attention(model) -> None:
+def _use_packed_attention(model) -> None:
     """Make ``model`` (an SDPA model) attend through :func:`packed_gqa_attention`."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -164,8 +165,6 @@ def contiguous_head(model) -> None:
 def release(model) -> None:
     """Free the KV cache the engine keeps for ``model`` between calls (an evaluation inside a
     training loop gives its memory back to the training)."""
-    from ablate.core.models import decode_loop
-
     decode_loop.release(model)
 
 
@@ -224,10 +223,8 @@ def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding
     section 5), the rest through :func:`transformers_batch`; the head's input contiguous
     (:func:`contiguous_head`) either way."""
     if batch.dim() == 3 and "max_cache_len" in extra:
-        from ablate.core.models import decode_loop
-
         contiguous_head(model)
-        hygiene = HYGIENE if dec.hygiene else None
+        hygiene = _HYGIENE if dec.hygiene else None
         return decode_loop.greedy(model, batch, mask, dec, extra["max_cache_len"], hygiene)
     return transformers_batch(model, batch, mask, dec, **extra)
 
@@ -273,7 +270,7 @@ def batches(model, prompts: list[torch.Tensor], dec: Decoding):
     extra: dict[str, Any] = {}
     rows = None
     if uses_static(model, dec):
-        use_packed_attention(model)
+        _use_packed_attention(model)
         rows = min(dec.batch_size, len(prompts))
         longest = max(len(p) for p in prompts) + dec.max_new_tokens
         extra = dict(cache_implementation="static", max_cache_len=dec.cache_len or longest)

@@ -67,13 +67,6 @@ def load_tokenizer(path: str | os.PathLike, revision: str | None = None):
     return tok
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    cfg = path / "config.json"
-    if not cfg.exists():
-        raise ModelLoadError(f"{path} has no config.json: not a model directory")
-    return json.loads(cfg.read_text())
-
-
 def _text_lm_from_vlm(path: str, revision, dtype, attn_implementation):
     """Ministral-3 VLM checkpoint -> ``*ForCausalLM`` holding its text weights and lm_head."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
@@ -124,7 +117,9 @@ def load_causal_lm(
     local = Path(path)
     pending = None
     if local.exists():
-        raw = _read_config(local)
+        if not (local / "config.json").exists():
+            raise ModelLoadError(f"{local} has no config.json: not a model directory")
+        raw = json.loads((local / "config.json").read_text())
         if config_check is not None:
             config_check(raw, attn_implementation)  # before the hashes read the weights
         if verify:
@@ -199,7 +194,7 @@ def verify_loadable(model, path: str | os.PathLike) -> None:
             )
 
 
-def tensor_names(state_dict: dict[str, torch.Tensor]) -> list[list[str]]:
+def _tensor_names(state_dict: dict[str, torch.Tensor]) -> list[list[str]]:
     """The names of each of ``state_dict``'s tensors (a model's, in its order): one name, or
     several for tied weights (one memory under several names, which safetensors stores once)."""
     memory: dict[Any, list[str]] = {}
@@ -211,20 +206,20 @@ def tensor_names(state_dict: dict[str, torch.Tensor]) -> list[list[str]]:
 
 def unheld_tensors(state_dict: dict[str, torch.Tensor], held: Iterable[str]) -> list[str]:
     """The names of ``state_dict``'s tensors (a model's, in its order) that a weights file holding
-    the tensors ``held`` leaves unset: tied weights (:func:`tensor_names`) are set when one of
+    the tensors ``held`` leaves unset: tied weights (:func:`_tensor_names`) are set when one of
     their names is held."""
     held = set(held)
-    unheld = {n for names in tensor_names(state_dict) if held.isdisjoint(names) for n in names}
+    unheld = {n for names in _tensor_names(state_dict) if held.isdisjoint(names) for n in names}
     return [name for name in state_dict if name in unheld]
 
 
 def held_twice(state_dict: dict[str, torch.Tensor], held: Iterable[str]) -> list[list[str]]:
-    """The names of each tied tensor of ``state_dict`` (:func:`tensor_names`) that a weights file
+    """The names of each tied tensor of ``state_dict`` (:func:`_tensor_names`) that a weights file
     holding ``held`` holds under more than one: two values for one tensor (safetensors'
     ``load_model`` loads both, then refuses the second name)."""
     held = set(held)
     return [
         both
-        for names in tensor_names(state_dict)
+        for names in _tensor_names(state_dict)
         if len(both := [n for n in names if n in held]) > 1
     ]

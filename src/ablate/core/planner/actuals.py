@@ -33,7 +33,7 @@ class Actual:
     run_id: str | None
 
 
-def actual_of(job: PlannedJob, root: Path, ref: Reference) -> Actual | None:
+def _actual_of(job: PlannedJob, root: Path, ref: Reference) -> Actual | None:
     """The finished job's time and hardware (either may be missing); None: it has not run."""
     if not job.record or not (root / job.record).exists():
         return None
@@ -41,18 +41,12 @@ def actual_of(job: PlannedJob, root: Path, ref: Reference) -> Actual | None:
     if done is None:
         return Actual(None, f"{job.record} names no hardware (no provenance)", None, None, None)
     if done.bench_s is not None:
-        return Actual(done.bench_s, f"benchmark {job.benchmark}", done.gpu, done.count, done.run_id)
-    if done.wall_s:
-        return Actual(
-            float(done.wall_s), f"wall_time_s of {job.record}", done.gpu, done.count, done.run_id
-        )
-    return Actual(
-        None,
-        f"no benchmark file and no wall_time_s in {job.record}",
-        done.gpu,
-        done.count,
-        done.run_id,
-    )
+        seconds, source = done.bench_s, f"benchmark {job.benchmark}"
+    elif done.wall_s:
+        seconds, source = float(done.wall_s), f"wall_time_s of {job.record}"
+    else:
+        seconds, source = None, f"no benchmark file and no wall_time_s in {job.record}"
+    return Actual(seconds, source, done.gpu, done.count, done.run_id)
 
 
 def collect_actuals(jobs: list[PlannedJob], root: Path, ref: Reference) -> dict[str, Actual]:
@@ -60,7 +54,7 @@ def collect_actuals(jobs: list[PlannedJob], root: Path, ref: Reference) -> dict[
     out = {}
     for job in jobs:
         try:
-            a = actual_of(job, root, ref)
+            a = _actual_of(job, root, ref)
         except Exception as exc:  # an unreadable record: the job ran, its time is unknown
             log.warning("planner: cannot read the actual of %s: %r", job.id, exc)
             a = Actual(None, f"{job.record} unreadable ({exc})", None, None, None)

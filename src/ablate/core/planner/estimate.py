@@ -75,7 +75,7 @@ COLUMNS = [
     "note",
     ON_GPU_COUNTS,
 ]
-MOST_GPUS = 8  # the largest machine a refusal looks for a fit on (Vast's largest hosts)
+_MOST_GPUS = 8  # the largest machine a refusal looks for a fit on (Vast's largest hosts)
 #: said on a data-parallel training row whose recipe has no measured scaling row
 UNMEASURED = " unmeasured: "
 
@@ -121,25 +121,32 @@ def _with_extras(
     return compute
 
 
-def _job_columns(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
-    """What a job's row says before its estimate: the setup, the job, its tokens, the price."""
+def _setup_columns(s: Setup, price: Price) -> dict[str, Any]:
+    """What every row of a setup says: the setup and its price."""
     return dict(
         setup=s.label,
         gpu=s.gpu,
         gpus=s.count,
-        job=job.id,
-        kind=job.kind,
-        model=job.model,
-        policy=job.policy,
-        tokens=_r(job.tokens, 0),
-        tokens_source=job.tokens_source,
         price_per_hour=price.per_hour,
         price_source=price.source,
         prices_captured_at=price.captured_at,
     )
 
 
-def job_speedup(
+def _job_columns(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
+    """What a job's row says before its estimate: the setup, the job, its tokens, the price."""
+    return dict(
+        _setup_columns(s, price),
+        job=job.id,
+        kind=job.kind,
+        model=job.model,
+        policy=job.policy,
+        tokens=_r(job.tokens, 0),
+        tokens_source=job.tokens_source,
+    )
+
+
+def _job_speedup(
     job: PlannedJob,
     s: Setup,
     ref: Reference,
@@ -152,16 +159,15 @@ def job_speedup(
     job's from the measured ``scaling`` rows of its recipe and packing mode (:meth:`Reference.
     speedup`), else ``1 + (used - 1) x plan.scaling[key]``."""
     key = job.scaling_key or job.kind
+    unmeasured = ""
     if used > 1 and job.sharded and job.kind == "train":
         recipe = recipe_on(job, params, used, memory)[0]
         got = ref.speedup(job.kind, recipe, bool(job.packing), s.gpu, params, used)
         if got is not None:
             return got[0], f"{recipe}, {got[1]}"
-        what = f"{recipe}{UNMEASURED}1 + ({used}-1) x {plan['scaling'][key]:g} (plan.scaling.{key})"
-        return 1 + (used - 1) * plan["scaling"][key], what
-    return 1 + (used - 1) * plan["scaling"][
-        key
-    ], f"1 + ({used}-1) x {plan['scaling'][key]:g} (plan.scaling.{key})"
+        unmeasured = f"{recipe}{UNMEASURED}"
+    per = plan["scaling"][key]
+    return 1 + (used - 1) * per, f"{unmeasured}1 + ({used}-1) x {per:g} (plan.scaling.{key})"
 
 
 def _memory_need(
@@ -184,11 +190,11 @@ def _unfit(job: PlannedJob, s: Setup, params: float, plan: dict, need: str, mem:
     training the fewest GPUs it fits on, another job its own note (``unfit_note``)."""
     why = f"does not fit: needs {need} > {mem} GB ({s.gpu})"
     if job.sharded and job.kind == "train":
-        n = fewest_gpus(job, params, plan, mem, MOST_GPUS)
+        n = fewest_gpus(job, params, plan, mem, _MOST_GPUS)
         why += (
             f"; fits from {n} GPUs of it (resources gpu >= {n}, a setup of >= {n} GPUs)"
             if n
-            else f"; fits on no {s.gpu} machine of up to {MOST_GPUS} GPUs"
+            else f"; fits on no {s.gpu} machine of up to {_MOST_GPUS} GPUs"
         )
     elif job.unfit_note:
         why += f"; {job.unfit_note}"
@@ -216,7 +222,7 @@ def job_row(
     tp = pick_throughput(job, s.gpu, ms, ref, plan)
     used = s.count if job.gpus is None else max(1, min(job.gpus, s.count))
     mem = None if s.gpu == CPU else (ref.gpus.get(s.gpu) or {}).get("memory_gb")
-    speedup, speedup_what = job_speedup(job, s, ref, plan, params, used, mem)
+    speedup, speedup_what = _job_speedup(job, s, ref, plan, params, used, mem)
     job_s, job_what = job_overhead(job, s, params, plan, ref, downloads)
     rent_s, rent_what = rental_overhead(job, s, params, plan)
     need, need_what = _memory_need(job, tp, params, plan, used, mem)
@@ -267,7 +273,7 @@ def job_row(
     )
 
 
-def cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
+def _cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
     """A job the run cache holds (ablate.core.reruns.runcache.holds): restored, not run, so no
     cost."""
     zero = dict.fromkeys(
@@ -281,7 +287,7 @@ def cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
     )
 
 
-def total_row(
+def _total_row(
     s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict], plan: dict
 ) -> dict[str, Any]:
     """A setup's time and cost: its jobs in sequence, or on a multi-GPU setup side by side on one
@@ -303,10 +309,22 @@ def total_row(
         boot_s, boot_what = machine_overhead(plan)
         total_s += boot_s
         boot = f"; + {boot_s:.0f} s to rent the machine once ({boot_what})"
+    if side_by_side:
+        how = (
+            f"one {s.label} machine: jobs side by side on its {s.count} GPUs where their "
+            "inputs allow (each its gpu resource's devices)"
+        )
+    elif s.local or s.machine:
+        how = "jobs run one after another " + ("here" if s.local else "on the one machine")
+    else:
+        bid = "interruptible instance (restarts included)" if s.interruptible else "instance"
+        how = f"jobs run one after another, each on its own {bid}"
+
+    def summed(key: str) -> float | None:
+        return None if missing else sum(r[key] for r in rows)
+
     return dict(
-        setup=s.label,
-        gpu=s.gpu,
-        gpus=s.count,
+        _setup_columns(s, price),
         job=TOTAL,
         kind="",
         model="",
@@ -314,40 +332,21 @@ def total_row(
         tokens=_r(None if missing else sum(j.tokens for j in jobs), 0),
         tokens_source="sum of the jobs",
         est_s=_r(total_s),
-        est_job_s=_r(None if missing else sum(r["est_job_s"] for r in rows)),
+        est_job_s=_r(summed("est_job_s")),
         interruption_s=_r(
             None
             if missing or not s.interruptible
             else sum(r.get("interruption_s") or 0.0 for r in rows)
         ),
-        compute_s=_r(None if missing else sum(r["compute_s"] for r in rows)),
-        price_per_hour=price.per_hour,
-        price_source=price.source,
-        prices_captured_at=price.captured_at,
+        compute_s=_r(summed("compute_s")),
         est_cost_usd=_r(
             None if total_s is None or unpriced else total_s / 3600 * price.per_hour, 2
         ),
-        note=(
-            (
-                f"one {s.label} machine: jobs side by side on its {s.count} GPUs where their "
-                "inputs allow (each its gpu resource's devices)"
-                if side_by_side
-                else "jobs run one after another"
-                + (
-                    " here"
-                    if s.local
-                    else " on the one machine"
-                    if s.machine
-                    else ", each on its own interruptible instance (restarts included)"
-                    if s.interruptible
-                    else ", each on its own instance"
-                )
-            )
-            + boot
-            + (f"; no estimate for {', '.join(missing)}" if missing else "")
-            + (f" (does not fit in memory: {', '.join(unfit)})" if unfit else "")
-            + ("; no price" if unpriced else "")
-        ),
+        note=how
+        + boot
+        + (f"; no estimate for {', '.join(missing)}" if missing else "")
+        + (f" (does not fit in memory: {', '.join(unfit)})" if unfit else "")
+        + ("; no price" if unpriced else ""),
     )
 
 
@@ -361,7 +360,7 @@ def estimate(
     in_cache: Callable[[PlannedJob], bool] | None = None,
 ) -> pd.DataFrame:
     """One row per (setup, job) plus a TOTAL row per setup (jobs in sequence, summed cost);
-    a job ``in_cache`` says the run cache holds costs nothing (:func:`cached_row`)."""
+    a job ``in_cache`` says the run cache holds costs nothing (:func:`_cached_row`)."""
     rows = []
     cached = {j.id for j in jobs if in_cache is not None and in_cache(j)}
     for s in setups:
@@ -369,7 +368,7 @@ def estimate(
         downloads = downloads_on(s, [j for j in jobs if j.id not in cached])
         for job in jobs:
             if job.id in cached:
-                job_rows.append(cached_row(job, s, prices[s]))
+                job_rows.append(_cached_row(job, s, prices[s]))
                 continue
             try:
                 job_rows.append(
@@ -380,7 +379,7 @@ def estimate(
                 note = f"no estimate: {type(exc).__name__}: {exc}"
                 job_rows.append(dict(_job_columns(job, s, prices[s]), note=note))
         rows += job_rows
-        rows.append(total_row(s, prices[s], jobs, job_rows, plan))
+        rows.append(_total_row(s, prices[s], jobs, job_rows, plan))
     df = pd.DataFrame(rows)
     for c in COLUMNS:
         if c not in df:

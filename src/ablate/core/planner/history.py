@@ -17,7 +17,7 @@ from ablate.core.planner.overheads import job_overhead
 from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
 
-def hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:
+def _hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:
     """(gpu_name, count) a provenance block says a job ran on; ("cpu", 1) without GPUs."""
     hw = (prov or {}).get("hardware") if isinstance(prov, dict) else None
     if not isinstance(hw, dict) or not hw:
@@ -30,12 +30,12 @@ def hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, in
 
 
 #: the phase of a job's record (``phases``, ablate.core.outputs.phases) that is its own work, per
-#:kind
-OWN_WORK_PHASE = {"eval": "evaluate.score", "probe": "probe"}
+#: kind
+_OWN_WORK_PHASE = {"eval": "evaluate.score", "probe": "probe"}
 
 
 @dataclass
-class FinishedJob:
+class _FinishedJob:
     """A finished job: its record, where it ran and how long it took."""
 
     data: dict[str, Any]
@@ -46,17 +46,17 @@ class FinishedJob:
     bench_s: float | None  # Snakemake benchmark file (the whole job)
 
 
-def finished_job(job: PlannedJob, root: Path, ref: Reference) -> FinishedJob | None:
+def finished_job(job: PlannedJob, root: Path, ref: Reference) -> _FinishedJob | None:
     """The job's finished run, or None: not run, or its record names no hardware."""
     if not job.record or not (root / job.record).exists():
         return None
     data = read_json(root / job.record) or {}
     prov = provenance_of(data)
-    hw = hardware_setup(prov, ref)
+    hw = _hardware_setup(prov, ref)
     if hw is None:
         return None
     bench = benchmark_seconds(root / job.benchmark) if job.benchmark else None
-    return FinishedJob(
+    return _FinishedJob(
         data, hw[0], hw[1], prov.get("run_id") or data.get("run_id"), prov.get("wall_time_s"), bench
     )
 
@@ -67,7 +67,7 @@ def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, pl
     The model size of each run comes from its study (the checkpoint it wrote or evaluated), so
     results left by another config (the embedded tiny model) cannot pose as the 3B model. Train
     rates are the training loop's pure step time (summary ``throughput``); eval and probe rates come from
-    the record's own-work phase (:data:`OWN_WORK_PHASE`) where it has ``phases``, else from the
+    the record's own-work phase (:data:`_OWN_WORK_PHASE`) where it has ``phases``, else from the
     provenance wall time (else the benchmark file) minus the modelled start-up and load time (at
     most half of it is taken off).
     """
@@ -98,14 +98,15 @@ def _measurement(
         tp = done.data.get("throughput") or {}
         if not tp.get("train_tokens_per_s"):
             return None
+        run_params = done.data.get("params") or {}
         return Measurement(
             kind="train",
             policy=done.data.get("policy") or job.policy,
             gpu=done.gpu,
             params=params,
-            optim=(done.data.get("params") or {}).get("optim"),
-            packing=bool((done.data.get("params") or {}).get("packing")),
-            compile_layers=bool((done.data.get("params") or {}).get("compile_layers")),
+            optim=run_params.get("optim"),
+            packing=bool(run_params.get("packing")),
+            compile_layers=bool(run_params.get("compile_layers")),
             tokens_per_s=float(tp["train_tokens_per_s"]) / done.count,
             origin="pipeline",
             run_id=done.run_id,
@@ -114,7 +115,7 @@ def _measurement(
         )
     secs, what = (done.wall_s, "wall_time_s") if done.wall_s else (done.bench_s, "benchmark s")
     tokens = sp.tokens_of_run(job, done.data) or job.tokens
-    own = OWN_WORK_PHASE.get(job.kind)
+    own = _OWN_WORK_PHASE.get(job.kind)
     scored = (done.data.get("phases") or {}).get(own) if own else None
     this_run = dict(
         kind=job.kind,

@@ -20,7 +20,7 @@ from ablate import studies
 
 log = logging.getLogger("ablate.planner")
 
-KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
+_KINDS = ("train", "eval", "probe", "generate")  # generate: decoding, tokens/s of new tokens
 CPU = "cpu"
 
 
@@ -105,12 +105,9 @@ class Scaling:
         volume), so speedup(n) = n / (1 + exchange x (n - 1))."""
         return (self.gpus / self.speedup - 1) / (self.gpus - 1)
 
-    def speedup_at(self, n: int) -> float:
-        return n / (1 + self.exchange * (n - 1))
-
 
 @dataclass
-class JobOverhead:
+class _JobOverhead:
     """Measured seconds of one kind of job outside its own work (steps, scoring, probe forward):
     start-up, load, saves. Used for jobs of that kind, that GPU and that model size (5 %), and of
     that rule where one is named (pretraining from scratch is a train job unlike a finetune)."""
@@ -125,14 +122,14 @@ class JobOverhead:
 
 def _checked_rows(p: Path, data: dict, section: str, value: str) -> list[dict[str, Any]]:
     """The rows of a measurements-file section, each with kind, gpu, params, its ``value`` key
-    and a source, and a kind of KINDS; the first bad row stops with its index named."""
+    and a source, and a kind of _KINDS; the first bad row stops with its index named."""
     rows = data.get(section) or []
     for i, r in enumerate(rows):
         missing = [k for k in ("kind", "gpu", "params", value, "source") if k not in r]
         if missing:
             raise PlanError(f"{p}: {section}[{i}] lacks {', '.join(missing)}")
-        if r["kind"] not in KINDS:
-            raise PlanError(f"{p}: {section}[{i}].kind {r['kind']!r} is not one of {KINDS}")
+        if r["kind"] not in _KINDS:
+            raise PlanError(f"{p}: {section}[{i}].kind {r['kind']!r} is not one of {_KINDS}")
     return rows
 
 
@@ -147,7 +144,7 @@ class Reference:
     measurements: list[Measurement]
     path: str
     problem: str | None = field(default=None)  # why it is empty (the file is missing or malformed)
-    job_overheads: list[JobOverhead] = field(default_factory=list)
+    job_overheads: list[_JobOverhead] = field(default_factory=list)
     #: token lengths of a bridge training example per dataset (ablate.bridge.cost)
     bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: token lengths of one SFT pair per hub dataset (ablate.mask.plan), until a finetune records them
@@ -168,37 +165,35 @@ class Reference:
             for key in ("tflops_bf16", "memory_gb", "torch_names", "source"):
                 if key not in spec:
                     raise PlanError(f"{p}: gpus.{name} lacks {key!r}")
-        ms = []
-        for m in _checked_rows(p, data, "measurements", "tokens_per_s"):
-            ms.append(
-                Measurement(
-                    kind=m["kind"],
-                    policy=m.get("policy"),
-                    gpu=m["gpu"],
-                    params=float(m["params"]),
-                    tokens_per_s=float(m["tokens_per_s"]),
-                    source=f"{m['source']} [{p.name}]",
-                    origin="table",
-                    optim=m.get("optim"),
-                    grad_accum=m.get("grad_accum"),
-                    flops_per_token=m.get("flops_per_token"),
-                    packing=m.get("packing"),
-                    compile_layers=bool(m.get("compile_layers", False)),
-                    peak_memory_gb=m.get("peak_memory_gb"),
-                )
+        ms = [
+            Measurement(
+                kind=m["kind"],
+                policy=m.get("policy"),
+                gpu=m["gpu"],
+                params=float(m["params"]),
+                tokens_per_s=float(m["tokens_per_s"]),
+                source=f"{m['source']} [{p.name}]",
+                origin="table",
+                optim=m.get("optim"),
+                grad_accum=m.get("grad_accum"),
+                flops_per_token=m.get("flops_per_token"),
+                packing=m.get("packing"),
+                compile_layers=bool(m.get("compile_layers", False)),
+                peak_memory_gb=m.get("peak_memory_gb"),
             )
-        overheads = []
-        for o in _checked_rows(p, data, "job_overheads", "seconds"):
-            overheads.append(
-                JobOverhead(
-                    o["kind"],
-                    o["gpu"],
-                    float(o["params"]),
-                    float(o["seconds"]),
-                    f"{o['source']} [{p.name}]",
-                    o.get("rule"),
-                )  # fmt: skip
-            )
+            for m in _checked_rows(p, data, "measurements", "tokens_per_s")
+        ]
+        overheads = [
+            _JobOverhead(
+                o["kind"],
+                o["gpu"],
+                float(o["params"]),
+                float(o["seconds"]),
+                f"{o['source']} [{p.name}]",
+                o.get("rule"),
+            )  # fmt: skip
+            for o in _checked_rows(p, data, "job_overheads", "seconds")
+        ]
         scaling = [
             Scaling(
                 r["kind"],
@@ -212,17 +207,14 @@ class Reference:
             )  # fmt: skip
             for r in _checked_rows(p, data, "scaling", "speedup")
         ]
+        optional = ("models", "tasks", "tokens_per_request", "bridge_lengths", "sft_lengths")
         return cls(
             gpus=data["gpus"],
-            models=data.get("models") or {},
-            tasks=data.get("tasks") or {},
-            tokens_per_request=data.get("tokens_per_request") or {},
             measurements=ms,
             path=str(p),
             job_overheads=overheads,
-            bridge_lengths=data.get("bridge_lengths") or {},
-            sft_lengths=data.get("sft_lengths") or {},
             scaling=scaling,
+            **{key: data.get(key) or {} for key in optional},
         )
 
     def speedup(
@@ -231,7 +223,7 @@ class Reference:
         """The speed-up of a ``kind`` step on ``n`` GPUs from the measured rows of its recipe
         and packing mode (its GPU first, then any; the nearest model size); the row of ``n``
         GPUs as measured, another ``n`` from the row of the most GPUs measured
-        (:meth:`Scaling.speedup_at`), beyond them marked extrapolated. None: no such row."""
+        (:attr:`Scaling.exchange`), beyond them marked extrapolated. None: no such row."""
         rows = [r for r in self.scaling if (r.kind, r.recipe, r.packing) == (kind, recipe, packing)]
         rows = [r for r in rows if r.gpu == gpu] or rows
         if not rows:
@@ -243,12 +235,12 @@ class Reference:
             return exact.speedup, f"measured on {n} {exact.gpu}: {exact.source}"
         most = max(rows, key=lambda r: r.gpus)
         how = "extrapolated" if n > most.gpus else "interpolated"
-        return most.speedup_at(n), (
+        return n / (1 + most.exchange * (n - 1)), (
             f"{how} from {most.speedup:g}x measured on {most.gpus} {most.gpu} (a fixed exchange "
             f"per step, {most.exchange:.3f} of one GPU's step): {most.source}"
         )
 
-    def job_overhead(self, kind: str, rule: str, gpu: str, params: float) -> JobOverhead | None:
+    def job_overhead(self, kind: str, rule: str, gpu: str, params: float) -> _JobOverhead | None:
         """The measured overhead of a ``kind`` job of ``rule`` on ``gpu`` for a model of
         ``params`` (5 %); one that names no rule holds for every rule of that kind."""
         for o in self.job_overheads:
@@ -323,23 +315,19 @@ def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
     return config
 
 
-#: the CUDA driver's library: a machine that cannot load it has no GPU torch could use
-CUDA_DRIVER = "libcuda.so.1"
-
-
 def has_cuda_driver() -> bool:
     """Whether this machine's CUDA driver library loads: without it ``torch.cuda`` finds no GPU,
     so the question needs no torch (its import took 5-10 s of a plan job on 2 cores)."""
     import ctypes
 
     try:
-        ctypes.CDLL(CUDA_DRIVER)
+        ctypes.CDLL("libcuda.so.1")
     except OSError:
         return False
     return True
 
 
-def local_hardware(ref: Reference) -> tuple[str, int]:
+def _local_hardware(ref: Reference) -> tuple[str, int]:
     """(gpu_name, count) of this machine: its visible CUDA GPUs, else ("cpu", 1)."""
     if not has_cuda_driver():
         return CPU, 1
@@ -363,7 +351,7 @@ def parse_setups(plan: dict[str, Any], ref: Reference) -> list[Setup]:
         if count < 1:
             raise PlanError(f"plan.setups[{i}].count must be >= 1, got {count}")
         if gpu == "local":
-            gpu, count = local_hardware(ref)
+            gpu, count = _local_hardware(ref)
             local = True
         else:
             local = bool(s.get("local", gpu == CPU))

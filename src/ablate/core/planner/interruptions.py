@@ -24,7 +24,7 @@ from __future__ import annotations
 from ablate.core.planner.planned_jobs import PlannedJob
 
 
-def checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool]:
+def _checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool]:
     """Seconds of compute between two checkpoints a retry resumes from, and whether it resumes
     at all (``resume_every``, or a train job with ``save_steps``; any other job reruns whole)."""
     shape = job.train_shape or {}
@@ -41,7 +41,7 @@ def interruption_overhead(
     them its own work; ``restart_s`` the overheads a retry repeats), and how; None when the job
     is not expected to finish under the assumed rate."""
     rate = plan["interruptible"]["per_hour"] / 3600
-    interval, resumes = checkpoint_interval(job, compute_s)
+    interval, resumes = _checkpoint_interval(job, compute_s)
     copy_s = 0.0
     if resumes:  # the copy lags the newest checkpoint, and the retry ships it up again
         trained = job.trainable_params or params  # a frozen model's weights are not in it

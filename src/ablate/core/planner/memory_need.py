@@ -7,7 +7,7 @@ divide the fp32 masters and states by N and keep the weights, their gathered cop
 gradients whole; sharded weights (FSDP2) divide its fp32 parameters, gradients and optimizer
 states by N and hold besides what FSDP2 gathers unsharded: the root (embeddings, lm_head, final norm;
 FSDP2 does not reshard the root after the forward, the backward needs it at once) and
-``IN_FLIGHT_LAYERS`` decoder layers (the one computing and the one prefetched), each as bf16
+``_IN_FLIGHT_LAYERS`` decoder layers (the one computing and the one prefetched), each as bf16
 parameters and gradients plus the fp32 copy of the gradients reduced in fp32. Activations scale
 with the tokens of one forward (``PlannedJob.forward_tokens``), the hidden size and the layers;
 ``plan.memory_margin`` covers the allocator's slack on top.
@@ -27,15 +27,15 @@ ACTIVATION_BYTES = 46
 #: bench/results/mfu_h100.md section 2 (one H100): B4- and B8-adamw-compile peaked at 64.1 and
 #: 79.2 GB; 15.1 GB for 4 more rows of 1024 tokens of the 3.43 B shape (26 layers, hidden 3072)
 #: = 46 B per token, layer and hidden unit (B6: the same slope).
-ACTIVATION_SOURCE = "the slope of the peaks in bench/results/mfu_h100.md, section 2"
+_ACTIVATION_SOURCE = "the slope of the peaks in bench/results/mfu_h100.md, section 2"
 #: With gradient_checkpointing each layer keeps only its bf16 input (2 B per hidden unit) and one
 #: layer at a time recomputes its full activations in the backward (an assumption: not measured).
-CHECKPOINTED_INPUT_BYTES = 2
+_CHECKPOINTED_INPUT_BYTES = 2
 #: Decoder layers the sharded recipe holds gathered at once besides the root (current + prefetched).
-IN_FLIGHT_LAYERS = 2
+_IN_FLIGHT_LAYERS = 2
 #: Bytes per parameter of a gathered unit: bf16 parameters (2) and gradients (2), and the fp32
 #: copy of the gradients for the fp32 reduce-scatter (4).
-IN_FLIGHT_BYTES = 8
+_IN_FLIGHT_BYTES = 8
 
 
 def _one_process_bytes(job: PlannedJob, states: int) -> tuple[float, str]:
@@ -56,20 +56,20 @@ def _one_process_bytes(job: PlannedJob, states: int) -> tuple[float, str]:
     return max(fp32, sixteen)
 
 
-def activation_gb(job: PlannedJob) -> tuple[float, str]:
+def _activation_gb(job: PlannedJob) -> tuple[float, str]:
     """Activations of one forward of one process, in GB, and how they were counted."""
     shape, tokens = job.shape, job.forward_tokens
     if shape is None or not tokens:
         return 0.0, "activations unknown (no model shape or tokens per forward): margin only"
     if job.gradient_checkpointing:
-        per = shape.layers * CHECKPOINTED_INPUT_BYTES + ACTIVATION_BYTES
+        per = shape.layers * _CHECKPOINTED_INPUT_BYTES + ACTIVATION_BYTES
         how = (
-            f"{shape.layers} layers x {CHECKPOINTED_INPUT_BYTES} B + one layer's {ACTIVATION_BYTES}"
-            " B (gradient_checkpointing)"
+            f"{shape.layers} layers x {_CHECKPOINTED_INPUT_BYTES} B + one layer's "
+            f"{ACTIVATION_BYTES} B (gradient_checkpointing)"
         )
     else:
         per = shape.layers * ACTIVATION_BYTES
-        how = f"{shape.layers} layers x {ACTIVATION_BYTES} B ({ACTIVATION_SOURCE})"
+        how = f"{shape.layers} layers x {ACTIVATION_BYTES} B ({_ACTIVATION_SOURCE})"
     gb = tokens * shape.hidden * per / 1e9
     return gb, f"activations {gb:.3g} GB: {tokens:.0f} tokens x hidden {shape.hidden} x {how}"
 
@@ -83,11 +83,11 @@ def _sharded_gb(job: PlannedJob, params: float, states: int, gpus: int) -> tuple
     )
     if job.shape is None:
         return sharded, what + "; gathered layers unknown (no model shape)"
-    units = job.shape.root_params + IN_FLIGHT_LAYERS * job.shape.layer_params
-    gathered = units * IN_FLIGHT_BYTES / 1e9
+    units = job.shape.root_params + _IN_FLIGHT_LAYERS * job.shape.layer_params
+    gathered = units * _IN_FLIGHT_BYTES / 1e9
     return sharded + gathered, (
-        f"{what} + {gathered:.3g} GB gathered (root + {IN_FLIGHT_LAYERS} decoder layers x "
-        f"{IN_FLIGHT_BYTES} B: bf16 params and grads, fp32 grads for the reduction)"
+        f"{what} + {gathered:.3g} GB gathered (root + {_IN_FLIGHT_LAYERS} decoder layers x "
+        f"{_IN_FLIGHT_BYTES} B: bf16 params and grads, fp32 grads for the reduction)"
     )
 
 
@@ -147,7 +147,7 @@ def memory_need_gb(
     else:
         need, what = params * b / 1e9, f"{b:g} B/param ({job.dtype} weights)"
     if job.kind == "train" and job.trainable_params is None:
-        act, act_what = activation_gb(job)
+        act, act_what = _activation_gb(job)
         need, what = need + act, f"{what} + {act_what}"
     return need * (1 + margin), f"{what} + {margin:.0%} margin"
 

@@ -39,17 +39,15 @@ SIZES = (
 
 #: Per model type the arithmetic knows (:func:`counted_shape`): which projections carry a bias
 #: (``True``, or the config key that switches it), the norms of a layer (of the hidden size, of
-#: the head size), and the defaults of transformers' config class of that type for the keys a
-#: config.json may leave out (``head_dim`` None: hidden_size / heads; ``num_key_value_heads``
-#: None: one per head). tests/core/planner/test_model_size.py holds each to the meta-device build
-#: and to the config class's defaults.
+#: the head size; absent: 2 and none), and the defaults of transformers' config class of that
+#: type for the keys a config.json may leave out (``head_dim`` None: hidden_size / heads;
+#: ``num_key_value_heads`` None: one per head). tests/core/planner/test_model_size.py holds each
+#: to the meta-device build and to the config class's defaults.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "llama": {
         "qkv_bias": "attention_bias",
         "o_bias": "attention_bias",
         "mlp_bias": "mlp_bias",
-        "norms": 2,
-        "head_norms": 0,
         "defaults": {
             "tie_word_embeddings": False,
             "attention_bias": False,
@@ -59,19 +57,13 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         },
     },
     "mistral": {
-        "norms": 2,
-        "head_norms": 0,
         "defaults": {"tie_word_embeddings": False, "head_dim": None, "num_key_value_heads": 8},
     },
     "ministral3": {
-        "norms": 2,
-        "head_norms": 0,
         "defaults": {"tie_word_embeddings": False, "head_dim": 128, "num_key_value_heads": 8},
     },
     "qwen2": {
         "qkv_bias": True,
-        "norms": 2,
-        "head_norms": 0,
         # Qwen2Config declares no head_dim: hidden_size / heads unless a config states one
         "defaults": {"tie_word_embeddings": False, "head_dim": None, "num_key_value_heads": 32},
     },
@@ -115,7 +107,7 @@ def counted_shape(config: dict[str, Any]) -> ModelShape | None:
         2 * hidden * q + 2 * hidden * kv + bias("qkv_bias") * (q + 2 * kv) + bias("o_bias") * hidden
     )
     mlp = 3 * hidden * inner + bias("mlp_bias") * (2 * inner + hidden)
-    layer = attn + mlp + arch["norms"] * hidden + arch["head_norms"] * head_dim
+    layer = attn + mlp + arch.get("norms", 2) * hidden + arch.get("head_norms", 0) * head_dim
     embed = c["vocab_size"] * hidden
     root = embed + hidden + (0 if c["tie_word_embeddings"] else embed)
     layers = c["num_hidden_layers"]
@@ -173,7 +165,7 @@ def built_shape(text_config: Any) -> ModelShape:
     return _SHAPE_CACHE[key]
 
 
-def shape_of_file(config_json: str | os.PathLike) -> ModelShape:
+def _shape_of_file(config_json: str | os.PathLike) -> ModelShape:
     """The :class:`ModelShape` of the model whose config.json this is: counted from the file
     where :func:`counted_shape` can, else from transformers' reading of its folder."""
     counted = counted_shape(json.loads(Path(config_json).read_text()))
@@ -189,7 +181,7 @@ def params_from_dir(path: str | os.PathLike | None) -> float | None:
     cfg = Path(path) / "config.json" if path else None
     if cfg is None or not cfg.is_file():
         return None
-    return float(shape_of_file(cfg).params)
+    return float(_shape_of_file(cfg).params)
 
 
 def params_of_hub_model(
@@ -207,7 +199,7 @@ def shape_of_hub_model(
     """Shape of a model named by a local directory or a hub id, offline: its config.json, the
     local HF cache, or the `models:` entry of the measurements file; else None and why."""
     if (Path(path) / "config.json").exists():
-        return shape_of_file(Path(path) / "config.json"), f"{path}/config.json"
+        return _shape_of_file(Path(path) / "config.json"), f"{path}/config.json"
     try:  # a hub id already in the local HF cache
         from huggingface_hub import try_to_load_from_cache
 
@@ -215,7 +207,7 @@ def shape_of_hub_model(
     except (OSError, ValueError):  # not a valid repo id
         cached = None
     if isinstance(cached, str):
-        return shape_of_file(cached), f"{path} config.json (local HF cache)"
+        return _shape_of_file(cached), f"{path} config.json (local HF cache)"
     if path in models:
         spec = models[path]
         return model_shape(spec["text_config"]), f"{spec['source']} [{Path(ref_path).name}]"

@@ -69,7 +69,7 @@ def summary_lines(p: Plan) -> list[str]:
             "each data-parallel job on 1, 2, 4, 8 GPUs (its resources gpu; time, speed-up):"
         )
         lines += [f"  {r.job} {r[ON_GPU_COUNTS]}" for _, r in counts.iterrows()]
-    lines += memory_lines(jobs)
+    lines += _memory_lines(jobs)
     # fastest first, a setup without a total last: the local CPU's total of a GPU study (221 days
     # for the real one) headed the list
     totals = t[t["job"] == TOTAL]
@@ -96,7 +96,7 @@ def summary_lines(p: Plan) -> list[str]:
     return lines
 
 
-def memory_lines(jobs: pd.DataFrame) -> list[str]:
+def _memory_lines(jobs: pd.DataFrame) -> list[str]:
     """For the jobs that do not fit some setup: where not, and per GPU model the smallest setup
     where they fit (fewest GPUs, then the lowest price); jobs refused alike share a line."""
     said: dict[tuple[str, str], list[str]] = {}
@@ -125,7 +125,7 @@ def memory_lines(jobs: pd.DataFrame) -> list[str]:
     ]
 
 
-TOTAL_VIEW = [
+_TOTAL_VIEW = [
     "setup",
     "est_s",
     "est_cost_usd",
@@ -134,7 +134,7 @@ TOTAL_VIEW = [
     "actual_s",
     "error_pct",
 ]
-JOB_VIEW = [
+_JOB_VIEW = [
     "setup",
     "job",
     "tokens",
@@ -158,9 +158,9 @@ def write_plan(p: Plan, csv: str | os.PathLike, html: str | os.PathLike | None =
     io.write_frame(csv, p.table)
     if not html:
         return
-    totals = p.table[p.table["job"] == TOTAL][[*TOTAL_VIEW, "status", "note"]].copy()
+    totals = p.table[p.table["job"] == TOTAL][[*_TOTAL_VIEW, "status", "note"]].copy()
     totals.insert(2, "est_h:m:s", totals["est_s"].map(hms))
-    jobs = p.table[p.table["job"] != TOTAL][JOB_VIEW]
+    jobs = p.table[p.table["job"] != TOTAL][_JOB_VIEW]
     head = "".join(f"<li>{line.strip()}</li>" for line in summary_lines(p))
     io.write_text(
         html,

@@ -14,14 +14,14 @@ from ablate.core.planner.prices import Price
 from ablate.core.planner.totals import hms
 
 #: the GPU counts a job is forecast on
-COUNTS = (1, 2, 4, 8)
+_COUNTS = (1, 2, 4, 8)
 _NO_PRICE = Price(None, "none: a per-GPU-count forecast", None)
 
 
 def gpu_counts(
     jobs: list[PlannedJob], setups: list[Setup], ref: Reference, ms: list[Measurement], plan: dict
 ) -> dict[str, str]:
-    """Each data-parallel training job (its id) -> its time on each of :data:`COUNTS` GPUs of
+    """Each data-parallel training job (its id) -> its time on each of :data:`_COUNTS` GPUs of
     one machine of the first GPU setup's GPU (job time, no rental) and its speed-up, a count it
     does not fit named so: ``on H100 SXM GPUs of one machine: 1: 0:10:00 (1.00x); 2: ...``;
     empty without a GPU setup."""
@@ -33,7 +33,7 @@ def gpu_counts(
         if not (job.kind == "train" and job.sharded):
             continue
         parts = []
-        for n in COUNTS:
+        for n in _COUNTS:
             r = job_row(replace(job, gpus=n), Setup(gpu, n, machine=True), _NO_PRICE, ref, ms, plan)
             if r.get("fits_memory") == "no":
                 parts.append(f"{n}: does not fit")

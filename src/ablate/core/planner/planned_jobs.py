@@ -59,7 +59,7 @@ class PlannedJob:
     #: (every, of): a rerun resumes from a checkpoint written every ``every`` of its ``of`` steps
     #: (an interruptible setup's restarts); None: from ``train_shape``'s save_steps, if any
     resume_every: tuple[int, int] | None = None
-    #: FLOPs per token for the FLOP estimate (None: FLOPS_PER_PARAM_TOKEN[kind] x params); a job
+    #: FLOPs per token for the FLOP estimate (None: 6 x params to train, 2 x for a forward); a job
     #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token
     flops_per_token: float | None = None
     trainable_params: float | None = None  # None: all params train (memory check, train kind)

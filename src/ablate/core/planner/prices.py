@@ -42,7 +42,7 @@ def load_snapshot(path: str | os.PathLike) -> dict[str, Any] | None:
     return data
 
 
-def bid_snapshot_price(
+def _bid_snapshot_price(
     setup: Setup, snap: dict[str, Any] | None, missing: str, ratio: float
 ) -> Price:
     """An interruptible setup's price in the snapshot: the ``min_bid`` its offer states, else
@@ -50,20 +50,16 @@ def bid_snapshot_price(
     on_demand = snapshot_price(replace(setup, interruptible=False), snap, missing)
     if on_demand.per_hour is None:
         return on_demand
-    exact = [
-        o
+    bids = [
+        o["min_bid"]
         for o in snap["offers"]
         if o["gpu_name"] == setup.gpu
         and int(o["num_gpus"]) == setup.count
         and o.get("min_bid") is not None
     ]
-    if exact:
-        o = min(exact, key=lambda o: o["min_bid"])
-        return Price(
-            float(o["min_bid"]),
-            f"{on_demand.source}; its min_bid (interruptible)",
-            on_demand.captured_at,
-        )
+    if bids:
+        source = f"{on_demand.source}; its min_bid (interruptible)"
+        return Price(float(min(bids)), source, on_demand.captured_at)
     return Price(
         on_demand.per_hour * ratio,
         f"{on_demand.source}; x {ratio:g} for a bid (plan.interruptible.price_ratio: the "
@@ -99,7 +95,7 @@ def snapshot_price(setup: Setup, snap: dict[str, Any] | None, missing: str = "")
     return Price(None, f"no price: {where} has no offer for {setup.gpu}", snap["captured_at"])
 
 
-VAST_PROFILE_PREFIXES = ("ablate-vast-", "vastai-")
+_VAST_PROFILE_PREFIXES = ("ablate-vast-", "vastai-")
 
 
 def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +122,7 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
             log.warning("planner: vast profile %s unreadable: %s", path, exc)
     if isinstance(prof, dict):
         for key, value in prof.items():
-            for prefix in VAST_PROFILE_PREFIXES:
+            for prefix in _VAST_PROFILE_PREFIXES:
                 name = key[len(prefix) :].replace("-", "_") if key.startswith(prefix) else None
                 if name == "bid":  # ablate-vast's own setting, not the stock plugin's
                     bid = value
@@ -138,7 +134,7 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
     return {"settings": settings, "groups": groups, "source": source, "bid": bid}
 
 
-def live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setup, Price]:
+def _live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setup, Price]:
     """Cheapest on-demand Vast offer per setup, searched with the executor plugin's own query;
     for an interruptible setup the lowest ``min_bid`` of the bid offers (what winning one costs).
 
@@ -207,11 +203,11 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
         log.warning("planner: %s", why)
         live = {s: Price(None, why, None) for s in rented}
     elif mode == "vast" or (mode == "auto" and os.environ.get("VAST_API_KEY")):
-        live = live_prices(rented, vast["settings"])
+        live = _live_prices(rented, vast["settings"])
 
     def from_snapshot(s: Setup) -> Price:
         if s.interruptible:
-            return bid_snapshot_price(s, snap, no_snap, plan["interruptible"]["price_ratio"])
+            return _bid_snapshot_price(s, snap, no_snap, plan["interruptible"]["price_ratio"])
         return snapshot_price(s, snap, no_snap)
 
     out = {}
@@ -226,30 +222,20 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
             out[s] = Price(
                 float(vast["bid"]), f"the bid of ablate-vast-bid ({vast['source']})", None
             )
-        elif s in live and live[s].per_hour is not None:
+        elif s in live and (live[s].per_hour is not None or mode != "auto"):
             out[s] = live[s]
-        elif s in live and mode == "auto":
+        elif s in live:  # no live price in auto mode
             fallback = from_snapshot(s)
             fallback.source = f"{live[s].source}; fell back to {fallback.source}"
             out[s] = fallback
-        elif s in live:
-            out[s] = live[s]
         else:
             out[s] = from_snapshot(s)
             if snap is None and mode == "auto":
                 out[s].source += " and VAST_API_KEY is not set (live offers)"
-        cap = vast["settings"].get("max_price")
-        if (
-            not s.local
-            and cap is not None
-            and out[s].per_hour is not None
-            and out[s].per_hour > cap
-        ):
-            out[
-                s
-            ].source += (
-                f"; above max_price {cap:g} $/h ({vast['source']}): the executor would not rent it"
-            )
+        cap, price = vast["settings"].get("max_price"), out[s]
+        if not s.local and cap is not None and price.per_hour is not None and price.per_hour > cap:
+            why = "the executor would not rent it"
+            price.source += f"; above max_price {cap:g} $/h ({vast['source']}): {why}"
     return out
 
 
@@ -260,7 +246,7 @@ def capture_offers(setups: list[Setup], plan: dict[str, Any], path: str | os.Pat
         raise PlanError("--capture-offers needs VAST_API_KEY (live Vast offers)")
     shapes = list(dict.fromkeys(replace(s, interruptible=False) for s in setups))
     bids = [replace(s, interruptible=True) for s in shapes]
-    prices = live_prices(shapes + bids, vast_profile(plan)["settings"])
+    prices = _live_prices(shapes + bids, vast_profile(plan)["settings"])
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
     offers = []
     for s, b in zip(shapes, bids, strict=True):

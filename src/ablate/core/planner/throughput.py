@@ -9,7 +9,7 @@ from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.planner.totals import FLOP_ESTIMATE
 
 #: Matmul FLOPs per token per parameter: forward 2, forward + backward 6 (Kaplan et al. 2020).
-FLOPS_PER_PARAM_TOKEN = {"train": 6, "eval": 2, "probe": 2, "generate": 2}
+_FLOPS_PER_PARAM_TOKEN = {"train": 6, "eval": 2, "probe": 2, "generate": 2}
 
 
 @dataclass
@@ -127,7 +127,7 @@ def pick_throughput(
     if target_peak is None:
         return Throughput(None, f"no measurement and {peak_src}")
     mfu = plan["mfu"][job.kind]
-    k = FLOPS_PER_PARAM_TOKEN[job.kind]
+    k = _FLOPS_PER_PARAM_TOKEN[job.kind]
     flops, what = (
         (job.flops_per_token, f"{job.flops_per_token / 1e9:.4g} GFLOP/token (the study's count)")
         if job.flops_per_token
