@@ -4,7 +4,7 @@ names no study; it reads this registry. No torch: the Snakefile, STATUS and the 
 
 The two studies of this repository are listed here (:data:`BUILTIN`); a study of another package
 registers with one line in that package's metadata, an entry point of the group
-:data:`ENTRY_POINTS` (pyproject.toml: ``[project.entry-points."ablate.studies"]`` then
+:data:`_ENTRY_POINTS` (pyproject.toml: ``[project.entry-points."ablate.studies"]`` then
 ``name = "its.package"``), and the workflow includes its rules with no line changed here, in the
 core or in another study (docs/design.md, "Adding a study").
 
@@ -34,7 +34,7 @@ from types import ModuleType
 #: study (config key ``studies``) -> its package: the studies of this repository
 BUILTIN = {"mask": "ablate.mask", "bridge": "ablate.bridge"}
 #: the entry-point group another package registers a study in (name -> its package)
-ENTRY_POINTS = "ablate.studies"
+_ENTRY_POINTS = "ablate.studies"
 #: a study's module, in its package, of each study part (ablate.core.jobs): layout
 #: (patterns, jobs, targets; no torch), status (headline, changes, key results, forecast), plan
 #: (the planner's inputs); a package's ``PARTS`` names others
@@ -42,11 +42,11 @@ DEFAULT_PARTS = {"layout": "layout", "status": "status", "plan": "plan"}
 
 
 def _registered() -> dict[str, str]:
-    """The built-in studies and every study registered under :data:`ENTRY_POINTS`."""
+    """The built-in studies and every study registered under :data:`_ENTRY_POINTS`."""
     from importlib.metadata import entry_points
 
     out = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINTS):
+    for ep in entry_points(group=_ENTRY_POINTS):
         if ep.name in out and out[ep.name] != ep.value:
             raise KeyError(f"study {ep.name!r} is registered twice ({out[ep.name]}, {ep.value})")
         out[ep.name] = ep.value

@@ -51,7 +51,7 @@ PLUGIN_VERSION = "2.6.1"
 #: the extra that installs the stock plugin (pyproject.toml)
 INSTALL = "pip install -e '.[slurm]'"
 #: seconds ``scontrol ping`` may take; it answers at once, up or down, when SLURM is configured
-PING_TIMEOUT_S = 30
+_PING_TIMEOUT_S = 30
 DEFAULT_CONF = "/etc/slurm/slurm.conf"
 
 
@@ -61,12 +61,12 @@ def controller_error() -> str | None:
     conf = os.environ.get("SLURM_CONF", DEFAULT_CONF)
     try:
         r = subprocess.run(
-            ["scontrol", "ping"], capture_output=True, text=True, timeout=PING_TIMEOUT_S
+            ["scontrol", "ping"], capture_output=True, text=True, timeout=_PING_TIMEOUT_S
         )
     except FileNotFoundError:
         what = "no scontrol on PATH: this machine has no SLURM client"
     except subprocess.TimeoutExpired:
-        what = f"scontrol ping gave no answer in {PING_TIMEOUT_S} s"
+        what = f"scontrol ping gave no answer in {_PING_TIMEOUT_S} s"
     else:
         if r.returncode == 0:
             return None

@@ -29,7 +29,7 @@ from typing import Any
 
 from ablate.core.execution import gpu_watch, warm
 
-PACKAGES = (
+_PACKAGES = (
     "ablate",
     "torch",
     "transformers",
@@ -88,7 +88,7 @@ def fingerprint_path(path: str | os.PathLike) -> str:
 WORKFLOW_DIR_ENV = "ABLATE_WORKFLOW_DIR"
 
 
-def checkout_dir() -> Path:
+def _checkout_dir() -> Path:
     """The checkout whose code ran: $ABLATE_WORKFLOW_DIR, else the cwd."""
     return Path(os.environ.get(WORKFLOW_DIR_ENV) or os.getcwd()).resolve()
 
@@ -118,7 +118,7 @@ def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     }
 
 
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
+def _package_versions(names: Iterable[str] = _PACKAGES) -> dict[str, str | None]:
     out = {}
     for name in names:
         try:
@@ -219,8 +219,8 @@ def _runtime_packages(root: str) -> dict[str, str | None]:
 
 
 # Instruction-set extensions that change which float kernels run (and so the low bits of results).
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
-CPU_SIGNATURE = ("cpu family", "model", "stepping")  # /proc/cpuinfo keys, x86
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+_CPU_SIGNATURE = ("cpu family", "model", "stepping")  # /proc/cpuinfo keys, x86
 
 
 #: Linux's description of the CPU (:func:`cpu_info`)
@@ -229,7 +229,7 @@ CPUINFO = "/proc/cpuinfo"
 
 def cpu_info() -> dict[str, Any]:
     """The CPU vendor, model, x86 family/model/stepping (the microarchitecture where a virtual
-    machine names a generic model) and which of CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere
+    machine names a generic model) and which of _CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere
     the model from platform, the rest None: unknown, not absent)."""
     vendor, model, flags = None, None, None
     signature: dict[str, str] = {}
@@ -244,7 +244,7 @@ def cpu_info() -> dict[str, Any]:
             vendor = value.strip() or None
         elif key in ("model name", "Model", "cpu model") and model is None:
             model = value.strip() or None
-        elif key in CPU_SIGNATURE and key not in signature:
+        elif key in _CPU_SIGNATURE and key not in signature:
             signature[key] = value.strip()
         elif key in ("flags", "Features") and flags is None:
             flags = set(value.split())
@@ -254,9 +254,9 @@ def cpu_info() -> dict[str, Any]:
         "cpu_vendor": vendor,
         "cpu_model": model or platform.processor() or None,
         "cpu_family_model_stepping": (
-            "/".join(signature[k] for k in CPU_SIGNATURE) if len(signature) == 3 else None
+            "/".join(signature[k] for k in _CPU_SIGNATURE) if len(signature) == 3 else None
         ),
-        "cpu_flags": None if flags is None else {f: f in flags for f in CPU_FLAGS},
+        "cpu_flags": None if flags is None else {f: f in flags for f in _CPU_FLAGS},
     }
 
 
@@ -425,16 +425,16 @@ def collect(
     """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint;
     ``digests`` a label to the sha256 the job took of what it read, when it read it (a file
     edited since would be fingerprinted as what the job never read); the git state recorded is
-    that of :func:`checkout_dir` (see the module doc). The block holds :data:`BLOCK_FIELDS`,
+    that of :func:`_checkout_dir` (see the module doc). The block holds :data:`BLOCK_FIELDS`,
     then the optional ones and ``extra``."""
     fingerprints = {k: fingerprint_path(v) for k, v in (inputs or {}).items()}
     block = {
         "run_id": run_id or new_run_id(),
-        "git": git_state(checkout_dir()),
+        "git": git_state(_checkout_dir()),
         "config_hash": config_hash(config_slice),
         "config": config_slice,
         "inputs": dict(sorted({**fingerprints, **(digests or {})}.items())),
-        "packages": package_versions(),
+        "packages": _package_versions(),
         "hardware": hardware(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -449,7 +449,7 @@ def collect(
     return block
 
 
-ABSENT = "<absent>"
+_ABSENT = "<absent>"
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -459,7 +459,7 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
         out = []
         for k in sorted(set(old) | set(new), key=str):
             key = f"{prefix}.{k}" if prefix else str(k)
-            out += changed_keys(old.get(k, ABSENT), new.get(k, ABSENT), key)
+            out += changed_keys(old.get(k, _ABSENT), new.get(k, _ABSENT), key)
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [
@@ -471,5 +471,5 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = value if value is ABSENT else canonical_json(value)
+    text = value if value is _ABSENT else canonical_json(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -158,7 +158,7 @@ def _located(change: str, where: Mapping[str, str], inherited: Mapping[str, str]
     return change
 
 
-def benchmark_rows(path: str | os.PathLike | None) -> list[dict[str, Any]]:
+def _benchmark_rows(path: str | os.PathLike | None) -> list[dict[str, Any]]:
     """The rows of a Snakemake benchmark file (TSV, or JSON lines for ``.jsonl``); [] when absent
     or unreadable."""
     try:
@@ -174,7 +174,7 @@ def benchmark_seconds(path: str | os.PathLike | None) -> float | None:
     """Wall seconds of one run of the job: the mean ``s`` over the rows of its benchmark file (one
     row per run Snakemake measured); None when absent, empty or unreadable."""
     try:
-        seconds = [float(r["s"]) for r in benchmark_rows(path)]
+        seconds = [float(r["s"]) for r in _benchmark_rows(path)]
     except (KeyError, TypeError, ValueError):
         return None
     return sum(seconds) / len(seconds) if seconds else None

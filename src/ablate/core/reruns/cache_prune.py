@@ -26,7 +26,7 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * UNITS[m.group(2).upper()])
 
 
-def size_of(path: Path) -> int:
+def _size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
@@ -40,13 +40,13 @@ def delete(path: Path) -> None:
     shutil.rmtree(aside)
 
 
-def prune(cache: Path, bound: int | None) -> list[str]:
+def _prune(cache: Path, bound: int | None) -> list[str]:
     """Prune ``cache`` to ``bound`` bytes (None: only say its size); the lines it says."""
     entries = [p for p in cache.iterdir() if (p / MANIFEST).is_file()]
     entries.sort(key=lambda p: (p / MANIFEST).stat().st_mtime)  # last stored or restored first
-    sizes = {p: size_of(p) for p in entries}
+    sizes = {p: _size_of(p) for p in entries}
     refused = cache / REFUSED
-    refused_size = size_of(refused) if refused.is_dir() else 0
+    refused_size = _size_of(refused) if refused.is_dir() else 0
     total = sum(sizes.values()) + refused_size
     lines = [f"{cache}: {len(entries)} entries, {gb(total)}"]
     if bound is None or total <= bound:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         bound = parse_size(args.max_size) if args.max_size is not None else None
         if not Path(args.cache).is_dir():
             raise ValueError(f"--cache {args.cache}: no such folder (the config's run_cache)")
-        print("\n".join(prune(Path(args.cache), bound)))
+        print("\n".join(_prune(Path(args.cache), bound)))
     except (ValueError, OSError) as exc:
         print(f"ablate cache: {exc}", file=sys.stderr)
         return 2
