@@ -76,7 +76,8 @@ class GpuSampler:
         self._handles = job_devices(self.nvml, os.environ.get("CUDA_VISIBLE_DEVICES"))
         if not self._handles:
             return False
-        self.names = [_text(self.nvml.nvmlDeviceGetName(h)) for h in self._handles]
+        names = [self.nvml.nvmlDeviceGetName(h) for h in self._handles]
+        self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         self._t0 = time.monotonic()
         self.sample()
         self._thread = threading.Thread(target=self._run, name="gpu-watch", daemon=True)
@@ -133,10 +134,6 @@ class GpuSampler:
             "devices": devices,
             "samples": [[s.t, s.util_pct, [round(m, 1) for m in s.mem_mib]] for s in self.samples],
         }
-
-
-def _text(x: Any) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)
 
 
 #: the sampler of this process's job (:func:`start`), read by :func:`current`

@@ -76,17 +76,6 @@ def _runs_jobs_locally(args: Namespace) -> bool:
     return bool(plugin.common_settings.local_exec)
 
 
-def _gpu_requests(config: dict[str, Any], studies: Iterable[str]) -> list[str]:
-    """``<study>.resources.<group>.gpu: N`` of every rule group of ``studies`` that asks for a
-    GPU."""
-    return [
-        f"{s}.resources.{group}.gpu: {r['gpu']}"
-        for s in studies
-        for group, r in (config.get(s) or {}).get("resources", {}).items()
-        if isinstance(r, dict) and r.get("gpu", 0) > 0
-    ]
-
-
 def _no_gpu_reason() -> str:
     """Why the GPU pool (:func:`ablate.core.execution.gpus.pool`) is empty, in a few words."""
     for env in (gpus.IDS_ENV, "CUDA_VISIBLE_DEVICES"):
@@ -109,7 +98,12 @@ def gpu_error(
     read only when the verdict hangs on it."""
     if config.get(_ALLOW_CPU_KEY) or not gpu_jobs_to_run:
         return None
-    asks = _gpu_requests(config, studies)
+    asks = [
+        f"{s}.resources.{group}.gpu: {r['gpu']}"
+        for s in studies
+        for group, r in (config.get(s) or {}).get("resources", {}).items()
+        if isinstance(r, dict) and r.get("gpu", 0) > 0
+    ]
     if not asks or gpus.pool():
         return None
     args = _command_line()

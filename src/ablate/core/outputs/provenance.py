@@ -88,11 +88,6 @@ def fingerprint_path(path: str | os.PathLike) -> str:
 WORKFLOW_DIR_ENV = "ABLATE_WORKFLOW_DIR"
 
 
-def _checkout_dir() -> Path:
-    """The checkout whose code ran: $ABLATE_WORKFLOW_DIR, else the cwd."""
-    return Path(os.environ.get(WORKFLOW_DIR_ENV) or os.getcwd()).resolve()
-
-
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     """Commit and dirty flag (tracked files only) of the git checkout holding ``cwd``; None
     where it is no checkout or git is missing."""
@@ -425,12 +420,12 @@ def collect(
     """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint;
     ``digests`` a label to the sha256 the job took of what it read, when it read it (a file
     edited since would be fingerprinted as what the job never read); the git state recorded is
-    that of :func:`_checkout_dir` (see the module doc). The block holds :data:`BLOCK_FIELDS`,
+    that of the checkout whose code ran (see the module doc). The block holds :data:`BLOCK_FIELDS`,
     then the optional ones and ``extra``."""
     fingerprints = {k: fingerprint_path(v) for k, v in (inputs or {}).items()}
     block = {
         "run_id": run_id or new_run_id(),
-        "git": git_state(_checkout_dir()),
+        "git": git_state(Path(os.environ.get(WORKFLOW_DIR_ENV) or os.getcwd()).resolve()),
         "config_hash": config_hash(config_slice),
         "config": config_slice,
         "inputs": dict(sorted({**fingerprints, **(digests or {})}.items())),

@@ -292,15 +292,6 @@ def _remove(paths: list[Path]) -> None:
             p.unlink()
 
 
-def _newest_mtime(path: Path) -> float:
-    return max((p.stat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
-
-
-def _run_id(paths: list[Path]) -> str | None:
-    """The run id of the first JSON record among the outputs (the run that made them)."""
-    return next((r for p in paths if p.suffix == ".json" and (r := io.file_run_id(p))), None)
-
-
 def refuse(cache: Path, key: str, why: str) -> None:
     """Move a bad entry out of the way (kept for inspection under refused/), never to be used."""
     entry = cache / key
@@ -339,7 +330,10 @@ def store(
             "outputs": [str(p) for p in outputs],
             "side_outputs": {j: len(outputs) + k for k, j in enumerate(kept)},
             "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(stored))]),
-            "run_id": _run_id(outputs),
+            # the run id of the first JSON record among the outputs: the run that made them
+            "run_id": next(
+                (r for p in outputs if p.suffix == ".json" and (r := io.file_run_id(p))), None
+            ),
             "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "host": os.uname().nodename,
             "code_files": code,
@@ -533,7 +527,7 @@ class JobCache:
         TensorBoard folder of an earlier run, this one's tracking off) is another run's: removed,
         not stored as this one's."""
         for p in self.side:
-            if p.exists() and _newest_mtime(p) < self.started:
+            if p.exists() and max(q.stat().st_mtime for q in [p, *p.rglob("*")]) < self.started:
                 log(f"removed {p}: written by an earlier run, not by this job")
                 _remove([p])
         if self.where is None:
