@@ -25,6 +25,7 @@ import csv
 import os
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,11 +129,7 @@ class Followed:
         est = self.estimate()
         if est is None:
             return {}
-        out: dict[str, int] = {}
-        for n in self.left():
-            if n not in est:
-                out[self.studies.get(n, "?")] = out.get(self.studies.get(n, "?"), 0) + 1
-        return out
+        return Counter(self.studies.get(n, "?") for n in self.left() if n not in est)
 
 
 _followed: Followed | None = None
@@ -238,9 +235,7 @@ def run_summary(
                 continue
             if answer is not None and (answered := answer(rows)):
                 answers.append(f"{study}: {answered}")
-            counts: dict[str, int] = {}
-            for r in headline:
-                counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+            counts = Counter(r["verdict"] for r in headline)
             said = ", ".join(f"{n} {v}" for v, n in counts.items())
             lines.append(f"{study} claims ({table}): {said}")
             for r in headline:
