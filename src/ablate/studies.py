@@ -60,19 +60,21 @@ STUDIES = _registered()
 HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def side(study: str, part: str) -> ModuleType:
-    """A study's module of ``part``: ``layout``, ``status`` or ``plan``."""
+def _package(study: str) -> ModuleType:
     if study not in STUDIES:
         raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
-    package = import_module(STUDIES[study])
+    return import_module(STUDIES[study])
+
+
+def side(study: str, part: str) -> ModuleType:
+    """A study's module of ``part``: ``layout``, ``status`` or ``plan``."""
+    package = _package(study)
     return import_module(f"{STUDIES[study]}.{getattr(package, 'PARTS', DEFAULT_PARTS)[part]}")
 
 
 def rule_files(study: str) -> list[str]:
     """The rule files of ``study``, in the order the Snakefile includes them (its ``RULES``)."""
-    if study not in STUDIES:
-        raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
-    return [str(f) for f in import_module(STUDIES[study]).RULES]
+    return [str(f) for f in _package(study).RULES]
 
 
 def attention_backends() -> dict[str, str]:
@@ -86,9 +88,7 @@ def attention_backends() -> dict[str, str]:
 def hub_free(config: dict, study: str) -> bool:
     """Nothing of ``study`` is on the hub: each model and data set of its config slice is
     embedded (the study package's ``hub_free``)."""
-    if study not in STUDIES:
-        raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
-    return import_module(STUDIES[study]).hub_free(config)
+    return _package(study).hub_free(config)
 
 
 def hub_switch(config: dict, study: str) -> bool:
