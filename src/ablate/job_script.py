@@ -289,8 +289,8 @@ def run_entry(
 
     ``processes``: the run's configured process count (one its run id counts), set by the config
     key ``key``: refused unless the job was granted that many GPUs; None: one process per GPU
-    granted. ``reporters``
-    (``{"call", "kwargs"}``): what each process calls for the entry's ``reporters=`` argument.
+    granted. ``reporters`` (``{"call", "kwargs"}``): what each process calls for the entry's
+    ``reporters=`` argument.
     Returns the entry's result in this process, None from N processes."""
     from ablate.core.execution import parallel
 

@@ -387,8 +387,8 @@ def restore(
 ) -> dict | None:
     """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest
     and the ``inputs`` as the job would (:func:`ablate.core.outputs.checkpoint_integrity.
-    check_inputs_before_load`, which raises what the job would
-    raise); the restore marker, or None (no entry, or a refused one: the job then runs). Each
+    check_inputs_before_load`, which raises what the job would raise); the restore marker, or
+    None (no entry, or a refused one: the job then runs). Each
     ``side`` output (:func:`store`) is the entry's, or removed where the entry has none: what a
     user reads beside the outputs is of the restored run, never of the run it replaces."""
     key = key_of(parts)
