@@ -70,11 +70,6 @@ def step_of(path: Path) -> int:
     return int(path.name.rsplit("-", 1)[1])
 
 
-def _newest_local(ckpt_dir: str | os.PathLike) -> Path | None:
-    done = checkpoint_integrity.complete_checkpoints(ckpt_dir)
-    return done[-1] if done else None
-
-
 def _python(script: str, *args: str) -> str:
     """A shell command running ``script`` with the instance's python in its work directory."""
     quoted = " ".join(shlex.quote(a) for a in (script, *args))
@@ -88,8 +83,12 @@ class CheckpointCopies:
     def __init__(self, runner):
         self.runner = runner
         self.dirs = _checkpoint_dirs(runner.job)
-        # what the submit host holds already (an earlier attempt's copies)
-        self.copied = {d: step_of(c) for d in self.dirs if (c := _newest_local(d)) is not None}
+        # what the submit host holds already (an earlier attempt's newest complete copies)
+        self.copied = {
+            d: step_of(done[-1])
+            for d in self.dirs
+            if (done := checkpoint_integrity.complete_checkpoints(d))
+        }
         self.refused: dict[str, int] = {}  # {folder: step} whose copy failed its manifest
 
     def _argv(self, command: str) -> list[str]:
