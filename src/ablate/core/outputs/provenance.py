@@ -376,18 +376,13 @@ UPSTREAM_ENV = "ABLATE_UPSTREAM_RUNS"
 
 def upstream_runs(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
     """Declared input path -> the run id of the record it is (its JSON files that are records)."""
-    from ablate.core.outputs.io import load_json, record_run_id
+    from ablate.core.outputs.io import file_run_id
 
-    out = {}
-    for path in paths:
-        if str(path).endswith(".json") and os.path.isfile(path):
-            try:
-                run_id = record_run_id(load_json(path))
-            except (OSError, ValueError):
-                continue
-            if run_id:
-                out[str(path)] = run_id
-    return out
+    return {
+        str(path): run_id
+        for path in paths
+        if str(path).endswith(".json") and os.path.isfile(path) and (run_id := file_run_id(path))
+    }
 
 
 def new_run_id() -> str:
