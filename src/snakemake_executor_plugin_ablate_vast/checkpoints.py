@@ -66,7 +66,7 @@ def _checkpoint_dirs(job) -> list[str]:
     return sorted({str(p.parent / checkpoint_integrity.CHECKPOINTS_DIR) for p in outputs})
 
 
-def step_of(path: Path) -> int:
+def _step_of(path: Path) -> int:
     return int(path.name.rsplit("-", 1)[1])
 
 
@@ -85,7 +85,7 @@ class CheckpointCopies:
         self.dirs = _checkpoint_dirs(runner.job)
         # what the submit host holds already (an earlier attempt's newest complete copies)
         self.copied = {
-            d: step_of(done[-1])
+            d: _step_of(done[-1])
             for d in self.dirs
             if (done := checkpoint_integrity.complete_checkpoints(d))
         }
@@ -108,7 +108,7 @@ class CheckpointCopies:
             if ckpt is None:
                 del self.copied[d]
                 continue
-            step = self.copied[d] = step_of(ckpt)
+            step = self.copied[d] = _step_of(ckpt)
             paths = [ckpt] + [
                 p for p in [Path(d) / checkpoint_integrity.RUN_KEY_FILE] if p.is_file()
             ]
@@ -222,7 +222,7 @@ class CheckpointCopies:
         )
         shutil.rmtree(incoming, ignore_errors=True)
         for old in checkpoint_integrity.complete_checkpoints(local):
-            if step_of(old) != step:
+            if _step_of(old) != step:
                 shutil.rmtree(old, ignore_errors=True)
         self.copied[d] = step
         self.runner.logger.info(

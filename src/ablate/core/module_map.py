@@ -28,7 +28,7 @@ _SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.(?=\s|$)")
 _ROLE = re.compile(r":[a-z]+:`~?\.?([^`]+)`")
 
 
-def summary(path: Path) -> str:
+def _summary(path: Path) -> str:
     """The first sentence of the module's docstring, on one line (a table cell: ``|`` escaped);
     refused where the module has none."""
     doc = ast.get_docstring(ast.parse(path.read_text(), str(path)))
@@ -43,7 +43,7 @@ def summary(path: Path) -> str:
     return re.sub(r"``([^`]+)``", r"`\1`", first).replace("|", "\\|")
 
 
-def packages(source: Path) -> list[Path]:
+def _packages(source: Path) -> list[Path]:
     """Every package folder under ``source`` (a folder with an ``__init__.py``), in name order."""
     return sorted(init.parent for init in source.rglob("__init__.py"))
 
@@ -52,14 +52,14 @@ def _package_table(source: Path, package: Path) -> str:
     """A package's section: its dotted name, its docstring's first sentence, a line for each
     module (``__init__`` left out) and each subpackage (``name/``)."""
     rows = [
-        (p.stem, summary(p)) for p in sorted(package.glob("*.py")) if p.name != "__init__.py"
+        (p.stem, _summary(p)) for p in sorted(package.glob("*.py")) if p.name != "__init__.py"
     ] + [
-        (f"{p.name}/", summary(p / "__init__.py"))
+        (f"{p.name}/", _summary(p / "__init__.py"))
         for p in sorted(package.iterdir())
         if (p / "__init__.py").is_file()
     ]
     name = ".".join(package.relative_to(source).parts)
-    lines = [f"### `{name}`", "", summary(package / "__init__.py")]
+    lines = [f"### `{name}`", "", _summary(package / "__init__.py")]
     if rows:  # a package of one module (an executor plugin) has no table
         lines += ["", "| module | what it does (its docstring's first sentence) |", "|---|---|"]
         lines += [f"| `{mod}` | {text} |" for mod, text in sorted(rows)]
@@ -68,7 +68,7 @@ def _package_table(source: Path, package: Path) -> str:
 
 def render(source: Path = SOURCE) -> str:
     """The map: a section per package under ``source``."""
-    return "\n\n".join(_package_table(source, p) for p in packages(source))
+    return "\n\n".join(_package_table(source, p) for p in _packages(source))
 
 
 def page_map(page: Path = PAGE) -> str:

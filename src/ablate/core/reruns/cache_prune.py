@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ablate.core.reruns.runcache import MANIFEST, REFUSED
 
-UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
 def parse_size(text: str) -> int:
@@ -23,14 +23,14 @@ def parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)B?\s*", text, re.IGNORECASE)
     if not m:
         raise ValueError(f"--max-size {text}: write a size such as 500M, 20G or 1.5T")
-    return int(float(m.group(1)) * UNITS[m.group(2).upper()])
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
 def _size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def gb(n: int) -> str:
+def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
@@ -48,13 +48,13 @@ def _prune(cache: Path, bound: int | None) -> list[str]:
     refused = cache / REFUSED
     refused_size = _size_of(refused) if refused.is_dir() else 0
     total = sum(sizes.values()) + refused_size
-    lines = [f"{cache}: {len(entries)} entries, {gb(total)}"]
+    lines = [f"{cache}: {len(entries)} entries, {_gb(total)}"]
     if bound is None or total <= bound:
         return lines
     if refused_size:
         delete(refused)
         total -= refused_size
-        lines.append(f"removed {refused}/ (refused entries, {gb(refused_size)})")
+        lines.append(f"removed {refused}/ (refused entries, {_gb(refused_size)})")
     gone = []
     for p in entries:
         if total <= bound:
@@ -64,8 +64,8 @@ def _prune(cache: Path, bound: int | None) -> list[str]:
         gone.append(p)
     if gone:
         freed = sum(sizes[p] for p in gone)
-        lines.append(f"removed the {len(gone)} entries used longest ago ({gb(freed)})")
-    lines.append(f"{cache}: {len(entries) - len(gone)} entries, {gb(total)} (bound {gb(bound)})")
+        lines.append(f"removed the {len(gone)} entries used longest ago ({_gb(freed)})")
+    lines.append(f"{cache}: {len(entries) - len(gone)} entries, {_gb(total)} (bound {_gb(bound)})")
     return lines
 
 

@@ -292,7 +292,7 @@ def _remove(paths: list[Path]) -> None:
             p.unlink()
 
 
-def refuse(cache: Path, key: str, why: str) -> None:
+def _refuse(cache: Path, key: str, why: str) -> None:
     """Move a bad entry out of the way (kept for inspection under refused/), never to be used."""
     entry = cache / key
     dest = cache / REFUSED / f"{key}-{uuid.uuid4().hex[:8]}"
@@ -345,7 +345,7 @@ def store(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if entry.exists() and (why := verify(entry)):  # a bad entry: this result takes its place
-        refuse(cache, key, why)
+        _refuse(cache, key, why)
     try:
         os.replace(tmp, entry)
     except OSError:  # a concurrent store of the same key got there first: one copy is enough
@@ -396,7 +396,7 @@ def restore(
     if not (entry / MANIFEST).exists() and not entry.exists():
         return None
     if why := verify(entry):
-        refuse(cache, key, why)
+        _refuse(cache, key, why)
         return None
     from ablate.core.outputs.checkpoint_integrity import check_inputs_before_load
 
