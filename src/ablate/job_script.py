@@ -113,7 +113,7 @@ def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
 _JOB: dict[str, Any] = {}
 
 
-def label(snakemake: Any) -> str:
+def _label(snakemake: Any) -> str:
     """A job as its line names it: its rule and wildcards (``finetune 3A``, ``eval_model
     3A/causal``; an experiment's rule carries its name, ``exp_lr_finetune 3A``)."""
     values = [str(v) for _, v in snakemake.wildcards.items()]
@@ -175,7 +175,7 @@ def log_only(snakemake: Any, remade: str | None = None) -> None:
     # 1 s a job); frozen, it walks none. Registered first, so it runs after every other handler.
     atexit.register(gc.freeze)
     _JOB.update(
-        label=label(snakemake),
+        label=_label(snakemake),
         started=time.time(),
         outputs=[str(p) for p in snakemake.output],
         remade=remade,

@@ -39,7 +39,7 @@ _POLL_S = 1.0
 _held: list[IO] = []  # the open lock files: a device is held as long as its file stays open
 
 
-def scheduler() -> str | None:
+def _scheduler() -> str | None:
     """The scheduler that assigns devices itself, if any (then the pool stays out of the way)."""
     if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "false"):
         return SWITCH_ENV
@@ -113,7 +113,7 @@ def claim(n: int, label: str = "job") -> list[str] | None:
     they are free. None (environment untouched) under a scheduler, on a host without a GPU, or
     in a child of a process that already claimed."""
     log = sys.stderr  # at call time: the job's log once job_script redirected it
-    if scheduler() or os.environ.get(CLAIMED_ENV):
+    if _scheduler() or os.environ.get(CLAIMED_ENV):
         return None
     _refuse_initialised_cuda(label)
     ids = pool()

@@ -82,14 +82,14 @@ def sum_tensor(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def launched() -> bool:
+def _launched() -> bool:
     """Started by torchrun (or any launcher that sets the torch.distributed environment)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init() -> None:
     """Join the process group torchrun described; bind this process to its GPU."""
-    if not launched() or dist.is_initialized():
+    if not _launched() or dist.is_initialized():
         return
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))

@@ -273,7 +273,7 @@ NUMERICS_ENV_NAMES = frozenset(
 )
 
 
-def numerics_env() -> dict[str, str]:
+def _numerics_env() -> dict[str, str]:
     """The variables of NUMERICS_ENV_PREFIXES / NUMERICS_ENV_NAMES set in this process."""
     return {
         k: v
@@ -324,7 +324,7 @@ def numerics() -> dict[str, Any]:
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "mkldnn_matmul_fp32_precision": getattr(mkldnn_matmul, "fp32_precision", None),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "env": numerics_env(),
+        "env": _numerics_env(),
     }
     if torch.cuda.is_available():
         cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn

@@ -34,7 +34,7 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
-def delete(path: Path) -> None:
+def _delete(path: Path) -> None:
     aside = path.with_name(f".pruned-{uuid.uuid4().hex[:8]}")
     path.rename(aside)
     shutil.rmtree(aside)
@@ -52,14 +52,14 @@ def _prune(cache: Path, bound: int | None) -> list[str]:
     if bound is None or total <= bound:
         return lines
     if refused_size:
-        delete(refused)
+        _delete(refused)
         total -= refused_size
         lines.append(f"removed {refused}/ (refused entries, {_gb(refused_size)})")
     gone = []
     for p in entries:
         if total <= bound:
             break
-        delete(p)
+        _delete(p)
         total -= sizes[p]
         gone.append(p)
     if gone:
