@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from ablate.core.outputs import checkpoint_integrity
+from ablate.core.outputs.checkpoint_integrity import step_of
 
 REMOTE_WORKDIR = "/snakemake-workdir"
 _INCOMING = ".incoming"
@@ -66,10 +67,6 @@ def _checkpoint_dirs(job) -> list[str]:
     return sorted({str(p.parent / checkpoint_integrity.CHECKPOINTS_DIR) for p in outputs})
 
 
-def _step_of(path: Path) -> int:
-    return int(path.name.rsplit("-", 1)[1])
-
-
 def _python(script: str, *args: str) -> str:
     """A shell command running ``script`` with the instance's python in its work directory."""
     quoted = " ".join(shlex.quote(a) for a in (script, *args))
@@ -83,11 +80,9 @@ class CheckpointCopies:
     def __init__(self, runner):
         self.runner = runner
         self.dirs = _checkpoint_dirs(runner.job)
-        # what the submit host holds already (an earlier attempt's newest complete copies)
+        # what the submit host holds already (an earlier attempt's copies)
         self.copied = {
-            d: _step_of(done[-1])
-            for d in self.dirs
-            if (done := checkpoint_integrity.complete_checkpoints(d))
+            d: step_of(c) for d in self.dirs if (c := checkpoint_integrity.newest_complete(d))
         }
         self.refused: dict[str, int] = {}  # {folder: step} whose copy failed its manifest
 
@@ -108,7 +103,7 @@ class CheckpointCopies:
             if ckpt is None:
                 del self.copied[d]
                 continue
-            step = self.copied[d] = _step_of(ckpt)
+            step = self.copied[d] = step_of(ckpt)
             paths = [ckpt] + [
                 p for p in [Path(d) / checkpoint_integrity.RUN_KEY_FILE] if p.is_file()
             ]
@@ -206,9 +201,8 @@ class CheckpointCopies:
             return False
         try:
             checkpoint_integrity.verify(incoming / name)
-        except (
-            checkpoint_integrity.CheckpointError
-        ) as exc:  # not retried: the instance's copy is the same
+        except checkpoint_integrity.CheckpointError as exc:
+            # not retried: the instance's copy is the same
             aside = checkpoint_integrity.set_aside(incoming / name, into=local)
             self.runner.logger.warning(
                 f"{self._label()}: copy of {d}/{name} set aside as {aside.name}: {exc}"
@@ -222,7 +216,7 @@ class CheckpointCopies:
         )
         shutil.rmtree(incoming, ignore_errors=True)
         for old in checkpoint_integrity.complete_checkpoints(local):
-            if _step_of(old) != step:
+            if step_of(old) != step:
                 shutil.rmtree(old, ignore_errors=True)
         self.copied[d] = step
         self.runner.logger.info(

@@ -220,10 +220,9 @@ def check_before_load(directory: str | os.PathLike) -> dict | None:
 def check_inputs_before_load(inputs: Iterable[str | os.PathLike]) -> None:
     """Check the declared inputs as the job would before it reads them: each checkpoint folder
     (a hash manifest, or this pipeline's marker) by the loaders' own check, every file's sha256
-    against its manifest (:func:`check_before_load`). The
-    key takes a checkpoint's hashes from its manifest after a size check only, so without this a
-    same-size corruption would be restored over, where the job fails; raises the job's
-    :class:`~ablate.core.outputs.checkpoint_integrity.CheckpointError`."""
+    against its manifest (:func:`check_before_load`). The key takes a checkpoint's hashes from its
+    manifest after a size check only, so without this a same-size corruption would be restored
+    over, where the job fails; raises the job's :class:`CheckpointError`."""
     for path in inputs:
         if Path(path).is_dir():
             check_before_load(path)
