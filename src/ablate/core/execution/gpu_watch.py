@@ -46,13 +46,13 @@ def job_devices(nvml: Any, visible: str | None) -> list[Any]:
     ``GPU-`` UUIDs; empty hides every device), every device when it is None (not set)."""
     if visible is None:
         return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
-    handles = []
-    for dev in (d.strip() for d in visible.split(",") if d.strip()):
-        if dev.startswith(("GPU-", "MIG-")):
-            handles.append(nvml.nvmlDeviceGetHandleByUUID(dev))
-        else:
-            handles.append(nvml.nvmlDeviceGetHandleByIndex(int(dev)))
-    return handles
+    return [
+        nvml.nvmlDeviceGetHandleByUUID(dev)
+        if dev.startswith(("GPU-", "MIG-"))
+        else nvml.nvmlDeviceGetHandleByIndex(int(dev))
+        for dev in (d.strip() for d in visible.split(","))
+        if dev
+    ]
 
 
 @dataclass
