@@ -109,11 +109,11 @@ def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
 
 
 #: This process's job: its label, start, whether its line was said, whether it failed, and its
-#: run cache (what :func:`said_at_exit` reports).
+#: run cache (what :func:`_said_at_exit` reports).
 _JOB: dict[str, Any] = {}
 
 
-def label(snakemake: Any) -> str:
+def _label(snakemake: Any) -> str:
     """A job as its line names it: its rule and wildcards (``finetune 3A``, ``eval_model
     3A/causal``; an experiment's rule carries its name, ``exp_lr_finetune 3A``)."""
     values = [str(v) for _, v in snakemake.wildcards.items()]
@@ -128,7 +128,7 @@ def say(text: str) -> None:
         print(line, file=stream, flush=True)
 
 
-def ran_line(outputs: Sequence[str | os.PathLike], seconds: float, stored: str | None) -> str:
+def _ran_line(outputs: Sequence[str | os.PathLike], seconds: float, stored: str | None) -> str:
     """What a job that ran says: its seconds, where its record says it resumed from (a
     training's ``resumed_from_step``: ``resumed from checkpoint-N``), its run cache entry."""
     parts = [f"ran in {seconds:.0f} s"]
@@ -146,7 +146,7 @@ def ran_line(outputs: Sequence[str | os.PathLike], seconds: float, stored: str |
     return ", ".join(parts)
 
 
-def said_at_exit() -> None:
+def _said_at_exit() -> None:
     """At the job's exit: ``ran in N s`` unless it said its line already (restored), failed
     (an uncaught exception), or left an output missing (it did not finish)."""
     import time
@@ -161,7 +161,7 @@ def said_at_exit() -> None:
         say(REMADE_LINE.format(seconds=seconds, why=_JOB["remade"]))
         return
     cache = _JOB.get("cache")
-    say(ran_line(outputs, seconds, getattr(cache, "stored_key", None)))
+    say(_ran_line(outputs, seconds, getattr(cache, "stored_key", None)))
 
 
 def log_only(snakemake: Any, remade: str | None = None) -> None:
@@ -175,12 +175,12 @@ def log_only(snakemake: Any, remade: str | None = None) -> None:
     # 1 s a job); frozen, it walks none. Registered first, so it runs after every other handler.
     atexit.register(gc.freeze)
     _JOB.update(
-        label=label(snakemake),
+        label=_label(snakemake),
         started=time.time(),
         outputs=[str(p) for p in snakemake.output],
         remade=remade,
     )
-    atexit.register(said_at_exit)
+    atexit.register(_said_at_exit)
     # the records it reads, by run id, into its own record (every process of the job)
     os.environ[provenance.UPSTREAM_ENV] = json.dumps(provenance.upstream_runs(snakemake.input))
     sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
@@ -193,7 +193,7 @@ def start_light(snakemake: Any, study: str) -> None:
     studies.hub_switch(snakemake.config, study)
 
 
-def restored_or_cache(
+def _restored_or_cache(
     snakemake: Any,
     side_outputs: Sequence[str | os.PathLike] = (),
     work: Sequence[str | os.PathLike] = (),
@@ -223,7 +223,7 @@ def start_table(snakemake: Any, study: str):
     record's run id, which a rerun of the same result changes. Returns the job's cache (the
     script calls its ``store()`` once the outputs are written)."""
     start_light(snakemake, study)
-    return restored_or_cache(snakemake, exact=True)
+    return _restored_or_cache(snakemake, exact=True)
 
 
 def start(
@@ -248,7 +248,7 @@ def start(
     studies.hub_switch(snakemake.config, study)
     how = warm.hand_off()
     start_light(snakemake, study)
-    job_cache = restored_or_cache(snakemake, side_outputs, work, after_restore)
+    job_cache = _restored_or_cache(snakemake, side_outputs, work, after_restore)
     if warm.start_for_next_jobs():  # it computes: the next jobs start warm
         how = f"{how}; it starts one for the next jobs"
     if how:
@@ -289,8 +289,8 @@ def run_entry(
 
     ``processes``: the run's configured process count (one its run id counts), set by the config
     key ``key``: refused unless the job was granted that many GPUs; None: one process per GPU
-    granted. ``reporters``
-    (``{"call", "kwargs"}``): what each process calls for the entry's ``reporters=`` argument.
+    granted. ``reporters`` (``{"call", "kwargs"}``): what each process calls for the entry's
+    ``reporters=`` argument.
     Returns the entry's result in this process, None from N processes."""
     from ablate.core.execution import parallel
 

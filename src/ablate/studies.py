@@ -4,7 +4,7 @@ names no study; it reads this registry. No torch: the Snakefile, STATUS and the 
 
 The two studies of this repository are listed here (:data:`BUILTIN`); a study of another package
 registers with one line in that package's metadata, an entry point of the group
-:data:`ENTRY_POINTS` (pyproject.toml: ``[project.entry-points."ablate.studies"]`` then
+:data:`_ENTRY_POINTS` (pyproject.toml: ``[project.entry-points."ablate.studies"]`` then
 ``name = "its.package"``), and the workflow includes its rules with no line changed here, in the
 core or in another study (docs/design.md, "Adding a study").
 
@@ -34,7 +34,7 @@ from types import ModuleType
 #: study (config key ``studies``) -> its package: the studies of this repository
 BUILTIN = {"mask": "ablate.mask", "bridge": "ablate.bridge"}
 #: the entry-point group another package registers a study in (name -> its package)
-ENTRY_POINTS = "ablate.studies"
+_ENTRY_POINTS = "ablate.studies"
 #: a study's module, in its package, of each study part (ablate.core.jobs): layout
 #: (patterns, jobs, targets; no torch), status (headline, changes, key results, forecast), plan
 #: (the planner's inputs); a package's ``PARTS`` names others
@@ -42,11 +42,11 @@ DEFAULT_PARTS = {"layout": "layout", "status": "status", "plan": "plan"}
 
 
 def _registered() -> dict[str, str]:
-    """The built-in studies and every study registered under :data:`ENTRY_POINTS`."""
+    """The built-in studies and every study registered under :data:`_ENTRY_POINTS`."""
     from importlib.metadata import entry_points
 
     out = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINTS):
+    for ep in entry_points(group=_ENTRY_POINTS):
         if ep.name in out and out[ep.name] != ep.value:
             raise KeyError(f"study {ep.name!r} is registered twice ({out[ep.name]}, {ep.value})")
         out[ep.name] = ep.value
@@ -60,19 +60,21 @@ STUDIES = _registered()
 HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def side(study: str, part: str) -> ModuleType:
-    """A study's module of ``part``: ``layout``, ``status`` or ``plan``."""
+def _package(study: str) -> ModuleType:
     if study not in STUDIES:
         raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
-    package = import_module(STUDIES[study])
+    return import_module(STUDIES[study])
+
+
+def side(study: str, part: str) -> ModuleType:
+    """A study's module of ``part``: ``layout``, ``status`` or ``plan``."""
+    package = _package(study)
     return import_module(f"{STUDIES[study]}.{getattr(package, 'PARTS', DEFAULT_PARTS)[part]}")
 
 
 def rule_files(study: str) -> list[str]:
     """The rule files of ``study``, in the order the Snakefile includes them (its ``RULES``)."""
-    if study not in STUDIES:
-        raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
-    return [str(f) for f in import_module(STUDIES[study]).RULES]
+    return [str(f) for f in _package(study).RULES]
 
 
 def attention_backends() -> dict[str, str]:
@@ -86,9 +88,7 @@ def attention_backends() -> dict[str, str]:
 def hub_free(config: dict, study: str) -> bool:
     """Nothing of ``study`` is on the hub: each model and data set of its config slice is
     embedded (the study package's ``hub_free``)."""
-    if study not in STUDIES:
-        raise KeyError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
-    return import_module(STUDIES[study]).hub_free(config)
+    return _package(study).hub_free(config)
 
 
 def hub_switch(config: dict, study: str) -> bool:

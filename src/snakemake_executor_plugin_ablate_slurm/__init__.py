@@ -45,28 +45,28 @@ from typing import Optional
 
 from snakemake_interface_common.exceptions import WorkflowError
 
-PLUGIN_NAME = "ablate-slurm"
+_PLUGIN_NAME = "ablate-slurm"
 STOCK = "snakemake-executor-plugin-slurm"
 PLUGIN_VERSION = "2.6.1"
 #: the extra that installs the stock plugin (pyproject.toml)
-INSTALL = "pip install -e '.[slurm]'"
+_INSTALL = "pip install -e '.[slurm]'"
 #: seconds ``scontrol ping`` may take; it answers at once, up or down, when SLURM is configured
-PING_TIMEOUT_S = 30
-DEFAULT_CONF = "/etc/slurm/slurm.conf"
+_PING_TIMEOUT_S = 30
+_DEFAULT_CONF = "/etc/slurm/slurm.conf"
 
 
 def controller_error() -> str | None:
     """One line when no SLURM controller answers ``scontrol ping`` (workaround 2); None when one
     does."""
-    conf = os.environ.get("SLURM_CONF", DEFAULT_CONF)
+    conf = os.environ.get("SLURM_CONF", _DEFAULT_CONF)
     try:
         r = subprocess.run(
-            ["scontrol", "ping"], capture_output=True, text=True, timeout=PING_TIMEOUT_S
+            ["scontrol", "ping"], capture_output=True, text=True, timeout=_PING_TIMEOUT_S
         )
     except FileNotFoundError:
         what = "no scontrol on PATH: this machine has no SLURM client"
     except subprocess.TimeoutExpired:
-        what = f"scontrol ping gave no answer in {PING_TIMEOUT_S} s"
+        what = f"scontrol ping gave no answer in {_PING_TIMEOUT_S} s"
     else:
         if r.returncode == 0:
             return None
@@ -93,10 +93,10 @@ except ImportError as _missing:  # the extra is not installed (workaround 1)
         # the settings profiles/slurm sets, so that its command line parses and the executor's
         # start says what is missing (an unknown option would stop the parser first)
         init_seconds_before_status_checks: Optional[int] = field(  # noqa: UP045 - Snakemake parses typing.Optional
-            default=None, metadata={"help": f"the stock plugin's setting ({INSTALL})"}
+            default=None, metadata={"help": f"the stock plugin's setting ({_INSTALL})"}
         )
         keep_successful_logs: bool = field(
-            default=False, metadata={"help": f"the stock plugin's setting ({INSTALL})"}
+            default=False, metadata={"help": f"the stock plugin's setting ({_INSTALL})"}
         )
 
     common_settings = CommonSettings(
@@ -104,8 +104,8 @@ except ImportError as _missing:  # the extra is not installed (workaround 1)
     )
 
     Executor = refusing_executor(
-        f"executor {PLUGIN_NAME} (--profile slurm) needs {STOCK}=={PLUGIN_VERSION}, which is "
-        f"not installed ({_missing}): {INSTALL}"
+        f"executor {_PLUGIN_NAME} (--profile slurm) needs {STOCK}=={PLUGIN_VERSION}, which is "
+        f"not installed ({_missing}): {_INSTALL}"
     )
 
 else:
@@ -132,7 +132,7 @@ else:
             found = importlib.metadata.version(STOCK)
             if found != PLUGIN_VERSION:
                 raise WorkflowError(
-                    f"executor {PLUGIN_NAME} works around {STOCK}=={PLUGIN_VERSION} but {found} "
+                    f"executor {_PLUGIN_NAME} works around {STOCK}=={PLUGIN_VERSION} but {found} "
                     f"is installed: pin {PLUGIN_VERSION} or re-check the workarounds in "
                     "snakemake_executor_plugin_ablate_slurm/__init__.py against the new version"
                 )

@@ -27,11 +27,12 @@ import time
 from pathlib import Path
 
 from ablate.core.outputs import checkpoint_integrity
+from ablate.core.outputs.checkpoint_integrity import step_of
 
 REMOTE_WORKDIR = "/snakemake-workdir"
-INCOMING = ".incoming"
+_INCOMING = ".incoming"
 # a dead peer ends the stream after ~60 s instead of blocking the runner thread forever
-KEEPALIVE = ("-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")
+_KEEPALIVE = ("-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")
 
 # Run on the instance: {checkpoint dir: newest complete step} for the dirs given.
 _NEWEST = """\
@@ -59,20 +60,11 @@ with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as t:
 """
 
 
-def checkpoint_dirs(job) -> list[str]:
+def _checkpoint_dirs(job) -> list[str]:
     """Where the jobs of ``job`` (a group job: each of its jobs) write training checkpoints: the
     checkpoints folder beside each output (a finetune's ``final`` and ``summary.json``)."""
     outputs = (Path(str(f)) for j in getattr(job, "jobs", [job]) for f in j.output)
     return sorted({str(p.parent / checkpoint_integrity.CHECKPOINTS_DIR) for p in outputs})
-
-
-def step_of(path: Path) -> int:
-    return int(path.name.rsplit("-", 1)[1])
-
-
-def newest_local(ckpt_dir: str | os.PathLike) -> Path | None:
-    done = checkpoint_integrity.complete_checkpoints(ckpt_dir)
-    return done[-1] if done else None
 
 
 def _python(script: str, *args: str) -> str:
@@ -87,14 +79,16 @@ class CheckpointCopies:
 
     def __init__(self, runner):
         self.runner = runner
-        self.dirs = checkpoint_dirs(runner.job)
+        self.dirs = _checkpoint_dirs(runner.job)
         # what the submit host holds already (an earlier attempt's copies)
-        self.copied = {d: step_of(c) for d in self.dirs if (c := newest_local(d)) is not None}
+        self.copied = {
+            d: step_of(c) for d in self.dirs if (c := checkpoint_integrity.newest_complete(d))
+        }
         self.refused: dict[str, int] = {}  # {folder: step} whose copy failed its manifest
 
     def _argv(self, command: str) -> list[str]:
         r = self.runner
-        return ["ssh", "-p", str(r.port), *r._ssh_options(), *KEEPALIVE, f"root@{r.host}", command]
+        return ["ssh", "-p", str(r.port), *r._ssh_options(), *_KEEPALIVE, f"root@{r.host}", command]
 
     def _label(self) -> str:
         return f"Vast.ai instance {self.runner.instance_id}"
@@ -182,7 +176,7 @@ class CheckpointCopies:
     def _pull(self, d: str, step: int) -> bool:
         name = f"checkpoint-{step}"
         local = Path(d)
-        incoming = local / INCOMING
+        incoming = local / _INCOMING
         shutil.rmtree(incoming, ignore_errors=True)
         incoming.mkdir(parents=True)
         t0 = time.monotonic()
@@ -207,9 +201,8 @@ class CheckpointCopies:
             return False
         try:
             checkpoint_integrity.verify(incoming / name)
-        except (
-            checkpoint_integrity.CheckpointError
-        ) as exc:  # not retried: the instance's copy is the same
+        except checkpoint_integrity.CheckpointError as exc:
+            # not retried: the instance's copy is the same
             aside = checkpoint_integrity.set_aside(incoming / name, into=local)
             self.runner.logger.warning(
                 f"{self._label()}: copy of {d}/{name} set aside as {aside.name}: {exc}"

@@ -79,11 +79,11 @@ from snakemake_executor_plugin_ablate_vast.spend import DEFAULT_FORECAST_H, Spen
 
 PLUGIN_VERSION = "0.1.4"
 PLUGIN_NAME = "ablate-vast"
-API_KEY_ENV = "VAST_API_KEY"
+_API_KEY_ENV = "VAST_API_KEY"
 # what Snakemake reads for the api_key setting of this plugin (the setting's env var)
-SETTING_KEY_ENV = "SNAKEMAKE_ABLATE_VAST_API_KEY"
+_SETTING_KEY_ENV = "SNAKEMAKE_ABLATE_VAST_API_KEY"
 # API states after which the instance cannot come back
-GONE_STATES = {None, "exited", "stopped", "destroyed"}
+_GONE_STATES = {None, "exited", "stopped", "destroyed"}
 
 
 @dataclass
@@ -290,7 +290,7 @@ class GuardedSSHJobRunner(SSHJobRunner):
                 unreachable_since = unreachable_since or now
                 status = self._instance_status()
                 waited = now - unreachable_since
-                if status in GONE_STATES or waited > self.settings.lost_after:
+                if status in _GONE_STATES or waited > self.settings.lost_after:
                     raise TransferError(
                         f"instance lost mid-job (API status {status!r}, no SSH for {waited:.0f} s,"
                         f" limit --ablate-vast-lost-after {self.settings.lost_after} s): "
@@ -364,15 +364,15 @@ class Executor(CancelsEveryJob, _stock.Executor):
                 "workarounds in snakemake_executor_plugin_ablate_vast/executor.py against the new version"
             )
         settings = self.workflow.executor_settings
-        if settings.api_key is not None and settings.api_key != os.environ.get(SETTING_KEY_ENV):
+        if settings.api_key is not None and settings.api_key != os.environ.get(_SETTING_KEY_ENV):
             raise WorkflowError(
                 f"the Vast.ai API key came from a profile or the command line: remove "
-                f"{PLUGIN_NAME}-api-key there and export {API_KEY_ENV} instead"
+                f"{PLUGIN_NAME}-api-key there and export {_API_KEY_ENV} instead"
             )
-        key = settings.api_key or os.environ.get(API_KEY_ENV)
+        key = settings.api_key or os.environ.get(_API_KEY_ENV)
         if not key:
             raise WorkflowError(
-                f"no Vast.ai API key: export {API_KEY_ENV}=<your key> "
+                f"no Vast.ai API key: export {_API_KEY_ENV}=<your key> "
                 "(cloud.vast.ai/manage-keys); it is never read from a file"
             )
         settings.api_key = key  # explicit, so the SDK does not fall back to its key files

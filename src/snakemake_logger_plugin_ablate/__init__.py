@@ -4,9 +4,8 @@ every run of this workflow prints through it in place of Snakemake's stream hand
 It is Snakemake's own stream handler, filter and formatter with the changes
 :mod:`ablate.core.execution.terminal` describes (a job's block without parameter trees, and on a
 terminal at most ``WIDTH`` characters a line; the time left on the progress line; the end-of-run
-summary last).
-Snakemake's log file (``.snakemake/log/``) keeps its own full format. ``--logger`` on the command
-line replaces the profile's choice.
+summary last). Snakemake's log file (``.snakemake/log/``) keeps its own full format. ``--logger``
+on the command line replaces the profile's choice.
 
 Its one touch of a private name, pinned to Snakemake 9.27.1 (a plugin is a package of its own, so
 it stays here rather than in ``ablate.upstream``):

@@ -20,7 +20,7 @@ from typing import Any
 from ablate.core.user_yaml import ConfigError, config_mapping, load_config_file
 
 #: The file name of a schema shipped in a package: ``<name>.schema.yaml``.
-SCHEMA_SUFFIX = ".schema.yaml"
+_SCHEMA_SUFFIX = ".schema.yaml"
 
 
 def schema_path(package: str, name: str = "config") -> Path:
@@ -29,7 +29,7 @@ def schema_path(package: str, name: str = "config") -> Path:
     package its part, ``plan`` of ``ablate.core`` the planner's block."""
     from importlib.resources import files
 
-    return Path(str(files(package).joinpath(name + SCHEMA_SUFFIX)))
+    return Path(str(files(package).joinpath(name + _SCHEMA_SUFFIX)))
 
 
 def sorted_tree(obj: Any) -> Any:
@@ -102,11 +102,11 @@ def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
     """The one jsonschema validator (the config schema's draft) of ``schema``; with
     ``fill_defaults`` it sets each missing property that has a default as it validates (as
     Snakemake's ``validate(..., set_default=True)`` does)."""
-    return validator_class(fill_defaults)(schema)
+    return _validator_class(fill_defaults)(schema)
 
 
 @functools.cache
-def validator_class(fill_defaults: bool) -> Any:
+def _validator_class(fill_defaults: bool) -> Any:
     """The class of :func:`validator`, built once a process: building it (jsonschema's
     ``extend``) cost 1.7 ms, and a parse of the Snakefile asked for it about 60 times (a study's
     grid entries, each resolved twice), every ``snakemake`` start."""
@@ -330,19 +330,19 @@ def typed_config_args(entries: list[str] | None) -> dict[str, Any]:
     return typed
 
 
-CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
+_CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
 #: The embedded default's config file: Snakemake reads it unless --configfile names others (the
 #: Snakefile's ``configfile:``), and so do the library's commands.
 DEFAULT_CONFIGFILE = "config/config.yaml"
 #: Suffixes of a config file: one Snakemake cannot read has a syntax error, not a target's name.
-CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def add_configfiles_option(parser: argparse.ArgumentParser, files: str) -> None:
     """A command's ``--configfile``/``--configfiles FILE ...``, as Snakemake takes them, with
     :data:`DEFAULT_CONFIGFILE` unless given; ``files`` says whose (``the run's config files``)."""
     parser.add_argument(
-        *CONFIGFILE_FLAGS,
+        *_CONFIGFILE_FLAGS,
         nargs="+",
         default=[DEFAULT_CONFIGFILE],
         metavar="FILE",
@@ -360,8 +360,8 @@ def configfile_args(argv: list[str]) -> list[str]:
     for word in argv:
         flag, eq, value = word.partition("=")
         if word.startswith("-"):
-            taking = word in CONFIGFILE_FLAGS
-            if eq and flag in CONFIGFILE_FLAGS:
+            taking = word in _CONFIGFILE_FLAGS
+            if eq and flag in _CONFIGFILE_FLAGS:
                 files.append(value)
         elif taking:
             files.append(word)
@@ -388,7 +388,7 @@ def unreadable_configfile_error(argv: list[str]) -> str | None:
                 continue
             except Exception:  # noqa: BLE001 - whatever Snakemake would stop on
                 what = "not a JSON or YAML config file"
-                if Path(f).suffix.lower() in CONFIG_SUFFIXES:  # a config: blame its syntax
+                if Path(f).suffix.lower() in _CONFIG_SUFFIXES:  # a config: blame its syntax
                     try:
                         config_mapping(f)
                     except ConfigError as exc:
@@ -414,25 +414,25 @@ def schema_error(error: Any) -> str:
 PATTERN_MEANING = "patternMeaning"
 #: The schema keyword that says in words why a node's ``not`` refuses a value (a name reserved
 #: for something else: a refusal says what for, not the schema it matched).
-NOT_MEANING = "notMeaning"
+_NOT_MEANING = "notMeaning"
 #: A failed schema keyword -> the keyword beside it that says the refusal in words.
-MEANINGS = {"pattern": PATTERN_MEANING, "not": NOT_MEANING}
+MEANINGS = {"pattern": PATTERN_MEANING, "not": _NOT_MEANING}
 
 
 def error_words(error: Any) -> str:
     """What is wrong, for a jsonschema ``ValidationError``: the schema's message (a failed
     ``pattern`` or ``not`` as its node's :data:`MEANINGS` keyword says it, not as the regex or
-    the schema) and what to write instead (:func:`error_hint`)."""
+    the schema) and what to write instead (:func:`_error_hint`)."""
     message = error.message
     word = MEANINGS.get(error.validator)
     means = error.schema.get(word) if word and isinstance(error.schema, dict) else None
     if means:
         message = f"{error.instance!r} is not {means}"
-    hint = error_hint(error)
+    hint = _error_hint(error)
     return message + (f": {hint}" if hint else "")
 
 
-def error_hint(error: Any) -> str | None:
+def _error_hint(error: Any) -> str | None:
     """What to write instead, for a jsonschema ``ValidationError``: the number a value of the
     wrong type means (:func:`number_hint`, within the node's bounds), else the key an unknown
     one may be (:func:`key_hint`); None when there is nothing to say."""
@@ -474,7 +474,7 @@ def allowed_keys(schema: dict[str, Any]) -> set[str]:
 
 
 #: The largest whole number a float holds exactly: a bigger one is not the number typed.
-EXACT_FLOAT = 2**53
+_EXACT_FLOAT = 2**53
 
 
 def whole_hint(number: float, bounds: dict[str, Any]) -> str:
@@ -485,7 +485,7 @@ def whole_hint(number: float, bounds: dict[str, Any]) -> str:
     if not number.is_integer():
         return "write a whole number"
     if (
-        abs(number) < EXACT_FLOAT
+        abs(number) < _EXACT_FLOAT
         and (low is None or number >= low)
         and (high is None or number <= high)
     ):

@@ -23,12 +23,12 @@ BEGIN, END = "<!-- module-map: begin (ablate map --write) -->", "<!-- module-map
 #: the command that renders the map: named wherever the page and the code differ
 COMMAND = "ablate map --write"
 #: a sentence's end: a full stop before white space or the end, not an abbreviation's
-SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.(?=\s|$)")
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.(?=\s|$)")
 #: a Sphinx cross-reference (``:mod:`~.name```), shown on the page as the name in code
-ROLE = re.compile(r":[a-z]+:`~?\.?([^`]+)`")
+_ROLE = re.compile(r":[a-z]+:`~?\.?([^`]+)`")
 
 
-def summary(path: Path) -> str:
+def _summary(path: Path) -> str:
     """The first sentence of the module's docstring, on one line (a table cell: ``|`` escaped);
     refused where the module has none."""
     doc = ast.get_docstring(ast.parse(path.read_text(), str(path)))
@@ -38,28 +38,28 @@ def summary(path: Path) -> str:
             f"{PAGE}'s module map, {COMMAND})"
         )
     first = " ".join(doc.strip().split("\n\n", 1)[0].split())
-    end = SENTENCE_END.search(first)
-    first = ROLE.sub(r"`\1`", first[: end.start()] if end else first)
+    end = _SENTENCE_END.search(first)
+    first = _ROLE.sub(r"`\1`", first[: end.start()] if end else first)
     return re.sub(r"``([^`]+)``", r"`\1`", first).replace("|", "\\|")
 
 
-def packages(source: Path) -> list[Path]:
+def _packages(source: Path) -> list[Path]:
     """Every package folder under ``source`` (a folder with an ``__init__.py``), in name order."""
     return sorted(init.parent for init in source.rglob("__init__.py"))
 
 
-def package_table(source: Path, package: Path) -> str:
+def _package_table(source: Path, package: Path) -> str:
     """A package's section: its dotted name, its docstring's first sentence, a line for each
     module (``__init__`` left out) and each subpackage (``name/``)."""
     rows = [
-        (p.stem, summary(p)) for p in sorted(package.glob("*.py")) if p.name != "__init__.py"
+        (p.stem, _summary(p)) for p in sorted(package.glob("*.py")) if p.name != "__init__.py"
     ] + [
-        (f"{p.name}/", summary(p / "__init__.py"))
+        (f"{p.name}/", _summary(p / "__init__.py"))
         for p in sorted(package.iterdir())
         if (p / "__init__.py").is_file()
     ]
     name = ".".join(package.relative_to(source).parts)
-    lines = [f"### `{name}`", "", summary(package / "__init__.py")]
+    lines = [f"### `{name}`", "", _summary(package / "__init__.py")]
     if rows:  # a package of one module (an executor plugin) has no table
         lines += ["", "| module | what it does (its docstring's first sentence) |", "|---|---|"]
         lines += [f"| `{mod}` | {text} |" for mod, text in sorted(rows)]
@@ -68,7 +68,7 @@ def package_table(source: Path, package: Path) -> str:
 
 def render(source: Path = SOURCE) -> str:
     """The map: a section per package under ``source``."""
-    return "\n\n".join(package_table(source, p) for p in packages(source))
+    return "\n\n".join(_package_table(source, p) for p in _packages(source))
 
 
 def page_map(page: Path = PAGE) -> str:

@@ -112,19 +112,19 @@ def _kind(content: Any) -> str:
 
 #: How a YAML error's kind is fixed (its class name), for :func:`yaml_error_line`; a syntax
 #: error's by default.
-YAML_FIXES = {
+_YAML_FIXES = {
     "ConstructorError": "write a plain YAML value there, without the tag (a config holds no "
     "Python objects or custom tags)",
     "ComposerError": "define the anchor (&name) before its alias (*name), or quote the text",
 }
-YAML_SYNTAX_FIX = "check the indentation (spaces, no tabs), brackets and quotes there"
-YAML_VALUE_FIX = "close its brackets and quotes, or quote the whole value as text"
+_YAML_SYNTAX_FIX = "check the indentation (spaces, no tabs), brackets and quotes there"
+_YAML_VALUE_FIX = "close its brackets and quotes, or quote the whole value as text"
 
 
 def yaml_error_line(where: str | os.PathLike, exc: Exception, *, value: bool = False) -> str:
     """One line for a YAML error in ``where`` (a file, or a typed ``value``): ``FILE:LINE:COLUMN:
     what is wrong`` (the error's ``problem_mark``; a value's column alone), where the mapping or
-    list it was reading began, and how to fix it (:data:`YAML_FIXES`)."""
+    list it was reading began, and how to fix it (:data:`_YAML_FIXES`)."""
     mark = getattr(exc, "problem_mark", None)
     if mark is None:  # a reader error: a character YAML takes in no text
         what = getattr(exc, "reason", None) or " ".join(str(exc).split())
@@ -137,7 +137,7 @@ def yaml_error_line(where: str | os.PathLike, exc: Exception, *, value: bool = F
     if context and at is not None and (at.line, at.column) != (mark.line, mark.column):
         line = "" if value else f"line {at.line + 1}, "
         what += f" ({context} from {line}column {at.column + 1})"
-    fix = YAML_FIXES.get(type(exc).__name__, YAML_VALUE_FIX if value else YAML_SYNTAX_FIX)
+    fix = _YAML_FIXES.get(type(exc).__name__, _YAML_VALUE_FIX if value else _YAML_SYNTAX_FIX)
     if value:  # one line typed: a column, or its end (a bracket left open)
         place = f"column {mark.column + 1}" if mark.line == 0 else "its end"
         return f"{where}: not valid YAML at {place}: {what}; {fix}"

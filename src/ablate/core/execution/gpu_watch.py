@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: seconds between two samples
-INTERVAL_S = 2.0
+_INTERVAL_S = 2.0
 
 
 @dataclass
-class Sample:
+class _Sample:
     t: float  # seconds since the sampler started
     util_pct: list[float]  # per device
     mem_mib: list[float]  # per device
@@ -46,22 +46,22 @@ def job_devices(nvml: Any, visible: str | None) -> list[Any]:
     ``GPU-`` UUIDs; empty hides every device), every device when it is None (not set)."""
     if visible is None:
         return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
-    handles = []
-    for dev in (d.strip() for d in visible.split(",") if d.strip()):
-        if dev.startswith(("GPU-", "MIG-")):
-            handles.append(nvml.nvmlDeviceGetHandleByUUID(dev))
-        else:
-            handles.append(nvml.nvmlDeviceGetHandleByIndex(int(dev)))
-    return handles
+    return [
+        nvml.nvmlDeviceGetHandleByUUID(dev)
+        if dev.startswith(("GPU-", "MIG-"))
+        else nvml.nvmlDeviceGetHandleByIndex(int(dev))
+        for dev in (d.strip() for d in visible.split(","))
+        if dev
+    ]
 
 
 @dataclass
 class GpuSampler:
     """Samples the job's devices on a daemon thread from :meth:`start` to :meth:`stop`."""
 
-    interval_s: float = INTERVAL_S
+    interval_s: float = _INTERVAL_S
     nvml: Any = None
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[_Sample] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     _handles: list[Any] = field(default_factory=list, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -76,7 +76,8 @@ class GpuSampler:
         self._handles = job_devices(self.nvml, os.environ.get("CUDA_VISIBLE_DEVICES"))
         if not self._handles:
             return False
-        self.names = [_text(self.nvml.nvmlDeviceGetName(h)) for h in self._handles]
+        names = [self.nvml.nvmlDeviceGetName(h) for h in self._handles]
+        self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         self._t0 = time.monotonic()
         self.sample()
         self._thread = threading.Thread(target=self._run, name="gpu-watch", daemon=True)
@@ -87,14 +88,14 @@ class GpuSampler:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
-    def sample(self) -> Sample | None:
+    def sample(self) -> _Sample | None:
         """One sample of every device (also called by the thread); None when NVML fails."""
         try:
             util = [float(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu) for h in self._handles]
             mem = [self.nvml.nvmlDeviceGetMemoryInfo(h).used / 2**20 for h in self._handles]
         except Exception:  # noqa: BLE001 - a device lost mid-run: keep what was sampled
             return None
-        s = Sample(round(time.monotonic() - self._t0, 3), util, mem)
+        s = _Sample(round(time.monotonic() - self._t0, 3), util, mem)
         self.samples.append(s)
         return s
 
@@ -135,15 +136,11 @@ class GpuSampler:
         }
 
 
-def _text(x: Any) -> str:
-    return x.decode() if isinstance(x, bytes) else str(x)
-
-
 #: the sampler of this process's job (:func:`start`), read by :func:`current`
 _JOB: GpuSampler | None = None
 
 
-def start(interval_s: float = INTERVAL_S) -> GpuSampler | None:
+def start(interval_s: float = _INTERVAL_S) -> GpuSampler | None:
     """Start sampling this job's GPUs (once per process); None on a CPU."""
     global _JOB
     if _JOB is None:
@@ -153,7 +150,7 @@ def start(interval_s: float = INTERVAL_S) -> GpuSampler | None:
     return _JOB
 
 
-def latest() -> Sample | None:
+def latest() -> _Sample | None:
     """This job's last sample (TensorBoard's GPU curves); None on a CPU or before one."""
     return _JOB.samples[-1] if _JOB is not None and _JOB.samples else None
 

@@ -34,12 +34,12 @@ LOCK_DIR_ENV = "ABLATE_GPU_LOCK_DIR"
 SWITCH_ENV = "ABLATE_GPU_POOL"
 #: Set once a process holds devices: a child (torchrun's workers) must not claim again.
 CLAIMED_ENV = "ABLATE_GPUS_CLAIMED"
-POLL_S = 1.0
+_POLL_S = 1.0
 
 _held: list[IO] = []  # the open lock files: a device is held as long as its file stays open
 
 
-def scheduler() -> str | None:
+def _scheduler() -> str | None:
     """The scheduler that assigns devices itself, if any (then the pool stays out of the way)."""
     if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "false"):
         return SWITCH_ENV
@@ -61,7 +61,7 @@ def pool() -> list[str]:
     return [str(i) for i in range(len(lines))] if listing.returncode == 0 else []
 
 
-def lock_dir() -> Path:
+def _lock_dir() -> Path:
     d = Path(os.environ.get(LOCK_DIR_ENV) or f"/tmp/ablate-gpus-{os.getuid()}")
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     return d
@@ -113,7 +113,7 @@ def claim(n: int, label: str = "job") -> list[str] | None:
     they are free. None (environment untouched) under a scheduler, on a host without a GPU, or
     in a child of a process that already claimed."""
     log = sys.stderr  # at call time: the job's log once job_script redirected it
-    if scheduler() or os.environ.get(CLAIMED_ENV):
+    if _scheduler() or os.environ.get(CLAIMED_ENV):
         return None
     _refuse_initialised_cuda(label)
     ids = pool()
@@ -124,7 +124,7 @@ def claim(n: int, label: str = "job") -> list[str] | None:
     got: list[tuple[str, IO]] = []
     since, waited = time.monotonic(), 0.0
     if n > 0:
-        d, said = lock_dir(), -60.0
+        d, said = _lock_dir(), -60.0
         while (taken := _try_take(ids, n, d)) is None:
             waited = time.monotonic() - since
             if waited - said >= 60:
@@ -132,7 +132,7 @@ def claim(n: int, label: str = "job") -> list[str] | None:
                     f"[gpus] {label} waits for {n} free GPU(s) of {ids} ({waited:.0f} s)", file=log
                 )
                 said = waited
-            time.sleep(POLL_S)
+            time.sleep(_POLL_S)
         got = taken
         waited = time.monotonic() - since
     _held.extend(f for _, f in got)

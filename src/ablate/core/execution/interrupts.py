@@ -37,7 +37,7 @@ import threading
 import time
 
 SAME_INTERRUPT_S = 2.0
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -112,7 +112,7 @@ class InterruptWatch:
             return  # installed already (by the job's driver, around the loop and its outputs)
         if threading.current_thread() is threading.main_thread():
             # an ignored signal (nohup) stays ignored
-            handled = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+            handled = [s for s in _SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
             self._previous = {s: signal.signal(s, self._handle) for s in handled}
 
     def restore(self) -> None:

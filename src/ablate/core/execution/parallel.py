@@ -31,9 +31,9 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from ablate.upstream import pytorch
 
 #: How long a process waits for the others at a collective: rank 0 may evaluate for minutes.
-TIMEOUT = datetime.timedelta(hours=2)
+_TIMEOUT = datetime.timedelta(hours=2)
 #: After an error, how long a process may take to leave before it is ended.
-EXIT_AFTER_ERROR_S = 60.0
+_EXIT_AFTER_ERROR_S = 60.0
 
 
 def world_size() -> int:
@@ -82,22 +82,22 @@ def sum_tensor(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def launched() -> bool:
+def _launched() -> bool:
     """Started by torchrun (or any launcher that sets the torch.distributed environment)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init() -> None:
     """Join the process group torchrun described; bind this process to its GPU."""
-    if not launched() or dist.is_initialized():
+    if not _launched() or dist.is_initialized():
         return
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
         # device_id: NCCL binds the group to this GPU instead of guessing it from the rank
-        dist.init_process_group("nccl", timeout=TIMEOUT, device_id=device)
+        dist.init_process_group("nccl", timeout=_TIMEOUT, device_id=device)
     else:
-        dist.init_process_group("gloo", timeout=TIMEOUT)
+        dist.init_process_group("gloo", timeout=_TIMEOUT)
 
 
 def close() -> None:
@@ -176,27 +176,27 @@ def resolve(call: str):
     return getattr(importlib.import_module(module), name)
 
 
-#: the key of a dataclass carried through the launcher's JSON: {DATACLASS: "module:Class", ...}
-DATACLASS = "$dataclass"
+#: the key of a dataclass carried through the launcher's JSON: {_DATACLASS: "module:Class", ...}
+_DATACLASS = "$dataclass"
 
 
 def encode_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` for the launcher's JSON: a dataclass value (an entry point's spec) as its
-    fields and its class (:data:`DATACLASS`), which each process rebuilds."""
+    fields and its class (:data:`_DATACLASS`), which each process rebuilds."""
 
     def encode(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             cls = type(value)
-            return {DATACLASS: f"{cls.__module__}:{cls.__qualname__}", **dataclasses.asdict(value)}
+            return {_DATACLASS: f"{cls.__module__}:{cls.__qualname__}", **dataclasses.asdict(value)}
         return value
 
     return {k: encode(v) for k, v in kwargs.items()}
 
 
 def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and DATACLASS in value:
+    if isinstance(value, dict) and _DATACLASS in value:
         fields = dict(value)
-        return resolve(fields.pop(DATACLASS))(**fields)
+        return resolve(fields.pop(_DATACLASS))(**fields)
     return value
 
 
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         traceback.print_exc()
         sys.stderr.flush()
         # should leaving still hang: every thread's stack into the log, then exit
-        faulthandler.dump_traceback_later(EXIT_AFTER_ERROR_S, exit=True)
+        faulthandler.dump_traceback_later(_EXIT_AFTER_ERROR_S, exit=True)
         abort()
         raise
     close()

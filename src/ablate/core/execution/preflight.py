@@ -29,9 +29,9 @@ from ablate.core.execution import gpus
 from ablate.core.execution.targets import is_snakemake_cli
 
 #: the config key of a deliberate CPU run of a config whose jobs ask for GPUs
-ALLOW_CPU_KEY = "allow_cpu"
+_ALLOW_CPU_KEY = "allow_cpu"
 #: Snakemake's options (their argparse names) under which no job runs
-NO_JOB_OPTIONS = (
+_NO_JOB_OPTIONS = (
     "report",
     "lint",
     "dag",
@@ -51,7 +51,7 @@ NO_JOB_OPTIONS = (
 )
 
 
-def command_line() -> Namespace | None:
+def _command_line() -> Namespace | None:
     """Snakemake's reading of this process's command line with its profiles (``--profile``,
     the workflow profile): the executor and the options as Snakemake runs them. Snakemake hands
     neither to the workflow while it is read; None when Snakemake runs through its API."""
@@ -65,10 +65,10 @@ def command_line() -> Namespace | None:
     return args
 
 
-def runs_jobs_locally(args: Namespace) -> bool:
+def _runs_jobs_locally(args: Namespace) -> bool:
     """Whether this invocation runs (or dry-runs) jobs on this machine: a local executor, and
     none of the options under which no job runs."""
-    if any(getattr(args, name, None) for name in NO_JOB_OPTIONS):
+    if any(getattr(args, name, None) for name in _NO_JOB_OPTIONS):
         return False
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
@@ -76,18 +76,7 @@ def runs_jobs_locally(args: Namespace) -> bool:
     return bool(plugin.common_settings.local_exec)
 
 
-def gpu_requests(config: dict[str, Any], studies: Iterable[str]) -> list[str]:
-    """``<study>.resources.<group>.gpu: N`` of every rule group of ``studies`` that asks for a
-    GPU."""
-    return [
-        f"{s}.resources.{group}.gpu: {r['gpu']}"
-        for s in studies
-        for group, r in (config.get(s) or {}).get("resources", {}).items()
-        if isinstance(r, dict) and r.get("gpu", 0) > 0
-    ]
-
-
-def no_gpu_reason() -> str:
+def _no_gpu_reason() -> str:
     """Why the GPU pool (:func:`ablate.core.execution.gpus.pool`) is empty, in a few words."""
     for env in (gpus.IDS_ENV, "CUDA_VISIBLE_DEVICES"):
         if env in os.environ:
@@ -107,13 +96,18 @@ def gpu_error(
     for a GPU has an output still missing; ``alone_targets``: targets whose rule runs no other
     job when asked for alone (the plan, STATUS). The cheap tests come first: the command line is
     read only when the verdict hangs on it."""
-    if config.get(ALLOW_CPU_KEY) or not gpu_jobs_to_run:
+    if config.get(_ALLOW_CPU_KEY) or not gpu_jobs_to_run:
         return None
-    asks = gpu_requests(config, studies)
+    asks = [
+        f"{s}.resources.{group}.gpu: {r['gpu']}"
+        for s in studies
+        for group, r in (config.get(s) or {}).get("resources", {}).items()
+        if isinstance(r, dict) and r.get("gpu", 0) > 0
+    ]
     if not asks or gpus.pool():
         return None
-    args = command_line()
-    if args is None or not runs_jobs_locally(args):
+    args = _command_line()
+    if args is None or not _runs_jobs_locally(args):
         return None
     alone = {os.path.normpath(t) for t in alone_targets}
     if args.targets and all(os.path.normpath(os.path.relpath(t)) in alone for t in args.targets):
@@ -121,6 +115,6 @@ def gpu_error(
     more = f" and {len(asks) - 1} more" if len(asks) > 1 else ""
     return (
         f"{' '.join(configfiles)}: its jobs ask for a GPU ({asks[0]}{more}) and this machine "
-        f"shows none ({no_gpu_reason()}): run it where the GPUs are (--profile slurm, --profile "
-        f"vast, or a GPU host), or add --config {ALLOW_CPU_KEY}=true to run those jobs on the CPU"
+        f"shows none ({_no_gpu_reason()}): run it where the GPUs are (--profile slurm, --profile "
+        f"vast, or a GPU host), or add --config {_ALLOW_CPU_KEY}=true to run those jobs on the CPU"
     )

@@ -25,6 +25,7 @@ import csv
 import os
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,10 @@ from typing import Any
 WIDTH = 300
 #: the record attribute that marks the end-of-run summary (the plugin prints it last)
 SUMMARY = "ablate_summary"
-PARAMS_CHANGED = "Params have changed since last execution"
+_PARAMS_CHANGED = "Params have changed since last execution"
 
 
-def short_files(text: str, width: int) -> str:
+def _short_files(text: str, width: int) -> str:
     """A comma-separated file list cut to about ``width`` characters: its first files and how
     many more (``a, b, ... (+127 more)``)."""
     if len(text) <= width:
@@ -55,13 +56,13 @@ def short_reason(reason: str, width: int | None = WIDTH) -> str:
     short and the whole at most that long."""
     parts = []
     for part in reason.split("; "):
-        if part.startswith(PARAMS_CHANGED):
-            part = f"{PARAMS_CHANGED} (the stale: lines name the keys)"
+        if part.startswith(_PARAMS_CHANGED):
+            part = f"{_PARAMS_CHANGED} (the stale: lines name the keys)"
         elif part and not re.match(r"[A-Z]", part) and parts:
             continue  # a piece of a parameter tree that held "; "
         label, sep, files = part.partition(": ")
         if width and sep and len(part) > width // 2:
-            part = label + sep + short_files(files, width // 2 - len(label))
+            part = label + sep + _short_files(files, width // 2 - len(label))
         parts.append(part)
     text = "; ".join(dict.fromkeys(parts))
     return text if not width or len(text) <= width else text[: width - 4] + " ..."
@@ -74,7 +75,7 @@ def short_line(line: str, width: int = WIDTH) -> str:
     head, sep, value = line.partition(": ")
     if not sep:
         return line[: width - 4] + " ..."
-    return head + sep + short_files(value, width - len(head) - 2)
+    return head + sep + _short_files(value, width - len(head) - 2)
 
 
 # ------------------------------------------------------------------ progress: time left
@@ -123,16 +124,12 @@ class Followed:
             if not (os.path.exists(record) and os.path.getmtime(record) >= self.since)
         ]
 
-    def unestimated(self) -> dict[str, int]:
+    def _unestimated(self) -> dict[str, int]:
         """Study -> how many of its jobs to go have no estimate (once the estimates exist)."""
         est = self.estimate()
         if est is None:
             return {}
-        out: dict[str, int] = {}
-        for n in self.left():
-            if n not in est:
-                out[self.studies.get(n, "?")] = out.get(self.studies.get(n, "?"), 0) + 1
-        return out
+        return Counter(self.studies.get(n, "?") for n in self.left() if n not in est)
 
 
 _followed: Followed | None = None
@@ -178,7 +175,7 @@ def progress_note() -> str:
             f"about {duration(seconds)} left by the planner's estimates "
             f"({jobs} planned job{'s' if jobs > 1 else ''} to go on {_followed.setup})"
         )
-    for study, n in sorted(_followed.unestimated().items()):
+    for study, n in sorted(_followed._unestimated().items()):
         parts.append(f"{n} {study} job{'s' if n > 1 else ''} to go, not estimated (plan.studies)")
     return "".join(f"; {p}" for p in parts)
 
@@ -238,9 +235,7 @@ def run_summary(
                 continue
             if answer is not None and (answered := answer(rows)):
                 answers.append(f"{study}: {answered}")
-            counts: dict[str, int] = {}
-            for r in headline:
-                counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+            counts = Counter(r["verdict"] for r in headline)
             said = ", ".join(f"{n} {v}" for v, n in counts.items())
             lines.append(f"{study} claims ({table}): {said}")
             for r in headline:

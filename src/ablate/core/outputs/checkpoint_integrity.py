@@ -3,7 +3,7 @@ manifest and marker, the check before loading, complete training checkpoints, se
 (What a training run saves in them and loads back: :mod:`ablate.core.training.saving`.)
 
 A final checkpoint (``<out>/final``) is written by :func:`write_final`: into ``final.tmp``, which
-first gets :data:`WRITER_MARKER` (this pipeline wrote it), then the weights, then it is renamed
+first gets :data:`_WRITER_MARKER` (this pipeline wrote it), then the weights, then it is renamed
 over ``final``, and completed by the hash manifest :data:`MANIFEST_NAME`, written last. So:
 
 - a checkpoint is complete only if its manifest exists and every file it lists has the recorded
@@ -15,7 +15,7 @@ over ``final``, and completed by the hash manifest :data:`MANIFEST_NAME`, writte
 training checkpoints (``<out>/checkpoints/checkpoint-N``) are complete-or-ignored instead: they get
 their hash manifest, then :data:`CHECKPOINT_MARKER` written last (:func:`mark_complete`), and a
 rerun resumes only from a complete one of the same run whose files match their manifest: one
-that does not is set aside (:data:`SET_ASIDE_PREFIX`) and the one before it is tried
+that does not is set aside (:data:`_SET_ASIDE_PREFIX`) and the one before it is tried
 (:func:`ablate.core.training.resume.prepare_resume`, which also checks that the checkpoints belong
 to the same run: its config, the content of its inputs, the code).
 """
@@ -37,7 +37,7 @@ from ablate.upstream import hf
 
 MANIFEST_NAME = "checkpoint_manifest.json"
 #: Written into a final checkpoint before anything else: the directory is this pipeline's.
-WRITER_MARKER = "ablate_checkpoint.json"
+_WRITER_MARKER = "ablate_checkpoint.json"
 CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every training checkpoint
 RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
 #: training checkpoints live in ``<out>/checkpoints`` beside the run's outputs (``final``, the
@@ -50,7 +50,7 @@ FORMAT_SHARDED = "sharded"
 SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``
 #: A training checkpoint that fails its manifest is renamed to ``corrupt-checkpoint-N``, kept for a
 #: look: a name the rotation (``checkpoint-*``) never counts or deletes.
-SET_ASIDE_PREFIX = "corrupt-"
+_SET_ASIDE_PREFIX = "corrupt-"
 # Not part of a checkpoint: the manifest itself, the completion marker written after it, and the
 # mtime file Snakemake puts into every directory() output after its job.
 _UNHASHED = frozenset({MANIFEST_NAME, CHECKPOINT_MARKER, ".snakemake_timestamp"})
@@ -198,7 +198,7 @@ def written_here(directory: str | os.PathLike) -> bool:
     """This pipeline wrote ``directory``: its marker inside, or our training summary beside it
     naming it as its checkpoint (checkpoints from before the marker existed)."""
     d = Path(directory)
-    if (d / WRITER_MARKER).exists():
+    if (d / _WRITER_MARKER).exists():
         return True
     summary = d.parent / SUMMARY_NAME
     if not summary.is_file():
@@ -220,10 +220,9 @@ def check_before_load(directory: str | os.PathLike) -> dict | None:
 def check_inputs_before_load(inputs: Iterable[str | os.PathLike]) -> None:
     """Check the declared inputs as the job would before it reads them: each checkpoint folder
     (a hash manifest, or this pipeline's marker) by the loaders' own check, every file's sha256
-    against its manifest (:func:`check_before_load`). The
-    key takes a checkpoint's hashes from its manifest after a size check only, so without this a
-    same-size corruption would be restored over, where the job fails; raises the job's
-    :class:`~ablate.core.outputs.checkpoint_integrity.CheckpointError`."""
+    against its manifest (:func:`check_before_load`). The key takes a checkpoint's hashes from its
+    manifest after a size check only, so without this a same-size corruption would be restored
+    over, where the job fails; raises the job's :class:`CheckpointError`."""
     for path in inputs:
         if Path(path).is_dir():
             check_before_load(path)
@@ -296,7 +295,7 @@ def write_final(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    io.write_json(tmp / WRITER_MARKER, {"written_by": "ablate", "kind": "final checkpoint"})
+    io.write_json(tmp / _WRITER_MARKER, {"written_by": "ablate", "kind": "final checkpoint"})
     fmt = save(tmp)
     if final.exists():
         old = out / "final.old"
@@ -371,18 +370,18 @@ def set_aside(ckpt: Path, into: Path | None = None) -> Path:
     """Rename a checkpoint that failed its check out of the way, into its folder or ``into``:
     kept for a look, never resumed from. Returns its new path; the caller says why."""
     into = ckpt.parent if into is None else into
-    aside = into / (SET_ASIDE_PREFIX + ckpt.name)
+    aside = into / (_SET_ASIDE_PREFIX + ckpt.name)
     n = 1
     while aside.exists():
         n += 1
-        aside = into / f"{SET_ASIDE_PREFIX}{n}-{ckpt.name}"
+        aside = into / f"{_SET_ASIDE_PREFIX}{n}-{ckpt.name}"
     os.replace(ckpt, aside)
     return aside
 
 
 #: In a run's checkpoints folder: the checkpoint a signal after the training kept only so that a
 #: rerun writes the outputs again (``saving.end_of_run``), by its name and its manifest's digest.
-KEPT_FOR_OUTPUTS = "kept_for_outputs.json"
+_KEPT_FOR_OUTPUTS = "kept_for_outputs.json"
 
 
 def _manifest_digest(ckpt: Path) -> str | None:
@@ -396,7 +395,7 @@ def keep_for_outputs(ckpt: Path) -> None:
     """Note ``ckpt`` (complete) as the checkpoint kept only for the outputs: the run's next end
     that writes them removes it (:func:`remove_at_end`)."""
     io.write_json(
-        ckpt.parent / KEPT_FOR_OUTPUTS, {"checkpoint": ckpt.name, "digest": _manifest_digest(ckpt)}
+        ckpt.parent / _KEPT_FOR_OUTPUTS, {"checkpoint": ckpt.name, "digest": _manifest_digest(ckpt)}
     )
 
 
@@ -408,7 +407,7 @@ def remove_at_end(ckpt_dir: Path, *, keep: bool) -> None:
     if not keep:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         return
-    note = ckpt_dir / KEPT_FOR_OUTPUTS
+    note = ckpt_dir / _KEPT_FOR_OUTPUTS
     try:
         kept = io.load_json(note)
         ckpt = ckpt_dir / kept["checkpoint"]

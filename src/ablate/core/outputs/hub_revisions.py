@@ -33,7 +33,7 @@ from ablate.core.outputs import io
 LOCK = "hub_revisions.json"
 SHA = re.compile(r"[0-9a-f]{40}")
 #: Seconds the hub may take to answer at parse time (a dry run without network falls to 4).
-TIMEOUT_S = 10.0
+_TIMEOUT_S = 10.0
 _warned: set[str] = set()  # the keys warned about in this process (a parse resolves more than once)
 
 
@@ -49,7 +49,7 @@ def lock_path(results: str | os.PathLike) -> Path:
     return Path(results) / LOCK
 
 
-def read_lock(path: Path) -> dict[str, dict]:
+def _read_lock(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
     try:
@@ -64,7 +64,7 @@ def read_lock(path: Path) -> dict[str, dict]:
     return lock
 
 
-def from_cache(repo: str, rev: str, repo_type: str) -> str | None:
+def _from_cache(repo: str, rev: str, repo_type: str) -> str | None:
     """The commit the local Hugging Face cache's ref file names for ``rev`` (None: none). A
     dataset has one only when it was downloaded by that name (``hf download --repo-type
     dataset``): ``datasets.load_dataset`` fetches by commit and writes no ref."""
@@ -77,7 +77,7 @@ def from_cache(repo: str, rev: str, repo_type: str) -> str | None:
     return sha if SHA.fullmatch(sha) else None
 
 
-def from_hub(repo: str, rev: str, repo_type: str) -> str | None:
+def _from_hub(repo: str, rev: str, repo_type: str) -> str | None:
     """The commit the hub names for ``rev`` (None: offline, unreachable or not found)."""
     if offline():
         return None
@@ -85,7 +85,7 @@ def from_hub(repo: str, rev: str, repo_type: str) -> str | None:
 
     info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
     try:
-        return info(repo, revision=rev, timeout=TIMEOUT_S).sha
+        return info(repo, revision=rev, timeout=_TIMEOUT_S).sha
     except Exception:  # no network, 401/404: the name stays, and the warning says so
         return None
 
@@ -106,10 +106,10 @@ def resolve(
         return rev.lower()
     key = key_of(repo, rev, repo_type)
     path = lock_path(results) if results is not None else None
-    lock = read_lock(path) if path else {}
+    lock = _read_lock(path) if path else {}
     if key in lock:
         return lock[key]["sha"].lower()
-    for how, find in (("cache", from_cache), ("hub", from_hub)):
+    for how, find in (("cache", _from_cache), ("hub", _from_hub)):
         sha = find(repo, rev, repo_type)
         if sha:
             if path:

@@ -47,7 +47,7 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 1) -> Path:
     :data:`HISTORY_DIR` beside it as ``<run_id>.<name>``."""
     text = json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n"
     out = write_text(path, text)
-    run_id = record_run_id(obj)
+    run_id = _record_run_id(obj)
     if run_id:
         write_text(history_path(out, run_id), text)
     return out
@@ -109,12 +109,12 @@ def file_run_id(path: str | os.PathLike) -> str | None:
     """The run id of the record in the JSON file ``path``; None where it holds none or cannot be
     read."""
     try:
-        return record_run_id(load_json(path))
+        return _record_run_id(load_json(path))
     except (OSError, ValueError):
         return None
 
 
-def record_run_id(obj: Any) -> str | None:
+def _record_run_id(obj: Any) -> str | None:
     """The run id of a provenance record (its ``provenance`` block's, or its own when it is one)."""
     if not isinstance(obj, dict):
         return None

@@ -3,9 +3,9 @@
 Each stage's JSON output (a training summary, an evaluation's metrics.json, a probe result) carries
 ``phases``: seconds per phase in the order they ran, plus ``startup`` (process start to the stage
 function: interpreter, Snakemake's script preamble, imports; a warm job's process starts at its
-fork, :mod:`ablate.core.execution.warm`) and ``other`` (the rest of the stage
-function). ``bench/tools/job_times.py`` prints them per job, so a GPU run shows what is not the stage's
-own work (the per-job overhead at the 3.4 B shape).
+fork, :mod:`ablate.core.execution.warm`) and ``other`` (the rest of the stage function).
+``bench/tools/job_times.py`` prints them per job, so a GPU run shows what is not the stage's own
+work (the per-job overhead at the 3.4 B shape).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import Any
 
 from ablate.core.execution import gpu_watch, warm
 
-PACKAGES = (
+_PACKAGES = (
     "ablate",
     "torch",
     "transformers",
@@ -88,11 +88,6 @@ def fingerprint_path(path: str | os.PathLike) -> str:
 WORKFLOW_DIR_ENV = "ABLATE_WORKFLOW_DIR"
 
 
-def checkout_dir() -> Path:
-    """The checkout whose code ran: $ABLATE_WORKFLOW_DIR, else the cwd."""
-    return Path(os.environ.get(WORKFLOW_DIR_ENV) or os.getcwd()).resolve()
-
-
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     """Commit and dirty flag (tracked files only) of the git checkout holding ``cwd``; None
     where it is no checkout or git is missing."""
@@ -118,7 +113,7 @@ def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     }
 
 
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
+def _package_versions(names: Iterable[str] = _PACKAGES) -> dict[str, str | None]:
     out = {}
     for name in names:
         try:
@@ -219,8 +214,8 @@ def _runtime_packages(root: str) -> dict[str, str | None]:
 
 
 # Instruction-set extensions that change which float kernels run (and so the low bits of results).
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
-CPU_SIGNATURE = ("cpu family", "model", "stepping")  # /proc/cpuinfo keys, x86
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+_CPU_SIGNATURE = ("cpu family", "model", "stepping")  # /proc/cpuinfo keys, x86
 
 
 #: Linux's description of the CPU (:func:`cpu_info`)
@@ -229,7 +224,7 @@ CPUINFO = "/proc/cpuinfo"
 
 def cpu_info() -> dict[str, Any]:
     """The CPU vendor, model, x86 family/model/stepping (the microarchitecture where a virtual
-    machine names a generic model) and which of CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere
+    machine names a generic model) and which of _CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere
     the model from platform, the rest None: unknown, not absent)."""
     vendor, model, flags = None, None, None
     signature: dict[str, str] = {}
@@ -244,7 +239,7 @@ def cpu_info() -> dict[str, Any]:
             vendor = value.strip() or None
         elif key in ("model name", "Model", "cpu model") and model is None:
             model = value.strip() or None
-        elif key in CPU_SIGNATURE and key not in signature:
+        elif key in _CPU_SIGNATURE and key not in signature:
             signature[key] = value.strip()
         elif key in ("flags", "Features") and flags is None:
             flags = set(value.split())
@@ -254,9 +249,9 @@ def cpu_info() -> dict[str, Any]:
         "cpu_vendor": vendor,
         "cpu_model": model or platform.processor() or None,
         "cpu_family_model_stepping": (
-            "/".join(signature[k] for k in CPU_SIGNATURE) if len(signature) == 3 else None
+            "/".join(signature[k] for k in _CPU_SIGNATURE) if len(signature) == 3 else None
         ),
-        "cpu_flags": None if flags is None else {f: f in flags for f in CPU_FLAGS},
+        "cpu_flags": None if flags is None else {f: f in flags for f in _CPU_FLAGS},
     }
 
 
@@ -278,7 +273,7 @@ NUMERICS_ENV_NAMES = frozenset(
 )
 
 
-def numerics_env() -> dict[str, str]:
+def _numerics_env() -> dict[str, str]:
     """The variables of NUMERICS_ENV_PREFIXES / NUMERICS_ENV_NAMES set in this process."""
     return {
         k: v
@@ -329,7 +324,7 @@ def numerics() -> dict[str, Any]:
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "mkldnn_matmul_fp32_precision": getattr(mkldnn_matmul, "fp32_precision", None),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "env": numerics_env(),
+        "env": _numerics_env(),
     }
     if torch.cuda.is_available():
         cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
@@ -381,18 +376,13 @@ UPSTREAM_ENV = "ABLATE_UPSTREAM_RUNS"
 
 def upstream_runs(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
     """Declared input path -> the run id of the record it is (its JSON files that are records)."""
-    from ablate.core.outputs.io import load_json, record_run_id
+    from ablate.core.outputs.io import file_run_id
 
-    out = {}
-    for path in paths:
-        if str(path).endswith(".json") and os.path.isfile(path):
-            try:
-                run_id = record_run_id(load_json(path))
-            except (OSError, ValueError):
-                continue
-            if run_id:
-                out[str(path)] = run_id
-    return out
+    return {
+        str(path): run_id
+        for path in paths
+        if str(path).endswith(".json") and os.path.isfile(path) and (run_id := file_run_id(path))
+    }
 
 
 def new_run_id() -> str:
@@ -425,16 +415,16 @@ def collect(
     """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint;
     ``digests`` a label to the sha256 the job took of what it read, when it read it (a file
     edited since would be fingerprinted as what the job never read); the git state recorded is
-    that of :func:`checkout_dir` (see the module doc). The block holds :data:`BLOCK_FIELDS`,
+    that of the checkout whose code ran (see the module doc). The block holds :data:`BLOCK_FIELDS`,
     then the optional ones and ``extra``."""
     fingerprints = {k: fingerprint_path(v) for k, v in (inputs or {}).items()}
     block = {
         "run_id": run_id or new_run_id(),
-        "git": git_state(checkout_dir()),
+        "git": git_state(Path(os.environ.get(WORKFLOW_DIR_ENV) or os.getcwd()).resolve()),
         "config_hash": config_hash(config_slice),
         "config": config_slice,
         "inputs": dict(sorted({**fingerprints, **(digests or {})}.items())),
-        "packages": package_versions(),
+        "packages": _package_versions(),
         "hardware": hardware(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -449,7 +439,7 @@ def collect(
     return block
 
 
-ABSENT = "<absent>"
+_ABSENT = "<absent>"
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -459,7 +449,7 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
         out = []
         for k in sorted(set(old) | set(new), key=str):
             key = f"{prefix}.{k}" if prefix else str(k)
-            out += changed_keys(old.get(k, ABSENT), new.get(k, ABSENT), key)
+            out += changed_keys(old.get(k, _ABSENT), new.get(k, _ABSENT), key)
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [
@@ -471,5 +461,5 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = value if value is ABSENT else canonical_json(value)
+    text = value if value is _ABSENT else canonical_json(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

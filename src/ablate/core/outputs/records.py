@@ -6,8 +6,7 @@ never disagree about the same file.
   provenance sidecar). :func:`read_json` returns it, or None when absent, unreadable or not an
   object: a reader never stops on one.
 - Its **provenance** block (``ablate.core.outputs.provenance.collect``) is nested under
-``provenance``, or
-  the record is the block itself (a sidecar written beside a table, ``<table>.provenance.json``);
+  ``provenance``, or the record is the block itself (a sidecar written beside a table, ``<table>.provenance.json``);
   :func:`provenance_of`. A JSON object without a block's run id and config hash, or without a
   result beside them (a sidecar: without the rest of the block a job writes), is no record
   (:func:`record_lacks`).
@@ -158,23 +157,17 @@ def _located(change: str, where: Mapping[str, str], inherited: Mapping[str, str]
     return change
 
 
-def benchmark_rows(path: str | os.PathLike | None) -> list[dict[str, Any]]:
-    """The rows of a Snakemake benchmark file (TSV, or JSON lines for ``.jsonl``); [] when absent
-    or unreadable."""
+def benchmark_seconds(path: str | os.PathLike | None) -> float | None:
+    """Wall seconds of one run of the job: the mean ``s`` over the rows of its benchmark file (TSV,
+    or JSON lines for ``.jsonl``; one row per run Snakemake measured); None when absent, empty or
+    unreadable."""
     try:
         with open(path, newline="") as f:
             if str(path).endswith(".jsonl"):
-                return [io.parse_json(line, path) for line in f if line.strip()]
-            return list(csv.DictReader(f, delimiter="\t"))
-    except (OSError, TypeError, ValueError):
-        return []
-
-
-def benchmark_seconds(path: str | os.PathLike | None) -> float | None:
-    """Wall seconds of one run of the job: the mean ``s`` over the rows of its benchmark file (one
-    row per run Snakemake measured); None when absent, empty or unreadable."""
-    try:
-        seconds = [float(r["s"]) for r in benchmark_rows(path)]
-    except (KeyError, TypeError, ValueError):
+                rows = [io.parse_json(line, path) for line in f if line.strip()]
+            else:
+                rows = list(csv.DictReader(f, delimiter="\t"))
+        seconds = [float(r["s"]) for r in rows]
+    except (OSError, KeyError, TypeError, ValueError):
         return None
     return sum(seconds) / len(seconds) if seconds else None

@@ -1,8 +1,8 @@
 """``ablate cache [--max-size SIZE]``: the run cache's size, and its pruning to a bound: the entries
 used longest ago go first (a restore touches an entry's manifest:
 :func:`ablate.core.reruns.runcache.restore`), and the refused entries kept for inspection
-(``refused/``) before any. An entry goes in one rename
-(a concurrent restore then misses it and the job runs), then is deleted."""
+(``refused/``) before any. An entry goes in one rename (a concurrent restore then misses it and the
+job runs), then is deleted."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ablate.core.reruns.runcache import MANIFEST, REFUSED
 
-UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
 def parse_size(text: str) -> int:
@@ -23,49 +23,49 @@ def parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)B?\s*", text, re.IGNORECASE)
     if not m:
         raise ValueError(f"--max-size {text}: write a size such as 500M, 20G or 1.5T")
-    return int(float(m.group(1)) * UNITS[m.group(2).upper()])
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
-def size_of(path: Path) -> int:
+def _size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def gb(n: int) -> str:
+def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
-def delete(path: Path) -> None:
+def _delete(path: Path) -> None:
     aside = path.with_name(f".pruned-{uuid.uuid4().hex[:8]}")
     path.rename(aside)
     shutil.rmtree(aside)
 
 
-def prune(cache: Path, bound: int | None) -> list[str]:
+def _prune(cache: Path, bound: int | None) -> list[str]:
     """Prune ``cache`` to ``bound`` bytes (None: only say its size); the lines it says."""
     entries = [p for p in cache.iterdir() if (p / MANIFEST).is_file()]
     entries.sort(key=lambda p: (p / MANIFEST).stat().st_mtime)  # last stored or restored first
-    sizes = {p: size_of(p) for p in entries}
+    sizes = {p: _size_of(p) for p in entries}
     refused = cache / REFUSED
-    refused_size = size_of(refused) if refused.is_dir() else 0
+    refused_size = _size_of(refused) if refused.is_dir() else 0
     total = sum(sizes.values()) + refused_size
-    lines = [f"{cache}: {len(entries)} entries, {gb(total)}"]
+    lines = [f"{cache}: {len(entries)} entries, {_gb(total)}"]
     if bound is None or total <= bound:
         return lines
     if refused_size:
-        delete(refused)
+        _delete(refused)
         total -= refused_size
-        lines.append(f"removed {refused}/ (refused entries, {gb(refused_size)})")
+        lines.append(f"removed {refused}/ (refused entries, {_gb(refused_size)})")
     gone = []
     for p in entries:
         if total <= bound:
             break
-        delete(p)
+        _delete(p)
         total -= sizes[p]
         gone.append(p)
     if gone:
         freed = sum(sizes[p] for p in gone)
-        lines.append(f"removed the {len(gone)} entries used longest ago ({gb(freed)})")
-    lines.append(f"{cache}: {len(entries) - len(gone)} entries, {gb(total)} (bound {gb(bound)})")
+        lines.append(f"removed the {len(gone)} entries used longest ago ({_gb(freed)})")
+    lines.append(f"{cache}: {len(entries) - len(gone)} entries, {_gb(total)} (bound {_gb(bound)})")
     return lines
 
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         bound = parse_size(args.max_size) if args.max_size is not None else None
         if not Path(args.cache).is_dir():
             raise ValueError(f"--cache {args.cache}: no such folder (the config's run_cache)")
-        print("\n".join(prune(Path(args.cache), bound)))
+        print("\n".join(_prune(Path(args.cache), bound)))
     except (ValueError, OSError) as exc:
         print(f"ablate cache: {exc}", file=sys.stderr)
         return 2

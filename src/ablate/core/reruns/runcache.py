@@ -292,16 +292,7 @@ def _remove(paths: list[Path]) -> None:
             p.unlink()
 
 
-def _newest_mtime(path: Path) -> float:
-    return max((p.stat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
-
-
-def _run_id(paths: list[Path]) -> str | None:
-    """The run id of the first JSON record among the outputs (the run that made them)."""
-    return next((r for p in paths if p.suffix == ".json" and (r := io.file_run_id(p))), None)
-
-
-def refuse(cache: Path, key: str, why: str) -> None:
+def _refuse(cache: Path, key: str, why: str) -> None:
     """Move a bad entry out of the way (kept for inspection under refused/), never to be used."""
     entry = cache / key
     dest = cache / REFUSED / f"{key}-{uuid.uuid4().hex[:8]}"
@@ -339,7 +330,10 @@ def store(
             "outputs": [str(p) for p in outputs],
             "side_outputs": {j: len(outputs) + k for k, j in enumerate(kept)},
             "files": _output_digests([tmp / OUTPUTS / str(i) for i in range(len(stored))]),
-            "run_id": _run_id(outputs),
+            # the run id of the first JSON record among the outputs: the run that made them
+            "run_id": next(
+                (r for p in outputs if p.suffix == ".json" and (r := io.file_run_id(p))), None
+            ),
             "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "host": os.uname().nodename,
             "code_files": code,
@@ -351,7 +345,7 @@ def store(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if entry.exists() and (why := verify(entry)):  # a bad entry: this result takes its place
-        refuse(cache, key, why)
+        _refuse(cache, key, why)
     try:
         os.replace(tmp, entry)
     except OSError:  # a concurrent store of the same key got there first: one copy is enough
@@ -393,8 +387,8 @@ def restore(
 ) -> dict | None:
     """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest
     and the ``inputs`` as the job would (:func:`ablate.core.outputs.checkpoint_integrity.
-    check_inputs_before_load`, which raises what the job would
-    raise); the restore marker, or None (no entry, or a refused one: the job then runs). Each
+    check_inputs_before_load`, which raises what the job would raise); the restore marker, or
+    None (no entry, or a refused one: the job then runs). Each
     ``side`` output (:func:`store`) is the entry's, or removed where the entry has none: what a
     user reads beside the outputs is of the restored run, never of the run it replaces."""
     key = key_of(parts)
@@ -402,7 +396,7 @@ def restore(
     if not (entry / MANIFEST).exists() and not entry.exists():
         return None
     if why := verify(entry):
-        refuse(cache, key, why)
+        _refuse(cache, key, why)
         return None
     from ablate.core.outputs.checkpoint_integrity import check_inputs_before_load
 
@@ -533,7 +527,7 @@ class JobCache:
         TensorBoard folder of an earlier run, this one's tracking off) is another run's: removed,
         not stored as this one's."""
         for p in self.side:
-            if p.exists() and _newest_mtime(p) < self.started:
+            if p.exists() and max(q.stat().st_mtime for q in [p, *p.rglob("*")]) < self.started:
                 log(f"removed {p}: written by an earlier run, not by this job")
                 _remove([p])
         if self.where is None:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 #: at most this many differences are named, the rest counted
-SHOWN = 3
+_SHOWN = 3
 
 
-def differences(
+def _differences(
     new: dict[str, Any],
     old: dict[str, Any],
     inputs: list[str],
@@ -41,15 +41,15 @@ def differences(
             names = sorted(
                 n for n in code.keys() | old_code.keys() if code.get(n) != old_code.get(n)
             )
-            out.append("code " + ", ".join(names[:SHOWN]) + more(names))
+            out.append("code " + ", ".join(names[:_SHOWN]) + _more(names))
     out += [
         f"package {d}" for d in changed_keys(old.get("packages") or {}, new.get("packages") or {})
     ]
     return out
 
 
-def more(items: list) -> str:
-    return f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+def _more(items: list) -> str:
+    return f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
 
 
 def nearest_difference(
@@ -72,7 +72,7 @@ def nearest_difference(
                 continue
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # an unreadable entry: a restore refuses it, this line skips it
-        diffs = differences(new, old, inputs, code, manifest.get("code_files"))
+        diffs = _differences(new, old, inputs, code, manifest.get("code_files"))
         rank = (len(diffs), -_stamp(manifest.get("stored_at")))
         if diffs and (best is None or rank < best[0]):
             best = (rank, manifest, diffs)
@@ -81,7 +81,9 @@ def nearest_difference(
     _, manifest, diffs = best
     return (
         f"missed: the nearest entry of this job ({str(manifest.get('key'))[:12]}, stored "
-        f"{manifest.get('stored_at') or '?'}) differs in " + "; ".join(diffs[:SHOWN]) + more(diffs)
+        f"{manifest.get('stored_at') or '?'}) differs in "
+        + "; ".join(diffs[:_SHOWN])
+        + _more(diffs)
     )
 
 
