@@ -46,10 +46,10 @@ COLUMNS = [
     "inputs",
 ]
 #: Below this many paired items a verdict is inconclusive whatever the test says.
-MIN_N = 20
+_MIN_N = 20
 
 
-class MissingInput(LookupError):
+class _MissingInput(LookupError):
     """An input a claim needs does not exist (yet): the claim is "not run"."""
 
 
@@ -89,7 +89,7 @@ class ClaimResult:
 
 class Evidence:
     """The named inputs of a study's claims. A name that is absent or None raises
-    :class:`MissingInput`; every input read is remembered (its ``source``) for the table."""
+    :class:`_MissingInput`; every input read is remembered (its ``source``) for the table."""
 
     def __init__(self, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None):
         self._inputs = dict(inputs)
@@ -99,7 +99,7 @@ class Evidence:
     def __getitem__(self, name: str) -> Any:
         value = self._inputs.get(name)
         if value is None:
-            raise MissingInput(name)
+            raise _MissingInput(name)
         source = getattr(value, "source", None)
         if source is not None and source not in self.used:
             self.used.append(str(source))
@@ -126,7 +126,7 @@ def evaluate_claims(
         ev.used = []
         try:
             r = claim.evaluate(ev)
-        except MissingInput as exc:
+        except _MissingInput as exc:
             r = ClaimResult("not run", f"missing input: {exc.args[0]}", inputs=tuple(ev.used))
         rows.append(
             dict(
@@ -169,7 +169,7 @@ def write_claims(
 
 
 #: The columns of the paper's table, as ``to_latex`` heads them.
-LATEX_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "evidence": "Evidence", "p_value": "p"}
+_LATEX_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "evidence": "Evidence", "p_value": "p"}
 
 
 def to_latex(df: pd.DataFrame, source: str) -> str:
@@ -178,15 +178,15 @@ def to_latex(df: pd.DataFrame, source: str) -> str:
     from ablate.core.reports.latex import booktabs
 
     rows = _cells(df)
-    cells = pd.DataFrame(rows, columns=SHOWN)[list(LATEX_COLUMNS)].rename(columns=LATEX_COLUMNS)
+    cells = pd.DataFrame(rows, columns=_SHOWN)[list(_LATEX_COLUMNS)].rename(columns=_LATEX_COLUMNS)
     inputs = [f"{r['claim']} <- {r['inputs'] or 'no input'}" for r in rows]
     return booktabs(cells, source, inputs, column_format="llp{0.55\\linewidth}r")
 
 
 #: The columns a person reads (``study`` is the title).
-SHOWN = [c for c in COLUMNS if c != "study"]
+_SHOWN = [c for c in COLUMNS if c != "study"]
 #: Under every printed table: how to read the sign of ``diff``.
-SIGN_NOTE = (
+_SIGN_NOTE = (
     "Each evidence line reads `A a - B b: diff`, A minus B, where A is the side the claim says is "
     "higher: a positive diff points the way the claim says (docs/claims.md)."
 )
@@ -217,7 +217,7 @@ def _cells(df: pd.DataFrame) -> list[dict[str, str]]:
             return verdict_text(str(v), r["test"] if isinstance(r["test"], str) else None)
         return str(v)
 
-    return [{c: cell(r, c) for c in SHOWN} for _, r in df.iterrows()]
+    return [{c: cell(r, c) for c in _SHOWN} for _, r in df.iterrows()]
 
 
 def _title(df: pd.DataFrame) -> str:
@@ -228,10 +228,10 @@ def to_markdown(df: pd.DataFrame) -> str:
     def md(v: str) -> str:
         return v.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
-    lines += ["| " + " | ".join(md(r[c]) for c in SHOWN) + " |" for r in _cells(df)]
+    lines = ["| " + " | ".join(_SHOWN) + " |", "|" + "---|" * len(_SHOWN)]
+    lines += ["| " + " | ".join(md(r[c]) for c in _SHOWN) + " |" for r in _cells(df)]
     floors = "".join(f"\n{n}\n" for n in _floor_notes(df))
-    return f"# {_title(df)}\n\n{SIGN_NOTE}\n\n" + "\n".join(lines) + "\n" + floors
+    return f"# {_title(df)}\n\n{_SIGN_NOTE}\n\n" + "\n".join(lines) + "\n" + floors
 
 
 def _floor_notes(df: pd.DataFrame) -> list[str]:
@@ -247,11 +247,11 @@ def _is_p(v: Any) -> bool:
 def to_html(df: pd.DataFrame, note: str = "") -> str:
     from ablate.core.reports.status_report import STYLE, html_table, markdown_html
 
-    body = markdown_html(f"# {_title(df)}\n\n{SIGN_NOTE}")
+    body = markdown_html(f"# {_title(df)}\n\n{_SIGN_NOTE}")
     floors = markdown_html("\n\n".join(_floor_notes(df))) if _floor_notes(df) else ""
     return (
         f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{body}"
-        f"{html_table(SHOWN, _cells(df))}{floors}{markdown_html(note) if note else ''}"
+        f"{html_table(_SHOWN, _cells(df))}{floors}{markdown_html(note) if note else ''}"
         "</body></html>\n"
     )
 
@@ -289,7 +289,7 @@ def _direction_verdict(r: stats.Paired, sign: int, min_n: int) -> str:
     return "supported"
 
 
-def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = MIN_N) -> Callable:
+def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = _MIN_N) -> Callable:
     """Rule for "``winner`` scores higher than ``loser`` on the same items" (paired test)."""
 
     def rule(ev: Evidence) -> ClaimResult:
@@ -307,7 +307,7 @@ def exceeds(
     threshold: float | Callable[[Evidence], float],
     *,
     alpha: float = 0.05,
-    min_n: int = MIN_N,
+    min_n: int = _MIN_N,
 ) -> Callable:
     """Rule for "``subject`` scores above ``threshold``" (one-sided test of its mean; a macro over
     tasks where its index has tasks). ``threshold``: a number, or a function of the evidence (e.g.
@@ -324,7 +324,7 @@ def exceeds(
 
 
 def within_margin(
-    subject: str, reference: str, margin: float, *, alpha: float = 0.05, min_n: int = MIN_N
+    subject: str, reference: str, margin: float, *, alpha: float = 0.05, min_n: int = _MIN_N
 ) -> Callable:
     """Rule for "``subject`` is at most ``margin`` below ``reference``" (non-inferiority)."""
 
@@ -351,7 +351,7 @@ def monotone(
     *,
     increasing: bool = True,
     alpha: float = 0.05,
-    min_n: int = MIN_N,
+    min_n: int = _MIN_N,
 ) -> Callable:
     """Rule for "the score rises (or falls) with the knob": ``points`` = [(knob, input name)].
 
@@ -392,7 +392,7 @@ def monotone(
 # --------------------------------------------------------------------------- seeds
 
 #: The claim id of a per-seed row (it follows its claim's pooled row).
-SEED_ROW = "{claim}/seed{seed}"
+_SEED_ROW = "{claim}/seed{seed}"
 
 
 def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
@@ -415,7 +415,7 @@ def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
     )
 
 
-def seed_views(
+def _seed_views(
     ev: Evidence, seeds: Mapping[str, Mapping[int, str]], labels: Mapping[str, str] | None = None
 ) -> tuple[Evidence, dict[int, Evidence]]:
     """The pooled evidence and one per seed. ``seeds``: the input a claim names (``3B@causal``)
@@ -448,9 +448,9 @@ def evaluate_seeded(
 ) -> pd.DataFrame:
     """:func:`evaluate_claims` stated pooled and per seed: each claim's pooled row (its evidence
     ending ``holds in k of n seeds``), then, for a claim whose inputs have seeds, one row per
-    seed (:data:`SEED_ROW`). A claim that reads no seeded input keeps its one row."""
+    seed (:data:`_SEED_ROW`). A claim that reads no seeded input keeps its one row."""
     claims = list(claims)
-    pooled, per_seed = seed_views(ev, seeds, labels)
+    pooled, per_seed = _seed_views(ev, seeds, labels)
     table = evaluate_claims(claims, pooled, study)
     per = {s: evaluate_claims(claims, e, study) for s, e in per_seed.items()}
     rows = []
@@ -463,6 +463,6 @@ def evaluate_seeded(
         rows.append(row)
         for s, r in mine.items():
             rows.append(r.copy())
-            rows[-1]["claim"] = SEED_ROW.format(claim=row["claim"], seed=s)
+            rows[-1]["claim"] = _SEED_ROW.format(claim=row["claim"], seed=s)
             rows[-1]["statement"] = f"{r['statement']} (seed {s})"
     return pd.DataFrame(rows, columns=COLUMNS).astype(table.dtypes.to_dict()).reset_index(drop=True)

@@ -76,7 +76,7 @@ def p_floor(test: str | None) -> float:
 
 #: p-values below this print as "<1e-300": a normal tail is a float (:func:`normal_sf`) to
 #: z ~ 37 and a subnormal, then an upper bound, past it; a table must not show that as p=0.
-P_PRINT_MIN = 1e-300
+_P_PRINT_MIN = 1e-300
 
 
 def log_normal_sf(z: float) -> float:
@@ -94,7 +94,7 @@ def log_normal_sf(z: float) -> float:
 def normal_sf(z: float) -> float:
     """P(Z > z) of a standard normal, never 0: where the tail is below the smallest float
     (z > 38.5) it is that float, an upper bound (printed "<1e-300" like every p below
-    :data:`P_PRINT_MIN`); the exact value is :func:`log_normal_sf`."""
+    :data:`_P_PRINT_MIN`); the exact value is :func:`log_normal_sf`."""
     if z < 37.0:
         return max(0.5 * math.erfc(z / math.sqrt(2)), math.ulp(0.0))
     return max(math.exp(log_normal_sf(z)), math.ulp(0.0))
@@ -102,13 +102,13 @@ def normal_sf(z: float) -> float:
 
 def fmt_p(p: float, floor: float = 0.0) -> str:
     """A p-value for a table: ``0.012``, ``2.3e-05``; ``<0.0001`` at a bootstrap's floor
-    ``1/(B+1)`` (B = 10000: below 1/B) and ``<1e-300`` below :data:`P_PRINT_MIN`; never ``0``."""
+    ``1/(B+1)`` (B = 10000: below 1/B) and ``<1e-300`` below :data:`_P_PRINT_MIN`; never ``0``."""
     if p is None or math.isnan(p):
         return "n/a"
     if floor and p <= floor * (1 + 1e-9):
         return f"<{floor / (1 - floor):.2g}"  # 1/B from 1/(B+1)
-    if p < P_PRINT_MIN:
-        return f"<{P_PRINT_MIN:.0e}"
+    if p < _P_PRINT_MIN:
+        return f"<{_P_PRINT_MIN:.0e}"
     return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
@@ -122,7 +122,7 @@ def floor_notes(rows: Sequence[tuple[float, str]]) -> list[str]:
             "`p<0.0001`: no bootstrap resample was as far out; the CSV keeps p = 1/(B+1) "
             "(B = 10000 resamples)."
         )
-    if any(p < P_PRINT_MIN and not floor for p, floor in shown):
+    if any(p < _P_PRINT_MIN and not floor for p, floor in shown):
         notes.append(
             "`p<1e-300`: a tail below 1e-300; the CSV keeps it as computed from erfc (past a "
             "float's range, z > 38.5, the smallest float, 5e-324, an upper bound)."
@@ -136,7 +136,7 @@ def p_text(p: float, floor: float = 0.0) -> str:
     return "p" + s if s.startswith("<") else f"p={s}"
 
 
-def is_binary(x: np.ndarray) -> bool:
+def _is_binary(x: np.ndarray) -> bool:
     return bool(np.isin(x, (0.0, 1.0)).all())
 
 
@@ -317,19 +317,19 @@ def paired(
         return _empty(alpha)
     groups = [np.arange(len(a))] if strata is None else _stratum_index(strata, len(a))
     sizes = {len(g) for g in groups}
-    if is_binary(a) and is_binary(b) and len(sizes) == 1:
+    if _is_binary(a) and _is_binary(b) and len(sizes) == 1:
         return _mcnemar(a, b, alpha)
     return _bootstrap(a, b, groups, alpha, N_BOOT, seed)
 
 
 #: the test name of :func:`noninferior`; :func:`noninferiority_margin` reads its margin back
-NONINFERIOR_TEST = "non-inferiority z (margin {margin:g}, one-sided)"
-NONINFERIOR_READ = re.compile(r"^non-inferiority z \(margin ([^,]+), one-sided\)$")
+_NONINFERIOR_TEST = "non-inferiority z (margin {margin:g}, one-sided)"
+_NONINFERIOR_READ = re.compile(r"^non-inferiority z \(margin ([^,]+), one-sided\)$")
 
 
 def noninferiority_margin(test: str | None) -> float | None:
-    """The margin of a non-inferiority test's name (:data:`NONINFERIOR_TEST`), else None."""
-    m = NONINFERIOR_READ.match(test or "")
+    """The margin of a non-inferiority test's name (:data:`_NONINFERIOR_TEST`), else None."""
+    m = _NONINFERIOR_READ.match(test or "")
     return float(m.group(1)) if m else None
 
 
@@ -359,7 +359,7 @@ def noninferior(
         p = 0.0 if gap > TOL else 1.0
     else:
         p = normal_sf(gap / se)
-    test = NONINFERIOR_TEST.format(margin=margin)
+    test = _NONINFERIOR_TEST.format(margin=margin)
     return Paired(**{**base.as_dict(), "p_value": p, "test": test, "significant": p < alpha})
 
 
@@ -380,7 +380,7 @@ def exceeds(
     if len(x) == 0:
         return _empty(alpha)
     groups = [np.arange(len(x))] if strata is None else _stratum_index(strata, len(x))
-    if is_binary(x) and len({len(g) for g in groups}) == 1:
+    if _is_binary(x) and len({len(g) for g in groups}) == 1:
         return _exceeds_binomial(x, threshold, alpha)
     mean = float(np.mean([x[g].mean() for g in groups]))
     var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
@@ -434,7 +434,7 @@ def mean_ci(x: Sequence[float], alpha: float = 0.05) -> tuple[float, float, floa
     if n == 0:
         return math.nan, math.nan, math.nan
     m = float(x.mean())
-    if is_binary(x):
+    if _is_binary(x):
         lo, hi = wilson(float(x.sum()), n, alpha)
         return m, lo, hi
     if n == 1:

@@ -10,7 +10,7 @@ finished job is stale, its key results and forecast (both found through the regi
 no Snakemake DAG): the declared outputs, the provenance block of each job's record (the config slice
 it ran with, compared with the config now), Snakemake's markers (``.snakemake/incomplete/``: a
 job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder, or a
-killed one left them (no ``snakemake`` runs there: :func:`snakemake_lock`); the
+killed one left them (no ``snakemake`` runs there: :func:`_snakemake_lock`); the
 results folder's lock, :mod:`ablate.core.trees.results_lock`: a run, of any working directory, holds
 it) and records (``.snakemake/metadata/``: the inputs each output's last job read, so a job last run
 by another configuration, an overlay, is stale), the benchmark TSVs, the job logs (a running
@@ -48,7 +48,7 @@ STATES = ("done", "running", "interrupted", "stale", "to run")
 # The training progress line of the core's loop (ablate.core.training.monitor.Progress; a
 # study's own loop prints the same "step N/M ... loss X" shape):
 # "[finetune causal] step 20/60, loss 7.774, ...".
-PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
+_PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
 
 
 @dataclass
@@ -86,7 +86,7 @@ def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
     return inputs if isinstance(inputs, list) else None
 
 
-def foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
+def _foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
     """An input under the results folder that the last run of ``job`` read and that no job of
     this configuration makes: that run was another configuration's (an overlay's seeds), so its
     input list and params differ and Snakemake reruns it; None when there is none."""
@@ -100,7 +100,7 @@ def foreign_input(job: Job, workdir: Path, produced: set[str], results: str | No
     return None
 
 
-def snakemake_runs_in(workdir: Path) -> bool | None:
+def _snakemake_runs_in(workdir: Path) -> bool | None:
     """Whether a ``snakemake`` process of this host runs in ``workdir`` (``/proc``: each process's
     working directory and command line); None where ``/proc`` cannot tell."""
     proc, target = Path("/proc"), Path(workdir).resolve()
@@ -120,7 +120,7 @@ def snakemake_runs_in(workdir: Path) -> bool | None:
     return False
 
 
-def snakemake_lock(workdir: Path, results: str | None = None) -> str:
+def _snakemake_lock(workdir: Path, results: str | None = None) -> str:
     """Snakemake's lock of the working directory (``.snakemake/locks``): "free", "held" by a
     running Snakemake, or "stale": a run that ended without releasing it (killed: SIGKILL, a
     lost terminal), which stops the next run until ``snakemake --unlock``. Held while a
@@ -132,17 +132,17 @@ def snakemake_lock(workdir: Path, results: str | None = None) -> str:
     holder = results_lock.read(Path(workdir) / results) if results else None
     if holder is not None and results_lock.running(holder) is not False:
         return "held"
-    return "stale" if snakemake_runs_in(Path(workdir)) is False else "held"
+    return "stale" if _snakemake_runs_in(Path(workdir)) is False else "held"
 
 
-def snakemake_active(workdir: Path, results: str | None = None) -> bool:
-    """Whether a running Snakemake holds this folder (:func:`snakemake_lock`)."""
-    return snakemake_lock(workdir, results) == "held"
+def _snakemake_active(workdir: Path, results: str | None = None) -> bool:
+    """Whether a running Snakemake holds this folder (:func:`_snakemake_lock`)."""
+    return _snakemake_lock(workdir, results) == "held"
 
 
 def stale_lock_line(workdir: str | os.PathLike, results: str | None = None) -> str | None:
     """One line for ``ablate status`` when Snakemake's lock was left by a run that ended."""
-    if snakemake_lock(Path(workdir), results) != "stale":
+    if _snakemake_lock(Path(workdir), results) != "stale":
         return None
     where = Path(workdir) / ".snakemake" / "locks"
     return (
@@ -152,13 +152,13 @@ def stale_lock_line(workdir: str | os.PathLike, results: str | None = None) -> s
     )
 
 
-def last_progress(log: str | None) -> str | None:
+def _last_progress(log: str | None) -> str | None:
     """ "step N/M, loss X" of the last progress line a training job logged."""
     try:
         text = Path(log).read_text(errors="replace")
     except (OSError, TypeError):
         return None
-    found = PROGRESS_LINE.findall(text)
+    found = _PROGRESS_LINE.findall(text)
     if not found:
         return None
     step, total, loss = found[-1]
@@ -178,13 +178,13 @@ def restored_note(job: Job, workdir: Path) -> str:
     return f"restored from the run cache (key {key}, run {marker.get('from_run_id') or 'unknown'})"
 
 
-def resumed_note(record: dict) -> str:
+def _resumed_note(record: dict) -> str:
     """ "resumed from checkpoint-N" when the record says its run resumed there, else ""."""
     step = record.get("resumed_from_step")
     return "" if step is None else f"resumed from checkpoint-{step}"
 
 
-def rerun_note(job: Job, workdir: Path) -> str:
+def _rerun_note(job: Job, workdir: Path) -> str:
     """What the next run of a training job (a ``train`` kind) does with the training checkpoints
     beside its record (:data:`ablate.core.outputs.checkpoint_integrity.CHECKPOINTS_DIR`): ``resumes
     from checkpoint-N`` or ``starts afresh: <why>``
@@ -210,12 +210,12 @@ def _own_status(
     if started:
         since = time.strftime("%H:%M:%S", time.localtime(min(started)))
         why = f"started {since}"
-        progress = last_progress(workdir / job.log if job.log else None)
+        progress = _last_progress(workdir / job.log if job.log else None)
         if progress:
             why += f"; {progress}"
         if active:
             return Row(job, "running", why)
-        then = rerun_note(job, workdir)
+        then = _rerun_note(job, workdir)
         return Row(
             job,
             "interrupted",
@@ -226,7 +226,7 @@ def _own_status(
         return Row(
             job,
             "to run",
-            "; ".join(filter(None, [f"missing {missing[0]}", rerun_note(job, workdir)])),
+            "; ".join(filter(None, [f"missing {missing[0]}", _rerun_note(job, workdir)])),
         )
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
@@ -245,9 +245,9 @@ def _own_status(
     if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
-    then = rerun_note(job, workdir) if changes else ""
+    then = _rerun_note(job, workdir) if changes else ""
     shared = "the base's job (an experiment's: not its to run)" if job.labels.get("shared") else ""
-    why = "; ".join(filter(None, [why, restored, resumed_note(record), then, shared]))
+    why = "; ".join(filter(None, [why, restored, _resumed_note(record), then, shared]))
     use = prov.get("gpu_use") or {}
     return Row(
         job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
@@ -264,10 +264,10 @@ def job_rows(
     """Each job's row; a finished job whose upstream job is not done, or finished after it, is
     stale (Snakemake reruns it). ``side``: the study's status part (headline numbers, changed
     config keys against ``config``); without it, rows carry neither. ``produced``: every output
-    of the configuration's jobs (default: of ``jobs``), for :func:`foreign_input`."""
+    of the configuration's jobs (default: of ``jobs``), for :func:`_foreign_input`."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
-    active = snakemake_active(workdir, (config or {}).get("results"))
+    active = _snakemake_active(workdir, (config or {}).get("results"))
     if produced is None:
         produced = {os.path.normpath(f) for j in jobs for f in j.outputs.values()}
     rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
@@ -284,7 +284,7 @@ def job_rows(
             row.status, row.why = "stale", f"reads {newer[0].job.name}, which ran after it"
         # an upstream job to run explains an input no job makes (its outputs moved: a new run
         # id); only where none does was the last run another configuration's
-        elif other := foreign_input(row.job, workdir, produced, results):
+        elif other := _foreign_input(row.job, workdir, produced, results):
             row.status, row.why = "stale", f"last run by another configuration (it read {other})"
     return list(rows.values())
 

@@ -14,7 +14,7 @@ from ablate.core.outputs import io
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.reports.status import Row, build
 
-PROVENANCE_COLUMNS = [
+_PROVENANCE_COLUMNS = [
     "study",
     "job",
     "numbers",
@@ -59,7 +59,7 @@ def hardware_summary(hw: dict) -> str:
     return ", ".join(c for c in cells if c) + gpu
 
 
-def provenance_row(row: Row, workdir: Path) -> dict[str, Any] | None:
+def _provenance_row(row: Row, workdir: Path) -> dict[str, Any] | None:
     record = read_json(workdir / row.job.record) if row.job.record else None
     if record is None:
         return None
@@ -90,13 +90,13 @@ def html_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_provenance(rows: list[Row], out: str | os.PathLike, workdir: str = ".") -> Path:
-    table = [p for r in rows if (p := provenance_row(r, Path(workdir)))]
+def _write_provenance(rows: list[Row], out: str | os.PathLike, workdir: str = ".") -> Path:
+    table = [p for r in rows if (p := _provenance_row(r, Path(workdir)))]
     page = (
         f"<html><head><meta charset='utf-8'>{STYLE}</head><body><h2>Provenance of every "
         "record</h2><p>One row per job output with a provenance block; <code>run_id</code> is "
         "the key the recovery table, the claims and summary tables cite.</p>"
-        f"{html_table(PROVENANCE_COLUMNS, table)}</body></html>\n"
+        f"{html_table(_PROVENANCE_COLUMNS, table)}</body></html>\n"
     )
     return io.write_text(out, page)
 
@@ -139,7 +139,7 @@ def markdown_html(text: str) -> str:
     return "\n".join(out)
 
 
-def write_status_html(text: str, out: str | os.PathLike) -> Path:
+def _write_status_html(text: str, out: str | os.PathLike) -> Path:
     page = f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{markdown_html(text)}</body></html>\n"
     return io.write_text(out, page)
 
@@ -148,6 +148,6 @@ def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> 
     """The status rule's outputs: STATUS.md and the report's two pages; STATUS's rows."""
     text, rows = build(config)
     io.write_text(md, text)
-    write_status_html(text, status_html)
-    write_provenance(rows, provenance_html)
+    _write_status_html(text, status_html)
+    _write_provenance(rows, provenance_html)
     return rows

@@ -13,7 +13,7 @@ from ablate.core.trees.experiments import OVERLAYS, folder
 from ablate.core.user_yaml import config_mapping
 
 
-def overlays() -> dict[Path, dict[str, Any]]:
+def _overlays() -> dict[Path, dict[str, Any]]:
     """Each overlay file of ``experiments/`` -> its experiments (name -> keys)."""
     out = {}
     for path in sorted(Path(OVERLAYS).glob("*.yaml")):
@@ -21,9 +21,9 @@ def overlays() -> dict[Path, dict[str, Any]]:
     return out
 
 
-def targets(name: str, results: str) -> tuple[list[str], dict[Path, dict[str, Any] | None]]:
+def _targets(name: str, results: str) -> tuple[list[str], dict[Path, dict[str, Any] | None]]:
     """The experiments NAME removes, and each overlay's new content (None: the file goes)."""
-    found = overlays()
+    found = _overlays()
     own = Path(OVERLAYS) / f"{name}.yaml"
     if own in found:
         return list(found[own]), {own: None}
@@ -48,7 +48,7 @@ def remove(name: str, results: str) -> list[str]:
     from ablate.core.outputs import io
     from ablate.core.trees import results_lock
 
-    names, edits = targets(name, results)
+    names, edits = _targets(name, results)
     results_lock.acquire(results, deleting=True)
     try:
         lines = []

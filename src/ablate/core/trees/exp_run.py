@@ -61,14 +61,14 @@ def parse_set(entries: Iterable[str], as_typed: bool = False) -> list[dict[str, 
     ]
 
 
-def overridden(over: Mapping[str, Any], sets: Mapping[str, Any], prefix: str = "") -> list[str]:
+def _overridden(over: Mapping[str, Any], sets: Mapping[str, Any], prefix: str = "") -> list[str]:
     """The dotted keys of ``over`` (a ``--file`` overlay) whose value ``sets`` (nested ``--set``
     keys) would replace when merged over it: a key both set, mapping under mapping aside."""
     keys = []
     for k, v in sets.items():
         if k in over:
             both = isinstance(v, Mapping) and isinstance(over[k], Mapping)
-            keys += overridden(over[k], v, f"{prefix}{k}.") if both else [f"{prefix}{k}"]
+            keys += _overridden(over[k], v, f"{prefix}{k}.") if both else [f"{prefix}{k}"]
     return keys
 
 
@@ -76,7 +76,7 @@ def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) 
     """ConfigError when a ``--set`` entry sets a key ``--file``'s overlay sets too: the entry's
     value would win silently. Names the key, the file's value and the entry."""
     for entry in entries:
-        keys = [k for point in parse_set([entry]) for k in overridden(over, nested(point))]
+        keys = [k for point in parse_set([entry]) for k in _overridden(over, nested(point))]
         if keys:
             value = over
             for part in keys[0].split("."):
@@ -87,7 +87,7 @@ def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) 
             )
 
 
-def overlay_file(files: list[str]) -> str | None:
+def _overlay_file(files: list[str]) -> str | None:
     """The one ``--file`` given (None: none); ConfigError naming them all when there are more
     (argparse's ``store`` kept the last silently)."""
     if len(files) > 1:
@@ -198,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     from ablate.core.planner.inputs import PlanError, load_config
 
     if args.command == "rm":
-        return remove_command(args.name, args.configfile)
+        return _remove_command(args.name, args.configfile)
 
     try:
         base = load_config(args.configfile)
-        file = overlay_file(args.file)
+        file = _overlay_file(args.file)
         over = config_mapping(file) if file else {}
         check_file_keys(over, file, args.sets)
         points = [merged(over, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     return subprocess.call(cmd)
 
 
-def remove_command(name: str, configfiles: list[str]) -> int:
+def _remove_command(name: str, configfiles: list[str]) -> int:
     """``ablate exp rm NAME``: :func:`ablate.core.trees.exp_rm.remove`, its refusals in one line."""
     import sys
 

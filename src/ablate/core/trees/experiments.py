@@ -55,7 +55,7 @@ BY_WORKFLOW = {
 #: read after the base's: ``snakemake --configfile <base> experiments/<name>.yaml`` reruns them.
 OVERLAYS = "experiments"
 #: Config keys that describe where and how a configuration runs, not what its jobs compute.
-RUN_KEYS = frozenset({"results", "run_cache", "tracking", "plan", "experiments", MARKER})
+_RUN_KEYS = frozenset({"results", "run_cache", "tracking", "plan", "experiments", MARKER})
 #: A study's keys (under its section) read only by its jobs without a config slice: the
 #: tables and claims. A study's layout may declare ``TABLE_KEYS``; this is the default.
 TABLE_KEYS: tuple[str, ...] = ()
@@ -143,7 +143,7 @@ def experiment_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     from ablate.core.config import schema_error, validate_config
 
     over = config["experiments"][name] or {}
-    for key in sorted(RUN_KEYS & set(over)):
+    for key in sorted(_RUN_KEYS & set(over)):
         raise ConfigError(
             f"invalid config at experiments.{name}.{key}: an experiment sets what its jobs "
             f"compute; its {key} is the base's (its results: {folder(config['results'], name)})"
@@ -171,9 +171,9 @@ def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def changed(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
     """The dotted keys whose values differ between two validated configurations (a key one of
-    them lacks included), where and how each runs (:data:`RUN_KEYS`) left out."""
-    a = leaves({k: v for k, v in base.items() if k not in RUN_KEYS})
-    b = leaves({k: v for k, v in exp.items() if k not in RUN_KEYS})
+    them lacks included), where and how each runs (:data:`_RUN_KEYS`) left out."""
+    a = leaves({k: v for k, v in base.items() if k not in _RUN_KEYS})
+    b = leaves({k: v for k, v in exp.items() if k not in _RUN_KEYS})
     missing = object()
     return sorted(k for k in set(a) | set(b) if a.get(k, missing) != b.get(k, missing))
 
@@ -191,7 +191,7 @@ def _within(key: str, node: str) -> bool:
     return key == node or key.startswith(node + ".")
 
 
-def table_keys(study: str) -> tuple[str, ...]:
+def _table_keys(study: str) -> tuple[str, ...]:
     """The study's keys its tables alone read (its layout's ``TABLE_KEYS``), as config keys."""
     own = getattr(studies.side(study, "layout"), "TABLE_KEYS", TABLE_KEYS)
     return tuple(f"{study}.{k}" for k in own)
@@ -207,7 +207,7 @@ def sharing(
     keys = list(keys)
     held = [w for j in [*base.values(), *exp] if j.config is not None for w in _wheres(j)]
     # a changed key no slice holds (and no table reads alone) reaches every job of its study
-    tables = {s: table_keys(s) for s in {j.study for j in exp}}
+    tables = {s: _table_keys(s) for s in {j.study for j in exp}}
     loose = {
         k
         for k in keys
@@ -271,7 +271,7 @@ def study_jobs(config: Mapping[str, Any]) -> dict[str, list[Job]]:
     return jobs
 
 
-def base_jobs(config: Mapping[str, Any]) -> list[Job]:
+def _base_jobs(config: Mapping[str, Any]) -> list[Job]:
     """The jobs of an experiment's base configuration."""
     base = config[MARKER]["base"]
     return [j for s in base["studies"] for j in studies.side(s, "layout").jobs(base)]
@@ -282,10 +282,10 @@ def shared_of(
 ) -> dict[str, Job]:
     """An experiment's shared jobs (:func:`sharing`) among its jobs (as its layouts make them);
     ``base``: its base's jobs, when the caller has them."""
-    return sharing(base or base_jobs(config), jobs, changed(config[MARKER]["base"], config))
+    return sharing(base or _base_jobs(config), jobs, changed(config[MARKER]["base"], config))
 
 
-def slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
+def _slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
     """``<job>: key old -> new`` of each job of an experiment whose own config slice differs
     from its base job's (the resolved values: a variant's learning rate the base took from the
     defaults), not of the jobs that are its own only because they read one."""
@@ -338,7 +338,7 @@ def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
     from ablate.core.outputs.provenance import changed_keys
 
     def what(cfg: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
+        return {k: v for k, v in cfg.items() if k not in _RUN_KEYS}
 
     keys = changed(base, exp)
     return changed_keys(what(resolved_config(base, keys)), what(resolved_config(exp, keys)))
@@ -389,12 +389,12 @@ def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
     base = config[MARKER]["base"]["results"]
     return {
         j.name: {"record": os.path.relpath(j.record, base), "run_id": file_run_id(j.record)}
-        for j in base_jobs(config)
+        for j in _base_jobs(config)
         if j.record
     }
 
 
-def base_files(configfiles: Iterable[str]) -> list[str]:
+def _base_files(configfiles: Iterable[str]) -> list[str]:
     """The base configuration's files among a run's ``--configfile`` files: those that hold more
     than ``experiments:`` (an experiments overlay, ``ablate exp run``'s, is left out); relative to
     the working directory where they lie in it (Snakemake gives them absolute)."""
@@ -414,12 +414,12 @@ def base_files(configfiles: Iterable[str]) -> list[str]:
 
 def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
     """Each experiment's :data:`DEFINITION` into its tree (a run's start), with the base's config
-    files (:func:`base_files` of the run's ``configfiles``; none: the default); the
+    files (:func:`_base_files` of the run's ``configfiles``; none: the default); the
     :data:`BASE_RUNS` of its last finished run kept where the definition is the same."""
     from ablate.core.outputs import io
     from ablate.core.outputs.records import read_json
 
-    files = base_files(configfiles)
+    files = _base_files(configfiles)
     for plan in plans:
         path = f"{plan.config['results']}/{DEFINITION}"
         new, old = {**plan.definition(), "configfiles": files}, read_json(path) or {}
@@ -524,7 +524,7 @@ def plans(config: Mapping[str, Any]) -> list[Plan]:
     out, base = [], None
     for name in names:
         cfg = experiment_config(config, name)
-        base = base or base_jobs(cfg)
+        base = base or _base_jobs(cfg)
         every = [j for s in cfg["studies"] for j in studies.side(s, "layout").jobs(cfg)]
         shared = shared_of(cfg, every, base)
         moved = redirects(every, shared)
@@ -533,6 +533,6 @@ def plans(config: Mapping[str, Any]) -> list[Plan]:
         share(every, shared)
         prefix = rule_prefix(name)
         excluded = sorted(rules - {j.rule for j in own})
-        slices = slice_changes(base, own)
+        slices = _slice_changes(base, own)
         out.append(Plan(name, cfg, prefix.rstrip("_"), prefix, moved, excluded, every, slices))
     return out

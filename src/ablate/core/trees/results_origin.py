@@ -72,7 +72,7 @@ def snakemake_records(root: Path) -> Iterator[tuple[str, Path]]:
             yield os.path.normpath(key), Path(dirpath) / f
 
 
-def has_records_under(workdir: str | os.PathLike, results: str) -> bool:
+def _has_records_under(workdir: str | os.PathLike, results: str) -> bool:
     """Whether Snakemake in ``workdir`` recorded a finished job with an output in ``results``."""
     inside = normalized(results) + os.sep
     root = Path(workdir) / ".snakemake" / "metadata"
@@ -110,7 +110,7 @@ def origin_error(results: str, workdir: str | os.PathLike) -> str | None:
             f"fails; use it under its name (`results: {was}`, moving it back if it was moved), "
             "or give this configuration a new results folder"
         )
-    if where != here and not has_records_under(workdir, results):
+    if where != here and not _has_records_under(workdir, results):
         return (
             f"{results}/ was made by runs in {where}, whose Snakemake records of its jobs "
             f"(.snakemake/metadata) decide what an edit reruns; this working directory ({here}) "
