@@ -366,13 +366,8 @@ def monotone(
 
     def rule(ev: Evidence) -> ClaimResult:
         samples = [(k, ev[name]) for k, name in pts]  # all first: any missing -> not run
-        steps = []
-        for (_, s0), (_, s1) in zip(samples, samples[1:]):
-            kw = dict(ids_a=list(s0.values.index), ids_b=list(s1.values.index), strata=s0.strata)
-            steps.append(stats.paired(s0.values, s1.values, alpha=alpha, **kw))
-        (_, first), (_, last) = samples[0], samples[-1]
-        kw = dict(ids_a=list(first.values.index), ids_b=list(last.values.index))
-        ends = stats.paired(first.values, last.values, alpha=alpha, strata=first.strata, **kw)
+        steps = [compare(s0, s1, alpha=alpha) for (_, s0), (_, s1) in zip(samples, samples[1:])]
+        ends = compare(samples[0][1], samples[-1][1], alpha=alpha)
         wrong = [s for s in steps if sign * s.diff < 0]
         means = ", ".join(f"{k:g}: {s.mean_a:.3f}" for (k, _), s in zip(samples, steps))
         means += f", {samples[-1][0]:g}: {steps[-1].mean_b:.3f}"

@@ -302,17 +302,8 @@ def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
                 differs = [d + ")" if d.startswith("upstream") and "(" in d else d for d in differs]
                 if not differs:
                     continue
-                now = read_json(path) or {}
-                numbers = [
-                    f"macro {a:.3f} (now {b:.3f})"
-                    for a, b in [
-                        (
-                            (old.get("macro") or {}).get("score"),
-                            (now.get("macro") or {}).get("score"),
-                        )
-                    ]
-                    if isinstance(a, (int, float)) and isinstance(b, (int, float))
-                ]
+                a, b = ((r.get("macro") or {}).get("score") for r in (old, read_json(path) or {}))
+                both = isinstance(a, (int, float)) and isinstance(b, (int, float))
                 out.append(
                     {
                         "tree": str(tree.path.relative_to(root)) or ".",
@@ -320,7 +311,7 @@ def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
                         "run": str(prov.get("run_id")),
                         "finished": str(prov.get("finished_at") or ""),
                         "differs from now": "; ".join(differs),
-                        "numbers": "; ".join(numbers),
+                        "numbers": f"macro {a:.3f} (now {b:.3f})" if both else "",
                     }
                 )
     return out

@@ -256,6 +256,9 @@ def _mcnemar(a: np.ndarray, b: np.ndarray, alpha: float) -> Paired:
 
 
 def _stratum_index(strata, n: int) -> list[np.ndarray]:
+    """The item positions of each stratum, in first-seen order; all items one without strata."""
+    if strata is None:
+        return [np.arange(n)]
     labels = np.asarray(list(strata), dtype=object)
     if len(labels) != n:
         raise ValueError(f"strata has {len(labels)} labels for {n} items")
@@ -315,7 +318,7 @@ def paired(
     a, b = _align(a, b, ids_a, ids_b)
     if len(a) == 0:
         return _empty(alpha)
-    groups = [np.arange(len(a))] if strata is None else _stratum_index(strata, len(a))
+    groups = _stratum_index(strata, len(a))
     sizes = {len(g) for g in groups}
     if _is_binary(a) and _is_binary(b) and len(sizes) == 1:
         return _mcnemar(a, b, alpha)
@@ -331,6 +334,16 @@ def noninferiority_margin(test: str | None) -> float | None:
     """The margin of a non-inferiority test's name (:data:`_NONINFERIOR_TEST`), else None."""
     m = _NONINFERIOR_READ.match(test or "")
     return float(m.group(1)) if m else None
+
+
+def _one_sided(x: np.ndarray, groups: list[np.ndarray], gap: float) -> tuple[float, float]:
+    """The standard error of the (macro-)mean of ``x`` (from the spread within each stratum) and
+    the one-sided z p-value of ``gap`` above zero (0 or 1 where there is no spread)."""
+    var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
+    se = math.sqrt(var)
+    if se <= TOL:
+        return se, 0.0 if gap > TOL else 1.0
+    return se, normal_sf(gap / se)
 
 
 def noninferior(
@@ -350,15 +363,7 @@ def noninferior(
     if base.n == 0:
         return base
     a, b = _align(a, b, ids_a, ids_b)
-    d = b - a
-    groups = [np.arange(len(d))] if strata is None else _stratum_index(strata, len(d))
-    var = sum(d[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
-    se = math.sqrt(var)
-    gap = base.diff + margin
-    if se <= TOL:
-        p = 0.0 if gap > TOL else 1.0
-    else:
-        p = normal_sf(gap / se)
+    _, p = _one_sided(b - a, _stratum_index(strata, len(a)), base.diff + margin)
     test = _NONINFERIOR_TEST.format(margin=margin)
     return Paired(**{**base.as_dict(), "p_value": p, "test": test, "significant": p < alpha})
 
@@ -379,17 +384,12 @@ def exceeds(
     x = np.asarray(x, dtype=float).ravel()
     if len(x) == 0:
         return _empty(alpha)
-    groups = [np.arange(len(x))] if strata is None else _stratum_index(strata, len(x))
+    groups = _stratum_index(strata, len(x))
     if _is_binary(x) and len({len(g) for g in groups}) == 1:
         return _exceeds_binomial(x, threshold, alpha)
     mean = float(np.mean([x[g].mean() for g in groups]))
-    var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
-    se = math.sqrt(var)
     gap = clean(mean - threshold)
-    if se <= TOL:
-        p = 0.0 if gap > TOL else 1.0
-    else:
-        p = normal_sf(gap / se)
+    se, p = _one_sided(x, groups, gap)
     z = _z(alpha)
     test = f"one-sided z vs {threshold:.3g}"
     return Paired(

@@ -135,11 +135,6 @@ def _snakemake_lock(workdir: Path, results: str | None = None) -> str:
     return "stale" if _snakemake_runs_in(Path(workdir)) is False else "held"
 
 
-def _snakemake_active(workdir: Path, results: str | None = None) -> bool:
-    """Whether a running Snakemake holds this folder (:func:`_snakemake_lock`)."""
-    return _snakemake_lock(workdir, results) == "held"
-
-
 def stale_lock_line(workdir: str | os.PathLike, results: str | None = None) -> str | None:
     """One line for ``ablate status`` when Snakemake's lock was left by a run that ended."""
     if _snakemake_lock(Path(workdir), results) != "stale":
@@ -176,12 +171,6 @@ def restored_note(job: Job, workdir: Path) -> str:
         return ""
     key = str(marker.get("key") or "unknown")[:12]
     return f"restored from the run cache (key {key}, run {marker.get('from_run_id') or 'unknown'})"
-
-
-def _resumed_note(record: dict) -> str:
-    """ "resumed from checkpoint-N" when the record says its run resumed there, else ""."""
-    step = record.get("resumed_from_step")
-    return "" if step is None else f"resumed from checkpoint-{step}"
 
 
 def _rerun_note(job: Job, workdir: Path) -> str:
@@ -247,7 +236,9 @@ def _own_status(
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
     then = _rerun_note(job, workdir) if changes else ""
     shared = "the base's job (an experiment's: not its to run)" if job.labels.get("shared") else ""
-    why = "; ".join(filter(None, [why, restored, _resumed_note(record), then, shared]))
+    step = record.get("resumed_from_step")
+    resumed = "" if step is None else f"resumed from checkpoint-{step}"
+    why = "; ".join(filter(None, [why, restored, resumed, then, shared]))
     use = prov.get("gpu_use") or {}
     return Row(
         job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
@@ -267,11 +258,11 @@ def job_rows(
     of the configuration's jobs (default: of ``jobs``), for :func:`_foreign_input`."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
-    active = _snakemake_active(workdir, (config or {}).get("results"))
+    results = (config or {}).get("results")
+    active = _snakemake_lock(workdir, results) == "held"
     if produced is None:
         produced = {os.path.normpath(f) for j in jobs for f in j.outputs.values()}
     rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
-    results = (config or {}).get("results")
     for row in rows.values():  # the job lists are in run order, so one pass propagates
         if row.status != "done":
             continue
@@ -451,6 +442,12 @@ def render(
     return "\n".join(lines)
 
 
+def _held(workdir: str | os.PathLike, results: str) -> str:
+    """The results folder's lock and a stale Snakemake lock, as one line ("": neither)."""
+    lines = [results_lock.status_line(Path(workdir) / results), stale_lock_line(workdir, results)]
+    return "; ".join(filter(None, lines))
+
+
 def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
     """STATUS.md's text and its rows for a schema-validated config."""
     rows, results, forecast = [], {}, []
@@ -462,16 +459,7 @@ def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row
         rows += study_rows
         results[study] = mod.key_results(config, Path(workdir))
         forecast += mod.forecast(config, Path(workdir), study_rows)
-    held = "; ".join(
-        filter(
-            None,
-            [
-                results_lock.status_line(Path(workdir) / config["results"]),
-                stale_lock_line(workdir, config["results"]),
-            ],
-        )
-    )
-    text = render(config, rows, results, forecast, held or None)
+    text = render(config, rows, results, forecast, _held(workdir, config["results"]) or None)
     if line := spend.status_line(workdir):  # what rented instances have cost (the Vast executor)
         text += f"\n## Rented instances\n\n{line}\n"
     return text, rows
@@ -503,11 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         path = io.write_text(out, text)
         counts = {s: sum(r.status == s for r in rows) for s in STATES}
         summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        for held in (
-            results_lock.status_line(Path(args.directory) / cfg["results"]),
-            stale_lock_line(args.directory, cfg["results"]),
-        ):
-            if held:
-                summary += f"; {held}"
+        if held := _held(args.directory, cfg["results"]):
+            summary += f"; {held}"
         print(text if args.print else summary)
     return 0

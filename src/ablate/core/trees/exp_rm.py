@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ablate.core.outputs import io
+from ablate.core.trees import results_lock
 from ablate.core.trees.experiments import OVERLAYS, folder
 from ablate.core.user_yaml import config_mapping
 
@@ -44,9 +46,6 @@ def _targets(name: str, results: str) -> tuple[list[str], dict[Path, dict[str, A
 def remove(name: str, results: str) -> list[str]:
     """Remove NAME's trees and overlay entries under the results lock; the lines it says."""
     import yaml
-
-    from ablate.core.outputs import io
-    from ablate.core.trees import results_lock
 
     names, edits = _targets(name, results)
     results_lock.acquire(results, deleting=True)

@@ -8,14 +8,19 @@ which ``ablate runs`` reads."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ablate.core.config import ConfigError, add_configfiles_option, check_set_keys
+from ablate.core.outputs import io
+from ablate.core.trees import exp_rm
 from ablate.core.trees.experiments import (
     OVERLAYS,
     Plan,
@@ -26,6 +31,7 @@ from ablate.core.trees.experiments import (
     merged,
     rule_prefix,
 )
+from ablate.core.trees.results_lock import ResultsLocked
 from ablate.core.user_yaml import config_mapping, load_yaml
 
 
@@ -152,10 +158,6 @@ def experiments_run(
 def main(argv: list[str] | None = None) -> int:
     """``ablate exp run NAME --set KEY=VALUE ...``: an experiment (or a sweep: one per value)
     beside the base configuration, in one ``snakemake`` run of the base's DAG."""
-    import argparse
-    import subprocess
-    import sys
-
     import yaml
 
     ap = argparse.ArgumentParser(
@@ -217,8 +219,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate exp: {exc}", file=sys.stderr)
         return 2
     overlay = f"{OVERLAYS}/{args.name}.yaml"
-    from ablate.core.outputs import io
-
     io.write_text(overlay, yaml.safe_dump({"experiments": config["experiments"]}, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "-c", str(args.cores)]
     cmd += [*(["-n"] if args.dry_run else []), *(f"{rule_prefix(n)}all" for n in names)]
@@ -230,11 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _remove_command(name: str, configfiles: list[str]) -> int:
     """``ablate exp rm NAME``: :func:`ablate.core.trees.exp_rm.remove`, its refusals in one line."""
-    import sys
-
     from ablate.core.planner.inputs import PlanError, load_config
-    from ablate.core.trees import exp_rm
-    from ablate.core.trees.results_lock import ResultsLocked
 
     try:
         print("\n".join(exp_rm.remove(name, load_config(configfiles)["results"])))

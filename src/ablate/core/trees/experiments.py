@@ -29,14 +29,26 @@ import copy
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ablate import studies
-from ablate.core.config import ConfigError
-from ablate.core.jobs import Job
+from ablate.core.config import (
+    DEFAULT_CONFIGFILE,
+    PATTERN_MEANING,
+    ConfigError,
+    config_schema,
+    schema_error,
+    validate_config,
+)
+from ablate.core.jobs import LOG, RESTORED_LINE, Job, said
+from ablate.core.outputs import io
+from ablate.core.outputs.io import file_run_id
+from ablate.core.outputs.provenance import changed_keys
+from ablate.core.outputs.records import read_json
 from ablate.core.trees.results_origin import resolved
 
 #: An experiment's results tree under the base's results folder.
@@ -91,8 +103,6 @@ def base_rule(rule: str, config: Mapping[str, Any] | None) -> str:
 def name_rule() -> dict[str, Any]:
     """What an experiment's name is (a folder name, and, ``_`` for the rest, part of its rules'
     names): the schema's ``pattern`` of ``experiments``' keys, and its words."""
-    from ablate.core.config import PATTERN_MEANING, config_schema
-
     rule = config_schema()["properties"]["experiments"]["propertyNames"]
     return {"pattern": rule["pattern"], "words": rule[PATTERN_MEANING]}
 
@@ -139,8 +149,6 @@ def experiment_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     experiment's keys merged over it, its results tree (:func:`folder`) and the marker, checked
     and completed by the schema (a bad key: ConfigError naming ``experiments.<name>``)."""
     from jsonschema import ValidationError
-
-    from ablate.core.config import schema_error, validate_config
 
     over = config["experiments"][name] or {}
     for key in sorted(_RUN_KEYS & set(over)):
@@ -289,8 +297,6 @@ def _slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
     """``<job>: key old -> new`` of each job of an experiment whose own config slice differs
     from its base job's (the resolved values: a variant's learning rate the base took from the
     defaults), not of the jobs that are its own only because they read one."""
-    from ablate.core.outputs.provenance import changed_keys
-
     mine = {j.name: j for j in base}
     return [
         f"{j.name}: {c}"
@@ -335,7 +341,6 @@ def resolved_config(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str,
 def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
     """``key old -> new`` of each config key an experiment changes (:func:`changed`), a key one
     side leaves unset named with the value it runs with there (:func:`resolved_config`)."""
-    from ablate.core.outputs.provenance import changed_keys
 
     def what(cfg: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k not in _RUN_KEYS}
@@ -384,8 +389,6 @@ BASE_RUNS = "base_runs"
 
 def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
     """The :data:`BASE_RUNS` of an experiment's configuration: its base's records as they are now."""
-    from ablate.core.outputs.io import file_run_id
-
     base = config[MARKER]["base"]["results"]
     return {
         j.name: {"record": os.path.relpath(j.record, base), "run_id": file_run_id(j.record)}
@@ -416,9 +419,6 @@ def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
     """Each experiment's :data:`DEFINITION` into its tree (a run's start), with the base's config
     files (:func:`_base_files` of the run's ``configfiles``; none: the default); the
     :data:`BASE_RUNS` of its last finished run kept where the definition is the same."""
-    from ablate.core.outputs import io
-    from ablate.core.outputs.records import read_json
-
     files = _base_files(configfiles)
     for plan in plans:
         path = f"{plan.config['results']}/{DEFINITION}"
@@ -433,9 +433,6 @@ def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
     jobs among ``made``, the outputs of the run's jobs, run or found current) records the base's
     records its results were made with (:data:`BASE_RUNS`). A run of other targets (a base job
     alone) leaves an experiment's record as it was: its tables were not made again."""
-    from ablate.core.outputs import io
-    from ablate.core.outputs.records import read_json
-
     made = {os.path.normpath(p) for p in made}
     runs = None
     for plan in plans:
@@ -450,8 +447,6 @@ def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
 def rerun_command(definition: Mapping[str, Any]) -> str:
     """``ablate exp run NAME --set KEY=VALUE ... [--configfile FILE ...]``: the command that
     makes an experiment again (its base's config files where they are not the default)."""
-    from ablate.core.config import DEFAULT_CONFIGFILE
-
     sets = [
         f"--set {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
         for k, v in (leaves(definition["set"]) if definition.get("set") else {}).items()
@@ -466,8 +461,6 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
     """One line when an experiment's results cannot be compared with its base's tree ``base``
     as it is now: a base job's record differs from the one the experiment was made with (or no
     finished run of it says which those were); None when they are the same."""
-    from ablate.core.outputs.io import file_run_id
-
     again = f"re-run it: `{rerun_command(definition)}`"
     runs = definition.get(BASE_RUNS)
     if not isinstance(runs, Mapping):
@@ -498,10 +491,6 @@ def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
     restored from the run cache where its last line says so (:func:`ablate.core.jobs.said`, the
     line ``ablate exp run`` printed for it); a log without that line is of a job stopped before
     its end (or of a study's script that says none)."""
-    from collections import Counter
-
-    from ablate.core.jobs import LOG, RESTORED_LINE, said
-
     logs, counts = LOG.split("/")[0], Counter()
     for log in sorted(Path(tree).rglob("*.log")):
         if logs in log.relative_to(tree).parts[:-1]:
