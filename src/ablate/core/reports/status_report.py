@@ -5,7 +5,6 @@ hardware) next to the numbers it backs, joined by ``run_id`` to the tables that 
 from __future__ import annotations
 
 import html
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -90,17 +89,6 @@ def html_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _write_provenance(rows: list[Row], out: str | os.PathLike, workdir: str = ".") -> Path:
-    table = [p for r in rows if (p := _provenance_row(r, Path(workdir)))]
-    page = (
-        f"<html><head><meta charset='utf-8'>{STYLE}</head><body><h2>Provenance of every "
-        "record</h2><p>One row per job output with a provenance block; <code>run_id</code> is "
-        "the key the recovery table, the claims and summary tables cite.</p>"
-        f"{html_table(_PROVENANCE_COLUMNS, table)}</body></html>\n"
-    )
-    return io.write_text(out, page)
-
-
 def markdown_html(text: str) -> str:
     """HTML of the Markdown that :func:`ablate.core.reports.status.render` writes (headings,
     bullets, pipe tables, paragraphs; **bold** and `code` spans), so the report needs no
@@ -139,15 +127,17 @@ def markdown_html(text: str) -> str:
     return "\n".join(out)
 
 
-def _write_status_html(text: str, out: str | os.PathLike) -> Path:
-    page = f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{markdown_html(text)}</body></html>\n"
-    return io.write_text(out, page)
-
-
 def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> list[Row]:
     """The status rule's outputs: STATUS.md and the report's two pages; STATUS's rows."""
     text, rows = build(config)
     io.write_text(md, text)
-    _write_status_html(text, status_html)
-    _write_provenance(rows, provenance_html)
+    head = f"<html><head><meta charset='utf-8'>{STYLE}</head><body>"
+    io.write_text(status_html, f"{head}{markdown_html(text)}</body></html>\n")
+    table = [p for r in rows if (p := _provenance_row(r, Path(".")))]
+    io.write_text(
+        provenance_html,
+        f"{head}<h2>Provenance of every record</h2><p>One row per job output with a provenance "
+        "block; <code>run_id</code> is the key the recovery table, the claims and summary tables "
+        f"cite.</p>{html_table(_PROVENANCE_COLUMNS, table)}</body></html>\n",
+    )
     return rows
