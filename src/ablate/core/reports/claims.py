@@ -236,12 +236,8 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 def _floor_notes(df: pd.DataFrame) -> list[str]:
     """What a printed ``p<...`` means, for the floors this table prints at."""
-    rows = [(float(r["p_value"]), str(r["test"])) for _, r in df.iterrows() if _is_p(r["p_value"])]
-    return stats.floor_notes(rows)
-
-
-def _is_p(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+    pairs = zip(df["p_value"], df["test"])  # floor_notes leaves a NaN out
+    return stats.floor_notes([(float(p), str(t)) for p, t in pairs if isinstance(p, (int, float))])
 
 
 def to_html(df: pd.DataFrame, note: str = "") -> str:

@@ -430,15 +430,6 @@ def _render_text(
     return "\n\n".join(blocks)
 
 
-def _write_csv(rows: list[dict[str, list[str]]], path: str | os.PathLike) -> None:
-    """One CSV row per tree; a cell's lines joined by ``; ``."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for row in rows:
-            w.writerow(["; ".join(c.strip() for c in row[col]) for col in COLUMNS])
-
-
 def _render_html(
     rows: list[dict[str, list[str]]],
     cache: list[dict[str, str]] = (),
@@ -543,8 +534,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(_render_text(rows, cache, history))
-    if args.csv:
-        _write_csv(rows, args.csv)
+    if args.csv:  # one row per tree, a cell's lines joined by "; "
+        with open(args.csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(COLUMNS)
+            w.writerows(["; ".join(c.strip() for c in row[col]) for col in COLUMNS] for row in rows)
     if args.md:
         io.write_text(args.md, _render_markdown(rows))
     if args.html:

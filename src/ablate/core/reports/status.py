@@ -291,10 +291,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return []
 
 
-def _h(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / 3600:.3g}"
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     def cell(x: Any) -> str:
         return str(x).replace("|", "\\|").replace("\n", " ")
@@ -423,7 +419,7 @@ def render(
                     r.status,
                     r.why,
                     "" if r.wall_s is None else f"{r.wall_s:.1f}",
-                    _h((r.wall_s or 0.0) * r.job.gpus) if r.wall_s and r.job.gpus else "",
+                    f"{r.wall_s * r.job.gpus / 3600:.3g}" if r.wall_s and r.job.gpus else "",
                 ]
                 + ([] if not util else ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"])
                 + [

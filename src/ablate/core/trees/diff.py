@@ -80,16 +80,6 @@ _DIGITS = 6
 _NOT_SHOWN = {"provenance", "run_id"}
 
 
-def _results(record: dict) -> dict:
-    """The record's own numbers and labels: no run fields, no curves or per-item lists."""
-    return _shown(result_content(record))
-
-
-def _run(record: dict) -> dict:
-    """The record's fields that describe its run (timings, throughput), at the top level."""
-    return _shown({k: v for k, v in record.items() if k in RUN_FIELDS - _NOT_SHOWN})
-
-
 def _shown(tree: Any) -> Any:
     """Lists left out, numbers to :data:`_DIGITS` significant digits."""
     if isinstance(tree, dict):
@@ -165,6 +155,7 @@ def diff(a: Path, b: Path, roots: list[str] | None = None) -> list[str]:
                 "summary.json, metrics.json: its results and a provenance block with its "
                 f"{' and '.join(RECORD_PROVENANCE)})"
             )
+    run = RUN_FIELDS - _NOT_SHOWN
     sections = [
         ("config", changed_keys(pa.get("config"), pb.get("config"))),
         # the records it read whose run changed, and the config key that changed it
@@ -173,8 +164,13 @@ def diff(a: Path, b: Path, roots: list[str] | None = None) -> list[str]:
         ("code", changed_keys(pa.get("git"), pb.get("git"), "git")),
         ("packages", changed_keys(pa.get("packages"), pb.get("packages"))),
         ("hardware", changed_keys(pa.get("hardware"), pb.get("hardware"))),
-        ("results", changed_keys(_results(ra), _results(rb))),
-        ("run (timings)", changed_keys(_run(ra), _run(rb))),
+        # the record's own numbers and labels: no run fields, no curves or per-item lists
+        ("results", changed_keys(*(_shown(result_content(r)) for r in (ra, rb)))),
+        # its fields that describe its run (timings, throughput), at the top level
+        (
+            "run (timings)",
+            changed_keys(*(_shown({k: v for k, v in r.items() if k in run}) for r in (ra, rb))),
+        ),
     ]
     lines = [
         f"A: {a} (run {pa.get('run_id')}, config {pa.get('config_hash')}, {pa.get('finished_at')})",

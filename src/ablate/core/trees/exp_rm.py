@@ -15,17 +15,12 @@ from ablate.core.trees.experiments import OVERLAYS, folder
 from ablate.core.user_yaml import config_mapping
 
 
-def _overlays() -> dict[Path, dict[str, Any]]:
-    """Each overlay file of ``experiments/`` -> its experiments (name -> keys)."""
-    out = {}
-    for path in sorted(Path(OVERLAYS).glob("*.yaml")):
-        out[path] = dict(config_mapping(str(path)).get("experiments") or {})
-    return out
-
-
 def _targets(name: str, results: str) -> tuple[list[str], dict[Path, dict[str, Any] | None]]:
     """The experiments NAME removes, and each overlay's new content (None: the file goes)."""
-    found = _overlays()
+    found = {  # each overlay file of experiments/ -> its experiments (name -> keys)
+        path: dict(config_mapping(str(path)).get("experiments") or {})
+        for path in sorted(Path(OVERLAYS).glob("*.yaml"))
+    }
     own = Path(OVERLAYS) / f"{name}.yaml"
     if own in found:
         return list(found[own]), {own: None}

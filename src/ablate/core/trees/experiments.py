@@ -199,12 +199,6 @@ def _within(key: str, node: str) -> bool:
     return key == node or key.startswith(node + ".")
 
 
-def _table_keys(study: str) -> tuple[str, ...]:
-    """The study's keys its tables alone read (its layout's ``TABLE_KEYS``), as config keys."""
-    own = getattr(studies.side(study, "layout"), "TABLE_KEYS", TABLE_KEYS)
-    return tuple(f"{study}.{k}" for k in own)
-
-
 def sharing(
     base_jobs: Iterable[Job], exp_jobs: Iterable[Job], keys: Iterable[str]
 ) -> dict[str, Job]:
@@ -215,12 +209,16 @@ def sharing(
     keys = list(keys)
     held = [w for j in [*base.values(), *exp] if j.config is not None for w in _wheres(j)]
     # a changed key no slice holds (and no table reads alone) reaches every job of its study
-    tables = {s: _table_keys(s) for s in {j.study for j in exp}}
+    tables = [  # the keys its tables alone read (a layout's TABLE_KEYS), as config keys
+        f"{s}.{k}"
+        for s in {j.study for j in exp}
+        for k in getattr(studies.side(s, "layout"), "TABLE_KEYS", TABLE_KEYS)
+    ]
     loose = {
         k
         for k in keys
         if not any(_within(k, w) or _within(w, k) for w in held)
-        and not any(_within(k, t) for ts in tables.values() for t in ts)
+        and not any(_within(k, t) for t in tables)
     }
     out: dict[str, Job] = {}
     for job in exp:
