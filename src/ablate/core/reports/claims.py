@@ -11,11 +11,8 @@ claim "not run", never a crash. Verdicts (:data:`VERDICTS`):
   are fewer than ``min_n`` items;
 - ``not run``: an input the rule needs does not exist (yet).
 
-Helpers for the common forms: :func:`beats` ("A beats B": paired test on per-item correctness),
-:func:`exceeds` ("A scores above a fixed threshold", e.g. chance + a margin),
-:func:`within_margin` ("A is at most m below B") and :func:`monotone` (a score monotone in a knob
-such as K, for a compression trade-off). Their inputs are :class:`Samples`: per-item values
-indexed by item id; a two-level index (task, item) makes the statistic a macro over tasks.
+The common forms (:func:`beats`, :func:`exceeds`, :func:`within_margin`, :func:`monotone`) read
+:class:`Samples`.
 """
 
 from __future__ import annotations

@@ -402,22 +402,19 @@ def _render_text(
         lines = ["== " + "; ".join(row["tree"])]  # a tree and those of the same runs
         for col in COLUMNS[1:]:
             cells = row[col]
-            if not cells:
-                continue
             if len(cells) == 1:
                 lines.append(f"  {col}: {cells[0]}")
-            else:
-                lines.append(f"  {col}:")
-                lines += [f"    {c}" for c in cells]
+            elif cells:
+                lines += [f"  {col}:", *(f"    {c}" for c in cells)]
         blocks.append("\n".join(lines))
     if cache:
         lines = ["== run cache"]
-        for c in cache:
-            lines.append(
-                f"  {c['tree']}: {c['job']}: {c['entries']} entries, last {c['last stored']} "
-                f"on {c['hosts']}"
-                + (f"; params differ: {c['params differ']}" if c["params differ"] else "")
-            )
+        lines += [
+            f"  {c['tree']}: {c['job']}: {c['entries']} entries, last {c['last stored']} "
+            f"on {c['hosts']}"
+            + (f"; params differ: {c['params differ']}" if c["params differ"] else "")
+            for c in cache
+        ]
         blocks.append("\n".join(lines))
     if history:
         lines = ["== earlier runs (history/)"]

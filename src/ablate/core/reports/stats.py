@@ -1,15 +1,9 @@
 """Paired comparisons of two evaluations on the same items, shared by both studies.
 
-- :func:`paired`: mean of each, their difference (b - a), its confidence interval and a p-value.
-  0/1 data (per-item correctness): exact McNemar test (binomial on the discordant pairs) and
-  Newcombe's hybrid-score interval for a difference of paired proportions (method 10, Newcombe
-  1998, Stat Med 17:2635). Other scores: a seeded paired bootstrap. With ``strata`` (e.g. the task
-  of each item) the statistic is the unweighted mean over strata, i.e. a macro average.
-- :func:`noninferior`: "b is at most ``margin`` below a", a one-sided test of the paired mean.
-- :func:`exceeds`: "the mean is above a fixed threshold" (e.g. chance + 0.10): exact one-sided
-  binomial test + Wilson interval for 0/1 values, one-sided z otherwise.
-- :func:`from_stderr`: the fallback when only two means and their standard errors are known.
-- :func:`mean_ci`: one mean with its interval (Wilson for proportions).
+:func:`paired` on 0/1 data: exact McNemar test (binomial on the discordant pairs) and Newcombe's
+hybrid-score interval for a difference of paired proportions (method 10, Newcombe 1998, Stat Med
+17:2635); other scores: a seeded paired bootstrap. Also :func:`noninferior`, :func:`exceeds`,
+:func:`from_stderr` (only two means and their standard errors known) and :func:`mean_ci`.
 
 Differences within :data:`TOL` of zero are zero: two macros that differ only by float rounding
 (0.20000000000000004 vs 0.19999999999999998) are equal, not a 4e-17 effect.

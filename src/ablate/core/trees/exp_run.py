@@ -141,17 +141,15 @@ def experiments_run(
     base's; [] where a target is the base's (a rule or file of none of ``plans``, the experiments
     of the base's configuration)."""
     plans = sorted(plans, key=lambda p: -len(p.prefix))  # exp_a_b_all is a_b's, not a's
+    trees = [(p, os.path.normpath(p.config["results"]) + os.sep) for p in plans]
 
-    def owner(rule: str | None, path: str | None) -> str | None:
-        for plan in plans:
-            tree = os.path.normpath(plan.config["results"]) + os.sep
-            if (rule or "").startswith(plan.prefix) or os.path.normpath(path or "").startswith(
-                tree
-            ):
-                return plan.name
-        return None
+    def owner(rule: str, path: str) -> str | None:
+        return next(
+            (p.name for p, t in trees if rule.startswith(p.prefix) or path.startswith(t)), None
+        )
 
-    names = [owner(r, None) for r in target_rules] + [owner(None, f) for f in target_files]
+    names = [owner(r, "") for r in target_rules]
+    names += [owner("", os.path.normpath(f)) for f in target_files]
     return list(dict.fromkeys(names)) if names and None not in names else []
 
 
