@@ -5,16 +5,10 @@ hours spent and the forecast of what remains.
 Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's job list (the
 study part ``layout``); a study's status part gives a record's headline numbers, why a
 finished job is stale, its key results and forecast (both found through the registry
-:mod:`ablate.studies`). Records, provenance and benchmark seconds are read by
-:mod:`ablate.core.outputs.records`, as the planner reads them. What it reads, all cheap (no torch,
-no Snakemake DAG): the declared outputs, the provenance block of each job's record (the config slice
-it ran with, compared with the config now), Snakemake's markers (``.snakemake/incomplete/``: a
-job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder, or a
-killed one left them (no ``snakemake`` runs there: :func:`_snakemake_lock`); the
-results folder's lock, :mod:`ablate.core.trees.results_lock`: a run, of any working directory, holds
-it) and records (``.snakemake/metadata/``: the inputs each output's last job read, so a job last run
-by another configuration, an overlay, is stale), the benchmark TSVs, the job logs (a running
-finetune's last logged step and loss) and the planners' tables (forecast).
+:mod:`ablate.studies`). All it reads is cheap (no torch, no Snakemake DAG): the declared outputs,
+the records' provenance (:mod:`ablate.core.outputs.records`, as the planner reads them),
+Snakemake's markers, locks and records under ``.snakemake/``, the results folder's lock, the
+benchmark TSVs, the job logs and the planners' tables.
 """
 
 from __future__ import annotations

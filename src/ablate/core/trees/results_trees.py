@@ -3,26 +3,14 @@
 A **results tree** is a folder holding the job logs of a configuration (the first part of
 :data:`ablate.core.jobs.LOG`) and records (JSON with a provenance block that holds a config
 slice); a record belongs to the innermost tree above it (results/ministral3b/ lies inside
-results/). A study's part folders (:func:`_part_folders`: a multi-model config's
-``models/<name>/``) belong to the tree above them. Found by their records, not by a list of
-folders: a config's ``results:`` may name any. A record under a history folder is an earlier
-run of the same job, and a checkpoint folder (its hash manifest) holds model files, not records:
-both are skipped. A record is a file that :func:`ablate.core.outputs.io.write_json` also copied into
-the history folder beside it.
+results/). Found by their records, not by a list of folders: a config's ``results:`` may name
+any.
 
 Which records of a tree no job of a configuration writes (another configuration's:
 :func:`not_written_by`, :func:`mixed_warning`) is read from each study's layout (its
-``PATTERNS``, found through the registry :mod:`ablate.studies`). ``ablate runs``
-(:mod:`ablate.core.reports.runs`) shows the trees side by side. No torch: it reads JSON.
-
-A configuration's results folder is not one another results tree's files lie in
-(:func:`nesting_error`, at parse time): an experiment's tree (``<results>/exp/<name>``, which
-``ablate exp run`` writes beside its base) is that experiment's alone, and a folder of a base
-tree where its own jobs write (:func:`own_folders`) is that tree's; a configuration run there
-rewrote their records. There a tree is known by its origin record
-(:data:`ablate.core.trees.results_origin.ORIGIN_NAME`) or, an experiment's, by its definition
-and place. A folder of another name inside a tree (``results/ministral3b`` in ``results/``) is a
-tree of its own.
+``PATTERNS``, found through the registry :mod:`ablate.studies`); a configuration's results
+folder is not one another results tree's files lie in (:func:`nesting_error`, at parse time: a
+configuration run there rewrote their records). No torch: it reads JSON.
 """
 
 from __future__ import annotations
