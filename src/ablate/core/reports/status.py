@@ -87,11 +87,8 @@ def _foreign_input(job: Job, workdir: Path, produced: set[str], results: str | N
     if not results or not job.outputs:
         return None
     inside = os.path.normpath(results) + os.sep
-    for f in recorded_inputs(workdir, next(iter(job.outputs.values()))) or []:
-        f = os.path.normpath(f)
-        if f.startswith(inside) and f not in produced:
-            return f
-    return None
+    read = map(os.path.normpath, recorded_inputs(workdir, next(iter(job.outputs.values()))) or [])
+    return next((f for f in read if f.startswith(inside) and f not in produced), None)
 
 
 def _snakemake_runs_in(workdir: Path) -> bool | None:

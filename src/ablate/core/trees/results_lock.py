@@ -63,7 +63,6 @@ def start_time(pid: int) -> str | None:
 
 
 def this_holder() -> dict[str, Any]:
-    """The holder record of this process."""
     return {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -108,7 +107,6 @@ def running(holder: dict[str, Any]) -> bool | None:
 
 
 def is_ours(holder: dict[str, Any] | None) -> bool:
-    """Whether ``holder`` is this process."""
     me = (os.getpid(), socket.gethostname())
     return bool(holder) and (holder.get("pid"), holder.get("host")) == me
 
