@@ -273,9 +273,10 @@ def _result(verdict: str, evidence: str, r: stats.Paired) -> ClaimResult:
     return ClaimResult(verdict, evidence, r.as_dict(), r.test, r.p_value, r.n)
 
 
-def _direction_verdict(r: stats.Paired, sign: int, min_n: int) -> str:
-    """supported / not supported / inconclusive for "diff has this sign"."""
-    if r.n == 0 or sign * r.diff <= 0:
+def _verdict(r: stats.Paired, wrong_way: bool, min_n: int) -> str:
+    """supported / not supported / inconclusive, where ``wrong_way``: the diff is not the way the
+    claim says."""
+    if r.n == 0 or wrong_way:
         return "not supported" if r.n else "inconclusive"
     if r.n < min_n or not r.significant:
         return "inconclusive"
@@ -290,7 +291,7 @@ def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = _MIN_N) 
         evidence = (
             f"{ev[winner].label} {r.mean_b:.3f} - {ev[loser].label} {r.mean_a:.3f}: {r.line()}"
         )
-        return _result(_direction_verdict(r, +1, min_n), evidence, r)
+        return _result(_verdict(r, r.diff <= 0, min_n), evidence, r)
 
     return rule
 
@@ -311,7 +312,7 @@ def exceeds(
         t = threshold(ev) if callable(threshold) else float(threshold)
         r = stats.exceeds(s.values, t, alpha=alpha, strata=s.strata)
         evidence = f"{s.label} {r.mean_b:.3f} vs threshold {t:.3f}: {r.line()}"
-        return _result(_direction_verdict(r, +1, min_n), evidence, r)
+        return _result(_verdict(r, r.diff <= 0, min_n), evidence, r)
 
     return rule
 
@@ -328,13 +329,7 @@ def within_margin(
             f"{ss.label} {r.mean_b:.3f} - {sr.label} {r.mean_a:.3f} (margin -{margin:g}): "
             f"{r.line()}"
         )
-        if r.n == 0 or r.diff < -margin:
-            verdict = "not supported" if r.n else "inconclusive"
-        elif r.n < min_n or not r.significant:
-            verdict = "inconclusive"
-        else:
-            verdict = "supported"
-        return _result(verdict, evidence, r)
+        return _result(_verdict(r, r.diff < -margin, min_n), evidence, r)
 
     return rule
 
