@@ -11,11 +11,8 @@ claim "not run", never a crash. Verdicts (:data:`VERDICTS`):
   are fewer than ``min_n`` items;
 - ``not run``: an input the rule needs does not exist (yet).
 
-Helpers for the common forms: :func:`beats` ("A beats B": paired test on per-item correctness),
-:func:`exceeds` ("A scores above a fixed threshold", e.g. chance + a margin),
-:func:`within_margin` ("A is at most m below B") and :func:`monotone` (a score monotone in a knob
-such as K, for a compression trade-off). Their inputs are :class:`Samples`: per-item values
-indexed by item id; a two-level index (task, item) makes the statistic a macro over tasks.
+The common forms (:func:`beats`, :func:`exceeds`, :func:`within_margin`, :func:`monotone`) read
+:class:`Samples`.
 """
 
 from __future__ import annotations
@@ -46,10 +43,10 @@ COLUMNS = [
     "inputs",
 ]
 #: Below this many paired items a verdict is inconclusive whatever the test says.
-MIN_N = 20
+_MIN_N = 20
 
 
-class MissingInput(LookupError):
+class _MissingInput(LookupError):
     """An input a claim needs does not exist (yet): the claim is "not run"."""
 
 
@@ -89,7 +86,7 @@ class ClaimResult:
 
 class Evidence:
     """The named inputs of a study's claims. A name that is absent or None raises
-    :class:`MissingInput`; every input read is remembered (its ``source``) for the table."""
+    :class:`_MissingInput`; every input read is remembered (its ``source``) for the table."""
 
     def __init__(self, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None):
         self._inputs = dict(inputs)
@@ -99,7 +96,7 @@ class Evidence:
     def __getitem__(self, name: str) -> Any:
         value = self._inputs.get(name)
         if value is None:
-            raise MissingInput(name)
+            raise _MissingInput(name)
         source = getattr(value, "source", None)
         if source is not None and source not in self.used:
             self.used.append(str(source))
@@ -126,7 +123,7 @@ def evaluate_claims(
         ev.used = []
         try:
             r = claim.evaluate(ev)
-        except MissingInput as exc:
+        except _MissingInput as exc:
             r = ClaimResult("not run", f"missing input: {exc.args[0]}", inputs=tuple(ev.used))
         rows.append(
             dict(
@@ -169,7 +166,7 @@ def write_claims(
 
 
 #: The columns of the paper's table, as ``to_latex`` heads them.
-LATEX_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "evidence": "Evidence", "p_value": "p"}
+_LATEX_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "evidence": "Evidence", "p_value": "p"}
 
 
 def to_latex(df: pd.DataFrame, source: str) -> str:
@@ -178,15 +175,15 @@ def to_latex(df: pd.DataFrame, source: str) -> str:
     from ablate.core.reports.latex import booktabs
 
     rows = _cells(df)
-    cells = pd.DataFrame(rows, columns=SHOWN)[list(LATEX_COLUMNS)].rename(columns=LATEX_COLUMNS)
+    cells = pd.DataFrame(rows, columns=_SHOWN)[list(_LATEX_COLUMNS)].rename(columns=_LATEX_COLUMNS)
     inputs = [f"{r['claim']} <- {r['inputs'] or 'no input'}" for r in rows]
     return booktabs(cells, source, inputs, column_format="llp{0.55\\linewidth}r")
 
 
 #: The columns a person reads (``study`` is the title).
-SHOWN = [c for c in COLUMNS if c != "study"]
+_SHOWN = [c for c in COLUMNS if c != "study"]
 #: Under every printed table: how to read the sign of ``diff``.
-SIGN_NOTE = (
+_SIGN_NOTE = (
     "Each evidence line reads `A a - B b: diff`, A minus B, where A is the side the claim says is "
     "higher: a positive diff points the way the claim says (docs/claims.md)."
 )
@@ -217,7 +214,7 @@ def _cells(df: pd.DataFrame) -> list[dict[str, str]]:
             return verdict_text(str(v), r["test"] if isinstance(r["test"], str) else None)
         return str(v)
 
-    return [{c: cell(r, c) for c in SHOWN} for _, r in df.iterrows()]
+    return [{c: cell(r, c) for c in _SHOWN} for _, r in df.iterrows()]
 
 
 def _title(df: pd.DataFrame) -> str:
@@ -228,30 +225,26 @@ def to_markdown(df: pd.DataFrame) -> str:
     def md(v: str) -> str:
         return v.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(SHOWN) + " |", "|" + "---|" * len(SHOWN)]
-    lines += ["| " + " | ".join(md(r[c]) for c in SHOWN) + " |" for r in _cells(df)]
+    lines = ["| " + " | ".join(_SHOWN) + " |", "|" + "---|" * len(_SHOWN)]
+    lines += ["| " + " | ".join(md(r[c]) for c in _SHOWN) + " |" for r in _cells(df)]
     floors = "".join(f"\n{n}\n" for n in _floor_notes(df))
-    return f"# {_title(df)}\n\n{SIGN_NOTE}\n\n" + "\n".join(lines) + "\n" + floors
+    return f"# {_title(df)}\n\n{_SIGN_NOTE}\n\n" + "\n".join(lines) + "\n" + floors
 
 
 def _floor_notes(df: pd.DataFrame) -> list[str]:
     """What a printed ``p<...`` means, for the floors this table prints at."""
-    rows = [(float(r["p_value"]), str(r["test"])) for _, r in df.iterrows() if _is_p(r["p_value"])]
-    return stats.floor_notes(rows)
-
-
-def _is_p(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+    pairs = zip(df["p_value"], df["test"])  # floor_notes leaves a NaN out
+    return stats.floor_notes([(float(p), str(t)) for p, t in pairs if isinstance(p, (int, float))])
 
 
 def to_html(df: pd.DataFrame, note: str = "") -> str:
     from ablate.core.reports.status_report import STYLE, html_table, markdown_html
 
-    body = markdown_html(f"# {_title(df)}\n\n{SIGN_NOTE}")
+    body = markdown_html(f"# {_title(df)}\n\n{_SIGN_NOTE}")
     floors = markdown_html("\n\n".join(_floor_notes(df))) if _floor_notes(df) else ""
     return (
         f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{body}"
-        f"{html_table(SHOWN, _cells(df))}{floors}{markdown_html(note) if note else ''}"
+        f"{html_table(_SHOWN, _cells(df))}{floors}{markdown_html(note) if note else ''}"
         "</body></html>\n"
     )
 
@@ -280,16 +273,17 @@ def _result(verdict: str, evidence: str, r: stats.Paired) -> ClaimResult:
     return ClaimResult(verdict, evidence, r.as_dict(), r.test, r.p_value, r.n)
 
 
-def _direction_verdict(r: stats.Paired, sign: int, min_n: int) -> str:
-    """supported / not supported / inconclusive for "diff has this sign"."""
-    if r.n == 0 or sign * r.diff <= 0:
+def _verdict(r: stats.Paired, wrong_way: bool, min_n: int) -> str:
+    """supported / not supported / inconclusive, where ``wrong_way``: the diff is not the way the
+    claim says."""
+    if r.n == 0 or wrong_way:
         return "not supported" if r.n else "inconclusive"
     if r.n < min_n or not r.significant:
         return "inconclusive"
     return "supported"
 
 
-def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = MIN_N) -> Callable:
+def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = _MIN_N) -> Callable:
     """Rule for "``winner`` scores higher than ``loser`` on the same items" (paired test)."""
 
     def rule(ev: Evidence) -> ClaimResult:
@@ -297,7 +291,7 @@ def beats(winner: str, loser: str, *, alpha: float = 0.05, min_n: int = MIN_N) -
         evidence = (
             f"{ev[winner].label} {r.mean_b:.3f} - {ev[loser].label} {r.mean_a:.3f}: {r.line()}"
         )
-        return _result(_direction_verdict(r, +1, min_n), evidence, r)
+        return _result(_verdict(r, r.diff <= 0, min_n), evidence, r)
 
     return rule
 
@@ -307,7 +301,7 @@ def exceeds(
     threshold: float | Callable[[Evidence], float],
     *,
     alpha: float = 0.05,
-    min_n: int = MIN_N,
+    min_n: int = _MIN_N,
 ) -> Callable:
     """Rule for "``subject`` scores above ``threshold``" (one-sided test of its mean; a macro over
     tasks where its index has tasks). ``threshold``: a number, or a function of the evidence (e.g.
@@ -318,13 +312,13 @@ def exceeds(
         t = threshold(ev) if callable(threshold) else float(threshold)
         r = stats.exceeds(s.values, t, alpha=alpha, strata=s.strata)
         evidence = f"{s.label} {r.mean_b:.3f} vs threshold {t:.3f}: {r.line()}"
-        return _result(_direction_verdict(r, +1, min_n), evidence, r)
+        return _result(_verdict(r, r.diff <= 0, min_n), evidence, r)
 
     return rule
 
 
 def within_margin(
-    subject: str, reference: str, margin: float, *, alpha: float = 0.05, min_n: int = MIN_N
+    subject: str, reference: str, margin: float, *, alpha: float = 0.05, min_n: int = _MIN_N
 ) -> Callable:
     """Rule for "``subject`` is at most ``margin`` below ``reference``" (non-inferiority)."""
 
@@ -335,13 +329,7 @@ def within_margin(
             f"{ss.label} {r.mean_b:.3f} - {sr.label} {r.mean_a:.3f} (margin -{margin:g}): "
             f"{r.line()}"
         )
-        if r.n == 0 or r.diff < -margin:
-            verdict = "not supported" if r.n else "inconclusive"
-        elif r.n < min_n or not r.significant:
-            verdict = "inconclusive"
-        else:
-            verdict = "supported"
-        return _result(verdict, evidence, r)
+        return _result(_verdict(r, r.diff < -margin, min_n), evidence, r)
 
     return rule
 
@@ -351,7 +339,7 @@ def monotone(
     *,
     increasing: bool = True,
     alpha: float = 0.05,
-    min_n: int = MIN_N,
+    min_n: int = _MIN_N,
 ) -> Callable:
     """Rule for "the score rises (or falls) with the knob": ``points`` = [(knob, input name)].
 
@@ -366,13 +354,8 @@ def monotone(
 
     def rule(ev: Evidence) -> ClaimResult:
         samples = [(k, ev[name]) for k, name in pts]  # all first: any missing -> not run
-        steps = []
-        for (_, s0), (_, s1) in zip(samples, samples[1:]):
-            kw = dict(ids_a=list(s0.values.index), ids_b=list(s1.values.index), strata=s0.strata)
-            steps.append(stats.paired(s0.values, s1.values, alpha=alpha, **kw))
-        (_, first), (_, last) = samples[0], samples[-1]
-        kw = dict(ids_a=list(first.values.index), ids_b=list(last.values.index))
-        ends = stats.paired(first.values, last.values, alpha=alpha, strata=first.strata, **kw)
+        steps = [compare(s0, s1, alpha=alpha) for (_, s0), (_, s1) in zip(samples, samples[1:])]
+        ends = compare(samples[0][1], samples[-1][1], alpha=alpha)
         wrong = [s for s in steps if sign * s.diff < 0]
         means = ", ".join(f"{k:g}: {s.mean_a:.3f}" for (k, _), s in zip(samples, steps))
         means += f", {samples[-1][0]:g}: {steps[-1].mean_b:.3f}"
@@ -392,7 +375,7 @@ def monotone(
 # --------------------------------------------------------------------------- seeds
 
 #: The claim id of a per-seed row (it follows its claim's pooled row).
-SEED_ROW = "{claim}/seed{seed}"
+_SEED_ROW = "{claim}/seed{seed}"
 
 
 def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
@@ -415,7 +398,7 @@ def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
     )
 
 
-def seed_views(
+def _seed_views(
     ev: Evidence, seeds: Mapping[str, Mapping[int, str]], labels: Mapping[str, str] | None = None
 ) -> tuple[Evidence, dict[int, Evidence]]:
     """The pooled evidence and one per seed. ``seeds``: the input a claim names (``3B@causal``)
@@ -448,9 +431,9 @@ def evaluate_seeded(
 ) -> pd.DataFrame:
     """:func:`evaluate_claims` stated pooled and per seed: each claim's pooled row (its evidence
     ending ``holds in k of n seeds``), then, for a claim whose inputs have seeds, one row per
-    seed (:data:`SEED_ROW`). A claim that reads no seeded input keeps its one row."""
+    seed (:data:`_SEED_ROW`). A claim that reads no seeded input keeps its one row."""
     claims = list(claims)
-    pooled, per_seed = seed_views(ev, seeds, labels)
+    pooled, per_seed = _seed_views(ev, seeds, labels)
     table = evaluate_claims(claims, pooled, study)
     per = {s: evaluate_claims(claims, e, study) for s, e in per_seed.items()}
     rows = []
@@ -463,6 +446,6 @@ def evaluate_seeded(
         rows.append(row)
         for s, r in mine.items():
             rows.append(r.copy())
-            rows[-1]["claim"] = SEED_ROW.format(claim=row["claim"], seed=s)
+            rows[-1]["claim"] = _SEED_ROW.format(claim=row["claim"], seed=s)
             rows[-1]["statement"] = f"{r['statement']} (seed {s})"
     return pd.DataFrame(rows, columns=COLUMNS).astype(table.dtypes.to_dict()).reset_index(drop=True)

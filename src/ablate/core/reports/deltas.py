@@ -26,9 +26,9 @@ from ablate import studies
 DELTAS = ("vs base", "claims vs base", "headline vs base")
 #: a delta's cell where its interval cannot be computed: why (per-sample records missing, or the
 #: two evaluations scored different items)
-NO_CI = "[CI: {why}]"
+_NO_CI = "[CI: {why}]"
 #: why there is no interval where a tree lacks a score's per-sample records
-NO_SAMPLES = "no per-sample records"
+_NO_SAMPLES = "no per-sample records"
 
 
 def read_part(mod: Any, part: str, results: Path, shared: Path | None) -> Any:
@@ -51,7 +51,7 @@ def scores(results: Path, shared: Path | None = None) -> dict[str, float]:
     return out
 
 
-def samples(results: Path, names: list[str], shared: Path | None = None) -> dict[str, Any]:
+def _samples(results: Path, names: list[str], shared: Path | None = None) -> dict[str, Any]:
     """The per-item values (:class:`~ablate.core.reports.claims.Samples`) of each of ``names``
     (``<study>: <score>``) that its study's ``score_samples`` finds in ``results`` (an
     experiment's evaluations that are the base's: in ``shared``)."""
@@ -66,19 +66,19 @@ def samples(results: Path, names: list[str], shared: Path | None = None) -> dict
 
 def ci_text(base: Any, here: Any) -> str:
     """``[-0.010, +0.022]``: the paired 95 % interval of ``here - base`` (both Samples, or None
-    where a tree lacks them), or :data:`NO_CI` saying why there is none."""
+    where a tree lacks them), or :data:`_NO_CI` saying why there is none."""
     from ablate.core.reports.claims import compare
 
     if base is None or here is None:
-        return NO_CI.format(why=NO_SAMPLES)
+        return _NO_CI.format(why=_NO_SAMPLES)
     try:
         r = compare(base, here)
     except ValueError as exc:  # the two evaluations scored different items
-        return NO_CI.format(why=str(exc).split(" (")[0])
+        return _NO_CI.format(why=str(exc).split(" (")[0])
     return f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
 
 
-def score_deltas(
+def _score_deltas(
     base: dict[str, float],
     here: dict[str, float],
     headline: bool = False,
@@ -87,7 +87,7 @@ def score_deltas(
     """``<score> +0.031 [-0.010, +0.072] (0.616 -> 0.647)`` for each score both have that
     differs (within 1e-9 they are the same: float rounding), the headline ones (a study's own, no
     ``: <part>``, the mask study's macro) first; ``headline``: those alone. ``paired``: the per-item
-    values of the base's and this tree's scores (:func:`samples`) the interval is computed from
+    values of the base's and this tree's scores (:func:`_samples`) the interval is computed from
     (:func:`ci_text`); None: none (every cell says so)."""
     both = [k for k in here if k in base and abs(here[k] - base[k]) > 1e-9]
     both = [k for k in both if not headline or k.count(":") == 1]
@@ -100,7 +100,7 @@ def score_deltas(
     ]
 
 
-def claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[str]:
+def _claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[str]:
     """``<study>: <claim> <verdict> -> <verdict>`` for each study-level claim whose verdict
     differs between two results trees (``shared``: :func:`read_part`)."""
     out = []
@@ -130,9 +130,9 @@ def vs_base(
         return dict(zip(DELTAS, ([withheld], ["withheld (see vs base)"], [withheld]), strict=True))
     own, all_scores = scores(here), scores(here, shared)
     moved = [k for k in all_scores if k in base_scores and all_scores[k] != base_scores[k]]
-    paired = (samples(base, moved), samples(here, moved, shared))
+    paired = (_samples(base, moved), _samples(here, moved, shared))
     return {
-        "vs base": score_deltas(base_scores, own, paired=paired),
-        "claims vs base": claim_changes(base, here, shared),
-        "headline vs base": score_deltas(base_scores, all_scores, headline=True, paired=paired),
+        "vs base": _score_deltas(base_scores, own, paired=paired),
+        "claims vs base": _claim_changes(base, here, shared),
+        "headline vs base": _score_deltas(base_scores, all_scores, headline=True, paired=paired),
     }

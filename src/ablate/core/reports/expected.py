@@ -49,14 +49,14 @@ def marks(name: str) -> tuple[str, str]:
 #: the section name (:func:`marks`) of the tables of :data:`TABLES`
 TABLE = "results"
 COLUMNS = ["cpu_kind", "cpu_model", "tree", "date", "quantity", "value"]
-VENDORS = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}
+_VENDORS = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}
 
 
 def cpu_kind(hardware: dict) -> str:
     """``AMD AVX2``, ``Intel AVX512``: the vendor and the kernels torch dispatches to, what
     decides the rounding of a CPU run (a record's ``hardware``)."""
     vendor = hardware.get("cpu_vendor") or "unknown vendor"
-    return f"{VENDORS.get(vendor, vendor)} {hardware.get('torch_cpu_capability') or 'unknown'}"
+    return f"{_VENDORS.get(vendor, vendor)} {hardware.get('torch_cpu_capability') or 'unknown'}"
 
 
 def run_hardware(results: Path) -> dict:
@@ -126,11 +126,11 @@ def differences(expected: dict[str, str], got: dict[str, str]) -> list[str]:
 
 
 #: why a claim of :func:`every_cpu` that flipped or is not supported fails the comparison
-FINDING = "it must hold on every CPU kind: the study's finding"
+_FINDING = "it must hold on every CPU kind: the study's finding"
 
 
 @dataclass(frozen=True)
-class Comparison:
+class _Comparison:
     """A run's quantities against its CPU kind's row (:func:`compare`)."""
 
     kind: str
@@ -168,10 +168,10 @@ class Comparison:
                 f"{head}not in {self.kind}'s row, so unmeasured there (rewrite the row from a "
                 f"run of this tree: ablate expected --write): {', '.join(self.unmeasured)}"
             )
-        return out + [f"{head}FAILED: {b} ({FINDING})" for b in self.broken]
+        return out + [f"{head}FAILED: {b} ({_FINDING})" for b in self.broken]
 
 
-def compare(rows: dict[str, dict[str, str]], kind: str, got: dict[str, str]) -> Comparison:
+def compare(rows: dict[str, dict[str, str]], kind: str, got: dict[str, str]) -> _Comparison:
     """``got`` (:func:`measured`) against the row of ``kind`` in ``rows`` (:func:`load`)."""
     row = values(rows[kind]) if kind in rows else None
     lacks = sorted(q for q, v in got.items() if v in VERDICTS and row is not None and q not in row)
@@ -195,10 +195,10 @@ def compare(rows: dict[str, dict[str, str]], kind: str, got: dict[str, str]) -> 
         seen = {q: v for q, v in got.items() if q not in lacks}
         differs = [d for d in differences(row, seen) if d.split(": expected ")[0] not in named]
     unmeasured = [f"{q} {got[q]}" for q in lacks]
-    return Comparison(kind, tuple(sorted(rows)), differs, unmeasured, broken)
+    return _Comparison(kind, tuple(sorted(rows)), differs, unmeasured, broken)
 
 
-def headline(quantity: str) -> bool:
+def _headline(quantity: str) -> bool:
     """A quantity the page's table shows: a study-level score or claim (a macro score, a
     bridge grid entry's final accuracy), not a task's or a peak."""
     name = quantity.split(": ", 1)[1]
@@ -215,30 +215,30 @@ def every_cpu() -> list[str]:
     ]
 
 
-def scores(quantity: str) -> bool:
+def _scores(quantity: str) -> bool:
     """A study-level score ``<model> under <policy>`` of a study whose status part declares
     ``SCORES_BY_POLICY`` (the README's table: what the finding rests on)."""
     study = quantity.split(": ", 1)[0]
     part = studies.side(study, "status") if study in studies.STUDIES else None
     by_policy = getattr(part, "SCORES_BY_POLICY", False)
-    return by_policy and headline(quantity) and " under " in quantity
+    return by_policy and _headline(quantity) and " under " in quantity
 
 
-def kind_label(rows: dict[str, dict[str, str]], kind: str) -> str:
+def _kind_label(rows: dict[str, dict[str, str]], kind: str) -> str:
     """A column's heading: the kind, its CPU model, the tree and the date of its run."""
     row = rows[kind]
     return f"{kind} ({row['[cpu_model]']}, tree {row['[tree]']}, {row['[date]']})"
 
 
-def headline_table(rows: dict[str, dict[str, str]]) -> str:
-    """docs/embedded.md's table: a line per :func:`headline` quantity (the studies in the
+def _headline_table(rows: dict[str, dict[str, str]]) -> str:
+    """docs/embedded.md's table: a line per :func:`_headline` quantity (the studies in the
     registry's order), a column per CPU kind, with more than one kind the spread of each score."""
     kinds = sorted(rows)
     spread = len(kinds) > 1
-    head = [kind_label(rows, k) for k in kinds] + ["spread"] * spread
+    head = [_kind_label(rows, k) for k in kinds] + ["spread"] * spread
     lines = [f"| quantity | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
     order = list(studies.STUDIES)
-    quantities = {q for k in kinds for q in values(rows[k]) if headline(q)}
+    quantities = {q for k in kinds for q in values(rows[k]) if _headline(q)}
     for q in sorted(quantities, key=lambda q: (order.index(q.split(":")[0]), q)):
         cells = [rows[k].get(q, "") for k in kinds]
         try:
@@ -252,18 +252,18 @@ def headline_table(rows: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def scores_table(rows: dict[str, dict[str, str]]) -> str:
+def _scores_table(rows: dict[str, dict[str, str]]) -> str:
     """The README's table: a line per model, a column per CPU kind and eval policy
-    (:func:`scores`)."""
+    (:func:`_scores`)."""
     cells = {
         (q.split(": ", 1)[1].split(" under ")[0], k, q.split(" under ")[1]): v
         for k in sorted(rows)
         for q, v in values(rows[k]).items()
-        if scores(q)
+        if _scores(q)
     }
     models = sorted({m for m, _, _ in cells}, key=lambda m: (m != "base", m))
     cols = sorted({(k, p) for _, k, p in cells}, key=lambda c: (c[0], c[1] != "causal", c[1]))
-    head = [f"{kind_label(rows, k)}: {p}" for k, p in cols]
+    head = [f"{_kind_label(rows, k)}: {p}" for k, p in cols]
     lines = [f"| model | {' | '.join(head)} |", "|---" * (len(head) + 1) + "|"]
     for m in models:
         shown = [f"{float(cells[m, k, p]):.3f}" if (m, k, p) in cells else "" for k, p in cols]
@@ -273,7 +273,7 @@ def scores_table(rows: dict[str, dict[str, str]]) -> str:
 
 #: the tables rendered from every row of :data:`EXPECTED_FILE`, between the :func:`marks` of
 #: :data:`TABLE` on each page, each by its function
-TABLES = {Path("docs/embedded.md"): headline_table, Path("README.md"): scores_table}
+TABLES = {Path("docs/embedded.md"): _headline_table, Path("README.md"): _scores_table}
 
 
 def front_sections() -> list[tuple[str, Path, str, Callable[[dict[str, str], str], str]]]:
@@ -294,7 +294,7 @@ def front(rows: dict[str, dict[str, str]], kind: str) -> dict[tuple[Path, str], 
     return {
         (page, name): render(
             {q.split(": ", 1)[1]: v for q, v in row.items() if q.startswith(f"{study}: ")},
-            kind_label(rows, kind),
+            _kind_label(rows, kind),
         )
         for study, page, name, render in front_sections()
     }
@@ -308,7 +308,7 @@ def pictures() -> dict[Path, Path]:
     return {Path(src): Path(dst) for src, dst in filter(None, pairs)}
 
 
-def written() -> list[str]:
+def _written() -> list[str]:
     """The files ``--write`` writes: :data:`EXPECTED_FILE`, the pages, the pictures."""
     pages = [*TABLES, *(page for _, page, _, _ in front_sections())]
     return list(map(str, dict.fromkeys([EXPECTED_FILE, *pages, *pictures().values()])))
@@ -316,7 +316,7 @@ def written() -> list[str]:
 
 def write(results: Path, path: Path = EXPECTED_FILE) -> str:
     """Record the run in ``results`` as its CPU kind's row (replacing an earlier one), copy its
-    :func:`pictures` into the checkout and render the pages from the rows (:func:`rendered`, the
+    :func:`pictures` into the checkout and render the pages from the rows (:func:`_rendered`, the
     front door from this run's); the kind."""
     kind = cpu_kind(hw := run_hardware(results))
     for src in pictures():
@@ -335,7 +335,7 @@ def write(results: Path, path: Path = EXPECTED_FILE) -> str:
     for k in sorted(rows):
         meta = [rows[k][f"[{c}]"] for c in ("cpu_model", "tree", "date")]
         w.writerows([k, *meta, q, v] for q, v in sorted(values(rows[k]).items()))
-    pages = rendered(rows, kind)  # before any file is written: a page without its lines stops
+    pages = _rendered(rows, kind)  # before any file is written: a page without its lines stops
     io.write_text(path, out.getvalue())
     for src, dst in pictures().items():
         io.atomic_write(dst, lambda tmp, src=src: shutil.copyfile(results / src, tmp))
@@ -344,17 +344,17 @@ def write(results: Path, path: Path = EXPECTED_FILE) -> str:
     return kind
 
 
-def rendered(rows: dict[str, dict[str, str]], kind: str) -> dict[Path, str]:
+def _rendered(rows: dict[str, dict[str, str]], kind: str) -> dict[Path, str]:
     """Each page's text with the tables of :data:`TABLES` rendered from ``rows`` (:func:`load`)
     and the :func:`front` sections from the row of ``kind``."""
     sections = {(page, TABLE): table(rows) for page, table in TABLES.items()}
     texts: dict[Path, str] = {}
     for (page, name), body in (sections | front(rows, kind)).items():
-        texts[page] = put(texts.get(page) or page.read_text(), name, body, page)
+        texts[page] = _put(texts.get(page) or page.read_text(), name, body, page)
     return texts
 
 
-def put(text: str, name: str, body: str, page: Path) -> str:
+def _put(text: str, name: str, body: str, page: Path) -> str:
     """``text`` (of ``page``) with ``body`` between the :func:`marks` of ``name``."""
     begin, end = marks(name)
     if begin not in text or end not in text:
@@ -374,13 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         "--write",
         action="store_true",
         help=f"record this run as its CPU kind's row of {EXPECTED_FILE}, copy its pictures "
-        f"and render the pages from the file (writes {', '.join(written())})",
+        f"and render the pages from the file (writes {', '.join(_written())})",
     )
     args = ap.parse_args(argv)
     try:
         if args.write:
             kind = write(args.results)
-            print(f"ablate expected: {kind}: written to {', '.join(written())}")
+            print(f"ablate expected: {kind}: written to {', '.join(_written())}")
             return 0
         kind = cpu_kind(run_hardware(args.results))
         rows = load()

@@ -16,7 +16,7 @@ import pandas as pd
 #: through a placeholder, so that the escapes' own backslashes stay); a space after a command
 #: that gobbles it becomes ``\space``
 _BACKSLASH = "\0backslash\0"
-ESCAPES = (
+_ESCAPES = (
     ("\\", _BACKSLASH),
     (_BACKSLASH + " ", _BACKSLASH + "\\space "),
     ("&", "\\&"),
@@ -34,9 +34,9 @@ ESCAPES = (
 )
 
 
-def escape(text: str) -> str:
+def _escape(text: str) -> str:
     """``text`` safe in LaTeX text mode."""
-    for old, new in ESCAPES:
+    for old, new in _ESCAPES:
         text = text.replace(old, new)
     return text
 
@@ -50,9 +50,9 @@ def tabular(df: pd.DataFrame, column_format: str | None = None) -> str:
                 raise TypeError(f"column {c!r} holds {v!r}: format every cell as text first")
     lines = [f"\\begin{{tabular}}{{{column_format or 'l' * len(df.columns)}}}", "\\toprule"]
     if len(df.columns):
-        lines.append(" & ".join(escape(str(c)) for c in df.columns) + " \\\\")
+        lines.append(" & ".join(_escape(str(c)) for c in df.columns) + " \\\\")
     lines.append("\\midrule")
-    lines += [" & ".join(escape(v) for v in row) + " \\\\" for row in df.itertuples(index=False)]
+    lines += [" & ".join(_escape(v) for v in row) + " \\\\" for row in df.itertuples(index=False)]
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)
 

@@ -63,10 +63,10 @@ COLUMNS = (
     "status",
 )
 #: the columns of the one-line-per-tree table printed first (and of --md)
-SUMMARY = ("tree", "differs from base", "vs base", "claims vs base", "last run")
+_SUMMARY = ("tree", "differs from base", "vs base", "claims vs base", "last run")
 
 
-def study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
+def _study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
     """Each study's headline numbers and its claims' verdicts (counts, then each study-level
     claim's verdict) in ``results``, from the studies' status modules (``shared``:
     :func:`~ablate.core.reports.deltas.read_part`)."""
@@ -125,7 +125,7 @@ class Configuration:
         return lines, not_written_by(tree, self.outputs, self.studies)
 
 
-def status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list[str], list[str]]:
+def _status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list[str], list[str]]:
     """The status column of ``tree`` (each configuration's jobs there, then why the tree is
     mixed) and why it is mixed (two configurations name it; records none of them writes)."""
     state, mixed = [], []
@@ -144,7 +144,7 @@ def status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list[
 
 
 #: how a row names a tree folded into another: every record the same run (:func:`same_runs`)
-SAME_RUNS = "the same runs"
+_SAME_RUNS = "the same runs"
 
 
 def same_runs(trees: list[Tree], first: Tree) -> list[tuple[Tree, list[Tree]]]:
@@ -192,7 +192,7 @@ def table_rows(
         exp = experiment_of(tree)
         # an experiment's tables its change did not reach are its base's
         shared = (root / exp["base"]) if exp else None
-        numbers, claims = study_numbers(tree.path, shared)
+        numbers, claims = _study_numbers(tree.path, shared)
         here = scores(tree.path, shared)
         withheld = None  # why its deltas against the base would not compare like with like
         if tree is base_tree:
@@ -204,12 +204,12 @@ def table_rows(
             withheld = base_changed(exp, base_tree.path)
         else:
             differs = differences(base_tree, tree) or ["nothing"]
-        state, mixed = status_lines(tree, configurations)
+        state, mixed = _status_lines(tree, configurations)
         name = str(tree.path.relative_to(root)) or "."
         out.append(
             {
                 "tree": [name + (" (mixed)" if mixed else "")]
-                + [f"{t.path.relative_to(root)} ({SAME_RUNS})" for t in twins],
+                + [f"{t.path.relative_to(root)} ({_SAME_RUNS})" for t in twins],
                 "records": [str(len(tree.records))],
                 "last run": [newest(tree)],
                 "where": where(tree),
@@ -246,7 +246,7 @@ def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
 
 
 def summary_table(rows: list[dict[str, Any]], sep: str = "; ") -> str:
-    """One line per tree (:data:`SUMMARY`'s columns; a cell's lines joined by ``sep``) as a
+    """One line per tree (:data:`_SUMMARY`'s columns; a cell's lines joined by ``sep``) as a
     markdown table: the experiments side by side, each with the keys it changes, its headline
     numbers against the base and its claims' verdicts that differ."""
 
@@ -254,11 +254,11 @@ def summary_table(rows: list[dict[str, Any]], sep: str = "; ") -> str:
         lines = row["headline vs base"] if col == "vs base" else row[col]
         return sep.join(c.strip() for c in lines).replace("|", "\\|")
 
-    head = ["| " + " | ".join(SUMMARY) + " |", "|" + "---|" * len(SUMMARY)]
-    return "\n".join(head + ["| " + " | ".join(cell(r, c) for c in SUMMARY) + " |" for r in rows])
+    head = ["| " + " | ".join(_SUMMARY) + " |", "|" + "---|" * len(_SUMMARY)]
+    return "\n".join(head + ["| " + " | ".join(cell(r, c) for c in _SUMMARY) + " |" for r in rows])
 
 
-def render_markdown(rows: list[dict[str, Any]]) -> str:
+def _render_markdown(rows: list[dict[str, Any]]) -> str:
     """The summary table, then every column of every tree (a cell's lines on lines of their
     own): ``--md``."""
 
@@ -271,7 +271,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 #: the columns of the earlier runs' table (the history copies beside each record)
-HISTORY_COLUMNS = ("tree", "record", "run", "finished", "differs from now", "numbers")
+_HISTORY_COLUMNS = ("tree", "record", "run", "finished", "differs from now", "numbers")
 
 
 def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
@@ -302,17 +302,8 @@ def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
                 differs = [d + ")" if d.startswith("upstream") and "(" in d else d for d in differs]
                 if not differs:
                     continue
-                now = read_json(path) or {}
-                numbers = [
-                    f"macro {a:.3f} (now {b:.3f})"
-                    for a, b in [
-                        (
-                            (old.get("macro") or {}).get("score"),
-                            (now.get("macro") or {}).get("score"),
-                        )
-                    ]
-                    if isinstance(a, (int, float)) and isinstance(b, (int, float))
-                ]
+                a, b = ((r.get("macro") or {}).get("score") for r in (old, read_json(path) or {}))
+                both = isinstance(a, (int, float)) and isinstance(b, (int, float))
                 out.append(
                     {
                         "tree": str(tree.path.relative_to(root)) or ".",
@@ -320,14 +311,14 @@ def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
                         "run": str(prov.get("run_id")),
                         "finished": str(prov.get("finished_at") or ""),
                         "differs from now": "; ".join(differs),
-                        "numbers": "; ".join(numbers),
+                        "numbers": f"macro {a:.3f} (now {b:.3f})" if both else "",
                     }
                 )
     return out
 
 
 #: the columns of the run cache's table (``--cache``)
-CACHE_COLUMNS = ("tree", "job", "entries", "last stored", "hosts", "params differ")
+_CACHE_COLUMNS = ("tree", "job", "entries", "last stored", "hosts", "params differ")
 
 
 def cache_entries(cache: str | os.PathLike) -> tuple[list[dict], list[str]]:
@@ -348,7 +339,7 @@ def cache_entries(cache: str | os.PathLike) -> tuple[list[dict], list[str]]:
     return manifests, unreadable
 
 
-def unreadable_line(cache: str | os.PathLike, names: list[str]) -> str:
+def _unreadable_line(cache: str | os.PathLike, names: list[str]) -> str:
     """The line that says which entries of the run cache its table leaves out, and why."""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return (
@@ -398,7 +389,7 @@ def cache_rows(cache: str | os.PathLike, root: str | os.PathLike = ".") -> list[
     return out
 
 
-def render_text(
+def _render_text(
     rows: list[dict[str, list[str]]],
     cache: list[dict[str, str]] = (),
     history: list[dict[str, str]] = (),
@@ -411,22 +402,19 @@ def render_text(
         lines = ["== " + "; ".join(row["tree"])]  # a tree and those of the same runs
         for col in COLUMNS[1:]:
             cells = row[col]
-            if not cells:
-                continue
             if len(cells) == 1:
                 lines.append(f"  {col}: {cells[0]}")
-            else:
-                lines.append(f"  {col}:")
-                lines += [f"    {c}" for c in cells]
+            elif cells:
+                lines += [f"  {col}:", *(f"    {c}" for c in cells)]
         blocks.append("\n".join(lines))
     if cache:
         lines = ["== run cache"]
-        for c in cache:
-            lines.append(
-                f"  {c['tree']}: {c['job']}: {c['entries']} entries, last {c['last stored']} "
-                f"on {c['hosts']}"
-                + (f"; params differ: {c['params differ']}" if c["params differ"] else "")
-            )
+        lines += [
+            f"  {c['tree']}: {c['job']}: {c['entries']} entries, last {c['last stored']} "
+            f"on {c['hosts']}"
+            + (f"; params differ: {c['params differ']}" if c["params differ"] else "")
+            for c in cache
+        ]
         blocks.append("\n".join(lines))
     if history:
         lines = ["== earlier runs (history/)"]
@@ -439,16 +427,7 @@ def render_text(
     return "\n\n".join(blocks)
 
 
-def write_csv(rows: list[dict[str, list[str]]], path: str | os.PathLike) -> None:
-    """One CSV row per tree; a cell's lines joined by ``; ``."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for row in rows:
-            w.writerow(["; ".join(c.strip() for c in row[col]) for col in COLUMNS])
-
-
-def render_html(
+def _render_html(
     rows: list[dict[str, list[str]]],
     cache: list[dict[str, str]] = (),
     history: list[dict[str, str]] = (),
@@ -457,16 +436,16 @@ def render_html(
     the trees' table, the earlier runs, then the run cache's; a cell's lines on lines of their
     own."""
     summary = [
-        {c: "\n".join(r["headline vs base"] if c == "vs base" else r[c]) for c in SUMMARY}
+        {c: "\n".join(r["headline vs base"] if c == "vs base" else r[c]) for c in _SUMMARY}
         for r in rows
     ]
     trees = [{c: "\n".join(r[c]) for c in COLUMNS} for r in rows]
-    tables = "<h2>Experiments</h2>" + html_table(list(SUMMARY), summary)
+    tables = "<h2>Experiments</h2>" + html_table(list(_SUMMARY), summary)
     tables += "<h2>Results trees</h2>" + html_table(list(COLUMNS), trees)
     if history:
-        tables += "<h2>Earlier runs</h2>" + html_table(list(HISTORY_COLUMNS), list(history))
+        tables += "<h2>Earlier runs</h2>" + html_table(list(_HISTORY_COLUMNS), list(history))
     if cache:
-        tables += "<h2>Run cache</h2>" + html_table(list(CACHE_COLUMNS), list(cache))
+        tables += "<h2>Run cache</h2>" + html_table(list(_CACHE_COLUMNS), list(cache))
     return (
         f"<html><head><meta charset='utf-8'>{STYLE}<style>td{{white-space:pre-line}}</style>"
         f"</head><body>{tables}</body></html>\n"
@@ -479,7 +458,7 @@ def write_page(config: dict, rows: list[Any], out: str | os.PathLike, workdir: s
     STATUS rows) and marked mixed where another configuration wrote into it."""
     this = Configuration.of(["this run's configuration"], config, rows, Path(workdir))
     trees = table_rows(workdir, config["results"], [this])
-    return io.write_text(out, render_html(trees, history=history_rows(workdir)))
+    return io.write_text(out, _render_html(trees, history=history_rows(workdir)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -542,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cache = cache_rows(args.cache, args.root) if args.cache else []
     if args.cache and (unreadable := cache_entries(args.cache)[1]):
-        print(unreadable_line(args.cache, unreadable), file=sys.stderr)
+        print(_unreadable_line(args.cache, unreadable), file=sys.stderr)
     history = history_rows(args.root)
     if not rows and not cache:
         print(
@@ -551,11 +530,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(render_text(rows, cache, history))
-    if args.csv:
-        write_csv(rows, args.csv)
+    print(_render_text(rows, cache, history))
+    if args.csv:  # one row per tree, a cell's lines joined by "; "
+        with open(args.csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(COLUMNS)
+            w.writerows(["; ".join(c.strip() for c in row[col]) for col in COLUMNS] for row in rows)
     if args.md:
-        io.write_text(args.md, render_markdown(rows))
+        io.write_text(args.md, _render_markdown(rows))
     if args.html:
-        io.write_text(args.html, render_html(rows, cache, history))
+        io.write_text(args.html, _render_html(rows, cache, history))
     return 0

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 
 #: The end of a pooled claim row's evidence.
-HOLDS = re.compile(r"holds in \d+ of \d+ seeds$")
+_HOLDS = re.compile(r"holds in \d+ of \d+ seeds$")
 
 
 def seed_name(name: str, seed: int) -> str:
@@ -36,6 +36,6 @@ def verdict_line(claim: dict[str, str]) -> str:
     """A claims table row as STATUS.md lists it, with its ``holds in k of n seeds``."""
     from ablate.core.reports.claims import verdict_text
 
-    holds = HOLDS.search(claim.get("evidence") or "")
+    holds = _HOLDS.search(claim.get("evidence") or "")
     verdict = verdict_text(claim["verdict"], claim.get("test"))
     return f"- claim `{claim['claim']}`: **{verdict}**" + (f" ({holds.group(0)})" if holds else "")

@@ -1,15 +1,9 @@
 """Paired comparisons of two evaluations on the same items, shared by both studies.
 
-- :func:`paired`: mean of each, their difference (b - a), its confidence interval and a p-value.
-  0/1 data (per-item correctness): exact McNemar test (binomial on the discordant pairs) and
-  Newcombe's hybrid-score interval for a difference of paired proportions (method 10, Newcombe
-  1998, Stat Med 17:2635). Other scores: a seeded paired bootstrap. With ``strata`` (e.g. the task
-  of each item) the statistic is the unweighted mean over strata, i.e. a macro average.
-- :func:`noninferior`: "b is at most ``margin`` below a", a one-sided test of the paired mean.
-- :func:`exceeds`: "the mean is above a fixed threshold" (e.g. chance + 0.10): exact one-sided
-  binomial test + Wilson interval for 0/1 values, one-sided z otherwise.
-- :func:`from_stderr`: the fallback when only two means and their standard errors are known.
-- :func:`mean_ci`: one mean with its interval (Wilson for proportions).
+:func:`paired` on 0/1 data: exact McNemar test (binomial on the discordant pairs) and Newcombe's
+hybrid-score interval for a difference of paired proportions (method 10, Newcombe 1998, Stat Med
+17:2635); other scores: a seeded paired bootstrap. Also :func:`noninferior`, :func:`exceeds`,
+:func:`from_stderr` (only two means and their standard errors known) and :func:`mean_ci`.
 
 Differences within :data:`TOL` of zero are zero: two macros that differ only by float rounding
 (0.20000000000000004 vs 0.19999999999999998) are equal, not a 4e-17 effect.
@@ -76,7 +70,7 @@ def p_floor(test: str | None) -> float:
 
 #: p-values below this print as "<1e-300": a normal tail is a float (:func:`normal_sf`) to
 #: z ~ 37 and a subnormal, then an upper bound, past it; a table must not show that as p=0.
-P_PRINT_MIN = 1e-300
+_P_PRINT_MIN = 1e-300
 
 
 def log_normal_sf(z: float) -> float:
@@ -94,7 +88,7 @@ def log_normal_sf(z: float) -> float:
 def normal_sf(z: float) -> float:
     """P(Z > z) of a standard normal, never 0: where the tail is below the smallest float
     (z > 38.5) it is that float, an upper bound (printed "<1e-300" like every p below
-    :data:`P_PRINT_MIN`); the exact value is :func:`log_normal_sf`."""
+    :data:`_P_PRINT_MIN`); the exact value is :func:`log_normal_sf`."""
     if z < 37.0:
         return max(0.5 * math.erfc(z / math.sqrt(2)), math.ulp(0.0))
     return max(math.exp(log_normal_sf(z)), math.ulp(0.0))
@@ -102,13 +96,13 @@ def normal_sf(z: float) -> float:
 
 def fmt_p(p: float, floor: float = 0.0) -> str:
     """A p-value for a table: ``0.012``, ``2.3e-05``; ``<0.0001`` at a bootstrap's floor
-    ``1/(B+1)`` (B = 10000: below 1/B) and ``<1e-300`` below :data:`P_PRINT_MIN`; never ``0``."""
+    ``1/(B+1)`` (B = 10000: below 1/B) and ``<1e-300`` below :data:`_P_PRINT_MIN`; never ``0``."""
     if p is None or math.isnan(p):
         return "n/a"
     if floor and p <= floor * (1 + 1e-9):
         return f"<{floor / (1 - floor):.2g}"  # 1/B from 1/(B+1)
-    if p < P_PRINT_MIN:
-        return f"<{P_PRINT_MIN:.0e}"
+    if p < _P_PRINT_MIN:
+        return f"<{_P_PRINT_MIN:.0e}"
     return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
@@ -122,7 +116,7 @@ def floor_notes(rows: Sequence[tuple[float, str]]) -> list[str]:
             "`p<0.0001`: no bootstrap resample was as far out; the CSV keeps p = 1/(B+1) "
             "(B = 10000 resamples)."
         )
-    if any(p < P_PRINT_MIN and not floor for p, floor in shown):
+    if any(p < _P_PRINT_MIN and not floor for p, floor in shown):
         notes.append(
             "`p<1e-300`: a tail below 1e-300; the CSV keeps it as computed from erfc (past a "
             "float's range, z > 38.5, the smallest float, 5e-324, an upper bound)."
@@ -136,7 +130,7 @@ def p_text(p: float, floor: float = 0.0) -> str:
     return "p" + s if s.startswith("<") else f"p={s}"
 
 
-def is_binary(x: np.ndarray) -> bool:
+def _is_binary(x: np.ndarray) -> bool:
     return bool(np.isin(x, (0.0, 1.0)).all())
 
 
@@ -256,6 +250,9 @@ def _mcnemar(a: np.ndarray, b: np.ndarray, alpha: float) -> Paired:
 
 
 def _stratum_index(strata, n: int) -> list[np.ndarray]:
+    """The item positions of each stratum, in first-seen order; all items one without strata."""
+    if strata is None:
+        return [np.arange(n)]
     labels = np.asarray(list(strata), dtype=object)
     if len(labels) != n:
         raise ValueError(f"strata has {len(labels)} labels for {n} items")
@@ -315,22 +312,32 @@ def paired(
     a, b = _align(a, b, ids_a, ids_b)
     if len(a) == 0:
         return _empty(alpha)
-    groups = [np.arange(len(a))] if strata is None else _stratum_index(strata, len(a))
+    groups = _stratum_index(strata, len(a))
     sizes = {len(g) for g in groups}
-    if is_binary(a) and is_binary(b) and len(sizes) == 1:
+    if _is_binary(a) and _is_binary(b) and len(sizes) == 1:
         return _mcnemar(a, b, alpha)
     return _bootstrap(a, b, groups, alpha, N_BOOT, seed)
 
 
 #: the test name of :func:`noninferior`; :func:`noninferiority_margin` reads its margin back
-NONINFERIOR_TEST = "non-inferiority z (margin {margin:g}, one-sided)"
-NONINFERIOR_READ = re.compile(r"^non-inferiority z \(margin ([^,]+), one-sided\)$")
+_NONINFERIOR_TEST = "non-inferiority z (margin {margin:g}, one-sided)"
+_NONINFERIOR_READ = re.compile(r"^non-inferiority z \(margin ([^,]+), one-sided\)$")
 
 
 def noninferiority_margin(test: str | None) -> float | None:
-    """The margin of a non-inferiority test's name (:data:`NONINFERIOR_TEST`), else None."""
-    m = NONINFERIOR_READ.match(test or "")
+    """The margin of a non-inferiority test's name (:data:`_NONINFERIOR_TEST`), else None."""
+    m = _NONINFERIOR_READ.match(test or "")
     return float(m.group(1)) if m else None
+
+
+def _one_sided(x: np.ndarray, groups: list[np.ndarray], gap: float) -> tuple[float, float]:
+    """The standard error of the (macro-)mean of ``x`` (from the spread within each stratum) and
+    the one-sided z p-value of ``gap`` above zero (0 or 1 where there is no spread)."""
+    var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
+    se = math.sqrt(var)
+    if se <= TOL:
+        return se, 0.0 if gap > TOL else 1.0
+    return se, normal_sf(gap / se)
 
 
 def noninferior(
@@ -350,16 +357,8 @@ def noninferior(
     if base.n == 0:
         return base
     a, b = _align(a, b, ids_a, ids_b)
-    d = b - a
-    groups = [np.arange(len(d))] if strata is None else _stratum_index(strata, len(d))
-    var = sum(d[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
-    se = math.sqrt(var)
-    gap = base.diff + margin
-    if se <= TOL:
-        p = 0.0 if gap > TOL else 1.0
-    else:
-        p = normal_sf(gap / se)
-    test = NONINFERIOR_TEST.format(margin=margin)
+    _, p = _one_sided(b - a, _stratum_index(strata, len(a)), base.diff + margin)
+    test = _NONINFERIOR_TEST.format(margin=margin)
     return Paired(**{**base.as_dict(), "p_value": p, "test": test, "significant": p < alpha})
 
 
@@ -379,17 +378,12 @@ def exceeds(
     x = np.asarray(x, dtype=float).ravel()
     if len(x) == 0:
         return _empty(alpha)
-    groups = [np.arange(len(x))] if strata is None else _stratum_index(strata, len(x))
-    if is_binary(x) and len({len(g) for g in groups}) == 1:
+    groups = _stratum_index(strata, len(x))
+    if _is_binary(x) and len({len(g) for g in groups}) == 1:
         return _exceeds_binomial(x, threshold, alpha)
     mean = float(np.mean([x[g].mean() for g in groups]))
-    var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
-    se = math.sqrt(var)
     gap = clean(mean - threshold)
-    if se <= TOL:
-        p = 0.0 if gap > TOL else 1.0
-    else:
-        p = normal_sf(gap / se)
+    se, p = _one_sided(x, groups, gap)
     z = _z(alpha)
     test = f"one-sided z vs {threshold:.3g}"
     return Paired(
@@ -434,7 +428,7 @@ def mean_ci(x: Sequence[float], alpha: float = 0.05) -> tuple[float, float, floa
     if n == 0:
         return math.nan, math.nan, math.nan
     m = float(x.mean())
-    if is_binary(x):
+    if _is_binary(x):
         lo, hi = wilson(float(x.sum()), n, alpha)
         return m, lo, hi
     if n == 1:

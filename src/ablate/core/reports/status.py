@@ -5,16 +5,10 @@ hours spent and the forecast of what remains.
 Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's job list (the
 study part ``layout``); a study's status part gives a record's headline numbers, why a
 finished job is stale, its key results and forecast (both found through the registry
-:mod:`ablate.studies`). Records, provenance and benchmark seconds are read by
-:mod:`ablate.core.outputs.records`, as the planner reads them. What it reads, all cheap (no torch,
-no Snakemake DAG): the declared outputs, the provenance block of each job's record (the config slice
-it ran with, compared with the config now), Snakemake's markers (``.snakemake/incomplete/``: a
-job started and not finished; ``.snakemake/locks/``: a Snakemake process holds the folder, or a
-killed one left them (no ``snakemake`` runs there: :func:`snakemake_lock`); the
-results folder's lock, :mod:`ablate.core.trees.results_lock`: a run, of any working directory, holds
-it) and records (``.snakemake/metadata/``: the inputs each output's last job read, so a job last run
-by another configuration, an overlay, is stale), the benchmark TSVs, the job logs (a running
-finetune's last logged step and loss) and the planners' tables (forecast).
+:mod:`ablate.studies`). All it reads is cheap (no torch, no Snakemake DAG): the declared outputs,
+the records' provenance (:mod:`ablate.core.outputs.records`, as the planner reads them),
+Snakemake's markers, locks and records under ``.snakemake/``, the results folder's lock, the
+benchmark TSVs, the job logs and the planners' tables.
 """
 
 from __future__ import annotations
@@ -48,7 +42,7 @@ STATES = ("done", "running", "interrupted", "stale", "to run")
 # The training progress line of the core's loop (ablate.core.training.monitor.Progress; a
 # study's own loop prints the same "step N/M ... loss X" shape):
 # "[finetune causal] step 20/60, loss 7.774, ...".
-PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
+_PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
 
 
 @dataclass
@@ -86,21 +80,18 @@ def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
     return inputs if isinstance(inputs, list) else None
 
 
-def foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
+def _foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
     """An input under the results folder that the last run of ``job`` read and that no job of
     this configuration makes: that run was another configuration's (an overlay's seeds), so its
     input list and params differ and Snakemake reruns it; None when there is none."""
     if not results or not job.outputs:
         return None
     inside = os.path.normpath(results) + os.sep
-    for f in recorded_inputs(workdir, next(iter(job.outputs.values()))) or []:
-        f = os.path.normpath(f)
-        if f.startswith(inside) and f not in produced:
-            return f
-    return None
+    read = map(os.path.normpath, recorded_inputs(workdir, next(iter(job.outputs.values()))) or [])
+    return next((f for f in read if f.startswith(inside) and f not in produced), None)
 
 
-def snakemake_runs_in(workdir: Path) -> bool | None:
+def _snakemake_runs_in(workdir: Path) -> bool | None:
     """Whether a ``snakemake`` process of this host runs in ``workdir`` (``/proc``: each process's
     working directory and command line); None where ``/proc`` cannot tell."""
     proc, target = Path("/proc"), Path(workdir).resolve()
@@ -120,7 +111,7 @@ def snakemake_runs_in(workdir: Path) -> bool | None:
     return False
 
 
-def snakemake_lock(workdir: Path, results: str | None = None) -> str:
+def _snakemake_lock(workdir: Path, results: str | None = None) -> str:
     """Snakemake's lock of the working directory (``.snakemake/locks``): "free", "held" by a
     running Snakemake, or "stale": a run that ended without releasing it (killed: SIGKILL, a
     lost terminal), which stops the next run until ``snakemake --unlock``. Held while a
@@ -132,17 +123,12 @@ def snakemake_lock(workdir: Path, results: str | None = None) -> str:
     holder = results_lock.read(Path(workdir) / results) if results else None
     if holder is not None and results_lock.running(holder) is not False:
         return "held"
-    return "stale" if snakemake_runs_in(Path(workdir)) is False else "held"
-
-
-def snakemake_active(workdir: Path, results: str | None = None) -> bool:
-    """Whether a running Snakemake holds this folder (:func:`snakemake_lock`)."""
-    return snakemake_lock(workdir, results) == "held"
+    return "stale" if _snakemake_runs_in(Path(workdir)) is False else "held"
 
 
 def stale_lock_line(workdir: str | os.PathLike, results: str | None = None) -> str | None:
     """One line for ``ablate status`` when Snakemake's lock was left by a run that ended."""
-    if snakemake_lock(Path(workdir), results) != "stale":
+    if _snakemake_lock(Path(workdir), results) != "stale":
         return None
     where = Path(workdir) / ".snakemake" / "locks"
     return (
@@ -152,13 +138,13 @@ def stale_lock_line(workdir: str | os.PathLike, results: str | None = None) -> s
     )
 
 
-def last_progress(log: str | None) -> str | None:
+def _last_progress(log: str | None) -> str | None:
     """ "step N/M, loss X" of the last progress line a training job logged."""
     try:
         text = Path(log).read_text(errors="replace")
     except (OSError, TypeError):
         return None
-    found = PROGRESS_LINE.findall(text)
+    found = _PROGRESS_LINE.findall(text)
     if not found:
         return None
     step, total, loss = found[-1]
@@ -178,13 +164,7 @@ def restored_note(job: Job, workdir: Path) -> str:
     return f"restored from the run cache (key {key}, run {marker.get('from_run_id') or 'unknown'})"
 
 
-def resumed_note(record: dict) -> str:
-    """ "resumed from checkpoint-N" when the record says its run resumed there, else ""."""
-    step = record.get("resumed_from_step")
-    return "" if step is None else f"resumed from checkpoint-{step}"
-
-
-def rerun_note(job: Job, workdir: Path) -> str:
+def _rerun_note(job: Job, workdir: Path) -> str:
     """What the next run of a training job (a ``train`` kind) does with the training checkpoints
     beside its record (:data:`ablate.core.outputs.checkpoint_integrity.CHECKPOINTS_DIR`): ``resumes
     from checkpoint-N`` or ``starts afresh: <why>``
@@ -210,12 +190,12 @@ def _own_status(
     if started:
         since = time.strftime("%H:%M:%S", time.localtime(min(started)))
         why = f"started {since}"
-        progress = last_progress(workdir / job.log if job.log else None)
+        progress = _last_progress(workdir / job.log if job.log else None)
         if progress:
             why += f"; {progress}"
         if active:
             return Row(job, "running", why)
-        then = rerun_note(job, workdir)
+        then = _rerun_note(job, workdir)
         return Row(
             job,
             "interrupted",
@@ -226,7 +206,7 @@ def _own_status(
         return Row(
             job,
             "to run",
-            "; ".join(filter(None, [f"missing {missing[0]}", rerun_note(job, workdir)])),
+            "; ".join(filter(None, [f"missing {missing[0]}", _rerun_note(job, workdir)])),
         )
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
@@ -245,9 +225,11 @@ def _own_status(
     if wall is None and isinstance(prov.get("wall_time_s"), (int, float)):
         wall = float(prov["wall_time_s"])
     status, why = ("stale", ", ".join(changes)) if changes else ("done", "current config")
-    then = rerun_note(job, workdir) if changes else ""
+    then = _rerun_note(job, workdir) if changes else ""
     shared = "the base's job (an experiment's: not its to run)" if job.labels.get("shared") else ""
-    why = "; ".join(filter(None, [why, restored, resumed_note(record), then, shared]))
+    step = record.get("resumed_from_step")
+    resumed = "" if step is None else f"resumed from checkpoint-{step}"
+    why = "; ".join(filter(None, [why, restored, resumed, then, shared]))
     use = prov.get("gpu_use") or {}
     return Row(
         job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
@@ -264,14 +246,14 @@ def job_rows(
     """Each job's row; a finished job whose upstream job is not done, or finished after it, is
     stale (Snakemake reruns it). ``side``: the study's status part (headline numbers, changed
     config keys against ``config``); without it, rows carry neither. ``produced``: every output
-    of the configuration's jobs (default: of ``jobs``), for :func:`foreign_input`."""
+    of the configuration's jobs (default: of ``jobs``), for :func:`_foreign_input`."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
-    active = snakemake_active(workdir, (config or {}).get("results"))
+    results = (config or {}).get("results")
+    active = _snakemake_lock(workdir, results) == "held"
     if produced is None:
         produced = {os.path.normpath(f) for j in jobs for f in j.outputs.values()}
     rows = {j.name: _own_status(j, workdir, markers, active, side, config) for j in jobs}
-    results = (config or {}).get("results")
     for row in rows.values():  # the job lists are in run order, so one pass propagates
         if row.status != "done":
             continue
@@ -284,7 +266,7 @@ def job_rows(
             row.status, row.why = "stale", f"reads {newer[0].job.name}, which ran after it"
         # an upstream job to run explains an input no job makes (its outputs moved: a new run
         # id); only where none does was the last run another configuration's
-        elif other := foreign_input(row.job, workdir, produced, results):
+        elif other := _foreign_input(row.job, workdir, produced, results):
             row.status, row.why = "stale", f"last run by another configuration (it read {other})"
     return list(rows.values())
 
@@ -298,10 +280,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
             return list(csv.DictReader(f))
     except OSError:
         return []
-
-
-def _h(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / 3600:.3g}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -432,7 +410,7 @@ def render(
                     r.status,
                     r.why,
                     "" if r.wall_s is None else f"{r.wall_s:.1f}",
-                    _h((r.wall_s or 0.0) * r.job.gpus) if r.wall_s and r.job.gpus else "",
+                    f"{r.wall_s * r.job.gpus / 3600:.3g}" if r.wall_s and r.job.gpus else "",
                 ]
                 + ([] if not util else ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"])
                 + [
@@ -451,6 +429,12 @@ def render(
     return "\n".join(lines)
 
 
+def _held(workdir: str | os.PathLike, results: str) -> str:
+    """The results folder's lock and a stale Snakemake lock, as one line ("": neither)."""
+    lines = [results_lock.status_line(Path(workdir) / results), stale_lock_line(workdir, results)]
+    return "; ".join(filter(None, lines))
+
+
 def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row]]:
     """STATUS.md's text and its rows for a schema-validated config."""
     rows, results, forecast = [], {}, []
@@ -462,16 +446,7 @@ def build(config: dict, workdir: str | os.PathLike = ".") -> tuple[str, list[Row
         rows += study_rows
         results[study] = mod.key_results(config, Path(workdir))
         forecast += mod.forecast(config, Path(workdir), study_rows)
-    held = "; ".join(
-        filter(
-            None,
-            [
-                results_lock.status_line(Path(workdir) / config["results"]),
-                stale_lock_line(workdir, config["results"]),
-            ],
-        )
-    )
-    text = render(config, rows, results, forecast, held or None)
+    text = render(config, rows, results, forecast, _held(workdir, config["results"]) or None)
     if line := spend.status_line(workdir):  # what rented instances have cost (the Vast executor)
         text += f"\n## Rented instances\n\n{line}\n"
     return text, rows
@@ -503,11 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         path = io.write_text(out, text)
         counts = {s: sum(r.status == s for r in rows) for s in STATES}
         summary = f"{path}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        for held in (
-            results_lock.status_line(Path(args.directory) / cfg["results"]),
-            stale_lock_line(args.directory, cfg["results"]),
-        ):
-            if held:
-                summary += f"; {held}"
+        if held := _held(args.directory, cfg["results"]):
+            summary += f"; {held}"
         print(text if args.print else summary)
     return 0

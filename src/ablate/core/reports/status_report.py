@@ -5,7 +5,6 @@ hardware) next to the numbers it backs, joined by ``run_id`` to the tables that 
 from __future__ import annotations
 
 import html
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from ablate.core.outputs import io
 from ablate.core.outputs.records import provenance_of, read_json
 from ablate.core.reports.status import Row, build
 
-PROVENANCE_COLUMNS = [
+_PROVENANCE_COLUMNS = [
     "study",
     "job",
     "numbers",
@@ -59,7 +58,7 @@ def hardware_summary(hw: dict) -> str:
     return ", ".join(c for c in cells if c) + gpu
 
 
-def provenance_row(row: Row, workdir: Path) -> dict[str, Any] | None:
+def _provenance_row(row: Row, workdir: Path) -> dict[str, Any] | None:
     record = read_json(workdir / row.job.record) if row.job.record else None
     if record is None:
         return None
@@ -88,17 +87,6 @@ def html_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
         for r in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def write_provenance(rows: list[Row], out: str | os.PathLike, workdir: str = ".") -> Path:
-    table = [p for r in rows if (p := provenance_row(r, Path(workdir)))]
-    page = (
-        f"<html><head><meta charset='utf-8'>{STYLE}</head><body><h2>Provenance of every "
-        "record</h2><p>One row per job output with a provenance block; <code>run_id</code> is "
-        "the key the recovery table, the claims and summary tables cite.</p>"
-        f"{html_table(PROVENANCE_COLUMNS, table)}</body></html>\n"
-    )
-    return io.write_text(out, page)
 
 
 def markdown_html(text: str) -> str:
@@ -139,15 +127,17 @@ def markdown_html(text: str) -> str:
     return "\n".join(out)
 
 
-def write_status_html(text: str, out: str | os.PathLike) -> Path:
-    page = f"<html><head><meta charset='utf-8'>{STYLE}</head><body>{markdown_html(text)}</body></html>\n"
-    return io.write_text(out, page)
-
-
 def write_all(config: dict, md: str, status_html: str, provenance_html: str) -> list[Row]:
     """The status rule's outputs: STATUS.md and the report's two pages; STATUS's rows."""
     text, rows = build(config)
     io.write_text(md, text)
-    write_status_html(text, status_html)
-    write_provenance(rows, provenance_html)
+    head = f"<html><head><meta charset='utf-8'>{STYLE}</head><body>"
+    io.write_text(status_html, f"{head}{markdown_html(text)}</body></html>\n")
+    table = [p for r in rows if (p := _provenance_row(r, Path(".")))]
+    io.write_text(
+        provenance_html,
+        f"{head}<h2>Provenance of every record</h2><p>One row per job output with a provenance "
+        "block; <code>run_id</code> is the key the recovery table, the claims and summary tables "
+        f"cite.</p>{html_table(_PROVENANCE_COLUMNS, table)}</body></html>\n",
+    )
     return rows

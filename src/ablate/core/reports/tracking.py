@@ -29,14 +29,14 @@ from ablate.core.execution import gpu_watch
 from ablate.core.outputs.records import provenance_of
 
 TENSORBOARD_DIR = "tensorboard"  # under a finetune's folder
-MLFLOW_DB = "mlflow.db"  # under the results folder: the default store
+_MLFLOW_DB = "mlflow.db"  # under the results folder: the default store
 
 
 def mlflow_uri(tracking: dict[str, Any], results: str | os.PathLike) -> str:
     return (
         tracking.get("mlflow_uri")
         or os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{Path(results).resolve() / MLFLOW_DB}"
+        or f"sqlite:///{Path(results).resolve() / _MLFLOW_DB}"
     )
 
 

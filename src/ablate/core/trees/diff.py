@@ -38,10 +38,10 @@ from ablate.core.outputs.records import (
 from ablate.core.reruns import runcache
 
 # folders that hold no record (weights, training state, event files, Snakemake's state)
-SKIP_DIRS = {"final", "checkpoints", "tensorboard", "tokenizer", ".snakemake", ".git", "mlruns"}
+_SKIP_DIRS = {"final", "checkpoints", "tensorboard", "tokenizer", ".snakemake", ".git", "mlruns"}
 
 
-class DiffError(ValueError):
+class _DiffError(ValueError):
     pass
 
 
@@ -54,7 +54,7 @@ def find_record(run: str, roots: list[str]) -> Path:
     hits = []
     for root in roots:
         for dirpath, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+            dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
             if runcache.MANIFEST in files and runcache.OUTPUTS in dirs:
                 dirs[:] = []  # a run cache entry (the default's is in the working directory)
                 continue  # holds copies of records: the live record is the run's
@@ -68,34 +68,24 @@ def find_record(run: str, roots: list[str]) -> Path:
                 if run in (provenance_of(record).get("run_id"), record.get("run_id")):
                     hits.append(p)
     if not hits:
-        raise DiffError(f"no record with run_id {run!r} under {', '.join(roots)}")
+        raise _DiffError(f"no record with run_id {run!r} under {', '.join(roots)}")
     # a run id found twice (the record and its copy in io.HISTORY_DIR, a copied results
     # folder): the same record; a live one is named first
     return sorted(hits, key=lambda p: (p.parent.name == HISTORY_DIR, p))[0]
 
 
 #: significant digits of a number as the diff shows it (the tables' ``%.6g``)
-DIGITS = 6
+_DIGITS = 6
 #: run ids are in the header; the provenance block has its own sections
-NOT_SHOWN = {"provenance", "run_id"}
-
-
-def _results(record: dict) -> dict:
-    """The record's own numbers and labels: no run fields, no curves or per-item lists."""
-    return _shown(result_content(record))
-
-
-def _run(record: dict) -> dict:
-    """The record's fields that describe its run (timings, throughput), at the top level."""
-    return _shown({k: v for k, v in record.items() if k in RUN_FIELDS - NOT_SHOWN})
+_NOT_SHOWN = {"provenance", "run_id"}
 
 
 def _shown(tree: Any) -> Any:
-    """Lists left out, numbers to :data:`DIGITS` significant digits."""
+    """Lists left out, numbers to :data:`_DIGITS` significant digits."""
     if isinstance(tree, dict):
         return {k: _shown(v) for k, v in tree.items() if not isinstance(v, list)}
     if isinstance(tree, float):
-        return float(f"{tree:.{DIGITS}g}")
+        return float(f"{tree:.{_DIGITS}g}")
     return tree
 
 
@@ -140,7 +130,7 @@ def upstream(pa: dict, pb: dict, roots: list[str], depth: int = 3) -> list[str]:
         name = x if x == y else f"{x} / {y}"
         try:
             rx, ry = (read_json(find_record(r, roots)) or {} for r in (ua[x], ub[y]))
-        except DiffError:
+        except _DiffError:
             lines.append(f"{name}: run {ua[x]} -> {ub[y]} (a record not found under {roots})")
             continue
         px, py = provenance_of(rx), provenance_of(ry)
@@ -156,15 +146,16 @@ def upstream(pa: dict, pb: dict, roots: list[str], depth: int = 3) -> list[str]:
 def diff(a: Path, b: Path, roots: list[str] | None = None) -> list[str]:
     ra, rb = read_json(a), read_json(b)
     if ra is None or rb is None:
-        raise DiffError(f"{a if ra is None else b} is not a JSON record")
+        raise _DiffError(f"{a if ra is None else b} is not a JSON record")
     pa, pb = provenance_of(ra), provenance_of(rb)
     for path, record in ((a, ra), (b, rb)):
         if lacks := record_lacks(record):  # a JSON object of another kind: no run to compare
-            raise DiffError(
+            raise _DiffError(
                 f"{path} is no job's record ({lacks}): give a run id or a record a job wrote (its "
                 "summary.json, metrics.json: its results and a provenance block with its "
                 f"{' and '.join(RECORD_PROVENANCE)})"
             )
+    run = RUN_FIELDS - _NOT_SHOWN
     sections = [
         ("config", changed_keys(pa.get("config"), pb.get("config"))),
         # the records it read whose run changed, and the config key that changed it
@@ -173,8 +164,13 @@ def diff(a: Path, b: Path, roots: list[str] | None = None) -> list[str]:
         ("code", changed_keys(pa.get("git"), pb.get("git"), "git")),
         ("packages", changed_keys(pa.get("packages"), pb.get("packages"))),
         ("hardware", changed_keys(pa.get("hardware"), pb.get("hardware"))),
-        ("results", changed_keys(_results(ra), _results(rb))),
-        ("run (timings)", changed_keys(_run(ra), _run(rb))),
+        # the record's own numbers and labels: no run fields, no curves or per-item lists
+        ("results", changed_keys(*(_shown(result_content(r)) for r in (ra, rb)))),
+        # its fields that describe its run (timings, throughput), at the top level
+        (
+            "run (timings)",
+            changed_keys(*(_shown({k: v for k, v in r.items() if k in run}) for r in (ra, rb))),
+        ),
     ]
     lines = [
         f"A: {a} (run {pa.get('run_id')}, config {pa.get('config_hash')}, {pa.get('finished_at')})",
@@ -205,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     roots = args.roots or ["."]
     try:
         lines = diff(find_record(args.run_a, roots), find_record(args.run_b, roots), roots)
-    except DiffError as exc:
+    except _DiffError as exc:
         print(f"ablate diff: {exc}", file=sys.stderr)
         return 2
     print("\n".join(lines))

@@ -9,21 +9,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ablate.core.outputs import io
+from ablate.core.trees import results_lock
 from ablate.core.trees.experiments import OVERLAYS, folder
 from ablate.core.user_yaml import config_mapping
 
 
-def overlays() -> dict[Path, dict[str, Any]]:
-    """Each overlay file of ``experiments/`` -> its experiments (name -> keys)."""
-    out = {}
-    for path in sorted(Path(OVERLAYS).glob("*.yaml")):
-        out[path] = dict(config_mapping(str(path)).get("experiments") or {})
-    return out
-
-
-def targets(name: str, results: str) -> tuple[list[str], dict[Path, dict[str, Any] | None]]:
+def _targets(name: str, results: str) -> tuple[list[str], dict[Path, dict[str, Any] | None]]:
     """The experiments NAME removes, and each overlay's new content (None: the file goes)."""
-    found = overlays()
+    found = {  # each overlay file of experiments/ -> its experiments (name -> keys)
+        path: dict(config_mapping(str(path)).get("experiments") or {})
+        for path in sorted(Path(OVERLAYS).glob("*.yaml"))
+    }
     own = Path(OVERLAYS) / f"{name}.yaml"
     if own in found:
         return list(found[own]), {own: None}
@@ -45,10 +42,7 @@ def remove(name: str, results: str) -> list[str]:
     """Remove NAME's trees and overlay entries under the results lock; the lines it says."""
     import yaml
 
-    from ablate.core.outputs import io
-    from ablate.core.trees import results_lock
-
-    names, edits = targets(name, results)
+    names, edits = _targets(name, results)
     results_lock.acquire(results, deleting=True)
     try:
         lines = []

@@ -8,14 +8,19 @@ which ``ablate runs`` reads."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ablate.core.config import ConfigError, add_configfiles_option, check_set_keys
+from ablate.core.outputs import io
+from ablate.core.trees import exp_rm
 from ablate.core.trees.experiments import (
     OVERLAYS,
     Plan,
@@ -26,6 +31,7 @@ from ablate.core.trees.experiments import (
     merged,
     rule_prefix,
 )
+from ablate.core.trees.results_lock import ResultsLocked
 from ablate.core.user_yaml import config_mapping, load_yaml
 
 
@@ -61,14 +67,14 @@ def parse_set(entries: Iterable[str], as_typed: bool = False) -> list[dict[str, 
     ]
 
 
-def overridden(over: Mapping[str, Any], sets: Mapping[str, Any], prefix: str = "") -> list[str]:
+def _overridden(over: Mapping[str, Any], sets: Mapping[str, Any], prefix: str = "") -> list[str]:
     """The dotted keys of ``over`` (a ``--file`` overlay) whose value ``sets`` (nested ``--set``
     keys) would replace when merged over it: a key both set, mapping under mapping aside."""
     keys = []
     for k, v in sets.items():
         if k in over:
             both = isinstance(v, Mapping) and isinstance(over[k], Mapping)
-            keys += overridden(over[k], v, f"{prefix}{k}.") if both else [f"{prefix}{k}"]
+            keys += _overridden(over[k], v, f"{prefix}{k}.") if both else [f"{prefix}{k}"]
     return keys
 
 
@@ -76,7 +82,7 @@ def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) 
     """ConfigError when a ``--set`` entry sets a key ``--file``'s overlay sets too: the entry's
     value would win silently. Names the key, the file's value and the entry."""
     for entry in entries:
-        keys = [k for point in parse_set([entry]) for k in overridden(over, nested(point))]
+        keys = [k for point in parse_set([entry]) for k in _overridden(over, nested(point))]
         if keys:
             value = over
             for part in keys[0].split("."):
@@ -87,7 +93,7 @@ def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) 
             )
 
 
-def overlay_file(files: list[str]) -> str | None:
+def _overlay_file(files: list[str]) -> str | None:
     """The one ``--file`` given (None: none); ConfigError naming them all when there are more
     (argparse's ``store`` kept the last silently)."""
     if len(files) > 1:
@@ -135,27 +141,21 @@ def experiments_run(
     base's; [] where a target is the base's (a rule or file of none of ``plans``, the experiments
     of the base's configuration)."""
     plans = sorted(plans, key=lambda p: -len(p.prefix))  # exp_a_b_all is a_b's, not a's
+    trees = [(p, os.path.normpath(p.config["results"]) + os.sep) for p in plans]
 
-    def owner(rule: str | None, path: str | None) -> str | None:
-        for plan in plans:
-            tree = os.path.normpath(plan.config["results"]) + os.sep
-            if (rule or "").startswith(plan.prefix) or os.path.normpath(path or "").startswith(
-                tree
-            ):
-                return plan.name
-        return None
+    def owner(rule: str, path: str) -> str | None:
+        return next(
+            (p.name for p, t in trees if rule.startswith(p.prefix) or path.startswith(t)), None
+        )
 
-    names = [owner(r, None) for r in target_rules] + [owner(None, f) for f in target_files]
+    names = [owner(r, "") for r in target_rules]
+    names += [owner("", os.path.normpath(f)) for f in target_files]
     return list(dict.fromkeys(names)) if names and None not in names else []
 
 
 def main(argv: list[str] | None = None) -> int:
     """``ablate exp run NAME --set KEY=VALUE ...``: an experiment (or a sweep: one per value)
     beside the base configuration, in one ``snakemake`` run of the base's DAG."""
-    import argparse
-    import subprocess
-    import sys
-
     import yaml
 
     ap = argparse.ArgumentParser(
@@ -198,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     from ablate.core.planner.inputs import PlanError, load_config
 
     if args.command == "rm":
-        return remove_command(args.name, args.configfile)
+        return _remove_command(args.name, args.configfile)
 
     try:
         base = load_config(args.configfile)
-        file = overlay_file(args.file)
+        file = _overlay_file(args.file)
         over = config_mapping(file) if file else {}
         check_file_keys(over, file, args.sets)
         points = [merged(over, nested(p)) for p in parse_set(args.sets)] if args.sets else [over]
@@ -217,8 +217,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablate exp: {exc}", file=sys.stderr)
         return 2
     overlay = f"{OVERLAYS}/{args.name}.yaml"
-    from ablate.core.outputs import io
-
     io.write_text(overlay, yaml.safe_dump({"experiments": config["experiments"]}, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "-c", str(args.cores)]
     cmd += [*(["-n"] if args.dry_run else []), *(f"{rule_prefix(n)}all" for n in names)]
@@ -228,13 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     return subprocess.call(cmd)
 
 
-def remove_command(name: str, configfiles: list[str]) -> int:
+def _remove_command(name: str, configfiles: list[str]) -> int:
     """``ablate exp rm NAME``: :func:`ablate.core.trees.exp_rm.remove`, its refusals in one line."""
-    import sys
-
     from ablate.core.planner.inputs import PlanError, load_config
-    from ablate.core.trees import exp_rm
-    from ablate.core.trees.results_lock import ResultsLocked
 
     try:
         print("\n".join(exp_rm.remove(name, load_config(configfiles)["results"])))

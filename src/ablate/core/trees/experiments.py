@@ -29,14 +29,26 @@ import copy
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ablate import studies
-from ablate.core.config import ConfigError
-from ablate.core.jobs import Job
+from ablate.core.config import (
+    DEFAULT_CONFIGFILE,
+    PATTERN_MEANING,
+    ConfigError,
+    config_schema,
+    schema_error,
+    validate_config,
+)
+from ablate.core.jobs import LOG, RESTORED_LINE, Job, said
+from ablate.core.outputs import io
+from ablate.core.outputs.io import file_run_id
+from ablate.core.outputs.provenance import changed_keys
+from ablate.core.outputs.records import read_json
 from ablate.core.trees.results_origin import resolved
 
 #: An experiment's results tree under the base's results folder.
@@ -55,7 +67,7 @@ BY_WORKFLOW = {
 #: read after the base's: ``snakemake --configfile <base> experiments/<name>.yaml`` reruns them.
 OVERLAYS = "experiments"
 #: Config keys that describe where and how a configuration runs, not what its jobs compute.
-RUN_KEYS = frozenset({"results", "run_cache", "tracking", "plan", "experiments", MARKER})
+_RUN_KEYS = frozenset({"results", "run_cache", "tracking", "plan", "experiments", MARKER})
 #: A study's keys (under its section) read only by its jobs without a config slice: the
 #: tables and claims. A study's layout may declare ``TABLE_KEYS``; this is the default.
 TABLE_KEYS: tuple[str, ...] = ()
@@ -91,8 +103,6 @@ def base_rule(rule: str, config: Mapping[str, Any] | None) -> str:
 def name_rule() -> dict[str, Any]:
     """What an experiment's name is (a folder name, and, ``_`` for the rest, part of its rules'
     names): the schema's ``pattern`` of ``experiments``' keys, and its words."""
-    from ablate.core.config import PATTERN_MEANING, config_schema
-
     rule = config_schema()["properties"]["experiments"]["propertyNames"]
     return {"pattern": rule["pattern"], "words": rule[PATTERN_MEANING]}
 
@@ -140,10 +150,8 @@ def experiment_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     and completed by the schema (a bad key: ConfigError naming ``experiments.<name>``)."""
     from jsonschema import ValidationError
 
-    from ablate.core.config import schema_error, validate_config
-
     over = config["experiments"][name] or {}
-    for key in sorted(RUN_KEYS & set(over)):
+    for key in sorted(_RUN_KEYS & set(over)):
         raise ConfigError(
             f"invalid config at experiments.{name}.{key}: an experiment sets what its jobs "
             f"compute; its {key} is the base's (its results: {folder(config['results'], name)})"
@@ -171,9 +179,9 @@ def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def changed(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
     """The dotted keys whose values differ between two validated configurations (a key one of
-    them lacks included), where and how each runs (:data:`RUN_KEYS`) left out."""
-    a = leaves({k: v for k, v in base.items() if k not in RUN_KEYS})
-    b = leaves({k: v for k, v in exp.items() if k not in RUN_KEYS})
+    them lacks included), where and how each runs (:data:`_RUN_KEYS`) left out."""
+    a = leaves({k: v for k, v in base.items() if k not in _RUN_KEYS})
+    b = leaves({k: v for k, v in exp.items() if k not in _RUN_KEYS})
     missing = object()
     return sorted(k for k in set(a) | set(b) if a.get(k, missing) != b.get(k, missing))
 
@@ -191,12 +199,6 @@ def _within(key: str, node: str) -> bool:
     return key == node or key.startswith(node + ".")
 
 
-def table_keys(study: str) -> tuple[str, ...]:
-    """The study's keys its tables alone read (its layout's ``TABLE_KEYS``), as config keys."""
-    own = getattr(studies.side(study, "layout"), "TABLE_KEYS", TABLE_KEYS)
-    return tuple(f"{study}.{k}" for k in own)
-
-
 def sharing(
     base_jobs: Iterable[Job], exp_jobs: Iterable[Job], keys: Iterable[str]
 ) -> dict[str, Job]:
@@ -207,12 +209,16 @@ def sharing(
     keys = list(keys)
     held = [w for j in [*base.values(), *exp] if j.config is not None for w in _wheres(j)]
     # a changed key no slice holds (and no table reads alone) reaches every job of its study
-    tables = {s: table_keys(s) for s in {j.study for j in exp}}
+    tables = [  # the keys its tables alone read (a layout's TABLE_KEYS), as config keys
+        f"{s}.{k}"
+        for s in {j.study for j in exp}
+        for k in getattr(studies.side(s, "layout"), "TABLE_KEYS", TABLE_KEYS)
+    ]
     loose = {
         k
         for k in keys
         if not any(_within(k, w) or _within(w, k) for w in held)
-        and not any(_within(k, t) for ts in tables.values() for t in ts)
+        and not any(_within(k, t) for t in tables)
     }
     out: dict[str, Job] = {}
     for job in exp:
@@ -271,7 +277,7 @@ def study_jobs(config: Mapping[str, Any]) -> dict[str, list[Job]]:
     return jobs
 
 
-def base_jobs(config: Mapping[str, Any]) -> list[Job]:
+def _base_jobs(config: Mapping[str, Any]) -> list[Job]:
     """The jobs of an experiment's base configuration."""
     base = config[MARKER]["base"]
     return [j for s in base["studies"] for j in studies.side(s, "layout").jobs(base)]
@@ -282,15 +288,13 @@ def shared_of(
 ) -> dict[str, Job]:
     """An experiment's shared jobs (:func:`sharing`) among its jobs (as its layouts make them);
     ``base``: its base's jobs, when the caller has them."""
-    return sharing(base or base_jobs(config), jobs, changed(config[MARKER]["base"], config))
+    return sharing(base or _base_jobs(config), jobs, changed(config[MARKER]["base"], config))
 
 
-def slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
+def _slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
     """``<job>: key old -> new`` of each job of an experiment whose own config slice differs
     from its base job's (the resolved values: a variant's learning rate the base took from the
     defaults), not of the jobs that are its own only because they read one."""
-    from ablate.core.outputs.provenance import changed_keys
-
     mine = {j.name: j for j in base}
     return [
         f"{j.name}: {c}"
@@ -335,10 +339,9 @@ def resolved_config(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str,
 def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
     """``key old -> new`` of each config key an experiment changes (:func:`changed`), a key one
     side leaves unset named with the value it runs with there (:func:`resolved_config`)."""
-    from ablate.core.outputs.provenance import changed_keys
 
     def what(cfg: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in cfg.items() if k not in RUN_KEYS}
+        return {k: v for k, v in cfg.items() if k not in _RUN_KEYS}
 
     keys = changed(base, exp)
     return changed_keys(what(resolved_config(base, keys)), what(resolved_config(exp, keys)))
@@ -384,17 +387,15 @@ BASE_RUNS = "base_runs"
 
 def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
     """The :data:`BASE_RUNS` of an experiment's configuration: its base's records as they are now."""
-    from ablate.core.outputs.io import file_run_id
-
     base = config[MARKER]["base"]["results"]
     return {
         j.name: {"record": os.path.relpath(j.record, base), "run_id": file_run_id(j.record)}
-        for j in base_jobs(config)
+        for j in _base_jobs(config)
         if j.record
     }
 
 
-def base_files(configfiles: Iterable[str]) -> list[str]:
+def _base_files(configfiles: Iterable[str]) -> list[str]:
     """The base configuration's files among a run's ``--configfile`` files: those that hold more
     than ``experiments:`` (an experiments overlay, ``ablate exp run``'s, is left out); relative to
     the working directory where they lie in it (Snakemake gives them absolute)."""
@@ -414,12 +415,9 @@ def base_files(configfiles: Iterable[str]) -> list[str]:
 
 def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
     """Each experiment's :data:`DEFINITION` into its tree (a run's start), with the base's config
-    files (:func:`base_files` of the run's ``configfiles``; none: the default); the
+    files (:func:`_base_files` of the run's ``configfiles``; none: the default); the
     :data:`BASE_RUNS` of its last finished run kept where the definition is the same."""
-    from ablate.core.outputs import io
-    from ablate.core.outputs.records import read_json
-
-    files = base_files(configfiles)
+    files = _base_files(configfiles)
     for plan in plans:
         path = f"{plan.config['results']}/{DEFINITION}"
         new, old = {**plan.definition(), "configfiles": files}, read_json(path) or {}
@@ -433,9 +431,6 @@ def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
     jobs among ``made``, the outputs of the run's jobs, run or found current) records the base's
     records its results were made with (:data:`BASE_RUNS`). A run of other targets (a base job
     alone) leaves an experiment's record as it was: its tables were not made again."""
-    from ablate.core.outputs import io
-    from ablate.core.outputs.records import read_json
-
     made = {os.path.normpath(p) for p in made}
     runs = None
     for plan in plans:
@@ -450,8 +445,6 @@ def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
 def rerun_command(definition: Mapping[str, Any]) -> str:
     """``ablate exp run NAME --set KEY=VALUE ... [--configfile FILE ...]``: the command that
     makes an experiment again (its base's config files where they are not the default)."""
-    from ablate.core.config import DEFAULT_CONFIGFILE
-
     sets = [
         f"--set {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
         for k, v in (leaves(definition["set"]) if definition.get("set") else {}).items()
@@ -466,8 +459,6 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
     """One line when an experiment's results cannot be compared with its base's tree ``base``
     as it is now: a base job's record differs from the one the experiment was made with (or no
     finished run of it says which those were); None when they are the same."""
-    from ablate.core.outputs.io import file_run_id
-
     again = f"re-run it: `{rerun_command(definition)}`"
     runs = definition.get(BASE_RUNS)
     if not isinstance(runs, Mapping):
@@ -498,10 +489,6 @@ def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
     restored from the run cache where its last line says so (:func:`ablate.core.jobs.said`, the
     line ``ablate exp run`` printed for it); a log without that line is of a job stopped before
     its end (or of a study's script that says none)."""
-    from collections import Counter
-
-    from ablate.core.jobs import LOG, RESTORED_LINE, said
-
     logs, counts = LOG.split("/")[0], Counter()
     for log in sorted(Path(tree).rglob("*.log")):
         if logs in log.relative_to(tree).parts[:-1]:
@@ -524,7 +511,7 @@ def plans(config: Mapping[str, Any]) -> list[Plan]:
     out, base = [], None
     for name in names:
         cfg = experiment_config(config, name)
-        base = base or base_jobs(cfg)
+        base = base or _base_jobs(cfg)
         every = [j for s in cfg["studies"] for j in studies.side(s, "layout").jobs(cfg)]
         shared = shared_of(cfg, every, base)
         moved = redirects(every, shared)
@@ -533,6 +520,6 @@ def plans(config: Mapping[str, Any]) -> list[Plan]:
         share(every, shared)
         prefix = rule_prefix(name)
         excluded = sorted(rules - {j.rule for j in own})
-        slices = slice_changes(base, own)
+        slices = _slice_changes(base, own)
         out.append(Plan(name, cfg, prefix.rstrip("_"), prefix, moved, excluded, every, slices))
     return out

@@ -63,7 +63,6 @@ def start_time(pid: int) -> str | None:
 
 
 def this_holder() -> dict[str, Any]:
-    """The holder record of this process."""
     return {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -77,10 +76,10 @@ def this_holder() -> dict[str, Any]:
 def read(results: str | os.PathLike) -> dict[str, Any] | None:
     """The holder recorded in the folder's lock file; None without one. A file that does not
     read as a holder (edited by hand) reads as a holder of unknown process and host."""
-    return holder_in(lock_path(results))
+    return _holder_in(lock_path(results))
 
 
-def holder_in(path: Path) -> dict[str, Any] | None:
+def _holder_in(path: Path) -> dict[str, Any] | None:
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -108,12 +107,11 @@ def running(holder: dict[str, Any]) -> bool | None:
 
 
 def is_ours(holder: dict[str, Any] | None) -> bool:
-    """Whether ``holder`` is this process."""
     me = (os.getpid(), socket.gethostname())
     return bool(holder) and (holder.get("pid"), holder.get("host")) == me
 
 
-def describe(holder: dict[str, Any]) -> str:
+def _describe(holder: dict[str, Any]) -> str:
     """``pid 123 on host, working directory /x, since 2025-01-01 10:00:00 +0000``."""
     return (
         f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, working directory "
@@ -121,7 +119,9 @@ def describe(holder: dict[str, Any]) -> str:
     )
 
 
-def held_message(results: str | os.PathLike, holder: dict[str, Any], deleting: bool = False) -> str:
+def _held_message(
+    results: str | os.PathLike, holder: dict[str, Any], deleting: bool = False
+) -> str:
     """One line: the folder is held, by whom, and what to do (``deleting``: for Snakemake's
     delete commands)."""
     gone = (
@@ -136,7 +136,7 @@ def held_message(results: str | os.PathLike, holder: dict[str, Any], deleting: b
         else "two runs on one results folder take over each other's checkpoints and records; "
         "wait until it ends (or stop it), or give this configuration its own `results:`"
     )
-    return f"{results}/ is in use by another Snakemake run ({describe(holder)}): {why}{gone}"
+    return f"{results}/ is in use by another Snakemake run ({_describe(holder)}): {why}{gone}"
 
 
 def acquire(results: str | os.PathLike, deleting: bool = False) -> str | None:
@@ -168,7 +168,7 @@ def acquire(results: str | os.PathLike, deleting: bool = False) -> str | None:
         if is_ours(holder):
             return note
         if running(holder) is not False:
-            raise ResultsLocked(held_message(results, holder, deleting))
+            raise ResultsLocked(_held_message(results, holder, deleting))
         # stale: moved aside under this process's name, so that of two runs taking it over at
         # once only one gets it, and a live lock that replaced it meanwhile is put back
         aside = path.with_name(f"{LOCK_NAME}.{mine['host']}.{mine['pid']}.stale")
@@ -176,7 +176,7 @@ def acquire(results: str | os.PathLike, deleting: bool = False) -> str | None:
             os.rename(path, aside)
         except FileNotFoundError:
             continue
-        if holder_in(aside) != holder:  # a live lock: back in place, unless one is there now
+        if _holder_in(aside) != holder:  # a live lock: back in place, unless one is there now
             try:
                 os.link(aside, path)
             except FileExistsError:
@@ -186,7 +186,7 @@ def acquire(results: str | os.PathLike, deleting: bool = False) -> str | None:
         aside.unlink()
         note = (
             f"{results}/: took over the lock of a run that ended without releasing it "
-            f"({describe(holder)})"
+            f"({_describe(holder)})"
         )
     raise ResultsLocked(f"{results}/: could not take its lock {path}: retry")
 
@@ -209,8 +209,8 @@ def status_line(results: str | os.PathLike) -> str | None:
     alive = running(holder)
     if alive is False:
         return (
-            f"a stale lock ({lock_path(results)}): its run ({describe(holder)}) ended without "
+            f"a stale lock ({lock_path(results)}): its run ({_describe(holder)}) ended without "
             "releasing it; the next run takes it over"
         )
     where = "" if alive else " (on another host: not checked from here)"
-    return f"a Snakemake run holds {results}/: {describe(holder)}{where}"
+    return f"a Snakemake run holds {results}/: {_describe(holder)}{where}"

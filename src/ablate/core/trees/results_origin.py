@@ -72,13 +72,6 @@ def snakemake_records(root: Path) -> Iterator[tuple[str, Path]]:
             yield os.path.normpath(key), Path(dirpath) / f
 
 
-def has_records_under(workdir: str | os.PathLike, results: str) -> bool:
-    """Whether Snakemake in ``workdir`` recorded a finished job with an output in ``results``."""
-    inside = normalized(results) + os.sep
-    root = Path(workdir) / ".snakemake" / "metadata"
-    return any(path.startswith(inside) for path, _ in snakemake_records(root))
-
-
 def read(results: str) -> dict | None:
     try:
         origin = io.load_json(Path(results) / ORIGIN_NAME)
@@ -110,7 +103,9 @@ def origin_error(results: str, workdir: str | os.PathLike) -> str | None:
             f"fails; use it under its name (`results: {was}`, moving it back if it was moved), "
             "or give this configuration a new results folder"
         )
-    if where != here and not has_records_under(workdir, results):
+    # Snakemake in workdir recorded no finished job with an output in results
+    inside, metadata = normalized(results) + os.sep, Path(workdir) / ".snakemake" / "metadata"
+    if where != here and not any(p.startswith(inside) for p, _ in snakemake_records(metadata)):
         return (
             f"{results}/ was made by runs in {where}, whose Snakemake records of its jobs "
             f"(.snakemake/metadata) decide what an edit reruns; this working directory ({here}) "

@@ -3,26 +3,14 @@
 A **results tree** is a folder holding the job logs of a configuration (the first part of
 :data:`ablate.core.jobs.LOG`) and records (JSON with a provenance block that holds a config
 slice); a record belongs to the innermost tree above it (results/ministral3b/ lies inside
-results/). A study's part folders (:func:`part_folders`: a multi-model config's
-``models/<name>/``) belong to the tree above them. Found by their records, not by a list of
-folders: a config's ``results:`` may name any. A record under a history folder is an earlier
-run of the same job, and a checkpoint folder (its hash manifest) holds model files, not records:
-both are skipped. A record is a file that :func:`ablate.core.outputs.io.write_json` also copied into
-the history folder beside it.
+results/). Found by their records, not by a list of folders: a config's ``results:`` may name
+any.
 
 Which records of a tree no job of a configuration writes (another configuration's:
 :func:`not_written_by`, :func:`mixed_warning`) is read from each study's layout (its
-``PATTERNS``, found through the registry :mod:`ablate.studies`). ``ablate runs``
-(:mod:`ablate.core.reports.runs`) shows the trees side by side. No torch: it reads JSON.
-
-A configuration's results folder is not one another results tree's files lie in
-(:func:`nesting_error`, at parse time): an experiment's tree (``<results>/exp/<name>``, which
-``ablate exp run`` writes beside its base) is that experiment's alone, and a folder of a base
-tree where its own jobs write (:func:`own_folders`) is that tree's; a configuration run there
-rewrote their records. There a tree is known by its origin record
-(:data:`ablate.core.trees.results_origin.ORIGIN_NAME`) or, an experiment's, by its definition
-and place. A folder of another name inside a tree (``results/ministral3b`` in ``results/``) is a
-tree of its own.
+``PATTERNS``, found through the registry :mod:`ablate.studies`); a configuration's results
+folder is not one another results tree's files lie in (:func:`nesting_error`, at parse time: a
+configuration run there rewrote their records). No torch: it reads JSON.
 """
 
 from __future__ import annotations
@@ -50,7 +38,7 @@ from ablate.core.trees.results_origin import ORIGIN_NAME, resolved
 LOGS = LOG.split("/")[0]
 #: folders never searched: the workflow's state, environments, version control, and the copies
 #: of earlier runs kept beside each record (ablate.core.outputs.io.HISTORY_DIR)
-SKIPPED = frozenset({".snakemake", ".git", ".venv", "node_modules", "__pycache__", io.HISTORY_DIR})
+_SKIPPED = frozenset({".snakemake", ".git", ".venv", "node_modules", "__pycache__", io.HISTORY_DIR})
 
 
 @dataclass
@@ -62,7 +50,7 @@ class Tree:
 
 
 @functools.cache
-def part_folders() -> frozenset[str]:
+def _part_folders() -> frozenset[str]:
     """The folders of a results tree that hold parts of its one configuration, each with logs of
     its own (a study layout's ``PART_FOLDERS``: the mask study's ``models/<name>/``): not trees."""
     return frozenset(
@@ -81,7 +69,7 @@ def own_folders() -> frozenset[str]:
         for s in studies.STUDIES
         for p in studies.side(s, "layout").PATTERNS.values()
     }
-    return frozenset(tops | part_folders() | {experiments.EXP_DIR})
+    return frozenset(tops | _part_folders() | {experiments.EXP_DIR})
 
 
 def find_trees(root: str | os.PathLike) -> list[Tree]:
@@ -90,12 +78,12 @@ def find_trees(root: str | os.PathLike) -> list[Tree]:
     root = Path(root)
     found: dict[Path, Tree] = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED)
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED)
         if MANIFEST_NAME in filenames:  # a checkpoint: weights and tokenizer files
             dirnames[:] = []
             continue
         here = Path(dirpath)
-        part = here.parent.name in part_folders() and here.parent.parent in found
+        part = here.parent.name in _part_folders() and here.parent.parent in found
         if (here / LOGS).is_dir() and not part:
             found.setdefault(here, Tree(here))
         # a record is kept in the history folder beside it as <run_id>.<name> (io.write_json):
@@ -170,7 +158,7 @@ def experiment_of(tree: Tree) -> dict[str, Any] | None:
 
 
 @functools.cache
-def study_patterns() -> dict[str, re.Pattern]:
+def _study_patterns() -> dict[str, re.Pattern]:
     """Each study's files (its layout's PATTERNS, relative to a results folder) as one regex: a
     pattern's file, a file in its folder, or its sidecar (``<table>.provenance.json``)."""
     out = {}
@@ -194,7 +182,7 @@ def not_written_by(
     it leaves out is left out (a run of one study beside both studies' results mixes nothing:
     it reads and replaces none of the other's files)."""
     outs = {os.path.normpath(o) for o in outputs}
-    others = [p for s, p in study_patterns().items() if run is not None and s not in run]
+    others = [p for s, p in _study_patterns().items() if run is not None and s not in run]
 
     def written(path: Path) -> bool:
         path = Path(os.path.normpath(path))
@@ -228,7 +216,7 @@ def mixed_warning(
     )
 
 
-def experiment_tree(path: Path) -> str | None:
+def _experiment_tree(path: Path) -> str | None:
     """The base folder of ``path`` when it is an experiment's tree (``<base>/exp/<name>`` whose
     definition is there, or whose base is a results tree); None otherwise."""
     base = experiments.base_of(path)
@@ -237,7 +225,7 @@ def experiment_tree(path: Path) -> str | None:
     return None
 
 
-def own_tree(path: Path, experiment: Any) -> bool:
+def _own_tree(path: Path, experiment: Any) -> bool:
     """Whether ``path`` is the tree of the experiment whose configuration's marker is
     ``experiment`` (the runner's: its name and base configuration)."""
     if not isinstance(experiment, Mapping) or not isinstance(experiment.get("base"), Mapping):
@@ -255,7 +243,7 @@ def nesting_error(results: str, experiment: Any = None) -> str | None:
     folder is judged as it is, symlinks resolved (:func:`~.results_origin.resolved`); a link is
     named with the folder it is."""
     path = Path(resolved(results))
-    if own_tree(path, experiment):
+    if _own_tree(path, experiment):
         if (path / ORIGIN_NAME).is_file():
             return (
                 f"invalid config at experiments.{experiment.get('name')}: its results tree "
@@ -268,7 +256,7 @@ def nesting_error(results: str, experiment: Any = None) -> str | None:
         results = f"{results} (a link to {path})"
     inside = [p for p in (path, *path.parents) if str(p) != "."]
     for tree in inside:
-        if base := experiment_tree(tree):
+        if base := _experiment_tree(tree):
             where = "is" if tree == path else f"lies in {tree}/,"
             return (
                 f"invalid config at results: {results} {where} the results tree of experiment "
