@@ -98,7 +98,7 @@ def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class LocalTask:
+class _LocalTask:
     """A task of a local YAML: the YAML, the sha256 of the bytes of it that were parsed, and its
     lm-eval config (every local path in it absolute: :func:`_with_local_paths`)."""
 
@@ -107,8 +107,8 @@ class LocalTask:
     config: dict[str, Any]
 
 
-def local_tasks(task_dir: str | os.PathLike) -> dict[str, LocalTask]:
-    """Task name -> :class:`LocalTask` for every ``*.yaml`` in ``task_dir``.
+def local_tasks(task_dir: str | os.PathLike) -> dict[str, _LocalTask]:
+    """Task name -> :class:`_LocalTask` for every ``*.yaml`` in ``task_dir``.
 
     Local paths are resolved against the YAML's folder, so the task folder can move and the job
     can run from any working directory.
@@ -134,7 +134,7 @@ def local_tasks(task_dir: str | os.PathLike) -> dict[str, LocalTask]:
         if cfg["task"] in tasks:  # one name in two files: which one a run reads is no choice
             raise TaskFileError(f"task {cfg['task']} is in {tasks[cfg['task']].yaml} and {path}")
         cfg = _with_local_paths(cfg, path)
-        tasks[cfg["task"]] = LocalTask(path, hashlib.sha256(raw).hexdigest(), cfg)
+        tasks[cfg["task"]] = _LocalTask(path, hashlib.sha256(raw).hexdigest(), cfg)
     return tasks
 
 
@@ -174,7 +174,7 @@ def load_tasks(
 
     from ablate.mask import original_tasks
 
-    found: dict[str, LocalTask] = {}
+    found: dict[str, _LocalTask] = {}
     for d in task_dirs:
         found.update(local_tasks(d))
     local = {name: task.config for name, task in found.items()}
@@ -285,7 +285,7 @@ def gold_index(task, doc, choices: list[str]) -> int:
 def data_file_list(cfg: dict) -> list[str]:
     """Every local file a task's config (of :func:`local_tasks`: local paths absolute) reads
     through datasets: its ``data_files``, and every file of a local ``dataset_path`` folder or of
-    a local ``data_dir`` (:func:`folder_files`)."""
+    a local ``data_dir`` (:func:`_folder_files`)."""
     kwargs = cfg.get("dataset_kwargs") or {}
     files = kwargs.get("data_files") or []
     if isinstance(files, dict):
@@ -295,12 +295,12 @@ def data_file_list(cfg: dict) -> list[str]:
         flat.extend(f if isinstance(f, list) else [f])
     for folder in (cfg.get("dataset_path"), kwargs.get("data_dir")):
         if isinstance(folder, str) and os.path.isabs(folder):
-            flat.extend(f for f in folder_files(Path(folder)) if f not in flat)
+            flat.extend(f for f in _folder_files(Path(folder)) if f not in flat)
             break  # a local dataset_path's data_dir is inside it
     return flat
 
 
-def folder_files(folder: Path) -> list[str]:
+def _folder_files(folder: Path) -> list[str]:
     """The files datasets can read from a folder it is pointed at: all but hidden ones (a part
     of the name starting with "." or "__", as datasets skips them)."""
     return [

@@ -28,7 +28,7 @@ from ablate.mask import layout
 from ablate.mask import models as model_dim
 from ablate.mask.variants import variants_of
 
-TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
+_TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
 
 
 def _words(text: str) -> int:
@@ -71,7 +71,7 @@ def _fill(p: dict[str, Any], per_step: float) -> str:
     return f"packed into {rows} row(s), {per_step / padded:.0%} full"
 
 
-class MaskPlanner:
+class _MaskPlanner:
     """Token counts and model sizes of the mask study's GPU jobs for one config (of one of its
     models, ``lm``, in a multi-model config: each model is planned with its own size)."""
 
@@ -135,7 +135,7 @@ class MaskPlanner:
             return None
         tasks = data.get("tasks") or {}
         n_docs = {t: r.get("n") for t, r in tasks.items() if isinstance(r, dict) and r.get("n")}
-        return self.eval_tokens(n_docs)[0]
+        return self._eval_tokens(n_docs)[0]
 
     # -- tokens
     def _recorded_lengths(self, max_seq_len: int) -> tuple[dict[str, Any], str] | None:
@@ -185,7 +185,7 @@ class MaskPlanner:
         per_doc = per_doc[: n or len(per_doc)]
         return sum(per_doc), f"{name} {len(per_doc)} docs"
 
-    def eval_tokens(self, n_docs: dict[str, int] | None = None) -> tuple[float | None, str]:
+    def _eval_tokens(self, n_docs: dict[str, int] | None = None) -> tuple[float | None, str]:
         """Tokens of one evaluation: sum over tasks of docs x choices x tokens/request.
 
         ``n_docs`` (task -> documents actually scored, from a metrics.json) replaces the limits.
@@ -268,7 +268,7 @@ class MaskPlanner:
     def _train_shape(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
         """Set a training job's shape, dtype and optimizer from its parameters ``p`` (config key
         ``where``); return the size keys ``p`` lacks (none once the schema fills them)."""
-        job.train_shape = {k: p.get(k) for k in TRAIN_SHAPE}
+        job.train_shape = {k: p.get(k) for k in _TRAIN_SHAPE}
         # "auto" (bf16 only on a bf16-capable GPU) is counted as float32: the safe memory bound
         job.dtype = p.get("model_dtype", "auto")
         job.optim = p.get("optim")
@@ -276,7 +276,7 @@ class MaskPlanner:
         job.gradient_checkpointing = bool(p.get("gradient_checkpointing"))
         job.shape = self.shape
         job.writes_checkpoint = True
-        return [f"{where}.{k}" for k in TRAIN_SHAPE[:4] if not p.get(k)]
+        return [f"{where}.{k}" for k in _TRAIN_SHAPE[:4] if not p.get(k)]
 
     def _plan_prepare_model(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = (self.mask["model"].get("embedded") or {}).get("pretrain") or {}
@@ -337,7 +337,7 @@ class MaskPlanner:
         )
 
     def _plan_eval_model(self, sj: Job, job: PlannedJob, hub: bool) -> None:
-        job.tokens, job.tokens_source = self.eval_tokens()
+        job.tokens, job.tokens_source = self._eval_tokens()
         base_from_hub = hub and sj.labels["model"] == layout.BASE
         job.loads_hub_model, job.ships_checkpoint = base_from_hub, not base_from_hub
         job.dtype = self.mask["eval"].get("dtype", "float32")
@@ -350,7 +350,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> list[Study
 
 
 def _model_plan(config: dict[str, Any], ref: Reference, root: Path, lm: str | None) -> StudyPlan:
-    mp = MaskPlanner(config, ref, root, lm)
+    mp = _MaskPlanner(config, ref, root, lm)
     m = mp.mask["model"]
     family = (m.get("embedded") or {}).get("family", "ministral3")
     model = m.get("path") or f"embedded tiny {family}"
@@ -366,12 +366,12 @@ def _model_plan(config: dict[str, Any], ref: Reference, root: Path, lm: str | No
 
 
 #: below this share of linear a finetune's GPUs pay less than the GPU pool's side by side runs
-PAYS = 0.5
+_PAYS = 0.5
 
 
 def data_parallel_note(config: dict[str, Any]) -> str | None:
     """One line for a config whose finetunes ask more GPUs (``mask.resources.finetune.gpu``)
-    than pay: measured slower than one GPU, or below :data:`PAYS` of linear (the measurements
+    than pay: measured slower than one GPU, or below :data:`_PAYS` of linear (the measurements
     file's ``scaling`` rows of each variant's recipe and packing mode), with the key and the
     alternative; None where they pay or nothing was measured."""
     n = config["mask"]["resources"]["finetune"]["gpu"]
@@ -387,7 +387,7 @@ def data_parallel_note(config: dict[str, Any]) -> str | None:
         p = v["params"]
         recipe = p.get("data_parallel") or SHARDED_MASTERS  # the recipe's where it fits
         got = ref.speedup("train", recipe, bool(p.get("packing")), gpu, 0.0, n)
-        if got is not None and (got[0] < 1 or got[0] / n < PAYS):
+        if got is not None and (got[0] < 1 or got[0] / n < _PAYS):
             mode = "packed steps" if p.get("packing") else "full rows"
             low.setdefault(f"{got[0]:.2f}x one GPU's speed ({mode}, {recipe})", []).append(name)
     if not low:
@@ -395,7 +395,7 @@ def data_parallel_note(config: dict[str, Any]) -> str | None:
     what = "; ".join(f"{', '.join(names)}: {speed}" for speed, names in low.items())
     return (
         f"note: mask.resources.finetune.gpu: {n} buys little: {what}, measured "
-        f"(config/gpu_measurements.yaml, scaling; below {PAYS:.0%} of linear): set it to 1 and "
+        f"(config/gpu_measurements.yaml, scaling; below {_PAYS:.0%} of linear): set it to 1 and "
         "give the machine's GPUs to the pool (--resources gpu=N): the finetunes and evaluations "
         "then run side by side, one GPU each (docs/profiles.md)"
     )

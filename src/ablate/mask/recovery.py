@@ -81,7 +81,7 @@ SEED_COLUMNS = ["base_variant", "seed"]
 MACRO = "macro"
 #: ``train_policy`` of the base model rows: it was not finetuned by the study.
 NO_TRAINING = "none"
-REFERENCE_STAGES = (1, 2)
+_REFERENCE_STAGES = (1, 2)
 
 
 class RecoveryError(ValueError):
@@ -232,7 +232,7 @@ def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) ->
         raise RecoveryError("no evaluation entries: nothing to tabulate")
     df = pd.DataFrame(rows)
     refs, ref_keys = {}, {}
-    for stage in REFERENCE_STAGES:
+    for stage in _REFERENCE_STAGES:
         ref = df[df["stage"] == stage]
         variants = ref[["variant", "eval_policy"]].drop_duplicates()
         if len(variants) != 1:
@@ -383,7 +383,7 @@ def protocol_line(
 
 #: Floats of recovery.csv: 6 significant digits (0.953, not 0.9530000000000001; p-values keep
 #: their exponent); recovery.parquet keeps the exact float64 values.
-CSV_FLOAT_FORMAT = "%.6g"
+_CSV_FLOAT_FORMAT = "%.6g"
 
 
 def write_recovery(
@@ -392,7 +392,7 @@ def write_recovery(
     parquet: str | Path | None = None,
     tex: str | Path | None = None,
 ) -> None:
-    io.write_frame(csv, df, float_format=CSV_FLOAT_FORMAT)
+    io.write_frame(csv, df, float_format=_CSV_FLOAT_FORMAT)
     if parquet is not None:
         io.write_frame(parquet, df)
     if tex is not None:

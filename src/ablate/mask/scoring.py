@@ -42,7 +42,7 @@ from ablate.mask.masks import check_policy, policy_forward_kwargs
 Request = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
 
 #: Rows of vocab-sized fp32 logits materialised at once (1024 x 131072 x 4 B = 0.5 GiB).
-LOGIT_CHUNK_ROWS = 1024
+_LOGIT_CHUNK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,12 @@ def _token_scores(
     log-softmax of the head's logits in their own dtype; returned as fp32) and whether target is
     the argmax."""
     logps, greedy = [], []
-    for s in range(0, hidden.shape[0], LOGIT_CHUNK_ROWS):
-        logits = head(hidden[s : s + LOGIT_CHUNK_ROWS])
+    for s in range(0, hidden.shape[0], _LOGIT_CHUNK_ROWS):
+        logits = head(hidden[s : s + _LOGIT_CHUNK_ROWS])
         logits = logits if in_model_dtype else logits.float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        tgt = targets[s : s + LOGIT_CHUNK_ROWS]
+        tgt = targets[s : s + _LOGIT_CHUNK_ROWS]
         if in_model_dtype:  # the original's log_softmax, its output rounded to the dtype
             logps.append(logits.log_softmax(-1).gather(1, tgt[:, None])[:, 0].float())
         else:

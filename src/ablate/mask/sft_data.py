@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ALPACA_COLUMNS = ("instruction", "input", "output")
-PLAIN_COLUMNS = ("prompt", "output")
-PROMPT_WITH_INPUT = (
+_ALPACA_COLUMNS = ("instruction", "input", "output")
+_PLAIN_COLUMNS = ("prompt", "output")
+_PROMPT_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further "
     "context. Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 )
-PROMPT_NO_INPUT = (
+_PROMPT_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately "
     "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 )
@@ -36,8 +36,8 @@ PROMPT_NO_INPUT = (
 #: (the original appended the string ``</s>``, which Tekken encodes as the EOS token).
 SFT_FORMATS: dict[str, dict[str, Any]] = {
     "alpaca": {
-        "with_input": PROMPT_WITH_INPUT,
-        "no_input": PROMPT_NO_INPUT,
+        "with_input": _PROMPT_WITH_INPUT,
+        "no_input": _PROMPT_NO_INPUT,
         "strip": False,
         "bos": True,
     },
@@ -68,13 +68,13 @@ def is_plain(row: dict[str, Any]) -> bool:
 def check_columns(rows: list[dict[str, Any]], source: str) -> None:
     if not rows:
         raise SFTDataError(f"SFT dataset {source} is empty")
-    needed = PLAIN_COLUMNS if is_plain(rows[0]) else ("instruction", "output")
+    needed = _PLAIN_COLUMNS if is_plain(rows[0]) else ("instruction", "output")
     missing = [c for c in needed if c not in rows[0]]
     if missing:
         raise SFTDataError(
             f"SFT dataset {source} lacks column(s) {', '.join(missing)} "
-            f"(has: {', '.join(sorted(rows[0]))}); expected Alpaca columns {ALPACA_COLUMNS} "
-            f"or plain columns {PLAIN_COLUMNS}"
+            f"(has: {', '.join(sorted(rows[0]))}); expected Alpaca columns {_ALPACA_COLUMNS} "
+            f"or plain columns {_PLAIN_COLUMNS}"
         )
     empty = [i for i, r in enumerate(rows) if not str(r.get("output") or "").strip()]
     if empty:

@@ -24,7 +24,7 @@ from ablate.mask.training.params import MaskParams, check_params, resolve_params
 from ablate.mask.training.policy import recipe as policy_recipe
 
 
-def sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
+def _sft_examples(pairs: list[sft_data.TokenizedPair]) -> ExampleDataset:
     return ExampleDataset(
         [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
     )
@@ -175,8 +175,8 @@ def finetune(
         run,
         model=model,
         tokenizer=tokenizer,
-        train_dataset=sft_examples(train_pairs),
-        eval_dataset=sft_examples(eval_pairs),
+        train_dataset=_sft_examples(train_pairs),
+        eval_dataset=_sft_examples(eval_pairs),
         reporters=reporters,
     )
 
