@@ -206,9 +206,8 @@ def load_tasks(
             ]
             with contextlib.chdir(empty):
                 loaded = tm.load(specs)
-    except (
-        Exception
-    ) as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)
+    # datasets hides the file and row in __cause__ (DatasetGenerationError)
+    except Exception as exc:
         files = [f for t in tasks if t in local for f in data_file_list(local[t])]
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""
         raise TaskFileError(

@@ -65,13 +65,12 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     if df.empty:
         raise ValueError("the recovery table is empty: nothing to plot")
     tasks = sorted(t for t in df["task"].unique() if t != MACRO) + [MACRO]
-    evals = (
+    evals = list(
         df[["stage", "variant", "eval_policy"]]
         .drop_duplicates()
         .sort_values(["stage", "variant", "eval_policy"])
         .itertuples(index=False)
     )
-    evals = list(evals)
     width = 0.8 / len(evals)
     seeded = "seed" in df and df["seed"].notna().any()  # a third panel: the spread over seeds
     with plt.rc_context({"font.size": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT}):
@@ -216,9 +215,8 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
     for ax, (kind, group) in zip(axes[0], panels):
         for i, (name, data) in enumerate(group):
             color = cmap(i % 10)
-            width = max(
-                1.0, 3.5 - 1.0 * i
-            )  # earlier runs drawn wider: identical curves stay visible
+            # earlier runs drawn wider: identical curves stay visible
+            width = max(1.0, 3.5 - 1.0 * i)
             label = f"{name} ({data.get('policy')})" if kind == "finetune" else name
             train = data["curves"].get("train") or []
             evals = data["curves"].get("eval") or []

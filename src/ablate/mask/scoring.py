@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ablate.mask.masks import check_policy, policy_forward_kwargs
+from ablate.mask.masks import check_policy, policy_forward_kwargs, text_config
 
 Request = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
 
@@ -96,12 +96,6 @@ def _body_and_head(model):
             f"{type(model).__name__} is not a causal LM with a decoder body and an lm_head"
         )
     return body, head
-
-
-def _softcap(model) -> float | None:
-    config = model.config
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return getattr(config, "final_logit_softcapping", None)
 
 
 def _token_scores(
@@ -278,12 +272,10 @@ def score_requests(
 
     check_policy(policy)
     if max_length is None:
-        config = model.config
-        config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        max_length = config.max_position_embeddings
+        max_length = text_config(model).max_position_embeddings
     rows = prepare(requests, max_length, whole_continuation)
     body, head = _body_and_head(model)
-    softcap = _softcap(model)
+    softcap = getattr(text_config(model), "final_logit_softcapping", None)
     device = next(model.parameters()).device
 
     def score(hidden, targets):

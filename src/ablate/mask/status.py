@@ -15,8 +15,8 @@ from ablate.core.outputs.records import config_changes, read_json, recorded_conf
 from ablate.core.planner.totals import number
 from ablate.core.reports.seeds import spread_lines, verdict_line
 from ablate.core.reports.status import Row, planned_forecast, read_csv
-from ablate.mask import answer as study_answer
 from ablate.mask import front, layout
+from ablate.mask.answer import answer  # the status protocol's (ablate.core.execution.terminal)
 
 #: the study-level claims that must hold on every CPU kind (ablate.core.reports.expected: an
 #: unmeasured CPU kind's run must support them, and ``ablate expected`` fails loudly where one of
@@ -48,12 +48,6 @@ FRONT_PICTURE = (layout.PATTERNS["plot_scores"], Path("docs/img/scores.png"))
 #: its run_scores' macro scores are ``<model> under <eval policy>``: the README's table of
 #: expected results is a line per model and a column per policy (ablate.core.reports.expected)
 SCORES_BY_POLICY = True
-
-
-def answer(claims: list[dict[str, str]]) -> str | None:
-    """The study's answer in one sentence, from its claims table's rows: the end of a run's
-    summary (ablate.core.execution.terminal.run_summary) and of STATUS.md's key results."""
-    return study_answer.answer(claims)
 
 
 def _num(x: Any, fmt: str = ".4g") -> str:
