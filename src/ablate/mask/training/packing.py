@@ -210,22 +210,13 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
             f"(an explicit per-example mask); the model runs {impl!r}"
         )
     if impl == "flex_attention":
-        return _by_layer_type(
+        return masks.by_layer_type(
             config,
             lambda sliding: _span_block_mask(
                 batch, policy, config.sliding_window if sliding else None
             ),
         )
     return composed_mask(config, batch, policy, dtype)
-
-
-def _by_layer_type(config, build):
-    """``build(sliding)`` per layer type: one mask, or a dict by type where full and
-    sliding-window layers alternate."""
-    layer_types = sorted(set(getattr(config, "layer_types", None) or []))
-    if len(layer_types) > 1:
-        return {lt: build(masks.is_sliding(config, lt)) for lt in layer_types}
-    return build(masks.is_sliding(config, layer_types[0] if layer_types else None))
 
 
 def composed_mask(
@@ -272,7 +263,7 @@ def composed_mask(
         overlay = None if block_ids is None else masking_utils.blockwise_overlay(block_ids)
         return masking_utils.create_causal_mask(**common, or_mask_function=overlay)
 
-    return _by_layer_type(config, build)
+    return masks.by_layer_type(config, build)
 
 
 def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: str) -> dict:
