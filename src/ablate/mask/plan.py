@@ -161,9 +161,8 @@ class _MaskPlanner:
             name = self.mask["data"].get("sft")
             spec = self.ref.sft_lengths.get(name)
             if spec:
-                return min(
-                    float(spec["mean"]), max_seq_len
-                ), f"sft_lengths.{name}: {spec['source']}"
+                mean = min(float(spec["mean"]), max_seq_len)
+                return mean, f"sft_lengths.{name}: {spec['source']}"
             return float(max_seq_len), (
                 f"upper bound: every pair {max_seq_len} tokens (no sft_lengths.{name} in "
                 f"{Path(self.ref.path).name})"
@@ -177,11 +176,9 @@ class _MaskPlanner:
         return sum(lens) / len(lens), "mean words+2 of the generated SFT pairs"
 
     def _embedded_task_tokens(self, name: str, n: int | None) -> tuple[float, str]:
-        """Words + 1 of every (context, choice) request of the generated task documents: one
-        request per entry of the task's choice field, each with the document's text fields."""
-        per_doc = doc_tokens(
-            name, self.mask["data"]["seed"], self.mask["data"]["embedded"]["task_docs"]
-        )
+        """:func:`doc_tokens` of the first ``n`` generated documents (None: all)."""
+        data = self.mask["data"]
+        per_doc = doc_tokens(name, data["seed"], data["embedded"]["task_docs"])
         per_doc = per_doc[: n or len(per_doc)]
         return sum(per_doc), f"{name} {len(per_doc)} docs"
 
@@ -217,10 +214,8 @@ class _MaskPlanner:
                 "{choices, docs, tokens_per_request}"
             )
         if self.embedded_data:
-            return (
-                total,
-                "generated task docs, words+1 per (context, choice) request: " + ", ".join(parts),
-            )
+            what = "generated task docs, words+1 per (context, choice) request"
+            return total, f"{what}: " + ", ".join(parts)
         return total, (
             f"docs x choices x {tpr_default.get('value')} tokens/request "
             f"({tpr_default.get('source', 'measurements file')}): " + ", ".join(parts)
@@ -314,10 +309,8 @@ class _MaskPlanner:
             per_step, src = measured
         else:
             pair, pair_src = self._pair_tokens(p["max_seq_len"])
-            per_step, src = (
-                p["batch_size"] * p["grad_accum"] * pair,
-                f"batch x grad_accum x ({pair_src})",
-            )
+            per_step = p["batch_size"] * p["grad_accum"] * pair
+            src = f"batch x grad_accum x ({pair_src})"
         stops = p.get("plateau_patience") or p.get("no_learning_steps")
         stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
         job.packing = bool(p.get("packing"))

@@ -219,8 +219,8 @@ def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) ->
     the base model), ``metrics`` (a metrics.json path or its loaded dict), optionally ``samples``
     (its samples.parquet path or frame: paired tests) and ``train_run_id`` (the run_id of the
     finetune that produced the evaluated checkpoint) and ``sft_format`` (its SFT template). Exactly
-    one stage-1 and one stage-2 entry
-    are required: every other row is compared to them. ``alpha``: the tests' significance level.
+    one stage-1 and one stage-2 entry are required: every other row is compared to them.
+    ``alpha``: the tests' significance level.
     """
     rows, correct = [], {}
     for entry in entries:
@@ -439,9 +439,7 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
     for _, r in df[df["task"] == MACRO].iterrows():
         frac = r["recovered_fraction"]
         frac_s = "n/a" if frac is None or math.isnan(frac) else f"{frac:+.2f}"
-        noise = (
-            "" if pd.isna(r["within_noise"]) else (" (within noise)" if r["within_noise"] else "")
-        )
+        noise = " (within noise)" if pd.notna(r["within_noise"]) and r["within_noise"] else ""
         lines.append(
             (f"{r['model']}: " if "model" in r else "")
             + f"stage {r['stage']} {r['variant']:>8} eval={r['eval_policy']:<13} "

@@ -22,27 +22,25 @@ from typing import Any
 
 _ALPACA_COLUMNS = ("instruction", "input", "output")
 _PLAIN_COLUMNS = ("prompt", "output")
-_PROMPT_WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further "
-    "context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-_PROMPT_NO_INPUT = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-)
 #: The SFT formats of Alpaca rows: the templates with and without an input, whether the fields
 #: are stripped and whether the prompt starts with BOS. The response is followed by EOS in both
 #: (the original appended the string ``</s>``, which Tekken encodes as the EOS token).
 SFT_FORMATS: dict[str, dict[str, Any]] = {
     "alpaca": {
-        "with_input": _PROMPT_WITH_INPUT,
-        "no_input": _PROMPT_NO_INPUT,
+        "with_input": (
+            "Below is an instruction that describes a task, paired with an input that provides "
+            "further context. Write a response that appropriately completes the request.\n\n"
+            "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+        ),
+        "no_input": (
+            "Below is an instruction that describes a task. Write a response that appropriately "
+            "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+        ),
         "strip": False,
         "bos": True,
     },
     "original": {
-        "with_input": ("### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
+        "with_input": "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
         "no_input": "### Instruction:\n{instruction}\n\n### Response:\n",
         "strip": True,
         "bos": False,

@@ -135,19 +135,13 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
             + (f", recovered fraction {rec:.2f}" if rec is not None else "")
         )
     group = ("base_variant", "eval_policy")
-    lines += spread_lines(
-        recovery, ("model", *group) if _models(recovery) else group, "score", "macro"
-    )
+    multi = bool(recovery) and "model" in recovery[0]  # a multi-model config's table
+    lines += spread_lines(recovery, ("model", *group) if multi else group, "score", "macro")
     claims = read_csv(results / layout.PATTERNS["claims_csv"])
     lines += [verdict_line(c) for c in claims if "/" not in c["claim"]]
     if said := answer(claims):
         lines.append(f"- answer: {said}")
     return lines
-
-
-def _models(rows: list[dict[str, str]]) -> bool:
-    """Whether a recovery table is a multi-model config's (its ``model`` column)."""
-    return bool(rows) and "model" in rows[0]
 
 
 def _of_model(row: Mapping[str, Any]) -> str:

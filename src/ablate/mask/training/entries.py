@@ -144,22 +144,19 @@ def finetune(
     inputs = {"model": model_path}
     if Path(data).exists():
         inputs["data"] = data
+    source = {"model_path": str(model_path), "revision": revision, "data": str(data)}
     run = TrainRun(
         kind="finetune",
         out_dir=Path(out_dir),
         run_key={
             "kind": "finetune",
-            "model_path": str(model_path),
-            "revision": revision,
-            "data": str(data),
+            **source,
             "policy": policy,
             "params": p.as_dict(),
             "allow_leakage": bool(spec.allow_leakage),
         },
         summary_extra={
-            "model_path": str(model_path),
-            "revision": revision,
-            "data": str(data),
+            **source,
             "n_train": len(train_pairs),
             "n_eval": len(eval_pairs),
             # the planner's tokens per pair (ablate.mask.plan), in place of max_seq_len
