@@ -156,12 +156,8 @@ def load_tasks(
     """lm-eval Task objects by name (local configs first), what the local tasks read (task ->
     file -> the sha256 of the bytes read: its YAML first, then its data, :func:`data_file_list`),
     and the TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index
-    again).
-
-    A local task's data loads through a fresh datasets cache (datasets keys its cache of a local
-    file by path and mtime: an edit that keeps both would be served the old rows) and in an empty
-    working directory (no relative path reaches an undeclared file); its data files are hashed
-    before and after, and one that changed meanwhile is a TaskFileError naming it.
+    again). A local task loads as the module doc says; a data file that changed meanwhile is a
+    TaskFileError naming it.
 
     ``datasets``: task -> its hub dataset's pin (``revision``: the commit it loads,
     :func:`ablate.mask.tasks.pinned_datasets`); a task without one loads what lm-eval names.
