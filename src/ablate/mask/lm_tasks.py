@@ -98,7 +98,7 @@ def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class LocalTask:
+class _LocalTask:
     """A task of a local YAML: the YAML, the sha256 of the bytes of it that were parsed, and its
     lm-eval config (every local path in it absolute: :func:`_with_local_paths`)."""
 
@@ -107,8 +107,8 @@ class LocalTask:
     config: dict[str, Any]
 
 
-def local_tasks(task_dir: str | os.PathLike) -> dict[str, LocalTask]:
-    """Task name -> :class:`LocalTask` for every ``*.yaml`` in ``task_dir``.
+def local_tasks(task_dir: str | os.PathLike) -> dict[str, _LocalTask]:
+    """Task name -> :class:`_LocalTask` for every ``*.yaml`` in ``task_dir``.
 
     Local paths are resolved against the YAML's folder, so the task folder can move and the job
     can run from any working directory.
@@ -134,7 +134,7 @@ def local_tasks(task_dir: str | os.PathLike) -> dict[str, LocalTask]:
         if cfg["task"] in tasks:  # one name in two files: which one a run reads is no choice
             raise TaskFileError(f"task {cfg['task']} is in {tasks[cfg['task']].yaml} and {path}")
         cfg = _with_local_paths(cfg, path)
-        tasks[cfg["task"]] = LocalTask(path, hashlib.sha256(raw).hexdigest(), cfg)
+        tasks[cfg["task"]] = _LocalTask(path, hashlib.sha256(raw).hexdigest(), cfg)
     return tasks
 
 
@@ -156,12 +156,8 @@ def load_tasks(
     """lm-eval Task objects by name (local configs first), what the local tasks read (task ->
     file -> the sha256 of the bytes read: its YAML first, then its data, :func:`data_file_list`),
     and the TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index
-    again).
-
-    A local task's data loads through a fresh datasets cache (datasets keys its cache of a local
-    file by path and mtime: an edit that keeps both would be served the old rows) and in an empty
-    working directory (no relative path reaches an undeclared file); its data files are hashed
-    before and after, and one that changed meanwhile is a TaskFileError naming it.
+    again). A local task loads as the module doc says; a data file that changed meanwhile is a
+    TaskFileError naming it.
 
     ``datasets``: task -> its hub dataset's pin (``revision``: the commit it loads,
     :func:`ablate.mask.tasks.pinned_datasets`); a task without one loads what lm-eval names.
@@ -174,7 +170,7 @@ def load_tasks(
 
     from ablate.mask import original_tasks
 
-    found: dict[str, LocalTask] = {}
+    found: dict[str, _LocalTask] = {}
     for d in task_dirs:
         found.update(local_tasks(d))
     local = {name: task.config for name, task in found.items()}
@@ -206,9 +202,8 @@ def load_tasks(
             ]
             with contextlib.chdir(empty):
                 loaded = tm.load(specs)
-    except (
-        Exception
-    ) as exc:  # datasets hides the file and row in __cause__ (DatasetGenerationError)
+    # datasets hides the file and row in __cause__ (DatasetGenerationError)
+    except Exception as exc:
         files = [f for t in tasks if t in local for f in data_file_list(local[t])]
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""
         raise TaskFileError(
@@ -285,7 +280,7 @@ def gold_index(task, doc, choices: list[str]) -> int:
 def data_file_list(cfg: dict) -> list[str]:
     """Every local file a task's config (of :func:`local_tasks`: local paths absolute) reads
     through datasets: its ``data_files``, and every file of a local ``dataset_path`` folder or of
-    a local ``data_dir`` (:func:`folder_files`)."""
+    a local ``data_dir`` (:func:`_folder_files`)."""
     kwargs = cfg.get("dataset_kwargs") or {}
     files = kwargs.get("data_files") or []
     if isinstance(files, dict):
@@ -295,12 +290,12 @@ def data_file_list(cfg: dict) -> list[str]:
         flat.extend(f if isinstance(f, list) else [f])
     for folder in (cfg.get("dataset_path"), kwargs.get("data_dir")):
         if isinstance(folder, str) and os.path.isabs(folder):
-            flat.extend(f for f in folder_files(Path(folder)) if f not in flat)
+            flat.extend(f for f in _folder_files(Path(folder)) if f not in flat)
             break  # a local dataset_path's data_dir is inside it
     return flat
 
 
-def folder_files(folder: Path) -> list[str]:
+def _folder_files(folder: Path) -> list[str]:
     """The files datasets can read from a folder it is pointed at: all but hidden ones (a part
     of the name starting with "." or "__", as datasets skips them)."""
     return [

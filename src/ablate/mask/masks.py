@@ -1,17 +1,8 @@
 """Attention-mask policies for causal LMs, built through transformers' own masking functions.
 
 Every stage (evaluation, finetuning, the leakage probe) turns a batch into forward kwargs here, so
-the three policies have exactly one definition:
-
-- ``causal``: the standard mask.
-- ``prefill_bidir``: any forward with more than one query token attends to every non-pad token,
-  answer tokens included; single-token decode steps are unchanged (the seed study's ablation).
-  Leaks the labels in teacher-forced training and scoring: the prediction of an answer token
-  sees that token and the later ones (in scoring all but the last: multi-token answers only).
-- ``prefix_bidir``: prompt tokens attend to each other in both directions; later tokens attend
-  causally (all prompt tokens plus earlier response tokens). Leakage-safe prefix-LM.
-
-(One-line wording of each: :data:`ablate.mask.policies.POLICY_DESCRIPTIONS`.)
+the three policies (``causal``, ``prefill_bidir``, ``prefix_bidir``: what each lets a token see is
+:data:`ablate.mask.policies.POLICY_DESCRIPTIONS`) have exactly one definition.
 
 Why not hand-made masks: a boolean 4D mask is *added* to the scores under ``eager`` (True/False
 become +1/0), so it is silently ignored; and the seed's ``module.is_causal = False`` patch is a
@@ -91,7 +82,7 @@ def text_config(model_or_config: Any):
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
-def is_sliding(config, layer_type: str | None) -> bool:
+def _is_sliding(config, layer_type: str | None) -> bool:
     """Whether layers of ``layer_type`` (None: the config's one kind) attend in a sliding window."""
     if layer_type is not None:
         return layer_type in ("sliding_attention", "sliding_window")
@@ -100,7 +91,16 @@ def is_sliding(config, layer_type: str | None) -> bool:
 
 def _has_sliding_layers(config) -> bool:
     layer_types = getattr(config, "layer_types", None) or [None]
-    return any(is_sliding(config, lt) for lt in layer_types)
+    return any(_is_sliding(config, lt) for lt in layer_types)
+
+
+def by_layer_type(config, build):
+    """``build(sliding)`` per layer type: one mask, or a dict by type for configs that alternate
+    full and sliding-window layers (``config.layer_types``), which is what their forwards accept."""
+    layer_types = sorted(set(getattr(config, "layer_types", None) or []))
+    if len(layer_types) > 1:
+        return {lt: build(_is_sliding(config, lt)) for lt in layer_types}
+    return build(_is_sliding(config, layer_types[0] if layer_types else None))
 
 
 def windowed_prompt_block(block_ids: torch.Tensor, window: int):
@@ -130,8 +130,7 @@ def prefix_lm_mask(
 
     ``attention_mask`` is the 2D padding mask over all keys (cached ones included);
     ``query_length`` is the number of new tokens (default: all of them, i.e. no cache).
-    Returns a single mask, or a dict keyed by layer type for configs that alternate full and
-    sliding-window layers (``config.layer_types``), which is what those models' forwards accept.
+    Returns a single mask, or a dict keyed by layer type (:func:`by_layer_type`).
 
     Sliding-window layers keep their window: HF's own ``block_sequence_ids`` overlay would let a
     prompt token see the whole prompt through a windowed layer, so there the prompt block is
@@ -157,18 +156,15 @@ def prefix_lm_mask(
         position_ids=position_ids,
     )
 
-    def build(layer_type: str | None):
-        if is_sliding(config, layer_type):
+    def build(sliding: bool):
+        if sliding:
             window = config.sliding_window
             return masking_utils.create_sliding_window_causal_mask(
                 **common, or_mask_function=windowed_prompt_block(block_ids, window)
             )
         return masking_utils.create_causal_mask(**common, block_sequence_ids=block_ids)
 
-    layer_types = sorted(set(getattr(config, "layer_types", None) or []))
-    if len(layer_types) > 1:
-        return {lt: build(lt) for lt in layer_types}
-    return build(layer_types[0] if layer_types else None)
+    return by_layer_type(config, build)
 
 
 def _right_padded(attention_mask: torch.Tensor) -> bool:

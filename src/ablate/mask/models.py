@@ -134,7 +134,7 @@ def cross_recovery(tables: Mapping[str, Any]) -> Any:
 
 
 #: A model's row of a claim in the cross-model table, as a seed's is (``claim/seed0``).
-MODEL_ROW = "{claim}/{lm}"
+_MODEL_ROW = "{claim}/{lm}"
 
 
 def cross_verdict(verdicts: Mapping[str, str]) -> tuple[str, str]:
@@ -200,7 +200,7 @@ def cross_claims(tables: Mapping[str, Any]) -> Any:
             )
         for lm, r in found.items():
             row = {c: r[c] for c in COLUMNS}
-            row.update(claim=MODEL_ROW.format(claim=claim, lm=lm), model=lm)
+            row.update(claim=_MODEL_ROW.format(claim=claim, lm=lm), model=lm)
             row["statement"] = f"{r['statement']} ({lm})"
             rows.append(row)
     df = pd.DataFrame(rows, columns=[*COLUMNS, "model"])

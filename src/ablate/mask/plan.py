@@ -28,7 +28,7 @@ from ablate.mask import layout
 from ablate.mask import models as model_dim
 from ablate.mask.variants import variants_of
 
-TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
+_TRAIN_SHAPE = ("batch_size", "grad_accum", "max_seq_len", "max_steps", "save_steps")
 
 
 def _words(text: str) -> int:
@@ -71,7 +71,7 @@ def _fill(p: dict[str, Any], per_step: float) -> str:
     return f"packed into {rows} row(s), {per_step / padded:.0%} full"
 
 
-class MaskPlanner:
+class _MaskPlanner:
     """Token counts and model sizes of the mask study's GPU jobs for one config (of one of its
     models, ``lm``, in a multi-model config: each model is planned with its own size)."""
 
@@ -135,7 +135,7 @@ class MaskPlanner:
             return None
         tasks = data.get("tasks") or {}
         n_docs = {t: r.get("n") for t, r in tasks.items() if isinstance(r, dict) and r.get("n")}
-        return self.eval_tokens(n_docs)[0]
+        return self._eval_tokens(n_docs)[0]
 
     # -- tokens
     def _recorded_lengths(self, max_seq_len: int) -> tuple[dict[str, Any], str] | None:
@@ -161,9 +161,8 @@ class MaskPlanner:
             name = self.mask["data"].get("sft")
             spec = self.ref.sft_lengths.get(name)
             if spec:
-                return min(
-                    float(spec["mean"]), max_seq_len
-                ), f"sft_lengths.{name}: {spec['source']}"
+                mean = min(float(spec["mean"]), max_seq_len)
+                return mean, f"sft_lengths.{name}: {spec['source']}"
             return float(max_seq_len), (
                 f"upper bound: every pair {max_seq_len} tokens (no sft_lengths.{name} in "
                 f"{Path(self.ref.path).name})"
@@ -177,15 +176,13 @@ class MaskPlanner:
         return sum(lens) / len(lens), "mean words+2 of the generated SFT pairs"
 
     def _embedded_task_tokens(self, name: str, n: int | None) -> tuple[float, str]:
-        """Words + 1 of every (context, choice) request of the generated task documents: one
-        request per entry of the task's choice field, each with the document's text fields."""
-        per_doc = doc_tokens(
-            name, self.mask["data"]["seed"], self.mask["data"]["embedded"]["task_docs"]
-        )
+        """:func:`doc_tokens` of the first ``n`` generated documents (None: all)."""
+        data = self.mask["data"]
+        per_doc = doc_tokens(name, data["seed"], data["embedded"]["task_docs"])
         per_doc = per_doc[: n or len(per_doc)]
         return sum(per_doc), f"{name} {len(per_doc)} docs"
 
-    def eval_tokens(self, n_docs: dict[str, int] | None = None) -> tuple[float | None, str]:
+    def _eval_tokens(self, n_docs: dict[str, int] | None = None) -> tuple[float | None, str]:
         """Tokens of one evaluation: sum over tasks of docs x choices x tokens/request.
 
         ``n_docs`` (task -> documents actually scored, from a metrics.json) replaces the limits.
@@ -217,10 +214,8 @@ class MaskPlanner:
                 "{choices, docs, tokens_per_request}"
             )
         if self.embedded_data:
-            return (
-                total,
-                "generated task docs, words+1 per (context, choice) request: " + ", ".join(parts),
-            )
+            what = "generated task docs, words+1 per (context, choice) request"
+            return total, f"{what}: " + ", ".join(parts)
         return total, (
             f"docs x choices x {tpr_default.get('value')} tokens/request "
             f"({tpr_default.get('source', 'measurements file')}): " + ", ".join(parts)
@@ -268,7 +263,7 @@ class MaskPlanner:
     def _train_shape(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
         """Set a training job's shape, dtype and optimizer from its parameters ``p`` (config key
         ``where``); return the size keys ``p`` lacks (none once the schema fills them)."""
-        job.train_shape = {k: p.get(k) for k in TRAIN_SHAPE}
+        job.train_shape = {k: p.get(k) for k in _TRAIN_SHAPE}
         # "auto" (bf16 only on a bf16-capable GPU) is counted as float32: the safe memory bound
         job.dtype = p.get("model_dtype", "auto")
         job.optim = p.get("optim")
@@ -276,7 +271,7 @@ class MaskPlanner:
         job.gradient_checkpointing = bool(p.get("gradient_checkpointing"))
         job.shape = self.shape
         job.writes_checkpoint = True
-        return [f"{where}.{k}" for k in TRAIN_SHAPE[:4] if not p.get(k)]
+        return [f"{where}.{k}" for k in _TRAIN_SHAPE[:4] if not p.get(k)]
 
     def _plan_prepare_model(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = (self.mask["model"].get("embedded") or {}).get("pretrain") or {}
@@ -314,10 +309,8 @@ class MaskPlanner:
             per_step, src = measured
         else:
             pair, pair_src = self._pair_tokens(p["max_seq_len"])
-            per_step, src = (
-                p["batch_size"] * p["grad_accum"] * pair,
-                f"batch x grad_accum x ({pair_src})",
-            )
+            per_step = p["batch_size"] * p["grad_accum"] * pair
+            src = f"batch x grad_accum x ({pair_src})"
         stops = p.get("plateau_patience") or p.get("no_learning_steps")
         stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
         job.packing = bool(p.get("packing"))
@@ -337,7 +330,7 @@ class MaskPlanner:
         )
 
     def _plan_eval_model(self, sj: Job, job: PlannedJob, hub: bool) -> None:
-        job.tokens, job.tokens_source = self.eval_tokens()
+        job.tokens, job.tokens_source = self._eval_tokens()
         base_from_hub = hub and sj.labels["model"] == layout.BASE
         job.loads_hub_model, job.ships_checkpoint = base_from_hub, not base_from_hub
         job.dtype = self.mask["eval"].get("dtype", "float32")
@@ -350,7 +343,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> list[Study
 
 
 def _model_plan(config: dict[str, Any], ref: Reference, root: Path, lm: str | None) -> StudyPlan:
-    mp = MaskPlanner(config, ref, root, lm)
+    mp = _MaskPlanner(config, ref, root, lm)
     m = mp.mask["model"]
     family = (m.get("embedded") or {}).get("family", "ministral3")
     model = m.get("path") or f"embedded tiny {family}"
@@ -366,12 +359,12 @@ def _model_plan(config: dict[str, Any], ref: Reference, root: Path, lm: str | No
 
 
 #: below this share of linear a finetune's GPUs pay less than the GPU pool's side by side runs
-PAYS = 0.5
+_PAYS = 0.5
 
 
 def data_parallel_note(config: dict[str, Any]) -> str | None:
     """One line for a config whose finetunes ask more GPUs (``mask.resources.finetune.gpu``)
-    than pay: measured slower than one GPU, or below :data:`PAYS` of linear (the measurements
+    than pay: measured slower than one GPU, or below :data:`_PAYS` of linear (the measurements
     file's ``scaling`` rows of each variant's recipe and packing mode), with the key and the
     alternative; None where they pay or nothing was measured."""
     n = config["mask"]["resources"]["finetune"]["gpu"]
@@ -387,7 +380,7 @@ def data_parallel_note(config: dict[str, Any]) -> str | None:
         p = v["params"]
         recipe = p.get("data_parallel") or SHARDED_MASTERS  # the recipe's where it fits
         got = ref.speedup("train", recipe, bool(p.get("packing")), gpu, 0.0, n)
-        if got is not None and (got[0] < 1 or got[0] / n < PAYS):
+        if got is not None and (got[0] < 1 or got[0] / n < _PAYS):
             mode = "packed steps" if p.get("packing") else "full rows"
             low.setdefault(f"{got[0]:.2f}x one GPU's speed ({mode}, {recipe})", []).append(name)
     if not low:
@@ -395,7 +388,7 @@ def data_parallel_note(config: dict[str, Any]) -> str | None:
     what = "; ".join(f"{', '.join(names)}: {speed}" for speed, names in low.items())
     return (
         f"note: mask.resources.finetune.gpu: {n} buys little: {what}, measured "
-        f"(config/gpu_measurements.yaml, scaling; below {PAYS:.0%} of linear): set it to 1 and "
+        f"(config/gpu_measurements.yaml, scaling; below {_PAYS:.0%} of linear): set it to 1 and "
         "give the machine's GPUs to the pool (--resources gpu=N): the finetunes and evaluations "
         "then run side by side, one GPU each (docs/profiles.md)"
     )

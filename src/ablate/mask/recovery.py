@@ -81,7 +81,7 @@ SEED_COLUMNS = ["base_variant", "seed"]
 MACRO = "macro"
 #: ``train_policy`` of the base model rows: it was not finetuned by the study.
 NO_TRAINING = "none"
-REFERENCE_STAGES = (1, 2)
+_REFERENCE_STAGES = (1, 2)
 
 
 class RecoveryError(ValueError):
@@ -219,8 +219,8 @@ def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) ->
     the base model), ``metrics`` (a metrics.json path or its loaded dict), optionally ``samples``
     (its samples.parquet path or frame: paired tests) and ``train_run_id`` (the run_id of the
     finetune that produced the evaluated checkpoint) and ``sft_format`` (its SFT template). Exactly
-    one stage-1 and one stage-2 entry
-    are required: every other row is compared to them. ``alpha``: the tests' significance level.
+    one stage-1 and one stage-2 entry are required: every other row is compared to them.
+    ``alpha``: the tests' significance level.
     """
     rows, correct = [], {}
     for entry in entries:
@@ -232,7 +232,7 @@ def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) ->
         raise RecoveryError("no evaluation entries: nothing to tabulate")
     df = pd.DataFrame(rows)
     refs, ref_keys = {}, {}
-    for stage in REFERENCE_STAGES:
+    for stage in _REFERENCE_STAGES:
         ref = df[df["stage"] == stage]
         variants = ref[["variant", "eval_policy"]].drop_duplicates()
         if len(variants) != 1:
@@ -383,7 +383,7 @@ def protocol_line(
 
 #: Floats of recovery.csv: 6 significant digits (0.953, not 0.9530000000000001; p-values keep
 #: their exponent); recovery.parquet keeps the exact float64 values.
-CSV_FLOAT_FORMAT = "%.6g"
+_CSV_FLOAT_FORMAT = "%.6g"
 
 
 def write_recovery(
@@ -392,7 +392,7 @@ def write_recovery(
     parquet: str | Path | None = None,
     tex: str | Path | None = None,
 ) -> None:
-    io.write_frame(csv, df, float_format=CSV_FLOAT_FORMAT)
+    io.write_frame(csv, df, float_format=_CSV_FLOAT_FORMAT)
     if parquet is not None:
         io.write_frame(parquet, df)
     if tex is not None:
@@ -439,9 +439,7 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
     for _, r in df[df["task"] == MACRO].iterrows():
         frac = r["recovered_fraction"]
         frac_s = "n/a" if frac is None or math.isnan(frac) else f"{frac:+.2f}"
-        noise = (
-            "" if pd.isna(r["within_noise"]) else (" (within noise)" if r["within_noise"] else "")
-        )
+        noise = " (within noise)" if pd.notna(r["within_noise"]) and r["within_noise"] else ""
         lines.append(
             (f"{r['model']}: " if "model" in r else "")
             + f"stage {r['stage']} {r['variant']:>8} eval={r['eval_policy']:<13} "

@@ -22,11 +22,11 @@ from ablate.mask.recovery import MACRO, protocol_line  # noqa: E402
 from ablate.mask.status import score_name  # noqa: E402
 
 
-def evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
+def _evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
     return f"S{stage} {variant} | eval {eval_policy}"
 
 
-def distinct_colors(n: int) -> list:
+def _distinct_colors(n: int) -> list:
     """``n`` colours, no two alike: tab10's; tab20's (tab10's hues, dark and light) for up to
     twenty series (seeded variants give more than ten); evenly spaced hues beyond."""
     for name in ("tab10", "tab20"):
@@ -48,7 +48,7 @@ MIN_FONT_KEY = "ablate:min_font_px"
 SCORES_KEY = "ablate:scores"
 
 
-def drawn_scores(df: pd.DataFrame) -> dict[str, float]:
+def _drawn_scores(df: pd.DataFrame) -> dict[str, float]:
     """The scores of the recovery table's rows that the score plot draws as bars (every task and
     the macro, per model and eval policy), named as ablate.mask.status.run_scores names them."""
     return {score_name(r): float(r["score"]) for r in df.to_dict("records") if pd.notna(r["score"])}
@@ -65,13 +65,12 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
     if df.empty:
         raise ValueError("the recovery table is empty: nothing to plot")
     tasks = sorted(t for t in df["task"].unique() if t != MACRO) + [MACRO]
-    evals = (
+    evals = list(
         df[["stage", "variant", "eval_policy"]]
         .drop_duplicates()
         .sort_values(["stage", "variant", "eval_policy"])
         .itertuples(index=False)
     )
-    evals = list(evals)
     width = 0.8 / len(evals)
     seeded = "seed" in df and df["seed"].notna().any()  # a third panel: the spread over seeds
     with plt.rc_context({"font.size": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT}):
@@ -81,7 +80,7 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
             figsize=(19 if seeded else 14, 5.2),
             width_ratios=(1.3, 1, 1) if seeded else (1.3, 1),
         )
-        colors = dict(zip(evals, distinct_colors(len(evals))))
+        colors = dict(zip(evals, _distinct_colors(len(evals))))
         for i, (stage, variant, policy) in enumerate(evals):
             sel = df[(df.stage == stage) & (df.variant == variant) & (df.eval_policy == policy)]
             scores = sel.set_index("task")["score"].reindex(tasks)
@@ -90,7 +89,7 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
                 xs,
                 scores.values,
                 width,
-                label=evaluation_label(stage, variant, policy),
+                label=_evaluation_label(stage, variant, policy),
                 color=colors[(stage, variant, policy)],
                 hatch="//" if policy != "causal" else None,
                 edgecolor="white",
@@ -106,7 +105,7 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
         ax.set_title("Scores by task and stage (hatched: the ablated mask)")
         _plot_differences(dax, df, tasks, colors)
         if seeded:
-            plot_seed_spread(sax[0], df)
+            _plot_seed_spread(sax[0], df)
         handles, labels = ax.get_legend_handles_labels()
         more = dax.get_legend_handles_labels()
         fig.legend(
@@ -122,10 +121,10 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
                 protocol_line(df["protocol"], df.loc[df["task"] != MACRO, "metric"], finetunes)
             )
         fig.tight_layout()
-        return _save(fig, out, {SCORES_KEY: json.dumps(drawn_scores(df), sort_keys=True)})
+        return _save(fig, out, {SCORES_KEY: json.dumps(_drawn_scores(df), sort_keys=True)})
 
 
-def plot_seed_spread(ax, df: pd.DataFrame) -> None:
+def _plot_seed_spread(ax, df: pd.DataFrame) -> None:
     """The macro score of every seed of each seeded variant, per evaluation policy: one dot per
     seed, a bar at their mean (the spread a single seed's number hides)."""
     macro = df[(df["task"] == MACRO) & df["seed"].notna()]
@@ -142,7 +141,7 @@ def plot_seed_spread(ax, df: pd.DataFrame) -> None:
             )
         ax.hlines(sel["score"].mean(), i - 0.3, i + 0.3, colors="black", linewidth=1.5)
     ax.set_xticks(
-        range(len(groups)), [evaluation_label(*k) for k, _ in groups], rotation=20, ha="right"
+        range(len(groups)), [_evaluation_label(*k) for k, _ in groups], rotation=20, ha="right"
     )
     ax.set_ylabel("macro score")
     ax.set_title("Spread over seeds: each seed's macro score (bar: their mean)")
@@ -216,9 +215,8 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
     for ax, (kind, group) in zip(axes[0], panels):
         for i, (name, data) in enumerate(group):
             color = cmap(i % 10)
-            width = max(
-                1.0, 3.5 - 1.0 * i
-            )  # earlier runs drawn wider: identical curves stay visible
+            # earlier runs drawn wider: identical curves stay visible
+            width = max(1.0, 3.5 - 1.0 * i)
             label = f"{name} ({data.get('policy')})" if kind == "finetune" else name
             train = data["curves"].get("train") or []
             evals = data["curves"].get("eval") or []

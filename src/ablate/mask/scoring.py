@@ -37,12 +37,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ablate.mask.masks import check_policy, policy_forward_kwargs
+from ablate.mask.masks import check_policy, policy_forward_kwargs, text_config
 
 Request = tuple[Sequence[int], Sequence[int]]  # (context tokens, continuation tokens)
 
 #: Rows of vocab-sized fp32 logits materialised at once (1024 x 131072 x 4 B = 0.5 GiB).
-LOGIT_CHUNK_ROWS = 1024
+_LOGIT_CHUNK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,6 @@ def _body_and_head(model):
     return body, head
 
 
-def _softcap(model) -> float | None:
-    config = model.config
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return getattr(config, "final_logit_softcapping", None)
-
-
 def _token_scores(
     head,
     hidden: torch.Tensor,
@@ -115,12 +109,12 @@ def _token_scores(
     log-softmax of the head's logits in their own dtype; returned as fp32) and whether target is
     the argmax."""
     logps, greedy = [], []
-    for s in range(0, hidden.shape[0], LOGIT_CHUNK_ROWS):
-        logits = head(hidden[s : s + LOGIT_CHUNK_ROWS])
+    for s in range(0, hidden.shape[0], _LOGIT_CHUNK_ROWS):
+        logits = head(hidden[s : s + _LOGIT_CHUNK_ROWS])
         logits = logits if in_model_dtype else logits.float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        tgt = targets[s : s + LOGIT_CHUNK_ROWS]
+        tgt = targets[s : s + _LOGIT_CHUNK_ROWS]
         if in_model_dtype:  # the original's log_softmax, its output rounded to the dtype
             logps.append(logits.log_softmax(-1).gather(1, tgt[:, None])[:, 0].float())
         else:
@@ -164,15 +158,23 @@ def _batches(items: list, cost: Callable[[list], int], budget: int, max_rows: in
         yield batch
 
 
+def _padded(seqs: list, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows padded with 0 to the longest (on the right, or the left) and their 0/1 mask."""
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    am = torch.zeros(len(seqs), width, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        cols = slice(width - len(s), width) if left else slice(0, len(s))
+        ids[b, cols] = torch.tensor(s)
+        am[b, cols] = 1
+    return ids, am
+
+
 def _flat_batch(body, score, rows: list[_Row], policy, results, device):
     """One padded forward of whole rows (any policy), scoring only continuation positions."""
-    T = max(len(r.inp) for r in rows)
-    ids = torch.zeros(len(rows), T, dtype=torch.long)
-    am = torch.zeros(len(rows), T, dtype=torch.long)
+    ids, am = _padded([r.inp for r in rows])
     b_idx, t_idx, targets, owners = [], [], [], []
     for b, r in enumerate(rows):
-        ids[b, : len(r.inp)] = torch.tensor(r.inp)
-        am[b, : len(r.inp)] = 1
         for k, tok in enumerate(r.targets):
             b_idx.append(b)
             t_idx.append(r.n_prompt - 1 + k)
@@ -193,13 +195,7 @@ def _shared_batch(body, score, groups, policy, results, device):
     ``groups`` is a list of (context tokens, [rows sharing it]). Contexts are left-padded so the
     position predicting every continuation's first token is the last column.
     """
-    Tc = max(len(ctx) for ctx, _ in groups)
-    G = len(groups)
-    ids = torch.zeros(G, Tc, dtype=torch.long)
-    am = torch.zeros(G, Tc, dtype=torch.long)
-    for g, (ctx, _) in enumerate(groups):
-        ids[g, Tc - len(ctx) :] = torch.tensor(ctx)
-        am[g, Tc - len(ctx) :] = 1
+    ids, am = _padded([ctx for ctx, _ in groups], left=True)
     ids, am = ids.to(device), am.to(device)
     ctx_lengths = torch.tensor([len(ctx) for ctx, _ in groups], device=device)
     # The whole context row is the prompt: bidirectional under prefix_bidir, causal under causal.
@@ -225,15 +221,12 @@ def _shared_batch(body, score, groups, policy, results, device):
 
     cache = out.past_key_values
     cache.reorder_cache(torch.tensor([g for g, _ in cont_rows], device=device))
-    Tq = max(len(r.targets) - 1 for _, r in cont_rows)
-    q_ids = torch.zeros(len(cont_rows), Tq, dtype=torch.long)
-    q_am = torch.zeros(len(cont_rows), Tq, dtype=torch.long)
+    q_ids, q_am = _padded(
+        [r.inp[r.n_prompt : r.n_prompt + len(r.targets) - 1] for _, r in cont_rows]
+    )
     b_idx, t_idx, targets, owners = [], [], [], []
     for b, (_, r) in enumerate(cont_rows):
-        n = len(r.targets) - 1
-        q_ids[b, :n] = torch.tensor(r.inp[r.n_prompt : r.n_prompt + n])
-        q_am[b, :n] = 1
-        for k in range(n):
+        for k in range(len(r.targets) - 1):
             b_idx.append(b)
             t_idx.append(k)
             targets.append(r.targets[k + 1])
@@ -278,12 +271,10 @@ def score_requests(
 
     check_policy(policy)
     if max_length is None:
-        config = model.config
-        config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        max_length = config.max_position_embeddings
+        max_length = text_config(model).max_position_embeddings
     rows = prepare(requests, max_length, whole_continuation)
     body, head = _body_and_head(model)
-    softcap = _softcap(model)
+    softcap = getattr(text_config(model), "final_logit_softcapping", None)
     device = next(model.parameters()).device
 
     def score(hidden, targets):

@@ -20,29 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ALPACA_COLUMNS = ("instruction", "input", "output")
-PLAIN_COLUMNS = ("prompt", "output")
-PROMPT_WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further "
-    "context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-PROMPT_NO_INPUT = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-)
+_ALPACA_COLUMNS = ("instruction", "input", "output")
+_PLAIN_COLUMNS = ("prompt", "output")
 #: The SFT formats of Alpaca rows: the templates with and without an input, whether the fields
 #: are stripped and whether the prompt starts with BOS. The response is followed by EOS in both
 #: (the original appended the string ``</s>``, which Tekken encodes as the EOS token).
 SFT_FORMATS: dict[str, dict[str, Any]] = {
     "alpaca": {
-        "with_input": PROMPT_WITH_INPUT,
-        "no_input": PROMPT_NO_INPUT,
+        "with_input": (
+            "Below is an instruction that describes a task, paired with an input that provides "
+            "further context. Write a response that appropriately completes the request.\n\n"
+            "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+        ),
+        "no_input": (
+            "Below is an instruction that describes a task. Write a response that appropriately "
+            "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+        ),
         "strip": False,
         "bos": True,
     },
     "original": {
-        "with_input": ("### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
+        "with_input": "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
         "no_input": "### Instruction:\n{instruction}\n\n### Response:\n",
         "strip": True,
         "bos": False,
@@ -68,13 +66,13 @@ def is_plain(row: dict[str, Any]) -> bool:
 def check_columns(rows: list[dict[str, Any]], source: str) -> None:
     if not rows:
         raise SFTDataError(f"SFT dataset {source} is empty")
-    needed = PLAIN_COLUMNS if is_plain(rows[0]) else ("instruction", "output")
+    needed = _PLAIN_COLUMNS if is_plain(rows[0]) else ("instruction", "output")
     missing = [c for c in needed if c not in rows[0]]
     if missing:
         raise SFTDataError(
             f"SFT dataset {source} lacks column(s) {', '.join(missing)} "
-            f"(has: {', '.join(sorted(rows[0]))}); expected Alpaca columns {ALPACA_COLUMNS} "
-            f"or plain columns {PLAIN_COLUMNS}"
+            f"(has: {', '.join(sorted(rows[0]))}); expected Alpaca columns {_ALPACA_COLUMNS} "
+            f"or plain columns {_PLAIN_COLUMNS}"
         )
     empty = [i for i, r in enumerate(rows) if not str(r.get("output") or "").strip()]
     if empty:

@@ -15,8 +15,8 @@ from ablate.core.outputs.records import config_changes, read_json, recorded_conf
 from ablate.core.planner.totals import number
 from ablate.core.reports.seeds import spread_lines, verdict_line
 from ablate.core.reports.status import Row, planned_forecast, read_csv
-from ablate.mask import answer as study_answer
 from ablate.mask import front, layout
+from ablate.mask.answer import answer  # the status protocol's (ablate.core.execution.terminal)
 
 #: the study-level claims that must hold on every CPU kind (ablate.core.reports.expected: an
 #: unmeasured CPU kind's run must support them, and ``ablate expected`` fails loudly where one of
@@ -48,12 +48,6 @@ FRONT_PICTURE = (layout.PATTERNS["plot_scores"], Path("docs/img/scores.png"))
 #: its run_scores' macro scores are ``<model> under <eval policy>``: the README's table of
 #: expected results is a line per model and a column per policy (ablate.core.reports.expected)
 SCORES_BY_POLICY = True
-
-
-def answer(claims: list[dict[str, str]]) -> str | None:
-    """The study's answer in one sentence, from its claims table's rows: the end of a run's
-    summary (ablate.core.execution.terminal.run_summary) and of STATUS.md's key results."""
-    return study_answer.answer(claims)
 
 
 def _num(x: Any, fmt: str = ".4g") -> str:
@@ -141,19 +135,13 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
             + (f", recovered fraction {rec:.2f}" if rec is not None else "")
         )
     group = ("base_variant", "eval_policy")
-    lines += spread_lines(
-        recovery, ("model", *group) if _models(recovery) else group, "score", "macro"
-    )
+    multi = bool(recovery) and "model" in recovery[0]  # a multi-model config's table
+    lines += spread_lines(recovery, ("model", *group) if multi else group, "score", "macro")
     claims = read_csv(results / layout.PATTERNS["claims_csv"])
     lines += [verdict_line(c) for c in claims if "/" not in c["claim"]]
     if said := answer(claims):
         lines.append(f"- answer: {said}")
     return lines
-
-
-def _models(rows: list[dict[str, str]]) -> bool:
-    """Whether a recovery table is a multi-model config's (its ``model`` column)."""
-    return bool(rows) and "model" in rows[0]
 
 
 def _of_model(row: Mapping[str, Any]) -> str:

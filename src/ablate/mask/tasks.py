@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.config import ConfigError
-from ablate.core.outputs.io import user_cache_dir
-
-cache_dir = user_cache_dir
+from ablate.core.outputs.io import user_cache_dir as cache_dir
 
 
 def _dataset_of(entry: Any) -> dict[str, Any] | None:

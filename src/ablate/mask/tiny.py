@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-TEKKEN_FILE = "tekken_240911.json"  # the Tekken version of the Ministral-3 / Mistral-Nemo family
-SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+_TEKKEN_FILE = "tekken_240911.json"  # the Tekken version of the Ministral-3 / Mistral-Nemo family
+_SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
 
 
-def mistral_common_data_file(name: str = TEKKEN_FILE) -> Path:
+def _mistral_common_data_file(name: str = _TEKKEN_FILE) -> Path:
     import mistral_common
 
     from ablate.core.models.modeling import ModelLoadError
@@ -24,7 +24,7 @@ def mistral_common_data_file(name: str = TEKKEN_FILE) -> Path:
     return path
 
 
-def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKKEN_FILE) -> None:
+def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = _TEKKEN_FILE) -> None:
     """Write a loadable HF tokenizer folder from a Tekken file of the mistral-common package.
 
     AutoTokenizer converts ``tekken.json`` offline but sets no special tokens and adds no BOS;
@@ -38,10 +38,10 @@ def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = TEKK
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(mistral_common_data_file(tekken_file), out / "tekken.json")
+    shutil.copy(_mistral_common_data_file(tekken_file), out / "tekken.json")
     tok = AutoTokenizer.from_pretrained(out)
-    tok.add_special_tokens(SPECIAL_TOKENS)
-    bos = SPECIAL_TOKENS["bos_token"]
+    tok.add_special_tokens(_SPECIAL_TOKENS)
+    bos = _SPECIAL_TOKENS["bos_token"]
     tok.backend_tokenizer.post_processor = processors.Sequence(
         [
             tok.backend_tokenizer.post_processor,
@@ -75,7 +75,7 @@ MINISTRAL3_3B = dict(
 FAMILIES = ("ministral3", "llama", "qwen2")
 
 #: Ministral-3's rope: yarn at factor 1 (so plain rope) with its llama-4 position scaling
-MINISTRAL3_ROPE = {
+_MINISTRAL3_ROPE = {
     "rope_type": "yarn",
     "rope_theta": 1_000_000.0,
     "factor": 1.0,
@@ -108,7 +108,7 @@ def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **override
     )
     params.update(overrides)
     if family == "ministral3":
-        return {"model_type": family, "rope_parameters": dict(MINISTRAL3_ROPE), **params}
+        return {"model_type": family, "rope_parameters": dict(_MINISTRAL3_ROPE), **params}
     params.setdefault("rope_parameters", {"rope_type": "default", "rope_theta": 1_000_000.0})
     window = params.pop("sliding_window", None)
     if family == "llama":  # LlamaConfig has no window: a set one would be silently ignored

@@ -12,7 +12,7 @@ from typing import Any
 from ablate.core.config import ConfigError, sorted_tree
 from ablate.core.reports.seeds import seed_name
 
-VARIANT_META = ("stage", "policy", "extends", "allow_leakage", "seeds")
+_VARIANT_META = ("stage", "policy", "extends", "allow_leakage", "seeds")
 
 
 def resolve_variants(
@@ -73,8 +73,8 @@ def _resolve_declared(
                 )
             parent = variants[base]
         overrides = {
-            **{k: x for k, x in parent.items() if k not in VARIANT_META},
-            **{k: x for k, x in v.items() if k not in VARIANT_META},
+            **{k: x for k, x in parent.items() if k not in _VARIANT_META},
+            **{k: x for k, x in v.items() if k not in _VARIANT_META},
         }
         out[name] = dict(
             stage=v["stage"],
@@ -87,8 +87,8 @@ def _resolve_declared(
     return out
 
 
-#: A finetune variant's key as the config names it (``<VARIANT_KEY><name>.<key>``).
-VARIANT_KEY = "mask.finetune.variants."
+#: A finetune variant's key as the config names it (``<_VARIANT_KEY><name>.<key>``).
+_VARIANT_KEY = "mask.finetune.variants."
 
 
 def resolved_value(config: dict[str, Any], key: str) -> Any:
@@ -96,13 +96,13 @@ def resolved_value(config: dict[str, Any], key: str) -> Any:
     variant does not set it (:func:`resolve_variants`: its stage-3 parent's, else
     ``mask.finetune.defaults``'; ``allow_leakage`` false); KeyError for a key that resolves to
     none (another key, a variant the config lacks)."""
-    name, _, rest = key.removeprefix(VARIANT_KEY).partition(".")
+    name, _, rest = key.removeprefix(_VARIANT_KEY).partition(".")
     finetune = config["mask"]["finetune"]
-    if not key.startswith(VARIANT_KEY) or name not in finetune["variants"] or not rest:
+    if not key.startswith(_VARIANT_KEY) or name not in finetune["variants"] or not rest:
         raise KeyError(key)
     node = _resolve_declared(finetune["variants"], finetune["defaults"])[name]
     parts = rest.split(".")
-    if parts[0] not in VARIANT_META and parts[0] != "stage":  # a parameter
+    if parts[0] not in _VARIANT_META and parts[0] != "stage":  # a parameter
         node = node["params"]
     for part in parts:
         node = node[part]

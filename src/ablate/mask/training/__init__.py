@@ -9,9 +9,7 @@ Two entry points share the policy's recipe for the core's loop:
 - :func:`pretrain`: the embedded tiny model's causal pretraining on a text corpus (packed into
   ``max_seq_len`` blocks, loss on every token), starting from a fresh tiny Ministral-3.
 
-Modules (import from the one that defines a name): ``policy`` (the policy's recipe: its forward
-kwargs, packed steps as rows), ``packing`` (packed SFT steps:
-collator, per-example mask), ``params`` (the study's training params, ``MaskParams``: the core's keys, its own and the
-probe's), ``gate`` (the leakage gate: its refusal and error), ``entries``
-(``finetune``, ``pretrain``), ``cli`` (``main``, ``ablate train``).
+Modules (import from the one that defines a name): ``policy``, ``packing``, ``params``
+(``MaskParams``), ``gate`` (the leakage gate), ``entries`` (``finetune``, ``pretrain``), ``cli``
+(``ablate train``); each module's docstring says what it holds.
 """

@@ -23,7 +23,7 @@ from ablate.mask.training.params import MaskParams, check_params, resolve_params
 from ablate.mask.training.policy import recipe as policy_recipe
 
 
-def sft_examples(pairs: list[sft_data.TokenizedPair]) -> list[dict]:
+def _sft_examples(pairs: list[sft_data.TokenizedPair]) -> list[dict]:
     return [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
 
 
@@ -141,22 +141,19 @@ def finetune(
     inputs = {"model": model_path}
     if Path(data).exists():
         inputs["data"] = data
+    source = {"model_path": str(model_path), "revision": revision, "data": str(data)}
     run = TrainRun(
         kind="finetune",
         out_dir=Path(out_dir),
         run_key={
             "kind": "finetune",
-            "model_path": str(model_path),
-            "revision": revision,
-            "data": str(data),
+            **source,
             "policy": policy,
             "params": p.as_dict(),
             "allow_leakage": bool(spec.allow_leakage),
         },
         summary_extra={
-            "model_path": str(model_path),
-            "revision": revision,
-            "data": str(data),
+            **source,
             "n_train": len(train_pairs),
             "n_eval": len(eval_pairs),
             # the planner's tokens per pair (ablate.mask.plan), in place of max_seq_len
@@ -172,8 +169,8 @@ def finetune(
         run,
         model=model,
         tokenizer=tokenizer,
-        train_dataset=sft_examples(train_pairs),
-        eval_dataset=sft_examples(eval_pairs),
+        train_dataset=_sft_examples(train_pairs),
+        eval_dataset=_sft_examples(eval_pairs),
         reporters=reporters,
     )
 

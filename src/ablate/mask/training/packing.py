@@ -46,14 +46,14 @@ from ablate.upstream import hf
 SEQ_IDS = "seq_ids"
 PROMPT_MASK = "prompt_mask"
 #: Backends whose mask builders take an arbitrary mask function (flash/varlen kernels do not).
-PACKED_BACKENDS = ("eager", "sdpa", PREFIX_SDPA, "flex_attention")
+_PACKED_BACKENDS = ("eager", "sdpa", PREFIX_SDPA, "flex_attention")
 
 
 def is_packed(batch: dict[str, Any]) -> bool:
     return SEQ_IDS in batch
 
 
-def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
+def _pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
     """Indices of the examples per row: in order, a new row when the next one would not fit.
 
     Order-preserving (not first-fit-decreasing) so the rows of a step are reproducible from the
@@ -88,7 +88,7 @@ class PackedCollator:
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         lengths = [len(ex["input_ids"]) for ex in batch]
-        rows = pack_rows(lengths, self.row_tokens)
+        rows = _pack_rows(lengths, self.row_tokens)
         width = max(sum(lengths[i] for i in row) for row in rows)
         width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
         n = len(rows)
@@ -204,28 +204,19 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
     masks.check_policy(policy)
     config = masks.text_config(model_or_config)
     impl = hf.attn_implementation(config)
-    if impl not in PACKED_BACKENDS:
+    if impl not in _PACKED_BACKENDS:
         raise TrainingConfigError(
-            f"packing: true needs attn_implementation in {', '.join(PACKED_BACKENDS)} "
+            f"packing: true needs attn_implementation in {', '.join(_PACKED_BACKENDS)} "
             f"(an explicit per-example mask); the model runs {impl!r}"
         )
     if impl == "flex_attention":
-        return _by_layer_type(
+        return masks.by_layer_type(
             config,
             lambda sliding: _span_block_mask(
                 batch, policy, config.sliding_window if sliding else None
             ),
         )
     return composed_mask(config, batch, policy, dtype)
-
-
-def _by_layer_type(config, build):
-    """``build(sliding)`` per layer type: one mask, or a dict by type where full and
-    sliding-window layers alternate."""
-    layer_types = sorted(set(getattr(config, "layer_types", None) or []))
-    if len(layer_types) > 1:
-        return {lt: build(masks.is_sliding(config, lt)) for lt in layer_types}
-    return build(masks.is_sliding(config, layer_types[0] if layer_types else None))
 
 
 def composed_mask(
@@ -272,7 +263,7 @@ def composed_mask(
         overlay = None if block_ids is None else masking_utils.blockwise_overlay(block_ids)
         return masking_utils.create_causal_mask(**common, or_mask_function=overlay)
 
-    return _by_layer_type(config, build)
+    return masks.by_layer_type(config, build)
 
 
 def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: str) -> dict:
