@@ -23,6 +23,7 @@ which exits 0 whenever it ran (the training gate reads ``leaks``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -43,7 +44,7 @@ from ablate.mask.sft_data import TokenizedPair
 #: |change| in nats of a response-token loss, above which the policy reads later tokens.
 #: Leak-free policies give exactly 0 change (the computation for those positions is identical);
 #: leaking ones move it by >1e-2 even in bf16 on random weights.
-DEFAULT_DEPENDENCE_TOL = 1e-3
+_DEFAULT_DEPENDENCE_TOL = 1e-3
 
 
 class LeakageProbeError(ValueError):
@@ -125,7 +126,7 @@ def probe(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     batch_size: int = 8,
-    dependence_tol: float = DEFAULT_DEPENDENCE_TOL,
+    dependence_tol: float = _DEFAULT_DEPENDENCE_TOL,
 ) -> dict[str, Any]:
     """Response-token loss under ``causal`` vs ``policy`` on the same weights and pairs.
 
@@ -211,16 +212,12 @@ class ProbeSpec:
         return {k: getattr(self, k) for k in PROBE_KEYS}
 
 
-#: The fields of a probe's result a finetune's leakage gate acts on; the rest is evidence.
-VERDICT_FIELDS = ("policy", "leaks")
-
-
 def verdict(result: dict[str, Any], record: str | os.PathLike) -> dict[str, Any]:
-    """What a finetune takes from a probe: its verdict and the record that holds the evidence.
-    A finetune reads this, not the record, so a probe rerun to other evidence and the same
-    verdict (another ``n_pairs``) leaves the finetune's run-cache key as it was: restored, not
-    retrained to the same weights."""
-    return {**{k: result[k] for k in VERDICT_FIELDS}, "record": str(record)}
+    """What a finetune takes from a probe: its verdict (the fields its leakage gate acts on) and
+    the record that holds the evidence. A finetune reads this, not the record, so a probe rerun to
+    other evidence and the same verdict (another ``n_pairs``) leaves the finetune's run-cache key
+    as it was: restored, not retrained to the same weights."""
+    return {"policy": result["policy"], "leaks": result["leaks"], "record": str(record)}
 
 
 def run_probe(
@@ -286,26 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     """``ablate probe``: :func:`run_probe` from a command line (defaults: the config schema's
     ``mask.leakage`` section)."""
     p = probe_parser()
-    args = p.parse_args(argv)
+    args = vars(p.parse_args(argv))
+    args["n_pairs"] = args.pop("n")
+    # the spec's fields from their options; the rest (model, data, policy, ...) run_probe's
+    spec = ProbeSpec(**{f.name: args.pop(f.name) for f in dataclasses.fields(ProbeSpec)})
     try:
-        spec = ProbeSpec(
-            n_pairs=args.n,
-            max_seq_len=args.max_seq_len,
-            batch_size=args.batch_size,
-            dtype=args.dtype,
-            threshold=args.threshold,
-            device=args.device,
-            attn_implementation=args.attn_implementation,
-        )
-        run_probe(
-            spec,
-            model=args.model,
-            data=args.data,
-            policy=args.policy,
-            out=args.out,
-            revision=args.revision,
-            tokenizer=args.tokenizer,
-        )
+        run_probe(spec, **args)
     except LeakageProbeError as exc:
         p.error(str(exc))
     return 0
