@@ -120,7 +120,7 @@ FACTS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
     "emb_repeat5": _repeat(5, 3),
     "emb_order": _order,
 }
-MIRRORS = {
+_MIRRORS = {
     "emb_count": "hellaswag",
     "emb_pair": "piqa",
     "emb_repeat3": "arc_easy",
@@ -225,7 +225,7 @@ def task_yaml(name: str) -> dict[str, Any]:
             {"metric": m, "aggregation": "mean", "higher_is_better": True}
             for m in ("acc", "acc_norm")
         ],
-        "metadata": {"version": 2.0, "mirrors": MIRRORS[name]},
+        "metadata": {"version": 2.0, "mirrors": _MIRRORS[name]},
     }
 
 
