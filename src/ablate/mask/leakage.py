@@ -1,20 +1,18 @@
 """Label-leakage probe: does a mask policy let response tokens see the labels they predict?
 
 Same weights, same prompt/response examples, response-token loss (token-weighted mean NLL) under
-``causal`` and under the policy. Two signals, either one flags leakage:
+``causal`` and under the policy. Two signals, either one flags leakage (the measurements behind
+each: docs/masks.md, "The leakage probe"):
 
 - **loss ratio** ``loss_policy / loss_causal < threshold``: the weights already read the future.
-  ``DEFAULT_THRESHOLD = 0.5``: a leak-free policy changes a causally trained model's response
-  loss by tens of percent at most and mostly upwards (measured on tiny causally trained models:
-  prefix_bidir 1.0-9x, after 400 steps of prefix training 0.87x), while exploited leakage drives
-  it towards zero (seed study 1.023 -> 0.070 = 0.07x; tiny causally trained model after 200 steps
-  of prefill_bidir training 0.115x; from scratch 0.27x after 50 steps). 0.5 sits between the two
-  with a margin both ways.
+  ``DEFAULT_THRESHOLD = 0.5`` sits between a leak-free policy (a causally trained model's
+  response loss moves by tens of percent at most, mostly upwards) and exploited leakage (towards
+  zero: the seed study's 0.07x), with a margin both ways.
 - **future dependence**: the last token of every row is replaced and the response losses at the
   positions whose inputs and label are unchanged are recomputed; under a leak-free policy they
   are identical, under a leaking one they move. This needs no trained weights: a small causally
   trained model does not (yet) exploit a bidirectional view, its loss under ``prefill_bidir``
-  goes *up* (measured 1.03-12x), so the ratio alone would pass the policy that leaks in training.
+  goes *up*, so the ratio alone would pass the policy that leaks in training.
 
 :func:`run_probe` loads the model and pairs, probes and writes the result with a provenance block
 (the pipeline's leakage_probe rule calls it); ``main(argv)`` is the ``ablate probe`` CLI over it,
@@ -262,9 +260,7 @@ def run_probe(
     inputs = {"data": data}
     if Path(model).exists():
         inputs["model"] = model
-    result["model"] = str(model)
-    result["revision"] = revision
-    result["data"] = str(data)
+    result |= {"model": str(model), "revision": revision, "data": str(data)}
     result["provenance"] = provenance.collect(
         config_slice=spec.config_slice(), inputs=inputs, started=phases.started
     )
