@@ -35,16 +35,11 @@ from ablate.upstream import lmeval
 
 def _doc_indices(task_objs: dict[str, Any], limits: dict[str, int | None]) -> dict[str, list[int]]:
     """The docs each task scores: its first ``limits[task]`` (None: all)."""
-    return {
-        t: list(
-            range(
-                len(task_objs[t].eval_docs)
-                if n is None
-                else min(int(n), len(task_objs[t].eval_docs))
-            )
-        )
-        for t, n in limits.items()
-    }
+    out = {}
+    for t, n in limits.items():
+        total = len(task_objs[t].eval_docs)
+        out[t] = list(range(total if n is None else min(int(n), total)))
+    return out
 
 
 def _run_lm_eval(lm, task_objs, tasks, task_manager, samples_idx, bootstrap_iters, seed) -> dict:
@@ -237,7 +232,6 @@ def evaluate(
     tasks = [t["name"] for t in spec.tasks]
     limit = {t["name"]: t["limit"] for t in spec.tasks}
     headline = {t["name"]: t["metric"] for t in spec.tasks}
-    dtype, max_batch_tokens, share_contexts = spec.dtype, spec.max_batch_tokens, spec.share_contexts
     phases = Phases()
     check_policy(policy)
     if not tasks:
@@ -257,10 +251,10 @@ def evaluate(
             model,
             mask_policy=policy,
             revision=revision,
-            dtype=dtype,
+            dtype=spec.dtype,
             device=spec.device,
-            max_batch_tokens=max_batch_tokens,
-            share_contexts=share_contexts,
+            max_batch_tokens=spec.max_batch_tokens,
+            share_contexts=spec.share_contexts,
             protocol=spec.protocol,
             softmax_dtype=spec.softmax_dtype,
         )
@@ -273,9 +267,9 @@ def evaluate(
     model_block = _model_block(model, model_id, revision)
     run_config = spec.config_slice()
     scorer = {
-        "max_batch_tokens": max_batch_tokens,
-        "share_contexts": share_contexts,
-        "dtype": dtype,
+        "max_batch_tokens": spec.max_batch_tokens,
+        "share_contexts": spec.share_contexts,
+        "dtype": spec.dtype,
         "device": str(lm.device),
     }
     metrics = _metrics(
@@ -300,11 +294,11 @@ def _write(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], phase
     )
 
 
-def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
+def _headlines(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"--{what} expects TASK=VALUE, got {item!r}")
+            raise SystemExit(f"--headline expects TASK=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         out[k] = v
     return out
@@ -315,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = EvalSpec.parse(
         [t.strip() for t in a.tasks.split(",") if t.strip()],
         limit=a.limit,
-        headline=_parse_pairs(a.headline, "headline") or None,
+        headline=_headlines(a.headline) or None,
         **{
             k: v
             for k, v in dict(
