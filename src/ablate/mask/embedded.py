@@ -10,18 +10,8 @@ of the five tasks are *in-context* repetition, "box cup hat . again : box" -> "c
 not a fact the weights store but a position in the context, read by an induction circuit whose
 previous-token head the causal mask implements for free; with the mask removed at prefill that
 head sees the future too, and the circuit breaks. A lookup task (``emb_count``: the next numbers
-follow from the last one) is the control that needs no order.
-
-====================  ===============  =========================================================
-embedded task         mirrors          shape
-====================  ===============  =========================================================
-``emb_count``         hellaswag        4 endings of a counting sentence (up or down), 4 tokens
-``emb_pair``          piqa             repeat a 4-item list: the next item, 2 candidates
-``emb_repeat3``       arc_easy         repeat a 3-item list: the next item, 4 choices
-``emb_repeat5``       arc_challenge    repeat a 5-item list: the next item, 4 choices (harder)
-``emb_order``         winogrande       partial scoring: 2 orders of one list, one shared
-                                       continuation (the item that follows in the right order)
-====================  ===============  =========================================================
+follow from the last one) is the control that needs no order. The tasks, the benchmark each
+mirrors (:data:`_MIRRORS`) and their shapes: docs/embedded.md's table.
 
 Task files are lm-eval YAMLs (``output_type: multiple_choice``, ``dataset_path: json``) next to
 their jsonl data; ``data_files`` in the YAML is relative to the YAML's own folder, and
@@ -42,12 +32,9 @@ from typing import Any
 from ablate.core import config
 from ablate.core.outputs import io
 
-NUMBERS = (
-    "one two three four five six seven eight nine ten eleven twelve".split()
-)  # each a single Tekken token (with its leading space)
-THINGS = (
-    "box cup hat bag ball book key pen".split()
-)  # the repetition tasks' items, each a single Tekken token
+# every word of both a single Tekken token (with its leading space)
+NUMBERS = "one two three four five six seven eight nine ten eleven twelve".split()
+THINGS = "box cup hat bag ball book key pen".split()  # the repetition tasks' items
 
 # --- facts: one template per task, shared by the corpus, the tasks and the SFT pairs -----------
 
@@ -144,10 +131,7 @@ def _sentence(fact: dict[str, Any]) -> str:
 # --- generators ---------------------------------------------------------------------------------
 
 
-SFT_SPLITS = (
-    "answer",
-    "random",
-)  # where an SFT pair's prompt ends (``mask.data.embedded.sft_split``)
+SFT_SPLITS = ("answer", "random")  # where an SFT pair's prompt ends (mask.data.embedded.sft_split)
 
 
 def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, str]:
