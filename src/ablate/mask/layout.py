@@ -388,13 +388,10 @@ def _model_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
 
 def _cross_model_jobs(config: dict[str, Any], per_model: list[Job]) -> list[Job]:
     """The cross-model recovery table and claims, from each model's table and claims."""
-
-    def of(rule: str) -> list[str]:
-        return [j.name for j in per_model if j.rule == rule]
-
+    up = {r: [j.name for j in per_model if j.rule == r] for r in ("recovery_table", "mask_claims")}
     return [
-        _job(config, "models_recovery", upstream=of("recovery_table")),
-        _job(config, "models_claims", upstream=of("mask_claims")),
+        _job(config, "models_recovery", upstream=up["recovery_table"]),
+        _job(config, "models_claims", upstream=up["mask_claims"]),
     ]
 
 
@@ -419,20 +416,17 @@ def model_path(config: dict[str, Any], lm: str, key: str, **wildcards: str) -> s
 def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
     """metrics.json path -> {stage, variant, train_policy}: how the recovery table labels a row
     (and a seed's ``base`` variant and ``seed``)."""
-    return {
-        j.outputs["metrics"]: dict(
-            stage=j.stage,
-            variant=j.labels["model"],
-            train_policy=j.labels["variant"]["policy"] if j.labels["variant"] else None,
-            **{
-                k: j.labels["variant"][k]
-                for k in ("base", "seed")
-                if k in (j.labels["variant"] or {})
-            },
-        )
-        for j in job_list
-        if j.rule == "eval_model"
-    }
+    out = {}
+    for j in job_list:
+        if j.rule == "eval_model":
+            v = j.labels["variant"] or {}
+            out[j.outputs["metrics"]] = dict(
+                stage=j.stage,
+                variant=j.labels["model"],
+                train_policy=v["policy"] if v else None,
+                **{k: v[k] for k in ("base", "seed") if k in v},
+            )
+    return out
 
 
 def plan_config(config: dict[str, Any]) -> dict[str, Any]:
