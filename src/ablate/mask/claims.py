@@ -1,19 +1,12 @@
 """The mask study's claims, computed from its evaluations (results/claims/mask.csv).
 
-(0) the base model learned the tasks: stage 1 scores at least ``learned_margin`` above chance on
-    each task and ``learned_margin_macro`` above on the macro (a task at chance cannot drop);
-(a) the ablation hurts: stage 2 (base under the ablated policy) scores below stage 1 (base
-    under causal), on the macro over tasks and on each task; and broadly: the macro drops by at
-    least ``min_drop`` with at least ``min_tasks_hurt`` tasks each dropping significantly;
-(r) the finetunes recover: under the ablated evaluation the ``prefix_variant`` (and the
-    ``long_variant``, and the ``causal_variant`` beside them) scores above the base model under
-    it (stage 2), each with the share of the drop it wins back (:mod:`ablate.mask.answer`);
-(b) prefix-LM finetuning recovers more than causal finetuning: under the ablated evaluation the
-    ``prefix_variant`` (and the stage-5 ``long_variant``) scores above the ``causal_variant``,
-    and the ``long_variant`` at least as high as the ``prefix_variant`` (at most ``long_margin``
-    below it);
-(c) it costs little under causal evaluation: ``prefix_variant`` (and ``long_variant``) under
-    causal is at most ``side_effect_margin`` below stage 1.
+Each claim, its config keys and its rule: docs/claims.md, "The mask study's claims". In short:
+(0) the base model learned the tasks (stage 1 above chance, on the macro and per task); (a) the
+ablation hurts (stage 2, the base under the ablated policy, below stage 1, the base under causal:
+on the macro, per task, and broadly); (r) each finetune under the ablation scores above stage 2,
+with the share of the drop it wins back (:mod:`ablate.mask.answer`); (b) prefix-LM finetuning
+recovers more than causal finetuning, and the long run at least as much as the prefix-LM one;
+(c) it costs little under causal evaluation.
 
 Every test is paired on per-item correctness (the tasks' headline metric, from samples.parquet).
 The variants playing each role come from the config's ``claims:`` block (validated by
