@@ -203,5 +203,4 @@ def check_study(
     cfg, source = found
     what = f"{where}.path {model['path']} ({source})"
     check_config(cfg, what=what)
-    for backend in backends:
-        check(cfg.get("model_type"), [backend], what=what)
+    check(cfg.get("model_type"), backends, what=what)
