@@ -86,10 +86,9 @@ def _task_fingerprint(samples: list[dict]) -> str:
 
 
 def _metric(res: dict, name: str) -> tuple[float | None, float | None]:
-    value = res.get(f"{name},none")
-    stderr = res.get(f"{name}_stderr,none")
-    as_float = lambda x: None if x is None or x == "N/A" else float(x)  # noqa: E731
-    return as_float(value), as_float(stderr)
+    """lm-eval's value of ``name`` and its standard error; None where it has none ("N/A")."""
+    values = (res.get(f"{name},none"), res.get(f"{name}_stderr,none"))
+    return tuple(None if x is None or x == "N/A" else float(x) for x in values)
 
 
 def _acc_tokens(rows: list[dict[str, Any]]) -> tuple[float | None, float | None]:
