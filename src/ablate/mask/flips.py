@@ -43,7 +43,7 @@ def _load_eval(path: str | Path) -> tuple[dict, pd.DataFrame, Path]:
     return json.loads(metrics_file.read_text()), items.load(folder / SAMPLES_FILE), folder
 
 
-def picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
+def _picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
     """Per item: the gold choice's text, the choice the headline metric picked, its text and
     log-likelihood (indexed by task, doc_id)."""
     rows = []
@@ -115,7 +115,7 @@ def compare(
             "b_right": items.correctness(mb, sb, str(fb)),
         }
     ).dropna()
-    both = right.join(picks(ma, sa).add_prefix("a_")).join(picks(mb, sb).add_prefix("b_"))
+    both = right.join(_picks(ma, sa).add_prefix("a_")).join(_picks(mb, sb).add_prefix("b_"))
     both = both.drop(columns="b_gold_text").rename(columns={"a_gold_text": "gold_text"})
     counts = []
     for task, t in right.groupby(level="task"):
