@@ -52,7 +52,7 @@ def recovered_shares(scores: Mapping[tuple[str, str], float]) -> dict[str, float
     }
 
 
-def verdicts(quantities: Mapping[str, str], family: str) -> dict[str, str]:
+def _verdicts(quantities: Mapping[str, str], family: str) -> dict[str, str]:
     """The per-task verdicts of a claim family: ``ablation_hurts/<task>`` -> task -> verdict."""
     return {
         q.split("/", 1)[1]: v for q, v in sorted(quantities.items()) if q.startswith(f"{family}/")
@@ -64,7 +64,7 @@ def caption(quantities: Mapping[str, str], label: str) -> str:
     many tasks the ablation lowers significantly, each finetune's recovered share."""
     scores = macro_scores(quantities)
     ablated = ablated_policy(scores)
-    hurt = verdicts(quantities, "ablation_hurts")
+    hurt = _verdicts(quantities, "ablation_hurts")
     lowered = [t for t, v in hurt.items() if v == "supported"]
     drop = (
         f"the ablation (`{ablated}`, hatched) lowers {len(lowered)} of {len(hurt)} tasks "
@@ -105,7 +105,7 @@ def shows(quantities: Mapping[str, str], label: str) -> str:
     claims = {q: v for q, v in quantities.items() if " under " not in q and "/" not in q}
     for claim in sorted(claims):
         lines.append(f"| `{claim}` | {claims[claim]} |")
-        if tasks := verdicts(quantities, claim):
+        if tasks := _verdicts(quantities, claim):
             lines.append(f"| `{claim}/<task>` | {_family_line(tasks)} |")
     return "\n".join(lines)
 
