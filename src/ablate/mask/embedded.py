@@ -152,7 +152,7 @@ def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, 
     return {"prompt": " ".join(words[:cut]), "output": " " + " ".join(words[cut:])}
 
 
-def corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
+def _corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
     """Pretraining documents ``{"text": ...}``: facts of all tasks in their task templates."""
     rng = _rng(seed, "corpus")
     makers = list(FACTS.values())
@@ -261,7 +261,7 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     write_tasks(out / "tasks", p["seed"], p["task_docs"])
     return {
         "corpus": io.write_jsonl(
-            out / "corpus.jsonl", corpus(p["seed"], p["corpus_docs"], p["sentences_per_doc"])
+            out / "corpus.jsonl", _corpus(p["seed"], p["corpus_docs"], p["sentences_per_doc"])
         ),
         "tasks": out / "tasks",
         "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"], p["sft_split"]),
