@@ -306,22 +306,16 @@ def _headlines(items: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     a = eval_parser().parse_args(argv)
+    # the options given; the spec's defaults (the schema's) fill in the rest
+    keys = ("dtype", "device", "max_batch_tokens", "protocol", "softmax_dtype")
+    given = {k: getattr(a, k) for k in keys if getattr(a, k) is not None}
+    if a.no_share_contexts:
+        given["share_contexts"] = False
     spec = EvalSpec.parse(
         [t.strip() for t in a.tasks.split(",") if t.strip()],
         limit=a.limit,
         headline=_headlines(a.headline) or None,
-        **{
-            k: v
-            for k, v in dict(
-                dtype=a.dtype,
-                device=a.device,
-                max_batch_tokens=a.max_batch_tokens,
-                share_contexts=False if a.no_share_contexts else None,
-                protocol=a.protocol,
-                softmax_dtype=a.softmax_dtype,
-            ).items()
-            if v is not None
-        },
+        **given,
     )
     evaluate(
         spec,
