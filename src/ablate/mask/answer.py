@@ -39,7 +39,7 @@ def share_text(name: str, share: float, drop: float, low: float, high: float, al
     return f"{name} wins back {share:+.4f} of the drop of {drop:.3f} [{level}% CI {low:+.3f}, {high:+.3f}]"
 
 
-def _read_share(evidence: str) -> tuple[str, float] | None:
+def _read_share(evidence: str | None) -> tuple[str, float] | None:
     """(variant, share) from a recovery claim's evidence; None where it states no share."""
     m = _SHARE_READ.search(evidence or "")
     return (m.group(1), float(m.group(2))) if m else None
@@ -70,7 +70,7 @@ def answer(rows: Iterable[Mapping[str, str]]) -> str | None:
     lead = by_id.get(claim_id(RECOVERY_ROLES[0]))
     if lead is None or lead.get("verdict") in (None, "not run"):
         return None
-    got = _read_share(lead.get("evidence") or "")
+    got = _read_share(lead.get("evidence"))
     if got is None:
         if _NOTHING not in (lead.get("evidence") or ""):
             return None
@@ -80,9 +80,7 @@ def answer(rows: Iterable[Mapping[str, str]]) -> str | None:
         said = f"{name} wins back {percent(share)} of the ablation's drop ({_p(lead)})"
     else:
         said = f"{name} wins back no significant share of the drop ({percent(share, True)}, {_p(lead)})"
-    others = []
     for role in RECOVERY_ROLES[1:]:
-        other = _read_share((by_id.get(claim_id(role)) or {}).get("evidence") or "")
-        if other is not None:
-            others.append(f"{other[0]} {percent(other[1])}")
-    return said + "".join(f", {o}" for o in others) + "."
+        if other := _read_share(by_id.get(claim_id(role), {}).get("evidence")):
+            said += f", {other[0]} {percent(other[1])}"
+    return said + "."
