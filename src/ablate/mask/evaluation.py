@@ -151,13 +151,12 @@ class EvalSpec:
     ``max_batch_tokens`` and ``share_contexts``, lm-eval's ``bootstrap_iters`` and ``seed``, the
     ``protocol`` (how a request becomes a scored row: :data:`ablate.mask.policy_lm.PROTOCOLS`),
     ``softmax_dtype`` (:data:`ablate.mask.policy_lm.SOFTMAX_DTYPES`; None: float32, its default,
-    which a slice leaves out: :data:`ablate.mask.layout.LATE_EVAL_KEYS`), and
-    the pipeline's ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its
-    hub dataset pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
-    loaded at that commit; None for the embedded tasks), ``task_dirs`` (folders of the user's own
-    task YAMLs, config ``mask.eval.task_dirs``: loaded with the ``task_dirs`` :func:`evaluate` is
-    given; None: none). ``device`` (None: a GPU when there is one)
-    is the command line's, not a config key, and not in the recorded slice.
+    which a slice leaves out: :data:`ablate.mask.layout.LATE_EVAL_KEYS`), the pipeline's
+    ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its hub dataset
+    pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
+    loaded at that commit; None for the embedded tasks), ``task_dirs`` (the user's own task
+    YAMLs' folders, loaded with the ``task_dirs`` :func:`evaluate` is given; None: none).
+    ``device`` (None: a GPU when there is one) is the command line's, not a config key.
 
     The pipeline builds it from the job's slice (``EvalSpec(**slice)``: defaults filled in when
     the config was parsed); a library caller with :meth:`parse`."""
