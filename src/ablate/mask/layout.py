@@ -356,10 +356,8 @@ def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list
     """Every job of the mask study for a schema-validated config, in run order (core Jobs: the
     rules, STATUS and the planner read them). A multi-model config (``mask.models``): the data,
     then each model's study in its folder (:func:`ablate.mask.models.in_model`), then the
-    cross-model table and claims.
-
-    ``variants``: the resolved finetune variants, when the caller already has them.
-    """
+    cross-model table and claims. ``variants``: the resolved finetune variants, when the caller
+    already has them."""
     variants = variants_of(config) if variants is None else variants
     lms = model_dim.names(config)
     if not lms:
