@@ -94,21 +94,15 @@ def proof(model_type: str) -> str:
     return f"{_AUDIT_TEST}[{model_type}]"
 
 
-def _howto(model_type: str) -> str:
-    return (
-        f"to prove it, add a tiny random {model_type} config to FAMILIES in "
-        f"tests/mask/test_masks.py and the family to ablate.mask.families.PROVEN, then run "
-        f"pytest '{proof(model_type)}' (docs/masks.md, 'Proven families')"
-    )
-
-
 def check(model_type: str | None, backends: Iterable[str] = (), *, what: str = "the model") -> None:
     """Refuse an unproven ``model_type``, or a backend its audit does not cover: one line."""
     if model_type not in PROVEN:
         raise UnprovenFamilyError(
             f"{what} has model_type {model_type!r}, whose mask policies no audit has proven "
-            f"(a policy could be silently ignored and the model stay causal): refused; "
-            + _howto(str(model_type))
+            f"(a policy could be silently ignored and the model stay causal): refused; to prove "
+            f"it, add a tiny random {model_type} config to FAMILIES in tests/mask/test_masks.py "
+            f"and the family to ablate.mask.families.PROVEN, then run pytest "
+            f"'{proof(str(model_type))}' (docs/masks.md, 'Proven families')"
         )
     proven = PROVEN[model_type].backends
     for backend in backends:
