@@ -20,14 +20,11 @@ from ablate.core.reports import stats
 #: the claim roles with a recovery claim, in the order the answer names them (the prefix-LM
 #: finetune, the study's question, first)
 RECOVERY_ROLES = ("prefix", "causal", "long")
-#: how a recovery claim's evidence states the share of the drop, and where there is none
-SHARE = (
-    "{name} wins back {share:+.4f} of the drop of {drop:.3f} [{level}% CI {low:+.3f}, {high:+.3f}]"
-)
-NOTHING = "nothing to win back"
-NO_DROP = "the ablation did not lower the macro (diff {drop:+.3f}): " + NOTHING
-#: :data:`SHARE` read back: the variant and its share
-SHARE_READ = re.compile(r"; (\S+) wins back ([+-]\d+\.\d+) of the drop of ")
+#: how a recovery claim's evidence says there is no share of the drop
+_NOTHING = "nothing to win back"
+NO_DROP = "the ablation did not lower the macro (diff {drop:+.3f}): " + _NOTHING
+#: :func:`share_text` read back: the variant and its share
+_SHARE_READ = re.compile(r"; (\S+) wins back ([+-]\d+\.\d+) of the drop of ")
 
 
 def claim_id(role: str) -> str:
@@ -39,12 +36,12 @@ def share_text(name: str, share: float, drop: float, low: float, high: float, al
     """The end of a recovery claim's evidence: the finetune ``name``'s share of the ``drop`` (the
     stage-1 minus stage-2 macro) with its interval (the difference's interval over the drop)."""
     level = round(100 * (1 - alpha))
-    return SHARE.format(name=name, share=share, drop=drop, level=level, low=low, high=high)
+    return f"{name} wins back {share:+.4f} of the drop of {drop:.3f} [{level}% CI {low:+.3f}, {high:+.3f}]"
 
 
-def read_share(evidence: str) -> tuple[str, float] | None:
+def _read_share(evidence: str | None) -> tuple[str, float] | None:
     """(variant, share) from a recovery claim's evidence; None where it states no share."""
-    m = SHARE_READ.search(evidence or "")
+    m = _SHARE_READ.search(evidence or "")
     return (m.group(1), float(m.group(2))) if m else None
 
 
@@ -73,9 +70,9 @@ def answer(rows: Iterable[Mapping[str, str]]) -> str | None:
     lead = by_id.get(claim_id(RECOVERY_ROLES[0]))
     if lead is None or lead.get("verdict") in (None, "not run"):
         return None
-    got = read_share(lead.get("evidence") or "")
+    got = _read_share(lead.get("evidence"))
     if got is None:
-        if NOTHING not in (lead.get("evidence") or ""):
+        if _NOTHING not in (lead.get("evidence") or ""):
             return None
         return "The ablation did not lower the macro score: no finetune has a drop to win back."
     name, share = got
@@ -83,9 +80,7 @@ def answer(rows: Iterable[Mapping[str, str]]) -> str | None:
         said = f"{name} wins back {percent(share)} of the ablation's drop ({_p(lead)})"
     else:
         said = f"{name} wins back no significant share of the drop ({percent(share, True)}, {_p(lead)})"
-    others = []
     for role in RECOVERY_ROLES[1:]:
-        other = read_share((by_id.get(claim_id(role)) or {}).get("evidence") or "")
-        if other is not None:
-            others.append(f"{other[0]} {percent(other[1])}")
-    return said + "".join(f", {o}" for o in others) + "."
+        if other := _read_share(by_id.get(claim_id(role), {}).get("evidence")):
+            said += f", {other[0]} {percent(other[1])}"
+    return said + "."

@@ -1,19 +1,12 @@
 """The mask study's claims, computed from its evaluations (results/claims/mask.csv).
 
-(0) the base model learned the tasks: stage 1 scores at least ``learned_margin`` above chance on
-    each task and ``learned_margin_macro`` above on the macro (a task at chance cannot drop);
-(a) the ablation hurts: stage 2 (base under the ablated policy) scores below stage 1 (base
-    under causal), on the macro over tasks and on each task; and broadly: the macro drops by at
-    least ``min_drop`` with at least ``min_tasks_hurt`` tasks each dropping significantly;
-(r) the finetunes recover: under the ablated evaluation the ``prefix_variant`` (and the
-    ``long_variant``, and the ``causal_variant`` beside them) scores above the base model under
-    it (stage 2), each with the share of the drop it wins back (:mod:`ablate.mask.answer`);
-(b) prefix-LM finetuning recovers more than causal finetuning: under the ablated evaluation the
-    ``prefix_variant`` (and the stage-5 ``long_variant``) scores above the ``causal_variant``,
-    and the ``long_variant`` at least as high as the ``prefix_variant`` (at most ``long_margin``
-    below it);
-(c) it costs little under causal evaluation: ``prefix_variant`` (and ``long_variant``) under
-    causal is at most ``side_effect_margin`` below stage 1.
+Each claim, its config keys and its rule: docs/claims.md, "The mask study's claims". In short:
+(0) the base model learned the tasks (stage 1 above chance, on the macro and per task); (a) the
+ablation hurts (stage 2, the base under the ablated policy, below stage 1, the base under causal:
+on the macro, per task, and broadly); (r) each finetune under the ablation scores above stage 2,
+with the share of the drop it wins back (:mod:`ablate.mask.answer`); (b) prefix-LM finetuning
+recovers more than causal finetuning, and the long run at least as much as the prefix-LM one;
+(c) it costs little under causal evaluation.
 
 Every test is paired on per-item correctness (the tasks' headline metric, from samples.parquet).
 The variants playing each role come from the config's ``claims:`` block (validated by
@@ -45,9 +38,9 @@ from ablate.core.reports.claims import (
 )
 from ablate.mask import answer, items
 
-STUDY = "mask"
+_STUDY = "mask"
 #: how the statements name the finetune playing each role
-ROLE_NAMES = {
+_ROLE_NAMES = {
     "prefix": "prefix-LM finetune",
     "long": "long-run finetune",
     "causal": "causal finetune",
@@ -59,21 +52,25 @@ def key(model: str, policy: str, task: str | None = None) -> str:
     return f"{model}@{policy}" + (f"/{task}" if task else "")
 
 
-def label(model: str, policy: str, task: str | None = None) -> str:
+def _label(model: str, policy: str, task: str | None = None) -> str:
     """How evidence lines name an evaluation: ``3B under prefill_bidir[ on task]``."""
     return f"{model} under {policy}" + (f" on {task}" if task else "")
 
 
-def _above_chance(name: str, margin: float):
-    """The threshold of a "learned" claim: the evaluation's chance (from its metrics) + margin."""
-    return lambda ev: ev.params["chance"][name] + margin
+def _tests(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The paired tests' settings of a resolved ``claims:`` block."""
+    return {"alpha": cfg["alpha"], "min_n": cfg["min_n"]}
 
 
-def hurts_broadly(
-    s1: str, s2: str, tasks: list[str], min_drop: float, min_tasks: int, *, alpha: float, min_n: int
-):
+def _above_chance(name: str, margin: float, cfg: dict[str, Any]):
+    """Rule for a "learned" claim: ``name`` above its chance (from its metrics) + ``margin``."""
+    return exceeds(name, lambda ev: ev.params["chance"][name] + margin, **_tests(cfg))
+
+
+def _hurts_broadly(s1: str, s2: str, tasks: list[str], cfg: dict[str, Any]):
     """Rule for "the macro drops by at least ``min_drop`` (and significantly) from ``s1`` to
-    ``s2``, with at least ``min_tasks`` tasks each dropping significantly"."""
+    ``s2``, with at least ``min_tasks_hurt`` tasks each dropping significantly"."""
+    alpha, min_drop, min_tasks = cfg["alpha"], cfg["min_drop"], cfg["min_tasks_hurt"]
 
     def rule(ev: Evidence) -> ClaimResult:
         # diff = s1 - s2 (the drop, positive), the sign "ablation_hurts" prints for the same drop
@@ -89,7 +86,7 @@ def hurts_broadly(
             + (f" ({', '.join(hurt)})" if hurt else "")
             + f"; needs a drop >= {min_drop:g} and >= {min_tasks} tasks"
         )
-        if macro.n < min_n:
+        if macro.n < cfg["min_n"]:
             verdict = "inconclusive"
         elif macro.diff >= min_drop and macro.significant and len(hurt) >= min_tasks:
             verdict = "supported"
@@ -101,13 +98,14 @@ def hurts_broadly(
     return rule
 
 
-def recovers(subject: str, name: str, s1: str, s2: str, *, alpha: float, min_n: int):
+def _recovers(subject: str, name: str, s1: str, s2: str, cfg: dict[str, Any]):
     """Rule for "the finetune ``name`` (evidence ``subject``, under the ablation) scores above the
     base model under the ablation (``s2``)": :func:`beats`' paired test, its evidence ending with
     the share of the drop from ``s1`` (the base under causal) that the finetune wins back,
     ``(subject - s2) / (s1 - s2)`` on the macro, with the difference's interval over the drop.
     Where the ablation does not lower the macro there is nothing to win back: inconclusive."""
-    win = beats(subject, s2, alpha=alpha, min_n=min_n)
+    alpha = cfg["alpha"]
+    win = beats(subject, s2, **_tests(cfg))
 
     def rule(ev: Evidence) -> ClaimResult:
         r = win(ev)
@@ -138,10 +136,10 @@ def _recovery_claims(cfg: dict[str, Any], ablated: str) -> list[Claim]:
         out.append(
             Claim(
                 answer.claim_id(role),
-                f"Under the ablated evaluation ({ablated}), the {ROLE_NAMES[role]} {name} scores "
+                f"Under the ablated evaluation ({ablated}), the {_ROLE_NAMES[role]} {name} scores "
                 f"above the base model under it (stage 2): it wins back part of the ablation's "
                 f"drop (macro){aside}.",
-                recovers(key(name, ablated), name, s1, s2, alpha=cfg["alpha"], min_n=cfg["min_n"]),
+                _recovers(key(name, ablated), name, s1, s2, cfg),
             )
         )
     return out
@@ -149,27 +147,20 @@ def _recovery_claims(cfg: dict[str, Any], ablated: str) -> list[Claim]:
 
 def _learned_claims(cfg: dict[str, Any], tasks: list[str]) -> list[Claim]:
     """(0) The base model learned the tasks: stage 1 above chance, on the macro and per task."""
-    alpha, min_n = cfg["alpha"], cfg["min_n"]
-    s1 = key("base", "causal")
     learned, learned_macro = cfg["learned_margin"], cfg["learned_margin_macro"]
     out = [
         Claim(
             "learned",
             f"The base model learned the tasks: its stage-1 macro score is more than "
             f"{learned_macro:g} above chance.",
-            exceeds(s1, _above_chance(s1, learned_macro), alpha=alpha, min_n=min_n),
+            _above_chance(key("base", "causal"), learned_macro, cfg),
         )
     ]
     out += [
         Claim(
             f"learned/{t}",
             f"The base model learned {t}: its stage-1 score is more than {learned:g} above chance.",
-            exceeds(
-                key("base", "causal", t),
-                _above_chance(key("base", "causal", t), learned),
-                alpha=alpha,
-                min_n=min_n,
-            ),
+            _above_chance(key("base", "causal", t), learned, cfg),
         )
         for t in tasks
     ]
@@ -178,21 +169,20 @@ def _learned_claims(cfg: dict[str, Any], tasks: list[str]) -> list[Claim]:
 
 def _ablation_claims(cfg: dict[str, Any], ablated: str, tasks: list[str]) -> list[Claim]:
     """(a) The ablation hurts: stage 2 below stage 1, on the macro, per task, and broadly."""
-    alpha, min_n = cfg["alpha"], cfg["min_n"]
     s1, s2 = key("base", "causal"), key("base", ablated)
     out = [
         Claim(
             "ablation_hurts",
             f"Removing the causal mask at prefill ({ablated}) lowers the base model's macro score "
             "(stage 2 < stage 1).",
-            beats(s1, s2, alpha=alpha, min_n=min_n),
+            beats(s1, s2, **_tests(cfg)),
         )
     ]
     out += [
         Claim(
             f"ablation_hurts/{t}",
             f"The ablation ({ablated}) lowers the base model's score on {t} (stage 2 < stage 1).",
-            beats(key("base", "causal", t), key("base", ablated, t), alpha=alpha, min_n=min_n),
+            beats(key("base", "causal", t), key("base", ablated, t), **_tests(cfg)),
         )
         for t in tasks
     ]
@@ -201,15 +191,7 @@ def _ablation_claims(cfg: dict[str, Any], ablated: str, tasks: list[str]) -> lis
             "ablation_hurts_broadly",
             f"The ablation ({ablated}) lowers the macro by at least {cfg['min_drop']:g}, with at "
             f"least {cfg['min_tasks_hurt']} tasks each significantly lower.",
-            hurts_broadly(
-                s1,
-                s2,
-                tasks,
-                cfg["min_drop"],
-                cfg["min_tasks_hurt"],
-                alpha=alpha,
-                min_n=min_n,
-            ),
+            _hurts_broadly(s1, s2, tasks, cfg),
         )
     )
     return out
@@ -219,9 +201,8 @@ def _finetune_claims(cfg: dict[str, Any], ablated: str, role: str, name: str) ->
     """(b) and (c) for the variant ``name`` playing ``role`` (prefix or long): it recovers more
     than the causal finetune, the long run at least as much as the prefix one, and it costs
     little under causal evaluation."""
-    alpha, min_n = cfg["alpha"], cfg["min_n"]
     prefix, causal = cfg.get("prefix_variant"), cfg.get("causal_variant")
-    what = ROLE_NAMES[role]
+    what, margin = _ROLE_NAMES[role], cfg["side_effect_margin"]
     out = []
     if causal is not None:
         out.append(
@@ -229,34 +210,26 @@ def _finetune_claims(cfg: dict[str, Any], ablated: str, role: str, name: str) ->
                 f"{role}_recovers_more",
                 f"Under the ablated evaluation ({ablated}), the {what} {name} scores above "
                 f"the causal finetune {causal} (macro).",
-                beats(key(name, ablated), key(causal, ablated), alpha=alpha, min_n=min_n),
+                beats(key(name, ablated), key(causal, ablated), **_tests(cfg)),
             )
         )
     if role == "long" and prefix is not None:
+        long_margin = cfg["long_margin"]
         out.append(
             Claim(
                 "long_at_least_prefix",
                 f"Under the ablated evaluation ({ablated}), the long-run finetune {name} "
                 f"scores at least as high as the prefix-LM finetune {prefix} (at most "
-                f"{cfg['long_margin']:g} below it; macro).",
-                within_margin(
-                    key(name, ablated),
-                    key(prefix, ablated),
-                    cfg["long_margin"],
-                    alpha=alpha,
-                    min_n=min_n,
-                ),
+                f"{long_margin:g} below it; macro).",
+                within_margin(key(name, ablated), key(prefix, ablated), long_margin, **_tests(cfg)),
             )
         )
-    margin = cfg["side_effect_margin"]
     out.append(
         Claim(
             f"{role}_side_effect_small",
             f"Under causal evaluation, the {what} {name} is at most {margin:g} below stage 1 "
             "(macro).",
-            within_margin(
-                key(name, "causal"), key("base", "causal"), margin, alpha=alpha, min_n=min_n
-            ),
+            within_margin(key(name, "causal"), key("base", "causal"), margin, **_tests(cfg)),
         )
     )
     return out
@@ -287,10 +260,10 @@ def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | P
         correct = items.correctness(metrics, items.load(s), str(s))
         model, policy = m.parts[-3:-1]
         source = f"{m.parent} (run {metrics.get('run_id')})"
-        inputs[key(model, policy)] = Samples(correct, source, label(model, policy))
+        inputs[key(model, policy)] = Samples(correct, source, _label(model, policy))
         chance[key(model, policy)] = metrics["macro"]["chance"]
         for task, values in correct.groupby(level=0):
-            inputs[key(model, policy, task)] = Samples(values, source, label(model, policy, task))
+            inputs[key(model, policy, task)] = Samples(values, source, _label(model, policy, task))
             chance[key(model, policy, task)] = metrics["tasks"][task]["chance"]
     return Evidence(inputs, params={"chance": chance})
 
@@ -317,12 +290,12 @@ def claims_table(
     ev = context(metrics_files, samples_files)
     claims = mask_claims(cfg, ablated, list(tasks))
     if "seeds" in cfg:  # a role's variant has seeds: pooled and per seed
-        seeds, labels = seed_inputs(cfg["seeds"], ablated, tasks)
-        return evaluate_seeded(claims, ev, seeds, STUDY, labels)
-    return evaluate_claims(claims, ev, study=STUDY)
+        seeds, labels = _seed_inputs(cfg["seeds"], ablated, tasks)
+        return evaluate_seeded(claims, ev, seeds, _STUDY, labels)
+    return evaluate_claims(claims, ev, study=_STUDY)
 
 
-def seed_inputs(
+def _seed_inputs(
     seeds: dict[str, dict[str, int]], ablated: str, tasks: Iterable[str]
 ) -> tuple[dict[str, dict[int, str]], dict[str, str]]:
     """Each evidence name of a seeded variant (``3B@causal[/task]``) -> {seed: its seed's name},
@@ -334,5 +307,5 @@ def seed_inputs(
             for task in (None, *tasks):
                 k = key(name, policy, task)
                 out[k] = {s: key(v, policy, task) for v, s in variants.items()}
-                labels[k] = label(name, policy, task)
+                labels[k] = _label(name, policy, task)
     return out, labels

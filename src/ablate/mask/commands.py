@@ -28,6 +28,12 @@ EVAL_SOFTMAX_DTYPES: tuple[str, ...] = tuple(
 )
 
 
+def _policy(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--policy", required=True, choices=policies.POLICIES, help=policies.policy_help()
+    )
+
+
 def probe_parser() -> argparse.ArgumentParser:
     """``ablate probe`` (defaults: the config schema's ``mask.leakage`` section)."""
     d = config.schema_defaults("properties/mask/properties/leakage")
@@ -37,9 +43,7 @@ def probe_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="model directory (or hub id)")
     p.add_argument("--data", required=True, help="Alpaca-style .jsonl (instruction, input, output)")
-    p.add_argument(
-        "--policy", required=True, choices=policies.POLICIES, help=policies.policy_help()
-    )
+    _policy(p)
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument(
         "--n",
@@ -55,18 +59,9 @@ def probe_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--revision", help="hub revision of a hub id --model (default: the newest)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: --model)")
-    p.add_argument(
-        "--max-seq-len",
-        type=config.whole_number(1),
-        default=d["max_seq_len"],
-        help="default %(default)s",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=config.whole_number(1),
-        default=d["batch_size"],
-        help="default %(default)s",
-    )
+    for k in ("max_seq_len", "batch_size"):
+        flag = "--" + k.replace("_", "-")
+        p.add_argument(flag, type=config.whole_number(1), default=d[k], help="default %(default)s")
     p.add_argument(
         "--dtype",
         default=d["dtype"],
@@ -89,9 +84,7 @@ def eval_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--model", required=True, help="model dir or hub id")
     ap.add_argument("--tasks", required=True, help="comma-separated lm-eval task names")
-    ap.add_argument(
-        "--policy", required=True, choices=policies.POLICIES, help=policies.policy_help()
-    )
+    _policy(ap)
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--task-dir", action="append", default=[], help="folder of local task YAMLs")
     ap.add_argument("--limit", type=config.whole_number(1), default=None, help="docs per task")
@@ -129,9 +122,7 @@ def train_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="SFT under a mask policy (response-only loss)")
     ft.add_argument("--model", required=True, help="model directory or hub id")
     ft.add_argument("--data", required=True, help="Alpaca .jsonl or datasets id")
-    ft.add_argument(
-        "--policy", required=True, choices=policies.POLICIES, help=policies.policy_help()
-    )
+    _policy(ft)
     ft.add_argument(
         "--probe-result", help="JSON written by `ablate probe` (else the probe runs here)"
     )

@@ -10,18 +10,8 @@ of the five tasks are *in-context* repetition, "box cup hat . again : box" -> "c
 not a fact the weights store but a position in the context, read by an induction circuit whose
 previous-token head the causal mask implements for free; with the mask removed at prefill that
 head sees the future too, and the circuit breaks. A lookup task (``emb_count``: the next numbers
-follow from the last one) is the control that needs no order.
-
-====================  ===============  =========================================================
-embedded task         mirrors          shape
-====================  ===============  =========================================================
-``emb_count``         hellaswag        4 endings of a counting sentence (up or down), 4 tokens
-``emb_pair``          piqa             repeat a 4-item list: the next item, 2 candidates
-``emb_repeat3``       arc_easy         repeat a 3-item list: the next item, 4 choices
-``emb_repeat5``       arc_challenge    repeat a 5-item list: the next item, 4 choices (harder)
-``emb_order``         winogrande       partial scoring: 2 orders of one list, one shared
-                                       continuation (the item that follows in the right order)
-====================  ===============  =========================================================
+follow from the last one) is the control that needs no order. The tasks, the benchmark each
+mirrors (:data:`_MIRRORS`) and their shapes: docs/embedded.md's table.
 
 Task files are lm-eval YAMLs (``output_type: multiple_choice``, ``dataset_path: json``) next to
 their jsonl data; ``data_files`` in the YAML is relative to the YAML's own folder, and
@@ -42,12 +32,9 @@ from typing import Any
 from ablate.core import config
 from ablate.core.outputs import io
 
-NUMBERS = (
-    "one two three four five six seven eight nine ten eleven twelve".split()
-)  # each a single Tekken token (with its leading space)
-THINGS = (
-    "box cup hat bag ball book key pen".split()
-)  # the repetition tasks' items, each a single Tekken token
+# every word of both a single Tekken token (with its leading space)
+NUMBERS = "one two three four five six seven eight nine ten eleven twelve".split()
+THINGS = "box cup hat bag ball book key pen".split()  # the repetition tasks' items
 
 # --- facts: one template per task, shared by the corpus, the tasks and the SFT pairs -----------
 
@@ -120,7 +107,7 @@ FACTS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
     "emb_repeat5": _repeat(5, 3),
     "emb_order": _order,
 }
-MIRRORS = {
+_MIRRORS = {
     "emb_count": "hellaswag",
     "emb_pair": "piqa",
     "emb_repeat3": "arc_easy",
@@ -144,10 +131,7 @@ def _sentence(fact: dict[str, Any]) -> str:
 # --- generators ---------------------------------------------------------------------------------
 
 
-SFT_SPLITS = (
-    "answer",
-    "random",
-)  # where an SFT pair's prompt ends (``mask.data.embedded.sft_split``)
+SFT_SPLITS = ("answer", "random")  # where an SFT pair's prompt ends (mask.data.embedded.sft_split)
 
 
 def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, str]:
@@ -168,7 +152,7 @@ def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, 
     return {"prompt": " ".join(words[:cut]), "output": " " + " ".join(words[cut:])}
 
 
-def corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
+def _corpus(seed: int, n_docs: int, sentences_per_doc: int) -> list[dict[str, str]]:
     """Pretraining documents ``{"text": ...}``: facts of all tasks in their task templates."""
     rng = _rng(seed, "corpus")
     makers = list(FACTS.values())
@@ -225,7 +209,7 @@ def task_yaml(name: str) -> dict[str, Any]:
             {"metric": m, "aggregation": "mean", "higher_is_better": True}
             for m in ("acc", "acc_norm")
         ],
-        "metadata": {"version": 2.0, "mirrors": MIRRORS[name]},
+        "metadata": {"version": 2.0, "mirrors": _MIRRORS[name]},
     }
 
 
@@ -277,7 +261,7 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
     write_tasks(out / "tasks", p["seed"], p["task_docs"])
     return {
         "corpus": io.write_jsonl(
-            out / "corpus.jsonl", corpus(p["seed"], p["corpus_docs"], p["sentences_per_doc"])
+            out / "corpus.jsonl", _corpus(p["seed"], p["corpus_docs"], p["sentences_per_doc"])
         ),
         "tasks": out / "tasks",
         "sft": write_sft(out / "sft.jsonl", p["seed"], p["sft_pairs"], p["sft_split"]),

@@ -13,7 +13,7 @@ from typing import Any
 from ablate.mask.lm_tasks import gold_index
 
 METRICS = ("acc", "acc_norm", "acc_tokens")
-DEFAULT_HEADLINE = "acc_norm"  # lm-eval's length-normalised score, where the task has it
+_DEFAULT_HEADLINE = "acc_norm"  # lm-eval's length-normalised score, where the task has it
 SAMPLE_COLUMNS = (
     "task",
     "doc_id",
@@ -33,7 +33,7 @@ SAMPLE_COLUMNS = (
 )
 
 
-def sample_rows(
+def _sample_rows(
     task_name: str, task, samples: list[dict], continuation_tokens: dict[tuple[str, str], int]
 ) -> list[dict[str, Any]]:
     """One row per (doc, choice): what lm-eval scored, enough to recompute any metric.
@@ -86,10 +86,9 @@ def _task_fingerprint(samples: list[dict]) -> str:
 
 
 def _metric(res: dict, name: str) -> tuple[float | None, float | None]:
-    value = res.get(f"{name},none")
-    stderr = res.get(f"{name}_stderr,none")
-    as_float = lambda x: None if x is None or x == "N/A" else float(x)  # noqa: E731
-    return as_float(value), as_float(stderr)
+    """lm-eval's value of ``name`` and its standard error; None where it has none ("N/A")."""
+    values = (res.get(f"{name},none"), res.get(f"{name}_stderr,none"))
+    return tuple(None if x is None or x == "N/A" else float(x) for x in values)
 
 
 def _acc_tokens(rows: list[dict[str, Any]]) -> tuple[float | None, float | None]:
@@ -114,17 +113,17 @@ def task_result(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One task's metrics.json entry and its sample rows. ``headline``: the metric reported as
     ``score`` (one name, or task -> name); default acc_norm where the task has it, else acc.
-    ``continuation_tokens``: as :func:`sample_rows` takes it."""
+    ``continuation_tokens``: as :func:`_sample_rows` takes it."""
     import pandas as pd
 
-    rows = sample_rows(name, task, samples, continuation_tokens)
+    rows = _sample_rows(name, task, samples, continuation_tokens)
     entry: dict[str, Any] = {}
     for m in METRICS:
         entry[m], entry[f"{m}_stderr"] = (
             _acc_tokens(rows) if m == "acc_tokens" else _metric(results, m)
         )
     want = headline.get(name) if isinstance(headline, dict) else headline
-    metric = want or (DEFAULT_HEADLINE if entry[DEFAULT_HEADLINE] is not None else "acc")
+    metric = want or (_DEFAULT_HEADLINE if entry[_DEFAULT_HEADLINE] is not None else "acc")
     if entry.get(metric) is None:
         raise KeyError(
             f"task {name}: headline metric {metric!r} was not computed "

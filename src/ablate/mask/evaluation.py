@@ -35,16 +35,11 @@ from ablate.upstream import lmeval
 
 def _doc_indices(task_objs: dict[str, Any], limits: dict[str, int | None]) -> dict[str, list[int]]:
     """The docs each task scores: its first ``limits[task]`` (None: all)."""
-    return {
-        t: list(
-            range(
-                len(task_objs[t].eval_docs)
-                if n is None
-                else min(int(n), len(task_objs[t].eval_docs))
-            )
-        )
-        for t, n in limits.items()
-    }
+    out = {}
+    for t, n in limits.items():
+        total = len(task_objs[t].eval_docs)
+        out[t] = list(range(total if n is None else min(int(n), total)))
+    return out
 
 
 def _run_lm_eval(lm, task_objs, tasks, task_manager, samples_idx, bootstrap_iters, seed) -> dict:
@@ -156,13 +151,12 @@ class EvalSpec:
     ``max_batch_tokens`` and ``share_contexts``, lm-eval's ``bootstrap_iters`` and ``seed``, the
     ``protocol`` (how a request becomes a scored row: :data:`ablate.mask.policy_lm.PROTOCOLS`),
     ``softmax_dtype`` (:data:`ablate.mask.policy_lm.SOFTMAX_DTYPES`; None: float32, its default,
-    which a slice leaves out: :data:`ablate.mask.layout.LATE_EVAL_KEYS`), and
-    the pipeline's ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its
-    hub dataset pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
-    loaded at that commit; None for the embedded tasks), ``task_dirs`` (folders of the user's own
-    task YAMLs, config ``mask.eval.task_dirs``: loaded with the ``task_dirs`` :func:`evaluate` is
-    given; None: none). ``device`` (None: a GPU when there is one)
-    is the command line's, not a config key, and not in the recorded slice.
+    which a slice leaves out: :data:`ablate.mask.layout.LATE_EVAL_KEYS`), the pipeline's
+    ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its hub dataset
+    pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
+    loaded at that commit; None for the embedded tasks), ``task_dirs`` (the user's own task
+    YAMLs' folders, loaded with the ``task_dirs`` :func:`evaluate` is given; None: none).
+    ``device`` (None: a GPU when there is one) is the command line's, not a config key.
 
     The pipeline builds it from the job's slice (``EvalSpec(**slice)``: defaults filled in when
     the config was parsed); a library caller with :meth:`parse`."""
@@ -237,7 +231,6 @@ def evaluate(
     tasks = [t["name"] for t in spec.tasks]
     limit = {t["name"]: t["limit"] for t in spec.tasks}
     headline = {t["name"]: t["metric"] for t in spec.tasks}
-    dtype, max_batch_tokens, share_contexts = spec.dtype, spec.max_batch_tokens, spec.share_contexts
     phases = Phases()
     check_policy(policy)
     if not tasks:
@@ -257,10 +250,10 @@ def evaluate(
             model,
             mask_policy=policy,
             revision=revision,
-            dtype=dtype,
+            dtype=spec.dtype,
             device=spec.device,
-            max_batch_tokens=max_batch_tokens,
-            share_contexts=share_contexts,
+            max_batch_tokens=spec.max_batch_tokens,
+            share_contexts=spec.share_contexts,
             protocol=spec.protocol,
             softmax_dtype=spec.softmax_dtype,
         )
@@ -273,9 +266,9 @@ def evaluate(
     model_block = _model_block(model, model_id, revision)
     run_config = spec.config_slice()
     scorer = {
-        "max_batch_tokens": max_batch_tokens,
-        "share_contexts": share_contexts,
-        "dtype": dtype,
+        "max_batch_tokens": spec.max_batch_tokens,
+        "share_contexts": spec.share_contexts,
+        "dtype": spec.dtype,
         "device": str(lm.device),
     }
     metrics = _metrics(
@@ -300,11 +293,11 @@ def _write(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], phase
     )
 
 
-def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
+def _headlines(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"--{what} expects TASK=VALUE, got {item!r}")
+            raise SystemExit(f"--headline expects TASK=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         out[k] = v
     return out
@@ -312,22 +305,16 @@ def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     a = eval_parser().parse_args(argv)
+    # the options given; the spec's defaults (the schema's) fill in the rest
+    keys = ("dtype", "device", "max_batch_tokens", "protocol", "softmax_dtype")
+    given = {k: getattr(a, k) for k in keys if getattr(a, k) is not None}
+    if a.no_share_contexts:
+        given["share_contexts"] = False
     spec = EvalSpec.parse(
         [t.strip() for t in a.tasks.split(",") if t.strip()],
         limit=a.limit,
-        headline=_parse_pairs(a.headline, "headline") or None,
-        **{
-            k: v
-            for k, v in dict(
-                dtype=a.dtype,
-                device=a.device,
-                max_batch_tokens=a.max_batch_tokens,
-                share_contexts=False if a.no_share_contexts else None,
-                protocol=a.protocol,
-                softmax_dtype=a.softmax_dtype,
-            ).items()
-            if v is not None
-        },
+        headline=_headlines(a.headline) or None,
+        **given,
     )
     evaluate(
         spec,

@@ -26,9 +26,9 @@ from ablate.core.config import ConfigError
 from ablate.mask import PREFIX_SDPA
 
 #: the test that proves a family: ``tests/mask/test_masks.py::test_family_proven[<model_type>]``
-AUDIT_TEST = "tests/mask/test_masks.py::test_family_proven"
+_AUDIT_TEST = "tests/mask/test_masks.py::test_family_proven"
 #: the backends the audit runs in-process for every family
-IN_PROCESS = ("eager", "sdpa", PREFIX_SDPA)
+_IN_PROCESS = ("eager", "sdpa", PREFIX_SDPA)
 #: where flex_attention is audited (a subprocess: its CPU compile is slow and once crashed)
 FLEX = "flex_attention"
 
@@ -37,7 +37,7 @@ FLEX = "flex_attention"
 class Family:
     """A proven family: the attention backends its audit covers, and why where it is fewer."""
 
-    backends: tuple[str, ...] = IN_PROCESS
+    backends: tuple[str, ...] = _IN_PROCESS
     note: str = ""
 
 
@@ -45,15 +45,15 @@ class Family:
 #: (tests/mask/test_masks.py, ``FAMILIES``), and a test fails when the two lists differ.
 PROVEN: dict[str, Family] = {
     "ministral3": Family(
-        (*IN_PROCESS, FLEX), "the study model's text model; flex_attention in a subprocess"
+        (*_IN_PROCESS, FLEX), "the study model's text model; flex_attention in a subprocess"
     ),
     "mistral3": Family(
-        (*IN_PROCESS, FLEX),
+        (*_IN_PROCESS, FLEX),
         "vision-language wrapper: its ministral3 text model, loaded as modeling.load_causal_lm "
         "loads it; flex_attention through that text model's audit",
     ),
     "mistral": Family(
-        (*IN_PROCESS, FLEX), "plain and with a window; flex_attention in a subprocess (windowed)"
+        (*_IN_PROCESS, FLEX), "plain and with a window; flex_attention in a subprocess (windowed)"
     ),
     "ministral": Family(note="alternating sliding and full layers"),
     "llama": Family(),
@@ -91,15 +91,7 @@ class UnprovenFamilyError(ConfigError):
 
 def proof(model_type: str) -> str:
     """The test node that proves ``model_type`` (run it with pytest)."""
-    return f"{AUDIT_TEST}[{model_type}]"
-
-
-def _howto(model_type: str) -> str:
-    return (
-        f"to prove it, add a tiny random {model_type} config to FAMILIES in "
-        f"tests/mask/test_masks.py and the family to ablate.mask.families.PROVEN, then run "
-        f"pytest '{proof(model_type)}' (docs/masks.md, 'Proven families')"
-    )
+    return f"{_AUDIT_TEST}[{model_type}]"
 
 
 def check(model_type: str | None, backends: Iterable[str] = (), *, what: str = "the model") -> None:
@@ -107,8 +99,10 @@ def check(model_type: str | None, backends: Iterable[str] = (), *, what: str = "
     if model_type not in PROVEN:
         raise UnprovenFamilyError(
             f"{what} has model_type {model_type!r}, whose mask policies no audit has proven "
-            f"(a policy could be silently ignored and the model stay causal): refused; "
-            + _howto(str(model_type))
+            f"(a policy could be silently ignored and the model stay causal): refused; to prove "
+            f"it, add a tiny random {model_type} config to FAMILIES in tests/mask/test_masks.py "
+            f"and the family to ablate.mask.families.PROVEN, then run pytest "
+            f"'{proof(str(model_type))}' (docs/masks.md, 'Proven families')"
         )
     proven = PROVEN[model_type].backends
     for backend in backends:
@@ -203,5 +197,4 @@ def check_study(
     cfg, source = found
     what = f"{where}.path {model['path']} ({source})"
     check_config(cfg, what=what)
-    for backend in backends:
-        check(cfg.get("model_type"), [backend], what=what)
+    check(cfg.get("model_type"), backends, what=what)

@@ -24,14 +24,14 @@ from ablate.mask import items
 
 METRICS_FILE, SAMPLES_FILE = "metrics.json", "samples.parquet"
 #: per task: items right in A only (lost in B), in B only (gained), in both, in neither
-COUNT_COLUMNS = ["task", "n", "lost", "gained", "both_right", "both_wrong", "net"]
+_COUNT_COLUMNS = ["task", "n", "lost", "gained", "both_right", "both_wrong", "net"]
 
 
 class FlipsError(ValueError):
     pass
 
 
-def load_eval(path: str | Path) -> tuple[dict, pd.DataFrame, Path]:
+def _load_eval(path: str | Path) -> tuple[dict, pd.DataFrame, Path]:
     """(metrics, samples, folder) of one evaluation folder or its metrics.json."""
     path = Path(path)
     folder = path.parent if path.name == METRICS_FILE else path
@@ -43,17 +43,13 @@ def load_eval(path: str | Path) -> tuple[dict, pd.DataFrame, Path]:
     return json.loads(metrics_file.read_text()), items.load(folder / SAMPLES_FILE), folder
 
 
-def prediction_column(metric: str) -> str:
-    return "predicted" + metric.removeprefix("acc")
-
-
-def picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
+def _picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
     """Per item: the gold choice's text, the choice the headline metric picked, its text and
     log-likelihood (indexed by task, doc_id)."""
     rows = []
     for task, result in metrics["tasks"].items():
         docs = samples[samples["task"] == task]
-        col = prediction_column(result["headline_metric"])
+        col = "predicted" + result["headline_metric"].removeprefix("acc")
         if col not in docs:
             raise FlipsError(
                 f"samples of {task!r} lack {col!r}, the prediction of its headline metric"
@@ -103,8 +99,8 @@ def compare(
     """(the flipped items, the counts per task) of evaluations ``a`` and ``b``, on the items both
     scored; tasks of only one of them are left out, and so are those not in ``tasks`` (None:
     all). FlipsError when a task's data differ (:func:`same_data_error`)."""
-    ma, sa, fa = load_eval(a)
-    mb, sb, fb = load_eval(b)
+    ma, sa, fa = _load_eval(a)
+    mb, sb, fb = _load_eval(b)
     common = sorted(set(ma["tasks"]) & set(mb["tasks"]) & set(tasks or ma["tasks"]))
     if not common:
         raise FlipsError(f"{fa} and {fb} scored no task in common")
@@ -119,29 +115,20 @@ def compare(
             "b_right": items.correctness(mb, sb, str(fb)),
         }
     ).dropna()
-    both = right.join(picks(ma, sa).add_prefix("a_")).join(picks(mb, sb).add_prefix("b_"))
+    both = right.join(_picks(ma, sa).add_prefix("a_")).join(_picks(mb, sb).add_prefix("b_"))
     both = both.drop(columns="b_gold_text").rename(columns={"a_gold_text": "gold_text"})
     counts = []
     for task, t in right.groupby(level="task"):
-        lost = int(((t.a_right == 1) & (t.b_right == 0)).sum())
-        gained = int(((t.a_right == 0) & (t.b_right == 1)).sum())
-        right_both = int(((t.a_right == 1) & (t.b_right == 1)).sum())
-        counts.append(
-            [
-                task,
-                len(t),
-                lost,
-                gained,
-                right_both,
-                len(t) - lost - gained - right_both,
-                gained - lost,
-            ]
-        )
+        a_right, b_right = t.a_right == 1, t.b_right == 1  # correctness is 0/1
+        lost, gained = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
+        both_right = int((a_right & b_right).sum())
+        both_wrong = len(t) - lost - gained - both_right
+        counts.append([task, len(t), lost, gained, both_right, both_wrong, gained - lost])
     flipped = both[both.a_right != both.b_right].reset_index()
-    return flipped, pd.DataFrame(counts, columns=COUNT_COLUMNS)
+    return flipped, pd.DataFrame(counts, columns=_COUNT_COLUMNS)
 
 
-def report_lines(flipped: pd.DataFrame, counts: pd.DataFrame, limit: int) -> list[str]:
+def _report_lines(flipped: pd.DataFrame, counts: pd.DataFrame, limit: int) -> list[str]:
     lines = [counts.to_string(index=False), ""]
     for _, r in flipped.head(limit).iterrows():
         way = "lost" if r.a_right else "gained"
@@ -176,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         flipped, counts = compare(args.a, args.b, args.task)
     except (FlipsError, items.ItemsError) as exc:
         ap.exit(2, f"ablate flips: {exc}\n")
-    print("\n".join(report_lines(flipped, counts, args.limit)))
+    print("\n".join(_report_lines(flipped, counts, args.limit)))
     if args.csv:
         flipped.to_csv(args.csv, index=False)
     return 0

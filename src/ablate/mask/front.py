@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ablate.mask.answer import percent
+from ablate.mask.layout import BASE  # the model every finetune starts from
 
 #: the eval policy without the ablation; the study's other policy is the ablated one
-CAUSAL = "causal"
-#: the model every finetune starts from: its two scores give the drop
-BASE = "base"
+_CAUSAL = "causal"
 
 
 def macro_scores(quantities: Mapping[str, str]) -> dict[tuple[str, str], float]:
@@ -32,8 +31,8 @@ def macro_scores(quantities: Mapping[str, str]) -> dict[tuple[str, str], float]:
 
 
 def ablated_policy(scores: Mapping[tuple[str, str], float]) -> str:
-    """The policy the base model was evaluated under besides :data:`CAUSAL`."""
-    policies = sorted(p for m, p in scores if m == BASE and p != CAUSAL)
+    """The policy the base model was evaluated under besides ``causal``."""
+    policies = sorted(p for m, p in scores if m == BASE and p != _CAUSAL)
     if len(policies) != 1:
         raise ValueError(f"the row's base model has {len(policies)} ablated policies, not one")
     return policies[0]
@@ -45,7 +44,7 @@ def recovered_shares(scores: Mapping[tuple[str, str], float]) -> dict[str, float
     one (the recovery table's ``recovered_fraction`` of the macro row); None where the ablation
     did not lower the base's macro score."""
     ablated = ablated_policy(scores)
-    lo, drop = scores[BASE, ablated], scores[BASE, CAUSAL] - scores[BASE, ablated]
+    lo, drop = scores[BASE, ablated], scores[BASE, _CAUSAL] - scores[BASE, ablated]
     if drop <= 0:
         return None
     return {
@@ -53,7 +52,7 @@ def recovered_shares(scores: Mapping[tuple[str, str], float]) -> dict[str, float
     }
 
 
-def verdicts(quantities: Mapping[str, str], family: str) -> dict[str, str]:
+def _verdicts(quantities: Mapping[str, str], family: str) -> dict[str, str]:
     """The per-task verdicts of a claim family: ``ablation_hurts/<task>`` -> task -> verdict."""
     return {
         q.split("/", 1)[1]: v for q, v in sorted(quantities.items()) if q.startswith(f"{family}/")
@@ -65,12 +64,12 @@ def caption(quantities: Mapping[str, str], label: str) -> str:
     many tasks the ablation lowers significantly, each finetune's recovered share."""
     scores = macro_scores(quantities)
     ablated = ablated_policy(scores)
-    hurt = verdicts(quantities, "ablation_hurts")
+    hurt = _verdicts(quantities, "ablation_hurts")
     lowered = [t for t, v in hurt.items() if v == "supported"]
     drop = (
         f"the ablation (`{ablated}`, hatched) lowers {len(lowered)} of {len(hurt)} tasks "
         f"significantly ({', '.join(lowered) or 'none'}) and the macro score from "
-        f"{scores[BASE, CAUSAL]:.3f} to {scores[BASE, ablated]:.3f}"
+        f"{scores[BASE, _CAUSAL]:.3f} to {scores[BASE, ablated]:.3f}"
     )
     shares = recovered_shares(scores)
     if not shares:
@@ -94,11 +93,11 @@ def shows(quantities: Mapping[str, str], label: str) -> str:
     lines = [
         f"The embedded default's run on {label}:",
         "",
-        f"| model | {CAUSAL} | {ablated} (ablated) | recovered share of the drop |",
+        f"| model | {_CAUSAL} | {ablated} (ablated) | recovered share of the drop |",
         "|---|---|---|---|",
     ]
     for m in models:
-        cells = [scores.get((m, p)) for p in (CAUSAL, ablated)]
+        cells = [scores.get((m, p)) for p in (_CAUSAL, ablated)]
         shown = [f"{c:.3f}" if c is not None else "" for c in cells]
         share = percent(shares[m]) if m in shares else ""
         lines.append(f"| {m} | {' | '.join(shown)} | {share} |")
@@ -106,12 +105,12 @@ def shows(quantities: Mapping[str, str], label: str) -> str:
     claims = {q: v for q, v in quantities.items() if " under " not in q and "/" not in q}
     for claim in sorted(claims):
         lines.append(f"| `{claim}` | {claims[claim]} |")
-        if tasks := verdicts(quantities, claim):
-            lines.append(f"| `{claim}/<task>` | {family_line(tasks)} |")
+        if tasks := _verdicts(quantities, claim):
+            lines.append(f"| `{claim}/<task>` | {_family_line(tasks)} |")
     return "\n".join(lines)
 
 
-def family_line(tasks: Mapping[str, str]) -> str:
+def _family_line(tasks: Mapping[str, str]) -> str:
     """``supported for 3 of 5 tasks (a, b, c); inconclusive: d; not supported: e``."""
     by: dict[str, list[str]] = {}
     for task, verdict in tasks.items():

@@ -30,7 +30,7 @@ from ablate.mask.variants import resolved_value as resolved_value
 
 #: Each rule's log file (and a planned rule's benchmark file) in its rule's folder
 #: (:data:`ablate.core.jobs.LOG`), the rule's wildcards in braces.
-FILE_STEMS = {
+_FILE_STEMS = {
     "make_data": "data",
     "prepare_model": "base",  # the registration of a pretrained model too
     "leakage_probe": "{policy}",
@@ -47,11 +47,11 @@ FILE_STEMS = {
 
 
 def _log(rule: str) -> str:
-    return log_pattern(rule, FILE_STEMS[rule])
+    return log_pattern(rule, _FILE_STEMS[rule])
 
 
 def _benchmark(rule: str) -> str:
-    return benchmark_pattern(rule, FILE_STEMS[rule])
+    return benchmark_pattern(rule, _FILE_STEMS[rule])
 
 
 #: Every file the mask study's rules write, relative to the results folder (config key
@@ -109,11 +109,10 @@ BASE = "base"  # the evaluated model name of the base model (the others are vari
 #: The keys of ``mask:`` read by the jobs without a config slice alone (the recovery table, its
 #: plots, the claims): an experiment that changes one runs those (ablate.core.trees.experiments).
 TABLE_KEYS = ("claims",)
-#: the folders of a results tree that hold its models' studies (ablate.core.trees.results_trees: not
-#:trees)
+#: the folders of a results tree that hold its models' studies (ablate.core.trees.results_trees)
 PART_FOLDERS = (model_dim.MODEL_DIR.split("/")[0],)
 #: The rule's output names and the PATTERNS keys they come from (a rule's `output:` names).
-RULE_OUTPUTS: dict[str, dict[str, str]] = {
+_RULE_OUTPUTS: dict[str, dict[str, str]] = {
     "make_data": {"corpus": "corpus", "tasks": "tasks", "sft": "sft"},
     "prepare_model": {
         "tokenizer": "tokenizer",
@@ -135,8 +134,8 @@ RULE_OUTPUTS: dict[str, dict[str, str]] = {
         "tex": "claims_tex",
     },
 }
-RULE_OUTPUTS["models_recovery"] = RULE_OUTPUTS["recovery_table"]
-RULE_OUTPUTS["models_claims"] = RULE_OUTPUTS["mask_claims"]
+_RULE_OUTPUTS["models_recovery"] = _RULE_OUTPUTS["recovery_table"]
+_RULE_OUTPUTS["models_claims"] = _RULE_OUTPUTS["mask_claims"]
 
 
 #: the config's resources group (``mask.resources``) of each GPU-capable rule
@@ -158,7 +157,7 @@ def models(variants: dict[str, Any]) -> list[str]:
     return [BASE, *sorted(variants)]
 
 
-def eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
+def _eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
     """base x causal = 1, base x ablated = 2, a stage-3 finetune's evaluation = 4, a stage-5 one's 5."""
     if model == BASE:
         return 1 if policy == "causal" else 2
@@ -181,13 +180,16 @@ def finetune_slice(name: str, variant: dict[str, Any]) -> dict[str, Any]:
     return sorted_tree(dict(variant=name, **{k: variant[k] for k in keep}))
 
 
-def _job(cfg: dict[str, Any], rule: str, name: str, files: str, **kw: Any) -> Job:
-    """A core Job of this study (:func:`ablate.core.jobs.make_job`): its outputs
-    (``RULE_OUTPUTS[files]``), its log and benchmark (:data:`FILE_STEMS`), its config slice
-    (``config`` when given, else a node of :data:`SLICE_NODES`) and where the config sets its
-    keys (``labels["where"]``); the mask-only facts (model, policy, variant) in ``labels``."""
+def _job(
+    cfg: dict[str, Any], rule: str, name: str | None = None, *, files: str | None = None, **kw: Any
+) -> Job:
+    """A core Job of this study (:func:`ablate.core.jobs.make_job`), ``name`` and ``files`` the
+    rule's unless given: its outputs (``_RULE_OUTPUTS[files]``), its log and benchmark
+    (:data:`_FILE_STEMS`), its config slice (``config`` when given, else a node of
+    :data:`SLICE_NODES`) and where the config sets its keys (``labels["where"]``); the mask-only
+    facts (model, policy, variant) in ``labels``."""
     wc = kw.pop("wildcards", {})
-    outputs = {n: PATTERNS[key].format(**wc) for n, key in RULE_OUTPUTS[files].items()}
+    outputs = {n: PATTERNS[key].format(**wc) for n, key in _RULE_OUTPUTS[files or rule].items()}
     labels = {k: kw.pop(k, None) for k in ("model", "policy", "variant")}
     if rule in SLICE_NODES and "config" not in kw:
         kw["config"] = sorted_tree(cfg["mask"][SLICE_NODES[rule]])
@@ -199,10 +201,10 @@ def _job(cfg: dict[str, Any], rule: str, name: str, files: str, **kw: Any) -> Jo
         cfg["results"],
         "mask",
         rule,
-        name,
+        name or rule,
         outputs,
         folder=rule,
-        stem=FILE_STEMS[rule].format(**wc),
+        stem=_FILE_STEMS[rule].format(**wc),
         wildcards=wc,
         resources=resources.get(RESOURCE_GROUP.get(rule)),
         labels=labels,
@@ -214,14 +216,14 @@ def _setup_jobs(config: dict[str, Any]) -> list[Job]:
     """The data (embedded) and the base model: pretrained here (embedded) or registered."""
     out = []
     if config["mask"]["data"]["source"] == "embedded":
-        out.append(_job(config, "make_data", "make_data", "make_data"))
+        out.append(_job(config, "make_data"))
     base = dict(stage=0, model=BASE)
     if config["mask"]["model"]["source"] == "embedded":
         base.update(kind="train", record="summary")
-        base.update(policy="causal", files="prepare_model", upstream=["make_data"])  # corpus
+        base.update(policy="causal", upstream=["make_data"])  # corpus
     else:  # recorded (or downloaded) on the submit host: not GPU work, not planned
         base.update(record="card", files="register_model")
-    out.append(_job(config, "prepare_model", "prepare_model", **base))
+    out.append(_job(config, "prepare_model", **base))
     return out
 
 
@@ -233,7 +235,6 @@ def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
             config,
             "leakage_probe",
             f"leakage/{p}",
-            "leakage_probe",
             record="probe",
             wildcards={"policy": p},
             kind="probe",
@@ -248,7 +249,6 @@ def _train_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
             config,
             "finetune",
             f"finetune/{n}",
-            "finetune",
             record="summary",
             wildcards={"variant": n},
             stage=int(v["stage"]),
@@ -309,10 +309,9 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
                     config,
                     "eval_model",
                     f"eval/{model}/{policy}",
-                    "eval_model",
                     record="metrics",
                     wildcards={"model": model, "policy": policy},
-                    stage=eval_stage(model, policy, variants),
+                    stage=_eval_stage(model, policy, variants),
                     kind="eval",
                     loads=loads,
                     upstream=["make_data", loads or "prepare_model"],
@@ -326,7 +325,7 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
     return out
 
 
-def claims_upstream(
+def _claims_upstream(
     config: dict[str, Any], variants: dict[str, Any], evals: list[Job]
 ) -> list[str]:
     """The evaluations the claims read (the base model and each variant a role of
@@ -345,22 +344,11 @@ def _table_jobs(
     upstream the jobs whose files its rule reads (STATUS calls it stale as Snakemake reruns it)."""
     pretrain = ["prepare_model"] if config["mask"]["model"]["source"] == "embedded" else []
     return [
-        _job(
-            config,
-            "recovery_table",
-            "recovery_table",
-            "recovery_table",
-            upstream=evals + finetunes,  # the finetunes' summaries: their steps and stop
-        ),
-        _job(config, "plot_scores", "plot_scores", "plot_scores", upstream=["recovery_table"]),
-        _job(
-            config,
-            "plot_loss_curves",
-            "plot_loss_curves",
-            "plot_loss_curves",
-            upstream=pretrain + finetunes,
-        ),
-        _job(config, "mask_claims", "mask_claims", "mask_claims", upstream=claimed),
+        # the recovery table reads the finetunes' summaries too: their steps and stop
+        _job(config, "recovery_table", upstream=evals + finetunes),
+        _job(config, "plot_scores", upstream=["recovery_table"]),
+        _job(config, "plot_loss_curves", upstream=pretrain + finetunes),
+        _job(config, "mask_claims", upstream=claimed),
     ]
 
 
@@ -368,10 +356,8 @@ def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list
     """Every job of the mask study for a schema-validated config, in run order (core Jobs: the
     rules, STATUS and the planner read them). A multi-model config (``mask.models``): the data,
     then each model's study in its folder (:func:`ablate.mask.models.in_model`), then the
-    cross-model table and claims.
-
-    ``variants``: the resolved finetune variants, when the caller already has them.
-    """
+    cross-model table and claims. ``variants``: the resolved finetune variants, when the caller
+    already has them."""
     variants = variants_of(config) if variants is None else variants
     lms = model_dim.names(config)
     if not lms:
@@ -393,26 +379,17 @@ def _model_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
     trains = _train_jobs(config, variants)
     evals = _eval_jobs(config, variants)
     finetunes = [j.name for j in trains if j.rule == "finetune"]
-    claimed = claims_upstream(config, variants, evals)
+    claimed = _claims_upstream(config, variants, evals)
     tables = _table_jobs(config, [j.name for j in evals], finetunes, claimed)
     return _setup_jobs(config) + trains + evals + tables
 
 
 def _cross_model_jobs(config: dict[str, Any], per_model: list[Job]) -> list[Job]:
     """The cross-model recovery table and claims, from each model's table and claims."""
-
-    def of(rule: str) -> list[str]:
-        return [j.name for j in per_model if j.rule == rule]
-
+    up = {r: [j.name for j in per_model if j.rule == r] for r in ("recovery_table", "mask_claims")}
     return [
-        _job(
-            config,
-            "models_recovery",
-            "models_recovery",
-            "models_recovery",
-            upstream=of("recovery_table"),
-        ),
-        _job(config, "models_claims", "models_claims", "models_claims", upstream=of("mask_claims")),
+        _job(config, "models_recovery", upstream=up["recovery_table"]),
+        _job(config, "models_claims", upstream=up["mask_claims"]),
     ]
 
 
@@ -437,20 +414,17 @@ def model_path(config: dict[str, Any], lm: str, key: str, **wildcards: str) -> s
 def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
     """metrics.json path -> {stage, variant, train_policy}: how the recovery table labels a row
     (and a seed's ``base`` variant and ``seed``)."""
-    return {
-        j.outputs["metrics"]: dict(
-            stage=j.stage,
-            variant=j.labels["model"],
-            train_policy=j.labels["variant"]["policy"] if j.labels["variant"] else None,
-            **{
-                k: j.labels["variant"][k]
-                for k in ("base", "seed")
-                if k in (j.labels["variant"] or {})
-            },
-        )
-        for j in job_list
-        if j.rule == "eval_model"
-    }
+    out = {}
+    for j in job_list:
+        if j.rule == "eval_model":
+            v = j.labels["variant"] or {}
+            out[j.outputs["metrics"]] = dict(
+                stage=j.stage,
+                variant=j.labels["model"],
+                train_policy=v["policy"] if v else None,
+                **{k: v[k] for k in ("base", "seed") if k in v},
+            )
+    return out
 
 
 def plan_config(config: dict[str, Any]) -> dict[str, Any]:

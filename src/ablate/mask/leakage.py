@@ -1,20 +1,18 @@
 """Label-leakage probe: does a mask policy let response tokens see the labels they predict?
 
 Same weights, same prompt/response examples, response-token loss (token-weighted mean NLL) under
-``causal`` and under the policy. Two signals, either one flags leakage:
+``causal`` and under the policy. Two signals, either one flags leakage (the measurements behind
+each: docs/masks.md, "The leakage probe"):
 
 - **loss ratio** ``loss_policy / loss_causal < threshold``: the weights already read the future.
-  ``DEFAULT_THRESHOLD = 0.5``: a leak-free policy changes a causally trained model's response
-  loss by tens of percent at most and mostly upwards (measured on tiny causally trained models:
-  prefix_bidir 1.0-9x, after 400 steps of prefix training 0.87x), while exploited leakage drives
-  it towards zero (seed study 1.023 -> 0.070 = 0.07x; tiny causally trained model after 200 steps
-  of prefill_bidir training 0.115x; from scratch 0.27x after 50 steps). 0.5 sits between the two
-  with a margin both ways.
+  ``DEFAULT_THRESHOLD = 0.5`` sits between a leak-free policy (a causally trained model's
+  response loss moves by tens of percent at most, mostly upwards) and exploited leakage (towards
+  zero: the seed study's 0.07x), with a margin both ways.
 - **future dependence**: the last token of every row is replaced and the response losses at the
   positions whose inputs and label are unchanged are recomputed; under a leak-free policy they
   are identical, under a leaking one they move. This needs no trained weights: a small causally
   trained model does not (yet) exploit a bidirectional view, its loss under ``prefill_bidir``
-  goes *up* (measured 1.03-12x), so the ratio alone would pass the policy that leaks in training.
+  goes *up*, so the ratio alone would pass the policy that leaks in training.
 
 :func:`run_probe` loads the model and pairs, probes and writes the result with a provenance block
 (the pipeline's leakage_probe rule calls it); ``main(argv)`` is the ``ablate probe`` CLI over it,
@@ -23,6 +21,7 @@ which exits 0 whenever it ran (the training gate reads ``leaks``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -43,7 +42,7 @@ from ablate.mask.sft_data import TokenizedPair
 #: |change| in nats of a response-token loss, above which the policy reads later tokens.
 #: Leak-free policies give exactly 0 change (the computation for those positions is identical);
 #: leaking ones move it by >1e-2 even in bf16 on random weights.
-DEFAULT_DEPENDENCE_TOL = 1e-3
+_DEFAULT_DEPENDENCE_TOL = 1e-3
 
 
 class LeakageProbeError(ValueError):
@@ -125,7 +124,7 @@ def probe(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     batch_size: int = 8,
-    dependence_tol: float = DEFAULT_DEPENDENCE_TOL,
+    dependence_tol: float = _DEFAULT_DEPENDENCE_TOL,
 ) -> dict[str, Any]:
     """Response-token loss under ``causal`` vs ``policy`` on the same weights and pairs.
 
@@ -211,16 +210,12 @@ class ProbeSpec:
         return {k: getattr(self, k) for k in PROBE_KEYS}
 
 
-#: The fields of a probe's result a finetune's leakage gate acts on; the rest is evidence.
-VERDICT_FIELDS = ("policy", "leaks")
-
-
 def verdict(result: dict[str, Any], record: str | os.PathLike) -> dict[str, Any]:
-    """What a finetune takes from a probe: its verdict and the record that holds the evidence.
-    A finetune reads this, not the record, so a probe rerun to other evidence and the same
-    verdict (another ``n_pairs``) leaves the finetune's run-cache key as it was: restored, not
-    retrained to the same weights."""
-    return {**{k: result[k] for k in VERDICT_FIELDS}, "record": str(record)}
+    """What a finetune takes from a probe: its verdict (the fields its leakage gate acts on) and
+    the record that holds the evidence. A finetune reads this, not the record, so a probe rerun to
+    other evidence and the same verdict (another ``n_pairs``) leaves the finetune's run-cache key
+    as it was: restored, not retrained to the same weights."""
+    return {"policy": result["policy"], "leaks": result["leaks"], "record": str(record)}
 
 
 def run_probe(
@@ -265,9 +260,7 @@ def run_probe(
     inputs = {"data": data}
     if Path(model).exists():
         inputs["model"] = model
-    result["model"] = str(model)
-    result["revision"] = revision
-    result["data"] = str(data)
+    result |= {"model": str(model), "revision": revision, "data": str(data)}
     result["provenance"] = provenance.collect(
         config_slice=spec.config_slice(), inputs=inputs, started=phases.started
     )
@@ -286,26 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     """``ablate probe``: :func:`run_probe` from a command line (defaults: the config schema's
     ``mask.leakage`` section)."""
     p = probe_parser()
-    args = p.parse_args(argv)
+    args = vars(p.parse_args(argv))
+    args["n_pairs"] = args.pop("n")
+    # the spec's fields from their options; the rest (model, data, policy, ...) run_probe's
+    spec = ProbeSpec(**{f.name: args.pop(f.name) for f in dataclasses.fields(ProbeSpec)})
     try:
-        spec = ProbeSpec(
-            n_pairs=args.n,
-            max_seq_len=args.max_seq_len,
-            batch_size=args.batch_size,
-            dtype=args.dtype,
-            threshold=args.threshold,
-            device=args.device,
-            attn_implementation=args.attn_implementation,
-        )
-        run_probe(
-            spec,
-            model=args.model,
-            data=args.data,
-            policy=args.policy,
-            out=args.out,
-            revision=args.revision,
-            tokenizer=args.tokenizer,
-        )
+        run_probe(spec, **args)
     except LeakageProbeError as exc:
         p.error(str(exc))
     return 0
