@@ -41,7 +41,7 @@ ENTRIES = {"stable": "1a", "unstable": "1b", "compression": ("2a", "2b", "1a"), 
 
 
 #: Evidence keys of the KV sizes: (key, samples column, label).
-KV_COLUMNS = (("kv", "kv_cache_total_mb", "KV MB (total)"), ("kv_target", "kv_cache_mb", "KV MB"))
+_KV_COLUMNS = (("kv", "kv_cache_total_mb", "KV MB (total)"), ("kv_target", "kv_cache_mb", "KV MB"))
 
 
 def _samples(df: pd.DataFrame, column: str, source: str, label: str) -> Samples:
@@ -74,7 +74,7 @@ def evidence(
         for baseline, rows in df.groupby("baseline"):
             inputs[f"{prefix}:{baseline}"] = _samples(rows, "correct", path, baseline)
             if prefix == "main":
-                for key, col, what in KV_COLUMNS:  # a benchmark of older code lacks a column
+                for key, col, what in _KV_COLUMNS:  # a benchmark of older code lacks a column
                     if col not in rows.columns:
                         continue
                     inputs[f"{key}:{baseline}"] = _samples(rows, col, path, f"{baseline} {what}")
@@ -141,7 +141,7 @@ def seed_inputs(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]
     return out
 
 
-def declared_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _declared_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each entry with seeds by its declared name, as its first seed (same K, dataset)."""
     out: dict[str, dict[str, Any]] = {}
     for e in sorted(entries.values(), key=lambda e: -e.get("seed", 0)):  # the first seed last
@@ -150,7 +150,7 @@ def declared_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return out
 
 
-def study_claims() -> list[Claim]:
+def _study_claims() -> list[Claim]:
     s, u, qa = ENTRIES["stable"], ENTRIES["unstable"], ENTRIES["qa"]
     return [
         Claim(
@@ -212,11 +212,11 @@ def write(
     ev = evidence(entries, run_samples, infer_samples)
     seeds = seed_inputs(entries)
     if seeds:  # a grid entry with seeds: its claims pooled and per seed
-        ev.params["entries"] = {**declared_entries(entries), **entries}
+        ev.params["entries"] = {**_declared_entries(entries), **entries}
         labels = {k: f"{k.split(':', 1)[1]} final" for k in seeds}  # as evidence() names them
-        df = core_claims.evaluate_seeded(study_claims(), ev, seeds, STUDY, labels)
+        df = core_claims.evaluate_seeded(_study_claims(), ev, seeds, STUDY, labels)
     else:
-        df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
+        df = core_claims.evaluate_claims(_study_claims(), ev, study=STUDY)
     core_claims.write_claims(df, csv, md, html, note=EMBEDDED_NOTE if embedded else "", tex=tex)
     print(df[["claim", "verdict", "p_value", "n"]].to_string(index=False), flush=True)
     return df

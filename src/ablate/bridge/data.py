@@ -18,7 +18,7 @@ from typing import Any
 from ablate.bridge.world import DATASET_KIND
 from ablate.core.outputs import io, provenance
 
-SPLITS = ("train", "test")
+_SPLITS = ("train", "test")
 
 
 def _hotpot_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def fetch_hub(dataset: str, spec: dict[str, Any], out_dir: str | os.PathLike) ->
     import datasets
 
     files = []
-    for split in SPLITS:
+    for split in _SPLITS:
         ds = datasets.load_dataset(
             spec["path"],
             spec.get("name"),

@@ -112,7 +112,7 @@ def resolved_dtype(bridge: dict[str, Any], p: BridgeParams) -> str:
     return "bfloat16" if bridge["resources"]["train"]["gpu"] > 0 else "float32"
 
 
-def run_id_of(identity: dict[str, Any]) -> str:
+def _run_id_of(identity: dict[str, Any]) -> str:
     """A readable prefix and the hash of the identity: distinct configurations, distinct ids."""
     p = identity["params"]
     return f"{p['dataset']}-k{p['K']}-{config_hash(identity)[:12]}"
@@ -139,13 +139,13 @@ def placement(p: BridgeParams, procs: int, study_group: int | None = None) -> tu
     return g, p.batch_size * procs // g
 
 
-def identity_params(p: dict[str, Any], g: int) -> dict[str, Any]:
+def _identity_params(p: dict[str, Any], g: int) -> dict[str, Any]:
     """The params a run's identity holds: ``p`` with ``batch_size`` = its InfoNCE group ``g`` and
     ``infonce_group`` left out (its null default: a group of the whole batch)."""
     return bridge_params.recorded({**p, "batch_size": g, "infonce_group": None})
 
 
-def check_models(bridge: dict[str, Any]) -> None:
+def _check_models(bridge: dict[str, Any]) -> None:
     """The study bridges two tokenizers: a pair that shares one is an error before any job."""
     s, t = bridge["source"], bridge["target"]
     if s["source"] != t["source"]:
@@ -252,7 +252,7 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry.
     ``results`` (the configuration's results folder) holds the hub revisions' lock file
     (:func:`pin_revisions`; None: none is read or written)."""
-    check_models(bridge)
+    _check_models(bridge)
     hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
     requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}
     bridge = pin_revisions(bridge, results)
@@ -278,7 +278,7 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         p = bridge_params.recorded(s.as_dict())
         src, tgt = ROLES[::-1] if swap else ROLES
         identity = dict(
-            params=identity_params(p, g),
+            params=_identity_params(p, g),
             source=model_identity(bridge[src], data),
             target=model_identity(bridge[tgt], data),
             data=data_identity(data, s.dataset),
@@ -286,7 +286,7 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         if groups > 1:  # the global batch in groups of g rows: G / g of them
             identity["processes"] = groups
         identity = sorted_tree(identity)
-        entries[name] = Entry(name, run_id_of(identity), p, identity, src, tgt)
+        entries[name] = Entry(name, _run_id_of(identity), p, identity, src, tgt)
     runs = _distinct_runs(entries)
     states = caches.of_runs(bridge, runs) if bridge["cache_frozen_states"] else {}
     for sid, st in states.items():

@@ -16,7 +16,7 @@ from ablate.bridge.world import DATASET_KIND
 from ablate.core.config import ConfigError
 
 #: When :data:`DATASETS` was checked against the hub's dataset cards.
-CHECKED = "2026-11-23"
+_CHECKED = "2026-11-23"
 #: Hub dataset id -> {config name: its splits}. HotpotQA's distractor config has no test split
 #: (the seed evaluated on validation); fullwiki's test split has no answers.
 DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -46,7 +46,7 @@ def check_dataset(where: str, spec: dict[str, Any]) -> None:
         hint = f" (did you mean {ALIASES.get(close[0], close[0])!r}?)" if close else ""
         raise ConfigError(
             f"invalid config at {where}.path: {path!r} is not a known hub dataset id{hint}; "
-            f"known (ablate.bridge.hub, checked {CHECKED}): {', '.join(sorted(DATASETS))}"
+            f"known (ablate.bridge.hub, checked {_CHECKED}): {', '.join(sorted(DATASETS))}"
         )
     name = spec.get("name")
     if name not in configs:

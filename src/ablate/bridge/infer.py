@@ -51,7 +51,7 @@ from ablate.core.outputs import io, provenance
 from ablate.core.reports import stats
 
 BASELINES = ("source_alone", "target_alone", "latent", "token_budget", "cascade")
-CASCADE_CUE = ("\nSource answer:", "\nRefined answer:")
+_CASCADE_CUE = ("\nSource answer:", "\nRefined answer:")
 
 
 def _mem_start() -> None:
@@ -67,7 +67,7 @@ def _mem_peak() -> float | None:
     return None
 
 
-def timing_kind() -> str:
+def _timing_kind() -> str:
     """How a timed row was decoded (the ``timing`` column)."""
     if torch.cuda.is_available():
         return "batch 1, static KV cache + compiled decode step, end to end, after a warm-up"
@@ -145,10 +145,10 @@ class Bench:
         ``Refined answer:`` (the guard checks the dataset-derived part)."""
         pair = self.pair
         first = evaluate.text_ids(
-            pair.tgt_tok, world.prompt(pair.kind, item) + CASCADE_CUE[0], pair.p.max_prompt_len
+            pair.tgt_tok, world.prompt(pair.kind, item) + _CASCADE_CUE[0], pair.p.max_prompt_len
         )
         self._guard([item], "target", [first])
-        handed = " " + " ".join(src_text.split()) + CASCADE_CUE[1]
+        handed = " " + " ".join(src_text.split()) + _CASCADE_CUE[1]
         return first + pair.tgt_tok(handed, add_special_tokens=False)["input_ids"]
 
     def rows(self, baseline: str, items) -> list[dict[str, Any]]:
@@ -211,7 +211,7 @@ def timed(bench: Bench, items, baselines) -> dict[tuple[str, str], dict[str, Any
             r = bench.run(b, item)
             out[(b, item["id"])] = {
                 "timed": True,
-                "timing": timing_kind(),
+                "timing": _timing_kind(),
                 "latency_s": r["latency_s"],
                 "timed_output_tokens": r["output_tokens"],
                 "peak_mem_mb": r["peak_mem_mb"],
@@ -220,7 +220,7 @@ def timed(bench: Bench, items, baselines) -> dict[tuple[str, str], dict[str, Any
     return out
 
 
-def batched_rows(bench: Bench, items, baselines) -> list[dict[str, Any]]:
+def _batched_rows(bench: Bench, items, baselines) -> list[dict[str, Any]]:
     """Every baseline on every item at ``eval_batch_size``: the quality rows, with each
     baseline's wall seconds per item at that rate (``batched_s_per_item``)."""
     rows = []
@@ -233,7 +233,7 @@ def batched_rows(bench: Bench, items, baselines) -> list[dict[str, Any]]:
     return rows
 
 
-def samples_frame(rows, timings, batch: int) -> pd.DataFrame:
+def _samples_frame(rows, timings, batch: int) -> pd.DataFrame:
     """One row per (baseline, item): its quality, and its timing where it was timed."""
     untimed = {
         "timed": False,
@@ -250,7 +250,7 @@ def samples_frame(rows, timings, batch: int) -> pd.DataFrame:
     return frame.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
 
 
-def latency_stats(latency: pd.Series) -> dict[str, float]:
+def _latency_stats(latency: pd.Series) -> dict[str, float]:
     """Mean (with its 95% t interval, :func:`ablate.core.reports.stats.mean_ci`), p50, p90 of the
     timed rows' latencies."""
     x = latency.dropna().astype(float)
@@ -273,7 +273,7 @@ def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
     cols += ["kv_cache_total_mb"]
     g = samples.assign(correct=samples["correct"].astype(float)).groupby("baseline", sort=False)
     agg = g[cols].mean().rename(columns={"correct": "accuracy"})
-    lat = pd.DataFrame({b: latency_stats(part["latency_s"]) for b, part in g}).T
+    lat = pd.DataFrame({b: _latency_stats(part["latency_s"]) for b, part in g}).T
     agg = agg.join(lat)
     agg["peak_mem_mb"] = g["peak_mem_mb"].apply(
         lambda s: s.dropna().mean() if s.notna().any() else None
@@ -309,9 +309,9 @@ def benchmark(
     pair = load_pair(source_card, target_card, dataset_kind, p)
     translator = tr.load(translator_dir).to(pair.device)
     bench = Bench(pair, translator)
-    rows = batched_rows(bench, items, baselines)
+    rows = _batched_rows(bench, items, baselines)
     timings = timed(Bench(pair, translator, timed=True), items[: spec.timed_samples], baselines)
-    samples = samples_frame(rows, timings, p.eval_batch_size)
+    samples = _samples_frame(rows, timings, p.eval_batch_size)
     io.write_frame(out_samples, samples)
     agg = aggregate(samples)
     io.write_frame(out_summary, agg)

@@ -70,7 +70,7 @@ def _has_step(hay: str, step: str) -> bool:
     return re.search(left + re.escape(needle) + right, hay) is not None
 
 
-def readings(text: str, pos: int) -> list[tuple[str, int]]:
+def _readings(text: str, pos: int) -> list[tuple[str, int]]:
     """Each number ``text`` (lower case, ASCII minus) spells at ``pos``, as a decimal string,
     with where that spelling ends."""
     out = []
@@ -88,10 +88,10 @@ def readings(text: str, pos: int) -> list[tuple[str, int]]:
 def _cued_numbers(text: str):
     """(what, number) for each number given as the answer in ``text``."""
     for m in _CUE.finditer(text):
-        for number, end in readings(text, m.end()):
+        for number, end in _readings(text, m.end()):
             yield text[m.start() : end], number
     for m in _LINE_END_EQUALS.finditer(text):
-        for number, end in readings(text, m.end()):
+        for number, end in _readings(text, m.end()):
             if re.match(r"[ \t]*\.?[ \t]*(?:\n|$)", text[end:]):
                 yield text[m.start() : end], number
 

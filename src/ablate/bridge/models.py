@@ -51,7 +51,7 @@ from ablate.bridge.families import (
 from ablate.core.outputs import hub_revisions, model_card, provenance
 from ablate.core.training.data import load_corpus
 
-SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 
 
 def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.PathLike):
@@ -80,7 +80,7 @@ def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.Pa
         )
     trainer = trainers.BpeTrainer(
         vocab_size=int(spec["vocab_size"]),
-        special_tokens=SPECIALS,
+        special_tokens=_SPECIALS,
         initial_alphabet=alphabet,
         show_progress=False,
     )
@@ -225,7 +225,7 @@ def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32"
 
 
 @dataclass
-class ConfigOnly:
+class _ConfigOnly:
     """A source model known by its config alone: its states come from the cache."""
 
     config: Any
@@ -242,7 +242,7 @@ def load_config(card: dict | str | os.PathLike):
     path, revision = model_card.locate(card)
     tok_path = card["tokenizer"] if Path(card["tokenizer"]).exists() else path
     config = AutoConfig.from_pretrained(path, revision=revision)
-    return ConfigOnly(config), load_tokenizer(tok_path, revision=revision)
+    return _ConfigOnly(config), load_tokenizer(tok_path, revision=revision)
 
 
 def check_distinct_tokenizers(source_tok, target_tok) -> None:

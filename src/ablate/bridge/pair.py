@@ -144,7 +144,7 @@ class Pair:
             return [evaluate.original_answer_ids(self.tgt_tok, self.kind, i) for i in items], 1
         return [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items], 0
 
-    def head_prompt_ids(self, item) -> list[int]:
+    def _head_prompt_ids(self, item) -> list[int]:
         """The prompt's first K tokens, BOS included (the original's ``max_length=K`` cut)."""
         prompt = world.prompt(self.kind, item)
         return evaluate.head_ids(self.tgt_tok, prompt, self.p.K - 1)
@@ -207,7 +207,7 @@ class Pair:
         if p.infonce_weight > 0:
             heads = p.infonce_prompt == "first_k"
             pooled = self.pooled_prompt(
-                [self.head_prompt_ids(i) for i in items] if heads else prompts
+                [self._head_prompt_ids(i) for i in items] if heads else prompts
             )
             group = switches.infonce_group(p)
             nce = infonce(pooled_soft, pooled, p.infonce_temperature, group)
@@ -215,7 +215,7 @@ class Pair:
             parts["infonce"] = nce.detach()
         if p.prompt_align_weight > 0:
             if p.prompt_align == "per_position":
-                align = self._aligned_positions(soft, [self.head_prompt_ids(i) for i in items])
+                align = self._aligned_positions(soft, [self._head_prompt_ids(i) for i in items])
             else:
                 align = F.mse_loss(pooled_soft, self.pooled_prompt(prompts))
             total = total + p.prompt_align_weight * align
@@ -223,7 +223,7 @@ class Pair:
         tokens = mask.sum() + sum(len(self.source_ids(i)) for i in items)
         return total, parts, tokens
 
-    def teacher_inputs(self, prompts, answers) -> tuple[list[list[int]], list[int], list[int]]:
+    def _teacher_inputs(self, prompts, answers) -> tuple[list[list[int]], list[int], list[int]]:
         """The KL teacher's (``kl_teacher``) token inputs, per row the position of its first
         compared row and its rows: ``full`` = prompt + answer from the row predicting answer
         token 0; ``answer_only`` = BOS + answer, likewise; ``prompt_only`` = the prompt alone
@@ -240,10 +240,10 @@ class Pair:
         return seqs, [len(pr) - 1 for pr in prompts], rows
 
     @torch.no_grad()
-    def teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
-        """The teacher's final states at its first n compared rows (:meth:`teacher_inputs`), its
+    def _teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
+        """The teacher's final states at its first n compared rows (:meth:`_teacher_inputs`), its
         inputs padded on the side ``padding`` names: [B, n, d]."""
-        seqs, starts, _ = self.teacher_inputs(prompts, answers)
+        seqs, starts, _ = self._teacher_inputs(prompts, answers)
         side = self.p.padding
         ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id, side)
         h = self.target.base_model(
@@ -264,9 +264,9 @@ class Pair:
         prompts = [self.prompt_ids(i) for i in items]
         tails, start = self.tails(items)
         answers = [t[start:] for t in tails]
-        _, _, rows = self.teacher_inputs(prompts, answers)
+        _, _, rows = self._teacher_inputs(prompts, answers)
         lengths = [min(self.p.kl_positions, r) for r in rows]
-        h = self.teacher_hidden(prompts, answers, max(lengths))
+        h = self._teacher_hidden(prompts, answers, max(lengths))
         mask = torch.tensor([[int(j < n) for j in range(h.shape[1])] for n in lengths])
         return h, mask
 
@@ -276,7 +276,7 @@ class Pair:
             # n = the longest stored row count of the batch: min(kl_positions, longest answer)
             rows = self.teacher_cache.batch(items, self.device)[0][:, :n]
         else:
-            rows = self.teacher_hidden(prompts, answers, n)
+            rows = self._teacher_hidden(prompts, answers, n)
         return self._logits(rows)
 
     def _kl(self, h, student, items, prompts, answers) -> torch.Tensor:
@@ -296,7 +296,7 @@ class Pair:
         else:
             n = min(p.kl_positions, student.shape[1])
             student = student[:, :n]
-            rows = self.teacher_inputs(prompts, answers)[2]
+            rows = self._teacher_inputs(prompts, answers)[2]
             valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows])
             valid = valid.to(self.device)
         teacher = self._teacher_logits(items, prompts, answers, n)

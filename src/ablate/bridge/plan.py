@@ -25,8 +25,8 @@ from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.model_size import count_params, params_of_hub_model
 from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
-OPTIM = "adamw_torch"  # ablate.bridge.training.recipe.optimizer: torch AdamW
-FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
+_OPTIM = "adamw_torch"  # ablate.bridge.training.recipe.optimizer: torch AdamW
+_FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
 
 
 def embedded_config(m: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def translator_params(p: BridgeParams, d_src: int, d_tgt: int) -> int:
     return rope + ends + p.depth * block
 
 
-def decode_flops(target_params: float, batch: int) -> float:
+def _decode_flops(target_params: float, batch: int) -> float:
     """FLOPs charged per new token of the target's decoding: a decode step is bound by reading the
     weights, so it costs about the same for a batch of 1 and of 16 (the FLOP estimate's model)."""
     return 2 * target_params / batch
@@ -103,7 +103,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
         try:
             if rule == "bridge_model":
                 jobs.append(_pretrain_job(j, bridge, shapes, common))
-            elif rule in FROZEN_RULES:
+            elif rule in _FROZEN_RULES:
                 jobs.append(_frozen_job(j, study, shapes, names, ref, common, hub))
             else:
                 jobs.append(_bridge_job(j, study, shapes, names, ref, common, hub))
@@ -238,7 +238,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     return PlannedJob(
         model=model,
         # its rows per GPU: the rate (and the peak memory) of a measurement at those rows
-        policy=rows_policy(rows),
+        policy=_rows_policy(rows),
         tokens=float(tokens),
         tokens_source=f"{p.steps} steps x global batch {rows * procs} ({rows} rows per GPU x "
         f"{gpus}, bridge.resources.train.gpu) x {cost.example_tokens(p.K, n)} tokens/example "
@@ -248,7 +248,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         params_source=size,
         loads_hub_model=hub,
         hub_models=pair,
-        optim=OPTIM,
+        optim=_OPTIM,
         flops_per_token=flops,
         trainable_params=float(ptr),
         memory_measured=True,
@@ -260,7 +260,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
                 kind="generate",
                 policy=f"batch{p.eval_batch_size}",
                 tokens=float(evals),
-                flops_per_token=decode_flops(pt, p.eval_batch_size),
+                flops_per_token=_decode_flops(pt, p.eval_batch_size),
                 what=f"{cost.n_evaluations(p)} bridged evaluations x {p.eval_size} items x "
                 f"{p.max_new_tokens} new tokens (upper bound), the items sharded over the "
                 "data-parallel processes",
@@ -271,7 +271,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     )
 
 
-def rows_policy(rows: int) -> str:
+def _rows_policy(rows: int) -> str:
     """A training job's policy: its rows per GPU (``rows40``), what a measurement of the
     training step states (config/gpu_measurements.yaml) to be picked for it."""
     return f"rows{rows}"
@@ -303,7 +303,7 @@ def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> Pl
                 kind="generate",
                 policy="batch1",
                 tokens=float(cost.infer_timed_tokens(p, timed)),
-                flops_per_token=decode_flops(pt, 1),
+                flops_per_token=_decode_flops(pt, 1),
                 what=f"latency pass: {timed} timed + 1 warm-up items x {cost.INFER_GENERATIONS} "
                 f"generations x max_new_tokens {p.max_new_tokens} at batch 1 (upper bound)",
             )
@@ -318,7 +318,7 @@ def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> Pl
         params_source=size,
         loads_hub_model=bool(hub_models),
         hub_models=hub_models,
-        flops_per_token=decode_flops(pt, p.eval_batch_size),
+        flops_per_token=_decode_flops(pt, p.eval_batch_size),
         extra=extra,
         **common,
     )

@@ -40,7 +40,7 @@ from ablate.bridge.parallel import collect, shard
 from ablate.core.execution import parallel
 from ablate.core.outputs import io
 
-SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
+_SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
 INDEX = "index.json"
 
 
@@ -61,7 +61,7 @@ def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
 
 
 class _Shards:
-    """Rows appended in the cache's order, cut into shard files of about ``SHARD_BYTES``; the
+    """Rows appended in the cache's order, cut into shard files of about ``_SHARD_BYTES``; the
     index written last (its presence marks a finished split)."""
 
     def __init__(self, out: Path):
@@ -74,7 +74,7 @@ class _Shards:
         self.index.setdefault("dtype", dtype)
         self.index.setdefault("width", int(a.shape[1]))
         n = a.shape[0]
-        if self.n_rows and (self.n_rows + n) * a.shape[1] * a.itemsize > SHARD_BYTES:
+        if self.n_rows and (self.n_rows + n) * a.shape[1] * a.itemsize > _SHARD_BYTES:
             self._flush()
         for key, value in (("ids", item_id), ("shard", self.shard), ("start", self.n_rows),
                            ("length", n)):  # fmt: skip

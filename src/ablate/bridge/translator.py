@@ -24,7 +24,7 @@ ARCH_KEYS = ("K", "depth", "bottleneck", "heads", "dropout", "rope_projection")
 SCALE_CLAMP = (0.25, 4.0)
 
 
-class GatedBlock(nn.Module):
+class _GatedBlock(nn.Module):
     def __init__(self, width: int, heads: int, dropout: float):
         super().__init__()
         self.norm_self = nn.LayerNorm(width)
@@ -82,7 +82,7 @@ class BottleneckedGatedTranslator(nn.Module):
         self.src_norm = nn.LayerNorm(d_src)
         self.src_in = nn.Linear(d_src, bottleneck)
         self.queries = nn.Parameter(torch.randn(K, bottleneck) * bottleneck**-0.5)
-        self.blocks = nn.ModuleList(GatedBlock(bottleneck, heads, dropout) for _ in range(depth))
+        self.blocks = nn.ModuleList(_GatedBlock(bottleneck, heads, dropout) for _ in range(depth))
         self.out_norm = nn.LayerNorm(bottleneck)
         self.out = nn.Linear(bottleneck, d_tgt)
         self.register_buffer("target_rms", torch.tensor(float(target_rms)))

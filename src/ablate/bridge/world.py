@@ -31,7 +31,7 @@ from typing import Any
 from ablate.core.outputs import io
 
 NAMES = "Anna Ben Cara Dan Eva Finn Gina Hugo Ida Jack Kira Leo Mia Nora Omar Pia".split()
-OBJECTS = "apples books cards coins eggs pens cups hats toys shells".split()
+_OBJECTS = "apples books cards coins eggs pens cups hats toys shells".split()
 CITIES = {  # fixed world facts: the second hop is consistent across the whole world
     "Paris": "France",
     "Rome": "Italy",
@@ -55,8 +55,8 @@ def _rng(seed: int, part: str) -> random.Random:
     return random.Random(f"bridge:{seed}:{part}")
 
 
-def gsm8k_item(rng: random.Random) -> dict[str, str]:
-    name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
+def _gsm8k_item(rng: random.Random) -> dict[str, str]:
+    name, obj = rng.choice(NAMES), rng.choice(_OBJECTS)
     op = rng.choices(("add", "sub", "add_sub"), weights=(4, 4, 2))[0]
     if op == "add":
         a, b = rng.randint(1, 9), rng.randint(1, 9)
@@ -78,14 +78,14 @@ def gsm8k_item(rng: random.Random) -> dict[str, str]:
     return {"question": q, "answer": "\n".join(steps) + f"\n#### {result}"}
 
 
-def homes(seed: int) -> dict[str, str]:
+def _homes(seed: int) -> dict[str, str]:
     """Each person's city: world facts fixed by the seed (every city is someone's home)."""
     cities = sorted(CITIES) * (len(NAMES) // len(CITIES) + 1)
     _rng(seed, "homes").shuffle(cities)
     return dict(zip(NAMES, cities, strict=False))
 
 
-def qa_item(rng: random.Random, home: dict[str, str]) -> dict[str, Any]:
+def _qa_item(rng: random.Random, home: dict[str, str]) -> dict[str, Any]:
     people = rng.sample(NAMES, 3)
     facts = [f"{p} lives in {home[p]}." for p in people]
     facts += [f"{home[p]} is in {CITIES[home[p]]}." for p in people]
@@ -99,8 +99,8 @@ def qa_item(rng: random.Random, home: dict[str, str]) -> dict[str, Any]:
 
 
 def generators(seed: int) -> dict[str, Any]:
-    home = homes(seed)
-    return {"gsm8k": gsm8k_item, "qa": lambda rng: qa_item(rng, home)}
+    home = _homes(seed)
+    return {"gsm8k": _gsm8k_item, "qa": lambda rng: _qa_item(rng, home)}
 
 
 def prompt(kind: str, item: dict[str, Any]) -> str:

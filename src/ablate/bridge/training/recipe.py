@@ -192,7 +192,7 @@ class Evaluations:
 
 
 #: the stall watchdog's bound of a translator training (:mod:`ablate.core.training.watchdog`)
-STALL_S = 3600
+_STALL_S = 3600
 
 
 class TranslatorRecipe(Recipe):
@@ -232,7 +232,7 @@ class TranslatorRecipe(Recipe):
             keep_checkpoints=False,
             # an evaluation decodes eval_size items between two steps: the watchdog's bound from
             # step times alone would be too short for it
-            stall_s=STALL_S,
+            stall_s=_STALL_S,
             # none of the loop's own stop rules: early stopping is the evaluation's
             no_learning_steps=0,
             no_learning_min_gain=0.0,
