@@ -48,7 +48,7 @@ from ablate.bridge.families import (
     ModelSetupError,
     family_arch,
 )
-from ablate.core.outputs import hub_revisions, model_card, provenance
+from ablate.core.outputs import hub_revisions, model_card
 from ablate.core.training.data import load_corpus
 
 _SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
@@ -264,16 +264,3 @@ def kv_cache_mb_per_token(config, dtype: str | torch.dtype = "bfloat16") -> floa
         dtype = getattr(torch, dtype)
     nbytes = torch.empty((), dtype=dtype).element_size()
     return 2 * cfg.num_hidden_layers * kv_heads * head_dim * nbytes / 2**20
-
-
-def n_params(model) -> int:
-    return sum(t.numel() for t in model.parameters())
-
-
-__all__ = [
-    "check_distinct_tokenizers",
-    "kv_cache_mb_per_token",
-    "load",
-    "prepare_model",
-    "provenance",
-]

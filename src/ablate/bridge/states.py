@@ -41,7 +41,7 @@ from ablate.core.execution import parallel
 from ablate.core.outputs import io
 
 _SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
-INDEX = "index.json"
+_INDEX = "index.json"
 
 
 class StatesError(RuntimeError):
@@ -90,7 +90,7 @@ class _Shards:
 
     def close(self) -> dict[str, Any]:
         self._flush()
-        io.write_json(self.out / INDEX, self.index, indent=0)
+        io.write_json(self.out / _INDEX, self.index, indent=0)
         return self.index
 
 
@@ -248,11 +248,11 @@ class Reader:
         self.dtype = None
         for folder in folders:
             folder = Path(folder)
-            if not (folder / INDEX).exists():
+            if not (folder / _INDEX).exists():
                 raise StatesError(
-                    f"{folder} holds no {INDEX}: the source-state cache is unfinished"
+                    f"{folder} holds no {_INDEX}: the source-state cache is unfinished"
                 )
-            index = json.loads((folder / INDEX).read_text())
+            index = json.loads((folder / _INDEX).read_text())
             self.dtype = index["dtype"]
             shards = {
                 s: np.load(folder / f"shard-{s:05d}.npy", mmap_mode="r")

@@ -40,7 +40,7 @@ SUMMARY_COLUMNS = [
 ]
 #: Inserted after ``entry`` when the grid has seeds (``bridge.grid.<entry>.seeds``): the
 #: declared entry of each row and its seed (empty on an entry without seeds).
-SEED_COLUMNS = ["base_entry", "seed"]
+_SEED_COLUMNS = ["base_entry", "seed"]
 
 
 def build_summary(
@@ -89,11 +89,11 @@ def build_summary(
 
 
 def _with_seeds(df: pd.DataFrame, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """The summary's columns: :data:`SEED_COLUMNS` after ``entry`` where an entry has a seed."""
+    """The summary's columns: :data:`_SEED_COLUMNS` after ``entry`` where an entry has a seed."""
     if not any("seed" in e for e in entries.values()):
         return df.reindex(columns=SUMMARY_COLUMNS)
     df["seed"] = df["seed"].astype("Int64")
-    return df.reindex(columns=[SUMMARY_COLUMNS[0], *SEED_COLUMNS, *SUMMARY_COLUMNS[1:]])
+    return df.reindex(columns=[SUMMARY_COLUMNS[0], *_SEED_COLUMNS, *SUMMARY_COLUMNS[1:]])
 
 
 def write_summary(entries, summaries, benchmarks, gpus, csv, curves_csv) -> pd.DataFrame:
