@@ -5,20 +5,17 @@ Each claim compares per-item values of the same evaluation items with a paired t
 (:func:`ablate.core.reports.stats.paired`: exact McNemar on 0/1 correctness, a paired bootstrap on
 sizes):
 
-========================  =====================================================================
-claim                     evidence
-========================  =====================================================================
-latent_beats_both         benchmark of ``bridge.infer.entry``: latent vs source alone and vs
-                          target alone (both must hold)
-stability_fixes_work      final (restored best, re-evaluated) of 1a vs 1b
-compression_tradeoff      final of 2a, 2b, 1a rises with K
-(:func:`ablate.core.reports.claims.monotone`) generalises_beyond_math   benchmark of
-``bridge.infer.qa_entry`` (3a, QA): latent vs target alone soft_beats_text           benchmark of
-``bridge.infer.entry``: latent vs cascade (text transfer) kv_savings                benchmark of
-``bridge.infer.entry``: KV-cache MB per request of latent
-                          vs target alone, source + target (a latent request also runs the
-                          source), from each model's config (not a constant)
-========================  =====================================================================
+- ``latent_beats_both``: benchmark of ``bridge.infer.entry``: latent vs source alone and vs target
+  alone (both must hold);
+- ``stability_fixes_work``: final (restored best, re-evaluated) of 1a vs 1b;
+- ``compression_tradeoff``: final of 2a, 2b, 1a rises with K
+  (:func:`ablate.core.reports.claims.monotone`);
+- ``generalises_beyond_math``: benchmark of ``bridge.infer.qa_entry`` (3a, QA): latent vs target
+  alone;
+- ``soft_beats_text``: benchmark of ``bridge.infer.entry``: latent vs cascade (text transfer);
+- ``kv_savings``: benchmark of ``bridge.infer.entry``: KV-cache MB per request of latent vs target
+  alone, source + target (a latent request also runs the source), from each model's config (not a
+  constant).
 
 The entry names are the seed's (:data:`ENTRIES`); a grid without one of them, or a benchmark
 that has not run, makes the claim "not run".

@@ -16,27 +16,22 @@
 - ``bridge.cache_frozen_states``: the frozen-state caches each run reads
   (:mod:`ablate.bridge.caches`).
 - A run's identity is independent of its placement (:func:`placement`). A training run on
-  ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size`` items per GPU, so
-  its global batch is G = ``batch_size`` x processes; InfoNCE takes its negatives within groups
-  of g rows (``infonce_group``, or each process's whole batch). The identity spells the run as
+  ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size`` items per GPU: its
+  global batch is G = ``batch_size`` x processes, and InfoNCE takes its negatives within groups of
+  g rows (``infonce_group``, or each process's whole batch). The identity spells the run as
   ``batch_size: g`` and ``processes: G / g`` (left out when 1), without ``infonce_group``: 4
-  processes x 10 rows and 1 process x 40 rows in groups of 10 are one run with one id (the
-  seed's 4 x 10 keeps the id it always had), and a one-process run without a group keeps its
-  id. They train one loss on one data order (:class:`ablate.bridge.training.recipe.BatchOrder` draws
-  each step's global batch and process r takes its r-th slice, the rows one process would group
-  consecutively), so they are one run in the sense every identity is: the same configuration, not
-  bit-identical output. What differs is the sample path, as between two GPU models: the dropout
-  masks (each process draws its own, from a generator seeded alike), the padding of each process's
-  rows and of the evaluation's batches, and the floating-point reduction order (DDP's gradient
-  all-reduce against one process's sums). Where InfoNCE is
-  inert (``infonce_weight: 0``) the training depends on G alone; its g is the group
-  ``bridge.defaults.infonce_group`` gives (where it divides the entry's ``batch_size``), else
-  ``batch_size``: a placement change of the whole study (``bridge.defaults`` and
-  ``bridge.resources.train.gpu``) keeps those ids too, an entry's own inert ``infonce_group``
-  never splits a run, and a placement that spells G in other groups (1 x 40 without
-  ``infonce_group`` against 4 x 10) is a new id for the same training: a rerun, never a wrong
-  reuse. The params a training job gets (:attr:`Entry.params`) stay its placement: rows per
-  process and group as configured.
+  processes x 10 rows and 1 process x 40 rows in groups of 10 are one run with one id (the seed's
+  4 x 10 keeps the id it always had, and so does a one-process run without a group). They train
+  one loss on one data order (:class:`ablate.bridge.training.recipe.BatchOrder`: process r takes
+  the r-th slice of each step's global batch, the rows one process would group consecutively): the
+  same configuration, not bit-identical output (the dropout masks, each process's padding and the
+  floating-point reduction order differ, as between two GPU models). Where InfoNCE is inert
+  (``infonce_weight: 0``) the training depends on G alone, and g is
+  ``bridge.defaults.infonce_group`` where it divides the entry's ``batch_size``, else
+  ``batch_size``: a placement change of the whole study keeps those ids, an entry's own inert
+  ``infonce_group`` never splits a run, and G spelled in other groups (1 x 40 without a group
+  against 4 x 10) is a new id for the same training: a rerun, never a wrong reuse. A training
+  job's params (:attr:`Entry.params`) stay its placement: rows per process and group as configured.
 """
 
 from __future__ import annotations

@@ -52,6 +52,8 @@ from ablate.core.reports import stats
 
 BASELINES = ("source_alone", "target_alone", "latent", "token_budget", "cascade")
 _CASCADE_CUE = ("\nSource answer:", "\nRefined answer:")
+#: a row's source tokens (None where the baseline does not run the source)
+_SOURCE_TOKENS = ("source_input_tokens", "source_output_tokens")
 
 
 def _mem_start() -> None:
@@ -169,14 +171,8 @@ class Bench:
                     "kv_cache_total_mb": self.kv[model] * (n_in[r] + n_out[r])
                     + self.kv["source"] * sum(held[r] for held in extra.values()),
                     **{k: score[k] for k in ("prediction", "extracted", "gold", "correct")},
-                    "em": score["em"],
-                    "f1": score["f1"],
-                    "source_input_tokens": (
-                        extra.get("source_input_tokens") or [None] * len(items)
-                    )[r],
-                    "source_output_tokens": (
-                        extra.get("source_output_tokens") or [None] * len(items)
-                    )[r],
+                    **{k: score[k] for k in ("em", "f1")},
+                    **{k: (extra.get(k) or [None] * len(items))[r] for k in _SOURCE_TOKENS},
                 }
             )
         return out

@@ -182,11 +182,8 @@ class Evaluations:
         return None
 
     def load(self, values: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self.curve, self.bad_evals, self.last_rows = (
-            values["curve"],
-            values["bad_evals"],
-            values["last_rows"],
-        )
+        self.curve, self.bad_evals = values["curve"], values["bad_evals"]
+        self.last_rows = values["last_rows"]
         self.best = {**values["best"], **({"state": tensors} if tensors else {})}
         self.started = time.time() - values["seconds"]
 
