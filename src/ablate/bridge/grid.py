@@ -107,12 +107,6 @@ def resolved_dtype(bridge: dict[str, Any], p: BridgeParams) -> str:
     return "bfloat16" if bridge["resources"]["train"]["gpu"] > 0 else "float32"
 
 
-def _run_id_of(identity: dict[str, Any]) -> str:
-    """A readable prefix and the hash of the identity: distinct configurations, distinct ids."""
-    p = identity["params"]
-    return f"{p['dataset']}-k{p['K']}-{config_hash(identity)[:12]}"
-
-
 def processes(bridge: dict[str, Any]) -> int:
     """Training processes per run: one per GPU of bridge.resources.train.gpu (one on CPU)."""
     return max(1, bridge["resources"]["train"]["gpu"])
@@ -132,12 +126,6 @@ def placement(p: BridgeParams, procs: int, study_group: int | None = None) -> tu
     else:
         g = p.batch_size
     return g, p.batch_size * procs // g
-
-
-def _identity_params(p: dict[str, Any], g: int) -> dict[str, Any]:
-    """The params a run's identity holds: ``p`` with ``batch_size`` = its InfoNCE group ``g`` and
-    ``infonce_group`` left out (its null default: a group of the whole batch)."""
-    return bridge_params.recorded({**p, "batch_size": g, "infonce_group": None})
 
 
 def _check_models(bridge: dict[str, Any]) -> None:
@@ -273,7 +261,9 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         p = bridge_params.recorded(s.as_dict())
         src, tgt = ROLES[::-1] if swap else ROLES
         identity = dict(
-            params=_identity_params(p, g),
+            # batch_size: its InfoNCE group g; infonce_group left out (its null default: a group
+            # of the whole batch)
+            params=bridge_params.recorded({**p, "batch_size": g, "infonce_group": None}),
             source=model_identity(bridge[src], data),
             target=model_identity(bridge[tgt], data),
             data=data_identity(data, s.dataset),
@@ -281,7 +271,9 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         if groups > 1:  # the global batch in groups of g rows: G / g of them
             identity["processes"] = groups
         identity = sorted_tree(identity)
-        entries[name] = Entry(name, _run_id_of(identity), p, identity, src, tgt)
+        # a readable prefix and the hash of the identity: distinct configurations, distinct ids
+        run_id = f"{s.dataset}-k{s.K}-{config_hash(identity)[:12]}"
+        entries[name] = Entry(name, run_id, p, identity, src, tgt)
     runs = _distinct_runs(entries)
     states = caches.of_runs(bridge, runs) if bridge["cache_frozen_states"] else {}
     for sid, st in states.items():

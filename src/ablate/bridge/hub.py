@@ -30,17 +30,13 @@ DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
 ALIASES = {"gsm8k": "openai/gsm8k", "hotpot_qa": "hotpotqa/hotpot_qa"}
 
 
-def _known(path: str) -> dict[str, tuple[str, ...]] | None:
-    return DATASETS.get(ALIASES.get(path, path))
-
-
 def check_dataset(where: str, spec: dict[str, Any]) -> None:
     """Raise ConfigError naming ``where`` (``bridge.data.<dataset>``) if the spec's id, config
     name or splits are not those of a known hub dataset, with the closest id."""
     path = spec["path"]
     if Path(path).expanduser().is_dir():
         return
-    configs = _known(path)
+    configs = DATASETS.get(ALIASES.get(path, path))
     if configs is None:
         close = difflib.get_close_matches(path, [*DATASETS, *ALIASES], n=1, cutoff=0.5)
         hint = f" (did you mean {ALIASES.get(close[0], close[0])!r}?)" if close else ""

@@ -69,13 +69,6 @@ def _mem_peak() -> float | None:
     return None
 
 
-def _timing_kind() -> str:
-    """How a timed row was decoded (the ``timing`` column)."""
-    if torch.cuda.is_available():
-        return "batch 1, static KV cache + compiled decode step, end to end, after a warm-up"
-    return "batch 1, eager (cpu), end to end, after a warm-up"
-
-
 class Bench:
     def __init__(self, pair: Pair, translator, timed: bool = False):
         self.pair, self.translator = pair, translator
@@ -201,13 +194,14 @@ def timed(bench: Bench, items, baselines) -> dict[tuple[str, str], dict[str, Any
         return {}
     for b in baselines:
         bench.run(b, items[0])  # compiles the decode step on a GPU; warms allocators on CPU
+    how = "static KV cache + compiled decode step" if torch.cuda.is_available() else "eager (cpu)"
     out = {}
     for item in items:
         for b in baselines:
             r = bench.run(b, item)
             out[(b, item["id"])] = {
                 "timed": True,
-                "timing": _timing_kind(),
+                "timing": f"batch 1, {how}, end to end, after a warm-up",
                 "latency_s": r["latency_s"],
                 "timed_output_tokens": r["output_tokens"],
                 "peak_mem_mb": r["peak_mem_mb"],

@@ -209,14 +209,19 @@ def check_pinned(cards: dict[str, Any], identity: dict[str, Any] | None) -> None
             model_card.check_revision(model_card.read(card), revision, lock)
 
 
+def _located(card: dict | str | os.PathLike) -> tuple[str, str | None, str]:
+    """(model path, revision, tokenizer path) of a model card (a card dict or its path)."""
+    if not isinstance(card, dict):
+        card = model_card.read(card)
+    path, revision = model_card.locate(card)
+    return path, revision, card["tokenizer"] if Path(card["tokenizer"]).exists() else path
+
+
 def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32", device=None):
     """(model, tokenizer) of a model card (a card dict or its path); frozen, eval mode."""
     from ablate.core.models.modeling import load_causal_lm, load_tokenizer
 
-    if not isinstance(card, dict):
-        card = model_card.read(card)
-    path, revision = model_card.locate(card)
-    tok_path = card["tokenizer"] if Path(card["tokenizer"]).exists() else path
+    path, revision, tok_path = _located(card)
     tokenizer = load_tokenizer(tok_path, revision=revision)
     model = load_causal_lm(path, revision=revision, dtype=dtype, device=device)
     model.eval()
@@ -237,10 +242,7 @@ def load_config(card: dict | str | os.PathLike):
 
     from ablate.core.models.modeling import load_tokenizer
 
-    if not isinstance(card, dict):
-        card = model_card.read(card)
-    path, revision = model_card.locate(card)
-    tok_path = card["tokenizer"] if Path(card["tokenizer"]).exists() else path
+    path, revision, tok_path = _located(card)
     config = AutoConfig.from_pretrained(path, revision=revision)
     return _ConfigOnly(config), load_tokenizer(tok_path, revision=revision)
 

@@ -237,8 +237,9 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     gpus = f"{procs} GPU{'s' if procs > 1 else ''}"
     return PlannedJob(
         model=model,
-        # its rows per GPU: the rate (and the peak memory) of a measurement at those rows
-        policy=_rows_policy(rows),
+        # its rows per GPU (``rows40``): the rate (and the peak memory) of a measurement of the
+        # training step (config/gpu_measurements.yaml) at those rows
+        policy=f"rows{rows}",
         tokens=float(tokens),
         tokens_source=f"{p.steps} steps x global batch {rows * procs} ({rows} rows per GPU x "
         f"{gpus}, bridge.resources.train.gpu) x {cost.example_tokens(p.K, n)} tokens/example "
@@ -269,12 +270,6 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         ],
         **common,
     )
-
-
-def _rows_policy(rows: int) -> str:
-    """A training job's policy: its rows per GPU (``rows40``), what a measurement of the
-    training step states (config/gpu_measurements.yaml) to be picked for it."""
-    return f"rows{rows}"
 
 
 def unfit_note(e: grid.Entry, rows: int) -> str:

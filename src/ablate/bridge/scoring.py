@@ -48,10 +48,6 @@ def normalize_answer(s: str) -> str:
     return " ".join(s.split())
 
 
-def _exact_match(prediction: str, gold: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(gold))
-
-
 def f1(prediction: str, gold: str) -> float:
     """Token-multiset F1 of the normalised strings (SQuAD)."""
     pred, ref = normalize_answer(prediction).split(), normalize_answer(gold).split()
@@ -92,7 +88,7 @@ def score(kind: str, prediction: str, gold: str) -> dict:
         ok = extracted != INVALID and gold != INVALID and same_number(extracted, gold)
         return {"correct": ok, "em": float(ok), "f1": float(ok), "extracted": extracted}
     extracted = _qa_prediction(prediction)
-    em = _exact_match(extracted, gold)
+    em = float(normalize_answer(extracted) == normalize_answer(gold))
     return {"correct": bool(em), "em": em, "f1": f1(extracted, gold), "extracted": extracted}
 
 

@@ -46,6 +46,9 @@ from ablate.core.outputs import checkpoint_integrity, io, provenance
 from ablate.core.outputs.phases import Phases
 from ablate.core.training import driver, loop, saving, speed
 
+#: a frozen model's outputs: read from its cache, or computed live
+_HELD = {True: "cached", False: "live"}
+
 
 def _logs(p: BridgeParams, step: int) -> bool:
     """A step of the bridge's loss curve: every ``log_every`` and the last (the loop also logs
@@ -103,10 +106,8 @@ def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -
     say(
         f"[{entry.label}] {len(train_items)} train / {len(eval_items)} eval items ({dataset_kind}); "
         f"translator {entry.n_params / 1e6:.3f} M params, K={p.K}; "
-        f"{parallel.world_size()} process(es); source states "
-        + ("cached" if entry.cached_source else "live")
-        + ", KL teacher "
-        + ("cached" if entry.cached_teacher else "live")
+        f"{parallel.world_size()} process(es); source states {_HELD[entry.cached_source]}, "
+        f"KL teacher {_HELD[entry.cached_teacher]}"
     )
     return entry
 
@@ -271,6 +272,6 @@ class TranslatorRun(driver.TrainRun):
             },
             "world_size": parallel.world_size(),
             "global_batch": global_batch(p, len(e.train_items)),
-            "source_states": "cached" if e.cached_source else "live",
-            "teacher_states": "cached" if e.cached_teacher else "live",
+            "source_states": _HELD[e.cached_source],
+            "teacher_states": _HELD[e.cached_teacher],
         }
