@@ -17,18 +17,9 @@ a GPU), after one untimed warm-up call per baseline. The baselines:
                    + the source's generation + ``Refined answer:``
 =================  ==================================================================
 
-Each row (one per baseline and item): ``input_tokens``/``output_tokens`` of the answering model,
-``kv_cache_mb`` = :func:`ablate.bridge.models.kv_cache_mb_per_token` (from that model's config and
-dtype) x the tokens its cache holds at the end (input + output), ``kv_cache_total_mb`` = that +
-the source's cache for the same item (latent: the source's input; cascade: its input and answer;
-the text baselines: one model, so equal), em, f1, correct,
-``batched_s_per_item`` (the baseline's batched wall time / items); ``timed`` and ``timing`` say
-whether and how the row was timed; a timed row has end-to-end ``latency_s`` (a latent or cascade
-row includes the source's work), ``timed_output_tokens`` and ``peak_mem_mb``
-(``torch.cuda.max_memory_allocated``; None on CPU, where ``peak_mem_kind`` says so). The summary
-gives per baseline the latency mean with its 95% t interval, p50 and p90 over ``n_timed`` rows.
-The gold-leak guard checks the dataset-derived input of every baseline before it runs (the
-cascade's source answer is a model prediction, not gold, so it is not checked).
+The rows' and the aggregate's columns: docs/bridge.md ("Inference benchmark"). The gold-leak
+guard checks the dataset-derived input of every baseline before it runs (the cascade's source
+answer is a model prediction, not gold, so it is not checked).
 """
 
 from __future__ import annotations

@@ -1,33 +1,24 @@
 """The two tiny causal LMs of the embedded bridge study, their tokenizers, and KV-cache sizes.
 
-The study needs a source and a target of different families, hidden sizes and tokenizers. The
-embedded default builds:
-
-==========  ==================  =========================================  ===========
-family      transformers class  tokenizer (trained here on the corpus)     mirrors
-==========  ==================  =========================================  ===========
-``mistral``  MistralForCausalLM  SentencePiece-style BPE (Metaspace, digits   Mistral-7B
-                                 split one by one), ~600 pieces              (SPM v3)
-``llama``    LlamaForCausalLM    byte-level BPE (GPT/tiktoken style), ~900    Llama-3.1
-==========  ==================  =========================================  ===========
-
-Why tokenizers trained here and not the real ones shipped by mistral-common: the SentencePiece
-files (``tokenizer.model.v*``) need the ``sentencepiece`` package, which the environment lacks, and
-the 131k-piece Tekken vocabulary makes a tiny model's softmax dominate everything (measured on one
-core: 5.4 s per pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens for 64 items, vs
-0.06 s and 0.13 s at 2k pieces), so the 5-minute embedded study would not fit. A trimmed real
-vocabulary would no longer be the real tokenizer, so the two tokenizers are trained here instead,
-with the two families' different algorithms (different pieces, ids and boundaries).
+The study needs a source and a target of different families, hidden sizes and tokenizers: the
+embedded default builds a ``mistral`` (``MistralForCausalLM``; a SentencePiece-style BPE:
+Metaspace, digits split one by one, ~600 pieces, as Mistral-7B's SPM v3) and a ``llama``
+(``LlamaForCausalLM``; a byte-level BPE, GPT/tiktoken style, ~900 pieces, as Llama-3.1's), both
+tokenizers trained here on the corpus. Not the real ones: mistral-common's SentencePiece files
+(``tokenizer.model.v*``) need the ``sentencepiece`` package, which the environment lacks, and the
+131k-piece Tekken vocabulary makes a tiny model's softmax dominate everything (one core: 5.4 s per
+pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens for 64 items, vs 0.06 s and 0.13 s
+at 2k pieces), so the 5-minute embedded study would not fit; a trimmed real vocabulary would no
+longer be the real tokenizer.
 
 The embedded corpus is small: the BPE trainer stops short of ``vocab_size`` (a few hundred
 pieces). ``arch.tokenizer.pad_to_size: true`` fills the vocabulary up to ``vocab_size`` with pieces
-no text encodes to (``<unused_N>``), so the embedding and lm_head have exactly that many rows: the
-GPU smoke config (``config/latentwire-smoke.yaml``) builds Mistral-7B-v0.3's 32768 and
-Llama-3.1-8B's 128256 so. ``arch`` also sets any other field of the family's transformers config
+no text encodes to (``<unused_N>``), so the embedding and lm_head have exactly that many rows (the
+GPU smoke config, ``config/latentwire-smoke.yaml``, builds Mistral-7B-v0.3's 32768 and
+Llama-3.1-8B's 128256 so). ``arch`` also sets any other field of the family's transformers config
 (``tie_word_embeddings``, ``max_position_embeddings``, ``rope_parameters``, ...).
 
-Pretraining is the core's, shared with the mask study (:mod:`ablate.core.training.pretraining`):
-packed causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``.
+Pretraining is the core's, shared with the mask study (:mod:`ablate.core.training.pretraining`).
 The model is built where it trains (a GPU when there is one: a random 8 B model in seconds, not fp32
 on the host) in the pretraining's ``model_dtype``.
 """

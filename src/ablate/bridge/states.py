@@ -7,14 +7,10 @@ Likewise the KL term's teacher (the target fed the text prompt and the answer): 
 at the first ``kl_positions`` answer positions (``Pair.teacher_states``) do not depend on the
 translator; the LM head is applied to them in the step (logits would be 128k floats a row).
 
-Layout of a cache: split folders (``caches.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher
-``train/``), ``summary.json`` (its provenance)
-beside them; each split folder::
-
-    shard-00000.npy ...   [tokens, d] rows, the items' real tokens back to back (no padding);
-                          bfloat16 is stored as its uint16 bits (numpy has no bfloat16)
-    index.json            written last: ids, shard / start / length per item, dtype, width
-
+A split folder (``caches.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher ``train/``) holds
+``shard-00000.npy`` ... ([tokens, d] rows, the items' real tokens back to back, no padding;
+bfloat16 stored as its uint16 bits: numpy has no bfloat16) and ``index.json`` (written last: ids,
+shard / start / length per item, dtype, width); ``summary.json`` (its provenance) is beside them.
 Reading pads on the right with zeros under a zero mask: the translator's cross-attention masks
 those positions, and a causal model's states of the real tokens do not depend on right padding,
 so a batch read here equals the live ``Pair.source_states`` batch (up to float rounding from

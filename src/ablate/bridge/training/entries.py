@@ -38,6 +38,7 @@ from ablate.bridge import models, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
+from ablate.bridge.evaluate import accuracy
 from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.bridge.params import BridgeParams
 from ablate.bridge.training.recipe import Evaluations, global_batch, say, translator_trainer
@@ -237,8 +238,6 @@ class TranslatorRun(driver.TrainRun):
     def _results(self, trainer: loop.Trainer, final_rows, restored_from, train_s) -> dict:
         """The summary's numbers: the curve and losses, peak and final accuracy, the run's
         length, size and throughput."""
-        from ablate.bridge.evaluate import accuracy
-
         e, p, state, curve = self.entry, self.entry.p, trainer.state, self.recipe.evaluation.curve
         logged = [x for x in state.log_history if "loss" in x and _logs(p, x["step"])]
         final = accuracy(final_rows)

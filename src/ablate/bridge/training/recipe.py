@@ -25,6 +25,7 @@ import torch
 from ablate.bridge import params as bridge_params
 from ablate.bridge import switches
 from ablate.bridge import translator as tr
+from ablate.bridge.evaluate import accuracy
 from ablate.bridge.pair import Pair
 from ablate.bridge.parallel import gather, mean_values, shard
 from ablate.bridge.params import BridgeParams
@@ -126,8 +127,6 @@ class Evaluations:
 
     def __call__(self, at: int) -> dict[str, Any] | None:
         """Evaluate at step ``at``; early stopping's stop (before the last step), or None."""
-        from ablate.bridge.evaluate import accuracy
-
         self.last_rows = self.rows()
         acc = accuracy(self.last_rows)
         self.curve.append({"step": at, **acc})
