@@ -154,16 +154,12 @@ def _check_models(bridge: dict[str, Any]) -> None:
             )
 
 
-def _resolve_params(bridge: dict[str, Any]):
-    def resolve(p: dict[str, Any], where: str) -> BridgeParams:
-        """``p`` over the defaults, resolved and typed; an error is the config's, naming the key."""
-        try:
-            return bridge_params.check(bridge_params.resolve(p, where), where)
-        except bridge_params.BridgeConfigError as exc:
-            raise _err(str(exc)) from None
-
-    resolve(bridge.get("defaults") or {}, "bridge.defaults")
-    return resolve
+def _resolve_params(p: dict[str, Any], where: str) -> BridgeParams:
+    """``p`` over the defaults, resolved and typed; an error is the config's, naming the key."""
+    try:
+        return bridge_params.check(bridge_params.resolve(p, where), where)
+    except bridge_params.BridgeConfigError as exc:
+        raise _err(str(exc)) from None
 
 
 def expand_seeds(grid: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
@@ -239,8 +235,8 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
     hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
     requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}
     bridge = pin_revisions(bridge, results)
-    resolve_params = _resolve_params(bridge)
     defaults = dict(bridge.get("defaults") or {})
+    _resolve_params(defaults, "bridge.defaults")
     study_group = defaults.get("infonce_group")  # an inert entry's g (placement)
     study_group = int(study_group) if study_group else None
     grid, origin = expand_seeds(bridge["grid"])
@@ -251,7 +247,7 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         if "same_as" in spec:
             continue
         swap = bool(spec.pop("swap", False))
-        s = resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
+        s = _resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
         s = replace(s, model_dtype=resolved_dtype(bridge, s))
         g, groups = placement(s, processes(bridge), study_group)
         if data["source"] == "hub" and s.dataset not in data:

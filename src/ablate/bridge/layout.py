@@ -104,20 +104,15 @@ def _model_slice(study: Study, role: str) -> dict[str, Any]:
     return sorted_tree(out)
 
 
-def _states_slice(study: Study, states_id: str) -> dict[str, Any]:
-    """What a cache job records and reruns on: its key, the test items it holds, its batch."""
-    st = study.states[states_id]
-    return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
-
-
 def states_config(study: Study, states_id: str) -> dict[str, Any]:
     """A cache job's config, its rule's params: what the cache depends on, not the params of the
-    runs reading it (an lr edit keeps it); its record holds ``identity`` (:func:`_states_slice`)."""
-    e = study.runs[study.states[states_id]["runs"][0]]  # a run reading it: they share its key
+    runs reading it (an lr edit keeps it); its record holds ``identity``: what the job reruns on,
+    its key, the test items it holds, its batch."""
     st = study.states[states_id]
+    e = study.runs[st["runs"][0]]  # a run reading it: they share its key
     return sorted_tree(
         dict(
-            identity=_states_slice(study, states_id),
+            identity=dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]),
             params=states_params(st),
             what=st["what"],
             role=st["role"],

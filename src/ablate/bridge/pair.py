@@ -287,18 +287,15 @@ class Pair:
         ``kl_reduction``: the mean over the counted rows, or (``batchmean``) their sum over the
         rows of the batch."""
         p = self.p
+        rows = self._teacher_inputs(prompts, answers)[2]  # each item's compared rows
         if p.kl_teacher == "prompt_only":
             n = min(p.kl_positions, p.K, max(len(pr) for pr in prompts))
             first = len(evaluate.latent_target_ids(self.tgt_tok)[0])  # the soft tokens' start
             student = self._logits(h[:, first : first + n])
-            valid = torch.tensor([[float(j < len(pr)) for j in range(n)] for pr in prompts])
-            valid = valid.to(self.device)
         else:
             n = min(p.kl_positions, student.shape[1])
             student = student[:, :n]
-            rows = self._teacher_inputs(prompts, answers)[2]
-            valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows])
-            valid = valid.to(self.device)
+        valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows]).to(self.device)
         teacher = self._teacher_logits(items, prompts, answers, n)
         kl = kl_rows(teacher.log_softmax(-1), student)
         count = valid.sum() if p.kl_reduction == "mean" else valid.new_tensor(len(items))
