@@ -14,6 +14,11 @@ is a ``d_src x d_src`` linear layer initialised to the identity, applied to the 
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -136,10 +141,6 @@ def build(arch: BridgeParams, source, target, where: str = "bridge"):
 
 def save(translator: BottleneckedGatedTranslator, out_dir, extra: dict | None = None):
     """``translator.safetensors`` + ``translator_config.json`` into a fresh dir, manifest last."""
-    import os
-    import shutil
-    from pathlib import Path
-
     from safetensors.torch import save_file
 
     from ablate.core.outputs import checkpoint_integrity, io
@@ -159,9 +160,6 @@ def save(translator: BottleneckedGatedTranslator, out_dir, extra: dict | None = 
 
 def load(directory) -> BottleneckedGatedTranslator:
     """A saved translator (manifest verified first), in eval mode."""
-    import json
-    from pathlib import Path
-
     from safetensors.torch import load_file
 
     from ablate.core.outputs import checkpoint_integrity

@@ -10,11 +10,8 @@ The training is the core's loop (:mod:`ablate.core.training.loop`) with the brid
 (:class:`~ablate.bridge.training.recipe.TranslatorRecipe`), run by the core's driver
 (:func:`ablate.core.training.driver.drive`, as every training: the resume from the newest complete
 checkpoint of the same run key and inputs, the non-finite outcome, the final evaluation, the
-checkpoints' removal) as a :class:`TranslatorRun`, whose outputs are the bridge's. Its checkpoints
-are the loop's (:mod:`ablate.core.training.saving`, ``<out>/checkpoints/checkpoint-N``, the
-evaluation's curve and best state with them), one at every evaluation training goes on from: a
-rerun (a lost Vast instance's retry, a killed job) resumes from the newest one; they go once the
-outputs are written.
+checkpoints' removal) as a :class:`TranslatorRun`, whose outputs are the bridge's; a checkpoint
+(``<out>/checkpoints/checkpoint-N``) at every evaluation training goes on from (docs/bridge.md).
 
 Data-parallel under torchrun (the core's launcher,
 ``ablate.core.execution.parallel.launch("ablate.bridge.training.entries:train_entry", kwargs, N,
@@ -173,8 +170,6 @@ def train_entry(
         run_spec=spec,
         entry=e,
     )
-    # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
-    # outputs (TranslatorRun.write), the checkpoints' removal
     summary = driver.drive(run, trainer)
     if parallel.rank() != 0:
         return {"run_id": run_id, "world_size": parallel.world_size(), **summary}

@@ -1,11 +1,6 @@
 """The translator's training as the core's loop takes it: its recipe, data order, optimizer and
 evaluation.
 
-:class:`TranslatorRecipe` (a :class:`~ablate.core.training.recipe.Recipe`) with its data order
-(:class:`BatchOrder`), its optimizer (:func:`optimizer`) and its evaluation with early stopping
-(:class:`Evaluations`), and :func:`translator_trainer`, the loop's trainer of it (what
-:mod:`.entries` trains and the GPU benchmarks time one step of).
-
 Data-parallel under torchrun (:mod:`ablate.core.execution.parallel`, the data split of
 :mod:`ablate.bridge.parallel`): ``batch_size`` items per process and step (the seed's "10 per
 GPU"), each process a slice of one global batch order, the translator replicated and DDP averaging
