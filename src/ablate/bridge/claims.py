@@ -70,10 +70,8 @@ def evidence(
         df = pd.read_parquet(path)
         for baseline, rows in df.groupby("baseline"):
             inputs[f"{prefix}:{baseline}"] = _samples(rows, "correct", path, baseline)
-            if prefix == "main":
-                for key, col, what in _KV_COLUMNS:  # a benchmark of older code lacks a column
-                    if col not in rows.columns:
-                        continue
+            for key, col, what in _KV_COLUMNS if prefix == "main" else ():
+                if col in rows.columns:  # a benchmark of older code lacks a column
                     inputs[f"{key}:{baseline}"] = _samples(rows, col, path, f"{baseline} {what}")
     return Evidence(inputs, params={"entries": entries})
 

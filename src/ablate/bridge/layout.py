@@ -313,11 +313,7 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
                 serves=_serving(study, lambda x, r=run_id: x.run_id == r),
             )
         )
-    keys = {
-        "samples": "infer_samples",
-        "summary": "infer_summary",
-        "provenance": "infer_provenance",
-    }
+    keys = {k: f"infer_{k}" for k in ("samples", "summary", "provenance")}
     for role, e in study.infer:
         out.append(
             _job(
