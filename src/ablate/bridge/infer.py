@@ -47,19 +47,6 @@ _CASCADE_CUE = ("\nSource answer:", "\nRefined answer:")
 _SOURCE_TOKENS = ("source_input_tokens", "source_output_tokens")
 
 
-def _mem_start() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _mem_peak() -> float | None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2**20
-    return None
-
-
 class Bench:
     def __init__(self, pair: Pair, translator, timed: bool = False):
         self.pair, self.translator = pair, translator
@@ -164,17 +151,20 @@ class Bench:
     def run(self, baseline: str, item: dict[str, Any]) -> dict[str, Any]:
         """One item at batch 1, timed end to end (a latent or cascade row includes the
         source's work), with its peak memory."""
-        _mem_start()
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         row = self.rows(baseline, [item])[0]
         latency = time.perf_counter() - t0
+        if cuda:
+            torch.cuda.synchronize()
         return {
             **row,
             "latency_s": latency,
-            "peak_mem_mb": _mem_peak(),
-            "peak_mem_kind": "cuda_max_memory_allocated"
-            if torch.cuda.is_available()
-            else "not measured (cpu)",
+            "peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+            "peak_mem_kind": "cuda_max_memory_allocated" if cuda else "not measured (cpu)",
         }
 
 

@@ -42,10 +42,6 @@ _WORDS = re.compile(
 )
 
 
-def _plain_text(text: str) -> str:
-    return text.lower().replace("\u2212", "-")
-
-
 def _squash(s: str) -> str:
     """Lower case, no thousands separators, no whitespace: "3 + 4 = 7" and "3+4=7" are one text."""
     return "".join(_THOUSANDS.sub("", s.lower()).split())
@@ -103,7 +99,7 @@ def leaked(kind: str, item: dict[str, Any], text: str) -> str | None:
     for step in _step_strings(kind, item):
         if _has_step(squashed, step):
             return step
-    plain = _plain_text(text)
+    plain = text.lower().replace("\u2212", "-")  # lower case, ASCII minus: what _readings reads
     if kind == "gsm8k":
         if gold == scoring.INVALID:
             return None
