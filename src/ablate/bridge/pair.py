@@ -75,9 +75,8 @@ class Pair:
     def source_ids(self, item) -> list[int]:
         return evaluate.text_ids(self.src_tok, world.prompt(self.kind, item), self.p.max_source_len)
 
-    def prompt_ids(self, item, tok=None) -> list[int]:
-        tok = tok or self.tgt_tok
-        return evaluate.text_ids(tok, world.prompt(self.kind, item), self.p.max_prompt_len)
+    def prompt_ids(self, item) -> list[int]:
+        return evaluate.text_ids(self.tgt_tok, world.prompt(self.kind, item), self.p.max_prompt_len)
 
     def fed_latent(self, item) -> dict[str, str]:
         """The texts the latent mode feeds: the source's input, the target's token input."""

@@ -210,7 +210,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
 def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     run_id = j.wildcards["run_id"]
     if j.rule == "bridge_infer":
-        role, e = next((r, x) for r, x in study.infer if x.run_id == run_id)
+        e = next(x for _, x in study.infer if x.run_id == run_id)
     else:
         e = study.runs[run_id]
     p = e.settings
@@ -225,7 +225,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     size += f"{ptr / 1e6:.1f} M"
     pair = (names[e.source_role], names[e.target_role]) if hub else ()  # the hub models it loads
     if j.rule == "bridge_infer":
-        return _infer_job(study, role, e, pt, float(total), size, model, common, pair)
+        return _infer_job(study, e, pt, float(total), size, model, common, pair)
     procs = grid.processes(study.config)
     rows = p.batch_size  # per process, one process per GPU
     tokens = p.steps * rows * procs * cost.example_tokens(p.K, n)
@@ -286,7 +286,7 @@ def unfit_note(e: grid.Entry, rows: int) -> str:
     return f"{how}; gradient accumulation (fewer rows per step on one GPU) is not built"
 
 
-def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> PlannedJob:
+def _infer_job(study, e, pt, total, size, model, common, hub_models) -> PlannedJob:
     """The inference benchmark: every item's five baselines batched (quality), then the timed
     items at batch 1 (latency), each at its own measured rate."""
     p, n_samples = e.settings, study.config["infer"]["n_samples"]
