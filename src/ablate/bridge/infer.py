@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -37,7 +36,6 @@ from ablate.bridge import evaluate, models, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair, model_dtype
-from ablate.core.models import generation
 from ablate.core.outputs import io, provenance
 from ablate.core.reports import stats
 
@@ -68,9 +66,7 @@ class Bench:
         return self._engine(model, tok, evaluate.embed_ids(model, id_lists))
 
     def _engine(self, model, tok, prompts) -> tuple[list[str], list[int]]:
-        dec = evaluate.decoding(self.pair.p, tok, self.batch)
-        new = generation.generate(model, prompts, replace(dec, cache_len=self.cache_len))
-        return [tok.decode(r, skip_special_tokens=True) for r in new], [len(r) for r in new]
+        return evaluate.generate(model, tok, prompts, self.pair.p, self.batch, self.cache_len)
 
     def _guard(self, items, which: str, id_lists) -> None:
         tok = self.pair.src_tok if which == "source" else self.pair.tgt_tok
