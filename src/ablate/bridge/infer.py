@@ -233,7 +233,7 @@ def _latency_stats(latency: pd.Series) -> dict[str, float]:
     }
 
 
-def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
+def _aggregate(samples: pd.DataFrame) -> pd.DataFrame:
     """Per baseline: quality and token means over every item (n), latency over the timed rows
     (n_timed), in BASELINES order."""
     cols = ["correct", "em", "f1", "input_tokens", "output_tokens", "kv_cache_mb"]
@@ -280,7 +280,7 @@ def benchmark(
     timings = timed(Bench(pair, translator, timed=True), items[: spec.timed_samples], baselines)
     samples = _samples_frame(rows, timings, p.eval_batch_size)
     io.write_frame(out_samples, samples)
-    agg = aggregate(samples)
+    agg = _aggregate(samples)
     io.write_frame(out_summary, agg)
     io.write_json(
         f"{out_summary}.provenance.json",

@@ -104,7 +104,7 @@ def _model_slice(study: Study, role: str) -> dict[str, Any]:
     return sorted_tree(out)
 
 
-def states_config(study: Study, states_id: str) -> dict[str, Any]:
+def _states_config(study: Study, states_id: str) -> dict[str, Any]:
     """A cache job's config, its rule's params: what the cache depends on, not the params of the
     runs reading it (an lr edit keeps it); its record holds ``identity``: what the job reruns on,
     its key, the test items it holds, its batch."""
@@ -122,7 +122,7 @@ def states_config(study: Study, states_id: str) -> dict[str, Any]:
     )
 
 
-def train_config(study: Study, run_id: str) -> dict[str, Any]:
+def _train_config(study: Study, run_id: str) -> dict[str, Any]:
     """A training job's config, its rule's params: the run as :class:`ablate.bridge.params.RunSpec`
     takes it; its record holds ``identity``."""
     e = study.runs[run_id]
@@ -141,7 +141,7 @@ def train_config(study: Study, run_id: str) -> dict[str, Any]:
     )
 
 
-def infer_config(study: Study, e: Any) -> dict[str, Any]:
+def _infer_config(study: Study, e: Any) -> dict[str, Any]:
     """An inference benchmark's config, its rule's params (a RunSpec) from the run it benchmarks;
     its record holds ``identity`` (:func:`ablate.bridge.grid.infer_identity`)."""
     e = study.runs[e.run_id]
@@ -278,7 +278,7 @@ def _states_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list
                 stem=sid,
                 wildcards={"states_id": sid},
                 record="summary",
-                config=states_config(study, sid),
+                config=_states_config(study, sid),
                 labels={"where": f"bridge.grid.{serves[0]}"},
                 upstream=_setup_names(setup, {st["role"]}),
                 serves=serves,
@@ -307,7 +307,7 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
                 stem=run_id,
                 wildcards={"run_id": run_id},
                 record="summary",
-                config=train_config(study, run_id),
+                config=_train_config(study, run_id),
                 labels={"where": f"bridge.grid.{e.name}"},
                 upstream=_setup_names(setup, {e.source_role, e.target_role}) + caches,
                 serves=_serving(study, lambda x, r=run_id: x.run_id == r),
@@ -324,7 +324,7 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
                 stem=e.run_id,
                 wildcards={"run_id": e.run_id},
                 record="provenance",
-                config=infer_config(study, e),
+                config=_infer_config(study, e),
                 labels={"where": f"bridge.grid.{e.name}"},
                 upstream=[
                     *_setup_names(setup, {e.source_role, e.target_role}),

@@ -29,7 +29,7 @@ def model_dtype(p: BridgeParams) -> str:
     return training_params.dtype_name(dtype)
 
 
-def kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+def _kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
     """KL(p_text || p_bridged) per position, from the teacher's log-probs and the student's logits."""
     log_s = student_logits.log_softmax(-1)
     return (log_teacher.exp() * (log_teacher - log_s)).sum(-1)
@@ -296,7 +296,7 @@ class Pair:
             student = student[:, :n]
         valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows]).to(self.device)
         teacher = self._teacher_logits(items, prompts, answers, n)
-        kl = kl_rows(teacher.log_softmax(-1), student)
+        kl = _kl_rows(teacher.log_softmax(-1), student)
         count = valid.sum() if p.kl_reduction == "mean" else valid.new_tensor(len(items))
         if parallel.world_size() == 1:
             return (kl * valid).sum() / count.clamp_min(1)

@@ -38,7 +38,7 @@ def embedded_config(m: dict[str, Any]) -> dict[str, Any]:
     return {**cfg, "model_type": m["family"], "vocab_size": a["tokenizer"]["vocab_size"]}
 
 
-def model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | None, str]:
+def _model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | None, str]:
     """(parameters, hidden size, where from) of a bridge model, offline."""
     if m["source"] == "embedded":
         cfg = embedded_config(m)
@@ -71,7 +71,7 @@ def _decode_flops(target_params: float, batch: int) -> float:
     return 2 * target_params / batch
 
 
-def lengths(p: BridgeParams, data: dict[str, Any], ref: Reference) -> tuple[cost.Lengths, str]:
+def _lengths(p: BridgeParams, data: dict[str, Any], ref: Reference) -> tuple[cost.Lengths, str]:
     if data["source"] == "embedded":
         n = cost.Lengths(p.max_source_len, p.max_prompt_len, p.max_new_tokens)
         return n, "upper bound: max_source_len, max_prompt_len, answer = max_new_tokens"
@@ -84,7 +84,7 @@ def lengths(p: BridgeParams, data: dict[str, Any], ref: Reference) -> tuple[cost
 def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
     study = grid.resolve(config["bridge"], config["results"])
     bridge = study.config
-    shapes = {role: model_shape(bridge[role], ref) for role in pins.ROLES}
+    shapes = {role: _model_shape(bridge[role], ref) for role in pins.ROLES}
     names = {r: bridge[r].get("path") or bridge[r].get("family") for r in pins.ROLES}
     hub = all(bridge[r]["source"] != "embedded" for r in pins.ROLES)
     jobs = []
@@ -148,7 +148,7 @@ def _frozen_dtype(j, study: grid.Study) -> str:
 def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
     """An embedded model's pretraining: its dtype, optimizer and master weights from its
     pretraining params (the memory check), activations of one batch of packed blocks."""
-    from ablate.core.planner.model_size import model_shape as shape_of
+    from ablate.core.planner.model_size import _model_shape as shape_of
     from ablate.core.training.params import resolve_params
 
     role = j.wildcards["role"]
@@ -179,7 +179,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     what, role = st["what"], st["role"]
     e = study.runs[st["runs"][0]]
     data = study.config["data"]
-    n, n_where = lengths(e.settings, data, ref)
+    n, n_where = _lengths(e.settings, data, ref)
     if data["source"] == "embedded":  # the generated world's train split (its config's size)
         world = data.get("embedded") or {}
         key = "n_qa_train" if e.dataset == "hotpotqa" else "n_train"
@@ -219,7 +219,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         raise ValueError(f"model size unknown offline: source {ws}; target {wt}")
     ptr = translator_params(p, hs, ht)
     total = ps + pt + ptr
-    n, n_where = lengths(p, study.config["data"], ref)
+    n, n_where = _lengths(p, study.config["data"], ref)
     model = f"{names[e.source_role]} -> {names[e.target_role]} ({e.run_id})"
     size = f"source {ps / 1e9:.3g} B ({ws}) + target {pt / 1e9:.3g} B ({wt}) + translator "
     size += f"{ptr / 1e6:.1f} M"
@@ -253,7 +253,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         flops_per_token=flops,
         trainable_params=float(ptr),
         memory_measured=True,
-        unfit_note=unfit_note(e, rows),
+        _unfit_note=_unfit_note(e, rows),
         resume_every=(p.eval_every, p.steps),  # the loop's checkpoints: at each evaluation
         scaling_key="data_parallel",
         extra=[
@@ -272,7 +272,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     )
 
 
-def unfit_note(e: grid.Entry, rows: int) -> str:
+def _unfit_note(e: grid.Entry, rows: int) -> str:
     """What a training row says when its rows per GPU do not fit the GPU: the same run (its run
     id) at fewer rows per GPU, where its identity allows one."""
     g = e.identity["params"]["batch_size"]  # its InfoNCE group (ablate.bridge.grid.placement)

@@ -138,7 +138,7 @@ def _save(tmp: Path, arr: np.ndarray) -> None:
 
 @dataclass(frozen=True)
 class StatesSpec:
-    """A cache job as its rule passes it (its job's config, ``ablate.bridge.layout.states_config``,
+    """A cache job as its rule passes it (its job's config in :func:`ablate.bridge.layout.jobs`,
     through the rules' ``job_config``), one field per key: ``what`` (``source``: the source
     model's states of the whole train split and the first ``test_items`` test items;
     ``teacher``: the KL teacher's rows of the train split), the ``params`` it computes with, the
