@@ -32,14 +32,6 @@ def extract_gsm8k(text: str) -> str:
     return value if value not in ("", "-") else INVALID
 
 
-def _qa_prediction(text: str) -> str:
-    """A QA generation's answer: its first non-empty line."""
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
 def normalize_answer(s: str) -> str:
     """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
     s = s.lower()
@@ -87,7 +79,8 @@ def score(kind: str, prediction: str, gold: str) -> dict:
         extracted = extract_gsm8k(prediction)
         ok = extracted != INVALID and gold != INVALID and same_number(extracted, gold)
         return {"correct": ok, "em": float(ok), "f1": float(ok), "extracted": extracted}
-    extracted = _qa_prediction(prediction)
+    # a QA generation's answer: its first non-empty line
+    extracted = next((ln.strip() for ln in (prediction or "").splitlines() if ln.strip()), "")
     em = float(normalize_answer(extracted) == normalize_answer(gold))
     return {"correct": bool(em), "em": em, "f1": f1(extracted, gold), "extracted": extracted}
 
