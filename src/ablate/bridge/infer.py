@@ -137,8 +137,7 @@ class Bench:
                     # the source's cache for the same item (latent: its input; cascade: + answer)
                     "kv_cache_total_mb": self.kv[model] * (n_in[r] + n_out[r])
                     + self.kv["source"] * sum(held[r] for held in extra.values()),
-                    **{k: score[k] for k in ("prediction", "extracted", "gold", "correct")},
-                    **{k: score[k] for k in ("em", "f1")},
+                    **{k: v for k, v in score.items() if k != "id"},  # prediction .. f1
                     **{k: (extra.get(k) or [None] * len(items))[r] for k in _SOURCE_TOKENS},
                 }
             )
