@@ -148,7 +148,7 @@ def _frozen_dtype(j, study: grid.Study) -> str:
 def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
     """An embedded model's pretraining: its dtype, optimizer and master weights from its
     pretraining params (the memory check), activations of one batch of packed blocks."""
-    from ablate.core.planner.model_size import _model_shape as shape_of
+    from ablate.core.planner.model_size import model_shape as shape_of
     from ablate.core.training.params import resolve_params
 
     role = j.wildcards["role"]
@@ -253,7 +253,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         flops_per_token=flops,
         trainable_params=float(ptr),
         memory_measured=True,
-        _unfit_note=_unfit_note(e, rows),
+        unfit_note=_unfit_note(e, rows),
         resume_every=(p.eval_every, p.steps),  # the loop's checkpoints: at each evaluation
         scaling_key="data_parallel",
         extra=[
