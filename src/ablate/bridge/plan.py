@@ -3,10 +3,10 @@
 From the study's one job list (:func:`ablate.bridge.layout.jobs`, its jobs with a ``kind``): one
 training job per distinct run (a ``same_as`` entry shares its twin's row: the job's name names
 every entry it serves), one inference benchmark per ``bridge.infer`` entry, the frozen-state
-caches and the embedded models' pretraining. Tokens and
-FLOPs are counted by :mod:`ablate.bridge.cost` (the benchmark counts the same way); the example
-lengths per dataset come from ``bridge_lengths`` of the measurements file. A size that cannot be
-worked out leaves ``tokens`` or ``params`` empty with the reason; it never raises.
+caches and the embedded models' pretraining. Tokens and FLOPs are counted by
+:mod:`ablate.bridge.cost` (the benchmark counts the same way); the example lengths per dataset
+come from ``bridge_lengths`` of the measurements file. A size that cannot be worked out leaves
+``tokens`` or ``params`` empty with the reason; it never raises.
 
 Model size of a bridge job = source + target + translator parameters: the work is the frozen
 models' (only the translator trains), and a measurement of the pair counts for every grid entry
