@@ -122,39 +122,19 @@ def _states_config(study: Study, states_id: str) -> dict[str, Any]:
     )
 
 
-def _train_config(study: Study, run_id: str) -> dict[str, Any]:
-    """A training job's config, its rule's params: the run as :class:`ablate.bridge.params.RunSpec`
-    takes it; its record holds ``identity``."""
-    e = study.runs[run_id]
+def _run_config(e: Any, **fields: Any) -> dict[str, Any]:
+    """A training's or an inference benchmark's job config, its rule's params: the run ``e`` as
+    :class:`ablate.bridge.params.RunSpec` takes it, with ``fields`` (its record holds
+    ``identity``)."""
     return sorted_tree(
         dict(
             run_id=e.run_id,
-            identity=e.identity,
-            params=e.params,
             source_role=e.source_role,
             target_role=e.target_role,
             kind=e.kind,
             # a seed's key is its declared entry's: a seed equal to the default's reuses its run
             where=f"bridge.grid.{e.base or e.name}",
-            processes=processes(study.config),
-        )
-    )
-
-
-def _infer_config(study: Study, e: Any) -> dict[str, Any]:
-    """An inference benchmark's config, its rule's params (a RunSpec) from the run it benchmarks;
-    its record holds ``identity`` (:func:`ablate.bridge.grid.infer_identity`)."""
-    e = study.runs[e.run_id]
-    return sorted_tree(
-        dict(
-            run_id=e.run_id,
-            identity=infer_identity(study, e),
-            params=infer_params(study, e),
-            timed_samples=study.config["infer"]["timed_samples"],
-            source_role=e.source_role,
-            target_role=e.target_role,
-            kind=e.kind,
-            where=f"bridge.grid.{e.base or e.name}",
+            **fields,
         )
     )
 
@@ -307,7 +287,9 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
                 stem=run_id,
                 wildcards={"run_id": run_id},
                 record="summary",
-                config=_train_config(study, run_id),
+                config=_run_config(
+                    e, identity=e.identity, params=e.params, processes=processes(study.config)
+                ),
                 labels={"where": f"bridge.grid.{e.name}"},
                 upstream=_setup_names(setup, {e.source_role, e.target_role}) + caches,
                 serves=_serving(study, lambda x, r=run_id: x.run_id == r),
@@ -315,6 +297,7 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
         )
     keys = {k: f"infer_{k}" for k in ("samples", "summary", "provenance")}
     for role, e in study.infer:
+        run = study.runs[e.run_id]  # the entry that owns the benchmarked run
         out.append(
             _job(
                 config,
@@ -324,7 +307,12 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
                 stem=e.run_id,
                 wildcards={"run_id": e.run_id},
                 record="provenance",
-                config=_infer_config(study, e),
+                config=_run_config(  # its identity: ablate.bridge.grid.infer_identity
+                    run,
+                    identity=infer_identity(study, run),
+                    params=infer_params(study, run),
+                    timed_samples=study.config["infer"]["timed_samples"],
+                ),
                 labels={"where": f"bridge.grid.{e.name}"},
                 upstream=[
                     *_setup_names(setup, {e.source_role, e.target_role}),
