@@ -5,22 +5,19 @@ Each claim compares per-item values of the same evaluation items with a paired t
 (:func:`ablate.core.reports.stats.paired`: exact McNemar on 0/1 correctness, a paired bootstrap on
 sizes):
 
-========================  =====================================================================
-claim                     evidence
-========================  =====================================================================
-latent_beats_both         benchmark of ``bridge.infer.entry``: latent vs source alone and vs
-                          target alone (both must hold)
-stability_fixes_work      final (restored best, re-evaluated) of 1a vs 1b
-compression_tradeoff      final of 2a, 2b, 1a rises with K
-(:func:`ablate.core.reports.claims.monotone`) generalises_beyond_math   benchmark of
-``bridge.infer.qa_entry`` (3a, QA): latent vs target alone soft_beats_text           benchmark of
-``bridge.infer.entry``: latent vs cascade (text transfer) kv_savings                benchmark of
-``bridge.infer.entry``: KV-cache MB per request of latent
-                          vs target alone, source + target (a latent request also runs the
-                          source), from each model's config (not a constant)
-========================  =====================================================================
+- ``latent_beats_both``: benchmark of ``bridge.infer.entry``: latent vs source alone and vs target
+  alone (both must hold);
+- ``stability_fixes_work``: final (restored best, re-evaluated) of 1a vs 1b;
+- ``compression_tradeoff``: final of 2a, 2b, 1a rises with K
+  (:func:`ablate.core.reports.claims.monotone`);
+- ``generalises_beyond_math``: benchmark of ``bridge.infer.qa_entry`` (3a, QA): latent vs target
+  alone;
+- ``soft_beats_text``: benchmark of ``bridge.infer.entry``: latent vs cascade (text transfer);
+- ``kv_savings``: benchmark of ``bridge.infer.entry``: KV-cache MB per request of latent vs target
+  alone, source + target (a latent request also runs the source), from each model's config (not a
+  constant).
 
-The entry names are the seed's (:data:`ENTRIES`); a grid without one of them, or a benchmark
+The entry names are the seed's (:data:`_ENTRIES`); a grid without one of them, or a benchmark
 that has not run, makes the claim "not run".
 """
 
@@ -35,13 +32,13 @@ import pandas as pd
 from ablate.core.reports import claims as core_claims
 from ablate.core.reports.claims import Claim, ClaimResult, Evidence, Samples, beats, monotone
 
-STUDY = "bridge"
+_STUDY = "bridge"
 #: The seed's grid entries each claim reads.
-ENTRIES = {"stable": "1a", "unstable": "1b", "compression": ("2a", "2b", "1a"), "qa": "3a"}
+_ENTRIES = {"stable": "1a", "unstable": "1b", "compression": ("2a", "2b", "1a"), "qa": "3a"}
 
 
 #: Evidence keys of the KV sizes: (key, samples column, label).
-KV_COLUMNS = (("kv", "kv_cache_total_mb", "KV MB (total)"), ("kv_target", "kv_cache_mb", "KV MB"))
+_KV_COLUMNS = (("kv", "kv_cache_total_mb", "KV MB (total)"), ("kv_target", "kv_cache_mb", "KV MB"))
 
 
 def _samples(df: pd.DataFrame, column: str, source: str, label: str) -> Samples:
@@ -49,7 +46,7 @@ def _samples(df: pd.DataFrame, column: str, source: str, label: str) -> Samples:
     return Samples(values=values, source=source, label=label)
 
 
-def evidence(
+def _evidence(
     entries: dict[str, dict[str, Any]],
     run_samples: dict[str, str | os.PathLike],
     infer_samples: dict[str, str | os.PathLike],
@@ -73,15 +70,13 @@ def evidence(
         df = pd.read_parquet(path)
         for baseline, rows in df.groupby("baseline"):
             inputs[f"{prefix}:{baseline}"] = _samples(rows, "correct", path, baseline)
-            if prefix == "main":
-                for key, col, what in KV_COLUMNS:  # a benchmark of older code lacks a column
-                    if col not in rows.columns:
-                        continue
+            for key, col, what in _KV_COLUMNS if prefix == "main" else ():
+                if col in rows.columns:  # a benchmark of older code lacks a column
                     inputs[f"{key}:{baseline}"] = _samples(rows, col, path, f"{baseline} {what}")
     return Evidence(inputs, params={"entries": entries})
 
 
-def both(first, second):
+def _both(first, second):
     """Both rules must hold: supported only if both are; not supported if either is not."""
 
     def rule(ev: Evidence) -> ClaimResult:
@@ -101,7 +96,7 @@ def both(first, second):
     return rule
 
 
-def kv_savings(ev: Evidence) -> ClaimResult:
+def _kv_savings(ev: Evidence) -> ClaimResult:
     """Latent holds less KV cache per request than the target fed the full prompt, counting the
     source's cache of the same request (the target's alone would compare unlike things)."""
     r = beats("kv:target_alone", "kv:latent")(ev)
@@ -120,18 +115,18 @@ def kv_savings(ev: Evidence) -> ClaimResult:
     )
 
 
-def compression(ev: Evidence) -> ClaimResult:
+def _compression(ev: Evidence) -> ClaimResult:
     entries = ev.params["entries"]
-    names = [n for n in ENTRIES["compression"] if n in entries]
+    names = [n for n in _ENTRIES["compression"] if n in entries]
     ks = [entries[n]["K"] for n in names]
-    if len(names) < len(ENTRIES["compression"]) or len(set(ks)) < len(ks):
-        missing = [n for n in ENTRIES["compression"] if n not in entries]
+    if len(names) < len(_ENTRIES["compression"]) or len(set(ks)) < len(ks):
+        missing = [n for n in _ENTRIES["compression"] if n not in entries]
         why = f"grid lacks {', '.join(missing)}" if missing else f"K not distinct: {ks}"
         return ClaimResult("not run", why)
     return monotone([(entries[n]["K"], f"final:{n}") for n in names], increasing=True)(ev)
 
 
-def seed_inputs(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
+def _seed_inputs(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
     """``final:<entry>`` of an entry with seeds -> {seed: ``final:<entry>-s<seed>``} (the
     benchmark's inputs are its first seed's: ablate.bridge.grid.resolve)."""
     out: dict[str, dict[int, str]] = {}
@@ -141,7 +136,7 @@ def seed_inputs(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]
     return out
 
 
-def declared_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _declared_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each entry with seeds by its declared name, as its first seed (same K, dataset)."""
     out: dict[str, dict[str, Any]] = {}
     for e in sorted(entries.values(), key=lambda e: -e.get("seed", 0)):  # the first seed last
@@ -150,13 +145,13 @@ def declared_entries(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return out
 
 
-def study_claims() -> list[Claim]:
-    s, u, qa = ENTRIES["stable"], ENTRIES["unstable"], ENTRIES["qa"]
+def _study_claims() -> list[Claim]:
+    s, u, qa = _ENTRIES["stable"], _ENTRIES["unstable"], _ENTRIES["qa"]
     return [
         Claim(
             "latent_beats_both",
             "The bridged pair (latent) beats both the source alone and the target alone.",
-            both(
+            _both(
                 beats("main:latent", "main:source_alone"), beats("main:latent", "main:target_alone")
             ),
         ),
@@ -168,9 +163,9 @@ def study_claims() -> list[Claim]:
         Claim(
             "compression_tradeoff",
             "Fewer soft tokens cost accuracy: final accuracy rises with K ("
-            + " < ".join(ENTRIES["compression"])
+            + " < ".join(_ENTRIES["compression"])
             + ").",
-            compression,
+            _compression,
         ),
         Claim(
             "generalises_beyond_math",
@@ -186,7 +181,7 @@ def study_claims() -> list[Claim]:
             "kv_savings",
             "Latent needs a smaller KV cache per request (source + target) than the target fed "
             "the full prompt.",
-            kv_savings,
+            _kv_savings,
         ),
     ]
 
@@ -209,14 +204,14 @@ def write(
     """Evaluate the claims, write the CSV, the Markdown table, (``html``) the report's page and
     (``tex``) the paper's table;
     ``embedded``: the models are the embedded pair, and both tables say what that run can show."""
-    ev = evidence(entries, run_samples, infer_samples)
-    seeds = seed_inputs(entries)
+    ev = _evidence(entries, run_samples, infer_samples)
+    seeds = _seed_inputs(entries)
     if seeds:  # a grid entry with seeds: its claims pooled and per seed
-        ev.params["entries"] = {**declared_entries(entries), **entries}
-        labels = {k: f"{k.split(':', 1)[1]} final" for k in seeds}  # as evidence() names them
-        df = core_claims.evaluate_seeded(study_claims(), ev, seeds, STUDY, labels)
+        ev.params["entries"] = {**_declared_entries(entries), **entries}
+        labels = {k: f"{k.split(':', 1)[1]} final" for k in seeds}  # as _evidence() names them
+        df = core_claims.evaluate_seeded(_study_claims(), ev, seeds, _STUDY, labels)
     else:
-        df = core_claims.evaluate_claims(study_claims(), ev, study=STUDY)
+        df = core_claims.evaluate_claims(_study_claims(), ev, study=_STUDY)
     core_claims.write_claims(df, csv, md, html, note=EMBEDDED_NOTE if embedded else "", tex=tex)
     print(df[["claim", "verdict", "p_value", "n"]].to_string(index=False), flush=True)
     return df

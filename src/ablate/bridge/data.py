@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ablate.bridge.world import DATASET_KIND
+from ablate.bridge import world
 from ablate.core.outputs import io, provenance
 
-SPLITS = ("train", "test")
+_SPLITS = ("train", "test")
 
 
 def _hotpot_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def fetch_hub(dataset: str, spec: dict[str, Any], out_dir: str | os.PathLike) ->
     import datasets
 
     files = []
-    for split in SPLITS:
+    for split in _SPLITS:
         ds = datasets.load_dataset(
             spec["path"],
             spec.get("name"),
@@ -57,14 +57,12 @@ def fetch_hub(dataset: str, spec: dict[str, Any], out_dir: str | os.PathLike) ->
             missing = {"question", "answer"} - set(ds.column_names)
             rows = [] if missing else [_gsm8k_row(r, n, split) for n, r in enumerate(ds)]
         if missing:
-            from ablate.bridge.world import DatasetError
-
-            raise DatasetError(
+            raise world.DatasetError(
                 f"bridge.data.{dataset}: {spec['path']} ({spec.get('name')}, split "
                 f"{spec[f'{split}_split']}) lacks the field(s) {', '.join(sorted(missing))} "
                 f"(has: {', '.join(ds.column_names)})"
             )
-        kind = DATASET_KIND[dataset]
+        kind = world.DATASET_KIND[dataset]
         files.append(io.write_jsonl(Path(out_dir) / f"{kind}_{split}.jsonl", rows))
     return files
 
@@ -74,8 +72,6 @@ def write(
 ) -> dict[str, Any]:
     """Write the data files of ``bridge.data`` (embedded world, or the hub ``datasets``), check
     each, and record their provenance (config slice = ``data``) in ``record``."""
-    from ablate.bridge import world
-
     started = time.time()
     out = Path(out_dir)
     if data["source"] == "embedded":

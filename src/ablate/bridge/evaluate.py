@@ -89,16 +89,18 @@ def pad(id_lists: list[list[int]], pad_id: int, side: str = "right"):
     return ids, mask
 
 
-def decoding(params: BridgeParams, tokenizer, batch_size: int | None = None):
+def decoding(params: BridgeParams, tokenizer, batch_size: int | None = None, cache_len=None):
     """Greedy decoding of ``max_new_tokens``; 'generation hygiene' adds repetition_penalty 1.1,
     no_repeat_ngram_size 3 (over the generated tokens: every mode generates from embeddings).
-    ``batch_size`` defaults to ``eval_batch_size``."""
+    ``batch_size`` defaults to ``eval_batch_size``; ``cache_len``: the static KV cache's length
+    of a timed decode (None: the engine's own)."""
     return generation.Decoding(
         max_new_tokens=params.max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         hygiene=params.hygiene,
         batch_size=batch_size or params.eval_batch_size,
+        cache_len=cache_len,
     )
 
 
@@ -115,10 +117,13 @@ def embed_ids(model, id_lists: list[list[int]]) -> list[torch.Tensor]:
         return [emb(torch.as_tensor(ids, device=model.device)) for ids in id_lists]
 
 
-def generate(model, tokenizer, prompts, params, batch_size=None) -> tuple[list[str], list[int]]:
+def generate(
+    model, tokenizer, prompts, params, batch_size=None, cache_len=None
+) -> tuple[list[str], list[int]]:
     """Greedy continuations of ``prompts`` (embeddings [T, d] each) through the engine
-    (:mod:`ablate.core.models.generation`): (texts, new tokens each, up to and including EOS)."""
-    new = generation.generate(model, prompts, decoding(params, tokenizer, batch_size))
+    (:mod:`ablate.core.models.generation`, :func:`decoding`): (texts, new tokens each, up to and
+    including EOS)."""
+    new = generation.generate(model, prompts, decoding(params, tokenizer, batch_size, cache_len))
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in new]
     return texts, [len(row) for row in new]
 

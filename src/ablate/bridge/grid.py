@@ -16,27 +16,22 @@
 - ``bridge.cache_frozen_states``: the frozen-state caches each run reads
   (:mod:`ablate.bridge.caches`).
 - A run's identity is independent of its placement (:func:`placement`). A training run on
-  ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size`` items per GPU, so
-  its global batch is G = ``batch_size`` x processes; InfoNCE takes its negatives within groups
-  of g rows (``infonce_group``, or each process's whole batch). The identity spells the run as
+  ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size`` items per GPU: its
+  global batch is G = ``batch_size`` x processes, and InfoNCE takes its negatives within groups of
+  g rows (``infonce_group``, or each process's whole batch). The identity spells the run as
   ``batch_size: g`` and ``processes: G / g`` (left out when 1), without ``infonce_group``: 4
-  processes x 10 rows and 1 process x 40 rows in groups of 10 are one run with one id (the
-  seed's 4 x 10 keeps the id it always had), and a one-process run without a group keeps its
-  id. They train one loss on one data order (:class:`ablate.bridge.training.recipe.BatchOrder` draws
-  each step's global batch and process r takes its r-th slice, the rows one process would group
-  consecutively), so they are one run in the sense every identity is: the same configuration, not
-  bit-identical output. What differs is the sample path, as between two GPU models: the dropout
-  masks (each process draws its own, from a generator seeded alike), the padding of each process's
-  rows and of the evaluation's batches, and the floating-point reduction order (DDP's gradient
-  all-reduce against one process's sums). Where InfoNCE is
-  inert (``infonce_weight: 0``) the training depends on G alone; its g is the group
-  ``bridge.defaults.infonce_group`` gives (where it divides the entry's ``batch_size``), else
-  ``batch_size``: a placement change of the whole study (``bridge.defaults`` and
-  ``bridge.resources.train.gpu``) keeps those ids too, an entry's own inert ``infonce_group``
-  never splits a run, and a placement that spells G in other groups (1 x 40 without
-  ``infonce_group`` against 4 x 10) is a new id for the same training: a rerun, never a wrong
-  reuse. The params a training job gets (:attr:`Entry.params`) stay its placement: rows per
-  process and group as configured.
+  processes x 10 rows and 1 process x 40 rows in groups of 10 are one run with one id (the seed's
+  4 x 10 keeps the id it always had, and so does a one-process run without a group). They train
+  one loss on one data order (:class:`ablate.bridge.training.recipe.BatchOrder`: process r takes
+  the r-th slice of each step's global batch, the rows one process would group consecutively): the
+  same configuration, not bit-identical output (the dropout masks, each process's padding and the
+  floating-point reduction order differ, as between two GPU models). Where InfoNCE is inert
+  (``infonce_weight: 0``) the training depends on G alone, and g is
+  ``bridge.defaults.infonce_group`` where it divides the entry's ``batch_size``, else
+  ``batch_size``: a placement change of the whole study keeps those ids, an entry's own inert
+  ``infonce_group`` never splits a run, and G spelled in other groups (1 x 40 without a group
+  against 4 x 10) is a new id for the same training: a rerun, never a wrong reuse. A training
+  job's params (:attr:`Entry.params`) stay its placement: rows per process and group as configured.
 """
 
 from __future__ import annotations
@@ -112,12 +107,6 @@ def resolved_dtype(bridge: dict[str, Any], p: BridgeParams) -> str:
     return "bfloat16" if bridge["resources"]["train"]["gpu"] > 0 else "float32"
 
 
-def run_id_of(identity: dict[str, Any]) -> str:
-    """A readable prefix and the hash of the identity: distinct configurations, distinct ids."""
-    p = identity["params"]
-    return f"{p['dataset']}-k{p['K']}-{config_hash(identity)[:12]}"
-
-
 def processes(bridge: dict[str, Any]) -> int:
     """Training processes per run: one per GPU of bridge.resources.train.gpu (one on CPU)."""
     return max(1, bridge["resources"]["train"]["gpu"])
@@ -139,13 +128,7 @@ def placement(p: BridgeParams, procs: int, study_group: int | None = None) -> tu
     return g, p.batch_size * procs // g
 
 
-def identity_params(p: dict[str, Any], g: int) -> dict[str, Any]:
-    """The params a run's identity holds: ``p`` with ``batch_size`` = its InfoNCE group ``g`` and
-    ``infonce_group`` left out (its null default: a group of the whole batch)."""
-    return bridge_params.recorded({**p, "batch_size": g, "infonce_group": None})
-
-
-def check_models(bridge: dict[str, Any]) -> None:
+def _check_models(bridge: dict[str, Any]) -> None:
     """The study bridges two tokenizers: a pair that shares one is an error before any job."""
     s, t = bridge["source"], bridge["target"]
     if s["source"] != t["source"]:
@@ -171,16 +154,12 @@ def check_models(bridge: dict[str, Any]) -> None:
             )
 
 
-def _resolve_params(bridge: dict[str, Any]):
-    def resolve(p: dict[str, Any], where: str) -> BridgeParams:
-        """``p`` over the defaults, resolved and typed; an error is the config's, naming the key."""
-        try:
-            return bridge_params.check(bridge_params.resolve(p, where), where)
-        except bridge_params.BridgeConfigError as exc:
-            raise _err(str(exc)) from None
-
-    resolve(bridge.get("defaults") or {}, "bridge.defaults")
-    return resolve
+def _resolve_params(p: dict[str, Any], where: str) -> BridgeParams:
+    """``p`` over the defaults, resolved and typed; an error is the config's, naming the key."""
+    try:
+        return bridge_params.check(bridge_params.resolve(p, where), where)
+    except bridge_params.BridgeConfigError as exc:
+        raise _err(str(exc)) from None
 
 
 def expand_seeds(grid: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
@@ -252,12 +231,12 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
     """The bridge section -> a Study; raises ConfigError naming the key for any bad entry.
     ``results`` (the configuration's results folder) holds the hub revisions' lock file
     (:func:`pin_revisions`; None: none is read or written)."""
-    check_models(bridge)
+    _check_models(bridge)
     hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
     requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}
     bridge = pin_revisions(bridge, results)
-    resolve_params = _resolve_params(bridge)
     defaults = dict(bridge.get("defaults") or {})
+    _resolve_params(defaults, "bridge.defaults")
     study_group = defaults.get("infonce_group")  # an inert entry's g (placement)
     study_group = int(study_group) if study_group else None
     grid, origin = expand_seeds(bridge["grid"])
@@ -268,7 +247,7 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         if "same_as" in spec:
             continue
         swap = bool(spec.pop("swap", False))
-        s = resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
+        s = _resolve_params({**defaults, **spec}, f"bridge.grid.{name}")
         s = replace(s, model_dtype=resolved_dtype(bridge, s))
         g, groups = placement(s, processes(bridge), study_group)
         if data["source"] == "hub" and s.dataset not in data:
@@ -278,7 +257,9 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         p = bridge_params.recorded(s.as_dict())
         src, tgt = ROLES[::-1] if swap else ROLES
         identity = dict(
-            params=identity_params(p, g),
+            # batch_size: its InfoNCE group g; infonce_group left out (its null default: a group
+            # of the whole batch)
+            params=bridge_params.recorded({**p, "batch_size": g, "infonce_group": None}),
             source=model_identity(bridge[src], data),
             target=model_identity(bridge[tgt], data),
             data=data_identity(data, s.dataset),
@@ -286,7 +267,9 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         if groups > 1:  # the global batch in groups of g rows: G / g of them
             identity["processes"] = groups
         identity = sorted_tree(identity)
-        entries[name] = Entry(name, run_id_of(identity), p, identity, src, tgt)
+        # a readable prefix and the hash of the identity: distinct configurations, distinct ids
+        run_id = f"{s.dataset}-k{s.K}-{config_hash(identity)[:12]}"
+        entries[name] = Entry(name, run_id, p, identity, src, tgt)
     runs = _distinct_runs(entries)
     states = caches.of_runs(bridge, runs) if bridge["cache_frozen_states"] else {}
     for sid, st in states.items():

@@ -16,7 +16,7 @@ from ablate.bridge.world import DATASET_KIND
 from ablate.core.config import ConfigError
 
 #: When :data:`DATASETS` was checked against the hub's dataset cards.
-CHECKED = "2026-11-23"
+_CHECKED = "2026-11-23"
 #: Hub dataset id -> {config name: its splits}. HotpotQA's distractor config has no test split
 #: (the seed evaluated on validation); fullwiki's test split has no answers.
 DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -30,23 +30,19 @@ DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
 ALIASES = {"gsm8k": "openai/gsm8k", "hotpot_qa": "hotpotqa/hotpot_qa"}
 
 
-def _known(path: str) -> dict[str, tuple[str, ...]] | None:
-    return DATASETS.get(ALIASES.get(path, path))
-
-
 def check_dataset(where: str, spec: dict[str, Any]) -> None:
     """Raise ConfigError naming ``where`` (``bridge.data.<dataset>``) if the spec's id, config
     name or splits are not those of a known hub dataset, with the closest id."""
     path = spec["path"]
     if Path(path).expanduser().is_dir():
         return
-    configs = _known(path)
+    configs = DATASETS.get(ALIASES.get(path, path))
     if configs is None:
         close = difflib.get_close_matches(path, [*DATASETS, *ALIASES], n=1, cutoff=0.5)
         hint = f" (did you mean {ALIASES.get(close[0], close[0])!r}?)" if close else ""
         raise ConfigError(
             f"invalid config at {where}.path: {path!r} is not a known hub dataset id{hint}; "
-            f"known (ablate.bridge.hub, checked {CHECKED}): {', '.join(sorted(DATASETS))}"
+            f"known (ablate.bridge.hub, checked {_CHECKED}): {', '.join(sorted(DATASETS))}"
         )
     name = spec.get("name")
     if name not in configs:

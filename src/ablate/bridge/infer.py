@@ -17,18 +17,9 @@ a GPU), after one untimed warm-up call per baseline. The baselines:
                    + the source's generation + ``Refined answer:``
 =================  ==================================================================
 
-Each row (one per baseline and item): ``input_tokens``/``output_tokens`` of the answering model,
-``kv_cache_mb`` = :func:`ablate.bridge.models.kv_cache_mb_per_token` (from that model's config and
-dtype) x the tokens its cache holds at the end (input + output), ``kv_cache_total_mb`` = that +
-the source's cache for the same item (latent: the source's input; cascade: its input and answer;
-the text baselines: one model, so equal), em, f1, correct,
-``batched_s_per_item`` (the baseline's batched wall time / items); ``timed`` and ``timing`` say
-whether and how the row was timed; a timed row has end-to-end ``latency_s`` (a latent or cascade
-row includes the source's work), ``timed_output_tokens`` and ``peak_mem_mb``
-(``torch.cuda.max_memory_allocated``; None on CPU, where ``peak_mem_kind`` says so). The summary
-gives per baseline the latency mean with its 95% t interval, p50 and p90 over ``n_timed`` rows.
-The gold-leak guard checks the dataset-derived input of every baseline before it runs (the
-cascade's source answer is a model prediction, not gold, so it is not checked).
+The rows' and the aggregate's columns: docs/bridge.md ("Inference benchmark"). The gold-leak
+guard checks the dataset-derived input of every baseline before it runs (the cascade's source
+answer is a model prediction, not gold, so it is not checked).
 """
 
 from __future__ import annotations
@@ -36,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -46,32 +36,13 @@ from ablate.bridge import evaluate, models, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import translator as tr
 from ablate.bridge.pair import Pair, card_inputs, load_pair, model_dtype
-from ablate.core.models import generation
 from ablate.core.outputs import io, provenance
 from ablate.core.reports import stats
 
 BASELINES = ("source_alone", "target_alone", "latent", "token_budget", "cascade")
-CASCADE_CUE = ("\nSource answer:", "\nRefined answer:")
-
-
-def _mem_start() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _mem_peak() -> float | None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2**20
-    return None
-
-
-def timing_kind() -> str:
-    """How a timed row was decoded (the ``timing`` column)."""
-    if torch.cuda.is_available():
-        return "batch 1, static KV cache + compiled decode step, end to end, after a warm-up"
-    return "batch 1, eager (cpu), end to end, after a warm-up"
+_CASCADE_CUE = ("\nSource answer:", "\nRefined answer:")
+#: a row's source tokens (None where the baseline does not run the source)
+_SOURCE_TOKENS = ("source_input_tokens", "source_output_tokens")
 
 
 class Bench:
@@ -95,9 +66,7 @@ class Bench:
         return self._engine(model, tok, evaluate.embed_ids(model, id_lists))
 
     def _engine(self, model, tok, prompts) -> tuple[list[str], list[int]]:
-        dec = evaluate.decoding(self.pair.p, tok, self.batch)
-        new = generation.generate(model, prompts, replace(dec, cache_len=self.cache_len))
-        return [tok.decode(r, skip_special_tokens=True) for r in new], [len(r) for r in new]
+        return evaluate.generate(model, tok, prompts, self.pair.p, self.batch, self.cache_len)
 
     def _guard(self, items, which: str, id_lists) -> None:
         tok = self.pair.src_tok if which == "source" else self.pair.tgt_tok
@@ -145,10 +114,10 @@ class Bench:
         ``Refined answer:`` (the guard checks the dataset-derived part)."""
         pair = self.pair
         first = evaluate.text_ids(
-            pair.tgt_tok, world.prompt(pair.kind, item) + CASCADE_CUE[0], pair.p.max_prompt_len
+            pair.tgt_tok, world.prompt(pair.kind, item) + _CASCADE_CUE[0], pair.p.max_prompt_len
         )
         self._guard([item], "target", [first])
-        handed = " " + " ".join(src_text.split()) + CASCADE_CUE[1]
+        handed = " " + " ".join(src_text.split()) + _CASCADE_CUE[1]
         return first + pair.tgt_tok(handed, add_special_tokens=False)["input_ids"]
 
     def rows(self, baseline: str, items) -> list[dict[str, Any]]:
@@ -168,15 +137,8 @@ class Bench:
                     # the source's cache for the same item (latent: its input; cascade: + answer)
                     "kv_cache_total_mb": self.kv[model] * (n_in[r] + n_out[r])
                     + self.kv["source"] * sum(held[r] for held in extra.values()),
-                    **{k: score[k] for k in ("prediction", "extracted", "gold", "correct")},
-                    "em": score["em"],
-                    "f1": score["f1"],
-                    "source_input_tokens": (
-                        extra.get("source_input_tokens") or [None] * len(items)
-                    )[r],
-                    "source_output_tokens": (
-                        extra.get("source_output_tokens") or [None] * len(items)
-                    )[r],
+                    **{k: v for k, v in score.items() if k != "id"},  # prediction .. f1
+                    **{k: (extra.get(k) or [None] * len(items))[r] for k in _SOURCE_TOKENS},
                 }
             )
         return out
@@ -184,17 +146,20 @@ class Bench:
     def run(self, baseline: str, item: dict[str, Any]) -> dict[str, Any]:
         """One item at batch 1, timed end to end (a latent or cascade row includes the
         source's work), with its peak memory."""
-        _mem_start()
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         row = self.rows(baseline, [item])[0]
         latency = time.perf_counter() - t0
+        if cuda:
+            torch.cuda.synchronize()
         return {
             **row,
             "latency_s": latency,
-            "peak_mem_mb": _mem_peak(),
-            "peak_mem_kind": "cuda_max_memory_allocated"
-            if torch.cuda.is_available()
-            else "not measured (cpu)",
+            "peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+            "peak_mem_kind": "cuda_max_memory_allocated" if cuda else "not measured (cpu)",
         }
 
 
@@ -205,13 +170,14 @@ def timed(bench: Bench, items, baselines) -> dict[tuple[str, str], dict[str, Any
         return {}
     for b in baselines:
         bench.run(b, items[0])  # compiles the decode step on a GPU; warms allocators on CPU
+    how = "static KV cache + compiled decode step" if torch.cuda.is_available() else "eager (cpu)"
     out = {}
     for item in items:
         for b in baselines:
             r = bench.run(b, item)
             out[(b, item["id"])] = {
                 "timed": True,
-                "timing": timing_kind(),
+                "timing": f"batch 1, {how}, end to end, after a warm-up",
                 "latency_s": r["latency_s"],
                 "timed_output_tokens": r["output_tokens"],
                 "peak_mem_mb": r["peak_mem_mb"],
@@ -220,7 +186,7 @@ def timed(bench: Bench, items, baselines) -> dict[tuple[str, str], dict[str, Any
     return out
 
 
-def batched_rows(bench: Bench, items, baselines) -> list[dict[str, Any]]:
+def _batched_rows(bench: Bench, items, baselines) -> list[dict[str, Any]]:
     """Every baseline on every item at ``eval_batch_size``: the quality rows, with each
     baseline's wall seconds per item at that rate (``batched_s_per_item``)."""
     rows = []
@@ -233,7 +199,7 @@ def batched_rows(bench: Bench, items, baselines) -> list[dict[str, Any]]:
     return rows
 
 
-def samples_frame(rows, timings, batch: int) -> pd.DataFrame:
+def _samples_frame(rows, timings, batch: int) -> pd.DataFrame:
     """One row per (baseline, item): its quality, and its timing where it was timed."""
     untimed = {
         "timed": False,
@@ -250,7 +216,7 @@ def samples_frame(rows, timings, batch: int) -> pd.DataFrame:
     return frame.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
 
 
-def latency_stats(latency: pd.Series) -> dict[str, float]:
+def _latency_stats(latency: pd.Series) -> dict[str, float]:
     """Mean (with its 95% t interval, :func:`ablate.core.reports.stats.mean_ci`), p50, p90 of the
     timed rows' latencies."""
     x = latency.dropna().astype(float)
@@ -266,14 +232,14 @@ def latency_stats(latency: pd.Series) -> dict[str, float]:
     }
 
 
-def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
+def _aggregate(samples: pd.DataFrame) -> pd.DataFrame:
     """Per baseline: quality and token means over every item (n), latency over the timed rows
     (n_timed), in BASELINES order."""
     cols = ["correct", "em", "f1", "input_tokens", "output_tokens", "kv_cache_mb"]
     cols += ["kv_cache_total_mb"]
     g = samples.assign(correct=samples["correct"].astype(float)).groupby("baseline", sort=False)
     agg = g[cols].mean().rename(columns={"correct": "accuracy"})
-    lat = pd.DataFrame({b: latency_stats(part["latency_s"]) for b, part in g}).T
+    lat = pd.DataFrame({b: _latency_stats(part["latency_s"]) for b, part in g}).T
     agg = agg.join(lat)
     agg["peak_mem_mb"] = g["peak_mem_mb"].apply(
         lambda s: s.dropna().mean() if s.notna().any() else None
@@ -309,11 +275,11 @@ def benchmark(
     pair = load_pair(source_card, target_card, dataset_kind, p)
     translator = tr.load(translator_dir).to(pair.device)
     bench = Bench(pair, translator)
-    rows = batched_rows(bench, items, baselines)
+    rows = _batched_rows(bench, items, baselines)
     timings = timed(Bench(pair, translator, timed=True), items[: spec.timed_samples], baselines)
-    samples = samples_frame(rows, timings, p.eval_batch_size)
+    samples = _samples_frame(rows, timings, p.eval_batch_size)
     io.write_frame(out_samples, samples)
-    agg = aggregate(samples)
+    agg = _aggregate(samples)
     io.write_frame(out_summary, agg)
     io.write_json(
         f"{out_summary}.provenance.json",

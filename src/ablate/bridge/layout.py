@@ -64,7 +64,7 @@ PATTERNS = {
     "plot_curves": "bridge/plots/accuracy_over_steps.png",
     "plot_k": "bridge/plots/accuracy_vs_k.png",
     "plot_baselines": "bridge/plots/baselines.png",
-    # a job's log and benchmark (ablate.core.jobs.LOG): {folder} its rule's (LOG_FOLDER)
+    # a job's log and benchmark (ablate.core.jobs.LOG): {folder} its rule's (_LOG_FOLDER)
     "log": log_pattern("bridge/{folder}", "{stem}"),
     "benchmark": benchmark_pattern("bridge/{folder}", "{stem}"),
 }
@@ -92,7 +92,7 @@ def data_files(study: Study) -> list[str]:
     return [dataset_file(k, s) for k in kinds for s in ("train", "test")]
 
 
-def model_slice(study: Study, role: str) -> dict[str, Any]:
+def _model_slice(study: Study, role: str) -> dict[str, Any]:
     """What the model rule of ``role`` records and reruns on (a hub model: its revision as the
     config wrote it too; ``model.revision`` is the commit it was pinned to)."""
     out = dict(
@@ -104,20 +104,15 @@ def model_slice(study: Study, role: str) -> dict[str, Any]:
     return sorted_tree(out)
 
 
-def states_slice(study: Study, states_id: str) -> dict[str, Any]:
-    """What a cache job records and reruns on: its key, the test items it holds, its batch."""
-    st = study.states[states_id]
-    return sorted_tree(dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]))
-
-
-def states_config(study: Study, states_id: str) -> dict[str, Any]:
+def _states_config(study: Study, states_id: str) -> dict[str, Any]:
     """A cache job's config, its rule's params: what the cache depends on, not the params of the
-    runs reading it (an lr edit keeps it); its record holds ``identity`` (:func:`states_slice`)."""
-    e = study.runs[study.states[states_id]["runs"][0]]  # a run reading it: they share its key
+    runs reading it (an lr edit keeps it); its record holds ``identity``: what the job reruns on,
+    its key, the test items it holds, its batch."""
     st = study.states[states_id]
+    e = study.runs[st["runs"][0]]  # a run reading it: they share its key
     return sorted_tree(
         dict(
-            identity=states_slice(study, states_id),
+            identity=dict(key=st["key"], test_items=st["test_items"], batch=st["batch"]),
             params=states_params(st),
             what=st["what"],
             role=st["role"],
@@ -127,39 +122,19 @@ def states_config(study: Study, states_id: str) -> dict[str, Any]:
     )
 
 
-def train_config(study: Study, run_id: str) -> dict[str, Any]:
-    """A training job's config, its rule's params: the run as :class:`ablate.bridge.params.RunSpec`
-    takes it; its record holds ``identity``."""
-    e = study.runs[run_id]
+def _run_config(e: Any, **fields: Any) -> dict[str, Any]:
+    """A training's or an inference benchmark's job config, its rule's params: the run ``e`` as
+    :class:`ablate.bridge.params.RunSpec` takes it, with ``fields`` (its record holds
+    ``identity``)."""
     return sorted_tree(
         dict(
             run_id=e.run_id,
-            identity=e.identity,
-            params=e.params,
             source_role=e.source_role,
             target_role=e.target_role,
             kind=e.kind,
             # a seed's key is its declared entry's: a seed equal to the default's reuses its run
             where=f"bridge.grid.{e.base or e.name}",
-            processes=processes(study.config),
-        )
-    )
-
-
-def infer_config(study: Study, e: Any) -> dict[str, Any]:
-    """An inference benchmark's config, its rule's params (a RunSpec) from the run it benchmarks;
-    its record holds ``identity`` (:func:`ablate.bridge.grid.infer_identity`)."""
-    e = study.runs[e.run_id]
-    return sorted_tree(
-        dict(
-            run_id=e.run_id,
-            identity=infer_identity(study, e),
-            params=infer_params(study, e),
-            timed_samples=study.config["infer"]["timed_samples"],
-            source_role=e.source_role,
-            target_role=e.target_role,
-            kind=e.kind,
-            where=f"bridge.grid.{e.base or e.name}",
+            **fields,
         )
     )
 
@@ -175,7 +150,7 @@ IDENTITY_IN_CONFIG = (
 
 #: The planner's kind of each planned rule's jobs; the other rules run local (data, registration,
 #: tables: seconds on the submit host) and are not planned.
-KIND = {
+_KIND = {
     "bridge_model": "train",
     "bridge_source_states": "eval",
     "bridge_teacher_states": "eval",
@@ -185,7 +160,7 @@ KIND = {
 
 #: the logs folder of rules named otherwise: a registration's log sits beside the embedded
 #: model's, the tables' in one folder
-LOG_FOLDER = {
+_LOG_FOLDER = {
     "bridge_register": "model",
     **{f"bridge_{r}": "tables" for r in ("summary", "claims", "plots")},
 }
@@ -194,7 +169,7 @@ LOG_FOLDER = {
 def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **kw: Any) -> Job:
     """A core Job of this study (:func:`ablate.core.jobs.make_job`): ``outputs``
     (PATTERNS-formatted), ``record`` (an output name), its log and (a planned rule's) benchmark
-    named ``stem`` in its rule's log folder (:data:`LOG_FOLDER`; the rules' bout("log", ...))."""
+    named ``stem`` in its rule's log folder (:data:`_LOG_FOLDER`; the rules' bout("log", ...))."""
     group = RESOURCE_GROUP.get(rule)
     return make_job(
         cfg["results"],
@@ -202,8 +177,8 @@ def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **k
         rule,
         name,
         outputs,
-        folder="bridge/" + LOG_FOLDER.get(rule, rule.removeprefix("bridge_")),
-        kind=KIND.get(rule),
+        folder="bridge/" + _LOG_FOLDER.get(rule, rule.removeprefix("bridge_")),
+        kind=_KIND.get(rule),
         resources=cfg["bridge"]["resources"][group] if group else None,
         **kw,
     )
@@ -248,7 +223,7 @@ def _setup_jobs(config: dict[str, Any], study: Study) -> list[Job]:
                 stem=role,
                 wildcards={"role": role},
                 record="summary" if embedded else "card",
-                config=model_slice(study, role),
+                config=_model_slice(study, role),
                 labels={"where": f"bridge.{role}"},
                 upstream=["data"] if embedded else [],
                 serves=_serving(study, lambda e, r=role: r in (e.source_role, e.target_role)),
@@ -257,7 +232,7 @@ def _setup_jobs(config: dict[str, Any], study: Study) -> list[Job]:
     return out
 
 
-def states_name(study: Study, states_id: str) -> str:
+def _states_name(study: Study, states_id: str) -> str:
     """A frozen-state cache job's name: what it holds, its dataset and key hash."""
     dataset, _, key = states_id.rpartition("-")
     return f"{study.states[states_id]['what']}_states/{dataset}:{key}"
@@ -278,12 +253,12 @@ def _states_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list
             _job(
                 config,
                 f"bridge_{st['what']}_states",
-                states_name(study, sid),
+                _states_name(study, sid),
                 outputs,
                 stem=sid,
                 wildcards={"states_id": sid},
                 record="summary",
-                config=states_config(study, sid),
+                config=_states_config(study, sid),
                 labels={"where": f"bridge.grid.{serves[0]}"},
                 upstream=_setup_names(setup, {st["role"]}),
                 serves=serves,
@@ -292,7 +267,7 @@ def _states_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list
     return out
 
 
-def train_name(study: Study, run_id: str) -> str:
+def _train_name(study: Study, run_id: str) -> str:
     """A training job's name: the grid entries it serves (``train/1a+2c``: 2c is same_as 1a)."""
     return "train/" + "+".join(_serving(study, lambda e: e.run_id == run_id))
 
@@ -301,29 +276,28 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
     """One training job per distinct run, one inference benchmark per bridge.infer entry."""
     out = []
     for run_id, e in study.runs.items():
-        caches = [states_name(study, s) for s in (e.states_id, e.teacher_id) if s]
+        caches = [_states_name(study, s) for s in (e.states_id, e.teacher_id) if s]
         keys = {"summary": "run_summary", "samples": "run_samples", "translator": "translator"}
         out.append(
             _job(
                 config,
                 "bridge_train",
-                train_name(study, run_id),
+                _train_name(study, run_id),
                 {k: PATTERNS[p].format(run_id=run_id) for k, p in keys.items()},
                 stem=run_id,
                 wildcards={"run_id": run_id},
                 record="summary",
-                config=train_config(study, run_id),
+                config=_run_config(
+                    e, identity=e.identity, params=e.params, processes=processes(study.config)
+                ),
                 labels={"where": f"bridge.grid.{e.name}"},
                 upstream=_setup_names(setup, {e.source_role, e.target_role}) + caches,
                 serves=_serving(study, lambda x, r=run_id: x.run_id == r),
             )
         )
-    keys = {
-        "samples": "infer_samples",
-        "summary": "infer_summary",
-        "provenance": "infer_provenance",
-    }
+    keys = {k: f"infer_{k}" for k in ("samples", "summary", "provenance")}
     for role, e in study.infer:
+        run = study.runs[e.run_id]  # the entry that owns the benchmarked run
         out.append(
             _job(
                 config,
@@ -333,11 +307,16 @@ def _run_jobs(config: dict[str, Any], study: Study, setup: list[Job]) -> list[Jo
                 stem=e.run_id,
                 wildcards={"run_id": e.run_id},
                 record="provenance",
-                config=infer_config(study, e),
+                config=_run_config(  # its identity: ablate.bridge.grid.infer_identity
+                    run,
+                    identity=infer_identity(study, run),
+                    params=infer_params(study, run),
+                    timed_samples=study.config["infer"]["timed_samples"],
+                ),
                 labels={"where": f"bridge.grid.{e.name}"},
                 upstream=[
                     *_setup_names(setup, {e.source_role, e.target_role}),
-                    train_name(study, e.run_id),
+                    _train_name(study, e.run_id),
                 ],
                 serves=[f"infer:{role}:{e.name}"],
             )

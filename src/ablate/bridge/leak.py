@@ -42,10 +42,6 @@ _WORDS = re.compile(
 )
 
 
-def _plain_text(text: str) -> str:
-    return text.lower().replace("\u2212", "-")
-
-
 def _squash(s: str) -> str:
     """Lower case, no thousands separators, no whitespace: "3 + 4 = 7" and "3+4=7" are one text."""
     return "".join(_THOUSANDS.sub("", s.lower()).split())
@@ -70,7 +66,7 @@ def _has_step(hay: str, step: str) -> bool:
     return re.search(left + re.escape(needle) + right, hay) is not None
 
 
-def readings(text: str, pos: int) -> list[tuple[str, int]]:
+def _readings(text: str, pos: int) -> list[tuple[str, int]]:
     """Each number ``text`` (lower case, ASCII minus) spells at ``pos``, as a decimal string,
     with where that spelling ends."""
     out = []
@@ -88,10 +84,10 @@ def readings(text: str, pos: int) -> list[tuple[str, int]]:
 def _cued_numbers(text: str):
     """(what, number) for each number given as the answer in ``text``."""
     for m in _CUE.finditer(text):
-        for number, end in readings(text, m.end()):
+        for number, end in _readings(text, m.end()):
             yield text[m.start() : end], number
     for m in _LINE_END_EQUALS.finditer(text):
-        for number, end in readings(text, m.end()):
+        for number, end in _readings(text, m.end()):
             if re.match(r"[ \t]*\.?[ \t]*(?:\n|$)", text[end:]):
                 yield text[m.start() : end], number
 
@@ -103,7 +99,7 @@ def leaked(kind: str, item: dict[str, Any], text: str) -> str | None:
     for step in _step_strings(kind, item):
         if _has_step(squashed, step):
             return step
-    plain = _plain_text(text)
+    plain = text.lower().replace("\u2212", "-")  # lower case, ASCII minus: what _readings reads
     if kind == "gsm8k":
         if gold == scoring.INVALID:
             return None

@@ -1,33 +1,24 @@
 """The two tiny causal LMs of the embedded bridge study, their tokenizers, and KV-cache sizes.
 
-The study needs a source and a target of different families, hidden sizes and tokenizers. The
-embedded default builds:
-
-==========  ==================  =========================================  ===========
-family      transformers class  tokenizer (trained here on the corpus)     mirrors
-==========  ==================  =========================================  ===========
-``mistral``  MistralForCausalLM  SentencePiece-style BPE (Metaspace, digits   Mistral-7B
-                                 split one by one), ~600 pieces              (SPM v3)
-``llama``    LlamaForCausalLM    byte-level BPE (GPT/tiktoken style), ~900    Llama-3.1
-==========  ==================  =========================================  ===========
-
-Why tokenizers trained here and not the real ones shipped by mistral-common: the SentencePiece
-files (``tokenizer.model.v*``) need the ``sentencepiece`` package, which the environment lacks, and
-the 131k-piece Tekken vocabulary makes a tiny model's softmax dominate everything (measured on one
-core: 5.4 s per pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens for 64 items, vs
-0.06 s and 0.13 s at 2k pieces), so the 5-minute embedded study would not fit. A trimmed real
-vocabulary would no longer be the real tokenizer, so the two tokenizers are trained here instead,
-with the two families' different algorithms (different pieces, ids and boundaries).
+The study needs a source and a target of different families, hidden sizes and tokenizers: the
+embedded default builds a ``mistral`` (``MistralForCausalLM``; a SentencePiece-style BPE:
+Metaspace, digits split one by one, ~600 pieces, as Mistral-7B's SPM v3) and a ``llama``
+(``LlamaForCausalLM``; a byte-level BPE, GPT/tiktoken style, ~900 pieces, as Llama-3.1's), both
+tokenizers trained here on the corpus. Not the real ones: mistral-common's SentencePiece files
+(``tokenizer.model.v*``) need the ``sentencepiece`` package, which the environment lacks, and the
+131k-piece Tekken vocabulary makes a tiny model's softmax dominate everything (one core: 5.4 s per
+pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens for 64 items, vs 0.06 s and 0.13 s
+at 2k pieces), so the 5-minute embedded study would not fit; a trimmed real vocabulary would no
+longer be the real tokenizer.
 
 The embedded corpus is small: the BPE trainer stops short of ``vocab_size`` (a few hundred
 pieces). ``arch.tokenizer.pad_to_size: true`` fills the vocabulary up to ``vocab_size`` with pieces
-no text encodes to (``<unused_N>``), so the embedding and lm_head have exactly that many rows: the
-GPU smoke config (``config/latentwire-smoke.yaml``) builds Mistral-7B-v0.3's 32768 and
-Llama-3.1-8B's 128256 so. ``arch`` also sets any other field of the family's transformers config
+no text encodes to (``<unused_N>``), so the embedding and lm_head have exactly that many rows (the
+GPU smoke config, ``config/latentwire-smoke.yaml``, builds Mistral-7B-v0.3's 32768 and
+Llama-3.1-8B's 128256 so). ``arch`` also sets any other field of the family's transformers config
 (``tie_word_embeddings``, ``max_position_embeddings``, ``rope_parameters``, ...).
 
-Pretraining is the core's, shared with the mask study (:mod:`ablate.core.training.pretraining`):
-packed causal blocks, throughput, an atomic ``final/`` with a hash manifest and ``summary.json``.
+Pretraining is the core's, shared with the mask study (:mod:`ablate.core.training.pretraining`).
 The model is built where it trains (a GPU when there is one: a random 8 B model in seconds, not fp32
 on the host) in the pretraining's ``model_dtype``.
 """
@@ -48,10 +39,10 @@ from ablate.bridge.families import (
     ModelSetupError,
     family_arch,
 )
-from ablate.core.outputs import hub_revisions, model_card, provenance
+from ablate.core.outputs import hub_revisions, model_card
 from ablate.core.training.data import load_corpus
 
-SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 
 
 def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.PathLike):
@@ -80,7 +71,7 @@ def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.Pa
         )
     trainer = trainers.BpeTrainer(
         vocab_size=int(spec["vocab_size"]),
-        special_tokens=SPECIALS,
+        special_tokens=_SPECIALS,
         initial_alphabet=alphabet,
         show_progress=False,
     )
@@ -209,14 +200,19 @@ def check_pinned(cards: dict[str, Any], identity: dict[str, Any] | None) -> None
             model_card.check_revision(model_card.read(card), revision, lock)
 
 
+def _located(card: dict | str | os.PathLike) -> tuple[str, str | None, str]:
+    """(model path, revision, tokenizer path) of a model card (a card dict or its path)."""
+    if not isinstance(card, dict):
+        card = model_card.read(card)
+    path, revision = model_card.locate(card)
+    return path, revision, card["tokenizer"] if Path(card["tokenizer"]).exists() else path
+
+
 def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32", device=None):
     """(model, tokenizer) of a model card (a card dict or its path); frozen, eval mode."""
     from ablate.core.models.modeling import load_causal_lm, load_tokenizer
 
-    if not isinstance(card, dict):
-        card = model_card.read(card)
-    path, revision = model_card.locate(card)
-    tok_path = card["tokenizer"] if Path(card["tokenizer"]).exists() else path
+    path, revision, tok_path = _located(card)
     tokenizer = load_tokenizer(tok_path, revision=revision)
     model = load_causal_lm(path, revision=revision, dtype=dtype, device=device)
     model.eval()
@@ -225,7 +221,7 @@ def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32"
 
 
 @dataclass
-class ConfigOnly:
+class _ConfigOnly:
     """A source model known by its config alone: its states come from the cache."""
 
     config: Any
@@ -237,12 +233,9 @@ def load_config(card: dict | str | os.PathLike):
 
     from ablate.core.models.modeling import load_tokenizer
 
-    if not isinstance(card, dict):
-        card = model_card.read(card)
-    path, revision = model_card.locate(card)
-    tok_path = card["tokenizer"] if Path(card["tokenizer"]).exists() else path
+    path, revision, tok_path = _located(card)
     config = AutoConfig.from_pretrained(path, revision=revision)
-    return ConfigOnly(config), load_tokenizer(tok_path, revision=revision)
+    return _ConfigOnly(config), load_tokenizer(tok_path, revision=revision)
 
 
 def check_distinct_tokenizers(source_tok, target_tok) -> None:
@@ -264,16 +257,3 @@ def kv_cache_mb_per_token(config, dtype: str | torch.dtype = "bfloat16") -> floa
         dtype = getattr(torch, dtype)
     nbytes = torch.empty((), dtype=dtype).element_size()
     return 2 * cfg.num_hidden_layers * kv_heads * head_dim * nbytes / 2**20
-
-
-def n_params(model) -> int:
-    return sum(t.numel() for t in model.parameters())
-
-
-__all__ = [
-    "check_distinct_tokenizers",
-    "kv_cache_mb_per_token",
-    "load",
-    "prepare_model",
-    "provenance",
-]

@@ -29,7 +29,7 @@ def model_dtype(p: BridgeParams) -> str:
     return training_params.dtype_name(dtype)
 
 
-def kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+def _kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
     """KL(p_text || p_bridged) per position, from the teacher's log-probs and the student's logits."""
     log_s = student_logits.log_softmax(-1)
     return (log_teacher.exp() * (log_teacher - log_s)).sum(-1)
@@ -75,9 +75,8 @@ class Pair:
     def source_ids(self, item) -> list[int]:
         return evaluate.text_ids(self.src_tok, world.prompt(self.kind, item), self.p.max_source_len)
 
-    def prompt_ids(self, item, tok=None) -> list[int]:
-        tok = tok or self.tgt_tok
-        return evaluate.text_ids(tok, world.prompt(self.kind, item), self.p.max_prompt_len)
+    def prompt_ids(self, item) -> list[int]:
+        return evaluate.text_ids(self.tgt_tok, world.prompt(self.kind, item), self.p.max_prompt_len)
 
     def fed_latent(self, item) -> dict[str, str]:
         """The texts the latent mode feeds: the source's input, the target's token input."""
@@ -144,7 +143,7 @@ class Pair:
             return [evaluate.original_answer_ids(self.tgt_tok, self.kind, i) for i in items], 1
         return [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items], 0
 
-    def head_prompt_ids(self, item) -> list[int]:
+    def _head_prompt_ids(self, item) -> list[int]:
         """The prompt's first K tokens, BOS included (the original's ``max_length=K`` cut)."""
         prompt = world.prompt(self.kind, item)
         return evaluate.head_ids(self.tgt_tok, prompt, self.p.K - 1)
@@ -207,7 +206,7 @@ class Pair:
         if p.infonce_weight > 0:
             heads = p.infonce_prompt == "first_k"
             pooled = self.pooled_prompt(
-                [self.head_prompt_ids(i) for i in items] if heads else prompts
+                [self._head_prompt_ids(i) for i in items] if heads else prompts
             )
             group = switches.infonce_group(p)
             nce = infonce(pooled_soft, pooled, p.infonce_temperature, group)
@@ -215,7 +214,7 @@ class Pair:
             parts["infonce"] = nce.detach()
         if p.prompt_align_weight > 0:
             if p.prompt_align == "per_position":
-                align = self._aligned_positions(soft, [self.head_prompt_ids(i) for i in items])
+                align = self._aligned_positions(soft, [self._head_prompt_ids(i) for i in items])
             else:
                 align = F.mse_loss(pooled_soft, self.pooled_prompt(prompts))
             total = total + p.prompt_align_weight * align
@@ -223,7 +222,7 @@ class Pair:
         tokens = mask.sum() + sum(len(self.source_ids(i)) for i in items)
         return total, parts, tokens
 
-    def teacher_inputs(self, prompts, answers) -> tuple[list[list[int]], list[int], list[int]]:
+    def _teacher_inputs(self, prompts, answers) -> tuple[list[list[int]], list[int], list[int]]:
         """The KL teacher's (``kl_teacher``) token inputs, per row the position of its first
         compared row and its rows: ``full`` = prompt + answer from the row predicting answer
         token 0; ``answer_only`` = BOS + answer, likewise; ``prompt_only`` = the prompt alone
@@ -240,10 +239,10 @@ class Pair:
         return seqs, [len(pr) - 1 for pr in prompts], rows
 
     @torch.no_grad()
-    def teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
-        """The teacher's final states at its first n compared rows (:meth:`teacher_inputs`), its
+    def _teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
+        """The teacher's final states at its first n compared rows (:meth:`_teacher_inputs`), its
         inputs padded on the side ``padding`` names: [B, n, d]."""
-        seqs, starts, _ = self.teacher_inputs(prompts, answers)
+        seqs, starts, _ = self._teacher_inputs(prompts, answers)
         side = self.p.padding
         ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id, side)
         h = self.target.base_model(
@@ -264,9 +263,9 @@ class Pair:
         prompts = [self.prompt_ids(i) for i in items]
         tails, start = self.tails(items)
         answers = [t[start:] for t in tails]
-        _, _, rows = self.teacher_inputs(prompts, answers)
+        _, _, rows = self._teacher_inputs(prompts, answers)
         lengths = [min(self.p.kl_positions, r) for r in rows]
-        h = self.teacher_hidden(prompts, answers, max(lengths))
+        h = self._teacher_hidden(prompts, answers, max(lengths))
         mask = torch.tensor([[int(j < n) for j in range(h.shape[1])] for n in lengths])
         return h, mask
 
@@ -276,7 +275,7 @@ class Pair:
             # n = the longest stored row count of the batch: min(kl_positions, longest answer)
             rows = self.teacher_cache.batch(items, self.device)[0][:, :n]
         else:
-            rows = self.teacher_hidden(prompts, answers, n)
+            rows = self._teacher_hidden(prompts, answers, n)
         return self._logits(rows)
 
     def _kl(self, h, student, items, prompts, answers) -> torch.Tensor:
@@ -287,20 +286,17 @@ class Pair:
         ``kl_reduction``: the mean over the counted rows, or (``batchmean``) their sum over the
         rows of the batch."""
         p = self.p
+        rows = self._teacher_inputs(prompts, answers)[2]  # each item's compared rows
         if p.kl_teacher == "prompt_only":
             n = min(p.kl_positions, p.K, max(len(pr) for pr in prompts))
             first = len(evaluate.latent_target_ids(self.tgt_tok)[0])  # the soft tokens' start
             student = self._logits(h[:, first : first + n])
-            valid = torch.tensor([[float(j < len(pr)) for j in range(n)] for pr in prompts])
-            valid = valid.to(self.device)
         else:
             n = min(p.kl_positions, student.shape[1])
             student = student[:, :n]
-            rows = self.teacher_inputs(prompts, answers)[2]
-            valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows])
-            valid = valid.to(self.device)
+        valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows]).to(self.device)
         teacher = self._teacher_logits(items, prompts, answers, n)
-        kl = kl_rows(teacher.log_softmax(-1), student)
+        kl = _kl_rows(teacher.log_softmax(-1), student)
         count = valid.sum() if p.kl_reduction == "mean" else valid.new_tensor(len(items))
         if parallel.world_size() == 1:
             return (kl * valid).sum() / count.clamp_min(1)

@@ -199,13 +199,13 @@ class BridgeParams:
 @dataclass(frozen=True)
 class RunSpec:
     """A bridge run (a ``bridge_train`` or ``bridge_infer`` job) as its rule passes it (its job's
-    config, ``ablate.bridge.layout.train_config`` / ``infer_config``, through the rules'
-    ``job_config``), one field per key: its ``run_id``, resolved ``params`` and data
-    ``kind``; ``identity``, the config slice its record holds (None: ``params``); ``where`` the
-    config sets its entry (errors name it); the job script's ``source_role`` and
-    ``target_role`` (which model cards it reads) and ``processes`` (a training's data-parallel
-    processes); a benchmark's ``timed_samples``. The job script builds it from the rule's params
-    (``RunSpec(**params)``); a library caller from partial params with :meth:`parse`."""
+    config in :func:`ablate.bridge.layout.jobs`, through the rules' ``job_config``), one field
+    per key: its ``run_id``, resolved ``params`` and data ``kind``; ``identity``, the config slice
+    its record holds (None: ``params``); ``where`` the config sets its entry (errors name it); the
+    job script's ``source_role`` and ``target_role`` (which model cards it reads) and
+    ``processes`` (a training's data-parallel processes); a benchmark's ``timed_samples``. The job
+    script builds it from the rule's params (``RunSpec(**params)``); a library caller from partial
+    params with :meth:`parse`."""
 
     run_id: str
     params: dict[str, Any]

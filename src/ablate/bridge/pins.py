@@ -24,7 +24,7 @@ def model_identity(m: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     if m["source"] == "embedded":
         keep = ("source", "family", "arch", "pretrain")
         return sorted_tree({**{k: m.get(k) for k in keep}, "corpus": data_identity(data, None)})
-    return sorted_tree({"source": m["source"], "path": m.get("path"), "revision": revision(m)})
+    return sorted_tree({"source": m["source"], "path": m.get("path"), "revision": _revision(m)})
 
 
 def data_identity(data: dict[str, Any], dataset: str | None) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def data_identity(data: dict[str, Any], dataset: str | None) -> dict[str, Any]:
     return sorted_tree({"source": "hub", dataset: data[dataset]})
 
 
-def revision(m: dict[str, Any]) -> str:
+def _revision(m: dict[str, Any]) -> str:
     """A hub model's (or dataset's) revision in one spelling: a commit sha in lower case,
     ``null`` as ``main`` (the branch the hub loads for it). :func:`pin_revisions` makes a branch
     or tag its commit; one that stays a name could not be resolved (a warning said so)."""
@@ -64,11 +64,11 @@ def pin_revisions(bridge: dict[str, Any], results: str | None) -> dict[str, Any]
     for role in ROLES:
         m = bridge[role]
         if is_hub_model(m):
-            out[role] = {**m, "revision": hub_revisions.resolve(m["path"], revision(m), results)}
+            out[role] = {**m, "revision": hub_revisions.resolve(m["path"], _revision(m), results)}
     data = dict(bridge["data"])
     for name in DATASET_KIND if data["source"] == "hub" else ():
         spec = data.get(name)
         if spec is not None and not Path(spec["path"]).expanduser().is_dir():
-            sha = hub_revisions.resolve(spec["path"], revision(spec), results, "dataset")
+            sha = hub_revisions.resolve(spec["path"], _revision(spec), results, "dataset")
             data[name] = {**spec, "revision": sha}
     return {**out, "data": data}

@@ -3,10 +3,10 @@
 From the study's one job list (:func:`ablate.bridge.layout.jobs`, its jobs with a ``kind``): one
 training job per distinct run (a ``same_as`` entry shares its twin's row: the job's name names
 every entry it serves), one inference benchmark per ``bridge.infer`` entry, the frozen-state
-caches and the embedded models' pretraining. Tokens and
-FLOPs are counted by :mod:`ablate.bridge.cost` (the benchmark counts the same way); the example
-lengths per dataset come from ``bridge_lengths`` of the measurements file. A size that cannot be
-worked out leaves ``tokens`` or ``params`` empty with the reason; it never raises.
+caches and the embedded models' pretraining. Tokens and FLOPs are counted by
+:mod:`ablate.bridge.cost` (the benchmark counts the same way); the example lengths per dataset
+come from ``bridge_lengths`` of the measurements file. A size that cannot be worked out leaves
+``tokens`` or ``params`` empty with the reason; it never raises.
 
 Model size of a bridge job = source + target + translator parameters: the work is the frozen
 models' (only the translator trains), and a measurement of the pair counts for every grid entry
@@ -25,8 +25,8 @@ from ablate.core.planner.inputs import Reference, log
 from ablate.core.planner.model_size import count_params, params_of_hub_model
 from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
-OPTIM = "adamw_torch"  # ablate.bridge.training.recipe.optimizer: torch AdamW
-FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
+_OPTIM = "adamw_torch"  # ablate.bridge.training.recipe.optimizer: torch AdamW
+_FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
 
 
 def embedded_config(m: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def embedded_config(m: dict[str, Any]) -> dict[str, Any]:
     return {**cfg, "model_type": m["family"], "vocab_size": a["tokenizer"]["vocab_size"]}
 
 
-def model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | None, str]:
+def _model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int | None, str]:
     """(parameters, hidden size, where from) of a bridge model, offline."""
     if m["source"] == "embedded":
         cfg = embedded_config(m)
@@ -65,13 +65,13 @@ def translator_params(p: BridgeParams, d_src: int, d_tgt: int) -> int:
     return rope + ends + p.depth * block
 
 
-def decode_flops(target_params: float, batch: int) -> float:
+def _decode_flops(target_params: float, batch: int) -> float:
     """FLOPs charged per new token of the target's decoding: a decode step is bound by reading the
     weights, so it costs about the same for a batch of 1 and of 16 (the FLOP estimate's model)."""
     return 2 * target_params / batch
 
 
-def lengths(p: BridgeParams, data: dict[str, Any], ref: Reference) -> tuple[cost.Lengths, str]:
+def _lengths(p: BridgeParams, data: dict[str, Any], ref: Reference) -> tuple[cost.Lengths, str]:
     if data["source"] == "embedded":
         n = cost.Lengths(p.max_source_len, p.max_prompt_len, p.max_new_tokens)
         return n, "upper bound: max_source_len, max_prompt_len, answer = max_new_tokens"
@@ -84,7 +84,7 @@ def lengths(p: BridgeParams, data: dict[str, Any], ref: Reference) -> tuple[cost
 def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
     study = grid.resolve(config["bridge"], config["results"])
     bridge = study.config
-    shapes = {role: model_shape(bridge[role], ref) for role in pins.ROLES}
+    shapes = {role: _model_shape(bridge[role], ref) for role in pins.ROLES}
     names = {r: bridge[r].get("path") or bridge[r].get("family") for r in pins.ROLES}
     hub = all(bridge[r]["source"] != "embedded" for r in pins.ROLES)
     jobs = []
@@ -103,7 +103,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
         try:
             if rule == "bridge_model":
                 jobs.append(_pretrain_job(j, bridge, shapes, common))
-            elif rule in FROZEN_RULES:
+            elif rule in _FROZEN_RULES:
                 jobs.append(_frozen_job(j, study, shapes, names, ref, common, hub))
             else:
                 jobs.append(_bridge_job(j, study, shapes, names, ref, common, hub))
@@ -179,7 +179,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     what, role = st["what"], st["role"]
     e = study.runs[st["runs"][0]]
     data = study.config["data"]
-    n, n_where = lengths(e.settings, data, ref)
+    n, n_where = _lengths(e.settings, data, ref)
     if data["source"] == "embedded":  # the generated world's train split (its config's size)
         world = data.get("embedded") or {}
         key = "n_qa_train" if e.dataset == "hotpotqa" else "n_train"
@@ -210,7 +210,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
 def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     run_id = j.wildcards["run_id"]
     if j.rule == "bridge_infer":
-        role, e = next((r, x) for r, x in study.infer if x.run_id == run_id)
+        e = next(x for _, x in study.infer if x.run_id == run_id)
     else:
         e = study.runs[run_id]
     p = e.settings
@@ -219,13 +219,13 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         raise ValueError(f"model size unknown offline: source {ws}; target {wt}")
     ptr = translator_params(p, hs, ht)
     total = ps + pt + ptr
-    n, n_where = lengths(p, study.config["data"], ref)
+    n, n_where = _lengths(p, study.config["data"], ref)
     model = f"{names[e.source_role]} -> {names[e.target_role]} ({e.run_id})"
     size = f"source {ps / 1e9:.3g} B ({ws}) + target {pt / 1e9:.3g} B ({wt}) + translator "
     size += f"{ptr / 1e6:.1f} M"
     pair = (names[e.source_role], names[e.target_role]) if hub else ()  # the hub models it loads
     if j.rule == "bridge_infer":
-        return _infer_job(study, role, e, pt, float(total), size, model, common, pair)
+        return _infer_job(study, e, pt, float(total), size, model, common, pair)
     procs = grid.processes(study.config)
     rows = p.batch_size  # per process, one process per GPU
     tokens = p.steps * rows * procs * cost.example_tokens(p.K, n)
@@ -237,8 +237,9 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     gpus = f"{procs} GPU{'s' if procs > 1 else ''}"
     return PlannedJob(
         model=model,
-        # its rows per GPU: the rate (and the peak memory) of a measurement at those rows
-        policy=rows_policy(rows),
+        # its rows per GPU (``rows40``): the rate (and the peak memory) of a measurement of the
+        # training step (config/gpu_measurements.yaml) at those rows
+        policy=f"rows{rows}",
         tokens=float(tokens),
         tokens_source=f"{p.steps} steps x global batch {rows * procs} ({rows} rows per GPU x "
         f"{gpus}, bridge.resources.train.gpu) x {cost.example_tokens(p.K, n)} tokens/example "
@@ -248,11 +249,11 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         params_source=size,
         loads_hub_model=hub,
         hub_models=pair,
-        optim=OPTIM,
+        optim=_OPTIM,
         flops_per_token=flops,
         trainable_params=float(ptr),
         memory_measured=True,
-        unfit_note=unfit_note(e, rows),
+        unfit_note=_unfit_note(e, rows),
         resume_every=(p.eval_every, p.steps),  # the loop's checkpoints: at each evaluation
         scaling_key="data_parallel",
         extra=[
@@ -260,7 +261,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
                 kind="generate",
                 policy=f"batch{p.eval_batch_size}",
                 tokens=float(evals),
-                flops_per_token=decode_flops(pt, p.eval_batch_size),
+                flops_per_token=_decode_flops(pt, p.eval_batch_size),
                 what=f"{cost.n_evaluations(p)} bridged evaluations x {p.eval_size} items x "
                 f"{p.max_new_tokens} new tokens (upper bound), the items sharded over the "
                 "data-parallel processes",
@@ -271,13 +272,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     )
 
 
-def rows_policy(rows: int) -> str:
-    """A training job's policy: its rows per GPU (``rows40``), what a measurement of the
-    training step states (config/gpu_measurements.yaml) to be picked for it."""
-    return f"rows{rows}"
-
-
-def unfit_note(e: grid.Entry, rows: int) -> str:
+def _unfit_note(e: grid.Entry, rows: int) -> str:
     """What a training row says when its rows per GPU do not fit the GPU: the same run (its run
     id) at fewer rows per GPU, where its identity allows one."""
     g = e.identity["params"]["batch_size"]  # its InfoNCE group (ablate.bridge.grid.placement)
@@ -291,7 +286,7 @@ def unfit_note(e: grid.Entry, rows: int) -> str:
     return f"{how}; gradient accumulation (fewer rows per step on one GPU) is not built"
 
 
-def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> PlannedJob:
+def _infer_job(study, e, pt, total, size, model, common, hub_models) -> PlannedJob:
     """The inference benchmark: every item's five baselines batched (quality), then the timed
     items at batch 1 (latency), each at its own measured rate."""
     p, n_samples = e.settings, study.config["infer"]["n_samples"]
@@ -303,7 +298,7 @@ def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> Pl
                 kind="generate",
                 policy="batch1",
                 tokens=float(cost.infer_timed_tokens(p, timed)),
-                flops_per_token=decode_flops(pt, 1),
+                flops_per_token=_decode_flops(pt, 1),
                 what=f"latency pass: {timed} timed + 1 warm-up items x {cost.INFER_GENERATIONS} "
                 f"generations x max_new_tokens {p.max_new_tokens} at batch 1 (upper bound)",
             )
@@ -318,7 +313,7 @@ def _infer_job(study, role, e, pt, total, size, model, common, hub_models) -> Pl
         params_source=size,
         loads_hub_model=bool(hub_models),
         hub_models=hub_models,
-        flops_per_token=decode_flops(pt, p.eval_batch_size),
+        flops_per_token=_decode_flops(pt, p.eval_batch_size),
         extra=extra,
         **common,
     )

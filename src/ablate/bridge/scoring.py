@@ -15,7 +15,7 @@ import string
 from decimal import Decimal, InvalidOperation
 
 INVALID = "[invalid]"
-GSM8K_ANSWER = re.compile(r"#### (-?[0-9.,]+)")
+_GSM8K_ANSWER = re.compile(r"#### (-?[0-9.,]+)")
 KINDS = ("gsm8k", "qa")
 
 
@@ -25,19 +25,11 @@ class ScoringError(ValueError):
 
 def extract_gsm8k(text: str) -> str:
     """The number after the first ``#### `` (commas removed, trailing '.' dropped), else ``[invalid]``."""
-    m = GSM8K_ANSWER.search(text or "")
+    m = _GSM8K_ANSWER.search(text or "")
     if not m:
         return INVALID
     value = m.group(1).replace(",", "").rstrip(".")
     return value if value not in ("", "-") else INVALID
-
-
-def qa_prediction(text: str) -> str:
-    """A QA generation's answer: its first non-empty line."""
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def normalize_answer(s: str) -> str:
@@ -46,10 +38,6 @@ def normalize_answer(s: str) -> str:
     s = "".join(ch for ch in s if ch not in set(string.punctuation))
     s = re.sub(r"\b(a|an|the)\b", " ", s)
     return " ".join(s.split())
-
-
-def exact_match(prediction: str, gold: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
 def f1(prediction: str, gold: str) -> float:
@@ -76,7 +64,7 @@ def same_number(a: str, b: str) -> bool:
 
 def gold_answer(kind: str, item: dict) -> str:
     """The short gold answer of a dataset row: the ``####`` number (GSM8K) or ``answer`` (QA)."""
-    check_kind(kind)
+    _check_kind(kind)
     return extract_gsm8k(item["answer"]) if kind == "gsm8k" else str(item["answer"])
 
 
@@ -86,16 +74,17 @@ def score(kind: str, prediction: str, gold: str) -> dict:
     GSM8K: ``prediction`` is the raw generation; its extracted number must equal ``gold`` and be
     valid. QA: the generation's first line is compared by EM (``correct`` = EM) and F1.
     """
-    check_kind(kind)
+    _check_kind(kind)
     if kind == "gsm8k":
         extracted = extract_gsm8k(prediction)
         ok = extracted != INVALID and gold != INVALID and same_number(extracted, gold)
         return {"correct": ok, "em": float(ok), "f1": float(ok), "extracted": extracted}
-    extracted = qa_prediction(prediction)
-    em = exact_match(extracted, gold)
+    # a QA generation's answer: its first non-empty line
+    extracted = next((ln.strip() for ln in (prediction or "").splitlines() if ln.strip()), "")
+    em = float(normalize_answer(extracted) == normalize_answer(gold))
     return {"correct": bool(em), "em": em, "f1": f1(extracted, gold), "extracted": extracted}
 
 
-def check_kind(kind: str) -> None:
+def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ScoringError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")

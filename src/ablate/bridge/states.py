@@ -7,14 +7,10 @@ Likewise the KL term's teacher (the target fed the text prompt and the answer): 
 at the first ``kl_positions`` answer positions (``Pair.teacher_states``) do not depend on the
 translator; the LM head is applied to them in the step (logits would be 128k floats a row).
 
-Layout of a cache: split folders (``caches.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher
-``train/``), ``summary.json`` (its provenance)
-beside them; each split folder::
-
-    shard-00000.npy ...   [tokens, d] rows, the items' real tokens back to back (no padding);
-                          bfloat16 is stored as its uint16 bits (numpy has no bfloat16)
-    index.json            written last: ids, shard / start / length per item, dtype, width
-
+A split folder (``caches.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher ``train/``) holds
+``shard-00000.npy`` ... ([tokens, d] rows, the items' real tokens back to back, no padding;
+bfloat16 stored as its uint16 bits: numpy has no bfloat16) and ``index.json`` (written last: ids,
+shard / start / length per item, dtype, width); ``summary.json`` (its provenance) is beside them.
 Reading pads on the right with zeros under a zero mask: the translator's cross-attention masks
 those positions, and a causal model's states of the real tokens do not depend on right padding,
 so a batch read here equals the live ``Pair.source_states`` batch (up to float rounding from
@@ -40,8 +36,8 @@ from ablate.bridge.parallel import collect, shard
 from ablate.core.execution import parallel
 from ablate.core.outputs import io
 
-SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
-INDEX = "index.json"
+_SHARD_BYTES = 1 << 30  # about 1 GiB per shard file
+_INDEX = "index.json"
 
 
 class StatesError(RuntimeError):
@@ -61,7 +57,7 @@ def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
 
 
 class _Shards:
-    """Rows appended in the cache's order, cut into shard files of about ``SHARD_BYTES``; the
+    """Rows appended in the cache's order, cut into shard files of about ``_SHARD_BYTES``; the
     index written last (its presence marks a finished split)."""
 
     def __init__(self, out: Path):
@@ -74,7 +70,7 @@ class _Shards:
         self.index.setdefault("dtype", dtype)
         self.index.setdefault("width", int(a.shape[1]))
         n = a.shape[0]
-        if self.n_rows and (self.n_rows + n) * a.shape[1] * a.itemsize > SHARD_BYTES:
+        if self.n_rows and (self.n_rows + n) * a.shape[1] * a.itemsize > _SHARD_BYTES:
             self._flush()
         for key, value in (("ids", item_id), ("shard", self.shard), ("start", self.n_rows),
                            ("length", n)):  # fmt: skip
@@ -90,7 +86,7 @@ class _Shards:
 
     def close(self) -> dict[str, Any]:
         self._flush()
-        io.write_json(self.out / INDEX, self.index, indent=0)
+        io.write_json(self.out / _INDEX, self.index, indent=0)
         return self.index
 
 
@@ -142,7 +138,7 @@ def _save(tmp: Path, arr: np.ndarray) -> None:
 
 @dataclass(frozen=True)
 class StatesSpec:
-    """A cache job as its rule passes it (its job's config, ``ablate.bridge.layout.states_config``,
+    """A cache job as its rule passes it (its job's config in :func:`ablate.bridge.layout.jobs`,
     through the rules' ``job_config``), one field per key: ``what`` (``source``: the source
     model's states of the whole train split and the first ``test_items`` test items;
     ``teacher``: the KL teacher's rows of the train split), the ``params`` it computes with, the
@@ -248,11 +244,11 @@ class Reader:
         self.dtype = None
         for folder in folders:
             folder = Path(folder)
-            if not (folder / INDEX).exists():
+            if not (folder / _INDEX).exists():
                 raise StatesError(
-                    f"{folder} holds no {INDEX}: the source-state cache is unfinished"
+                    f"{folder} holds no {_INDEX}: the source-state cache is unfinished"
                 )
-            index = json.loads((folder / INDEX).read_text())
+            index = json.loads((folder / _INDEX).read_text())
             self.dtype = index["dtype"]
             shards = {
                 s: np.load(folder / f"shard-{s:05d}.npy", mmap_mode="r")

@@ -44,16 +44,14 @@ def headline(job: Job, record: dict) -> str:
 def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
     """Per grid entry its K, peak and final accuracy (summary.csv), and each claim's verdict."""
     results = workdir / config["results"]
+    summary = read_csv(results / layout.PATTERNS["summary"])
     lines = [
         f"- {r['entry']} (K {r['K']}{', reuses ' + r['reuses'] if r['reuses'] else ''}): "
         f"peak {float(r['peak']):.3f}, final {float(r['final']):.3f}"
-        for r in read_csv(results / layout.PATTERNS["summary"])
+        for r in summary
     ]
-    lines += spread_lines(
-        read_csv(results / layout.PATTERNS["summary"]), ("base_entry",), "final", "final"
-    )
-    claims = read_csv(results / layout.PATTERNS["claims"])
-    return lines + [verdict_line(c) for c in claims]
+    lines += spread_lines(summary, ("base_entry",), "final", "final")
+    return lines + [verdict_line(c) for c in claims(results)]
 
 
 def run_numbers(results: Path) -> list[str]:

@@ -40,7 +40,7 @@ SUMMARY_COLUMNS = [
 ]
 #: Inserted after ``entry`` when the grid has seeds (``bridge.grid.<entry>.seeds``): the
 #: declared entry of each row and its seed (empty on an entry without seeds).
-SEED_COLUMNS = ["base_entry", "seed"]
+_SEED_COLUMNS = ["base_entry", "seed"]
 
 
 def build_summary(
@@ -65,16 +65,7 @@ def build_summary(
                 reuses=e["same_as"] or "",
                 dataset=e["dataset"],
                 direction=e["direction"],
-                K=s["K"],
-                peak=s["peak"],
-                peak_step=s["peak_step"],
-                final=s["final"],
-                degradation=s["degradation"],
-                mean_prompt_tokens=s["mean_prompt_tokens"],
-                compression_ratio=s["compression_ratio"],
-                steps_done=s["steps_done"],
-                stop_reason=s["stop_reason"],
-                wall_s=s["wall_s"],
+                **{k: s[k] for k in SUMMARY_COLUMNS[5:15]},  # K .. wall_s: the run's summary
                 benchmark_s=bench,
                 gpu_hours=None if bench is None else bench * gpus / 3600,
                 base_entry=e.get("base", name),
@@ -89,11 +80,11 @@ def build_summary(
 
 
 def _with_seeds(df: pd.DataFrame, entries: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """The summary's columns: :data:`SEED_COLUMNS` after ``entry`` where an entry has a seed."""
+    """The summary's columns: :data:`_SEED_COLUMNS` after ``entry`` where an entry has a seed."""
     if not any("seed" in e for e in entries.values()):
         return df.reindex(columns=SUMMARY_COLUMNS)
     df["seed"] = df["seed"].astype("Int64")
-    return df.reindex(columns=[SUMMARY_COLUMNS[0], *SEED_COLUMNS, *SUMMARY_COLUMNS[1:]])
+    return df.reindex(columns=[SUMMARY_COLUMNS[0], *_SEED_COLUMNS, *SUMMARY_COLUMNS[1:]])
 
 
 def write_summary(entries, summaries, benchmarks, gpus, csv, curves_csv) -> pd.DataFrame:

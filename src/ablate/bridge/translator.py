@@ -14,6 +14,11 @@ is a ``d_src x d_src`` linear layer initialised to the identity, applied to the 
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -24,7 +29,7 @@ ARCH_KEYS = ("K", "depth", "bottleneck", "heads", "dropout", "rope_projection")
 SCALE_CLAMP = (0.25, 4.0)
 
 
-class GatedBlock(nn.Module):
+class _GatedBlock(nn.Module):
     def __init__(self, width: int, heads: int, dropout: float):
         super().__init__()
         self.norm_self = nn.LayerNorm(width)
@@ -82,7 +87,7 @@ class BottleneckedGatedTranslator(nn.Module):
         self.src_norm = nn.LayerNorm(d_src)
         self.src_in = nn.Linear(d_src, bottleneck)
         self.queries = nn.Parameter(torch.randn(K, bottleneck) * bottleneck**-0.5)
-        self.blocks = nn.ModuleList(GatedBlock(bottleneck, heads, dropout) for _ in range(depth))
+        self.blocks = nn.ModuleList(_GatedBlock(bottleneck, heads, dropout) for _ in range(depth))
         self.out_norm = nn.LayerNorm(bottleneck)
         self.out = nn.Linear(bottleneck, d_tgt)
         self.register_buffer("target_rms", torch.tensor(float(target_rms)))
@@ -136,10 +141,6 @@ def build(arch: BridgeParams, source, target, where: str = "bridge"):
 
 def save(translator: BottleneckedGatedTranslator, out_dir, extra: dict | None = None):
     """``translator.safetensors`` + ``translator_config.json`` into a fresh dir, manifest last."""
-    import os
-    import shutil
-    from pathlib import Path
-
     from safetensors.torch import save_file
 
     from ablate.core.outputs import checkpoint_integrity, io
@@ -159,9 +160,6 @@ def save(translator: BottleneckedGatedTranslator, out_dir, extra: dict | None = 
 
 def load(directory) -> BottleneckedGatedTranslator:
     """A saved translator (manifest verified first), in eval mode."""
-    import json
-    from pathlib import Path
-
     from safetensors.torch import load_file
 
     from ablate.core.outputs import checkpoint_integrity

@@ -30,8 +30,8 @@ from typing import Any
 
 from ablate.core.outputs import io
 
-NAMES = "Anna Ben Cara Dan Eva Finn Gina Hugo Ida Jack Kira Leo Mia Nora Omar Pia".split()
-OBJECTS = "apples books cards coins eggs pens cups hats toys shells".split()
+_NAMES = "Anna Ben Cara Dan Eva Finn Gina Hugo Ida Jack Kira Leo Mia Nora Omar Pia".split()
+_OBJECTS = "apples books cards coins eggs pens cups hats toys shells".split()
 CITIES = {  # fixed world facts: the second hop is consistent across the whole world
     "Paris": "France",
     "Rome": "Italy",
@@ -43,7 +43,7 @@ CITIES = {  # fixed world facts: the second hop is consistent across the whole w
     "Oslo": "Norway",
 }
 DATASET_KIND = {"gsm8k": "gsm8k", "hotpotqa": "qa"}  # the study's dataset name -> scorer kind
-FIELDS = {"gsm8k": ("question", "answer"), "qa": ("question", "context", "answer")}
+_FIELDS = {"gsm8k": ("question", "answer"), "qa": ("question", "context", "answer")}
 ANSWER_CUE = "Answer:"
 
 
@@ -55,8 +55,8 @@ def _rng(seed: int, part: str) -> random.Random:
     return random.Random(f"bridge:{seed}:{part}")
 
 
-def gsm8k_item(rng: random.Random) -> dict[str, str]:
-    name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
+def _gsm8k_item(rng: random.Random) -> dict[str, str]:
+    name, obj = rng.choice(_NAMES), rng.choice(_OBJECTS)
     op = rng.choices(("add", "sub", "add_sub"), weights=(4, 4, 2))[0]
     if op == "add":
         a, b = rng.randint(1, 9), rng.randint(1, 9)
@@ -78,15 +78,15 @@ def gsm8k_item(rng: random.Random) -> dict[str, str]:
     return {"question": q, "answer": "\n".join(steps) + f"\n#### {result}"}
 
 
-def homes(seed: int) -> dict[str, str]:
+def _homes(seed: int) -> dict[str, str]:
     """Each person's city: world facts fixed by the seed (every city is someone's home)."""
-    cities = sorted(CITIES) * (len(NAMES) // len(CITIES) + 1)
+    cities = sorted(CITIES) * (len(_NAMES) // len(CITIES) + 1)
     _rng(seed, "homes").shuffle(cities)
-    return dict(zip(NAMES, cities, strict=False))
+    return dict(zip(_NAMES, cities, strict=False))
 
 
-def qa_item(rng: random.Random, home: dict[str, str]) -> dict[str, Any]:
-    people = rng.sample(NAMES, 3)
+def _qa_item(rng: random.Random, home: dict[str, str]) -> dict[str, Any]:
+    people = rng.sample(_NAMES, 3)
     facts = [f"{p} lives in {home[p]}." for p in people]
     facts += [f"{home[p]} is in {CITIES[home[p]]}." for p in people]
     facts = list(dict.fromkeys(facts))  # two of them may share a city
@@ -98,9 +98,9 @@ def qa_item(rng: random.Random, home: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def generators(seed: int) -> dict[str, Any]:
-    home = homes(seed)
-    return {"gsm8k": gsm8k_item, "qa": lambda rng: qa_item(rng, home)}
+def _generators(seed: int) -> dict[str, Any]:
+    home = _homes(seed)
+    return {"gsm8k": _gsm8k_item, "qa": lambda rng: _qa_item(rng, home)}
 
 
 def prompt(kind: str, item: dict[str, Any]) -> str:
@@ -118,13 +118,13 @@ def answer_text(kind: str, item: dict[str, Any]) -> str:
 
 
 def generate(kind: str, seed: int, part: str, n: int) -> list[dict[str, Any]]:
-    rng, make = _rng(seed, f"{kind}:{part}"), generators(seed)[kind]
+    rng, make = _rng(seed, f"{kind}:{part}"), _generators(seed)[kind]
     return [{"id": f"{kind}-{part}-{i:05d}", **make(rng)} for i in range(n)]
 
 
 def corpus(seed: int, n: int, exclude: set[str]) -> list[dict[str, str]]:
     """``n`` documents, half GSM8K, half QA, none with a question in ``exclude`` (the test sets)."""
-    rng, makers = _rng(seed, "corpus"), generators(seed)
+    rng, makers = _rng(seed, "corpus"), _generators(seed)
     docs: list[dict[str, str]] = []
     tries = 0
     while len(docs) < n:
@@ -167,8 +167,8 @@ def write_world(
 
 def load_dataset(path: str | os.PathLike, kind: str) -> list[dict[str, Any]]:
     """Rows of a jsonl dataset, checked: every row has the kind's fields (else DatasetError)."""
-    if kind not in FIELDS:
-        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(FIELDS)}")
+    if kind not in _FIELDS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(_FIELDS)}")
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"dataset {p} does not exist")
@@ -181,7 +181,7 @@ def load_dataset(path: str | os.PathLike, kind: str) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"dataset {p} line {n} is not JSON: {exc}") from exc
-            for field in FIELDS[kind]:
+            for field in _FIELDS[kind]:
                 if field not in row:
                     raise DatasetError(
                         f"dataset {p} line {n} lacks the field {field!r} that a {kind} dataset "

@@ -10,11 +10,8 @@ The training is the core's loop (:mod:`ablate.core.training.loop`) with the brid
 (:class:`~ablate.bridge.training.recipe.TranslatorRecipe`), run by the core's driver
 (:func:`ablate.core.training.driver.drive`, as every training: the resume from the newest complete
 checkpoint of the same run key and inputs, the non-finite outcome, the final evaluation, the
-checkpoints' removal) as a :class:`TranslatorRun`, whose outputs are the bridge's. Its checkpoints
-are the loop's (:mod:`ablate.core.training.saving`, ``<out>/checkpoints/checkpoint-N``, the
-evaluation's curve and best state with them), one at every evaluation training goes on from: a
-rerun (a lost Vast instance's retry, a killed job) resumes from the newest one; they go once the
-outputs are written.
+checkpoints' removal) as a :class:`TranslatorRun`, whose outputs are the bridge's; a checkpoint
+(``<out>/checkpoints/checkpoint-N``) at every evaluation training goes on from (docs/bridge.md).
 
 Data-parallel under torchrun (the core's launcher,
 ``ablate.core.execution.parallel.launch("ablate.bridge.training.entries:train_entry", kwargs, N,
@@ -38,6 +35,7 @@ from ablate.bridge import models, world
 from ablate.bridge import params as bridge_params
 from ablate.bridge import states as frozen
 from ablate.bridge import translator as tr
+from ablate.bridge.evaluate import accuracy
 from ablate.bridge.pair import Pair, card_inputs, load_pair
 from ablate.bridge.params import BridgeParams
 from ablate.bridge.training.recipe import Evaluations, global_batch, say, translator_trainer
@@ -45,6 +43,9 @@ from ablate.core.execution import parallel
 from ablate.core.outputs import checkpoint_integrity, io, provenance
 from ablate.core.outputs.phases import Phases
 from ablate.core.training import driver, loop, saving, speed
+
+#: a frozen model's outputs: read from its cache, or computed live
+_HELD = {True: "cached", False: "live"}
 
 
 def _logs(p: BridgeParams, step: int) -> bool:
@@ -103,10 +104,8 @@ def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -
     say(
         f"[{entry.label}] {len(train_items)} train / {len(eval_items)} eval items ({dataset_kind}); "
         f"translator {entry.n_params / 1e6:.3f} M params, K={p.K}; "
-        f"{parallel.world_size()} process(es); source states "
-        + ("cached" if entry.cached_source else "live")
-        + ", KL teacher "
-        + ("cached" if entry.cached_teacher else "live")
+        f"{parallel.world_size()} process(es); source states {_HELD[entry.cached_source]}, "
+        f"KL teacher {_HELD[entry.cached_teacher]}"
     )
     return entry
 
@@ -171,8 +170,6 @@ def train_entry(
         run_spec=spec,
         entry=e,
     )
-    # the core's driver: resume, the loop, the non-finite outcome, the final evaluation, the
-    # outputs (TranslatorRun.write), the checkpoints' removal
     summary = driver.drive(run, trainer)
     if parallel.rank() != 0:
         return {"run_id": run_id, "world_size": parallel.world_size(), **summary}
@@ -236,8 +233,6 @@ class TranslatorRun(driver.TrainRun):
     def _results(self, trainer: loop.Trainer, final_rows, restored_from, train_s) -> dict:
         """The summary's numbers: the curve and losses, peak and final accuracy, the run's
         length, size and throughput."""
-        from ablate.bridge.evaluate import accuracy
-
         e, p, state, curve = self.entry, self.entry.p, trainer.state, self.recipe.evaluation.curve
         logged = [x for x in state.log_history if "loss" in x and _logs(p, x["step"])]
         final = accuracy(final_rows)
@@ -271,6 +266,6 @@ class TranslatorRun(driver.TrainRun):
             },
             "world_size": parallel.world_size(),
             "global_batch": global_batch(p, len(e.train_items)),
-            "source_states": "cached" if e.cached_source else "live",
-            "teacher_states": "cached" if e.cached_teacher else "live",
+            "source_states": _HELD[e.cached_source],
+            "teacher_states": _HELD[e.cached_teacher],
         }

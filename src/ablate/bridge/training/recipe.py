@@ -1,11 +1,6 @@
 """The translator's training as the core's loop takes it: its recipe, data order, optimizer and
 evaluation.
 
-:class:`TranslatorRecipe` (a :class:`~ablate.core.training.recipe.Recipe`) with its data order
-(:class:`BatchOrder`), its optimizer (:func:`optimizer`) and its evaluation with early stopping
-(:class:`Evaluations`), and :func:`translator_trainer`, the loop's trainer of it (what
-:mod:`.entries` trains and the GPU benchmarks time one step of).
-
 Data-parallel under torchrun (:mod:`ablate.core.execution.parallel`, the data split of
 :mod:`ablate.bridge.parallel`): ``batch_size`` items per process and step (the seed's "10 per
 GPU"), each process a slice of one global batch order, the translator replicated and DDP averaging
@@ -25,6 +20,7 @@ import torch
 from ablate.bridge import params as bridge_params
 from ablate.bridge import switches
 from ablate.bridge import translator as tr
+from ablate.bridge.evaluate import accuracy
 from ablate.bridge.pair import Pair
 from ablate.bridge.parallel import gather, mean_values, shard
 from ablate.bridge.params import BridgeParams
@@ -126,8 +122,6 @@ class Evaluations:
 
     def __call__(self, at: int) -> dict[str, Any] | None:
         """Evaluate at step ``at``; early stopping's stop (before the last step), or None."""
-        from ablate.bridge.evaluate import accuracy
-
         self.last_rows = self.rows()
         acc = accuracy(self.last_rows)
         self.curve.append({"step": at, **acc})
@@ -182,17 +176,14 @@ class Evaluations:
         return None
 
     def load(self, values: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self.curve, self.bad_evals, self.last_rows = (
-            values["curve"],
-            values["bad_evals"],
-            values["last_rows"],
-        )
+        self.curve, self.bad_evals = values["curve"], values["bad_evals"]
+        self.last_rows = values["last_rows"]
         self.best = {**values["best"], **({"state": tensors} if tensors else {})}
         self.started = time.time() - values["seconds"]
 
 
 #: the stall watchdog's bound of a translator training (:mod:`ablate.core.training.watchdog`)
-STALL_S = 3600
+_STALL_S = 3600
 
 
 class TranslatorRecipe(Recipe):
@@ -232,7 +223,7 @@ class TranslatorRecipe(Recipe):
             keep_checkpoints=False,
             # an evaluation decodes eval_size items between two steps: the watchdog's bound from
             # step times alone would be too short for it
-            stall_s=STALL_S,
+            stall_s=_STALL_S,
             # none of the loop's own stop rules: early stopping is the evaluation's
             no_learning_steps=0,
             no_learning_min_gain=0.0,
