@@ -122,11 +122,11 @@ class _Shard(NamedTuple):
     shape: torch.Size
 
     @property
-    def _matrix(self) -> bool:
+    def matrix(self) -> bool:
         return len(self.shape) == 2
 
     @classmethod
-    def _of(cls, p: DTensor, grad: DTensor, state: dict, scal, eps: float, clip: float) -> _Shard:
+    def of(cls, p: DTensor, grad: DTensor, state: dict, scal, eps: float, clip: float) -> _Shard:
         if tuple(p.placements) != (Shard(0),) or p.dim() not in (1, 2):
             raise RuntimeError(
                 "FusedAdafactor steps 1-D and 2-D parameters sharded on dim 0, not a "
@@ -369,10 +369,10 @@ class FusedAdafactor(Adafactor):
             raise RuntimeError("FusedAdafactor steps parameters sharded over one process group")
         group = groups.pop()
         scale = grad_scale if grad_scale is not None else _one(shards[0][0].device)
-        local = [_Shard._of(*member) for member in shards]
+        local = [_Shard.of(*member) for member in shards]
         like: dict[tuple, list[int]] = {}  # one compiled call per group of like shards
         for i, sh in enumerate(local):
-            key = (sh._matrix, id(sh.scal), sh.eps, sh.clip, sh.shape, sh.w.shape, sh.g.dtype)
+            key = (sh.matrix, id(sh.scal), sh.eps, sh.clip, sh.shape, sh.w.shape, sh.g.dtype)
             like.setdefault(key, []).append(i)
         calls = [
             (idx[0], idx[at : at + self.group_size])
@@ -394,10 +394,10 @@ class FusedAdafactor(Adafactor):
         )
         sq_avgs = [sh.state.get("exp_avg_sq") for sh in local]
         # (1) every matrix's column-mean and mean-row parts, summed over the shards at once
-        matrices = [i for i in range(len(local)) if local[i]._matrix]
+        matrices = [i for i in range(len(local)) if local[i].matrix]
         parts: dict[int, list] = {}
         for first, idx in calls:
-            if local[first]._matrix:
+            if local[first].matrix:
                 out = run("matrix_means", idx, gs, rows)
                 parts.update((i, out[2 * j : 2 * j + 2]) for j, i in enumerate(idx))
         summed = shard_sums([t for i in matrices for t in parts[i]], group)
@@ -407,7 +407,7 @@ class FusedAdafactor(Adafactor):
         # (2) each update's sum of squares over this shard, summed over the shards at once
         sumsqs: list = [None] * len(local)
         for first, idx in calls:
-            if local[first]._matrix:
+            if local[first].matrix:
                 out = run("matrix_sumsq", idx, gs, rows, cols, col_means, row_means)
             else:
                 out = run("vector_sumsq", idx, gs, sq_avgs)
@@ -416,7 +416,7 @@ class FusedAdafactor(Adafactor):
         sumsqs = shard_sums(sumsqs, group)
         # (3) the updates, clipped to the whole parameters' RMS, applied
         for first, idx in calls:
-            if local[first]._matrix:
+            if local[first].matrix:
                 run("matrix_apply", idx, ws, gs, rows, cols, row_means, sumsqs)
             else:
                 run("vector_apply", idx, ws, gs, sq_avgs, sumsqs)

@@ -135,10 +135,10 @@ class _Bucket:
     def size(self, world: int) -> int:
         return self.part if self.owner is not None else world * self.part
 
-    def _whole(self, flat: torch.Tensor, world: int) -> torch.Tensor:
+    def whole(self, flat: torch.Tensor, world: int) -> torch.Tensor:
         return flat[self.start : self.start + self.size(world)]
 
-    def _own(self, flat: torch.Tensor, rank: int) -> torch.Tensor:
+    def own(self, flat: torch.Tensor, rank: int) -> torch.Tensor:
         if self.owner is not None:
             return flat[self.start : self.start + (self.part if rank == self.owner else 0)]
         at = self.start + rank * self.part
@@ -280,8 +280,8 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             for i in bucket.params:
                 if self._fresh[i]:  # no gradient this step (a frozen or unused weight)
                     self._slot(self.flat_grads, i, self.model_params[i]).zero_()
-            own = bucket._own(self.flat_grads, self.rank)
-            whole = bucket._whole(self.flat_grads, self.world)
+            own = bucket.own(self.flat_grads, self.rank)
+            whole = bucket.whole(self.flat_grads, self.world)
             if bucket.owner is None:
                 work = dist.reduce_scatter_tensor(own, whole, group=self.group, async_op=True)
             else:
@@ -298,7 +298,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         for work in self._works:
             work.wait()
         for bucket in self.buckets:
-            bucket._own(self.flat_grads, self.rank).div_(self.world)
+            bucket.own(self.flat_grads, self.rank).div_(self.world)
         self._works, self._reduced = [], True
 
     def grads(self) -> list[torch.Tensor]:
@@ -353,9 +353,9 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         """Every bucket's parts of ``flat`` from their owners (in place; started, not waited)."""
         works = []
         for b in self.buckets:
-            whole = b._whole(flat, self.world)
+            whole = b.whole(flat, self.world)
             if b.owner is None:
-                own = b._own(flat, self.rank)
+                own = b.own(flat, self.rank)
                 works.append(
                     dist.all_gather_into_tensor(whole, own, group=self.group, async_op=True)
                 )
