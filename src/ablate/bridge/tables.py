@@ -19,12 +19,8 @@ import pandas as pd
 from ablate.core.outputs import io
 from ablate.core.outputs.records import benchmark_seconds
 
-SUMMARY_COLUMNS = [
-    "entry",
-    "run_id",
-    "reuses",
-    "dataset",
-    "direction",
+#: The columns a row copies from its run's summary.json.
+_RUN_COLUMNS = [
     "K",
     "peak",
     "peak_step",
@@ -35,6 +31,14 @@ SUMMARY_COLUMNS = [
     "steps_done",
     "stop_reason",
     "wall_s",
+]
+SUMMARY_COLUMNS = [
+    "entry",
+    "run_id",
+    "reuses",
+    "dataset",
+    "direction",
+    *_RUN_COLUMNS,
     "benchmark_s",
     "gpu_hours",
 ]
@@ -65,7 +69,7 @@ def build_summary(
                 reuses=e["same_as"] or "",
                 dataset=e["dataset"],
                 direction=e["direction"],
-                **{k: s[k] for k in SUMMARY_COLUMNS[5:15]},  # K .. wall_s: the run's summary
+                **{k: s[k] for k in _RUN_COLUMNS},
                 benchmark_s=bench,
                 gpu_hours=None if bench is None else bench * gpus / 3600,
                 base_entry=e.get("base", name),
