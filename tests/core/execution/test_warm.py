@@ -79,7 +79,10 @@ def job(script: Path, env: dict, arg: str, **kw) -> subprocess.CompletedProcess:
 
 
 def started(script: Path, env: dict, arg: str) -> tuple[subprocess.Popen, list[str]]:
-    """A job left running: its process and its first line's words (once it printed it)."""
+    """A job left running: its process and its first line's words (once it printed it). SIGINT
+    at its default, as Snakemake's jobs have it, even where this test runs with it ignored (a
+    suite started in the background by a non-interactive shell: an ignored signal stays ignored
+    across exec, and the job, warm or cold, would then never end on it)."""
     proc = subprocess.Popen(
         [sys.executable, str(script), arg],
         env=env,
@@ -87,6 +90,7 @@ def started(script: Path, env: dict, arg: str) -> tuple[subprocess.Popen, list[s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     return proc, proc.stdout.readline().split()
 
