@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ablate.core.execution.warm import ancestors
+from ablate.core.execution.warm import alive, ancestors
 from ablate.core.outputs import io
 from ablate.core.trees.experiments import base_of
 
@@ -96,12 +96,8 @@ def running(holder: dict[str, Any]) -> bool | None:
     started when the holder says), None on another host or where it cannot be told."""
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return None
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
+    if not alive(holder["pid"]):
         return False
-    except PermissionError:
-        pass  # another user's process: it exists
     recorded, now = holder.get("started"), start_time(holder["pid"])
     return recorded is None or now is None or recorded == now
 
