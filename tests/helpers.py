@@ -6,14 +6,17 @@ live in conftest.py; checkout copies and the embedded run in checkout.py."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
 import re
+import signal
 import subprocess
 import types
 import typing
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -529,3 +532,19 @@ def shared(tmp_path_factory, name: str, make) -> Path:
             make(folder)
             done.touch()
     return folder
+
+
+@contextlib.contextmanager
+def sigint_at_default() -> Iterator[None]:
+    """The processes started inside get SIGINT at its default, as from a terminal, even where
+    this test runs with it ignored (a suite started in the background by a non-interactive shell,
+    or under nohup): exec keeps an ignored signal, so such a process would never end on a Ctrl-C,
+    and makes a handled one the default."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE))
 import fake_vast  # noqa: E402
 import slurm_local  # noqa: E402
 from checkout import ROOT, copy_checkout  # noqa: E402,F401  (tests/checkout.py, shared)
+from helpers import sigint_at_default  # noqa: E402
 
 
 def pytest_configure(config):
@@ -148,14 +149,9 @@ def minimal_checkout(tmp_path: Path) -> Path:
 
 
 def start_snakemake(wd: Path, vast, *args: str) -> subprocess.Popen:
-    """Snakemake as a terminal starts it: SIGINT at its default even where this test runs with
-    it ignored (a suite started in the background by a non-interactive shell, or under nohup:
-    an ignored signal stays ignored across exec, and Snakemake then never sees a Ctrl-C)."""
+    """Snakemake as a terminal starts it: SIGINT at its default (helpers.sigint_at_default)."""
     log = open(wd / "snakemake.log", "w")
-    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    if ignored:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # exec makes it the default
-    try:
+    with sigint_at_default():
         return subprocess.Popen(
             [SNAKEMAKE, "--profile", "vast", *VAST_POLL, *EXECUTOR, *args],
             cwd=wd,
@@ -164,9 +160,6 @@ def start_snakemake(wd: Path, vast, *args: str) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    finally:
-        if ignored:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def api_calls(vast, method: str, fragment: str) -> list[dict]:

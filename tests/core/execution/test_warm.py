@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import sigint_at_default
 
 from ablate.core.execution import warm
 
@@ -80,18 +81,16 @@ def job(script: Path, env: dict, arg: str, **kw) -> subprocess.CompletedProcess:
 
 def started(script: Path, env: dict, arg: str) -> tuple[subprocess.Popen, list[str]]:
     """A job left running: its process and its first line's words (once it printed it). SIGINT
-    at its default, as Snakemake's jobs have it, even where this test runs with it ignored (a
-    suite started in the background by a non-interactive shell: an ignored signal stays ignored
-    across exec, and the job, warm or cold, would then never end on it)."""
-    proc = subprocess.Popen(
-        [sys.executable, str(script), arg],
-        env=env,
-        cwd=script.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    at its default, as Snakemake's jobs have it (helpers.sigint_at_default)."""
+    with sigint_at_default():
+        proc = subprocess.Popen(
+            [sys.executable, str(script), arg],
+            env=env,
+            cwd=script.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     return proc, proc.stdout.readline().split()
 
 
