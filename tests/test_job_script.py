@@ -101,6 +101,27 @@ def test_a_restored_job_names_the_key_and_the_run(tmp_path):
     assert "training ..." not in log and line in log
 
 
+def test_a_job_that_missed_the_cache_names_the_cause_on_its_line(tmp_path):
+    """Issue 82: a job that runs where the run cache holds an entry of it says on its one line,
+    the one the terminal shows, what differs from the nearest entry (before, only its log said)."""
+    cache = str(tmp_path / "cache")
+    start = "cache = job_script.start(smk, 'mask')"
+    work = (
+        "from ablate.core.outputs.io import write_json\n"
+        "write_json(out, {'x': 1, 'provenance': {'run_id': 'run-1', 'config_hash': 'h'}})\n"
+        "cache.store()"
+    )
+    r, _ = job(tmp_path, work, start, cache)
+    assert r.returncode == 0 and "missed" not in r.stderr, r.stderr  # no entry of it yet
+    (tmp_path / "summary.json").unlink()
+    r, log = job(tmp_path, work, "smk.params['finetune']['lr'] = 2\n" + start, cache)
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("[job] finetune 3A: ran in ") and line in log
+    assert "; missed: the nearest entry of this job (" in line
+    assert line.endswith("differs in params finetune.lr 1 -> 2")
+
+
 def test_a_job_of_the_trees_state_says_it_was_remade_and_why_not_ran(tmp_path):
     """STATUS and the plan are of the tree as it is now (every job's state, the run cache's
     entries, the benchmark files), not of their declared inputs: the run cache never restores

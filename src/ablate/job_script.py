@@ -128,9 +128,10 @@ def say(text: str) -> None:
         print(line, file=stream, flush=True)
 
 
-def _ran_line(outputs: Sequence[str | os.PathLike], seconds: float, stored: str | None) -> str:
+def _ran_line(outputs: Sequence[str | os.PathLike], seconds: float, cache: Any) -> str:
     """What a job that ran says: its seconds, where its record says it resumed from (a
-    training's ``resumed_from_step``: ``resumed from checkpoint-N``), its run cache entry."""
+    training's ``resumed_from_step``: ``resumed from checkpoint-N``), its run cache entry, and
+    why it missed the cache's nearest entry of this job (a miss's cause on the job's one line)."""
     parts = [f"ran in {seconds:.0f} s"]
     for path in outputs:
         if str(path).endswith(".json") and os.path.isfile(path):
@@ -141,9 +142,10 @@ def _ran_line(outputs: Sequence[str | os.PathLike], seconds: float, stored: str 
             if step is not None:
                 parts.append(f"resumed from checkpoint-{step}")
                 break
+    stored, missed = getattr(cache, "stored_key", None), getattr(cache, "missed", None)
     if stored:
         parts.append(f"stored in the run cache as {stored[:12]}")
-    return ", ".join(parts)
+    return ", ".join(parts) + (f"; {missed}" if missed else "")
 
 
 def _said_at_exit() -> None:
@@ -160,8 +162,7 @@ def _said_at_exit() -> None:
     if _JOB.get("remade"):
         say(REMADE_LINE.format(seconds=seconds, why=_JOB["remade"]))
         return
-    cache = _JOB.get("cache")
-    say(_ran_line(outputs, seconds, getattr(cache, "stored_key", None)))
+    say(_ran_line(outputs, seconds, _JOB.get("cache")))
 
 
 def log_only(snakemake: Any, remade: str | None = None) -> None:

@@ -458,6 +458,7 @@ class JobCache:
         self.code: dict[str, str] | None = None  # code_files, for the manifest and a miss's line
         self.marker: dict | None = None  # the restore marker, once restored
         self.stored_key: str | None = None  # the key it stored the outputs under, once stored
+        self.missed: str | None = None  # why it missed the nearest entry of this job, if any
         self.exact = exact  # its input files keyed by their bytes (key_parts)
         if self.where is not None:
             self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir, exact=exact)
@@ -507,6 +508,7 @@ class JobCache:
         except OSError:
             return
         if line:
+            self.missed = line
             log(line)
 
     def _set_work_aside(self) -> None:
