@@ -1,20 +1,10 @@
 """``ablate diff RUN_A RUN_B``: what differs between two runs of a job, the question a provenance
 record exists to answer ("why did 3B move between these two runs?").
 
-A run is a ``run_id`` as provenance records write it (found among the record JSONs under the
-folders searched, the current one by default; a bridge run's grid run id works too; a record a
-rerun replaced is found in its copy under ``history/`` beside it,
-``ablate.core.outputs.io.HISTORY_DIR``) or the path of a record. Printed, each as ``key old ->
-new``: the config slice the job ran with (naming the changed key of an edited config), the upstream
-runs (the records the job read, by run id, from its provenance's ``upstream``: where one changed,
-the config key its run changed, so an evaluation whose finetune's ``max_steps`` changed names that
-key, not just another model hash), the input fingerprints, the code (git commit, dirty flag),
-package versions, hardware and its numerics environment (``hardware.numerics``: BLAS, precision
-switches, ``MKL_CBWR`` and its kin), the results (scores, losses: every number and string of the
-record outside its provenance block and curves, and outside the fields that describe the run,
-``ablate.core.outputs.records.RUN_FIELDS``), then those run fields (phase timings, throughput).
-Numbers of the results and the run are shown to 6 significant digits, as the tables write them (a
-change below that is float noise, not a result).
+A run is a ``run_id`` (found among the records under the folders searched, a replaced one in its
+``history/`` copy) or a record's path. An upstream run that changed is named by the config key its
+run changed, not just another model hash. Numbers show 6 significant digits, as the tables write
+them: a change below that is float noise, not a result.
 """
 
 from __future__ import annotations
@@ -46,9 +36,8 @@ class _DiffError(ValueError):
 
 
 def find_record(run: str, roots: list[str]) -> Path:
-    """The record file of a run id (or the path itself): among the records alone
-    (:func:`~ablate.core.outputs.records.record_lacks`), so no other JSON holding the id hides
-    it."""
+    """The record file of a run id (or the path itself), among the records alone: no other JSON
+    holding the id hides it."""
     if Path(run).is_file():
         return Path(run)
     hits = []
@@ -100,9 +89,9 @@ def _common_tail(a: str, b: str) -> int:
 
 
 def _pairs(a: dict[str, str], b: dict[str, str]) -> list[tuple[str | None, str | None]]:
-    """The upstream records of A and B paired by the file they are in their results trees (the
-    most trailing path components in common: ``finetune/3A/summary.json`` of the base's tree and
-    of an experiment's); one without a partner alone."""
+    """The upstream records of A and B paired by the most trailing path components in common
+    (``finetune/3A/summary.json`` of the base's tree and an experiment's); one without a partner
+    alone."""
     out, left = [], dict(b)
     for pa in sorted(a):
         best = max(left, key=lambda pb: _common_tail(pa, pb), default=None)
@@ -115,10 +104,9 @@ def _pairs(a: dict[str, str], b: dict[str, str]) -> list[tuple[str | None, str |
 
 
 def upstream(pa: dict, pb: dict, roots: list[str], depth: int = 3) -> list[str]:
-    """Why two records' upstream differs: for each record both jobs read (their provenance's
-    ``upstream``, paired by :func:`_pairs`) whose run differs, the config keys its run changed
-    (``finetune/3A/summary.json: params.max_steps 200 -> 40``), or, where its config is the
-    same, its own upstream's, ``depth`` records up."""
+    """Why two records' upstream differs: for each record both read whose run differs, the
+    config keys its run changed (``finetune/3A/summary.json: params.max_steps 200 -> 40``), or,
+    where its config is the same, its own upstream's, ``depth`` records up."""
     ua, ub = pa.get("upstream") or {}, pb.get("upstream") or {}
     lines = []
     for x, y in _pairs(ua, ub):
