@@ -19,19 +19,8 @@ from ablate.core.outputs import io
 from ablate.core.reports import stats
 
 VERDICTS = ("supported", "not supported", "inconclusive", "not run")
-#: Column order of a claims table (a study's claims CSV, at the path its layout gives): the
-#: contract with the report.
-COLUMNS = [
-    "study",
-    "claim",
-    "statement",
-    "verdict",
-    "evidence",
-    "test",
-    "p_value",
-    "n",
-    "inputs",
-]
+#: Column order of a claims table: the contract with the report.
+COLUMNS = ["study", "claim", "statement", "verdict", "evidence", "test", "p_value", "n", "inputs"]
 #: Below this many paired items a verdict is inconclusive whatever the test says.
 _MIN_N = 20
 
@@ -111,19 +100,9 @@ def evaluate_claims(
             r = claim.evaluate(ev)
         except _MissingInput as exc:
             r = ClaimResult("not run", f"missing input: {exc.args[0]}", inputs=tuple(ev.used))
-        rows.append(
-            dict(
-                study=study,
-                claim=claim.id,
-                statement=claim.statement,
-                verdict=r.verdict,
-                evidence=r.evidence,
-                test=r.test,
-                p_value=r.p_value,
-                n=r.n,
-                inputs="; ".join(r.inputs or ev.used),
-            )
-        )
+        inputs = "; ".join(r.inputs or ev.used)
+        row = [study, claim.id, claim.statement, r.verdict, r.evidence, r.test, r.p_value, r.n]
+        rows.append([*row, inputs])
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["p_value"] = df["p_value"].astype("float64")
     df["n"] = df["n"].astype("Int64")
@@ -228,9 +207,6 @@ def to_html(df: pd.DataFrame, note: str = "") -> str:
         f"{html_table(_SHOWN, _cells(df))}{floors}{markdown_html(note) if note else ''}"
         "</body></html>\n"
     )
-
-
-# --------------------------------------------------------------------------- common forms
 
 
 def _pairing(sa: Samples, sb: Samples) -> dict[str, Any]:
@@ -347,9 +323,6 @@ def monotone(
     return rule
 
 
-# --------------------------------------------------------------------------- seeds
-
-#: The claim id of a per-seed row (it follows its claim's pooled row).
 _SEED_ROW = "{claim}/seed{seed}"
 
 
