@@ -162,12 +162,7 @@ def _rerun_note(job: Job, workdir: Path) -> str:
 
 
 def _own_status(
-    job: Job,
-    workdir: Path,
-    markers: dict[str, float],
-    active: bool,
-    side: Any,
-    config: Any,
+    job: Job, workdir: Path, markers: dict[str, float], active: bool, side: Any, config: Any
 ) -> Row:
     outputs = list(job.outputs.values())
     started = [markers[o] for o in map(os.path.normpath, outputs) if o in markers]
@@ -254,9 +249,6 @@ def job_rows(
     return list(rows.values())
 
 
-# ---------------------------------------------------------------- forecast (the planners' tables)
-
-
 def read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="") as f:
@@ -274,11 +266,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def planned_forecast(
-    study: str,
-    config: dict,
-    workdir: Path,
-    rows: list[Row],
-    runtime_min: Callable[[Job], float],
+    study: str, config: dict, workdir: Path, rows: list[Row], runtime_min: Callable[[Job], float]
 ) -> list[str]:
     """A study's jobs not done, in the planner's figures (plan.csv, else the frozen estimate):
     each setup's TOTAL row with every planned job left, else the left jobs' estimates in
