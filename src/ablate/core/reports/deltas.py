@@ -18,7 +18,6 @@ from ablate import studies
 DELTAS = ("vs base", "claims vs base", "headline vs base")
 #: a delta's cell where its interval cannot be computed, and why
 _NO_CI = "[CI: {why}]"
-#: why there is no interval where a tree lacks a score's per-sample records
 _NO_SAMPLES = "no per-sample records"
 
 
