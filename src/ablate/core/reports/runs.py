@@ -135,7 +135,7 @@ def _status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list
     return state + [f"mixed: {m}" for m in mixed], mixed
 
 
-#: how a row names a tree folded into another: every record the same run (:func:`same_runs`)
+#: how a row names a tree folded into another (:func:`same_runs`)
 _SAME_RUNS = "the same runs"
 
 
@@ -258,7 +258,6 @@ def _render_markdown(rows: list[dict[str, Any]]) -> str:
     return summary_table(rows, "<br>") + "\n\n" + "\n".join(full) + "\n"
 
 
-#: the columns of the earlier runs' table (the history copies beside each record)
 _HISTORY_COLUMNS = ("tree", "record", "run", "finished", "differs from now", "numbers")
 
 
@@ -303,7 +302,6 @@ def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
     return out
 
 
-#: the columns of the run cache's table (``--cache``)
 _CACHE_COLUMNS = ("tree", "job", "entries", "last stored", "hosts", "params differ")
 
 
