@@ -119,11 +119,9 @@ class _Comparison:
     """A run's quantities against its CPU kind's row (:func:`compare`)."""
 
     kind: str
-    #: the kinds with a row, the run's among them or not
     kinds: tuple[str, ...]
     #: ``<quantity>: expected X, got Y`` (a claim the row lacks, or one in ``broken``, left out)
     differs: list[str]
-    #: ``<claim> <verdict>``: the run's claims that the row lacks
     unmeasured: list[str]
     #: the :func:`every_cpu` claims that flipped against the row or are not supported
     broken: list[str]
