@@ -275,8 +275,7 @@ def _slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
     ]
 
 
-#: An experiment's definition, written into its tree when a run of it starts; ``ablate runs``
-#: reads it.
+#: An experiment's definition, written into its tree when a run of it starts.
 DEFINITION = "experiment.json"
 
 
