@@ -22,7 +22,6 @@ from ablate.core.execution.warm import alive, ancestors
 from ablate.core.outputs import io
 from ablate.core.trees.experiments import base_of
 
-#: The lock file, in the results folder.
 LOCK_NAME = ".run.lock"
 
 
