@@ -18,7 +18,6 @@ from pathlib import Path
 from ablate.core.config import normalized
 from ablate.core.outputs import io
 
-#: The folder's origin record, in the results folder.
 ORIGIN_NAME = ".origin.json"
 
 
