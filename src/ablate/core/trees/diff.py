@@ -10,6 +10,7 @@ them: a change below that is float noise, not a result.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -80,12 +81,8 @@ def _shown(tree: Any) -> Any:
 
 def _common_tail(a: str, b: str) -> int:
     """How many trailing path components two paths share."""
-    n = 0
-    for x, y in zip(reversed(Path(a).parts), reversed(Path(b).parts)):
-        if x != y:
-            break
-        n += 1
-    return n
+    pairs = zip(reversed(Path(a).parts), reversed(Path(b).parts))
+    return len(list(itertools.takewhile(lambda p: p[0] == p[1], pairs)))
 
 
 def _pairs(a: dict[str, str], b: dict[str, str]) -> list[tuple[str | None, str | None]]:
