@@ -31,8 +31,7 @@ class _MissingInput(LookupError):
 
 @dataclass(frozen=True)
 class Samples:
-    """Per-item values of one evaluation, indexed by item id (a (task, item) MultiIndex for a
-    macro over tasks); ``source`` (a file or run_id) goes to the ``inputs`` column."""
+    """Per-item values of one evaluation by item id (a (task, item) MultiIndex for a macro)."""
 
     values: pd.Series
     source: str
@@ -161,8 +160,7 @@ def verdict_text(verdict: str, test: str | None) -> str:
 
 
 def _cells(df: pd.DataFrame) -> list[dict[str, str]]:
-    """The table as text: empty cells for missing values, p-values as :func:`stats.fmt_p`
-    prints them."""
+    """The table as text: empty cells for missing values, p-values as :func:`stats.fmt_p` prints."""
 
     def cell(r: pd.Series, c: str) -> str:
         v = r[c]
@@ -215,8 +213,7 @@ def _pairing(sa: Samples, sb: Samples) -> dict[str, Any]:
 
 
 def compare(sa: Samples, sb: Samples, *, alpha: float = 0.05) -> stats.Paired:
-    """The paired comparison of ``sa`` (``mean_a``) with ``sb`` item by item: ValueError where
-    their items differ."""
+    """The paired comparison of ``sa`` with ``sb`` item by item: ValueError where items differ."""
     return stats.paired(sa.values, sb.values, alpha=alpha, **_pairing(sa, sb))
 
 
