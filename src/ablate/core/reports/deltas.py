@@ -40,8 +40,7 @@ def scores(results: Path, shared: Path | None = None) -> dict[str, float]:
 
 
 def _samples(results: Path, names: list[str], shared: Path | None = None) -> dict[str, Any]:
-    """The per-item values (:class:`~ablate.core.reports.claims.Samples`) of each of ``names``
-    that its study's ``score_samples`` finds."""
+    """The per-item values of each of ``names`` that its study's ``score_samples`` finds."""
     out = {}
     for study in studies.STUDIES:
         hook = getattr(studies.side(study, "status"), "score_samples", None)
@@ -86,8 +85,7 @@ def _score_deltas(
 
 
 def _claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[str]:
-    """``<study>: <claim> <verdict> -> <verdict>`` for each study-level claim whose verdict
-    differs."""
+    """``<study>: <claim> <verdict> -> <verdict>`` for each claim whose verdict differs."""
     out = []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
