@@ -47,8 +47,7 @@ def cpu_kind(hardware: dict) -> str:
 
 
 def run_hardware(results: Path) -> dict:
-    """The hardware of the records under ``results`` (history left out); ValueError where none
-    names it or they name more than one CPU kind."""
+    """The one CPU kind's hardware of the records under ``results``, else ValueError."""
     if not results.is_dir():
         raise ValueError(f"{results}: no such folder: give --results the results folder of a run")
     seen: dict[str, dict] = {}
@@ -75,8 +74,7 @@ def score_text(score: float) -> str:
 
 
 def measured(results: Path) -> dict[str, str]:
-    """Every study's scores (6 significant digits: exact for the embedded default's item counts)
-    and claim verdicts in ``results``."""
+    """Every study's scores (6 significant digits) and claim verdicts in ``results``."""
     out = {k: score_text(v) for k, v in deltas.scores(results).items()}
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
@@ -195,8 +193,7 @@ def every_cpu() -> list[str]:
 
 
 def _scores(quantity: str) -> bool:
-    """A study-level score ``<model> under <policy>`` of a study with ``SCORES_BY_POLICY`` (the
-    README's table)."""
+    """A score ``<model> under <policy>`` of a study with ``SCORES_BY_POLICY``: the README's."""
     study = quantity.split(": ", 1)[0]
     part = studies.side(study, "status") if study in studies.STUDIES else None
     by_policy = getattr(part, "SCORES_BY_POLICY", False)
@@ -210,8 +207,7 @@ def _kind_label(rows: dict[str, dict[str, str]], kind: str) -> str:
 
 
 def _headline_table(rows: dict[str, dict[str, str]]) -> str:
-    """docs/embedded.md's table: a line per :func:`_headline` quantity, a column per CPU kind,
-    with more than one kind the spread of each score."""
+    """docs/embedded.md's table: a line per quantity, a column per CPU kind, the spread."""
     kinds = sorted(rows)
     spread = len(kinds) > 1
     head = [_kind_label(rows, k) for k in kinds] + ["spread"] * spread
@@ -263,8 +259,7 @@ def front_sections() -> list[tuple[str, Path, str, Callable[[dict[str, str], str
 
 
 def front(rows: dict[str, dict[str, str]], kind: str) -> dict[tuple[Path, str], str]:
-    """(page, section name) -> each of :func:`front_sections` rendered from the row of ``kind``
-    (whose run drew the pictures): its study's quantities, unprefixed, and the row's label."""
+    """(page, section) -> each of :func:`front_sections` rendered from the row of ``kind``."""
     row = values(rows[kind])
     return {
         (page, name): render(
@@ -289,8 +284,7 @@ def _written() -> list[str]:
 
 
 def write(results: Path, path: Path = EXPECTED_FILE) -> str:
-    """Record the run in ``results`` as its CPU kind's row, copy its :func:`pictures` and render
-    the pages; the kind."""
+    """Record the run as its CPU kind's row, copy its pictures, render the pages; the kind."""
     kind = cpu_kind(hw := run_hardware(results))
     for src in pictures():
         if not (results / src).is_file():
