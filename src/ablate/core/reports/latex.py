@@ -41,8 +41,7 @@ def _escape(text: str) -> str:
 
 
 def tabular(df: pd.DataFrame, column_format: str | None = None) -> str:
-    """``df``'s cells (text) as a booktabs ``tabular``, every cell escaped; ``column_format``
-    default: each column left-aligned."""
+    """``df``'s cells (text) as a booktabs ``tabular``, every cell escaped."""
     for c in df.columns:
         for v in df[c]:
             if not isinstance(v, str):
