@@ -61,8 +61,7 @@ _SUMMARY = ("tree", "differs from base", "vs base", "claims vs base", "last run"
 
 
 def _study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
-    """Each study's headline numbers and :func:`claim_lines` (``shared``:
-    :func:`~ablate.core.reports.deltas.read_part`)."""
+    """Each study's headline numbers and :func:`claim_lines` in ``results``."""
     numbers, claims = [], []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
@@ -72,8 +71,7 @@ def _study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str]
 
 
 def claim_lines(study: str, rows: list[dict[str, str]]) -> list[str]:
-    """A study's claims table as lines: how many of each verdict, then each study-level claim's
-    verdict (not a per-task one, ``learned/emb_count``)."""
+    """A study's claims table as lines: each verdict's count, each study-level claim's."""
     if not rows:
         return []
     counts = Counter(r.get("verdict") or "?" for r in rows)
@@ -83,8 +81,7 @@ def claim_lines(study: str, rows: list[dict[str, str]]) -> list[str]:
 
 @dataclass
 class Configuration:
-    """A configuration (named by its config files): its results tree, its jobs' status rows
-    (:func:`ablate.core.reports.status.build`) and outputs."""
+    """A configuration: its files, results tree, jobs' status rows and outputs."""
 
     files: list[str]
     tree: Path
@@ -101,15 +98,13 @@ class Configuration:
 
     @classmethod
     def load(cls, files: list[str], workdir: Path) -> Configuration:
-        """The configuration of these config files."""
         from ablate.core.planner.inputs import load_config
 
         config = load_config(files)
         return cls.of(files, config, status.build(config, workdir)[1], workdir)
 
     def lines(self, tree: Tree) -> tuple[list[str], list[str]]:
-        """Its jobs' status in ``tree`` (counts, then each stale job and why) and the records
-        of ``tree`` that no job of it writes."""
+        """Its jobs' status in ``tree`` and the records of ``tree`` no job of it writes."""
         counts = Counter(r.status for r in self.rows)
         states = ", ".join(f"{counts[s]} {s}" for s in status.STATES if counts[s])
         lines = [" ".join(self.files) + ": " + states]
@@ -118,8 +113,7 @@ class Configuration:
 
 
 def _status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list[str], list[str]]:
-    """The status column of ``tree`` and why it is mixed (two configurations name it; records
-    none of them writes)."""
+    """The status column of ``tree`` and why it is mixed."""
     state, mixed = [], []
     mine = [c for c in configurations if c.tree == tree.path.resolve()]
     if len(mine) > 1:
@@ -221,8 +215,7 @@ def table_rows(
 
 
 def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
-    """The rows sorted by a score (highest first, a tree without it last) or by a column's first
-    line."""
+    """The rows sorted by a score (highest first, absent last) or a column's first line."""
     known = {k for r in rows for k in r["scores"]}
     if by in known:
         return sorted(rows, key=lambda r: (by not in r["scores"], -r["scores"].get(by, 0.0)))
@@ -236,8 +229,7 @@ def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
 
 
 def summary_table(rows: list[dict[str, Any]], sep: str = "; ") -> str:
-    """One line per tree (:data:`_SUMMARY`'s columns; a cell's lines joined by ``sep``) as a
-    markdown table."""
+    """One line per tree (a cell's lines joined by ``sep``) as a markdown table."""
 
     def cell(row: dict[str, Any], col: str) -> str:
         lines = row["headline vs base"] if col == "vs base" else row[col]
@@ -375,8 +367,7 @@ def _render_text(
     cache: list[dict[str, str]] = (),
     history: list[dict[str, str]] = (),
 ) -> str:
-    """The terminal form: the summary table (several trees), one block per tree, then the run
-    cache's jobs and the earlier runs."""
+    """The terminal form: the summary, one block per tree, the run cache, earlier runs."""
     blocks = [summary_table(rows)] if len(rows) > 1 else []
     for row in rows:
         lines = ["== " + "; ".join(row["tree"])]  # a tree and those of the same runs
@@ -431,8 +422,7 @@ def _render_html(
 
 
 def write_page(config: dict, rows: list[Any], out: str | os.PathLike, workdir: str = ".") -> Path:
-    """The report's runs page (rules/status.smk): every results tree beside this run's (the base,
-    with its jobs' status ``rows``)."""
+    """The report's runs page (rules/status.smk): every results tree beside this run's."""
     this = Configuration.of(["this run's configuration"], config, rows, Path(workdir))
     trees = table_rows(workdir, config["results"], [this])
     return io.write_text(out, _render_html(trees, history=history_rows(workdir)))
