@@ -17,8 +17,7 @@ def seed_name(name: str, seed: int) -> str:
 
 
 def spread_lines(rows: Iterable[dict[str, str]], group: tuple[str, ...], value: str, what: str):
-    """One line per group (``group``: its columns) of the rows with a ``seed``: ``- 3B under
-    prefill_bidir over 3 seeds: macro mean 0.517, range 0.450 to 0.550`` (``what``: macro)."""
+    """One line per group of the seeded rows: mean and range of ``value`` over the seeds."""
     groups: dict[tuple[str, ...], list[float]] = {}
     for r in rows:
         if r.get("seed"):
