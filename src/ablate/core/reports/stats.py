@@ -89,8 +89,7 @@ def normal_sf(z: float) -> float:
 
 
 def fmt_p(p: float, floor: float = 0.0) -> str:
-    """A p-value for a table: ``0.012``, ``2.3e-05``; ``<0.0001`` at a bootstrap's floor and
-    ``<1e-300`` below :data:`_P_PRINT_MIN`; never ``0``."""
+    """A p-value for a table (``0.012``, ``2.3e-05``, ``<0.0001``, ``<1e-300``), never ``0``."""
     if p is None or math.isnan(p):
         return "n/a"
     if floor and p <= floor * (1 + 1e-9):
@@ -137,8 +136,7 @@ def clean(d: float) -> float:
 
 
 def _align(a, b, ids_a, ids_b) -> tuple[np.ndarray, np.ndarray]:
-    """a and b in the same item order; with ids, matched by id (the same id sets required: no
-    item one side lacks is dropped silently)."""
+    """a and b in one item order, matched by id if given (no item one side lacks dropped)."""
     a = np.asarray(a, dtype=float).ravel()
     b = np.asarray(b, dtype=float).ravel()
     if (ids_a is None) != (ids_b is None):
@@ -339,8 +337,7 @@ def noninferior(
     alpha: float = 0.05,
     strata: Sequence[Hashable] | None = None,
 ) -> Paired:
-    """Is b at most ``margin`` below a? One-sided z test of H0: mean(b - a) <= -margin on the
-    paired differences; the interval is :func:`paired`'s."""
+    """Is b at most ``margin`` below a? One-sided z test of H0: mean(b - a) <= -margin."""
     base = paired(a, b, ids_a=ids_a, ids_b=ids_b, alpha=alpha, strata=strata)
     if base.n == 0:
         return base
