@@ -59,8 +59,7 @@ def incomplete_outputs(workdir: Path) -> dict[str, float]:
 
 
 def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
-    """The input files Snakemake recorded (``.snakemake/metadata/``) for the last job that wrote
-    ``output``; None without a record."""
+    """The inputs Snakemake recorded for the last job that wrote ``output``, or None."""
     root = workdir / ".snakemake" / "metadata"
     try:
         max_len = os.pathconf(root, "PC_NAME_MAX") or 255
@@ -140,8 +139,7 @@ def _last_progress(log: str | None) -> str | None:
 
 
 def restored_note(job: Job, workdir: Path) -> str:
-    """ "restored from the run cache (key <key>, run <run_id>)" when the job's last run restored
-    its outputs (:func:`ablate.core.reruns.runcache.marker_path`), else ""."""
+    """How the job's last run restored its outputs from the run cache, else ""."""
     if not job.outputs:
         return ""
     marker = read_json(runcache.marker_path([workdir / next(iter(job.outputs.values()))]))
@@ -152,8 +150,7 @@ def restored_note(job: Job, workdir: Path) -> str:
 
 
 def _rerun_note(job: Job, workdir: Path) -> str:
-    """What the next run of a training job does with its checkpoints
-    (:func:`ablate.core.training.resume.rerun_note`); "" for another job or without one."""
+    """What the next run of a training job does with its checkpoints, else ""."""
     if job.kind != "train" or not job.record:
         return ""
     ckpts = workdir / Path(job.record).parent / checkpoint_integrity.CHECKPOINTS_DIR
