@@ -42,8 +42,7 @@ def check(tracking: dict[str, Any] | None) -> None:
 
 
 class TensorBoard:
-    """The training loop's reporter into event files in a finetune's folder; process 0 alone
-    writes."""
+    """The training loop's reporter into a finetune's event files; process 0 alone writes."""
 
     def __init__(self, log_dir: Path):
         self.log_dir = Path(log_dir)
