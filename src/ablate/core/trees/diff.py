@@ -37,8 +37,7 @@ class _DiffError(ValueError):
 
 
 def find_record(run: str, roots: list[str]) -> Path:
-    """The record file of a run id (or the path itself), among the records alone: no other JSON
-    holding the id hides it."""
+    """The record file of a run id (or the path itself), among the records alone."""
     if Path(run).is_file():
         return Path(run)
     hits = []
