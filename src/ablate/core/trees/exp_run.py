@@ -35,8 +35,7 @@ from ablate.core.user_yaml import config_mapping, load_yaml
 
 
 def _axes(entries: Iterable[str]) -> list[tuple[str, list[tuple[Any, str]]]]:
-    """Each ``KEY=VALUE`` entry's key and its values, each with its text as typed; ConfigError
-    naming a bad entry."""
+    """Each ``KEY=VALUE`` entry's key and its values, each with its text as typed."""
     entries = [str(e) for e in entries]
     axes = []
     for entry in entries:
@@ -76,8 +75,7 @@ def _overridden(over: Mapping[str, Any], sets: Mapping[str, Any], prefix: str = 
 
 
 def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) -> None:
-    """ConfigError when a ``--set`` entry sets a key ``--file``'s overlay sets too (it would win
-    silently)."""
+    """ConfigError when a ``--set`` entry sets a key the ``--file`` overlay sets."""
     for entry in entries:
         keys = [k for point in parse_set([entry]) for k in _overridden(over, nested(point))]
         if keys:
@@ -130,8 +128,7 @@ def sweep_names(name: str, points: list[dict[str, Any]]) -> list[str]:
 def experiments_run(
     target_rules: Iterable[str], target_files: Iterable[str], plans: Iterable[Plan]
 ) -> list[str]:
-    """The experiments a run's targets are, when they are experiments' alone (rules or files of
-    ``plans``): the run ends with their summary; [] where a target is the base's."""
+    """The experiments a run's targets are, if all are experiments'; else []."""
     plans = sorted(plans, key=lambda p: -len(p.prefix))  # exp_a_b_all is a_b's, not a's
     trees = [(p, os.path.normpath(p.config["results"]) + os.sep) for p in plans]
 
