@@ -61,8 +61,7 @@ def folder(results: str, name: str) -> str:
 
 
 def base_of(results: str | os.PathLike) -> str | None:
-    """The base's results folder of an experiment's tree, symlinks resolved; None for another
-    folder."""
+    """The base's results folder of an experiment's tree (symlinks resolved), else None."""
     path = Path(resolved(results))
     base = path.parent.parent
     return str(base) if path.parent.name == EXP_DIR and str(base) != "." else None
@@ -86,7 +85,6 @@ def name_rule() -> dict[str, Any]:
 
 
 def is_name(name: str) -> bool:
-    """Whether ``name`` is an experiment's name (:func:`name_rule`)."""
     return re.fullmatch(name_rule()["pattern"], str(name)) is not None
 
 
@@ -123,8 +121,7 @@ def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def experiment_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """Experiment ``name``'s configuration, validated (a bad key: ConfigError naming
-    ``experiments.<name>``)."""
+    """Experiment ``name``'s configuration, validated (ConfigError naming it)."""
     from jsonschema import ValidationError
 
     over = config["experiments"][name] or {}
@@ -155,8 +152,7 @@ def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def changed(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between two configurations, :data:`_RUN_KEYS` left
-    out."""
+    """The dotted keys whose values differ between two configurations, run keys aside."""
     a = leaves({k: v for k, v in base.items() if k not in _RUN_KEYS})
     b = leaves({k: v for k, v in exp.items() if k not in _RUN_KEYS})
     missing = object()
@@ -178,8 +174,7 @@ def _within(key: str, node: str) -> bool:
 def sharing(
     base_jobs: Iterable[Job], exp_jobs: Iterable[Job], keys: Iterable[str]
 ) -> dict[str, Job]:
-    """The experiment's shared jobs: its job name -> the base's job (docs/design.md,
-    "Experiments"). ``keys``: :func:`changed`; both job lists in run order."""
+    """The shared jobs: experiment job name -> the base's job (both lists in run order)."""
     base = {j.name: j for j in base_jobs}
     exp = list(exp_jobs)
     keys = list(keys)
@@ -212,8 +207,7 @@ def sharing(
 
 
 def share(jobs: Iterable[Job], shared: Mapping[str, Job]) -> None:
-    """The shared jobs of an experiment's job list made the base's files, in place (every list
-    holding them sees it); ``labels["shared"]`` marks them."""
+    """The shared jobs of an experiment's job list made the base's, in place."""
     for job in jobs:
         b = shared.get(job.name)
         if b is not None:
@@ -251,7 +245,6 @@ def study_jobs(config: Mapping[str, Any]) -> dict[str, list[Job]]:
 
 
 def _base_jobs(config: Mapping[str, Any]) -> list[Job]:
-    """The jobs of an experiment's base configuration."""
     base = config[MARKER]["base"]
     return [j for s in base["studies"] for j in studies.side(s, "layout").jobs(base)]
 
@@ -264,8 +257,7 @@ def shared_of(
 
 
 def _slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
-    """``<job>: key old -> new`` of each job whose own config slice differs from its base job's
-    (resolved values), not of jobs that are its own only because they read one."""
+    """``<job>: key old -> new`` of each job whose own config slice differs from its base's."""
     mine = {j.name: j for j in base}
     return [
         f"{j.name}: {c}"
@@ -280,8 +272,7 @@ DEFINITION = "experiment.json"
 
 
 def resolved_config(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    """A copy of a configuration with each key of ``keys`` it does not set given the value its
-    study runs with (its layout's ``resolved_value``, KeyError where none)."""
+    """A copy with each key of ``keys`` it leaves unset given its study's value."""
     out = copy.deepcopy(dict(config))
     have = leaves(out)
     for key in keys:
@@ -304,8 +295,7 @@ def resolved_config(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str,
 
 
 def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
-    """``key old -> new`` of each config key an experiment changes, an unset one with the value
-    it runs with (:func:`resolved_config`)."""
+    """``key old -> new`` of each key an experiment changes, unset ones resolved."""
 
     def what(cfg: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k not in _RUN_KEYS}
@@ -330,7 +320,6 @@ class Plan:
     slices: list[str]
 
     def definition(self) -> dict[str, Any]:
-        """Its :data:`DEFINITION`."""
         base = self.config[MARKER]["base"]
         return {
             "name": self.name,
@@ -359,8 +348,7 @@ def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
 
 
 def _base_files(configfiles: Iterable[str]) -> list[str]:
-    """The base configuration's files among a run's ``--configfile`` files (not an experiments
-    overlay), relative to the working directory where they lie in it."""
+    """The base configuration's files among a run's ``--configfile`` files."""
     import yaml
 
     out = []
@@ -376,8 +364,7 @@ def _base_files(configfiles: Iterable[str]) -> list[str]:
 
 
 def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
-    """Each experiment's :data:`DEFINITION` into its tree (a run's start); the :data:`BASE_RUNS`
-    of its last finished run kept where the definition is the same."""
+    """Each experiment's :data:`DEFINITION` into its tree (its BASE_RUNS kept if unchanged)."""
     files = _base_files(configfiles)
     for plan in plans:
         path = f"{plan.config['results']}/{DEFINITION}"
@@ -388,8 +375,7 @@ def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
 
 
 def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
-    """A successful run's end: each experiment it brought up to date (every output of its own
-    jobs among ``made``) records its :data:`BASE_RUNS`; the others keep theirs."""
+    """A successful run's end: each experiment it made up to date records its BASE_RUNS."""
     made = {os.path.normpath(p) for p in made}
     runs = None
     for plan in plans:
@@ -402,8 +388,7 @@ def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
 
 
 def rerun_command(definition: Mapping[str, Any]) -> str:
-    """``ablate exp run NAME --set KEY=VALUE ... [--configfile FILE ...]``: the command that
-    makes an experiment again."""
+    """The ``ablate exp run NAME --set KEY=VALUE ...`` that makes an experiment again."""
     sets = [
         f"--set {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
         for k, v in (leaves(definition["set"]) if definition.get("set") else {}).items()
@@ -415,8 +400,7 @@ def rerun_command(definition: Mapping[str, Any]) -> str:
 
 
 def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
-    """One line when an experiment's results cannot be compared with its base's tree as it is
-    now (or no finished run says which records they were made with); None otherwise."""
+    """Why an experiment's deltas cannot be compared with its base as it is now, or None."""
     again = f"re-run it: `{rerun_command(definition)}`"
     runs = definition.get(BASE_RUNS)
     if not isinstance(runs, Mapping):
