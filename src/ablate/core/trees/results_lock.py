@@ -35,8 +35,7 @@ def lock_path(results: str | os.PathLike) -> Path:
 
 
 def start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (``/proc/<pid>/stat``), which tells a
-    process from a later one given the same id; None where there is no ``/proc``."""
+    """The process's start time in ticks since boot (tells a reused pid), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -75,8 +74,7 @@ def _holder_in(path: Path) -> dict[str, Any] | None:
 
 
 def running(holder: dict[str, Any]) -> bool | None:
-    """Whether the holder's process still runs: True or False on this host, None on another host
-    or where it cannot be told."""
+    """Whether the holder's process runs: on this host True or False, else None."""
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return None
     if not alive(holder["pid"]):
