@@ -22,8 +22,7 @@ ORIGIN_NAME = ".origin.json"
 
 
 def resolved(results: str | os.PathLike) -> str:
-    """The folder ``results`` is, every symlink on its way resolved, relative to the working
-    directory as ``results`` is: a link to an experiment's tree is that tree."""
+    """The folder ``results`` is, symlinks resolved, relative as ``results`` is."""
     real = os.path.realpath(results)
     return real if os.path.isabs(results) else os.path.relpath(real)
 
@@ -41,8 +40,7 @@ def name_error(results: str) -> str | None:
 
 
 def snakemake_records(root: Path) -> Iterator[tuple[str, Path]]:
-    """(path, file) of each record in a Snakemake persistence folder (``.snakemake/metadata``,
-    ``.snakemake/incomplete``), named by its path's urlsafe base64 in ``@``-prefixed chunks."""
+    """(path, file) of each record in a Snakemake persistence folder."""
     for dirpath, _, files in os.walk(root):
         rel = Path(dirpath).relative_to(root).parts
         for f in files:
