@@ -42,8 +42,7 @@ class Tree:
 
 @functools.cache
 def _part_folders() -> frozenset[str]:
-    """The folders of a results tree that hold parts of its configuration, with logs of their own
-    (a layout's ``PART_FOLDERS``): not trees."""
+    """The folders of a tree holding parts of its configuration (``PART_FOLDERS``)."""
     return frozenset(
         f for s in studies.STUDIES for f in getattr(studies.side(s, "layout"), "PART_FOLDERS", ())
     )
@@ -51,8 +50,7 @@ def _part_folders() -> frozenset[str]:
 
 @functools.cache
 def own_folders() -> frozenset[str]:
-    """The names a results tree's own files take at its top; a folder inside a tree under
-    another name is a folder of its own (``results/ministral3b`` inside ``results/``)."""
+    """The names a results tree's own files take at its top."""
     tops = {
         p.split("/")[0]
         for s in studies.STUDIES
@@ -62,8 +60,7 @@ def own_folders() -> frozenset[str]:
 
 
 def find_trees(root: str | os.PathLike) -> list[Tree]:
-    """Every results tree under ``root`` with its records, in path order: a folder of job logs
-    holding a record, or an experiment's."""
+    """Every results tree under ``root`` with its records, in path order."""
     root = Path(root)
     found: dict[Path, Tree] = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -140,14 +137,12 @@ def commits(tree: Tree) -> list[str]:
 
 
 def experiment_of(tree: Tree) -> dict[str, Any] | None:
-    """The tree's experiment definition, if it is an experiment's."""
     return read_json(tree.path / experiments.DEFINITION)
 
 
 @functools.cache
 def _study_patterns() -> dict[str, re.Pattern]:
-    """Each study's files (its layout's PATTERNS) as one regex: a pattern's file, a file in its
-    folder, or its sidecar (``<table>.provenance.json``)."""
+    """Each study's files (its layout's PATTERNS, a file in a folder, a sidecar) as a regex."""
     out = {}
     for study in studies.STUDIES:
         alts = [
@@ -183,8 +178,7 @@ def not_written_by(
 def mixed_warning(
     results: str, outputs: Iterable[str | os.PathLike], run: Iterable[str]
 ) -> str | None:
-    """One line when ``results`` holds records of the studies ``run`` that no job of this
-    configuration writes (another configuration wrote there); None otherwise."""
+    """One line when ``results`` holds records of ``run`` no job here writes, else None."""
     tree = next((t for t in find_trees(results) if t.path == Path(results)), None)
     foreign = sorted(not_written_by(tree, outputs, list(run))) if tree else []
     if not foreign:
@@ -199,8 +193,7 @@ def mixed_warning(
 
 
 def _experiment_tree(path: Path) -> str | None:
-    """The base folder of ``path`` when it is an experiment's tree (its definition there, or its
-    base a results tree); None otherwise."""
+    """The base folder of ``path`` when it is an experiment's tree, else None."""
     base = experiments.base_of(path)
     if base and ((path / experiments.DEFINITION).is_file() or (Path(base) / ORIGIN_NAME).is_file()):
         return base
