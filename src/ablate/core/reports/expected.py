@@ -154,27 +154,24 @@ def compare(rows: dict[str, dict[str, str]], kind: str, got: dict[str, str]) -> 
     """``got`` (:func:`measured`) against the row of ``kind`` in ``rows`` (:func:`load`)."""
     row = values(rows[kind]) if kind in rows else None
     lacks = sorted(q for q, v in got.items() if v in VERDICTS and row is not None and q not in row)
-    broken, named = [], set()
+    broken: dict[str, str] = {}  # claim -> its line
     for claim in every_cpu():
         now, was = got.get(claim, "absent"), (row or {}).get(claim)
         if was is not None and was != now:
-            broken.append(f"{claim} flipped: expected {was}, got {now}")
+            broken[claim] = f"{claim} flipped: expected {was}, got {now}"
         elif now != "supported":
             where = (
                 f"CPU kind {kind} is unmeasured"
                 if row is None
                 else (f"as in {kind}'s row" if was else f"not in {kind}'s row")
             )
-            broken.append(f"{claim} is {now} ({where})")
-        else:
-            continue
-        named.add(claim)
+            broken[claim] = f"{claim} is {now} ({where})"
     differs = []
     if row is not None:
         seen = {q: v for q, v in got.items() if q not in lacks}
-        differs = [d for d in differences(row, seen) if d.split(": expected ")[0] not in named]
+        differs = [d for d in differences(row, seen) if d.split(": expected ")[0] not in broken]
     unmeasured = [f"{q} {got[q]}" for q in lacks]
-    return _Comparison(kind, tuple(sorted(rows)), differs, unmeasured, broken)
+    return _Comparison(kind, tuple(sorted(rows)), differs, unmeasured, list(broken.values()))
 
 
 def _headline(quantity: str) -> bool:
