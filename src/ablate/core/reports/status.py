@@ -166,24 +166,16 @@ def _own_status(
     if started:
         since = time.strftime("%H:%M:%S", time.localtime(min(started)))
         why = f"started {since}"
-        progress = _last_progress(workdir / job.log if job.log else None)
-        if progress:
+        if progress := _last_progress(workdir / job.log if job.log else None):
             why += f"; {progress}"
         if active:
             return Row(job, "running", why)
-        then = _rerun_note(job, workdir)
-        return Row(
-            job,
-            "interrupted",
-            why + f"; no Snakemake holds the folder: {then or 'reruns'} next run",
-        )
+        then = _rerun_note(job, workdir) or "reruns"
+        return Row(job, "interrupted", f"{why}; no Snakemake holds the folder: {then} next run")
     missing = [o for o in outputs if not (workdir / o).exists()]
     if missing:
-        return Row(
-            job,
-            "to run",
-            "; ".join(filter(None, [f"missing {missing[0]}", _rerun_note(job, workdir)])),
-        )
+        why = "; ".join(filter(None, [f"missing {missing[0]}", _rerun_note(job, workdir)]))
+        return Row(job, "to run", why)
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
@@ -206,10 +198,8 @@ def _own_status(
     step = record.get("resumed_from_step")
     resumed = "" if step is None else f"resumed from checkpoint-{step}"
     why = "; ".join(filter(None, [why, restored, resumed, then, shared]))
-    use = prov.get("gpu_use") or {}
-    return Row(
-        job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
-    )
+    util = (prov.get("gpu_use") or {}).get("util_mean_pct")
+    return Row(job, status, why, wall, prov.get("run_id"), headline, mtime, util)
 
 
 def job_rows(
@@ -289,14 +279,12 @@ def planned_forecast(
             "requested runtimes"
         ]
     unplanned = sorted(names - {p["job"] for p in planned})
-    lines = (
-        [
+    lines = []
+    if unplanned:
+        lines.append(
             f"- {study}: {_jobs(len(left))} left, {len(unplanned)} of them not in the plan "
             f"(the planner times no {', '.join(unplanned)}): the totals below leave them out"
-        ]
-        if unplanned
-        else []
-    )
+        )
     for total in (p for p in plan if p["job"] == TOTAL):
         setup = total["setup"]
         jobs = [p for p in plan if p["setup"] == setup and p["job"] != TOTAL]
@@ -359,31 +347,20 @@ def render(
         lines += [f"Lock: {held}.", ""]
     # a GPU job's mean utilisation, so an idle GPU shows; no column where no job sampled one
     util = any(r.gpu_util is not None for r in rows)
+    head = ["stage", "job", "status", "why", "wall s", "GPU h"] + ["GPU util %"] * util
+    head += ["numbers", "run_id", "artifact"]
+
+    def cells(r: Row) -> list[str]:
+        wall = "" if r.wall_s is None else f"{r.wall_s:.1f}"
+        gpu_h = f"{r.wall_s * r.job.gpus / 3600:.3g}" if r.wall_s and r.job.gpus else ""
+        shown = [r.job.shown_stage, r.job.name, r.status, r.why, wall, gpu_h]
+        shown += ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"] * util
+        artifact = next(iter(r.job.outputs.values()), "") if r.status == "done" else ""
+        return [*shown, r.headline, r.run_id or "", artifact]
+
     for study in config["studies"]:
         lines += [f"## {study}", ""]
-        lines += _table(
-            ["stage", "job", "status", "why", "wall s", "GPU h"]
-            + (["GPU util %"] if util else [])
-            + ["numbers", "run_id", "artifact"],
-            [
-                [
-                    r.job.shown_stage,
-                    r.job.name,
-                    r.status,
-                    r.why,
-                    "" if r.wall_s is None else f"{r.wall_s:.1f}",
-                    f"{r.wall_s * r.job.gpus / 3600:.3g}" if r.wall_s and r.job.gpus else "",
-                ]
-                + ([] if not util else ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"])
-                + [
-                    r.headline,
-                    r.run_id or "",
-                    next(iter(r.job.outputs.values()), "") if r.status == "done" else "",
-                ]
-                for r in rows
-                if r.job.study == study
-            ],
-        )
+        lines += _table(head, [cells(r) for r in rows if r.job.study == study])
         lines += ["", f"### Key results ({study})", ""]
         lines += key_results.get(study) or ["nothing yet"]
         lines.append("")
