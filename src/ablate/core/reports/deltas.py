@@ -2,9 +2,7 @@
 end of ``ablate exp run`` show it: each study's scores, each score that moved with its paired
 95 % confidence interval, and each claim whose verdict changed.
 
-Study-agnostic: a study's status part may give ``run_scores``, ``run_numbers``, ``claims`` and
-``score_samples`` (per-item values for a delta's interval, paired by
-:func:`ablate.core.reports.claims.compare`). No torch.
+Study-agnostic: each study's status part gives its scores, claims and per-item values. No torch.
 """
 
 from __future__ import annotations
