@@ -3,9 +3,7 @@
 records differ in from a base tree's, each study's headline numbers and their deltas against the
 base with their paired CIs, the claim verdicts, when and where it last ran, and, for a
 configuration given with ``--configfile``, its jobs' status (done, stale, to run) with the jobs
-whose records another configuration made.
-
-Study-agnostic (a study's status part gives its numbers and claims). No torch.
+whose records another configuration made. No torch.
 """
 
 from __future__ import annotations
