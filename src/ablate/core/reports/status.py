@@ -2,9 +2,8 @@
 stale (and why) / to run, its wall time and GPU hours, its headline numbers and artifacts; the
 hours spent and the forecast of what remains.
 
-Study-agnostic: one row per job of each study's layout; its status part gives the headline
-numbers, why a finished job is stale, key results and forecast. It reads only cheap state (no
-torch, no Snakemake DAG): outputs, records, ``.snakemake/``, locks, benchmarks, logs, plan tables.
+Study-agnostic (each study's status part gives its numbers, staleness, results and forecast). It
+reads only cheap state: no torch, no Snakemake DAG.
 """
 
 from __future__ import annotations
