@@ -1,10 +1,9 @@
 """``ablate diff RUN_A RUN_B``: what differs between two runs of a job, the question a provenance
 record exists to answer ("why did 3B move between these two runs?").
 
-A run is a ``run_id`` (found among the records under the folders searched, a replaced one in its
-``history/`` copy) or a record's path. An upstream run that changed is named by the config key its
-run changed, not just another model hash. Numbers show 6 significant digits, as the tables write
-them: a change below that is float noise, not a result.
+A run is a ``run_id`` (a replaced one found in its ``history/`` copy) or a record's path. A changed
+upstream run is named by the config key it changed, not just another model hash. Numbers show 6
+significant digits, as the tables write them: a change below that is float noise.
 """
 
 from __future__ import annotations
