@@ -3,8 +3,7 @@
 Snakemake locks its working directory, not the results folder: two checkouts with one
 ``results:`` took over each other's checkpoints and records (docs/reliability.md, [F48]). An
 experiment's tree shares its base's lock (a run of it writes the base's tree too). A holder on
-this host that no longer runs left a stale lock, taken over; one on another host cannot be
-checked from here. Pure Python (no torch): the Snakefile imports it at parse time.
+another host cannot be checked from here. Pure Python: the Snakefile imports it at parse time.
 """
 
 from __future__ import annotations
