@@ -46,10 +46,7 @@ def find_record(run: str, roots: list[str]) -> Path:
             if runcache.MANIFEST in files and runcache.OUTPUTS in dirs:
                 dirs[:] = []  # a run cache entry (the default's is in the working directory)
                 continue  # holds copies of records: the live record is the run's
-            for f in files:
-                if not f.endswith(".json"):
-                    continue
-                p = Path(dirpath) / f
+            for p in (Path(dirpath) / f for f in files if f.endswith(".json")):
                 record = read_json(p)
                 if record_lacks(record):  # no record: what it holds names no run of a job
                     continue
