@@ -59,8 +59,7 @@ class ClaimResult:
 
 
 class Evidence:
-    """The named inputs of a study's claims. A name that is absent or None raises
-    :class:`_MissingInput`; every input read is remembered (its ``source``) for the table."""
+    """The named inputs of a study's claims; one absent or None raises :class:`_MissingInput`."""
 
     def __init__(self, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None):
         self._inputs = dict(inputs)
@@ -151,8 +150,7 @@ _SIGN_NOTE = (
 
 
 def verdict_text(verdict: str, test: str | None) -> str:
-    """A verdict beside a difference: a non-inferiority claim's says what it claims (``supported
-    (claim: at most 0.1 below)``), so a negative difference marked supported reads right."""
+    """A verdict as a person reads it: a non-inferiority claim's says its margin."""
     margin = stats.noninferiority_margin(test)
     if margin is None or verdict == "not run":
         return verdict
@@ -255,8 +253,7 @@ def exceeds(
     alpha: float = 0.05,
     min_n: int = _MIN_N,
 ) -> Callable:
-    """Rule for "``subject`` scores above ``threshold``" (one-sided test of its mean);
-    ``threshold``: a number, or a function of the evidence (its chance plus a margin)."""
+    """Rule for "``subject`` scores above ``threshold``", a number or function of the evidence."""
 
     def rule(ev: Evidence) -> ClaimResult:
         s = ev[subject]
@@ -324,8 +321,7 @@ _SEED_ROW = "{claim}/seed{seed}"
 
 
 def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
-    """The seeds of one evaluation as one input: each item's correctness averaged over the seeds
-    (why the pooled test resamples items, not (item, seed) pairs: docs/claims.md, "Seeds")."""
+    """The seeds of one evaluation as one input: each item's values averaged over the seeds."""
     frame = pd.concat([s.values for s in samples], axis=1)
     if frame.isna().any().any():
         raise ValueError(f"the seeds of {samples[0].label} cover different items")
@@ -339,8 +335,7 @@ def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
 def _seed_views(
     ev: Evidence, seeds: Mapping[str, Mapping[int, str]], labels: Mapping[str, str] | None = None
 ) -> tuple[Evidence, dict[int, Evidence]]:
-    """The pooled evidence and one per seed. ``seeds``: the input a claim names (``3B@causal``)
-    -> {seed: that seed's input (``3B-s0@causal``)}; pooled, missing where one seed's is."""
+    """The pooled evidence and one per seed (``seeds``: input name -> {seed: its input})."""
     inputs = dict(ev._inputs)
     pooled = dict(inputs)
     for name, by_seed in seeds.items():
@@ -365,8 +360,7 @@ def evaluate_seeded(
     study: str = "",
     labels: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """:func:`evaluate_claims` stated pooled (evidence ending ``holds in k of n seeds``) and, for
-    a claim whose inputs have seeds, per seed (:data:`_SEED_ROW`)."""
+    """:func:`evaluate_claims` pooled over seeds, then per seed where inputs have seeds."""
     claims = list(claims)
     pooled, per_seed = _seed_views(ev, seeds, labels)
     table = evaluate_claims(claims, pooled, study)
