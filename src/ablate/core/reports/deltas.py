@@ -20,8 +20,7 @@ _NO_SAMPLES = "no per-sample records"
 
 
 def read_part(mod: Any, part: str, results: Path, shared: Path | None) -> Any:
-    """A study's ``part`` (``run_scores``, ``run_numbers``, ``claims``) of a results tree, else
-    of ``shared``: an experiment's base tree, where its change did not reach that study's tables."""
+    """A study's ``part`` of a results tree, else of ``shared``: an experiment's base tree."""
     if not hasattr(mod, part):
         return []
     found = getattr(mod, part)(results)
@@ -49,8 +48,7 @@ def _samples(results: Path, names: list[str], shared: Path | None = None) -> dic
 
 
 def ci_text(base: Any, here: Any) -> str:
-    """``[-0.010, +0.022]``: the paired 95 % interval of ``here - base`` (Samples or None), or
-    :data:`_NO_CI` saying why there is none."""
+    """``[-0.010, +0.022]``: the paired 95 % interval of ``here - base``, or why none."""
     from ablate.core.reports.claims import compare
 
     if base is None or here is None:
@@ -103,8 +101,7 @@ def _claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[s
 def vs_base(
     base: Path, here: Path, shared: Path | None, base_scores: dict[str, float], withheld: str | None
 ) -> dict[str, list[str]]:
-    """A tree's :data:`DELTAS` against the base; ``withheld``: why they are not shown
-    (:func:`ablate.core.trees.experiments.base_changed`)."""
+    """A tree's :data:`DELTAS` against the base; ``withheld``: why they are not shown."""
     if withheld:
         return dict(zip(DELTAS, ([withheld], ["withheld (see vs base)"], [withheld]), strict=True))
     own, all_scores = scores(here), scores(here, shared)
