@@ -132,9 +132,7 @@ _SAME_RUNS = "the same runs"
 
 
 def same_runs(trees: list[Tree], first: Tree) -> list[tuple[Tree, list[Tree]]]:
-    """Each tree with the trees that hold the same records of the same runs (a copy; an
-    experiment restored from the run cache), in path order, ``first`` heading its own group; a
-    tree without records is folded with none."""
+    """Each tree with the trees of the same records and runs, ``first`` heading its group."""
     groups: dict[Any, list[Tree]] = {}
     for tree in trees:
         runs = frozenset((rel, str(p.get("run_id"))) for rel, p in tree.records.items())
@@ -252,9 +250,7 @@ _HISTORY_COLUMNS = ("tree", "record", "run", "finished", "differs from now", "nu
 
 
 def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
-    """Every earlier run kept beside its record (:data:`ablate.core.outputs.io.HISTORY_DIR`) that
-    differs from the record now in its config slice or an upstream run (as ``ablate diff`` names
-    it): the runs an edit in place replaced. A rerun of the same configuration is left out."""
+    """Every earlier run kept in history/ whose config or upstream differs from now."""
     from ablate.core.trees.diff import upstream
 
     root = Path(root)
@@ -296,9 +292,7 @@ _CACHE_COLUMNS = ("tree", "job", "entries", "last stored", "hosts", "params diff
 
 
 def cache_entries(cache: str | os.PathLike) -> tuple[list[dict], list[str]]:
-    """(the manifest of each entry of the run cache ``cache``, the names of the entries whose
-    manifest is missing, unreadable or names no job and its outputs); refused/ and hidden folders
-    (a store under way) are no entries."""
+    """(each readable manifest of the run cache ``cache``, the unreadable entries' names)."""
     manifests, unreadable = [], []
     for entry in sorted(Path(cache).iterdir()):
         if entry.name == runcache.REFUSED or entry.name.startswith("."):
