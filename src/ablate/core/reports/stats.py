@@ -80,9 +80,7 @@ def log_normal_sf(z: float) -> float:
 
 
 def normal_sf(z: float) -> float:
-    """P(Z > z) of a standard normal, never 0: where the tail is below the smallest float
-    (z > 38.5) it is that float, an upper bound (printed "<1e-300" like every p below
-    :data:`_P_PRINT_MIN`); the exact value is :func:`log_normal_sf`."""
+    """P(Z > z) of a standard normal, never 0 (past a float's range, its smallest: a bound)."""
     if z < 37.0:
         return max(0.5 * math.erfc(z / math.sqrt(2)), math.ulp(0.0))
     return max(math.exp(log_normal_sf(z)), math.ulp(0.0))
@@ -318,8 +316,7 @@ def noninferiority_margin(test: str | None) -> float | None:
 
 
 def _one_sided(x: np.ndarray, groups: list[np.ndarray], gap: float) -> tuple[float, float]:
-    """The standard error of the (macro-)mean of ``x`` (from the spread within each stratum) and
-    the one-sided z p-value of ``gap`` above zero (0 or 1 where there is no spread)."""
+    """The standard error of the (macro-)mean of ``x`` and the one-sided z p of ``gap``."""
     var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
     se = math.sqrt(var)
     if se <= TOL:
@@ -388,8 +385,7 @@ def _exceeds_binomial(x: np.ndarray, threshold: float, alpha: float) -> Paired:
 def from_stderr(
     mean_a: float, se_a: float, mean_b: float, se_b: float, *, n: int = 0, alpha: float = 0.05
 ) -> Paired:
-    """Two means known only with their standard errors: an unpaired z test. Conservative for
-    evaluations on the same items (their errors correlate positively, which it ignores)."""
+    """An unpaired z test of two means from their stderrs (conservative on the same items)."""
     diff = clean(mean_b - mean_a)
     se = math.hypot(se_a, se_b) if se_a is not None and se_b is not None else math.nan
     if math.isnan(se) or math.isnan(diff):
