@@ -72,8 +72,7 @@ def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
 
 
 def _foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
-    """An input under the results folder that the last run of ``job`` read and that no job of
-    this configuration makes: that run was another configuration's, and Snakemake reruns it."""
+    """An input under ``results`` the job's last run read and no job here makes, or None."""
     if not results or not job.outputs:
         return None
     inside = os.path.normpath(results) + os.sep
@@ -208,9 +207,8 @@ def job_rows(
     config: Any = None,
     produced: set[str] | None = None,
 ) -> list[Row]:
-    """Each job's row; a finished job whose upstream job is not done, or finished after it, is
-    stale (Snakemake reruns it). ``side``: the study's status part (headline numbers, changed
-    keys); ``produced``: every output of the configuration's jobs (default: of ``jobs``)."""
+    """Each job's row, stale where an upstream job is not done or ran after it. ``side``: the
+    study's status part; ``produced``: every output of the configuration's jobs (default: jobs')."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
     results = (config or {}).get("results")
