@@ -92,9 +92,7 @@ def html_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def markdown_html(text: str) -> str:
-    """HTML of the Markdown that :func:`ablate.core.reports.status.render` writes (headings,
-    bullets, pipe tables, paragraphs; **bold** and `code` spans), so the report needs no
-    renderer."""
+    """HTML of the Markdown :func:`~ablate.core.reports.status.render` writes (no renderer)."""
 
     def inline(t: str) -> str:
         t = html.escape(t)
