@@ -133,8 +133,7 @@ def log_record(
     tracking: dict[str, Any] | None,
     results: str | os.PathLike,
 ) -> str | None:
-    """One MLflow run for a finished finetune or evaluation (``kind``) from its record; its
-    MLflow run id; None when MLflow is off or the store failed (the job still succeeds)."""
+    """An MLflow run of a finished job's record: its id; None when off or the store failed."""
     if not (tracking or {}).get("mlflow"):
         return None
     import json
