@@ -81,9 +81,7 @@ def _common_tail(a: str, b: str) -> int:
 
 
 def _pairs(a: dict[str, str], b: dict[str, str]) -> list[tuple[str | None, str | None]]:
-    """The upstream records of A and B paired by the most trailing path components in common
-    (``finetune/3A/summary.json`` of the base's tree and an experiment's); one without a partner
-    alone."""
+    """The upstream records of A and B paired by their longest common path tail."""
     out, left = [], dict(b)
     for pa in sorted(a):
         best = max(left, key=lambda pb: _common_tail(pa, pb), default=None)
