@@ -111,8 +111,7 @@ def nested(assignments: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sweep_names(name: str, points: list[dict[str, Any]]) -> list[str]:
-    """One experiment's name, or each sweep point's: ``<name>-<values>`` of the keys it varies
-    (``lr-1.0e-4``), ``<name>-<i>`` where those are no folder names or two would be one."""
+    """Each sweep point's name, ``<name>-<values>`` (``lr-1.0e-4``), else ``<name>-<i>``."""
     if len(points) == 1:
         return [name]
     varied = [k for k in points[0] if len({repr(p[k]) for p in points}) > 1]
