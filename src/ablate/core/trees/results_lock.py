@@ -55,8 +55,7 @@ def this_holder() -> dict[str, Any]:
 
 
 def read(results: str | os.PathLike) -> dict[str, Any] | None:
-    """The holder recorded in the folder's lock file; None without one. A file that does not
-    read as a holder (edited by hand) reads as a holder of unknown process and host."""
+    """The holder in the folder's lock file ({} if unreadable); None without one."""
     return _holder_in(lock_path(results))
 
 
