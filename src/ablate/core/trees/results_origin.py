@@ -28,8 +28,7 @@ def resolved(results: str | os.PathLike) -> str:
 
 
 def name_error(results: str) -> str | None:
-    """One line when ``results`` is the working directory or a folder above it: every output,
-    log and record would lie among the workflow's own files; None otherwise."""
+    """One line when ``results`` is the working directory or above it; None otherwise."""
     if all(part == os.pardir for part in Path(normalized(results)).parts):  # ".": no parts
         return (
             f"invalid config at results: {results!r} is the workflow's own folder (or one above "
@@ -70,8 +69,7 @@ def record(results: str, workdir: str | os.PathLike) -> None:
 
 
 def origin_error(results: str, workdir: str | os.PathLike) -> str | None:
-    """One line when the folder ``results`` was made under another name, or by runs of another
-    working directory whose Snakemake records this one lacks; None when it may be used here."""
+    """One line when ``results`` was made under another name or working directory, or None."""
     origin = read(results)
     if origin is None:
         return None  # a new folder, or one made before its origin was recorded
