@@ -91,8 +91,7 @@ def find_trees(root: str | os.PathLike) -> list[Tree]:
 
 
 def differences(base: Tree, tree: Tree) -> list[str]:
-    """The config keys the records of ``tree`` differ in from the same records of ``base``
-    (``folder: key old -> new``, with how many records), and the records only one has."""
+    """The config keys ``tree``'s records differ in from ``base``'s, and the unpaired ones."""
     per_change: Counter[str] = Counter()
     for rel in sorted(set(base.records) & set(tree.records)):
         folder = str(Path(rel).parent)
