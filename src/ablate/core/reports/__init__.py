@@ -2,6 +2,5 @@
 and the statistics behind them, results trees side by side, tables for a paper, expected results,
 live tracking.
 
-It reads the results trees (:mod:`ablate.core.trees`), which never read it
-(tests/guards/test_layering.py). Its modules: docs/design.md's module map (``ablate map``).
+It reads :mod:`ablate.core.trees`, which never reads it (tests/guards/test_layering.py).
 """

@@ -1,18 +1,8 @@
 """A study's claims, computed from its results: one module, both studies.
 
-A :class:`Claim` is an id, a statement and an evidence rule: a function of an :class:`Evidence`
-(the study's named inputs) that returns a :class:`ClaimResult`. :func:`evaluate_claims` runs every
-rule and tabulates the verdicts (:data:`COLUMNS`); an input that does not exist yet makes the
-claim "not run", never a crash. Verdicts (:data:`VERDICTS`):
-
-- ``supported``: the test clears alpha in the claimed direction;
-- ``not supported``: the data point the other way (significantly or not);
-- ``inconclusive``: the data point the claimed way but the test does not clear alpha, or there
-  are fewer than ``min_n`` items;
-- ``not run``: an input the rule needs does not exist (yet).
-
-The common forms (:func:`beats`, :func:`exceeds`, :func:`within_margin`, :func:`monotone`) read
-:class:`Samples`.
+A :class:`Claim` is an id, a statement and an evidence rule (a function of an :class:`Evidence`,
+the study's named inputs, returning a :class:`ClaimResult`). An input that does not exist yet makes
+the claim "not run", never a crash. The verdicts and the table's columns: docs/claims.md.
 """
 
 from __future__ import annotations
@@ -29,19 +19,8 @@ from ablate.core.outputs import io
 from ablate.core.reports import stats
 
 VERDICTS = ("supported", "not supported", "inconclusive", "not run")
-#: Column order of a claims table (a study's claims CSV, at the path its layout gives): the
-#: contract with the report.
-COLUMNS = [
-    "study",
-    "claim",
-    "statement",
-    "verdict",
-    "evidence",
-    "test",
-    "p_value",
-    "n",
-    "inputs",
-]
+#: Column order of a claims table: the contract with the report.
+COLUMNS = ["study", "claim", "statement", "verdict", "evidence", "test", "p_value", "n", "inputs"]
 #: Below this many paired items a verdict is inconclusive whatever the test says.
 _MIN_N = 20
 
@@ -52,12 +31,7 @@ class _MissingInput(LookupError):
 
 @dataclass(frozen=True)
 class Samples:
-    """Per-item values of one evaluation (0/1 correctness or a per-item score).
-
-    ``values``: a Series indexed by item id (a (task, item) MultiIndex for a macro over tasks);
-    ``source``: where it came from (a file or run_id) for the ``inputs`` column; ``label``: its
-    name in evidence lines.
-    """
+    """Per-item values of one evaluation by item id (a (task, item) MultiIndex for a macro)."""
 
     values: pd.Series
     source: str
@@ -85,8 +59,7 @@ class ClaimResult:
 
 
 class Evidence:
-    """The named inputs of a study's claims. A name that is absent or None raises
-    :class:`_MissingInput`; every input read is remembered (its ``source``) for the table."""
+    """The named inputs of a study's claims; one absent or None raises :class:`_MissingInput`."""
 
     def __init__(self, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None):
         self._inputs = dict(inputs)
@@ -125,19 +98,9 @@ def evaluate_claims(
             r = claim.evaluate(ev)
         except _MissingInput as exc:
             r = ClaimResult("not run", f"missing input: {exc.args[0]}", inputs=tuple(ev.used))
-        rows.append(
-            dict(
-                study=study,
-                claim=claim.id,
-                statement=claim.statement,
-                verdict=r.verdict,
-                evidence=r.evidence,
-                test=r.test,
-                p_value=r.p_value,
-                n=r.n,
-                inputs="; ".join(r.inputs or ev.used),
-            )
-        )
+        inputs = "; ".join(r.inputs or ev.used)
+        row = [study, claim.id, claim.statement, r.verdict, r.evidence, r.test, r.p_value, r.n]
+        rows.append([*row, inputs])
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["p_value"] = df["p_value"].astype("float64")
     df["n"] = df["n"].astype("Int64")
@@ -152,10 +115,9 @@ def write_claims(
     note: str = "",
     tex: str | Path | None = None,
 ) -> None:
-    """The table as CSV and, optionally, as Markdown (the README's copy), as an HTML page (the
-    Snakemake report's view: its viewer opens HTML, images and PDF from their icon, and only
-    offers a CSV or Markdown file as a download) and as a LaTeX table for a paper; ``note``
-    (Markdown) goes under the Markdown and the HTML."""
+    """The table as CSV and, optionally, Markdown, HTML (the Snakemake report's viewer opens HTML
+    but offers CSV or Markdown only as a download) and LaTeX; ``note`` (Markdown) goes under the
+    Markdown and the HTML."""
     io.write_frame(csv, df)
     if md is not None:
         io.write_text(md, to_markdown(df) + note)
@@ -165,13 +127,11 @@ def write_claims(
         io.write_text(tex, to_latex(df, str(csv)))
 
 
-#: The columns of the paper's table, as ``to_latex`` heads them.
 _LATEX_COLUMNS = {"claim": "Claim", "verdict": "Verdict", "evidence": "Evidence", "p_value": "p"}
 
 
 def to_latex(df: pd.DataFrame, source: str) -> str:
-    """The claims as a booktabs table (claim, verdict, evidence, p), each row's inputs (the
-    evaluations and their run ids) named in a comment above it."""
+    """The claims as a booktabs table, each row's inputs named in a comment above it."""
     from ablate.core.reports.latex import booktabs
 
     rows = _cells(df)
@@ -190,10 +150,7 @@ _SIGN_NOTE = (
 
 
 def verdict_text(verdict: str, test: str | None) -> str:
-    """A verdict as a person reads it beside a difference: a non-inferiority claim's says what
-    it claims (``supported (claim: at most 0.1 below)``), so a negative difference marked
-    supported reads right; short, as the report's first screen shows it in a narrow column. The
-    CSV keeps the verdict alone."""
+    """A verdict as a person reads it: a non-inferiority claim's says its margin."""
     margin = stats.noninferiority_margin(test)
     if margin is None or verdict == "not run":
         return verdict
@@ -201,8 +158,7 @@ def verdict_text(verdict: str, test: str | None) -> str:
 
 
 def _cells(df: pd.DataFrame) -> list[dict[str, str]]:
-    """The table as text: empty cells for missing values, p-values as :func:`stats.fmt_p`
-    prints them ("<0.0001" at a bootstrap's floor, never "0")."""
+    """The table as text: empty cells for missing values, p-values as :func:`stats.fmt_p` prints."""
 
     def cell(r: pd.Series, c: str) -> str:
         v = r[c]
@@ -249,23 +205,18 @@ def to_html(df: pd.DataFrame, note: str = "") -> str:
     )
 
 
-# --------------------------------------------------------------------------- common forms
-
-
 def _pairing(sa: Samples, sb: Samples) -> dict[str, Any]:
     """The item ids of both sides and the strata (tasks) of ``sa``: how two Samples pair."""
     return dict(ids_a=list(sa.values.index), ids_b=list(sb.values.index), strata=sa.strata)
 
 
 def compare(sa: Samples, sb: Samples, *, alpha: float = 0.05) -> stats.Paired:
-    """The paired comparison of ``sa`` (``mean_a``) with ``sb`` item by item (their ids; a
-    macro over tasks where the index has tasks): ValueError where their items differ."""
+    """The paired comparison of ``sa`` with ``sb`` item by item: ValueError where items differ."""
     return stats.paired(sa.values, sb.values, alpha=alpha, **_pairing(sa, sb))
 
 
 def paired(ev: Evidence, a: str, b: str, *, alpha: float = 0.05) -> stats.Paired:
-    """The paired comparison of evidence ``a`` (``mean_a``) with ``b`` on their common items
-    (:func:`compare`): what the rules below test."""
+    """:func:`compare` of evidence ``a`` with ``b``."""
     return compare(ev[a], ev[b], alpha=alpha)
 
 
@@ -274,8 +225,7 @@ def _result(verdict: str, evidence: str, r: stats.Paired) -> ClaimResult:
 
 
 def _verdict(r: stats.Paired, wrong_way: bool, min_n: int) -> str:
-    """supported / not supported / inconclusive, where ``wrong_way``: the diff is not the way the
-    claim says."""
+    """``wrong_way``: the diff is not the way the claim says."""
     if r.n == 0 or wrong_way:
         return "not supported" if r.n else "inconclusive"
     if r.n < min_n or not r.significant:
@@ -303,9 +253,7 @@ def exceeds(
     alpha: float = 0.05,
     min_n: int = _MIN_N,
 ) -> Callable:
-    """Rule for "``subject`` scores above ``threshold``" (one-sided test of its mean; a macro over
-    tasks where its index has tasks). ``threshold``: a number, or a function of the evidence (e.g.
-    the subject's chance plus a margin)."""
+    """Rule for "``subject`` scores above ``threshold``", a number or function of the evidence."""
 
     def rule(ev: Evidence) -> ClaimResult:
         s = ev[subject]
@@ -342,11 +290,8 @@ def monotone(
     min_n: int = _MIN_N,
 ) -> Callable:
     """Rule for "the score rises (or falls) with the knob": ``points`` = [(knob, input name)].
-
-    Supported: no adjacent step goes the wrong way and the two ends differ significantly the
-    claimed way. Not supported: the ends, or a step significantly, go the wrong way.
-    Inconclusive otherwise (the ends within noise, or a step the wrong way within noise).
-    """
+    Supported: no step goes the wrong way and the ends differ significantly the claimed way; not
+    supported: the ends, or a step significantly, go the wrong way; else inconclusive."""
     pts = sorted(points)
     if len(pts) < 2:
         raise ValueError("a monotone claim needs at least two points")
@@ -372,22 +317,11 @@ def monotone(
     return rule
 
 
-# --------------------------------------------------------------------------- seeds
-
-#: The claim id of a per-seed row (it follows its claim's pooled row).
 _SEED_ROW = "{claim}/seed{seed}"
 
 
 def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
-    """The seeds of one evaluation as one input: each item's correctness averaged over the seeds.
-
-    The pooled test is then the rule's own paired test on these per-item means, items as the
-    unit: a mean of 0/1 over seeds is no longer 0/1, so :func:`ablate.core.reports.stats.paired`
-    runs its paired bootstrap, resampling items (within tasks) with every seed of an item together.
-    Not a McNemar test over (item, seed) pairs: the seeds of one item are correlated (its
-    difficulty), and against an unseeded model (the base) its one outcome would be counted once per
-    seed.
-    """
+    """The seeds of one evaluation as one input: each item's values averaged over the seeds."""
     frame = pd.concat([s.values for s in samples], axis=1)
     if frame.isna().any().any():
         raise ValueError(f"the seeds of {samples[0].label} cover different items")
@@ -401,10 +335,7 @@ def pool_seeds(samples: Sequence[Samples], label: str | None = None) -> Samples:
 def _seed_views(
     ev: Evidence, seeds: Mapping[str, Mapping[int, str]], labels: Mapping[str, str] | None = None
 ) -> tuple[Evidence, dict[int, Evidence]]:
-    """The pooled evidence and one per seed. ``seeds``: the input a claim names (``3B@causal``)
-    -> {seed: the input of that seed (``3B-s0@causal``)}. Pooled, the name is
-    :func:`pool_seeds` of every seed's input (missing if one is), labelled ``labels[name]``;
-    seed s, it is seed s's input."""
+    """The pooled evidence and one per seed (``seeds``: input name -> {seed: its input})."""
     inputs = dict(ev._inputs)
     pooled = dict(inputs)
     for name, by_seed in seeds.items():
@@ -429,9 +360,7 @@ def evaluate_seeded(
     study: str = "",
     labels: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """:func:`evaluate_claims` stated pooled and per seed: each claim's pooled row (its evidence
-    ending ``holds in k of n seeds``), then, for a claim whose inputs have seeds, one row per
-    seed (:data:`_SEED_ROW`). A claim that reads no seeded input keeps its one row."""
+    """:func:`evaluate_claims` pooled over seeds, then per seed where inputs have seeds."""
     claims = list(claims)
     pooled, per_seed = _seed_views(ev, seeds, labels)
     table = evaluate_claims(claims, pooled, study)

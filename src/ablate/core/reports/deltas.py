@@ -2,17 +2,7 @@
 end of ``ablate exp run`` show it: each study's scores, each score that moved with its paired
 95 % confidence interval, and each claim whose verdict changed.
 
-A delta's interval is the claims' statistics (:func:`ablate.core.reports.claims.compare`: exact
-McNemar with Newcombe's interval on per-item correctness, a paired bootstrap otherwise), paired
-over the items both trees' evaluations scored: a study's status module may give
-``score_samples(results, names, shared)``, the per-item values of each named score (as its
-``run_scores`` names it: :class:`ablate.core.reports.claims.Samples`) from the per-sample records
-of the evaluation the score came from. A score without them says so in its cell.
-
-Study-agnostic: a study's status module may give ``run_scores(results)`` (its scores),
-``run_numbers(results)`` and ``claims(results)`` (its claims table's rows, each with ``claim``
-and ``verdict``); found through the registry :mod:`ablate.studies`. No torch; pandas only where a
-delta's interval is computed.
+Study-agnostic: each study's status part gives its scores, claims and per-item values. No torch.
 """
 
 from __future__ import annotations
@@ -24,17 +14,13 @@ from ablate import studies
 
 #: a tree's deltas against the base: two columns and the summary's headline ones
 DELTAS = ("vs base", "claims vs base", "headline vs base")
-#: a delta's cell where its interval cannot be computed: why (per-sample records missing, or the
-#: two evaluations scored different items)
+#: a delta's cell where its interval cannot be computed, and why
 _NO_CI = "[CI: {why}]"
-#: why there is no interval where a tree lacks a score's per-sample records
 _NO_SAMPLES = "no per-sample records"
 
 
 def read_part(mod: Any, part: str, results: Path, shared: Path | None) -> Any:
-    """A study's ``part`` (its status part's ``run_scores``, ``run_numbers``, ``claims``) of a
-    results tree; of an experiment's tree whose tables of that study are the base's (not in
-    it: its change did not reach them), the base's (``shared``)."""
+    """A study's ``part`` of a results tree, else of ``shared``: an experiment's base tree."""
     if not hasattr(mod, part):
         return []
     found = getattr(mod, part)(results)
@@ -42,8 +28,7 @@ def read_part(mod: Any, part: str, results: Path, shared: Path | None) -> Any:
 
 
 def scores(results: Path, shared: Path | None = None) -> dict[str, float]:
-    """Every study's scores to compare trees by (its status part's ``run_scores``), named
-    ``<study>: <score>``; ``shared``: an experiment's base tree (:func:`read_part`)."""
+    """Every study's ``run_scores``, named ``<study>: <score>`` (``shared``: :func:`read_part`)."""
     out = {}
     for study in studies.STUDIES:
         found = read_part(studies.side(study, "status"), "run_scores", results, shared) or {}
@@ -52,9 +37,7 @@ def scores(results: Path, shared: Path | None = None) -> dict[str, float]:
 
 
 def _samples(results: Path, names: list[str], shared: Path | None = None) -> dict[str, Any]:
-    """The per-item values (:class:`~ablate.core.reports.claims.Samples`) of each of ``names``
-    (``<study>: <score>``) that its study's ``score_samples`` finds in ``results`` (an
-    experiment's evaluations that are the base's: in ``shared``)."""
+    """The per-item values of each of ``names`` that its study's ``score_samples`` finds."""
     out = {}
     for study in studies.STUDIES:
         hook = getattr(studies.side(study, "status"), "score_samples", None)
@@ -65,8 +48,7 @@ def _samples(results: Path, names: list[str], shared: Path | None = None) -> dic
 
 
 def ci_text(base: Any, here: Any) -> str:
-    """``[-0.010, +0.022]``: the paired 95 % interval of ``here - base`` (both Samples, or None
-    where a tree lacks them), or :data:`_NO_CI` saying why there is none."""
+    """``[-0.010, +0.022]``: the paired 95 % interval of ``here - base``, or why none."""
     from ablate.core.reports.claims import compare
 
     if base is None or here is None:
@@ -84,11 +66,9 @@ def _score_deltas(
     headline: bool = False,
     paired: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> list[str]:
-    """``<score> +0.031 [-0.010, +0.072] (0.616 -> 0.647)`` for each score both have that
-    differs (within 1e-9 they are the same: float rounding), the headline ones (a study's own, no
-    ``: <part>``, the mask study's macro) first; ``headline``: those alone. ``paired``: the per-item
-    values of the base's and this tree's scores (:func:`_samples`) the interval is computed from
-    (:func:`ci_text`); None: none (every cell says so)."""
+    """``<score> +0.031 [-0.010, +0.072] (0.616 -> 0.647)`` for each score that differs by more
+    than float rounding, the headline ones (no ``: <part>``) first; ``headline``: those alone.
+    ``paired``: the base's and this tree's :func:`_samples`."""
     both = [k for k in here if k in base and abs(here[k] - base[k]) > 1e-9]
     both = [k for k in both if not headline or k.count(":") == 1]
     both.sort(key=lambda k: (k.count(":") > 1, k))
@@ -101,8 +81,7 @@ def _score_deltas(
 
 
 def _claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[str]:
-    """``<study>: <claim> <verdict> -> <verdict>`` for each study-level claim whose verdict
-    differs between two results trees (``shared``: :func:`read_part`)."""
+    """``<study>: <claim> <verdict> -> <verdict>`` for each claim whose verdict differs."""
     out = []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
@@ -122,10 +101,7 @@ def _claim_changes(base: Path, here: Path, shared: Path | None = None) -> list[s
 def vs_base(
     base: Path, here: Path, shared: Path | None, base_scores: dict[str, float], withheld: str | None
 ) -> dict[str, list[str]]:
-    """A tree's :data:`DELTAS` against the base (``shared``: :func:`read_part`), each score's
-    with its paired interval; ``withheld``: the one line saying why they are not shown (an
-    experiment whose base changed since it was made:
-    :func:`ablate.core.trees.experiments.base_changed`)."""
+    """A tree's :data:`DELTAS` against the base; ``withheld``: why they are not shown."""
     if withheld:
         return dict(zip(DELTAS, ([withheld], ["withheld (see vs base)"], [withheld]), strict=True))
     own, all_scores = scores(here), scores(here, shared)

@@ -16,12 +16,8 @@ from ablate.core.trees.experiments import DEFINITION, folder, jobs_line
 
 
 def closing_lines(results: str, names: Iterable[str], root: str | os.PathLike = ".") -> list[str]:
-    """What a run of experiments alone ends with, each experiment's own: its tree and what ran
-    there (:func:`~ablate.core.trees.experiments.jobs_line`), the keys it changes, the claims of
-    its tree (a study whose claims table its change did not reach: the base's, said so), each
-    claim whose verdict differs from the base's and its headline deltas against the base with
-    their paired CIs (withheld, with why, where the base changed since it was made: ``ablate
-    runs``' row); ``results``: the base's tree, ``root`` the working directory."""
+    """Each experiment's closing lines; ``results``: the base's tree, ``root`` the working
+    directory."""
     rows = runs.table_rows(root, results)
     out = []
     for name in names:

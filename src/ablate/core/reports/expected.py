@@ -1,22 +1,10 @@
 """``ablate expected``: what a finished embedded default should give on this kind of CPU, and
 whether it did.
 
-A run is bit-identical on one machine, not across CPUs: torch's kernels (AVX2, AVX-512) and the
-CPU vendor's BLAS paths round differently and the tiny models train to other weights. So the
-expected results are kept per CPU kind (:func:`cpu_kind`: vendor and torch's kernel set) in
-:data:`EXPECTED_FILE`, each kind's row written from a run of this tree by ``ablate expected
---write`` (never by hand), and the tables of docs/embedded.md and the README are rendered from
-that file, as is each study's front door (its status part's ``FRONT_SECTIONS``: the README's
-caption, docs/embedded.md's "What the default shows") from the row of the run that drew the picture
-``--write`` copies into the checkout (``FRONT_PICTURE``). The suite's embedded run compares itself
-with its CPU kind's row (:func:`compare`, as ``ablate expected`` does); a kind with no row is named
-as unmeasured, and there the claims of :func:`every_cpu` must hold all the same. Those claims are
-the study's finding: where one flips against the row, or is not supported, the comparison fails
-with a line naming it. A claim the row lacks (the row was written before the claim existed) is
-unmeasured for that claim, not a difference.
-
-Study-agnostic: the quantities are each study's ``run_scores`` and ``claims`` (its status part,
-as ``ablate runs`` reads them). No torch.
+A run is bit-identical on one machine, not across CPUs (torch's kernels and the vendor's BLAS
+round differently), so the expected results are kept per CPU kind, written by ``ablate expected
+--write`` from a run of this tree, never by hand (docs/embedded.md, "Expected results"). A claim
+the row lacks (written before the claim existed) is unmeasured, not a difference.
 """
 
 from __future__ import annotations
@@ -53,16 +41,13 @@ _VENDORS = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}
 
 
 def cpu_kind(hardware: dict) -> str:
-    """``AMD AVX2``, ``Intel AVX512``: the vendor and the kernels torch dispatches to, what
-    decides the rounding of a CPU run (a record's ``hardware``)."""
+    """``AMD AVX2``, ``Intel AVX512``: the vendor and torch's kernels, which decide the rounding."""
     vendor = hardware.get("cpu_vendor") or "unknown vendor"
     return f"{_VENDORS.get(vendor, vendor)} {hardware.get('torch_cpu_capability') or 'unknown'}"
 
 
 def run_hardware(results: Path) -> dict:
-    """The hardware of the records under ``results`` (history left out), refused (ValueError)
-    where there is no such folder, no record names its hardware, or the records name more than
-    one CPU kind (jobs that ran on several machines have no one row)."""
+    """The one CPU kind's hardware of the records under ``results``, else ValueError."""
     if not results.is_dir():
         raise ValueError(f"{results}: no such folder: give --results the results folder of a run")
     seen: dict[str, dict] = {}
@@ -89,8 +74,7 @@ def score_text(score: float) -> str:
 
 
 def measured(results: Path) -> dict[str, str]:
-    """Every study's scores (``<study>: <score>``, 6 significant digits: exact for the item
-    counts of the embedded default) and claim verdicts (``<study>: <claim>``) in ``results``."""
+    """Every study's scores (6 significant digits) and claim verdicts in ``results``."""
     out = {k: score_text(v) for k, v in deltas.scores(results).items()}
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
@@ -100,8 +84,7 @@ def measured(results: Path) -> dict[str, str]:
 
 
 def load(path: Path = EXPECTED_FILE) -> dict[str, dict[str, str]]:
-    """CPU kind -> its row: ``quantity -> value``, and its ``cpu_model``, ``tree``, ``date``
-    under those names in brackets."""
+    """CPU kind -> its row: ``quantity -> value``, and ``[cpu_model]``, ``[tree]``, ``[date]``."""
     out: dict[str, dict[str, str]] = {}
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
@@ -134,14 +117,11 @@ class _Comparison:
     """A run's quantities against its CPU kind's row (:func:`compare`)."""
 
     kind: str
-    #: the kinds with a row, the run's among them or not
     kinds: tuple[str, ...]
     #: ``<quantity>: expected X, got Y`` (a claim the row lacks, or one in ``broken``, left out)
     differs: list[str]
-    #: ``<claim> <verdict>``: the run's claims that the row lacks
     unmeasured: list[str]
-    #: a line each for the :func:`every_cpu` claims that flipped against the row or are not
-    #: supported
+    #: the :func:`every_cpu` claims that flipped against the row or are not supported
     broken: list[str]
 
     @property
@@ -149,8 +129,7 @@ class _Comparison:
         return not (self.differs or self.broken)
 
     def lines(self, results: Path | str) -> list[str]:
-        """What ``ablate expected`` prints: the verdict on the row, the claims it lacks, then a
-        line per broken claim of the finding, last."""
+        """What ``ablate expected`` prints, the broken claims of the finding last."""
         head = "ablate expected: "
         if self.kind not in self.kinds:
             out = [
@@ -175,39 +154,34 @@ def compare(rows: dict[str, dict[str, str]], kind: str, got: dict[str, str]) -> 
     """``got`` (:func:`measured`) against the row of ``kind`` in ``rows`` (:func:`load`)."""
     row = values(rows[kind]) if kind in rows else None
     lacks = sorted(q for q, v in got.items() if v in VERDICTS and row is not None and q not in row)
-    broken, named = [], set()
+    broken: dict[str, str] = {}  # claim -> its line
     for claim in every_cpu():
         now, was = got.get(claim, "absent"), (row or {}).get(claim)
         if was is not None and was != now:
-            broken.append(f"{claim} flipped: expected {was}, got {now}")
+            broken[claim] = f"{claim} flipped: expected {was}, got {now}"
         elif now != "supported":
             where = (
                 f"CPU kind {kind} is unmeasured"
                 if row is None
                 else (f"as in {kind}'s row" if was else f"not in {kind}'s row")
             )
-            broken.append(f"{claim} is {now} ({where})")
-        else:
-            continue
-        named.add(claim)
+            broken[claim] = f"{claim} is {now} ({where})"
     differs = []
     if row is not None:
         seen = {q: v for q, v in got.items() if q not in lacks}
-        differs = [d for d in differences(row, seen) if d.split(": expected ")[0] not in named]
+        differs = [d for d in differences(row, seen) if d.split(": expected ")[0] not in broken]
     unmeasured = [f"{q} {got[q]}" for q in lacks]
-    return _Comparison(kind, tuple(sorted(rows)), differs, unmeasured, broken)
+    return _Comparison(kind, tuple(sorted(rows)), differs, unmeasured, list(broken.values()))
 
 
 def _headline(quantity: str) -> bool:
-    """A quantity the page's table shows: a study-level score or claim (a macro score, a
-    bridge grid entry's final accuracy), not a task's or a peak."""
+    """A quantity the page's table shows: a study-level score or claim, not a task's or a peak."""
     name = quantity.split(": ", 1)[1]
     return ":" not in name and "/" not in name and not name.endswith(" peak")
 
 
 def every_cpu() -> list[str]:
-    """The claims (``<study>: <claim>``) that must hold on any CPU kind: each study's status
-    part's ``EVERY_CPU``."""
+    """The claims that must hold on any CPU kind: each study's status part's ``EVERY_CPU``."""
     return [
         f"{study}: {claim}"
         for study in studies.STUDIES
@@ -216,8 +190,7 @@ def every_cpu() -> list[str]:
 
 
 def _scores(quantity: str) -> bool:
-    """A study-level score ``<model> under <policy>`` of a study whose status part declares
-    ``SCORES_BY_POLICY`` (the README's table: what the finding rests on)."""
+    """A score ``<model> under <policy>`` of a study with ``SCORES_BY_POLICY``: the README's."""
     study = quantity.split(": ", 1)[0]
     part = studies.side(study, "status") if study in studies.STUDIES else None
     by_policy = getattr(part, "SCORES_BY_POLICY", False)
@@ -231,8 +204,7 @@ def _kind_label(rows: dict[str, dict[str, str]], kind: str) -> str:
 
 
 def _headline_table(rows: dict[str, dict[str, str]]) -> str:
-    """docs/embedded.md's table: a line per :func:`_headline` quantity (the studies in the
-    registry's order), a column per CPU kind, with more than one kind the spread of each score."""
+    """docs/embedded.md's table: a line per quantity, a column per CPU kind, the spread."""
     kinds = sorted(rows)
     spread = len(kinds) > 1
     head = [_kind_label(rows, k) for k in kinds] + ["spread"] * spread
@@ -253,8 +225,7 @@ def _headline_table(rows: dict[str, dict[str, str]]) -> str:
 
 
 def _scores_table(rows: dict[str, dict[str, str]]) -> str:
-    """The README's table: a line per model, a column per CPU kind and eval policy
-    (:func:`_scores`)."""
+    """The README's table: a line per model, a column per CPU kind and eval policy."""
     cells = {
         (q.split(": ", 1)[1].split(" under ")[0], k, q.split(" under ")[1]): v
         for k in sorted(rows)
@@ -271,14 +242,12 @@ def _scores_table(rows: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-#: the tables rendered from every row of :data:`EXPECTED_FILE`, between the :func:`marks` of
-#: :data:`TABLE` on each page, each by its function
+#: the tables rendered from every row, between the :func:`marks` of :data:`TABLE` on each page
 TABLES = {Path("docs/embedded.md"): _headline_table, Path("README.md"): _scores_table}
 
 
 def front_sections() -> list[tuple[str, Path, str, Callable[[dict[str, str], str], str]]]:
-    """(study, page, section name, its function): each study's ``FRONT_SECTIONS`` (its status
-    part)."""
+    """(study, page, section name, its function): each study's ``FRONT_SECTIONS``."""
     return [
         (study, Path(page), name, render)
         for study in studies.STUDIES
@@ -287,9 +256,7 @@ def front_sections() -> list[tuple[str, Path, str, Callable[[dict[str, str], str
 
 
 def front(rows: dict[str, dict[str, str]], kind: str) -> dict[tuple[Path, str], str]:
-    """(page, section name) -> its text: each of :func:`front_sections` rendered from the row of
-    ``kind`` (the CPU kind whose run drew the pictures): the row's quantities of its study,
-    without the ``<study>: `` before them, and the row's label."""
+    """(page, section) -> each of :func:`front_sections` rendered from the row of ``kind``."""
     row = values(rows[kind])
     return {
         (page, name): render(
@@ -301,8 +268,7 @@ def front(rows: dict[str, dict[str, str]], kind: str) -> dict[tuple[Path, str], 
 
 
 def pictures() -> dict[Path, Path]:
-    """Each study's ``FRONT_PICTURE``: its path under a results folder -> its path in the
-    checkout."""
+    """Each study's ``FRONT_PICTURE``: its path under a results folder -> in the checkout."""
     parts = [studies.side(study, "status") for study in studies.STUDIES]
     pairs = [getattr(part, "FRONT_PICTURE", None) for part in parts]
     return {Path(src): Path(dst) for src, dst in filter(None, pairs)}
@@ -315,9 +281,7 @@ def _written() -> list[str]:
 
 
 def write(results: Path, path: Path = EXPECTED_FILE) -> str:
-    """Record the run in ``results`` as its CPU kind's row (replacing an earlier one), copy its
-    :func:`pictures` into the checkout and render the pages from the rows (:func:`_rendered`, the
-    front door from this run's); the kind."""
+    """Record the run as its CPU kind's row, copy its pictures, render the pages; the kind."""
     kind = cpu_kind(hw := run_hardware(results))
     for src in pictures():
         if not (results / src).is_file():
@@ -345,8 +309,7 @@ def write(results: Path, path: Path = EXPECTED_FILE) -> str:
 
 
 def _rendered(rows: dict[str, dict[str, str]], kind: str) -> dict[Path, str]:
-    """Each page's text with the tables of :data:`TABLES` rendered from ``rows`` (:func:`load`)
-    and the :func:`front` sections from the row of ``kind``."""
+    """Each page's text with :data:`TABLES` and the :func:`front` sections rendered in."""
     sections = {(page, TABLE): table(rows) for page, table in TABLES.items()}
     texts: dict[Path, str] = {}
     for (page, name), body in (sections | front(rows, kind)).items():

@@ -2,9 +2,9 @@
 every cell escaped, headed by comments that name the table it was cut from and, per row, the
 records its numbers came from, so each number in the paper traces back to its run.
 
-Written here rather than by pandas' ``DataFrame.to_latex``, whose Styler imports matplotlib's
-pyplot (1-2 s of every table job on 2 cores); the bytes are the same as its output with
-``index=False, escape=True`` (tests/core/reports/test_latex.py compares them)."""
+Not pandas' ``DataFrame.to_latex``, whose Styler imports matplotlib's pyplot (1-2 s of every table
+job on 2 cores); the bytes are its output's with ``index=False, escape=True``
+(tests/core/reports/test_latex.py compares them)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-#: LaTeX's special characters in text mode, in the order they are replaced (a backslash first,
-#: through a placeholder, so that the escapes' own backslashes stay); a space after a command
-#: that gobbles it becomes ``\space``
+#: LaTeX's special characters, in the order they are replaced (a backslash first, through a
+#: placeholder, so the escapes' own backslashes stay); a space a command gobbles becomes ``\space``
 _BACKSLASH = "\0backslash\0"
 _ESCAPES = (
     ("\\", _BACKSLASH),
@@ -42,8 +41,7 @@ def _escape(text: str) -> str:
 
 
 def tabular(df: pd.DataFrame, column_format: str | None = None) -> str:
-    """``df``'s cells (text) as a booktabs ``tabular``, its column names the header, every cell
-    escaped; ``column_format`` default: each column left-aligned."""
+    """``df``'s cells (text) as a booktabs ``tabular``, every cell escaped."""
     for c in df.columns:
         for v in df[c]:
             if not isinstance(v, str):
@@ -60,9 +58,8 @@ def tabular(df: pd.DataFrame, column_format: str | None = None) -> str:
 def booktabs(
     df: pd.DataFrame, source: str, row_sources: Sequence[str], column_format: str | None = None
 ) -> str:
-    """``df`` (cells already formatted as text) as a booktabs tabular. ``source``: the file the
-    rows were cut from; ``row_sources``: per row, the records behind its numbers (run ids,
-    files), written as a comment above the table."""
+    """``df`` (cells as text) as a booktabs tabular, with comments above naming ``source``, the
+    file the rows were cut from, and ``row_sources``, each row's records (run ids, files)."""
     if len(row_sources) != len(df):
         raise ValueError(f"{len(row_sources)} row sources for {len(df)} rows")
     head = [f"% cut from {source} by ablate; needs \\usepackage{{booktabs}}"]

@@ -1,10 +1,8 @@
 """The report's rule graph with one node per rule (rules/report.smk installs it).
 
-Snakemake's report (``snakemake.report.rulegraph_spec``) keeps one job of each rule per level of
-the job DAG's topological sort, so a rule whose jobs sit at two depths shows twice: the base
-model's evaluations follow ``prepare_model``, the finetunes' follow ``finetune``, and
-``eval_model`` appeared twice. Here each rule is one node at the level of its deepest job, and
-an edge joins two rules where any job of one reads any job of the other.
+Snakemake's ``rulegraph_spec`` keeps one job of each rule per level of the DAG's topological
+sort, so a rule whose jobs sit at two depths (``eval_model``) showed twice. Here each rule is one
+node at its deepest job's level.
 """
 
 from __future__ import annotations

@@ -3,15 +3,7 @@
 records differ in from a base tree's, each study's headline numbers and their deltas against the
 base with their paired CIs, the claim verdicts, when and where it last ran, and, for a
 configuration given with ``--configfile``, its jobs' status (done, stale, to run) with the jobs
-whose records another configuration made.
-
-The results trees and their records are found by :mod:`ablate.core.trees.results_trees`, the
-deltas by :mod:`ablate.core.reports.deltas`.
-
-Study-agnostic: a study's status module may give ``run_numbers(results)`` (its headline numbers,
-short cells) and ``claims(results)`` (its claims table's rows, each with ``claim`` and
-``verdict``); found through the registry :mod:`ablate.studies`. No torch: it reads JSON and CSV
-(and, for a delta's interval, per-sample records).
+whose records another configuration made. No torch.
 """
 
 from __future__ import annotations
@@ -67,9 +59,7 @@ _SUMMARY = ("tree", "differs from base", "vs base", "claims vs base", "last run"
 
 
 def _study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str], list[str]]:
-    """Each study's headline numbers and its claims' verdicts (counts, then each study-level
-    claim's verdict) in ``results``, from the studies' status modules (``shared``:
-    :func:`~ablate.core.reports.deltas.read_part`)."""
+    """Each study's headline numbers and :func:`claim_lines` in ``results``."""
     numbers, claims = [], []
     for study in studies.STUDIES:
         mod = studies.side(study, "status")
@@ -79,9 +69,7 @@ def _study_numbers(results: Path, shared: Path | None = None) -> tuple[list[str]
 
 
 def claim_lines(study: str, rows: list[dict[str, str]]) -> list[str]:
-    """A study's claims table (``rows``) as lines: how many of each verdict, then each
-    study-level claim's verdict (a per-task claim, ``learned/emb_count``, details one); none
-    without rows."""
+    """A study's claims table as lines: each verdict's count, each study-level claim's."""
     if not rows:
         return []
     counts = Counter(r.get("verdict") or "?" for r in rows)
@@ -91,8 +79,7 @@ def claim_lines(study: str, rows: list[dict[str, str]]) -> list[str]:
 
 @dataclass
 class Configuration:
-    """A configuration (named by its config files, or as the run's own): its results tree,
-    each job's status row (:func:`ablate.core.reports.status.build`) and its jobs' outputs."""
+    """A configuration: its files, results tree, jobs' status rows and outputs."""
 
     files: list[str]
     tree: Path
@@ -109,15 +96,13 @@ class Configuration:
 
     @classmethod
     def load(cls, files: list[str], workdir: Path) -> Configuration:
-        """The configuration of these config files (merged in order, as snakemake does)."""
         from ablate.core.planner.inputs import load_config
 
         config = load_config(files)
         return cls.of(files, config, status.build(config, workdir)[1], workdir)
 
     def lines(self, tree: Tree) -> tuple[list[str], list[str]]:
-        """Its jobs' status in ``tree`` (counts, then each stale job and why) and the records
-        of ``tree`` that no job of it writes (another configuration's: an overlay's seeds)."""
+        """Its jobs' status in ``tree`` and the records of ``tree`` no job of it writes."""
         counts = Counter(r.status for r in self.rows)
         states = ", ".join(f"{counts[s]} {s}" for s in status.STATES if counts[s])
         lines = [" ".join(self.files) + ": " + states]
@@ -126,8 +111,7 @@ class Configuration:
 
 
 def _status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list[str], list[str]]:
-    """The status column of ``tree`` (each configuration's jobs there, then why the tree is
-    mixed) and why it is mixed (two configurations name it; records none of them writes)."""
+    """The status column of ``tree`` and why it is mixed."""
     state, mixed = [], []
     mine = [c for c in configurations if c.tree == tree.path.resolve()]
     if len(mine) > 1:
@@ -143,15 +127,12 @@ def _status_lines(tree: Tree, configurations: list[Configuration]) -> tuple[list
     return state + [f"mixed: {m}" for m in mixed], mixed
 
 
-#: how a row names a tree folded into another: every record the same run (:func:`same_runs`)
+#: how a row names a tree folded into another (:func:`same_runs`)
 _SAME_RUNS = "the same runs"
 
 
 def same_runs(trees: list[Tree], first: Tree) -> list[tuple[Tree, list[Tree]]]:
-    """The trees of one configuration folded together: each tree with the trees that hold the
-    same records, each of the same run (a copy of it; an experiment whose runs another of the
-    same values restored from the run cache), in path order, ``first`` heading its own group. A
-    tree without records (an experiment whose every job is the base's) is folded with none."""
+    """Each tree with the trees of the same records and runs, ``first`` heading its group."""
     groups: dict[Any, list[Tree]] = {}
     for tree in trees:
         runs = frozenset((rel, str(p.get("run_id"))) for rel, p in tree.records.items())
@@ -172,8 +153,7 @@ def table_rows(
 ) -> list[dict[str, list[str]]]:
     """One row per results tree under ``root``: each column of :data:`COLUMNS` as lines.
     ``base``: the tree the others are compared with (default: the first found);
-    ``configurations``: the configurations to check (its tree gets its jobs' status; a tree that
-    two name, or that holds records none of its configurations writes, is marked ``mixed``)."""
+    ``configurations``: those whose jobs' status their trees show."""
     root = Path(root)
     trees = find_trees(root)
     if not trees:
@@ -231,8 +211,7 @@ def table_rows(
 
 
 def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
-    """The rows sorted by a score (``--sort "mask: 3A under prefill_bidir"``: highest first,
-    a tree without it last) or by a column's first line (``--sort "last run"``)."""
+    """The rows sorted by a score (highest first, absent last) or a column's first line."""
     known = {k for r in rows for k in r["scores"]}
     if by in known:
         return sorted(rows, key=lambda r: (by not in r["scores"], -r["scores"].get(by, 0.0)))
@@ -246,9 +225,7 @@ def sort_rows(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
 
 
 def summary_table(rows: list[dict[str, Any]], sep: str = "; ") -> str:
-    """One line per tree (:data:`_SUMMARY`'s columns; a cell's lines joined by ``sep``) as a
-    markdown table: the experiments side by side, each with the keys it changes, its headline
-    numbers against the base and its claims' verdicts that differ."""
+    """One line per tree (a cell's lines joined by ``sep``) as a markdown table."""
 
     def cell(row: dict[str, Any], col: str) -> str:
         lines = row["headline vs base"] if col == "vs base" else row[col]
@@ -259,8 +236,7 @@ def summary_table(rows: list[dict[str, Any]], sep: str = "; ") -> str:
 
 
 def _render_markdown(rows: list[dict[str, Any]]) -> str:
-    """The summary table, then every column of every tree (a cell's lines on lines of their
-    own): ``--md``."""
+    """``--md``: the summary table, then every column of every tree."""
 
     def cell(lines: list[str]) -> str:
         return "<br>".join(c.strip() for c in lines).replace("|", "\\|")
@@ -270,16 +246,11 @@ def _render_markdown(rows: list[dict[str, Any]]) -> str:
     return summary_table(rows, "<br>") + "\n\n" + "\n".join(full) + "\n"
 
 
-#: the columns of the earlier runs' table (the history copies beside each record)
 _HISTORY_COLUMNS = ("tree", "record", "run", "finished", "differs from now", "numbers")
 
 
 def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
-    """Every earlier run of a job kept beside its record
-    (:data:`ablate.core.outputs.io.HISTORY_DIR`) that differs from the record there now in its
-    config slice or in an upstream run (the config key that run changed, as ``ablate diff`` names
-    it): the runs an edit in place replaced, with its headline number where the record has one (an
-    evaluation's macro). A rerun of the same configuration is left out."""
+    """Every earlier run kept in history/ whose config or upstream differs from now."""
     from ablate.core.trees.diff import upstream
 
     root = Path(root)
@@ -317,14 +288,11 @@ def history_rows(root: str | os.PathLike = ".") -> list[dict[str, str]]:
     return out
 
 
-#: the columns of the run cache's table (``--cache``)
 _CACHE_COLUMNS = ("tree", "job", "entries", "last stored", "hosts", "params differ")
 
 
 def cache_entries(cache: str | os.PathLike) -> tuple[list[dict], list[str]]:
-    """(the manifest of each entry of the run cache ``cache``, the names of the entries whose
-    manifest is missing, unreadable or names no job and its outputs); what is no entry is left
-    out: refused/ (entries set aside) and a hidden folder (a store under way)."""
+    """(each readable manifest of the run cache ``cache``, the unreadable entries' names)."""
     manifests, unreadable = [], []
     for entry in sorted(Path(cache).iterdir()):
         if entry.name == runcache.REFUSED or entry.name.startswith("."):
@@ -340,7 +308,6 @@ def cache_entries(cache: str | os.PathLike) -> tuple[list[dict], list[str]]:
 
 
 def _unreadable_line(cache: str | os.PathLike, names: list[str]) -> str:
-    """The line that says which entries of the run cache its table leaves out, and why."""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return (
         f"ablate runs: {len(names)} entr{'y' if len(names) == 1 else 'ies'} of the run cache "
@@ -350,11 +317,9 @@ def _unreadable_line(cache: str | os.PathLike, names: list[str]) -> str:
 
 
 def cache_rows(cache: str | os.PathLike, root: str | os.PathLike = ".") -> list[dict[str, str]]:
-    """One row per job of the run cache ``cache`` (its rule and wildcards), each entry's results
-    tree from the outputs its manifest names (relative to the working directory ``root``, as a
-    job names them): how many entries, the newest one's time and host, and the params (config
-    slice) in which its entries differ from the oldest one. A tree that no longer exists under
-    ``root`` is named by its outputs' folder."""
+    """One row per job (rule and wildcards) and results tree of the run cache ``cache``: how
+    many entries, the newest one's time and host, and the params in which its entries differ
+    from the oldest one. A tree gone from ``root`` is named by its outputs' folder."""
     root = Path(root)
     trees = [str(t.path.relative_to(root)) for t in find_trees(root)]
     jobs: dict[tuple[str, str], list[dict]] = {}
@@ -394,9 +359,7 @@ def _render_text(
     cache: list[dict[str, str]] = (),
     history: list[dict[str, str]] = (),
 ) -> str:
-    """The terminal form: the summary table (several trees), then one block per tree, one line
-    per column that has something; then the earlier runs and the run cache's jobs, one line
-    each."""
+    """The terminal form: the summary, one block per tree, the run cache, earlier runs."""
     blocks = [summary_table(rows)] if len(rows) > 1 else []
     for row in rows:
         lines = ["== " + "; ".join(row["tree"])]  # a tree and those of the same runs
@@ -432,9 +395,7 @@ def _render_html(
     cache: list[dict[str, str]] = (),
     history: list[dict[str, str]] = (),
 ) -> str:
-    """A self-contained HTML page (the report's status pages' style): the experiments' summary,
-    the trees' table, the earlier runs, then the run cache's; a cell's lines on lines of their
-    own."""
+    """A self-contained HTML page: the summary, the trees, the earlier runs, the run cache."""
     summary = [
         {c: "\n".join(r["headline vs base"] if c == "vs base" else r[c]) for c in _SUMMARY}
         for r in rows
@@ -453,9 +414,7 @@ def _render_html(
 
 
 def write_page(config: dict, rows: list[Any], out: str | os.PathLike, workdir: str = ".") -> Path:
-    """The report's runs page (rules/status.smk): every results tree under the working
-    directory beside this run's (the base), this run's tree with its jobs' status (``rows``, its
-    STATUS rows) and marked mixed where another configuration wrote into it."""
+    """The report's runs page (rules/status.smk): every results tree beside this run's."""
     this = Configuration.of(["this run's configuration"], config, rows, Path(workdir))
     trees = table_rows(workdir, config["results"], [this])
     return io.write_text(out, _render_html(trees, history=history_rows(workdir)))

@@ -12,15 +12,12 @@ _HOLDS = re.compile(r"holds in \d+ of \d+ seeds$")
 
 
 def seed_name(name: str, seed: int) -> str:
-    """The name of a study's entry (a mask variant, a bridge grid entry: its files, job and run)
-    trained with training seed ``seed``: both studies name their seeds so."""
+    """The name of a study's entry (a mask variant, a bridge grid entry) trained with ``seed``."""
     return f"{name}-s{seed}"
 
 
 def spread_lines(rows: Iterable[dict[str, str]], group: tuple[str, ...], value: str, what: str):
-    """One line per group of the rows that have a ``seed`` (a table read as text: an empty seed
-    is none): ``- 3B under prefill_bidir over 3 seeds: macro mean 0.517, range 0.450 to 0.550``.
-    ``group``: the columns naming it (joined by " under "), ``value`` the column, ``what`` its name."""
+    """One line per group of the seeded rows: mean and range of ``value`` over the seeds."""
     groups: dict[tuple[str, ...], list[float]] = {}
     for r in rows:
         if r.get("seed"):

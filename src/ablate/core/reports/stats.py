@@ -1,12 +1,8 @@
 """Paired comparisons of two evaluations on the same items, shared by both studies.
 
-:func:`paired` on 0/1 data: exact McNemar test (binomial on the discordant pairs) and Newcombe's
-hybrid-score interval for a difference of paired proportions (method 10, Newcombe 1998, Stat Med
-17:2635); other scores: a seeded paired bootstrap. Also :func:`noninferior`, :func:`exceeds`,
-:func:`from_stderr` (only two means and their standard errors known) and :func:`mean_ci`.
-
-Differences within :data:`TOL` of zero are zero: two macros that differ only by float rounding
-(0.20000000000000004 vs 0.19999999999999998) are equal, not a 4e-17 effect.
+0/1 data: exact McNemar test and Newcombe's hybrid-score interval (method 10, Newcombe 1998, Stat
+Med 17:2635); other scores: a seeded paired bootstrap. Differences within :data:`TOL` of zero are
+float rounding (0.20000000000000004 vs 0.19999999999999998), not effects.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-#: Differences smaller than this are float rounding, not effects.
 TOL = 1e-9
 #: Bootstrap resamples (paired and stratified bootstrap) and their fixed seed: reruns are equal.
 N_BOOT = 10_000
@@ -62,8 +57,7 @@ class Paired:
 
 
 def p_floor(test: str | None) -> float:
-    """The smallest p-value a test can give: 1/(B+1) for a bootstrap of B resamples (named
-    "... bootstrap (B)" by :func:`paired`; a p-value there prints as "p<1/B"), else 0."""
+    """The smallest p-value a test can give: 1/(B+1) for a bootstrap of B resamples, else 0."""
     m = re.search(r"bootstrap \((\d+)\)", test or "")
     return 1 / (int(m.group(1)) + 1) if m else 0.0
 
@@ -86,17 +80,14 @@ def log_normal_sf(z: float) -> float:
 
 
 def normal_sf(z: float) -> float:
-    """P(Z > z) of a standard normal, never 0: where the tail is below the smallest float
-    (z > 38.5) it is that float, an upper bound (printed "<1e-300" like every p below
-    :data:`_P_PRINT_MIN`); the exact value is :func:`log_normal_sf`."""
+    """P(Z > z) of a standard normal, never 0 (past a float's range, its smallest: a bound)."""
     if z < 37.0:
         return max(0.5 * math.erfc(z / math.sqrt(2)), math.ulp(0.0))
     return max(math.exp(log_normal_sf(z)), math.ulp(0.0))
 
 
 def fmt_p(p: float, floor: float = 0.0) -> str:
-    """A p-value for a table: ``0.012``, ``2.3e-05``; ``<0.0001`` at a bootstrap's floor
-    ``1/(B+1)`` (B = 10000: below 1/B) and ``<1e-300`` below :data:`_P_PRINT_MIN`; never ``0``."""
+    """A p-value for a table (``0.012``, ``2.3e-05``, ``<0.0001``, ``<1e-300``), never ``0``."""
     if p is None or math.isnan(p):
         return "n/a"
     if floor and p <= floor * (1 + 1e-9):
@@ -107,8 +98,7 @@ def fmt_p(p: float, floor: float = 0.0) -> str:
 
 
 def floor_notes(rows: Sequence[tuple[float, str]]) -> list[str]:
-    """A line for each floor a table's p-values (``(p, test)`` pairs) print at: what ``p<...``
-    means there (tables state it under themselves)."""
+    """What ``p<...`` means, for each floor a table's ``(p, test)`` pairs print at."""
     shown = [(p, p_floor(t)) for p, t in rows if not math.isnan(p)]
     notes = []
     if any(floor and p <= floor * (1 + 1e-9) for p, floor in shown):
@@ -144,8 +134,7 @@ def clean(d: float) -> float:
 
 
 def _align(a, b, ids_a, ids_b) -> tuple[np.ndarray, np.ndarray]:
-    """Arrays of b and a in the same item order; with ids, matched by id (same id sets required,
-    so a comparison never silently drops items one side lacks)."""
+    """a and b in one item order, matched by id if given (no item one side lacks dropped)."""
     a = np.asarray(a, dtype=float).ravel()
     b = np.asarray(b, dtype=float).ravel()
     if (ids_a is None) != (ids_b is None):
@@ -215,9 +204,9 @@ def wilson(successes: float, n: int, alpha: float = 0.05) -> tuple[float, float]
 
 
 def _phi_star(a: int, b: int, c: int, d: int) -> float:
-    """Newcombe's corrected correlation phi* of the 2x2 table (a, b / c, d) (method 10, the
-    difference from method 8's plain phi): a positive ad - bc is reduced by n/2 (not below 0),
-    so two evaluations that mostly agree do not get an interval narrowed to a point."""
+    """Newcombe's corrected correlation phi* of the 2x2 table (a, b / c, d) (method 10): a
+    positive ad - bc is reduced by n/2, so two evaluations that mostly agree do not get an
+    interval narrowed to a point."""
     margins = (a + b) * (c + d) * (a + c) * (b + d)
     if not margins:
         return 0.0
@@ -250,7 +239,7 @@ def _mcnemar(a: np.ndarray, b: np.ndarray, alpha: float) -> Paired:
 
 
 def _stratum_index(strata, n: int) -> list[np.ndarray]:
-    """The item positions of each stratum, in first-seen order; all items one without strata."""
+    """The item positions of each stratum, in first-seen order."""
     if strata is None:
         return [np.arange(n)]
     labels = np.asarray(list(strata), dtype=object)
@@ -302,13 +291,9 @@ def paired(
     strata: Sequence[Hashable] | None = None,
     seed: int = SEED,
 ) -> Paired:
-    """Compare b with a on the same items (``diff = mean_b - mean_a``).
-
-    0/1 values: exact McNemar + Newcombe interval; anything else: paired bootstrap. ``strata``
-    (aligned with ``a``, or with ``ids_a`` when ids are given) makes the means unweighted means of
-    the per-stratum means (a macro over tasks): with 0/1 values and equal-sized strata that is the
-    pooled mean and McNemar applies as is; otherwise a bootstrap within strata.
-    """
+    """Compare b with a on the same items (``diff = mean_b - mean_a``). ``strata`` (aligned with
+    ``a``, or ``ids_a``) makes the means macros over strata: with 0/1 values and equal-sized
+    strata that is the pooled mean and McNemar applies; otherwise a bootstrap within strata."""
     a, b = _align(a, b, ids_a, ids_b)
     if len(a) == 0:
         return _empty(alpha)
@@ -331,8 +316,7 @@ def noninferiority_margin(test: str | None) -> float | None:
 
 
 def _one_sided(x: np.ndarray, groups: list[np.ndarray], gap: float) -> tuple[float, float]:
-    """The standard error of the (macro-)mean of ``x`` (from the spread within each stratum) and
-    the one-sided z p-value of ``gap`` above zero (0 or 1 where there is no spread)."""
+    """The standard error of the (macro-)mean of ``x`` and the one-sided z p of ``gap``."""
     var = sum(x[g].var(ddof=1) / len(g) if len(g) > 1 else 0.0 for g in groups) / len(groups) ** 2
     se = math.sqrt(var)
     if se <= TOL:
@@ -350,9 +334,7 @@ def noninferior(
     alpha: float = 0.05,
     strata: Sequence[Hashable] | None = None,
 ) -> Paired:
-    """Is b at most ``margin`` below a? One-sided z test of H0: mean(b - a) <= -margin on the
-    paired differences (standard error from their spread, per stratum for a macro). The interval is
-    :func:`paired`'s two-sided one; ``significant`` means b is within the margin of a."""
+    """Is b at most ``margin`` below a? One-sided z test of H0: mean(b - a) <= -margin."""
     base = paired(a, b, ids_a=ids_a, ids_b=ids_b, alpha=alpha, strata=strata)
     if base.n == 0:
         return base
@@ -369,12 +351,9 @@ def exceeds(
     alpha: float = 0.05,
     strata: Sequence[Hashable] | None = None,
 ) -> Paired:
-    """Is the mean of ``x`` above ``threshold``? Reported as a comparison with the threshold:
-    ``mean_a`` is the threshold, ``mean_b`` the mean, the interval the two-sided one of the mean
-    minus the threshold. 0/1 values (in equal-sized strata, where the macro is the pooled mean):
-    exact one-sided binomial test and Wilson interval; otherwise a one-sided z test of H0: mean
-    <= threshold (the standard error from the spread, per stratum for a macro: ``strata`` as in
-    :func:`paired`)."""
+    """Is the mean of ``x`` above ``threshold``? Reported as a comparison with it (``mean_a``):
+    0/1 values in equal-sized strata, an exact one-sided binomial test and Wilson interval;
+    otherwise a one-sided z test (``strata`` as in :func:`paired`)."""
     x = np.asarray(x, dtype=float).ravel()
     if len(x) == 0:
         return _empty(alpha)
@@ -392,8 +371,8 @@ def exceeds(
 
 
 def _exceeds_binomial(x: np.ndarray, threshold: float, alpha: float) -> Paired:
-    """:func:`exceeds` on 0/1 values. Neither the test nor the interval collapses at a perfect
-    (or zero) score, where the z test's spread is 0 (it printed "CI +0.650, +0.650", p=0)."""
+    """:func:`exceeds` on 0/1 values: unlike the z test, it does not collapse at a perfect (or
+    zero) score (it printed "CI +0.650, +0.650", p=0)."""
     n, k = len(x), int(x.sum())
     lo, hi = wilson(k, n, alpha)
     p = _binom_greater(k, n, threshold)
@@ -406,8 +385,7 @@ def _exceeds_binomial(x: np.ndarray, threshold: float, alpha: float) -> Paired:
 def from_stderr(
     mean_a: float, se_a: float, mean_b: float, se_b: float, *, n: int = 0, alpha: float = 0.05
 ) -> Paired:
-    """Two means known only with their standard errors: an unpaired z test. Conservative for
-    evaluations on the same items (their errors correlate positively, which it ignores)."""
+    """An unpaired z test of two means from their stderrs (conservative on the same items)."""
     diff = clean(mean_b - mean_a)
     se = math.hypot(se_a, se_b) if se_a is not None and se_b is not None else math.nan
     if math.isnan(se) or math.isnan(diff):

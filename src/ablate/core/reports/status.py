@@ -2,13 +2,8 @@
 stale (and why) / to run, its wall time and GPU hours, its headline numbers and artifacts; the
 hours spent and the forecast of what remains.
 
-Study-agnostic: one row per core :class:`ablate.core.jobs.Job` of each study's job list (the
-study part ``layout``); a study's status part gives a record's headline numbers, why a
-finished job is stale, its key results and forecast (both found through the registry
-:mod:`ablate.studies`). All it reads is cheap (no torch, no Snakemake DAG): the declared outputs,
-the records' provenance (:mod:`ablate.core.outputs.records`, as the planner reads them),
-Snakemake's markers, locks and records under ``.snakemake/``, the results folder's lock, the
-benchmark TSVs, the job logs and the planners' tables.
+Study-agnostic (each study's status part gives its numbers, staleness, results and forecast). It
+reads only cheap state: no torch, no Snakemake DAG.
 """
 
 from __future__ import annotations
@@ -39,9 +34,7 @@ from ablate.core.trees import experiments, results_lock, results_origin
 
 STATUS_FILE = "STATUS.md"  # under the config's results folder
 STATES = ("done", "running", "interrupted", "stale", "to run")
-# The training progress line of the core's loop (ablate.core.training.monitor.Progress; a
-# study's own loop prints the same "step N/M ... loss X" shape):
-# "[finetune causal] step 20/60, loss 7.774, ...".
+# a training loop's progress line: "[finetune causal] step 20/60, loss 7.774, ..."
 _PROGRESS_LINE = re.compile(r"step (\d+)/(\d+)\b.*?\bloss ([-+0-9.eE]+|nan|inf)")
 
 
@@ -65,9 +58,7 @@ def incomplete_outputs(workdir: Path) -> dict[str, float]:
 
 
 def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
-    """The input files Snakemake recorded for the last job that wrote ``output``
-    (``.snakemake/metadata/``, one JSON record per output, its key split as for the incomplete
-    markers); None without a record."""
+    """The inputs Snakemake recorded for the last job that wrote ``output``, or None."""
     root = workdir / ".snakemake" / "metadata"
     try:
         max_len = os.pathconf(root, "PC_NAME_MAX") or 255
@@ -81,9 +72,7 @@ def recorded_inputs(workdir: Path, output: str) -> list[str] | None:
 
 
 def _foreign_input(job: Job, workdir: Path, produced: set[str], results: str | None) -> str | None:
-    """An input under the results folder that the last run of ``job`` read and that no job of
-    this configuration makes: that run was another configuration's (an overlay's seeds), so its
-    input list and params differ and Snakemake reruns it; None when there is none."""
+    """An input under ``results`` the job's last run read and no job here makes, or None."""
     if not results or not job.outputs:
         return None
     inside = os.path.normpath(results) + os.sep
@@ -92,8 +81,7 @@ def _foreign_input(job: Job, workdir: Path, produced: set[str], results: str | N
 
 
 def _snakemake_runs_in(workdir: Path) -> bool | None:
-    """Whether a ``snakemake`` process of this host runs in ``workdir`` (``/proc``: each process's
-    working directory and command line); None where ``/proc`` cannot tell."""
+    """Whether a ``snakemake`` process of this host runs in ``workdir``; None without ``/proc``."""
     proc, target = Path("/proc"), Path(workdir).resolve()
     if not (proc / "self" / "cwd").exists():
         return None
@@ -112,11 +100,9 @@ def _snakemake_runs_in(workdir: Path) -> bool | None:
 
 
 def _snakemake_lock(workdir: Path, results: str | None = None) -> str:
-    """Snakemake's lock of the working directory (``.snakemake/locks``): "free", "held" by a
-    running Snakemake, or "stale": a run that ended without releasing it (killed: SIGKILL, a
-    lost terminal), which stops the next run until ``snakemake --unlock``. Held while a
-    ``snakemake`` process runs there on this host, or the results folder's lock names a run
-    this host cannot check (another host) or that runs."""
+    """Snakemake's lock of the working directory: "free", "held" (a ``snakemake`` runs there on
+    this host, or the results folder's lock names a run that runs or cannot be checked) or
+    "stale": a killed run's, which stops the next run until ``snakemake --unlock``."""
     locks = Path(workdir) / ".snakemake" / "locks"
     if not (locks.is_dir() and any(locks.glob("*.lock"))):
         return "free"
@@ -127,7 +113,6 @@ def _snakemake_lock(workdir: Path, results: str | None = None) -> str:
 
 
 def stale_lock_line(workdir: str | os.PathLike, results: str | None = None) -> str | None:
-    """One line for ``ablate status`` when Snakemake's lock was left by a run that ended."""
     if _snakemake_lock(Path(workdir), results) != "stale":
         return None
     where = Path(workdir) / ".snakemake" / "locks"
@@ -152,9 +137,7 @@ def _last_progress(log: str | None) -> str | None:
 
 
 def restored_note(job: Job, workdir: Path) -> str:
-    """ "restored from the run cache (key <key>, run <run_id>)" when the job's last run restored
-    its outputs from the run cache (the marker its JobCache writes beside the first output,
-    ablate.core.reruns.runcache.marker_path; removed when the job runs), else ""."""
+    """How the job's last run restored its outputs from the run cache, else ""."""
     if not job.outputs:
         return ""
     marker = read_json(runcache.marker_path([workdir / next(iter(job.outputs.values()))]))
@@ -165,11 +148,7 @@ def restored_note(job: Job, workdir: Path) -> str:
 
 
 def _rerun_note(job: Job, workdir: Path) -> str:
-    """What the next run of a training job (a ``train`` kind) does with the training checkpoints
-    beside its record (:data:`ablate.core.outputs.checkpoint_integrity.CHECKPOINTS_DIR`): ``resumes
-    from checkpoint-N`` or ``starts afresh: <why>``
-    (:func:`ablate.core.training.resume.rerun_note`); "" for another job or without a complete
-    checkpoint."""
+    """What the next run of a training job does with its checkpoints, else ""."""
     if job.kind != "train" or not job.record:
         return ""
     ckpts = workdir / Path(job.record).parent / checkpoint_integrity.CHECKPOINTS_DIR
@@ -178,36 +157,23 @@ def _rerun_note(job: Job, workdir: Path) -> str:
 
 
 def _own_status(
-    job: Job,
-    workdir: Path,
-    markers: dict[str, float],
-    active: bool,
-    side: Any,
-    config: Any,
+    job: Job, workdir: Path, markers: dict[str, float], active: bool, side: Any, config: Any
 ) -> Row:
     outputs = list(job.outputs.values())
     started = [markers[o] for o in map(os.path.normpath, outputs) if o in markers]
     if started:
         since = time.strftime("%H:%M:%S", time.localtime(min(started)))
         why = f"started {since}"
-        progress = _last_progress(workdir / job.log if job.log else None)
-        if progress:
+        if progress := _last_progress(workdir / job.log if job.log else None):
             why += f"; {progress}"
         if active:
             return Row(job, "running", why)
-        then = _rerun_note(job, workdir)
-        return Row(
-            job,
-            "interrupted",
-            why + f"; no Snakemake holds the folder: {then or 'reruns'} next run",
-        )
+        then = _rerun_note(job, workdir) or "reruns"
+        return Row(job, "interrupted", f"{why}; no Snakemake holds the folder: {then} next run")
     missing = [o for o in outputs if not (workdir / o).exists()]
     if missing:
-        return Row(
-            job,
-            "to run",
-            "; ".join(filter(None, [f"missing {missing[0]}", _rerun_note(job, workdir)])),
-        )
+        why = "; ".join(filter(None, [f"missing {missing[0]}", _rerun_note(job, workdir)]))
+        return Row(job, "to run", why)
     wall = benchmark_seconds(workdir / job.benchmark) if job.benchmark else None
     # a job without a record is as new as its newest output
     mtime = max((workdir / o).stat().st_mtime for o in ([job.record] if job.record else outputs))
@@ -230,10 +196,8 @@ def _own_status(
     step = record.get("resumed_from_step")
     resumed = "" if step is None else f"resumed from checkpoint-{step}"
     why = "; ".join(filter(None, [why, restored, resumed, then, shared]))
-    use = prov.get("gpu_use") or {}
-    return Row(
-        job, status, why, wall, prov.get("run_id"), headline, mtime, use.get("util_mean_pct")
-    )
+    util = (prov.get("gpu_use") or {}).get("util_mean_pct")
+    return Row(job, status, why, wall, prov.get("run_id"), headline, mtime, util)
 
 
 def job_rows(
@@ -243,10 +207,8 @@ def job_rows(
     config: Any = None,
     produced: set[str] | None = None,
 ) -> list[Row]:
-    """Each job's row; a finished job whose upstream job is not done, or finished after it, is
-    stale (Snakemake reruns it). ``side``: the study's status part (headline numbers, changed
-    config keys against ``config``); without it, rows carry neither. ``produced``: every output
-    of the configuration's jobs (default: of ``jobs``), for :func:`_foreign_input`."""
+    """Each job's row, stale where an upstream job is not done or ran after it. ``side``: the
+    study's status part; ``produced``: every output of the configuration's jobs (default: jobs')."""
     workdir = Path(workdir)
     markers = incomplete_outputs(workdir)
     results = (config or {}).get("results")
@@ -271,9 +233,6 @@ def job_rows(
     return list(rows.values())
 
 
-# ---------------------------------------------------------------- forecast (the planners' tables)
-
-
 def read_csv(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="") as f:
@@ -291,18 +250,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def planned_forecast(
-    study: str,
-    config: dict,
-    workdir: Path,
-    rows: list[Row],
-    runtime_min: Callable[[Job], float],
+    study: str, config: dict, workdir: Path, rows: list[Row], runtime_min: Callable[[Job], float]
 ) -> list[str]:
-    """A study's jobs not done, in the planner's own figures (plan.csv, else the frozen
-    estimate): with every planned job left, each setup's TOTAL row as ``ablate plan`` prints it
-    (side by side on a multi-GPU machine, its boot included; "incomplete" and why where a job
-    has no estimate or does not fit); with some done, the left jobs' own estimates in sequence,
-    incomplete likewise. Without a plan of them, their requested runtimes (``runtime_min(job)``
-    minutes: an upper bound)."""
+    """A study's jobs not done, in the planner's figures (plan.csv, else the frozen estimate):
+    each setup's TOTAL row with every planned job left, else the left jobs' estimates in
+    sequence; without a plan, their requested runtimes (``runtime_min(job)``: an upper bound)."""
     left = [r.job for r in rows if r.status != "done"]
     if not left:
         return []
@@ -324,14 +276,12 @@ def planned_forecast(
             "requested runtimes"
         ]
     unplanned = sorted(names - {p["job"] for p in planned})
-    lines = (
-        [
+    lines = []
+    if unplanned:
+        lines.append(
             f"- {study}: {_jobs(len(left))} left, {len(unplanned)} of them not in the plan "
             f"(the planner times no {', '.join(unplanned)}): the totals below leave them out"
-        ]
-        if unplanned
-        else []
-    )
+        )
     for total in (p for p in plan if p["job"] == TOTAL):
         setup = total["setup"]
         jobs = [p for p in plan if p["setup"] == setup and p["job"] != TOTAL]
@@ -357,8 +307,7 @@ def _jobs(n: int, kind: str = "") -> str:
 
 
 def _left_jobs_text(jobs: list[dict[str, str]]) -> str:
-    """The jobs left on one setup, their estimates in sequence: the TOTAL row's wording for a
-    subset the planner did not sum."""
+    """The jobs left on one setup, their estimates in sequence, worded as a TOTAL row."""
     missing = [p["job"] for p in jobs if number(p.get("est_s")) is None]
     unfit = [p["job"] for p in jobs if p.get("fits_memory") == "no"]
     note = (f"; no estimate for {', '.join(missing)}" if missing else "") + (
@@ -377,9 +326,7 @@ def render(
     forecast: list[str],
     held: str | None = None,
 ) -> str:
-    """STATUS.md's text; ``held``: the results folder's lock, as
-    :func:`ablate.core.trees.results_lock.status_line` says it, and a stale Snakemake lock
-    (:func:`stale_lock_line`; None: free)."""
+    """STATUS.md's text; ``held``: the locks' line (:func:`_held`; None: free)."""
     counts = {s: sum(r.status == s for r in rows) for s in STATES}
     spent = sum(r.wall_s or 0.0 for r in rows)
     gpu_h = sum((r.wall_s or 0.0) * r.job.gpus for r in rows) / 3600
@@ -397,31 +344,20 @@ def render(
         lines += [f"Lock: {held}.", ""]
     # a GPU job's mean utilisation, so an idle GPU shows; no column where no job sampled one
     util = any(r.gpu_util is not None for r in rows)
+    head = ["stage", "job", "status", "why", "wall s", "GPU h"] + ["GPU util %"] * util
+    head += ["numbers", "run_id", "artifact"]
+
+    def cells(r: Row) -> list[str]:
+        wall = "" if r.wall_s is None else f"{r.wall_s:.1f}"
+        gpu_h = f"{r.wall_s * r.job.gpus / 3600:.3g}" if r.wall_s and r.job.gpus else ""
+        shown = [r.job.shown_stage, r.job.name, r.status, r.why, wall, gpu_h]
+        shown += ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"] * util
+        artifact = next(iter(r.job.outputs.values()), "") if r.status == "done" else ""
+        return [*shown, r.headline, r.run_id or "", artifact]
+
     for study in config["studies"]:
         lines += [f"## {study}", ""]
-        lines += _table(
-            ["stage", "job", "status", "why", "wall s", "GPU h"]
-            + (["GPU util %"] if util else [])
-            + ["numbers", "run_id", "artifact"],
-            [
-                [
-                    r.job.shown_stage,
-                    r.job.name,
-                    r.status,
-                    r.why,
-                    "" if r.wall_s is None else f"{r.wall_s:.1f}",
-                    f"{r.wall_s * r.job.gpus / 3600:.3g}" if r.wall_s and r.job.gpus else "",
-                ]
-                + ([] if not util else ["" if r.gpu_util is None else f"{r.gpu_util:.0f}"])
-                + [
-                    r.headline,
-                    r.run_id or "",
-                    next(iter(r.job.outputs.values()), "") if r.status == "done" else "",
-                ]
-                for r in rows
-                if r.job.study == study
-            ],
-        )
+        lines += _table(head, [cells(r) for r in rows if r.job.study == study])
         lines += ["", f"### Key results ({study})", ""]
         lines += key_results.get(study) or ["nothing yet"]
         lines.append("")

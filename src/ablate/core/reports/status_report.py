@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +81,18 @@ def _provenance_row(row: Row, workdir: Path) -> dict[str, Any] | None:
     }
 
 
+def _table(head: list[str], body: list[list[str]], cell: Callable[[str], str] = html.escape) -> str:
+    th = "".join(f"<th>{cell(c)}</th>" for c in head)
+    rows = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in body)
+    return f"<table><tr>{th}</tr>{rows}</table>"
+
+
 def html_table(columns: list[str], rows: list[dict[str, Any]]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-        for r in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return _table(columns, [[str(r.get(c, "")) for c in columns] for r in rows])
 
 
 def markdown_html(text: str) -> str:
-    """HTML of the Markdown that :func:`ablate.core.reports.status.render` writes (headings,
-    bullets, pipe tables, paragraphs; **bold** and `code` spans), so the report needs no
-    renderer."""
+    """HTML of the Markdown :func:`~ablate.core.reports.status.render` writes (no renderer)."""
 
     def inline(t: str) -> str:
         t = html.escape(t)
@@ -107,16 +107,7 @@ def markdown_html(text: str) -> str:
                 table.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
             continue
         if table:
-            head, *body = table
-            out.append(
-                "<table><tr>"
-                + "".join(f"<th>{inline(c)}</th>" for c in head)
-                + "</tr>"
-                + "".join(
-                    "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body
-                )
-                + "</table>"
-            )
+            out.append(_table(table[0], table[1:], inline))
             table = []
         if m := re.match(r"(#+) (.*)", line):
             out.append(f"<h{len(m[1])}>{inline(m[2])}</h{len(m[1])}>")

@@ -1,20 +1,9 @@
 """Live curves and run tracking where researchers look (config ``tracking:``).
 
-- TensorBoard: a finetune's training loop reports to event files in ``<out_dir>/tensorboard/`` (loss,
-  learning rate, grad norm, eval loss, tokens per second; on a GPU its utilisation and memory),
-  written as it trains, so ``tensorboard --logdir <results>`` follows a run locally or on a
-  cluster's shared disk. The folder holds one run: a rerun that starts fresh empties it; a
-  resumed run keeps its events; a run cache restore brings back the restored run's (or empties
-  it where that run had none).
-- MLflow (optional, the ``mlflow`` extra): each finetune (its logged curves) and evaluation (its
-  scores; a GPU job's sampled utilisation and memory as MLflow's system metrics,
-  :mod:`ablate.core.execution.gpu_watch`) becomes a run once its record is written, tagged with the
-  record's ``run_id`` and provenance; a record restored by the run cache too, once per store (a
-  record already there keeps its run). The store: ``tracking.mlflow_uri``, else
-  ``$MLFLOW_TRACKING_URI``, else a local SQLite file ``<results>/mlflow.db``.
-
-Nothing from the environment is logged (the provenance block records none, and the tags and
-params come only from it and the record), so no secret reaches either store.
+TensorBoard event files in a finetune's folder, holding one run; with the ``mlflow`` extra, an
+MLflow run per finetune and evaluation once its record is written, once per store
+(config/README.md, ``tracking``). Nothing from the environment is logged (tags and params come
+only from the record and its provenance block, which records none), so no secret reaches either.
 """
 
 from __future__ import annotations
@@ -53,9 +42,7 @@ def check(tracking: dict[str, Any] | None) -> None:
 
 
 class TensorBoard:
-    """The training loop's reporter into event files in a finetune's folder (``train/loss``,
-    ``train/learning_rate``, ``train/grad_norm``, ``train/tokens_per_second``, ``eval/loss``;
-    on a GPU ``gpu/util_pct`` and ``gpu/mem_mib``). Process 0 alone writes."""
+    """The training loop's reporter into a finetune's event files; process 0 alone writes."""
 
     def __init__(self, log_dir: Path):
         self.log_dir = Path(log_dir)
@@ -146,8 +133,7 @@ def log_record(
     tracking: dict[str, Any] | None,
     results: str | os.PathLike,
 ) -> str | None:
-    """One MLflow run for a finished finetune or evaluation (``kind``) from its record; its
-    MLflow run id; None when MLflow is off or the store failed (the job still succeeds)."""
+    """An MLflow run of a finished job's record: its id; None when off or the store failed."""
     if not (tracking or {}).get("mlflow"):
         return None
     import json

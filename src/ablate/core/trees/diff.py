@@ -1,25 +1,15 @@
 """``ablate diff RUN_A RUN_B``: what differs between two runs of a job, the question a provenance
 record exists to answer ("why did 3B move between these two runs?").
 
-A run is a ``run_id`` as provenance records write it (found among the record JSONs under the
-folders searched, the current one by default; a bridge run's grid run id works too; a record a
-rerun replaced is found in its copy under ``history/`` beside it,
-``ablate.core.outputs.io.HISTORY_DIR``) or the path of a record. Printed, each as ``key old ->
-new``: the config slice the job ran with (naming the changed key of an edited config), the upstream
-runs (the records the job read, by run id, from its provenance's ``upstream``: where one changed,
-the config key its run changed, so an evaluation whose finetune's ``max_steps`` changed names that
-key, not just another model hash), the input fingerprints, the code (git commit, dirty flag),
-package versions, hardware and its numerics environment (``hardware.numerics``: BLAS, precision
-switches, ``MKL_CBWR`` and its kin), the results (scores, losses: every number and string of the
-record outside its provenance block and curves, and outside the fields that describe the run,
-``ablate.core.outputs.records.RUN_FIELDS``), then those run fields (phase timings, throughput).
-Numbers of the results and the run are shown to 6 significant digits, as the tables write them (a
-change below that is float noise, not a result).
+A run is a ``run_id`` (a replaced one found in its ``history/`` copy) or a record's path. A changed
+upstream run is named by the config key it changed, not just another model hash. Numbers show 6
+significant digits, as the tables write them: a change below that is float noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -46,9 +36,7 @@ class _DiffError(ValueError):
 
 
 def find_record(run: str, roots: list[str]) -> Path:
-    """The record file of a run id (or the path itself): among the records alone
-    (:func:`~ablate.core.outputs.records.record_lacks`), so no other JSON holding the id hides
-    it."""
+    """The record file of a run id (or the path itself), among the records alone."""
     if Path(run).is_file():
         return Path(run)
     hits = []
@@ -58,10 +46,7 @@ def find_record(run: str, roots: list[str]) -> Path:
             if runcache.MANIFEST in files and runcache.OUTPUTS in dirs:
                 dirs[:] = []  # a run cache entry (the default's is in the working directory)
                 continue  # holds copies of records: the live record is the run's
-            for f in files:
-                if not f.endswith(".json"):
-                    continue
-                p = Path(dirpath) / f
+            for p in (Path(dirpath) / f for f in files if f.endswith(".json")):
                 record = read_json(p)
                 if record_lacks(record):  # no record: what it holds names no run of a job
                     continue
@@ -91,18 +76,12 @@ def _shown(tree: Any) -> Any:
 
 def _common_tail(a: str, b: str) -> int:
     """How many trailing path components two paths share."""
-    n = 0
-    for x, y in zip(reversed(Path(a).parts), reversed(Path(b).parts)):
-        if x != y:
-            break
-        n += 1
-    return n
+    pairs = zip(reversed(Path(a).parts), reversed(Path(b).parts))
+    return len(list(itertools.takewhile(lambda p: p[0] == p[1], pairs)))
 
 
 def _pairs(a: dict[str, str], b: dict[str, str]) -> list[tuple[str | None, str | None]]:
-    """The upstream records of A and B paired by the file they are in their results trees (the
-    most trailing path components in common: ``finetune/3A/summary.json`` of the base's tree and
-    of an experiment's); one without a partner alone."""
+    """The upstream records of A and B paired by their longest common path tail."""
     out, left = [], dict(b)
     for pa in sorted(a):
         best = max(left, key=lambda pb: _common_tail(pa, pb), default=None)
@@ -115,10 +94,9 @@ def _pairs(a: dict[str, str], b: dict[str, str]) -> list[tuple[str | None, str |
 
 
 def upstream(pa: dict, pb: dict, roots: list[str], depth: int = 3) -> list[str]:
-    """Why two records' upstream differs: for each record both jobs read (their provenance's
-    ``upstream``, paired by :func:`_pairs`) whose run differs, the config keys its run changed
-    (``finetune/3A/summary.json: params.max_steps 200 -> 40``), or, where its config is the
-    same, its own upstream's, ``depth`` records up."""
+    """Why two records' upstream differs: for each record both read whose run differs, the
+    config keys its run changed (``finetune/3A/summary.json: params.max_steps 200 -> 40``), or,
+    where its config is the same, its own upstream's, ``depth`` records up."""
     ua, ub = pa.get("upstream") or {}, pb.get("upstream") or {}
     lines = []
     for x, y in _pairs(ua, ub):

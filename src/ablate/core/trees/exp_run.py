@@ -3,8 +3,7 @@ more keys (one experiment per point of their product), written to ``experiments/
 and run beside the base in one Snakemake run (:mod:`ablate.core.trees.experiments` says what an
 experiment is and which of its jobs are the base's), which ends with each experiment's own
 summary (:func:`ablate.core.reports.exp_summary.closing_lines`: its tree, claims and deltas
-against the base). Its own module: the experiments module is read by the run cache and STATUS,
-which ``ablate runs`` reads."""
+against the base). Not in the experiments module, which the run cache and STATUS read."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ from ablate.core.user_yaml import config_mapping, load_yaml
 
 
 def _axes(entries: Iterable[str]) -> list[tuple[str, list[tuple[Any, str]]]]:
-    """Each ``KEY=VALUE`` entry's key and its values, each with its text as typed; a key given
-    twice, or a value YAML cannot read, is a ConfigError naming the entry."""
+    """Each ``KEY=VALUE`` entry's key and its values, each with its text as typed."""
     entries = [str(e) for e in entries]
     axes = []
     for entry in entries:
@@ -55,10 +53,9 @@ def _axes(entries: Iterable[str]) -> list[tuple[str, list[tuple[Any, str]]]]:
 
 
 def parse_set(entries: Iterable[str], as_typed: bool = False) -> list[dict[str, Any]]:
-    """``KEY=VALUE`` entries (YAML values; ``KEY=V1,V2,...`` a sweep over the values, several
-    sweeps their product) -> one {dotted key: value} per experiment, in order. A value in
-    brackets or braces is one YAML value (a list, a mapping), never split. ``as_typed``: each
-    value's text as typed, not its value."""
+    """``KEY=VALUE`` entries (``KEY=V1,V2,...`` a sweep, several sweeps their product) -> one
+    {dotted key: value} per experiment; a value in brackets or braces is never split.
+    ``as_typed``: each value's text as typed."""
     axes = _axes(entries)
     keys = [k for k, _ in axes]
     return [
@@ -68,8 +65,7 @@ def parse_set(entries: Iterable[str], as_typed: bool = False) -> list[dict[str, 
 
 
 def _overridden(over: Mapping[str, Any], sets: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """The dotted keys of ``over`` (a ``--file`` overlay) whose value ``sets`` (nested ``--set``
-    keys) would replace when merged over it: a key both set, mapping under mapping aside."""
+    """The dotted keys of ``over`` (a ``--file`` overlay) whose value ``sets`` would replace."""
     keys = []
     for k, v in sets.items():
         if k in over:
@@ -79,8 +75,7 @@ def _overridden(over: Mapping[str, Any], sets: Mapping[str, Any], prefix: str = 
 
 
 def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) -> None:
-    """ConfigError when a ``--set`` entry sets a key ``--file``'s overlay sets too: the entry's
-    value would win silently. Names the key, the file's value and the entry."""
+    """ConfigError when a ``--set`` entry sets a key the ``--file`` overlay sets."""
     for entry in entries:
         keys = [k for point in parse_set([entry]) for k in _overridden(over, nested(point))]
         if keys:
@@ -94,8 +89,7 @@ def check_file_keys(over: Mapping[str, Any], path: str, entries: Iterable[str]) 
 
 
 def _overlay_file(files: list[str]) -> str | None:
-    """The one ``--file`` given (None: none); ConfigError naming them all when there are more
-    (argparse's ``store`` kept the last silently)."""
+    """The one ``--file`` given (None: none); ConfigError when there are more."""
     if len(files) > 1:
         raise ConfigError(
             " and ".join(f"--file {f}" for f in files) + ": an experiment takes one overlay "
@@ -117,9 +111,7 @@ def nested(assignments: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sweep_names(name: str, points: list[dict[str, Any]]) -> list[str]:
-    """One experiment's name (a single point), or each sweep point's: ``<name>-<values>`` of the
-    keys the sweep varies, as typed (``lr-1.0e-4``), ``<name>-<i>`` where those are no folder
-    names or two points would share one."""
+    """Each sweep point's name, ``<name>-<values>`` (``lr-1.0e-4``), else ``<name>-<i>``."""
     if len(points) == 1:
         return [name]
     varied = [k for k in points[0] if len({repr(p[k]) for p in points}) > 1]
@@ -135,11 +127,7 @@ def sweep_names(name: str, points: list[dict[str, Any]]) -> list[str]:
 def experiments_run(
     target_rules: Iterable[str], target_files: Iterable[str], plans: Iterable[Plan]
 ) -> list[str]:
-    """The experiments a run's targets are when they are experiments' alone (``snakemake
-    exp_lr_all``, as ``ablate exp run`` starts it, or a file of an experiment's tree): the run
-    ends with their summary (:func:`~ablate.core.reports.exp_summary.closing_lines`), not the
-    base's; [] where a target is the base's (a rule or file of none of ``plans``, the experiments
-    of the base's configuration)."""
+    """The experiments a run's targets are, if all are experiments'; else []."""
     plans = sorted(plans, key=lambda p: -len(p.prefix))  # exp_a_b_all is a_b's, not a's
     trees = [(p, os.path.normpath(p.config["results"]) + os.sep) for p in plans]
 
@@ -154,8 +142,6 @@ def experiments_run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``ablate exp run NAME --set KEY=VALUE ...``: an experiment (or a sweep: one per value)
-    beside the base configuration, in one ``snakemake`` run of the base's DAG."""
     import yaml
 
     ap = argparse.ArgumentParser(
@@ -227,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _remove_command(name: str, configfiles: list[str]) -> int:
-    """``ablate exp rm NAME``: :func:`ablate.core.trees.exp_rm.remove`, its refusals in one line."""
+    """``ablate exp rm NAME``, its refusals in one line."""
     from ablate.core.planner.inputs import PlanError, load_config
 
     try:

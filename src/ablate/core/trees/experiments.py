@@ -1,26 +1,10 @@
 """Experiments side by side (config key ``experiments``): a variant of the configuration, run in
 its own results tree beside the base's, that runs only what its change reaches.
 
-An **experiment** is a name and the config keys it changes (``experiments: {lr: {mask:
-{finetune: ...}}}``, or ``ablate exp run lr --set KEY=VALUE``). Its configuration
-(:func:`experiment_config`) is the base configuration with those keys merged over it, its
-``results`` the folder :func:`folder` (``<results>/exp/<name>``), and the marker
-:data:`MARKER` holding its name and the base configuration. The workflow runs every experiment
-of a config in the base's DAG (the Snakefile loads itself once per experiment as a Snakemake
-module, its rules named ``exp_<name>_<rule>``).
-
-**Shared jobs** (:func:`sharing`): a job of the experiment whose result is the base job's is not
-the experiment's to run: it reads the base's files. A job is shared when a job of the base has
-its name, rule and wildcards, the same config slice (``Job.config``), every job it reads is
-shared, and no changed key reaches it another way: a changed key no job's slice holds (a
-study's resources, a hub data set's id) reaches every job of its study, a key of a study's
-:data:`TABLE_KEYS` (read by its tables alone) and any changed key of its study reaches the jobs
-without a slice (tables, plots, claims). So a finetune's learning rate changed in an experiment
-runs that finetune, its evaluations and the tables; nothing upstream, nothing of another study.
-A job that is not shared but computes what the base's did (a change that reaches it without
-changing it) is restored by the run cache, not computed.
-
-Pure Python (no torch): the Snakefile, STATUS and ``ablate runs`` import it.
+Its configuration is the base's with its keys merged over it, its results under the base's
+(:func:`folder`); a job whose result is the base job's is shared: it reads the base's files
+(:func:`sharing`; docs/design.md, "Experiments"). Pure Python (no torch): the Snakefile, STATUS
+and ``ablate runs`` import it.
 """
 
 from __future__ import annotations
@@ -55,34 +39,29 @@ from ablate.core.trees.results_origin import resolved
 EXP_DIR = "exp"
 #: The config key of an experiment's configuration: {"name": ..., "base": the base config}.
 MARKER = "experiment"
-#: Why no config file and no ``--config`` sets :data:`MARKER` (a configuration that did would
-#: be read as an experiment of a base it names), and what to write instead: config file or
-#: command-line key -> that line (:func:`ablate.core.config.config_files_error`).
+#: Why no config file or ``--config`` sets :data:`MARKER` (it would be read as an experiment of
+#: the base it names): key -> that line (:func:`ablate.core.config.config_files_error`).
 BY_WORKFLOW = {
     MARKER: "set by the workflow for an experiment's own configuration, never by hand: to run "
     "an experiment, write experiments: {NAME: {KEY: VALUE}} in a config file (or ablate exp run "
     "NAME --set KEY=VALUE)"
 }
-#: Where ``ablate exp run NAME`` writes its experiments (``experiments:``) as a config file to
-#: read after the base's: ``snakemake --configfile <base> experiments/<name>.yaml`` reruns them.
+#: Where ``ablate exp run NAME`` writes its experiments, a config file read after the base's.
 OVERLAYS = "experiments"
 #: Config keys that describe where and how a configuration runs, not what its jobs compute.
 _RUN_KEYS = frozenset({"results", "run_cache", "tracking", "plan", "experiments", MARKER})
-#: A study's keys (under its section) read only by its jobs without a config slice: the
-#: tables and claims. A study's layout may declare ``TABLE_KEYS``; this is the default.
+#: A study's keys read only by its jobs without a config slice (tables, claims); the default of
+#: a layout's ``TABLE_KEYS``.
 TABLE_KEYS: tuple[str, ...] = ()
 
 
 def folder(results: str, name: str) -> str:
-    """The results tree of experiment ``name`` of a base configuration whose results are in
-    ``results``."""
+    """The results tree of experiment ``name`` of the base whose results are in ``results``."""
     return f"{results}/{EXP_DIR}/{name}"
 
 
 def base_of(results: str | os.PathLike) -> str | None:
-    """The base's results folder of an experiment's tree (``<base>/exp/<name>``, :func:`folder`),
-    symlinks resolved (:func:`~ablate.core.trees.results_origin.resolved`); None for a folder
-    that is none."""
+    """The base's results folder of an experiment's tree (symlinks resolved), else None."""
     path = Path(resolved(results))
     base = path.parent.parent
     return str(base) if path.parent.name == EXP_DIR and str(base) != "." else None
@@ -94,21 +73,18 @@ def rule_prefix(name: str) -> str:
 
 
 def base_rule(rule: str, config: Mapping[str, Any] | None) -> str:
-    """The base's rule an experiment's rule copies (``exp_lr_finetune`` -> ``finetune`` in the
-    configuration of experiment ``lr``); any other rule as it is."""
+    """The base's rule an experiment's rule copies (``exp_lr_finetune`` -> ``finetune``)."""
     marker = (config or {}).get(MARKER)
     return rule.removeprefix(rule_prefix(marker["name"])) if marker else rule
 
 
 def name_rule() -> dict[str, Any]:
-    """What an experiment's name is (a folder name, and, ``_`` for the rest, part of its rules'
-    names): the schema's ``pattern`` of ``experiments``' keys, and its words."""
+    """The schema's ``pattern`` of an experiment's name, and its words."""
     rule = config_schema()["properties"]["experiments"]["propertyNames"]
     return {"pattern": rule["pattern"], "words": rule[PATTERN_MEANING]}
 
 
 def is_name(name: str) -> bool:
-    """Whether ``name`` is an experiment's name (:func:`name_rule`)."""
     return re.fullmatch(name_rule()["pattern"], str(name)) is not None
 
 
@@ -145,9 +121,7 @@ def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def experiment_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """Experiment ``name``'s configuration: the validated base of ``config`` with the
-    experiment's keys merged over it, its results tree (:func:`folder`) and the marker, checked
-    and completed by the schema (a bad key: ConfigError naming ``experiments.<name>``)."""
+    """Experiment ``name``'s configuration, validated (ConfigError naming it)."""
     from jsonschema import ValidationError
 
     over = config["experiments"][name] or {}
@@ -178,8 +152,7 @@ def leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def changed(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between two validated configurations (a key one of
-    them lacks included), where and how each runs (:data:`_RUN_KEYS`) left out."""
+    """The dotted keys whose values differ between two configurations, run keys aside."""
     a = leaves({k: v for k, v in base.items() if k not in _RUN_KEYS})
     b = leaves({k: v for k, v in exp.items() if k not in _RUN_KEYS})
     missing = object()
@@ -187,8 +160,7 @@ def changed(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
 
 
 def _wheres(job: Job) -> list[str]:
-    """The config keys a job's slice holds (its ``labels["where"]``: one node, or slice key ->
-    config key)."""
+    """The config keys a job's slice holds (its ``labels["where"]``)."""
     where = job.labels.get("where")
     if isinstance(where, Mapping):
         return [w for w in where.values() if w]
@@ -202,8 +174,7 @@ def _within(key: str, node: str) -> bool:
 def sharing(
     base_jobs: Iterable[Job], exp_jobs: Iterable[Job], keys: Iterable[str]
 ) -> dict[str, Job]:
-    """The experiment's shared jobs: its job name -> the base's job (see the module's text).
-    ``keys``: the changed config keys (:func:`changed`); both job lists in run order."""
+    """The shared jobs: experiment job name -> the base's job (both lists in run order)."""
     base = {j.name: j for j in base_jobs}
     exp = list(exp_jobs)
     keys = list(keys)
@@ -236,9 +207,7 @@ def sharing(
 
 
 def share(jobs: Iterable[Job], shared: Mapping[str, Job]) -> None:
-    """The shared jobs of an experiment's job list made the base's, in place (every list holding
-    them sees it): their outputs, record, log and benchmark are the base's files, so the rules'
-    inputs, STATUS and the plan read them there; ``labels["shared"]`` marks them."""
+    """The shared jobs of an experiment's job list made the base's, in place."""
     for job in jobs:
         b = shared.get(job.name)
         if b is not None:
@@ -249,9 +218,8 @@ def share(jobs: Iterable[Job], shared: Mapping[str, Job]) -> None:
 
 def redirects(exp_jobs: Iterable[Job], shared: Mapping[str, Job]) -> dict[str, str]:
     """Each output of a shared job as the experiment's rules name it -> the base's file (a
-    Snakemake module's ``replace_prefix``). A file whose name starts with another's and maps
-    alike (``summary.csv.provenance.json`` beside ``summary.csv``) is left to that one: Snakemake
-    refuses two prefixes of one path."""
+    module's ``replace_prefix``); one whose name starts with another's that maps alike is left
+    to that one: Snakemake refuses two prefixes of one path."""
     pairs = {
         path: shared[j.name].outputs[k]
         for j in exp_jobs
@@ -268,8 +236,7 @@ def redirects(exp_jobs: Iterable[Job], shared: Mapping[str, Job]) -> dict[str, s
 
 
 def study_jobs(config: Mapping[str, Any]) -> dict[str, list[Job]]:
-    """Each study's job list of a validated configuration; an experiment's (its marker) with its
-    shared jobs the base's (:func:`share`)."""
+    """Each study's job list; an experiment's with its shared jobs the base's."""
     jobs = {s: studies.side(s, "layout").jobs(config) for s in config["studies"]}
     if config.get(MARKER):
         every = [j for js in jobs.values() for j in js]
@@ -278,7 +245,6 @@ def study_jobs(config: Mapping[str, Any]) -> dict[str, list[Job]]:
 
 
 def _base_jobs(config: Mapping[str, Any]) -> list[Job]:
-    """The jobs of an experiment's base configuration."""
     base = config[MARKER]["base"]
     return [j for s in base["studies"] for j in studies.side(s, "layout").jobs(base)]
 
@@ -286,15 +252,12 @@ def _base_jobs(config: Mapping[str, Any]) -> list[Job]:
 def shared_of(
     config: Mapping[str, Any], jobs: Iterable[Job], base: list[Job] | None = None
 ) -> dict[str, Job]:
-    """An experiment's shared jobs (:func:`sharing`) among its jobs (as its layouts make them);
-    ``base``: its base's jobs, when the caller has them."""
+    """An experiment's :func:`sharing`; ``base``: its base's jobs, when the caller has them."""
     return sharing(base or _base_jobs(config), jobs, changed(config[MARKER]["base"], config))
 
 
 def _slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
-    """``<job>: key old -> new`` of each job of an experiment whose own config slice differs
-    from its base job's (the resolved values: a variant's learning rate the base took from the
-    defaults), not of the jobs that are its own only because they read one."""
+    """``<job>: key old -> new`` of each job whose own config slice differs from its base's."""
     mine = {j.name: j for j in base}
     return [
         f"{j.name}: {c}"
@@ -304,17 +267,12 @@ def _slice_changes(base: Iterable[Job], jobs: Iterable[Job]) -> list[str]:
     ]
 
 
-#: An experiment's definition, written into its tree when a run of it starts (the base's
-#: onstart, rules/common.smk): its name, the base's tree, the keys it changes (``key old -> new``),
-#: its shared and own jobs; ``ablate runs`` reads it.
+#: An experiment's definition, written into its tree when a run of it starts.
 DEFINITION = "experiment.json"
 
 
 def resolved_config(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    """A copy of a validated configuration with each dotted key of ``keys`` it does not set
-    given the value its study runs with (its layout's ``resolved_value(config, key)``, KeyError
-    where none: the mask study's finetune variant takes a key it leaves out from
-    ``mask.finetune.defaults``); keys that resolve to nothing stay unset."""
+    """A copy with each key of ``keys`` it leaves unset given its study's value."""
     out = copy.deepcopy(dict(config))
     have = leaves(out)
     for key in keys:
@@ -337,8 +295,7 @@ def resolved_config(config: Mapping[str, Any], keys: Iterable[str]) -> dict[str,
 
 
 def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
-    """``key old -> new`` of each config key an experiment changes (:func:`changed`), a key one
-    side leaves unset named with the value it runs with there (:func:`resolved_config`)."""
+    """``key old -> new`` of each key an experiment changes, unset ones resolved."""
 
     def what(cfg: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k not in _RUN_KEYS}
@@ -349,11 +306,9 @@ def changes(base: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
 
 @dataclass
 class Plan:
-    """One experiment as the base's Snakefile loads it: its configuration, its Snakemake module
-    (``module``; its rules ``<prefix><rule>``), the files of its shared jobs as its rules name
-    them -> the base's (``redirects``), the rules it runs no job of (``excluded``: their only
-    jobs are shared), and what a full run of it ends with (``targets``, the shared ones the
-    base's files)."""
+    """One experiment as the base's Snakefile loads it: its configuration, its Snakemake module,
+    the files of its shared jobs -> the base's (``redirects``) and the rules it runs no job of
+    (``excluded``)."""
 
     name: str
     config: dict[str, Any]
@@ -365,7 +320,6 @@ class Plan:
     slices: list[str]
 
     def definition(self) -> dict[str, Any]:
-        """Its :data:`DEFINITION`."""
         base = self.config[MARKER]["base"]
         return {
             "name": self.name,
@@ -378,15 +332,13 @@ class Plan:
         }
 
 
-#: The definition's record of the base an experiment was last made with: each base job's name ->
-#: its record (relative to the base's tree) and the run id it held then (None: not written yet).
-#: Written when a run ends with the experiment up to date (:func:`finished`), kept while its
-#: definition stays the same; ``ablate runs`` withholds the deltas once the base's records differ.
+#: The definition's record of the base an experiment was last made with: base job -> its record
+#: and run id then; ``ablate runs`` withholds the deltas once the base's records differ.
 BASE_RUNS = "base_runs"
 
 
 def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
-    """The :data:`BASE_RUNS` of an experiment's configuration: its base's records as they are now."""
+    """The :data:`BASE_RUNS` of an experiment's configuration, as its base's records are now."""
     base = config[MARKER]["base"]["results"]
     return {
         j.name: {"record": os.path.relpath(j.record, base), "run_id": file_run_id(j.record)}
@@ -396,9 +348,7 @@ def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
 
 
 def _base_files(configfiles: Iterable[str]) -> list[str]:
-    """The base configuration's files among a run's ``--configfile`` files: those that hold more
-    than ``experiments:`` (an experiments overlay, ``ablate exp run``'s, is left out); relative to
-    the working directory where they lie in it (Snakemake gives them absolute)."""
+    """The base configuration's files among a run's ``--configfile`` files."""
     import yaml
 
     out = []
@@ -414,9 +364,7 @@ def _base_files(configfiles: Iterable[str]) -> list[str]:
 
 
 def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
-    """Each experiment's :data:`DEFINITION` into its tree (a run's start), with the base's config
-    files (:func:`_base_files` of the run's ``configfiles``; none: the default); the
-    :data:`BASE_RUNS` of its last finished run kept where the definition is the same."""
+    """Each experiment's :data:`DEFINITION` into its tree (its BASE_RUNS kept if unchanged)."""
     files = _base_files(configfiles)
     for plan in plans:
         path = f"{plan.config['results']}/{DEFINITION}"
@@ -427,10 +375,7 @@ def record(plans: Iterable[Plan], configfiles: Iterable[str] = ()) -> None:
 
 
 def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
-    """A successful run's end: each experiment it brought up to date (every output of its own
-    jobs among ``made``, the outputs of the run's jobs, run or found current) records the base's
-    records its results were made with (:data:`BASE_RUNS`). A run of other targets (a base job
-    alone) leaves an experiment's record as it was: its tables were not made again."""
+    """A successful run's end: each experiment it made up to date records its BASE_RUNS."""
     made = {os.path.normpath(p) for p in made}
     runs = None
     for plan in plans:
@@ -443,8 +388,7 @@ def finished(plans: Iterable[Plan], made: Iterable[str]) -> None:
 
 
 def rerun_command(definition: Mapping[str, Any]) -> str:
-    """``ablate exp run NAME --set KEY=VALUE ... [--configfile FILE ...]``: the command that
-    makes an experiment again (its base's config files where they are not the default)."""
+    """The ``ablate exp run NAME --set KEY=VALUE ...`` that makes an experiment again."""
     sets = [
         f"--set {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
         for k, v in (leaves(definition["set"]) if definition.get("set") else {}).items()
@@ -456,9 +400,7 @@ def rerun_command(definition: Mapping[str, Any]) -> str:
 
 
 def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
-    """One line when an experiment's results cannot be compared with its base's tree ``base``
-    as it is now: a base job's record differs from the one the experiment was made with (or no
-    finished run of it says which those were); None when they are the same."""
+    """Why an experiment's deltas cannot be compared with its base as it is now, or None."""
     again = f"re-run it: `{rerun_command(definition)}`"
     runs = definition.get(BASE_RUNS)
     if not isinstance(runs, Mapping):
@@ -484,11 +426,9 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
 
 
 def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
-    """How many of an experiment's jobs are its base's (not run in its tree) and what ran in its
-    tree ``tree``: each job log there (its finetunes', evaluations', tables', plan's, STATUS'),
-    restored from the run cache where its last line says so (:func:`ablate.core.jobs.said`, the
-    line ``ablate exp run`` printed for it); a log without that line is of a job stopped before
-    its end (or of a study's script that says none)."""
+    """How many of an experiment's jobs are its base's and what ran in its tree: each job log
+    there, restored from the run cache where its closing line (:func:`ablate.core.jobs.said`)
+    says so; a log without one is of a job stopped before its end."""
     logs, counts = LOG.split("/")[0], Counter()
     for log in sorted(Path(tree).rglob("*.log")):
         if logs in log.relative_to(tree).parts[:-1]:
@@ -505,7 +445,7 @@ def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
 
 
 def plans(config: Mapping[str, Any]) -> list[Plan]:
-    """Every experiment of a validated base configuration (config ``experiments``), in order."""
+    """Every experiment of a validated base configuration, in order."""
     names = list(config.get("experiments") or {})
     check_names(names)
     out, base = [], None

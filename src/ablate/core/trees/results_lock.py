@@ -1,26 +1,9 @@
 """The results folder's lock: one running Snakemake per results folder.
 
-Snakemake locks its working directory (``.snakemake/locks``), not the folder the outputs go to:
-two runs from two checkouts (or working directories) with one ``results:`` folder each saw the
-other's outputs as their own, and one resumed the other's training checkpoint and recorded its
-own config for it. A run takes this lock before its first job (the Snakefile's ``onstart``; a dry
-run takes none) and gives it back when it ends; a second run on the folder stops there, before
-it removes anything, with one line naming the holder.
-
-One lock covers a results tree and the experiment trees in it (``<results>/exp/<name>``,
-:mod:`ablate.core.trees.experiments`): a run of an experiment is a run of its base's DAG and
-writes the base's tree too, so the lock of an experiment's tree is its base's. Snakemake's delete
-commands (``--delete-all-output``, ``--delete-temp-output``), which run no ``onstart``, take it
-too (rules/common.smk): a live run's outputs, of any working directory, are not deleted under it.
-
-The lock is the file :data:`LOCK_NAME` in the results folder, created whole in one step (a link
-of a written file, atomic on local and network filesystems), holding its holder: process id,
-host, working directory, since when and the process's start time. A holder on this host that no
-longer runs (its process gone, or its id reused by another process) left a stale lock: the next
-run takes it over with one line. A holder on another host cannot be checked from here: the
-message says to delete the file if that run has ended.
-
-Pure Python (no torch): the Snakefile imports it at parse time.
+Snakemake locks its working directory, not the results folder: two checkouts with one
+``results:`` took over each other's checkpoints and records (docs/reliability.md, [F48]). An
+experiment's tree shares its base's lock (a run of it writes the base's tree too). A holder on
+another host cannot be checked from here. Pure Python: the Snakefile imports it at parse time.
 """
 
 from __future__ import annotations
@@ -38,7 +21,6 @@ from ablate.core.execution.warm import alive, ancestors
 from ablate.core.outputs import io
 from ablate.core.trees.experiments import base_of
 
-#: The lock file, in the results folder.
 LOCK_NAME = ".run.lock"
 
 
@@ -52,8 +34,7 @@ def lock_path(results: str | os.PathLike) -> Path:
 
 
 def start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (``/proc/<pid>/stat``, field 22), which
-    tells a process from a later one given the same id; None where there is no ``/proc``."""
+    """The process's start time in ticks since boot (tells a reused pid), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -74,8 +55,7 @@ def this_holder() -> dict[str, Any]:
 
 
 def read(results: str | os.PathLike) -> dict[str, Any] | None:
-    """The holder recorded in the folder's lock file; None without one. A file that does not
-    read as a holder (edited by hand) reads as a holder of unknown process and host."""
+    """The holder in the folder's lock file ({} if unreadable); None without one."""
     return _holder_in(lock_path(results))
 
 
@@ -92,8 +72,7 @@ def _holder_in(path: Path) -> dict[str, Any] | None:
 
 
 def running(holder: dict[str, Any]) -> bool | None:
-    """Whether the holder's process still runs: True or False on this host (its id alive and
-    started when the holder says), None on another host or where it cannot be told."""
+    """Whether the holder's process runs: on this host True or False, else None."""
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return None
     if not alive(holder["pid"]):
@@ -108,7 +87,6 @@ def is_ours(holder: dict[str, Any] | None) -> bool:
 
 
 def _describe(holder: dict[str, Any]) -> str:
-    """``pid 123 on host, working directory /x, since 2025-01-01 10:00:00 +0000``."""
     return (
         f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, working directory "
         f"{holder.get('cwd', '?')}, since {holder.get('since', '?')}"
@@ -118,8 +96,7 @@ def _describe(holder: dict[str, Any]) -> str:
 def _held_message(
     results: str | os.PathLike, holder: dict[str, Any], deleting: bool = False
 ) -> str:
-    """One line: the folder is held, by whom, and what to do (``deleting``: for Snakemake's
-    delete commands)."""
+    """One line: the folder is held, by whom, and what to do."""
     gone = (
         f"; if that run has ended (its host is down, it was killed), delete {lock_path(results)}"
         if running(holder) is None
@@ -138,8 +115,8 @@ def _held_message(
 def acquire(results: str | os.PathLike, deleting: bool = False) -> str | None:
     """Take the folder's lock for this process, released at its exit (and by :func:`release`).
     Raises :class:`ResultsLocked` when a running process holds it (or one on another host);
-    takes over a stale lock, returning one line saying so (None otherwise). ``deleting``: taken
-    for Snakemake's delete commands (the refusal says so)."""
+    takes over a stale lock, returning one line saying so. ``deleting``: for Snakemake's delete
+    commands."""
     path = lock_path(results)
     path.parent.mkdir(parents=True, exist_ok=True)
     mine = this_holder()

@@ -1,16 +1,8 @@
 """Results trees: every one under a folder with its records, and what those records say.
 
-A **results tree** is a folder holding the job logs of a configuration (the first part of
-:data:`ablate.core.jobs.LOG`) and records (JSON with a provenance block that holds a config
-slice); a record belongs to the innermost tree above it (results/ministral3b/ lies inside
-results/). Found by their records, not by a list of folders: a config's ``results:`` may name
-any.
-
-Which records of a tree no job of a configuration writes (another configuration's:
-:func:`not_written_by`, :func:`mixed_warning`) is read from each study's layout (its
-``PATTERNS``, found through the registry :mod:`ablate.studies`); a configuration's results
-folder is not one another results tree's files lie in (:func:`nesting_error`, at parse time: a
-configuration run there rewrote their records). No torch: it reads JSON.
+A results tree is a folder holding job logs and records (JSON with a provenance block holding a
+config slice); a record belongs to the innermost tree above it. Found by their records, not by
+a list of folders: a config's ``results:`` may name any. No torch: it reads JSON.
 """
 
 from __future__ import annotations
@@ -36,8 +28,7 @@ from ablate.core.trees.results_origin import ORIGIN_NAME, resolved
 
 #: the folder of a tree's job logs: a folder holding it (and records) is a results tree
 LOGS = LOG.split("/")[0]
-#: folders never searched: the workflow's state, environments, version control, and the copies
-#: of earlier runs kept beside each record (ablate.core.outputs.io.HISTORY_DIR)
+#: folders never searched (state, environments, version control, earlier runs' copies)
 _SKIPPED = frozenset({".snakemake", ".git", ".venv", "node_modules", "__pycache__", io.HISTORY_DIR})
 
 
@@ -51,8 +42,7 @@ class Tree:
 
 @functools.cache
 def _part_folders() -> frozenset[str]:
-    """The folders of a results tree that hold parts of its one configuration, each with logs of
-    its own (a study layout's ``PART_FOLDERS``: the mask study's ``models/<name>/``): not trees."""
+    """The folders of a tree holding parts of its configuration (``PART_FOLDERS``)."""
     return frozenset(
         f for s in studies.STUDIES for f in getattr(studies.side(s, "layout"), "PART_FOLDERS", ())
     )
@@ -60,10 +50,7 @@ def _part_folders() -> frozenset[str]:
 
 @functools.cache
 def own_folders() -> frozenset[str]:
-    """The names a results tree's own files take at its top: each study's folders and files
-    (its layout's ``PATTERNS``), its part folders and its experiments' folder. A folder inside a
-    tree under one of them is that tree's; under another name it is a folder of its own
-    (``results/ministral3b`` inside the embedded default's ``results/``)."""
+    """The names a results tree's own files take at its top."""
     tops = {
         p.split("/")[0]
         for s in studies.STUDIES
@@ -73,8 +60,7 @@ def own_folders() -> frozenset[str]:
 
 
 def find_trees(root: str | os.PathLike) -> list[Tree]:
-    """Every results tree under ``root`` with its records, in path order: a folder of job logs
-    holding a record, or an experiment's (:data:`ablate.core.trees.experiments.DEFINITION`)."""
+    """Every results tree under ``root`` with its records, in path order."""
     root = Path(root)
     found: dict[Path, Tree] = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -105,9 +91,7 @@ def find_trees(root: str | os.PathLike) -> list[Tree]:
 
 
 def differences(base: Tree, tree: Tree) -> list[str]:
-    """The config keys the records of ``tree`` differ in from the same records of ``base``
-    (``folder: key old -> new``, one line per change, with how many records it is in), and the
-    records only one of them has."""
+    """The config keys ``tree``'s records differ in from ``base``'s, and the unpaired ones."""
     per_change: Counter[str] = Counter()
     for rel in sorted(set(base.records) & set(tree.records)):
         folder = str(Path(rel).parent)
@@ -152,15 +136,12 @@ def commits(tree: Tree) -> list[str]:
 
 
 def experiment_of(tree: Tree) -> dict[str, Any] | None:
-    """The tree's experiment definition (:data:`ablate.core.trees.experiments.DEFINITION`), if it is
-    an experiment's."""
     return read_json(tree.path / experiments.DEFINITION)
 
 
 @functools.cache
 def _study_patterns() -> dict[str, re.Pattern]:
-    """Each study's files (its layout's PATTERNS, relative to a results folder) as one regex: a
-    pattern's file, a file in its folder, or its sidecar (``<table>.provenance.json``)."""
+    """Each study's files (its layout's PATTERNS, a file in a folder, a sidecar) as a regex."""
     out = {}
     for study in studies.STUDIES:
         alts = [
@@ -176,11 +157,9 @@ def _study_patterns() -> dict[str, re.Pattern]:
 def not_written_by(
     tree: Tree, outputs: Iterable[str | os.PathLike], run: Iterable[str] | None = None
 ) -> list[str]:
-    """The records of ``tree`` (relative to it) that are none of ``outputs`` and lie in none (a
-    folder output): another configuration's. ``outputs`` and ``tree.path`` relative to one
-    folder (or both absolute). ``run``: the studies of the configuration; a record of a study
-    it leaves out is left out (a run of one study beside both studies' results mixes nothing:
-    it reads and replaces none of the other's files)."""
+    """The records of ``tree`` that are none of ``outputs`` and lie in none: another
+    configuration's. ``run``: the configuration's studies; another study's records are left out
+    (a run of one study reads and replaces none of the other's files)."""
     outs = {os.path.normpath(o) for o in outputs}
     others = [p for s, p in _study_patterns().items() if run is not None and s not in run]
 
@@ -198,11 +177,7 @@ def not_written_by(
 def mixed_warning(
     results: str, outputs: Iterable[str | os.PathLike], run: Iterable[str]
 ) -> str | None:
-    """One line when the results folder ``results`` holds records of the studies ``run`` that
-    no job of this configuration writes (its jobs' ``outputs``): another configuration (an
-    overlay's seeds, another config with the same ``results:``) wrote there, and the tables
-    this run writes replace the ones that read them; None otherwise. The Snakefile's start says
-    it (rules/common.smk)."""
+    """One line when ``results`` holds records of ``run`` no job here writes, else None."""
     tree = next((t for t in find_trees(results) if t.path == Path(results)), None)
     foreign = sorted(not_written_by(tree, outputs, list(run))) if tree else []
     if not foreign:
@@ -217,8 +192,7 @@ def mixed_warning(
 
 
 def _experiment_tree(path: Path) -> str | None:
-    """The base folder of ``path`` when it is an experiment's tree (``<base>/exp/<name>`` whose
-    definition is there, or whose base is a results tree); None otherwise."""
+    """The base folder of ``path`` when it is an experiment's tree, else None."""
     base = experiments.base_of(path)
     if base and ((path / experiments.DEFINITION).is_file() or (Path(base) / ORIGIN_NAME).is_file()):
         return base
@@ -226,8 +200,7 @@ def _experiment_tree(path: Path) -> str | None:
 
 
 def _own_tree(path: Path, experiment: Any) -> bool:
-    """Whether ``path`` is the tree of the experiment whose configuration's marker is
-    ``experiment`` (the runner's: its name and base configuration)."""
+    """Whether ``path`` is the tree of the experiment whose marker is ``experiment``."""
     if not isinstance(experiment, Mapping) or not isinstance(experiment.get("base"), Mapping):
         return False
     base, name = experiment["base"].get("results"), experiment.get("name")
@@ -235,13 +208,10 @@ def _own_tree(path: Path, experiment: Any) -> bool:
 
 
 def nesting_error(results: str, experiment: Any = None) -> str | None:
-    """One line when the folder ``results`` lies where another results tree's files lie: an
-    experiment's tree (or a folder in one), or a folder of a base tree that its own jobs write
-    (:func:`own_folders`); None otherwise. ``experiment``: the
-    configuration's experiment marker (``ablate.core.trees.experiments.MARKER``): an
-    experiment's own tree is its to write, unless another configuration made that folder. The
-    folder is judged as it is, symlinks resolved (:func:`~.results_origin.resolved`); a link is
-    named with the folder it is."""
+    """One line when the folder ``results`` (symlinks resolved) lies where another results tree's
+    files lie: an experiment's tree, or a base tree's :func:`own_folders`; None otherwise.
+    ``experiment``: the configuration's marker: its own tree is its to write, unless another
+    configuration made that folder."""
     path = Path(resolved(results))
     if _own_tree(path, experiment):
         if (path / ORIGIN_NAME).is_file():
