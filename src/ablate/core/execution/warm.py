@@ -86,7 +86,8 @@ def started_warm() -> bool:
 
 def server_key() -> str:
     """What a server must share with a job to run it: what its imports read (the interpreter, the
-    working folder, the environment) and the preloaded packages' files (an install rewrites them)."""
+    working folder, the environment) and the preloaded packages' files (an install rewrites
+    them)."""
     import importlib.util
 
     installed = []

@@ -69,14 +69,14 @@ def code_files(scripts: str | os.PathLike | None = None) -> dict[str, str]:
 
 
 def code_hash(scripts: str | os.PathLike | None = None) -> str:
-    """sha256 of :func:`code_files` (a docstring's edit too: the key errs on the side of running)."""
+    """sha256 of :func:`code_files` (a docstring's edit too: the key errs towards running)."""
     return hashlib.sha256(canonical_json(code_files(scripts)).encode()).hexdigest()
 
 
 def job_spec(job: Any) -> dict[str, Any]:
     """What of a job its key covers besides code and packages. ``job``: a script job's
     ``snakemake`` object or :func:`rule_job` (the planner): one shape, so both build the same key.
-    An experiment's rule is keyed by the base's rule it copies, so it restores what they computed."""
+    An experiment's rule is keyed by the base's rule it copies: it restores what that computed."""
     from ablate.core.trees.experiments import base_rule
 
     return {
