@@ -24,23 +24,10 @@ from ablate.core.execution.targets import is_snakemake_cli
 _ALLOW_CPU_KEY = "allow_cpu"
 #: Snakemake's options (their argparse names) under which no job runs
 _NO_JOB_OPTIONS = (
-    "report",
-    "lint",
-    "dag",
-    "rulegraph",
-    "filegraph",
-    "d3dag",
-    "summary",
-    "detailed_summary",
-    "list_rules",
-    "list_target_rules",
-    "list_changes",
-    "touch",
-    "unlock",
-    "cleanup_metadata",
-    "delete_all_output",
-    "delete_temp_output",
-)
+    "report lint dag rulegraph filegraph d3dag summary detailed_summary list_rules "
+    "list_target_rules list_changes touch unlock cleanup_metadata delete_all_output "
+    "delete_temp_output"
+).split()
 
 
 def _command_line() -> Namespace | None:
