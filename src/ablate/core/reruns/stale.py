@@ -2,13 +2,8 @@
 ``stale: <rule> <wildcards>: <changes>`` line per job, printed when the Snakefile is parsed.
 
 Snakemake's dry-run reason for a params change prints the whole old and new parameter trees (KBs
-per job); the one edited key is hard to find there. Each job's record holds the config slice it
-ran with (``Job.config`` then); its study's status part (``changes``) compares that with the slice
-now, e.g. ``stale: finetune 3B: mask.finetune.variants.3B.learning_rate 0.001 -> 0.002``; a key
-the variant takes from elsewhere adds where it is set now, ``(now set by
-mask.finetune.defaults.learning_rate)``: the record cannot tell a defaults edit from the
-variant's own key removed. Cheap (one small JSON read per finished job), no torch, silent when
-nothing changed or nothing has run.
+per job), where the one edited key is hard to find. A job's record holds the config slice it ran
+with; its study's status part (``changes``) compares that with the slice now. No torch.
 """
 
 from __future__ import annotations
@@ -22,8 +17,7 @@ from ablate.core.outputs.records import recorded_config
 
 
 def stale_lines(jobs: Iterable[Job], config: dict) -> list[str]:
-    """One line per finished job (its record exists, under the working directory) whose recorded
-    slice differs from its slice in ``config`` now."""
+    """One line per finished job whose recorded slice differs from its slice in ``config`` now."""
     lines = []
     for job in jobs:
         if job.record is None:
