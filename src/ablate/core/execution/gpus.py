@@ -27,13 +27,10 @@ _POLL_S = 1.0
 _held: list[IO] = []  # the open lock files: a device is held as long as its file stays open
 
 
-def _scheduler() -> str | None:
-    """The scheduler that assigns devices itself, if any (then the pool stays out of the way)."""
-    if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "false"):
-        return SWITCH_ENV
-    if os.environ.get("SLURM_JOB_ID"):
-        return "SLURM"
-    return None
+def _scheduler() -> bool:
+    """Whether a scheduler assigns devices itself (SLURM, or the pool switched off)."""
+    off = os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "false")
+    return off or bool(os.environ.get("SLURM_JOB_ID"))
 
 
 def pool() -> list[str]:

@@ -66,9 +66,6 @@ def short_line(line: str, width: int = WIDTH) -> str:
     return head + sep + _short_files(value, width - len(head) - 2)
 
 
-# ------------------------------------------------------------------ progress: time left
-
-
 @dataclass
 class Followed:
     """The jobs a run has to do: job name -> its record file (done once written after
@@ -191,9 +188,6 @@ def local_setup(config: dict[str, Any]) -> str | None:
 
     name = load_reference(config["plan"]["measurements"]).canonical_gpu(names[0].strip())
     return f"{len(ids)}x {name}" if name else None
-
-
-# ------------------------------------------------------------------ the end of a run
 
 
 def run_summary(
