@@ -1,15 +1,9 @@
 """Warm job starts: a local run's model jobs forked from a process that imported torch once.
 
-Importing torch, transformers and lm-eval costs a model job more CPU than the embedded study's
-jobs compute (bench/results/warm_jobs.md; how it behaves for a user: docs/profiles.md, "Warm job
-starts"). The first model job of a run that computes starts a server; each later one's process
-hands itself to a child the server forks, which runs the job's script from its first line with
-the job's streams, folder, environment and ``sys.path``, and whose end is the job's.
-
-What a job computes does not depend on this: the server is keyed by everything an import may read
-(:func:`server_key`), imports nothing of the project (each child imports ``ablate`` fresh, so an
-edit between two jobs is the code the second one runs), and a job whose key has no server runs
-cold. A server whose run is gone stops by itself.
+How it works and what it saves: docs/profiles.md, "Warm job starts". What a job computes does not
+depend on it: the server is keyed by everything an import may read (:func:`server_key`) and
+imports nothing of the project (each child imports ``ablate`` fresh, so an edit between two jobs
+is the code the second one runs); a job whose key has no server runs cold.
 """
 
 from __future__ import annotations
@@ -85,9 +79,8 @@ def started_warm() -> bool:
 
 
 def server_key() -> str:
-    """What a server must share with a job to run it: what its imports read (the interpreter, the
-    working folder, the environment) and the preloaded packages' files (an install rewrites
-    them)."""
+    """What a server shares with the jobs it runs: what imports read (the interpreter, the working
+    folder, the environment) and the preloaded packages' files (an install rewrites them)."""
     import importlib.util
 
     installed = []
