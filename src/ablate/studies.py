@@ -66,8 +66,7 @@ def attention_backends() -> dict[str, str]:
 
 
 def hub_free(config: dict, study: str) -> bool:
-    """Nothing of ``study`` is on the hub: each model and data set of its config slice is
-    embedded (the study package's ``hub_free``)."""
+    """Nothing of ``study``'s config slice is on the hub (its package's ``hub_free``)."""
     return _package(study).hub_free(config)
 
 
@@ -83,14 +82,12 @@ def hub_switch(config: dict, study: str) -> bool:
 
 
 def planned_by_default(names: list[str]) -> list[str]:
-    """The studies of ``names`` the planner forecasts when ``plan.studies`` is unset: those
-    whose package does not declare ``PLAN_OPT_IN``."""
+    """The studies of ``names`` the planner forecasts when ``plan.studies`` is unset."""
     return [s for s in names if not getattr(import_module(STUDIES[s]), "PLAN_OPT_IN", False)]
 
 
 def moved_keys_error(config: dict) -> str | None:
-    """One line for a config (the merged one) that still has a study's keys at the top level,
-    where they were before they moved under its name (``MOVED_CONFIG_KEYS``); None when none."""
+    """One line for a config that still has a study's ``MOVED_CONFIG_KEYS`` at the top level."""
     problems = []
     for study, package in STUDIES.items():
         moved = [k for k in getattr(import_module(package), "MOVED_CONFIG_KEYS", ()) if k in config]

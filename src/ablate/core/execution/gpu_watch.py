@@ -153,8 +153,7 @@ def latest() -> _Sample | None:
 
 
 def mlflow_metrics(gpu_use: dict[str, Any] | None) -> list[tuple[str, float, int]]:
-    """(name, value, step) of a record's ``gpu_use`` samples under MLflow's system-metric names;
-    the step is the sample's second since the job's sampler started."""
+    """(name, value, step: its second) of a record's ``gpu_use`` samples under MLflow's names."""
     out: list[tuple[str, float, int]] = []
     for t, util, mem in (gpu_use or {}).get("samples", []):
         for i, (u, m) in enumerate(zip(util, mem)):

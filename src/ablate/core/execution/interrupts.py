@@ -81,8 +81,7 @@ class InterruptWatch:
         self.restore()
 
     def hold(self) -> None:
-        """The training has ended: a signal from now on waits until the job's outputs are
-        complete."""
+        """The training has ended: a signal now waits until the job's outputs are complete."""
         self.holding = True
 
     def install(self) -> None:

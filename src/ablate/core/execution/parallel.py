@@ -55,8 +55,7 @@ def _all_reduce_on_cpu(n: int, op) -> int:
 
 
 def any_process(flag: bool) -> bool:
-    """Whether ``flag`` holds in any process (a collective: every process calls it at the same
-    point; on one process, ``flag``)."""
+    """Whether ``flag`` holds in any process (a collective: every process calls it)."""
     if world_size() == 1:
         return flag
     return bool(_all_reduce_on_cpu(int(flag), dist.ReduceOp.MAX))
@@ -189,8 +188,7 @@ def _decode(value: Any) -> Any:
 
 @record  # torchrun's failure summary (the end of the log) then names each process's exception
 def main(argv: list[str] | None = None) -> None:
-    """One process of a data-parallel run: ``python -m ablate.core.execution.parallel
-    spec.json``."""
+    """One process of a data-parallel run (``python -m ablate.core.execution.parallel SPEC``)."""
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text())
     init()

@@ -20,8 +20,7 @@ def _norm(path: str | os.PathLike) -> str:
 
 
 def is_snakemake_cli(argv: list[str]) -> bool:
-    """Whether ``argv`` is the ``snakemake`` command line (the console script or ``python -m
-    snakemake``), not a program that runs Snakemake through its API (a test, another tool)."""
+    """Whether ``argv`` is the ``snakemake`` command line, not a program using Snakemake's API."""
     prog = Path(argv[0]) if argv else Path()
     return "snakemake" in (prog.name, prog.parent.name)
 

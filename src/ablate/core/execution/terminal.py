@@ -40,8 +40,7 @@ def _short_files(text: str, width: int) -> str:
 
 
 def short_reason(reason: str, width: int | None = WIDTH) -> str:
-    """Snakemake's reason for a job without parameter trees; with ``width``, its file lists
-    short and the whole at most that long."""
+    """Snakemake's reason for a job without parameter trees, cut to ``width`` (None: whole)."""
     parts = []
     for part in reason.split("; "):
         if part.startswith(_PARAMS_CHANGED):
@@ -68,8 +67,7 @@ def short_line(line: str, width: int = WIDTH) -> str:
 
 @dataclass
 class Followed:
-    """The jobs a run has to do: job name -> its record file (done once written after
-    ``since``), and where the planner's estimates are, for which setup."""
+    """The jobs a run has to do (name -> its record file) and the planner's estimates of them."""
 
     records: dict[str, str]
     estimates: Path

@@ -42,8 +42,7 @@ HEADER = struct.Struct("!I")
 
 
 def start_run(pid: int) -> str | None:
-    """A folder for this run's servers, named in the run's environment (its jobs inherit it);
-    None when ``ABLATE_WARM_JOBS=0``."""
+    """A folder for this run's servers, named in its environment; None when switched off."""
     if os.environ.get(SWITCH_ENV, "1") == "0":
         return None
     run = Path(f"/tmp/ablate-warm-{os.getuid()}") / str(pid)
@@ -106,8 +105,7 @@ def ancestors() -> set[int]:
 
 
 def this_run() -> str | None:
-    """The folder of the local run this process is a job of (its process is under the run's);
-    None: no warm run (a dry run, a job sent to SLURM or Vast, the switch off)."""
+    """The folder of the local warm run this process is a job of; None: no warm run."""
     run = os.environ.get(RUN_ENV)
     if not run or not os.path.isdir(run) or not Path(run).name.isdigit():
         return None
@@ -250,8 +248,7 @@ def serve(sock_path: str) -> None:
 
 
 def loop(listener: socket.socket, owner: int) -> None:
-    """The server's loop: a child per job that connects; each child's end told to its job's
-    process; back once the run (``owner``) is gone and no job runs."""
+    """The server's loop; returns once its run (``owner``) is gone and no job runs."""
     import select
 
     jobs: dict[int, socket.socket] = {}
@@ -290,8 +287,7 @@ def alive(pid: int) -> bool:
 
 
 def _fork_job(conn: socket.socket, listener: socket.socket, jobs: dict) -> int:
-    """The server's side of one job: its request read, a child forked to run it (never
-    returns in the child); the child's pid, 0 for a request that could not be read."""
+    """Fork a child to run one job's request (never returns in it): its pid, 0 for a bad one."""
     conn.settimeout(10)
     try:
         head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 3)

@@ -382,8 +382,7 @@ def restore(
 
 
 def holds(cache: str | os.PathLike | dict | None, parts: dict[str, Any]) -> bool:
-    """Whether the cache (a folder or a storage plugin's location) has an entry for these key
-    parts (the planner counts such a job as no work); its files are checked on restore."""
+    """Whether the cache (a folder or a storage plugin's location) has an entry for ``parts``."""
     if not cache:
         return False
     if isinstance(cache, dict):
@@ -513,8 +512,7 @@ class JobCache:
         return None
 
     def restored_line(self) -> str:
-        """A restored job's ``[job]`` line: the key, and the run that made the outputs (where they
-        hold a record), when and where it was stored."""
+        """A restored job's ``[job]`` line: its key, and which run stored it, when and where."""
         m = self.marker or {}
         run = f"run {m['from_run_id']}, " if m.get("from_run_id") else ""
         return (
