@@ -12,6 +12,7 @@ until the job's outputs are complete ([F10]). No torch: the Snakefile imports it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -39,10 +40,8 @@ def forward_sigint_to_jobs() -> None:
 
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for child in psutil.Process(os.getpid()).children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):  # ended meanwhile
                 child.send_signal(signal.SIGINT)
-            except psutil.Error:
-                pass  # ended meanwhile
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, forward)

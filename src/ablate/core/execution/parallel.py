@@ -7,6 +7,7 @@ identity, so a one-process run is exactly the plain one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import faulthandler
@@ -101,10 +102,8 @@ def abort() -> None:
     join, so the process hung, its traceback unprinted (bench/results/h200x2_pool_ddp.md)."""
     if not (dist.is_available() and dist.is_initialized()):
         return
-    try:
+    with contextlib.suppress(Exception):  # a backend without abort: exiting is enough
         pytorch.abort_process_group()
-    except Exception:  # noqa: BLE001 (a backend without abort: exiting is enough)
-        pass
 
 
 def barrier() -> None:

@@ -9,6 +9,7 @@ is the code the second one runs); a job whose key has no server runs cold.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -63,10 +64,8 @@ def stop_run() -> None:
     if not run or not os.path.isdir(run):
         return
     for pidfile in Path(run).glob("*.pid"):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
     for path in Path(run).iterdir():
         path.unlink(missing_ok=True)
     os.rmdir(run)
@@ -266,10 +265,8 @@ def loop(listener: socket.socket, owner: int) -> None:
             if not pid:
                 break
             conn = jobs.pop(pid)
-            try:
+            with contextlib.suppress(OSError):
                 conn.sendall(f"status {status}\n".encode())
-            except OSError:
-                pass
             conn.close()
         if not jobs and not alive(owner):
             return
@@ -313,10 +310,8 @@ def _fork_job(conn: socket.socket, listener: socket.socket, jobs: dict) -> int:
             os._exit(code)
     for fd in fds:
         os.close(fd)
-    try:
+    with contextlib.suppress(OSError):  # its job's process gone: the child's watch ends it
         conn.sendall(f"pid {pid}\n".encode())
-    except OSError:  # its job's process gone: the child's watch ends it
-        pass
     print(f"[warm] pid {pid}: {' '.join(json.loads(body)['argv'])}", flush=True)
     return pid
 
@@ -369,10 +364,8 @@ def _run_child(conn: socket.socket, fds: list[int], request: dict) -> int:
             thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     if interrupted:  # an interpreter ends an uncaught KeyboardInterrupt with SIGINT
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)

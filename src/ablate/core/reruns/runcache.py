@@ -9,6 +9,7 @@ reused (its provenance names that machine). An entry that does not match its man
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -185,22 +186,19 @@ def _json_digest(path: Path) -> str | None:
     return hashlib.sha256(b"json\0" + canonical_json(result_content(record)).encode()).hexdigest()
 
 
-def _files(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under root (root itself when it is a file); the
-    files of a folder are hashed several at once (a multi-GB checkpoint's shards)."""
+def _output_digests(paths: list[Path]) -> dict[str, str]:
+    """``<i>`` (a file) or ``<i>/<relative path>`` -> sha256 of each file of the i-th path; a
+    folder's files are hashed several at once (a multi-GB checkpoint's shards)."""
     from ablate.core.outputs.checkpoint_integrity import hash_files
 
-    if root.is_file():
-        return dict(zip([""], hash_files([root]), strict=True))
-    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name not in _SKIPPED]
-    return dict(zip((str(p.relative_to(root)) for p in files), hash_files(files), strict=True))
-
-
-def _output_digests(paths: list[Path]) -> dict[str, str]:
     out = {}
-    for i, p in enumerate(paths):
-        for rel, digest in _files(p).items():
-            out[f"{i}/{rel}" if rel else str(i)] = digest
+    for i, root in enumerate(paths):
+        if root.is_file():
+            files = {str(i): root}
+        else:
+            found = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _SKIPPED)
+            files = {f"{i}/{p.relative_to(root)}": p for p in found}
+        out.update(zip(files, hash_files(list(files.values())), strict=True))
     return out
 
 
@@ -230,7 +228,7 @@ def verify(entry: Path) -> str | None:
     if manifest.get("seal") != seal_of(manifest):  # key and parts edited onto another's files
         return "its manifest is not the one stored with its files (edited since, or another's)"
     n = len(manifest.get("outputs", [])) + len(manifest.get("side_outputs", {}))
-    found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
+    found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)])
     for rel in sorted(set(listed) | set(found)):
         if rel not in found:
             return f"{rel} is missing"
@@ -372,10 +370,9 @@ def restore(
     for j, p in enumerate(side):
         if (stored := manifest.get("side_outputs", {}).get(str(j))) is not None:
             _copy(entry / OUTPUTS / str(stored), p)
-    try:  # the entry's last use, for `ablate cache --max-size` (ablate.core.reruns.cache_prune)
+    # the entry's last use, for `ablate cache --max-size` (a read-only cache: not recorded)
+    with contextlib.suppress(OSError):
         os.utime(entry / MANIFEST)
-    except OSError:  # a read-only cache
-        pass
     marker = _restore_marker(outputs, where or str(entry), manifest)
     log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
     return marker
