@@ -2,12 +2,10 @@
 checkpoint (a rerun resumes there), and an interrupt sent to Snakemake alone reaches its
 jobs as a terminal's Ctrl-C would.
 
-Snakemake 9 on SIGINT waits for its local jobs and signals none of them, so ``kill -INT`` of
-Snakemake alone let a finetune run on to an end Snakemake then discarded (docs/reliability.md,
-[F16]); on SIGTERM it waits and records them as finished, so that one is left alone. A repeat of
-the signal within :data:`SAME_INTERRUPT_S` is the same interrupt (a terminal's Ctrl-C plus
-Snakemake forwarding it); a later one stops at once. Once the training has ended, a signal waits
-until the job's outputs are complete ([F10]). No torch: the Snakefile imports it at parse time.
+Snakemake 9 on SIGINT signals none of its local jobs (docs/reliability.md, [F16]); on SIGTERM it
+waits and records them as finished, so that one is left alone. A repeat of the signal within
+:data:`SAME_INTERRUPT_S` is the same interrupt (a terminal's Ctrl-C plus Snakemake forwarding it);
+a later one stops at once. No torch: the Snakefile imports it at parse time.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Before any job: a run whose jobs ask for GPUs, on a machine that shows none, stops in one line.
 
-Run locally where no GPU is visible, Snakemake still starts jobs that ask for one (it counts
-``gpu`` only against ``--resources``), and the job builds its model on the CPU until the
-out-of-memory killer ends it (docs/reliability.md, [B37]). A profile that sends the jobs elsewhere,
-a run of no job (``--report``, a graph) or of the plan or STATUS alone passes; ``allow_cpu: true``
-is the deliberate CPU run. No torch: the Snakefile calls it at parse time.
+Snakemake starts jobs that ask for a GPU where none is visible, and the job builds its model on
+the CPU until the out-of-memory killer ends it (docs/reliability.md, [B37]). A profile that sends
+the jobs elsewhere, a run of no job, or of the plan or STATUS alone passes. No torch.
 """
 
 from __future__ import annotations

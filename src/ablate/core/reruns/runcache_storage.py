@@ -2,9 +2,9 @@
 prefix: QUERY, settings: {...}}``): S3, a cluster's shared filesystem through
 ``snakemake-storage-plugin-fs``, any plugin that can read and write an object.
 
-An entry travels as one object, ``<prefix>/<key>.tar``, and is restored from a local copy after
-the same check as a local entry. The plugin is used through its provider's synchronous object
-interface, as Snakemake's storage cache does.
+An entry travels as one object, ``<prefix>/<key>.tar``, restored from a local copy after the
+same check as a local entry, through the provider's synchronous object interface (as Snakemake's
+storage cache uses it).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Which finished jobs a config edit makes stale, named by the config keys that changed: one
 ``stale: <rule> <wildcards>: <changes>`` line per job, printed when the Snakefile is parsed.
 
-Snakemake's dry-run reason for a params change prints the whole old and new parameter trees (KBs
-per job), where the one edited key is hard to find. A job's record holds the config slice it ran
-with; its study's status part (``changes``) compares that with the slice now. No torch.
+Snakemake's dry-run reason for a params change prints whole parameter trees (KBs per job), where
+the one edited key is hard to find; here a job's recorded config slice is compared with its slice
+now (its study's status part, ``changes``). No torch.
 """
 
 from __future__ import annotations
