@@ -28,11 +28,9 @@ def _nvml() -> Any | None:
     """The NVML module, initialised; None without the package or a driver."""
     try:
         import pynvml
-    except ImportError:
-        return None
-    try:
+
         pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
+    except Exception:  # noqa: BLE001 - ImportError, NVMLError_LibraryNotFound, DriverNotLoaded, ...
         return None
     return pynvml
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -164,8 +165,6 @@ def progress_note() -> str:
 def local_setup(config: dict[str, Any]) -> str | None:
     """The planner's label of this machine's setup ("1x cpu", "2x H100 SXM"), as
     ``plan.setups``' ``{gpu: local}`` names it; None when its GPU's name is unknown."""
-    import subprocess
-
     from ablate.core.execution import gpus
 
     ids = gpus.pool()

@@ -4,6 +4,7 @@ wildcards) and what differs from it, in one line, as ``snakemake -n`` says why a
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,6 @@ def nearest_difference(
 
 
 def _stamp(stored_at: Any) -> float:
-    import time
-
     try:
         return time.mktime(time.strptime(str(stored_at), "%Y-%m-%dT%H:%M:%S%z"))
     except ValueError:
