@@ -132,9 +132,8 @@ def _said_at_exit() -> None:
 
 
 def log_only(snakemake: Any, remade: str | None = None) -> None:
-    """Step 1 alone: a job of no study (STATUS, the plan). ``remade``: why the job's output is
-    never restored from the run cache (it is of the tree as it is now, not a function of its
-    declared inputs): its line says so instead of ``ran`` (:data:`ablate.core.jobs.REMADE_LINE`)."""
+    """Step 1 alone: a job of no study (STATUS, the plan). ``remade``: why its output is never
+    restored from the run cache, said in its line instead of ``ran``."""
     import time
 
     keep_freed_memory()
@@ -167,9 +166,8 @@ def _restored_or_cache(
     after_restore: Callable[[], Any] | None = None,
     exact: bool = False,
 ):
-    """The job's :class:`ablate.core.reruns.runcache.JobCache` (config key ``run_cache``; off: a
-    no-op); where it restores the outputs, the job says so and is done (exit 0). ``exact``: its
-    input files keyed by their bytes (:func:`start_table`)."""
+    """The job's :class:`ablate.core.reruns.runcache.JobCache`; where it restores the outputs,
+    the job says so and is done (exit 0)."""
     from ablate.core.reruns.runcache import JobCache
 
     job_cache = JobCache(snakemake, side_outputs, work, exact=exact)
@@ -183,9 +181,8 @@ def _restored_or_cache(
 
 
 def start_table(snakemake: Any, study: str):
-    """Steps 1 and 2 and the run cache: a job that makes tables or figures from records, no
-    model. Its input files are keyed by their bytes: its tables name each record's run id, which a
-    rerun of the same result changes. Returns the job's cache."""
+    """Steps 1 and 2 and the run cache of a table or figure job, its inputs keyed by their bytes
+    (its tables name each record's run id, which a rerun of the same result changes)."""
     start_light(snakemake, study)
     return _restored_or_cache(snakemake, exact=True)
 

@@ -186,10 +186,9 @@ def _decode(value: Any) -> Any:
 
 
 @record  # torchrun's failure summary (the end of the log) then names each process's exception
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     """One process of a data-parallel run (``python -m ablate.core.execution.parallel SPEC``)."""
-    argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text())
+    spec = json.loads(Path(sys.argv[1]).read_text())
     init()
     try:
         kwargs, rep = {k: _decode(v) for k, v in spec["kwargs"].items()}, spec.get("reporters")

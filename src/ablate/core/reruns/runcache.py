@@ -3,8 +3,7 @@ restored instead of recomputed when a job with the same key runs again (config k
 
 The key, the entry layout, what a restore checks and why not Snakemake's own ``cache:``:
 docs/design.md, "Run cache". Hardware is not in the key: a result made on another machine is
-reused (its provenance names that machine). An entry that does not match its manifest is refused
-(moved to ``<cache>/refused/``) and the job runs. No torch: a restored job never imports it.
+reused (its provenance names that machine). No torch: a restored job never imports it.
 """
 
 from __future__ import annotations
