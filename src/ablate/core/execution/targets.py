@@ -37,8 +37,7 @@ def command_line_targets() -> list[str]:
 
 
 def target_files(jobs: Iterable[Any], rules: Iterable[Any]) -> list[str]:
-    """Every file a target may name: each job's outputs, log and benchmark (core Jobs), and
-    what each Snakemake rule without wildcards makes (plan, status, tables)."""
+    """Every file a target may name: each job's outputs, log and benchmark, each fixed rule's."""
     own = [f for j in jobs for f in [*j.outputs.values(), j.log, j.benchmark] if f]
     fixed = [str(f) for r in rules if not r.has_wildcards() for f in r.products()]
     return own + fixed

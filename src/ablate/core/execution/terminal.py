@@ -27,8 +27,7 @@ _PARAMS_CHANGED = "Params have changed since last execution"
 
 
 def _short_files(text: str, width: int) -> str:
-    """A comma-separated file list cut to about ``width`` characters: its first files and how
-    many more (``a, b, ... (+127 more)``)."""
+    """A comma-separated file list cut to about ``width`` characters (``a, b, ... (+127 more)``)."""
     if len(text) <= width:
         return text
     items = text.split(", ")

@@ -324,21 +324,6 @@ def marker_path(outputs: list[Path]) -> Path:
     return outputs[0].with_name(outputs[0].name + RESTORED_SUFFIX)
 
 
-def _restore_marker(outputs: list[Path], entry: str, manifest: dict[str, Any]) -> dict:
-    marker = {
-        "restored": True,
-        "from_run_id": manifest.get("run_id"),
-        "cache_entry": entry,
-        "key": manifest["key"],
-        "stored_at": manifest.get("stored_at"),
-        "stored_on": manifest.get("host"),
-        "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "outputs": [str(p) for p in outputs],
-    }
-    marker_path(outputs).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
-    return marker
-
-
 def restore(
     cache: Path,
     parts: dict[str, Any],
@@ -372,7 +357,17 @@ def restore(
     # the entry's last use, for `ablate cache --max-size` (a read-only cache: not recorded)
     with contextlib.suppress(OSError):
         os.utime(entry / MANIFEST)
-    marker = _restore_marker(outputs, where or str(entry), manifest)
+    marker = {
+        "restored": True,
+        "from_run_id": manifest.get("run_id"),
+        "cache_entry": where or str(entry),
+        "key": manifest["key"],
+        "stored_at": manifest.get("stored_at"),
+        "stored_on": manifest.get("host"),
+        "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "outputs": [str(p) for p in outputs],
+    }
+    marker_path(outputs).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
     log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
     return marker
 
