@@ -8,8 +8,7 @@ from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 
 
 def refusing_executor(message: str) -> type[RemoteExecutor]:
-    """An executor class whose start, job submission and status check raise ``message`` (a
-    ``WorkflowError``); cancelling has nothing to cancel."""
+    """An executor class whose every use raises ``message`` (cancelling has nothing to cancel)."""
 
     class Executor(RemoteExecutor):
         def __post_init__(self):

@@ -1,38 +1,12 @@
 """How a job script of the workflow starts (workflow/scripts/*.py), in one place.
 
-The order matters, so each step is here once rather than in every script:
-
-1. stdout and stderr go to the rule's log (everything after is in it); an interrupt ends it with
-   one line, no traceback (:func:`interrupt_hook`);
-2. the job's hub-offline switch (:func:`ablate.studies.hub_switch`), before any Hugging Face
-   import reads it;
-3. (:func:`start`: the jobs that load a model; :func:`start_table`: the table jobs, this step's
-   first part only) in a local run, the job handed to a process that imported torch,
-   transformers and lm-eval already (:mod:`ablate.core.execution.warm`; the first job runs
-   cold); the run cache, where a job it restores is done (exit 0); torch and the job's
-   own heavy modules (``imports``); the job's own GPUs
-   (:func:`ablate.core.execution.gpus.claim_for`), after the imports but before CUDA is initialised;
-   torch's CPU threads set to the rule's ``threads``; a job with a ``gpu`` resource samples its
-   GPUs' utilisation and memory from then on (:mod:`ablate.core.execution.gpu_watch`).
-
-A job that trains runs its entry point through :func:`run_entry`: in the job's process, or in one
-data-parallel process per GPU the job was granted.
-
-Every job says what happened to it in one line, in the terminal (the ``snakemake`` command's
-screen: the job's own stderr, before its redirect) and in its log (:func:`say`): ``ran in 41 s``
-(``resumed from checkpoint-82`` where its record says so; ``stored in the run cache as <key>``),
-or ``restored from the run cache (key <key>: run <run_id> ...)``; a job whose output is of the
-tree as it is now, not of its declared inputs (STATUS, the plan: :func:`log_only`'s ``remade``),
-``remade in N s from the tree as it is now (never restored: <why>)``. A job that is up to date
-does not run, so it prints nothing: STATUS.md names it ``done``.
-
-Why the imports come before the GPU claim: loading torch, transformers and lm-eval takes 10-20 s
-of each job at the 3.4 B shape on the GPU hosts (bench/results/smoke_h100_916fdf4.md). A job that
-waits for a device (``--resources gpu`` above the host's device count: docs/profiles.md) has
-done that already when a device frees, so the GPU does not sit idle while the next job starts.
-CUDA reads ``CUDA_VISIBLE_DEVICES`` once, when it initialises; torch's own device queries do not
-initialise it with ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (set here), and the claim refuses to run
-if something did.
+The order matters, so each step is here once rather than in every script: (1) the log redirect
+(everything after is in the rule's log); (2) the hub-offline switch, before any Hugging Face
+import reads it; (3) for a model job (:func:`start`), the warm hand-off, the run cache (a restored
+job is done), the imports, and only then the GPU claim: a job that waits for a device has done its
+imports when one frees (docs/profiles.md, "One more GPU job than GPUs"), and CUDA, which reads
+``CUDA_VISIBLE_DEVICES`` once, is not initialised before it. Every job says what happened to it in
+one line, on the terminal and in its log (:func:`say`).
 """
 
 from __future__ import annotations
@@ -55,13 +29,9 @@ from ablate.core.outputs import provenance
 def keep_freed_memory() -> None:
     """glibc's malloc keeps what a job frees for its next allocation (Linux; elsewhere nothing).
 
-    By default glibc serves a large tensor (above a threshold that starts at 128 KB and rises to
-    32 MB at most) with its own ``mmap`` and returns it to the kernel when freed (and trims the
-    heap's free top), so a CPU training step that frees and allocates the same activations every
-    step pays page faults to zero them again: 21 of the embedded ``prepare_model``'s 76 s were
-    system time, 2 with this (bench/results/first_run_cpu.md). Here allocations below 1 GB come
-    from the heap and what is freed stays there for the next ones (up to 1 GB free at its top is
-    kept, not returned): a job's resident memory stays near its peak until it ends."""
+    By default glibc ``mmap``s a large tensor and returns it when freed, so a CPU training step
+    pays page faults for the same activations every step (bench/results/first_run_cpu.md). Below
+    1 GB, allocations now come from the heap and stay there: resident memory stays near its peak."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -87,11 +57,8 @@ def refusals() -> tuple[type, ...]:
 
 
 def interrupt_hook(exc_type: type, exc: BaseException, tb: Any) -> None:
-    """``sys.excepthook`` of a job: an interrupt (Ctrl-C, a SIGTERM) is handled, not a bug, so
-    it ends the log with one line, not a traceback (Snakemake shows a failed job's log: a
-    Ctrl-C printed a hundred lines of training frames); so does a refusal (:func:`refusals`: the
-    hub unreachable printed 40 lines of network frames before its one-line message). Any other
-    error keeps its traceback."""
+    """``sys.excepthook`` of a job: an interrupt or a refusal (:func:`refusals`) ends the log with
+    one line, not a traceback (Snakemake shows a failed job's log); any other error keeps it."""
     from ablate.core.execution.interrupts import TrainingInterrupted
 
     _JOB["failed"] = True
@@ -166,9 +133,8 @@ def _said_at_exit() -> None:
 
 
 def log_only(snakemake: Any, remade: str | None = None) -> None:
-    """Step 1 alone: a job of no study (STATUS, the plan). ``remade``: why the job's output is
-    never restored from the run cache (it is of the tree as it is now, not a function of its
-    declared inputs): its line says so instead of ``ran`` (:data:`ablate.core.jobs.REMADE_LINE`)."""
+    """Step 1 alone: a job of no study (STATUS, the plan). ``remade``: why its output is never
+    restored from the run cache, said in its line instead of ``ran``."""
     import time
 
     keep_freed_memory()
@@ -201,9 +167,8 @@ def _restored_or_cache(
     after_restore: Callable[[], Any] | None = None,
     exact: bool = False,
 ):
-    """The job's :class:`ablate.core.reruns.runcache.JobCache` (config key ``run_cache``; off: a
-    no-op); where it restores the outputs, the job says so and is done (exit 0). ``exact``: its
-    input files keyed by their bytes (:func:`start_table`)."""
+    """The job's :class:`ablate.core.reruns.runcache.JobCache`; where it restores the outputs,
+    the job says so and is done (exit 0)."""
     from ablate.core.reruns.runcache import JobCache
 
     job_cache = JobCache(snakemake, side_outputs, work, exact=exact)
@@ -217,12 +182,8 @@ def _restored_or_cache(
 
 
 def start_table(snakemake: Any, study: str):
-    """Steps 1 and 2 and the run cache: a job that makes tables or figures from records
-    (recovery_table, mask_claims, the plots), no model. Its outputs are a function of its
-    declared inputs, params and code, so a revert restores them as it restores the model jobs';
-    its input files are keyed by their bytes, not their result content: its tables name each
-    record's run id, which a rerun of the same result changes. Returns the job's cache (the
-    script calls its ``store()`` once the outputs are written)."""
+    """Steps 1 and 2 and the run cache of a table or figure job, its inputs keyed by their bytes
+    (its tables name each record's run id, which a rerun of the same result changes)."""
     start_light(snakemake, study)
     return _restored_or_cache(snakemake, exact=True)
 
@@ -235,13 +196,10 @@ def start(
     after_restore: Callable[[], Any] | None = None,
     work: Sequence[str | os.PathLike] = (),
 ):
-    """Steps 1 to 3; the job's :class:`ablate.core.reruns.runcache.JobCache` (it stores the outputs
-    once the job has written them). ``imports``: the modules the script uses (imported here,
-    before the job waits for its GPUs; the script's own import lines then cost nothing).
-    ``side_outputs``: what else the job writes that a user reads (restored with the outputs, or
-    removed); ``after_restore``: what the job does with its finished outputs besides them (its
-    MLflow run), done for restored ones too; ``work``: what its runs write on their way (a
-    training's checkpoints), set aside when the outputs are restored instead."""
+    """Steps 1 to 3; returns the job's :class:`ablate.core.reruns.runcache.JobCache`. ``imports``:
+    the modules the script uses, imported before the job waits for its GPUs; ``after_restore``:
+    what the job does with its finished outputs besides them (its MLflow run), restored ones too;
+    ``side_outputs`` and ``work``: as the cache's."""
     from ablate.core.execution import warm
 
     # in a local run, the rest in a process that imported torch already (the hub switch first:
@@ -284,15 +242,10 @@ def run_entry(
     key: str = "resources.gpu",
     reporters: dict[str, Any] | None = None,
 ) -> Any:
-    """Run the job's entry point ``call`` (``"module:function"``) with ``kwargs``: in this
-    process on one GPU or the CPU, or in N data-parallel processes, one per GPU of the job
-    (:func:`ablate.core.execution.parallel.launch`; the same global batch, docs/training.md).
-
-    ``processes``: the run's configured process count (one its run id counts), set by the config
-    key ``key``: refused unless the job was granted that many GPUs; None: one process per GPU
-    granted. ``reporters`` (``{"call", "kwargs"}``): what each process calls for the entry's
-    ``reporters=`` argument.
-    Returns the entry's result in this process, None from N processes."""
+    """Run the job's entry point ``call`` (``"module:function"``) with ``kwargs`` in this process,
+    or in one data-parallel process per GPU (:func:`ablate.core.execution.parallel.launch`): then
+    None. ``processes``: the configured process count (config key ``key``), refused unless the
+    job was granted that many GPUs; None: one per GPU granted."""
     from ablate.core.execution import parallel
 
     granted = int(getattr(snakemake.resources, "gpu", 0) or 0)

@@ -2,27 +2,8 @@
 (:mod:`ablate.core.jobs`: ``layout``, ``status``, ``plan``). ``ablate.core``
 names no study; it reads this registry. No torch: the Snakefile, STATUS and the planner import it.
 
-The two studies of this repository are listed here (:data:`BUILTIN`); a study of another package
-registers with one line in that package's metadata, an entry point of the group
-:data:`_ENTRY_POINTS` (pyproject.toml: ``[project.entry-points."ablate.studies"]`` then
-``name = "its.package"``), and the workflow includes its rules with no line changed here, in the
-core or in another study (docs/design.md, "Adding a study").
-
-A study's package declares ``RULES``: its rule files in the order the Snakefile includes them
-(a relative path is the workflow's, e.g. ``rules/mask/common.smk``; a study of another package
-gives absolute ones). It may declare ``PARTS`` (its module of each part, default
-:data:`DEFAULT_PARTS`).
-
-A study's package may declare ``MOVED_CONFIG_KEYS``: its config keys that were once top-level
-and now live under its name (a config that still has one there stops with how to convert it).
-
-A study's package holds its part of the config schema (``config.schema.yaml``: its section's
-keys; ``ablate.core.config.config_schema`` joins it) and may declare ``PLAN_OPT_IN = True``: the
-planner forecasts it only when the config's ``plan.studies`` names it.
-
-A study's package may declare ``ATTENTION_BACKENDS`` (attn_implementation -> the module whose
-import registers it with transformers); the model loader imports that module when asked for the
-backend, so a fresh process loads with it without knowing where it lives.
+What a study's package declares, and how one of another package registers (an entry point of the
+group :data:`_ENTRY_POINTS`): docs/design.md, "Adding a study".
 """
 
 from __future__ import annotations
@@ -35,9 +16,8 @@ from types import ModuleType
 BUILTIN = {"mask": "ablate.mask", "bridge": "ablate.bridge"}
 #: the entry-point group another package registers a study in (name -> its package)
 _ENTRY_POINTS = "ablate.studies"
-#: a study's module, in its package, of each study part (ablate.core.jobs): layout
-#: (patterns, jobs, targets; no torch), status (headline, changes, key results, forecast), plan
-#: (the planner's inputs); a package's ``PARTS`` names others
+#: a study's module, in its package, of each study part (ablate.core.jobs); a package's
+#: ``PARTS`` names others
 DEFAULT_PARTS = {"layout": "layout", "status": "status", "plan": "plan"}
 
 
@@ -86,16 +66,14 @@ def attention_backends() -> dict[str, str]:
 
 
 def hub_free(config: dict, study: str) -> bool:
-    """Nothing of ``study`` is on the hub: each model and data set of its config slice is
-    embedded (the study package's ``hub_free``)."""
+    """Nothing of ``study``'s config slice is on the hub (its package's ``hub_free``)."""
     return _package(study).hub_free(config)
 
 
 def hub_switch(config: dict, study: str) -> bool:
-    """One job's hub-offline switch, set by its script before any Hugging Face import (they read
-    it at import): a job of a hub-free study runs offline, so a stray hub call fails at once
-    instead of waiting on a network that may not be there; a job of another study keeps the
-    environment it was given (a user's own HF_HUB_OFFLINE too). True when switched off."""
+    """One job's hub-offline switch, set before any Hugging Face import reads it: a job of a
+    hub-free study runs offline, so a stray hub call fails at once instead of waiting on a
+    network; others keep the environment they were given. True when switched off."""
     if not hub_free(config, study):
         return False
     for key, value in HUB_OFFLINE.items():
@@ -104,15 +82,12 @@ def hub_switch(config: dict, study: str) -> bool:
 
 
 def planned_by_default(names: list[str]) -> list[str]:
-    """The studies of ``names`` the planner forecasts when ``plan.studies`` is unset: those
-    whose package does not declare ``PLAN_OPT_IN``."""
+    """The studies of ``names`` the planner forecasts when ``plan.studies`` is unset."""
     return [s for s in names if not getattr(import_module(STUDIES[s]), "PLAN_OPT_IN", False)]
 
 
 def moved_keys_error(config: dict) -> str | None:
-    """One line for a config (the merged one: an overlay's keys count) that still has a study's
-    keys at the top level, where they were before they moved under the study's name: which keys,
-    where they go and how; None when there is none."""
+    """One line for a config that still has a study's ``MOVED_CONFIG_KEYS`` at the top level."""
     problems = []
     for study, package in STUDIES.items():
         moved = [k for k in getattr(import_module(package), "MOVED_CONFIG_KEYS", ()) if k in config]

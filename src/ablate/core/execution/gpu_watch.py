@@ -1,12 +1,8 @@
-"""How busy a job's GPUs were: a background thread samples each of the job's devices through NVML
-(``nvidia-ml-py``, the ``pynvml`` module) every few seconds, utilisation (percent of the interval
-a kernel ran) and memory used, so an idle GPU shows in the job's record, in STATUS (each GPU job's
-mean utilisation) and in the trackers. On a machine without NVML (a CPU host, the package not
-installed) nothing is sampled and nothing is recorded.
+"""How busy a job's GPUs were: a background thread samples the job's devices through NVML every
+few seconds, so an idle GPU shows in the job's record, in STATUS and in the trackers.
 
-The devices are the job's own: ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs, as the GPU pool of
-:mod:`ablate.core.execution.gpus` sets it), else every device NVML sees. No torch: sampling never
-initialises CUDA.
+Without NVML (a CPU host, ``nvidia-ml-py`` not installed) nothing is recorded. No torch: sampling
+never initialises CUDA.
 """
 
 from __future__ import annotations
@@ -32,18 +28,16 @@ def _nvml() -> Any | None:
     """The NVML module, initialised; None without the package or a driver."""
     try:
         import pynvml
-    except ImportError:
-        return None
-    try:
+
         pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
+    except Exception:  # noqa: BLE001 - ImportError, NVMLError_LibraryNotFound, DriverNotLoaded, ...
         return None
     return pynvml
 
 
 def job_devices(nvml: Any, visible: str | None) -> list[Any]:
     """NVML handles of the job's devices: ``visible`` (``CUDA_VISIBLE_DEVICES``: indices or
-    ``GPU-`` UUIDs; empty hides every device), every device when it is None (not set)."""
+    UUIDs; empty hides every device), every device when it is None."""
     if visible is None:
         return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
     return [
@@ -110,7 +104,8 @@ class GpuSampler:
 
     def summary(self) -> dict[str, Any] | None:
         """The record's ``gpu_use`` block: per device and over all, mean and peak utilisation
-        (percent) and memory (MiB), the interval and every sample; None before any sample."""
+        (percent of the time a kernel ran) and memory (MiB), the interval and every sample; None
+        before any sample."""
         if not self.samples:
             return None
         n = len(self._handles) or len(self.samples[0].util_pct)
@@ -156,9 +151,7 @@ def latest() -> _Sample | None:
 
 
 def mlflow_metrics(gpu_use: dict[str, Any] | None) -> list[tuple[str, float, int]]:
-    """(name, value, step) of a record's ``gpu_use`` samples under MLflow's system-metric names
-    (``system/gpu_0_utilization_percentage``, ``system/gpu_0_memory_usage_megabytes``); the
-    step is the sample's second since the job's sampler started."""
+    """(name, value, step: its second) of a record's ``gpu_use`` samples under MLflow's names."""
     out: list[tuple[str, float, int]] = []
     for t, util, mem in (gpu_use or {}).get("samples", []):
         for i, (u, m) in enumerate(zip(util, mem)):

@@ -1,22 +1,10 @@
 """A GPU per job on a local multi-GPU host: ``CUDA_VISIBLE_DEVICES`` from a pool of file locks.
 
-Snakemake counts a ``gpu`` resource but never says which device a job gets (its issue "Handle
-GPU ids", snakemake/snakemake#281, open since 2020), so every local GPU job saw every GPU: two
-jobs shared GPU 0 and the HF Trainer wrapped a model in ``DataParallel`` over the rest. Each GPU
-job's script calls :func:`claim_for` (through ablate.job_script.start) before torch touches CUDA: it takes ``gpu``
-free devices, each an ``fcntl.flock`` on one lock file per device in a per-user folder, and
-sets ``CUDA_VISIBLE_DEVICES`` to them (none for ``gpu: 0``). The kernel drops a flock when its
-process dies, even on SIGKILL, so a device returns to the pool however its job ends; while held
-it is never given to another job. A job waits (one log line, then one a minute) until enough
-devices are free at once; it never holds part of its request while it waits.
-
-The pool: ``ABLATE_GPU_IDS`` (comma-separated ids; tests use fake ones), else the ids in an
-inherited ``CUDA_VISIBLE_DEVICES`` (the user's restriction of the whole run), else one per line
-of ``nvidia-smi -L``; no GPU at all: nothing to do. Off under SLURM (``SLURM_JOB_ID``): each job
-is its own allocation, SLURM sets its ``CUDA_VISIBLE_DEVICES``, and jobs of other allocations on
-the same node would share these per-user lock files under renumbered ids. On a Vast instance the
-pool stays on: the instance is rented for one group job and runs its jobs as a local host would.
-``ABLATE_GPU_POOL=off`` turns it off anywhere.
+Snakemake counts a ``gpu`` resource but never says which device a job gets
+(snakemake/snakemake#281), so two local jobs shared GPU 0. A device is an ``fcntl.flock`` on its
+lock file, which the kernel drops when the process dies (SIGKILL too): a device returns however
+its job ends and is never shared while held; a job holds no part of its request while it waits.
+The pool, and why it is off under SLURM: docs/profiles.md, "A GPU per job on a multi-GPU host".
 """
 
 from __future__ import annotations
@@ -39,17 +27,15 @@ _POLL_S = 1.0
 _held: list[IO] = []  # the open lock files: a device is held as long as its file stays open
 
 
-def _scheduler() -> str | None:
-    """The scheduler that assigns devices itself, if any (then the pool stays out of the way)."""
-    if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "false"):
-        return SWITCH_ENV
-    if os.environ.get("SLURM_JOB_ID"):
-        return "SLURM"
-    return None
+def _scheduler() -> bool:
+    """Whether a scheduler assigns devices itself (SLURM, or the pool switched off)."""
+    off = os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "false")
+    return off or bool(os.environ.get("SLURM_JOB_ID"))
 
 
 def pool() -> list[str]:
-    """The device ids this host's jobs share (see the module docstring for the order)."""
+    """The device ids this host's jobs share: ``ABLATE_GPU_IDS``, an inherited
+    ``CUDA_VISIBLE_DEVICES``, else one per ``nvidia-smi -L`` line."""
     for env in (IDS_ENV, "CUDA_VISIBLE_DEVICES"):
         if env in os.environ:
             return [i.strip() for i in os.environ[env].split(",") if i.strip()]

@@ -2,35 +2,15 @@
 checkpoint (a rerun resumes there), and an interrupt sent to Snakemake alone reaches its
 jobs as a terminal's Ctrl-C would.
 
-Snakemake 9 on SIGINT (``KeyboardInterrupt`` in its scheduler: "Terminating processes on user
-request") shuts its local job pool down, which waits for the running jobs; it signals none of
-them. A terminal's Ctrl-C reaches them anyway (the whole foreground process group gets it), but
-``kill -INT <snakemake pid>`` in a script does not: a finetune then ran on to its end, and
-Snakemake, already cancelling, left it marked incomplete, so the rerun redid the finished work.
-:func:`forward_sigint_to_jobs` (installed when the Snakefile is parsed) sends the SIGINT on to
-Snakemake's child processes first. On SIGTERM Snakemake waits for its running jobs and records
-them as finished (its graceful exit), so that one is left alone.
-
-In a training job, :class:`InterruptWatch` turns the first SIGINT or SIGTERM into: finish the
-step, save a complete checkpoint (also with ``save_steps: 0``), stop with
-:class:`TrainingInterrupted`, so the job fails, writes no result, and its rerun resumes from that
-checkpoint. A repeat of the signal within :data:`SAME_INTERRUPT_S` is the same interrupt (a
-terminal's Ctrl-C plus Snakemake forwarding it); a later one stops at once. Data-parallel, every
-process stops and saves at the same step, whichever of them got the signal
-(:func:`ablate.core.execution.parallel.any_process` at each step's end): the saves are collectives.
-
-Once the training has ended (:meth:`InterruptWatch.hold`), the signal waits until the job's
-outputs are complete (the final evaluation, the final save, the summary): a job killed there lost
-a finished training, which Snakemake deleted. The job then keeps its checkpoints, with one of the
-finished training (:func:`ablate.core.training.saving.end_of_run`), since an interrupted
-Snakemake may still mark it incomplete and delete those outputs before the rerun, which then
-writes them again from that checkpoint instead of training again.
-
-Imports no torch or transformers at module level: the Snakefile imports it at parse time.
+Snakemake 9 on SIGINT signals none of its local jobs (docs/reliability.md, [F16]); on SIGTERM it
+waits and records them as finished, so that one is left alone. A repeat of the signal within
+:data:`SAME_INTERRUPT_S` is the same interrupt (a terminal's Ctrl-C plus Snakemake forwarding it);
+a later one stops at once. No torch: the Snakefile imports it at parse time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -46,8 +26,8 @@ class TrainingInterrupted(RuntimeError):
 
 def forward_sigint_to_jobs() -> None:
     """In Snakemake's process: a SIGINT first goes on to every child process (its local jobs),
-    then Snakemake stops as on Ctrl-C. A second SIGINT is Python's default again. An ignored
-    SIGINT (`nohup`, a background job of a script) stays ignored."""
+    then Snakemake stops as on Ctrl-C; a second is Python's default again, an ignored one
+    (`nohup`) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
@@ -58,10 +38,8 @@ def forward_sigint_to_jobs() -> None:
 
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for child in psutil.Process(os.getpid()).children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):  # ended meanwhile
                 child.send_signal(signal.SIGINT)
-            except psutil.Error:
-                pass  # ended meanwhile
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, forward)
@@ -69,10 +47,7 @@ def forward_sigint_to_jobs() -> None:
 
 class InterruptWatch:
     """In a training job: the first SIGINT or SIGTERM asks the loop to save a checkpoint at the end
-    of the current step and stop (module doc). :meth:`install` before the loop, :meth:`requested`
-    at each step's end (a collective when data-parallel), :meth:`interrupted` for the error to
-    raise after the save, :meth:`restore` after the loop; a job's driver holds it installed
-    around the loop and its outputs (``with``), :meth:`hold` once the training ended."""
+    of the current step and stop with :class:`TrainingInterrupted` (its rerun resumes there)."""
 
     def __init__(self):
         self.signal: signal.Signals | None = None
@@ -103,8 +78,7 @@ class InterruptWatch:
         self.restore()
 
     def hold(self) -> None:
-        """The training has ended: a signal from now on waits until the job's outputs are
-        complete (module doc)."""
+        """The training has ended: a signal now waits until the job's outputs are complete."""
         self.holding = True
 
     def install(self) -> None:
@@ -122,8 +96,7 @@ class InterruptWatch:
 
     def requested(self) -> bool:
         """Whether this or another data-parallel process got the signal: every process stops at
-        the same step (the checkpoint's saves are collectives), also those the signal reached
-        one step later, or not at all."""
+        the same step (the checkpoint's saves are collectives)."""
         from ablate.core.execution import parallel
 
         return parallel.any_process(self.signal is not None)

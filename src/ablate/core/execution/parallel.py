@@ -1,16 +1,13 @@
 """Data-parallel jobs: torch.distributed as torchrun sets it up, one launcher for every study.
 
-A job whose ``gpu`` resource is N > 1 (a mask finetune, a bridge training run) calls
-:func:`launch`: ``torchrun --standalone --nproc-per-node N -m ablate.core.execution.parallel
-spec.json`` starts N processes with ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` in their environment;
-each runs :func:`main`, which joins the process group (:func:`init`: NCCL on GPUs, one GPU per
-process out of the job's ``CUDA_VISIBLE_DEVICES``; gloo on CPU), calls the spec's function with its
-keyword arguments, and leaves the group. Without those variables every helper here is the
-single-process identity, so a one-process run is exactly the plain one.
+A job whose ``gpu`` resource is N > 1 calls :func:`launch`, which starts N processes of
+:func:`main` through torchrun. Outside such a launch every helper here is the single-process
+identity, so a one-process run is exactly the plain one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import faulthandler
@@ -59,8 +56,7 @@ def _all_reduce_on_cpu(n: int, op) -> int:
 
 
 def any_process(flag: bool) -> bool:
-    """Whether ``flag`` holds in any process (a collective: every process calls it at the same
-    point; on one process, ``flag``)."""
+    """Whether ``flag`` holds in any process (a collective: every process calls it)."""
     if world_size() == 1:
         return flag
     return bool(_all_reduce_on_cpu(int(flag), dist.ReduceOp.MAX))
@@ -82,14 +78,9 @@ def sum_tensor(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _launched() -> bool:
-    """Started by torchrun (or any launcher that sets the torch.distributed environment)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def init() -> None:
     """Join the process group torchrun described; bind this process to its GPU."""
-    if not _launched() or dist.is_initialized():
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -106,17 +97,13 @@ def close() -> None:
 
 
 def abort() -> None:
-    """Leave the group after an error without waiting for anyone. A graceful
-    ``destroy_process_group`` lets NCCL finish pending work first, and a peer blocked in a
-    collective this process will never join keeps it waiting: on 2 H200s a process whose
-    reporter raised at step 1 hung until killed, its traceback never printed, while the other
-    waited in the next all-reduce (bench/results/h200x2_pool_ddp.md)."""
+    """Leave the group after an error without waiting for anyone: a graceful
+    ``destroy_process_group`` waits for a peer blocked in a collective this process will never
+    join, so the process hung, its traceback unprinted (bench/results/h200x2_pool_ddp.md)."""
     if not (dist.is_available() and dist.is_initialized()):
         return
-    try:
+    with contextlib.suppress(Exception):  # a backend without abort: exiting is enough
         pytorch.abort_process_group()
-    except Exception:  # noqa: BLE001 (a backend without abort: exiting is enough)
-        pass
 
 
 def barrier() -> None:
@@ -139,11 +126,10 @@ def launch(
     log: TextIO | None = None,
     reporters: dict[str, Any] | None = None,
 ) -> None:
-    """Run ``call`` (``"module:function"``) with ``kwargs`` (JSON; a dataclass value, an entry
-    point's spec, is rebuilt in each process) in ``nproc`` data-parallel processes of
-    ``threads // nproc`` CPU threads each; raise if one fails. ``reporters`` (``{"call",
-    "kwargs"}``): a function each process calls for its ``reporters=`` argument (objects that
-    JSON cannot carry, e.g. ablate.core.reports.tracking.reporters)."""
+    """Run ``call`` (``"module:function"``) with ``kwargs`` (JSON; a dataclass value is rebuilt
+    in each process) in ``nproc`` data-parallel processes of ``threads // nproc`` CPU threads
+    each; raise if one fails. ``reporters`` (``{"call", "kwargs"}``): what each process calls for
+    its ``reporters=`` argument (objects that JSON cannot carry)."""
     kwargs = encode_kwargs(kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
@@ -181,8 +167,7 @@ _DATACLASS = "$dataclass"
 
 
 def encode_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` for the launcher's JSON: a dataclass value (an entry point's spec) as its
-    fields and its class (:data:`_DATACLASS`), which each process rebuilds."""
+    """``kwargs`` for the launcher's JSON: a dataclass value as its fields and its class."""
 
     def encode(value: Any) -> Any:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -201,11 +186,9 @@ def _decode(value: Any) -> Any:
 
 
 @record  # torchrun's failure summary (the end of the log) then names each process's exception
-def main(argv: list[str] | None = None) -> None:
-    """One process of a data-parallel run: ``python -m ablate.core.execution.parallel
-    spec.json``."""
-    argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text())
+def main() -> None:
+    """One process of a data-parallel run (``python -m ablate.core.execution.parallel SPEC``)."""
+    spec = json.loads(Path(sys.argv[1]).read_text())
     init()
     try:
         kwargs, rep = {k: _decode(v) for k, v in spec["kwargs"].items()}, spec.get("reporters")

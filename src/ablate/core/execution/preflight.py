@@ -1,18 +1,8 @@
 """Before any job: a run whose jobs ask for GPUs, on a machine that shows none, stops in one line.
 
-A config's ``resources.<group>.gpu`` is a request to the executor. Run locally where no GPU is
-visible, Snakemake still starts those jobs (it counts ``gpu`` only against ``--resources``), and
-the job builds its model on the CPU: the 3.4 B smoke config grew to 23.7 GB until the kernel's
-out-of-memory killer ended it, minutes later. So at parse time (a dry run too) the workflow stops
-when all of these hold: a study of the config asks for a GPU, a job that asks for one has an
-output still to make, this process is the ``snakemake`` command line with a local executor (a
-profile that sends the jobs elsewhere, ``--profile slurm`` or ``--profile vast``, runs them on
-machines that have GPUs), it runs jobs (not ``--report``, ``--lint``, a graph or a summary; a
-target the plan or STATUS makes alone runs no GPU job), and the GPU pool of
-:mod:`ablate.core.execution.gpus` is empty. The config key ``allow_cpu: true`` is the deliberate CPU
-run.
-
-Pure Python (no torch): the Snakefile calls it at parse time.
+Snakemake starts jobs that ask for a GPU where none is visible, and the job builds its model on
+the CPU until the out-of-memory killer ends it (docs/reliability.md, [B37]). A profile that sends
+the jobs elsewhere, a run of no job, or of the plan or STATUS alone passes. No torch.
 """
 
 from __future__ import annotations
@@ -32,29 +22,15 @@ from ablate.core.execution.targets import is_snakemake_cli
 _ALLOW_CPU_KEY = "allow_cpu"
 #: Snakemake's options (their argparse names) under which no job runs
 _NO_JOB_OPTIONS = (
-    "report",
-    "lint",
-    "dag",
-    "rulegraph",
-    "filegraph",
-    "d3dag",
-    "summary",
-    "detailed_summary",
-    "list_rules",
-    "list_target_rules",
-    "list_changes",
-    "touch",
-    "unlock",
-    "cleanup_metadata",
-    "delete_all_output",
-    "delete_temp_output",
-)
+    "report lint dag rulegraph filegraph d3dag summary detailed_summary list_rules "
+    "list_target_rules list_changes touch unlock cleanup_metadata delete_all_output "
+    "delete_temp_output"
+).split()
 
 
 def _command_line() -> Namespace | None:
-    """Snakemake's reading of this process's command line with its profiles (``--profile``,
-    the workflow profile): the executor and the options as Snakemake runs them. Snakemake hands
-    neither to the workflow while it is read; None when Snakemake runs through its API."""
+    """Snakemake's reading of this process's command line with its profiles (it hands neither
+    to the workflow while it is read); None when Snakemake runs through its API."""
     if not is_snakemake_cli(sys.argv):
         return None
     from snakemake.cli import parse_args
@@ -66,8 +42,7 @@ def _command_line() -> Namespace | None:
 
 
 def _runs_jobs_locally(args: Namespace) -> bool:
-    """Whether this invocation runs (or dry-runs) jobs on this machine: a local executor, and
-    none of the options under which no job runs."""
+    """Whether this invocation runs (or dry-runs) jobs on this machine."""
     if any(getattr(args, name, None) for name in _NO_JOB_OPTIONS):
         return False
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
@@ -92,10 +67,9 @@ def gpu_error(
     alone_targets: Iterable[str] = (),
 ) -> str | None:
     """One line when this ``snakemake`` command would run jobs that ask for GPUs on this machine
-    and it shows none (the module docstring); None otherwise. ``gpu_jobs_to_run``: a job that asks
-    for a GPU has an output still missing; ``alone_targets``: targets whose rule runs no other
-    job when asked for alone (the plan, STATUS). The cheap tests come first: the command line is
-    read only when the verdict hangs on it."""
+    and it shows none; None otherwise. ``gpu_jobs_to_run``: a job that asks for a GPU has an
+    output still missing; ``alone_targets``: targets whose rule runs no other job when asked for
+    alone. The command line is read only when the verdict hangs on it."""
     if config.get(_ALLOW_CPU_KEY) or not gpu_jobs_to_run:
         return None
     asks = [

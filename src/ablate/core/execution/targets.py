@@ -1,9 +1,8 @@
 """One line for a command-line target that this configuration makes nowhere: a misspelled file,
 or another configuration's file (a real study's target typed without its ``--configfile``). It
 names the nearest file this configuration does make and the config file whose results folder
-holds the target, instead of Snakemake's bare ``No rule to produce <target>``.
-
-Pure Python (no torch, no Snakemake): the Snakefile calls it at parse time.
+holds the target, instead of Snakemake's bare ``No rule to produce <target>``. No torch: the
+Snakefile calls it at parse time.
 """
 
 from __future__ import annotations
@@ -21,17 +20,14 @@ def _norm(path: str | os.PathLike) -> str:
 
 
 def is_snakemake_cli(argv: list[str]) -> bool:
-    """Whether ``argv`` is the ``snakemake`` command line (the console script or ``python -m
-    snakemake``), not a program that runs Snakemake through its API (a test, another tool)."""
+    """Whether ``argv`` is the ``snakemake`` command line, not a program using Snakemake's API."""
     prog = Path(argv[0]) if argv else Path()
     return "snakemake" in (prog.name, prog.parent.name)
 
 
 def command_line_targets() -> list[str]:
-    """The targets of the ``snakemake`` command line this process runs (``sys.argv``).
-    Snakemake hands its targets to the workflow only after parsing it, so they are read from
-    the command line with Snakemake's own parser; none when Snakemake runs through its API
-    (a test, another tool: the program is not ``snakemake``)."""
+    """The targets of the ``snakemake`` command line this process runs, read with Snakemake's
+    own parser (it hands them to the workflow only after parsing it); none through its API."""
     if not is_snakemake_cli(sys.argv):
         return []
     from snakemake.cli import get_argument_parser
@@ -41,18 +37,15 @@ def command_line_targets() -> list[str]:
 
 
 def target_files(jobs: Iterable[Any], rules: Iterable[Any]) -> list[str]:
-    """Every file a target may name: each job's outputs, log and benchmark (core Jobs), and
-    what each Snakemake rule without wildcards makes (plan, status, tables)."""
+    """Every file a target may name: each job's outputs, log and benchmark, each fixed rule's."""
     own = [f for j in jobs for f in [*j.outputs.values(), j.log, j.benchmark] if f]
     fixed = [str(f) for r in rules if not r.has_wildcards() for f in r.products()]
     return own + fixed
 
 
 def config_folders(config_dir: str | os.PathLike) -> dict[str, str]:
-    """The results folder (config key ``results``) of each config file in ``config_dir`` ->
-    that file, relative to the working directory (the first file, by name, of a shared folder).
-    An overlay without a ``results`` key, or a file that reads as no config (a syntax error, a
-    binary file, a list: :func:`ablate.core.user_yaml.config_mapping`), is left out."""
+    """The results folder of each config file in ``config_dir`` -> that file (the first by name
+    of a shared folder); a file without a ``results`` key, or no config at all, is left out."""
     from ablate.core.user_yaml import ConfigError, config_mapping
 
     folders: dict[str, str] = {}

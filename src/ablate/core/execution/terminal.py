@@ -1,22 +1,10 @@
 """What a ``snakemake`` run of this workflow prints: Snakemake's own lines, made to summarise.
 
-The Snakemake logger plugin ``ablate`` (``src/snakemake_logger_plugin_ablate``, the workflow
-profile's ``logger``) formats Snakemake's records with Snakemake's own formatter and filter, except:
-
-- a job's block keeps its fields without a reason's parameter trees (``Params have changed since
-  last execution: {...}``, tens of KB after one config edit, which scrolled the dry run's
-  ``stale:`` lines away): that phrase alone (the ``stale:`` lines name the changed keys); on a
-  terminal no line runs over :data:`WIDTH` characters: a long file list (``rule all``'s ~130
-  inputs) keeps its first files and says how many more. Written to a file or a pipe (a program
-  reads the dry run's listing) the lists stay whole, as colours go only to a terminal;
-- the progress line adds the time the run has left by the planner's per-job estimates
-  (``<results>/plan/estimate.csv``, written by the run's first job) of the jobs still to finish,
-  on this machine's setup, and counts the jobs to go it has no estimate of (a study the plan
-  leaves out, ``plan.studies``): :func:`follow` (the Snakefile's ``onstart``) names them;
-- the end-of-run summary (the Snakefile's ``onsuccess``: :func:`run_summary`) comes last, after
-  Snakemake's own closing lines.
-
-Pure Python (no torch): the Snakefile and the logger plugin import it.
+The logger plugin ``ablate`` (``src/snakemake_logger_plugin_ablate``) prints Snakemake's records
+as Snakemake does, except: a reason's parameter trees (tens of KB after one config edit, which
+scrolled the dry run's ``stale:`` lines away) become one phrase, and on a terminal a job's lines
+are cut to :data:`WIDTH` (a file or a pipe gets them whole); the progress line adds the time left
+by the planner's estimates; the end-of-run summary comes last. No torch: the Snakefile imports it.
 """
 
 from __future__ import annotations
@@ -24,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,8 +27,7 @@ _PARAMS_CHANGED = "Params have changed since last execution"
 
 
 def _short_files(text: str, width: int) -> str:
-    """A comma-separated file list cut to about ``width`` characters: its first files and how
-    many more (``a, b, ... (+127 more)``)."""
+    """A comma-separated file list cut to about ``width`` characters (``a, b, ... (+127 more)``)."""
     if len(text) <= width:
         return text
     items = text.split(", ")
@@ -52,8 +40,7 @@ def _short_files(text: str, width: int) -> str:
 
 
 def short_reason(reason: str, width: int | None = WIDTH) -> str:
-    """Snakemake's reason for a job without parameter trees; with ``width``, its file lists
-    short and the whole at most that long."""
+    """Snakemake's reason for a job without parameter trees, cut to ``width`` (None: whole)."""
     parts = []
     for part in reason.split("; "):
         if part.startswith(_PARAMS_CHANGED):
@@ -78,14 +65,9 @@ def short_line(line: str, width: int = WIDTH) -> str:
     return head + sep + _short_files(value, width - len(head) - 2)
 
 
-# ------------------------------------------------------------------ progress: time left
-
-
 @dataclass
 class Followed:
-    """The jobs a run has to do: job name -> its record file (done once written after
-    ``since``), and where the planner's estimates are, for which setup; ``studies``: job name ->
-    its study, for the jobs it has no estimate of."""
+    """The jobs a run has to do (name -> its record file) and the planner's estimates of them."""
 
     records: dict[str, str]
     estimates: Path
@@ -138,9 +120,8 @@ _followed: Followed | None = None
 def follow(
     jobs: list[Any], to_make: set[str], estimates: str | os.PathLike, setup: str | None
 ) -> None:
-    """Follow the run's jobs with a record (core Jobs of every study) among ``jobs`` that make a
-    file of ``to_make`` (the DAG's jobs to run; the Snakefile's ``onstart``). ``setup``: the
-    planner's label of this machine (:func:`local_setup`); None: no time left is said."""
+    """Follow the run's jobs with a record among ``jobs`` that make a file of ``to_make`` (the
+    DAG's jobs to run); ``setup`` None: no time left is said."""
     global _followed
     make = {os.path.normpath(f) for f in to_make}
     followed = [
@@ -182,10 +163,7 @@ def progress_note() -> str:
 
 def local_setup(config: dict[str, Any]) -> str | None:
     """The planner's label of this machine's setup ("1x cpu", "2x H100 SXM"), as
-    ``plan.setups``' ``{gpu: local}`` names it: the GPUs the pool sees (ablate.core.execution.gpus),
-    named as the measurements file names them; None when that name is unknown."""
-    import subprocess
-
+    ``plan.setups``' ``{gpu: local}`` names it; None when its GPU's name is unknown."""
     from ablate.core.execution import gpus
 
     ids = gpus.pool()
@@ -208,17 +186,12 @@ def local_setup(config: dict[str, Any]) -> str | None:
     return f"{len(ids)}x {name}" if name else None
 
 
-# ------------------------------------------------------------------ the end of a run
-
-
 def run_summary(
     config: dict[str, Any], study_names: list[str], configfiles: list[str], workdir: str = "."
 ) -> list[str]:
-    """The lines a successful run ends with: each study's headline claims (the claims tables
-    among its targets: a CSV with ``claim`` and ``verdict`` columns; a per-task claim,
-    ``learned/emb_count``, details a headline one) with their evidence, its result files (those
-    of its targets that exist), the report command, and last each study's answer to its
-    question (its status part's ``answer`` of a claims table's rows, where it has one)."""
+    """The lines a successful run ends with: each study's headline claims with their evidence
+    (a per-task claim, ``learned/emb_count``, details a headline one), its result files, the
+    report command, and last each study's answer to its question (its status part's ``answer``)."""
     from ablate import studies
     from ablate.core.reports.claims import verdict_text
 

@@ -1,33 +1,15 @@
 """Warm job starts: a local run's model jobs forked from a process that imported torch once.
 
-A model job's process spends 8-10 s of CPU importing torch, transformers and lm-eval before its
-work (2-core AMD EPYC without AVX-512; ``python -X importtime``: transformers' own import pulls in
-``torch.distributed.tensor``, ``torch._dynamo`` and scipy), more than the embedded study's jobs
-compute. A local run (the Snakefile's ``onstart``, not a dry run) names a folder for its warm
-servers in :data:`RUN_ENV`; its first model job that computes (not restored from the run cache: a
-revert starts no server) runs cold and starts a server (:func:`serve`) for the next ones
-(:func:`start_for_next_jobs`), and every later one hands its process over (:func:`hand_off`, from
-``ablate.job_script.start``): the server forks a child that imported :data:`PRELOAD` already, and
-the child runs the job's script from its first line as the job's process would (the job's standard
-streams, working folder, environment, ``sys.argv`` and ``sys.path``; every ``ablate`` module
-imported fresh from that path, so an edit between two jobs is the code the second one runs). The
-job's process waits for it, passes on the signals it gets (a Ctrl-C, a cancel's SIGTERM) and ends
-as it ended (its exit status, or the signal that killed it); if the job's process is killed
-outright, the child kills itself too.
-
-What a job computes does not depend on this: the server is keyed by everything an import may read
-(the interpreter, the working folder, the whole environment with the job's thread counts and hub
-switch, the preloaded packages' files: :func:`server_key`), so a job whose key has no server runs
-cold, and the server imports nothing of the project. The run's end stops its servers (the
-Snakefile's ``onsuccess``/``onerror``); a server whose run is gone (killed) stops by itself. Jobs
-sent elsewhere (SLURM, Vast) are not under the run's process and run cold. Off with
-``ABLATE_WARM_JOBS=0`` in the run's environment. A warm job's ``startup`` phase counts from its
-fork (:mod:`ablate.core.outputs.phases`).
+How it works and what it saves: docs/profiles.md, "Warm job starts". What a job computes does not
+depend on it: the server is keyed by everything an import may read (:func:`server_key`) and
+imports nothing of the project (each child imports ``ablate`` fresh, so an edit between two jobs
+is the code the second one runs); a job whose key has no server runs cold.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -42,11 +24,10 @@ from pathlib import Path
 RUN_ENV = "ABLATE_WARM_RUN"
 #: A user's switch: ``0`` runs every job cold.
 SWITCH_ENV = "ABLATE_WARM_JOBS"
-#: Set in a warm job's processes (its record says so: Snakemake's benchmark file of the job
-#: measures the waiting process's memory, CPU and I/O, not the job's; its wall time is the job's).
+#: Set in a warm job's processes (its record says so: its benchmark file measures the waiting
+#: process's memory, CPU and I/O, not the job's).
 STARTED_ENV = "ABLATE_STARTED_WARM"
-#: What a server imports before it forks jobs: what the model jobs import from outside the
-#: project (the project's own modules are imported by each job, from its checkout).
+#: What a server imports before it forks jobs: the model jobs' imports from outside the project.
 PRELOAD = (
     "torch",
     "transformers",
@@ -62,8 +43,7 @@ HEADER = struct.Struct("!I")
 
 
 def start_run(pid: int) -> str | None:
-    """The onstart's part: a folder for this run's servers, named in the run's environment (its
-    jobs inherit it); None when ``ABLATE_WARM_JOBS=0``."""
+    """A folder for this run's servers, named in its environment; None when switched off."""
     if os.environ.get(SWITCH_ENV, "1") == "0":
         return None
     run = Path(f"/tmp/ablate-warm-{os.getuid()}") / str(pid)
@@ -84,10 +64,8 @@ def stop_run() -> None:
     if not run or not os.path.isdir(run):
         return
     for pidfile in Path(run).glob("*.pid"):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
     for path in Path(run).iterdir():
         path.unlink(missing_ok=True)
     os.rmdir(run)
@@ -99,9 +77,8 @@ def started_warm() -> bool:
 
 
 def server_key() -> str:
-    """What a server must share with a job for the job to run in it: what its imports read (the
-    interpreter, the working folder, the environment) and the preloaded packages' files (an
-    install rewrites them)."""
+    """What a server shares with the jobs it runs: what imports read (the interpreter, the working
+    folder, the environment) and the preloaded packages' files (an install rewrites them)."""
     import importlib.util
 
     installed = []
@@ -127,8 +104,7 @@ def ancestors() -> set[int]:
 
 
 def this_run() -> str | None:
-    """The folder of the local run this process is a job of (its process is under the run's);
-    None: no warm run (a dry run, a job sent to SLURM or Vast, the switch off)."""
+    """The folder of the local warm run this process is a job of; None: no warm run."""
     run = os.environ.get(RUN_ENV)
     if not run or not os.path.isdir(run) or not Path(run).name.isdigit():
         return None
@@ -136,9 +112,8 @@ def this_run() -> str | None:
 
 
 def hand_off() -> str | None:
-    """A model job's start: run in a warm child of this run's server and end as it ends (never
-    returns), or return to run cold. Returns what the job's log says of its start (cold: why);
-    None for a job of no warm run (:func:`this_run`)."""
+    """Run the job in a warm child of this run's server and end as it ends (never returns), or
+    return what the job's log says of its cold start; None for a job of no warm run."""
     if started_warm():
         return f"started warm: forked from the run's server (pid {os.getppid()})"
     if (run := this_run()) is None:
@@ -207,20 +182,18 @@ _cold: dict = {}
 
 
 def start_for_next_jobs() -> bool:
-    """A job that started cold and computes (the run cache restored nothing): a server for the
-    next jobs of its environment (as :func:`hand_off` saw it: the job's own variables set since,
-    such as its upstream runs, are no part of it), once per run and key (a run whose jobs are all
-    restored starts none). Whether it started one."""
+    """A job that started cold and computes: a server for the next jobs of its environment as
+    :func:`hand_off` saw it (the job's own variables set since are no part of it); whether it
+    started one."""
     if not _cold:
         return False
-    return start_server(_cold["run"], _cold["key"], _cold["env"])
+    return _start_server(_cold["run"], _cold["key"], _cold["env"])
 
 
-def start_server(run: str, key: str, env: dict) -> bool:
-    """A server for ``key``, started once per run and key (the first job of the key runs cold
-    while it imports); its output in ``<key>.log`` in the run's folder. False: started already.
-    Started through a process that ends at once, so the server is no process of this job's (its
-    benchmark file measures the job alone)."""
+def _start_server(run: str, key: str, env: dict) -> bool:
+    """A server for ``key``, once per run and key (False: started already), its output in
+    ``<key>.log``. Started through a process that ends at once, so the server is no process of this
+    job's (its benchmark file measures the job alone)."""
     import subprocess
 
     try:
@@ -274,15 +247,14 @@ def serve(sock_path: str) -> None:
 
 
 def loop(listener: socket.socket, owner: int) -> None:
-    """The server's loop: a child per job that connects; each child's end told to its job's
-    process; back once the run (``owner``) is gone and no job runs."""
+    """The server's loop; returns once its run (``owner``) is gone and no job runs."""
     import select
 
     jobs: dict[int, socket.socket] = {}
     while True:
         if select.select([listener], [], [], 0.5)[0]:
             conn, _ = listener.accept()
-            pid = fork_job(conn, listener, jobs)
+            pid = _fork_job(conn, listener, jobs)
             if pid:
                 jobs[pid] = conn
         while jobs:
@@ -293,10 +265,8 @@ def loop(listener: socket.socket, owner: int) -> None:
             if not pid:
                 break
             conn = jobs.pop(pid)
-            try:
+            with contextlib.suppress(OSError):
                 conn.sendall(f"status {status}\n".encode())
-            except OSError:
-                pass
             conn.close()
         if not jobs and not alive(owner):
             return
@@ -313,9 +283,8 @@ def alive(pid: int) -> bool:
     return True
 
 
-def fork_job(conn: socket.socket, listener: socket.socket, jobs: dict) -> int:
-    """The server's side of one job: its request read, a child forked to run it (never
-    returns in the child); the child's pid, 0 for a request that could not be read."""
+def _fork_job(conn: socket.socket, listener: socket.socket, jobs: dict) -> int:
+    """Fork a child to run one job's request (never returns in it): its pid, 0 for a bad one."""
     conn.settimeout(10)
     try:
         head, fds, _, _ = socket.recv_fds(conn, HEADER.size, 3)
@@ -336,20 +305,18 @@ def fork_job(conn: socket.socket, listener: socket.socket, jobs: dict) -> int:
             listener.close()
             for other in jobs.values():
                 other.close()
-            code = run_child(conn, fds, json.loads(body))
+            code = _run_child(conn, fds, json.loads(body))
         finally:  # the child never returns to the server's loop
             os._exit(code)
     for fd in fds:
         os.close(fd)
-    try:
+    with contextlib.suppress(OSError):  # its job's process gone: the child's watch ends it
         conn.sendall(f"pid {pid}\n".encode())
-    except OSError:  # its job's process gone: the child's watch ends it
-        pass
     print(f"[warm] pid {pid}: {' '.join(json.loads(body)['argv'])}", flush=True)
     return pid
 
 
-def run_child(conn: socket.socket, fds: list[int], request: dict) -> int:
+def _run_child(conn: socket.socket, fds: list[int], request: dict) -> int:
     """In the forked child: become the job's process, run its script; its exit status."""
     import random
     import runpy
@@ -397,10 +364,8 @@ def run_child(conn: socket.socket, fds: list[int], request: dict) -> int:
             thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     if interrupted:  # an interpreter ends an uncaught KeyboardInterrupt with SIGINT
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)

@@ -1,8 +1,7 @@
 """``ablate cache [--max-size SIZE]``: the run cache's size, and its pruning to a bound: the entries
-used longest ago go first (a restore touches an entry's manifest:
-:func:`ablate.core.reruns.runcache.restore`), and the refused entries kept for inspection
-(``refused/``) before any. An entry goes in one rename (a concurrent restore then misses it and the
-job runs), then is deleted."""
+used longest ago go first (a restore touches an entry's manifest), and the refused entries kept for
+inspection (``refused/``) before any. An entry goes in one rename (a concurrent restore then misses
+it and the job runs), then is deleted."""
 
 from __future__ import annotations
 

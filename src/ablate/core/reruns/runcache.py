@@ -1,33 +1,14 @@
 """The run cache: a finished job's outputs stored under a key of everything that determines them,
 restored instead of recomputed when a job with the same key runs again (config key `run_cache`).
 
-The key (:func:`key_parts` of a job's :func:`job_spec`, :func:`key_of`) covers the rule and its
-wildcards, the job's params (its config slice), the result content of every declared input
-(:func:`input_fingerprint`: a JSON record without its run id, timings and provenance, so an
-upstream rerun that computes the same result keeps the key; a checkpoint by its hash manifest;
-any other file by its bytes), the code (:func:`code_hash`: every module of the ``ablate`` package
-and every file it ships, and every job script of ``workflow/scripts/``) and the version of every
-distribution a job computes with (:func:`ablate.core.outputs.provenance.runtime_packages`:
-``ablate``'s requirements, transitively, from the installed metadata; its extras left out).
-Hardware is not in it: a result made on another machine is reused, and its provenance still
-names that machine.
-
-An entry is ``<cache>/<key>/``: ``outputs/<i>`` (a copy of the job's i-th output, file or folder)
-and ``manifest.json`` (the key's parts, the sha256 of every file, the run id of the job that made
-it, and its seal: :func:`seal_of`, binding them together). A restore checks the entry against the
-manifest first: an entry that does not match (a changed, missing or extra file, no manifest, a
-manifest of another key, its ``key`` or the key recomputed from its ``parts``: an entry filed
-under a key not its own, or a manifest edited since it was stored) is refused, moved to
-``<cache>/refused/``, and the job runs as if it were not there. A restored job writes
-``<first output>.restored.json`` (:func:`marker_path`): it was restored, from which entry and
-which run.
-
-Why not Snakemake's own between-workflow cache (``cache:``, ``--cache``): docs/design.md,
-"Run cache". This module stays light (no torch): a restored job never imports torch.
+The key, the entry layout, what a restore checks and why not Snakemake's own ``cache:``:
+docs/design.md, "Run cache". Hardware is not in the key: a result made on another machine is
+reused (its provenance names that machine). No torch: a restored job never imports it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -63,14 +44,13 @@ CODE_FILES = ("*.py", "*.yaml", "*.json", "*.jsonl")
 
 
 #: path -> (mtime_ns, size, sha256) of each code file hashed in this process (the planner keys
-#: every job of a run: about 1 s a job on 2 busy cores); a file whose mtime or size moved: again
+#: every job of a run: about 1 s a job on 2 busy cores)
 _CODE_DIGESTS: dict[Path, tuple[int, int, str]] = {}
 
 
 def code_files(scripts: str | os.PathLike | None = None) -> dict[str, str]:
-    """``ablate/<name>`` or ``scripts/<name>`` -> sha256 of every file of :data:`CODE_FILES` in
-    the ``ablate`` package and in the workflow's scripts folder: what :func:`code_hash` covers,
-    by file (an entry's manifest lists them, so a miss can name the file that changed)."""
+    """``ablate/<name>`` or ``scripts/<name>`` -> sha256 of each :data:`CODE_FILES` file of the
+    package and the scripts folder (a manifest lists them, so a miss can name the one changed)."""
     import ablate
 
     out = {}
@@ -89,17 +69,14 @@ def code_files(scripts: str | os.PathLike | None = None) -> dict[str, str]:
 
 
 def code_hash(scripts: str | os.PathLike | None = None) -> str:
-    """sha256 of :func:`code_files`: an edit of the library, of a file it ships or of any job
-    script changes every key (a docstring's too: the key errs on the side of running)."""
+    """sha256 of :func:`code_files` (a docstring's edit too: the key errs towards running)."""
     return hashlib.sha256(canonical_json(code_files(scripts)).encode()).hexdigest()
 
 
 def job_spec(job: Any) -> dict[str, Any]:
-    """What of a job its key covers besides code and packages: rule, wildcards, params, declared
-    inputs (in the rule's order). ``job``: a script job's ``snakemake`` object (:class:`JobCache`)
-    or :func:`rule_job` (the planner): one shape, so both build the same key. An experiment's
-    rule is keyed by the base's rule it copies (:func:`ablate.core.trees.experiments.base_rule`):
-    its job restores what the base, or another experiment, computed alike."""
+    """What of a job its key covers besides code and packages. ``job``: a script job's
+    ``snakemake`` object or :func:`rule_job` (the planner): one shape, so both build the same key.
+    An experiment's rule is keyed by the base's rule it copies: it restores what that computed."""
     from ablate.core.trees.experiments import base_rule
 
     return {
@@ -111,8 +88,7 @@ def job_spec(job: Any) -> dict[str, Any]:
 
 
 def rule_job(rule: Any, wildcards: dict[str, str]) -> Any:
-    """The job of a Snakemake rule (``workflow.get_rule(name)``) for these wildcards, as its script
-    will see it: Snakemake's own expansion of the rule's inputs and params (rules/plan.smk)."""
+    """The job of a Snakemake rule for these wildcards as its script sees it (rules/plan.smk)."""
     from types import SimpleNamespace
 
     from snakemake.iocontainers import Wildcards
@@ -126,11 +102,8 @@ def rule_job(rule: Any, wildcards: dict[str, str]) -> Any:
 
 
 def job_specs(get_rule: Callable[[str], Any], jobs: Iterable[Any]) -> dict[str, dict[str, Any]]:
-    """Job name -> :func:`job_spec` of each core Job (:class:`ablate.core.jobs.Job`) of a parsed
-    workflow (rules/plan.smk, rule plan_estimate; ``get_rule``: its rule of a job's rule name, an
-    experiment's own). Paths and config slices only, set by the config as the plan's other params
-    are; the inputs' content is read when the plan runs. A job whose rule Snakemake cannot expand
-    here gets ``{"error": why}``: a forecast never stops a run."""
+    """Job name -> :func:`job_spec` of each core Job of a parsed workflow (rule plan_estimate); a
+    job whose rule Snakemake cannot expand gets ``{"error": why}``: a forecast never stops a run."""
     specs = {}
     for j in jobs:
         try:
@@ -149,10 +122,9 @@ def key_parts(
     code: str | None = None,
     exact: bool = False,
 ) -> dict[str, Any]:
-    """Everything the key covers. ``inputs``: every declared input, in the rule's order; ``code``:
-    :func:`code_hash` of ``scripts`` where the caller took it already (the planner: once a plan);
-    ``exact``: the input files by their bytes (:func:`input_fingerprint`), and their paths (a
-    table names the files its rows came from)."""
+    """Everything the key covers. ``code``: :func:`code_hash` of ``scripts`` where the caller took
+    it already (the planner); ``exact``: the input files by their bytes, and their paths (a table
+    names the files its rows came from)."""
     inputs = [str(p) for p in inputs]
     return {
         "format": FORMAT,
@@ -174,13 +146,9 @@ def key_of(parts: dict[str, Any]) -> str:
 
 
 def input_fingerprint(path: str | os.PathLike, exact: bool = False) -> str:
-    """sha256 of what a declared input holds as a result: a JSON file by its result content
-    (:func:`ablate.core.outputs.records.result_content`; with ``exact`` by its bytes: a table
-    job's outputs name its records' run ids), any other file by its bytes, a folder by
-    the sorted (relative name, fingerprint) list of its files; a checkpoint folder by its hash
-    manifest (:func:`ablate.core.outputs.provenance.fingerprint_path`: its weights' hashes, the same
-    for bit-identical weights). A folder's ``history/`` (:data:`ablate.core.outputs.io.HISTORY_DIR`:
-    a copy of each record it held, named by its run id) is of the runs, not of the result."""
+    """sha256 of what a declared input holds as a result: a JSON file by its result content (with
+    ``exact`` by its bytes), a checkpoint folder by its hash manifest, any other file by its bytes,
+    a folder by its files'. A folder's ``history/`` is of the runs, not of the result."""
     from ablate.core.outputs import checkpoint_integrity
 
     p = Path(path)
@@ -217,22 +185,19 @@ def _json_digest(path: Path) -> str | None:
     return hashlib.sha256(b"json\0" + canonical_json(result_content(record)).encode()).hexdigest()
 
 
-def _files(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under root (root itself when it is a file); the
-    files of a folder are hashed several at once (a multi-GB checkpoint's shards)."""
+def _output_digests(paths: list[Path]) -> dict[str, str]:
+    """``<i>`` (a file) or ``<i>/<relative path>`` -> sha256 of each file of the i-th path; a
+    folder's files are hashed several at once (a multi-GB checkpoint's shards)."""
     from ablate.core.outputs.checkpoint_integrity import hash_files
 
-    if root.is_file():
-        return dict(zip([""], hash_files([root]), strict=True))
-    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name not in _SKIPPED]
-    return dict(zip((str(p.relative_to(root)) for p in files), hash_files(files), strict=True))
-
-
-def _output_digests(paths: list[Path]) -> dict[str, str]:
     out = {}
-    for i, p in enumerate(paths):
-        for rel, digest in _files(p).items():
-            out[f"{i}/{rel}" if rel else str(i)] = digest
+    for i, root in enumerate(paths):
+        if root.is_file():
+            files = {str(i): root}
+        else:
+            found = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _SKIPPED)
+            files = {f"{i}/{p.relative_to(root)}": p for p in found}
+        out.update(zip(files, hash_files(list(files.values())), strict=True))
     return out
 
 
@@ -244,9 +209,8 @@ def seal_of(manifest: dict[str, Any]) -> str:
 
 
 def verify(entry: Path) -> str | None:
-    """None when the entry is the one its manifest describes, under the key it is filed under
-    (its folder's name: the manifest's ``key`` and the key of its ``parts``, recomputed), its
-    manifest sealed as stored, and every file the one its manifest lists; else what is wrong."""
+    """None when the entry is the one its sealed manifest describes, filed under its own key (the
+    manifest's ``key`` and the key of its ``parts``, recomputed); else what is wrong."""
     try:
         manifest = io.load_json(entry / MANIFEST)
         listed = manifest["files"]
@@ -263,7 +227,7 @@ def verify(entry: Path) -> str | None:
     if manifest.get("seal") != seal_of(manifest):  # key and parts edited onto another's files
         return "its manifest is not the one stored with its files (edited since, or another's)"
     n = len(manifest.get("outputs", [])) + len(manifest.get("side_outputs", {}))
-    found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)] if n else [])
+    found = _output_digests([entry / OUTPUTS / str(i) for i in range(n)])
     for rel in sorted(set(listed) | set(found)):
         if rel not in found:
             return f"{rel} is missing"
@@ -311,11 +275,9 @@ def store(
     side: Sequence[Path] = (),
     code: dict[str, str] | None = None,
 ) -> Path:
-    """Copy a finished job's outputs into the cache under the key of ``parts``; the entry appears
-    at once (a rename) with its manifest, so a reader never sees half of it. ``side``: what else
-    the job wrote that a user reads (a finetune's TensorBoard folder), kept where it exists:
-    ``outputs/<n + k>`` for the k-th kept, ``side_outputs`` maps its position in ``side`` to k.
-    ``code``: the :func:`code_files` the key's code hash is of, listed so a miss can name them."""
+    """Copy a finished job's outputs into the cache under the key of ``parts``, appearing at once
+    (a rename), so a reader never sees half an entry. ``side``: what else the job wrote that a user
+    reads, kept where it exists (``side_outputs`` maps its position in ``side`` to its output)."""
     key = key_of(parts)
     entry = cache / key
     tmp = cache / f".tmp-{uuid.uuid4().hex}"
@@ -362,21 +324,6 @@ def marker_path(outputs: list[Path]) -> Path:
     return outputs[0].with_name(outputs[0].name + RESTORED_SUFFIX)
 
 
-def _restore_marker(outputs: list[Path], entry: str, manifest: dict[str, Any]) -> dict:
-    marker = {
-        "restored": True,
-        "from_run_id": manifest.get("run_id"),
-        "cache_entry": entry,
-        "key": manifest["key"],
-        "stored_at": manifest.get("stored_at"),
-        "stored_on": manifest.get("host"),
-        "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "outputs": [str(p) for p in outputs],
-    }
-    marker_path(outputs).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
-    return marker
-
-
 def restore(
     cache: Path,
     parts: dict[str, Any],
@@ -385,15 +332,12 @@ def restore(
     inputs: Iterable[str | os.PathLike] = (),
     side: Sequence[Path] = (),
 ) -> dict | None:
-    """Put the entry of ``parts`` in place of ``outputs`` after checking it against its manifest
-    and the ``inputs`` as the job would (:func:`ablate.core.outputs.checkpoint_integrity.
-    check_inputs_before_load`, which raises what the job would raise); the restore marker, or
-    None (no entry, or a refused one: the job then runs). Each
-    ``side`` output (:func:`store`) is the entry's, or removed where the entry has none: what a
-    user reads beside the outputs is of the restored run, never of the run it replaces."""
+    """Put the entry of ``parts`` in place of ``outputs`` once it and the ``inputs`` check out (an
+    input the job would refuse raises its error); the restore marker, or None: the job runs. Each
+    ``side`` output is the entry's, or removed: never of the run the restore replaces."""
     key = key_of(parts)
     entry = cache / key
-    if not (entry / MANIFEST).exists() and not entry.exists():
+    if not entry.exists():
         return None
     if why := verify(entry):
         _refuse(cache, key, why)
@@ -410,18 +354,26 @@ def restore(
     for j, p in enumerate(side):
         if (stored := manifest.get("side_outputs", {}).get(str(j))) is not None:
             _copy(entry / OUTPUTS / str(stored), p)
-    try:  # the entry's last use, for `ablate cache --max-size` (ablate.core.reruns.cache_prune)
+    # the entry's last use, for `ablate cache --max-size` (a read-only cache: not recorded)
+    with contextlib.suppress(OSError):
         os.utime(entry / MANIFEST)
-    except OSError:  # a read-only cache
-        pass
-    marker = _restore_marker(outputs, where or str(entry), manifest)
+    marker = {
+        "restored": True,
+        "from_run_id": manifest.get("run_id"),
+        "cache_entry": where or str(entry),
+        "key": manifest["key"],
+        "stored_at": manifest.get("stored_at"),
+        "stored_on": manifest.get("host"),
+        "restored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "outputs": [str(p) for p in outputs],
+    }
+    marker_path(outputs).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
     log(f"restored entry {key} (run {marker['from_run_id']}) instead of running the job")
     return marker
 
 
 def holds(cache: str | os.PathLike | dict | None, parts: dict[str, Any]) -> bool:
-    """Whether the cache (a folder or a storage plugin's location) has an entry for these key
-    parts: the planner counts such a job as no work. Its files are checked when it is restored."""
+    """Whether the cache (a folder or a storage plugin's location) has an entry for ``parts``."""
     if not cache:
         return False
     if isinstance(cache, dict):
@@ -433,13 +385,10 @@ def holds(cache: str | os.PathLike | dict | None, parts: dict[str, Any]) -> bool
 
 
 class JobCache:
-    """The run cache of one Snakemake script job (its ``snakemake`` object): at its start
-    ``if job_cache.restored(): sys.exit(0)``, at its end ``job_cache.store()``. The key is taken
-    at the start, so a library edit during a long job does not relabel its result. The config's
-    ``run_cache`` is a folder, a storage plugin's location
-    (:mod:`ablate.core.reruns.runcache_storage`) or None (off). A cache that fails (unreadable,
-    full, a plugin's error) costs a run, never the job: Snakemake would delete the outputs of a
-    failed job."""
+    """The run cache of one Snakemake script job: ``restored()`` at its start, ``store()`` at its
+    end. The key is taken at the start, so a library edit during a long job does not relabel its
+    result. A cache that fails (unreadable, full, a plugin's error) costs a run, never the job:
+    Snakemake would delete the outputs of a failed job."""
 
     def __init__(
         self,
@@ -456,19 +405,17 @@ class JobCache:
         self.where = smk.config.get("run_cache") or None
         self.parts = None
         self.code: dict[str, str] | None = None  # code_files, for the manifest and a miss's line
-        self.marker: dict | None = None  # the restore marker, once restored
-        self.stored_key: str | None = None  # the key it stored the outputs under, once stored
+        self.marker: dict | None = None
+        self.stored_key: str | None = None
         self.missed: str | None = None  # why it missed the nearest entry of this job, if any
-        self.exact = exact  # its input files keyed by their bytes (key_parts)
+        self.exact = exact
         if self.where is not None:
             self.parts = key_parts(**job_spec(smk), scripts=smk.scriptdir, exact=exact)
             self.code = code_files(smk.scriptdir)
 
     def restored(self) -> bool:
-        """Whether the outputs were restored from the cache (the job then has nothing to do).
-        What the job's runs write on their way (``work``: a training's checkpoints, which the
-        cache never holds) is then not of the restored outputs' run: set aside, one line
-        saying where, so no later run of the job resumes it (:meth:`_set_work_aside`)."""
+        """Whether the outputs were restored (the job then has nothing to do); its ``work`` (a
+        training's checkpoints) is then set aside, so no later run of the job resumes it."""
         # a marker of an earlier restore would be false once the job runs
         marker_path(self.outputs).unlink(missing_ok=True)
         if self.where is None:
@@ -525,9 +472,8 @@ class JobCache:
                 )
 
     def store(self) -> None:
-        """Store the finished job's outputs. A side output nothing of this job wrote (a
-        TensorBoard folder of an earlier run, this one's tracking off) is another run's: removed,
-        not stored as this one's."""
+        """Store the finished job's outputs; a side output this job did not write is another
+        run's: removed, not stored as this one's."""
         for p in self.side:
             if p.exists() and max(q.stat().st_mtime for q in [p, *p.rglob("*")]) < self.started:
                 log(f"removed {p}: written by an earlier run, not by this job")
@@ -551,18 +497,15 @@ class JobCache:
             log(f"not stored ({type(exc).__name__}: {exc}); the job's outputs stand")
 
     def _changed_input(self) -> str | None:
-        """The first declared input file whose fingerprint is no longer the key's: the job may
-        have read its new bytes, which the key does not name. Folders are not read again (a
-        checkpoint's files are checked by its loader, against its manifest)."""
+        """The first declared input file whose fingerprint is no longer the key's (the job may have
+        read its new bytes); folders are not read again (a checkpoint's loader checks its files)."""
         for path, before in zip(self.inputs, self.parts["inputs"], strict=True):
             if Path(path).is_file() and input_fingerprint(path, self.exact) != before:
                 return path
         return None
 
     def restored_line(self) -> str:
-        """What a restored job says (its ``[job]`` line, ablate.job_script): the key, and the run
-        that made the outputs (where they hold a record: a table job's do not), when and where it
-        was stored."""
+        """A restored job's ``[job]`` line: its key, and which run stored it, when and where."""
         m = self.marker or {}
         run = f"run {m['from_run_id']}, " if m.get("from_run_id") else ""
         return (

@@ -1,12 +1,10 @@
 """Why a job found no entry in the run cache: the nearest entry of the same job (its rule and
-wildcards) and what differs from it, in one line, as ``snakemake -n`` says why a job is stale
-(:class:`ablate.core.reruns.runcache.JobCache` logs it on a miss). The differences are read from
-the stored key parts: a config value with both values, an input by its path, a code file by its
-name (an entry's manifest lists its code files), a package with both versions."""
+wildcards) and what differs from it, in one line, as ``snakemake -n`` says why a job is stale."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -55,10 +53,8 @@ def _more(items: list) -> str:
 def nearest_difference(
     manifests: Iterable[Path], parts: dict[str, Any], inputs: list[str], code: dict[str, str]
 ) -> str | None:
-    """The one line that says why ``parts`` (a job's key parts) missed, given the cache's entry
-    manifests: the entry of the same rule and wildcards with the fewest differences (the newest
-    of those), and what they are. None when no entry is of this job (its first run says
-    nothing)."""
+    """The line that says why ``parts`` missed: the entry of the same rule and wildcards with the
+    fewest differences (the newest of those), and what they are; None when none is of this job."""
     from ablate.core.outputs.io import load_json
     from ablate.core.outputs.provenance import canonical_json
 
@@ -88,8 +84,6 @@ def nearest_difference(
 
 
 def _stamp(stored_at: Any) -> float:
-    import time
-
     try:
         return time.mktime(time.strptime(str(stored_at), "%Y-%m-%dT%H:%M:%S%z"))
     except ValueError:

@@ -2,12 +2,9 @@
 prefix: QUERY, settings: {...}}``): S3, a cluster's shared filesystem through
 ``snakemake-storage-plugin-fs``, any plugin that can read and write an object.
 
-An entry travels as one object, ``<prefix>/<key>.tar``: the folder
-:func:`ablate.core.reruns.runcache.store` writes (its outputs and manifest). A restore fetches it
-into a local folder cache and restores from there, after the same check against the manifest; a
-refused entry is never used and the job's own result replaces it. The plugin is used through its
-provider's synchronous object interface (``exists``, ``retrieve_object``, ``store_object``), as
-Snakemake's storage cache does.
+An entry travels as one object, ``<prefix>/<key>.tar``, restored from a local copy after the
+same check as a local entry, through the provider's synchronous object interface (as Snakemake's
+storage cache uses it).
 """
 
 from __future__ import annotations

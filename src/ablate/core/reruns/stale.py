@@ -1,14 +1,9 @@
 """Which finished jobs a config edit makes stale, named by the config keys that changed: one
 ``stale: <rule> <wildcards>: <changes>`` line per job, printed when the Snakefile is parsed.
 
-Snakemake's dry-run reason for a params change prints the whole old and new parameter trees (KBs
-per job); the one edited key is hard to find there. Each job's record holds the config slice it
-ran with (``Job.config`` then); its study's status part (``changes``) compares that with the slice
-now, e.g. ``stale: finetune 3B: mask.finetune.variants.3B.learning_rate 0.001 -> 0.002``; a key
-the variant takes from elsewhere adds where it is set now, ``(now set by
-mask.finetune.defaults.learning_rate)``: the record cannot tell a defaults edit from the
-variant's own key removed. Cheap (one small JSON read per finished job), no torch, silent when
-nothing changed or nothing has run.
+Snakemake's dry-run reason for a params change prints whole parameter trees (KBs per job), where
+the one edited key is hard to find; here a job's recorded config slice is compared with its slice
+now (its study's status part, ``changes``). No torch.
 """
 
 from __future__ import annotations
@@ -22,8 +17,7 @@ from ablate.core.outputs.records import recorded_config
 
 
 def stale_lines(jobs: Iterable[Job], config: dict) -> list[str]:
-    """One line per finished job (its record exists, under the working directory) whose recorded
-    slice differs from its slice in ``config`` now."""
+    """One line per finished job whose recorded slice differs from its slice in ``config`` now."""
     lines = []
     for job in jobs:
         if job.record is None:
