@@ -2,23 +2,8 @@
 machinery).
 
 Each claim compares per-item values of the same evaluation items with a paired test
-(:func:`ablate.core.reports.stats.paired`: exact McNemar on 0/1 correctness, a paired bootstrap on
-sizes):
-
-- ``latent_beats_both``: benchmark of ``bridge.infer.entry``: latent vs source alone and vs target
-  alone (both must hold);
-- ``stability_fixes_work``: final (restored best, re-evaluated) of 1a vs 1b;
-- ``compression_tradeoff``: final of 2a, 2b, 1a rises with K
-  (:func:`ablate.core.reports.claims.monotone`);
-- ``generalises_beyond_math``: benchmark of ``bridge.infer.qa_entry`` (3a, QA): latent vs target
-  alone;
-- ``soft_beats_text``: benchmark of ``bridge.infer.entry``: latent vs cascade (text transfer);
-- ``kv_savings``: benchmark of ``bridge.infer.entry``: KV-cache MB per request of latent vs target
-  alone, source + target (a latent request also runs the source), from each model's config (not a
-  constant).
-
-The entry names are the seed's (:data:`_ENTRIES`); a grid without one of them, or a benchmark
-that has not run, makes the claim "not run".
+(:func:`ablate.core.reports.stats.paired`). The entry names are the seed's (:data:`_ENTRIES`); a
+grid without one of them, or a benchmark that has not run, makes the claim "not run".
 """
 
 from __future__ import annotations
@@ -51,11 +36,9 @@ def _evidence(
     run_samples: dict[str, str | os.PathLike],
     infer_samples: dict[str, str | os.PathLike],
 ) -> Evidence:
-    """The named inputs: ``final:<entry>`` (correctness of each entry's final evaluation; from
-    ``run_samples``: run id -> samples.parquet), ``main:<baseline>`` / ``qa:<baseline>``
-    (benchmark correctness; ``infer_samples``: ``entry`` / ``qa_entry`` -> samples.parquet) and
-    ``kv:<baseline>`` / ``kv_target:<baseline>`` (KV-cache MB per request of the main
-    benchmark: every model's, source + target; the answering model's alone)."""
+    """The named inputs: ``final:<entry>`` (from ``run_samples``: run id -> samples.parquet),
+    ``main:`` / ``qa:<baseline>`` (``infer_samples``: ``entry`` / ``qa_entry`` -> samples.parquet)
+    and the main benchmark's ``kv:`` / ``kv_target:<baseline>`` (source + target; target alone)."""
     inputs: dict[str, Any] = {}
     for name, e in entries.items():
         path = run_samples.get(e["run_id"])
@@ -201,9 +184,8 @@ question for the real models (`config/latentwire.yaml`, docs/bridge.md).
 def write(
     entries, run_samples, infer_samples, csv, md, html=None, tex=None, embedded=False
 ) -> pd.DataFrame:
-    """Evaluate the claims, write the CSV, the Markdown table, (``html``) the report's page and
-    (``tex``) the paper's table;
-    ``embedded``: the models are the embedded pair, and both tables say what that run can show."""
+    """Evaluate the claims and write their tables; ``embedded``: the tables say what a run on the
+    embedded pair can show."""
     ev = _evidence(entries, run_samples, infer_samples)
     seeds = _seed_inputs(entries)
     if seeds:  # a grid entry with seeds: its claims pooled and per seed
