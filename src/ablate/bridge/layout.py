@@ -94,7 +94,7 @@ def data_files(study: Study) -> list[str]:
 
 def _model_slice(study: Study, role: str) -> dict[str, Any]:
     """What the model rule of ``role`` records and reruns on (a hub model: its revision as the
-    config wrote it too; ``model.revision`` is the commit it was pinned to)."""
+    config wrote it too)."""
     out = dict(
         model=study.config[role],
         identity=model_identity(study.config[role], study.config["data"]),
@@ -105,9 +105,8 @@ def _model_slice(study: Study, role: str) -> dict[str, Any]:
 
 
 def _states_config(study: Study, states_id: str) -> dict[str, Any]:
-    """A cache job's config, its rule's params: what the cache depends on, not the params of the
-    runs reading it (an lr edit keeps it); its record holds ``identity``: what the job reruns on,
-    its key, the test items it holds, its batch."""
+    """A cache job's config: what the cache depends on, not the params of the runs reading it (an
+    lr edit keeps it); its record holds ``identity``."""
     st = study.states[states_id]
     e = study.runs[st["runs"][0]]  # a run reading it: they share its key
     return sorted_tree(
@@ -123,9 +122,8 @@ def _states_config(study: Study, states_id: str) -> dict[str, Any]:
 
 
 def _run_config(e: Any, **fields: Any) -> dict[str, Any]:
-    """A training's or an inference benchmark's job config, its rule's params: the run ``e`` as
-    :class:`ablate.bridge.params.RunSpec` takes it, with ``fields`` (its record holds
-    ``identity``)."""
+    """A training's or an inference benchmark's job config: the run ``e`` as
+    :class:`ablate.bridge.params.RunSpec` takes it, with ``fields``."""
     return sorted_tree(
         dict(
             run_id=e.run_id,
@@ -167,9 +165,7 @@ _LOG_FOLDER = {
 
 
 def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **kw: Any) -> Job:
-    """A core Job of this study (:func:`ablate.core.jobs.make_job`): ``outputs``
-    (PATTERNS-formatted), ``record`` (an output name), its log and (a planned rule's) benchmark
-    named ``stem`` in its rule's log folder (:data:`_LOG_FOLDER`; the rules' bout("log", ...))."""
+    """A core Job of this study, its log and (a planned rule's) benchmark named ``stem``."""
     group = RESOURCE_GROUP.get(rule)
     return make_job(
         cfg["results"],
@@ -358,9 +354,7 @@ def _table_jobs(config: dict[str, Any], trains: list[str], infers: list[str]) ->
 
 
 def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
-    """Every job of the bridge study, in run order (core Jobs: the rules, STATUS and the planner
-    read them): per job its rule, wildcards, outputs, the config slice its provenance records
-    (``config``), its record, benchmark, the jobs it reads and the grid entries it serves."""
+    """Every job of the bridge study, in run order."""
     study = study or resolve(config["bridge"], config["results"])
     setup = _setup_jobs(config, study)
     runs = _run_jobs(config, study, setup)
@@ -371,8 +365,7 @@ def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
 
 
 def targets(config: dict[str, Any]) -> list[str]:
-    """The files a full run of the bridge study ends with: the summary, claims, plots and every
-    inference benchmark's table."""
+    """The files a full run of the bridge study ends with."""
     study = resolve(config["bridge"], config["results"])
     keys = ("summary", "claims", "plot_curves", "plot_k", "plot_baselines")
     infer = [PATTERNS["infer_summary"].format(run_id=e.run_id) for _, e in study.infer]
