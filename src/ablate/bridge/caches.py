@@ -68,8 +68,7 @@ def teacher_key(bridge: dict[str, Any], target_role: str, p: BridgeParams) -> di
 
 
 def of_runs(bridge: dict[str, Any], runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """One cache per key of ``runs``: its model's role, its runs, the test items the largest
-    eval_size needs, the smallest forward batch of its runs."""
+    """One cache per key of ``runs``: its role, runs, test items and forward batch."""
     out: dict[str, dict[str, Any]] = {}
     for e in runs.values():
         p = e.settings

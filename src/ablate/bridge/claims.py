@@ -110,8 +110,7 @@ def _compression(ev: Evidence) -> ClaimResult:
 
 
 def _seed_inputs(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
-    """``final:<entry>`` of an entry with seeds -> {seed: ``final:<entry>-s<seed>``} (the
-    benchmark's inputs are its first seed's: ablate.bridge.grid.resolve)."""
+    """``final:<entry>`` of an entry with seeds -> {seed: ``final:<entry>-s<seed>``}."""
     out: dict[str, dict[int, str]] = {}
     for name, e in entries.items():
         if "base" in e:
@@ -184,8 +183,7 @@ question for the real models (`config/latentwire.yaml`, docs/bridge.md).
 def write(
     entries, run_samples, infer_samples, csv, md, html=None, tex=None, embedded=False
 ) -> pd.DataFrame:
-    """Evaluate the claims and write their tables; ``embedded``: the tables say what a run on the
-    embedded pair can show."""
+    """Evaluate the claims and write their tables (``embedded``: with the embedded pair's note)."""
     ev = _evidence(entries, run_samples, infer_samples)
     seeds = _seed_inputs(entries)
     if seeds:  # a grid entry with seeds: its claims pooled and per seed

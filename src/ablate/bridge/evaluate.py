@@ -107,8 +107,7 @@ def embed_ids(model, id_lists: list[list[int]]) -> list[torch.Tensor]:
 def generate(
     model, tokenizer, prompts, params, batch_size=None, cache_len=None
 ) -> tuple[list[str], list[int]]:
-    """Greedy continuations of ``prompts`` (embeddings [T, d] each): (texts, new tokens each,
-    EOS included)."""
+    """Greedy continuations of embedded ``prompts``: (texts, new tokens each, EOS included)."""
     new = generation.generate(model, prompts, decoding(params, tokenizer, batch_size, cache_len))
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in new]
     return texts, [len(row) for row in new]

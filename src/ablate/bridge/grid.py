@@ -71,8 +71,7 @@ def _err(msg: str) -> ConfigError:
 
 
 def resolved_dtype(bridge: dict[str, Any], p: BridgeParams) -> str:
-    """``model_dtype: auto`` as the dtype the jobs load the frozen models in: bfloat16 when the
-    training runs on GPUs (``bridge.resources.train.gpu`` > 0), else float32."""
+    """``model_dtype: auto`` as bfloat16 where the training runs on GPUs, else float32."""
     if p.model_dtype != "auto":
         return p.model_dtype
     return "bfloat16" if bridge["resources"]["train"]["gpu"] > 0 else "float32"
@@ -193,8 +192,7 @@ def _add_same_as(grid: dict[str, Any], entries: dict[str, Entry]) -> None:
 
 
 def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
-    """The bridge section -> a Study (ConfigError naming the key); ``results`` holds the hub
-    revisions' lock file (:func:`pin_revisions`; None: none is read or written)."""
+    """The bridge section -> a Study; ``results`` holds the hub revisions' lock file."""
     _check_models(bridge)
     hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
     requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}

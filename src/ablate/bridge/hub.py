@@ -30,8 +30,7 @@ ALIASES = {"gsm8k": "openai/gsm8k", "hotpot_qa": "hotpotqa/hotpot_qa"}
 
 
 def check_dataset(where: str, spec: dict[str, Any]) -> None:
-    """Raise ConfigError naming ``where`` (``bridge.data.<dataset>``) if the spec's id, config
-    name or splits are not those of a known hub dataset, with the closest id."""
+    """Raise ConfigError naming ``where`` unless the spec is a known hub dataset's."""
     path = spec["path"]
     if Path(path).expanduser().is_dir():
         return

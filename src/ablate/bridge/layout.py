@@ -93,8 +93,7 @@ def data_files(study: Study) -> list[str]:
 
 
 def _model_slice(study: Study, role: str) -> dict[str, Any]:
-    """What the model rule of ``role`` records and reruns on (a hub model: its revision as the
-    config wrote it too)."""
+    """What the model rule of ``role`` records and reruns on."""
     out = dict(
         model=study.config[role],
         identity=model_identity(study.config[role], study.config["data"]),
@@ -122,8 +121,7 @@ def _states_config(study: Study, states_id: str) -> dict[str, Any]:
 
 
 def _run_config(e: Any, **fields: Any) -> dict[str, Any]:
-    """A training's or an inference benchmark's job config: the run ``e`` as
-    :class:`ablate.bridge.params.RunSpec` takes it, with ``fields``."""
+    """A training's or an inference benchmark's job config, with ``fields``."""
     return sorted_tree(
         dict(
             run_id=e.run_id,

@@ -164,8 +164,7 @@ def prepare_model(
 
 
 def check_pinned(cards: dict[str, Any], identity: dict[str, Any] | None) -> None:
-    """Each hub model's card records the commit the job's identity names; ``cards`` and
-    ``identity`` keyed alike (``source`` / ``target``)."""
+    """Each hub model's card records the commit the job's identity names."""
     from ablate.bridge.layout import PATTERNS
 
     for key, card in cards.items():

@@ -88,8 +88,7 @@ class Pair:
     # --- tensors ---------------------------------------------------------------------------
     @torch.no_grad()
     def source_states(self, items):
-        """The source's last-layer states of ``items``, right-padded: (states [B, S, d], mask),
-        from the cache when the pair has one."""
+        """The source's last-layer states of ``items``, right-padded: (states [B, S, d], mask)."""
         if self.cache is not None:
             return self.cache.batch(items, self.device)
         ids, mask = evaluate.pad([self.source_ids(i) for i in items], self.src_tok.pad_token_id)
@@ -206,8 +205,7 @@ class Pair:
         return total, parts, tokens
 
     def _teacher_inputs(self, prompts, answers) -> tuple[list[list[int]], list[int], list[int]]:
-        """The KL teacher's token inputs (``kl_teacher``), per row the position of its first
-        compared row, and its compared rows."""
+        """The KL teacher's inputs, each row's first compared position, its compared rows."""
         if self.p.kl_teacher == "prompt_only":
             return prompts, [0] * len(prompts), [len(pr) for pr in prompts]
         rows = [len(a) + switches.kl_last_row(self.p) for a in answers]
@@ -235,8 +233,7 @@ class Pair:
 
     @torch.no_grad()
     def teacher_states(self, items):
-        """Per item its first ``kl_positions`` teacher rows, (states [B, n, d], mask [B, n])
-        right-padded: what the teacher cache stores."""
+        """Per item its first ``kl_positions`` teacher rows: what the teacher cache stores."""
         prompts = [self.prompt_ids(i) for i in items]
         tails, start = self.tails(items)
         answers = [t[start:] for t in tails]
@@ -313,8 +310,7 @@ class Pair:
 def load_pair(
     source_card, target_card, kind: str, p: BridgeParams, cache=None, teacher_cache=None
 ) -> Pair:
-    """The frozen pair; with ``cache`` the source's weights are not loaded (its tokenizer and
-    config are)."""
+    """The frozen pair; with ``cache`` the source's weights are not loaded."""
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = model_dtype(p)
     if cache is None:

@@ -69,8 +69,7 @@ def defaults() -> dict[str, Any]:
 
 
 def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, Any]:
-    """Defaults overlaid with ``params``, validated by the schema, in their :func:`canonical`
-    spelling; errors name ``where.<key>``."""
+    """Defaults overlaid with ``params``, validated, canonical; errors name ``where.<key>``."""
     p = dict(params or {})
     unknown = sorted(set(p) - set(schema()["properties"]))
     if unknown:
@@ -219,8 +218,7 @@ class RunSpec:
 
 
 def canonical(p: dict[str, Any]) -> dict[str, Any]:
-    """Valid params in one spelling: a ``number`` as a float, switches that cannot act reset
-    (:func:`ablate.bridge.switches.canonical`)."""
+    """Valid params in one spelling (a ``number`` a float, switches that cannot act reset)."""
     from ablate.bridge import switches
 
     props = schema()["properties"]

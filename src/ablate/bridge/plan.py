@@ -22,8 +22,7 @@ _FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
 
 
 def embedded_config(m: dict[str, Any]) -> dict[str, Any]:
-    """An embedded model's transformers config as :func:`ablate.bridge.models.build_config`
-    builds it, offline (``vocab_size``: exact with ``pad_to_size``, else an upper bound)."""
+    """An embedded model's transformers config as ``models.build_config`` builds it, offline."""
     a = families.family_arch(m["family"], m.get("arch"))
     cfg = {**families.CONFIG_DEFAULTS, **{k: v for k, v in a.items() if k != "tokenizer"}}
     return {**cfg, "model_type": m["family"], "vocab_size": a["tokenizer"]["vocab_size"]}

@@ -46,8 +46,7 @@ def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
 
 
 class _Shards:
-    """Rows appended in the cache's order, cut into shard files of about ``_SHARD_BYTES``; the
-    index written last (its presence marks a finished split)."""
+    """Rows cut into shard files; the index written last marks a finished split."""
 
     def __init__(self, out: Path):
         out.mkdir(parents=True, exist_ok=True)
@@ -123,8 +122,7 @@ def _save(tmp: Path, arr: np.ndarray) -> None:
 
 @dataclass(frozen=True)
 class StatesSpec:
-    """A cache job as its rule passes it; ``identity``: the config slice its record holds (None:
-    ``params``)."""
+    """A cache job as its rule passes it (``identity`` None: ``params``)."""
 
     what: str
     params: dict[str, Any]

@@ -98,8 +98,7 @@ def claims(results: Path) -> list[dict[str, str]]:
 
 
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str]:
-    """The planner's forecast of the jobs not done, else their requested runtimes (an upper
-    bound)."""
+    """The planner's forecast of the jobs not done, else their requested runtimes."""
     res = config["bridge"]["resources"]
 
     def runtime_min(job: Job) -> float:

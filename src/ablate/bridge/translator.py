@@ -105,8 +105,7 @@ class BottleneckedGatedTranslator(nn.Module):
 
 
 def match_rms(y: torch.Tensor, target_rms: torch.Tensor, detach: bool) -> torch.Tensor:
-    """Each vector of ``y`` rescaled to the RMS ``target_rms`` (the scale clamped to
-    :data:`SCALE_CLAMP`); ``detach``: no gradient through its own RMS."""
+    """Each vector of ``y`` rescaled to RMS ``target_rms`` (``detach``: no gradient through it)."""
     rms = y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-8)
     rms = rms.detach() if detach else rms
     return y * (target_rms / rms).clamp(*SCALE_CLAMP)

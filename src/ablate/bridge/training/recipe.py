@@ -182,8 +182,7 @@ _STALL_S = 3600
 
 
 class TranslatorRecipe(Recipe):
-    """A translator's training as the loop takes it; ``saves`` false: no checkpoint (a
-    benchmark's run)."""
+    """A translator's training as the loop takes it (``saves`` false: no checkpoints)."""
 
     HELD_OUT_LOSS = False
 
