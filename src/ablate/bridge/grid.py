@@ -214,13 +214,11 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         g, groups = placement(s, processes(bridge), study_group)
         if data["source"] == "hub" and s.dataset not in data:
             raise _err(f"bridge.grid.{name}.dataset: {s.dataset!r} has no bridge.data entry")
-        # the dict the identity hashes and the jobs get; a key added later, at its default, is
-        # left out: the run id stands
+        # a key added later, at its default, is left out: the run id stands
         p = bridge_params.recorded(s.as_dict())
         src, tgt = ROLES[::-1] if swap else ROLES
         identity = dict(
-            # batch_size: its InfoNCE group g; infonce_group left out (its null default: a group
-            # of the whole batch)
+            # batch_size: its InfoNCE group g; infonce_group left out
             params=bridge_params.recorded({**p, "batch_size": g, "infonce_group": None}),
             source=model_identity(bridge[src], data),
             target=model_identity(bridge[tgt], data),

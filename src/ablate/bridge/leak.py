@@ -1,11 +1,9 @@
 """What in a text gives an item's gold answer away: the gold-leak guard's test
 (:func:`ablate.bridge.evaluate.check_no_gold` refuses an input on it).
 
-GSM8K: the worked solution or a step of it, or the gold number given as the answer (after a cue
-word or a line-end ``=``, in any spelling up to words to ninety-nine; every reading of an ambiguous
-spelling counts). QA: a context may name the answer (HotpotQA's does); ``answer`` and what the
-scorer would count as an exact match after it may not. The full list: docs/bridge.md's table of
-the seed's faults.
+GSM8K: the worked solution or a step of it, or the gold number given as the answer in any spelling
+(every reading of an ambiguous one counts). QA: a context may name the answer (HotpotQA's does);
+``answer`` followed by an exact match may not. The full list: docs/bridge.md, the seed's faults.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The two tiny causal LMs of the embedded bridge study, their tokenizers, and KV-cache sizes.
 
-A ``mistral`` and a ``llama`` with BPE tokenizers of two algorithms, trained here on the corpus:
-the real tokenizers need ``sentencepiece`` or cost too much (docs/bridge.md, "The embedded
-default"). ``arch.tokenizer.pad_to_size`` fills the vocabulary to ``vocab_size`` (the GPU smoke
-config's real shapes). A model is built where it trains (a random 8 B model on the GPU in seconds,
-not fp32 on the host).
+Their BPE tokenizers are trained here on the corpus: the real ones need ``sentencepiece`` or cost
+too much (docs/bridge.md, "The embedded default"). A model is built where it trains (a random 8 B
+model on the GPU in seconds, not fp32 on the host).
 """
 
 from __future__ import annotations

@@ -152,9 +152,8 @@ class Pair:
         soft = self.soft(translator, items)
         tails, start = self.tails(items)
         embeds, mask, firsts = self.latent_embeds(soft, tails, cue=start == 0)
-        # use_cache=False: a hub model's config asks for a KV cache, which a training forward
-        # only fills (copies of every layer's keys and values) and which makes compiled layers
-        # recompile per layer
+        # use_cache=False: a hub config's KV cache would only fill memory and make compiled
+        # layers recompile per layer
         with speed.layers_compiled(self.target, self.compiled):
             h = self.target.base_model(
                 inputs_embeds=embeds, attention_mask=mask, use_cache=False

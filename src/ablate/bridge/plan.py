@@ -84,8 +84,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
         common = dict(
             job=j,
             dtype=_frozen_dtype(j, study),
-            # its `gpu` resource (bridge.resources.<group>.gpu): the devices it holds on a
-            # machine, so jobs of fewer GPUs run side by side there; and the jobs it reads
+            # the devices it holds (jobs of fewer GPUs run side by side) and the jobs it reads
             gpus=j.gpus,
             after=j.upstream,
         )
@@ -185,8 +184,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         params_source=shapes[role][2],
         loads_hub_model=hub,
         hub_models=(names[role],) if hub else (),
-        # its `gpu` resource (common's gpus): that many data-parallel processes, each
-        # extracting its batches
+        # one data-parallel process per GPU, each extracting its batches
         scaling_key="data_parallel",
         **common,
     )
@@ -222,8 +220,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     gpus = f"{procs} GPU{'s' if procs > 1 else ''}"
     return PlannedJob(
         model=model,
-        # its rows per GPU (``rows40``): the rate (and the peak memory) of a measurement of the
-        # training step (config/gpu_measurements.yaml) at those rows
+        # the measured step's rate and peak memory at its rows per GPU (config/gpu_measurements.yaml)
         policy=f"rows{rows}",
         tokens=float(tokens),
         tokens_source=f"{p.steps} steps x global batch {rows * procs} ({rows} rows per GPU x "

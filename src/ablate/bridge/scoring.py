@@ -1,10 +1,8 @@
 """Scoring: the GSM8K answer extractor, SQuAD-style EM/F1, and the dataset kind -> scorer choice.
 
-Two faults of the seed are impossible here by construction:
-- ``[invalid]`` (no ``#### <number>`` in a generation) is never correct, not even against an
-  unparseable gold answer;
-- the dataset kind decides the scorer: QA is scored by EM/F1 of normalised text, never by the
-  GSM8K extractor (which turned every QA pair into ``[invalid] == [invalid]``).
+Two faults of the seed are impossible by construction: ``[invalid]`` is never correct, not even
+against an unparseable gold answer; QA is scored by EM/F1 of normalised text, never by the GSM8K
+extractor (which turned every QA pair into ``[invalid] == [invalid]``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Frozen models' hidden states of a dataset, computed once and read memory-mapped.
 
-Neither frozen model trains, so the source's last-layer states and the KL teacher's final states
-of an item depend only on the cache's key (:mod:`ablate.bridge.caches`): every grid entry sharing
-it reads one cache. A read batch equals the live one (right padding leaves a causal model's states
-of the real tokens unchanged). The file layout: docs/bridge.md ("Frozen work done once").
+Every grid entry sharing a cache's key (:mod:`ablate.bridge.caches`) reads one cache. A read batch
+equals the live one: right padding leaves a causal model's states of the real tokens unchanged.
+The file layout: docs/bridge.md ("Frozen work done once").
 """
 
 from __future__ import annotations
@@ -147,8 +146,7 @@ def compute(
     key = "source" if what == "source" else "target"  # the model's key in the cache's identity
     models.check_pinned({key: model_card}, (spec.identity or {}).get("key"))
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    # the key's params, the others at their defaults (the teacher's definitions at theirs are not
-    # in its key: caches.teacher_key)
+    # the key's params, the others at their defaults (as caches.teacher_key leaves them out)
     p = bridge_params.check(bridge_params.resolve(params, f"{what} states"))
     model, tok = models.load(model_card, dtype=model_dtype(p), device=dev)
     if what == "source":

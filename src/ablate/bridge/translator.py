@@ -1,9 +1,7 @@
 """BottleneckedGatedTranslator: source hidden states -> K soft tokens in the target's embedding space.
 
-As in the seed (LatentWire; docs/bridge.md, "Translator"): every residual branch is scaled by
-``tanh(gate)`` with the gate at 0, so a fresh translator passes its queries through unchanged, and
-each soft token is rescaled to the target's median embedding-row RMS, so it has the norm of a real
-token embedding.
+As in the seed (docs/bridge.md, "Translator"): gates at 0 make a fresh translator pass its queries
+through unchanged; soft tokens are rescaled to the norm of the target's real token embeddings.
 """
 
 from __future__ import annotations

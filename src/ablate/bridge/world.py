@@ -1,9 +1,7 @@
 """The embedded bridge world: GSM8K-format word problems, a multi-hop QA set, a pretraining corpus.
 
-Generated deterministically from a seed, small and regular on purpose so that a tiny model learns
-it from a minute of CPU pretraining (docs/bridge.md, "The embedded default"). The corpus holds no
-test prompt. :func:`prompt` and :func:`answer_text` are the one prompt format of the corpus, the
-training and every evaluation.
+Deterministic from a seed, small and regular so that a tiny model learns it from a minute of CPU
+pretraining (docs/bridge.md, "The embedded default"); the corpus holds no test prompt.
 """
 
 from __future__ import annotations

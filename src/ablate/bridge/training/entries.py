@@ -1,9 +1,7 @@
 """Training of one grid entry: a translator between a frozen source and a frozen target.
 
-The core's driver (:func:`ablate.core.training.driver.drive`: resume, the non-finite outcome, the
-final evaluation) runs the core's loop on the bridge's recipe as a :class:`TranslatorRun`, whose
-outputs are the bridge's; the evaluations, checkpoints and outputs: docs/bridge.md
-("Optimisation and evaluation").
+The core's driver runs the core's loop on the bridge's recipe as a :class:`TranslatorRun`, whose
+outputs are the bridge's (docs/bridge.md, "Optimisation and evaluation").
 """
 
 from __future__ import annotations

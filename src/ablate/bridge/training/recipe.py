@@ -204,13 +204,11 @@ class TranslatorRecipe(Recipe):
             logging_steps=p.log_every,
             eval_steps=p.eval_every,
             eval_batch_size=p.eval_batch_size,
-            # a checkpoint at every evaluation, the newest alone kept, none once the outputs
-            # are written
+            # a checkpoint at every evaluation, the newest alone kept, none after the outputs
             save_steps=p.eval_every if saves else 0,
             save_total_limit=1,
             keep_checkpoints=False,
-            # an evaluation decodes eval_size items between two steps: the watchdog's bound from
-            # step times alone would be too short for it
+            # an evaluation decodes between two steps: a bound from step times would be too short
             stall_s=_STALL_S,
             # none of the loop's own stop rules: early stopping is the evaluation's
             no_learning_steps=0,
@@ -237,9 +235,8 @@ class TranslatorRecipe(Recipe):
 
     def loss(self, model, batch: dict, step: int, n_items: None) -> torch.Tensor:
         loss, parts, self.n_tok = self.pair.loss(model, batch["items"], step)
-        # the logged loss is the logging step's own, not the loop's mean since the last log (a
-        # non-finite one is the loop's stop rule's, read at its next logging or saving step);
-        # kept on the device, read by a logging step (log_parts), not by every step
+        # the logging step's own loss, not the loop's mean since the last log; kept on the
+        # device until a logging step reads it (log_parts)
         self.last = {"loss": loss.detach(), **parts}
         return loss
 
