@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -193,22 +193,16 @@ def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32"
     return model, tokenizer
 
 
-@dataclass
-class _ConfigOnly:
-    """A source model known by its config alone: its states come from the cache."""
-
-    config: Any
-
-
 def load_config(card: dict | str | os.PathLike):
-    """(an object with the model's ``config``, tokenizer): a model whose weights are not needed."""
+    """(a namespace holding the model's ``config``, tokenizer): a model whose weights are not needed
+    (a source whose states come from the cache)."""
     from transformers import AutoConfig
 
     from ablate.core.models.modeling import load_tokenizer
 
     path, revision, tok_path = _located(card)
     config = AutoConfig.from_pretrained(path, revision=revision)
-    return _ConfigOnly(config), load_tokenizer(tok_path, revision=revision)
+    return SimpleNamespace(config=config), load_tokenizer(tok_path, revision=revision)
 
 
 def check_distinct_tokenizers(source_tok, target_tok) -> None:

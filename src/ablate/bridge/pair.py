@@ -28,12 +28,6 @@ def model_dtype(p: BridgeParams) -> str:
     return training_params.dtype_name(dtype)
 
 
-def _kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """KL(p_text || p_bridged) per position, from the teacher's log-probs and the student's logits."""
-    log_s = student_logits.log_softmax(-1)
-    return (log_teacher.exp() * (log_teacher - log_s)).sum(-1)
-
-
 def infonce(
     pooled_soft: torch.Tensor, pooled_prompt: torch.Tensor, temperature: float, group: int
 ) -> torch.Tensor:
@@ -265,7 +259,8 @@ class Pair:
             student = student[:, :n]
         valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows]).to(self.device)
         teacher = self._teacher_logits(items, prompts, answers, n)
-        kl = _kl_rows(teacher.log_softmax(-1), student)
+        log_t = teacher.log_softmax(-1)  # KL per row, from the teacher's log-probs
+        kl = (log_t.exp() * (log_t - student.log_softmax(-1))).sum(-1)
         count = valid.sum() if p.kl_reduction == "mean" else valid.new_tensor(len(items))
         return share_of_mean((kl * valid).sum(), global_count(count))
 

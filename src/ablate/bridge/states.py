@@ -165,7 +165,10 @@ def compute(
         index = write(states_of, items, out / split, p.eval_batch_size, lengths(items))
         if index is None:
             continue  # another data-parallel process: process 0 writes the cache
-        rates[split] = _rate(sum(index["length"]), time.perf_counter() - t0)
+        tokens, seconds = sum(index["length"]), time.perf_counter() - t0  # real tokens, no padding
+        rates[split] = dict(
+            tokens=tokens, seconds=seconds, tokens_per_s=tokens / max(seconds, 1e-9)
+        )
         counts[split] = len(items)
         print(f"[{what} states] {split}: {len(items)} items -> {out / split}", flush=True)
     if parallel.rank() != 0:
@@ -201,11 +204,6 @@ def _lengths_of(pair, what: str, device: str):
     return lambda items: [
         len(pair.prompt_ids(i)) + len(evaluate.answer_ids(tok, kind, i)) for i in items
     ]
-
-
-def _rate(tokens: int, seconds: float) -> dict[str, float]:
-    """A split's extraction throughput (its real tokens, no padding)."""
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9)}
 
 
 class Reader:
