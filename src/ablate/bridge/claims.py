@@ -1,9 +1,8 @@
 """Seed 004's claims, computed from the bridge study's results (ablate.core.reports.claims
 machinery).
 
-Each claim compares per-item values of the same evaluation items with a paired test
-(:func:`ablate.core.reports.stats.paired`). The entry names are the seed's (:data:`_ENTRIES`); a
-grid without one of them, or a benchmark that has not run, makes the claim "not run".
+Each claim is a paired test on the same evaluation items. The entry names are the seed's
+(:data:`_ENTRIES`); a grid without one of them, or a benchmark not run, makes the claim "not run".
 """
 
 from __future__ import annotations

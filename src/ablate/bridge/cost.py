@@ -2,8 +2,8 @@
 (bench/bench_bridge.py) and the planner (:mod:`ablate.bridge.plan`), so a measured tokens/s and a
 planned token count always count the same tokens.
 
-A training example counts as :meth:`ablate.bridge.pair.Pair.loss` counts it; the teacher's text
-prompt (KL term) is work, not counted tokens: it is in the FLOPs.
+An example counts as :meth:`ablate.bridge.pair.Pair.loss` counts it; the KL teacher's prompt is
+work (FLOPs), not counted tokens.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The bridge study's grid, resolved at parse time (no torch): entries and run ids.
 
-An entry is ``bridge.defaults`` + its overrides; ``same_as`` reuses another entry's run, ``swap``
-swaps the direction. The run id hashes the entry's resolved identity (params, both models, the
-data, hub revisions pinned), so a run id never names two configurations; two entries of one
-identity without ``same_as`` stop the workflow (the seed's ablB / ablC fault). The identity is
-independent of the run's placement (:func:`placement`; docs/bridge.md, "Many GPUs").
+The run id hashes the entry's resolved identity (params, both models, the data, hub revisions
+pinned), so a run id never names two configurations; two entries of one identity without
+``same_as`` stop the workflow (the seed's ablB / ablC fault). The identity is independent of the
+run's placement (:func:`placement`; docs/bridge.md, "Many GPUs").
 """
 
 from __future__ import annotations

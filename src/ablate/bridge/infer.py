@@ -1,8 +1,7 @@
 """Ablation 4: the inference benchmark of one entry's translator against five baselines.
 
-The passes, the baselines and the columns: docs/bridge.md ("Inference benchmark"). The gold-leak
-guard checks the dataset-derived input of every baseline before it runs; the cascade's source
-answer is a model prediction, not gold, so it is not checked.
+The passes, baselines and columns: docs/bridge.md ("Inference benchmark"). The gold-leak guard
+checks every baseline's dataset-derived input (the cascade's source answer is not gold).
 """
 
 from __future__ import annotations

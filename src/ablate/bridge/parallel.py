@@ -1,7 +1,6 @@
 """Data-parallel bridge jobs: a loss term's count over the processes, logged values' mean over
 them, the data split (training, evaluation, frozen-state extraction).
 
-The process group and the launcher are the core's (:mod:`ablate.core.execution.parallel`).
 Without torchrun every helper here is the single-process identity, so a one-process run is exactly
 the plain loop.
 """

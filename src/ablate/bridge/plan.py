@@ -1,7 +1,6 @@
 """The bridge study's jobs as the runtime/cost planner sees them (its ``plan`` side, found through ``ablate.studies``).
 
-Tokens and FLOPs are counted by :mod:`ablate.bridge.cost`, as the GPU benchmark counts them. A
-size that cannot be worked out leaves ``tokens`` or ``params`` empty with the reason; it never
+A size that cannot be worked out leaves ``tokens`` or ``params`` empty with the reason; it never
 raises. A job's model size is source + target + translator (docs/planner.md).
 """
 
