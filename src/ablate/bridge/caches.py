@@ -13,13 +13,12 @@ from ablate.bridge.pins import data_identity, model_identity
 from ablate.core.config import sorted_tree
 from ablate.core.outputs.provenance import config_hash
 
-#: Which hidden states the caches hold (the final normed layer: the translator reads the
-#: source's, as in the seed; the KL teacher's logits are the target's LM head on its own).
+#: Which hidden states the caches hold: the final normed layer (the translator's input, as in
+#: the seed).
 SOURCE_LAYER = "last_hidden_state"
 
 
-#: The frozen-state caches and the splits each holds: the source's (the whole train split, the
-#: evaluated test items) and the KL teacher's (train only: the KL term is a training loss).
+#: The splits each cache holds (the KL teacher's train only: the KL term is a training loss).
 FROZEN_SPLITS = {"source": ("train", "test"), "teacher": ("train",)}
 
 

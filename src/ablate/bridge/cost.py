@@ -13,8 +13,7 @@ from typing import Any
 
 from ablate.bridge.params import BridgeParams
 
-#: Generated tokens per sample of the inference benchmark (ablate.bridge.infer.BASELINES):
-#: source_alone, target_alone, latent and token_budget generate once, cascade twice.
+#: Generations per sample of the inference benchmark: one per baseline, the cascade's two.
 INFER_GENERATIONS = 6
 
 

@@ -144,8 +144,7 @@ IDENTITY_IN_CONFIG = (
 )
 
 
-#: The planner's kind of each planned rule's jobs; the other rules run local (data, registration,
-#: tables: seconds on the submit host) and are not planned.
+#: The planner's kind of each planned rule's jobs; the other rules run local and are not planned.
 _KIND = {
     "bridge_model": "train",
     "bridge_source_states": "eval",
@@ -154,8 +153,7 @@ _KIND = {
     "bridge_infer": "generate",
 }
 
-#: the logs folder of rules named otherwise: a registration's log sits beside the embedded
-#: model's, the tables' in one folder
+#: the logs folder of rules named otherwise (a registration's beside the embedded model's)
 _LOG_FOLDER = {
     "bridge_register": "model",
     **{f"bridge_{r}": "tables" for r in ("summary", "claims", "plots")},

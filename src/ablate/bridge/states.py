@@ -91,12 +91,9 @@ def write(
     batch_size: int,
     lengths=None,
 ) -> dict[str, Any] | None:
-    """``states_of(items)`` -> (states [B, T, d], mask [B, T]) right-padded, sharded into
-    ``out_dir``; ``lengths`` batches the items in order of length (None: their order).
-
-    On W processes, process r extracts batch r of each round of W and process 0 writes them in
-    order: each batch is one process's (same items, same padding, same rounding), so the files are
-    byte-identical to one process's. The index on process 0, None on the others."""
+    """``states_of(items)`` -> (states [B, T, d], mask [B, T]), sharded into ``out_dir``; the
+    index on process 0, None on the others. Process r extracts batch r of each round of W, each
+    the batch one process would run, so the files are byte-identical to one process's."""
     if lengths is not None:
         items = [items[i] for i in sorted(range(len(items)), key=lambda i: lengths[i])]
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]

@@ -71,9 +71,8 @@ def run_scores(results: Path) -> dict[str, float]:
 def score_samples(
     results: Path, names: Iterable[str], shared: Path | None = None
 ) -> dict[str, Any]:
-    """``ablate runs``' per-item values of the scores of ``names`` that have them: an entry's
-    final accuracy, from its run's samples.parquet in ``results`` or (a run an experiment
-    shares with its base) ``shared``; a peak has none."""
+    """``ablate runs``' per-item values of an entry's final accuracy: its run's samples.parquet
+    in ``results`` or (a run an experiment shares with its base) ``shared``."""
     import pandas as pd
 
     from ablate.core.reports.claims import Samples

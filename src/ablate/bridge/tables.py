@@ -39,8 +39,7 @@ SUMMARY_COLUMNS = [
     "benchmark_s",
     "gpu_hours",
 ]
-#: Inserted after ``entry`` when the grid has seeds (``bridge.grid.<entry>.seeds``): the
-#: declared entry of each row and its seed (empty on an entry without seeds).
+#: Inserted after ``entry`` when the grid has seeds: each row's declared entry and its seed.
 _SEED_COLUMNS = ["base_entry", "seed"]
 
 

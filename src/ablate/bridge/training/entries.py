@@ -102,10 +102,8 @@ def train_entry(
     out_dir: str | os.PathLike,
     states: dict[str, str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one grid entry; write translator/, samples.parquet, summary.json.
-
-    ``states``: ``source`` / ``teacher`` -> a cache folder (:mod:`ablate.bridge.states`) read
-    instead of that forward pass. Under torchrun every process trains, rank 0 alone writes."""
+    """Train and evaluate one grid entry; rank 0 writes translator/, samples.parquet, summary.json.
+    ``states``: ``source`` / ``teacher`` -> a cache folder read instead of that forward pass."""
     phases = Phases()
     states = dict(states or {})
     run_id = spec.run_id

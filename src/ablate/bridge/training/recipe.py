@@ -259,9 +259,8 @@ def translator_trainer(
     folder: Path | None = None,
     evaluation: Evaluations | None = None,
 ) -> loop.Trainer:
-    """The loop's trainer of a translator training, what ``train_entry`` trains and the GPU
-    benchmarks time; ``folder`` None: no checkpoints (a benchmark's). The global RNG is left as
-    it was (setup seeds torch: the dropout goes on from the translator's)."""
+    """The loop's trainer of a translator training (``folder`` None: no checkpoints); the global
+    RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
     recipe = TranslatorRecipe(pair, translator, p, len(train_items), evaluation, folder is not None)
     spec = loop.Spec(
         Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
