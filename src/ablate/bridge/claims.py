@@ -35,9 +35,8 @@ def _evidence(
     run_samples: dict[str, str | os.PathLike],
     infer_samples: dict[str, str | os.PathLike],
 ) -> Evidence:
-    """The named inputs: ``final:<entry>`` (from ``run_samples``: run id -> samples.parquet),
-    ``main:`` / ``qa:<baseline>`` (``infer_samples``: ``entry`` / ``qa_entry`` -> samples.parquet)
-    and the main benchmark's ``kv:`` / ``kv_target:<baseline>`` (source + target; target alone)."""
+    """The named inputs: ``final:<entry>``, ``main:`` / ``qa:<baseline>`` and the main
+    benchmark's ``kv:`` (source + target) / ``kv_target:<baseline>`` (the target alone)."""
     inputs: dict[str, Any] = {}
     for name, e in entries.items():
         path = run_samples.get(e["run_id"])
@@ -79,8 +78,7 @@ def _both(first, second):
 
 
 def _kv_savings(ev: Evidence) -> ClaimResult:
-    """Latent holds less KV cache per request than the target fed the full prompt, counting the
-    source's cache of the same request (the target's alone would compare unlike things)."""
+    """Latent's KV cache per request against the target's, the source's cache counted too."""
     r = beats("kv:target_alone", "kv:latent")(ev)
     n = r.numbers
     saved = n["mean_b"] - n["mean_a"] if n else float("nan")

@@ -235,8 +235,7 @@ def benchmark(
     out_samples: str | os.PathLike,
     out_summary: str | os.PathLike,
 ) -> pd.DataFrame:
-    """Both passes; writes the per-sample rows, the aggregate (.csv/.parquet by suffix) with its
-    ``<out_summary>.provenance.json`` sidecar, and returns the aggregate."""
+    """Both passes; writes the per-sample rows and the aggregate (with provenance), returns it."""
     started = time.time()
     models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
     p = bridge_params.check(spec.params, spec.where)

@@ -86,8 +86,7 @@ def _pad_vocab(tk, size: int):
 
 
 def build_config(family: str, arch: dict[str, Any], tokenizer):
-    """The family's transformers config: ``arch`` over :data:`CONFIG_DEFAULTS`, the vocabulary
-    and special ids from ``tokenizer``."""
+    """The family's transformers config: ``arch`` over :data:`CONFIG_DEFAULTS`."""
     from transformers import LlamaConfig, MistralConfig
 
     fields = {k: v for k, v in arch.items() if k != "tokenizer"}
@@ -118,8 +117,7 @@ def prepare_model(
     out_dir: str | os.PathLike,
     config_slice: Any = None,
 ) -> dict[str, Any]:
-    """Train the family's tokenizer, build the tiny model, pretrain it on ``corpus``; writes
-    tokenizer/, final/, summary.json and card.json in ``out_dir``; returns the summary."""
+    """Train the tokenizer, build and pretrain the tiny model; returns the pretraining summary."""
     from ablate.core.outputs.phases import Phases
     from ablate.core.training.driver import TrainRun
     from ablate.core.training.params import resolve_params
@@ -194,8 +192,7 @@ def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32"
 
 
 def load_config(card: dict | str | os.PathLike):
-    """(a namespace holding the model's ``config``, tokenizer): a model whose weights are not needed
-    (a source whose states come from the cache)."""
+    """(a namespace holding the model's ``config``, tokenizer): no weights loaded."""
     from transformers import AutoConfig
 
     from ablate.core.models.modeling import load_tokenizer

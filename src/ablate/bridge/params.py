@@ -193,9 +193,7 @@ class BridgeParams:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A ``bridge_train`` or ``bridge_infer`` job as its rule passes it (``RunSpec(**params)``;
-    a library caller: :meth:`parse`); ``identity``: the config slice its record holds (None:
-    ``params``); ``where``: the key its errors name."""
+    """A ``bridge_train`` or ``bridge_infer`` job as its rule passes it (``RunSpec(**params)``)."""
 
     run_id: str
     params: dict[str, Any]

@@ -52,9 +52,7 @@ def is_hub_model(m: dict[str, Any]) -> bool:
 
 
 def pin_revisions(bridge: dict[str, Any], results: str | None) -> dict[str, Any]:
-    """The bridge section with each hub model's and dataset's branch or tag replaced by the
-    commit it names (:func:`ablate.core.outputs.hub_revisions.resolve`; the lock file in
-    ``results``)."""
+    """The bridge section with each hub branch or tag replaced by the commit it names."""
     out = dict(bridge)
     for role in ROLES:
         m = bridge[role]

@@ -16,8 +16,7 @@ from ablate.core.reports.status import Row, planned_forecast, read_csv
 
 
 def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
-    """The keys changed between the slice the job's record holds and its slice now; the model
-    jobs compare the model keys (the identity follows from them)."""
+    """The keys changed between the slice the job's record holds and its slice now."""
     new = job.config
     if job.rule in ("bridge_model", "bridge_register") and isinstance(old, dict):
         old, new = old.get("model"), new["model"]

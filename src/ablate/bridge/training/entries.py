@@ -161,9 +161,7 @@ def train_entry(
 
 @dataclass(frozen=True, kw_only=True)
 class TranslatorRun(driver.TrainRun):
-    """A grid entry's run as the core's driver takes it, with the bridge's outputs: the final
-    state (``restore_best``: the best one, re-evaluated, not copied), then by process 0
-    translator/, samples.parquet and, last, summary.json."""
+    """A grid entry's run as the core's driver takes it, with the bridge's outputs."""
 
     run_spec: bridge_params.RunSpec
     entry: _Entry

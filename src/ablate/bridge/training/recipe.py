@@ -100,8 +100,7 @@ def global_batch(p: BridgeParams, n_train: int) -> int:
 
 
 class Evaluations:
-    """Every bridged evaluation of a run: the curve, the best state (``restore_best``), the
-    evaluations without improvement (``patience``), the last rows, the seconds trained."""
+    """Every bridged evaluation of a run: the curve, best state, patience count, last rows."""
 
     def __init__(self, pair: Pair, translator, eval_items, p: BridgeParams, label: str):
         self.pair, self.translator, self.eval_items = pair, translator, eval_items
