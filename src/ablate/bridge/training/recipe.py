@@ -234,8 +234,9 @@ class TranslatorRecipe(Recipe):
 
     def loss(self, model, batch: dict, step: int, n_items: None) -> torch.Tensor:
         loss, parts, self.n_tok = self.pair.loss(model, batch["items"], step)
-        # the logging step's own loss, not the loop's mean since the last log; kept on the
-        # device until a logging step reads it (log_parts)
+        # the logged loss is the logging step's own, not the loop's mean since the last log (a
+        # non-finite one is the loop's stop rule's, read at its next logging or saving step);
+        # kept on the device, read by a logging step (log_parts), not by every step
         self.last = {"loss": loss.detach(), **parts}
         return loss
 
