@@ -24,8 +24,6 @@ from ablate.core.reports.seeds import seed_name
 
 @dataclass(frozen=True)
 class Entry:
-    """One named grid entry, resolved."""
-
     name: str
     run_id: str
     # as recorded (bridge.params.recorded: late keys at their default left out): what the rules

@@ -101,7 +101,6 @@ class Bench:
         return first + pair.tgt_tok(handed, add_special_tokens=False)["input_ids"]
 
     def rows(self, baseline: str, items) -> list[dict[str, Any]]:
-        """Scored rows of one baseline on ``items``."""
         model, n_in, texts, n_out, extra = self.answers(baseline, items)
         scores = evaluate.score_rows(self.pair.kind, items, texts)
         out = []

@@ -369,5 +369,4 @@ def targets(config: dict[str, Any]) -> list[str]:
 
 
 def plan_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The study's whole section."""
     return config["bridge"]

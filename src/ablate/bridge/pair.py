@@ -93,7 +93,6 @@ class Pair:
         return h, mask
 
     def soft(self, translator, items) -> torch.Tensor:
-        """K soft tokens."""
         h, mask = self.source_states(items)
         return translator(h.to(self.device), mask.to(self.device))
 

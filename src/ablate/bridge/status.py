@@ -91,7 +91,6 @@ def score_samples(
 
 
 def claims(results: Path) -> list[dict[str, str]]:
-    """The rows of the claims table."""
     return read_csv(results / layout.PATTERNS["claims"])
 
 

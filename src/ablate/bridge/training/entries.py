@@ -205,7 +205,6 @@ class TranslatorRun(driver.TrainRun):
         return None
 
     def _results(self, trainer: loop.Trainer, final_rows, restored_from, train_s) -> dict:
-        """The summary's numbers."""
         e, p, state, curve = self.entry, self.entry.p, trainer.state, self.recipe.evaluation.curve
         logged = [x for x in state.log_history if "loss" in x and _logs(p, x["step"])]
         final = accuracy(final_rows)
