@@ -1,11 +1,7 @@
 """The cross-model latent bridge study (the LatentWire study), as library functions.
 
 A frozen *source* LM reads a question; a trained translator turns its last-layer hidden states into
-K soft tokens; a frozen *target* LM of another family answers from them. docs/bridge.md describes
-the method, every parameter and how each of the seed's faults is made impossible.
-
-Its modules, each with its docstring's first sentence: docs/design.md's module map, generated
-from the code (``ablate map``).
+K soft tokens; a frozen *target* LM of another family answers from them (docs/bridge.md).
 """
 
 #: The planner forecasts the bridge only when ``plan.studies`` names it (ablate.studies).

@@ -1,11 +1,7 @@
 """The frozen-state caches a grid needs, resolved at parse time (no torch).
 
-With ``bridge.cache_frozen_states`` the frozen source's states are a job of their own, one per
-:func:`states_key` (source model and revision, dataset, layer, max source length, dtype), which
-every run sharing that key reads (:mod:`ablate.bridge.states` computes them); so are the KL
-teacher's rows (:func:`teacher_key`: target model, dataset, max prompt length, KL positions,
-dtype). A key holds what the frozen model's outputs depend on, never the translator or its
-training: an lr edit keeps the cache.
+A cache's key holds what the frozen model's outputs depend on, never the translator or its
+training: an lr edit keeps the cache, and every run sharing the key reads it.
 """
 
 from __future__ import annotations
@@ -17,21 +13,19 @@ from ablate.bridge.pins import data_identity, model_identity
 from ablate.core.config import sorted_tree
 from ablate.core.outputs.provenance import config_hash
 
-#: Which hidden states the caches hold (the final normed layer: the translator reads the
-#: source's, as in the seed; the KL teacher's logits are the target's LM head on its own).
+#: Which hidden states the caches hold: the final normed layer (the translator's input, as in
+#: the seed).
 SOURCE_LAYER = "last_hidden_state"
 
 
-#: The frozen-state caches and the splits each holds: the source's (the whole train split, the
-#: evaluated test items) and the KL teacher's (train only: the KL term is a training loss).
+#: The splits each cache holds (the KL teacher's train only: the KL term is a training loss).
 FROZEN_SPLITS = {"source": ("train", "test"), "teacher": ("train",)}
 
 
 def _frozen_key(
     bridge, what: str, model_key: str, role: str, p: BridgeParams, **lengths: int
 ) -> dict[str, Any]:
-    """What a frozen model's cached outputs depend on: the model (under ``model_key``), the
-    data, the layer, the ``lengths`` params and the dtype; never the translator or its training."""
+    """What a frozen model's cached outputs depend on (under ``model_key`` the model)."""
     data = bridge["data"]
     return sorted_tree(
         {
@@ -57,8 +51,7 @@ TEACHER_DEFINITIONS = ("kl_teacher", "nll_labels", "kl_rows", "padding")
 
 
 def teacher_key(bridge: dict[str, Any], target_role: str, p: BridgeParams) -> dict[str, Any]:
-    """What the KL teacher's rows depend on (the target reading the text prompt + answer, or
-    what ``kl_teacher`` says)."""
+    """What the KL teacher's rows depend on."""
     key = _frozen_key(
         bridge,
         "teacher",
@@ -74,9 +67,7 @@ def teacher_key(bridge: dict[str, Any], target_role: str, p: BridgeParams) -> di
 
 
 def of_runs(bridge: dict[str, Any], runs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """One cache per key of ``runs`` (run id -> its :class:`ablate.bridge.grid.Entry`; a run with
-    kl_weight 0 needs no teacher): its model's role, its runs, the test items the largest
-    eval_size needs, the smallest forward batch of its runs."""
+    """One cache per key of ``runs``: its role, runs, test items and forward batch."""
     out: dict[str, dict[str, Any]] = {}
     for e in runs.values():
         p = e.settings

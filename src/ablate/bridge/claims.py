@@ -1,24 +1,8 @@
 """Seed 004's claims, computed from the bridge study's results (ablate.core.reports.claims
 machinery).
 
-Each claim compares per-item values of the same evaluation items with a paired test
-(:func:`ablate.core.reports.stats.paired`: exact McNemar on 0/1 correctness, a paired bootstrap on
-sizes):
-
-- ``latent_beats_both``: benchmark of ``bridge.infer.entry``: latent vs source alone and vs target
-  alone (both must hold);
-- ``stability_fixes_work``: final (restored best, re-evaluated) of 1a vs 1b;
-- ``compression_tradeoff``: final of 2a, 2b, 1a rises with K
-  (:func:`ablate.core.reports.claims.monotone`);
-- ``generalises_beyond_math``: benchmark of ``bridge.infer.qa_entry`` (3a, QA): latent vs target
-  alone;
-- ``soft_beats_text``: benchmark of ``bridge.infer.entry``: latent vs cascade (text transfer);
-- ``kv_savings``: benchmark of ``bridge.infer.entry``: KV-cache MB per request of latent vs target
-  alone, source + target (a latent request also runs the source), from each model's config (not a
-  constant).
-
-The entry names are the seed's (:data:`_ENTRIES`); a grid without one of them, or a benchmark
-that has not run, makes the claim "not run".
+Each claim is a paired test on the same evaluation items. The entry names are the seed's
+(:data:`_ENTRIES`); a grid without one of them, or a benchmark not run, makes the claim "not run".
 """
 
 from __future__ import annotations
@@ -51,11 +35,8 @@ def _evidence(
     run_samples: dict[str, str | os.PathLike],
     infer_samples: dict[str, str | os.PathLike],
 ) -> Evidence:
-    """The named inputs: ``final:<entry>`` (correctness of each entry's final evaluation; from
-    ``run_samples``: run id -> samples.parquet), ``main:<baseline>`` / ``qa:<baseline>``
-    (benchmark correctness; ``infer_samples``: ``entry`` / ``qa_entry`` -> samples.parquet) and
-    ``kv:<baseline>`` / ``kv_target:<baseline>`` (KV-cache MB per request of the main
-    benchmark: every model's, source + target; the answering model's alone)."""
+    """The named inputs: ``final:<entry>``, ``main:`` / ``qa:<baseline>`` and the main
+    benchmark's ``kv:`` (source + target) / ``kv_target:<baseline>`` (the target alone)."""
     inputs: dict[str, Any] = {}
     for name, e in entries.items():
         path = run_samples.get(e["run_id"])
@@ -97,8 +78,7 @@ def _both(first, second):
 
 
 def _kv_savings(ev: Evidence) -> ClaimResult:
-    """Latent holds less KV cache per request than the target fed the full prompt, counting the
-    source's cache of the same request (the target's alone would compare unlike things)."""
+    """Latent's KV cache per request against the target's, the source's cache counted too."""
     r = beats("kv:target_alone", "kv:latent")(ev)
     n = r.numbers
     saved = n["mean_b"] - n["mean_a"] if n else float("nan")
@@ -127,8 +107,7 @@ def _compression(ev: Evidence) -> ClaimResult:
 
 
 def _seed_inputs(entries: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
-    """``final:<entry>`` of an entry with seeds -> {seed: ``final:<entry>-s<seed>``} (the
-    benchmark's inputs are its first seed's: ablate.bridge.grid.resolve)."""
+    """``final:<entry>`` of an entry with seeds -> {seed: ``final:<entry>-s<seed>``}."""
     out: dict[str, dict[int, str]] = {}
     for name, e in entries.items():
         if "base" in e:
@@ -201,9 +180,7 @@ question for the real models (`config/latentwire.yaml`, docs/bridge.md).
 def write(
     entries, run_samples, infer_samples, csv, md, html=None, tex=None, embedded=False
 ) -> pd.DataFrame:
-    """Evaluate the claims, write the CSV, the Markdown table, (``html``) the report's page and
-    (``tex``) the paper's table;
-    ``embedded``: the models are the embedded pair, and both tables say what that run can show."""
+    """Evaluate the claims and write their tables (``embedded``: with the embedded pair's note)."""
     ev = _evidence(entries, run_samples, infer_samples)
     seeds = _seed_inputs(entries)
     if seeds:  # a grid entry with seeds: its claims pooled and per seed

@@ -2,9 +2,8 @@
 (bench/bench_bridge.py) and the planner (:mod:`ablate.bridge.plan`), so a measured tokens/s and a
 planned token count always count the same tokens.
 
-A training example is counted as :meth:`ablate.bridge.pair.Pair.loss` counts it: the source's input
-tokens + the target's latent input (BOS + K soft tokens + the cue ``Answer:``) + the answer. The
-teacher's text prompt (KL term) is work, not counted tokens: it is in the FLOPs.
+An example counts as :meth:`ablate.bridge.pair.Pair.loss` counts it; the KL teacher's prompt is
+work (FLOPs), not counted tokens.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ from typing import Any
 
 from ablate.bridge.params import BridgeParams
 
-#: Generated tokens per sample of the inference benchmark (ablate.bridge.infer.BASELINES):
-#: source_alone, target_alone, latent and token_budget generate once, cascade twice.
+#: Generations per sample of the inference benchmark: one per baseline, the cascade's two.
 INFER_GENERATIONS = 6
 
 
@@ -62,14 +60,8 @@ def example_flops(
     cached_source: bool,
     cached_teacher: bool,
 ) -> float:
-    """Matmul FLOPs of one training step's example (2 per parameter per token forward).
-
-    source forward (none with cached states) + target forward and backward down to its input
-    embeddings (frozen weights: no weight gradients, so backward ~ forward) + teacher forward
-    over prompt + answer when the KL term is on (none with cached teacher rows) + translator
-    forward and backward (6 per parameter per soft token; its input projection over the source
-    tokens is < 1 %).
-    """
+    """Matmul FLOPs of one training step's example (2 per parameter per token forward); the
+    frozen target's backward has no weight gradients, so it costs about its forward."""
     f = 0.0 if cached_source else 2 * src * n.source
     f += 4 * tgt * (latent_len(p.K, n) + n.answer)
     if kl_on(p) and not cached_teacher:
@@ -78,14 +70,12 @@ def example_flops(
 
 
 def frozen_tokens(what: str, n: Lengths) -> int:
-    """Tokens one item costs a frozen-state cache job (ablate.bridge.states): the source reads
-    the prompt; the KL teacher reads prompt + answer."""
+    """Tokens one item costs a frozen-state cache job."""
     return n.source if what == "source" else n.prompt + n.answer
 
 
 def n_evaluations(p: BridgeParams) -> int:
-    """Bridged evaluations of a full run: step 0, every eval_every, the end, the re-evaluation
-    of the restored best state (early stopping can only make it fewer)."""
+    """Bridged evaluations of a full run: step 0, every eval_every, the end, the restored best."""
     n = 1 + p.steps // p.eval_every + (1 if p.steps % p.eval_every else 0)
     return n + (1 if p.restore_best else 0)
 
@@ -96,12 +86,10 @@ def eval_generated_tokens(p: BridgeParams) -> int:
 
 
 def infer_generated_tokens(p: BridgeParams, n_samples: int) -> int:
-    """Upper bound of the tokens the inference benchmark's quality pass generates (five
-    baselines on every item, batches of eval_batch_size)."""
+    """Upper bound of the tokens the inference benchmark's quality pass generates."""
     return n_samples * INFER_GENERATIONS * p.max_new_tokens
 
 
 def infer_timed_tokens(p: BridgeParams, timed_samples: int) -> int:
-    """Upper bound of the tokens its latency pass generates at batch 1: the timed items and
-    one warm-up item (ablate.bridge.infer.timed)."""
+    """Upper bound of the tokens its latency pass generates: the timed items and one warm-up."""
     return infer_generated_tokens(p, timed_samples + 1) if timed_samples else 0

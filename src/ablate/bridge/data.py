@@ -1,11 +1,7 @@
 """The bridge study's data files: the embedded world, or hub datasets as jsonl in the world's fields.
 
-Every later stage reads ``<kind>_<split>.jsonl`` (kind ``gsm8k`` or ``qa``) through
-:func:`ablate.bridge.world.load_dataset`, so hub rows are converted here to the world's fields:
-GSM8K already has ``question`` / ``answer`` (worked steps + ``#### n``); HotpotQA's ``context``
-(titles + sentence lists) becomes a list of ``"<title>: <sentences>"`` strings. Each file is
-checked (:func:`ablate.bridge.world.check_dataset`) before the provenance record is written, so a
-dataset without the expected fields stops here with the field named.
+Each file is checked before the provenance record is written, so a dataset without the expected
+fields stops here with the field named.
 """
 
 from __future__ import annotations
@@ -70,8 +66,7 @@ def fetch_hub(dataset: str, spec: dict[str, Any], out_dir: str | os.PathLike) ->
 def write(
     data: dict[str, Any], datasets: list[str], out_dir: str | os.PathLike, record: str | os.PathLike
 ) -> dict[str, Any]:
-    """Write the data files of ``bridge.data`` (embedded world, or the hub ``datasets``), check
-    each, and record their provenance (config slice = ``data``) in ``record``."""
+    """Write the data files of ``bridge.data``, check each, record their provenance in ``record``."""
     started = time.time()
     out = Path(out_dir)
     if data["source"] == "embedded":

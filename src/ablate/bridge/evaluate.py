@@ -1,14 +1,9 @@
 """What each model is fed, the gold-leak guard, greedy generation, scoring of a set of items.
 
-One place builds every input of the study, so the seed's evaluation faults cannot come back:
-
-- the **gold-leak guard**: before any generation, :func:`check_no_gold` decodes the token ids each
-  model is actually about to read (the source's input, the target's text input) and refuses with
-  :class:`GoldLeakError`, naming the item, when the gold answer is in them (the worked solution
-  or one of its steps, the gold given as the answer in any of the spellings
-  :mod:`ablate.bridge.leak` lists);
-- **latent inputs** are ``<s>`` + K soft tokens + ``Answer:`` and nothing else
-  (:func:`latent_target_ids`): the question reaches the target only through the soft tokens.
+One place builds every input of the study, so the seed's evaluation faults cannot come back: before
+any generation :func:`check_no_gold` decodes the ids each model is about to read and refuses an
+input that gives the gold answer away (:mod:`ablate.bridge.leak`); a latent input is ``<s>`` + K
+soft tokens + ``Answer:`` alone, so the question reaches the target only through the soft tokens.
 """
 
 from __future__ import annotations
@@ -47,8 +42,7 @@ def text_ids(tokenizer, text: str, max_len: int) -> list[int]:
 
 
 def head_ids(tokenizer, text: str, k: int) -> list[int]:
-    """BOS + the first ``k`` tokens of the whole text (the token-budget input: the prompt's
-    start, never the start of a prompt already cut from the left to ``max_prompt_len``)."""
+    """BOS + the first ``k`` tokens of the whole text (never of a prompt already cut from the left)."""
     return tokenizer(text, add_special_tokens=True)["input_ids"][: 1 + k]
 
 
@@ -67,8 +61,7 @@ def answer_ids(tokenizer, kind: str, item: dict[str, Any]) -> list[int]:
 
 
 def original_answer_ids(tokenizer, kind: str, item: dict[str, Any]) -> list[int]:
-    """The original's training tail after the soft tokens: the stripped answer tokenized with
-    its special tokens (BOS first, every token labelled), no cue before it, no EOS after it."""
+    """The original's training tail: BOS + the stripped answer (every token labelled), no EOS."""
     return tokenizer(world.answer_text(kind, item).strip(), add_special_tokens=True)["input_ids"]
 
 
@@ -90,10 +83,8 @@ def pad(id_lists: list[list[int]], pad_id: int, side: str = "right"):
 
 
 def decoding(params: BridgeParams, tokenizer, batch_size: int | None = None, cache_len=None):
-    """Greedy decoding of ``max_new_tokens``; 'generation hygiene' adds repetition_penalty 1.1,
-    no_repeat_ngram_size 3 (over the generated tokens: every mode generates from embeddings).
-    ``batch_size`` defaults to ``eval_batch_size``; ``cache_len``: the static KV cache's length
-    of a timed decode (None: the engine's own)."""
+    """Greedy decoding of ``max_new_tokens`` (``hygiene``: repetition penalty, n-gram ban);
+    ``cache_len``: the static KV cache's length of a timed decode (None: the engine's own)."""
     return generation.Decoding(
         max_new_tokens=params.max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
@@ -105,13 +96,9 @@ def decoding(params: BridgeParams, tokenizer, batch_size: int | None = None, cac
 
 
 def embed_ids(model, id_lists: list[list[int]]) -> list[torch.Tensor]:
-    """Each prompt's input embeddings [T, d].
-
-    The prompt goes in as its embeddings, exactly like the latent input, so generation hygiene
-    (repetition penalty, n-gram ban) sees only the generated tokens in every mode. Given as
-    ``input_ids``, HF would also penalise every prompt token: the QA context's countries and
-    the question's numbers, i.e. the answer, in the text baselines only.
-    """
+    """Each prompt's input embeddings [T, d]: as for the latent input, generation hygiene then
+    sees only the generated tokens; as ``input_ids`` HF would penalise the prompt's tokens too
+    (the QA context's countries, the question's numbers: the answer) in the text baselines only."""
     emb = model.get_input_embeddings()
     with torch.no_grad():
         return [emb(torch.as_tensor(ids, device=model.device)) for ids in id_lists]
@@ -120,9 +107,7 @@ def embed_ids(model, id_lists: list[list[int]]) -> list[torch.Tensor]:
 def generate(
     model, tokenizer, prompts, params, batch_size=None, cache_len=None
 ) -> tuple[list[str], list[int]]:
-    """Greedy continuations of ``prompts`` (embeddings [T, d] each) through the engine
-    (:mod:`ablate.core.models.generation`, :func:`decoding`): (texts, new tokens each, up to and
-    including EOS)."""
+    """Greedy continuations of embedded ``prompts``: (texts, new tokens each, EOS included)."""
     new = generation.generate(model, prompts, decoding(params, tokenizer, batch_size, cache_len))
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in new]
     return texts, [len(row) for row in new]

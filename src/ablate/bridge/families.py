@@ -1,9 +1,7 @@
-"""The embedded bridge models' families, default architectures, pretraining and config defaults:
-plain data, no torch, so the planner (:mod:`ablate.bridge.plan`) reads them without loading the
-model code (:mod:`ablate.bridge.models` builds and trains the models from them).
+"""The embedded bridge models' families, default architectures, pretraining and config defaults.
 
-Importing :mod:`ablate.bridge.models` costs torch (5.9 s of the bridge planner on a loaded 2-core
-box before these moved here); tests/bridge/test_plan.py holds the planner to no torch.
+Plain data, no torch, so the planner reads them without importing :mod:`ablate.bridge.models`
+(5.9 s of torch on a loaded 2-core box; tests/bridge/test_plan.py holds the planner to no torch).
 """
 
 from __future__ import annotations

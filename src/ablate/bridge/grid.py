@@ -1,37 +1,9 @@
 """The bridge study's grid, resolved at parse time (no torch): entries and run ids.
 
-- An entry = ``bridge.defaults`` + its overrides, checked by :func:`ablate.bridge.params.resolve`
-  (unknown key, bad value, a K / bottleneck / heads the translator cannot build: an error naming
-  ``bridge.grid.<entry>.<key>``).
-- ``same_as: <entry>`` declares an entry identical to another (the seed's 2c = 1a): it reuses that
-  entry's run, nothing runs for it.
-- ``swap: true`` swaps the direction: ``bridge.target`` reads, ``bridge.source`` answers.
-- The run id is derived from the entry's identity (resolved params, both models' settings, the
-  data: :mod:`ablate.bridge.pins`), so a run id never names two configurations. Resolved: numbers
-  by their schema type, inert parameters at their defaults
-  (:func:`ablate.bridge.params.canonical`), ``model_dtype: auto`` as the dtype it resolves to
-  (:func:`resolved_dtype`), a hub model's or dataset's branch or tag as the commit it names
-  (:func:`ablate.bridge.pins.pin_revisions`). Two entries with the same identity and no
-  ``same_as`` declaration stop the workflow, naming both (the seed's ablB / ablC fault).
-- ``bridge.cache_frozen_states``: the frozen-state caches each run reads
-  (:mod:`ablate.bridge.caches`).
-- A run's identity is independent of its placement (:func:`placement`). A training run on
-  ``bridge.resources.train.gpu`` > 1 GPUs is data-parallel with ``batch_size`` items per GPU: its
-  global batch is G = ``batch_size`` x processes, and InfoNCE takes its negatives within groups of
-  g rows (``infonce_group``, or each process's whole batch). The identity spells the run as
-  ``batch_size: g`` and ``processes: G / g`` (left out when 1), without ``infonce_group``: 4
-  processes x 10 rows and 1 process x 40 rows in groups of 10 are one run with one id (the seed's
-  4 x 10 keeps the id it always had, and so does a one-process run without a group). They train
-  one loss on one data order (:class:`ablate.bridge.training.recipe.BatchOrder`: process r takes
-  the r-th slice of each step's global batch, the rows one process would group consecutively): the
-  same configuration, not bit-identical output (the dropout masks, each process's padding and the
-  floating-point reduction order differ, as between two GPU models). Where InfoNCE is inert
-  (``infonce_weight: 0``) the training depends on G alone, and g is
-  ``bridge.defaults.infonce_group`` where it divides the entry's ``batch_size``, else
-  ``batch_size``: a placement change of the whole study keeps those ids, an entry's own inert
-  ``infonce_group`` never splits a run, and G spelled in other groups (1 x 40 without a group
-  against 4 x 10) is a new id for the same training: a rerun, never a wrong reuse. A training
-  job's params (:attr:`Entry.params`) stay its placement: rows per process and group as configured.
+The run id hashes the entry's resolved identity (params, both models, the data, hub revisions
+pinned), so a run id never names two configurations; two entries of one identity without
+``same_as`` stop the workflow (the seed's ablB / ablC fault). The identity is independent of the
+run's placement (:func:`placement`; docs/bridge.md, "Many GPUs").
 """
 
 from __future__ import annotations
@@ -52,8 +24,6 @@ from ablate.core.reports.seeds import seed_name
 
 @dataclass(frozen=True)
 class Entry:
-    """One named grid entry, resolved."""
-
     name: str
     run_id: str
     # as recorded (bridge.params.recorded: late keys at their default left out): what the rules
@@ -70,9 +40,7 @@ class Entry:
 
     @functools.cached_property
     def settings(self) -> BridgeParams:
-        """:attr:`params` typed and complete, as the job takes them
-        (:func:`ablate.bridge.params.check`): what parse-time code reads. Derived from
-        :attr:`params`, never stored beside it, so the two cannot disagree."""
+        """:attr:`params` typed and complete; derived, never stored, so the two cannot disagree."""
         return bridge_params.check(self.params, f"bridge.grid.{self.name}")
 
     @property
@@ -100,8 +68,7 @@ def _err(msg: str) -> ConfigError:
 
 
 def resolved_dtype(bridge: dict[str, Any], p: BridgeParams) -> str:
-    """``model_dtype: auto`` as the dtype the jobs load the frozen models in: bfloat16 when the
-    training runs on GPUs (``bridge.resources.train.gpu`` > 0), else float32."""
+    """``model_dtype: auto`` as bfloat16 where the training runs on GPUs, else float32."""
     if p.model_dtype != "auto":
         return p.model_dtype
     return "bfloat16" if bridge["resources"]["train"]["gpu"] > 0 else "float32"
@@ -113,12 +80,8 @@ def processes(bridge: dict[str, Any]) -> int:
 
 
 def placement(p: BridgeParams, procs: int, study_group: int | None = None) -> tuple[int, int]:
-    """(g, G / g) of a run placed on ``procs`` processes of ``p.batch_size`` rows: its global
-    batch G = batch_size x procs counted in InfoNCE groups of g rows (what its identity holds as
-    ``batch_size`` and ``processes``). g is the group InfoNCE takes its negatives in
-    (:func:`ablate.bridge.switches.infonce_group`); where InfoNCE is inert, the training depends
-    on G alone and g is ``study_group`` (``bridge.defaults.infonce_group``) where it divides
-    batch_size, else batch_size."""
+    """(g, G / g): the global batch G = batch_size x procs in InfoNCE groups of g rows, as the
+    identity holds it; where InfoNCE is inert g is ``study_group`` if it divides batch_size."""
     if p.infonce_weight > 0:
         g = switches.infonce_group(p)
     elif study_group and p.batch_size % study_group == 0:
@@ -163,9 +126,8 @@ def _resolve_params(p: dict[str, Any], where: str) -> BridgeParams:
 
 
 def expand_seeds(grid: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
-    """The grid with each entry that lists ``seeds`` replaced by one entry per seed
-    (:func:`ablate.core.reports.seeds.seed_name`, param ``seed`` = that seed; an entry ``same_as`` it gets one per seed
-    too, each reusing the same seed), and each such entry's (declared entry, seed)."""
+    """The grid with one entry per seed of each entry that lists ``seeds`` (and of an entry
+    ``same_as`` it), and each such entry's (declared entry, seed)."""
     out: dict[str, Any] = {}
     origin: dict[str, tuple[str, int]] = {}
     for name, spec in grid.items():
@@ -192,8 +154,7 @@ def expand_seeds(grid: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[
 
 
 def _distinct_runs(entries: dict[str, Entry]) -> dict[str, Entry]:
-    """run id -> its entry; two entries of one resolved configuration are refused (the seed's
-    ablB/ablC fault) unless one declares ``same_as``."""
+    """run id -> its entry; two entries of one configuration are refused."""
     runs: dict[str, Entry] = {}
     for name, e in entries.items():
         other = runs.get(e.run_id)
@@ -228,9 +189,7 @@ def _add_same_as(grid: dict[str, Any], entries: dict[str, Entry]) -> None:
 
 
 def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
-    """The bridge section -> a Study; raises ConfigError naming the key for any bad entry.
-    ``results`` (the configuration's results folder) holds the hub revisions' lock file
-    (:func:`pin_revisions`; None: none is read or written)."""
+    """The bridge section -> a Study; ``results`` holds the hub revisions' lock file."""
     _check_models(bridge)
     hub.check_data(bridge["data"])  # a misspelled id fails before the hub is asked about it
     requested = {r: bridge[r].get("revision") for r in ROLES if is_hub_model(bridge[r])}
@@ -252,13 +211,11 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
         g, groups = placement(s, processes(bridge), study_group)
         if data["source"] == "hub" and s.dataset not in data:
             raise _err(f"bridge.grid.{name}.dataset: {s.dataset!r} has no bridge.data entry")
-        # the dict the identity hashes and the jobs get; a key added later, at its default, is
-        # left out: the run id stands
+        # a key added later, at its default, is left out: the run id stands
         p = bridge_params.recorded(s.as_dict())
         src, tgt = ROLES[::-1] if swap else ROLES
         identity = dict(
-            # batch_size: its InfoNCE group g; infonce_group left out (its null default: a group
-            # of the whole batch)
+            # batch_size: its InfoNCE group g; infonce_group left out
             params=bridge_params.recorded({**p, "batch_size": g, "infonce_group": None}),
             source=model_identity(bridge[src], data),
             target=model_identity(bridge[tgt], data),
@@ -290,8 +247,7 @@ def resolve(bridge: dict[str, Any], results: str | None = None) -> Study:
 def _infer_entries(
     bridge: dict[str, Any], entries: dict[str, Entry], origin: dict[str, tuple[str, int]]
 ) -> list[tuple[str, Entry]]:
-    """(role, entry) of each benchmarked entry (bridge.infer), one benchmark per run; an entry
-    with seeds: its first seed."""
+    """(role, entry) of each benchmarked entry, one per run; an entry with seeds: its first seed."""
     firsts = {b: n for n, (b, _) in reversed(origin.items())}
     infer: list[tuple[str, Entry]] = []
     for role in ("entry", "qa_entry"):
@@ -310,8 +266,7 @@ def _infer_entries(
 
 
 def infer_params(study: Study, entry: Entry) -> dict[str, Any]:
-    """The benchmark's params: the entry's as its run identity spells them (the training's
-    placement is no concern of the benchmark), evaluated on bridge.infer.n_samples items."""
+    """The benchmark's params: the identity's (not the training's placement), on n_samples items."""
     return {**entry.identity["params"], "eval_size": study.config["infer"]["n_samples"]}
 
 

@@ -1,9 +1,8 @@
 """The hub datasets the bridge study can load, checked when the config is parsed: a misspelled
 dataset id must fail the dry run, not the data job on the submit host or a rented GPU.
 
-No network at parse time: an offline list, kept here with the date it was checked against the
-Hugging Face hub (each dataset's card: its configs and splits). Another dataset: add it here
-(id, configs, splits, the date) after checking its card; a local directory is not checked.
+No network at parse time: an offline list, checked against the hub's dataset cards on
+:data:`_CHECKED`; add another dataset after checking its card. A local directory is not checked.
 """
 
 from __future__ import annotations
@@ -31,8 +30,7 @@ ALIASES = {"gsm8k": "openai/gsm8k", "hotpot_qa": "hotpotqa/hotpot_qa"}
 
 
 def check_dataset(where: str, spec: dict[str, Any]) -> None:
-    """Raise ConfigError naming ``where`` (``bridge.data.<dataset>``) if the spec's id, config
-    name or splits are not those of a known hub dataset, with the closest id."""
+    """Raise ConfigError naming ``where`` unless the spec is a known hub dataset's."""
     path = spec["path"]
     if Path(path).expanduser().is_dir():
         return

@@ -1,25 +1,7 @@
 """Ablation 4: the inference benchmark of one entry's translator against five baselines.
 
-Two passes over the eval items, both through the generation engine
-(:mod:`ablate.core.models.generation`):
-**quality** of every item decoded in batches of ``eval_batch_size`` (the same greedy tokens as one
-at a time on CPU; a GPU decodes padded batches in bf16), and **latency** of the first
-``timed_samples`` items again one at a time (batch 1; static KV cache and compiled decode step on
-a GPU), after one untimed warm-up call per baseline. The baselines:
-
-=================  ==================================================================
-``source_alone``   the text prompt (question) -> the source model
-``target_alone``   the full text prompt -> the target model
-``latent``         source reads the prompt -> translator -> [BOS] + K soft + ``Answer:`` -> target
-``token_budget``   the first K tokens of the target's full prompt, + ``Answer:`` -> target
-                   (the same input length as ``latent``: the fair compression baseline)
-``cascade``        the source's text answer handed to the target: prompt + ``Source answer:``
-                   + the source's generation + ``Refined answer:``
-=================  ==================================================================
-
-The rows' and the aggregate's columns: docs/bridge.md ("Inference benchmark"). The gold-leak
-guard checks the dataset-derived input of every baseline before it runs (the cascade's source
-answer is a model prediction, not gold, so it is not checked).
+The passes, baselines and columns: docs/bridge.md ("Inference benchmark"). The gold-leak guard
+checks every baseline's dataset-derived input (the cascade's source answer is not gold).
 """
 
 from __future__ import annotations
@@ -75,8 +57,7 @@ class Bench:
             evaluate.check_no_gold(self.pair.kind, item, {f"{which} input": text})
 
     def answers(self, baseline: str, items) -> tuple[str, list[int], list[str], list[int], dict]:
-        """One baseline on ``items`` (gold-leak guard first): (model, input tokens, texts,
-        new tokens, per-row extras)."""
+        """One baseline on ``items``: (model, input tokens, texts, new tokens, per-row extras)."""
         pair = self.pair
         extra: dict[str, list] = {}
         if baseline in ("source_alone", "cascade"):
@@ -110,8 +91,7 @@ class Bench:
         return "target", [len(x) for x in ids], texts, n_out, extra
 
     def _cascade_ids(self, item, src_text: str) -> list[int]:
-        """The target's cascade input: prompt + ``Source answer:`` + the source's answer +
-        ``Refined answer:`` (the guard checks the dataset-derived part)."""
+        """prompt + ``Source answer:`` + the source's answer + ``Refined answer:``."""
         pair = self.pair
         first = evaluate.text_ids(
             pair.tgt_tok, world.prompt(pair.kind, item) + _CASCADE_CUE[0], pair.p.max_prompt_len
@@ -121,7 +101,6 @@ class Bench:
         return first + pair.tgt_tok(handed, add_special_tokens=False)["input_ids"]
 
     def rows(self, baseline: str, items) -> list[dict[str, Any]]:
-        """Scored rows of one baseline on ``items``, decoded at this bench's batch size."""
         model, n_in, texts, n_out, extra = self.answers(baseline, items)
         scores = evaluate.score_rows(self.pair.kind, items, texts)
         out = []
@@ -144,8 +123,7 @@ class Bench:
         return out
 
     def run(self, baseline: str, item: dict[str, Any]) -> dict[str, Any]:
-        """One item at batch 1, timed end to end (a latent or cascade row includes the
-        source's work), with its peak memory."""
+        """One item at batch 1, timed end to end, with its peak memory."""
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.synchronize()
@@ -164,8 +142,7 @@ class Bench:
 
 
 def timed(bench: Bench, items, baselines) -> dict[tuple[str, str], dict[str, Any]]:
-    """(baseline, id) -> latency, peak memory and how, for each of ``items`` at batch 1, after
-    one untimed warm-up call per baseline."""
+    """(baseline, id) -> latency and peak memory at batch 1, after one warm-up per baseline."""
     if not items:
         return {}
     for b in baselines:
@@ -187,8 +164,7 @@ def timed(bench: Bench, items, baselines) -> dict[tuple[str, str], dict[str, Any
 
 
 def _batched_rows(bench: Bench, items, baselines) -> list[dict[str, Any]]:
-    """Every baseline on every item at ``eval_batch_size``: the quality rows, with each
-    baseline's wall seconds per item at that rate (``batched_s_per_item``)."""
+    """The quality rows, with each baseline's ``batched_s_per_item``."""
     rows = []
     for b in baselines:
         t0 = time.perf_counter()
@@ -217,8 +193,7 @@ def _samples_frame(rows, timings, batch: int) -> pd.DataFrame:
 
 
 def _latency_stats(latency: pd.Series) -> dict[str, float]:
-    """Mean (with its 95% t interval, :func:`ablate.core.reports.stats.mean_ci`), p50, p90 of the
-    timed rows' latencies."""
+    """Mean (with its 95% t interval), p50, p90 of the timed rows' latencies."""
     x = latency.dropna().astype(float)
     mean, lo, hi = stats.mean_ci(x.to_numpy())
     q = x.quantile([0.5, 0.9]) if len(x) else pd.Series([math.nan, math.nan], index=[0.5, 0.9])
@@ -233,8 +208,7 @@ def _latency_stats(latency: pd.Series) -> dict[str, float]:
 
 
 def _aggregate(samples: pd.DataFrame) -> pd.DataFrame:
-    """Per baseline: quality and token means over every item (n), latency over the timed rows
-    (n_timed), in BASELINES order."""
+    """Per baseline, in BASELINES order: means over every item, latency over the timed rows."""
     cols = ["correct", "em", "f1", "input_tokens", "output_tokens", "kv_cache_mb"]
     cols += ["kv_cache_total_mb"]
     g = samples.assign(correct=samples["correct"].astype(float)).groupby("baseline", sort=False)
@@ -260,13 +234,7 @@ def benchmark(
     out_samples: str | os.PathLike,
     out_summary: str | os.PathLike,
 ) -> pd.DataFrame:
-    """Run the baselines on the first ``eval_size`` items at ``eval_batch_size`` (quality), and
-    again at batch 1 on the first ``spec.timed_samples`` of them (latency, peak memory); write
-    per-sample rows and the aggregate.
-
-    ``out_summary`` gets the aggregate table (.csv/.parquet by suffix) and a provenance sidecar
-    ``<out_summary>.provenance.json``. Returns the aggregate.
-    """
+    """Both passes; writes the per-sample rows and the aggregate (with provenance), returns it."""
     started = time.time()
     models.check_pinned({"source": source_card, "target": target_card}, spec.identity)
     p = bridge_params.check(spec.params, spec.where)

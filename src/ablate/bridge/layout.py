@@ -93,8 +93,7 @@ def data_files(study: Study) -> list[str]:
 
 
 def _model_slice(study: Study, role: str) -> dict[str, Any]:
-    """What the model rule of ``role`` records and reruns on (a hub model: its revision as the
-    config wrote it too; ``model.revision`` is the commit it was pinned to)."""
+    """What the model rule of ``role`` records and reruns on."""
     out = dict(
         model=study.config[role],
         identity=model_identity(study.config[role], study.config["data"]),
@@ -105,9 +104,8 @@ def _model_slice(study: Study, role: str) -> dict[str, Any]:
 
 
 def _states_config(study: Study, states_id: str) -> dict[str, Any]:
-    """A cache job's config, its rule's params: what the cache depends on, not the params of the
-    runs reading it (an lr edit keeps it); its record holds ``identity``: what the job reruns on,
-    its key, the test items it holds, its batch."""
+    """A cache job's config: what the cache depends on, not the params of the runs reading it (an
+    lr edit keeps it); its record holds ``identity``."""
     st = study.states[states_id]
     e = study.runs[st["runs"][0]]  # a run reading it: they share its key
     return sorted_tree(
@@ -123,9 +121,7 @@ def _states_config(study: Study, states_id: str) -> dict[str, Any]:
 
 
 def _run_config(e: Any, **fields: Any) -> dict[str, Any]:
-    """A training's or an inference benchmark's job config, its rule's params: the run ``e`` as
-    :class:`ablate.bridge.params.RunSpec` takes it, with ``fields`` (its record holds
-    ``identity``)."""
+    """A training's or an inference benchmark's job config, with ``fields``."""
     return sorted_tree(
         dict(
             run_id=e.run_id,
@@ -148,8 +144,7 @@ IDENTITY_IN_CONFIG = (
 )
 
 
-#: The planner's kind of each planned rule's jobs; the other rules run local (data, registration,
-#: tables: seconds on the submit host) and are not planned.
+#: The planner's kind of each planned rule's jobs; the other rules run local and are not planned.
 _KIND = {
     "bridge_model": "train",
     "bridge_source_states": "eval",
@@ -158,8 +153,7 @@ _KIND = {
     "bridge_infer": "generate",
 }
 
-#: the logs folder of rules named otherwise: a registration's log sits beside the embedded
-#: model's, the tables' in one folder
+#: the logs folder of rules named otherwise (a registration's beside the embedded model's)
 _LOG_FOLDER = {
     "bridge_register": "model",
     **{f"bridge_{r}": "tables" for r in ("summary", "claims", "plots")},
@@ -167,9 +161,7 @@ _LOG_FOLDER = {
 
 
 def _job(cfg: dict[str, Any], rule: str, name: str, outputs: dict[str, str], **kw: Any) -> Job:
-    """A core Job of this study (:func:`ablate.core.jobs.make_job`): ``outputs``
-    (PATTERNS-formatted), ``record`` (an output name), its log and (a planned rule's) benchmark
-    named ``stem`` in its rule's log folder (:data:`_LOG_FOLDER`; the rules' bout("log", ...))."""
+    """A core Job of this study, its log and (a planned rule's) benchmark named ``stem``."""
     group = RESOURCE_GROUP.get(rule)
     return make_job(
         cfg["results"],
@@ -358,9 +350,7 @@ def _table_jobs(config: dict[str, Any], trains: list[str], infers: list[str]) ->
 
 
 def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
-    """Every job of the bridge study, in run order (core Jobs: the rules, STATUS and the planner
-    read them): per job its rule, wildcards, outputs, the config slice its provenance records
-    (``config``), its record, benchmark, the jobs it reads and the grid entries it serves."""
+    """Every job of the bridge study, in run order."""
     study = study or resolve(config["bridge"], config["results"])
     setup = _setup_jobs(config, study)
     runs = _run_jobs(config, study, setup)
@@ -371,8 +361,7 @@ def jobs(config: dict[str, Any], study: Study | None = None) -> list[Job]:
 
 
 def targets(config: dict[str, Any]) -> list[str]:
-    """The files a full run of the bridge study ends with: the summary, claims, plots and every
-    inference benchmark's table."""
+    """The files a full run of the bridge study ends with."""
     study = resolve(config["bridge"], config["results"])
     keys = ("summary", "claims", "plot_curves", "plot_k", "plot_baselines")
     infer = [PATTERNS["infer_summary"].format(run_id=e.run_id) for _, e in study.infer]
@@ -380,5 +369,4 @@ def targets(config: dict[str, Any]) -> list[str]:
 
 
 def plan_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The study's whole section."""
     return config["bridge"]

@@ -1,18 +1,9 @@
 """What in a text gives an item's gold answer away: the gold-leak guard's test
 (:func:`ablate.bridge.evaluate.check_no_gold` refuses an input on it).
 
-- GSM8K: the worked solution or one of its steps (spacing and thousands separators aside); a
-  number given as the answer, compared with the gold as a number (:func:`scoring.same_number`):
-  after a cue word (``####``, ``answer(s)``, ``result``, ``solution``) and a separator (spaces,
-  ``:``, ``=``, ``(``, ``$``, a dash set apart from the number, ``is``/``are``/``was``/
-  ``equals``), or after ``=`` at the end of a line; written with or without thousands
-  separators (comma, space, no-break or thin space), a Unicode minus, or in words up to
-  ninety-nine (``one``, ``twenty-one``, ``minus five``; ``one hundred`` is not read). Every
-  reading of an ambiguous spelling counts (``1 234`` is 1 and 1234).
-- QA: a context may name the answer (HotpotQA's does, and may say "the result was ..."); the
-  cue ``answer`` or ``answers`` and a separator followed by what the scorer would count as an
-  exact match (:func:`scoring.normalize_answer`, the scorer's own normalisation: ``1234`` is the
-  gold ``1,234``) may not.
+GSM8K: the worked solution or a step of it, or the gold number given as the answer in any spelling
+(every reading of an ambiguous one counts). QA: a context may name the answer (HotpotQA's does);
+``answer`` followed by an exact match may not. The full list: docs/bridge.md, the seed's faults.
 """
 
 from __future__ import annotations

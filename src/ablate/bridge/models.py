@@ -1,34 +1,16 @@
 """The two tiny causal LMs of the embedded bridge study, their tokenizers, and KV-cache sizes.
 
-The study needs a source and a target of different families, hidden sizes and tokenizers: the
-embedded default builds a ``mistral`` (``MistralForCausalLM``; a SentencePiece-style BPE:
-Metaspace, digits split one by one, ~600 pieces, as Mistral-7B's SPM v3) and a ``llama``
-(``LlamaForCausalLM``; a byte-level BPE, GPT/tiktoken style, ~900 pieces, as Llama-3.1's), both
-tokenizers trained here on the corpus. Not the real ones: mistral-common's SentencePiece files
-(``tokenizer.model.v*``) need the ``sentencepiece`` package, which the environment lacks, and the
-131k-piece Tekken vocabulary makes a tiny model's softmax dominate everything (one core: 5.4 s per
-pretraining step of 16x64 tokens, 9.4 s to generate 32 tokens for 64 items, vs 0.06 s and 0.13 s
-at 2k pieces), so the 5-minute embedded study would not fit; a trimmed real vocabulary would no
-longer be the real tokenizer.
-
-The embedded corpus is small: the BPE trainer stops short of ``vocab_size`` (a few hundred
-pieces). ``arch.tokenizer.pad_to_size: true`` fills the vocabulary up to ``vocab_size`` with pieces
-no text encodes to (``<unused_N>``), so the embedding and lm_head have exactly that many rows (the
-GPU smoke config, ``config/latentwire-smoke.yaml``, builds Mistral-7B-v0.3's 32768 and
-Llama-3.1-8B's 128256 so). ``arch`` also sets any other field of the family's transformers config
-(``tie_word_embeddings``, ``max_position_embeddings``, ``rope_parameters``, ...).
-
-Pretraining is the core's, shared with the mask study (:mod:`ablate.core.training.pretraining`).
-The model is built where it trains (a GPU when there is one: a random 8 B model in seconds, not fp32
-on the host) in the pretraining's ``model_dtype``.
+Their BPE tokenizers are trained here on the corpus: the real ones need ``sentencepiece`` or cost
+too much (docs/bridge.md, "The embedded default"). A model is built where it trains (a random 8 B
+model on the GPU in seconds, not fp32 on the host).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -91,9 +73,7 @@ def train_tokenizer(texts: list[str], spec: dict[str, Any], out_dir: str | os.Pa
 
 
 def _pad_vocab(tk, size: int):
-    """``tk`` (a trained BPE) with its vocabulary filled up to ``size`` pieces by ``<unused_N>``
-    (id N): pieces no merge produces, so no text encodes to them (the real tokenizers' reserved
-    pieces likewise); they decode to their name."""
+    """``tk`` filled up to ``size`` pieces by ``<unused_N>`` (id N), pieces no text encodes to."""
     import json
 
     from tokenizers import Tokenizer
@@ -106,8 +86,7 @@ def _pad_vocab(tk, size: int):
 
 
 def build_config(family: str, arch: dict[str, Any], tokenizer):
-    """The family's transformers config: :data:`CONFIG_DEFAULTS`, ``arch``'s fields over them
-    (every one but ``tokenizer``), the vocabulary and special ids from ``tokenizer``."""
+    """The family's transformers config: ``arch`` over :data:`CONFIG_DEFAULTS`."""
     from transformers import LlamaConfig, MistralConfig
 
     fields = {k: v for k, v in arch.items() if k != "tokenizer"}
@@ -138,13 +117,7 @@ def prepare_model(
     out_dir: str | os.PathLike,
     config_slice: Any = None,
 ) -> dict[str, Any]:
-    """Train the family's tokenizer, build the tiny model, pretrain it causally on ``corpus``
-    (:func:`ablate.core.training.pretraining.pretrain`).
-
-    Writes ``out_dir/tokenizer/``, ``out_dir/final/`` (weights + tokenizer + hash manifest),
-    ``out_dir/summary.json`` (the pretraining summary) and ``out_dir/card.json`` (the model card
-    every later stage loads the model through). Returns the summary.
-    """
+    """Train the tokenizer, build and pretrain the tiny model; returns the pretraining summary."""
     from ablate.core.outputs.phases import Phases
     from ablate.core.training.driver import TrainRun
     from ablate.core.training.params import resolve_params
@@ -187,9 +160,7 @@ def prepare_model(
 
 
 def check_pinned(cards: dict[str, Any], identity: dict[str, Any] | None) -> None:
-    """Each hub model's card records the commit the job's identity (its run id) names
-    (:func:`ablate.bridge.pins.pin_revisions`); ``cards`` (paths) and ``identity`` keyed alike
-    (``source`` / ``target``: the roles of the run's direction)."""
+    """Each hub model's card records the commit the job's identity names."""
     from ablate.bridge.layout import PATTERNS
 
     for key, card in cards.items():
@@ -220,22 +191,15 @@ def load(card: dict | str | os.PathLike, *, dtype: str | torch.dtype = "float32"
     return model, tokenizer
 
 
-@dataclass
-class _ConfigOnly:
-    """A source model known by its config alone: its states come from the cache."""
-
-    config: Any
-
-
 def load_config(card: dict | str | os.PathLike):
-    """(an object with the model's ``config``, tokenizer): a model whose weights are not needed."""
+    """(a namespace holding the model's ``config``, tokenizer): no weights loaded."""
     from transformers import AutoConfig
 
     from ablate.core.models.modeling import load_tokenizer
 
     path, revision, tok_path = _located(card)
     config = AutoConfig.from_pretrained(path, revision=revision)
-    return _ConfigOnly(config), load_tokenizer(tok_path, revision=revision)
+    return SimpleNamespace(config=config), load_tokenizer(tok_path, revision=revision)
 
 
 def check_distinct_tokenizers(source_tok, target_tok) -> None:

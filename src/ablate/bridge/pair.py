@@ -1,7 +1,6 @@
 """A frozen (source, target) model pair and the translator between them: inputs, losses, generation.
 
-The models are loaded through their model cards (embedded or hub), set to eval mode with
-``requires_grad`` off: only the translator learns. Every tensor the bridge builds is built here.
+Only the translator learns: both models are frozen. Every tensor the bridge builds is built here.
 """
 
 from __future__ import annotations
@@ -29,19 +28,12 @@ def model_dtype(p: BridgeParams) -> str:
     return training_params.dtype_name(dtype)
 
 
-def _kl_rows(log_teacher: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """KL(p_text || p_bridged) per position, from the teacher's log-probs and the student's logits."""
-    log_s = student_logits.log_softmax(-1)
-    return (log_teacher.exp() * (log_teacher - log_s)).sum(-1)
-
-
 def infonce(
     pooled_soft: torch.Tensor, pooled_prompt: torch.Tensor, temperature: float, group: int
 ) -> torch.Tensor:
-    """InfoNCE of the pooled soft tokens against the pooled prompts: each row's negatives are the
-    other rows of its group of ``group`` consecutive rows, the loss the mean over the groups.
-    Groups of the per-GPU batch make one process's loss the data-parallel one (DDP averages the
-    processes' group losses): rows per GPU can grow, the loss stays."""
+    """InfoNCE of the pooled soft tokens against the pooled prompts, each row's negatives the
+    other rows of its group of ``group`` consecutive rows: one process's loss in groups is the
+    data-parallel one (DDP averages the group losses), so rows per GPU can grow, the loss stays."""
     a, b = F.normalize(pooled_soft, dim=-1), F.normalize(pooled_prompt, dim=-1)
     losses = []
     for ga, gb in zip(a.split(group), b.split(group), strict=True):
@@ -62,9 +54,8 @@ class Pair:
     cache: Any = None
     #: cached teacher rows of the KL term (a Reader too): read instead of the teacher forward
     teacher_cache: Any = None
-    #: the target's decoder layers compiled for the training forward (speed.layers_compiled):
-    #: set by ``entries.train_entry`` on CUDA; evaluation decodes eagerly or through its own
-    #: compiled step
+    #: the target's decoder layers compiled for the training forward (set on CUDA by
+    #: ``entries.train_entry``); evaluation decodes eagerly or through its own compiled step
     compiled: bool = False
 
     @property
@@ -91,10 +82,7 @@ class Pair:
     # --- tensors ---------------------------------------------------------------------------
     @torch.no_grad()
     def source_states(self, items):
-        """The source's last-layer states of ``items``, right-padded: (states [B, S, d], mask).
-
-        From the cache when the pair has one (the same tensors: right padding leaves a causal
-        model's states of the real tokens unchanged), else the live forward pass."""
+        """The source's last-layer states of ``items``, right-padded: (states [B, S, d], mask)."""
         if self.cache is not None:
             return self.cache.batch(items, self.device)
         ids, mask = evaluate.pad([self.source_ids(i) for i in items], self.src_tok.pad_token_id)
@@ -105,16 +93,14 @@ class Pair:
         return h, mask
 
     def soft(self, translator, items) -> torch.Tensor:
-        """K soft tokens."""
         h, mask = self.source_states(items)
         return translator(h.to(self.device), mask.to(self.device))
 
     def latent_embeds(
         self, soft: torch.Tensor, tails: list[list[int]] | None = None, cue: bool = True
     ):
-        """[BOS] + soft + cue (+ per-row ``tails``), the text after the soft tokens padded on the
-        side ``padding`` names: (embeds, mask, each row's first tail position [B]); ``cue=False``
-        leaves the cue out (the original's training input)."""
+        """[BOS] + soft + cue (+ per-row ``tails``), padded on the side ``padding`` names:
+        (embeds, mask, each row's first tail position [B]); ``cue=False``: the original's input."""
         before, after = evaluate.latent_target_ids(self.tgt_tok)
         after = after if cue else []
         b = soft.shape[0]
@@ -137,8 +123,7 @@ class Pair:
 
     def tails(self, items) -> tuple[list[list[int]], int]:
         """The labelled target tokens after the soft tokens (``nll_labels``) and the index of the
-        answer's first token in them: the answer + EOS after the cue (``answer``: 0), or the
-        original's BOS + answer, no cue, no EOS (``original``: 1, its BOS labelled too)."""
+        answer's first token in them (0; ``original``: 1, after its labelled BOS)."""
         if self.p.nll_labels == "original":
             return [evaluate.original_answer_ids(self.tgt_tok, self.kind, i) for i in items], 1
         return [evaluate.answer_ids(self.tgt_tok, self.kind, i) for i in items], 0
@@ -152,27 +137,16 @@ class Pair:
     def loss(
         self, translator, items, step: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Answer-only NLL after the soft tokens + KL to the text-prompted target + InfoNCE +
-        prompt alignment, each term in the definition its switch names (``nll_labels``,
-        ``kl_teacher``, ``kl_reduction``, ``infonce_prompt``, ``prompt_align``: the pipeline's by
-        default, or the original's; docs/differences.md).
-
-        Data-parallel: this process's share of the loss of the whole
-        global batch, so that DDP's gradient average is the gradient of that loss; the parts
-        are the global batch's values. InfoNCE takes its negatives in this process's batch, as
-        the seed's DDP runs did. The source's states and the KL teacher's rows come from the
-        pair's caches where it has them (``cache``, ``teacher_cache``).
-
-        (loss, parts, tokens): the parts (this process's values, detached) and the tokens (source
-        input + target input) stay on the device, nothing read to the host: a logging step
-        reads the parts (:func:`ablate.bridge.parallel.mean_values`), the loop the tokens."""
+        """The NLL, KL, InfoNCE and prompt-alignment terms (docs/bridge.md, "Losses"):
+        data-parallel, this process's share of the global batch's loss, so that DDP's gradient
+        average is that loss's gradient. (loss, parts, tokens) stay on the device: nothing is
+        read to the host in a step."""
         p = self.p
         soft = self.soft(translator, items)
         tails, start = self.tails(items)
         embeds, mask, firsts = self.latent_embeds(soft, tails, cue=start == 0)
-        # use_cache=False: a hub model's config asks for a KV cache, which a training forward
-        # only fills (copies of every layer's keys and values) and which makes compiled layers
-        # recompile per layer
+        # use_cache=False: a hub config's KV cache would only fill memory and make compiled
+        # layers recompile per layer
         with speed.layers_compiled(self.target, self.compiled):
             h = self.target.base_model(
                 inputs_embeds=embeds, attention_mask=mask, use_cache=False
@@ -223,12 +197,7 @@ class Pair:
         return total, parts, tokens
 
     def _teacher_inputs(self, prompts, answers) -> tuple[list[list[int]], list[int], list[int]]:
-        """The KL teacher's (``kl_teacher``) token inputs, per row the position of its first
-        compared row and its rows: ``full`` = prompt + answer from the row predicting answer
-        token 0; ``answer_only`` = BOS + answer, likewise; ``prompt_only`` = the prompt alone
-        from its first position (compared with the soft tokens' positions). The answer's rows
-        are those predicting an answer token, and the one at its last token where ``kl_rows``
-        counts it (:func:`ablate.bridge.switches.kl_last_row`)."""
+        """The KL teacher's inputs, each row's first compared position, its compared rows."""
         if self.p.kl_teacher == "prompt_only":
             return prompts, [0] * len(prompts), [len(pr) for pr in prompts]
         rows = [len(a) + switches.kl_last_row(self.p) for a in answers]
@@ -240,8 +209,7 @@ class Pair:
 
     @torch.no_grad()
     def _teacher_hidden(self, prompts, answers, n: int) -> torch.Tensor:
-        """The teacher's final states at its first n compared rows (:meth:`_teacher_inputs`), its
-        inputs padded on the side ``padding`` names: [B, n, d]."""
+        """The teacher's final states at its first n compared rows: [B, n, d]."""
         seqs, starts, _ = self._teacher_inputs(prompts, answers)
         side = self.p.padding
         ids, mask = evaluate.pad(seqs, self.tgt_tok.pad_token_id, side)
@@ -257,9 +225,7 @@ class Pair:
 
     @torch.no_grad()
     def teacher_states(self, items):
-        """Per item its first ``kl_positions`` teacher rows (the rows the KL term counts), as
-        (states [B, n, d], mask [B, n]) right-padded: what the teacher cache stores. Rows past
-        an answer's end (a prompt's, for ``prompt_only``) are never counted."""
+        """Per item its first ``kl_positions`` teacher rows: what the teacher cache stores."""
         prompts = [self.prompt_ids(i) for i in items]
         tails, start = self.tails(items)
         answers = [t[start:] for t in tails]
@@ -279,12 +245,8 @@ class Pair:
         return self._logits(rows)
 
     def _kl(self, h, student, items, prompts, answers) -> torch.Tensor:
-        """KL(p_text || p_bridged) over the first ``kl_positions`` rows of ``kl_teacher``: the
-        answer's (``student``: the logits predicting answer token j, and the row at its last
-        token where ``kl_rows`` counts it) or, for ``prompt_only``, the soft tokens' own
-        positions of ``h``; a row past an answer's end (a prompt's) never counts.
-        ``kl_reduction``: the mean over the counted rows, or (``batchmean``) their sum over the
-        rows of the batch."""
+        """KL(p_text || p_bridged) over the first ``kl_positions`` compared rows (``prompt_only``:
+        the soft tokens' positions of ``h``); a row past an answer's end never counts."""
         p = self.p
         rows = self._teacher_inputs(prompts, answers)[2]  # each item's compared rows
         if p.kl_teacher == "prompt_only":
@@ -296,22 +258,17 @@ class Pair:
             student = student[:, :n]
         valid = torch.tensor([[float(j < r) for j in range(n)] for r in rows]).to(self.device)
         teacher = self._teacher_logits(items, prompts, answers, n)
-        kl = _kl_rows(teacher.log_softmax(-1), student)
+        log_t = teacher.log_softmax(-1)  # KL per row, from the teacher's log-probs
+        kl = (log_t.exp() * (log_t - student.log_softmax(-1))).sum(-1)
         count = valid.sum() if p.kl_reduction == "mean" else valid.new_tensor(len(items))
-        if parallel.world_size() == 1:
-            return (kl * valid).sum() / count.clamp_min(1)
         return share_of_mean((kl * valid).sum(), global_count(count))
 
     def _aligned_positions(self, soft, heads) -> torch.Tensor:
-        """The original's prompt alignment: soft token k against the embedding of prompt token
-        k (the first K, BOS included), the squared distance summed over the width and averaged
-        over the prompt's real positions (a shorter prompt counts fewer)."""
+        """The original's prompt alignment: soft token k against prompt token k's embedding."""
         ids, mask = evaluate.pad(heads, self.tgt_tok.pad_token_id)
         e = self.target.get_input_embeddings()(ids.to(self.device)).float()
         m = mask.to(self.device).unsqueeze(-1).float()
         diff = (soft.float()[:, : e.shape[1]] - e) * m
-        if parallel.world_size() == 1:
-            return diff.pow(2).sum() / m.sum().clamp_min(1)
         return share_of_mean(diff.pow(2).sum(), global_count(m.sum()))
 
     @torch.no_grad()
@@ -324,8 +281,7 @@ class Pair:
     # --- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
     def latent_rows(self, translator, items) -> list[torch.Tensor]:
-        """Each item's latent input embeddings [1 + K + cue, d]: source and translator run in
-        batches of ``eval_batch_size``."""
+        """Each item's latent input embeddings [1 + K + cue, d]."""
         rows: list[torch.Tensor] = []
         bs = self.p.eval_batch_size
         for i in range(0, len(items), bs):
@@ -347,8 +303,7 @@ class Pair:
 def load_pair(
     source_card, target_card, kind: str, p: BridgeParams, cache=None, teacher_cache=None
 ) -> Pair:
-    """The frozen pair; with ``cache`` (ablate.bridge.states.Reader) the source's weights are
-    not loaded (its tokenizer and config are: token counts, the translator's input width)."""
+    """The frozen pair; with ``cache`` the source's weights are not loaded."""
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = model_dtype(p)
     if cache is None:

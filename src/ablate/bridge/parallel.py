@@ -1,12 +1,8 @@
 """Data-parallel bridge jobs: a loss term's count over the processes, logged values' mean over
-them, the data split (training, evaluation, frozen-state extraction); the translator's DDP
-replicas are the training loop's (:func:`ablate.core.training.loop.replicate`), a term's share of
-the global mean the loop's normalisation (:func:`ablate.core.training.loss.share_of_mean`).
+them, the data split (training, evaluation, frozen-state extraction).
 
-The process group and the launcher are the core's: callers import them from
-:mod:`ablate.core.execution.parallel` (torchrun starts N processes, each joins the group). Without
-torchrun every helper here is the single-process identity, so a one-process run is exactly the plain
-loop.
+Without torchrun every helper here is the single-process identity, so a one-process run is exactly
+the plain loop.
 """
 
 from __future__ import annotations
@@ -20,14 +16,12 @@ from ablate.core.execution.parallel import rank, sum_tensor, world_size
 
 
 def global_count(local_count: torch.Tensor) -> torch.Tensor:
-    """A loss term's units summed over the processes (at least 1): the count its share of the
-    global batch's mean divides by (:func:`ablate.core.training.loss.share_of_mean`)."""
+    """A loss term's units summed over the processes (at least 1), for ``share_of_mean``."""
     return sum_tensor(local_count.detach().float()).clamp_min(1)
 
 
 def mean_values(local: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The mean over processes of each per-process value (the global batch's, for a share), in
-    one reduction and one host read: a logging step's, not one device sync a value."""
+    """The mean over processes of each value, in one reduction and one host read."""
     if not local:
         return {}
     values = torch.stack([v.detach().float() for v in local.values()])
@@ -52,8 +46,7 @@ def gather(rows: list[Any]) -> list[Any]:
 
 
 def collect(rows: list[Any]) -> list[Any]:
-    """:func:`gather` to process 0 alone (an empty list on the others): for large rows that only
-    process 0 writes (the frozen states), not copied to every process."""
+    """:func:`gather` to process 0 alone (an empty list on the others): large rows only it writes."""
     w = world_size()
     if w == 1:
         return rows

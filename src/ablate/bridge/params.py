@@ -69,8 +69,7 @@ def defaults() -> dict[str, Any]:
 
 
 def resolve(params: dict[str, Any] | None, where: str = "bridge") -> dict[str, Any]:
-    """Defaults overlaid with ``params``, validated by the schema, in their :func:`canonical`
-    spelling; errors name ``where.<key>``."""
+    """Defaults overlaid with ``params``, validated, canonical; errors name ``where.<key>``."""
     p = dict(params or {})
     unknown = sorted(set(p) - set(schema()["properties"]))
     if unknown:
@@ -104,9 +103,8 @@ def recorded(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(p: dict[str, Any], where: str = "bridge") -> BridgeParams:
-    """Params as a job takes them, resolved where the config was parsed (:func:`resolve`, through
-    the grid, maybe :func:`recorded`), checked: every key but the late ones, valid, in their
-    canonical spelling. Returns them complete (the late keys' defaults filled in), typed."""
+    """Params as a job takes them (resolved at parse time, maybe :func:`recorded`), checked:
+    every key but the late ones, valid, canonical; returned complete and typed."""
     missing = sorted(set(schema()["properties"]) - set(p) - set(LATE_KEYS))
     if missing:
         raise BridgeConfigError(
@@ -132,11 +130,9 @@ def _typed(p: dict[str, Any]) -> BridgeParams:
 
 @dataclass(frozen=True, kw_only=True)
 class BridgeParams:
-    """A bridge job's params, resolved and checked: built only by :func:`check` (a job's
-    resolution, the schema's check included). ``params.schema.yaml`` is the one statement of
-    keys, bounds and defaults: a field has no default of its own (tests/bridge/test_params.py
-    fails where the two disagree in keys or a default or enum value the field's type cannot
-    hold). Records, run keys and summaries take :meth:`as_dict`, the dict it was built from."""
+    """A bridge job's params, built only by :func:`check`. ``params.schema.yaml`` is the one
+    statement of keys, bounds and defaults: a field has no default of its own
+    (tests/bridge/test_params.py holds the two together)."""
 
     # data
     dataset: Literal["gsm8k", "hotpotqa"]
@@ -191,21 +187,13 @@ class BridgeParams:
         return [f.name for f in dataclasses.fields(cls)]
 
     def as_dict(self) -> dict[str, Any]:
-        """The plain dict it was built from (records, run keys, summaries: the same keys and
-        values as before the type)."""
+        """The plain dict it was built from (what records, run keys and summaries hold)."""
         return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A bridge run (a ``bridge_train`` or ``bridge_infer`` job) as its rule passes it (its job's
-    config in :func:`ablate.bridge.layout.jobs`, through the rules' ``job_config``), one field
-    per key: its ``run_id``, resolved ``params`` and data ``kind``; ``identity``, the config slice
-    its record holds (None: ``params``); ``where`` the config sets its entry (errors name it); the
-    job script's ``source_role`` and ``target_role`` (which model cards it reads) and
-    ``processes`` (a training's data-parallel processes); a benchmark's ``timed_samples``. The job
-    script builds it from the rule's params (``RunSpec(**params)``); a library caller from partial
-    params with :meth:`parse`."""
+    """A ``bridge_train`` or ``bridge_infer`` job as its rule passes it (``RunSpec(**params)``)."""
 
     run_id: str
     params: dict[str, Any]
@@ -228,9 +216,7 @@ class RunSpec:
 
 
 def canonical(p: dict[str, Any]) -> dict[str, Any]:
-    """Valid params in one spelling: numbers by their schema type (``0`` and ``0.0`` of a
-    ``number`` are 0.0; an ``integer`` is an int, the schema refuses ``2.0``), switches that
-    cannot act reset (:func:`ablate.bridge.switches.canonical`)."""
+    """Valid params in one spelling (a ``number`` a float, switches that cannot act reset)."""
     from ablate.bridge import switches
 
     props = schema()["properties"]

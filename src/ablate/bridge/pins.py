@@ -1,9 +1,7 @@
 """What a run id pins of the bridge study's two models and its data, at parse time (no torch).
 
-A model's identity is its embedded recipe (and the corpus it pretrains on) or its hub id and
-revision; the data's is the embedded world or the hub dataset an entry uses. A hub model's or
-dataset's branch or tag is pinned to the commit it names (:func:`pin_revisions`), so a run id
-names weights and data, not a branch that moves.
+A hub model's or dataset's branch or tag is pinned to the commit it names, so a run id names
+weights and data, not a branch that moves.
 """
 
 from __future__ import annotations
@@ -37,9 +35,7 @@ def data_identity(data: dict[str, Any], dataset: str | None) -> dict[str, Any]:
 
 
 def _revision(m: dict[str, Any]) -> str:
-    """A hub model's (or dataset's) revision in one spelling: a commit sha in lower case,
-    ``null`` as ``main`` (the branch the hub loads for it). :func:`pin_revisions` makes a branch
-    or tag its commit; one that stays a name could not be resolved (a warning said so)."""
+    """A hub revision in one spelling: a commit sha in lower case, ``null`` as ``main``."""
     rev = m.get("revision") or "main"
     return rev.lower() if hub_revisions.SHA.fullmatch(rev.lower()) else rev
 
@@ -56,10 +52,7 @@ def is_hub_model(m: dict[str, Any]) -> bool:
 
 
 def pin_revisions(bridge: dict[str, Any], results: str | None) -> dict[str, Any]:
-    """The bridge section with each hub model's and hub dataset's branch or tag replaced by the
-    commit it names (:func:`ablate.core.outputs.hub_revisions.resolve`: the lock file in
-    ``results``, the Hugging Face cache, the hub), so a run id names weights and data, not a branch
-    that moves."""
+    """The bridge section with each hub branch or tag replaced by the commit it names."""
     out = dict(bridge)
     for role in ROLES:
         m = bridge[role]

@@ -1,16 +1,7 @@
 """The bridge study's jobs as the runtime/cost planner sees them (its ``plan`` side, found through ``ablate.studies``).
 
-From the study's one job list (:func:`ablate.bridge.layout.jobs`, its jobs with a ``kind``): one
-training job per distinct run (a ``same_as`` entry shares its twin's row: the job's name names
-every entry it serves), one inference benchmark per ``bridge.infer`` entry, the frozen-state
-caches and the embedded models' pretraining. Tokens and FLOPs are counted by
-:mod:`ablate.bridge.cost` (the benchmark counts the same way); the example lengths per dataset
-come from ``bridge_lengths`` of the measurements file. A size that cannot be worked out leaves
-``tokens`` or ``params`` empty with the reason; it never raises.
-
-Model size of a bridge job = source + target + translator parameters: the work is the frozen
-models' (only the translator trains), and a measurement of the pair counts for every grid entry
-(the translators differ by < 1 % of it).
+A size that cannot be worked out leaves ``tokens`` or ``params`` empty with the reason; it never
+raises. A job's model size is source + target + translator (docs/planner.md).
 """
 
 from __future__ import annotations
@@ -30,9 +21,7 @@ _FROZEN_RULES = ("bridge_source_states", "bridge_teacher_states")
 
 
 def embedded_config(m: dict[str, Any]) -> dict[str, Any]:
-    """The transformers config (a dict with ``model_type``) of an embedded bridge model as
-    :func:`ablate.bridge.models.build_config` builds it, offline: the tokenizer's ``vocab_size``
-    is exact with ``pad_to_size``, else the upper bound of the trained vocabulary."""
+    """An embedded model's transformers config as ``models.build_config`` builds it, offline."""
     a = families.family_arch(m["family"], m.get("arch"))
     cfg = {**families.CONFIG_DEFAULTS, **{k: v for k, v in a.items() if k != "tokenizer"}}
     return {**cfg, "model_type": m["family"], "vocab_size": a["tokenizer"]["vocab_size"]}
@@ -54,9 +43,8 @@ def _model_shape(m: dict[str, Any], ref: Reference) -> tuple[float | None, int |
 
 
 def translator_params(p: BridgeParams, d_src: int, d_tgt: int) -> int:
-    """Parameters of the entry's translator (:class:`ablate.bridge.translator.
-    BottleneckedGatedTranslator`), counted from its layers without building it: torch costs the
-    planner seconds (tests/bridge/test_plan.py holds the count to the meta-device build)."""
+    """The entry's translator's parameters, counted without torch (which costs the planner
+    seconds); tests/bridge/test_plan.py holds the count to the meta-device build."""
     w = p.bottleneck
     # per block: 3 LayerNorms, self- and cross-attention (in and out projections), a 4x FFN, gates
     block = 3 * 2 * w + 2 * (4 * w * w + 4 * w) + (w * 4 * w + 4 * w + 4 * w * w + w) + 3
@@ -66,8 +54,8 @@ def translator_params(p: BridgeParams, d_src: int, d_tgt: int) -> int:
 
 
 def _decode_flops(target_params: float, batch: int) -> float:
-    """FLOPs charged per new token of the target's decoding: a decode step is bound by reading the
-    weights, so it costs about the same for a batch of 1 and of 16 (the FLOP estimate's model)."""
+    """FLOPs per new token of the target's decoding: a decode step is bound by reading the
+    weights, so a batch of 16 costs about what a batch of 1 does."""
     return 2 * target_params / batch
 
 
@@ -95,8 +83,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
         common = dict(
             job=j,
             dtype=_frozen_dtype(j, study),
-            # its `gpu` resource (bridge.resources.<group>.gpu): the devices it holds on a
-            # machine, so jobs of fewer GPUs run side by side there; and the jobs it reads
+            # the devices it holds (jobs of fewer GPUs run side by side) and the jobs it reads
             gpus=j.gpus,
             after=j.upstream,
         )
@@ -134,9 +121,7 @@ def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> StudyPlan:
 
 
 def _frozen_dtype(j, study: grid.Study) -> str:
-    """The dtype a job holds its frozen models in: its entry's ``model_dtype`` (resolved at
-    parse time: ``auto`` is bfloat16 when the training requests GPUs); float32 where it has no
-    entry (the pretraining sets its own)."""
+    """Its entry's resolved ``model_dtype``; float32 without one (the pretraining sets its own)."""
     w = j.wildcards
     if "run_id" in w:
         return study.runs[w["run_id"]].settings.model_dtype
@@ -146,8 +131,7 @@ def _frozen_dtype(j, study: grid.Study) -> str:
 
 
 def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
-    """An embedded model's pretraining: its dtype, optimizer and master weights from its
-    pretraining params (the memory check), activations of one batch of packed blocks."""
+    """An embedded model's pretraining, from its pretraining params."""
     from ablate.core.planner.model_size import model_shape as shape_of
     from ablate.core.training.params import resolve_params
 
@@ -172,8 +156,7 @@ def _pretrain_job(j, bridge, shapes, common) -> PlannedJob:
 
 
 def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
-    """A frozen-state cache: one forward pass of one model over the dataset's items, sharded over
-    the job's GPUs (``ablate.bridge.states.write``)."""
+    """A frozen-state cache: one model's forward pass over the items, sharded over its GPUs."""
     sid = j.wildcards["states_id"]
     st = study.states[sid]
     what, role = st["what"], st["role"]
@@ -200,8 +183,7 @@ def _frozen_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
         params_source=shapes[role][2],
         loads_hub_model=hub,
         hub_models=(names[role],) if hub else (),
-        # its `gpu` resource (common's gpus): that many data-parallel processes, each
-        # extracting its batches
+        # one data-parallel process per GPU, each extracting its batches
         scaling_key="data_parallel",
         **common,
     )
@@ -237,8 +219,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
     gpus = f"{procs} GPU{'s' if procs > 1 else ''}"
     return PlannedJob(
         model=model,
-        # its rows per GPU (``rows40``): the rate (and the peak memory) of a measurement of the
-        # training step (config/gpu_measurements.yaml) at those rows
+        # the measured step's rate and peak memory at its rows per GPU (config/gpu_measurements.yaml)
         policy=f"rows{rows}",
         tokens=float(tokens),
         tokens_source=f"{p.steps} steps x global batch {rows * procs} ({rows} rows per GPU x "
@@ -273,8 +254,7 @@ def _bridge_job(j, study, shapes, names, ref, common, hub) -> PlannedJob:
 
 
 def _unfit_note(e: grid.Entry, rows: int) -> str:
-    """What a training row says when its rows per GPU do not fit the GPU: the same run (its run
-    id) at fewer rows per GPU, where its identity allows one."""
+    """What a training row says when its rows per GPU do not fit: the same run at fewer rows."""
     g = e.identity["params"]["batch_size"]  # its InfoNCE group (ablate.bridge.grid.placement)
     if g < rows:
         how = (
@@ -287,8 +267,7 @@ def _unfit_note(e: grid.Entry, rows: int) -> str:
 
 
 def _infer_job(study, e, pt, total, size, model, common, hub_models) -> PlannedJob:
-    """The inference benchmark: every item's five baselines batched (quality), then the timed
-    items at batch 1 (latency), each at its own measured rate."""
+    """The inference benchmark: the batched quality pass, then the timed pass at batch 1."""
     p, n_samples = e.settings, study.config["infer"]["n_samples"]
     timed = study.config["infer"]["timed_samples"]
     extra = []

@@ -52,8 +52,7 @@ def plot_k(summary: pd.DataFrame, out) -> Path:
 
 
 def plot_baselines(infer_summaries: Iterable[str | os.PathLike], out) -> Path:
-    """Accuracy (bars) and KV-cache MB per request (source + target) of each baseline, per
-    benchmarked run."""
+    """Accuracy and KV-cache MB per request of each baseline, per benchmarked run."""
     tables = [pd.read_csv(p).assign(run=Path(p).parent.name) for p in infer_summaries]
     fig, (acc, kv) = plt.subplots(1, 2, figsize=(10, 4))
     if not tables:

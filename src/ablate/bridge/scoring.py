@@ -1,10 +1,8 @@
 """Scoring: the GSM8K answer extractor, SQuAD-style EM/F1, and the dataset kind -> scorer choice.
 
-Two faults of the seed are impossible here by construction:
-- ``[invalid]`` (no ``#### <number>`` in a generation) is never correct, not even against an
-  unparseable gold answer;
-- the dataset kind decides the scorer: QA is scored by EM/F1 of normalised text, never by the
-  GSM8K extractor (which turned every QA pair into ``[invalid] == [invalid]``).
+Two faults of the seed are impossible by construction: ``[invalid]`` is never correct, not even
+against an unparseable gold answer; QA is scored by EM/F1 of normalised text, never by the GSM8K
+extractor (which turned every QA pair into ``[invalid] == [invalid]``).
 """
 
 from __future__ import annotations
@@ -69,11 +67,8 @@ def gold_answer(kind: str, item: dict) -> str:
 
 
 def score(kind: str, prediction: str, gold: str) -> dict:
-    """``{correct, em, f1, extracted}`` for one generation against one short gold answer.
-
-    GSM8K: ``prediction`` is the raw generation; its extracted number must equal ``gold`` and be
-    valid. QA: the generation's first line is compared by EM (``correct`` = EM) and F1.
-    """
+    """``{correct, em, f1, extracted}`` of one generation: GSM8K its valid extracted number equal
+    to ``gold``; QA its first line's EM (``correct``) and F1."""
     _check_kind(kind)
     if kind == "gsm8k":
         extracted = extract_gsm8k(prediction)

@@ -1,20 +1,8 @@
 """Frozen models' hidden states of a dataset, computed once and read memory-mapped.
 
-The source model never trains, so its last-layer states of an item depend only on (source model,
-revision, dataset, layer, max source length, weight dtype): every grid entry sharing those reads
-one cache (``ablate.bridge.caches`` decides the key) instead of running the source each step.
-Likewise the KL term's teacher (the target fed the text prompt and the answer): its final states
-at the first ``kl_positions`` answer positions (``Pair.teacher_states``) do not depend on the
-translator; the LM head is applied to them in the step (logits would be 128k floats a row).
-
-A split folder (``caches.FROZEN_SPLITS``: source ``train/``, ``test/``; teacher ``train/``) holds
-``shard-00000.npy`` ... ([tokens, d] rows, the items' real tokens back to back, no padding;
-bfloat16 stored as its uint16 bits: numpy has no bfloat16) and ``index.json`` (written last: ids,
-shard / start / length per item, dtype, width); ``summary.json`` (its provenance) is beside them.
-Reading pads on the right with zeros under a zero mask: the translator's cross-attention masks
-those positions, and a causal model's states of the real tokens do not depend on right padding,
-so a batch read here equals the live ``Pair.source_states`` batch (up to float rounding from
-other batch shapes).
+Every grid entry sharing a cache's key (:mod:`ablate.bridge.caches`) reads one cache. A read batch
+equals the live one: right padding leaves a causal model's states of the real tokens unchanged.
+The file layout: docs/bridge.md ("Frozen work done once").
 """
 
 from __future__ import annotations
@@ -57,8 +45,7 @@ def _to_torch(a: np.ndarray, dtype: str) -> torch.Tensor:
 
 
 class _Shards:
-    """Rows appended in the cache's order, cut into shard files of about ``_SHARD_BYTES``; the
-    index written last (its presence marks a finished split)."""
+    """Rows cut into shard files; the index written last marks a finished split."""
 
     def __init__(self, out: Path):
         out.mkdir(parents=True, exist_ok=True)
@@ -104,16 +91,9 @@ def write(
     batch_size: int,
     lengths=None,
 ) -> dict[str, Any] | None:
-    """``states_of(items)`` -> (states [B, T, d], mask [B, T]) right-padded (live
-    ``Pair.source_states`` or ``Pair.teacher_states``), sharded into ``out_dir``. ``lengths``
-    (one per item) batches the items in order of length (less padding; the index is by id);
-    None keeps their order.
-
-    Data-parallel (:mod:`ablate.core.execution.parallel`, W processes): in rounds of W batches,
-    process r extracts batch r of the round; process 0 collects the round's rows and writes them in
-    the batches' order. Each batch is the one a single process would run (same items, same padding,
-    so the same float rounding), so the files are byte-identical to one process's. The index on
-    process 0, None on the others."""
+    """``states_of(items)`` -> (states [B, T, d], mask [B, T]), sharded into ``out_dir``; the
+    index on process 0, None on the others. Process r extracts batch r of each round of W, each
+    the batch one process would run, so the files are byte-identical to one process's."""
     if lengths is not None:
         items = [items[i] for i in sorted(range(len(items)), key=lambda i: lengths[i])]
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
@@ -138,12 +118,7 @@ def _save(tmp: Path, arr: np.ndarray) -> None:
 
 @dataclass(frozen=True)
 class StatesSpec:
-    """A cache job as its rule passes it (its job's config in :func:`ablate.bridge.layout.jobs`,
-    through the rules' ``job_config``), one field per key: ``what`` (``source``: the source
-    model's states of the whole train split and the first ``test_items`` test items;
-    ``teacher``: the KL teacher's rows of the train split), the ``params`` it computes with, the
-    data ``kind``, ``identity`` (the cache's config slice, its record holds; None: ``params``) and
-    the job script's ``role`` (which model card)."""
+    """A cache job as its rule passes it (``identity`` None: ``params``)."""
 
     what: str
     params: dict[str, Any]
@@ -156,12 +131,8 @@ class StatesSpec:
 def compute(
     spec: StatesSpec, *, model_card, train_file, eval_file, out_dir: str | os.PathLike
 ) -> dict[str, Any] | None:
-    """The cache of one key (``spec``) from ``model_card`` (the source's, or the target's for the
-    teacher) and the train and eval files, written to ``out_dir``.
-
-    Launched data-parallel (a job's ``gpu`` > 1: ``ablate.core.execution.parallel.launch``), every
-    process loads the model on its GPU and extracts its batches (:func:`write`); process 0 writes
-    the cache and its summary and returns it, the others None."""
+    """The cache of one key from ``model_card`` and the data, written to ``out_dir``; data-parallel,
+    process 0 writes the cache and its summary and returns it, the others None."""
     from ablate.bridge import models, world
     from ablate.bridge import params as bridge_params
     from ablate.bridge.pair import Pair, card_inputs, model_dtype
@@ -172,8 +143,7 @@ def compute(
     key = "source" if what == "source" else "target"  # the model's key in the cache's identity
     models.check_pinned({key: model_card}, (spec.identity or {}).get("key"))
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    # the key's params, the others at their defaults (the teacher's definitions at theirs are not
-    # in its key: caches.teacher_key)
+    # the key's params, the others at their defaults (as caches.teacher_key leaves them out)
     p = bridge_params.check(bridge_params.resolve(params, f"{what} states"))
     model, tok = models.load(model_card, dtype=model_dtype(p), device=dev)
     if what == "source":
@@ -192,7 +162,10 @@ def compute(
         index = write(states_of, items, out / split, p.eval_batch_size, lengths(items))
         if index is None:
             continue  # another data-parallel process: process 0 writes the cache
-        rates[split] = _rate(sum(index["length"]), time.perf_counter() - t0)
+        tokens, seconds = sum(index["length"]), time.perf_counter() - t0  # real tokens, no padding
+        rates[split] = dict(
+            tokens=tokens, seconds=seconds, tokens_per_s=tokens / max(seconds, 1e-9)
+        )
         counts[split] = len(items)
         print(f"[{what} states] {split}: {len(items)} items -> {out / split}", flush=True)
     if parallel.rank() != 0:
@@ -218,9 +191,8 @@ def compute(
 
 
 def _lengths_of(pair, what: str, device: str):
-    """Each item's input length, to batch by length on a GPU (less padding); None on CPU, where
-    the order stays the data's: the embedded default's caches bit for bit as before (another
-    batch shape changes a state's float rounding)."""
+    """Each item's input length, to batch by length on a GPU; None on CPU, where the data's order
+    keeps the embedded default's caches bit for bit (a batch shape changes the float rounding)."""
     if device != "cuda":
         return lambda items: None
     if what == "source":
@@ -229,11 +201,6 @@ def _lengths_of(pair, what: str, device: str):
     return lambda items: [
         len(pair.prompt_ids(i)) + len(evaluate.answer_ids(tok, kind, i)) for i in items
     ]
-
-
-def _rate(tokens: int, seconds: float) -> dict[str, float]:
-    """A split's extraction throughput (its real tokens, no padding) for summary.json."""
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9)}
 
 
 class Reader:

@@ -1,8 +1,5 @@
 """The bridge study's side of STATUS.md (ablate.core.reports.status; the status part of the study
-protocol, ablate.core.jobs): the numbers of each record, why a finished job is stale (the config
-keys changed in the slice its record holds), the per-entry summary and claims as key results and
-the forecast of what remains. No torch; pandas only for the per-item values of a score
-(:func:`score_samples`, `ablate runs`)."""
+protocol, ablate.core.jobs). No torch."""
 
 from __future__ import annotations
 
@@ -19,9 +16,7 @@ from ablate.core.reports.status import Row, planned_forecast, read_csv
 
 
 def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
-    """The keys changed between the slice the job's record holds and its slice now (the job
-    list's ``config``); the model jobs compare the model keys (the identity follows from them),
-    the jobs whose config is their rule's whole params the ``identity`` in it."""
+    """The keys changed between the slice the job's record holds and its slice now."""
     new = job.config
     if job.rule in ("bridge_model", "bridge_register") and isinstance(old, dict):
         old, new = old.get("model"), new["model"]
@@ -55,8 +50,7 @@ def key_results(config: dict[str, Any], workdir: Path) -> list[str]:
 
 
 def run_numbers(results: Path) -> list[str]:
-    """``ablate runs``' cells: each grid entry's peak and final accuracy (summary.csv of the
-    results folder ``results``)."""
+    """``ablate runs``' cells: each grid entry's peak and final accuracy."""
     return [
         f"{r['entry']} peak {float(r['peak']):.3f} final {float(r['final']):.3f}"
         for r in read_csv(results / layout.PATTERNS["summary"])
@@ -64,8 +58,7 @@ def run_numbers(results: Path) -> list[str]:
 
 
 def run_scores(results: Path) -> dict[str, float]:
-    """``ablate runs``' scores to compare trees by: each grid entry's peak and final accuracy
-    (``<entry> peak``, ``<entry> final``) of the results folder ``results``."""
+    """``ablate runs``' scores to compare trees by: ``<entry> peak`` and ``<entry> final``."""
     out = {}
     for r in read_csv(results / layout.PATTERNS["summary"]):
         for what in ("peak", "final"):
@@ -77,10 +70,8 @@ def run_scores(results: Path) -> dict[str, float]:
 def score_samples(
     results: Path, names: Iterable[str], shared: Path | None = None
 ) -> dict[str, Any]:
-    """``ablate runs``' per-item values of each score of ``names`` (as :func:`run_scores` names
-    them) that has them: an entry's final accuracy, the correctness of its run's final
-    evaluation (its summary row's ``run_id``: that run's samples.parquet, in ``results`` or, a
-    run an experiment shares with its base, in ``shared``); a peak has none."""
+    """``ablate runs``' per-item values of an entry's final accuracy: its run's samples.parquet
+    in ``results`` or (a run an experiment shares with its base) ``shared``."""
     import pandas as pd
 
     from ablate.core.reports.claims import Samples
@@ -100,13 +91,11 @@ def score_samples(
 
 
 def claims(results: Path) -> list[dict[str, str]]:
-    """The rows of the claims table of the results folder ``results``."""
     return read_csv(results / layout.PATTERNS["claims"])
 
 
 def forecast(config: dict[str, Any], workdir: Path, rows: list[Row]) -> list[str]:
-    """The planner's forecast of the jobs not done (when ``plan.studies`` plans the bridge), else
-    their requested runtimes (``bridge.resources``, an upper bound)."""
+    """The planner's forecast of the jobs not done, else their requested runtimes."""
     res = config["bridge"]["resources"]
 
     def runtime_min(job: Job) -> float:

@@ -2,14 +2,9 @@
 (:mod:`ablate.bridge.pair`, :mod:`ablate.bridge.training`) and the run identity
 (:func:`ablate.bridge.params.canonical`) read them.
 
-A switch (:data:`SWITCHES`) is a parameter only this module reads. Its effect on a run is
-:func:`behaviour`; two settings of the switches with one behaviour train alike, so the identity
-keeps one of them (:func:`canonical`): a setting that cannot act never splits a run. A new switch
-read here enters :func:`behaviour` and is reset with the others; nothing else to list.
-
-Every function takes params typed (:class:`ablate.bridge.params.BridgeParams`, imported for the
-annotations only: ``params`` calls :func:`canonical`, so an import at run time would be a circle).
-Torch-free: the Snakefile resolves every grid entry at parse time.
+Two settings of the switches with one :func:`behaviour` train alike, so the identity keeps one of
+them (:func:`canonical`): a setting that cannot act never splits a run. ``BridgeParams`` is
+imported for the annotations only (``params`` calls :func:`canonical`: a circle at run time).
 """
 
 from __future__ import annotations
@@ -38,8 +33,7 @@ SWITCHES = (
 
 
 def kl_steps(p: BridgeParams) -> range:
-    """The optimizer steps (counted from 1) whose loss has the KL term: with ``kl_after_warmup``
-    those after ``warmup_steps``, so with ``warmup_steps: 0`` all of them, as without it."""
+    """The optimizer steps (counted from 1) whose loss has the KL term."""
     if p.kl_weight <= 0:
         return range(0)
     first = p.warmup_steps + 1 if p.kl_after_warmup else 1
@@ -47,11 +41,9 @@ def kl_steps(p: BridgeParams) -> range:
 
 
 def kl_last_row(p: BridgeParams) -> bool:
-    """Whether the KL counts, past the rows predicting an answer token, the one at the answer's
-    last token (``kl_rows: original``, the later era's ``min(20, 1 + len(answer))`` rows). It acts
-    only where no label follows the answer (``nll_labels: original``; under ``answer`` that row
-    predicts the EOS label, counted either way) and the teacher reads the answer (not
-    ``prompt_only``)."""
+    """Whether the KL also counts the row at the answer's last token (``kl_rows: original``):
+    only where no label follows the answer (under ``nll_labels: answer`` that row predicts the EOS
+    label, counted either way) and the teacher reads the answer."""
     return (
         bool(kl_steps(p))
         and p.kl_teacher != "prompt_only"
@@ -61,10 +53,8 @@ def kl_last_row(p: BridgeParams) -> bool:
 
 
 def stop_patience(p: BridgeParams) -> int | None:
-    """Evaluations without a better accuracy that end the training early, or None where that
-    cannot happen: early stopping is off, or fewer evaluations than ``patience`` fall before the
-    last step (only an evaluation at step k x ``eval_every`` < ``steps`` can stop the loop, and
-    the first, at step 0, always improves on nothing)."""
+    """Evaluations without a better accuracy that end the training early, or None where fewer
+    than ``patience`` fall before the last step (the one at step 0 always improves)."""
     can_stop_at = (p.steps - 1) // p.eval_every  # evaluations strictly inside the run
     if not p.early_stopping or p.patience > can_stop_at:
         return None
@@ -72,8 +62,7 @@ def stop_patience(p: BridgeParams) -> int | None:
 
 
 def infonce_group(p: BridgeParams) -> int:
-    """Rows per InfoNCE group (each row's negatives are the rest of its group): ``infonce_group``,
-    or, when it is null, the process's whole batch (``batch_size``)."""
+    """Rows per InfoNCE group: ``infonce_group``, or (null) the process's whole batch."""
     return p.infonce_group or p.batch_size
 
 
@@ -95,12 +84,9 @@ def behaviour(p: BridgeParams) -> dict[str, Any]:
 
 
 def canonical(p: BridgeParams, defaults: BridgeParams) -> BridgeParams:
-    """``p`` with its switches set to one representative of its behaviour: among the settings
-    of the same behaviour (each switch at its value, its default, or a boolean's negation), the
-    one with the fewest non-boolean and then boolean switches off their defaults. A setting that
-    cannot act is thus reset (``patience`` with ``early_stopping: false``), and a boolean that
-    cannot act is turned off where that frees another (``early_stopping`` that can never stop
-    leaves ``patience`` inert)."""
+    """``p`` with its switches set to one representative of its behaviour: of the settings of
+    that behaviour (each switch at its value, its default, or a boolean's negation), the one with
+    the fewest non-boolean, then boolean switches off their defaults."""
     target = behaviour(p)
     options = []
     for k in SWITCHES:

@@ -1,10 +1,7 @@
 """The bridge study's tables: the per-entry summary and the accuracy curves.
 
-summary.csv has one row per grid entry; an entry declared ``same_as`` another carries that
-entry's run id and numbers (``reuses`` says so), never numbers of its own. Every number comes from
-a run's summary.json (written by :func:`ablate.bridge.training.entries.train_entry`) or from the
-Snakemake benchmark file of its job (:func:`ablate.core.outputs.records.benchmark_seconds`). Per job done /
-stale / to run, hours spent and the forecast: STATUS.md (ablate.core.reports.status).
+An entry declared ``same_as`` another carries that entry's run id and numbers (``reuses`` says
+so), never numbers of its own.
 """
 
 from __future__ import annotations
@@ -42,8 +39,7 @@ SUMMARY_COLUMNS = [
     "benchmark_s",
     "gpu_hours",
 ]
-#: Inserted after ``entry`` when the grid has seeds (``bridge.grid.<entry>.seeds``): the
-#: declared entry of each row and its seed (empty on an entry without seeds).
+#: Inserted after ``entry`` when the grid has seeds: each row's declared entry and its seed.
 _SEED_COLUMNS = ["base_entry", "seed"]
 
 
@@ -53,8 +49,7 @@ def build_summary(
     benchmarks: dict[str, str | os.PathLike],
     gpus: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(summary, curves) from each entry's run summary.json and its training benchmark file
-    (``summaries`` / ``benchmarks``: run id -> path)."""
+    """(summary, curves); ``summaries`` / ``benchmarks``: run id -> path."""
     rows, curves = [], []
     for name, e in entries.items():
         run_id = e["run_id"]

@@ -1,15 +1,7 @@
 """BottleneckedGatedTranslator: source hidden states -> K soft tokens in the target's embedding space.
 
-As in the seed (LatentWire): K learned queries of width ``bottleneck`` pass through ``depth``
-blocks of self-attention over the queries, cross-attention to the (projected) source states under
-the source padding mask, and a feed-forward layer; every residual branch is scaled by
-``tanh(gate)`` with the gate initialised at 0, so a fresh translator passes its queries through
-unchanged. Then a final norm, ``Linear(bottleneck -> d_target)``, and each output vector is
-rescaled to the median row RMS of the target's input-embedding table (scale clamped to
-[0.25, 4]), so soft tokens have the norm of real token embeddings; with ``detach_rms`` (param
-``rms_detach``, the seed's ``apply_rms_matching(detach_stats=True)``) the gradient does not flow
-through the row RMS the scale divides by (the forward is the same). The optional "RoPE projection"
-is a ``d_src x d_src`` linear layer initialised to the identity, applied to the source states first.
+As in the seed (docs/bridge.md, "Translator"): gates at 0 make a fresh translator pass its queries
+through unchanged; soft tokens are rescaled to the norm of the target's real token embeddings.
 """
 
 from __future__ import annotations
@@ -111,8 +103,7 @@ class BottleneckedGatedTranslator(nn.Module):
 
 
 def match_rms(y: torch.Tensor, target_rms: torch.Tensor, detach: bool) -> torch.Tensor:
-    """Each vector of ``y`` rescaled to the RMS ``target_rms`` (the scale clamped to
-    :data:`SCALE_CLAMP`); ``detach``: no gradient through its own RMS."""
+    """Each vector of ``y`` rescaled to RMS ``target_rms`` (``detach``: no gradient through it)."""
     rms = y.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-8)
     rms = rms.detach() if detach else rms
     return y * (target_rms / rms).clamp(*SCALE_CLAMP)
@@ -124,8 +115,7 @@ def median_row_rms(embedding: torch.Tensor) -> float:
 
 
 def build(arch: BridgeParams, source, target, where: str = "bridge"):
-    """A translator for a (source, target) model pair, sized from their configs; ``arch``: the
-    run's params (its :data:`ARCH_KEYS` and ``rms_detach``)."""
+    """A translator for a (source, target) model pair, sized from their configs."""
     d_src = source.config.get_text_config().hidden_size
     d_tgt = target.config.get_text_config().hidden_size
     rms = median_row_rms(target.get_input_embeddings().weight)

@@ -1,23 +1,7 @@
 """The embedded bridge world: GSM8K-format word problems, a multi-hop QA set, a pretraining corpus.
 
-Everything is generated deterministically from a seed (one random stream per output), small and
-regular on purpose so that a tiny model learns it from a minute of CPU pretraining:
-
-- GSM8K slot: one-step (80 %) or two-step arithmetic on numbers up to 12 with templated names and objects.
-  Rows carry GSM8K's fields: ``question`` and ``answer`` = worked steps + ``\\n#### <number>``.
-- HotpotQA slot: two-hop questions ("In which country does Anna live?") over a short ``context``
-  list, as in HotpotQA's distractor setting: the bridging fact (Anna lives in Oslo), the second hop
-  (Oslo is in Norway) and the same facts for two distractor people; ``answer`` is the country.
-  The facts are world knowledge fixed by the seed (each person has one home), so the corpus
-  teaches them and a model can answer closed-book, as an LLM answers from what it was trained
-  on; the bridged target must still learn *whom* the question is about from the soft tokens.
-  Chance is 1/8 (eight countries).
-- corpus: ``{"text": prompt + answer}`` documents in exactly the evaluation format, from an
-  independent stream, with every test prompt removed (no test item is seen in pretraining;
-  the QA world facts are, by design).
-
-The prompt format (one place: :func:`prompt` / :func:`answer_text`) is shared by the corpus, the
-bridge training and every evaluation.
+Deterministic from a seed, small and regular so that a tiny model learns it from a minute of CPU
+pretraining (docs/bridge.md, "The embedded default"); the corpus holds no test prompt.
 """
 
 from __future__ import annotations

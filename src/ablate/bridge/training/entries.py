@@ -1,23 +1,7 @@
 """Training of one grid entry: a translator between a frozen source and a frozen target.
 
-Evaluated (bridged accuracy, greedy) at step 0, every ``eval_every`` steps and at the end; early
-stopping on bridged accuracy with ``patience``; ``restore_best`` makes the final state the best
-evaluated one, *re-evaluated* (final is measured, not copied). Writes ``out_dir/translator/``
-(safetensors + config + hash manifest), ``out_dir/samples.parquet`` (per-sample rows of the final
-evaluation, for paired tests) and, last, ``out_dir/summary.json``.
-
-The training is the core's loop (:mod:`ablate.core.training.loop`) with the bridge's recipe
-(:class:`~ablate.bridge.training.recipe.TranslatorRecipe`), run by the core's driver
-(:func:`ablate.core.training.driver.drive`, as every training: the resume from the newest complete
-checkpoint of the same run key and inputs, the non-finite outcome, the final evaluation, the
-checkpoints' removal) as a :class:`TranslatorRun`, whose outputs are the bridge's; a checkpoint
-(``<out>/checkpoints/checkpoint-N``) at every evaluation training goes on from (docs/bridge.md).
-
-Data-parallel under torchrun (the core's launcher,
-``ablate.core.execution.parallel.launch("ablate.bridge.training.entries:train_entry", kwargs, N,
-threads)``): every process trains, only rank 0 writes. With ``states["source"]`` (a cache folder
-of :mod:`ablate.bridge.states`) the source model's weights are not loaded at all; with
-``states["teacher"]`` the KL term reads its teacher's rows instead of a target forward pass.
+The core's driver runs the core's loop on the bridge's recipe as a :class:`TranslatorRun`, whose
+outputs are the bridge's (docs/bridge.md, "Optimisation and evaluation").
 """
 
 from __future__ import annotations
@@ -49,8 +33,7 @@ _HELD = {True: "cached", False: "live"}
 
 
 def _logs(p: BridgeParams, step: int) -> bool:
-    """A step of the bridge's loss curve: every ``log_every`` and the last (the loop also logs
-    step 1)."""
+    """A step of the loss curve: every ``log_every`` and the last (the loop also logs step 1)."""
     return step % p.log_every == 0 or step == p.steps
 
 
@@ -80,8 +63,7 @@ class _Entry:
 
 
 def _set_up(spec: bridge_params.RunSpec, train_file, eval_file, cards, states) -> _Entry:
-    """Check the params, read the data, load the pair (source states and the KL teacher from
-    their caches when ``states`` names them) and build the translator, seeded."""
+    """Check the params, read the data, load the pair and build the translator, seeded."""
     p = bridge_params.check(spec.params, spec.where)
     dataset_kind = spec.kind
     train_items = world.load_dataset(train_file, dataset_kind)
@@ -120,12 +102,8 @@ def train_entry(
     out_dir: str | os.PathLike,
     states: dict[str, str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate one grid entry; write translator/, samples.parquet, summary.json.
-
-    ``states``: ``source`` -> a cache folder of :func:`ablate.bridge.states.compute` for this
-    entry's source and data, read instead of running the source; ``teacher`` -> likewise for the
-    KL teacher's forward pass. Under torchrun every process trains
-    and rank 0 alone writes (the others return their rank and steps)."""
+    """Train and evaluate one grid entry; rank 0 writes translator/, samples.parquet, summary.json.
+    ``states``: ``source`` / ``teacher`` -> a cache folder read instead of that forward pass."""
     phases = Phases()
     states = dict(states or {})
     run_id = spec.run_id
@@ -183,11 +161,7 @@ def train_entry(
 
 @dataclass(frozen=True, kw_only=True)
 class TranslatorRun(driver.TrainRun):
-    """A grid entry's run as the core's driver takes it (a
-    :class:`~ablate.core.training.driver.TrainRun`, its recipe :class:`TranslatorRecipe`) with the
-    bridge's outputs: the final state (``restore_best``: the best evaluated one, re-evaluated:
-    final is measured, not copied), then, by process 0, translator/, samples.parquet and, last,
-    summary.json."""
+    """A grid entry's run as the core's driver takes it, with the bridge's outputs."""
 
     run_spec: bridge_params.RunSpec
     entry: _Entry
@@ -231,8 +205,6 @@ class TranslatorRun(driver.TrainRun):
         return None
 
     def _results(self, trainer: loop.Trainer, final_rows, restored_from, train_s) -> dict:
-        """The summary's numbers: the curve and losses, peak and final accuracy, the run's
-        length, size and throughput."""
         e, p, state, curve = self.entry, self.entry.p, trainer.state, self.recipe.evaluation.curve
         logged = [x for x in state.log_history if "loss" in x and _logs(p, x["step"])]
         final = accuracy(final_rows)

@@ -1,10 +1,8 @@
 """The translator's training as the core's loop takes it: its recipe, data order, optimizer and
 evaluation.
 
-Data-parallel under torchrun (:mod:`ablate.core.execution.parallel`, the data split of
-:mod:`ablate.bridge.parallel`): ``batch_size`` items per process and step (the seed's "10 per
-GPU"), each process a slice of one global batch order, the translator replicated and DDP averaging
-the gradients (the loop's ``replicated``); the evaluation is split over the processes and gathered.
+Data-parallel under torchrun: ``batch_size`` items per process (the seed's "10 per GPU"), each
+process a slice of one global batch order (docs/bridge.md, "Many GPUs").
 """
 
 from __future__ import annotations
@@ -72,9 +70,8 @@ def _batches(n: int, batch_size: int, seed: int):
 
 
 class BatchOrder:
-    """The recipe's ``order``: step s (from 0) takes the s-th global batch of one seeded
-    stream of epochs (each a shuffle of the items, its incomplete last batch dropped); a resumed
-    run draws the stream up to its step again."""
+    """Step s takes the s-th global batch of one seeded stream of shuffled epochs (each without
+    its incomplete last batch); a resumed run draws the stream up to its step again."""
 
     def __init__(self, n: int, batch_size: int, seed: int):
         self.stream, self.drawn = _batches(n, batch_size, seed), []
@@ -103,9 +100,7 @@ def global_batch(p: BridgeParams, n_train: int) -> int:
 
 
 class Evaluations:
-    """Every bridged evaluation of a run (the recipe's ``evaluation``): the curve, the best state so
-    far (for ``restore_best``), the evaluations without improvement (early stopping's
-    patience), the last rows; a checkpoint carries them (:meth:`state`), and the seconds trained."""
+    """Every bridged evaluation of a run: the curve, best state, patience count, last rows."""
 
     def __init__(self, pair: Pair, translator, eval_items, p: BridgeParams, label: str):
         self.pair, self.translator, self.eval_items = pair, translator, eval_items
@@ -157,8 +152,7 @@ class Evaluations:
         return values, self.best.get("state", {})
 
     def unfit(self, tensors: Any) -> str | None:
-        """Why a checkpoint's best state cannot be this translator's (None: it fits, or there is
-        none yet): a restore_best would load it into the translator at the run's end."""
+        """Why a checkpoint's best state cannot be this translator's (None: it fits, or none)."""
         if not isinstance(tensors, dict):
             return f"a {type(tensors).__name__}, not the translator's tensors by name"
         own = self.translator.state_dict()
@@ -187,14 +181,7 @@ _STALL_S = 3600
 
 
 class TranslatorRecipe(Recipe):
-    """A translator's training as the loop takes it (a :class:`~ablate.core.training.recipe.Recipe`):
-    the loss :meth:`Pair.loss` (this process's share of the global batch's mean loss, each term
-    normalised by the loop's :func:`~ablate.core.training.loss.share_of_mean`), one global batch
-    of items a step in :class:`BatchOrder`, the bridge's :func:`optimizer` in fp32 (the pair's
-    dtypes are its own) and its evaluation (:class:`Evaluations`); a logging step logs the last
-    step's loss and its parts, which stay on the device until then. Its params are the entry's
-    :class:`BridgeParams`, which give the loop its own (:attr:`loop_params`); ``saves`` false: no
-    checkpoint (a benchmark's run)."""
+    """A translator's training as the loop takes it (``saves`` false: no checkpoints)."""
 
     HELD_OUT_LOSS = False
 
@@ -216,13 +203,11 @@ class TranslatorRecipe(Recipe):
             logging_steps=p.log_every,
             eval_steps=p.eval_every,
             eval_batch_size=p.eval_batch_size,
-            # a checkpoint at every evaluation, the newest alone kept, none once the outputs
-            # are written
+            # a checkpoint at every evaluation, the newest alone kept, none after the outputs
             save_steps=p.eval_every if saves else 0,
             save_total_limit=1,
             keep_checkpoints=False,
-            # an evaluation decodes eval_size items between two steps: the watchdog's bound from
-            # step times alone would be too short for it
+            # an evaluation decodes between two steps: a bound from step times would be too short
             stall_s=_STALL_S,
             # none of the loop's own stop rules: early stopping is the evaluation's
             no_learning_steps=0,
@@ -274,11 +259,8 @@ def translator_trainer(
     folder: Path | None = None,
     evaluation: Evaluations | None = None,
 ) -> loop.Trainer:
-    """The loop's trainer of a translator training (:func:`ablate.core.training.loop.setup` with
-    :class:`TranslatorRecipe`), what :func:`train_entry` trains and the GPU benchmarks time one
-    :func:`~ablate.core.training.loop.step` of. ``folder``: where its checkpoints go (None: a
-    run that saves none, a benchmark's); ``evaluation``: the recipe's (:class:`Evaluations`). The
-    global RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
+    """The loop's trainer of a translator training (``folder`` None: no checkpoints); the global
+    RNG is left as it was (setup seeds torch: the dropout goes on from the translator's)."""
     recipe = TranslatorRecipe(pair, translator, p, len(train_items), evaluation, folder is not None)
     spec = loop.Spec(
         Path(os.devnull) if folder is None else folder,  # none: a save fails, never misplaced
