@@ -2,19 +2,11 @@
 host work per step (:func:`ablate.core.models.generation.generate` runs it for embedding prompts
 with the static cache).
 
-At batch 1 on an H100 transformers' loop is bound by the host, not the GPU: 6.9 ms of kernels in
-a 10 ms step, the rest the CUDA-graph launch, the dynamo guard and a synchronisation each step for
-its stopping check (bench/results/bridge_speed_h100.md). Here every step stays on the device: the
-greedy token is chosen there, the hygiene (repetition penalty and the n-gram ban, transformers'
-processors' arithmetic) works on the generated columns only, every step has the same shapes (a
-[B, cache length] mask, the cache position a tensor), and the loop asks the host whether every
-row has stopped once per ``CHECK_EVERY`` steps; tokens past a row's EOS are the pad token, as
-transformers writes them, and the caller trims them (``generation.trim``).
-
-Prompts are input embeddings (soft-token prompts); the step is ``model.forward`` compiled by
-torch (``mode="reduce-overhead"``: CUDA graphs) on CUDA, eager elsewhere. The static KV cache
-is kept between calls of one shape (:func:`cache`): the step's CUDA graph was recorded with the
-cache's addresses, and a cache at new addresses makes torch record it again.
+At batch 1 transformers' loop is bound by the host (bench/results/bridge_speed_h100.md). Here
+every step stays on the device with the same shapes, and the host asks whether every row has
+stopped once per :data:`CHECK_EVERY` steps; tokens past a row's EOS are the pad token, as
+transformers writes them. The step is ``model.forward`` compiled with CUDA graphs on CUDA, eager
+elsewhere.
 """
 
 from __future__ import annotations

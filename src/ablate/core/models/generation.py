@@ -2,38 +2,15 @@
 
 Knows no study. A prompt is a 1-D tensor of token ids or a 2-D tensor of input embeddings
 ``[T, d]``; :func:`generate` returns each prompt's new token ids, up to and including its first
-EOS, in the callers' order.
+EOS, in the callers' order. Prompts are batched by length and left-padded (transformers derives
+the position ids from the mask). On the CPU a batch holds one length only
+(:func:`exact_lengths`): left padding moves attention's rounding by an ulp, which flips near-ties
+of greedy decoding. On CUDA, up to :data:`STATIC_MAX_BATCH` rows, a static KV cache sized once
+per call and batches filled to one row count, so the decode step compiles once per shape.
 
-- **Length bucketing**: prompts are sorted by length (stably: equal lengths keep their order),
-  cut into batches of ``batch_size``, left-padded, and the results put back in order. On the
-  CPU a batch holds one length only (:func:`exact_lengths`): left padding moves
-  attention's float rounding by an ulp, which flips near-ties of greedy decoding; batches of
-  equal length decode exactly the tokens each prompt gets alone
-  (tests/core/models/test_generation.py).
-- **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
-  so a padded row's real tokens sit at the same positions as alone; padded keys are masked.
-- **Repetition penalty on padded embedding rows**: transformers exempts a padded row's first
-  generated tokens from it; :func:`embeds_repetition_penalty` works around that, so a row decodes
-  the same in any batch.
-- **Stopping**: a row stops at its EOS (generate pads it afterwards), a batch when all rows have.
-- **Cache**: on CUDA, for batches up to ``STATIC_MAX_BATCH`` rows, a static KV cache:
-  transformers then compiles the decode step (``GenerationMixin._valid_auto_compile_criteria``:
-  a compileable cache on a CUDA device; the prefill stays eager, so prompts of any length share
-  one graph). The cache is sized once for the longest prompt of the call (``max_cache_len``) and
-  every batch of a call is filled to the same number of rows (the last one with copies of its
-  last row, dropped after), so the graph is compiled once per (batch, cache length), not per
-  batch. The engine's own loop keeps the cache between calls of one shape, so the step's CUDA
-  graph is not recorded again for each call (:func:`release` frees it). The compiled step
-  attends with the query heads packed onto the grouped KV heads (``DECODE_ATTENTION``), not
-  over copies of the cache. Larger GPU batches (unmeasured) and the
-  CPU: the eager loop with a dynamic cache (on CPU compiling costs more than it saves).
-- **The head's input** (CUDA): made contiguous before the lm_head (:func:`contiguous_head`, an
-  upstream workaround), so a frozen model's last-token logits are one mm, not a bmm over copies
-  of its weight.
-
-transformers' own ``generate`` is used rather than a home-made loop: it is what the study ran
-before (the same greedy step, the same hygiene processors, token for token), and it already
-owns the static cache and the compiled step.
+transformers' ``generate`` decodes every batch but static-cache embedding prompts
+(:mod:`.decode_loop`): it is what the study ran before (the same greedy step and hygiene
+processors, token for token).
 """
 
 from __future__ import annotations

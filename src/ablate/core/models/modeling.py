@@ -1,10 +1,8 @@
 """Loading models and tokenizers: the one model loader, attention backends checked per device.
 
-The mask study's model, mistralai/Ministral-3-3B-Instruct-2512, is a vision-language checkpoint
-(``Mistral3ForConditionalGeneration`` around a ``ministral3`` text model): AutoModelForCausalLM
-refuses its config. Every stage of this pipeline is text-only, so :func:`load_causal_lm` loads such
-a checkpoint and returns the equivalent ``*ForCausalLM`` (text weights and lm_head; the vision
-tower is dropped). Plain causal-LM checkpoints load directly.
+Mistral's Ministral-3 checkpoints are vision-language models, which AutoModelForCausalLM refuses;
+every stage here is text-only, so :func:`load_causal_lm` returns the equivalent ``*ForCausalLM``
+(the vision tower dropped).
 """
 
 from __future__ import annotations

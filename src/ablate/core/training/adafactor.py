@@ -1,27 +1,17 @@
 """HF Adafactor's update as torch.compile'd functions, one call per group of like parameters.
 
-``transformers.optimization.Adafactor`` runs a Python loop per parameter of ~10 full-tensor fp32
-passes (grad**2 + eps, row/col means, the rsqrt outer product, the update's RMS, the clamp, lr,
-weight decay, the add), and, not being a fused optimizer, needs the loop's gradient clip as a
-separate in-place pass over every fp32 gradient. With few tokens per optimizer step (the packed
-seed finetune: 3.3k) that fixed cost dominates the step. :class:`FusedAdafactor` computes the same
-update for the options ``optim: adafactor`` sets (:func:`~.optim.optimizer_class`: external lr, beta1 None, no
-parameter scaling) with inductor fusing the passes, and takes the clip factor as the AMP
-``grad_scale`` divisor like torch's fused optimizers (``MasterWeightsOptimizer.clip_``). Its state
-has HF's layout (``step``, ``exp_avg_sq_row``/``exp_avg_sq_col`` or ``exp_avg_sq``, ``RMS``), so
-either optimizer loads the other's state dict; ``RMS`` (the weights' RMS, which HF records every
-step but reads only with ``scale_parameter``, off here) is kept, not recomputed: a read of every
-master saved per step, and HF's loop recomputes it before any use. Equivalence:
+HF's ``Adafactor`` runs ~10 full-tensor fp32 passes per parameter in a Python loop, plus the
+loop's clip as a separate pass: with few tokens per step that fixed cost dominates.
+:class:`FusedAdafactor` computes the same update for the options ``optim: adafactor`` sets, fused
+by inductor, and takes the clip factor as the AMP ``grad_scale`` divisor as torch's fused
+optimizers do. Its state has HF's layout, so either loads the other's state dict (``RMS`` is kept,
+not recomputed: HF reads it only with ``scale_parameter``). Equivalence:
 tests/core/training/test_adafactor.py.
 
-A sharded parameter (a DTensor of :mod:`~ablate.core.training.sharding`, dim 0 split over the
-processes) steps its local shard, compiled on a GPU: the statistics that span dim 0 (a matrix's
-column means, the mean of its row statistics, the update's RMS) are summed across the shard group,
-every parameter's in one all-reduce per phase (two a step), so every process computes the
-unsharded update of its rows (tests/core/test_sharded_recipe.py, tests/core/test_step_collectives.py).
-Its state is sharded like it (DTensors: a row statistic or second moment Shard(0), a matrix's
-column statistics replicated), so torch.distributed.checkpoint saves every process's rows
-(:func:`~ablate.core.training.sharding.save_checkpoint`).
+A parameter sharded on dim 0 (FSDP2) steps its local rows; the statistics that span dim 0 are
+summed over the shards in one all-reduce per phase (two a step), so every process computes the
+unsharded update of its rows. Its state is sharded like it, so torch.distributed.checkpoint
+saves every process's rows.
 """
 
 from __future__ import annotations

@@ -2,11 +2,9 @@
 same run, train (:mod:`.loop`; stop rules), restore the last good checkpoint after a non-finite
 loss, the final save, ``summary.json`` with provenance and phases.
 
-The driver of every training (:func:`drive`: the resume point, the checkpoint load, the loop, the
-non-finite outcome, the final evaluation, the outputs, the checkpoints' removal) takes the trainer
-the loop set up and the study's :class:`TrainRun`, whose ``write`` leaves its outputs: the core's
-(``final/`` and the core's summary), or, in a study's subclass that trains a small model between
-frozen ones, its own (its weights, per-item rows and summary)."""
+The study's :class:`TrainRun` writes the outputs: the core's, or, in a study's subclass that
+trains a small model between frozen ones, its own.
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """The training loop of every run: :func:`setup` builds a trainer from its :class:`Spec`,
 :func:`train` trains it, and one optimizer step is :func:`step`, read in one screen.
 
-A study plugs in its :class:`~.recipe.Recipe` (what it gives: :mod:`.recipe`), nothing else
-(the next-token recipe by default). One process trains whole weights (16-bit weights
-with fp32 masters where ``master_weights`` resolves on: :class:`~.optim.MasterWeightsOptimizer`);
-N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.saving`; one run
-start to end (resume, the stop rules' outcome, the final save, the summary): :mod:`.driver`.
+A study plugs in its :class:`~.recipe.Recipe`, nothing else. One process trains whole weights
+(fp32 masters of 16-bit ones where ``master_weights`` resolves on); N processes take a
+data-parallel recipe (:data:`~.memory.RECIPES`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``pretrain``: a fresh tiny causal LM trained on a text corpus, the one pretraining of both
-studies (the mask study's embedded model, the bridge's two models). A study brings what differs:
-the model's transformers config, its tokenizer, and the run (:class:`~.driver.TrainRun`: its
-recipe with its params, keys and record); the corpus's blocks, the held-out split, the model's build
-and the training are this module's."""
+studies. A study brings the model's config, its tokenizer and the run
+(:class:`~.driver.TrainRun`); the corpus's blocks, the held-out split, the model's build and the
+training are this module's.
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
 """What a study gives the training core: one :class:`Recipe`, whose methods the loop
-(:mod:`.loop`) and the run driver (:mod:`.driver`) call with no branch on the study: a step's
-examples and micro-batches, its share of the step's loss, its tokens, what a logging step logs
-besides the loop's, its optimizer and precision (from its own params, which give the loop its
-:class:`~.params.LoopParams`), and its :class:`Evaluation` (with the state a checkpoint
-carries). :class:`Recipe` itself is the next-token recipe; a study refines it by subclassing
-(a mask policy: its forward and packed rows; a translator between frozen models: its loss,
-data order, optimizer and evaluation).
+(:mod:`.loop`) and the run driver (:mod:`.driver`) call with no branch on the study.
+:class:`Recipe` itself is the next-token recipe; a study refines it by subclassing.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Which training checkpoint a rerun resumes from: only one of the same run, by content, whose
 files match their manifest (:mod:`ablate.core.outputs.checkpoint_integrity`).
 
-"The same run" is :func:`resume_identity`: the run key (the config its caller names), the content
-of its inputs (a changed base model or data file at the same path is another run: its checkpoints
-were trained on other inputs), the code that ran (:func:`loaded_code`) and the installed
-packages. Any difference: the folder
-is removed and the run starts fresh, saying in one line what changed (:func:`prepare_resume`).
+"The same run" (:func:`resume_identity`) includes the content of its inputs and the code it
+imported: a changed base model or data file at the same path is another run. Any difference: the
+folder is removed and the run starts fresh, saying in one line what changed.
 """
 
 from __future__ import annotations

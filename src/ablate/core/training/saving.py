@@ -2,17 +2,10 @@
 for bit) and its final weights (the files' integrity:
 :mod:`ablate.core.outputs.checkpoint_integrity`).
 
-``checkpoint-N`` of one process holds the weights (``model.safetensors``), the optimizer state
-(``optimizer.pt``: the fp32 masters with it), the schedule (``scheduler.pt``), the RNG state
-(``rng_state.pth``) and the loop's state (``loop_state.json``: step, tokens, log history, a study
-evaluation's plain values; its tensors, e.g. a best state kept for restoring, in
-``evaluation.pt``). A sharded run writes weights and optimizer state as
-torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_checkpoint`), one of
-sharded masters or replicated (DDP) process 0's copy in the one-process format (sharded masters
-gathered there); with N processes each writes its own RNG file. Every file loads without unpickling
-code (``weights_only=True``, safetensors, JSON). The hash manifest and the completion marker come
-last (:func:`ablate.core.outputs.checkpoint_integrity.mark_complete`); the oldest complete
-checkpoints beyond ``save_total_limit`` are then removed.
+Every file loads without unpickling code (``weights_only=True``, safetensors, JSON), and each is
+read and checked before anything of it goes into the trainer. A sharded run writes weights and
+optimizer state as torch.distributed.checkpoint shards; one RNG file per process when N > 1. The
+hash manifest and the completion marker come last.
 """
 
 from __future__ import annotations

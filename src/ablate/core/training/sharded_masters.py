@@ -2,28 +2,13 @@
 (16-bit weights, fp32 masters stepped by any torch optimizer) with the fp32 masters and the
 optimizer's state sharded over the N processes, each owning whole parameters (ZeRO stage 1).
 
-Each process holds the whole 16-bit model and runs the one-GPU forward and backward on its share
-of the step's examples; each backward adds every gradient into a flat fp32 buffer on the device
-(a post-accumulate hook, which frees the 16-bit gradient, as
-:class:`~ablate.core.training.optim.MasterWeightsOptimizer`'s hooks do). The parameters are cut
-into buckets (:func:`_cut`: about :data:`_BUCKETS`, in the backward's order, the reverse of the
-model's). In the step's last backward (the loop's :meth:`ShardedMastersOptimizer.reducing`), a
-bucket's reduce-scatter starts as soon as its last gradient is in, while the backward goes on
-through the earlier layers (each process receives the summed gradients of the parameters it owns);
-a bucket not complete by the backward's end (a weight that got no gradient) is reduced when the
-gradients are first read. The inner optimizer steps the owned masters and writes their 16-bit
-weights, and one all-gather per bucket gives every process every updated weight. Whole parameters
-per process: an optimizer whose statistics span a parameter (Adafactor's factored moments) steps
-exactly as on one GPU, compiled, with no collective of its own. The gradient norm of the clip is
-one all-reduce of a scalar.
-
-The updated weights and the gradients live in two flat buffers laid out by bucket, each bucket by
-owner (each process's parameters of the bucket, its part padded to the bucket's largest), so every
-collective runs in place on one slice; the gathered weights are then copied into the model's
-(which keep their own storage: safetensors saves and loads no view of a larger one). Its
-state_dict (a collective) is the one-GPU optimizer's: every master and the inner state of every
-parameter, gathered on process 0, so a checkpoint resumes on any number of processes, one
-included.
+Whole parameters per process, so an optimizer whose statistics span a parameter (Adafactor's
+factored moments) steps exactly as on one GPU, with no collective of its own. The gradients are
+reduce-scattered in buckets, each started in the step's last backward once its gradients are in;
+the buckets, the tied embeddings' bucket alone and the collectives per step: docs/training.md
+("sharded_masters"). The model's weights keep their own storage (safetensors saves and loads no
+view of a larger one). Its state_dict is the one-GPU optimizer's, gathered on process 0, so a
+checkpoint resumes on any number of processes.
 """
 
 from __future__ import annotations

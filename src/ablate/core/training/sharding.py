@@ -1,23 +1,9 @@
 """Sharded data parallelism (torch FSDP2) of a causal LM: the recipe of a run in N > 1 processes.
 
-:func:`shard` applies ``fully_shard`` to each decoder layer and to the root with a mixed-precision
-policy: fp32 parameters, sharded over the processes (they ARE the master weights: each process
-keeps and steps 1/N of them), all-gathered in the compute dtype (bf16 when ``bf16`` is on) for the
-forward and backward, gradients reduce-scattered in fp32. No autocast: the policy casts. The
-optimizer steps the local shards (:class:`~ablate.core.training.adafactor.FusedAdafactor` reduces
-the statistics that span shards). One process keeps the bf16-weights + fp32-masters path of
-:mod:`~ablate.core.training.optim` (faster there: docs/training.md).
-
-A checkpoint of a sharded run (:func:`save_checkpoint`) holds the fp32 weights and the optimizer
-state as torch.distributed.checkpoint shards (:data:`SHARDS_DIR`, each process writes its own
-rows); the schedule, the per-process RNG states and the loop's state are beside them
-(:mod:`~ablate.core.training.saving`). Resuming loads them back into the sharded model and
-optimizer (:func:`load_model`, :func:`load_optimizer`), the index ``.metadata`` through
-:class:`MetadataReader` (no arbitrary unpickling of a file that may come from another host).
-
-The fast head (:func:`~ablate.core.training.loss.loss_sum`) calls the decoder and the lm_head
-itself, not ``model.forward``: :func:`gathered` runs it as a forward of the root, so the root's
-weights are gathered around it.
+fp32 parameters sharded over the processes (they are the master weights), all-gathered in the
+compute dtype for the forward and backward, gradients reduce-scattered in fp32; no autocast
+(docs/training.md, "sharded_weights"). A checkpoint's index ``.metadata`` loads through
+:class:`MetadataReader`: no arbitrary unpickling of a file that may come from another host.
 """
 
 from __future__ import annotations

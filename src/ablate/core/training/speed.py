@@ -3,12 +3,9 @@ layout the GPU's kernels are fast in (the same math); on CUDA only, the fused op
 (the same update, other rounding) and TF32 tensor-core matmuls for weights kept in fp32 (a
 precision change: inputs rounded to a 10-bit mantissa). The CPU's numbers stay as they were.
 
-``compile_layers: true`` compiles each decoder layer in place (``nn.Module.compile``, the regional
-compilation torchtune and the PyTorch recipes use): parameter names, the state_dict, checkpoints
-and the loss's fast head (which calls the decoder body directly) stay as they are, and
-one compiled graph serves every layer. Inductor fuses the norms, the rotary embedding, SiLU x up
-and the bf16/fp32 casts around them; on an H100 the 3.4 B step at fixed 1024-token rows went from
-0.234 to 0.185 s (bench/results/mfu_h100.md).
+``compile_layers`` compiles each decoder layer in place (``nn.Module.compile``): parameter names,
+the state_dict, checkpoints and the fast head stay as they are, and one graph serves every layer
+(its gain: bench/results/mfu_h100.md).
 """
 
 from __future__ import annotations
