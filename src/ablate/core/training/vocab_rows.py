@@ -75,9 +75,8 @@ class Rows:
     @contextlib.contextmanager
     def whole(self) -> Iterator[None]:
         """The model's own table, whole, with the rows trained written into it (for the final
-        save); then the cut again: what the run's steps trained, so that a checkpoint saved
-        after (the finished training kept after a late signal) holds the table as a rerun,
-        which cuts it before it resumes, holds it."""
+        save); then the cut again, so that a checkpoint saved after holds the table as a rerun
+        holds it."""
         with torch.no_grad():
             self.embedding.to(self.weight.device)  # the model may have moved since the cut
             self.embedding.weight[self.ids] = self.weight.to(self.embedding.weight.dtype)
@@ -107,8 +106,8 @@ def why_not(model, params: TrainParams) -> str | None:
 
 
 def cut(model, ids: Iterable[int], extra: Iterable[int | None] = ()) -> Rows:
-    """``model``'s tied table cut to the rows ``ids`` and ``extra`` (e.g. the padding id the
-    collator writes); for a run :func:`why_not` finds nothing against."""
+    """``model``'s tied table cut to the rows ``ids`` and ``extra`` (e.g. the collator's padding
+    id)."""
     keep = set(int(i) for i in ids) | {int(i) for i in extra if i is not None}
     pad = model.get_input_embeddings().padding_idx
     if pad is not None:

@@ -55,8 +55,8 @@ def stall_bound(params: LoopParams, step_times: list[float]) -> tuple[float, str
 
 
 def _fault_file() -> Any:
-    """Where faulthandler writes: stderr, or the process's original stderr where sys.stderr is a
-    stream without a file descriptor (a test's captured output, a notebook)."""
+    """stderr, or the original stderr where sys.stderr has no file descriptor (faulthandler needs
+    one)."""
     try:
         sys.stderr.fileno()
         return sys.stderr
@@ -65,8 +65,7 @@ def _fault_file() -> Any:
 
 
 class StallWatchdog:
-    """Ends the process when no training progress came for the bound (module doc): the loop calls
-    :meth:`start`, :meth:`progress` after each step and evaluation batch, and :meth:`stop`."""
+    """Ends the process when no training progress (:meth:`progress`) came for the bound."""
 
     def __init__(self, params: LoopParams, step_times: list[float], label: str):
         self.params, self.step_times, self.label = params, step_times, label
