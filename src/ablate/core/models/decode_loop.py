@@ -36,13 +36,10 @@ def _step_fn(model):
 
 
 def cache(model, rows: int, cache_len: int):
-    """``model``'s static KV cache of ``rows`` x ``cache_len`` slots, zeroed (transformers'
-    ``StaticCache.reset``). One is kept per model, for the last shape asked, because torch's
-    CUDA graphs of the compiled step read the cache where it was when they were recorded: a new
-    cache (transformers' ``generate`` allocates one each call) that the allocator places
-    elsewhere, after other work in between, has torch synchronise and record the step's graph
-    again inside the call: 21-35 ms of a 1.4 s call at batch 64 on an H100
-    (bench/results/bridge_speed_h100.md, section 9). :func:`release` frees it."""
+    """``model``'s static KV cache of ``rows`` x ``cache_len`` slots, zeroed. One is kept per
+    model, for the last shape asked: the compiled step's CUDA graphs read the cache where it was
+    when they were recorded, and a cache placed elsewhere has torch record them again
+    (bench/results/bridge_speed_h100.md, section 9)."""
     from transformers import StaticCache
 
     shape = (rows, cache_len, model.dtype, model.device)
@@ -57,16 +54,13 @@ def cache(model, rows: int, cache_len: int):
 
 
 def release(model) -> None:
-    """Free ``model``'s kept KV cache (:func:`cache`), e.g. before training resumes after an
-    evaluation; the next decode allocates one again."""
+    """Free ``model``'s kept KV cache (:func:`cache`)."""
     _CACHES.pop(model, None)
 
 
 def _repetition(scores: torch.Tensor, tokens: torch.Tensor, t: int, penalty: float) -> torch.Tensor:
     """transformers' RepetitionPenaltyLogitsProcessor, in place, over the ``t`` tokens generated so
-    far (of the [B, max_new] ``tokens``): its own gather, ``where`` and scatter of those columns,
-    so a step touches t columns of a row, not all V (at batch 64 a dense pass over [B, V] moved
-    ~0.4 GB a step)."""
+    far: a gather and scatter of those columns, not a dense pass over [B, V]."""
     if t == 0:
         return scores
     seen = tokens[:, :t]
@@ -76,10 +70,9 @@ def _repetition(scores: torch.Tensor, tokens: torch.Tensor, t: int, penalty: flo
 
 
 def ngram_followers(tokens: torch.Tensor, t: int, n: int):
-    """(next, match) over the ``t`` tokens generated so far (of the [B, max_new] ``tokens``):
-    ``next`` [B, t - n + 1] the token after each n-1 tokens, ``match`` whether those n-1 tokens
-    are the last n-1, so ``next`` would repeat an n-gram (transformers' NoRepeatNGram rule);
-    None before the first whole n-gram."""
+    """(next, match) over the ``t`` tokens generated so far: ``next`` the token after each n-1
+    tokens, ``match`` whether those are the last n-1, so ``next`` would repeat an n-gram; None
+    before the first whole n-gram."""
     if t + 1 < n:
         return None
     seq = tokens[:, :t]
@@ -92,11 +85,9 @@ def ngram_followers(tokens: torch.Tensor, t: int, n: int):
 
 
 def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
-    """transformers' NoRepeatNGramLogitsProcessor, in place, over the ``t`` tokens generated so far
-    (of the [B, max_new] ``tokens``): a token that would repeat an n-gram of them is -inf. The
-    ban is a scatter of min(score, -inf) at the banned tokens and min(score, +inf) elsewhere, so
-    a token that follows several n-grams, banned by one and not another, is banned whatever order
-    the scatter takes them in."""
+    """transformers' NoRepeatNGramLogitsProcessor, in place, over the ``t`` tokens generated so
+    far. A scatter of min(score, -inf) at banned tokens and min(score, +inf) elsewhere, so a token
+    banned by one n-gram and not another is banned whatever order the scatter takes."""
     followers = ngram_followers(tokens, t, n)
     if followers is None:
         return scores
@@ -107,9 +98,8 @@ def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def prefill(model, embeds, mask, steps: int, cache_len: int):
-    """The prompts' forward before ``steps`` decode steps: (the kept KV cache (:func:`cache`),
-    the [B, cache length] attention mask with the prompts' columns set, the prompts' position
-    ids, the last position's logits as an fp32 copy)."""
+    """The prompts' forward before ``steps`` decode steps: (the KV cache, the [B, cache length]
+    mask, the prompts' position ids, the last position's logits as an fp32 copy)."""
     b, width = mask.shape
     dev = embeds.device
     cache_len = max(cache_len, width + steps)
@@ -131,10 +121,8 @@ def prefill(model, embeds, mask, steps: int, cache_len: int):
 
 @torch.no_grad()
 def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> torch.Tensor:
-    """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings
-    ``embeds`` [B, T, d] with ``mask`` [B, T]: the tokens of transformers' greedy ``generate``
-    with a static cache of ``cache_len`` and ``hygiene`` (``repetition_penalty`` and
-    ``no_repeat_ngram_size``, or None), pad after each row's EOS."""
+    """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings: the
+    tokens of transformers' greedy ``generate`` with ``hygiene`` (or None), pad after EOS."""
     b, width = mask.shape
     dev, steps = embeds.device, dec.max_new_tokens
     # the logits are a copy: the hygiene writes in place
