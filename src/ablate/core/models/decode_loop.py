@@ -2,11 +2,9 @@
 host work per step (:func:`ablate.core.models.generation.generate` runs it for embedding prompts
 with the static cache).
 
-At batch 1 transformers' loop is bound by the host (bench/results/bridge_speed_h100.md). Here
-every step stays on the device with the same shapes, and the host asks whether every row has
-stopped once per :data:`CHECK_EVERY` steps; tokens past a row's EOS are the pad token, as
-transformers writes them. The step is ``model.forward`` compiled with CUDA graphs on CUDA, eager
-elsewhere.
+At batch 1 transformers' loop is bound by the host (bench/results/bridge_speed_h100.md): here
+every step stays on the device with the same shapes, and the host checks for the rows' stop once
+per :data:`CHECK_EVERY` steps.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """The one generation engine: batched greedy decoding of many prompts through transformers' generate.
 
-Knows no study. A prompt is a 1-D tensor of token ids or a 2-D tensor of input embeddings
-``[T, d]``; :func:`generate` returns each prompt's new token ids, up to and including its first
-EOS, in the callers' order. Prompts are batched by length and left-padded (transformers derives
-the position ids from the mask). On the CPU a batch holds one length only
-(:func:`exact_lengths`): left padding moves attention's rounding by an ulp, which flips near-ties
-of greedy decoding. On CUDA, up to :data:`STATIC_MAX_BATCH` rows, a static KV cache sized once
-per call and batches filled to one row count, so the decode step compiles once per shape.
-
-transformers' ``generate`` decodes every batch but static-cache embedding prompts
-(:mod:`.decode_loop`): it is what the study ran before (the same greedy step and hygiene
-processors, token for token).
+Knows no study. A prompt is a 1-D tensor of token ids or a 2-D tensor of input embeddings; each
+prompt's new tokens come back up to its first EOS, in the callers' order. Prompts are batched by
+length and left-padded; on the CPU a batch holds one length only: left padding moves attention's
+rounding by an ulp, which flips near-ties of greedy decoding. On CUDA, up to
+:data:`STATIC_MAX_BATCH` rows, a static KV cache and batches of one row count, so the decode step
+compiles once per shape. transformers' ``generate`` is what the study ran before, token for token.
 """
 
 from __future__ import annotations
@@ -241,8 +236,6 @@ def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int
     out: list[list[int] | None] = [None] * len(prompts)
     if not prompts:
         return []
-    # the static path keeps a compiled step per shape: torch's default limit of 8 would send the
-    # rest to eager; raised while this decodes, restored after
     static = uses_static(model, dec)
     limit = (
         pytorch.recompile_limit_at_least(RECOMPILE_LIMIT) if static else contextlib.nullcontext()

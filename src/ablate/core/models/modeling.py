@@ -91,12 +91,9 @@ def load_causal_lm(
     config_check: Callable[[Any, str], None] | None = None,
 ):
     """Load a causal LM (or the text half of a Mistral3 VLM) from a local dir or hub id.
-
-    ``verify``: a local checkpoint's hash manifest is checked, so a damaged one fails here, not
-    as garbage scores later. ``config_check(config, attn_implementation)`` sees the model's
-    config (a local folder's config.json as a dict, else the transformers config) before any
-    weight file is read, and raises to refuse the model.
-    """
+    ``verify``: a local checkpoint's hash manifest is checked, so a damaged one fails here.
+    ``config_check(config, attn_implementation)`` sees the config (a local folder's as a dict)
+    before any weight file is read, and raises to refuse the model."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if isinstance(dtype, str):

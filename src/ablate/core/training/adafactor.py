@@ -1,21 +1,16 @@
 """HF Adafactor's update as torch.compile'd functions, one call per group of like parameters.
 
-HF's ``Adafactor`` runs ~10 full-tensor fp32 passes per parameter in a Python loop, plus the
-loop's clip as a separate pass: with few tokens per step that fixed cost dominates.
-:class:`FusedAdafactor` computes the same update for the options ``optim: adafactor`` sets, fused
-by inductor, and takes the clip factor as the AMP ``grad_scale`` divisor as torch's fused
-optimizers do. Its state has HF's layout, so either loads the other's state dict (``RMS`` is kept,
-not recomputed: HF reads it only with ``scale_parameter``). Equivalence:
-tests/core/training/test_adafactor.py.
-
-A parameter sharded on dim 0 (FSDP2) steps its local rows; the statistics that span dim 0 are
-summed over the shards in one all-reduce per phase (two a step), so every process computes the
-unsharded update of its rows. Its state is sharded like it, so torch.distributed.checkpoint
-saves every process's rows.
+HF's loop runs ~10 fp32 passes per parameter plus the clip's: with few tokens per step that fixed
+cost dominates. :class:`FusedAdafactor` computes the same update (``optim: adafactor``'s options)
+fused, the clip factor taken as the AMP ``grad_scale`` divisor; its state has HF's layout, so
+either loads the other's (tests/core/training/test_adafactor.py). A parameter sharded on dim 0
+(FSDP2) steps its local rows, the statistics that span dim 0 summed over the shards, so every
+process computes the unsharded update of its rows.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import NamedTuple
@@ -176,8 +171,7 @@ _EAGER = {
     "vector_sumsq": _vector_sumsq_many,
     "vector_apply": _vector_apply_many,
 }
-# compiled once per process and shared, by (name, dynamic); each call length (and dtype) compiles
-# once
+# compiled once per process, by (name, dynamic)
 _compiled: dict[tuple[str, bool | None], object] = {}
 _RECOMPILE_LIMIT = 64
 
@@ -206,15 +200,10 @@ def _run(name: str, dynamic: bool | None, *args):
 @pytorch.takes_grad_scale_class  # MasterWeightsOptimizer.clip_ hands the clip as grad_scale
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
-    (``optim: adafactor``) with a fused, grouped step; fp32 parameters only.
-
-    ``grads`` (parameter -> gradient, possibly the model's 16-bit one, for a parameter without
-    ``.grad``) and ``mirrors`` (parameter -> the 16-bit weight its new value is also written to)
-    save the masters' optimizer passes over the masters.
-
-    ``group_size``: parameters of one shape per compiled call at most; ``dynamic``:
-    torch.compile's. The defaults compile one graph per call length, whatever the shapes, and
-    were the fastest measured (bench/results/bench_optimizer_h100.md)."""
+    with a fused, grouped step; fp32 parameters only. ``grads`` (a parameter's gradient where it
+    has no ``.grad``, possibly 16-bit) and ``mirrors`` (the 16-bit weight its new value is also
+    written to) save passes over the masters. ``group_size`` and ``dynamic``: the fastest
+    measured (bench/results/bench_optimizer_h100.md)."""
 
     takes_low_precision_grads = True  # and its gradients as ``grads``, uncast
 
@@ -411,11 +400,7 @@ def _to_device(values: list[float], device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-_ones: dict = {}
-
-
+@functools.cache
 def _one(device: torch.device) -> torch.Tensor:
     """A cached 1.0 on ``device``: the divisor when no clip is pending."""
-    if device not in _ones:
-        _ones[device] = torch.ones((), dtype=torch.float32, device=device)
-    return _ones[device]
+    return torch.ones((), dtype=torch.float32, device=device)

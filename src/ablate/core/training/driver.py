@@ -39,12 +39,10 @@ def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
 
 @dataclass(frozen=True)
 class TrainRun:
-    """One training run as :func:`drive` takes it, so the summary is written from the same facts
-    on every path; a study with outputs of its own overrides :meth:`write` and
-    :meth:`record_failure`. ``run_key`` and ``inputs`` (by content): a checkpoint resumes only a
-    run of the same ones; ``config_slice`` None: ``{**record, "params": params}``; ``record``:
-    written into the summary and the final manifest. ``tokenizer`` and ``rows`` (the table cut
-    by ``loss_vocab: corpus``) are set by :func:`train_run`."""
+    """One training run as :func:`drive` takes it; a study with outputs of its own overrides
+    :meth:`write` and :meth:`record_failure`. A checkpoint resumes only a run of the same
+    ``run_key`` and ``inputs`` (by content); ``record``: written into the summary and the final
+    manifest; ``tokenizer`` and ``rows`` are set by :func:`train_run`."""
 
     kind: str
     recipe: Recipe

@@ -32,18 +32,8 @@ def check_logged_stop(entry: dict[str, Any]) -> None:
 
 
 class StopRules:
-    """Stop rules, each recorded as ``{"reason", "step", "detail"}``.
-
-    - ``no_learning``: at the first train-loss log at or after ``no_learning_steps``, the gain over
-      the first logged loss is below ``no_learning_min_gain``.
-    - ``plateau``: ``plateau_patience`` evaluations in a row without eval loss improving on the best
-      by more than ``plateau_min_delta``, once ``global_step >= plateau_min_steps``.
-    - ``nonfinite``: a non-finite train loss (any micro-batch's: :meth:`nonfinite`) or eval loss.
-      Nothing is saved or evaluated after it; the caller restores the last complete checkpoint.
-
-    A study's own evaluation brings its stop rule, logged (:meth:`observe_evaluation`). A resumed
-    run rebuilds the state from its log history (:meth:`replay`), so a stopped run stays stopped.
-    """
+    """Stop rules (docs/training.md, "Stop rules"), each recorded as ``{"reason", "step",
+    "detail"}``; a resumed run rebuilds their state from its log history (:meth:`replay`)."""
 
     def __init__(self, params: LoopParams):
         self.p = params
@@ -58,7 +48,6 @@ class StopRules:
         self.bad_evals = 0
         self._micro: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet read on the host
 
-    # -- rule logic on plain numbers (unit-tested with fake logs)
     def observe_train_loss(self, step: int, loss: float) -> dict | None:
         if not math.isfinite(loss):
             return self._set("nonfinite", step, {"what": "train_loss", "value": str(loss)})

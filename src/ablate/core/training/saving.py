@@ -2,10 +2,8 @@
 for bit) and its final weights (the files' integrity:
 :mod:`ablate.core.outputs.checkpoint_integrity`).
 
-Every file loads without unpickling code (``weights_only=True``, safetensors, JSON), and each is
-read and checked before anything of it goes into the trainer. A sharded run writes weights and
-optimizer state as torch.distributed.checkpoint shards; one RNG file per process when N > 1. The
-hash manifest and the completion marker come last.
+Every file loads without unpickling code (``weights_only=True``, safetensors, JSON), each read
+and checked before anything of it goes into the trainer.
 """
 
 from __future__ import annotations
@@ -438,11 +436,9 @@ def resume_from(
     load: Callable[[Path], _T],
 ) -> tuple[Path | None, _T | None]:
     """The newest checkpoint of the same run loaded by ``load``, and what ``load`` returned;
-    (None, None): a fresh start.
-
-    Whatever ``load`` raises in any process, the checkpoint is set aside and the one before it
-    tried. When one that may have gone in part was not overwritten by an older one, the run
-    stops (:class:`PartlyLoaded`): a fresh start from this trainer would not be fresh."""
+    (None, None): a fresh start. Whatever ``load`` raises in any process, the checkpoint is set
+    aside and the one before it tried; when one may have gone in part and no older one loaded
+    over it, the run stops (:class:`PartlyLoaded`)."""
     touched = False
     while (ckpt := resume.resume_point(ckpt_dir, run_key, inputs)) is not None:
         try:

@@ -2,13 +2,9 @@
 (16-bit weights, fp32 masters stepped by any torch optimizer) with the fp32 masters and the
 optimizer's state sharded over the N processes, each owning whole parameters (ZeRO stage 1).
 
-Whole parameters per process, so an optimizer whose statistics span a parameter (Adafactor's
-factored moments) steps exactly as on one GPU, with no collective of its own. The gradients are
-reduce-scattered in buckets, each started in the step's last backward once its gradients are in;
-the buckets, the tied embeddings' bucket alone and the collectives per step: docs/training.md
-("sharded_masters"). The model's weights keep their own storage (safetensors saves and loads no
-view of a larger one). Its state_dict is the one-GPU optimizer's, gathered on process 0, so a
-checkpoint resumes on any number of processes.
+Whole parameters, so an optimizer whose statistics span one (Adafactor's) steps exactly as on one
+GPU. Buckets and collectives: docs/training.md ("sharded_masters"). Its state_dict is the one-GPU
+optimizer's, so a checkpoint resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -204,8 +200,6 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         # where the updated 16-bit weights go: the owner's part of the flat buffer
         self.targets = [self.slots[i] for i in self.mine]
         self._wrap(inner_cls(master_groups, **inner_kwargs), self.targets)
-        self._low = False
-        self._grads = []
         self._grad_scale = None
 
     def _slot(self, flat: torch.Tensor, i: int, like: torch.Tensor) -> torch.Tensor:

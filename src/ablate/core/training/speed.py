@@ -2,10 +2,6 @@
 layout the GPU's kernels are fast in (the same math); on CUDA only, the fused optimizer kernel
 (the same update, other rounding) and TF32 tensor-core matmuls for weights kept in fp32 (a
 precision change: inputs rounded to a 10-bit mantissa). The CPU's numbers stay as they were.
-
-``compile_layers`` compiles each decoder layer in place (``nn.Module.compile``): parameter names,
-the state_dict, checkpoints and the fast head stay as they are, and one graph serves every layer
-(its gain: bench/results/mfu_h100.md).
 """
 
 from __future__ import annotations

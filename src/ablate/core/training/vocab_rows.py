@@ -1,14 +1,11 @@
 """A run with ``loss_vocab: corpus`` trains only the rows of a tied embedding its data uses.
 
-Every other row gets gradient 0, which an elementwise optimizer without weight decay turns into
-an update of exactly 0, yet a step over the whole table costs about half a CPU pretraining step
-(bench/results/first_run_cpu.md). :func:`cut` puts a parameter of the used rows in the table's
-place. The weights equal those of the whole table bit for bit on the CPU
-(tests/mask/test_training.py): each row's gradient sums the same terms in the same order, and
-the clip's norm adds the same squares in the same vector lanes because a row of d floats (d a
-multiple of 16) fills whole vectors; on a GPU the clip factor can differ in its last bit.
-Nothing is cut where other rows would move or the table is not the weights saved
-(:func:`why_not`).
+The other rows get gradient 0 (an update of exactly 0 by an elementwise optimizer without weight
+decay), yet a step over the whole table costs about half a CPU pretraining step
+(bench/results/first_run_cpu.md). The weights equal the whole table's bit for bit on the CPU
+(tests/mask/test_training.py): the clip's norm adds the same squares in the same vector lanes
+because a row of d floats (d a multiple of 16) fills whole vectors; on a GPU the clip factor can
+differ in its last bit.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Stall watchdog: a training job whose steps stop (an NCCL or data-loader hang, a deadlock) is
 failed within a bound instead of holding its GPU, and billing, until someone looks.
 
-It runs in the job itself, so it applies locally, under SLURM (whose ``runtime`` bounds only the
-whole job) and on Vast (whose executor polls a live process forever). It exits with
-:data:`STALL_EXIT` so that Snakemake's ``retries`` rerun the job from its last checkpoint. A hang
-that holds the GIL stops this thread too: ``faulthandler``, which needs no GIL, is armed at 1.5 x
-the bound (:func:`stall_bound`; docs/training.md, ``stall_s``).
+It runs in the job itself, so it applies locally, under SLURM and on Vast; :data:`STALL_EXIT`
+has Snakemake's ``retries`` rerun the job from its last checkpoint. A hang that holds the GIL
+stops this thread too: ``faulthandler``, which needs no GIL, is armed at 1.5 x the bound.
 """
 
 from __future__ import annotations
