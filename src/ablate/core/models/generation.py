@@ -106,7 +106,6 @@ def _contiguous_input(module, args):
     # eager only: a compiled step lays its tensors out itself, and keeps the graph it had
     if not torch.compiler.is_compiling():
         return (args[0].contiguous(), *args[1:])
-    return None
 
 
 def contiguous_head(model) -> None:

@@ -9,6 +9,7 @@ data-parallel recipe (:data:`~.memory.RECIPES`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -141,10 +142,8 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Trainer:
     model.train()
     optimizer, scheduler = spec.recipe.optimizer(model, layout=recipe, sharded=sharded)
     device_type = next(model.parameters()).device.type
-
-    def autocast():
-        on = bf16 and not sharded
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=on)
+    on = bf16 and not sharded
+    autocast = functools.partial(torch.autocast, device_type, dtype=torch.bfloat16, enabled=on)
 
     share, micro = shares(p.batch_size, p.grad_accum, parallel.world_size())
     if len(train_dataset) == 0:

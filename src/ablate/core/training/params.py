@@ -81,11 +81,10 @@ class LoopParams:
     @classmethod
     def optional(cls) -> set[str]:
         """The keys that may be absent: those with a default here (None)."""
-        return {
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.name not in cls.NOT_KEYS and f.default is not dataclasses.MISSING
+        defaulted = {
+            f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
         }
+        return defaulted - cls.NOT_KEYS
 
     @classmethod
     def _from_checked(cls: type[_T], params: dict[str, Any]) -> _T:

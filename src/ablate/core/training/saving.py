@@ -180,15 +180,12 @@ def _schedule(path: Path, own: dict[str, Any]) -> dict:
     for key in sorted(set(own) | set(got)):
         mine, theirs = own.get(key), got.get(key)
         if key not in got or key not in own or type(mine) is not type(theirs):
-            raise UnreadableCheckpoint(
-                f"{path} does not fit this run's schedule ({key}: {type(theirs).__name__} in the "
-                f"file, {type(mine).__name__} in the schedule)"
-            )
-        if isinstance(mine, list) and len(mine) != len(theirs):
-            raise UnreadableCheckpoint(
-                f"{path} does not fit this run's schedule ({key}: {len(theirs)} values in the "
-                f"file, {len(mine)} in the schedule)"
-            )
+            why = f"{type(theirs).__name__} in the file, {type(mine).__name__} in the schedule"
+        elif isinstance(mine, list) and len(mine) != len(theirs):
+            why = f"{len(theirs)} values in the file, {len(mine)} in the schedule"
+        else:
+            continue
+        raise UnreadableCheckpoint(f"{path} does not fit this run's schedule ({key}: {why})")
     return got
 
 
