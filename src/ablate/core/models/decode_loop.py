@@ -34,9 +34,8 @@ def _step_fn(model):
 
 
 def cache(model, rows: int, cache_len: int):
-    """``model``'s static KV cache of ``rows`` x ``cache_len`` slots, zeroed. One is kept per
-    model, for the last shape asked: the compiled step's CUDA graphs read the cache where it was
-    when they were recorded, and a cache placed elsewhere has torch record them again
+    """``model``'s static KV cache of ``rows`` x ``cache_len`` slots, zeroed, kept for the last
+    shape: the compiled step's CUDA graphs read it where it was when they were recorded
     (bench/results/bridge_speed_h100.md, section 9)."""
     from transformers import StaticCache
 
@@ -68,9 +67,8 @@ def _repetition(scores: torch.Tensor, tokens: torch.Tensor, t: int, penalty: flo
 
 
 def ngram_followers(tokens: torch.Tensor, t: int, n: int):
-    """(next, match) over the ``t`` tokens generated so far: ``next`` the token after each n-1
-    tokens, ``match`` whether those are the last n-1, so ``next`` would repeat an n-gram; None
-    before the first whole n-gram."""
+    """(the token after each n-1 of the ``t`` generated so far, whether those are the last n-1:
+    it would repeat an n-gram); None before the first whole n-gram."""
     if t + 1 < n:
         return None
     seq = tokens[:, :t]

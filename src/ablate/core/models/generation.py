@@ -109,11 +109,10 @@ def _contiguous_input(module, args):
 
 
 def contiguous_head(model) -> None:
-    """Work around a transformers/torch slowdown (tests/core/test_upstream_transformers.py shows
-    it): given ``logits_to_keep`` a causal LM passes its head a non-contiguous view, which
-    torch's matmul runs, for a frozen weight, as a bmm over B copies of it
-    (bench/results/bridge_speed_h100.md, section 8). A pre-hook makes the input contiguous. Only
-    on CUDA: the CPU's embedded items keep their kernels (and so their tokens)."""
+    """Work around a transformers/torch slowdown (tests/core/test_upstream_transformers.py): a
+    frozen head given a non-contiguous view runs as a bmm over B copies of its weight
+    (bench/results/bridge_speed_h100.md, section 8). Only on CUDA: the CPU's embedded items keep
+    their kernels (and so their tokens)."""
     head = model.get_output_embeddings()
     if head is None or model.device.type != "cuda":
         return
@@ -172,10 +171,9 @@ def trim(row: list[int], eos_token_id: int | None) -> list[int]:
 
 @torch.no_grad()
 def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
-    """New tokens [B, N] (N <= max_new_tokens) of a padded batch: embedding prompts with the
-    static cache through :mod:`ablate.core.models.decode_loop` (token-identical to transformers'
-    ``generate``, faster: bench/results/bridge_speed_h100.md, section 5), the rest through
-    :func:`transformers_batch`."""
+    """New tokens [B, N] of a padded batch: embedding prompts with the static cache through
+    :mod:`.decode_loop` (token-identical, faster: bench/results/bridge_speed_h100.md, section
+    5), the rest through :func:`transformers_batch`."""
     if batch.dim() == 3 and "max_cache_len" in extra:
         contiguous_head(model)
         hygiene = _HYGIENE if dec.hygiene else None

@@ -200,10 +200,9 @@ def _run(name: str, dynamic: bool | None, *args):
 @pytorch.takes_grad_scale_class  # MasterWeightsOptimizer.clip_ hands the clip as grad_scale
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
-    with a fused, grouped step; fp32 parameters only. ``grads`` (a parameter's gradient where it
-    has no ``.grad``, possibly 16-bit) and ``mirrors`` (the 16-bit weight its new value is also
-    written to) save passes over the masters. ``group_size`` and ``dynamic``: the fastest
-    measured (bench/results/bench_optimizer_h100.md)."""
+    with a fused, grouped step; fp32 parameters only. ``grads`` (gradients of parameters without
+    ``.grad``) and ``mirrors`` (16-bit weights also written) save passes over the masters; the
+    defaults of ``group_size`` and ``dynamic``: bench/results/bench_optimizer_h100.md."""
 
     takes_low_precision_grads = True  # and its gradients as ``grads``, uncast
 
@@ -320,9 +319,8 @@ class FusedAdafactor(Adafactor):
         return loss
 
     def _step_shards(self, shards: list[tuple], grad_scale) -> None:
-        """The step of every parameter sharded on dim 0, each phase a compiled call per group of
-        like shards, the cross-shard sums of all of them in one all-reduce (two a step; every
-        process lists them in parameter order, of the same sizes)."""
+        """The step of every parameter sharded on dim 0: each phase's cross-shard sums of all of
+        them in one all-reduce, listed in parameter order on every process."""
         groups = {p.device_mesh.get_group() for p, *_ in shards}
         if len(groups) != 1:
             raise RuntimeError("FusedAdafactor steps parameters sharded over one process group")
@@ -347,10 +345,8 @@ class FusedAdafactor(Adafactor):
             return _run(name, self.dynamic, *args, scale)
 
         ws, gs = [sh.w for sh in local], [sh.g for sh in local]
-        rows, cols = (
-            [sh.state.get("exp_avg_sq_row") for sh in local],
-            [sh.state.get("exp_avg_sq_col") for sh in local],
-        )
+        rows = [sh.state.get("exp_avg_sq_row") for sh in local]
+        cols = [sh.state.get("exp_avg_sq_col") for sh in local]
         sq_avgs = [sh.state.get("exp_avg_sq") for sh in local]
         # (1) the row statistics; this shard's part of the column means and of the mean row
         matrices = [i for i in range(len(local)) if local[i].matrix]

@@ -41,8 +41,7 @@ def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
 class TrainRun:
     """One training run as :func:`drive` takes it; a study with outputs of its own overrides
     :meth:`write` and :meth:`record_failure`. A checkpoint resumes only a run of the same
-    ``run_key`` and ``inputs`` (by content); ``record``: written into the summary and the final
-    manifest; ``tokenizer`` and ``rows`` are set by :func:`train_run`."""
+    ``run_key`` and ``inputs`` (by content); ``tokenizer`` and ``rows``: set by :func:`train_run`."""
 
     kind: str
     recipe: Recipe
@@ -160,9 +159,8 @@ def _train(
     phases: Phases,
     watch: interrupts.InterruptWatch,
 ) -> float | None:
-    """Train on from ``trainer``'s state unless a stop rule had already fired (``stopped``); a
-    study's own evaluation measures a fresh start's weights first (step 0: never a stop).
-    Returns the training's seconds (None when nothing trained)."""
+    """Train on unless a stop rule had already fired; a study's own evaluation measures a fresh
+    start's weights first. Returns the training's seconds (None when nothing trained)."""
     if stopped:
         return None
     with phases("train"):

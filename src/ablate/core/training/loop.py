@@ -32,9 +32,8 @@ from ablate.core.training.watchdog import StallWatchdog
 
 @dataclass(frozen=True)
 class Spec:
-    """What :func:`setup` builds a trainer from. ``reporters``: objects with ``log(step, logs,
-    tokens)``, ``begin(step)``, ``end()``; ``replicated``: N processes hold whole copies of a
-    small model (DDP) instead of a data-parallel recipe."""
+    """What :func:`setup` builds a trainer from. ``replicated``: N processes hold whole copies of
+    a small model (DDP) instead of a data-parallel recipe."""
 
     checkpoints: Path
     label: str

@@ -32,10 +32,9 @@ def head_loss_sum(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch
 
 
 def vocab_head_loss(token_ids) -> Any:
-    """A head loss whose softmax runs over ``token_ids`` only (``loss_vocab: corpus``): the
-    embedded model's corpus uses a few hundred of Tekken's 131072 ids (its speed-up:
-    bench/tools/world_search.py). A target outside them is an error, not a silent skip. The
-    loss's ``ids``: the sorted ids."""
+    """A head loss whose softmax runs over ``token_ids`` only (``loss_vocab: corpus``: the
+    embedded corpus uses a few hundred of 131072 ids); a target outside them is an error, not a
+    silent skip. The loss's ``ids``: the sorted ids."""
     ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
     on: dict = {}  # per device: the ids there
 
@@ -58,8 +57,7 @@ def vocab_head_loss(token_ids) -> Any:
 
 def share_of_mean(local_sum: torch.Tensor, global_count) -> torch.Tensor:
     """This process's share of a mean over every process's units: ``W * local_sum /
-    global_count``. The gradients are averaged over the W processes, so the average of the
-    shares is ``global_sum / global_count``, whatever each process's own count."""
+    global_count``, as the gradients are averaged over the W processes."""
     return local_sum * parallel.world_size() / global_count
 
 
@@ -81,10 +79,9 @@ def loss_sum(
     *,
     head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of next-token CE over labelled positions, their number); the forward runs with
-    ``forward_kwargs(model, batch)``. The fast head where the model allows it: the lm_head runs
-    only at labelled positions (most of its cost with a 131k vocab and response-only labels),
-    equal to the model's own loss (tests/core/training/test_loss.py)."""
+    """(sum of next-token CE over labelled positions, their number). The fast head where the
+    model allows it: the lm_head runs only at labelled positions, equal to the model's own loss
+    (tests/core/training/test_loss.py)."""
     labels = batch["labels"][:, 1:]
     bare = getattr(model, "module", model)  # the hook reads the model's config; DDP has none
     kw = forward_kwargs(bare, batch)

@@ -46,8 +46,7 @@ def build_optimizer(
     model: torch.nn.Module, p: TrainParams, *, master_weights: bool, sharded: bool
 ) -> torch.optim.Optimizer:
     """The run's optimizer: on fp32 masters of 16-bit weights (``master_weights``), else on the
-    weights themselves (a sharded model's Adafactor is :class:`FusedAdafactor`, whose
-    statistics span the shards)."""
+    weights (a sharded model's Adafactor: :class:`FusedAdafactor`, whose statistics span shards)."""
     cls, kwargs = optimizer_class(p)
     groups = decay_groups(model, p.weight_decay)
     if sharded:

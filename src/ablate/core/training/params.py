@@ -17,9 +17,8 @@ KINDS = ("finetune", "pretrain")
 
 
 def params_schema(kind: str, prefix: str = "") -> dict[str, Any]:
-    """The closed schema of a run's parameters, from the config schema: ``finetune_params`` or
-    ``pretrain_params``, or a study's extension (``prefix``: ``mask_`` reads
-    ``mask_finetune_params``)."""
+    """The closed schema of ``{prefix}{kind}_params`` (e.g. ``mask_finetune_params``), from the
+    config schema."""
     if kind not in KINDS:
         raise TrainingConfigError(f"unknown kind of run {kind!r}; choose one of {', '.join(KINDS)}")
     return {**config.subschema(f"$defs/{prefix}{kind}_params"), "unevaluatedProperties": False}
@@ -105,9 +104,7 @@ class LoopParams:
 class TrainParams(LoopParams):
     """A finetune's or pretraining's parameters, resolved and checked (built only by
     :func:`resolve_params` or :func:`check_params`). The schema is the one statement of keys,
-    bounds and defaults: a field has no default of its own, and a key without a default there is
-    named in :attr:`unset` so that :meth:`as_dict` gives back the very dict it was built from. A
-    study's keys: a subclass, so its reads are typed too."""
+    bounds and defaults: a field has none of its own. A study's keys: a subclass."""
 
     learning_rate: float
     weight_decay: float

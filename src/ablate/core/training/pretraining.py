@@ -25,9 +25,8 @@ def random_model(
     attn_implementation: str | None = None,
     dtype: torch.dtype | None = None,
 ):
-    """A randomly initialised causal LM of ``config`` seeded by ``seed``, built on ``device`` (a
-    GPU builds a 7-8 B model in seconds). CPU and CUDA random streams differ, so a seed's
-    weights do too."""
+    """A randomly initialised causal LM of ``config`` seeded by ``seed``, built on ``device``
+    (CPU and CUDA random streams differ, so a seed's weights do too)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)

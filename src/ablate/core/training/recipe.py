@@ -53,11 +53,8 @@ def count(batch: dict) -> int:
 
 @dataclass(eq=False)
 class Recipe:
-    """The next-token recipe of ``params``: the cross-entropy over a step's labelled tokens on
-    examples drawn from seeded permutations, with the core's optimizer and bf16 autocast where
-    ``bf16`` resolves on. ``head_loss``: the lm_head's loss at labelled positions;
-    ``collator`` None: :class:`~.data.PolicyCollator` of the run's padding id; ``evaluation``
-    None: the held-out loss."""
+    """The next-token recipe of ``params``. ``collator`` None: :class:`~.data.PolicyCollator` of
+    the run's padding id; ``evaluation`` None: the held-out loss."""
 
     params: TrainParams
     head_loss: Callable[..., Any] = head_loss_sum

@@ -157,10 +157,9 @@ def _module_file(name: str) -> Path | None:
 
 
 def rerun_note(ckpt_dir: str | os.PathLike, params: dict[str, Any] | None = None) -> str | None:
-    """What the next run of a training job does with its checkpoints, told without changing them
-    (``ablate status``): ``resumes from checkpoint-N`` or ``starts afresh: <why>`` (``params``:
-    the job's config's now); None without a complete checkpoint. A checkpoint that fails its
-    manifest is found only when the job runs (a full read)."""
+    """What the next run of a training job does with its checkpoints (``ablate status``), or
+    None without a complete checkpoint; one that fails its manifest is found only when the job
+    runs (a full read)."""
     ckpt_dir = Path(ckpt_dir)
     done = checkpoint_integrity.complete_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else []
     if not done:

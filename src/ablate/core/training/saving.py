@@ -384,8 +384,7 @@ def unlogged_losses(trainer) -> list[float]:
 
 def restore_unlogged_losses(trainer, losses: list[float]) -> None:
     """``losses`` (:func:`unlogged_losses` of a checkpoint) as the trainer's steps since the last
-    log: process 0 holds each whole, the others nothing, so the next log's mean is right on any
-    process count."""
+    log, held whole by process 0, so the next log's mean is right on any process count."""
     whole = 1.0 if parallel.rank() == 0 else 0.0
     trainer.losses = [torch.tensor(x * whole, device=trainer.device) for x in losses]
 
@@ -460,10 +459,9 @@ def resume_from(
 def end_of_run(
     watch, ckpt_dir: Path, *, keep: bool, save_last: Callable[[], Path | None] | None = None
 ) -> bool:
-    """A job's last act, once its outputs are complete (a collective): its checkpoints are
-    removed, or, when a signal came since the training ended (``watch``), kept with
-    ``save_last()``'s, from which a rerun writes the outputs again (an interrupted Snakemake may
-    delete them). Returns whether a signal came."""
+    """A job's last act (a collective): its checkpoints are removed, or, when a signal came since
+    the training ended, kept with ``save_last()``'s, from which a rerun writes the outputs again
+    (an interrupted Snakemake may delete them). Returns whether a signal came."""
     if not watch.requested():
         if parallel.rank() == 0:
             checkpoint_integrity.remove_at_end(ckpt_dir, keep=keep)

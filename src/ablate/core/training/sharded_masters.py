@@ -70,10 +70,9 @@ def _padded(sizes: list[int], world: int) -> int:
 
 
 def _cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
-    """The parameters in buckets, taken in ``order`` (the backward's): each closes once it holds
-    a :data:`_BUCKETS`-th of the elements, balanced within :data:`PADDING`. The last weight, if
-    it is a bucket's worth (tied embeddings: their gradient comes last), is a bucket alone,
-    reduced to its owner, so that no weight waits for it."""
+    """The parameters in buckets of about a :data:`_BUCKETS`-th, taken in the backward's
+    ``order``, balanced within :data:`PADDING`; a last weight of a bucket's worth (tied
+    embeddings: their gradient comes last) is a bucket alone, so that no weight waits for it."""
     target = sum(sizes) / _BUCKETS
     alone = [order[-1]] if world > 1 and sizes[order[-1]] >= target else []
     out: list[list[int]] = []
@@ -98,9 +97,8 @@ def _cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class _Bucket:
-    """Parameters reduced and gathered together, at ``start`` in the flat buffers, process r's
-    part at ``start + r * part``; or one weight of process ``owner`` (reduced to it, broadcast
-    from it)."""
+    """Parameters reduced and gathered together, process r's part at ``start + r * part`` in the
+    flat buffers; or one weight of process ``owner`` (reduced to it, broadcast from it)."""
 
     params: tuple[int, ...]
     start: int
@@ -145,9 +143,8 @@ def layout(
 
 
 class ShardedMastersOptimizer(MasterWeightsOptimizer):
-    """:class:`~ablate.core.training.optim.MasterWeightsOptimizer` over N processes; ``order``:
-    :func:`backward_order` (unset: the groups' order reversed). The gradients are averaged over
-    the processes, as FSDP's and DDP's are (the loop's loss of N processes is N x the mean)."""
+    """:class:`~.optim.MasterWeightsOptimizer` over N processes, the gradients averaged as FSDP's
+    and DDP's are; ``order``: :func:`backward_order` (unset: the groups' order reversed)."""
 
     def __init__(
         self,

@@ -35,9 +35,8 @@ def compile_layers(model: torch.nn.Module) -> int:
 
 @contextlib.contextmanager
 def layers_compiled(model: torch.nn.Module, on: bool = True):
-    """Within: ``model``'s decoder layers run compiled (kept for the next time); after: eager
-    again. For a model that also decodes: compiled layers called with a KV cache would recompile
-    per layer until torch's limit sends the rest to eager."""
+    """Within: ``model``'s decoder layers run compiled; after: eager again (for a model that also
+    decodes, compiled layers would recompile per KV cache entry)."""
     if not on:
         yield
         return
@@ -51,10 +50,9 @@ def token_cross_entropy(
     ignore_index: int,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Cross-entropy of per-position logits ``[B, T, V]`` against labels ``[B, T]``. On CUDA as
-    ``[B*T, V]`` rows: the class-second layout runs a slow strided kernel there
-    (bench/results/bridge_speed_h100.md). The CPU keeps it: its rounding is what the embedded
-    runs were pinned with."""
+    """Cross-entropy of logits ``[B, T, V]`` against labels ``[B, T]``; on CUDA as ``[B*T, V]``
+    rows (the class-second layout is slow there: bench/results/bridge_speed_h100.md), on the CPU
+    class-second: the rounding the embedded runs were pinned with."""
     if logits.device.type == "cuda":
         return rows_cross_entropy(logits, labels, ignore_index, reduction)
     return F.cross_entropy(

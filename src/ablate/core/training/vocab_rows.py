@@ -71,9 +71,8 @@ class Rows:
 
     @contextlib.contextmanager
     def whole(self) -> Iterator[None]:
-        """The model's own table, whole, with the rows trained written into it (for the final
-        save); then the cut again, so that a checkpoint saved after holds the table as a rerun
-        holds it."""
+        """The model's own table, whole, the trained rows written into it (the final save); then
+        the cut again, as a checkpoint saved after and its rerun hold it."""
         with torch.no_grad():
             self.embedding.to(self.weight.device)  # the model may have moved since the cut
             self.embedding.weight[self.ids] = self.weight.to(self.embedding.weight.dtype)
